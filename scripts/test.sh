@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite (the README's test command). Installs what a fresh
+# machine lacks — the npm/pip packages of the test peers, the tansu broker —
+# and reuses what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Test peers: each tests/peers/<name>/setup.sh installs its own dependencies, idempotently.
+for setup in tests/peers/*/setup.sh; do
+  [ -f "$setup" ] || continue
+  echo "== setup: $setup"
+  bash "$setup"
+done
+
+# tansu, the Kafka-compatible broker for the end-to-end Kafka tests.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null 2>&1; then
+  echo "== installing tansu (once; about 10 minutes on 2 cores)"
+  cargo install tansu --locked --features dynostore,libsql
+fi
+
+echo "== cargo test"
+cargo test --all-targets --no-fail-fast -- --test-threads="${CALLRELAY_TEST_THREADS:-4}"

@@ -1,0 +1,335 @@
+//! The daemon's lifecycle: open the journal, start ingest, the HTTP server,
+//! sources and sinks; reload on SIGHUP; drain in order on SIGTERM/SIGINT.
+//!
+//! Guarantees: READY is signalled to systemd only once the listener is bound
+//! and the journal is open; shutdown stops taking requests, stops the sources,
+//! commits and acknowledges everything queued, lets the sinks finish, and
+//! returns — nothing acknowledged is lost. A reload with a bad config keeps
+//! the old one running.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::ingest::{Hub, Ingest, IngestHandle, IngestOptions};
+use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::metrics::Metrics;
+use crate::sinks;
+use crate::sources::SourceManager;
+use crate::status::StatusBoard;
+
+/// Everything the components share. Cheap to clone behind an `Arc`.
+pub struct Context {
+    pub config: ArcSwap<Config>,
+    pub config_path: PathBuf,
+    pub metrics: Arc<Metrics>,
+    pub journal: Arc<Journal>,
+    pub ingest: IngestHandle,
+    pub hub: Hub,
+    pub status: StatusBoard,
+    /// Cancelled when the daemon begins to shut down.
+    pub shutdown: CancellationToken,
+    pub started: Instant,
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
+}
+
+impl Context {
+    /// The sinks whose cursors hold events back from retention.
+    pub fn active_sink_cursors(&self) -> Vec<&'static str> {
+        let mut sinks = Vec::new();
+        if self.config.load().kafka.is_some() {
+            sinks.push(sinks::kafka::CURSOR);
+        }
+        sinks
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started relay: its address and the handle to stop it.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub ctx: Arc<Context>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl Relay {
+    /// Starts everything; returns once the listener is bound and the journal open.
+    pub async fn start(config: Config, config_path: PathBuf) -> Result<Relay, RunError> {
+        let metrics = Arc::new(Metrics::new());
+        let journal_cfg = &config.journal;
+        let journal = Journal::open(JournalOptions {
+            dir: journal_cfg.path.clone(),
+            dedup_window: config.dedup.window.get_ref().get(),
+            retention: journal_cfg.retention.get_ref().get(),
+            max_size: journal_cfg.max_size.get_ref().get(),
+        })?;
+        let journal = Arc::new(journal);
+        tracing::info!(
+            path = %journal.path().display(),
+            first_seq = journal.first_seq(),
+            last_seq = journal.last_seq(),
+            bytes = journal.bytes(),
+            "journal open"
+        );
+        metrics.journal_last_seq.set(journal.last_seq() as i64);
+        metrics.journal_bytes.set(journal.bytes() as i64);
+        let hub = Hub::new(journal.last_seq(), 65_536);
+        let ingest = Ingest::start(
+            journal.clone(),
+            hub.clone(),
+            metrics.clone(),
+            IngestOptions::default(),
+        );
+        let addr = config.server.listen_addr();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| RunError::Bind { addr, source })?;
+        let (reloads, reload_rx) = tokio::sync::mpsc::channel(4);
+        let ctx = Arc::new(Context {
+            config: ArcSwap::from_pointee(config),
+            config_path,
+            status: StatusBoard::new(metrics.clone()),
+            metrics,
+            journal,
+            ingest: ingest.handle(),
+            hub,
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+            reloads,
+        });
+        let task = tokio::spawn(serve(ctx.clone(), listener, ingest, reload_rx));
+        tracing::info!(%addr, "listening");
+        Ok(Relay { addr, ctx, task })
+    }
+
+    /// Asks the relay to drain and stop.
+    pub fn shutdown(&self) {
+        self.ctx.shutdown.cancel();
+    }
+
+    /// Waits until the relay has drained and stopped.
+    pub async fn wait(self) -> Result<(), RunError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(RunError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// Re-reads the config file; on error the old config keeps running.
+    pub async fn reload(&self) -> Result<(), ConfigError> {
+        reload_request(&self.ctx).await
+    }
+}
+
+/// Loads the config file and hands it to the serve loop, which applies it;
+/// returns once sources and sinks follow the new config.
+async fn reload_request(ctx: &Arc<Context>) -> Result<(), ConfigError> {
+    let config = match Config::load(&ctx.config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics
+                .config_reloads
+                .with_label_values(&["failed"])
+                .inc();
+            return Err(e);
+        }
+    };
+    let (done, applied) = tokio::sync::oneshot::channel();
+    if ctx.reloads.send((config, done)).await.is_ok() {
+        let _ = applied.await;
+    }
+    Ok(())
+}
+
+type ReloadRequest = (Config, tokio::sync::oneshot::Sender<()>);
+
+async fn serve(
+    ctx: Arc<Context>,
+    listener: tokio::net::TcpListener,
+    ingest: Ingest,
+    mut reloads: tokio::sync::mpsc::Receiver<ReloadRequest>,
+) -> Result<(), RunError> {
+    let router = crate::server::router(&ctx);
+    let server_cancel = ctx.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { server_cancel.cancelled().await })
+            .await
+    });
+
+    let mut sources = SourceManager::default();
+    sources.apply(&ctx.config.load(), &ctx).await;
+    let mut kafka = start_kafka(&ctx);
+    let retention = tokio::spawn(retention_loop(ctx.clone()));
+
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            Some((config, done)) = reloads.recv() => {
+                let config = Arc::new(config);
+                ctx.config.store(config.clone());
+                ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                let changes = sources.apply(&config, &ctx).await;
+                tracing::info!(?changes, "config reloaded");
+                let kafka_changed = kafka.as_ref().map(|k| Some(&k.config)) != Some(config.kafka.as_ref())
+                    && !(kafka.is_none() && config.kafka.is_none());
+                if kafka_changed {
+                    if let Some(k) = kafka.take() {
+                        k.stop().await;
+                    }
+                    kafka = start_kafka(&ctx);
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+
+    tracing::info!("shutting down: stopping the listener and the sources");
+    let served = server.await;
+    sources.stop_all().await;
+    ingest.shutdown().await;
+    if let Some(k) = kafka.take() {
+        k.stop().await;
+    }
+    retention.abort();
+    tracing::info!(last_seq = ctx.journal.last_seq(), "stopped");
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(RunError::Serve(e)),
+        Err(e) => Err(RunError::Serve(std::io::Error::other(e.to_string()))),
+    }
+}
+
+struct RunningKafka {
+    config: crate::sinks::kafka::config::KafkaConfig,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningKafka {
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
+    let config = ctx.config.load().kafka.clone()?;
+    // Its own token: the forwarder must outlive the sources and ingest at shutdown.
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(sinks::kafka::run(
+        config.clone(),
+        ctx.clone(),
+        cancel.clone(),
+    ));
+    Some(RunningKafka {
+        config,
+        cancel,
+        task,
+    })
+}
+
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+
+async fn retention_loop(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        let journal = ctx.journal.clone();
+        let sinks = ctx.active_sink_cursors();
+        let result = tokio::task::spawn_blocking(move || journal.enforce_retention(&sinks)).await;
+        match result {
+            Ok(Ok(report)) => {
+                let m = &ctx.metrics;
+                if report.dropped_undelivered > 0 {
+                    tracing::error!(
+                        dropped = report.dropped_undelivered,
+                        "journal reached max_size: dropped events that a sink had not delivered"
+                    );
+                    m.journal_dropped
+                        .with_label_values(&["undelivered"])
+                        .inc_by(report.dropped_undelivered);
+                }
+                if report.dropped_delivered > 0 {
+                    tracing::warn!(
+                        dropped = report.dropped_delivered,
+                        "journal reached max_size: dropped delivered events before their retention"
+                    );
+                    m.journal_dropped
+                        .with_label_values(&["delivered"])
+                        .inc_by(report.dropped_delivered);
+                }
+                if report.expired > 0 {
+                    tracing::debug!(expired = report.expired, "retention removed old events");
+                }
+                m.journal_bytes.set(ctx.journal.bytes() as i64);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+/// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
+pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
+    let config = Config::load(config_path)?;
+    let relay = Relay::start(config, config_path.to_path_buf()).await?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let ctx = relay.ctx.clone();
+    tokio::spawn(signal_loop(ctx));
+    relay.wait().await
+}
+
+#[cfg(unix)]
+async fn signal_loop(ctx: Arc<Context>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                match reload_request(&ctx).await {
+                    Ok(()) => tracing::info!("SIGHUP: config re-read"),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
+                    }
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    ctx.shutdown.cancel();
+}

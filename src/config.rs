@@ -1,0 +1,431 @@
+//! `relay.toml`: the model of the whole file, `${ENV}` expansion, and validation
+//! that reports every problem it finds as `FILE:LINE:COL: message`.
+//!
+//! Guarantees: loading never touches the network and never panics on any input;
+//! a `Config` that loads is range-checked and internally consistent, so the
+//! components can trust it. Each component's own section lives next to its code
+//! (Vector's way) and validates itself through [`Validator`].
+
+pub mod env;
+pub mod values;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use values::{ByteSize, HumanDuration, Secret};
+
+use crate::sinks::kafka::config::KafkaConfig;
+use crate::sinks::websocket::config::WebSocketConfig;
+use crate::sources::sprecord::config::SprecordConfig;
+use crate::sources::voip24h::config::Voip24hConfig;
+use crate::sources::webhook::config::WebhookConfig;
+
+/// The whole `relay.toml`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub journal: JournalConfig,
+    #[serde(default)]
+    pub dedup: DedupConfig,
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+    #[serde(default)]
+    pub websocket: WebSocketConfig,
+    #[serde(default)]
+    pub voip24h: Vec<Spanned<Voip24hConfig>>,
+    #[serde(default)]
+    pub sprecord: Vec<Spanned<SprecordConfig>>,
+    #[serde(default)]
+    pub webhook: Vec<Spanned<WebhookConfig>>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "ServerConfig::default_listen")]
+    pub listen: Spanned<String>,
+    #[serde(default = "ServerConfig::default_max_body")]
+    pub max_body: Spanned<ByteSize>,
+}
+
+impl ServerConfig {
+    fn default_listen() -> Spanned<String> {
+        unspanned("127.0.0.1:8080".to_owned())
+    }
+    fn default_max_body() -> Spanned<ByteSize> {
+        unspanned(ByteSize(1024 * 1024))
+    }
+    /// The listen address; valid once the config has loaded.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .get_ref()
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+    pub fn is_loopback(&self) -> bool {
+        self.listen_addr().ip().is_loopback()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Self::default_listen(),
+            max_body: Self::default_max_body(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    #[serde(default = "JournalConfig::default_path")]
+    pub path: PathBuf,
+    #[serde(default = "JournalConfig::default_retention")]
+    pub retention: Spanned<HumanDuration>,
+    #[serde(default = "JournalConfig::default_max_size")]
+    pub max_size: Spanned<ByteSize>,
+}
+
+impl JournalConfig {
+    fn default_path() -> PathBuf {
+        PathBuf::from("./data")
+    }
+    fn default_retention() -> Spanned<HumanDuration> {
+        unspanned(HumanDuration::from_secs(24 * 3600))
+    }
+    fn default_max_size() -> Spanned<ByteSize> {
+        unspanned(ByteSize(1024 * 1024 * 1024))
+    }
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            path: Self::default_path(),
+            retention: Self::default_retention(),
+            max_size: Self::default_max_size(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    #[serde(default = "DedupConfig::default_window")]
+    pub window: Spanned<HumanDuration>,
+}
+
+impl DedupConfig {
+    fn default_window() -> Spanned<HumanDuration> {
+        unspanned(HumanDuration::from_secs(600))
+    }
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            window: Self::default_window(),
+        }
+    }
+}
+
+/// A value with no place in the file (a default).
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+/// One problem in a config file, with its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems with their byte spans and turns them into lines and columns.
+pub struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<(usize, String)>,
+}
+
+impl<'a> Validator<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Validator {
+            text,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Reports a problem at the start of `span` (a default value reports at 1:1).
+    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.problems.push((span.start, message.into()));
+    }
+
+    /// Reports a problem unless `lo <= value <= hi`.
+    pub fn check_range<T: PartialOrd + fmt::Display>(
+        &mut self,
+        field: &str,
+        value: &Spanned<T>,
+        lo: T,
+        hi: T,
+        shown: impl Fn(&T) -> String,
+    ) {
+        let v = value.get_ref();
+        if *v < lo || *v > hi {
+            self.error(
+                value.span(),
+                format!(
+                    "`{field}` = {} is out of range ({}..{})",
+                    shown(v),
+                    shown(&lo),
+                    shown(&hi)
+                ),
+            );
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn into_error(mut self, file: &str) -> Option<ConfigError> {
+        if self.problems.is_empty() {
+            return None;
+        }
+        self.problems.sort_by_key(|(offset, _)| *offset);
+        let problems = self
+            .problems
+            .into_iter()
+            .map(|(offset, message)| {
+                let (line, col) = line_col(self.text, offset);
+                Problem { line, col, message }
+            })
+            .collect();
+        Some(ConfigError {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem {
+                line: 1,
+                col: 1,
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Config::from_text(&file, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses, expands `${ENV}` with `lookup`, and validates `text`.
+    pub fn from_text(
+        file: &str,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let expanded = env::expand(text, lookup);
+        if !expanded.problems.is_empty() {
+            let mut v = Validator::new(text);
+            for (offset, message) in expanded.problems {
+                v.problems.push((offset, message));
+            }
+            return Err(v.into_error(file).unwrap_or_else(|| ConfigError {
+                file: file.to_owned(),
+                problems: vec![],
+            }));
+        }
+        // Spans below refer to the expanded text; expansion keeps line numbers
+        // (a variable's value with a newline is escaped), so lines stay right.
+        let text = expanded.text.as_str();
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let mut v = Validator::new(text);
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            v.error(offset..offset, e.message().trim().to_owned());
+            v.into_error(file).unwrap_or_else(|| ConfigError {
+                file: file.to_owned(),
+                problems: vec![],
+            })
+        })?;
+        let mut v = Validator::new(text);
+        config.validate(&mut v);
+        match v.into_error(file) {
+            Some(err) => Err(err),
+            None => Ok(config),
+        }
+    }
+
+    fn validate(&self, v: &mut Validator) {
+        if self.server.listen.get_ref().parse::<SocketAddr>().is_err() {
+            v.error(
+                self.server.listen.span(),
+                format!(
+                    "`listen` = {:?} is not an address like \"127.0.0.1:8080\"",
+                    self.server.listen.get_ref()
+                ),
+            );
+        }
+        v.check_range(
+            "max_body",
+            &self.server.max_body,
+            ByteSize(1),
+            ByteSize(1 << 30),
+            ByteSize::to_string,
+        );
+        v.check_range(
+            "retention",
+            &self.journal.retention,
+            HumanDuration::from_secs(60),
+            HumanDuration::from_secs(365 * 24 * 3600),
+            HumanDuration::to_string,
+        );
+        v.check_range(
+            "max_size",
+            &self.journal.max_size,
+            ByteSize(1024 * 1024),
+            ByteSize(1 << 50),
+            ByteSize::to_string,
+        );
+        v.check_range(
+            "window",
+            &self.dedup.window,
+            HumanDuration::from_secs(1),
+            HumanDuration::from_secs(365 * 24 * 3600),
+            HumanDuration::to_string,
+        );
+        if self.dedup.window.get_ref() > self.journal.retention.get_ref() {
+            v.error(
+                self.dedup.window.span(),
+                format!(
+                    "`dedup.window` ({}) must not exceed `journal.retention` ({}): the dedup index lives with the events",
+                    self.dedup.window.get_ref(),
+                    self.journal.retention.get_ref()
+                ),
+            );
+        }
+        if let Some(kafka) = &self.kafka {
+            kafka.validate(v);
+        }
+        self.websocket.validate(v, &self.server);
+
+        let mut seen = BTreeSet::new();
+        for source in &self.voip24h {
+            source.get_ref().validate(v);
+            if !seen.insert(("voip24h", source.get_ref().account.get_ref().clone())) {
+                v.error(
+                    source.get_ref().account.span(),
+                    format!(
+                        "duplicate [[voip24h]] account {:?}",
+                        source.get_ref().account.get_ref()
+                    ),
+                );
+            }
+        }
+        for source in &self.sprecord {
+            source.get_ref().validate(v);
+            if !seen.insert(("sprecord", source.get_ref().account.get_ref().clone())) {
+                v.error(
+                    source.get_ref().account.span(),
+                    format!(
+                        "duplicate [[sprecord]] account {:?}",
+                        source.get_ref().account.get_ref()
+                    ),
+                );
+            }
+        }
+        let mut hooks = BTreeSet::new();
+        for hook in &self.webhook {
+            let hook_ref = hook.get_ref();
+            hook_ref.validate(v);
+            if !hooks.insert((hook_ref.vendor, hook_ref.account.get_ref().clone())) {
+                v.error(
+                    hook_ref.account.span(),
+                    format!(
+                        "duplicate [[webhook]] {}/{}",
+                        hook_ref.vendor,
+                        hook_ref.account.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Checks an account name: it appears in URLs, metric labels and CloudEvent sources.
+pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
+    let name = account.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        v.error(
+            account.span(),
+            format!(
+                "`account` = {name:?} must be 1..64 characters of letters, digits, '-', '_' or '.'"
+            ),
+        );
+    }
+}
+
+/// Checks that a URL is http(s) with a host.
+pub fn validate_http_url(v: &mut Validator, field: &str, value: &Spanned<String>) {
+    match url::Url::parse(value.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => v.error(
+            value.span(),
+            format!(
+                "`{field}` = {:?} is not an http:// or https:// URL",
+                value.get_ref()
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! `${ENV_VAR}` expansion in config text.
+//!
+//! Guarantees: every `${NAME}` outside comments is replaced, escaped for the
+//! TOML context it stands in (a basic string gets `\"`, `\\` and `\n` escapes,
+//! so a secret with quotes cannot break the file), and every unset variable is
+//! reported with its byte offset. `$${` writes a literal `${`.
+
+/// The result of expanding one text.
+pub struct Expanded {
+    pub text: String,
+    /// (byte offset in the original text, message) for each problem.
+    pub problems: Vec<(usize, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Bare,
+    Comment,
+    Basic,
+    MultiBasic,
+    Literal,
+    MultiLiteral,
+}
+
+/// Expands `${NAME}` using `lookup`.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
+    let mut out = String::with_capacity(text.len());
+    let mut problems = Vec::new();
+    let mut ctx = Context::Bare;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let c = bytes[i];
+        // Context changes.
+        match ctx {
+            Context::Bare => {
+                if c == b'#' {
+                    ctx = Context::Comment;
+                } else if rest.starts_with("\"\"\"") {
+                    ctx = Context::MultiBasic;
+                    out.push_str("\"\"\"");
+                    i += 3;
+                    continue;
+                } else if rest.starts_with("'''") {
+                    ctx = Context::MultiLiteral;
+                    out.push_str("'''");
+                    i += 3;
+                    continue;
+                } else if c == b'"' {
+                    ctx = Context::Basic;
+                    out.push('"');
+                    i += 1;
+                    continue;
+                } else if c == b'\'' {
+                    ctx = Context::Literal;
+                    out.push('\'');
+                    i += 1;
+                    continue;
+                }
+            }
+            Context::Comment => {
+                if c == b'\n' {
+                    ctx = Context::Bare;
+                }
+            }
+            Context::Basic | Context::MultiBasic => {
+                if c == b'\\' {
+                    // Keep an escape and the character it escapes together.
+                    let len = rest.chars().nth(1).map(|ch| 1 + ch.len_utf8()).unwrap_or(1);
+                    out.push_str(&rest[..len]);
+                    i += len;
+                    continue;
+                }
+                if ctx == Context::MultiBasic && rest.starts_with("\"\"\"") {
+                    ctx = Context::Bare;
+                    out.push_str("\"\"\"");
+                    i += 3;
+                    continue;
+                }
+                if ctx == Context::Basic && (c == b'"' || c == b'\n') {
+                    ctx = Context::Bare;
+                }
+            }
+            Context::Literal => {
+                if c == b'\'' || c == b'\n' {
+                    ctx = Context::Bare;
+                    out.push(c as char);
+                    i += 1;
+                    continue;
+                }
+            }
+            Context::MultiLiteral => {
+                if rest.starts_with("'''") {
+                    ctx = Context::Bare;
+                    out.push_str("'''");
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        if ctx != Context::Comment && rest.starts_with("$${") {
+            out.push_str("${");
+            i += 3;
+            continue;
+        }
+        if ctx != Context::Comment && rest.starts_with("${") {
+            match rest[2..].find('}') {
+                Some(end) => {
+                    let name = &rest[2..2 + end];
+                    if !is_env_name(name) {
+                        problems.push((
+                            i,
+                            format!("`${{{name}}}` is not a valid environment variable name"),
+                        ));
+                    } else {
+                        match lookup(name) {
+                            Some(value) => out.push_str(&escape_for(ctx, &value, i, &mut problems)),
+                            None => problems
+                                .push((i, format!("environment variable `{name}` is not set"))),
+                        }
+                    }
+                    i += 2 + end + 1;
+                    continue;
+                }
+                None => {
+                    problems.push((i, "`${` has no closing `}`".to_owned()));
+                }
+            }
+        }
+        let ch = rest.chars().next().unwrap_or('\u{fffd}');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    Expanded {
+        text: out,
+        problems,
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn escape_for(ctx: Context, value: &str, at: usize, problems: &mut Vec<(usize, String)>) -> String {
+    match ctx {
+        Context::Basic | Context::MultiBasic => {
+            let mut s = String::with_capacity(value.len());
+            for ch in value.chars() {
+                match ch {
+                    '"' => s.push_str("\\\""),
+                    '\\' => s.push_str("\\\\"),
+                    '\n' => s.push_str("\\n"),
+                    '\r' => s.push_str("\\r"),
+                    '\t' => s.push_str("\\t"),
+                    c if c.is_control() => s.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => s.push(c),
+                }
+            }
+            s
+        }
+        Context::Literal | Context::MultiLiteral => {
+            if value.contains('\'') || value.contains('\n') {
+                problems.push((
+                    at,
+                    "an environment variable with a quote or newline cannot go in a '…' literal string; use \"…\"".to_owned(),
+                ));
+            }
+            value.to_owned()
+        }
+        Context::Bare | Context::Comment => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KEY" => Some("s3cr\"et\\x".to_owned()),
+            "PLAIN" => Some("abc".to_owned()),
+            "NUM" => Some("3".to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_in_basic_strings_with_escapes() {
+        let e = expand("key = \"${KEY}\"\n", &env);
+        assert!(e.problems.is_empty());
+        let v: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(v["key"].as_str(), Some("s3cr\"et\\x"));
+    }
+
+    #[test]
+    fn reports_every_unset_variable_with_offset() {
+        let text = "a = \"${NOPE}\"\nb = \"x${ALSO_NOPE}\"\n";
+        let e = expand(text, &env);
+        assert_eq!(e.problems.len(), 2);
+        assert_eq!(e.problems[0].0, 5);
+        assert!(e.problems[0].1.contains("`NOPE`"));
+        assert_eq!(e.problems[1].0, text.find("${ALSO").unwrap());
+    }
+
+    #[test]
+    fn ignores_comments_and_honours_dollar_escape() {
+        let e = expand("# ${NOPE}\na = \"$${PLAIN}\" # ${NOPE}\n", &env);
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+        assert!(e.text.contains("a = \"${PLAIN}\""));
+    }
+
+    #[test]
+    fn expands_bare_values_and_literals() {
+        let e = expand("n = ${NUM}\nl = '${PLAIN}'\n", &env);
+        assert!(e.problems.is_empty());
+        let v: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(v["n"].as_integer(), Some(3));
+        assert_eq!(v["l"].as_str(), Some("abc"));
+    }
+
+    #[test]
+    fn unterminated_and_invalid_names_are_problems() {
+        assert_eq!(expand("a = \"${OPEN\"", &env).problems.len(), 1);
+        assert_eq!(expand("a = \"${1X}\"", &env).problems.len(), 1);
+    }
+
+    #[test]
+    fn escaped_quote_does_not_end_a_string() {
+        let e = expand("a = \"x\\\" # ${PLAIN}\"\n", &env);
+        assert!(e.text.contains("abc"));
+    }
+}

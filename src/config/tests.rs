@@ -1,0 +1,207 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "CS_SECRET" => Some("CS123".into()),
+        "V24_KEY" => Some("k\"ey".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_text("relay.toml", text, &env)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+#[test]
+fn empty_file_is_the_all_defaults_config() {
+    let c = load("").unwrap();
+    assert_eq!(c.server.listen_addr().to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.max_body.get_ref().get(), 1024 * 1024);
+    assert_eq!(c.dedup.window.get_ref().get().as_secs(), 600);
+    assert_eq!(c.journal.retention.get_ref().get().as_secs(), 86_400);
+    assert!(c.kafka.is_none());
+    assert_eq!(c.websocket.path.get_ref(), "/ws");
+}
+
+#[test]
+fn env_vars_expand_and_unset_ones_are_named_with_their_place() {
+    let c =
+        load("[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${CS_SECRET}\"\n")
+            .unwrap();
+    let secret = c.webhook[0].get_ref().secret.as_ref().unwrap();
+    assert_eq!(secret.get_ref().expose(), "CS123");
+    let p = problems(
+        "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${NOT_SET_X}\"\n",
+    );
+    assert_eq!(
+        p,
+        vec!["relay.toml:4:11: environment variable `NOT_SET_X` is not set"]
+    );
+}
+
+#[test]
+fn a_secret_with_quotes_from_env_stays_intact() {
+    let c =
+        load("[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"${V24_KEY}\"\n")
+            .unwrap();
+    assert_eq!(c.voip24h[0].get_ref().key.expose(), "k\"ey");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_line_and_column() {
+    let p = problems("[server]\nlisten = \"127.0.0.1:8080\"\nlisten_port = 9\n");
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("relay.toml:3:1: "), "{p:?}");
+    assert!(p[0].contains("listen_port"), "{p:?}");
+}
+
+#[test]
+fn bad_durations_and_sizes_point_at_the_value() {
+    let p = problems("[dedup]\nwindow = \"ten minutes\"\n");
+    assert!(p[0].starts_with("relay.toml:2:10: "), "{p:?}");
+    assert!(p[0].contains("is not a duration"), "{p:?}");
+    let p = problems("[server]\nmax_body = \"huge\"\n");
+    assert!(p[0].starts_with("relay.toml:2:12: "), "{p:?}");
+}
+
+#[test]
+fn syntax_errors_have_a_place() {
+    let p = problems("[server\nlisten = 1\n");
+    assert!(p[0].starts_with("relay.toml:1:"), "{p:?}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let text = r#"
+[server]
+listen = "not an address"
+
+[[sprecord]]
+account = "office"
+url = "ftp://x"
+streams = 4
+
+[[voip24h]]
+account = "a b"
+url = "http://127.0.0.1:3122"
+key = "k"
+sign = "object"
+
+[[webhook]]
+vendor = "voipex"
+account = "vx"
+username = "u"
+
+[[webhook]]
+vendor = "voipex"
+account = "vx"
+username = "u"
+password = "p"
+secret = "s"
+"#;
+    let p = problems(text);
+    let joined = p.join("\n");
+    assert!(joined.contains("relay.toml:3:10: `listen`"), "{joined}");
+    assert!(joined.contains("relay.toml:7:7: `url`"), "{joined}");
+    assert!(
+        joined.contains("relay.toml:8:11: `streams` = 4 is out of range (1..3)"),
+        "{joined}"
+    );
+    assert!(joined.contains("`account` = \"a b\""), "{joined}");
+    assert!(
+        joined.contains("sign = \"object\" needs `secret`"),
+        "{joined}"
+    );
+    assert!(joined.contains("voipex needs `password`"), "{joined}");
+    assert!(
+        joined.contains("duplicate [[webhook]] voipex/vx"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("`secret` is not used by voipex webhooks"),
+        "{joined}"
+    );
+    // Sorted by place in the file.
+    let lines: Vec<usize> = p
+        .iter()
+        .map(|l| l.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn unknown_vendor_is_an_error() {
+    let p = problems("[[webhook]]\nvendor = \"acme\"\naccount = \"a\"\n");
+    assert!(p[0].contains("acme"), "{p:?}");
+    assert!(p[0].starts_with("relay.toml:2:10"), "{p:?}");
+}
+
+#[test]
+fn dedup_window_must_fit_in_retention() {
+    let p = problems("[journal]\nretention = \"5m\"\n[dedup]\nwindow = \"10m\"\n");
+    assert!(
+        p[0].contains("must not exceed `journal.retention`"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn open_websocket_needs_loopback() {
+    let p = problems("[server]\nlisten = \"0.0.0.0:8080\"\n");
+    assert!(p[0].contains("websocket.tokens"), "{p:?}");
+    load("[server]\nlisten = \"0.0.0.0:8080\"\n[websocket]\ntokens = [\"t\"]\n").unwrap();
+}
+
+#[test]
+fn duplicate_source_accounts_are_errors() {
+    let p = problems(
+        "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n",
+    );
+    assert_eq!(
+        p,
+        vec!["relay.toml:5:11: duplicate [[sprecord]] account \"a\""]
+    );
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let c =
+        load("[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${CS_SECRET}\"\n")
+            .unwrap();
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("CS123"), "{dump}");
+}
+
+#[test]
+fn the_embedded_default_and_the_production_template_pass() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    Config::from_text(
+        "relay.toml",
+        &std::fs::read_to_string(root.join("relay.toml")).unwrap(),
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let prod_env = |name: &str| Some(format!("test-{name}"));
+    Config::from_text(
+        "deploy/relay.toml",
+        &std::fs::read_to_string(root.join("deploy/relay.toml")).unwrap(),
+        &prod_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn line_col_counts_characters() {
+    assert_eq!(line_col("ab\ncd", 0), (1, 1));
+    assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    assert_eq!(line_col("é=\nx", 3), (1, 3));
+}

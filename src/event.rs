@@ -1,0 +1,392 @@
+//! The event model: what a vendor module produces, what ingest journals, and the
+//! CloudEvents 1.0 JSON that every sink sends.
+//!
+//! Guarantees: an event's `id` is a pure function of its dedup key (vendor,
+//! account and the vendor's natural identity of the event), so the same vendor
+//! event seen twice — on two streams, on a retry, after a restart — has the same
+//! `id`. The CloudEvent JSON is built once, at commit, and sent as-is everywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// The five vendors callrelay speaks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vendor {
+    Voip24h,
+    Sprecord,
+    Caresoft,
+    Tel4vn,
+    Voipex,
+}
+
+impl Vendor {
+    pub const ALL: [Vendor; 5] = [
+        Vendor::Voip24h,
+        Vendor::Sprecord,
+        Vendor::Caresoft,
+        Vendor::Tel4vn,
+        Vendor::Voipex,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vendor::Voip24h => "voip24h",
+            Vendor::Sprecord => "sprecord",
+            Vendor::Caresoft => "caresoft",
+            Vendor::Tel4vn => "tel4vn",
+            Vendor::Voipex => "voipex",
+        }
+    }
+}
+
+impl fmt::Display for Vendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown vendor `{0}` (expected one of voip24h, sprecord, caresoft, tel4vn, voipex)")]
+pub struct UnknownVendor(pub String);
+
+impl FromStr for Vendor {
+    type Err = UnknownVendor;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Vendor::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownVendor(s.to_owned()))
+    }
+}
+
+/// How an event reached callrelay (the `transport` label of
+/// `callrelay_events_received_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    SocketIo,
+    Sse,
+    Webhook,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::SocketIo => "socketio",
+            Transport::Sse => "sse",
+            Transport::Webhook => "webhook",
+        }
+    }
+}
+
+/// The literal type of an event the relay does not recognise.
+pub const UNKNOWN_TYPE: &str = "vendor.unknown";
+
+/// What a pure vendor module makes of one vendor message: the CONTRACT type,
+/// the normalized fields and the raw payload, plus the vendor's natural identity
+/// of the event (the part of the dedup key that is not vendor/account).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VendorEvent {
+    /// A CONTRACT type such as `call.ringing`, `crm.ticket.update` or `vendor.unknown`.
+    pub event_type: String,
+    /// The call id, agent or entity id; `None` when the vendor gives none, `0` or `""`.
+    pub subject: Option<String>,
+    /// The vendor's own event time, when it gives one.
+    pub time: Option<OffsetDateTime>,
+    /// Normalized `data` fields (`call_id`, `direction`, `from`, …), without `raw`.
+    pub fields: Map<String, Value>,
+    /// The vendor payload as received.
+    pub raw: Value,
+    /// The vendor's natural identity of this event, canonical text: equal for a
+    /// re-serialised or retried delivery of the same event, different for two
+    /// events that differ in what happened.
+    pub identity: String,
+}
+
+/// A vendor event with where it came from, on its way to ingest.
+#[derive(Clone, Debug)]
+pub struct IncomingEvent {
+    pub vendor: Vendor,
+    pub account: String,
+    pub transport: Transport,
+    pub received_at: OffsetDateTime,
+    pub event: VendorEvent,
+}
+
+/// The deterministic event id: the first 16 bytes of SHA-256 over the dedup key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub [u8; 16]);
+
+impl EventId {
+    /// The id of the event whose dedup key is (vendor, account, identity).
+    /// Fields are length-prefixed so that no two different triples share bytes.
+    pub fn for_key(vendor: Vendor, account: &str, identity: &str) -> EventId {
+        let mut hasher = Sha256::new();
+        for part in [vendor.as_str(), account, identity] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        EventId(id)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<EventId> {
+        let bytes = hex::decode(text).ok()?;
+        Some(EventId(bytes.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl IncomingEvent {
+    pub fn id(&self) -> EventId {
+        EventId::for_key(self.vendor, &self.account, &self.event.identity)
+    }
+
+    /// The CloudEvents 1.0 structured-mode JSON of this event once journaled as `seq`.
+    pub fn to_cloudevent_json(&self, id: EventId, seq: u64) -> Vec<u8> {
+        let time = self.event.time.unwrap_or(self.received_at);
+        let mut data = self.event.fields.clone();
+        data.insert("raw".to_owned(), self.event.raw.clone());
+        let ce = CloudEvent {
+            specversion: "1.0",
+            id: &id.to_hex(),
+            source: &format!("/{}/{}", self.vendor, self.account),
+            event_type: &self.event.event_type,
+            subject: self.event.subject.as_deref(),
+            time: &format_time(time),
+            datacontenttype: "application/json",
+            seq,
+            vendor: self.vendor.as_str(),
+            account: &self.account,
+            data: Value::Object(data),
+        };
+        // ok: serializing a struct of strings and a serde_json::Value cannot fail.
+        serde_json::to_vec(&ce).unwrap_or_default()
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, as in CONTRACT.md (`2026-11-23T10:00:00.123Z`).
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The CloudEvent as serialized; field order follows CONTRACT.md.
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    time: &'a str,
+    datacontenttype: &'static str,
+    seq: u64,
+    vendor: &'a str,
+    account: &'a str,
+    data: Value,
+}
+
+/// The attributes sinks route and filter on, read back from a journaled CloudEvent.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct EventHeader {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub vendor: String,
+    pub account: String,
+    pub seq: u64,
+}
+
+impl EventHeader {
+    /// The first part of the type (`call`, `crm`, `agent`, …).
+    pub fn category(&self) -> &str {
+        category_of(&self.event_type)
+    }
+}
+
+pub fn category_of(event_type: &str) -> &str {
+    event_type.split('.').next().unwrap_or(event_type)
+}
+
+/// Text of a JSON scalar exactly as the vendor wrote it: strings as they are,
+/// numbers in their original digits (`1581385341.710` stays `1581385341.710`),
+/// booleans as `true`/`false`. `None` for null, objects, arrays, `""` and `0`,
+/// which vendors use to mean "no value".
+pub fn id_text(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    if text.is_empty() || text == "0" {
+        None
+    } else {
+        Some(text)
+    }
+}
+
+/// Canonical text of a JSON value for identities: object keys sorted, numbers
+/// in their original digits, so a re-serialised payload gives the same text.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn id_is_deterministic_and_32_lowercase_hex() {
+        let a = EventId::for_key(Vendor::Voip24h, "main", "1287674126.299|ring|130");
+        let b = EventId::for_key(Vendor::Voip24h, "main", "1287674126.299|ring|130");
+        assert_eq!(a, b);
+        let hex = a.to_hex();
+        assert_eq!(hex.len(), 32);
+        assert!(
+            hex.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        );
+        assert_eq!(EventId::from_hex(&hex), Some(a));
+    }
+
+    #[test]
+    fn id_is_sha256_prefix_of_the_key() {
+        let id = EventId::for_key(Vendor::Tel4vn, "t", "x");
+        let mut h = Sha256::new();
+        h.update(6u64.to_be_bytes());
+        h.update(b"tel4vn");
+        h.update(1u64.to_be_bytes());
+        h.update(b"t");
+        h.update(1u64.to_be_bytes());
+        h.update(b"x");
+        assert_eq!(&h.finalize()[..16], &id.0);
+    }
+
+    #[test]
+    fn id_differs_by_vendor_account_and_identity_without_ambiguity() {
+        let base = EventId::for_key(Vendor::Voip24h, "ab", "c");
+        assert_ne!(base, EventId::for_key(Vendor::Voip24h, "a", "bc"));
+        assert_ne!(base, EventId::for_key(Vendor::Tel4vn, "ab", "c"));
+        assert_ne!(base, EventId::for_key(Vendor::Voip24h, "ab", "d"));
+    }
+
+    #[test]
+    fn numbers_keep_their_digits() {
+        let v: Value = serde_json::from_str(r#"{"callid":1581385341.710}"#).unwrap();
+        assert_eq!(id_text(&v["callid"]).as_deref(), Some("1581385341.710"));
+        assert_eq!(id_text(&json!("8")), id_text(&json!(8)));
+        assert_eq!(id_text(&json!(0)), None);
+        assert_eq!(id_text(&json!("")), None);
+        assert_eq!(id_text(&Value::Null), None);
+    }
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[1,"s"]}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"x":[1,"s"],"y":2},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(canonical_json(&a), r#"{"a":{"x":[1,"s"],"y":2},"b":1}"#);
+    }
+
+    #[test]
+    fn cloudevent_json_has_contract_fields() {
+        let ev = IncomingEvent {
+            vendor: Vendor::Voip24h,
+            account: "main".into(),
+            transport: Transport::Webhook,
+            received_at: OffsetDateTime::from_unix_timestamp_nanos(1_795_428_000_123_000_000)
+                .unwrap(),
+            event: VendorEvent {
+                event_type: "call.ringing".into(),
+                subject: Some("1287674126.299".into()),
+                time: None,
+                fields: Map::from_iter([("call_id".to_owned(), json!("1287674126.299"))]),
+                raw: json!({"callid": 1287674126.299_f64}),
+                identity: "k".into(),
+            },
+        };
+        let id = ev.id();
+        let bytes = ev.to_cloudevent_json(id, 42);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["id"], id.to_hex());
+        assert_eq!(v["source"], "/voip24h/main");
+        assert_eq!(v["type"], "call.ringing");
+        assert_eq!(v["subject"], "1287674126.299");
+        assert_eq!(v["time"], "2026-11-23T10:00:00.123Z");
+        assert_eq!(v["datacontenttype"], "application/json");
+        assert_eq!(v["seq"], 42);
+        assert_eq!(v["vendor"], "voip24h");
+        assert_eq!(v["account"], "main");
+        assert_eq!(v["data"]["call_id"], "1287674126.299");
+        assert!(v["data"]["raw"].is_object());
+        let header: EventHeader = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(header.category(), "call");
+        assert_eq!(header.seq, 42);
+    }
+}

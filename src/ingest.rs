@@ -1,0 +1,322 @@
+//! Ingest: the one writer of the journal. Takes events from a bounded channel,
+//! commits them in batches, then acknowledges each with `{id, seq, duplicate}`.
+//!
+//! Guarantees:
+//! - an acknowledgement is sent only after the batch holding its event has
+//!   committed (fsync'd); a failed commit fails every acknowledgement of that
+//!   batch, and nothing of it is journaled;
+//! - batching is group commit: while one commit runs, arriving events queue and
+//!   form the next batch (at most `max_batch`), so a lone event never waits for
+//!   others and a burst costs one fsync per batch;
+//! - the channel is bounded: sources wait for room (`submit`), webhooks are
+//!   told at once that it is full (`try_submit`, a 503);
+//! - after a commit, sinks are woken (`Hub`) with the new last seq and the new
+//!   events, in seq order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::event::{EventId, IncomingEvent, category_of};
+use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
+use crate::metrics::Metrics;
+
+/// What a submitter learns once its event is durable (or was a duplicate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub id: EventId,
+    pub seq: u64,
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("the journal queue is full")]
+    Full,
+    #[error("callrelay is shutting down")]
+    ShuttingDown,
+    #[error("the journal could not commit: {0}")]
+    Commit(String),
+}
+
+/// Where batches are committed: the journal, or a stand-in in tests.
+pub trait BatchStore: Send + Sync + 'static {
+    fn append_batch(&self, events: &[IncomingEvent]) -> Result<Vec<AppendOutcome>, JournalError>;
+}
+
+impl BatchStore for Journal {
+    fn append_batch(&self, events: &[IncomingEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
+        Journal::append_batch(self, events)
+    }
+}
+
+/// How sinks learn of new commits.
+#[derive(Clone)]
+pub struct Hub {
+    committed: watch::Sender<u64>,
+    live: broadcast::Sender<Arc<JournaledEvent>>,
+}
+
+impl Hub {
+    pub fn new(last_seq: u64, live_capacity: usize) -> Hub {
+        let (committed, _) = watch::channel(last_seq);
+        let (live, _) = broadcast::channel(live_capacity.max(1));
+        Hub { committed, live }
+    }
+
+    /// The last committed seq, changing after each commit.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Every event committed from now on, in seq order. A receiver that falls
+    /// more than the capacity behind gets `Lagged` and must re-read the journal.
+    pub fn subscribe_live(&self) -> broadcast::Receiver<Arc<JournaledEvent>> {
+        self.live.subscribe()
+    }
+
+    fn publish(&self, events: Vec<Arc<JournaledEvent>>, last_seq: u64) {
+        for e in events {
+            // No receivers is fine: nobody is listening live.
+            let _ = self.live.send(e);
+        }
+        self.committed.send_replace(last_seq);
+    }
+}
+
+struct Submission {
+    event: IncomingEvent,
+    reply: oneshot::Sender<Result<Ack, IngestError>>,
+}
+
+#[allow(clippy::large_enum_variant)] // one message per event; boxing would allocate twice
+enum Message {
+    Event(Submission),
+    Shutdown,
+}
+
+/// The sending side, cloned into every source and the webhook routes.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<Message>,
+    closing: Arc<AtomicBool>,
+    /// False after a failed commit, true again after the next good one.
+    writable: Arc<AtomicBool>,
+}
+
+impl IngestHandle {
+    /// Submits and waits for room, then for the commit.
+    pub async fn submit(&self, event: IncomingEvent) -> Result<Ack, IngestError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Message::Event(Submission { event, reply }))
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+
+    /// Submits without waiting for room: `Full` when the queue is full.
+    /// The returned receiver completes after the commit.
+    pub fn try_submit(
+        &self,
+        event: IncomingEvent,
+    ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Message::Event(Submission { event, reply }))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => IngestError::Full,
+                mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
+            })?;
+        Ok(rx)
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether the last commit succeeded and new events are accepted.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire) && !self.is_closing()
+    }
+}
+
+/// The running ingest thread.
+pub struct Ingest {
+    handle: IngestHandle,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Tuning of the ingest loop.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestOptions {
+    /// Events queued before `try_submit` says `Full`.
+    pub queue: usize,
+    /// Events per commit at most.
+    pub max_batch: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            queue: 16_384,
+            max_batch: 2_048,
+        }
+    }
+}
+
+impl Ingest {
+    /// Starts the ingest thread over `store`.
+    pub fn start(
+        store: Arc<dyn BatchStore>,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+        options: IngestOptions,
+    ) -> Ingest {
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let handle = IngestHandle {
+            tx,
+            closing: Arc::new(AtomicBool::new(false)),
+            writable: Arc::new(AtomicBool::new(true)),
+        };
+        let writable = handle.writable.clone();
+        let thread = thread::Builder::new()
+            .name("callrelay-ingest".into())
+            .spawn(move || run(rx, store, hub, metrics, writable, options.max_batch.max(1)))
+            .ok();
+        Ingest { handle, thread }
+    }
+
+    pub fn handle(&self) -> IngestHandle {
+        self.handle.clone()
+    }
+
+    /// Refuses new events, commits and acknowledges everything queued, and stops.
+    pub async fn shutdown(mut self) {
+        self.handle.closing.store(true, Ordering::Release);
+        let _ = self.handle.tx.send(Message::Shutdown).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn run(
+    mut rx: mpsc::Receiver<Message>,
+    store: Arc<dyn BatchStore>,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    writable: Arc<AtomicBool>,
+    max_batch: usize,
+) {
+    let mut batch: Vec<Submission> = Vec::with_capacity(max_batch);
+    loop {
+        let mut stop = false;
+        match rx.blocking_recv() {
+            Some(Message::Event(s)) => batch.push(s),
+            Some(Message::Shutdown) | None => stop = true,
+        }
+        while !stop && batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Message::Event(s)) => batch.push(s),
+                Ok(Message::Shutdown) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit(&mut batch, store.as_ref(), &hub, &metrics, &writable);
+        }
+        if stop {
+            // Whatever raced in after the shutdown message is refused, not lost silently.
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                if let Message::Event(s) = msg {
+                    let _ = s.reply.send(Err(IngestError::ShuttingDown));
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn commit(
+    batch: &mut Vec<Submission>,
+    store: &dyn BatchStore,
+    hub: &Hub,
+    metrics: &Metrics,
+    writable: &AtomicBool,
+) {
+    let events: Vec<IncomingEvent> = batch.iter().map(|s| s.event.clone()).collect();
+    match store.append_batch(&events) {
+        Ok(outcomes) => {
+            let mut fresh = Vec::new();
+            let mut last = None;
+            let mut replies = Vec::with_capacity(batch.len());
+            for (submission, outcome) in batch.drain(..).zip(outcomes) {
+                let ev = &submission.event;
+                let ack = match outcome {
+                    AppendOutcome::Appended(journaled) => {
+                        metrics
+                            .events_journaled
+                            .with_label_values(&[
+                                ev.vendor.as_str(),
+                                category_of(&ev.event.event_type),
+                            ])
+                            .inc();
+                        let ack = Ack {
+                            id: ev.id(),
+                            seq: journaled.seq,
+                            duplicate: false,
+                        };
+                        last = Some(journaled.seq);
+                        fresh.push(Arc::new(journaled));
+                        ack
+                    }
+                    AppendOutcome::Duplicate { id, seq } => {
+                        metrics
+                            .events_duplicate
+                            .with_label_values(&[ev.vendor.as_str(), &ev.account])
+                            .inc();
+                        Ack {
+                            id,
+                            seq,
+                            duplicate: true,
+                        }
+                    }
+                };
+                replies.push((submission.reply, ack));
+            }
+            // Sinks and readiness see the commit before any submitter hears of it.
+            if let Some(last) = last {
+                metrics.journal_last_seq.set(last as i64);
+                hub.publish(fresh, last);
+            }
+            writable.store(true, Ordering::Release);
+            for (reply, ack) in replies {
+                let _ = reply.send(Ok(ack));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = batch.len(), "journal commit failed; the batch is refused");
+            metrics.ingest_errors.with_label_values(&["commit"]).inc();
+            let message = e.to_string();
+            writable.store(false, Ordering::Release);
+            for submission in batch.drain(..) {
+                let _ = submission
+                    .reply
+                    .send(Err(IngestError::Commit(message.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

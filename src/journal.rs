@@ -1,0 +1,499 @@
+//! The journal: the durable log every event passes through, its dedup index,
+//! and the sinks' cursors, in one redb file.
+//!
+//! Guarantees:
+//! - `append_batch` writes a whole batch in one transaction and returns only
+//!   after redb's fsync'd commit, so an acknowledged event survives SIGKILL and
+//!   power loss;
+//! - `seq` is strictly increasing and never reused, also across restarts (the
+//!   next seq is stored in the same transaction as the events);
+//! - the dedup index is written in the same transaction as the log, so the two
+//!   never disagree and the index survives restarts;
+//! - retention removes only events that every active sink has passed, unless
+//!   `max_size` forces it, and then it says so (the returned report is logged
+//!   and counted by the caller).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::event::{EventHeader, EventId, IncomingEvent};
+
+/// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][CloudEvent JSON]
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// event id → (seq, journaled_at_ms) of the latest event with that id.
+const DEDUP: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("dedup");
+/// Dedup entries that outlived their event (dropped for `max_size`): seq → id.
+const ORPHANS: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_orphans");
+/// sink name → last delivered seq.
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// counters: "next_seq", "bytes".
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const RECORD_HEADER: usize = 16;
+/// Deletions per transaction, so retention never holds the writer for long.
+const RETENTION_CHUNK: usize = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot create the journal directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the journal {path} is already open in another callrelay process")]
+    InUse { path: PathBuf },
+    #[error("cannot open the journal {path}: {source}")]
+    Open { path: PathBuf, source: redb::Error },
+    #[error("journal storage error: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("journal record {seq} is corrupt")]
+    Corrupt { seq: u64 },
+}
+
+fn storage<E: Into<redb::Error>>(e: E) -> JournalError {
+    JournalError::Storage(e.into())
+}
+
+/// Settings the journal needs from the config.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    pub dir: PathBuf,
+    pub dedup_window: Duration,
+    pub retention: Duration,
+    pub max_size: u64,
+}
+
+/// An event as stored: its seq, times, routing attributes and CloudEvent bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournaledEvent {
+    pub seq: u64,
+    pub journaled_at_ms: u64,
+    pub received_at_ms: u64,
+    pub header: EventHeader,
+    /// The CloudEvent JSON, exactly as every sink sends it.
+    pub json: Bytes,
+}
+
+/// What happened to one event of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AppendOutcome {
+    Appended(JournaledEvent),
+    /// Journaled before, within the dedup window: the first event's id and seq.
+    Duplicate {
+        id: EventId,
+        seq: u64,
+    },
+}
+
+/// What a retention pass removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Old events every active sink had delivered.
+    pub expired: u64,
+    /// Events removed for `max_size` before every active sink had them.
+    pub dropped_undelivered: u64,
+    /// Events removed for `max_size` that were already delivered.
+    pub dropped_delivered: u64,
+}
+
+/// The durable log. Cheap reads from any thread; appends are serialized by redb.
+pub struct Journal {
+    db: Database,
+    path: PathBuf,
+    options: JournalOptions,
+    first_seq: AtomicU64,
+    last_seq: AtomicU64,
+    bytes: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `options.dir`.
+    pub fn open(options: JournalOptions) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(&options.dir).map_err(|source| JournalError::CreateDir {
+            path: options.dir.clone(),
+            source,
+        })?;
+        let path = options.dir.join("journal.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse { path: path.clone() },
+            other => JournalError::Open {
+                path: path.clone(),
+                source: other.into(),
+            },
+        })?;
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            txn.open_table(EVENTS).map_err(storage)?;
+            txn.open_table(DEDUP).map_err(storage)?;
+            txn.open_table(ORPHANS).map_err(storage)?;
+            txn.open_table(CURSORS).map_err(storage)?;
+            txn.open_table(META).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        let journal = Journal {
+            db,
+            path,
+            options,
+            first_seq: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        journal.refresh_stats()?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn options(&self) -> &JournalOptions {
+        &self.options
+    }
+
+    fn refresh_stats(&self) -> Result<(), JournalError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let events = txn.open_table(EVENTS).map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        let first = events.first().map_err(storage)?.map(|(k, _)| k.value());
+        let next = meta
+            .get("next_seq")
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        let bytes = meta
+            .get("bytes")
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        self.last_seq.store(next - 1, Ordering::Release);
+        self.first_seq
+            .store(first.unwrap_or(next), Ordering::Release);
+        self.bytes.store(bytes, Ordering::Release);
+        Ok(())
+    }
+
+    /// The oldest seq still held; `last_seq() + 1` when the journal is empty.
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq.load(Ordering::Acquire)
+    }
+
+    /// The newest seq committed; 0 before the first event.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Bytes of event records held (the figure `max_size` bounds).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Size of the journal file on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Appends `events` in one durable transaction, skipping those whose id was
+    /// journaled within the dedup window (also earlier in the same batch).
+    pub fn append_batch(
+        &self,
+        events: &[IncomingEvent],
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
+        self.append_batch_at(events, now_ms())
+    }
+
+    /// `append_batch` with an explicit clock, for tests of the dedup window.
+    pub fn append_batch_at(
+        &self,
+        events: &[IncomingEvent],
+        now_ms: u64,
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
+        let window_ms = self.options.dedup_window.as_millis() as u64;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let txn = self.db.begin_write().map_err(storage)?;
+        let (last, bytes) = {
+            let mut log = txn.open_table(EVENTS).map_err(storage)?;
+            let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let mut next = meta
+                .get("next_seq")
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            let mut bytes = meta
+                .get("bytes")
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let mut record = Vec::new();
+            for event in events {
+                let id = event.id();
+                let earlier = dedup
+                    .get(id.0.as_slice())
+                    .map_err(storage)?
+                    .map(|v| v.value());
+                if let Some((seq, at)) = earlier
+                    && now_ms.saturating_sub(at) < window_ms
+                {
+                    outcomes.push(AppendOutcome::Duplicate { id, seq });
+                    continue;
+                }
+                let seq = next;
+                next += 1;
+                let json = event.to_cloudevent_json(id, seq);
+                let received_at_ms =
+                    (event.received_at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+                record.clear();
+                record.extend_from_slice(&now_ms.to_le_bytes());
+                record.extend_from_slice(&received_at_ms.to_le_bytes());
+                record.extend_from_slice(&json);
+                log.insert(seq, record.as_slice()).map_err(storage)?;
+                dedup
+                    .insert(id.0.as_slice(), (seq, now_ms))
+                    .map_err(storage)?;
+                bytes += record.len() as u64;
+                let header = decode_header(seq, &json)?;
+                outcomes.push(AppendOutcome::Appended(JournaledEvent {
+                    seq,
+                    journaled_at_ms: now_ms,
+                    received_at_ms,
+                    header,
+                    json: Bytes::from(json),
+                }));
+            }
+            meta.insert("next_seq", next).map_err(storage)?;
+            meta.insert("bytes", bytes).map_err(storage)?;
+            (next - 1, bytes)
+        };
+        txn.commit().map_err(storage)?;
+        self.last_seq.store(last, Ordering::Release);
+        self.bytes.store(bytes, Ordering::Release);
+        if self.first_seq.load(Ordering::Acquire) > last {
+            // The journal was empty: the first appended event is now the oldest.
+            if let Some(AppendOutcome::Appended(e)) = outcomes
+                .iter()
+                .find(|o| matches!(o, AppendOutcome::Appended(_)))
+            {
+                self.first_seq.store(e.seq, Ordering::Release);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Up to `limit` events with `seq > after`, in seq order.
+    pub fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournaledEvent>, JournalError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let log = txn.open_table(EVENTS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.map_err(storage)?;
+            out.push(decode_record(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The persisted cursor of a sink (0 when it has none yet).
+    pub fn cursor(&self, name: &str) -> Result<Option<u64>, JournalError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let cursors = txn.open_table(CURSORS).map_err(storage)?;
+        Ok(cursors.get(name).map_err(storage)?.map(|v| v.value()))
+    }
+
+    /// Stores a sink's cursor. `durable = false` rides on the next durable
+    /// commit (a stale cursor only re-sends, at-least-once); use `true` at shutdown.
+    pub fn set_cursor(&self, name: &str, seq: u64, durable: bool) -> Result<(), JournalError> {
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(storage)?;
+        }
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
+            cursors.insert(name, seq).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
+    pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
+            cursors.remove(name).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Removes what retention and `max_size` allow. `active_sinks` names the
+    /// cursors that hold events back (sinks configured now).
+    pub fn enforce_retention(
+        &self,
+        active_sinks: &[&str],
+    ) -> Result<RetentionReport, JournalError> {
+        self.enforce_retention_at(active_sinks, now_ms())
+    }
+
+    pub fn enforce_retention_at(
+        &self,
+        active_sinks: &[&str],
+        now_ms: u64,
+    ) -> Result<RetentionReport, JournalError> {
+        let retention_ms = self.options.retention.as_millis() as u64;
+        let window_ms = self.options.dedup_window.as_millis() as u64;
+        let mut delivered_up_to = self.last_seq();
+        for sink in active_sinks {
+            delivered_up_to = delivered_up_to.min(self.cursor(sink)?.unwrap_or(0));
+        }
+        let mut report = RetentionReport::default();
+        loop {
+            let txn = self.db.begin_write().map_err(storage)?;
+            let (removed, done, bytes) = {
+                let mut log = txn.open_table(EVENTS).map_err(storage)?;
+                let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
+                let mut orphans = txn.open_table(ORPHANS).map_err(storage)?;
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                let mut bytes = meta
+                    .get("bytes")
+                    .map_err(storage)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let mut removed = 0usize;
+                let mut done = true;
+                loop {
+                    let oldest = log
+                        .first()
+                        .map_err(storage)?
+                        .map(|(k, v)| (k.value(), v.value().to_vec()));
+                    let Some((seq, record)) = oldest else {
+                        break;
+                    };
+                    if removed >= RETENTION_CHUNK {
+                        done = false;
+                        break;
+                    }
+                    let journaled_at = record_time(seq, &record)?;
+                    let expired = now_ms.saturating_sub(journaled_at) >= retention_ms
+                        && seq <= delivered_up_to;
+                    let over_size = bytes > self.options.max_size;
+                    if !expired && !over_size {
+                        break;
+                    }
+                    if expired {
+                        report.expired += 1;
+                    } else if seq <= delivered_up_to {
+                        report.dropped_delivered += 1;
+                    } else {
+                        report.dropped_undelivered += 1;
+                    }
+                    let header = decode_header(seq, &record[RECORD_HEADER..])?;
+                    if let Some(id) = EventId::from_hex(&header.id) {
+                        let entry = dedup
+                            .get(id.0.as_slice())
+                            .map_err(storage)?
+                            .map(|v| v.value());
+                        if let Some((entry_seq, at)) = entry
+                            && entry_seq == seq
+                        {
+                            if now_ms.saturating_sub(at) < window_ms {
+                                orphans.insert(seq, id.0.as_slice()).map_err(storage)?;
+                            } else {
+                                dedup.remove(id.0.as_slice()).map_err(storage)?;
+                            }
+                        }
+                    }
+                    log.remove(seq).map_err(storage)?;
+                    bytes = bytes.saturating_sub(record.len() as u64);
+                    removed += 1;
+                }
+                // Dedup entries kept past their event expire here.
+                let mut expired_orphans = Vec::new();
+                for entry in orphans.iter().map_err(storage)? {
+                    let (k, v) = entry.map_err(storage)?;
+                    expired_orphans.push((k.value(), v.value().to_vec()));
+                }
+                for (seq, id) in expired_orphans {
+                    let entry = dedup
+                        .get(id.as_slice())
+                        .map_err(storage)?
+                        .map(|v| v.value());
+                    match entry {
+                        Some((entry_seq, at)) if entry_seq == seq => {
+                            if now_ms.saturating_sub(at) >= window_ms {
+                                dedup.remove(id.as_slice()).map_err(storage)?;
+                                orphans.remove(seq).map_err(storage)?;
+                            }
+                        }
+                        _ => {
+                            orphans.remove(seq).map_err(storage)?;
+                        }
+                    }
+                }
+                meta.insert("bytes", bytes).map_err(storage)?;
+                (removed, done, bytes)
+            };
+            txn.commit().map_err(storage)?;
+            self.bytes.store(bytes, Ordering::Release);
+            if removed > 0 {
+                self.refresh_stats()?;
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn record_time(seq: u64, record: &[u8]) -> Result<u64, JournalError> {
+    let bytes: [u8; 8] = record
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(JournalError::Corrupt { seq })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+fn decode_header(seq: u64, json: &[u8]) -> Result<EventHeader, JournalError> {
+    serde_json::from_slice(json).map_err(|_| JournalError::Corrupt { seq })
+}
+
+fn decode_record(seq: u64, record: &[u8]) -> Result<JournaledEvent, JournalError> {
+    if record.len() < RECORD_HEADER {
+        return Err(JournalError::Corrupt { seq });
+    }
+    let journaled_at_ms = record_time(seq, record)?;
+    let received_at_ms = record_time(seq, &record[8..])?;
+    let json = &record[RECORD_HEADER..];
+    Ok(JournaledEvent {
+        seq,
+        journaled_at_ms,
+        received_at_ms,
+        header: decode_header(seq, json)?,
+        json: Bytes::copy_from_slice(json),
+    })
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Test fixtures shared with other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::event;
+}

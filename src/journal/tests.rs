@@ -1,0 +1,172 @@
+use super::*;
+use crate::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use serde_json::json;
+use time::OffsetDateTime;
+
+fn options(dir: &Path) -> JournalOptions {
+    JournalOptions {
+        dir: dir.to_path_buf(),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(3600),
+        max_size: 1 << 30,
+    }
+}
+
+pub(crate) fn event(identity: &str) -> IncomingEvent {
+    IncomingEvent {
+        vendor: Vendor::Tel4vn,
+        account: "t".into(),
+        transport: Transport::Webhook,
+        received_at: OffsetDateTime::now_utc(),
+        event: VendorEvent {
+            event_type: "call.ringing".into(),
+            subject: Some(identity.to_owned()),
+            time: None,
+            fields: Default::default(),
+            raw: json!({"call_id": identity}),
+            identity: identity.to_owned(),
+        },
+    }
+}
+
+fn seqs(outcomes: &[AppendOutcome]) -> Vec<(u64, bool)> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            AppendOutcome::Appended(e) => (e.seq, false),
+            AppendOutcome::Duplicate { seq, .. } => (*seq, true),
+        })
+        .collect()
+}
+
+#[test]
+fn seqs_start_at_one_and_continue_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        assert_eq!(j.last_seq(), 0);
+        let out = j.append_batch(&[event("a"), event("b")]).unwrap();
+        assert_eq!(seqs(&out), vec![(1, false), (2, false)]);
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert_eq!((j.first_seq(), j.last_seq()), (1, 2));
+    let out = j.append_batch(&[event("c")]).unwrap();
+    assert_eq!(seqs(&out), vec![(3, false)]);
+    let all = j.read_after(0, 100).unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(all[2].header.subject.as_deref(), Some("c"));
+    assert!(j.bytes() > 0);
+}
+
+#[test]
+fn the_journal_cannot_be_opened_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let _j = Journal::open(options(dir.path())).unwrap();
+    assert!(matches!(
+        Journal::open(options(dir.path())),
+        Err(JournalError::InUse { .. })
+    ));
+}
+
+#[test]
+fn dedup_within_window_in_batch_after_window_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_000_000_000;
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        let out = j.append_batch_at(&[event("x"), event("x")], t0).unwrap();
+        assert_eq!(seqs(&out), vec![(1, false), (1, true)]);
+        let out = j.append_batch_at(&[event("x")], t0 + 599_000).unwrap();
+        assert_eq!(seqs(&out), vec![(1, true)]);
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    // After a restart, within the window: still a duplicate of seq 1.
+    let out = j.append_batch_at(&[event("x")], t0 + 1_000).unwrap();
+    assert_eq!(seqs(&out), vec![(1, true)]);
+    // After the window: a new event with a new seq (and the same id).
+    let out = j.append_batch_at(&[event("x")], t0 + 600_000).unwrap();
+    assert_eq!(seqs(&out), vec![(2, false)]);
+    let all = j.read_after(0, 10).unwrap();
+    assert_eq!(all[0].header.id, all[1].header.id);
+}
+
+#[test]
+fn cursors_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        assert_eq!(j.cursor("kafka").unwrap(), None);
+        j.set_cursor("kafka", 7, true).unwrap();
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert_eq!(j.cursor("kafka").unwrap(), Some(7));
+    j.remove_cursor("kafka").unwrap();
+    assert_eq!(j.cursor("kafka").unwrap(), None);
+}
+
+#[test]
+fn retention_keeps_what_a_sink_has_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let t0 = 5_000_000_000;
+    let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&batch, t0).unwrap();
+    j.set_cursor("kafka", 4, true).unwrap();
+    // Not old enough: nothing goes.
+    let r = j.enforce_retention_at(&["kafka"], t0 + 1_000).unwrap();
+    assert_eq!(r, RetentionReport::default());
+    // Old enough: only what kafka delivered goes.
+    let r = j.enforce_retention_at(&["kafka"], t0 + 3_600_000).unwrap();
+    assert_eq!(r.expired, 4);
+    assert_eq!(j.first_seq(), 5);
+    assert_eq!(
+        j.read_after(0, 100).unwrap().first().map(|e| e.seq),
+        Some(5)
+    );
+    // Without an active sink everything old goes; seq still continues.
+    let r = j.enforce_retention_at(&[], t0 + 3_600_000).unwrap();
+    assert_eq!(r.expired, 6);
+    assert_eq!(j.bytes(), 0);
+    let out = j.append_batch_at(&[event("new")], t0 + 3_600_001).unwrap();
+    assert_eq!(seqs(&out), vec![(11, false)]);
+    assert_eq!(j.first_seq(), 11);
+}
+
+#[test]
+fn max_size_drops_oldest_loudly_and_keeps_dedup_within_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_size = 2_000;
+    let j = Journal::open(opts).unwrap();
+    let t0 = 9_000_000_000;
+    let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&batch, t0).unwrap();
+    assert!(j.bytes() > 2_000);
+    j.set_cursor("kafka", 2, true).unwrap();
+    let r = j.enforce_retention_at(&["kafka"], t0 + 10).unwrap();
+    assert_eq!(r.expired, 0);
+    assert_eq!(r.dropped_delivered, 2);
+    assert!(r.dropped_undelivered > 0);
+    assert!(j.bytes() <= 2_000);
+    // A dropped event is still a duplicate within the window.
+    let out = j.append_batch_at(&[event("e0")], t0 + 20).unwrap();
+    assert_eq!(seqs(&out), vec![(1, true)]);
+    // And expires with the window.
+    j.enforce_retention_at(&["kafka"], t0 + 700_000).unwrap();
+    let out = j.append_batch_at(&[event("e0")], t0 + 700_001).unwrap();
+    assert_eq!(seqs(&out), vec![(21, false)]);
+}
+
+#[test]
+fn read_after_respects_limit_and_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..50).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch(&batch).unwrap();
+    let page = j.read_after(10, 5).unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![11, 12, 13, 14, 15]
+    );
+    assert!(j.read_after(50, 5).unwrap().is_empty());
+}

@@ -1,0 +1,18 @@
+//! callrelay: relays telephony vendors' call and CRM events as one
+//! deduplicated, durable stream of CloudEvents to Kafka and WebSocket clients.
+//!
+//! The picture (DESIGN.md): `sources` (socket.io, SSE, webhooks) → `vendors`
+//! (pure parse + normalize) → `ingest` (dedup, group commit) → `journal`
+//! (the durable hub) → `sinks` (Kafka, WebSocket fan-out).
+
+pub mod app;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod journal;
+pub mod metrics;
+pub mod server;
+pub mod sinks;
+pub mod sources;
+pub mod status;
+pub mod vendors;

@@ -1,0 +1,155 @@
+//! The `callrelay` command line: `run` (the default), `check`, `tail`.
+//!
+//! Errors reach the user here, as plain messages and an exit code; never a
+//! panic or a backtrace for bad input or bad config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use callrelay::config::Config;
+use callrelay::sinks::websocket::tail::{self, TailOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "callrelay",
+    version,
+    about = "Relays telephony vendors' call and CRM events as one deduplicated, durable CloudEvents stream to Kafka and WebSocket clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (for `run` when no subcommand is given).
+    #[arg(
+        long,
+        global = true,
+        env = "CALLRELAY_CONFIG",
+        default_value = "relay.toml"
+    )]
+    config: PathBuf,
+    /// Log format: human (default) or json.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `callrelay=debug`); `RUST_LOG` wins when set.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the config: prints every problem as FILE:LINE:COL: message; exit 1 if any.
+    Check,
+    /// Print live events from a running relay, one JSON line each.
+    Tail {
+        /// The relay's WebSocket URL.
+        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        url: String,
+        /// Bearer token (or env CALLRELAY_WS_TOKEN).
+        #[arg(long, env = "CALLRELAY_WS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Only these types (glob, e.g. `call.*`); repeatable or comma-separated.
+        #[arg(long = "type", value_delimiter = ',')]
+        types: Vec<String>,
+        /// Only these vendors; repeatable or comma-separated.
+        #[arg(long = "vendor", value_delimiter = ',')]
+        vendors: Vec<String>,
+        /// Start after this seq (replays what the journal still holds).
+        #[arg(long)]
+        since: Option<u64>,
+    },
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => match Config::load(&cli.config) {
+            Ok(_) => {
+                println!("{}: ok", cli.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run => {
+            init_logging(cli.log_format, cli.log_level.as_deref());
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("callrelay: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(callrelay::app::run_daemon(&cli.config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("callrelay: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Tail {
+            url,
+            token,
+            types,
+            vendors,
+            since,
+        } => {
+            init_logging(cli.log_format, cli.log_level.as_deref().or(Some("warn")));
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("callrelay: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = TailOptions {
+                url,
+                token,
+                types,
+                vendors,
+                since,
+            };
+            match runtime.block_on(tail::run(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("callrelay tail: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

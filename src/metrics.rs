@@ -1,0 +1,234 @@
+//! The Prometheus registry and every metric of CONTRACT.md (prefix `callrelay_`),
+//! plus the few this project adds (documented in README.md).
+//!
+//! Guarantees: every metric exists from start (labelled families appear once a
+//! label set is first used; unlabelled ones at once); no label carries an
+//! unbounded value such as a call id or a phone number — callers pass only
+//! vendor, account (from the config), stream index, sink, reason and code.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All of callrelay's metrics, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: IntCounterVec,
+    pub events_duplicate: IntCounterVec,
+    pub events_journaled: IntCounterVec,
+    pub events_published: IntCounterVec,
+    pub publish_errors: IntCounterVec,
+    pub webhook_requests: IntCounterVec,
+    pub upstream_connected: IntGaugeVec,
+    pub upstream_reconnects: IntCounterVec,
+    pub journal_last_seq: IntGauge,
+    pub journal_bytes: IntGauge,
+    pub sink_lag_events: IntGaugeVec,
+    pub ws_clients: IntGauge,
+    pub ws_disconnects: IntCounterVec,
+    pub event_latency: HistogramVec,
+    pub build_info: IntGaugeVec,
+    // Additions (README, "Metrics beyond the contract").
+    pub journal_dropped: IntCounterVec,
+    pub ingest_errors: IntCounterVec,
+    pub upstream_malformed: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+        // ok: names and labels are constants of this file; a bad one is a programming error.
+        panic!("metric {name}: {e}")
+    });
+    register(registry, Box::new(c.clone()));
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
+    register(registry, Box::new(g.clone()));
+    g
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
+    register(registry, Box::new(g.clone()));
+    g
+}
+
+fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>) {
+    if let Err(e) = registry.register(collector) {
+        panic!("registering a metric twice: {e}"); // ok: constant names, registered once
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let events_received = counter(
+            &r,
+            "callrelay_events_received_total",
+            "Vendor events received, before dedup.",
+            &["vendor", "account", "transport"],
+        );
+        let events_duplicate = counter(
+            &r,
+            "callrelay_events_duplicate_total",
+            "Events dropped as duplicates of one journaled within the dedup window.",
+            &["vendor", "account"],
+        );
+        let events_journaled = counter(
+            &r,
+            "callrelay_events_journaled_total",
+            "Events durably appended to the journal.",
+            &["vendor", "type"],
+        );
+        let events_published = counter(
+            &r,
+            "callrelay_events_published_total",
+            "Events handed to a sink and acknowledged by it.",
+            &["sink"],
+        );
+        let publish_errors = counter(
+            &r,
+            "callrelay_publish_errors_total",
+            "Errors publishing to a sink.",
+            &["sink", "reason"],
+        );
+        let webhook_requests = counter(
+            &r,
+            "callrelay_webhook_requests_total",
+            "Webhook requests by response status code.",
+            &["vendor", "code"],
+        );
+        let upstream_connected = gauge_vec(
+            &r,
+            "callrelay_upstream_connected",
+            "1 while an upstream connection (socket.io session, SSE stream) is up.",
+            &["vendor", "account", "stream"],
+        );
+        let upstream_reconnects = counter(
+            &r,
+            "callrelay_upstream_reconnects_total",
+            "Upstream reconnections, by the reason the previous connection ended.",
+            &["vendor", "account", "reason"],
+        );
+        let journal_last_seq = gauge(&r, "callrelay_journal_last_seq", "Newest journaled seq.");
+        let journal_bytes = gauge(
+            &r,
+            "callrelay_journal_bytes",
+            "Bytes of events held in the journal.",
+        );
+        let sink_lag_events = gauge_vec(
+            &r,
+            "callrelay_sink_lag_events",
+            "Journaled events a sink has not yet delivered.",
+            &["sink"],
+        );
+        let ws_clients = gauge(&r, "callrelay_ws_clients", "Connected WebSocket clients.");
+        let ws_disconnects = counter(
+            &r,
+            "callrelay_ws_disconnects_total",
+            "WebSocket client disconnections by reason.",
+            &["reason"],
+        );
+        let event_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "callrelay_event_latency_seconds",
+                "Time from receiving an event to a sink acknowledging it.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["sink"],
+        )
+        .unwrap_or_else(|e| panic!("metric latency: {e}")); // ok: constant names
+        register(&r, Box::new(event_latency.clone()));
+        let build_info = gauge_vec(
+            &r,
+            "callrelay_build_info",
+            "Always 1; the version label says which build runs.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let journal_dropped = counter(
+            &r,
+            "callrelay_journal_dropped_events_total",
+            "Events removed from the journal because it reached max_size; reason=undelivered means a sink never got them.",
+            &["reason"],
+        );
+        let ingest_errors = counter(
+            &r,
+            "callrelay_ingest_errors_total",
+            "Journal commits that failed (every event in the batch was refused).",
+            &["reason"],
+        );
+        let upstream_malformed = counter(
+            &r,
+            "callrelay_upstream_malformed_total",
+            "Messages from a connected upstream that could not be read as the vendor's format.",
+            &["vendor", "account"],
+        );
+        let config_reloads = counter(
+            &r,
+            "callrelay_config_reloads_total",
+            "Config reloads (SIGHUP) by result (ok, failed).",
+            &["result"],
+        );
+        for sink in ["kafka", "websocket"] {
+            events_published.with_label_values(&[sink]);
+        }
+        Metrics {
+            registry: r,
+            events_received,
+            events_duplicate,
+            events_journaled,
+            events_published,
+            publish_errors,
+            webhook_requests,
+            upstream_connected,
+            upstream_reconnects,
+            journal_last_seq,
+            journal_bytes,
+            sink_lag_events,
+            ws_clients,
+            ws_disconnects,
+            event_latency,
+            build_info,
+            journal_dropped,
+            ingest_errors,
+            upstream_malformed,
+            config_reloads,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A counter that is always present, for tests and the ops dashboard.
+    pub fn counter_value(c: &IntCounter) -> u64 {
+        c.get()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,132 @@
+//! The HTTP surface on `server.listen`: `/healthz`, `/readyz`, `/metrics`,
+//! `/status`, plus the webhook routes and the WebSocket fan-out.
+//!
+//! Guarantees: the operational endpoints never block on the journal writer
+//! (they read counters and the status board), and no response carries a secret.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::app::Context;
+use crate::sinks;
+use crate::sources;
+
+/// The whole router.
+pub fn router(ctx: &Arc<Context>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .merge(sources::webhook::routes())
+        .merge(sinks::websocket::routes(ctx))
+        .fallback(not_found)
+        .with_state(ctx.clone())
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "no such route"})),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Why the relay is not ready, or empty when it is.
+pub fn not_ready_reasons(ctx: &Context) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if ctx.ingest.is_closing() {
+        reasons.push("shutting down".to_owned());
+    } else if !ctx.ingest.is_writable() {
+        reasons.push("the journal's last commit failed".to_owned());
+    }
+    reasons.extend(ctx.status.not_ready_reasons());
+    reasons
+}
+
+async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
+    let reasons = not_ready_reasons(&ctx);
+    if reasons.is_empty() {
+        (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "reasons": reasons})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
+    ctx.metrics
+        .journal_last_seq
+        .set(ctx.journal.last_seq() as i64);
+    ctx.metrics.journal_bytes.set(ctx.journal.bytes() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ctx.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(ctx): State<Arc<Context>>) -> Response {
+    let config = ctx.config.load();
+    let webhooks: Vec<_> = config
+        .webhook
+        .iter()
+        .map(|w| {
+            json!({
+                "vendor": w.get_ref().vendor,
+                "account": w.get_ref().account.get_ref(),
+                "path": format!("/hooks/{}/{}", w.get_ref().vendor, w.get_ref().account.get_ref()),
+            })
+        })
+        .collect();
+    let sinks: serde_json::Map<String, serde_json::Value> = ctx
+        .status
+        .sinks()
+        .into_iter()
+        .map(|(name, s)| {
+            let mut detail = s.detail;
+            if let Some(obj) = detail.as_object_mut() {
+                obj.insert("ready".into(), json!(s.ready));
+                if let Some(r) = s.reason {
+                    obj.insert("reason".into(), json!(r));
+                }
+            }
+            (name, detail)
+        })
+        .collect();
+    let reasons = not_ready_reasons(&ctx);
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": ctx.started.elapsed().as_secs(),
+        "ready": reasons.is_empty(),
+        "not_ready_reasons": reasons,
+        "sources": ctx.status.upstreams(),
+        "webhooks": webhooks,
+        "journal": {
+            "path": ctx.journal.path().display().to_string(),
+            "first_seq": ctx.journal.first_seq(),
+            "last_seq": ctx.journal.last_seq(),
+            "bytes": ctx.journal.bytes(),
+            "file_bytes": ctx.journal.file_bytes(),
+            "writable": ctx.ingest.is_writable(),
+        },
+        "sinks": sinks,
+    });
+    axum::Json(body).into_response()
+}

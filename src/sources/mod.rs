@@ -1,0 +1,161 @@
+//! Sources: the connections callrelay holds (Voip24h socket.io, SPRecord SSE)
+//! and the webhook routes. They hand events to ingest and never talk to sinks.
+//!
+//! [`SourceManager`] owns the running connection sources. Guarantees: a source
+//! whose config changed or was removed is stopped, and its task has returned
+//! (its sockets closed), before a replacement starts — so one key never has two
+//! sessions; sources whose config did not change keep running across a reload.
+
+pub mod sprecord;
+pub mod voip24h;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Context;
+use crate::config::Config;
+use crate::event::Vendor;
+use sprecord::config::SprecordConfig;
+use voip24h::config::Voip24hConfig;
+
+/// One connection source's config.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    Voip24h(Voip24hConfig),
+    Sprecord(SprecordConfig),
+}
+
+impl SourceConfig {
+    pub fn key(&self) -> (Vendor, String) {
+        match self {
+            SourceConfig::Voip24h(c) => (Vendor::Voip24h, c.account.get_ref().clone()),
+            SourceConfig::Sprecord(c) => (Vendor::Sprecord, c.account.get_ref().clone()),
+        }
+    }
+
+    /// Every connection source a config declares.
+    pub fn all(config: &Config) -> Vec<SourceConfig> {
+        let voip = config
+            .voip24h
+            .iter()
+            .map(|c| SourceConfig::Voip24h(c.get_ref().clone()));
+        let sp = config
+            .sprecord
+            .iter()
+            .map(|c| SourceConfig::Sprecord(c.get_ref().clone()));
+        voip.chain(sp).collect()
+    }
+}
+
+struct Running {
+    config: SourceConfig,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// How long a source may take to close its sockets when asked to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running connection sources, keyed by (vendor, account).
+#[derive(Default)]
+pub struct SourceManager {
+    running: BTreeMap<(Vendor, String), Running>,
+}
+
+/// What `apply` changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SourceChanges {
+    pub started: Vec<(Vendor, String)>,
+    pub stopped: Vec<(Vendor, String)>,
+    pub restarted: Vec<(Vendor, String)>,
+    pub unchanged: Vec<(Vendor, String)>,
+}
+
+impl SourceManager {
+    /// Brings the running sources in line with `config`.
+    pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> SourceChanges {
+        let wanted: BTreeMap<(Vendor, String), SourceConfig> = SourceConfig::all(config)
+            .into_iter()
+            .map(|c| (c.key(), c))
+            .collect();
+        let mut changes = SourceChanges::default();
+        let keys: Vec<_> = self.running.keys().cloned().collect();
+        for key in keys {
+            match wanted.get(&key) {
+                Some(cfg) if self.running.get(&key).is_some_and(|r| &r.config == cfg) => {
+                    changes.unchanged.push(key);
+                }
+                Some(_) => {
+                    self.stop(&key).await;
+                    changes.restarted.push(key);
+                }
+                None => {
+                    self.stop(&key).await;
+                    changes.stopped.push(key);
+                }
+            }
+        }
+        for (key, cfg) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            if !changes.restarted.contains(&key) {
+                changes.started.push(key.clone());
+            }
+            let cancel = ctx.shutdown.child_token();
+            let task = spawn_source(cfg.clone(), ctx.clone(), cancel.clone());
+            self.running.insert(
+                key,
+                Running {
+                    config: cfg,
+                    cancel,
+                    task,
+                },
+            );
+        }
+        changes
+    }
+
+    async fn stop(&mut self, key: &(Vendor, String)) {
+        if let Some(running) = self.running.remove(key) {
+            running.cancel.cancel();
+            let mut task = running.task;
+            if tokio::time::timeout(STOP_TIMEOUT, &mut task).await.is_err() {
+                tracing::error!(vendor = %key.0, account = %key.1, "source did not stop in time; aborting it");
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Stops every source and waits until each has closed its connections.
+    pub async fn stop_all(&mut self) {
+        let keys: Vec<_> = self.running.keys().cloned().collect();
+        for running in self.running.values() {
+            running.cancel.cancel();
+        }
+        for key in keys {
+            self.stop(&key).await;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+}
+
+fn spawn_source(cfg: SourceConfig, ctx: Arc<Context>, cancel: CancellationToken) -> JoinHandle<()> {
+    match cfg {
+        SourceConfig::Voip24h(c) => tokio::spawn(voip24h::run(c, ctx, cancel)),
+        SourceConfig::Sprecord(c) => tokio::spawn(sprecord::run(c, ctx, cancel)),
+    }
+}

@@ -1,0 +1,94 @@
+//! `[[voip24h]]`: one socket.io session per API key.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{
+    HumanDuration, Secret, Validator, unspanned, validate_account, validate_http_url,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum EngineIo {
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "3")]
+    V3,
+    #[serde(rename = "4")]
+    V4,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignForm {
+    /// `sign` carries the key string, as in the vendor's example.
+    Key,
+    /// `sign` carries `{voip, secret}`.
+    Object,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voip24hConfig {
+    pub account: Spanned<String>,
+    pub url: Spanned<String>,
+    pub key: Secret,
+    #[serde(default = "default_secret")]
+    pub secret: Secret,
+    #[serde(default = "default_engine_io")]
+    pub engine_io: EngineIo,
+    #[serde(default = "default_sign")]
+    pub sign: SignForm,
+    #[serde(default = "default_hello_interval")]
+    pub hello_interval: Spanned<HumanDuration>,
+    /// How long to stay away after a `Bandwidth` (rate limit) event.
+    #[serde(default = "default_bandwidth_backoff")]
+    pub bandwidth_backoff: Spanned<HumanDuration>,
+    /// `/readyz` is false while this account has not been connected for this long.
+    #[serde(default = "default_connect_grace")]
+    pub connect_grace: Spanned<HumanDuration>,
+}
+
+fn default_secret() -> Secret {
+    Secret::new("")
+}
+fn default_engine_io() -> EngineIo {
+    EngineIo::Auto
+}
+fn default_sign() -> SignForm {
+    SignForm::Key
+}
+fn default_hello_interval() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(15))
+}
+fn default_bandwidth_backoff() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(60))
+}
+fn default_connect_grace() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(30))
+}
+
+impl Voip24hConfig {
+    pub fn validate(&self, v: &mut Validator) {
+        validate_account(v, &self.account);
+        validate_http_url(v, "url", &self.url);
+        if self.key.is_empty() {
+            v.error(self.account.span(), "[[voip24h]] `key` must not be empty");
+        }
+        if self.sign == SignForm::Object && self.secret.is_empty() {
+            v.error(
+                self.account.span(),
+                "[[voip24h]] sign = \"object\" needs `secret`",
+            );
+        }
+        // Allowed outside the vendor's 10..29 s only for tests, which shorten every interval.
+        if !cfg!(test) && std::env::var_os("CALLRELAY_TEST_SHORT_INTERVALS").is_none() {
+            v.check_range(
+                "hello_interval",
+                &self.hello_interval,
+                HumanDuration::from_secs(10),
+                HumanDuration::from_secs(29),
+                HumanDuration::to_string,
+            );
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `[[webhook]]`: one pushed vendor account, with that vendor's credentials.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{Secret, Validator, validate_account};
+use crate::event::Vendor;
+
+/// How SPRecord's verification handshake is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationReply {
+    /// The MD5 hex as text/plain.
+    #[default]
+    Plain,
+    /// `{"result": "<md5>"}`.
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub vendor: Vendor,
+    pub account: Spanned<String>,
+    /// CareSoft: the HMAC-SHA1 key.
+    #[serde(default)]
+    pub secret: Option<Spanned<Secret>>,
+    /// Tel4vn: the callback api key.
+    #[serde(default)]
+    pub api_key: Option<Spanned<Secret>>,
+    /// Tel4vn: the header carrying the key (`Bearer KEY` or the bare key).
+    #[serde(default)]
+    pub api_key_header: Option<Spanned<String>>,
+    /// Tel4vn: take the key from this query parameter instead of a header.
+    #[serde(default)]
+    pub api_key_query: Option<Spanned<String>>,
+    /// VOIPEX: HTTP Basic auth.
+    #[serde(default)]
+    pub username: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password: Option<Spanned<Secret>>,
+    /// Voip24h (required) and SPRecord (optional): `?token=` on the URL.
+    #[serde(default)]
+    pub token: Option<Spanned<Secret>>,
+    /// SPRecord: how the verification handshake is answered.
+    #[serde(default)]
+    pub verification_reply: Option<Spanned<VerificationReply>>,
+}
+
+impl WebhookConfig {
+    pub fn validate(&self, v: &mut Validator) {
+        validate_account(v, &self.account);
+        let at = self.account.span();
+        let vendor = self.vendor;
+        let mut require = |present: bool, field: &str| {
+            if !present {
+                v.error(at.clone(), format!("[[webhook]] {vendor} needs `{field}`"));
+            }
+        };
+        match vendor {
+            Vendor::Caresoft => require(self.secret.is_some(), "secret"),
+            Vendor::Tel4vn => require(self.api_key.is_some(), "api_key"),
+            Vendor::Voipex => {
+                require(self.username.is_some(), "username");
+                require(self.password.is_some(), "password");
+            }
+            Vendor::Voip24h => require(self.token.is_some(), "token"),
+            Vendor::Sprecord => {}
+        }
+        let allowed: &[&str] = match vendor {
+            Vendor::Caresoft => &["secret"],
+            Vendor::Tel4vn => &["api_key", "api_key_header", "api_key_query"],
+            Vendor::Voipex => &["username", "password"],
+            Vendor::Voip24h => &["token"],
+            Vendor::Sprecord => &["token", "verification_reply"],
+        };
+        let present = [
+            ("secret", self.secret.as_ref().map(|s| s.span())),
+            ("api_key", self.api_key.as_ref().map(|s| s.span())),
+            (
+                "api_key_header",
+                self.api_key_header.as_ref().map(|s| s.span()),
+            ),
+            (
+                "api_key_query",
+                self.api_key_query.as_ref().map(|s| s.span()),
+            ),
+            ("username", self.username.as_ref().map(|s| s.span())),
+            ("password", self.password.as_ref().map(|s| s.span())),
+            ("token", self.token.as_ref().map(|s| s.span())),
+            (
+                "verification_reply",
+                self.verification_reply.as_ref().map(|s| s.span()),
+            ),
+        ];
+        for (field, span) in present {
+            if let Some(span) = span
+                && !allowed.contains(&field)
+            {
+                v.error(span, format!("`{field}` is not used by {vendor} webhooks"));
+            }
+        }
+        for secret in [&self.secret, &self.api_key, &self.password, &self.token]
+            .into_iter()
+            .flatten()
+        {
+            if secret.get_ref().is_empty() {
+                v.error(secret.span(), "a credential must not be empty");
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The live state board behind `/status`, `/readyz` and the upstream metrics.
+//!
+//! Sources report their connection state through an [`UpstreamReporter`]; it keeps
+//! `/status`, `callrelay_upstream_connected` and
+//! `callrelay_upstream_reconnects_total` in step, so no source can update one
+//! and forget another. Sinks publish a JSON snapshot of their own state.
+//! Guarantees: nothing here blocks for long (short mutex sections only), and a
+//! dropped reporter removes its upstream from the board and zeroes its gauge.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::event::{Vendor, format_time};
+use crate::metrics::Metrics;
+
+/// The state of one upstream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnState {
+    Disconnected,
+    Connecting,
+    Signing,
+    Connected,
+    BackingOff,
+    /// Refused for credentials: it keeps retrying slowly.
+    AuthFailed,
+}
+
+/// One upstream connection, as `/status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpstreamStatus {
+    pub vendor: Vendor,
+    pub account: String,
+    pub stream: String,
+    pub state: ConnState,
+    pub since: String,
+    pub last_event: Option<String>,
+    pub reconnects: u64,
+    pub backoff_until: Option<String>,
+    pub last_error: Option<String>,
+    /// e.g. the Engine.IO version in use.
+    pub detail: Option<String>,
+    #[serde(skip)]
+    connected_once: bool,
+    #[serde(skip)]
+    started: Instant,
+    #[serde(skip)]
+    grace: Duration,
+    #[serde(skip)]
+    last_connected: Option<Instant>,
+}
+
+type Key = (Vendor, String, String);
+
+#[derive(Default)]
+struct Board {
+    upstreams: BTreeMap<Key, UpstreamStatus>,
+    sinks: BTreeMap<String, SinkStatus>,
+}
+
+/// A sink's status: a JSON snapshot and whether it is ready.
+#[derive(Clone, Debug)]
+pub struct SinkStatus {
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub detail: Value,
+}
+
+/// Shared board; cheap to clone.
+#[derive(Clone)]
+pub struct StatusBoard {
+    board: Arc<Mutex<Board>>,
+    metrics: Arc<Metrics>,
+}
+
+impl StatusBoard {
+    pub fn new(metrics: Arc<Metrics>) -> StatusBoard {
+        StatusBoard {
+            board: Arc::new(Mutex::new(Board::default())),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        // A panic while holding this lock cannot leave the board inconsistent
+        // in a way that matters more than losing /status, so recover the guard.
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Registers an upstream connection (`stream` is "0" for a socket.io
+    /// session, "0".."2" for SSE streams). `grace` bounds how long it may stay
+    /// unconnected before `/readyz` says not ready.
+    pub fn upstream(
+        &self,
+        vendor: Vendor,
+        account: &str,
+        stream: &str,
+        grace: Duration,
+    ) -> UpstreamReporter {
+        let key = (vendor, account.to_owned(), stream.to_owned());
+        let now = Instant::now();
+        self.lock().upstreams.insert(
+            key.clone(),
+            UpstreamStatus {
+                vendor,
+                account: account.to_owned(),
+                stream: stream.to_owned(),
+                state: ConnState::Disconnected,
+                since: format_time(OffsetDateTime::now_utc()),
+                last_event: None,
+                reconnects: 0,
+                backoff_until: None,
+                last_error: None,
+                detail: None,
+                connected_once: false,
+                started: now,
+                grace,
+                last_connected: None,
+            },
+        );
+        self.metrics
+            .upstream_connected
+            .with_label_values(&[vendor.as_str(), account, stream])
+            .set(0);
+        UpstreamReporter {
+            board: self.clone(),
+            key,
+        }
+    }
+
+    /// Publishes a sink's state (`kafka`, `websocket`).
+    pub fn set_sink(&self, name: &str, status: SinkStatus) {
+        self.lock().sinks.insert(name.to_owned(), status);
+    }
+
+    pub fn remove_sink(&self, name: &str) {
+        self.lock().sinks.remove(name);
+    }
+
+    pub fn upstreams(&self) -> Vec<UpstreamStatus> {
+        self.lock().upstreams.values().cloned().collect()
+    }
+
+    pub fn sinks(&self) -> BTreeMap<String, SinkStatus> {
+        self.lock().sinks.clone()
+    }
+
+    /// Reasons the relay is not ready, from upstreams and sinks; empty when ready.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let board = self.lock();
+        let now = Instant::now();
+        let mut reasons = Vec::new();
+        for u in board.upstreams.values() {
+            let connected = u.state == ConnState::Connected;
+            if connected {
+                continue;
+            }
+            let reference = u.last_connected.unwrap_or(u.started);
+            if u.state == ConnState::AuthFailed || now.duration_since(reference) > u.grace {
+                reasons.push(format!(
+                    "{}/{} stream {} is {:?} (not connected within {:?}){}",
+                    u.vendor,
+                    u.account,
+                    u.stream,
+                    u.state,
+                    u.grace,
+                    u.last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        for (name, s) in &board.sinks {
+            if !s.ready {
+                reasons.push(format!(
+                    "sink {name} is not ready{}",
+                    s.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        reasons
+    }
+}
+
+/// A source's handle on its row of the board.
+pub struct UpstreamReporter {
+    board: StatusBoard,
+    key: Key,
+}
+
+impl UpstreamReporter {
+    fn update(&self, f: impl FnOnce(&mut UpstreamStatus)) {
+        let mut board = self.board.lock();
+        if let Some(u) = board.upstreams.get_mut(&self.key) {
+            f(u);
+        }
+    }
+
+    fn labels(&self) -> [&str; 3] {
+        [self.key.0.as_str(), &self.key.1, &self.key.2]
+    }
+
+    /// Moves to `state`; `Connected` sets the gauge to 1, anything else to 0.
+    pub fn set_state(&self, state: ConnState) {
+        let now = Instant::now();
+        self.update(|u| {
+            if u.state != state {
+                u.state = state;
+                u.since = format_time(OffsetDateTime::now_utc());
+            }
+            if state == ConnState::Connected {
+                u.connected_once = true;
+                u.last_connected = Some(now);
+                u.backoff_until = None;
+                u.last_error = None;
+            } else if u.state != ConnState::Connected && u.connected_once {
+                // Grace for readiness runs from the moment the connection was lost.
+                u.last_connected = u.last_connected.map(|_| now);
+            }
+        });
+        self.board
+            .metrics
+            .upstream_connected
+            .with_label_values(&self.labels())
+            .set(i64::from(state == ConnState::Connected));
+    }
+
+    /// The connection ended for `reason` (a short, bounded word such as
+    /// `disconnect`, `bandwidth`, `timeout`, `http_429`) and will be retried
+    /// after `backoff`. `error` is shown in `/status`; it must hold no secret.
+    pub fn reconnecting(&self, reason: &str, error: Option<String>, backoff: Duration) {
+        let until = OffsetDateTime::now_utc() + backoff;
+        self.update(|u| {
+            u.reconnects += 1;
+            u.state = ConnState::BackingOff;
+            u.since = format_time(OffsetDateTime::now_utc());
+            u.backoff_until = Some(format_time(until));
+            u.last_error = error;
+        });
+        let [vendor, account, stream] = self.labels();
+        let metrics = &self.board.metrics;
+        metrics
+            .upstream_connected
+            .with_label_values(&[vendor, account, stream])
+            .set(0);
+        metrics
+            .upstream_reconnects
+            .with_label_values(&[vendor, account, reason])
+            .inc();
+    }
+
+    /// Credentials were refused: shown in `/status`, and `/readyz` fails at once.
+    pub fn auth_failed(&self, error: String, backoff: Duration) {
+        self.reconnecting("auth", Some(error), backoff);
+        self.update(|u| u.state = ConnState::AuthFailed);
+    }
+
+    pub fn set_detail(&self, detail: Option<String>) {
+        self.update(|u| u.detail = detail);
+    }
+
+    /// An event arrived on this connection.
+    pub fn event_seen(&self) {
+        let now = format_time(OffsetDateTime::now_utc());
+        self.update(|u| u.last_event = Some(now));
+    }
+
+    pub fn state(&self) -> Option<ConnState> {
+        self.board.lock().upstreams.get(&self.key).map(|u| u.state)
+    }
+}
+
+impl Drop for UpstreamReporter {
+    fn drop(&mut self) {
+        self.board.lock().upstreams.remove(&self.key);
+        let _ = self
+            .board
+            .metrics
+            .upstream_connected
+            .remove_label_values(&self.labels());
+    }
+}

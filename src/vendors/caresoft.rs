@@ -1,0 +1,1 @@
+//! caresoft: authentication, parsing and normalization of its events (pure).

@@ -1,0 +1,1 @@
+//! sprecord: authentication, parsing and normalization of its events (pure).

@@ -1,0 +1,1 @@
+//! tel4vn: authentication, parsing and normalization of its events (pure).

@@ -1,0 +1,1 @@
+//! voip24h: authentication, parsing and normalization of its events (pure).

@@ -1,0 +1,1 @@
+//! voipex: authentication, parsing and normalization of its events (pure).

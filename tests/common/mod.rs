@@ -1,0 +1,108 @@
+//! Shared harness for integration tests: an in-process relay on 127.0.0.1
+//! with its journal in a temporary directory, and ways to await its events.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callrelay::app::{Context, Relay};
+use callrelay::config::Config;
+use callrelay::journal::JournaledEvent;
+
+/// A relay started for one test; stopped (drained) on `stop`, killed on drop.
+pub struct TestRelay {
+    pub relay: Option<Relay>,
+    pub addr: std::net::SocketAddr,
+    pub ctx: Arc<Context>,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// `[server]` and `[journal]` for a test: port 0 and a temporary journal.
+pub fn base_config(dir: &std::path::Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n\n",
+        dir.join("journal").display().to_string()
+    )
+}
+
+/// Starts a relay whose config is `base_config` followed by `rest`.
+pub async fn start_relay(rest: &str) -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}{}", base_config(dir.path()), rest);
+    start_relay_in(dir, &text).await
+}
+
+/// Starts a relay with the full config `text`, in `dir` (kept alive by the result).
+pub async fn start_relay_in(dir: tempfile::TempDir, text: &str) -> TestRelay {
+    let config_path = dir.path().join("relay.toml");
+    std::fs::write(&config_path, text).expect("write config");
+    let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config:\n{e}"));
+    let relay = Relay::start(config, config_path.clone())
+        .await
+        .unwrap_or_else(|e| panic!("relay start: {e}"));
+    TestRelay {
+        addr: relay.addr,
+        ctx: relay.ctx.clone(),
+        relay: Some(relay),
+        dir,
+        config_path,
+    }
+}
+
+impl TestRelay {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until the journal's last seq is at least `seq`.
+    pub async fn wait_for_seq(&self, seq: u64, within: Duration) {
+        let mut committed = self.ctx.hub.committed();
+        let result = tokio::time::timeout(within, async {
+            while *committed.borrow_and_update() < seq {
+                if committed.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            result.is_ok(),
+            "timed out waiting for seq {seq}; last seq is {}",
+            self.ctx.journal.last_seq()
+        );
+    }
+
+    /// Every event held in the journal, in seq order.
+    pub fn events(&self) -> Vec<JournaledEvent> {
+        self.ctx.journal.read_after(0, usize::MAX).expect("read journal")
+    }
+
+    /// The events' CloudEvent JSON, parsed.
+    pub fn event_values(&self) -> Vec<serde_json::Value> {
+        self.events()
+            .iter()
+            .map(|e| serde_json::from_slice(&e.json).expect("journaled JSON"))
+            .collect()
+    }
+
+    /// Drains and stops the relay, returning its journal directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(relay) = self.relay.take() {
+            relay.shutdown();
+            relay.wait().await.expect("relay stopped cleanly");
+        }
+        self.dir
+    }
+}
+
+/// Polls `check` until it returns true (for states that have no event to await,
+/// such as a peer's own counters); fails after `within`.
+pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
