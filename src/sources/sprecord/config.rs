@@ -1,6 +1,12 @@
 //! `[[sprecord]]`: up to three SSE streams per device/account.
+//!
+//! Guarantees: a config that validates can be turned into a stream endpoint
+//! (URL, header names and values are checked here, so the source never fails
+//! on them at run time), and every timing is bounded below so no setting can
+//! make a stream reconnect in a tight loop.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -8,6 +14,9 @@ use toml::Spanned;
 use crate::config::{
     HumanDuration, Secret, Validator, unspanned, validate_account, validate_http_url,
 };
+
+/// The vendor's limit: at most this many concurrent `/sys/events` connections per account.
+pub const MAX_STREAMS: u8 = 3;
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,16 +28,34 @@ pub struct SprecordConfig {
     /// Request headers sent on every stream (authentication is not documented by the vendor).
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
-    /// A stream silent for this long is taken as dead and reopened.
+    /// A stream silent for this long (no event, no keep-alive comment) is taken as dead and reopened.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Spanned<HumanDuration>,
     /// `/readyz` is false while this account has had no open stream for this long.
     #[serde(default = "default_connect_grace")]
     pub connect_grace: Spanned<HumanDuration>,
+    /// Bound on TCP + TLS connect and on waiting for the response head.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<HumanDuration>,
+    /// First reconnect delay after a network error, a 5xx or a closed stream;
+    /// doubles per failure up to `backoff_max`, each delay jittered by ±50 %.
+    #[serde(default = "default_backoff_min")]
+    pub backoff_min: Spanned<HumanDuration>,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Spanned<HumanDuration>,
+    /// Delay (jittered) after a 429 or a "too many connections" answer.
+    #[serde(default = "default_busy_backoff")]
+    pub busy_backoff: Spanned<HumanDuration>,
+    /// Delay (jittered) after a 401/403: the credentials need a human.
+    #[serde(default = "default_auth_backoff")]
+    pub auth_backoff: Spanned<HumanDuration>,
+    /// Stream `i` first connects after `i × stagger`, so the streams do not move in lock-step.
+    #[serde(default = "default_stagger")]
+    pub stagger: Spanned<HumanDuration>,
 }
 
 fn default_streams() -> Spanned<u8> {
-    unspanned(3)
+    unspanned(MAX_STREAMS)
 }
 fn default_read_timeout() -> Spanned<HumanDuration> {
     unspanned(HumanDuration::from_secs(60))
@@ -36,19 +63,100 @@ fn default_read_timeout() -> Spanned<HumanDuration> {
 fn default_connect_grace() -> Spanned<HumanDuration> {
     unspanned(HumanDuration::from_secs(30))
 }
+fn default_connect_timeout() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(10))
+}
+fn default_backoff_min() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(1))
+}
+fn default_backoff_max() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(60))
+}
+fn default_busy_backoff() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(30))
+}
+fn default_auth_backoff() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(300))
+}
+fn default_stagger() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(1))
+}
+
+/// Smallest accepted reconnect delay: keeps a broken peer from being hammered
+/// and leaves a closed socket time to be seen closed before the next opens.
+const MIN_DELAY: HumanDuration = HumanDuration::from_millis(10);
+const HOUR: HumanDuration = HumanDuration::from_secs(3600);
 
 impl SprecordConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
-        v.check_range("streams", &self.streams, 1, 3, u8::to_string);
-        for name in self.headers.keys() {
+        v.check_range("streams", &self.streams, 1, MAX_STREAMS, u8::to_string);
+        for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 v.error(
                     self.account.span(),
                     format!("header name {name:?} is not valid"),
                 );
             }
+            // The value is a secret: say which header, never what it holds.
+            if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+                v.error(
+                    self.account.span(),
+                    format!("the value of header {name:?} is not a valid HTTP header value"),
+                );
+            }
+        }
+        let shown = |d: &HumanDuration| d.to_string();
+        for (field, value) in [
+            ("read_timeout", &self.read_timeout),
+            ("connect_timeout", &self.connect_timeout),
+            ("backoff_min", &self.backoff_min),
+            ("backoff_max", &self.backoff_max),
+            ("busy_backoff", &self.busy_backoff),
+            ("auth_backoff", &self.auth_backoff),
+        ] {
+            v.check_range(field, value, MIN_DELAY, HOUR, shown);
+        }
+        v.check_range(
+            "stagger",
+            &self.stagger,
+            HumanDuration::from_secs(0),
+            HOUR,
+            shown,
+        );
+        if self.backoff_min.get_ref() > self.backoff_max.get_ref() {
+            v.error(
+                self.backoff_min.span(),
+                "`backoff_min` must not exceed `backoff_max`",
+            );
         }
     }
+
+    /// The typed timings, read once by the source.
+    pub fn timings(&self) -> Timings {
+        Timings {
+            read_timeout: self.read_timeout.get_ref().get(),
+            connect_timeout: self.connect_timeout.get_ref().get(),
+            backoff_min: self.backoff_min.get_ref().get(),
+            backoff_max: self.backoff_max.get_ref().get(),
+            busy_backoff: self.busy_backoff.get_ref().get(),
+            auth_backoff: self.auth_backoff.get_ref().get(),
+            stagger: self.stagger.get_ref().get(),
+            connect_grace: self.connect_grace.get_ref().get(),
+        }
+    }
+}
+
+/// Every duration the source uses, unwrapped from the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub busy_backoff: Duration,
+    pub auth_backoff: Duration,
+    pub stagger: Duration,
+    pub connect_grace: Duration,
 }

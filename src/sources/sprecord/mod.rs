@@ -1,15 +1,65 @@
-//! The SPRecord SSE source: up to three `/sys/events` streams per account.
+//! The SPRecord SSE source: up to three `/sys/events` streams per account,
+//! each supervised on its own, all feeding one deduplicated event stream.
+//!
+//! Guarantees:
+//! - `streams` (1..3) streams run concurrently; an event that reaches any of
+//!   them is journaled, and one that reaches several is journaled once (the
+//!   SPRecord parser gives it the same identity whatever the stream or transport);
+//! - never more than three connections per account are open at once, counting
+//!   one that is still closing (see [`limiter`] and [`connection`]);
+//! - each stream has its own row in `/status` (stream "0".."2") and its own
+//!   `callrelay_upstream_connected{stream}` gauge;
+//! - [`run`] returns only after every stream's connection is closed.
+//!
+//! Layout: [`config`] (the `[[sprecord]]` table), [`connection`] (one HTTP
+//! connection and its SSE framing), [`limiter`] (the per-account connection
+//! budget), [`stream`] (one stream's reconnect loop and event handling).
 
 pub mod config;
+pub mod connection;
+pub mod limiter;
+pub mod stream;
 
 use std::sync::Arc;
 
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
-use config::SprecordConfig;
+use config::{MAX_STREAMS, SprecordConfig};
+use connection::Endpoint;
+use limiter::ConnLimiter;
+use stream::StreamSupervisor;
 
 /// Holds the account's streams until `cancel`; returns once every stream is closed.
-pub async fn run(_config: SprecordConfig, _ctx: Arc<Context>, cancel: CancellationToken) {
-    cancel.cancelled().await;
+pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: CancellationToken) {
+    let account = config.account.get_ref().clone();
+    let endpoint = match Endpoint::new(&config) {
+        Ok(endpoint) => Arc::new(endpoint),
+        Err(e) => {
+            // Validation rules this out; if it happens, say so and stay idle.
+            tracing::error!(vendor = "sprecord", account = %account, "cannot start the SSE source: {e}");
+            cancel.cancelled().await;
+            return;
+        }
+    };
+    let limiter = ConnLimiter::new(usize::from(MAX_STREAMS));
+    let streams = config.streams.get_ref().clamp(&1, &MAX_STREAMS);
+    let mut tasks = JoinSet::new();
+    for index in 0..usize::from(*streams) {
+        let supervisor = StreamSupervisor {
+            index,
+            account: account.clone(),
+            endpoint: endpoint.clone(),
+            limiter: limiter.clone(),
+            timings: config.timings(),
+            ctx: ctx.clone(),
+        };
+        tasks.spawn(supervisor.run(cancel.clone()));
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(vendor = "sprecord", account = %account, "an SSE stream task failed: {e}");
+        }
+    }
 }

@@ -1,0 +1,403 @@
+//! One SSE connection to `GET {url}/sys/events`: open it (TCP, TLS, HTTP/1.1),
+//! classify a refusal, hand out its events, and close it.
+//!
+//! Why hyper and not reqwest(-eventsource): the account may hold at most three
+//! connections, *counting one that is still closing*. With reqwest the socket is
+//! owned by a pooled background task and closes some time after the response is
+//! dropped, unobservably. Here each connection's socket lives in one task that
+//! also owns the connection's [`ConnPermit`]; [`SseConnection::close`] waits for
+//! that task, so when it returns the socket is closed and the permit is back.
+//! The SSE framing (multi-line `data:`, comments, `id:`, `retry:`, BOM, CRLF) is
+//! parsed by `eventsource-stream`, the parser reqwest-eventsource itself uses.
+//!
+//! Guarantees: every way out of [`Endpoint::open`] and every [`SseConnection`]
+//! — closed, dropped or its task aborted — closes the socket and returns the
+//! permit; a stream that sends no byte (not even a keep-alive comment) for
+//! `read_timeout` ends with [`BodyError::Silent`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures::stream::{BoxStream, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::task::JoinHandle;
+use tower::Service;
+
+use super::config::SprecordConfig;
+use super::limiter::{ConnLimiter, ConnPermit};
+
+/// How much of a refusal's body is read to classify it and to show in logs.
+const ERROR_BODY_LIMIT: usize = 512;
+/// How long a closing connection may take to shut down cleanly before its task is aborted.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The config could not be turned into an endpoint (validation prevents this).
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("`url` {0:?} cannot be used: {1}")]
+    Url(String, String),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("header {0:?} has an invalid name or value")]
+    Header(String),
+}
+
+/// Why a connection attempt did not become a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("credentials refused (HTTP {status}): {body}")]
+    Auth { status: StatusCode, body: String },
+    #[error("too many connections (HTTP {status}): {body}")]
+    TooMany { status: StatusCode, body: String },
+    #[error("HTTP {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("the answer is not an event stream (content-type {0:?})")]
+    ContentType(String),
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl OpenError {
+    /// A bounded word for `callrelay_upstream_reconnects_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::Auth { .. } => "auth",
+            OpenError::TooMany { .. } => "http_429",
+            OpenError::Status { status, .. } if status.is_server_error() => "http_5xx",
+            OpenError::Status { .. } => "http_4xx",
+            OpenError::ContentType(_) => "content_type",
+            OpenError::Connect(_) => "connect",
+            OpenError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// Why an open stream's bytes stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("no data or keep-alive for {0:?}")]
+    Silent(Duration),
+    #[error("transport: {0}")]
+    Transport(#[from] hyper::Error),
+}
+
+/// Where and how every stream of one account connects.
+pub struct Endpoint {
+    uri: Uri,
+    host: HeaderValue,
+    headers: HeaderMap,
+    connector: HttpsConnector<HttpConnector>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl Endpoint {
+    pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
+        let raw = config.url.get_ref();
+        let bad = |why: &str| EndpointError::Url(raw.clone(), why.to_owned());
+        let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        let host = url.host_str().ok_or_else(|| bad("no host"))?;
+        // Userinfo is left out on purpose: credentials belong in `headers`.
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let path = format!("{}/sys/events", url.path().trim_end_matches('/'));
+        let path_and_query = match url.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri: Uri = format!("{}://{authority}{path_and_query}", url.scheme())
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
+        let host = HeaderValue::from_str(&authority).map_err(|_| bad("host"))?;
+
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let header = || EndpointError::Header(name.clone());
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| header())?;
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| header())?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+
+        let timings = config.timings();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timings.connect_timeout));
+        let connector = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| EndpointError::Tls(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Endpoint {
+            uri,
+            host,
+            headers,
+            connector,
+            connect_timeout: timings.connect_timeout,
+            read_timeout: timings.read_timeout,
+        })
+    }
+
+    /// Opens one stream, waiting first for a connection permit. `last_event_id`
+    /// is sent as `Last-Event-ID` so a server that keeps history resumes there.
+    pub async fn open(
+        &self,
+        limiter: &ConnLimiter,
+        last_event_id: Option<&str>,
+    ) -> Result<SseConnection, OpenError> {
+        let permit = limiter.acquire().await;
+        let timeout = self.connect_timeout;
+        let (mut sender, driver) = tokio::time::timeout(timeout, self.connect(permit))
+            .await
+            .map_err(|_| OpenError::Timeout(timeout))??;
+
+        let mut request = Request::get(self.uri.clone());
+        if let Some(h) = request.headers_mut() {
+            h.insert(header::HOST, self.host.clone());
+            h.insert(
+                header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            for (name, value) in &self.headers {
+                h.insert(name, value.clone());
+            }
+            // An id the server sent that is not a valid header value cannot be
+            // sent back; the stream then starts from "now", which dedup tolerates.
+            if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+                h.insert(HeaderName::from_static("last-event-id"), id);
+            }
+        }
+        let request = match request.body(Empty::<Bytes>::new()) {
+            Ok(r) => r,
+            Err(e) => {
+                driver.close().await;
+                return Err(OpenError::Connect(e.to_string()));
+            }
+        };
+        let response = match tokio::time::timeout(timeout, sender.send_request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                driver.close().await;
+                return Err(OpenError::Connect(e.to_string()));
+            }
+            Err(_) => {
+                driver.close().await;
+                return Err(OpenError::Timeout(timeout));
+            }
+        };
+        // One request per connection: the connection ends with this response.
+        drop(sender);
+
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = read_error_body(response.into_body(), timeout).await;
+            driver.close().await;
+            return Err(classify_refusal(status, body));
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if !is_event_stream(&content_type) {
+            drop(response);
+            driver.close().await;
+            return Err(OpenError::ContentType(content_type));
+        }
+        let events = idle_bounded(response.into_body(), self.read_timeout)
+            .eventsource()
+            .boxed();
+        Ok(SseConnection { events, driver })
+    }
+
+    /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
+    /// together with `permit`.
+    async fn connect(
+        &self,
+        permit: ConnPermit,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+            Driver,
+        ),
+        OpenError,
+    > {
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let io = connector
+            .call(self.uri.clone())
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let task = tokio::spawn(async move {
+            // The permit lives exactly as long as the socket does.
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "sprecord connection ended with an error");
+            }
+        });
+        Ok((sender, Driver { task: Some(task) }))
+    }
+}
+
+/// The task that owns one connection's socket and permit.
+struct Driver {
+    task: Option<JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Returns once the socket is closed: a clean shutdown if it comes within
+    /// [`CLOSE_GRACE`], else the task is aborted (which drops the socket).
+    async fn close(mut self) {
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
+                task.abort();
+                // Resolves once the aborted future, socket and permit included, is dropped.
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Not closed through `close` (e.g. the source task itself was aborted):
+        // abort, so the socket and the permit are still released promptly.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The events of one open stream.
+pub type SseResult = Result<Event, EventStreamError<BodyError>>;
+
+/// An open stream.
+pub struct SseConnection {
+    events: BoxStream<'static, SseResult>,
+    driver: Driver,
+}
+
+impl SseConnection {
+    /// The next complete event; `None` when the server ended the stream.
+    pub async fn next_event(&mut self) -> Option<SseResult> {
+        self.events.next().await
+    }
+
+    /// Closes the stream; returns once its socket is closed and its permit returned.
+    pub async fn close(self) {
+        let SseConnection { events, driver } = self;
+        // Dropping the body first tells hyper to shut the connection down.
+        drop(events);
+        driver.close().await;
+    }
+}
+
+/// The body's data frames, ending with [`BodyError::Silent`] when no frame
+/// (a keep-alive comment counts) arrives for `read_timeout`.
+fn idle_bounded(
+    body: Incoming,
+    read_timeout: Duration,
+) -> BoxStream<'static, Result<Bytes, BodyError>> {
+    futures::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        loop {
+            match tokio::time::timeout(read_timeout, body.frame()).await {
+                Err(_) => return Some((Err(BodyError::Silent(read_timeout)), None)),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => return Some((Err(BodyError::Transport(e)), None)),
+                Ok(Some(Ok(frame))) => {
+                    // Trailers carry no events; skip them.
+                    if let Ok(data) = frame.into_data() {
+                        return Some((Ok(data), Some(body)));
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+fn is_event_stream(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// A refusal's start, as text for classification and logs (never a secret of ours).
+async fn read_error_body(mut body: Incoming, within: Duration) -> String {
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        while bytes.len() < ERROR_BODY_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+    bytes.truncate(ERROR_BODY_LIMIT);
+    String::from_utf8_lossy(&bytes).trim().to_owned()
+}
+
+/// 401/403 → auth; 429 or any "too many connections" text → busy; else a status error.
+fn classify_refusal(status: StatusCode, body: String) -> OpenError {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        OpenError::Auth { status, body }
+    } else if status == StatusCode::TOO_MANY_REQUESTS
+        || body.to_ascii_lowercase().contains("too many connections")
+    {
+        OpenError::TooMany { status, body }
+    } else {
+        OpenError::Status { status, body }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_classified_by_status_and_text() {
+        let c = |s: u16, b: &str| {
+            classify_refusal(StatusCode::from_u16(s).unwrap(), b.to_owned()).reason()
+        };
+        assert_eq!(c(401, ""), "auth");
+        assert_eq!(c(403, "forbidden"), "auth");
+        assert_eq!(c(429, ""), "http_429");
+        assert_eq!(c(503, "Too Many Connections for device"), "http_429");
+        assert_eq!(c(500, "boom"), "http_5xx");
+        assert_eq!(c(404, "no such path"), "http_4xx");
+    }
+
+    #[test]
+    fn only_event_stream_content_types_are_accepted() {
+        assert!(is_event_stream("text/event-stream"));
+        assert!(is_event_stream("Text/Event-Stream; charset=utf-8"));
+        assert!(!is_event_stream("application/json"));
+        assert!(!is_event_stream(""));
+    }
+}

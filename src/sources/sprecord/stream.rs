@@ -1,0 +1,309 @@
+//! One supervised SSE stream of an SPRecord account: connect, pump events into
+//! ingest, and reconnect for ever with backoff until cancelled.
+//!
+//! Guarantees:
+//! - every event read is submitted to ingest and retried on commit errors; a
+//!   stream never drops an event it has read (only cancellation stops a retry);
+//! - `Last-Event-ID` is advanced only after its event is journaled, so a
+//!   server that keeps history resumes after the last durable event;
+//! - malformed data is counted (`upstream_malformed`) and logged; the stream stays up;
+//! - delays: network/5xx/closed stream → exponential backoff with jitter
+//!   (reset once a stream was open); 429/"too many connections" → at least
+//!   `busy_backoff`; 401/403 → `auth_backoff`, `/readyz` false, an error log;
+//! - on cancel the connection is closed before [`StreamSupervisor::run`] returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backoff::ExponentialBackoff;
+use backoff::backoff::Backoff;
+use eventsource_stream::EventStreamError;
+use rand::Rng;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::config::Timings;
+use super::connection::{BodyError, Endpoint, OpenError, SseConnection};
+use super::limiter::ConnLimiter;
+use crate::app::Context;
+use crate::event::{IncomingEvent, Transport, Vendor};
+use crate::ingest::IngestError;
+use crate::status::{ConnState, UpstreamReporter};
+use crate::vendors::sprecord::{SprecordMessage, parse_message};
+
+/// The longest wait between two tries of a failed journal commit.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How one open stream ended.
+#[derive(Debug)]
+enum StreamEnd {
+    Cancelled,
+    /// The server closed the body.
+    Closed,
+    Silent(Duration),
+    Transport(String),
+    /// The bytes could not be read as SSE (bad UTF-8 or framing).
+    Garbled(String),
+}
+
+impl StreamEnd {
+    fn reason(&self) -> &'static str {
+        match self {
+            StreamEnd::Cancelled => "shutdown",
+            StreamEnd::Closed => "disconnect",
+            StreamEnd::Silent(_) => "timeout",
+            StreamEnd::Transport(_) => "transport",
+            StreamEnd::Garbled(_) => "malformed",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StreamEnd::Cancelled => "shutting down".into(),
+            StreamEnd::Closed => "the server closed the stream".into(),
+            StreamEnd::Silent(t) => format!("no data or keep-alive for {t:?}"),
+            StreamEnd::Transport(e) => format!("transport error: {e}"),
+            StreamEnd::Garbled(e) => format!("unreadable event stream: {e}"),
+        }
+    }
+}
+
+/// Everything one stream needs; [`run`](StreamSupervisor::run) consumes it.
+pub struct StreamSupervisor {
+    pub index: usize,
+    pub account: String,
+    pub endpoint: Arc<Endpoint>,
+    pub limiter: ConnLimiter,
+    pub timings: Timings,
+    pub ctx: Arc<Context>,
+}
+
+impl StreamSupervisor {
+    pub async fn run(self, cancel: CancellationToken) {
+        let stream = self.index.to_string();
+        let reporter = self.ctx.status.upstream(
+            Vendor::Sprecord,
+            &self.account,
+            &stream,
+            self.timings.connect_grace,
+        );
+        let stagger = self.timings.stagger * u32::try_from(self.index).unwrap_or(u32::MAX);
+        if !sleep_or_cancel(stagger, &cancel).await {
+            return;
+        }
+        let mut backoff = self.backoff();
+        let mut last_event_id: Option<String> = None;
+        loop {
+            reporter.set_state(ConnState::Connecting);
+            let opened = tokio::select! {
+                _ = cancel.cancelled() => return,
+                opened = self.endpoint.open(&self.limiter, last_event_id.as_deref()) => opened,
+            };
+            let delay = match opened {
+                Ok(mut conn) => {
+                    reporter.set_state(ConnState::Connected);
+                    tracing::info!(vendor = "sprecord", account = %self.account, stream = %stream,
+                        resume_after = last_event_id.as_deref().unwrap_or(""), "SSE stream open");
+                    // The stream was accepted: failures so far are over.
+                    backoff.reset();
+                    let end = self
+                        .pump(&mut conn, &reporter, &mut last_event_id, &cancel)
+                        .await;
+                    conn.close().await;
+                    if matches!(end, StreamEnd::Cancelled) {
+                        return;
+                    }
+                    let delay = next_delay(&mut backoff, self.timings.backoff_max);
+                    tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
+                        reason = end.reason(), retry_in = ?delay, "SSE stream ended: {}", end.describe());
+                    reporter.reconnecting(end.reason(), Some(end.describe()), delay);
+                    delay
+                }
+                Err(error) => self.refused(&error, &stream, &reporter, &mut backoff),
+            };
+            if !sleep_or_cancel(delay, &cancel).await {
+                return;
+            }
+        }
+    }
+
+    /// Logs and reports a failed attempt; returns how long to wait.
+    fn refused(
+        &self,
+        error: &OpenError,
+        stream: &str,
+        reporter: &UpstreamReporter,
+        backoff: &mut ExponentialBackoff,
+    ) -> Duration {
+        let t = &self.timings;
+        match error {
+            OpenError::Auth { .. } => {
+                let delay = jitter(t.auth_backoff);
+                tracing::error!(vendor = "sprecord", account = %self.account, stream = %stream,
+                    retry_in = ?delay,
+                    "SPRecord refused the credentials ({error}); check the [[sprecord]] `headers` of this account");
+                reporter.auth_failed(error.to_string(), delay);
+                delay
+            }
+            OpenError::TooMany { .. } => {
+                let delay = jitter(t.busy_backoff).max(next_delay(backoff, t.backoff_max));
+                tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
+                    retry_in = ?delay, "SPRecord refused the stream as one too many ({error}); backing off");
+                reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
+                delay
+            }
+            _ => {
+                let delay = next_delay(backoff, t.backoff_max);
+                tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
+                    retry_in = ?delay, "SSE stream could not open: {error}");
+                reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
+                delay
+            }
+        }
+    }
+
+    /// Reads events until the stream ends or `cancel`.
+    async fn pump(
+        &self,
+        conn: &mut SseConnection,
+        reporter: &UpstreamReporter,
+        last_event_id: &mut Option<String>,
+        cancel: &CancellationToken,
+    ) -> StreamEnd {
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return StreamEnd::Cancelled,
+                next = conn.next_event() => next,
+            };
+            let event = match next {
+                None => return StreamEnd::Closed,
+                Some(Ok(event)) => event,
+                Some(Err(EventStreamError::Transport(BodyError::Silent(t)))) => {
+                    return StreamEnd::Silent(t);
+                }
+                Some(Err(EventStreamError::Transport(BodyError::Transport(e)))) => {
+                    return StreamEnd::Transport(e.to_string());
+                }
+                Some(Err(e)) => {
+                    // The framing is lost: count it and start over on a fresh connection.
+                    self.malformed(&format!("{e}"));
+                    return StreamEnd::Garbled(e.to_string());
+                }
+            };
+            if !self.handle(&event.data, reporter, cancel).await {
+                return StreamEnd::Cancelled;
+            }
+            if !event.id.is_empty() {
+                *last_event_id = Some(event.id);
+            }
+        }
+    }
+
+    /// Parses one `data:` payload and journals it. False only when cancelled
+    /// while retrying (or when ingest is shutting down).
+    async fn handle(
+        &self,
+        data: &str,
+        reporter: &UpstreamReporter,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let value: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.malformed(&format!("data is not JSON ({e}); {} bytes", data.len()));
+                return true;
+            }
+        };
+        let event = match parse_message(&value) {
+            Ok(SprecordMessage::Event(event)) => event,
+            Ok(SprecordMessage::Verification { .. }) => {
+                // Only the webhook registration sends this; on a stream it means nothing.
+                tracing::warn!(vendor = "sprecord", account = %self.account,
+                    "ignored a webhook verification message received on the SSE stream");
+                return true;
+            }
+            Err(e) => {
+                self.malformed(&e.to_string());
+                return true;
+            }
+        };
+        reporter.event_seen();
+        self.ctx
+            .metrics
+            .events_received
+            .with_label_values(&[
+                Vendor::Sprecord.as_str(),
+                &self.account,
+                Transport::Sse.as_str(),
+            ])
+            .inc();
+        let incoming = IncomingEvent {
+            vendor: Vendor::Sprecord,
+            account: self.account.clone(),
+            transport: Transport::Sse,
+            received_at: OffsetDateTime::now_utc(),
+            event,
+        };
+        self.submit(incoming, cancel).await
+    }
+
+    /// Submits until journaled (or a duplicate); retries commit errors with backoff.
+    async fn submit(&self, incoming: IncomingEvent, cancel: &CancellationToken) -> bool {
+        let mut delay = self.timings.backoff_min;
+        loop {
+            match self.ctx.ingest.submit(incoming.clone()).await {
+                Ok(_) => return true,
+                Err(IngestError::ShuttingDown) => return false,
+                Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
+                    tracing::warn!(vendor = "sprecord", account = %self.account, retry_in = ?delay,
+                        "could not journal an SSE event, retrying: {e}");
+                    if !sleep_or_cancel(delay, cancel).await {
+                        return false;
+                    }
+                    delay = (delay * 2).min(COMMIT_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    fn malformed(&self, why: &str) {
+        self.ctx
+            .metrics
+            .upstream_malformed
+            .with_label_values(&[Vendor::Sprecord.as_str(), &self.account])
+            .inc();
+        // The payload itself may hold phone numbers: log why, not what.
+        tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
+            "malformed SSE message skipped: {why}");
+    }
+
+    fn backoff(&self) -> ExponentialBackoff {
+        backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(self.timings.backoff_min)
+            .with_max_interval(self.timings.backoff_max)
+            .with_multiplier(2.0)
+            // ±50 %: streams that failed together do not retry together.
+            .with_randomization_factor(0.5)
+            .with_max_elapsed_time(None)
+            .build()
+    }
+}
+
+/// The next exponential delay (never exhausted: max_elapsed_time is None).
+fn next_delay(backoff: &mut ExponentialBackoff, max: Duration) -> Duration {
+    backoff.next_backoff().unwrap_or(max)
+}
+
+/// `base` scaled by a random factor in 0.5..1.5.
+fn jitter(base: Duration) -> Duration {
+    base.mul_f64(rand::rng().random_range(0.5..1.5))
+}
+
+/// Sleeps for `d`; false if cancelled first.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}

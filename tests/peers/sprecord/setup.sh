@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs the SPRecord stand-in's npm dependencies (better-sse) once; idempotent.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -d node_modules/better-sse ]; then
+  npm ci --no-audit --no-fund
+fi
