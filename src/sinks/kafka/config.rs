@@ -1,7 +1,13 @@
 //! `[kafka]`: where and how the Kafka sink publishes.
+//!
+//! Guarantees: a config that validates has a usable topic template and
+//! `[kafka.options]` that librdkafka itself accepts (checked by building its
+//! native config — no network), so `callrelay check` catches a mistyped
+//! property before the daemon starts.
 
 use std::collections::BTreeMap;
 
+use rdkafka::ClientConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -17,9 +23,9 @@ pub struct KafkaConfig {
     /// Create missing topics at start (with the broker's defaults).
     #[serde(default)]
     pub create_topics: bool,
-    /// Raw librdkafka properties.
+    /// Raw librdkafka properties; values keep their place for error messages.
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: BTreeMap<String, Spanned<String>>,
 }
 
 fn default_topic() -> Spanned<String> {
@@ -27,6 +33,18 @@ fn default_topic() -> Spanned<String> {
 }
 
 pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{vendor}", "{account}", "{type}", "{category}"];
+
+/// Properties the sink sets itself; an option may not weaken them.
+const FIXED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
+
+/// Set unless `[kafka.options]` says otherwise. `message.timeout.ms = 0` keeps a
+/// message retrying until it is delivered: a timed-out message would leave a
+/// gap that a re-send fills out of order.
+const DEFAULTS: [(&str, &str); 3] = [
+    ("message.timeout.ms", "0"),
+    ("linger.ms", "5"),
+    ("client.id", "callrelay"),
+];
 
 impl KafkaConfig {
     pub fn validate(&self, v: &mut Validator) {
@@ -38,6 +56,7 @@ impl KafkaConfig {
             rest = rest.replace(p, "x");
         }
         if rest.is_empty()
+            || rest.len() > 249
             || !rest
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -50,5 +69,124 @@ impl KafkaConfig {
                 ),
             );
         }
+        for (key, value) in &self.options {
+            if let Some(message) = option_problem(key, value.get_ref()) {
+                v.error(value.span(), message);
+            }
+        }
+    }
+
+    /// The librdkafka properties of the producer: ours, then the options.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.brokers.get_ref().trim());
+        for (k, v) in DEFAULTS.iter().chain(FIXED.iter()) {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.options {
+            c.set(k, v.get_ref());
+        }
+        c
+    }
+
+    /// The first problem librdkafka finds in the whole property set, worded
+    /// for the operator (no secret value echoed).
+    pub fn options_problem(&self) -> Option<String> {
+        self.options
+            .iter()
+            .find_map(|(k, v)| option_problem(k, v.get_ref()))
+    }
+}
+
+/// Whether librdkafka accepts `key = value`, and that it does not weaken the
+/// delivery guarantees the sink promises.
+fn option_problem(key: &str, value: &str) -> Option<String> {
+    if key == "bootstrap.servers" || key == "metadata.broker.list" {
+        return Some(format!(
+            "[kafka.options] `{key}`: set the brokers with `kafka.brokers`"
+        ));
+    }
+    if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == key)
+        && !same_value(key, value, want)
+    {
+        return Some(format!(
+            "[kafka.options] `{key}` must stay {want:?}: the sink promises an idempotent, fully acknowledged producer"
+        ));
+    }
+    if key == "transactional.id" {
+        return Some("[kafka.options] `transactional.id` is not supported: the sink is an idempotent, non-transactional producer".into());
+    }
+    let mut c = ClientConfig::new();
+    c.set(key, value);
+    match c.create_native_config() {
+        Ok(_) => None,
+        Err(rdkafka::error::KafkaError::ClientConfig(code, desc, _, _)) => {
+            if is_sensitive(key) {
+                Some(format!(
+                    "[kafka.options] `{key}`: librdkafka refuses this property or its value ({code:?})"
+                ))
+            } else {
+                Some(format!("[kafka.options] `{key}`: {desc}"))
+            }
+        }
+        Err(_) => Some(format!("[kafka.options] `{key}`: librdkafka refuses it")),
+    }
+}
+
+fn same_value(key: &str, value: &str, want: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    match key {
+        "acks" => v == "all" || v == "-1",
+        _ => v == want,
+    }
+}
+
+/// Properties whose values may be secrets: never echoed.
+pub(crate) fn is_sensitive(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "key", "token", "jaas"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(options: &[(&str, &str)]) -> Vec<String> {
+        options
+            .iter()
+            .filter_map(|(k, v)| option_problem(k, v))
+            .collect()
+    }
+
+    #[test]
+    fn librdkafka_properties_are_checked_without_a_network() {
+        assert!(problems(&[("compression.type", "lz4"), ("linger.ms", "20")]).is_empty());
+        let p = problems(&[("compression.typo", "lz4")]);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("compression.typo"), "{p:?}");
+        let p = problems(&[("compression.type", "zip")]);
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    #[test]
+    fn guarantees_cannot_be_weakened() {
+        assert!(problems(&[("acks", "-1"), ("enable.idempotence", "true")]).is_empty());
+        assert_eq!(problems(&[("acks", "1")]).len(), 1);
+        assert_eq!(problems(&[("enable.idempotence", "false")]).len(), 1);
+        assert_eq!(problems(&[("transactional.id", "x")]).len(), 1);
+        assert_eq!(problems(&[("bootstrap.servers", "x:9092")]).len(), 1);
+    }
+
+    #[test]
+    fn secret_values_are_not_echoed() {
+        let p = problems(&[("sasl.password", "hunter2"), ("sasl.mechanism", "NOPE")]);
+        assert!(p.iter().all(|m| !m.contains("hunter2")), "{p:?}");
+        assert!(
+            problems(&[("ssl.key.password", "s3cr3t-value")])
+                .iter()
+                .all(|m| !m.contains("s3cr3t"))
+        );
     }
 }

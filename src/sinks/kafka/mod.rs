@@ -1,18 +1,60 @@
 //! The Kafka sink: journal → Kafka, at least once, per-key order kept.
+//!
+//! `run` is started by the app with its own cancel token, stopped after ingest
+//! has drained, and restarted when a reload changes `[kafka]`. The work is
+//! split by concern: [`config`] (what `[kafka]` may say), [`topic`] (the topic
+//! template and topic existence), [`producer`] (the rdkafka producer and the
+//! record of an event), [`forwarder`] (cursor, in-flight window, recovery).
+//! What consumers get is described in `docs/kafka.md`.
 
 pub mod config;
+pub mod forwarder;
+pub mod producer;
+pub mod topic;
 
 use std::sync::Arc;
 
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
+use crate::status::SinkStatus;
 use config::KafkaConfig;
+use forwarder::{Forwarder, Tuning};
 
 /// The name of this sink's journal cursor.
 pub const CURSOR: &str = "kafka";
 
 /// Runs the forwarder until `cancel`, then drains and persists the cursor.
-pub async fn run(_config: KafkaConfig, _ctx: Arc<Context>, cancel: CancellationToken) {
-    cancel.cancelled().await;
+pub async fn run(config: KafkaConfig, ctx: Arc<Context>, cancel: CancellationToken) {
+    run_with(config, ctx, cancel, Tuning::default()).await
+}
+
+/// `run` with explicit tuning (benchmarks, tests).
+pub async fn run_with(
+    config: KafkaConfig,
+    ctx: Arc<Context>,
+    cancel: CancellationToken,
+    tuning: Tuning,
+) {
+    if let Some(problem) = config.options_problem() {
+        // `check` reports this too; the producer below will refuse it and retry.
+        tracing::error!("{problem}");
+    }
+    match Forwarder::new(config, ctx.clone(), tuning) {
+        Ok(forwarder) => forwarder.run(cancel).await,
+        Err(error) => {
+            tracing::error!(%error, "kafka sink cannot start");
+            ctx.status.set_sink(
+                "kafka",
+                SinkStatus {
+                    ready: false,
+                    reason: Some(error.clone()),
+                    detail: json!({ "last_error": error }),
+                },
+            );
+            cancel.cancelled().await;
+            ctx.status.remove_sink("kafka");
+        }
+    }
 }

@@ -1,0 +1,603 @@
+//! The forwarder: reads the journal from the `kafka` cursor, keeps many
+//! records in flight, and moves the cursor over what Kafka acknowledged.
+//!
+//! Guarantees:
+//! - the cursor only passes an event whose delivery report said delivered (or
+//!   that Kafka can never take, e.g. too large — logged and counted), and only
+//!   contiguously: reports are consumed in journal order, so one failure holds
+//!   the cursor back even when later events were acknowledged;
+//! - after any failure nothing is skipped: in-flight records are settled (or the
+//!   producer is dropped), then reading resumes from the cursor after a backoff.
+//!   A fatal producer error (fencing, sequence desynchronisation) always
+//!   replaces the producer;
+//! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`
+//!   unless overridden), so a broker outage leaves no gap that a re-send would
+//!   fill out of order: per-key order is the idempotent producer's;
+//! - the cursor is written every tick (non-durable, riding on the next ingest
+//!   commit) and durably at shutdown, after in-flight reports (bounded wait).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use backoff::ExponentialBackoff;
+use backoff::backoff::Backoff;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use prometheus::IntCounter;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::Producer;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Context;
+use crate::journal::JournaledEvent;
+use crate::status::SinkStatus;
+
+use super::CURSOR;
+use super::config::KafkaConfig;
+use super::producer::{self, Health, KafkaProducer};
+use super::topic::{KnownTopics, TopicError, TopicTemplate};
+
+/// Tuning of the forwarder.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// Records handed to librdkafka and not yet reported.
+    pub max_in_flight: usize,
+    /// Events read from the journal per read.
+    pub read_batch: usize,
+    /// How often the cursor is written and the status refreshed.
+    pub tick: Duration,
+    /// How long shutdown waits for in-flight delivery reports.
+    pub shutdown_deadline: Duration,
+    /// How long a recovery waits for in-flight reports before dropping the producer.
+    pub settle_deadline: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            max_in_flight: 20_000,
+            read_batch: 2_048,
+            tick: Duration::from_millis(250),
+            shutdown_deadline: Duration::from_secs(10),
+            settle_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// In-flight records without a report for this long make the sink not ready.
+const STALLED_AFTER: Duration = Duration::from_secs(30);
+/// How often a "brokers down" state is re-probed while nothing is delivered.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Why forwarding stopped and must recover.
+#[derive(Debug)]
+enum Failure {
+    Create(KafkaError),
+    Topic(TopicError),
+    Enqueue { seq: u64, error: KafkaError },
+    Delivery { seq: u64, error: KafkaError },
+    ProducerGone,
+    Journal(String),
+}
+
+impl Failure {
+    fn reason(&self) -> &'static str {
+        match self {
+            Failure::Create(_) => "config",
+            Failure::Topic(TopicError::Missing(_)) => "unknown_topic",
+            Failure::Topic(TopicError::Metadata { .. }) => "metadata",
+            Failure::Topic(TopicError::Create { .. }) => "create_topic",
+            Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
+                producer::reason(error)
+            }
+            Failure::ProducerGone => "purged",
+            Failure::Journal(_) => "journal",
+        }
+    }
+
+    fn is_fatal(&self) -> bool {
+        match self {
+            Failure::Create(_) | Failure::ProducerGone => true,
+            Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
+                error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Create(e) => write!(f, "cannot create the Kafka producer: {e}"),
+            Failure::Topic(e) => write!(f, "{e}"),
+            Failure::Enqueue { seq, error } => write!(f, "cannot enqueue event {seq}: {error}"),
+            Failure::Delivery { seq, error } => write!(f, "event {seq} was not delivered: {error}"),
+            Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
+            Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
+        }
+    }
+}
+
+enum Outcome {
+    Delivered,
+    /// Kafka can never take it: the cursor passes it (logged and counted).
+    Skipped,
+    Failed(KafkaError),
+    Dropped,
+}
+
+struct Report {
+    seq: u64,
+    received_at_ms: u64,
+    done_ms: u64,
+    outcome: Outcome,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The forwarder's whole state; `run` drives it until cancelled.
+pub struct Forwarder {
+    config: KafkaConfig,
+    ctx: Arc<Context>,
+    tuning: Tuning,
+    template: TopicTemplate,
+    health: Arc<Health>,
+    producer: Option<KafkaProducer>,
+    topics: KnownTopics,
+    /// Last seq delivered contiguously (what is persisted).
+    cursor: u64,
+    persisted: u64,
+    /// Last seq handed to the producer.
+    next: u64,
+    buffer: VecDeque<JournaledEvent>,
+    in_flight: FuturesOrdered<BoxFuture<'static, Report>>,
+    /// The failure being recovered from; cleared by the next delivery.
+    failure: Option<String>,
+    last_error: Option<String>,
+    last_delivery: Instant,
+    last_probe: Instant,
+    backoff: ExponentialBackoff,
+    published: IntCounter,
+    producers_created: u64,
+}
+
+impl Forwarder {
+    pub fn new(
+        config: KafkaConfig,
+        ctx: Arc<Context>,
+        tuning: Tuning,
+    ) -> Result<Forwarder, String> {
+        let cursor = ctx
+            .journal
+            .cursor(CURSOR)
+            .map_err(|e| format!("cannot read the kafka cursor: {e}"))?
+            .unwrap_or(0);
+        let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+        Ok(Forwarder {
+            template: TopicTemplate::parse(config.topic.get_ref()),
+            config,
+            ctx,
+            tuning,
+            health: Arc::new(Health::default()),
+            producer: None,
+            topics: KnownTopics::default(),
+            cursor,
+            persisted: cursor,
+            next: cursor,
+            buffer: VecDeque::new(),
+            in_flight: FuturesOrdered::new(),
+            failure: None,
+            last_error: None,
+            last_delivery: Instant::now(),
+            last_probe: Instant::now(),
+            backoff: backoff::ExponentialBackoffBuilder::new()
+                .with_initial_interval(Duration::from_millis(200))
+                .with_max_interval(Duration::from_secs(30))
+                .with_max_elapsed_time(None)
+                .build(),
+            published,
+            producers_created: 0,
+        })
+    }
+
+    /// Forwards until `cancel`, recovering from every failure; then drains.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        tracing::info!(
+            cursor = self.cursor,
+            brokers = %self.config.brokers.get_ref(),
+            topic = %self.config.topic.get_ref(),
+            "kafka sink starting"
+        );
+        self.publish_status();
+        while !cancel.is_cancelled() {
+            let Some(failure) = self.pump(&cancel).await else {
+                break;
+            };
+            self.recover(failure).await;
+            let delay = self
+                .backoff
+                .next_backoff()
+                .unwrap_or(Duration::from_secs(30));
+            self.publish_status();
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn ensure_producer(&mut self) -> Result<(), Failure> {
+        if self.producer.is_some() {
+            return Ok(());
+        }
+        let producer =
+            producer::create(&self.config, self.health.clone()).map_err(Failure::Create)?;
+        self.producers_created += 1;
+        self.producer = Some(producer);
+        self.topics.forget_all();
+        Ok(())
+    }
+
+    /// Forwards until cancelled (`None`) or a failure.
+    async fn pump(&mut self, cancel: &CancellationToken) -> Option<Failure> {
+        if let Err(f) = self.ensure_producer() {
+            return Some(f);
+        }
+        let mut committed = self.ctx.hub.committed();
+        let mut tick = tokio::time::interval(self.tuning.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            match self.fill(cancel).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(f) => return Some(f),
+            }
+            let caught_up = self.buffer.is_empty() && self.next >= self.ctx.journal.last_seq();
+            let room = self.in_flight.len() < self.tuning.max_in_flight;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return None,
+                Some(report) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    if let Err(f) = self.on_report(report) {
+                        return Some(f);
+                    }
+                    // Take every report already in, before refilling.
+                    while let Some(Some(report)) = self.in_flight.next().now_or_never() {
+                        if let Err(f) = self.on_report(report) {
+                            return Some(f);
+                        }
+                    }
+                }
+                changed = committed.changed(), if caught_up && room => {
+                    if changed.is_err() {
+                        // The hub is gone: the relay is stopping.
+                        cancel.cancelled().await;
+                        return None;
+                    }
+                }
+                _ = tick.tick() => self.housekeeping().await,
+            }
+        }
+    }
+
+    /// Hands journaled events to the producer while there is room.
+    /// `Ok(false)` when cancelled during a wait.
+    async fn fill(&mut self, cancel: &CancellationToken) -> Result<bool, Failure> {
+        while self.in_flight.len() < self.tuning.max_in_flight {
+            if self.buffer.is_empty() {
+                if self.next >= self.ctx.journal.last_seq() {
+                    break;
+                }
+                let journal = self.ctx.journal.clone();
+                let (after, limit) = (self.next, self.tuning.read_batch);
+                let read =
+                    tokio::task::spawn_blocking(move || journal.read_after(after, limit)).await;
+                match read {
+                    Ok(Ok(events)) if events.is_empty() => break,
+                    Ok(Ok(events)) => self.buffer.extend(events),
+                    Ok(Err(e)) => return Err(Failure::Journal(e.to_string())),
+                    Err(e) => return Err(Failure::Journal(e.to_string())),
+                }
+            }
+            let Some(event) = self.buffer.front() else {
+                break;
+            };
+            let topic = self.template.render(&event.header);
+            if !self.topics.contains(&topic) {
+                let Some(producer) = self.producer.clone() else {
+                    return Err(Failure::ProducerGone);
+                };
+                let (create, admin) = (self.config.create_topics, self.config.client_config());
+                let name = topic.clone();
+                let check = tokio::task::spawn_blocking(move || {
+                    KnownTopics::ensure_blocking(&producer, &name, create, &admin)
+                });
+                let checked = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(false),
+                    checked = check => checked,
+                };
+                match checked {
+                    Ok(Ok(())) => self.topics.insert(topic.clone()),
+                    Ok(Err(e)) => return Err(Failure::Topic(e)),
+                    Err(e) => return Err(Failure::Journal(e.to_string())),
+                }
+            }
+            let Some(producer) = self.producer.as_ref() else {
+                return Err(Failure::ProducerGone);
+            };
+            let (seq, received_at_ms) = (event.seq, event.received_at_ms);
+            let sent = producer
+                .send_result(producer::record(event, &topic))
+                .map_err(|(e, _)| e);
+            let report: BoxFuture<'static, Report> = match sent {
+                Ok(delivery) => async move {
+                    let outcome = match delivery.await {
+                        Ok(Ok(_)) => Outcome::Delivered,
+                        Ok(Err((e, _))) => Outcome::Failed(e),
+                        Err(_) => Outcome::Dropped,
+                    };
+                    Report {
+                        seq,
+                        received_at_ms,
+                        done_ms: now_ms(),
+                        outcome,
+                    }
+                }
+                .boxed(),
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    // librdkafka's queue is full: wait for reports.
+                    if self.in_flight.is_empty() {
+                        return Err(Failure::Enqueue { seq, error: e });
+                    }
+                    break;
+                }
+                Err(e) if producer::is_permanent(&e) => {
+                    self.skip(seq, &e);
+                    futures::future::ready(Report {
+                        seq,
+                        received_at_ms,
+                        done_ms: now_ms(),
+                        outcome: Outcome::Skipped,
+                    })
+                    .boxed()
+                }
+                Err(e) => return Err(Failure::Enqueue { seq, error: e }),
+            };
+            self.in_flight.push_back(report);
+            self.next = seq;
+            self.buffer.pop_front();
+        }
+        Ok(true)
+    }
+
+    fn skip(&self, seq: u64, error: &KafkaError) {
+        tracing::error!(
+            seq,
+            %error,
+            "kafka can never take this event (raise message.max.bytes to carry it); it stays in the journal and the sink moves past it"
+        );
+        self.ctx
+            .metrics
+            .publish_errors
+            .with_label_values(&["kafka", producer::reason(error)])
+            .inc();
+    }
+
+    /// Moves the cursor over a report in journal order.
+    fn on_report(&mut self, report: Report) -> Result<(), Failure> {
+        match report.outcome {
+            Outcome::Delivered => {
+                self.cursor = report.seq;
+                self.published.inc();
+                let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
+                self.ctx
+                    .metrics
+                    .event_latency
+                    .with_label_values(&["kafka"])
+                    .observe(latency);
+                self.last_delivery = Instant::now();
+                self.health.delivered();
+                if self.failure.take().is_some() {
+                    tracing::info!(cursor = self.cursor, "kafka sink recovered");
+                    self.backoff.reset();
+                }
+                Ok(())
+            }
+            Outcome::Skipped => {
+                self.cursor = report.seq;
+                Ok(())
+            }
+            Outcome::Failed(error) if producer::is_permanent(&error) => {
+                self.skip(report.seq, &error);
+                self.cursor = report.seq;
+                Ok(())
+            }
+            Outcome::Failed(error) => Err(Failure::Delivery {
+                seq: report.seq,
+                error,
+            }),
+            Outcome::Dropped => Err(Failure::ProducerGone),
+        }
+    }
+
+    /// Settles what is in flight, replaces the producer when it must, and
+    /// rewinds to the cursor.
+    async fn recover(&mut self, failure: Failure) {
+        let mut fatal = failure.is_fatal();
+        let mut text = failure.to_string();
+        if let Some(p) = &self.producer
+            && let Some((code, reason)) = p.client().fatal_error()
+        {
+            fatal = true;
+            text = format!("fatal producer error {code:?}: {reason}");
+        }
+        tracing::warn!(error = %text, cursor = self.cursor, in_flight = self.in_flight.len(), "kafka sink: resuming from the cursor after a backoff");
+        self.ctx
+            .metrics
+            .publish_errors
+            .with_label_values(&["kafka", if fatal { "fatal" } else { failure.reason() }])
+            .inc();
+        if matches!(failure, Failure::Delivery { .. } | Failure::Topic(_)) {
+            // A topic may have been deleted, or may be created meanwhile.
+            self.topics.forget_all();
+        }
+        self.last_error = Some(text.clone());
+        self.failure = Some(text);
+
+        // Reports still in flight: those before a failure still count.
+        let mut broken = matches!(failure, Failure::Delivery { .. } | Failure::ProducerGone);
+        if !fatal {
+            let deadline = tokio::time::Instant::now() + self.tuning.settle_deadline;
+            while let Ok(Some(report)) =
+                tokio::time::timeout_at(deadline, self.in_flight.next()).await
+            {
+                broken = self.settle(report, broken);
+            }
+        }
+        if fatal || !self.in_flight.is_empty() {
+            self.drop_producer().await;
+            while let Some(report) = self.in_flight.next().await {
+                broken = self.settle(report, broken);
+            }
+        }
+        self.in_flight = FuturesOrdered::new();
+        self.buffer.clear();
+        self.next = self.cursor;
+    }
+
+    /// Counts a report drained during recovery; returns whether the run is broken.
+    fn settle(&mut self, report: Report, broken: bool) -> bool {
+        if broken {
+            return true;
+        }
+        self.on_report(report).is_err()
+    }
+
+    async fn drop_producer(&mut self) {
+        if let Some(p) = self.producer.take() {
+            // Dropping purges librdkafka's queue and joins its thread: blocking.
+            let _ = tokio::task::spawn_blocking(move || drop(p)).await;
+        }
+    }
+
+    /// Persists the cursor (non-durable), refreshes lag and status.
+    async fn housekeeping(&mut self) {
+        self.persist(false).await;
+        if self.health.all_brokers_down.load(Ordering::Acquire)
+            && self.last_probe.elapsed() >= PROBE_EVERY
+            && let Some(p) = self.producer.clone()
+        {
+            self.last_probe = Instant::now();
+            let health = self.health.clone();
+            // A metadata answer proves a broker is back even when nothing flows.
+            tokio::task::spawn_blocking(move || {
+                if p.client()
+                    .fetch_metadata(None, Duration::from_secs(1))
+                    .is_ok()
+                {
+                    health.delivered();
+                }
+            });
+        }
+        self.publish_status();
+    }
+
+    async fn persist(&mut self, durable: bool) {
+        if self.cursor == self.persisted && !durable {
+            return;
+        }
+        let journal = self.ctx.journal.clone();
+        let seq = self.cursor;
+        let written =
+            tokio::task::spawn_blocking(move || journal.set_cursor(CURSOR, seq, durable)).await;
+        match written {
+            Ok(Ok(())) => self.persisted = seq,
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
+            Err(e) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
+        }
+    }
+
+    fn lag(&self) -> u64 {
+        self.ctx.journal.last_seq().saturating_sub(self.cursor)
+    }
+
+    fn publish_status(&self) {
+        let lag = self.lag();
+        self.ctx
+            .metrics
+            .sink_lag_events
+            .with_label_values(&["kafka"])
+            .set(lag as i64);
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let stalled = !self.in_flight.is_empty() && self.last_delivery.elapsed() > STALLED_AFTER;
+        let reason = if let Some(f) = &self.failure {
+            Some(f.clone())
+        } else if brokers_down {
+            Some("all Kafka brokers are down; events wait in the journal".to_owned())
+        } else if stalled {
+            Some(format!(
+                "no delivery report for {}s with {} records in flight",
+                self.last_delivery.elapsed().as_secs(),
+                self.in_flight.len()
+            ))
+        } else {
+            None
+        };
+        let last_error = self.last_error.clone().or_else(|| self.health.last_error());
+        self.ctx.status.set_sink(
+            "kafka",
+            SinkStatus {
+                ready: reason.is_none(),
+                reason,
+                detail: json!({
+                    "cursor": self.cursor,
+                    "lag": lag,
+                    "in_flight": self.in_flight.len(),
+                    "last_error": last_error,
+                    "brokers": self.config.brokers.get_ref(),
+                    "topic": self.config.topic.get_ref(),
+                    "brokers_down": brokers_down,
+                    "producers_created": self.producers_created,
+                }),
+            },
+        );
+    }
+
+    /// Waits for in-flight reports up to the deadline, persists the cursor durably.
+    async fn shutdown(mut self) {
+        let deadline = tokio::time::Instant::now() + self.tuning.shutdown_deadline;
+        let mut broken = false;
+        while let Ok(Some(report)) = tokio::time::timeout_at(deadline, self.in_flight.next()).await
+        {
+            broken = self.settle(report, broken);
+        }
+        let unreported = self.in_flight.len();
+        self.persist(true).await;
+        self.drop_producer().await;
+        self.in_flight = FuturesOrdered::new();
+        tracing::info!(
+            cursor = self.cursor,
+            lag = self.lag(),
+            unreported,
+            "kafka sink stopped; the cursor is durable"
+        );
+        self.ctx
+            .metrics
+            .sink_lag_events
+            .with_label_values(&["kafka"])
+            .set(self.lag() as i64);
+        self.ctx.status.remove_sink("kafka");
+    }
+}

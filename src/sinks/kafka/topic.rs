@@ -1,0 +1,250 @@
+//! Topic names: the `kafka.topic` template rendered per event, and the check
+//! that a topic exists before anything is produced to it.
+//!
+//! Guarantees: a rendered name only holds characters Kafka accepts (anything
+//! else from a vendor or account becomes `_`); a topic is produced to only
+//! after the broker's metadata showed it (or `create_topics` created it), so a
+//! missing topic is reported by name instead of as a stalled queue.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::Producer;
+
+use crate::event::EventHeader;
+
+use super::producer::KafkaProducer;
+
+/// How long a metadata or create request may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed `kafka.topic` template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Vendor,
+    Account,
+    Type,
+    Category,
+}
+
+impl TopicTemplate {
+    pub fn parse(template: &str) -> TopicTemplate {
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while !rest.is_empty() {
+            let next = [
+                ("{vendor}", Part::Vendor),
+                ("{account}", Part::Account),
+                ("{type}", Part::Type),
+                ("{category}", Part::Category),
+            ]
+            .into_iter()
+            .filter_map(|(p, part)| rest.find(p).map(|at| (at, p.len(), part)))
+            .min_by_key(|(at, _, _)| *at);
+            match next {
+                Some((at, len, part)) => {
+                    if at > 0 {
+                        parts.push(Part::Text(rest[..at].to_owned()));
+                    }
+                    parts.push(part);
+                    rest = &rest[at + len..];
+                }
+                None => {
+                    parts.push(Part::Text(rest.to_owned()));
+                    rest = "";
+                }
+            }
+        }
+        TopicTemplate { parts }
+    }
+
+    /// The one topic of a template without placeholders.
+    pub fn fixed(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn render(&self, header: &EventHeader) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            let value = match part {
+                Part::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Part::Vendor => header.vendor.as_str(),
+                Part::Account => header.account.as_str(),
+                Part::Type => header.event_type.as_str(),
+                Part::Category => header.category(),
+            };
+            out.extend(value.chars().map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            }));
+        }
+        out.truncate(249);
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error(
+        "topic {0:?} does not exist on the broker (create it, or set `kafka.create_topics = true`)"
+    )]
+    Missing(String),
+    #[error("cannot read metadata of topic {topic:?}: {reason}")]
+    Metadata { topic: String, reason: String },
+    #[error("cannot create topic {topic:?}: {reason}")]
+    Create { topic: String, reason: String },
+}
+
+/// The topics seen to exist since the producer was created.
+#[derive(Default)]
+pub struct KnownTopics {
+    known: HashSet<String>,
+}
+
+impl KnownTopics {
+    pub fn contains(&self, topic: &str) -> bool {
+        self.known.contains(topic)
+    }
+
+    pub fn forget_all(&mut self) {
+        self.known.clear();
+    }
+
+    /// Checks `topic` against the broker's metadata (creating it when allowed);
+    /// remembers it once it exists. Blocking: call from `spawn_blocking`.
+    pub fn ensure_blocking(
+        producer: &KafkaProducer,
+        topic: &str,
+        create: bool,
+        admin_config: &rdkafka::ClientConfig,
+    ) -> Result<(), TopicError> {
+        match topic_state(producer, topic)? {
+            TopicState::Exists => Ok(()),
+            TopicState::Missing if !create => Err(TopicError::Missing(topic.to_owned())),
+            TopicState::Missing => {
+                create_topic(admin_config, topic)?;
+                match topic_state(producer, topic)? {
+                    TopicState::Exists => Ok(()),
+                    TopicState::Missing => Err(TopicError::Missing(topic.to_owned())),
+                }
+            }
+        }
+    }
+
+    pub fn insert(&mut self, topic: String) {
+        self.known.insert(topic);
+    }
+}
+
+enum TopicState {
+    Exists,
+    Missing,
+}
+
+fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, TopicError> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(|e| TopicError::Metadata {
+            topic: topic.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(TopicState::Missing);
+    };
+    match t.error() {
+        None if !t.partitions().is_empty() => Ok(TopicState::Exists),
+        None => Ok(TopicState::Missing),
+        Some(code) => match RDKafkaErrorCode::from(code) {
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                Ok(TopicState::Missing)
+            }
+            other => Err(TopicError::Metadata {
+                topic: topic.to_owned(),
+                reason: other.to_string(),
+            }),
+        },
+    }
+}
+
+fn create_topic(config: &rdkafka::ClientConfig, topic: &str) -> Result<(), TopicError> {
+    let err = |reason: String| TopicError::Create {
+        topic: topic.to_owned(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|e| err(e.to_string()))?;
+    // -1: the broker's default partition count and replication factor (KIP-464).
+    let new = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    // The admin client's own thread completes this future: no runtime needed.
+    let results = futures::executor::block_on(admin.create_topics([&new], &options))
+        .map_err(|e| err(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(err(code.to_string())),
+        }
+    }
+    tracing::info!(topic, "created the Kafka topic");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(vendor: &str, account: &str, ty: &str) -> EventHeader {
+        EventHeader {
+            id: "0".repeat(32),
+            event_type: ty.into(),
+            source: format!("/{vendor}/{account}"),
+            subject: None,
+            vendor: vendor.into(),
+            account: account.into(),
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn renders_every_placeholder() {
+        let t = TopicTemplate::parse("ev.{vendor}.{account}.{category}.{type}");
+        assert_eq!(t.fixed(), None);
+        assert_eq!(
+            t.render(&header("caresoft", "cs", "crm.ticket.update")),
+            "ev.caresoft.cs.crm.crm.ticket.update"
+        );
+    }
+
+    #[test]
+    fn fixed_topics_are_recognised() {
+        let t = TopicTemplate::parse("callrelay.events");
+        assert_eq!(t.fixed(), Some("callrelay.events"));
+        assert_eq!(t.render(&header("a", "b", "c")), "callrelay.events");
+    }
+
+    #[test]
+    fn characters_kafka_refuses_become_underscores() {
+        let t = TopicTemplate::parse("{account}-x");
+        assert_eq!(t.render(&header("v", "my acct/ü", "t")), "my_acct__-x");
+    }
+}
