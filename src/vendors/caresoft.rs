@@ -1,1 +1,242 @@
-//! caresoft: authentication, parsing and normalization of its events (pure).
+//! CareSoft: `X-Hub-Signature` (HMAC-SHA1 of the raw body) check, parsing and
+//! normalization of its `{object, action, …}` webhooks (pure).
+//!
+//! Types: `call_in` actions → `call.*`, `smart_dialer` end calls →
+//! `autocall.cdr`, CRM objects (user, organization, ticket, lead, deal) →
+//! `crm.{object}.{action}`. Identity: call events `object + action + call_id +
+//! agent` (agent-end and customer-end differ by action; two agents ringing by
+//! agent); CRM events `object + action + entity id + its version`
+//! (`updated_at`, `assign_at`), else the whole payload.
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha1::Sha1;
+
+use super::normalize::{
+    Fields, ICT, direction, get, identity, loose_canonical, lower, object, seconds, status,
+    text_of, time,
+};
+use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
+use crate::config::Secret;
+use crate::event::VendorEvent;
+
+type HmacSha1 = Hmac<Sha1>;
+
+/// Checks `X-Hub-Signature` against HMAC-SHA1(secret, raw body), any hex case,
+/// with or without a `sha1=` prefix, in constant time.
+pub fn verify<'a>(secret: &Secret, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
+    let header = delivery
+        .header("x-hub-signature")
+        .ok_or(AuthError::MissingSignature)?
+        .trim_ascii();
+    let hex_part = if header.len() >= 5 && header[..5].eq_ignore_ascii_case(b"sha1=") {
+        &header[5..]
+    } else {
+        header
+    };
+    let presented = hex::decode(hex_part).map_err(|_| AuthError::MalformedSignature)?;
+    let mut mac = HmacSha1::new_from_slice(secret.expose().as_bytes())
+        .map_err(|_| AuthError::BadSignature)?;
+    mac.update(delivery.body);
+    // verify_slice compares in constant time (and refuses a wrong length).
+    mac.verify_slice(&presented)
+        .map_err(|_| AuthError::BadSignature)?;
+    Ok(Verified::new(delivery))
+}
+
+/// The signature CareSoft sends for `body`: uppercase hex HMAC-SHA1.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = match HmacSha1::new_from_slice(secret) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm cannot be reached.
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    hex::encode_upper(mac.finalize().into_bytes())
+}
+
+/// One webhook body.
+pub fn parse(payload: &Value) -> Result<VendorEvent, ParseError> {
+    let map = as_object(payload, "CareSoft")?;
+    let object_name = lower(get(map, "object"));
+    let action = lower(get(map, "action"));
+    let event = match (object_name.as_deref(), action.as_deref()) {
+        (Some("call_in"), Some(a)) => call_in(map, payload, a),
+        (Some("smart_dialer"), Some(a @ ("ad_end_call" | "pd_end_call"))) => {
+            smart_dialer(map, payload, a)
+        }
+        (Some(o @ ("user" | "organization" | "ticket" | "lead" | "deal")), Some(a)) => {
+            crm(map, payload, o, a)
+        }
+        _ => None,
+    };
+    Ok(event.unwrap_or_else(|| unknown_event(payload.clone())))
+}
+
+fn call_in(map: &Map<String, Value>, payload: &Value, action: &str) -> Option<VendorEvent> {
+    let event_type = match action {
+        "call_in_start" => "call.started",
+        "call_in_agent_ring" => "call.ringing",
+        "call_in_agent_answer" => "call.answered",
+        "call_in_agent_miss" => "call.agent_missed",
+        "call_in_agent_end" | "call_in_customer_end" => "call.hangup",
+        "call_in_end" => "call.ended",
+        _ => return None,
+    };
+    let info = object(map, "call_info").unwrap_or(map);
+    let call_id = text_of(info, &["call_id"]);
+    let agent = text_of(info, &["agent_id"]);
+    let called = text_of(info, &["called"]);
+    let mut f = Fields::default();
+    f.text("call_id", call_id.clone())
+        .word(
+            "direction",
+            direction(get(info, "direction")).or(Some("inbound")),
+        )
+        .text("from", text_of(info, &["caller"]))
+        .text("to", called.clone())
+        .text("hotline", called)
+        .text("agent", agent.clone());
+    if action == "call_in_end" {
+        f.text("status", status(get(info, "status")))
+            .value("duration_s", seconds(get(info, "call_duration")))
+            .value("billsec_s", seconds(get(info, "answer_duration")))
+            .text("recording_url", text_of(info, &["record_url"]));
+    }
+    let id = match &call_id {
+        Some(c) => identity(&[Some("call_in"), Some(action), Some(c), agent.as_deref()]),
+        None => loose_canonical(payload),
+    };
+    let when = time(get(info, "event_time"), ICT).or_else(|| time(get(info, "call_end_time"), ICT));
+    Some(VendorEvent {
+        event_type: event_type.to_owned(),
+        subject: call_id,
+        time: when,
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+fn smart_dialer(map: &Map<String, Value>, payload: &Value, action: &str) -> Option<VendorEvent> {
+    let info = object(map, "call_info").unwrap_or(map);
+    let call_id = text_of(info, &["call_id"]);
+    let line = text_of(info, &["line"]);
+    let mut f = Fields::default();
+    f.text("call_id", call_id.clone())
+        .word("direction", Some("outbound"))
+        .text("from", line.clone())
+        .text("to", text_of(info, &["phone_number"]))
+        .text("hotline", line)
+        .text("agent", text_of(info, &["agent_id"]))
+        .text("status", status(get(info, "status_code")))
+        .value("duration_s", seconds(get(info, "call_duration")));
+    let id = match &call_id {
+        Some(c) => identity(&[Some("smart_dialer"), Some(action), Some(c)]),
+        None => loose_canonical(payload),
+    };
+    Some(VendorEvent {
+        event_type: "autocall.cdr".to_owned(),
+        subject: call_id,
+        time: time(get(info, "end_time"), ICT),
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+/// Where each CRM object keeps its id.
+fn id_keys(object_name: &str) -> &'static [&'static str] {
+    match object_name {
+        "user" => &["id", "user_id"],
+        "organization" => &["organization_id", "id"],
+        "ticket" => &["ticket_id"],
+        "lead" => &["lead_id"],
+        "deal" => &["deal_id"],
+        _ => &[],
+    }
+}
+
+/// Ticket comment sources of calls in and out (CareSoft's "Danh sách nguồn").
+fn call_direction(source: Option<String>) -> Option<&'static str> {
+    match source?.as_str() {
+        "voice" | "ivr" | "zcc in" | "misscall" | "voicemail" => Some("inbound"),
+        "voice out" | "zcc out" | "voice campaign" => Some("outbound"),
+        _ => None,
+    }
+}
+
+fn crm(
+    map: &Map<String, Value>,
+    payload: &Value,
+    object_name: &str,
+    action: &str,
+) -> Option<VendorEvent> {
+    if action.is_empty()
+        || !action
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let entity = object(map, object_name);
+    let data = object(map, "data");
+    let subject = match action {
+        "merge" => object(map, "mergeOption").and_then(|m| text_of(m, &["primaryTicket"])),
+        _ => None,
+    }
+    .or_else(|| entity.and_then(|e| text_of(e, id_keys(object_name))))
+    .or_else(|| data.and_then(|d| text_of(d, id_keys(object_name))))
+    .or_else(|| text_of(map, id_keys(object_name)));
+    let version = entity
+        .and_then(|e| text_of(e, &["updated_at"]))
+        .or_else(|| data.and_then(|d| text_of(d, &["assign_at", "updated_at"])));
+    let when = entity
+        .and_then(|e| time(get(e, "updated_at"), ICT).or_else(|| time(get(e, "created_at"), ICT)))
+        .or_else(|| data.and_then(|d| time(get(d, "assign_at"), ICT)));
+
+    let mut f = Fields::default();
+    let call_info = object(map, "call_info");
+    if let Some(ci) = call_info {
+        let source = entity
+            .and_then(|e| object(e, "ticket_comment"))
+            .and_then(|c| lower(get(c, "source")))
+            .or_else(|| entity.and_then(|e| lower(get(e, "ticket_source"))));
+        let dir = call_direction(source);
+        let caller = text_of(ci, &["caller"]);
+        let called = text_of(ci, &["called"]);
+        // `caller` is always the customer and `called` the hotline.
+        let (from, to) = match dir {
+            Some("outbound") => (called.clone(), caller),
+            _ => (caller, called.clone()),
+        };
+        f.text("call_id", text_of(ci, &["call_id"]))
+            .word("direction", dir)
+            .text("from", from)
+            .text("to", to)
+            .text("hotline", called)
+            .text("status", status(get(ci, "status_code")));
+    }
+    let call_id = call_info.and_then(|ci| text_of(ci, &["call_id"]));
+    let id = match (&subject, &version) {
+        (Some(s), Some(v)) => identity(&[
+            Some(object_name),
+            Some(action),
+            Some(s),
+            Some(v),
+            call_id.as_deref(),
+        ]),
+        _ => loose_canonical(payload),
+    };
+    Some(VendorEvent {
+        event_type: format!("crm.{object_name}.{action}"),
+        subject,
+        time: when,
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+#[cfg(test)]
+mod tests;

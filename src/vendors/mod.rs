@@ -1,17 +1,28 @@
 //! Pure vendor modules: bytes and headers in, a verified, normalized
 //! [`VendorEvent`](crate::event::VendorEvent) (or a typed error) out.
 //!
+//! A webhook goes through two steps, and the types keep them in order:
+//! [`Credentials::verify`] turns a raw [`Delivery`] into a [`Verified`] one
+//! (the vendor's check over the raw bytes, in constant time), and only a
+//! `Verified` delivery can be [`parse`]d into an event.
+//!
 //! Guarantees: no I/O, no clock read, no panic on any input.
 
 pub mod caresoft;
+pub mod delivery;
+pub mod normalize;
 pub mod sprecord;
 pub mod tel4vn;
 pub mod voip24h;
 pub mod voipex;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
 
-use crate::event::{UNKNOWN_TYPE, VendorEvent, canonical_json};
+pub use delivery::{AuthError, Delivery, Method, Verified};
+
+use crate::config::Secret;
+use crate::event::{UNKNOWN_TYPE, Vendor, VendorEvent};
 
 /// A payload that cannot be read as the vendor's format; the text says why
 /// (it is shown to the sender in a 400 and must hold no secret).
@@ -20,14 +31,188 @@ use crate::event::{UNKNOWN_TYPE, VendorEvent, canonical_json};
 pub struct ParseError(pub String);
 
 /// An object the vendor module does not recognise: relayed as `vendor.unknown`
-/// with its raw payload, identified by the payload's canonical text.
+/// with its raw payload, identified by the payload's canonical text (scalars
+/// as text, so a re-serialised retry is still the same event).
 pub fn unknown_event(raw: Value) -> VendorEvent {
     VendorEvent {
         event_type: UNKNOWN_TYPE.to_owned(),
         subject: None,
         time: None,
         fields: Default::default(),
-        identity: canonical_json(&raw),
+        identity: normalize::loose_canonical(&raw),
         raw,
+    }
+}
+
+/// One webhook account's credentials, as configured.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// HMAC-SHA1 key of `X-Hub-Signature`.
+    Caresoft { secret: Secret },
+    /// The callback api key, in `header` (`Bearer KEY` or bare) or, when
+    /// `query` is set, in that query parameter instead.
+    Tel4vn {
+        api_key: Secret,
+        header: String,
+        query: Option<String>,
+    },
+    /// HTTP Basic auth.
+    Voipex { username: String, password: Secret },
+    /// `?token=`.
+    Voip24h { token: Secret },
+    /// `?token=` when set.
+    Sprecord { token: Option<Secret> },
+}
+
+impl Credentials {
+    pub fn vendor(&self) -> Vendor {
+        match self {
+            Credentials::Caresoft { .. } => Vendor::Caresoft,
+            Credentials::Tel4vn { .. } => Vendor::Tel4vn,
+            Credentials::Voipex { .. } => Vendor::Voipex,
+            Credentials::Voip24h { .. } => Vendor::Voip24h,
+            Credentials::Sprecord { .. } => Vendor::Sprecord,
+        }
+    }
+
+    /// The vendor's authentication check over the raw delivery.
+    pub fn verify<'a>(&self, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
+        match self {
+            Credentials::Caresoft { secret } => caresoft::verify(secret, delivery),
+            Credentials::Tel4vn {
+                api_key,
+                header,
+                query,
+            } => tel4vn::verify(api_key, header, query.as_deref(), delivery),
+            Credentials::Voipex { username, password } => {
+                voipex::verify(username, password, delivery)
+            }
+            Credentials::Voip24h { token } => voip24h::verify(token, delivery),
+            Credentials::Sprecord { token } => sprecord::verify(token.as_ref(), delivery),
+        }
+    }
+}
+
+/// What a verified webhook delivery holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parsed {
+    Event(VendorEvent),
+    /// SPRecord's verification handshake: answered with the MD5 of `payload`.
+    Verification {
+        payload: String,
+    },
+}
+
+/// Parses a verified delivery of `vendor`; `received_at` only breaks ties for
+/// events that carry no identity of their own (see [`voipex::parse`]).
+pub fn parse(
+    vendor: Vendor,
+    verified: &Verified<'_>,
+    received_at: OffsetDateTime,
+) -> Result<Parsed, ParseError> {
+    let delivery = verified.delivery();
+    let payload = match (vendor, delivery.method) {
+        (Vendor::Voip24h, Method::Get) => Value::Object(query_object(delivery.query)),
+        (Vendor::Voip24h, Method::Post) if delivery.is_form() => {
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(delivery.body)
+                .into_owned()
+                .collect();
+            Value::Object(query_object(&pairs))
+        }
+        _ => json_object(delivery.body)?,
+    };
+    Ok(match vendor {
+        Vendor::Caresoft => Parsed::Event(caresoft::parse(&payload)?),
+        Vendor::Tel4vn => Parsed::Event(tel4vn::parse(&payload)?),
+        Vendor::Voipex => Parsed::Event(voipex::parse(&payload, received_at)?),
+        Vendor::Voip24h => Parsed::Event(voip24h::parse_call_event(&payload)?),
+        Vendor::Sprecord => match sprecord::parse_message(&payload)? {
+            sprecord::SprecordMessage::Event(e) => Parsed::Event(e),
+            sprecord::SprecordMessage::Verification { payload } => Parsed::Verification { payload },
+        },
+    })
+}
+
+/// A body that must be one JSON object.
+pub fn json_object(body: &[u8]) -> Result<Value, ParseError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError("empty body: expected a JSON object".into()));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ParseError(format!(
+            "expected a JSON object, got {}",
+            kind(&value)
+        )));
+    }
+    Ok(value)
+}
+
+/// Query (or form) pairs as an object of strings; the first value of a
+/// repeated name wins, and `token` — our credential, not vendor data — is left out.
+pub fn query_object(pairs: &[(String, String)]) -> Map<String, Value> {
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        if k != "token" && !map.contains_key(k) {
+            map.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    map
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Requires a JSON object, with the vendor's name in the error.
+fn as_object<'a>(payload: &'a Value, vendor: &str) -> Result<&'a Map<String, Value>, ParseError> {
+    payload.as_object().ok_or_else(|| {
+        ParseError(format!(
+            "a {vendor} event must be a JSON object, got {}",
+            kind(payload)
+        ))
+    })
+}
+
+#[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_that_are_not_one_object_are_refused_with_a_reason() {
+        for (body, needle) in [
+            (&b""[..], "empty"),
+            (b"  \n", "empty"),
+            (b"{\"a\":", "not valid JSON"),
+            (b"[1,2]", "array"),
+            (b"\"x\"", "string"),
+            (b"{} {}", "not valid JSON"),
+        ] {
+            let err = json_object(body).unwrap_err();
+            assert!(err.0.contains(needle), "{:?}: {}", body, err.0);
+        }
+        assert!(json_object(b"{\"a\":1}").is_ok());
+    }
+
+    #[test]
+    fn query_object_drops_our_token() {
+        let pairs = vec![
+            ("token".to_owned(), "s3cret".to_owned()),
+            ("callid".to_owned(), "1.2".to_owned()),
+            ("callid".to_owned(), "3.4".to_owned()),
+        ];
+        let map = query_object(&pairs);
+        assert_eq!(Value::Object(map), serde_json::json!({"callid": "1.2"}));
     }
 }

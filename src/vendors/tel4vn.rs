@@ -1,1 +1,198 @@
-//! tel4vn: authentication, parsing and normalization of its events (pure).
+//! Tel4vn: the callback api key check (configured header, `Bearer KEY` or the
+//! bare key, or a configured query parameter), parsing and normalization of
+//! its call-event hooks (pure).
+//!
+//! Identity: `call_id + state + extension`. Ringing/answered/hangup of an
+//! inbound call that rings several extensions carry per-extension call ids and
+//! the extension keeps two extensions' events apart.
+
+use serde_json::{Map, Value};
+
+use super::normalize::{
+    Fields, ICT, direction, get, identity, loose_canonical, lower, seconds, text_of, time,
+};
+use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
+use crate::config::Secret;
+use crate::event::VendorEvent;
+
+/// Checks the api key in `query` (when configured) or else in `header`.
+pub fn verify<'a>(
+    api_key: &Secret,
+    header: &str,
+    query: Option<&str>,
+    delivery: Delivery<'a>,
+) -> Result<Verified<'a>, AuthError> {
+    let (presented, place) = match query {
+        Some(q) => (
+            delivery.query_param(q).map(str::as_bytes),
+            format!("query parameter `{q}`"),
+        ),
+        None => (
+            delivery.header(header).map(strip_bearer),
+            format!("header `{header}`"),
+        ),
+    };
+    let presented = presented.ok_or_else(|| AuthError::MissingApiKey(place.clone()))?;
+    if api_key.matches(presented) {
+        Ok(Verified::new(delivery))
+    } else {
+        Err(AuthError::BadApiKey(place))
+    }
+}
+
+fn strip_bearer(value: &[u8]) -> &[u8] {
+    let value = value.trim_ascii();
+    if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+        value[7..].trim_ascii()
+    } else {
+        value
+    }
+}
+
+/// One hook body `{call_id, sip_call_id, domain, direction, from_number,
+/// to_number, hotline, state, duration, billsec, recording_url, …}`.
+pub fn parse(payload: &Value) -> Result<VendorEvent, ParseError> {
+    let map = as_object(payload, "Tel4vn")?;
+    Ok(event(map, payload).unwrap_or_else(|| unknown_event(payload.clone())))
+}
+
+fn event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
+    let state = lower(get(map, "state")).or_else(|| lower(get(map, "event")))?;
+    let event_type = match state.as_str() {
+        "ringing" => "call.ringing",
+        "answered" => "call.answered",
+        "hangup" => "call.hangup",
+        "cdr" => "call.cdr",
+        "missed" => "call.missed",
+        "cdr_autocall" => "autocall.cdr",
+        _ => return None,
+    };
+    let call_id = text_of(map, &["call_id"]);
+    let dir = direction(get(map, "direction"));
+    let from = text_of(map, &["from_number"]);
+    let to = text_of(map, &["to_number"]);
+    // The documented rule: to_number is the extension on inbound calls,
+    // from_number on outbound ones.
+    let extension = match dir {
+        Some("inbound") => to.clone(),
+        Some("outbound") => from.clone(),
+        _ => None,
+    };
+    let mut f = Fields::default();
+    f.text("call_id", call_id.clone())
+        .word("direction", dir)
+        .text("from", from)
+        .text("to", to)
+        .text("extension", extension.clone())
+        .text("hotline", text_of(map, &["hotline"]))
+        .value("duration_s", seconds(get(map, "duration")))
+        .value("billsec_s", seconds(get(map, "billsec")))
+        .text("recording_url", text_of(map, &["recording_url"]));
+    let id = match &call_id {
+        Some(id) => identity(&[Some(id), Some(&state), extension.as_deref()]),
+        None => loose_canonical(payload),
+    };
+    let when = ["time", "timestamp", "event_time", "created_at"]
+        .iter()
+        .find_map(|k| time(get(map, k), ICT));
+    Some(VendorEvent {
+        event_type: event_type.to_owned(),
+        subject: call_id,
+        time: when,
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use serde_json::json;
+
+    const HANGUP: &str = include_str!("../../tests/fixtures/vendors/tel4vn/hook_hangup.json");
+
+    #[test]
+    fn documented_hook_is_a_hangup_with_every_field() {
+        let raw: Value = serde_json::from_str(HANGUP).unwrap();
+        let e = parse(&raw).unwrap();
+        assert_eq!(e.event_type, "call.hangup");
+        assert_eq!(
+            e.subject.as_deref(),
+            Some("avavavav-1111-2222-3333-eeeeeeee")
+        );
+        assert_eq!(
+            Value::Object(e.fields),
+            json!({"call_id": "avavavav-1111-2222-3333-eeeeeeee", "direction": "outbound",
+                   "from": "0899888999", "to": "101", "extension": "0899888999",
+                   "hotline": "19001919", "duration_s": 10, "billsec_s": 5,
+                   "recording_url": "https://recording.demo/ad4c9b90-c071-405a-9723-980d2e5e1623"})
+        );
+        assert_eq!(e.raw, raw);
+    }
+
+    #[test]
+    fn every_state_maps() {
+        for (s, ty) in [
+            ("ringing", "call.ringing"),
+            ("Answered", "call.answered"),
+            ("HANGUP", "call.hangup"),
+            ("cdr", "call.cdr"),
+            ("missed", "call.missed"),
+            ("cdr_autocall", "autocall.cdr"),
+            ("transfer", "vendor.unknown"),
+        ] {
+            let e = parse(&json!({"call_id": "c", "state": s})).unwrap();
+            assert_eq!(e.event_type, ty, "{s}");
+        }
+    }
+
+    #[test]
+    fn two_extensions_ringing_are_two_events() {
+        let a = parse(
+            &json!({"call_id":"c","state":"ringing","direction":"inbound","to_number":"101"}),
+        )
+        .unwrap();
+        let b = parse(
+            &json!({"call_id":"c","state":"ringing","direction":"inbound","to_number":"102"}),
+        )
+        .unwrap();
+        assert_ne!(a.identity, b.identity);
+        assert_eq!(a.fields["extension"], "101");
+    }
+
+    fn delivery<'a>(h: &'a HeaderMap, q: &'a [(String, String)]) -> Delivery<'a> {
+        Delivery {
+            method: super::super::Method::Post,
+            headers: h,
+            query: q,
+            body: b"{}",
+        }
+    }
+
+    #[test]
+    fn api_key_bearer_bare_or_query() {
+        let key = Secret::new("k3y");
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            verify(&key, "Authorization", None, delivery(&h, &[])).unwrap_err(),
+            AuthError::MissingApiKey("header `Authorization`".into())
+        );
+        h.insert("authorization", "Bearer k3y".parse().unwrap());
+        assert!(verify(&key, "Authorization", None, delivery(&h, &[])).is_ok());
+        h.insert("authorization", "bearer  k3y ".parse().unwrap());
+        assert!(verify(&key, "Authorization", None, delivery(&h, &[])).is_ok());
+        h.insert("authorization", "k3y".parse().unwrap());
+        assert!(verify(&key, "Authorization", None, delivery(&h, &[])).is_ok());
+        h.insert("authorization", "Bearer k3x".parse().unwrap());
+        let err = verify(&key, "Authorization", None, delivery(&h, &[])).unwrap_err();
+        assert!(!err.to_string().contains("k3y"));
+        let mut h2 = HeaderMap::new();
+        h2.insert("x-api-key", "k3y".parse().unwrap());
+        assert!(verify(&key, "X-Api-Key", None, delivery(&h2, &[])).is_ok());
+        let q = vec![("apikey".to_owned(), "k3y".to_owned())];
+        assert!(verify(&key, "Authorization", Some("apikey"), delivery(&h, &q)).is_ok());
+        assert!(verify(&key, "Authorization", Some("apikey"), delivery(&h, &[])).is_err());
+    }
+}

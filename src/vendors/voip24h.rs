@@ -1,16 +1,275 @@
 //! Voip24h: call events (socket.io `response` and webhook), missed calls and
-//! the feedback rating callback — parsing and normalization (pure).
+//! the feedback rating callback — `?token=` check, parsing and normalization (pure).
+//!
+//! The three payload kinds share one route and are told apart by their fields:
+//! `FeedbackID` → feedback, `linkedid`/`calldate` without `state` → missed call,
+//! `state` → call event. Identities: call event `callid + state + extend`,
+//! missed call `linkedid`, feedback `FeedbackID + callid`.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{ParseError, unknown_event};
+use super::delivery::check_token;
+use super::normalize::{
+    Fields, ICT, direction, get, identity, loose_canonical, lower, object, seconds, status, text,
+    text_of, time,
+};
+use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
+use crate::config::Secret;
 use crate::event::VendorEvent;
 
+/// Voip24h signs nothing: the URL we give it carries `?token=`.
+pub fn verify<'a>(token: &Secret, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
+    check_token(token, &delivery)?;
+    Ok(Verified::new(delivery))
+}
+
 /// A call event `{extend, state, phone, callid, type}` (also a missed-call
-/// object), as the socket.io `response` event or a webhook body carries it.
+/// object or the feedback callback's parameters), as the socket.io `response`
+/// event or a webhook body carries it.
 pub fn parse_call_event(payload: &Value) -> Result<VendorEvent, ParseError> {
-    if !payload.is_object() {
-        return Err(ParseError("a Voip24h event must be a JSON object".into()));
+    let map = as_object(payload, "Voip24h")?;
+    let has = |k: &str| get(map, k).is_some();
+    let event = if has("FeedbackID") {
+        feedback(map, payload)
+    } else if has("state") {
+        call_event(map, payload)
+    } else if has("linkedid") || has("calldate") {
+        missed_call(map, payload)
+    } else {
+        None
+    };
+    Ok(event.unwrap_or_else(|| unknown_event(payload.clone())))
+}
+
+fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
+    let state = lower(get(map, "state"))?;
+    let event_type = match state.as_str() {
+        "ring" | "ringing" => "call.ringing",
+        "up" | "answer" | "answered" => "call.answered",
+        "hangup" => "call.hangup",
+        "cdr" => "call.cdr",
+        _ => return None,
+    };
+    let cdr = object(map, "cdr");
+    let call_id = text_of(map, &["callid"])
+        .or_else(|| cdr.and_then(|c| text_of(c, &["linkedid", "uniqueid", "callid"])));
+    let extension = text_of(map, &["extend"]);
+    let phone = text_of(map, &["phone"]);
+    let dir =
+        direction(get(map, "type")).or_else(|| cdr.and_then(|c| direction(get(c, "direction"))));
+    let (from, to) = match dir {
+        Some("inbound") => (phone, extension.clone()),
+        Some(_) => (extension.clone(), phone),
+        None => (
+            cdr.and_then(|c| text_of(c, &["src"])),
+            cdr.and_then(|c| text_of(c, &["dst"])),
+        ),
+    };
+    let mut f = Fields::default();
+    f.text("call_id", call_id.clone())
+        .word("direction", dir)
+        .text("from", from)
+        .text("to", to)
+        .text("extension", extension.clone());
+    let mut when = None;
+    if let Some(c) = cdr {
+        f.text("hotline", text_of(c, &["did"]))
+            .text("status", status(get(c, "disposition")))
+            .value("duration_s", seconds(get(c, "duration")))
+            .value("billsec_s", seconds(get(c, "billsec")))
+            .text("recording_url", text_of(c, &["recordingfile"]));
+        when = time(get(c, "calldate"), ICT);
     }
-    Ok(unknown_event(payload.clone()))
+    let id = match &call_id {
+        Some(id) => identity(&[Some("call"), Some(id), Some(&state), extension.as_deref()]),
+        None => loose_canonical(payload),
+    };
+    Some(VendorEvent {
+        event_type: event_type.to_owned(),
+        subject: call_id,
+        time: when,
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
+    let call_id = text_of(map, &["linkedid", "uniqueid", "callid"]);
+    let mut f = Fields::default();
+    f.text("call_id", call_id.clone())
+        .word("direction", direction(get(map, "direction")))
+        .text("from", text_of(map, &["src", "cnum"]))
+        .text("to", text_of(map, &["dst"]))
+        .text("hotline", text_of(map, &["did"]))
+        .text(
+            "status",
+            status(get(map, "status")).or_else(|| status(get(map, "disposition"))),
+        )
+        .value("duration_s", seconds(get(map, "duration")))
+        .value("billsec_s", seconds(get(map, "billsec")))
+        .text("recording_url", text_of(map, &["recordingfile"]));
+    let id = match &call_id {
+        Some(id) => identity(&[Some("missed"), Some(id)]),
+        None => loose_canonical(payload),
+    };
+    Some(VendorEvent {
+        event_type: "call.missed".to_owned(),
+        subject: call_id,
+        time: time(get(map, "calldate"), ICT),
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+fn feedback(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
+    let feedback_id = get(map, "FeedbackID").and_then(text);
+    let call_id = text_of(map, &["callid"]);
+    let mut f = Fields::default();
+    // The rating call is placed by the PBX to the customer's phone.
+    f.text("call_id", call_id.clone())
+        .word("direction", Some("outbound"))
+        .text("to", text_of(map, &["phone"]))
+        .text("hotline", text_of(map, &["did"]));
+    let id = match &feedback_id {
+        Some(fid) => identity(&[Some("feedback"), Some(fid), call_id.as_deref()]),
+        None => loose_canonical(payload),
+    };
+    Some(VendorEvent {
+        event_type: "feedback.rating".to_owned(),
+        subject: call_id,
+        time: None,
+        fields: f.build(),
+        raw: payload.clone(),
+        identity: id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::format_time;
+    use serde_json::json;
+
+    const RING: &str = include_str!("../../tests/fixtures/vendors/voip24h/call_event_ring.json");
+    const MISSED: &str = include_str!("../../tests/fixtures/vendors/voip24h/missed_call.json");
+    const FEEDBACK: &str = include_str!("../../tests/fixtures/vendors/voip24h/feedback.query");
+
+    fn value(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn documented_call_event_rings_with_exact_callid() {
+        let raw = value(RING);
+        let e = parse_call_event(&raw).unwrap();
+        assert_eq!(e.event_type, "call.ringing");
+        assert_eq!(e.subject.as_deref(), Some("1287674126.299"));
+        assert_eq!(
+            Value::Object(e.fields.clone()),
+            json!({"call_id": "1287674126.299", "direction": "inbound",
+                   "from": "0832666859", "to": "130", "extension": "130"})
+        );
+        assert_eq!(e.raw, raw);
+        assert_eq!(e.raw.to_string(), RING.trim());
+    }
+
+    #[test]
+    fn states_map_case_insensitively_and_type_null_on_hangup() {
+        for (state, ty) in [
+            ("Ring", "call.ringing"),
+            ("RING", "call.ringing"),
+            ("Up", "call.answered"),
+            ("Hangup", "call.hangup"),
+            ("Cdr", "call.cdr"),
+        ] {
+            let e = parse_call_event(&json!({"extend": "130", "state": state,
+                "phone": "0832666859", "callid": "1.2", "type": null}))
+            .unwrap();
+            assert_eq!(e.event_type, ty, "{state}");
+            assert_eq!(e.fields.get("direction"), None);
+            assert_eq!(e.fields["extension"], "130");
+        }
+        let a = parse_call_event(&json!({"extend":130,"state":"Ring","callid":"1.2"})).unwrap();
+        let b = parse_call_event(&json!({"extend":"130","state":"ring","callid":1.2})).unwrap();
+        assert_eq!(a.identity, b.identity);
+        let other_ext =
+            parse_call_event(&json!({"extend":"131","state":"ring","callid":"1.2"})).unwrap();
+        assert_ne!(a.identity, other_ext.identity);
+    }
+
+    #[test]
+    fn outbound_and_local_calls_put_the_extension_first() {
+        let e = parse_call_event(&json!({"extend":"130","state":"Up","phone":"0901",
+            "callid":"9.9","type":"outbound"}))
+        .unwrap();
+        assert_eq!(e.fields["from"], "130");
+        assert_eq!(e.fields["to"], "0901");
+        let l = parse_call_event(&json!({"extend":"130","state":"Up","phone":"131",
+            "callid":"9.9","type":"local"}))
+        .unwrap();
+        assert_eq!(l.fields["direction"], "internal");
+    }
+
+    #[test]
+    fn cdr_state_reads_the_nested_cdr() {
+        let e = parse_call_event(&json!({"extend":"130","state":"Cdr","phone":"0832666859",
+            "callid":"1287674126.299","type":"inbound",
+            "cdr":{"calldate":"2021-03-26 11:50:30","src":"0832666859","dst":"130",
+                   "duration":"42","billsec":30,"disposition":"ANSWERED",
+                   "recordingfile":"https://rec/1.wav","did":"02873088088"}}))
+        .unwrap();
+        assert_eq!(e.event_type, "call.cdr");
+        assert_eq!(e.fields["duration_s"], json!(42));
+        assert_eq!(e.fields["billsec_s"], json!(30));
+        assert_eq!(e.fields["status"], "answered");
+        assert_eq!(e.fields["recording_url"], "https://rec/1.wav");
+        assert_eq!(e.fields["hotline"], "02873088088");
+        assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+    }
+
+    #[test]
+    fn missed_call_webhook() {
+        let e = parse_call_event(&value(MISSED)).unwrap();
+        assert_eq!(e.event_type, "call.missed");
+        assert_eq!(e.subject.as_deref(), Some("1616734230.1021"));
+        assert_eq!(
+            Value::Object(e.fields.clone()),
+            json!({"call_id": "1616734230.1021", "direction": "inbound",
+                   "from": "0932337122", "to": "130", "hotline": "02873088088",
+                   "status": "no_answer", "duration_s": 25, "billsec_s": 0})
+        );
+        assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+    }
+
+    #[test]
+    fn feedback_callback_from_query_parameters() {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(FEEDBACK.as_bytes())
+            .into_owned()
+            .collect();
+        let raw = Value::Object(super::super::query_object(&pairs));
+        let e = parse_call_event(&raw).unwrap();
+        assert_eq!(e.event_type, "feedback.rating");
+        assert_eq!(e.subject.as_deref(), Some("1616708923.946"));
+        assert_eq!(
+            raw["FeedbackID"],
+            "APIFeedback-f8cd23be1c64db79994fd4825c886131@0932337122"
+        );
+        assert_eq!(raw["keypress"], "4");
+        assert_eq!(
+            Value::Object(e.fields),
+            json!({"call_id": "1616708923.946", "direction": "outbound",
+                   "to": "0932337122", "hotline": "02873088088"})
+        );
+    }
+
+    #[test]
+    fn unrecognised_objects_are_unknown_and_non_objects_fail() {
+        let e = parse_call_event(&json!({"hello": 1})).unwrap();
+        assert_eq!(e.event_type, "vendor.unknown");
+        let e = parse_call_event(&json!({"state": "Parked", "callid": "1"})).unwrap();
+        assert_eq!(e.event_type, "vendor.unknown");
+        assert!(parse_call_event(&json!([1])).is_err());
+    }
 }

@@ -1,0 +1,399 @@
+//! CareSoft: every sample of the vendor's document, the signature test vector,
+//! and the identities that must (not) collide.
+
+use super::*;
+use crate::event::format_time;
+use axum::http::HeaderMap;
+use serde_json::json;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!(
+                "../../../tests/fixtures/vendors/caresoft/",
+                $name,
+                ".json"
+            )),
+        )
+    };
+}
+
+/// (fixture, type, subject, normalized fields)
+fn samples() -> Vec<(
+    (&'static str, &'static str),
+    &'static str,
+    Option<&'static str>,
+    Value,
+)> {
+    let call_in = |fields: Value| fields;
+    vec![
+        (
+            fixture!("template_user_create"),
+            "crm.user.create",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_user_update"),
+            "crm.user.update",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_organization_create"),
+            "crm.organization.create",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_organization_update"),
+            "crm.organization.update",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_ticket_create"),
+            "crm.ticket.create",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_ticket_update"),
+            "crm.ticket.update",
+            None,
+            json!({"status": "200"}),
+        ),
+        (
+            fixture!("template_ticket_delete"),
+            "crm.ticket.delete",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_ticket_merge"),
+            "crm.ticket.merge",
+            None,
+            json!({}),
+        ),
+        (
+            fixture!("template_smart_dialer_ad_end_call"),
+            "autocall.cdr",
+            None,
+            json!({"direction": "outbound", "duration_s": 0}),
+        ),
+        (
+            fixture!("template_smart_dialer_pd_end_call"),
+            "autocall.cdr",
+            None,
+            json!({"direction": "outbound", "duration_s": 0}),
+        ),
+        (
+            fixture!("template_call_in_start"),
+            "call.started",
+            None,
+            call_in(json!({"direction": "inbound"})),
+        ),
+        (
+            fixture!("template_call_in_agent_ring"),
+            "call.ringing",
+            None,
+            json!({"direction": "inbound"}),
+        ),
+        (
+            fixture!("template_call_in_agent_miss"),
+            "call.agent_missed",
+            None,
+            json!({"direction": "inbound"}),
+        ),
+        (
+            fixture!("template_call_in_agent_answer"),
+            "call.answered",
+            None,
+            json!({"direction": "inbound"}),
+        ),
+        (
+            fixture!("template_call_in_agent_end"),
+            "call.hangup",
+            None,
+            json!({"direction": "inbound"}),
+        ),
+        (
+            fixture!("template_call_in_customer_end"),
+            "call.hangup",
+            None,
+            json!({"direction": "inbound"}),
+        ),
+        (
+            fixture!("template_call_in_end"),
+            "call.ended",
+            None,
+            json!({"direction": "inbound", "status": "answered|miss", "duration_s": 0, "billsec_s": 0}),
+        ),
+        (
+            fixture!("lead_create"),
+            "crm.lead.create",
+            Some("414856712"),
+            json!({}),
+        ),
+        (
+            fixture!("lead_convert"),
+            "crm.lead.convert",
+            Some("414856714"),
+            json!({}),
+        ),
+        (
+            fixture!("lead_update"),
+            "crm.lead.update",
+            Some("414856712"),
+            json!({}),
+        ),
+        (
+            fixture!("deal_create"),
+            "crm.deal.create",
+            Some("414856715"),
+            json!({}),
+        ),
+        (
+            fixture!("deal_convert"),
+            "crm.deal.convert",
+            Some("414856712"),
+            json!({}),
+        ),
+        (
+            fixture!("deal_update"),
+            "crm.deal.update",
+            Some("414856712"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_01_ticket_missed_call"),
+            "crm.ticket.update",
+            Some("9999"),
+            json!({"call_id": "20211006101009-HRFZNHMV-9999", "direction": "inbound",
+                   "from": "0889999999", "to": "1999999", "hotline": "1999999"}),
+        ),
+        (
+            fixture!("sample_02_ticket_ivr"),
+            "crm.ticket.update",
+            Some("259312810"),
+            json!({"call_id": "20211006094514-HRFZNHMV-9999", "direction": "inbound",
+                   "from": "0889999999", "to": "19009999", "hotline": "19009999"}),
+        ),
+        (
+            fixture!("sample_03_ticket_call_out"),
+            "crm.ticket.update",
+            Some("9999"),
+            json!({"call_id": "20211006100454-EXGPSDDQ-9999", "direction": "outbound",
+                   "from": "1999999", "to": "0889999999", "hotline": "1999999", "status": "200"}),
+        ),
+        (
+            fixture!("sample_04_user_create"),
+            "crm.user.create",
+            Some("63203837"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_05_user_update"),
+            "crm.user.update",
+            Some("63203835"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_06_organization_create"),
+            "crm.organization.create",
+            Some("126"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_07_organization_update"),
+            "crm.organization.update",
+            Some("10"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_08_ticket_create"),
+            "crm.ticket.create",
+            Some("322677"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_09_ticket_update"),
+            "crm.ticket.update",
+            Some("322677"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_10_ticket_delete"),
+            "crm.ticket.delete",
+            Some("316702"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_11_ticket_merge"),
+            "crm.ticket.merge",
+            Some("316707"),
+            json!({}),
+        ),
+        (
+            fixture!("sample_12_ticket_acd_assign"),
+            "crm.ticket.acd_assign",
+            Some("316702"),
+            json!({}),
+        ),
+    ]
+}
+
+#[test]
+fn every_documented_sample_parses_to_its_type_subject_and_fields() {
+    let all = samples();
+    assert_eq!(all.len(), 35);
+    let mut identities = std::collections::HashSet::new();
+    for ((name, text), ty, subject, fields) in all {
+        let raw: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let e = parse(&raw).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(e.event_type, ty, "{name}");
+        assert_eq!(e.subject.as_deref(), subject, "{name}");
+        assert_eq!(Value::Object(e.fields.clone()), fields, "{name}");
+        assert_eq!(e.raw, raw, "{name}: raw untouched");
+        assert!(
+            identities.insert(e.identity.clone()),
+            "{name}: identity collides"
+        );
+    }
+}
+
+#[test]
+fn crm_times_come_from_the_entity_and_text_dates_never_fail() {
+    let (_, text) = fixture!("sample_12_ticket_acd_assign");
+    let e = parse(&serde_json::from_str(text).unwrap()).unwrap();
+    assert_eq!(format_time(e.time.unwrap()), "2024-01-11T08:28:40.473Z");
+    let (_, text) = fixture!("sample_02_ticket_ivr");
+    let e = parse(&serde_json::from_str(text).unwrap()).unwrap();
+    assert_eq!(e.time.unwrap().unix_timestamp(), 1633488353);
+    let e = parse(&json!({"object": "ticket", "action": "update",
+        "ticket": {"ticket_id": 1, "updated_at": "Wed Oct 06 09:45:53 ICT 2021"}}))
+    .unwrap();
+    assert_eq!(format_time(e.time.unwrap()), "2021-10-06T02:45:53.000Z");
+    let e = parse(&json!({"object": "ticket", "action": "update",
+        "ticket": {"ticket_id": 1, "updated_at": "not a date"}}))
+    .unwrap();
+    assert_eq!(e.time, None);
+    assert_eq!(e.subject.as_deref(), Some("1"));
+}
+
+fn call(action: &str, call_id: Value, agent: &str) -> VendorEvent {
+    parse(
+        &json!({"object": "call_in", "action": action, "call_info": {
+        "event_name": action, "call_id": call_id, "account_id": 7, "direction": "inbound",
+        "caller": "0889999999", "called": "19009999", "agent_id": agent,
+        "event_time": 1633489861000u64}}),
+    )
+    .unwrap()
+}
+
+#[test]
+fn call_in_fields_and_identities() {
+    let e = call("call_in_agent_ring", json!("C-1"), "101");
+    assert_eq!(e.subject.as_deref(), Some("C-1"));
+    assert_eq!(
+        Value::Object(e.fields.clone()),
+        json!({"call_id": "C-1", "direction": "inbound", "from": "0889999999",
+               "to": "19009999", "hotline": "19009999", "agent": "101"})
+    );
+    assert_eq!(e.time.unwrap().unix_timestamp(), 1633489861);
+    // Agent-end and customer-end are two events of one call.
+    assert_ne!(
+        call("call_in_agent_end", json!("C-1"), "101").identity,
+        call("call_in_customer_end", json!("C-1"), "101").identity
+    );
+    // Two agents ringing are two events.
+    assert_ne!(
+        e.identity,
+        call("call_in_agent_ring", json!("C-1"), "102").identity
+    );
+    // 8 and "8" are one call.
+    assert_eq!(
+        call("call_in_agent_ring", json!(8), "101").identity,
+        call("call_in_agent_ring", json!("8"), "101").identity
+    );
+    let end = parse(
+        &json!({"object": "call_in", "action": "CALL_IN_END", "call_info": {
+        "call_id": "C-1", "status": "Answered", "call_duration": "65", "answer_duration": 50,
+        "record_url": "https://rec/1.mp3", "call_end_time": 1633489930000u64}}),
+    )
+    .unwrap();
+    assert_eq!(end.event_type, "call.ended");
+    assert_eq!(end.fields["status"], "answered");
+    assert_eq!(end.fields["duration_s"], json!(65));
+    assert_eq!(end.fields["billsec_s"], json!(50));
+    assert_eq!(end.fields["recording_url"], "https://rec/1.mp3");
+    assert!(end.time.is_some());
+}
+
+#[test]
+fn unknown_objects_and_actions() {
+    for v in [
+        json!({"object": "invoice", "action": "create"}),
+        json!({"object": "call_in", "action": "call_in_parked"}),
+        json!({"object": "smart_dialer", "action": "other"}),
+        json!({"object": "ticket", "action": "a.b"}),
+        json!({"ticket_id": 1}),
+    ] {
+        assert_eq!(parse(&v).unwrap().event_type, "vendor.unknown", "{v}");
+    }
+}
+
+fn check(sig: Option<&str>, body: &[u8]) -> Result<(), AuthError> {
+    let mut h = HeaderMap::new();
+    if let Some(s) = sig {
+        h.insert("x-hub-signature", s.parse().unwrap());
+    }
+    let d = Delivery {
+        method: super::super::Method::Post,
+        headers: &h,
+        query: &[],
+        body,
+    };
+    verify(&Secret::new("CS123"), d).map(|_| ())
+}
+
+#[test]
+fn the_vendors_test_vector_in_any_case_with_or_without_prefix() {
+    let body = br#"{"ticket_id":1}"#;
+    assert_eq!(
+        sign(b"CS123", body),
+        "420A69CE7D3C36559E9828D6361530DF30065D37"
+    );
+    assert_eq!(
+        check(Some("420A69CE7D3C36559E9828D6361530DF30065D37"), body),
+        Ok(())
+    );
+    assert_eq!(
+        check(Some("420a69ce7d3c36559e9828d6361530df30065d37"), body),
+        Ok(())
+    );
+    assert_eq!(
+        check(Some("sha1=420a69ce7d3c36559e9828d6361530df30065d37"), body),
+        Ok(())
+    );
+    assert_eq!(
+        check(Some("SHA1=420A69CE7D3C36559E9828D6361530DF30065D37"), body),
+        Ok(())
+    );
+    assert_eq!(check(None, body), Err(AuthError::MissingSignature));
+    assert_eq!(check(Some("zz"), body), Err(AuthError::MalformedSignature));
+    assert_eq!(
+        check(Some("420A69CE7D3C36559E9828D6361530DF30065D38"), body),
+        Err(AuthError::BadSignature)
+    );
+    assert_eq!(check(Some("420A69CE"), body), Err(AuthError::BadSignature));
+    // One byte of body changed: the raw bytes are what is signed.
+    assert_eq!(
+        check(
+            Some("420A69CE7D3C36559E9828D6361530DF30065D37"),
+            br#"{"ticket_id": 1}"#
+        ),
+        Err(AuthError::BadSignature)
+    );
+}

@@ -1,0 +1,112 @@
+//! One pushed HTTP delivery as the vendor modules see it, and the type that
+//! says it has been authenticated.
+//!
+//! Guarantees (svix-bridge style): a [`Verified`] can only be made by a vendor
+//! module's `verify` function after the raw bytes passed that vendor's check,
+//! and parsing a webhook takes a `Verified` — so nothing unauthenticated can
+//! reach ingest. [`AuthError`] texts name the failed check, never a secret.
+
+use axum::http::HeaderMap;
+
+/// How the delivery came: the vendors POST, Voip24h's feedback callback GETs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Get,
+}
+
+/// A delivery not yet authenticated: method, headers, query pairs and the raw body.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery<'a> {
+    pub method: Method,
+    pub headers: &'a HeaderMap,
+    pub query: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl<'a> Delivery<'a> {
+    /// The first value of a header (name case-insensitive), as bytes.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers.get(name).map(|v| v.as_bytes())
+    }
+
+    /// The first value of a query parameter.
+    pub fn query_param(&self, name: &str) -> Option<&'a str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the body is declared as an HTML form.
+    pub fn is_form(&self) -> bool {
+        self.header("content-type").is_some_and(|ct| {
+            ct.len() >= 33 && ct[..33].eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        })
+    }
+}
+
+/// A delivery that passed its vendor's authentication check.
+#[derive(Clone, Copy, Debug)]
+pub struct Verified<'a>(Delivery<'a>);
+
+impl<'a> Verified<'a> {
+    /// Only the vendor modules vouch for a delivery, after checking it.
+    pub(super) fn new(delivery: Delivery<'a>) -> Self {
+        Verified(delivery)
+    }
+
+    pub fn delivery(&self) -> &Delivery<'a> {
+        &self.0
+    }
+}
+
+/// Why a delivery was not authenticated (a 401). The text names the check.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing X-Hub-Signature header")]
+    MissingSignature,
+    #[error("X-Hub-Signature is not a hex HMAC-SHA1")]
+    MalformedSignature,
+    #[error("X-Hub-Signature does not match the body")]
+    BadSignature,
+    #[error("missing api key ({0})")]
+    MissingApiKey(String),
+    #[error("the api key is wrong ({0})")]
+    BadApiKey(String),
+    #[error("missing HTTP Basic credentials")]
+    MissingBasic,
+    #[error("malformed HTTP Basic credentials")]
+    MalformedBasic,
+    #[error("wrong HTTP Basic username or password")]
+    BadBasic,
+    #[error("missing ?token= query parameter")]
+    MissingToken,
+    #[error("wrong ?token= query parameter")]
+    BadToken,
+}
+
+impl AuthError {
+    /// Whether the answer should carry `WWW-Authenticate: Basic`.
+    pub fn wants_basic(&self) -> bool {
+        matches!(
+            self,
+            AuthError::MissingBasic | AuthError::MalformedBasic | AuthError::BadBasic
+        )
+    }
+}
+
+/// The `?token=` check shared by Voip24h and SPRecord, in constant time.
+pub(super) fn check_token(
+    expected: &crate::config::Secret,
+    delivery: &Delivery<'_>,
+) -> Result<(), AuthError> {
+    let presented = delivery
+        .query_param("token")
+        .ok_or(AuthError::MissingToken)?;
+    if expected.matches(presented.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AuthError::BadToken)
+    }
+}

@@ -1,0 +1,306 @@
+//! Lenient readers shared by the vendor modules: field lookup that ignores key
+//! case, scalar text that keeps a number's digits, seconds, direction and
+//! status vocabularies, vendor dates in any of the forms they send, and
+//! unambiguous identities.
+//!
+//! Guarantees: every function is total — it returns `None` for anything it
+//! cannot read and never panics, whatever the input.
+
+use serde_json::{Map, Number, Value};
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+use crate::event::id_text;
+
+/// The offset Vietnamese vendors (Voip24h, CareSoft, Tel4vn) write local dates in.
+pub const ICT: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
+    Ok(o) => o,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// The value at `key`, matching the key exactly first, then ignoring ASCII case
+/// (vendors are not consistent: `callid`, `CallId`, `UniqueId`, `uniqueid`).
+pub fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// The first of `keys` that holds a usable text (see [`text`]).
+pub fn text_of(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| get(map, k).and_then(text))
+}
+
+/// The object at `key`, if it is one.
+pub fn object<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    get(map, key).and_then(Value::as_object)
+}
+
+/// A scalar's exact text (numbers keep their digits); `None` for null,
+/// containers, `""` and `0`, which vendors use for "no value".
+pub fn text(value: &Value) -> Option<String> {
+    id_text(value)
+}
+
+/// A scalar's text lowercased, for matching vendor vocabularies case-insensitively.
+pub fn lower(value: Option<&Value>) -> Option<String> {
+    value.and_then(text).map(|t| t.to_ascii_lowercase())
+}
+
+/// A count of seconds: a JSON number or a numeric string, kept as a JSON number
+/// (`0` is a real duration here). Negative or non-numeric values are `None`.
+pub fn seconds(value: Option<&Value>) -> Option<Value> {
+    let text = match value? {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(Value::Number(n.into()));
+    }
+    let f = text
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && *f >= 0.0)?;
+    Number::from_f64(f).map(Value::Number)
+}
+
+/// `inbound`, `outbound` or `internal` from the vendors' words for them.
+pub fn direction(value: Option<&Value>) -> Option<&'static str> {
+    match lower(value)?.as_str() {
+        "inbound" | "incoming" | "in" => Some("inbound"),
+        "outbound" | "outgoing" | "out" => Some("outbound"),
+        "local" | "internal" | "incominglocal" | "outgoinglocal" => Some("internal"),
+        _ => None,
+    }
+}
+
+/// A status word normalized to `lower_snake` (`NO ANSWER` → `no_answer`), so
+/// vendors that write the same status differently compare equal.
+pub fn status(value: Option<&Value>) -> Option<String> {
+    let t = lower(value)?;
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        if c.is_whitespace() || c == '-' {
+            if !out.ends_with('_') {
+                out.push('_');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Normalized `data` fields under construction; absent values are skipped.
+#[derive(Default)]
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    pub fn text(&mut self, name: &str, value: Option<String>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(name.to_owned(), Value::String(v));
+        }
+        self
+    }
+    pub fn word(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        self.text(name, value.map(str::to_owned))
+    }
+    pub fn value(&mut self, name: &str, value: Option<Value>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(name.to_owned(), v);
+        }
+        self
+    }
+    pub fn build(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+/// An identity built from parts: the canonical JSON array of their texts, so
+/// no two different part lists share a text (`["a|b"]` vs `["a","b"]`).
+pub fn identity(parts: &[Option<&str>]) -> String {
+    let items: Vec<Value> = parts
+        .iter()
+        .map(|p| p.map_or(Value::Null, |s| Value::String(s.to_owned())))
+        .collect();
+    Value::Array(items).to_string()
+}
+
+/// Canonical text of a payload for identities, looser than
+/// [`canonical_json`](crate::event::canonical_json): keys sorted and every
+/// scalar written as its text, so `{"call_id": 8}` and `{"call_id": "8"}` — the
+/// same event re-serialised by a vendor — give the same identity.
+pub fn loose_canonical(value: &Value) -> String {
+    let mut out = String::new();
+    write_loose(value, &mut out);
+    out
+}
+
+fn write_loose(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_loose(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_loose(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => out.push_str(&Value::String(s.trim().to_owned()).to_string()),
+        Value::Number(n) => out.push_str(&Value::String(n.to_string()).to_string()),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A vendor date, read leniently: epoch milliseconds or seconds (number or
+/// numeric string, fractions allowed), RFC 3339, `YYYY-MM-DD HH:MM:SS` in
+/// `local` time, or Java's `Wed Oct 06 09:45:53 ICT 2021`. `None` for anything
+/// else and for dates outside 2000..2100 (vendors' placeholders such as `0`).
+pub fn time(value: Option<&Value>, local: UtcOffset) -> Option<OffsetDateTime> {
+    let t = match value? {
+        Value::Number(n) => epoch(&n.to_string()),
+        Value::String(s) => parse_date_text(s.trim(), local),
+        _ => None,
+    }?;
+    (2000..2100).contains(&t.year()).then_some(t)
+}
+
+fn epoch(text: &str) -> Option<OffsetDateTime> {
+    let v: f64 = text
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)?;
+    // Below 1e11 it can only be seconds (1e11 s is year 5138; 1e11 ms is 1973).
+    let ms = if v < 1e11 { v * 1000.0 } else { v };
+    if ms > 1e14 {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp_nanos((ms as i128) * 1_000_000).ok()
+}
+
+fn parse_date_text(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
+    if s.is_empty() {
+        return None;
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return epoch(s);
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Some(t);
+    }
+    let naive = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    if let Ok(t) = PrimitiveDateTime::parse(&s.replacen('T', " ", 1), naive) {
+        return Some(t.assume_offset(local));
+    }
+    java_date(s, local)
+}
+
+/// `EEE MMM dd HH:mm:ss zzz yyyy`, Java's `Date.toString()`.
+fn java_date(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, month, day, clock, zone, year] = parts.as_slice() else {
+        return None;
+    };
+    let offset = match zone.to_ascii_uppercase().as_str() {
+        "UTC" | "GMT" | "Z" => UtcOffset::UTC,
+        "ICT" => ICT,
+        "MSK" => UtcOffset::from_hms(3, 0, 0).ok()?,
+        "CET" => UtcOffset::from_hms(1, 0, 0).ok()?,
+        "CEST" => UtcOffset::from_hms(2, 0, 0).ok()?,
+        _ => local,
+    };
+    let text = format!("{year}-{month}-{day} {clock}");
+    let fmt = format_description!(
+        "[year]-[month repr:short case_sensitive:false]-[day padding:none] [hour]:[minute]:[second]"
+    );
+    PrimitiveDateTime::parse(&text, fmt)
+        .ok()
+        .map(|t| t.assume_offset(offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn dates_in_every_vendor_form() {
+        let ms = time(Some(&json!(1633489861000u64)), ICT).unwrap();
+        assert_eq!(ms.unix_timestamp(), 1633489861);
+        let s = time(Some(&parse("1616708923.946")), ICT).unwrap();
+        assert_eq!(s.unix_timestamp_nanos() / 1_000_000, 1616708923946);
+        let java = time(Some(&json!("Wed Oct 06 09:45:53 ICT 2021")), UtcOffset::UTC).unwrap();
+        assert_eq!(crate::event::format_time(java), "2021-10-06T02:45:53.000Z");
+        let naive = time(Some(&json!("2021-03-26 04:50:30")), ICT).unwrap();
+        assert_eq!(crate::event::format_time(naive), "2021-03-25T21:50:30.000Z");
+        let rfc = time(Some(&json!("2022-06-16T09:30:53.341Z")), ICT).unwrap();
+        assert_eq!(crate::event::format_time(rfc), "2022-06-16T09:30:53.341Z");
+        assert_eq!(time(Some(&json!("1633489861000")), ICT), Some(ms));
+    }
+
+    #[test]
+    fn placeholders_and_garbage_are_no_date() {
+        for v in [
+            json!(0),
+            json!(""),
+            json!("yesterday"),
+            json!(-5),
+            json!(1e300),
+            json!(null),
+            json!({}),
+            json!("000"),
+            json!("Wed Oct 99 09:45:53 ICT 2021"),
+        ] {
+            assert_eq!(time(Some(&v), ICT), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn seconds_and_vocabularies() {
+        assert_eq!(seconds(Some(&json!("10"))), Some(json!(10)));
+        assert_eq!(seconds(Some(&json!(0))), Some(json!(0)));
+        assert_eq!(seconds(Some(&json!("x"))), None);
+        assert_eq!(seconds(Some(&json!(-1))), None);
+        assert_eq!(direction(Some(&json!("Inbound"))), Some("inbound"));
+        assert_eq!(direction(Some(&json!("incomingLocal"))), Some("internal"));
+        assert_eq!(direction(Some(&json!("barge"))), None);
+        assert_eq!(
+            status(Some(&json!("NO ANSWER"))).as_deref(),
+            Some("no_answer")
+        );
+    }
+
+    #[test]
+    fn loose_canonical_ignores_number_versus_string() {
+        assert_eq!(
+            loose_canonical(&json!({"b": 8, "a": "x"})),
+            loose_canonical(&json!({"a": "x", "b": "8"}))
+        );
+        assert_ne!(identity(&[Some("a|b")]), identity(&[Some("a"), Some("b")]));
+    }
+}
