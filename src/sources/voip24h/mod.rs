@@ -1,15 +1,193 @@
-//! The Voip24h socket.io source: one session per API key.
+//! The Voip24h socket.io source: one session per API key, held for as long as
+//! the source runs, reconnected with exponential backoff and jitter.
+//!
+//! Layout: [`session`] is one session's lifecycle (sign, say/hello, watchdog,
+//! events); [`link`] hides the Engine.IO version behind one connection type,
+//! with [`engine_io3`] (ours, for socket.io 2.x) and [`engine_io4`]
+//! (rust_socketio, for socket.io 3/4); [`detect`] serves `engine_io = "auto"`;
+//! [`deliver`] takes a `response` into the journal; [`wire`] is the framing.
+//!
+//! Guarantees: one session per key, always — the previous connection is
+//! closed and its socket dropped before the next one opens, and [`run`]
+//! returns only after the last one is closed (SourceManager awaits it on
+//! reload and shutdown). Retries never give up.
 
 pub mod config;
+mod deliver;
+mod detect;
+mod engine_io3;
+mod engine_io4;
+mod link;
+mod session;
+mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use backoff::ExponentialBackoffBuilder;
+use backoff::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
-use config::Voip24hConfig;
+use crate::event::Vendor;
+use crate::status::{ConnState, UpstreamReporter};
+use config::{EngineIo, Voip24hConfig};
+use link::{EngineVersion, Link, LinkError};
+use session::{EndReason, Session, SessionEnd};
 
 /// Holds the account's session until `cancel`; returns once its socket is closed.
-pub async fn run(_config: Voip24hConfig, _ctx: Arc<Context>, cancel: CancellationToken) {
-    cancel.cancelled().await;
+pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationToken) {
+    let account = config.account.get_ref().clone();
+    let reporter = ctx.status.upstream(
+        Vendor::Voip24h,
+        &account,
+        "0",
+        config.connect_grace.get_ref().get(),
+    );
+    let mut supervisor = Supervisor::new(&config);
+    while !cancel.is_cancelled() {
+        let end = supervisor.attempt(&config, &ctx, &reporter, &cancel).await;
+        if end.reason == EndReason::Cancelled {
+            break;
+        }
+        let wait = supervisor.wait_after(&config, &end);
+        tracing::warn!(
+            vendor = "voip24h",
+            account = %account,
+            reason = end.reason.label(),
+            detail = %end.detail,
+            retry_in = ?wait,
+            "session ended; reconnecting"
+        );
+        if end.reason == EndReason::AuthRefused {
+            reporter.auth_failed(end.detail.clone(), wait);
+        } else {
+            reporter.reconnecting(end.reason.label(), Some(end.detail.clone()), wait);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    reporter.set_state(ConnState::Disconnected);
+}
+
+/// What survives from one session to the next: the backoff and, for `auto`,
+/// the Engine.IO version that worked.
+struct Supervisor {
+    backoff: backoff::ExponentialBackoff,
+    engine: Option<EngineVersion>,
+}
+
+impl Supervisor {
+    fn new(config: &Voip24hConfig) -> Supervisor {
+        let backoff = ExponentialBackoffBuilder::new()
+            .with_initial_interval(config.backoff_min.get_ref().get())
+            .with_max_interval(config.backoff_max.get_ref().get())
+            .with_multiplier(2.0)
+            .with_randomization_factor(0.3)
+            .with_max_elapsed_time(None)
+            .build();
+        Supervisor {
+            backoff,
+            engine: match config.engine_io {
+                EngineIo::V3 => Some(EngineVersion::V3),
+                EngineIo::V4 => Some(EngineVersion::V4),
+                EngineIo::Auto => None,
+            },
+        }
+    }
+
+    /// Opens a connection, runs one session on it, and closes it.
+    async fn attempt(
+        &mut self,
+        config: &Voip24hConfig,
+        ctx: &Arc<Context>,
+        reporter: &UpstreamReporter,
+        cancel: &CancellationToken,
+    ) -> SessionEnd {
+        let url = config.url.get_ref();
+        let timeout = session::silence_limit(config.hello_interval.get_ref().get());
+        let failed = |detail: String| SessionEnd {
+            reason: EndReason::Closed,
+            detail,
+            namespace_connected: false,
+            connected_for: None,
+        };
+        reporter.set_state(ConnState::Connecting);
+        let version = match self.engine {
+            Some(v) => v,
+            None => {
+                let found = tokio::select! {
+                    _ = cancel.cancelled() => return cancelled(),
+                    found = detect::detect(url, timeout) => found,
+                };
+                match found {
+                    Ok(v) => {
+                        tracing::info!(vendor = "voip24h", account = %config.account.get_ref(), engine = v.detail(), "detected the Engine.IO version");
+                        self.engine = Some(v);
+                        v
+                    }
+                    Err(e) => return failed(format!("detecting the Engine.IO version: {e}")),
+                }
+            }
+        };
+        reporter.set_detail(Some(version.detail().to_owned()));
+        let mut link = match Link::open(version, url, timeout, cancel).await {
+            Ok(link) => link,
+            Err(LinkError::Cancelled) => return cancelled(),
+            Err(e) => {
+                self.forget_engine(config);
+                return failed(format!("connect ({}): {e}", version.detail()));
+            }
+        };
+        let end = Session {
+            config,
+            ctx,
+            reporter,
+            cancel,
+        }
+        .run(&mut link)
+        .await;
+        link.close().await;
+        if !end.namespace_connected {
+            self.forget_engine(config);
+        }
+        end
+    }
+
+    /// With `auto`, a version that did not get through is detected again next time.
+    fn forget_engine(&mut self, config: &Voip24hConfig) {
+        if config.engine_io == EngineIo::Auto {
+            self.engine = None;
+        }
+    }
+
+    /// How long to wait before the next attempt after `end`.
+    fn wait_after(&mut self, config: &Voip24hConfig, end: &SessionEnd) -> Duration {
+        let hello_interval = config.hello_interval.get_ref().get();
+        // A session that stayed up through a keep-alive round was healthy:
+        // start the backoff over. A server that accepts and then refuses at
+        // once is not hammered at the shortest interval.
+        if end.connected_for.is_some_and(|d| d >= hello_interval) {
+            self.backoff.reset();
+        }
+        let min = config.backoff_min.get_ref().get();
+        let max = config.backoff_max.get_ref().get();
+        let wait = self.backoff.next_backoff().unwrap_or(max).clamp(min, max);
+        if end.reason == EndReason::Bandwidth {
+            wait.max(config.bandwidth_backoff.get_ref().get())
+        } else {
+            wait
+        }
+    }
+}
+
+fn cancelled() -> SessionEnd {
+    SessionEnd {
+        reason: EndReason::Cancelled,
+        detail: "stopping".into(),
+        namespace_connected: false,
+        connected_for: None,
+    }
 }

@@ -1,0 +1,150 @@
+//! A `response` event's way into the journal: unwrap the payload (an object, or
+//! a JSON string holding one), parse it with the Voip24h vendor module, submit.
+//!
+//! Guarantees: a payload that cannot be read is counted in
+//! `callrelay_upstream_malformed_total` and logged (its size, never its text),
+//! and the session goes on; a readable one is retried on commit errors until it
+//! is journaled or the source is cancelled — never dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Context;
+use crate::event::{IncomingEvent, Transport, Vendor};
+use crate::ingest::IngestError;
+use crate::vendors::voip24h::parse_call_event;
+
+/// Why a `response` payload was not an event.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    #[error("`response` carried no argument")]
+    Missing,
+    #[error("payload of {0} bytes is over the limit of {1} bytes")]
+    TooLarge(usize, u64),
+    #[error("payload string is not JSON: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Parse(String),
+}
+
+/// The journal is closing: the session must end.
+#[derive(Debug)]
+pub struct ShuttingDown;
+
+/// Reads the first argument of a `response` event as a Voip24h call event.
+pub fn read_payload(args: &[Value], max_bytes: u64) -> Result<Value, Malformed> {
+    let first = args.first().ok_or(Malformed::Missing)?;
+    let value = match first {
+        Value::String(text) => {
+            check_size(text.len(), max_bytes)?;
+            serde_json::from_str::<Value>(text).map_err(|e| Malformed::NotJson(e.to_string()))?
+        }
+        other => {
+            let size = serde_json::to_string(other).map(|s| s.len()).unwrap_or(0);
+            check_size(size, max_bytes)?;
+            other.clone()
+        }
+    };
+    Ok(value)
+}
+
+fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
+    if size as u64 > max {
+        Err(Malformed::TooLarge(size, max))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses and journals one `response`; `Ok(false)` when it was malformed.
+pub async fn deliver(
+    ctx: &Arc<Context>,
+    account: &str,
+    args: &[Value],
+    cancel: &CancellationToken,
+) -> Result<bool, ShuttingDown> {
+    let max_bytes = ctx.config.load().server.max_body.get_ref().get();
+    let parsed = read_payload(args, max_bytes)
+        .and_then(|payload| parse_call_event(&payload).map_err(|e| Malformed::Parse(e.0)));
+    let event = match parsed {
+        Ok(event) => event,
+        Err(why) => {
+            ctx.metrics
+                .upstream_malformed
+                .with_label_values(&[Vendor::Voip24h.as_str(), account])
+                .inc();
+            tracing::warn!(vendor = "voip24h", account, error = %why, "malformed `response` payload; skipped");
+            return Ok(false);
+        }
+    };
+    ctx.metrics
+        .events_received
+        .with_label_values(&[
+            Vendor::Voip24h.as_str(),
+            account,
+            Transport::SocketIo.as_str(),
+        ])
+        .inc();
+    let incoming = IncomingEvent {
+        vendor: Vendor::Voip24h,
+        account: account.to_owned(),
+        transport: Transport::SocketIo,
+        received_at: OffsetDateTime::now_utc(),
+        event,
+    };
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match ctx.ingest.submit(incoming.clone()).await {
+            Ok(_) => return Ok(true),
+            Err(IngestError::ShuttingDown) => return Err(ShuttingDown),
+            Err(e) => {
+                tracing::warn!(vendor = "voip24h", account, error = %e, retry_in = ?wait, "journal refused an event; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ShuttingDown),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_objects_and_json_strings() {
+        let obj = json!({"extend": 130, "state": "Ring", "callid": "1.2"});
+        assert_eq!(
+            read_payload(std::slice::from_ref(&obj), 1 << 20).unwrap(),
+            obj
+        );
+        let text = Value::String(obj.to_string());
+        assert_eq!(read_payload(&[text], 1 << 20).unwrap(), obj);
+    }
+
+    #[test]
+    fn refuses_missing_non_json_and_huge_payloads() {
+        assert!(matches!(read_payload(&[], 100), Err(Malformed::Missing)));
+        assert!(matches!(
+            read_payload(&[json!("{not json")], 100),
+            Err(Malformed::NotJson(_))
+        ));
+        let huge = Value::String("x".repeat(200));
+        assert!(matches!(
+            read_payload(&[huge], 100),
+            Err(Malformed::TooLarge(200, 100))
+        ));
+        let big_obj = json!({"a": "y".repeat(200)});
+        assert!(matches!(
+            read_payload(&[big_obj], 100),
+            Err(Malformed::TooLarge(_, 100))
+        ));
+    }
+}

@@ -1,0 +1,75 @@
+//! `engine_io = "auto"`: which Engine.IO version does the server speak?
+//!
+//! Tries Engine.IO 4 first. A socket.io 4 server refuses an Engine.IO 3
+//! handshake at the HTTP level, but a socket.io 2 server *accepts* an Engine.IO
+//! 4 handshake and only differs at the namespace connect: socket.io 2 sends a
+//! bare `40` on its own right after the open packet, socket.io 3+ sends nothing
+//! until asked and then answers `40{"sid":…}`. So the probe opens the
+//! websocket, waits [`UNSOLICITED_WAIT`] for an unsolicited `40`, and only
+//! then asks for the default namespace. (Asking a socket.io 2 server as well
+//! makes it open the namespace twice on one connection and lose track of one
+//! of them: the server then counts a session that never ends.)
+//!
+//! Guarantees: the probe never signs (it is no session for the key) and its
+//! socket is closed and dropped before `detect` returns.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::engine_io3::{close_ws, handshake};
+use super::link::{EngineVersion, LinkError};
+use super::wire::{self, Frame, SioPacket};
+
+/// How long a socket.io 2 server may take to send its unsolicited `40`.
+const UNSOLICITED_WAIT: Duration = Duration::from_secs(1);
+
+/// The version the server at `base_url` speaks, found within `timeout`.
+pub async fn detect(base_url: &str, timeout: Duration) -> Result<EngineVersion, LinkError> {
+    let mut ws = match handshake(base_url, 4, timeout).await {
+        Ok((ws, _open)) => ws,
+        // Refused at the HTTP level: not an Engine.IO 4 server; try 3.
+        Err(LinkError::WebSocket(tungstenite::Error::Http(_))) => {
+            let (ws, _open) = handshake(base_url, 3, timeout).await?;
+            close_ws(ws).await;
+            return Ok(EngineVersion::V3);
+        }
+        Err(e) => return Err(e),
+    };
+    let answer = tokio::time::timeout(timeout, async {
+        let mut asked = false;
+        let mut ask_at = tokio::time::Instant::now() + UNSOLICITED_WAIT;
+        loop {
+            let next = tokio::select! {
+                next = ws.next() => next,
+                _ = tokio::time::sleep_until(ask_at), if !asked => {
+                    ws.send(Message::Text(wire::CONNECT.into())).await?;
+                    asked = true;
+                    ask_at = tokio::time::Instant::now();
+                    continue;
+                }
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => match wire::decode(&text) {
+                    Frame::Message(SioPacket::Connect(Some(_))) => return Ok(EngineVersion::V4),
+                    // Only socket.io 2 sends a bare `40` (3+ always adds its sid).
+                    Frame::Message(SioPacket::Connect(None)) => return Ok(EngineVersion::V3),
+                    // A refused namespace is still a socket.io 3+ answer.
+                    Frame::Message(SioPacket::ConnectError(_)) => return Ok(EngineVersion::V4),
+                    Frame::Ping(data) => {
+                        let pong = format!("{}{data}", wire::PONG_PREFIX);
+                        ws.send(Message::Text(pong.into())).await?;
+                    }
+                    _ => continue,
+                },
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(LinkError::from(e)),
+                None => return Err(LinkError::Closed),
+            }
+        }
+    })
+    .await;
+    close_ws(ws).await;
+    answer.map_err(|_| LinkError::Timeout(timeout))?
+}

@@ -1,0 +1,116 @@
+//! One socket.io connection to the Voip24h server, whichever Engine.IO version
+//! carries it: what the session reads from it ([`Inbound`]) and the two things
+//! it does with it (emit an event, close).
+//!
+//! Guarantees: [`Link::close`] returns only once the connection's socket has
+//! been dropped (closed in order when the server still answers, cut otherwise),
+//! so the caller may open the next session right after it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{engine_io3, engine_io4};
+
+/// What the session learns from the connection, in arrival order.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The server acknowledged the default namespace: `sign` may be sent now.
+    NamespaceConnected,
+    /// A socket.io event with its arguments (`say` has none).
+    Event { name: String, args: Vec<Value> },
+    /// Traffic that is no event (an Engine.IO pong): the connection is alive.
+    Alive,
+    /// The connection ended; why, in words without secrets.
+    Closed(String),
+}
+
+/// The Engine.IO protocol version spoken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineVersion {
+    /// socket.io 2.x servers.
+    V3,
+    /// socket.io 3.x and 4.x servers.
+    V4,
+}
+
+impl EngineVersion {
+    pub fn detail(self) -> &'static str {
+        match self {
+            EngineVersion::V3 => "engine.io 3",
+            EngineVersion::V4 => "engine.io 4",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("invalid url: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("socket.io: {0}")]
+    SocketIo(String),
+    #[error("bad handshake: {0}")]
+    Handshake(String),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// An open connection.
+pub enum Link {
+    V3(engine_io3::Conn),
+    V4(engine_io4::Conn),
+}
+
+impl Link {
+    /// Opens a connection with `version`; fails after `timeout`, or with
+    /// `Cancelled` on `cancel` (the attempt's socket is gone by then).
+    pub async fn open(
+        version: EngineVersion,
+        base_url: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Link, LinkError> {
+        match version {
+            EngineVersion::V3 => tokio::select! {
+                // Dropping the attempt drops its socket.
+                _ = cancel.cancelled() => Err(LinkError::Cancelled),
+                conn = engine_io3::Conn::open(base_url, timeout) => Ok(Link::V3(conn?)),
+            },
+            EngineVersion::V4 => Ok(Link::V4(
+                engine_io4::Conn::open(base_url, timeout, cancel).await?,
+            )),
+        }
+    }
+
+    /// The next thing that happened; `Closed` (repeatedly) once it has ended.
+    pub async fn recv(&mut self) -> Inbound {
+        let next = match self {
+            Link::V3(c) => c.events.recv().await,
+            Link::V4(c) => c.events.recv().await,
+        };
+        next.unwrap_or_else(|| Inbound::Closed("connection ended".into()))
+    }
+
+    pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
+        match self {
+            Link::V3(c) => c.emit(event, arg).await,
+            Link::V4(c) => c.emit(event, arg).await,
+        }
+    }
+
+    /// Closes in order (socket.io disconnect, then the transport) and returns
+    /// once the socket is gone.
+    pub async fn close(self) {
+        match self {
+            Link::V3(c) => c.close().await,
+            Link::V4(c) => c.close().await,
+        }
+    }
+}

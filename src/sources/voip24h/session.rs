@@ -1,0 +1,295 @@
+//! One Voip24h session on an open [`Link`]: sign once the namespace is
+//! connected, keep it alive with `hello`, journal every `response`, and end on
+//! the first sign that the session is over.
+//!
+//! Guarantees: `sign` is sent only after the server acknowledged the namespace
+//! (a socket.io 4 server drops a connection that emits earlier); every `say` is
+//! answered with one `hello`, and a `hello` goes out anyway when no `say` came
+//! for `hello_interval`; no frame at all for 2 × `hello_interval` + 5 s ends the
+//! session as dead. The session never closes the link itself: the caller does,
+//! so that closing is always awaited in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{SignForm, Voip24hConfig};
+use super::deliver::{ShuttingDown, deliver};
+use super::link::{Inbound, Link};
+use crate::app::Context;
+use crate::status::{ConnState, UpstreamReporter};
+
+/// Why a session ended: a bounded word for the reconnect metric and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The source is stopping (reload, shutdown).
+    Cancelled,
+    /// `Bandwidth`: rate limited; stay away for `bandwidth_backoff`.
+    Bandwidth,
+    /// `error` after `sign` and before `connected`: the key was refused.
+    AuthRefused,
+    /// `error` at any other time.
+    Error,
+    ConnectionRefused,
+    ConnectTimeout,
+    ConnectEnd,
+    DisconnectedServer,
+    /// The server's `disconnect` event.
+    Disconnect,
+    /// The connection closed under us.
+    Closed,
+    /// No frame for too long.
+    Silent,
+}
+
+impl EndReason {
+    /// The `reason` label of `callrelay_upstream_reconnects_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Cancelled => "cancelled",
+            EndReason::Bandwidth => "bandwidth",
+            EndReason::AuthRefused => "auth",
+            EndReason::Error => "error",
+            EndReason::ConnectionRefused => "connection_refused",
+            EndReason::ConnectTimeout => "connect_timeout",
+            EndReason::ConnectEnd => "connect_end",
+            EndReason::DisconnectedServer => "disconnected_server",
+            EndReason::Disconnect => "disconnect",
+            EndReason::Closed => "closed",
+            EndReason::Silent => "silent",
+        }
+    }
+
+    /// The server events that end a session, by their Voip24h name.
+    fn from_event(name: &str) -> Option<EndReason> {
+        Some(match name {
+            "Bandwidth" | "bandwidth" => EndReason::Bandwidth,
+            "connectionRefused" => EndReason::ConnectionRefused,
+            "connectTimeout" => EndReason::ConnectTimeout,
+            "connectEnd" => EndReason::ConnectEnd,
+            "disconnectedServer" => EndReason::DisconnectedServer,
+            "disconnect" => EndReason::Disconnect,
+            _ => return None,
+        })
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub struct SessionEnd {
+    pub reason: EndReason,
+    /// For logs and `/status`: no secret, bounded length.
+    pub detail: String,
+    /// Whether the server acknowledged the namespace (the Engine.IO version worked).
+    pub namespace_connected: bool,
+    /// How long the session was authenticated (`connected`), if it got there.
+    pub connected_for: Option<Duration>,
+}
+
+/// How long without any frame before a session is taken as dead.
+pub fn silence_limit(hello_interval: Duration) -> Duration {
+    hello_interval * 2 + Duration::from_secs(5)
+}
+
+pub struct Session<'a> {
+    pub config: &'a Voip24hConfig,
+    pub ctx: &'a Arc<Context>,
+    pub reporter: &'a UpstreamReporter,
+    pub cancel: &'a CancellationToken,
+}
+
+impl Session<'_> {
+    fn account(&self) -> &str {
+        self.config.account.get_ref()
+    }
+
+    fn sign_payload(&self) -> Value {
+        let key = self.config.key.expose();
+        match self.config.sign {
+            SignForm::Key => Value::String(key.to_owned()),
+            SignForm::Object => json!({"voip": key, "secret": self.config.secret.expose()}),
+        }
+    }
+
+    /// Runs the session on `link` until it ends.
+    pub async fn run(&self, link: &mut Link) -> SessionEnd {
+        let hello_interval = self.config.hello_interval.get_ref().get();
+        let silence = silence_limit(hello_interval);
+        let mut last_frame = Instant::now();
+        let mut next_hello: Option<Instant> = None;
+        let mut signed = false;
+        let mut namespace_connected = false;
+        let mut connected_at: Option<Instant> = None;
+        let end = |reason, detail: String, ns, at: Option<Instant>| SessionEnd {
+            reason,
+            detail,
+            namespace_connected: ns,
+            connected_for: at.map(|t: Instant| t.elapsed()),
+        };
+        loop {
+            let watchdog = last_frame + silence;
+            let wake = next_hello.map_or(watchdog, |h| h.min(watchdog));
+            let inbound = tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    return end(EndReason::Cancelled, "stopping".into(), namespace_connected, connected_at);
+                }
+                _ = tokio::time::sleep_until(wake) => None,
+                inbound = link.recv() => Some(inbound),
+            };
+            let Some(inbound) = inbound else {
+                if Instant::now() >= watchdog {
+                    let detail = format!("no frame for {silence:?}");
+                    return end(EndReason::Silent, detail, namespace_connected, connected_at);
+                }
+                // No `say` for hello_interval: say hello anyway.
+                if let Err(e) = link.emit("hello", None).await {
+                    return end(
+                        EndReason::Closed,
+                        format!("hello: {e}"),
+                        namespace_connected,
+                        connected_at,
+                    );
+                }
+                next_hello = Some(Instant::now() + hello_interval);
+                continue;
+            };
+            last_frame = Instant::now();
+            match inbound {
+                Inbound::Alive => {}
+                Inbound::Closed(why) => {
+                    return end(EndReason::Closed, why, namespace_connected, connected_at);
+                }
+                Inbound::NamespaceConnected => {
+                    if signed {
+                        continue;
+                    }
+                    namespace_connected = true;
+                    self.reporter.set_state(ConnState::Signing);
+                    if let Err(e) = link.emit("sign", Some(self.sign_payload())).await {
+                        return end(EndReason::Closed, format!("sign: {e}"), true, connected_at);
+                    }
+                    signed = true;
+                    next_hello = Some(Instant::now() + hello_interval);
+                }
+                Inbound::Event { name, args } => match name.as_str() {
+                    "say" => {
+                        if let Err(e) = link.emit("hello", None).await {
+                            return end(
+                                EndReason::Closed,
+                                format!("hello: {e}"),
+                                namespace_connected,
+                                connected_at,
+                            );
+                        }
+                        next_hello = Some(Instant::now() + hello_interval);
+                    }
+                    "signing" => self.reporter.set_state(ConnState::Signing),
+                    "connected" | "connection" => {
+                        if connected_at.is_none() {
+                            connected_at = Some(Instant::now());
+                            self.reporter.set_state(ConnState::Connected);
+                            tracing::info!(
+                                vendor = "voip24h",
+                                account = self.account(),
+                                "session connected"
+                            );
+                        }
+                    }
+                    "response" => {
+                        match deliver(self.ctx, self.account(), &args, self.cancel).await {
+                            Ok(true) => self.reporter.event_seen(),
+                            Ok(false) => {}
+                            Err(ShuttingDown) => {
+                                return end(
+                                    EndReason::Cancelled,
+                                    "journal closing".into(),
+                                    namespace_connected,
+                                    connected_at,
+                                );
+                            }
+                        }
+                    }
+                    "error" => {
+                        let reason = if signed && connected_at.is_none() {
+                            EndReason::AuthRefused
+                        } else {
+                            EndReason::Error
+                        };
+                        return end(
+                            reason,
+                            describe(&name, &args),
+                            namespace_connected,
+                            connected_at,
+                        );
+                    }
+                    other => match EndReason::from_event(other) {
+                        Some(reason) => {
+                            return end(
+                                reason,
+                                describe(&name, &args),
+                                namespace_connected,
+                                connected_at,
+                            );
+                        }
+                        None => {
+                            tracing::debug!(
+                                vendor = "voip24h",
+                                account = self.account(),
+                                event = other,
+                                "ignored event"
+                            );
+                        }
+                    },
+                },
+            }
+        }
+    }
+}
+
+/// `name: first argument`, short, for logs and `/status`.
+fn describe(name: &str, args: &[Value]) -> String {
+    let text = match args.first() {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let text: String = text.chars().take(200).collect();
+    if text.is_empty() {
+        format!("server sent `{name}`")
+    } else {
+        format!("server sent `{name}`: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_refusal_has_a_reason() {
+        for (name, label) in [
+            ("Bandwidth", "bandwidth"),
+            ("connectionRefused", "connection_refused"),
+            ("connectTimeout", "connect_timeout"),
+            ("connectEnd", "connect_end"),
+            ("disconnectedServer", "disconnected_server"),
+            ("disconnect", "disconnect"),
+        ] {
+            assert_eq!(
+                EndReason::from_event(name).map(EndReason::label),
+                Some(label)
+            );
+        }
+        assert_eq!(EndReason::from_event("say"), None);
+    }
+
+    #[test]
+    fn describes_without_unbounded_text() {
+        let long = Value::String("x".repeat(1000));
+        assert!(describe("error", &[long]).len() < 250);
+        assert_eq!(describe("connectEnd", &[]), "server sent `connectEnd`");
+    }
+}

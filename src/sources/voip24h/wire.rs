@@ -1,0 +1,194 @@
+//! The socket.io text framing over Engine.IO websocket frames, as far as the
+//! Voip24h session needs it: the Engine.IO packet type, and socket.io CONNECT,
+//! DISCONNECT, CONNECT_ERROR and EVENT packets on the default namespace.
+//!
+//! Guarantees: pure functions; any text decodes to some [`Frame`] (unknown or
+//! broken input is [`Frame::Other`] or [`SioPacket::Other`]), never a panic.
+
+use serde_json::Value;
+use url::Url;
+
+/// One Engine.IO packet, by its leading digit.
+#[derive(Debug, PartialEq)]
+pub enum Frame<'a> {
+    /// `0{...}`: the handshake; its JSON.
+    Open(&'a str),
+    /// `1`: the server closes the transport.
+    Close,
+    /// `2...`: a ping (sent by the server in Engine.IO 4).
+    Ping(&'a str),
+    /// `3...`: a pong (answer to our ping in Engine.IO 3).
+    Pong,
+    /// `4...`: a message: a socket.io packet.
+    Message(SioPacket),
+    /// `6` noop and anything unknown.
+    Other,
+}
+
+/// A socket.io packet on the default namespace.
+#[derive(Debug, PartialEq)]
+pub enum SioPacket {
+    /// `0` with the server's data (socket.io 3+ sends `{"sid": ...}`; 2.x sends nothing).
+    Connect(Option<Value>),
+    /// `1`: the server disconnected us from the namespace.
+    Disconnect,
+    /// `2[...]`: an event with its arguments.
+    Event { name: String, args: Vec<Value> },
+    /// `4...`: the namespace refused us; the server's reason.
+    ConnectError(String),
+    /// Acks, binary events, other namespaces, unreadable data.
+    Other,
+}
+
+pub fn decode(text: &str) -> Frame<'_> {
+    let mut chars = text.chars();
+    let Some(kind) = chars.next() else {
+        return Frame::Other;
+    };
+    let rest = chars.as_str();
+    match kind {
+        '0' => Frame::Open(rest),
+        '1' => Frame::Close,
+        '2' => Frame::Ping(rest),
+        '3' => Frame::Pong,
+        '4' => Frame::Message(decode_socketio(rest)),
+        _ => Frame::Other,
+    }
+}
+
+fn decode_socketio(text: &str) -> SioPacket {
+    let mut chars = text.chars();
+    let Some(kind) = chars.next() else {
+        return SioPacket::Other;
+    };
+    let rest = chars.as_str();
+    // A packet for another namespace starts with `/nsp,`; ours is the default one.
+    if rest.starts_with('/') && !rest.starts_with("/,") {
+        return SioPacket::Other;
+    }
+    let rest = rest.strip_prefix("/,").unwrap_or(rest);
+    match kind {
+        '0' => SioPacket::Connect(serde_json::from_str(rest).ok()),
+        '1' => SioPacket::Disconnect,
+        '2' => decode_event(rest),
+        '4' => SioPacket::ConnectError(rest.chars().take(200).collect()),
+        _ => SioPacket::Other,
+    }
+}
+
+fn decode_event(text: &str) -> SioPacket {
+    // An event may carry an ack id before its array: `212["name", ...]`.
+    let json = text.trim_start_matches(|c: char| c.is_ascii_digit());
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Array(mut items)) if !items.is_empty() => match items.remove(0) {
+            Value::String(name) => SioPacket::Event { name, args: items },
+            _ => SioPacket::Other,
+        },
+        _ => SioPacket::Other,
+    }
+}
+
+/// The text frame for `socket.emit(event, arg)` on the default namespace.
+pub fn encode_event(event: &str, arg: Option<&Value>) -> String {
+    let mut items = vec![Value::String(event.to_owned())];
+    if let Some(arg) = arg {
+        items.push(arg.clone());
+    }
+    format!("42{}", Value::Array(items))
+}
+
+pub const PING: &str = "2";
+pub const PONG_PREFIX: &str = "3";
+pub const CONNECT: &str = "40";
+pub const DISCONNECT: &str = "41";
+
+/// The websocket URL of the Engine.IO endpoint behind a configured http(s) URL:
+/// `ws(s)://host:port/socket.io/?EIO={eio}&transport=websocket`. A URL with
+/// its own path keeps it, as the socket.io clients do.
+pub fn websocket_url(base: &str, eio: u8) -> Result<Url, url::ParseError> {
+    let mut url = Url::parse(base)?;
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    // ok to ignore: http(s) → ws(s) is always an allowed scheme change.
+    let _ = url.set_scheme(scheme);
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path("/socket.io/");
+    }
+    url.query_pairs_mut()
+        .append_pair("EIO", &eio.to_string())
+        .append_pair("transport", "websocket");
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_the_packets_a_voip24h_session_sees() {
+        assert_eq!(decode("3"), Frame::Pong);
+        assert_eq!(decode("1"), Frame::Close);
+        assert_eq!(decode("2probe"), Frame::Ping("probe"));
+        assert_eq!(decode("40"), Frame::Message(SioPacket::Connect(None)));
+        assert_eq!(
+            decode("40{\"sid\":\"x\"}"),
+            Frame::Message(SioPacket::Connect(Some(json!({"sid": "x"}))))
+        );
+        assert_eq!(
+            decode("42[\"say\"]"),
+            Frame::Message(SioPacket::Event {
+                name: "say".into(),
+                args: vec![]
+            })
+        );
+        assert_eq!(
+            decode("427[\"response\",{\"a\":1},\"b\"]"),
+            Frame::Message(SioPacket::Event {
+                name: "response".into(),
+                args: vec![json!({"a": 1}), json!("b")]
+            })
+        );
+        assert_eq!(decode("41"), Frame::Message(SioPacket::Disconnect));
+        assert_eq!(
+            decode("44{\"message\":\"no\"}"),
+            Frame::Message(SioPacket::ConnectError("{\"message\":\"no\"}".into()))
+        );
+        assert_eq!(
+            decode("42/admin,[\"say\"]"),
+            Frame::Message(SioPacket::Other)
+        );
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        for text in [
+            "", "4", "42", "42[", "42[]", "42[1,2]", "9", "é", "42\u{0}", "0",
+        ] {
+            let _ = decode(text);
+        }
+        assert_eq!(decode("42[1]"), Frame::Message(SioPacket::Other));
+    }
+
+    #[test]
+    fn encodes_events_with_and_without_an_argument() {
+        assert_eq!(encode_event("hello", None), "42[\"hello\"]");
+        assert_eq!(
+            encode_event("sign", Some(&json!("k"))),
+            "42[\"sign\",\"k\"]"
+        );
+    }
+
+    #[test]
+    fn builds_the_engine_io_url() {
+        assert_eq!(
+            websocket_url("http://127.0.0.1:3122", 3).unwrap().as_str(),
+            "ws://127.0.0.1:3122/socket.io/?EIO=3&transport=websocket"
+        );
+        assert_eq!(
+            websocket_url("https://dial.voip24h.vn:3123/", 4)
+                .unwrap()
+                .as_str(),
+            "wss://dial.voip24h.vn:3123/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+// A scripted stand-in for the Voip24h realtime server, built on the real
+// socket.io server packages (2.x speaks Engine.IO 3, 4.x speaks Engine.IO 4).
+//
+// Usage: node peer.js --sio 2|4 --key KEY [--secret S] [--say-ms N] [--hello-timeout-ms N]
+//
+// It checks the key sent with `sign` (a string, or {voip, secret}), answers
+// with `signing` then `connected` + `connection`, sends `say` every --say-ms to
+// signed sessions, drops sessions that send no `hello` for --hello-timeout-ms,
+// and counts concurrent connections and signed sessions per key.
+//
+// Control: one JSON command per stdin line. Reports: one JSON object per stdout
+// line ({"ev": ...}); the test awaits these instead of sleeping.
+//   {"cmd":"emit","event":"response","args":[...]}  emit to every signed session
+//   {"cmd":"drop","how":"close"|"destroy"|"disconnect"}  end every connection
+//   {"cmd":"silence"}    stop saying `say` (connections stay open, hellos are ignored)
+//   {"cmd":"restart","down_ms":N}  close the server, listen again on the same port
+//   {"cmd":"stats"}      report counters
+'use strict';
+
+const http = require('http');
+const readline = require('readline');
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) {
+  args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+}
+const sioVersion = args.sio === '2' ? 2 : 4;
+const KEY = args.key || 'test-key';
+const SECRET = args.secret || '';
+const SAY_MS = Number(args['say-ms'] || 500);
+const HELLO_TIMEOUT_MS = Number(args['hello-timeout-ms'] || 5000);
+// Engine.IO heartbeat: long by default, so that a silent session is found by the
+// client's own watchdog, not by the server's heartbeat.
+const PING_MS = Number(args['ping-ms'] || 25000);
+const PING_TIMEOUT_MS = Number(args['ping-timeout-ms'] || 20000);
+
+function report(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+const stats = {
+  connections: 0, // ever opened
+  concurrent: 0,
+  max_concurrent: 0,
+  signed: 0, // sign accepted
+  signed_now: {}, // key -> signed sessions open now
+  max_signed_per_key: 0,
+  refused: 0,
+  hellos: 0,
+};
+
+const sockets = new Set();
+let silenced = false;
+let port = 0;
+let server = null;
+let io = null;
+
+function rawSocket(socket) {
+  // The TCP socket under the websocket transport (engine.io 3 and 6 both keep
+  // the `ws` WebSocket at transport.socket, and ws keeps the net.Socket at _socket).
+  const t = socket.conn && socket.conn.transport;
+  return t && t.socket && t.socket._socket;
+}
+
+// Sends an event as a raw packet: socket.io 2 silently keeps `error` (and
+// both versions keep `disconnect`) local when passed to emit(), but the Voip24h
+// server sends them to the client, so the stand-in must too.
+function send(socket, event, args) {
+  socket.packet({ type: 2, data: [event].concat(args || []) });
+}
+
+function onConnection(socket) {
+  stats.connections += 1;
+  stats.concurrent += 1;
+  stats.max_concurrent = Math.max(stats.max_concurrent, stats.concurrent);
+  sockets.add(socket);
+  const state = { key: null, lastHello: Date.now() };
+  socket._peer = state;
+  report({ ev: 'connect', n: stats.connections, concurrent: stats.concurrent, eio: socket.conn.protocol || 3 });
+
+  socket.on('sign', (arg) => {
+    let key = null;
+    let secretOk = true;
+    if (typeof arg === 'string') key = arg;
+    else if (arg && typeof arg === 'object') {
+      key = arg.voip;
+      secretOk = SECRET === '' || arg.secret === SECRET;
+    }
+    if (key !== KEY || !secretOk || state.key) {
+      stats.refused += 1;
+      report({ ev: 'refused', form: typeof arg });
+      send(socket, 'error', ['invalid key']);
+      return;
+    }
+    state.key = key;
+    state.lastHello = Date.now();
+    stats.signed += 1;
+    stats.signed_now[key] = (stats.signed_now[key] || 0) + 1;
+    stats.max_signed_per_key = Math.max(stats.max_signed_per_key, stats.signed_now[key]);
+    send(socket, 'signing');
+    send(socket, 'connected', ['ok']);
+    send(socket, 'connection', ['ok']);
+    report({ ev: 'signed', n: stats.signed, form: typeof arg, signed_now: stats.signed_now[key] });
+  });
+
+  socket.on('hello', () => {
+    state.lastHello = Date.now();
+    stats.hellos += 1;
+    report({ ev: 'hello', n: stats.hellos });
+  });
+
+  socket.on('disconnect', (reason) => {
+    sockets.delete(socket);
+    stats.concurrent -= 1;
+    if (state.key) stats.signed_now[state.key] -= 1;
+    report({ ev: 'disconnect', reason: String(reason), concurrent: stats.concurrent });
+  });
+}
+
+// Keep-alive: `say` to signed sessions; drop those that stopped saying hello.
+setInterval(() => {
+  if (silenced) return;
+  const now = Date.now();
+  for (const socket of sockets) {
+    const st = socket._peer;
+    if (!st.key) continue;
+    if (now - st.lastHello > HELLO_TIMEOUT_MS) {
+      report({ ev: 'hello_timeout' });
+      socket.disconnect(true);
+      continue;
+    }
+    send(socket, 'say');
+  }
+}, SAY_MS);
+
+function start(cb) {
+  server = http.createServer();
+  if (sioVersion === 2) {
+    const sio = require('sio2');
+    io = sio(server, { transports: ['websocket'], pingInterval: PING_MS, pingTimeout: PING_TIMEOUT_MS });
+  } else {
+    const { Server } = require('sio4');
+    io = new Server(server, { transports: ['websocket'], pingInterval: PING_MS, pingTimeout: PING_TIMEOUT_MS });
+  }
+  io.on('connection', onConnection);
+  server.listen(port, '127.0.0.1', () => {
+    port = server.address().port;
+    cb();
+  });
+}
+
+function closeAll(how) {
+  for (const socket of Array.from(sockets)) {
+    if (how === 'destroy') {
+      const raw = rawSocket(socket);
+      if (raw) raw.destroy();
+      else socket.conn.close();
+    } else if (how === 'disconnect') {
+      socket.disconnect(true);
+    } else {
+      socket.conn.close();
+    }
+  }
+}
+
+function handle(cmd) {
+  switch (cmd.cmd) {
+    case 'emit': {
+      let n = 0;
+      for (const socket of sockets) {
+        if (!socket._peer.key) continue;
+        send(socket, cmd.event, cmd.args);
+        n += 1;
+      }
+      report({ ev: 'emitted', event: cmd.event, to: n });
+      break;
+    }
+    case 'drop':
+      closeAll(cmd.how || 'close');
+      report({ ev: 'dropped' });
+      break;
+    case 'silence':
+      silenced = true;
+      report({ ev: 'silenced', sockets: sockets.size });
+      break;
+    case 'unsilence':
+      silenced = false;
+      report({ ev: 'unsilenced' });
+      break;
+    case 'restart':
+      closeAll('destroy');
+      io.close();
+      try {
+        server.close(() => {});
+      } catch (e) {
+        // already closed by io.close()
+      }
+      setTimeout(() => start(() => report({ ev: 'restarted', port })), cmd.down_ms || 0);
+      break;
+    case 'stats':
+      report(Object.assign({ ev: 'stats' }, stats));
+      break;
+    default:
+      report({ ev: 'unknown_command', cmd: cmd.cmd });
+  }
+}
+
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  if (!line.trim()) return;
+  let cmd;
+  try {
+    cmd = JSON.parse(line);
+  } catch (e) {
+    report({ ev: 'bad_command', error: String(e) });
+    return;
+  }
+  handle(cmd);
+});
+process.stdin.on('end', () => process.exit(0));
+
+start(() => report({ ev: 'listening', port, sio: sioVersion }));

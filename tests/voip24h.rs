@@ -1,0 +1,552 @@
+//! The Voip24h socket.io source against real socket.io servers (npm
+//! `socket.io@2` and `socket.io@4`) playing Voip24h: `tests/peers/voip24h/peer.js`.
+//!
+//! Every scenario runs on both server versions. The peer reports what it sees
+//! (connections, signs, hellos, disconnects, its maximum concurrency) as JSON
+//! lines; the tests await those lines and the journal's seq instead of sleeping.
+//! Intervals are shortened by editing the loaded config (a user's file cannot
+//! go below the vendor's 10 s).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use callrelay::app::Relay;
+use callrelay::config::{Config, HumanDuration, unspanned};
+use callrelay::status::ConnState;
+use common::TestRelay;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const WAIT: Duration = Duration::from_secs(15);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+const BANDWIDTH_BACKOFF: Duration = Duration::from_millis(1500);
+const HELLO_INTERVAL: Duration = Duration::from_millis(500);
+const KEY: &str = "k-3f9a";
+
+fn peer_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/voip24h")
+}
+
+/// Runs the peer's setup.sh once (npm ci when node_modules is missing).
+fn setup_peer() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let status = std::process::Command::new("sh")
+            .arg(peer_dir().join("setup.sh"))
+            .status()
+            .expect("run tests/peers/voip24h/setup.sh");
+        assert!(status.success(), "tests/peers/voip24h/setup.sh failed");
+    });
+}
+
+/// The scripted Voip24h server, one node process.
+struct Peer {
+    _child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::UnboundedReceiver<(Instant, Value)>,
+    port: u16,
+    sio: u8,
+}
+
+impl Peer {
+    async fn start(sio: u8) -> Peer {
+        setup_peer();
+        let mut child = Command::new("node")
+            .arg(peer_dir().join("peer.js"))
+            .args([
+                "--sio",
+                &sio.to_string(),
+                "--key",
+                KEY,
+                "--secret",
+                "s3cret",
+            ])
+            .args(["--say-ms", "300", "--hello-timeout-ms", "3000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start node peer");
+        let stdin = child.stdin.take().expect("peer stdin");
+        let stdout = child.stdout.take().expect("peer stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"ev": "noise", "line": line}));
+                if tx.send((Instant::now(), value)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Peer {
+            _child: child,
+            stdin,
+            lines,
+            port: 0,
+            sio,
+        };
+        let (_, listening) = peer.expect("listening").await;
+        peer.port = listening["port"].as_u64().expect("port") as u16;
+        peer
+    }
+
+    async fn send(&mut self, cmd: Value) {
+        let line = format!("{cmd}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to peer");
+    }
+
+    /// The next report `ev` (earlier reports of other kinds are passed over).
+    async fn expect(&mut self, ev: &str) -> (Instant, Value) {
+        let sio = self.sio;
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some((at, value)) = self.lines.recv().await {
+                if value["ev"] == ev {
+                    return Some((at, value));
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(found)) => found,
+            Ok(None) => panic!("socket.io {sio} peer exited before reporting {ev}"),
+            Err(_) => panic!("socket.io {sio} peer did not report {ev} within {WAIT:?}"),
+        }
+    }
+
+    async fn emit(&mut self, event: &str, args: Value) {
+        self.send(json!({"cmd": "emit", "event": event, "args": args}))
+            .await;
+        let (_, emitted) = self.expect("emitted").await;
+        assert_eq!(emitted["to"], 1, "{event} reached one signed session");
+    }
+
+    async fn stats(&mut self) -> Value {
+        self.send(json!({"cmd": "stats"})).await;
+        self.expect("stats").await.1
+    }
+
+    /// The invariant of every test: never two connections, never two signed
+    /// sessions for the key, at any moment.
+    async fn assert_one_session_at_a_time(&mut self) {
+        let stats = self.stats().await;
+        assert_eq!(
+            stats["max_concurrent"], 1,
+            "socket.io {}: {stats}",
+            self.sio
+        );
+        assert_eq!(
+            stats["max_signed_per_key"], 1,
+            "socket.io {}: {stats}",
+            self.sio
+        );
+    }
+}
+
+/// A relay with one `[[voip24h]]` account on the peer, intervals shortened.
+async fn start_relay(peer: &Peer, engine: &str, key: &str, sign: &str) -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{}[[voip24h]]\naccount = \"main\"\nurl = \"http://127.0.0.1:{}\"\nkey = \"{key}\"\n\
+         secret = \"s3cret\"\nengine_io = \"{engine}\"\nsign = \"{sign}\"\nhello_interval = \"10s\"\n",
+        common::base_config(dir.path()),
+        peer.port
+    );
+    let config_path = dir.path().join("relay.toml");
+    std::fs::write(&config_path, text).expect("write config");
+    let mut config = Config::load(&config_path).unwrap_or_else(|e| panic!("config: {e}"));
+    for source in &mut config.voip24h {
+        let source = source.get_mut();
+        source.hello_interval = unspanned(HumanDuration(HELLO_INTERVAL));
+        source.backoff_min = unspanned(HumanDuration(BACKOFF_MIN));
+        source.backoff_max = unspanned(HumanDuration(BACKOFF_MAX));
+        source.bandwidth_backoff = unspanned(HumanDuration(BANDWIDTH_BACKOFF));
+    }
+    let relay = Relay::start(config, config_path.clone())
+        .await
+        .unwrap_or_else(|e| panic!("relay start: {e}"));
+    TestRelay {
+        addr: relay.addr,
+        ctx: relay.ctx.clone(),
+        relay: Some(relay),
+        dir,
+        config_path,
+    }
+}
+
+fn call_event(n: u32) -> Value {
+    json!({"extend": 130, "state": "Ring", "phone": "0832666859",
+           "callid": format!("1287674126.{n}"), "type": "inbound"})
+}
+
+fn reconnects(relay: &TestRelay, reason: &str) -> u64 {
+    relay
+        .ctx
+        .metrics
+        .upstream_reconnects
+        .with_label_values(&["voip24h", "main", reason])
+        .get()
+}
+
+fn received(relay: &TestRelay) -> u64 {
+    relay
+        .ctx
+        .metrics
+        .events_received
+        .with_label_values(&["voip24h", "main", "socketio"])
+        .get()
+}
+
+fn malformed(relay: &TestRelay) -> u64 {
+    relay
+        .ctx
+        .metrics
+        .upstream_malformed
+        .with_label_values(&["voip24h", "main"])
+        .get()
+}
+
+fn upstream_state(relay: &TestRelay) -> Option<(ConnState, Option<String>)> {
+    relay
+        .ctx
+        .status
+        .upstreams()
+        .into_iter()
+        .find(|u| u.account == "main")
+        .map(|u| (u.state, u.detail))
+}
+
+/// The journaled `raw` payloads, in seq order; each event checked for shape.
+fn journaled_raws(relay: &TestRelay) -> Vec<Value> {
+    relay
+        .event_values()
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e["source"], "/voip24h/main");
+            assert_eq!(e["vendor"], "voip24h");
+            let ty = e["type"].as_str().expect("type");
+            // vendors::voip24h is filled in by another issue: accept its
+            // placeholder until then, and call events after.
+            assert!(
+                ty.starts_with("call.") || ty == "vendor.unknown",
+                "unexpected type {ty}"
+            );
+            e["data"]["raw"].clone()
+        })
+        .collect()
+}
+
+async fn events_reach_the_journal_in_order(sio: u8) {
+    let mut peer = Peer::start(sio).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    let (_, signed) = peer.expect("signed").await;
+    assert_eq!(signed["form"], "string", "sign carries the key string");
+    // The session answers `say` with `hello`.
+    peer.expect("hello").await;
+    // Auto-detection found the server's version.
+    let want = if sio == 2 {
+        "engine.io 3"
+    } else {
+        "engine.io 4"
+    };
+    common::eventually(WAIT, "connected with the detected engine", || {
+        upstream_state(&relay) == Some((ConnState::Connected, Some(want.to_owned())))
+    })
+    .await;
+
+    let sent: Vec<Value> = (1..=6).map(call_event).collect();
+    for (i, event) in sent.iter().enumerate() {
+        // Objects and JSON strings alike.
+        let arg = if i % 2 == 0 {
+            event.clone()
+        } else {
+            Value::String(event.to_string())
+        };
+        peer.emit("response", json!([arg])).await;
+    }
+    relay.wait_for_seq(6, WAIT).await;
+    assert_eq!(journaled_raws(&relay), sent);
+    assert_eq!(received(&relay), 6);
+    assert_eq!(malformed(&relay), 0);
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+    // Shutdown closed the session in order.
+    let (_, gone) = peer.expect("disconnect").await;
+    assert_eq!(gone["concurrent"], 0);
+}
+
+#[tokio::test]
+async fn sio2_events_reach_the_journal_in_order() {
+    events_reach_the_journal_in_order(2).await;
+}
+
+#[tokio::test]
+async fn sio4_events_reach_the_journal_in_order() {
+    events_reach_the_journal_in_order(4).await;
+}
+
+/// After a disconnect observed at `down`, the next connection comes no sooner
+/// than `at_least`; returns that gap.
+async fn next_connect_after(peer: &mut Peer, down: Instant, at_least: Duration) -> Duration {
+    let (up, _) = peer.expect("connect").await;
+    let gap = up.duration_since(down);
+    // A little slack for the two report lines' own latency.
+    assert!(
+        gap + Duration::from_millis(50) >= at_least,
+        "socket.io {}: reconnected after {gap:?}, expected at least {at_least:?}",
+        peer.sio
+    );
+    gap
+}
+
+async fn reconnects_after_drop_restart_and_silence(sio: u8) {
+    let mut peer = Peer::start(sio).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    peer.expect("signed").await;
+    let mut seq = 0;
+
+    // The server cuts the TCP connection.
+    peer.send(json!({"cmd": "drop", "how": "destroy"})).await;
+    let (down, _) = peer.expect("disconnect").await;
+    next_connect_after(&mut peer, down, BACKOFF_MIN).await;
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(1)])).await;
+    seq += 1;
+    relay.wait_for_seq(seq, WAIT).await;
+
+    // The server closes the transport in order.
+    peer.send(json!({"cmd": "drop", "how": "close"})).await;
+    let (down, _) = peer.expect("disconnect").await;
+    next_connect_after(&mut peer, down, BACKOFF_MIN).await;
+    peer.expect("signed").await;
+
+    // The server restarts: down for a while, then back on the same port.
+    peer.send(json!({"cmd": "restart", "down_ms": 700})).await;
+    peer.expect("restarted").await;
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(2)])).await;
+    seq += 1;
+    relay.wait_for_seq(seq, WAIT).await;
+
+    // The server goes silent (no `say`, connection open): the watchdog ends
+    // the session after 2 × hello_interval + 5 s without a frame.
+    peer.send(json!({"cmd": "silence"})).await;
+    let (silent_from, _) = peer.expect("silenced").await;
+    let (down, gone) = peer.expect("disconnect").await;
+    let silent_for = down.duration_since(silent_from);
+    assert!(
+        silent_for >= HELLO_INTERVAL * 2 + Duration::from_secs(4),
+        "socket.io {sio}: silent session closed after {silent_for:?}"
+    );
+    assert!(
+        gone["reason"].as_str().unwrap_or("").contains("client"),
+        "the relay closed the silent session itself: {gone}"
+    );
+    // Counted once the old socket is closed, which may end after the peer saw it go.
+    common::eventually(WAIT, "silent session counted", || {
+        reconnects(&relay, "silent") == 1
+    })
+    .await;
+    peer.send(json!({"cmd": "unsilence"})).await;
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(3)])).await;
+    seq += 1;
+    relay.wait_for_seq(seq, WAIT).await;
+
+    assert_eq!(
+        journaled_raws(&relay),
+        vec![call_event(1), call_event(2), call_event(3)]
+    );
+    assert!(
+        reconnects(&relay, "closed") >= 3,
+        "drop, close and restart counted"
+    );
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_reconnects_after_drop_restart_and_silence() {
+    reconnects_after_drop_restart_and_silence(2).await;
+}
+
+#[tokio::test]
+async fn sio4_reconnects_after_drop_restart_and_silence() {
+    reconnects_after_drop_restart_and_silence(4).await;
+}
+
+async fn server_refusals_close_and_back_off(sio: u8) {
+    let mut peer = Peer::start(sio).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    peer.expect("signed").await;
+    for (event, reason, at_least) in [
+        ("Bandwidth", "bandwidth", BANDWIDTH_BACKOFF),
+        ("connectEnd", "connect_end", BACKOFF_MIN),
+        ("connectionRefused", "connection_refused", BACKOFF_MIN),
+        ("disconnectedServer", "disconnected_server", BACKOFF_MIN),
+        ("connectTimeout", "connect_timeout", BACKOFF_MIN),
+        ("error", "error", BACKOFF_MIN),
+        ("disconnect", "disconnect", BACKOFF_MIN),
+    ] {
+        peer.emit(event, json!(["from the test"])).await;
+        let (down, gone) = peer.expect("disconnect").await;
+        // The relay closed the session in order (socket.io disconnect first).
+        assert!(
+            gone["reason"].as_str().unwrap_or("").contains("client"),
+            "socket.io {sio}: after {event}: {gone}"
+        );
+        next_connect_after(&mut peer, down, at_least).await;
+        peer.expect("signed").await;
+        assert_eq!(reconnects(&relay, reason), 1, "{event} counted as {reason}");
+        assert_eq!(
+            upstream_state(&relay).map(|s| s.0),
+            Some(ConnState::Connected),
+            "{event}: connected again"
+        );
+    }
+    // Still journaling after all that.
+    peer.emit("response", json!([call_event(7)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_server_refusals_close_and_back_off() {
+    server_refusals_close_and_back_off(2).await;
+}
+
+#[tokio::test]
+async fn sio4_server_refusals_close_and_back_off() {
+    server_refusals_close_and_back_off(4).await;
+}
+
+async fn wrong_key_is_refused_and_retried_with_backoff(sio: u8) {
+    let mut peer = Peer::start(sio).await;
+    let relay = start_relay(&peer, "auto", "not-the-key", "key").await;
+    let mut gaps = Vec::new();
+    let mut last_refusal = None;
+    for _ in 0..3 {
+        let (at, _) = peer.expect("refused").await;
+        if let Some(previous) = last_refusal {
+            gaps.push(at.duration_since(previous));
+        }
+        last_refusal = Some(at);
+    }
+    for gap in &gaps {
+        assert!(
+            *gap >= BACKOFF_MIN,
+            "socket.io {sio}: retried after {gap:?}"
+        );
+    }
+    common::eventually(WAIT, "refusals counted", || reconnects(&relay, "auth") >= 2).await;
+    common::eventually(WAIT, "auth failure shown in /status", || {
+        matches!(upstream_state(&relay), Some((ConnState::AuthFailed, _)))
+    })
+    .await;
+    let ready = reqwest::get(relay.url("/readyz")).await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.expect("readyz body");
+    assert!(!body.contains("not-the-key"), "no key in /readyz: {body}");
+    let stats = peer.stats().await;
+    assert_eq!(stats["signed"], 0);
+    assert!(stats["max_concurrent"] == 1, "socket.io {sio}: {stats}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_wrong_key_is_refused_and_retried_with_backoff() {
+    wrong_key_is_refused_and_retried_with_backoff(2).await;
+}
+
+#[tokio::test]
+async fn sio4_wrong_key_is_refused_and_retried_with_backoff() {
+    wrong_key_is_refused_and_retried_with_backoff(4).await;
+}
+
+async fn malformed_payloads_are_counted_and_the_session_stays(sio: u8) {
+    let mut peer = Peer::start(sio).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "object").await;
+    let (_, signed) = peer.expect("signed").await;
+    assert_eq!(signed["form"], "object", "sign carries {{voip, secret}}");
+    let huge = "x".repeat(2 << 20);
+    let bad = [
+        json!(["{not json"]),
+        json!([42]),
+        json!([[1, 2, 3]]),
+        json!(["\"a string\""]),
+        json!([]),
+        json!([huge]),
+    ];
+    for args in &bad {
+        peer.emit("response", args.clone()).await;
+    }
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(malformed(&relay), bad.len() as u64);
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    assert_eq!(received(&relay), 1);
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], 1, "the session stayed up: {stats}");
+    assert_eq!(stats["concurrent"], 1, "the session stayed up: {stats}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_malformed_payloads_are_counted_and_the_session_stays() {
+    malformed_payloads_are_counted_and_the_session_stays(2).await;
+}
+
+#[tokio::test]
+async fn sio4_malformed_payloads_are_counted_and_the_session_stays() {
+    malformed_payloads_are_counted_and_the_session_stays(4).await;
+}
+
+async fn reload_replaces_the_session_without_overlap(sio: u8) {
+    let mut peer = Peer::start(sio).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    peer.expect("signed").await;
+    // The file's config differs from the shortened one loaded: a reload
+    // restarts the source, which must close the old session first.
+    relay
+        .relay
+        .as_ref()
+        .expect("running")
+        .reload()
+        .await
+        .expect("reload");
+    let (_, gone) = peer.expect("disconnect").await;
+    assert_eq!(gone["concurrent"], 0);
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+    let (_, gone) = peer.expect("disconnect").await;
+    assert_eq!(gone["concurrent"], 0);
+}
+
+#[tokio::test]
+async fn sio2_reload_replaces_the_session_without_overlap() {
+    reload_replaces_the_session_without_overlap(2).await;
+}
+
+#[tokio::test]
+async fn sio4_reload_replaces_the_session_without_overlap() {
+    reload_replaces_the_session_without_overlap(4).await;
+}
