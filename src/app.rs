@@ -2,10 +2,19 @@
 //! sources and sinks; reload on SIGHUP; drain in order on SIGTERM/SIGINT.
 //!
 //! Guarantees: READY is signalled to systemd only once the listener is bound
-//! and the journal is open; shutdown stops taking requests, stops the sources,
-//! commits and acknowledges everything queued, lets the sinks finish, and
-//! returns — nothing acknowledged is lost. A reload with a bad config keeps
-//! the old one running.
+//! and the journal is open; the watchdog keep-alive ([`watchdog`]) only while
+//! the runtime and the journal writer are healthy; shutdown stops taking
+//! requests, stops the sources, commits and acknowledges everything queued,
+//! lets the sinks finish, and returns — nothing acknowledged is lost. A reload
+//! with a bad config keeps the old one running and counts
+//! `callrelay_config_reloads_total{result="failed"}`; a good one restarts only
+//! the sources whose config changed, and keeps settings that need a restart
+//! ([`reload`]) at their running values, with a warning.
+
+pub mod reload;
+pub mod watchdog;
+
+pub use reload::ReloadOutcome;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -140,13 +149,18 @@ impl Relay {
 
     /// Re-reads the config file; on error the old config keeps running.
     pub async fn reload(&self) -> Result<(), ConfigError> {
+        reload_request(&self.ctx).await.map(|_| ())
+    }
+
+    /// Like [`Relay::reload`], and says what the reload changed.
+    pub async fn reload_with_outcome(&self) -> Result<ReloadOutcome, ConfigError> {
         reload_request(&self.ctx).await
     }
 }
 
 /// Loads the config file and hands it to the serve loop, which applies it;
 /// returns once sources and sinks follow the new config.
-async fn reload_request(ctx: &Arc<Context>) -> Result<(), ConfigError> {
+async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
     let config = match Config::load(&ctx.config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -159,12 +173,13 @@ async fn reload_request(ctx: &Arc<Context>) -> Result<(), ConfigError> {
     };
     let (done, applied) = tokio::sync::oneshot::channel();
     if ctx.reloads.send((config, done)).await.is_ok() {
-        let _ = applied.await;
+        // The serve loop is gone only when shutting down: nothing was applied.
+        return Ok(applied.await.unwrap_or_default());
     }
-    Ok(())
+    Ok(ReloadOutcome::default())
 }
 
-type ReloadRequest = (Config, tokio::sync::oneshot::Sender<()>);
+type ReloadRequest = (Config, tokio::sync::oneshot::Sender<ReloadOutcome>);
 
 async fn serve(
     ctx: Arc<Context>,
@@ -189,11 +204,21 @@ async fn serve(
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             Some((config, done)) = reloads.recv() => {
+                let (config, needs_restart) = reload::pin_restart_only(&ctx.config.load(), config);
+                for warning in &needs_restart {
+                    tracing::warn!("reload: {warning}");
+                }
                 let config = Arc::new(config);
                 ctx.config.store(config.clone());
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 let changes = sources.apply(&config, &ctx).await;
-                tracing::info!(?changes, "config reloaded");
+                tracing::info!(
+                    started = ?changes.started,
+                    stopped = ?changes.stopped,
+                    restarted = ?changes.restarted,
+                    unchanged = changes.unchanged.len(),
+                    "config reloaded"
+                );
                 let kafka_changed = kafka.as_ref().map(|k| Some(&k.config)) != Some(config.kafka.as_ref())
                     && !(kafka.is_none() && config.kafka.is_none());
                 if kafka_changed {
@@ -201,8 +226,13 @@ async fn serve(
                         k.stop().await;
                     }
                     kafka = start_kafka(&ctx);
+                    tracing::info!(enabled = kafka.is_some(), "reload: the Kafka sink was restarted");
                 }
-                let _ = done.send(());
+                let _ = done.send(ReloadOutcome {
+                    sources: changes,
+                    kafka_restarted: kafka_changed,
+                    needs_restart,
+                });
             }
         }
     }
@@ -295,33 +325,79 @@ async fn retention_loop(ctx: Arc<Context>) {
 
 /// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
 pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
+    // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
+    let signals = Signals::install();
     let config = Config::load(config_path)?;
     let relay = Relay::start(config, config_path.to_path_buf()).await?;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let ctx = relay.ctx.clone();
-    tokio::spawn(signal_loop(ctx));
+    match signals {
+        Some(signals) => {
+            tokio::spawn(signal_loop(ctx.clone(), signals));
+        }
+        None => tracing::error!("cannot install signal handlers"),
+    }
+    let status = format!("listening on {}", relay.addr);
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ],
+    );
+    watchdog::spawn(ctx, tokio::runtime::Handle::current());
     relay.wait().await
 }
 
+/// Tells systemd a reload began (with the monotonic time `Type=notify-reload` wants).
+fn notify_reloading() {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    let _ = sd_notify::notify(false, &states);
+}
+
+/// The signals the daemon handles, installed before anything else.
 #[cfg(unix)]
-async fn signal_loop(ctx: Arc<Context>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+}
+
+#[cfg(unix)]
+async fn signal_loop(ctx: Arc<Context>, signals: Signals) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = hup.recv() => {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                notify_reloading();
                 match reload_request(&ctx).await {
-                    Ok(()) => tracing::info!("SIGHUP: config re-read"),
+                    Ok(outcome) if outcome.needs_restart.is_empty() => {
+                        tracing::info!("SIGHUP: config re-read");
+                    }
+                    Ok(outcome) => tracing::warn!(
+                        "SIGHUP: config re-read; {} setting(s) need a restart to take effect",
+                        outcome.needs_restart.len()
+                    ),
                     Err(e) => {
                         tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
                     }

@@ -14,8 +14,9 @@
 //!   events, in seq order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -104,6 +105,35 @@ pub struct IngestHandle {
     closing: Arc<AtomicBool>,
     /// False after a failed commit, true again after the next good one.
     writable: Arc<AtomicBool>,
+    /// When the running commit started (ms after `busy.epoch` + 1), 0 while idle:
+    /// lets the systemd watchdog see a writer wedged in a commit.
+    busy: Arc<BusyClock>,
+}
+
+/// The start time of the commit in progress, readable from any thread.
+struct BusyClock {
+    epoch: Instant,
+    since_ms: AtomicU64,
+}
+
+impl BusyClock {
+    fn start(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.since_ms.store(ms, Ordering::Release);
+    }
+    fn stop(&self) {
+        self.since_ms.store(0, Ordering::Release);
+    }
+    fn running_for(&self) -> Option<Duration> {
+        match self.since_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
 }
 
 impl IngestHandle {
@@ -147,6 +177,17 @@ impl IngestHandle {
     pub fn is_writable(&self) -> bool {
         self.writable.load(Ordering::Acquire) && !self.is_closing()
     }
+
+    /// Whether the writer thread still takes events (false once it has
+    /// stopped, after shutdown or because it died).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// How long the commit in progress has been running; `None` while idle.
+    pub fn commit_running_for(&self) -> Option<Duration> {
+        self.busy.running_for()
+    }
 }
 
 /// The running ingest thread.
@@ -186,11 +227,26 @@ impl Ingest {
             tx,
             closing: Arc::new(AtomicBool::new(false)),
             writable: Arc::new(AtomicBool::new(true)),
+            busy: Arc::new(BusyClock {
+                epoch: Instant::now(),
+                since_ms: AtomicU64::new(0),
+            }),
         };
         let writable = handle.writable.clone();
+        let busy = handle.busy.clone();
         let thread = thread::Builder::new()
             .name("callrelay-ingest".into())
-            .spawn(move || run(rx, store, hub, metrics, writable, options.max_batch.max(1)))
+            .spawn(move || {
+                run(
+                    rx,
+                    store,
+                    hub,
+                    metrics,
+                    writable,
+                    &busy,
+                    options.max_batch.max(1),
+                )
+            })
             .ok();
         Ingest { handle, thread }
     }
@@ -215,6 +271,7 @@ fn run(
     hub: Hub,
     metrics: Arc<Metrics>,
     writable: Arc<AtomicBool>,
+    busy: &BusyClock,
     max_batch: usize,
 ) {
     let mut batch: Vec<Submission> = Vec::with_capacity(max_batch);
@@ -232,7 +289,9 @@ fn run(
             }
         }
         if !batch.is_empty() {
+            busy.start();
             commit(&mut batch, store.as_ref(), &hub, &metrics, &writable);
+            busy.stop();
         }
         if stop {
             // Whatever raced in after the shutdown message is refused, not lost silently.

@@ -1,0 +1,142 @@
+//! What a config reload (SIGHUP, `Relay::reload`) may change while the relay
+//! runs, and what it reports.
+//!
+//! Guarantees: settings bound at start — the listener, the journal, the dedup
+//! window, the WebSocket path — never change under a running relay. When the
+//! new file changes one of them, the reload keeps the running value (so
+//! `Context::config` always describes what is in effect) and says, per
+//! setting, that it needs a restart. Everything else takes effect at once.
+
+use crate::config::Config;
+use crate::sources::SourceChanges;
+
+/// What a successful reload did.
+#[derive(Debug, Default)]
+pub struct ReloadOutcome {
+    /// Connection sources started, stopped, restarted and left running.
+    pub sources: SourceChanges,
+    /// Whether the Kafka sink was restarted (its `[kafka]` section changed).
+    pub kafka_restarted: bool,
+    /// One message per setting that changed in the file but needs a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// Returns `new` with the running values of the settings that cannot change
+/// live, and a warning for each one the file changed.
+pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut note = |setting: &str, was: String, now: String| {
+        warnings.push(format!(
+            "`{setting}` changed from {was} to {now}: it takes effect only after a restart; \
+             the running relay keeps {was}"
+        ));
+    };
+
+    if new.server.listen.get_ref() != running.server.listen.get_ref() {
+        note(
+            "server.listen",
+            format!("{:?}", running.server.listen.get_ref()),
+            format!("{:?}", new.server.listen.get_ref()),
+        );
+        new.server.listen = running.server.listen.clone();
+    }
+    if new.journal.path != running.journal.path {
+        note(
+            "journal.path",
+            format!("{:?}", running.journal.path.display().to_string()),
+            format!("{:?}", new.journal.path.display().to_string()),
+        );
+        new.journal.path = running.journal.path.clone();
+    }
+    if new.journal.retention.get_ref() != running.journal.retention.get_ref() {
+        note(
+            "journal.retention",
+            running.journal.retention.get_ref().to_string(),
+            new.journal.retention.get_ref().to_string(),
+        );
+        new.journal.retention = running.journal.retention.clone();
+    }
+    if new.journal.max_size.get_ref() != running.journal.max_size.get_ref() {
+        note(
+            "journal.max_size",
+            running.journal.max_size.get_ref().to_string(),
+            new.journal.max_size.get_ref().to_string(),
+        );
+        new.journal.max_size = running.journal.max_size.clone();
+    }
+    if new.dedup.window.get_ref() != running.dedup.window.get_ref() {
+        note(
+            "dedup.window",
+            running.dedup.window.get_ref().to_string(),
+            new.dedup.window.get_ref().to_string(),
+        );
+        new.dedup.window = running.dedup.window.clone();
+    }
+    if new.websocket.path.get_ref() != running.websocket.path.get_ref() {
+        note(
+            "websocket.path",
+            format!("{:?}", running.websocket.path.get_ref()),
+            format!("{:?}", new.websocket.path.get_ref()),
+        );
+        new.websocket.path = running.websocket.path.clone();
+    }
+    (new, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_text("relay.toml", text, &|_| None).expect("valid test config")
+    }
+
+    #[test]
+    fn live_settings_pass_and_restart_only_ones_are_pinned() {
+        let running = config(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nmax_body = \"1MiB\"\n\
+             [journal]\npath = \"/a\"\n[dedup]\nwindow = \"10m\"\n[websocket]\npath = \"/ws\"\n",
+        );
+        let new = config(
+            "[server]\nlisten = \"127.0.0.1:9090\"\nmax_body = \"2MiB\"\n\
+             [journal]\npath = \"/b\"\nretention = \"48h\"\n[dedup]\nwindow = \"5m\"\n\
+             [websocket]\npath = \"/events\"\n",
+        );
+        let (effective, warnings) = pin_restart_only(&running, new);
+        assert_eq!(effective.server.listen.get_ref(), "127.0.0.1:8080");
+        assert_eq!(effective.journal.path, std::path::PathBuf::from("/a"));
+        assert_eq!(
+            effective.journal.retention.get_ref(),
+            running.journal.retention.get_ref()
+        );
+        assert_eq!(
+            effective.dedup.window.get_ref(),
+            running.dedup.window.get_ref()
+        );
+        assert_eq!(effective.websocket.path.get_ref(), "/ws");
+        // max_body is read per request: it changes live.
+        assert_eq!(effective.server.max_body.get_ref().0, 2 * 1024 * 1024);
+        let settings: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split('`').nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(
+            settings,
+            [
+                "server.listen",
+                "journal.path",
+                "journal.retention",
+                "dedup.window",
+                "websocket.path"
+            ]
+        );
+        assert!(warnings[0].contains("\"127.0.0.1:9090\"") && warnings[0].contains("restart"));
+    }
+
+    #[test]
+    fn an_unchanged_file_warns_nothing() {
+        let text = "[server]\nlisten = \"127.0.0.1:8080\"\n";
+        let (_, warnings) = pin_restart_only(&config(text), config(text));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

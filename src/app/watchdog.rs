@@ -1,0 +1,207 @@
+//! systemd's watchdog: `WATCHDOG=1` keep-alives sent only while the relay is
+//! healthy, so that `WatchdogSec=` restarts a wedged process.
+//!
+//! Guarantees: nothing is sent unless systemd asked for it (`WATCHDOG_USEC` and
+//! `WATCHDOG_PID` name this process). The keep-alive comes from a dedicated OS
+//! thread that, every half `WATCHDOG_USEC` (systemd's advice), checks that
+//! - the tokio runtime runs a task it is handed, within the interval;
+//! - the ingest writer thread is alive and not stuck in one commit for longer
+//!   than the interval;
+//! - the journal has not refused every commit for longer than
+//!   [`UNWRITABLE_LIMIT`] (redb needs a reopen after an I/O error; a restart is
+//!   that reopen, and a disk that stays full ends in systemd's start limit,
+//!   which alerting sees).
+//!
+//! and skips the keep-alive when any check fails. It stops at shutdown:
+//! systemd does not watch a stopping service.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::app::Context;
+
+/// How long the journal may refuse commits before the relay counts as wedged.
+pub const UNWRITABLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// The shortest keep-alive interval honoured (a smaller `WATCHDOG_USEC` is
+/// taken as this, so a typo cannot make the thread spin).
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// One round of observations.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation {
+    /// The runtime ran a probe task within the interval.
+    pub runtime_responsive: bool,
+    /// The ingest writer still takes events (or the relay is shutting down).
+    pub ingest_alive: bool,
+    /// How long the commit in progress has run, if one is.
+    pub commit_running_for: Option<Duration>,
+    /// How long every commit has failed, if the last one did.
+    pub unwritable_for: Option<Duration>,
+}
+
+/// Why a keep-alive is withheld, or `None` when the relay is healthy.
+pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
+    if !o.runtime_responsive {
+        return Some(format!(
+            "the runtime did not run a task within {interval:?}"
+        ));
+    }
+    if !o.ingest_alive {
+        return Some("the ingest writer thread has stopped".to_owned());
+    }
+    if let Some(t) = o.commit_running_for.filter(|t| *t > interval) {
+        return Some(format!("a journal commit has been running for {t:?}"));
+    }
+    if let Some(t) = o.unwritable_for.filter(|t| *t > UNWRITABLE_LIMIT) {
+        return Some(format!("the journal has refused every commit for {t:?}"));
+    }
+    None
+}
+
+/// The keep-alive interval systemd asks for, if it asks (half `WATCHDOG_USEC`).
+pub fn requested_interval() -> Option<Duration> {
+    let mut usec = 0;
+    // WATCHDOG_USEC=0 means no watchdog (sd_watchdog_enabled(3) refuses it too).
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some((Duration::from_micros(usec) / 2).max(MIN_INTERVAL))
+    } else {
+        None
+    }
+}
+
+/// Starts the keep-alive thread when systemd asked for a watchdog.
+pub fn spawn(ctx: Arc<Context>, runtime: tokio::runtime::Handle) {
+    let Some(interval) = requested_interval() else {
+        return;
+    };
+    tracing::info!(?interval, "systemd watchdog enabled");
+    let started = std::thread::Builder::new()
+        .name("callrelay-watchdog".into())
+        .spawn(move || keep_alive(&ctx, &runtime, interval));
+    if let Err(e) = started {
+        // Without the thread systemd restarts the relay after WatchdogSec: say why.
+        tracing::error!(error = %e, "cannot start the watchdog thread");
+    }
+}
+
+fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duration) {
+    let mut unwritable_since: Option<Instant> = None;
+    let mut withheld = false;
+    loop {
+        let tick = Instant::now();
+        if ctx.shutdown.is_cancelled() {
+            return;
+        }
+        let runtime_responsive = probe_runtime(runtime, interval);
+        let closing = ctx.ingest.is_closing();
+        if ctx.ingest.is_writable() || closing {
+            unwritable_since = None;
+        } else {
+            unwritable_since.get_or_insert(tick);
+        }
+        let observation = Observation {
+            runtime_responsive,
+            ingest_alive: closing || ctx.ingest.is_alive(),
+            commit_running_for: ctx.ingest.commit_running_for(),
+            unwritable_for: unwritable_since.map(|t| t.elapsed()),
+        };
+        match unhealthy_reason(&observation, interval) {
+            None => {
+                if withheld {
+                    tracing::info!("healthy again: resuming watchdog keep-alives");
+                    withheld = false;
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+            Some(reason) => {
+                if !withheld {
+                    tracing::error!(%reason, "withholding the systemd watchdog keep-alive");
+                    withheld = true;
+                }
+            }
+        }
+        std::thread::sleep(interval.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// Hands the runtime a task and waits for it to run.
+fn probe_runtime(runtime: &tokio::runtime::Handle, within: Duration) -> bool {
+    let (tx, rx) = mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(within).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const I: Duration = Duration::from_secs(10);
+
+    fn healthy() -> Observation {
+        Observation {
+            runtime_responsive: true,
+            ingest_alive: true,
+            commit_running_for: Some(Duration::from_millis(5)),
+            unwritable_for: Some(Duration::from_secs(30)),
+        }
+    }
+
+    #[test]
+    fn a_healthy_relay_gets_keep_alives() {
+        assert_eq!(unhealthy_reason(&healthy(), I), None);
+    }
+
+    #[test]
+    fn each_wedge_withholds_the_keep_alive() {
+        let cases = [
+            Observation {
+                runtime_responsive: false,
+                ..healthy()
+            },
+            Observation {
+                ingest_alive: false,
+                ..healthy()
+            },
+            Observation {
+                commit_running_for: Some(I + Duration::from_millis(1)),
+                ..healthy()
+            },
+            Observation {
+                unwritable_for: Some(UNWRITABLE_LIMIT + Duration::from_secs(1)),
+                ..healthy()
+            },
+        ];
+        for o in cases {
+            assert!(unhealthy_reason(&o, I).is_some(), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn the_runtime_probe_sees_a_running_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        assert!(probe_runtime(rt.handle(), Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn the_runtime_probe_sees_a_blocked_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let (release, blocked) = mpsc::channel::<()>();
+        // The only worker blocks; the probe's task cannot run until released.
+        rt.spawn(async move {
+            let _ = blocked.recv();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!probe_runtime(rt.handle(), Duration::from_millis(200)));
+        let _ = release.send(());
+    }
+}
