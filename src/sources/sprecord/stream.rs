@@ -51,9 +51,9 @@ impl StreamEnd {
     fn reason(&self) -> &'static str {
         match self {
             StreamEnd::Cancelled => "shutdown",
-            StreamEnd::Closed => "disconnect",
+            // Ended cleanly or cut mid-body: either way the server side went away.
+            StreamEnd::Closed | StreamEnd::Transport(_) => "disconnect",
             StreamEnd::Silent(_) => "timeout",
-            StreamEnd::Transport(_) => "transport",
             StreamEnd::Garbled(_) => "malformed",
         }
     }

@@ -1,0 +1,542 @@
+//! The SPRecord SSE source against a real SSE server (better-sse, in
+//! tests/peers/sprecord) on 127.0.0.1: three streams deduplicated into one,
+//! resume with Last-Event-ID, reconnection after drops and silent hangs, the
+//! three-connection limit, and 401/429/500/malformed answers.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::{TestRelay, eventually, start_relay};
+
+const ACCOUNT: &str = "office";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The SPRecord stand-in: a node process serving `/sys/events` and `/control/*`.
+struct Peer {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn start() -> Peer {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sprecord");
+        assert!(
+            std::path::Path::new(dir)
+                .join("node_modules/better-sse")
+                .exists(),
+            "run tests/peers/sprecord/setup.sh first (scripts/test.sh does)"
+        );
+        let mut child = Command::new("node")
+            .arg("server.js")
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node (is Node.js installed?)");
+        let stdout = child.stdout.take().expect("peer stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("peer announces its port");
+        let announced: Value = serde_json::from_str(&line).expect("peer port line");
+        let port = announced["port"].as_u64().expect("port");
+        Peer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn state(&self) -> Value {
+        self.get("/control/state").await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("peer control");
+        let ok = resp.status().is_success();
+        let body: Value = resp.json().await.expect("peer json");
+        assert!(ok, "peer {path} failed or timed out: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("peer control")
+            .json()
+            .await
+            .expect("peer json")
+    }
+
+    /// Long-polls the peer until `query` holds (e.g. `open=3&total=4`).
+    async fn wait(&self, query: &str) -> Value {
+        self.get(&format!("/control/wait?{query}&timeout_ms=15000"))
+            .await
+    }
+
+    /// Sends events; `to` is `"all"` or a list of the peer's connection ids.
+    async fn send(&self, events: &[Value], to: Value) -> Value {
+        self.post("/control/send", json!({"events": events, "to": to}))
+            .await
+    }
+
+    async fn open_conns(&self) -> Vec<u64> {
+        ids(&self.state().await["open"])
+    }
+
+    /// What every test asserts at the end: the account never held a 4th connection.
+    async fn assert_never_over_limit(&self) {
+        let s = self.state().await;
+        assert!(
+            s["max_concurrent"].as_u64().unwrap() <= 3,
+            "the peer saw more than 3 concurrent connections: {s}"
+        );
+        assert_eq!(s["rejected_over_limit"], 0, "{s}");
+    }
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id"))
+        .collect()
+}
+
+/// Relay config for one account on `peer`, with short timings so tests are fast.
+fn sprecord_toml(peer: &Peer, streams: u8, extra: &str) -> String {
+    format!(
+        "[[sprecord]]\naccount = \"{ACCOUNT}\"\nurl = \"{}\"\nstreams = {streams}\n\
+         read_timeout = \"1s\"\nconnect_timeout = \"2s\"\nbackoff_min = \"50ms\"\n\
+         backoff_max = \"300ms\"\nbusy_backoff = \"400ms\"\nauth_backoff = \"300ms\"\n\
+         stagger = \"20ms\"\nconnect_grace = \"200ms\"\n{extra}\n",
+        peer.base
+    )
+}
+
+/// Call `n`'s event of `kind`, as SPRecord sends it (call ids alternate string/number).
+fn call_event(n: u64, kind: &str) -> Value {
+    let call_id = if n % 2 == 0 {
+        json!(n)
+    } else {
+        json!(n.to_string())
+    };
+    let payload = match kind {
+        "call_end" => {
+            json!({"call_id": call_id, "record_id": n, "duration": n % 60, "status": "success"})
+        }
+        "answer_elsewhere" => json!({"call_id": call_id, "number": "107"}),
+        _ => {
+            json!({"call_id": call_id, "call_src": "+79829900000", "call_dst": "107", "trunk": "GSM1"})
+        }
+    };
+    json!({"device_id": "dev-1", "event_type": kind, "payload": payload})
+}
+
+const CALL_STEPS: [&str; 4] = [
+    "incoming_call",
+    "start_talk",
+    "answer_elsewhere",
+    "call_end",
+];
+
+/// Calls `first..first+calls`, each call's steps in order, interleaved across calls.
+fn calls(first: u64, calls: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for step in CALL_STEPS {
+        for n in first..first + calls {
+            out.push(call_event(n, step));
+        }
+    }
+    out
+}
+
+fn counter(relay: &TestRelay, name: &str, labels: &[&str]) -> u64 {
+    let m = &relay.ctx.metrics;
+    match name {
+        "received" => m.events_received.with_label_values(labels).get(),
+        "duplicate" => m.events_duplicate.with_label_values(labels).get(),
+        "reconnects" => m.upstream_reconnects.with_label_values(labels).get(),
+        "malformed" => m.upstream_malformed.with_label_values(labels).get(),
+        other => panic!("no counter {other}"),
+    }
+}
+
+fn received(relay: &TestRelay) -> u64 {
+    counter(relay, "received", &["sprecord", ACCOUNT, "sse"])
+}
+
+fn reconnects(relay: &TestRelay, reason: &str) -> u64 {
+    counter(relay, "reconnects", &["sprecord", ACCOUNT, reason])
+}
+
+/// The `raw` SPRecord messages of the journal, in seq order.
+fn journaled_raw(relay: &TestRelay) -> Vec<Value> {
+    relay
+        .event_values()
+        .into_iter()
+        .map(|e| e["data"]["raw"].clone())
+        .collect()
+}
+
+/// The journal holds exactly `expected` (as a multiset, compared by canonical text).
+fn assert_journal_is(relay: &TestRelay, expected: &[Value]) {
+    let canon = |v: &Value| callrelay::event::canonical_json(v);
+    let mut got: Vec<String> = journaled_raw(relay).iter().map(canon).collect();
+    let mut want: Vec<String> = expected.iter().map(canon).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "journaled count");
+    assert!(got == want, "journaled events differ from those sent");
+}
+
+async fn readyz(relay: &TestRelay) -> (u16, String) {
+    let resp = reqwest::get(relay.url("/readyz")).await.expect("readyz");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_events_on_three_streams_are_journaled_once_in_call_order() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 3, "")).await;
+    peer.wait("open=3").await;
+
+    // 250 calls × 4 steps, pretty-printed (multi-line `data:`), to all streams.
+    let events = calls(1, 250);
+    assert_eq!(events.len(), 1000);
+    let sent = peer
+        .post(
+            "/control/send",
+            json!({"events": events, "to": "all", "multiline": true}),
+        )
+        .await;
+    assert_eq!(ids(&sent["sent_to"]).len(), 3);
+    relay.wait_for_seq(1000, WAIT).await;
+    // Every stream delivered every event and each submit was answered: only
+    // then is "exactly 1000" final (2000 of the 3000 were duplicates).
+    eventually(WAIT, "3000 received, 2000 duplicates", || {
+        received(&relay) == 3000 && counter(&relay, "duplicate", &["sprecord", ACCOUNT]) == 2000
+    })
+    .await;
+    assert_eq!(relay.ctx.journal.last_seq(), 1000);
+    assert_journal_is(&relay, &events);
+
+    // In order per call: each call's steps appear in the order they were sent.
+    let mut progress = std::collections::HashMap::<String, usize>::new();
+    for raw in journaled_raw(&relay) {
+        let call = callrelay::event::id_text(&raw["payload"]["call_id"]).expect("call id");
+        let step = CALL_STEPS
+            .iter()
+            .position(|s| raw["event_type"] == *s)
+            .expect("known step");
+        let seen = progress.entry(call.clone()).or_insert(0);
+        assert_eq!(
+            *seen, step,
+            "call {call}: step {step} journaled out of order"
+        );
+        *seen += 1;
+    }
+    assert_eq!(progress.len(), 250);
+    assert!(progress.values().all(|&n| n == 4));
+
+    // One row per stream in /status, all connected.
+    let status: Value = reqwest::get(relay.url("/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = status.to_string();
+    for stream in ["\"0\"", "\"1\"", "\"2\""] {
+        assert!(
+            rows.contains(stream),
+            "stream {stream} missing from /status: {rows}"
+        );
+    }
+    peer.assert_never_over_limit().await;
+    // Stopping returns only when every stream is closed: the peer sees none left.
+    relay.stop().await;
+    peer.wait("concurrent=0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reaching_only_one_stream_while_the_others_are_down_are_journaled() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 3, "")).await;
+    let open = ids(&peer.wait("open=3").await["open"]);
+
+    // Keep two streams down: drop them and refuse their reconnects with 500s.
+    peer.post("/control/fail", json!({"status": 500, "count": 1000}))
+        .await;
+    for conn in &open[1..] {
+        peer.post("/control/drop", json!({"conn": conn})).await;
+    }
+    peer.wait("open=1&refused=2").await;
+
+    let events = calls(1000, 25);
+    peer.send(&events, json!([open[0]])).await;
+    relay.wait_for_seq(events.len() as u64, WAIT).await;
+    assert_eq!(received(&relay), events.len() as u64);
+    assert!(reconnects(&relay, "http_5xx") >= 2);
+
+    // The others come back once the peer accepts again, and carry new events.
+    peer.post(
+        "/control/fail",
+        json!({"status": 500, "count": 0, "clear": true}),
+    )
+    .await;
+    peer.wait("open=3").await;
+    let more = calls(2000, 5);
+    peer.send(&more, json!("all")).await;
+    let total = (events.len() + more.len()) as u64;
+    relay.wait_for_seq(total, WAIT).await;
+    let all: Vec<Value> = events.iter().chain(&more).cloned().collect();
+    eventually(WAIT, "every stream delivered the new events", || {
+        received(&relay) == events.len() as u64 + 3 * more.len() as u64
+    })
+    .await;
+    assert_journal_is(&relay, &all);
+    peer.assert_never_over_limit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_and_hung_streams_reconnect_while_the_others_carry_on() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 3, "")).await;
+    let open = ids(&peer.wait("open=3").await["open"]);
+    let mut sent = Vec::new();
+
+    let a = calls(1, 10);
+    peer.send(&a, json!("all")).await;
+    sent.extend(a);
+
+    // Drop one stream: the other two carry the next events; it comes back.
+    peer.post("/control/drop", json!({"conn": open[0]})).await;
+    let b = calls(100, 10);
+    peer.send(&b, json!("all")).await;
+    sent.extend(b);
+    peer.wait("open=3&total=4").await;
+    relay.wait_for_seq(sent.len() as u64, WAIT).await;
+    assert!(reconnects(&relay, "disconnect") >= 1);
+
+    // Hang one: the peer writes nothing to it any more (not even keep-alives);
+    // the read timeout closes it and a new stream replaces it. Meanwhile the
+    // healthy streams, idle but for keep-alive comments, must not time out.
+    peer.post("/control/hang", json!({"conn": open[1]})).await;
+    let c = calls(200, 10);
+    peer.send(&c, json!("all")).await;
+    sent.extend(c);
+    // concurrent=3 with 3 open: the hung socket is closed, not just abandoned.
+    let after_hang = peer.wait("open=3&total=5&concurrent=3").await;
+    assert!(
+        after_hang["hung"].as_array().unwrap().is_empty(),
+        "{after_hang}"
+    );
+    assert_eq!(
+        reconnects(&relay, "timeout"),
+        1,
+        "only the hung stream timed out"
+    );
+
+    let d = calls(300, 10);
+    peer.send(&d, json!("all")).await;
+    sent.extend(d);
+    relay.wait_for_seq(sent.len() as u64, WAIT).await;
+    assert_journal_is(&relay, &sent);
+    peer.assert_never_over_limit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_stream_resumes_with_last_event_id() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 1, "")).await;
+    let open = ids(&peer.wait("open=1").await["open"]);
+
+    let first = calls(1, 2); // ids 1..8
+    peer.send(&first, json!("all")).await;
+    relay.wait_for_seq(8, WAIT).await;
+
+    // Down for a while: dropped, and refused three times; events sent meanwhile
+    // only go to the peer's history.
+    peer.post("/control/fail", json!({"status": 503, "count": 3}))
+        .await;
+    peer.post("/control/drop", json!({"conn": open[0]})).await;
+    peer.wait("open=0&refused=1").await;
+    let missed = calls(50, 2);
+    peer.send(&missed, json!("all")).await;
+
+    let s = peer.wait("open=1&total=2").await;
+    assert_eq!(
+        s["last_event_ids"],
+        json!(["", "8"]),
+        "the reconnect must carry the last journaled id"
+    );
+    relay.wait_for_seq(16, WAIT).await;
+    let all: Vec<Value> = first.iter().chain(&missed).cloned().collect();
+    assert_journal_is(&relay, &all);
+    assert!(reconnects(&relay, "http_5xx") >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_drops_never_make_a_fourth_connection() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 3, "")).await;
+    peer.wait("open=3").await;
+    let mut sent = Vec::new();
+    for round in 0..5u64 {
+        // Drop every stream at once, each round: all three reconnect together.
+        for conn in peer.open_conns().await {
+            peer.post("/control/drop", json!({"conn": conn})).await;
+        }
+        peer.wait(&format!("open=3&total={}", 3 * (round + 2)))
+            .await;
+        let batch = calls(1000 * (round + 1), 3);
+        peer.send(&batch, json!("all")).await;
+        sent.extend(batch);
+    }
+    relay.wait_for_seq(sent.len() as u64, WAIT).await;
+    assert_journal_is(&relay, &sent);
+    peer.assert_never_over_limit().await;
+    // And the peer does enforce the limit: a 4th connection of ours is refused.
+    let fourth = reqwest::Client::new()
+        .get(format!("{}/sys/events", peer.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fourth.status().as_u16(), 429);
+    assert_eq!(fourth.text().await.unwrap(), "too many connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_fail_readiness_until_they_are_accepted() {
+    let peer = Peer::start();
+    peer.post("/control/token", json!({"token": "another-token"}))
+        .await;
+    let relay = start_relay(&sprecord_toml(
+        &peer,
+        2,
+        "headers = { Authorization = \"Bearer s3cret-token\" }",
+    ))
+    .await;
+    peer.wait("refused=2").await;
+    eventually(WAIT, "an auth failure in the readiness reasons", || {
+        reconnects(&relay, "auth") >= 2
+            && relay
+                .ctx
+                .status
+                .not_ready_reasons()
+                .iter()
+                .any(|r| r.contains("AuthFailed"))
+    })
+    .await;
+    let (code, body) = readyz(&relay).await;
+    assert_eq!(code, 503, "{body}");
+    let status = reqwest::get(relay.url("/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!status.contains("s3cret") && !body.contains("s3cret"));
+    assert_eq!(peer.state().await["total_accepted"], 0);
+
+    // The vendor accepts the token now: streams open after the slow backoff.
+    peer.post("/control/token", json!({"token": "s3cret-token"}))
+        .await;
+    peer.wait("open=2").await;
+    eventually(WAIT, "/readyz ready once streams are open", || {
+        relay.ctx.status.not_ready_reasons().is_empty()
+    })
+    .await;
+    let event = call_event(7, "incoming_call");
+    peer.send(std::slice::from_ref(&event), json!("all")).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_journal_is(&relay, &[event]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_server_and_errors_back_off_and_malformed_data_is_skipped() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 1, "")).await;
+    let open = ids(&peer.wait("open=1").await["open"]);
+
+    // Malformed data: counted, logged, skipped; the stream stays up.
+    let good = call_event(1, "incoming_call");
+    peer.send(
+        &[json!("{not json"), json!("[1, 2]"), good.clone()],
+        json!("all"),
+    )
+    .await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(counter(&relay, "malformed", &["sprecord", ACCOUNT]), 2);
+    assert_eq!(peer.state().await["total_accepted"], 1, "no reconnect");
+
+    // 429, then a 503 that says "too many connections": both back off by
+    // busy_backoff (400 ms ± 50 %), longer than the normal backoff (≤ 300 ms).
+    peer.post("/control/fail", json!({"status": 429, "count": 1}))
+        .await;
+    peer.post(
+        "/control/fail",
+        json!({"status": 503, "count": 1, "body": "Too many connections"}),
+    )
+    .await;
+    peer.post("/control/drop", json!({"conn": open[0]})).await;
+    let s = peer.wait("open=1&total=2").await;
+    let requests = s["requests"].as_array().unwrap().clone();
+    let statuses: Vec<u64> = requests
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![200, 429, 503, 200]);
+    let at = |i: usize| requests[i]["at_ms"].as_u64().unwrap();
+    assert!(
+        at(2) - at(1) >= 190,
+        "429 backed off only {} ms",
+        at(2) - at(1)
+    );
+    assert!(
+        at(3) - at(2) >= 190,
+        "busy 503 backed off only {} ms",
+        at(3) - at(2)
+    );
+    assert_eq!(reconnects(&relay, "http_429"), 2);
+
+    // 500s: normal backoff, then back.
+    peer.post("/control/fail", json!({"status": 500, "count": 2}))
+        .await;
+    let open = peer.open_conns().await;
+    peer.post("/control/drop", json!({"conn": open[0]})).await;
+    peer.wait("open=1&total=3").await;
+    assert_eq!(reconnects(&relay, "http_5xx"), 2);
+
+    let later = call_event(2, "call_end");
+    peer.send(std::slice::from_ref(&later), json!("all")).await;
+    relay.wait_for_seq(2, WAIT).await;
+    assert_journal_is(&relay, &[good, later]);
+    peer.assert_never_over_limit().await;
+}
