@@ -509,11 +509,180 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
         .filter_map(|w| w["path"].as_str())
         .collect();
     assert!(paths.contains(&"/hooks/voipex/new"), "{paths:?}");
+    // The new hook takes events at once (webhook routes read the live config).
+    let hook = reqwest::Client::new()
+        .post(format!("{base}/hooks/voipex/new"))
+        .basic_auth("u", Some("p"))
+        .json(&json!({"EventName": "Ringing", "UniqueId": "1412256225.1941", "From": "100"}))
+        .send()
+        .await
+        .expect("POST new hook");
+    let code = hook.status();
+    let body = hook.text().await.unwrap_or_default();
+    if code == 404 && body.contains("no such route") {
+        eprintln!("SKIPPED: the reloaded hook: webhook routes are not built yet");
+    } else {
+        assert_eq!(code, 200, "{body}");
+    }
     let (_, s, _) = scrape(&base).await;
     assert_eq!(
         value(&s, "callrelay_config_reloads_total", &[("result", "ok")]),
         Some(1.0)
     );
+    relay.stop().await;
+}
+
+/// An SSE server playing SPRecord: `GET /{account}/sys/events` stays open;
+/// it counts the streams opened and open now, per account.
+#[derive(Default)]
+struct SsePeer {
+    opened: std::sync::Mutex<BTreeMap<String, (usize, usize)>>,
+}
+
+impl SsePeer {
+    fn counts(&self, account: &str) -> (usize, usize) {
+        let map = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(account).copied().unwrap_or((0, 0))
+    }
+}
+
+/// Marks a stream closed when the server drops its body (the client went away).
+struct OpenStream(std::sync::Arc<SsePeer>, String);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut map = self.0.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get_mut(&self.1) {
+            c.1 -= 1;
+        }
+    }
+}
+
+async fn start_sse_peer() -> (String, std::sync::Arc<SsePeer>) {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::response::IntoResponse;
+    let peer = std::sync::Arc::new(SsePeer::default());
+    async fn events(
+        UrlPath(account): UrlPath<String>,
+        State(peer): State<std::sync::Arc<SsePeer>>,
+    ) -> axum::response::Response {
+        {
+            let mut map = peer.opened.lock().unwrap_or_else(|p| p.into_inner());
+            let c = map.entry(account.clone()).or_default();
+            c.0 += 1;
+            c.1 += 1;
+        }
+        let guard = OpenStream(peer.clone(), account);
+        let hello = futures::stream::once(async {
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b": hello\n\n"))
+        });
+        let body = futures::StreamExt::chain(
+            hello,
+            futures::StreamExt::map(futures::stream::pending::<()>(), move |_| {
+                let _keep = &guard;
+                Ok(bytes::Bytes::new())
+            }),
+        );
+        (
+            [("content-type", "text/event-stream")],
+            axum::body::Body::from_stream(body),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/{account}/sys/events", axum::routing::get(events))
+        .with_state(peer.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind SSE peer");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), peer)
+}
+
+fn sprecord_section(url: &str, account: &str, streams: u8) -> String {
+    format!(
+        "\n[[sprecord]]\naccount = \"{account}\"\nurl = \"{url}/{account}\"\nstreams = {streams}\n"
+    )
+}
+
+#[tokio::test]
+async fn reload_restarts_only_changed_sources_and_never_drops_untouched_ones() {
+    use callrelay::event::Vendor::Sprecord;
+    let (peer_url, peer) = start_sse_peer().await;
+    let relay = common::start_relay(&format!(
+        "{}{}",
+        sprecord_section(&peer_url, "a", 1),
+        sprecord_section(&peer_url, "b", 1)
+    ))
+    .await;
+    let within = Duration::from_secs(15);
+    common::eventually(within, "both accounts streaming", || {
+        peer.counts("a") == (1, 1) && peer.counts("b") == (1, 1)
+    })
+    .await;
+
+    // `a` untouched, `b` changed, `c` added.
+    let base = common::base_config(relay.dir.path());
+    let text = format!(
+        "{base}{}{}{}",
+        sprecord_section(&peer_url, "a", 1),
+        sprecord_section(&peer_url, "b", 2),
+        sprecord_section(&peer_url, "c", 1)
+    );
+    std::fs::write(&relay.config_path, text).expect("write");
+    let handle = relay.relay.as_ref().expect("running");
+    let outcome = handle.reload_with_outcome().await.expect("reload");
+    assert_eq!(outcome.sources.unchanged, [(Sprecord, "a".to_owned())]);
+    assert_eq!(outcome.sources.restarted, [(Sprecord, "b".to_owned())]);
+    assert_eq!(outcome.sources.started, [(Sprecord, "c".to_owned())]);
+    common::eventually(within, "b on two new streams, c on one", || {
+        peer.counts("b") == (3, 2) && peer.counts("c") == (1, 1)
+    })
+    .await;
+    // The untouched account's stream was never closed nor reopened.
+    assert_eq!(peer.counts("a"), (1, 1));
+    // The upstream gauge follows the streams (a SSE stream is up once its headers came).
+    let connected = |s: &[Sample], account, stream| {
+        value(
+            s,
+            "callrelay_upstream_connected",
+            &[
+                ("account", account),
+                ("stream", stream),
+                ("vendor", "sprecord"),
+            ],
+        )
+    };
+    let base_url = relay.url("");
+    let mut s = scrape(&base_url).await.1;
+    for _ in 0..100 {
+        if connected(&s, "b", "1") == Some(1.0) && connected(&s, "a", "0") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = scrape(&base_url).await.1;
+    }
+    assert_eq!(connected(&s, "a", "0"), Some(1.0));
+    assert_eq!(connected(&s, "b", "1"), Some(1.0));
+    if let Some((ok, report)) = promtool_check_metrics(&scrape(&base_url).await.0) {
+        assert!(ok && report.trim().is_empty(), "promtool:\n{report}");
+    }
+
+    // Removing `c` closes its stream; `a` still untouched.
+    let text = format!(
+        "{base}{}{}",
+        sprecord_section(&peer_url, "a", 1),
+        sprecord_section(&peer_url, "b", 2)
+    );
+    std::fs::write(&relay.config_path, text).expect("write");
+    let outcome = handle.reload_with_outcome().await.expect("reload");
+    assert_eq!(outcome.sources.stopped, [(Sprecord, "c".to_owned())]);
+    common::eventually(within, "c closed", || peer.counts("c") == (1, 0)).await;
+    assert_eq!(peer.counts("a"), (1, 1));
+    assert_eq!(peer.counts("b"), (3, 2));
     relay.stop().await;
 }
 
