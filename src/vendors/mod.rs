@@ -94,6 +94,8 @@ impl Credentials {
 }
 
 /// What a verified webhook delivery holds.
+// Nearly every delivery is an event; boxing it would allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
     Event(VendorEvent),

@@ -18,6 +18,8 @@ use crate::config::Secret;
 use crate::event::VendorEvent;
 
 /// One SPRecord message.
+// Nearly every message is an event; boxing it would allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum SprecordMessage {
     Event(VendorEvent),

@@ -5,6 +5,7 @@ use toml::Spanned;
 
 use crate::config::{Secret, Validator, validate_account};
 use crate::event::Vendor;
+use crate::vendors::Credentials;
 
 /// How SPRecord's verification handshake is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -100,6 +101,22 @@ impl WebhookConfig {
                 v.error(span, format!("`{field}` is not used by {vendor} webhooks"));
             }
         }
+        if let Some(h) = &self.api_key_header
+            && axum::http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err()
+        {
+            v.error(
+                h.span(),
+                format!(
+                    "`api_key_header` = {:?} is not an HTTP header name",
+                    h.get_ref()
+                ),
+            );
+        }
+        if let Some(q) = &self.api_key_query
+            && q.get_ref().is_empty()
+        {
+            v.error(q.span(), "`api_key_query` must not be empty");
+        }
         for secret in [&self.secret, &self.api_key, &self.password, &self.token]
             .into_iter()
             .flatten()
@@ -110,3 +127,45 @@ impl WebhookConfig {
         }
     }
 }
+
+impl WebhookConfig {
+    /// The credentials the vendor module checks deliveries against; `None`
+    /// only for a config that skipped validation (a required field missing).
+    pub fn credentials(&self) -> Option<Credentials> {
+        let secret = |s: &Option<Spanned<Secret>>| s.as_ref().map(|s| s.get_ref().clone());
+        Some(match self.vendor {
+            Vendor::Caresoft => Credentials::Caresoft {
+                secret: secret(&self.secret)?,
+            },
+            Vendor::Tel4vn => Credentials::Tel4vn {
+                api_key: secret(&self.api_key)?,
+                header: self.api_key_header.as_ref().map_or_else(
+                    || DEFAULT_API_KEY_HEADER.to_owned(),
+                    |h| h.get_ref().clone(),
+                ),
+                query: self.api_key_query.as_ref().map(|q| q.get_ref().clone()),
+            },
+            Vendor::Voipex => Credentials::Voipex {
+                username: self.username.as_ref()?.get_ref().clone(),
+                password: secret(&self.password)?,
+            },
+            Vendor::Voip24h => Credentials::Voip24h {
+                token: secret(&self.token)?,
+            },
+            Vendor::Sprecord => Credentials::Sprecord {
+                token: secret(&self.token),
+            },
+        })
+    }
+
+    /// How SPRecord's verification is answered (`plain` unless configured).
+    pub fn verification_reply(&self) -> VerificationReply {
+        self.verification_reply
+            .as_ref()
+            .map(|r| *r.get_ref())
+            .unwrap_or_default()
+    }
+}
+
+/// Tel4vn's api key header when `api_key_header` is not set.
+pub const DEFAULT_API_KEY_HEADER: &str = "Authorization";

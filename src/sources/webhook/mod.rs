@@ -1,14 +1,156 @@
 //! Webhook routes: `/hooks/{vendor}/{account}` for the push vendors.
+//!
+//! Guarantees:
+//! - checks run in the CONTRACT's order and the first failure answers: route
+//!   (404) → method (405) → size (413, `max_body` inclusive, chunked bodies
+//!   too) → auth (401) → parse (400);
+//! - nothing unauthenticated reaches ingest: parsing takes the
+//!   [`Verified`](crate::vendors::Verified) that only the vendor's check makes;
+//! - a 200 carrying `{id, seq, duplicate}` is sent only after ingest reports
+//!   the event committed (or already journaled); when ingest cannot take it
+//!   the answer is 503 with `Retry-After`, so the vendor retries;
+//! - accounts are looked up in the current config on every request, so a
+//!   reload adds, changes or removes them without a restart;
+//! - no answer, log line or metric label carries a credential.
 
+pub mod body;
 pub mod config;
+pub mod response;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::Method as HttpMethod;
+use axum::response::Response;
+use axum::routing::any;
+use time::OffsetDateTime;
 
 use crate::app::Context;
+use crate::event::{IncomingEvent, Transport, Vendor};
+use crate::vendors::{self, Delivery, Method, Parsed};
+use body::BodyError;
+use response::Answer;
 
 /// The webhook routes.
 pub fn routes() -> Router<Arc<Context>> {
-    Router::new()
+    Router::new().route("/hooks/{vendor}/{account}", any(handle))
+}
+
+async fn handle(
+    State(ctx): State<Arc<Context>>,
+    Path((vendor, account)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let (label, answer) = deliver(&ctx, &vendor, &account, request).await;
+    ctx.metrics
+        .webhook_requests
+        .with_label_values(&[label, answer.status().as_str()])
+        .inc();
+    answer.into_response()
+}
+
+/// Runs one delivery through every check; returns the vendor label for the
+/// metric (`unknown` for a vendor not in the path's vocabulary) and the answer.
+async fn deliver(
+    ctx: &Context,
+    vendor: &str,
+    account: &str,
+    request: Request,
+) -> (&'static str, Answer) {
+    let Ok(vendor) = vendor.parse::<Vendor>() else {
+        return ("unknown", Answer::not_found("unknown vendor"));
+    };
+    (
+        vendor.as_str(),
+        deliver_to(ctx, vendor, account, request).await,
+    )
+}
+
+async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Request) -> Answer {
+    // One snapshot of the config for the whole request.
+    let config = ctx.config.load();
+    let Some(hook) = config
+        .webhook
+        .iter()
+        .map(|w| w.get_ref())
+        .find(|w| w.vendor == vendor && w.account.get_ref() == account)
+    else {
+        return Answer::not_found("no such webhook account");
+    };
+    let method = match *request.method() {
+        HttpMethod::POST => Method::Post,
+        HttpMethod::GET if vendor == Vendor::Voip24h => Method::Get,
+        _ => {
+            let allow = if vendor == Vendor::Voip24h {
+                "GET, POST"
+            } else {
+                "POST"
+            };
+            return Answer::method_not_allowed(allow);
+        }
+    };
+    let max_body = config.server.max_body.get_ref().get();
+    let Some(credentials) = hook.credentials() else {
+        return Answer::misconfigured();
+    };
+    let reply_form = hook.verification_reply();
+    drop(config);
+
+    let (parts, body) = request.into_parts();
+    let body = match body::read_limited(&parts.headers, body, max_body).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Answer::too_large(max_body),
+        Err(BodyError::Read(reason)) => return Answer::bad_request(&reason),
+    };
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let delivery = Delivery {
+        method,
+        headers: &parts.headers,
+        query: &query,
+        body: &body,
+    };
+    let verified = match credentials.verify(delivery) {
+        Ok(v) => v,
+        Err(e) => return Answer::unauthorized(&e),
+    };
+    let received_at = OffsetDateTime::now_utc();
+    let event = match vendors::parse(vendor, &verified, received_at) {
+        Ok(Parsed::Event(e)) => e,
+        Ok(Parsed::Verification { payload }) => {
+            return Answer::verification(
+                &vendors::sprecord::verification_answer(&payload),
+                reply_form,
+            );
+        }
+        Err(e) => return Answer::bad_request(&e.0),
+    };
+    let incoming = IncomingEvent {
+        vendor,
+        account: account.to_owned(),
+        transport: Transport::Webhook,
+        received_at,
+        event,
+    };
+    let pending = match ctx.ingest.try_submit(incoming) {
+        Ok(rx) => rx,
+        Err(e) => return Answer::unavailable(&e),
+    };
+    ctx.metrics
+        .events_received
+        .with_label_values(&[vendor.as_str(), account, Transport::Webhook.as_str()])
+        .inc();
+    match pending.await {
+        Ok(Ok(ack)) => Answer::accepted(ack),
+        Ok(Err(e)) => Answer::unavailable(&e),
+        Err(_) => Answer::unavailable(&crate::ingest::IngestError::ShuttingDown),
+    }
 }

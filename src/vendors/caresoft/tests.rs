@@ -20,12 +20,14 @@ macro_rules! fixture {
 }
 
 /// (fixture, type, subject, normalized fields)
-fn samples() -> Vec<(
+type Sample = (
     (&'static str, &'static str),
     &'static str,
     Option<&'static str>,
     Value,
-)> {
+);
+
+fn samples() -> Vec<Sample> {
     let call_in = |fields: Value| fields;
     vec![
         (

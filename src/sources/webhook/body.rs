@@ -1,0 +1,71 @@
+//! Reading a webhook body within `server.max_body`.
+//!
+//! Guarantees: never holds more than `max_body` bytes of a body in memory, for
+//! a declared `Content-Length` and for chunked bodies alike; exactly `max_body`
+//! bytes is accepted (the limit is inclusive). An oversized body is read on and
+//! discarded for a bounded amount and time before the 413 is sent, so the
+//! sender reads our answer instead of a connection reset.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+
+/// How much of an oversized body is read and thrown away before answering.
+const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub enum BodyError {
+    /// Over `max_body`: a 413.
+    TooLarge,
+    /// The body could not be read (the client went away, bad framing): a 400.
+    Read(String),
+}
+
+/// The whole body, or why not.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    mut body: Body,
+    max_body: u64,
+) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        drain(body).await;
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > max_body {
+                drain(body).await;
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards the rest of `body`, within `DRAIN_BYTES` and `DRAIN_TIME`.
+async fn drain(mut body: Body) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,149 @@
+//! The webhook answers of CONTRACT.md, one constructor per outcome.
+//!
+//! Guarantees: error bodies are `{"error": "..."}` with a reason that names
+//! the failed check and never a credential or expected value; 503s carry
+//! `Retry-After`; the SPRecord verification answer is the bare MD5 (no newline)
+//! or `{"result": md5}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::config::VerificationReply;
+use crate::ingest::{Ack, IngestError};
+use crate::vendors::AuthError;
+
+/// One answer, its status readable for the metrics before it is sent.
+pub struct Answer(Response);
+
+impl Answer {
+    pub fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    pub fn into_response(self) -> Response {
+        self.0
+    }
+
+    fn error(status: StatusCode, reason: &str) -> Answer {
+        Answer((status, axum::Json(json!({ "error": reason }))).into_response())
+    }
+
+    pub fn not_found(reason: &str) -> Answer {
+        Answer::error(StatusCode::NOT_FOUND, reason)
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Answer {
+        let mut a = Answer::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("method not allowed; use {allow}"),
+        );
+        a.0.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        a
+    }
+
+    pub fn too_large(max_body: u64) -> Answer {
+        Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over server.max_body ({max_body} bytes)"),
+        )
+    }
+
+    pub fn unauthorized(e: &AuthError) -> Answer {
+        let mut a = Answer::error(StatusCode::UNAUTHORIZED, &e.to_string());
+        if e.wants_basic() {
+            a.0.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"callrelay\""),
+            );
+        }
+        a
+    }
+
+    pub fn bad_request(reason: &str) -> Answer {
+        Answer::error(StatusCode::BAD_REQUEST, reason)
+    }
+
+    /// A `[[webhook]]` that reached us without its credentials (validation
+    /// makes this impossible for a loaded config).
+    pub fn misconfigured() -> Answer {
+        Answer::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this webhook account is misconfigured",
+        )
+    }
+
+    /// Ingest could not take or commit the event: the vendor should retry.
+    pub fn unavailable(e: &IngestError) -> Answer {
+        let retry_after = match e {
+            IngestError::Full => "1",
+            IngestError::ShuttingDown | IngestError::Commit(_) => "5",
+        };
+        let reason = match e {
+            // The commit error's text is about our disk, not the sender's business.
+            IngestError::Commit(_) => "the journal cannot accept events right now".to_owned(),
+            other => other.to_string(),
+        };
+        let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &reason);
+        a.0.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+        a
+    }
+
+    pub fn accepted(ack: Ack) -> Answer {
+        Answer(
+            (
+                StatusCode::OK,
+                axum::Json(json!({
+                    "id": ack.id.to_hex(),
+                    "seq": ack.seq,
+                    "duplicate": ack.duplicate,
+                })),
+            )
+                .into_response(),
+        )
+    }
+
+    pub fn verification(md5_hex: &str, form: VerificationReply) -> Answer {
+        Answer(match form {
+            VerificationReply::Plain => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                md5_hex.to_owned(),
+            )
+                .into_response(),
+            VerificationReply::Json => {
+                (StatusCode::OK, axum::Json(json!({ "result": md5_hex }))).into_response()
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_of_ingest_is_a_503_with_retry_after() {
+        for e in [
+            IngestError::Full,
+            IngestError::ShuttingDown,
+            IngestError::Commit("disk full at /var/lib/x".into()),
+        ] {
+            let a = Answer::unavailable(&e);
+            assert_eq!(a.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let r = a.into_response();
+            assert!(r.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
+
+    #[test]
+    fn basic_auth_failures_ask_for_basic() {
+        let r = Answer::unauthorized(&AuthError::BadBasic).into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        let r = Answer::unauthorized(&AuthError::BadToken).into_response();
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

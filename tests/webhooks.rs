@@ -1,0 +1,768 @@
+//! Webhooks over real HTTP against an in-process relay on 127.0.0.1: every
+//! vendor's documented samples are journaled; a table of bad requests per
+//! vendor is refused with the CONTRACT's status and journals nothing; a 200
+//! comes only after commit; a retried delivery is journaled once; hundreds of
+//! concurrent deliveries all get 200 and distinct seqs.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use callrelay::vendors::caresoft::sign;
+use common::{TestRelay, start_relay};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+const HOOKS: &str = r#"
+[[webhook]]
+vendor = "caresoft"
+account = "cs"
+secret = "CS123"
+
+[[webhook]]
+vendor = "tel4vn"
+account = "t4"
+api_key = "tel4vn-key"
+
+[[webhook]]
+vendor = "tel4vn"
+account = "t4q"
+api_key = "tel4vn-key"
+api_key_query = "apikey"
+
+[[webhook]]
+vendor = "sprecord"
+account = "sp"
+token = "sp-token"
+
+[[webhook]]
+vendor = "sprecord"
+account = "spj"
+verification_reply = "json"
+
+[[webhook]]
+vendor = "voipex"
+account = "vx"
+username = "demo"
+password = "pa:ss:word"
+
+[[webhook]]
+vendor = "voip24h"
+account = "v24"
+token = "v24-token"
+"#;
+
+const SECRETS: &[&str] = &["CS123", "tel4vn-key", "sp-token", "pa:ss:word", "v24-token"];
+
+fn fixture(path: &str) -> String {
+    let full = format!(
+        "{}/tests/fixtures/vendors/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A request for `vendor` to its test account, correctly authenticated.
+fn authed(
+    c: &Client,
+    relay: &TestRelay,
+    vendor: &str,
+    body: impl Into<Vec<u8>>,
+) -> reqwest::RequestBuilder {
+    authed_with(c, relay, Method::POST, vendor, body)
+}
+
+fn authed_with(
+    c: &Client,
+    relay: &TestRelay,
+    method: Method,
+    vendor: &str,
+    body: impl Into<Vec<u8>>,
+) -> reqwest::RequestBuilder {
+    let body: Vec<u8> = body.into();
+    let to = |path: &str| c.request(method.clone(), relay.url(path));
+    let r = match vendor {
+        "caresoft" => to("/hooks/caresoft/cs").header("X-Hub-Signature", sign(b"CS123", &body)),
+        "tel4vn" => to("/hooks/tel4vn/t4").header("Authorization", "Bearer tel4vn-key"),
+        "sprecord" => to("/hooks/sprecord/sp?token=sp-token"),
+        "voipex" => to("/hooks/voipex/vx").basic_auth("demo", Some("pa:ss:word")),
+        "voip24h" => to("/hooks/voip24h/v24?token=v24-token"),
+        other => panic!("{other}"),
+    };
+    r.header("content-type", "application/json").body(body)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+async fn send(r: reqwest::RequestBuilder) -> Reply {
+    let resp = r.send().await.expect("request");
+    Reply {
+        status: resp.status(),
+        headers: resp.headers().clone(),
+        text: resp.text().await.expect("body"),
+    }
+}
+
+fn json_of(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.text).unwrap_or_else(|e| panic!("{e}: {}", reply.text))
+}
+
+#[tokio::test]
+async fn documented_samples_of_every_vendor_are_journaled_as_cloudevents() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let cases = [
+        (
+            "caresoft",
+            fixture("caresoft/sample_03_ticket_call_out.json"),
+            "crm.ticket.update",
+            Some("9999"),
+        ),
+        (
+            "caresoft",
+            fixture("caresoft/template_call_in_agent_ring.json"),
+            "call.ringing",
+            None,
+        ),
+        (
+            "tel4vn",
+            fixture("tel4vn/hook_hangup.json"),
+            "call.hangup",
+            Some("avavavav-1111-2222-3333-eeeeeeee"),
+        ),
+        (
+            "sprecord",
+            fixture("sprecord/incoming_call.json"),
+            "call.started",
+            Some("8"),
+        ),
+        (
+            "voipex",
+            fixture("voipex/ringing.json"),
+            "call.ringing",
+            Some("1412256225.1941"),
+        ),
+        (
+            "voip24h",
+            fixture("voip24h/call_event_ring.json"),
+            "call.ringing",
+            Some("1287674126.299"),
+        ),
+        (
+            "voip24h",
+            fixture("voip24h/missed_call.json"),
+            "call.missed",
+            Some("1616734230.1021"),
+        ),
+        (
+            "voip24h",
+            r#"{"hello":"world"}"#.to_owned(),
+            "vendor.unknown",
+            None,
+        ),
+    ];
+    for (i, (vendor, body, ty, subject)) in cases.iter().enumerate() {
+        let reply = send(authed(&c, &relay, vendor, body.clone())).await;
+        assert_eq!(reply.status, StatusCode::OK, "{vendor}: {}", reply.text);
+        let ack = json_of(&reply);
+        assert_eq!(ack["seq"], json!(i as u64 + 1), "{vendor}");
+        assert_eq!(ack["duplicate"], json!(false));
+        let events = relay.event_values();
+        let ce = &events[i];
+        assert_eq!(ce["id"], ack["id"]);
+        assert_eq!(ce["type"], *ty, "{vendor}");
+        assert_eq!(ce["subject"].as_str(), *subject, "{vendor}");
+        assert_eq!(ce["vendor"], *vendor);
+        let raw: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(ce["data"]["raw"], raw, "{vendor}: raw untouched");
+    }
+    // Numbers keep their digits end to end.
+    let events = relay.events();
+    let text = String::from_utf8_lossy(&events[5].json).into_owned();
+    assert!(text.contains(r#""callid":1287674126.299"#), "{text}");
+    assert!(text.contains(r#""call_id":"1287674126.299""#), "{text}");
+
+    // Metrics count requests by vendor and code, events by transport.
+    let metrics = send(c.get(relay.url("/metrics"))).await.text;
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="200",vendor="voip24h"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"callrelay_events_received_total{account="cs",transport="webhook",vendor="caresoft"} 2"#
+        ),
+        "{metrics}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn voip24h_feedback_get_and_form_posts() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let query = fixture("voip24h/feedback.query");
+    let reply =
+        send(c.get(relay.url(&format!("/hooks/voip24h/v24?token=v24-token&{query}")))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let ce = &relay.event_values()[0];
+    assert_eq!(ce["type"], "feedback.rating");
+    assert_eq!(ce["subject"], "1616708923.946");
+    assert_eq!(
+        ce["data"]["raw"],
+        json!({"FeedbackID": "APIFeedback-f8cd23be1c64db79994fd4825c886131@0932337122",
+               "phone": "0932337122", "callid": "1616708923.946", "keypress": "4",
+               "did": "02873088088"}),
+        "the raw query, values as strings, without our token"
+    );
+    // The same call event as a form post (values as strings).
+    let reply = send(
+        c.post(relay.url("/hooks/voip24h/v24?token=v24-token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("extend=130&state=Up&phone=0832666859&callid=1287674126.299&type=inbound"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(relay.event_values()[1]["type"], "call.answered");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sprecord_verification_is_answered_with_md5_and_not_journaled() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let body = fixture("sprecord/verification.json");
+    // md5("verification_str"), computed independently.
+    let expected = "40af9e8438a9f8f3ef9e8fc3eb62ca04";
+    let reply = send(authed(&c, &relay, "sprecord", body.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text, expected, "bare 32 lowercase hex, no newline");
+    assert!(
+        reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let reply = send(c.post(relay.url("/hooks/sprecord/spj")).body(body.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(json_of(&reply), json!({"result": expected}));
+    // The handshake is authenticated like any delivery.
+    let reply = send(
+        c.post(relay.url("/hooks/sprecord/sp?token=nope"))
+            .body(body),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(!reply.text.contains(expected));
+    assert_eq!(
+        relay.ctx.journal.last_seq(),
+        0,
+        "a handshake is not an event"
+    );
+    relay.stop().await;
+}
+
+/// One row of the bad-request table.
+struct Bad {
+    what: String,
+    request: reqwest::RequestBuilder,
+    status: StatusCode,
+    /// Text the error body must contain.
+    says: &'static str,
+}
+
+fn bad(
+    what: impl Into<String>,
+    request: reqwest::RequestBuilder,
+    status: u16,
+    says: &'static str,
+) -> Bad {
+    Bad {
+        what: what.into(),
+        request,
+        status: StatusCode::from_u16(status).unwrap(),
+        says,
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let ten_mib = vec![b' '; 10 * 1024 * 1024];
+    let ticket = br#"{"ticket_id":1}"#.to_vec();
+    let mut rows = vec![
+        // CareSoft: the signature.
+        bad(
+            "caresoft wrong signature",
+            c.post(relay.url("/hooks/caresoft/cs"))
+                .header(
+                    "X-Hub-Signature",
+                    "420A69CE7D3C36559E9828D6361530DF30065D38",
+                )
+                .body(ticket.clone()),
+            401,
+            "does not match",
+        ),
+        bad(
+            "caresoft signature of another secret",
+            c.post(relay.url("/hooks/caresoft/cs"))
+                .header("X-Hub-Signature", sign(b"CS124", &ticket))
+                .body(ticket.clone()),
+            401,
+            "does not match",
+        ),
+        bad(
+            "caresoft missing header",
+            c.post(relay.url("/hooks/caresoft/cs")).body(ticket.clone()),
+            401,
+            "missing X-Hub-Signature",
+        ),
+        bad(
+            "caresoft signature not hex",
+            c.post(relay.url("/hooks/caresoft/cs"))
+                .header("X-Hub-Signature", "sha1=xyz")
+                .body(ticket.clone()),
+            401,
+            "not a hex",
+        ),
+        // Tel4vn: the api key.
+        bad(
+            "tel4vn missing header",
+            c.post(relay.url("/hooks/tel4vn/t4"))
+                .body(fixture("tel4vn/hook_hangup.json")),
+            401,
+            "missing api key",
+        ),
+        bad(
+            "tel4vn wrong key",
+            c.post(relay.url("/hooks/tel4vn/t4"))
+                .header("Authorization", "Bearer tel4vn-kez")
+                .body(fixture("tel4vn/hook_hangup.json")),
+            401,
+            "api key is wrong",
+        ),
+        bad(
+            "tel4vn key in a header when the query is configured",
+            c.post(relay.url("/hooks/tel4vn/t4q"))
+                .header("Authorization", "Bearer tel4vn-key")
+                .body(fixture("tel4vn/hook_hangup.json")),
+            401,
+            "query parameter `apikey`",
+        ),
+        // VOIPEX: Basic auth.
+        bad(
+            "voipex wrong password",
+            c.post(relay.url("/hooks/voipex/vx"))
+                .basic_auth("demo", Some("pa:ss"))
+                .body(fixture("voipex/ringing.json")),
+            401,
+            "Basic",
+        ),
+        bad(
+            "voipex wrong user",
+            c.post(relay.url("/hooks/voipex/vx"))
+                .basic_auth("admin", Some("pa:ss:word"))
+                .body(fixture("voipex/ringing.json")),
+            401,
+            "Basic",
+        ),
+        bad(
+            "voipex missing header",
+            c.post(relay.url("/hooks/voipex/vx"))
+                .body(fixture("voipex/ringing.json")),
+            401,
+            "missing HTTP Basic",
+        ),
+        // Voip24h and SPRecord: the token.
+        bad(
+            "voip24h missing token",
+            c.post(relay.url("/hooks/voip24h/v24"))
+                .body(fixture("voip24h/call_event_ring.json")),
+            401,
+            "missing ?token=",
+        ),
+        bad(
+            "voip24h wrong token",
+            c.post(relay.url("/hooks/voip24h/v24?token=v24-tokem"))
+                .body(fixture("voip24h/call_event_ring.json")),
+            401,
+            "wrong ?token=",
+        ),
+        bad(
+            "voip24h feedback GET without token",
+            c.get(relay.url(&format!(
+                "/hooks/voip24h/v24?{}",
+                fixture("voip24h/feedback.query")
+            ))),
+            401,
+            "missing ?token=",
+        ),
+        bad(
+            "sprecord wrong token",
+            c.post(relay.url("/hooks/sprecord/sp?token=x"))
+                .body(fixture("sprecord/call_end.json")),
+            401,
+            "wrong ?token=",
+        ),
+        // The order of checks: size before auth, auth before parse, route and method first.
+        bad(
+            "caresoft 10 MiB without auth is 413 before 401",
+            c.post(relay.url("/hooks/caresoft/cs"))
+                .body(ten_mib.clone()),
+            413,
+            "max_body",
+        ),
+        bad(
+            "caresoft bad JSON without auth is 401 before 400",
+            c.post(relay.url("/hooks/caresoft/cs")).body("{"),
+            401,
+            "X-Hub-Signature",
+        ),
+        bad(
+            "wrong method on an unknown account is 404",
+            c.put(relay.url("/hooks/caresoft/nope")).body("{}"),
+            404,
+            "no such webhook account",
+        ),
+        bad(
+            "unknown vendor",
+            c.post(relay.url("/hooks/asterisk/cs")).body("{}"),
+            404,
+            "unknown vendor",
+        ),
+        bad(
+            "GET is only for voip24h",
+            c.get(relay.url("/hooks/tel4vn/t4")),
+            405,
+            "method not allowed",
+        ),
+    ];
+    for vendor in ["caresoft", "tel4vn", "sprecord", "voipex", "voip24h"] {
+        rows.extend([
+            bad(
+                format!("{vendor} truncated JSON"),
+                authed(&c, &relay, vendor, r#"{"state":"ring","#),
+                400,
+                "not valid JSON",
+            ),
+            bad(
+                format!("{vendor} JSON array"),
+                authed(&c, &relay, vendor, "[1,2,3]"),
+                400,
+                "got an array",
+            ),
+            bad(
+                format!("{vendor} JSON string"),
+                authed(&c, &relay, vendor, r#""ring""#),
+                400,
+                "got a string",
+            ),
+            bad(
+                format!("{vendor} empty body"),
+                authed(&c, &relay, vendor, ""),
+                400,
+                "empty body",
+            ),
+            bad(
+                format!("{vendor} 10 MiB body"),
+                authed(&c, &relay, vendor, ten_mib.clone()),
+                413,
+                "max_body",
+            ),
+            bad(
+                format!("{vendor} unknown account"),
+                c.post(relay.url(&format!("/hooks/{vendor}/nobody")))
+                    .body("{}"),
+                404,
+                "no such webhook account",
+            ),
+            bad(
+                format!("{vendor} PUT"),
+                authed_with(&c, &relay, Method::PUT, vendor, "{}"),
+                405,
+                "method not allowed",
+            ),
+            bad(
+                format!("{vendor} DELETE"),
+                authed_with(&c, &relay, Method::DELETE, vendor, "{}"),
+                405,
+                "method not allowed",
+            ),
+        ]);
+    }
+    rows.push(bad(
+        "sprecord verification with a number-less payload",
+        authed(
+            &c,
+            &relay,
+            "sprecord",
+            r#"{"device_id":"d","event_type":"verification","payload":{}}"#,
+        ),
+        400,
+        "verification",
+    ));
+    for row in rows {
+        let reply = send(row.request).await;
+        assert_eq!(reply.status, row.status, "{}: {}", row.what, reply.text);
+        assert!(
+            reply.text.contains(row.says),
+            "{}: body {:?} should say {:?}",
+            row.what,
+            reply.text,
+            row.says
+        );
+        for secret in SECRETS {
+            assert!(!reply.text.contains(secret), "{}: leaks a secret", row.what);
+        }
+        if row.status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(reply.headers.contains_key("allow"), "{}", row.what);
+        }
+    }
+    assert_eq!(
+        relay.ctx.journal.last_seq(),
+        0,
+        "no bad request journals anything"
+    );
+    assert!(relay.events().is_empty());
+    let metrics = send(c.get(relay.url("/metrics"))).await.text;
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="404",vendor="unknown"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="413",vendor="caresoft"} 2"#),
+        "{metrics}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn max_body_is_inclusive_also_for_chunked_bodies() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let max = 1024 * 1024;
+    let body_of = |len: usize| {
+        let head = r#"{"object":"ticket","action":"update","ticket":{"ticket_id":1,"updated_at":1700000000000},"pad":""#;
+        let tail = r#""}"#;
+        let mut b = head.as_bytes().to_vec();
+        b.resize(len - tail.len(), b'x');
+        b.extend_from_slice(tail.as_bytes());
+        b
+    };
+    let exact = body_of(max);
+    let reply = send(authed(&c, &relay, "caresoft", exact.clone())).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "exactly max_body is accepted: {}",
+        reply.text
+    );
+
+    let over = body_of(max + 1);
+    let reply = send(authed(&c, &relay, "caresoft", over.clone())).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Chunked: no Content-Length, so the limit must hold while reading.
+    let chunked = |body: Vec<u8>| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let reply = send(
+        c.post(relay.url("/hooks/caresoft/cs"))
+            .header("X-Hub-Signature", sign(b"CS123", &over))
+            .body(chunked(over.clone())),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    let mut exact2 = exact.clone();
+    // A different event of the same size, chunked, within the limit.
+    exact2[80] = b'2';
+    let reply = send(
+        c.post(relay.url("/hooks/caresoft/cs"))
+            .header("X-Hub-Signature", sign(b"CS123", &exact2))
+            .body(chunked(exact2)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(relay.ctx.journal.last_seq(), 2);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledged_only_after_commit_and_durable_across_restart() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let committed = relay.ctx.hub.committed();
+    let mut acks = Vec::new();
+    for i in 0..5 {
+        let body = json!({"call_id": format!("c-{i}"), "state": "answered", "direction": "inbound",
+                          "to_number": "101"})
+        .to_string();
+        let reply = send(authed(&c, &relay, "tel4vn", body)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let ack = json_of(&reply);
+        let seq = ack["seq"].as_u64().unwrap();
+        // At the moment the 200 is in our hands the event is committed: the
+        // journal holds it and the hub has announced it — nothing was awaited.
+        assert!(*committed.borrow() >= seq);
+        let held = relay.ctx.journal.read_after(seq - 1, 1).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].seq, seq);
+        assert_eq!(held[0].header.id, ack["id"].as_str().unwrap());
+        acks.push(ack);
+    }
+    // Restart on the same journal: every acknowledged event is still there.
+    let dir = relay.stop().await;
+    let text = std::fs::read_to_string(dir.path().join("relay.toml")).unwrap();
+    let again = common::start_relay_in(dir, &text).await;
+    let ids: Vec<Value> = again
+        .event_values()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    let acked: Vec<Value> = acks.iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(ids, acked);
+    // And a retry after the restart is still a duplicate.
+    let body =
+        json!({"call_id": "c-0", "state": "answered", "direction": "inbound", "to_number": "101"})
+            .to_string();
+    let reply = send(authed(&c, &again, "tel4vn", body)).await;
+    let ack = json_of(&reply);
+    assert_eq!(ack["duplicate"], json!(true));
+    assert_eq!(ack["seq"], acks[0]["seq"]);
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_delivery_twice_is_journaled_once() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    for vendor in ["caresoft", "tel4vn", "sprecord", "voipex", "voip24h"] {
+        let body = match vendor {
+            "caresoft" => fixture("caresoft/sample_01_ticket_missed_call.json"),
+            "tel4vn" => fixture("tel4vn/hook_hangup.json"),
+            "sprecord" => fixture("sprecord/call_end.json"),
+            "voipex" => fixture("voipex/ringing.json"),
+            _ => fixture("voip24h/call_event_ring.json"),
+        };
+        let first = json_of(&send(authed(&c, &relay, vendor, body.clone())).await);
+        assert_eq!(first["duplicate"], json!(false), "{vendor}");
+        // The retry, re-serialised (keys reordered, compact): still one event.
+        let value: Value = serde_json::from_str(&body).unwrap();
+        let mut pairs: Vec<(String, Value)> =
+            value.as_object().unwrap().clone().into_iter().collect();
+        pairs.reverse();
+        let reordered = Value::Object(pairs.into_iter().collect()).to_string();
+        let second = send(authed(&c, &relay, vendor, reordered)).await;
+        assert_eq!(second.status, StatusCode::OK, "{vendor}");
+        let second = json_of(&second);
+        assert_eq!(second["duplicate"], json!(true), "{vendor}");
+        assert_eq!(second["id"], first["id"], "{vendor}");
+        assert_eq!(second["seq"], first["seq"], "{vendor}");
+    }
+    // SPRecord's call_id 8 versus "8" is the same event.
+    let a = r#"{"device_id":"d","event_type":"start_talk","payload":{"call_id":8,"call_src":"1","call_dst":"2","trunk":"G"}}"#;
+    let b = r#"{"device_id":"d","event_type":"start_talk","payload":{"call_id":"8","call_src":"1","call_dst":"2","trunk":"G"}}"#;
+    let first = json_of(&send(authed(&c, &relay, "sprecord", a)).await);
+    let second = json_of(&send(authed(&c, &relay, "sprecord", b)).await);
+    assert_eq!(second["duplicate"], json!(true));
+    assert_eq!(second["id"], first["id"]);
+    // CareSoft agent-end and customer-end of one call are two events.
+    let end = |action: &str| {
+        json!({"object":"call_in","action":action,"call_info":{"call_id":"C-1","agent_id":"101",
+               "event_time":1633489861000u64}})
+        .to_string()
+    };
+    let a = json_of(&send(authed(&c, &relay, "caresoft", end("call_in_agent_end"))).await);
+    let b = json_of(&send(authed(&c, &relay, "caresoft", end("call_in_customer_end"))).await);
+    assert_eq!(b["duplicate"], json!(false));
+    assert_ne!(a["id"], b["id"]);
+    assert_eq!(relay.events().len(), 5 + 1 + 2);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn hundreds_of_concurrent_deliveries_all_get_200_and_distinct_seqs() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    const N: usize = 300;
+    let vendors = ["caresoft", "tel4vn", "sprecord", "voipex", "voip24h"];
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let vendor = vendors[i % vendors.len()];
+        let body = match vendor {
+            "caresoft" => json!({"object":"call_in","action":"call_in_agent_ring",
+                                 "call_info":{"call_id":format!("cs-{i}"),"agent_id":"7"}}),
+            "tel4vn" => json!({"call_id": format!("t-{i}"), "state": "ringing"}),
+            "sprecord" => json!({"device_id":"d","event_type":"incoming_call",
+                                 "payload":{"call_id": i,"call_src":"1","call_dst":"2","trunk":"G"}}),
+            "voipex" => json!({"EventName":"Ringing","UniqueId": format!("{i}.1"),"Login":"a"}),
+            _ => json!({"extend":"130","state":"Ring","callid": format!("{i}.299"),"type":"inbound"}),
+        }
+        .to_string();
+        let request = authed(&c, &relay, vendor, body);
+        tasks.push(tokio::spawn(async move { send(request).await }));
+    }
+    let mut seqs = HashSet::new();
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let reply = t.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let ack = json_of(&reply);
+        assert_eq!(ack["duplicate"], json!(false));
+        assert!(seqs.insert(ack["seq"].as_u64().unwrap()));
+        assert!(ids.insert(ack["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(seqs.len(), N);
+    assert_eq!(seqs.iter().copied().max(), Some(N as u64));
+    assert_eq!(relay.events().len(), N);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_follow_a_config_reload() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let body = fixture("tel4vn/hook_hangup.json");
+    let new_hook = |relay: &TestRelay| {
+        c.post(relay.url("/hooks/tel4vn/fresh"))
+            .header("Authorization", "fresh-key")
+            .body(body.clone())
+    };
+    assert_eq!(send(new_hook(&relay)).await.status, StatusCode::NOT_FOUND);
+    let text = std::fs::read_to_string(&relay.config_path).unwrap();
+    let more = format!(
+        "{text}\n[[webhook]]\nvendor = \"tel4vn\"\naccount = \"fresh\"\napi_key = \"fresh-key\"\n"
+    );
+    std::fs::write(&relay.config_path, more).unwrap();
+    relay
+        .relay
+        .as_ref()
+        .unwrap()
+        .reload()
+        .await
+        .expect("reload");
+    let reply = send(new_hook(&relay)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(relay.event_values()[0]["source"], "/tel4vn/fresh");
+    relay.stop().await;
+}
