@@ -160,3 +160,60 @@ pub struct Timings {
     pub stagger: Duration,
     pub connect_grace: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn problems(table: &str) -> Vec<String> {
+        let text =
+            format!("[[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:9\"\n{table}");
+        match Config::from_text("relay.toml", &text, &|_| None) {
+            Ok(_) => vec![],
+            Err(e) => e.problems.into_iter().map(|p| p.message).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let text = "[[sprecord]]\naccount = \"office\"\nurl = \"https://api.sprecord.cloud\"\n";
+        let config = Config::from_text("relay.toml", text, &|_| None).unwrap();
+        let sp = config.sprecord[0].get_ref();
+        assert_eq!(*sp.streams.get_ref(), 3);
+        let t = sp.timings();
+        assert_eq!(t.read_timeout.as_secs(), 60);
+        assert_eq!((t.backoff_min.as_secs(), t.backoff_max.as_secs()), (1, 60));
+        assert_eq!(
+            (t.busy_backoff.as_secs(), t.auth_backoff.as_secs()),
+            (30, 300)
+        );
+    }
+
+    #[test]
+    fn bad_timings_and_header_values_are_reported_without_the_secret() {
+        assert!(
+            problems("backoff_min = \"2s\"\nbackoff_max = \"1s\"\n")
+                .iter()
+                .any(|p| p.contains("`backoff_min` must not exceed `backoff_max`"))
+        );
+        assert!(
+            problems("read_timeout = \"0s\"\n")
+                .iter()
+                .any(|p| p.contains("read_timeout"))
+        );
+        assert!(
+            problems("streams = 0\n")
+                .iter()
+                .any(|p| p.contains("streams"))
+        );
+        assert!(problems("speed = 1\n").iter().any(|p| p.contains("speed")));
+        // A value with a control character cannot be sent; the message names
+        // the header, never the value.
+        let p = problems("headers = { Authorization = \"Bearer \\u0001secret\" }\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("Authorization") && !p[0].contains("secret"),
+            "{p:?}"
+        );
+    }
+}

@@ -267,12 +267,12 @@ impl Driver {
     /// Returns once the socket is closed: a clean shutdown if it comes within
     /// [`CLOSE_GRACE`], else the task is aborted (which drops the socket).
     async fn close(mut self) {
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
-                task.abort();
-                // Resolves once the aborted future, socket and permit included, is dropped.
-                let _ = task.await;
-            }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err()
+        {
+            task.abort();
+            // Resolves once the aborted future, socket and permit included, is dropped.
+            let _ = task.await;
         }
     }
 }
@@ -391,6 +391,19 @@ mod tests {
         assert_eq!(c(503, "Too Many Connections for device"), "http_429");
         assert_eq!(c(500, "boom"), "http_5xx");
         assert_eq!(c(404, "no such path"), "http_4xx");
+    }
+
+    #[test]
+    fn the_stream_url_keeps_base_path_and_query_and_drops_userinfo() {
+        let text =
+            "[[sprecord]]\naccount = \"a\"\nurl = \"https://u:p@api.example:8443/v2/?device=7\"\n";
+        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
+        let endpoint = Endpoint::new(config.sprecord[0].get_ref()).unwrap();
+        assert_eq!(
+            endpoint.uri.to_string(),
+            "https://api.example:8443/v2/sys/events?device=7"
+        );
+        assert_eq!(endpoint.host, "api.example:8443");
     }
 
     #[test]

@@ -88,7 +88,10 @@ impl StreamSupervisor {
             &stream,
             self.timings.connect_grace,
         );
-        let stagger = self.timings.stagger * u32::try_from(self.index).unwrap_or(u32::MAX);
+        let stagger = self
+            .timings
+            .stagger
+            .saturating_mul(u32::try_from(self.index).unwrap_or(u32::MAX));
         if !sleep_or_cancel(stagger, &cancel).await {
             return;
         }
@@ -187,7 +190,7 @@ impl StreamSupervisor {
                 }
                 Some(Err(e)) => {
                     // The framing is lost: count it and start over on a fresh connection.
-                    self.malformed(&format!("{e}"));
+                    self.malformed(&e.to_string());
                     return StreamEnd::Garbled(e.to_string());
                 }
             };
