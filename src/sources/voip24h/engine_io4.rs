@@ -191,12 +191,15 @@ fn callbacks(builder: ClientBuilder, events: &mpsc::Sender<Inbound>) -> ClientBu
         .on(Event::Error, move |payload: Payload, _client: Client| {
             let tx = on_error.clone();
             async move {
-                let _ = tx
-                    .send(Inbound::Event {
+                let args = payload_args(payload);
+                let inbound = match library_error(&args) {
+                    Some(text) => Inbound::Closed(text),
+                    None => Inbound::Event {
                         name: "error".into(),
-                        args: payload_args(payload),
-                    })
-                    .await;
+                        args,
+                    },
+                };
+                let _ = tx.send(inbound).await;
             }
             .boxed()
         })
@@ -224,11 +227,57 @@ fn callbacks(builder: ClientBuilder, events: &mpsc::Sender<Inbound>) -> ClientBu
         })
 }
 
+/// The texts rust_socketio 0.6 (and the rust_engineio errors it wraps) gives
+/// its own errors, which it reports through the same `Event::Error` as the
+/// server's `error` event. They mean the transport failed, not that the
+/// Voip24h server said `error`.
+const LIBRARY_ERRORS: &[&str] = &[
+    "EngineIO Error",
+    "Underlying Engine.IO connection has closed",
+    "Error while parsing",
+    "Got an invalid packet",
+    "Invalid packet",
+    "An error occurred while",
+    "Got an IO-Error",
+    "Called an action before",
+    "Received an ConnectError frame",
+    "Got illegal handshake",
+    "The server did not send a PING",
+    "Error with websocket connection",
+    "Network request returned",
+    "A lock was poisoned",
+];
+
+/// `Some(text)` when `args` is one of the library's own error reports.
+fn library_error(args: &[Value]) -> Option<String> {
+    match args {
+        [Value::String(text)] if LIBRARY_ERRORS.iter().any(|p| text.starts_with(p)) => {
+            Some(text.chars().take(200).collect())
+        }
+        _ => None,
+    }
+}
+
 #[allow(deprecated)] // Payload::String is deprecated but still constructed by 0.6.
 fn payload_args(payload: Payload) -> Vec<Value> {
     match payload {
         Payload::Text(values) => values,
         Payload::String(text) => vec![Value::String(text)],
         Payload::Binary(_) => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tells_library_errors_from_the_servers_error_event() {
+        assert!(library_error(&[json!("EngineIO Error")]).is_some());
+        assert!(library_error(&[json!("Received an ConnectError frame: x")]).is_some());
+        assert!(library_error(&[json!("invalid key")]).is_none());
+        assert!(library_error(&[json!({"message": "EngineIO Error"})]).is_none());
+        assert!(library_error(&[]).is_none());
     }
 }
