@@ -1,15 +1,191 @@
 //! The WebSocket fan-out: filtered live events with resume from the journal.
+//!
+//! `GET {websocket.path}` is checked in this order, each failure answered
+//! before the upgrade: auth (401) → `since`/`Last-Event-ID` (400) → not a
+//! WebSocket request (axum's 4xx) → shutting down or `max_clients` reached
+//! (503). An accepted client is served by [`session`]; the protocol is
+//! described for CRM developers in `docs/websocket.md`.
+//!
+//! Guarantees: the client count never exceeds `max_clients` (a slot is taken
+//! atomically before the upgrade and freed when the session ends, or when the
+//! upgrade never happens); `callrelay_ws_clients`, `/status` and
+//! `callrelay_ws_disconnects_total{reason}` follow every session; tokens,
+//! `max_clients`, `client_queue` and the ping settings are read per connection,
+//! so a reload applies to new clients (the path is fixed at start).
 
+pub mod auth;
 pub mod config;
+pub mod filter;
+pub mod session;
 pub mod tail;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
 
 use crate::app::Context;
+use crate::status::SinkStatus;
+use filter::ClientQuery;
+use session::{Settings, SinkMetrics};
+
+/// The sink's name in metrics and `/status`.
+pub const SINK: &str = "websocket";
+
+/// State shared by every connection of this relay.
+struct Fanout {
+    clients: AtomicUsize,
+    metrics: SinkMetrics,
+}
+
+impl Fanout {
+    fn publish_status(&self, ctx: &Context) {
+        let config = ctx.config.load();
+        ctx.status.set_sink(
+            SINK,
+            SinkStatus {
+                ready: true,
+                reason: None,
+                detail: json!({
+                    "clients": self.clients.load(Ordering::Acquire),
+                    "max_clients": *config.websocket.max_clients.get_ref(),
+                    "path": config.websocket.path.get_ref(),
+                }),
+            },
+        );
+    }
+}
+
+/// One client's place under `max_clients`; freed on drop.
+struct Slot {
+    fanout: Arc<Fanout>,
+    ctx: Arc<Context>,
+}
+
+impl Slot {
+    fn take(fanout: &Arc<Fanout>, ctx: &Arc<Context>, max: usize) -> Option<Slot> {
+        fanout
+            .clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        ctx.metrics.ws_clients.inc();
+        fanout.publish_status(ctx);
+        Some(Slot {
+            fanout: fanout.clone(),
+            ctx: ctx.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.fanout.clients.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.metrics.ws_clients.dec();
+        self.fanout.publish_status(&self.ctx);
+    }
+}
 
 /// The fan-out's routes (at `websocket.path`).
-pub fn routes(_ctx: &Arc<Context>) -> Router<Arc<Context>> {
-    Router::new()
+pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
+    let fanout = Arc::new(Fanout {
+        clients: AtomicUsize::new(0),
+        metrics: SinkMetrics {
+            published: ctx.metrics.events_published.with_label_values(&[SINK]),
+            latency: ctx.metrics.event_latency.with_label_values(&[SINK]),
+        },
+    });
+    fanout.publish_status(ctx);
+    let path = ctx.config.load().websocket.path.get_ref().clone();
+    Router::new().route(
+        &path,
+        get(
+            move |State(ctx): State<Arc<Context>>,
+                  headers: HeaderMap,
+                  RawQuery(query): RawQuery,
+                  upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
+                connect(ctx, fanout.clone(), headers, query, upgrade)
+            },
+        ),
+    )
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(json!({"error": message}))).into_response()
+}
+
+async fn connect(
+    ctx: Arc<Context>,
+    fanout: Arc<Fanout>,
+    headers: HeaderMap,
+    query: Option<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let config = ctx.config.load_full();
+    let ws = &config.websocket;
+    let query = ClientQuery::parse(query.as_deref());
+    if let Err(e) = auth::check(ws.tokens.get_ref(), &headers, query.token.as_deref()) {
+        return refuse(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("not text"));
+    let since = match query.since(last_event_id) {
+        Ok(since) => since,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if ctx.shutdown.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "callrelay is shutting down".into(),
+        );
+    }
+    let max = *ws.max_clients.get_ref();
+    let Some(slot) = Slot::take(&fanout, &ctx, max) else {
+        let mut response = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the relay already serves max_clients = {max} WebSocket clients"),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return response;
+    };
+    let settings = Settings {
+        ping_interval: ws.ping_interval.get_ref().get(),
+        pong_timeout: ws.pong_timeout.get_ref().get(),
+        client_queue: *ws.client_queue.get_ref(),
+    };
+    let filter = query.filter;
+    let metrics = fanout.metrics.clone();
+    upgrade
+        // Clients only send pongs and closes: a small read buffer (it grows if
+        // needed) and a small message limit keep an idle client cheap. Frames
+        // are written in bursts and flushed once; the write buffer keeps its
+        // high-water capacity, so bursts are kept small (see session::MAX_BURST).
+        .read_buffer_size(4 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .write_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| async move {
+            let ctx = slot.ctx.clone();
+            let disconnects = ctx.metrics.ws_disconnects.clone();
+            session::run(socket, ctx, filter, since, settings, metrics, |end| {
+                tracing::debug!(reason = end.reason(), "websocket client disconnected");
+                disconnects.with_label_values(&[end.reason()]).inc();
+            })
+            .await;
+            drop(slot);
+        })
 }

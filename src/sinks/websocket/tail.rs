@@ -1,4 +1,19 @@
 //! `callrelay tail`: prints live events from a running relay, one JSON line each.
+//!
+//! Guarantees: stdout carries only events, one CloudEvent JSON per line, each
+//! flushed as it arrives, in seq order; after any disconnect (relay restart,
+//! slow-consumer close, network) it reconnects with capped exponential backoff
+//! and resumes with `since` = the last seq it printed, so nothing the journal
+//! still holds is missed or printed twice. Control frames (a gap) and
+//! reconnects are reported on stderr. A refused token ends it (exit 1) rather
+//! than retrying forever; so does a closed stdout (exit 0, e.g. `| head`).
+//! The token goes in the `Authorization` header, never in the URL or a log.
+
+use std::io::Write;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
 
 /// What `callrelay tail` was asked for.
 #[derive(Clone, Debug)]
@@ -12,11 +27,194 @@ pub struct TailOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
-    #[error("tail is not implemented yet")]
-    NotImplemented,
+    #[error("bad --url {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("the relay refused the token (HTTP {0}); set --token or CALLRELAY_WS_TOKEN")]
+    Refused(u16),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How one connection ended.
+enum Disconnect {
+    /// Worth retrying; the text says why (for stderr).
+    Retry(String),
+    /// Stop: stdout closed.
+    StdoutClosed,
 }
 
 /// Connects, prints events, and reconnects from the last printed seq until interrupted.
-pub async fn run(_options: TailOptions) -> Result<(), TailError> {
-    Err(TailError::NotImplemented)
+pub async fn run(options: TailOptions) -> Result<(), TailError> {
+    let mut since = options.since;
+    let mut backoff = BACKOFF_START;
+    loop {
+        let request = build_request(&options, since)?;
+        let attempt = tokio::select! {
+            r = tokio_tungstenite::connect_async(request) => r,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let disconnect = match attempt {
+            Ok((socket, _)) => {
+                backoff = BACKOFF_START;
+                tokio::select! {
+                    d = print_events(socket, &mut since) => d?,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+            Err(tungstenite::Error::Http(response))
+                if matches!(response.status().as_u16(), 401 | 403) =>
+            {
+                return Err(TailError::Refused(response.status().as_u16()));
+            }
+            Err(e) => Disconnect::Retry(e.to_string()),
+        };
+        match disconnect {
+            Disconnect::StdoutClosed => return Ok(()),
+            Disconnect::Retry(why) => {
+                // Jitter keeps many tails from reconnecting in lockstep after a restart.
+                let wait = backoff.mul_f64(rand::random_range(0.5..1.0));
+                tracing::warn!(
+                    reason = %why,
+                    resume_after = ?since,
+                    retry_in = ?wait,
+                    "disconnected from the relay; reconnecting"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The WebSocket request: filters and `since` in the query, token in a header.
+fn build_request(
+    options: &TailOptions,
+    since: Option<u64>,
+) -> Result<http::Request<()>, TailError> {
+    let bad = |reason: String| TailError::BadUrl {
+        url: options.url.clone(),
+        reason,
+    };
+    let mut url = url::Url::parse(&options.url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        return Err(bad("the scheme must be ws:// or wss://".into()));
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        if !options.types.is_empty() {
+            query.append_pair("type", &options.types.join(","));
+        }
+        if !options.vendors.is_empty() {
+            query.append_pair("vendor", &options.vendors.join(","));
+        }
+        if let Some(seq) = since {
+            query.append_pair("since", &seq.to_string());
+        }
+    }
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| bad(e.to_string()))?;
+    if let Some(token) = &options.token {
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| bad("the token contains characters not allowed in a header".into()))?;
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
+    Ok(request)
+}
+
+/// Prints every event frame until the connection ends; `since` follows the last printed seq.
+async fn print_events<S>(mut socket: S, since: &mut Option<u64>) -> Result<Disconnect, TailError>
+where
+    S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let stdout = std::io::stdout();
+    while let Some(frame) = socket.next().await {
+        let text = match frame {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(frame)) => {
+                let why = frame.map_or_else(
+                    || "closed by the relay".to_owned(),
+                    |f| format!("closed by the relay: {} {}", u16::from(f.code), f.reason),
+                );
+                return Ok(Disconnect::Retry(why));
+            }
+            // Pings are answered by tungstenite while we read.
+            Ok(_) => continue,
+            Err(e) => return Ok(Disconnect::Retry(e.to_string())),
+        };
+        let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "the relay sent a frame that is not JSON; skipped");
+                continue;
+            }
+        };
+        if let Some(control) = value.get("control") {
+            if control == "gap" {
+                let oldest = value.get("oldest_seq").and_then(|v| v.as_u64());
+                eprintln!(
+                    "callrelay tail: the relay no longer holds some requested events; resuming at seq {}",
+                    oldest.map_or_else(|| "?".to_owned(), |s| s.to_string())
+                );
+            }
+            continue;
+        }
+        let mut out = stdout.lock();
+        let written = out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(Disconnect::StdoutClosed);
+            }
+            Err(e) => return Err(TailError::Stdout(e)),
+        }
+        if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
+            *since = Some(seq);
+        }
+    }
+    Ok(Disconnect::Retry("connection lost".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_has_filters_since_and_header_token() {
+        let options = TailOptions {
+            url: "ws://127.0.0.1:8080/ws".into(),
+            token: Some("t0k".into()),
+            types: vec!["call.*".into(), "sms.received".into()],
+            vendors: vec!["voip24h".into()],
+            since: None,
+        };
+        let r = build_request(&options, Some(42)).unwrap();
+        let uri = r.uri().to_string();
+        assert_eq!(
+            uri,
+            "ws://127.0.0.1:8080/ws?type=call.*%2Csms.received&vendor=voip24h&since=42"
+        );
+        assert!(!uri.contains("t0k"));
+        assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer t0k");
+        let bad = TailOptions {
+            url: "http://x/ws".into(),
+            ..options
+        };
+        assert!(matches!(
+            build_request(&bad, None),
+            Err(TailError::BadUrl { .. })
+        ));
+    }
 }

@@ -1,0 +1,96 @@
+//! Who may open the fan-out: a token from `Authorization: Bearer TOKEN` or
+//! `?token=TOKEN`, checked against `websocket.tokens`.
+//!
+//! Guarantees: every configured token is compared in constant time and the
+//! loop does not stop at the first match (how many tokens exist, or which one
+//! matched, is not observable by timing); an empty token list means open
+//! access, which `callrelay check` refuses unless the listener is loopback.
+//! Nothing here logs or returns a token.
+
+use axum::http::{HeaderMap, header};
+
+use crate::config::Secret;
+
+/// Why a client was refused (the 401 body says which check failed, never a value).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("a token is required: `Authorization: Bearer TOKEN` or `?token=TOKEN`")]
+    Missing,
+    #[error("the token is not accepted")]
+    Wrong,
+}
+
+/// The token the client presented: the header first, else the query.
+fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a [u8]> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_at(v.len().min(7));
+            scheme
+                .eq_ignore_ascii_case(b"bearer ")
+                .then(|| rest.trim_ascii())
+        });
+    from_header.or(query_token.map(str::as_bytes))
+}
+
+/// Checks the client's token against `tokens` (empty: anyone is accepted).
+pub fn check(
+    tokens: &[Secret],
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<(), AuthError> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let token = presented(headers, query_token).ok_or(AuthError::Missing)?;
+    let accepted = tokens.iter().fold(false, |ok, t| t.matches(token) | ok);
+    if accepted {
+        Ok(())
+    } else {
+        Err(AuthError::Wrong)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_or_query() {
+        let tokens = [Secret::new("s3cret"), Secret::new("other")];
+        assert_eq!(
+            check(&tokens, &headers(Some("Bearer s3cret")), None),
+            Ok(())
+        );
+        assert_eq!(check(&tokens, &headers(Some("bearer other")), None), Ok(()));
+        assert_eq!(check(&tokens, &headers(None), Some("other")), Ok(()));
+        assert_eq!(
+            check(&tokens, &headers(Some("Bearer nope")), Some("s3cret")),
+            Err(AuthError::Wrong),
+            "a wrong header is not rescued by the query"
+        );
+        assert_eq!(
+            check(&tokens, &headers(None), Some("s3cre")),
+            Err(AuthError::Wrong)
+        );
+        assert_eq!(
+            check(&tokens, &headers(Some("Basic s3cret")), None),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            check(&tokens, &headers(None), None),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(check(&[], &headers(None), None), Ok(()));
+    }
+}

@@ -1,0 +1,203 @@
+//! What a WebSocket client asked for in its query string: the event filters
+//! (`type` globs, `vendor`, `account`, `subject`), the resume point (`since`)
+//! and a token. Parsed once at connect, then matched against each event's
+//! already-parsed [`EventHeader`], so filtering never touches the JSON.
+//!
+//! Guarantees: every parameter may be repeated or comma-separated; an empty
+//! list means "no filter on that attribute"; unknown parameters are ignored
+//! (browsers add cache busters); a malformed `since` is an error, not "live".
+
+use crate::event::EventHeader;
+
+/// Why a query was refused (answered 400 before the upgrade).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("`since` must be a non-negative integer seq, got {0:?}")]
+    BadSince(String),
+}
+
+/// A client's filters; an event is sent when it matches every non-empty list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub types: Vec<String>,
+    pub vendors: Vec<String>,
+    pub accounts: Vec<String>,
+    pub subjects: Vec<String>,
+}
+
+/// Everything read from the query string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientQuery {
+    pub filter: Filter,
+    /// `?since=` as sent; read with [`ClientQuery::since`] once the client is authenticated.
+    pub since: Option<String>,
+    pub token: Option<String>,
+}
+
+impl ClientQuery {
+    /// Parses a raw (still percent-encoded) query string. Never fails: a bad
+    /// `since` is reported by [`ClientQuery::since`], after authentication.
+    pub fn parse(raw: Option<&str>) -> ClientQuery {
+        let mut q = ClientQuery::default();
+        let Some(raw) = raw else {
+            return q;
+        };
+        for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+            let list = match key.as_ref() {
+                "type" => &mut q.filter.types,
+                "vendor" => &mut q.filter.vendors,
+                "account" => &mut q.filter.accounts,
+                "subject" => &mut q.filter.subjects,
+                "since" => {
+                    q.since = Some(value.into_owned());
+                    continue;
+                }
+                "token" => {
+                    q.token = Some(value.into_owned());
+                    continue;
+                }
+                _ => continue,
+            };
+            list.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        q
+    }
+
+    /// The resume point: `?since=`, else the `Last-Event-ID` header's value.
+    pub fn since(&self, last_event_id: Option<&str>) -> Result<Option<u64>, QueryError> {
+        self.since
+            .as_deref()
+            .or(last_event_id)
+            .map(parse_seq)
+            .transpose()
+    }
+}
+
+/// A seq as sent by a client (`?since=` or `Last-Event-ID`).
+pub fn parse_seq(text: &str) -> Result<u64, QueryError> {
+    text.trim()
+        .parse()
+        .map_err(|_| QueryError::BadSince(text.chars().take(40).collect()))
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+            && self.vendors.is_empty()
+            && self.accounts.is_empty()
+            && self.subjects.is_empty()
+    }
+
+    /// Whether `header` passes every filter.
+    pub fn matches(&self, header: &EventHeader) -> bool {
+        let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+        (self.types.is_empty() || self.types.iter().any(|g| glob(g, &header.event_type)))
+            && any(&self.vendors, &header.vendor)
+            && any(&self.accounts, &header.account)
+            && (self.subjects.is_empty()
+                || header
+                    .subject
+                    .as_deref()
+                    .is_some_and(|s| self.subjects.iter().any(|v| v == s)))
+    }
+}
+
+/// Glob match where `*` is any run of characters (dots included) and `?` one
+/// character; everything else is literal. Iterative with one backtrack point,
+/// so a hostile pattern cannot make it exponential.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(t: &str, vendor: &str, account: &str, subject: Option<&str>) -> EventHeader {
+        EventHeader {
+            id: "00".into(),
+            event_type: t.into(),
+            source: format!("/{vendor}/{account}"),
+            subject: subject.map(str::to_owned),
+            vendor: vendor.into(),
+            account: account.into(),
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("call.*", "call.ringing"));
+        assert!(glob("call.*", "call.transfer_cancelled"));
+        assert!(!glob("call.*", "crm.ticket.update"));
+        assert!(!glob("call.*", "call"));
+        assert!(glob("*", "anything"));
+        assert!(glob("crm.*.update", "crm.ticket.update"));
+        assert!(!glob("crm.*.update", "crm.ticket.create"));
+        assert!(glob("call.?nded", "call.ended"));
+        assert!(glob("call.hangup", "call.hangup"));
+        assert!(!glob("call.hangup", "call.hangups"));
+        assert!(glob("*a*a*a*a*a*b", &"a".repeat(60).replace("aa", "ab")));
+        assert!(!glob("*a*a*a*a*a*c", &"a".repeat(200)));
+    }
+
+    #[test]
+    fn parses_repeated_and_comma_separated() {
+        let q = ClientQuery::parse(Some(
+            "type=call.*,agent.*&type=sms.received&vendor=voip24h&vendor=&account=a%2Cb&since=42&token=t%20k&x=1",
+        ));
+        assert_eq!(q.filter.types, ["call.*", "agent.*", "sms.received"]);
+        assert_eq!(q.filter.vendors, ["voip24h"]);
+        assert_eq!(q.filter.accounts, ["a", "b"]);
+        assert_eq!(
+            q.since(Some("7")),
+            Ok(Some(42)),
+            "?since= wins over Last-Event-ID"
+        );
+        assert_eq!(q.token.as_deref(), Some("t k"));
+        let none = ClientQuery::parse(None);
+        assert_eq!(none, ClientQuery::default());
+        assert_eq!(none.since(Some(" 9 ")), Ok(Some(9)));
+        assert_eq!(none.since(None), Ok(None));
+        assert!(ClientQuery::parse(Some("since=-1")).since(None).is_err());
+        assert!(ClientQuery::parse(Some("since=abc")).since(None).is_err());
+        assert!(none.since(Some("x")).is_err());
+    }
+
+    #[test]
+    fn matches_every_non_empty_list() {
+        let q = ClientQuery::parse(Some("type=call.*&vendor=voip24h,caresoft&subject=7")).filter;
+        assert!(q.matches(&header("call.ringing", "voip24h", "main", Some("7"))));
+        assert!(q.matches(&header("call.ended", "caresoft", "x", Some("7"))));
+        assert!(!q.matches(&header("call.ended", "tel4vn", "x", Some("7"))));
+        assert!(!q.matches(&header("crm.ticket.update", "caresoft", "x", Some("7"))));
+        assert!(!q.matches(&header("call.ended", "caresoft", "x", Some("8"))));
+        assert!(!q.matches(&header("call.ended", "caresoft", "x", None)));
+        assert!(Filter::default().matches(&header("vendor.unknown", "voipex", "a", None)));
+    }
+}

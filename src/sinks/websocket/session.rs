@@ -1,0 +1,394 @@
+//! One connected WebSocket client: resume from the journal, then live events,
+//! pings, and the slow-consumer bound, until the client or the relay ends it.
+//!
+//! Guarantees:
+//! - no gap and no duplicate at the seam between history and live: the live
+//!   subscription is taken *before* the journal is read, history is read until
+//!   the journal has nothing newer, and live events at or below the last seq
+//!   handled are skipped;
+//! - a client whose live receiver lagged behind the shared broadcast ring is
+//!   caught up from the journal (same seam rule), never silently skipped;
+//!   should the journal itself have dropped what the client needs, it gets a
+//!   `{"control":"gap","oldest_seq":N}` frame first;
+//! - every frame is the journaled CloudEvent bytes, shared, not re-serialized;
+//! - a client's queue is the events committed but not yet written to its
+//!   socket. When its socket refuses data for longer than 500 ms while that
+//!   queue is over `client_queue`, or any single write stalls past
+//!   `pong_timeout`, it is closed with 4008 "slow consumer". No other client
+//!   waits for it: each reads the shared broadcast ring at its own pace, and a
+//!   session that falls off the ring (its own task starved, not its socket)
+//!   catches up from the journal instead of being dropped;
+//! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
+//! - on relay shutdown the client gets a 1001 close at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use prometheus::{Histogram, IntCounter};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::filter::Filter;
+use crate::app::Context;
+use crate::journal::JournaledEvent;
+
+/// Events read from the journal per blocking call while replaying.
+const REPLAY_PAGE: usize = 512;
+/// Live events written before one flush: one syscall for a burst, not one per
+/// event. Small, because tungstenite's write buffer keeps the capacity of the
+/// biggest burst for the life of the connection (~16 × 1 KiB per client).
+const MAX_BURST: usize = 16;
+/// How long a socket may refuse data while the client is over `client_queue`
+/// behind before it is closed as slow: a commit burst bigger than the queue
+/// must not drop a client that is reading.
+const STALL_GRACE: Duration = Duration::from_millis(500);
+/// Live events handled (sent or filtered out) per wake-up, so a firehose of
+/// events this client filters out cannot starve its pings and reads.
+const MAX_HANDLED: usize = 1024;
+
+/// How a session ended: the `ws_disconnects_total{reason}` label and the close frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The connection dropped or broke without a close frame.
+    ClientGone,
+    /// More than `client_queue` events behind.
+    SlowConsumer,
+    /// A socket write stalled past its deadline.
+    WriteStalled,
+    PongTimeout,
+    Shutdown,
+    JournalError,
+}
+
+impl End {
+    pub fn reason(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client_closed",
+            End::ClientGone => "client_gone",
+            End::SlowConsumer => "slow_consumer",
+            End::WriteStalled => "write_stalled",
+            End::PongTimeout => "pong_timeout",
+            End::Shutdown => "shutdown",
+            End::JournalError => "journal_error",
+        }
+    }
+
+    /// The close frame we send, if any (a client that closed gets tungstenite's echo).
+    fn close_frame(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::ClientClosed | End::ClientGone => return None,
+            End::SlowConsumer | End::WriteStalled => (4008, "slow consumer"),
+            End::PongTimeout => (1002, "no pong within pong_timeout"),
+            End::Shutdown => (1001, "relay shutting down"),
+            End::JournalError => (1011, "journal read failed"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+/// The settings of one session, read from the config at connect.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub client_queue: usize,
+}
+
+/// Shared per-sink metric handles, resolved once (not per frame).
+#[derive(Clone)]
+pub struct SinkMetrics {
+    pub published: IntCounter,
+    pub latency: Histogram,
+}
+
+/// Serves one upgraded socket until it ends. `on_end` learns why before the
+/// close handshake (which may wait up to `pong_timeout` for a stalled client).
+pub async fn run(
+    socket: WebSocket,
+    ctx: Arc<Context>,
+    filter: Filter,
+    since: Option<u64>,
+    settings: Settings,
+    metrics: SinkMetrics,
+    on_end: impl FnOnce(End),
+) {
+    let (sink, stream) = socket.split();
+    // Subscribe before anything is read from the journal: whatever commits from
+    // here on is in `live`, whatever committed before is in the journal.
+    let live = ctx.hub.subscribe_live();
+    let committed = ctx.hub.committed();
+    let last = ctx.journal.last_seq();
+    let mut session = Session {
+        out: Writer {
+            sink,
+            committed,
+            settings,
+            metrics,
+        },
+        stream,
+        live,
+        filter,
+        settings,
+        // A `since` beyond the newest seq (a client of a wiped journal) is
+        // treated as "from now" rather than skipping the next events.
+        cursor: since.map_or(last, |s| s.min(last)),
+    };
+    let end = match session.serve(&ctx, since.is_some()).await {
+        Ok(()) => End::Shutdown,
+        Err(end) => end,
+    };
+    on_end(end);
+    session.close(end).await;
+}
+
+struct Session {
+    out: Writer,
+    stream: SplitStream<WebSocket>,
+    live: broadcast::Receiver<Arc<JournaledEvent>>,
+    filter: Filter,
+    settings: Settings,
+    /// The last seq handled (sent, or skipped by the filter).
+    cursor: u64,
+}
+
+impl Session {
+    /// Sends the close frame for `end` (if any), waits for the client's reply
+    /// — closing TCP first would reset the connection and lose frames the
+    /// client has yet to read, the close frame among them — then shuts the
+    /// socket. A stalled client gets `pong_timeout` to drain before it is dropped.
+    async fn close(mut self, end: End) {
+        let grace = if end == End::Shutdown {
+            // Shutdown must not wait on slow clients.
+            Duration::from_millis(250).min(self.settings.pong_timeout)
+        } else {
+            self.settings.pong_timeout
+        };
+        let (sink, stream) = (&mut self.out.sink, &mut self.stream);
+        let _ = timeout(grace, async {
+            if let Some(frame) = end.close_frame() {
+                sink.send(Message::Close(Some(frame))).await?;
+                while let Some(Ok(msg)) = stream.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }
+            sink.close().await
+        })
+        .await;
+    }
+
+    async fn serve(&mut self, ctx: &Context, resume: bool) -> Result<(), End> {
+        if resume {
+            self.replay(ctx).await?;
+        }
+        let start = Instant::now() + self.settings.ping_interval;
+        let mut ping = tokio::time::interval_at(start, self.settings.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pong_deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
+                msg = self.stream.next() => match msg {
+                    None | Some(Err(_)) => return Err(End::ClientGone),
+                    Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
+                    Some(Ok(Message::Pong(_))) => pong_deadline = None,
+                    // Pings are answered by tungstenite on the next flush;
+                    // the fan-out takes no commands, so data frames are ignored.
+                    Some(Ok(_)) => {}
+                },
+                _ = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                    return Err(End::PongTimeout);
+                }
+                _ = ping.tick() => {
+                    self.out.feed(Message::Ping(Bytes::new()), None).await?;
+                    self.out.flush(None).await?;
+                    pong_deadline.get_or_insert_with(|| Instant::now() + self.settings.pong_timeout);
+                }
+                received = self.live.recv() => self.on_live(ctx, received).await?,
+            }
+        }
+    }
+
+    /// Handles one live receive and whatever else is already waiting (up to a burst).
+    async fn on_live(
+        &mut self,
+        ctx: &Context,
+        first: Result<Arc<JournaledEvent>, RecvError>,
+    ) -> Result<(), End> {
+        let mut next = Some(first);
+        let mut pending = 0usize;
+        let mut handled = 0usize;
+        let mut latest_live: Option<u64> = None;
+        while let Some(received) = next.take() {
+            handled += 1;
+            match received {
+                Ok(event) => {
+                    if event.seq > self.cursor {
+                        self.cursor = event.seq;
+                        if self.filter.matches(&event.header) {
+                            self.out.feed_event(&event, Some(event.seq)).await?;
+                            self.out.observe_latency(&event);
+                            pending += 1;
+                            latest_live = Some(event.seq);
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    // The ring moved past us: flush what we have, catch up from the journal.
+                    self.out.flush(latest_live).await?;
+                    self.out.metrics.published.inc_by(pending as u64);
+                    pending = 0;
+                    self.replay(ctx).await?;
+                }
+                Err(RecvError::Closed) => return Err(End::Shutdown),
+            }
+            if pending < MAX_BURST && handled < MAX_HANDLED {
+                next = match self.live.try_recv() {
+                    Ok(e) => Some(Ok(e)),
+                    Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                    Err(TryRecvError::Empty) => None,
+                };
+            }
+        }
+        if pending > 0 {
+            self.out.flush(latest_live).await?;
+            self.out.metrics.published.inc_by(pending as u64);
+        }
+        Ok(())
+    }
+
+    /// Sends every matching journaled event after `cursor` until the journal has
+    /// nothing newer; a hole before the first one found is announced as a gap.
+    async fn replay(&mut self, ctx: &Context) -> Result<(), End> {
+        loop {
+            if ctx.shutdown.is_cancelled() {
+                return Err(End::Shutdown);
+            }
+            let journal = ctx.journal.clone();
+            let after = self.cursor;
+            let page = tokio::task::spawn_blocking(move || journal.read_after(after, REPLAY_PAGE))
+                .await
+                .map_err(|_| End::JournalError)?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "websocket replay: journal read failed");
+                    End::JournalError
+                })?;
+            let Some(first) = page.first() else {
+                return Ok(());
+            };
+            // Seqs are contiguous in the journal, so a jump means retention
+            // (or max_size) removed what this client asked for.
+            if first.seq > after + 1 {
+                let gap = format!(r#"{{"control":"gap","oldest_seq":{}}}"#, first.seq);
+                self.out.feed(Message::Text(gap.into()), None).await?;
+            }
+            let mut sent = 0u64;
+            for event in &page {
+                self.cursor = event.seq;
+                if self.filter.matches(&event.header) {
+                    self.out.feed_event(event, None).await?;
+                    sent += 1;
+                }
+            }
+            self.out.flush(None).await?;
+            self.out.metrics.published.inc_by(sent);
+        }
+    }
+}
+
+/// The sending half with its deadlines.
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    committed: watch::Receiver<u64>,
+    settings: Settings,
+    metrics: SinkMetrics,
+}
+
+impl Writer {
+    /// Queues one frame; tungstenite may write (and wait for the socket) here
+    /// too, so the same guards as [`Writer::flush`] apply.
+    async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
+        let write = self.sink.feed(msg);
+        guarded(write, &mut self.committed, self.settings, live_seq).await
+    }
+
+    async fn feed_event(
+        &mut self,
+        event: &JournaledEvent,
+        live_seq: Option<u64>,
+    ) -> Result<(), End> {
+        // Zero-copy: the frame shares the journaled bytes with every other client.
+        match Utf8Bytes::try_from(event.json.clone()) {
+            Ok(text) => self.feed(Message::Text(text), live_seq).await,
+            Err(_) => {
+                // Cannot happen for serde_json output; never send a broken frame.
+                tracing::error!(seq = event.seq, "journaled event is not UTF-8; not sent");
+                Ok(())
+            }
+        }
+    }
+
+    fn observe_latency(&self, event: &JournaledEvent) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let ms = now_ms.saturating_sub(event.received_at_ms);
+        self.metrics.latency.observe(ms as f64 / 1000.0);
+    }
+
+    /// Writes out what is queued; see [`guarded`].
+    async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
+        let write = self.sink.flush();
+        guarded(write, &mut self.committed, self.settings, live_seq).await
+    }
+}
+
+/// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
+/// live event in this write), it also gives up once the socket has refused
+/// data for `STALL_GRACE` and the relay has committed more than
+/// `client_queue` events past `live_seq`: that client's queue overflowed.
+async fn guarded(
+    write: impl Future<Output = Result<(), axum::Error>>,
+    committed: &mut watch::Receiver<u64>,
+    settings: Settings,
+    live_seq: Option<u64>,
+) -> Result<(), End> {
+    let limit = settings.client_queue as u64;
+    let overflow = async {
+        let Some(seq) = live_seq else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(STALL_GRACE).await;
+        loop {
+            if committed.borrow_and_update().saturating_sub(seq) > limit {
+                return;
+            }
+            if committed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        r = timeout(settings.pong_timeout, write) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::ClientGone),
+            Err(_) => Err(End::WriteStalled),
+        },
+        _ = overflow => Err(End::SlowConsumer),
+    }
+}

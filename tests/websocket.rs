@@ -1,0 +1,667 @@
+//! The WebSocket fan-out against real tokio-tungstenite clients, and
+//! `callrelay tail` (the binary) against an in-process relay that restarts.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use callrelay::app::Relay;
+use callrelay::config::Config;
+use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::ingest::IngestHandle;
+use common::{TestRelay, base_config, eventually, start_relay};
+use futures::StreamExt;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn event(n: u64, ty: &str, vendor: Vendor, account: &str, subject: Option<&str>) -> IncomingEvent {
+    event_sized(n, ty, vendor, account, subject, 0)
+}
+
+fn event_sized(
+    n: u64,
+    ty: &str,
+    vendor: Vendor,
+    account: &str,
+    subject: Option<&str>,
+    padding: usize,
+) -> IncomingEvent {
+    IncomingEvent {
+        vendor,
+        account: account.to_owned(),
+        transport: Transport::Webhook,
+        received_at: time::OffsetDateTime::now_utc(),
+        event: VendorEvent {
+            event_type: ty.to_owned(),
+            subject: subject.map(str::to_owned),
+            time: None,
+            fields: serde_json::Map::new(),
+            raw: json!({"n": n, "pad": "x".repeat(padding)}),
+            identity: format!("test-{n}"),
+        },
+    }
+}
+
+/// Submits concurrently (so ingest batches them) and returns the seqs, in input order.
+async fn submit_all(ingest: &IngestHandle, events: Vec<IncomingEvent>) -> Vec<u64> {
+    let acks = futures::future::join_all(events.into_iter().map(|e| ingest.submit(e))).await;
+    acks.into_iter().map(|a| a.expect("submit").seq).collect()
+}
+
+fn ws_url(relay: &TestRelay, query: &str) -> String {
+    format!("ws://{}/ws{query}", relay.addr)
+}
+
+async fn try_connect(
+    url: &str,
+    header: Option<(&'static str, &str)>,
+) -> Result<Client, tungstenite::Error> {
+    let mut request = url.into_client_request()?;
+    if let Some((name, value)) = header {
+        request
+            .headers_mut()
+            .insert(name, value.parse().expect("header value"));
+    }
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect timed out")
+        .map(|(c, _)| c)
+}
+
+async fn connect(url: &str) -> Client {
+    try_connect(url, None).await.expect("connect")
+}
+
+fn http_status(result: Result<Client, tungstenite::Error>) -> u16 {
+    match result {
+        Err(tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, got an upgrade"),
+    }
+}
+
+/// The next text frame, parsed (pings skipped); panics on close or timeout.
+async fn next_json(client: &mut Client) -> Value {
+    loop {
+        let frame = tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("no frame in time")
+            .expect("stream ended")
+            .expect("read");
+        match frame {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
+            Message::Close(c) => panic!("closed unexpectedly: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Seqs of the event frames received up to and including `last`.
+async fn seqs_until(client: &mut Client, last: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    loop {
+        let v = next_json(client).await;
+        let seq = v["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not an event: {v}"));
+        seqs.push(seq);
+        if seq >= last {
+            return seqs;
+        }
+    }
+}
+
+/// Reads until the close frame; returns its code.
+async fn close_code(client: &mut Client) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("no close in time")
+        {
+            Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+fn disconnects(relay: &TestRelay, reason: &str) -> u64 {
+    relay
+        .ctx
+        .metrics
+        .ws_disconnects
+        .with_label_values(&[reason])
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_filters_max_clients_status_and_shutdown() {
+    let relay =
+        start_relay("[websocket]\ntokens = [\"tok-a\", \"tok-b\"]\nmax_clients = 4\n").await;
+
+    // Auth: refused before the upgrade, accepted by header or query.
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, ""), None).await),
+        401
+    );
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?token=tok-c"), None).await),
+        401
+    );
+    assert_eq!(
+        http_status(
+            try_connect(
+                &ws_url(&relay, "?token=tok-a"),
+                Some(("authorization", "Bearer nope"))
+            )
+            .await
+        ),
+        401
+    );
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?token=tok-a&since=x"), None).await),
+        400
+    );
+    let mut a = try_connect(
+        &ws_url(&relay, "?type=call.*&vendor=voip24h"),
+        Some(("authorization", "Bearer tok-b")),
+    )
+    .await
+    .expect("bearer accepted");
+    let mut b = connect(&ws_url(
+        &relay,
+        "?token=tok-a&type=crm.*,call.hangup&account=main&account=x",
+    ))
+    .await;
+    let mut c = connect(&ws_url(&relay, "?token=tok-a&subject=S1,S2")).await;
+    let mut all = connect(&ws_url(&relay, "?token=tok-a")).await;
+
+    // max_clients = 4: the fifth is refused with 503 before the upgrade.
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?token=tok-a"), None).await),
+        503
+    );
+    let status: Value = reqwest::get(relay.url("/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status JSON");
+    assert_eq!(status["sinks"]["websocket"]["clients"], 4, "{status}");
+    assert_eq!(relay.ctx.metrics.ws_clients.get(), 4);
+
+    let mix = vec![
+        event(1, "call.ringing", Vendor::Voip24h, "main", Some("S1")),
+        event(2, "call.ringing", Vendor::Caresoft, "x", Some("S9")),
+        event(3, "crm.ticket.update", Vendor::Caresoft, "x", Some("S2")),
+        event(4, "crm.ticket.update", Vendor::Caresoft, "y", None),
+        event(5, "agent.login", Vendor::Voipex, "main", Some("S1")),
+        event(6, "call.hangup", Vendor::Tel4vn, "main", None),
+        event(7, "callx.ringing", Vendor::Voip24h, "main", None),
+        event(8, "sms.received", Vendor::Sprecord, "x", Some("S2")),
+    ];
+    for e in mix {
+        // One at a time, so seqs follow the list.
+        submit_all(&relay.ctx.ingest, vec![e]).await;
+    }
+    // The sentinel matches every filter above: each client's list ends with it.
+    let sentinel = submit_all(
+        &relay.ctx.ingest,
+        vec![event(9, "call.hangup", Vendor::Voip24h, "main", Some("S1"))],
+    )
+    .await[0];
+    assert_eq!(sentinel, 9);
+    assert_eq!(
+        seqs_until(&mut a, 9).await,
+        [1, 9],
+        "type=call.* & vendor=voip24h"
+    );
+    assert_eq!(
+        seqs_until(&mut b, 9).await,
+        [3, 6, 9],
+        "type=crm.*,call.hangup & account=main,x"
+    );
+    assert_eq!(
+        seqs_until(&mut c, 9).await,
+        [1, 3, 5, 8, 9],
+        "subject=S1,S2"
+    );
+    assert_eq!(seqs_until(&mut all, 9).await, (1..=9).collect::<Vec<_>>());
+
+    // Frames are the journaled bytes as-is.
+    let mut again = {
+        drop(c);
+        eventually(WAIT, "a slot frees after a client leaves", || {
+            relay.ctx.metrics.ws_clients.get() == 3
+        })
+        .await;
+        connect(&ws_url(&relay, "?token=tok-a&since=8")).await
+    };
+    let frame = loop {
+        match again.next().await.expect("frame").expect("read") {
+            Message::Text(t) => break t,
+            _ => continue,
+        }
+    };
+    assert_eq!(frame.as_bytes(), &relay.events()[8].json[..]);
+    assert!(
+        relay
+            .ctx
+            .metrics
+            .events_published
+            .with_label_values(&["websocket"])
+            .get()
+            >= 19
+    );
+
+    // Shutdown closes every client at once with 1001.
+    let stop = tokio::spawn(relay.stop());
+    for client in [&mut a, &mut b, &mut all, &mut again] {
+        assert_eq!(close_code(client).await, Some(1001));
+    }
+    tokio::time::timeout(WAIT, stop)
+        .await
+        .expect("relay stopped in time")
+        .expect("stop task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
+    let relay = start_relay("").await;
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    const TOTAL: u64 = 3_000;
+    let types = [
+        "call.ringing",
+        "call.hangup",
+        "crm.ticket.update",
+        "agent.login",
+    ];
+
+    // A producer journals TOTAL events in small concurrent batches, the last one call.ended.
+    let ingest = relay.ctx.ingest.clone();
+    let producer = tokio::spawn(async move {
+        let mut n = 0;
+        while n < TOTAL {
+            let batch: Vec<_> = (n..(n + 10).min(TOTAL))
+                .map(|i| {
+                    let ty = if i == TOTAL - 1 {
+                        "call.ended"
+                    } else {
+                        types[(i % 4) as usize]
+                    };
+                    event(i, ty, Vendor::Voip24h, "main", Some("S"))
+                })
+                .collect();
+            n += batch.len() as u64;
+            submit_all(&ingest, batch).await;
+            tokio::task::yield_now().await;
+        }
+    });
+
+    // Clients join at random moments with random `since` (query or header), half filtered.
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+        let last = relay.ctx.journal.last_seq();
+        let since = rng.random_range(0..=last);
+        let filtered = i % 2 == 0;
+        let filter = if filtered { "&type=call.*" } else { "" };
+        let client = if i % 3 == 0 {
+            let url = ws_url(&relay, &format!("?x=1{filter}"));
+            try_connect(&url, Some(("last-event-id", &since.to_string())))
+                .await
+                .expect("connect")
+        } else {
+            connect(&ws_url(&relay, &format!("?since={since}{filter}"))).await
+        };
+        clients.push(tokio::spawn(async move {
+            let mut client = client;
+            let seqs = seqs_until(&mut client, TOTAL).await;
+            (since, filtered, seqs)
+        }));
+    }
+    tokio::time::timeout(WAIT * 3, producer)
+        .await
+        .expect("producer in time")
+        .expect("producer");
+    let journal: Vec<(u64, String)> = relay
+        .events()
+        .into_iter()
+        .map(|e| (e.seq, e.header.event_type))
+        .collect();
+    assert_eq!(journal.len() as u64, TOTAL);
+    for client in clients {
+        let (since, filtered, seqs) = tokio::time::timeout(WAIT * 3, client)
+            .await
+            .expect("client done in time")
+            .expect("client");
+        let expected: Vec<u64> = journal
+            .iter()
+            .filter(|(seq, ty)| *seq > since && (!filtered || ty.starts_with("call.")))
+            .map(|(seq, _)| *seq)
+            .collect();
+        assert_eq!(
+            seqs, expected,
+            "seed {seed}: since={since} filtered={filtered}: every matching event once, in order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_frame_when_since_is_older_than_the_journal() {
+    let relay = start_relay("").await;
+    let ingest = &relay.ctx.ingest;
+    submit_all(
+        ingest,
+        (1..=10)
+            .map(|n| event(n, "call.ringing", Vendor::Voip24h, "main", None))
+            .collect(),
+    )
+    .await;
+    // Expire everything so far: retention as if two days had passed.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+        + 2 * 86_400_000;
+    let report = relay
+        .ctx
+        .journal
+        .enforce_retention_at(&[], later)
+        .expect("retention");
+    assert_eq!(report.expired, 10);
+    submit_all(
+        ingest,
+        (11..=15)
+            .map(|n| event(n, "call.ringing", Vendor::Voip24h, "main", None))
+            .collect(),
+    )
+    .await;
+    assert_eq!(relay.ctx.journal.first_seq(), 11);
+
+    let mut old = connect(&ws_url(&relay, "?since=3")).await;
+    assert_eq!(
+        next_json(&mut old).await,
+        json!({"control": "gap", "oldest_seq": 11})
+    );
+    assert_eq!(seqs_until(&mut old, 15).await, [11, 12, 13, 14, 15]);
+
+    // since = first_seq - 1 is not a gap.
+    let mut edge = connect(&ws_url(&relay, "?since=10")).await;
+    assert_eq!(next_json(&mut edge).await["seq"], 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_4008_and_fast_clients_get_everything() {
+    // pong_timeout is also the write deadline: 10 min, far longer than this
+    // test may take, so if the fan-out waited on the slow client's socket the
+    // fast ones would time out; only the queue bound can close it in time.
+    let relay = start_relay(
+        "[websocket]\nclient_queue = 500\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
+    )
+    .await;
+    let url = ws_url(&relay, "");
+    // The slow client: a tiny receive buffer, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(relay.addr).await.expect("tcp connect");
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("slow client upgrade");
+    // 8 MiB, more than the kernel buffers on both sides: its session is now stuck in a write.
+    let big = (1..=128)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect();
+    submit_all(&relay.ctx.ingest, big).await;
+
+    const EVENTS: u64 = 1_000;
+    const CHUNK: u64 = 100;
+    let last_seq = 128 + EVENTS;
+    let mut fast = Vec::new();
+    let mut progress = Vec::new();
+    for _ in 0..100 {
+        let mut client = connect(&url).await;
+        let seen = Arc::new(AtomicU64::new(0));
+        progress.push(seen.clone());
+        fast.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            while seqs.last() != Some(&last_seq) {
+                let seq = next_json(&mut client).await["seq"].as_u64().expect("seq");
+                seqs.push(seq);
+                seen.store(seq, Ordering::Release);
+            }
+            seqs
+        }));
+    }
+    // The producer keeps pace with the fast clients (the test's own clients
+    // share two cores with the relay); the slow one is left behind.
+    for first in (129..=last_seq).step_by(CHUNK as usize) {
+        let events = (first..first + CHUNK)
+            .map(|n| event_sized(n, "call.ringing", Vendor::Voip24h, "main", None, 200))
+            .collect();
+        let last = *submit_all(&relay.ctx.ingest, events)
+            .await
+            .last()
+            .expect("seq");
+        eventually(WAIT, "fast clients keep up", || {
+            progress.iter().all(|p| p.load(Ordering::Acquire) >= last)
+        })
+        .await;
+    }
+    for client in fast {
+        let seqs = tokio::time::timeout(WAIT, client)
+            .await
+            .expect("fast clients finish while the slow one is stuck")
+            .expect("client");
+        assert_eq!(seqs, (129..=last_seq).collect::<Vec<_>>());
+    }
+    eventually(WAIT, "the slow client is dropped as slow", || {
+        disconnects(&relay, "slow_consumer") == 1
+    })
+    .await;
+    // Now it reads: what was buffered, then the 4008 close.
+    let code = loop {
+        match tokio::time::timeout(WAIT, slow.next())
+            .await
+            .expect("frames")
+        {
+            Some(Ok(Message::Close(c))) => break c.map(|c| c.code),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::from(4008)));
+    assert_eq!(disconnects(&relay, "write_stalled"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pong_closes_and_a_stalled_write_counts_as_slow() {
+    let relay = start_relay(
+        "[websocket]\nping_interval = \"200ms\"\npong_timeout = \"500ms\"\nclient_queue = 100000\n",
+    )
+    .await;
+    let url = ws_url(&relay, "");
+
+    // A client that reads (and so answers pings) stays connected past many ping rounds.
+    let mut alive = connect(&url).await;
+    let reader = tokio::spawn(async move {
+        let mut pings = 0;
+        while pings < 6 {
+            match alive.next().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(_)) => {}
+                other => panic!("the reading client was closed: {other:?}"),
+            }
+        }
+        alive
+    });
+
+    // One that never reads never pongs.
+    let mut silent = connect(&url).await;
+    eventually(WAIT, "the silent client is closed for no pong", || {
+        disconnects(&relay, "pong_timeout") == 1
+    })
+    .await;
+    assert_eq!(close_code(&mut silent).await, Some(1002));
+    let mut alive = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("pings")
+        .expect("reader");
+    alive.close(None).await.expect("close");
+
+    // A stalled socket with a roomy queue: the write deadline (pong_timeout) ends it with 4008.
+    let relay2 = start_relay(
+        "[websocket]\nping_interval = \"60s\"\npong_timeout = \"500ms\"\nclient_queue = 100000\n",
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(relay2.addr).await.expect("tcp connect");
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(ws_url(&relay2, ""), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade");
+    let events = (1..=3_000)
+        .map(|n| event_sized(n, "call.ringing", Vendor::Voip24h, "main", None, 1_000))
+        .collect();
+    submit_all(&relay2.ctx.ingest, events).await;
+    eventually(WAIT, "the stalled client is dropped", || {
+        disconnects(&relay2, "write_stalled") == 1
+    })
+    .await;
+    assert_eq!(close_code(&mut stalled).await, Some(4008));
+    eventually(WAIT, "no clients left", || {
+        relay2.ctx.metrics.ws_clients.get() == 0
+    })
+    .await;
+}
+
+/// Starts a relay on `dir`'s journal at a fixed address, retrying while the
+/// previous relay's last sessions still hold the journal or the port.
+async fn start_at(dir: &std::path::Path, listen: &str) -> Relay {
+    let text = base_config(dir).replace("127.0.0.1:0", listen);
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, &text).expect("config");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let config = Config::load(&path).expect("config");
+        match Relay::start(config, path.clone()).await {
+            Ok(r) => return r,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("restart: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("restart failed: {e}"),
+        }
+    }
+}
+
+/// Events `from..to` for the tail test: every fourth is not `call.*`.
+fn tail_events(from: u64, to: u64) -> Vec<IncomingEvent> {
+    (from..to)
+        .map(|n| {
+            let ty = if n % 4 == 0 {
+                "agent.login"
+            } else {
+                "call.ringing"
+            };
+            event(n, ty, Vendor::Voip24h, "main", None)
+        })
+        .collect()
+}
+
+/// Journals `events` and appends the seqs that `--type call.*` should print.
+async fn journal_expecting(
+    ingest: &IngestHandle,
+    events: Vec<IncomingEvent>,
+    expected: &mut Vec<u64>,
+) {
+    let types: Vec<String> = events.iter().map(|e| e.event.event_type.clone()).collect();
+    let seqs = submit_all(ingest, events).await;
+    expected.extend(
+        seqs.into_iter()
+            .zip(types)
+            .filter(|(_, ty)| ty.starts_with("call."))
+            .map(|(seq, _)| seq),
+    );
+}
+
+type TailLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Reads tail's stdout until it printed `last`, recording each line's seq.
+async fn read_until(lines: &mut TailLines, printed: &mut Vec<u64>, last: u64) {
+    while printed.last().copied() != Some(last) {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("tail printed in time")
+            .expect("read")
+            .expect("tail exited");
+        let v: Value = serde_json::from_str(&line).expect("one JSON event per line");
+        printed.push(v["seq"].as_u64().expect("seq"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_events_and_survives_a_relay_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start_at(dir.path(), "127.0.0.1:0").await;
+    let addr = relay.addr;
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
+        .args([
+            "tail",
+            "--url",
+            &format!("ws://{addr}/ws"),
+            "--type",
+            "call.*",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tail");
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let ctx = relay.ctx.clone();
+    eventually(WAIT, "tail connected", || ctx.metrics.ws_clients.get() == 1).await;
+
+    let mut expected = Vec::new();
+    let mut printed = Vec::new();
+    journal_expecting(&ctx.ingest, tail_events(1, 11), &mut expected).await;
+    read_until(&mut lines, &mut printed, *expected.last().expect("some")).await;
+
+    // Restart the relay on the same journal and port; events land while tail is away.
+    drop(ctx);
+    relay.shutdown();
+    relay.wait().await.expect("stopped");
+    let relay = start_at(dir.path(), &addr.to_string()).await;
+    let ctx = relay.ctx.clone();
+    journal_expecting(&ctx.ingest, tail_events(11, 21), &mut expected).await;
+    eventually(WAIT, "tail reconnected", || {
+        ctx.metrics.ws_clients.get() == 1
+    })
+    .await;
+    journal_expecting(&ctx.ingest, tail_events(21, 27), &mut expected).await;
+    read_until(&mut lines, &mut printed, *expected.last().expect("some")).await;
+    assert_eq!(
+        printed, expected,
+        "every call.* event once, in order, across the restart"
+    );
+
+    tail.start_kill().expect("kill tail");
+    drop(ctx);
+    relay.shutdown();
+    relay.wait().await.expect("stopped");
+}
