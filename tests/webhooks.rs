@@ -444,6 +444,12 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
             "unknown vendor",
         ),
         bad(
+            "voip24h GET without parameters",
+            c.get(relay.url("/hooks/voip24h/v24?token=v24-token")),
+            400,
+            "query parameters",
+        ),
+        bad(
             "GET is only for voip24h",
             c.get(relay.url("/hooks/tel4vn/t4")),
             405,

@@ -114,7 +114,16 @@ pub fn parse(
 ) -> Result<Parsed, ParseError> {
     let delivery = verified.delivery();
     let payload = match (vendor, delivery.method) {
-        (Vendor::Voip24h, Method::Get) => Value::Object(query_object(delivery.query)),
+        (Vendor::Voip24h, Method::Get) => {
+            let params = query_object(delivery.query);
+            if params.is_empty() {
+                return Err(ParseError(
+                    "a GET carries the feedback callback's query parameters, and there are none"
+                        .into(),
+                ));
+            }
+            Value::Object(params)
+        }
         (Vendor::Voip24h, Method::Post) if delivery.is_form() => {
             let pairs: Vec<(String, String)> = url::form_urlencoded::parse(delivery.body)
                 .into_owned()
