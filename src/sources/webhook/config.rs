@@ -169,3 +169,66 @@ impl WebhookConfig {
 
 /// Tel4vn's api key header when `api_key_header` is not set.
 pub const DEFAULT_API_KEY_HEADER: &str = "Authorization";
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::vendors::Credentials;
+
+    fn load(text: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_text("relay.toml", text, &|_| None)
+    }
+
+    #[test]
+    fn the_embedded_default_has_one_demo_webhook_per_vendor() {
+        let text = include_str!("../../../relay.toml");
+        let c = load(text).unwrap_or_else(|e| panic!("{e}"));
+        let mut vendors: Vec<_> = c.webhook.iter().map(|w| w.get_ref().vendor).collect();
+        vendors.sort();
+        vendors.dedup();
+        assert_eq!(vendors.len(), 5);
+        for w in &c.webhook {
+            assert!(
+                w.get_ref().credentials().is_some(),
+                "{:?}",
+                w.get_ref().vendor
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_carry_the_tel4vn_defaults_and_choices() {
+        let c = load(
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"a\"\napi_key = \"k\"\n\n\
+             [[webhook]]\nvendor = \"tel4vn\"\naccount = \"b\"\napi_key = \"k\"\n\
+             api_key_header = \"X-Api-Key\"\napi_key_query = \"apikey\"\n",
+        )
+        .unwrap();
+        match c.webhook[0].get_ref().credentials() {
+            Some(Credentials::Tel4vn { header, query, .. }) => {
+                assert_eq!(header, "Authorization");
+                assert_eq!(query, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match c.webhook[1].get_ref().credentials() {
+            Some(Credentials::Tel4vn { header, query, .. }) => {
+                assert_eq!(header, "X-Api-Key");
+                assert_eq!(query.as_deref(), Some("apikey"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_one_is_a_config_error() {
+        let e = load(
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"a\"\napi_key = \"k\"\n\
+             api_key_header = \"Bad Header\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("relay.toml:5:"), "{e}");
+        assert!(e.contains("not an HTTP header name"), "{e}");
+    }
+}
