@@ -128,3 +128,43 @@ impl Voip24hConfig {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(extra: &str) -> Result<Config, String> {
+        let text = format!(
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\n{extra}"
+        );
+        Config::from_text("relay.toml", &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hello_interval_stays_in_the_vendors_window() {
+        assert!(load("hello_interval = \"15s\"\n").is_ok());
+        let err = load("hello_interval = \"5s\"\n").unwrap_err();
+        assert!(
+            err.contains("relay.toml:5:") && err.contains("hello_interval"),
+            "{err}"
+        );
+        assert!(load("hello_interval = \"30s\"\n").is_err());
+    }
+
+    #[test]
+    fn backoff_bounds_are_checked() {
+        let c = load("").unwrap();
+        let v = c.voip24h[0].get_ref();
+        assert_eq!(v.backoff_min.get_ref().get().as_secs(), 1);
+        assert_eq!(v.backoff_max.get_ref().get().as_secs(), 60);
+        let err = load("backoff_min = \"10s\"\nbackoff_max = \"5s\"\n").unwrap_err();
+        assert!(err.contains("backoff_max"), "{err}");
+        assert!(load("backoff_min = \"1ms\"\n").is_err());
+    }
+
+    #[test]
+    fn object_sign_needs_the_secret() {
+        assert!(load("sign = \"object\"\n").is_err());
+        assert!(load("sign = \"object\"\nsecret = \"s\"\n").is_ok());
+    }
+}

@@ -145,7 +145,7 @@ impl Session<'_> {
                     return end(EndReason::Silent, detail, namespace_connected, connected_at);
                 }
                 // No `say` for hello_interval: say hello anyway.
-                if let Err(e) = link.emit("hello", None).await {
+                if let Err(e) = emit(link, "hello", None, silence).await {
                     return end(
                         EndReason::Closed,
                         format!("hello: {e}"),
@@ -168,7 +168,7 @@ impl Session<'_> {
                     }
                     namespace_connected = true;
                     self.reporter.set_state(ConnState::Signing);
-                    if let Err(e) = link.emit("sign", Some(self.sign_payload())).await {
+                    if let Err(e) = emit(link, "sign", Some(self.sign_payload()), silence).await {
                         return end(EndReason::Closed, format!("sign: {e}"), true, connected_at);
                     }
                     signed = true;
@@ -176,7 +176,7 @@ impl Session<'_> {
                 }
                 Inbound::Event { name, args } => match name.as_str() {
                     "say" => {
-                        if let Err(e) = link.emit("hello", None).await {
+                        if let Err(e) = emit(link, "hello", None, silence).await {
                             return end(
                                 EndReason::Closed,
                                 format!("hello: {e}"),
@@ -246,6 +246,16 @@ impl Session<'_> {
                 },
             }
         }
+    }
+}
+
+/// Emits, but gives up after `limit`: a server that stopped reading must not
+/// hold the session (and its watchdog) in a blocked write.
+async fn emit(link: &Link, event: &str, arg: Option<Value>, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, link.emit(event, arg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("send blocked for {limit:?}")),
     }
 }
 
