@@ -6,9 +6,10 @@
 //! come in journal order. Duplicates are counted and printed.
 
 mod common;
+#[path = "peers/tansu/broker.rs"]
+mod tansu;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,15 +194,10 @@ fn check_complete(journaled: &[JournaledEvent], consumed: &[Consumed]) -> usize 
             e.json.to_vec(),
             "value of {id} is the journaled CloudEvent"
         );
+        let key = e.header.subject.as_deref().unwrap_or(&e.header.id);
+        assert_eq!(c.key, key, "key is the subject, else the id");
         assert_eq!(
-            Some(c.key.as_str()),
-            e.header.subject.as_deref(),
-            "key is the subject"
-        );
-        assert_eq!(
-            *partition_of_key
-                .entry(e.header.subject.as_deref().unwrap_or(""))
-                .or_insert(c.partition),
+            *partition_of_key.entry(key).or_insert(c.partition),
             c.partition,
             "one key, one partition"
         );
@@ -209,7 +205,6 @@ fn check_complete(journaled: &[JournaledEvent], consumed: &[Consumed]) -> usize 
             duplicates += 1;
             continue;
         }
-        let key = e.header.subject.as_deref().unwrap_or("");
         if let Some(&before) = last_seq_of_key.get(key) {
             assert!(
                 before < e.seq,
@@ -402,6 +397,149 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
     let duplicates = check_complete(&journaled, &consumed);
     println!(
         "restart: {} events, cursor at restart {resumed_from}, {} copies, {duplicates} duplicates",
+        journaled.len(),
+        consumed.len()
+    );
+    relay.stop().await;
+}
+
+/// An event of `event_type` without a subject: its key is its id.
+fn event_without_subject(i: u64, event_type: &str) -> IncomingEvent {
+    let mut e = event("nosubject", i, "x");
+    e.event.subject = None;
+    e.event.event_type = event_type.to_owned();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_end_to_end_topic_key_headers_and_a_missing_topic() {
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let broker = tansu::Tansu::memory(broker_dir.path());
+    broker.create_topic("callrelay.call", 3);
+    let brokers = broker.brokers();
+    let (relay, text) = start(&brokers, "callrelay.{category}").await;
+    let ctx = relay.ctx.clone();
+
+    let a = ctx
+        .ingest
+        .submit(event("e2e", 1, "1287674126.299"))
+        .await
+        .expect("journaled");
+    let b = ctx
+        .ingest
+        .submit(event_without_subject(2, "call.cdr"))
+        .await
+        .expect("journaled");
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let journaled = relay.events();
+    let consumed = consume(&brokers, "callrelay.call").await;
+    assert_eq!(consumed.len(), 2, "{consumed:?}");
+    assert_eq!(check_complete(&journaled, &consumed), 0);
+    for (c, e) in consumed.iter().zip(&journaled) {
+        assert_eq!(c.topic, "callrelay.call");
+        assert_eq!(c.headers["content-type"], "application/cloudevents+json");
+        assert_eq!(c.headers["ce_id"], e.header.id);
+        assert_eq!(c.headers["ce_type"], e.header.event_type);
+        assert_eq!(c.headers["ce_source"], "/voip24h/main");
+        assert_eq!(c.value, e.json.to_vec());
+    }
+    let key_of = |id: String| {
+        consumed
+            .iter()
+            .find(|c| c.headers["ce_id"] == id)
+            .map(|c| c.key.clone())
+    };
+    assert_eq!(
+        key_of(a.id.to_hex()).as_deref(),
+        Some("1287674126.299"),
+        "key = subject"
+    );
+    assert_eq!(
+        key_of(b.id.to_hex()),
+        Some(b.id.to_hex()),
+        "no subject: key = id"
+    );
+
+    // A topic that does not exist: a clear error, and the event waits.
+    ctx.ingest
+        .submit(event_without_subject(3, "crm.ticket.update"))
+        .await
+        .expect("journaled");
+    eventually(
+        Duration::from_secs(30),
+        "/status names the missing topic",
+        || {
+            let (ready, _, reason) = sink_status(&ctx);
+            !ready
+                && reason
+                    .is_some_and(|r| r.contains("callrelay.crm") && r.contains("does not exist"))
+        },
+    )
+    .await;
+    assert!(
+        ctx.status
+            .not_ready_reasons()
+            .iter()
+            .any(|r| r.contains("callrelay.crm"))
+    );
+    assert_eq!(ctx.journal.cursor("kafka").expect("cursor"), Some(b.seq));
+
+    // `create_topics = true` (a reload restarts the sink): it creates it and the event flows.
+    std::fs::write(
+        &relay.config_path,
+        text.replace("[kafka]\n", "[kafka]\ncreate_topics = true\n"),
+    )
+    .expect("config");
+    relay
+        .relay
+        .as_ref()
+        .expect("relay")
+        .reload()
+        .await
+        .expect("reload");
+    wait_delivered(&ctx, Duration::from_secs(60)).await;
+    let crm = consume(&brokers, "callrelay.crm").await;
+    assert_eq!(crm.len(), 1);
+    assert_eq!(crm[0].headers["ce_type"], "crm.ticket.update");
+    eventually(Duration::from_secs(10), "/status ready", || {
+        sink_status(&ctx).0
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_killed_and_restarted_mid_stream_loses_nothing() {
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = tansu::Tansu::sqlite(broker_dir.path());
+    broker.create_topic(TOPIC, 3);
+    let brokers = broker.brokers();
+    let (relay, _) = start(&brokers, TOPIC).await;
+    let ctx = relay.ctx.clone();
+    let streaming = tokio::spawn(stream(
+        ctx.clone(),
+        "kill9",
+        0,
+        500,
+        Duration::from_millis(4),
+        7,
+    ));
+
+    relay.wait_for_seq(150, Duration::from_secs(30)).await;
+    broker.kill9();
+    let killed_at = ctx.journal.last_seq();
+    relay
+        .wait_for_seq(killed_at + 100, Duration::from_secs(30))
+        .await;
+    broker.restart();
+    assert_eq!(streaming.await.expect("stream"), 500);
+    wait_delivered(&ctx, Duration::from_secs(90)).await;
+
+    let journaled = relay.events();
+    let consumed = consume(&brokers, TOPIC).await;
+    let duplicates = check_complete(&journaled, &consumed);
+    println!(
+        "tansu kill -9: {} events, {} copies, {duplicates} duplicates",
         journaled.len(),
         consumed.len()
     );

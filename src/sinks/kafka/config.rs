@@ -189,4 +189,15 @@ mod tests {
                 .all(|m| !m.contains("s3cr3t"))
         );
     }
+
+    #[test]
+    fn check_reports_a_bad_option_at_its_place() {
+        let text = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.options]\n\"compression.type\" = \"lz4\"\n\"linger.mss\" = \"5\"\n";
+        let err = crate::config::Config::from_text("relay.toml", text, &|_| None)
+            .expect_err("a misspelled property is refused");
+        let shown = err.to_string();
+        assert!(shown.contains("relay.toml:5:"), "{shown}");
+        assert!(shown.contains("linger.mss"), "{shown}");
+        assert!(!shown.contains("compression.type"), "{shown}");
+    }
 }

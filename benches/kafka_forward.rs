@@ -1,0 +1,188 @@
+//! Kafka forward rate: the relay's Kafka sink draining a full journal, beside a
+//! plain rdkafka producer sending the same messages (same key, value, headers,
+//! same producer settings) to the same tansu broker, in the same run.
+//! Run: `cargo bench --bench kafka_forward` (needs tansu; see scripts/test.sh).
+//! Prints one line per round and the medians; docs/kafka.md holds the figures.
+//! Env: `KAFKA_BENCH_EVENTS` (default 20000), `KAFKA_BENCH_ROUNDS` (default 5).
+
+#[path = "../tests/peers/tansu/broker.rs"]
+mod tansu;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callrelay::app::{Context, Relay};
+use callrelay::config::Config;
+use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::journal::JournaledEvent;
+use callrelay::sinks::kafka::config::KafkaConfig;
+use callrelay::sinks::kafka::producer::record;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::FutureProducer;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn event(n: u64) -> IncomingEvent {
+    let call = format!("1287674{:06}.299", n % 5_000);
+    IncomingEvent {
+        vendor: Vendor::Voip24h,
+        account: "bench".into(),
+        transport: Transport::SocketIo,
+        received_at: time::OffsetDateTime::now_utc(),
+        event: VendorEvent {
+            event_type: "call.ringing".into(),
+            subject: Some(call.clone()),
+            time: None,
+            fields: serde_json::Map::from_iter([
+                ("call_id".to_owned(), json!(call)),
+                ("direction".to_owned(), json!("inbound")),
+                ("from".to_owned(), json!("0832666859")),
+                ("extension".to_owned(), json!("130")),
+            ]),
+            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound", "n": n}),
+            identity: format!("{n}"),
+        },
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn load(dir: &std::path::Path, text: &str) -> Config {
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, text).expect("config");
+    Config::load(&path).unwrap_or_else(|e| panic!("bench config:\n{e}"))
+}
+
+/// A relay without a Kafka sink whose journal holds `n` events.
+async fn filled_relay(dir: &std::path::Path, n: u64) -> Relay {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {:?}\n",
+        dir.join("journal").display().to_string()
+    );
+    let relay = Relay::start(load(dir, &text), dir.join("relay.toml"))
+        .await
+        .expect("relay");
+    let journal = relay.ctx.journal.clone();
+    tokio::task::spawn_blocking(move || {
+        let events: Vec<IncomingEvent> = (0..n).map(event).collect();
+        for chunk in events.chunks(2_000) {
+            journal.append_batch(chunk).expect("append");
+        }
+    })
+    .await
+    .expect("fill");
+    relay
+}
+
+fn kafka_config(dir: &std::path::Path, brokers: &str, topic: &str) -> KafkaConfig {
+    let text = format!("[kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\n");
+    load(dir, &text).kafka.expect("kafka section")
+}
+
+/// The relay's sink: from start to the last delivery report.
+async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    let before = published.get();
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(callrelay::sinks::kafka::run(
+        config,
+        ctx.clone(),
+        cancel.clone(),
+    ));
+    while published.get() < before + n {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "forwarding stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    cancel.cancel();
+    let _ = task.await;
+    took
+}
+
+/// A plain FutureProducer with the same settings and the same records.
+async fn plain(config: &KafkaConfig, topic: &str, events: &[JournaledEvent]) -> Duration {
+    let started = Instant::now();
+    let producer: FutureProducer = config.client_config().create().expect("producer");
+    let mut pending = FuturesUnordered::new();
+    for e in events {
+        loop {
+            match producer.send_result(record(e, topic)) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((err, _)) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    if let Some(r) = pending.next().await {
+                        assert!(matches!(r, Ok(Ok(_))), "plain delivery failed: {r:?}");
+                    }
+                }
+                Err((err, _)) => panic!("plain producer: {err}"),
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        assert!(matches!(r, Ok(Ok(_))), "plain delivery failed: {r:?}");
+    }
+    let took = started.elapsed();
+    tokio::task::spawn_blocking(move || drop(producer))
+        .await
+        .expect("drop");
+    took
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n = env_u64("KAFKA_BENCH_EVENTS", 20_000);
+    let rounds = env_u64("KAFKA_BENCH_ROUNDS", 5);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let broker_dir = tempfile::tempdir().expect("tempdir");
+        let broker = tansu::Tansu::memory(broker_dir.path());
+        broker.create_topic("bench.plain", 3);
+        broker.create_topic("bench.relay", 3);
+        let brokers = broker.brokers();
+        let (mut plain_rates, mut relay_rates) = (Vec::new(), Vec::new());
+        println!("| round | plain producer (events/s) | relay sink (events/s) | ratio |");
+        println!("|---|---|---|---|");
+        for round in 0..rounds {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let relay = filled_relay(dir.path(), n).await;
+            let ctx = relay.ctx.clone();
+            let events = ctx.journal.read_after(0, n as usize).expect("read");
+            let config = kafka_config(dir.path(), &brokers, "bench.relay");
+            // Alternate which goes first, so warm-up favours neither.
+            let (p, r) = if round % 2 == 0 {
+                let p = plain(&config, "bench.plain", &events).await;
+                (p, forward(&ctx, config, n).await)
+            } else {
+                let r = forward(&ctx, config.clone(), n).await;
+                (plain(&config, "bench.plain", &events).await, r)
+            };
+            let (pr, rr) = (n as f64 / p.as_secs_f64(), n as f64 / r.as_secs_f64());
+            println!("| {round} | {pr:.0} | {rr:.0} | {:.2} |", rr / pr);
+            plain_rates.push(pr);
+            relay_rates.push(rr);
+            relay.shutdown();
+            let _ = relay.wait().await;
+        }
+        let (pm, rm) = (median(plain_rates), median(relay_rates));
+        println!(
+            "\nmedian of {rounds} rounds, {n} events each: plain {pm:.0}/s, relay {rm:.0}/s, relay/plain = {:.2}",
+            rm / pm
+        );
+    });
+}
