@@ -138,7 +138,7 @@ fn sprecord_toml(peer: &Peer, streams: u8, extra: &str) -> String {
 
 /// Call `n`'s event of `kind`, as SPRecord sends it (call ids alternate string/number).
 fn call_event(n: u64, kind: &str) -> Value {
-    let call_id = if n % 2 == 0 {
+    let call_id = if n.is_multiple_of(2) {
         json!(n)
     } else {
         json!(n.to_string())

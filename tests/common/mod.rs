@@ -76,7 +76,10 @@ impl TestRelay {
 
     /// Every event held in the journal, in seq order.
     pub fn events(&self) -> Vec<JournaledEvent> {
-        self.ctx.journal.read_after(0, usize::MAX).expect("read journal")
+        self.ctx
+            .journal
+            .read_after(0, usize::MAX)
+            .expect("read journal")
     }
 
     /// The events' CloudEvent JSON, parsed.
@@ -102,7 +105,10 @@ impl TestRelay {
 pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut check: F) {
     let deadline = tokio::time::Instant::now() + within;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
