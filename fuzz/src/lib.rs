@@ -1,0 +1,262 @@
+//! The fuzzing harness: what one fuzz input means for each target, and the
+//! properties checked on every input besides "no panic".
+//!
+//! Shared by the cargo-fuzz targets (fuzz/fuzz_targets/) and by
+//! tests/fuzz_regressions.rs, which includes this file with `#[path]` and
+//! replays the kept crashers (fuzz/regressions/<target>/) under plain
+//! `cargo test` — so a crasher is reproduced by exactly the code that found it.
+//!
+//! Webhook input layout: the first byte picks the mode, the rest is the
+//! delivery.
+//! - mode 0 (authentic POST): the rest is the body, sent with the right
+//!   credentials (CareSoft: its HMAC). `verify` must accept it.
+//! - mode 1 (attacker POST): the rest is `AUTH \n BODY`; AUTH is the
+//!   signature / api key / Basic header / `?token=` the sender presents.
+//! - mode 2 (GET): the rest is a query string (Voip24h's feedback callback),
+//!   with the right token added.
+//! - mode 3 (form POST): the rest is an `application/x-www-form-urlencoded`
+//!   body, with the right credentials.
+//!
+//! Properties: no panic; an error (401/400 text) never holds the secret unless
+//! the input itself does; an accepted delivery parses the same way twice; a
+//! parsed event becomes a CloudEvent JSON object with the CONTRACT attributes,
+//! a non-empty type and no empty subject. Config: an error names at least one
+//! problem, each at a line of the text.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use callrelay::config::{Config, Secret};
+use callrelay::event::{EventId, IncomingEvent, Transport, Vendor};
+use callrelay::vendors::{self, Credentials, Delivery, Method, Parsed, caresoft};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// The secret of every fuzzed account; no error text may show it.
+pub const SECRET: &str = "fz-SECRET-4242";
+const USER: &str = "fz-user";
+const TEL4VN_HEADER: &str = "authorization";
+
+fn credentials(vendor: Vendor) -> Credentials {
+    let secret = Secret::new(SECRET);
+    match vendor {
+        Vendor::Caresoft => Credentials::Caresoft { secret },
+        Vendor::Tel4vn => Credentials::Tel4vn {
+            api_key: secret,
+            header: TEL4VN_HEADER.to_owned(),
+            query: None,
+        },
+        Vendor::Voipex => Credentials::Voipex {
+            username: USER.to_owned(),
+            password: secret,
+        },
+        Vendor::Voip24h => Credentials::Voip24h { token: secret },
+        Vendor::Sprecord => Credentials::Sprecord {
+            token: Some(secret),
+        },
+    }
+}
+
+/// Base64 without a crate: the fuzz crate and the tests share this file.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Puts the right credentials for `vendor` on a delivery of `body`.
+fn authenticate(
+    vendor: Vendor,
+    body: &[u8],
+    headers: &mut HeaderMap,
+    query: &mut Vec<(String, String)>,
+) {
+    match vendor {
+        Vendor::Caresoft => {
+            let sig = caresoft::sign(SECRET.as_bytes(), body);
+            if let Ok(v) = HeaderValue::from_str(&format!("sha1={sig}")) {
+                headers.insert("x-hub-signature", v);
+            }
+        }
+        Vendor::Tel4vn => {
+            headers.insert(
+                TEL4VN_HEADER,
+                HeaderValue::from_static("Bearer fz-SECRET-4242"),
+            );
+        }
+        Vendor::Voipex => {
+            let basic = format!("Basic {}", base64(format!("{USER}:{SECRET}").as_bytes()));
+            if let Ok(v) = HeaderValue::from_str(&basic) {
+                headers.insert("authorization", v);
+            }
+        }
+        Vendor::Voip24h | Vendor::Sprecord => query.push(("token".to_owned(), SECRET.to_owned())),
+    }
+}
+
+/// Presents `auth` the way `vendor`'s sender would, right or wrong.
+fn present(
+    vendor: Vendor,
+    auth: &[u8],
+    headers: &mut HeaderMap,
+    query: &mut Vec<(String, String)>,
+) {
+    let header: Option<HeaderName> = match vendor {
+        Vendor::Caresoft => Some(HeaderName::from_static("x-hub-signature")),
+        Vendor::Tel4vn => Some(HeaderName::from_static(TEL4VN_HEADER)),
+        Vendor::Voipex => Some(HeaderName::from_static("authorization")),
+        Vendor::Voip24h | Vendor::Sprecord => None,
+    };
+    match header {
+        Some(name) => {
+            if let Ok(v) = HeaderValue::from_bytes(auth) {
+                headers.insert(name, v);
+            }
+        }
+        None => query.push((
+            "token".to_owned(),
+            String::from_utf8_lossy(auth).into_owned(),
+        )),
+    }
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// One webhook delivery of `vendor` made from `data` (layout in the module doc).
+pub fn webhook(vendor: Vendor, data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mode = mode % 4;
+    let input_has_secret = holds(data, SECRET);
+    let mut headers = HeaderMap::new();
+    let mut query: Vec<(String, String)> = Vec::new();
+    let mut method = Method::Post;
+    let body: &[u8] = match mode {
+        0 => {
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            authenticate(vendor, rest, &mut headers, &mut query);
+            rest
+        }
+        1 => {
+            let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let (auth, body) = rest.split_at(split);
+            let body = body.get(1..).unwrap_or_default();
+            present(vendor, auth, &mut headers, &mut query);
+            body
+        }
+        2 => {
+            method = Method::Get;
+            query.extend(url::form_urlencoded::parse(rest).into_owned());
+            authenticate(vendor, b"", &mut headers, &mut query);
+            b""
+        }
+        _ => {
+            headers.insert(
+                "content-type",
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            authenticate(vendor, rest, &mut headers, &mut query);
+            rest
+        }
+    };
+    let delivery = Delivery {
+        method,
+        headers: &headers,
+        query: &query,
+        body,
+    };
+    let verified = match credentials(vendor).verify(delivery) {
+        Ok(v) => v,
+        Err(e) => {
+            assert!(mode == 1, "{vendor:?}: right credentials refused: {e}");
+            assert!(!e.to_string().contains(SECRET), "401 text shows the secret");
+            return;
+        }
+    };
+    let received_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000);
+    let parsed = vendors::parse(vendor, &verified, received_at);
+    assert_eq!(
+        parsed,
+        vendors::parse(vendor, &verified, received_at),
+        "{vendor:?}: the same delivery parsed twice differs"
+    );
+    match parsed {
+        Err(e) => {
+            assert!(
+                input_has_secret || !e.0.contains(SECRET),
+                "400 text shows the secret"
+            );
+        }
+        Ok(Parsed::Verification { payload }) => {
+            let answer = vendors::sprecord::verification_answer(&payload);
+            assert_eq!(answer.len(), 32);
+        }
+        Ok(Parsed::Event(event)) => {
+            assert!(!event.event_type.is_empty(), "empty type");
+            assert_ne!(event.subject.as_deref(), Some(""), "empty subject");
+            let incoming = IncomingEvent {
+                vendor,
+                account: "fz".to_owned(),
+                transport: Transport::Webhook,
+                received_at,
+                event,
+            };
+            let id: EventId = incoming.id();
+            let json = incoming.to_cloudevent_json(id, 1);
+            let ce: Value = match serde_json::from_slice(&json) {
+                Ok(v) => v,
+                Err(e) => panic!("{vendor:?}: CloudEvent is not JSON: {e}"),
+            };
+            for attr in ["specversion", "id", "source", "type", "time", "data"] {
+                assert!(ce.get(attr).is_some(), "CloudEvent without {attr}: {ce}");
+            }
+            assert!(ce["data"].get("raw").is_some(), "data without raw: {ce}");
+        }
+    }
+}
+
+/// One relay.toml text (`${SET}` is set, any other variable is not).
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lookup = |name: &str| (name == "SET").then(|| SECRET.to_owned());
+    match Config::from_text("fuzz.toml", text, &lookup) {
+        Ok(config) => {
+            // A valid config is usable as loaded: formatting it must not panic.
+            let _ = format!("{config:?}");
+        }
+        Err(e) => {
+            assert!(!e.problems.is_empty(), "an error with no problem");
+            let lines = text.matches('\n').count() + 1;
+            for p in &e.problems {
+                assert!(
+                    p.line >= 1 && p.line <= lines && p.col >= 1,
+                    "problem at {}:{} outside the text ({lines} lines): {}",
+                    p.line,
+                    p.col,
+                    p.message
+                );
+            }
+            let _ = e.to_string();
+        }
+    }
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of fuzz/ for a bounded time (default 15 s each).
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#
+# Installs cargo-fuzz when missing (once, a few minutes). The toolchain is
+# stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags, and
+# `--sanitizer none` needs no nightly-only sanitizer runtime. Each target's
+# corpus is seeded from the vendors' samples (tests/fixtures/vendors/) and the
+# repository's configs. A crash stops the script with a non-zero status; the
+# input is in fuzz/artifacts/<target>/ — minimize it with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz tmin --sanitizer none <target> <file>
+# and keep it in fuzz/regressions/<target>/ (tests/fuzz_regressions.rs replays it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export RUSTC_BOOTSTRAP=1
+
+seconds="${1:-${CALLRELAY_FUZZ_SECONDS:-15}}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(webhook_caresoft webhook_tel4vn webhook_voipex webhook_voip24h webhook_sprecord config)
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz (once)"
+  cargo install cargo-fuzz --locked
+fi
+
+# Seeds: every sample in each input mode (see fuzz/src/lib.rs), every config.
+seed() {
+  local target=$1 vendor=$2 dir="fuzz/corpus/$1"
+  mkdir -p "$dir"
+  for sample in tests/fixtures/vendors/"$vendor"/*; do
+    [ -f "$sample" ] || continue
+    for mode in 0 1 2 3; do
+      { printf "\\x0$mode"; cat "$sample"; } >"$dir/seed-$mode-$(basename "$sample")"
+    done
+  done
+}
+for v in caresoft tel4vn voipex voip24h sprecord; do seed "webhook_$v" "$v"; done
+mkdir -p fuzz/corpus/config
+for f in relay.toml deploy/relay.toml; do
+  [ -f "$f" ] && cp "$f" "fuzz/corpus/config/seed-$(echo "$f" | tr / _)"
+done
+
+echo "== building fuzz targets"
+cargo fuzz build --sanitizer none -O
+
+mkdir -p fuzz/logs
+stamp=$(mktemp)
+failed=()
+for target in "${targets[@]}"; do
+  echo "== fuzz $target for ${seconds}s (log: fuzz/logs/$target.log)"
+  # -timeout: one input over 10 s is a hang; -rss_limit_mb: a shared CI box.
+  cargo fuzz run --sanitizer none -O "$target" -- \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    >"fuzz/logs/$target.log" 2>&1 || true
+  grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done [0-9]+ runs' "fuzz/logs/$target.log" || true
+  new=$(find "fuzz/artifacts/$target" -type f -newer "$stamp" 2>/dev/null || true)
+  if [ -n "$new" ]; then
+    grep -E 'panicked|SUMMARY|ERROR' "fuzz/logs/$target.log" | head -5 >&2 || true
+    echo "!! $target failed on: $new" >&2
+    failed+=("$target")
+  fi
+done
+rm -f "$stamp"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "!! fuzz: failures in ${failed[*]}" >&2
+  exit 1
+fi
+echo "== fuzz: no failure in ${#targets[@]} targets x ${seconds}s"
