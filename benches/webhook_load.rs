@@ -1,0 +1,501 @@
+//! Webhook ingest under load: the real relay (`Relay::start`, one Tel4vn
+//! `[[webhook]]`, journal in a tempdir, every 200 sent only after the redb
+//! commit) beside a bare axum handler that reads the body and answers 200,
+//! both on 127.0.0.1 and driven by the same in-process HTTP/1.1 load generator
+//! (hyper, keep-alive connections) in the same run.
+//!
+//! Measures, per round (rounds alternate relay/bare so noise hits both):
+//! - max rate: closed loop, C connections each sending back to back; events/s
+//!   answered 200 (for the relay: durable-acked, `duplicate: false`);
+//! - latency at fixed offered rates: open loop, each connection has its own
+//!   schedule (wrk2-style), latency counted from the *scheduled* send time so
+//!   a stall is not hidden by coordinated omission; also send→answer.
+//!
+//! Every payload is a distinct, valid Tel4vn `ringing` hook with a unique
+//! `call_id`, so nothing is deduplicated; the run checks that the journal's
+//! last seq equals the number of 200s the relay gave.
+//!
+//! Run: `cargo bench --bench webhook_load` (5 rounds of 3 s per measurement);
+//! `-- --quick` for a smoke run. Env: `WEBHOOK_BENCH_ROUNDS`, `WEBHOOK_BENCH_SECS`,
+//! `WEBHOOK_BENCH_RATES` (comma list), `WEBHOOK_BENCH_CONNS` (closed-loop
+//! connection counts, comma list), `WEBHOOK_BENCH_SERVER_THREADS`,
+//! `WEBHOOK_BENCH_CLIENT_THREADS`.
+//! `-- --drive URL --rate N --secs S` only drives an external relay (any
+//! `[[webhook]] vendor = "tel4vn"` with `api_key = "bench-key"`), for profiling
+//! (scripts/perf/profile_ingest.sh). Prints Markdown tables; docs/PERFORMANCE.md
+//! holds the figures.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+const API_KEY: &str = "bench-key";
+const PATH: &str = "/hooks/tel4vn/bench";
+
+/// Unique call ids across the whole process (every round, both targets).
+static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
+
+fn payload() -> Bytes {
+    let n = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+    Bytes::from(format!(
+        concat!(
+            r#"{{"call_id":"bench-{:012}","sip_call_id":"sip-{:012}","domain":"bench.tel4vn.com","#,
+            r#""direction":"inbound","from_number":"0899888999","to_number":"101","#,
+            r#""hotline":"19001919","state":"ringing"}}"#
+        ),
+        n, n
+    ))
+}
+
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    path: String,
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    other: u64,
+    duplicates: u64,
+    /// Scheduled send → answer (open loop) or send → answer (closed loop), µs.
+    corrected_us: Vec<u32>,
+    /// Actual send → answer, µs.
+    service_us: Vec<u32>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.ok += o.ok;
+        self.other += o.other;
+        self.duplicates += o.duplicates;
+        self.corrected_us.extend(o.corrected_us);
+        self.service_us.extend(o.service_us);
+    }
+}
+
+fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One keep-alive connection; `interval` None = closed loop.
+async fn connection(
+    target: Target,
+    start: Instant,
+    offset: Duration,
+    interval: Option<Duration>,
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let Ok(stream) = tokio::net::TcpStream::connect(target.addr).await else {
+        tally.other += 1;
+        return tally;
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        tally.other += 1;
+        return tally;
+    };
+    tokio::spawn(conn);
+    let host = target.addr.to_string();
+    let mut k: u32 = 0;
+    loop {
+        let scheduled = match interval {
+            Some(iv) => {
+                let at = start + offset + iv * k;
+                k += 1;
+                if at >= until {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            None => {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                now
+            }
+        };
+        let request = Request::post(target.path.as_str())
+            .header("host", host.as_str())
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer bench-key")
+            .body(Full::new(payload()));
+        let Ok(request) = request else {
+            tally.other += 1;
+            break;
+        };
+        if sender.ready().await.is_err() {
+            tally.other += 1;
+            break;
+        }
+        let sent = Instant::now();
+        let response = match sender.send_request(request).await {
+            Ok(r) => r,
+            Err(_) => {
+                tally.other += 1;
+                break;
+            }
+        };
+        let status = response.status();
+        let body = match response.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                tally.other += 1;
+                break;
+            }
+        };
+        let done = Instant::now();
+        if status.is_success() {
+            tally.ok += 1;
+            if body.windows(16).any(|w| w == b"\"duplicate\":true") {
+                tally.duplicates += 1;
+            }
+        } else {
+            tally.other += 1;
+        }
+        tally
+            .corrected_us
+            .push(done.duration_since(scheduled).as_micros() as u32);
+        tally
+            .service_us
+            .push(done.duration_since(sent).as_micros() as u32);
+    }
+    tally
+}
+
+struct Measured {
+    rate: f64,
+    ok: u64,
+    other: u64,
+    duplicates: u64,
+    p50: f64,
+    p99: f64,
+    service_p50: f64,
+    service_p99: f64,
+}
+
+/// Drives `target` with `conns` connections for `secs`; `rate` None = closed loop.
+async fn drive(target: &Target, conns: usize, rate: Option<f64>, secs: f64) -> Measured {
+    let start = Instant::now() + Duration::from_millis(50);
+    let until = start + Duration::from_secs_f64(secs);
+    let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r));
+    let mut tasks = Vec::with_capacity(conns);
+    for i in 0..conns {
+        // Stagger the per-connection schedules evenly over one interval.
+        let offset = interval
+            .map(|iv| iv.mul_f64(i as f64 / conns as f64))
+            .unwrap_or_default();
+        tasks.push(tokio::spawn(connection(
+            target.clone(),
+            start,
+            offset,
+            interval,
+            until,
+        )));
+    }
+    let mut all = Tally::default();
+    for t in tasks {
+        if let Ok(t) = t.await {
+            all.merge(t);
+        }
+    }
+    let elapsed = Instant::now().duration_since(start).as_secs_f64();
+    all.corrected_us.sort_unstable();
+    all.service_us.sort_unstable();
+    Measured {
+        rate: all.ok as f64 / elapsed,
+        ok: all.ok,
+        other: all.other,
+        duplicates: all.duplicates,
+        p50: percentile_ms(&all.corrected_us, 0.50),
+        p99: percentile_ms(&all.corrected_us, 0.99),
+        service_p50: percentile_ms(&all.service_us, 0.50),
+        service_p99: percentile_ms(&all.service_us, 0.99),
+    }
+}
+
+fn bare_router() -> Router {
+    // Reads the body (as any server must, to keep the connection alive) and
+    // answers 200 with no other work.
+    Router::new().route(PATH, post(|_body: Bytes| async { "ok" }))
+}
+
+fn relay_config(dir: &std::path::Path) -> String {
+    format!(
+        concat!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n",
+            "[journal]\npath = {:?}\nmax_size = \"8GiB\"\n\n",
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"bench\"\napi_key = \"{}\"\n"
+        ),
+        dir.join("journal").display().to_string(),
+        API_KEY
+    )
+}
+
+fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn env_one<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn arg_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Open-loop connections for a rate: enough that one slow answer does not
+/// hold the schedule back, few enough not to drown 2 cores in tasks.
+fn open_conns(rate: f64) -> usize {
+    ((rate / 100.0).ceil() as usize).clamp(16, 128)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let client_threads = env_one("WEBHOOK_BENCH_CLIENT_THREADS", 1usize);
+    let client = runtime(client_threads, "load");
+
+    if let Some(url) = arg_value(&args, "--drive") {
+        drive_external(&client, &args, &url);
+        return;
+    }
+
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds = env_one("WEBHOOK_BENCH_ROUNDS", if quick { 1usize } else { 5 });
+    let secs = env_one("WEBHOOK_BENCH_SECS", if quick { 1.0f64 } else { 3.0 });
+    let rates: Vec<f64> = env_list("WEBHOOK_BENCH_RATES", "1000,5000,10000");
+    let conns: Vec<usize> = env_list("WEBHOOK_BENCH_CONNS", "64,256");
+    let server_threads = env_one("WEBHOOK_BENCH_SERVER_THREADS", 2usize);
+    let server = runtime(server_threads, "server");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = server.block_on(async {
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, relay_config(dir.path())).expect("config");
+        let config =
+            callrelay::config::Config::load(&path).unwrap_or_else(|e| panic!("bench config:\n{e}"));
+        callrelay::app::Relay::start(config, path)
+            .await
+            .unwrap_or_else(|e| panic!("relay start: {e}"))
+    });
+    let bare_addr = server.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, bare_router()).await;
+        });
+        addr
+    });
+    let targets = [
+        (
+            "relay",
+            Target {
+                addr: relay.addr,
+                path: PATH.into(),
+            },
+        ),
+        (
+            "bare",
+            Target {
+                addr: bare_addr,
+                path: PATH.into(),
+            },
+        ),
+    ];
+
+    eprintln!(
+        "webhook_load: {rounds} rounds × {secs} s, closed-loop conns {conns:?}, rates {rates:?}, \
+         server threads {server_threads}, client threads {client_threads}"
+    );
+    // Warm up both (connections, allocator, journal file growth).
+    for (_, t) in &targets {
+        client.block_on(drive(t, 64, None, 0.5));
+    }
+
+    // max[target][conns] and lat[target][rate] → per-round values.
+    let mut max: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); conns.len()]; 2];
+    let mut ratio: Vec<f64> = Vec::new();
+    let mut lat: Vec<Vec<Vec<Measured>>> = (0..2)
+        .map(|_| (0..rates.len()).map(|_| Vec::new()).collect())
+        .collect();
+    let mut relay_ok = 0u64;
+    let mut failures = 0u64;
+    let mut duplicates = 0u64;
+    for round in 0..rounds {
+        let mut best = [0.0f64; 2];
+        for (ci, &c) in conns.iter().enumerate() {
+            for (ti, (name, t)) in targets.iter().enumerate() {
+                let m = client.block_on(drive(t, c, None, secs));
+                eprintln!(
+                    "round {round} {name:5} closed {c:4} conns: {:8.0} ev/s  p50 {:.2} ms  p99 {:.2} ms  non-200 {}",
+                    m.rate, m.p50, m.p99, m.other
+                );
+                if ti == 0 {
+                    relay_ok += m.ok;
+                    duplicates += m.duplicates;
+                }
+                failures += m.other;
+                best[ti] = best[ti].max(m.rate);
+                max[ti][ci].push(m.rate);
+            }
+        }
+        ratio.push(best[0] / best[1]);
+        for (ri, &r) in rates.iter().enumerate() {
+            for (ti, (name, t)) in targets.iter().enumerate() {
+                let m = client.block_on(drive(t, open_conns(r), Some(r), secs));
+                eprintln!(
+                    "round {round} {name:5} open {r:6.0}/s: achieved {:8.0}/s  p50 {:.2} ms  p99 {:.2} ms  (send→answer p50 {:.2} p99 {:.2})  non-200 {}",
+                    m.rate, m.p50, m.p99, m.service_p50, m.service_p99, m.other
+                );
+                if ti == 0 {
+                    relay_ok += m.ok;
+                    duplicates += m.duplicates;
+                }
+                failures += m.other;
+                lat[ti][ri].push(m);
+            }
+        }
+    }
+
+    let last_seq = relay.ctx.journal.last_seq();
+    // Warm-up 200s are journaled too; they are not in relay_ok.
+    println!();
+    println!(
+        "relay: {relay_ok} measured 200s (+ warm-up), journal last seq {last_seq}, duplicates {duplicates}, non-200 answers (both targets) {failures}"
+    );
+    println!();
+    println!("### Max rate (closed loop), median of {rounds} rounds");
+    println!();
+    println!("| connections | relay events/s (durable-acked) | bare axum 200/s | relay / bare |");
+    println!("|---:|---:|---:|---:|");
+    for (ci, &c) in conns.iter().enumerate() {
+        let r = median(max[0][ci].clone());
+        let b = median(max[1][ci].clone());
+        println!("| {c} | {r:.0} | {b:.0} | {:.2} |", r / b);
+    }
+    let best_relay = median(
+        (0..rounds)
+            .map(|i| max[0].iter().map(|v| v[i]).fold(0.0, f64::max))
+            .collect(),
+    );
+    let best_bare = median(
+        (0..rounds)
+            .map(|i| max[1].iter().map(|v| v[i]).fold(0.0, f64::max))
+            .collect(),
+    );
+    println!(
+        "| best per round | {best_relay:.0} | {best_bare:.0} | {:.2} (median of per-round ratios) |",
+        median(ratio.clone())
+    );
+    println!();
+    println!(
+        "### Latency at fixed offered rates (open loop), median of {rounds} rounds; ms from the scheduled send"
+    );
+    println!();
+    println!(
+        "| offered/s | relay achieved/s | relay p50 | relay p99 | bare achieved/s | bare p50 | bare p99 | relay p99 send→answer | bare p99 send→answer |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (ri, &r) in rates.iter().enumerate() {
+        let col = |ti: usize, f: &dyn Fn(&Measured) -> f64| -> f64 {
+            median(lat[ti][ri].iter().map(f).collect())
+        };
+        println!(
+            "| {r:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            col(0, &|m| m.rate),
+            col(0, &|m| m.p50),
+            col(0, &|m| m.p99),
+            col(1, &|m| m.rate),
+            col(1, &|m| m.p50),
+            col(1, &|m| m.p99),
+            col(0, &|m| m.service_p99),
+            col(1, &|m| m.service_p99),
+        );
+    }
+
+    relay.shutdown();
+    let _ = server.block_on(relay.wait());
+    assert_eq!(failures, 0, "some requests were not answered 200");
+    assert_eq!(duplicates, 0, "a unique payload was deduplicated");
+    assert!(
+        last_seq >= relay_ok,
+        "journal last seq {last_seq} < {relay_ok} acknowledged events"
+    );
+}
+
+/// `--drive URL [--rate N] [--secs S] [--conns C]`: load only, against a relay
+/// started elsewhere (e.g. under valgrind or perf).
+fn drive_external(client: &tokio::runtime::Runtime, args: &[String], url: &str) {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("--drive {url}: {e}"));
+    let host = parsed.host_str().unwrap_or("127.0.0.1");
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .unwrap_or_else(|e| panic!("--drive {url}: {e}"));
+    let target = Target {
+        addr,
+        path: parsed.path().to_owned(),
+    };
+    let secs: f64 = arg_value(args, "--secs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
+    let rate: Option<f64> = arg_value(args, "--rate").and_then(|v| v.parse().ok());
+    let conns: usize = arg_value(args, "--conns")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rate.map(open_conns).unwrap_or(64));
+    let m = client.block_on(drive(&target, conns, rate, secs));
+    println!(
+        "{url}: {} ok, {} non-200, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+        m.ok, m.other, m.rate, m.p50, m.p99
+    );
+}
