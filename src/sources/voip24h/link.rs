@@ -98,6 +98,14 @@ impl Link {
         next.unwrap_or_else(|| Inbound::Closed("connection ended".into()))
     }
 
+    /// What has already arrived, without waiting.
+    pub fn try_recv(&mut self) -> Option<Inbound> {
+        match self {
+            Link::V3(c) => c.events.try_recv().ok(),
+            Link::V4(c) => c.events.try_recv().ok(),
+        }
+    }
+
     pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
         match self {
             Link::V3(c) => c.emit(event, arg).await,

@@ -114,8 +114,36 @@ impl Session<'_> {
         }
     }
 
-    /// Runs the session on `link` until it ends.
+    /// Runs the session on `link` until it ends. Events the server sent before
+    /// the end are journaled even when the session ends early (a failed
+    /// `hello` after the server hung up must not drop `response`s queued behind
+    /// the `say` it answered).
     pub async fn run(&self, link: &mut Link) -> SessionEnd {
+        let end = self.run_until_end(link).await;
+        if end.reason != EndReason::Cancelled {
+            self.deliver_queued(link).await;
+        }
+        end
+    }
+
+    /// Journals the `response`s already received and not yet handled.
+    async fn deliver_queued(&self, link: &mut Link) {
+        while let Some(inbound) = link.try_recv() {
+            match inbound {
+                Inbound::Event { name, args } if name == "response" => {
+                    match deliver(self.ctx, self.account(), &args, self.cancel).await {
+                        Ok(true) => self.reporter.event_seen(),
+                        Ok(false) => {}
+                        Err(ShuttingDown) => return,
+                    }
+                }
+                Inbound::Closed(_) => return,
+                _ => {}
+            }
+        }
+    }
+
+    async fn run_until_end(&self, link: &mut Link) -> SessionEnd {
         let hello_interval = self.config.hello_interval.get_ref().get();
         let silence = silence_limit(hello_interval);
         let mut last_frame = Instant::now();
