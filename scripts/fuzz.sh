@@ -49,7 +49,7 @@ echo "== building fuzz targets"
 # Built once, then each binary is run directly: `cargo fuzz run` would rebuild
 # per target (and see every edit made to the tree meanwhile).
 cargo fuzz build --sanitizer none -O
-bin_dir="fuzz/target/x86_64-unknown-linux-gnu/release"
+bin_dir="${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release"
 
 mkdir -p fuzz/logs
 stamp=$(mktemp)

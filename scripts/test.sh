@@ -21,3 +21,10 @@ fi
 
 echo "== cargo test"
 cargo test --all-targets --no-fail-fast -- --test-threads="${CALLRELAY_TEST_THREADS:-4}"
+
+# Fuzz every vendor parser and the config loader for a bounded time
+# (CALLRELAY_FUZZ_SECONDS per target, default 15; 0 skips).
+if [ "${CALLRELAY_FUZZ_SECONDS:-15}" != "0" ]; then
+  echo "== fuzz (${CALLRELAY_FUZZ_SECONDS:-15}s per target)"
+  scripts/fuzz.sh "${CALLRELAY_FUZZ_SECONDS:-15}"
+fi
