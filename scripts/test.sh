@@ -20,7 +20,8 @@ if ! command -v tansu >/dev/null 2>&1; then
 fi
 
 echo "== cargo test"
-cargo test --all-targets --no-fail-fast -- --test-threads="${CALLRELAY_TEST_THREADS:-4}"
+# Test threads default to the number of cores; CALLRELAY_TEST_THREADS overrides.
+cargo test --all-targets --no-fail-fast ${CALLRELAY_TEST_THREADS:+-- --test-threads="$CALLRELAY_TEST_THREADS"}
 
 # Fuzz every vendor parser and the config loader for a bounded time
 # (CALLRELAY_FUZZ_SECONDS per target, default 15; 0 skips).
