@@ -21,7 +21,7 @@ fi
 
 echo "== cargo test"
 # Test threads default to the number of cores; CALLRELAY_TEST_THREADS overrides.
-cargo test --all-targets --no-fail-fast ${CALLRELAY_TEST_THREADS:+-- --test-threads="$CALLRELAY_TEST_THREADS"}
+cargo test --no-fail-fast ${CALLRELAY_TEST_THREADS:+-- --test-threads="$CALLRELAY_TEST_THREADS"}
 
 # Fuzz every vendor parser and the config loader for a bounded time
 # (CALLRELAY_FUZZ_SECONDS per target, default 15; 0 skips).
