@@ -130,14 +130,18 @@ fn consume_all(brokers: &str, topic: &str) -> Vec<Consumed> {
     consumer.assign(&list).expect("assign");
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !remaining.is_empty() {
+    // tansu's memory engine reports a high watermark one short, so after the
+    // watermarks are reached, read on until the topic has been quiet a while.
+    let mut quiet_since = std::time::Instant::now();
+    while !remaining.is_empty() || quiet_since.elapsed() < Duration::from_secs(1) {
         assert!(
             std::time::Instant::now() < deadline,
             "timed out reading {topic}: {remaining:?} left"
         );
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
+        quiet_since = std::time::Instant::now();
         let m = message.expect("consume");
         let mut headers = BTreeMap::new();
         if let Some(h) = m.headers() {
@@ -225,6 +229,27 @@ fn check_complete(journaled: &[JournaledEvent], consumed: &[Consumed]) -> usize 
         missing.len()
     );
     duplicates
+}
+
+/// `Relay::wait` can return while a task it aborted still holds the journal:
+/// wait until the journal can be opened again.
+async fn wait_journal_closed(dir: &std::path::Path) {
+    let options = callrelay::journal::JournalOptions {
+        dir: dir.join("journal"),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(86_400),
+        max_size: 1 << 30,
+    };
+    for _ in 0..200 {
+        match callrelay::journal::Journal::open(options.clone()) {
+            Ok(_) => return,
+            Err(callrelay::journal::JournalError::InUse { .. }) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("journal: {e}"),
+        }
+    }
+    panic!("the stopped relay still holds its journal after 10s");
 }
 
 fn sink_status(ctx: &Arc<Context>) -> (bool, serde_json::Value, Option<String>) {
@@ -376,6 +401,7 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
     let reached = streaming.await.expect("stream");
     assert!(reached < 100_000, "the stream was cut by the stop");
 
+    wait_journal_closed(dir.path()).await;
     let relay = start_relay_in(dir, &text).await;
     let ctx = relay.ctx.clone();
     let resumed_from = ctx.journal.cursor("kafka").expect("cursor").unwrap_or(0);
@@ -435,7 +461,11 @@ async fn tansu_end_to_end_topic_key_headers_and_a_missing_topic() {
     let consumed = consume(&brokers, "callrelay.call").await;
     assert_eq!(consumed.len(), 2, "{consumed:?}");
     assert_eq!(check_complete(&journaled, &consumed), 0);
-    for (c, e) in consumed.iter().zip(&journaled) {
+    for c in &consumed {
+        let e = journaled
+            .iter()
+            .find(|e| e.header.id == c.headers["ce_id"])
+            .expect("journaled");
         assert_eq!(c.topic, "callrelay.call");
         assert_eq!(c.headers["content-type"], "application/cloudevents+json");
         assert_eq!(c.headers["ce_id"], e.header.id);

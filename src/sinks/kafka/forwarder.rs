@@ -27,10 +27,11 @@ use backoff::backoff::Backoff;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use prometheus::IntCounter;
+use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use serde_json::json;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
@@ -40,6 +41,7 @@ use crate::status::SinkStatus;
 use super::CURSOR;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
+use super::reader::Reader;
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
 /// Tuning of the forwarder.
@@ -161,6 +163,8 @@ pub struct Forwarder {
     /// Last seq handed to the producer.
     next: u64,
     buffer: VecDeque<JournaledEvent>,
+    /// Reads ahead of the producer; restarted from the cursor after a failure.
+    reader: Option<Reader>,
     in_flight: FuturesOrdered<BoxFuture<'static, Report>>,
     /// The failure being recovered from; cleared by the next delivery.
     failure: Option<String>,
@@ -169,6 +173,7 @@ pub struct Forwarder {
     last_probe: Instant,
     backoff: ExponentialBackoff,
     published: IntCounter,
+    latency: Histogram,
     producers_created: u64,
 }
 
@@ -184,6 +189,7 @@ impl Forwarder {
             .map_err(|e| format!("cannot read the kafka cursor: {e}"))?
             .unwrap_or(0);
         let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+        let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
         Ok(Forwarder {
             template: TopicTemplate::parse(config.topic.get_ref()),
             config,
@@ -196,6 +202,7 @@ impl Forwarder {
             persisted: cursor,
             next: cursor,
             buffer: VecDeque::new(),
+            reader: None,
             in_flight: FuturesOrdered::new(),
             failure: None,
             last_error: None,
@@ -207,6 +214,7 @@ impl Forwarder {
                 .with_max_elapsed_time(None)
                 .build(),
             published,
+            latency,
             producers_created: 0,
         })
     }
@@ -255,7 +263,13 @@ impl Forwarder {
         if let Err(f) = self.ensure_producer() {
             return Some(f);
         }
-        let mut committed = self.ctx.hub.committed();
+        if self.reader.is_none() {
+            self.reader = Some(Reader::start(
+                self.ctx.clone(),
+                self.next,
+                self.tuning.read_batch,
+            ));
+        }
         let mut tick = tokio::time::interval(self.tuning.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -264,7 +278,10 @@ impl Forwarder {
                 Ok(false) => return None,
                 Err(f) => return Some(f),
             }
-            let caught_up = self.buffer.is_empty() && self.next >= self.ctx.journal.last_seq();
+            let Some(reader) = self.reader.as_mut() else {
+                return Some(Failure::Journal("the journal reader is gone".into()));
+            };
+            let want = self.buffer.is_empty();
             let room = self.in_flight.len() < self.tuning.max_in_flight;
             tokio::select! {
                 biased;
@@ -280,13 +297,11 @@ impl Forwarder {
                         }
                     }
                 }
-                changed = committed.changed(), if caught_up && room => {
-                    if changed.is_err() {
-                        // The hub is gone: the relay is stopping.
-                        cancel.cancelled().await;
-                        return None;
-                    }
-                }
+                batch = reader.rx.recv(), if want && room => match batch {
+                    Some(Ok(events)) => self.buffer.extend(events),
+                    Some(Err(e)) => return Some(Failure::Journal(e)),
+                    None => return Some(Failure::Journal("the journal reader stopped".into())),
+                },
                 _ = tick.tick() => self.housekeeping().await,
             }
         }
@@ -297,18 +312,16 @@ impl Forwarder {
     async fn fill(&mut self, cancel: &CancellationToken) -> Result<bool, Failure> {
         while self.in_flight.len() < self.tuning.max_in_flight {
             if self.buffer.is_empty() {
-                if self.next >= self.ctx.journal.last_seq() {
-                    break;
-                }
-                let journal = self.ctx.journal.clone();
-                let (after, limit) = (self.next, self.tuning.read_batch);
-                let read =
-                    tokio::task::spawn_blocking(move || journal.read_after(after, limit)).await;
-                match read {
-                    Ok(Ok(events)) if events.is_empty() => break,
+                let Some(reader) = self.reader.as_mut() else {
+                    return Err(Failure::Journal("the journal reader is gone".into()));
+                };
+                match reader.rx.try_recv() {
                     Ok(Ok(events)) => self.buffer.extend(events),
-                    Ok(Err(e)) => return Err(Failure::Journal(e.to_string())),
-                    Err(e) => return Err(Failure::Journal(e.to_string())),
+                    Ok(Err(e)) => return Err(Failure::Journal(e)),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        return Err(Failure::Journal("the journal reader stopped".into()));
+                    }
                 }
             }
             let Some(event) = self.buffer.front() else {
@@ -320,7 +333,7 @@ impl Forwarder {
                     return Err(Failure::ProducerGone);
                 };
                 let (create, admin) = (self.config.create_topics, self.config.client_config());
-                let name = topic.clone();
+                let name = topic.to_string();
                 let check = tokio::task::spawn_blocking(move || {
                     KnownTopics::ensure_blocking(&producer, &name, create, &admin)
                 });
@@ -329,7 +342,7 @@ impl Forwarder {
                     checked = check => checked,
                 };
                 match checked {
-                    Ok(Ok(())) => self.topics.insert(topic.clone()),
+                    Ok(Ok(())) => self.topics.insert(topic.to_string()),
                     Ok(Err(e)) => return Err(Failure::Topic(e)),
                     Err(e) => return Err(Failure::Journal(e.to_string())),
                 }
@@ -402,11 +415,7 @@ impl Forwarder {
                 self.cursor = report.seq;
                 self.published.inc();
                 let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
-                self.ctx
-                    .metrics
-                    .event_latency
-                    .with_label_values(&["kafka"])
-                    .observe(latency);
+                self.latency.observe(latency);
                 self.last_delivery = Instant::now();
                 self.health.delivered();
                 if self.failure.take().is_some() {
@@ -474,6 +483,7 @@ impl Forwarder {
         }
         self.in_flight = FuturesOrdered::new();
         self.buffer.clear();
+        self.reader = None;
         self.next = self.cursor;
     }
 

@@ -78,7 +78,7 @@ impl ClientContext for HealthContext {
             self.health.all_brokers_down.store(true, Ordering::Release);
         }
         tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}");
-        self.health.note(format!("{reason}"));
+        self.health.note(reason.to_owned());
     }
 }
 

@@ -6,6 +6,7 @@
 //! after the broker's metadata showed it (or `create_topics` created it), so a
 //! missing topic is reported by name instead of as a stalled queue.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -75,7 +76,11 @@ impl TopicTemplate {
         }
     }
 
-    pub fn render(&self, header: &EventHeader) -> String {
+    /// The topic of one event; borrowed (no allocation) for a fixed topic.
+    pub fn render(&self, header: &EventHeader) -> Cow<'_, str> {
+        if let Some(fixed) = self.fixed() {
+            return Cow::Borrowed(fixed);
+        }
         let mut out = String::new();
         for part in &self.parts {
             let value = match part {
@@ -97,7 +102,7 @@ impl TopicTemplate {
             }));
         }
         out.truncate(249);
-        out
+        Cow::Owned(out)
     }
 }
 
