@@ -170,3 +170,31 @@ fn read_after_respects_limit_and_start() {
     );
     assert!(j.read_after(50, 5).unwrap().is_empty());
 }
+
+#[test]
+fn stored_header_matches_the_cloudevent_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let mut no_subject = event("ünïcode-ä");
+    no_subject.event.subject = None;
+    let appended = j
+        .append_batch(&[event("with-subject"), no_subject])
+        .unwrap();
+    let read = j.read_after(0, 10).unwrap();
+    for (e, outcome) in read.iter().zip(&appended) {
+        let from_json: EventHeader = serde_json::from_slice(&e.json).unwrap();
+        assert_eq!(e.header, from_json);
+        assert_eq!(outcome, &AppendOutcome::Appended(e.clone()));
+    }
+    assert_eq!(read[1].header.subject, None);
+}
+
+#[test]
+fn a_corrupt_record_is_an_error_not_a_panic() {
+    for bad in [&b""[..], &[0u8; 19][..], &[0u8; 20][..], &[0xff; 64][..]] {
+        assert!(matches!(
+            decode_record(1, bad),
+            Err(JournalError::Corrupt { seq: 1 })
+        ));
+    }
+}
