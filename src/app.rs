@@ -245,6 +245,9 @@ async fn serve(
         k.stop().await;
     }
     retention.abort();
+    // Awaited so that no task holds the journal once `wait` returns: a restart
+    // on the same directory must find it free.
+    let _ = retention.await;
     tracing::info!(last_seq = ctx.journal.last_seq(), "stopped");
     match served {
         Ok(Ok(())) => Ok(()),
