@@ -149,6 +149,18 @@ pub(crate) fn is_sensitive(key: &str) -> bool {
         .any(|w| k.contains(w))
 }
 
+/// Option values may hold credentials (`sasl.password`): only their names print.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", self.brokers.get_ref())
+            .field("topic", self.topic.get_ref())
+            .field("create_topics", &self.create_topics)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,17 +211,5 @@ mod tests {
         assert!(shown.contains("relay.toml:5:"), "{shown}");
         assert!(shown.contains("linger.mss"), "{shown}");
         assert!(!shown.contains("compression.type"), "{shown}");
-    }
-}
-
-/// Option values may hold credentials (`sasl.password`): only their names print.
-impl std::fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("brokers", self.brokers.get_ref())
-            .field("topic", self.topic.get_ref())
-            .field("create_topics", &self.create_topics)
-            .field("options", &self.options.keys().collect::<Vec<_>>())
-            .finish()
     }
 }
