@@ -161,8 +161,10 @@ impl IncomingEvent {
     /// The CloudEvents 1.0 structured-mode JSON of this event once journaled as `seq`.
     pub fn to_cloudevent_json(&self, id: EventId, seq: u64) -> Vec<u8> {
         let time = self.event.time.unwrap_or(self.received_at);
-        let mut data = self.event.fields.clone();
-        data.insert("raw".to_owned(), self.event.raw.clone());
+        let data = Data {
+            fields: &self.event.fields,
+            raw: &self.event.raw,
+        };
         let ce = CloudEvent {
             specversion: "1.0",
             id: &id.to_hex(),
@@ -174,7 +176,7 @@ impl IncomingEvent {
             seq,
             vendor: self.vendor.as_str(),
             account: &self.account,
-            data: Value::Object(data),
+            data,
         };
         // ok: serializing a struct of strings and a serde_json::Value cannot fail.
         serde_json::to_vec(&ce).unwrap_or_default()
@@ -211,7 +213,26 @@ struct CloudEvent<'a> {
     seq: u64,
     vendor: &'a str,
     account: &'a str,
-    data: Value,
+    data: Data<'a>,
+}
+
+/// `data`: the normalized fields, then `raw`, serialized from borrows (the
+/// payload is not copied per event).
+struct Data<'a> {
+    fields: &'a Map<String, Value>,
+    raw: &'a Value,
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        for (key, value) in self.fields.iter().filter(|(k, _)| k.as_str() != "raw") {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("raw", self.raw)?;
+        map.end()
+    }
 }
 
 /// The attributes sinks route and filter on, read back from a journaled CloudEvent.

@@ -274,7 +274,7 @@ fn run(
     busy: &BusyClock,
     max_batch: usize,
 ) {
-    let mut batch: Vec<Submission> = Vec::with_capacity(max_batch);
+    let mut batch = Batch::with_capacity(max_batch);
     loop {
         let mut stop = false;
         match rx.blocking_recv() {
@@ -306,21 +306,50 @@ fn run(
     }
 }
 
+type Reply = oneshot::Sender<Result<Ack, IngestError>>;
+
+/// The events of one commit and their submitters' reply channels, side by
+/// side, so the store borrows the events without a copy.
+struct Batch {
+    events: Vec<IncomingEvent>,
+    replies: Vec<Reply>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Batch {
+        Batch {
+            events: Vec::with_capacity(n),
+            replies: Vec::with_capacity(n),
+        }
+    }
+    fn push(&mut self, s: Submission) {
+        self.events.push(s.event);
+        self.replies.push(s.reply);
+    }
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
 fn commit(
-    batch: &mut Vec<Submission>,
+    batch: &mut Batch,
     store: &dyn BatchStore,
     hub: &Hub,
     metrics: &Metrics,
     writable: &AtomicBool,
 ) {
-    let events: Vec<IncomingEvent> = batch.iter().map(|s| s.event.clone()).collect();
-    match store.append_batch(&events) {
+    let result = store.append_batch(&batch.events);
+    let events = std::mem::take(&mut batch.events);
+    let replies = std::mem::take(&mut batch.replies);
+    match result {
         Ok(outcomes) => {
             let mut fresh = Vec::new();
             let mut last = None;
-            let mut replies = Vec::with_capacity(batch.len());
-            for (submission, outcome) in batch.drain(..).zip(outcomes) {
-                let ev = &submission.event;
+            let mut acks = Vec::with_capacity(replies.len());
+            for ((ev, reply), outcome) in events.iter().zip(replies).zip(outcomes) {
                 let ack = match outcome {
                     AppendOutcome::Appended(journaled) => {
                         metrics
@@ -331,7 +360,7 @@ fn commit(
                             ])
                             .inc();
                         let ack = Ack {
-                            id: ev.id(),
+                            id: EventId::from_hex(&journaled.header.id).unwrap_or_else(|| ev.id()),
                             seq: journaled.seq,
                             duplicate: false,
                         };
@@ -351,7 +380,7 @@ fn commit(
                         }
                     }
                 };
-                replies.push((submission.reply, ack));
+                acks.push((reply, ack));
             }
             // Sinks and readiness see the commit before any submitter hears of it.
             if let Some(last) = last {
@@ -359,19 +388,17 @@ fn commit(
                 hub.publish(fresh, last);
             }
             writable.store(true, Ordering::Release);
-            for (reply, ack) in replies {
+            for (reply, ack) in acks {
                 let _ = reply.send(Ok(ack));
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, events = batch.len(), "journal commit failed; the batch is refused");
+            tracing::error!(error = %e, events = events.len(), "journal commit failed; the batch is refused");
             metrics.ingest_errors.with_label_values(&["commit"]).inc();
             let message = e.to_string();
             writable.store(false, Ordering::Release);
-            for submission in batch.drain(..) {
-                let _ = submission
-                    .reply
-                    .send(Err(IngestError::Commit(message.clone())));
+            for reply in replies {
+                let _ = reply.send(Err(IngestError::Commit(message.clone())));
             }
         }
     }
