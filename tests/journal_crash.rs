@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use callrelay::ingest::{Hub, Ingest, IngestOptions};
@@ -114,26 +114,24 @@ fn acknowledged_events_survive_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.starts_with("ACK ") {
-                    lines.push(line);
+                if line.starts_with("ACK ") && tx.send(line).is_err() {
+                    break;
                 }
             }
-            lines
         });
-        // Wait for the child to be acknowledging, then kill it at a random moment.
-        let started = Instant::now();
-        std::thread::sleep(Duration::from_millis(150 + next_rand(400)));
+        // Once the child acknowledges, kill it at a random moment after.
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("round {round}: the child acknowledged nothing in 60 s"));
+        std::thread::sleep(Duration::from_millis(next_rand(300)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let lines = reader.join().unwrap();
-        assert!(
-            !lines.is_empty() || started.elapsed() > Duration::from_secs(10),
-            "round {round}: the child acknowledged nothing"
-        );
+        reader.join().unwrap();
+        let lines: Vec<String> = std::iter::once(first).chain(rx.try_iter()).collect();
         for line in lines {
             let mut parts = line.split(' ');
             let (Some(_), Some(seq), Some(dup), Some(identity)) =
