@@ -278,15 +278,30 @@ pub fn id_text(value: &Value) -> Option<String> {
     }
 }
 
+/// How [`canonical_text`] writes scalars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scalars {
+    /// As JSON, numbers in their original digits.
+    Exact,
+    /// Every scalar as its text (`8` and `"8"` alike), strings trimmed: for
+    /// vendors that re-serialise the same event with other types.
+    Loose,
+}
+
 /// Canonical text of a JSON value for identities: object keys sorted, numbers
 /// in their original digits, so a re-serialised payload gives the same text.
 pub fn canonical_json(value: &Value) -> String {
+    canonical_text(value, Scalars::Exact)
+}
+
+/// Canonical text of a JSON value with keys sorted and scalars as `scalars` says.
+pub fn canonical_text(value: &Value, scalars: Scalars) -> String {
     let mut out = String::new();
-    write_canonical(value, &mut out);
+    write_canonical(value, scalars, &mut out);
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, scalars: Scalars, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -298,7 +313,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 }
                 out.push_str(&Value::String(key.clone()).to_string());
                 out.push(':');
-                write_canonical(&map[key], out);
+                write_canonical(&map[key], scalars, out);
             }
             out.push('}');
         }
@@ -308,9 +323,15 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(item, out);
+                write_canonical(item, scalars, out);
             }
             out.push(']');
+        }
+        Value::String(s) if scalars == Scalars::Loose => {
+            out.push_str(&Value::String(s.trim().to_owned()).to_string())
+        }
+        Value::Number(n) if scalars == Scalars::Loose => {
+            out.push_str(&Value::String(n.to_string()).to_string())
         }
         other => out.push_str(&other.to_string()),
     }

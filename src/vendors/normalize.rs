@@ -134,41 +134,7 @@ pub fn identity(parts: &[Option<&str>]) -> String {
 /// scalar written as its text, so `{"call_id": 8}` and `{"call_id": "8"}` — the
 /// same event re-serialised by a vendor — give the same identity.
 pub fn loose_canonical(value: &Value) -> String {
-    let mut out = String::new();
-    write_loose(value, &mut out);
-    out
-}
-
-fn write_loose(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_loose(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_loose(item, out);
-            }
-            out.push(']');
-        }
-        Value::String(s) => out.push_str(&Value::String(s.trim().to_owned()).to_string()),
-        Value::Number(n) => out.push_str(&Value::String(n.to_string()).to_string()),
-        other => out.push_str(&other.to_string()),
-    }
+    crate::event::canonical_text(value, crate::event::Scalars::Loose)
 }
 
 /// A vendor date, read leniently: epoch milliseconds or seconds (number or
