@@ -1,0 +1,560 @@
+//! WebSocket fan-out: deliveries per second to 1,000 and 10,000 connected
+//! clients, memory per idle client, and the p99 from commit to frame at a
+//! client at ~1,000 events/s with 1,000 clients — for callrelay's `/ws` and,
+//! in the same run and fed the same journaled frames, for a minimal
+//! tokio-tungstenite broadcast server (the ratio is the figure to watch).
+//!
+//! Run: `cargo bench --bench ws_fanout`. The clients live in a child process
+//! (this binary re-executed with `--pool`), so the parent's RSS delta is the
+//! server's memory per client. Prints a Markdown table; docs/websocket.md
+//! holds the figures.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use callrelay::app::Relay;
+use callrelay::config::Config;
+use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn event(n: u64) -> IncomingEvent {
+    let call = format!("1287674{n:06}.299");
+    IncomingEvent {
+        vendor: Vendor::Voip24h,
+        account: "bench".into(),
+        transport: Transport::Webhook,
+        received_at: time::OffsetDateTime::now_utc(),
+        event: VendorEvent {
+            event_type: "call.ringing".into(),
+            subject: Some(call.clone()),
+            time: None,
+            fields: serde_json::Map::from_iter([
+                ("call_id".to_owned(), json!(call)),
+                ("direction".to_owned(), json!("inbound")),
+                ("from".to_owned(), json!("0832666859")),
+                ("extension".to_owned(), json!("130")),
+            ]),
+            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound"}),
+            identity: format!("{call}|ring|130|{n}"),
+        },
+    }
+}
+
+// ---------------------------------------------------------------- the pool
+
+/// The seq of an event frame, read without parsing the JSON.
+fn frame_seq(text: &str) -> Option<u64> {
+    let at = text.find("\"seq\":")? + 6;
+    let digits: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// One pool client, as the pool's summary sees it.
+#[derive(Default)]
+struct ClientState {
+    /// The last seq received; `u64::MAX` once closed.
+    last: AtomicU64,
+    /// (seq, receive time in µs since the epoch), while recording.
+    samples: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+/// Child mode: `--pool URL N SOURCE_IP`; commands on stdin, answers on stdout.
+async fn pool(url: String, n: usize, source: Ipv4Addr) {
+    let addr: SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("pool url");
+    let frames = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let record = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connecting = Arc::new(tokio::sync::Semaphore::new(64));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let states: Vec<Arc<ClientState>> = (0..n).map(|_| Arc::default()).collect();
+    for state in &states {
+        let (url, frames, closed, record, connecting, connected, state) = (
+            url.clone(),
+            frames.clone(),
+            closed.clone(),
+            record.clone(),
+            connecting.clone(),
+            connected.clone(),
+            state.clone(),
+        );
+        tokio::spawn(async move {
+            let permit = connecting.acquire().await.expect("semaphore");
+            let socket = TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::new(IpAddr::V4(source), 0))
+                .expect("bind");
+            let stream = socket.connect(addr).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+                .await
+                .expect("upgrade");
+            drop(permit);
+            connected.fetch_add(1, Ordering::AcqRel);
+            while let Some(msg) = ws.next().await {
+                match msg {
+                    Ok(Message::Text(t)) => {
+                        frames.fetch_add(1, Ordering::Relaxed);
+                        let Some(seq) = frame_seq(t.as_str()) else {
+                            continue;
+                        };
+                        if record.load(Ordering::Relaxed) {
+                            // Uncontended: only the pool's summary takes it too, at the end.
+                            state.samples.lock().expect("samples").push((seq, now_us()));
+                        }
+                        state.last.store(seq, Ordering::Release);
+                    }
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            closed.fetch_add(1, Ordering::AcqRel);
+            state.last.store(u64::MAX, Ordering::Release);
+        });
+    }
+    let mut waited = 0;
+    while connected.load(Ordering::Acquire) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+        if waited % 250 == 0 {
+            eprintln!(
+                "pool: {} of {n} connected, {} closed",
+                connected.load(Ordering::Acquire),
+                closed.load(Ordering::Acquire)
+            );
+        }
+    }
+    let mut out = tokio::io::stdout();
+    out.write_all(b"ready\n").await.expect("stdout");
+    out.flush().await.expect("stdout");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["record"] => record.store(true, Ordering::Release),
+            ["until", seq] => {
+                let seq: u64 = seq.parse().expect("seq");
+                while !states.iter().all(|s| s.last.load(Ordering::Acquire) >= seq) {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                let line = format!(
+                    "done {} {}\n",
+                    frames.load(Ordering::Acquire),
+                    closed.load(Ordering::Acquire)
+                );
+                out.write_all(line.as_bytes()).await.expect("stdout");
+                out.flush().await.expect("stdout");
+            }
+            ["latency", path] => {
+                let commits: HashMap<u64, u64> = std::fs::read_to_string(path)
+                    .expect("commit times")
+                    .lines()
+                    .filter_map(|l| {
+                        let (s, t) = l.split_once(' ')?;
+                        Some((s.parse().ok()?, t.parse().ok()?))
+                    })
+                    .collect();
+                let mut lat: Vec<u64> = states
+                    .iter()
+                    .flat_map(|s| std::mem::take(&mut *s.samples.lock().expect("samples")))
+                    .filter_map(|(seq, at)| Some(at.saturating_sub(*commits.get(&seq)?)))
+                    .collect();
+                lat.sort_unstable();
+                let p = |q: f64| {
+                    lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let line = format!(
+                    "lat {} {} {} {} {}\n",
+                    lat.len(),
+                    p(0.5),
+                    p(0.99),
+                    p(0.999),
+                    lat.last().copied().unwrap_or(0)
+                );
+                out.write_all(line.as_bytes()).await.expect("stdout");
+                out.flush().await.expect("stdout");
+            }
+            ["exit"] => std::process::exit(0),
+            _ => {}
+        }
+    }
+}
+
+/// The parent's handle on a pool process.
+struct Pool {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Pool {
+    async fn start(url: &str, n: usize, source: Ipv4Addr) -> Pool {
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--pool", url, &n.to_string(), &source.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn pool");
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut pool = Pool {
+            child,
+            stdin,
+            lines,
+        };
+        assert_eq!(pool.read().await, "ready");
+        pool
+    }
+
+    async fn read(&mut self) -> String {
+        self.lines
+            .next_line()
+            .await
+            .expect("pool stdout")
+            .expect("pool exited")
+    }
+
+    async fn say(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("pool stdin");
+        self.stdin.flush().await.expect("pool stdin");
+    }
+
+    async fn stop(mut self) {
+        self.say("exit").await;
+        let _ = self.child.wait().await;
+    }
+}
+
+// ---------------------------------------------------------------- the baseline
+
+/// A minimal broadcast server: every connection forwards the broadcast with `send`.
+async fn baseline(tx: broadcast::Sender<Utf8Bytes>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut rx = tx.subscribe();
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                loop {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Ok(text) => if sink.send(Message::Text(text)).await.is_err() { return },
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return,
+                        },
+                        m = stream.next() => if !matches!(m, Some(Ok(_))) { return },
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------- the runs
+
+struct Row {
+    server: &'static str,
+    clients: usize,
+    rss_per_client_kib: f64,
+    events: u64,
+    deliveries_per_s: f64,
+    lost_clients: u64,
+}
+
+/// Journals `count` events as fast as ingest takes them; returns the last seq.
+async fn burst(ingest: &callrelay::ingest::IngestHandle, first: u64, count: u64) -> u64 {
+    let acks: Vec<u64> = futures::stream::iter(first..first + count)
+        .map(|n| {
+            let ingest = ingest.clone();
+            async move { ingest.submit(event(n)).await.expect("submit").seq }
+        })
+        .buffer_unordered(1024)
+        .collect()
+        .await;
+    acks.into_iter().max().unwrap_or(0)
+}
+
+async fn throughput(
+    server: &'static str,
+    url: &str,
+    clients: usize,
+    events: u64,
+    source: Ipv4Addr,
+    relay: &Relay,
+    next: &mut u64,
+) -> Row {
+    eprintln!("{server}: connecting {clients} clients");
+    let before = rss_kib();
+    let mut pool = Pool::start(url, clients, source).await;
+    eprintln!("{server}: {clients} connected; journaling {events} events");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib().saturating_sub(before) as f64 / clients as f64;
+    let started = Instant::now();
+    let last = burst(&relay.ctx.ingest, *next, events).await;
+    *next += events;
+    pool.say(&format!("until {last}")).await;
+    let answer = pool.read().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("{server}: {answer} in {elapsed:.2} s");
+    let parts: Vec<u64> = answer
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let (frames, lost) = (parts[0], parts[1]);
+    pool.stop().await;
+    Row {
+        server,
+        clients,
+        rss_per_client_kib: idle,
+        events,
+        deliveries_per_s: frames as f64 / elapsed,
+        lost_clients: lost,
+    }
+}
+
+async fn latency(
+    url: &str,
+    source: Ipv4Addr,
+    relay: &Relay,
+    next: &mut u64,
+    commits: &Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+    dir: &std::path::Path,
+    rate: u64,
+) -> String {
+    eprintln!("latency: {url}");
+    let mut pool = Pool::start(url, 1_000, source).await;
+    pool.say("record").await;
+    commits.lock().expect("commits").clear();
+    // `rate` events/s for 10 s: rate/100 events every 10 ms, each submitted on its own.
+    let per_tick = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut last = 0;
+    let mut inflight = Vec::new();
+    for _ in 0..1_000 {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let ingest = relay.ctx.ingest.clone();
+            let n = *next;
+            *next += 1;
+            inflight.push(tokio::spawn(async move {
+                ingest.submit(event(n)).await.expect("submit").seq
+            }));
+        }
+    }
+    for t in inflight {
+        last = last.max(t.await.expect("submit task"));
+    }
+    pool.say(&format!("until {last}")).await;
+    let _ = pool.read().await;
+    let path = dir.join("commits.txt");
+    let table: String = commits
+        .lock()
+        .expect("commits")
+        .iter()
+        .map(|(s, t)| format!("{s} {t}\n"))
+        .collect();
+    std::fs::write(&path, table).expect("commit table");
+    pool.say(&format!("latency {}", path.display())).await;
+    let answer = pool.read().await;
+    pool.stop().await;
+    let v: Vec<u64> = answer
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    format!(
+        "{} samples: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        v[0],
+        v[1] as f64 / 1e3,
+        v[2] as f64 / 1e3,
+        v[3] as f64 / 1e3,
+        v[4] as f64 / 1e3
+    )
+}
+
+async fn bench() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {:?}\n[websocket]\nmax_clients = 20000\nclient_queue = 1000000\n",
+        dir.path().join("journal").display().to_string()
+    );
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, text).expect("config");
+    let relay = Relay::start(Config::load(&path).expect("config"), path)
+        .await
+        .expect("relay");
+
+    // Commit times (when the hub publishes, right after the fsync'd commit,
+    // before any webhook is answered), and the same frames to the baseline.
+    let (tx, _) = broadcast::channel::<Utf8Bytes>(65_536);
+    let base_addr = baseline(tx.clone()).await;
+    let commits: Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Arc::default();
+    {
+        // A thread of its own, woken by the ingest thread's publish directly:
+        // a task on the (busy) runtime would stamp commits late.
+        let mut live = relay.ctx.hub.subscribe_live();
+        let commits = commits.clone();
+        std::thread::spawn(move || {
+            loop {
+                match live.blocking_recv() {
+                    Ok(e) => {
+                        commits.lock().expect("commits").push((e.seq, now_us()));
+                        if let Ok(text) = Utf8Bytes::try_from(e.json.clone()) {
+                            let _ = tx.send(text);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    let relay_url = format!("ws://{}/ws", relay.addr);
+    let base_url = format!("ws://{base_addr}/");
+    let mut next = 1;
+    let mut rows = Vec::new();
+    let mut ip = 10u8;
+    let mut source = || {
+        ip += 1;
+        Ipv4Addr::new(127, 0, 0, ip)
+    };
+    // WS_FANOUT_RUNS="clients:events,..." overrides the runs (for a quick look).
+    let runs: Vec<(usize, u64)> = std::env::var("WS_FANOUT_RUNS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|r| {
+                    let (c, e) = r.split_once(':')?;
+                    Some((c.parse().ok()?, e.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| vec![(1_000, 5_000), (10_000, 500)]);
+    for (clients, events) in runs {
+        rows.push(
+            throughput(
+                "callrelay",
+                &relay_url,
+                clients,
+                events,
+                source(),
+                &relay,
+                &mut next,
+            )
+            .await,
+        );
+        rows.push(
+            throughput(
+                "baseline",
+                &base_url,
+                clients,
+                events,
+                source(),
+                &relay,
+                &mut next,
+            )
+            .await,
+        );
+    }
+    // WS_FANOUT_RATE overrides the latency run's events/s (default 1,000).
+    let rate: u64 = std::env::var("WS_FANOUT_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1_000);
+    let lat_relay = latency(
+        &relay_url,
+        source(),
+        &relay,
+        &mut next,
+        &commits,
+        dir.path(),
+        rate,
+    )
+    .await;
+    let lat_base = latency(
+        &base_url,
+        source(),
+        &relay,
+        &mut next,
+        &commits,
+        dir.path(),
+        rate,
+    )
+    .await;
+
+    println!("| server | clients | events | deliveries/s | RSS per idle client | clients lost |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} KiB | {} |",
+            r.server, r.clients, r.events, r.deliveries_per_s, r.rss_per_client_kib, r.lost_clients
+        );
+    }
+    println!();
+    println!("commit → frame at a client, ~{rate} events/s, 1,000 clients:");
+    println!("- callrelay: {lat_relay}");
+    println!("- baseline:  {lat_base}");
+    relay.shutdown();
+    let _ = relay.wait().await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(i) = args.iter().position(|a| a == "--pool") {
+        let url = args[i + 1].clone();
+        let n = args[i + 2].parse().expect("n");
+        let source = args[i + 3].parse().expect("source ip");
+        runtime.block_on(pool(url, n, source));
+    } else {
+        runtime.block_on(bench());
+    }
+}
