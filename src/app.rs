@@ -190,6 +190,11 @@ async fn serve(
     let router = crate::server::router(&ctx);
     let server_cancel = ctx.shutdown.clone();
     let server = tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        // Small responses and WebSocket frames go out at once, not after Nagle's delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { server_cancel.cancelled().await })
             .await
