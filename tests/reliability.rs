@@ -27,8 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use callrelay::app::Relay;
-use callrelay::config::{Config, HumanDuration, unspanned};
+use callrelay::config::{HumanDuration, unspanned};
 use common::{TestRelay, base_config, eventually, start_relay_in};
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -682,25 +681,15 @@ async fn sio_relay(peer: &SioPeer) -> TestRelay {
         base_config(dir.path()),
         peer.port
     );
-    let config_path = dir.path().join("relay.toml");
-    std::fs::write(&config_path, text).expect("config");
-    let mut config = Config::load(&config_path).unwrap_or_else(|e| panic!("config: {e}"));
-    for source in &mut config.voip24h {
-        let source = source.get_mut();
-        source.hello_interval = unspanned(HumanDuration(Duration::from_millis(500)));
-        source.backoff_min = unspanned(HumanDuration(Duration::from_millis(100)));
-        source.backoff_max = unspanned(HumanDuration(Duration::from_millis(400)));
-    }
-    let relay = Relay::start(config, config_path.clone())
-        .await
-        .unwrap_or_else(|e| panic!("relay start: {e}"));
-    TestRelay {
-        addr: relay.addr,
-        ctx: relay.ctx.clone(),
-        relay: Some(relay),
-        dir,
-        config_path,
-    }
+    common::start_relay_tuned(dir, &text, |config| {
+        for source in &mut config.voip24h {
+            let source = source.get_mut();
+            source.hello_interval = unspanned(HumanDuration(Duration::from_millis(500)));
+            source.backoff_min = unspanned(HumanDuration(Duration::from_millis(100)));
+            source.backoff_max = unspanned(HumanDuration(Duration::from_millis(400)));
+        }
+    })
+    .await
 }
 
 /// Waits until the journal holds `sent`, in order and once each; on a timeout,

@@ -14,8 +14,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use callrelay::app::Relay;
-use callrelay::config::{Config, HumanDuration, unspanned};
+use callrelay::config::{HumanDuration, unspanned};
 use callrelay::status::ConnState;
 use common::TestRelay;
 use serde_json::{Value, json};
@@ -165,26 +164,16 @@ async fn start_relay(peer: &Peer, engine: &str, key: &str, sign: &str) -> TestRe
         common::base_config(dir.path()),
         peer.port
     );
-    let config_path = dir.path().join("relay.toml");
-    std::fs::write(&config_path, text).expect("write config");
-    let mut config = Config::load(&config_path).unwrap_or_else(|e| panic!("config: {e}"));
-    for source in &mut config.voip24h {
-        let source = source.get_mut();
-        source.hello_interval = unspanned(HumanDuration(HELLO_INTERVAL));
-        source.backoff_min = unspanned(HumanDuration(BACKOFF_MIN));
-        source.backoff_max = unspanned(HumanDuration(BACKOFF_MAX));
-        source.bandwidth_backoff = unspanned(HumanDuration(BANDWIDTH_BACKOFF));
-    }
-    let relay = Relay::start(config, config_path.clone())
-        .await
-        .unwrap_or_else(|e| panic!("relay start: {e}"));
-    TestRelay {
-        addr: relay.addr,
-        ctx: relay.ctx.clone(),
-        relay: Some(relay),
-        dir,
-        config_path,
-    }
+    common::start_relay_tuned(dir, &text, |config| {
+        for source in &mut config.voip24h {
+            let source = source.get_mut();
+            source.hello_interval = unspanned(HumanDuration(HELLO_INTERVAL));
+            source.backoff_min = unspanned(HumanDuration(BACKOFF_MIN));
+            source.backoff_max = unspanned(HumanDuration(BACKOFF_MAX));
+            source.bandwidth_backoff = unspanned(HumanDuration(BANDWIDTH_BACKOFF));
+        }
+    })
+    .await
 }
 
 fn call_event(n: u32) -> Value {

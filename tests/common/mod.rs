@@ -36,9 +36,21 @@ pub async fn start_relay(rest: &str) -> TestRelay {
 
 /// Starts a relay with the full config `text`, in `dir` (kept alive by the result).
 pub async fn start_relay_in(dir: tempfile::TempDir, text: &str) -> TestRelay {
+    start_relay_tuned(dir, text, |_| {}).await
+}
+
+/// As `start_relay_in`, with `tune` applied to the loaded config before start:
+/// for values a user may not set but a test must (intervals shorter than the
+/// vendor allows).
+pub async fn start_relay_tuned(
+    dir: tempfile::TempDir,
+    text: &str,
+    tune: impl FnOnce(&mut Config),
+) -> TestRelay {
     let config_path = dir.path().join("relay.toml");
     std::fs::write(&config_path, text).expect("write config");
-    let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config:\n{e}"));
+    let mut config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config:\n{e}"));
+    tune(&mut config);
     let relay = Relay::start(config, config_path.clone())
         .await
         .unwrap_or_else(|e| panic!("relay start: {e}"));
