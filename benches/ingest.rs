@@ -3,36 +3,19 @@
 //! webhook requests in flight). Run: `cargo bench --bench ingest`.
 //! Prints a Markdown table; docs/PERFORMANCE.md holds the figures.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::event::{IncomingEvent, Transport};
 use callrelay::ingest::{Hub, Ingest, IngestOptions};
 use callrelay::journal::{Journal, JournalOptions};
 use callrelay::metrics::Metrics;
-use serde_json::json;
 
 fn event(n: u64) -> IncomingEvent {
-    let call = format!("1287674{n:06}.299");
-    IncomingEvent {
-        vendor: Vendor::Voip24h,
-        account: "bench".into(),
-        transport: Transport::Webhook,
-        received_at: time::OffsetDateTime::now_utc(),
-        event: VendorEvent {
-            event_type: "call.ringing".into(),
-            subject: Some(call.clone()),
-            time: None,
-            fields: serde_json::Map::from_iter([
-                ("call_id".to_owned(), json!(call)),
-                ("direction".to_owned(), json!("inbound")),
-                ("from".to_owned(), json!("0832666859")),
-                ("extension".to_owned(), json!("130")),
-            ]),
-            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound"}),
-            identity: format!("{call}|ring|130"),
-        },
-    }
+    support::ringing_event(n, u64::MAX, Transport::Webhook)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

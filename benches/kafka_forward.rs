@@ -8,42 +8,26 @@
 #[path = "../tests/peers/tansu/broker.rs"]
 mod tansu;
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callrelay::app::{Context, Relay};
 use callrelay::config::Config;
-use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::event::{IncomingEvent, Transport};
 use callrelay::journal::JournaledEvent;
 use callrelay::sinks::kafka::config::KafkaConfig;
 use callrelay::sinks::kafka::producer::record;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 fn event(n: u64) -> IncomingEvent {
-    let call = format!("1287674{:06}.299", n % 5_000);
-    IncomingEvent {
-        vendor: Vendor::Voip24h,
-        account: "bench".into(),
-        transport: Transport::SocketIo,
-        received_at: time::OffsetDateTime::now_utc(),
-        event: VendorEvent {
-            event_type: "call.ringing".into(),
-            subject: Some(call.clone()),
-            time: None,
-            fields: serde_json::Map::from_iter([
-                ("call_id".to_owned(), json!(call)),
-                ("direction".to_owned(), json!("inbound")),
-                ("from".to_owned(), json!("0832666859")),
-                ("extension".to_owned(), json!("130")),
-            ]),
-            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound", "n": n}),
-            identity: format!("{n}"),
-        },
-    }
+    // 5,000 distinct keys: per-key order is exercised across partitions.
+    support::ringing_event(n, 5_000, Transport::SocketIo)
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {

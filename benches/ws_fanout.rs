@@ -9,6 +9,9 @@
 //! server's memory per client. Prints a Markdown table; docs/websocket.md
 //! holds the figures.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -17,9 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use callrelay::app::Relay;
 use callrelay::config::Config;
-use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::event::{IncomingEvent, Transport};
 use futures::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::broadcast;
@@ -44,26 +46,7 @@ fn rss_kib() -> u64 {
 }
 
 fn event(n: u64) -> IncomingEvent {
-    let call = format!("1287674{n:06}.299");
-    IncomingEvent {
-        vendor: Vendor::Voip24h,
-        account: "bench".into(),
-        transport: Transport::Webhook,
-        received_at: time::OffsetDateTime::now_utc(),
-        event: VendorEvent {
-            event_type: "call.ringing".into(),
-            subject: Some(call.clone()),
-            time: None,
-            fields: serde_json::Map::from_iter([
-                ("call_id".to_owned(), json!(call)),
-                ("direction".to_owned(), json!("inbound")),
-                ("from".to_owned(), json!("0832666859")),
-                ("extension".to_owned(), json!("130")),
-            ]),
-            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound"}),
-            identity: format!("{call}|ring|130|{n}"),
-        },
-    }
+    support::ringing_event(n, u64::MAX, Transport::Webhook)
 }
 
 // ---------------------------------------------------------------- the pool

@@ -1,0 +1,31 @@
+//! What the benchmarks feed the relay: one realistic Voip24h "ringing" event,
+//! normalized as the vendor module would, shared so every bench measures the
+//! same payload.
+
+use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use serde_json::json;
+
+/// Event `n`, unique by identity; its call id (the Kafka key) is `n % calls`,
+/// so `calls` bounds how many distinct keys a run has.
+pub fn ringing_event(n: u64, calls: u64, transport: Transport) -> IncomingEvent {
+    let call = format!("1287674{:06}.299", n % calls.max(1));
+    IncomingEvent {
+        vendor: Vendor::Voip24h,
+        account: "bench".into(),
+        transport,
+        received_at: time::OffsetDateTime::now_utc(),
+        event: VendorEvent {
+            event_type: "call.ringing".into(),
+            subject: Some(call.clone()),
+            time: None,
+            fields: serde_json::Map::from_iter([
+                ("call_id".to_owned(), json!(call)),
+                ("direction".to_owned(), json!("inbound")),
+                ("from".to_owned(), json!("0832666859")),
+                ("extension".to_owned(), json!("130")),
+            ]),
+            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound", "n": n}),
+            identity: format!("{call}|ring|130|{n}"),
+        },
+    }
+}
