@@ -167,12 +167,104 @@ impl Session<'_> {
                 _ = tokio::time::sleep_until(wake) => None,
                 inbound = link.recv() => Some(inbound),
             };
-            let Some(inbound) = inbound else {
-                if Instant::now() >= watchdog {
+            // A `say`, or no `say` for hello_interval: either way, say hello.
+            let mut hello_due = false;
+            match inbound {
+                None if Instant::now() >= watchdog => {
                     let detail = format!("no frame for {silence:?}");
                     return end(EndReason::Silent, detail, namespace_connected, connected_at);
                 }
-                // No `say` for hello_interval: say hello anyway.
+                None => hello_due = true,
+                Some(inbound) => {
+                    last_frame = Instant::now();
+                    match inbound {
+                        Inbound::Alive => {}
+                        Inbound::Closed(why) => {
+                            return end(EndReason::Closed, why, namespace_connected, connected_at);
+                        }
+                        Inbound::NamespaceConnected => {
+                            if signed {
+                                continue;
+                            }
+                            namespace_connected = true;
+                            self.reporter.set_state(ConnState::Signing);
+                            if let Err(e) =
+                                emit(link, "sign", Some(self.sign_payload()), silence).await
+                            {
+                                return end(
+                                    EndReason::Closed,
+                                    format!("sign: {e}"),
+                                    true,
+                                    connected_at,
+                                );
+                            }
+                            signed = true;
+                            next_hello = Some(Instant::now() + hello_interval);
+                        }
+                        Inbound::Event { name, args } => match name.as_str() {
+                            "say" => hello_due = true,
+                            "signing" => self.reporter.set_state(ConnState::Signing),
+                            "connected" | "connection" => {
+                                if connected_at.is_none() {
+                                    connected_at = Some(Instant::now());
+                                    self.reporter.set_state(ConnState::Connected);
+                                    tracing::info!(
+                                        vendor = "voip24h",
+                                        account = self.account(),
+                                        "session connected"
+                                    );
+                                }
+                            }
+                            "response" => {
+                                match deliver(self.ctx, self.account(), &args, self.cancel).await {
+                                    Ok(true) => self.reporter.event_seen(),
+                                    Ok(false) => {}
+                                    Err(ShuttingDown) => {
+                                        return end(
+                                            EndReason::Cancelled,
+                                            "journal closing".into(),
+                                            namespace_connected,
+                                            connected_at,
+                                        );
+                                    }
+                                }
+                            }
+                            "error" => {
+                                let reason = if signed && connected_at.is_none() {
+                                    EndReason::AuthRefused
+                                } else {
+                                    EndReason::Error
+                                };
+                                return end(
+                                    reason,
+                                    describe(&name, &args),
+                                    namespace_connected,
+                                    connected_at,
+                                );
+                            }
+                            other => match EndReason::from_event(other) {
+                                Some(reason) => {
+                                    return end(
+                                        reason,
+                                        describe(&name, &args),
+                                        namespace_connected,
+                                        connected_at,
+                                    );
+                                }
+                                None => {
+                                    tracing::debug!(
+                                        vendor = "voip24h",
+                                        account = self.account(),
+                                        event = other,
+                                        "ignored event"
+                                    );
+                                }
+                            },
+                        },
+                    }
+                }
+            }
+            if hello_due {
                 if let Err(e) = emit(link, "hello", None, silence).await {
                     return end(
                         EndReason::Closed,
@@ -182,96 +274,6 @@ impl Session<'_> {
                     );
                 }
                 next_hello = Some(Instant::now() + hello_interval);
-                continue;
-            };
-            last_frame = Instant::now();
-            match inbound {
-                Inbound::Alive => {}
-                Inbound::Closed(why) => {
-                    return end(EndReason::Closed, why, namespace_connected, connected_at);
-                }
-                Inbound::NamespaceConnected => {
-                    if signed {
-                        continue;
-                    }
-                    namespace_connected = true;
-                    self.reporter.set_state(ConnState::Signing);
-                    if let Err(e) = emit(link, "sign", Some(self.sign_payload()), silence).await {
-                        return end(EndReason::Closed, format!("sign: {e}"), true, connected_at);
-                    }
-                    signed = true;
-                    next_hello = Some(Instant::now() + hello_interval);
-                }
-                Inbound::Event { name, args } => match name.as_str() {
-                    "say" => {
-                        if let Err(e) = emit(link, "hello", None, silence).await {
-                            return end(
-                                EndReason::Closed,
-                                format!("hello: {e}"),
-                                namespace_connected,
-                                connected_at,
-                            );
-                        }
-                        next_hello = Some(Instant::now() + hello_interval);
-                    }
-                    "signing" => self.reporter.set_state(ConnState::Signing),
-                    "connected" | "connection" => {
-                        if connected_at.is_none() {
-                            connected_at = Some(Instant::now());
-                            self.reporter.set_state(ConnState::Connected);
-                            tracing::info!(
-                                vendor = "voip24h",
-                                account = self.account(),
-                                "session connected"
-                            );
-                        }
-                    }
-                    "response" => {
-                        match deliver(self.ctx, self.account(), &args, self.cancel).await {
-                            Ok(true) => self.reporter.event_seen(),
-                            Ok(false) => {}
-                            Err(ShuttingDown) => {
-                                return end(
-                                    EndReason::Cancelled,
-                                    "journal closing".into(),
-                                    namespace_connected,
-                                    connected_at,
-                                );
-                            }
-                        }
-                    }
-                    "error" => {
-                        let reason = if signed && connected_at.is_none() {
-                            EndReason::AuthRefused
-                        } else {
-                            EndReason::Error
-                        };
-                        return end(
-                            reason,
-                            describe(&name, &args),
-                            namespace_connected,
-                            connected_at,
-                        );
-                    }
-                    other => match EndReason::from_event(other) {
-                        Some(reason) => {
-                            return end(
-                                reason,
-                                describe(&name, &args),
-                                namespace_connected,
-                                connected_at,
-                            );
-                        }
-                        None => {
-                            tracing::debug!(
-                                vendor = "voip24h",
-                                account = self.account(),
-                                event = other,
-                                "ignored event"
-                            );
-                        }
-                    },
-                },
             }
         }
     }
