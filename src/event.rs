@@ -4,13 +4,17 @@
 //! Guarantees: an event's `id` is a pure function of its dedup key (vendor,
 //! account and the vendor's natural identity of the event), so the same vendor
 //! event seen twice — on two streams, on a retry, after a restart — has the same
-//! `id`. The CloudEvent JSON is built once, at commit, and sent as-is everywhere.
+//! `id`. The CloudEvent JSON is built once (all of it but `seq` before the
+//! event reaches the journal writer, see [`PreparedEvent`]) and sent as-is everywhere.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+mod prepared;
+pub use prepared::PreparedEvent;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -160,26 +164,9 @@ impl IncomingEvent {
 
     /// The CloudEvents 1.0 structured-mode JSON of this event once journaled as `seq`.
     pub fn to_cloudevent_json(&self, id: EventId, seq: u64) -> Vec<u8> {
-        let time = self.event.time.unwrap_or(self.received_at);
-        let data = Data {
-            fields: &self.event.fields,
-            raw: &self.event.raw,
-        };
-        let ce = CloudEvent {
-            specversion: "1.0",
-            id: &id.to_hex(),
-            source: &format!("/{}/{}", self.vendor, self.account),
-            event_type: &self.event.event_type,
-            subject: self.event.subject.as_deref(),
-            time: &format_time(time),
-            datacontenttype: "application/json",
-            seq,
-            vendor: self.vendor.as_str(),
-            account: &self.account,
-            data,
-        };
-        // ok: serializing a struct of strings and a serde_json::Value cannot fail.
-        serde_json::to_vec(&ce).unwrap_or_default()
+        let mut out = Vec::new();
+        PreparedEvent::with_id(self, id).write_json(seq, &mut out);
+        out
     }
 }
 
@@ -196,43 +183,6 @@ pub fn format_time(t: OffsetDateTime) -> String {
         t.second(),
         t.millisecond()
     )
-}
-
-/// The CloudEvent as serialized; field order follows CONTRACT.md.
-#[derive(Serialize)]
-struct CloudEvent<'a> {
-    specversion: &'static str,
-    id: &'a str,
-    source: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<&'a str>,
-    time: &'a str,
-    datacontenttype: &'static str,
-    seq: u64,
-    vendor: &'a str,
-    account: &'a str,
-    data: Data<'a>,
-}
-
-/// `data`: the normalized fields, then `raw`, serialized from borrows (the
-/// payload is not copied per event).
-struct Data<'a> {
-    fields: &'a Map<String, Value>,
-    raw: &'a Value,
-}
-
-impl Serialize for Data<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
-        for (key, value) in self.fields.iter().filter(|(k, _)| k.as_str() != "raw") {
-            map.serialize_entry(key, value)?;
-        }
-        map.serialize_entry("raw", self.raw)?;
-        map.end()
-    }
 }
 
 /// The attributes sinks route and filter on, read back from a journaled CloudEvent.

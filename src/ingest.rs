@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::event::{EventId, IncomingEvent, category_of};
+use crate::event::{EventId, IncomingEvent, PreparedEvent};
 use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
 use crate::metrics::Metrics;
 
@@ -44,12 +44,12 @@ pub enum IngestError {
 
 /// Where batches are committed: the journal, or a stand-in in tests.
 pub trait BatchStore: Send + Sync + 'static {
-    fn append_batch(&self, events: &[IncomingEvent]) -> Result<Vec<AppendOutcome>, JournalError>;
+    fn append_batch(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, JournalError>;
 }
 
 impl BatchStore for Journal {
-    fn append_batch(&self, events: &[IncomingEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
-        Journal::append_batch(self, events)
+    fn append_batch(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
+        Journal::append_prepared(self, events)
     }
 }
 
@@ -88,7 +88,7 @@ impl Hub {
 }
 
 struct Submission {
-    event: IncomingEvent,
+    event: PreparedEvent,
     reply: oneshot::Sender<Result<Ack, IngestError>>,
 }
 
@@ -142,6 +142,9 @@ impl IngestHandle {
         if self.closing.load(Ordering::Acquire) {
             return Err(IngestError::ShuttingDown);
         }
+        // Hashing and serializing here, on the submitter's task, keeps them
+        // off the one writer thread.
+        let event = PreparedEvent::new(&event);
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Message::Event(Submission { event, reply }))
@@ -159,6 +162,7 @@ impl IngestHandle {
         if self.closing.load(Ordering::Acquire) {
             return Err(IngestError::ShuttingDown);
         }
+        let event = PreparedEvent::new(&event);
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Message::Event(Submission { event, reply }))
@@ -311,7 +315,7 @@ type Reply = oneshot::Sender<Result<Ack, IngestError>>;
 /// The events of one commit and their submitters' reply channels, side by
 /// side, so the store borrows the events without a copy.
 struct Batch {
-    events: Vec<IncomingEvent>,
+    events: Vec<PreparedEvent>,
     replies: Vec<Reply>,
 }
 
@@ -354,13 +358,10 @@ fn commit(
                     AppendOutcome::Appended(journaled) => {
                         metrics
                             .events_journaled
-                            .with_label_values(&[
-                                ev.vendor.as_str(),
-                                category_of(&ev.event.event_type),
-                            ])
+                            .with_label_values(&[&ev.header.vendor, ev.header.category()])
                             .inc();
                         let ack = Ack {
-                            id: EventId::from_hex(&journaled.header.id).unwrap_or_else(|| ev.id()),
+                            id: ev.id,
                             seq: journaled.seq,
                             duplicate: false,
                         };
@@ -371,7 +372,7 @@ fn commit(
                     AppendOutcome::Duplicate { id, seq } => {
                         metrics
                             .events_duplicate
-                            .with_label_values(&[ev.vendor.as_str(), &ev.account])
+                            .with_label_values(&[&ev.header.vendor, &ev.header.account])
                             .inc();
                         Ack {
                             id,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::event::{EventHeader, EventId, IncomingEvent};
+use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
 /// [header: the routing attributes, length-prefixed strings][CloudEvent JSON].
@@ -222,6 +222,24 @@ impl Journal {
         events: &[IncomingEvent],
         now_ms: u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
+        let prepared: Vec<PreparedEvent> = events.iter().map(PreparedEvent::new).collect();
+        self.append_prepared_at(&prepared, now_ms)
+    }
+
+    /// `append_batch` of events already prepared (id, header and JSON built),
+    /// which is all the ingest writer does per event.
+    pub fn append_prepared(
+        &self,
+        events: &[PreparedEvent],
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
+        self.append_prepared_at(events, now_ms())
+    }
+
+    pub fn append_prepared_at(
+        &self,
+        events: &[PreparedEvent],
+        now_ms: u64,
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
         let window_ms = self.options.dedup_window.as_millis() as u64;
         let mut outcomes = Vec::with_capacity(events.len());
         let txn = self.db.begin_write().map_err(storage)?;
@@ -239,9 +257,8 @@ impl Journal {
                 .map_err(storage)?
                 .map(|v| v.value())
                 .unwrap_or(0);
-            let mut record = Vec::new();
             for event in events {
-                let id = event.id();
+                let id = event.id;
                 let earlier = dedup
                     .get(id.0.as_slice())
                     .map_err(storage)?
@@ -254,30 +271,27 @@ impl Journal {
                 }
                 let seq = next;
                 next += 1;
-                let json = event.to_cloudevent_json(id, seq);
-                let received_at_ms =
-                    (event.received_at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-                let header = EventHeader {
-                    id: id.to_hex(),
-                    event_type: event.event.event_type.clone(),
-                    source: format!("/{}/{}", event.vendor, event.account),
-                    subject: event.event.subject.clone(),
-                    vendor: event.vendor.as_str().to_owned(),
-                    account: event.account.clone(),
-                    seq,
-                };
-                encode_record(&mut record, now_ms, received_at_ms, &header, &json);
+                let mut header = event.header.clone();
+                header.seq = seq;
+                let mut record = Vec::with_capacity(
+                    RECORD_PREFIX + 128 + event.json_len_without_seq() + 20,
+                );
+                encode_record_head(&mut record, now_ms, event.received_at_ms, &header);
+                let json_start = record.len();
+                event.write_json(seq, &mut record);
                 log.insert(seq, record.as_slice()).map_err(storage)?;
                 dedup
                     .insert(id.0.as_slice(), (seq, now_ms))
                     .map_err(storage)?;
                 bytes += record.len() as u64;
+                // The sinks' copy of the JSON shares the record's allocation.
+                let json = Bytes::from(record).slice(json_start..);
                 outcomes.push(AppendOutcome::Appended(JournaledEvent {
                     seq,
                     journaled_at_ms: now_ms,
-                    received_at_ms,
+                    received_at_ms: event.received_at_ms,
                     header,
-                    json: Bytes::from(json),
+                    json,
                 }));
             }
             meta.insert("next_seq", next).map_err(storage)?;
@@ -478,14 +492,13 @@ fn record_time(seq: u64, record: &[u8]) -> Result<u64, JournalError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-fn encode_record(
+/// Writes a record up to where its JSON starts.
+fn encode_record_head(
     out: &mut Vec<u8>,
     journaled_at_ms: u64,
     received_at_ms: u64,
     header: &EventHeader,
-    json: &[u8],
 ) {
-    out.clear();
     out.extend_from_slice(&journaled_at_ms.to_le_bytes());
     out.extend_from_slice(&received_at_ms.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
@@ -509,7 +522,6 @@ fn encode_record(
     }
     let header_len = (out.len() - start) as u32;
     out[16..20].copy_from_slice(&header_len.to_le_bytes());
-    out.extend_from_slice(json);
 }
 
 fn read_u32(seq: u64, bytes: &[u8], at: usize) -> Result<u32, JournalError> {

@@ -12,14 +12,14 @@ struct Gate {
 }
 
 impl BatchStore for Gate {
-    fn append_batch(&self, events: &[IncomingEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
+    fn append_batch(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
         if let Some(rx) = self.gate.lock().unwrap().take() {
             let _ = rx.recv();
         }
         if self.fail.load(Ordering::SeqCst) {
             return Err(JournalError::Corrupt { seq: 0 });
         }
-        self.journal.append_batch(events)
+        self.journal.append_prepared(events)
     }
 }
 
