@@ -14,6 +14,8 @@
 //!   and counted by the caller).
 
 use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,15 +24,14 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 
+mod dedup;
+use dedup::{DEDUP_LOG, DedupIndex, Seen};
+
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
 /// [header: the routing attributes, length-prefixed strings][CloudEvent JSON].
 /// The header spares every reader a JSON parse per event (it was the Kafka
 /// forwarder's largest cost).
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// event id → (seq, journaled_at_ms) of the latest event with that id.
-const DEDUP: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("dedup");
-/// Dedup entries that outlived their event (dropped for `max_size`): seq → id.
-const ORPHANS: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_orphans");
 /// sink name → last delivered seq.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 /// counters: "next_seq", "bytes".
@@ -112,6 +113,8 @@ pub struct Journal {
     first_seq: AtomicU64,
     last_seq: AtomicU64,
     bytes: AtomicU64,
+    /// Ids journaled within the dedup window; only the writer and retention take it.
+    dedup: Mutex<DedupIndex>,
 }
 
 fn now_ms() -> u64 {
@@ -139,12 +142,17 @@ impl Journal {
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(EVENTS).map_err(storage)?;
-            txn.open_table(DEDUP).map_err(storage)?;
-            txn.open_table(ORPHANS).map_err(storage)?;
+            txn.open_table(DEDUP_LOG).map_err(storage)?;
             txn.open_table(CURSORS).map_err(storage)?;
             txn.open_table(META).map_err(storage)?;
         }
+        dedup::migrate_legacy(&txn)?;
         txn.commit().map_err(storage)?;
+        let index = {
+            let read = db.begin_read().map_err(storage)?;
+            let table = read.open_table(DEDUP_LOG).map_err(storage)?;
+            DedupIndex::load(&table)?
+        };
         let journal = Journal {
             db,
             path,
@@ -152,9 +160,16 @@ impl Journal {
             first_seq: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            dedup: Mutex::new(index),
         };
         journal.refresh_stats()?;
         Ok(journal)
+    }
+
+    /// The in-memory dedup index; a panic elsewhere while it was held leaves
+    /// it consistent (every change is a single map operation), so poisoning is ignored.
+    fn dedup_index(&self) -> std::sync::MutexGuard<'_, DedupIndex> {
+        self.dedup.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn path(&self) -> &Path {
@@ -242,10 +257,14 @@ impl Journal {
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         let window_ms = self.options.dedup_window.as_millis() as u64;
         let mut outcomes = Vec::with_capacity(events.len());
+        // What this batch journals, for duplicates within it and for the
+        // index once the commit has succeeded.
+        let mut fresh: HashMap<EventId, Seen> = HashMap::with_capacity(events.len());
         let txn = self.db.begin_write().map_err(storage)?;
         let (last, bytes) = {
+            let index = self.dedup_index();
             let mut log = txn.open_table(EVENTS).map_err(storage)?;
-            let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
+            let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             let mut next = meta
                 .get("next_seq")
@@ -259,13 +278,11 @@ impl Journal {
                 .unwrap_or(0);
             for event in events {
                 let id = event.id;
-                let earlier = dedup
-                    .get(id.0.as_slice())
-                    .map_err(storage)?
-                    .map(|v| v.value());
-                if let Some((seq, at)) = earlier
-                    && now_ms.saturating_sub(at) < window_ms
-                {
+                let earlier = fresh
+                    .get(&id)
+                    .map(|seen| seen.seq)
+                    .or_else(|| index.within_window(&id, now_ms, window_ms));
+                if let Some(seq) = earlier {
                     outcomes.push(AppendOutcome::Duplicate { id, seq });
                     continue;
                 }
@@ -280,9 +297,9 @@ impl Journal {
                 let json_start = record.len();
                 event.write_json(seq, &mut record);
                 log.insert(seq, record.as_slice()).map_err(storage)?;
-                dedup
-                    .insert(id.0.as_slice(), (seq, now_ms))
-                    .map_err(storage)?;
+                let seen = Seen { seq, at_ms: now_ms };
+                dedup::insert_entry(&mut dedup_log, &id, seen)?;
+                fresh.insert(id, seen);
                 bytes += record.len() as u64;
                 // The sinks' copy of the JSON shares the record's allocation.
                 let json = Bytes::from(record).slice(json_start..);
@@ -299,6 +316,7 @@ impl Journal {
             (next - 1, bytes)
         };
         txn.commit().map_err(storage)?;
+        self.dedup_index().extend(fresh);
         self.last_seq.store(last, Ordering::Release);
         self.bytes.store(bytes, Ordering::Release);
         if self.first_seq.load(Ordering::Acquire) > last {
@@ -389,8 +407,7 @@ impl Journal {
             let txn = self.db.begin_write().map_err(storage)?;
             let (removed, done, bytes) = {
                 let mut log = txn.open_table(EVENTS).map_err(storage)?;
-                let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
-                let mut orphans = txn.open_table(ORPHANS).map_err(storage)?;
+                let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
                 let mut meta = txn.open_table(META).map_err(storage)?;
                 let mut bytes = meta
                     .get("bytes")
@@ -425,48 +442,21 @@ impl Journal {
                     } else {
                         report.dropped_undelivered += 1;
                     }
-                    let header = decode_record_header(seq, &record)?;
-                    if let Some(id) = EventId::from_hex(&header.id) {
-                        let entry = dedup
-                            .get(id.0.as_slice())
-                            .map_err(storage)?
-                            .map(|v| v.value());
-                        if let Some((entry_seq, at)) = entry
-                            && entry_seq == seq
-                        {
-                            if now_ms.saturating_sub(at) < window_ms {
-                                orphans.insert(seq, id.0.as_slice()).map_err(storage)?;
-                            } else {
-                                dedup.remove(id.0.as_slice()).map_err(storage)?;
-                            }
-                        }
-                    }
                     log.remove(seq).map_err(storage)?;
                     bytes = bytes.saturating_sub(record.len() as u64);
                     removed += 1;
                 }
-                // Dedup entries kept past their event expire here.
-                let mut expired_orphans = Vec::new();
-                for entry in orphans.iter().map_err(storage)? {
-                    let (k, v) = entry.map_err(storage)?;
-                    expired_orphans.push((k.value(), v.value().to_vec()));
-                }
-                for (seq, id) in expired_orphans {
-                    let entry = dedup
-                        .get(id.as_slice())
-                        .map_err(storage)?
-                        .map(|v| v.value());
-                    match entry {
-                        Some((entry_seq, at)) if entry_seq == seq => {
-                            if now_ms.saturating_sub(at) >= window_ms {
-                                dedup.remove(id.as_slice()).map_err(storage)?;
-                                orphans.remove(seq).map_err(storage)?;
-                            }
-                        }
-                        _ => {
-                            orphans.remove(seq).map_err(storage)?;
-                        }
-                    }
+                // Dedup entries expire with the window, whether or not their
+                // event is still held (`max_size` may have dropped it).
+                let expired_ids = dedup::expire(
+                    &mut dedup_log,
+                    &mut self.dedup_index(),
+                    now_ms,
+                    window_ms,
+                    RETENTION_CHUNK,
+                )?;
+                if expired_ids == RETENTION_CHUNK {
+                    done = false;
                 }
                 meta.insert("bytes", bytes).map_err(storage)?;
                 (removed, done, bytes)
@@ -570,10 +560,6 @@ fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usize), Journal
         },
         json_start,
     ))
-}
-
-fn decode_record_header(seq: u64, record: &[u8]) -> Result<EventHeader, JournalError> {
-    split_record(seq, record).map(|(header, _)| header)
 }
 
 fn decode_record(seq: u64, record: &[u8]) -> Result<JournaledEvent, JournalError> {

@@ -1,4 +1,5 @@
 use super::*;
+use redb::ReadableTableMetadata;
 use crate::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -197,4 +198,67 @@ fn a_corrupt_record_is_an_error_not_a_panic() {
             Err(JournalError::Corrupt { seq: 1 })
         ));
     }
+}
+
+fn dedup_log_len(j: &Journal) -> u64 {
+    let txn = j.db.begin_read().unwrap();
+    txn.open_table(DEDUP_LOG).unwrap().len().unwrap()
+}
+
+#[test]
+fn dedup_entries_expire_from_the_table_and_stay_expired_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 2_000_000_000;
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        let batch: Vec<_> = (0..5).map(|i| event(&format!("d{i}"))).collect();
+        j.append_batch_at(&batch, t0).unwrap();
+        j.append_batch_at(&[event("late")], t0 + 300_000).unwrap();
+        assert_eq!(dedup_log_len(&j), 6);
+        // The first five have left the window; "late" has not.
+        j.enforce_retention_at(&["kafka"], t0 + 600_000).unwrap();
+        assert_eq!(dedup_log_len(&j), 1);
+        assert_eq!(j.dedup_index().len(), 1);
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert_eq!(j.dedup_index().len(), 1);
+    let out = j
+        .append_batch_at(&[event("late"), event("d0")], t0 + 600_001)
+        .unwrap();
+    assert_eq!(seqs(&out), vec![(6, true), (7, false)]);
+}
+
+#[test]
+fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 3_000_000_000;
+    let known = event("legacy");
+    {
+        let db = Database::create(dir.path().join("journal.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut legacy = txn.open_table(dedup::LEGACY_DEDUP).unwrap();
+            legacy
+                .insert(known.id().0.as_slice(), (41, t0))
+                .unwrap();
+            let mut orphans = txn.open_table(dedup::LEGACY_ORPHANS).unwrap();
+            orphans.insert(41, known.id().0.as_slice()).unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("next_seq", 42).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    let out = j
+        .append_batch_at(&[known.clone(), event("new")], t0 + 1_000)
+        .unwrap();
+    assert_eq!(seqs(&out), vec![(41, true), (42, false)]);
+    let txn = j.db.begin_read().unwrap();
+    use redb::TableHandle;
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n == "dedup" || n == "dedup_orphans"), "{names:?}");
 }

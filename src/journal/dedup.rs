@@ -1,0 +1,206 @@
+//! The dedup index: which event ids were journaled within the dedup window,
+//! and as which seq.
+//!
+//! Lookups go to a hash map in memory; the durable copy is a table keyed by
+//! seq (`dedup_log`), written in the same transaction as the events, so an
+//! insert appends at the end of a B-tree instead of copying a random page per
+//! event (the cost of the earlier id-keyed table), and expiry deletes from its
+//! front. The map is rebuilt from the table when the journal opens.
+//!
+//! Guarantees: the map and the table hold the same entries after every
+//! committed append (a refused batch leaves both untouched); an id's latest
+//! entry wins; an entry outlives its event when `max_size` drops the event
+//! early, and goes only when the window has passed.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, Table, TableDefinition};
+
+use super::{JournalError, storage};
+use crate::event::EventId;
+
+/// seq → [event id: 16 bytes][journaled_at_ms: u64 LE].
+pub(super) const DEDUP_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_log");
+/// The id-keyed index of journals written before `dedup_log`: id → (seq, journaled_at_ms).
+pub(super) const LEGACY_DEDUP: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("dedup");
+/// Its companion, which `dedup_log` makes unnecessary.
+pub(super) const LEGACY_ORPHANS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("dedup_orphans");
+
+const ENTRY_LEN: usize = 24;
+
+/// One id's latest journaling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub seq: u64,
+    pub at_ms: u64,
+}
+
+/// The in-memory side of the index.
+#[derive(Default)]
+pub(super) struct DedupIndex {
+    latest: HashMap<EventId, Seen>,
+}
+
+impl DedupIndex {
+    /// Loads every entry of `dedup_log` (expiry keeps it to about one window).
+    pub fn load<T: ReadableTable<u64, &'static [u8]>>(table: &T) -> Result<Self, JournalError> {
+        let mut latest = HashMap::new();
+        for entry in table.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            let seq = k.value();
+            let (id, at_ms) = decode_entry(seq, v.value())?;
+            // Entries come in seq order, so a later journaling of an id wins.
+            latest.insert(id, Seen { seq, at_ms });
+        }
+        Ok(DedupIndex { latest })
+    }
+
+    /// The seq under which `id` was journaled less than `window_ms` before `now_ms`.
+    pub fn within_window(&self, id: &EventId, now_ms: u64, window_ms: u64) -> Option<u64> {
+        self.latest
+            .get(id)
+            .filter(|seen| now_ms.saturating_sub(seen.at_ms) < window_ms)
+            .map(|seen| seen.seq)
+    }
+
+    /// Records committed journalings.
+    pub fn extend(&mut self, committed: impl IntoIterator<Item = (EventId, Seen)>) {
+        self.latest.extend(committed);
+    }
+
+    /// Forgets `id` if its latest entry is the one at `seq`.
+    fn forget(&mut self, id: &EventId, seq: u64) {
+        if self.latest.get(id).is_some_and(|seen| seen.seq == seq) {
+            self.latest.remove(id);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+}
+
+/// Writes an entry of `dedup_log` in the append's transaction.
+pub(super) fn insert_entry(
+    table: &mut Table<u64, &[u8]>,
+    id: &EventId,
+    seen: Seen,
+) -> Result<(), JournalError> {
+    let mut entry = [0u8; ENTRY_LEN];
+    entry[..16].copy_from_slice(&id.0);
+    entry[16..].copy_from_slice(&seen.at_ms.to_le_bytes());
+    table.insert(seen.seq, entry.as_slice()).map_err(storage)?;
+    Ok(())
+}
+
+/// Removes up to `limit` entries from the front of `dedup_log` whose window
+/// has passed, from the table and from `index`; returns how many. Stops at the
+/// first entry still within its window (entries are in seq order, which is
+/// time order unless the clock stepped back; such entries only live longer).
+pub(super) fn expire(
+    table: &mut Table<u64, &[u8]>,
+    index: &mut DedupIndex,
+    now_ms: u64,
+    window_ms: u64,
+    limit: usize,
+) -> Result<usize, JournalError> {
+    let mut removed = 0;
+    while removed < limit {
+        let front = table
+            .first()
+            .map_err(storage)?
+            .map(|(k, v)| (k.value(), v.value().to_vec()));
+        let Some((seq, entry)) = front else { break };
+        let (id, at_ms) = decode_entry(seq, &entry)?;
+        if now_ms.saturating_sub(at_ms) < window_ms {
+            break;
+        }
+        table.remove(seq).map_err(storage)?;
+        index.forget(&id, seq);
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Moves a legacy id-keyed index into `dedup_log` and deletes the legacy tables.
+pub(super) fn migrate_legacy(txn: &redb::WriteTransaction) -> Result<(), JournalError> {
+    use redb::TableHandle;
+    let has_legacy = txn
+        .list_tables()
+        .map_err(storage)?
+        .any(|t| t.name() == LEGACY_DEDUP.name() || t.name() == LEGACY_ORPHANS.name());
+    if !has_legacy {
+        return Ok(());
+    }
+    let legacy: Vec<(Vec<u8>, (u64, u64))> = {
+        let table = txn.open_table(LEGACY_DEDUP).map_err(storage)?;
+        let mut all = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            all.push((k.value().to_vec(), v.value()));
+        }
+        all
+    };
+    {
+        let mut log = txn.open_table(DEDUP_LOG).map_err(storage)?;
+        for (id, (seq, at_ms)) in legacy {
+            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                return Err(JournalError::Corrupt { seq });
+            };
+            insert_entry(&mut log, &EventId(id), Seen { seq, at_ms })?;
+        }
+    }
+    txn.delete_table(LEGACY_DEDUP).map_err(storage)?;
+    txn.delete_table(LEGACY_ORPHANS).map_err(storage)?;
+    Ok(())
+}
+
+fn decode_entry(seq: u64, entry: &[u8]) -> Result<(EventId, u64), JournalError> {
+    let corrupt = || JournalError::Corrupt { seq };
+    let id: [u8; 16] = entry
+        .get(..16)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let at: [u8; 8] = entry
+        .get(16..ENTRY_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    Ok((EventId(id), u64::from_le_bytes(at)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_round_trips_and_a_short_one_is_corrupt() {
+        let id = EventId([7; 16]);
+        let mut entry = [0u8; ENTRY_LEN];
+        entry[..16].copy_from_slice(&id.0);
+        entry[16..].copy_from_slice(&42u64.to_le_bytes());
+        assert_eq!(decode_entry(1, &entry).unwrap(), (id, 42));
+        assert!(matches!(
+            decode_entry(3, &entry[..23]),
+            Err(JournalError::Corrupt { seq: 3 })
+        ));
+    }
+
+    #[test]
+    fn the_window_is_half_open_and_the_latest_entry_wins() {
+        let mut index = DedupIndex::default();
+        let id = EventId([1; 16]);
+        index.extend([(id, Seen { seq: 1, at_ms: 1_000 })]);
+        assert_eq!(index.within_window(&id, 1_000, 600), Some(1));
+        assert_eq!(index.within_window(&id, 1_599, 600), Some(1));
+        assert_eq!(index.within_window(&id, 1_600, 600), None);
+        index.extend([(id, Seen { seq: 9, at_ms: 1_700 })]);
+        assert_eq!(index.within_window(&id, 1_800, 600), Some(9));
+        // Forgetting the older entry leaves the newer one.
+        index.forget(&id, 1);
+        assert_eq!(index.len(), 1);
+        index.forget(&id, 9);
+        assert_eq!(index.len(), 0);
+    }
+}
