@@ -1,0 +1,76 @@
+//! The journal writer's own cost: `Journal::append_batch` of fixed-size
+//! batches into a journal that already holds a dedup window's worth of
+//! events, so that what one commit touches is realistic. Deterministic in
+//! instructions (batch sizes do not depend on timing), which makes it the
+//! bench to run under `valgrind --tool=callgrind` for A/B comparisons:
+//!
+//!   cargo bench --bench journal_append                 # wall time per event
+//!   valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*timed_appends' \
+//!     target/release/deps/journal_append-* --bench
+//!
+//! Env: APPEND_PREFILL (events already journaled, default 200000),
+//! APPEND_BATCH (events per commit, default 64), APPEND_BATCHES (default 200).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use callrelay::event::{IncomingEvent, Transport};
+use callrelay::journal::{Journal, JournalOptions};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn batch(from: u64, size: u64) -> Vec<IncomingEvent> {
+    (from..from + size)
+        .map(|n| support::ringing_event(n, u64::MAX, Transport::Webhook))
+        .collect()
+}
+
+/// The measured part, a function of its own so that callgrind can count only
+/// it: `--collect-atstart=no --toggle-collect='*timed_appends'`.
+#[inline(never)]
+fn timed_appends(journal: &Journal, work: &[Vec<IncomingEvent>]) -> Duration {
+    let started = Instant::now();
+    for events in work {
+        journal.append_batch(events).expect("append");
+    }
+    started.elapsed()
+}
+
+fn main() {
+    let prefill = env_or("APPEND_PREFILL", 200_000);
+    let size = env_or("APPEND_BATCH", 64).max(1);
+    let batches = env_or("APPEND_BATCHES", 200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = Journal::open(JournalOptions {
+        dir: dir.path().to_path_buf(),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(3600),
+        max_size: 1 << 34,
+    })
+    .expect("journal");
+    let mut next = 0;
+    while next < prefill {
+        let n = (prefill - next).min(4_096);
+        journal.append_batch(&batch(next, n)).expect("prefill");
+        next += n;
+    }
+    // Batches are built before the clock starts: only the append is timed.
+    let work: Vec<Vec<IncomingEvent>> = (0..batches)
+        .map(|b| batch(prefill + b * size, size))
+        .collect();
+    let elapsed = timed_appends(&journal, &work);
+    let events = batches * size;
+    println!(
+        "journal_append: prefill {prefill}, {batches} batches × {size}: {:.1} µs/event, {:.2} ms/commit, {:.0} events/s",
+        elapsed.as_secs_f64() * 1e6 / events as f64,
+        elapsed.as_secs_f64() * 1e3 / batches as f64,
+        events as f64 / elapsed.as_secs_f64()
+    );
+}
