@@ -13,8 +13,8 @@
 //!   `max_size` forces it, and then it says so (the returned report is logged
 //!   and counted by the caller).
 
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -169,7 +169,9 @@ impl Journal {
     /// The in-memory dedup index; a panic elsewhere while it was held leaves
     /// it consistent (every change is a single map operation), so poisoning is ignored.
     fn dedup_index(&self) -> std::sync::MutexGuard<'_, DedupIndex> {
-        self.dedup.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.dedup
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn path(&self) -> &Path {
@@ -290,9 +292,8 @@ impl Journal {
                 next += 1;
                 let mut header = event.header.clone();
                 header.seq = seq;
-                let mut record = Vec::with_capacity(
-                    RECORD_PREFIX + 128 + event.json_len_without_seq() + 20,
-                );
+                let mut record =
+                    Vec::with_capacity(RECORD_PREFIX + 128 + event.json_len_without_seq() + 20);
                 encode_record_head(&mut record, now_ms, event.received_at_ms, &header);
                 let json_start = record.len();
                 event.write_json(seq, &mut record);

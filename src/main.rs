@@ -11,6 +11,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use callrelay::config::Config;
 use callrelay::sinks::websocket::tail::{self, TailOptions};
 
+/// mimalloc instead of glibc malloc: every event allocates its parsed payload
+/// on an HTTP worker and frees it on the journal writer, and glibc's
+/// cross-thread frees and `malloc_consolidate` were a measurable share of the
+/// ingest profile (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "callrelay",

@@ -205,7 +205,10 @@ mod tests {
                 }
                 assert_eq!(v, expected, "seq {seq}, subject {subject:?}");
                 let text = String::from_utf8(out).unwrap();
-                assert!(text.contains(&format!(",\"seq\":{seq},\"vendor\":")), "{text}");
+                assert!(
+                    text.contains(&format!(",\"seq\":{seq},\"vendor\":")),
+                    "{text}"
+                );
             }
         }
     }

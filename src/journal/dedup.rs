@@ -191,11 +191,23 @@ mod tests {
     fn the_window_is_half_open_and_the_latest_entry_wins() {
         let mut index = DedupIndex::default();
         let id = EventId([1; 16]);
-        index.extend([(id, Seen { seq: 1, at_ms: 1_000 })]);
+        index.extend([(
+            id,
+            Seen {
+                seq: 1,
+                at_ms: 1_000,
+            },
+        )]);
         assert_eq!(index.within_window(&id, 1_000, 600), Some(1));
         assert_eq!(index.within_window(&id, 1_599, 600), Some(1));
         assert_eq!(index.within_window(&id, 1_600, 600), None);
-        index.extend([(id, Seen { seq: 9, at_ms: 1_700 })]);
+        index.extend([(
+            id,
+            Seen {
+                seq: 9,
+                at_ms: 1_700,
+            },
+        )]);
         assert_eq!(index.within_window(&id, 1_800, 600), Some(9));
         // Forgetting the older entry leaves the newer one.
         index.forget(&id, 1);

@@ -1,6 +1,6 @@
 use super::*;
-use redb::ReadableTableMetadata;
 use crate::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use redb::ReadableTableMetadata;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -238,9 +238,7 @@ fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
         let txn = db.begin_write().unwrap();
         {
             let mut legacy = txn.open_table(dedup::LEGACY_DEDUP).unwrap();
-            legacy
-                .insert(known.id().0.as_slice(), (41, t0))
-                .unwrap();
+            legacy.insert(known.id().0.as_slice(), (41, t0)).unwrap();
             let mut orphans = txn.open_table(dedup::LEGACY_ORPHANS).unwrap();
             orphans.insert(41, known.id().0.as_slice()).unwrap();
             let mut meta = txn.open_table(META).unwrap();
@@ -260,5 +258,8 @@ fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
         .unwrap()
         .map(|t| t.name().to_owned())
         .collect();
-    assert!(!names.iter().any(|n| n == "dedup" || n == "dedup_orphans"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "dedup" || n == "dedup_orphans"),
+        "{names:?}"
+    );
 }
