@@ -35,12 +35,15 @@ fn batch(from: u64, size: u64) -> Vec<IncomingEvent> {
 /// The measured part, a function of its own so that callgrind can count only
 /// it: `--collect-atstart=no --toggle-collect='*timed_appends'`.
 #[inline(never)]
-fn timed_appends(journal: &Journal, work: &[Vec<IncomingEvent>]) -> Duration {
+fn timed_appends(journal: &Journal, work: &[Vec<IncomingEvent>]) -> (Duration, Vec<Duration>) {
     let started = Instant::now();
+    let mut commits = Vec::with_capacity(work.len());
     for events in work {
+        let t = Instant::now();
         journal.append_batch(events).expect("append");
+        commits.push(t.elapsed());
     }
-    started.elapsed()
+    (started.elapsed(), commits)
 }
 
 fn main() {
@@ -65,12 +68,19 @@ fn main() {
     let work: Vec<Vec<IncomingEvent>> = (0..batches)
         .map(|b| batch(prefill + b * size, size))
         .collect();
-    let elapsed = timed_appends(&journal, &work);
+    let (elapsed, mut commits) = timed_appends(&journal, &work);
+    commits.sort();
+    let at =
+        |p: f64| commits[((commits.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let events = batches * size;
     println!(
-        "journal_append: prefill {prefill}, {batches} batches × {size}: {:.1} µs/event, {:.2} ms/commit, {:.0} events/s",
+        "journal_append: prefill {prefill}, {batches} batches × {size}: {:.1} µs/event, {:.0} events/s; \
+         ms per append: mean {:.2}, p50 {:.2}, p99 {:.2}, max {:.2}",
         elapsed.as_secs_f64() * 1e6 / events as f64,
+        events as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e3 / batches as f64,
-        events as f64 / elapsed.as_secs_f64()
+        at(0.5),
+        at(0.99),
+        at(1.0),
     );
 }

@@ -36,6 +36,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
+/// The daemon's allocator (src/main.rs), so the relay here runs as shipped;
+/// the bare server shares it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const API_KEY: &str = "bench-key";
 const PATH: &str = "/hooks/tel4vn/bench";
 
