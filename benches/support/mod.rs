@@ -1,9 +1,14 @@
-//! What the benchmarks feed the relay: one realistic Voip24h "ringing" event,
-//! normalized as the vendor module would, shared so every bench measures the
-//! same payload.
+//! What the benchmarks share: one realistic Voip24h "ringing" event,
+//! normalized as the vendor module would, so every bench measures the same
+//! payload, and the daemon's global allocator.
 
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use serde_json::json;
+
+/// The daemon's allocator (src/main.rs), so what a bench measures in-process
+/// is what ships; a bench's baseline in the same process shares it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Event `n`, unique by identity; its call id (the Kafka key) is `n % calls`,
 /// so `calls` bounds how many distinct keys a run has.
