@@ -186,7 +186,7 @@ pub fn format_time(t: OffsetDateTime) -> String {
 }
 
 /// The attributes sinks route and filter on, read back from a journaled CloudEvent.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct EventHeader {
     pub id: String,
     #[serde(rename = "type")]

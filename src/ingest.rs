@@ -44,11 +44,18 @@ pub enum IngestError {
 
 /// Where batches are committed: the journal, or a stand-in in tests.
 pub trait BatchStore: Send + Sync + 'static {
-    fn append_batch(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, JournalError>;
+    /// Appended events' headers move into the outcomes.
+    fn append_batch(
+        &self,
+        events: &mut [PreparedEvent],
+    ) -> Result<Vec<AppendOutcome>, JournalError>;
 }
 
 impl BatchStore for Journal {
-    fn append_batch(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
+    fn append_batch(
+        &self,
+        events: &mut [PreparedEvent],
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
         Journal::append_prepared(self, events)
     }
 }
@@ -345,20 +352,24 @@ fn commit(
     metrics: &Metrics,
     writable: &AtomicBool,
 ) {
-    let result = store.append_batch(&batch.events);
-    let events = std::mem::take(&mut batch.events);
-    let replies = std::mem::take(&mut batch.replies);
+    let result = store.append_batch(&mut batch.events);
+    // Drained, not taken: the batch keeps its capacity for the next commit.
+    let events = batch.events.drain(..);
+    let replies = batch.replies.drain(..);
     match result {
         Ok(outcomes) => {
             let mut fresh = Vec::new();
             let mut last = None;
             let mut acks = Vec::with_capacity(replies.len());
-            for ((ev, reply), outcome) in events.iter().zip(replies).zip(outcomes) {
+            for ((ev, reply), outcome) in events.zip(replies).zip(outcomes) {
                 let ack = match outcome {
                     AppendOutcome::Appended(journaled) => {
                         metrics
                             .events_journaled
-                            .with_label_values(&[&ev.header.vendor, ev.header.category()])
+                            .with_label_values(&[
+                                &journaled.header.vendor,
+                                journaled.header.category(),
+                            ])
                             .inc();
                         let ack = Ack {
                             id: ev.id,

@@ -239,29 +239,33 @@ impl Journal {
         events: &[IncomingEvent],
         now_ms: u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        let prepared: Vec<PreparedEvent> = events.iter().map(PreparedEvent::new).collect();
-        self.append_prepared_at(&prepared, now_ms)
+        let mut prepared: Vec<PreparedEvent> = events.iter().map(PreparedEvent::new).collect();
+        self.append_prepared_at(&mut prepared, now_ms)
     }
 
     /// `append_batch` of events already prepared (id, header and JSON built),
-    /// which is all the ingest writer does per event.
+    /// which is all the ingest writer does per event. The headers of the
+    /// appended events move into the outcomes (duplicates keep theirs).
     pub fn append_prepared(
         &self,
-        events: &[PreparedEvent],
+        events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         self.append_prepared_at(events, now_ms())
     }
 
     pub fn append_prepared_at(
         &self,
-        events: &[PreparedEvent],
+        events: &mut [PreparedEvent],
         now_ms: u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         let window_ms = self.options.dedup_window.as_millis() as u64;
-        let mut outcomes = Vec::with_capacity(events.len());
         // What this batch journals, for duplicates within it and for the
         // index once the commit has succeeded.
         let mut fresh: HashMap<EventId, Seen> = HashMap::with_capacity(events.len());
+        // Every record of the batch goes into one buffer, which the sinks'
+        // copies of the JSON then share: one allocation per batch, not per event.
+        let mut records = Vec::with_capacity(events.iter().map(record_len_hint).sum());
+        let mut pending = Vec::with_capacity(events.len());
         let txn = self.db.begin_write().map_err(storage)?;
         let (last, bytes) = {
             let index = self.dedup_index();
@@ -278,39 +282,35 @@ impl Journal {
                 .map_err(storage)?
                 .map(|v| v.value())
                 .unwrap_or(0);
-            for event in events {
+            for event in events.iter_mut() {
                 let id = event.id;
                 let earlier = fresh
                     .get(&id)
                     .map(|seen| seen.seq)
                     .or_else(|| index.within_window(&id, now_ms, window_ms));
                 if let Some(seq) = earlier {
-                    outcomes.push(AppendOutcome::Duplicate { id, seq });
+                    pending.push(Pending::Duplicate { id, seq });
                     continue;
                 }
                 let seq = next;
                 next += 1;
-                let mut header = event.header.clone();
+                let mut header = std::mem::take(&mut event.header);
                 header.seq = seq;
-                let mut record =
-                    Vec::with_capacity(RECORD_PREFIX + 128 + event.json_len_without_seq() + 20);
-                encode_record_head(&mut record, now_ms, event.received_at_ms, &header);
-                let json_start = record.len();
-                event.write_json(seq, &mut record);
-                log.insert(seq, record.as_slice()).map_err(storage)?;
+                let start = records.len();
+                encode_record_head(&mut records, now_ms, event.received_at_ms, &header);
+                let json_start = records.len();
+                event.write_json(seq, &mut records);
+                let record = &records[start..];
+                log.insert(seq, record).map_err(storage)?;
                 let seen = Seen { seq, at_ms: now_ms };
                 dedup::insert_entry(&mut dedup_log, &id, seen)?;
                 fresh.insert(id, seen);
                 bytes += record.len() as u64;
-                // The sinks' copy of the JSON shares the record's allocation.
-                let json = Bytes::from(record).slice(json_start..);
-                outcomes.push(AppendOutcome::Appended(JournaledEvent {
-                    seq,
-                    journaled_at_ms: now_ms,
+                pending.push(Pending::Appended {
                     received_at_ms: event.received_at_ms,
                     header,
-                    json,
-                }));
+                    json: json_start..records.len(),
+                });
             }
             meta.insert("next_seq", next).map_err(storage)?;
             meta.insert("bytes", bytes).map_err(storage)?;
@@ -320,6 +320,24 @@ impl Journal {
         self.dedup_index().extend(fresh);
         self.last_seq.store(last, Ordering::Release);
         self.bytes.store(bytes, Ordering::Release);
+        let records = Bytes::from(records);
+        let outcomes: Vec<AppendOutcome> = pending
+            .into_iter()
+            .map(|p| match p {
+                Pending::Duplicate { id, seq } => AppendOutcome::Duplicate { id, seq },
+                Pending::Appended {
+                    received_at_ms,
+                    header,
+                    json,
+                } => AppendOutcome::Appended(JournaledEvent {
+                    seq: header.seq,
+                    journaled_at_ms: now_ms,
+                    received_at_ms,
+                    header,
+                    json: records.slice(json),
+                }),
+            })
+            .collect();
         if self.first_seq.load(Ordering::Acquire) > last {
             // The journal was empty: the first appended event is now the oldest.
             if let Some(AppendOutcome::Appended(e)) = outcomes
@@ -483,13 +501,40 @@ fn record_time(seq: u64, record: &[u8]) -> Result<u64, JournalError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-/// Writes a record up to where its JSON starts.
+/// One event of a batch being appended, until the batch's buffer is frozen.
+enum Pending {
+    Duplicate {
+        id: EventId,
+        seq: u64,
+    },
+    Appended {
+        received_at_ms: u64,
+        header: EventHeader,
+        /// Where its JSON lies in the batch's buffer.
+        json: std::ops::Range<usize>,
+    },
+}
+
+/// About the length of an event's record (a guess that only sizes a buffer).
+fn record_len_hint(event: &PreparedEvent) -> usize {
+    let h = &event.header;
+    let strings = h.id.len()
+        + h.event_type.len()
+        + h.source.len()
+        + h.subject.as_deref().map_or(0, str::len)
+        + h.vendor.len()
+        + h.account.len();
+    RECORD_PREFIX + 6 * 4 + strings + event.json_len_without_seq() + 20
+}
+
+/// Appends a record up to where its JSON starts.
 fn encode_record_head(
     out: &mut Vec<u8>,
     journaled_at_ms: u64,
     received_at_ms: u64,
     header: &EventHeader,
 ) {
+    let record_start = out.len();
     out.extend_from_slice(&journaled_at_ms.to_le_bytes());
     out.extend_from_slice(&received_at_ms.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
@@ -512,7 +557,7 @@ fn encode_record_head(
         }
     }
     let header_len = (out.len() - start) as u32;
-    out[16..20].copy_from_slice(&header_len.to_le_bytes());
+    out[record_start + 16..record_start + 20].copy_from_slice(&header_len.to_le_bytes());
 }
 
 fn read_u32(seq: u64, bytes: &[u8], at: usize) -> Result<u32, JournalError> {

@@ -12,7 +12,10 @@ struct Gate {
 }
 
 impl BatchStore for Gate {
-    fn append_batch(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, JournalError> {
+    fn append_batch(
+        &self,
+        events: &mut [PreparedEvent],
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
         if let Some(rx) = self.gate.lock().unwrap().take() {
             let _ = rx.recv();
         }
