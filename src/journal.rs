@@ -219,6 +219,12 @@ impl Journal {
         self.bytes.load(Ordering::Acquire)
     }
 
+    /// Ids the dedup index holds in memory (those journaled within about
+    /// one window; the index's memory grows with it).
+    pub fn dedup_entries(&self) -> usize {
+        self.dedup_index().len()
+    }
+
     /// Size of the journal file on disk.
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)

@@ -124,6 +124,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "last_seq": ctx.journal.last_seq(),
             "bytes": ctx.journal.bytes(),
             "file_bytes": ctx.journal.file_bytes(),
+            "dedup_entries": ctx.journal.dedup_entries(),
             "writable": ctx.ingest.is_writable(),
         },
         "sinks": sinks,

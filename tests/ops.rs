@@ -333,6 +333,15 @@ async fn metrics_move_with_traffic_and_pass_promtool() {
         .expect("deduplicated");
     assert!(!a.duplicate && !b.duplicate && dup.duplicate);
 
+    // The dedup index holds the two ids, once each.
+    let status: Value = reqwest::get(format!("{base}/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status json");
+    assert_eq!(status["journal"]["dedup_entries"], 2, "{status}");
+
     let (_, s, _) = scrape(&base).await;
     let journaled = |vendor, kind| {
         value(

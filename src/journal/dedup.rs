@@ -76,7 +76,6 @@ impl DedupIndex {
         }
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.latest.len()
     }
