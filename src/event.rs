@@ -12,11 +12,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 mod prepared;
 pub use prepared::PreparedEvent;
-use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 
 /// The five vendors callrelay speaks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

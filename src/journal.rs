@@ -523,14 +523,23 @@ enum Pending {
 
 /// About the length of an event's record (a guess that only sizes a buffer).
 fn record_len_hint(event: &PreparedEvent) -> usize {
-    let h = &event.header;
-    let strings = h.id.len()
-        + h.event_type.len()
-        + h.source.len()
-        + h.subject.as_deref().map_or(0, str::len)
-        + h.vendor.len()
-        + h.account.len();
-    RECORD_PREFIX + 6 * 4 + strings + event.json_len_without_seq() + 20
+    let header: usize = header_fields(&event.header)
+        .iter()
+        .map(|f| 4 + f.map_or(0, str::len))
+        .sum();
+    RECORD_PREFIX + header + event.json_len_without_seq() + 20
+}
+
+/// The header's strings in their stored order; `None` is an absent subject.
+fn header_fields(header: &EventHeader) -> [Option<&str>; 6] {
+    [
+        Some(header.id.as_str()),
+        Some(header.event_type.as_str()),
+        Some(header.source.as_str()),
+        header.subject.as_deref(),
+        Some(header.vendor.as_str()),
+        Some(header.account.as_str()),
+    ]
 }
 
 /// Appends a record up to where its JSON starts.
@@ -545,14 +554,7 @@ fn encode_record_head(
     out.extend_from_slice(&received_at_ms.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     let start = out.len();
-    for field in [
-        Some(header.id.as_str()),
-        Some(header.event_type.as_str()),
-        Some(header.source.as_str()),
-        header.subject.as_deref(),
-        Some(header.vendor.as_str()),
-        Some(header.account.as_str()),
-    ] {
+    for field in header_fields(header) {
         match field {
             // Lengths are u32: a vendor's subject can be any length.
             Some(text) => {

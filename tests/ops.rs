@@ -334,12 +334,7 @@ async fn metrics_move_with_traffic_and_pass_promtool() {
     assert!(!a.duplicate && !b.duplicate && dup.duplicate);
 
     // The dedup index holds the two ids, once each.
-    let status: Value = reqwest::get(format!("{base}/status"))
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("status json");
+    let status = get_status(&base).await;
     assert_eq!(status["journal"]["dedup_entries"], 2, "{status}");
 
     let (_, s, _) = scrape(&base).await;
@@ -505,12 +500,7 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     let config = relay.ctx.config.load();
     assert_eq!(config.webhook.len(), 3);
     assert_eq!(config.server.listen.get_ref(), "127.0.0.1:0");
-    let status: Value = reqwest::get(format!("{base}/status"))
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("status json");
+    let status = get_status(&base).await;
     let paths: Vec<&str> = status["webhooks"]
         .as_array()
         .expect("webhooks")
@@ -1288,4 +1278,14 @@ async fn no_watchdog_keep_alive_unless_systemd_asks_for_one() {
     assert!(extra.is_err(), "a keep-alive was sent without a watchdog");
     d.signal("TERM");
     d.note("STOPPING=1").await;
+}
+
+/// `GET {base}/status` as JSON.
+async fn get_status(base: &str) -> Value {
+    reqwest::get(format!("{base}/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status json")
 }

@@ -12,14 +12,14 @@
 # Not part of the test suite; docs/PERFORMANCE.md quotes its output.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/perf/lib.sh
 [ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY…]" >&2; exit 2; }
 rounds="${ROUNDS:-3}"
 secs="${SECS:-5}"
 conns="${CONNS:-64}"
 port="${PORT:-18098}"
 
-bench="$(cargo bench --bench webhook_load --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)"
-[ -x "$bench" ] || { echo "could not find the webhook_load bench binary" >&2; exit 1; }
+bench="$(webhook_load_binary)"
 
 work="$(mktemp -d)"
 relay=""
@@ -32,18 +32,7 @@ trap cleanup EXIT
 run_one() {
   local bin="$1"
   rm -rf "$work/journal"
-  cat >"$work/relay.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-
-[journal]
-path = "$work/journal"
-
-[[webhook]]
-vendor = "tel4vn"
-account = "bench"
-api_key = "bench-key"
-TOML
+  write_bench_config "$work" "$port"
   "$bin" run --config "$work/relay.toml" --log-level warn &
   relay=$!
   for _ in $(seq 1 300); do

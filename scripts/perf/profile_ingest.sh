@@ -12,6 +12,7 @@
 # Used for docs/PERFORMANCE.md ("Where time goes"). Not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/perf/lib.sh
 
 tool="${1:-callgrind}"
 port="${PORT:-18099}"
@@ -25,23 +26,11 @@ esac
 mkdir -p "$out"
 
 cargo build --release --bin callrelay
-bench="$(cargo bench --bench webhook_load --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)"
-[ -x "$bench" ] || { echo "could not find the webhook_load bench binary" >&2; exit 1; }
+bench="$(webhook_load_binary)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-cat >"$work/relay.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-
-[journal]
-path = "$work/journal"
-
-[[webhook]]
-vendor = "tel4vn"
-account = "bench"
-api_key = "bench-key"
-TOML
+write_bench_config "$work" "$port"
 
 case "$tool" in
   callgrind)

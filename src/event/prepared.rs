@@ -59,9 +59,8 @@ impl PreparedEvent {
         json.pop();
         json.extend_from_slice(b",\"seq\":");
         let seq_at = json.len();
-        let tail_start = json.len();
         write_object(&mut json, &tail);
-        if let Some(brace) = json.get_mut(tail_start) {
+        if let Some(brace) = json.get_mut(seq_at) {
             *brace = b',';
         }
         let received_at_ms = (event.received_at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
