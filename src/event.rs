@@ -142,7 +142,13 @@ impl EventId {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(32);
+        for byte in self.0 {
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        out
     }
 
     pub fn from_hex(text: &str) -> Option<EventId> {
@@ -173,16 +179,35 @@ impl IncomingEvent {
 /// RFC 3339 in UTC with milliseconds, as in CONTRACT.md (`2026-11-23T10:00:00.123Z`).
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    // Digit by digit rather than `format!`: every event's `time` goes through here.
+    let mut out = String::with_capacity(24);
+    let year = t.year();
+    if (0..=9999).contains(&year) {
+        push_digits(&mut out, year as u32, 4);
+    } else {
+        out.push_str(&format!("{year:04}"));
+    }
+    for (separator, value, width) in [
+        ('-', u32::from(u8::from(t.month())), 2),
+        ('-', u32::from(t.day()), 2),
+        ('T', u32::from(t.hour()), 2),
+        (':', u32::from(t.minute()), 2),
+        (':', u32::from(t.second()), 2),
+        ('.', u32::from(t.millisecond()), 3),
+    ] {
+        out.push(separator);
+        push_digits(&mut out, value, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// `value` in exactly `width` decimal digits (zero-padded; `value` fits).
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (value / 10u32.pow(place)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// The attributes sinks route and filter on, read back from a journaled CloudEvent.
@@ -325,6 +350,37 @@ mod tests {
         assert_ne!(base, EventId::for_key(Vendor::Voip24h, "a", "bc"));
         assert_ne!(base, EventId::for_key(Vendor::Tel4vn, "ab", "c"));
         assert_ne!(base, EventId::for_key(Vendor::Voip24h, "ab", "d"));
+    }
+
+    #[test]
+    fn hex_and_time_match_their_reference_formatting() {
+        for seed in [0u8, 1, 0x5a, 0xff] {
+            let id = EventId([seed.wrapping_mul(37); 16].map(|b| b ^ seed));
+            assert_eq!(id.to_hex(), hex::encode(id.0));
+        }
+        for nanos in [
+            0i128,
+            1_795_428_000_123_000_000,
+            -62_135_596_800_000_000_000 + 5_006_000_000, // 0001-01-01T00:00:05.006
+            253_402_300_799_999_000_000,                 // 9999-12-31T23:59:59.999
+        ] {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            let reference = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            );
+            assert_eq!(format_time(t), reference);
+        }
+        let offset = OffsetDateTime::from_unix_timestamp(1_795_428_000)
+            .unwrap()
+            .to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap());
+        assert_eq!(format_time(offset), "2026-11-23T10:00:00.000Z");
     }
 
     #[test]

@@ -34,7 +34,11 @@ impl PreparedEvent {
 
     pub(crate) fn with_id(event: &IncomingEvent, id: EventId) -> PreparedEvent {
         let id_hex = id.to_hex();
-        let source = format!("/{}/{}", event.vendor, event.account);
+        let vendor = event.vendor.as_str();
+        let mut source = String::with_capacity(2 + vendor.len() + event.account.len());
+        for part in ["/", vendor, "/", &event.account] {
+            source.push_str(part);
+        }
         let time = format_time(event.event.time.unwrap_or(event.received_at));
         let head = Head {
             specversion: "1.0",

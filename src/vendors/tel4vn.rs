@@ -22,21 +22,20 @@ pub fn verify<'a>(
     query: Option<&str>,
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
-    let (presented, place) = match query {
-        Some(q) => (
-            delivery.query_param(q).map(str::as_bytes),
-            format!("query parameter `{q}`"),
-        ),
-        None => (
-            delivery.header(header).map(strip_bearer),
-            format!("header `{header}`"),
-        ),
+    let presented = match query {
+        Some(q) => delivery.query_param(q).map(str::as_bytes),
+        None => delivery.header(header).map(strip_bearer),
     };
-    let presented = presented.ok_or_else(|| AuthError::MissingApiKey(place.clone()))?;
+    // Only a refusal names the place; an accepted key allocates nothing.
+    let place = || match query {
+        Some(q) => format!("query parameter `{q}`"),
+        None => format!("header `{header}`"),
+    };
+    let presented = presented.ok_or_else(|| AuthError::MissingApiKey(place()))?;
     if api_key.matches(presented) {
         Ok(Verified::new(delivery))
     } else {
-        Err(AuthError::BadApiKey(place))
+        Err(AuthError::BadApiKey(place()))
     }
 }
 
