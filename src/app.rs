@@ -5,7 +5,12 @@
 //! and the journal is open; the watchdog keep-alive ([`watchdog`]) only while
 //! the runtime and the journal writer are healthy; shutdown stops taking
 //! requests, stops the sources, commits and acknowledges everything queued,
-//! lets the sinks finish, and returns — nothing acknowledged is lost. A reload
+//! lets the sinks finish, and returns — nothing acknowledged is lost, and no
+//! task of the relay holds the journal any more. WebSocket sessions are
+//! closed with 1001 and waited for too (axum's graceful shutdown does not see
+//! upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
+//! a session still running then is abandoned with a warning, and may hold the
+//! journal a little longer. A reload
 //! with a bad config keeps the old one running and counts
 //! `callrelay_config_reloads_total{result="failed"}`; a good one restarts only
 //! the sources whose config changed, and keeps settings that need a restart
@@ -44,6 +49,9 @@ pub struct Context {
     pub status: StatusBoard,
     /// Cancelled when the daemon begins to shut down.
     pub shutdown: CancellationToken,
+    /// The WebSocket sessions, which outlive their HTTP connection: shutdown
+    /// waits for them after the HTTP server (see [`sinks::websocket::drain`]).
+    pub ws_sessions: sinks::websocket::Sessions,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
@@ -126,6 +134,7 @@ impl Relay {
             ingest: ingest.handle(),
             hub,
             shutdown: CancellationToken::new(),
+            ws_sessions: sinks::websocket::Sessions::default(),
             started: Instant::now(),
             reloads,
         });
@@ -244,6 +253,11 @@ async fn serve(
 
     tracing::info!("shutting down: stopping the listener and the sources");
     let served = server.await;
+    // Upgraded connections are not the server's any more: their sessions hold
+    // the journal until their 1001 close is done, so they are waited for too.
+    ctx.ws_sessions
+        .drain(sinks::websocket::drain::SHUTDOWN_BOUND)
+        .await;
     sources.stop_all().await;
     ingest.shutdown().await;
     if let Some(k) = kafka.take() {

@@ -550,6 +550,67 @@ async fn no_pong_closes_and_a_stalled_write_counts_as_slow() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_only_after_every_session_ended_and_freed_the_journal() {
+    // pong_timeout is also the write deadline: 10 min, so only the shutdown
+    // itself can end a session stuck in a write within this test.
+    let TestRelay {
+        relay, ctx, dir, ..
+    } = start_relay("[websocket]\nping_interval = \"600s\"\npong_timeout = \"600s\"\n").await;
+    let relay = relay.expect("relay");
+    let url = format!("ws://{}/ws", relay.addr);
+    // One client that never reads, behind a tiny receive buffer: 8 MiB of
+    // events leave its session waiting on a socket write.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(relay.addr).await.expect("tcp connect");
+    let (stuck, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+        .await
+        .expect("stuck client upgrade");
+    // One that gets no event (its filter matches none) and never answers the
+    // 1001 close: its session waits out its close grace.
+    let silent = connect(&format!("{url}?type=nothing.*")).await;
+    assert_eq!(ctx.metrics.ws_clients.get(), 2);
+    let big = (1..=128)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect();
+    submit_all(&ctx.ingest, big).await;
+
+    let metrics = ctx.metrics.clone();
+    drop(ctx);
+    relay.shutdown();
+    tokio::time::timeout(WAIT, relay.wait())
+        .await
+        .expect("shutdown is bounded even with clients that never answer")
+        .expect("relay stopped cleanly");
+
+    // Checked at once, not eventually: `wait` returned, so the sessions are over.
+    assert_eq!(
+        metrics.ws_clients.get(),
+        0,
+        "a WebSocket session outlived Relay::wait"
+    );
+    assert_eq!(
+        metrics
+            .ws_disconnects
+            .with_label_values(&["shutdown"])
+            .get(),
+        2
+    );
+    let reopened = callrelay::journal::Journal::open(callrelay::journal::JournalOptions {
+        dir: dir.path().join("journal"),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(86_400),
+        max_size: 1 << 30,
+    });
+    assert!(
+        reopened.is_ok(),
+        "the journal is still held after Relay::wait: {:?}",
+        reopened.err()
+    );
+    drop((stuck, silent));
+}
+
 /// Starts a relay on `dir`'s journal at a fixed address, retrying while the
 /// previous relay's last sessions still hold the journal or the port.
 async fn start_at(dir: &std::path::Path, listen: &str) -> Relay {

@@ -11,10 +11,14 @@
 //! upgrade never happens); `callrelay_ws_clients`, `/status` and
 //! `callrelay_ws_disconnects_total{reason}` follow every session; tokens,
 //! `max_clients`, `client_queue` and the ping settings are read per connection,
-//! so a reload applies to new clients (the path is fixed at start).
+//! so a reload applies to new clients (the path is fixed at start); on
+//! shutdown the relay waits for every session to end, at most
+//! [`drain::SHUTDOWN_BOUND`] ([`drain`]: axum's graceful shutdown does not
+//! see upgraded connections).
 
 pub mod auth;
 pub mod config;
+pub mod drain;
 pub mod filter;
 pub mod session;
 pub mod tail;
@@ -32,6 +36,7 @@ use serde_json::json;
 
 use crate::app::Context;
 use crate::status::SinkStatus;
+pub use drain::Sessions;
 use filter::ClientQuery;
 use session::{Settings, SinkMetrics};
 
@@ -62,10 +67,14 @@ impl Fanout {
     }
 }
 
-/// One client's place under `max_clients`; freed on drop.
+/// One client's place under `max_clients`, and its session's presence in
+/// `ctx.ws_sessions` for shutdown's wait; freed on drop.
 struct Slot {
     fanout: Arc<Fanout>,
     ctx: Arc<Context>,
+    /// Declared last, so dropped last: shutdown's wait must not end while
+    /// this slot still holds the `Context` (and so the journal).
+    _running: drain::Running,
 }
 
 impl Slot {
@@ -81,6 +90,7 @@ impl Slot {
         Some(Slot {
             fanout: fanout.clone(),
             ctx: ctx.clone(),
+            _running: ctx.ws_sessions.enter(),
         })
     }
 }

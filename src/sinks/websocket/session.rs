@@ -19,7 +19,9 @@
 //!   session that falls off the ring (its own task starved, not its socket)
 //!   catches up from the journal instead of being dropped;
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
-//! - on relay shutdown the client gets a 1001 close at once.
+//! - on relay shutdown the client gets a 1001 close at once, even when its
+//!   session is waiting on a write: a stalled socket must not hold shutdown
+//!   for `pong_timeout` (the relay waits for every session, see [`super::drain`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,7 @@ use prometheus::{Histogram, IntCounter};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
 
 use super::filter::Filter;
 use crate::app::Context;
@@ -132,6 +135,7 @@ pub async fn run(
         out: Writer {
             sink,
             committed,
+            shutdown: ctx.shutdown.clone(),
             settings,
             metrics,
         },
@@ -313,6 +317,8 @@ impl Session {
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
     committed: watch::Receiver<u64>,
+    /// The relay's shutdown: ends a write that waits on the socket.
+    shutdown: CancellationToken,
     settings: Settings,
     metrics: SinkMetrics,
 }
@@ -322,7 +328,15 @@ impl Writer {
     /// too, so the same guards as [`Writer::flush`] apply.
     async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
         let write = self.sink.feed(msg);
-        guarded(write, &mut self.committed, self.settings, live_seq).await
+        let shutdown = &self.shutdown;
+        guarded(
+            write,
+            &mut self.committed,
+            shutdown,
+            self.settings,
+            live_seq,
+        )
+        .await
     }
 
     async fn feed_event(
@@ -353,7 +367,15 @@ impl Writer {
     /// Writes out what is queued; see [`guarded`].
     async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
         let write = self.sink.flush();
-        guarded(write, &mut self.committed, self.settings, live_seq).await
+        let shutdown = &self.shutdown;
+        guarded(
+            write,
+            &mut self.committed,
+            shutdown,
+            self.settings,
+            live_seq,
+        )
+        .await
     }
 }
 
@@ -361,9 +383,12 @@ impl Writer {
 /// live event in this write), it also gives up once the socket has refused
 /// data for `STALL_GRACE` and the relay has committed more than
 /// `client_queue` events past `live_seq`: that client's queue overflowed.
+/// The relay's shutdown ends it too, so a stalled client gets its 1001 close
+/// (or is dropped) within the close grace, not after `pong_timeout`.
 async fn guarded(
     write: impl Future<Output = Result<(), axum::Error>>,
     committed: &mut watch::Receiver<u64>,
+    shutdown: &CancellationToken,
     settings: Settings,
     live_seq: Option<u64>,
 ) -> Result<(), End> {
@@ -389,6 +414,7 @@ async fn guarded(
             Ok(Err(_)) => Err(End::ClientGone),
             Err(_) => Err(End::WriteStalled),
         },
+        _ = shutdown.cancelled() => Err(End::Shutdown),
         _ = overflow => Err(End::SlowConsumer),
     }
 }

@@ -1,0 +1,99 @@
+//! Shutdown's wait for the WebSocket sessions.
+//!
+//! Why this exists: once a connection is upgraded, hyper hands its socket to
+//! the session task and forgets it, so axum's graceful shutdown does not wait
+//! for sessions. A session holds the `Context` — and so the journal — until
+//! its close handshake is over; without this wait `Relay::wait` could return
+//! with the journal still open (a restart in the same process would find it
+//! "already open") and the process could exit before clients got their 1001.
+//!
+//! Guarantees: every session is counted from the moment its `max_clients`
+//! slot is taken (before the upgrade) until the slot is freed, so none can
+//! slip between the HTTP server ending and the wait beginning; the wait is
+//! bounded ([`SHUTDOWN_BOUND`]): sessions still running then are abandoned
+//! and counted in a warning, so one client can never hold shutdown forever.
+
+use std::time::Duration;
+
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
+
+/// How long shutdown waits for the sessions once the HTTP server has ended.
+/// A session reacts to shutdown within its 250 ms close grace (even one stuck
+/// in a write), so reaching this bound means something is wrong.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
+/// The running sessions of one relay.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    tracker: TaskTracker,
+}
+
+/// One session's presence; the session counts as running until it is dropped.
+#[derive(Debug)]
+pub(super) struct Running {
+    _token: TaskTrackerToken,
+}
+
+impl Sessions {
+    /// Counts a session as running until the returned value is dropped.
+    pub(super) fn enter(&self) -> Running {
+        Running {
+            _token: self.tracker.token(),
+        }
+    }
+
+    /// How many sessions are running.
+    pub fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracker.is_empty()
+    }
+
+    /// Waits until every session has ended, at most `bound`; returns how many
+    /// were abandoned (and logs them at warn). Call once no new session can
+    /// start, i.e. after the HTTP server has ended.
+    pub async fn drain(&self, bound: Duration) -> usize {
+        self.tracker.close();
+        if tokio::time::timeout(bound, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let abandoned = self.tracker.len();
+        tracing::warn!(
+            abandoned,
+            bound_s = bound.as_secs_f64(),
+            "shutdown: WebSocket sessions did not end in time; not waiting for them"
+        );
+        abandoned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drain_waits_for_running_sessions() {
+        let sessions = Sessions::default();
+        let running = sessions.enter();
+        assert_eq!(sessions.len(), 1);
+        let ended = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            drop(running);
+        });
+        assert_eq!(sessions.drain(Duration::from_secs(30)).await, 0);
+        assert!(sessions.is_empty());
+        ended.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn drain_gives_up_after_the_bound() {
+        let sessions = Sessions::default();
+        let _stuck = sessions.enter();
+        assert_eq!(sessions.drain(Duration::from_millis(50)).await, 1);
+    }
+}
