@@ -41,6 +41,9 @@ use hyper_util::rt::TokioIo;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/tel4vn.rs"]
+mod tel4vn;
+
 const API_KEY: &str = "bench-key";
 const PATH: &str = "/hooks/tel4vn/bench";
 
@@ -48,15 +51,7 @@ const PATH: &str = "/hooks/tel4vn/bench";
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 fn payload() -> Bytes {
-    let n = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
-    Bytes::from(format!(
-        concat!(
-            r#"{{"call_id":"bench-{:012}","sip_call_id":"sip-{:012}","domain":"bench.tel4vn.com","#,
-            r#""direction":"inbound","from_number":"0899888999","to_number":"101","#,
-            r#""hotline":"19001919","state":"ringing"}}"#
-        ),
-        n, n
-    ))
+    tel4vn::ringing_hook(NEXT_CALL.fetch_add(1, Ordering::Relaxed))
 }
 
 #[derive(Clone)]

@@ -14,6 +14,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/tel4vn.rs"]
+mod tel4vn;
+
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -23,17 +26,6 @@ use callrelay::event::{IncomingEvent, PreparedEvent, Transport, Vendor};
 use callrelay::ingest::Ack;
 use callrelay::sources::webhook::response::Answer;
 use callrelay::vendors::{self, Credentials, Delivery, Method, Parsed};
-
-fn body(n: u64) -> Bytes {
-    Bytes::from(format!(
-        concat!(
-            r#"{{"call_id":"bench-{:012}","sip_call_id":"sip-{:012}","domain":"bench.tel4vn.com","#,
-            r#""direction":"inbound","from_number":"0899888999","to_number":"101","#,
-            r#""hotline":"19001919","state":"ringing"}}"#
-        ),
-        n, n
-    ))
-}
 
 /// One delivery through everything the handler does between reading the
 /// body and waiting for the commit, plus the 200's body; returns its length
@@ -84,7 +76,7 @@ fn timed_deliveries(credentials: &Credentials, headers: &HeaderMap, bodies: &[By
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         // `cargo test --benches` runs benches without `--bench`: a smoke check.
-        let bodies: Vec<Bytes> = (0..10).map(body).collect();
+        let bodies: Vec<Bytes> = (0..10).map(tel4vn::ringing_hook).collect();
         let (credentials, headers) = setup();
         assert!(timed_deliveries(&credentials, &headers, &bodies) > 0);
         return;
@@ -94,7 +86,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let (credentials, headers) = setup();
-    let bodies: Vec<Bytes> = (0..count).map(body).collect();
+    let bodies: Vec<Bytes> = (0..count).map(tel4vn::ringing_hook).collect();
     // Warm-up: the allocator's pages and the caches.
     timed_deliveries(&credentials, &headers, &bodies[..bodies.len().min(10_000)]);
     let started = Instant::now();

@@ -117,7 +117,10 @@ pub struct Journal {
     dedup: Mutex<DedupIndex>,
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch: the unit of
+/// [`JournaledEvent::received_at_ms`] and `journaled_at_ms` (0 if the clock is
+/// set before 1970).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -128,27 +128,10 @@ impl Fields {
 /// An identity built from parts: the canonical JSON array of their texts, so
 /// no two different part lists share a text (`["a|b"]` vs `["a","b"]`).
 pub fn identity(parts: &[Option<&str>]) -> String {
-    // The text of a JSON array of strings and nulls, written directly; it must
-    // stay byte for byte what `Value::Array(..).to_string()` gives, since
-    // event ids already journaled are hashes of it.
-    let mut out =
-        Vec::with_capacity(2 + parts.iter().flatten().map(|p| p.len() + 3).sum::<usize>());
-    out.push(b'[');
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        match part {
-            // ok: serializing a &str into a Vec cannot fail.
-            Some(text) => {
-                let _ = serde_json::to_writer(&mut out, text);
-            }
-            None => out.extend_from_slice(b"null"),
-        }
-    }
-    out.push(b']');
-    // serde_json writes valid UTF-8 (escaped strings between ASCII punctuation).
-    String::from_utf8(out).unwrap_or_default()
+    // Serialized straight from the slice, no `Value` in between; the text is
+    // what `Value::Array(..).to_string()` always gave (journaled ids are
+    // hashes of it). ok: strings and nulls always serialize.
+    serde_json::to_string(parts).unwrap_or_default()
 }
 
 /// Canonical text of a payload for identities, looser than

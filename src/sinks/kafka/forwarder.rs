@@ -141,13 +141,6 @@ struct Report {
     outcome: Outcome,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
     config: KafkaConfig,
@@ -364,7 +357,7 @@ impl Forwarder {
                     Report {
                         seq,
                         received_at_ms,
-                        done_ms: now_ms(),
+                        done_ms: crate::journal::now_ms(),
                         outcome,
                     }
                 }
@@ -381,7 +374,7 @@ impl Forwarder {
                     futures::future::ready(Report {
                         seq,
                         received_at_ms,
-                        done_ms: now_ms(),
+                        done_ms: crate::journal::now_ms(),
                         outcome: Outcome::Skipped,
                     })
                     .boxed()

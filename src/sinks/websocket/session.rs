@@ -232,7 +232,6 @@ impl Session {
         first: Result<Arc<JournaledEvent>, RecvError>,
     ) -> Result<(), End> {
         let mut next = Some(first);
-        let mut pending = 0usize;
         let mut handled = 0usize;
         let mut latest_live: Option<u64> = None;
         let mut handed = Handed::default();
@@ -245,22 +244,18 @@ impl Session {
                         if self.filter.matches(&event.header) {
                             self.out.feed_event(&event, Some(event.seq)).await?;
                             handed.push(event.received_at_ms);
-                            pending += 1;
                             latest_live = Some(event.seq);
                         }
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
                     // The ring moved past us: flush what we have, catch up from the journal.
-                    self.out.flush(latest_live).await?;
-                    self.out.metrics.published.inc_by(pending as u64);
-                    handed.observe(&self.out.metrics.latency);
-                    pending = 0;
+                    self.out.flush_burst(&mut handed, latest_live).await?;
                     self.replay(ctx).await?;
                 }
                 Err(RecvError::Closed) => return Err(End::Shutdown),
             }
-            if pending < MAX_BURST && handled < MAX_HANDLED {
+            if handed.len() < MAX_BURST && handled < MAX_HANDLED {
                 next = match self.live.try_recv() {
                     Ok(e) => Some(Ok(e)),
                     Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
@@ -269,10 +264,8 @@ impl Session {
                 };
             }
         }
-        if pending > 0 {
-            self.out.flush(latest_live).await?;
-            self.out.metrics.published.inc_by(pending as u64);
-            handed.observe(&self.out.metrics.latency);
+        if !handed.is_empty() {
+            self.out.flush_burst(&mut handed, latest_live).await?;
         }
         Ok(())
     }
@@ -316,7 +309,6 @@ impl Session {
     }
 }
 
-/// The sending half with its deadlines.
 /// The receive times of the live events written since the last flush, for
 /// `callrelay_event_latency_seconds{sink="websocket"}`: observed once they are
 /// flushed, with one clock read per burst rather than one per frame (at
@@ -336,14 +328,19 @@ impl Handed {
         }
     }
 
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn observe(&mut self, latency: &Histogram) {
-        if self.len == 0 {
+        if self.is_empty() {
             return;
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = crate::journal::now_ms();
         for received_at_ms in &self.received_at_ms[..self.len] {
             latency.observe(now_ms.saturating_sub(*received_at_ms) as f64 / 1000.0);
         }
@@ -351,6 +348,7 @@ impl Handed {
     }
 }
 
+/// The sending half with its deadlines.
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
     committed: watch::Receiver<u64>,
@@ -365,11 +363,10 @@ impl Writer {
     /// too, so the same guards as [`Writer::flush`] apply.
     async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
         let write = self.sink.feed(msg);
-        let shutdown = &self.shutdown;
         guarded(
             write,
             &mut self.committed,
-            shutdown,
+            &self.shutdown,
             self.settings,
             live_seq,
         )
@@ -392,14 +389,21 @@ impl Writer {
         }
     }
 
+    /// Writes out a burst of live events and counts them as published.
+    async fn flush_burst(&mut self, handed: &mut Handed, live_seq: Option<u64>) -> Result<(), End> {
+        self.flush(live_seq).await?;
+        self.metrics.published.inc_by(handed.len() as u64);
+        handed.observe(&self.metrics.latency);
+        Ok(())
+    }
+
     /// Writes out what is queued; see [`guarded`].
     async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
         let write = self.sink.flush();
-        let shutdown = &self.shutdown;
         guarded(
             write,
             &mut self.committed,
-            shutdown,
+            &self.shutdown,
             self.settings,
             live_seq,
         )
