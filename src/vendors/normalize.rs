@@ -213,6 +213,7 @@ fn java_date(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn identity_is_the_json_array_text_it_always_was() {
@@ -232,7 +233,6 @@ mod tests {
             assert_eq!(identity(&parts), reference);
         }
     }
-    use serde_json::json;
 
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()

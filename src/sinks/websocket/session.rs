@@ -134,9 +134,11 @@ pub async fn run(
     let mut session = Session {
         out: Writer {
             sink,
-            committed,
-            shutdown: ctx.shutdown.clone(),
-            settings,
+            guard: WriteGuard {
+                committed,
+                shutdown: ctx.shutdown.clone(),
+                settings,
+            },
             metrics,
         },
         stream,
@@ -351,10 +353,7 @@ impl Handed {
 /// The sending half with its deadlines.
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
-    committed: watch::Receiver<u64>,
-    /// The relay's shutdown: ends a write that waits on the socket.
-    shutdown: CancellationToken,
-    settings: Settings,
+    guard: WriteGuard,
     metrics: SinkMetrics,
 }
 
@@ -362,15 +361,7 @@ impl Writer {
     /// Queues one frame; tungstenite may write (and wait for the socket) here
     /// too, so the same guards as [`Writer::flush`] apply.
     async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
-        let write = self.sink.feed(msg);
-        guarded(
-            write,
-            &mut self.committed,
-            &self.shutdown,
-            self.settings,
-            live_seq,
-        )
-        .await
+        self.guard.run(self.sink.feed(msg), live_seq).await
     }
 
     async fn feed_event(
@@ -397,56 +388,57 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes out what is queued; see [`guarded`].
+    /// Writes out what is queued; see [`WriteGuard::run`].
     async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
-        let write = self.sink.flush();
-        guarded(
-            write,
-            &mut self.committed,
-            &self.shutdown,
-            self.settings,
-            live_seq,
-        )
-        .await
+        self.guard.run(self.sink.flush(), live_seq).await
     }
 }
 
-/// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
-/// live event in this write), it also gives up once the socket has refused
-/// data for `STALL_GRACE` and the relay has committed more than
-/// `client_queue` events past `live_seq`: that client's queue overflowed.
-/// The relay's shutdown ends it too, so a stalled client gets its 1001 close
-/// (or is dropped) within the close grace, not after `pong_timeout`.
-async fn guarded(
-    write: impl Future<Output = Result<(), axum::Error>>,
-    committed: &mut watch::Receiver<u64>,
-    shutdown: &CancellationToken,
+/// What bounds a socket write: the deadline, the slow-consumer rule, shutdown.
+struct WriteGuard {
+    committed: watch::Receiver<u64>,
+    /// The relay's shutdown: ends a write that waits on the socket.
+    shutdown: CancellationToken,
     settings: Settings,
-    live_seq: Option<u64>,
-) -> Result<(), End> {
-    let limit = settings.client_queue as u64;
-    let overflow = async {
-        let Some(seq) = live_seq else {
-            return std::future::pending().await;
-        };
-        tokio::time::sleep(STALL_GRACE).await;
-        loop {
-            if committed.borrow_and_update().saturating_sub(seq) > limit {
-                return;
-            }
-            if committed.changed().await.is_err() {
+}
+
+impl WriteGuard {
+    /// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
+    /// live event in this write), it also gives up once the socket has refused
+    /// data for `STALL_GRACE` and the relay has committed more than
+    /// `client_queue` events past `live_seq`: that client's queue overflowed.
+    /// The relay's shutdown ends it too, so a stalled client gets its 1001 close
+    /// (or is dropped) within the close grace, not after `pong_timeout`.
+    async fn run(
+        &mut self,
+        write: impl Future<Output = Result<(), axum::Error>>,
+        live_seq: Option<u64>,
+    ) -> Result<(), End> {
+        let (committed, settings) = (&mut self.committed, self.settings);
+        let limit = settings.client_queue as u64;
+        let overflow = async {
+            let Some(seq) = live_seq else {
                 return std::future::pending().await;
+            };
+            tokio::time::sleep(STALL_GRACE).await;
+            loop {
+                if committed.borrow_and_update().saturating_sub(seq) > limit {
+                    return;
+                }
+                if committed.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
             }
+        };
+        tokio::select! {
+            biased;
+            r = timeout(settings.pong_timeout, write) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::ClientGone),
+                Err(_) => Err(End::WriteStalled),
+            },
+            _ = self.shutdown.cancelled() => Err(End::Shutdown),
+            _ = overflow => Err(End::SlowConsumer),
         }
-    };
-    tokio::select! {
-        biased;
-        r = timeout(settings.pong_timeout, write) => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::ClientGone),
-            Err(_) => Err(End::WriteStalled),
-        },
-        _ = shutdown.cancelled() => Err(End::Shutdown),
-        _ = overflow => Err(End::SlowConsumer),
     }
 }
