@@ -7,6 +7,7 @@
 //! sessions; sources whose config did not change keep running across a reload.
 
 pub mod sprecord;
+pub mod tls;
 pub mod voip24h;
 pub mod webhook;
 

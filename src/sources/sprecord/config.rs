@@ -14,6 +14,7 @@ use toml::Spanned;
 use crate::config::{
     HumanDuration, Secret, Validator, unspanned, validate_account, validate_http_url,
 };
+use crate::sources::tls::TlsSettings;
 
 /// The vendor's limit: at most this many concurrent `/sys/events` connections per account.
 pub const MAX_STREAMS: u8 = 3;
@@ -52,6 +53,9 @@ pub struct SprecordConfig {
     /// Stream `i` first connects after `i × stagger`, so the streams do not move in lock-step.
     #[serde(default = "default_stagger")]
     pub stagger: Spanned<HumanDuration>,
+    /// Extra certificate authorities for an `https://` url.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 fn default_streams() -> Spanned<u8> {
@@ -91,6 +95,7 @@ impl SprecordConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
+        self.tls.validate(v, self.url.get_ref());
         v.check_range("streams", &self.streams, 1, MAX_STREAMS, u8::to_string);
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {

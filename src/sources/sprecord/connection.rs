@@ -31,6 +31,7 @@ use tower::Service;
 
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
+use crate::sources::tls::{TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs.
 const ERROR_BODY_LIMIT: usize = 512;
@@ -43,7 +44,7 @@ pub enum EndpointError {
     #[error("`url` {0:?} cannot be used: {1}")]
     Url(String, String),
     #[error("TLS setup failed: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     #[error("header {0:?} has an invalid name or value")]
     Header(String),
 }
@@ -134,9 +135,9 @@ impl Endpoint {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timings.connect_timeout));
+        let tls = TrustRoots::load(&config.tls)?.rustls()?;
         let connector = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| EndpointError::Tls(e.to_string()))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

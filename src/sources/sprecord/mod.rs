@@ -37,7 +37,8 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
     let endpoint = match Endpoint::new(&config) {
         Ok(endpoint) => Arc::new(endpoint),
         Err(e) => {
-            // Validation rules this out; if it happens, say so and stay idle.
+            // Validation rules this out, short of a `tls.ca_file` removed
+            // since: say so and stay idle until a reload or restart.
             tracing::error!(vendor = "sprecord", account = %account, "cannot start the SSE source: {e}");
             cancel.cancelled().await;
             return;

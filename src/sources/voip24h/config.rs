@@ -12,6 +12,7 @@ use toml::Spanned;
 use crate::config::{
     HumanDuration, Secret, Validator, unspanned, validate_account, validate_http_url,
 };
+use crate::sources::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 pub enum EngineIo {
@@ -58,6 +59,9 @@ pub struct Voip24hConfig {
     /// Longest wait between reconnect attempts; retries never stop.
     #[serde(default = "default_backoff_max")]
     pub backoff_max: Spanned<HumanDuration>,
+    /// Extra certificate authorities for an `https://` url.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 fn default_secret() -> Secret {
@@ -89,6 +93,7 @@ impl Voip24hConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
+        self.tls.validate(v, self.url.get_ref());
         if self.key.is_empty() {
             v.error(self.account.span(), "[[voip24h]] `key` must not be empty");
         }

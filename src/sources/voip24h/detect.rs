@@ -19,19 +19,19 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::engine_io3::{close_ws, handshake};
-use super::link::{EngineVersion, LinkError};
+use super::link::{Dial, EngineVersion, LinkError};
 use super::wire::{self, Frame, SioPacket};
 
 /// How long a socket.io 2 server may take to send its unsolicited `40`.
 const UNSOLICITED_WAIT: Duration = Duration::from_secs(1);
 
-/// The version the server at `base_url` speaks, found within `timeout`.
-pub async fn detect(base_url: &str, timeout: Duration) -> Result<EngineVersion, LinkError> {
-    let mut ws = match handshake(base_url, 4, timeout).await {
+/// The version the server at `dial` speaks, found within `timeout`.
+pub async fn detect(dial: &Dial, timeout: Duration) -> Result<EngineVersion, LinkError> {
+    let mut ws = match handshake(dial, 4, timeout).await {
         Ok((ws, _open)) => ws,
         // Refused at the HTTP level: not an Engine.IO 4 server; try 3.
         Err(LinkError::WebSocket(tungstenite::Error::Http(_))) => {
-            let (ws, _open) = handshake(base_url, 3, timeout).await?;
+            let (ws, _open) = handshake(dial, 3, timeout).await?;
             close_ws(ws).await;
             return Ok(EngineVersion::V3);
         }

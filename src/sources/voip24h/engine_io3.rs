@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::link::{Inbound, LinkError};
+use super::link::{Dial, Inbound, LinkError};
 use super::wire::{self, Frame, SioPacket};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -40,15 +40,21 @@ pub struct Conn {
 
 /// Opens the websocket and reads the open packet (within `timeout`).
 pub(super) async fn handshake(
-    base_url: &str,
+    dial: &Dial,
     eio: u8,
     timeout: Duration,
 ) -> Result<(Ws, Value), LinkError> {
-    let url = wire::websocket_url(base_url, eio)?;
+    let url = wire::websocket_url(&dial.base_url, eio)?;
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
     let attempt = async {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false).await?;
+        let tls = Connector::Rustls(dial.rustls.clone());
+        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            Some(config),
+            false,
+            Some(tls),
+        )
+        .await?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => match wire::decode(&text) {
@@ -89,8 +95,8 @@ pub(super) async fn close_ws(mut ws: Ws) {
 }
 
 impl Conn {
-    pub async fn open(base_url: &str, timeout: Duration) -> Result<Conn, LinkError> {
-        let (ws, open) = handshake(base_url, 3, timeout).await?;
+    pub async fn open(dial: &Dial, timeout: Duration) -> Result<Conn, LinkError> {
+        let (ws, open) = handshake(dial, 3, timeout).await?;
         let ping_interval = open
             .get("pingInterval")
             .and_then(Value::as_u64)

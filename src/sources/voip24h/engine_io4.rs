@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Inbound, LinkError};
+use super::link::{Dial, Inbound, LinkError};
 
 /// How long a closing connection waits for the socket.io disconnect to be sent.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -45,7 +45,7 @@ impl Conn {
     /// Connects within `timeout`; on `cancel` the connection attempt is
     /// abandoned and its runtime dropped before this returns.
     pub async fn open(
-        base_url: &str,
+        dial: &Dial,
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<Conn, LinkError> {
@@ -53,7 +53,7 @@ impl Conn {
         let (cmds, cmds_rx) = mpsc::channel(64);
         let (opened_tx, opened) = oneshot::channel();
         let (gone_tx, gone) = oneshot::channel();
-        let url = base_url.to_owned();
+        let dial = dial.clone();
         std::thread::Builder::new()
             .name("voip24h-eio4".into())
             .spawn(move || {
@@ -62,7 +62,7 @@ impl Conn {
                     .build()
                 {
                     Ok(rt) => {
-                        rt.block_on(drive(url, timeout, events_tx, cmds_rx, opened_tx));
+                        rt.block_on(drive(dial, timeout, events_tx, cmds_rx, opened_tx));
                         // Drops rust_socketio's polling task, and with it the socket.
                         drop(rt);
                     }
@@ -109,13 +109,14 @@ impl Conn {
 
 /// Runs on the connection's own runtime until asked to close.
 async fn drive(
-    url: String,
+    dial: Dial,
     timeout: Duration,
     events: mpsc::Sender<Inbound>,
     mut cmds: mpsc::Receiver<Cmd>,
     opened: oneshot::Sender<Result<(), LinkError>>,
 ) {
-    let builder = callbacks(ClientBuilder::new(url), &events)
+    let builder = callbacks(ClientBuilder::new(dial.base_url), &events)
+        .tls_config(dial.native)
         .transport_type(TransportType::Websocket)
         .reconnect(false)
         .reconnect_on_disconnect(false);
@@ -127,7 +128,7 @@ async fn drive(
     } {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
-            let _ = opened.send(Err(LinkError::SocketIo(e.to_string())));
+            let _ = opened.send(Err(LinkError::SocketIo(with_causes(&e))));
             return;
         }
         Err(_) => {
@@ -149,7 +150,7 @@ async fn drive(
                 let result = client
                     .emit(event.as_str(), payload)
                     .await
-                    .map_err(|e| LinkError::SocketIo(e.to_string()));
+                    .map_err(|e| LinkError::SocketIo(with_causes(&e)));
                 let _ = reply.send(result);
             }
             Cmd::Close => break,
@@ -227,6 +228,22 @@ fn callbacks(builder: ClientBuilder, events: &mpsc::Sender<Inbound>) -> ClientBu
         })
 }
 
+/// rust_socketio's errors name only their layer ("EngineIO Error"); why it
+/// failed (a refused certificate, a refused connection) is in the sources.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// The texts rust_socketio 0.6 (and the rust_engineio errors it wraps) gives
 /// its own errors, which it reports through the same `Event::Error` as the
 /// server's `error` event. They mean the transport failed, not that the
@@ -271,6 +288,19 @@ fn payload_args(payload: Payload) -> Vec<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_error_is_told_with_its_causes_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("EngineIO Error")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("websocket: {0}")]
+        struct Middle(#[source] std::io::Error);
+        let inner = std::io::Error::other("certificate verify failed");
+        let text = with_causes(&Outer(Middle(inner)));
+        assert_eq!(text, "EngineIO Error: websocket: certificate verify failed");
+    }
 
     #[test]
     fn tells_library_errors_from_the_servers_error_event() {

@@ -6,12 +6,14 @@
 //! been dropped (closed in order when the server still answers, cut otherwise),
 //! so the caller may open the next session right after it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{engine_io3, engine_io4};
+use crate::sources::tls::{TlsError, TrustRoots};
 
 /// What the session learns from the connection, in arrival order.
 #[derive(Debug)]
@@ -24,6 +26,25 @@ pub enum Inbound {
     Alive,
     /// The connection ended; why, in words without secrets.
     Closed(String),
+}
+
+/// Where to connect and whom to trust there: the server's base URL and a TLS
+/// client for each library the transports use (only `https` URLs use them).
+#[derive(Clone)]
+pub struct Dial {
+    pub base_url: String,
+    pub rustls: Arc<rustls::ClientConfig>,
+    pub native: native_tls::TlsConnector,
+}
+
+impl Dial {
+    pub fn new(base_url: &str, roots: &TrustRoots) -> Result<Dial, TlsError> {
+        Ok(Dial {
+            base_url: base_url.to_owned(),
+            rustls: Arc::new(roots.rustls()?),
+            native: roots.native()?,
+        })
+    }
 }
 
 /// The Engine.IO protocol version spoken.
@@ -73,7 +94,7 @@ impl Link {
     /// `Cancelled` on `cancel` (the attempt's socket is gone by then).
     pub async fn open(
         version: EngineVersion,
-        base_url: &str,
+        dial: &Dial,
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<Link, LinkError> {
@@ -81,10 +102,10 @@ impl Link {
             EngineVersion::V3 => tokio::select! {
                 // Dropping the attempt drops its socket.
                 _ = cancel.cancelled() => Err(LinkError::Cancelled),
-                conn = engine_io3::Conn::open(base_url, timeout) => Ok(Link::V3(conn?)),
+                conn = engine_io3::Conn::open(dial, timeout) => Ok(Link::V3(conn?)),
             },
             EngineVersion::V4 => Ok(Link::V4(
-                engine_io4::Conn::open(base_url, timeout, cancel).await?,
+                engine_io4::Conn::open(dial, timeout, cancel).await?,
             )),
         }
     }

@@ -30,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
+use crate::sources::tls::TrustRoots;
 use crate::status::{ConnState, UpstreamReporter};
 use config::{EngineIo, Voip24hConfig};
-use link::{EngineVersion, Link, LinkError};
+use link::{Dial, EngineVersion, Link, LinkError};
 use session::{EndReason, Session, SessionEnd};
 
 /// Holds the account's session until `cancel`; returns once its socket is closed.
@@ -72,10 +73,11 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
     reporter.set_state(ConnState::Disconnected);
 }
 
-/// What survives from one session to the next: the backoff and, for `auto`,
-/// the Engine.IO version that worked.
+/// What survives from one session to the next: the backoff, the TLS clients
+/// once built and, for `auto`, the Engine.IO version that worked.
 struct Supervisor {
     backoff: backoff::ExponentialBackoff,
+    dial: Option<Dial>,
     engine: Option<EngineVersion>,
 }
 
@@ -90,6 +92,7 @@ impl Supervisor {
             .build();
         Supervisor {
             backoff,
+            dial: None,
             engine: match config.engine_io {
                 EngineIo::V3 => Some(EngineVersion::V3),
                 EngineIo::V4 => Some(EngineVersion::V4),
@@ -106,7 +109,6 @@ impl Supervisor {
         reporter: &UpstreamReporter,
         cancel: &CancellationToken,
     ) -> SessionEnd {
-        let url = config.url.get_ref();
         let timeout = session::silence_limit(config.hello_interval.get_ref().get());
         let failed = |detail: String| SessionEnd {
             reason: EndReason::Closed,
@@ -115,12 +117,23 @@ impl Supervisor {
             connected_for: None,
         };
         reporter.set_state(ConnState::Connecting);
+        // Validation read the CA file; should it have gone since, say so on
+        // every attempt rather than connect without it.
+        let dial = match &self.dial {
+            Some(dial) => dial.clone(),
+            None => match TrustRoots::load(&config.tls)
+                .and_then(|roots| Dial::new(config.url.get_ref(), &roots))
+            {
+                Ok(dial) => self.dial.insert(dial).clone(),
+                Err(e) => return failed(e.to_string()),
+            },
+        };
         let version = match self.engine {
             Some(v) => v,
             None => {
                 let found = tokio::select! {
                     _ = cancel.cancelled() => return cancelled(),
-                    found = detect::detect(url, timeout) => found,
+                    found = detect::detect(&dial, timeout) => found,
                 };
                 match found {
                     Ok(v) => {
@@ -133,7 +146,7 @@ impl Supervisor {
             }
         };
         reporter.set_detail(Some(version.detail().to_owned()));
-        let mut link = match Link::open(version, url, timeout, cancel).await {
+        let mut link = match Link::open(version, &dial, timeout, cancel).await {
             Ok(link) => link,
             Err(LinkError::Cancelled) => return cancelled(),
             Err(e) => {

@@ -1,0 +1,264 @@
+//! Outbound TLS for the connection sources (`https://` Voip24h and SPRecord
+//! servers): which certificate authorities a source trusts.
+//!
+//! A source trusts the public web roots, plus every certificate in its
+//! `tls.ca_file` when one is set — for an on-premises recorder or a vendor
+//! server behind a private CA. The Engine.IO 4 transport (rust_socketio) speaks
+//! TLS through native-tls, so there the public roots are the operating
+//! system's store; every other transport uses rustls with the webpki roots.
+//!
+//! Guarantees: a `ca_file` that cannot be read or holds no certificate is a
+//! config error naming the file (`callrelay check` reports it), never a silent
+//! fall-back to the public roots; the file is read again when a source starts,
+//! so a replaced file takes effect when the source is restarted or reloaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::Validator;
+
+/// A source's `tls` table.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of extra CA certificates to trust, on top of the public roots.
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read tls.ca_file {path:?}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("tls.ca_file {0:?} holds no PEM certificate")]
+    Empty(PathBuf),
+    #[error("tls.ca_file {path:?}: certificate {index} is not usable: {reason}")]
+    BadCertificate {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+impl TlsSettings {
+    /// Checks that `ca_file`, when set, is a readable PEM file with at least
+    /// one certificate, and that `url` is one TLS is used for.
+    pub fn validate(&self, v: &mut Validator, url: &str) {
+        let Some(ca_file) = &self.ca_file else {
+            return;
+        };
+        if !url.starts_with("https://") {
+            v.error(
+                ca_file.span(),
+                format!("`tls.ca_file` is set but `url` = {url:?} does not use https://"),
+            );
+        }
+        if let Err(e) = TrustRoots::load(self) {
+            v.error(ca_file.span(), e.to_string());
+        }
+    }
+}
+
+/// The certificates a source trusts beyond the public roots, ready to build
+/// a client for either TLS library.
+#[derive(Clone, Debug, Default)]
+pub struct TrustRoots {
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl TrustRoots {
+    /// Reads `settings.ca_file` (no file: the public roots only).
+    pub fn load(settings: &TlsSettings) -> Result<TrustRoots, TlsError> {
+        match &settings.ca_file {
+            Some(path) => read_ca_file(path.get_ref()),
+            None => Ok(TrustRoots::default()),
+        }
+    }
+
+    /// A rustls client config: the webpki roots plus the extra certificates.
+    pub fn rustls(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for cert in &self.extra {
+            roots
+                .add(cert.clone())
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(config)
+    }
+
+    /// A native-tls connector: the system's roots plus the extra certificates.
+    pub fn native(&self) -> Result<native_tls::TlsConnector, TlsError> {
+        let mut builder = native_tls::TlsConnector::builder();
+        for cert in &self.extra {
+            let cert = native_tls::Certificate::from_der(cert)
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
+            builder.add_root_certificate(cert);
+        }
+        builder.build().map_err(|e| TlsError::Setup(e.to_string()))
+    }
+}
+
+/// Largest CA file read: a full public bundle is about 250 KB.
+const MAX_CA_FILE: u64 = 4 << 20;
+
+/// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
+/// device or a fifo is refused rather than read forever.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| e.to_string())?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(format!("larger than {MAX_CA_FILE} bytes"));
+    }
+    Ok(pem)
+}
+
+fn read_ca_file(path: &Path) -> Result<TrustRoots, TlsError> {
+    let read_error = |reason: String| TlsError::Read {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = read_bounded(path).map_err(read_error)?;
+    let mut extra = Vec::new();
+    for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let cert = cert.map_err(|e| read_error(e.to_string()))?;
+        // Each library parses the certificate again when a client is built;
+        // checking here turns a bad one into a config error instead.
+        let usable = rustls::RootCertStore::empty()
+            .add(cert.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|()| native_tls::Certificate::from_der(&cert).map_err(|e| e.to_string()));
+        if let Err(reason) = usable {
+            return Err(TlsError::BadCertificate {
+                path: path.to_owned(),
+                index: index + 1,
+                reason,
+            });
+        }
+        extra.push(cert);
+    }
+    if extra.is_empty() {
+        return Err(TlsError::Empty(path.to_owned()));
+    }
+    Ok(TrustRoots { extra })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(path: &Path) -> TlsSettings {
+        TlsSettings {
+            ca_file: Some(crate::config::unspanned(path.to_owned())),
+        }
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn load_config(url: &str, tls: &str) -> Result<crate::config::Config, String> {
+        let text = format!("[[sprecord]]\naccount = \"office\"\nurl = \"{url}\"\n{tls}\n");
+        crate::config::Config::from_text("relay.toml", &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_config_checks_the_ca_file_and_the_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca_pem()).unwrap();
+        let tls = format!("tls = {{ ca_file = {:?} }}", path.display().to_string());
+        assert!(load_config("https://rec.local", &tls).is_ok());
+        assert!(load_config("https://rec.local", "").is_ok());
+
+        let err = load_config("http://rec.local", &tls).unwrap_err();
+        assert!(
+            err.contains("relay.toml:4:") && err.contains("https://"),
+            "{err}"
+        );
+
+        let err = load_config(
+            "https://rec.local",
+            "tls = { ca_file = \"/no/such/ca.pem\" }",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("relay.toml:4:") && err.contains("/no/such/ca.pem"),
+            "{err}"
+        );
+
+        let err = load_config("https://rec.local", "tls = { ca = \"x\" }").unwrap_err();
+        assert!(err.contains("ca"), "{err}");
+    }
+
+    #[test]
+    fn no_ca_file_trusts_the_public_roots_only() {
+        let roots = TrustRoots::load(&TlsSettings::default()).unwrap();
+        assert!(roots.extra.is_empty());
+        assert!(roots.rustls().is_ok());
+        assert!(roots.native().is_ok());
+    }
+
+    #[test]
+    fn every_certificate_in_the_file_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, format!("{}\n{}", ca_pem(), ca_pem())).unwrap();
+        let roots = TrustRoots::load(&settings(&path)).unwrap();
+        assert_eq!(roots.extra.len(), 2);
+        assert!(roots.rustls().is_ok());
+        assert!(roots.native().is_ok());
+    }
+
+    #[test]
+    fn a_missing_empty_or_broken_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = TrustRoots::load(&settings(&missing)).unwrap_err();
+        assert!(matches!(err, TlsError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+        let err = TrustRoots::load(&settings(Path::new("/dev/zero"))).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = TrustRoots::load(&settings(&empty)).unwrap_err();
+        assert!(matches!(err, TlsError::Empty(_)), "{err}");
+
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = TrustRoots::load(&settings(&broken)).unwrap_err();
+        assert!(
+            matches!(err, TlsError::BadCertificate { index: 1, .. }),
+            "{err}"
+        );
+    }
+}
