@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use common::tls::TestCa;
 use common::{TestRelay, eventually, start_relay};
 
 const ACCOUNT: &str = "office";
@@ -20,6 +21,8 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Peer {
     child: Child,
     base: String,
+    /// `https://…` of the same routes, for a peer started with `start_tls`.
+    tls_base: Option<String>,
     http: reqwest::Client,
 }
 
@@ -32,6 +35,18 @@ impl Drop for Peer {
 
 impl Peer {
     fn start() -> Peer {
+        Peer::spawn(&[])
+    }
+
+    /// A peer that also serves `/sys/events` over https, with a certificate from `ca`.
+    fn start_tls(ca: &TestCa) -> Peer {
+        Peer::spawn(&[
+            ("SPRECORD_PEER_TLS_CERT", &ca.server_cert),
+            ("SPRECORD_PEER_TLS_KEY", &ca.server_key),
+        ])
+    }
+
+    fn spawn(env: &[(&str, &std::path::Path)]) -> Peer {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sprecord");
         assert!(
             std::path::Path::new(dir)
@@ -42,6 +57,7 @@ impl Peer {
         let mut child = Command::new("node")
             .arg("server.js")
             .current_dir(dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -54,9 +70,11 @@ impl Peer {
             .expect("peer announces its port");
         let announced: Value = serde_json::from_str(&line).expect("peer port line");
         let port = announced["port"].as_u64().expect("port");
+        let tls_port = announced["tls_port"].as_u64();
         Peer {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            tls_base: tls_port.map(|port| format!("https://127.0.0.1:{port}")),
             http: reqwest::Client::new(),
         }
     }
@@ -127,12 +145,16 @@ fn ids(v: &Value) -> Vec<u64> {
 
 /// Relay config for one account on `peer`, with short timings so tests are fast.
 fn sprecord_toml(peer: &Peer, streams: u8, extra: &str) -> String {
+    sprecord_toml_at(&peer.base, streams, extra)
+}
+
+/// As `sprecord_toml`, for the server at `url`.
+fn sprecord_toml_at(url: &str, streams: u8, extra: &str) -> String {
     format!(
-        "[[sprecord]]\naccount = \"{ACCOUNT}\"\nurl = \"{}\"\nstreams = {streams}\n\
+        "[[sprecord]]\naccount = \"{ACCOUNT}\"\nurl = \"{url}\"\nstreams = {streams}\n\
          read_timeout = \"1s\"\nconnect_timeout = \"2s\"\nbackoff_min = \"50ms\"\n\
          backoff_max = \"300ms\"\nbusy_backoff = \"400ms\"\nauth_backoff = \"300ms\"\n\
-         stagger = \"20ms\"\nconnect_grace = \"200ms\"\n{extra}\n",
-        peer.base
+         stagger = \"20ms\"\nconnect_grace = \"200ms\"\n{extra}\n"
     )
 }
 
@@ -539,4 +561,47 @@ async fn busy_server_and_errors_back_off_and_malformed_data_is_skipped() {
     relay.wait_for_seq(2, WAIT).await;
     assert_journal_is(&relay, &[good, later]);
     peer.assert_never_over_limit().await;
+}
+
+fn last_errors(relay: &TestRelay) -> Vec<String> {
+    relay
+        .ctx
+        .status
+        .upstreams()
+        .into_iter()
+        .filter_map(|u| u.last_error)
+        .collect()
+}
+
+/// An https server whose certificate a private CA signed: refused without
+/// `tls.ca_file` (no stream reaches the server), and with it all three
+/// streams open and the events are journaled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_streams_trust_the_configured_ca() {
+    let ca = TestCa::issue();
+    let peer = Peer::start_tls(&ca);
+    let url = peer.tls_base.clone().expect("the peer serves https");
+
+    let relay = start_relay(&sprecord_toml_at(&url, 1, "")).await;
+    eventually(WAIT, "a certificate error on /status", || {
+        last_errors(&relay)
+            .iter()
+            .any(|e| e.contains("certificate"))
+    })
+    .await;
+    relay.stop().await;
+    assert_eq!(peer.state().await["total_accepted"], 0);
+
+    let ca_file = ca.ca_file.display().to_string();
+    let extra = format!("tls = {{ ca_file = {ca_file:?} }}");
+    let relay = start_relay(&sprecord_toml_at(&url, 3, &extra)).await;
+    peer.wait("open=3").await;
+    let events = calls(1, 5);
+    peer.send(&events, json!("all")).await;
+    relay.wait_for_seq(events.len() as u64, WAIT).await;
+    assert_journal_is(&relay, &events);
+    assert!(last_errors(&relay).is_empty(), "{:?}", last_errors(&relay));
+    peer.assert_never_over_limit().await;
+    relay.stop().await;
+    peer.wait("concurrent=0").await;
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use callrelay::config::{HumanDuration, unspanned};
 use callrelay::status::ConnState;
 use common::TestRelay;
+use common::tls::TestCa;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -57,6 +58,17 @@ struct Peer {
 
 impl Peer {
     async fn start(sio: u8) -> Peer {
+        Peer::spawn(sio, &[]).await
+    }
+
+    /// A peer serving https/wss with a certificate from `ca`.
+    async fn start_tls(sio: u8, ca: &TestCa) -> Peer {
+        let cert = ca.server_cert.to_string_lossy().into_owned();
+        let key = ca.server_key.to_string_lossy().into_owned();
+        Peer::spawn(sio, &["--tls-cert", &cert, "--tls-key", &key]).await
+    }
+
+    async fn spawn(sio: u8, extra_args: &[&str]) -> Peer {
         setup_peer();
         let mut child = Command::new("node")
             .arg(peer_dir().join("peer.js"))
@@ -69,6 +81,7 @@ impl Peer {
                 "s3cret",
             ])
             .args(["--say-ms", "300", "--hello-timeout-ms", "3000"])
+            .args(extra_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -157,10 +170,22 @@ impl Peer {
 
 /// A relay with one `[[voip24h]]` account on the peer, intervals shortened.
 async fn start_relay(peer: &Peer, engine: &str, key: &str, sign: &str) -> TestRelay {
+    start_relay_at(peer, "http", engine, key, sign, "").await
+}
+
+/// As `start_relay`, with the url's `scheme` and `extra` lines in the account's table.
+async fn start_relay_at(
+    peer: &Peer,
+    scheme: &str,
+    engine: &str,
+    key: &str,
+    sign: &str,
+    extra: &str,
+) -> TestRelay {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
-        "{}[[voip24h]]\naccount = \"main\"\nurl = \"http://127.0.0.1:{}\"\nkey = \"{key}\"\n\
-         secret = \"s3cret\"\nengine_io = \"{engine}\"\nsign = \"{sign}\"\nhello_interval = \"10s\"\n",
+        "{}[[voip24h]]\naccount = \"main\"\nurl = \"{scheme}://127.0.0.1:{}\"\nkey = \"{key}\"\n\
+         secret = \"s3cret\"\nengine_io = \"{engine}\"\nsign = \"{sign}\"\nhello_interval = \"10s\"\n{extra}\n",
         common::base_config(dir.path()),
         peer.port
     );
@@ -538,4 +563,63 @@ async fn sio2_reload_replaces_the_session_without_overlap() {
 #[tokio::test]
 async fn sio4_reload_replaces_the_session_without_overlap() {
     reload_replaces_the_session_without_overlap(4).await;
+}
+
+fn last_error(relay: &TestRelay) -> Option<String> {
+    relay
+        .ctx
+        .status
+        .upstreams()
+        .into_iter()
+        .find(|u| u.account == "main")
+        .and_then(|u| u.last_error)
+}
+
+/// A wss server whose certificate a private CA signed: refused without
+/// `tls.ca_file` (the Engine.IO 3 transport's rustls and the Engine.IO 4
+/// transport's native-tls alike, before any socket.io traffic), and with it
+/// auto-detection and the session go through and events are journaled.
+async fn tls_trusts_the_configured_ca(sio: u8) {
+    let ca = TestCa::issue();
+    let mut peer = Peer::start_tls(sio, &ca).await;
+
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay_at(&peer, "https", engine, KEY, "key", "").await;
+    common::eventually(WAIT, "a certificate error on /status", || {
+        last_error(&relay).is_some_and(|e| e.contains("certificate"))
+    })
+    .await;
+    relay.stop().await;
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], 0, "socket.io {sio}: {stats}");
+
+    let ca_file = ca.ca_file.display().to_string();
+    let extra = format!("tls = {{ ca_file = {ca_file:?} }}");
+    let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra).await;
+    peer.expect("signed").await;
+    let want = if sio == 2 {
+        "engine.io 3"
+    } else {
+        "engine.io 4"
+    };
+    common::eventually(WAIT, "connected over TLS with the detected engine", || {
+        upstream_state(&relay) == Some((ConnState::Connected, Some(want.to_owned())))
+    })
+    .await;
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+    peer.expect("disconnect").await;
+}
+
+#[tokio::test]
+async fn sio2_tls_trusts_the_configured_ca() {
+    tls_trusts_the_configured_ca(2).await;
+}
+
+#[tokio::test]
+async fn sio4_tls_trusts_the_configured_ca() {
+    tls_trusts_the_configured_ca(4).await;
 }

@@ -10,6 +10,8 @@ use callrelay::app::{Context, Relay};
 use callrelay::config::Config;
 use callrelay::journal::JournaledEvent;
 
+pub mod tls;
+
 /// A relay started for one test; stopped (drained) on `stop`, killed on drop.
 pub struct TestRelay {
     pub relay: Option<Relay>,

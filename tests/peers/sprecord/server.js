@@ -2,6 +2,10 @@
 // SSE implementation (better-sse) on 127.0.0.1, plus a small control API the
 // test drives. Prints `{"port": N}` on stdout once listening.
 //
+// With SPRECORD_PEER_TLS_CERT and SPRECORD_PEER_TLS_KEY (PEM file paths) the
+// same routes are also served over HTTPS on a second port, announced as
+// `{"port": N, "tls_port": M}`; the control API stays reachable on plain HTTP.
+//
 // Behaviour, like the vendor's documented limits:
 // - at most LIMIT (3) concurrent /sys/events connections: a connection counts
 //   from its request until its socket closes; one more is answered 429 with
@@ -24,7 +28,9 @@
 //   POST /control/token    {token|null}           require `Authorization: Bearer token`
 "use strict";
 
+const fs = require("node:fs");
 const http = require("node:http");
+const https = require("node:https");
 const { createSession } = require("better-sse");
 
 const LIMIT = 3;
@@ -243,7 +249,7 @@ async function control(req, res, url) {
   }
 }
 
-const server = http.createServer((req, res) => {
+function route(req, res) {
   const url = new URL(req.url, "http://127.0.0.1");
   const handler =
     url.pathname === "/sys/events" && req.method === "GET"
@@ -254,15 +260,27 @@ const server = http.createServer((req, res) => {
   handler.catch((e) => {
     if (!res.headersSent) json(res, 500, { error: String(e) });
   });
-});
+}
 
 setInterval(() => {
   for (const id of openConns()) write(id, (buf) => buf.comment("keep-alive").dispatch());
 }, KEEPALIVE).unref();
 
-server.listen(0, "127.0.0.1", () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port }) + "\n");
-});
+function listen(server) {
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server.address().port)));
+}
+
+async function main() {
+  const announced = { port: await listen(http.createServer(route)) };
+  const cert = process.env.SPRECORD_PEER_TLS_CERT;
+  const key = process.env.SPRECORD_PEER_TLS_KEY;
+  if (cert && key) {
+    const tls = { cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
+    announced.tls_port = await listen(https.createServer(tls, route));
+  }
+  process.stdout.write(JSON.stringify(announced) + "\n");
+}
+main();
 
 // The test owns this process: exit when it closes our stdin.
 process.stdin.on("end", () => process.exit(0));

@@ -2,6 +2,7 @@
 // socket.io server packages (2.x speaks Engine.IO 3, 4.x speaks Engine.IO 4).
 //
 // Usage: node peer.js --sio 2|4 --key KEY [--secret S] [--say-ms N] [--hello-timeout-ms N]
+//                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
 //
 // It checks the key sent with `sign` (a string, or {voip, secret}), answers
 // with `signing` then `connected` + `connection`, sends `say` every --say-ms to
@@ -17,7 +18,9 @@
 //   {"cmd":"stats"}      report counters
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const readline = require('readline');
 
 const args = {};
@@ -134,7 +137,9 @@ setInterval(() => {
 }, SAY_MS);
 
 function start(cb) {
-  server = http.createServer();
+  server = args['tls-cert']
+    ? https.createServer({ cert: fs.readFileSync(args['tls-cert']), key: fs.readFileSync(args['tls-key']) })
+    : http.createServer();
   if (sioVersion === 2) {
     const sio = require('sio2');
     io = sio(server, { transports: ['websocket'], pingInterval: PING_MS, pingTimeout: PING_TIMEOUT_MS });
