@@ -605,3 +605,41 @@ async fn https_streams_trust_the_configured_ca() {
     relay.stop().await;
     peer.wait("concurrent=0").await;
 }
+
+/// A `tls.ca_file` gone when the source starts (removed after the config was
+/// checked) is reported on stream 0's `/status` row and retried; once the
+/// file is back the stream opens and events flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_file_removed_after_the_check_is_reported_and_retried() {
+    let ca = TestCa::issue();
+    let peer = Peer::start_tls(&ca);
+    let url = peer.tls_base.clone().expect("the peer serves https");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("office-ca.pem");
+    std::fs::copy(&ca.ca_file, &ca_file).expect("copy the CA");
+    let extra = format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string());
+    let text = format!(
+        "{}{}",
+        common::base_config(dir.path()),
+        sprecord_toml_at(&url, 1, &extra)
+    );
+    let relay = common::start_relay_tuned(dir, &text, |_| {
+        std::fs::remove_file(&ca_file).expect("remove the CA after the check");
+    })
+    .await;
+    eventually(WAIT, "the missing CA file on /status", || {
+        last_errors(&relay)
+            .iter()
+            .any(|e| e.contains("office-ca.pem"))
+    })
+    .await;
+    assert_eq!(peer.state().await["total_accepted"], 0);
+
+    std::fs::copy(&ca.ca_file, &ca_file).expect("put the CA back");
+    peer.wait("open=1").await;
+    let events = calls(1, 2);
+    peer.send(&events, json!("all")).await;
+    relay.wait_for_seq(events.len() as u64, WAIT).await;
+    assert_journal_is(&relay, &events);
+    relay.stop().await;
+}

@@ -170,10 +170,11 @@ impl Peer {
 
 /// A relay with one `[[voip24h]]` account on the peer, intervals shortened.
 async fn start_relay(peer: &Peer, engine: &str, key: &str, sign: &str) -> TestRelay {
-    start_relay_at(peer, "http", engine, key, sign, "").await
+    start_relay_at(peer, "http", engine, key, sign, "", || {}).await
 }
 
-/// As `start_relay`, with the url's `scheme` and `extra` lines in the account's table.
+/// As `start_relay`, with the url's `scheme` and `extra` lines in the
+/// account's table; `before_start` runs after the config was loaded and checked.
 async fn start_relay_at(
     peer: &Peer,
     scheme: &str,
@@ -181,6 +182,7 @@ async fn start_relay_at(
     key: &str,
     sign: &str,
     extra: &str,
+    before_start: impl FnOnce(),
 ) -> TestRelay {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
@@ -190,6 +192,7 @@ async fn start_relay_at(
         peer.port
     );
     common::start_relay_tuned(dir, &text, |config| {
+        before_start();
         for source in &mut config.voip24h {
             let source = source.get_mut();
             source.hello_interval = unspanned(HumanDuration(HELLO_INTERVAL));
@@ -584,7 +587,7 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
     let mut peer = Peer::start_tls(sio, &ca).await;
 
     let engine = if sio == 2 { "3" } else { "4" };
-    let relay = start_relay_at(&peer, "https", engine, KEY, "key", "").await;
+    let relay = start_relay_at(&peer, "https", engine, KEY, "key", "", || {}).await;
     common::eventually(WAIT, "a certificate error on /status", || {
         last_error(&relay).is_some_and(|e| e.contains("certificate"))
     })
@@ -595,7 +598,7 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
 
     let ca_file = ca.ca_file.display().to_string();
     let extra = format!("tls = {{ ca_file = {ca_file:?} }}");
-    let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra).await;
+    let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {}).await;
     peer.expect("signed").await;
     let want = if sio == 2 {
         "engine.io 3"
@@ -622,4 +625,33 @@ async fn sio2_tls_trusts_the_configured_ca() {
 #[tokio::test]
 async fn sio4_tls_trusts_the_configured_ca() {
     tls_trusts_the_configured_ca(4).await;
+}
+
+/// A `tls.ca_file` gone when the source starts (removed after the config was
+/// checked) fails each attempt with the reason on `/status`; once the file is
+/// back the next attempt connects.
+#[tokio::test]
+async fn a_ca_file_removed_after_the_check_is_reported_and_retried() {
+    let ca = TestCa::issue();
+    let mut peer = Peer::start_tls(4, &ca).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("dial-ca.pem");
+    std::fs::copy(&ca.ca_file, &ca_file).expect("copy the CA");
+    let extra = format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string());
+    let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {
+        std::fs::remove_file(&ca_file).expect("remove the CA after the check");
+    })
+    .await;
+    common::eventually(WAIT, "the missing CA file on /status", || {
+        last_error(&relay).is_some_and(|e| e.contains("dial-ca.pem"))
+    })
+    .await;
+    assert_eq!(peer.stats().await["connections"], 0);
+
+    std::fs::copy(&ca.ca_file, &ca_file).expect("put the CA back");
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    relay.stop().await;
+    peer.expect("disconnect").await;
 }

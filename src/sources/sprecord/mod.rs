@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
+use crate::event::Vendor;
 use config::{MAX_STREAMS, SprecordConfig};
 use connection::Endpoint;
 use limiter::ConnLimiter;
@@ -34,16 +35,10 @@ use stream::StreamSupervisor;
 /// Holds the account's streams until `cancel`; returns once every stream is closed.
 pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: CancellationToken) {
     let account = config.account.get_ref().clone();
-    let endpoint = match Endpoint::new(&config) {
-        Ok(endpoint) => Arc::new(endpoint),
-        Err(e) => {
-            // Validation rules this out, short of a `tls.ca_file` removed
-            // since: say so and stay idle until a reload or restart.
-            tracing::error!(vendor = "sprecord", account = %account, "cannot start the SSE source: {e}");
-            cancel.cancelled().await;
-            return;
-        }
+    let Some(endpoint) = endpoint_or_wait(&config, &ctx, &cancel).await else {
+        return;
     };
+    let endpoint = Arc::new(endpoint);
     let limiter = ConnLimiter::new(usize::from(MAX_STREAMS));
     let streams = config.streams.get_ref().clamp(&1, &MAX_STREAMS);
     let mut tasks = JoinSet::new();
@@ -61,6 +56,39 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
             tracing::error!(vendor = "sprecord", account = %account, "an SSE stream task failed: {e}");
+        }
+    }
+}
+
+/// Builds the streams' endpoint. Validation makes this succeed, short of a
+/// `tls.ca_file` removed or spoiled since: then stream "0"'s `/status` row
+/// and the log say why, and it is tried again every `backoff_max`. `None`
+/// once cancelled.
+async fn endpoint_or_wait(
+    config: &SprecordConfig,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Option<Endpoint> {
+    let account = config.account.get_ref();
+    let timings = config.timings();
+    // Dropped (its row removed) before the streams put up their own rows.
+    let mut reporter = None;
+    loop {
+        let error = match Endpoint::new(config) {
+            Ok(endpoint) => return Some(endpoint),
+            Err(e) => e,
+        };
+        let retry = timings.backoff_max;
+        tracing::error!(vendor = "sprecord", account = %account, retry_in = ?retry, "cannot set up the SSE streams: {error}");
+        reporter
+            .get_or_insert_with(|| {
+                ctx.status
+                    .upstream(Vendor::Sprecord, account, "0", timings.connect_grace)
+            })
+            .reconnecting("tls", Some(error.to_string()), retry);
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(retry) => {}
         }
     }
 }
