@@ -72,6 +72,9 @@ enum Command {
         /// Start after this seq (replays what the journal still holds).
         #[arg(long)]
         since: Option<u64>,
+        /// PEM file of extra CA certificates to trust for a wss:// url.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             types,
             vendors,
             since,
+            ca_file,
         } => {
             init_logging(cli.log_format, cli.log_level.as_deref().or(Some("warn")));
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
                 types,
                 vendors,
                 since,
+                ca_file,
             };
             match runtime.block_on(tail::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -726,3 +726,55 @@ async fn tail_prints_events_and_survives_a_relay_restart() {
     relay.shutdown();
     relay.wait().await.expect("stopped");
 }
+
+/// `callrelay tail --url wss://…` through a TLS proxy whose certificate a
+/// private CA signed: refused (and retried, saying why on stderr) without
+/// `--ca-file`, and printing events with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_reaches_a_relay_behind_a_tls_proxy_with_ca_file() {
+    let ca = common::tls::TestCa::issue();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start_at(dir.path(), "127.0.0.1:0").await;
+    let proxy = ca.tls_proxy(relay.addr).await;
+    let url = format!("wss://{proxy}/ws");
+    let tail = |extra: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
+            .args(["tail", "--url", &url])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn tail")
+    };
+
+    let mut untrusting = tail(&[]);
+    let mut stderr = tokio::io::BufReader::new(untrusting.stderr.take().expect("stderr")).lines();
+    let refused = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.contains("certificate") {
+                return line;
+            }
+        }
+        panic!("tail exited without a certificate error")
+    })
+    .await
+    .expect("tail said why within the time");
+    assert!(refused.contains("reconnecting"), "{refused}");
+    assert_eq!(relay.ctx.metrics.ws_clients.get(), 0);
+    drop(untrusting);
+
+    let ca_file = ca.ca_file.display().to_string();
+    let mut trusting = tail(&["--ca-file", &ca_file]);
+    let mut lines = tokio::io::BufReader::new(trusting.stdout.take().expect("stdout")).lines();
+    let ctx = relay.ctx.clone();
+    eventually(WAIT, "tail connected", || ctx.metrics.ws_clients.get() == 1).await;
+    let seqs = submit_all(&ctx.ingest, tail_events(1, 4)).await;
+    let mut printed = Vec::new();
+    read_until(&mut lines, &mut printed, *seqs.last().expect("some")).await;
+    assert_eq!(printed, seqs);
+    drop(trusting);
+    drop(ctx);
+    relay.shutdown();
+    relay.wait().await.expect("stopped");
+}

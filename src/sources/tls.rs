@@ -32,11 +32,11 @@ pub struct TlsSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read tls.ca_file {path:?}: {reason}")]
+    #[error("cannot read the CA file {path:?}: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("tls.ca_file {0:?} holds no PEM certificate")]
+    #[error("the CA file {0:?} holds no PEM certificate")]
     Empty(PathBuf),
-    #[error("tls.ca_file {path:?}: certificate {index} is not usable: {reason}")]
+    #[error("the CA file {path:?}: certificate {index} is not usable: {reason}")]
     BadCertificate {
         path: PathBuf,
         index: usize,
@@ -76,9 +76,14 @@ impl TrustRoots {
     /// Reads `settings.ca_file` (no file: the public roots only).
     pub fn load(settings: &TlsSettings) -> Result<TrustRoots, TlsError> {
         match &settings.ca_file {
-            Some(path) => read_ca_file(path.get_ref()),
+            Some(path) => TrustRoots::from_file(path.get_ref()),
             None => Ok(TrustRoots::default()),
         }
+    }
+
+    /// The public roots plus every certificate in the PEM file at `path`.
+    pub fn from_file(path: &Path) -> Result<TrustRoots, TlsError> {
+        read_ca_file(path)
     }
 
     /// A rustls client config: the webpki roots plus the extra certificates.

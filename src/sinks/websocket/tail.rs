@@ -8,12 +8,19 @@
 //! reconnects are reported on stderr. A refused token ends it (exit 1) rather
 //! than retrying forever; so does a closed stdout (exit 0, e.g. `| head`).
 //! The token goes in the `Authorization` header, never in the URL or a log.
+//! A `wss://` relay (behind a TLS proxy) is verified against the public roots
+//! plus `--ca-file`'s certificates.
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
+
+use crate::sources::tls::{TlsError, TrustRoots};
 
 /// What `callrelay tail` was asked for.
 #[derive(Clone, Debug)]
@@ -23,6 +30,8 @@ pub struct TailOptions {
     pub types: Vec<String>,
     pub vendors: Vec<String>,
     pub since: Option<u64>,
+    /// Extra CA certificates (PEM) to trust for a `wss://` url.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +42,8 @@ pub enum TailError {
     Refused(u16),
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -50,10 +61,21 @@ enum Disconnect {
 pub async fn run(options: TailOptions) -> Result<(), TailError> {
     let mut since = options.since;
     let mut backoff = BACKOFF_START;
+    let roots = match &options.ca_file {
+        Some(path) => TrustRoots::from_file(path)?,
+        None => TrustRoots::default(),
+    };
+    let tls = Connector::Rustls(Arc::new(roots.rustls()?));
     loop {
         let request = build_request(&options, since)?;
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            Some(tls.clone()),
+        );
         let attempt = tokio::select! {
-            r = tokio_tungstenite::connect_async(request) => r,
+            r = connect => r,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let disconnect = match attempt {
@@ -199,6 +221,7 @@ mod tests {
             types: vec!["call.*".into(), "sms.received".into()],
             vendors: vec!["voip24h".into()],
             since: None,
+            ca_file: None,
         };
         let r = build_request(&options, Some(42)).unwrap();
         let uri = r.uri().to_string();
