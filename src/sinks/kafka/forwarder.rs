@@ -558,7 +558,11 @@ impl Forwarder {
         } else {
             None
         };
-        let last_error = self.last_error.clone().or_else(|| self.health.last_error());
+        // The forwarder's own failure says what it could not do ("cannot
+        // read metadata: broker transport failure"); librdkafka's last error
+        // report says why (a TLS handshake or SASL login refused, say).
+        let client_error = self.health.last_error();
+        let last_error = self.last_error.clone().or_else(|| client_error.clone());
         self.ctx.status.set_sink(
             "kafka",
             SinkStatus {
@@ -569,6 +573,7 @@ impl Forwarder {
                     "lag": lag,
                     "in_flight": self.in_flight.len(),
                     "last_error": last_error,
+                    "last_client_error": client_error,
                     "brokers": self.config.brokers.get_ref(),
                     "topic": self.config.topic.get_ref(),
                     "brokers_down": brokers_down,

@@ -74,11 +74,15 @@ impl ClientContext for HealthContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}");
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.all_brokers_down.store(true, Ordering::Release);
+        } else {
+            // "All brokers are down" follows every connection failure and is
+            // shown as `brokers_down`; the error worth keeping says why (a
+            // refused TLS certificate or SASL login, a refused connection).
+            self.health.note(reason.to_owned());
         }
-        tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}");
-        self.health.note(reason.to_owned());
     }
 }
 
