@@ -70,12 +70,13 @@ fn kafka_toml(brokers: &str, topic: &str, extra: &str) -> String {
 }
 
 async fn start(brokers: &str, topic: &str) -> (TestRelay, String) {
+    start_with(&kafka_toml(brokers, topic, "")).await
+}
+
+/// A relay whose config is the test base plus `kafka` (a `[kafka]` table).
+async fn start_with(kafka: &str) -> (TestRelay, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "{}{}",
-        base_config(dir.path()),
-        kafka_toml(brokers, topic, "")
-    );
+    let text = format!("{}{kafka}", base_config(dir.path()));
     (start_relay_in(dir, &text).await, text)
 }
 
@@ -100,12 +101,20 @@ struct Consumed {
 
 /// Reads every message of `topic` (all partitions, up to the high watermark).
 fn consume_all(brokers: &str, topic: &str) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    consume_all_with(brokers, topic, &[])
+}
+
+/// As `consume_all`, with extra consumer `options` (e.g. TLS settings).
+fn consume_all_with(brokers: &str, topic: &str, options: &[(String, String)]) -> Vec<Consumed> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", "callrelay-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.auto.commit", "false");
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
@@ -573,5 +582,79 @@ async fn tansu_killed_and_restarted_mid_stream_loses_nothing() {
         journaled.len(),
         consumed.len()
     );
+    relay.stop().await;
+}
+
+/// A cluster reached over TLS, its certificate signed by a private CA: tansu
+/// behind a TLS proxy that it advertises as its address, so every connection
+/// the producer makes is TLS. The relay forwards with `security.protocol =
+/// "ssl"`, `ssl.ca.location` and zstd compression, and a TLS consumer reads
+/// every event back; without the CA the sink reports the certificate error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_over_tls_with_a_private_ca_and_zstd() {
+    let ca = common::tls::TestCa::issue();
+    let broker_port = tansu::free_port();
+    let proxy = ca
+        .tls_proxy(std::net::SocketAddr::from(([127, 0, 0, 1], broker_port)))
+        .await;
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let broker = tansu::Tansu::memory_behind(broker_dir.path(), broker_port, proxy.port());
+    broker.create_topic(TOPIC, 1);
+    let brokers = format!("127.0.0.1:{}", proxy.port());
+    let tls = vec![
+        ("security.protocol".to_owned(), "ssl".to_owned()),
+        (
+            "ssl.ca.location".to_owned(),
+            ca.ca_file.display().to_string(),
+        ),
+    ];
+    let toml = |options: &[(String, String)]| {
+        let mut table = String::from("[kafka.options]\n\"compression.type\" = \"zstd\"\n");
+        for (key, value) in options {
+            table.push_str(&format!("{key:?} = {value:?}\n"));
+        }
+        kafka_toml(&brokers, TOPIC, &table)
+    };
+
+    // TLS without the CA: the system's roots do not know it.
+    let (untrusting, _) = start_with(&toml(&tls[..1])).await;
+    let ctx = untrusting.ctx.clone();
+    untrusting
+        .ctx
+        .ingest
+        .submit(event("tls", 100, "call-x"))
+        .await
+        .expect("journaled");
+    eventually(
+        Duration::from_secs(30),
+        "a certificate error on /status",
+        || {
+            sink_status(&ctx).1["last_client_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("certificate"))
+        },
+    )
+    .await;
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
+    drop(ctx);
+    untrusting.stop().await;
+
+    let (relay, _) = start_with(&toml(&tls)).await;
+    let ctx = relay.ctx.clone();
+    for i in 0..20 {
+        ctx.ingest
+            .submit(event("tls", i, &format!("call-{}", i % 3)))
+            .await
+            .expect("journaled");
+    }
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let journaled = relay.events();
+    let (b, t) = (brokers.clone(), TOPIC.to_owned());
+    let consumed = tokio::task::spawn_blocking(move || consume_all_with(&b, &t, &tls))
+        .await
+        .expect("consumer task");
+    assert_eq!(consumed.len(), 20);
+    assert_eq!(check_complete(&journaled, &consumed), 0);
+    drop(ctx);
     relay.stop().await;
 }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Tansu {
     child: Option<Child>,
     pub port: u16,
+    /// The port clients are told to use (metadata), when not `port`: a proxy's.
+    advertised_port: Option<u16>,
     dir: PathBuf,
     storage: String,
 }
@@ -41,7 +43,7 @@ pub fn binary() -> PathBuf {
     candidate
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -59,10 +61,25 @@ impl Tansu {
         Tansu::start(dir, "sqlite://tansu.db", free_port())
     }
 
+    /// In-memory storage, listening on `port` but advertising
+    /// `advertised_port` (a proxy in front of it) to clients.
+    pub fn memory_behind(dir: &Path, port: u16, advertised_port: u16) -> Tansu {
+        let mut t = Tansu {
+            child: None,
+            port,
+            advertised_port: Some(advertised_port),
+            dir: dir.to_path_buf(),
+            storage: "memory://tansu/".to_owned(),
+        };
+        t.spawn();
+        t
+    }
+
     fn start(dir: &Path, storage: &str, port: u16) -> Tansu {
         let mut t = Tansu {
             child: None,
             port,
+            advertised_port: None,
             dir: dir.to_path_buf(),
             storage: storage.to_owned(),
         };
@@ -78,6 +95,13 @@ impl Tansu {
         format!("tcp://127.0.0.1:{}", self.port)
     }
 
+    fn advertised_url(&self) -> String {
+        format!(
+            "tcp://127.0.0.1:{}",
+            self.advertised_port.unwrap_or(self.port)
+        )
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -86,7 +110,7 @@ impl Tansu {
             .expect("tansu log file");
         let child = Command::new(binary())
             .args(["broker", "--listener-url", &self.url()])
-            .args(["--advertised-listener-url", &self.url()])
+            .args(["--advertised-listener-url", &self.advertised_url()])
             .args(["--storage-engine", &self.storage])
             .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
