@@ -108,6 +108,8 @@ impl TrustRoots {
     /// A native-tls connector: the system's roots plus the extra certificates.
     pub fn native(&self) -> Result<native_tls::TlsConnector, TlsError> {
         let mut builder = native_tls::TlsConnector::builder();
+        // As rustls: nothing older than TLS 1.2 (native-tls would allow 1.0).
+        builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         for cert in &self.extra {
             let cert = native_tls::Certificate::from_der(cert)
                 .map_err(|e| TlsError::Setup(e.to_string()))?;
