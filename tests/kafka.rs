@@ -658,3 +658,74 @@ async fn tansu_over_tls_with_a_private_ca_and_zstd() {
     drop(ctx);
     relay.stop().await;
 }
+
+/// A cluster that requires a SASL SCRAM-SHA-512 login (tansu with
+/// `--authentication`): with the right password every event is delivered;
+/// with a wrong one nothing is, and `/status` says the login was refused
+/// without showing the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_with_a_sasl_scram_login() {
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = tansu::Tansu::sqlite(broker_dir.path());
+    broker.create_topic(TOPIC, 1);
+    broker.create_user("callrelay", "right-password");
+    broker.require_authentication();
+    let brokers = broker.brokers();
+    let login = |password: &str| {
+        vec![
+            ("security.protocol".to_owned(), "sasl_plaintext".to_owned()),
+            ("sasl.mechanism".to_owned(), "SCRAM-SHA-512".to_owned()),
+            ("sasl.username".to_owned(), "callrelay".to_owned()),
+            ("sasl.password".to_owned(), password.to_owned()),
+        ]
+    };
+    let toml = |options: &[(String, String)]| {
+        let mut table = String::from("[kafka.options]\n");
+        for (key, value) in options {
+            table.push_str(&format!("{key:?} = {value:?}\n"));
+        }
+        kafka_toml(&brokers, TOPIC, &table)
+    };
+
+    let (refused, _) = start_with(&toml(&login("wrong-password"))).await;
+    let ctx = refused.ctx.clone();
+    ctx.ingest
+        .submit(event("sasl", 100, "call-x"))
+        .await
+        .expect("journaled");
+    eventually(
+        Duration::from_secs(30),
+        "the refused login on /status",
+        || {
+            sink_status(&ctx).1["last_client_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("SASL authentication"))
+        },
+    )
+    .await;
+    let status = sink_status(&ctx).1.to_string();
+    assert!(!status.contains("wrong-password"), "{status}");
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
+    drop(ctx);
+    refused.stop().await;
+
+    let credentials = login("right-password");
+    let (relay, _) = start_with(&toml(&credentials)).await;
+    let ctx = relay.ctx.clone();
+    for i in 0..10 {
+        ctx.ingest
+            .submit(event("sasl", i, &format!("call-{}", i % 3)))
+            .await
+            .expect("journaled");
+    }
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let journaled = relay.events();
+    let (b, t) = (brokers.clone(), TOPIC.to_owned());
+    let consumed = tokio::task::spawn_blocking(move || consume_all_with(&b, &t, &credentials))
+        .await
+        .expect("consumer task");
+    assert_eq!(consumed.len(), 10);
+    assert_eq!(check_complete(&journaled, &consumed), 0);
+    drop(ctx);
+    relay.stop().await;
+}

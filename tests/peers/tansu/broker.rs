@@ -13,6 +13,8 @@ pub struct Tansu {
     pub port: u16,
     /// The port clients are told to use (metadata), when not `port`: a proxy's.
     advertised_port: Option<u16>,
+    /// Clients must log in (SASL SCRAM) as a user made by `create_user`.
+    authentication: bool,
     dir: PathBuf,
     storage: String,
 }
@@ -68,6 +70,7 @@ impl Tansu {
             child: None,
             port,
             advertised_port: Some(advertised_port),
+            authentication: false,
             dir: dir.to_path_buf(),
             storage: "memory://tansu/".to_owned(),
         };
@@ -80,6 +83,7 @@ impl Tansu {
             child: None,
             port,
             advertised_port: None,
+            authentication: false,
             dir: dir.to_path_buf(),
             storage: storage.to_owned(),
         };
@@ -112,6 +116,7 @@ impl Tansu {
             .args(["broker", "--listener-url", &self.url()])
             .args(["--advertised-listener-url", &self.advertised_url()])
             .args(["--storage-engine", &self.storage])
+            .args(self.authentication.then_some("--authentication"))
             .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -145,6 +150,29 @@ impl Tansu {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `tansu user create NAME PASSWORD` (SCRAM-SHA-512). Before
+    /// `require_authentication`: the broker then refuses anyone not logged in.
+    pub fn create_user(&self, name: &str, password: &str) {
+        let out = Command::new(binary())
+            .args(["user", "create", "--broker", &self.url()])
+            .args(["--mechanism", "scram512", name, password])
+            .output()
+            .expect("run tansu user create");
+        assert!(
+            out.status.success(),
+            "tansu user create {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restarts on the same storage (sqlite keeps users and topics) with
+    /// client authentication required.
+    pub fn require_authentication(&mut self) {
+        self.authentication = true;
+        self.restart();
     }
 
     /// SIGKILL, as a crash.
