@@ -705,6 +705,27 @@ async fn tansu_with_a_sasl_scram_login() {
     .await;
     let status = sink_status(&ctx).1.to_string();
     assert!(!status.contains("wrong-password"), "{status}");
+    // Events keep arriving while the login is refused; the lag gauge follows
+    // each at once, not only between the sink's retries.
+    for i in 101..104 {
+        ctx.ingest
+            .submit(event("sasl", i, "call-x"))
+            .await
+            .expect("journaled");
+        let last = ctx.journal.last_seq() as i64;
+        eventually(
+            Duration::from_secs(2),
+            "the lag gauge follows the journal",
+            || {
+                ctx.metrics
+                    .sink_lag_events
+                    .with_label_values(&["kafka"])
+                    .get()
+                    == last
+            },
+        )
+        .await;
+    }
     assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
     drop(ctx);
     refused.stop().await;

@@ -230,10 +230,11 @@ impl Forwarder {
                 .backoff
                 .next_backoff()
                 .unwrap_or(Duration::from_secs(30));
-            self.publish_status();
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if !self
+                .wait_publishing(tokio::time::sleep(delay), &cancel)
+                .await
+            {
+                break;
             }
         }
         self.shutdown().await;
@@ -322,23 +323,12 @@ impl Forwarder {
             };
             let topic = self.template.render(&event.header);
             if !self.topics.contains(&topic) {
-                let Some(producer) = self.producer.clone() else {
-                    return Err(Failure::ProducerGone);
-                };
-                let (create, admin) = (self.config.create_topics, self.config.client_config());
-                let name = topic.to_string();
-                let check = tokio::task::spawn_blocking(move || {
-                    KnownTopics::ensure_blocking(&producer, &name, create, &admin)
-                });
-                let checked = tokio::select! {
-                    _ = cancel.cancelled() => return Ok(false),
-                    checked = check => checked,
-                };
-                match checked {
-                    Ok(Ok(())) => self.topics.insert(topic.to_string()),
-                    Ok(Err(e)) => return Err(Failure::Topic(e)),
-                    Err(e) => return Err(Failure::Journal(e.to_string())),
+                let name = topic.into_owned();
+                if !self.check_topic(name, cancel).await? {
+                    return Ok(false);
                 }
+                // Known now: the next round sends the event.
+                continue;
             }
             let Some(producer) = self.producer.as_ref() else {
                 return Err(Failure::ProducerGone);
@@ -529,6 +519,62 @@ impl Forwarder {
             Ok(Ok(())) => self.persisted = seq,
             Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
             Err(e) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
+        }
+    }
+
+    /// Checks (or creates) topic `name` on the broker the first time it is
+    /// met. `Ok(false)` when cancelled meanwhile.
+    async fn check_topic(
+        &mut self,
+        name: String,
+        cancel: &CancellationToken,
+    ) -> Result<bool, Failure> {
+        let Some(producer) = self.producer.clone() else {
+            return Err(Failure::ProducerGone);
+        };
+        let (create, admin) = (self.config.create_topics, self.config.client_config());
+        let topic = name.clone();
+        let check = tokio::task::spawn_blocking(move || {
+            KnownTopics::ensure_blocking(&producer, &topic, create, &admin)
+        });
+        let mut checked = None;
+        // The metadata request may take its whole timeout against a broker
+        // that is down or refuses us.
+        let check = async { checked = Some(check.await) };
+        if !self.wait_publishing(check, cancel).await {
+            return Ok(false);
+        }
+        match checked {
+            Some(Ok(Ok(()))) => {
+                self.topics.insert(name);
+                Ok(true)
+            }
+            Some(Ok(Err(e))) => Err(Failure::Topic(e)),
+            Some(Err(e)) => Err(Failure::Journal(e.to_string())),
+            None => Ok(false),
+        }
+    }
+
+    /// Waits for `work` (a backoff, a topic check that may take the metadata
+    /// timeout) while keeping `/status` and the lag gauge current: events
+    /// keep arriving in the journal while the sink waits, and an on-call
+    /// engineer watches the lag grow. `false` when cancelled first.
+    async fn wait_publishing(
+        // `&mut`: a shared borrow of the forwarder (its boxed report futures
+        // are not `Sync`) would make the sink's future not `Send`.
+        &mut self,
+        work: impl std::future::Future<Output = ()>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(self.tuning.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                () = &mut work => return true,
+                _ = tick.tick() => self.publish_status(),
+            }
         }
     }
 
