@@ -585,6 +585,45 @@ async fn tansu_killed_and_restarted_mid_stream_loses_nothing() {
     relay.stop().await;
 }
 
+/// `[kafka.options]` holding `options`.
+fn options_table(options: &[(String, String)]) -> String {
+    let mut table = String::from("[kafka.options]\n");
+    for (key, value) in options {
+        table.push_str(&format!("{key:?} = {value:?}\n"));
+    }
+    table
+}
+
+/// Journals `count` events of `run` on `relay`, waits until the sink has
+/// delivered them, reads the topic back with a consumer configured with
+/// `options` and checks every event is there once and in key order; then
+/// stops the relay.
+async fn delivers_and_reads_back(
+    relay: TestRelay,
+    brokers: &str,
+    options: &[(String, String)],
+    run: &'static str,
+    count: u64,
+) {
+    let ctx = relay.ctx.clone();
+    for i in 0..count {
+        ctx.ingest
+            .submit(event(run, i, &format!("call-{}", i % 3)))
+            .await
+            .expect("journaled");
+    }
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let journaled = relay.events();
+    let (b, t, o) = (brokers.to_owned(), TOPIC.to_owned(), options.to_vec());
+    let consumed = tokio::task::spawn_blocking(move || consume_all_with(&b, &t, &o))
+        .await
+        .expect("consumer task");
+    assert_eq!(consumed.len() as u64, count);
+    assert_eq!(check_complete(&journaled, &consumed), 0);
+    drop(ctx);
+    relay.stop().await;
+}
+
 /// A cluster reached over TLS, its certificate signed by a private CA: tansu
 /// behind a TLS proxy that it advertises as its address, so every connection
 /// the producer makes is TLS. The relay forwards with `security.protocol =
@@ -608,12 +647,10 @@ async fn tansu_over_tls_with_a_private_ca_and_zstd() {
             ca.ca_file.display().to_string(),
         ),
     ];
+    let zstd = ("compression.type".to_owned(), "zstd".to_owned());
     let toml = |options: &[(String, String)]| {
-        let mut table = String::from("[kafka.options]\n\"compression.type\" = \"zstd\"\n");
-        for (key, value) in options {
-            table.push_str(&format!("{key:?} = {value:?}\n"));
-        }
-        kafka_toml(&brokers, TOPIC, &table)
+        let options: Vec<_> = options.iter().chain([&zstd]).cloned().collect();
+        kafka_toml(&brokers, TOPIC, &options_table(&options))
     };
 
     // TLS without the CA: the system's roots do not know it.
@@ -640,23 +677,7 @@ async fn tansu_over_tls_with_a_private_ca_and_zstd() {
     untrusting.stop().await;
 
     let (relay, _) = start_with(&toml(&tls)).await;
-    let ctx = relay.ctx.clone();
-    for i in 0..20 {
-        ctx.ingest
-            .submit(event("tls", i, &format!("call-{}", i % 3)))
-            .await
-            .expect("journaled");
-    }
-    wait_delivered(&ctx, Duration::from_secs(30)).await;
-    let journaled = relay.events();
-    let (b, t) = (brokers.clone(), TOPIC.to_owned());
-    let consumed = tokio::task::spawn_blocking(move || consume_all_with(&b, &t, &tls))
-        .await
-        .expect("consumer task");
-    assert_eq!(consumed.len(), 20);
-    assert_eq!(check_complete(&journaled, &consumed), 0);
-    drop(ctx);
-    relay.stop().await;
+    delivers_and_reads_back(relay, &brokers, &tls, "tls", 20).await;
 }
 
 /// A cluster that requires a SASL SCRAM-SHA-512 login (tansu with
@@ -679,13 +700,7 @@ async fn tansu_with_a_sasl_scram_login() {
             ("sasl.password".to_owned(), password.to_owned()),
         ]
     };
-    let toml = |options: &[(String, String)]| {
-        let mut table = String::from("[kafka.options]\n");
-        for (key, value) in options {
-            table.push_str(&format!("{key:?} = {value:?}\n"));
-        }
-        kafka_toml(&brokers, TOPIC, &table)
-    };
+    let toml = |options: &[(String, String)]| kafka_toml(&brokers, TOPIC, &options_table(options));
 
     let (refused, _) = start_with(&toml(&login("wrong-password"))).await;
     let ctx = refused.ctx.clone();
@@ -732,21 +747,5 @@ async fn tansu_with_a_sasl_scram_login() {
 
     let credentials = login("right-password");
     let (relay, _) = start_with(&toml(&credentials)).await;
-    let ctx = relay.ctx.clone();
-    for i in 0..10 {
-        ctx.ingest
-            .submit(event("sasl", i, &format!("call-{}", i % 3)))
-            .await
-            .expect("journaled");
-    }
-    wait_delivered(&ctx, Duration::from_secs(30)).await;
-    let journaled = relay.events();
-    let (b, t) = (brokers.clone(), TOPIC.to_owned());
-    let consumed = tokio::task::spawn_blocking(move || consume_all_with(&b, &t, &credentials))
-        .await
-        .expect("consumer task");
-    assert_eq!(consumed.len(), 10);
-    assert_eq!(check_complete(&journaled, &consumed), 0);
-    drop(ctx);
-    relay.stop().await;
+    delivers_and_reads_back(relay, &brokers, &credentials, "sasl", 10).await;
 }

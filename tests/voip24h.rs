@@ -263,6 +263,20 @@ fn journaled_raws(relay: &TestRelay) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until `/status` shows the session connected with the Engine.IO
+/// version a socket.io `sio` server speaks (what `auto` must detect).
+async fn connected_with_detected_engine(relay: &TestRelay, sio: u8) {
+    let want = if sio == 2 {
+        "engine.io 3"
+    } else {
+        "engine.io 4"
+    };
+    common::eventually(WAIT, "connected with the detected engine", || {
+        upstream_state(relay) == Some((ConnState::Connected, Some(want.to_owned())))
+    })
+    .await;
+}
+
 async fn events_reach_the_journal_in_order(sio: u8) {
     let mut peer = Peer::start(sio).await;
     let relay = start_relay(&peer, "auto", KEY, "key").await;
@@ -271,15 +285,7 @@ async fn events_reach_the_journal_in_order(sio: u8) {
     // The session answers `say` with `hello`.
     peer.expect("hello").await;
     // Auto-detection found the server's version.
-    let want = if sio == 2 {
-        "engine.io 3"
-    } else {
-        "engine.io 4"
-    };
-    common::eventually(WAIT, "connected with the detected engine", || {
-        upstream_state(&relay) == Some((ConnState::Connected, Some(want.to_owned())))
-    })
-    .await;
+    connected_with_detected_engine(&relay, sio).await;
 
     let sent: Vec<Value> = (1..=6).map(call_event).collect();
     for (i, event) in sent.iter().enumerate() {
@@ -600,15 +606,7 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
     let extra = format!("tls = {{ ca_file = {ca_file:?} }}");
     let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {}).await;
     peer.expect("signed").await;
-    let want = if sio == 2 {
-        "engine.io 3"
-    } else {
-        "engine.io 4"
-    };
-    common::eventually(WAIT, "connected over TLS with the detected engine", || {
-        upstream_state(&relay) == Some((ConnState::Connected, Some(want.to_owned())))
-    })
-    .await;
+    connected_with_detected_engine(&relay, sio).await;
     peer.emit("response", json!([call_event(1)])).await;
     relay.wait_for_seq(1, WAIT).await;
     assert_eq!(journaled_raws(&relay), vec![call_event(1)]);

@@ -139,14 +139,21 @@ impl Tansu {
 
     /// `tansu topic create NAME --partitions N`.
     pub fn create_topic(&self, name: &str, partitions: u32) {
+        let partitions = partitions.to_string();
+        self.cli(&["topic", "create", name, "--partitions", &partitions]);
+    }
+
+    /// Runs `tansu ARGS --broker URL` against this broker; panics with its output on failure.
+    fn cli(&self, args: &[&str]) {
         let out = Command::new(binary())
-            .args(["topic", "create", name, "--broker", &self.url()])
-            .args(["--partitions", &partitions.to_string()])
+            .args(args)
+            .args(["--broker", &self.url()])
             .output()
-            .expect("run tansu topic create");
+            .expect("run the tansu command line");
         assert!(
             out.status.success(),
-            "tansu topic create {name}: {}{}",
+            "tansu {}: {}{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -155,17 +162,7 @@ impl Tansu {
     /// `tansu user create NAME PASSWORD` (SCRAM-SHA-512). Before
     /// `require_authentication`: the broker then refuses anyone not logged in.
     pub fn create_user(&self, name: &str, password: &str) {
-        let out = Command::new(binary())
-            .args(["user", "create", "--broker", &self.url()])
-            .args(["--mechanism", "scram512", name, password])
-            .output()
-            .expect("run tansu user create");
-        assert!(
-            out.status.success(),
-            "tansu user create {name}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.cli(&["user", "create", "--mechanism", "scram512", name, password]);
     }
 
     /// Restarts on the same storage (sqlite keeps users and topics) with
