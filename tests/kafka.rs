@@ -594,6 +594,24 @@ fn options_table(options: &[(String, String)]) -> String {
     table
 }
 
+/// Journals one event of `run` on a relay whose brokers refuse it, waits
+/// until `/status` gives librdkafka's reason (containing `why`), and checks
+/// that nothing was delivered.
+async fn await_refused(relay: &TestRelay, run: &'static str, why: &str) {
+    let ctx = relay.ctx.clone();
+    ctx.ingest
+        .submit(event(run, 100, "call-x"))
+        .await
+        .expect("journaled");
+    eventually(Duration::from_secs(30), "the refusal on /status", || {
+        sink_status(&ctx).1["last_client_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(why))
+    })
+    .await;
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
+}
+
 /// Journals `count` events of `run` on `relay`, waits until the sink has
 /// delivered them, reads the topic back with a consumer configured with
 /// `options` and checks every event is there once and in key order; then
@@ -655,25 +673,7 @@ async fn tansu_over_tls_with_a_private_ca_and_zstd() {
 
     // TLS without the CA: the system's roots do not know it.
     let (untrusting, _) = start_with(&toml(&tls[..1])).await;
-    let ctx = untrusting.ctx.clone();
-    untrusting
-        .ctx
-        .ingest
-        .submit(event("tls", 100, "call-x"))
-        .await
-        .expect("journaled");
-    eventually(
-        Duration::from_secs(30),
-        "a certificate error on /status",
-        || {
-            sink_status(&ctx).1["last_client_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("certificate"))
-        },
-    )
-    .await;
-    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
-    drop(ctx);
+    await_refused(&untrusting, "tls", "certificate").await;
     untrusting.stop().await;
 
     let (relay, _) = start_with(&toml(&tls)).await;
@@ -703,21 +703,8 @@ async fn tansu_with_a_sasl_scram_login() {
     let toml = |options: &[(String, String)]| kafka_toml(&brokers, TOPIC, &options_table(options));
 
     let (refused, _) = start_with(&toml(&login("wrong-password"))).await;
+    await_refused(&refused, "sasl", "SASL authentication").await;
     let ctx = refused.ctx.clone();
-    ctx.ingest
-        .submit(event("sasl", 100, "call-x"))
-        .await
-        .expect("journaled");
-    eventually(
-        Duration::from_secs(30),
-        "the refused login on /status",
-        || {
-            sink_status(&ctx).1["last_client_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("SASL authentication"))
-        },
-    )
-    .await;
     let status = sink_status(&ctx).1.to_string();
     assert!(!status.contains("wrong-password"), "{status}");
     // Events keep arriving while the login is refused; the lag gauge follows

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use callrelay::config::{HumanDuration, unspanned};
-use callrelay::status::ConnState;
+use callrelay::status::{ConnState, UpstreamStatus};
 use common::TestRelay;
 use common::tls::TestCa;
 use serde_json::{Value, json};
@@ -236,14 +236,18 @@ fn malformed(relay: &TestRelay) -> u64 {
         .get()
 }
 
-fn upstream_state(relay: &TestRelay) -> Option<(ConnState, Option<String>)> {
+/// The account's `/status` row.
+fn upstream(relay: &TestRelay) -> Option<UpstreamStatus> {
     relay
         .ctx
         .status
         .upstreams()
         .into_iter()
         .find(|u| u.account == "main")
-        .map(|u| (u.state, u.detail))
+}
+
+fn upstream_state(relay: &TestRelay) -> Option<(ConnState, Option<String>)> {
+    upstream(relay).map(|u| (u.state, u.detail))
 }
 
 /// The journaled `raw` payloads, in seq order; each event checked for shape.
@@ -575,13 +579,7 @@ async fn sio4_reload_replaces_the_session_without_overlap() {
 }
 
 fn last_error(relay: &TestRelay) -> Option<String> {
-    relay
-        .ctx
-        .status
-        .upstreams()
-        .into_iter()
-        .find(|u| u.account == "main")
-        .and_then(|u| u.last_error)
+    upstream(relay).and_then(|u| u.last_error)
 }
 
 /// A wss server whose certificate a private CA signed: refused without

@@ -83,7 +83,33 @@ impl TrustRoots {
 
     /// The public roots plus every certificate in the PEM file at `path`.
     pub fn from_file(path: &Path) -> Result<TrustRoots, TlsError> {
-        read_ca_file(path)
+        let read_error = |reason: String| TlsError::Read {
+            path: path.to_owned(),
+            reason,
+        };
+        let pem = read_bounded(path).map_err(read_error)?;
+        let mut extra = Vec::new();
+        for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+            let cert = cert.map_err(|e| read_error(e.to_string()))?;
+            // Each library parses the certificate again when a client is built;
+            // checking here turns a bad one into a config error instead.
+            let usable = rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|()| native_tls::Certificate::from_der(&cert).map_err(|e| e.to_string()));
+            if let Err(reason) = usable {
+                return Err(TlsError::BadCertificate {
+                    path: path.to_owned(),
+                    index: index + 1,
+                    reason,
+                });
+            }
+            extra.push(cert);
+        }
+        if extra.is_empty() {
+            return Err(TlsError::Empty(path.to_owned()));
+        }
+        Ok(TrustRoots { extra })
     }
 
     /// A rustls client config: the webpki roots plus the extra certificates.
@@ -139,36 +165,6 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("larger than {MAX_CA_FILE} bytes"));
     }
     Ok(pem)
-}
-
-fn read_ca_file(path: &Path) -> Result<TrustRoots, TlsError> {
-    let read_error = |reason: String| TlsError::Read {
-        path: path.to_owned(),
-        reason,
-    };
-    let pem = read_bounded(path).map_err(read_error)?;
-    let mut extra = Vec::new();
-    for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
-        let cert = cert.map_err(|e| read_error(e.to_string()))?;
-        // Each library parses the certificate again when a client is built;
-        // checking here turns a bad one into a config error instead.
-        let usable = rustls::RootCertStore::empty()
-            .add(cert.clone())
-            .map_err(|e| e.to_string())
-            .and_then(|()| native_tls::Certificate::from_der(&cert).map_err(|e| e.to_string()));
-        if let Err(reason) = usable {
-            return Err(TlsError::BadCertificate {
-                path: path.to_owned(),
-                index: index + 1,
-                reason,
-            });
-        }
-        extra.push(cert);
-    }
-    if extra.is_empty() {
-        return Err(TlsError::Empty(path.to_owned()));
-    }
-    Ok(TrustRoots { extra })
 }
 
 #[cfg(test)]
