@@ -34,6 +34,9 @@ use dedup::{DEDUP_LOG, DedupIndex, Seen};
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// sink name → last delivered seq.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// sink name → what the sink keeps beside its cursor (opaque to the journal;
+/// the Kafka sink's delivered offsets), written in the cursor's transaction.
+const CURSOR_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("cursor_states");
 /// counters: "next_seq", "bytes".
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -147,6 +150,7 @@ impl Journal {
             txn.open_table(EVENTS).map_err(storage)?;
             txn.open_table(DEDUP_LOG).map_err(storage)?;
             txn.open_table(CURSORS).map_err(storage)?;
+            txn.open_table(CURSOR_STATES).map_err(storage)?;
             txn.open_table(META).map_err(storage)?;
         }
         dedup::migrate_legacy(&txn)?;
@@ -385,9 +389,42 @@ impl Journal {
         Ok(cursors.get(name).map_err(storage)?.map(|v| v.value()))
     }
 
-    /// Stores a sink's cursor. `durable = false` rides on the next durable
-    /// commit (a stale cursor only re-sends, at-least-once); use `true` at shutdown.
+    /// Stores a sink's cursor and removes any state stored with it.
+    /// `durable = false` rides on the next durable commit (a stale cursor
+    /// only re-sends, at-least-once); use `true` at shutdown.
     pub fn set_cursor(&self, name: &str, seq: u64, durable: bool) -> Result<(), JournalError> {
+        self.write_cursor(name, seq, None, durable)
+    }
+
+    /// The state a sink stored with its cursor, if any.
+    pub fn cursor_state(&self, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let states = txn.open_table(CURSOR_STATES).map_err(storage)?;
+        Ok(states
+            .get(name)
+            .map_err(storage)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a sink's cursor and its state in one transaction, so a crash
+    /// never leaves one without the other. Durability as in [`Self::set_cursor`].
+    pub fn set_cursor_with_state(
+        &self,
+        name: &str,
+        seq: u64,
+        state: &[u8],
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        self.write_cursor(name, seq, Some(state), durable)
+    }
+
+    fn write_cursor(
+        &self,
+        name: &str,
+        seq: u64,
+        state: Option<&[u8]>,
+        durable: bool,
+    ) -> Result<(), JournalError> {
         let mut txn = self.db.begin_write().map_err(storage)?;
         if !durable {
             txn.set_durability(Durability::None).map_err(storage)?;
@@ -395,6 +432,12 @@ impl Journal {
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
             cursors.insert(name, seq).map_err(storage)?;
+            let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
+            match state {
+                Some(state) => states.insert(name, state).map(drop),
+                None => states.remove(name).map(drop),
+            }
+            .map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(())
@@ -405,6 +448,8 @@ impl Journal {
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
             cursors.remove(name).map_err(storage)?;
+            let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
+            states.remove(name).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(())

@@ -438,6 +438,137 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
     relay.stop().await;
 }
 
+/// The `[kafka]` of a config text, for driving the sink directly.
+fn kafka_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
+    let text = format!(
+        "{}{}",
+        base_config(std::path::Path::new("/nonexistent")),
+        kafka_toml(brokers, TOPIC, "")
+    );
+    callrelay::config::Config::from_text("test.toml", &text, &|_| None)
+        .expect("config")
+        .kafka
+        .expect("[kafka]")
+}
+
+/// The Kafka sink run by hand on `ctx`, so a test can cut it off as a crash
+/// would: with a tick of an hour it never persists its cursor on its own.
+fn sink_on(
+    ctx: &Arc<Context>,
+    brokers: &str,
+    tick: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio_util::sync::CancellationToken,
+) {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let tuning = callrelay::sinks::kafka::forwarder::Tuning {
+        tick,
+        ..Default::default()
+    };
+    let task = tokio::spawn(callrelay::sinks::kafka::run_with(
+        kafka_config(brokers),
+        ctx.clone(),
+        cancel.clone(),
+        tuning,
+    ));
+    (task, cancel)
+}
+
+async fn submit_range(ctx: &Arc<Context>, run: &str, range: std::ops::Range<u64>) {
+    for i in range {
+        ctx.ingest
+            .submit(event(run, i, &format!("call-{}", i % 7)))
+            .await
+            .expect("journaled");
+    }
+}
+
+async fn wait_copies(brokers: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let copies = consume(brokers, TOPIC).await.len();
+        if copies >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{copies} of {count} copies in Kafka"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A sink that dies without persisting its cursor (a crash) has delivered
+/// events the journal still shows as pending. The next run reads them back
+/// from the topic and does not send them again: from the offsets the last
+/// clean stop recorded when it has them, from the partitions' tails when it
+/// does not. Without the read-back every one of them would be in Kafka twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_of_a_crashed_run_are_read_back_not_sent_twice() {
+    let (_mock, brokers) = mock_cluster();
+    // No [kafka] in the relay's config: the test runs the sink itself.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = base_config(dir.path());
+    let relay = start_relay_in(dir, &text).await;
+    let ctx = relay.ctx.clone();
+
+    // A clean run: the cursor and the offsets it passed are persisted.
+    submit_range(&ctx, "crash", 0..50).await;
+    let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    cancel.cancel();
+    task.await.expect("sink");
+
+    // A run that delivers 150 more, then dies before its cursor is written.
+    submit_range(&ctx, "crash", 50..200).await;
+    let (task, _cancel) = sink_on(&ctx, &brokers, Duration::from_secs(3600));
+    wait_copies(&brokers, 200).await;
+    task.abort();
+    let _ = task.await;
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(50));
+
+    // The next run: 100 new events on top.
+    submit_range(&ctx, "crash", 200..300).await;
+    let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let resume = sink_status(&ctx).1["resume"].clone();
+    assert_eq!(resume["already_in_kafka"], 150, "{resume}");
+    assert_eq!(
+        resume["messages_read"], 150,
+        "read from the recorded offsets: {resume}"
+    );
+    cancel.cancel();
+    task.await.expect("sink");
+    let consumed = consume(&brokers, TOPIC).await;
+    assert_eq!(
+        check_complete(&relay.events(), &consumed),
+        0,
+        "no duplicate"
+    );
+    assert_eq!(consumed.len(), 300);
+
+    // Again, with the cursor rewound and its offsets lost (a journal from an
+    // older version, or a crash before the first write): the tails are read.
+    ctx.journal.set_cursor("kafka", 0, true).expect("rewind");
+    submit_range(&ctx, "crash", 300..310).await;
+    let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let resume = sink_status(&ctx).1["resume"].clone();
+    assert_eq!(resume["already_in_kafka"], 300, "{resume}");
+    cancel.cancel();
+    task.await.expect("sink");
+    let consumed = consume(&brokers, TOPIC).await;
+    assert_eq!(
+        check_complete(&relay.events(), &consumed),
+        0,
+        "no duplicate"
+    );
+    assert_eq!(consumed.len(), 310);
+    drop(ctx);
+    relay.stop().await;
+}
+
 /// An event of `event_type` without a subject: its key is its id.
 fn event_without_subject(i: u64, event_type: &str) -> IncomingEvent {
     let mut e = event("nosubject", i, "x");

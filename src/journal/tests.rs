@@ -106,6 +106,30 @@ fn cursors_persist() {
 }
 
 #[test]
+fn a_cursor_state_is_written_and_removed_with_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        assert_eq!(j.cursor_state("kafka").unwrap(), None);
+        j.set_cursor_with_state("kafka", 3, b"offsets", true)
+            .unwrap();
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert_eq!(j.cursor("kafka").unwrap(), Some(3));
+    assert_eq!(
+        j.cursor_state("kafka").unwrap().as_deref(),
+        Some(&b"offsets"[..])
+    );
+    // A cursor set without state has none: stale offsets never outlive it.
+    j.set_cursor("kafka", 4, false).unwrap();
+    assert_eq!(j.cursor_state("kafka").unwrap(), None);
+    j.set_cursor_with_state("kafka", 5, b"again", false)
+        .unwrap();
+    j.remove_cursor("kafka").unwrap();
+    assert_eq!(j.cursor_state("kafka").unwrap(), None);
+}
+
+#[test]
 fn retention_keeps_what_a_sink_has_not_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(options(dir.path())).unwrap();

@@ -14,7 +14,11 @@
 //!   unless overridden), so a broker outage leaves no gap that a re-send would
 //!   fill out of order: per-key order is the idempotent producer's;
 //! - the cursor is written every tick (non-durable, riding on the next ingest
-//!   commit) and durably at shutdown, after in-flight reports (bounded wait).
+//!   commit) and durably at shutdown, after in-flight reports (bounded wait),
+//!   with the offsets it passed per partition and whether the stop was clean;
+//! - after a crash, or a producer dropped with records in flight, what was
+//!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
+//!   so an event already delivered is not sent a second time.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -42,6 +46,7 @@ use super::CURSOR;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::Reader;
+use super::resume::{self, AlreadyDelivered, CursorState, DeliveredOffsets, Position};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
 /// Tuning of the forwarder.
@@ -127,7 +132,9 @@ impl fmt::Display for Failure {
 }
 
 enum Outcome {
-    Delivered,
+    Delivered(Position),
+    /// Found in Kafka by a resume: delivered by an earlier run, not sent again.
+    AlreadyInKafka(Position),
     /// Kafka can never take it: the cursor passes it (logged and counted).
     Skipped,
     Failed(KafkaError),
@@ -136,6 +143,7 @@ enum Outcome {
 
 struct Report {
     seq: u64,
+    topic: Arc<str>,
     received_at_ms: u64,
     done_ms: u64,
     outcome: Outcome,
@@ -152,6 +160,15 @@ pub struct Forwarder {
     topics: KnownTopics,
     /// Last seq delivered contiguously (what is persisted).
     cursor: u64,
+    /// Where the cursor's messages are: where a resume starts reading.
+    offsets: DeliveredOffsets,
+    /// Events up to a seq that may already be in Kafka (after a crash, or a
+    /// producer dropped with records in flight).
+    resume: Option<AlreadyDelivered>,
+    /// What the last resume found, for `/status`.
+    last_resume: serde_json::Value,
+    /// The journal says the last run stopped clean (until this run says otherwise).
+    stopped_clean: bool,
     persisted: u64,
     /// Last seq handed to the producer.
     next: u64,
@@ -181,6 +198,18 @@ impl Forwarder {
             .cursor(CURSOR)
             .map_err(|e| format!("cannot read the kafka cursor: {e}"))?
             .unwrap_or(0);
+        let state = match ctx.journal.cursor_state(CURSOR) {
+            Ok(Some(bytes)) => CursorState::decode(&bytes)
+                .inspect_err(|e| tracing::warn!(error = %e, "the kafka cursor's offsets are unreadable; reading back the topics' tails instead"))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => return Err(format!("cannot read the kafka cursor: {e}")),
+        };
+        let last_seq = ctx.journal.last_seq();
+        // Without a clean stop on record, anything after the cursor may have
+        // been delivered by the run that stopped.
+        let stopped_clean = state.as_ref().is_some_and(|s| s.clean);
+        let resume = (last_seq > cursor && !stopped_clean).then(|| AlreadyDelivered::new(last_seq));
         let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
         let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
         Ok(Forwarder {
@@ -192,6 +221,10 @@ impl Forwarder {
             producer: None,
             topics: KnownTopics::default(),
             cursor,
+            offsets: state.map(|s| s.offsets).unwrap_or_default(),
+            resume,
+            last_resume: serde_json::Value::Null,
+            stopped_clean,
             persisted: cursor,
             next: cursor,
             buffer: VecDeque::new(),
@@ -221,6 +254,12 @@ impl Forwarder {
             "kafka sink starting"
         );
         self.publish_status();
+        if self.stopped_clean {
+            // From now until the next clean stop, anything after the cursor
+            // may be in Kafka: say so durably before a record is handed over.
+            self.persist_state(true, false).await;
+            self.stopped_clean = false;
+        }
         while !cancel.is_cancelled() {
             let Some(failure) = self.pump(&cancel).await else {
                 break;
@@ -321,31 +360,60 @@ impl Forwarder {
             let Some(event) = self.buffer.front() else {
                 break;
             };
-            let topic = self.template.render(&event.header);
-            if !self.topics.contains(&topic) {
-                let name = topic.into_owned();
+            let rendered = self.template.render(&event.header);
+            let Some(topic) = self.topics.get(&rendered) else {
+                let name = rendered.into_owned();
                 if !self.check_topic(name, cancel).await? {
                     return Ok(false);
                 }
                 // Known now: the next round sends the event.
                 continue;
+            };
+            let (seq, received_at_ms) = (event.seq, event.received_at_ms);
+            if let Some(resume) = self.resume.as_mut()
+                && seq <= resume.upto()
+            {
+                if !resume.is_read(&topic) {
+                    if !self.read_back(&topic, cancel).await {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                if let Some(at) = resume.take(&topic, &event.header.id) {
+                    self.in_flight.push_back(
+                        futures::future::ready(Report {
+                            seq,
+                            topic,
+                            received_at_ms,
+                            done_ms: crate::journal::now_ms(),
+                            outcome: Outcome::AlreadyInKafka(at),
+                        })
+                        .boxed(),
+                    );
+                    self.next = seq;
+                    self.buffer.pop_front();
+                    continue;
+                }
             }
             let Some(producer) = self.producer.as_ref() else {
                 return Err(Failure::ProducerGone);
             };
-            let (seq, received_at_ms) = (event.seq, event.received_at_ms);
             let sent = producer
                 .send_result(producer::record(event, &topic))
                 .map_err(|(e, _)| e);
             let report: BoxFuture<'static, Report> = match sent {
                 Ok(delivery) => async move {
                     let outcome = match delivery.await {
-                        Ok(Ok(_)) => Outcome::Delivered,
+                        Ok(Ok(d)) => Outcome::Delivered(Position {
+                            partition: d.partition,
+                            offset: d.offset,
+                        }),
                         Ok(Err((e, _))) => Outcome::Failed(e),
                         Err(_) => Outcome::Dropped,
                     };
                     Report {
                         seq,
+                        topic,
                         received_at_ms,
                         done_ms: crate::journal::now_ms(),
                         outcome,
@@ -363,6 +431,7 @@ impl Forwarder {
                     self.skip(seq, &e);
                     futures::future::ready(Report {
                         seq,
+                        topic,
                         received_at_ms,
                         done_ms: crate::journal::now_ms(),
                         outcome: Outcome::Skipped,
@@ -394,8 +463,14 @@ impl Forwarder {
     /// Moves the cursor over a report in journal order.
     fn on_report(&mut self, report: Report) -> Result<(), Failure> {
         match report.outcome {
-            Outcome::Delivered => {
+            Outcome::AlreadyInKafka(at) => {
                 self.cursor = report.seq;
+                self.offsets.note(&report.topic, at.partition, at.offset);
+                Ok(())
+            }
+            Outcome::Delivered(at) => {
+                self.cursor = report.seq;
+                self.offsets.note(&report.topic, at.partition, at.offset);
                 self.published.inc();
                 let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
                 self.latency.observe(latency);
@@ -467,6 +542,14 @@ impl Forwarder {
         self.in_flight = FuturesOrdered::new();
         self.buffer.clear();
         self.reader = None;
+        if self.next > self.cursor {
+            // Records after the cursor were handed over and some of them may
+            // have landed (a dropped producer's in-flight requests, reports
+            // after the failed one): read them back before sending again.
+            // An earlier resume's reads are stale now; its range still counts.
+            let upto = self.resume.as_ref().map_or(0, |r| r.upto()).max(self.next);
+            self.resume = Some(AlreadyDelivered::new(upto));
+        }
         self.next = self.cursor;
     }
 
@@ -488,6 +571,13 @@ impl Forwarder {
     /// Persists the cursor (non-durable), refreshes lag and status.
     async fn housekeeping(&mut self) {
         self.persist(false).await;
+        if self
+            .resume
+            .as_ref()
+            .is_some_and(|r| self.cursor >= r.upto())
+        {
+            self.finish_resume();
+        }
         if self.health.all_brokers_down.load(Ordering::Acquire)
             && self.last_probe.elapsed() >= PROBE_EVERY
             && let Some(p) = self.producer.clone()
@@ -511,15 +601,73 @@ impl Forwarder {
         if self.cursor == self.persisted && !durable {
             return;
         }
+        self.persist_state(durable, false).await;
+    }
+
+    /// Writes the cursor with its offsets; `clean` when nothing was handed
+    /// to Kafka beyond it (a stop that settled every report).
+    async fn persist_state(&mut self, durable: bool, clean: bool) {
         let journal = self.ctx.journal.clone();
         let seq = self.cursor;
-        let written =
-            tokio::task::spawn_blocking(move || journal.set_cursor(CURSOR, seq, durable)).await;
+        let state = CursorState {
+            clean,
+            offsets: self.offsets.clone(),
+        }
+        .encode();
+        let written = tokio::task::spawn_blocking(move || {
+            journal.set_cursor_with_state(CURSOR, seq, &state, durable)
+        })
+        .await;
         match written {
             Ok(Ok(())) => self.persisted = seq,
             Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
             Err(e) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
         }
+    }
+
+    /// Reads back what is already in `topic` for the resume in progress.
+    /// `false` when cancelled meanwhile.
+    async fn read_back(&mut self, topic: &str, cancel: &CancellationToken) -> bool {
+        let (config, from, name) = (
+            self.config.clone(),
+            self.offsets.of(topic),
+            topic.to_owned(),
+        );
+        let read =
+            tokio::task::spawn_blocking(move || resume::scan_blocking(&config, &name, &from));
+        let mut scan = None;
+        let wait = async { scan = Some(read.await) };
+        if !self.wait_publishing(wait, cancel).await {
+            return false;
+        }
+        let scan = match scan {
+            Some(Ok(scan)) => scan,
+            Some(Err(e)) => Err(resume::ScanError::Task(e.to_string())),
+            None => return false,
+        };
+        if let Some(resume) = self.resume.as_mut() {
+            resume.add(topic.to_owned(), scan);
+        }
+        true
+    }
+
+    /// Ends the resume in progress and says what it spared.
+    fn finish_resume(&mut self) {
+        let Some(resume) = self.resume.take() else {
+            return;
+        };
+        tracing::info!(
+            already_in_kafka = resume.skipped,
+            messages_read = resume.read,
+            up_to_seq = resume.upto(),
+            "kafka sink: events already delivered before the restart were not sent again"
+        );
+        self.last_resume = json!({
+            "up_to_seq": resume.upto(),
+            "already_in_kafka": resume.skipped,
+            "messages_read": resume.read,
+            "errors": resume.errors,
+        });
     }
 
     /// Checks (or creates) topic `name` on the broker the first time it is
@@ -624,6 +772,7 @@ impl Forwarder {
                     "topic": self.config.topic.get_ref(),
                     "brokers_down": brokers_down,
                     "producers_created": self.producers_created,
+                    "resume": if self.resume.is_some() { json!("reading back") } else { self.last_resume.clone() },
                 }),
             },
         );
@@ -638,7 +787,8 @@ impl Forwarder {
             broken = self.settle(report, broken);
         }
         let unreported = self.in_flight.len();
-        self.persist(true).await;
+        let clean = unreported == 0 && self.next == self.cursor;
+        self.persist_state(true, clean).await;
         self.drop_producer().await;
         self.in_flight = FuturesOrdered::new();
         tracing::info!(

@@ -4,13 +4,15 @@
 //! has drained, and restarted when a reload changes `[kafka]`. The work is
 //! split by concern: [`config`] (what `[kafka]` may say), [`topic`] (the topic
 //! template and topic existence), [`producer`] (the rdkafka producer and the
-//! record of an event), `reader` (journal read-ahead), [`forwarder`] (cursor, in-flight window, recovery).
+//! record of an event), `reader` (journal read-ahead), [`forwarder`] (cursor, in-flight window, recovery),
+//! [`resume`] (after a crash, what is already in Kafka is not sent again).
 //! What consumers get is described in `docs/kafka.md`.
 
 pub mod config;
 pub mod forwarder;
 pub mod producer;
 mod reader;
+pub mod resume;
 pub mod topic;
 
 use std::sync::Arc;

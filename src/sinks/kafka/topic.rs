@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -121,12 +122,13 @@ pub enum TopicError {
 /// The topics seen to exist since the producer was created.
 #[derive(Default)]
 pub struct KnownTopics {
-    known: HashSet<String>,
+    known: HashSet<Arc<str>>,
 }
 
 impl KnownTopics {
-    pub fn contains(&self, topic: &str) -> bool {
-        self.known.contains(topic)
+    /// The shared name of a known topic (each report carries one).
+    pub fn get(&self, topic: &str) -> Option<Arc<str>> {
+        self.known.get(topic).cloned()
     }
 
     pub fn forget_all(&mut self) {
@@ -155,7 +157,7 @@ impl KnownTopics {
     }
 
     pub fn insert(&mut self, topic: String) {
-        self.known.insert(topic);
+        self.known.insert(topic.into());
     }
 }
 

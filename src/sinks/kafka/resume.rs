@@ -1,0 +1,341 @@
+//! What an interrupted run already delivered: after a crash (or a producer
+//! dropped with records in flight), the events after the cursor are read
+//! from the journal again, and some of them may already be in Kafka. Before
+//! sending them, the forwarder reads back the tail of each topic they go to
+//! and skips the events whose `ce_id` it finds there.
+//!
+//! Guarantees:
+//! - an event is skipped only when a message carrying its `ce_id` was read
+//!   from the topic it would be sent to now; whatever was not read (a
+//!   partition the bounds cut, a broker that refused the read, a topic the
+//!   producer principal may not read) is sent again — the worst case is the
+//!   at-least-once re-send of before, never a loss;
+//! - per-key order holds: the idempotent producer leaves no gap in a
+//!   partition, so the events found are a prefix of each key's undelivered
+//!   run, and what is sent again comes after them;
+//! - the read is bounded: a topic's partitions are read from the offsets the
+//!   cursor had passed (or their last [`TAIL`] messages when unknown), at most
+//!   [`MAX_READ`] messages and [`DEADLINE`] per topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::config::KafkaConfig;
+
+/// Messages read from the end of a partition the cursor state does not know.
+pub const TAIL: i64 = 20_000;
+/// Messages read per topic at most.
+pub const MAX_READ: usize = 200_000;
+/// How long the read of one topic may take.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Per topic, per partition: the offset of the last message the cursor has
+/// passed. Where a resume starts reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeliveredOffsets {
+    topics: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+impl DeliveredOffsets {
+    /// Records that the cursor passed the message at `offset`.
+    pub fn note(&mut self, topic: &str, partition: i32, offset: i64) {
+        let partitions = match self.topics.get_mut(topic) {
+            Some(p) => p,
+            None => self.topics.entry(topic.to_owned()).or_default(),
+        };
+        let last = partitions.entry(partition).or_insert(offset);
+        *last = (*last).max(offset);
+    }
+
+    pub fn of(&self, topic: &str) -> BTreeMap<i32, i64> {
+        self.topics.get(topic).cloned().unwrap_or_default()
+    }
+}
+
+/// What the sink stores beside its cursor in the journal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorState {
+    /// The sink stopped with nothing handed to Kafka beyond the cursor:
+    /// the next start has nothing to look for.
+    pub clean: bool,
+    pub offsets: DeliveredOffsets,
+}
+
+impl CursorState {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<CursorState, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Where a message sits in Kafka.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A resume in progress: the events up to `upto` may already be in Kafka.
+#[derive(Debug)]
+pub struct AlreadyDelivered {
+    upto: u64,
+    /// topic → `ce_id` → where it was found.
+    found: HashMap<String, HashMap<String, Position>>,
+    pub skipped: u64,
+    pub read: usize,
+    pub errors: Vec<String>,
+}
+
+impl AlreadyDelivered {
+    pub fn new(upto: u64) -> AlreadyDelivered {
+        AlreadyDelivered {
+            upto,
+            found: HashMap::new(),
+            skipped: 0,
+            read: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The last seq that may have been delivered.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    pub fn is_read(&self, topic: &str) -> bool {
+        self.found.contains_key(topic)
+    }
+
+    /// What reading `topic` gave (nothing, after an error: those events are sent again).
+    pub fn add(&mut self, topic: String, scan: Result<Scan, ScanError>) {
+        let found = match scan {
+            Ok(scan) => {
+                self.read += scan.read;
+                if scan.cut {
+                    tracing::warn!(
+                        topic,
+                        read = scan.read,
+                        "kafka sink: the read-back of what was already delivered hit its bound; events not found are sent again"
+                    );
+                }
+                scan.found
+            }
+            Err(error) => {
+                tracing::warn!(
+                    topic,
+                    %error,
+                    "kafka sink: cannot read back what was already delivered; the events after the cursor are sent again (duplicates possible)"
+                );
+                self.errors.push(format!("{topic}: {error}"));
+                HashMap::new()
+            }
+        };
+        self.found.insert(topic, found);
+    }
+
+    /// Where event `id` already is in `topic`, if it was found there.
+    pub fn take(&mut self, topic: &str, id: &str) -> Option<Position> {
+        let at = self.found.get_mut(topic)?.remove(id)?;
+        self.skipped += 1;
+        Some(at)
+    }
+}
+
+/// The `ce_id`s read from one topic.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub found: HashMap<String, Position>,
+    pub read: usize,
+    /// The deadline or `MAX_READ` stopped the read before the end.
+    pub cut: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot create a consumer: {0}")]
+    Create(KafkaError),
+    #[error("cannot read metadata: {0}")]
+    Metadata(KafkaError),
+    #[error("the topic does not exist or has no partitions")]
+    NoPartitions,
+    #[error("cannot read the watermarks of partition {partition}: {error}")]
+    Watermarks { partition: i32, error: KafkaError },
+    #[error("cannot read: {0}")]
+    Read(KafkaError),
+    #[error("the read-back task failed: {0}")]
+    Task(String),
+}
+
+/// librdkafka's logs of this short-lived consumer: the producer settings it
+/// ignores ("is a producer property") are expected, so nothing above debug.
+struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", fac, "read-back: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "read-back: {reason}");
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+/// Reads `topic` from the offsets in `from` (the last 20,000 messages of a
+/// partition it does not name) up to each partition's end as of now,
+/// collecting the `ce_id` header of every message. Blocking.
+pub fn scan_blocking(
+    config: &KafkaConfig,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+) -> Result<Scan, ScanError> {
+    let deadline = Instant::now() + DEADLINE;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut client = config.client_config();
+    // librdkafka wants a group even for an assigned consumer; nothing joins
+    // it and nothing is committed.
+    client
+        .set("group.id", "callrelay-read-back")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("queued.max.messages.kbytes", "16384");
+    let consumer: BaseConsumer<QuietContext> = client
+        .create_with_context(QuietContext)
+        .map_err(ScanError::Create)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), left())
+        .map_err(ScanError::Metadata)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ScanError::NoPartitions);
+    }
+    let mut assignment = TopicPartitionList::new();
+    let mut end_of: HashMap<i32, i64> = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, left())
+            .map_err(|error| ScanError::Watermarks { partition, error })?;
+        let start = match from.get(&partition) {
+            Some(&passed) => passed.saturating_add(1).max(low),
+            None => high.saturating_sub(TAIL).max(low),
+        };
+        if start < high {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(ScanError::Read)?;
+            end_of.insert(partition, high);
+        }
+    }
+    let mut scan = Scan::default();
+    if end_of.is_empty() {
+        return Ok(scan);
+    }
+    consumer.assign(&assignment).map_err(ScanError::Read)?;
+    while !end_of.is_empty() {
+        if scan.read >= MAX_READ || left().is_zero() {
+            scan.cut = true;
+            break;
+        }
+        let message = match consumer.poll(left().min(Duration::from_millis(200))) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                end_of.remove(&partition);
+                continue;
+            }
+            Some(Err(e)) => return Err(ScanError::Read(e)),
+            Some(Ok(m)) => m,
+        };
+        scan.read += 1;
+        let at = Position {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        if let Some(id) = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "ce_id"))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+        {
+            scan.found.insert(id.to_owned(), at);
+        }
+        if end_of
+            .get(&at.partition)
+            .is_some_and(|&end| at.offset + 1 >= end)
+        {
+            end_of.remove(&at.partition);
+        }
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_keep_the_highest_per_partition() {
+        let mut o = DeliveredOffsets::default();
+        o.note("t", 0, 5);
+        o.note("t", 0, 3);
+        o.note("t", 1, 9);
+        o.note("u", 0, 1);
+        assert_eq!(o.of("t"), BTreeMap::from([(0, 5), (1, 9)]));
+        assert_eq!(o.of("u"), BTreeMap::from([(0, 1)]));
+        assert!(o.of("v").is_empty());
+    }
+
+    #[test]
+    fn cursor_state_round_trips_and_refuses_garbage() {
+        let mut state = CursorState::default();
+        state.offsets.note("callrelay.events", 2, 41);
+        let bytes = state.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"clean":false,"offsets":{"callrelay.events":{"2":41}}}"#
+        );
+        assert_eq!(CursorState::decode(&bytes).unwrap(), state);
+        assert!(CursorState::decode(b"{not json").is_err());
+    }
+
+    #[test]
+    fn only_what_was_found_in_the_same_topic_is_skipped() {
+        let mut resume = AlreadyDelivered::new(10);
+        let at = Position {
+            partition: 1,
+            offset: 7,
+        };
+        let scan = Scan {
+            found: HashMap::from([("a".to_owned(), at)]),
+            read: 1,
+            cut: false,
+        };
+        assert!(!resume.is_read("t"));
+        resume.add("t".into(), Ok(scan));
+        resume.add("u".into(), Err(ScanError::NoPartitions));
+        assert!(resume.is_read("t") && resume.is_read("u"));
+        assert_eq!(resume.take("u", "a"), None, "another topic");
+        assert_eq!(resume.take("t", "b"), None, "not found");
+        assert_eq!(resume.take("t", "a"), Some(at));
+        assert_eq!(resume.take("t", "a"), None, "taken once");
+        assert_eq!((resume.skipped, resume.read), (1, 1));
+        assert_eq!(resume.errors.len(), 1);
+    }
+}
