@@ -528,6 +528,24 @@ async fn deliveries_of_a_crashed_run_are_read_back_not_sent_twice() {
     let _ = task.await;
     assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(50));
 
+    // A run that cannot reach Kafka and is stopped before it read anything
+    // back: its stop must not count as clean, or the next run would skip
+    // the read-back.
+    let (task, cancel) = sink_on(&ctx, "127.0.0.1:1", Duration::from_millis(50));
+    eventually(
+        Duration::from_secs(10),
+        "the unreachable run starts",
+        || {
+            ctx.status
+                .sinks()
+                .get("kafka")
+                .is_some_and(|s| s.detail["resume"] == "reading back")
+        },
+    )
+    .await;
+    cancel.cancel();
+    task.await.expect("sink");
+
     // The next run: 100 new events on top.
     submit_range(&ctx, "crash", 200..300).await;
     let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
@@ -548,9 +566,12 @@ async fn deliveries_of_a_crashed_run_are_read_back_not_sent_twice() {
     );
     assert_eq!(consumed.len(), 300);
 
-    // Again, with the cursor rewound and its offsets lost (a journal from an
-    // older version, or a crash before the first write): the tails are read.
-    ctx.journal.set_cursor("kafka", 0, true).expect("rewind");
+    // Again, with the cursor rewound and its offsets lost: the partitions'
+    // tails are read.
+    let interrupted = callrelay::sinks::kafka::resume::CursorState::default();
+    ctx.journal
+        .set_cursor_with_state("kafka", 0, &interrupted.encode(), true)
+        .expect("rewind");
     submit_range(&ctx, "crash", 300..310).await;
     let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
     wait_delivered(&ctx, Duration::from_secs(30)).await;
@@ -740,7 +761,11 @@ async fn await_refused(relay: &TestRelay, run: &'static str, why: &str) {
             .is_some_and(|e| e.contains(why))
     })
     .await;
-    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
+    assert_eq!(
+        ctx.journal.cursor("kafka").ok().flatten().unwrap_or(0),
+        0,
+        "nothing delivered"
+    );
 }
 
 /// Journals `count` events of `run` on `relay`, waits until the sink has
@@ -859,7 +884,11 @@ async fn tansu_with_a_sasl_scram_login() {
         )
         .await;
     }
-    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), None);
+    assert_eq!(
+        ctx.journal.cursor("kafka").ok().flatten().unwrap_or(0),
+        0,
+        "nothing delivered"
+    );
     drop(ctx);
     refused.stop().await;
 

@@ -167,8 +167,8 @@ pub struct Forwarder {
     resume: Option<AlreadyDelivered>,
     /// What the last resume found, for `/status`.
     last_resume: serde_json::Value,
-    /// The journal says the last run stopped clean (until this run says otherwise).
-    stopped_clean: bool,
+    /// The journal's cursor state says a run is in progress (or was interrupted).
+    marked_unclean: bool,
     persisted: u64,
     /// Last seq handed to the producer.
     next: u64,
@@ -206,10 +206,12 @@ impl Forwarder {
             Err(e) => return Err(format!("cannot read the kafka cursor: {e}")),
         };
         let last_seq = ctx.journal.last_seq();
-        // Without a clean stop on record, anything after the cursor may have
-        // been delivered by the run that stopped.
-        let stopped_clean = state.as_ref().is_some_and(|s| s.clean);
-        let resume = (last_seq > cursor && !stopped_clean).then(|| AlreadyDelivered::new(last_seq));
+        // A run that started (and so marked its state unclean) but did not
+        // stop clean may have delivered anything after the cursor. No state
+        // at all: no run of this sink ever handed a record to Kafka from
+        // this journal.
+        let interrupted = state.as_ref().is_some_and(|s| !s.clean);
+        let resume = (last_seq > cursor && interrupted).then(|| AlreadyDelivered::new(last_seq));
         let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
         let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
         Ok(Forwarder {
@@ -224,7 +226,7 @@ impl Forwarder {
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
             resume,
             last_resume: serde_json::Value::Null,
-            stopped_clean,
+            marked_unclean: interrupted,
             persisted: cursor,
             next: cursor,
             buffer: VecDeque::new(),
@@ -254,11 +256,11 @@ impl Forwarder {
             "kafka sink starting"
         );
         self.publish_status();
-        if self.stopped_clean {
+        if !self.marked_unclean {
             // From now until the next clean stop, anything after the cursor
             // may be in Kafka: say so durably before a record is handed over.
             self.persist_state(true, false).await;
-            self.stopped_clean = false;
+            self.marked_unclean = true;
         }
         while !cancel.is_cancelled() {
             let Some(failure) = self.pump(&cancel).await else {
@@ -787,7 +789,11 @@ impl Forwarder {
             broken = self.settle(report, broken);
         }
         let unreported = self.in_flight.len();
-        let clean = unreported == 0 && self.next == self.cursor;
+        // Clean only when nothing beyond the cursor may be in Kafka: not
+        // handed over by this run, nor left unread from a crashed one.
+        let clean = unreported == 0
+            && self.next == self.cursor
+            && self.resume.as_ref().is_none_or(|r| r.upto() <= self.cursor);
         self.persist_state(true, clean).await;
         self.drop_producer().await;
         self.in_flight = FuturesOrdered::new();
