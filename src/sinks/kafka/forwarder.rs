@@ -199,9 +199,11 @@ impl Forwarder {
             .map_err(|e| format!("cannot read the kafka cursor: {e}"))?
             .unwrap_or(0);
         let state = match ctx.journal.cursor_state(CURSOR) {
-            Ok(Some(bytes)) => CursorState::decode(&bytes)
-                .inspect_err(|e| tracing::warn!(error = %e, "the kafka cursor's offsets are unreadable; reading back the topics' tails instead"))
-                .ok(),
+            Ok(Some(bytes)) => Some(CursorState::decode(&bytes).unwrap_or_else(|e| {
+                // Taken as an interrupted run without offsets: the tails are read.
+                tracing::warn!(error = %e, "the kafka cursor's offsets are unreadable; reading back the topics' tails instead");
+                CursorState::default()
+            })),
             Ok(None) => None,
             Err(e) => return Err(format!("cannot read the kafka cursor: {e}")),
         };
