@@ -637,6 +637,12 @@ impl Forwarder {
             self.offsets.of(topic),
             topic.to_owned(),
         );
+        tracing::info!(
+            topic,
+            from = ?from,
+            cursor = self.cursor,
+            "kafka sink: reading back what an interrupted run may have delivered after the cursor"
+        );
         let read =
             tokio::task::spawn_blocking(move || resume::scan_blocking(&config, &name, &from));
         let mut scan = None;

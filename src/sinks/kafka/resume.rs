@@ -122,6 +122,12 @@ impl AlreadyDelivered {
     pub fn add(&mut self, topic: String, scan: Result<Scan, ScanError>) {
         let found = match scan {
             Ok(scan) => {
+                tracing::info!(
+                    topic,
+                    read = scan.read,
+                    found = scan.found.len(),
+                    "kafka sink: read back"
+                );
                 self.read += scan.read;
                 if scan.cut {
                     tracing::warn!(
