@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
@@ -73,6 +73,15 @@ impl Default for Tuning {
             shutdown_deadline: Duration::from_secs(10),
             settle_deadline: Duration::from_secs(5),
         }
+    }
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -261,8 +270,8 @@ impl Forwarder {
         if !self.marked_unclean {
             // From now until the next clean stop, anything after the cursor
             // may be in Kafka: say so durably before a record is handed over.
-            self.persist_state(true, false).await;
-            self.marked_unclean = true;
+            // (Should the write fail, every tick tries again.)
+            self.marked_unclean = self.persist_state(true, false).await;
         }
         while !cancel.is_cancelled() {
             let Some(failure) = self.pump(&cancel).await else {
@@ -383,7 +392,12 @@ impl Forwarder {
                     }
                     continue;
                 }
-                if let Some(at) = resume.take(&topic, &event.header.id) {
+                if let Some(at) = resume.take(
+                    &topic,
+                    &event.header.id,
+                    seq,
+                    producer::key_of(&event.header),
+                ) {
                     self.in_flight.push_back(
                         futures::future::ready(Report {
                             seq,
@@ -602,6 +616,10 @@ impl Forwarder {
     }
 
     async fn persist(&mut self, durable: bool) {
+        if !self.marked_unclean {
+            self.marked_unclean = self.persist_state(true, false).await;
+            return;
+        }
         if self.cursor == self.persisted && !durable {
             return;
         }
@@ -609,8 +627,9 @@ impl Forwarder {
     }
 
     /// Writes the cursor with its offsets; `clean` when nothing was handed
-    /// to Kafka beyond it (a stop that settled every report).
-    async fn persist_state(&mut self, durable: bool, clean: bool) {
+    /// to Kafka beyond it (a stop that settled every report). `false` when
+    /// the write failed (logged).
+    async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
         let journal = self.ctx.journal.clone();
         let seq = self.cursor;
         let state = CursorState {
@@ -623,28 +642,46 @@ impl Forwarder {
         })
         .await;
         match written {
-            Ok(Ok(())) => self.persisted = seq,
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
-            Err(e) => tracing::error!(error = %e, "cannot persist the kafka cursor"),
+            Ok(Ok(())) => {
+                self.persisted = seq;
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot persist the kafka cursor");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist the kafka cursor");
+                false
+            }
         }
     }
 
     /// Reads back what is already in `topic` for the resume in progress.
     /// `false` when cancelled meanwhile.
     async fn read_back(&mut self, topic: &str, cancel: &CancellationToken) -> bool {
+        let Some(upto) = self.resume.as_ref().map(|r| r.upto()) else {
+            return true;
+        };
         let (config, from, name) = (
             self.config.clone(),
             self.offsets.of(topic),
             topic.to_owned(),
         );
+        let seqs = self.cursor.saturating_add(1)..=upto;
+        // Set when this wait is abandoned (cancelled), so the read does not
+        // hold the runtime's shutdown for its whole deadline.
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = SetOnDrop(stop.clone());
         tracing::info!(
             topic,
             from = ?from,
             cursor = self.cursor,
             "kafka sink: reading back what an interrupted run may have delivered after the cursor"
         );
-        let read =
-            tokio::task::spawn_blocking(move || resume::scan_blocking(&config, &name, &from));
+        let read = tokio::task::spawn_blocking(move || {
+            resume::scan_blocking(&config, &name, &from, seqs, &stop)
+        });
         let mut scan = None;
         let wait = async { scan = Some(read.await) };
         if !self.wait_publishing(wait, cancel).await {

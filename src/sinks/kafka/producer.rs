@@ -16,6 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::event::EventHeader;
 use crate::journal::JournaledEvent;
 
 use super::config::KafkaConfig;
@@ -93,10 +94,15 @@ pub fn create(config: &KafkaConfig, health: Arc<Health>) -> Result<KafkaProducer
         .create_with_context(HealthContext { health })
 }
 
+/// An event's Kafka key: its subject, else its id.
+pub fn key_of(header: &EventHeader) -> &str {
+    header.subject.as_deref().unwrap_or(header.id.as_str())
+}
+
 /// The record of one journaled event, to `topic`.
 pub fn record<'a>(event: &'a JournaledEvent, topic: &'a str) -> FutureRecord<'a, str, [u8]> {
     let h = &event.header;
-    let key = h.subject.as_deref().unwrap_or(h.id.as_str());
+    let key = key_of(h);
     let headers = OwnedHeaders::new_with_capacity(4)
         .insert(Header {
             key: "content-type",

@@ -5,19 +5,24 @@
 //! and skips the events whose `ce_id` it finds there.
 //!
 //! Guarantees:
-//! - an event is skipped only when a message carrying its `ce_id` was read
-//!   from the topic it would be sent to now; whatever was not read (a
-//!   partition the bounds cut, a broker that refused the read, a topic the
-//!   producer principal may not read) is sent again — the worst case is the
+//! - an event is skipped only when a message carrying its `ce_id` *and its
+//!   seq* was read from the topic it would be sent to now (an id alone is
+//!   not enough: the same vendor event seen again after the dedup window is
+//!   journaled again, same id, new seq); whatever was not read (a partition
+//!   the bounds cut, a broker that refused the read, a topic the producer
+//!   principal may not read) is sent again — the worst case is the
 //!   at-least-once re-send of before, never a loss;
-//! - per-key order holds: the idempotent producer leaves no gap in a
-//!   partition, so the events found are a prefix of each key's undelivered
-//!   run, and what is sent again comes after them;
+//! - per-key order of the last copies holds: once one event of a key is
+//!   sent again, every later event of that key in the range is sent again
+//!   too, even if found — on a compacted topic, a found event must not end
+//!   up before an earlier one sent again;
 //! - the read is bounded: a topic's partitions are read from the offsets the
 //!   cursor had passed (or their last [`TAIL`] messages when unknown), at most
 //!   [`MAX_READ`] messages and [`DEADLINE`] per topic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -87,12 +92,17 @@ pub struct Position {
     pub offset: i64,
 }
 
+/// A message's identity for the read-back: its `ce_id` and its seq.
+type Found = HashMap<(String, u64), Position>;
+
 /// A resume in progress: the events up to `upto` may already be in Kafka.
 #[derive(Debug)]
 pub struct AlreadyDelivered {
     upto: u64,
-    /// topic → `ce_id` → where it was found.
-    found: HashMap<String, HashMap<String, Position>>,
+    /// topic → (`ce_id`, seq) → where it was found.
+    found: HashMap<String, Found>,
+    /// Keys with an event sent again: their later events are sent again too.
+    resent_keys: HashSet<String>,
     pub skipped: u64,
     pub read: usize,
     pub errors: Vec<String>,
@@ -103,6 +113,7 @@ impl AlreadyDelivered {
         AlreadyDelivered {
             upto,
             found: HashMap::new(),
+            resent_keys: HashSet::new(),
             skipped: 0,
             read: 0,
             errors: Vec::new(),
@@ -151,18 +162,36 @@ impl AlreadyDelivered {
         self.found.insert(topic, found);
     }
 
-    /// Where event `id` already is in `topic`, if it was found there.
-    pub fn take(&mut self, topic: &str, id: &str) -> Option<Position> {
-        let at = self.found.get_mut(topic)?.remove(id)?;
-        self.skipped += 1;
-        Some(at)
+    /// Where the event (`id`, `seq`, Kafka `key`) already is in `topic`,
+    /// if it was found there and no earlier event of its key is sent again;
+    /// `None`: send it (and, from now on, the rest of its key).
+    pub fn take(&mut self, topic: &str, id: &str, seq: u64, key: &str) -> Option<Position> {
+        let found = if self.resent_keys.contains(key) {
+            None
+        } else {
+            self.found
+                .get_mut(topic)
+                .and_then(|f| f.remove(&(id.to_owned(), seq)))
+        };
+        match found {
+            Some(at) => {
+                self.skipped += 1;
+                Some(at)
+            }
+            None => {
+                if !self.resent_keys.contains(key) {
+                    self.resent_keys.insert(key.to_owned());
+                }
+                None
+            }
+        }
     }
 }
 
-/// The `ce_id`s read from one topic.
+/// The (`ce_id`, seq) pairs read from one topic.
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub found: HashMap<String, Position>,
+    pub found: Found,
     pub read: usize,
     /// The deadline or `MAX_READ` stopped the read before the end.
     pub cut: bool,
@@ -200,13 +229,22 @@ impl ClientContext for QuietContext {
 
 impl ConsumerContext for QuietContext {}
 
+/// The seq in a CloudEvent value (its other members are skipped unparsed).
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
 /// Reads `topic` from the offsets in `from` (the last 20,000 messages of a
 /// partition it does not name) up to each partition's end as of now,
-/// collecting the `ce_id` header of every message. Blocking.
+/// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
+/// Stops early (`cut`) when `stop` is set. Blocking.
 pub fn scan_blocking(
     config: &KafkaConfig,
     topic: &str,
     from: &BTreeMap<i32, i64>,
+    seqs: RangeInclusive<u64>,
+    stop: &AtomicBool,
 ) -> Result<Scan, ScanError> {
     let deadline = Instant::now() + DEADLINE;
     let left = || deadline.saturating_duration_since(Instant::now());
@@ -256,7 +294,7 @@ pub fn scan_blocking(
     }
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
-        if scan.read >= MAX_READ || left().is_zero() {
+        if scan.read >= MAX_READ || left().is_zero() || stop.load(Ordering::Relaxed) {
             scan.cut = true;
             break;
         }
@@ -274,13 +312,21 @@ pub fn scan_blocking(
             partition: message.partition(),
             offset: message.offset(),
         };
-        if let Some(id) = message
+        let id = message
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == "ce_id"))
             .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let seq = message
+            .payload()
+            .and_then(|v| serde_json::from_slice::<SeqOnly>(v).ok())
+            .map(|v| v.seq);
+        // Only the range matters: memory stays bounded by the events that
+        // may be skipped, whatever else the topic holds.
+        if let (Some(id), Some(seq)) = (id, seq)
+            && seqs.contains(&seq)
         {
-            scan.found.insert(id.to_owned(), at);
+            scan.found.insert((id.to_owned(), seq), at);
         }
         if end_of
             .get(&at.partition)
@@ -329,19 +375,39 @@ mod tests {
             offset: 7,
         };
         let scan = Scan {
-            found: HashMap::from([("a".to_owned(), at)]),
-            read: 1,
+            found: HashMap::from([(("a".to_owned(), 3), at), (("b".to_owned(), 4), at)]),
+            read: 2,
             cut: false,
         };
         assert!(!resume.is_read("t"));
         resume.add("t".into(), Ok(scan));
         resume.add("u".into(), Err(ScanError::NoPartitions));
         assert!(resume.is_read("t") && resume.is_read("u"));
-        assert_eq!(resume.take("u", "a"), None, "another topic");
-        assert_eq!(resume.take("t", "b"), None, "not found");
-        assert_eq!(resume.take("t", "a"), Some(at));
-        assert_eq!(resume.take("t", "a"), None, "taken once");
-        assert_eq!((resume.skipped, resume.read), (1, 1));
+        assert_eq!(resume.take("u", "a", 3, "k1"), None, "another topic");
+        assert_eq!(resume.take("t", "a", 9, "k2"), None, "same id, another seq");
+        assert_eq!(resume.take("t", "a", 3, "k3"), Some(at));
+        assert_eq!(resume.take("t", "a", 3, "k3"), None, "taken once");
+        assert_eq!((resume.skipped, resume.read), (1, 2));
         assert_eq!(resume.errors.len(), 1);
+    }
+
+    #[test]
+    fn after_a_key_is_sent_again_its_later_events_are_too() {
+        let mut resume = AlreadyDelivered::new(10);
+        let at = Position {
+            partition: 0,
+            offset: 1,
+        };
+        let scan = Scan {
+            found: HashMap::from([(("e2".to_owned(), 2), at), (("f2".to_owned(), 4), at)]),
+            read: 2,
+            cut: false,
+        };
+        resume.add("t".into(), Ok(scan));
+        // e1 was not found (compacted away, say): e2 must follow it again.
+        assert_eq!(resume.take("t", "e1", 1, "call-e"), None);
+        assert_eq!(resume.take("t", "e2", 2, "call-e"), None);
+        // Another key is not affected.
+        assert_eq!(resume.take("t", "f2", 4, "call-f"), Some(at));
     }
 }
