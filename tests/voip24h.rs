@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use callrelay::config::{HumanDuration, unspanned};
+use callrelay::event::Vendor;
 use callrelay::status::{ConnState, UpstreamStatus};
 use common::TestRelay;
 use common::tls::TestCa;
@@ -609,6 +610,41 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
     relay.wait_for_seq(1, WAIT).await;
     assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
     peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+    peer.expect("disconnect").await;
+}
+
+/// A CA bundle replaced at the same path (a rotated private CA): a reload
+/// restarts the source, which then trusts the new file; a reload with the
+/// file unchanged leaves the session alone.
+#[tokio::test]
+async fn a_replaced_ca_file_takes_effect_on_reload() {
+    let ca = TestCa::issue();
+    let stale = TestCa::issue();
+    let mut peer = Peer::start_tls(4, &ca).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("bundle.pem");
+    std::fs::copy(&stale.ca_file, &ca_file).expect("the stale CA");
+    let extra = format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string());
+    let relay = start_relay_at(&peer, "https", "4", KEY, "key", &extra, || {}).await;
+    let running = relay.relay.as_ref().expect("running");
+    let source = (Vendor::Voip24h, "main".to_owned());
+    common::eventually(WAIT, "the stale CA refused on /status", || {
+        last_error(&relay).is_some_and(|e| e.contains("certificate"))
+    })
+    .await;
+    // The file's settings differ from the shortened ones the test started
+    // with: this first reload restarts the source whatever the CA.
+    running.reload().await.expect("reload");
+    let unchanged = running.reload_with_outcome().await.expect("reload");
+    assert_eq!(unchanged.sources.unchanged, vec![source.clone()]);
+
+    std::fs::copy(&ca.ca_file, &ca_file).expect("the rotated CA");
+    let rotated = running.reload_with_outcome().await.expect("reload");
+    assert_eq!(rotated.sources.restarted, vec![source]);
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
     relay.stop().await;
     peer.expect("disconnect").await;
 }

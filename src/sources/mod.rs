@@ -39,6 +39,13 @@ impl SourceConfig {
         }
     }
 
+    fn tls(&self) -> &tls::TlsSettings {
+        match self {
+            SourceConfig::Voip24h(c) => &c.tls,
+            SourceConfig::Sprecord(c) => &c.tls,
+        }
+    }
+
     /// Every connection source a config declares.
     pub fn all(config: &Config) -> Vec<SourceConfig> {
         let voip = config
@@ -55,6 +62,8 @@ impl SourceConfig {
 
 struct Running {
     config: SourceConfig,
+    /// The CA file's contents when the source started (see `TlsSettings::ca_digest`).
+    ca_digest: Option<[u8; 32]>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -88,7 +97,11 @@ impl SourceManager {
         let keys: Vec<_> = self.running.keys().cloned().collect();
         for key in keys {
             match wanted.get(&key) {
-                Some(cfg) if self.running.get(&key).is_some_and(|r| &r.config == cfg) => {
+                Some(cfg)
+                    if self.running.get(&key).is_some_and(|r| {
+                        &r.config == cfg && r.ca_digest == cfg.tls().ca_digest()
+                    }) =>
+                {
                     changes.unchanged.push(key);
                 }
                 Some(_) => {
@@ -109,11 +122,13 @@ impl SourceManager {
                 changes.started.push(key.clone());
             }
             let cancel = ctx.shutdown.child_token();
+            let ca_digest = cfg.tls().ca_digest();
             let task = spawn_source(cfg.clone(), ctx.clone(), cancel.clone());
             self.running.insert(
                 key,
                 Running {
                     config: cfg,
+                    ca_digest,
                     cancel,
                     task,
                 },

@@ -10,7 +10,8 @@
 //! Guarantees: a `ca_file` that cannot be read or holds no certificate is a
 //! config error naming the file (`callrelay check` reports it), never a silent
 //! fall-back to the public roots; the file is read again when a source starts,
-//! so a replaced file takes effect when the source is restarted or reloaded.
+//! and a reload restarts a source whose file's contents changed (same path
+//! or not), so a replaced CA bundle takes effect on `systemctl reload`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,17 @@ pub enum TlsError {
 }
 
 impl TlsSettings {
+    /// A digest of `ca_file`'s contents as they are now (`None` without a
+    /// file, or when it cannot be read): a reload compares it with the one
+    /// taken when the source started, so a CA file replaced at the same path
+    /// restarts the source.
+    pub fn ca_digest(&self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        let path = self.ca_file.as_ref()?;
+        let pem = read_bounded(path.get_ref()).ok()?;
+        Some(sha2::Sha256::digest(&pem).into())
+    }
+
     /// Checks that `ca_file`, when set, is a readable PEM file with at least
     /// one certificate, and that `url` is one TLS is used for.
     pub fn validate(&self, v: &mut Validator, url: &str) {
@@ -187,6 +199,21 @@ mod tests {
     fn load_config(url: &str, tls: &str) -> Result<crate::config::Config, String> {
         let text = format!("[[sprecord]]\naccount = \"office\"\nurl = \"{url}\"\n{tls}\n");
         crate::config::Config::from_text("relay.toml", &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_digest_follows_the_file_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let tls = settings(&path);
+        assert_eq!(tls.ca_digest(), None, "no file yet");
+        std::fs::write(&path, "one").unwrap();
+        let one = tls.ca_digest();
+        assert!(one.is_some());
+        assert_eq!(tls.ca_digest(), one, "same contents, same digest");
+        std::fs::write(&path, "two").unwrap();
+        assert_ne!(tls.ca_digest(), one);
+        assert_eq!(TlsSettings::default().ca_digest(), None);
     }
 
     #[test]
