@@ -233,8 +233,13 @@ async fn serve(
                     unchanged = changes.unchanged.len(),
                     "config reloaded"
                 );
-                let kafka_changed = kafka.as_ref().map(|k| Some(&k.config)) != Some(config.kafka.as_ref())
-                    && !(kafka.is_none() && config.kafka.is_none());
+                let kafka_changed = match (&kafka, &config.kafka) {
+                    (None, None) => false,
+                    (Some(running), Some(new)) => {
+                        running.config != *new || running.files_digest != new.files_digest()
+                    }
+                    _ => true,
+                };
                 if kafka_changed {
                     if let Some(k) = kafka.take() {
                         k.stop().await;
@@ -277,6 +282,8 @@ async fn serve(
 
 struct RunningKafka {
     config: crate::sinks::kafka::config::KafkaConfig,
+    /// The option files' contents when the sink started (`KafkaConfig::files_digest`).
+    files_digest: Option<[u8; 32]>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -292,6 +299,7 @@ fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
+    let files_digest = config.files_digest();
     let task = tokio::spawn(sinks::kafka::run(
         config.clone(),
         ctx.clone(),
@@ -299,6 +307,7 @@ fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     ));
     Some(RunningKafka {
         config,
+        files_digest,
         cancel,
         task,
     })

@@ -621,6 +621,37 @@ async fn crashed_run_read_back(brokers: &str) {
     relay.stop().await;
 }
 
+/// A certificate or key file replaced in place (a rotated client
+/// certificate): librdkafka reads it when the producer is created, so a
+/// reload restarts the sink when a `*.location` file's contents changed, and
+/// only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_file_restarts_the_sink_on_reload() {
+    let (_mock, brokers) = mock_cluster();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("kafka-ca.pem");
+    std::fs::write(&ca, "first").expect("file");
+    let options = [("ssl.ca.location".to_owned(), ca.display().to_string())];
+    let (relay, _) = start_with(&kafka_toml(&brokers, TOPIC, &options_table(&options))).await;
+    let running = relay.relay.as_ref().expect("running");
+    let unchanged = running.reload_with_outcome().await.expect("reload");
+    assert!(!unchanged.kafka_restarted, "nothing changed");
+    std::fs::write(&ca, "rotated").expect("file");
+    let rotated = running.reload_with_outcome().await.expect("reload");
+    assert!(rotated.kafka_restarted, "the file's contents changed");
+    let again = running.reload_with_outcome().await.expect("reload");
+    assert!(!again.kafka_restarted);
+    // The restarted sink still delivers.
+    relay
+        .ctx
+        .ingest
+        .submit(event("rotate", 1, "call-1"))
+        .await
+        .expect("journaled");
+    wait_delivered(&relay.ctx, Duration::from_secs(30)).await;
+    relay.stop().await;
+}
+
 /// An event of `event_type` without a subject: its key is its id.
 fn event_without_subject(i: u64, event_type: &str) -> IncomingEvent {
     let mut e = event("nosubject", i, "x");

@@ -162,7 +162,7 @@ const MAX_CA_FILE: u64 = 4 << 20;
 
 /// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
 /// device or a fifo is refused rather than read forever.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;

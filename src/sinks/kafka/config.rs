@@ -89,6 +89,37 @@ impl KafkaConfig {
         c
     }
 
+    /// A digest of the files the options name (`ssl.ca.location`,
+    /// `ssl.certificate.location`, `ssl.key.location`, … — every `*.location`),
+    /// as they are now: librdkafka reads them when the producer is created,
+    /// so a reload compares this with the digest taken when the sink started
+    /// and restarts the sink when a certificate or key was replaced in place.
+    /// `None` when no option names a file.
+    pub fn files_digest(&self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut any = false;
+        for (key, value) in self
+            .options
+            .iter()
+            .filter(|(k, _)| k.ends_with(".location"))
+        {
+            any = true;
+            hasher.update(key.as_bytes());
+            hasher.update([0]);
+            // Unreadable (a directory, a missing file): only the path counts.
+            match crate::sources::tls::read_bounded(std::path::Path::new(value.get_ref())) {
+                Ok(contents) => {
+                    hasher.update([1]);
+                    hasher.update(&contents);
+                }
+                Err(_) => hasher.update([2]),
+            }
+            hasher.update(value.get_ref().as_bytes());
+        }
+        any.then(|| hasher.finalize().into())
+    }
+
     /// The first problem librdkafka finds in the whole property set, worded
     /// for the operator (no secret value echoed).
     pub fn options_problem(&self) -> Option<String> {
@@ -211,5 +242,34 @@ mod tests {
         assert!(shown.contains("relay.toml:5:"), "{shown}");
         assert!(shown.contains("linger.mss"), "{shown}");
         assert!(!shown.contains("compression.type"), "{shown}");
+    }
+
+    #[test]
+    fn the_files_digest_follows_the_named_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "one").unwrap();
+        let config = |options: &[(&str, &str)]| KafkaConfig {
+            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
+            topic: default_topic(),
+            create_topics: false,
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), crate::config::unspanned((*v).to_owned())))
+                .collect(),
+        };
+        assert_eq!(config(&[("linger.ms", "5")]).files_digest(), None);
+        let path = ca.display().to_string();
+        let with_ca = config(&[("ssl.ca.location", &path), ("linger.ms", "5")]);
+        let first = with_ca.files_digest();
+        assert!(first.is_some());
+        assert_eq!(with_ca.files_digest(), first);
+        std::fs::write(&ca, "two").unwrap();
+        assert_ne!(with_ca.files_digest(), first, "contents changed");
+        std::fs::remove_file(&ca).unwrap();
+        assert!(
+            with_ca.files_digest().is_some(),
+            "a missing file still counts by path"
+        );
     }
 }
