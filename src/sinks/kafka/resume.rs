@@ -2,7 +2,7 @@
 //! dropped with records in flight), the events after the cursor are read
 //! from the journal again, and some of them may already be in Kafka. Before
 //! sending them, the forwarder reads back the tail of each topic they go to
-//! and skips the events whose `ce_id` it finds there.
+//! and skips the events whose `ce_id` and seq it finds there.
 //!
 //! Guarantees:
 //! - an event is skipped only when a message carrying its `ce_id` *and its
