@@ -484,6 +484,28 @@ async fn submit_range(ctx: &Arc<Context>, run: &str, range: std::ops::Range<u64>
     }
 }
 
+/// Runs the sink on `ctx` after an interrupted run until it has delivered
+/// the whole journal, stops it cleanly, and returns what its read-back found.
+async fn recovering_run(ctx: &Arc<Context>, brokers: &str) -> serde_json::Value {
+    let (task, cancel) = sink_on(ctx, brokers, Duration::from_millis(50));
+    wait_delivered(ctx, Duration::from_secs(30)).await;
+    let resume = read_back_result(ctx).await;
+    cancel.cancel();
+    task.await.expect("sink");
+    resume
+}
+
+/// Every journaled event is in the topic, once: `copies` messages in all.
+async fn assert_once_each(relay: &TestRelay, brokers: &str, copies: usize) {
+    let consumed = consume(brokers, TOPIC).await;
+    assert_eq!(
+        check_complete(&relay.events(), &consumed),
+        0,
+        "no duplicate"
+    );
+    assert_eq!(consumed.len(), copies);
+}
+
 /// What the sink's read-back found, once it has finished (`/status`).
 async fn read_back_result(ctx: &Arc<Context>) -> serde_json::Value {
     let mut result = serde_json::Value::Null;
@@ -579,23 +601,13 @@ async fn crashed_run_read_back(brokers: &str) {
 
     // The next run: 100 new events on top.
     submit_range(&ctx, "crash", 200..300).await;
-    let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
-    wait_delivered(&ctx, Duration::from_secs(30)).await;
-    let resume = read_back_result(&ctx).await;
+    let resume = recovering_run(&ctx, &brokers).await;
     assert_eq!(resume["already_in_kafka"], 150, "{resume}");
     assert_eq!(
         resume["messages_read"], 150,
         "read from the recorded offsets: {resume}"
     );
-    cancel.cancel();
-    task.await.expect("sink");
-    let consumed = consume(&brokers, TOPIC).await;
-    assert_eq!(
-        check_complete(&relay.events(), &consumed),
-        0,
-        "no duplicate"
-    );
-    assert_eq!(consumed.len(), 300);
+    assert_once_each(&relay, &brokers, 300).await;
 
     // Again, with the cursor rewound and its offsets lost: the partitions'
     // tails are read.
@@ -604,19 +616,9 @@ async fn crashed_run_read_back(brokers: &str) {
         .set_cursor_with_state("kafka", 0, &interrupted.encode(), true)
         .expect("rewind");
     submit_range(&ctx, "crash", 300..310).await;
-    let (task, cancel) = sink_on(&ctx, &brokers, Duration::from_millis(50));
-    wait_delivered(&ctx, Duration::from_secs(30)).await;
-    let resume = read_back_result(&ctx).await;
+    let resume = recovering_run(&ctx, &brokers).await;
     assert_eq!(resume["already_in_kafka"], 300, "{resume}");
-    cancel.cancel();
-    task.await.expect("sink");
-    let consumed = consume(&brokers, TOPIC).await;
-    assert_eq!(
-        check_complete(&relay.events(), &consumed),
-        0,
-        "no duplicate"
-    );
-    assert_eq!(consumed.len(), 310);
+    assert_once_each(&relay, &brokers, 310).await;
     drop(ctx);
     relay.stop().await;
 }

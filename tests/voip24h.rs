@@ -614,6 +614,15 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
     peer.expect("disconnect").await;
 }
 
+/// A copy of `ca`'s certificate as `dir/name` (so a test can remove or
+/// replace it), and the source's `tls` line naming it.
+fn ca_file_in(dir: &tempfile::TempDir, name: &str, ca: &TestCa) -> (PathBuf, String) {
+    let ca_file = dir.path().join(name);
+    std::fs::copy(&ca.ca_file, &ca_file).expect("copy the CA");
+    let extra = format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string());
+    (ca_file, extra)
+}
+
 /// A CA bundle replaced at the same path (a rotated private CA): a reload
 /// restarts the source, which then trusts the new file; a reload with the
 /// file unchanged leaves the session alone.
@@ -623,9 +632,7 @@ async fn a_replaced_ca_file_takes_effect_on_reload() {
     let stale = TestCa::issue();
     let mut peer = Peer::start_tls(4, &ca).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca_file = dir.path().join("bundle.pem");
-    std::fs::copy(&stale.ca_file, &ca_file).expect("the stale CA");
-    let extra = format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string());
+    let (ca_file, extra) = ca_file_in(&dir, "bundle.pem", &stale);
     let relay = start_relay_at(&peer, "https", "4", KEY, "key", &extra, || {}).await;
     let running = relay.relay.as_ref().expect("running");
     let source = (Vendor::Voip24h, "main".to_owned());
@@ -667,9 +674,7 @@ async fn a_ca_file_removed_after_the_check_is_reported_and_retried() {
     let ca = TestCa::issue();
     let mut peer = Peer::start_tls(4, &ca).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca_file = dir.path().join("dial-ca.pem");
-    std::fs::copy(&ca.ca_file, &ca_file).expect("copy the CA");
-    let extra = format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string());
+    let (ca_file, extra) = ca_file_in(&dir, "dial-ca.pem", &ca);
     let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {
         std::fs::remove_file(&ca_file).expect("remove the CA after the check");
     })

@@ -53,10 +53,7 @@ impl TlsSettings {
     /// taken when the source started, so a CA file replaced at the same path
     /// restarts the source.
     pub fn ca_digest(&self) -> Option<[u8; 32]> {
-        use sha2::Digest;
-        let path = self.ca_file.as_ref()?;
-        let pem = read_bounded(path.get_ref()).ok()?;
-        Some(sha2::Sha256::digest(&pem).into())
+        file_digest(self.ca_file.as_ref()?.get_ref())
     }
 
     /// Checks that `ca_file`, when set, is a readable PEM file with at least
@@ -162,7 +159,16 @@ const MAX_CA_FILE: u64 = 4 << 20;
 
 /// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
 /// device or a fifo is refused rather than read forever.
-pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+/// SHA-256 of a certificate or key file's contents as they are now (read
+/// with the same bounds as a CA file); `None` when it cannot be read. What a
+/// reload compares to tell a file replaced in place.
+pub(crate) fn file_digest(path: &Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    let contents = read_bounded(path).ok()?;
+    Some(sha2::Sha256::digest(&contents).into())
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;

@@ -107,15 +107,15 @@ impl KafkaConfig {
             any = true;
             hasher.update(key.as_bytes());
             hasher.update([0]);
-            // Unreadable (a directory, a missing file): only the path counts.
-            match crate::sources::tls::read_bounded(std::path::Path::new(value.get_ref())) {
-                Ok(contents) => {
-                    hasher.update([1]);
-                    hasher.update(&contents);
-                }
-                Err(_) => hasher.update([2]),
-            }
             hasher.update(value.get_ref().as_bytes());
+            // Unreadable (a directory, a missing file): only the path counts.
+            match crate::sources::tls::file_digest(std::path::Path::new(value.get_ref())) {
+                Some(contents) => {
+                    hasher.update([1]);
+                    hasher.update(contents);
+                }
+                None => hasher.update([2]),
+            }
         }
         any.then(|| hasher.finalize().into())
     }

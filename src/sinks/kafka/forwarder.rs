@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
@@ -73,15 +73,6 @@ impl Default for Tuning {
             shutdown_deadline: Duration::from_secs(10),
             settle_deadline: Duration::from_secs(5),
         }
-    }
-}
-
-/// Sets its flag when dropped.
-struct SetOnDrop(Arc<AtomicBool>);
-
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -267,12 +258,10 @@ impl Forwarder {
             "kafka sink starting"
         );
         self.publish_status();
-        if !self.marked_unclean {
-            // From now until the next clean stop, anything after the cursor
-            // may be in Kafka: say so durably before a record is handed over.
-            // (Should the write fail, every tick tries again.)
-            self.marked_unclean = self.persist_state(true, false).await;
-        }
+        // From now until the next clean stop, anything after the cursor may
+        // be in Kafka: `persist` says so durably before a record is handed
+        // over (and, should the write fail, tries again every tick).
+        self.persist(false).await;
         while !cancel.is_cancelled() {
             let Some(failure) = self.pump(&cancel).await else {
                 break;
@@ -640,15 +629,13 @@ impl Forwarder {
         let written = tokio::task::spawn_blocking(move || {
             journal.set_cursor_with_state(CURSOR, seq, &state, durable)
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         match written {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 self.persisted = seq;
                 true
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot persist the kafka cursor");
-                false
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot persist the kafka cursor");
@@ -671,8 +658,8 @@ impl Forwarder {
         let seqs = self.cursor.saturating_add(1)..=upto;
         // Set when this wait is abandoned (cancelled), so the read does not
         // hold the runtime's shutdown for its whole deadline.
-        let stop = Arc::new(AtomicBool::new(false));
-        let _stop_on_drop = SetOnDrop(stop.clone());
+        let stop = CancellationToken::new();
+        let _stop_on_drop = stop.clone().drop_guard();
         tracing::info!(
             topic,
             from = ?from,

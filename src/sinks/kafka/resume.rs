@@ -22,7 +22,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -32,6 +31,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::config::KafkaConfig;
 
@@ -166,25 +166,20 @@ impl AlreadyDelivered {
     /// if it was found there and no earlier event of its key is sent again;
     /// `None`: send it (and, from now on, the rest of its key).
     pub fn take(&mut self, topic: &str, id: &str, seq: u64, key: &str) -> Option<Position> {
-        let found = if self.resent_keys.contains(key) {
-            None
-        } else {
-            self.found
-                .get_mut(topic)
-                .and_then(|f| f.remove(&(id.to_owned(), seq)))
-        };
+        if self.resent_keys.contains(key) {
+            return None;
+        }
+        let found = self
+            .found
+            .get_mut(topic)
+            .and_then(|f| f.remove(&(id.to_owned(), seq)));
         match found {
-            Some(at) => {
-                self.skipped += 1;
-                Some(at)
-            }
+            Some(_) => self.skipped += 1,
             None => {
-                if !self.resent_keys.contains(key) {
-                    self.resent_keys.insert(key.to_owned());
-                }
-                None
+                self.resent_keys.insert(key.to_owned());
             }
         }
+        found
     }
 }
 
@@ -238,13 +233,13 @@ struct SeqOnly {
 /// Reads `topic` from the offsets in `from` (the last 20,000 messages of a
 /// partition it does not name) up to each partition's end as of now,
 /// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
-/// Stops early (`cut`) when `stop` is set. Blocking.
+/// Stops early (`cut`) when `stop` is cancelled. Blocking.
 pub fn scan_blocking(
     config: &KafkaConfig,
     topic: &str,
     from: &BTreeMap<i32, i64>,
     seqs: RangeInclusive<u64>,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
 ) -> Result<Scan, ScanError> {
     let deadline = Instant::now() + DEADLINE;
     let left = || deadline.saturating_duration_since(Instant::now());
@@ -294,7 +289,7 @@ pub fn scan_blocking(
     }
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
-        if scan.read >= MAX_READ || left().is_zero() || stop.load(Ordering::Relaxed) {
+        if scan.read >= MAX_READ || left().is_zero() || stop.is_cancelled() {
             scan.cut = true;
             break;
         }
@@ -367,18 +362,28 @@ mod tests {
         assert!(CursorState::decode(b"{not json").is_err());
     }
 
+    const AT: Position = Position {
+        partition: 1,
+        offset: 7,
+    };
+
+    /// A read that found `(id, seq)` pairs, all at [`AT`].
+    fn scan_finding(pairs: &[(&str, u64)]) -> Scan {
+        Scan {
+            found: pairs
+                .iter()
+                .map(|&(id, seq)| ((id.to_owned(), seq), AT))
+                .collect(),
+            read: pairs.len(),
+            cut: false,
+        }
+    }
+
     #[test]
     fn only_what_was_found_in_the_same_topic_is_skipped() {
         let mut resume = AlreadyDelivered::new(10);
-        let at = Position {
-            partition: 1,
-            offset: 7,
-        };
-        let scan = Scan {
-            found: HashMap::from([(("a".to_owned(), 3), at), (("b".to_owned(), 4), at)]),
-            read: 2,
-            cut: false,
-        };
+        let at = AT;
+        let scan = scan_finding(&[("a", 3), ("b", 4)]);
         assert!(!resume.is_read("t"));
         resume.add("t".into(), Ok(scan));
         resume.add("u".into(), Err(ScanError::NoPartitions));
@@ -394,16 +399,8 @@ mod tests {
     #[test]
     fn after_a_key_is_sent_again_its_later_events_are_too() {
         let mut resume = AlreadyDelivered::new(10);
-        let at = Position {
-            partition: 0,
-            offset: 1,
-        };
-        let scan = Scan {
-            found: HashMap::from([(("e2".to_owned(), 2), at), (("f2".to_owned(), 4), at)]),
-            read: 2,
-            cut: false,
-        };
-        resume.add("t".into(), Ok(scan));
+        let at = AT;
+        resume.add("t".into(), Ok(scan_finding(&[("e2", 2), ("f2", 4)])));
         // e1 was not found (compacted away, say): e2 must follow it again.
         assert_eq!(resume.take("t", "e1", 1, "call-e"), None);
         assert_eq!(resume.take("t", "e2", 2, "call-e"), None);
