@@ -168,6 +168,37 @@ pub(crate) fn file_digest(path: &Path) -> Option<[u8; 32]> {
     Some(sha2::Sha256::digest(&contents).into())
 }
 
+/// Upper bound on the files [`location_digest`] reads from one directory
+/// (`/etc/ssl/certs` holds a few hundred).
+const MAX_DIR_ENTRIES: usize = 10_000;
+
+/// SHA-256 of what a librdkafka `*.location` names now: a file's contents,
+/// or for a directory (OpenSSL's hashed CA directory, which `ssl.ca.location`
+/// accepts) every regular file's name and contents in name order; `None`
+/// when it cannot be read. A reload compares it to tell a file replaced, added
+/// or removed in place.
+pub(crate) fn location_digest(path: &Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    if !std::fs::metadata(path).ok()?.is_dir() {
+        return file_digest(path);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.file_name()))
+        .take(MAX_DIR_ENTRIES)
+        .collect();
+    names.sort();
+    let mut hasher = sha2::Sha256::new();
+    for name in names {
+        // Subdirectories and unreadable entries count by name only.
+        let contents = file_digest(&path.join(&name)).unwrap_or([0; 32]);
+        hasher.update(name.as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(contents);
+    }
+    Some(hasher.finalize().into())
+}
+
 fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;

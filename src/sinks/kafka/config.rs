@@ -108,8 +108,8 @@ impl KafkaConfig {
             hasher.update(key.as_bytes());
             hasher.update([0]);
             hasher.update(value.get_ref().as_bytes());
-            // Unreadable (a directory, a missing file): only the path counts.
-            match crate::sources::tls::file_digest(std::path::Path::new(value.get_ref())) {
+            // Unreadable (a missing file): only the path counts.
+            match crate::sources::tls::location_digest(std::path::Path::new(value.get_ref())) {
                 Some(contents) => {
                     hasher.update([1]);
                     hasher.update(contents);
@@ -271,5 +271,32 @@ mod tests {
             with_ca.files_digest().is_some(),
             "a missing file still counts by path"
         );
+    }
+
+    #[test]
+    fn a_ca_directory_is_compared_by_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.pem"), "one").unwrap();
+        let config = KafkaConfig {
+            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
+            topic: default_topic(),
+            create_topics: false,
+            options: [(
+                "ssl.ca.location".to_owned(),
+                crate::config::unspanned(dir.path().display().to_string()),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let first = config.files_digest();
+        assert_eq!(config.files_digest(), first, "nothing changed");
+        std::fs::write(dir.path().join("a.pem"), "two").unwrap();
+        let rewritten = config.files_digest();
+        assert_ne!(rewritten, first, "a file rewritten");
+        std::fs::write(dir.path().join("b.pem"), "new").unwrap();
+        let added = config.files_digest();
+        assert_ne!(added, rewritten, "a file added");
+        std::fs::remove_file(dir.path().join("b.pem")).unwrap();
+        assert_eq!(config.files_digest(), rewritten, "the file removed again");
     }
 }
