@@ -170,7 +170,14 @@ impl Relay {
 /// Loads the config file and hands it to the serve loop, which applies it;
 /// returns once sources and sinks follow the new config.
 async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
-    let config = match Config::load(&ctx.config_path) {
+    let loaded = Config::load(&ctx.config_path).and_then(|config| {
+        let (pinned, _) = reload::pin_restart_only(&ctx.config.load(), config.clone());
+        match reload::unsafe_with_running_listener(&pinned, &config) {
+            None => Ok(config),
+            Some((offset, message)) => Err(refusal(&ctx.config_path, offset, message)),
+        }
+    });
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             ctx.metrics
@@ -186,6 +193,17 @@ async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError
         return Ok(applied.await.unwrap_or_default());
     }
     Ok(ReloadOutcome::default())
+}
+
+/// A reload refused for a reason the file alone does not show, placed in
+/// the file as `check` places its problems.
+fn refusal(path: &Path, offset: usize, message: String) -> ConfigError {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (line, col) = crate::config::line_col(&text, offset);
+    ConfigError {
+        file: path.display().to_string(),
+        problems: vec![crate::config::Problem { line, col, message }],
+    }
 }
 
 type ReloadRequest = (Config, tokio::sync::oneshot::Sender<ReloadOutcome>);

@@ -83,6 +83,35 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
     (new, warnings)
 }
 
+/// A rule of `check` that the pinned config breaks although the file alone
+/// passes: the file may move the listener to loopback and drop the WebSocket
+/// tokens, but the listener stays where it is, so the reload would open every
+/// event to anyone who can reach it. Returns the problem's byte offset in the
+/// file and its message.
+pub(crate) fn unsafe_with_running_listener(
+    pinned: &Config,
+    new: &Config,
+) -> Option<(usize, String)> {
+    if !pinned.websocket.tokens.get_ref().is_empty() || pinned.server.is_loopback() {
+        return None;
+    }
+    let tokens = new.websocket.tokens.span();
+    let offset = if tokens.is_empty() {
+        new.server.listen.span().start
+    } else {
+        tokens.start
+    };
+    Some((
+        offset,
+        format!(
+            "`websocket.tokens` is empty but the running `server.listen` {:?} is not loopback \
+             and a reload cannot move it: anyone could read every event; set tokens, or restart \
+             to change the listener",
+            pinned.server.listen.get_ref()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +160,24 @@ mod tests {
             ]
         );
         assert!(warnings[0].contains("\"127.0.0.1:9090\"") && warnings[0].contains("restart"));
+    }
+
+    #[test]
+    fn dropping_the_tokens_is_refused_while_the_listener_stays_public() {
+        let running =
+            config("[server]\nlisten = \"0.0.0.0:8080\"\n[websocket]\ntokens = [\"t\"]\n");
+        let new = config("[server]\nlisten = \"127.0.0.1:8080\"\n[websocket]\ntokens = []\n");
+        let (pinned, _) = pin_restart_only(&running, new.clone());
+        let (offset, message) = unsafe_with_running_listener(&pinned, &new).expect("refused");
+        assert_eq!(offset, new.websocket.tokens.span().start);
+        assert!(message.contains("\"0.0.0.0:8080\""), "{message}");
+        // Tokens kept, or a loopback listener kept: nothing to refuse.
+        let kept = config("[server]\nlisten = \"127.0.0.1:8080\"\n[websocket]\ntokens = [\"t\"]\n");
+        let (pinned, _) = pin_restart_only(&running, kept.clone());
+        assert_eq!(unsafe_with_running_listener(&pinned, &kept), None);
+        let local = config("[server]\nlisten = \"127.0.0.1:9090\"\n");
+        let (pinned, _) = pin_restart_only(&local, new.clone());
+        assert_eq!(unsafe_with_running_listener(&pinned, &new), None);
     }
 
     #[test]
