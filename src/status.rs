@@ -45,14 +45,26 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     /// e.g. the Engine.IO version in use.
     pub detail: Option<String>,
+    /// Since when it has been without a connection: its registration, or
+    /// the moment its last connection was lost. Readiness grace runs from here,
+    /// so neither a retry nor a long-lived connection restarts it.
     #[serde(skip)]
-    connected_once: bool,
-    #[serde(skip)]
-    started: Instant,
+    down_since: Instant,
     #[serde(skip)]
     grace: Duration,
-    #[serde(skip)]
-    last_connected: Option<Instant>,
+}
+
+impl UpstreamStatus {
+    /// Moves to `state`, noting the moment a connection is lost.
+    fn enter(&mut self, state: ConnState, now: Instant) {
+        if self.state == ConnState::Connected && state != ConnState::Connected {
+            self.down_since = now;
+        }
+        if self.state != state {
+            self.state = state;
+            self.since = format_time(OffsetDateTime::now_utc());
+        }
+    }
 }
 
 type Key = (Vendor, String, String);
@@ -121,10 +133,8 @@ impl StatusBoard {
                 backoff_until: None,
                 last_error: None,
                 detail: None,
-                connected_once: false,
-                started: now,
+                down_since: now,
                 grace,
-                last_connected: None,
             },
         );
         self.metrics
@@ -156,16 +166,20 @@ impl StatusBoard {
 
     /// Reasons the relay is not ready, from upstreams and sinks; empty when ready.
     pub fn not_ready_reasons(&self) -> Vec<String> {
+        self.not_ready_reasons_at(Instant::now())
+    }
+
+    fn not_ready_reasons_at(&self, now: Instant) -> Vec<String> {
         let board = self.lock();
-        let now = Instant::now();
         let mut reasons = Vec::new();
         for u in board.upstreams.values() {
             let connected = u.state == ConnState::Connected;
             if connected {
                 continue;
             }
-            let reference = u.last_connected.unwrap_or(u.started);
-            if u.state == ConnState::AuthFailed || now.duration_since(reference) > u.grace {
+            if u.state == ConnState::AuthFailed
+                || now.saturating_duration_since(u.down_since) > u.grace
+            {
                 reasons.push(format!(
                     "{}/{} stream {} is {:?} (not connected within {:?}){}",
                     u.vendor,
@@ -215,20 +229,15 @@ impl UpstreamReporter {
 
     /// Moves to `state`; `Connected` sets the gauge to 1, anything else to 0.
     pub fn set_state(&self, state: ConnState) {
-        let now = Instant::now();
+        self.set_state_at(state, Instant::now());
+    }
+
+    fn set_state_at(&self, state: ConnState, now: Instant) {
         self.update(|u| {
-            if u.state != state {
-                u.state = state;
-                u.since = format_time(OffsetDateTime::now_utc());
-            }
+            u.enter(state, now);
             if state == ConnState::Connected {
-                u.connected_once = true;
-                u.last_connected = Some(now);
                 u.backoff_until = None;
                 u.last_error = None;
-            } else if u.state != ConnState::Connected && u.connected_once {
-                // Grace for readiness runs from the moment the connection was lost.
-                u.last_connected = u.last_connected.map(|_| now);
             }
         });
         self.board
@@ -242,10 +251,20 @@ impl UpstreamReporter {
     /// `disconnect`, `bandwidth`, `timeout`, `http_429`) and will be retried
     /// after `backoff`. `error` is shown in `/status`; it must hold no secret.
     pub fn reconnecting(&self, reason: &str, error: Option<String>, backoff: Duration) {
+        self.reconnecting_at(reason, error, backoff, Instant::now());
+    }
+
+    fn reconnecting_at(
+        &self,
+        reason: &str,
+        error: Option<String>,
+        backoff: Duration,
+        now: Instant,
+    ) {
         let until = OffsetDateTime::now_utc() + backoff;
         self.update(|u| {
             u.reconnects += 1;
-            u.state = ConnState::BackingOff;
+            u.enter(ConnState::BackingOff, now);
             u.since = format_time(OffsetDateTime::now_utc());
             u.backoff_until = Some(format_time(until));
             u.last_error = error;
@@ -265,7 +284,7 @@ impl UpstreamReporter {
     /// Credentials were refused: shown in `/status`, and `/readyz` fails at once.
     pub fn auth_failed(&self, error: String, backoff: Duration) {
         self.reconnecting("auth", Some(error), backoff);
-        self.update(|u| u.state = ConnState::AuthFailed);
+        self.update(|u| u.enter(ConnState::AuthFailed, Instant::now()));
     }
 
     pub fn set_detail(&self, detail: Option<String>) {
@@ -291,5 +310,55 @@ impl Drop for UpstreamReporter {
             .metrics
             .upstream_connected
             .remove_label_values(&self.labels());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board() -> StatusBoard {
+        StatusBoard::new(Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn grace_runs_from_the_loss_and_a_retry_does_not_restart_it() {
+        let board = board();
+        let grace = Duration::from_secs(30);
+        let up = board.upstream(Vendor::Sprecord, "office", "0", grace);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(
+            board.not_ready_reasons_at(at(10)).is_empty(),
+            "within grace"
+        );
+        assert_eq!(
+            board.not_ready_reasons_at(at(31)).len(),
+            1,
+            "never connected"
+        );
+
+        // A connection that lives longer than the grace, then drops at 100 s.
+        up.set_state_at(ConnState::Connected, at(1));
+        let backoff = Duration::from_secs(5);
+        up.reconnecting_at("disconnect", None, backoff, at(100));
+        assert!(
+            board.not_ready_reasons_at(at(105)).is_empty(),
+            "a brief reconnect does not flap readiness"
+        );
+        // Retries (each one connecting, then backing off) keep the loss time.
+        up.set_state_at(ConnState::Connecting, at(110));
+        up.reconnecting_at("connect", None, backoff, at(111));
+        up.set_state_at(ConnState::Connecting, at(125));
+        assert!(board.not_ready_reasons_at(at(129)).is_empty());
+        let reasons = board.not_ready_reasons_at(at(131));
+        assert_eq!(reasons.len(), 1, "down longer than the grace");
+        assert!(
+            reasons[0].contains("sprecord/office stream 0"),
+            "{reasons:?}"
+        );
+
+        up.set_state_at(ConnState::Connected, at(140));
+        assert!(board.not_ready_reasons_at(at(500)).is_empty());
     }
 }
