@@ -348,6 +348,19 @@ async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_producer_error_mid_stream_recreates_the_producer_and_loses_nothing() {
+    // A head-of-line sequence error desynchronises the idempotent producer: fatal.
+    fatal_error_mid_stream(RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER).await;
+}
+
+/// A broker that no longer knows the producer's id (restarted without its
+/// producer state) fences it message by message; librdkafka does not raise a
+/// fatal error for it, so only the sink can replace the producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_producer_is_replaced_and_loses_nothing() {
+    fatal_error_mid_stream(RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED).await;
+}
+
+async fn fatal_error_mid_stream(error: RDKafkaRespErr) {
     let (mock, brokers) = mock_cluster();
     let (relay, _) = start(&brokers, TOPIC).await;
     let ctx = relay.ctx.clone();
@@ -361,11 +374,7 @@ async fn a_fatal_producer_error_mid_stream_recreates_the_producer_and_loses_noth
     ));
 
     relay.wait_for_seq(100, Duration::from_secs(20)).await;
-    // A head-of-line sequence error desynchronises the idempotent producer: fatal.
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
-    );
+    mock.request_errors(RDKafkaApiKey::Produce, &[error]);
     eventually(Duration::from_secs(20), "a second producer", || {
         sink_status(&ctx).1["producers_created"]
             .as_u64()

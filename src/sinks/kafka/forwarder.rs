@@ -111,7 +111,7 @@ impl Failure {
         match self {
             Failure::Create(_) | Failure::ProducerGone => true,
             Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
-                error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+                producer::is_fatal(error)
             }
             _ => false,
         }

@@ -129,18 +129,14 @@ pub fn record<'a>(event: &'a JournaledEvent, topic: &'a str) -> FutureRecord<'a,
 /// A short, bounded word for `publish_errors{reason}`.
 pub fn reason(error: &KafkaError) -> &'static str {
     use RDKafkaErrorCode as C;
+    if is_fatal(error) {
+        return "fatal";
+    }
     match error.rdkafka_error_code() {
         Some(C::MessageTimedOut) => "timeout",
         Some(C::QueueFull) => "queue_full",
         Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => "too_large",
         Some(C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition) => "unknown_topic",
-        Some(
-            C::Fatal
-            | C::Fenced
-            | C::ProducerFenced
-            | C::InvalidProducerEpoch
-            | C::OutOfOrderSequenceNumber,
-        ) => "fatal",
         Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve) => "broker_down",
         Some(C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed | C::Authentication) => {
             "auth"
@@ -148,6 +144,25 @@ pub fn reason(error: &KafkaError) -> &'static str {
         Some(C::PurgeQueue | C::PurgeInflight) => "purged",
         _ => "other",
     }
+}
+
+/// Errors after which this producer cannot go on: its idempotence state
+/// (producer id, epoch, sequence numbers) is no longer the broker's, so every
+/// retry through it fails the same way and it must be replaced. librdkafka
+/// raises a fatal error for most of these itself, but not for all of them
+/// (a broker that forgot the producer answers `ProducerFenced` per message).
+pub fn is_fatal(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::Fenced
+                | C::ProducerFenced
+                | C::InvalidProducerEpoch
+                | C::OutOfOrderSequenceNumber
+        )
+    )
 }
 
 /// Errors that no retry of the same message can fix.
