@@ -105,28 +105,36 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
             continue;
         }
         if ctx != Context::Comment && rest.starts_with("${") {
-            match rest[2..].find('}') {
-                Some(end) => {
-                    let name = &rest[2..2 + end];
-                    if !is_env_name(name) {
-                        problems.push((
-                            i,
-                            format!("`${{{name}}}` is not a valid environment variable name"),
-                        ));
-                    } else {
-                        match lookup(name) {
-                            Some(value) => out.push_str(&escape_for(ctx, &value, i, &mut problems)),
-                            None => problems
-                                .push((i, format!("environment variable `{name}` is not set"))),
-                        }
-                    }
-                    i += 2 + end + 1;
-                    continue;
-                }
-                None => {
-                    problems.push((i, "`${` has no closing `}`".to_owned()));
+            // Only name characters are read: a message may quote them, and
+            // what follows a `${` left open can be a secret on a later line.
+            let name_len = rest[2..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len() - 2);
+            let name = &rest[2..2 + name_len];
+            if !rest[2 + name_len..].starts_with('}') {
+                problems.push((
+                    i,
+                    format!(
+                        "`${{{}` is not closed by `}}` after a variable name (letters, digits, '_')",
+                        shown_prefix(name)
+                    ),
+                ));
+                i += 2 + name_len;
+                continue;
+            }
+            if !is_env_name(name) {
+                problems.push((
+                    i,
+                    format!("`${{{name}}}` is not a valid environment variable name"),
+                ));
+            } else {
+                match lookup(name) {
+                    Some(value) => out.push_str(&escape_for(ctx, &value, i, &mut problems)),
+                    None => problems.push((i, format!("environment variable `{name}` is not set"))),
                 }
             }
+            i += 2 + name_len + 1;
+            continue;
         }
         let ch = rest.chars().next().unwrap_or('\u{fffd}');
         out.push(ch);
@@ -135,6 +143,15 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     Expanded {
         text: out,
         problems,
+    }
+}
+
+/// At most the first 32 characters of a name: a long unclosed run is more
+/// likely a value than a variable name.
+fn shown_prefix(name: &str) -> String {
+    match name.char_indices().nth(32) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_owned(),
     }
 }
 
@@ -225,6 +242,29 @@ mod tests {
     fn unterminated_and_invalid_names_are_problems() {
         assert_eq!(expand("a = \"${OPEN\"", &env).problems.len(), 1);
         assert_eq!(expand("a = \"${1X}\"", &env).problems.len(), 1);
+    }
+
+    #[test]
+    fn an_unclosed_reference_quotes_only_its_name_never_later_text() {
+        let text = "account = \"x${oops\"\npassword = \"LITERAL-PW\"\nh = { a = \"b\" }\nc = \"${NOPE}\"\n";
+        let e = expand(text, &env);
+        let messages: Vec<&str> = e.problems.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(e.problems.len(), 2, "{messages:?}");
+        assert_eq!(e.problems[0].0, text.find("${oops").unwrap());
+        assert!(messages[0].contains("`${oops`"), "{messages:?}");
+        assert!(
+            messages.iter().all(|m| !m.contains("LITERAL-PW")),
+            "{messages:?}"
+        );
+        // The reference after it is still read as one.
+        assert!(messages[1].contains("`NOPE`"), "{messages:?}");
+        let long = format!("k = \"${{{}\"", "A".repeat(100));
+        let e = expand(&long, &env);
+        assert!(
+            !e.problems[0].1.contains(&"A".repeat(33)),
+            "{:?}",
+            e.problems
+        );
     }
 
     #[test]
