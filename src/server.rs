@@ -56,15 +56,20 @@ pub fn not_ready_reasons(ctx: &Context) -> Vec<String> {
 
 async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
     let reasons = not_ready_reasons(&ctx);
-    if reasons.is_empty() {
-        (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "reasons": reasons})),
-        )
-            .into_response()
+    let degraded = ctx.status.degraded_reasons();
+    let mut body = json!({"ready": reasons.is_empty()});
+    if !reasons.is_empty() {
+        body["reasons"] = json!(reasons);
     }
+    if !degraded.is_empty() {
+        body["degraded"] = json!(degraded);
+    }
+    let code = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
@@ -116,6 +121,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
         "uptime_s": ctx.started.elapsed().as_secs(),
         "ready": reasons.is_empty(),
         "not_ready_reasons": reasons,
+        "degraded": ctx.status.degraded_reasons(),
         "sources": ctx.status.upstreams(),
         "webhooks": webhooks,
         "journal": {

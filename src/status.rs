@@ -164,7 +164,7 @@ impl StatusBoard {
         self.lock().sinks.clone()
     }
 
-    /// Reasons the relay is not ready, from upstreams and sinks; empty when ready.
+    /// Reasons the relay is not ready, from upstreams; empty when ready.
     pub fn not_ready_reasons(&self) -> Vec<String> {
         self.not_ready_reasons_at(Instant::now())
     }
@@ -194,18 +194,28 @@ impl StatusBoard {
                 ));
             }
         }
-        for (name, s) in &board.sinks {
-            if !s.ready {
-                reasons.push(format!(
-                    "sink {name} is not ready{}",
+        reasons
+    }
+
+    /// Sinks that cannot deliver now, with their reasons. They do not make the
+    /// relay unready: events still become durable and wait in the journal, and
+    /// a load balancer that turned webhooks away for a Kafka outage would lose
+    /// what the relay could have kept.
+    pub fn degraded_reasons(&self) -> Vec<String> {
+        self.lock()
+            .sinks
+            .iter()
+            .filter(|(_, s)| !s.ready)
+            .map(|(name, s)| {
+                format!(
+                    "sink {name} is not delivering{}",
                     s.reason
                         .as_deref()
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
-                ));
-            }
-        }
-        reasons
+                )
+            })
+            .collect()
     }
 }
 

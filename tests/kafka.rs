@@ -742,9 +742,18 @@ async fn tansu_end_to_end_topic_key_headers_and_a_missing_topic() {
     .await;
     assert!(
         ctx.status
-            .not_ready_reasons()
+            .degraded_reasons()
             .iter()
             .any(|r| r.contains("callrelay.crm"))
+    );
+    // The event is durable and waits: the relay stays ready (a load balancer
+    // must not turn webhooks away for a Kafka problem).
+    let readyz = reqwest::get(relay.url("/readyz")).await.expect("readyz");
+    assert_eq!(readyz.status(), 200);
+    let body: serde_json::Value = readyz.json().await.expect("readyz json");
+    assert!(
+        body["degraded"].to_string().contains("callrelay.crm"),
+        "{body}"
     );
     assert_eq!(ctx.journal.cursor("kafka").expect("cursor"), Some(b.seq));
 
