@@ -285,7 +285,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let mut v = Validator::new(text);
             let offset = e.span().map(|s| s.start).unwrap_or(0);
-            v.error(offset..offset, e.message().trim().to_owned());
+            v.error(offset..offset, without_literal(e.message().trim()));
             v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
@@ -393,6 +393,33 @@ impl Config {
             }
         }
     }
+}
+
+/// serde's "invalid type: integer `12345678`, expected a string" with the
+/// literal taken out ("invalid type: integer, expected a string"): the value
+/// may be a secret from `${ENV}` in a secret's field (`password = ${PW}`),
+/// and the message goes to `check` output and to the logs on a reload. The
+/// place in the file already shows which value it is.
+fn without_literal(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        // The last one: a string literal may itself contain ", expected ".
+        let Some(at) = rest.rfind(", expected ") else {
+            continue;
+        };
+        let (unexpected, expected) = rest.split_at(at);
+        // The kind ("integer", "floating point", "string") ends where its
+        // literal, backtick- or double-quoted, begins.
+        let kind = unexpected
+            .match_indices(' ')
+            .map(|(i, _)| i)
+            .find(|&i| unexpected[i + 1..].starts_with(['`', '"']))
+            .map_or(unexpected, |i| &unexpected[..i]);
+        return format!("{prefix}{kind}{expected}");
+    }
+    message.to_owned()
 }
 
 /// Checks an account name: it appears in URLs, metric labels and CloudEvent sources.

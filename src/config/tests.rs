@@ -205,3 +205,67 @@ fn line_col_counts_characters() {
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
     assert_eq!(line_col("é=\nx", 3), (1, 3));
 }
+
+/// A secret from `${ENV}` that is the wrong TOML type (a number where a
+/// string belongs): the error names the type, never the value.
+#[test]
+fn type_errors_never_quote_the_value() {
+    let env = |name: &str| match name {
+        "INT" => Some("918273645".to_owned()),
+        "FLOAT" => Some("9182.73645".to_owned()),
+        "STR" => Some("MARKER-918273645".to_owned()),
+        _ => None,
+    };
+    let voip24h = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n";
+    let cases = [
+        "[[webhook]]\nvendor = \"voipex\"\naccount = \"v\"\nusername = \"u\"\npassword = ${INT}\n"
+            .to_owned(),
+        "[[webhook]]\nvendor = \"voipex\"\naccount = \"v\"\nusername = \"u\"\npassword = ${FLOAT}\n"
+            .to_owned(),
+        format!("{voip24h}key = ${{INT}}\n"),
+        format!("{voip24h}key = \"k\"\nsecret = ${{INT}}\n"),
+        "[[webhook]]\nvendor = \"voip24h\"\naccount = \"v\"\ntoken = ${INT}\n".to_owned(),
+        "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t\"\napi_key = ${INT}\n".to_owned(),
+        "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n\"sasl.password\" = ${INT}\n"
+            .to_owned(),
+        "[[sprecord]]\naccount = \"s\"\nurl = \"http://h\"\nheaders = { Authorization = ${INT} }\n"
+            .to_owned(),
+        "[websocket]\ntokens = [${INT}]\n".to_owned(),
+        "[[sprecord]]\naccount = \"s\"\nurl = \"http://h\"\nstreams = \"${STR}\"\n".to_owned(),
+    ];
+    for text in cases {
+        let err = Config::from_text("relay.toml", &text, &env)
+            .err()
+            .unwrap_or_else(|| panic!("expected an error for:\n{text}"))
+            .to_string();
+        assert!(
+            !err.contains("918273645") && !err.contains("9182.73645"),
+            "{err}"
+        );
+        assert!(err.contains("invalid type: "), "{err}");
+    }
+}
+
+#[test]
+fn literals_are_taken_out_of_invalid_type_and_value_messages() {
+    assert_eq!(
+        without_literal("invalid type: integer `12345678`, expected a string"),
+        "invalid type: integer, expected a string"
+    );
+    assert_eq!(
+        without_literal("invalid value: floating point `1.5`, expected u32"),
+        "invalid value: floating point, expected u32"
+    );
+    assert_eq!(
+        without_literal(r#"invalid type: string "a, expected \" b", expected u8"#),
+        "invalid type: string, expected u8"
+    );
+    assert_eq!(
+        without_literal("invalid type: sequence, expected a string"),
+        "invalid type: sequence, expected a string"
+    );
+    assert_eq!(
+        without_literal("unknown field `x`, expected `y`"),
+        "unknown field `x`, expected `y`"
+    );
+}
