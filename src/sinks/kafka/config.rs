@@ -2,12 +2,15 @@
 //!
 //! Guarantees: a config that validates has a usable topic template and
 //! `[kafka.options]` that librdkafka itself accepts (checked by building its
-//! native config — no network), so `callrelay check` catches a mistyped
-//! property before the daemon starts.
+//! native config, then a producer that knows no broker — no network), so
+//! `callrelay check` catches a mistyped property, or a combination the
+//! producer would refuse, before the daemon starts.
 
 use std::collections::BTreeMap;
 
-use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -55,7 +58,10 @@ impl KafkaConfig {
         for p in TOPIC_PLACEHOLDERS {
             rest = rest.replace(p, "x");
         }
+        let template = self.topic.get_ref();
         if rest.is_empty()
+            || template == "."
+            || template == ".."
             || rest.len() > 249
             || !rest
                 .chars()
@@ -69,11 +75,54 @@ impl KafkaConfig {
                 ),
             );
         }
+        let mut each_ok = true;
         for (key, value) in &self.options {
             if let Some(message) = option_problem(key, value.get_ref()) {
                 v.error(value.span(), message);
+                each_ok = false;
             }
         }
+        if each_ok
+            && let Some(message) = self.combined_problem()
+            && let Some((_, first)) = self.options.iter().next()
+        {
+            v.error(first.span(), message);
+        }
+    }
+
+    /// What librdkafka refuses only when the producer is created: rules
+    /// between properties (`max.in.flight` over 5 with idempotence) and certificate
+    /// files it cannot load. Found by creating a producer that knows no broker,
+    /// so no connection is made; `None` with no options (the sink's own set is
+    /// valid) and for Kerberos, whose client runs `kinit` when created.
+    fn combined_problem(&self) -> Option<String> {
+        if self.options.is_empty() || self.uses_kerberos() {
+            return None;
+        }
+        let mut c = self.client_config();
+        c.remove("bootstrap.servers");
+        match c.create_with_context::<_, BaseProducer<SilentContext>>(SilentContext) {
+            Ok(_) => None,
+            Err(rdkafka::error::KafkaError::ClientCreation(desc)) => Some(format!(
+                "[kafka.options] librdkafka refuses these options together: {desc}"
+            )),
+            Err(e) => Some(format!(
+                "[kafka.options] librdkafka refuses these options: {e}"
+            )),
+        }
+    }
+
+    fn uses_kerberos(&self) -> bool {
+        let option = |key: &str| {
+            self.options
+                .get(key)
+                .map(|v| v.get_ref().trim().to_ascii_lowercase())
+        };
+        let sasl = option("security.protocol").is_some_and(|p| p.starts_with("sasl"));
+        let mechanism = option("sasl.mechanisms")
+            .or_else(|| option("sasl.mechanism"))
+            .unwrap_or_else(|| "gssapi".to_owned());
+        sasl && mechanism == "gssapi"
     }
 
     /// The librdkafka properties of the producer: ours, then the options.
@@ -126,7 +175,21 @@ impl KafkaConfig {
         self.options
             .iter()
             .find_map(|(k, v)| option_problem(k, v.get_ref()))
+            .or_else(|| self.combined_problem())
     }
+}
+
+/// The throw-away producer of [`KafkaConfig::combined_problem`]: its
+/// librdkafka log ("no bootstrap.servers configured") is expected, not news.
+struct SilentContext;
+
+impl ClientContext for SilentContext {
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+}
+
+impl ProducerContext for SilentContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _report: &DeliveryResult<'_>, _opaque: ()) {}
 }
 
 /// Whether librdkafka accepts `key = value`, and that it does not weaken the
@@ -137,8 +200,15 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
             "[kafka.options] `{key}`: set the brokers with `kafka.brokers`"
         ));
     }
-    if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == key)
-        && !same_value(key, value, want)
+    // librdkafka's alias: the last of the two set wins, and the properties
+    // are set in no fixed order, so the alias must be held to the same value.
+    let property = if key == "request.required.acks" {
+        "acks"
+    } else {
+        key
+    };
+    if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == property)
+        && !same_value(property, value, want)
     {
         return Some(format!(
             "[kafka.options] `{key}` must stay {want:?}: the sink promises an idempotent, fully acknowledged producer"
@@ -217,6 +287,8 @@ mod tests {
     fn guarantees_cannot_be_weakened() {
         assert!(problems(&[("acks", "-1"), ("enable.idempotence", "true")]).is_empty());
         assert_eq!(problems(&[("acks", "1")]).len(), 1);
+        assert_eq!(problems(&[("request.required.acks", "1")]).len(), 1);
+        assert!(problems(&[("request.required.acks", "all")]).is_empty());
         assert_eq!(problems(&[("enable.idempotence", "false")]).len(), 1);
         assert_eq!(problems(&[("transactional.id", "x")]).len(), 1);
         assert_eq!(problems(&[("bootstrap.servers", "x:9092")]).len(), 1);
@@ -271,6 +343,74 @@ mod tests {
             with_ca.files_digest().is_some(),
             "a missing file still counts by path"
         );
+    }
+
+    #[test]
+    fn topics_kafka_refuses_are_refused() {
+        let valid = |topic: &str| {
+            let config = KafkaConfig {
+                brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
+                topic: crate::config::unspanned(topic.to_owned()),
+                create_topics: false,
+                options: BTreeMap::new(),
+            };
+            let mut v = Validator::new("");
+            config.validate(&mut v);
+            v.is_empty()
+        };
+        for refused in [".", "..", "", "a b", "calls/{vendor}"] {
+            assert!(!valid(refused), "{refused:?}");
+        }
+        for accepted in [
+            "callrelay.events",
+            "cr.{vendor}.{category}",
+            "...",
+            "{type}",
+        ] {
+            assert!(valid(accepted), "{accepted:?}");
+        }
+    }
+
+    #[test]
+    fn options_librdkafka_refuses_only_together_are_refused_by_check() {
+        let with = |options: &[(&str, &str)]| KafkaConfig {
+            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
+            topic: default_topic(),
+            create_topics: false,
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), crate::config::unspanned((*v).to_owned())))
+                .collect(),
+        };
+        let problem = with(&[
+            ("max.in.flight.requests.per.connection", "10"),
+            ("linger.ms", "5"),
+        ])
+        .options_problem();
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("max.in.flight") && p.contains("idempotence")),
+            "{problem:?}"
+        );
+        let missing_ca = with(&[
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", "/nonexistent/ca.pem"),
+        ]);
+        assert!(
+            missing_ca.options_problem().is_some(),
+            "an unreadable CA file"
+        );
+        assert_eq!(
+            with(&[
+                ("compression.type", "zstd"),
+                ("acks", "-1"),
+                ("linger.ms", "20")
+            ])
+            .options_problem(),
+            None
+        );
+        assert_eq!(with(&[]).options_problem(), None);
     }
 
     #[test]
