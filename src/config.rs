@@ -279,20 +279,25 @@ impl Config {
                 problems: vec![],
             }));
         }
-        // Spans below refer to the expanded text; expansion keeps line numbers
-        // (a variable's value with a newline is escaped), so lines stay right.
-        let text = expanded.text.as_str();
-        let config: Config = toml::from_str(text).map_err(|e| {
+        // Spans from here on are in the expanded text: problems are placed in
+        // the file the user wrote by mapping them back.
+        let config: Config = toml::from_str(&expanded.text).map_err(|e| {
             let mut v = Validator::new(text);
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
             v.error(offset..offset, without_literal(e.message().trim()));
             v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
             })
         })?;
+        let mut found = Validator::new(&expanded.text);
+        config.validate(&mut found);
         let mut v = Validator::new(text);
-        config.validate(&mut v);
+        v.problems = found
+            .problems
+            .into_iter()
+            .map(|(offset, message)| (expanded.original_offset(offset), message))
+            .collect();
         match v.into_error(file) {
             Some(err) => Err(err),
             None => Ok(config),

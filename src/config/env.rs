@@ -3,13 +3,46 @@
 //! Guarantees: every `${NAME}` outside comments is replaced, escaped for the
 //! TOML context it stands in (a basic string gets `\"`, `\\` and `\n` escapes,
 //! so a secret with quotes cannot break the file), and every unset variable is
-//! reported with its byte offset. `$${` writes a literal `${`.
+//! reported with its byte offset. `$${` writes a literal `${`. Every offset
+//! in the expanded text maps back to the original ([`Expanded::original_offset`]).
+
+use std::ops::Range;
 
 /// The result of expanding one text.
 pub struct Expanded {
     pub text: String,
     /// (byte offset in the original text, message) for each problem.
     pub problems: Vec<(usize, String)>,
+    /// Where each replacement stands, in the original and the expanded text,
+    /// in order.
+    substitutions: Vec<Substitution>,
+}
+
+struct Substitution {
+    original: Range<usize>,
+    expanded: Range<usize>,
+}
+
+impl Expanded {
+    /// The byte offset in the original text of `offset` in the expanded text.
+    /// An offset inside a replaced value maps to its `${`, so an error's place
+    /// depends neither on the value's length nor on newlines in it (and does
+    /// not reveal either).
+    pub fn original_offset(&self, offset: usize) -> usize {
+        let (mut original_end, mut expanded_end) = (0, 0);
+        for s in &self.substitutions {
+            if offset < s.expanded.start {
+                break;
+            }
+            // An empty value: what stands right where it was is reported at it.
+            if offset < s.expanded.end || offset == s.expanded.start {
+                return s.original.start;
+            }
+            original_end = s.original.end;
+            expanded_end = s.expanded.end;
+        }
+        offset - expanded_end + original_end
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,6 +59,7 @@ enum Context {
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
+    let mut substitutions = Vec::new();
     let mut ctx = Context::Bare;
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -100,6 +134,10 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
             }
         }
         if ctx != Context::Comment && rest.starts_with("$${") {
+            substitutions.push(Substitution {
+                original: i..i + 3,
+                expanded: out.len()..out.len() + 2,
+            });
             out.push_str("${");
             i += 3;
             continue;
@@ -129,7 +167,14 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
                 ));
             } else {
                 match lookup(name) {
-                    Some(value) => out.push_str(&escape_for(ctx, &value, i, &mut problems)),
+                    Some(value) => {
+                        let start = out.len();
+                        out.push_str(&escape_for(ctx, &value, i, &mut problems));
+                        substitutions.push(Substitution {
+                            original: i..i + 2 + name_len + 1,
+                            expanded: start..out.len(),
+                        });
+                    }
                     None => problems.push((i, format!("environment variable `{name}` is not set"))),
                 }
             }
@@ -143,6 +188,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     Expanded {
         text: out,
         problems,
+        substitutions,
     }
 }
 

@@ -269,3 +269,58 @@ fn literals_are_taken_out_of_invalid_type_and_value_messages() {
         "unknown field `x`, expected `y`"
     );
 }
+
+/// The `LINE:COL` of each problem in `text` with `NAME` set to `value`.
+fn places_with(text: &str, name: &str, value: &str) -> Vec<String> {
+    let lookup = |n: &str| (n == name).then(|| value.to_owned());
+    match Config::from_text("relay.toml", text, &lookup) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(e) => e
+            .problems
+            .iter()
+            .map(|p| format!("{}:{}", p.line, p.col))
+            .collect(),
+    }
+}
+
+#[test]
+fn problems_after_an_expansion_keep_their_place_in_the_file() {
+    // A semantic problem on the same line as a value from the environment.
+    let text = "kafka = { brokers = \"${BROKERS}\", topic = \"bad topic!\" }\n";
+    let at = format!("1:{}", text.find("\"bad").unwrap() + 1);
+    assert_eq!(places_with(text, "BROKERS", "b:9092"), vec![at.clone()]);
+    assert_eq!(
+        places_with(
+            text,
+            "BROKERS",
+            "broker-1.example:9092,broker-2.example:9092"
+        ),
+        vec![at]
+    );
+    // A TOML type error on the same line.
+    let text = "server = { max_body = \"${SIZE}\", listen = 5 }\n";
+    let at = format!("1:{}", text.find("5 }").unwrap() + 1);
+    assert_eq!(places_with(text, "SIZE", "1MiB"), vec![at.clone()]);
+    assert_eq!(places_with(text, "SIZE", "1024KiB"), vec![at]);
+    // A bare value with newlines does not move later problems down.
+    let text = "[kafka]\nbrokers = ${BROKERS}\ntopic = \"bad topic!\"\n";
+    assert_eq!(places_with(text, "BROKERS", "\"b:9092\""), vec!["3:9"]);
+    assert_eq!(
+        places_with(text, "BROKERS", "\"b:9092\"\n\n\n"),
+        vec!["3:9"]
+    );
+    // `$${` is one character shorter once written as `${`.
+    let text = "kafka = { brokers = \"$${x}\", topic = \"bad topic!\" }\n";
+    let at = format!("1:{}", text.find("\"bad").unwrap() + 1);
+    assert_eq!(places_with(text, "X", ""), vec![at]);
+}
+
+#[test]
+fn a_problem_inside_a_value_from_the_environment_is_placed_at_its_reference() {
+    let text = "[server]\nlisten = ${LISTEN}\n";
+    assert_eq!(
+        places_with(text, "LISTEN", "\"127.0.0.1:1\" trailing junk"),
+        vec!["2:10"]
+    );
+    assert_eq!(places_with(text, "LISTEN", ""), vec!["2:10"]);
+}
