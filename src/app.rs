@@ -263,6 +263,10 @@ async fn serve(
                         k.stop().await;
                     }
                     kafka = start_kafka(&ctx);
+                    if kafka.is_none() {
+                        // No sink, no lag: a frozen series would keep a lag alert firing.
+                        let _ = ctx.metrics.sink_lag_events.remove_label_values(&["kafka"]);
+                    }
                     tracing::info!(enabled = kafka.is_some(), "reload: the Kafka sink was restarted");
                 }
                 let _ = done.send(ReloadOutcome {

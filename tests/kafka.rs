@@ -663,6 +663,43 @@ async fn a_replaced_certificate_file_restarts_the_sink_on_reload() {
     relay.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_kafka_removes_its_lag_series() {
+    let (_mock, brokers) = mock_cluster();
+    let kafka = kafka_toml(&brokers, TOPIC, "");
+    let (relay, text) = start_with(&kafka).await;
+    relay
+        .ctx
+        .ingest
+        .submit(event("removed", 1, "call-1"))
+        .await
+        .expect("journaled");
+    wait_delivered(&relay.ctx, Duration::from_secs(30)).await;
+    let lag_series = |relay: &TestRelay| {
+        relay
+            .ctx
+            .metrics
+            .render()
+            .lines()
+            .any(|l| l.starts_with("callrelay_sink_lag_events{sink=\"kafka\"}"))
+    };
+    assert!(lag_series(&relay), "a running sink reports its lag");
+    std::fs::write(&relay.config_path, text.replace(&kafka, "")).expect("config");
+    let outcome = relay
+        .relay
+        .as_ref()
+        .expect("running")
+        .reload_with_outcome()
+        .await
+        .expect("reload");
+    assert!(outcome.kafka_restarted, "the sink was stopped");
+    assert!(
+        !lag_series(&relay),
+        "no sink, no lag series (a frozen one would keep a lag alert firing)"
+    );
+    relay.stop().await;
+}
+
 /// An event of `event_type` without a subject: its key is its id.
 fn event_without_subject(i: u64, event_type: &str) -> IncomingEvent {
     let mut e = event("nosubject", i, "x");
