@@ -38,8 +38,8 @@ struct Cli {
     /// Log format: human (default) or json.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
-    /// Log level or filter (e.g. `info`, `callrelay=debug`); `RUST_LOG` wins when set.
-    #[arg(long, global = true)]
+    /// Log level (trace, debug, info, warn, error, off) or filter (e.g. `callrelay=debug,info`); `RUST_LOG` wins when set.
+    #[arg(long, global = true, value_parser = log_filter)]
     log_level: Option<String>,
 }
 
@@ -78,13 +78,72 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, level: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
-        .unwrap_or_else(|| EnvFilter::new("info"));
+/// A log level or filter that logging would not honour as meant.
+#[derive(Debug, thiserror::Error)]
+enum LogFilterError {
+    #[error(
+        "{0:?} is not a log level (trace, debug, info, warn, error, off) or a filter such as `callrelay=debug,info`"
+    )]
+    NotALevel(String),
+    #[error("{value:?} is not a valid log filter: {reason}")]
+    BadFilter { value: String, reason: String },
+}
+
+/// Checks a `--log-level` or `RUST_LOG` value and returns it as EnvFilter
+/// reads it. EnvFilter takes a lone word that is not a level as a target name,
+/// so `warning` or a typo like `debg` would silently turn every log line off:
+/// `warning` means `warn`, and any other lone word must be a level.
+fn log_filter(value: &str) -> Result<String, LogFilterError> {
+    let value = value.trim();
+    let normalized = value
+        .split(',')
+        .map(|directive| {
+            let directive = directive.trim();
+            match directive.rsplit_once('=') {
+                Some((target, level)) if level.eq_ignore_ascii_case("warning") => {
+                    format!("{target}=warn")
+                }
+                None if directive.eq_ignore_ascii_case("warning") => "warn".to_owned(),
+                _ => directive.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if !normalized.contains(['=', ','])
+        && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(&normalized))
+    {
+        return Err(LogFilterError::NotALevel(value.to_owned()));
+    }
+    tracing_subscriber::EnvFilter::try_new(&normalized).map_err(|e| LogFilterError::BadFilter {
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(normalized)
+}
+
+/// The filter in force: `RUST_LOG` when set (and not empty), else
+/// `--log-level` (already checked by clap), else `default`.
+fn logging_filter(
+    level: Option<&str>,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter, LogFilterError> {
+    let chosen = match std::env::var("RUST_LOG") {
+        Ok(rust_log) if !rust_log.trim().is_empty() => log_filter(&rust_log)?,
+        _ => level.unwrap_or(default).to_owned(),
+    };
+    // Both sources went through `log_filter`, so this parses.
+    Ok(tracing_subscriber::EnvFilter::try_new(&chosen)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
+}
+
+/// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
+/// for a bad `--log-level`).
+fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
+    let filter = logging_filter(level, default).map_err(|e| {
+        eprintln!("callrelay: invalid RUST_LOG: {e}");
+        ExitCode::from(2)
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -92,6 +151,7 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -108,7 +168,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            init_logging(cli.log_format, cli.log_level.as_deref());
+            if let Err(code) = init_logging(cli.log_format, cli.log_level.as_deref(), "info") {
+                return code;
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -136,7 +198,9 @@ fn main() -> ExitCode {
             since,
             ca_file,
         } => {
-            init_logging(cli.log_format, cli.log_level.as_deref().or(Some("warn")));
+            if let Err(code) = init_logging(cli.log_format, cli.log_level.as_deref(), "warn") {
+                return code;
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

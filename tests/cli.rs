@@ -51,3 +51,55 @@ fn check_never_prints_a_secret_from_a_malformed_config() {
     );
     assert!(!text.contains("87654321"), "{text}");
 }
+
+/// `run` with a config that does not exist: it logs one error and exits 1.
+fn run_missing_config(log_level: Option<&str>, rust_log: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--log-format", "json"]);
+    if let Some(level) = log_level {
+        cmd.args(["--log-level", level]);
+    }
+    cmd.args(["run", "--config", "/nonexistent/callrelay-test.toml"]);
+    cmd.env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        cmd.env("RUST_LOG", filter);
+    }
+    cmd.output().expect("run callrelay")
+}
+
+fn logged_error(out: &Output) -> bool {
+    String::from_utf8_lossy(&out.stderr).lines().any(|line| {
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["level"] == "ERROR")
+    })
+}
+
+/// EnvFilter reads a lone word that is not a level as a target name:
+/// `warning` or a typo would turn every log line off without a word.
+#[test]
+fn log_level_warning_means_warn_and_a_typo_is_refused() {
+    for (level, rust_log) in [
+        (Some("warning"), None),
+        (Some("WARNING"), None),
+        (Some("callrelay=warning,info"), None),
+        (None, Some("warning")),
+    ] {
+        let out = run_missing_config(level, rust_log);
+        assert_eq!(out.status.code(), Some(1), "{level:?} {rust_log:?}");
+        assert!(
+            logged_error(&out),
+            "{level:?} {rust_log:?}: no error logged:\n{}",
+            all_output(&out)
+        );
+    }
+    let out = run_missing_config(Some("debg"), None);
+    assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("--log-level") && text.contains("debg"),
+        "{text}"
+    );
+    let out = run_missing_config(None, Some("debg"));
+    assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(text.contains("RUST_LOG") && text.contains("debg"), "{text}");
+}
