@@ -772,3 +772,39 @@ async fn accounts_follow_a_config_reload() {
     assert_eq!(relay.event_values()[0]["source"], "/tel4vn/fresh");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn voip24h_missed_calls_of_one_ring_group_are_each_journaled() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let missed: Value = serde_json::from_str(&fixture("voip24h/missed_call.json")).unwrap();
+    let record = |dst: &str, calldate: &str| {
+        let mut m = missed.clone();
+        m["dst"] = json!(dst);
+        m["calldate"] = json!(calldate);
+        m.to_string()
+    };
+    // One call (one linkedid) missed by two extensions of a ring group, then
+    // by the first again half a minute later: three events.
+    let bodies = [
+        record("130", "2021-03-26 11:50:30"),
+        record("131", "2021-03-26 11:50:30"),
+        record("130", "2021-03-26 11:51:02"),
+    ];
+    let mut ids = HashSet::new();
+    for body in &bodies {
+        let reply = send(authed(&c, &relay, "voip24h", body.clone())).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let ack = json_of(&reply);
+        assert_eq!(ack["duplicate"], json!(false), "{body}");
+        assert!(ids.insert(ack["id"].as_str().unwrap().to_owned()));
+    }
+    // The vendor retrying the second record is still one event.
+    let retry = json_of(&send(authed(&c, &relay, "voip24h", bodies[1].clone())).await);
+    assert_eq!(retry["duplicate"], json!(true));
+    assert_eq!(retry["seq"], json!(2));
+    let events = relay.event_values();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["type"] == "call.missed"));
+    relay.stop().await;
+}

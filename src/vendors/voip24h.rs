@@ -4,7 +4,8 @@
 //! The three payload kinds share one route and are told apart by their fields:
 //! `FeedbackID` → feedback, `linkedid`/`calldate` without `state` → missed call,
 //! `state` → call event. Identities: call event `callid + state + extend`,
-//! missed call `linkedid`, feedback `FeedbackID + callid`.
+//! missed call `linkedid + dst + calldate + uniqueid`, feedback `FeedbackID +
+//! callid`.
 
 use serde_json::{Map, Value};
 
@@ -109,8 +110,18 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
         .value("duration_s", seconds(get(map, "duration")))
         .value("billsec_s", seconds(get(map, "billsec")))
         .text("recording_url", text_of(map, &["recordingfile"]));
+    // One call (linkedid) can produce several missed-call records: a ring
+    // group writes one per extension (`dst`), a call that rings again later
+    // another `calldate`, and Asterisk gives each channel its `uniqueid`.
+    // Those are different events; a retry repeats all of them.
     let id = match &call_id {
-        Some(id) => identity(&[Some("missed"), Some(id)]),
+        Some(id) => identity(&[
+            Some("missed"),
+            Some(id),
+            text_of(map, &["dst"]).as_deref(),
+            text_of(map, &["calldate"]).as_deref(),
+            text_of(map, &["uniqueid"]).as_deref(),
+        ]),
         None => loose_canonical(payload),
     };
     Some(VendorEvent {
@@ -241,6 +252,34 @@ mod tests {
                    "status": "no_answer", "duration_s": 25, "billsec_s": 0})
         );
         assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+    }
+
+    #[test]
+    fn missed_records_of_one_call_are_separate_events_and_a_retry_is_one() {
+        let base = value(MISSED);
+        let with = |key: &str, v: Value| {
+            let mut m = base.clone();
+            m[key] = v;
+            parse_call_event(&m).unwrap().identity
+        };
+        let first = parse_call_event(&base).unwrap().identity;
+        // A ring group: the same call missed on another extension.
+        assert_ne!(first, with("dst", json!("131")));
+        // The same call missed again later.
+        assert_ne!(first, with("calldate", json!("2021-03-26 11:51:02")));
+        // Two channels of one call.
+        assert_ne!(
+            with("uniqueid", json!("1616734230.1022")),
+            with("uniqueid", json!("1616734230.1023"))
+        );
+        // A retry, re-serialised with other key order and numbers as text.
+        let mut pairs: Vec<(String, Value)> =
+            base.as_object().unwrap().clone().into_iter().collect();
+        pairs.reverse();
+        let mut retry = Value::Object(pairs.into_iter().collect());
+        retry["dst"] = json!(130);
+        retry["duration"] = json!("25");
+        assert_eq!(parse_call_event(&retry).unwrap().identity, first);
     }
 
     #[test]
