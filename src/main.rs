@@ -137,6 +137,39 @@ fn logging_filter(
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
 }
 
+/// Crates that log what goes over the wire at trace level: tungstenite logs
+/// every frame (the Voip24h `sign` frame carries the API key) and the client
+/// handshake request (`tail --token`'s Authorization header), reqwest can log
+/// connection bytes, and the socket.io, engine.io, hyper and h2 stacks sit on
+/// the same traffic. Secrets never appear in logs, whatever RUST_LOG or
+/// `--log-level` asks, so these are held at debug (none of them logs a
+/// payload or header there).
+const WIRE_LOGGING_CRATES: [&str; 8] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "rust_socketio",
+    "rust_engineio",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// Whether an event may be logged at all. A filter layer of its own rather
+/// than directives added to the user's: `tungstenite::protocol=trace` is more
+/// specific than an added `tungstenite=debug` and would win over it. Events
+/// bridged from the `log` crate carry their crate's target, so it holds for
+/// them too.
+fn not_wire_trace(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() <= tracing::Level::DEBUG
+        || !WIRE_LOGGING_CRATES.iter().any(|krate| {
+            metadata
+                .target()
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 /// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
 /// for a bad `--log-level`).
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
@@ -144,12 +177,20 @@ fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result
         eprintln!("callrelay: invalid RUST_LOG: {e}");
         ExitCode::from(2)
     })?;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
     match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.finish().with(wire).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(wire)
+            .init(),
     }
     Ok(())
 }

@@ -103,3 +103,83 @@ fn log_level_warning_means_warn_and_a_typo_is_refused() {
     let text = all_output(&out);
     assert!(text.contains("RUST_LOG") && text.contains("debg"), "{text}");
 }
+
+/// `callrelay tail --token MARKER` with `rust_log`, against a server that
+/// reads the WebSocket handshake request and hangs up: returns that request
+/// and everything tail wrote to stderr until its first reconnect warning.
+fn tail_handshake_logs(rust_log: &str, marker: &str) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::time::Duration;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (request_tx, request_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = request_tx.send(String::from_utf8_lossy(&request).into_owned());
+    });
+    let mut child = Command::new(BIN)
+        .args(["tail", "--url", &format!("ws://127.0.0.1:{port}/ws")])
+        .args(["--token", marker])
+        .env("RUST_LOG", rust_log)
+        .env_remove("CALLRELAY_WS_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let stderr = child.stderr.take().expect("stderr");
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if line_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let request = request_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("tail sent its handshake");
+    let mut logs = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !logs.contains("reconnecting") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match line_rx.recv_timeout(left) {
+            Ok(line) => {
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    logs.extend(line_rx.try_iter().map(|l| l + "\n"));
+    (request, logs)
+}
+
+/// At trace level tungstenite logs the handshake request, Authorization
+/// header included; the wire crates are held at debug whatever is asked.
+#[test]
+fn trace_logging_never_shows_the_tail_token() {
+    let marker = "MARKER-TOKEN-5150";
+    for rust_log in ["trace", "tungstenite::handshake::client=trace,info"] {
+        let (request, logs) = tail_handshake_logs(rust_log, marker);
+        assert!(
+            request.contains(marker),
+            "the token was not sent:\n{request}"
+        );
+        assert!(logs.contains("reconnecting"), "{rust_log}:\n{logs}");
+        assert!(!logs.contains(marker), "{rust_log}: token logged:\n{logs}");
+    }
+}
