@@ -177,11 +177,15 @@ fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result
         eprintln!("callrelay: invalid RUST_LOG: {e}");
         ExitCode::from(2)
     })?;
+    use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: the journal, a file or
+        // a pipe would keep them as escape sequences in the text.
+        .with_ansi(std::io::stderr().is_terminal());
     let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
     match format {
         LogFormat::Human => builder.finish().with(wire).init(),

@@ -183,3 +183,17 @@ fn trace_logging_never_shows_the_tail_token() {
         assert!(!logs.contains(marker), "{rust_log}: token logged:\n{logs}");
     }
 }
+
+/// CONTRACT: human format on a terminal; a pipe (the journal, a file) gets
+/// no colour escape codes.
+#[test]
+fn human_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/callrelay-test.toml"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run callrelay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
