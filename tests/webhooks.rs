@@ -808,3 +808,28 @@ async fn voip24h_missed_calls_of_one_ring_group_are_each_journaled() {
     assert!(events.iter().all(|e| e["type"] == "call.missed"));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn caresoft_agent_rung_twice_is_two_events() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let ring = |event_time: u64| {
+        json!({"object":"call_in","action":"call_in_agent_ring","call_info":{
+            "event_name":"call_in_agent_ring","call_id":"C-9","account_id":7,
+            "direction":"inbound","caller":"0889999999","called":"19009999",
+            "agent_id":"101","event_time":event_time}})
+        .to_string()
+    };
+    // The queue rings agent 101 for call C-9, then again 30 s later.
+    let first = json_of(&send(authed(&c, &relay, "caresoft", ring(1633489861000))).await);
+    let second = json_of(&send(authed(&c, &relay, "caresoft", ring(1633489891000))).await);
+    assert_eq!(first["duplicate"], json!(false));
+    assert_eq!(second["duplicate"], json!(false));
+    assert_ne!(first["id"], second["id"]);
+    // CareSoft retrying the first ring is still one event.
+    let retry = json_of(&send(authed(&c, &relay, "caresoft", ring(1633489861000))).await);
+    assert_eq!(retry["duplicate"], json!(true));
+    assert_eq!(retry["id"], first["id"]);
+    assert_eq!(relay.events().len(), 2);
+    relay.stop().await;
+}

@@ -4,8 +4,8 @@
 //! Types: `call_in` actions → `call.*`, `smart_dialer` end calls →
 //! `autocall.cdr`, CRM objects (user, organization, ticket, lead, deal) →
 //! `crm.{object}.{action}`. Identity: call events `object + action + call_id +
-//! agent` (agent-end and customer-end differ by action; two agents ringing by
-//! agent); CRM events `object + action + entity id + its version`
+//! agent + event_time` (agent-end and customer-end differ by action; two agents
+//! ringing by agent; one agent rung twice by event_time); CRM events `object + action + entity id + its version`
 //! (`updated_at`, `assign_at`), else the whole payload.
 
 use hmac::{Hmac, Mac};
@@ -103,9 +103,21 @@ fn call_in(map: &Map<String, Value>, payload: &Value, action: &str) -> Option<Ve
             .value("billsec_s", seconds(get(info, "answer_duration")))
             .text("recording_url", text_of(info, &["record_url"]));
     }
-    let id = match &call_id {
-        Some(c) => identity(&[Some("call_in"), Some(action), Some(c), agent.as_deref()]),
-        None => loose_canonical(payload),
+    // A call rings (or slips past) the same agent again when the queue comes
+    // back to them: only `event_time` tells the second ring from a retry of
+    // the first, which repeats it. The document gives every call_in event one;
+    // without it the identity is what it was before event_time counted.
+    let event_time = text_of(info, &["event_time"]);
+    let id = match (&call_id, &event_time) {
+        (Some(c), Some(t)) => identity(&[
+            Some("call_in"),
+            Some(action),
+            Some(c),
+            agent.as_deref(),
+            Some(t),
+        ]),
+        (Some(c), None) => identity(&[Some("call_in"), Some(action), Some(c), agent.as_deref()]),
+        (None, _) => loose_canonical(payload),
     };
     let when = time(get(info, "event_time"), ICT).or_else(|| time(get(info, "call_end_time"), ICT));
     Some(VendorEvent {

@@ -334,6 +334,42 @@ fn call_in_fields_and_identities() {
 }
 
 #[test]
+fn one_agent_rung_twice_is_two_events_and_a_retry_is_one() {
+    let at = |action: &str, event_time: Value| {
+        parse(
+            &json!({"object": "call_in", "action": action, "call_info": {
+            "call_id": "C-1", "agent_id": "101", "event_time": event_time}}),
+        )
+        .unwrap()
+        .identity
+    };
+    for action in ["call_in_agent_ring", "call_in_agent_miss"] {
+        // The queue comes back to the same agent 30 s later.
+        assert_ne!(
+            at(action, json!(1633489861000u64)),
+            at(action, json!(1633489891000u64)),
+            "{action}"
+        );
+        // A retry, with the millis as a number or as text.
+        assert_eq!(
+            at(action, json!(1633489861000u64)),
+            at(action, json!("1633489861000")),
+            "{action}"
+        );
+    }
+    // Without event_time (or with the documented placeholder 0) the identity
+    // is the one earlier versions gave, so their ids are unchanged.
+    let before = identity(&[
+        Some("call_in"),
+        Some("call_in_agent_ring"),
+        Some("C-1"),
+        Some("101"),
+    ]);
+    assert_eq!(at("call_in_agent_ring", json!(0)), before);
+    assert_eq!(at("call_in_agent_ring", Value::Null), before);
+}
+
+#[test]
 fn unknown_objects_and_actions() {
     for v in [
         json!({"object": "invoice", "action": "create"}),
