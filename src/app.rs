@@ -10,7 +10,8 @@
 //! closed with 1001 and waited for too (axum's graceful shutdown does not see
 //! upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
 //! a session still running then is abandoned with a warning, and may hold the
-//! journal a little longer. A reload
+//! journal a little longer. Likewise HTTP requests still open 5 s into the
+//! drain (a client stalled mid-request) are abandoned unanswered. A reload
 //! with a bad config keeps the old one running and counts
 //! `callrelay_config_reloads_total{result="failed"}`; a good one restarts only
 //! the sources whose config changed, and keeps settings that need a restart
@@ -206,6 +207,12 @@ fn refusal(path: &Path, offset: usize, message: String) -> ConfigError {
     }
 }
 
+/// How long shutdown waits for the HTTP server's open requests. A request
+/// whose event reached ingest is answered within a commit; one still open
+/// after this is a client sending (or not sending) its request too slowly:
+/// hyper has no header timeout here, and a body may take `BODY_TIMEOUT`.
+const HTTP_DRAIN_BOUND: Duration = Duration::from_secs(5);
+
 type ReloadRequest = (Config, tokio::sync::oneshot::Sender<ReloadOutcome>);
 
 async fn serve(
@@ -216,7 +223,7 @@ async fn serve(
 ) -> Result<(), RunError> {
     let router = crate::server::router(&ctx);
     let server_cancel = ctx.shutdown.clone();
-    let server = tokio::spawn(async move {
+    let mut server = tokio::spawn(async move {
         use axum::serve::ListenerExt;
         // Small responses and WebSocket frames go out at once, not after Nagle's delay.
         let listener = listener.tap_io(|tcp| {
@@ -279,7 +286,20 @@ async fn serve(
     }
 
     tracing::info!("shutting down: stopping the listener and the sources");
-    let served = server.await;
+    let served = match tokio::time::timeout(HTTP_DRAIN_BOUND, &mut server).await {
+        Ok(served) => served,
+        Err(_) => {
+            // Only a client that stalls mid-request gets here (requests that
+            // reached ingest are answered within a commit): it is abandoned,
+            // and its request, never acknowledged, is the sender's to retry.
+            tracing::warn!(
+                bound = ?HTTP_DRAIN_BOUND,
+                "shutting down: HTTP requests still open are abandoned (a client stalled mid-request)"
+            );
+            server.abort();
+            Ok(Ok(()))
+        }
+    };
     // Upgraded connections are not the server's any more: their sessions hold
     // the journal until their 1001 close is done, so they are waited for too.
     ctx.ws_sessions

@@ -531,6 +531,49 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     relay.stop().await;
 }
 
+/// A client that stalls mid-request (half its headers, or half its body)
+/// cannot hold shutdown open: the drain abandons it after its bound, and a
+/// complete request sent before shutdown is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalled_mid_request_cannot_hold_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let mut relay = common::start_relay(DEMO_HOOKS).await;
+    let addr = relay
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut half_headers = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    half_headers
+        .write_all(b"POST /hooks/tel4vn/demo HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut half_body = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    half_body
+        .write_all(
+            b"POST /hooks/tel4vn/demo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":",
+        )
+        .await
+        .expect("write");
+    // A request on a later connection is answered: the server has accepted
+    // (and begun to read) the two before it.
+    let (_, samples, _) = scrape(&relay.url("")).await;
+    assert!(value(&samples, "callrelay_journal_last_seq", &[]).is_some());
+
+    let handle = relay.relay.take().expect("running");
+    handle.shutdown();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), handle.wait()).await;
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "shutdown waited on the stalled clients: {stopped:?}"
+    );
+    drop((half_headers, half_body));
+}
+
 /// An SSE server playing SPRecord: `GET /{account}/sys/events` stays open;
 /// it counts the streams opened and open now, per account.
 #[derive(Default)]

@@ -4,7 +4,9 @@
 //! a declared `Content-Length` and for chunked bodies alike; exactly `max_body`
 //! bytes is accepted (the limit is inclusive). An oversized body is read on and
 //! discarded for a bounded amount and time before the 413 is sent, so the
-//! sender reads our answer instead of a connection reset.
+//! sender reads our answer instead of a connection reset. A body that has not
+//! arrived whole within [`BODY_TIMEOUT`] is refused, so a stalled or
+//! deliberately slow sender cannot hold a connection (or a shutdown) open.
 
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use http_body_util::BodyExt;
 /// How much of an oversized body is read and thrown away before answering.
 const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How long the whole body may take to arrive: a vendor's webhook is a few
+/// kilobytes, and senders give up on an answer well before this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub enum BodyError {
@@ -28,8 +33,17 @@ pub enum BodyError {
 /// The whole body, or why not.
 pub async fn read_limited(
     headers: &HeaderMap,
-    mut body: Body,
+    body: Body,
     max_body: u64,
+) -> Result<Bytes, BodyError> {
+    read_limited_within(headers, body, max_body, BODY_TIMEOUT).await
+}
+
+async fn read_limited_within(
+    headers: &HeaderMap,
+    body: Body,
+    max_body: u64,
+    timeout: Duration,
 ) -> Result<Bytes, BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -39,6 +53,16 @@ pub async fn read_limited(
         drain(body).await;
         return Err(BodyError::TooLarge);
     }
+    match tokio::time::timeout(timeout, read_within(body, max_body)).await {
+        Ok(read) => read,
+        Err(_) => Err(BodyError::Read(format!(
+            "the body did not arrive within {}",
+            humantime::format_duration(timeout)
+        ))),
+    }
+}
+
+async fn read_within(mut body: Body, max_body: u64) -> Result<Bytes, BodyError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame =
@@ -68,4 +92,32 @@ async fn drain(mut body: Body) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_refused_after_the_timeout() {
+        // Five bytes of a declared hundred, then nothing: the sender stalls.
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        tx.try_send(Ok(Bytes::from_static(b"{\"a\":"))).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
+        let timeout = Duration::from_millis(50);
+        let read = read_limited_within(&headers, Body::from_stream(rx), 1024, timeout).await;
+        assert!(
+            matches!(&read, Err(BodyError::Read(reason)) if reason.contains("did not arrive within 50ms")),
+            "{read:?}"
+        );
+        // Dropping the stalled body lets go of the connection's stream.
+        assert!(tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_is_read() {
+        let read = read_limited(&HeaderMap::new(), Body::from("{}"), 2).await;
+        assert_eq!(read.unwrap(), Bytes::from_static(b"{}"));
+    }
 }
