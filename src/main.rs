@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use callrelay::config::Config;
 use callrelay::sinks::websocket::tail::{self, TailOptions};
@@ -199,8 +199,19 @@ fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result
     Ok(())
 }
 
+/// The command line. An empty `CALLRELAY_CONFIG` (`CALLRELAY_CONFIG=` in an
+/// env file) counts as unset, so the default `relay.toml` applies instead of
+/// clap's "a value is required for '--config'".
+fn parse_cli() -> Cli {
+    let mut command = Cli::command();
+    if std::env::var_os("CALLRELAY_CONFIG").is_some_and(|v| v.is_empty()) {
+        command = command.mut_arg("config", |arg| arg.env(None));
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => match Config::load(&cli.config) {
             Ok(_) => {

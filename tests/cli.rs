@@ -197,3 +197,18 @@ fn human_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(stderr.contains("ERROR"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }
+
+/// `CALLRELAY_CONFIG=` (an env file line left empty) means the default path.
+#[test]
+fn an_empty_callrelay_config_means_the_default_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("relay.toml"), "").expect("write config");
+    let out = Command::new(BIN)
+        .arg("check")
+        .current_dir(dir.path())
+        .env("CALLRELAY_CONFIG", "")
+        .output()
+        .expect("run check");
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "relay.toml: ok\n");
+}
