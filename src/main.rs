@@ -173,13 +173,13 @@ fn not_wire_trace(metadata: &tracing::Metadata<'_>) -> bool {
 /// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
 /// for a bad `--log-level`).
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = logging_filter(level, default).map_err(|e| {
         eprintln!("callrelay: invalid RUST_LOG: {e}");
         ExitCode::from(2)
     })?;
-    use std::io::IsTerminal;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
