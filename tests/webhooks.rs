@@ -87,6 +87,17 @@ fn authed_with(
     vendor: &str,
     body: impl Into<Vec<u8>>,
 ) -> reqwest::RequestBuilder {
+    authed_as(c, relay, method, vendor, "application/json", body)
+}
+
+fn authed_as(
+    c: &Client,
+    relay: &TestRelay,
+    method: Method,
+    vendor: &str,
+    content_type: &str,
+    body: impl Into<Vec<u8>>,
+) -> reqwest::RequestBuilder {
     let body: Vec<u8> = body.into();
     let to = |path: &str| c.request(method.clone(), relay.url(path));
     let r = match vendor {
@@ -97,7 +108,7 @@ fn authed_with(
         "voip24h" => to("/hooks/voip24h/v24?token=v24-token"),
         other => panic!("{other}"),
     };
-    r.header("content-type", "application/json").body(body)
+    r.header("content-type", content_type).body(body)
 }
 
 struct Reply {
@@ -830,6 +841,70 @@ async fn caresoft_agent_rung_twice_is_two_events() {
     let retry = json_of(&send(authed(&c, &relay, "caresoft", ring(1633489861000))).await);
     assert_eq!(retry["duplicate"], json!(true));
     assert_eq!(retry["id"], first["id"]);
+    assert_eq!(relay.events().len(), 2);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn json_posted_as_a_form_is_json_and_an_empty_body_is_400() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    const FORM: &str = "application/x-www-form-urlencoded";
+    // What `curl -d '{...}'` sends: the documented call event, labelled a form.
+    let body = fixture("voip24h/call_event_ring.json");
+    let reply = send(authed_as(
+        &c,
+        &relay,
+        Method::POST,
+        "voip24h",
+        FORM,
+        body.clone(),
+    ))
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let ce = &relay.event_values()[0];
+    assert_eq!(ce["type"], "call.ringing");
+    assert_eq!(ce["subject"], "1287674126.299");
+    let raw: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ce["data"]["raw"], raw);
+    // The same event sent as JSON is a retry of it.
+    let again = json_of(&send(authed(&c, &relay, "voip24h", body)).await);
+    assert_eq!(again["duplicate"], json!(true));
+
+    // An empty body is unparseable whatever it is labelled, for every vendor.
+    for vendor in ["caresoft", "tel4vn", "sprecord", "voipex", "voip24h"] {
+        for content_type in [FORM, "application/json", "text/plain"] {
+            let reply = send(authed_as(
+                &c,
+                &relay,
+                Method::POST,
+                vendor,
+                content_type,
+                "",
+            ))
+            .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{vendor} {content_type}: {}",
+                reply.text
+            );
+            assert!(
+                json_of(&reply)["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("empty body")
+            );
+        }
+    }
+    // The feedback GET carries no body at all.
+    let query = fixture("voip24h/feedback.query");
+    let reply = send(
+        c.get(relay.url(&format!("/hooks/voip24h/v24?token=v24-token&{query}")))
+            .header("content-type", FORM),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(relay.events().len(), 2);
     relay.stop().await;
 }

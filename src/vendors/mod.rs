@@ -124,12 +124,7 @@ pub fn parse(
             }
             Value::Object(params)
         }
-        (Vendor::Voip24h, Method::Post) if delivery.is_form() => {
-            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(delivery.body)
-                .into_owned()
-                .collect();
-            Value::Object(query_object(&pairs))
-        }
+        (Vendor::Voip24h, Method::Post) if delivery.is_form() => form_object(delivery.body)?,
         _ => json_object(delivery.body)?,
     };
     Ok(match vendor {
@@ -144,9 +139,32 @@ pub fn parse(
     })
 }
 
+/// A body declared as an HTML form: its fields as an object of strings, or,
+/// when it is a JSON object, that object.
+fn form_object(body: &[u8]) -> Result<Value, ParseError> {
+    if is_empty(body) {
+        return Err(ParseError(
+            "empty body: expected form fields or a JSON object".into(),
+        ));
+    }
+    // `curl -d '{…}'` and PHP's curl post JSON labelled as a form; read as
+    // form fields it would be one field named after the whole JSON text.
+    if body.trim_ascii_start().first() == Some(&b'{')
+        && let Ok(value @ Value::Object(_)) = serde_json::from_slice(body)
+    {
+        return Ok(value);
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    Ok(Value::Object(query_object(&pairs)))
+}
+
+fn is_empty(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
 /// A body that must be one JSON object.
 pub fn json_object(body: &[u8]) -> Result<Value, ParseError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if is_empty(body) {
         return Err(ParseError("empty body: expected a JSON object".into()));
     }
     let value: Value = serde_json::from_slice(body)
@@ -214,6 +232,82 @@ mod tests {
             assert!(err.0.contains(needle), "{:?}: {}", body, err.0);
         }
         assert!(json_object(b"{\"a\":1}").is_ok());
+    }
+
+    fn parse_as(
+        vendor: Vendor,
+        method: Method,
+        content_type: &str,
+        query: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Parsed, ParseError> {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("content-type", content_type.parse().unwrap());
+        let d = Delivery {
+            method,
+            headers: &headers,
+            query,
+            body,
+        };
+        parse(vendor, &Verified::new(d), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    #[test]
+    fn json_posted_as_a_form_is_read_as_json() {
+        let body = br#" {"extend":131,"state":"Ring","phone":"0832666859","callid":1287674126.299,"type":"inbound"}"#;
+        let Ok(Parsed::Event(e)) = parse_as(Vendor::Voip24h, Method::Post, FORM, &[], body) else {
+            panic!("not an event");
+        };
+        assert_eq!(e.event_type, "call.ringing");
+        assert_eq!(e.subject.as_deref(), Some("1287674126.299"));
+        assert_eq!(e.raw, serde_json::from_slice::<Value>(body).unwrap());
+        // Real form fields are still form fields, and a brace that does not
+        // open a JSON object leaves the body a form.
+        let Ok(Parsed::Event(e)) = parse_as(
+            Vendor::Voip24h,
+            Method::Post,
+            FORM,
+            &[],
+            b"extend=130&state=Up&callid=1.2",
+        ) else {
+            panic!("not an event");
+        };
+        assert_eq!(e.event_type, "call.answered");
+        assert_eq!(e.raw["extend"], "130");
+        let Ok(Parsed::Event(e)) = parse_as(Vendor::Voip24h, Method::Post, FORM, &[], b"{a=1")
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(e.raw, serde_json::json!({"{a": "1"}));
+    }
+
+    #[test]
+    fn an_empty_body_is_refused_whatever_its_content_type() {
+        for vendor in [
+            Vendor::Caresoft,
+            Vendor::Tel4vn,
+            Vendor::Sprecord,
+            Vendor::Voipex,
+            Vendor::Voip24h,
+        ] {
+            for content_type in [FORM, "application/json", "text/plain"] {
+                for body in [&b""[..], b" \r\n"] {
+                    let err = parse_as(vendor, Method::Post, content_type, &[], body).unwrap_err();
+                    assert!(
+                        err.0.contains("empty body"),
+                        "{vendor:?} {content_type}: {err}"
+                    );
+                }
+            }
+        }
+        // The feedback GET has no body: its data is the query.
+        let query = vec![("FeedbackID".to_owned(), "F-1".to_owned())];
+        let Ok(Parsed::Event(e)) = parse_as(Vendor::Voip24h, Method::Get, FORM, &query, b"") else {
+            panic!("not an event");
+        };
+        assert_eq!(e.event_type, "feedback.rating");
     }
 
     #[test]
