@@ -908,3 +908,45 @@ async fn json_posted_as_a_form_is_json_and_an_empty_body_is_400() {
     assert_eq!(relay.events().len(), 2);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_path_segment_that_is_not_utf8_is_a_counted_json_404() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    for (request, says) in [
+        (
+            c.post(relay.url("/hooks/caresoft/%FF")).body("{}"),
+            "no such webhook account",
+        ),
+        // The route is checked before the method.
+        (
+            c.put(relay.url("/hooks/caresoft/cs%C3%28")).body("{}"),
+            "no such webhook account",
+        ),
+        (
+            c.post(relay.url("/hooks/%FF/cs")).body("{}"),
+            "unknown vendor",
+        ),
+    ] {
+        let reply = send(request).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+        assert!(
+            reply.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        assert_eq!(json_of(&reply)["error"], says);
+    }
+    let metrics = send(c.get(relay.url("/metrics"))).await.text;
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="404",vendor="caresoft"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="404",vendor="unknown"} 1"#),
+        "{metrics}"
+    );
+    assert!(relay.events().is_empty());
+    relay.stop().await;
+}

@@ -20,6 +20,7 @@ pub mod response;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::Method as HttpMethod;
 use axum::response::Response;
@@ -39,10 +40,15 @@ pub fn routes() -> Router<Arc<Context>> {
 
 async fn handle(
     State(ctx): State<Arc<Context>>,
-    Path((vendor, account)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
 ) -> Response {
-    let (label, answer) = deliver(&ctx, &vendor, &account, request).await;
+    let (label, answer) = match path {
+        Ok(Path((vendor, account))) => deliver(&ctx, &vendor, &account, request).await,
+        // A segment that is not UTF-8 once percent-decoded: axum's own answer
+        // is a text/plain 400 that jumps the route check and the metric.
+        Err(_) => unreadable_path(request.uri().path()),
+    };
     ctx.metrics
         .webhook_requests
         .with_label_values(&[label, answer.status().as_str()])
@@ -65,6 +71,46 @@ async fn deliver(
         vendor.as_str(),
         deliver_to(ctx, vendor, account, request).await,
     )
+}
+
+/// The answer to a path whose vendor or account cannot be read as text: no
+/// configured account has such a name, so it is the route check's 404, labelled
+/// with the vendor when that segment is one.
+fn unreadable_path(path: &str) -> (&'static str, Answer) {
+    let vendor = path
+        .strip_prefix("/hooks/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|segment| String::from_utf8(percent_decoded(segment)).ok())
+        .and_then(|name| name.parse::<Vendor>().ok());
+    match vendor {
+        Some(v) => (v.as_str(), Answer::not_found("no such webhook account")),
+        None => ("unknown", Answer::not_found("unknown vendor")),
+    }
+}
+
+/// A path segment's bytes with `%XX` escapes decoded, as the router decodes them.
+fn percent_decoded(segment: &str) -> Vec<u8> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Request) -> Answer {
@@ -152,5 +198,36 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         Ok(Ok(ack)) => Answer::accepted(ack),
         Ok(Err(e)) => Answer::unavailable(&e),
         Err(_) => Answer::unavailable(&crate::ingest::IngestError::ShuttingDown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn an_unreadable_path_is_the_route_checks_404_labelled_by_vendor() {
+        for (path, label, reason) in [
+            ("/hooks/caresoft/%FF", "caresoft", "no such webhook account"),
+            (
+                "/hooks/%63aresoft/%C3%28",
+                "caresoft",
+                "no such webhook account",
+            ),
+            ("/hooks/%FF/cs", "unknown", "unknown vendor"),
+            ("/hooks/asterisk/%FF", "unknown", "unknown vendor"),
+            ("/hooks/caresoft%/%FF", "unknown", "unknown vendor"),
+        ] {
+            let (l, answer) = unreadable_path(path);
+            assert_eq!(l, label, "{path}");
+            assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+            let body = axum::body::to_bytes(answer.into_response().into_body(), 1024)
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"], reason, "{path}");
+        }
+        assert_eq!(percent_decoded("a%2Fb%zz%4"), b"a/b%zz%4");
     }
 }
