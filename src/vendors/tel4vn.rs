@@ -2,6 +2,9 @@
 //! bare key, or a configured query parameter), parsing and normalization of
 //! its call-event hooks (pure).
 //!
+//! Types from `state`; a `cdr` that carries press_key or customer_id is the
+//! CDR of an autocall (`autocall.cdr`), any other `cdr` is `call.cdr`.
+//!
 //! Identity: `call_id + state + extension`. Ringing/answered/hangup of an
 //! inbound call that rings several extensions carry per-extension call ids and
 //! the extension keeps two extensions' events apart.
@@ -61,6 +64,11 @@ fn event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
         "ringing" => "call.ringing",
         "answered" => "call.answered",
         "hangup" => "call.hangup",
+        // The document's hook data gives `state` only as ringing / answered /
+        // hangup / cdr, so a cdr_autocall hook says "cdr" too; what marks it
+        // are press_key and customer_id, "Riêng sự kiện cdr_autocall" (only in
+        // cdr_autocall hooks).
+        "cdr" if autocall_fields(map) => "autocall.cdr",
         "cdr" => "call.cdr",
         "missed" => "call.missed",
         "cdr_autocall" => "autocall.cdr",
@@ -104,6 +112,18 @@ fn event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
     })
 }
 
+/// Whether the hook carries an autocall's press_key or customer_id. An empty
+/// value counts as absent: serializers often write every optional field.
+fn autocall_fields(map: &Map<String, Value>) -> bool {
+    ["press_key", "customer_id"]
+        .iter()
+        .any(|k| match get(map, k) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +165,39 @@ mod tests {
             let e = parse(&json!({"call_id": "c", "state": s})).unwrap();
             assert_eq!(e.event_type, ty, "{s}");
         }
+    }
+
+    #[test]
+    fn a_documented_autocall_cdr_is_autocall_cdr() {
+        // The hook data of the document, as a cdr_autocall hook sends it: state
+        // "cdr" plus the two fields only that event carries.
+        let mut raw: Value = serde_json::from_str(HANGUP).unwrap();
+        raw["state"] = json!("cdr");
+        let plain = parse(&raw).unwrap();
+        assert_eq!(plain.event_type, "call.cdr");
+        for (key, value) in [
+            ("press_key", json!("1")),
+            ("press_key", json!(0)),
+            ("customer_id", json!("cus-42")),
+            ("customer_id", json!(42)),
+        ] {
+            let mut autocall = raw.clone();
+            autocall[key] = value.clone();
+            let e = parse(&autocall).unwrap();
+            assert_eq!(e.event_type, "autocall.cdr", "{key}: {value}");
+            assert_eq!(e.subject, plain.subject);
+        }
+        // Written but empty, the fields say nothing.
+        for value in [json!(""), json!(null)] {
+            let mut r = raw.clone();
+            r["press_key"] = value.clone();
+            r["customer_id"] = value;
+            assert_eq!(parse(&r).unwrap().event_type, "call.cdr");
+        }
+        // Only a cdr becomes an autocall CDR.
+        raw["state"] = json!("hangup");
+        raw["customer_id"] = json!("cus-42");
+        assert_eq!(parse(&raw).unwrap().event_type, "call.hangup");
     }
 
     #[test]
