@@ -10,6 +10,7 @@ pub mod config;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod sinks;

@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use callrelay::config::Config;
+use callrelay::logging::{self, LogFormat, log_filter};
 use callrelay::sinks::websocket::tail::{self, TailOptions};
 
 /// mimalloc instead of glibc malloc: every event allocates its parsed payload
@@ -43,12 +44,6 @@ struct Cli {
     log_level: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon (the default).
@@ -78,125 +73,13 @@ enum Command {
     },
 }
 
-/// A log level or filter that logging would not honour as meant.
-#[derive(Debug, thiserror::Error)]
-enum LogFilterError {
-    #[error(
-        "{0:?} is not a log level (trace, debug, info, warn, error, off) or a filter such as `callrelay=debug,info`"
-    )]
-    NotALevel(String),
-    #[error("{value:?} is not a valid log filter: {reason}")]
-    BadFilter { value: String, reason: String },
-}
-
-/// Checks a `--log-level` or `RUST_LOG` value and returns it as EnvFilter
-/// reads it. EnvFilter takes a lone word that is not a level as a target name,
-/// so `warning` or a typo like `debg` would silently turn every log line off:
-/// `warning` means `warn`, and any other lone word must be a level.
-fn log_filter(value: &str) -> Result<String, LogFilterError> {
-    let value = value.trim();
-    let normalized = value
-        .split(',')
-        .map(|directive| {
-            let directive = directive.trim();
-            match directive.rsplit_once('=') {
-                Some((target, level)) if level.eq_ignore_ascii_case("warning") => {
-                    format!("{target}=warn")
-                }
-                None if directive.eq_ignore_ascii_case("warning") => "warn".to_owned(),
-                _ => directive.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    if !normalized.contains(['=', ','])
-        && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(&normalized))
-    {
-        return Err(LogFilterError::NotALevel(value.to_owned()));
-    }
-    tracing_subscriber::EnvFilter::try_new(&normalized).map_err(|e| LogFilterError::BadFilter {
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(normalized)
-}
-
-/// The filter in force: `RUST_LOG` when set (and not empty), else
-/// `--log-level` (already checked by clap), else `default`.
-fn logging_filter(
-    level: Option<&str>,
-    default: &str,
-) -> Result<tracing_subscriber::EnvFilter, LogFilterError> {
-    let chosen = match std::env::var("RUST_LOG") {
-        Ok(rust_log) if !rust_log.trim().is_empty() => log_filter(&rust_log)?,
-        _ => level.unwrap_or(default).to_owned(),
-    };
-    // Both sources went through `log_filter`, so this parses.
-    Ok(tracing_subscriber::EnvFilter::try_new(&chosen)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
-}
-
-/// Crates that log what goes over the wire at trace level: tungstenite logs
-/// every frame (the Voip24h `sign` frame carries the API key) and the client
-/// handshake request (`tail --token`'s Authorization header), reqwest can log
-/// connection bytes, and the socket.io, engine.io, hyper and h2 stacks sit on
-/// the same traffic. Secrets never appear in logs, whatever RUST_LOG or
-/// `--log-level` asks, so these are held at debug (none of them logs a
-/// payload or header there).
-const WIRE_LOGGING_CRATES: [&str; 8] = [
-    "tungstenite",
-    "tokio_tungstenite",
-    "rust_socketio",
-    "rust_engineio",
-    "reqwest",
-    "hyper",
-    "hyper_util",
-    "h2",
-];
-
-/// Whether an event may be logged at all. A filter layer of its own rather
-/// than directives added to the user's: `tungstenite::protocol=trace` is more
-/// specific than an added `tungstenite=debug` and would win over it. Events
-/// bridged from the `log` crate carry their crate's target, so it holds for
-/// them too.
-fn not_wire_trace(metadata: &tracing::Metadata<'_>) -> bool {
-    *metadata.level() <= tracing::Level::DEBUG
-        || !WIRE_LOGGING_CRATES.iter().any(|krate| {
-            metadata
-                .target()
-                .strip_prefix(krate)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-        })
-}
-
 /// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
 /// for a bad `--log-level`).
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
-    use std::io::IsTerminal;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = logging_filter(level, default).map_err(|e| {
+    logging::init(format, level, default).map_err(|e| {
         eprintln!("callrelay: invalid RUST_LOG: {e}");
         ExitCode::from(2)
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal: the journal, a file or
-        // a pipe would keep them as escape sequences in the text.
-        .with_ansi(std::io::stderr().is_terminal());
-    let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
-    match format {
-        LogFormat::Human => builder.finish().with(wire).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .finish()
-            .with(wire)
-            .init(),
-    }
-    Ok(())
+    })
 }
 
 /// The command line. An empty `CALLRELAY_CONFIG` (`CALLRELAY_CONFIG=` in an

@@ -1,0 +1,157 @@
+//! Logging for the command line: `tracing` on stderr, human or JSON.
+//!
+//! Guarantees: the filter comes from `RUST_LOG` (when set and not empty), else
+//! `--log-level`, and a value that would silently log nothing (a lone word
+//! that is not a level: EnvFilter reads it as a target) is refused instead;
+//! `warning` means `warn`. The crates that carry the wire traffic never log
+//! below debug, whatever the filter asks, so no frame or header (the Voip24h
+//! key, a WebSocket token) reaches the log. Colour only on a terminal.
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A log level or filter that logging would not honour as meant.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFilterError {
+    #[error(
+        "{0:?} is not a log level (trace, debug, info, warn, error, off) or a filter such as `callrelay=debug,info`"
+    )]
+    NotALevel(String),
+    #[error("{value:?} is not a valid log filter: {reason}")]
+    BadFilter { value: String, reason: String },
+}
+
+/// Checks a `--log-level` or `RUST_LOG` value and returns it as EnvFilter
+/// reads it. EnvFilter takes a lone word that is not a level as a target name,
+/// so `warning` or a typo like `debg` would silently turn every log line off:
+/// `warning` means `warn`, and any other lone word must be a level.
+pub fn log_filter(value: &str) -> Result<String, LogFilterError> {
+    let value = value.trim();
+    let normalized = value
+        .split(',')
+        .map(|directive| {
+            let directive = directive.trim();
+            match directive.rsplit_once('=') {
+                Some((target, level)) if level.eq_ignore_ascii_case("warning") => {
+                    format!("{target}=warn")
+                }
+                None if directive.eq_ignore_ascii_case("warning") => "warn".to_owned(),
+                _ => directive.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if !normalized.contains(['=', ','])
+        && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(&normalized))
+    {
+        return Err(LogFilterError::NotALevel(value.to_owned()));
+    }
+    tracing_subscriber::EnvFilter::try_new(&normalized).map_err(|e| LogFilterError::BadFilter {
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(normalized)
+}
+
+/// The filter in force: `RUST_LOG` when set (and not empty), else
+/// `--log-level` (already checked by clap), else `default`.
+fn logging_filter(
+    level: Option<&str>,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter, LogFilterError> {
+    let chosen = match std::env::var("RUST_LOG") {
+        Ok(rust_log) if !rust_log.trim().is_empty() => log_filter(&rust_log)?,
+        _ => level.unwrap_or(default).to_owned(),
+    };
+    // Both sources went through `log_filter`, so this parses.
+    Ok(tracing_subscriber::EnvFilter::try_new(&chosen)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
+}
+
+/// Crates that log what goes over the wire at trace level: tungstenite logs
+/// every frame (the Voip24h `sign` frame carries the API key) and the client
+/// handshake request (`tail --token`'s Authorization header), reqwest can log
+/// connection bytes, and the socket.io, engine.io, hyper and h2 stacks sit on
+/// the same traffic. Secrets never appear in logs, whatever RUST_LOG or
+/// `--log-level` asks, so these are held at debug (none of them logs a
+/// payload or header there).
+const WIRE_LOGGING_CRATES: [&str; 8] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "rust_socketio",
+    "rust_engineio",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// Whether an event may be logged at all. A filter layer of its own rather
+/// than directives added to the user's: `tungstenite::protocol=trace` is more
+/// specific than an added `tungstenite=debug` and would win over it. Events
+/// bridged from the `log` crate carry their crate's target, so it holds for
+/// them too.
+fn not_wire_trace(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() <= tracing::Level::DEBUG
+        || !WIRE_LOGGING_CRATES.iter().any(|krate| {
+            metadata
+                .target()
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// Sets up logging on stderr; `default` applies when neither `RUST_LOG` nor
+/// `level` is given. Fails when `RUST_LOG` is not a level or filter.
+pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), LogFilterError> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = logging_filter(level, default)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: the journal, a file or
+        // a pipe would keep them as escape sequences in the text.
+        .with_ansi(std::io::stderr().is_terminal());
+    let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
+    match format {
+        LogFormat::Human => builder.finish().with(wire).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(wire)
+            .init(),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warning_means_warn_and_a_lone_word_must_be_a_level() {
+        assert_eq!(log_filter("warning").unwrap(), "warn");
+        assert_eq!(log_filter(" INFO ").unwrap(), "INFO");
+        assert_eq!(
+            log_filter("callrelay=warning, info").unwrap(),
+            "callrelay=warn,info"
+        );
+        assert_eq!(log_filter("callrelay=debug").unwrap(), "callrelay=debug");
+        assert!(matches!(
+            log_filter("debg"),
+            Err(LogFilterError::NotALevel(_))
+        ));
+        assert!(matches!(
+            log_filter("callrelay=loud"),
+            Err(LogFilterError::BadFilter { .. })
+        ));
+    }
+}
