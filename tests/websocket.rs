@@ -360,6 +360,41 @@ async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
     }
 }
 
+/// Runs retention as if two days had passed, so every event held so far
+/// expires; returns how many did.
+fn expire_everything(relay: &TestRelay) -> u64 {
+    let later = callrelay::journal::now_ms() + 2 * 86_400_000;
+    let report = relay
+        .ctx
+        .journal
+        .enforce_retention_at(&[], later)
+        .expect("retention");
+    report.expired
+}
+
+/// Returns once the client's session serves live events (its replay is over):
+/// the session reads the socket only then, and tungstenite sends the pong to
+/// our ping on that read.
+async fn await_serving(client: &mut Client) {
+    use futures::SinkExt;
+    client
+        .send(Message::Ping(b"serving?".to_vec().into()))
+        .await
+        .expect("ping");
+    loop {
+        let frame = tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("no pong in time")
+            .expect("stream ended")
+            .expect("read");
+        match frame {
+            Message::Pong(_) => return,
+            Message::Ping(_) => continue,
+            other => panic!("expected a pong first, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_frame_when_since_is_older_than_the_journal() {
     let relay = start_relay("").await;
@@ -371,18 +406,7 @@ async fn gap_frame_when_since_is_older_than_the_journal() {
             .collect(),
     )
     .await;
-    // Expire everything so far: retention as if two days had passed.
-    let later = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-        + 2 * 86_400_000;
-    let report = relay
-        .ctx
-        .journal
-        .enforce_retention_at(&[], later)
-        .expect("retention");
-    assert_eq!(report.expired, 10);
+    assert_eq!(expire_everything(&relay), 10);
     submit_all(
         ingest,
         (11..=15)
@@ -402,6 +426,57 @@ async fn gap_frame_when_since_is_older_than_the_journal() {
     // since = first_seq - 1 is not a gap.
     let mut edge = connect(&ws_url(&relay, "?since=10")).await;
     assert_eq!(next_json(&mut edge).await["seq"], 11);
+}
+
+/// Retention emptied the journal (`first_seq` = `last_seq` + 1): replay
+/// finds nothing, so the gap is seen on the first live event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_frame_when_retention_emptied_the_journal() {
+    let relay = start_relay("").await;
+    let ingest = &relay.ctx.ingest;
+    let early = (1..=7)
+        .map(|n| event(n, "call.ringing", Vendor::Voip24h, "main", None))
+        .collect();
+    submit_all(ingest, early).await;
+    assert_eq!(expire_everything(&relay), 7);
+    assert_eq!(relay.ctx.journal.first_seq(), 8);
+    assert_eq!(relay.ctx.journal.last_seq(), 7);
+
+    let mut client = connect(&ws_url(&relay, "?since=1")).await;
+    // Its filter drops seq 8 and 9: it gets the gap frame alone, then seq 10.
+    let mut filtered = connect(&ws_url(&relay, "?since=2&type=crm.*")).await;
+    // Committed only once the sessions wait on live events, so this takes the
+    // live path, not a replay that would find seq 8 in the journal.
+    await_serving(&mut client).await;
+    await_serving(&mut filtered).await;
+    let seqs = submit_all(
+        ingest,
+        vec![event(8, "call.ringing", Vendor::Voip24h, "main", None)],
+    )
+    .await;
+    assert_eq!(seqs, [8]);
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"control": "gap", "oldest_seq": 8}),
+        "the gap frame comes before the first event"
+    );
+    assert_eq!(next_json(&mut client).await["seq"], 8);
+    assert_eq!(
+        next_json(&mut filtered).await,
+        json!({"control": "gap", "oldest_seq": 8}),
+        "a filtered client hears of the gap even when the event is not for it"
+    );
+    // Once: the next events follow without another gap frame.
+    for n in [9, 10] {
+        let ty = if n == 10 {
+            "crm.ticket.update"
+        } else {
+            "call.ringing"
+        };
+        submit_all(ingest, vec![event(n, ty, Vendor::Caresoft, "x", None)]).await;
+    }
+    assert_eq!(seqs_until(&mut client, 10).await, [9, 10]);
+    assert_eq!(next_json(&mut filtered).await["seq"], 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,11 @@
 //!   handled are skipped;
 //! - a client whose live receiver lagged behind the shared broadcast ring is
 //!   caught up from the journal (same seam rule), never silently skipped;
-//!   should the journal itself have dropped what the client needs, it gets a
-//!   `{"control":"gap","oldest_seq":N}` frame first;
+//! - whenever the journal has dropped events the client would get next (a
+//!   `since` older than retention kept, or a lag past what `max_size` kept),
+//!   the client gets `{"control":"gap","oldest_seq":N}` before event N, once
+//!   per hole, whether N comes from the journal or live (a journal that
+//!   retention emptied has only live events to offer);
 //! - every frame is the journaled CloudEvent bytes, shared, not re-serialized;
 //! - a client's queue is the events committed but not yet written to its
 //!   socket. When its socket refuses data for longer than 500 ms while that
@@ -242,6 +245,10 @@ impl Session {
             match received {
                 Ok(event) => {
                     if event.seq > self.cursor {
+                        // A resumed client whose `since` retention has passed
+                        // while the journal is empty learns of the gap here:
+                        // its replay found nothing to compare with.
+                        self.announce_gap(event.seq).await?;
                         self.cursor = event.seq;
                         if self.filter.matches(&event.header) {
                             self.out.feed_event(&event, Some(event.seq)).await?;
@@ -291,12 +298,7 @@ impl Session {
             let Some(first) = page.first() else {
                 return Ok(());
             };
-            // Seqs are contiguous in the journal, so a jump means retention
-            // (or max_size) removed what this client asked for.
-            if first.seq > after + 1 {
-                let gap = format!(r#"{{"control":"gap","oldest_seq":{}}}"#, first.seq);
-                self.out.feed(Message::Text(gap.into()), None).await?;
-            }
+            self.announce_gap(first.seq).await?;
             let mut sent = 0u64;
             for event in &page {
                 self.cursor = event.seq;
@@ -308,6 +310,22 @@ impl Session {
             self.out.flush(None).await?;
             self.out.metrics.published.inc_by(sent);
         }
+    }
+
+    /// Sends `{"control":"gap","oldest_seq":seq}` when `seq`, the next event
+    /// this session handles, is not the one right after its cursor. Seqs are
+    /// contiguous in the journal and on the live ring (a receiver that misses
+    /// some is told `Lagged` and replays), so a jump means retention or
+    /// `max_size` removed what this client asked for. Checked on the raw seq,
+    /// before the filter: the client's cursor covers events it filters out too.
+    async fn announce_gap(&mut self, seq: u64) -> Result<(), End> {
+        if seq > self.cursor.saturating_add(1) {
+            let gap = format!(r#"{{"control":"gap","oldest_seq":{seq}}}"#);
+            self.out.feed(Message::Text(gap.into()), None).await?;
+            // Flushed now: a live event the filter drops would not flush it.
+            self.out.flush(None).await?;
+        }
+        Ok(())
     }
 }
 
