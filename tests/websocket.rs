@@ -756,19 +756,7 @@ async fn tail_prints_events_and_survives_a_relay_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = start_at(dir.path(), "127.0.0.1:0").await;
     let addr = relay.addr;
-    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
-        .args([
-            "tail",
-            "--url",
-            &format!("ws://{addr}/ws"),
-            "--type",
-            "call.*",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn tail");
+    let mut tail = spawn_tail(&format!("ws://{addr}/ws"), &["--type", "call.*"]);
     let mut lines = tokio::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
     let ctx = relay.ctx.clone();
     eventually(WAIT, "tail connected", || ctx.metrics.ws_clients.get() == 1).await;
@@ -852,4 +840,49 @@ async fn tail_reaches_a_relay_behind_a_tls_proxy_with_ca_file() {
     drop(ctx);
     relay.shutdown();
     relay.wait().await.expect("stopped");
+}
+
+/// Runs `callrelay tail --url URL ARGS…`, its stdout piped, stderr inherited.
+fn spawn_tail(url: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
+        .args(["tail", "--url", url])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tail")
+}
+
+/// An event over tungstenite's default 16 MiB message limit (possible with a
+/// `server.max_body` above it) is printed, and so is the one after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_an_event_over_16_mib() {
+    let relay = start_relay("").await;
+    let mut tail = spawn_tail(&ws_url(&relay, ""), &["--since", "0"]);
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let padding = 17 * 1024 * 1024;
+    let big = event_sized(1, "call.cdr", Vendor::Voip24h, "main", None, padding);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![big]).await, [1]);
+    submit_all(
+        &relay.ctx.ingest,
+        vec![event(2, "call.ringing", Vendor::Voip24h, "main", None)],
+    )
+    .await;
+    let big = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("tail printed the big event in time")
+        .expect("read")
+        .expect("tail exited");
+    assert!(big.len() > padding, "{} bytes", big.len());
+    let big: Value = serde_json::from_str(&big).expect("one JSON event per line");
+    assert_eq!(big["seq"], 1);
+    assert_eq!(
+        big["data"]["raw"]["pad"].as_str().map(str::len),
+        Some(padding)
+    );
+    let mut printed = vec![1];
+    read_until(&mut lines, &mut printed, 2).await;
+    assert_eq!(printed, [1, 2]);
+    tail.start_kill().expect("kill tail");
 }

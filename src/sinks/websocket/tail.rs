@@ -4,9 +4,11 @@
 //! flushed as it arrives, in seq order; after any disconnect (relay restart,
 //! slow-consumer close, network) it reconnects with capped exponential backoff
 //! and resumes with `since` = the last seq it printed, so nothing the journal
-//! still holds is missed or printed twice. Control frames (a gap) and
+//! still holds is missed or printed twice. Frames up to [`MAX_FRAME`] are
+//! accepted, more than a relay's events reach. Control frames (a gap) and
 //! reconnects are reported on stderr. A refused token ends it (exit 1) rather
-//! than retrying forever; so does a closed stdout (exit 0, e.g. `| head`).
+//! than retrying forever; so does a frame over [`MAX_FRAME`], which every
+//! reconnect would meet again, and a closed stdout (exit 0, e.g. `| head`).
 //! The token goes in the `Authorization` header, never in the URL or a log.
 //! A `wss://` relay (behind a TLS proxy) is verified against the public roots
 //! plus `--ca-file`'s certificates.
@@ -18,6 +20,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
 
 use crate::sources::tls::{TlsError, TrustRoots};
@@ -40,6 +44,15 @@ pub enum TailError {
     BadUrl { url: String, reason: String },
     #[error("the relay refused the token (HTTP {0}); set --token or CALLRELAY_WS_TOKEN")]
     Refused(u16),
+    #[error(
+        "the relay sent a frame of {size} bytes, over tail's limit of {max} bytes ({position}); stopping, as every reconnect would meet it again"
+    )]
+    FrameTooLarge {
+        size: usize,
+        max: usize,
+        /// Where it came: after which printed seq.
+        position: String,
+    },
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
     #[error(transparent)]
@@ -48,6 +61,24 @@ pub enum TailError {
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The largest frame (and message) tail reads: 4 GiB. A relay event is one
+/// frame: the vendor's payload, at most `server.max_body` (the config refuses
+/// more than 1 GiB), re-serialised once as `data.raw` (a JSON payload does not
+/// grow: strings keep their escapes, numbers their text), plus `subject` and
+/// the normalised `data` fields copied out of it, plus the envelope. 4 GiB
+/// holds the payload three times over at that ceiling; only a contrived
+/// form-encoded body (control bytes escape to six) could pass it, and tail
+/// then stops and says so. tungstenite's default, 16 MiB, is below what a
+/// relay with a larger `max_body` sends, and a frame over the limit fails again
+/// on every reconnect. The limit still keeps an endpoint that is not a relay
+/// from growing tail's memory without end.
+const MAX_FRAME: u64 = 4 << 30;
+
+/// [`MAX_FRAME`] where `usize` can hold it, else the largest `usize`.
+fn max_frame() -> usize {
+    usize::try_from(MAX_FRAME).unwrap_or(usize::MAX)
+}
 
 /// How one connection ended.
 enum Disconnect {
@@ -66,11 +97,14 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
         None => TrustRoots::default(),
     };
     let tls = Connector::Rustls(Arc::new(roots.rustls()?));
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_frame()))
+        .max_frame_size(Some(max_frame()));
     loop {
         let request = build_request(&options, since)?;
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             request,
-            None,
+            Some(config),
             false,
             Some(tls.clone()),
         );
@@ -171,6 +205,16 @@ where
             }
             // Pings are answered by tungstenite while we read.
             Ok(_) => continue,
+            Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                return Err(TailError::FrameTooLarge {
+                    size,
+                    max: max_size,
+                    position: since.map_or_else(
+                        || "before any event was printed".to_owned(),
+                        |s| format!("the event after seq {s}"),
+                    ),
+                });
+            }
             Err(e) => return Ok(Disconnect::Retry(e.to_string())),
         };
         let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
@@ -212,6 +256,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_ends_tail_instead_of_reconnecting() {
+        let too_long = tungstenite::Error::Capacity(CapacityError::MessageTooLong {
+            size: 5,
+            max_size: 4,
+        });
+        let frames = futures::stream::iter([Err(too_long)]);
+        let mut since = Some(7);
+        match print_events(frames, &mut since).await {
+            Err(e @ TailError::FrameTooLarge { .. }) => assert_eq!(
+                e.to_string(),
+                "the relay sent a frame of 5 bytes, over tail's limit of 4 bytes \
+                 (the event after seq 7); stopping, as every reconnect would meet it again"
+            ),
+            Err(e) => panic!("expected FrameTooLarge, got {e}"),
+            Ok(_) => panic!("expected FrameTooLarge, got a reconnect"),
+        }
+    }
 
     #[test]
     fn request_has_filters_since_and_header_token() {
