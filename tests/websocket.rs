@@ -886,3 +886,47 @@ async fn tail_prints_an_event_over_16_mib() {
     assert_eq!(printed, [1, 2]);
     tail.start_kill().expect("kill tail");
 }
+
+/// A server that completes every WebSocket handshake and closes at once, as a
+/// misrouted proxy might: such connections prove nothing, so tail's backoff
+/// keeps growing between them instead of starting over at 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_backs_off_from_connections_that_close_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (accepted, mut upgrades) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let accepted = accepted.clone();
+            tokio::spawn(async move {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
+                    let _ = accepted.send(tokio::time::Instant::now());
+                    let _ = ws.close(None).await;
+                }
+            });
+        }
+    });
+    let _tail = spawn_tail(&format!("ws://{addr}/ws"), &[]);
+    let first = tokio::time::timeout(WAIT, upgrades.recv())
+        .await
+        .expect("tail connected")
+        .expect("server");
+    // Waits double from 100 ms, each jittered down to no less than half: the
+    // 6th connection comes at least 50+100+200+400+800 ms after the first. A
+    // backoff reset on every handshake waits at most 100 ms each time.
+    let window = Duration::from_millis(1_500);
+    let mut count = 1;
+    while let Ok(Some(_)) = tokio::time::timeout_at(first + window, upgrades.recv()).await {
+        count += 1;
+    }
+    assert!(
+        (2..=5).contains(&count),
+        "{count} connections within {window:?}: tail retried, with a growing backoff"
+    );
+    server.abort();
+}

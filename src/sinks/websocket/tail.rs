@@ -4,11 +4,14 @@
 //! flushed as it arrives, in seq order; after any disconnect (relay restart,
 //! slow-consumer close, network) it reconnects with capped exponential backoff
 //! and resumes with `since` = the last seq it printed, so nothing the journal
-//! still holds is missed or printed twice. Frames up to [`MAX_FRAME`] are
-//! accepted, more than a relay's events reach. Control frames (a gap) and
-//! reconnects are reported on stderr. A refused token ends it (exit 1) rather
-//! than retrying forever; so does a frame over [`MAX_FRAME`], which every
-//! reconnect would meet again, and a closed stdout (exit 0, e.g. `| head`).
+//! still holds is missed or printed twice. The backoff starts over only after
+//! a connection proved useful (a frame came, or it stayed up for
+//! [`PROVEN_AFTER`]), so a relay that accepts and drops every connection is
+//! not hammered. Frames up to [`MAX_FRAME`] are accepted, more than a relay's
+//! events reach. Control frames (a gap) and reconnects are reported on
+//! stderr. A refused token ends it (exit 1) rather than retrying forever; so
+//! does a frame over [`MAX_FRAME`], which every reconnect would meet again,
+//! and a closed stdout (exit 0, e.g. `| head`).
 //! The token goes in the `Authorization` header, never in the URL or a log.
 //! A `wss://` relay (behind a TLS proxy) is verified against the public roots
 //! plus `--ca-file`'s certificates.
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::time::Instant;
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -61,6 +65,11 @@ pub enum TailError {
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A connection that stayed up this long was useful even without a frame
+/// (a filter that matched nothing yet), so the next reconnect is quick again;
+/// longer than [`BACKOFF_MAX`], so a relay that drops every connection late
+/// still meets a growing backoff.
+const PROVEN_AFTER: Duration = Duration::from_secs(10);
 
 /// The largest frame (and message) tail reads: 4 GiB. A relay event is one
 /// frame: the vendor's payload, at most `server.max_body` (the config refuses
@@ -114,11 +123,19 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
         };
         let disconnect = match attempt {
             Ok((socket, _)) => {
-                backoff = BACKOFF_START;
-                tokio::select! {
-                    d = print_events(socket, &mut since) => d?,
+                let connected_at = Instant::now();
+                let mut frames = 0u64;
+                let disconnect = tokio::select! {
+                    d = print_events(socket, &mut since, &mut frames) => d?,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                // A handshake alone proves little: a relay (or proxy) that
+                // accepts and drops every connection would otherwise be
+                // retried every 100 ms forever.
+                if frames > 0 || connected_at.elapsed() >= PROVEN_AFTER {
+                    backoff = BACKOFF_START;
                 }
+                disconnect
             }
             Err(tungstenite::Error::Http(response))
                 if matches!(response.status().as_u16(), 401 | 403) =>
@@ -187,8 +204,13 @@ fn build_request(
     Ok(request)
 }
 
-/// Prints every event frame until the connection ends; `since` follows the last printed seq.
-async fn print_events<S>(mut socket: S, since: &mut Option<u64>) -> Result<Disconnect, TailError>
+/// Prints every event frame until the connection ends; `since` follows the
+/// last printed seq, `frames` counts the text frames received.
+async fn print_events<S>(
+    mut socket: S,
+    since: &mut Option<u64>,
+    frames: &mut u64,
+) -> Result<Disconnect, TailError>
 where
     S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
@@ -217,6 +239,7 @@ where
             }
             Err(e) => return Ok(Disconnect::Retry(e.to_string())),
         };
+        *frames += 1;
         let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
             Ok(v) => v,
             Err(e) => {
@@ -264,8 +287,8 @@ mod tests {
             max_size: 4,
         });
         let frames = futures::stream::iter([Err(too_long)]);
-        let mut since = Some(7);
-        match print_events(frames, &mut since).await {
+        let (mut since, mut count) = (Some(7), 0);
+        match print_events(frames, &mut since, &mut count).await {
             Err(e @ TailError::FrameTooLarge { .. }) => assert_eq!(
                 e.to_string(),
                 "the relay sent a frame of 5 bytes, over tail's limit of 4 bytes \
