@@ -930,3 +930,73 @@ async fn tail_backs_off_from_connections_that_close_at_once() {
     );
     server.abort();
 }
+
+/// A wrong `--url` path is reported and ends tail, rather than being retried
+/// forever; the token in the URL's query stays out of the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_exits_1_on_a_404_before_it_ever_connected() {
+    let relay = start_relay("").await;
+    let url = format!("ws://{}/wrong?token=s3cret", relay.addr);
+    let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
+        .args(["tail", "--url", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tail");
+    let out = tokio::time::timeout(WAIT, tail.wait_with_output())
+        .await
+        .expect("tail exited in time")
+        .expect("tail output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("404") && stderr.contains("\"/wrong\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// Once a URL has served tail, a 404 there is a proxy whose route is gone
+/// while the relay restarts: retried, not fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_retries_a_404_after_it_was_connected() {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (upgraded, mut upgrades) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        // Upgrade and close, then a 404, then upgrade again.
+        for n in 1..=3 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            // tungstenite's callback type, not ours, carries the large error.
+            #[allow(clippy::result_large_err)]
+            let answer = move |_: &Request, response: Response| {
+                if n == 2 {
+                    let mut not_found = ErrorResponse::new(Some("no route".into()));
+                    *not_found.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+                    Err(not_found)
+                } else {
+                    Ok(response)
+                }
+            };
+            if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, answer).await {
+                let _ = upgraded.send(n);
+                let _ = ws.close(None).await;
+            }
+        }
+    });
+    let _tail = spawn_tail(&format!("ws://{addr}/ws"), &[]);
+    for expected in [1, 3] {
+        let n = tokio::time::timeout(WAIT, upgrades.recv())
+            .await
+            .expect("tail connected again after the 404")
+            .expect("server");
+        assert_eq!(n, expected);
+    }
+    server.abort();
+}

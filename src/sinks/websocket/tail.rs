@@ -10,8 +10,10 @@
 //! not hammered. Frames up to [`MAX_FRAME`] are accepted, more than a relay's
 //! events reach. Control frames (a gap) and reconnects are reported on
 //! stderr. A refused token ends it (exit 1) rather than retrying forever; so
-//! does a frame over [`MAX_FRAME`], which every reconnect would meet again,
-//! and a closed stdout (exit 0, e.g. `| head`).
+//! does a 404 before it ever connected (a wrong `--url` path; after a
+//! connection a 404 is a proxy between relay restarts, and is retried), a
+//! frame over [`MAX_FRAME`], which every reconnect would meet again, and a
+//! closed stdout (exit 0, e.g. `| head`).
 //! The token goes in the `Authorization` header, never in the URL or a log.
 //! A `wss://` relay (behind a TLS proxy) is verified against the public roots
 //! plus `--ca-file`'s certificates.
@@ -48,6 +50,13 @@ pub enum TailError {
     BadUrl { url: String, reason: String },
     #[error("the relay refused the token (HTTP {0}); set --token or CALLRELAY_WS_TOKEN")]
     Refused(u16),
+    #[error(
+        "nothing answers WebSocket requests at the path {path:?} (HTTP 404); check --url (the relay serves websocket.path, /ws by default)"
+    )]
+    NotFound {
+        /// The URL's path only: a query may hold a `?token=`.
+        path: String,
+    },
     #[error(
         "the relay sent a frame of {size} bytes, over tail's limit of {max} bytes ({position}); stopping, as every reconnect would meet it again"
     )]
@@ -101,6 +110,7 @@ enum Disconnect {
 pub async fn run(options: TailOptions) -> Result<(), TailError> {
     let mut since = options.since;
     let mut backoff = BACKOFF_START;
+    let mut connected_once = false;
     let roots = match &options.ca_file {
         Some(path) => TrustRoots::from_file(path)?,
         None => TrustRoots::default(),
@@ -123,6 +133,7 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
         };
         let disconnect = match attempt {
             Ok((socket, _)) => {
+                connected_once = true;
                 let connected_at = Instant::now();
                 let mut frames = 0u64;
                 let disconnect = tokio::select! {
@@ -141,6 +152,17 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                 if matches!(response.status().as_u16(), 401 | 403) =>
             {
                 return Err(TailError::Refused(response.status().as_u16()));
+            }
+            // Only before the first connection: the URL is then wrong, and no
+            // retry will fix it. Once this URL has served us, a 404 is a
+            // proxy whose route is gone while the relay restarts (Traefik
+            // drops a container's routes while it is down).
+            Err(tungstenite::Error::Http(response))
+                if response.status() == http::StatusCode::NOT_FOUND && !connected_once =>
+            {
+                return Err(TailError::NotFound {
+                    path: url_path(&options.url),
+                });
             }
             Err(e) => Disconnect::Retry(e.to_string()),
         };
@@ -163,6 +185,11 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             }
         }
     }
+}
+
+/// The path of `url`, for messages: the query may carry a token.
+fn url_path(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "?".to_owned(), |u| u.path().to_owned())
 }
 
 /// The WebSocket request: filters and `since` in the query, token in a header.
