@@ -382,6 +382,39 @@ impl Journal {
         Ok(out)
     }
 
+    /// Counts the events with `after < seq <= up_to` whose header `accept`
+    /// takes, reading at most `max_records` of them. Headers only: no JSON is
+    /// copied, so a caller can count a long range in bounded memory. Returns
+    /// the count and the seq read through (`up_to` once the range is done;
+    /// events retention removed are not counted).
+    pub fn count_after(
+        &self,
+        after: u64,
+        up_to: u64,
+        max_records: usize,
+        mut accept: impl FnMut(&EventHeader) -> bool,
+    ) -> Result<(u64, u64), JournalError> {
+        if after >= up_to {
+            return Ok((0, up_to));
+        }
+        let txn = self.db.begin_read().map_err(storage)?;
+        let log = txn.open_table(EVENTS).map_err(storage)?;
+        let (mut count, mut read, mut through) = (0u64, 0usize, after);
+        for entry in log.range(after + 1..=up_to).map_err(storage)? {
+            if read >= max_records {
+                return Ok((count, through));
+            }
+            let (k, v) = entry.map_err(storage)?;
+            let (header, _) = split_record(k.value(), v.value())?;
+            if accept(&header) {
+                count += 1;
+            }
+            read += 1;
+            through = k.value();
+        }
+        Ok((count, up_to))
+    }
+
     /// The persisted cursor of a sink (0 when it has none yet).
     pub fn cursor(&self, name: &str) -> Result<Option<u64>, JournalError> {
         let txn = self.db.begin_read().map_err(storage)?;

@@ -563,6 +563,89 @@ async fn a_client_that_never_reads_is_closed_4008_and_fast_clients_get_everythin
     assert_eq!(disconnects(&relay, "write_stalled"), 0);
 }
 
+/// A client behind a 4 KiB receive buffer that reads nothing until the test
+/// says so: a few MiB of events leave its session waiting on a socket write.
+async fn unread_client(relay: &TestRelay, query: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(relay.addr).await.expect("tcp connect");
+    let (client, _) =
+        tokio_tungstenite::client_async(ws_url(relay, query), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade");
+    client
+}
+
+/// Events a client filters out are not in its queue: a filtered client that
+/// is stuck only while unrelated traffic floods in is not closed as slow, but
+/// it is once more than `client_queue` of its own events wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_events_a_client_asked_for_count_toward_client_queue() {
+    let relay = start_relay(
+        "[websocket]\nclient_queue = 500\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
+    )
+    .await;
+    let mut filtered = unread_client(&relay, "?type=call.*").await;
+    let mut slow_filtered = unread_client(&relay, "?type=call.*").await;
+    let mut unfiltered = unread_client(&relay, "").await;
+    for client in [&mut filtered, &mut slow_filtered, &mut unfiltered] {
+        await_serving(client).await;
+    }
+    // 8 MiB that every client asked for: each session is now stuck in a write
+    // with fewer than 128 of its events queued behind it.
+    let big = (1..=128)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect();
+    submit_all(&relay.ctx.ingest, big).await;
+    // 2,000 events none of the filtered clients asked for.
+    for chunk in 0..20 {
+        let unrelated = (0..100)
+            .map(|i| {
+                event(
+                    1_000 + chunk * 100 + i,
+                    "agent.login",
+                    Vendor::Voipex,
+                    "main",
+                    None,
+                )
+            })
+            .collect();
+        submit_all(&relay.ctx.ingest, unrelated).await;
+    }
+    // The unfiltered client's queue holds them all: it is closed as slow. The
+    // filtered sessions saw the same commits at the same moment.
+    eventually(WAIT, "the unfiltered client is closed as slow", || {
+        disconnects(&relay, "slow_consumer") >= 1
+    })
+    .await;
+    assert_eq!(close_code(&mut unfiltered).await, Some(4008));
+
+    // The filtered client reads: everything it asked for, then what comes next.
+    let sentinel = submit_all(
+        &relay.ctx.ingest,
+        vec![event(5_000, "call.hangup", Vendor::Voip24h, "main", None)],
+    )
+    .await[0];
+    let mut expected: Vec<u64> = (1..=128).collect();
+    expected.push(sentinel);
+    assert_eq!(seqs_until(&mut filtered, sentinel).await, expected);
+
+    // The other one still reads nothing; 600 of its own events overflow its queue.
+    let own = (0..600)
+        .map(|i| event(6_000 + i, "call.ringing", Vendor::Voip24h, "main", None))
+        .collect();
+    submit_all(&relay.ctx.ingest, own).await;
+    eventually(WAIT, "the filtered client that is slow is closed", || {
+        disconnects(&relay, "slow_consumer") == 2
+    })
+    .await;
+    assert_eq!(close_code(&mut slow_filtered).await, Some(4008));
+    // The reading client was not touched.
+    let last = relay.ctx.journal.last_seq();
+    assert_eq!(seqs_until(&mut filtered, last).await.last(), Some(&last));
+    assert_eq!(disconnects(&relay, "slow_consumer"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_pong_closes_and_a_stalled_write_counts_as_slow() {
     let relay = start_relay(

@@ -197,6 +197,26 @@ fn read_after_respects_limit_and_start() {
 }
 
 #[test]
+fn count_after_counts_accepted_headers_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..50).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch(&batch).unwrap();
+    let even = |h: &EventHeader| {
+        h.subject
+            .as_deref()
+            .and_then(|s| s[1..].parse::<u32>().ok())
+            .is_some_and(|n| n % 2 == 0)
+    };
+    // Seqs 11..=40 hold e10..e39: 15 with an even number.
+    assert_eq!(j.count_after(10, 40, 100, even).unwrap(), (15, 40));
+    // A page of 7 reads seqs 11..=17 (e10, e12, e14, e16).
+    assert_eq!(j.count_after(10, 40, 7, even).unwrap(), (4, 17));
+    assert_eq!(j.count_after(40, 40, 7, even).unwrap(), (0, 40));
+    assert_eq!(j.count_after(45, 99, 100, |_| true).unwrap(), (5, 99));
+}
+
+#[test]
 fn stored_header_matches_the_cloudevent_json() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(options(dir.path())).unwrap();

@@ -15,7 +15,7 @@ pub struct WebSocketConfig {
     pub tokens: Spanned<Vec<Secret>>,
     #[serde(default = "default_max_clients")]
     pub max_clients: Spanned<usize>,
-    /// Events buffered per client before it is closed as slow (4008).
+    /// Events matching a client's filters buffered for it before it is closed as slow (4008).
     #[serde(default = "default_client_queue")]
     pub client_queue: Spanned<usize>,
     #[serde(default = "default_ping_interval")]

@@ -177,7 +177,7 @@ async fn connect(
         pong_timeout: ws.pong_timeout.get_ref().get(),
         client_queue: *ws.client_queue.get_ref(),
     };
-    let filter = query.filter;
+    let filter = Arc::new(query.filter);
     let metrics = fanout.metrics.clone();
     upgrade
         // Clients only send pongs and closes: a small read buffer (it grows if

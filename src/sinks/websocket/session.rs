@@ -15,9 +15,12 @@
 //!   retention emptied has only live events to offer);
 //! - every frame is the journaled CloudEvent bytes, shared, not re-serialized;
 //! - a client's queue is the events committed but not yet written to its
-//!   socket. When its socket refuses data for longer than 500 ms while that
-//!   queue is over `client_queue`, or any single write stalls past
-//!   `pong_timeout`, it is closed with 4008 "slow consumer". No other client
+//!   socket that match its filters (events it filters out never wait for it).
+//!   When its socket refuses data for longer than 500 ms while that queue is
+//!   over `client_queue`, or any single write stalls past `pong_timeout`, it
+//!   is closed with 4008 "slow consumer". Counting a filtered client's queue
+//!   reads the journal's headers, only once the raw count of commits is past
+//!   `client_queue`, a page at a time; no other client
 //!   waits for it: each reads the shared broadcast ring at its own pace, and a
 //!   session that falls off the ring (its own task starved, not its socket)
 //!   catches up from the journal instead of being dropped;
@@ -41,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::filter::Filter;
 use crate::app::Context;
-use crate::journal::JournaledEvent;
+use crate::journal::{Journal, JournaledEvent};
 
 /// Events read from the journal per blocking call while replaying.
 const REPLAY_PAGE: usize = 512;
@@ -53,6 +56,9 @@ const MAX_BURST: usize = 16;
 /// behind before it is closed as slow: a commit burst bigger than the queue
 /// must not drop a client that is reading.
 const STALL_GRACE: Duration = Duration::from_millis(500);
+/// Journal records read per blocking call while counting a filtered client's
+/// queue: headers only, so a page is a few hundred KiB at most.
+const COUNT_PAGE: usize = 4096;
 /// Live events handled (sent or filtered out) per wake-up, so a firehose of
 /// events this client filters out cannot starve its pings and reads.
 const MAX_HANDLED: usize = 1024;
@@ -122,7 +128,7 @@ pub struct SinkMetrics {
 pub async fn run(
     socket: WebSocket,
     ctx: Arc<Context>,
-    filter: Filter,
+    filter: Arc<Filter>,
     since: Option<u64>,
     settings: Settings,
     metrics: SinkMetrics,
@@ -139,6 +145,8 @@ pub async fn run(
             sink,
             guard: WriteGuard {
                 committed,
+                journal: ctx.journal.clone(),
+                filter: filter.clone(),
                 shutdown: ctx.shutdown.clone(),
                 settings,
             },
@@ -164,7 +172,7 @@ struct Session {
     out: Writer,
     stream: SplitStream<WebSocket>,
     live: broadcast::Receiver<Arc<JournaledEvent>>,
-    filter: Filter,
+    filter: Arc<Filter>,
     settings: Settings,
     /// The last seq handled (sent, or skipped by the filter).
     cursor: u64,
@@ -415,6 +423,9 @@ impl Writer {
 /// What bounds a socket write: the deadline, the slow-consumer rule, shutdown.
 struct WriteGuard {
     committed: watch::Receiver<u64>,
+    /// Where a filtered client's queue is counted.
+    journal: Arc<Journal>,
+    filter: Arc<Filter>,
     /// The relay's shutdown: ends a write that waits on the socket.
     shutdown: CancellationToken,
     settings: Settings,
@@ -423,25 +434,38 @@ struct WriteGuard {
 impl WriteGuard {
     /// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
     /// live event in this write), it also gives up once the socket has refused
-    /// data for `STALL_GRACE` and the relay has committed more than
-    /// `client_queue` events past `live_seq`: that client's queue overflowed.
-    /// The relay's shutdown ends it too, so a stalled client gets its 1001 close
-    /// (or is dropped) within the close grace, not after `pong_timeout`.
+    /// data for `STALL_GRACE` and more than `client_queue` events matching the
+    /// client's filters were committed past `live_seq`: that client's queue
+    /// overflowed. The relay's shutdown ends it too, so a stalled client gets
+    /// its 1001 close (or is dropped) within the close grace, not after
+    /// `pong_timeout`.
     async fn run(
         &mut self,
         write: impl Future<Output = Result<(), axum::Error>>,
         live_seq: Option<u64>,
     ) -> Result<(), End> {
         let (committed, settings) = (&mut self.committed, self.settings);
+        let (journal, filter) = (&self.journal, &self.filter);
         let limit = settings.client_queue as u64;
         let overflow = async {
             let Some(seq) = live_seq else {
                 return std::future::pending().await;
             };
             tokio::time::sleep(STALL_GRACE).await;
+            let mut queue = Queue::after(seq);
             loop {
-                if committed.borrow_and_update().saturating_sub(seq) > limit {
-                    return;
+                let now = *committed.borrow_and_update();
+                // Every commit past `seq` is an upper bound of the queue, so
+                // only past `limit` is it worth counting what matches.
+                if now.saturating_sub(seq) > limit {
+                    if filter.is_empty() {
+                        return End::SlowConsumer;
+                    }
+                    match queue.count(journal, filter, now, limit).await {
+                        Ok(true) => return End::SlowConsumer,
+                        Ok(false) => {}
+                        Err(end) => return end,
+                    }
                 }
                 if committed.changed().await.is_err() {
                     return std::future::pending().await;
@@ -456,7 +480,50 @@ impl WriteGuard {
                 Err(_) => Err(End::WriteStalled),
             },
             _ = self.shutdown.cancelled() => Err(End::Shutdown),
-            _ = overflow => Err(End::SlowConsumer),
+            end = overflow => Err(end),
         }
+    }
+}
+
+/// A filtered client's queue during one stalled write: the events committed
+/// after the write's newest live event that match its filters, counted from
+/// the journal as commits arrive, each event read once.
+struct Queue {
+    /// The last seq counted.
+    through: u64,
+    matching: u64,
+}
+
+impl Queue {
+    fn after(seq: u64) -> Queue {
+        Queue {
+            through: seq,
+            matching: 0,
+        }
+    }
+
+    /// Counts up to `now`, a page per blocking call; whether the queue is over `limit`.
+    async fn count(
+        &mut self,
+        journal: &Arc<Journal>,
+        filter: &Arc<Filter>,
+        now: u64,
+        limit: u64,
+    ) -> Result<bool, End> {
+        while self.through < now && self.matching <= limit {
+            let (journal, filter, after) = (journal.clone(), filter.clone(), self.through);
+            let (matching, through) = tokio::task::spawn_blocking(move || {
+                journal.count_after(after, now, COUNT_PAGE, |h| filter.matches(h))
+            })
+            .await
+            .map_err(|_| End::JournalError)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "websocket: counting a client's queue: journal read failed");
+                End::JournalError
+            })?;
+            self.matching += matching;
+            self.through = through;
+        }
+        Ok(self.matching > limit)
     }
 }
