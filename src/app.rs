@@ -249,6 +249,9 @@ async fn serve(
                 }
                 let config = Arc::new(config);
                 ctx.config.store(config.clone());
+                // The fan-out reads its config per connection, but its
+                // /status entry is only rewritten on a connect or disconnect.
+                sinks::websocket::publish_status(&ctx);
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 let changes = sources.apply(&config, &ctx).await;
                 tracing::info!(

@@ -152,6 +152,14 @@ impl StatusBoard {
         self.lock().sinks.insert(name.to_owned(), status);
     }
 
+    /// Publishes a sink's state computed by `status` under the board's lock,
+    /// so of two publishers racing, the last one to write also read last: a
+    /// count read before the other's change cannot overwrite a newer one.
+    pub fn set_sink_with(&self, name: &str, status: impl FnOnce() -> SinkStatus) {
+        let mut board = self.lock();
+        board.sinks.insert(name.to_owned(), status());
+    }
+
     pub fn remove_sink(&self, name: &str) {
         self.lock().sinks.remove(name);
     }

@@ -277,6 +277,52 @@ async fn auth_filters_max_clients_status_and_shutdown() {
         .expect("stop task");
 }
 
+async fn ws_status(relay: &TestRelay) -> Value {
+    let status: Value = reqwest::get(relay.url("/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status JSON");
+    status["sinks"]["websocket"].clone()
+}
+
+/// A reload applies `max_clients` to new connections and `/status` says so
+/// at once, without waiting for a client to connect or leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_max_clients_after_a_reload() {
+    let relay = start_relay("[websocket]\nmax_clients = 4\n").await;
+    let _client = connect(&ws_url(&relay, "")).await;
+    let status = ws_status(&relay).await;
+    assert_eq!(
+        (&status["clients"], &status["max_clients"]),
+        (&json!(1), &json!(4))
+    );
+
+    let text = format!(
+        "{}[websocket]\nmax_clients = 1\n",
+        common::base_config(relay.dir.path())
+    );
+    std::fs::write(&relay.config_path, text).expect("rewrite config");
+    relay
+        .relay
+        .as_ref()
+        .expect("relay")
+        .reload()
+        .await
+        .expect("reload");
+    let status = ws_status(&relay).await;
+    assert_eq!(
+        (&status["clients"], &status["max_clients"]),
+        (&json!(1), &json!(1)),
+        "{status}"
+    );
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, ""), None).await),
+        503
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
     let relay = start_relay("").await;

@@ -11,7 +11,8 @@
 //! upgrade never happens); `callrelay_ws_clients`, `/status` and
 //! `callrelay_ws_disconnects_total{reason}` follow every session; tokens,
 //! `max_clients`, `client_queue` and the ping settings are read per connection,
-//! so a reload applies to new clients (the path is fixed at start); on
+//! so a reload applies to new clients (the path is fixed at start), and
+//! `/status` shows the reloaded `max_clients` as soon as the reload is done; on
 //! shutdown the relay waits for every session to end, at most
 //! [`drain::SHUTDOWN_BOUND`] ([`drain`]: axum's graceful shutdown does not
 //! see upgraded connections).
@@ -49,22 +50,24 @@ struct Fanout {
     metrics: SinkMetrics,
 }
 
-impl Fanout {
-    fn publish_status(&self, ctx: &Context) {
+/// Publishes the fan-out's `/status` entry: the clients (as
+/// `callrelay_ws_clients` counts them, which every slot moves before it
+/// publishes) and the `max_clients` and `path` in effect. Called at start, on
+/// every connect and disconnect, and after a reload, which may change
+/// `max_clients`.
+pub fn publish_status(ctx: &Context) {
+    ctx.status.set_sink_with(SINK, || {
         let config = ctx.config.load();
-        ctx.status.set_sink(
-            SINK,
-            SinkStatus {
-                ready: true,
-                reason: None,
-                detail: json!({
-                    "clients": self.clients.load(Ordering::Acquire),
-                    "max_clients": *config.websocket.max_clients.get_ref(),
-                    "path": config.websocket.path.get_ref(),
-                }),
-            },
-        );
-    }
+        SinkStatus {
+            ready: true,
+            reason: None,
+            detail: json!({
+                "clients": ctx.metrics.ws_clients.get(),
+                "max_clients": *config.websocket.max_clients.get_ref(),
+                "path": config.websocket.path.get_ref(),
+            }),
+        }
+    });
 }
 
 /// One client's place under `max_clients`, and its session's presence in
@@ -86,7 +89,7 @@ impl Slot {
             })
             .ok()?;
         ctx.metrics.ws_clients.inc();
-        fanout.publish_status(ctx);
+        publish_status(ctx);
         Some(Slot {
             fanout: fanout.clone(),
             ctx: ctx.clone(),
@@ -99,7 +102,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.fanout.clients.fetch_sub(1, Ordering::AcqRel);
         self.ctx.metrics.ws_clients.dec();
-        self.fanout.publish_status(&self.ctx);
+        publish_status(&self.ctx);
     }
 }
 
@@ -112,7 +115,7 @@ pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
             latency: ctx.metrics.event_latency.with_label_values(&[SINK]),
         },
     });
-    fanout.publish_status(ctx);
+    publish_status(ctx);
     let path = ctx.config.load().websocket.path.get_ref().clone();
     Router::new().route(
         &path,
