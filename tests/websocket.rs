@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use callrelay::app::Relay;
-use callrelay::config::Config;
+use callrelay::config::{Config, HumanDuration, unspanned};
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use callrelay::ingest::IngestHandle;
 use common::{TestRelay, base_config, eventually, start_relay};
@@ -692,10 +692,24 @@ async fn only_events_a_client_asked_for_count_toward_client_queue() {
     assert_eq!(disconnects(&relay, "slow_consumer"), 2);
 }
 
+/// Starts a relay with ping settings shorter than a config file may give
+/// (1 s at least), so the test does not wait seconds for each round.
+async fn start_relay_pinging(rest: &str, ping: Duration, pong: Duration) -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}{}", base_config(dir.path()), rest);
+    common::start_relay_tuned(dir, &text, |config| {
+        config.websocket.ping_interval = unspanned(HumanDuration(ping));
+        config.websocket.pong_timeout = unspanned(HumanDuration(pong));
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_pong_closes_and_a_stalled_write_counts_as_slow() {
-    let relay = start_relay(
-        "[websocket]\nping_interval = \"200ms\"\npong_timeout = \"500ms\"\nclient_queue = 100000\n",
+    let relay = start_relay_pinging(
+        "[websocket]\nclient_queue = 100000\n",
+        Duration::from_millis(200),
+        Duration::from_millis(500),
     )
     .await;
     let url = ws_url(&relay, "");
@@ -728,8 +742,10 @@ async fn no_pong_closes_and_a_stalled_write_counts_as_slow() {
     alive.close(None).await.expect("close");
 
     // A stalled socket with a roomy queue: the write deadline (pong_timeout) ends it with 4008.
-    let relay2 = start_relay(
-        "[websocket]\nping_interval = \"60s\"\npong_timeout = \"500ms\"\nclient_queue = 100000\n",
+    let relay2 = start_relay_pinging(
+        "[websocket]\nclient_queue = 100000\n",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
     )
     .await;
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");

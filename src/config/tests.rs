@@ -162,6 +162,25 @@ fn open_websocket_needs_loopback() {
 }
 
 #[test]
+fn websocket_ping_settings_are_within_1s_and_1h() {
+    for field in ["ping_interval", "pong_timeout"] {
+        for (bad, shown) in [("0s", "0s"), ("999ms", "999ms"), ("61m", "1h 1m")] {
+            let p = problems(&format!("[websocket]\n{field} = \"{bad}\"\n"));
+            let col = field.len() + 4;
+            assert_eq!(
+                p,
+                vec![format!(
+                    "relay.toml:2:{col}: `{field}` = \"{shown}\" is out of range (\"1s\"..\"1h\")"
+                )]
+            );
+        }
+        for good in ["1s", "25s", "1h"] {
+            load(&format!("[websocket]\n{field} = \"{good}\"\n")).unwrap();
+        }
+    }
+}
+
+#[test]
 fn duplicate_source_accounts_are_errors() {
     let p = problems(
         "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n",

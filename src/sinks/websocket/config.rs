@@ -1,9 +1,18 @@
 //! `[websocket]`: the fan-out endpoint.
+//!
+//! Guarantees: a config that validates can be served: the ping settings are
+//! within 1 s..1 h (a zero period would panic every session's timer); an open
+//! fan-out (no tokens) is refused on a listener that is not loopback.
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{HumanDuration, Secret, ServerConfig, Validator, unspanned};
+
+/// The shortest and longest ping settings accepted: a zero period panics
+/// tokio's interval, and an hour is already far past any proxy's idle timeout.
+const PING_RANGE: (HumanDuration, HumanDuration) =
+    (HumanDuration::from_secs(1), HumanDuration::from_secs(3600));
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,5 +97,17 @@ impl WebSocketConfig {
             1_000_000,
             usize::to_string,
         );
+        for (field, value) in [
+            ("ping_interval", &self.ping_interval),
+            ("pong_timeout", &self.pong_timeout),
+        ] {
+            v.check_range(
+                field,
+                value,
+                PING_RANGE.0,
+                PING_RANGE.1,
+                HumanDuration::to_string,
+            );
+        }
     }
 }
