@@ -181,6 +181,46 @@ fn websocket_ping_settings_are_within_1s_and_1h() {
 }
 
 #[test]
+fn websocket_path_must_be_a_route_of_its_own() {
+    let refused = [
+        ("ws", "must start with '/'"),
+        ("/metrics", "is the relay's own /metrics endpoint"),
+        ("/healthz", "is the relay's own /healthz endpoint"),
+        ("/readyz", "is the relay's own /readyz endpoint"),
+        ("/status", "is the relay's own /status endpoint"),
+        ("/hooks", "is under /hooks/"),
+        ("/hooks/caresoft/cs", "is under /hooks/"),
+        ("/:id", "no parameters"),
+        ("/ws/{id}", "no parameters"),
+        ("/ws{x}", "no parameters"),
+        ("/*rest", "no parameters"),
+        ("/ws/", "between single '/'s"),
+        ("//ws", "between single '/'s"),
+        ("/a/../ws", "between single '/'s"),
+        ("/w s", "between single '/'s"),
+        ("/wś", "between single '/'s"),
+    ];
+    for (path, why) in refused {
+        let p = problems(&format!("[websocket]\npath = {path:?}\n"));
+        assert_eq!(p.len(), 1, "{path}: {p:?}");
+        let start = format!("relay.toml:2:8: `path` = {path:?} ");
+        assert!(p[0].starts_with(&start), "{path}: {p:?}");
+        assert!(p[0].contains(why), "{path}: {p:?}");
+    }
+    for path in [
+        "/",
+        "/ws",
+        "/api/v1/events",
+        "/ws-2.0_~x",
+        "/hooksocket",
+        "/statusws",
+    ] {
+        let c = load(&format!("[websocket]\npath = {path:?}\n")).unwrap();
+        assert_eq!(c.websocket.path.get_ref(), path);
+    }
+}
+
+#[test]
 fn duplicate_source_accounts_are_errors() {
     let p = problems(
         "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n",

@@ -1,14 +1,21 @@
 //! `[websocket]`: the fan-out endpoint.
 //!
-//! Guarantees: a config that validates can be served: the ping settings are
-//! within 1 s..1 h (a zero period would panic every session's timer); an open
-//! fan-out (no tokens) is refused on a listener that is not loopback.
+//! Guarantees: a config that validates can be served. `path` is a route axum
+//! accepts and that no other route of the relay holds (the operational
+//! endpoints, `/hooks/...`), so `run` cannot panic building its router; the
+//! ping settings are within 1 s..1 h (a zero period would panic every
+//! session's timer); an open fan-out (no tokens) is refused on a listener
+//! that is not loopback.
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{HumanDuration, Secret, ServerConfig, Validator, unspanned};
 
+/// The relay's own routes beside the fan-out (see `crate::server::router`).
+const FIXED_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/status"];
+/// Where the webhooks are served (`/hooks/{vendor}/{account}`).
+const HOOKS: &str = "/hooks";
 /// The shortest and longest ping settings accepted: a zero period panics
 /// tokio's interval, and an hour is already far past any proxy's idle timeout.
 const PING_RANGE: (HumanDuration, HumanDuration) =
@@ -68,11 +75,8 @@ impl Default for WebSocketConfig {
 impl WebSocketConfig {
     pub fn validate(&self, v: &mut Validator, server: &ServerConfig) {
         let path = self.path.get_ref();
-        if !path.starts_with('/') || path.starts_with("/hooks") || path.contains(['{', '}', '*']) {
-            v.error(
-                self.path.span(),
-                format!("`path` = {path:?} must start with '/' and not clash with /hooks"),
-            );
+        if let Err(why) = check_path(path) {
+            v.error(self.path.span(), format!("`path` = {path:?} {why}"));
         }
         if self.tokens.get_ref().is_empty() && !server.is_loopback() {
             v.error(
@@ -108,6 +112,62 @@ impl WebSocketConfig {
                 PING_RANGE.1,
                 HumanDuration::to_string,
             );
+        }
+    }
+}
+
+/// Why `path` cannot be the fan-out's route, if it cannot.
+fn check_path(path: &str) -> Result<(), String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("must start with '/'".into());
+    };
+    if FIXED_ROUTES.contains(&path) {
+        return Err(format!(
+            "is the relay's own {path} endpoint; use another path, e.g. \"/ws\""
+        ));
+    }
+    if path == HOOKS || path.starts_with(&format!("{HOOKS}/")) {
+        return Err(format!("is under {HOOKS}/, where the webhooks are served"));
+    }
+    // "/" alone is a route; otherwise every segment must be plain text. axum
+    // reads ':' and '*' at a segment's start and '{' '}' anywhere as
+    // parameters (or panics on them), and an empty, "." or ".." segment is
+    // one that browsers and proxies normalise away (`/a/../ws` is sent as
+    // `/ws`, nginx merges `//`), so requests would miss the route.
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let plain = |segment: &str| {
+        !matches!(segment, "" | "." | "..")
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+    };
+    if rest.split('/').all(plain) {
+        Ok(())
+    } else {
+        Err("must be segments of letters, digits, '-', '.', '_' and '~' between single '/'s (no parameters like \":id\", \"{id}\" or \"*\")".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::{any, get};
+
+    /// What `check_path` accepts can be routed beside the relay's other
+    /// routes: axum panics on an overlapping or malformed route.
+    #[test]
+    fn accepted_paths_route_beside_the_relays_own() {
+        for path in ["/", "/ws", "/api/v1/events", "/ws-2.0_~x", "/hooksocket"] {
+            assert_eq!(check_path(path), Ok(()), "{path}");
+            let fixed = FIXED_ROUTES
+                .iter()
+                .fold(Router::<()>::new(), |r, p| r.route(p, get(|| async {})));
+            let _ = fixed
+                .merge(Router::new().route("/hooks/{vendor}/{account}", any(|| async {})))
+                .merge(Router::new().route(path, get(|| async {})));
         }
     }
 }
