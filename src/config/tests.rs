@@ -156,8 +156,14 @@ fn dedup_window_must_fit_in_retention() {
 
 #[test]
 fn open_websocket_needs_loopback() {
+    // Tokens not written: the problem is placed at the listener.
     let p = problems("[server]\nlisten = \"0.0.0.0:8080\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:2:10: "), "{p:?}");
     assert!(p[0].contains("websocket.tokens"), "{p:?}");
+    // Written empty: at the list.
+    let p = problems("[server]\nlisten = \"0.0.0.0:8080\"\n[websocket]\ntokens = []\n");
+    assert!(p[0].starts_with("relay.toml:4:10: "), "{p:?}");
     load("[server]\nlisten = \"0.0.0.0:8080\"\n[websocket]\ntokens = [\"t\"]\n").unwrap();
 }
 

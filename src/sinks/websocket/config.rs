@@ -79,8 +79,15 @@ impl WebSocketConfig {
             v.error(self.path.span(), format!("`path` = {path:?} {why}"));
         }
         if self.tokens.get_ref().is_empty() && !server.is_loopback() {
+            // Tokens left out have no place in the file: point at the
+            // listener that makes their absence a problem.
+            let span = if self.tokens.span().is_empty() {
+                server.listen.span()
+            } else {
+                self.tokens.span()
+            };
             v.error(
-                self.tokens.span(),
+                span,
                 "`websocket.tokens` is empty but `server.listen` is not loopback: anyone could read every event; set tokens",
             );
         }
