@@ -418,9 +418,11 @@ fn expire_everything(relay: &TestRelay) -> u64 {
     report.expired
 }
 
-/// Returns once the client's session serves live events (its replay is over):
-/// the session reads the socket only then, and tungstenite sends the pong to
-/// our ping on that read.
+/// Returns once the client's session serves live events (subscribed, and its
+/// replay over): the session reads the socket only then, and tungstenite
+/// sends the pong to our ping on that read. A client can see the 101 before
+/// its session subscribed, so a test that commits right after `connect`
+/// could commit events that session never sees.
 async fn await_serving(client: &mut Client) {
     use futures::SinkExt;
     client
@@ -543,6 +545,9 @@ async fn a_client_that_never_reads_is_closed_4008_and_fast_clients_get_everythin
         tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
             .await
             .expect("slow client upgrade");
+    // The 101 can reach a client before its session subscribed to commits;
+    // events committed in between would not be its to receive.
+    await_serving(&mut slow).await;
     // 8 MiB, more than the kernel buffers on both sides: its session is now stuck in a write.
     let big = (1..=128)
         .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
@@ -556,6 +561,7 @@ async fn a_client_that_never_reads_is_closed_4008_and_fast_clients_get_everythin
     let mut progress = Vec::new();
     for _ in 0..100 {
         let mut client = connect(&url).await;
+        await_serving(&mut client).await;
         let seen = Arc::new(AtomicU64::new(0));
         progress.push(seen.clone());
         fast.push(tokio::spawn(async move {
