@@ -192,13 +192,34 @@ fn url_path(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| "?".to_owned(), |u| u.path().to_owned())
 }
 
+/// `url` as an error may show it: a `?token=` or a `user:password@` in it is
+/// a secret, so the query is cut and the user information left out.
+fn without_credentials(url: &str) -> String {
+    let base = url.split_once('?').map_or(url, |(base, _)| base);
+    let shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    if shown.len() < url.len() && url.contains('?') {
+        format!("{shown}?…")
+    } else {
+        shown
+    }
+}
+
 /// The WebSocket request: filters and `since` in the query, token in a header.
 fn build_request(
     options: &TailOptions,
     since: Option<u64>,
 ) -> Result<http::Request<()>, TailError> {
     let bad = |reason: String| TailError::BadUrl {
-        url: options.url.clone(),
+        url: without_credentials(&options.url),
         reason,
     };
     let mut url = url::Url::parse(&options.url).map_err(|e| bad(e.to_string()))?;
@@ -352,5 +373,17 @@ mod tests {
             build_request(&bad, None),
             Err(TailError::BadUrl { .. })
         ));
+        let secret = TailOptions {
+            url: "http://user:pa55@x/ws?token=s3cret".into(),
+            ..bad
+        };
+        let message = build_request(&secret, None).unwrap_err().to_string();
+        assert!(
+            !message.contains("s3cret") && !message.contains("pa55"),
+            "{message}"
+        );
+        assert!(message.contains("http://…@x/ws?…"), "{message}");
+        assert_eq!(without_credentials("ws://h:1/ws"), "ws://h:1/ws");
+        assert_eq!(without_credentials("not a url?token=t"), "not a url?…");
     }
 }
