@@ -199,8 +199,11 @@ async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError
 /// A reload refused for a reason the file alone does not show, placed in
 /// the file as `check` places its problems.
 fn refusal(path: &Path, offset: usize, message: String) -> ConfigError {
+    // The config's spans are in the text after `${VAR}` expansion: mapped
+    // back, the place is the file's as written, as `check` gives it.
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let (line, col) = crate::config::line_col(&text, offset);
+    let expanded = crate::config::env::expand(&text, &|name| std::env::var(name).ok());
+    let (line, col) = crate::config::line_col(&text, expanded.original_offset(offset));
     ConfigError {
         file: path.display().to_string(),
         problems: vec![crate::config::Problem { line, col, message }],
