@@ -169,13 +169,14 @@ impl KafkaConfig {
         any.then(|| hasher.finalize().into())
     }
 
-    /// The first problem librdkafka finds in the whole property set, worded
-    /// for the operator (no secret value echoed).
+    /// The first option librdkafka refuses on its own, worded for the
+    /// operator (no secret value echoed). What it refuses only together is
+    /// left to the producer's creation, which says so itself: building a
+    /// second producer here would load the CA store again before every start.
     pub fn options_problem(&self) -> Option<String> {
         self.options
             .iter()
             .find_map(|(k, v)| option_problem(k, v.get_ref()))
-            .or_else(|| self.combined_problem())
     }
 }
 
@@ -386,7 +387,7 @@ mod tests {
             ("max.in.flight.requests.per.connection", "10"),
             ("linger.ms", "5"),
         ])
-        .options_problem();
+        .combined_problem();
         assert!(
             problem
                 .as_deref()
@@ -398,7 +399,7 @@ mod tests {
             ("ssl.ca.location", "/nonexistent/ca.pem"),
         ]);
         assert!(
-            missing_ca.options_problem().is_some(),
+            missing_ca.combined_problem().is_some(),
             "an unreadable CA file"
         );
         assert_eq!(
@@ -407,10 +408,10 @@ mod tests {
                 ("acks", "-1"),
                 ("linger.ms", "20")
             ])
-            .options_problem(),
+            .combined_problem(),
             None
         );
-        assert_eq!(with(&[]).options_problem(), None);
+        assert_eq!(with(&[]).combined_problem(), None);
     }
 
     #[test]
