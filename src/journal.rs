@@ -130,6 +130,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Makes `dir`'s entries (and `dir` itself, in its parent) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `options.dir`.
     pub fn open(options: JournalOptions) -> Result<Journal, JournalError> {
@@ -155,6 +164,14 @@ impl Journal {
         }
         dedup::migrate_legacy(&txn)?;
         txn.commit().map_err(storage)?;
+        // redb syncs the file, not the directory entry that names it: without
+        // this a power cut soon after the first start could lose the whole
+        // journal, acknowledged events included.
+        // Best effort: a directory the service may write but not read (or a
+        // parent it cannot open) must not keep the relay from starting.
+        if let Err(error) = sync_dir(&options.dir) {
+            tracing::warn!(dir = %options.dir.display(), %error, "cannot fsync the journal directory");
+        }
         let index = {
             let read = db.begin_read().map_err(storage)?;
             let table = read.open_table(DEDUP_LOG).map_err(storage)?;
