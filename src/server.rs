@@ -47,6 +47,9 @@ pub fn not_ready_reasons(ctx: &Context) -> Vec<String> {
     let mut reasons = Vec::new();
     if ctx.ingest.is_closing() {
         reasons.push("shutting down".to_owned());
+    } else if !ctx.ingest.is_alive() {
+        // Every webhook would be answered 503, whatever the last commit did.
+        reasons.push("the journal writer has stopped".to_owned());
     } else if !ctx.ingest.is_writable() {
         reasons.push("the journal's last commit failed".to_owned());
     }
