@@ -760,8 +760,15 @@ impl Forwarder {
         }
     }
 
+    /// Journaled events not yet delivered and still held: events `max_size`
+    /// or retention dropped before delivery are counted (and logged) as
+    /// dropped, not as lag that can never drain.
     fn lag(&self) -> u64 {
-        self.ctx.journal.last_seq().saturating_sub(self.cursor)
+        let journal = &self.ctx.journal;
+        let held_after = journal.first_seq().saturating_sub(1);
+        journal
+            .last_seq()
+            .saturating_sub(self.cursor.max(held_after))
     }
 
     fn publish_status(&self) {
