@@ -9,7 +9,7 @@
 pub mod env;
 pub mod values;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -304,6 +304,56 @@ impl Config {
         }
     }
 
+    /// Two accounts of one upstream identity would open two sessions where
+    /// the vendor allows one: Voip24h keeps one session per key (a second
+    /// sign takes it over, and every event would be journaled once per
+    /// account), SPRecord counts every stream of a device against its three.
+    /// Compared after trimming the URL's trailing slash; secrets are compared,
+    /// never printed.
+    fn validate_one_session_per_upstream(&self, v: &mut Validator) {
+        let mut keys: Vec<(String, &str, &str)> = Vec::new();
+        for source in &self.voip24h {
+            let s = source.get_ref();
+            let url = s.url.get_ref().trim_end_matches('/').to_ascii_lowercase();
+            if let Some((_, _, first)) = keys
+                .iter()
+                .find(|(u, key, _)| *u == url && *key == s.key.expose())
+            {
+                v.error(
+                    s.account.span(),
+                    format!(
+                        "[[voip24h]] {:?} uses the same key on the same server as {first:?}: \
+                         the vendor allows one session per key, and each event would be \
+                         journaled once per account",
+                        s.account.get_ref()
+                    ),
+                );
+            } else {
+                keys.push((url, s.key.expose(), s.account.get_ref()));
+            }
+        }
+        let mut devices: Vec<(String, &BTreeMap<String, Secret>, &str)> = Vec::new();
+        for source in &self.sprecord {
+            let s = source.get_ref();
+            let url = s.url.get_ref().trim_end_matches('/').to_ascii_lowercase();
+            if let Some((_, _, first)) = devices
+                .iter()
+                .find(|(u, headers, _)| *u == url && **headers == s.headers)
+            {
+                v.error(
+                    s.account.span(),
+                    format!(
+                        "[[sprecord]] {:?} has the same url and headers as {first:?}: one \
+                         device, whose streams (three at most) the two accounts would share",
+                        s.account.get_ref()
+                    ),
+                );
+            } else {
+                devices.push((url, &s.headers, s.account.get_ref()));
+            }
+        }
+    }
+
     fn validate(&self, v: &mut Validator) {
         if self.server.listen.get_ref().parse::<SocketAddr>().is_err() {
             v.error(
@@ -382,6 +432,7 @@ impl Config {
                 );
             }
         }
+        self.validate_one_session_per_upstream(v);
         let mut hooks = BTreeSet::new();
         for hook in &self.webhook {
             let hook_ref = hook.get_ref();

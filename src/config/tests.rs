@@ -229,12 +229,50 @@ fn websocket_path_must_be_a_route_of_its_own() {
 #[test]
 fn duplicate_source_accounts_are_errors() {
     let p = problems(
-        "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n",
+        "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n[[sprecord]]\naccount = \"a\"\nurl = \"http://h2\"\n",
     );
     assert_eq!(
         p,
         vec!["relay.toml:5:11: duplicate [[sprecord]] account \"a\""]
     );
+}
+
+#[test]
+fn one_session_per_voip24h_key_and_per_sprecord_device() {
+    let voip24h = |account: &str, url: &str, key: &str| {
+        format!("[[voip24h]]\naccount = \"{account}\"\nurl = \"{url}\"\nkey = \"{key}\"\n")
+    };
+    let p = problems(&format!(
+        "{}{}",
+        voip24h("main", "http://dial:3122", "the-key"),
+        voip24h("backup", "http://DIAL:3122/", "the-key")
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("relay.toml:6:11: [[voip24h]] \"backup\" uses the same key")
+            && p[0].contains("\"main\""),
+        "{p:?}"
+    );
+    assert!(!p[0].contains("the-key"), "the key is never printed: {p:?}");
+    // Another key, or the same key on another server: two sessions allowed.
+    load(&format!(
+        "{}{}{}",
+        voip24h("main", "http://dial:3122", "the-key"),
+        voip24h("other", "http://dial:3122", "another-key"),
+        voip24h("elsewhere", "http://dial2:3122", "the-key")
+    ))
+    .unwrap();
+
+    let sprecord = |account: &str, token: &str| {
+        format!(
+            "[[sprecord]]\naccount = \"{account}\"\nurl = \"https://api.sprecord.cloud\"\nheaders = {{ Authorization = \"Bearer {token}\" }}\n"
+        )
+    };
+    let p = problems(&format!("{}{}", sprecord("a", "t1"), sprecord("b", "t1")));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("[[sprecord]] \"b\" has the same url and headers as \"a\""));
+    assert!(!p[0].contains("t1"), "{p:?}");
+    load(&format!("{}{}", sprecord("a", "t1"), sprecord("b", "t2"))).unwrap();
 }
 
 #[test]
