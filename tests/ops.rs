@@ -531,6 +531,34 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     relay.stop().await;
 }
 
+/// `journal.max_size` is enforced as soon as the journal passes it, not at
+/// the next 30 s retention pass: a burst cannot grow the journal (and the
+/// disk) many times over the limit in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_size_is_enforced_soon_after_the_journal_passes_it() {
+    let relay = common::start_relay("max_size = \"1MiB\"\n").await;
+    let limit = relay.ctx.journal.options().max_size;
+    assert_eq!(limit, 1 << 20);
+    let pad = "x".repeat(64 * 1024);
+    for n in 0..48 {
+        let mut e = event(Vendor::Tel4vn, "demo", "call.cdr", &format!("burst-{n}"));
+        e.event.raw = json!({"call_id": format!("burst-{n}"), "pad": pad});
+        relay.ctx.ingest.submit(e).await.expect("journaled");
+    }
+    assert!(
+        relay.ctx.journal.bytes() > limit,
+        "the burst passed max_size"
+    );
+    // Well under the 30 s between time-based passes.
+    common::eventually(
+        Duration::from_secs(10),
+        "the journal back under max_size",
+        || relay.ctx.journal.bytes() <= limit,
+    )
+    .await;
+    relay.stop().await;
+}
+
 /// A client that stalls mid-request (half its headers, or half its body)
 /// cannot hold shutdown open: the drain abandons it after its bound, and a
 /// complete request sent before shutdown is still answered.
