@@ -221,9 +221,12 @@ impl Journal {
             .map_err(storage)?
             .map(|v| v.value())
             .unwrap_or(0);
-        self.last_seq.store(next - 1, Ordering::Release);
+        // Both only grow, and the retention thread reads them here while the
+        // writer may commit: a stale read must not move them back (a false
+        // gap frame, a lower seq in /status).
+        self.last_seq.fetch_max(next - 1, Ordering::AcqRel);
         self.first_seq
-            .store(first.unwrap_or(next), Ordering::Release);
+            .fetch_max(first.unwrap_or(next), Ordering::AcqRel);
         self.bytes.store(bytes, Ordering::Release);
         Ok(())
     }
