@@ -692,3 +692,87 @@ async fn a_ca_file_removed_after_the_check_is_reported_and_retried() {
     relay.stop().await;
     peer.expect("disconnect").await;
 }
+
+/// How the relay lets go of a session in [`a_stop_journals_what_was_already_sent`].
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// A reload that restarts the source (the file's settings differ).
+    Reload,
+    /// Shutdown (SIGTERM).
+    Shutdown,
+}
+
+/// A burst of `response`s, then at once a reload or a shutdown: every event
+/// the server sent on the session before it saw the relay go is journaled, in
+/// order (the server will not send them again).
+async fn a_stop_journals_what_was_already_sent(sio: u8, stop: Stop) {
+    const BURST: u32 = 300;
+    let mut peer = Peer::start(sio).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    peer.expect("signed").await;
+    let sent: Vec<Value> = (1..=BURST).map(call_event).collect();
+    let args_list: Vec<Value> = sent.iter().map(|e| json!([e])).collect();
+    peer.send(json!({"cmd": "burst", "event": "response", "args_list": args_list}))
+        .await;
+    let (_, burst) = peer.expect("burst_sent").await;
+    assert_eq!(burst["to"], 1, "socket.io {sio}: {burst}");
+    let running = relay.relay.as_ref().expect("running");
+    let ctx = relay.ctx.clone();
+    match stop {
+        Stop::Reload => running.reload().await.expect("reload"),
+        Stop::Shutdown => running.shutdown(),
+    }
+    let (_, gone) = peer.expect("disconnect").await;
+    let before_disconnect = gone["sent"].as_u64().expect("sent") as usize;
+    assert_eq!(before_disconnect, sent.len(), "{gone}");
+    let journaled = match stop {
+        Stop::Reload => {
+            // The replacement session is up: the old one has finished.
+            peer.expect("signed").await;
+            let raws = journaled_raws(&relay);
+            relay.stop().await;
+            raws
+        }
+        Stop::Shutdown => {
+            relay.stop().await;
+            ctx.journal
+                .read_after(0, usize::MAX)
+                .expect("read journal")
+                .iter()
+                .map(|e| {
+                    let v: Value = serde_json::from_slice(&e.json).expect("journaled JSON");
+                    v["data"]["raw"].clone()
+                })
+                .collect()
+        }
+    };
+    assert_eq!(
+        journaled.len(),
+        sent.len(),
+        "socket.io {sio}, {stop:?}: journaled {} of {}",
+        journaled.len(),
+        sent.len()
+    );
+    assert_eq!(journaled, sent, "socket.io {sio}, {stop:?}: in order");
+}
+
+#[tokio::test]
+async fn sio2_a_reload_journals_what_was_already_sent() {
+    a_stop_journals_what_was_already_sent(2, Stop::Reload).await;
+}
+
+#[tokio::test]
+async fn sio4_a_reload_journals_what_was_already_sent() {
+    a_stop_journals_what_was_already_sent(4, Stop::Reload).await;
+}
+
+#[tokio::test]
+async fn sio2_a_shutdown_journals_what_was_already_sent() {
+    a_stop_journals_what_was_already_sent(2, Stop::Shutdown).await;
+}
+
+#[tokio::test]
+async fn sio4_a_shutdown_journals_what_was_already_sent() {
+    a_stop_journals_what_was_already_sent(4, Stop::Shutdown).await;
+}

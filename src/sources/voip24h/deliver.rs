@@ -4,7 +4,8 @@
 //! Guarantees: a payload that cannot be read is counted in
 //! `callrelay_upstream_malformed_total` and logged (its size, never its text),
 //! and the session goes on; a readable one is retried on commit errors until it
-//! is journaled or the source is cancelled — never dropped.
+//! is journaled or the caller gives up (`give_up`: the session's drain
+//! deadline after a stop) — never dropped before that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,11 +62,12 @@ fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
 }
 
 /// Parses and journals one `response`; `Ok(false)` when it was malformed.
+/// Commit errors are retried until `give_up` fires.
 pub async fn deliver(
     ctx: &Arc<Context>,
     account: &str,
     args: &[Value],
-    cancel: &CancellationToken,
+    give_up: &CancellationToken,
 ) -> Result<bool, ShuttingDown> {
     let max_bytes = ctx.config.load().server.max_body.get_ref().get();
     let parsed = read_payload(args, max_bytes)
@@ -104,7 +106,7 @@ pub async fn deliver(
             Err(e) => {
                 tracing::warn!(vendor = "voip24h", account, error = %e, retry_in = ?wait, "journal refused an event; retrying");
                 tokio::select! {
-                    _ = cancel.cancelled() => return Err(ShuttingDown),
+                    _ = give_up.cancelled() => return Err(ShuttingDown),
                     _ = tokio::time::sleep(wait) => {}
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));

@@ -6,8 +6,10 @@
 //! (a socket.io 4 server drops a connection that emits earlier); every `say` is
 //! answered with one `hello`, and a `hello` goes out anyway when no `say` came
 //! for `hello_interval`; no frame at all for 2 × `hello_interval` + 5 s ends the
-//! session as dead. The session never closes the link itself: the caller does,
-//! so that closing is always awaited in one place.
+//! session as dead. On a stop (reload, shutdown) every `response` that has
+//! reached the relay is journaled, in order, before the session returns
+//! (bounded by DRAIN_LIMIT). The session never closes the link itself: the
+//! caller does, so that closing is always awaited in one place.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +91,14 @@ pub struct SessionEnd {
     pub connected_for: Option<Duration>,
 }
 
+/// How long after a stop the session may still spend journaling the events it
+/// had received: well inside SourceManager's 10 s stop timeout, with the
+/// link's own close (up to 4 s) after it.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// On a stop, the connection is read until nothing arrived for this long: what
+/// the server wrote before it saw us go is in the socket's buffers by then.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
 /// How long without any frame before a session is taken as dead.
 pub fn silence_limit(hello_interval: Duration) -> Duration {
     hello_interval * 2 + Duration::from_secs(5)
@@ -117,33 +127,80 @@ impl Session<'_> {
     /// Runs the session on `link` until it ends. Events the server sent before
     /// the end are journaled even when the session ends early (a failed
     /// `hello` after the server hung up must not drop `response`s queued behind
-    /// the `say` it answered).
+    /// the `say` it answered), and when the source stops (reload, shutdown):
+    /// the server sent those before it saw us go and will not send them again.
     pub async fn run(&self, link: &mut Link) -> SessionEnd {
-        let end = self.run_until_end(link).await;
-        if end.reason != EndReason::Cancelled {
-            self.deliver_queued(link).await;
+        // Events received before a stop get DRAIN_LIMIT past it to reach the
+        // journal (also when a commit is being retried): bounded, so that a
+        // reload or shutdown is never held by a busy or failing journal.
+        let drain_over = CancellationToken::new();
+        let timer = tokio::spawn({
+            let cancel = self.cancel.clone();
+            let drain_over = drain_over.clone();
+            async move {
+                cancel.cancelled().await;
+                tokio::time::sleep(DRAIN_LIMIT).await;
+                drain_over.cancel();
+            }
+        });
+        let end = self.run_until_end(link, &drain_over).await;
+        if end.reason == EndReason::Cancelled {
+            self.drain(link, &drain_over).await;
+        } else {
+            self.deliver_queued(link, &drain_over).await;
         }
+        timer.abort();
         end
     }
 
     /// Journals the `response`s already received and not yet handled.
-    async fn deliver_queued(&self, link: &mut Link) {
+    async fn deliver_queued(&self, link: &mut Link, drain_over: &CancellationToken) {
         while let Some(inbound) = link.try_recv() {
-            match inbound {
-                Inbound::Event { name, args } if name == "response" => {
-                    match deliver(self.ctx, self.account(), &args, self.cancel).await {
-                        Ok(true) => self.reporter.event_seen(),
-                        Ok(false) => {}
-                        Err(ShuttingDown) => return,
-                    }
-                }
-                Inbound::Closed(_) => return,
-                _ => {}
+            if !self.deliver_inbound(inbound, drain_over).await {
+                return;
             }
         }
     }
 
-    async fn run_until_end(&self, link: &mut Link) -> SessionEnd {
+    /// On a stop: journals every `response` that has reached us, in order,
+    /// including those still on their way through the connection's buffers
+    /// (read until nothing came for DRAIN_QUIET), until the connection closes
+    /// or DRAIN_LIMIT after the stop.
+    async fn drain(&self, link: &mut Link, drain_over: &CancellationToken) {
+        loop {
+            let inbound = tokio::select! {
+                biased;
+                inbound = link.recv() => inbound,
+                _ = drain_over.cancelled() => return,
+                _ = tokio::time::sleep(DRAIN_QUIET) => return,
+            };
+            if !self.deliver_inbound(inbound, drain_over).await {
+                return;
+            }
+        }
+    }
+
+    /// Journals `inbound` if it is a `response`; false once nothing more can be
+    /// delivered (the link closed, the journal is closing, the drain is over).
+    async fn deliver_inbound(&self, inbound: Inbound, drain_over: &CancellationToken) -> bool {
+        match inbound {
+            Inbound::Event { name, args } if name == "response" => {
+                match deliver(self.ctx, self.account(), &args, drain_over).await {
+                    Ok(true) => self.reporter.event_seen(),
+                    Ok(false) => {}
+                    Err(ShuttingDown) => return false,
+                }
+                true
+            }
+            Inbound::Closed(_) => false,
+            _ => true,
+        }
+    }
+
+    /// The session's loop. `drain_over` (not the source's cancel) is what
+    /// gives up on a `response` whose commit is being retried: a stop while it
+    /// is retried must not drop it before DRAIN_LIMIT.
+    async fn run_until_end(&self, link: &mut Link, drain_over: &CancellationToken) -> SessionEnd {
         let hello_interval = self.config.hello_interval.get_ref().get();
         let silence = silence_limit(hello_interval);
         let mut last_frame = Instant::now();
@@ -158,14 +215,24 @@ impl Session<'_> {
             connected_for: at.map(|t: Instant| t.elapsed()),
         };
         loop {
+            // Checked here as well as in the select, which prefers what has
+            // arrived: a server flooding events cannot hold off a stop, and
+            // whatever is left is journaled by `drain`.
+            if self.cancel.is_cancelled() {
+                return end(
+                    EndReason::Cancelled,
+                    "stopping".into(),
+                    namespace_connected,
+                    connected_at,
+                );
+            }
             let watchdog = last_frame + silence;
             let wake = next_hello.map_or(watchdog, |h| h.min(watchdog));
             let inbound = tokio::select! {
-                _ = self.cancel.cancelled() => {
-                    return end(EndReason::Cancelled, "stopping".into(), namespace_connected, connected_at);
-                }
-                _ = tokio::time::sleep_until(wake) => None,
+                biased;
                 inbound = link.recv() => Some(inbound),
+                _ = self.cancel.cancelled() => continue,
+                _ = tokio::time::sleep_until(wake) => None,
             };
             // A `say`, or no `say` for hello_interval: either way, say hello.
             let mut hello_due = false;
@@ -216,7 +283,7 @@ impl Session<'_> {
                                 }
                             }
                             "response" => {
-                                match deliver(self.ctx, self.account(), &args, self.cancel).await {
+                                match deliver(self.ctx, self.account(), &args, drain_over).await {
                                     Ok(true) => self.reporter.event_seen(),
                                     Ok(false) => {}
                                     Err(ShuttingDown) => {

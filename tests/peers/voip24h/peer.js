@@ -12,6 +12,9 @@
 // Control: one JSON command per stdin line. Reports: one JSON object per stdout
 // line ({"ev": ...}); the test awaits these instead of sleeping.
 //   {"cmd":"emit","event":"response","args":[...]}  emit to every signed session
+//   {"cmd":"burst","event":"response","args_list":[[...],...]}  emit each, back to back,
+//                        to every signed session; `disconnect` then reports `sent`,
+//                        how many events that session was sent before it went
 //   {"cmd":"drop","how":"close"|"destroy"|"disconnect"}  end every connection
 //   {"cmd":"silence"}    stop saying `say` (connections stay open, hellos are ignored)
 //   {"cmd":"restart","down_ms":N}  close the server, listen again on the same port
@@ -77,7 +80,7 @@ function onConnection(socket) {
   stats.concurrent += 1;
   stats.max_concurrent = Math.max(stats.max_concurrent, stats.concurrent);
   sockets.add(socket);
-  const state = { key: null, lastHello: Date.now() };
+  const state = { key: null, lastHello: Date.now(), sent: 0 };
   socket._peer = state;
   report({ ev: 'connect', n: stats.connections, concurrent: stats.concurrent, eio: socket.conn.protocol || 3 });
 
@@ -116,7 +119,7 @@ function onConnection(socket) {
     sockets.delete(socket);
     stats.concurrent -= 1;
     if (state.key) stats.signed_now[state.key] -= 1;
-    report({ ev: 'disconnect', reason: String(reason), concurrent: stats.concurrent });
+    report({ ev: 'disconnect', reason: String(reason), concurrent: stats.concurrent, sent: state.sent });
   });
 }
 
@@ -175,9 +178,23 @@ function handle(cmd) {
       for (const socket of sockets) {
         if (!socket._peer.key) continue;
         send(socket, cmd.event, cmd.args);
+        socket._peer.sent += 1;
         n += 1;
       }
       report({ ev: 'emitted', event: cmd.event, to: n });
+      break;
+    }
+    case 'burst': {
+      let n = 0;
+      for (const socket of sockets) {
+        if (!socket._peer.key) continue;
+        for (const a of cmd.args_list) {
+          send(socket, cmd.event, a);
+          socket._peer.sent += 1;
+        }
+        n += 1;
+      }
+      report({ ev: 'burst_sent', event: cmd.event, to: n, count: cmd.args_list.length });
       break;
     }
     case 'drop':
