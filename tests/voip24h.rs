@@ -776,3 +776,46 @@ async fn sio2_a_shutdown_journals_what_was_already_sent() {
 async fn sio4_a_shutdown_journals_what_was_already_sent() {
     a_stop_journals_what_was_already_sent(4, Stop::Shutdown).await;
 }
+
+/// A server that answers every `hello` with a `say` at once, on top of its
+/// periodic `say` every 600 ms (just after the 500 ms proactive hello): the
+/// relay's hellos are never closer than the minimum gap (the vendor's 10 s,
+/// here the shortened hello_interval), and they keep coming.
+async fn hellos_keep_their_distance(sio: u8) {
+    const HELLOS: usize = 8;
+    let mut peer = Peer::spawn(sio, &["--say-on-hello", "1", "--say-ms", "600"]).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    peer.expect("signed").await;
+    let mut arrivals = Vec::new();
+    for _ in 0..HELLOS {
+        let (_, hello) = peer.expect("hello").await;
+        arrivals.push(hello["at_ms"].as_f64().expect("at_ms"));
+    }
+    let gaps: Vec<f64> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    let min_gap = HELLO_INTERVAL.as_secs_f64() * 1000.0;
+    // Slack for the two hellos' own trip over loopback.
+    for gap in &gaps {
+        assert!(
+            *gap >= min_gap - 30.0,
+            "socket.io {sio}: hellos {gap:.0} ms apart, minimum {min_gap} ms: {gaps:?}"
+        );
+        assert!(
+            *gap <= min_gap * 2.0,
+            "socket.io {sio}: no hello for {gap:.0} ms: {gaps:?}"
+        );
+    }
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], 1, "the session stayed up: {stats}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_hellos_keep_their_distance() {
+    hellos_keep_their_distance(2).await;
+}
+
+#[tokio::test]
+async fn sio4_hellos_keep_their_distance() {
+    hellos_keep_their_distance(4).await;
+}

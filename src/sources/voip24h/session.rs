@@ -3,10 +3,12 @@
 //! the first sign that the session is over.
 //!
 //! Guarantees: `sign` is sent only after the server acknowledged the namespace
-//! (a socket.io 4 server drops a connection that emits earlier); every `say` is
-//! answered with one `hello`, and a `hello` goes out anyway when no `say` came
-//! for `hello_interval`; no frame at all for 2 × `hello_interval` + 5 s ends the
-//! session as dead. On a stop (reload, shutdown) every `response` that has
+//! (a socket.io 4 server drops a connection that emits earlier); two `hello`s
+//! are never less than 10 s apart (the vendor: a loop under 10 s congests the
+//! socket); a `say` is answered with a `hello` at once when the last one is
+//! that old, else as soon as it is (early `say`s coalesce into one `hello`),
+//! and a `hello` goes out anyway `hello_interval` after the last one; no frame
+//! at all for 2 × `hello_interval` + 5 s ends the session as dead. On a stop (reload, shutdown) every `response` that has
 //! reached the relay is journaled, in order, before the session returns
 //! (bounded by DRAIN_LIMIT). The session never closes the link itself: the
 //! caller does, so that closing is always awaited in one place.
@@ -98,6 +100,11 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// On a stop, the connection is read until nothing arrived for this long: what
 /// the server wrote before it saw us go is in the socket's buffers by then.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
+/// The vendor's floor for the say/hello loop: "under 10 s congests the
+/// socket". Config keeps `hello_interval` at 10 s or more; the gap used is the
+/// smaller of the two only so that tests can shorten both.
+const MIN_HELLO_GAP: Duration = Duration::from_secs(10);
 
 /// How long without any frame before a session is taken as dead.
 pub fn silence_limit(hello_interval: Duration) -> Duration {
@@ -204,7 +211,11 @@ impl Session<'_> {
         let hello_interval = self.config.hello_interval.get_ref().get();
         let silence = silence_limit(hello_interval);
         let mut last_frame = Instant::now();
+        let min_gap = MIN_HELLO_GAP.min(hello_interval);
+        // When the next `hello` is due (none before `sign`, unless a `say`
+        // asks), and when the last one went out.
         let mut next_hello: Option<Instant> = None;
+        let mut last_hello: Option<Instant> = None;
         let mut signed = false;
         let mut namespace_connected = false;
         let mut connected_at: Option<Instant> = None;
@@ -234,14 +245,13 @@ impl Session<'_> {
                 _ = self.cancel.cancelled() => continue,
                 _ = tokio::time::sleep_until(wake) => None,
             };
-            // A `say`, or no `say` for hello_interval: either way, say hello.
-            let mut hello_due = false;
             match inbound {
                 None if Instant::now() >= watchdog => {
                     let detail = format!("no frame for {silence:?}");
                     return end(EndReason::Silent, detail, namespace_connected, connected_at);
                 }
-                None => hello_due = true,
+                // A hello is due: sent below.
+                None => {}
                 Some(inbound) => {
                     last_frame = Instant::now();
                     match inbound {
@@ -269,7 +279,12 @@ impl Session<'_> {
                             next_hello = Some(Instant::now() + hello_interval);
                         }
                         Inbound::Event { name, args } => match name.as_str() {
-                            "say" => hello_due = true,
+                            "say" => {
+                                // Answered as soon as the gap since the last
+                                // hello allows: at once, or when it ends.
+                                let allowed = last_hello.map_or(Instant::now(), |t| t + min_gap);
+                                next_hello = Some(next_hello.map_or(allowed, |h| h.min(allowed)));
+                            }
                             "signing" => self.reporter.set_state(ConnState::Signing),
                             "connected" | "connection" => {
                                 if connected_at.is_none() {
@@ -331,7 +346,7 @@ impl Session<'_> {
                     }
                 }
             }
-            if hello_due {
+            if next_hello.is_some_and(|h| Instant::now() >= h) {
                 if let Err(e) = emit(link, "hello", None, silence).await {
                     return end(
                         EndReason::Closed,
@@ -340,7 +355,11 @@ impl Session<'_> {
                         connected_at,
                     );
                 }
-                next_hello = Some(Instant::now() + hello_interval);
+                // The proactive timer counts from this hello, whatever
+                // prompted it, so it never follows a `say`'s answer closely.
+                let now = Instant::now();
+                last_hello = Some(now);
+                next_hello = Some(now + hello_interval);
             }
         }
     }

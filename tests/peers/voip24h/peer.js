@@ -2,6 +2,7 @@
 // socket.io server packages (2.x speaks Engine.IO 3, 4.x speaks Engine.IO 4).
 //
 // Usage: node peer.js --sio 2|4 --key KEY [--secret S] [--say-ms N] [--hello-timeout-ms N]
+//                     [--say-on-hello 1]   (also answer every `hello` with a `say` at once)
 //                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
 //
 // It checks the key sent with `sign` (a string, or {voip, secret}), answers
@@ -35,6 +36,9 @@ const KEY = args.key || 'test-key';
 const SECRET = args.secret || '';
 const SAY_MS = Number(args['say-ms'] || 500);
 const HELLO_TIMEOUT_MS = Number(args['hello-timeout-ms'] || 5000);
+// A server that asks again as soon as it is answered: a client answering
+// every `say` at once would loop as fast as the socket goes.
+const SAY_ON_HELLO = args['say-on-hello'] === '1';
 // Engine.IO heartbeat: long by default, so that a silent session is found by the
 // client's own watchdog, not by the server's heartbeat.
 const PING_MS = Number(args['ping-ms'] || 25000);
@@ -112,7 +116,10 @@ function onConnection(socket) {
   socket.on('hello', () => {
     state.lastHello = Date.now();
     stats.hellos += 1;
-    report({ ev: 'hello', n: stats.hellos });
+    // at_ms: when the hello arrived here, for spacing checks free of the
+    // report pipe's latency.
+    report({ ev: 'hello', n: stats.hellos, at_ms: performance.now() });
+    if (SAY_ON_HELLO && state.key) send(socket, 'say');
   });
 
   socket.on('disconnect', (reason) => {
