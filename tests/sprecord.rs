@@ -643,3 +643,179 @@ async fn a_ca_file_removed_after_the_check_is_reported_and_retried() {
     assert_journal_is(&relay, &events);
     relay.stop().await;
 }
+
+/// What [`RawSse`] writes on one connection, in order.
+#[derive(Clone)]
+enum Step {
+    /// Bytes, written (and flushed) as one write.
+    Write(Vec<u8>),
+    /// A pause, with a keep-alive comment every 200 ms so the relay's 1 s
+    /// read timeout does not end the stream.
+    Pause(Duration),
+    /// Keep-alives until the relay closes the connection.
+    Hold,
+}
+
+/// One request [`RawSse`] received.
+#[allow(dead_code)] // not every test reads every field
+#[derive(Clone, Debug)]
+struct RawRequest {
+    at: std::time::Instant,
+    /// The request line's target, as sent (origin-form or absolute-form).
+    target: String,
+    host: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// A byte-exact SSE server for what better-sse cannot send (a BOM, a huge
+/// line, a stream that ends at once): each connection `n` (0-based) gets a
+/// 200 `text/event-stream` head, then `script(n)`'s steps, then is closed.
+/// It ignores `Last-Event-ID` (no history): what the relay does not keep, is lost.
+struct RawSse {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<RawRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawSse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawSse {
+    async fn start(script: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static) -> RawSse {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let script = std::sync::Arc::new(script);
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let _ = sock.set_nodelay(true);
+                let at = std::time::Instant::now();
+                let index = n;
+                n += 1;
+                let script = script.clone();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut byte).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => head.extend_from_slice(&byte[..k]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        })
+                    };
+                    let target = head
+                        .lines()
+                        .next()
+                        .and_then(|l| l.split(' ').nth(1))
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().unwrap().push(RawRequest {
+                        at,
+                        target,
+                        host: header("host"),
+                        last_event_id: header("last-event-id"),
+                    });
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                               cache-control: no-cache\r\nconnection: close\r\n\r\n";
+                    if sock.write_all(ok).await.is_err() {
+                        return;
+                    }
+                    let tick = Duration::from_millis(200);
+                    for step in script(index) {
+                        match step {
+                            Step::Write(bytes) => {
+                                if sock.write_all(&bytes).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Step::Pause(mut left) => {
+                                while !left.is_zero() {
+                                    let slice = left.min(tick);
+                                    tokio::time::sleep(slice).await;
+                                    left -= slice;
+                                    // Only after a full tick: a short pause may sit
+                                    // inside a split sequence (the BOM).
+                                    if slice == tick && sock.write_all(b":\n").await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Step::Hold => loop {
+                                tokio::time::sleep(tick).await;
+                                if sock.write_all(b":\n").await.is_err() {
+                                    return;
+                                }
+                            },
+                        }
+                    }
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        RawSse {
+            url,
+            requests,
+            task,
+        }
+    }
+
+    fn requests(&self) -> Vec<RawRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// One SSE event with `id`, its data the JSON of `event`.
+fn sse_frame(id: u64, event: &Value) -> Vec<u8> {
+    format!("id: {id}\ndata: {event}\n\n").into_bytes()
+}
+
+/// A stream that starts with a UTF-8 BOM (which the SSE spec allows), the BOM
+/// split across two writes: the event after it is journaled with its id, and
+/// the stream stays up (no reconnect) until the server ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_starting_with_a_bom_is_read_and_stays_up() {
+    let event = call_event(1, "incoming_call");
+    let first = event.clone();
+    let server = RawSse::start(move |n| match n {
+        0 => {
+            let mut rest = b"\xBF".to_vec();
+            rest.extend(sse_frame(1, &first));
+            vec![
+                Step::Write(b"\xEF\xBB".to_vec()),
+                Step::Pause(Duration::from_millis(50)),
+                Step::Write(rest),
+                Step::Pause(Duration::from_millis(1500)),
+            ]
+        }
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_journal_is(&relay, &[event]);
+
+    // Still the first connection, well past the event: the stream stayed up.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(server.requests().len(), 1, "the stream was reopened");
+    let rows = relay.ctx.status.upstreams();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].state, callrelay::status::ConnState::Connected);
+
+    // The server ends it: the reconnect resumes after the id read behind the BOM.
+    eventually(WAIT, "a second connection", || server.requests().len() == 2).await;
+    assert_eq!(server.requests()[1].last_event_id.as_deref(), Some("1"));
+    relay.stop().await;
+}

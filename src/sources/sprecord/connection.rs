@@ -8,7 +8,7 @@
 //! also owns the connection's [`ConnPermit`]; [`SseConnection::close`] waits for
 //! that task, so when it returns the socket is closed and the permit is back.
 //! The SSE framing (multi-line `data:`, comments, `id:`, `retry:`, BOM, CRLF) is
-//! parsed by `eventsource-stream`, the parser reqwest-eventsource itself uses.
+//! parsed by [`super::sse`].
 //!
 //! Guarantees: every way out of [`Endpoint::open`] and every [`SseConnection`]
 //! — closed, dropped or its task aborted — closes the socket and returns the
@@ -18,8 +18,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{BoxStream, Fuse, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -31,6 +30,7 @@ use tower::Service;
 
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
+use super::sse::{SseError, SseEvent, SseParser};
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs.
@@ -219,10 +219,12 @@ impl Endpoint {
             driver.close().await;
             return Err(OpenError::ContentType(content_type));
         }
-        let events = idle_bounded(response.into_body(), self.read_timeout)
-            .eventsource()
-            .boxed();
-        Ok(SseConnection { events, driver })
+        Ok(SseConnection {
+            body: idle_bounded(response.into_body(), self.read_timeout).fuse(),
+            parser: SseParser::new(),
+            frame_error: None,
+            driver,
+        })
     }
 
     /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
@@ -288,26 +290,53 @@ impl Drop for Driver {
     }
 }
 
-/// The events of one open stream.
-pub type SseResult = Result<Event, EventStreamError<BodyError>>;
+/// Why an open stream stopped yielding events.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// The bytes could not be read as SSE; the framing is lost.
+    #[error(transparent)]
+    Frame(#[from] SseError),
+}
 
 /// An open stream.
 pub struct SseConnection {
-    events: BoxStream<'static, SseResult>,
+    body: Fuse<BoxStream<'static, Result<Bytes, BodyError>>>,
+    parser: SseParser,
+    /// A framing error, reported once the events completed before it are taken.
+    frame_error: Option<SseError>,
     driver: Driver,
 }
 
 impl SseConnection {
     /// The next complete event; `None` when the server ended the stream.
-    pub async fn next_event(&mut self) -> Option<SseResult> {
-        self.events.next().await
+    /// Cancel-safe: a chunk read is parsed before the next await, so dropping
+    /// this future loses no byte.
+    pub async fn next_event(&mut self) -> Option<Result<SseEvent, ReadError>> {
+        loop {
+            if let Some(event) = self.parser.next_event() {
+                return Some(Ok(event));
+            }
+            if let Some(e) = self.frame_error.take() {
+                return Some(Err(e.into()));
+            }
+            match self.body.next().await? {
+                Err(e) => return Some(Err(e.into())),
+                Ok(chunk) => {
+                    if let Err(e) = self.parser.push(&chunk) {
+                        self.frame_error = Some(e);
+                    }
+                }
+            }
+        }
     }
 
     /// Closes the stream; returns once its socket is closed and its permit returned.
     pub async fn close(self) {
-        let SseConnection { events, driver } = self;
+        let SseConnection { body, driver, .. } = self;
         // Dropping the body first tells hyper to shut the connection down.
-        drop(events);
+        drop(body);
         driver.close().await;
     }
 }

@@ -9,18 +9,27 @@
 //!   one that is still closing (see [`limiter`] and [`connection`]);
 //! - each stream has its own row in `/status` (stream "0".."2") and its own
 //!   `callrelay_upstream_connected{stream}` gauge;
+//! - a stream whose task panics (a bug) is restarted after a backoff, counted
+//!   as a reconnect with reason `panic` and shown on its `/status` row; the
+//!   panic's message (which may quote vendor data) is not logged here;
 //! - [`run`] returns only after every stream's connection is closed.
 //!
 //! Layout: [`config`] (the `[[sprecord]]` table), [`connection`] (one HTTP
 //! connection and its SSE framing), [`limiter`] (the per-account connection
-//! budget), [`stream`] (one stream's reconnect loop and event handling).
+//! budget), [`sse`] (the SSE framing), [`stream`] (one stream's reconnect
+//! loop and event handling).
 
 pub mod config;
 pub mod connection;
 pub mod limiter;
+pub mod sse;
 pub mod stream;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +52,12 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
     let streams = config.streams.get_ref().clamp(&1, &MAX_STREAMS);
     let mut tasks = JoinSet::new();
     for index in 0..usize::from(*streams) {
+        let reporter = ctx.status.upstream(
+            Vendor::Sprecord,
+            &account,
+            &index.to_string(),
+            config.timings().connect_grace,
+        );
         let supervisor = StreamSupervisor {
             index,
             account: account.clone(),
@@ -50,13 +65,54 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
             limiter: limiter.clone(),
             timings: config.timings(),
             ctx: ctx.clone(),
+            reporter: Arc::new(reporter),
         };
-        tasks.spawn(supervisor.run(cancel.clone()));
+        tasks.spawn(restarting(supervisor, cancel.clone()));
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
-            tracing::error!(vendor = "sprecord", account = %account, "an SSE stream task failed: {e}");
+            // Not `{e}`: a panic's message may quote the event being handled.
+            let why = if e.is_panic() {
+                "panicked"
+            } else {
+                "was cancelled"
+            };
+            tracing::error!(vendor = "sprecord", account = %account, "an SSE stream supervisor {why}");
         }
+    }
+}
+
+/// A run that lasted this long before panicking resets the panic backoff.
+const PANIC_RESET_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs one stream until `cancel`; a run that panics is started again after
+/// an exponential delay (`backoff_min` doubling up to `backoff_max`), so one
+/// bad message or bug cannot silently leave the account without that stream.
+async fn restarting(supervisor: StreamSupervisor, cancel: CancellationToken) {
+    let timings = supervisor.timings;
+    let mut delay = timings.backoff_min;
+    loop {
+        let started = Instant::now();
+        let run = AssertUnwindSafe(supervisor.run(cancel.clone())).catch_unwind();
+        if run.await.is_ok() {
+            return;
+        }
+        if started.elapsed() >= PANIC_RESET_AFTER {
+            delay = timings.backoff_min;
+        }
+        // The panic's message is left out on purpose: it may quote vendor data.
+        tracing::error!(vendor = "sprecord", account = %supervisor.account,
+            stream = supervisor.index, retry_in = ?delay, "an SSE stream failed unexpectedly (panic); restarting it");
+        supervisor.reporter.reconnecting(
+            "panic",
+            Some("the stream failed unexpectedly (a bug); restarting it".into()),
+            delay,
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(timings.backoff_max);
     }
 }
 

@@ -17,14 +17,13 @@ use std::time::Duration;
 
 use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
-use eventsource_stream::EventStreamError;
 use rand::Rng;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Timings;
-use super::connection::{BodyError, Endpoint, OpenError, SseConnection};
+use super::connection::{BodyError, Endpoint, OpenError, ReadError, SseConnection};
 use super::limiter::ConnLimiter;
 use crate::app::Context;
 use crate::event::{IncomingEvent, Transport, Vendor};
@@ -77,17 +76,15 @@ pub struct StreamSupervisor {
     pub limiter: ConnLimiter,
     pub timings: Timings,
     pub ctx: Arc<Context>,
+    /// This stream's `/status` row: owned by the source (see [`super::run`]),
+    /// so that it outlives a run that panicked.
+    pub reporter: Arc<UpstreamReporter>,
 }
 
 impl StreamSupervisor {
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(&self, cancel: CancellationToken) {
         let stream = self.index.to_string();
-        let reporter = self.ctx.status.upstream(
-            Vendor::Sprecord,
-            &self.account,
-            &stream,
-            self.timings.connect_grace,
-        );
+        let reporter = &*self.reporter;
         let stagger = self
             .timings
             .stagger
@@ -111,7 +108,7 @@ impl StreamSupervisor {
                     // The stream was accepted: failures so far are over.
                     backoff.reset();
                     let end = self
-                        .pump(&mut conn, &reporter, &mut last_event_id, &cancel)
+                        .pump(&mut conn, reporter, &mut last_event_id, &cancel)
                         .await;
                     conn.close().await;
                     if matches!(end, StreamEnd::Cancelled) {
@@ -123,7 +120,7 @@ impl StreamSupervisor {
                     reporter.reconnecting(end.reason(), Some(end.describe()), delay);
                     delay
                 }
-                Err(error) => self.refused(&error, &stream, &reporter, &mut backoff),
+                Err(error) => self.refused(&error, &stream, reporter, &mut backoff),
             };
             if !sleep_or_cancel(delay, &cancel).await {
                 return;
@@ -182,13 +179,13 @@ impl StreamSupervisor {
             let event = match next {
                 None => return StreamEnd::Closed,
                 Some(Ok(event)) => event,
-                Some(Err(EventStreamError::Transport(BodyError::Silent(t)))) => {
+                Some(Err(ReadError::Body(BodyError::Silent(t)))) => {
                     return StreamEnd::Silent(t);
                 }
-                Some(Err(EventStreamError::Transport(BodyError::Transport(e)))) => {
+                Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
                     return StreamEnd::Transport(e.to_string());
                 }
-                Some(Err(e)) => {
+                Some(Err(e @ ReadError::Frame(_))) => {
                     // The framing is lost: count it and start over on a fresh connection.
                     self.malformed(&e.to_string());
                     return StreamEnd::Garbled(e.to_string());

@@ -1,0 +1,232 @@
+//! The SSE framing of a `/sys/events` body (the WHATWG "event stream"
+//! interpretation): lines end with CRLF, LF or CR; `data:` lines accumulate;
+//! a blank line dispatches; `:` lines are comments; a leading UTF-8 BOM is skipped.
+//!
+//! Why our own and not `eventsource-stream`: its 0.2.3 panics on a stream that
+//! starts with a BOM (it slices one byte into the three-byte BOM), the panic
+//! message carries the payload, and it re-scans its whole buffer on every
+//! chunk, so one large event costs quadratic CPU. Here bytes are scanned once
+//! and nothing indexes into text.
+//!
+//! Guarantees: never panics on any input; a BOM is recognised even when split
+//! across chunks; every complete event pushed is kept until taken with
+//! [`SseParser::next_event`], in order (so a closing stream can still hand them on).
+
+use std::collections::VecDeque;
+
+/// The UTF-8 encoding of U+FEFF, which the SSE spec lets a stream start with.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The stream's last event id when this event was dispatched ("" if none yet).
+    pub id: String,
+    pub event: String,
+    pub data: String,
+}
+
+/// Why the bytes could not be framed. Holds no payload text: callers log it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SseError {
+    #[error("a line is not valid UTF-8 ({0} bytes)")]
+    Utf8(usize),
+}
+
+/// An incremental parser: [`push`](SseParser::push) body chunks, take events.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of the line not yet ended.
+    line: Vec<u8>,
+    /// The BOM check is done (the first bytes were seen).
+    started: bool,
+    /// The previous line ended with CR: a LF right after it is part of that line end.
+    after_cr: bool,
+    data: String,
+    event: String,
+    last_id: String,
+    ready: VecDeque<SseEvent>,
+}
+
+impl SseParser {
+    pub fn new() -> SseParser {
+        SseParser::default()
+    }
+
+    /// Feeds one chunk of the body.
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<(), SseError> {
+        if !self.started {
+            // The BOM may arrive split across chunks: hold its first bytes
+            // until it is complete or proven not to be one.
+            let held = self.line.len();
+            let take = (BOM.len() - held).min(chunk.len());
+            self.line.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.line.len() < BOM.len() && BOM.starts_with(&self.line) {
+                return Ok(());
+            }
+            self.started = true;
+            let head = std::mem::take(&mut self.line);
+            let head = head.strip_prefix(BOM).unwrap_or(&head);
+            self.feed(head)?;
+        }
+        self.feed(chunk)
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), SseError> {
+        let mut rest = bytes;
+        while let Some(first) = rest.first() {
+            if self.after_cr {
+                self.after_cr = false;
+                if *first == b'\n' {
+                    rest = &rest[1..];
+                    continue;
+                }
+            }
+            match rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                None => {
+                    self.line.extend_from_slice(rest);
+                    break;
+                }
+                Some(end) => {
+                    self.after_cr = rest[end] == b'\r';
+                    if self.line.is_empty() {
+                        self.line_done(&rest[..end])?;
+                    } else {
+                        self.line.extend_from_slice(&rest[..end]);
+                        let line = std::mem::take(&mut self.line);
+                        self.line_done(&line)?;
+                    }
+                    rest = &rest[end + 1..];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn line_done(&mut self, line: &[u8]) -> Result<(), SseError> {
+        if line.is_empty() {
+            self.dispatch();
+            return Ok(());
+        }
+        if line.first() == Some(&b':') {
+            // A comment (keep-alive): nothing to keep.
+            return Ok(());
+        }
+        let text = std::str::from_utf8(line).map_err(|_| SseError::Utf8(line.len()))?;
+        let (field, value) = match text.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (text, ""),
+        };
+        match field {
+            "data" => {
+                self.data.push_str(value);
+                self.data.push('\n');
+            }
+            "event" => value.clone_into(&mut self.event),
+            // The spec ignores an id holding NUL.
+            "id" if !value.contains('\0') => value.clone_into(&mut self.last_id),
+            // `retry:` is ignored on purpose: reconnect delays are ours (backoff,
+            // busy and auth delays), not the server's to shorten.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self) {
+        let event = std::mem::take(&mut self.event);
+        if self.data.is_empty() {
+            return;
+        }
+        let mut data = std::mem::take(&mut self.data);
+        data.pop(); // the '\n' after the last data line
+        self.ready.push_back(SseEvent {
+            id: self.last_id.clone(),
+            event: if event.is_empty() {
+                "message".to_owned()
+            } else {
+                event
+            },
+            data,
+        });
+    }
+
+    /// The next complete event, oldest first.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        self.ready.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        for c in chunks {
+            p.push(c).unwrap();
+        }
+        std::iter::from_fn(|| p.next_event()).collect()
+    }
+
+    fn ev(id: &str, data: &str) -> SseEvent {
+        SseEvent {
+            id: id.into(),
+            event: "message".into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn a_leading_bom_is_skipped_even_split_across_chunks() {
+        let whole = "\u{feff}id: 1\ndata: {\"a\":1}\n\n".as_bytes();
+        let want = vec![ev("1", "{\"a\":1}")];
+        assert_eq!(parse(&[whole]), want);
+        for split in 1..whole.len() {
+            assert_eq!(
+                parse(&[&whole[..split], &whole[split..]]),
+                want,
+                "split {split}"
+            );
+        }
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(parse(&bytes), want);
+        // Only at the start: a later U+FEFF is data.
+        assert_eq!(
+            parse(&["data: \u{feff}x\n\n".as_bytes()]),
+            vec![ev("", "\u{feff}x")]
+        );
+        // Short streams that merely look like a BOM's start.
+        assert_eq!(parse(&[b"\xEF"]), vec![]);
+        assert_eq!(parse(&[b"data: 1\n\n"]), vec![ev("", "1")]);
+    }
+
+    #[test]
+    fn line_ends_fields_comments_and_ids_follow_the_spec() {
+        let got = parse(&[
+            b": keep-alive\r\n\r\ndata:a\r\ndata: b\rid: 7\r\r",
+            b"event: x\ndata\n\nid: 8\n\ndata: c\n",
+            b"\n",
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ev("7", "a\nb"),
+                SseEvent {
+                    id: "7".into(),
+                    event: "x".into(),
+                    data: "".into()
+                },
+                ev("8", "c"),
+            ]
+        );
+        // A CR at a chunk's end and its LF at the next one's start are one line end.
+        assert_eq!(parse(&[b"data: 1\r", b"\n\r", b"\n"]), vec![ev("", "1")]);
+    }
+
+    #[test]
+    fn bad_utf8_is_an_error_not_a_panic() {
+        let mut p = SseParser::new();
+        assert_eq!(p.push(b"data: \xFF\xFE\n"), Err(SseError::Utf8(8)));
+    }
+}
