@@ -819,3 +819,60 @@ async fn a_stream_starting_with_a_bom_is_read_and_stays_up() {
     assert_eq!(server.requests()[1].last_event_id.as_deref(), Some("1"));
     relay.stop().await;
 }
+
+/// Rewrites the relay's config file with `edit` applied and reloads it.
+async fn reload_with(relay: &TestRelay, edit: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(&relay.config_path).expect("config");
+    std::fs::write(&relay.config_path, edit(text)).expect("write config");
+    relay
+        .relay
+        .as_ref()
+        .expect("running")
+        .reload()
+        .await
+        .expect("reload");
+}
+
+/// A burst of events, then a reload that changes the source (so restarts its
+/// streams) while most of the burst is still being journaled: every event the
+/// server sent is journaled — the server keeps no history, so none may be
+/// left in the closing stream's buffers — and the new stream asks to resume
+/// after the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_last() {
+    // 300 events, ~50 KB: within the socket buffers, so all of it is sent at once.
+    let burst: Vec<Value> = calls(1, 75);
+    let frames: Vec<u8> = burst
+        .iter()
+        .zip(1u64..)
+        .flat_map(|(event, id)| sse_frame(id, event))
+        .collect();
+    let server = RawSse::start(move |n| match n {
+        0 => vec![Step::Write(frames.clone()), Step::Hold],
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    relay.wait_for_seq(1, WAIT).await;
+    let journaled_at_reload = relay.ctx.journal.last_seq();
+    assert!(
+        journaled_at_reload < 300,
+        "the burst was all journaled before the reload: this test proves nothing"
+    );
+    reload_with(&relay, |text| {
+        text.replace("read_timeout = \"1s\"", "read_timeout = \"2s\"")
+    })
+    .await;
+    eventually(WAIT, "the restarted stream connects", || {
+        server.requests().len() == 2
+    })
+    .await;
+    relay.wait_for_seq(burst.len() as u64, WAIT).await;
+    assert_journal_is(&relay, &burst);
+    assert_eq!(
+        server.requests()[1].last_event_id.as_deref(),
+        Some("300"),
+        "the new stream must resume after the last event handed on"
+    );
+    relay.stop().await;
+}

@@ -22,6 +22,7 @@
 pub mod config;
 pub mod connection;
 pub mod limiter;
+pub mod resume;
 pub mod sse;
 pub mod stream;
 
@@ -39,6 +40,7 @@ use crate::event::Vendor;
 use config::{MAX_STREAMS, SprecordConfig};
 use connection::Endpoint;
 use limiter::ConnLimiter;
+use resume::ResumeId;
 use stream::StreamSupervisor;
 
 /// Holds the account's streams until `cancel`; returns once every stream is closed.
@@ -66,6 +68,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
             timings: config.timings(),
             ctx: ctx.clone(),
             reporter: Arc::new(reporter),
+            resume: ResumeId::new(&ctx, &account, config.url.get_ref(), index),
         };
         tasks.spawn(restarting(supervisor, cancel.clone()));
     }

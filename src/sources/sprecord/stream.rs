@@ -5,7 +5,11 @@
 //! - every event read is submitted to ingest and retried on commit errors; a
 //!   stream never drops an event it has read (only cancellation stops a retry);
 //! - `Last-Event-ID` is advanced only after its event is journaled, so a
-//!   server that keeps history resumes after the last durable event;
+//!   server that keeps history resumes after the last durable event; it is
+//!   kept in [`ResumeId`], so a stream restarted by a reload resumes too;
+//! - on cancel (reload, shutdown) every event already received — parsed,
+//!   buffered, or whose bytes arrive without waiting — is still handed to
+//!   ingest, within [`DRAIN_DEADLINE`], before the connection is closed;
 //! - malformed data is counted (`upstream_malformed`) and logged; the stream stays up;
 //! - delays: network/5xx/closed stream → exponential backoff with jitter
 //!   (reset once a stream was open); 429/"too many connections" → at least
@@ -20,11 +24,14 @@ use backoff::backoff::Backoff;
 use rand::Rng;
 use serde_json::Value;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Timings;
 use super::connection::{BodyError, Endpoint, OpenError, ReadError, SseConnection};
 use super::limiter::ConnLimiter;
+use super::resume::ResumeId;
+use super::sse::SseEvent;
 use crate::app::Context;
 use crate::event::{IncomingEvent, Transport, Vendor};
 use crate::ingest::IngestError;
@@ -33,6 +40,12 @@ use crate::vendors::sprecord::{SprecordMessage, parse_message};
 
 /// The longest wait between two tries of a failed journal commit.
 const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+/// On cancel, how long a stream may still spend handing received events to
+/// ingest. Well under the source manager's stop timeout (10 s).
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// While draining, bytes that do not arrive within this are not "already
+/// received": the drain ends.
+const DRAIN_IDLE: Duration = Duration::from_millis(100);
 
 /// How one open stream ended.
 #[derive(Debug)]
@@ -79,6 +92,7 @@ pub struct StreamSupervisor {
     /// This stream's `/status` row: owned by the source (see [`super::run`]),
     /// so that it outlives a run that panicked.
     pub reporter: Arc<UpstreamReporter>,
+    pub resume: ResumeId,
 }
 
 impl StreamSupervisor {
@@ -93,8 +107,8 @@ impl StreamSupervisor {
             return;
         }
         let mut backoff = self.backoff();
-        let mut last_event_id: Option<String> = None;
         loop {
+            let last_event_id = self.resume.get();
             reporter.set_state(ConnState::Connecting);
             let opened = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -107,9 +121,7 @@ impl StreamSupervisor {
                         resume_after = last_event_id.as_deref().unwrap_or(""), "SSE stream open");
                     // The stream was accepted: failures so far are over.
                     backoff.reset();
-                    let end = self
-                        .pump(&mut conn, reporter, &mut last_event_id, &cancel)
-                        .await;
+                    let end = self.pump(&mut conn, reporter, &cancel).await;
                     conn.close().await;
                     if matches!(end, StreamEnd::Cancelled) {
                         return;
@@ -163,51 +175,84 @@ impl StreamSupervisor {
         }
     }
 
-    /// Reads events until the stream ends or `cancel`.
+    /// Reads events until the stream ends or `cancel`; after `cancel`, drains
+    /// (see [`next_draining`](Self::next_draining)) before returning `Cancelled`.
     async fn pump(
         &self,
         conn: &mut SseConnection,
         reporter: &UpstreamReporter,
-        last_event_id: &mut Option<String>,
         cancel: &CancellationToken,
     ) -> StreamEnd {
+        // Set once cancelled: received events are still handed on until then.
+        let mut drain_until: Option<Instant> = None;
         loop {
-            let next = tokio::select! {
-                _ = cancel.cancelled() => return StreamEnd::Cancelled,
-                next = conn.next_event() => next,
+            let next = match drain_until {
+                Some(deadline) => match Self::next_draining(conn, deadline).await {
+                    Some(event) => event,
+                    None => return StreamEnd::Cancelled,
+                },
+                None => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        drain_until = Some(Instant::now() + DRAIN_DEADLINE);
+                        continue;
+                    }
+                    next = conn.next_event() => match next {
+                        None => return StreamEnd::Closed,
+                        Some(Ok(event)) => event,
+                        Some(Err(ReadError::Body(BodyError::Silent(t)))) => {
+                            return StreamEnd::Silent(t);
+                        }
+                        Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
+                            return StreamEnd::Transport(e.to_string());
+                        }
+                        Some(Err(e @ ReadError::Frame(_))) => {
+                            // The framing is lost: count it and start over on a fresh connection.
+                            self.malformed(&e.to_string());
+                            return StreamEnd::Garbled(e.to_string());
+                        }
+                    },
+                },
             };
-            let event = match next {
-                None => return StreamEnd::Closed,
-                Some(Ok(event)) => event,
-                Some(Err(ReadError::Body(BodyError::Silent(t)))) => {
-                    return StreamEnd::Silent(t);
-                }
-                Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
-                    return StreamEnd::Transport(e.to_string());
-                }
-                Some(Err(e @ ReadError::Frame(_))) => {
-                    // The framing is lost: count it and start over on a fresh connection.
-                    self.malformed(&e.to_string());
-                    return StreamEnd::Garbled(e.to_string());
-                }
+            let handled = self.handle(&next.data, reporter);
+            tokio::pin!(handled);
+            let handled = match drain_until {
+                Some(deadline) => tokio::time::timeout_at(deadline, handled)
+                    .await
+                    .unwrap_or(false),
+                None => tokio::select! {
+                    handled = &mut handled => handled,
+                    _ = cancel.cancelled() => {
+                        // Keep this event: finish it, within the drain deadline.
+                        let deadline = Instant::now() + DRAIN_DEADLINE;
+                        drain_until = Some(deadline);
+                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(false)
+                    }
+                },
             };
-            if !self.handle(&event.data, reporter, cancel).await {
+            if !handled {
                 return StreamEnd::Cancelled;
             }
-            if !event.id.is_empty() {
-                *last_event_id = Some(event.id);
+            if !next.id.is_empty() {
+                self.resume.set(&next.id);
             }
         }
     }
 
-    /// Parses one `data:` payload and journals it. False only when cancelled
-    /// while retrying (or when ingest is shutting down).
-    async fn handle(
-        &self,
-        data: &str,
-        reporter: &UpstreamReporter,
-        cancel: &CancellationToken,
-    ) -> bool {
+    /// The next event already received, while draining: `None` once none is
+    /// parsed or arrives within [`DRAIN_IDLE`], the stream ends or fails, or
+    /// `deadline` passes.
+    async fn next_draining(conn: &mut SseConnection, deadline: Instant) -> Option<SseEvent> {
+        let until = deadline.min(Instant::now() + DRAIN_IDLE);
+        match tokio::time::timeout_at(until, conn.next_event()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            _ => None,
+        }
+    }
+
+    /// Parses one `data:` payload and journals it. False only when ingest is
+    /// shutting down; the caller bounds how long it may retry.
+    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> bool {
         let value: Value = match serde_json::from_str(data) {
             Ok(v) => v,
             Err(e) => {
@@ -245,11 +290,12 @@ impl StreamSupervisor {
             received_at: OffsetDateTime::now_utc(),
             event,
         };
-        self.submit(incoming, cancel).await
+        self.submit(incoming).await
     }
 
-    /// Submits until journaled (or a duplicate); retries commit errors with backoff.
-    async fn submit(&self, incoming: IncomingEvent, cancel: &CancellationToken) -> bool {
+    /// Submits until journaled (or a duplicate); retries commit errors with
+    /// backoff, for as long as the caller lets it (see `pump`).
+    async fn submit(&self, incoming: IncomingEvent) -> bool {
         let mut delay = self.timings.backoff_min;
         loop {
             match self.ctx.ingest.submit(incoming.clone()).await {
@@ -258,9 +304,7 @@ impl StreamSupervisor {
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
                     tracing::warn!(vendor = "sprecord", account = %self.account, retry_in = ?delay,
                         "could not journal an SSE event, retrying: {e}");
-                    if !sleep_or_cancel(delay, cancel).await {
-                        return false;
-                    }
+                    tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(COMMIT_RETRY_MAX);
                 }
             }
