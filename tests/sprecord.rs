@@ -876,3 +876,37 @@ async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_
     );
     relay.stop().await;
 }
+
+/// A 4 MiB `data:` line (over the 1 MiB event limit), then a small event:
+/// the stream is closed and reopened (reason `too_large`) instead of
+/// buffering and parsing it, and the small event, sent again on the new
+/// connection, is journaled within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_event_reopens_the_stream_and_later_events_flow() {
+    let small = call_event(2, "call_end");
+    let sent = small.clone();
+    let server = RawSse::start(move |n| {
+        let after = sse_frame(2, &sent);
+        match n {
+            0 => {
+                let mut huge = b"id: 1\ndata: ".to_vec();
+                huge.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
+                huge.extend(b"\n\n");
+                vec![Step::Write(huge), Step::Write(after), Step::Hold]
+            }
+            _ => vec![Step::Write(after), Step::Hold],
+        }
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    let started = std::time::Instant::now();
+    relay.wait_for_seq(1, Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_journal_is(&relay, &[small]);
+    assert_eq!(reconnects(&relay, "too_large"), 1);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // Resumed after the skipped event's id: a replaying server will not resend it.
+    assert_eq!(requests[1].last_event_id.as_deref(), Some("1"));
+    relay.stop().await;
+}

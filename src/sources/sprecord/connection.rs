@@ -332,6 +332,11 @@ impl SseConnection {
         }
     }
 
+    /// The last `id:` the server sent on this stream, even of an event not complete yet.
+    pub fn last_event_id(&self) -> &str {
+        self.parser.last_event_id()
+    }
+
     /// Closes the stream; returns once its socket is closed and its permit returned.
     pub async fn close(self) {
         let SseConnection { body, driver, .. } = self;

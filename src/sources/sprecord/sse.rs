@@ -10,12 +10,19 @@
 //!
 //! Guarantees: never panics on any input; a BOM is recognised even when split
 //! across chunks; every complete event pushed is kept until taken with
-//! [`SseParser::next_event`], in order (so a closing stream can still hand them on).
+//! [`SseParser::next_event`], in order (so a closing stream can still hand them on);
+//! the event being built (its data, type and unfinished line) never holds more
+//! than [`MAX_EVENT_BYTES`] (plus one chunk): past that, [`SseError::TooLarge`].
 
 use std::collections::VecDeque;
 
 /// The UTF-8 encoding of U+FEFF, which the SSE spec lets a stream start with.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The most one event may hold (its `data:` lines, `event:` and the line being
+/// read). SPRecord events are a few hundred bytes; this bounds the memory a
+/// broken or hostile server can make a stream hold (an endless `data:` line).
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub struct SseEvent {
 pub enum SseError {
     #[error("a line is not valid UTF-8 ({0} bytes)")]
     Utf8(usize),
+    #[error("an event is larger than {MAX_EVENT_BYTES} bytes")]
+    TooLarge,
 }
 
 /// An incremental parser: [`push`](SseParser::push) body chunks, take events.
@@ -86,6 +95,7 @@ impl SseParser {
             match rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
                 None => {
                     self.line.extend_from_slice(rest);
+                    self.check_size()?;
                     break;
                 }
                 Some(end) => {
@@ -97,11 +107,24 @@ impl SseParser {
                         let line = std::mem::take(&mut self.line);
                         self.line_done(&line)?;
                     }
+                    self.check_size()?;
                     rest = &rest[end + 1..];
                 }
             }
         }
         Ok(())
+    }
+
+    fn check_size(&self) -> Result<(), SseError> {
+        if self.data.len() + self.event.len() + self.line.len() > MAX_EVENT_BYTES {
+            return Err(SseError::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// The last `id:` read, even of an event not complete yet ("" if none).
+    pub fn last_event_id(&self) -> &str {
+        &self.last_id
     }
 
     fn line_done(&mut self, line: &[u8]) -> Result<(), SseError> {
@@ -222,6 +245,34 @@ mod tests {
         );
         // A CR at a chunk's end and its LF at the next one's start are one line end.
         assert_eq!(parse(&[b"data: 1\r", b"\n\r", b"\n"]), vec![ev("", "1")]);
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_refused_and_its_id_kept() {
+        // Just under the limit is fine (field names and line ends count too).
+        let fits = format!("data: {}\n\n", "x".repeat(MAX_EVENT_BYTES - 16));
+        assert_eq!(parse(&[fits.as_bytes()]).len(), 1);
+
+        let mut p = SseParser::new();
+        p.push(b"id: 41\ndata: ok\n\nid: 42\ndata: ").unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut pushed = 0;
+        let err = loop {
+            match p.push(&chunk) {
+                Ok(()) => pushed += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(pushed <= MAX_EVENT_BYTES, "no limit");
+        };
+        assert_eq!(err, SseError::TooLarge);
+        assert_eq!(p.next_event(), Some(ev("41", "ok")));
+        assert_eq!(p.last_event_id(), "42");
+
+        // Many data lines add up.
+        let mut p = SseParser::new();
+        let line = format!("data: {}\n", "y".repeat(1000));
+        let err = (0..2000).find_map(|_| p.push(line.as_bytes()).err());
+        assert_eq!(err, Some(SseError::TooLarge));
     }
 
     #[test]

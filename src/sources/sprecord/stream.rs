@@ -11,6 +11,9 @@
 //!   buffered, or whose bytes arrive without waiting — is still handed to
 //!   ingest, within [`DRAIN_DEADLINE`], before the connection is closed;
 //! - malformed data is counted (`upstream_malformed`) and logged; the stream stays up;
+//! - an event over [`MAX_EVENT_BYTES`] is skipped: the stream is closed and
+//!   reopened (reason `too_large`), resuming after that event's id when it had
+//!   one, so a server that replays history does not send it again; no payload is logged;
 //! - delays: network/5xx/closed stream → exponential backoff with jitter
 //!   (reset once a stream was open); 429/"too many connections" → at least
 //!   `busy_backoff`; 401/403 → `auth_backoff`, `/readyz` false, an error log;
@@ -31,7 +34,7 @@ use super::config::Timings;
 use super::connection::{BodyError, Endpoint, OpenError, ReadError, SseConnection};
 use super::limiter::ConnLimiter;
 use super::resume::ResumeId;
-use super::sse::SseEvent;
+use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
 use crate::app::Context;
 use crate::event::{IncomingEvent, Transport, Vendor};
 use crate::ingest::IngestError;
@@ -57,6 +60,8 @@ enum StreamEnd {
     Transport(String),
     /// The bytes could not be read as SSE (bad UTF-8 or framing).
     Garbled(String),
+    /// An event over [`MAX_EVENT_BYTES`].
+    TooLarge,
 }
 
 impl StreamEnd {
@@ -67,6 +72,7 @@ impl StreamEnd {
             StreamEnd::Closed | StreamEnd::Transport(_) => "disconnect",
             StreamEnd::Silent(_) => "timeout",
             StreamEnd::Garbled(_) => "malformed",
+            StreamEnd::TooLarge => "too_large",
         }
     }
 
@@ -77,6 +83,9 @@ impl StreamEnd {
             StreamEnd::Silent(t) => format!("no data or keep-alive for {t:?}"),
             StreamEnd::Transport(e) => format!("transport error: {e}"),
             StreamEnd::Garbled(e) => format!("unreadable event stream: {e}"),
+            StreamEnd::TooLarge => {
+                format!("an event over {MAX_EVENT_BYTES} bytes was skipped")
+            }
         }
     }
 }
@@ -205,6 +214,17 @@ impl StreamSupervisor {
                         }
                         Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
                             return StreamEnd::Transport(e.to_string());
+                        }
+                        Some(Err(ReadError::Frame(SseError::TooLarge))) => {
+                            // Resume after it: a server that replays history
+                            // must not send it again (every event before it
+                            // was handed on first). A stream with no id yet
+                            // has nothing to resume after.
+                            let id = conn.last_event_id();
+                            if !id.is_empty() {
+                                self.resume.set(id);
+                            }
+                            return StreamEnd::TooLarge;
                         }
                         Some(Err(e @ ReadError::Frame(_))) => {
                             // The framing is lost: count it and start over on a fresh connection.
