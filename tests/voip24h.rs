@@ -819,3 +819,70 @@ async fn sio2_hellos_keep_their_distance() {
 async fn sio4_hellos_keep_their_distance() {
     hellos_keep_their_distance(4).await;
 }
+
+/// Broken socket.io packets — an event whose JSON is cut off, an unknown
+/// packet type — before `connected` (between `sign` and `connected`) and after
+/// it: each is counted as malformed, never taken as an auth refusal, and the
+/// next valid event is journaled. On socket.io 2 the session stays (no
+/// reconnect). On socket.io 4, rust_socketio 0.6 stops reading the connection
+/// after such a frame: the session must notice at once (well before its
+/// watchdog's 2 × hello_interval + 5 s) and reconnect.
+async fn malformed_frames_are_counted_never_auth(sio: u8) {
+    const BROKEN_EVENT: &str = "2[\"response\",{bad";
+    // Well under the watchdog's 6 s, over the backoff's 1 s ceiling.
+    const PROMPTLY: Duration = Duration::from_secs(2);
+    let mut peer = Peer::spawn(sio, &["--raw-on-sign", BROKEN_EVENT]).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    let (signed_at, _) = peer.expect("signed").await;
+    if sio == 4 {
+        let (down, _) = peer.expect("disconnect").await;
+        assert!(down.duration_since(signed_at) < PROMPTLY, "noticed late");
+        peer.expect("signed").await;
+    }
+    common::eventually(WAIT, "connected", || {
+        upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
+    })
+    .await;
+    for text in [BROKEN_EVENT, "9"] {
+        peer.send(json!({"cmd": "raw", "text": text})).await;
+        let (sent_at, raw) = peer.expect("raw_sent").await;
+        assert_eq!(raw["to"], 1, "socket.io {sio}: {raw}");
+        if sio == 4 {
+            let (down, _) = peer.expect("disconnect").await;
+            assert!(
+                down.duration_since(sent_at) < PROMPTLY,
+                "{text}: noticed late"
+            );
+            peer.expect("signed").await;
+            common::eventually(WAIT, "connected", || {
+                upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
+            })
+            .await;
+        }
+    }
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    // Frames are handled in order: the three broken ones came before the event.
+    assert_eq!(malformed(&relay), 3, "socket.io {sio}");
+    assert_eq!(reconnects(&relay, "auth"), 0, "socket.io {sio}");
+    assert_eq!(reconnects(&relay, "error"), 0, "socket.io {sio}");
+    let (sessions, closed) = if sio == 2 { (1, 0) } else { (4, 3) };
+    assert_eq!(reconnects(&relay, "closed"), closed, "socket.io {sio}");
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], sessions, "socket.io {sio}: {stats}");
+    assert_eq!(stats["concurrent"], 1, "socket.io {sio}: {stats}");
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_malformed_frames_are_counted_never_auth() {
+    malformed_frames_are_counted_never_auth(2).await;
+}
+
+#[tokio::test]
+async fn sio4_malformed_frames_are_counted_never_auth() {
+    malformed_frames_are_counted_never_auth(4).await;
+}

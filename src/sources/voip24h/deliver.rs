@@ -61,6 +61,14 @@ fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
     }
 }
 
+/// Counts a message from the server that could not be read.
+pub fn count_malformed(ctx: &Context, account: &str) {
+    ctx.metrics
+        .upstream_malformed
+        .with_label_values(&[Vendor::Voip24h.as_str(), account])
+        .inc();
+}
+
 /// Parses and journals one `response`; `Ok(false)` when it was malformed.
 /// Commit errors are retried until `give_up` fires.
 pub async fn deliver(
@@ -75,10 +83,7 @@ pub async fn deliver(
     let event = match parsed {
         Ok(event) => event,
         Err(why) => {
-            ctx.metrics
-                .upstream_malformed
-                .with_label_values(&[Vendor::Voip24h.as_str(), account])
-                .inc();
+            count_malformed(ctx, account);
             tracing::warn!(vendor = "voip24h", account, error = %why, "malformed `response` payload; skipped");
             return Ok(false);
         }

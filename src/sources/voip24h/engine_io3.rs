@@ -183,6 +183,7 @@ async fn drive(
                             }
                             SioPacket::Event { name, args } => Inbound::Event { name, args },
                             SioPacket::Other => Inbound::Alive,
+                            SioPacket::Malformed(why) => Inbound::Malformed(why.to_owned()),
                         },
                     },
                     Some(Ok(Message::Close(_))) | None => {

@@ -140,23 +140,60 @@ async fn drive(
         disconnect(&client).await;
         return;
     }
-    while let Some(cmd) = cmds.recv().await {
-        match cmd {
-            Cmd::Emit(event, arg, reply) => {
-                let payload = match arg {
-                    Some(value) => Payload::Text(vec![value]),
-                    None => Payload::Text(vec![]),
-                };
-                let result = client
-                    .emit(event.as_str(), payload)
-                    .await
-                    .map_err(|e| LinkError::SocketIo(with_causes(&e)));
-                let _ = reply.send(result);
+    let mut check = tokio::time::interval(READER_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reader_gone = false;
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Emit(event, arg, reply)) => {
+                    let payload = match arg {
+                        Some(value) => Payload::Text(vec![value]),
+                        None => Payload::Text(vec![]),
+                    };
+                    let result = client
+                        .emit(event.as_str(), payload)
+                        .await
+                        .map_err(|e| LinkError::SocketIo(with_causes(&e)));
+                    let _ = reply.send(result);
+                }
+                Some(Cmd::Close) | None => break,
+            },
+            _ = check.tick(), if !reader_gone => {
+                if reader_stopped() {
+                    // try_send: a full queue is retried on the next tick
+                    // rather than blocking the emits the session waits on.
+                    reader_gone = match events.try_send(Inbound::Closed(READER_GONE.into())) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => false,
+                    };
+                }
             }
-            Cmd::Close => break,
         }
     }
     disconnect(&client).await;
+}
+
+/// How often the connection checks that rust_socketio still reads.
+const READER_CHECK: Duration = Duration::from_millis(200);
+const READER_GONE: &str = "the socket.io 4 client stopped reading the connection";
+
+/// Whether rust_socketio's reader has ended without telling us.
+///
+/// rust_socketio 0.6 reads the connection in the one task it spawns on this
+/// connection's runtime, and that task ends — with no `Close` callback — when
+/// its packet stream yields an error (the stream is an `async_stream`
+/// `try_stream!`: a frame it cannot parse, `42["response",{bad` or `49`, ends
+/// it for good) or panics (a binary-event header whose attachment never
+/// comes: `unwrap()` on the ended engine.io stream). The connection then sits
+/// unread and would pass for connected until the session's watchdog. No task
+/// alive on this runtime means that reader is gone: our own code here runs in
+/// `block_on`, not as a task.
+fn reader_stopped() -> bool {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+        == 0
 }
 
 async fn disconnect(client: &Client) {
@@ -194,7 +231,8 @@ fn callbacks(builder: ClientBuilder, events: &mpsc::Sender<Inbound>) -> ClientBu
             async move {
                 let args = payload_args(payload);
                 let inbound = match library_error(&args) {
-                    Some(text) => Inbound::Closed(text),
+                    Some((LibraryError::Malformed, text)) => Inbound::Malformed(text),
+                    Some((LibraryError::Transport, text)) => Inbound::Closed(text),
                     None => Inbound::Event {
                         name: "error".into(),
                         args,
@@ -244,17 +282,41 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The texts rust_socketio 0.6 (and the rust_engineio errors it wraps) gives
-/// its own errors, which it reports through the same `Event::Error` as the
-/// server's `error` event. They mean the transport failed, not that the
-/// Voip24h server said `error`.
+/// What one of rust_socketio's own error reports means for the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LibraryError {
+    /// One frame could not be parsed (counted; never an auth refusal).
+    Malformed,
+    /// The transport failed.
+    Transport,
+}
+
+/// The texts rust_socketio 0.6 gives its errors, which it reports through the
+/// same `Event::Error` as the server's `error` event: none of them is the
+/// Voip24h server saying `error` (so never an auth refusal).
+///
+/// These are raised while parsing one socket.io packet (`42["response",{bad`
+/// gives "string is not json serializable", `49` "Invalid packet id"). The
+/// frame is counted as malformed, as the Engine.IO 3 transport counts one.
+/// Raised by the event handler (`42[]`), the library reads on and so does the
+/// session; raised by the packet parser, the library's reader has ended, which
+/// [`reader_stopped`] notices within READER_CHECK and the session reconnects.
+const MALFORMED_FRAME_ERRORS: &[&str] = &[
+    "Invalid packet id",
+    "Error while parsing an incomplete packet",
+    "Got an invalid packet",
+    "An error occurred while decoding the utf-8",
+    "An error occurred while encoding/decoding base64",
+    "string is not json serializable",
+    "Error while parsing an integer",
+    "Invalid packet type while reading attachments",
+];
+
+/// These (and the rust_engineio errors it wraps, all "EngineIO Error") mean
+/// the transport failed.
 const LIBRARY_ERRORS: &[&str] = &[
     "EngineIO Error",
     "Underlying Engine.IO connection has closed",
-    "Error while parsing",
-    "Got an invalid packet",
-    "Invalid packet",
-    "An error occurred while",
     "Got an IO-Error",
     "Called an action before",
     "Received an ConnectError frame",
@@ -265,14 +327,20 @@ const LIBRARY_ERRORS: &[&str] = &[
     "A lock was poisoned",
 ];
 
-/// `Some(text)` when `args` is one of the library's own error reports.
-fn library_error(args: &[Value]) -> Option<String> {
-    match args {
-        [Value::String(text)] if LIBRARY_ERRORS.iter().any(|p| text.starts_with(p)) => {
-            Some(text.chars().take(200).collect())
-        }
-        _ => None,
-    }
+/// What `args` means when it is one of the library's own error reports, with
+/// its text (bounded).
+fn library_error(args: &[Value]) -> Option<(LibraryError, String)> {
+    let [Value::String(text)] = args else {
+        return None;
+    };
+    let kind = if MALFORMED_FRAME_ERRORS.iter().any(|p| text.starts_with(p)) {
+        LibraryError::Malformed
+    } else if LIBRARY_ERRORS.iter().any(|p| text.starts_with(p)) {
+        LibraryError::Transport
+    } else {
+        return None;
+    };
+    Some((kind, text.chars().take(200).collect()))
 }
 
 #[allow(deprecated)] // Payload::String is deprecated but still constructed by 0.6.
@@ -304,8 +372,17 @@ mod tests {
 
     #[test]
     fn tells_library_errors_from_the_servers_error_event() {
-        assert!(library_error(&[json!("EngineIO Error")]).is_some());
-        assert!(library_error(&[json!("Received an ConnectError frame: x")]).is_some());
+        let kind = |text: &str| library_error(&[json!(text)]).map(|(kind, _)| kind);
+        assert_eq!(kind("EngineIO Error"), Some(LibraryError::Transport));
+        assert_eq!(
+            kind("Received an ConnectError frame: x"),
+            Some(LibraryError::Transport)
+        );
+        assert_eq!(
+            kind("string is not json serializable: EOF while parsing"),
+            Some(LibraryError::Malformed)
+        );
+        assert_eq!(kind("Invalid packet id: 9"), Some(LibraryError::Malformed));
         assert!(library_error(&[json!("invalid key")]).is_none());
         assert!(library_error(&[json!({"message": "EngineIO Error"})]).is_none());
         assert!(library_error(&[]).is_none());

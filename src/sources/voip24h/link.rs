@@ -24,6 +24,9 @@ pub enum Inbound {
     Event { name: String, args: Vec<Value> },
     /// Traffic that is no event (an Engine.IO pong): the connection is alive.
     Alive,
+    /// A frame that could not be read (why, without its text): skipped and
+    /// counted, as a `response` that cannot be read is; the session goes on.
+    Malformed(String),
     /// The connection ended; why, in words without secrets.
     Closed(String),
 }

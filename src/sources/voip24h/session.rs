@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
-use super::deliver::{ShuttingDown, deliver};
+use super::deliver::{ShuttingDown, count_malformed, deliver};
 use super::link::{Inbound, Link};
 use crate::app::Context;
 use crate::status::{ConnState, UpstreamReporter};
@@ -200,6 +200,10 @@ impl Session<'_> {
                 true
             }
             Inbound::Closed(_) => false,
+            Inbound::Malformed(_) => {
+                count_malformed(self.ctx, self.account());
+                true
+            }
             _ => true,
         }
     }
@@ -256,6 +260,19 @@ impl Session<'_> {
                     last_frame = Instant::now();
                     match inbound {
                         Inbound::Alive => {}
+                        // Whenever it comes (before `connected` too), a frame
+                        // that cannot be read says nothing about the key or
+                        // the connection: skip it, as the Engine.IO 3 and 4
+                        // transports alike report it.
+                        Inbound::Malformed(why) => {
+                            count_malformed(self.ctx, self.account());
+                            tracing::warn!(
+                                vendor = "voip24h",
+                                account = self.account(),
+                                error = %why,
+                                "malformed socket.io frame; skipped"
+                            );
+                        }
                         Inbound::Closed(why) => {
                             return end(EndReason::Closed, why, namespace_connected, connected_at);
                         }

@@ -2,8 +2,9 @@
 //! Voip24h session needs it: the Engine.IO packet type, and socket.io CONNECT,
 //! DISCONNECT, CONNECT_ERROR and EVENT packets on the default namespace.
 //!
-//! Guarantees: pure functions; any text decodes to some [`Frame`] (unknown or
-//! broken input is [`Frame::Other`] or [`SioPacket::Other`]), never a panic.
+//! Guarantees: pure functions; any text decodes to some [`Frame`] (unknown
+//! input is [`Frame::Other`] or [`SioPacket::Other`], a broken socket.io
+//! packet [`SioPacket::Malformed`]), never a panic.
 
 use serde_json::Value;
 use url::Url;
@@ -36,8 +37,11 @@ pub enum SioPacket {
     Event { name: String, args: Vec<Value> },
     /// `4...`: the namespace refused us; the server's reason.
     ConnectError(String),
-    /// Acks, binary events, other namespaces, unreadable data.
+    /// Acks, binary events, other namespaces.
     Other,
+    /// A packet that breaks the socket.io format (an event whose data is not a
+    /// JSON array starting with its name, an unknown packet type): why.
+    Malformed(&'static str),
 }
 
 pub fn decode(text: &str) -> Frame<'_> {
@@ -59,7 +63,7 @@ pub fn decode(text: &str) -> Frame<'_> {
 fn decode_socketio(text: &str) -> SioPacket {
     let mut chars = text.chars();
     let Some(kind) = chars.next() else {
-        return SioPacket::Other;
+        return SioPacket::Malformed("an empty socket.io packet");
     };
     let rest = chars.as_str();
     // A packet for another namespace starts with `/nsp,`; ours is the default one.
@@ -72,19 +76,22 @@ fn decode_socketio(text: &str) -> SioPacket {
         '1' => SioPacket::Disconnect,
         '2' => decode_event(rest),
         '4' => SioPacket::ConnectError(rest.chars().take(200).collect()),
-        _ => SioPacket::Other,
+        // Ack, binary event, binary ack: valid, and nothing the session uses.
+        '3' | '5' | '6' => SioPacket::Other,
+        _ => SioPacket::Malformed("an unknown socket.io packet type"),
     }
 }
 
 fn decode_event(text: &str) -> SioPacket {
     // An event may carry an ack id before its array: `212["name", ...]`.
     let json = text.trim_start_matches(|c: char| c.is_ascii_digit());
+    const NOT_AN_EVENT: &str = "an event that is not a JSON array starting with its name";
     match serde_json::from_str::<Value>(json) {
         Ok(Value::Array(mut items)) if !items.is_empty() => match items.remove(0) {
             Value::String(name) => SioPacket::Event { name, args: items },
-            _ => SioPacket::Other,
+            _ => SioPacket::Malformed(NOT_AN_EVENT),
         },
-        _ => SioPacket::Other,
+        _ => SioPacket::Malformed(NOT_AN_EVENT),
     }
 }
 
@@ -166,7 +173,13 @@ mod tests {
         ] {
             let _ = decode(text);
         }
-        assert_eq!(decode("42[1]"), Frame::Message(SioPacket::Other));
+        for text in ["42[1]", "42[]", "42[\"response\",{bad", "4", "49"] {
+            assert!(
+                matches!(decode(text), Frame::Message(SioPacket::Malformed(_))),
+                "{text}"
+            );
+        }
+        assert_eq!(decode("43[]"), Frame::Message(SioPacket::Other));
     }
 
     #[test]

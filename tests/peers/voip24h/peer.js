@@ -3,6 +3,8 @@
 //
 // Usage: node peer.js --sio 2|4 --key KEY [--secret S] [--say-ms N] [--hello-timeout-ms N]
 //                     [--say-on-hello 1]   (also answer every `hello` with a `say` at once)
+//                     [--raw-on-sign TEXT] (send TEXT as a raw socket.io packet on the first
+//                                           accepted `sign`, before `signing`/`connected`)
 //                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
 //
 // It checks the key sent with `sign` (a string, or {voip, secret}), answers
@@ -16,6 +18,8 @@
 //   {"cmd":"burst","event":"response","args_list":[[...],...]}  emit each, back to back,
 //                        to every signed session; `disconnect` then reports `sent`,
 //                        how many events that session was sent before it went
+//   {"cmd":"raw","text":"2[..."}  send TEXT as a raw socket.io packet (the Engine.IO
+//                        message's data, unchecked) to every signed session
 //   {"cmd":"drop","how":"close"|"destroy"|"disconnect"}  end every connection
 //   {"cmd":"silence"}    stop saying `say` (connections stay open, hellos are ignored)
 //   {"cmd":"restart","down_ms":N}  close the server, listen again on the same port
@@ -39,6 +43,7 @@ const HELLO_TIMEOUT_MS = Number(args['hello-timeout-ms'] || 5000);
 // A server that asks again as soon as it is answered: a client answering
 // every `say` at once would loop as fast as the socket goes.
 const SAY_ON_HELLO = args['say-on-hello'] === '1';
+const RAW_ON_SIGN = args['raw-on-sign'] || '';
 // Engine.IO heartbeat: long by default, so that a silent session is found by the
 // client's own watchdog, not by the server's heartbeat.
 const PING_MS = Number(args['ping-ms'] || 25000);
@@ -107,6 +112,9 @@ function onConnection(socket) {
     stats.signed += 1;
     stats.signed_now[key] = (stats.signed_now[key] || 0) + 1;
     stats.max_signed_per_key = Math.max(stats.max_signed_per_key, stats.signed_now[key]);
+    // engine.io's write() sends an Engine.IO message with this data as is: a
+    // broken socket.io packet that the socket.io encoder would never produce.
+    if (RAW_ON_SIGN && stats.signed === 1) socket.conn.write(RAW_ON_SIGN);
     send(socket, 'signing');
     send(socket, 'connected', ['ok']);
     send(socket, 'connection', ['ok']);
@@ -202,6 +210,16 @@ function handle(cmd) {
         n += 1;
       }
       report({ ev: 'burst_sent', event: cmd.event, to: n, count: cmd.args_list.length });
+      break;
+    }
+    case 'raw': {
+      let n = 0;
+      for (const socket of sockets) {
+        if (!socket._peer.key) continue;
+        socket.conn.write(cmd.text);
+        n += 1;
+      }
+      report({ ev: 'raw_sent', to: n });
       break;
     }
     case 'drop':
