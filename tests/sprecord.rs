@@ -910,3 +910,24 @@ async fn an_oversized_event_reopens_the_stream_and_later_events_flow() {
     assert_eq!(requests[1].last_event_id.as_deref(), Some("1"));
     relay.stop().await;
 }
+
+/// A server that accepts every stream and closes it at once, with no event:
+/// each 200 is a failure too, so the gap between connections grows
+/// (backoff_min 50 ms doubling toward 2 s) instead of staying at backoff_min.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_at_once_is_retried_ever_more_slowly() {
+    let server = RawSse::start(|_| Vec::new()).await;
+    let toml = sprecord_toml_at(&server.url, 1, "")
+        .replace("backoff_max = \"300ms\"", "backoff_max = \"2s\"");
+    let relay = start_relay(&toml).await;
+    eventually(WAIT, "six connections", || server.requests().len() >= 6).await;
+    let at: Vec<_> = server.requests().iter().map(|r| r.at).collect();
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // Nominal 50, 100, 200, 400, 800 ms, each ±50 %.
+    assert!(
+        gaps[4] >= Duration::from_millis(390) && gaps[4] > gaps[0] * 2,
+        "the backoff did not grow: {gaps:?}"
+    );
+    assert!(reconnects(&relay, "disconnect") >= 5);
+    relay.stop().await;
+}

@@ -14,8 +14,10 @@
 //! - an event over [`MAX_EVENT_BYTES`] is skipped: the stream is closed and
 //!   reopened (reason `too_large`), resuming after that event's id when it had
 //!   one, so a server that replays history does not send it again; no payload is logged;
-//! - delays: network/5xx/closed stream → exponential backoff with jitter
-//!   (reset once a stream was open); 429/"too many connections" → at least
+//! - delays: network/5xx/closed stream → exponential backoff with jitter,
+//!   reset only once a stream proved useful (it carried an event, or stayed
+//!   open [`USEFUL_AFTER`]): a server that accepts and closes at once is
+//!   retried ever more slowly, not every `backoff_min`; 429/"too many connections" → at least
 //!   `busy_backoff`; 401/403 → `auth_backoff`, `/readyz` false, an error log;
 //! - on cancel the connection is closed before [`StreamSupervisor::run`] returns.
 
@@ -49,6 +51,9 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 /// While draining, bytes that do not arrive within this are not "already
 /// received": the drain ends.
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
+/// A stream open this long without an event still counts as working (a quiet
+/// account): its end resets the backoff.
+const USEFUL_AFTER: Duration = Duration::from_secs(10);
 
 /// How one open stream ended.
 #[derive(Debug)]
@@ -128,12 +133,17 @@ impl StreamSupervisor {
                     reporter.set_state(ConnState::Connected);
                     tracing::info!(vendor = "sprecord", account = %self.account, stream = %stream,
                         resume_after = last_event_id.as_deref().unwrap_or(""), "SSE stream open");
-                    // The stream was accepted: failures so far are over.
-                    backoff.reset();
-                    let end = self.pump(&mut conn, reporter, &cancel).await;
+                    let opened_at = Instant::now();
+                    let mut events = 0u64;
+                    let end = self.pump(&mut conn, reporter, &mut events, &cancel).await;
                     conn.close().await;
                     if matches!(end, StreamEnd::Cancelled) {
                         return;
+                    }
+                    // Only a stream that worked ends the run of failures: a
+                    // 200 that closes at once is a failure too.
+                    if events > 0 || opened_at.elapsed() >= USEFUL_AFTER {
+                        backoff.reset();
                     }
                     let delay = next_delay(&mut backoff, self.timings.backoff_max);
                     tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
@@ -190,6 +200,7 @@ impl StreamSupervisor {
         &self,
         conn: &mut SseConnection,
         reporter: &UpstreamReporter,
+        events: &mut u64,
         cancel: &CancellationToken,
     ) -> StreamEnd {
         // Set once cancelled: received events are still handed on until then.
@@ -234,6 +245,7 @@ impl StreamSupervisor {
                     },
                 },
             };
+            *events += 1;
             let handled = self.handle(&next.data, reporter);
             tokio::pin!(handled);
             let handled = match drain_until {
