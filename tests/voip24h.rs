@@ -886,3 +886,61 @@ async fn sio2_malformed_frames_are_counted_never_auth() {
 async fn sio4_malformed_frames_are_counted_never_auth() {
     malformed_frames_are_counted_never_auth(4).await;
 }
+
+/// A binary-event header whose attachment never comes, then the server closes
+/// the connection: rust_socketio 0.6 panics in its reader (an `unwrap()` on
+/// the ended engine.io stream) and reports nothing. With a production-like
+/// hello_interval of 10 s (no failing `hello` to tell), the session must still
+/// notice at once and reconnect, and journal on the new session.
+async fn a_reader_that_dies_silently_is_noticed(sio: u8) {
+    const HELLO: Duration = Duration::from_secs(10);
+    // Far under the 10 s hello and the 25 s watchdog, over the 1 s backoff ceiling.
+    const PROMPTLY: Duration = Duration::from_secs(3);
+    let mut peer = Peer::spawn(sio, &["--hello-timeout-ms", "60000"]).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{}[[voip24h]]\naccount = \"main\"\nurl = \"http://127.0.0.1:{}\"\nkey = \"{KEY}\"\n\
+         engine_io = \"{engine}\"\nhello_interval = \"10s\"\n",
+        common::base_config(dir.path()),
+        peer.port
+    );
+    let relay = common::start_relay_tuned(dir, &text, |config| {
+        for source in &mut config.voip24h {
+            let source = source.get_mut();
+            source.hello_interval = unspanned(HumanDuration(HELLO));
+            source.backoff_min = unspanned(HumanDuration(BACKOFF_MIN));
+            source.backoff_max = unspanned(HumanDuration(BACKOFF_MAX));
+        }
+    })
+    .await;
+    peer.expect("signed").await;
+    common::eventually(WAIT, "connected", || {
+        upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
+    })
+    .await;
+    let header = "51-[\"response\",{\"_placeholder\":true,\"num\":0}]";
+    peer.send(json!({"cmd": "raw", "text": header})).await;
+    peer.expect("raw_sent").await;
+    peer.send(json!({"cmd": "drop", "how": "close"})).await;
+    let (down, _) = peer.expect("disconnect").await;
+    let (up, _) = peer.expect("connect").await;
+    let gap = up.duration_since(down);
+    assert!(gap < PROMPTLY, "socket.io {sio}: reconnected after {gap:?}");
+    peer.expect("signed").await;
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_a_reader_that_dies_silently_is_noticed() {
+    a_reader_that_dies_silently_is_noticed(2).await;
+}
+
+#[tokio::test]
+async fn sio4_a_reader_that_dies_silently_is_noticed() {
+    a_reader_that_dies_silently_is_noticed(4).await;
+}
