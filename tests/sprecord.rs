@@ -657,7 +657,6 @@ enum Step {
 }
 
 /// One request [`RawSse`] received.
-#[allow(dead_code)] // not every test reads every field
 #[derive(Clone, Debug)]
 struct RawRequest {
     at: std::time::Instant,
@@ -929,5 +928,22 @@ async fn a_server_that_closes_at_once_is_retried_ever_more_slowly() {
         "the backoff did not grow: {gaps:?}"
     );
     assert!(reconnects(&relay, "disconnect") >= 5);
+    relay.stop().await;
+}
+
+/// The request line carries the origin-form target (`/sys/events` and the
+/// url's query), not the absolute URL, with the authority in `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_request_the_origin_form_target_with_a_host_header() {
+    let server = RawSse::start(|_| vec![Step::Hold]).await;
+    let url = format!("{}/api/?device=7", server.url);
+    let relay = start_relay(&sprecord_toml_at(&url, 1, "")).await;
+    eventually(WAIT, "a request", || !server.requests().is_empty()).await;
+    let request = server.requests()[0].clone();
+    assert_eq!(request.target, "/api/sys/events?device=7");
+    assert_eq!(
+        request.host.as_deref(),
+        Some(server.url.trim_start_matches("http://"))
+    );
     relay.stop().await;
 }

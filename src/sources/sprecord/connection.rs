@@ -92,7 +92,12 @@ pub enum BodyError {
 
 /// Where and how every stream of one account connects.
 pub struct Endpoint {
+    /// Absolute: what the connector dials (scheme, host, port).
     uri: Uri,
+    /// Origin-form (`/sys/events?…`): the request target. hyper's low-level
+    /// client sends the URI it is given as is, and an absolute-form target is
+    /// meant for proxies; origin servers and their front ends may refuse it.
+    target: Uri,
     host: HeaderValue,
     headers: HeaderMap,
     connector: HttpsConnector<HttpConnector>,
@@ -119,6 +124,9 @@ impl Endpoint {
         let uri: Uri = format!("{}://{authority}{path_and_query}", url.scheme())
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
+        let target: Uri = path_and_query
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
         let host = HeaderValue::from_str(&authority).map_err(|_| bad("host"))?;
 
         let mut headers = HeaderMap::new();
@@ -143,6 +151,7 @@ impl Endpoint {
             .wrap_connector(http);
         Ok(Endpoint {
             uri,
+            target,
             host,
             headers,
             connector,
@@ -164,7 +173,7 @@ impl Endpoint {
             .await
             .map_err(|_| OpenError::Timeout(timeout))??;
 
-        let mut request = Request::get(self.uri.clone());
+        let mut request = Request::get(self.target.clone());
         if let Some(h) = request.headers_mut() {
             h.insert(header::HOST, self.host.clone());
             h.insert(
@@ -439,6 +448,7 @@ mod tests {
             "https://api.example:8443/v2/sys/events?device=7"
         );
         assert_eq!(endpoint.host, "api.example:8443");
+        assert_eq!(endpoint.target.to_string(), "/v2/sys/events?device=7");
     }
 
     #[test]
