@@ -947,3 +947,32 @@ async fn streams_request_the_origin_form_target_with_a_host_header() {
     );
     relay.stop().await;
 }
+
+/// As the reload test, with SIGTERM's path (the relay drained and stopped)
+/// instead: every event received before the stop is in the journal, as a
+/// relay started again on the same directory finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_mid_burst_journals_every_received_event() {
+    let burst: Vec<Value> = calls(1, 75);
+    let frames: Vec<u8> = burst
+        .iter()
+        .zip(1u64..)
+        .flat_map(|(event, id)| sse_frame(id, event))
+        .collect();
+    let server = RawSse::start(move |n| match n {
+        0 => vec![Step::Write(frames.clone()), Step::Hold],
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert!(
+        relay.ctx.journal.last_seq() < 300,
+        "the burst was all journaled before the stop: this test proves nothing"
+    );
+    let text = std::fs::read_to_string(&relay.config_path).expect("config");
+    let dir = relay.stop().await;
+    let again = common::start_relay_in(dir, &text).await;
+    assert_journal_is(&again, &burst);
+    again.stop().await;
+}
