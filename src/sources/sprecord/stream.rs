@@ -3,7 +3,8 @@
 //!
 //! Guarantees:
 //! - every event read is submitted to ingest and retried on commit errors; a
-//!   stream never drops an event it has read (only cancellation stops a retry);
+//!   stream never drops an event it has read (only the drain deadline after
+//!   a cancel stops a retry);
 //! - `Last-Event-ID` is advanced only after its event is journaled, so a
 //!   server that keeps history resumes after the last durable event; it is
 //!   kept in [`ResumeId`], so a stream restarted by a reload resumes too;
