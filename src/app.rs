@@ -53,6 +53,9 @@ pub struct Context {
     /// The WebSocket sessions, which outlive their HTTP connection: shutdown
     /// waits for them after the HTTP server (see [`sinks::websocket::drain`]).
     pub ws_sessions: sinks::websocket::Sessions,
+    /// Where each SPRecord stream resumes; outlives the sources (a reload
+    /// restarts them).
+    pub sse_resume: Arc<crate::sources::sprecord::resume::ResumeIds>,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
@@ -136,6 +139,7 @@ impl Relay {
             hub,
             shutdown: CancellationToken::new(),
             ws_sessions: sinks::websocket::Sessions::default(),
+            sse_resume: Arc::default(),
             started: Instant::now(),
             reloads,
         });
