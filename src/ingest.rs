@@ -11,7 +11,10 @@
 //! - the channel is bounded: sources wait for room (`submit`), webhooks are
 //!   told at once that it is full (`try_submit`, a 503);
 //! - after a commit, sinks are woken (`Hub`) with the new last seq and the new
-//!   events, in seq order.
+//!   events, in seq order;
+//! - while commits fail, the store is asked to recover at most once a second
+//!   (the journal opens its file again), so a disk that was full takes events
+//!   again as soon as it has room, without a restart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,7 +52,16 @@ pub trait BatchStore: Send + Sync + 'static {
         &self,
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError>;
+
+    /// After a failed commit (at most once per [`RECOVER_EVERY`]): whatever
+    /// lets a later commit succeed once the cause is gone.
+    fn recover(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
+
+/// How often the writer tries [`BatchStore::recover`] while commits fail.
+const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
 impl BatchStore for Journal {
     fn append_batch(
@@ -57,6 +69,12 @@ impl BatchStore for Journal {
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         Journal::append_prepared(self, events)
+    }
+
+    /// redb refuses every write after an I/O error (a full disk) until it is
+    /// opened again: freeing space is not enough without this.
+    fn recover(&self) -> Result<(), JournalError> {
+        self.reopen()
     }
 }
 
@@ -286,6 +304,7 @@ fn run(
     max_batch: usize,
 ) {
     let mut batch = Batch::with_capacity(max_batch);
+    let mut recovered_at: Option<Instant> = None;
     loop {
         let mut stop = false;
         match rx.blocking_recv() {
@@ -301,8 +320,15 @@ fn run(
         }
         if !batch.is_empty() {
             busy.start();
-            commit(&mut batch, store.as_ref(), &hub, &metrics, &writable);
+            let committed = commit(&mut batch, store.as_ref(), &hub, &metrics, &writable);
             busy.stop();
+            if !committed && recovered_at.is_none_or(|t| t.elapsed() >= RECOVER_EVERY) {
+                recovered_at = Some(Instant::now());
+                match store.recover() {
+                    Ok(()) => tracing::info!("journal opened again after a failed commit"),
+                    Err(e) => tracing::warn!(error = %e, "journal could not be opened again yet"),
+                }
+            }
         }
         if stop {
             // Whatever raced in after the shutdown message is refused, not lost silently.
@@ -345,13 +371,14 @@ impl Batch {
     }
 }
 
+/// Commits `batch` and answers its submitters; false when the commit failed.
 fn commit(
     batch: &mut Batch,
     store: &dyn BatchStore,
     hub: &Hub,
     metrics: &Metrics,
     writable: &AtomicBool,
-) {
+) -> bool {
     let result = store.append_batch(&mut batch.events);
     // Drained, not taken: the batch keeps its capacity for the next commit.
     let events = batch.events.drain(..);
@@ -403,6 +430,7 @@ fn commit(
             for (reply, ack) in acks {
                 let _ = reply.send(Ok(ack));
             }
+            true
         }
         Err(e) => {
             tracing::error!(error = %e, events = events.len(), "journal commit failed; the batch is refused");
@@ -412,6 +440,7 @@ fn commit(
             for reply in replies {
                 let _ = reply.send(Err(IngestError::Commit(message.clone())));
             }
+            false
         }
     }
 }

@@ -15,8 +15,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,6 +60,8 @@ pub enum JournalError {
     Storage(#[from] redb::Error),
     #[error("journal record {seq} is corrupt")]
     Corrupt { seq: u64 },
+    #[error("the journal is closed, to be opened again after an I/O error")]
+    Closed,
 }
 
 fn storage<E: Into<redb::Error>>(e: E) -> JournalError {
@@ -110,7 +112,8 @@ pub struct RetentionReport {
 
 /// The durable log. Cheap reads from any thread; appends are serialized by redb.
 pub struct Journal {
-    db: Database,
+    /// `None` only while [`Journal::reopen`] is between closing and opening.
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     options: JournalOptions,
     first_seq: AtomicU64,
@@ -130,6 +133,22 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn open_database(path: &Path) -> Result<Database, JournalError> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
+            path: path.to_owned(),
+        },
+        other => JournalError::Open {
+            path: path.to_owned(),
+            source: other.into(),
+        },
+    })
+}
+
+/// How long [`Journal::reopen`] waits for readers to finish with the old
+/// database (each holds it for one read transaction).
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Makes `dir`'s entries (and `dir` itself, in its parent) durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()?;
@@ -147,13 +166,7 @@ impl Journal {
             source,
         })?;
         let path = options.dir.join("journal.redb");
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse { path: path.clone() },
-            other => JournalError::Open {
-                path: path.clone(),
-                source: other.into(),
-            },
-        })?;
+        let db = open_database(&path)?;
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(EVENTS).map_err(storage)?;
@@ -178,7 +191,7 @@ impl Journal {
             DedupIndex::load(&table)?
         };
         let journal = Journal {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
             path,
             options,
             first_seq: AtomicU64::new(0),
@@ -188,6 +201,49 @@ impl Journal {
         };
         journal.refresh_stats()?;
         Ok(journal)
+    }
+
+    fn db(&self) -> Result<Arc<Database>, JournalError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(JournalError::Closed)
+    }
+
+    /// Closes the database and opens it again, after an I/O error (a full
+    /// disk): redb refuses every write once one has failed, until it is
+    /// opened again, so without this freeing space would not be enough. The
+    /// dedup index and the counters are read back from the file (a commit
+    /// that failed at its last sync may have landed after all). Readers wait
+    /// for it; one still holding the old database after [`REOPEN_WAIT`] makes
+    /// it fail, and the journal stays closed until the next attempt.
+    pub fn reopen(&self) -> Result<(), JournalError> {
+        {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            // Our reference goes; the last reader's drop closes the file
+            // (possibly on its own thread, a moment after the count reaches
+            // zero), so the open is retried while it reports the file in use.
+            drop(slot.take());
+            let deadline = std::time::Instant::now() + REOPEN_WAIT;
+            let db = loop {
+                match open_database(&self.path) {
+                    Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    opened => break opened?,
+                }
+            };
+            *slot = Some(Arc::new(db));
+        }
+        let index = {
+            let db = self.db()?;
+            let read = db.begin_read().map_err(storage)?;
+            let table = read.open_table(DEDUP_LOG).map_err(storage)?;
+            DedupIndex::load(&table)?
+        };
+        *self.dedup_index() = index;
+        self.refresh_stats()
     }
 
     /// The in-memory dedup index; a panic elsewhere while it was held leaves
@@ -207,7 +263,8 @@ impl Journal {
     }
 
     fn refresh_stats(&self) -> Result<(), JournalError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
         let events = txn.open_table(EVENTS).map_err(storage)?;
         let meta = txn.open_table(META).map_err(storage)?;
         let first = events.first().map_err(storage)?.map(|(k, _)| k.value());
@@ -299,7 +356,8 @@ impl Journal {
         // copies of the JSON then share: one allocation per batch, not per event.
         let mut records = Vec::with_capacity(events.iter().map(record_len_hint).sum());
         let mut pending = Vec::with_capacity(events.len());
-        let txn = self.db.begin_write().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(storage)?;
         let (last, bytes) = {
             let index = self.dedup_index();
             let mut log = txn.open_table(EVENTS).map_err(storage)?;
@@ -389,7 +447,8 @@ impl Journal {
         after: u64,
         limit: usize,
     ) -> Result<Vec<JournaledEvent>, JournalError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
         let log = txn.open_table(EVENTS).map_err(storage)?;
         let mut out = Vec::new();
         for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
@@ -417,7 +476,8 @@ impl Journal {
         if after >= up_to {
             return Ok((0, up_to));
         }
-        let txn = self.db.begin_read().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
         let log = txn.open_table(EVENTS).map_err(storage)?;
         let (mut count, mut read, mut through) = (0u64, 0usize, after);
         for entry in log.range(after + 1..=up_to).map_err(storage)? {
@@ -437,7 +497,8 @@ impl Journal {
 
     /// The persisted cursor of a sink (0 when it has none yet).
     pub fn cursor(&self, name: &str) -> Result<Option<u64>, JournalError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
         let cursors = txn.open_table(CURSORS).map_err(storage)?;
         Ok(cursors.get(name).map_err(storage)?.map(|v| v.value()))
     }
@@ -451,7 +512,8 @@ impl Journal {
 
     /// The state a sink stored with its cursor, if any.
     pub fn cursor_state(&self, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
         let states = txn.open_table(CURSOR_STATES).map_err(storage)?;
         Ok(states
             .get(name)
@@ -478,7 +540,8 @@ impl Journal {
         state: Option<&[u8]>,
         durable: bool,
     ) -> Result<(), JournalError> {
-        let mut txn = self.db.begin_write().map_err(storage)?;
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(storage)?;
         if !durable {
             txn.set_durability(Durability::None).map_err(storage)?;
         }
@@ -497,7 +560,8 @@ impl Journal {
     }
 
     pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(storage)?;
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
             cursors.remove(name).map_err(storage)?;
@@ -530,7 +594,8 @@ impl Journal {
         }
         let mut report = RetentionReport::default();
         loop {
-            let txn = self.db.begin_write().map_err(storage)?;
+            let db = self.db()?;
+            let txn = db.begin_write().map_err(storage)?;
             let (removed, done, bytes) = {
                 let mut log = txn.open_table(EVENTS).map_err(storage)?;
                 let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;

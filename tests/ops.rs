@@ -1145,6 +1145,18 @@ struct Daemon {
 impl Daemon {
     /// Starts `callrelay run` as systemd would with `WatchdogSec=` and `Type=notify`.
     async fn start(dir: &Path, config: &Path, watchdog_usec: u64) -> Daemon {
+        Daemon::start_limited(dir, config, watchdog_usec, None).await
+    }
+
+    /// As `start`, with the files it writes limited to `max_file_bytes`
+    /// (RLIMIT_FSIZE: a write past it fails with EFBIG, as on a full disk;
+    /// SIGXFSZ ignored so the write fails instead of killing the process).
+    async fn start_limited(
+        dir: &Path,
+        config: &Path,
+        watchdog_usec: u64,
+        max_file_bytes: Option<u64>,
+    ) -> Daemon {
         let socket_path = dir.join("notify.sock");
         let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
         let (note_tx, notes) = unbounded_channel();
@@ -1160,9 +1172,20 @@ impl Daemon {
             }
         });
         // WATCHDOG_PID must be the relay's own pid: `exec` keeps the shell's.
+        let (trap, limit) = max_file_bytes.map_or_else(
+            || (String::new(), String::new()),
+            |n| {
+                (
+                    "trap '' XFSZ; ".to_owned(),
+                    format!("prlimit --fsize={n}: -- "),
+                )
+            },
+        );
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(r#"WATCHDOG_PID=$$ exec "$0" run --config "$1" --log-format json"#)
+            .arg(format!(
+                r#"{trap}WATCHDOG_PID=$$ exec {limit}"$0" run --config "$1" --log-format json"#
+            ))
             .arg(BIN)
             .arg(config)
             .env("NOTIFY_SOCKET", &socket_path)
@@ -1240,6 +1263,86 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A full disk (here the file-size limit) refuses commits with 503; once
+/// there is room again the relay takes events at once, without a restart
+/// (redb refuses every write after an I/O error until it is opened again,
+/// which the writer now does), and nothing answered 200 is missing.
+#[tokio::test]
+async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    std::fs::write(&config, &text).expect("write config");
+    let d = Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024)).await;
+    let client = reqwest::Client::new();
+    let post = |n: u32| {
+        client
+            .post(d.url("/hooks/tel4vn/demo"))
+            .bearer_auth("demo-tel4vn-key")
+            .json(&json!({"state": "ringing", "call_id": format!("full-{n}"), "pad": "x".repeat(1500)}))
+            .send()
+    };
+    let mut accepted = 0u64;
+    let mut n = 0;
+    loop {
+        n += 1;
+        assert!(n < 2_000, "the journal never filled");
+        let resp = post(n).await.expect("POST");
+        match resp.status().as_u16() {
+            200 => accepted += 1,
+            503 => break,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(accepted > 0);
+    assert_eq!(
+        reqwest::get(d.url("/readyz"))
+            .await
+            .expect("readyz")
+            .status(),
+        503
+    );
+
+    // Room again: the next deliveries are taken (within a few retries).
+    let ok = Command::new("prlimit")
+        .args(["--pid", &d.child.id().to_string(), "--fsize=unlimited:"])
+        .status()
+        .expect("prlimit");
+    assert!(ok.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        n += 1;
+        let resp = post(n).await.expect("POST");
+        if resp.status() == 200 {
+            accepted += 1;
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {} after room came back",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        reqwest::get(d.url("/readyz"))
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
+    let status = get_status(&d.url("")).await;
+    assert_eq!(
+        status["journal"]["last_seq"].as_u64(),
+        Some(accepted),
+        "every event answered 200, once each"
+    );
 }
 
 fn message(v: &Value) -> String {

@@ -8,9 +8,10 @@
 //! - the ingest writer thread is alive and not stuck in one commit for longer
 //!   than the interval;
 //! - the journal has not refused every commit for longer than
-//!   [`UNWRITABLE_LIMIT`] (redb needs a reopen after an I/O error; a restart is
-//!   that reopen, and a disk that stays full ends in systemd's start limit,
-//!   which alerting sees).
+//!   [`UNWRITABLE_LIMIT`] (the ingest writer reopens the journal while
+//!   commits fail, which is enough once there is room; a restart is the last
+//!   resort, and a disk that stays full ends in systemd's start limit, which
+//!   alerting sees).
 //!
 //! and skips the keep-alive when any check fails. It stops at shutdown:
 //! systemd does not watch a stopping service.

@@ -60,6 +60,26 @@ fn seqs_start_at_one_and_continue_across_reopen() {
 }
 
 #[test]
+fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a"), event("b")]).unwrap();
+    // A reader holding the old database while the journal reopens: it
+    // finishes its read, and the reopen waits for it.
+    let reader = j.db().unwrap();
+    let held = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(reader);
+    });
+    j.reopen().unwrap();
+    held.join().unwrap();
+    assert_eq!((j.first_seq(), j.last_seq()), (1, 2));
+    let out = j.append_batch(&[event("a"), event("c")]).unwrap();
+    assert_eq!(seqs(&out), vec![(1, true), (3, false)], "dedup survived");
+    assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
+}
+
+#[test]
 fn the_journal_cannot_be_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
     let _j = Journal::open(options(dir.path())).unwrap();
@@ -245,7 +265,7 @@ fn a_corrupt_record_is_an_error_not_a_panic() {
 }
 
 fn dedup_log_len(j: &Journal) -> u64 {
-    let txn = j.db.begin_read().unwrap();
+    let txn = j.db().unwrap().begin_read().unwrap();
     txn.open_table(DEDUP_LOG).unwrap().len().unwrap()
 }
 
@@ -295,7 +315,7 @@ fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
         .append_batch_at(&[known.clone(), event("new")], t0 + 1_000)
         .unwrap();
     assert_eq!(seqs(&out), vec![(41, true), (42, false)]);
-    let txn = j.db.begin_read().unwrap();
+    let txn = j.db().unwrap().begin_read().unwrap();
     use redb::TableHandle;
     let names: Vec<String> = txn
         .list_tables()
