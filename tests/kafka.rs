@@ -644,21 +644,15 @@ async fn a_replaced_certificate_file_restarts_the_sink_on_reload() {
     std::fs::write(&ca, "first").expect("file");
     let options = [("ssl.ca.location".to_owned(), ca.display().to_string())];
     let (relay, _) = start_with(&kafka_toml(&brokers, TOPIC, &options_table(&options))).await;
-    let running = relay.relay.as_ref().expect("running");
-    let unchanged = running.reload_with_outcome().await.expect("reload");
+    let unchanged = relay.reload().await;
     assert!(!unchanged.kafka_restarted, "nothing changed");
     std::fs::write(&ca, "rotated").expect("file");
-    let rotated = running.reload_with_outcome().await.expect("reload");
+    let rotated = relay.reload().await;
     assert!(rotated.kafka_restarted, "the file's contents changed");
-    let again = running.reload_with_outcome().await.expect("reload");
+    let again = relay.reload().await;
     assert!(!again.kafka_restarted);
     // The restarted sink still delivers.
-    relay
-        .ctx
-        .ingest
-        .submit(event("rotate", 1, "call-1"))
-        .await
-        .expect("journaled");
+    submit_range(&relay.ctx, "rotate", 1..2).await;
     wait_delivered(&relay.ctx, Duration::from_secs(30)).await;
     relay.stop().await;
 }
@@ -668,12 +662,7 @@ async fn a_reload_that_removes_kafka_removes_its_lag_series() {
     let (_mock, brokers) = mock_cluster();
     let kafka = kafka_toml(&brokers, TOPIC, "");
     let (relay, text) = start_with(&kafka).await;
-    relay
-        .ctx
-        .ingest
-        .submit(event("removed", 1, "call-1"))
-        .await
-        .expect("journaled");
+    submit_range(&relay.ctx, "removed", 1..2).await;
     wait_delivered(&relay.ctx, Duration::from_secs(30)).await;
     let lag_series = |relay: &TestRelay| {
         relay
@@ -685,13 +674,7 @@ async fn a_reload_that_removes_kafka_removes_its_lag_series() {
     };
     assert!(lag_series(&relay), "a running sink reports its lag");
     std::fs::write(&relay.config_path, text.replace(&kafka, "")).expect("config");
-    let outcome = relay
-        .relay
-        .as_ref()
-        .expect("running")
-        .reload_with_outcome()
-        .await
-        .expect("reload");
+    let outcome = relay.reload().await;
     assert!(outcome.kafka_restarted, "the sink was stopped");
     assert!(
         !lag_series(&relay),
@@ -800,13 +783,7 @@ async fn tansu_end_to_end_topic_key_headers_and_a_missing_topic() {
         text.replace("[kafka]\n", "[kafka]\ncreate_topics = true\n"),
     )
     .expect("config");
-    relay
-        .relay
-        .as_ref()
-        .expect("relay")
-        .reload()
-        .await
-        .expect("reload");
+    relay.reload().await;
     wait_delivered(&ctx, Duration::from_secs(60)).await;
     let crm = consume(&brokers, "callrelay.crm").await;
     assert_eq!(crm.len(), 1);

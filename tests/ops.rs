@@ -475,13 +475,7 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
         ),
         Some(1.0)
     );
-    assert_eq!(
-        reqwest::get(format!("{base}/readyz"))
-            .await
-            .expect("readyz")
-            .status(),
-        200
-    );
+    assert_eq!(readyz_status(&base).await, 200);
 
     // A good file that adds a hook and moves the listener: the hook is live at
     // once, the listener stays where it is, and the reload says so.
@@ -1301,13 +1295,7 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
         }
     }
     assert!(accepted > 0);
-    assert_eq!(
-        reqwest::get(d.url("/readyz"))
-            .await
-            .expect("readyz")
-            .status(),
-        503
-    );
+    assert_eq!(readyz_status(d.url("")).await, 503);
 
     // Room again: the next deliveries are taken (within a few retries).
     let ok = Command::new("prlimit")
@@ -1330,13 +1318,7 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        reqwest::get(d.url("/readyz"))
-            .await
-            .expect("readyz")
-            .status(),
-        200
-    );
+    assert_eq!(readyz_status(d.url("")).await, 200);
     let status = get_status(&d.url("")).await;
     assert_eq!(
         status["journal"]["last_seq"].as_u64(),
@@ -1362,8 +1344,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     for _ in 0..3 {
         d.note("WATCHDOG=1").await;
     }
-    let ready = reqwest::get(d.url("/readyz")).await.expect("readyz");
-    assert_eq!(ready.status(), 200);
+    assert_eq!(readyz_status(d.url("")).await, 200);
 
     // SIGHUP with a broken file: RELOADING, refused with `check`'s messages, READY again.
     std::fs::write(
@@ -1393,13 +1374,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
         .await
         .expect("text");
     assert!(metrics.contains("callrelay_config_reloads_total{result=\"failed\"} 1"));
-    assert_eq!(
-        reqwest::get(d.url("/readyz"))
-            .await
-            .expect("readyz")
-            .status(),
-        200
-    );
+    assert_eq!(readyz_status(d.url("")).await, 200);
 
     // SIGHUP with a good file that also moves the listener: a warning names it.
     let moved = good.replace("127.0.0.1:0", "127.0.0.1:1")
@@ -1455,6 +1430,15 @@ async fn no_watchdog_keep_alive_unless_systemd_asks_for_one() {
 }
 
 /// `GET {base}/status` as JSON.
+/// `GET {base}/readyz`'s status code.
+async fn readyz_status(base: impl std::fmt::Display) -> u16 {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz")
+        .status()
+        .as_u16()
+}
+
 async fn get_status(base: &str) -> Value {
     reqwest::get(format!("{base}/status"))
         .await

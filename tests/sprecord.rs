@@ -823,23 +823,14 @@ async fn a_stream_starting_with_a_bom_is_read_and_stays_up() {
 async fn reload_with(relay: &TestRelay, edit: impl FnOnce(String) -> String) {
     let text = std::fs::read_to_string(&relay.config_path).expect("config");
     std::fs::write(&relay.config_path, edit(text)).expect("write config");
-    relay
-        .relay
-        .as_ref()
-        .expect("running")
-        .reload()
-        .await
-        .expect("reload");
+    relay.reload().await;
 }
 
-/// A burst of events, then a reload that changes the source (so restarts its
-/// streams) while most of the burst is still being journaled: every event the
-/// server sent is journaled — the server keeps no history, so none may be
-/// left in the closing stream's buffers — and the new stream asks to resume
-/// after the last one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_last() {
-    // 300 events, ~50 KB: within the socket buffers, so all of it is sent at once.
+/// A relay whose one stream was sent a burst of 300 events (~50 KB: within
+/// the socket buffers, so all of it at once) by a server that keeps no
+/// history, returned while the burst is still being journaled — before the
+/// `what` the test does next, which it would otherwise prove nothing about.
+async fn relay_mid_burst(what: &str) -> (Vec<Value>, RawSse, TestRelay) {
     let burst: Vec<Value> = calls(1, 75);
     let frames: Vec<u8> = burst
         .iter()
@@ -853,11 +844,21 @@ async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_
     .await;
     let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
     relay.wait_for_seq(1, WAIT).await;
-    let journaled_at_reload = relay.ctx.journal.last_seq();
     assert!(
-        journaled_at_reload < 300,
-        "the burst was all journaled before the reload: this test proves nothing"
+        relay.ctx.journal.last_seq() < 300,
+        "the burst was all journaled before the {what}: this test proves nothing"
     );
+    (burst, server, relay)
+}
+
+/// A burst of events, then a reload that changes the source (so restarts its
+/// streams) while most of the burst is still being journaled: every event the
+/// server sent is journaled — the server keeps no history, so none may be
+/// left in the closing stream's buffers — and the new stream asks to resume
+/// after the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_last() {
+    let (burst, server, relay) = relay_mid_burst("reload").await;
     reload_with(&relay, |text| {
         text.replace("read_timeout = \"1s\"", "read_timeout = \"2s\"")
     })
@@ -953,23 +954,7 @@ async fn streams_request_the_origin_form_target_with_a_host_header() {
 /// relay started again on the same directory finds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_mid_burst_journals_every_received_event() {
-    let burst: Vec<Value> = calls(1, 75);
-    let frames: Vec<u8> = burst
-        .iter()
-        .zip(1u64..)
-        .flat_map(|(event, id)| sse_frame(id, event))
-        .collect();
-    let server = RawSse::start(move |n| match n {
-        0 => vec![Step::Write(frames.clone()), Step::Hold],
-        _ => vec![Step::Hold],
-    })
-    .await;
-    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
-    relay.wait_for_seq(1, WAIT).await;
-    assert!(
-        relay.ctx.journal.last_seq() < 300,
-        "the burst was all journaled before the stop: this test proves nothing"
-    );
+    let (burst, _server, relay) = relay_mid_burst("stop").await;
     let text = std::fs::read_to_string(&relay.config_path).expect("config");
     let dir = relay.stop().await;
     let again = common::start_relay_in(dir, &text).await;

@@ -304,13 +304,7 @@ async fn status_shows_max_clients_after_a_reload() {
         common::base_config(relay.dir.path())
     );
     std::fs::write(&relay.config_path, text).expect("rewrite config");
-    relay
-        .relay
-        .as_ref()
-        .expect("relay")
-        .reload()
-        .await
-        .expect("reload");
+    relay.reload().await;
     let status = ws_status(&relay).await;
     assert_eq!(
         (&status["clients"], &status["max_clients"]),
@@ -1038,32 +1032,59 @@ async fn tail_prints_an_event_over_16_mib() {
     tail.start_kill().expect("kill tail");
 }
 
-/// A server that completes every WebSocket handshake and closes at once, as a
-/// misrouted proxy might: such connections prove nothing, so tail's backoff
-/// keeps growing between them instead of starting over at 100 ms.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tail_backs_off_from_connections_that_close_at_once() {
+/// A WebSocket server that answers its `n`th connection (from 1) with a 404
+/// when `refuse(n)`, else completes the handshake, reports `(n, when)` and
+/// closes at once — as a misrouted or restarting proxy might.
+async fn closing_ws_server(
+    refuse: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(usize, tokio::time::Instant)>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let (accepted, mut upgrades) = tokio::sync::mpsc::unbounded_channel();
+    let (upgraded, upgrades) = tokio::sync::mpsc::unbounded_channel();
+    let refuse = Arc::new(refuse);
     let server = tokio::spawn(async move {
-        loop {
+        for n in 1.. {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let accepted = accepted.clone();
+            let (upgraded, refuse) = (upgraded.clone(), refuse.clone());
             tokio::spawn(async move {
-                if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
-                    let _ = accepted.send(tokio::time::Instant::now());
+                // tungstenite's callback type, not ours, carries the large error.
+                #[allow(clippy::result_large_err)]
+                let answer = move |_: &Request, response: Response| {
+                    if refuse(n) {
+                        let mut not_found = ErrorResponse::new(Some("no route".into()));
+                        *not_found.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+                        Err(not_found)
+                    } else {
+                        Ok(response)
+                    }
+                };
+                if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, answer).await {
+                    let _ = upgraded.send((n, tokio::time::Instant::now()));
                     let _ = ws.close(None).await;
                 }
             });
         }
     });
+    (addr, upgrades, server)
+}
+
+/// A server that completes every WebSocket handshake and closes at once, as a
+/// misrouted proxy might: such connections prove nothing, so tail's backoff
+/// keeps growing between them instead of starting over at 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_backs_off_from_connections_that_close_at_once() {
+    let (addr, mut upgrades, server) = closing_ws_server(|_| false).await;
     let _tail = spawn_tail(&format!("ws://{addr}/ws"), &[]);
-    let first = tokio::time::timeout(WAIT, upgrades.recv())
+    let (_, first) = tokio::time::timeout(WAIT, upgrades.recv())
         .await
         .expect("tail connected")
         .expect("server");
@@ -1112,38 +1133,11 @@ async fn tail_exits_1_on_a_404_before_it_ever_connected() {
 /// while the relay restarts: retried, not fatal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_retries_a_404_after_it_was_connected() {
-    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (upgraded, mut upgrades) = tokio::sync::mpsc::unbounded_channel();
-    let server = tokio::spawn(async move {
-        // Upgrade and close, then a 404, then upgrade again.
-        for n in 1..=3 {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            // tungstenite's callback type, not ours, carries the large error.
-            #[allow(clippy::result_large_err)]
-            let answer = move |_: &Request, response: Response| {
-                if n == 2 {
-                    let mut not_found = ErrorResponse::new(Some("no route".into()));
-                    *not_found.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-                    Err(not_found)
-                } else {
-                    Ok(response)
-                }
-            };
-            if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, answer).await {
-                let _ = upgraded.send(n);
-                let _ = ws.close(None).await;
-            }
-        }
-    });
+    // Upgrade and close, then a 404, then upgrade again.
+    let (addr, mut upgrades, server) = closing_ws_server(|n| n == 2).await;
     let _tail = spawn_tail(&format!("ws://{addr}/ws"), &[]);
     for expected in [1, 3] {
-        let n = tokio::time::timeout(WAIT, upgrades.recv())
+        let (n, _) = tokio::time::timeout(WAIT, upgrades.recv())
             .await
             .expect("tail connected again after the 404")
             .expect("server");

@@ -92,17 +92,11 @@ pub(crate) fn unsafe_with_running_listener(
     pinned: &Config,
     new: &Config,
 ) -> Option<(usize, String)> {
-    if !pinned.websocket.tokens.get_ref().is_empty() || pinned.server.is_loopback() {
+    if !new.websocket.open_to_anyone(&pinned.server) {
         return None;
     }
-    let tokens = new.websocket.tokens.span();
-    let offset = if tokens.is_empty() {
-        new.server.listen.span().start
-    } else {
-        tokens.start
-    };
     Some((
-        offset,
+        new.websocket.open_fan_out_span(&new.server).start,
         format!(
             "`websocket.tokens` is empty but the running `server.listen` {:?} is not loopback \
              and a reload cannot move it: anyone could read every event; set tokens, or restart \

@@ -88,6 +88,16 @@ impl TestRelay {
         );
     }
 
+    /// Re-reads the config file, as SIGHUP does; panics if it is refused.
+    pub async fn reload(&self) -> callrelay::app::ReloadOutcome {
+        self.relay
+            .as_ref()
+            .expect("running")
+            .reload_with_outcome()
+            .await
+            .expect("reload")
+    }
+
     /// Every event held in the journal, in seq order.
     pub fn events(&self) -> Vec<JournaledEvent> {
         self.ctx

@@ -267,6 +267,19 @@ impl std::fmt::Debug for KafkaConfig {
 mod tests {
     use super::*;
 
+    /// A `[kafka]` on a local broker with the default topic and `options`.
+    fn with_options(options: &[(&str, &str)]) -> KafkaConfig {
+        KafkaConfig {
+            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
+            topic: default_topic(),
+            create_topics: false,
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), crate::config::unspanned((*v).to_owned())))
+                .collect(),
+        }
+    }
+
     fn problems(options: &[(&str, &str)]) -> Vec<String> {
         options
             .iter()
@@ -322,18 +335,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "one").unwrap();
-        let config = |options: &[(&str, &str)]| KafkaConfig {
-            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
-            topic: default_topic(),
-            create_topics: false,
-            options: options
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), crate::config::unspanned((*v).to_owned())))
-                .collect(),
-        };
-        assert_eq!(config(&[("linger.ms", "5")]).files_digest(), None);
+        assert_eq!(with_options(&[("linger.ms", "5")]).files_digest(), None);
         let path = ca.display().to_string();
-        let with_ca = config(&[("ssl.ca.location", &path), ("linger.ms", "5")]);
+        let with_ca = with_options(&[("ssl.ca.location", &path), ("linger.ms", "5")]);
         let first = with_ca.files_digest();
         assert!(first.is_some());
         assert_eq!(with_ca.files_digest(), first);
@@ -350,10 +354,8 @@ mod tests {
     fn topics_kafka_refuses_are_refused() {
         let valid = |topic: &str| {
             let config = KafkaConfig {
-                brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
                 topic: crate::config::unspanned(topic.to_owned()),
-                create_topics: false,
-                options: BTreeMap::new(),
+                ..with_options(&[])
             };
             let mut v = Validator::new("");
             config.validate(&mut v);
@@ -374,16 +376,7 @@ mod tests {
 
     #[test]
     fn options_librdkafka_refuses_only_together_are_refused_by_check() {
-        let with = |options: &[(&str, &str)]| KafkaConfig {
-            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
-            topic: default_topic(),
-            create_topics: false,
-            options: options
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), crate::config::unspanned((*v).to_owned())))
-                .collect(),
-        };
-        let problem = with(&[
+        let problem = with_options(&[
             ("max.in.flight.requests.per.connection", "10"),
             ("linger.ms", "5"),
         ])
@@ -394,7 +387,7 @@ mod tests {
                 .is_some_and(|p| p.contains("max.in.flight") && p.contains("idempotence")),
             "{problem:?}"
         );
-        let missing_ca = with(&[
+        let missing_ca = with_options(&[
             ("security.protocol", "ssl"),
             ("ssl.ca.location", "/nonexistent/ca.pem"),
         ]);
@@ -403,7 +396,7 @@ mod tests {
             "an unreadable CA file"
         );
         assert_eq!(
-            with(&[
+            with_options(&[
                 ("compression.type", "zstd"),
                 ("acks", "-1"),
                 ("linger.ms", "20")
@@ -411,24 +404,15 @@ mod tests {
             .combined_problem(),
             None
         );
-        assert_eq!(with(&[]).combined_problem(), None);
+        assert_eq!(with_options(&[]).combined_problem(), None);
     }
 
     #[test]
     fn a_ca_directory_is_compared_by_its_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.pem"), "one").unwrap();
-        let config = KafkaConfig {
-            brokers: crate::config::unspanned("127.0.0.1:9092".to_owned()),
-            topic: default_topic(),
-            create_topics: false,
-            options: [(
-                "ssl.ca.location".to_owned(),
-                crate::config::unspanned(dir.path().display().to_string()),
-            )]
-            .into_iter()
-            .collect(),
-        };
+        let location = dir.path().display().to_string();
+        let config = with_options(&[("ssl.ca.location", &location)]);
         let first = config.files_digest();
         assert_eq!(config.files_digest(), first, "nothing changed");
         std::fs::write(dir.path().join("a.pem"), "two").unwrap();

@@ -73,21 +73,31 @@ impl Default for WebSocketConfig {
 }
 
 impl WebSocketConfig {
+    /// No tokens on a listener that is not loopback: anyone who can reach it
+    /// could read every event.
+    pub fn open_to_anyone(&self, server: &ServerConfig) -> bool {
+        self.tokens.get_ref().is_empty() && !server.is_loopback()
+    }
+
+    /// Where an open fan-out is reported: the tokens when written; tokens left
+    /// out have no place in the file, so the listener that makes their
+    /// absence a problem.
+    pub fn open_fan_out_span(&self, server: &ServerConfig) -> std::ops::Range<usize> {
+        if self.tokens.span().is_empty() {
+            server.listen.span()
+        } else {
+            self.tokens.span()
+        }
+    }
+
     pub fn validate(&self, v: &mut Validator, server: &ServerConfig) {
         let path = self.path.get_ref();
         if let Err(why) = check_path(path) {
             v.error(self.path.span(), format!("`path` = {path:?} {why}"));
         }
-        if self.tokens.get_ref().is_empty() && !server.is_loopback() {
-            // Tokens left out have no place in the file: point at the
-            // listener that makes their absence a problem.
-            let span = if self.tokens.span().is_empty() {
-                server.listen.span()
-            } else {
-                self.tokens.span()
-            };
+        if self.open_to_anyone(server) {
             v.error(
-                span,
+                self.open_fan_out_span(server),
                 "`websocket.tokens` is empty but `server.listen` is not loopback: anyone could read every event; set tokens",
             );
         }
