@@ -76,15 +76,12 @@ fn logging_filter(
 /// Crates that log what goes over the wire at trace level: tungstenite logs
 /// every frame (the Voip24h `sign` frame carries the API key) and the client
 /// handshake request (`tail --token`'s Authorization header), reqwest can log
-/// connection bytes, and the socket.io, engine.io, hyper and h2 stacks sit on
-/// the same traffic. Secrets never appear in logs, whatever RUST_LOG or
+/// connection bytes, and the hyper and h2 stacks sit on the same traffic. Secrets never appear in logs, whatever RUST_LOG or
 /// `--log-level` asks, so these are held at debug (none of them logs a
 /// payload or header there).
-const WIRE_LOGGING_CRATES: [&str; 8] = [
+const WIRE_LOGGING_CRATES: [&str; 6] = [
     "tungstenite",
     "tokio_tungstenite",
-    "rust_socketio",
-    "rust_engineio",
     "reqwest",
     "hyper",
     "hyper_util",

@@ -578,8 +578,8 @@ fn last_error(relay: &TestRelay) -> Option<String> {
 }
 
 /// A wss server whose certificate a private CA signed: refused without
-/// `tls.ca_file` (the Engine.IO 3 transport's rustls and the Engine.IO 4
-/// transport's native-tls alike, before any socket.io traffic), and with it
+/// `tls.ca_file` (before any socket.io traffic, on either Engine.IO
+/// version), and with it
 /// auto-detection and the session go through and events are journaled.
 async fn tls_trusts_the_configured_ca(sio: u8) {
     let ca = TestCa::issue();
@@ -813,46 +813,62 @@ async fn sio4_hellos_keep_their_distance() {
     hellos_keep_their_distance(4).await;
 }
 
+/// The Engine.IO heartbeat each version wants, at a server's short interval:
+/// the client pings an Engine.IO 3 server and answers an Engine.IO 4 server's
+/// pings (a client ping is an error there that closes the connection; no
+/// answer and the server drops the client after `pingTimeout`). The session
+/// outlives many rounds and journals after them, on its first connection.
+async fn the_heartbeat_keeps_the_session(sio: u8) {
+    const ROUNDS: usize = 5;
+    let mut peer = Peer::spawn(sio, &["--ping-ms", "200", "--ping-timeout-ms", "300"]).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    peer.expect("signed").await;
+    let client_packet = if sio == 2 { "ping" } else { "pong" };
+    for _ in 0..ROUNDS {
+        let (_, beat) = peer.expect("heartbeat").await;
+        assert_eq!(beat["type"], client_packet, "socket.io {sio}: {beat}");
+    }
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    assert_eq!(reconnects(&relay, "closed"), 0, "socket.io {sio}");
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], 1, "socket.io {sio}: {stats}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_the_heartbeat_keeps_the_session() {
+    the_heartbeat_keeps_the_session(2).await;
+}
+
+#[tokio::test]
+async fn sio4_the_heartbeat_keeps_the_session() {
+    the_heartbeat_keeps_the_session(4).await;
+}
+
 /// Broken socket.io packets — an event whose JSON is cut off, an unknown
 /// packet type — before `connected` (between `sign` and `connected`) and after
-/// it: each is counted as malformed, never taken as an auth refusal, and the
-/// next valid event is journaled. On socket.io 2 the session stays (no
-/// reconnect). On socket.io 4, rust_socketio 0.6 stops reading the connection
-/// after such a frame: the session must notice at once (well before its
-/// watchdog's 2 × hello_interval + 5 s) and reconnect.
+/// it: each is counted as malformed, never taken as an auth refusal, the
+/// session stays (no reconnect: what the server sends next is not lost), and
+/// the next valid event is journaled. The same on socket.io 2 and 4 (with
+/// rust_socketio 0.6, a socket.io 4 session stopped reading after such a
+/// frame and had to reconnect).
 async fn malformed_frames_are_counted_never_auth(sio: u8) {
     const BROKEN_EVENT: &str = "2[\"response\",{bad";
-    // Well under the watchdog's 6 s, over the backoff's 1 s ceiling.
-    const PROMPTLY: Duration = Duration::from_secs(2);
     let mut peer = Peer::spawn(sio, &["--raw-on-sign", BROKEN_EVENT]).await;
     let engine = if sio == 2 { "3" } else { "4" };
     let relay = start_relay(&peer, engine, KEY, "key").await;
-    let (signed_at, _) = peer.expect("signed").await;
-    if sio == 4 {
-        let (down, _) = peer.expect("disconnect").await;
-        assert!(down.duration_since(signed_at) < PROMPTLY, "noticed late");
-        peer.expect("signed").await;
-    }
+    peer.expect("signed").await;
     common::eventually(WAIT, "connected", || {
         upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
     })
     .await;
     for text in [BROKEN_EVENT, "9"] {
         peer.send(json!({"cmd": "raw", "text": text})).await;
-        let (sent_at, raw) = peer.expect("raw_sent").await;
+        let (_, raw) = peer.expect("raw_sent").await;
         assert_eq!(raw["to"], 1, "socket.io {sio}: {raw}");
-        if sio == 4 {
-            let (down, _) = peer.expect("disconnect").await;
-            assert!(
-                down.duration_since(sent_at) < PROMPTLY,
-                "{text}: noticed late"
-            );
-            peer.expect("signed").await;
-            common::eventually(WAIT, "connected", || {
-                upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
-            })
-            .await;
-        }
     }
     peer.emit("response", json!([call_event(1)])).await;
     relay.wait_for_seq(1, WAIT).await;
@@ -861,10 +877,9 @@ async fn malformed_frames_are_counted_never_auth(sio: u8) {
     assert_eq!(malformed(&relay), 3, "socket.io {sio}");
     assert_eq!(reconnects(&relay, "auth"), 0, "socket.io {sio}");
     assert_eq!(reconnects(&relay, "error"), 0, "socket.io {sio}");
-    let (sessions, closed) = if sio == 2 { (1, 0) } else { (4, 3) };
-    assert_eq!(reconnects(&relay, "closed"), closed, "socket.io {sio}");
+    assert_eq!(reconnects(&relay, "closed"), 0, "socket.io {sio}");
     let stats = peer.stats().await;
-    assert_eq!(stats["connections"], sessions, "socket.io {sio}: {stats}");
+    assert_eq!(stats["connections"], 1, "socket.io {sio}: {stats}");
     assert_eq!(stats["concurrent"], 1, "socket.io {sio}: {stats}");
     peer.assert_one_session_at_a_time().await;
     relay.stop().await;
@@ -881,8 +896,8 @@ async fn sio4_malformed_frames_are_counted_never_auth() {
 }
 
 /// A binary-event header whose attachment never comes, then the server closes
-/// the connection: rust_socketio 0.6 panics in its reader (an `unwrap()` on
-/// the ended engine.io stream) and reports nothing. With a production-like
+/// the connection (rust_socketio 0.6 panicked in its reader here, an
+/// `unwrap()` on the ended engine.io stream, and reported nothing). With a production-like
 /// hello_interval of 10 s (no failing `hello` to tell), the session must still
 /// notice at once and reconnect, and journal on the new session.
 async fn a_reader_that_dies_silently_is_noticed(sio: u8) {

@@ -3,9 +3,8 @@
 //!
 //! A source trusts the public web roots, plus every certificate in its
 //! `tls.ca_file` when one is set — for an on-premises recorder or a vendor
-//! server behind a private CA. The Engine.IO 4 transport (rust_socketio) speaks
-//! TLS through native-tls, so there the public roots are the operating
-//! system's store; every other transport uses rustls with the webpki roots.
+//! server behind a private CA. Every transport speaks TLS through rustls; the
+//! public roots are the webpki ones (Mozilla's), the same on every host.
 //!
 //! Guarantees: a `ca_file` that cannot be read or holds no certificate is a
 //! config error naming the file (`callrelay check` reports it), never a silent
@@ -100,12 +99,11 @@ impl TrustRoots {
         let mut extra = Vec::new();
         for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
             let cert = cert.map_err(|e| read_error(e.to_string()))?;
-            // Each library parses the certificate again when a client is built;
+            // rustls parses the certificate again when a client is built;
             // checking here turns a bad one into a config error instead.
             let usable = rustls::RootCertStore::empty()
                 .add(cert.clone())
-                .map_err(|e| e.to_string())
-                .and_then(|()| native_tls::Certificate::from_der(&cert).map_err(|e| e.to_string()));
+                .map_err(|e| e.to_string());
             if let Err(reason) = usable {
                 return Err(TlsError::BadCertificate {
                     path: path.to_owned(),
@@ -138,19 +136,6 @@ impl TrustRoots {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(config)
-    }
-
-    /// A native-tls connector: the system's roots plus the extra certificates.
-    pub fn native(&self) -> Result<native_tls::TlsConnector, TlsError> {
-        let mut builder = native_tls::TlsConnector::builder();
-        // As rustls: nothing older than TLS 1.2 (native-tls would allow 1.0).
-        builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-        for cert in &self.extra {
-            let cert = native_tls::Certificate::from_der(cert)
-                .map_err(|e| TlsError::Setup(e.to_string()))?;
-            builder.add_root_certificate(cert);
-        }
-        builder.build().map_err(|e| TlsError::Setup(e.to_string()))
     }
 }
 
@@ -287,7 +272,6 @@ mod tests {
         let roots = TrustRoots::load(&TlsSettings::default()).unwrap();
         assert!(roots.extra.is_empty());
         assert!(roots.rustls().is_ok());
-        assert!(roots.native().is_ok());
     }
 
     #[test]
@@ -298,7 +282,6 @@ mod tests {
         let roots = TrustRoots::load(&settings(&path)).unwrap();
         assert_eq!(roots.extra.len(), 2);
         assert!(roots.rustls().is_ok());
-        assert!(roots.native().is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::engine_io3::{close_ws, handshake};
+use super::engine_io::{close_ws, handshake};
 use super::link::{Dial, EngineVersion, LinkError};
 use super::wire::{self, Frame, SioPacket};
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{engine_io3, engine_io4};
+use super::engine_io;
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// What the session learns from the connection, in arrival order.
@@ -31,13 +31,12 @@ pub enum Inbound {
     Closed(String),
 }
 
-/// Where to connect and whom to trust there: the server's base URL and a TLS
-/// client for each library the transports use (only `https` URLs use them).
+/// Where to connect and whom to trust there: the server's base URL and the
+/// TLS client (only `https` URLs use it).
 #[derive(Clone)]
 pub struct Dial {
     pub base_url: String,
     pub rustls: Arc<rustls::ClientConfig>,
-    pub native: native_tls::TlsConnector,
 }
 
 impl Dial {
@@ -45,7 +44,6 @@ impl Dial {
         Ok(Dial {
             base_url: base_url.to_owned(),
             rustls: Arc::new(roots.rustls()?),
-            native: roots.native()?,
         })
     }
 }
@@ -76,8 +74,6 @@ pub enum LinkError {
     Timeout(Duration),
     #[error("websocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
-    #[error("socket.io: {0}")]
-    SocketIo(String),
     #[error("bad handshake: {0}")]
     Handshake(String),
     #[error("the connection is closed")]
@@ -87,10 +83,7 @@ pub enum LinkError {
 }
 
 /// An open connection.
-pub enum Link {
-    V3(engine_io3::Conn),
-    V4(engine_io4::Conn),
-}
+pub struct Link(engine_io::Conn);
 
 impl Link {
     /// Opens a connection with `version`; fails after `timeout`, or with
@@ -101,48 +94,31 @@ impl Link {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<Link, LinkError> {
-        match version {
-            EngineVersion::V3 => tokio::select! {
-                // Dropping the attempt drops its socket.
-                _ = cancel.cancelled() => Err(LinkError::Cancelled),
-                conn = engine_io3::Conn::open(dial, timeout) => Ok(Link::V3(conn?)),
-            },
-            EngineVersion::V4 => Ok(Link::V4(
-                engine_io4::Conn::open(dial, timeout, cancel).await?,
-            )),
+        tokio::select! {
+            // Dropping the attempt drops its socket.
+            _ = cancel.cancelled() => Err(LinkError::Cancelled),
+            conn = engine_io::Conn::open(dial, version, timeout) => Ok(Link(conn?)),
         }
     }
 
     /// The next thing that happened; `Closed` (repeatedly) once it has ended.
     pub async fn recv(&mut self) -> Inbound {
-        let next = match self {
-            Link::V3(c) => c.events.recv().await,
-            Link::V4(c) => c.events.recv().await,
-        };
+        let next = self.0.events.recv().await;
         next.unwrap_or_else(|| Inbound::Closed("connection ended".into()))
     }
 
     /// What has already arrived, without waiting.
     pub fn try_recv(&mut self) -> Option<Inbound> {
-        match self {
-            Link::V3(c) => c.events.try_recv().ok(),
-            Link::V4(c) => c.events.try_recv().ok(),
-        }
+        self.0.events.try_recv().ok()
     }
 
     pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
-        match self {
-            Link::V3(c) => c.emit(event, arg).await,
-            Link::V4(c) => c.emit(event, arg).await,
-        }
+        self.0.emit(event, arg).await
     }
 
     /// Closes in order (socket.io disconnect, then the transport) and returns
     /// once the socket is gone.
     pub async fn close(self) {
-        match self {
-            Link::V3(c) => c.close().await,
-            Link::V4(c) => c.close().await,
-        }
+        self.0.close().await
     }
 }

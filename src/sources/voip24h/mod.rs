@@ -2,9 +2,9 @@
 //! the source runs, reconnected with exponential backoff and jitter.
 //!
 //! Layout: [`session`] is one session's lifecycle (sign, say/hello, watchdog,
-//! events); [`link`] hides the Engine.IO version behind one connection type,
-//! with [`engine_io3`] (ours, for socket.io 2.x) and [`engine_io4`]
-//! (rust_socketio, for socket.io 3/4); [`detect`] serves `engine_io = "auto"`;
+//! events); [`link`] is one connection, whichever the Engine.IO version, over
+//! [`engine_io`] (our client for socket.io 2.x and 3/4 alike); [`detect`]
+//! serves `engine_io = "auto"`;
 //! [`deliver`] takes a `response` into the journal; [`wire`] is the framing.
 //!
 //! Guarantees: one session per key, always — the previous connection is
@@ -15,8 +15,7 @@
 pub mod config;
 mod deliver;
 mod detect;
-mod engine_io3;
-mod engine_io4;
+mod engine_io;
 mod link;
 mod session;
 mod wire;

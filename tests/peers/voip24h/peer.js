@@ -6,6 +6,8 @@
 //                     [--raw-on-sign TEXT] (send TEXT as a raw socket.io packet on the first
 //                                           accepted `sign`, before `signing`/`connected`)
 //                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
+//                     [--ping-ms N --ping-timeout-ms N]  (Engine.IO heartbeat; reported as
+//                                           `heartbeat` with the client's packet type)
 //
 // It checks the key sent with `sign` (a string, or {voip, secret}), answers
 // with `signing` then `connected` + `connection`, sends `say` every --say-ms to
@@ -92,6 +94,11 @@ function onConnection(socket) {
   const state = { key: null, lastHello: Date.now(), sent: 0 };
   socket._peer = state;
   report({ ev: 'connect', n: stats.connections, concurrent: stats.concurrent, eio: socket.conn.protocol || 3 });
+  // The client's side of the Engine.IO heartbeat: `ping` (Engine.IO 3) or
+  // `pong` (Engine.IO 4, answering the server's ping).
+  socket.conn.on('packet', (packet) => {
+    if (packet.type === 'ping' || packet.type === 'pong') report({ ev: 'heartbeat', type: packet.type });
+  });
 
   socket.on('sign', (arg) => {
     let key = null;
