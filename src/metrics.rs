@@ -183,6 +183,16 @@ impl Metrics {
         for sink in ["kafka", "websocket"] {
             events_published.with_label_values(&[sink]);
         }
+        // Counters an alert watches with `increase()` start at 0: a series
+        // born at 1 has no earlier sample, so Prometheus sees no increase and
+        // the first failed commit or refused reload would never alert.
+        ingest_errors.with_label_values(&["commit"]);
+        for result in ["ok", "failed"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        for reason in ["undelivered", "delivered"] {
+            journal_dropped.with_label_values(&[reason]);
+        }
         Metrics {
             registry: r,
             events_received,
@@ -230,5 +240,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counters_alerts_watch_start_at_zero() {
+        let text = Metrics::new().render();
+        for series in [
+            "callrelay_ingest_errors_total{reason=\"commit\"} 0",
+            "callrelay_config_reloads_total{result=\"failed\"} 0",
+            "callrelay_config_reloads_total{result=\"ok\"} 0",
+            "callrelay_journal_dropped_events_total{reason=\"undelivered\"} 0",
+            "callrelay_journal_dropped_events_total{reason=\"delivered\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == series),
+                "no `{series}` in:\n{text}"
+            );
+        }
     }
 }
