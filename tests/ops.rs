@@ -945,6 +945,54 @@ fn the_dashboard_queries_only_metrics_the_relay_exports() {
     }
 }
 
+/// The shipped alert rules (deploy/prometheus/callrelay-alerts.yml): they
+/// name only metrics the relay exports, promtool loads them, and each alert
+/// fires in the situation it is for and stays quiet beside it (promtool's unit
+/// tests in callrelay-alerts.test.yml, with counters starting at 0 as the
+/// relay exports them).
+#[test]
+fn the_alert_rules_name_exported_metrics_and_fire_when_they_should() {
+    let dir = Path::new(ROOT).join("deploy/prometheus");
+    let rules = std::fs::read_to_string(dir.join("callrelay-alerts.yml")).expect("read rules");
+    let exported = exported_names();
+    let named = metric_names(&rules);
+    for n in [
+        "callrelay_upstream_connected",
+        "callrelay_ingest_errors_total",
+        "callrelay_sink_lag_events",
+        "callrelay_config_reloads_total",
+    ] {
+        assert!(named.contains(n), "no alert watches {n}");
+    }
+    for n in &named {
+        assert!(exported.contains(n), "{n} is not exported");
+    }
+    for args in [
+        ["check", "rules", "callrelay-alerts.yml"],
+        ["test", "rules", "callrelay-alerts.test.yml"],
+    ] {
+        match Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+        {
+            Ok(out) => assert!(
+                out.status.success(),
+                "promtool {}:\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(_) => {
+                eprintln!(
+                    "SKIPPED: promtool {}: promtool is not installed",
+                    args.join(" ")
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn grafana_and_prometheus_provisioning_load_the_dashboard() {
     let read = |p: &str| std::fs::read_to_string(Path::new(ROOT).join(p)).expect(p);
