@@ -7,8 +7,8 @@
 //! requests, stops the sources, commits and acknowledges everything queued,
 //! lets the sinks finish, and returns — nothing acknowledged is lost, and no
 //! task of the relay holds the journal any more. WebSocket sessions are
-//! closed with 1001 and waited for too (axum's graceful shutdown does not see
-//! upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
+//! closed with 1001 and waited for too (the HTTP server's graceful shutdown
+//! does not see upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
 //! a session still running then is abandoned with a warning, and may hold the
 //! journal a little longer. Likewise HTTP requests still open 5 s into the
 //! drain (a client stalled mid-request) are abandoned unanswered. A reload
@@ -217,7 +217,8 @@ fn refusal(path: &Path, offset: usize, message: String) -> ConfigError {
 /// How long shutdown waits for the HTTP server's open requests. A request
 /// whose event reached ingest is answered within a commit; one still open
 /// after this is a client sending (or not sending) its request too slowly:
-/// hyper has no header timeout here, and a body may take `BODY_TIMEOUT`.
+/// its head may take `HttpTimeouts::header_read` ([`crate::http_serve`]), and
+/// a body `BODY_TIMEOUT`.
 const HTTP_DRAIN_BOUND: Duration = Duration::from_secs(5);
 
 type ReloadRequest = (Config, tokio::sync::oneshot::Sender<ReloadOutcome>);
@@ -228,18 +229,13 @@ async fn serve(
     ingest: Ingest,
     mut reloads: tokio::sync::mpsc::Receiver<ReloadRequest>,
 ) -> Result<(), RunError> {
-    let router = crate::server::router(&ctx);
-    let server_cancel = ctx.shutdown.clone();
-    let mut server = tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        // Small responses and WebSocket frames go out at once, not after Nagle's delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { server_cancel.cancelled().await })
-            .await
-    });
+    let mut server = tokio::spawn(crate::http_serve::serve(
+        listener,
+        crate::server::router(&ctx),
+        ctx.config.load().server.http_timeouts,
+        ctx.metrics.clone(),
+        ctx.shutdown.clone(),
+    ));
 
     let mut sources = SourceManager::default();
     sources.apply(&ctx.config.load(), &ctx).await;
@@ -307,7 +303,7 @@ async fn serve(
                 "shutting down: HTTP requests still open are abandoned (a client stalled mid-request)"
             );
             server.abort();
-            Ok(Ok(()))
+            Ok(())
         }
     };
     // Upgraded connections are not the server's any more: their sessions hold
@@ -326,8 +322,7 @@ async fn serve(
     let _ = retention.await;
     tracing::info!(last_seq = ctx.journal.last_seq(), "stopped");
     match served {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(RunError::Serve(e)),
+        Ok(()) => Ok(()),
         Err(e) => Err(RunError::Serve(std::io::Error::other(e.to_string()))),
     }
 }

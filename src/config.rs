@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub listen: Spanned<String>,
     #[serde(default = "ServerConfig::default_max_body")]
     pub max_body: Spanned<ByteSize>,
+    /// Not a key of the file (the contract lists those): the defaults, which
+    /// tests shorten. Read once, when the server starts.
+    #[serde(skip)]
+    pub http_timeouts: crate::http_serve::HttpTimeouts,
 }
 
 impl ServerConfig {
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: Self::default_listen(),
             max_body: Self::default_max_body(),
+            http_timeouts: Default::default(),
         }
     }
 }

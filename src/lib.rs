@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod event;
+pub mod http_serve;
 pub mod ingest;
 pub mod journal;
 pub mod logging;

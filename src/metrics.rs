@@ -34,6 +34,7 @@ pub struct Metrics {
     pub ingest_errors: IntCounterVec,
     pub upstream_malformed: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub http_connections_closed: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -180,6 +181,12 @@ impl Metrics {
             "Config reloads (SIGHUP) by result (ok, failed).",
             &["result"],
         );
+        let http_connections_closed = counter(
+            &r,
+            "callrelay_http_connections_closed_total",
+            "HTTP connections the relay closed because no request came: reason=header_timeout (no whole request head in time), idle (no request for long after the last).",
+            &["reason"],
+        );
         for sink in ["kafka", "websocket"] {
             events_published.with_label_values(&[sink]);
         }
@@ -192,6 +199,9 @@ impl Metrics {
         }
         for reason in ["undelivered", "delivered"] {
             journal_dropped.with_label_values(&[reason]);
+        }
+        for reason in ["header_timeout", "idle"] {
+            http_connections_closed.with_label_values(&[reason]);
         }
         Metrics {
             registry: r,
@@ -214,6 +224,7 @@ impl Metrics {
             ingest_errors,
             upstream_malformed,
             config_reloads,
+            http_connections_closed,
         }
     }
 

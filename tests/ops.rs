@@ -17,10 +17,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::http_serve::HttpTimeouts;
 use callrelay::metrics::Metrics;
 use prometheus::core::Collector;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callrelay");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -86,6 +88,11 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
         &["vendor", "account"],
     ),
     ("callrelay_config_reloads_total", "counter", &["result"]),
+    (
+        "callrelay_http_connections_closed_total",
+        "counter",
+        &["reason"],
+    ),
 ];
 
 /// Every metric family the relay registers: name → (type, labels), read from
@@ -112,6 +119,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.ingest_errors, "counter"),
         (&m.upstream_malformed, "counter"),
         (&m.config_reloads, "counter"),
+        (&m.http_connections_closed, "counter"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
@@ -594,6 +602,188 @@ async fn a_client_stalled_mid_request_cannot_hold_shutdown() {
         "shutdown waited on the stalled clients: {stopped:?}"
     );
     drop((half_headers, half_body));
+}
+
+// ------------------------------------------------- connections without requests
+
+/// The bound a test gives the HTTP server (10 s and 60 s in production):
+/// short, so each test takes a second.
+const HTTP_BOUND: Duration = Duration::from_millis(500);
+/// Longer than any of these tests: a bound that must not be the one acting.
+const NEVER: Duration = Duration::from_secs(600);
+
+fn connections_closed(relay: &common::TestRelay, reason: &str) -> u64 {
+    relay
+        .ctx
+        .metrics
+        .http_connections_closed
+        .with_label_values(&[reason])
+        .get()
+}
+
+/// Awaits the server closing `stream` well within 3 × `bound`, and not before
+/// its bound ran from `since` (the connection's last byte).
+async fn closed_after(
+    stream: &mut tokio::net::TcpStream,
+    since: Instant,
+    bound: Duration,
+    what: &str,
+) {
+    let closed = common::await_close(stream, 3 * bound).await;
+    assert!(
+        closed,
+        "{what}: still open {:?} after its last byte",
+        since.elapsed()
+    );
+    let took = since.elapsed();
+    assert!(
+        took >= bound / 2,
+        "{what}: closed after {took:?}, before its bound"
+    );
+}
+
+/// A connection that never sends a byte is closed once the head bound has
+/// passed (it held a descriptor and a task for as long as the client liked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_after_the_head_bound() {
+    let timeouts = HttpTimeouts {
+        header_read: HTTP_BOUND,
+        idle: NEVER,
+    };
+    let relay = common::start_relay_with_http_timeouts(DEMO_HOOKS, timeouts).await;
+    let mut silent = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("connect");
+    closed_after(&mut silent, Instant::now(), HTTP_BOUND, "silent").await;
+    common::eventually(Duration::from_secs(5), "the close counted", || {
+        connections_closed(&relay, "header_timeout") == 1
+    })
+    .await;
+    assert_eq!(readyz_status(relay.url("")).await, 200);
+}
+
+/// Half a request line, half the headers, or half the HTTP/2 preface, then
+/// silence (slowloris): each connection is closed once the head bound has
+/// passed, unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_stalls_is_closed_after_the_head_bound() {
+    use tokio::io::AsyncWriteExt;
+    let timeouts = HttpTimeouts {
+        header_read: HTTP_BOUND,
+        idle: NEVER,
+    };
+    let relay = common::start_relay_with_http_timeouts(DEMO_HOOKS, timeouts).await;
+    let halves: [&[u8]; 3] = [
+        b"POST /hooks/tel4v",
+        b"POST /hooks/tel4vn/demo HTTP/1.1\r\nHost: x\r\nContent-Ty",
+        b"PRI * HTTP/2.0\r\n",
+    ];
+    let mut stalled = Vec::new();
+    for half in halves {
+        let mut stream = tokio::net::TcpStream::connect(relay.addr)
+            .await
+            .expect("connect");
+        stream.write_all(half).await.expect("write");
+        let what = String::from_utf8_lossy(half).into_owned();
+        stalled.push((stream, Instant::now(), what));
+    }
+    for (stream, since, half) in &mut stalled {
+        closed_after(stream, *since, HTTP_BOUND, half).await;
+    }
+    common::eventually(Duration::from_secs(5), "the closes counted", || {
+        connections_closed(&relay, "header_timeout") == 3
+    })
+    .await;
+}
+
+/// `GET /healthz` on `stream`, read to the end of its response.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\nok\n") {
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(
+            n > 0,
+            "closed mid-response: {:?}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&buf[..n]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+}
+
+/// A keep-alive connection serves request after request, and once idle is
+/// closed when the next request's head has not come within the head bound of
+/// the last response: hyper's own head timeout covers the wait for the next
+/// request (the idle bound, 600 s here, is not what closes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_head_bound() {
+    let timeouts = HttpTimeouts {
+        header_read: HTTP_BOUND,
+        idle: NEVER,
+    };
+    let relay = common::start_relay_with_http_timeouts(DEMO_HOOKS, timeouts).await;
+    let mut keep_alive = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("connect");
+    healthz_on(&mut keep_alive).await;
+    healthz_on(&mut keep_alive).await;
+    closed_after(
+        &mut keep_alive,
+        Instant::now(),
+        HTTP_BOUND,
+        "idle keep-alive",
+    )
+    .await;
+    common::eventually(Duration::from_secs(5), "the close counted", || {
+        connections_closed(&relay, "header_timeout") == 1
+    })
+    .await;
+}
+
+/// An HTTP/2 connection (prior knowledge, as `axum::serve` served) is closed
+/// once it has had no request for the idle bound: hyper has no bound of its
+/// own for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_idle_bound() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let timeouts = HttpTimeouts {
+        header_read: NEVER,
+        idle: HTTP_BOUND,
+    };
+    let relay = common::start_relay_with_http_timeouts(DEMO_HOOKS, timeouts).await;
+    let stream = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    for _ in 0..2 {
+        let request = hyper::Request::get(relay.url("/healthz"))
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("h2 response");
+        assert_eq!(response.status(), 200);
+    }
+    let started = Instant::now();
+    let ended = tokio::time::timeout(3 * HTTP_BOUND, connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
+    assert!(
+        started.elapsed() >= HTTP_BOUND / 2,
+        "closed before its bound"
+    );
+    common::eventually(Duration::from_secs(5), "the close counted", || {
+        connections_closed(&relay, "idle") == 1
+    })
+    .await;
 }
 
 /// An SSE server playing SPRecord: `GET /{account}/sys/events` stays open;

@@ -692,6 +692,33 @@ async fn only_events_a_client_asked_for_count_toward_client_queue() {
     assert_eq!(disconnects(&relay, "slow_consumer"), 2);
 }
 
+/// A WebSocket is the fan-out's once upgraded: the HTTP server's bounds on a
+/// connection without requests (head, idle) do not cut it. A canary that
+/// connects after it and sends nothing is closed by them; the WebSocket still
+/// gets the event committed after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_outlives_the_http_connection_bounds() {
+    let bound = Duration::from_millis(300);
+    let timeouts = callrelay::http_serve::HttpTimeouts {
+        header_read: bound,
+        idle: bound,
+    };
+    let relay = common::start_relay_with_http_timeouts("", timeouts).await;
+    let mut client = connect(&ws_url(&relay, "")).await;
+    await_serving(&mut client).await;
+    let mut canary = TcpStream::connect(relay.addr).await.expect("connect");
+    assert!(
+        common::await_close(&mut canary, 3 * bound).await,
+        "the canary is still open"
+    );
+    let seqs = submit_all(
+        &relay.ctx.ingest,
+        vec![event(1, "call.ringing", Vendor::Tel4vn, "main", None)],
+    )
+    .await;
+    assert_eq!(next_json(&mut client).await["seq"], seqs[0]);
+}
+
 /// Starts a relay with ping settings shorter than a config file may give
 /// (1 s at least), so the test does not wait seconds for each round.
 async fn start_relay_pinging(rest: &str, ping: Duration, pong: Duration) -> TestRelay {

@@ -65,6 +65,30 @@ pub async fn start_relay_tuned(
     }
 }
 
+/// Starts a relay whose config is `base_config` followed by `rest`, with the
+/// HTTP server's connection bounds set to `timeouts` (not keys of the file).
+pub async fn start_relay_with_http_timeouts(
+    rest: &str,
+    timeouts: callrelay::http_serve::HttpTimeouts,
+) -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}{}", base_config(dir.path()), rest);
+    start_relay_tuned(dir, &text, |config| config.server.http_timeouts = timeouts).await
+}
+
+/// Reads (and discards) what the server sends on `stream` until it closes the
+/// connection (end of stream, or a reset); false if it is still open after
+/// `within`.
+pub async fn await_close(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .is_ok()
+}
+
 impl TestRelay {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

@@ -1,0 +1,275 @@
+//! The HTTP server's accept loop: serves the router on every accepted TCP
+//! connection with hyper, as `axum::serve` did (HTTP/1.1 with keep-alive and
+//! upgrades, HTTP/2 with prior knowledge), and bounds how long a connection
+//! may hold the relay without sending it a request. `axum::serve` gives hyper
+//! no timer, so a client that sent nothing, half a request head, or nothing
+//! more after a response held its connection (a file descriptor, a task)
+//! until it went away: an easy way to run the relay out of descriptors.
+//!
+//! Guarantees:
+//! - a request's head must arrive whole within [`HttpTimeouts::header_read`]
+//!   (10 s) of the connection being accepted, or, on HTTP/1.1, of the previous
+//!   response (so an idle keep-alive connection is closed after it too);
+//!   otherwise the connection is closed without an answer;
+//! - a connection with no request in flight for [`HttpTimeouts::idle`] (60 s)
+//!   is closed: this is what bounds an idle HTTP/2 connection;
+//! - a request being read or handled is never cut by these bounds (its body
+//!   has its own, `sources::webhook::body::BODY_TIMEOUT`); the idle bound
+//!   runs from when its response head is out, so a response body still being
+//!   written `idle` later would be (the relay's are small, written at once);
+//! - a connection upgraded to a WebSocket is the fan-out's, not the server's:
+//!   none of these bounds applies to it;
+//! - an accept error (out of file descriptors, …) never ends the server: it
+//!   is logged and accepting resumes a second later;
+//! - on shutdown the listener is closed, idle connections close at once and
+//!   those with a request in progress once it is answered; [`serve`] returns
+//!   when all have (the caller bounds that wait).
+//!
+//! Connections closed by a bound are counted in
+//! `callrelay_http_connections_closed_total{reason}`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How long a connection may go without sending a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// From the accept, or from the previous response on HTTP/1.1, to the end
+    /// of the request head. A vendor's webhook head is a few hundred bytes
+    /// sent at once: 10 s is generous on any network, and short enough that
+    /// a client holding connections open costs little.
+    pub header_read: Duration,
+    /// With no request in flight, after the first. HTTP/1.1 connections meet
+    /// `header_read` first; this bounds HTTP/2 ones, which hyper leaves open
+    /// for as long as the client likes (nginx's `keepalive_timeout` is 75 s).
+    pub idle: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How long accepting pauses after an error that is not the client's (as
+/// `axum::serve` and hyper 0.14 did): out of file descriptors, connections
+/// must close before another can be taken, and the error is logged once a
+/// pause rather than once a loop turn.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then drains
+/// the connections (module doc).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: HttpTimeouts,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let builder = Arc::new(builder(timeouts));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let connection = Connection {
+                    router: router.clone(),
+                    builder: builder.clone(),
+                    timeouts,
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(connection.serve(stream, graceful.watcher()));
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                tracing::error!(error = %e, pause = ?ACCEPT_ERROR_PAUSE, "accepting a connection failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// hyper's connection settings: `axum::serve`'s (HTTP/1.1 and HTTP/2 prior
+/// knowledge, hyper's defaults), plus a timer for the head bound.
+fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read);
+    builder
+}
+
+/// A client's failure to connect, not the listener's: the next accept may
+/// go ahead at once.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// Why the server closed a connection without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closed {
+    HeaderTimeout,
+    Idle,
+}
+
+impl Closed {
+    fn label(self) -> &'static str {
+        match self {
+            Closed::HeaderTimeout => "header_timeout",
+            Closed::Idle => "idle",
+        }
+    }
+}
+
+/// What one accepted connection is served with.
+struct Connection {
+    router: Router,
+    builder: Arc<Builder<TokioExecutor>>,
+    timeouts: HttpTimeouts,
+    metrics: Arc<Metrics>,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, watcher: Watcher) {
+        // Small responses and WebSocket frames go out at once, not after Nagle's delay.
+        let _ = stream.set_nodelay(true);
+        let (in_flight, requests) = watch::channel(0usize);
+        let service = Tracked {
+            inner: TowerToHyperService::new(self.router),
+            in_flight,
+        };
+        // With upgrades: the fan-out's WebSocketUpgrade takes the connection
+        // over, and this future ends once it has.
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let closed = tokio::select! {
+            served = watcher.watch(conn) => served.err().and_then(|e| closed_by_head_bound(&*e)),
+            closed = quiet_for_too_long(requests, self.timeouts) => Some(closed),
+        };
+        if let Some(closed) = closed {
+            tracing::debug!(
+                reason = closed.label(),
+                "HTTP connection closed by the server"
+            );
+            self.metrics
+                .http_connections_closed
+                .with_label_values(&[closed.label()])
+                .inc();
+        }
+    }
+}
+
+/// Whether hyper's own head bound (HTTP/1.1) ended the connection; other
+/// errors are the client's (it went away, sent garbage): a trace line.
+fn closed_by_head_bound(e: &(dyn std::error::Error + 'static)) -> Option<Closed> {
+    let timed_out = e
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    if !timed_out {
+        tracing::trace!(error = %e, "HTTP connection ended");
+    }
+    timed_out.then_some(Closed::HeaderTimeout)
+}
+
+/// Resolves once the connection has had no request in flight for its bound:
+/// `header_read` before its first request, `idle` after; pending while a
+/// request is in flight. hyper's HTTP/1 head bound starts only once the auto
+/// builder has told HTTP/1 from HTTP/2 by the first bytes, and that sniffing
+/// has no bound (tested: a silent connection, or half the HTTP/2 preface,
+/// stayed open); HTTP/2 has no such bound at all.
+async fn quiet_for_too_long(mut requests: watch::Receiver<usize>, t: HttpTimeouts) -> Closed {
+    let mut bound = (t.header_read, Closed::HeaderTimeout);
+    loop {
+        // The sender lives in the connection's service, which outlives this
+        // future: `Err` (never) would mean nobody can start a request.
+        if requests.wait_for(|n| *n == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        match tokio::time::timeout(bound.0, requests.changed()).await {
+            Err(_) => return bound.1,
+            Ok(Ok(())) => bound = (t.idle, Closed::Idle),
+            Ok(Err(_)) => return std::future::pending().await,
+        }
+    }
+}
+
+/// The router, counting the requests in flight on its connection.
+struct Tracked<S> {
+    inner: S,
+    in_flight: watch::Sender<usize>,
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<hyper::Request<Incoming>> for Tracked<S>
+where
+    S: Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let in_flight = InFlight::enter(self.in_flight.clone());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            // Until the response head is out: the relay's bodies are small,
+            // sent at once, and a WebSocket is handed over at that point.
+            drop(in_flight);
+            response
+        })
+    }
+}
+
+/// One request in flight, for as long as it lives (a request whose client
+/// went away is dropped, and so leaves too).
+struct InFlight(watch::Sender<usize>);
+
+impl InFlight {
+    fn enter(count: watch::Sender<usize>) -> InFlight {
+        count.send_modify(|n| *n += 1);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
