@@ -6,8 +6,9 @@
 # Installs cargo-fuzz when missing (once, a few minutes). The toolchain is
 # stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags, and
 # `--sanitizer none` needs no nightly-only sanitizer runtime. Each target's
-# corpus is seeded from the vendors' samples (tests/fixtures/vendors/) and the
-# repository's configs. A crash stops the script with a non-zero status; the
+# corpus is seeded from the vendors' samples (tests/fixtures/vendors/), the
+# repository's configs and, for the upstream parsers, fuzz/seeds/<target>/
+# plus the SPRecord / Voip24h samples framed as their servers send them. A crash stops the script with a non-zero status; the
 # input is in fuzz/artifacts/<target>/ — minimize it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz tmin --sanitizer none <target> <file>
 # and keep it in fuzz/regressions/<target>/ (tests/fuzz_regressions.rs replays it).
@@ -20,7 +21,8 @@ seconds="${1:-${CALLRELAY_FUZZ_SECONDS:-15}}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(webhook_caresoft webhook_tel4vn webhook_voipex webhook_voip24h webhook_sprecord config)
+  targets=(webhook_caresoft webhook_tel4vn webhook_voipex webhook_voip24h webhook_sprecord config
+    upstream_sse upstream_socketio)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -43,6 +45,39 @@ for v in caresoft tel4vn voipex voip24h sprecord; do seed "webhook_$v" "$v"; don
 mkdir -p fuzz/corpus/config
 for f in relay.toml deploy/relay.toml; do
   [ -f "$f" ] && cp "$f" "fuzz/corpus/config/seed-$(echo "$f" | tr / _)"
+done
+
+# Upstream seeds (tests/fuzz_regressions.rs feeds the same ones to the harness).
+# upstream_sse: each stream behind the header bytes of fuzz/src/lib.rs — real
+# limit in one chunk, real limit in 1-byte chunks, a 256-byte limit in chunks
+# of 7, 1 and 64 bytes. The SPRecord samples are framed as tests/sprecord.rs
+# writes them (`id: N` then one `data: ` line) and as the better-sse peer does
+# (`data:` per line of the JSON, then `id:N`).
+mkdir -p fuzz/corpus/upstream_sse fuzz/corpus/upstream_socketio
+sse_seed() {
+  local name=$1 stream=$2 i=0
+  for header in '\x00\x00' '\x00\x01\x01' '\x20\x03\x07\x01\x40'; do
+    { printf "$header"; cat "$stream"; } >"fuzz/corpus/upstream_sse/seed-$i-$name"
+    i=$((i + 1))
+  done
+}
+for f in fuzz/seeds/upstream_sse/*; do sse_seed "$(basename "$f")" "$f"; done
+n=0
+framed=$(mktemp)
+for sample in tests/fixtures/vendors/sprecord/*.json; do
+  n=$((n + 1))
+  { printf 'id: %d\ndata: ' "$n"; tr -d '\n' <"$sample"; printf '\n\n'; } >"$framed"
+  sse_seed "rust-$(basename "$sample")" "$framed"
+  { awk '{ print "data:" $0 }' "$sample"; printf 'id:%d\n\n' "$n"; } >"$framed"
+  sse_seed "better-sse-$(basename "$sample")" "$framed"
+done
+rm -f "$framed"
+# upstream_socketio: fuzz/seeds/upstream_socketio/ and each Voip24h JSON
+# sample as a socket.io 2 `response` event.
+cp fuzz/seeds/upstream_socketio/* fuzz/corpus/upstream_socketio/
+for sample in tests/fixtures/vendors/voip24h/*.json; do
+  { printf '42["response",'; tr -d '\n' <"$sample"; printf ']'; } \
+    >"fuzz/corpus/upstream_socketio/seed-response-$(basename "$sample")"
 done
 
 echo "== building fuzz targets"

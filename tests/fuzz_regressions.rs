@@ -6,7 +6,8 @@
 //! below), so a crasher found by `scripts/fuzz.sh` becomes a test by copying
 //! the file from `fuzz/artifacts/<target>/` into `fuzz/regressions/<target>/`.
 //! The samples of every vendor go through the same harness too, so the harness
-//! itself is known to accept good input.
+//! itself is known to accept good input, and so do the seeds scripts/fuzz.sh
+//! gives the upstream targets (`upstream_sse`, `upstream_socketio`).
 
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
@@ -21,20 +22,18 @@ fn root() -> PathBuf {
 
 /// Runs `target` on the input, returning the panic message if it failed.
 fn run(target: &str, data: &[u8]) -> Result<(), String> {
-    let vendor = match target {
-        "webhook_caresoft" => Some(Vendor::Caresoft),
-        "webhook_tel4vn" => Some(Vendor::Tel4vn),
-        "webhook_voipex" => Some(Vendor::Voipex),
-        "webhook_voip24h" => Some(Vendor::Voip24h),
-        "webhook_sprecord" => Some(Vendor::Sprecord),
-        "config" => None,
+    let harness: fn(&[u8]) = match target {
+        "webhook_caresoft" => |d| harness::webhook(Vendor::Caresoft, d),
+        "webhook_tel4vn" => |d| harness::webhook(Vendor::Tel4vn, d),
+        "webhook_voipex" => |d| harness::webhook(Vendor::Voipex, d),
+        "webhook_voip24h" => |d| harness::webhook(Vendor::Voip24h, d),
+        "webhook_sprecord" => |d| harness::webhook(Vendor::Sprecord, d),
+        "config" => harness::config,
+        "upstream_sse" => harness::upstream_sse,
+        "upstream_socketio" => harness::upstream_socketio,
         other => panic!("fuzz/regressions/{other}: no such fuzz target"),
     };
-    std::panic::catch_unwind(|| match vendor {
-        Some(v) => harness::webhook(v, data),
-        None => harness::config(data),
-    })
-    .map_err(|p| {
+    std::panic::catch_unwind(|| harness(data)).map_err(|p| {
         p.downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
@@ -117,4 +116,64 @@ fn vendor_samples_pass_the_harness_in_every_mode() {
         run("config", &text).unwrap_or_else(|why| panic!("{config}: {why}"));
     }
     assert!(count > 100, "{count} sample inputs");
+}
+
+/// The seeds scripts/fuzz.sh gives the upstream targets, built the same way
+/// (fuzz/seeds/<target>/, the SPRecord samples framed as SSE behind each of
+/// the script's header bytes, the Voip24h samples as `response` events), pass
+/// the harness.
+#[test]
+fn upstream_seeds_pass_the_harness() {
+    let mut streams: Vec<(String, Vec<u8>)> = files(&root().join("fuzz/seeds/upstream_sse"))
+        .into_iter()
+        .map(|f| (f.display().to_string(), std::fs::read(&f).expect("seed")))
+        .collect();
+    let samples = files(&root().join("tests/fixtures/vendors/sprecord"));
+    for (n, sample) in samples.iter().enumerate() {
+        let text = std::fs::read_to_string(sample).expect("sample");
+        let n = n + 1;
+        let rust = format!("id: {n}\ndata: {}\n\n", text.replace('\n', ""));
+        let mut better_sse: String = text.lines().map(|l| format!("data:{l}\n")).collect();
+        better_sse.push_str(&format!("id:{n}\n\n"));
+        let name = sample.display();
+        streams.push((
+            format!("{name} (tests/sprecord.rs framing)"),
+            rust.into_bytes(),
+        ));
+        streams.push((
+            format!("{name} (better-sse framing)"),
+            better_sse.into_bytes(),
+        ));
+    }
+    assert!(streams.len() >= 10, "{} SSE seeds", streams.len());
+    for (name, stream) in &streams {
+        for header in [&b"\x00\x00"[..], b"\x00\x01\x01", b"\x20\x03\x07\x01\x40"] {
+            let input = [header, stream].concat();
+            run("upstream_sse", &input).unwrap_or_else(|why| panic!("{name} {header:?}: {why}"));
+        }
+    }
+
+    let mut frames: Vec<(String, Vec<u8>)> = files(&root().join("fuzz/seeds/upstream_socketio"))
+        .into_iter()
+        .map(|f| (f.display().to_string(), std::fs::read(&f).expect("seed")))
+        .collect();
+    let samples = files(&root().join("tests/fixtures/vendors/voip24h"));
+    let samples: Vec<_> = samples
+        .into_iter()
+        .filter(|s| s.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(!samples.is_empty(), "no Voip24h JSON samples");
+    for sample in samples {
+        let text = std::fs::read_to_string(&sample).expect("sample");
+        let frame = format!("42[\"response\",{}]", text.replace('\n', ""));
+        // The harness must see these as call events, not skip them.
+        let payload: serde_json::Value = serde_json::from_str(&text).expect("sample JSON");
+        callrelay::vendors::voip24h::parse_call_event(&payload)
+            .unwrap_or_else(|e| panic!("{}: not a call event: {e:?}", sample.display()));
+        frames.push((sample.display().to_string(), frame.into_bytes()));
+    }
+    assert!(frames.len() >= 12, "{} socket.io seeds", frames.len());
+    for (name, frame) in &frames {
+        run("upstream_socketio", frame).unwrap_or_else(|why| panic!("{name}: {why}"));
+    }
 }

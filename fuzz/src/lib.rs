@@ -22,10 +22,34 @@
 //! parsed event becomes a CloudEvent JSON object with the CONTRACT attributes,
 //! a non-empty type and no empty subject. Config: an error names at least one
 //! problem, each at a line of the text.
+//!
+//! `upstream_sse` input layout (SPRecord's `text/event-stream` body through
+//! `SseParser`):
+//! - byte 0: the event limit: 0 is the real [`MAX_EVENT_BYTES`], `n` is
+//!   `8 * n` bytes (8..=2040, so inputs of a few KiB reach `TooLarge`);
+//! - byte 1: `k = byte % 16`, the number of chunk sizes that follow;
+//! - the next `k` bytes: chunk sizes, used in turn and over again until the
+//!   stream is cut up (0 pushes an empty chunk; all zero, or `k = 0`: one chunk);
+//! - the rest: the stream's bytes.
+//!
+//! Properties: no panic; each event's id, type and data hold at most the limit
+//! together; the stream fed whole and fed in those chunks frames the same
+//! events (details at [`upstream_sse`]).
+//!
+//! `upstream_socketio` input: one Engine.IO text frame (UTF-8; other bytes are
+//! skipped) through `wire::decode`. Properties: no panic; a `CONNECT_ERROR`
+//! reason keeps at most 200 characters; an event with at most one argument
+//! re-encoded by `wire::encode_event` decodes to the same event; a `response`
+//! event's first argument goes the way `voip24h::deliver` takes it (a JSON
+//! string is read as JSON; `read_payload` itself is private) into
+//! `vendors::voip24h::parse_call_event`, parses the same twice, and an event
+//! becomes a valid CloudEvent.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use callrelay::config::{Config, Secret};
-use callrelay::event::{EventId, IncomingEvent, Transport, Vendor};
+use callrelay::event::{EventId, IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::sources::sprecord::sse::{MAX_EVENT_BYTES, SseError, SseEvent, SseParser};
+use callrelay::sources::voip24h::wire::{self, Frame, SioPacket};
 use callrelay::vendors::{self, Credentials, Delivery, Method, Parsed, caresoft};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -210,27 +234,38 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
             assert_eq!(answer.len(), 32);
         }
         Ok(Parsed::Event(event)) => {
-            assert!(!event.event_type.is_empty(), "empty type");
-            assert_ne!(event.subject.as_deref(), Some(""), "empty subject");
-            let incoming = IncomingEvent {
-                vendor,
-                account: "fz".to_owned(),
-                transport: Transport::Webhook,
-                received_at,
-                event,
-            };
-            let id: EventId = incoming.id();
-            let json = incoming.to_cloudevent_json(id, 1);
-            let ce: Value = match serde_json::from_slice(&json) {
-                Ok(v) => v,
-                Err(e) => panic!("{vendor:?}: CloudEvent is not JSON: {e}"),
-            };
-            for attr in ["specversion", "id", "source", "type", "time", "data"] {
-                assert!(ce.get(attr).is_some(), "CloudEvent without {attr}: {ce}");
-            }
-            assert!(ce["data"].get("raw").is_some(), "data without raw: {ce}");
+            assert_cloudevent(vendor, Transport::Webhook, event, received_at);
         }
     }
+}
+
+/// A parsed event becomes a CloudEvent JSON object with the CONTRACT
+/// attributes, a non-empty type, no empty subject and `data.raw`.
+fn assert_cloudevent(
+    vendor: Vendor,
+    transport: Transport,
+    event: VendorEvent,
+    received_at: OffsetDateTime,
+) {
+    assert!(!event.event_type.is_empty(), "empty type");
+    assert_ne!(event.subject.as_deref(), Some(""), "empty subject");
+    let incoming = IncomingEvent {
+        vendor,
+        account: "fz".to_owned(),
+        transport,
+        received_at,
+        event,
+    };
+    let id: EventId = incoming.id();
+    let json = incoming.to_cloudevent_json(id, 1);
+    let ce: Value = match serde_json::from_slice(&json) {
+        Ok(v) => v,
+        Err(e) => panic!("{vendor:?}: CloudEvent is not JSON: {e}"),
+    };
+    for attr in ["specversion", "id", "source", "type", "time", "data"] {
+        assert!(ce.get(attr).is_some(), "CloudEvent without {attr}: {ce}");
+    }
+    assert!(ce["data"].get("raw").is_some(), "data without raw: {ce}");
 }
 
 /// One relay.toml text (`${SET}` is set, any other variable is not).
@@ -258,5 +293,163 @@ pub fn config(data: &[u8]) {
             }
             let _ = e.to_string();
         }
+    }
+}
+
+/// Feeds `chunks` to a parser, taking events after every push as the SPRecord
+/// connection does; stops at the first error.
+fn sse_events<'a>(
+    limit: usize,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<SseEvent>, Result<(), SseError>, String) {
+    let mut parser = SseParser::with_limit(limit);
+    let mut events = Vec::new();
+    let mut result = Ok(());
+    for chunk in chunks {
+        result = parser.push(chunk);
+        events.extend(std::iter::from_fn(|| parser.next_event()));
+        if result.is_err() {
+            break;
+        }
+    }
+    (events, result, parser.last_event_id().to_owned())
+}
+
+/// Cuts `stream` into chunks of the given sizes, used in turn (layout above).
+fn chunks<'a>(sizes: &[u8], mut stream: &'a [u8]) -> Vec<&'a [u8]> {
+    if sizes.iter().all(|&s| s == 0) {
+        return vec![stream];
+    }
+    let mut out = Vec::new();
+    for &size in sizes.iter().cycle() {
+        if stream.is_empty() {
+            break;
+        }
+        let (chunk, rest) = stream.split_at(usize::from(size).min(stream.len()));
+        out.push(chunk);
+        stream = rest;
+    }
+    out
+}
+
+/// One SPRecord event stream, whole and in chunks (layout in the module doc).
+///
+/// Chunking may only change framing in one way: `TooLarge` is checked after
+/// every line and at the end of every chunk, so an unfinished line is seen
+/// earlier in smaller chunks (the documented "plus one chunk"). Hence:
+/// the chunked events are a prefix of the whole ones; when the chunked feed
+/// succeeds, so does the whole one, with the same events and last id; an error
+/// of the whole feed is one of the chunked feed too (or `TooLarge`, earlier);
+/// an invalid UTF-8 line is the same error at the same event either way.
+pub fn upstream_sse(data: &[u8]) {
+    let [limit, k, rest @ ..] = data else {
+        return;
+    };
+    let limit = match usize::from(*limit) {
+        0 => MAX_EVENT_BYTES,
+        n => 8 * n,
+    };
+    let k = usize::from(k % 16).min(rest.len());
+    let (sizes, stream) = rest.split_at(k);
+
+    let whole = sse_events(limit, [stream]);
+    let cut = sse_events(limit, chunks(sizes, stream));
+
+    for (events, how) in [(&whole.0, "whole"), (&cut.0, "chunked")] {
+        for e in events {
+            // The type is "message" when the stream named none.
+            let size = e.id.len()
+                + e.data.len()
+                + if e.event == "message" {
+                    0
+                } else {
+                    e.event.len()
+                };
+            assert!(
+                size <= limit,
+                "{how}: an event of {size} bytes (id {}, type {}, data {}) over the limit of {limit}",
+                e.id.len(),
+                e.event.len(),
+                e.data.len()
+            );
+        }
+    }
+    assert!(
+        whole.0.starts_with(&cut.0),
+        "chunking changed the events: whole {:?}, chunked {:?}",
+        whole.0,
+        cut.0
+    );
+    match (&whole.1, &cut.1) {
+        (Ok(()), Ok(())) => {
+            assert_eq!(whole.0, cut.0, "chunking changed the events");
+            assert_eq!(whole.2, cut.2, "chunking changed the last event id");
+        }
+        (_, Err(SseError::TooLarge)) => {}
+        (Err(SseError::Utf8(a)), Err(SseError::Utf8(b))) => {
+            assert_eq!(a, b, "chunking changed the invalid line");
+            assert_eq!(
+                whole.0, cut.0,
+                "chunking changed the events before an invalid line"
+            );
+        }
+        (w, c) => panic!("whole stream: {w:?}, chunked: {c:?}"),
+    }
+}
+
+/// One Engine.IO text frame from the Voip24h server (see the module doc).
+pub fn upstream_socketio(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let frame = wire::decode(text);
+    assert_eq!(frame, wire::decode(text), "decoding is not deterministic");
+    let Frame::Message(packet) = frame else {
+        return;
+    };
+    match packet {
+        SioPacket::ConnectError(reason) => {
+            assert!(
+                reason.chars().count() <= 200,
+                "a CONNECT_ERROR reason kept whole"
+            );
+        }
+        SioPacket::Event { name, args } => {
+            if args.len() <= 1 {
+                let again = wire::encode_event(&name, args.first());
+                match wire::decode(&again) {
+                    Frame::Message(SioPacket::Event { name: n, args: a }) => {
+                        assert_eq!((&n, &a), (&name, &args), "re-encoded as {again}");
+                    }
+                    other => panic!("{text:?} re-encoded as {again:?} decodes to {other:?}"),
+                }
+            }
+            if name == "response" {
+                voip24h_response(&args);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A `response`'s arguments the way `voip24h::deliver` reads them.
+fn voip24h_response(args: &[Value]) {
+    let payload = match args.first() {
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => v,
+            Err(_) => return,
+        },
+        Some(other) => other.clone(),
+        None => return,
+    };
+    let parsed = vendors::voip24h::parse_call_event(&payload);
+    assert_eq!(
+        parsed,
+        vendors::voip24h::parse_call_event(&payload),
+        "the same response parsed twice differs"
+    );
+    if let Ok(event) = parsed {
+        let received_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000);
+        assert_cloudevent(Vendor::Voip24h, Transport::SocketIo, event, received_at);
     }
 }

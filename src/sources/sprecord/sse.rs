@@ -43,8 +43,10 @@ pub enum SseError {
 }
 
 /// An incremental parser: [`push`](SseParser::push) body chunks, take events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
+    /// The most one event may hold: [`MAX_EVENT_BYTES`] unless set smaller.
+    limit: usize,
     /// Bytes of the line not yet ended.
     line: Vec<u8>,
     /// The BOM check is done (the first bytes were seen).
@@ -57,9 +59,31 @@ pub struct SseParser {
     ready: VecDeque<SseEvent>,
 }
 
+impl Default for SseParser {
+    fn default() -> SseParser {
+        SseParser::with_limit(MAX_EVENT_BYTES)
+    }
+}
+
 impl SseParser {
     pub fn new() -> SseParser {
         SseParser::default()
+    }
+
+    /// A parser whose events may hold at most `limit` bytes instead of
+    /// [`MAX_EVENT_BYTES`]: the same checks at a size a fuzzer's inputs reach
+    /// (fuzz/src/lib.rs `upstream_sse`).
+    pub fn with_limit(limit: usize) -> SseParser {
+        SseParser {
+            limit,
+            line: Vec::new(),
+            started: false,
+            after_cr: false,
+            data: String::new(),
+            event: String::new(),
+            last_id: String::new(),
+            ready: VecDeque::new(),
+        }
     }
 
     /// Feeds one chunk of the body.
@@ -116,7 +140,7 @@ impl SseParser {
     }
 
     fn check_size(&self) -> Result<(), SseError> {
-        if self.data.len() + self.event.len() + self.line.len() > MAX_EVENT_BYTES {
+        if self.data.len() + self.event.len() + self.line.len() > self.limit {
             return Err(SseError::TooLarge);
         }
         Ok(())

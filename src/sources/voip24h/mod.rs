@@ -18,7 +18,7 @@ mod detect;
 mod engine_io;
 mod link;
 mod session;
-mod wire;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
