@@ -11,16 +11,18 @@
 //! Guarantees: never panics on any input; a BOM is recognised even when split
 //! across chunks; every complete event pushed is kept until taken with
 //! [`SseParser::next_event`], in order (so a closing stream can still hand them on);
-//! the event being built (its data, type and unfinished line) never holds more
-//! than [`MAX_EVENT_BYTES`] (plus one chunk): past that, [`SseError::TooLarge`].
+//! the event being built (its id, data, type and unfinished line) never holds
+//! more than [`MAX_EVENT_BYTES`] (plus one chunk): past that,
+//! [`SseError::TooLarge`]; so a dispatched event's id, type and data hold at
+//! most [`MAX_EVENT_BYTES`] together.
 
 use std::collections::VecDeque;
 
 /// The UTF-8 encoding of U+FEFF, which the SSE spec lets a stream start with.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// The most one event may hold (its `data:` lines, `event:` and the line being
-/// read). SPRecord events are a few hundred bytes; this bounds the memory a
+/// The most one event may hold (its id, `data:` lines, `event:` and the line
+/// being read). SPRecord events are a few hundred bytes; this bounds the memory a
 /// broken or hostile server can make a stream hold (an endless `data:` line).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
@@ -140,7 +142,9 @@ impl SseParser {
     }
 
     fn check_size(&self) -> Result<(), SseError> {
-        if self.data.len() + self.event.len() + self.line.len() > self.limit {
+        // The id counts too: every event dispatched carries a copy of it.
+        let held = self.last_id.len() + self.data.len() + self.event.len() + self.line.len();
+        if held > self.limit {
             return Err(SseError::TooLarge);
         }
         Ok(())
@@ -297,6 +301,27 @@ mod tests {
         let line = format!("data: {}\n", "y".repeat(1000));
         let err = (0..2000).find_map(|_| p.push(line.as_bytes()).err());
         assert_eq!(err, Some(SseError::TooLarge));
+    }
+
+    #[test]
+    fn the_id_counts_towards_the_event_limit() {
+        // fuzz/regressions/upstream_sse/id-not-counted-in-the-event-limit: the
+        // id was left out, so an event could hold a limit's worth of data plus
+        // an id as large (and each later event a copy of that id).
+        let mut p = SseParser::new();
+        let id = "7".repeat(MAX_EVENT_BYTES - 8);
+        let stream = format!("id: {id}\ndata: {}\n\n", "x".repeat(64));
+        assert_eq!(p.push(stream.as_bytes()), Err(SseError::TooLarge));
+        assert_eq!(p.next_event(), None);
+
+        let mut p = SseParser::with_limit(16);
+        assert_eq!(p.push(b"id: 12345678\ndata: 1234567\n\n"), Ok(()));
+        assert_eq!(p.next_event(), Some(ev("12345678", "1234567")));
+        assert_eq!(
+            p.push(b"id: 123456789\ndata: 1234567\n\n"),
+            Err(SseError::TooLarge)
+        );
+        assert_eq!(p.next_event(), None);
     }
 
     #[test]
