@@ -14,9 +14,12 @@
 //! the event being built (its id, data, type and unfinished line) never holds
 //! more than [`MAX_EVENT_BYTES`] (plus one chunk): past that,
 //! [`SseError::TooLarge`]; so a dispatched event's id, type and data hold at
-//! most [`MAX_EVENT_BYTES`] together.
+//! most [`MAX_EVENT_BYTES`] together. Events share their id rather than copy
+//! it, so the events one chunk yields take memory in proportion to the chunk
+//! (and one id), however large the id.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// The UTF-8 encoding of U+FEFF, which the SSE spec lets a stream start with.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -30,7 +33,8 @@ pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
     /// The stream's last event id when this event was dispatched ("" if none yet).
-    pub id: String,
+    /// Shared, not copied: every event until the next `id:` holds the same one.
+    pub id: Arc<str>,
     pub event: String,
     pub data: String,
 }
@@ -57,7 +61,7 @@ pub struct SseParser {
     after_cr: bool,
     data: String,
     event: String,
-    last_id: String,
+    last_id: Arc<str>,
     ready: VecDeque<SseEvent>,
 }
 
@@ -83,7 +87,7 @@ impl SseParser {
             after_cr: false,
             data: String::new(),
             event: String::new(),
-            last_id: String::new(),
+            last_id: Arc::from(""),
             ready: VecDeque::new(),
         }
     }
@@ -176,7 +180,7 @@ impl SseParser {
             }
             "event" => value.clone_into(&mut self.event),
             // The spec ignores an id holding NUL.
-            "id" if !value.contains('\0') => value.clone_into(&mut self.last_id),
+            "id" if !value.contains('\0') => self.last_id = Arc::from(value),
             // `retry:` is ignored on purpose: reconnect delays are ours (backoff,
             // busy and auth delays), not the server's to shorten.
             _ => {}
@@ -192,7 +196,7 @@ impl SseParser {
         let mut data = std::mem::take(&mut self.data);
         data.pop(); // the '\n' after the last data line
         self.ready.push_back(SseEvent {
-            id: self.last_id.clone(),
+            id: Arc::clone(&self.last_id),
             event: if event.is_empty() {
                 "message".to_owned()
             } else {
@@ -322,6 +326,25 @@ mod tests {
             Err(SseError::TooLarge)
         );
         assert_eq!(p.next_event(), None);
+    }
+
+    #[test]
+    fn the_events_of_a_chunk_share_one_copy_of_the_id() {
+        // Each event used to get its own copy of the id: after an id near the
+        // limit, a 64 KiB chunk of `data\n\n` made 10,922 copies of 1 MiB.
+        let mut p = SseParser::new();
+        let id = "7".repeat(4096);
+        p.push(format!("id: {id}\n").as_bytes()).unwrap();
+        p.push(&b"data\n\n".repeat(1000)).unwrap();
+        let events: Vec<SseEvent> = std::iter::from_fn(|| p.next_event()).collect();
+        assert_eq!(events.len(), 1000);
+        assert_eq!(&*events[999].id, id);
+        assert!(
+            events
+                .iter()
+                .all(|e| e.id.as_ptr() == events[0].id.as_ptr()),
+            "the id is copied into each event"
+        );
     }
 
     #[test]
