@@ -848,6 +848,168 @@ async fn sio4_the_heartbeat_keeps_the_session() {
     the_heartbeat_keeps_the_session(4).await;
 }
 
+/// A burst that takes the journal seconds to take (one commit per event),
+/// from a server with a 1 s heartbeat timeout: the connection is read on while the session journals, so the
+/// server's pings (socket.io 4) are answered and our own (socket.io 2) go
+/// out, and `hello`s are not held behind the backlog. Before, the reader
+/// waited on the session: the server timed the client out and dropped what
+/// it still had to send.
+async fn a_backlog_does_not_starve_the_heartbeat(sio: u8) {
+    // Seconds of journaling in a debug build; a pong held that long is late.
+    const BURST: u32 = 5_000;
+    // The peer's loop is busy for a while sending the burst: the hellos that
+    // arrive meanwhile are read after its own hello check has run.
+    let mut peer = Peer::spawn(
+        sio,
+        &[
+            "--ping-ms",
+            "500",
+            "--ping-timeout-ms",
+            "1000",
+            "--hello-timeout-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    peer.expect("signed").await;
+    let args_list: Vec<Value> = (1..=BURST).map(|n| json!([call_event(n)])).collect();
+    eprintln!(
+        "before burst: {} {:?}",
+        peer.stats().await,
+        last_error(&relay)
+    );
+    peer.send(json!({"cmd": "burst", "event": "response", "args_list": args_list}))
+        .await;
+    let (_, burst) = peer.expect("burst_sent").await;
+    assert_eq!(burst["to"], 1, "socket.io {sio}: {burst}");
+    relay
+        .wait_for_seq(u64::from(BURST), Duration::from_secs(120))
+        .await;
+    assert_eq!(journaled_raws(&relay).len(), BURST as usize);
+    assert_eq!(reconnects(&relay, "closed"), 0, "socket.io {sio}");
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], 1, "socket.io {sio}: {stats}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_a_backlog_does_not_starve_the_heartbeat() {
+    a_backlog_does_not_starve_the_heartbeat(2).await;
+}
+
+#[tokio::test]
+async fn sio4_a_backlog_does_not_starve_the_heartbeat() {
+    a_backlog_does_not_starve_the_heartbeat(4).await;
+}
+
+/// A reload while the server is still sending more than the journal takes:
+/// the old session stops journaling DRAIN_LIMIT after the stop and closes
+/// in order (the server sees the client leave the namespace), well before
+/// the source manager's 10 s stop timeout would abort it (which it did: the
+/// drain preferred what had arrived and never looked at its deadline).
+async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
+    // The peer's loop is busy streaming: the hellos that arrive meanwhile
+    // are read after its own hello check has run.
+    let mut peer = Peer::spawn(sio, &["--hello-timeout-ms", "60000"]).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    peer.expect("signed").await;
+    // Offered faster than a journal commit per event can take them.
+    peer.send(json!({"cmd": "stream", "every_ms": 5, "per_tick": 100}))
+        .await;
+    peer.expect("streaming").await;
+    relay.wait_for_seq(1000, WAIT).await;
+    let stop_began = std::time::Instant::now();
+    relay.reload().await;
+    // DRAIN_LIMIT (3 s) and the link's close (up to 4 s): short of the 10 s
+    // after which the source manager gives up on a source and aborts it.
+    let took = stop_began.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "socket.io {sio}: the reload took {took:?}"
+    );
+    let (_, gone) = peer.expect("disconnect").await;
+    assert_eq!(
+        gone["reason"], "client namespace disconnect",
+        "socket.io {sio}: {gone}"
+    );
+    peer.expect("signed").await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_a_stop_under_a_steady_stream_closes_in_order() {
+    a_stop_under_a_steady_stream_closes_in_order(2).await;
+}
+
+#[tokio::test]
+async fn sio4_a_stop_under_a_steady_stream_closes_in_order() {
+    a_stop_under_a_steady_stream_closes_in_order(4).await;
+}
+
+/// A server whose middleware never opens the namespace keeps the connection
+/// alive with its heartbeat: the session gives up after its silence limit
+/// (2 × hello_interval + 5 s) and says why, instead of sitting in
+/// `connecting` for as long as the server likes.
+async fn a_namespace_never_opened_is_given_up(sio: u8) {
+    let peer = Peer::spawn(sio, &["--namespace", "hold", "--ping-ms", "500"]).await;
+    let engine = if sio == 2 { "3" } else { "4" };
+    let relay = start_relay(&peer, engine, KEY, "key").await;
+    common::eventually(Duration::from_secs(30), "a connect_timeout", || {
+        reconnects(&relay, "connect_timeout") >= 1
+    })
+    .await;
+    let error = last_error(&relay).unwrap_or_default();
+    assert!(
+        error.contains("did not open the namespace"),
+        "socket.io {sio}: {error}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_a_namespace_never_opened_is_given_up() {
+    a_namespace_never_opened_is_given_up(2).await;
+}
+
+#[tokio::test]
+async fn sio4_a_namespace_never_opened_is_given_up() {
+    a_namespace_never_opened_is_given_up(4).await;
+}
+
+/// The wrong `engine_io` for the server is said in /status in words that
+/// lead to the fix: "4" against socket.io 2 (which opens a second, unasked
+/// namespace session the server never ends) and "3" against socket.io 4
+/// (which upgrades, then writes an HTTP 400 into the websocket). And `auto`
+/// against a socket.io 2 server that refuses the namespace takes it for
+/// Engine.IO 3 (socket.io 2 refuses in a string, 3+ in an object).
+#[tokio::test]
+async fn a_wrong_engine_io_setting_is_named() {
+    for (sio, engine, words) in [
+        (2, "4", "speaks socket.io 2"),
+        (4, "3", "did not speak Engine.IO 3"),
+    ] {
+        let peer = Peer::start(sio).await;
+        let relay = start_relay(&peer, engine, KEY, "key").await;
+        common::eventually(WAIT, words, || {
+            last_error(&relay).is_some_and(|e| e.contains(words))
+        })
+        .await;
+        relay.stop().await;
+    }
+    let peer = Peer::spawn(2, &["--namespace", "refuse"]).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    common::eventually(WAIT, "the namespace refused", || {
+        last_error(&relay).is_some_and(|e| e.contains("nope"))
+    })
+    .await;
+    let detail = upstream_state(&relay).and_then(|s| s.1);
+    assert_eq!(detail.as_deref(), Some("engine.io 3"));
+    relay.stop().await;
+}
+
 /// Broken socket.io packets — an event whose JSON is cut off, an unknown
 /// packet type — before `connected` (between `sign` and `connected`) and after
 /// it: each is counted as malformed, never taken as an auth refusal, the

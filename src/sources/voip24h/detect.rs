@@ -1,8 +1,8 @@
 //! `engine_io = "auto"`: which Engine.IO version does the server speak?
 //!
-//! Tries Engine.IO 4 first. A socket.io 4 server refuses an Engine.IO 3
-//! handshake at the HTTP level, but a socket.io 2 server *accepts* an Engine.IO
-//! 4 handshake and only differs at the namespace connect: socket.io 2 sends a
+//! Tries Engine.IO 4 first (a server that refuses it at the HTTP level is
+//! taken for Engine.IO 3). A socket.io 2 server *accepts* an Engine.IO 4
+//! handshake and only differs at the namespace connect: socket.io 2 sends a
 //! bare `40` on its own right after the open packet, socket.io 3+ sends nothing
 //! until asked and then answers `40{"sid":…}`. So the probe opens the
 //! websocket, waits [`UNSOLICITED_WAIT`] for an unsolicited `40`, and only
@@ -55,8 +55,15 @@ pub async fn detect(dial: &Dial, timeout: Duration) -> Result<EngineVersion, Lin
                     Frame::Message(SioPacket::Connect(Some(_))) => return Ok(EngineVersion::V4),
                     // Only socket.io 2 sends a bare `40` (3+ always adds its sid).
                     Frame::Message(SioPacket::Connect(None)) => return Ok(EngineVersion::V3),
-                    // A refused namespace is still a socket.io 3+ answer.
-                    Frame::Message(SioPacket::ConnectError(_)) => return Ok(EngineVersion::V4),
+                    // A refused namespace: socket.io 3+ says why in an
+                    // object (`44{"message":…}`), socket.io 2 in a string.
+                    Frame::Message(SioPacket::ConnectError(why)) => {
+                        return Ok(if why.starts_with('{') {
+                            EngineVersion::V4
+                        } else {
+                            EngineVersion::V3
+                        });
+                    }
                     Frame::Ping(data) => {
                         let pong = format!("{}{data}", wire::PONG_PREFIX);
                         ws.send(Message::Text(pong.into())).await?;

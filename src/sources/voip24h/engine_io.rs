@@ -11,19 +11,25 @@
 //! on its own; socket.io 3+ only when the client sends `40`.
 //!
 //! Guarantees: one task owns the websocket; a frame that cannot be read is
-//! reported ([`Inbound::Malformed`]) and reading goes on; [`Conn::close`]
+//! reported ([`Inbound::Malformed`]) and reading goes on; the connection is
+//! read, its heartbeat kept and `emit`s sent whatever the session's pace
+//! (what the session has not taken yet waits in a backlog of at most
+//! [`MAX_BACKLOG_BYTES`], in order, and is handed on even after the
+//! connection failed); the wrong version for the server is said in words
+//! that name the setting; [`Conn::close`]
 //! sends the socket.io disconnect and a websocket close, waits briefly for
 //! the server's close, and returns only after that task — and with it the
 //! socket — is gone.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::link::{Dial, EngineVersion, Inbound, LinkError};
@@ -81,6 +87,12 @@ pub(super) async fn handshake(
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(_)) => {
                     return Err(LinkError::Handshake("unexpected first frame".into()));
+                }
+                // A socket.io 3/4 server upgrades an Engine.IO 3 request and
+                // then writes an HTTP 400 into the websocket, which reads as
+                // a broken frame.
+                Some(Err(tungstenite::Error::Protocol(_))) if eio == 3 => {
+                    return Err(LinkError::Handshake(WRONG_VERSION_3.into()));
                 }
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(LinkError::Closed),
@@ -176,8 +188,56 @@ impl Conn {
     }
 }
 
-/// Owns the websocket: keeps the heartbeat, forwards what arrives, sends
-/// what is asked.
+/// Most frame text read and not yet taken by the session. The session takes
+/// a `response` once it is journaled; a burst is read on meanwhile, so that
+/// pings are answered and `emit`s go out whatever the journal's pace (a
+/// reader blocked on the session answered no ping: the server dropped the
+/// session, and with it what it still had to send). Past this much the
+/// connection is read no further until the session catches up: ~16,000
+/// typical `response`s, seconds of journaling.
+const MAX_BACKLOG_BYTES: usize = 8 << 20;
+/// What an item costs in the backlog besides its text (so that a flood of
+/// tiny frames is bounded too).
+const BACKLOG_ITEM_OVERHEAD: usize = 64;
+
+/// What has been read from the server and not yet taken by the session, in
+/// arrival order.
+#[derive(Default)]
+struct Backlog {
+    items: VecDeque<(Inbound, usize)>,
+    bytes: usize,
+}
+
+impl Backlog {
+    fn push(&mut self, inbound: Inbound, text_len: usize) {
+        // That the connection is alive needs saying once, not once a frame.
+        if matches!(inbound, Inbound::Alive)
+            && matches!(self.items.back(), Some((Inbound::Alive, _)))
+        {
+            return;
+        }
+        let size = text_len + BACKLOG_ITEM_OVERHEAD;
+        self.bytes += size;
+        self.items.push_back((inbound, size));
+    }
+
+    fn pop(&mut self) -> Option<Inbound> {
+        let (inbound, size) = self.items.pop_front()?;
+        self.bytes -= size;
+        Some(inbound)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= MAX_BACKLOG_BYTES
+    }
+}
+
+/// Owns the websocket: keeps the heartbeat, reads what arrives into the
+/// backlog and hands it to the session, sends what is asked.
 async fn drive(
     mut ws: Ws,
     heartbeat: Heartbeat,
@@ -192,8 +252,21 @@ async fn drive(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let server_silent = tokio::time::sleep(silence_limit);
     tokio::pin!(server_silent);
+    let mut backlog = Backlog::default();
     let ended = loop {
         tokio::select! {
+            permit = events.reserve(), if !backlog.is_empty() => match permit {
+                Ok(permit) => {
+                    if let Some(inbound) = backlog.pop() {
+                        permit.send(inbound);
+                    }
+                }
+                // The session is gone.
+                Err(_) => {
+                    close_ws(ws).await;
+                    return;
+                }
+            },
             _ = ping.tick(), if client_pings => {
                 if let Err(e) = ws.send(Message::Text(wire::PING.into())).await {
                     break format!("ping failed: {e}");
@@ -216,54 +289,76 @@ async fn drive(
                     return;
                 }
             },
-            frame = ws.next() => {
+            frame = ws.next(), if !backlog.is_full() => {
                 if !client_pings {
                     // Any frame shows the server alive, as its ping would.
                     server_silent
                         .as_mut()
                         .reset(tokio::time::Instant::now() + silence_limit);
                 }
-                let inbound = match frame {
-                    Some(Ok(Message::Text(text))) => match wire::decode(&text) {
-                        Frame::Pong | Frame::Other | Frame::Open(_) => Inbound::Alive,
-                        Frame::Ping(data) => {
-                            // Engine.IO 4 servers drop a client that does not
-                            // answer; Engine.IO 3 servers do not ping.
-                            let pong = format!("{}{data}", wire::PONG_PREFIX);
-                            let _ = ws.send(Message::Text(pong.into())).await;
-                            Inbound::Alive
-                        }
-                        Frame::Close => break "the server closed the transport".to_owned(),
-                        Frame::Message(packet) => match packet {
-                            SioPacket::Connect(_) => Inbound::NamespaceConnected,
-                            SioPacket::Disconnect => {
-                                break "the server disconnected the namespace".to_owned()
+                let (inbound, text_len) = match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        let inbound = match wire::decode(&text) {
+                            Frame::Pong | Frame::Other | Frame::Open(_) => Inbound::Alive,
+                            Frame::Ping(data) => {
+                                // Engine.IO 4 servers drop a client that does not
+                                // answer; Engine.IO 3 servers do not ping.
+                                let pong = format!("{}{data}", wire::PONG_PREFIX);
+                                let _ = ws.send(Message::Text(pong.into())).await;
+                                Inbound::Alive
                             }
-                            SioPacket::ConnectError(why) => {
-                                break format!("the server refused the namespace: {why}")
-                            }
-                            SioPacket::Event { name, args } => Inbound::Event { name, args },
-                            SioPacket::Other => Inbound::Alive,
-                            SioPacket::Malformed(why) => Inbound::Malformed(why.to_owned()),
-                        },
-                    },
+                            Frame::Close => break "the server closed the transport".to_owned(),
+                            Frame::Message(packet) => match packet {
+                                // socket.io 3+ always sends its sid with the
+                                // namespace; only socket.io 2 sends a bare `40`,
+                                // and on its own: a second, unasked namespace
+                                // session the server never ends.
+                                SioPacket::Connect(None) if !client_pings => {
+                                    break WRONG_VERSION_4.to_owned()
+                                }
+                                SioPacket::Connect(_) => Inbound::NamespaceConnected,
+                                SioPacket::Disconnect => {
+                                    break "the server disconnected the namespace".to_owned()
+                                }
+                                SioPacket::ConnectError(why) => {
+                                    break format!("the server refused the namespace: {why}")
+                                }
+                                SioPacket::Event { name, args } => Inbound::Event { name, args },
+                                SioPacket::Other => Inbound::Alive,
+                                SioPacket::Malformed(why) => Inbound::Malformed(why.to_owned()),
+                            },
+                        };
+                        (inbound, text.len())
+                    }
                     Some(Ok(Message::Close(_))) | None => {
                         break "the connection was closed".to_owned()
                     }
-                    Some(Ok(_)) => Inbound::Alive,
+                    Some(Ok(_)) => (Inbound::Alive, 0),
                     Some(Err(e)) => break format!("websocket: {e}"),
                 };
-                if events.send(inbound).await.is_err() {
-                    close_ws(ws).await;
-                    return;
-                }
+                backlog.push(inbound, text_len);
             }
         }
     };
-    // The connection failed under us: drop it now, then say why.
+    // The connection failed under us: drop it now, hand on what was read
+    // before it and then why it ended. Emits are answered with an error all
+    // along: the session may be waiting on one while the backlog waits on it.
     drop(ws);
-    let _ = events.send(Inbound::Closed(ended)).await;
-    // Keep answering `emit` with an error until the owner closes us.
+    backlog.push(Inbound::Closed(ended), 0);
+    while !backlog.is_empty() {
+        tokio::select! {
+            permit = events.reserve() => match (permit, backlog.pop()) {
+                (Ok(permit), Some(inbound)) => permit.send(inbound),
+                _ => return,
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Send(_, reply)) => {
+                    let _ = reply.send(Err(LinkError::Closed));
+                }
+                Some(Cmd::Close) | None => return,
+            },
+        }
+    }
     while let Some(cmd) = cmds.recv().await {
         match cmd {
             Cmd::Send(_, reply) => {
@@ -273,6 +368,10 @@ async fn drive(
         }
     }
 }
+
+const WRONG_VERSION_3: &str = "the server did not speak Engine.IO 3 after the upgrade (socket.io 3/4 servers do not): set engine_io = \"4\" or \"auto\"";
+const WRONG_VERSION_4: &str =
+    "the server speaks socket.io 2 (a bare `40`): set engine_io = \"3\" or \"auto\"";
 
 #[cfg(test)]
 mod tests {

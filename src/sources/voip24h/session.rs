@@ -8,9 +8,11 @@
 //! socket); a `say` is answered with a `hello` at once when the last one is
 //! that old, else as soon as it is (early `say`s coalesce into one `hello`),
 //! and a `hello` goes out anyway `hello_interval` after the last one; no frame
-//! at all for 2 × `hello_interval` + 5 s ends the session as dead. On a stop (reload, shutdown) every `response` that has
-//! reached the relay is journaled, in order, before the session returns
-//! (bounded by DRAIN_LIMIT). The session never closes the link itself: the
+//! at all for 2 × `hello_interval` + 5 s ends the session as dead, and so does
+//! a namespace the server has not opened by then. On a stop (reload,
+//! shutdown) every `response` that has reached the relay is journaled, in
+//! order, before the session returns, for at most DRAIN_LIMIT past the stop
+//! (however fast the server still sends). The session never closes the link itself: the
 //! caller does, so that closing is always awaited in one place.
 
 use std::sync::Arc;
@@ -175,6 +177,11 @@ impl Session<'_> {
     /// or DRAIN_LIMIT after the stop.
     async fn drain(&self, link: &mut Link, drain_over: &CancellationToken) {
         loop {
+            // The select below prefers what has arrived: under a steady
+            // stream it would never see the deadline.
+            if drain_over.is_cancelled() {
+                return;
+            }
             let inbound = tokio::select! {
                 biased;
                 inbound = link.recv() => inbound,
@@ -223,6 +230,9 @@ impl Session<'_> {
         let mut signed = false;
         let mut namespace_connected = false;
         let mut connected_at: Option<Instant> = None;
+        // The server's pings keep the connection alive while it never opens
+        // the namespace (a middleware that never answers): bounded apart.
+        let namespace_deadline = Instant::now() + silence;
         let end = |reason, detail: String, ns, at: Option<Instant>| SessionEnd {
             reason,
             detail,
@@ -242,7 +252,15 @@ impl Session<'_> {
                 );
             }
             let watchdog = last_frame + silence;
-            let wake = next_hello.map_or(watchdog, |h| h.min(watchdog));
+            let mut wake = next_hello.map_or(watchdog, |h| h.min(watchdog));
+            if !namespace_connected {
+                if Instant::now() >= namespace_deadline {
+                    let detail =
+                        format!("the server did not open the namespace within {silence:?}");
+                    return end(EndReason::ConnectTimeout, detail, false, None);
+                }
+                wake = wake.min(namespace_deadline);
+            }
             let inbound = tokio::select! {
                 biased;
                 inbound = link.recv() => Some(inbound),

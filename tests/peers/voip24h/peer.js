@@ -8,6 +8,8 @@
 //                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
 //                     [--ping-ms N --ping-timeout-ms N]  (Engine.IO heartbeat; reported as
 //                                           `heartbeat` with the client's packet type)
+//                     [--namespace hold|refuse]  (a middleware that never opens the
+//                                           default namespace, or refuses it)
 //
 // It checks the key sent with `sign` (a string, or {voip, secret}), answers
 // with `signing` then `connected` + `connection`, sends `say` every --say-ms to
@@ -23,6 +25,8 @@
 //   {"cmd":"raw","text":"2[..."}  send TEXT as a raw socket.io packet (the Engine.IO
 //                        message's data, unchecked) to every signed session
 //   {"cmd":"drop","how":"close"|"destroy"|"disconnect"}  end every connection
+//   {"cmd":"stream","every_ms":N,"per_tick":K}  emit K call events every N ms to every
+//                        signed session until {"cmd":"stream_stop"}
 //   {"cmd":"silence"}    stop saying `say` (connections stay open, hellos are ignored)
 //   {"cmd":"restart","down_ms":N}  close the server, listen again on the same port
 //   {"cmd":"stats"}      report counters
@@ -50,6 +54,9 @@ const RAW_ON_SIGN = args['raw-on-sign'] || '';
 // client's own watchdog, not by the server's heartbeat.
 const PING_MS = Number(args['ping-ms'] || 25000);
 const PING_TIMEOUT_MS = Number(args['ping-timeout-ms'] || 20000);
+const NAMESPACE = args.namespace || 'open';
+let streaming = null;
+let streamed = 0;
 
 function report(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
@@ -172,6 +179,10 @@ function start(cb) {
     const { Server } = require('sio4');
     io = new Server(server, { transports: ['websocket'], pingInterval: PING_MS, pingTimeout: PING_TIMEOUT_MS });
   }
+  // --namespace hold: a middleware that never lets the namespace open;
+  // --namespace refuse: one that refuses it (CONNECT_ERROR "nope").
+  if (NAMESPACE === 'hold') io.use(() => {});
+  if (NAMESPACE === 'refuse') io.use((socket, next) => next(new Error('nope')));
   io.on('connection', onConnection);
   server.listen(port, '127.0.0.1', () => {
     port = server.address().port;
@@ -232,6 +243,27 @@ function handle(cmd) {
     case 'drop':
       closeAll(cmd.how || 'close');
       report({ ev: 'dropped' });
+      break;
+    case 'stream': {
+      // A server that keeps sending: `per_tick` call events every `every_ms`,
+      // to every signed session, until `stream_stop`.
+      clearInterval(streaming);
+      streaming = setInterval(() => {
+        for (const socket of sockets) {
+          if (!socket._peer.key) continue;
+          for (let i = 0; i < cmd.per_tick; i++) {
+            streamed += 1;
+            send(socket, 'response', [{ extend: 130, state: 'Ring', phone: '0832666859', callid: `stream.${streamed}`, type: 'inbound' }]);
+            socket._peer.sent += 1;
+          }
+        }
+      }, cmd.every_ms);
+      report({ ev: 'streaming' });
+      break;
+    }
+    case 'stream_stop':
+      clearInterval(streaming);
+      report({ ev: 'stream_stopped', streamed });
       break;
     case 'silence':
       silenced = true;
