@@ -1092,6 +1092,9 @@ async fn a_reader_that_dies_silently_is_noticed(sio: u8) {
     let header = "51-[\"response\",{\"_placeholder\":true,\"num\":0}]";
     peer.send(json!({"cmd": "raw", "text": header})).await;
     peer.expect("raw_sent").await;
+    // The header is a valid packet whose data we do not assemble: counted,
+    // never lost unseen.
+    common::eventually(WAIT, "the binary event counted", || malformed(&relay) == 1).await;
     peer.send(json!({"cmd": "drop", "how": "close"})).await;
     let (down, _) = peer.expect("disconnect").await;
     let (up, _) = peer.expect("connect").await;

@@ -37,7 +37,7 @@ pub enum SioPacket {
     Event { name: String, args: Vec<Value> },
     /// `4...`: the namespace refused us; the server's reason.
     ConnectError(String),
-    /// Acks, binary events, other namespaces.
+    /// Acks, other namespaces.
     Other,
     /// A packet that breaks the socket.io format (an event whose data is not a
     /// JSON array starting with its name, an unknown packet type): why.
@@ -76,8 +76,11 @@ fn decode_socketio(text: &str) -> SioPacket {
         '1' => SioPacket::Disconnect,
         '2' => decode_event(rest),
         '4' => SioPacket::ConnectError(rest.chars().take(200).collect()),
-        // Ack, binary event, binary ack: valid, and nothing the session uses.
-        '3' | '5' | '6' => SioPacket::Other,
+        // Acks: valid, and nothing the session uses.
+        '3' | '6' => SioPacket::Other,
+        // Valid, but its data comes in binary frames we do not assemble:
+        // counted, so that a `response` sent this way is not lost unseen.
+        '5' => SioPacket::Malformed("a binary event (not read: Voip24h sends none)"),
         _ => SioPacket::Malformed("an unknown socket.io packet type"),
     }
 }
@@ -180,6 +183,10 @@ mod tests {
             );
         }
         assert_eq!(decode("43[]"), Frame::Message(SioPacket::Other));
+        assert!(matches!(
+            decode("451-[\"response\",{\"_placeholder\":true,\"num\":0}]"),
+            Frame::Message(SioPacket::Malformed(_))
+        ));
     }
 
     #[test]
