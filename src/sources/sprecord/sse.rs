@@ -146,7 +146,7 @@ impl SseParser {
     }
 
     fn check_size(&self) -> Result<(), SseError> {
-        // The id counts too: every event dispatched carries a copy of it.
+        // The id counts too: every event dispatched carries it.
         let held = self.last_id.len() + self.data.len() + self.event.len() + self.line.len();
         if held > self.limit {
             return Err(SseError::TooLarge);
