@@ -22,6 +22,7 @@ pub use values::{ByteSize, HumanDuration, Secret};
 
 use crate::sinks::kafka::config::KafkaConfig;
 use crate::sinks::websocket::config::WebSocketConfig;
+use crate::sources::proxy::{ProxyConfig, ProxySettings};
 use crate::sources::sprecord::config::SprecordConfig;
 use crate::sources::voip24h::config::Voip24hConfig;
 use crate::sources::webhook::config::WebhookConfig;
@@ -46,6 +47,10 @@ pub struct Config {
     pub sprecord: Vec<Spanned<SprecordConfig>>,
     #[serde(default)]
     pub webhook: Vec<Spanned<WebhookConfig>>,
+    /// Outbound proxy for the connection sources; the environment
+    /// (`HTTPS_PROXY`, `NO_PROXY`, …) fills in what it leaves unset.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -286,7 +291,7 @@ impl Config {
         }
         // Spans from here on are in the expanded text: problems are placed in
         // the file the user wrote by mapping them back.
-        let config: Config = toml::from_str(&expanded.text).map_err(|e| {
+        let mut config: Config = toml::from_str(&expanded.text).map_err(|e| {
             let mut v = Validator::new(text);
             let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
             v.error(offset..offset, without_literal(e.message().trim()));
@@ -297,6 +302,7 @@ impl Config {
         })?;
         let mut found = Validator::new(&expanded.text);
         config.validate(&mut found);
+        config.route_through_proxies(lookup, &mut found);
         let mut v = Validator::new(text);
         v.problems = found
             .problems
@@ -306,6 +312,24 @@ impl Config {
         match v.into_error(file) {
             Some(err) => Err(err),
             None => Ok(config),
+        }
+    }
+
+    /// Decides, once per load, which proxy (if any) each connection source
+    /// goes through: a changed route restarts the source on reload.
+    fn route_through_proxies(
+        &mut self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        v: &mut Validator,
+    ) {
+        let proxies = ProxySettings::resolve(&self.proxy, lookup, v);
+        for source in &mut self.voip24h {
+            let source = source.get_mut();
+            source.proxy = proxies.route_for(source.url.get_ref());
+        }
+        for source in &mut self.sprecord {
+            let source = source.get_mut();
+            source.proxy = proxies.route_for(source.url.get_ref());
         }
     }
 

@@ -427,3 +427,46 @@ fn a_problem_inside_a_value_from_the_environment_is_placed_at_its_reference() {
     );
     assert_eq!(places_with(text, "LISTEN", ""), vec!["2:10"]);
 }
+
+#[test]
+fn each_connection_source_gets_the_proxy_for_its_url() {
+    let text = "[[voip24h]]\naccount = \"cloud\"\nurl = \"https://dial.example:3122\"\nkey = \"k\"\n\
+                [[sprecord]]\naccount = \"office\"\nurl = \"http://10.1.2.3\"\n\
+                headers = { Authorization = \"Bearer t\" }\n\
+                [proxy]\nhttps = \"http://user:pw@proxy.internal:3128\"\nno_proxy = [\"10.0.0.0/8\"]\n";
+    let c = load(text).unwrap();
+    let route = c.voip24h[0]
+        .get_ref()
+        .proxy
+        .as_ref()
+        .map(ToString::to_string);
+    assert_eq!(route.as_deref(), Some("http://proxy.internal:3128"));
+    assert_eq!(
+        c.sprecord[0].get_ref().proxy,
+        None,
+        "no_proxy keeps the recorder direct"
+    );
+
+    // A changed proxy is a changed source: a reload restarts it.
+    let moved = load(&text.replace("proxy.internal:3128", "proxy.internal:8080")).unwrap();
+    assert_ne!(c.voip24h[0].get_ref(), moved.voip24h[0].get_ref());
+    assert_eq!(c.sprecord[0].get_ref(), moved.sprecord[0].get_ref());
+}
+
+#[test]
+fn an_unusable_proxy_is_a_problem_at_its_key_or_naming_its_variable() {
+    let p = problems("[proxy]\nhttp = \"socks5://p:1080\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:2:8: [proxy] `http`"), "{p:?}");
+
+    let from_env = |name: &str| (name == "https_proxy").then(|| "https://p:3128".to_owned());
+    let e = Config::from_text("relay.toml", "", &from_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("relay.toml:1:1: environment variable https_proxy: the proxy cannot be used"),
+        "{e}"
+    );
+    // Turned off, the environment is not read at all.
+    assert!(Config::from_text("relay.toml", "[proxy]\nenabled = false\n", &from_env).is_ok());
+}

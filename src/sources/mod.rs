@@ -6,6 +6,7 @@
 //! (its sockets closed), before a replacement starts — so one key never has two
 //! sessions; sources whose config did not change keep running across a reload.
 
+pub mod proxy;
 pub mod sprecord;
 pub mod tls;
 pub mod voip24h;

@@ -14,6 +14,7 @@ use toml::Spanned;
 use crate::config::{
     HumanDuration, Secret, Validator, unspanned, validate_account, validate_http_url,
 };
+use crate::sources::proxy::ProxyRoute;
 use crate::sources::tls::TlsSettings;
 
 /// The vendor's limit: at most this many concurrent `/sys/events` connections per account.
@@ -56,6 +57,10 @@ pub struct SprecordConfig {
     /// Extra certificate authorities for an `https://` url.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Not a key of the table: the proxy `[proxy]` and the environment
+    /// choose for `url`, set when the config is loaded.
+    #[serde(skip)]
+    pub proxy: Option<ProxyRoute>,
 }
 
 fn default_streams() -> Spanned<u8> {

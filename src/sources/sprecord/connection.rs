@@ -24,13 +24,13 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::task::JoinHandle;
 use tower::Service;
 
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
 use super::sse::{SseError, SseEvent, SseParser};
+use crate::sources::proxy::{ConnectError, UpstreamConnector};
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs.
@@ -62,6 +62,9 @@ pub enum OpenError {
     ContentType(String),
     #[error("connect failed: {0}")]
     Connect(String),
+    /// The proxy could not be reached or refused the tunnel.
+    #[error("{0}")]
+    Proxy(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -76,6 +79,7 @@ impl OpenError {
             OpenError::Status { .. } => "http_4xx",
             OpenError::ContentType(_) => "content_type",
             OpenError::Connect(_) => "connect",
+            OpenError::Proxy(_) => "proxy",
             OpenError::Timeout(_) => "timeout",
         }
     }
@@ -100,7 +104,7 @@ pub struct Endpoint {
     target: Uri,
     host: HeaderValue,
     headers: HeaderMap,
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<UpstreamConnector>,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
@@ -139,16 +143,12 @@ impl Endpoint {
         }
 
         let timings = config.timings();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timings.connect_timeout));
         let tls = TrustRoots::load(&config.tls)?.rustls()?;
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(UpstreamConnector::new(config.proxy.clone()));
         Ok(Endpoint {
             uri,
             target,
@@ -252,10 +252,12 @@ impl Endpoint {
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;
-        let io = connector
-            .call(self.uri.clone())
-            .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let io = connector.call(self.uri.clone()).await.map_err(|e| {
+            match e.downcast_ref::<ConnectError>() {
+                Some(proxy) if proxy.is_proxy() => OpenError::Proxy(e.to_string()),
+                _ => OpenError::Connect(e.to_string()),
+            }
+        })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;

@@ -12,6 +12,7 @@ use toml::Spanned;
 use crate::config::{
     HumanDuration, Secret, Validator, unspanned, validate_account, validate_http_url,
 };
+use crate::sources::proxy::ProxyRoute;
 use crate::sources::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -62,6 +63,10 @@ pub struct Voip24hConfig {
     /// Extra certificate authorities for an `https://` url.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Not a key of the table: the proxy `[proxy]` and the environment
+    /// choose for `url`, set when the config is loaded.
+    #[serde(skip)]
+    pub proxy: Option<ProxyRoute>,
 }
 
 fn default_secret() -> Secret {

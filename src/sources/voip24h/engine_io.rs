@@ -34,6 +34,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::link::{Dial, EngineVersion, Inbound, LinkError};
 use super::wire::{self, Frame, SioPacket};
+use crate::sources::proxy;
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -63,10 +64,13 @@ pub(super) async fn handshake(
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
     let attempt = async {
         let tls = Connector::Rustls(dial.rustls.clone());
-        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let stream = proxy::connect(dial.proxy.as_ref(), host, port).await?;
+        let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(
             url.as_str(),
+            stream,
             Some(config),
-            false,
             Some(tls),
         )
         .await?;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::engine_io;
+use crate::sources::proxy::{ConnectError, ProxyRoute};
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// What the session learns from the connection, in arrival order.
@@ -31,18 +32,25 @@ pub enum Inbound {
     Closed(String),
 }
 
-/// Where to connect and whom to trust there: the server's base URL and the
-/// TLS client (only `https` URLs use it).
+/// Where to connect, through which proxy, and whom to trust there: the
+/// server's base URL, the proxy tunnel if any, and the TLS client (only
+/// `https` URLs use it).
 #[derive(Clone)]
 pub struct Dial {
     pub base_url: String,
+    pub proxy: Option<ProxyRoute>,
     pub rustls: Arc<rustls::ClientConfig>,
 }
 
 impl Dial {
-    pub fn new(base_url: &str, roots: &TrustRoots) -> Result<Dial, TlsError> {
+    pub fn new(
+        base_url: &str,
+        proxy: Option<ProxyRoute>,
+        roots: &TrustRoots,
+    ) -> Result<Dial, TlsError> {
         Ok(Dial {
             base_url: base_url.to_owned(),
+            proxy,
             rustls: Arc::new(roots.rustls()?),
         })
     }
@@ -70,6 +78,8 @@ impl EngineVersion {
 pub enum LinkError {
     #[error("invalid url: {0}")]
     Url(#[from] url::ParseError),
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
     #[error("websocket: {0}")]

@@ -44,6 +44,9 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
         "0",
         config.connect_grace.get_ref().get(),
     );
+    if let Some(proxy) = &config.proxy {
+        tracing::info!(vendor = "voip24h", account = %account, %proxy, "connecting through the proxy");
+    }
     let mut supervisor = Supervisor::new(&config);
     while !cancel.is_cancelled() {
         let end = supervisor.attempt(&config, &ctx, &reporter, &cancel).await;
@@ -109,8 +112,8 @@ impl Supervisor {
         cancel: &CancellationToken,
     ) -> SessionEnd {
         let timeout = session::silence_limit(config.hello_interval.get_ref().get());
-        let failed = |detail: String| SessionEnd {
-            reason: EndReason::Closed,
+        let failed = |detail: String, reason: EndReason| SessionEnd {
+            reason,
             detail,
             namespace_connected: false,
             connected_for: None,
@@ -121,10 +124,10 @@ impl Supervisor {
         let dial = match &self.dial {
             Some(dial) => dial.clone(),
             None => match TrustRoots::load(&config.tls)
-                .and_then(|roots| Dial::new(config.url.get_ref(), &roots))
+                .and_then(|roots| Dial::new(config.url.get_ref(), config.proxy.clone(), &roots))
             {
                 Ok(dial) => self.dial.insert(dial).clone(),
-                Err(e) => return failed(e.to_string()),
+                Err(e) => return failed(e.to_string(), EndReason::Closed),
             },
         };
         let version = match self.engine {
@@ -140,7 +143,10 @@ impl Supervisor {
                         self.engine = Some(v);
                         v
                     }
-                    Err(e) => return failed(format!("detecting the Engine.IO version: {e}")),
+                    Err(e) => {
+                        let reason = link_failure_reason(&e);
+                        return failed(format!("detecting the Engine.IO version: {e}"), reason);
+                    }
                 }
             }
         };
@@ -150,7 +156,8 @@ impl Supervisor {
             Err(LinkError::Cancelled) => return cancelled(),
             Err(e) => {
                 self.forget_engine(config);
-                return failed(format!("connect ({}): {e}", version.detail()));
+                let reason = link_failure_reason(&e);
+                return failed(format!("connect ({}): {e}", version.detail()), reason);
             }
         };
         let end = Session {
@@ -192,6 +199,15 @@ impl Supervisor {
         } else {
             wait
         }
+    }
+}
+
+/// A connection that could not be opened: `proxy` when the proxy failed
+/// (the operator's side), `closed` for everything else.
+fn link_failure_reason(error: &LinkError) -> EndReason {
+    match error {
+        LinkError::Connect(e) if e.is_proxy() => EndReason::Proxy,
+        _ => EndReason::Closed,
     }
 }
 

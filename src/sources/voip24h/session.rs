@@ -49,6 +49,8 @@ pub enum EndReason {
     Closed,
     /// No frame for too long.
     Silent,
+    /// The proxy could not be reached or refused the tunnel.
+    Proxy,
 }
 
 impl EndReason {
@@ -66,6 +68,7 @@ impl EndReason {
             EndReason::Disconnect => "disconnect",
             EndReason::Closed => "closed",
             EndReason::Silent => "silent",
+            EndReason::Proxy => "proxy",
         }
     }
 
