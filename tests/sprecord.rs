@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use common::proxy::ProxyPeer;
 use common::tls::TestCa;
 use common::{TestRelay, eventually, start_relay};
 
@@ -960,4 +961,58 @@ async fn a_shutdown_mid_burst_journals_every_received_event() {
     let again = common::start_relay_in(dir, &text).await;
     assert_journal_is(&again, &burst);
     again.stop().await;
+}
+
+/// Behind an HTTP proxy (`[proxy] http`): every stream is a `CONNECT` tunnel
+/// through it, the three streams open and their events are journaled once;
+/// a stream the proxy refuses is named on `/status` with reconnect reason
+/// `proxy`, without the proxy's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_go_through_the_proxy_and_its_refusal_is_named() {
+    let peer = Peer::start();
+    let mut proxy = ProxyPeer::start_with_login("relay", "pr0xy-pass").await;
+    let target = peer.base.trim_start_matches("http://").to_owned();
+
+    let wrong = format!(
+        "\n[proxy]\nhttp = {:?}\n",
+        proxy.url(Some(("relay", "not-the-pass")))
+    );
+    let relay = start_relay(&sprecord_toml(&peer, 1, &wrong)).await;
+    let tunnel = proxy.next_tunnel().await;
+    assert_eq!(tunnel.target, target);
+    assert!(!tunnel.authorized);
+    eventually(WAIT, "the proxy's refusal on /status", || {
+        last_errors(&relay)
+            .iter()
+            .any(|e| e.contains("asks for credentials (HTTP 407)"))
+    })
+    .await;
+    assert!(reconnects(&relay, "proxy") >= 1);
+    let errors = last_errors(&relay);
+    assert!(
+        !errors.iter().any(|e| e.contains("not-the-pass")),
+        "{errors:?}"
+    );
+    relay.stop().await;
+    assert_eq!(peer.state().await["total_accepted"], 0);
+
+    let right = format!(
+        "\n[proxy]\nhttp = {:?}\n",
+        proxy.url(Some(("relay", "pr0xy-pass")))
+    );
+    let relay = start_relay(&sprecord_toml(&peer, 3, &right)).await;
+    peer.wait("open=3").await;
+    // Reports of the refused attempts may still be queued before these.
+    let mut tunnelled = 0;
+    while tunnelled < 3 {
+        let tunnel = proxy.next_tunnel().await;
+        assert_eq!(tunnel.target, target);
+        tunnelled += usize::from(tunnel.authorized);
+    }
+    let events = calls(1, 5);
+    peer.send(&events, json!("all")).await;
+    relay.wait_for_seq(events.len() as u64, WAIT).await;
+    assert_journal_is(&relay, &events);
+    relay.stop().await;
+    peer.wait("concurrent=0").await;
 }

@@ -18,6 +18,7 @@ use callrelay::config::{HumanDuration, unspanned};
 use callrelay::event::Vendor;
 use callrelay::status::{ConnState, UpstreamStatus};
 use common::TestRelay;
+use common::proxy::ProxyPeer;
 use common::tls::TestCa;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -1116,4 +1117,59 @@ async fn sio2_a_reader_that_dies_silently_is_noticed() {
 #[tokio::test]
 async fn sio4_a_reader_that_dies_silently_is_noticed() {
     a_reader_that_dies_silently_is_noticed(4).await;
+}
+
+/// Behind an HTTP proxy that wants credentials (`[proxy] https`): detection
+/// and the session go through `CONNECT` tunnels, TLS stays end to end (the
+/// server's certificate is still checked against the private CA), and the
+/// events are journaled.
+#[tokio::test]
+async fn a_session_goes_through_an_authenticating_proxy() {
+    let ca = TestCa::issue();
+    let mut peer = Peer::start_tls(4, &ca).await;
+    let mut proxy = ProxyPeer::start_with_login("relay", "pr0xy-pass").await;
+    let ca_file = ca.ca_file.display().to_string();
+    let extra = format!(
+        "tls = {{ ca_file = {ca_file:?} }}\n\n[proxy]\nhttps = {:?}\n",
+        proxy.url(Some(("relay", "pr0xy-pass")))
+    );
+    let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {}).await;
+    let tunnel = proxy.next_tunnel().await;
+    assert_eq!(tunnel.target, format!("127.0.0.1:{}", peer.port));
+    assert!(tunnel.authorized);
+    peer.expect("signed").await;
+    connected_with_detected_engine(&relay, 4).await;
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    relay.stop().await;
+    peer.expect("disconnect").await;
+}
+
+/// A proxy that refuses the relay's credentials: `/status` says so (without
+/// the password), the reconnect reason is `proxy`, the server sees nothing,
+/// and the relay keeps retrying with its backoff.
+#[tokio::test]
+async fn a_proxy_refusal_is_named_on_status_and_retried() {
+    let mut peer = Peer::start(2).await;
+    let mut proxy = ProxyPeer::start_with_login("relay", "pr0xy-pass").await;
+    let extra = format!(
+        "\n[proxy]\nhttp = {:?}\n",
+        proxy.url(Some(("relay", "not-the-pass")))
+    );
+    let relay = start_relay_at(&peer, "http", "auto", KEY, "key", &extra, || {}).await;
+    for _ in 0..2 {
+        let tunnel = proxy.next_tunnel().await;
+        assert_eq!(tunnel.target, format!("127.0.0.1:{}", peer.port));
+        assert!(!tunnel.authorized);
+    }
+    common::eventually(WAIT, "the proxy's refusal on /status", || {
+        last_error(&relay).is_some_and(|e| e.contains("asks for credentials (HTTP 407)"))
+    })
+    .await;
+    assert!(reconnects(&relay, "proxy") >= 1);
+    let error = last_error(&relay).unwrap_or_default();
+    assert!(!error.contains("not-the-pass"), "{error}");
+    assert_eq!(peer.stats().await["connections"], 0);
+    relay.stop().await;
 }

@@ -10,6 +10,7 @@ use callrelay::app::{Context, Relay};
 use callrelay::config::Config;
 use callrelay::journal::JournaledEvent;
 
+pub mod proxy;
 pub mod tls;
 
 /// A relay started for one test; stopped (drained) on `stop`, killed on drop.

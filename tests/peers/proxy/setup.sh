@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs the proxy peer's npm dependencies (proxy) once; idempotent.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -d node_modules/proxy ]; then
+  npm ci --no-audit --no-fund
+fi
