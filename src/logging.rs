@@ -5,7 +5,9 @@
 //! that is not a level: EnvFilter reads it as a target) is refused instead;
 //! `warning` means `warn`. The crates that carry the wire traffic never log
 //! below debug, whatever the filter asks, so no frame or header (the Voip24h
-//! key, a WebSocket token) reaches the log. Colour only on a terminal.
+//! key, a WebSocket token) reaches the log. Colour only on a terminal. A
+//! panic (a bug) is logged as one `error` event in the same format, not as
+//! the default hook's text, which a JSON log pipeline could not read.
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -117,6 +119,7 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
         // a pipe would keep them as escape sequences in the text.
         .with_ansi(std::io::stderr().is_terminal());
     let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
+    log_panics();
     match format {
         LogFormat::Human => builder.finish().with(wire).init(),
         LogFormat::Json => builder
@@ -127,6 +130,33 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
             .init(),
     }
     Ok(())
+}
+
+/// Replaces the default panic hook: a panic becomes an `error` event with
+/// its message, place and thread (and a backtrace when `RUST_BACKTRACE`
+/// asks for one). The panic still unwinds as before: a source task that
+/// panics is restarted, a panic elsewhere ends the process.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("<unnamed>");
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(panic.location = %location, panic.thread = %thread, panic.backtrace = %backtrace, "panicked: {message}");
+        } else {
+            tracing::error!(panic.location = %location, panic.thread = %thread, "panicked: {message}");
+        }
+    }));
 }
 
 #[cfg(test)]
