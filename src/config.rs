@@ -323,13 +323,19 @@ impl Config {
         v: &mut Validator,
     ) {
         let proxies = ProxySettings::resolve(&self.proxy, lookup, v);
+        let mut route = |account: &Spanned<String>, url: &Spanned<String>| {
+            proxies.route_for(url.get_ref()).unwrap_or_else(|why| {
+                v.error(url.span(), format!("{:?}: {why}", account.get_ref()));
+                None
+            })
+        };
         for source in &mut self.voip24h {
             let source = source.get_mut();
-            source.proxy = proxies.route_for(source.url.get_ref());
+            source.proxy = route(&source.account, &source.url);
         }
         for source in &mut self.sprecord {
             let source = source.get_mut();
-            source.proxy = proxies.route_for(source.url.get_ref());
+            source.proxy = route(&source.account, &source.url);
         }
     }
 

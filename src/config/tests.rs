@@ -454,19 +454,27 @@ fn each_connection_source_gets_the_proxy_for_its_url() {
 }
 
 #[test]
-fn an_unusable_proxy_is_a_problem_at_its_key_or_naming_its_variable() {
+fn an_unusable_proxy_is_a_problem_at_its_key_or_where_a_source_needs_it() {
     let p = problems("[proxy]\nhttp = \"socks5://p:1080\"\n");
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].starts_with("relay.toml:2:8: [proxy] `http`"), "{p:?}");
 
-    let from_env = |name: &str| (name == "https_proxy").then(|| "https://p:3128".to_owned());
-    let e = Config::from_text("relay.toml", "", &from_env)
+    let from_env = |name: &str| (name == "all_proxy").then(|| "socks5://p:1080".to_owned());
+    // No source would use it: a stray variable on the host stops nothing.
+    assert!(Config::from_text("relay.toml", "", &from_env).is_ok());
+    let source = "[[voip24h]]\naccount = \"main\"\nurl = \"https://dial.example\"\nkey = \"k\"\n";
+    let e = Config::from_text("relay.toml", source, &from_env)
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with("relay.toml:1:1: environment variable https_proxy: the proxy cannot be used"),
+        e.starts_with(
+            "relay.toml:3:7: \"main\": the proxy in the environment variable all_proxy cannot be used"
+        ),
         "{e}"
     );
-    // Turned off, the environment is not read at all.
-    assert!(Config::from_text("relay.toml", "[proxy]\nenabled = false\n", &from_env).is_ok());
+    // Turned off, or this host exempted, the environment's proxy is not used.
+    let off = format!("{source}[proxy]\nenabled = false\n");
+    assert!(Config::from_text("relay.toml", &off, &from_env).is_ok());
+    let exempt = format!("{source}[proxy]\nno_proxy = [\"dial.example\"]\n");
+    assert!(Config::from_text("relay.toml", &exempt, &from_env).is_ok());
 }

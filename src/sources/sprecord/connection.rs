@@ -30,7 +30,7 @@ use tower::Service;
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
 use super::sse::{SseError, SseEvent, SseParser};
-use crate::sources::proxy::{ConnectError, UpstreamConnector};
+use crate::sources::proxy::{ConnectError, Dialer};
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs.
@@ -104,7 +104,7 @@ pub struct Endpoint {
     target: Uri,
     host: HeaderValue,
     headers: HeaderMap,
-    connector: HttpsConnector<UpstreamConnector>,
+    connector: HttpsConnector<Dialer>,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
@@ -148,7 +148,10 @@ impl Endpoint {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(UpstreamConnector::new(config.proxy.clone()));
+            .wrap_connector(Dialer::new(
+                config.proxy.clone(),
+                Some(timings.connect_timeout),
+            ));
         Ok(Endpoint {
             uri,
             target,

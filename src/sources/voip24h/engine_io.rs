@@ -34,7 +34,6 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::link::{Dial, EngineVersion, Inbound, LinkError};
 use super::wire::{self, Frame, SioPacket};
-use crate::sources::proxy;
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -66,7 +65,7 @@ pub(super) async fn handshake(
         let tls = Connector::Rustls(dial.rustls.clone());
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(80);
-        let stream = proxy::connect(dial.proxy.as_ref(), host, port).await?;
+        let stream = dial.dialer.connect(host, port).await?;
         let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(
             url.as_str(),
             stream,

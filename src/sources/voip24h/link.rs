@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::engine_io;
-use crate::sources::proxy::{ConnectError, ProxyRoute};
+use crate::sources::proxy::{ConnectError, Dialer, ProxyRoute};
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// What the session learns from the connection, in arrival order.
@@ -38,7 +38,7 @@ pub enum Inbound {
 #[derive(Clone)]
 pub struct Dial {
     pub base_url: String,
-    pub proxy: Option<ProxyRoute>,
+    pub dialer: Dialer,
     pub rustls: Arc<rustls::ClientConfig>,
 }
 
@@ -50,7 +50,7 @@ impl Dial {
     ) -> Result<Dial, TlsError> {
         Ok(Dial {
             base_url: base_url.to_owned(),
-            proxy,
+            dialer: Dialer::new(proxy, None),
             rustls: Arc::new(roots.rustls()?),
         })
     }

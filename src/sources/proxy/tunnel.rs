@@ -1,0 +1,428 @@
+//! Opening a TCP connection to an upstream: directly, or through an HTTP
+//! proxy's `CONNECT` tunnel.
+//!
+//! Guarantees: addresses are dialled as hyper's `HttpConnector` does (IPv6
+//! and IPv4 raced, the connect timeout split between a name's addresses),
+//! for the upstream and for the proxy alike; nothing past the proxy's answer
+//! is read from the tunnel; a proxy that does not answer `CONNECT` within
+//! [`PROXY_ANSWER_LIMIT`] is an error that says so; every proxy failure
+//! names the proxy as `http://host:port` and never carries its password;
+//! nothing the proxy sends can panic.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower::Service;
+
+use super::settings::ProxyRoute;
+
+/// How long a proxy may take to answer `CONNECT` (it connects to the
+/// upstream first).
+pub const PROXY_ANSWER_LIMIT: Duration = Duration::from_secs(10);
+/// The longest proxy answer to `CONNECT` read before giving up on it.
+const MAX_CONNECT_ANSWER: usize = 8 * 1024;
+
+/// Why a connection to an upstream (directly or through the proxy) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {target}: {reason}")]
+    Direct { target: String, reason: String },
+    #[error("cannot connect to the proxy {proxy}: {reason}")]
+    ProxyUnreachable { proxy: String, reason: String },
+    #[error("the proxy {proxy} asks for credentials (HTTP 407){hint}")]
+    ProxyAuth { proxy: String, hint: &'static str },
+    #[error("the proxy {proxy} refused the tunnel to {target}: {status}")]
+    ProxyRefused {
+        proxy: String,
+        target: String,
+        status: String,
+    },
+    #[error("the proxy {proxy} broke off the tunnel to {target}: {why}")]
+    ProxyProtocol {
+        proxy: String,
+        target: String,
+        why: String,
+    },
+}
+
+impl ConnectError {
+    /// The proxy, not the upstream, failed: reconnect reason `proxy`.
+    pub fn is_proxy(&self) -> bool {
+        !matches!(self, ConnectError::Direct { .. })
+    }
+}
+
+/// Dials upstreams for one source: through its proxy, if it has one.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    route: Option<ProxyRoute>,
+    tcp: HttpConnector,
+    /// [`PROXY_ANSWER_LIMIT`], shorter in tests.
+    answer_limit: Duration,
+}
+
+impl Dialer {
+    /// `connect_timeout`, when given, bounds each TCP connect (split between
+    /// a name's addresses, as hyper does).
+    pub fn new(route: Option<ProxyRoute>, connect_timeout: Option<Duration>) -> Dialer {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(connect_timeout);
+        Dialer {
+            route,
+            tcp,
+            answer_limit: PROXY_ANSWER_LIMIT,
+        }
+    }
+
+    pub fn route(&self) -> Option<&ProxyRoute> {
+        self.route.as_ref()
+    }
+
+    /// A TCP connection to `host:port` (a bracketed IPv6 address is fine),
+    /// through the proxy's tunnel if there is one. The caller bounds it in
+    /// time as a whole.
+    pub async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+        let target = authority(unbracket(host), port);
+        let Some(route) = &self.route else {
+            return self
+                .tcp(&target)
+                .await
+                .map_err(|reason| ConnectError::Direct { target, reason });
+        };
+        let proxy = route.to_string();
+        let mut stream = self
+            .tcp(&authority(unbracket(&route.host), route.port))
+            .await
+            .map_err(|reason| ConnectError::ProxyUnreachable {
+                proxy: proxy.clone(),
+                reason,
+            })?;
+        let limit = self.answer_limit;
+        let answer = tokio::time::timeout(limit, ask_for_tunnel(&mut stream, route, &target))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer to CONNECT within {limit:?}")));
+        let protocol = |why: String| ConnectError::ProxyProtocol {
+            proxy: proxy.clone(),
+            target: target.clone(),
+            why,
+        };
+        match parse_connect_answer(&answer.map_err(protocol)?) {
+            ConnectAnswer::Established => Ok(stream),
+            ConnectAnswer::AuthRequired => Err(ConnectError::ProxyAuth {
+                proxy,
+                hint: if route.authorization.is_some() {
+                    ": the user and password in the proxy URL were refused"
+                } else {
+                    ": put them in the proxy URL, http://user:password@host:port"
+                },
+            }),
+            ConnectAnswer::Refused(status) => Err(ConnectError::ProxyRefused {
+                proxy,
+                target,
+                status,
+            }),
+            ConnectAnswer::Garbled => Err(protocol("its answer is not HTTP".into())),
+        }
+    }
+
+    /// One TCP connection to `authority` (`host:port`), the way hyper dials.
+    async fn tcp(&self, authority: &str) -> Result<TcpStream, String> {
+        let uri: Uri = format!("http://{authority}/")
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+        let mut tcp = self.tcp.clone();
+        tcp.call(uri)
+            .await
+            .map(TokioIo::into_inner)
+            .map_err(|e| with_causes(&e))
+    }
+}
+
+/// Sends `CONNECT target` and reads the proxy's answer head, byte by byte so
+/// that nothing past it (the upstream's first bytes) is taken from the tunnel.
+async fn ask_for_tunnel(
+    stream: &mut TcpStream,
+    route: &ProxyRoute,
+    target: &str,
+) -> Result<Vec<u8>, String> {
+    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &route.authorization {
+        request.push_str("Proxy-Authorization: ");
+        request.push_str(auth.expose());
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(256);
+    while !(head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n")) {
+        if head.len() >= MAX_CONNECT_ANSWER {
+            return Err(format!(
+                "its answer is longer than {MAX_CONNECT_ANSWER} bytes"
+            ));
+        }
+        let byte = stream.read_u8().await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "it closed the connection before answering".to_owned()
+            } else {
+                e.to_string()
+            }
+        })?;
+        head.push(byte);
+    }
+    Ok(head)
+}
+
+/// An error and its causes, `: `-separated (hyper's connect errors say
+/// "tcp connect error" and keep the reason in their source).
+fn with_causes(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+#[derive(Debug, PartialEq)]
+enum ConnectAnswer {
+    Established,
+    AuthRequired,
+    /// The status line's code and reason, printable and short.
+    Refused(String),
+    Garbled,
+}
+
+/// Reads the status line of a proxy's answer to `CONNECT`.
+fn parse_connect_answer(head: &[u8]) -> ConnectAnswer {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return ConnectAnswer::Garbled;
+    };
+    if !version.starts_with(b"HTTP/1.") || code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+        return ConnectAnswer::Garbled;
+    }
+    let code = code
+        .iter()
+        .fold(0u16, |n, digit| n * 10 + u16::from(digit - b'0'));
+    match code {
+        200..=299 => ConnectAnswer::Established,
+        407 => ConnectAnswer::AuthRequired,
+        _ => {
+            let reason: String = String::from_utf8_lossy(parts.next().unwrap_or_default())
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect();
+            ConnectAnswer::Refused(format!("HTTP {code} {reason}").trim_end().to_owned())
+        }
+    }
+}
+
+/// `host:port` as a `CONNECT` target: an IPv6 address in brackets.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// As a connector for hyper's client (under hyper-rustls): dials the URI's
+/// host and port (443 for `https`, else 80 when it gives none).
+impl Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default().to_owned();
+            let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+            dialer.connect(&host, port).await.map(TokioIo::new)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+
+    #[test]
+    fn the_connect_answer_is_read_by_its_status_line() {
+        use ConnectAnswer::*;
+        assert_eq!(
+            parse_connect_answer(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            Established
+        );
+        assert_eq!(parse_connect_answer(b"HTTP/1.0 200\r\n\r\n"), Established);
+        assert_eq!(parse_connect_answer(b"HTTP/1.1 200 OK\n\n"), Established);
+        assert_eq!(
+            parse_connect_answer(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n"
+            ),
+            AuthRequired
+        );
+        assert_eq!(
+            parse_connect_answer(b"HTTP/1.1 403 Forbidden\r\n\r\n"),
+            Refused("HTTP 403 Forbidden".into())
+        );
+        assert_eq!(
+            parse_connect_answer(b"HTTP/1.1 502 Bad\x07Gateway\r\n\r\n"),
+            Refused("HTTP 502 BadGateway".into())
+        );
+        assert_eq!(
+            parse_connect_answer(b"HTTP/1.1 403 Verboten \xe4\r\n\r\n"),
+            Refused("HTTP 403 Verboten \u{fffd}".into()),
+            "a reason that is not UTF-8 is still a refusal"
+        );
+        assert_eq!(parse_connect_answer(b"SSH-2.0-OpenSSH\r\n\r\n"), Garbled);
+        assert_eq!(parse_connect_answer(b"HTTP/1.1 2000 OK\r\n\r\n"), Garbled);
+        assert_eq!(parse_connect_answer(b"HTTP/1.1 2x0 OK\r\n\r\n"), Garbled);
+        assert_eq!(parse_connect_answer(b"\xff\xfe\r\n\r\n"), Garbled);
+    }
+
+    #[test]
+    fn ipv6_targets_are_bracketed() {
+        assert_eq!(authority("::1", 443), "[::1]:443");
+        assert_eq!(authority("example.com", 80), "example.com:80");
+        assert_eq!(unbracket("[::1]"), "::1");
+    }
+
+    /// A one-shot stand-in that answers a CONNECT with `answer` (or stays
+    /// silent for `None`) and hands back the request it read.
+    async fn fake_proxy(
+        answer: Option<&'static [u8]>,
+    ) -> (ProxyRoute, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                request.push(socket.read_u8().await.unwrap());
+            }
+            match answer {
+                Some(answer) => {
+                    socket.write_all(answer).await.unwrap();
+                    // The tunnel's first bytes after the answer belong to the caller.
+                    socket.write_all(b"upstream").await.unwrap();
+                }
+                None => std::future::pending::<()>().await,
+            }
+            String::from_utf8(request).unwrap()
+        });
+        let route = ProxyRoute::parse(&format!("http://u:pw@127.0.0.1:{port}")).unwrap();
+        (route, task)
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_sends_connect_with_credentials_and_leaves_the_stream_untouched() {
+        let (route, proxy) = fake_proxy(Some(b"HTTP/1.1 200 Connection established\r\n\r\n")).await;
+        let dialer = Dialer::new(Some(route), None);
+        let mut stream = dialer.connect("vendor.example", 443).await.unwrap();
+        let mut first = [0u8; 8];
+        stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"upstream");
+        let request = proxy.await.unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode("u:pw");
+        assert_eq!(
+            request,
+            format!(
+                "CONNECT vendor.example:443 HTTP/1.1\r\nHost: vendor.example:443\r\n\
+                 Proxy-Authorization: Basic {auth}\r\n\r\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_tunnel_says_so_without_the_password() {
+        let (route, _proxy) =
+            fake_proxy(Some(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")).await;
+        let error = Dialer::new(Some(route), None)
+            .connect("vendor.example", 443)
+            .await
+            .unwrap_err();
+        assert!(error.is_proxy());
+        let error = error.to_string();
+        assert!(error.contains("asks for credentials (HTTP 407)"), "{error}");
+        assert!(error.contains("were refused"), "{error}");
+        assert!(!error.contains("pw"), "{error}");
+
+        let (route, _proxy) = fake_proxy(Some(b"HTTP/1.1 403 Forbidden\r\n\r\n")).await;
+        let error = Dialer::new(Some(route), None)
+            .connect("vendor.example", 8443)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("refused the tunnel to vendor.example:8443: HTTP 403 Forbidden"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_never_answers_is_named() {
+        let (route, _proxy) = fake_proxy(None).await;
+        let mut dialer = Dialer::new(Some(route), None);
+        dialer.answer_limit = Duration::from_millis(200);
+        let error = dialer.connect("vendor.example", 443).await.unwrap_err();
+        assert!(error.is_proxy());
+        assert!(
+            error
+                .to_string()
+                .contains("no answer to CONNECT within 200ms"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn direct_failures_name_the_target_and_their_cause() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let error = Dialer::new(None, None)
+            .connect("127.0.0.1", port)
+            .await
+            .unwrap_err();
+        assert!(!error.is_proxy());
+        let error = error.to_string();
+        assert!(
+            error.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+            "{error}"
+        );
+        assert!(error.to_lowercase().contains("refused"), "{error}");
+    }
+}
