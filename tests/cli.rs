@@ -212,3 +212,31 @@ fn an_empty_callrelay_config_means_the_default_path() {
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "relay.toml: ok\n");
 }
+
+/// The proxy variables of the process environment reach `check`: one a
+/// source would go through and that cannot be used is an error naming the
+/// variable (never its value, which may hold a password); the same variable
+/// with no source needing it is no problem.
+#[test]
+fn check_reads_the_proxy_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sprecord = "[[sprecord]]\naccount = \"office\"\nurl = \"http://10.1.2.3\"\n\
+                    headers = { Authorization = \"Bearer t\" }\n";
+    let socks = [("HTTP_PROXY", "socks5://relay:Pr0xyPw@127.0.0.1:1080")];
+    let out = check(dir.path(), sprecord, &socks);
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains(
+            "relay.toml:3:7: \"office\": the proxy in the environment variable HTTP_PROXY"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("Pr0xyPw"), "{text}");
+
+    let out = check(dir.path(), "", &socks);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let exempt = [socks[0], ("NO_PROXY", "10.0.0.0/8")];
+    let out = check(dir.path(), sprecord, &exempt);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+}

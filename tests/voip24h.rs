@@ -1134,11 +1134,19 @@ async fn a_session_goes_through_an_authenticating_proxy() {
         proxy.url(Some(("relay", "pr0xy-pass")))
     );
     let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {}).await;
-    let tunnel = proxy.next_tunnel().await;
-    assert_eq!(tunnel.target, format!("127.0.0.1:{}", peer.port));
-    assert!(tunnel.authorized);
+    // One tunnel to detect the Engine.IO version, one for the session.
+    for _ in 0..2 {
+        let tunnel = proxy.next_tunnel().await;
+        assert_eq!(tunnel.target, format!("127.0.0.1:{}", peer.port));
+        assert!(tunnel.authorized);
+    }
     peer.expect("signed").await;
     connected_with_detected_engine(&relay, 4).await;
+    assert_eq!(
+        peer.stats().await["connections"],
+        2,
+        "every connection the server saw came through the proxy"
+    );
     peer.emit("response", json!([call_event(1)])).await;
     relay.wait_for_seq(1, WAIT).await;
     assert_eq!(journaled_raws(&relay), vec![call_event(1)]);

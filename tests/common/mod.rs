@@ -52,7 +52,15 @@ pub async fn start_relay_tuned(
 ) -> TestRelay {
     let config_path = dir.path().join("relay.toml");
     std::fs::write(&config_path, text).expect("write config");
-    let mut config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config:\n{e}"));
+    // The host's proxy variables do not reach a test relay: a test that wants
+    // a proxy says so in `[proxy]`.
+    let without_proxies = |name: &str| {
+        (!callrelay::sources::proxy::ENVIRONMENT_VARIABLES.contains(&name))
+            .then(|| std::env::var(name).ok())
+            .flatten()
+    };
+    let mut config = Config::from_text(&config_path.display().to_string(), text, &without_proxies)
+        .unwrap_or_else(|e| panic!("test config:\n{e}"));
     tune(&mut config);
     let relay = Relay::start(config, config_path.clone())
         .await
