@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::event::{Vendor, format_time};
 use crate::metrics::Metrics;
+use crate::sources::proxy::ProxyRoute;
 
 /// The state of one upstream connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -45,6 +46,10 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     /// e.g. the Engine.IO version in use.
     pub detail: Option<String>,
+    /// The proxy it connects through, as `http://host:port` (never its
+    /// credentials); absent for a direct connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// Since when it has been without a connection: its registration, or
     /// the moment its last connection was lost. Readiness grace runs from here,
     /// so neither a retry nor a long-lived connection restarts it.
@@ -133,6 +138,7 @@ impl StatusBoard {
                 backoff_until: None,
                 last_error: None,
                 detail: None,
+                proxy: None,
                 down_since: now,
                 grace,
             },
@@ -307,6 +313,12 @@ impl UpstreamReporter {
 
     pub fn set_detail(&self, detail: Option<String>) {
         self.update(|u| u.detail = detail);
+    }
+
+    /// The proxy this connection goes through (shown without credentials).
+    pub fn set_proxy(&self, proxy: Option<&ProxyRoute>) {
+        let shown = proxy.map(ToString::to_string);
+        self.update(|u| u.proxy = shown);
     }
 
     /// An event arrived on this connection.

@@ -1013,6 +1013,18 @@ async fn streams_go_through_the_proxy_and_its_refusal_is_named() {
     peer.send(&events, json!("all")).await;
     relay.wait_for_seq(events.len() as u64, WAIT).await;
     assert_journal_is(&relay, &events);
+    let shown: Vec<Option<String>> = relay
+        .ctx
+        .status
+        .upstreams()
+        .into_iter()
+        .map(|u| u.proxy)
+        .collect();
+    assert_eq!(
+        shown,
+        vec![Some(proxy.url(None)); 3],
+        "each stream's /status row"
+    );
     relay.stop().await;
     peer.wait("concurrent=0").await;
 }

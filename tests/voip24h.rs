@@ -1147,6 +1147,12 @@ async fn a_session_goes_through_an_authenticating_proxy() {
         2,
         "every connection the server saw came through the proxy"
     );
+    let shown = upstream(&relay).and_then(|u| u.proxy);
+    assert_eq!(
+        shown,
+        Some(proxy.url(None)),
+        "/status names the proxy, without the login"
+    );
     peer.emit("response", json!([call_event(1)])).await;
     relay.wait_for_seq(1, WAIT).await;
     assert_eq!(journaled_raws(&relay), vec![call_event(1)]);

@@ -64,6 +64,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
             &index.to_string(),
             config.timings().connect_grace,
         );
+        reporter.set_proxy(config.proxy.as_ref());
         let supervisor = StreamSupervisor {
             index,
             account: account.clone(),
