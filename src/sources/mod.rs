@@ -47,6 +47,13 @@ impl SourceConfig {
         }
     }
 
+    fn proxy(&self) -> Option<&proxy::ProxyRoute> {
+        match self {
+            SourceConfig::Voip24h(c) => c.proxy.as_ref(),
+            SourceConfig::Sprecord(c) => c.proxy.as_ref(),
+        }
+    }
+
     /// Every connection source a config declares.
     pub fn all(config: &Config) -> Vec<SourceConfig> {
         let voip = config
@@ -171,6 +178,10 @@ impl SourceManager {
 }
 
 fn spawn_source(cfg: SourceConfig, ctx: Arc<Context>, cancel: CancellationToken) -> JoinHandle<()> {
+    if let Some(proxy) = cfg.proxy() {
+        let (vendor, account) = cfg.key();
+        tracing::info!(%vendor, %account, %proxy, "connecting through the proxy");
+    }
     match cfg {
         SourceConfig::Voip24h(c) => tokio::spawn(voip24h::run(c, ctx, cancel)),
         SourceConfig::Sprecord(c) => tokio::spawn(sprecord::run(c, ctx, cancel)),

@@ -55,7 +55,7 @@ pub async fn start_relay_tuned(
     // The host's proxy variables do not reach a test relay: a test that wants
     // a proxy says so in `[proxy]`.
     let without_proxies = |name: &str| {
-        (!callrelay::sources::proxy::ENVIRONMENT_VARIABLES.contains(&name))
+        (!callrelay::sources::proxy::is_proxy_variable(name))
             .then(|| std::env::var(name).ok())
             .flatten()
     };

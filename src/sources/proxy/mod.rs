@@ -19,5 +19,5 @@
 pub mod settings;
 pub mod tunnel;
 
-pub use settings::{ENVIRONMENT_VARIABLES, ProxyConfig, ProxyRoute, ProxySettings};
+pub use settings::{ProxyConfig, ProxyRoute, ProxySettings, is_proxy_variable};
 pub use tunnel::{ConnectError, Dialer};

@@ -180,17 +180,12 @@ const HTTP_VARS: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_prox
 const HTTPS_VARS: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 const NO_PROXY_VARS: [&str; 2] = ["NO_PROXY", "no_proxy"];
 
-/// Every environment variable that can route a connection through a proxy.
-pub const ENVIRONMENT_VARIABLES: [&str; 8] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// Whether `name` is one of the environment variables the proxy settings read.
+pub fn is_proxy_variable(name: &str) -> bool {
+    [&HTTP_VARS[..], &HTTPS_VARS, &NO_PROXY_VARS]
+        .iter()
+        .any(|vars| vars.contains(&name))
+}
 
 /// The first of `vars` set to something other than blanks.
 fn first_set(lookup: &dyn Fn(&str) -> Option<String>, vars: &[&str]) -> Option<(String, String)> {

@@ -84,10 +84,6 @@ impl Dialer {
         }
     }
 
-    pub fn route(&self) -> Option<&ProxyRoute> {
-        self.route.as_ref()
-    }
-
     /// A TCP connection to `host:port` (a bracketed IPv6 address is fine),
     /// through the proxy's tunnel if there is one. The caller bounds it in
     /// time as a whole.

@@ -47,9 +47,6 @@ use stream::StreamSupervisor;
 /// Holds the account's streams until `cancel`; returns once every stream is closed.
 pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: CancellationToken) {
     let account = config.account.get_ref().clone();
-    if let Some(proxy) = &config.proxy {
-        tracing::info!(vendor = "sprecord", account = %account, %proxy, "connecting through the proxy");
-    }
     let Some(endpoint) = endpoint_or_wait(&config, &ctx, &cancel).await else {
         return;
     };

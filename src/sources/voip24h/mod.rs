@@ -44,9 +44,6 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
         "0",
         config.connect_grace.get_ref().get(),
     );
-    if let Some(proxy) = &config.proxy {
-        tracing::info!(vendor = "voip24h", account = %account, %proxy, "connecting through the proxy");
-    }
     reporter.set_proxy(config.proxy.as_ref());
     let mut supervisor = Supervisor::new(&config);
     while !cancel.is_cancelled() {
