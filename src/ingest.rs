@@ -58,6 +58,10 @@ pub trait BatchStore: Send + Sync + 'static {
     fn recover(&self) -> Result<(), JournalError> {
         Ok(())
     }
+
+    /// Up to `limit` journaled events after seq `after`, in seq order: how
+    /// the writer finds a commit that was reported failed but landed.
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<JournaledEvent>, JournalError>;
 }
 
 /// How often the writer tries [`BatchStore::recover`] while commits fail.
@@ -75,6 +79,10 @@ impl BatchStore for Journal {
     /// opened again: freeing space is not enough without this.
     fn recover(&self) -> Result<(), JournalError> {
         self.reopen()
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<JournaledEvent>, JournalError> {
+        Journal::read_after(self, after, limit)
     }
 }
 
@@ -101,6 +109,11 @@ impl Hub {
     /// more than the capacity behind gets `Lagged` and must re-read the journal.
     pub fn subscribe_live(&self) -> broadcast::Receiver<Arc<JournaledEvent>> {
         self.live.subscribe()
+    }
+
+    /// The last seq handed to the sinks.
+    fn last_published(&self) -> u64 {
+        *self.committed.borrow()
     }
 
     fn publish(&self, events: Vec<Arc<JournaledEvent>>, last_seq: u64) {
@@ -325,7 +338,10 @@ fn run(
             if !committed && recovered_at.is_none_or(|t| t.elapsed() >= RECOVER_EVERY) {
                 recovered_at = Some(Instant::now());
                 match store.recover() {
-                    Ok(()) => tracing::info!("journal opened again after a failed commit"),
+                    Ok(()) => {
+                        tracing::info!("journal opened again after a failed commit");
+                        publish_landed(store.as_ref(), &hub, &metrics, u64::MAX);
+                    }
                     Err(e) => tracing::warn!(error = %e, "journal could not be opened again yet"),
                 }
             }
@@ -391,13 +407,7 @@ fn commit(
             for ((ev, reply), outcome) in events.zip(replies).zip(outcomes) {
                 let ack = match outcome {
                     AppendOutcome::Appended(journaled) => {
-                        metrics
-                            .events_journaled
-                            .with_label_values(&[
-                                &journaled.header.vendor,
-                                journaled.header.category(),
-                            ])
-                            .inc();
+                        count_journaled(metrics, &journaled);
                         let ack = Ack {
                             id: ev.id,
                             seq: journaled.seq,
@@ -422,6 +432,9 @@ fn commit(
                 acks.push((reply, ack));
             }
             // Sinks and readiness see the commit before any submitter hears of it.
+            if let Some(first) = fresh.first().map(|e| e.seq) {
+                publish_landed(store, hub, metrics, first);
+            }
             if let Some(last) = last {
                 metrics.journal_last_seq.set(last as i64);
                 hub.publish(fresh, last);
@@ -442,6 +455,58 @@ fn commit(
             }
             false
         }
+    }
+}
+
+fn count_journaled(metrics: &Metrics, event: &JournaledEvent) {
+    metrics
+        .events_journaled
+        .with_label_values(&[&event.header.vendor, event.header.category()])
+        .inc();
+}
+
+/// Events read back per page by [`publish_landed`].
+const LANDED_PAGE: usize = 1024;
+
+/// Hands the sinks the journaled events after the last one they were given
+/// and before seq `before`. There are such events only when a commit was
+/// reported failed but landed (its final sync failed after the data was
+/// written): the journal finds it when it opens again. Without this the
+/// Kafka sink would not see them until the next commit, and WebSocket
+/// clients would be told of a gap that is not there.
+fn publish_landed(store: &dyn BatchStore, hub: &Hub, metrics: &Metrics, before: u64) {
+    loop {
+        let after = hub.last_published();
+        if after.saturating_add(1) >= before {
+            return;
+        }
+        let landed: Vec<Arc<JournaledEvent>> = match store.read_after(after, LANDED_PAGE) {
+            Ok(page) => page
+                .into_iter()
+                .take_while(|e| e.seq < before)
+                .map(Arc::new)
+                .collect(),
+            Err(e) => {
+                // The sinks read the journal by seq, so they still find these
+                // events; only live WebSocket sessions announce a gap.
+                tracing::warn!(error = %e, after, "could not read back a commit reported failed");
+                return;
+            }
+        };
+        let (Some(first), Some(last)) = (landed.first(), landed.last()) else {
+            return;
+        };
+        tracing::warn!(
+            first_seq = first.seq,
+            last_seq = last.seq,
+            "a commit reported failed had landed; its events go to the sinks (retries are answered as duplicates)"
+        );
+        let last = last.seq;
+        for event in &landed {
+            count_journaled(metrics, event);
+        }
+        metrics.journal_last_seq.set(last as i64);
+        hub.publish(landed, last);
     }
 }
 

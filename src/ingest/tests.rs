@@ -9,6 +9,11 @@ struct Gate {
     /// When set, commits wait for the gate to open (a slow disk).
     gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     fail: AtomicBool,
+    /// When set, the next commit lands but is reported failed (a final sync
+    /// that failed after the data was written).
+    land_then_fail: AtomicBool,
+    /// When set, the next read back fails.
+    fail_next_read: AtomicBool,
 }
 
 impl BatchStore for Gate {
@@ -22,7 +27,18 @@ impl BatchStore for Gate {
         if self.fail.load(Ordering::SeqCst) {
             return Err(JournalError::Corrupt { seq: 0 });
         }
-        self.journal.append_prepared(events)
+        let outcomes = self.journal.append_prepared(events);
+        if self.land_then_fail.swap(false, Ordering::SeqCst) {
+            return Err(JournalError::Corrupt { seq: 0 });
+        }
+        outcomes
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<JournaledEvent>, JournalError> {
+        if self.fail_next_read.swap(false, Ordering::SeqCst) {
+            return Err(JournalError::Closed);
+        }
+        self.journal.read_after(after, limit)
     }
 }
 
@@ -39,6 +55,8 @@ fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Inge
         journal,
         gate: Mutex::new(Some(gate)),
         fail: AtomicBool::new(false),
+        land_then_fail: AtomicBool::new(false),
+        fail_next_read: AtomicBool::new(false),
     });
     let hub = Hub::new(0, 1024);
     let ingest = Ingest::start(
@@ -85,6 +103,49 @@ async fn a_failed_commit_fails_the_ack_and_journals_nothing() {
     let ack = handle.submit(event("a")).await.unwrap();
     assert_eq!(ack.seq, 1);
     assert!(handle.is_writable());
+    ingest.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_commit_reported_failed_that_landed_reaches_the_sinks_without_a_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    let mut live = hub.subscribe_live();
+    let mut committed = hub.committed();
+    store.land_then_fail.store(true, Ordering::SeqCst);
+    let err = handle.submit(event("a")).await.unwrap_err();
+    assert!(matches!(err, IngestError::Commit(_)));
+    // Found when the store recovers, with no further commit to carry it.
+    tokio::time::timeout(Duration::from_secs(5), committed.wait_for(|seq| *seq == 1))
+        .await
+        .expect("the landed event is announced")
+        .unwrap();
+    assert_eq!(live.recv().await.unwrap().seq, 1);
+    // The submitter's retry is a duplicate of it; the next event follows on.
+    let retry = handle.submit(event("a")).await.unwrap();
+    assert_eq!((retry.seq, retry.duplicate), (1, true));
+    let next = handle.submit(event("b")).await.unwrap();
+    assert_eq!((next.seq, next.duplicate), (2, false));
+    assert_eq!(live.recv().await.unwrap().seq, 2);
+    ingest.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_landed_commit_missed_at_recovery_goes_out_before_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    let mut live = hub.subscribe_live();
+    store.land_then_fail.store(true, Ordering::SeqCst);
+    store.fail_next_read.store(true, Ordering::SeqCst);
+    assert!(handle.submit(event("a")).await.is_err());
+    let next = handle.submit(event("b")).await.unwrap();
+    assert_eq!(next.seq, 2);
+    assert_eq!(live.recv().await.unwrap().seq, 1);
+    assert_eq!(live.recv().await.unwrap().seq, 2);
     ingest.shutdown().await;
 }
 
