@@ -24,7 +24,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 
+mod clock;
 mod dedup;
+use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};
 
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
@@ -121,11 +123,14 @@ pub struct Journal {
     bytes: AtomicU64,
     /// Ids journaled within the dedup window; only the writer and retention take it.
     dedup: Mutex<DedupIndex>,
+    /// What `journaled_at_ms`, the dedup window and retention are measured on.
+    clock: JournalClock,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the unit of
-/// [`JournaledEvent::received_at_ms`] and `journaled_at_ms` (0 if the clock is
-/// set before 1970).
+/// [`JournaledEvent::received_at_ms`] (0 if the clock is set before 1970).
+/// `journaled_at_ms` is on the journal's own clock ([`clock`]), which a step
+/// of this one does not move.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -185,11 +190,19 @@ impl Journal {
         if let Err(error) = sync_dir(&options.dir) {
             tracing::warn!(dir = %options.dir.display(), %error, "cannot fsync the journal directory");
         }
-        let index = {
+        let (index, newest_record_ms) = {
             let read = db.begin_read().map_err(storage)?;
             let table = read.open_table(DEDUP_LOG).map_err(storage)?;
-            DedupIndex::load(&table)?
+            let events = read.open_table(EVENTS).map_err(storage)?;
+            // A record too short to hold its time is reported by the reads
+            // that meet it; it must not keep the journal from opening.
+            let newest = match events.last().map_err(storage)? {
+                Some((seq, record)) => record_time(seq.value(), record.value()).unwrap_or(0),
+                None => 0,
+            };
+            (DedupIndex::load(&table)?, newest)
         };
+        let clock = JournalClock::new(now_ms(), newest_record_ms.max(index.newest_at_ms()));
         let journal = Journal {
             db: RwLock::new(Some(Arc::new(db))),
             path,
@@ -198,6 +211,7 @@ impl Journal {
             last_seq: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             dedup: Mutex::new(index),
+            clock,
         };
         journal.refresh_stats()?;
         Ok(journal)
@@ -320,7 +334,7 @@ impl Journal {
         &self,
         events: &[IncomingEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_batch_at(events, now_ms())
+        self.append_batch_at(events, self.clock.now_ms())
     }
 
     /// `append_batch` with an explicit clock, for tests of the dedup window.
@@ -340,7 +354,7 @@ impl Journal {
         &self,
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_prepared_at(events, now_ms())
+        self.append_prepared_at(events, self.clock.now_ms())
     }
 
     pub fn append_prepared_at(
@@ -578,7 +592,7 @@ impl Journal {
         &self,
         active_sinks: &[&str],
     ) -> Result<RetentionReport, JournalError> {
-        self.enforce_retention_at(active_sinks, now_ms())
+        self.enforce_retention_at(active_sinks, self.clock.now_ms())
     }
 
     pub fn enforce_retention_at(

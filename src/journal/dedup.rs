@@ -76,6 +76,15 @@ impl DedupIndex {
         }
     }
 
+    /// The latest journaling time held; 0 when empty.
+    pub fn newest_at_ms(&self) -> u64 {
+        self.latest
+            .values()
+            .map(|seen| seen.at_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn len(&self) -> usize {
         self.latest.len()
     }
@@ -97,7 +106,8 @@ pub(super) fn insert_entry(
 /// Removes up to `limit` entries from the front of `dedup_log` whose window
 /// has passed, from the table and from `index`; returns how many. Stops at the
 /// first entry still within its window (entries are in seq order, which is
-/// time order unless the clock stepped back; such entries only live longer).
+/// time order: the journal's clock never goes back; an entry written out of
+/// order, by an older relay on a clock that stepped back, only lives longer).
 pub(super) fn expire(
     table: &mut Table<u64, &[u8]>,
     index: &mut DedupIndex,

@@ -264,6 +264,31 @@ fn a_corrupt_record_is_an_error_not_a_panic() {
     }
 }
 
+#[test]
+fn a_clock_set_back_across_a_restart_does_not_stall_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = JournalOptions {
+        dedup_window: Duration::from_millis(1),
+        ..options(dir.path())
+    };
+    // Journaled while the system clock was a day ahead.
+    let ahead = now_ms() + 86_400_000;
+    {
+        let j = Journal::open(window.clone()).unwrap();
+        j.append_batch_at(&[event("x")], ahead).unwrap();
+    }
+    // Reopened with the clock set right: the journal's clock carries on from
+    // what it stored, so the window passes in a millisecond, not a day.
+    let j = Journal::open(window).unwrap();
+    let opened = j.clock.now_ms();
+    while j.clock.now_ms() <= opened {
+        std::thread::yield_now();
+    }
+    let out = j.append_batch(&[event("x")]).unwrap();
+    assert_eq!(seqs(&out), vec![(2, false)]);
+    assert!(j.read_after(1, 1).unwrap()[0].journaled_at_ms > ahead);
+}
+
 fn dedup_log_len(j: &Journal) -> u64 {
     let txn = j.db().unwrap().begin_read().unwrap();
     txn.open_table(DEDUP_LOG).unwrap().len().unwrap()
