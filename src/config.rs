@@ -185,6 +185,9 @@ impl fmt::Display for ConfigError {
 pub struct Validator<'a> {
     text: &'a str,
     problems: Vec<(usize, String)>,
+    /// When `text` is the result of `${ENV}` expansion: the expansion and the
+    /// text as written, so values from the environment are never shown.
+    written: Option<(&'a env::Expanded, &'a str)>,
 }
 
 impl<'a> Validator<'a> {
@@ -192,7 +195,28 @@ impl<'a> Validator<'a> {
         Validator {
             text,
             problems: Vec::new(),
+            written: None,
         }
+    }
+
+    /// A validator of `expanded.text`, whose messages show values as `written`.
+    fn over_expansion(expanded: &'a env::Expanded, written: &'a str) -> Self {
+        Validator {
+            written: Some((expanded, written)),
+            ..Validator::new(&expanded.text)
+        }
+    }
+
+    /// `value` quoted for a message: as the file has it when a `${VAR}` stands
+    /// in it (`"${LISTEN}"`, `"https://${HOST}/x"`), so the environment's
+    /// value (it may hold a password, as in a URL's userinfo) never appears.
+    pub fn shown(&self, value: &Spanned<String>) -> String {
+        self.written
+            .and_then(|(expanded, written)| {
+                let span = expanded.original_span_if_expanded(value.span())?;
+                written.get(span).map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("{:?}", value.get_ref()))
     }
 
     /// Reports a problem at the start of `span` (a default value reports at 1:1).
@@ -300,7 +324,7 @@ impl Config {
                 problems: vec![],
             })
         })?;
-        let mut found = Validator::new(&expanded.text);
+        let mut found = Validator::over_expansion(&expanded, text);
         config.validate(&mut found);
         config.route_through_proxies(lookup, &mut found);
         let mut v = Validator::new(text);
@@ -325,7 +349,8 @@ impl Config {
         let proxies = ProxySettings::resolve(&self.proxy, lookup, v);
         let mut route = |account: &Spanned<String>, url: &Spanned<String>| {
             proxies.route_for(url.get_ref()).unwrap_or_else(|why| {
-                v.error(url.span(), format!("{:?}: {why}", account.get_ref()));
+                let message = format!("{}: {why}", v.shown(account));
+                v.error(url.span(), message);
                 None
             })
         };
@@ -346,7 +371,7 @@ impl Config {
     /// Compared after trimming the URL's trailing slash; secrets are compared,
     /// never printed.
     fn validate_one_session_per_upstream(&self, v: &mut Validator) {
-        let mut keys: Vec<(String, &str, &str)> = Vec::new();
+        let mut keys: Vec<(String, &str, &Spanned<String>)> = Vec::new();
         for source in &self.voip24h {
             let s = source.get_ref();
             let url = s.url.get_ref().trim_end_matches('/').to_ascii_lowercase();
@@ -354,20 +379,19 @@ impl Config {
                 .iter()
                 .find(|(u, key, _)| *u == url && *key == s.key.expose())
             {
-                v.error(
-                    s.account.span(),
-                    format!(
-                        "[[voip24h]] {:?} uses the same key on the same server as {first:?}: \
-                         the vendor allows one session per key, and each event would be \
-                         journaled once per account",
-                        s.account.get_ref()
-                    ),
+                let message = format!(
+                    "[[voip24h]] {} uses the same key on the same server as {}: \
+                     the vendor allows one session per key, and each event would be \
+                     journaled once per account",
+                    v.shown(&s.account),
+                    v.shown(first)
                 );
+                v.error(s.account.span(), message);
             } else {
-                keys.push((url, s.key.expose(), s.account.get_ref()));
+                keys.push((url, s.key.expose(), &s.account));
             }
         }
-        let mut devices: Vec<(String, &BTreeMap<String, Secret>, &str)> = Vec::new();
+        let mut devices: Vec<(String, &BTreeMap<String, Secret>, &Spanned<String>)> = Vec::new();
         for source in &self.sprecord {
             let s = source.get_ref();
             let url = s.url.get_ref().trim_end_matches('/').to_ascii_lowercase();
@@ -375,29 +399,26 @@ impl Config {
                 .iter()
                 .find(|(u, headers, _)| *u == url && **headers == s.headers)
             {
-                v.error(
-                    s.account.span(),
-                    format!(
-                        "[[sprecord]] {:?} has the same url and headers as {first:?}: one \
-                         device, whose streams (three at most) the two accounts would share",
-                        s.account.get_ref()
-                    ),
+                let message = format!(
+                    "[[sprecord]] {} has the same url and headers as {}: one \
+                     device, whose streams (three at most) the two accounts would share",
+                    v.shown(&s.account),
+                    v.shown(first)
                 );
+                v.error(s.account.span(), message);
             } else {
-                devices.push((url, &s.headers, s.account.get_ref()));
+                devices.push((url, &s.headers, &s.account));
             }
         }
     }
 
     fn validate(&self, v: &mut Validator) {
         if self.server.listen.get_ref().parse::<SocketAddr>().is_err() {
-            v.error(
-                self.server.listen.span(),
-                format!(
-                    "`listen` = {:?} is not an address like \"127.0.0.1:8080\"",
-                    self.server.listen.get_ref()
-                ),
+            let message = format!(
+                "`listen` = {} is not an address like \"127.0.0.1:8080\"",
+                v.shown(&self.server.listen)
             );
+            v.error(self.server.listen.span(), message);
         }
         v.check_range(
             "max_body",
@@ -446,25 +467,21 @@ impl Config {
         for source in &self.voip24h {
             source.get_ref().validate(v);
             if !seen.insert(("voip24h", source.get_ref().account.get_ref().clone())) {
-                v.error(
-                    source.get_ref().account.span(),
-                    format!(
-                        "duplicate [[voip24h]] account {:?}",
-                        source.get_ref().account.get_ref()
-                    ),
+                let message = format!(
+                    "duplicate [[voip24h]] account {}",
+                    v.shown(&source.get_ref().account)
                 );
+                v.error(source.get_ref().account.span(), message);
             }
         }
         for source in &self.sprecord {
             source.get_ref().validate(v);
             if !seen.insert(("sprecord", source.get_ref().account.get_ref().clone())) {
-                v.error(
-                    source.get_ref().account.span(),
-                    format!(
-                        "duplicate [[sprecord]] account {:?}",
-                        source.get_ref().account.get_ref()
-                    ),
+                let message = format!(
+                    "duplicate [[sprecord]] account {}",
+                    v.shown(&source.get_ref().account)
                 );
+                v.error(source.get_ref().account.span(), message);
             }
         }
         self.validate_one_session_per_upstream(v);
@@ -522,12 +539,11 @@ pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        v.error(
-            account.span(),
-            format!(
-                "`account` = {name:?} must be 1..64 characters of letters, digits, '-', '_' or '.'"
-            ),
+        let message = format!(
+            "`account` = {} must be 1..64 characters of letters, digits, '-', '_' or '.'",
+            v.shown(account)
         );
+        v.error(account.span(), message);
     }
 }
 
@@ -535,13 +551,13 @@ pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
 pub fn validate_http_url(v: &mut Validator, field: &str, value: &Spanned<String>) {
     match url::Url::parse(value.get_ref()) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => v.error(
-            value.span(),
-            format!(
-                "`{field}` = {:?} is not an http:// or https:// URL",
-                value.get_ref()
-            ),
-        ),
+        _ => {
+            let message = format!(
+                "`{field}` = {} is not an http:// or https:// URL",
+                v.shown(value)
+            );
+            v.error(value.span(), message);
+        }
     }
 }
 

@@ -43,6 +43,26 @@ impl Expanded {
         }
         offset - expanded_end + original_end
     }
+
+    /// Where `span` of the expanded text stands in the original, when a
+    /// replacement lies in it (`None` when the span is the file's own text),
+    /// so a message can show the `${NAME}` the user wrote instead of a value
+    /// from the environment.
+    pub fn original_span_if_expanded(&self, span: Range<usize>) -> Option<Range<usize>> {
+        let touches = |s: &&Substitution| {
+            (span.start <= s.expanded.start && s.expanded.start < span.end)
+                || (s.expanded.start < span.start && span.start < s.expanded.end)
+        };
+        let first = self.substitutions.iter().find(touches)?;
+        let last = self.substitutions.iter().rev().find(touches)?;
+        let start = self.original_offset(span.start).min(first.original.start);
+        let end = if span.end <= last.expanded.end {
+            last.original.end
+        } else {
+            self.original_offset(span.end)
+        };
+        Some(start..end.max(start))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -256,6 +276,28 @@ mod tests {
         assert!(e.problems.is_empty());
         let v: toml::Table = toml::from_str(&e.text).unwrap();
         assert_eq!(v["key"].as_str(), Some("s3cr\"et\\x"));
+    }
+
+    #[test]
+    fn a_span_over_a_replacement_maps_to_the_reference_as_written() {
+        let lookup = |n: &str| match n {
+            "EMPTY" => Some(String::new()),
+            _ => env(n),
+        };
+        let text = "a = \"${PLAIN}\"\nb = \"x${EMPTY}y\"\nc = \"${PLAIN}${NUM}\"\nd = \"own\"\n";
+        let e = expand(text, &lookup);
+        let span_of = |value: &str| {
+            let start = e.text.find(value).unwrap();
+            start..start + value.len()
+        };
+        let written = |value: &str| {
+            e.original_span_if_expanded(span_of(value))
+                .map(|r| &text[r])
+        };
+        assert_eq!(written("\"abc\""), Some("\"${PLAIN}\""));
+        assert_eq!(written("\"xy\""), Some("\"x${EMPTY}y\""));
+        assert_eq!(written("\"abc3\""), Some("\"${PLAIN}${NUM}\""));
+        assert_eq!(written("\"own\""), None);
     }
 
     #[test]

@@ -387,6 +387,46 @@ fn places_with(text: &str, name: &str, value: &str) -> Vec<String> {
 }
 
 #[test]
+fn a_value_from_the_environment_is_shown_as_the_file_writes_it() {
+    let text = "[server]\nlisten = \"${LISTEN}\"\n\
+                [[voip24h]]\naccount = \"a-${SITE}\"\nkey = \"k\"\nurl = \"${URL}\"\n\
+                [kafka]\nbrokers = \"b:1\"\ntopic = \"${TOPIC}\"\n";
+    let lookup = |n: &str| match n {
+        "LISTEN" => Some("hunter2-listen".to_owned()),
+        "SITE" => Some("hunter2 site".to_owned()),
+        "URL" => Some("ftp://user:hunter2@host/".to_owned()),
+        "TOPIC" => Some("hunter2!".to_owned()),
+        _ => None,
+    };
+    let err = Config::from_text("relay.toml", text, &lookup).unwrap_err();
+    let messages: Vec<&str> = err.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert!(
+        messages.iter().all(|m| !m.contains("hunter2")),
+        "{messages:?}"
+    );
+    assert!(
+        messages[0].starts_with("`listen` = \"${LISTEN}\" is not"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].starts_with("`account` = \"a-${SITE}\" must"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].starts_with("`url` = \"${URL}\" is not"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[3].starts_with("`topic` = \"${TOPIC}\":"),
+        "{messages:?}"
+    );
+    // Written in the file, a value is quoted as before.
+    let p = problems("[server]\nlisten = \"nope\"\n");
+    assert!(p[0].contains("`listen` = \"nope\" is not"), "{p:?}");
+}
+
+#[test]
 fn problems_after_an_expansion_keep_their_place_in_the_file() {
     // A semantic problem on the same line as a value from the environment.
     let text = "kafka = { brokers = \"${BROKERS}\", topic = \"bad topic!\" }\n";

@@ -67,13 +67,11 @@ impl KafkaConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            v.error(
-                self.topic.span(),
-                format!(
-                    "`topic` = {:?}: a Kafka topic has letters, digits, '.', '_', '-' and the placeholders {{vendor}} {{account}} {{type}} {{category}}",
-                    self.topic.get_ref()
-                ),
+            let message = format!(
+                "`topic` = {}: a Kafka topic has letters, digits, '.', '_', '-' and the placeholders {{vendor}} {{account}} {{type}} {{category}}",
+                v.shown(&self.topic)
             );
+            v.error(self.topic.span(), message);
         }
         let mut each_ok = true;
         for (key, value) in &self.options {

@@ -93,7 +93,8 @@ impl WebSocketConfig {
     pub fn validate(&self, v: &mut Validator, server: &ServerConfig) {
         let path = self.path.get_ref();
         if let Err(why) = check_path(path) {
-            v.error(self.path.span(), format!("`path` = {path:?} {why}"));
+            let message = format!("`path` = {} {why}", v.shown(&self.path));
+            v.error(self.path.span(), message);
         }
         if self.open_to_anyone(server) {
             v.error(

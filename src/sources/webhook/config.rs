@@ -104,13 +104,11 @@ impl WebhookConfig {
         if let Some(h) = &self.api_key_header
             && axum::http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err()
         {
-            v.error(
-                h.span(),
-                format!(
-                    "`api_key_header` = {:?} is not an HTTP header name",
-                    h.get_ref()
-                ),
+            let message = format!(
+                "`api_key_header` = {} is not an HTTP header name",
+                v.shown(h)
             );
+            v.error(h.span(), message);
         }
         if let Some(q) = &self.api_key_query
             && q.get_ref().is_empty()
