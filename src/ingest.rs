@@ -197,10 +197,18 @@ impl IngestHandle {
         &self,
         event: IncomingEvent,
     ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
+        self.try_submit_prepared(PreparedEvent::new(&event))
+    }
+
+    /// [`IngestHandle::try_submit`] of an event the caller has prepared (to
+    /// look at its size first).
+    pub fn try_submit_prepared(
+        &self,
+        event: PreparedEvent,
+    ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(IngestError::ShuttingDown);
         }
-        let event = PreparedEvent::new(&event);
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Message::Event(Submission { event, reply }))

@@ -277,6 +277,64 @@ fn mock_cluster() -> (
     (mock, brokers)
 }
 
+/// A Tel4vn call event carrying `pad` bytes of notes.
+fn tel4vn_body(call: &str, pad: usize) -> String {
+    json!({
+        "call_id": call,
+        "state": "hangup",
+        "direction": "inbound",
+        "from_number": "0899888999",
+        "to_number": "101",
+        "note": "x".repeat(pad),
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_kafka_could_never_take_is_refused_not_acknowledged() {
+    let (_mock, brokers) = mock_cluster();
+    let config = format!(
+        "{}[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"k\"\n",
+        kafka_toml(
+            &brokers,
+            TOPIC,
+            "[kafka.options]\n\"message.max.bytes\" = \"4000\""
+        )
+    );
+    let (relay, _) = start_with(&config).await;
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        client
+            .post(relay.url("/hooks/tel4vn/t4"))
+            .header("Authorization", "Bearer k")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let fits = post(tel4vn_body("fits", 2_500)).await.expect("request");
+    assert_eq!(fits.status(), reqwest::StatusCode::OK);
+    // Its CloudEvent (the note is in `raw`) is over 4,000 bytes: Kafka would
+    // refuse it for good, so the vendor is told rather than answered 200.
+    let over = post(tel4vn_body("over", 4_000)).await.expect("request");
+    assert_eq!(over.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    let reason = over.text().await.expect("body");
+    assert!(
+        reason.contains("message.max.bytes (4000 bytes)"),
+        "{reason}"
+    );
+    assert_eq!(
+        relay.ctx.journal.last_seq(),
+        1,
+        "nothing of it is journaled"
+    );
+
+    wait_delivered(&relay.ctx, Duration::from_secs(30)).await;
+    let journaled = relay.ctx.journal.read_after(0, 10).expect("read");
+    let consumed = consume(&brokers, TOPIC).await;
+    assert_eq!(check_complete(&journaled, &consumed), 0);
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order() {
     let (mock, brokers) = mock_cluster();

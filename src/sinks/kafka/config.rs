@@ -49,7 +49,19 @@ const DEFAULTS: [(&str, &str); 3] = [
     ("client.id", "callrelay"),
 ];
 
+/// librdkafka's `message.max.bytes` when the options leave it unset.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
 impl KafkaConfig {
+    /// The largest message the producer takes (`message.max.bytes`); a
+    /// loaded config's value is one librdkafka accepted.
+    pub fn message_max_bytes(&self) -> usize {
+        self.options
+            .get("message.max.bytes")
+            .and_then(|v| v.get_ref().trim().parse().ok())
+            .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
+    }
+
     pub fn validate(&self, v: &mut Validator) {
         if self.brokers.get_ref().trim().is_empty() {
             v.error(self.brokers.span(), "`brokers` must not be empty");

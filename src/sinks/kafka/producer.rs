@@ -99,11 +99,42 @@ pub fn key_of(header: &EventHeader) -> &str {
     header.subject.as_deref().unwrap_or(header.id.as_str())
 }
 
+/// The record's own bytes around key, value and headers, at most, as
+/// librdkafka counts them (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`: length,
+/// attributes, timestamp and offset deltas, key and value lengths, header count).
+const RECORD_OVERHEAD: usize = 36;
+/// Each header's two length varints, at most.
+const HEADER_OVERHEAD: usize = 10;
+/// The digits of a seq, at most.
+const SEQ_DIGITS: usize = 20;
+
+/// An upper bound of what librdkafka holds against `message.max.bytes` for
+/// the event whose header is `h` and whose CloudEvent JSON, without its seq,
+/// is `json_len` bytes: the record [`record`] builds.
+pub fn wire_size_bound(h: &EventHeader, json_len: usize) -> usize {
+    let headers: usize = [
+        ("content-type", CONTENT_TYPE.len()),
+        ("ce_id", h.id.len()),
+        ("ce_type", h.event_type.len()),
+        ("ce_source", h.source.len()),
+    ]
+    .iter()
+    .map(|(key, value)| key.len() + value + HEADER_OVERHEAD)
+    .sum();
+    RECORD_OVERHEAD + key_of(h).len() + json_len + SEQ_DIGITS + headers
+}
+
 /// The record of one journaled event, to `topic`.
 pub fn record<'a>(event: &'a JournaledEvent, topic: &'a str) -> FutureRecord<'a, str, [u8]> {
-    let h = &event.header;
-    let key = key_of(h);
-    let headers = OwnedHeaders::new_with_capacity(4)
+    FutureRecord::to(topic)
+        .key(key_of(&event.header))
+        .payload(&event.json[..])
+        .headers(headers_of(&event.header))
+}
+
+/// The CloudEvents binary-mode headers of an event's message.
+fn headers_of(h: &EventHeader) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(4)
         .insert(Header {
             key: "content-type",
             value: Some(CONTENT_TYPE),
@@ -119,11 +150,7 @@ pub fn record<'a>(event: &'a JournaledEvent, topic: &'a str) -> FutureRecord<'a,
         .insert(Header {
             key: "ce_source",
             value: Some(h.source.as_str()),
-        });
-    FutureRecord::to(topic)
-        .key(key)
-        .payload(&event.json[..])
-        .headers(headers)
+        })
 }
 
 /// A short, bounded word for `publish_errors{reason}`.
@@ -171,4 +198,55 @@ pub fn is_permanent(error: &KafkaError) -> bool {
         error.rdkafka_error_code(),
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+
+    fn header(subject: Option<&str>) -> EventHeader {
+        EventHeader {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            event_type: "call.hangup".into(),
+            source: "/tel4vn/t4".into(),
+            subject: subject.map(str::to_owned),
+            vendor: "tel4vn".into(),
+            account: "t4".into(),
+            seq: 0,
+        }
+    }
+
+    /// Whether librdkafka takes the record of `h` with a value of `len` bytes
+    /// under `message.max.bytes = limit` (checked when it is enqueued; no
+    /// broker is needed).
+    fn librdkafka_takes(h: &EventHeader, len: usize, limit: usize) -> bool {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.max.bytes", limit.to_string())
+            .create()
+            .unwrap();
+        let value = vec![b'x'; len];
+        let record = BaseRecord::to("t")
+            .key(key_of(h))
+            .payload(&value[..])
+            .headers(headers_of(h));
+        producer.send(record).is_ok()
+    }
+
+    #[test]
+    fn an_event_within_the_bound_is_one_librdkafka_takes() {
+        let limit = 4_000;
+        for subject in [None, Some("a-call-id-of-some-length")] {
+            let h = header(subject);
+            // The largest JSON (before its seq digits) the bound lets through,
+            // with the longest seq the bound allows for.
+            let json_len = limit - wire_size_bound(&h, 0);
+            assert_eq!(wire_size_bound(&h, json_len), limit);
+            assert!(librdkafka_takes(&h, json_len + SEQ_DIGITS, limit));
+            // And the limit is real: well past it, librdkafka refuses.
+            assert!(!librdkafka_takes(&h, limit, limit));
+        }
+    }
 }

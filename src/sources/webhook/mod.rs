@@ -28,7 +28,8 @@ use axum::routing::any;
 use time::OffsetDateTime;
 
 use crate::app::Context;
-use crate::event::{IncomingEvent, Transport, Vendor};
+use crate::event::{IncomingEvent, PreparedEvent, Transport, Vendor};
+use crate::sinks::kafka::producer::wire_size_bound as kafka_wire_size_bound;
 use crate::vendors::{self, Delivery, Method, Parsed};
 use body::BodyError;
 use response::Answer;
@@ -165,7 +166,17 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         received_at,
         event,
     };
-    let pending = match ctx.ingest.try_submit(incoming) {
+    let prepared = PreparedEvent::new(&incoming);
+    // Kafka would refuse it for good: the vendor must not hear 200 for an
+    // event the topic's consumers can never get.
+    if let Some(kafka) = &ctx.config.load().kafka {
+        let limit = kafka.message_max_bytes();
+        let size = kafka_wire_size_bound(&prepared.header, prepared.json_len_without_seq());
+        if size > limit {
+            return Answer::too_large_for_kafka(size, limit);
+        }
+    }
+    let pending = match ctx.ingest.try_submit_prepared(prepared) {
         Ok(rx) => rx,
         Err(e) => return Answer::unavailable(&e),
     };

@@ -50,6 +50,17 @@ impl Answer {
         )
     }
 
+    /// The event, as a Kafka message, would be over `message.max.bytes`.
+    pub fn too_large_for_kafka(size: usize, limit: usize) -> Answer {
+        Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the event would be a Kafka message of up to {size} bytes, over the \
+                 relay's message.max.bytes ({limit} bytes)"
+            ),
+        )
+    }
+
     pub fn unauthorized(e: &AuthError) -> Answer {
         let mut a = Answer::error(StatusCode::UNAUTHORIZED, &e.to_string());
         if e.wants_basic() {
