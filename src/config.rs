@@ -211,12 +211,16 @@ impl<'a> Validator<'a> {
     /// in it (`"${LISTEN}"`, `"https://${HOST}/x"`), so the environment's
     /// value (it may hold a password, as in a URL's userinfo) never appears.
     pub fn shown(&self, value: &Spanned<String>) -> String {
-        self.written
-            .and_then(|(expanded, written)| {
-                let span = expanded.original_span_if_expanded(value.span())?;
-                written.get(span).map(str::to_owned)
-            })
-            .unwrap_or_else(|| format!("{:?}", value.get_ref()))
+        match self.written {
+            Some((expanded, written)) => match expanded.original_span_if_expanded(value.span()) {
+                Some(span) => written.get(span).map_or_else(
+                    || "(a value from the environment)".to_owned(),
+                    str::to_owned,
+                ),
+                None => format!("{:?}", value.get_ref()),
+            },
+            None => format!("{:?}", value.get_ref()),
+        }
     }
 
     /// Reports a problem at the start of `span` (a default value reports at 1:1).
@@ -318,7 +322,8 @@ impl Config {
         let mut config: Config = toml::from_str(&expanded.text).map_err(|e| {
             let mut v = Validator::new(text);
             let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
-            v.error(offset..offset, without_literal(e.message().trim()));
+            let message = without_literal(e.message().trim());
+            v.error(offset..offset, expanded.redact(&message, text));
             v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
@@ -331,7 +336,12 @@ impl Config {
         v.problems = found
             .problems
             .into_iter()
-            .map(|(offset, message)| (expanded.original_offset(offset), message))
+            .map(|(offset, message)| {
+                (
+                    expanded.original_offset(offset),
+                    expanded.redact(&message, text),
+                )
+            })
             .collect();
         match v.into_error(file) {
             Some(err) => Err(err),

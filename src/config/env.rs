@@ -21,7 +21,14 @@ pub struct Expanded {
 struct Substitution {
     original: Range<usize>,
     expanded: Range<usize>,
+    /// The environment's value (`None` for a `$${` escape).
+    value: Option<String>,
 }
+
+/// Values shorter than this are not searched for in messages by
+/// [`Expanded::redact`]: they would match ordinary words. The checks that
+/// quote a value show it as written ([`Expanded::original_span_if_expanded`]).
+const REDACT_MIN_LEN: usize = 4;
 
 impl Expanded {
     /// The byte offset in the original text of `offset` in the expanded text.
@@ -62,6 +69,35 @@ impl Expanded {
             self.original_offset(span.end)
         };
         Some(start..end.max(start))
+    }
+
+    /// `message` with every value from the environment (as it is, and as
+    /// Rust's `{:?}` or TOML would escape it) replaced by the `${NAME}` that
+    /// `original` has for it: the last guard that no check's message, nor a
+    /// parser's, shows one.
+    pub fn redact(&self, message: &str, original: &str) -> String {
+        let mut values: Vec<(&str, &str)> = self
+            .substitutions
+            .iter()
+            .filter_map(|s| {
+                let value = s.value.as_deref()?;
+                Some((value, original.get(s.original.clone())?))
+            })
+            .filter(|(value, _)| value.len() >= REDACT_MIN_LEN)
+            .collect();
+        // Longest first: a value inside a longer one must not split it.
+        values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        let mut message = message.to_owned();
+        for (value, reference) in values {
+            let debug = format!("{value:?}");
+            let escaped = debug.get(1..debug.len() - 1).unwrap_or(value);
+            for form in [value, escaped] {
+                if message.contains(form) {
+                    message = message.replace(form, reference);
+                }
+            }
+        }
+        message
     }
 }
 
@@ -157,6 +193,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
             substitutions.push(Substitution {
                 original: i..i + 3,
                 expanded: out.len()..out.len() + 2,
+                value: None,
             });
             out.push_str("${");
             i += 3;
@@ -193,6 +230,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
                         substitutions.push(Substitution {
                             original: i..i + 2 + name_len + 1,
                             expanded: start..out.len(),
+                            value: Some(value),
                         });
                     }
                     None => problems.push((i, format!("environment variable `{name}` is not set"))),

@@ -427,6 +427,30 @@ fn a_value_from_the_environment_is_shown_as_the_file_writes_it() {
 }
 
 #[test]
+fn no_message_shows_a_value_from_the_environment() {
+    let lookup = |n: &str| match n {
+        "URL" => Some("http://user:hunter2@host/".to_owned()),
+        "WINDOW" => Some("10 hunter2s".to_owned()),
+        _ => None,
+    };
+    // A check that quotes a value: the url of a source with a CA file.
+    let text = "[[sprecord]]\naccount = \"s\"\nurl = \"${URL}\"\ntls = { ca_file = \"/no/such/ca.pem\" }\n";
+    let err = Config::from_text("relay.toml", text, &lookup).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("`url` = \"${URL}\" does not use https://"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // The parser's own message for a value it cannot read.
+    let err = Config::from_text("relay.toml", "[dedup]\nwindow = \"${WINDOW}\"\n", &lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("${WINDOW}"), "{err}");
+}
+
+#[test]
 fn problems_after_an_expansion_keep_their_place_in_the_file() {
     // A semantic problem on the same line as a value from the environment.
     let text = "kafka = { brokers = \"${BROKERS}\", topic = \"bad topic!\" }\n";

@@ -57,15 +57,16 @@ impl TlsSettings {
 
     /// Checks that `ca_file`, when set, is a readable PEM file with at least
     /// one certificate, and that `url` is one TLS is used for.
-    pub fn validate(&self, v: &mut Validator, url: &str) {
+    pub fn validate(&self, v: &mut Validator, url: &Spanned<String>) {
         let Some(ca_file) = &self.ca_file else {
             return;
         };
-        if !url.starts_with("https://") {
-            v.error(
-                ca_file.span(),
-                format!("`tls.ca_file` is set but `url` = {url:?} does not use https://"),
+        if !url.get_ref().starts_with("https://") {
+            let message = format!(
+                "`tls.ca_file` is set but `url` = {} does not use https://",
+                v.shown(url)
             );
+            v.error(ca_file.span(), message);
         }
         if let Err(e) = TrustRoots::load(self) {
             v.error(ca_file.span(), e.to_string());

@@ -100,7 +100,7 @@ impl SprecordConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
-        self.tls.validate(v, self.url.get_ref());
+        self.tls.validate(v, &self.url);
         v.check_range("streams", &self.streams, 1, MAX_STREAMS, u8::to_string);
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {

@@ -98,7 +98,7 @@ impl Voip24hConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
-        self.tls.validate(v, self.url.get_ref());
+        self.tls.validate(v, &self.url);
         if self.key.is_empty() {
             v.error(self.account.span(), "[[voip24h]] `key` must not be empty");
         }
