@@ -62,6 +62,9 @@ pub trait BatchStore: Send + Sync + 'static {
     /// Up to `limit` journaled events after seq `after`, in seq order: how
     /// the writer finds a commit that was reported failed but landed.
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<JournaledEvent>, JournalError>;
+
+    /// The newest seq the store holds (a cheap read: checked after every commit).
+    fn last_seq(&self) -> u64;
 }
 
 /// How often the writer tries [`BatchStore::recover`] while commits fail.
@@ -83,6 +86,10 @@ impl BatchStore for Journal {
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<JournaledEvent>, JournalError> {
         Journal::read_after(self, after, limit)
+    }
+
+    fn last_seq(&self) -> u64 {
+        Journal::last_seq(self)
     }
 }
 
@@ -440,9 +447,10 @@ fn commit(
                 acks.push((reply, ack));
             }
             // Sinks and readiness see the commit before any submitter hears of it.
-            if let Some(first) = fresh.first().map(|e| e.seq) {
-                publish_landed(store, hub, metrics, first);
-            }
+            // Also after a commit of duplicates only: the likeliest next
+            // delivery after a failed commit is the vendor's retry of it.
+            let first_fresh = fresh.first().map_or(u64::MAX, |e| e.seq);
+            publish_landed(store, hub, metrics, first_fresh);
             if let Some(last) = last {
                 metrics.journal_last_seq.set(last as i64);
                 hub.publish(fresh, last);
@@ -485,7 +493,7 @@ const LANDED_PAGE: usize = 1024;
 fn publish_landed(store: &dyn BatchStore, hub: &Hub, metrics: &Metrics, before: u64) {
     loop {
         let after = hub.last_published();
-        if after.saturating_add(1) >= before {
+        if after.saturating_add(1) >= before || store.last_seq() <= after {
             return;
         }
         let landed: Vec<Arc<JournaledEvent>> = match store.read_after(after, LANDED_PAGE) {

@@ -40,6 +40,10 @@ impl BatchStore for Gate {
         }
         self.journal.read_after(after, limit)
     }
+
+    fn last_seq(&self) -> u64 {
+        self.journal.last_seq()
+    }
 }
 
 fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Ingest, Hub) {
@@ -146,6 +150,24 @@ async fn a_landed_commit_missed_at_recovery_goes_out_before_the_next_one() {
     assert_eq!(next.seq, 2);
     assert_eq!(live.recv().await.unwrap().seq, 1);
     assert_eq!(live.recv().await.unwrap().seq, 2);
+    ingest.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_landed_commit_missed_at_recovery_goes_out_with_the_retry_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    let mut live = hub.subscribe_live();
+    store.land_then_fail.store(true, Ordering::SeqCst);
+    store.fail_next_read.store(true, Ordering::SeqCst);
+    assert!(handle.submit(event("a")).await.is_err());
+    // The retry commits nothing new, but the sinks get what had landed.
+    let retry = handle.submit(event("a")).await.unwrap();
+    assert_eq!((retry.seq, retry.duplicate), (1, true));
+    assert_eq!(*hub.committed().borrow(), 1);
+    assert_eq!(live.recv().await.unwrap().seq, 1);
     ingest.shutdown().await;
 }
 
