@@ -1,74 +1,123 @@
 //! The journal's clock: milliseconds since the Unix epoch, read from the
 //! system clock once, when the journal opens, and carried forward by the
-//! monotonic clock after that.
+//! kernel's `CLOCK_BOOTTIME` after that.
 //!
 //! Why: the dedup window and retention are ages on this clock. On the system
-//! clock, a step (an NTP correction, a VM resumed after a pause) moved every
-//! age at once: a step forward expired the whole dedup window together, so a
+//! clock, a step (an NTP correction, a clock set by hand) moved every age at
+//! once: a step forward expired the whole dedup window together, so a
 //! vendor's retry just after it was journaled a second time; a step back held
-//! every entry for as long as the step, and the index grew. The monotonic
-//! clock is slewed by NTP like the system clock but never stepped.
+//! every entry for as long as the step, and the index grew. `CLOCK_BOOTTIME`
+//! is slewed by NTP like the system clock but never stepped, and unlike the
+//! monotonic clock behind `std::time::Instant` it counts time the machine
+//! spent suspended, which real time did.
 //!
 //! Guarantees: never goes backward; starts no earlier than the newest time
-//! already stored in the journal, so a system clock set back across a restart
-//! neither stalls the ages of what is stored nor makes new entries look older
-//! than old ones. A step forward across a restart cannot be told from time
-//! spent stopped, and counts as such.
+//! already stored in the journal (up to a bound), so a system clock set back
+//! across a restart neither stalls the ages of what is stored nor makes new
+//! entries look older than old ones; a stored time further ahead than the
+//! bound (a clock years off once, a corrupt record) is not followed, so it
+//! cannot carry the clock away for good. A step forward across a restart
+//! cannot be told from time spent stopped, and counts as such.
 
-use std::time::Instant;
+use rustix::time::{ClockId, clock_gettime};
 
 #[derive(Debug)]
 pub(super) struct JournalClock {
     anchor_ms: u64,
-    anchor: Instant,
+    anchor_boot_ms: u64,
+}
+
+/// How a journal's clock starts.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Start {
+    /// From the system clock.
+    System,
+    /// From the newest stored time, this far ahead of the system clock.
+    Stored { ahead_ms: u64 },
+    /// From the bound: the newest stored time is further ahead.
+    Bounded { ahead_ms: u64 },
 }
 
 impl JournalClock {
-    /// A clock reading `max(wall_ms, newest_stored_ms)` now.
-    pub fn new(wall_ms: u64, newest_stored_ms: u64) -> JournalClock {
-        JournalClock {
-            anchor_ms: wall_ms.max(newest_stored_ms),
-            anchor: Instant::now(),
-        }
+    /// A clock reading `max(wall_ms, newest_stored_ms)` now, where the stored
+    /// time counts up to `trust_ahead_ms` past `wall_ms`.
+    pub fn new(wall_ms: u64, newest_stored_ms: u64, trust_ahead_ms: u64) -> (JournalClock, Start) {
+        let bound = wall_ms.saturating_add(trust_ahead_ms);
+        let (anchor_ms, start) = if newest_stored_ms <= wall_ms {
+            (wall_ms, Start::System)
+        } else if newest_stored_ms <= bound {
+            let ahead_ms = newest_stored_ms - wall_ms;
+            (newest_stored_ms, Start::Stored { ahead_ms })
+        } else {
+            let ahead_ms = newest_stored_ms - wall_ms;
+            (bound, Start::Bounded { ahead_ms })
+        };
+        let clock = JournalClock {
+            anchor_ms,
+            anchor_boot_ms: boot_ms(),
+        };
+        (clock, start)
     }
 
     pub fn now_ms(&self) -> u64 {
-        self.at(Instant::now())
+        self.at(boot_ms())
     }
 
-    fn at(&self, instant: Instant) -> u64 {
-        let elapsed = instant.saturating_duration_since(self.anchor).as_millis();
+    fn at(&self, boot_ms: u64) -> u64 {
         self.anchor_ms
-            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
+            .saturating_add(boot_ms.saturating_sub(self.anchor_boot_ms))
     }
+}
+
+/// Milliseconds of `CLOCK_BOOTTIME`.
+fn boot_ms() -> u64 {
+    let now = clock_gettime(ClockId::Boottime);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let millis = u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000;
+    secs.saturating_mul(1_000).saturating_add(millis)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn it_moves_with_the_monotonic_clock_from_its_anchor() {
+    fn it_moves_with_boot_time_from_its_anchor() {
         // An anchor far from the real time: a clock that read the system
         // clock would be off by decades here.
-        let clock = JournalClock::new(1_000_000, 0);
-        assert_eq!(clock.at(clock.anchor), 1_000_000);
+        let (clock, start) = JournalClock::new(1_000_000, 0, 60_000);
+        assert_eq!(start, Start::System);
+        assert_eq!(clock.at(clock.anchor_boot_ms), 1_000_000);
+        assert_eq!(clock.at(clock.anchor_boot_ms + 5_250), 1_005_250);
+        // A reading from before the anchor is the anchor, never earlier.
         assert_eq!(
-            clock.at(clock.anchor + Duration::from_millis(5_250)),
-            1_005_250
+            clock.at(clock.anchor_boot_ms.saturating_sub(1_000)),
+            1_000_000
         );
-        // An instant before the anchor reads as the anchor, never earlier.
-        if let Some(before) = clock.anchor.checked_sub(Duration::from_secs(1)) {
-            assert_eq!(clock.at(before), 1_000_000);
-        }
         let now = clock.now_ms();
         assert!((1_000_000..1_000_000 + 60_000).contains(&now), "{now}");
     }
 
     #[test]
-    fn it_starts_no_earlier_than_the_newest_stored_time() {
-        assert_eq!(JournalClock::new(5_000, 9_000).anchor_ms, 9_000);
-        assert_eq!(JournalClock::new(9_000, 5_000).anchor_ms, 9_000);
+    fn it_starts_from_a_newer_stored_time_up_to_the_bound() {
+        let start = |wall, stored| {
+            let (clock, start) = JournalClock::new(wall, stored, 10_000);
+            (clock.anchor_ms, start)
+        };
+        assert_eq!(start(9_000, 5_000), (9_000, Start::System));
+        assert_eq!(
+            start(5_000, 9_000),
+            (9_000, Start::Stored { ahead_ms: 4_000 })
+        );
+        // A corrupt time (or a clock once years ahead) is not followed past the bound.
+        assert_eq!(
+            start(5_000, u64::MAX),
+            (
+                15_000,
+                Start::Bounded {
+                    ahead_ms: u64::MAX - 5_000
+                }
+            )
+        );
     }
 }
