@@ -339,7 +339,8 @@ async fn next_connect_after(peer: &mut Peer, down: Instant, at_least: Duration) 
 }
 
 async fn reconnects_after_drop_restart_and_silence(sio: u8) {
-    let mut peer = Peer::start(sio).await;
+    // A heartbeat every second, which goes on while the server is silent.
+    let mut peer = Peer::spawn(sio, &["--ping-ms", "1000"]).await;
     let relay = start_relay(&peer, "auto", KEY, "key").await;
     peer.expect("signed").await;
     let mut seq = 0;
@@ -367,8 +368,9 @@ async fn reconnects_after_drop_restart_and_silence(sio: u8) {
     seq += 1;
     relay.wait_for_seq(seq, WAIT).await;
 
-    // The server goes silent (no `say`, connection open): the watchdog ends
-    // the session after 2 × hello_interval + 5 s without a frame.
+    // The server goes silent (no `say`, connection open, Engine.IO heartbeat
+    // still going): the watchdog ends the session after 2 × hello_interval
+    // + 5 s without a socket.io frame.
     peer.send(json!({"cmd": "silence"})).await;
     let (silent_from, _) = peer.expect("silenced").await;
     let (down, gone) = peer.expect("disconnect").await;

@@ -271,14 +271,24 @@ impl Session<'_> {
                 _ = tokio::time::sleep_until(wake) => None,
             };
             match inbound {
-                None if Instant::now() >= watchdog => {
-                    let detail = format!("no frame for {silence:?}");
+                // Before the namespace opens, its own deadline (at least as
+                // early) ends the session with the reason that fits.
+                None if Instant::now() >= watchdog && namespace_connected => {
+                    let detail = format!(
+                        "no socket.io frame for {silence:?} (the server answers no `hello` \
+                         and sends no `say`; its Engine.IO heartbeat alone does not count)"
+                    );
                     return end(EndReason::Silent, detail, namespace_connected, connected_at);
                 }
                 // A hello is due: sent below.
                 None => {}
                 Some(inbound) => {
-                    last_frame = Instant::now();
+                    // The Engine.IO heartbeat (`Alive`) does not count: a
+                    // server whose socket.io side hangs keeps it going, and
+                    // would look connected for ever.
+                    if !matches!(inbound, Inbound::Alive) {
+                        last_frame = Instant::now();
+                    }
                     match inbound {
                         Inbound::Alive => {}
                         // Whenever it comes (before `connected` too), a frame
