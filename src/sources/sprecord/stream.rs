@@ -146,7 +146,7 @@ impl StreamSupervisor {
                     if events > 0 || opened_at.elapsed() >= USEFUL_AFTER {
                         backoff.reset();
                     }
-                    let delay = next_delay(&mut backoff, self.timings.backoff_max);
+                    let delay = next_delay(&mut backoff, &self.timings);
                     tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
                         reason = end.reason(), retry_in = ?delay, "SSE stream ended: {}", end.describe());
                     reporter.reconnecting(end.reason(), Some(end.describe()), delay);
@@ -179,14 +179,14 @@ impl StreamSupervisor {
                 delay
             }
             OpenError::TooMany { .. } => {
-                let delay = jitter(t.busy_backoff).max(next_delay(backoff, t.backoff_max));
+                let delay = jitter(t.busy_backoff).max(next_delay(backoff, t));
                 tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
                     retry_in = ?delay, "SPRecord refused the stream as one too many ({error}); backing off");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }
             _ => {
-                let delay = next_delay(backoff, t.backoff_max);
+                let delay = next_delay(backoff, t);
                 tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
                     retry_in = ?delay, "SSE stream could not open: {error}");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
@@ -356,20 +356,28 @@ impl StreamSupervisor {
     }
 
     fn backoff(&self) -> ExponentialBackoff {
-        backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(self.timings.backoff_min)
-            .with_max_interval(self.timings.backoff_max)
-            .with_multiplier(2.0)
-            // ±50 %: streams that failed together do not retry together.
-            .with_randomization_factor(0.5)
-            .with_max_elapsed_time(None)
-            .build()
+        new_backoff(&self.timings)
     }
 }
 
-/// The next exponential delay (never exhausted: max_elapsed_time is None).
-fn next_delay(backoff: &mut ExponentialBackoff, max: Duration) -> Duration {
-    backoff.next_backoff().unwrap_or(max)
+fn new_backoff(t: &Timings) -> ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(t.backoff_min)
+        .with_max_interval(t.backoff_max)
+        .with_multiplier(2.0)
+        // ±50 %: streams that failed together do not retry together.
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}
+
+/// The next exponential delay (never exhausted: max_elapsed_time is None),
+/// kept within `backoff_min..=backoff_max`: the jitter spreads streams that
+/// failed together, but `backoff_max` is the ceiling the operator set (a
+/// delay of up to 1.5 × it was taken before).
+fn next_delay(backoff: &mut ExponentialBackoff, t: &Timings) -> Duration {
+    let (min, max) = (t.backoff_min, t.backoff_max.max(t.backoff_min));
+    backoff.next_backoff().unwrap_or(max).clamp(min, max)
 }
 
 /// `base` scaled by a random factor in 0.5..1.5.
@@ -382,5 +390,38 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => false,
         _ = tokio::time::sleep(d) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_stay_within_backoff_min_and_max() {
+        let second = Duration::from_secs(1);
+        let t = Timings {
+            read_timeout: second,
+            connect_timeout: second,
+            backoff_min: second,
+            backoff_max: 4 * second,
+            busy_backoff: second,
+            auth_backoff: second,
+            stagger: second,
+            connect_grace: second,
+        };
+        let mut backoff = new_backoff(&t);
+        let delays: Vec<Duration> = (0..200).map(|_| next_delay(&mut backoff, &t)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| (t.backoff_min..=t.backoff_max).contains(d)),
+            "{delays:?}"
+        );
+        // Still spread, not pinned to the ceiling.
+        assert!(
+            delays[10..].iter().any(|d| *d < t.backoff_max),
+            "{delays:?}"
+        );
     }
 }
