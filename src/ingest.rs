@@ -7,7 +7,8 @@
 //!   batch, and nothing of it is journaled;
 //! - batching is group commit: while one commit runs, arriving events queue and
 //!   form the next batch (at most `max_batch`), so a lone event never waits for
-//!   others and a burst costs one fsync per batch;
+//!   others and a burst costs one fsync per batch; the events of one
+//!   `submit_all` are never split between commits;
 //! - the channel is bounded: sources wait for room (`submit`), webhooks are
 //!   told at once that it is full (`try_submit`, a 503);
 //! - after a commit, sinks are woken (`Hub`) with the new last seq and the new
@@ -140,6 +141,8 @@ struct Submission {
 #[allow(clippy::large_enum_variant)] // one message per event; boxing would allocate twice
 enum Message {
     Event(Submission),
+    /// Events that go into one commit together: all journaled, or none.
+    Group(Vec<Submission>),
     Shutdown,
 }
 
@@ -196,6 +199,33 @@ impl IngestHandle {
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         rx.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+
+    /// Submits `events` to be journaled in one commit, in order, and waits for
+    /// room, then for the commit: all of them are journaled (or found
+    /// duplicates), or none. One commit for a burst instead of one per event,
+    /// and a failure retried as a whole keeps their order.
+    pub async fn submit_all(&self, events: &[IncomingEvent]) -> Result<Vec<Ack>, IngestError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let (group, replies): (Vec<Submission>, Vec<_>) = events
+            .iter()
+            .map(|event| {
+                let (reply, rx) = oneshot::channel();
+                let event = PreparedEvent::new(event);
+                (Submission { event, reply }, rx)
+            })
+            .unzip();
+        self.tx
+            .send(Message::Group(group))
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        let mut acks = Vec::with_capacity(replies.len());
+        for rx in replies {
+            acks.push(rx.await.unwrap_or(Err(IngestError::ShuttingDown))?);
+        }
+        Ok(acks)
     }
 
     /// Submits without waiting for room: `Full` when the queue is full.
@@ -337,11 +367,13 @@ fn run(
         let mut stop = false;
         match rx.blocking_recv() {
             Some(Message::Event(s)) => batch.push(s),
+            Some(Message::Group(group)) => group.into_iter().for_each(|s| batch.push(s)),
             Some(Message::Shutdown) | None => stop = true,
         }
         while !stop && batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(Message::Event(s)) => batch.push(s),
+                Ok(Message::Group(group)) => group.into_iter().for_each(|s| batch.push(s)),
                 Ok(Message::Shutdown) => stop = true,
                 Err(_) => break,
             }
@@ -365,7 +397,12 @@ fn run(
             // Whatever raced in after the shutdown message is refused, not lost silently.
             rx.close();
             while let Ok(msg) = rx.try_recv() {
-                if let Message::Event(s) = msg {
+                let refused = match msg {
+                    Message::Event(s) => vec![s],
+                    Message::Group(group) => group,
+                    Message::Shutdown => Vec::new(),
+                };
+                for s in refused {
                     let _ = s.reply.send(Err(IngestError::ShuttingDown));
                 }
             }

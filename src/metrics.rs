@@ -166,7 +166,7 @@ impl Metrics {
         let ingest_errors = counter(
             &r,
             "callrelay_ingest_errors_total",
-            "Journal commits that failed (every event in the batch was refused).",
+            "Journal commits that failed (reason=commit: every event in the batch was refused); reason=dropped_at_stop: events a Voip24h session had received but could not journal within the 3 s a stop allows.",
             &["reason"],
         );
         let upstream_malformed = counter(

@@ -172,6 +172,24 @@ async fn a_landed_commit_missed_at_recovery_goes_out_with_the_retry_of_it() {
 }
 
 #[tokio::test]
+async fn a_group_is_journaled_whole_or_not_at_all_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    let group = [event("g1"), event("g2"), event("g1"), event("g3")];
+    store.fail.store(true, Ordering::SeqCst);
+    let err = handle.submit_all(&group).await.unwrap_err();
+    assert!(matches!(err, IngestError::Commit(_)));
+    assert_eq!(store.journal.last_seq(), 0, "none of the group");
+    store.fail.store(false, Ordering::SeqCst);
+    let acks = handle.submit_all(&group).await.unwrap();
+    let seqs: Vec<(u64, bool)> = acks.iter().map(|a| (a.seq, a.duplicate)).collect();
+    assert_eq!(seqs, vec![(1, false), (2, false), (1, true), (3, false)]);
+    ingest.shutdown().await;
+}
+
+#[tokio::test]
 async fn concurrent_submissions_get_distinct_seqs_and_duplicates_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, open, ingest, hub) = setup(dir.path());

@@ -3,9 +3,10 @@
 //!
 //! Guarantees: a payload that cannot be read is counted in
 //! `callrelay_upstream_malformed_total` and logged (its size, never its text),
-//! and the session goes on; a readable one is retried on commit errors until it
-//! is journaled or the caller gives up (`give_up`: the session's drain
-//! deadline after a stop) — never dropped before that.
+//! and the session goes on; readable ones are journaled in one commit, in
+//! order, retried as a whole on commit errors until journaled or the caller
+//! gives up (`give_up`: the session's drain deadline after a stop) — never
+//! dropped before that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,25 +70,38 @@ pub fn count_malformed(ctx: &Context, account: &str) {
         .inc();
 }
 
-/// Parses and journals one `response`; `Ok(false)` when it was malformed.
-/// Commit errors are retried until `give_up` fires.
-pub async fn deliver(
+/// Parses and journals `responses` (each one event's arguments) in one
+/// commit, in order; returns how many were events (the malformed are counted
+/// and skipped). Commit errors are retried, the whole group each time so that
+/// their order holds, until `give_up` fires.
+pub async fn deliver_all(
     ctx: &Arc<Context>,
     account: &str,
-    args: &[Value],
+    responses: &[Vec<Value>],
     give_up: &CancellationToken,
-) -> Result<bool, ShuttingDown> {
+) -> Result<usize, ShuttingDown> {
     let max_bytes = ctx.config.load().server.max_body.get_ref().get();
-    let parsed = read_payload(args, max_bytes)
-        .and_then(|payload| parse_call_event(&payload).map_err(|e| Malformed::Parse(e.0)));
-    let event = match parsed {
-        Ok(event) => event,
-        Err(why) => {
-            count_malformed(ctx, account);
-            tracing::warn!(vendor = "voip24h", account, error = %why, "malformed `response` payload; skipped");
-            return Ok(false);
+    let mut events = Vec::with_capacity(responses.len());
+    for args in responses {
+        let parsed = read_payload(args, max_bytes)
+            .and_then(|payload| parse_call_event(&payload).map_err(|e| Malformed::Parse(e.0)));
+        match parsed {
+            Ok(event) => events.push(IncomingEvent {
+                vendor: Vendor::Voip24h,
+                account: account.to_owned(),
+                transport: Transport::SocketIo,
+                received_at: OffsetDateTime::now_utc(),
+                event,
+            }),
+            Err(why) => {
+                count_malformed(ctx, account);
+                tracing::warn!(vendor = "voip24h", account, error = %why, "malformed `response` payload; skipped");
+            }
         }
-    };
+    }
+    if events.is_empty() {
+        return Ok(0);
+    }
     ctx.metrics
         .events_received
         .with_label_values(&[
@@ -95,21 +109,14 @@ pub async fn deliver(
             account,
             Transport::SocketIo.as_str(),
         ])
-        .inc();
-    let incoming = IncomingEvent {
-        vendor: Vendor::Voip24h,
-        account: account.to_owned(),
-        transport: Transport::SocketIo,
-        received_at: OffsetDateTime::now_utc(),
-        event,
-    };
+        .inc_by(events.len() as u64);
     let mut wait = Duration::from_millis(100);
     loop {
-        match ctx.ingest.submit(incoming.clone()).await {
-            Ok(_) => return Ok(true),
+        match ctx.ingest.submit_all(&events).await {
+            Ok(_) => return Ok(events.len()),
             Err(IngestError::ShuttingDown) => return Err(ShuttingDown),
             Err(e) => {
-                tracing::warn!(vendor = "voip24h", account, error = %e, retry_in = ?wait, "journal refused an event; retrying");
+                tracing::warn!(vendor = "voip24h", account, events = events.len(), error = %e, retry_in = ?wait, "journal refused events; retrying");
                 tokio::select! {
                     _ = give_up.cancelled() => return Err(ShuttingDown),
                     _ = tokio::time::sleep(wait) => {}

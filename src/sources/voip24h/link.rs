@@ -93,7 +93,11 @@ pub enum LinkError {
 }
 
 /// An open connection.
-pub struct Link(engine_io::Conn);
+pub struct Link {
+    conn: engine_io::Conn,
+    /// What [`Link::put_back`] returned, handed out again first.
+    put_back: Option<Inbound>,
+}
 
 impl Link {
     /// Opens a connection with `version`; fails after `timeout`, or with
@@ -107,28 +111,42 @@ impl Link {
         tokio::select! {
             // Dropping the attempt drops its socket.
             _ = cancel.cancelled() => Err(LinkError::Cancelled),
-            conn = engine_io::Conn::open(dial, version, timeout) => Ok(Link(conn?)),
+            conn = engine_io::Conn::open(dial, version, timeout) => Ok(Link {
+                conn: conn?,
+                put_back: None,
+            }),
         }
     }
 
     /// The next thing that happened; `Closed` (repeatedly) once it has ended.
     pub async fn recv(&mut self) -> Inbound {
-        let next = self.0.events.recv().await;
+        if let Some(inbound) = self.put_back.take() {
+            return inbound;
+        }
+        let next = self.conn.events.recv().await;
         next.unwrap_or_else(|| Inbound::Closed("connection ended".into()))
     }
 
     /// What has already arrived, without waiting.
     pub fn try_recv(&mut self) -> Option<Inbound> {
-        self.0.events.try_recv().ok()
+        self.put_back
+            .take()
+            .or_else(|| self.conn.events.try_recv().ok())
+    }
+
+    /// Returns `inbound`, taken by [`Link::try_recv`] and not handled, to be
+    /// the next thing received (one at most: the last one taken).
+    pub fn put_back(&mut self, inbound: Inbound) {
+        self.put_back = Some(inbound);
     }
 
     pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
-        self.0.emit(event, arg).await
+        self.conn.emit(event, arg).await
     }
 
     /// Closes in order (socket.io disconnect, then the transport) and returns
     /// once the socket is gone.
     pub async fn close(self) {
-        self.0.close().await
+        self.conn.close().await
     }
 }
