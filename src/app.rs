@@ -25,6 +25,7 @@ pub use reload::ReloadOutcome;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -56,11 +57,22 @@ pub struct Context {
     /// Where each SPRecord stream resumes; outlives the sources (a reload
     /// restarts them).
     pub sse_resume: Arc<crate::sources::sprecord::resume::ResumeIds>,
+    /// `message.max.bytes` of the Kafka sink running now (`usize::MAX` with
+    /// none): during a reload the config already holds the new value while
+    /// the old sink still delivers, and a webhook must fit both.
+    pub kafka_message_max: AtomicUsize,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
 
 impl Context {
+    /// The largest Kafka message a webhook's event may become: what both the
+    /// configured and the running sink take; `None` without a Kafka sink.
+    pub fn kafka_message_limit(&self) -> Option<usize> {
+        let configured = self.config.load().kafka.as_ref()?.message_max_bytes();
+        Some(configured.min(self.kafka_message_max.load(Ordering::Acquire)))
+    }
+
     /// The sinks whose cursors hold events back from retention.
     pub fn active_sink_cursors(&self) -> Vec<&'static str> {
         let mut sinks = Vec::new();
@@ -140,6 +152,7 @@ impl Relay {
             shutdown: CancellationToken::new(),
             ws_sessions: sinks::websocket::Sessions::default(),
             sse_resume: Arc::default(),
+            kafka_message_max: AtomicUsize::new(usize::MAX),
             started: Instant::now(),
             reloads,
         });
@@ -275,6 +288,7 @@ async fn serve(
                     if let Some(k) = kafka.take() {
                         k.stop().await;
                     }
+                    ctx.kafka_message_max.store(usize::MAX, Ordering::Release);
                     kafka = start_kafka(&ctx);
                     if kafka.is_none() {
                         // No sink, no lag: a frozen series would keep a lag alert firing.
@@ -344,6 +358,8 @@ impl RunningKafka {
 
 fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
+    ctx.kafka_message_max
+        .store(config.message_max_bytes(), Ordering::Release);
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
     let files_digest = config.files_digest();

@@ -169,8 +169,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     let prepared = PreparedEvent::new(&incoming);
     // Kafka would refuse it for good: the vendor must not hear 200 for an
     // event the topic's consumers can never get.
-    if let Some(kafka) = &ctx.config.load().kafka {
-        let limit = kafka.message_max_bytes();
+    if let Some(limit) = ctx.kafka_message_limit() {
         let size = kafka_wire_size_bound(&prepared.header, prepared.json_len_without_seq());
         if size > limit {
             return Answer::too_large_for_kafka(size, limit);
