@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Voip24h session rate: a burst of N `response`s from the socket.io test peer
 (tests/peers/voip24h/peer.js; its npm packages come with the test suite) into
-a release relay; prints how fast the one session journals them (one journal
-commit per event, in order).
+a release relay; prints how fast the one session journals them (the
+`response`s that have arrived, up to 256, per journal commit, in order).
 
 Usage: scripts/perf/voip24h_burst.py 2|4 N   (after `cargo build --release`)
 Not part of the test suite; docs/PERFORMANCE.md quotes its output.
