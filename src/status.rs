@@ -32,6 +32,20 @@ pub enum ConnState {
     AuthFailed,
 }
 
+impl ConnState {
+    /// The state as `/status` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Disconnected => "disconnected",
+            ConnState::Connecting => "connecting",
+            ConnState::Signing => "signing",
+            ConnState::Connected => "connected",
+            ConnState::BackingOff => "backing_off",
+            ConnState::AuthFailed => "auth_failed",
+        }
+    }
+}
+
 /// One upstream connection, as `/status` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct UpstreamStatus {
@@ -191,20 +205,22 @@ impl StatusBoard {
             if connected {
                 continue;
             }
-            if u.state == ConnState::AuthFailed
-                || now.saturating_duration_since(u.down_since) > u.grace
-            {
+            let error = u
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            let (vendor, account, stream) = (&u.vendor, &u.account, &u.stream);
+            // Refused credentials need a human: no grace.
+            if u.state == ConnState::AuthFailed {
                 reasons.push(format!(
-                    "{}/{} stream {} is {:?} (not connected within {:?}){}",
-                    u.vendor,
-                    u.account,
-                    u.stream,
-                    u.state,
-                    u.grace,
-                    u.last_error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
+                    "{vendor}/{account} stream {stream}: its credentials were refused{error}"
+                ));
+            } else if now.saturating_duration_since(u.down_since) > u.grace {
+                reasons.push(format!(
+                    "{vendor}/{account} stream {stream} is {} and has not been connected for over {:?}{error}",
+                    u.state.as_str(),
+                    u.grace
                 ));
             }
         }
@@ -390,5 +406,42 @@ mod tests {
 
         up.set_state_at(ConnState::Connected, at(140));
         assert!(board.not_ready_reasons_at(at(500)).is_empty());
+    }
+
+    #[test]
+    fn readiness_reasons_say_what_is_wrong_in_status_words() {
+        let board = board();
+        let grace = Duration::from_secs(30);
+        let up = board.upstream(Vendor::Voip24h, "main", "0", grace);
+        let t0 = Instant::now();
+        up.set_state_at(ConnState::Connecting, t0);
+        let reasons = board.not_ready_reasons_at(t0 + Duration::from_secs(31));
+        assert_eq!(
+            reasons,
+            vec!["voip24h/main stream 0 is connecting and has not been connected for over 30s"]
+        );
+        up.auth_failed("server sent `error`: invalid key".into(), grace);
+        // At once: refused credentials get no grace.
+        let reasons = board.not_ready_reasons_at(Instant::now());
+        assert_eq!(
+            reasons,
+            vec![
+                "voip24h/main stream 0: its credentials were refused: server sent `error`: invalid key"
+            ]
+        );
+    }
+
+    #[test]
+    fn states_are_named_as_status_shows_them() {
+        for state in [
+            ConnState::Disconnected,
+            ConnState::Connecting,
+            ConnState::Signing,
+            ConnState::Connected,
+            ConnState::BackingOff,
+            ConnState::AuthFailed,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 }

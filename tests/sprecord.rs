@@ -474,7 +474,7 @@ async fn refused_credentials_fail_readiness_until_they_are_accepted() {
                 .status
                 .not_ready_reasons()
                 .iter()
-                .any(|r| r.contains("AuthFailed"))
+                .any(|r| r.contains("credentials were refused"))
     })
     .await;
     let (code, body) = readyz(&relay).await;
