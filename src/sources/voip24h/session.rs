@@ -7,13 +7,16 @@
 //! are never less than 10 s apart (the vendor: a loop under 10 s congests the
 //! socket); a `say` is answered with a `hello` at once when the last one is
 //! that old, else as soon as it is (early `say`s coalesce into one `hello`),
-//! and a `hello` goes out anyway `hello_interval` after the last one; no frame
-//! at all for 2 × `hello_interval` + 5 s ends the session as dead, and so does
-//! a namespace the server has not opened by then. On a stop (reload,
-//! shutdown) every `response` that has reached the relay is journaled, in
-//! order, before the session returns, for at most DRAIN_LIMIT past the stop
-//! (however fast the server still sends). The session never closes the link itself: the
-//! caller does, so that closing is always awaited in one place.
+//! and a `hello` goes out anyway `hello_interval` after the last one; no
+//! socket.io frame for 2 × `hello_interval` + 5 s (the Engine.IO heartbeat
+//! does not count) ends the session as dead, and so does a namespace the
+//! server has not opened by then. `response`s are journaled in order, those
+//! already arrived together in one commit (up to [`GROUP_MAX`]). On a stop
+//! (reload, shutdown) every `response` that has reached the relay is
+//! journaled before the session returns, for at most DRAIN_LIMIT past the
+//! stop (however fast the server still sends); what is left then is counted
+//! and logged. The session never closes the link itself: the caller does, so
+//! that closing is always awaited in one place.
 
 use std::sync::Arc;
 use std::time::Duration;
