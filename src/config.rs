@@ -322,7 +322,16 @@ impl Config {
         let mut config: Config = toml::from_str(&expanded.text).map_err(|e| {
             let mut v = Validator::new(text);
             let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
-            let message = without_literal(e.message().trim());
+            let mut message = without_literal(e.message().trim());
+            // A value the parser refused that holds a `${VAR}`: quoted as written.
+            let written = e.span().and_then(|span| {
+                let token = expanded.text.get(span.clone())?;
+                let written = text.get(expanded.original_span_if_expanded(span)?)?;
+                Some((token, written))
+            });
+            if let Some((token, written)) = written {
+                message = message.replace(token, written);
+            }
             v.error(offset..offset, expanded.redact(&message, text));
             v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),

@@ -25,11 +25,6 @@ struct Substitution {
     value: Option<String>,
 }
 
-/// Values shorter than this are not searched for in messages by
-/// [`Expanded::redact`]: they would match ordinary words. The checks that
-/// quote a value show it as written ([`Expanded::original_span_if_expanded`]).
-const REDACT_MIN_LEN: usize = 4;
-
 impl Expanded {
     /// The byte offset in the original text of `offset` in the expanded text.
     /// An offset inside a replaced value maps to its `${`, so an error's place
@@ -71,29 +66,28 @@ impl Expanded {
         Some(start..end.max(start))
     }
 
-    /// `message` with every value from the environment (as it is, and as
-    /// Rust's `{:?}` or TOML would escape it) replaced by the `${NAME}` that
+    /// `message` with every value from the environment that it quotes (as
+    /// Rust's `{:?}` or TOML writes a string) replaced by the `${NAME}` that
     /// `original` has for it: the last guard that no check's message, nor a
-    /// parser's, shows one.
+    /// parser's, shows one. Only quoted: a value that is also an ordinary
+    /// word ("voip", "main") must not rewrite the rest of the message.
     pub fn redact(&self, message: &str, original: &str) -> String {
         let mut values: Vec<(&str, &str)> = self
             .substitutions
             .iter()
             .filter_map(|s| {
-                let value = s.value.as_deref()?;
+                let value = s.value.as_deref().filter(|v| !v.is_empty())?;
                 Some((value, original.get(s.original.clone())?))
             })
-            .filter(|(value, _)| value.len() >= REDACT_MIN_LEN)
             .collect();
         // Longest first: a value inside a longer one must not split it.
         values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
         let mut message = message.to_owned();
         for (value, reference) in values {
-            let debug = format!("{value:?}");
-            let escaped = debug.get(1..debug.len() - 1).unwrap_or(value);
-            for form in [value, escaped] {
-                if message.contains(form) {
-                    message = message.replace(form, reference);
+            let quoted_reference = format!("\"{reference}\"");
+            for form in [format!("{value:?}"), format!("\"{value}\"")] {
+                if message.contains(&form) {
+                    message = message.replace(&form, &quoted_reference);
                 }
             }
         }

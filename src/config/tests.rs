@@ -431,6 +431,8 @@ fn no_message_shows_a_value_from_the_environment() {
     let lookup = |n: &str| match n {
         "URL" => Some("http://user:hunter2@host/".to_owned()),
         "WINDOW" => Some("10 hunter2s".to_owned()),
+        "RETENTION" => Some("hunter2".to_owned()),
+        "ACC" => Some("voip".to_owned()),
         _ => None,
     };
     // A check that quotes a value: the url of a source with a CA file.
@@ -446,8 +448,24 @@ fn no_message_shows_a_value_from_the_environment() {
     let err = Config::from_text("relay.toml", "[dedup]\nwindow = \"${WINDOW}\"\n", &lookup)
         .unwrap_err()
         .to_string();
-    assert!(!err.contains("hunter2"), "{err}");
-    assert!(err.contains("${WINDOW}"), "{err}");
+    assert!(!err.contains("hunter"), "not even a part of it: {err}");
+    assert!(err.contains("\"${WINDOW}\" is not a duration"), "{err}");
+    // Part of a value, as written.
+    let text = "[journal]\nretention = \"${RETENTION}h\"\n";
+    let err = Config::from_text("relay.toml", text, &lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"${RETENTION}h\" is not a duration"), "{err}");
+    // A value that is also an ordinary word leaves the rest of the message alone.
+    let text = "[[voip24h]]\naccount = \"${ACC}\"\nkey = \"k\"\nurl = \"https://h\"\n\
+                [[voip24h]]\naccount = \"b\"\nkey = \"k\"\nurl = \"https://h\"\n";
+    let err = Config::from_text("relay.toml", text, &lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[[voip24h]] \"b\" uses the same key on the same server as \"${ACC}\""),
+        "{err}"
+    );
 }
 
 #[test]

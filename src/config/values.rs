@@ -41,9 +41,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
         })?;
         humantime::parse_duration(text.trim())
             .map(HumanDuration)
-            .map_err(|e| {
+            // The parser's own words are left out: they quote part of the
+            // value, which may come from the environment.
+            .map_err(|_| {
                 serde::de::Error::custom(format!(
-                    "{text:?} is not a duration ({e}); write e.g. \"250ms\", \"15s\", \"10m\", \"24h\""
+                    "{text:?} is not a duration; write e.g. \"250ms\", \"15s\", \"10m\", \"24h\" \
+                     (units: ms, s, m, h, d)"
                 ))
             })
     }
