@@ -920,7 +920,8 @@ async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
     let engine = if sio == 2 { "3" } else { "4" };
     let relay = start_relay(&peer, engine, KEY, "key").await;
     peer.expect("signed").await;
-    // Offered faster than a journal commit per event can take them.
+    // Offered faster than the journal takes them (20,000/s; a debug build
+    // journals a few thousand a second of them).
     peer.send(json!({"cmd": "stream", "every_ms": 5, "per_tick": 100}))
         .await;
     peer.expect("streaming").await;

@@ -33,9 +33,12 @@ pub enum Malformed {
     Parse(String),
 }
 
-/// The journal is closing: the session must end.
+/// The journal is closing, or the drain after a stop is over: the session
+/// must end. `abandoned` events of the group were not journaled.
 #[derive(Debug)]
-pub struct ShuttingDown;
+pub struct ShuttingDown {
+    pub abandoned: u64,
+}
 
 /// Reads the first argument of a `response` event as a Voip24h call event.
 pub fn read_payload(args: &[Value], max_bytes: u64) -> Result<Value, Malformed> {
@@ -114,16 +117,22 @@ pub async fn deliver_all(
     loop {
         match ctx.ingest.submit_all(&events).await {
             Ok(_) => return Ok(events.len()),
-            Err(IngestError::ShuttingDown) => return Err(ShuttingDown),
+            Err(IngestError::ShuttingDown) => return Err(abandoned(&events)),
             Err(e) => {
                 tracing::warn!(vendor = "voip24h", account, events = events.len(), error = %e, retry_in = ?wait, "journal refused events; retrying");
                 tokio::select! {
-                    _ = give_up.cancelled() => return Err(ShuttingDown),
+                    _ = give_up.cancelled() => return Err(abandoned(&events)),
                     _ = tokio::time::sleep(wait) => {}
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+fn abandoned(events: &[IncomingEvent]) -> ShuttingDown {
+    ShuttingDown {
+        abandoned: events.len() as u64,
     }
 }
 

@@ -170,17 +170,19 @@ impl Session<'_> {
             self.deliver_queued(link, &drain_over).await;
         }
         timer.abort();
-        if drain_over.is_cancelled() {
-            self.report_left_behind(link);
-        }
+        self.report_left_behind(link, 0);
         end
     }
 
-    /// After the drain ran out of time: the `response`s received and not
-    /// journaled are lost (the server will not send them again), so they are
-    /// counted and logged rather than dropped without a word.
-    fn report_left_behind(&self, link: &mut Link) {
-        let mut left = 0u64;
+    /// Once the session can journal no more (the drain after a stop ran out
+    /// of time, the journal is closing): the `response`s it received and did
+    /// not journal — `abandoned` of a group whose commit was being retried,
+    /// and what is still queued — are lost (the server will not send them
+    /// again), so they are counted and logged rather than dropped without a
+    /// word. A backlog the connection's reader still holds beyond the queue
+    /// (only while the journal is far behind) is not counted.
+    fn report_left_behind(&self, link: &mut Link, abandoned: u64) {
+        let mut left = abandoned;
         while let Some(inbound) = link.try_recv() {
             if matches!(&inbound, Inbound::Event { name, .. } if name == "response") {
                 left += 1;
@@ -243,7 +245,13 @@ impl Session<'_> {
     ) -> bool {
         match inbound {
             Inbound::Event { name, args } if name == "response" => {
-                self.deliver_responses(link, args, drain_over).await.is_ok()
+                match self.deliver_responses(link, args, drain_over).await {
+                    Ok(()) => true,
+                    Err(ShuttingDown { abandoned }) => {
+                        self.report_left_behind(link, abandoned);
+                        false
+                    }
+                }
             }
             Inbound::Closed(_) => false,
             Inbound::Malformed(_) => {
@@ -409,9 +417,10 @@ impl Session<'_> {
                                 }
                             }
                             "response" => {
-                                if let Err(ShuttingDown) =
+                                if let Err(ShuttingDown { abandoned }) =
                                     self.deliver_responses(link, args, drain_over).await
                                 {
+                                    self.report_left_behind(link, abandoned);
                                     return end(
                                         EndReason::Cancelled,
                                         "journal closing".into(),
