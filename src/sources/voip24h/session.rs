@@ -428,6 +428,9 @@ impl Session<'_> {
                                         connected_at,
                                     );
                                 }
+                                // A commit retried while the journal failed is
+                                // our wait, not the server's silence.
+                                last_frame = Instant::now();
                             }
                             "error" => {
                                 let reason = if signed && connected_at.is_none() {
