@@ -365,19 +365,26 @@ fn new_backoff(t: &Timings) -> ExponentialBackoff {
         .with_initial_interval(t.backoff_min)
         .with_max_interval(t.backoff_max)
         .with_multiplier(2.0)
-        // ±50 %: streams that failed together do not retry together.
-        .with_randomization_factor(0.5)
+        // Jittered by `next_delay`, within the configured range.
+        .with_randomization_factor(0.0)
         .with_max_elapsed_time(None)
         .build()
 }
 
 /// The next exponential delay (never exhausted: max_elapsed_time is None),
-/// kept within `backoff_min..=backoff_max`: the jitter spreads streams that
-/// failed together, but `backoff_max` is the ceiling the operator set (a
-/// delay of up to 1.5 × it was taken before).
+/// jittered: uniform over ±50 % of it, cut to `backoff_min..=backoff_max`
+/// (the range, not the delay, is cut, so streams that failed together do not
+/// all land on the floor or the ceiling together). `backoff_max` is the
+/// ceiling the operator set: a delay of up to 1.5 × it was taken before.
 fn next_delay(backoff: &mut ExponentialBackoff, t: &Timings) -> Duration {
     let (min, max) = (t.backoff_min, t.backoff_max.max(t.backoff_min));
-    backoff.next_backoff().unwrap_or(max).clamp(min, max)
+    let delay = backoff.next_backoff().unwrap_or(max);
+    let low = delay.mul_f64(0.5).clamp(min, max);
+    let high = delay.mul_f64(1.5).clamp(min, max);
+    if low >= high {
+        return low;
+    }
+    rand::rng().random_range(low..=high)
 }
 
 /// `base` scaled by a random factor in 0.5..1.5.
@@ -418,10 +425,15 @@ mod tests {
                 .all(|d| (t.backoff_min..=t.backoff_max).contains(d)),
             "{delays:?}"
         );
-        // Still spread, not pinned to the ceiling.
+        // Spread at the floor and at the ceiling, not pinned to either: at
+        // most a few of the draws fall exactly on a bound.
+        let on_a_bound = delays
+            .iter()
+            .filter(|d| **d == t.backoff_min || **d == t.backoff_max)
+            .count();
         assert!(
-            delays[10..].iter().any(|d| *d < t.backoff_max),
-            "{delays:?}"
+            on_a_bound < 10,
+            "{on_a_bound} of 200 on a bound: {delays:?}"
         );
     }
 }
