@@ -410,6 +410,36 @@ async fn reconnects_after_drop_restart_and_silence(sio: u8) {
     relay.stop().await;
 }
 
+/// A server that cannot be reached is reason `connect`, told apart from a
+/// session that closed (`closed`), so an on-call engineer sees where to look.
+#[tokio::test]
+async fn an_unreachable_server_is_reconnect_reason_connect() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{}[[voip24h]]\naccount = \"main\"\nurl = \"http://127.0.0.1:{port}\"\nkey = \"{KEY}\"\nengine_io = \"4\"\n",
+        common::base_config(dir.path())
+    );
+    let relay = common::start_relay_tuned(dir, &text, |config| {
+        for source in &mut config.voip24h {
+            let source = source.get_mut();
+            source.backoff_min = unspanned(HumanDuration(BACKOFF_MIN));
+            source.backoff_max = unspanned(HumanDuration(BACKOFF_MAX));
+        }
+    })
+    .await;
+    common::eventually(WAIT, "two `connect` reconnects", || {
+        reconnects(&relay, "connect") >= 2
+    })
+    .await;
+    assert_eq!(reconnects(&relay, "closed"), 0);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn sio2_reconnects_after_drop_restart_and_silence() {
     reconnects_after_drop_restart_and_silence(2).await;

@@ -201,10 +201,14 @@ impl Supervisor {
 }
 
 /// A connection that could not be opened: `proxy` when the proxy failed
-/// (the operator's side), `closed` for everything else.
+/// (the operator's side), `connect` when the server could not be reached,
+/// `connect_timeout` when the handshake took too long, `closed` for the rest
+/// (the server answered, then hung up or spoke something else).
 fn link_failure_reason(error: &LinkError) -> EndReason {
     match error {
         LinkError::Connect(e) if e.is_proxy() => EndReason::Proxy,
+        LinkError::Connect(_) => EndReason::Connect,
+        LinkError::Timeout(_) => EndReason::ConnectTimeout,
         _ => EndReason::Closed,
     }
 }

@@ -48,6 +48,9 @@ pub enum EndReason {
     DisconnectedServer,
     /// The server's `disconnect` event.
     Disconnect,
+    /// The server could not be reached (refused, unreachable, no answer to
+    /// the TCP connect): the network or the server's host, not the session.
+    Connect,
     /// The connection closed under us.
     Closed,
     /// No frame for too long.
@@ -69,6 +72,7 @@ impl EndReason {
             EndReason::ConnectEnd => "connect_end",
             EndReason::DisconnectedServer => "disconnected_server",
             EndReason::Disconnect => "disconnect",
+            EndReason::Connect => "connect",
             EndReason::Closed => "closed",
             EndReason::Silent => "silent",
             EndReason::Proxy => "proxy",
