@@ -57,20 +57,21 @@ pub struct Context {
     /// Where each SPRecord stream resumes; outlives the sources (a reload
     /// restarts them).
     pub sse_resume: Arc<crate::sources::sprecord::resume::ResumeIds>,
-    /// `message.max.bytes` of the Kafka sink running now (`usize::MAX` with
-    /// none): during a reload the config already holds the new value while
-    /// the old sink still delivers, and a webhook must fit both.
+    /// The largest Kafka message a webhook's event may become
+    /// (`message.max.bytes`; `usize::MAX` without a Kafka sink). Kept here,
+    /// not read from the config per request: while a reload replaces the
+    /// sink, an event must fit both the old one and the new one.
     pub kafka_message_max: AtomicUsize,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
 
 impl Context {
-    /// The largest Kafka message a webhook's event may become: what both the
-    /// configured and the running sink take; `None` without a Kafka sink.
+    /// The largest Kafka message a webhook's event may become; `None`
+    /// without a Kafka sink.
     pub fn kafka_message_limit(&self) -> Option<usize> {
-        let configured = self.config.load().kafka.as_ref()?.message_max_bytes();
-        Some(configured.min(self.kafka_message_max.load(Ordering::Acquire)))
+        let limit = self.kafka_message_max.load(Ordering::Acquire);
+        (limit != usize::MAX).then_some(limit)
     }
 
     /// The sinks whose cursors hold events back from retention.
@@ -141,6 +142,7 @@ impl Relay {
             .local_addr()
             .map_err(|source| RunError::Bind { addr, source })?;
         let (reloads, reload_rx) = tokio::sync::mpsc::channel(4);
+        let kafka_message_max = AtomicUsize::new(kafka_message_max(&config));
         let ctx = Arc::new(Context {
             config: ArcSwap::from_pointee(config),
             config_path,
@@ -152,7 +154,7 @@ impl Relay {
             shutdown: CancellationToken::new(),
             ws_sessions: sinks::websocket::Sessions::default(),
             sse_resume: Arc::default(),
-            kafka_message_max: AtomicUsize::new(usize::MAX),
+            kafka_message_max,
             started: Instant::now(),
             reloads,
         });
@@ -264,6 +266,14 @@ async fn serve(
                     tracing::warn!("reload: {warning}");
                 }
                 let config = Arc::new(config);
+                let kafka_limit = kafka_message_max(&config);
+                // Until the sink runs on the new config, both limits hold.
+                match kafka_limit {
+                    usize::MAX => ctx.kafka_message_max.store(usize::MAX, Ordering::Release),
+                    limit => {
+                        ctx.kafka_message_max.fetch_min(limit, Ordering::AcqRel);
+                    }
+                }
                 ctx.config.store(config.clone());
                 // The fan-out reads its config per connection, but its
                 // /status entry is only rewritten on a connect or disconnect.
@@ -288,7 +298,7 @@ async fn serve(
                     if let Some(k) = kafka.take() {
                         k.stop().await;
                     }
-                    ctx.kafka_message_max.store(usize::MAX, Ordering::Release);
+                    ctx.kafka_message_max.store(kafka_limit, Ordering::Release);
                     kafka = start_kafka(&ctx);
                     if kafka.is_none() {
                         // No sink, no lag: a frozen series would keep a lag alert firing.
@@ -356,10 +366,16 @@ impl RunningKafka {
     }
 }
 
+/// `config`'s Kafka `message.max.bytes`; `usize::MAX` without Kafka.
+fn kafka_message_max(config: &Config) -> usize {
+    config
+        .kafka
+        .as_ref()
+        .map_or(usize::MAX, |k| k.message_max_bytes())
+}
+
 fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
-    ctx.kafka_message_max
-        .store(config.message_max_bytes(), Ordering::Release);
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
     let files_digest = config.files_digest();

@@ -211,16 +211,15 @@ impl<'a> Validator<'a> {
     /// in it (`"${LISTEN}"`, `"https://${HOST}/x"`), so the environment's
     /// value (it may hold a password, as in a URL's userinfo) never appears.
     pub fn shown(&self, value: &Spanned<String>) -> String {
-        match self.written {
-            Some((expanded, written)) => match expanded.original_span_if_expanded(value.span()) {
-                Some(span) => written.get(span).map_or_else(
+        self.written
+            .and_then(|(expanded, written)| {
+                let span = expanded.original_span_if_expanded(value.span())?;
+                Some(written.get(span).map_or_else(
                     || "(a value from the environment)".to_owned(),
                     str::to_owned,
-                ),
-                None => format!("{:?}", value.get_ref()),
-            },
-            None => format!("{:?}", value.get_ref()),
-        }
+                ))
+            })
+            .unwrap_or_else(|| format!("{:?}", value.get_ref()))
     }
 
     /// Reports a problem at the start of `span` (a default value reports at 1:1).

@@ -206,21 +206,7 @@ impl Journal {
         // followed from what is stored; beyond that the stored time is wrong.
         let trust_ahead_ms = options.retention.as_millis().try_into().unwrap_or(u64::MAX);
         let newest_stored_ms = newest_record_ms.max(index.newest_at_ms());
-        let (clock, start) = JournalClock::new(now_ms(), newest_stored_ms, trust_ahead_ms);
-        match start {
-            clock::Start::System => {}
-            clock::Start::Stored { ahead_ms } => tracing::info!(
-                ahead_ms,
-                "the journal holds times ahead of the system clock (it was set back since): \
-                 its clock carries on from them, so dedup and retention keep their length"
-            ),
-            clock::Start::Bounded { ahead_ms } => tracing::warn!(
-                ahead_ms,
-                "the journal holds times further ahead of the system clock than \
-                 journal.retention (a clock far off once, or a damaged record): its clock \
-                 starts journal.retention ahead; entries stamped later expire only when it reaches them"
-            ),
-        }
+        let clock = JournalClock::start(newest_stored_ms, trust_ahead_ms);
         let journal = Journal {
             db: RwLock::new(Some(Arc::new(db))),
             path,

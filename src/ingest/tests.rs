@@ -136,16 +136,31 @@ async fn a_commit_reported_failed_that_landed_reaches_the_sinks_without_a_hole()
     ingest.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_landed_commit_missed_at_recovery_goes_out_before_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, hub) = setup(dir.path());
+/// An ingest whose commit of "a" landed but was reported failed, and whose
+/// recovery could not read it back: the sinks have not had it yet.
+async fn with_a_landed_commit_missed_at_recovery(
+    dir: &std::path::Path,
+) -> (
+    Ingest,
+    Hub,
+    IngestHandle,
+    broadcast::Receiver<Arc<JournaledEvent>>,
+) {
+    let (store, open, ingest, hub) = setup(dir);
     open.send(()).unwrap();
     let handle = ingest.handle();
-    let mut live = hub.subscribe_live();
+    let live = hub.subscribe_live();
     store.land_then_fail.store(true, Ordering::SeqCst);
     store.fail_next_read.store(true, Ordering::SeqCst);
     assert!(handle.submit(event("a")).await.is_err());
+    (ingest, hub, handle, live)
+}
+
+#[tokio::test]
+async fn a_landed_commit_missed_at_recovery_goes_out_before_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, _hub, handle, mut live) =
+        with_a_landed_commit_missed_at_recovery(dir.path()).await;
     let next = handle.submit(event("b")).await.unwrap();
     assert_eq!(next.seq, 2);
     assert_eq!(live.recv().await.unwrap().seq, 1);
@@ -156,13 +171,7 @@ async fn a_landed_commit_missed_at_recovery_goes_out_before_the_next_one() {
 #[tokio::test]
 async fn a_landed_commit_missed_at_recovery_goes_out_with_the_retry_of_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
-    let mut live = hub.subscribe_live();
-    store.land_then_fail.store(true, Ordering::SeqCst);
-    store.fail_next_read.store(true, Ordering::SeqCst);
-    assert!(handle.submit(event("a")).await.is_err());
+    let (ingest, hub, handle, mut live) = with_a_landed_commit_missed_at_recovery(dir.path()).await;
     // The retry commits nothing new, but the sinks get what had landed.
     let retry = handle.submit(event("a")).await.unwrap();
     assert_eq!((retry.seq, retry.duplicate), (1, true));

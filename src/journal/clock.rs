@@ -29,7 +29,7 @@ pub(super) struct JournalClock {
 
 /// How a journal's clock starts.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Start {
+enum Start {
     /// From the system clock.
     System,
     /// From the newest stored time, this far ahead of the system clock.
@@ -41,7 +41,7 @@ pub(super) enum Start {
 impl JournalClock {
     /// A clock reading `max(wall_ms, newest_stored_ms)` now, where the stored
     /// time counts up to `trust_ahead_ms` past `wall_ms`.
-    pub fn new(wall_ms: u64, newest_stored_ms: u64, trust_ahead_ms: u64) -> (JournalClock, Start) {
+    fn new(wall_ms: u64, newest_stored_ms: u64, trust_ahead_ms: u64) -> (JournalClock, Start) {
         let bound = wall_ms.saturating_add(trust_ahead_ms);
         let (anchor_ms, start) = if newest_stored_ms <= wall_ms {
             (wall_ms, Start::System)
@@ -57,6 +57,27 @@ impl JournalClock {
             anchor_boot_ms: boot_ms(),
         };
         (clock, start)
+    }
+
+    /// The clock of a journal opening now, logging where it starts when that
+    /// is not the system clock.
+    pub fn start(newest_stored_ms: u64, trust_ahead_ms: u64) -> JournalClock {
+        let (clock, start) = JournalClock::new(super::now_ms(), newest_stored_ms, trust_ahead_ms);
+        match start {
+            Start::System => {}
+            Start::Stored { ahead_ms } => tracing::info!(
+                ahead_ms,
+                "the journal holds times ahead of the system clock (it was set back since): \
+                 its clock carries on from them, so dedup and retention keep their length"
+            ),
+            Start::Bounded { ahead_ms } => tracing::warn!(
+                ahead_ms,
+                "the journal holds times further ahead of the system clock than \
+                 journal.retention (a clock far off once, or a damaged record): its clock \
+                 starts journal.retention ahead; entries stamped later expire only when it reaches them"
+            ),
+        }
+        clock
     }
 
     pub fn now_ms(&self) -> u64 {

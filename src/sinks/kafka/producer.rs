@@ -112,15 +112,10 @@ const SEQ_DIGITS: usize = 20;
 /// the event whose header is `h` and whose CloudEvent JSON, without its seq,
 /// is `json_len` bytes: the record [`record`] builds.
 pub fn wire_size_bound(h: &EventHeader, json_len: usize) -> usize {
-    let headers: usize = [
-        ("content-type", CONTENT_TYPE.len()),
-        ("ce_id", h.id.len()),
-        ("ce_type", h.event_type.len()),
-        ("ce_source", h.source.len()),
-    ]
-    .iter()
-    .map(|(key, value)| key.len() + value + HEADER_OVERHEAD)
-    .sum();
+    let headers: usize = header_pairs(h)
+        .iter()
+        .map(|(key, value)| key.len() + value.len() + HEADER_OVERHEAD)
+        .sum();
     RECORD_OVERHEAD + key_of(h).len() + json_len + SEQ_DIGITS + headers
 }
 
@@ -132,25 +127,27 @@ pub fn record<'a>(event: &'a JournaledEvent, topic: &'a str) -> FutureRecord<'a,
         .headers(headers_of(&event.header))
 }
 
-/// The CloudEvents binary-mode headers of an event's message.
+/// The CloudEvents binary-mode headers of an event's message, as (key, value).
+fn header_pairs(h: &EventHeader) -> [(&'static str, &str); 4] {
+    [
+        ("content-type", CONTENT_TYPE),
+        ("ce_id", h.id.as_str()),
+        ("ce_type", h.event_type.as_str()),
+        ("ce_source", h.source.as_str()),
+    ]
+}
+
+/// [`header_pairs`] as librdkafka headers.
 fn headers_of(h: &EventHeader) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(4)
-        .insert(Header {
-            key: "content-type",
-            value: Some(CONTENT_TYPE),
-        })
-        .insert(Header {
-            key: "ce_id",
-            value: Some(h.id.as_str()),
-        })
-        .insert(Header {
-            key: "ce_type",
-            value: Some(h.event_type.as_str()),
-        })
-        .insert(Header {
-            key: "ce_source",
-            value: Some(h.source.as_str()),
-        })
+    header_pairs(h).into_iter().fold(
+        OwnedHeaders::new_with_capacity(4),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value),
+            })
+        },
+    )
 }
 
 /// A short, bounded word for `publish_errors{reason}`.
