@@ -9,6 +9,7 @@
 //! What consumers get is described in `docs/kafka.md`.
 
 pub mod config;
+mod error_log;
 pub mod forwarder;
 pub mod producer;
 mod reader;

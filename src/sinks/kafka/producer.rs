@@ -4,11 +4,12 @@
 //!
 //! Guarantees: every record carries key = `subject` (else `id`), the CloudEvent
 //! JSON as value, unchanged, and the headers of CONTRACT.md; librdkafka's own
-//! errors and logs go to `tracing` and never carry a config secret.
+//! errors and logs go to `tracing` (repeated errors throttled, see
+//! `error_log`) and never carry a config secret.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -20,6 +21,7 @@ use crate::event::EventHeader;
 use crate::journal::JournaledEvent;
 
 use super::config::KafkaConfig;
+use super::error_log::{ErrorLog, Verdict};
 
 pub type KafkaProducer = FutureProducer<HealthContext>;
 
@@ -32,6 +34,8 @@ pub struct Health {
     pub all_brokers_down: AtomicBool,
     /// The last global error librdkafka reported.
     pub last_error: Mutex<Option<String>>,
+    /// Which of those errors are logged at `warn`.
+    error_log: Mutex<ErrorLog>,
 }
 
 impl Health {
@@ -43,7 +47,19 @@ impl Health {
     }
 
     pub fn delivered(&self) {
-        self.all_brokers_down.store(false, Ordering::Release);
+        if self.all_brokers_down.swap(false, Ordering::AcqRel) {
+            self.error_log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .reachable();
+        }
+    }
+
+    fn error_verdict(&self, code: Option<RDKafkaErrorCode>) -> Verdict {
+        self.error_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .verdict(code, Instant::now())
     }
 
     pub fn note(&self, error: String) {
@@ -75,8 +91,19 @@ impl ClientContext for HealthContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}");
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        let code = error.rdkafka_error_code();
+        match self.health.error_verdict(code) {
+            Verdict::Warn { held_back: 0 } => {
+                tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}")
+            }
+            Verdict::Warn { held_back } => {
+                tracing::warn!(target: "librdkafka", error = %error, held_back, "kafka: {reason} (and {held_back} more like it since last logged)")
+            }
+            Verdict::Quiet => {
+                tracing::debug!(target: "librdkafka", error = %error, "kafka: {reason}")
+            }
+        }
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.all_brokers_down.store(true, Ordering::Release);
         } else {
             // "All brokers are down" follows every connection failure and is

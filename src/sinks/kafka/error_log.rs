@@ -1,0 +1,136 @@
+//! Which of librdkafka's global errors reach the log at `warn`.
+//!
+//! Why: while a broker is unreachable librdkafka reports "N/N brokers are
+//! down" every time a connection attempt or metadata request fails, about 20
+//! times a second, and the same error again through more than one path. Logged
+//! as they come, an outage of a day wrote two million journald lines and hid
+//! everything else.
+//!
+//! Guarantees:
+//! - "all brokers are down" is logged once per outage: again only after a
+//!   delivery has shown a broker reachable ([`ErrorLog::reachable`]);
+//! - any other error is logged the first time, whenever its code differs from
+//!   the last one logged, and otherwise at most once per [`REPEAT_INTERVAL`],
+//!   saying how many were held back in between;
+//! - what is held back still reaches `debug`, and `/status` still shows the
+//!   latest reason (the caller records it whatever this says).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::error::RDKafkaErrorCode;
+
+/// How often a repeating error is logged again.
+pub const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether to log an error at `warn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Log it; `held_back` errors of the same code were not logged since the last.
+    Warn { held_back: u64 },
+    /// A repeat: `debug` only.
+    Quiet,
+}
+
+/// The state behind the verdicts, one per producer.
+#[derive(Debug, Default)]
+pub struct ErrorLog {
+    all_down_logged: bool,
+    last: Option<(Option<RDKafkaErrorCode>, Instant)>,
+    held_back: u64,
+}
+
+impl ErrorLog {
+    /// The verdict for an error with librdkafka's `code`, reported at `now`.
+    pub fn verdict(&mut self, code: Option<RDKafkaErrorCode>, now: Instant) -> Verdict {
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            if std::mem::replace(&mut self.all_down_logged, true) {
+                return Verdict::Quiet;
+            }
+            return Verdict::Warn { held_back: 0 };
+        }
+        match self.last {
+            Some((last, at)) if last == code && now.duration_since(at) < REPEAT_INTERVAL => {
+                self.held_back += 1;
+                Verdict::Quiet
+            }
+            Some((last, _)) if last == code => {
+                self.last = Some((code, now));
+                Verdict::Warn {
+                    held_back: std::mem::take(&mut self.held_back),
+                }
+            }
+            _ => {
+                self.last = Some((code, now));
+                self.held_back = 0;
+                Verdict::Warn { held_back: 0 }
+            }
+        }
+    }
+
+    /// A broker took a delivery: the next "all brokers down" is a new outage.
+    pub fn reachable(&mut self) {
+        self.all_down_logged = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOWN: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::AllBrokersDown);
+    const TRANSPORT: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::BrokerTransportFailure);
+    const AUTH: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::Authentication);
+
+    #[test]
+    fn all_brokers_down_is_logged_once_per_outage() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.verdict(DOWN, t0), Verdict::Warn { held_back: 0 });
+        for i in 1..200 {
+            let later = t0 + Duration::from_millis(50 * i);
+            assert_eq!(log.verdict(DOWN, later), Verdict::Quiet, "repeat {i}");
+        }
+        // Far past the repeat interval, still the same outage.
+        assert_eq!(log.verdict(DOWN, t0 + 4 * REPEAT_INTERVAL), Verdict::Quiet);
+        log.reachable();
+        assert_eq!(
+            log.verdict(DOWN, t0 + 5 * REPEAT_INTERVAL),
+            Verdict::Warn { held_back: 0 }
+        );
+    }
+
+    #[test]
+    fn a_repeating_error_is_logged_again_after_the_interval_with_what_was_held_back() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Quiet);
+        let just_before = t0 + REPEAT_INTERVAL - Duration::from_millis(1);
+        assert_eq!(log.verdict(TRANSPORT, just_before), Verdict::Quiet);
+        assert_eq!(
+            log.verdict(TRANSPORT, t0 + REPEAT_INTERVAL),
+            Verdict::Warn { held_back: 2 }
+        );
+        // The count starts over from the error just logged.
+        let t1 = t0 + REPEAT_INTERVAL;
+        assert_eq!(log.verdict(TRANSPORT, t1), Verdict::Quiet);
+        assert_eq!(
+            log.verdict(TRANSPORT, t1 + REPEAT_INTERVAL),
+            Verdict::Warn { held_back: 1 }
+        );
+    }
+
+    #[test]
+    fn a_different_error_is_logged_at_once() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(AUTH, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(None, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(None, t0), Verdict::Quiet);
+        // "All brokers down" between repeats does not reset them.
+        assert_eq!(log.verdict(DOWN, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(None, t0), Verdict::Quiet);
+    }
+}
