@@ -193,7 +193,9 @@ impl Metrics {
         // Counters an alert watches with `increase()` start at 0: a series
         // born at 1 has no earlier sample, so Prometheus sees no increase and
         // the first failed commit or refused reload would never alert.
-        ingest_errors.with_label_values(&["commit"]);
+        for reason in ["commit", "dropped_at_stop"] {
+            ingest_errors.with_label_values(&[reason]);
+        }
         for result in ["ok", "failed"] {
             config_reloads.with_label_values(&[result]);
         }
@@ -263,6 +265,7 @@ mod tests {
         let text = Metrics::new().render();
         for series in [
             "callrelay_ingest_errors_total{reason=\"commit\"} 0",
+            "callrelay_ingest_errors_total{reason=\"dropped_at_stop\"} 0",
             "callrelay_config_reloads_total{result=\"failed\"} 0",
             "callrelay_config_reloads_total{result=\"ok\"} 0",
             "callrelay_journal_dropped_events_total{reason=\"undelivered\"} 0",

@@ -1183,6 +1183,43 @@ fn the_alert_rules_name_exported_metrics_and_fire_when_they_should() {
     }
 }
 
+/// Every series an alert watches with `increase()`, as `name{label="value"}`
+/// (or `name` when it selects no label).
+fn increase_selectors(rules: &str) -> Vec<String> {
+    rules
+        .split("increase(")
+        .skip(1)
+        .filter_map(|rest| rest.split('[').next())
+        .map(|selector| selector.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_series_an_alert_watches_with_increase_is_exported_at_zero_from_the_start() {
+    // A counter born at 1 has no earlier sample, so `increase()` never sees
+    // its first event and the alert cannot fire.
+    let rules =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/prometheus/callrelay-alerts.yml"))
+            .expect("read rules");
+    let selectors = increase_selectors(&rules);
+    assert!(
+        selectors.len() >= 4,
+        "too few increase() rules found: {selectors:?}"
+    );
+    let scrape = Metrics::new().render();
+    for selector in &selectors {
+        let found = if selector.contains('{') {
+            scrape.lines().any(|l| l == format!("{selector} 0"))
+        } else {
+            scrape.lines().any(|l| l.starts_with(selector.as_str()))
+        };
+        assert!(
+            found,
+            "`{selector}` is not exported at 0 from the start:\n{scrape}"
+        );
+    }
+}
+
 #[test]
 fn grafana_and_prometheus_provisioning_load_the_dashboard() {
     let read = |p: &str| std::fs::read_to_string(Path::new(ROOT).join(p)).expect(p);
