@@ -5,12 +5,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use callrelay::config::Config;
 use callrelay::logging::{self, LogFormat, log_filter};
 use callrelay::sinks::websocket::tail::{self, TailOptions};
+
+/// How long the daemon waits, after its stop is complete, for work it
+/// abandoned (a blocking Kafka metadata request) before exiting anyway.
+const LEFTOVER_WORK_BOUND: Duration = Duration::from_secs(1);
 
 /// mimalloc instead of glibc malloc: every event allocates its parsed payload
 /// on an HTTP worker and frees it on the journal writer, and glibc's
@@ -120,11 +125,21 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(callrelay::app::run_daemon(&cli.config)) {
+            let result = runtime.block_on(callrelay::app::run_daemon(&cli.config));
+            // What is still running is work the stop abandoned after making
+            // everything durable (a Kafka metadata request that may take its
+            // 10 s timeout): dropping the runtime would wait for it.
+            runtime.shutdown_timeout(LEFTOVER_WORK_BOUND);
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("callrelay: {e}");
+                    // Once, in the log's own format (a JSON log stays JSON);
+                    // plainly only when the log level hides errors.
+                    if tracing::enabled!(tracing::Level::ERROR) {
+                        tracing::error!("{e}");
+                    } else {
+                        eprintln!("callrelay: {e}");
+                    }
                     ExitCode::FAILURE
                 }
             }

@@ -73,6 +73,36 @@ fn logged_error(out: &Output) -> bool {
     })
 }
 
+/// A fatal error is reported once, in the log's format: a JSON log stays
+/// JSON lines (it used to get a plain copy of the error after it), and with
+/// every level turned off the error is still printed.
+#[test]
+fn a_fatal_error_is_reported_once_in_the_log_format() {
+    let out = run_missing_config(None, None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line: {line:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("cannot read the config file").count(),
+        1,
+        "{stderr}"
+    );
+
+    let out = run_missing_config(Some("off"), None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("cannot read the config file").count(),
+        1,
+        "{stderr}"
+    );
+}
+
 /// EnvFilter reads a lone word that is not a level as a target name:
 /// `warning` or a typo would turn every log line off without a word.
 #[test]

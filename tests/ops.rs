@@ -1414,7 +1414,7 @@ struct Daemon {
 impl Daemon {
     /// Starts `callrelay run` as systemd would with `WatchdogSec=` and `Type=notify`.
     async fn start(dir: &Path, config: &Path, watchdog_usec: u64) -> Daemon {
-        Daemon::start_limited(dir, config, watchdog_usec, None).await
+        Daemon::start_limited(dir, config, watchdog_usec, None, "info").await
     }
 
     /// As `start`, with the files it writes limited to `max_file_bytes`
@@ -1425,6 +1425,7 @@ impl Daemon {
         config: &Path,
         watchdog_usec: u64,
         max_file_bytes: Option<u64>,
+        rust_log: &str,
     ) -> Daemon {
         let socket_path = dir.join("notify.sock");
         let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
@@ -1459,7 +1460,7 @@ impl Daemon {
             .arg(config)
             .env("NOTIFY_SOCKET", &socket_path)
             .env("WATCHDOG_USEC", watchdog_usec.to_string())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1534,6 +1535,59 @@ impl Drop for Daemon {
     }
 }
 
+/// A stop while the Kafka sink waits on a broker that does not answer (its
+/// metadata request may take 10 s) exits once everything is durable: the
+/// process used to linger for the rest of that request after `stopped`.
+#[tokio::test]
+async fn a_stop_does_not_wait_for_a_kafka_metadata_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let text = format!(
+        "{}{}\n[kafka]\nbrokers = \"127.0.0.1:{closed_port}\"\n",
+        common::base_config(dir.path()),
+        DEMO_HOOKS
+    );
+    std::fs::write(&config, &text).expect("write config");
+    let mut d = Daemon::start_limited(
+        dir.path(),
+        &config,
+        200_000,
+        None,
+        "info,callrelay::sinks::kafka=debug",
+    )
+    .await;
+    let answer = reqwest::Client::new()
+        .post(d.url("/hooks/tel4vn/demo"))
+        .bearer_auth("demo-tel4vn-key")
+        .json(&json!({"state": "ringing", "call_id": "stop-during-metadata"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 200);
+    d.log_where(|v| message(v).contains("checking the topic"))
+        .await;
+    d.signal("TERM");
+    d.log_where(|v| message(v) == "stopped").await;
+    let stopped_at = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = d.child.wait().expect("wait");
+        (status, d)
+    })
+    .await
+    .expect("join")
+    .0;
+    let lingered = stopped_at.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        lingered < Duration::from_secs(5),
+        "the process lived {lingered:?} after `stopped`"
+    );
+}
+
 /// A full disk (here the file-size limit) refuses commits with 503; once
 /// there is room again the relay takes events at once, without a restart
 /// (redb refuses every write after an I/O error until it is opened again,
@@ -1548,7 +1602,7 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
     let config = dir.path().join("relay.toml");
     let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
     std::fs::write(&config, &text).expect("write config");
-    let d = Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024)).await;
+    let d = Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024), "info").await;
     let client = reqwest::Client::new();
     let post = |n: u32| {
         client

@@ -716,6 +716,7 @@ impl Forwarder {
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());
         let topic = name.clone();
+        tracing::debug!(topic = %name, "kafka sink: checking the topic on the broker");
         let check = tokio::task::spawn_blocking(move || {
             KnownTopics::ensure_blocking(&producer, &topic, create, &admin)
         });
