@@ -112,7 +112,7 @@ impl Relay {
         let metrics = Arc::new(Metrics::new());
         let journal_cfg = &config.journal;
         let journal = Journal::open(JournalOptions {
-            dir: journal_cfg.path.clone(),
+            dir: journal_cfg.path.get_ref().clone(),
             dedup_window: config.dedup.window.get_ref().get(),
             retention: journal_cfg.retention.get_ref().get(),
             max_size: journal_cfg.max_size.get_ref().get(),

@@ -99,7 +99,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     #[serde(default = "JournalConfig::default_path")]
-    pub path: PathBuf,
+    pub path: Spanned<PathBuf>,
     #[serde(default = "JournalConfig::default_retention")]
     pub retention: Spanned<HumanDuration>,
     #[serde(default = "JournalConfig::default_max_size")]
@@ -107,14 +107,34 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    fn default_path() -> PathBuf {
-        PathBuf::from("./data")
+    fn default_path() -> Spanned<PathBuf> {
+        unspanned(PathBuf::from("./data"))
     }
     fn default_retention() -> Spanned<HumanDuration> {
         unspanned(HumanDuration::from_secs(24 * 3600))
     }
     fn default_max_size() -> Spanned<ByteSize> {
         unspanned(ByteSize(1024 * 1024 * 1024))
+    }
+}
+
+impl JournalConfig {
+    /// The journal's directory: created at start if missing, so only what
+    /// can never work is refused here (`check` changes nothing on disk).
+    fn validate_path(&self, v: &mut Validator) {
+        let path = self.path.get_ref();
+        if path.as_os_str().is_empty() {
+            v.error(
+                self.path.span(),
+                "`path` must not be empty: it is the journal's directory, like \"/var/lib/callrelay\"",
+            );
+        } else if path.exists() && !path.is_dir() {
+            let message = format!(
+                "`path` = {} exists and is not a directory: it is the journal's directory",
+                v.shown(&self.path)
+            );
+            v.error(self.path.span(), message);
+        }
     }
 }
 
@@ -210,7 +230,7 @@ impl<'a> Validator<'a> {
     /// `value` quoted for a message: as the file has it when a `${VAR}` stands
     /// in it (`"${LISTEN}"`, `"https://${HOST}/x"`), so the environment's
     /// value (it may hold a password, as in a URL's userinfo) never appears.
-    pub fn shown(&self, value: &Spanned<String>) -> String {
+    pub fn shown<T: std::fmt::Debug>(&self, value: &Spanned<T>) -> String {
         self.written
             .and_then(|(expanded, written)| {
                 let span = expanded.original_span_if_expanded(value.span())?;
@@ -445,6 +465,7 @@ impl Config {
             ByteSize(1 << 30),
             ByteSize::to_string,
         );
+        self.journal.validate_path(v);
         v.check_range(
             "retention",
             &self.journal.retention,

@@ -40,11 +40,11 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
         );
         new.server.listen = running.server.listen.clone();
     }
-    if new.journal.path != running.journal.path {
+    if new.journal.path.get_ref() != running.journal.path.get_ref() {
         note(
             "journal.path",
-            format!("{:?}", running.journal.path.display().to_string()),
-            format!("{:?}", new.journal.path.display().to_string()),
+            format!("{:?}", running.journal.path.get_ref().display().to_string()),
+            format!("{:?}", new.journal.path.get_ref().display().to_string()),
         );
         new.journal.path = running.journal.path.clone();
     }
@@ -127,7 +127,10 @@ mod tests {
         );
         let (effective, warnings) = pin_restart_only(&running, new);
         assert_eq!(effective.server.listen.get_ref(), "127.0.0.1:8080");
-        assert_eq!(effective.journal.path, std::path::PathBuf::from("/a"));
+        assert_eq!(
+            effective.journal.path.get_ref(),
+            &std::path::PathBuf::from("/a")
+        );
         assert_eq!(
             effective.journal.retention.get_ref(),
             running.journal.retention.get_ref()

@@ -155,6 +155,36 @@ fn dedup_window_must_fit_in_retention() {
 }
 
 #[test]
+fn the_journal_path_must_be_a_directory_or_not_exist_yet() {
+    let p = problems("[journal]\npath = \"\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("relay.toml:2:8: `path` must not be empty"),
+        "{p:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let p = problems(&format!(
+        "[journal]\npath = {:?}\n",
+        file.display().to_string()
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:2:8: `path` = "), "{p:?}");
+    assert!(p[0].contains("exists and is not a directory"), "{p:?}");
+
+    // A directory, or one still to be created, is fine.
+    for path in [dir.path().to_owned(), dir.path().join("not-yet")] {
+        load(&format!(
+            "[journal]\npath = {:?}\n",
+            path.display().to_string()
+        ))
+        .unwrap();
+    }
+}
+
+#[test]
 fn open_websocket_needs_loopback() {
     // Tokens not written: the problem is placed at the listener.
     let p = problems("[server]\nlisten = \"0.0.0.0:8080\"\n");
