@@ -24,8 +24,8 @@ pub use reload::ReloadOutcome;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{Hub, Ingest, IngestHandle, IngestOptions};
 use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
 use crate::sources::SourceManager;
@@ -62,6 +63,8 @@ pub struct Context {
     /// not read from the config per request: while a reload replaces the
     /// sink, an event must fit both the old one and the new one.
     pub kafka_message_max: AtomicUsize,
+    /// Which refused webhook requests are logged (per vendor and status).
+    pub webhook_refusals: Mutex<LogThrottle<(&'static str, u16)>>,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
@@ -155,6 +158,9 @@ impl Relay {
             ws_sessions: sinks::websocket::Sessions::default(),
             sse_resume: Arc::default(),
             kafka_message_max,
+            webhook_refusals: Mutex::new(LogThrottle::new(
+                crate::sources::webhook::REFUSAL_LOG_INTERVAL,
+            )),
             started: Instant::now(),
             reloads,
         });

@@ -11,6 +11,7 @@ pub mod event;
 pub mod http_serve;
 pub mod ingest;
 pub mod journal;
+pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
 pub mod server;

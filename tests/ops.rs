@@ -1535,6 +1535,62 @@ impl Drop for Daemon {
     }
 }
 
+/// A refused webhook is logged with its reason, once per vendor and status
+/// while it repeats (a vendor retrying with a rotated key), and never with the
+/// credential it carried. Before, refusals showed in the metric only.
+#[tokio::test]
+async fn refused_webhooks_are_logged_once_while_they_repeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    std::fs::write(&config, &text).expect("write config");
+    let mut d = Daemon::start(dir.path(), &config, 200_000).await;
+    let client = reqwest::Client::new();
+    let wrong_key = "rotated-key-7d1f0c";
+    for _ in 0..3 {
+        let answer = client
+            .post(d.url("/hooks/tel4vn/demo"))
+            .bearer_auth(wrong_key)
+            .json(&json!({"state": "ringing", "call_id": "refused-1"}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 401);
+    }
+    let answer = client
+        .post(d.url("/hooks/tel4vn/demo"))
+        .bearer_auth("demo-tel4vn-key")
+        .body("not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 400);
+
+    let mut refused = Vec::new();
+    loop {
+        let line = d.log_where(|v| message(v) == "webhook refused").await;
+        let status = line["status"].as_u64();
+        refused.push(line);
+        if status == Some(400) {
+            break;
+        }
+    }
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    let first = &refused[0];
+    assert_eq!(first["status"], 401, "{first}");
+    assert_eq!(first["vendor"], "tel4vn", "{first}");
+    assert_eq!(first["account"], "\"demo\"", "{first}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("api key")),
+        "{first}"
+    );
+    for line in &refused {
+        assert!(!line.to_string().contains(wrong_key), "{line}");
+    }
+}
+
 /// A stop while the Kafka sink waits on a broker that does not answer (its
 /// metadata request may take 10 s) exits once everything is durable: the
 /// process used to linger for the rest of that request after `stopped`.

@@ -9,15 +9,17 @@
 //! Guarantees:
 //! - "all brokers are down" is logged once per outage: again only after a
 //!   delivery has shown a broker reachable ([`ErrorLog::reachable`]);
-//! - any other error is logged the first time, whenever its code differs from
-//!   the last one logged, and otherwise at most once per [`REPEAT_INTERVAL`],
-//!   saying how many were held back in between;
+//! - any other error is logged the first time its code appears, then at most
+//!   once per [`REPEAT_INTERVAL`] per code, saying how many were held back in
+//!   between ([`LogThrottle`]);
 //! - what is held back still reaches `debug`, and `/status` still shows the
 //!   latest reason (the caller records it whatever this says).
 
 use std::time::{Duration, Instant};
 
 use rdkafka::error::RDKafkaErrorCode;
+
+use crate::log_throttle::LogThrottle;
 
 /// How often a repeating error is logged again.
 pub const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
@@ -32,11 +34,20 @@ pub enum Verdict {
 }
 
 /// The state behind the verdicts, one per producer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ErrorLog {
     all_down_logged: bool,
-    last: Option<(Option<RDKafkaErrorCode>, Instant)>,
-    held_back: u64,
+    /// Keyed by librdkafka's numeric code (the enum is not `Hash`).
+    others: LogThrottle<Option<i32>>,
+}
+
+impl Default for ErrorLog {
+    fn default() -> Self {
+        ErrorLog {
+            all_down_logged: false,
+            others: LogThrottle::new(REPEAT_INTERVAL),
+        }
+    }
 }
 
 impl ErrorLog {
@@ -48,22 +59,9 @@ impl ErrorLog {
             }
             return Verdict::Warn { held_back: 0 };
         }
-        match self.last {
-            Some((last, at)) if last == code && now.duration_since(at) < REPEAT_INTERVAL => {
-                self.held_back += 1;
-                Verdict::Quiet
-            }
-            Some((last, _)) if last == code => {
-                self.last = Some((code, now));
-                Verdict::Warn {
-                    held_back: std::mem::take(&mut self.held_back),
-                }
-            }
-            _ => {
-                self.last = Some((code, now));
-                self.held_back = 0;
-                Verdict::Warn { held_back: 0 }
-            }
+        match self.others.admit(code.map(|c| c as i32), now) {
+            Some(held_back) => Verdict::Warn { held_back },
+            None => Verdict::Quiet,
         }
     }
 
@@ -121,16 +119,17 @@ mod tests {
     }
 
     #[test]
-    fn a_different_error_is_logged_at_once() {
+    fn each_error_code_repeats_on_its_own_clock() {
         let mut log = ErrorLog::default();
         let t0 = Instant::now();
         assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
         assert_eq!(log.verdict(AUTH, t0), Verdict::Warn { held_back: 0 });
-        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
+        // Two errors taking turns are each still a repeat.
+        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Quiet);
         assert_eq!(log.verdict(None, t0), Verdict::Warn { held_back: 0 });
         assert_eq!(log.verdict(None, t0), Verdict::Quiet);
-        // "All brokers down" between repeats does not reset them.
+        // "All brokers down" in between does not reset them.
         assert_eq!(log.verdict(DOWN, t0), Verdict::Warn { held_back: 0 });
-        assert_eq!(log.verdict(None, t0), Verdict::Quiet);
+        assert_eq!(log.verdict(AUTH, t0), Verdict::Quiet);
     }
 }

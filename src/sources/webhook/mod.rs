@@ -11,13 +11,16 @@
 //!   the answer is 503 with `Retry-After`, so the vendor retries;
 //! - accounts are looked up in the current config on every request, so a
 //!   reload adds, changes or removes them without a restart;
+//! - a refusal (4xx) is logged with its reason, at most once per 30 s per
+//!   vendor and status (with how many were held back);
 //! - no answer, log line or metric label carries a credential.
 
 pub mod body;
 pub mod config;
 pub mod response;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -34,6 +37,9 @@ use crate::vendors::{self, Delivery, Method, Parsed};
 use body::BodyError;
 use response::Answer;
 
+/// How often refusals of one vendor with one status are logged again.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The webhook routes.
 pub fn routes() -> Router<Arc<Context>> {
     Router::new().route("/hooks/{vendor}/{account}", any(handle))
@@ -44,17 +50,57 @@ async fn handle(
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
 ) -> Response {
-    let (label, answer) = match path {
-        Ok(Path((vendor, account))) => deliver(&ctx, &vendor, &account, request).await,
+    let (label, account, answer) = match path {
+        Ok(Path((vendor, account))) => {
+            let (label, answer) = deliver(&ctx, &vendor, &account, request).await;
+            (label, account, answer)
+        }
         // A segment that is not UTF-8 once percent-decoded: axum's own answer
         // is a text/plain 400 that jumps the route check and the metric.
-        Err(_) => unreadable_path(request.uri().path()),
+        Err(_) => {
+            let (label, answer) = unreadable_path(request.uri().path());
+            (label, String::new(), answer)
+        }
     };
     ctx.metrics
         .webhook_requests
         .with_label_values(&[label, answer.status().as_str()])
         .inc();
+    log_refusal(&ctx, label, &account, &answer);
     answer.into_response()
+}
+
+/// The longest account name a log line repeats from a refused request's path.
+const LOGGED_ACCOUNT_CHARS: usize = 64;
+
+/// A request refused for the sender's fault (4xx) is logged, at most once per
+/// [`REFUSAL_LOG_INTERVAL`] per vendor and status: a vendor whose secret was
+/// rotated, or a URL registered with a typo, shows in the log as well as in
+/// the metric, without one line per retry. The account comes from the
+/// request's path: it is cut short and quoted (`Debug`), so no line break or
+/// escape sequence it carries reaches the log as such.
+fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answer) {
+    let status = answer.status();
+    if !status.is_client_error() {
+        return;
+    }
+    let held_back = ctx
+        .webhook_refusals
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit((vendor, status.as_u16()), Instant::now());
+    let Some(held_back) = held_back else {
+        return;
+    };
+    let account: String = account.chars().take(LOGGED_ACCOUNT_CHARS).collect();
+    tracing::warn!(
+        vendor,
+        account = ?account,
+        status = status.as_u16(),
+        reason = answer.reason().unwrap_or_default(),
+        held_back,
+        "webhook refused"
+    );
 }
 
 /// Runs one delivery through every check; returns the vendor label for the

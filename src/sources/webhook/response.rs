@@ -13,20 +13,40 @@ use super::config::VerificationReply;
 use crate::ingest::{Ack, IngestError};
 use crate::vendors::AuthError;
 
-/// One answer, its status readable for the metrics before it is sent.
-pub struct Answer(Response);
+/// One answer, its status and reason readable for the metrics and the log
+/// before it is sent.
+pub struct Answer {
+    response: Response,
+    /// The error body's reason; `None` for a 200.
+    reason: Option<String>,
+}
 
 impl Answer {
+    fn ok(response: Response) -> Answer {
+        Answer {
+            response,
+            reason: None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        self.0.status()
+        self.response.status()
+    }
+
+    /// Why the request was not taken, as its body says.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     pub fn into_response(self) -> Response {
-        self.0
+        self.response
     }
 
     fn error(status: StatusCode, reason: &str) -> Answer {
-        Answer((status, axum::Json(json!({ "error": reason }))).into_response())
+        Answer {
+            response: (status, axum::Json(json!({ "error": reason }))).into_response(),
+            reason: Some(reason.to_owned()),
+        }
     }
 
     pub fn not_found(reason: &str) -> Answer {
@@ -38,7 +58,8 @@ impl Answer {
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("method not allowed; use {allow}"),
         );
-        a.0.headers_mut()
+        a.response
+            .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
         a
     }
@@ -64,7 +85,7 @@ impl Answer {
     pub fn unauthorized(e: &AuthError) -> Answer {
         let mut a = Answer::error(StatusCode::UNAUTHORIZED, &e.to_string());
         if e.wants_basic() {
-            a.0.headers_mut().insert(
+            a.response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"callrelay\""),
             );
@@ -97,7 +118,8 @@ impl Answer {
             other => other.to_string(),
         };
         let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &reason);
-        a.0.headers_mut()
+        a.response
+            .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
         a
     }
@@ -116,7 +138,7 @@ impl Answer {
         } else {
             b",\"duplicate\":false}"
         });
-        Answer(
+        Answer::ok(
             (
                 StatusCode::OK,
                 [(
@@ -130,7 +152,7 @@ impl Answer {
     }
 
     pub fn verification(md5_hex: &str, form: VerificationReply) -> Answer {
-        Answer(match form {
+        Answer::ok(match form {
             VerificationReply::Plain => (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

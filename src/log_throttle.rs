@@ -1,0 +1,119 @@
+//! At most one log line per key and interval for things that repeat: a
+//! refused webhook a vendor retries, an error librdkafka reports on every
+//! connection attempt. Without it a misconfigured vendor or an unreachable
+//! broker buries the log; with it the first occurrence is logged at once and
+//! the next line says how many were held back in between.
+//!
+//! Guarantees: the first occurrence of a key is admitted; a later one is
+//! admitted once `interval` has passed since the key was last admitted, with
+//! the number held back since; keys are independent. Memory grows with the
+//! number of distinct keys, so callers use keys from a small fixed set.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// Per-key admission of log lines.
+#[derive(Debug)]
+pub struct LogThrottle<K> {
+    interval: Duration,
+    keys: HashMap<K, Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    admitted_at: Instant,
+    held_back: u64,
+}
+
+impl<K: Hash + Eq> LogThrottle<K> {
+    pub fn new(interval: Duration) -> LogThrottle<K> {
+        LogThrottle {
+            interval,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// `Some(held_back)` when this occurrence of `key`, at `now`, is to be
+    /// logged; `None` when it is held back.
+    pub fn admit(&mut self, key: K, now: Instant) -> Option<u64> {
+        match self.keys.get_mut(&key) {
+            Some(seen) if now.saturating_duration_since(seen.admitted_at) < self.interval => {
+                seen.held_back += 1;
+                None
+            }
+            Some(seen) => {
+                seen.admitted_at = now;
+                Some(std::mem::take(&mut seen.held_back))
+            }
+            None => {
+                self.keys.insert(
+                    key,
+                    Seen {
+                        admitted_at: now,
+                        held_back: 0,
+                    },
+                );
+                Some(0)
+            }
+        }
+    }
+
+    /// The next occurrence of `key` is admitted at once, as a first one.
+    pub fn forget(&mut self, key: &K) {
+        self.keys.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_repeat_is_admitted_again_after_the_interval_with_what_was_held_back() {
+        let mut log = LogThrottle::new(INTERVAL);
+        let t0 = Instant::now();
+        assert_eq!(log.admit("a", t0), Some(0));
+        assert_eq!(log.admit("a", t0), None);
+        assert_eq!(
+            log.admit("a", t0 + INTERVAL - Duration::from_millis(1)),
+            None
+        );
+        assert_eq!(log.admit("a", t0 + INTERVAL), Some(2));
+        // The count starts over from the occurrence just admitted.
+        let t1 = t0 + INTERVAL;
+        assert_eq!(log.admit("a", t1), None);
+        assert_eq!(log.admit("a", t1 + INTERVAL), Some(1));
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let mut log = LogThrottle::new(INTERVAL);
+        let t0 = Instant::now();
+        assert_eq!(log.admit(("tel4vn", 401), t0), Some(0));
+        assert_eq!(log.admit(("tel4vn", 400), t0), Some(0));
+        assert_eq!(log.admit(("voipex", 401), t0), Some(0));
+        assert_eq!(log.admit(("tel4vn", 401), t0), None);
+        assert_eq!(log.admit(("tel4vn", 400), t0), None);
+    }
+
+    #[test]
+    fn a_forgotten_key_is_admitted_at_once() {
+        let mut log = LogThrottle::new(INTERVAL);
+        let t0 = Instant::now();
+        assert_eq!(log.admit(1, t0), Some(0));
+        assert_eq!(log.admit(1, t0), None);
+        log.forget(&1);
+        assert_eq!(log.admit(1, t0), Some(0));
+    }
+
+    #[test]
+    fn a_clock_that_seems_to_go_back_holds_back_rather_than_panics() {
+        let mut log = LogThrottle::new(INTERVAL);
+        let t0 = Instant::now() + INTERVAL;
+        assert_eq!(log.admit(1, t0), Some(0));
+        assert_eq!(log.admit(1, t0 - Duration::from_secs(1)), None);
+    }
+}
