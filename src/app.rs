@@ -38,7 +38,7 @@ use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
-use crate::sources::SourceManager;
+use crate::sources::{SourceChanges, SourceManager};
 use crate::status::StatusBoard;
 
 /// Everything the components share. Cheap to clone behind an `Arc`.
@@ -287,9 +287,9 @@ async fn serve(
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 let changes = sources.apply(&config, &ctx).await;
                 tracing::info!(
-                    started = ?changes.started,
-                    stopped = ?changes.stopped,
-                    restarted = ?changes.restarted,
+                    started = SourceChanges::listed(&changes.started),
+                    stopped = SourceChanges::listed(&changes.stopped),
+                    restarted = SourceChanges::listed(&changes.restarted),
                     unchanged = changes.unchanged.len(),
                     "config reloaded"
                 );

@@ -94,6 +94,17 @@ pub struct SourceChanges {
     pub unchanged: Vec<(Vendor, String)>,
 }
 
+impl SourceChanges {
+    /// `sources` as the log shows them: `voip24h/main, sprecord/office`.
+    pub fn listed(sources: &[(Vendor, String)]) -> String {
+        sources
+            .iter()
+            .map(|(vendor, account)| format!("{}/{account}", vendor.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl SourceManager {
     /// Brings the running sources in line with `config`.
     pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> SourceChanges {
@@ -185,5 +196,23 @@ fn spawn_source(cfg: SourceConfig, ctx: Arc<Context>, cancel: CancellationToken)
     match cfg {
         SourceConfig::Voip24h(c) => tokio::spawn(voip24h::run(c, ctx, cancel)),
         SourceConfig::Sprecord(c) => tokio::spawn(sprecord::run(c, ctx, cancel)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_sources_are_listed_as_vendor_slash_account() {
+        let sources = [
+            (Vendor::Voip24h, "main".to_owned()),
+            (Vendor::Sprecord, "office".to_owned()),
+        ];
+        assert_eq!(
+            SourceChanges::listed(&sources),
+            "voip24h/main, sprecord/office"
+        );
+        assert_eq!(SourceChanges::listed(&[]), "");
     }
 }
