@@ -282,8 +282,10 @@ async fn serve(
                 }
                 ctx.config.store(config.clone());
                 // The fan-out reads its config per connection, but its
-                // /status entry is only rewritten on a connect or disconnect.
+                // /status entry is only rewritten on a connect or disconnect,
+                // and running sessions check their token again.
                 sinks::websocket::publish_status(&ctx);
+                ctx.ws_sessions.reloaded();
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 let changes = sources.apply(&config, &ctx).await;
                 tracing::info!(

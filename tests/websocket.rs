@@ -146,6 +146,67 @@ fn disconnects(relay: &TestRelay, reason: &str) -> u64 {
         .get()
 }
 
+/// A client that sends what WebSocket does not allow is told why in the
+/// close code (it got a bare close before, which reads as 1005, "you
+/// closed"); a data frame within the limits is still ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_client_frame_gets_a_close_code_that_says_why() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let relay = start_relay("").await;
+    let url = ws_url(&relay, "");
+    let cases: [(&str, Message, u16); 3] = [
+        (
+            "over 64 KiB",
+            Message::text("x".repeat(64 * 1024 + 1)),
+            1009,
+        ),
+        (
+            "text that is not UTF-8",
+            Message::Frame(Frame::message(
+                vec![0xff, 0xfe, 0xfd],
+                OpCode::Data(Data::Text),
+                true,
+            )),
+            1007,
+        ),
+        (
+            "a reserved opcode",
+            Message::Frame(Frame::message(
+                b"x".to_vec(),
+                OpCode::Data(Data::Reserved(3)),
+                true,
+            )),
+            1002,
+        ),
+    ];
+    for (what, message, code) in cases {
+        let mut client = connect(&url).await;
+        client.send(message).await.expect("send");
+        assert_eq!(close_code(&mut client).await, Some(code), "{what}");
+    }
+    eventually(WAIT, "three bad_frame disconnects", || {
+        disconnects(&relay, "bad_frame") == 3
+    })
+    .await;
+
+    // Exactly 64 KiB is within the limit: ignored, the session goes on.
+    let mut client = connect(&url).await;
+    client
+        .send(Message::text("x".repeat(64 * 1024)))
+        .await
+        .expect("send");
+    await_serving(&mut client).await;
+    let seq = submit_all(
+        &relay.ctx.ingest,
+        vec![event(1, "call.ringing", Vendor::Tel4vn, "t", None)],
+    )
+    .await[0];
+    assert_eq!(next_json(&mut client).await["seq"], seq);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_filters_max_clients_status_and_shutdown() {
     let relay =
@@ -285,6 +346,49 @@ async fn ws_status(relay: &TestRelay) -> Value {
         .await
         .expect("status JSON");
     status["sinks"]["websocket"].clone()
+}
+
+/// A reload that stops accepting a token closes the sessions that use it
+/// (1008), at once, and leaves the others alone; a token can be revoked
+/// without a restart. Before, a removed token's sessions ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_a_token_closes_its_sessions() {
+    let relay = start_relay("[websocket]\ntokens = [\"keep\", \"leaked\"]\n").await;
+    let mut kept = connect(&ws_url(&relay, "?token=keep")).await;
+    let mut leaked_query = connect(&ws_url(&relay, "?token=leaked")).await;
+    let mut leaked_header = try_connect(
+        &ws_url(&relay, ""),
+        Some(("authorization", "Bearer leaked")),
+    )
+    .await
+    .expect("bearer accepted");
+    for client in [&mut kept, &mut leaked_query, &mut leaked_header] {
+        await_serving(client).await;
+    }
+
+    let text = format!(
+        "{}[websocket]\ntokens = [\"keep\"]\n",
+        common::base_config(relay.dir.path())
+    );
+    std::fs::write(&relay.config_path, text).expect("rewrite config");
+    relay.reload().await;
+    assert_eq!(close_code(&mut leaked_query).await, Some(1008));
+    assert_eq!(close_code(&mut leaked_header).await, Some(1008));
+    eventually(WAIT, "two token_revoked disconnects", || {
+        disconnects(&relay, "token_revoked") == 2
+    })
+    .await;
+
+    let seq = submit_all(
+        &relay.ctx.ingest,
+        vec![event(1, "call.ringing", Vendor::Tel4vn, "t", None)],
+    )
+    .await[0];
+    assert_eq!(next_json(&mut kept).await["seq"], seq);
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?token=leaked"), None).await),
+        401
+    );
 }
 
 /// A reload applies `max_clients` to new connections and `/status` says so

@@ -5,7 +5,8 @@
 //! loop does not stop at the first match (how many tokens exist, or which one
 //! matched, is not observable by timing); an empty token list means open
 //! access, which `callrelay check` refuses unless the listener is loopback.
-//! Nothing here logs or returns a token.
+//! Nothing here logs a token; the one a client presented is kept by its
+//! session only, so a reload that stops accepting it can end the session.
 
 use axum::http::{HeaderMap, header};
 
@@ -21,7 +22,7 @@ pub enum AuthError {
 }
 
 /// The token the client presented: the header first, else the query.
-fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a [u8]> {
+pub fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a [u8]> {
     let from_header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
@@ -40,10 +41,15 @@ pub fn check(
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<(), AuthError> {
+    check_token(tokens, presented(headers, query_token))
+}
+
+/// Checks a presented `token` (if any) against `tokens` (empty: anyone is accepted).
+pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthError> {
     if tokens.is_empty() {
         return Ok(());
     }
-    let token = presented(headers, query_token).ok_or(AuthError::Missing)?;
+    let token = token.ok_or(AuthError::Missing)?;
     let accepted = tokens.iter().fold(false, |ok, t| t.matches(token) | ok);
     if accepted {
         Ok(())

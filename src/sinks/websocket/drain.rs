@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 /// How long shutdown waits for the sessions once the HTTP server has ended.
@@ -23,9 +24,20 @@ use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
 /// The running sessions of one relay.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
     tracker: TaskTracker,
+    /// Told of every applied reload, so sessions can check their token again.
+    reloaded: watch::Sender<()>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            tracker: TaskTracker::default(),
+            reloaded: watch::Sender::new(()),
+        }
+    }
 }
 
 /// One session's presence; the session counts as running until it is dropped.
@@ -40,6 +52,16 @@ impl Sessions {
         Running {
             _token: self.tracker.token(),
         }
+    }
+
+    /// Tells every session that a reload was applied (the config holds it).
+    pub fn reloaded(&self) {
+        self.reloaded.send_replace(());
+    }
+
+    /// Changes after each [`Sessions::reloaded`] from now on.
+    pub(super) fn reloads(&self) -> watch::Receiver<()> {
+        self.reloaded.subscribe()
     }
 
     /// How many sessions are running.

@@ -144,7 +144,8 @@ async fn connect(
     let config = ctx.config.load_full();
     let ws = &config.websocket;
     let query = ClientQuery::parse(query.as_deref());
-    if let Err(e) = auth::check(ws.tokens.get_ref(), &headers, query.token.as_deref()) {
+    let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
+    if let Err(e) = auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
         return refuse(StatusCode::UNAUTHORIZED, e.to_string());
     }
     let last_event_id = headers
@@ -180,7 +181,11 @@ async fn connect(
         pong_timeout: ws.pong_timeout.get_ref().get(),
         client_queue: *ws.client_queue.get_ref(),
     };
-    let filter = Arc::new(query.filter);
+    let client = session::Client {
+        filter: Arc::new(query.filter),
+        since,
+        token,
+    };
     let metrics = fanout.metrics.clone();
     upgrade
         // Clients only send pongs and closes: a small read buffer (it grows if
@@ -194,7 +199,7 @@ async fn connect(
         .on_upgrade(move |socket| async move {
             let ctx = slot.ctx.clone();
             let disconnects = ctx.metrics.ws_disconnects.clone();
-            session::run(socket, ctx, filter, since, settings, metrics, |end| {
+            session::run(socket, ctx, client, settings, metrics, |end| {
                 tracing::debug!(reason = end.reason(), "websocket client disconnected");
                 disconnects.with_label_values(&[end.reason()]).inc();
             })

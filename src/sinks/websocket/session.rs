@@ -25,6 +25,8 @@
 //!   session that falls off the ring (its own task starved, not its socket)
 //!   catches up from the journal instead of being dropped;
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
+//! - a reload after which the client's token is no longer accepted closes it
+//!   (1008) at once, whatever it was doing but a write in progress;
 //! - on relay shutdown the client gets a 1001 close at once, even when its
 //!   session is waiting on a write: a stalled socket must not hold shutdown
 //!   for `pong_timeout` (the relay waits for every session, see [`super::drain`]).
@@ -70,10 +72,16 @@ pub enum End {
     ClientClosed,
     /// The connection dropped or broke without a close frame.
     ClientGone,
+    /// The client sent what WebSocket does not allow; the close code says
+    /// what (1009 a message over 64 KiB, 1007 text that is not UTF-8, 1002
+    /// any other protocol violation).
+    BadFrame(u16),
     /// More than `client_queue` events behind.
     SlowConsumer,
     /// A socket write stalled past its deadline.
     WriteStalled,
+    /// A reload stopped accepting the client's token.
+    TokenRevoked,
     PongTimeout,
     Shutdown,
     JournalError,
@@ -84,8 +92,10 @@ impl End {
         match self {
             End::ClientClosed => "client_closed",
             End::ClientGone => "client_gone",
+            End::BadFrame(_) => "bad_frame",
             End::SlowConsumer => "slow_consumer",
             End::WriteStalled => "write_stalled",
+            End::TokenRevoked => "token_revoked",
             End::PongTimeout => "pong_timeout",
             End::Shutdown => "shutdown",
             End::JournalError => "journal_error",
@@ -98,13 +108,32 @@ impl End {
             End::ClientClosed | End::ClientGone => return None,
             End::SlowConsumer | End::WriteStalled => (4008, "slow consumer"),
             End::PongTimeout => (1002, "no pong within pong_timeout"),
+            End::BadFrame(1009) => (1009, "message over 64 KiB"),
+            End::BadFrame(1007) => (1007, "text frame is not UTF-8"),
+            End::BadFrame(code) => (code, "protocol error"),
             End::Shutdown => (1001, "relay shutting down"),
+            End::TokenRevoked => (1008, "token no longer accepted"),
             End::JournalError => (1011, "journal read failed"),
         };
         Some(CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         })
+    }
+}
+
+/// How a failed read ends the session: a frame the client should not have
+/// sent gets a close code that says so (it got a bare close before, which
+/// reads as 1005, "you closed"); anything else is the connection breaking.
+fn read_error_end(error: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match error.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => End::BadFrame(1009),
+        Some(WsError::Utf8(_)) => End::BadFrame(1007),
+        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::ClientGone,
+        Some(WsError::Protocol(_)) => End::BadFrame(1002),
+        _ => End::ClientGone,
     }
 }
 
@@ -123,18 +152,32 @@ pub struct SinkMetrics {
     pub latency: Histogram,
 }
 
+/// What a client asked for when it connected.
+pub struct Client {
+    pub filter: Arc<Filter>,
+    /// Replay after this seq first (`?since=`, `Last-Event-ID`).
+    pub since: Option<u64>,
+    /// The token it presented, checked again after every reload.
+    pub token: Option<Vec<u8>>,
+}
+
 /// Serves one upgraded socket until it ends. `on_end` learns why before the
 /// close handshake (which may wait up to `pong_timeout` for a stalled client).
 pub async fn run(
     socket: WebSocket,
     ctx: Arc<Context>,
-    filter: Arc<Filter>,
-    since: Option<u64>,
+    client: Client,
     settings: Settings,
     metrics: SinkMetrics,
     on_end: impl FnOnce(End),
 ) {
+    let Client {
+        filter,
+        since,
+        token,
+    } = client;
     let (sink, stream) = socket.split();
+    let reloads = ctx.ws_sessions.reloads();
     // Subscribe before anything is read from the journal: whatever commits from
     // here on is in `live`, whatever committed before is in the journal.
     let live = ctx.hub.subscribe_live();
@@ -156,6 +199,8 @@ pub async fn run(
         live,
         filter,
         settings,
+        token,
+        reloads,
         // A `since` beyond the newest seq (a client of a wiped journal) is
         // treated as "from now" rather than skipping the next events.
         cursor: since.map_or(last, |s| s.min(last)),
@@ -174,6 +219,10 @@ struct Session {
     live: broadcast::Receiver<Arc<JournaledEvent>>,
     filter: Arc<Filter>,
     settings: Settings,
+    /// The token the client presented (see [`Client::token`]).
+    token: Option<Vec<u8>>,
+    /// Changes once per applied reload.
+    reloads: watch::Receiver<()>,
     /// The last seq handled (sent, or skipped by the filter).
     cursor: u64,
 }
@@ -218,7 +267,8 @@ impl Session {
                 biased;
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
                 msg = self.stream.next() => match msg {
-                    None | Some(Err(_)) => return Err(End::ClientGone),
+                    None => return Err(End::ClientGone),
+                    Some(Err(e)) => return Err(read_error_end(e)),
                     Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
                     Some(Ok(Message::Pong(_))) => pong_deadline = None,
                     // Pings are answered by tungstenite on the next flush;
@@ -234,6 +284,12 @@ impl Session {
                     pong_deadline.get_or_insert_with(|| Instant::now() + self.settings.pong_timeout);
                 }
                 received = self.live.recv() => self.on_live(ctx, received).await?,
+                Ok(()) = self.reloads.changed() => {
+                    let config = ctx.config.load();
+                    if super::auth::check_token(config.websocket.tokens.get_ref(), self.token.as_deref()).is_err() {
+                        return Err(End::TokenRevoked);
+                    }
+                }
             }
         }
     }
