@@ -72,6 +72,19 @@ fn bad_durations_and_sizes_point_at_the_value() {
 }
 
 #[test]
+fn a_duration_in_months_is_refused_as_a_likely_typo_for_minutes() {
+    // humantime reads "10M" as ten months, which fits `retention`'s range.
+    for written in ["10M", "1M 2d"] {
+        let p = problems(&format!("[journal]\nretention = {written:?}\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("relay.toml:2:13: "), "{p:?}");
+        assert!(p[0].contains("`M` means months"), "{p:?}");
+    }
+    let c = load("[journal]\nretention = \"10m\"\n").unwrap();
+    assert_eq!(c.journal.retention.get_ref().get().as_secs(), 600);
+}
+
+#[test]
 fn syntax_errors_have_a_place() {
     let p = problems("[server\nlisten = 1\n");
     assert!(p[0].starts_with("relay.toml:1:"), "{p:?}");
