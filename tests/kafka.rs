@@ -528,11 +528,26 @@ fn sink_on(
     tokio::task::JoinHandle<()>,
     tokio_util::sync::CancellationToken,
 ) {
+    sink_tuned(
+        ctx,
+        brokers,
+        callrelay::sinks::kafka::forwarder::Tuning {
+            tick,
+            ..Default::default()
+        },
+    )
+}
+
+/// As `sink_on`, with every tuning knob the test's to set.
+fn sink_tuned(
+    ctx: &Arc<Context>,
+    brokers: &str,
+    tuning: callrelay::sinks::kafka::forwarder::Tuning,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio_util::sync::CancellationToken,
+) {
     let cancel = tokio_util::sync::CancellationToken::new();
-    let tuning = callrelay::sinks::kafka::forwarder::Tuning {
-        tick,
-        ..Default::default()
-    };
     let task = tokio::spawn(callrelay::sinks::kafka::run_with(
         kafka_config(brokers),
         ctx.clone(),
@@ -603,6 +618,57 @@ async fn wait_copies(brokers: &str, count: usize) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `/status` calls the sink stalled only when records in flight have waited
+/// `stalled_after` for their reports. Records handed over after a quiet
+/// spell have not: the stall clock used to run from the last delivery, so
+/// the first record after a spell (or after a broker outage) longer than
+/// `stalled_after` made the sink "not delivering" until its report came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
+    let (mock, brokers) = mock_cluster();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = base_config(dir.path());
+    let relay = start_relay_in(dir, &text).await;
+    let ctx = relay.ctx.clone();
+    let stalled_after = Duration::from_secs(2);
+    let (task, cancel) = sink_tuned(
+        &ctx,
+        &brokers,
+        callrelay::sinks::kafka::forwarder::Tuning {
+            tick: Duration::from_millis(20),
+            stalled_after,
+            ..Default::default()
+        },
+    );
+    submit_range(&ctx, "quiet", 0..1).await;
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+
+    // The quiet spell is the scenario: time passing with nothing to send.
+    tokio::time::sleep(stalled_after + Duration::from_millis(500)).await;
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::from_millis(500))
+            .expect("rtt");
+    }
+    submit_range(&ctx, "quiet", 1..2).await;
+    let mut stalled = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "the second record is delivered",
+        || {
+            if let Some(reason) = sink_status(&ctx).2
+                && reason.contains("no delivery report")
+            {
+                stalled.push(reason);
+            }
+            ctx.journal.cursor("kafka").ok().flatten() == Some(2)
+        },
+    )
+    .await;
+    assert!(stalled.is_empty(), "called stalled: {stalled:?}");
+    cancel.cancel();
+    task.await.expect("sink");
 }
 
 /// A sink that dies without persisting its cursor (a crash) has delivered

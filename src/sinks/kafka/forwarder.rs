@@ -62,6 +62,9 @@ pub struct Tuning {
     pub shutdown_deadline: Duration,
     /// How long a recovery waits for in-flight reports before dropping the producer.
     pub settle_deadline: Duration,
+    /// In-flight records without a report for this long, with a broker
+    /// reachable, make the sink not ready.
+    pub stalled_after: Duration,
 }
 
 impl Default for Tuning {
@@ -72,6 +75,7 @@ impl Default for Tuning {
             tick: Duration::from_millis(250),
             shutdown_deadline: Duration::from_secs(10),
             settle_deadline: Duration::from_secs(5),
+            stalled_after: STALLED_AFTER,
         }
     }
 }
@@ -179,7 +183,10 @@ pub struct Forwarder {
     /// The failure being recovered from; cleared by the next delivery.
     failure: Option<String>,
     last_error: Option<String>,
-    last_delivery: Instant,
+    /// The last delivery, the first record handed over after none were in
+    /// flight, or the last tick that saw every broker down, whichever is
+    /// latest: the stall clock of `/status`.
+    awaiting_reports_since: Instant,
     last_probe: Instant,
     backoff: ExponentialBackoff,
     published: IntCounter,
@@ -236,7 +243,7 @@ impl Forwarder {
             in_flight: FuturesOrdered::new(),
             failure: None,
             last_error: None,
-            last_delivery: Instant::now(),
+            awaiting_reports_since: Instant::now(),
             last_probe: Instant::now(),
             backoff: backoff::ExponentialBackoffBuilder::new()
                 .with_initial_interval(Duration::from_millis(200))
@@ -387,7 +394,7 @@ impl Forwarder {
                     seq,
                     producer::key_of(&event.header),
                 ) {
-                    self.in_flight.push_back(
+                    self.hand_over(
                         futures::future::ready(Report {
                             seq,
                             topic,
@@ -447,11 +454,21 @@ impl Forwarder {
                 }
                 Err(e) => return Err(Failure::Enqueue { seq, error: e }),
             };
-            self.in_flight.push_back(report);
+            self.hand_over(report);
             self.next = seq;
             self.buffer.pop_front();
         }
         Ok(true)
+    }
+
+    /// Adds a record's report to those in flight. The stall clock starts
+    /// when the first one goes out: records handed over after a quiet spell
+    /// or a recovery have not waited since the last delivery.
+    fn hand_over(&mut self, report: BoxFuture<'static, Report>) {
+        if self.in_flight.is_empty() {
+            self.awaiting_reports_since = Instant::now();
+        }
+        self.in_flight.push_back(report);
     }
 
     fn skip(&self, seq: u64, error: &KafkaError) {
@@ -481,7 +498,7 @@ impl Forwarder {
                 self.published.inc();
                 let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
                 self.latency.observe(latency);
-                self.last_delivery = Instant::now();
+                self.awaiting_reports_since = Instant::now();
                 self.health.delivered();
                 if self.failure.take().is_some() {
                     tracing::info!(cursor = self.cursor, "kafka sink recovered");
@@ -585,7 +602,13 @@ impl Forwarder {
         {
             self.finish_resume();
         }
-        if self.health.all_brokers_down.load(Ordering::Acquire)
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        if brokers_down {
+            // Why nothing is delivered is known and shown as such; the stall
+            // clock starts once a broker is back, not with the outage.
+            self.awaiting_reports_since = Instant::now();
+        }
+        if brokers_down
             && self.last_probe.elapsed() >= PROBE_EVERY
             && let Some(p) = self.producer.clone()
         {
@@ -780,7 +803,8 @@ impl Forwarder {
             .with_label_values(&["kafka"])
             .set(lag as i64);
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        let stalled = !self.in_flight.is_empty() && self.last_delivery.elapsed() > STALLED_AFTER;
+        let stalled = !self.in_flight.is_empty()
+            && self.awaiting_reports_since.elapsed() > self.tuning.stalled_after;
         let reason = if let Some(f) = &self.failure {
             Some(f.clone())
         } else if brokers_down {
@@ -788,7 +812,7 @@ impl Forwarder {
         } else if stalled {
             Some(format!(
                 "no delivery report for {}s with {} records in flight",
-                self.last_delivery.elapsed().as_secs(),
+                self.awaiting_reports_since.elapsed().as_secs(),
                 self.in_flight.len()
             ))
         } else {
