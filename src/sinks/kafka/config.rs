@@ -38,16 +38,17 @@ fn default_topic() -> Spanned<String> {
 pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{vendor}", "{account}", "{type}", "{category}"];
 
 /// Properties the sink sets itself; an option may not weaken them.
-const FIXED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
-
-/// Set unless `[kafka.options]` says otherwise. `message.timeout.ms = 0` keeps a
-/// message retrying until it is delivered: a timed-out message would leave a
-/// gap that a re-send fills out of order.
-const DEFAULTS: [(&str, &str); 3] = [
+/// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a
+/// timed-out record would leave a gap that the re-send from the cursor fills
+/// after the records behind it, out of per-key order.
+const FIXED: [(&str, &str); 3] = [
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
     ("message.timeout.ms", "0"),
-    ("linger.ms", "5"),
-    ("client.id", "callrelay"),
 ];
+
+/// Set unless `[kafka.options]` says otherwise.
+const DEFAULTS: [(&str, &str); 2] = [("linger.ms", "5"), ("client.id", "callrelay")];
 
 /// librdkafka's `message.max.bytes` when the options leave it unset.
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
@@ -65,6 +66,14 @@ impl KafkaConfig {
     pub fn validate(&self, v: &mut Validator) {
         if self.brokers.get_ref().trim().is_empty() {
             v.error(self.brokers.span(), "`brokers` must not be empty");
+        } else if let Some((index, why)) = brokers_problem(self.brokers.get_ref()) {
+            // A malformed list looked like an outage at start ("all brokers
+            // are down"), with the cause only in `last_error`.
+            let message = format!(
+                "`brokers` = {}: broker {index} {why}; write host:port, comma-separated (\"kafka-1:9092,kafka-2:9092\")",
+                v.shown(&self.brokers)
+            );
+            v.error(self.brokers.span(), message);
         }
         let mut rest = self.topic.get_ref().clone();
         for p in TOPIC_PLACEHOLDERS {
@@ -213,16 +222,16 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     }
     // librdkafka's alias: the last of the two set wins, and the properties
     // are set in no fixed order, so the alias must be held to the same value.
-    let property = if key == "request.required.acks" {
-        "acks"
-    } else {
-        key
+    let property = match key {
+        "request.required.acks" => "acks",
+        "delivery.timeout.ms" => "message.timeout.ms",
+        other => other,
     };
     if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == property)
         && !same_value(property, value, want)
     {
         return Some(format!(
-            "[kafka.options] `{key}` must stay {want:?}: the sink promises an idempotent, fully acknowledged producer"
+            "[kafka.options] `{key}` must stay {want:?}: the sink promises an idempotent, fully acknowledged producer that retries each record until it is delivered, in per-key order"
         ));
     }
     if key == "transactional.id" {
@@ -251,6 +260,43 @@ fn same_value(key: &str, value: &str, want: &str) -> bool {
         "acks" => v == "all" || v == "-1",
         _ => v == want,
     }
+}
+
+/// The first entry of a `bootstrap.servers` list that librdkafka could not
+/// use (1-based), and why. Entries are `[protocol://]host[:port]`, with an
+/// IPv6 host in brackets when a port follows.
+fn brokers_problem(list: &str) -> Option<(usize, &'static str)> {
+    list.split(',').enumerate().find_map(|(i, entry)| {
+        let entry = entry.trim();
+        let address = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        let why = if address.is_empty() {
+            Some("is empty")
+        } else if address.chars().any(|c| c.is_whitespace() || c == '/') {
+            Some("holds a space or a '/'")
+        } else {
+            // (host, port) as librdkafka splits them.
+            let (host, port) = match address.strip_prefix('[') {
+                Some(v6) => match v6.split_once(']') {
+                    Some((host, "")) => (host, None),
+                    Some((host, tail)) => (host, Some(tail.strip_prefix(':').unwrap_or("-"))),
+                    None => (v6, Some("-")),
+                },
+                // A bare IPv6 address has several ':' and no port.
+                None => match address.split_once(':') {
+                    Some((host, port)) if !port.contains(':') => (host, Some(port)),
+                    _ => (address, None),
+                },
+            };
+            if host.is_empty() {
+                Some("has no host")
+            } else if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+                Some("has no valid port after ':'")
+            } else {
+                None
+            }
+        };
+        why.map(|why| (i + 1, why))
+    })
 }
 
 /// Properties whose values may be secrets: never echoed.
@@ -298,6 +344,36 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_list_librdkafka_cannot_use_is_found_by_check() {
+        for good in [
+            "kafka-1:9092",
+            "kafka-1:9092, kafka-2:9092",
+            "kafka-1",
+            "127.0.0.1:9092",
+            "SASL_SSL://kafka.example.com:9093",
+            "[::1]:9092",
+            "[::1]",
+            "::1",
+        ] {
+            assert_eq!(brokers_problem(good), None, "{good}");
+        }
+        for (bad, index) in [
+            ("not a broker list ::: ,,", 1),
+            ("kafka-1:9092,,kafka-2:9092", 2),
+            ("kafka-1:9092,", 2),
+            ("kafka-1:port", 1),
+            ("kafka-1:0", 1),
+            ("kafka-1:70000", 1),
+            (":9092", 1),
+            ("http://kafka-1:9092/path", 1),
+            ("[::1]9092", 1),
+            ("[::1", 1),
+        ] {
+            assert_eq!(brokers_problem(bad).map(|(i, _)| i), Some(index), "{bad}");
+        }
+    }
+
+    #[test]
     fn librdkafka_properties_are_checked_without_a_network() {
         assert!(problems(&[("compression.type", "lz4"), ("linger.ms", "20")]).is_empty());
         let p = problems(&[("compression.typo", "lz4")]);
@@ -314,6 +390,11 @@ mod tests {
         assert_eq!(problems(&[("request.required.acks", "1")]).len(), 1);
         assert!(problems(&[("request.required.acks", "all")]).is_empty());
         assert_eq!(problems(&[("enable.idempotence", "false")]).len(), 1);
+        // A finite timeout lets librdkafka drop a record and deliver the next.
+        assert!(problems(&[("message.timeout.ms", "0")]).is_empty());
+        assert_eq!(problems(&[("message.timeout.ms", "5000")]).len(), 1);
+        assert_eq!(problems(&[("delivery.timeout.ms", "5000")]).len(), 1);
+        assert!(problems(&[("delivery.timeout.ms", "0")]).is_empty());
         assert_eq!(problems(&[("transactional.id", "x")]).len(), 1);
         assert_eq!(problems(&[("bootstrap.servers", "x:9092")]).len(), 1);
     }

@@ -10,8 +10,8 @@
 //!   producer is dropped), then reading resumes from the cursor after a backoff.
 //!   A fatal producer error (fencing, sequence desynchronisation) always
 //!   replaces the producer;
-//! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`
-//!   unless overridden), so a broker outage leaves no gap that a re-send would
+//! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`,
+//!   which no option may change), so a broker outage leaves no gap that a re-send would
 //!   fill out of order: per-key order is the idempotent producer's;
 //! - the cursor is written every tick (non-durable, riding on the next ingest
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
