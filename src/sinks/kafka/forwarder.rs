@@ -717,7 +717,12 @@ impl Forwarder {
             already_in_kafka = resume.skipped,
             messages_read = resume.read,
             up_to_seq = resume.upto(),
-            "kafka sink: events already delivered before the restart were not sent again"
+            "{}",
+            if resume.skipped == 0 {
+                "kafka sink: read-back done: none of the pending events was in Kafka already"
+            } else {
+                "kafka sink: read-back done: events already delivered before the restart were not sent again"
+            }
         );
         self.last_resume = json!({
             "up_to_seq": resume.upto(),
