@@ -5,9 +5,12 @@
 //! Types from `state`; a `cdr` that carries press_key or customer_id is the
 //! CDR of an autocall (`autocall.cdr`), any other `cdr` is `call.cdr`.
 //!
-//! Identity: `call_id + state + extension`. Ringing/answered/hangup of an
-//! inbound call that rings several extensions carry per-extension call ids and
-//! the extension keeps two extensions' events apart.
+//! Identity: `call_id + state + extension`, where an autocall's CDR counts as
+//! state `cdr_autocall` however it says so: a plain CDR and an autocall CDR of
+//! one call are two events (they shared an id, and the second was answered as
+//! a duplicate and lost). Ringing/answered/hangup of an inbound call that
+//! rings several extensions carry per-extension call ids and the extension
+//! keeps two extensions' events apart.
 
 use serde_json::{Map, Value};
 
@@ -95,8 +98,12 @@ fn event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
         .value("duration_s", seconds(get(map, "duration")))
         .value("billsec_s", seconds(get(map, "billsec")))
         .text("recording_url", text_of(map, &["recording_url"]));
+    let identity_state = match event_type {
+        "autocall.cdr" => "cdr_autocall",
+        _ => state.as_str(),
+    };
     let id = match &call_id {
-        Some(id) => identity(&[Some(id), Some(&state), extension.as_deref()]),
+        Some(id) => identity(&[Some(id), Some(identity_state), extension.as_deref()]),
         None => loose_canonical(payload),
     };
     let when = ["time", "timestamp", "event_time", "created_at"]
@@ -113,15 +120,17 @@ fn event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
 }
 
 /// Whether the hook carries an autocall's press_key or customer_id. An empty
-/// value counts as absent: serializers often write every optional field.
+/// value counts as absent: serializers often write every optional field. So
+/// does a customer id of 0 (no customer, as ids of 0 are elsewhere); a
+/// press_key of 0 is the key 0.
 fn autocall_fields(map: &Map<String, Value>) -> bool {
-    ["press_key", "customer_id"]
-        .iter()
-        .any(|k| match get(map, k) {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => !s.trim().is_empty(),
-            Some(_) => true,
-        })
+    let present = |key: &str| match get(map, key) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(Value::Number(n)) if key == "customer_id" => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    };
+    present("press_key") || present("customer_id")
 }
 
 #[cfg(test)]
@@ -187,17 +196,46 @@ mod tests {
             assert_eq!(e.event_type, "autocall.cdr", "{key}: {value}");
             assert_eq!(e.subject, plain.subject);
         }
-        // Written but empty, the fields say nothing.
-        for value in [json!(""), json!(null)] {
+        // Written but empty, the fields say nothing; nor does customer id 0.
+        for (press_key, customer_id) in [
+            (json!(""), json!("")),
+            (json!(null), json!(null)),
+            (json!(""), json!(0)),
+        ] {
             let mut r = raw.clone();
-            r["press_key"] = value.clone();
-            r["customer_id"] = value;
-            assert_eq!(parse(&r).unwrap().event_type, "call.cdr");
+            r["press_key"] = press_key;
+            r["customer_id"] = customer_id;
+            assert_eq!(parse(&r).unwrap().event_type, "call.cdr", "{r}");
         }
         // Only a cdr becomes an autocall CDR.
         raw["state"] = json!("hangup");
         raw["customer_id"] = json!("cus-42");
         assert_eq!(parse(&raw).unwrap().event_type, "call.hangup");
+    }
+
+    /// A tenant that subscribed to both `cdr` and `cdr_autocall` gets two
+    /// CDRs of an autocall's call: two events, whichever comes first. The
+    /// autocall CDR is one event however its state is written.
+    #[test]
+    fn a_plain_and_an_autocall_cdr_of_one_call_are_two_events() {
+        let mut plain: Value = serde_json::from_str(HANGUP).unwrap();
+        plain["state"] = json!("cdr");
+        let mut autocall = plain.clone();
+        autocall["press_key"] = json!("2");
+        autocall["customer_id"] = json!("CUST-9");
+        let mut autocall_state = autocall.clone();
+        autocall_state["state"] = json!("cdr_autocall");
+        let (plain, autocall, autocall_state) = (
+            parse(&plain).unwrap(),
+            parse(&autocall).unwrap(),
+            parse(&autocall_state).unwrap(),
+        );
+        assert_eq!(
+            (plain.event_type.as_str(), autocall.event_type.as_str()),
+            ("call.cdr", "autocall.cdr")
+        );
+        assert_ne!(plain.identity, autocall.identity);
+        assert_eq!(autocall.identity, autocall_state.identity);
     }
 
     #[test]
