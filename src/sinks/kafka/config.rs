@@ -66,7 +66,9 @@ impl KafkaConfig {
     pub fn validate(&self, v: &mut Validator) {
         if self.brokers.get_ref().trim().is_empty() {
             v.error(self.brokers.span(), "`brokers` must not be empty");
-        } else if let Some((index, why)) = brokers_problem(self.brokers.get_ref()) {
+        } else if let Some((index, why)) =
+            brokers_problem(self.brokers.get_ref(), &self.security_protocol())
+        {
             // A malformed list looked like an outage at start ("all brokers
             // are down"), with the cause only in `last_error`.
             let message = format!(
@@ -131,13 +133,21 @@ impl KafkaConfig {
         }
     }
 
+    /// `security.protocol`, lowercase; librdkafka's default when unset.
+    fn security_protocol(&self) -> String {
+        self.options.get("security.protocol").map_or_else(
+            || "plaintext".to_owned(),
+            |v| v.get_ref().trim().to_ascii_lowercase(),
+        )
+    }
+
     fn uses_kerberos(&self) -> bool {
         let option = |key: &str| {
             self.options
                 .get(key)
                 .map(|v| v.get_ref().trim().to_ascii_lowercase())
         };
-        let sasl = option("security.protocol").is_some_and(|p| p.starts_with("sasl"));
+        let sasl = self.security_protocol().starts_with("sasl");
         let mechanism = option("sasl.mechanisms")
             .or_else(|| option("sasl.mechanism"))
             .unwrap_or_else(|| "gssapi".to_owned());
@@ -262,41 +272,61 @@ fn same_value(key: &str, value: &str, want: &str) -> bool {
     }
 }
 
-/// The first entry of a `bootstrap.servers` list that librdkafka could not
-/// use (1-based), and why. Entries are `[protocol://]host[:port]`, with an
-/// IPv6 host in brackets when a port follows.
-fn brokers_problem(list: &str) -> Option<(usize, &'static str)> {
-    list.split(',').enumerate().find_map(|(i, entry)| {
-        let entry = entry.trim();
-        let address = entry.split_once("://").map_or(entry, |(_, rest)| rest);
-        let why = if address.is_empty() {
-            Some("is empty")
-        } else if address.chars().any(|c| c.is_whitespace() || c == '/') {
-            Some("holds a space or a '/'")
-        } else {
-            // (host, port) as librdkafka splits them.
-            let (host, port) = match address.strip_prefix('[') {
-                Some(v6) => match v6.split_once(']') {
-                    Some((host, "")) => (host, None),
-                    Some((host, tail)) => (host, Some(tail.strip_prefix(':').unwrap_or("-"))),
-                    None => (v6, Some("-")),
-                },
-                // A bare IPv6 address has several ':' and no port.
-                None => match address.split_once(':') {
-                    Some((host, port)) if !port.contains(':') => (host, Some(port)),
-                    _ => (address, None),
-                },
-            };
-            if host.is_empty() {
-                Some("has no host")
-            } else if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-                Some("has no valid port after ':'")
-            } else {
-                None
+/// The first entry of a `bootstrap.servers` list that librdkafka would not
+/// use (1-based, counting non-empty entries), and why, following its parser
+/// (`rd_kafka_broker_name_parse`): entries are split at ',' and empty ones
+/// skipped; `[protocol://]host[:port]`, the protocol one librdkafka knows and
+/// the same as `security.protocol` (else that entry and every later one are
+/// dropped), a path after it ignored; an empty host is localhost; the port
+/// is read with `atoi`, so a word or a number over 65535 is a wrong port; a
+/// space inside an entry becomes part of the host name.
+fn brokers_problem(list: &str, security_protocol: &str) -> Option<(usize, String)> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .find_map(|(i, entry)| broker_problem(entry, security_protocol).map(|why| (i + 1, why)))
+}
+
+fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
+    let address = match entry.split_once("://") {
+        Some((scheme, rest)) => {
+            const KNOWN: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+            let scheme = scheme.to_ascii_lowercase();
+            if !KNOWN.contains(&scheme.as_str()) {
+                return Some(format!(
+                    "has protocol {scheme:?}, which librdkafka does not know (plaintext, ssl, sasl_plaintext, sasl_ssl)"
+                ));
             }
-        };
-        why.map(|why| (i + 1, why))
-    })
+            if scheme != security_protocol {
+                return Some(format!(
+                    "has protocol {scheme:?} but `security.protocol` is {security_protocol:?}: librdkafka drops it and every broker after it"
+                ));
+            }
+            rest.split('/').next().unwrap_or_default()
+        }
+        None if entry.contains('/') => {
+            return Some("holds a '/' (a path needs a protocol:// before it)".into());
+        }
+        None => entry,
+    };
+    if address.chars().any(char::is_whitespace) {
+        return Some("holds a space (separate brokers with ',')".into());
+    }
+    // librdkafka's own rule: a port when there is one ':' or the last one
+    // follows ']'; otherwise (a bare IPv6 address) none.
+    let port = match (address.find(':'), address.rfind(':')) {
+        (Some(first), Some(last)) if first == last || address[..last].ends_with(']') => {
+            Some(&address[last + 1..])
+        }
+        _ => None,
+    };
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |p| p == 0) => {
+            Some("has no valid port (1..65535) after ':'".into())
+        }
+        _ => None,
+    }
 }
 
 /// Properties whose values may be secrets: never echoed.
@@ -348,28 +378,37 @@ mod tests {
         for good in [
             "kafka-1:9092",
             "kafka-1:9092, kafka-2:9092",
+            "kafka-1:9092,",
+            "kafka-1:9092,,kafka-2:9092",
             "kafka-1",
+            "kafka_1.internal:9092",
+            ":9092",
             "127.0.0.1:9092",
-            "SASL_SSL://kafka.example.com:9093",
+            "PLAINTEXT://kafka.example.com:9092",
+            "plaintext://kafka.example.com:9092/",
             "[::1]:9092",
             "[::1]",
             "::1",
         ] {
-            assert_eq!(brokers_problem(good), None, "{good}");
+            assert_eq!(brokers_problem(good, "plaintext"), None, "{good}");
         }
+        assert_eq!(brokers_problem("SASL_SSL://k:9093", "sasl_ssl"), None);
+        assert_eq!(brokers_problem("SSL://[::1]:9093", "ssl"), None);
         for (bad, index) in [
             ("not a broker list ::: ,,", 1),
-            ("kafka-1:9092,,kafka-2:9092", 2),
-            ("kafka-1:9092,", 2),
-            ("kafka-1:port", 1),
+            ("kafka-1:9092 kafka-2:9092", 1),
+            ("kafka-1:9092,kafka-2:port", 2),
             ("kafka-1:0", 1),
             ("kafka-1:70000", 1),
-            (":9092", 1),
-            ("http://kafka-1:9092/path", 1),
-            ("[::1]9092", 1),
-            ("[::1", 1),
+            ("kafka-1:9092/path", 1),
+            ("http://kafka-1:9092", 1),
+            ("kafka-1:9092,SASL_SSL://kafka-2:9093", 2),
         ] {
-            assert_eq!(brokers_problem(bad).map(|(i, _)| i), Some(index), "{bad}");
+            assert_eq!(
+                brokers_problem(bad, "plaintext").map(|(i, _)| i),
+                Some(index),
+                "{bad}"
+            );
         }
     }
 
