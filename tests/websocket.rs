@@ -391,6 +391,21 @@ async fn a_reload_that_removes_a_token_closes_its_sessions() {
     );
 }
 
+/// A reload that turns auth on closes the sessions that came without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_turns_auth_on_closes_sessions_without_a_token() {
+    let relay = start_relay("").await;
+    let mut open = connect(&ws_url(&relay, "")).await;
+    await_serving(&mut open).await;
+    let text = format!(
+        "{}[websocket]\ntokens = [\"now-required\"]\n",
+        common::base_config(relay.dir.path())
+    );
+    std::fs::write(&relay.config_path, text).expect("rewrite config");
+    relay.reload().await;
+    assert_eq!(close_code(&mut open).await, Some(1008));
+}
+
 /// A reload applies `max_clients` to new connections and `/status` says so
 /// at once, without waiting for a client to connect or leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

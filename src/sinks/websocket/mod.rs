@@ -141,6 +141,9 @@ async fn connect(
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Subscribed before the config is read: a reload that lands between the
+    // token check and the session's start is still seen by the session.
+    let reloads = ctx.ws_sessions.reloads();
     let config = ctx.config.load_full();
     let ws = &config.websocket;
     let query = ClientQuery::parse(query.as_deref());
@@ -185,6 +188,7 @@ async fn connect(
         filter: Arc::new(query.filter),
         since,
         token,
+        reloads,
     };
     let metrics = fanout.metrics.clone();
     upgrade

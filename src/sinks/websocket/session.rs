@@ -26,7 +26,9 @@
 //!   catches up from the journal instead of being dropped;
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
 //! - a reload after which the client's token is no longer accepted closes it
-//!   (1008) at once, whatever it was doing but a write in progress;
+//!   (1008): at once, or once a replay or a write in progress is done (the
+//!   session subscribes to reloads before its token is checked, so none is
+//!   missed);
 //! - on relay shutdown the client gets a 1001 close at once, even when its
 //!   session is waiting on a write: a stalled socket must not hold shutdown
 //!   for `pong_timeout` (the relay waits for every session, see [`super::drain`]).
@@ -159,6 +161,8 @@ pub struct Client {
     pub since: Option<u64>,
     /// The token it presented, checked again after every reload.
     pub token: Option<Vec<u8>>,
+    /// Changes once per applied reload; taken before the token was checked.
+    pub reloads: watch::Receiver<()>,
 }
 
 /// Serves one upgraded socket until it ends. `on_end` learns why before the
@@ -175,9 +179,9 @@ pub async fn run(
         filter,
         since,
         token,
+        reloads,
     } = client;
     let (sink, stream) = socket.split();
-    let reloads = ctx.ws_sessions.reloads();
     // Subscribe before anything is read from the journal: whatever commits from
     // here on is in `live`, whatever committed before is in the journal.
     let live = ctx.hub.subscribe_live();
@@ -283,13 +287,14 @@ impl Session {
                     self.out.flush(None).await?;
                     pong_deadline.get_or_insert_with(|| Instant::now() + self.settings.pong_timeout);
                 }
-                received = self.live.recv() => self.on_live(ctx, received).await?,
+                // Before live events: a busy stream must not delay a revocation.
                 Ok(()) = self.reloads.changed() => {
                     let config = ctx.config.load();
                     if super::auth::check_token(config.websocket.tokens.get_ref(), self.token.as_deref()).is_err() {
                         return Err(End::TokenRevoked);
                     }
                 }
+                received = self.live.recv() => self.on_live(ctx, received).await?,
             }
         }
     }
