@@ -620,11 +620,12 @@ async fn wait_copies(brokers: &str, count: usize) {
     }
 }
 
-/// `/status` calls the sink stalled only when records in flight have waited
-/// `stalled_after` for their reports. Records handed over after a quiet
-/// spell have not: the stall clock used to run from the last delivery, so
-/// the first record after a spell (or after a broker outage) longer than
-/// `stalled_after` made the sink "not delivering" until its report came.
+/// `/status` calls the sink stalled when, and only when, records in flight
+/// have waited `stalled_after` for their reports. Records handed over after
+/// a quiet spell have not: the stall clock used to run from the last
+/// delivery, so the first record after a spell (or after a broker outage)
+/// longer than `stalled_after` made the sink "not delivering" until its
+/// report came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
     let (mock, brokers) = mock_cluster();
@@ -667,6 +668,24 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
     )
     .await;
     assert!(stalled.is_empty(), "called stalled: {stalled:?}");
+
+    // A record that really waits longer than `stalled_after` is called stalled.
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, stalled_after + Duration::from_secs(1))
+            .expect("rtt");
+    }
+    submit_range(&ctx, "quiet", 2..3).await;
+    eventually(
+        Duration::from_secs(15),
+        "the slow record is called stalled",
+        || {
+            sink_status(&ctx)
+                .2
+                .is_some_and(|reason| reason.contains("no delivery report"))
+        },
+    )
+    .await;
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
     cancel.cancel();
     task.await.expect("sink");
 }

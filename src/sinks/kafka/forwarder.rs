@@ -183,10 +183,12 @@ pub struct Forwarder {
     /// The failure being recovered from; cleared by the next delivery.
     failure: Option<String>,
     last_error: Option<String>,
-    /// The last delivery, the first record handed over after none were in
-    /// flight, or the last tick that saw every broker down, whichever is
-    /// latest: the stall clock of `/status`.
+    /// The stall clock of `/status`: the last delivery, or the first record
+    /// handed over after none were in flight, moved on by the time every
+    /// broker was down since.
     awaiting_reports_since: Instant,
+    /// The last housekeeping tick, for the time between two of them.
+    last_housekeeping: Instant,
     last_probe: Instant,
     backoff: ExponentialBackoff,
     published: IntCounter,
@@ -245,6 +247,7 @@ impl Forwarder {
             last_error: None,
             awaiting_reports_since: Instant::now(),
             last_probe: Instant::now(),
+            last_housekeeping: Instant::now(),
             backoff: backoff::ExponentialBackoffBuilder::new()
                 .with_initial_interval(Duration::from_millis(200))
                 .with_max_interval(Duration::from_secs(30))
@@ -603,11 +606,16 @@ impl Forwarder {
             self.finish_resume();
         }
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let now = Instant::now();
         if brokers_down {
-            // Why nothing is delivered is known and shown as such; the stall
-            // clock starts once a broker is back, not with the outage.
-            self.awaiting_reports_since = Instant::now();
+            // The stall clock stops while every broker is down (why nothing
+            // is delivered is known and shown as such) and goes on when one
+            // is back: it is paused, not restarted, so brokers that flap
+            // faster than `stalled_after` still add up to a stall.
+            let down_for = now.saturating_duration_since(self.last_housekeeping);
+            self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
         }
+        self.last_housekeeping = now;
         if brokers_down
             && self.last_probe.elapsed() >= PROBE_EVERY
             && let Some(p) = self.producer.clone()
