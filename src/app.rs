@@ -352,7 +352,19 @@ async fn serve(
     // Awaited so that no task holds the journal once `wait` returns: a restart
     // on the same directory must find it free.
     let _ = retention.await;
-    tracing::info!(last_seq = ctx.journal.last_seq(), "stopped");
+    let last_seq = ctx.journal.last_seq();
+    // Closed here rather than when the last reference goes, which may be never
+    // before the process exits (see `Journal::close`).
+    let journal = ctx.journal.clone();
+    let closed = tokio::task::spawn_blocking(move || journal.close(JOURNAL_CLOSE_WAIT))
+        .await
+        .unwrap_or(false);
+    if !closed {
+        tracing::warn!(
+            "the journal was still in use after {JOURNAL_CLOSE_WAIT:?}: the next start checks the whole file"
+        );
+    }
+    tracing::info!(last_seq, "stopped");
     match served {
         Ok(()) => Ok(()),
         Err(e) => Err(RunError::Serve(std::io::Error::other(e.to_string()))),
@@ -484,6 +496,9 @@ impl DropLog {
         };
     }
 }
+
+/// How long a stop waits for reads in progress before closing the journal.
+const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
 pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {

@@ -62,7 +62,7 @@ pub enum JournalError {
     Storage(#[from] redb::Error),
     #[error("journal record {seq} is corrupt")]
     Corrupt { seq: u64 },
-    #[error("the journal is closed, to be opened again after an I/O error")]
+    #[error("the journal is closed (the relay is stopping, or reopening it after an I/O error)")]
     Closed,
 }
 
@@ -139,7 +139,21 @@ pub fn now_ms() -> u64 {
 }
 
 fn open_database(path: &Path) -> Result<Database, JournalError> {
-    Database::create(path).map_err(|e| match e {
+    let shown = path.display().to_string();
+    let told = std::cell::Cell::new(false);
+    Database::builder()
+        .set_repair_callback(move |_| {
+            // Called while redb rebuilds its state, which takes a read of the
+            // whole file: say once why this start is slow.
+            if !told.replace(true) {
+                tracing::warn!(
+                    path = %shown,
+                    "the journal was not closed cleanly (a crash, a kill, or a stop that could not close it): checking the whole file before starting"
+                );
+            }
+        })
+        .create(path)
+        .map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
             path: path.to_owned(),
         },
@@ -219,6 +233,38 @@ impl Journal {
         };
         journal.refresh_stats()?;
         Ok(journal)
+    }
+
+    /// Closes the database for good, as a stop's last step: redb marks an
+    /// open file as needing recovery and clears the mark only when the last
+    /// reference is dropped, and a process that exits while something still
+    /// holds one (the watchdog thread, a blocking task abandoned at exit)
+    /// leaves the mark, so the next start reads the whole file to repair it.
+    /// Waits up to `wait` for reads in progress; every later use of the
+    /// journal gets [`JournalError::Closed`]. Returns whether the file was closed.
+    pub fn close(&self, wait: Duration) -> bool {
+        let taken = self
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut db) = taken else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    return true;
+                }
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    db = shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
     }
 
     fn db(&self) -> Result<Arc<Database>, JournalError> {

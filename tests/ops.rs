@@ -1407,6 +1407,8 @@ fn the_production_config_passes_check_with_its_environment() {
 struct Daemon {
     child: std::process::Child,
     logs: UnboundedReceiver<Value>,
+    /// Every log line `log_where` has read so far.
+    seen: Vec<Value>,
     notes: UnboundedReceiver<String>,
     addr: String,
 }
@@ -1480,6 +1482,7 @@ impl Daemon {
         let mut d = Daemon {
             child,
             logs,
+            seen: Vec::new(),
             notes,
             addr: String::new(),
         };
@@ -1504,6 +1507,7 @@ impl Daemon {
     async fn log_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         let r = tokio::time::timeout(Duration::from_secs(15), async {
             while let Some(v) = self.logs.recv().await {
+                self.seen.push(v.clone());
                 if pred(&v) {
                     return v;
                 }
@@ -1589,6 +1593,54 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
     for line in &refused {
         assert!(!line.to_string().contains(wrong_key), "{line}");
     }
+}
+
+/// A stop closes the journal, so the next start does not have to check the
+/// whole file. It was left open, marked for recovery, whenever something
+/// still held it at exit: under systemd always, since the watchdog thread
+/// sleeps half of `WatchdogSec` between keep-alives.
+#[tokio::test]
+async fn a_stop_under_systemd_closes_the_journal_for_a_quick_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    std::fs::write(&config, &text).expect("write config");
+    let not_clean = |v: &Value| message(v).contains("not closed cleanly");
+
+    // A WatchdogSec of 60 s: the keep-alive thread sleeps 30 s at a time.
+    let mut first = Daemon::start(dir.path(), &config, 60_000_000).await;
+    let answer = reqwest::Client::new()
+        .post(first.url("/hooks/tel4vn/demo"))
+        .bearer_auth("demo-tel4vn-key")
+        .json(&json!({"state": "ringing", "call_id": "closed-cleanly"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 200);
+    first.signal("TERM");
+    first.log_where(|v| message(v) == "stopped").await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = first.child.wait().expect("wait");
+        (status, first)
+    })
+    .await
+    .expect("join");
+    assert!(status.0.success(), "{:?}", status.0);
+    let warned = status
+        .1
+        .seen
+        .iter()
+        .any(|v| message(v).contains("still in use"));
+    assert!(!warned, "{:#?}", status.1.seen);
+    drop(status);
+    std::fs::remove_file(dir.path().join("notify.sock")).expect("free the notify socket");
+
+    let second = Daemon::start(dir.path(), &config, 60_000_000).await;
+    assert!(
+        !second.seen.iter().any(not_clean),
+        "the next start checked the journal: {:#?}",
+        second.seen
+    );
 }
 
 /// A stop while the Kafka sink waits on a broker that does not answer (its

@@ -98,6 +98,15 @@ pub async fn await_close(stream: &mut tokio::net::TcpStream, within: Duration) -
     .is_ok()
 }
 
+/// Every event a stopped relay left in its journal, read from disk (a stop
+/// closes the journal: its handle in `ctx` reads nothing any more).
+pub fn events_on_disk(ctx: &Context) -> Vec<JournaledEvent> {
+    callrelay::journal::Journal::open(ctx.journal.options().clone())
+        .expect("reopen the journal")
+        .read_after(0, usize::MAX)
+        .expect("read journal")
+}
+
 impl TestRelay {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
