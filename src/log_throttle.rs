@@ -58,11 +58,6 @@ impl<K: Hash + Eq> LogThrottle<K> {
             }
         }
     }
-
-    /// The next occurrence of `key` is admitted at once, as a first one.
-    pub fn forget(&mut self, key: &K) {
-        self.keys.remove(key);
-    }
 }
 
 #[cfg(test)]
@@ -97,16 +92,6 @@ mod tests {
         assert_eq!(log.admit(("voipex", 401), t0), Some(0));
         assert_eq!(log.admit(("tel4vn", 401), t0), None);
         assert_eq!(log.admit(("tel4vn", 400), t0), None);
-    }
-
-    #[test]
-    fn a_forgotten_key_is_admitted_at_once() {
-        let mut log = LogThrottle::new(INTERVAL);
-        let t0 = Instant::now();
-        assert_eq!(log.admit(1, t0), Some(0));
-        assert_eq!(log.admit(1, t0), None);
-        log.forget(&1);
-        assert_eq!(log.admit(1, t0), Some(0));
     }
 
     #[test]

@@ -42,9 +42,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         // humantime reads `M` as months: "10M" is far more likely a typo for
         // ten minutes than a wish for 300 days, and it passes every range check.
         if text.contains('M') {
-            return Err(serde::de::Error::custom(format!(
-                "{text:?}: `M` means months; write \"m\" for minutes, or the months as days (\"30d\")"
-            )));
+            return Err(serde::de::Error::custom(
+                "`M` means months; write \"m\" for minutes, or the months as days (\"30d\")",
+            ));
         }
         humantime::parse_duration(text.trim())
             .map(HumanDuration)

@@ -7,8 +7,10 @@
 //! everything else.
 //!
 //! Guarantees:
-//! - "all brokers are down" is logged once per outage: again only after a
-//!   delivery has shown a broker reachable ([`ErrorLog::reachable`]);
+//! - "all brokers are down" is logged once per outage (again only after a
+//!   delivery or a probe has shown a broker reachable, [`ErrorLog::reachable`])
+//!   and at most once per [`REPEAT_INTERVAL`], so a broker that crash-loops
+//!   does not write a line per flap;
 //! - any other error is logged the first time its code appears, then at most
 //!   once per [`REPEAT_INTERVAL`] per code, saying how many were held back in
 //!   between ([`LogThrottle`]);
@@ -37,6 +39,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct ErrorLog {
     all_down_logged: bool,
+    /// Outages, not repeats: one per `reachable` at most.
+    outages: LogThrottle<()>,
     /// Keyed by librdkafka's numeric code (the enum is not `Hash`).
     others: LogThrottle<Option<i32>>,
 }
@@ -45,6 +49,7 @@ impl Default for ErrorLog {
     fn default() -> Self {
         ErrorLog {
             all_down_logged: false,
+            outages: LogThrottle::new(REPEAT_INTERVAL),
             others: LogThrottle::new(REPEAT_INTERVAL),
         }
     }
@@ -57,7 +62,10 @@ impl ErrorLog {
             if std::mem::replace(&mut self.all_down_logged, true) {
                 return Verdict::Quiet;
             }
-            return Verdict::Warn { held_back: 0 };
+            return match self.outages.admit((), now) {
+                Some(held_back) => Verdict::Warn { held_back },
+                None => Verdict::Quiet,
+            };
         }
         match self.others.admit(code.map(|c| c as i32), now) {
             Some(held_back) => Verdict::Warn { held_back },
@@ -91,9 +99,20 @@ mod tests {
         // Far past the repeat interval, still the same outage.
         assert_eq!(log.verdict(DOWN, t0 + 4 * REPEAT_INTERVAL), Verdict::Quiet);
         log.reachable();
+        let t1 = t0 + 5 * REPEAT_INTERVAL;
+        assert_eq!(log.verdict(DOWN, t1), Verdict::Warn { held_back: 0 });
+        // A broker that flaps: one line per interval, counting the outages between.
+        for i in 1..=3 {
+            log.reachable();
+            assert_eq!(
+                log.verdict(DOWN, t1 + Duration::from_secs(i)),
+                Verdict::Quiet
+            );
+        }
+        log.reachable();
         assert_eq!(
-            log.verdict(DOWN, t0 + 5 * REPEAT_INTERVAL),
-            Verdict::Warn { held_back: 0 }
+            log.verdict(DOWN, t1 + REPEAT_INTERVAL),
+            Verdict::Warn { held_back: 3 }
         );
     }
 

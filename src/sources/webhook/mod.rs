@@ -77,8 +77,8 @@ const LOGGED_ACCOUNT_CHARS: usize = 64;
 /// [`REFUSAL_LOG_INTERVAL`] per vendor and status: a vendor whose secret was
 /// rotated, or a URL registered with a typo, shows in the log as well as in
 /// the metric, without one line per retry. The account comes from the
-/// request's path: it is cut short and quoted (`Debug`), so no line break or
-/// escape sequence it carries reaches the log as such.
+/// request's path: it is cut short, and both log formats escape a string
+/// field, so no line break or escape sequence it carries reaches the log as such.
 fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answer) {
     let status = answer.status();
     if !status.is_client_error() {
@@ -95,7 +95,7 @@ fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answ
     let account: String = account.chars().take(LOGGED_ACCOUNT_CHARS).collect();
     tracing::warn!(
         vendor,
-        account = ?account,
+        account = account.as_str(),
         status = status.as_u16(),
         reason = answer.reason().unwrap_or_default(),
         held_back,
