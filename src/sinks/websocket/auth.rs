@@ -35,15 +35,6 @@ pub fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Op
     from_header.or(query_token.map(str::as_bytes))
 }
 
-/// Checks the client's token against `tokens` (empty: anyone is accepted).
-pub fn check(
-    tokens: &[Secret],
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Result<(), AuthError> {
-    check_token(tokens, presented(headers, query_token))
-}
-
 /// Checks a presented `token` (if any) against `tokens` (empty: anyone is accepted).
 pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthError> {
     if tokens.is_empty() {
@@ -62,6 +53,15 @@ pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthEr
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    /// What `connect` does with a request's header and query.
+    fn check(
+        tokens: &[Secret],
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<(), AuthError> {
+        check_token(tokens, presented(headers, query_token))
+    }
 
     fn headers(auth: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
