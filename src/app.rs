@@ -63,8 +63,9 @@ pub struct Context {
     /// not read from the config per request: while a reload replaces the
     /// sink, an event must fit both the old one and the new one.
     pub kafka_message_max: AtomicUsize,
-    /// Which refused webhook requests are logged (per vendor and status).
-    pub webhook_refusals: Mutex<LogThrottle<(&'static str, u16)>>,
+    /// Which refused webhook requests are logged (per vendor, configured
+    /// account and status).
+    pub webhook_refusals: Mutex<LogThrottle<(&'static str, String, u16)>>,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }

@@ -1546,14 +1546,20 @@ impl Drop for Daemon {
 async fn refused_webhooks_are_logged_once_while_they_repeat() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("relay.toml");
-    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    let text = format!(
+        "{}{}\n[[webhook]]\nvendor = \"tel4vn\"\naccount = \"other\"\napi_key = \"other-key\"\n",
+        common::base_config(dir.path()),
+        DEMO_HOOKS
+    );
     std::fs::write(&config, &text).expect("write config");
     let mut d = Daemon::start(dir.path(), &config, 200_000).await;
     let client = reqwest::Client::new();
     let wrong_key = "rotated-key-7d1f0c";
-    for _ in 0..3 {
+    // Three refusals of one account, then one of another: the other is not
+    // hidden by the first one's repeats.
+    for account in ["demo", "demo", "demo", "other"] {
         let answer = client
-            .post(d.url("/hooks/tel4vn/demo"))
+            .post(d.url(&format!("/hooks/tel4vn/{account}")))
             .bearer_auth(wrong_key)
             .json(&json!({"state": "ringing", "call_id": "refused-1"}))
             .send()
@@ -1579,7 +1585,20 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
             break;
         }
     }
-    assert_eq!(refused.len(), 2, "{refused:#?}");
+    let seen: Vec<(u64, &str)> = refused
+        .iter()
+        .map(|l| {
+            (
+                l["status"].as_u64().unwrap_or(0),
+                l["account"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(401, "demo"), (401, "other"), (400, "demo")],
+        "{refused:#?}"
+    );
     let first = &refused[0];
     assert_eq!(first["status"], 401, "{first}");
     assert_eq!(first["vendor"], "tel4vn", "{first}");

@@ -12,7 +12,7 @@
 //! - accounts are looked up in the current config on every request, so a
 //!   reload adds, changes or removes them without a restart;
 //! - a refusal (4xx) is logged with its reason, at most once per 30 s per
-//!   vendor and status (with how many were held back);
+//!   vendor, configured account and status (with how many were held back);
 //! - no answer, log line or metric label carries a credential.
 
 pub mod body;
@@ -74,21 +74,29 @@ async fn handle(
 const LOGGED_ACCOUNT_CHARS: usize = 64;
 
 /// A request refused for the sender's fault (4xx) is logged, at most once per
-/// [`REFUSAL_LOG_INTERVAL`] per vendor and status: a vendor whose secret was
-/// rotated, or a URL registered with a typo, shows in the log as well as in
-/// the metric, without one line per retry. The account comes from the
-/// request's path: it is cut short, and both log formats escape a string
-/// field, so no line break or escape sequence it carries reaches the log as such.
+/// [`REFUSAL_LOG_INTERVAL`] per vendor, account and status: a vendor whose
+/// secret was rotated, or a URL registered with a typo, shows in the log as
+/// well as in the metric, without one line per retry, and one noisy account
+/// does not hide another. A 404's account is no configured one, so 404s are
+/// counted per vendor only (the set of keys stays as small as the config).
+/// The account comes from the request's path: it is cut short, and both log
+/// formats escape a string field, so no line break or escape sequence it
+/// carries reaches the log as such.
 fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answer) {
     let status = answer.status();
     if !status.is_client_error() {
         return;
     }
+    let configured = if status == axum::http::StatusCode::NOT_FOUND {
+        String::new()
+    } else {
+        account.to_owned()
+    };
     let held_back = ctx
         .webhook_refusals
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .admit((vendor, status.as_u16()), Instant::now());
+        .admit((vendor, configured, status.as_u16()), Instant::now());
     let Some(held_back) = held_back else {
         return;
     };
