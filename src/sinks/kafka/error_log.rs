@@ -11,9 +11,10 @@
 //!   delivery or a probe has shown a broker reachable, [`ErrorLog::reachable`])
 //!   and at most once per [`REPEAT_INTERVAL`], so a broker that crash-loops
 //!   does not write a line per flap;
-//! - any other error is logged the first time its code appears, then at most
-//!   once per [`REPEAT_INTERVAL`] per code, saying how many were held back in
-//!   between ([`LogThrottle`]);
+//! - any other error is logged the first time its code appears for a broker,
+//!   then at most once per [`REPEAT_INTERVAL`] per code and broker, saying how
+//!   many were held back in between ([`LogThrottle`]): a second broker's
+//!   failure is not hidden by the first one's repeats;
 //! - what is held back still reaches `debug`, and `/status` still shows the
 //!   latest reason (the caller records it whatever this says).
 
@@ -41,8 +42,9 @@ pub struct ErrorLog {
     all_down_logged: bool,
     /// Outages, not repeats: one per `reachable` at most.
     outages: LogThrottle<()>,
-    /// Keyed by librdkafka's numeric code (the enum is not `Hash`).
-    others: LogThrottle<Option<i32>>,
+    /// Keyed by librdkafka's numeric code (the enum is not `Hash`) and the
+    /// broker the reason names: as many keys as brokers and codes.
+    others: LogThrottle<(Option<i32>, String)>,
 }
 
 impl Default for ErrorLog {
@@ -56,8 +58,13 @@ impl Default for ErrorLog {
 }
 
 impl ErrorLog {
-    /// The verdict for an error with librdkafka's `code`, reported at `now`.
-    pub fn verdict(&mut self, code: Option<RDKafkaErrorCode>, now: Instant) -> Verdict {
+    /// The verdict for an error with librdkafka's `code` and `reason`, reported at `now`.
+    pub fn verdict(
+        &mut self,
+        code: Option<RDKafkaErrorCode>,
+        reason: &str,
+        now: Instant,
+    ) -> Verdict {
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             if std::mem::replace(&mut self.all_down_logged, true) {
                 return Verdict::Quiet;
@@ -67,7 +74,8 @@ impl ErrorLog {
                 None => Verdict::Quiet,
             };
         }
-        match self.others.admit(code.map(|c| c as i32), now) {
+        let key = (code.map(|c| c as i32), broker_of(reason));
+        match self.others.admit(key, now) {
             Some(held_back) => Verdict::Warn { held_back },
             None => Verdict::Quiet,
         }
@@ -79,6 +87,16 @@ impl ErrorLog {
     }
 }
 
+/// The broker a librdkafka reason starts with (`kafka-1:9092/1: Connect to
+/// …`), or nothing: librdkafka names the broker, `host:port/id`, before the
+/// first ": " of errors about one.
+fn broker_of(reason: &str) -> String {
+    match reason.split_once(": ") {
+        Some((prefix, _)) if prefix.contains('/') && !prefix.contains(' ') => prefix.to_owned(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,32 +104,55 @@ mod tests {
     const DOWN: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::AllBrokersDown);
     const TRANSPORT: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::BrokerTransportFailure);
     const AUTH: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::Authentication);
+    const A: &str = "kafka-1:9092/1: Connect to ipv4#10.0.0.1:9092 failed: Connection refused";
+    const B: &str = "kafka-2:9092/2: Connect to ipv4#10.0.0.2:9092 failed: Connection refused";
+
+    #[test]
+    fn a_second_broker_is_not_hidden_by_the_first_ones_repeats() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            log.verdict(TRANSPORT, A, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.verdict(TRANSPORT, A, t0), Verdict::Quiet);
+        assert_eq!(
+            log.verdict(TRANSPORT, B, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(broker_of(A), "kafka-1:9092/1");
+        assert_eq!(broker_of("1/1 brokers are down"), "");
+        assert_eq!(broker_of("Local: Broker transport failure: x"), "");
+    }
 
     #[test]
     fn all_brokers_down_is_logged_once_per_outage() {
         let mut log = ErrorLog::default();
         let t0 = Instant::now();
-        assert_eq!(log.verdict(DOWN, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(DOWN, "", t0), Verdict::Warn { held_back: 0 });
         for i in 1..200 {
             let later = t0 + Duration::from_millis(50 * i);
-            assert_eq!(log.verdict(DOWN, later), Verdict::Quiet, "repeat {i}");
+            assert_eq!(log.verdict(DOWN, "", later), Verdict::Quiet, "repeat {i}");
         }
         // Far past the repeat interval, still the same outage.
-        assert_eq!(log.verdict(DOWN, t0 + 4 * REPEAT_INTERVAL), Verdict::Quiet);
+        assert_eq!(
+            log.verdict(DOWN, "", t0 + 4 * REPEAT_INTERVAL),
+            Verdict::Quiet
+        );
         log.reachable();
         let t1 = t0 + 5 * REPEAT_INTERVAL;
-        assert_eq!(log.verdict(DOWN, t1), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(DOWN, "", t1), Verdict::Warn { held_back: 0 });
         // A broker that flaps: one line per interval, counting the outages between.
         for i in 1..=3 {
             log.reachable();
             assert_eq!(
-                log.verdict(DOWN, t1 + Duration::from_secs(i)),
+                log.verdict(DOWN, "", t1 + Duration::from_secs(i)),
                 Verdict::Quiet
             );
         }
         log.reachable();
         assert_eq!(
-            log.verdict(DOWN, t1 + REPEAT_INTERVAL),
+            log.verdict(DOWN, "", t1 + REPEAT_INTERVAL),
             Verdict::Warn { held_back: 3 }
         );
     }
@@ -120,19 +161,22 @@ mod tests {
     fn a_repeating_error_is_logged_again_after_the_interval_with_what_was_held_back() {
         let mut log = ErrorLog::default();
         let t0 = Instant::now();
-        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
-        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Quiet);
-        let just_before = t0 + REPEAT_INTERVAL - Duration::from_millis(1);
-        assert_eq!(log.verdict(TRANSPORT, just_before), Verdict::Quiet);
         assert_eq!(
-            log.verdict(TRANSPORT, t0 + REPEAT_INTERVAL),
+            log.verdict(TRANSPORT, A, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.verdict(TRANSPORT, A, t0), Verdict::Quiet);
+        let just_before = t0 + REPEAT_INTERVAL - Duration::from_millis(1);
+        assert_eq!(log.verdict(TRANSPORT, A, just_before), Verdict::Quiet);
+        assert_eq!(
+            log.verdict(TRANSPORT, A, t0 + REPEAT_INTERVAL),
             Verdict::Warn { held_back: 2 }
         );
         // The count starts over from the error just logged.
         let t1 = t0 + REPEAT_INTERVAL;
-        assert_eq!(log.verdict(TRANSPORT, t1), Verdict::Quiet);
+        assert_eq!(log.verdict(TRANSPORT, A, t1), Verdict::Quiet);
         assert_eq!(
-            log.verdict(TRANSPORT, t1 + REPEAT_INTERVAL),
+            log.verdict(TRANSPORT, A, t1 + REPEAT_INTERVAL),
             Verdict::Warn { held_back: 1 }
         );
     }
@@ -141,14 +185,17 @@ mod tests {
     fn each_error_code_repeats_on_its_own_clock() {
         let mut log = ErrorLog::default();
         let t0 = Instant::now();
-        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Warn { held_back: 0 });
-        assert_eq!(log.verdict(AUTH, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(
+            log.verdict(TRANSPORT, A, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.verdict(AUTH, A, t0), Verdict::Warn { held_back: 0 });
         // Two errors taking turns are each still a repeat.
-        assert_eq!(log.verdict(TRANSPORT, t0), Verdict::Quiet);
-        assert_eq!(log.verdict(None, t0), Verdict::Warn { held_back: 0 });
-        assert_eq!(log.verdict(None, t0), Verdict::Quiet);
+        assert_eq!(log.verdict(TRANSPORT, A, t0), Verdict::Quiet);
+        assert_eq!(log.verdict(None, A, t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(None, A, t0), Verdict::Quiet);
         // "All brokers down" in between does not reset them.
-        assert_eq!(log.verdict(DOWN, t0), Verdict::Warn { held_back: 0 });
-        assert_eq!(log.verdict(AUTH, t0), Verdict::Quiet);
+        assert_eq!(log.verdict(DOWN, "", t0), Verdict::Warn { held_back: 0 });
+        assert_eq!(log.verdict(AUTH, A, t0), Verdict::Quiet);
     }
 }

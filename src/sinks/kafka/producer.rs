@@ -55,11 +55,11 @@ impl Health {
         }
     }
 
-    fn error_verdict(&self, code: Option<RDKafkaErrorCode>) -> Verdict {
+    fn error_verdict(&self, code: Option<RDKafkaErrorCode>, reason: &str) -> Verdict {
         self.error_log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .verdict(code, Instant::now())
+            .verdict(code, reason, Instant::now())
     }
 
     pub fn note(&self, error: String) {
@@ -92,7 +92,7 @@ impl ClientContext for HealthContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
-        match self.health.error_verdict(code) {
+        match self.health.error_verdict(code, reason) {
             Verdict::Warn { held_back: 0 } => {
                 tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}")
             }
