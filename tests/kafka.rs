@@ -690,6 +690,55 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
     task.await.expect("sink");
 }
 
+/// A stop drains what is in flight for up to `shutdown_deadline` (a reload
+/// that restarts the sink waits for it); meanwhile the lag gauge keeps up
+/// with the journal. It froze at its last value for the whole drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_stays_current_while_a_stop_drains_a_slow_broker() {
+    let (mock, brokers) = mock_cluster();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = base_config(dir.path());
+    let relay = start_relay_in(dir, &text).await;
+    let ctx = relay.ctx.clone();
+    let (task, cancel) = sink_tuned(
+        &ctx,
+        &brokers,
+        callrelay::sinks::kafka::forwarder::Tuning {
+            tick: Duration::from_millis(20),
+            shutdown_deadline: Duration::from_secs(4),
+            ..Default::default()
+        },
+    );
+    submit_range(&ctx, "drain", 0..1).await;
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::from_secs(10))
+            .expect("rtt");
+    }
+    submit_range(&ctx, "drain", 1..6).await;
+    let lag = || {
+        ctx.metrics
+            .sink_lag_events
+            .with_label_values(&["kafka"])
+            .get()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the lag shows the 5 in flight",
+        || lag() == 5,
+    )
+    .await;
+    cancel.cancel();
+    submit_range(&ctx, "drain", 6..9).await;
+    eventually(
+        Duration::from_secs(3),
+        "the lag follows the journal during the drain",
+        || lag() == 8,
+    )
+    .await;
+    task.await.expect("sink");
+}
+
 /// A sink that dies without persisting its cursor (a crash) has delivered
 /// events the journal still shows as pending. The next run reads them back
 /// from the topic and does not send them again: from the offsets the last

@@ -861,9 +861,18 @@ impl Forwarder {
     async fn shutdown(mut self) {
         let deadline = tokio::time::Instant::now() + self.tuning.shutdown_deadline;
         let mut broken = false;
-        while let Ok(Some(report)) = tokio::time::timeout_at(deadline, self.in_flight.next()).await
-        {
-            broken = self.settle(report, broken);
+        // The drain may take the whole deadline against a slow broker (a
+        // reload waits for it): `/status` and the lag gauge stay current.
+        let mut tick = tokio::time::interval(self.tuning.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                report = tokio::time::timeout_at(deadline, self.in_flight.next()) => match report {
+                    Ok(Some(report)) => broken = self.settle(report, broken),
+                    _ => break,
+                },
+                _ = tick.tick() => self.publish_status(),
+            }
         }
         let unreported = self.in_flight.len();
         // Clean only when nothing beyond the cursor may be in Kafka: not

@@ -146,6 +146,12 @@ impl AlreadyDelivered {
                         read = scan.read,
                         "kafka sink: the read-back of what was already delivered hit its bound; events not found are sent again"
                     );
+                    // Shown in /status too: an operator counting duplicates
+                    // looks there, not only in the log.
+                    self.errors.push(format!(
+                        "{topic}: read back only {} messages (the bound): events not found are sent again",
+                        scan.read
+                    ));
                 }
                 scan.found
             }
@@ -394,6 +400,16 @@ mod tests {
         assert_eq!(resume.take("t", "a", 3, "k3"), None, "taken once");
         assert_eq!((resume.skipped, resume.read), (1, 2));
         assert_eq!(resume.errors.len(), 1);
+    }
+
+    #[test]
+    fn a_read_back_cut_by_its_bound_is_an_error_in_the_status() {
+        let mut resume = AlreadyDelivered::new(10);
+        let mut scan = scan_finding(&[("a", 3)]);
+        scan.cut = true;
+        resume.add("t".into(), Ok(scan));
+        assert_eq!(resume.errors.len(), 1, "{:?}", resume.errors);
+        assert!(resume.errors[0].contains("bound"), "{:?}", resume.errors);
     }
 
     #[test]
