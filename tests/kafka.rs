@@ -518,6 +518,13 @@ fn kafka_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
         .expect("[kafka]")
 }
 
+/// A relay with no `[kafka]` in its config: the test runs the sink itself.
+async fn relay_without_kafka() -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = base_config(dir.path());
+    start_relay_in(dir, &text).await
+}
+
 /// The Kafka sink run by hand on `ctx`, so a test can cut it off as a crash
 /// would: with a tick of an hour it never persists its cursor on its own.
 fn sink_on(
@@ -629,9 +636,7 @@ async fn wait_copies(brokers: &str, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
     let (mock, brokers) = mock_cluster();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = base_config(dir.path());
-    let relay = start_relay_in(dir, &text).await;
+    let relay = relay_without_kafka().await;
     let ctx = relay.ctx.clone();
     let stalled_after = Duration::from_secs(2);
     let (task, cancel) = sink_tuned(
@@ -696,9 +701,7 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lag_stays_current_while_a_stop_drains_a_slow_broker() {
     let (mock, brokers) = mock_cluster();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = base_config(dir.path());
-    let relay = start_relay_in(dir, &text).await;
+    let relay = relay_without_kafka().await;
     let ctx = relay.ctx.clone();
     let (task, cancel) = sink_tuned(
         &ctx,
@@ -761,10 +764,7 @@ async fn tansu_deliveries_of_a_crashed_run_are_read_back_not_sent_twice() {
 
 async fn crashed_run_read_back(brokers: &str) {
     let brokers = brokers.to_owned();
-    // No [kafka] in the relay's config: the test runs the sink itself.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = base_config(dir.path());
-    let relay = start_relay_in(dir, &text).await;
+    let relay = relay_without_kafka().await;
     let ctx = relay.ctx.clone();
 
     // A clean run: the cursor and the offsets it passed are persisted.

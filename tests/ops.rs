@@ -1530,6 +1530,32 @@ impl Daemon {
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// Posts a Tel4vn `ringing` for `call_id` to the demo account; asserts a 200.
+    async fn post_ringing(&self, call_id: &str) {
+        let answer = reqwest::Client::new()
+            .post(self.url("/hooks/tel4vn/demo"))
+            .bearer_auth("demo-tel4vn-key")
+            .json(&json!({"state": "ringing", "call_id": call_id}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 200);
+    }
+
+    /// SIGTERM, then the `stopped` line, then the exit: the exit status, how
+    /// long the process lived after `stopped`, and the daemon (its log read so far).
+    async fn terminate(mut self) -> (std::process::ExitStatus, Duration, Daemon) {
+        self.signal("TERM");
+        self.log_where(|v| message(v) == "stopped").await;
+        let stopped_at = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let status = self.child.wait().expect("wait");
+            (status, stopped_at.elapsed(), self)
+        })
+        .await
+        .expect("join")
+    }
 }
 
 impl Drop for Daemon {
@@ -1627,31 +1653,16 @@ async fn a_stop_under_systemd_closes_the_journal_for_a_quick_next_start() {
     let not_clean = |v: &Value| message(v).contains("not closed cleanly");
 
     // A WatchdogSec of 60 s: the keep-alive thread sleeps 30 s at a time.
-    let mut first = Daemon::start(dir.path(), &config, 60_000_000).await;
-    let answer = reqwest::Client::new()
-        .post(first.url("/hooks/tel4vn/demo"))
-        .bearer_auth("demo-tel4vn-key")
-        .json(&json!({"state": "ringing", "call_id": "closed-cleanly"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(answer.status(), 200);
-    first.signal("TERM");
-    first.log_where(|v| message(v) == "stopped").await;
-    let status = tokio::task::spawn_blocking(move || {
-        let status = first.child.wait().expect("wait");
-        (status, first)
-    })
-    .await
-    .expect("join");
-    assert!(status.0.success(), "{:?}", status.0);
-    let warned = status
-        .1
+    let first = Daemon::start(dir.path(), &config, 60_000_000).await;
+    first.post_ringing("closed-cleanly").await;
+    let (status, _, first) = first.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let warned = first
         .seen
         .iter()
         .any(|v| message(v).contains("still in use"));
-    assert!(!warned, "{:#?}", status.1.seen);
-    drop(status);
+    assert!(!warned, "{:#?}", first.seen);
+    drop(first);
     std::fs::remove_file(dir.path().join("notify.sock")).expect("free the notify socket");
 
     let second = Daemon::start(dir.path(), &config, 60_000_000).await;
@@ -1687,27 +1698,10 @@ async fn a_stop_does_not_wait_for_a_kafka_metadata_request() {
         "info,callrelay::sinks::kafka=debug",
     )
     .await;
-    let answer = reqwest::Client::new()
-        .post(d.url("/hooks/tel4vn/demo"))
-        .bearer_auth("demo-tel4vn-key")
-        .json(&json!({"state": "ringing", "call_id": "stop-during-metadata"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(answer.status(), 200);
+    d.post_ringing("stop-during-metadata").await;
     d.log_where(|v| message(v).contains("checking the topic"))
         .await;
-    d.signal("TERM");
-    d.log_where(|v| message(v) == "stopped").await;
-    let stopped_at = std::time::Instant::now();
-    let status = tokio::task::spawn_blocking(move || {
-        let status = d.child.wait().expect("wait");
-        (status, d)
-    })
-    .await
-    .expect("join")
-    .0;
-    let lingered = stopped_at.elapsed();
+    let (status, lingered, _) = d.terminate().await;
     assert!(status.success(), "{status:?}");
     assert!(
         lingered < Duration::from_secs(5),
