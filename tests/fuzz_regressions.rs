@@ -69,6 +69,7 @@ fn every_kept_crasher_now_passes() {
         }
     }
     println!("{count} kept fuzz inputs replayed");
+    assert!(count > 0, "no kept fuzz input found under fuzz/regressions");
     assert!(
         failures.is_empty(),
         "{} kept fuzz inputs still fail:\n{}",

@@ -107,6 +107,7 @@ struct Consumed {
 /// older messages, so a soak of more than ~25,000 events can only be checked
 /// by reading them as they arrive, not from the beginning at the end.
 struct TopicTail {
+    brokers: String,
     messages: Arc<Mutex<Vec<Consumed>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -165,14 +166,18 @@ impl TopicTail {
             }
         });
         TopicTail {
+            brokers: brokers.to_owned(),
             messages,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// Waits until every id of `want` has been read; returns every message
-    /// read (duplicates included) in the order read. Fails after `within`.
+    /// Waits until every id of `want` has been read, then until the topic has
+    /// been read to its end (each partition's high watermark, taken once the
+    /// relay has nothing left to send: the caller waits for its Kafka cursor
+    /// first), so a duplicate is read too; returns every message read
+    /// (duplicates included) in the order read. Fails after `within`.
     async fn until(mut self, want: &HashSet<String>, within: Duration) -> Vec<Consumed> {
         let deadline = Instant::now() + within;
         loop {
@@ -195,14 +200,62 @@ impl TopicTail {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        // Whatever is still on its way (a duplicate) gets a moment to show.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let brokers = self.brokers.clone();
+        let ends = tokio::task::spawn_blocking(move || high_watermarks(&brokers))
+            .await
+            .expect("watermarks");
+        loop {
+            let behind: Vec<(i32, i64)> = {
+                let read = self.messages.lock().expect("tail");
+                ends.iter()
+                    .filter(|&(&p, &end)| {
+                        let next = read
+                            .iter()
+                            .filter(|c| c.partition == p)
+                            .map(|c| c.offset + 1)
+                            .max()
+                            .unwrap_or(0);
+                        next < end
+                    })
+                    .map(|(&p, &end)| (p, end))
+                    .collect()
+            };
+            if behind.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the topic tail never read to the end of partitions {behind:?} (partition, end)"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         std::mem::take(&mut *self.messages.lock().expect("tail"))
     }
+}
+
+/// Each partition of the topic and the offset after its last message.
+fn high_watermarks(brokers: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(TOPIC, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            (p.id(), high)
+        })
+        .collect()
 }
 
 /// Checks per-key order and one partition per key against `seq_of` (id → seq);
@@ -411,6 +464,32 @@ impl RelayProcess {
         }
     }
 
+    /// Waits until its Kafka sink has delivered the journal's last event and
+    /// has nothing in flight (read from `/status`).
+    async fn delivered_everything(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status: Value = client
+                .get(format!("{}/status", self.base))
+                .send()
+                .await
+                .expect("GET /status")
+                .json()
+                .await
+                .expect("/status JSON");
+            let kafka = &status["sinks"]["kafka"];
+            if kafka["cursor"] == status["journal"]["last_seq"] && kafka["in_flight"] == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Kafka sink never caught up: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn sigkill(mut self) {
         self.child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on Unix
         self.child.wait().expect("reaped");
@@ -508,6 +587,7 @@ async fn sigkill_under_webhook_load_loses_no_acknowledged_event() {
     .await;
     let acks = load.finish().await;
     let want: HashSet<String> = acks.seq_of.keys().cloned().collect();
+    relay.delivered_everything().await;
 
     let consumed = tail.until(&want, Duration::from_secs(60)).await;
     let duplicates = check_kafka(&consumed, &acks.seq_of);

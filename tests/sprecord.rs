@@ -782,6 +782,30 @@ fn sse_frame(id: u64, event: &Value) -> Vec<u8> {
     format!("id: {id}\ndata: {event}\n\n").into_bytes()
 }
 
+/// An event id that is not ASCII (SSE ids are any UTF-8 text) is sent back
+/// as `Last-Event-ID` as the server wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_utf8_event_id_is_sent_back_on_the_reconnect() {
+    let event = call_event(1, "incoming_call");
+    let first = event.clone();
+    let server = RawSse::start(move |n| match n {
+        0 => vec![Step::Write(
+            format!("id: cuộc-gọi-1\ndata: {first}\n\n").into_bytes(),
+        )],
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_journal_is(&relay, &[event]);
+    eventually(WAIT, "a second connection", || server.requests().len() == 2).await;
+    assert_eq!(
+        server.requests()[1].last_event_id.as_deref(),
+        Some("cuộc-gọi-1")
+    );
+    relay.stop().await;
+}
+
 /// A stream that starts with a UTF-8 BOM (which the SSE spec allows), the BOM
 /// split across two writes: the event after it is journaled with its id, and
 /// the stream stays up (no reconnect) until the server ends it.
@@ -807,16 +831,21 @@ async fn a_stream_starting_with_a_bom_is_read_and_stays_up() {
     relay.wait_for_seq(1, WAIT).await;
     assert_journal_is(&relay, &[event]);
 
-    // Still the first connection, well past the event: the stream stayed up.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(server.requests().len(), 1, "the stream was reopened");
     let rows = relay.ctx.status.upstreams();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].state, callrelay::status::ConnState::Connected);
 
     // The server ends it: the reconnect resumes after the id read behind the BOM.
     eventually(WAIT, "a second connection", || server.requests().len() == 2).await;
-    assert_eq!(server.requests()[1].last_event_id.as_deref(), Some("1"));
+    let requests = server.requests();
+    assert_eq!(requests[1].last_event_id.as_deref(), Some("1"));
+    // The first stream stayed up until the server's own close, 1.5 s after
+    // the event: the BOM did not make the relay drop it.
+    let first_lasted = requests[1].at.duration_since(requests[0].at);
+    assert!(
+        first_lasted >= Duration::from_millis(1500),
+        "the stream was reopened after {first_lasted:?}"
+    );
     relay.stop().await;
 }
 

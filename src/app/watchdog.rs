@@ -197,11 +197,13 @@ mod tests {
             .build()
             .expect("runtime");
         let (release, blocked) = mpsc::channel::<()>();
+        let (started, is_blocking) = mpsc::channel::<()>();
         // The only worker blocks; the probe's task cannot run until released.
         rt.spawn(async move {
+            let _ = started.send(());
             let _ = blocked.recv();
         });
-        std::thread::sleep(Duration::from_millis(50));
+        is_blocking.recv().expect("the blocking task ran");
         assert!(!probe_runtime(rt.handle(), Duration::from_millis(200)));
         let _ = release.send(());
     }

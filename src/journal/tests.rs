@@ -68,7 +68,11 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     // finishes its read, and the reopen waits for it.
     let reader = j.db().unwrap();
     let held = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
+        // Dropped only once the reopen has let go of its own reference, so
+        // the reopen is sure to have met the file in use and waited.
+        while std::sync::Arc::strong_count(&reader) > 1 {
+            std::thread::yield_now();
+        }
         drop(reader);
     });
     j.reopen().unwrap();
