@@ -24,7 +24,8 @@ const LEFTOVER_WORK_BOUND: Duration = Duration::from_secs(1);
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser, Debug)]
+// No `Debug`: `Command::Tail` holds a token, and a stray `{:?}` must not print it.
+#[derive(Parser)]
 #[command(
     name = "callrelay",
     version,
@@ -49,7 +50,7 @@ struct Cli {
     log_level: Option<String>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 enum Command {
     /// Run the daemon (the default).
     Run,

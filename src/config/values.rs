@@ -91,10 +91,21 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A secret from the config: a key, password or token. Never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// A secret from the config: a key, password or token. Never printed, and
+/// compared only in constant time (also by `==`, which a reload uses to tell
+/// whether a config changed: a derived one would make `expected == presented`
+/// a short-circuit compare that compiles).
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -140,6 +151,14 @@ mod tests {
         d: HumanDuration,
         s: ByteSize,
         k: Secret,
+    }
+
+    #[test]
+    fn secrets_compare_by_content() {
+        assert_eq!(Secret::new("hunter2"), Secret::new("hunter2"));
+        assert_ne!(Secret::new("hunter2"), Secret::new("hunter3"));
+        assert_ne!(Secret::new("hunter2"), Secret::new("hunter22"));
+        assert_ne!(Secret::new(""), Secret::new("x"));
     }
 
     #[test]

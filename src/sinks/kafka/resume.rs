@@ -77,6 +77,8 @@ pub struct CursorState {
 
 impl CursorState {
     pub fn encode(&self) -> Vec<u8> {
+        // Cannot fail: a bool and string-keyed maps of integers (a map key
+        // that is not a string is serde_json's only failure for such data).
         serde_json::to_vec(self).unwrap_or_default()
     }
 

@@ -25,13 +25,23 @@ pub struct Filter {
     pub subjects: Vec<String>,
 }
 
-/// Everything read from the query string.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Everything read from the query string. Its `Debug` hides the token.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientQuery {
     pub filter: Filter,
     /// `?since=` as sent; read with [`ClientQuery::since`] once the client is authenticated.
     pub since: Option<String>,
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientQuery")
+            .field("filter", &self.filter)
+            .field("since", &self.since)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl ClientQuery {
@@ -137,6 +147,15 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_prints_without_its_token() {
+        let q = ClientQuery::parse(Some("token=s3cr3t-t0k&type=call.*"));
+        assert_eq!(q.token.as_deref(), Some("s3cr3t-t0k"));
+        let shown = format!("{q:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("***") && shown.contains("call.*"), "{shown}");
+    }
 
     fn header(t: &str, vendor: &str, account: &str, subject: Option<&str>) -> EventHeader {
         EventHeader {

@@ -32,8 +32,9 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, h
 
 use crate::sources::tls::{TlsError, TrustRoots};
 
-/// What `callrelay tail` was asked for.
-#[derive(Clone, Debug)]
+/// What `callrelay tail` was asked for. Its `Debug` hides the token (and
+/// the url's userinfo).
+#[derive(Clone)]
 pub struct TailOptions {
     pub url: String,
     pub token: Option<String>,
@@ -42,6 +43,19 @@ pub struct TailOptions {
     pub since: Option<u64>,
     /// Extra CA certificates (PEM) to trust for a `wss://` url.
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for TailOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TailOptions")
+            .field("url", &without_credentials(&self.url))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("types", &self.types)
+            .field("vendors", &self.vendors)
+            .field("since", &self.since)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +341,26 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_print_without_the_token_or_the_urls_password() {
+        let options = TailOptions {
+            url: "ws://user:pa55word@127.0.0.1:8080/ws?token=qu3ry".into(),
+            token: Some("s3cr3t-t0k".into()),
+            types: vec!["call.*".into()],
+            vendors: vec![],
+            since: Some(7),
+            ca_file: None,
+        };
+        let shown = format!("{options:?}");
+        for secret in ["s3cr3t", "pa55word", "qu3ry"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("call.*") && shown.contains("127.0.0.1:8080"),
+            "{shown}"
+        );
+    }
 
     #[tokio::test]
     async fn a_frame_over_the_limit_ends_tail_instead_of_reconnecting() {

@@ -41,8 +41,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// The config could not be turned into an endpoint (validation prevents this).
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    #[error("`url` {0:?} cannot be used: {1}")]
-    Url(String, String),
+    /// Without the url itself, which may hold a password.
+    #[error("`url` cannot be used: {0}")]
+    Url(String),
     #[error("TLS setup failed: {0}")]
     Tls(#[from] TlsError),
     #[error("header {0:?} has an invalid name or value")]
@@ -112,7 +113,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
         let raw = config.url.get_ref();
-        let bad = |why: &str| EndpointError::Url(raw.clone(), why.to_owned());
+        let bad = |why: &str| EndpointError::Url(why.to_owned());
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
         let host = url.host_str().ok_or_else(|| bad("no host"))?;
         // Userinfo is left out on purpose: credentials belong in `headers`.
@@ -187,10 +188,19 @@ impl Endpoint {
             for (name, value) in &self.headers {
                 h.insert(name, value.clone());
             }
-            // An id the server sent that is not a valid header value cannot be
-            // sent back; the stream then starts from "now", which dedup tolerates.
-            if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-                h.insert(HeaderName::from_static("last-event-id"), id);
+            // Sent back as the server wrote it (`from_str` takes UTF-8 too).
+            // Only an id holding a control character cannot be a header
+            // value: the stream then starts from "now", which is said, since
+            // events sent meanwhile are not replayed.
+            if let Some(id) = last_event_id {
+                match HeaderValue::from_str(id) {
+                    Ok(value) => {
+                        h.insert(HeaderName::from_static("last-event-id"), value);
+                    }
+                    Err(_) => tracing::warn!(
+                        "the server's last event id holds a control character and cannot be sent as Last-Event-ID: the stream resumes from now"
+                    ),
+                }
             }
         }
         let request = match request.body(Empty::<Bytes>::new()) {
