@@ -46,7 +46,8 @@ async fn run(concurrency: usize, total: u64, max_batch: usize) -> (f64, Duration
             queue: 65_536,
             max_batch,
         },
-    );
+    )
+    .expect("ingest thread");
     let per_task = total / concurrency as u64;
     let started = Instant::now();
     let mut tasks = Vec::new();

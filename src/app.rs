@@ -101,6 +101,8 @@ pub enum RunError {
     },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start the journal writer thread: {0}")]
+    IngestThread(std::io::Error),
 }
 
 /// A started relay: its address and the handle to stop it.
@@ -137,7 +139,8 @@ impl Relay {
             hub.clone(),
             metrics.clone(),
             IngestOptions::default(),
-        );
+        )
+        .map_err(RunError::IngestThread)?;
         let addr = config.server.listen_addr();
         let listener = tokio::net::TcpListener::bind(addr)
             .await

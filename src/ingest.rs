@@ -302,13 +302,14 @@ impl Default for IngestOptions {
 }
 
 impl Ingest {
-    /// Starts the ingest thread over `store`.
+    /// Starts the ingest thread over `store`; fails only when the system
+    /// refuses a thread (without it every event would be refused).
     pub fn start(
         store: Arc<dyn BatchStore>,
         hub: Hub,
         metrics: Arc<Metrics>,
         options: IngestOptions,
-    ) -> Ingest {
+    ) -> std::io::Result<Ingest> {
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let handle = IngestHandle {
             tx,
@@ -333,9 +334,11 @@ impl Ingest {
                     &busy,
                     options.max_batch.max(1),
                 )
-            })
-            .ok();
-        Ingest { handle, thread }
+            })?;
+        Ok(Ingest {
+            handle,
+            thread: Some(thread),
+        })
     }
 
     pub fn handle(&self) -> IngestHandle {

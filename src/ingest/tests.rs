@@ -68,7 +68,8 @@ fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Inge
         hub.clone(),
         Arc::new(Metrics::new()),
         IngestOptions::default(),
-    );
+    )
+    .expect("ingest thread");
     (store, open, ingest, hub)
 }
 
