@@ -586,17 +586,50 @@ pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
     }
 }
 
-/// Checks that a URL is http(s) with a host.
+/// Checks that a URL is http(s) with a host. The refusal shows the URL
+/// without its userinfo and query, which may hold a password or token.
 pub fn validate_http_url(v: &mut Validator, field: &str, value: &Spanned<String>) {
     match url::Url::parse(value.get_ref()) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
         _ => {
             let message = format!(
                 "`{field}` = {} is not an http:// or https:// URL",
-                v.shown(value)
+                shown_url(&v.shown(value))
             );
             v.error(value.span(), message);
         }
+    }
+}
+
+/// A URL as `Validator::shown` quotes it, without credentials, still quoted.
+fn shown_url(shown: &str) -> String {
+    match shown
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+    {
+        Some(inner) => format!("\"{}\"", url_without_credentials(inner)),
+        None => url_without_credentials(shown),
+    }
+}
+
+/// `url` as an error may show it: a `?token=` or a `user:password@` in it is
+/// a secret, so the query is cut and the user information left out.
+pub fn url_without_credentials(url: &str) -> String {
+    let base = url.split_once('?').map_or(url, |(base, _)| base);
+    let shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    if shown.len() < url.len() && url.contains('?') {
+        format!("{shown}?…")
+    } else {
+        shown
     }
 }
 

@@ -470,6 +470,30 @@ fn a_value_from_the_environment_is_shown_as_the_file_writes_it() {
 }
 
 #[test]
+fn a_refused_url_written_in_the_file_is_shown_without_its_password_or_query() {
+    for vendor in ["voip24h", "sprecord"] {
+        let extra = if vendor == "voip24h" {
+            "key = \"k\"\nsecret = \"s\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[[{vendor}]]\naccount = \"a\"\nurl = \"ftp://u:CANARY_PW@host/x?token=CANARY_TOKEN\"\n{extra}"
+        );
+        let p = problems(&text);
+        let message = p
+            .iter()
+            .find(|m| m.contains("`url`"))
+            .expect("a url problem");
+        assert!(!message.contains("CANARY"), "{vendor}: {message}");
+        assert!(
+            message.contains("`url` = \"ftp://…@host/x?…\" is not"),
+            "{vendor}: {message}"
+        );
+    }
+}
+
+#[test]
 fn no_message_shows_a_value_from_the_environment() {
     let lookup = |n: &str| match n {
         "URL" => Some("http://user:hunter2@host/".to_owned()),

@@ -30,6 +30,7 @@ use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
 
+use crate::config::url_without_credentials;
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// What `callrelay tail` was asked for. Its `Debug` hides the token (and
@@ -48,7 +49,7 @@ pub struct TailOptions {
 impl std::fmt::Debug for TailOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TailOptions")
-            .field("url", &without_credentials(&self.url))
+            .field("url", &url_without_credentials(&self.url))
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("types", &self.types)
             .field("vendors", &self.vendors)
@@ -206,34 +207,13 @@ fn url_path(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| "?".to_owned(), |u| u.path().to_owned())
 }
 
-/// `url` as an error may show it: a `?token=` or a `user:password@` in it is
-/// a secret, so the query is cut and the user information left out.
-fn without_credentials(url: &str) -> String {
-    let base = url.split_once('?').map_or(url, |(base, _)| base);
-    let shown = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
-                None => base.to_owned(),
-            }
-        }
-        None => base.to_owned(),
-    };
-    if shown.len() < url.len() && url.contains('?') {
-        format!("{shown}?…")
-    } else {
-        shown
-    }
-}
-
 /// The WebSocket request: filters and `since` in the query, token in a header.
 fn build_request(
     options: &TailOptions,
     since: Option<u64>,
 ) -> Result<http::Request<()>, TailError> {
     let bad = |reason: String| TailError::BadUrl {
-        url: without_credentials(&options.url),
+        url: url_without_credentials(&options.url),
         reason,
     };
     let mut url = url::Url::parse(&options.url).map_err(|e| bad(e.to_string()))?;
@@ -417,7 +397,7 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("http://…@x/ws?…"), "{message}");
-        assert_eq!(without_credentials("ws://h:1/ws"), "ws://h:1/ws");
-        assert_eq!(without_credentials("not a url?token=t"), "not a url?…");
+        assert_eq!(url_without_credentials("ws://h:1/ws"), "ws://h:1/ws");
+        assert_eq!(url_without_credentials("not a url?token=t"), "not a url?…");
     }
 }
