@@ -66,6 +66,8 @@ pub struct Context {
     /// Which refused webhook requests are logged (per vendor, configured
     /// account and status).
     pub webhook_refusals: Mutex<LogThrottle<(&'static str, String, u16)>>,
+    /// The memory webhook bodies being received hold together.
+    pub body_budget: Arc<crate::sources::webhook::budget::BodyBudget>,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
@@ -165,6 +167,7 @@ impl Relay {
             webhook_refusals: Mutex::new(LogThrottle::new(
                 crate::sources::webhook::REFUSAL_LOG_INTERVAL,
             )),
+            body_budget: crate::sources::webhook::budget::BodyBudget::new(),
             started: Instant::now(),
             reloads,
         });

@@ -64,6 +64,11 @@ pub struct ServerConfig {
     /// tests shorten. Read once, when the server starts.
     #[serde(skip)]
     pub http_timeouts: crate::http_serve::HttpTimeouts,
+    /// Not a key of the file either: the memory that webhook bodies being
+    /// received may hold together (see [`ServerConfig::body_memory_limit`]);
+    /// tests lower it.
+    #[serde(skip, default = "ServerConfig::default_body_memory")]
+    pub body_memory: u64,
 }
 
 impl ServerConfig {
@@ -72,6 +77,15 @@ impl ServerConfig {
     }
     fn default_max_body() -> Spanned<ByteSize> {
         unspanned(ByteSize(1024 * 1024))
+    }
+    fn default_body_memory() -> u64 {
+        64 * 1024 * 1024
+    }
+    /// What webhook bodies being received may hold together: 64 MiB, or one
+    /// `max_body` when that is larger, so that any body within the limit can
+    /// be taken when nothing else is arriving.
+    pub fn body_memory_limit(&self) -> u64 {
+        self.body_memory.max(self.max_body.get_ref().get())
     }
     /// The listen address; valid once the config has loaded.
     pub fn listen_addr(&self) -> SocketAddr {
@@ -91,6 +105,7 @@ impl Default for ServerConfig {
             listen: Self::default_listen(),
             max_body: Self::default_max_body(),
             http_timeouts: Default::default(),
+            body_memory: Self::default_body_memory(),
         }
     }
 }

@@ -75,6 +75,12 @@ impl Credentials {
         }
     }
 
+    /// Whether the check needs the body (CareSoft's signature covers it);
+    /// the others' credentials are in a header or the query.
+    pub fn signs_body(&self) -> bool {
+        matches!(self, Credentials::Caresoft { .. })
+    }
+
     /// The vendor's authentication check over the raw delivery.
     pub fn verify<'a>(&self, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
         match self {

@@ -1,12 +1,23 @@
-//! Reading a webhook body within `server.max_body`.
+//! Reading a webhook body within `server.max_body` and the bodies' shared
+//! memory budget.
 //!
-//! Guarantees: never holds more than `max_body` bytes of a body in memory, for
-//! a declared `Content-Length` and for chunked bodies alike; exactly `max_body`
-//! bytes is accepted (the limit is inclusive). An oversized body is read on and
-//! discarded for a bounded amount and time before the 413 is sent, so the
-//! sender reads our answer instead of a connection reset. A body that has not
-//! arrived whole within [`BODY_TIMEOUT`] is refused, so a stalled or
-//! deliberately slow sender cannot hold a connection (or a shutdown) open.
+//! Guarantees:
+//! - never holds more than `max_body` bytes of a body in memory, for a
+//!   declared `Content-Length` and for chunked bodies alike; exactly
+//!   `max_body` bytes is accepted (the limit is inclusive);
+//! - a body is held only within a [`Reservation`] of the shared
+//!   [`BodyBudget`](super::budget::BodyBudget): the whole declared length up
+//!   front, a chunked body's buffer as it grows; past the budget the read
+//!   stops with [`BodyError::Busy`] (a 503) and holds nothing more;
+//! - [`discard`] settles a request already refused (its credentials failed)
+//!   without keeping any of its body;
+//! - an oversized body is read on and discarded for a bounded amount and time
+//!   before the 413 is sent, so the sender reads our answer instead of a
+//!   connection reset, except when it waits for `100 Continue` (it then has
+//!   sent nothing, and reading would invite the upload);
+//! - a body that has not arrived whole within [`BODY_TIMEOUT`] is refused, so
+//!   a stalled or deliberately slow sender cannot hold a connection (or a
+//!   shutdown) open.
 
 use std::time::Duration;
 
@@ -14,6 +25,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+
+use super::budget::Reservation;
 
 /// How much of an oversized body is read and thrown away before answering.
 const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
@@ -28,42 +41,95 @@ pub enum BodyError {
     TooLarge,
     /// The body could not be read (the client went away, bad framing): a 400.
     Read(String),
+    /// Bodies being received hold the whole budget (`limit` bytes): a 503.
+    Busy { limit: u64 },
 }
 
-/// The whole body, or why not.
+/// The whole body, held within `reservation` (at most `memory_limit` bytes
+/// for all bodies together), or why not.
 pub async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     max_body: u64,
+    reservation: &mut Reservation,
+    memory_limit: u64,
 ) -> Result<Bytes, BodyError> {
-    read_limited_within(headers, body, max_body, BODY_TIMEOUT).await
+    read_limited_within(
+        headers,
+        body,
+        max_body,
+        reservation,
+        memory_limit,
+        BODY_TIMEOUT,
+    )
+    .await
+}
+
+/// The body's declared length, when there is one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Whether the sender waits for `100 Continue` before sending its body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 async fn read_limited_within(
     headers: &HeaderMap,
     body: Body,
     max_body: u64,
+    reservation: &mut Reservation,
+    memory_limit: u64,
     timeout: Duration,
 ) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > max_body) {
-        drain(body).await;
+        refuse_too_large(headers, body).await;
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(timeout, read_within(body, max_body)).await {
+    let read = read_within(body, declared, max_body, reservation, memory_limit);
+    match tokio::time::timeout(timeout, read).await {
         Ok(read) => read,
-        Err(_) => Err(BodyError::Read(format!(
-            "the body did not arrive within {}",
-            humantime::format_duration(timeout)
-        ))),
+        Err(_) => Err(not_arrived(timeout)),
     }
 }
 
-async fn read_within(mut body: Body, max_body: u64) -> Result<Bytes, BodyError> {
-    let mut buf = BytesMut::new();
+fn not_arrived(timeout: Duration) -> BodyError {
+    BodyError::Read(format!(
+        "the body did not arrive within {}",
+        humantime::format_duration(timeout)
+    ))
+}
+
+async fn read_within(
+    mut body: Body,
+    declared: Option<u64>,
+    max_body: u64,
+    reservation: &mut Reservation,
+    memory_limit: u64,
+) -> Result<Bytes, BodyError> {
+    let busy = BodyError::Busy {
+        limit: memory_limit,
+    };
+    // A declared length is held whole before the first byte is read: the
+    // buffer is then allocated once, at its size (growing it by doubling
+    // held up to 2.6 times the body).
+    let mut buf = match declared {
+        Some(n) => {
+            if !reservation.grow_to(n, memory_limit) {
+                return Err(busy);
+            }
+            // n <= max_body, a size the config could hold as a usize.
+            BytesMut::with_capacity(usize::try_from(n).unwrap_or(0))
+        }
+        None => BytesMut::new(),
+    };
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
@@ -73,9 +139,62 @@ async fn read_within(mut body: Body, max_body: u64) -> Result<Bytes, BodyError> 
                 return Err(BodyError::TooLarge);
             }
             buf.extend_from_slice(&data);
+            if !reservation.grow_to(buf.capacity() as u64, memory_limit) {
+                return Err(busy);
+            }
         }
     }
     Ok(buf.freeze())
+}
+
+/// Settles a request refused before its body was read: 413 for a body over
+/// `max_body` (the size check comes first), a read error, or `Ok` once the
+/// body is known to be within the limit. Nothing of the body is kept.
+pub async fn discard(headers: &HeaderMap, body: Body, max_body: u64) -> Result<(), BodyError> {
+    match declared_length(headers) {
+        Some(n) if n > max_body => {
+            refuse_too_large(headers, body).await;
+            Err(BodyError::TooLarge)
+        }
+        // Within the limit: read off (not kept), for as long as a 413's
+        // drain, so that the refusal is read rather than reset; a sender
+        // waiting for `100 Continue` has sent nothing.
+        Some(_) => {
+            if !expects_continue(headers) {
+                drain(body).await;
+            }
+            Ok(())
+        }
+        None => {
+            let measured = tokio::time::timeout(BODY_TIMEOUT, measure(body, max_body)).await;
+            measured.unwrap_or_else(|_| Err(not_arrived(BODY_TIMEOUT)))
+        }
+    }
+}
+
+/// Counts a chunked body's bytes up to `max_body`, keeping none.
+async fn measure(mut body: Body, max_body: u64) -> Result<(), BodyError> {
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen > max_body {
+                drain(body).await;
+                return Err(BodyError::TooLarge);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before a 413 for a declared length: the sender's body is read off, unless
+/// it waits for `100 Continue` and so has not sent it.
+async fn refuse_too_large(headers: &HeaderMap, body: Body) {
+    if !expects_continue(headers) {
+        drain(body).await;
+    }
 }
 
 /// Reads and discards the rest of `body`, within `DRAIN_BYTES` and `DRAIN_TIME`.
@@ -106,7 +225,17 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
         let timeout = Duration::from_millis(50);
-        let read = read_limited_within(&headers, Body::from_stream(rx), 1024, timeout).await;
+        let budget = super::super::budget::BodyBudget::new();
+        let mut held = budget.reservation();
+        let read = read_limited_within(
+            &headers,
+            Body::from_stream(rx),
+            1024,
+            &mut held,
+            u64::MAX,
+            timeout,
+        )
+        .await;
         assert!(
             matches!(&read, Err(BodyError::Read(reason)) if reason.contains("did not arrive within 50ms")),
             "{read:?}"
@@ -117,7 +246,74 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_body_is_read() {
-        let read = read_limited(&HeaderMap::new(), Body::from("{}"), 2).await;
+        let budget = super::super::budget::BodyBudget::new();
+        let mut held = budget.reservation();
+        let read = read_limited(&HeaderMap::new(), Body::from("{}"), 2, &mut held, 1024).await;
         assert_eq!(read.unwrap(), Bytes::from_static(b"{}"));
+        assert!(held.bytes() >= 2, "the buffer is held in the budget");
+        drop(held);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_is_held_whole_before_it_is_read() {
+        let budget = super::super::budget::BodyBudget::new();
+        let mut other = budget.reservation();
+        assert!(other.grow_to(900, 1000));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, "200".parse().unwrap());
+        let mut held = budget.reservation();
+        let read = read_limited(&headers, Body::from("x".repeat(200)), 1024, &mut held, 1000).await;
+        assert!(
+            matches!(read, Err(BodyError::Busy { limit: 1000 })),
+            "{read:?}"
+        );
+        assert_eq!(budget.in_use(), 900, "the refused body holds nothing");
+        drop(other);
+        let read = read_limited(&headers, Body::from("x".repeat(200)), 1024, &mut held, 1000).await;
+        assert_eq!(read.unwrap().len(), 200);
+        assert_eq!(held.bytes(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_held_as_it_grows() {
+        let budget = super::super::budget::BodyBudget::new();
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            (0..10).map(|_| Ok(Bytes::from(vec![b'x'; 100]))).collect();
+        let mut held = budget.reservation();
+        let read = read_limited(
+            &HeaderMap::new(),
+            Body::from_stream(futures::stream::iter(chunks)),
+            4096,
+            &mut held,
+            500,
+        )
+        .await;
+        assert!(
+            matches!(read, Err(BodyError::Busy { limit: 500 })),
+            "{read:?}"
+        );
+        assert!(held.bytes() <= 500);
+    }
+
+    #[tokio::test]
+    async fn a_discarded_body_is_measured_for_the_size_check() {
+        let chunked = |n: usize| {
+            Body::from_stream(futures::stream::iter(vec![Ok::<_, std::io::Error>(
+                Bytes::from(vec![b'x'; n]),
+            )]))
+        };
+        let none = HeaderMap::new();
+        assert!(discard(&none, chunked(100), 100).await.is_ok());
+        assert!(matches!(
+            discard(&none, chunked(101), 100).await,
+            Err(BodyError::TooLarge)
+        ));
+        let mut declared = HeaderMap::new();
+        declared.insert(header::CONTENT_LENGTH, "101".parse().unwrap());
+        assert!(matches!(
+            discard(&declared, chunked(101), 100).await,
+            Err(BodyError::TooLarge)
+        ));
     }
 }

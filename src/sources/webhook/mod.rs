@@ -11,11 +11,16 @@
 //!   the answer is 503 with `Retry-After`, so the vendor retries;
 //! - accounts are looked up in the current config on every request, so a
 //!   reload adds, changes or removes them without a restart;
-//! - a refusal (4xx) is logged with its reason, at most once per 30 s per
-//!   vendor, configured account and status (with how many were held back);
+//! - a refusal (4xx or 503) is logged with its reason, at most once per 30 s
+//!   per vendor, configured account and status (with how many were held back);
+//! - a sender whose credentials (in a header or the query) fail never has
+//!   its body held in memory; bodies that are held share a budget
+//!   (`ServerConfig::body_memory_limit`), past which the answer is 503 with
+//!   `Retry-After`;
 //! - no answer, log line or metric label carries a credential.
 
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod response;
 
@@ -73,7 +78,7 @@ async fn handle(
 /// The longest account name a log line repeats from a refused request's path.
 const LOGGED_ACCOUNT_CHARS: usize = 64;
 
-/// A request refused for the sender's fault (4xx) is logged, at most once per
+/// A request refused (4xx, or 503 when it should come again) is logged, at most once per
 /// [`REFUSAL_LOG_INTERVAL`] per vendor, account and status: a vendor whose
 /// secret was rotated, or a URL registered with a typo, shows in the log as
 /// well as in the metric, without one line per retry, and one noisy account
@@ -84,7 +89,9 @@ const LOGGED_ACCOUNT_CHARS: usize = 64;
 /// carries reaches the log as such.
 fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answer) {
     let status = answer.status();
-    if !status.is_client_error() {
+    // 503s too: the journal or the body budget turning vendors away is what
+    // an operator looks for first.
+    if !status.is_client_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
         return;
     }
     let configured = if status == axum::http::StatusCode::NOT_FOUND {
@@ -147,6 +154,15 @@ fn unreadable_path(path: &str) -> (&'static str, Answer) {
     }
 }
 
+/// The answer to a body that could not be taken.
+fn body_refused(e: BodyError, max_body: u64) -> Answer {
+    match e {
+        BodyError::TooLarge => Answer::too_large(max_body),
+        BodyError::Read(reason) => Answer::bad_request(&reason),
+        BodyError::Busy { limit } => Answer::busy(limit),
+    }
+}
+
 async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Request) -> Answer {
     // One snapshot of the config for the whole request.
     let config = ctx.config.load();
@@ -171,6 +187,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         }
     };
     let max_body = config.server.max_body.get_ref().get();
+    let memory_limit = config.server.body_memory_limit();
     let Some(credentials) = hook.credentials() else {
         return Answer::misconfigured();
     };
@@ -178,20 +195,37 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     drop(config);
 
     let (parts, body) = request.into_parts();
-    let body = match body::read_limited(&parts.headers, body, max_body).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return Answer::too_large(max_body),
-        Err(BodyError::Read(reason)) => return Answer::bad_request(&reason),
-    };
-    let query: Vec<(String, String)> = parts
-        .uri
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    // The feedback GET's event is its query: `max_body` bounds it too.
+    let raw_query = parts.uri.query().unwrap_or_default();
+    if method == Method::Get && raw_query.len() as u64 > max_body {
+        return Answer::too_large(max_body);
+    }
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect();
+    // Credentials in a header or the query are checked before the body is
+    // read, so a sender without them never holds a body in memory; the body
+    // is still measured (not kept) first, since size answers before auth.
+    if !credentials.signs_body() {
+        let headers_only = Delivery {
+            method,
+            headers: &parts.headers,
+            query: &query,
+            body: &[],
+        };
+        if let Err(refused) = credentials.verify(headers_only) {
+            return match body::discard(&parts.headers, body, max_body).await {
+                Ok(()) => Answer::unauthorized(&refused),
+                Err(e) => body_refused(e, max_body),
+            };
+        }
+    }
+    let mut held = ctx.body_budget.reservation();
+    let body =
+        match body::read_limited(&parts.headers, body, max_body, &mut held, memory_limit).await {
+            Ok(b) => b,
+            Err(e) => return body_refused(e, max_body),
+        };
     let delivery = Delivery {
         method,
         headers: &parts.headers,

@@ -106,6 +106,21 @@ impl Answer {
         )
     }
 
+    /// Bodies being received hold the whole memory budget: the vendor
+    /// should retry in a moment.
+    pub fn busy(limit: u64) -> Answer {
+        let mut a = Answer::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "too many request bodies are being received at once (over {limit} bytes together)"
+            ),
+        );
+        a.response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        a
+    }
+
     /// Ingest could not take or commit the event: the vendor should retry.
     pub fn unavailable(e: &IngestError) -> Answer {
         let retry_after = match e {
