@@ -118,15 +118,25 @@ pub async fn serve(
 }
 
 /// hyper's connection settings: `axum::serve`'s (HTTP/1.1 and HTTP/2 prior
-/// knowledge, hyper's defaults), plus a timer for the head bound.
+/// knowledge, hyper's defaults), plus a timer for the head bound and a
+/// smaller HTTP/1.1 read buffer (below).
 fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read);
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(HTTP1_READ_BUFFER);
     builder
 }
+
+/// The most an HTTP/1.1 connection buffers from its socket (hyper's default
+/// is about 400 KiB): a body arriving faster than it is read grew every
+/// connection's buffer to that, so 600 connections each sending 1 MiB held
+/// about 400 MB even while their bodies were being thrown away. It also
+/// bounds a request head (a larger one is answered 431); 64 KiB is far more
+/// than a webhook's head, and the read rate is unchanged (docs/PERFORMANCE.md).
+const HTTP1_READ_BUFFER: usize = 64 * 1024;
 
 /// A client's failure to connect, not the listener's: the next accept may
 /// go ahead at once.

@@ -1120,3 +1120,23 @@ async fn a_feedback_query_over_max_body_is_413() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     relay.stop().await;
 }
+
+/// An HTTP/1.1 connection buffers at most 64 KiB from its socket (hyper's
+/// default is about 400 KiB, which every connection sending a large body
+/// reached): a request head over that is answered 431, one under it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_the_read_buffer_is_431() {
+    let relay = start_relay(HOOKS).await;
+    let body = br#"{"call_id":"head-1","direction":"inbound","state":"ringing"}"#;
+    for (pad, want) in [(60 * 1024, "HTTP/1.1 200"), (100 * 1024, "HTTP/1.1 431")] {
+        let head = tel4vn_head(
+            "tel4vn-key",
+            body.len(),
+            &format!("X-Pad: {}\r\n", "p".repeat(pad)),
+        );
+        let mut stream = raw_request(&relay, &head, body).await;
+        let line = status_line(&mut stream, Duration::from_secs(10)).await;
+        assert!(line.starts_with(want), "{pad}-byte header: {line}");
+    }
+    relay.stop().await;
+}
