@@ -1140,3 +1140,50 @@ async fn a_request_head_over_the_read_buffer_is_431() {
     }
     relay.stop().await;
 }
+
+/// A credential sent twice is refused whichever copy is right: a proxy in
+/// front may check or strip another copy than the relay would take (the
+/// first one won before, so a right copy followed by a wrong one passed and
+/// the reverse did not: security audit).
+#[tokio::test]
+async fn a_credential_sent_twice_is_refused() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let ticket = br#"{"ticket_id":1,"object":"ticket","action":"create"}"#.to_vec();
+    let call = br#"{"call_id":"twice-1","direction":"inbound","state":"ringing"}"#.to_vec();
+    let basic = |user: &str, password: &str| {
+        use base64::Engine;
+        let pair = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let requests = [
+        c.post(relay.url("/hooks/caresoft/cs"))
+            .header("X-Hub-Signature", sign(b"CS123", &ticket))
+            .header("X-Hub-Signature", "00")
+            .body(ticket.clone()),
+        c.post(relay.url("/hooks/tel4vn/t4"))
+            .header("Authorization", "Bearer tel4vn-key")
+            .header("Authorization", "Bearer wrong")
+            .body(call.clone()),
+        c.post(relay.url("/hooks/tel4vn/t4q?apikey=tel4vn-key&apikey=wrong"))
+            .body(call.clone()),
+        c.post(relay.url("/hooks/voipex/vx"))
+            .header("Authorization", basic("demo", "pa:ss:word"))
+            .header("Authorization", basic("demo", "wrong"))
+            .body(call.clone()),
+        c.post(relay.url("/hooks/voip24h/v24?token=v24-token&token=wrong"))
+            .body(call.clone()),
+        c.post(relay.url("/hooks/sprecord/sp?token=sp-token&token=wrong"))
+            .body(call.clone()),
+    ];
+    for request in requests {
+        let reply = send(request).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+        assert!(reply.text.contains("more than once"), "{}", reply.text);
+    }
+    assert_eq!(relay.ctx.journal.last_seq(), 0);
+    relay.stop().await;
+}

@@ -235,6 +235,15 @@ async fn auth_filters_max_clients_status_and_shutdown() {
         http_status(try_connect(&ws_url(&relay, "?token=tok-a&since=x"), None).await),
         400
     );
+    // A token sent twice is refused whichever copy is accepted (the last
+    // `?token=` won before; a proxy in front may check another copy).
+    for query in ["?token=nope&token=tok-a", "?token=tok-a&token=nope"] {
+        assert_eq!(
+            http_status(try_connect(&ws_url(&relay, query), None).await),
+            401,
+            "{query}"
+        );
+    }
     let mut a = try_connect(
         &ws_url(&relay, "?type=call.*&vendor=voip24h"),
         Some(("authorization", "Bearer tok-b")),

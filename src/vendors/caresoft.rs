@@ -26,7 +26,7 @@ type HmacSha1 = Hmac<Sha1>;
 /// with or without a `sha1=` prefix, in constant time.
 pub fn verify<'a>(secret: &Secret, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
     let header = delivery
-        .header("x-hub-signature")
+        .credential_header("x-hub-signature")?
         .ok_or(AuthError::MissingSignature)?
         .trim_ascii();
     let hex_part = if header.len() >= 5 && header[..5].eq_ignore_ascii_case(b"sha1=") {

@@ -38,6 +38,27 @@ impl<'a> Delivery<'a> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A header that carries a credential: refused when sent more than once,
+    /// since a proxy in front may check or strip another copy than ours.
+    pub fn credential_header(&self, name: &str) -> Result<Option<&'a [u8]>, AuthError> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(AuthError::Repeated(format!("header `{name}`")));
+        }
+        Ok(first.map(|v| v.as_bytes()))
+    }
+
+    /// A query parameter that carries a credential: refused when repeated.
+    pub fn credential_param(&self, name: &str) -> Result<Option<&'a str>, AuthError> {
+        let mut values = self.query.iter().filter(|(k, _)| k == name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(AuthError::Repeated(format!("query parameter `{name}`")));
+        }
+        Ok(first.map(|(_, v)| v.as_str()))
+    }
+
     /// Whether the body is declared as an HTML form.
     pub fn is_form(&self) -> bool {
         self.header("content-type").is_some_and(|ct| {
@@ -84,6 +105,8 @@ pub enum AuthError {
     MissingToken,
     #[error("wrong ?token= query parameter")]
     BadToken,
+    #[error("{0} is sent more than once")]
+    Repeated(String),
 }
 
 impl AuthError {
@@ -102,7 +125,7 @@ pub(super) fn check_token(
     delivery: &Delivery<'_>,
 ) -> Result<(), AuthError> {
     let presented = delivery
-        .query_param("token")
+        .credential_param("token")?
         .ok_or(AuthError::MissingToken)?;
     if expected.matches(presented.as_bytes()) {
         Ok(())

@@ -29,8 +29,8 @@ pub fn verify<'a>(
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
     let presented = match query {
-        Some(q) => delivery.query_param(q).map(str::as_bytes),
-        None => delivery.header(header).map(strip_bearer),
+        Some(q) => delivery.credential_param(q)?.map(str::as_bytes),
+        None => delivery.credential_header(header)?.map(strip_bearer),
     };
     // Only a refusal names the place; an accepted key allocates nothing.
     let place = || match query {

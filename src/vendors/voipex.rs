@@ -26,7 +26,7 @@ pub fn verify<'a>(
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
     let header = delivery
-        .header("authorization")
+        .credential_header("authorization")?
         .ok_or(AuthError::MissingBasic)?
         .trim_ascii();
     if header.len() < 6 || !header[..6].eq_ignore_ascii_case(b"basic ") {

@@ -19,6 +19,24 @@ pub enum AuthError {
     Missing,
     #[error("the token is not accepted")]
     Wrong,
+    #[error("the token is sent more than once (two `Authorization` headers or two `?token=`)")]
+    Repeated,
+}
+
+/// Refuses a token sent twice in one place: a proxy in front may check or
+/// strip another copy than the one the relay would take.
+pub fn sent_once(headers: &HeaderMap, query_token_repeated: bool) -> Result<(), AuthError> {
+    if query_token_repeated
+        || headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .nth(1)
+            .is_some()
+    {
+        Err(AuthError::Repeated)
+    } else {
+        Ok(())
+    }
 }
 
 /// The token the client presented: the header first, else the query.

@@ -32,6 +32,8 @@ pub struct ClientQuery {
     /// `?since=` as sent; read with [`ClientQuery::since`] once the client is authenticated.
     pub since: Option<String>,
     pub token: Option<String>,
+    /// `?token=` came more than once (refused: see `auth::presented`).
+    pub token_repeated: bool,
 }
 
 impl std::fmt::Debug for ClientQuery {
@@ -40,6 +42,7 @@ impl std::fmt::Debug for ClientQuery {
             .field("filter", &self.filter)
             .field("since", &self.since)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token_repeated", &self.token_repeated)
             .finish()
     }
 }
@@ -63,6 +66,7 @@ impl ClientQuery {
                     continue;
                 }
                 "token" => {
+                    q.token_repeated |= q.token.is_some();
                     q.token = Some(value.into_owned());
                     continue;
                 }

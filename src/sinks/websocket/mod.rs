@@ -147,6 +147,12 @@ async fn connect(
     let config = ctx.config.load_full();
     let ws = &config.websocket;
     let query = ClientQuery::parse(query.as_deref());
+    let tokens_required = !ws.tokens.get_ref().is_empty();
+    if let Err(e) = auth::sent_once(&headers, query.token_repeated)
+        && tokens_required
+    {
+        return refuse(StatusCode::UNAUTHORIZED, e.to_string());
+    }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
     if let Err(e) = auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
         return refuse(StatusCode::UNAUTHORIZED, e.to_string());
