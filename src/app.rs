@@ -17,10 +17,17 @@
 //! the sources whose config changed, and keeps settings that need a restart
 //! ([`reload`]) at their running values, with a warning.
 
+mod kafka_sink;
 pub mod reload;
+mod retention;
+mod signals;
 pub mod watchdog;
 
 pub use reload::ReloadOutcome;
+
+use kafka_sink::{kafka_message_max, start_kafka};
+use retention::retention_loop;
+use signals::{Signals, signal_loop};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -202,7 +209,7 @@ impl Relay {
 
 /// Loads the config file and hands it to the serve loop, which applies it;
 /// returns once sources and sinks follow the new config.
-async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
+pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
     let loaded = Config::load(&ctx.config_path).and_then(|config| {
         let (pinned, _) = reload::pin_restart_only(&ctx.config.load(), config.clone());
         match reload::unsafe_with_running_listener(&pinned, &config) {
@@ -378,132 +385,6 @@ async fn serve(
     }
 }
 
-struct RunningKafka {
-    config: crate::sinks::kafka::config::KafkaConfig,
-    /// The option files' contents when the sink started (`KafkaConfig::files_digest`).
-    files_digest: Option<[u8; 32]>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl RunningKafka {
-    async fn stop(self) {
-        self.cancel.cancel();
-        let _ = self.task.await;
-    }
-}
-
-/// `config`'s Kafka `message.max.bytes`; `usize::MAX` without Kafka.
-fn kafka_message_max(config: &Config) -> usize {
-    config
-        .kafka
-        .as_ref()
-        .map_or(usize::MAX, |k| k.message_max_bytes())
-}
-
-fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
-    let config = ctx.config.load().kafka.clone()?;
-    // Its own token: the forwarder must outlive the sources and ingest at shutdown.
-    let cancel = CancellationToken::new();
-    let files_digest = config.files_digest();
-    let task = tokio::spawn(sinks::kafka::run(
-        config.clone(),
-        ctx.clone(),
-        cancel.clone(),
-    ));
-    Some(RunningKafka {
-        config,
-        files_digest,
-        cancel,
-        task,
-    })
-}
-
-const RETENTION_EVERY: Duration = Duration::from_secs(30);
-/// How often the journal's size is compared with `max_size` between passes:
-/// a burst would otherwise grow it (and redb's file, which does not shrink)
-/// by up to 30 s of ingest past the limit.
-const SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-async fn retention_loop(ctx: Arc<Context>) {
-    let mut tick = tokio::time::interval(RETENTION_EVERY);
-    let mut size_check = tokio::time::interval(SIZE_CHECK_EVERY);
-    size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let max_size = ctx.journal.options().max_size;
-    let mut drops = DropLog::default();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = size_check.tick() => {
-                if ctx.journal.bytes() <= max_size {
-                    continue;
-                }
-            }
-        }
-        let journal = ctx.journal.clone();
-        let sinks = ctx.active_sink_cursors();
-        let result = tokio::task::spawn_blocking(move || journal.enforce_retention(&sinks)).await;
-        match result {
-            Ok(Ok(report)) => {
-                let m = &ctx.metrics;
-                m.journal_dropped
-                    .with_label_values(&["undelivered"])
-                    .inc_by(report.dropped_undelivered);
-                m.journal_dropped
-                    .with_label_values(&["delivered"])
-                    .inc_by(report.dropped_delivered);
-                drops.add(report.dropped_undelivered, report.dropped_delivered);
-                if report.expired > 0 {
-                    tracing::debug!(expired = report.expired, "retention removed old events");
-                }
-                m.journal_bytes.set(ctx.journal.bytes() as i64);
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
-        }
-    }
-}
-
-/// Events `max_size` dropped, logged at most once per [`RETENTION_EVERY`]
-/// with the counts since the last line: at the limit under steady load every
-/// size check drops a few, and a line a second would bury the rest.
-#[derive(Default)]
-struct DropLog {
-    logged_at: Option<Instant>,
-    undelivered: u64,
-    delivered: u64,
-}
-
-impl DropLog {
-    fn add(&mut self, undelivered: u64, delivered: u64) {
-        self.undelivered += undelivered;
-        self.delivered += delivered;
-        if self.undelivered + self.delivered == 0
-            || self
-                .logged_at
-                .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
-        {
-            return;
-        }
-        if self.undelivered > 0 {
-            tracing::error!(
-                dropped = self.undelivered,
-                "journal reached max_size: dropped events that a sink had not delivered"
-            );
-        }
-        if self.delivered > 0 {
-            tracing::warn!(
-                dropped = self.delivered,
-                "journal reached max_size: dropped delivered events before their retention"
-            );
-        }
-        *self = DropLog {
-            logged_at: Some(Instant::now()),
-            ..DropLog::default()
-        };
-    }
-}
-
 /// How long a stop waits for reads in progress before closing the journal.
 const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -530,66 +411,4 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     );
     watchdog::spawn(ctx, tokio::runtime::Handle::current());
     relay.wait().await
-}
-
-/// Tells systemd a reload began (with the monotonic time `Type=notify-reload` wants).
-fn notify_reloading() {
-    let mut states = vec![sd_notify::NotifyState::Reloading];
-    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-        states.push(now);
-    }
-    let _ = sd_notify::notify(false, &states);
-}
-
-/// The signals the daemon handles, installed before anything else.
-#[cfg(unix)]
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-#[cfg(unix)]
-impl Signals {
-    fn install() -> Option<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Some(Signals {
-            term: signal(SignalKind::terminate()).ok()?,
-            int: signal(SignalKind::interrupt()).ok()?,
-            hup: signal(SignalKind::hangup()).ok()?,
-        })
-    }
-}
-
-#[cfg(unix)]
-async fn signal_loop(ctx: Arc<Context>, signals: Signals) {
-    let Signals {
-        mut term,
-        mut int,
-        mut hup,
-    } = signals;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
-            _ = hup.recv() => {
-                notify_reloading();
-                match reload_request(&ctx).await {
-                    Ok(outcome) if outcome.needs_restart.is_empty() => {
-                        tracing::info!("SIGHUP: config re-read");
-                    }
-                    Ok(outcome) => tracing::warn!(
-                        "SIGHUP: config re-read; {} setting(s) need a restart to take effect",
-                        outcome.needs_restart.len()
-                    ),
-                    Err(e) => {
-                        tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
-                    }
-                }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-            }
-        }
-    }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    ctx.shutdown.cancel();
 }

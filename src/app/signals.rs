@@ -1,0 +1,72 @@
+//! The daemon's signals: SIGTERM and SIGINT drain, SIGHUP reloads, each
+//! told to systemd (STOPPING, RELOADING then READY).
+//!
+//! Guarantees: the handlers are installed before the config is read, so a
+//! SIGHUP during start waits for the relay instead of killing it; a refused
+//! reload is logged with every problem and keeps the running config.
+
+use std::sync::Arc;
+
+use super::Context;
+
+/// Tells systemd a reload began (with the monotonic time `Type=notify-reload` wants).
+fn notify_reloading() {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    let _ = sd_notify::notify(false, &states);
+}
+
+/// The signals the daemon handles, installed before anything else.
+#[cfg(unix)]
+pub(super) struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    pub(super) fn install() -> Option<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+}
+
+#[cfg(unix)]
+pub(super) async fn signal_loop(ctx: Arc<Context>, signals: Signals) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = hup.recv() => {
+                notify_reloading();
+                match super::reload_request(&ctx).await {
+                    Ok(outcome) if outcome.needs_restart.is_empty() => {
+                        tracing::info!("SIGHUP: config re-read");
+                    }
+                    Ok(outcome) => tracing::warn!(
+                        "SIGHUP: config re-read; {} setting(s) need a restart to take effect",
+                        outcome.needs_restart.len()
+                    ),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
+                    }
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    ctx.shutdown.cancel();
+}
