@@ -511,16 +511,32 @@ impl Journal {
         after: u64,
         limit: usize,
     ) -> Result<Vec<JournaledEvent>, JournalError> {
+        self.read_page(after, limit, usize::MAX)
+    }
+
+    /// As [`Journal::read_after`], and stops once the events read hold
+    /// `max_bytes` of JSON (always reading at least one): a reader that
+    /// holds a page until a slow client takes it holds a bounded amount
+    /// whatever the events' sizes.
+    pub fn read_page(
+        &self,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<JournaledEvent>, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read().map_err(storage)?;
         let log = txn.open_table(EVENTS).map_err(storage)?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
-            if out.len() >= limit {
+            if out.len() >= limit || bytes >= max_bytes {
                 break;
             }
             let (k, v) = entry.map_err(storage)?;
-            out.push(decode_record(k.value(), v.value())?);
+            let event = decode_record(k.value(), v.value())?;
+            bytes = bytes.saturating_add(event.json.len());
+            out.push(event);
         }
         Ok(out)
     }

@@ -357,3 +357,21 @@ fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
         "{names:?}"
     );
 }
+
+#[test]
+fn a_page_stops_at_its_byte_bound_and_holds_at_least_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let events: Vec<_> = (0..20).map(|n| event(&format!("e{n}"))).collect();
+    j.append_batch(&events).unwrap();
+    let all = j.read_after(0, 100).unwrap();
+    assert_eq!(all.len(), 20);
+    let one = all[0].json.len();
+    // Three events' worth: the page stops once it holds that much.
+    let page = j.read_page(0, 100, 3 * one).unwrap();
+    assert_eq!(page.len(), 3, "{} bytes each", one);
+    assert_eq!(page.last().map(|e| e.seq), Some(3));
+    let page = j.read_page(3, 100, 1).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(j.read_page(0, 2, usize::MAX).unwrap().len(), 2);
+}

@@ -52,6 +52,10 @@ use crate::journal::{Journal, JournaledEvent};
 
 /// Events read from the journal per blocking call while replaying.
 const REPLAY_PAGE: usize = 512;
+/// JSON read per page at most (one event more when a single event is
+/// larger): a page waits in memory while a slow client takes it, and 512
+/// events of 60 KB held about 14 MB per such client (security audit).
+const REPLAY_PAGE_BYTES: usize = 1024 * 1024;
 /// Live events written before one flush: one syscall for a burst, not one per
 /// event. Small, because tungstenite's write buffer keeps the capacity of the
 /// biggest burst for the life of the connection (~16 × 1 KiB per client).
@@ -357,13 +361,15 @@ impl Session {
             }
             let journal = ctx.journal.clone();
             let after = self.cursor;
-            let page = tokio::task::spawn_blocking(move || journal.read_after(after, REPLAY_PAGE))
-                .await
-                .map_err(|_| End::JournalError)?
-                .map_err(|e| {
-                    tracing::error!(error = %e, "websocket replay: journal read failed");
-                    End::JournalError
-                })?;
+            let page = tokio::task::spawn_blocking(move || {
+                journal.read_page(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+            })
+            .await
+            .map_err(|_| End::JournalError)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "websocket replay: journal read failed");
+                End::JournalError
+            })?;
             let Some(first) = page.first() else {
                 return Ok(());
             };
