@@ -13,7 +13,7 @@
 //! - mode 1 (attacker POST): the rest is `AUTH \n BODY`; AUTH is the
 //!   signature / api key / Basic header / `?token=` the sender presents.
 //! - mode 2 (GET): the rest is a query string (Voip24h's feedback callback),
-//!   with the right token added.
+//!   with any `token` in it replaced by the right one.
 //! - mode 3 (form POST): the rest is an `application/x-www-form-urlencoded`
 //!   body, with the right credentials.
 //!
@@ -189,6 +189,9 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
         2 => {
             method = Method::Get;
             query.extend(url::form_urlencoded::parse(rest).into_owned());
+            // The right sender presents its token once: a second `token`
+            // from the input would be refused as a repeated credential.
+            query.retain(|(k, _)| k != "token");
             authenticate(vendor, b"", &mut headers, &mut query);
             b""
         }
