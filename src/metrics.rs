@@ -24,6 +24,7 @@ pub struct Metrics {
     pub upstream_reconnects: IntCounterVec,
     pub journal_last_seq: IntGauge,
     pub journal_bytes: IntGauge,
+    pub webhook_body_bytes: IntGauge,
     pub sink_lag_events: IntGaugeVec,
     pub ws_clients: IntGauge,
     pub ws_disconnects: IntCounterVec,
@@ -122,6 +123,11 @@ impl Metrics {
             "callrelay_journal_bytes",
             "Bytes of events held in the journal.",
         );
+        let webhook_body_bytes = gauge(
+            &r,
+            "callrelay_webhook_body_bytes",
+            "Bytes of webhook bodies being received or waiting for their answer (at most 64 MiB, or one max_body, past which deliveries are answered 503).",
+        );
         let sink_lag_events = gauge_vec(
             &r,
             "callrelay_sink_lag_events",
@@ -217,6 +223,7 @@ impl Metrics {
             upstream_reconnects,
             journal_last_seq,
             journal_bytes,
+            webhook_body_bytes,
             sink_lag_events,
             ws_clients,
             ws_disconnects,

@@ -96,6 +96,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
         "counter",
         &["reason"],
     ),
+    ("callrelay_webhook_body_bytes", "gauge", &[]),
 ];
 
 /// Every metric family the relay registers: name → (type, labels), read from
@@ -123,6 +124,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.upstream_malformed, "counter"),
         (&m.config_reloads, "counter"),
         (&m.http_connections_closed, "counter"),
+        (&m.webhook_body_bytes, "gauge"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {

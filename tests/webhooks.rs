@@ -991,7 +991,7 @@ fn tel4vn_head(key: &str, length: usize, extra: &str) -> String {
 /// reserves nothing while it trickles in, and it is answered 401 without
 /// waiting for the rest (it waited for the whole body, up to 30 s, and held
 /// it: the security audit made the relay hold 1.7 GB that way). One with the
-/// right key holds its declared length in the budget until it is answered.
+/// right key holds what it has sent in the budget until it is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_with_wrong_credentials_is_refused_without_being_held() {
     let relay = start_relay(HOOKS).await;
@@ -1019,38 +1019,94 @@ async fn a_body_with_wrong_credentials_is_refused_without_being_held() {
         b"{\"call_id\":",
     )
     .await;
+    // The bytes that came, not the 100,000 declared.
     common::eventually(Duration::from_secs(10), "the right key's body held", || {
-        relay.ctx.body_budget.in_use() == 100_000
+        relay.ctx.body_budget.in_use() == 11
     })
     .await;
     relay.stop().await;
 }
 
-/// Bodies being received share a memory budget: past it a delivery is
-/// answered 503 with Retry-After (the vendor comes again), and once the
-/// bodies holding it are gone the same delivery is taken.
+/// Bodies being received share a memory budget, counted as their bytes
+/// arrive, and one account may hold at most half of it: a sender that fills
+/// CareSoft's half (its check needs the body, so anyone can) is answered 503
+/// past it while other accounts are still served; past the whole budget every
+/// delivery is answered 503 with Retry-After (the vendor comes again), and
+/// once the bodies holding it are gone the same delivery is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!("{}{}", common::base_config(dir.path()), HOOKS);
     let relay = common::start_relay_tuned(dir, &text, |config| {
         config.server.max_body = callrelay::config::unspanned(callrelay::config::ByteSize(4096));
+        // 6,000 bytes together, 3,000 per account.
         config.server.body_memory = 6000;
     })
     .await;
-    // Two stalled senders with the right key hold 2 × 2,500 bytes.
-    let first = raw_request(&relay, &tel4vn_head("tel4vn-key", 2500, ""), b"{").await;
-    let second = raw_request(&relay, &tel4vn_head("tel4vn-key", 2500, ""), b"{").await;
-    common::eventually(Duration::from_secs(10), "both bodies held", || {
-        relay.ctx.body_budget.in_use() == 5000
+    let held = || relay.ctx.body_budget.in_use();
+    let stalled = |path: &str, auth: &str, sent: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\nContent-Type: application/json\r\n\
+             Content-Length: 4000\r\n\r\n{}",
+            "x".repeat(sent)
+        )
+    };
+    // No signature needed to fill CareSoft's half: 2,500 bytes of a body
+    // that never ends, then 1,000 more on a second request, past the half.
+    let caresoft = raw_request(
+        &relay,
+        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 2500),
+        b"",
+    )
+    .await;
+    common::eventually(Duration::from_secs(10), "2,500 bytes held", || {
+        held() == 2500
     })
     .await;
-    let body = json!({"call_id": "budget-1", "direction": "inbound", "state": "ringing",
-                      "from_number": "0900000001", "to_number": "100"})
-    .to_string();
-    let padded = format!("{body:<1500}");
+    let mut over_half = raw_request(
+        &relay,
+        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 1000),
+        b"",
+    )
+    .await;
+    let line = status_line(&mut over_half, Duration::from_secs(10)).await;
+    assert!(
+        line.starts_with("HTTP/1.1 503"),
+        "past the account's half: {line}"
+    );
+    // Another account still has room: a stalled Tel4vn body takes 2,500.
+    let tel4vn = raw_request(
+        &relay,
+        &stalled("/hooks/tel4vn/t4", "Authorization: Bearer tel4vn-key", 2500),
+        b"",
+    )
+    .await;
+    common::eventually(Duration::from_secs(10), "5,000 bytes held", || {
+        held() == 5000
+    })
+    .await;
+    let scrape = reqwest::get(relay.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == "callrelay_webhook_body_bytes 5000"),
+        "the gauge shows what is held"
+    );
+
+    let call = |n: usize, pad: usize| {
+        let body = json!({"extend": "130", "state": "Ring", "callid": format!("{n}.299"),
+                          "type": "inbound"})
+        .to_string();
+        format!("{body:<pad$}").into_bytes()
+    };
     let c = client();
-    let reply = send(authed(&c, &relay, "tel4vn", padded.clone().into_bytes())).await;
+    // 5,000 held + 1,500 is past the whole budget.
+    let reply = send(authed(&c, &relay, "voip24h", call(1, 1500))).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1062,20 +1118,19 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
         Some(&b"1"[..])
     );
     assert!(reply.text.contains("bodies"), "{}", reply.text);
-    assert_eq!(relay.ctx.journal.last_seq(), 0);
+    // 5,000 + 900 fits.
+    let reply = send(authed(&c, &relay, "voip24h", call(2, 900))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(relay.ctx.journal.last_seq(), 1);
 
-    drop((first, second));
+    drop((caresoft, tel4vn));
     common::eventually(Duration::from_secs(10), "the stalled bodies let go", || {
-        relay.ctx.body_budget.in_use() == 0
+        held() == 0
     })
     .await;
-    let reply = send(authed(&c, &relay, "tel4vn", padded.into_bytes())).await;
+    let reply = send(authed(&c, &relay, "voip24h", call(1, 1500))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    assert_eq!(
-        relay.ctx.body_budget.in_use(),
-        0,
-        "an answered body lets go"
-    );
+    assert_eq!(held(), 0, "an answered body lets go");
     relay.stop().await;
 }
 

@@ -6,9 +6,9 @@
 //!   declared `Content-Length` and for chunked bodies alike; exactly
 //!   `max_body` bytes is accepted (the limit is inclusive);
 //! - a body is held only within a [`Reservation`] of the shared
-//!   [`BodyBudget`](super::budget::BodyBudget): the whole declared length up
-//!   front, a chunked body's buffer as it grows; past the budget the read
-//!   stops with [`BodyError::Busy`] (a 503) and holds nothing more;
+//!   [`BodyBudget`](super::budget::BodyBudget), its bytes counted as they
+//!   arrive; past the budget the read stops with [`BodyError::Busy`] (a 503),
+//!   what came is dropped and the rest read off, within the drain's bounds;
 //! - [`discard`] settles a request already refused (its credentials failed)
 //!   without keeping any of its body;
 //! - an oversized body is read on and discarded for a bounded amount and time
@@ -114,34 +114,34 @@ async fn read_within(
     reservation: &mut Reservation,
     memory_limit: u64,
 ) -> Result<Bytes, BodyError> {
-    let busy = BodyError::Busy {
-        limit: memory_limit,
-    };
-    // A declared length is held whole before the first byte is read: the
-    // buffer is then allocated once, at its size (growing it by doubling
-    // held up to 2.6 times the body).
+    // A declared length gets its buffer at once, at its size (growing it by
+    // doubling held up to 2.6 times the body); its pages take memory only as
+    // the bytes arrive, and so does the budget: a sender that declares a
+    // length and sends nothing holds nothing.
     let mut buf = match declared {
-        Some(n) => {
-            if !reservation.grow_to(n, memory_limit) {
-                return Err(busy);
-            }
-            // n <= max_body, a size the config could hold as a usize.
-            BytesMut::with_capacity(usize::try_from(n).unwrap_or(0))
-        }
+        // n <= max_body, a size the config could hold as a usize.
+        Some(n) => BytesMut::with_capacity(usize::try_from(n).unwrap_or(0)),
         None => BytesMut::new(),
     };
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > max_body {
+            let received = (buf.len() + data.len()) as u64;
+            if received > max_body {
                 drain(body).await;
                 return Err(BodyError::TooLarge);
             }
-            buf.extend_from_slice(&data);
-            if !reservation.grow_to(buf.capacity() as u64, memory_limit) {
-                return Err(busy);
+            if !reservation.grow_to(received, memory_limit) {
+                // Read off (not kept) like a 413's, so that the sender reads
+                // the 503 rather than a reset.
+                drop(buf);
+                drain(body).await;
+                return Err(BodyError::Busy {
+                    limit: memory_limit,
+                });
             }
+            buf.extend_from_slice(&data);
         }
     }
     Ok(buf.freeze())
@@ -226,7 +226,7 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
         let timeout = Duration::from_millis(50);
         let budget = super::super::budget::BodyBudget::new();
-        let mut held = budget.reservation();
+        let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited_within(
             &headers,
             Body::from_stream(rx),
@@ -247,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn a_whole_body_is_read() {
         let budget = super::super::budget::BodyBudget::new();
-        let mut held = budget.reservation();
+        let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited(&HeaderMap::new(), Body::from("{}"), 2, &mut held, 1024).await;
         assert_eq!(read.unwrap(), Bytes::from_static(b"{}"));
         assert!(held.bytes() >= 2, "the buffer is held in the budget");
@@ -256,23 +256,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_declared_body_is_held_whole_before_it_is_read() {
+    async fn a_body_is_held_as_its_bytes_arrive() {
         let budget = super::super::budget::BodyBudget::new();
-        let mut other = budget.reservation();
-        assert!(other.grow_to(900, 1000));
+        let mut others = [
+            budget.reservation("voipex/v".into()),
+            budget.reservation("voip24h/v".into()),
+        ];
+        assert!(others[0].grow_to(400, 1000) && others[1].grow_to(200, 1000));
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, "200".parse().unwrap());
-        let mut held = budget.reservation();
-        let read = read_limited(&headers, Body::from("x".repeat(200)), 1024, &mut held, 1000).await;
+        headers.insert(header::CONTENT_LENGTH, "450".parse().unwrap());
+        let mut held = budget.reservation("tel4vn/t".into());
+        let read = read_limited(&headers, Body::from("x".repeat(450)), 1024, &mut held, 1000).await;
         assert!(
             matches!(read, Err(BodyError::Busy { limit: 1000 })),
-            "{read:?}"
+            "600 held + 450 is over 1000: {read:?}"
         );
-        assert_eq!(budget.in_use(), 900, "the refused body holds nothing");
-        drop(other);
-        let read = read_limited(&headers, Body::from("x".repeat(200)), 1024, &mut held, 1000).await;
-        assert_eq!(read.unwrap().len(), 200);
-        assert_eq!(held.bytes(), 200);
+        assert_eq!(budget.in_use(), 600, "the refused body holds nothing");
+        drop(others);
+        let read = read_limited(&headers, Body::from("x".repeat(450)), 1024, &mut held, 1000).await;
+        assert_eq!(read.unwrap().len(), 450);
+        assert_eq!(held.bytes(), 450);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
+        let budget = super::super::budget::BodyBudget::new();
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        tx.try_send(Ok(Bytes::from_static(b"{\"a\":"))).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, "1000".parse().unwrap());
+        let mut held = budget.reservation("caresoft/cs".into());
+        let read = read_limited_within(
+            &headers,
+            Body::from_stream(rx),
+            1024,
+            &mut held,
+            u64::MAX,
+            Duration::from_millis(50),
+        )
+        .await;
+        assert!(matches!(read, Err(BodyError::Read(_))), "{read:?}");
+        assert_eq!(
+            held.bytes(),
+            5,
+            "the 5 bytes that came, not the 1,000 declared"
+        );
     }
 
     #[tokio::test]
@@ -280,7 +308,7 @@ mod tests {
         let budget = super::super::budget::BodyBudget::new();
         let chunks: Vec<Result<Bytes, std::io::Error>> =
             (0..10).map(|_| Ok(Bytes::from(vec![b'x'; 100]))).collect();
-        let mut held = budget.reservation();
+        let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited(
             &HeaderMap::new(),
             Body::from_stream(futures::stream::iter(chunks)),

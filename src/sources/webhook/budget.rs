@@ -5,18 +5,28 @@
 //! bound any sender, credentials or not, could make the relay hold
 //! `max_body` per connection for as long as the body takes to arrive.
 //!
-//! Guarantees: the bytes reserved by all live [`Reservation`]s never exceed
-//! the limit a reservation was made under; a reservation gives its bytes back
-//! when dropped, however the request ends; a reservation that would pass the
-//! limit is refused and leaves the count unchanged.
+//! Guarantees:
+//! - the bytes held by all live [`Reservation`]s never exceed the limit a
+//!   reservation grew under, and one webhook account's never exceed half of
+//!   it, so a sender that can fill one account's share (CareSoft's, whose
+//!   check needs the body) cannot turn the other accounts away;
+//! - a reservation gives its bytes back when dropped, however the request
+//!   ends; a growth that would pass a limit is refused and changes nothing.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// The bytes reserved by bodies being received or waiting for their answer.
+/// The bytes held by bodies being received or waiting for their answer.
 #[derive(Debug, Default)]
 pub struct BodyBudget {
-    in_use: AtomicU64,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: u64,
+    /// Per `vendor/account`; an account holding nothing has no entry.
+    by_account: HashMap<String, u64>,
 }
 
 impl BodyBudget {
@@ -24,25 +34,48 @@ impl BodyBudget {
         Arc::new(BodyBudget::default())
     }
 
-    /// Bytes reserved now.
-    pub fn in_use(&self) -> u64 {
-        self.in_use.load(Ordering::Relaxed)
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Every change is made whole under the lock: a panic elsewhere
+        // cannot leave it half done.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An empty reservation, grown as the body arrives.
-    pub fn reservation(self: &Arc<Self>) -> Reservation {
+    /// Bytes held now, by every account together.
+    pub fn in_use(&self) -> u64 {
+        self.held().total
+    }
+
+    /// An empty reservation for `account` (`vendor/account`), grown as the
+    /// body arrives.
+    pub fn reservation(self: &Arc<Self>, account: String) -> Reservation {
         Reservation {
             budget: self.clone(),
+            account,
             bytes: 0,
         }
     }
 
-    fn take(&self, bytes: u64, limit: u64) -> bool {
-        self.in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
-                in_use.checked_add(bytes).filter(|&total| total <= limit)
-            })
-            .is_ok()
+    fn take(&self, account: &str, more: u64, limit: u64) -> bool {
+        let mut held = self.held();
+        let of_account = held.by_account.get(account).copied().unwrap_or(0);
+        let fits = |held: u64, limit: u64| held.checked_add(more).is_some_and(|t| t <= limit);
+        if !fits(held.total, limit) || !fits(of_account, limit / 2) {
+            return false;
+        }
+        held.total += more;
+        *held.by_account.entry(account.to_owned()).or_default() += more;
+        true
+    }
+
+    fn give_back(&self, account: &str, bytes: u64) {
+        let mut held = self.held();
+        held.total = held.total.saturating_sub(bytes);
+        if let Some(of_account) = held.by_account.get_mut(account) {
+            *of_account = of_account.saturating_sub(bytes);
+            if *of_account == 0 {
+                held.by_account.remove(account);
+            }
+        }
     }
 }
 
@@ -50,18 +83,20 @@ impl BodyBudget {
 #[derive(Debug)]
 pub struct Reservation {
     budget: Arc<BodyBudget>,
+    account: String,
     bytes: u64,
 }
 
 impl Reservation {
     /// Holds at least `total` bytes; false (holding what it held) when the
-    /// budget cannot give the difference within `limit`.
+    /// budget cannot give the difference within `limit`, or within half of
+    /// it for this account.
     pub fn grow_to(&mut self, total: u64, limit: u64) -> bool {
         let more = total.saturating_sub(self.bytes);
         if more == 0 {
             return true;
         }
-        if !self.budget.take(more, limit) {
+        if !self.budget.take(&self.account, more, limit) {
             return false;
         }
         self.bytes = total;
@@ -75,7 +110,9 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.budget.in_use.fetch_sub(self.bytes, Ordering::AcqRel);
+        if self.bytes > 0 {
+            self.budget.give_back(&self.account, self.bytes);
+        }
     }
 }
 
@@ -86,28 +123,44 @@ mod tests {
     #[test]
     fn reservations_stay_within_the_limit_and_give_back_on_drop() {
         let budget = BodyBudget::new();
-        let mut a = budget.reservation();
-        let mut b = budget.reservation();
-        assert!(a.grow_to(600, 1000));
-        assert!(!b.grow_to(500, 1000), "600 + 500 is over 1000");
-        assert_eq!(budget.in_use(), 600, "a refusal takes nothing");
+        let mut a = budget.reservation("tel4vn/a".into());
+        let mut b = budget.reservation("voipex/b".into());
+        let mut c = budget.reservation("voip24h/c".into());
+        assert!(a.grow_to(400, 1000));
         assert!(b.grow_to(400, 1000));
-        assert!(a.grow_to(600, 1000), "holding as much already");
-        assert!(!a.grow_to(601, 1000));
-        assert_eq!((a.bytes(), b.bytes(), budget.in_use()), (600, 400, 1000));
+        assert!(!c.grow_to(300, 1000), "400 + 400 + 300 is over 1000");
+        assert_eq!(budget.in_use(), 800, "a refusal takes nothing");
+        assert!(c.grow_to(200, 1000));
+        assert!(a.grow_to(400, 1000), "holding as much already");
+        assert!(!a.grow_to(401, 1000));
+        assert_eq!((a.bytes(), b.bytes(), c.bytes()), (400, 400, 200));
         drop(a);
-        assert_eq!(budget.in_use(), 400);
-        assert!(b.grow_to(1000, 1000));
-        drop(b);
+        assert_eq!(budget.in_use(), 600);
+        drop((b, c));
         assert_eq!(budget.in_use(), 0);
+        assert!(budget.held().by_account.is_empty());
+    }
+
+    #[test]
+    fn one_account_holds_at_most_half() {
+        let budget = BodyBudget::new();
+        let mut first = budget.reservation("caresoft/cs".into());
+        let mut second = budget.reservation("caresoft/cs".into());
+        assert!(first.grow_to(300, 1000));
+        assert!(second.grow_to(200, 1000), "500 is half");
+        assert!(!second.grow_to(201, 1000), "the account's half is full");
+        let mut other = budget.reservation("tel4vn/t4".into());
+        assert!(other.grow_to(500, 1000), "another account still has room");
+        drop(first);
+        assert!(second.grow_to(500, 1000));
     }
 
     #[test]
     fn a_huge_request_cannot_wrap_the_count() {
         let budget = BodyBudget::new();
-        let mut a = budget.reservation();
+        let mut a = budget.reservation("a/a".into());
         assert!(a.grow_to(10, u64::MAX));
-        let mut b = budget.reservation();
+        let mut b = budget.reservation("b/b".into());
         assert!(!b.grow_to(u64::MAX, u64::MAX));
         assert_eq!(budget.in_use(), 10);
     }

@@ -198,7 +198,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     // The feedback GET's event is its query: `max_body` bounds it too.
     let raw_query = parts.uri.query().unwrap_or_default();
     if method == Method::Get && raw_query.len() as u64 > max_body {
-        return Answer::too_large(max_body);
+        return Answer::query_too_large(max_body);
     }
     let query: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
@@ -220,7 +220,9 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
             };
         }
     }
-    let mut held = ctx.body_budget.reservation();
+    let mut held = ctx
+        .body_budget
+        .reservation(format!("{}/{account}", vendor.as_str()));
     let body =
         match body::read_limited(&parts.headers, body, max_body, &mut held, memory_limit).await {
             Ok(b) => b,

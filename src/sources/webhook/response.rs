@@ -71,6 +71,14 @@ impl Answer {
         )
     }
 
+    /// The Voip24h feedback GET's query, which is its event, is over `max_body`.
+    pub fn query_too_large(max_body: u64) -> Answer {
+        Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the query string is over server.max_body ({max_body} bytes)"),
+        )
+    }
+
     /// The event, as a Kafka message, would be over `message.max.bytes`.
     pub fn too_large_for_kafka(size: usize, limit: usize) -> Answer {
         Answer::error(
