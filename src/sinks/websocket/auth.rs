@@ -19,37 +19,43 @@ pub enum AuthError {
     Missing,
     #[error("the token is not accepted")]
     Wrong,
-    #[error("the token is sent more than once (two `Authorization` headers or two `?token=`)")]
+    #[error(
+        "the token is sent more than once (two `Authorization: Bearer` headers or two `?token=`)"
+    )]
     Repeated,
 }
 
-/// Refuses a token sent twice in one place: a proxy in front may check or
-/// strip another copy than the one the relay would take.
+/// Refuses a token sent twice in one place (two `Bearer` headers, or
+/// `?token=` twice): a proxy in front may check or strip another copy than
+/// the one the relay would take. Another scheme beside a `Bearer` (a proxy's
+/// `Basic`) is not a second token.
 pub fn sent_once(headers: &HeaderMap, query_token_repeated: bool) -> Result<(), AuthError> {
-    if query_token_repeated
-        || headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .nth(1)
-            .is_some()
-    {
+    let bearers = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| bearer(v.as_bytes()))
+        .count();
+    if query_token_repeated || bearers > 1 {
         Err(AuthError::Repeated)
     } else {
         Ok(())
     }
 }
 
-/// The token the client presented: the header first, else the query.
+/// The token of an `Authorization: Bearer TOKEN` value.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at(value.len().min(7));
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+/// The token the client presented: a `Bearer` header first, else the query.
 pub fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a [u8]> {
     let from_header = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_at(v.len().min(7));
-            scheme
-                .eq_ignore_ascii_case(b"bearer ")
-                .then(|| rest.trim_ascii())
-        });
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .find_map(|v| bearer(v.as_bytes()));
     from_header.or(query_token.map(str::as_bytes))
 }
 
@@ -116,5 +122,21 @@ mod tests {
             Err(AuthError::Missing)
         );
         assert_eq!(check(&[], &headers(None), None), Ok(()));
+    }
+
+    #[test]
+    fn two_bearer_tokens_are_refused_and_a_proxys_basic_beside_one_is_not() {
+        let both = |a: &str, b: &str| {
+            let mut h = HeaderMap::new();
+            h.append(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+            h.append(header::AUTHORIZATION, HeaderValue::from_str(b).unwrap());
+            h
+        };
+        let two = both("Bearer nope", "Bearer s3cret");
+        assert_eq!(sent_once(&two, false), Err(AuthError::Repeated));
+        let proxied = both("Basic cHJveHk6cHc=", "Bearer s3cret");
+        assert_eq!(sent_once(&proxied, false), Ok(()));
+        assert_eq!(presented(&proxied, None), Some(&b"s3cret"[..]));
+        assert_eq!(sent_once(&headers(None), true), Err(AuthError::Repeated));
     }
 }
