@@ -639,7 +639,15 @@ pub fn url_without_credentials(url: &str) -> String {
                 None => base.to_owned(),
             }
         }
-        None => base.to_owned(),
+        // No scheme: whatever stands before the last `@` of the authority
+        // may still be `user:password`.
+        None => {
+            let authority_end = base.find('/').unwrap_or(base.len());
+            match base[..authority_end].rfind('@') {
+                Some(at) => format!("…@{}", &base[at + 1..]),
+                None => base.to_owned(),
+            }
+        }
     };
     if shown.len() < url.len() && url.contains('?') {
         format!("{shown}?…")

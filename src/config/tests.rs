@@ -491,6 +491,14 @@ fn a_refused_url_written_in_the_file_is_shown_without_its_password_or_query() {
             "{vendor}: {message}"
         );
     }
+    // Without a scheme the userinfo is still cut.
+    let p = problems("[[sprecord]]\naccount = \"a\"\nurl = \"user:CANARY_PW@host:3122/x\"\n");
+    let message = p
+        .iter()
+        .find(|m| m.contains("`url`"))
+        .expect("a url problem");
+    assert!(!message.contains("CANARY"), "{message}");
+    assert!(message.contains("\"…@host:3122/x\""), "{message}");
 }
 
 #[test]
