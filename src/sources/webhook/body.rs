@@ -41,7 +41,8 @@ pub enum BodyError {
     TooLarge,
     /// The body could not be read (the client went away, bad framing): a 400.
     Read(String),
-    /// Bodies being received hold the whole budget (`limit` bytes): a 503.
+    /// Bodies being received hold the budget (`limit` bytes together, half
+    /// of it per account): a 503.
     Busy { limit: u64 },
 }
 
@@ -90,7 +91,7 @@ async fn read_limited_within(
 ) -> Result<Bytes, BodyError> {
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > max_body) {
-        refuse_too_large(headers, body).await;
+        read_off_unless_waiting(headers, body).await;
         return Err(BodyError::TooLarge);
     }
     let read = read_within(body, declared, max_body, reservation, memory_limit);
@@ -153,16 +154,12 @@ async fn read_within(
 pub async fn discard(headers: &HeaderMap, body: Body, max_body: u64) -> Result<(), BodyError> {
     match declared_length(headers) {
         Some(n) if n > max_body => {
-            refuse_too_large(headers, body).await;
+            read_off_unless_waiting(headers, body).await;
             Err(BodyError::TooLarge)
         }
-        // Within the limit: read off (not kept), for as long as a 413's
-        // drain, so that the refusal is read rather than reset; a sender
-        // waiting for `100 Continue` has sent nothing.
+        // Within the limit: read off (not kept) as for a 413.
         Some(_) => {
-            if !expects_continue(headers) {
-                drain(body).await;
-            }
+            read_off_unless_waiting(headers, body).await;
             Ok(())
         }
         None => {
@@ -189,9 +186,10 @@ async fn measure(mut body: Body, max_body: u64) -> Result<(), BodyError> {
     Ok(())
 }
 
-/// Before a 413 for a declared length: the sender's body is read off, unless
-/// it waits for `100 Continue` and so has not sent it.
-async fn refuse_too_large(headers: &HeaderMap, body: Body) {
+/// Before a refusal of a declared body (413, or 401 from [`discard`]): the
+/// sender's body is read off, so that it reads the answer rather than a
+/// reset, unless it waits for `100 Continue` and so has not sent it.
+async fn read_off_unless_waiting(headers: &HeaderMap, body: Body) {
     if !expects_continue(headers) {
         drain(body).await;
     }
