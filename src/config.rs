@@ -81,11 +81,12 @@ impl ServerConfig {
     fn default_body_memory() -> u64 {
         64 * 1024 * 1024
     }
-    /// What webhook bodies being received may hold together: 64 MiB, or one
-    /// `max_body` when that is larger, so that any body within the limit can
-    /// be taken when nothing else is arriving.
+    /// What webhook bodies being received may hold together: 64 MiB, or two
+    /// `max_body` when that is larger, so that one account's half can take
+    /// any body within the limit when nothing else is arriving.
     pub fn body_memory_limit(&self) -> u64 {
-        self.body_memory.max(self.max_body.get_ref().get())
+        self.body_memory
+            .max(self.max_body.get_ref().get().saturating_mul(2))
     }
     /// The listen address; valid once the config has loaded.
     pub fn listen_addr(&self) -> SocketAddr {
@@ -630,29 +631,20 @@ fn shown_url(shown: &str) -> String {
 /// `url` as an error may show it: a `?token=` or a `user:password@` in it is
 /// a secret, so the query is cut and the user information left out.
 pub fn url_without_credentials(url: &str) -> String {
-    let base = url.split_once('?').map_or(url, |(base, _)| base);
-    let shown = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
-                None => base.to_owned(),
-            }
-        }
-        // No scheme: whatever stands before the last `@` of the authority
-        // may still be `user:password`.
-        None => {
-            let authority_end = base.find('/').unwrap_or(base.len());
-            match base[..authority_end].rfind('@') {
-                Some(at) => format!("…@{}", &base[at + 1..]),
-                None => base.to_owned(),
-            }
-        }
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
-    if shown.len() < url.len() && url.contains('?') {
-        format!("{shown}?…")
-    } else {
-        shown
+    // Whatever stands before the last `@` may be `user:password`, and a
+    // password written unencoded may hold `/` or `?`: it all goes, wherever
+    // it falls (an `@` in a path or query hides a little more than needed).
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => ("…@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    match rest.split_once('?') {
+        Some((base, _)) => format!("{scheme}{userinfo}{base}?…"),
+        None => format!("{scheme}{userinfo}{rest}"),
     }
 }
 

@@ -1038,34 +1038,34 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!("{}{}", common::base_config(dir.path()), HOOKS);
     let relay = common::start_relay_tuned(dir, &text, |config| {
-        config.server.max_body = callrelay::config::unspanned(callrelay::config::ByteSize(4096));
-        // 6,000 bytes together, 3,000 per account.
-        config.server.body_memory = 6000;
+        config.server.max_body = callrelay::config::unspanned(callrelay::config::ByteSize(8192));
+        // 24,000 bytes together, 12,000 per account.
+        config.server.body_memory = 24_000;
     })
     .await;
     let held = || relay.ctx.body_budget.in_use();
     let stalled = |path: &str, auth: &str, sent: usize| {
         format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\nContent-Type: application/json\r\n\
-             Content-Length: 4000\r\n\r\n{}",
+             Content-Length: 8000\r\n\r\n{}",
             "x".repeat(sent)
         )
     };
-    // No signature needed to fill CareSoft's half: 2,500 bytes of a body
-    // that never ends, then 1,000 more on a second request, past the half.
+    // No signature needed to fill CareSoft's half: 7,000 bytes of a body
+    // that never ends, then 6,000 more on a second request, past the half.
     let caresoft = raw_request(
         &relay,
-        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 2500),
+        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 7000),
         b"",
     )
     .await;
-    common::eventually(Duration::from_secs(10), "2,500 bytes held", || {
-        held() == 2500
+    common::eventually(Duration::from_secs(10), "7,000 bytes held", || {
+        held() == 7000
     })
     .await;
     let mut over_half = raw_request(
         &relay,
-        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 1000),
+        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 6000),
         b"",
     )
     .await;
@@ -1074,15 +1074,22 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
         line.starts_with("HTTP/1.1 503"),
         "past the account's half: {line}"
     );
-    // Another account still has room: a stalled Tel4vn body takes 2,500.
+    // Other accounts still have room: two stalled Tel4vn bodies take 7,000
+    // each.
     let tel4vn = raw_request(
         &relay,
-        &stalled("/hooks/tel4vn/t4", "Authorization: Bearer tel4vn-key", 2500),
+        &stalled("/hooks/tel4vn/t4", "Authorization: Bearer tel4vn-key", 7000),
         b"",
     )
     .await;
-    common::eventually(Duration::from_secs(10), "5,000 bytes held", || {
-        held() == 5000
+    let tel4vn_query = raw_request(
+        &relay,
+        &stalled("/hooks/tel4vn/t4q?apikey=tel4vn-key", "X-Other: 1", 7000),
+        b"",
+    )
+    .await;
+    common::eventually(Duration::from_secs(10), "21,000 bytes held", || {
+        held() == 21_000
     })
     .await;
     let scrape = reqwest::get(relay.url("/metrics"))
@@ -1094,8 +1101,11 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
     assert!(
         scrape
             .lines()
-            .any(|l| l == "callrelay_webhook_body_bytes 5000"),
-        "the gauge shows what is held"
+            .any(|l| l == "callrelay_webhook_body_bytes 21000"),
+        "the gauge shows what is held: {:?}",
+        scrape
+            .lines()
+            .find(|l| l.starts_with("callrelay_webhook_body_bytes "))
     );
 
     let call = |n: usize, pad: usize| {
@@ -1105,8 +1115,8 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
         format!("{body:<pad$}").into_bytes()
     };
     let c = client();
-    // 5,000 held + 1,500 is past the whole budget.
-    let reply = send(authed(&c, &relay, "voip24h", call(1, 1500))).await;
+    // 21,000 held + 3,500 is past the whole budget.
+    let reply = send(authed(&c, &relay, "voip24h", call(1, 3500))).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1118,17 +1128,17 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
         Some(&b"1"[..])
     );
     assert!(reply.text.contains("bodies"), "{}", reply.text);
-    // 5,000 + 900 fits.
-    let reply = send(authed(&c, &relay, "voip24h", call(2, 900))).await;
+    // 21,000 + 2,500 fits.
+    let reply = send(authed(&c, &relay, "voip24h", call(2, 2500))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(relay.ctx.journal.last_seq(), 1);
 
-    drop((caresoft, tel4vn));
+    drop((caresoft, tel4vn, tel4vn_query));
     common::eventually(Duration::from_secs(10), "the stalled bodies let go", || {
         held() == 0
     })
     .await;
-    let reply = send(authed(&c, &relay, "voip24h", call(1, 1500))).await;
+    let reply = send(authed(&c, &relay, "voip24h", call(1, 3500))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(held(), 0, "an answered body lets go");
     relay.stop().await;

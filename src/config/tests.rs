@@ -499,6 +499,11 @@ fn a_refused_url_written_in_the_file_is_shown_without_its_password_or_query() {
         .expect("a url problem");
     assert!(!message.contains("CANARY"), "{message}");
     assert!(message.contains("\"…@host:3122/x\""), "{message}");
+    // A password written with `/` or `?` in it is cut too.
+    for url in ["ftp://u:CANARY/PW@host/x", "ftp://u:CANARY?PW@host/x"] {
+        let shown = crate::config::url_without_credentials(url);
+        assert_eq!(shown, "ftp://…@host/x", "{url}");
+    }
 }
 
 #[test]
@@ -634,4 +639,13 @@ fn an_unusable_proxy_is_a_problem_at_its_key_or_where_a_source_needs_it() {
     assert!(Config::from_text("relay.toml", &off, &from_env).is_ok());
     let exempt = format!("{source}[proxy]\nno_proxy = [\"dial.example\"]\n");
     assert!(Config::from_text("relay.toml", &exempt, &from_env).is_ok());
+}
+
+#[test]
+fn the_body_budget_holds_two_max_bodies_at_least() {
+    let config = load("").unwrap();
+    assert_eq!(config.server.body_memory_limit(), 64 << 20);
+    let config = load("[server]\nmax_body = \"48MiB\"\n").unwrap();
+    // One account's half must take a whole body.
+    assert_eq!(config.server.body_memory_limit(), 96 << 20);
 }

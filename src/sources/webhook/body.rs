@@ -28,6 +28,9 @@ use http_body_util::BodyExt;
 
 use super::budget::Reservation;
 
+/// The first buffer of a declared body larger than this; it grows as the
+/// bytes arrive.
+const FIRST_BUFFER: usize = 64 * 1024;
 /// How much of an oversized body is read and thrown away before answering.
 const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
@@ -115,13 +118,13 @@ async fn read_within(
     reservation: &mut Reservation,
     memory_limit: u64,
 ) -> Result<Bytes, BodyError> {
-    // A declared length gets its buffer at once, at its size (growing it by
-    // doubling held up to 2.6 times the body); its pages take memory only as
-    // the bytes arrive, and so does the budget: a sender that declares a
-    // length and sends nothing holds nothing.
+    // A small declared body gets its buffer at once, at its size (growing it
+    // from nothing held up to 2.6 times the body); a larger one starts at
+    // FIRST_BUFFER and grows as its bytes arrive, so a sender that declares
+    // a length and sends nothing costs neither memory nor budget.
     let mut buf = match declared {
         // n <= max_body, a size the config could hold as a usize.
-        Some(n) => BytesMut::with_capacity(usize::try_from(n).unwrap_or(0)),
+        Some(n) => BytesMut::with_capacity(usize::try_from(n).unwrap_or(0).min(FIRST_BUFFER)),
         None => BytesMut::new(),
     };
     while let Some(frame) = body.frame().await {
@@ -134,10 +137,15 @@ async fn read_within(
                 return Err(BodyError::TooLarge);
             }
             if !reservation.grow_to(received, memory_limit) {
-                // Read off (not kept) like a 413's, so that the sender reads
-                // the 503 rather than a reset.
+                // What came is dropped and the rest read off (not kept), so
+                // that the sender reads the answer rather than a reset; a
+                // body found to be over `max_body` meanwhile is still a 413.
                 drop(buf);
-                drain(body).await;
+                reservation.release();
+                let rest = drain(body).await;
+                if rest.is_some_and(|rest| received.saturating_add(rest) > max_body) {
+                    return Err(BodyError::TooLarge);
+                }
                 return Err(BodyError::Busy {
                     limit: memory_limit,
                 });
@@ -195,20 +203,25 @@ async fn read_off_unless_waiting(headers: &HeaderMap, body: Body) {
     }
 }
 
-/// Reads and discards the rest of `body`, within `DRAIN_BYTES` and `DRAIN_TIME`.
-async fn drain(mut body: Body) {
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
+/// Reads and discards the rest of `body`, within `DRAIN_BYTES` and
+/// `DRAIN_TIME`; the bytes read off, or `None` when a bound ended it first.
+async fn drain(mut body: Body) -> Option<u64> {
+    tokio::time::timeout(DRAIN_TIME, async {
         let mut seen = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return None };
             if let Ok(data) = frame.into_data() {
                 seen += data.len() as u64;
                 if seen > DRAIN_BYTES {
-                    break;
+                    return None;
                 }
             }
         }
+        Some(seen)
     })
-    .await;
+    .await
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]
@@ -320,6 +333,39 @@ mod tests {
             "{read:?}"
         );
         assert!(held.bytes() <= 500);
+    }
+
+    #[tokio::test]
+    async fn a_body_refused_for_the_budget_that_turns_out_over_max_body_is_413() {
+        let budget = super::super::budget::BodyBudget::new();
+        let mut other = budget.reservation("voipex/v".into());
+        assert!(other.grow_to(450, 1000));
+        let chunks = |n: usize| -> Vec<Result<Bytes, std::io::Error>> {
+            (0..n).map(|_| Ok(Bytes::from(vec![b'x'; 100]))).collect()
+        };
+        // The 6th chunk passes the budget (450 + 600); the whole is 1,100,
+        // over the 1,000 max_body: the size check answers, not the budget.
+        let mut held = budget.reservation("tel4vn/t".into());
+        let read = read_limited(
+            &HeaderMap::new(),
+            Body::from_stream(futures::stream::iter(chunks(11))),
+            1000,
+            &mut held,
+            1000,
+        )
+        .await;
+        assert!(matches!(read, Err(BodyError::TooLarge)), "{read:?}");
+        assert_eq!(held.bytes(), 0, "given back before the read-off");
+        let read = read_limited(
+            &HeaderMap::new(),
+            Body::from_stream(futures::stream::iter(chunks(9))),
+            1000,
+            &mut held,
+            1000,
+        )
+        .await;
+        assert!(matches!(read, Err(BodyError::Busy { .. })), "{read:?}");
+        assert_eq!(budget.in_use(), 450);
     }
 
     #[tokio::test]

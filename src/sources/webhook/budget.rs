@@ -106,13 +106,20 @@ impl Reservation {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// Gives back what it holds, before the request is over (a refused
+    /// body being read off holds nothing).
+    pub fn release(&mut self) {
+        if self.bytes > 0 {
+            self.budget.give_back(&self.account, self.bytes);
+            self.bytes = 0;
+        }
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.budget.give_back(&self.account, self.bytes);
-        }
+        self.release();
     }
 }
 
@@ -153,6 +160,14 @@ mod tests {
         assert!(other.grow_to(500, 1000), "another account still has room");
         drop(first);
         assert!(second.grow_to(500, 1000));
+        second.release();
+        assert_eq!((second.bytes(), budget.in_use()), (0, 500));
+        drop(second);
+        assert_eq!(
+            budget.in_use(),
+            500,
+            "released bytes are not given back twice"
+        );
     }
 
     #[test]
