@@ -22,23 +22,31 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-# Refresh the package lists only when apt does not know a package yet.
+# sudo drops the environment: the variable goes through `env`, and apt reads
+# no terminal, so a debconf question cannot wait unseen.
+apt() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get "$@" </dev/null >/dev/null 2>&1; }
+updated=""
+# One package at a time: one that cannot be installed does not hold back the
+# others. The package lists are refreshed once, the first time one fails.
 for package in "${missing[@]}"; do
-  if ! apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
-    break
+  if ! apt install -y -qq --no-install-recommends "$package" && [ -z "$updated" ]; then
+    updated=1
+    apt update -qq || true
+    apt install -y -qq --no-install-recommends "$package" || true
   fi
 done
-# --no-install-recommends keeps it to the binaries; policy-rc.d-less
-# containers may not start prometheus's service, which is what we want.
-if $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-  # The prometheus service is not needed by the tests; stop it where systemd runs it.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-    $SUDO systemctl stop prometheus >/dev/null 2>&1 || true
-  fi
+# The prometheus service is not needed by the tests; where systemd runs it,
+# it is stopped and kept from starting at boot.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+still=()
+command -v promtool >/dev/null 2>&1 || still+=(promtool)
+command -v systemd-analyze >/dev/null 2>&1 || still+=(systemd-analyze)
+command -v prlimit >/dev/null 2>&1 || still+=(prlimit)
+if [ ${#still[@]} -eq 0 ]; then
   echo "ops setup: installed ${missing[*]}"
 else
-  echo "ops setup: could not install ${missing[*]}; tests needing them will fail under scripts/test.sh"
+  echo "ops setup: still missing ${still[*]}; tests needing them will fail under scripts/test.sh"
 fi
 exit 0
