@@ -961,9 +961,11 @@ async fn raw_request(relay: &TestRelay, head: &str, body: &[u8]) -> tokio::net::
     stream
 }
 
-/// The status line of the first response on `stream`, within `within`.
-async fn status_line(stream: &mut tokio::net::TcpStream, within: Duration) -> String {
+/// Sends `head` and `body` on a fresh connection; the status line of the
+/// first response, within `within`.
+async fn status_line(relay: &TestRelay, head: &str, body: &[u8], within: Duration) -> String {
     use tokio::io::AsyncReadExt;
+    let mut stream = raw_request(relay, head, body).await;
     let mut read = Vec::new();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(within, async {
@@ -995,19 +997,24 @@ fn tel4vn_head(key: &str, length: usize, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_with_wrong_credentials_is_refused_without_being_held() {
     let relay = start_relay(HOOKS).await;
-    let mut wrong = raw_request(&relay, &tel4vn_head("wrong", 100_000, ""), b"{\"call_id\":").await;
     // Within the 2 s a refusal reads off, well before the 30 s body timeout.
-    let line = status_line(&mut wrong, Duration::from_secs(10)).await;
+    let line = status_line(
+        &relay,
+        &tel4vn_head("wrong", 100_000, ""),
+        b"{\"call_id\":",
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(line.starts_with("HTTP/1.1 401"), "{line}");
     assert_eq!(relay.ctx.body_budget.in_use(), 0);
 
-    let mut waiting = raw_request(
+    let line = status_line(
         &relay,
         &tel4vn_head("wrong", 100_000, "Expect: 100-continue\r\n"),
         b"",
+        Duration::from_secs(1),
     )
     .await;
-    let line = status_line(&mut waiting, Duration::from_secs(1)).await;
     assert!(
         line.starts_with("HTTP/1.1 401"),
         "no 100 Continue first: {line}"
@@ -1063,13 +1070,13 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
         held() == 7000
     })
     .await;
-    let mut over_half = raw_request(
+    let line = status_line(
         &relay,
         &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 6000),
         b"",
+        Duration::from_secs(10),
     )
     .await;
-    let line = status_line(&mut over_half, Duration::from_secs(10)).await;
     assert!(
         line.starts_with("HTTP/1.1 503"),
         "past the account's half: {line}"
@@ -1151,8 +1158,7 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
 async fn an_oversized_body_waiting_for_100_continue_gets_413_first() {
     let relay = start_relay(HOOKS).await;
     let head = tel4vn_head("tel4vn-key", 99_999_999, "Expect: 100-continue\r\n");
-    let mut stream = raw_request(&relay, &head, b"").await;
-    let line = status_line(&mut stream, Duration::from_secs(5)).await;
+    let line = status_line(&relay, &head, b"", Duration::from_secs(5)).await;
     assert!(line.starts_with("HTTP/1.1 413"), "{line}");
     relay.stop().await;
 }
@@ -1199,8 +1205,7 @@ async fn a_request_head_over_the_read_buffer_is_431() {
             body.len(),
             &format!("X-Pad: {}\r\n", "p".repeat(pad)),
         );
-        let mut stream = raw_request(&relay, &head, body).await;
-        let line = status_line(&mut stream, Duration::from_secs(10)).await;
+        let line = status_line(&relay, &head, body, Duration::from_secs(10)).await;
         assert!(line.starts_with(want), "{pad}-byte header: {line}");
     }
     relay.stop().await;

@@ -30,14 +30,6 @@ impl<'a> Delivery<'a> {
         self.headers.get(name).map(|v| v.as_bytes())
     }
 
-    /// The first value of a query parameter.
-    pub fn query_param(&self, name: &str) -> Option<&'a str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// A header that carries a credential: refused when sent more than once,
     /// since a proxy in front may check or strip another copy than ours.
     pub fn credential_header(&self, name: &str) -> Result<Option<&'a [u8]>, AuthError> {
@@ -79,6 +71,19 @@ impl<'a> Verified<'a> {
 
     pub fn delivery(&self) -> &Delivery<'a> {
         &self.0
+    }
+}
+
+/// A delivery whose credentials, in a header or the query, passed before its
+/// body was read; made only for vendors whose check does not read the body
+/// ([`Credentials::verify_head`](super::Credentials::verify_head)), so
+/// the body can be attached afterwards without checking again.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifiedHead<'a>(pub(super) Verified<'a>);
+
+impl<'a> VerifiedHead<'a> {
+    pub fn with_body(self, body: &'a [u8]) -> Verified<'a> {
+        Verified(Delivery { body, ..self.0.0 })
     }
 }
 

@@ -19,7 +19,7 @@ pub mod voipex;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-pub use delivery::{AuthError, Delivery, Method, Verified};
+pub use delivery::{AuthError, Delivery, Method, Verified, VerifiedHead};
 
 use crate::config::Secret;
 use crate::event::{UNKNOWN_TYPE, Vendor, VendorEvent};
@@ -75,10 +75,17 @@ impl Credentials {
         }
     }
 
-    /// Whether the check needs the body (CareSoft's signature covers it);
-    /// the others' credentials are in a header or the query.
-    pub fn signs_body(&self) -> bool {
-        matches!(self, Credentials::Caresoft { .. })
+    /// Checks credentials that travel in a header or the query before the
+    /// body is read (`delivery.body` is not looked at); `None` for CareSoft,
+    /// whose signature covers the body and is checked by [`Self::verify`].
+    pub fn verify_head<'a>(
+        &self,
+        delivery: Delivery<'a>,
+    ) -> Option<Result<VerifiedHead<'a>, AuthError>> {
+        if matches!(self, Credentials::Caresoft { .. }) {
+            return None;
+        }
+        Some(self.verify(delivery).map(VerifiedHead))
     }
 
     /// The vendor's authentication check over the raw delivery.

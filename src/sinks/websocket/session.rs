@@ -361,15 +361,10 @@ impl Session {
             }
             let journal = ctx.journal.clone();
             let after = self.cursor;
-            let page = tokio::task::spawn_blocking(move || {
+            let page = journal_read("websocket replay", move || {
                 journal.read_page(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             })
-            .await
-            .map_err(|_| End::JournalError)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "websocket replay: journal read failed");
-                End::JournalError
-            })?;
+            .await?;
             let Some(first) = page.first() else {
                 return Ok(());
             };
@@ -402,6 +397,21 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Runs a journal read off the runtime's workers; a failure ends the
+/// session, logged as `what`.
+async fn journal_read<T: Send + 'static>(
+    what: &'static str,
+    read: impl FnOnce() -> Result<T, crate::journal::JournalError> + Send + 'static,
+) -> Result<T, End> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|_| End::JournalError)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "{what}: journal read failed");
+            End::JournalError
+        })
 }
 
 /// The receive times of the live events written since the last flush, for
@@ -579,15 +589,11 @@ impl Queue {
     ) -> Result<bool, End> {
         while self.through < now && self.matching <= limit {
             let (journal, filter, after) = (journal.clone(), filter.clone(), self.through);
-            let (matching, through) = tokio::task::spawn_blocking(move || {
-                journal.count_after(after, now, COUNT_PAGE, |h| filter.matches(h))
-            })
-            .await
-            .map_err(|_| End::JournalError)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "websocket: counting a client's queue: journal read failed");
-                End::JournalError
-            })?;
+            let (matching, through) =
+                journal_read("websocket: counting a client's queue", move || {
+                    journal.count_after(after, now, COUNT_PAGE, |h| filter.matches(h))
+                })
+                .await?;
             self.matching += matching;
             self.through = through;
         }

@@ -226,7 +226,15 @@ async fn drain(mut body: Body) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::budget::BodyBudget;
     use super::*;
+
+    /// A body without a declared length: `chunks` frames of `size` bytes.
+    fn chunked(chunks: usize, size: usize) -> Body {
+        Body::from_stream(futures::stream::iter(
+            (0..chunks).map(move |_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; size]))),
+        ))
+    }
 
     #[tokio::test]
     async fn a_body_that_stalls_is_refused_after_the_timeout() {
@@ -236,7 +244,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
         let timeout = Duration::from_millis(50);
-        let budget = super::super::budget::BodyBudget::new();
+        let budget = BodyBudget::new();
         let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited_within(
             &headers,
@@ -257,7 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_body_is_read() {
-        let budget = super::super::budget::BodyBudget::new();
+        let budget = BodyBudget::new();
         let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited(&HeaderMap::new(), Body::from("{}"), 2, &mut held, 1024).await;
         assert_eq!(read.unwrap(), Bytes::from_static(b"{}"));
@@ -268,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_is_held_as_its_bytes_arrive() {
-        let budget = super::super::budget::BodyBudget::new();
+        let budget = BodyBudget::new();
         let mut others = [
             budget.reservation("voipex/v".into()),
             budget.reservation("voip24h/v".into()),
@@ -291,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
-        let budget = super::super::budget::BodyBudget::new();
+        let budget = BodyBudget::new();
         let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         tx.try_send(Ok(Bytes::from_static(b"{\"a\":"))).unwrap();
         let mut headers = HeaderMap::new();
@@ -316,18 +324,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_body_is_held_as_it_grows() {
-        let budget = super::super::budget::BodyBudget::new();
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            (0..10).map(|_| Ok(Bytes::from(vec![b'x'; 100]))).collect();
+        let budget = BodyBudget::new();
         let mut held = budget.reservation("tel4vn/t".into());
-        let read = read_limited(
-            &HeaderMap::new(),
-            Body::from_stream(futures::stream::iter(chunks)),
-            4096,
-            &mut held,
-            500,
-        )
-        .await;
+        let read = read_limited(&HeaderMap::new(), chunked(10, 100), 4096, &mut held, 500).await;
         assert!(
             matches!(read, Err(BodyError::Busy { limit: 500 })),
             "{read:?}"
@@ -337,54 +336,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_refused_for_the_budget_that_turns_out_over_max_body_is_413() {
-        let budget = super::super::budget::BodyBudget::new();
+        let budget = BodyBudget::new();
         let mut other = budget.reservation("voipex/v".into());
         assert!(other.grow_to(450, 1000));
-        let chunks = |n: usize| -> Vec<Result<Bytes, std::io::Error>> {
-            (0..n).map(|_| Ok(Bytes::from(vec![b'x'; 100]))).collect()
-        };
         // The 6th chunk passes the budget (450 + 600); the whole is 1,100,
         // over the 1,000 max_body: the size check answers, not the budget.
         let mut held = budget.reservation("tel4vn/t".into());
-        let read = read_limited(
-            &HeaderMap::new(),
-            Body::from_stream(futures::stream::iter(chunks(11))),
-            1000,
-            &mut held,
-            1000,
-        )
-        .await;
+        let read = read_limited(&HeaderMap::new(), chunked(11, 100), 1000, &mut held, 1000).await;
         assert!(matches!(read, Err(BodyError::TooLarge)), "{read:?}");
         assert_eq!(held.bytes(), 0, "given back before the read-off");
-        let read = read_limited(
-            &HeaderMap::new(),
-            Body::from_stream(futures::stream::iter(chunks(9))),
-            1000,
-            &mut held,
-            1000,
-        )
-        .await;
+        let read = read_limited(&HeaderMap::new(), chunked(9, 100), 1000, &mut held, 1000).await;
         assert!(matches!(read, Err(BodyError::Busy { .. })), "{read:?}");
         assert_eq!(budget.in_use(), 450);
     }
 
     #[tokio::test]
     async fn a_discarded_body_is_measured_for_the_size_check() {
-        let chunked = |n: usize| {
-            Body::from_stream(futures::stream::iter(vec![Ok::<_, std::io::Error>(
-                Bytes::from(vec![b'x'; n]),
-            )]))
-        };
         let none = HeaderMap::new();
-        assert!(discard(&none, chunked(100), 100).await.is_ok());
+        assert!(discard(&none, chunked(1, 100), 100).await.is_ok());
         assert!(matches!(
-            discard(&none, chunked(101), 100).await,
+            discard(&none, chunked(1, 101), 100).await,
             Err(BodyError::TooLarge)
         ));
         let mut declared = HeaderMap::new();
         declared.insert(header::CONTENT_LENGTH, "101".parse().unwrap());
         assert!(matches!(
-            discard(&declared, chunked(101), 100).await,
+            discard(&declared, chunked(1, 101), 100).await,
             Err(BodyError::TooLarge)
         ));
     }

@@ -63,7 +63,14 @@ impl BodyBudget {
             return false;
         }
         held.total += more;
-        *held.by_account.entry(account.to_owned()).or_default() += more;
+        // The key is copied only when the account holds nothing yet, not on
+        // every frame of every body.
+        match held.by_account.get_mut(account) {
+            Some(of_account) => *of_account += more,
+            None => {
+                held.by_account.insert(account.to_owned(), more);
+            }
+        }
         true
     }
 

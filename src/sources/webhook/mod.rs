@@ -206,20 +206,22 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     // Credentials in a header or the query are checked before the body is
     // read, so a sender without them never holds a body in memory; the body
     // is still measured (not kept) first, since size answers before auth.
-    if !credentials.signs_body() {
-        let headers_only = Delivery {
-            method,
-            headers: &parts.headers,
-            query: &query,
-            body: &[],
-        };
-        if let Err(refused) = credentials.verify(headers_only) {
+    let head = Delivery {
+        method,
+        headers: &parts.headers,
+        query: &query,
+        body: &[],
+    };
+    let verified_head = match credentials.verify_head(head) {
+        Some(Ok(verified)) => Some(verified),
+        Some(Err(refused)) => {
             return match body::discard(&parts.headers, body, max_body).await {
                 Ok(()) => Answer::unauthorized(&refused),
                 Err(e) => body_refused(e, max_body),
             };
         }
-    }
+        None => None,
+    };
     let mut held = ctx
         .body_budget
         .reservation(format!("{}/{account}", vendor.as_str()));
@@ -228,15 +230,15 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
             Ok(b) => b,
             Err(e) => return body_refused(e, max_body),
         };
-    let delivery = Delivery {
-        method,
-        headers: &parts.headers,
-        query: &query,
-        body: &body,
-    };
-    let verified = match credentials.verify(delivery) {
-        Ok(v) => v,
-        Err(e) => return Answer::unauthorized(&e),
+    let verified = match verified_head {
+        Some(verified) => verified.with_body(&body),
+        None => match credentials.verify(Delivery {
+            body: &body,
+            ..head
+        }) {
+            Ok(v) => v,
+            Err(e) => return Answer::unauthorized(&e),
+        },
     };
     let received_at = OffsetDateTime::now_utc();
     let event = match vendors::parse(vendor, &verified, received_at) {
