@@ -7,6 +7,7 @@
 //! (Vector's way) and validates itself through [`Validator`].
 
 pub mod env;
+mod type_errors;
 pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -354,20 +355,17 @@ impl Config {
         }
         // Spans from here on are in the expanded text: problems are placed in
         // the file the user wrote by mapping them back.
-        let mut config: Config = toml::from_str(&expanded.text).map_err(|e| {
+        let mut config: Config = toml::from_str(&expanded.text).map_err(|first| {
             let mut v = Validator::new(text);
-            let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
-            let mut message = without_literal(e.message().trim());
-            // A value the parser refused that holds a `${VAR}`: quoted as written.
-            let written = e.span().and_then(|span| {
-                let token = expanded.text.get(span.clone())?;
-                let written = text.get(expanded.original_span_if_expanded(span)?)?;
-                Some((token, written))
-            });
-            if let Some((token, written)) = written {
-                message = message.replace(token, written);
+            let mut errors = type_errors::every_type_error::<Config>(&expanded.text);
+            if errors.is_empty() {
+                // A syntax error: nothing after it can be read.
+                errors.push(first);
             }
-            v.error(offset..offset, expanded.redact(&message, text));
+            for e in &errors {
+                let (offset, message) = type_problem(&expanded, text, e);
+                v.error(offset..offset, message);
+            }
             v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
@@ -556,6 +554,24 @@ impl Config {
             }
         }
     }
+}
+
+/// A TOML error placed in the file as written, its message without the
+/// value it refused (see [`without_literal`]) and with any value from the
+/// environment replaced by its `${VAR}`.
+fn type_problem(expanded: &env::Expanded, text: &str, e: &toml::de::Error) -> (usize, String) {
+    let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
+    let mut message = without_literal(e.message().trim());
+    // A value the parser refused that holds a `${VAR}`: quoted as written.
+    let written = e.span().and_then(|span| {
+        let token = expanded.text.get(span.clone())?;
+        let written = text.get(expanded.original_span_if_expanded(span)?)?;
+        Some((token, written))
+    });
+    if let Some((token, written)) = written {
+        message = message.replace(token, written);
+    }
+    (offset, expanded.redact(&message, text))
 }
 
 /// serde's "invalid type: integer `12345678`, expected a string" with the

@@ -91,6 +91,66 @@ fn syntax_errors_have_a_place() {
 }
 
 #[test]
+fn every_type_error_is_reported_at_once_each_at_its_place() {
+    let text = r#"[server]
+listen = 8080
+max_body = "1XB"
+
+[journal]
+retention = 5
+bogus = 1
+
+[[webhook]]
+vendor = "tel4vn"
+account = "t"
+api_key = 5
+
+[[webhook]]
+vendor = "voipex"
+account = 7
+username = "u"
+password = "p"
+
+[websocket]
+max_clients = "many"
+"#;
+    let places: Vec<String> = problems(text)
+        .iter()
+        .map(|p| p.split(": ").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "relay.toml:2:10",
+            "relay.toml:3:12",
+            "relay.toml:6:13",
+            "relay.toml:7:1",
+            "relay.toml:12:11",
+            "relay.toml:16:11",
+            "relay.toml:21:15",
+        ]
+    );
+}
+
+#[test]
+fn a_type_error_alone_in_a_table_is_not_joined_by_its_tables_missing_fields() {
+    // Each key is also read alone, without the rest of its table: that pass
+    // must not add the table's required fields as problems.
+    let p = problems("[[webhook]]\nvendor = \"tel4vn\"\naccount = 5\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:3:11: invalid type"), "{p:?}");
+    let p = problems("[kafka]\ntopic = \"t\"\n");
+    assert_eq!(p, ["relay.toml:1:1: missing field `brokers`"]);
+}
+
+#[test]
+fn a_syntax_error_is_reported_alone() {
+    let p = problems("[server]\nlisten = 8080\n[journal\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:3:"), "{p:?}");
+}
+
+#[test]
 fn every_semantic_problem_is_reported_at_once() {
     let text = r#"
 [server]
