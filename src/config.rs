@@ -502,8 +502,14 @@ impl Config {
             HumanDuration::to_string,
         );
         if self.dedup.window.get_ref() > self.journal.retention.get_ref() {
+            // At whichever of the two the file wrote (the window when both).
+            let at = [&self.dedup.window, &self.journal.retention]
+                .into_iter()
+                .map(Spanned::span)
+                .find(|span| !span.is_empty())
+                .unwrap_or_default();
             v.error(
-                self.dedup.window.span(),
+                at,
                 format!(
                     "`dedup.window` ({}) must not exceed `journal.retention` ({}): the dedup index lives with the events",
                     self.dedup.window.get_ref(),

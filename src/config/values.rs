@@ -26,10 +26,41 @@ impl HumanDuration {
     }
 }
 
+/// In its largest whole unit, as a user would write it (`"365d"`, `"90s"`,
+/// `"1500ms"`): humantime's own form reads "11months 30days 3h 50m 24s"
+/// for 365 days.
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", humantime::format_duration(self.0))
+        if self.0.is_zero() {
+            return f.write_str("\"0s\"");
+        }
+        if self.0.subsec_nanos() % 1_000_000 != 0 {
+            return write!(f, "\"{}\"", humantime::format_duration(self.0));
+        }
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1000, "s"),
+        ];
+        write!(
+            f,
+            "\"{}\"",
+            in_whole_units(self.0.as_millis(), &units, "ms")
+        )
     }
+}
+
+/// `amount` in the largest of `units` (each a multiple of the base) that
+/// divides it, else in the base unit.
+fn in_whole_units(amount: u128, units: &[(u128, &str)], base: &str) -> String {
+    units
+        .iter()
+        .find(|(size, _)| amount != 0 && amount % size == 0)
+        .map_or_else(
+            || format!("{amount}{base}"),
+            |(size, unit)| format!("{}{unit}", amount / size),
+        )
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
@@ -69,9 +100,18 @@ impl ByteSize {
     }
 }
 
+/// In its largest whole binary unit (`"1MiB"`, `"1500B"`), as written in
+/// the file, rather than bytesize's `"1.0 MiB"`.
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", bytesize::ByteSize(self.0).display().iec())
+        let units = [
+            (1 << 50, "PiB"),
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        write!(f, "\"{}\"", in_whole_units(u128::from(self.0), &units, "B"))
     }
 }
 
@@ -170,6 +210,33 @@ mod tests {
         assert!(t.k.matches(b"hunter2"));
         assert!(!t.k.matches(b"hunter3"));
         assert!(!t.k.matches(b"hunter"));
+    }
+
+    #[test]
+    fn values_show_in_their_largest_whole_unit_as_a_user_writes_them() {
+        let shown = |d: Duration| HumanDuration(d).to_string();
+        assert_eq!(shown(Duration::from_secs(365 * 86_400)), "\"365d\"");
+        assert_eq!(shown(Duration::from_secs(3600)), "\"1h\"");
+        assert_eq!(shown(Duration::from_secs(90)), "\"90s\"");
+        assert_eq!(shown(Duration::from_millis(1500)), "\"1500ms\"");
+        assert_eq!(shown(Duration::ZERO), "\"0s\"");
+        assert_eq!(shown(Duration::from_micros(1500)), "\"1ms 500us\"");
+        assert_eq!(ByteSize(1 << 20).to_string(), "\"1MiB\"");
+        assert_eq!(ByteSize(1 << 50).to_string(), "\"1PiB\"");
+        assert_eq!(ByteSize(1536).to_string(), "\"1536B\"");
+        assert_eq!(ByteSize(3 << 10).to_string(), "\"3KiB\"");
+        assert_eq!(ByteSize(0).to_string(), "\"0B\"");
+        // Each reads back as the same value.
+        for written in ["365d", "90s", "1500ms"] {
+            let t: T =
+                toml::from_str(&format!("d = \"{written}\"\ns = \"1B\"\nk = \"x\"")).unwrap();
+            assert_eq!(t.d.to_string(), format!("\"{written}\""));
+        }
+        for written in ["1PiB", "3KiB", "1536B"] {
+            let t: T =
+                toml::from_str(&format!("d = \"1s\"\ns = \"{written}\"\nk = \"x\"")).unwrap();
+            assert_eq!(t.s.to_string(), format!("\"{written}\""));
+        }
     }
 
     #[test]
