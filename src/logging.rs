@@ -60,6 +60,15 @@ pub fn log_filter(value: &str) -> Result<String, LogFilterError> {
     Ok(normalized)
 }
 
+/// Checks `RUST_LOG` as `run` will read it, so `check` can refuse a value
+/// that would stop the daemon at start (exit 2) before it is restarted.
+pub fn check_rust_log() -> Result<(), LogFilterError> {
+    match std::env::var("RUST_LOG") {
+        Ok(rust_log) if !rust_log.trim().is_empty() => log_filter(&rust_log).map(drop),
+        _ => Ok(()),
+    }
+}
+
 /// The filter in force: `RUST_LOG` when set (and not empty), else
 /// `--log-level` (already checked by clap), else `default`.
 fn logging_filter(

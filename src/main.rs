@@ -102,16 +102,23 @@ fn parse_cli() -> Cli {
 fn main() -> ExitCode {
     let cli = parse_cli();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check => match Config::load(&cli.config) {
-            Ok(_) => {
+        Command::Check => {
+            let config = Config::load(&cli.config);
+            if let Err(e) = &config {
+                eprintln!("{e}");
+            }
+            // `run` refuses to start on it, so it is a problem of this setup too.
+            let rust_log = logging::check_rust_log();
+            if let Err(e) = &rust_log {
+                eprintln!("RUST_LOG: {e}");
+            }
+            if config.is_ok() && rust_log.is_ok() {
                 println!("{}: ok", cli.config.display());
                 ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
+            } else {
                 ExitCode::FAILURE
             }
-        },
+        }
         Command::Run => {
             if let Err(code) = init_logging(cli.log_format, cli.log_level.as_deref(), "info") {
                 return code;

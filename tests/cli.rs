@@ -134,6 +134,36 @@ fn log_level_warning_means_warn_and_a_typo_is_refused() {
     assert!(text.contains("RUST_LOG") && text.contains("debg"), "{text}");
 }
 
+/// A `RUST_LOG` that `run` would refuse at start is a problem `check`
+/// reports (under systemd, `check` reads the same environment file).
+#[test]
+fn check_refuses_a_rust_log_that_run_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = check(dir.path(), "", &[("RUST_LOG", "debg")]);
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("RUST_LOG: ") && text.contains("debg"),
+        "{text}"
+    );
+    assert!(!text.contains(": ok"), "{text}");
+    // With a config problem too, both are reported.
+    let out = check(
+        dir.path(),
+        "[server]\nlisten = 1\n",
+        &[("RUST_LOG", "debg")],
+    );
+    let text = all_output(&out);
+    assert!(
+        text.contains("relay.toml:2:10: ") && text.contains("RUST_LOG: "),
+        "{text}"
+    );
+    for fine in ["warning", "callrelay=debug,info", ""] {
+        let out = check(dir.path(), "", &[("RUST_LOG", fine)]);
+        assert_eq!(out.status.code(), Some(0), "{fine:?}: {}", all_output(&out));
+    }
+}
+
 /// `callrelay tail --token MARKER` with `rust_log`, against a server that
 /// reads the WebSocket handshake request and hangs up: returns that request
 /// and everything tail wrote to stderr until its first reconnect warning.
