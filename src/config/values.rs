@@ -34,7 +34,7 @@ impl fmt::Display for HumanDuration {
         if self.0.is_zero() {
             return f.write_str("\"0s\"");
         }
-        if self.0.subsec_nanos() % 1_000_000 != 0 {
+        if !self.0.subsec_nanos().is_multiple_of(1_000_000) {
             return write!(f, "\"{}\"", humantime::format_duration(self.0));
         }
         let units = [
@@ -56,7 +56,7 @@ impl fmt::Display for HumanDuration {
 fn in_whole_units(amount: u128, units: &[(u128, &str)], base: &str) -> String {
     units
         .iter()
-        .find(|(size, _)| amount != 0 && amount % size == 0)
+        .find(|(size, _)| amount != 0 && amount.is_multiple_of(*size))
         .map_or_else(
             || format!("{amount}{base}"),
             |(size, unit)| format!("{}{unit}", amount / size),
