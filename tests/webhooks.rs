@@ -839,6 +839,47 @@ async fn caresoft_agent_rung_twice_is_two_events() {
     relay.stop().await;
 }
 
+/// Tel4vn's hook data gives `state` only as ringing / answered / hangup /
+/// cdr, so its `missed` hook may say `hangup`. Registered with
+/// `?event=missed` on its callback URL, it is a `call.missed` of its own
+/// rather than a duplicate of the call's hangup.
+#[tokio::test]
+async fn a_tel4vn_missed_hook_named_by_its_callback_url_is_not_taken_for_the_hangup() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let hangup = json!({"call_id":"m-1","direction":"inbound","from_number":"0899888999",
+        "to_number":"101","hotline":"19001919","state":"hangup","duration":20,"billsec":0})
+    .to_string();
+    let to = |query: &str| {
+        c.post(relay.url(&format!("/hooks/tel4vn/t4{query}")))
+            .header("Authorization", "Bearer tel4vn-key")
+            .header("content-type", "application/json")
+            .body(hangup.clone())
+    };
+    let first = json_of(&send(to("")).await);
+    let missed = json_of(&send(to("?event=missed")).await);
+    assert_eq!(missed["duplicate"], json!(false), "{missed}");
+    assert_ne!(missed["id"], first["id"]);
+    // Tel4vn retrying the missed hook is still one event.
+    let retry = json_of(&send(to("?event=missed")).await);
+    assert_eq!(
+        (retry["duplicate"].clone(), retry["seq"].clone()),
+        (json!(true), missed["seq"].clone())
+    );
+    let types: Vec<Value> = relay
+        .event_values()
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(types, [json!("call.hangup"), json!("call.missed")]);
+    // A misspelt event is refused, not taken as whatever the state says.
+    let typo = send(to("?event=mised")).await;
+    assert_eq!(typo.status, StatusCode::BAD_REQUEST, "{}", typo.text);
+    assert!(typo.text.contains("missed, cdr_autocall"), "{}", typo.text);
+    assert_eq!(relay.events().len(), 2);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn json_posted_as_a_form_is_json_and_an_empty_body_is_400() {
     let relay = start_relay(HOOKS).await;

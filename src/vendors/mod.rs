@@ -142,7 +142,10 @@ pub fn parse(
     };
     Ok(match vendor {
         Vendor::Caresoft => Parsed::Event(caresoft::parse(&payload)?),
-        Vendor::Tel4vn => Parsed::Event(tel4vn::parse(&payload)?),
+        Vendor::Tel4vn => Parsed::Event(tel4vn::parse(
+            &payload,
+            tel4vn::hook_event(delivery.query)?,
+        )?),
         Vendor::Voipex => Parsed::Event(voipex::parse(&payload, received_at)?),
         Vendor::Voip24h => Parsed::Event(voip24h::parse_call_event(&payload)?),
         Vendor::Sprecord => match sprecord::parse_message(&payload)? {

@@ -91,7 +91,7 @@ fn parse_all(vendor: Vendor, value: &Value) {
     match vendor {
         Vendor::Voip24h => drop(voip24h::parse_call_event(value)),
         Vendor::Sprecord => drop(sprecord::parse_message(value)),
-        Vendor::Tel4vn => drop(tel4vn::parse(value)),
+        Vendor::Tel4vn => drop(tel4vn::parse(value, None)),
         Vendor::Voipex => drop(voipex::parse(value, now)),
         Vendor::Caresoft => drop(caresoft::parse(value)),
     }

@@ -54,15 +54,62 @@ fn strip_bearer(value: &[u8]) -> &[u8] {
     }
 }
 
-/// One hook body `{call_id, sip_call_id, domain, direction, from_number,
-/// to_number, hotline, state, duration, billsec, recording_url, …}`.
-pub fn parse(payload: &Value) -> Result<VendorEvent, ParseError> {
-    let map = as_object(payload, "Tel4vn")?;
-    Ok(event(map, payload).unwrap_or_else(|| unknown_event(payload.clone())))
+/// The hook events a Tel4vn subscription can name (`POST /v1/event`).
+const HOOK_EVENTS: [&str; 6] = [
+    "ringing",
+    "answered",
+    "hangup",
+    "cdr",
+    "missed",
+    "cdr_autocall",
+];
+
+/// The subscription a hook came for, from its callback URL's `?event=`.
+///
+/// Tel4vn registers one callback URL per subscribed event, but its hook data
+/// gives `state` only as ringing / answered / hangup / cdr: a `missed` hook
+/// cannot say it is one, and would be taken for the hangup (or CDR) of the
+/// same call and answered `duplicate`. `?event=missed` and
+/// `?event=cdr_autocall` say it; the four states are accepted and change
+/// nothing. Anything else is refused, so a typo does not pass unnoticed.
+pub fn hook_event(query: &[(String, String)]) -> Result<Option<&'static str>, ParseError> {
+    let mut given = query.iter().filter(|(name, _)| name == "event");
+    let Some((_, value)) = given.next() else {
+        return Ok(None);
+    };
+    if given.next().is_some() {
+        return Err(ParseError(
+            "the callback URL gives `event` twice; give the subscribed event once".into(),
+        ));
+    }
+    let value = value.trim();
+    HOOK_EVENTS
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(value))
+        .map(Some)
+        .ok_or_else(|| {
+            ParseError(format!(
+                "the callback URL's `event` must be one of Tel4vn's hook events: {}",
+                HOOK_EVENTS.join(", ")
+            ))
+        })
 }
 
-fn event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
-    let state = lower(get(map, "state")).or_else(|| lower(get(map, "event")))?;
+/// One hook body `{call_id, sip_call_id, domain, direction, from_number,
+/// to_number, hotline, state, duration, billsec, recording_url, …}`;
+/// `hook` is the subscription it came for, when its URL says (see
+/// [`hook_event`]).
+pub fn parse(payload: &Value, hook: Option<&str>) -> Result<VendorEvent, ParseError> {
+    let map = as_object(payload, "Tel4vn")?;
+    Ok(event(map, payload, hook).unwrap_or_else(|| unknown_event(payload.clone())))
+}
+
+fn event(map: &Map<String, Value>, payload: &Value, hook: Option<&str>) -> Option<VendorEvent> {
+    let state = match hook {
+        // The only two subscriptions whose hooks do not say what they are.
+        Some(named @ ("missed" | "cdr_autocall")) => named.to_owned(),
+        _ => lower(get(map, "state")).or_else(|| lower(get(map, "event")))?,
+    };
     let event_type = match state.as_str() {
         "ringing" => "call.ringing",
         "answered" => "call.answered",
@@ -144,7 +191,7 @@ mod tests {
     #[test]
     fn documented_hook_is_a_hangup_with_every_field() {
         let raw: Value = serde_json::from_str(HANGUP).unwrap();
-        let e = parse(&raw).unwrap();
+        let e = parse(&raw, None).unwrap();
         assert_eq!(e.event_type, "call.hangup");
         assert_eq!(
             e.subject.as_deref(),
@@ -171,7 +218,7 @@ mod tests {
             ("cdr_autocall", "autocall.cdr"),
             ("transfer", "vendor.unknown"),
         ] {
-            let e = parse(&json!({"call_id": "c", "state": s})).unwrap();
+            let e = parse(&json!({"call_id": "c", "state": s}), None).unwrap();
             assert_eq!(e.event_type, ty, "{s}");
         }
     }
@@ -182,7 +229,7 @@ mod tests {
         // "cdr" plus the two fields only that event carries.
         let mut raw: Value = serde_json::from_str(HANGUP).unwrap();
         raw["state"] = json!("cdr");
-        let plain = parse(&raw).unwrap();
+        let plain = parse(&raw, None).unwrap();
         assert_eq!(plain.event_type, "call.cdr");
         for (key, value) in [
             ("press_key", json!("1")),
@@ -192,7 +239,7 @@ mod tests {
         ] {
             let mut autocall = raw.clone();
             autocall[key] = value.clone();
-            let e = parse(&autocall).unwrap();
+            let e = parse(&autocall, None).unwrap();
             assert_eq!(e.event_type, "autocall.cdr", "{key}: {value}");
             assert_eq!(e.subject, plain.subject);
         }
@@ -205,12 +252,12 @@ mod tests {
             let mut r = raw.clone();
             r["press_key"] = press_key;
             r["customer_id"] = customer_id;
-            assert_eq!(parse(&r).unwrap().event_type, "call.cdr", "{r}");
+            assert_eq!(parse(&r, None).unwrap().event_type, "call.cdr", "{r}");
         }
         // Only a cdr becomes an autocall CDR.
         raw["state"] = json!("hangup");
         raw["customer_id"] = json!("cus-42");
-        assert_eq!(parse(&raw).unwrap().event_type, "call.hangup");
+        assert_eq!(parse(&raw, None).unwrap().event_type, "call.hangup");
     }
 
     /// A tenant that subscribed to both `cdr` and `cdr_autocall` gets two
@@ -226,9 +273,9 @@ mod tests {
         let mut autocall_state = autocall.clone();
         autocall_state["state"] = json!("cdr_autocall");
         let (plain, autocall, autocall_state) = (
-            parse(&plain).unwrap(),
-            parse(&autocall).unwrap(),
-            parse(&autocall_state).unwrap(),
+            parse(&plain, None).unwrap(),
+            parse(&autocall, None).unwrap(),
+            parse(&autocall_state, None).unwrap(),
         );
         assert_eq!(
             (plain.event_type.as_str(), autocall.event_type.as_str()),
@@ -238,14 +285,74 @@ mod tests {
         assert_eq!(autocall.identity, autocall_state.identity);
     }
 
+    /// Tel4vn's hook data gives `state` only as ringing / answered / hangup /
+    /// cdr, so a `missed` hook may say `hangup`: its callback URL's
+    /// `?event=missed` keeps it apart from the hangup of the same call.
+    #[test]
+    fn the_callback_urls_event_names_a_missed_or_autocall_hook() {
+        let mut hangup: Value = serde_json::from_str(HANGUP).unwrap();
+        hangup["direction"] = json!("inbound");
+        let plain = parse(&hangup, None).unwrap();
+        let missed = parse(&hangup, Some("missed")).unwrap();
+        assert_eq!(missed.event_type, "call.missed");
+        assert_ne!(missed.identity, plain.identity);
+        // The same missed hook again is the same event.
+        assert_eq!(
+            parse(&hangup, Some("missed")).unwrap().identity,
+            missed.identity
+        );
+
+        // An autocall CDR with no key pressed and no customer looks plain.
+        let mut cdr = hangup.clone();
+        cdr["state"] = json!("cdr");
+        cdr["press_key"] = json!("");
+        let plain_cdr = parse(&cdr, None).unwrap();
+        let autocall = parse(&cdr, Some("cdr_autocall")).unwrap();
+        assert_eq!(
+            (plain_cdr.event_type.as_str(), autocall.event_type.as_str()),
+            ("call.cdr", "autocall.cdr")
+        );
+        assert_ne!(plain_cdr.identity, autocall.identity);
+
+        // The four states change nothing: the payload already says them.
+        for state in ["ringing", "answered", "hangup", "cdr"] {
+            assert_eq!(parse(&hangup, Some(state)).unwrap(), plain, "{state}");
+        }
+    }
+
+    #[test]
+    fn the_callback_urls_event_must_be_a_tel4vn_hook_event_given_once() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(hook_event(&q(&[])).unwrap(), None);
+        assert_eq!(hook_event(&q(&[("apikey", "k")])).unwrap(), None);
+        assert_eq!(
+            hook_event(&q(&[("event", " Missed ")])).unwrap(),
+            Some("missed")
+        );
+        assert_eq!(
+            hook_event(&q(&[("event", "CDR_AUTOCALL")])).unwrap(),
+            Some("cdr_autocall")
+        );
+        let typo = hook_event(&q(&[("event", "mised")])).unwrap_err();
+        assert!(typo.0.contains("missed, cdr_autocall"), "{typo:?}");
+        assert!(hook_event(&q(&[("event", "missed"), ("event", "missed")])).is_err());
+    }
+
     #[test]
     fn two_extensions_ringing_are_two_events() {
         let a = parse(
             &json!({"call_id":"c","state":"ringing","direction":"inbound","to_number":"101"}),
+            None,
         )
         .unwrap();
         let b = parse(
             &json!({"call_id":"c","state":"ringing","direction":"inbound","to_number":"102"}),
+            None,
         )
         .unwrap();
         assert_ne!(a.identity, b.identity);

@@ -110,10 +110,16 @@ impl WebhookConfig {
             );
             v.error(h.span(), message);
         }
-        if let Some(q) = &self.api_key_query
-            && q.get_ref().is_empty()
-        {
-            v.error(q.span(), "`api_key_query` must not be empty");
+        if let Some(q) = &self.api_key_query {
+            if q.get_ref().is_empty() {
+                v.error(q.span(), "`api_key_query` must not be empty");
+            } else if q.get_ref() == "event" {
+                // `?event=` names the hook's subscription (vendors::tel4vn::hook_event).
+                v.error(
+                    q.span(),
+                    "`api_key_query` must not be `event`: `?event=` names the Tel4vn hook event a callback URL is for",
+                );
+            }
         }
         for secret in [&self.secret, &self.api_key, &self.password, &self.token]
             .into_iter()
@@ -216,6 +222,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_tel4vn_key_cannot_travel_in_the_event_parameter() {
+        let Err(e) = load(
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"a\"\napi_key = \"k\"\napi_key_query = \"event\"\n",
+        ) else {
+            panic!("`event` is the hook event's parameter");
+        };
+        assert!(
+            e.to_string()
+                .contains("5:17: `api_key_query` must not be `event`"),
+            "{e}"
+        );
     }
 
     #[test]
