@@ -296,11 +296,12 @@ impl<'a> Validator<'a> {
             return None;
         }
         self.problems.sort_by_key(|(offset, _)| *offset);
+        let mut places = Places::new(self.text);
         let problems = self
             .problems
             .into_iter()
             .map(|(offset, message)| {
-                let (line, col) = line_col(self.text, offset);
+                let (line, col) = places.of(offset);
                 Problem { line, col, message }
             })
             .collect();
@@ -319,6 +320,41 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let col = before[line_start..].chars().count() + 1;
     (line, col)
+}
+
+/// [`line_col`] of increasing offsets in one pass over the text: a file with
+/// thousands of problems is not counted from its start for each.
+struct Places<'a> {
+    text: &'a str,
+    at: usize,
+    line: usize,
+    line_start: usize,
+}
+
+impl<'a> Places<'a> {
+    fn new(text: &'a str) -> Self {
+        Places {
+            text,
+            at: 0,
+            line: 1,
+            line_start: 0,
+        }
+    }
+
+    fn of(&mut self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        // Not after the last offset, or not on a character boundary.
+        let Some(passed) = self.text.get(self.at..offset) else {
+            return line_col(self.text, offset);
+        };
+        for (i, _) in passed.match_indices('\n') {
+            self.line += 1;
+            self.line_start = self.at + i + 1;
+        }
+        self.at = offset;
+        let col = self.text[self.line_start..offset].chars().count() + 1;
+        (self.line, col)
+    }
 }
 
 impl Config {

@@ -12,6 +12,7 @@
 //! (each is what serde says of a part of the file as written); a text that
 //! does not parse as TOML yields none (its syntax error is the caller's).
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
@@ -58,6 +59,9 @@ pub fn every_type_error<T: DeserializeOwned>(text: &str) -> Vec<Error> {
 #[derive(Default)]
 struct Found {
     errors: Vec<Error>,
+    /// Place and message of each kept error: a file of thousands of bad
+    /// entries must not cost a scan of the list per error.
+    seen: HashSet<(Option<Range<usize>>, String)>,
 }
 
 impl Found {
@@ -84,8 +88,7 @@ impl Found {
     }
 
     fn keep(&mut self, error: Error) {
-        let same = |e: &Error| e.span() == error.span() && e.message() == error.message();
-        if !self.errors.iter().any(same) {
+        if self.seen.insert((error.span(), error.message().to_owned())) {
             self.errors.push(error);
         }
     }
