@@ -5,6 +5,7 @@
 // With SPRECORD_PEER_TLS_CERT and SPRECORD_PEER_TLS_KEY (PEM file paths) the
 // same routes are also served over HTTPS on a second port, announced as
 // `{"port": N, "tls_port": M}`; the control API stays reachable on plain HTTP.
+// PEER_PORT fixes the plain HTTP port (default 0: a random free port).
 //
 // Behaviour, like the vendor's documented limits:
 // - at most LIMIT (3) concurrent /sys/events connections: a connection counts
@@ -266,12 +267,12 @@ setInterval(() => {
   for (const id of openConns()) write(id, (buf) => buf.comment("keep-alive").dispatch());
 }, KEEPALIVE).unref();
 
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server.address().port)));
+function listen(server, port = 0) {
+  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server.address().port)));
 }
 
 async function main() {
-  const announced = { port: await listen(http.createServer(route)) };
+  const announced = { port: await listen(http.createServer(route), Number(process.env.PEER_PORT || 0)) };
   const cert = process.env.SPRECORD_PEER_TLS_CERT;
   const key = process.env.SPRECORD_PEER_TLS_KEY;
   if (cert && key) {

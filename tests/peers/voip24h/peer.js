@@ -6,6 +6,7 @@
 //                     [--raw-on-sign TEXT] (send TEXT as a raw socket.io packet on the first
 //                                           accepted `sign`, before `signing`/`connected`)
 //                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
+//                     [--port N]  (listen on port N; default 0: a random free port)
 //                     [--ping-ms N --ping-timeout-ms N]  (Engine.IO heartbeat; reported as
 //                                           `heartbeat` with the client's packet type)
 //                     [--namespace hold|refuse]  (a middleware that never opens the
@@ -75,7 +76,7 @@ const stats = {
 
 const sockets = new Set();
 let silenced = false;
-let port = 0;
+let port = Number(args.port || 0);
 let server = null;
 let io = null;
 
