@@ -28,13 +28,18 @@ pub fn every_type_error<T: DeserializeOwned>(text: &str) -> Vec<Error> {
     let root_span = root.span();
     let mut found = Found::default();
     for (name, entry) in root.get_ref().iter() {
-        let alone = |value, span| single(name, Spanned::new(span, value), root_span.clone());
+        // A document holding only this entry, as `value` placed at `span`.
+        let alone = |value, span| {
+            Spanned::new(
+                root_span.clone(),
+                single_entry(name, Spanned::new(span, value)),
+            )
+        };
         found.whole::<T>(alone(entry.get_ref().clone(), entry.span()));
         match entry.get_ref() {
             DeValue::Table(table) => {
                 for (key, value) in table.iter() {
-                    let section = DeValue::Table(single_entry(key, value.clone()));
-                    found.inside::<T>(alone(section, nowhere(text)), key, value);
+                    found.inside::<T>(alone(lone_key(key, value), nowhere(text)), key, value);
                 }
             }
             DeValue::Array(items) => {
@@ -42,11 +47,10 @@ pub fn every_type_error<T: DeserializeOwned>(text: &str) -> Vec<Error> {
                     let DeValue::Table(table) = item.get_ref() else {
                         continue;
                     };
-                    found.whole::<T>(alone(one(item.clone()), entry.span()));
+                    found.whole::<T>(alone(array_of(item.clone()), entry.span()));
                     for (key, value) in table.iter() {
-                        let element = DeValue::Table(single_entry(key, value.clone()));
-                        let lone = one(Spanned::new(nowhere(text), element));
-                        found.inside::<T>(alone(lone, entry.span()), key, value);
+                        let element = Spanned::new(nowhere(text), lone_key(key, value));
+                        found.inside::<T>(alone(array_of(element), entry.span()), key, value);
                     }
                 }
             }
@@ -94,7 +98,7 @@ impl Found {
     }
 }
 
-fn one<'i>(element: Spanned<DeValue<'i>>) -> DeValue<'i> {
+fn array_of<'i>(element: Spanned<DeValue<'i>>) -> DeValue<'i> {
     let mut array = DeArray::new();
     array.push(element);
     DeValue::Array(array)
@@ -112,10 +116,7 @@ fn single_entry<'i>(key: &Spanned<DeString<'i>>, value: Spanned<DeValue<'i>>) ->
     table
 }
 
-fn single<'i>(
-    key: &Spanned<DeString<'i>>,
-    value: Spanned<DeValue<'i>>,
-    span: Range<usize>,
-) -> Spanned<DeTable<'i>> {
-    Spanned::new(span, single_entry(key, value))
+/// A table holding only `key`.
+fn lone_key<'i>(key: &Spanned<DeString<'i>>, value: &Spanned<DeValue<'i>>) -> DeValue<'i> {
+    DeValue::Table(single_entry(key, value.clone()))
 }

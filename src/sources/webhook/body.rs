@@ -236,25 +236,30 @@ mod tests {
         ))
     }
 
-    #[tokio::test]
-    async fn a_body_that_stalls_is_refused_after_the_timeout() {
-        // Five bytes of a declared hundred, then nothing: the sender stalls.
+    /// A body declared `declared` bytes long whose sender sends five and
+    /// then nothing, while the returned sender lives.
+    fn stalled_after_five_bytes_of(
+        declared: u64,
+    ) -> (
+        futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>,
+        HeaderMap,
+        Body,
+    ) {
         let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         tx.try_send(Ok(Bytes::from_static(b"{\"a\":"))).unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
+        headers.insert(header::CONTENT_LENGTH, declared.into());
+        (tx, headers, Body::from_stream(rx))
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_refused_after_the_timeout() {
+        // Five bytes of a declared hundred, then nothing: the sender stalls.
+        let (tx, headers, body) = stalled_after_five_bytes_of(100);
         let timeout = Duration::from_millis(50);
         let budget = BodyBudget::new();
         let mut held = budget.reservation("tel4vn/t".into());
-        let read = read_limited_within(
-            &headers,
-            Body::from_stream(rx),
-            1024,
-            &mut held,
-            u64::MAX,
-            timeout,
-        )
-        .await;
+        let read = read_limited_within(&headers, body, 1024, &mut held, u64::MAX, timeout).await;
         assert!(
             matches!(&read, Err(BodyError::Read(reason)) if reason.contains("did not arrive within 50ms")),
             "{read:?}"
@@ -300,14 +305,11 @@ mod tests {
     #[tokio::test]
     async fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
         let budget = BodyBudget::new();
-        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-        tx.try_send(Ok(Bytes::from_static(b"{\"a\":"))).unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, "1000".parse().unwrap());
+        let (_tx, headers, body) = stalled_after_five_bytes_of(1000);
         let mut held = budget.reservation("caresoft/cs".into());
         let read = read_limited_within(
             &headers,
-            Body::from_stream(rx),
+            body,
             1024,
             &mut held,
             u64::MAX,
