@@ -41,7 +41,8 @@ fn deliver(credentials: &Credentials, headers: &HeaderMap, body: &[u8], seq: u64
         return 0;
     };
     let received_at = time::OffsetDateTime::now_utc();
-    let Ok(Parsed::Event(event)) = vendors::parse(Vendor::Tel4vn, &verified, received_at) else {
+    let Ok(Parsed::Event(event, raw)) = vendors::parse(Vendor::Tel4vn, &verified, received_at)
+    else {
         return 0;
     };
     let incoming = IncomingEvent {
@@ -50,6 +51,7 @@ fn deliver(credentials: &Credentials, headers: &HeaderMap, body: &[u8], seq: u64
         transport: Transport::Webhook,
         received_at,
         event,
+        raw,
     };
     let prepared = PreparedEvent::new(&incoming);
     let mut json = Vec::new();

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 mod prepared;
+mod raw;
 pub use prepared::PreparedEvent;
+pub use raw::RawPayload;
 
 /// The five vendors callrelay speaks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,9 +93,10 @@ impl Transport {
 /// The literal type of an event the relay does not recognise.
 pub const UNKNOWN_TYPE: &str = "vendor.unknown";
 
-/// What a pure vendor module makes of one vendor message: the CONTRACT type,
-/// the normalized fields and the raw payload, plus the vendor's natural identity
-/// of the event (the part of the dedup key that is not vendor/account).
+/// What a pure vendor module makes of one vendor message: the CONTRACT type
+/// and the normalized fields, plus the vendor's natural identity of the event
+/// (the part of the dedup key that is not vendor/account). The payload itself
+/// travels beside it, as received, in [`IncomingEvent::raw`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct VendorEvent {
     /// A CONTRACT type such as `call.ringing`, `crm.ticket.update` or `vendor.unknown`.
@@ -104,8 +107,6 @@ pub struct VendorEvent {
     pub time: Option<OffsetDateTime>,
     /// Normalized `data` fields (`call_id`, `direction`, `from`, …), without `raw`.
     pub fields: Map<String, Value>,
-    /// The vendor payload as received.
-    pub raw: Value,
     /// The vendor's natural identity of this event, canonical text: equal for a
     /// re-serialised or retried delivery of the same event, different for two
     /// events that differ in what happened.
@@ -120,6 +121,8 @@ pub struct IncomingEvent {
     pub transport: Transport,
     pub received_at: OffsetDateTime,
     pub event: VendorEvent,
+    /// The vendor payload as received: `data.raw`.
+    pub raw: RawPayload,
 }
 
 /// The deterministic event id: the first 16 bytes of SHA-256 over the dedup key.
@@ -408,9 +411,9 @@ mod tests {
                 subject: Some("1287674126.299".into()),
                 time: None,
                 fields: Map::from_iter([("call_id".to_owned(), json!("1287674126.299"))]),
-                raw: json!({"callid": 1287674126.299_f64}),
                 identity: "k".into(),
             },
+            raw: json!({"callid": 1287674126.299_f64}).into(),
         };
         let id = ev.id();
         let bytes = ev.to_cloudevent_json(id, 42);

@@ -27,6 +27,7 @@ fn options(dir: &std::path::Path) -> JournalOptions {
 }
 
 fn event(identity: String) -> IncomingEvent {
+    let raw = json!({"UniqueId": identity}).into();
     IncomingEvent {
         vendor: Vendor::Voipex,
         account: "crash".into(),
@@ -37,9 +38,9 @@ fn event(identity: String) -> IncomingEvent {
             subject: Some(identity.clone()),
             time: None,
             fields: Default::default(),
-            raw: json!({"UniqueId": identity}),
             identity,
         },
+        raw,
     }
 }
 

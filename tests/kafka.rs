@@ -39,9 +39,9 @@ fn event(run: &str, i: u64, key: &str) -> IncomingEvent {
             subject: Some(key.to_owned()),
             time: None,
             fields: Map::from_iter([("call_id".to_owned(), json!(key))]),
-            raw: json!({"callid": key, "i": i}),
             identity: format!("{run}|{i}"),
         },
+        raw: json!({"callid": key, "i": i}).into(),
     }
 }
 

@@ -301,9 +301,9 @@ fn event(vendor: Vendor, account: &str, event_type: &str, identity: &str) -> Inc
             subject: Some(identity.to_owned()),
             time: None,
             fields: serde_json::Map::new(),
-            raw: json!({"call_id": identity}),
             identity: identity.to_owned(),
         },
+        raw: json!({"call_id": identity}).into(),
     }
 }
 
@@ -552,7 +552,7 @@ async fn max_size_is_enforced_soon_after_the_journal_passes_it() {
     let pad = "x".repeat(64 * 1024);
     for n in 0..48 {
         let mut e = event(Vendor::Tel4vn, "demo", "call.cdr", &format!("burst-{n}"));
-        e.event.raw = json!({"call_id": format!("burst-{n}"), "pad": pad});
+        e.raw = json!({"call_id": format!("burst-{n}"), "pad": pad}).into();
         relay.ctx.ingest.submit(e).await.expect("journaled");
     }
     assert!(

@@ -268,6 +268,16 @@ async fn thousand_events_on_three_streams_are_journaled_once_in_call_order() {
     .await;
     assert_eq!(relay.ctx.journal.last_seq(), 1000);
     assert_journal_is(&relay, &events);
+    // `raw` is each `data:` payload as the server wrote it, here indented
+    // over several lines.
+    for e in relay.events() {
+        let json = String::from_utf8_lossy(&e.json).into_owned();
+        let raw = json
+            .split_once("\"raw\":")
+            .and_then(|(_, rest)| rest.strip_suffix("}}"))
+            .unwrap_or_else(|| panic!("no raw at the end: {json}"));
+        assert!(raw.starts_with("{\n \"device_id\": \"dev-"), "{json}");
+    }
 
     // In order per call: each call's steps appear in the order they were sent.
     let mut progress = std::collections::HashMap::<String, usize>::new();

@@ -294,17 +294,26 @@ async fn events_reach_the_journal_in_order(sio: u8) {
     connected_with_detected_engine(&relay, sio).await;
 
     let sent: Vec<Value> = (1..=6).map(call_event).collect();
+    let mut strings = Vec::new();
     for (i, event) in sent.iter().enumerate() {
         // Objects and JSON strings alike.
         let arg = if i % 2 == 0 {
             event.clone()
         } else {
-            Value::String(event.to_string())
+            let text = serde_json::to_string_pretty(event).expect("json");
+            strings.push((i, text.clone()));
+            Value::String(text)
         };
         peer.emit("response", json!([arg])).await;
     }
     relay.wait_for_seq(6, WAIT).await;
     assert_eq!(journaled_raws(&relay), sent);
+    // A JSON string's payload is journaled as the server wrote it.
+    let journaled = relay.events();
+    for (i, text) in strings {
+        let json = String::from_utf8_lossy(&journaled[i].json).into_owned();
+        assert!(json.ends_with(&format!("\"raw\":{text}}}}}")), "{json}");
+    }
     assert_eq!(received(&relay), 6);
     assert_eq!(malformed(&relay), 0);
     peer.assert_one_session_at_a_time().await;

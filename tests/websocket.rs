@@ -48,9 +48,9 @@ fn event_sized(
             subject: subject.map(str::to_owned),
             time: None,
             fields: serde_json::Map::new(),
-            raw: json!({"n": n, "pad": "x".repeat(padding)}),
             identity: format!("test-{n}"),
         },
+        raw: json!({"n": n, "pad": "x".repeat(padding)}).into(),
     }
 }
 

@@ -29,8 +29,8 @@ pub fn ringing_event(n: u64, calls: u64, transport: Transport) -> IncomingEvent 
                 ("from".to_owned(), json!("0832666859")),
                 ("extension".to_owned(), json!("130")),
             ]),
-            raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound", "n": n}),
             identity: format!("{call}|ring|130|{n}"),
         },
+        raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound", "n": n}).into(),
     }
 }

@@ -47,9 +47,10 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use callrelay::config::{Config, Secret};
-use callrelay::event::{EventId, IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::event::{EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent};
 use callrelay::sources::sprecord::sse::{MAX_EVENT_BYTES, SseError, SseEvent, SseParser};
-use callrelay::sources::voip24h::wire::{self, Frame, SioPacket};
+use callrelay::sources::voip24h::deliver;
+use callrelay::sources::voip24h::wire::{self, Arg, Frame, SioPacket};
 use callrelay::vendors::{self, Credentials, Delivery, Method, Parsed, caresoft};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -236,18 +237,28 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
             let answer = vendors::sprecord::verification_answer(&payload);
             assert_eq!(answer.len(), 32);
         }
-        Ok(Parsed::Event(event)) => {
-            assert_cloudevent(vendor, Transport::Webhook, event, received_at);
+        Ok(Parsed::Event(event, raw)) => {
+            if let RawPayload::Json(text) = &raw {
+                let sent =
+                    std::str::from_utf8(body).map(|b| b.trim_matches([' ', '\t', '\n', '\r']));
+                assert_eq!(
+                    Ok(text.get()),
+                    sent,
+                    "{vendor:?}: data.raw is not the body as sent"
+                );
+            }
+            assert_cloudevent(vendor, Transport::Webhook, event, raw, received_at);
         }
     }
 }
 
 /// A parsed event becomes a CloudEvent JSON object with the CONTRACT
-/// attributes, a non-empty type, no empty subject and `data.raw`.
+/// attributes, a non-empty type, no empty subject and `data.raw` holding `raw`.
 fn assert_cloudevent(
     vendor: Vendor,
     transport: Transport,
     event: VendorEvent,
+    raw: RawPayload,
     received_at: OffsetDateTime,
 ) {
     assert!(!event.event_type.is_empty(), "empty type");
@@ -258,6 +269,7 @@ fn assert_cloudevent(
         transport,
         received_at,
         event,
+        raw,
     };
     let id: EventId = incoming.id();
     let json = incoming.to_cloudevent_json(id, 1);
@@ -268,7 +280,11 @@ fn assert_cloudevent(
     for attr in ["specversion", "id", "source", "type", "time", "data"] {
         assert!(ce.get(attr).is_some(), "CloudEvent without {attr}: {ce}");
     }
-    assert!(ce["data"].get("raw").is_some(), "data without raw: {ce}");
+    assert_eq!(
+        ce["data"].get("raw"),
+        Some(&incoming.raw.to_value()),
+        "data.raw is not the payload: {ce}"
+    );
 }
 
 /// One relay.toml text (`${SET}` is set, any other variable is not).
@@ -418,11 +434,20 @@ pub fn upstream_socketio(data: &[u8]) {
             );
         }
         SioPacket::Event { name, args } => {
+            let values = |args: &[Arg]| -> Vec<Value> {
+                args.iter()
+                    .map(|a| serde_json::from_str(a.json()).unwrap_or(Value::Null))
+                    .collect()
+            };
             if args.len() <= 1 {
-                let again = wire::encode_event(&name, args.first());
+                let again = wire::encode_event(&name, values(&args).first());
                 match wire::decode(&again) {
                     Frame::Message(SioPacket::Event { name: n, args: a }) => {
-                        assert_eq!((&n, &a), (&name, &args), "re-encoded as {again}");
+                        assert_eq!(
+                            (&n, values(&a)),
+                            (&name, values(&args)),
+                            "re-encoded as {again}"
+                        );
                     }
                     other => panic!("{text:?} re-encoded as {again:?} decodes to {other:?}"),
                 }
@@ -435,15 +460,10 @@ pub fn upstream_socketio(data: &[u8]) {
     }
 }
 
-/// A `response`'s arguments the way `voip24h::deliver` reads them.
-fn voip24h_response(args: &[Value]) {
-    let payload = match args.first() {
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
-            Ok(v) => v,
-            Err(_) => return,
-        },
-        Some(other) => other.clone(),
-        None => return,
+/// A `response`'s arguments, read by `voip24h::deliver`.
+fn voip24h_response(args: &[Arg]) {
+    let Ok((payload, raw)) = deliver::read_payload(args, u64::MAX) else {
+        return;
     };
     let parsed = vendors::voip24h::parse_call_event(&payload);
     assert_eq!(
@@ -453,6 +473,12 @@ fn voip24h_response(args: &[Value]) {
     );
     if let Ok(event) = parsed {
         let received_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000);
-        assert_cloudevent(Vendor::Voip24h, Transport::SocketIo, event, received_at);
+        assert_cloudevent(
+            Vendor::Voip24h,
+            Transport::SocketIo,
+            event,
+            raw,
+            received_at,
+        );
     }
 }

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{EventHeader, EventId, IncomingEvent, format_time};
+use super::{EventHeader, EventId, IncomingEvent, RawPayload, format_time};
 
 /// An event whose JSON is ready but for its `seq`.
 #[derive(Clone, Debug)]
@@ -54,7 +54,7 @@ impl PreparedEvent {
             account: &event.account,
             data: Data {
                 fields: &event.event.fields,
-                raw: &event.event.raw,
+                raw: &event.raw,
             },
         };
         let mut json = Vec::with_capacity(256);
@@ -129,10 +129,10 @@ struct Tail<'a> {
 }
 
 /// `data`: the normalized fields, then `raw`, serialized from borrows (the
-/// payload is not copied per event).
+/// payload is not copied per event; JSON text as received is written as it is).
 struct Data<'a> {
     fields: &'a Map<String, Value>,
-    raw: &'a Value,
+    raw: &'a RawPayload,
 }
 
 impl Serialize for Data<'_> {
@@ -170,9 +170,9 @@ mod tests {
                     ("ticket_id".to_owned(), json!(9)),
                     ("note".to_owned(), json!("a \"seq\":1, b")),
                 ]),
-                raw: json!({"seq": 7, "ticket": {"id": 9}}),
                 identity: "t-9".into(),
             },
+            raw: json!({"seq": 7, "ticket": {"id": 9}}).into(),
         }
     }
 

@@ -24,9 +24,9 @@ pub(crate) fn event(identity: &str) -> IncomingEvent {
             subject: Some(identity.to_owned()),
             time: None,
             fields: Default::default(),
-            raw: json!({"call_id": identity}),
             identity: identity.to_owned(),
         },
+        raw: json!({"call_id": identity}).into(),
     }
 }
 

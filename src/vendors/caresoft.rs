@@ -70,7 +70,7 @@ pub fn parse(payload: &Value) -> Result<VendorEvent, ParseError> {
         }
         _ => None,
     };
-    Ok(event.unwrap_or_else(|| unknown_event(payload.clone())))
+    Ok(event.unwrap_or_else(|| unknown_event(payload)))
 }
 
 fn call_in(map: &Map<String, Value>, payload: &Value, action: &str) -> Option<VendorEvent> {
@@ -125,7 +125,6 @@ fn call_in(map: &Map<String, Value>, payload: &Value, action: &str) -> Option<Ve
         subject: call_id,
         time: when,
         fields: f.build(),
-        raw: payload.clone(),
         identity: id,
     })
 }
@@ -152,7 +151,6 @@ fn smart_dialer(map: &Map<String, Value>, payload: &Value, action: &str) -> Opti
         subject: call_id,
         time: time(get(info, "end_time"), ICT),
         fields: f.build(),
-        raw: payload.clone(),
         identity: id,
     })
 }
@@ -245,7 +243,6 @@ fn crm(
         subject,
         time: when,
         fields: f.build(),
-        raw: payload.clone(),
         identity: id,
     })
 }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 pub use delivery::{AuthError, Delivery, Method, Verified, VerifiedHead};
 
 use crate::config::Secret;
-use crate::event::{UNKNOWN_TYPE, Vendor, VendorEvent};
+use crate::event::{RawPayload, UNKNOWN_TYPE, Vendor, VendorEvent};
 
 /// A payload that cannot be read as the vendor's format; the text says why
 /// (it is shown to the sender in a 400 and must hold no secret).
@@ -31,16 +31,15 @@ use crate::event::{UNKNOWN_TYPE, Vendor, VendorEvent};
 pub struct ParseError(pub String);
 
 /// An object the vendor module does not recognise: relayed as `vendor.unknown`
-/// with its raw payload, identified by the payload's canonical text (scalars
-/// as text, so a re-serialised retry is still the same event).
-pub fn unknown_event(raw: Value) -> VendorEvent {
+/// (with its raw payload, as every event), identified by the payload's
+/// canonical text (scalars as text, so a re-serialised retry is still the same event).
+pub fn unknown_event(payload: &Value) -> VendorEvent {
     VendorEvent {
         event_type: UNKNOWN_TYPE.to_owned(),
         subject: None,
         time: None,
         fields: Default::default(),
-        identity: normalize::loose_canonical(&raw),
-        raw,
+        identity: normalize::loose_canonical(payload),
     }
 }
 
@@ -111,11 +110,10 @@ impl Credentials {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
-    Event(VendorEvent),
+    /// The event, and the payload as received (`data.raw`).
+    Event(VendorEvent, RawPayload),
     /// SPRecord's verification handshake: answered with the MD5 of `payload`.
-    Verification {
-        payload: String,
-    },
+    Verification { payload: String },
 }
 
 /// Parses a verified delivery of `vendor`; `received_at` only breaks ties for
@@ -126,7 +124,9 @@ pub fn parse(
     received_at: OffsetDateTime,
 ) -> Result<Parsed, ParseError> {
     let delivery = verified.delivery();
-    let payload = match (vendor, delivery.method) {
+    // Whether the payload is the body's JSON text (kept as `data.raw` as it
+    // is) or fields the relay read into an object.
+    let (payload, body_is_json) = match (vendor, delivery.method) {
         (Vendor::Voip24h, Method::Get) => {
             let params = query_object(delivery.query);
             if params.is_empty() {
@@ -135,29 +135,34 @@ pub fn parse(
                         .into(),
                 ));
             }
-            Value::Object(params)
+            (Value::Object(params), false)
         }
         (Vendor::Voip24h, Method::Post) if delivery.is_form() => form_object(delivery.body)?,
-        _ => json_object(delivery.body)?,
+        _ => (json_object(delivery.body)?, true),
     };
-    Ok(match vendor {
-        Vendor::Caresoft => Parsed::Event(caresoft::parse(&payload)?),
-        Vendor::Tel4vn => Parsed::Event(tel4vn::parse(
-            &payload,
-            tel4vn::hook_event(delivery.query)?,
-        )?),
-        Vendor::Voipex => Parsed::Event(voipex::parse(&payload, received_at)?),
-        Vendor::Voip24h => Parsed::Event(voip24h::parse_call_event(&payload)?),
+    let event = match vendor {
+        Vendor::Caresoft => caresoft::parse(&payload)?,
+        Vendor::Tel4vn => tel4vn::parse(&payload, tel4vn::hook_event(delivery.query)?)?,
+        Vendor::Voipex => voipex::parse(&payload, received_at)?,
+        Vendor::Voip24h => voip24h::parse_call_event(&payload)?,
         Vendor::Sprecord => match sprecord::parse_message(&payload)? {
-            sprecord::SprecordMessage::Event(e) => Parsed::Event(e),
-            sprecord::SprecordMessage::Verification { payload } => Parsed::Verification { payload },
+            sprecord::SprecordMessage::Event(e) => e,
+            sprecord::SprecordMessage::Verification { payload } => {
+                return Ok(Parsed::Verification { payload });
+            }
         },
-    })
+    };
+    let raw = if body_is_json {
+        RawPayload::json_bytes(delivery.body, || payload)
+    } else {
+        RawPayload::Fields(payload)
+    };
+    Ok(Parsed::Event(event, raw))
 }
 
 /// A body declared as an HTML form: its fields as an object of strings, or,
-/// when it is a JSON object, that object.
-fn form_object(body: &[u8]) -> Result<Value, ParseError> {
+/// when it is a JSON object, that object (and `true`: the body is JSON).
+fn form_object(body: &[u8]) -> Result<(Value, bool), ParseError> {
     if is_empty(body) {
         return Err(ParseError(
             "empty body: expected form fields or a JSON object".into(),
@@ -168,10 +173,10 @@ fn form_object(body: &[u8]) -> Result<Value, ParseError> {
     if body.trim_ascii_start().first() == Some(&b'{')
         && let Ok(value @ Value::Object(_)) = serde_json::from_slice(body)
     {
-        return Ok(value);
+        return Ok((value, true));
     }
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    Ok(Value::Object(query_object(&pairs)))
+    Ok((Value::Object(query_object(&pairs)), false))
 }
 
 fn is_empty(body: &[u8]) -> bool {
@@ -273,15 +278,19 @@ mod tests {
     #[test]
     fn json_posted_as_a_form_is_read_as_json() {
         let body = br#" {"extend":131,"state":"Ring","phone":"0832666859","callid":1287674126.299,"type":"inbound"}"#;
-        let Ok(Parsed::Event(e)) = parse_as(Vendor::Voip24h, Method::Post, FORM, &[], body) else {
+        let Ok(Parsed::Event(e, raw)) = parse_as(Vendor::Voip24h, Method::Post, FORM, &[], body)
+        else {
             panic!("not an event");
         };
         assert_eq!(e.event_type, "call.ringing");
         assert_eq!(e.subject.as_deref(), Some("1287674126.299"));
-        assert_eq!(e.raw, serde_json::from_slice::<Value>(body).unwrap());
+        assert_eq!(
+            raw,
+            RawPayload::json(std::str::from_utf8(body).unwrap()).unwrap()
+        );
         // Real form fields are still form fields, and a brace that does not
         // open a JSON object leaves the body a form.
-        let Ok(Parsed::Event(e)) = parse_as(
+        let Ok(Parsed::Event(e, raw)) = parse_as(
             Vendor::Voip24h,
             Method::Post,
             FORM,
@@ -291,12 +300,17 @@ mod tests {
             panic!("not an event");
         };
         assert_eq!(e.event_type, "call.answered");
-        assert_eq!(e.raw["extend"], "130");
-        let Ok(Parsed::Event(e)) = parse_as(Vendor::Voip24h, Method::Post, FORM, &[], b"{a=1")
+        assert_eq!(
+            raw,
+            RawPayload::Fields(
+                serde_json::json!({"extend": "130", "state": "Up", "callid": "1.2"})
+            )
+        );
+        let Ok(Parsed::Event(_, raw)) = parse_as(Vendor::Voip24h, Method::Post, FORM, &[], b"{a=1")
         else {
             panic!("not an event");
         };
-        assert_eq!(e.raw, serde_json::json!({"{a": "1"}));
+        assert_eq!(raw, RawPayload::Fields(serde_json::json!({"{a": "1"})));
     }
 
     #[test]
@@ -320,7 +334,8 @@ mod tests {
         }
         // The feedback GET has no body: its data is the query.
         let query = vec![("FeedbackID".to_owned(), "F-1".to_owned())];
-        let Ok(Parsed::Event(e)) = parse_as(Vendor::Voip24h, Method::Get, FORM, &query, b"") else {
+        let Ok(Parsed::Event(e, _)) = parse_as(Vendor::Voip24h, Method::Get, FORM, &query, b"")
+        else {
             panic!("not an event");
         };
         assert_eq!(e.event_type, "feedback.rating");

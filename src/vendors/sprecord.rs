@@ -63,12 +63,12 @@ pub fn parse_message(message: &Value) -> Result<SprecordMessage, ParseError> {
         };
     }
     let event = event_type
-        .and_then(|t| event(map, &t, message))
-        .unwrap_or_else(|| unknown_event(message.clone()));
+        .and_then(|t| event(map, &t))
+        .unwrap_or_else(|| unknown_event(message));
     Ok(SprecordMessage::Event(event))
 }
 
-fn event(map: &Map<String, Value>, event_type: &str, message: &Value) -> Option<VendorEvent> {
+fn event(map: &Map<String, Value>, event_type: &str) -> Option<VendorEvent> {
     let ty = match event_type {
         "startup" => "device.startup",
         "incoming_call" | "outgoing_call" => "call.started",
@@ -126,7 +126,6 @@ fn event(map: &Map<String, Value>, event_type: &str, message: &Value) -> Option<
         subject: call_id,
         time: time(get(p, "date"), UtcOffset::UTC),
         fields: f.build(),
-        raw: message.clone(),
         identity: identity(&[device.as_deref(), Some(event_type), payload_text.as_deref()]),
     })
 }
@@ -169,7 +168,6 @@ mod tests {
             json!({"call_id": "8", "direction": "inbound", "from": "+798299xxxxx",
                    "to": "107", "extension": "107", "trunk": "GSM1"})
         );
-        assert_eq!(e.raw, raw);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn parse_call_event(payload: &Value) -> Result<VendorEvent, ParseError> {
     } else {
         None
     };
-    Ok(event.unwrap_or_else(|| unknown_event(payload.clone())))
+    Ok(event.unwrap_or_else(|| unknown_event(payload)))
 }
 
 fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
@@ -90,7 +90,6 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         subject: call_id,
         time: when,
         fields: f.build(),
-        raw: payload.clone(),
         identity: id,
     })
 }
@@ -129,7 +128,6 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
         subject: call_id,
         time: time(get(map, "calldate"), ICT),
         fields: f.build(),
-        raw: payload.clone(),
         identity: id,
     })
 }
@@ -152,7 +150,6 @@ fn feedback(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
         subject: call_id,
         time: None,
         fields: f.build(),
-        raw: payload.clone(),
         identity: id,
     })
 }
@@ -182,8 +179,6 @@ mod tests {
             json!({"call_id": "1287674126.299", "direction": "inbound",
                    "from": "0832666859", "to": "130", "extension": "130"})
         );
-        assert_eq!(e.raw, raw);
-        assert_eq!(e.raw.to_string(), RING.trim());
     }
 
     #[test]

@@ -97,8 +97,8 @@ const PROVEN_AFTER: Duration = Duration::from_secs(10);
 
 /// The largest frame (and message) tail reads: 4 GiB. A relay event is one
 /// frame: the vendor's payload, at most `server.max_body` (the config refuses
-/// more than 1 GiB), re-serialised once as `data.raw` (a JSON payload does not
-/// grow: strings keep their escapes, numbers their text), plus `subject` and
+/// more than 1 GiB), once as `data.raw` (a JSON payload as sent; form fields
+/// read into an object of strings), plus `subject` and
 /// the normalised `data` fields copied out of it, plus the envelope. 4 GiB
 /// holds the payload three times over at that ceiling; only a contrived
 /// form-encoded body (control bytes escape to six) could pass it, and tail

@@ -39,7 +39,7 @@ use super::limiter::ConnLimiter;
 use super::resume::ResumeId;
 use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
 use crate::app::Context;
-use crate::event::{IncomingEvent, Transport, Vendor};
+use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
 use crate::ingest::IngestError;
 use crate::status::{ConnState, UpstreamReporter};
 use crate::vendors::sprecord::{SprecordMessage, parse_message};
@@ -322,6 +322,7 @@ impl StreamSupervisor {
             transport: Transport::Sse,
             received_at: OffsetDateTime::now_utc(),
             event,
+            raw: RawPayload::json(data).unwrap_or(RawPayload::Fields(value)),
         };
         self.submit(incoming).await
     }

@@ -15,8 +15,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::wire::Arg;
 use crate::app::Context;
-use crate::event::{IncomingEvent, Transport, Vendor};
+use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
 use crate::ingest::IngestError;
 use crate::vendors::voip24h::parse_call_event;
 
@@ -40,21 +41,23 @@ pub struct ShuttingDown {
     pub abandoned: u64,
 }
 
-/// Reads the first argument of a `response` event as a Voip24h call event.
-pub fn read_payload(args: &[Value], max_bytes: u64) -> Result<Value, Malformed> {
+/// Reads the first argument of a `response` event (an object, or a JSON
+/// string holding one): the payload as a value for the vendor module, and as
+/// the server wrote it, for `data.raw`.
+pub fn read_payload(args: &[Arg], max_bytes: u64) -> Result<(Value, RawPayload), Malformed> {
     let first = args.first().ok_or(Malformed::Missing)?;
-    let value = match first {
-        Value::String(text) => {
-            check_size(text.len(), max_bytes)?;
-            serde_json::from_str::<Value>(text).map_err(|e| Malformed::NotJson(e.to_string()))?
-        }
-        other => {
-            let size = serde_json::to_string(other).map(|s| s.len()).unwrap_or(0);
-            check_size(size, max_bytes)?;
-            other.clone()
-        }
+    let read = |text: &str| {
+        check_size(text.len(), max_bytes)?;
+        serde_json::from_str::<Value>(text).map_err(|e| Malformed::NotJson(e.to_string()))
     };
-    Ok(value)
+    if let Some(inner) = first.as_string() {
+        let value = read(&inner)?;
+        // `inner` was just read as JSON, so the fallback is never taken.
+        let raw = RawPayload::json(&inner).unwrap_or_else(|| RawPayload::Fields(value.clone()));
+        return Ok((value, raw));
+    }
+    let value = read(first.json())?;
+    Ok((value, RawPayload::Json(first.clone().into_raw())))
 }
 
 fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
@@ -80,21 +83,25 @@ pub fn count_malformed(ctx: &Context, account: &str) {
 pub async fn deliver_all(
     ctx: &Arc<Context>,
     account: &str,
-    responses: &[Vec<Value>],
+    responses: &[Vec<Arg>],
     give_up: &CancellationToken,
 ) -> Result<usize, ShuttingDown> {
     let max_bytes = ctx.config.load().server.max_body.get_ref().get();
     let mut events = Vec::with_capacity(responses.len());
     for args in responses {
-        let parsed = read_payload(args, max_bytes)
-            .and_then(|payload| parse_call_event(&payload).map_err(|e| Malformed::Parse(e.0)));
+        let parsed = read_payload(args, max_bytes).and_then(|(payload, raw)| {
+            parse_call_event(&payload)
+                .map(|event| (event, raw))
+                .map_err(|e| Malformed::Parse(e.0))
+        });
         match parsed {
-            Ok(event) => events.push(IncomingEvent {
+            Ok((event, raw)) => events.push(IncomingEvent {
                 vendor: Vendor::Voip24h,
                 account: account.to_owned(),
                 transport: Transport::SocketIo,
                 received_at: OffsetDateTime::now_utc(),
                 event,
+                raw,
             }),
             Err(why) => {
                 count_malformed(ctx, account);
@@ -141,30 +148,42 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn arg(text: &str) -> Arg {
+        Arg::from_json(text).unwrap()
+    }
+
     #[test]
-    fn reads_objects_and_json_strings() {
-        let obj = json!({"extend": 130, "state": "Ring", "callid": "1.2"});
+    fn reads_objects_and_json_strings_keeping_their_text() {
+        let text = r#"{"extend": 130, "state":"Ring","callid":"1.2","n":1.0e3}"#;
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value["state"], "Ring");
+        let (read, raw) = read_payload(&[arg(text)], 1 << 20).unwrap();
         assert_eq!(
-            read_payload(std::slice::from_ref(&obj), 1 << 20).unwrap(),
-            obj
+            (read, serde_json::to_string(&raw).unwrap()),
+            (value.clone(), text.to_owned())
         );
-        let text = Value::String(obj.to_string());
-        assert_eq!(read_payload(&[text], 1 << 20).unwrap(), obj);
+        // A JSON string holding the payload: the text inside it is the payload.
+        let quoted = serde_json::to_string(&format!(" {text}\n")).unwrap();
+        let (read, raw) = read_payload(&[arg(&quoted)], 1 << 20).unwrap();
+        assert_eq!(
+            (read, serde_json::to_string(&raw).unwrap()),
+            (value, text.to_owned())
+        );
     }
 
     #[test]
     fn refuses_missing_non_json_and_huge_payloads() {
         assert!(matches!(read_payload(&[], 100), Err(Malformed::Missing)));
         assert!(matches!(
-            read_payload(&[json!("{not json")], 100),
+            read_payload(&[arg(r#""{not json""#)], 100),
             Err(Malformed::NotJson(_))
         ));
-        let huge = Value::String("x".repeat(200));
+        let huge = arg(&format!("\"{}\"", "x".repeat(200)));
         assert!(matches!(
             read_payload(&[huge], 100),
             Err(Malformed::TooLarge(200, 100))
         ));
-        let big_obj = json!({"a": "y".repeat(200)});
+        let big_obj = arg(&json!({"a": "y".repeat(200)}).to_string());
         assert!(matches!(
             read_payload(&[big_obj], 100),
             Err(Malformed::TooLarge(_, 100))

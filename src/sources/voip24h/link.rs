@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::engine_io;
+use super::wire::Arg;
 use crate::sources::proxy::{ConnectError, Dialer, ProxyRoute};
 use crate::sources::tls::{TlsError, TrustRoots};
 
@@ -22,7 +23,7 @@ pub enum Inbound {
     /// The server acknowledged the default namespace: `sign` may be sent now.
     NamespaceConnected,
     /// A socket.io event with its arguments (`say` has none).
-    Event { name: String, args: Vec<Value> },
+    Event { name: String, args: Vec<Arg> },
     /// Traffic that is no event (an Engine.IO pong): the connection is alive.
     Alive,
     /// A frame that could not be read (why, without its text): skipped and

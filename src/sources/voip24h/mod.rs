@@ -13,7 +13,7 @@
 //! reload and shutdown). Retries never give up.
 
 pub mod config;
-mod deliver;
+pub mod deliver;
 mod detect;
 mod engine_io;
 mod link;

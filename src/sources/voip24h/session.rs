@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{ShuttingDown, count_malformed, deliver_all};
 use super::link::{Inbound, Link};
+use super::wire::Arg;
 use crate::app::Context;
 use crate::status::{ConnState, UpstreamReporter};
 
@@ -273,7 +274,7 @@ impl Session<'_> {
     async fn deliver_responses(
         &self,
         link: &mut Link,
-        first: Vec<Value>,
+        first: Vec<Arg>,
         drain_over: &CancellationToken,
     ) -> Result<(), ShuttingDown> {
         let mut group = vec![first];
@@ -501,10 +502,9 @@ async fn emit(link: &Link, event: &str, arg: Option<Value>, limit: Duration) -> 
 }
 
 /// `name: first argument`, short, for logs and `/status`.
-fn describe(name: &str, args: &[Value]) -> String {
+fn describe(name: &str, args: &[Arg]) -> String {
     let text = match args.first() {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(arg) => arg.as_string().unwrap_or_else(|| arg.json().to_owned()),
         None => String::new(),
     };
     let text: String = text.chars().take(200).collect();
@@ -539,8 +539,18 @@ mod tests {
 
     #[test]
     fn describes_without_unbounded_text() {
-        let long = Value::String("x".repeat(1000));
-        assert!(describe("error", &[long]).len() < 250);
+        let frame = format!("42[\"error\",\"{}\"]", "x".repeat(1000));
+        let super::super::wire::Frame::Message(super::super::wire::SioPacket::Event {
+            args, ..
+        }) = super::super::wire::decode(&frame)
+        else {
+            panic!("not an event");
+        };
+        let text = describe("error", &args);
+        assert!(
+            text.starts_with("server sent `error`: xxx") && text.len() < 250,
+            "{text}"
+        );
         assert_eq!(describe("connectEnd", &[]), "server sent `connectEnd`");
     }
 }

@@ -7,6 +7,7 @@
 //! packet [`SioPacket::Malformed`]), never a panic.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use url::Url;
 
 /// One Engine.IO packet, by its leading digit.
@@ -34,7 +35,7 @@ pub enum SioPacket {
     /// `1`: the server disconnected us from the namespace.
     Disconnect,
     /// `2[...]`: an event with its arguments.
-    Event { name: String, args: Vec<Value> },
+    Event { name: String, args: Vec<Arg> },
     /// `4...`: the namespace refused us; the server's reason.
     ConnectError(String),
     /// Acks, other namespaces.
@@ -85,16 +86,55 @@ fn decode_socketio(text: &str) -> SioPacket {
     }
 }
 
+/// One argument of an event, as its JSON text arrived: a `response`'s
+/// payload is journaled as the server wrote it (`data.raw`).
+#[derive(Clone, Debug)]
+pub struct Arg(Box<RawValue>);
+
+impl Arg {
+    /// `text` as an argument, when it is one JSON value.
+    pub fn from_json(text: &str) -> Option<Arg> {
+        RawValue::from_string(text.to_owned()).ok().map(Arg)
+    }
+
+    /// The argument's JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The text of a JSON string argument; `None` for any other JSON value.
+    pub fn as_string(&self) -> Option<String> {
+        serde_json::from_str::<String>(self.0.get()).ok()
+    }
+
+    /// The argument as JSON text kept as it arrived.
+    pub fn into_raw(self) -> Box<RawValue> {
+        self.0
+    }
+}
+
+impl PartialEq for Arg {
+    fn eq(&self, other: &Arg) -> bool {
+        self.json() == other.json()
+    }
+}
+
 fn decode_event(text: &str) -> SioPacket {
     // An event may carry an ack id before its array: `212["name", ...]`.
     let json = text.trim_start_matches(|c: char| c.is_ascii_digit());
     const NOT_AN_EVENT: &str = "an event that is not a JSON array starting with its name";
-    match serde_json::from_str::<Value>(json) {
-        Ok(Value::Array(mut items)) if !items.is_empty() => match items.remove(0) {
-            Value::String(name) => SioPacket::Event { name, args: items },
-            _ => SioPacket::Malformed(NOT_AN_EVENT),
+    let Ok(mut items) = serde_json::from_str::<Vec<Box<RawValue>>>(json) else {
+        return SioPacket::Malformed(NOT_AN_EVENT);
+    };
+    if items.is_empty() {
+        return SioPacket::Malformed(NOT_AN_EVENT);
+    }
+    match serde_json::from_str::<String>(items.remove(0).get()) {
+        Ok(name) => SioPacket::Event {
+            name,
+            args: items.into_iter().map(Arg).collect(),
         },
-        _ => SioPacket::Malformed(NOT_AN_EVENT),
+        Err(_) => SioPacket::Malformed(NOT_AN_EVENT),
     }
 }
 
@@ -151,13 +191,17 @@ mod tests {
                 args: vec![]
             })
         );
-        assert_eq!(
-            decode("427[\"response\",{\"a\":1},\"b\"]"),
-            Frame::Message(SioPacket::Event {
-                name: "response".into(),
-                args: vec![json!({"a": 1}), json!("b")]
-            })
-        );
+        let Frame::Message(SioPacket::Event { name, args }) =
+            decode("427[\"response\", {\"a\" : 1.0e3,\"a\":\"\\u00e9\"},\"b\"]")
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(name, "response");
+        let texts: Vec<&str> = args.iter().map(Arg::json).collect();
+        // Each argument's text as the server wrote it.
+        assert_eq!(texts, ["{\"a\" : 1.0e3,\"a\":\"\\u00e9\"}", "\"b\""]);
+        assert_eq!(args[0].as_string(), None);
+        assert_eq!(args[1].as_string().as_deref(), Some("b"));
         assert_eq!(decode("41"), Frame::Message(SioPacket::Disconnect));
         assert_eq!(
             decode("44{\"message\":\"no\"}"),

@@ -241,8 +241,8 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         },
     };
     let received_at = OffsetDateTime::now_utc();
-    let event = match vendors::parse(vendor, &verified, received_at) {
-        Ok(Parsed::Event(e)) => e,
+    let (event, raw) = match vendors::parse(vendor, &verified, received_at) {
+        Ok(Parsed::Event(e, raw)) => (e, raw),
         Ok(Parsed::Verification { payload }) => {
             return Answer::verification(
                 &vendors::sprecord::verification_answer(&payload),
@@ -257,6 +257,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         transport: Transport::Webhook,
         received_at,
         event,
+        raw,
     };
     let prepared = PreparedEvent::new(&incoming);
     // Kafka would refuse it for good: the vendor must not hear 200 for an

@@ -1,0 +1,112 @@
+//! `data.raw`: the vendor's payload as it arrived, kept beside what the vendor
+//! module made of it.
+//!
+//! Guarantees: a payload that came as JSON is sent on exactly as its text
+//! arrived (without the whitespace around it): escapes, number forms, key
+//! order, repeated keys and inner whitespace are the vendor's, so a consumer
+//! can check a signature over it. Only what did not come as JSON (form
+//! fields, a feedback query) is the object of strings the relay made of it.
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The vendor payload as received (CONTRACT `data.raw`).
+#[derive(Clone, Debug)]
+pub enum RawPayload {
+    /// JSON text exactly as the vendor sent it.
+    Json(Box<RawValue>),
+    /// Form fields or query parameters, as an object of strings.
+    Fields(Value),
+}
+
+impl RawPayload {
+    /// The JSON text `text` as received; `None` when it is not one JSON value.
+    pub fn json(text: &str) -> Option<RawPayload> {
+        RawValue::from_string(text.trim_matches(is_json_whitespace).to_owned())
+            .ok()
+            .map(RawPayload::Json)
+    }
+
+    /// A body of JSON bytes as received; `fallback` when they are not one
+    /// JSON value in UTF-8 (only a caller that has not parsed them meets that).
+    pub fn json_bytes(body: &[u8], fallback: impl FnOnce() -> Value) -> RawPayload {
+        std::str::from_utf8(body)
+            .ok()
+            .and_then(RawPayload::json)
+            .unwrap_or_else(|| RawPayload::Fields(fallback()))
+    }
+
+    /// The payload as a JSON value (parsed again for `Json`; for tests and tools).
+    pub fn to_value(&self) -> Value {
+        match self {
+            RawPayload::Json(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            RawPayload::Fields(value) => value.clone(),
+        }
+    }
+}
+
+/// JSON's insignificant whitespace (RFC 8259 §2), which `RawValue` refuses around a value.
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+impl From<Value> for RawPayload {
+    fn from(value: Value) -> RawPayload {
+        RawPayload::Fields(value)
+    }
+}
+
+impl PartialEq for RawPayload {
+    fn eq(&self, other: &RawPayload) -> bool {
+        match (self, other) {
+            (RawPayload::Json(a), RawPayload::Json(b)) => a.get() == b.get(),
+            (RawPayload::Fields(a), RawPayload::Fields(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for RawPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawPayload::Json(text) => text.serialize(serializer),
+            RawPayload::Fields(value) => value.serialize(serializer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_text_is_kept_as_written() {
+        let text = "{\"b\":1.5e12,\"a\":\"caf\\u00e9 \\ud83d\\ude00\",\n  \"t\":1,\"t\":2}";
+        let raw = RawPayload::json(&format!(" \r\n{text}\n")).unwrap();
+        assert_eq!(serde_json::to_string(&raw).unwrap(), text);
+    }
+
+    #[test]
+    fn what_is_not_one_json_value_is_refused() {
+        for bad in ["", "{", "{} {}", "\u{feff}{}", "{\"a\":\"\\ud800\"} x"] {
+            assert!(RawPayload::json(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_fall_back_to_the_fields() {
+        let raw = RawPayload::json_bytes(b"\xff{}", || json!({"a": "1"}));
+        assert_eq!(raw, RawPayload::Fields(json!({"a": "1"})));
+        assert_eq!(serde_json::to_string(&raw).unwrap(), r#"{"a":"1"}"#);
+    }
+
+    #[test]
+    fn fields_serialize_as_their_object() {
+        let raw = RawPayload::from(json!({"keypress": "4"}));
+        assert_eq!(serde_json::to_string(&raw).unwrap(), r#"{"keypress":"4"}"#);
+        assert_eq!(raw.to_value(), json!({"keypress": "4"}));
+    }
+}
