@@ -224,6 +224,7 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
                 .config_reloads
                 .with_label_values(&["failed"])
                 .inc();
+            ctx.metrics.config_last_reload_ok.set(0);
             return Err(e);
         }
     };
@@ -301,6 +302,7 @@ async fn serve(
                 sinks::websocket::publish_status(&ctx);
                 ctx.ws_sessions.reloaded();
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                ctx.metrics.config_last_reload_ok.set(1);
                 let changes = sources.apply(&config, &ctx).await;
                 tracing::info!(
                     started = SourceChanges::listed(&changes.started),

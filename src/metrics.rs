@@ -35,6 +35,7 @@ pub struct Metrics {
     pub ingest_errors: IntCounterVec,
     pub upstream_malformed: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub config_last_reload_ok: IntGauge,
     pub http_connections_closed: IntCounterVec,
 }
 
@@ -148,7 +149,7 @@ impl Metrics {
             )
             .buckets(vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0, 60.0,
+                10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
             ]),
             &["sink"],
         )
@@ -187,6 +188,12 @@ impl Metrics {
             "Config reloads (SIGHUP) by result (ok, failed).",
             &["result"],
         );
+        let config_last_reload_ok = gauge(
+            &r,
+            "callrelay_config_last_reload_successful",
+            "1 when the last reload (SIGHUP) was applied, or none was tried since the start; 0 while the config file on disk is refused and the relay runs on an older one.",
+        );
+        config_last_reload_ok.set(1);
         let http_connections_closed = counter(
             &r,
             "callrelay_http_connections_closed_total",
@@ -204,6 +211,10 @@ impl Metrics {
         }
         for result in ["ok", "failed"] {
             config_reloads.with_label_values(&[result]);
+        }
+        // A refused credential: the first 401 counts as much as the later ones.
+        for vendor in crate::event::Vendor::ALL {
+            webhook_requests.with_label_values(&[vendor.as_str(), "401"]);
         }
         for reason in ["undelivered", "delivered"] {
             journal_dropped.with_label_values(&[reason]);
@@ -233,6 +244,7 @@ impl Metrics {
             ingest_errors,
             upstream_malformed,
             config_reloads,
+            config_last_reload_ok,
             http_connections_closed,
         }
     }

@@ -91,6 +91,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
         &["vendor", "account"],
     ),
     ("callrelay_config_reloads_total", "counter", &["result"]),
+    ("callrelay_config_last_reload_successful", "gauge", &[]),
     (
         "callrelay_http_connections_closed_total",
         "counter",
@@ -123,6 +124,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.ingest_errors, "counter"),
         (&m.upstream_malformed, "counter"),
         (&m.config_reloads, "counter"),
+        (&m.config_last_reload_ok, "gauge"),
         (&m.http_connections_closed, "counter"),
         (&m.webhook_body_bytes, "gauge"),
     ];
@@ -495,6 +497,11 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        value(&s, "callrelay_config_last_reload_successful", &[]),
+        Some(0.0),
+        "the refused file is what an alert must show until a good reload"
+    );
     assert_eq!(readyz_status(&base).await, 200);
 
     // A good file that adds a hook and moves the listener: the hook is live at
@@ -536,6 +543,10 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     let (_, s, _) = scrape(&base).await;
     assert_eq!(
         value(&s, "callrelay_config_reloads_total", &[("result", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "callrelay_config_last_reload_successful", &[]),
         Some(1.0)
     );
     relay.stop().await;
@@ -1161,7 +1172,8 @@ fn the_alert_rules_name_exported_metrics_and_fire_when_they_should() {
         "callrelay_upstream_connected",
         "callrelay_ingest_errors_total",
         "callrelay_sink_lag_events",
-        "callrelay_config_reloads_total",
+        "callrelay_config_last_reload_successful",
+        "callrelay_webhook_requests_total",
     ] {
         assert!(named.contains(n), "no alert watches {n}");
     }
@@ -1214,19 +1226,30 @@ fn every_series_an_alert_watches_with_increase_is_exported_at_zero_from_the_star
     );
     let scrape = Metrics::new().render();
     for selector in &selectors {
-        // A selector without labels stands for each of its series.
-        let found = if selector.contains('{') {
-            scrape.lines().any(|l| l == format!("{selector} 0"))
-        } else {
-            let series: Vec<&str> = scrape
-                .lines()
-                .filter(|l| {
-                    l.strip_prefix(selector.as_str())
-                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                })
-                .collect();
-            !series.is_empty() && series.iter().all(|l| l.ends_with(" 0"))
+        // Each series the selector matches (a series whose labels include
+        // the selector's), and at least one, is at 0.
+        let (name, wanted) = match selector.split_once('{') {
+            Some((name, labels)) => (name, split_labels(labels.trim_end_matches('}'))),
+            None => (selector.as_str(), BTreeMap::new()),
         };
+        let series: Vec<&str> = scrape
+            .lines()
+            .filter(|l| {
+                let Some(rest) = l.strip_prefix(name) else {
+                    return false;
+                };
+                if rest.starts_with(' ') {
+                    return wanted.is_empty();
+                }
+                let Some((labels, _)) = rest.strip_prefix('{').and_then(|r| r.split_once('}'))
+                else {
+                    return false;
+                };
+                let have = split_labels(labels);
+                wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+            })
+            .collect();
+        let found = !series.is_empty() && series.iter().all(|l| l.ends_with(" 0"));
         assert!(
             found,
             "`{selector}` is not exported at 0 from the start:\n{scrape}"
