@@ -198,11 +198,29 @@ impl StatusBoard {
     }
 
     fn not_ready_reasons_at(&self, now: Instant) -> Vec<String> {
+        self.stream_problems_at(now)
+            .into_iter()
+            .filter(|(_, account_connected)| !*account_connected)
+            .map(|(reason, _)| reason)
+            .collect()
+    }
+
+    /// Streams down past their grace, or refused, each with whether another
+    /// stream of its account is connected. SPRecord sends every event on
+    /// each stream, so such an account still gets every event: the relay is
+    /// degraded, not unready (a load balancer on `/readyz` would otherwise
+    /// turn away every vendor's webhooks for one redundant stream).
+    fn stream_problems_at(&self, now: Instant) -> Vec<(String, bool)> {
         let board = self.lock();
-        let mut reasons = Vec::new();
+        let connected_accounts: std::collections::HashSet<(Vendor, &str)> = board
+            .upstreams
+            .values()
+            .filter(|u| u.state == ConnState::Connected)
+            .map(|u| (u.vendor, u.account.as_str()))
+            .collect();
+        let mut problems = Vec::new();
         for u in board.upstreams.values() {
-            let connected = u.state == ConnState::Connected;
-            if connected {
+            if u.state == ConnState::Connected {
                 continue;
             }
             let error = u
@@ -212,19 +230,23 @@ impl StatusBoard {
                 .unwrap_or_default();
             let (vendor, account, stream) = (&u.vendor, &u.account, &u.stream);
             // Refused credentials need a human: no grace.
-            if u.state == ConnState::AuthFailed {
-                reasons.push(format!(
-                    "{vendor}/{account} stream {stream}: its credentials were refused{error}"
-                ));
+            let reason = if u.state == ConnState::AuthFailed {
+                format!("{vendor}/{account} stream {stream}: its credentials were refused{error}")
             } else if now.saturating_duration_since(u.down_since) > u.grace {
-                reasons.push(format!(
+                format!(
                     "{vendor}/{account} stream {stream} is {} and has not been connected for over {:?}{error}",
                     u.state.as_str(),
                     u.grace
-                ));
-            }
+                )
+            } else {
+                continue;
+            };
+            problems.push((
+                reason,
+                connected_accounts.contains(&(u.vendor, u.account.as_str())),
+            ));
         }
-        reasons
+        problems
     }
 
     /// Sinks that cannot deliver now, with their reasons. They do not make the
@@ -232,7 +254,14 @@ impl StatusBoard {
     /// a load balancer that turned webhooks away for a Kafka outage would lose
     /// what the relay could have kept.
     pub fn degraded_reasons(&self) -> Vec<String> {
-        self.lock()
+        self.degraded_reasons_at(Instant::now())
+    }
+
+    /// Sinks that cannot deliver, then streams that are down while another
+    /// stream of their account is connected.
+    fn degraded_reasons_at(&self, now: Instant) -> Vec<String> {
+        let mut reasons: Vec<String> = self
+            .lock()
             .sinks
             .iter()
             .filter(|(_, s)| !s.ready)
@@ -245,7 +274,16 @@ impl StatusBoard {
                         .unwrap_or_default()
                 )
             })
-            .collect()
+            .collect();
+        reasons.extend(
+            self.stream_problems_at(now)
+                .into_iter()
+                .filter(|(_, account_connected)| *account_connected)
+                .map(|(reason, _)| {
+                    format!("{reason}; events still arrive on the account's other streams")
+                }),
+        );
+        reasons
     }
 }
 
@@ -429,6 +467,35 @@ mod tests {
                 "voip24h/main stream 0: its credentials were refused: server sent `error`: invalid key"
             ]
         );
+    }
+
+    #[test]
+    fn one_stream_down_while_another_of_its_account_is_up_degrades_instead() {
+        let board = board();
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let streams: Vec<_> = ["0", "1"]
+            .iter()
+            .map(|n| board.upstream(Vendor::Sprecord, "office", n, grace))
+            .collect();
+        let other = board.upstream(Vendor::Sprecord, "branch", "0", grace);
+        streams[0].set_state_at(ConnState::Connected, at(1));
+        other.set_state_at(ConnState::Connected, at(1));
+        streams[1].reconnecting_at("connect", None, Duration::from_secs(5), at(2));
+        assert!(board.not_ready_reasons_at(at(30)).is_empty());
+        let degraded = board.degraded_reasons_at(at(30));
+        assert_eq!(degraded.len(), 1, "{degraded:?}");
+        assert!(
+            degraded[0].starts_with("sprecord/office stream 1 is backing_off")
+                && degraded[0].ends_with("events still arrive on the account's other streams"),
+            "{degraded:?}"
+        );
+        // The account's last stream down too: no event of it arrives.
+        streams[0].reconnecting_at("disconnect", None, Duration::from_secs(5), at(40));
+        let reasons = board.not_ready_reasons_at(at(60));
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(board.degraded_reasons_at(at(60)).is_empty());
     }
 
     #[test]
