@@ -28,6 +28,10 @@ use crate::event::{EventId, IncomingEvent, PreparedEvent};
 use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
 use crate::metrics::Metrics;
 
+mod commit_health;
+pub use commit_health::CommitHealth;
+use commit_health::FailureTracker;
+
 /// What a submitter learns once its event is durable (or was a duplicate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
@@ -54,7 +58,8 @@ pub trait BatchStore: Send + Sync + 'static {
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError>;
 
-    /// After a failed commit (at most once per [`RECOVER_EVERY`]): whatever
+    /// After a failed commit (1 s after it, then backing off while commits
+    /// keep failing: see `commit_health`): whatever
     /// lets a later commit succeed once the cause is gone.
     fn recover(&self) -> Result<(), JournalError> {
         Ok(())
@@ -67,9 +72,6 @@ pub trait BatchStore: Send + Sync + 'static {
     /// The newest seq the store holds (a cheap read: checked after every commit).
     fn last_seq(&self) -> u64;
 }
-
-/// How often the writer tries [`BatchStore::recover`] while commits fail.
-const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
 impl BatchStore for Journal {
     fn append_batch(
@@ -151,8 +153,8 @@ enum Message {
 pub struct IngestHandle {
     tx: mpsc::Sender<Message>,
     closing: Arc<AtomicBool>,
-    /// False after a failed commit, true again after the next good one.
-    writable: Arc<AtomicBool>,
+    /// Whether commits succeed, and why not.
+    health: Arc<CommitHealth>,
     /// When the running commit started (ms after `busy.epoch` + 1), 0 while idle:
     /// lets the systemd watchdog see a writer wedged in a commit.
     busy: Arc<BusyClock>,
@@ -262,7 +264,13 @@ impl IngestHandle {
 
     /// Whether the last commit succeeded and new events are accepted.
     pub fn is_writable(&self) -> bool {
-        self.writable.load(Ordering::Acquire) && !self.is_closing()
+        self.health.is_writable() && !self.is_closing()
+    }
+
+    /// Why commits fail (the first error since the last good commit); `None`
+    /// while they succeed.
+    pub fn commit_failure(&self) -> Option<String> {
+        self.health.cause()
     }
 
     /// Whether the writer thread still takes events (false once it has
@@ -314,13 +322,13 @@ impl Ingest {
         let handle = IngestHandle {
             tx,
             closing: Arc::new(AtomicBool::new(false)),
-            writable: Arc::new(AtomicBool::new(true)),
+            health: Arc::new(CommitHealth::default()),
             busy: Arc::new(BusyClock {
                 epoch: Instant::now(),
                 since_ms: AtomicU64::new(0),
             }),
         };
-        let writable = handle.writable.clone();
+        let health = handle.health.clone();
         let busy = handle.busy.clone();
         let thread = thread::Builder::new()
             .name("callrelay-ingest".into())
@@ -330,7 +338,7 @@ impl Ingest {
                     store,
                     hub,
                     metrics,
-                    writable,
+                    &health,
                     &busy,
                     options.max_batch.max(1),
                 )
@@ -360,12 +368,12 @@ fn run(
     store: Arc<dyn BatchStore>,
     hub: Hub,
     metrics: Arc<Metrics>,
-    writable: Arc<AtomicBool>,
+    health: &CommitHealth,
     busy: &BusyClock,
     max_batch: usize,
 ) {
     let mut batch = Batch::with_capacity(max_batch);
-    let mut recovered_at: Option<Instant> = None;
+    let mut failures = FailureTracker::default();
     loop {
         let mut stop = false;
         match rx.blocking_recv() {
@@ -383,10 +391,16 @@ fn run(
         }
         if !batch.is_empty() {
             busy.start();
-            let committed = commit(&mut batch, store.as_ref(), &hub, &metrics, &writable);
+            let committed = commit(
+                &mut batch,
+                store.as_ref(),
+                &hub,
+                &metrics,
+                health,
+                &mut failures,
+            );
             busy.stop();
-            if !committed && recovered_at.is_none_or(|t| t.elapsed() >= RECOVER_EVERY) {
-                recovered_at = Some(Instant::now());
+            if !committed && failures.recover_due(Instant::now()) {
                 match store.recover() {
                     Ok(()) => {
                         tracing::info!("journal opened again after a failed commit");
@@ -448,7 +462,8 @@ fn commit(
     store: &dyn BatchStore,
     hub: &Hub,
     metrics: &Metrics,
-    writable: &AtomicBool,
+    health: &CommitHealth,
+    failures: &mut FailureTracker,
 ) -> bool {
     let result = store.append_batch(&mut batch.events);
     // Drained, not taken: the batch keeps its capacity for the next commit.
@@ -495,17 +510,16 @@ fn commit(
                 metrics.journal_last_seq.set(last as i64);
                 hub.publish(fresh, last);
             }
-            writable.store(true, Ordering::Release);
+            failures.succeeded(health);
             for (reply, ack) in acks {
                 let _ = reply.send(Ok(ack));
             }
             true
         }
         Err(e) => {
-            tracing::error!(error = %e, events = events.len(), "journal commit failed; the batch is refused");
             metrics.ingest_errors.with_label_values(&["commit"]).inc();
             let message = e.to_string();
-            writable.store(false, Ordering::Release);
+            failures.failed(health, &message, events.len(), Instant::now());
             for reply in replies {
                 let _ = reply.send(Err(IngestError::Commit(message.clone())));
             }

@@ -144,7 +144,15 @@ pub fn now_ms() -> u64 {
 /// anyway, so a page redb no longer holds costs a `pread`, not a disk read.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-fn open_database(path: &Path) -> Result<Database, JournalError> {
+/// Why the journal is being opened: what a repair (a read of the whole
+/// file, for a file not closed cleanly) is said to be for.
+#[derive(Clone, Copy)]
+enum Opening {
+    Start,
+    AfterIoError,
+}
+
+fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError> {
     let shown = path.display().to_string();
     let told = std::cell::Cell::new(false);
     Database::builder()
@@ -153,10 +161,16 @@ fn open_database(path: &Path) -> Result<Database, JournalError> {
             // Called while redb rebuilds its state, which takes a read of the
             // whole file: say once why this start is slow.
             if !told.replace(true) {
-                tracing::warn!(
-                    path = %shown,
-                    "the journal was not closed cleanly (a crash, a kill, or a stop that could not close it): checking the whole file before starting"
-                );
+                match opening {
+                    Opening::Start => tracing::warn!(
+                        path = %shown,
+                        "the journal was not closed cleanly (a crash, a kill, or a stop that could not close it): checking the whole file before starting"
+                    ),
+                    Opening::AfterIoError => tracing::warn!(
+                        path = %shown,
+                        "opening the journal again after a failed write: checking the whole file"
+                    ),
+                }
             }
         })
         .create(path)
@@ -192,7 +206,7 @@ impl Journal {
             source,
         })?;
         let path = options.dir.join("journal.redb");
-        let db = open_database(&path)?;
+        let db = open_database(&path, Opening::Start)?;
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(EVENTS).map_err(storage)?;
@@ -298,7 +312,7 @@ impl Journal {
             drop(slot.take());
             let deadline = std::time::Instant::now() + REOPEN_WAIT;
             let db = loop {
-                match open_database(&self.path) {
+                match open_database(&self.path, Opening::AfterIoError) {
                     Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(5));
                     }

@@ -51,7 +51,10 @@ pub fn not_ready_reasons(ctx: &Context) -> Vec<String> {
         // Every webhook would be answered 503, whatever the last commit did.
         reasons.push("the journal writer has stopped".to_owned());
     } else if !ctx.ingest.is_writable() {
-        reasons.push("the journal's last commit failed".to_owned());
+        reasons.push(match ctx.ingest.commit_failure() {
+            Some(cause) => format!("the journal's last commit failed: {cause}"),
+            None => "the journal's last commit failed".to_owned(),
+        });
     }
     reasons.extend(ctx.status.not_ready_reasons());
     reasons
@@ -138,6 +141,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "file_bytes": ctx.journal.file_bytes(),
             "dedup_entries": ctx.journal.dedup_entries(),
             "writable": ctx.ingest.is_writable(),
+            "last_error": ctx.ingest.commit_failure(),
         },
         "sinks": sinks,
     });

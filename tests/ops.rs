@@ -1760,7 +1760,8 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
     let config = dir.path().join("relay.toml");
     let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
     std::fs::write(&config, &text).expect("write config");
-    let d = Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024), "info").await;
+    let mut d =
+        Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024), "info").await;
     let client = reqwest::Client::new();
     let post = |n: u32| {
         client
@@ -1782,7 +1783,23 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
         }
     }
     assert!(accepted > 0);
-    assert_eq!(readyz_status(d.url("")).await, 503);
+    // Deliveries go on while it is full: each one a failed commit.
+    for _ in 0..40 {
+        n += 1;
+        assert_eq!(post(n).await.expect("POST").status(), 503);
+    }
+    // /readyz and /status name the cause, not redb's later "Previous I/O
+    // error occurred", which only says that one failed.
+    let readyz = reqwest::get(d.url("/readyz")).await.expect("readyz");
+    assert_eq!(readyz.status(), 503);
+    let body = readyz.text().await.unwrap_or_default();
+    assert!(
+        body.contains("the journal's last commit failed: ") && body.contains("File too large"),
+        "{body}"
+    );
+    let status = get_status(&d.url("")).await;
+    let last_error = status["journal"]["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("File too large"), "{status}");
 
     // Room again: the next deliveries are taken (within a few retries).
     let ok = Command::new("prlimit")
@@ -1811,6 +1828,25 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
         status["journal"]["last_seq"].as_u64(),
         Some(accepted),
         "every event answered 200, once each"
+    );
+    assert_eq!(status["journal"]["last_error"], Value::Null);
+    // Over 40 failed commits, logged once (the next line would come after
+    // 30 s), with the cause; then the recovery, with the count.
+    let recovered = d
+        .log_where(|v| message(v) == "journal commits succeed again")
+        .await;
+    assert!(recovered["failed_commits"].as_u64() > Some(40), "{recovered}");
+    let failures: Vec<&Value> = d
+        .seen
+        .iter()
+        .filter(|v| message(v).starts_with("journal commit failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("File too large")),
+        "{failures:?}"
     );
 }
 

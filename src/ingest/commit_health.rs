@@ -1,0 +1,191 @@
+//! The journal writer's view of failing commits: whether the journal takes
+//! events, why not, when to try opening it again, and an error log that says
+//! a failure once and then how many commits failed since, instead of a line
+//! per commit (726 lines a minute under webhook load, most of them redb's
+//! "Previous I/O error occurred", which hides the cause).
+//!
+//! Guarantees: the cause shown is the first error since the last good commit
+//! (redb refuses every later write with a message that only repeats that one
+//! failed); reopening is tried at once after the first failure (a commit
+//! whose last sync failed may have landed), then after 1, 2, 4, 8 and at
+//! most 16 s while commits keep failing (each reopen of a journal that was
+//! not closed cleanly reads the whole file), and at once again after the
+//! first failure that follows a good commit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::log_throttle::LogThrottle;
+
+/// The wait after the first reopen of a failure, doubled after each.
+const RECOVER_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two reopens while commits keep failing.
+const RECOVER_MAX: Duration = Duration::from_secs(16);
+/// At most one error line per this while commits keep failing.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Shared with every submitter, `/readyz` and `/status`.
+#[derive(Debug)]
+pub struct CommitHealth {
+    writable: AtomicBool,
+    cause: Mutex<Option<String>>,
+}
+
+impl Default for CommitHealth {
+    fn default() -> CommitHealth {
+        CommitHealth {
+            writable: AtomicBool::new(true),
+            cause: Mutex::new(None),
+        }
+    }
+}
+
+impl CommitHealth {
+    /// False after a failed commit, true again after the next good one.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// Why commits fail: the first error since the last good commit.
+    pub fn cause(&self) -> Option<String> {
+        self.cause
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn succeeded(&self) {
+        self.writable.store(true, Ordering::Release);
+        *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Records `error`; returns the cause (the first error of this failure).
+    fn failed(&self, error: &str) -> String {
+        self.writable.store(false, Ordering::Release);
+        self.cause
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| error.to_owned())
+            .clone()
+    }
+}
+
+/// The writer thread's own bookkeeping of a failure: the reopen schedule
+/// and the error log's throttle.
+pub struct FailureTracker {
+    failed_commits: u64,
+    next_recover: Option<Instant>,
+    recover_wait: Duration,
+    log: LogThrottle<()>,
+}
+
+impl Default for FailureTracker {
+    fn default() -> FailureTracker {
+        FailureTracker {
+            failed_commits: 0,
+            next_recover: None,
+            recover_wait: RECOVER_FIRST,
+            log: LogThrottle::new(LOG_EVERY),
+        }
+    }
+}
+
+impl FailureTracker {
+    /// A commit succeeded: the journal takes events again, and the next
+    /// failure is logged and reopened at once.
+    pub fn succeeded(&mut self, health: &CommitHealth) {
+        if self.failed_commits > 0 {
+            tracing::info!(
+                failed_commits = self.failed_commits,
+                "journal commits succeed again"
+            );
+            *self = FailureTracker::default();
+        }
+        health.succeeded();
+    }
+
+    /// A commit of `events` events failed with `error`.
+    pub fn failed(&mut self, health: &CommitHealth, error: &str, events: usize, now: Instant) {
+        let cause = health.failed(error);
+        self.failed_commits += 1;
+        if self.next_recover.is_none() {
+            self.next_recover = Some(now);
+        }
+        if let Some(held_back) = self.log.admit((), now) {
+            tracing::error!(
+                error,
+                cause = %cause,
+                events,
+                failed_commits = self.failed_commits,
+                held_back,
+                "journal commit failed; the batch is refused (webhooks are answered 503 until a commit succeeds)"
+            );
+        }
+    }
+
+    /// Whether to try reopening the journal now; if so, the next try is
+    /// scheduled after the current wait, which then doubles up to [`RECOVER_MAX`].
+    pub fn recover_due(&mut self, now: Instant) -> bool {
+        match self.next_recover {
+            Some(at) if now >= at => {
+                self.next_recover = Some(now + self.recover_wait);
+                self.recover_wait = (self.recover_wait * 2).min(RECOVER_MAX);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_the_first_error_until_a_commit_succeeds() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let now = Instant::now();
+        assert!(health.is_writable() && health.cause().is_none());
+        tracker.failed(&health, "I/O error: File too large (os error 27)", 3, now);
+        tracker.failed(&health, "Previous I/O error occurred.", 3, now);
+        assert!(!health.is_writable());
+        assert_eq!(
+            health.cause().as_deref(),
+            Some("I/O error: File too large (os error 27)")
+        );
+        tracker.succeeded(&health);
+        assert!(health.is_writable() && health.cause().is_none());
+        tracker.failed(&health, "No space left on device", 1, now);
+        assert_eq!(health.cause().as_deref(), Some("No space left on device"));
+    }
+
+    #[test]
+    fn reopening_backs_off_to_16_s_and_starts_over_after_a_good_commit() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let start = Instant::now();
+        let mut now = start;
+        assert!(!tracker.recover_due(now), "nothing failed");
+        tracker.failed(&health, "disk full", 1, now);
+        let mut waits = Vec::new();
+        assert!(tracker.recover_due(now), "at once after the first failure");
+        let mut last = start;
+        // Commits keep failing, every 100 ms, for two minutes.
+        while now < start + Duration::from_secs(120) {
+            now += Duration::from_millis(100);
+            tracker.failed(&health, "Previous I/O error occurred.", 1, now);
+            if tracker.recover_due(now) {
+                waits.push((now - last).as_secs_f64().round() as u64);
+                last = now;
+            }
+        }
+        assert_eq!(waits[..6], [1, 2, 4, 8, 16, 16], "{waits:?}");
+        tracker.succeeded(&health);
+        tracker.failed(&health, "disk full", 1, now);
+        assert!(tracker.recover_due(now));
+        assert!(!tracker.recover_due(now + Duration::from_millis(900)));
+        assert!(tracker.recover_due(now + Duration::from_secs(1)));
+    }
+}
