@@ -142,6 +142,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "dedup_entries": ctx.journal.dedup_entries(),
             "writable": ctx.ingest.is_writable(),
             "last_error": ctx.ingest.commit_failure(),
+            "dropped_undelivered": ctx.status.undelivered_drops(),
         },
         "sinks": sinks,
     });

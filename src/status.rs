@@ -92,7 +92,14 @@ type Key = (Vendor, String, String);
 struct Board {
     upstreams: BTreeMap<Key, UpstreamStatus>,
     sinks: BTreeMap<String, SinkStatus>,
+    /// Events `max_size` dropped before a sink had them: how many since the
+    /// start, and when the last were.
+    undelivered_drops: Option<(u64, Instant)>,
 }
+
+/// How long `degraded` names the last drop of undelivered events: long
+/// enough to be seen by whoever the page wakes.
+const DROPS_SHOWN_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// A sink's status: a JSON snapshot and whether it is ready.
 #[derive(Clone, Debug)]
@@ -249,6 +256,24 @@ impl StatusBoard {
         problems
     }
 
+    /// `journal.max_size` dropped `count` events a sink had not delivered.
+    pub fn dropped_undelivered(&self, count: u64) {
+        self.dropped_undelivered_at(count, Instant::now());
+    }
+
+    fn dropped_undelivered_at(&self, count: u64, now: Instant) {
+        if count > 0 {
+            let mut board = self.lock();
+            let total = board.undelivered_drops.map_or(0, |(total, _)| total);
+            board.undelivered_drops = Some((total + count, now));
+        }
+    }
+
+    /// Events `max_size` dropped before a sink had them, since the start.
+    pub fn undelivered_drops(&self) -> u64 {
+        self.lock().undelivered_drops.map_or(0, |(total, _)| total)
+    }
+
     /// Sinks that cannot deliver now, with their reasons. They do not make the
     /// relay unready: events still become durable and wait in the journal, and
     /// a load balancer that turned webhooks away for a Kafka outage would lose
@@ -257,11 +282,12 @@ impl StatusBoard {
         self.degraded_reasons_at(Instant::now())
     }
 
-    /// Sinks that cannot deliver, then streams that are down while another
-    /// stream of their account is connected.
+    /// Sinks that cannot deliver, events `max_size` dropped before a sink
+    /// had them (for 15 min after the last), then streams that are down
+    /// while another stream of their account is connected.
     fn degraded_reasons_at(&self, now: Instant) -> Vec<String> {
-        let mut reasons: Vec<String> = self
-            .lock()
+        let board = self.lock();
+        let mut reasons: Vec<String> = board
             .sinks
             .iter()
             .filter(|(_, s)| !s.ready)
@@ -275,6 +301,16 @@ impl StatusBoard {
                 )
             })
             .collect();
+        if let Some((total, last)) = board.undelivered_drops {
+            let ago = now.saturating_duration_since(last);
+            if ago < DROPS_SHOWN_FOR {
+                reasons.push(format!(
+                    "the journal reached max_size and dropped events a sink had not delivered: {total} since the start, the last {}s ago; they are lost for that sink",
+                    ago.as_secs()
+                ));
+            }
+        }
+        drop(board);
         reasons.extend(
             self.stream_problems_at(now)
                 .into_iter()
@@ -496,6 +532,26 @@ mod tests {
         let reasons = board.not_ready_reasons_at(at(60));
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(board.degraded_reasons_at(at(60)).is_empty());
+    }
+
+    #[test]
+    fn undelivered_drops_are_degraded_for_15_minutes_after_the_last() {
+        let board = board();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        board.dropped_undelivered_at(0, at(0));
+        assert!(board.degraded_reasons_at(at(1)).is_empty(), "none dropped");
+        board.dropped_undelivered_at(300, at(10));
+        board.dropped_undelivered_at(44, at(70));
+        assert_eq!(board.undelivered_drops(), 344);
+        assert_eq!(
+            board.degraded_reasons_at(at(100)),
+            vec![
+                "the journal reached max_size and dropped events a sink had not delivered: 344 since the start, the last 30s ago; they are lost for that sink"
+            ]
+        );
+        assert!(board.not_ready_reasons_at(at(100)).is_empty());
+        assert!(board.degraded_reasons_at(at(70 + 15 * 60)).is_empty());
     }
 
     #[test]

@@ -552,6 +552,43 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     relay.stop().await;
 }
 
+/// Events `max_size` drops before Kafka had them are lost for Kafka: `/status`
+/// counts them and `/readyz` names them under `degraded` (still 200: the
+/// journal takes events), besides the metric the page alert watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_drops_show_in_status_and_readyz() {
+    // No broker listens on port 1: nothing is delivered.
+    let relay =
+        common::start_relay("max_size = \"1MiB\"\n\n[kafka]\nbrokers = \"127.0.0.1:1\"\n").await;
+    let base = relay.url("");
+    let pad = "x".repeat(64 * 1024);
+    for n in 0..48 {
+        let mut e = event(Vendor::Tel4vn, "demo", "call.cdr", &format!("lost-{n}"));
+        e.raw = json!({"call_id": format!("lost-{n}"), "pad": pad}).into();
+        relay.ctx.ingest.submit(e).await.expect("journaled");
+    }
+    common::eventually(
+        Duration::from_secs(10),
+        "undelivered events dropped",
+        || relay.ctx.status.undelivered_drops() > 0,
+    )
+    .await;
+    let status = get_status(&base).await;
+    let dropped = status["journal"]["dropped_undelivered"].as_u64();
+    assert!(dropped > Some(0), "{status}");
+    let readyz = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status(), 200);
+    let body: Value = readyz.json().await.expect("json");
+    let degraded = body["degraded"].to_string();
+    assert!(
+        degraded.contains("dropped events a sink had not delivered"),
+        "{body}"
+    );
+    relay.stop().await;
+}
+
 /// `journal.max_size` is enforced as soon as the journal passes it, not at
 /// the next 30 s retention pass: a burst cannot grow the journal (and the
 /// disk) many times over the limit in between.
@@ -1760,8 +1797,7 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
     let config = dir.path().join("relay.toml");
     let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
     std::fs::write(&config, &text).expect("write config");
-    let mut d =
-        Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024), "info").await;
+    let mut d = Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024), "info").await;
     let client = reqwest::Client::new();
     let post = |n: u32| {
         client
@@ -1835,7 +1871,10 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
     let recovered = d
         .log_where(|v| message(v) == "journal commits succeed again")
         .await;
-    assert!(recovered["failed_commits"].as_u64() > Some(40), "{recovered}");
+    assert!(
+        recovered["failed_commits"].as_u64() > Some(40),
+        "{recovered}"
+    );
     let failures: Vec<&Value> = d
         .seen
         .iter()

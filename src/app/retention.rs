@@ -44,6 +44,7 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
                 m.journal_dropped
                     .with_label_values(&["delivered"])
                     .inc_by(report.dropped_delivered);
+                ctx.status.dropped_undelivered(report.dropped_undelivered);
                 drops.add(report.dropped_undelivered, report.dropped_delivered);
                 if report.expired > 0 {
                     tracing::debug!(expired = report.expired, "retention removed old events");
