@@ -880,15 +880,27 @@ impl Forwarder {
         let clean = unreported == 0
             && self.next == self.cursor
             && self.resume.as_ref().is_none_or(|r| r.upto() <= self.cursor);
-        self.persist_state(true, clean).await;
+        let persisted = self.persist_state(true, clean).await;
         self.drop_producer().await;
         self.in_flight = FuturesOrdered::new();
-        tracing::info!(
-            cursor = self.cursor,
-            lag = self.lag(),
-            unreported,
-            "kafka sink stopped; the cursor is durable"
-        );
+        if persisted {
+            tracing::info!(
+                cursor = self.cursor,
+                lag = self.lag(),
+                unreported,
+                "kafka sink stopped; the cursor is durable"
+            );
+        } else {
+            // The next run starts from the last cursor written and reads
+            // back what Kafka already holds after it, as after a crash.
+            tracing::warn!(
+                cursor = self.cursor,
+                last_written_cursor = self.persisted,
+                lag = self.lag(),
+                unreported,
+                "kafka sink stopped; its cursor could not be written, the next start resumes from the last one written and reads back what Kafka already holds"
+            );
+        }
         self.ctx
             .metrics
             .sink_lag_events
