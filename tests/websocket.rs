@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use callrelay::app::Relay;
 use callrelay::config::{Config, HumanDuration, unspanned};
-use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::event::{IncomingEvent, RawPayload, Transport, Vendor, VendorEvent};
 use callrelay::ingest::IngestHandle;
 use common::{TestRelay, base_config, eventually, start_relay};
 use futures::StreamExt;
@@ -1006,7 +1006,8 @@ async fn start_at(dir: &std::path::Path, listen: &str) -> Relay {
     }
 }
 
-/// Events `from..to` for the tail test: every fourth is not `call.*`.
+/// Events `from..to` for the tail test: every fourth is not `call.*`; every
+/// third has a pretty-printed payload, kept as sent in `data.raw`.
 fn tail_events(from: u64, to: u64) -> Vec<IncomingEvent> {
     (from..to)
         .map(|n| {
@@ -1015,7 +1016,13 @@ fn tail_events(from: u64, to: u64) -> Vec<IncomingEvent> {
             } else {
                 "call.ringing"
             };
-            event(n, ty, Vendor::Voip24h, "main", None)
+            let mut e = event(n, ty, Vendor::Voip24h, "main", None);
+            if n % 3 == 0 {
+                let pretty =
+                    serde_json::to_string_pretty(&json!({"n": n, "text": "a\nb"})).expect("json");
+                e.raw = RawPayload::json(&pretty).expect("json");
+            }
+            e
         })
         .collect()
 }
@@ -1047,6 +1054,10 @@ async fn read_until(lines: &mut TailLines, printed: &mut Vec<u64>, last: u64) {
             .expect("read")
             .expect("tail exited");
         let v: Value = serde_json::from_str(&line).expect("one JSON event per line");
+        if v["data"]["raw"]["text"] == "a\nb" {
+            // A pretty-printed payload, still on one line and unchanged.
+            assert!(v["data"]["raw"]["n"].is_u64(), "{line}");
+        }
         printed.push(v["seq"].as_u64().expect("seq"));
     }
 }

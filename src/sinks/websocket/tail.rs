@@ -299,9 +299,17 @@ where
             }
             continue;
         }
+        // One event per line: `data.raw` keeps a vendor's pretty-printed
+        // payload as sent, and in valid JSON a line break can only be such
+        // whitespace between tokens (inside a string it is escaped).
+        let line: std::borrow::Cow<'_, str> = if text.contains(['\n', '\r']) {
+            text.replace(['\n', '\r'], " ").into()
+        } else {
+            text.as_str().into()
+        };
         let mut out = stdout.lock();
         let written = out
-            .write_all(text.as_bytes())
+            .write_all(line.as_bytes())
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush());
         match written {
