@@ -1052,6 +1052,16 @@ async fn await_refused(relay: &TestRelay, run: &'static str, why: &str) {
         })
     })
     .await;
+    // When, as /status writes times: an old error reads as old.
+    let sinks = ctx.status.sinks();
+    let at = sinks
+        .get("kafka")
+        .and_then(|s| s.detail["last_client_error_at"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).is_ok(),
+        "last_client_error_at {at:?}"
+    );
     assert_eq!(
         ctx.journal.cursor("kafka").ok().flatten().unwrap_or(0),
         0,

@@ -35,10 +35,12 @@ use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use serde_json::json;
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
+use crate::event::format_time;
 use crate::journal::JournaledEvent;
 use crate::status::SinkStatus;
 
@@ -182,7 +184,8 @@ pub struct Forwarder {
     in_flight: FuturesOrdered<BoxFuture<'static, Report>>,
     /// The failure being recovered from; cleared by the next delivery.
     failure: Option<String>,
-    last_error: Option<String>,
+    /// What the sink last failed to do, and when.
+    last_error: Option<(String, String)>,
     /// The stall clock of `/status`: the last delivery, or the first record
     /// handed over after none were in flight, moved on by the time every
     /// broker was down since.
@@ -547,7 +550,7 @@ impl Forwarder {
             // A topic may have been deleted, or may be created meanwhile.
             self.topics.forget_all();
         }
-        self.last_error = Some(text.clone());
+        self.last_error = Some((text.clone(), format_time(OffsetDateTime::now_utc())));
         self.failure = Some(text);
 
         // Reports still in flight: those before a failure still count.
@@ -836,6 +839,8 @@ impl Forwarder {
         // report says why (a TLS handshake or SASL login refused, say).
         let client_error = self.health.last_error();
         let last_error = self.last_error.clone().or_else(|| client_error.clone());
+        let (last_error, last_error_at) = last_error.unzip();
+        let (client_error, client_error_at) = client_error.unzip();
         self.ctx.status.set_sink(
             "kafka",
             SinkStatus {
@@ -846,7 +851,9 @@ impl Forwarder {
                     "lag": lag,
                     "in_flight": self.in_flight.len(),
                     "last_error": last_error,
+                    "last_error_at": last_error_at,
                     "last_client_error": client_error,
+                    "last_client_error_at": client_error_at,
                     "brokers": self.config.brokers.get_ref(),
                     "topic": self.config.topic.get_ref(),
                     "brokers_down": brokers_down,

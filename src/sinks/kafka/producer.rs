@@ -16,8 +16,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use time::OffsetDateTime;
 
-use crate::event::EventHeader;
+use crate::event::{EventHeader, format_time};
 use crate::journal::JournaledEvent;
 
 use super::config::KafkaConfig;
@@ -32,14 +33,14 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 pub struct Health {
     /// Every broker connection is down (cleared by the next delivery).
     pub all_brokers_down: AtomicBool,
-    /// The last global error librdkafka reported.
-    pub last_error: Mutex<Option<String>>,
+    /// The last global error librdkafka reported, and when (as `/status` shows times).
+    pub last_error: Mutex<Option<(String, String)>>,
     /// Which of those errors are logged at `warn`.
     error_log: Mutex<ErrorLog>,
 }
 
 impl Health {
-    pub fn last_error(&self) -> Option<String> {
+    pub fn last_error(&self) -> Option<(String, String)> {
         self.last_error
             .lock()
             .map(|e| e.clone())
@@ -64,7 +65,7 @@ impl Health {
 
     pub fn note(&self, error: String) {
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(error);
+            *e = Some((error, format_time(OffsetDateTime::now_utc())));
         }
     }
 }
