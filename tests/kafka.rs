@@ -695,6 +695,59 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
     task.await.expect("sink");
 }
 
+/// Records in flight that get no report at all for `replace_stalled_after`,
+/// with a broker reachable, replace the producer, as a fatal error does: a
+/// broker that lost its producer state (a restart on empty storage) left the
+/// old producer waiting for ever, where a relay restart (a new producer)
+/// delivered at once. Nothing is lost or sent twice: what was in flight is
+/// read back first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_stalled_for_long_with_a_broker_reachable_is_replaced() {
+    let (mock, brokers) = mock_cluster();
+    let relay = relay_without_kafka().await;
+    let ctx = relay.ctx.clone();
+    let (task, cancel) = sink_tuned(
+        &ctx,
+        &brokers,
+        callrelay::sinks::kafka::forwarder::Tuning {
+            tick: Duration::from_millis(20),
+            stalled_after: Duration::from_secs(1),
+            replace_stalled_after: Duration::from_secs(2),
+            ..Default::default()
+        },
+    );
+    submit_range(&ctx, "stall", 0..1).await;
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    assert_eq!(sink_status(&ctx).1["producers_created"], 1);
+
+    // Every broker answers, but only after 20 s: the records wait.
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::from_secs(20))
+            .expect("rtt");
+    }
+    submit_range(&ctx, "stall", 1..6).await;
+    eventually(Duration::from_secs(15), "the producer replaced", || {
+        sink_status(&ctx).1["producers_created"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    })
+    .await;
+    let stalled = ctx
+        .metrics
+        .publish_errors
+        .with_label_values(&["kafka", "stalled"])
+        .get();
+    assert!(stalled >= 1, "the stall is counted");
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::ZERO).expect("rtt");
+    }
+    wait_delivered(&ctx, Duration::from_secs(60)).await;
+    cancel.cancel();
+    task.await.expect("sink");
+    assert_once_each(&relay, &brokers, 6).await;
+}
+
 /// A stop drains what is in flight for up to `shutdown_deadline` (a reload
 /// that restarts the sink waits for it); meanwhile the lag gauge keeps up
 /// with the journal. It froze at its last value for the whole drain.

@@ -9,7 +9,10 @@
 //! - after any failure nothing is skipped: in-flight records are settled (or the
 //!   producer is dropped), then reading resumes from the cursor after a backoff.
 //!   A fatal producer error (fencing, sequence desynchronisation) always
-//!   replaces the producer;
+//!   replaces the producer, and so does a stall: records in flight without
+//!   any report for [`REPLACE_STALLED_AFTER`] while a broker is reachable
+//!   (a broker that lost its idempotent producer state can leave the old
+//!   producer waiting for ever, where a new one delivers at once);
 //! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`,
 //!   which no option may change), so a broker outage leaves no gap that a re-send would
 //!   fill out of order: per-key order is the idempotent producer's;
@@ -67,6 +70,8 @@ pub struct Tuning {
     /// In-flight records without a report for this long, with a broker
     /// reachable, make the sink not ready.
     pub stalled_after: Duration,
+    /// ... and for this long, replace the producer.
+    pub replace_stalled_after: Duration,
 }
 
 impl Default for Tuning {
@@ -78,12 +83,17 @@ impl Default for Tuning {
             shutdown_deadline: Duration::from_secs(10),
             settle_deadline: Duration::from_secs(5),
             stalled_after: STALLED_AFTER,
+            replace_stalled_after: REPLACE_STALLED_AFTER,
         }
     }
 }
 
 /// In-flight records without a report for this long make the sink not ready.
 const STALLED_AFTER: Duration = Duration::from_secs(30);
+/// In-flight records without a report for this long, with a broker reachable,
+/// replace the producer. Long enough that a slow but working cluster (any
+/// report at all restarts the clock) never meets it.
+const REPLACE_STALLED_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
@@ -92,9 +102,20 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 enum Failure {
     Create(KafkaError),
     Topic(TopicError),
-    Enqueue { seq: u64, error: KafkaError },
-    Delivery { seq: u64, error: KafkaError },
+    Enqueue {
+        seq: u64,
+        error: KafkaError,
+    },
+    Delivery {
+        seq: u64,
+        error: KafkaError,
+    },
     ProducerGone,
+    /// Records in flight got no report for this long with a broker reachable.
+    Stalled {
+        waited: Duration,
+        in_flight: usize,
+    },
     Journal(String),
 }
 
@@ -109,13 +130,14 @@ impl Failure {
                 producer::reason(error)
             }
             Failure::ProducerGone => "purged",
+            Failure::Stalled { .. } => "stalled",
             Failure::Journal(_) => "journal",
         }
     }
 
     fn is_fatal(&self) -> bool {
         match self {
-            Failure::Create(_) | Failure::ProducerGone => true,
+            Failure::Create(_) | Failure::ProducerGone | Failure::Stalled { .. } => true,
             Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
                 producer::is_fatal(error)
             }
@@ -132,6 +154,11 @@ impl fmt::Display for Failure {
             Failure::Enqueue { seq, error } => write!(f, "cannot enqueue event {seq}: {error}"),
             Failure::Delivery { seq, error } => write!(f, "event {seq} was not delivered: {error}"),
             Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
+            Failure::Stalled { waited, in_flight } => write!(
+                f,
+                "no delivery report for {}s with {in_flight} records in flight and a broker reachable: replacing the producer",
+                waited.as_secs()
+            ),
             Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
         }
     }
@@ -350,9 +377,28 @@ impl Forwarder {
                     Some(Err(e)) => return Some(Failure::Journal(e)),
                     None => return Some(Failure::Journal("the journal reader stopped".into())),
                 },
-                _ = tick.tick() => self.housekeeping().await,
+                _ = tick.tick() => {
+                    self.housekeeping().await;
+                    if let Some(f) = self.stalled_too_long() {
+                        return Some(f);
+                    }
+                }
             }
         }
+    }
+
+    /// A stall long enough to replace the producer: records in flight, a
+    /// broker reachable, and no report for `replace_stalled_after` (the
+    /// clock is held while every broker is down, see `housekeeping`).
+    fn stalled_too_long(&self) -> Option<Failure> {
+        let waited = self.awaiting_reports_since.elapsed();
+        (!self.in_flight.is_empty()
+            && !self.health.all_brokers_down.load(Ordering::Acquire)
+            && waited > self.tuning.replace_stalled_after)
+            .then(|| Failure::Stalled {
+                waited,
+                in_flight: self.in_flight.len(),
+            })
     }
 
     /// Hands journaled events to the producer while there is room.
@@ -544,7 +590,15 @@ impl Forwarder {
         self.ctx
             .metrics
             .publish_errors
-            .with_label_values(&["kafka", if fatal { "fatal" } else { failure.reason() }])
+            .with_label_values(&[
+                "kafka",
+                // A stall is fatal to the producer, but not an error Kafka reported.
+                if fatal && !matches!(failure, Failure::Stalled { .. }) {
+                    "fatal"
+                } else {
+                    failure.reason()
+                },
+            ])
             .inc();
         if matches!(failure, Failure::Delivery { .. } | Failure::Topic(_)) {
             // A topic may have been deleted, or may be created meanwhile.
