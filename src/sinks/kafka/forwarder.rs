@@ -11,8 +11,8 @@
 //!   A fatal producer error (fencing, sequence desynchronisation) always
 //!   replaces the producer, and so does a stall: records in flight without
 //!   any report for [`REPLACE_STALLED_AFTER`] while a broker is reachable
-//!   (a broker that lost its idempotent producer state can leave the old
-//!   producer waiting for ever, where a new one delivers at once);
+//!   (a broker that lost its idempotent producer state left the old
+//!   producer waiting until a restart, after which a new one delivered);
 //! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`,
 //!   which no option may change), so a broker outage leaves no gap that a re-send would
 //!   fill out of order: per-key order is the idempotent producer's;
