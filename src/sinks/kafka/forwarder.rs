@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
@@ -72,6 +72,8 @@ pub struct Tuning {
     pub stalled_after: Duration,
     /// ... and for this long, replace the producer.
     pub replace_stalled_after: Duration,
+    /// After replacing a stalled producer, the wait before the new one.
+    pub stall_read_back_delay: Duration,
 }
 
 impl Default for Tuning {
@@ -84,6 +86,7 @@ impl Default for Tuning {
             settle_deadline: Duration::from_secs(5),
             stalled_after: STALLED_AFTER,
             replace_stalled_after: REPLACE_STALLED_AFTER,
+            stall_read_back_delay: STALL_READ_BACK_DELAY,
         }
     }
 }
@@ -94,6 +97,12 @@ const STALLED_AFTER: Duration = Duration::from_secs(30);
 /// replace the producer. Long enough that a slow but working cluster (any
 /// report at all restarts the clock) never meets it.
 const REPLACE_STALLED_AFTER: Duration = Duration::from_secs(5 * 60);
+/// While a stall is blamed on the cluster, how often its metadata is asked again.
+const STALL_RECHECK_EVERY: Duration = Duration::from_secs(30);
+/// After replacing a stalled producer, the wait before the new one reads
+/// back: longer than librdkafka's request timeout (30 s), so a produce
+/// request a hung broker still held has landed, or never will, by then.
+const STALL_READ_BACK_DELAY: Duration = Duration::from_secs(35);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
@@ -217,6 +226,12 @@ pub struct Forwarder {
     /// handed over after none were in flight, moved on by the time every
     /// broker was down since.
     awaiting_reports_since: Instant,
+    /// When any record's report last came (ms, wall clock), in whatever
+    /// order: reports are taken in journal order, so one stuck record hides
+    /// the reports of those behind it from `awaiting_reports_since`.
+    last_report_ms: Arc<AtomicU64>,
+    /// While a stall is blamed on the cluster, when to ask it again.
+    next_stall_check: Instant,
     /// The last housekeeping tick, for the time between two of them.
     last_housekeeping: Instant,
     last_probe: Instant,
@@ -276,6 +291,8 @@ impl Forwarder {
             failure: None,
             last_error: None,
             awaiting_reports_since: Instant::now(),
+            last_report_ms: Arc::new(AtomicU64::new(crate::journal::now_ms())),
+            next_stall_check: Instant::now(),
             last_probe: Instant::now(),
             last_housekeeping: Instant::now(),
             backoff: backoff::ExponentialBackoffBuilder::new()
@@ -306,11 +323,17 @@ impl Forwarder {
             let Some(failure) = self.pump(&cancel).await else {
                 break;
             };
+            let stalled = matches!(failure, Failure::Stalled { .. });
             self.recover(failure).await;
             let delay = self
                 .backoff
                 .next_backoff()
                 .unwrap_or(Duration::from_secs(30));
+            let delay = if stalled {
+                delay.max(self.tuning.stall_read_back_delay)
+            } else {
+                delay
+            };
             if !self
                 .wait_publishing(tokio::time::sleep(delay), &cancel)
                 .await
@@ -379,8 +402,15 @@ impl Forwarder {
                 },
                 _ = tick.tick() => {
                     self.housekeeping().await;
-                    if let Some(f) = self.stalled_too_long() {
-                        return Some(f);
+                    if let Some(f) = self.stalled_too_long()
+                        && Instant::now() >= self.next_stall_check
+                    {
+                        if self.cluster_healthy().await {
+                            return Some(f);
+                        }
+                        // A partition without a leader or with replicas
+                        // out of sync: a new producer would wait as well.
+                        self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
                     }
                 }
             }
@@ -388,10 +418,14 @@ impl Forwarder {
     }
 
     /// A stall long enough to replace the producer: records in flight, a
-    /// broker reachable, and no report for `replace_stalled_after` (the
-    /// clock is held while every broker is down, see `housekeeping`).
+    /// broker reachable, and no report for `replace_stalled_after`, neither
+    /// for the oldest record in flight (that clock is held while every
+    /// broker is down, see `housekeeping`) nor for any other.
     fn stalled_too_long(&self) -> Option<Failure> {
-        let waited = self.awaiting_reports_since.elapsed();
+        let since_any_report = Duration::from_millis(
+            crate::journal::now_ms().saturating_sub(self.last_report_ms.load(Ordering::Acquire)),
+        );
+        let waited = self.awaiting_reports_since.elapsed().min(since_any_report);
         (!self.in_flight.is_empty()
             && !self.health.all_brokers_down.load(Ordering::Acquire)
             && waited > self.tuning.replace_stalled_after)
@@ -399,6 +433,42 @@ impl Forwarder {
                 waited,
                 in_flight: self.in_flight.len(),
             })
+    }
+
+    /// Whether the cluster says every partition of the topics this sink
+    /// writes has a leader and all its replicas in sync (a metadata answer
+    /// within 5 s). Then records without reports are the producer's
+    /// problem; otherwise the cluster's, and a new producer would not help.
+    fn cluster_healthy(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let producer = self.producer.clone();
+        let topics = self.topics.names();
+        async move {
+            let Some(producer) = producer else {
+                return false;
+            };
+            tokio::task::spawn_blocking(move || {
+                let Ok(metadata) = producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(5))
+                else {
+                    return false;
+                };
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| topics.iter().any(|name| **name == *t.name()))
+                    .all(|t| {
+                        t.error().is_none()
+                            && t.partitions().iter().all(|p| {
+                                p.error().is_none()
+                                    && p.leader() >= 0
+                                    && p.isr().len() >= p.replicas().len()
+                            })
+                    })
+            })
+            .await
+            .unwrap_or(false)
+        }
     }
 
     /// Hands journaled events to the producer while there is room.
@@ -467,9 +537,13 @@ impl Forwarder {
             let sent = producer
                 .send_result(producer::record(event, &topic))
                 .map_err(|(e, _)| e);
+            let last_report_ms = self.last_report_ms.clone();
             let report: BoxFuture<'static, Report> = match sent {
                 Ok(delivery) => async move {
-                    let outcome = match delivery.await {
+                    let delivery = delivery.await;
+                    let done_ms = crate::journal::now_ms();
+                    last_report_ms.fetch_max(done_ms, Ordering::AcqRel);
+                    let outcome = match delivery {
                         Ok(Ok(d)) => Outcome::Delivered(Position {
                             partition: d.partition,
                             offset: d.offset,
@@ -481,7 +555,7 @@ impl Forwarder {
                         seq,
                         topic,
                         received_at_ms,
-                        done_ms: crate::journal::now_ms(),
+                        done_ms,
                         outcome,
                     }
                 }
@@ -580,25 +654,24 @@ impl Forwarder {
     async fn recover(&mut self, failure: Failure) {
         let mut fatal = failure.is_fatal();
         let mut text = failure.to_string();
+        // A stall is fatal to the producer, but not an error Kafka reported.
+        let mut label = match &failure {
+            Failure::Stalled { .. } => failure.reason(),
+            _ if fatal => "fatal",
+            _ => failure.reason(),
+        };
         if let Some(p) = &self.producer
             && let Some((code, reason)) = p.client().fatal_error()
         {
             fatal = true;
+            label = "fatal";
             text = format!("fatal producer error {code:?}: {reason}");
         }
         tracing::warn!(error = %text, cursor = self.cursor, in_flight = self.in_flight.len(), "kafka sink: resuming from the cursor after a backoff");
         self.ctx
             .metrics
             .publish_errors
-            .with_label_values(&[
-                "kafka",
-                // A stall is fatal to the producer, but not an error Kafka reported.
-                if fatal && !matches!(failure, Failure::Stalled { .. }) {
-                    "fatal"
-                } else {
-                    failure.reason()
-                },
-            ])
+            .with_label_values(&["kafka", label])
             .inc();
         if matches!(failure, Failure::Delivery { .. } | Failure::Topic(_)) {
             // A topic may have been deleted, or may be created meanwhile.

@@ -131,6 +131,11 @@ impl KnownTopics {
         self.known.get(topic).cloned()
     }
 
+    /// Every known topic.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.known.iter().cloned().collect()
+    }
+
     pub fn forget_all(&mut self) {
         self.known.clear();
     }
