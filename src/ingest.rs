@@ -510,7 +510,7 @@ fn commit(
                 metrics.journal_last_seq.set(last as i64);
                 hub.publish(fresh, last);
             }
-            failures.succeeded(health);
+            failures.succeeded(health, Instant::now());
             for (reply, ack) in acks {
                 let _ = reply.send(Ok(ack));
             }

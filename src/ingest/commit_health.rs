@@ -10,7 +10,8 @@
 //! whose last sync failed may have landed), then after 1, 2, 4, 8 and at
 //! most 16 s while commits keep failing (each reopen of a journal that was
 //! not closed cleanly reads the whole file), and at once again after the
-//! first failure that follows a good commit.
+//! first failure that follows 30 s of good commits; a disk where some
+//! commits fit and others do not keeps one schedule and one throttled log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -72,13 +73,27 @@ impl CommitHealth {
 }
 
 /// The writer thread's own bookkeeping of a failure: the reopen schedule
-/// and the error log's throttle.
+/// and the error log's throttle. A failure ends only after [`QUIET`] of good
+/// commits: a nearly full disk, where some commits fit and others do not,
+/// is one failure, not one per flap (each would reopen the file and log).
 pub struct FailureTracker {
     failed_commits: u64,
     next_recover: Option<Instant>,
     recover_wait: Duration,
-    log: LogThrottle<()>,
+    /// The first good commit since the last failed one.
+    good_since: Option<Instant>,
+    log: LogThrottle<Line>,
 }
+
+/// The two lines a failure logs, each at most once per [`LOG_EVERY`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Line {
+    Failed,
+    SucceedAgain,
+}
+
+/// Good commits for this long end a failure.
+const QUIET: Duration = Duration::from_secs(30);
 
 impl Default for FailureTracker {
     fn default() -> FailureTracker {
@@ -86,33 +101,46 @@ impl Default for FailureTracker {
             failed_commits: 0,
             next_recover: None,
             recover_wait: RECOVER_FIRST,
+            good_since: None,
             log: LogThrottle::new(LOG_EVERY),
         }
     }
 }
 
 impl FailureTracker {
-    /// A commit succeeded: the journal takes events again, and the next
-    /// failure is logged and reopened at once.
-    pub fn succeeded(&mut self, health: &CommitHealth) {
-        if self.failed_commits > 0 {
+    /// A commit succeeded: the journal takes events again. After [`QUIET`]
+    /// of good commits the next failure starts afresh: logged and reopened
+    /// at once.
+    pub fn succeeded(&mut self, health: &CommitHealth, now: Instant) {
+        health.succeeded();
+        if self.failed_commits == 0 {
+            return;
+        }
+        let since = *self.good_since.get_or_insert(now);
+        if since == now && self.log.admit(Line::SucceedAgain, now).is_some() {
             tracing::info!(
                 failed_commits = self.failed_commits,
                 "journal commits succeed again"
             );
-            *self = FailureTracker::default();
         }
-        health.succeeded();
+        if now.saturating_duration_since(since) >= QUIET {
+            let log = std::mem::replace(&mut self.log, LogThrottle::new(LOG_EVERY));
+            *self = FailureTracker {
+                log,
+                ..FailureTracker::default()
+            };
+        }
     }
 
     /// A commit of `events` events failed with `error`.
     pub fn failed(&mut self, health: &CommitHealth, error: &str, events: usize, now: Instant) {
         let cause = health.failed(error);
         self.failed_commits += 1;
+        self.good_since = None;
         if self.next_recover.is_none() {
             self.next_recover = Some(now);
         }
-        if let Some(held_back) = self.log.admit((), now) {
+        if let Some(held_back) = self.log.admit(Line::Failed, now) {
             tracing::error!(
                 error,
                 cause = %cause,
@@ -155,7 +183,7 @@ mod tests {
             health.cause().as_deref(),
             Some("I/O error: File too large (os error 27)")
         );
-        tracker.succeeded(&health);
+        tracker.succeeded(&health, now);
         assert!(health.is_writable() && health.cause().is_none());
         tracker.failed(&health, "No space left on device", 1, now);
         assert_eq!(health.cause().as_deref(), Some("No space left on device"));
@@ -182,10 +210,35 @@ mod tests {
             }
         }
         assert_eq!(waits[..6], [1, 2, 4, 8, 16, 16], "{waits:?}");
-        tracker.succeeded(&health);
+        // 30 s of good commits end the failure: the next one starts afresh.
+        tracker.succeeded(&health, now);
+        now += Duration::from_secs(30);
+        tracker.succeeded(&health, now);
         tracker.failed(&health, "disk full", 1, now);
         assert!(tracker.recover_due(now));
         assert!(!tracker.recover_due(now + Duration::from_millis(900)));
         assert!(tracker.recover_due(now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_disk_where_some_commits_fit_keeps_one_backed_off_schedule() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let start = Instant::now();
+        let mut reopens = 0;
+        // A good and a failed commit every 50 ms for a minute.
+        for i in 0..1200 {
+            let now = start + Duration::from_millis(50 * i);
+            if i % 2 == 0 {
+                tracker.failed(&health, "No space left on device", 1, now);
+                if tracker.recover_due(now) {
+                    reopens += 1;
+                }
+            } else {
+                tracker.succeeded(&health, now);
+            }
+        }
+        // At once, then after 1, 2, 4, 8, 16, 16 and 16 s: not 20 a second.
+        assert_eq!(reopens, 7);
     }
 }
