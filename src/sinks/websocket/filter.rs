@@ -12,8 +12,9 @@ use crate::event::EventHeader;
 /// Why a query was refused (answered 400 before the upgrade).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueryError {
-    #[error("`since` must be a non-negative integer seq, got {0:?}")]
-    BadSince(String),
+    /// `field` is where the client gave it: `since` or `Last-Event-ID`.
+    #[error("`{field}` must be a non-negative integer seq, got {got:?}")]
+    BadSince { field: &'static str, got: String },
 }
 
 /// A client's filters; an event is sent when it matches every non-empty list.
@@ -85,19 +86,20 @@ impl ClientQuery {
 
     /// The resume point: `?since=`, else the `Last-Event-ID` header's value.
     pub fn since(&self, last_event_id: Option<&str>) -> Result<Option<u64>, QueryError> {
-        self.since
-            .as_deref()
-            .or(last_event_id)
-            .map(parse_seq)
-            .transpose()
+        match (self.since.as_deref(), last_event_id) {
+            (Some(text), _) => parse_seq(text, "since").map(Some),
+            (None, Some(text)) => parse_seq(text, "Last-Event-ID").map(Some),
+            (None, None) => Ok(None),
+        }
     }
 }
 
-/// A seq as sent by a client (`?since=` or `Last-Event-ID`).
-pub fn parse_seq(text: &str) -> Result<u64, QueryError> {
-    text.trim()
-        .parse()
-        .map_err(|_| QueryError::BadSince(text.chars().take(40).collect()))
+/// A seq as sent by a client in `field` (`since` or `Last-Event-ID`).
+fn parse_seq(text: &str, field: &'static str) -> Result<u64, QueryError> {
+    text.trim().parse().map_err(|_| QueryError::BadSince {
+        field,
+        got: text.chars().take(40).collect(),
+    })
 }
 
 impl Filter {
@@ -209,6 +211,11 @@ mod tests {
         assert_eq!(none.since(None), Ok(None));
         assert!(ClientQuery::parse(Some("since=-1")).since(None).is_err());
         assert!(ClientQuery::parse(Some("since=abc")).since(None).is_err());
+        let header = ClientQuery::parse(None).since(Some("-1")).unwrap_err();
+        assert_eq!(
+            header.to_string(),
+            "`Last-Event-ID` must be a non-negative integer seq, got \"-1\""
+        );
         assert!(none.since(Some("x")).is_err());
     }
 
