@@ -66,22 +66,9 @@ if ! python3 -c 'import websockets, aiohttp' 2>/dev/null; then
   echo "soak: python3 lacks websockets/aiohttp: installing them with pip (python3 -m pip install websockets aiohttp)"
   python3 -m pip install --quiet websockets aiohttp || die "pip install websockets aiohttp failed"
 fi
-if [ ! -d "$REPO/tests/peers/voip24h/node_modules" ]; then
-  echo "soak: installing the Voip24h peer's node_modules (tests/peers/voip24h/setup.sh)"
-  sh "$REPO/tests/peers/voip24h/setup.sh"
-fi
-if [ ! -d "$REPO/tests/peers/sprecord/node_modules/better-sse" ]; then
-  echo "soak: installing the SPRecord peer's node_modules (tests/peers/sprecord/setup.sh)"
-  bash "$REPO/tests/peers/sprecord/setup.sh"
-fi
-if [ -z "${CALLRELAY_BIN:-}" ]; then
-  CALLRELAY_BIN=$REPO/target/release/callrelay
-  if [ ! -x "$CALLRELAY_BIN" ]; then
-    echo "soak: building $CALLRELAY_BIN"
-    (cd "$REPO" && cargo build --release --bin callrelay)
-  fi
-fi
-[ -x "$CALLRELAY_BIN" ] || die "CALLRELAY_BIN=$CALLRELAY_BIN is not an executable"
+# shellcheck source=scripts/soak/common.sh
+. "$HERE/common.sh"
+need_peers_and_relay soak
 
 for port in "$SOAK_PORT" "$SOAK_VOIP24H_PORT" "$SOAK_SPRECORD_PORT"; do
   [[ $port =~ ^[0-9]+$ ]] || die "bad port: $port"
@@ -120,28 +107,7 @@ cp base.toml relay.toml
 echo baseline > phase
 
 # ---- processes: each in its own session/process group, stopped by its PID ------------
-declare -A PID=()
-NAP=""
-start() { # start NAME CMD... : runs CMD with output to NAME.log
-  local name=$1; shift
-  setsid "$@" > "$SOAK_DIR/$name.log" 2>&1 < /dev/null &
-  PID[$name]=$!
-  echo "${PID[$name]}" > "$SOAK_DIR/$name.pid"
-}
-alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
-stop() { # stop NAME SECONDS : SIGTERM to its process group, SIGKILL after SECONDS
-  local name=$1 grace=$2 pid=${PID[$1]:-} i
-  [ -n "$pid" ] || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    kill -0 -- "-$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset "PID[$name]"
-}
-nap() { sleep "$1" & NAP=$!; wait "$NAP" || true; NAP=""; }
+PROCS_DIR=$SOAK_DIR
 # shellcheck disable=SC2329  # invoked by the EXIT trap
 cleanup() {
   local rc=$?
