@@ -57,8 +57,10 @@ impl CommitHealth {
     }
 
     fn succeeded(&self) {
-        self.writable.store(true, Ordering::Release);
-        *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        // Every good commit comes here: the lock only after a failure.
+        if !self.writable.swap(true, Ordering::AcqRel) {
+            *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
     }
 
     /// Records `error`; returns the cause (the first error of this failure).
