@@ -48,6 +48,7 @@ use crate::journal::JournaledEvent;
 use crate::status::SinkStatus;
 
 use super::CURSOR;
+use super::cluster;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::Reader;
@@ -405,7 +406,11 @@ impl Forwarder {
                     if let Some(f) = self.stalled_too_long()
                         && Instant::now() >= self.next_stall_check
                     {
-                        if self.cluster_healthy().await {
+                        let healthy = cluster::partitions_healthy(
+                            self.producer.clone(),
+                            self.topics.names(),
+                        );
+                        if healthy.await {
                             return Some(f);
                         }
                         // A partition without a leader or with replicas
@@ -433,42 +438,6 @@ impl Forwarder {
                 waited,
                 in_flight: self.in_flight.len(),
             })
-    }
-
-    /// Whether the cluster says every partition of the topics this sink
-    /// writes has a leader and all its replicas in sync (a metadata answer
-    /// within 5 s). Then records without reports are the producer's
-    /// problem; otherwise the cluster's, and a new producer would not help.
-    fn cluster_healthy(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
-        let producer = self.producer.clone();
-        let topics = self.topics.names();
-        async move {
-            let Some(producer) = producer else {
-                return false;
-            };
-            tokio::task::spawn_blocking(move || {
-                let Ok(metadata) = producer
-                    .client()
-                    .fetch_metadata(None, Duration::from_secs(5))
-                else {
-                    return false;
-                };
-                metadata
-                    .topics()
-                    .iter()
-                    .filter(|t| topics.iter().any(|name| **name == *t.name()))
-                    .all(|t| {
-                        t.error().is_none()
-                            && t.partitions().iter().all(|p| {
-                                p.error().is_none()
-                                    && p.leader() >= 0
-                                    && p.isr().len() >= p.replicas().len()
-                            })
-                    })
-            })
-            .await
-            .unwrap_or(false)
-        }
     }
 
     /// Hands journaled events to the producer while there is room.

@@ -5,9 +5,11 @@
 //! split by concern: [`config`] (what `[kafka]` may say), [`topic`] (the topic
 //! template and topic existence), [`producer`] (the rdkafka producer and the
 //! record of an event), `reader` (journal read-ahead), [`forwarder`] (cursor, in-flight window, recovery),
-//! [`resume`] (after a crash, what is already in Kafka is not sent again).
+//! [`resume`] (after a crash, what is already in Kafka is not sent again),
+//! `cluster` (whether the cluster or the producer is why records wait).
 //! What consumers get is described in `docs/kafka.md`.
 
+mod cluster;
 pub mod config;
 mod error_log;
 pub mod forwarder;

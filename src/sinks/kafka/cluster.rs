@@ -1,0 +1,44 @@
+//! What the Kafka cluster says of the partitions the sink writes, asked when
+//! records wait without any report: is it the cluster's trouble (a partition
+//! without a leader, or with replicas out of sync), which a new producer
+//! would meet too, or the producer's?
+//!
+//! Guarantees: one metadata request, bounded by 5 s, on a blocking thread;
+//! no answer counts as not healthy (the cluster is the likelier culprit).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::Producer;
+
+use super::producer::KafkaProducer;
+
+/// How long the metadata request may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether every partition of `topics` has a leader and all its replicas in
+/// sync, as the cluster answers through `producer`.
+pub async fn partitions_healthy(producer: Option<KafkaProducer>, topics: Vec<Arc<str>>) -> bool {
+    let Some(producer) = producer else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let Ok(metadata) = producer.client().fetch_metadata(None, METADATA_TIMEOUT) else {
+            return false;
+        };
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| topics.iter().any(|name| **name == *t.name()))
+            .all(|t| {
+                t.error().is_none()
+                    && t.partitions().iter().all(|p| {
+                        p.error().is_none()
+                            && p.leader() >= 0
+                            && p.isr().len() >= p.replicas().len()
+                    })
+            })
+    })
+    .await
+    .unwrap_or(false)
+}
