@@ -58,9 +58,9 @@ pub trait BatchStore: Send + Sync + 'static {
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError>;
 
-    /// After a failed commit (1 s after it, then backing off while commits
-    /// keep failing: see `commit_health`): whatever
-    /// lets a later commit succeed once the cause is gone.
+    /// After a failed commit (at once, then backing off while commits keep
+    /// failing: see `commit_health`): whatever lets a later commit succeed
+    /// once the cause is gone.
     fn recover(&self) -> Result<(), JournalError> {
         Ok(())
     }
