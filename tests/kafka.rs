@@ -525,16 +525,15 @@ async fn relay_without_kafka() -> TestRelay {
     start_relay_in(dir, &text).await
 }
 
-/// The Kafka sink run by hand on `ctx`, so a test can cut it off as a crash
-/// would: with a tick of an hour it never persists its cursor on its own.
-fn sink_on(
-    ctx: &Arc<Context>,
-    brokers: &str,
-    tick: Duration,
-) -> (
+/// A sink run by hand, and what stops it.
+type SinkTask = (
     tokio::task::JoinHandle<()>,
     tokio_util::sync::CancellationToken,
-) {
+);
+
+/// The Kafka sink run by hand on `ctx`, so a test can cut it off as a crash
+/// would: with a tick of an hour it never persists its cursor on its own.
+fn sink_on(ctx: &Arc<Context>, brokers: &str, tick: Duration) -> SinkTask {
     sink_tuned(
         ctx,
         brokers,
@@ -550,10 +549,7 @@ fn sink_tuned(
     ctx: &Arc<Context>,
     brokers: &str,
     tuning: callrelay::sinks::kafka::forwarder::Tuning,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio_util::sync::CancellationToken,
-) {
+) -> SinkTask {
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(callrelay::sinks::kafka::run_with(
         kafka_config(brokers),
@@ -697,13 +693,7 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
 
 /// The sink with the stall limits of the stall tests: not ready after 1 s
 /// without a report, the producer replaced after 2 s, the new one after 1 s.
-fn stall_sink(
-    ctx: &Arc<Context>,
-    brokers: &str,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio_util::sync::CancellationToken,
-) {
+fn stall_sink(ctx: &Arc<Context>, brokers: &str) -> SinkTask {
     sink_tuned(
         ctx,
         brokers,
