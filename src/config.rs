@@ -259,6 +259,23 @@ impl<'a> Validator<'a> {
             .unwrap_or_else(|| format!("{:?}", value.get_ref()))
     }
 
+    /// `value` for a message as the file writes it (`"24h"`, not its
+    /// `Display` `"1d"`); its `Display` when it is a default; [`Self::shown`]
+    /// when a `${VAR}` stands in it.
+    pub fn as_written<T: std::fmt::Debug + std::fmt::Display>(&self, value: &Spanned<T>) -> String {
+        let span = value.span();
+        let expanded = self.written.is_some_and(|(expanded, _)| {
+            expanded.original_span_if_expanded(span.clone()).is_some()
+        });
+        if expanded {
+            return self.shown(value);
+        }
+        match self.text.get(span) {
+            Some(text) if !text.is_empty() => text.to_owned(),
+            _ => value.get_ref().to_string(),
+        }
+    }
+
     /// Reports a problem at the start of `span` (a default value reports at 1:1).
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.problems.push((span.start, message.into()));
@@ -548,8 +565,8 @@ impl Config {
                 at,
                 format!(
                     "`dedup.window` ({}) must not exceed `journal.retention` ({}): the dedup index lives with the events",
-                    self.dedup.window.get_ref(),
-                    self.journal.retention.get_ref()
+                    v.as_written(&self.dedup.window),
+                    v.as_written(&self.journal.retention)
                 ),
             );
         }

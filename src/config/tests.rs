@@ -227,6 +227,12 @@ fn dedup_window_must_fit_in_retention() {
         ),
         "{p:?}"
     );
+    // Each value as the file writes it, not in its largest unit ("1d").
+    let p = problems("[journal]\nretention = \"24h\"\n[dedup]\nwindow = \"1500m\"\n");
+    assert!(
+        p[0].contains("(\"1500m\") must not exceed `journal.retention` (\"24h\")"),
+        "{p:?}"
+    );
     // Placed at whichever of the two the file writes, not at 1:1.
     let p = problems("[journal]\nretention = \"5m\"\n");
     assert!(p[0].starts_with("relay.toml:2:13: "), "{p:?}");
