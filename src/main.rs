@@ -34,7 +34,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Config file (for `run` when no subcommand is given).
+    /// Config file, for `run` (also when no subcommand is given) and `check`; `tail` reads none.
     #[arg(
         long,
         global = true,
