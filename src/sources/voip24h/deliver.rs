@@ -28,7 +28,7 @@ pub enum Malformed {
     Missing,
     #[error("payload of {0} bytes is over the limit of {1} bytes")]
     TooLarge(usize, u64),
-    #[error("payload string is not JSON: {0}")]
+    #[error("payload is not JSON: {0}")]
     NotJson(String),
     #[error("{0}")]
     Parse(String),
