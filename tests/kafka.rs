@@ -737,6 +737,13 @@ async fn a_producer_stalled_against_a_healthy_cluster_is_replaced() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
     );
     submit_range(&ctx, "stall", 1..6).await;
+    // Not ready meanwhile, and /status says why.
+    eventually(Duration::from_secs(20), "the sink called stalled", || {
+        sink_status(&ctx)
+            .2
+            .is_some_and(|reason| reason.contains("no delivery report"))
+    })
+    .await;
     eventually(Duration::from_secs(20), "the producer replaced", || {
         ctx.metrics
             .publish_errors
