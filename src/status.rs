@@ -92,9 +92,9 @@ type Key = (Vendor, String, String);
 struct Board {
     upstreams: BTreeMap<Key, UpstreamStatus>,
     sinks: BTreeMap<String, SinkStatus>,
-    /// Events `max_size` dropped before a sink had them: how many since the
-    /// start, and when the last were.
-    undelivered_drops: Option<(u64, Instant)>,
+    /// When `max_size` last dropped events a sink had not had (how many
+    /// since the start is the `journal_dropped{undelivered}` counter).
+    last_undelivered_drop: Option<Instant>,
 }
 
 /// How long `degraded` names the last drop of undelivered events: long
@@ -256,22 +256,29 @@ impl StatusBoard {
         problems
     }
 
-    /// `journal.max_size` dropped `count` events a sink had not delivered.
+    /// `journal.max_size` dropped `count` events a sink had not delivered:
+    /// counted in `callrelay_journal_dropped_events_total{reason="undelivered"}`
+    /// and named under `degraded` for a while.
     pub fn dropped_undelivered(&self, count: u64) {
         self.dropped_undelivered_at(count, Instant::now());
     }
 
     fn dropped_undelivered_at(&self, count: u64, now: Instant) {
         if count > 0 {
-            let mut board = self.lock();
-            let total = board.undelivered_drops.map_or(0, |(total, _)| total);
-            board.undelivered_drops = Some((total + count, now));
+            self.undelivered_counter().inc_by(count);
+            self.lock().last_undelivered_drop = Some(now);
         }
     }
 
     /// Events `max_size` dropped before a sink had them, since the start.
     pub fn undelivered_drops(&self) -> u64 {
-        self.lock().undelivered_drops.map_or(0, |(total, _)| total)
+        self.undelivered_counter().get()
+    }
+
+    fn undelivered_counter(&self) -> prometheus::IntCounter {
+        self.metrics
+            .journal_dropped
+            .with_label_values(&["undelivered"])
     }
 
     /// Sinks that cannot deliver now, with their reasons. They do not make the
@@ -301,7 +308,8 @@ impl StatusBoard {
                 )
             })
             .collect();
-        if let Some((total, last)) = board.undelivered_drops {
+        if let Some(last) = board.last_undelivered_drop {
+            let total = self.undelivered_drops();
             let ago = now.saturating_duration_since(last);
             if ago < DROPS_SHOWN_FOR {
                 reasons.push(format!(

@@ -39,9 +39,6 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
             Ok(Ok(report)) => {
                 let m = &ctx.metrics;
                 m.journal_dropped
-                    .with_label_values(&["undelivered"])
-                    .inc_by(report.dropped_undelivered);
-                m.journal_dropped
                     .with_label_values(&["delivered"])
                     .inc_by(report.dropped_delivered);
                 ctx.status.dropped_undelivered(report.dropped_undelivered);
