@@ -37,6 +37,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_ok: IntGauge,
     pub http_connections_closed: IntCounterVec,
+    pub ws_refused: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -200,6 +201,12 @@ impl Metrics {
             "HTTP connections the relay closed because no request came: reason=header_timeout (no whole request head in time), idle (no request for long after the last).",
             &["reason"],
         );
+        let ws_refused = counter(
+            &r,
+            "callrelay_ws_refused_total",
+            "WebSocket connections answered before the upgrade, by reason: unauthorized (401), bad_since (400), not_websocket (axum's 4xx), shutting_down and max_clients (503).",
+            &["reason"],
+        );
         for sink in ["kafka", "websocket"] {
             events_published.with_label_values(&[sink]);
         }
@@ -221,6 +228,11 @@ impl Metrics {
         }
         for reason in ["header_timeout", "idle"] {
             http_connections_closed.with_label_values(&[reason]);
+        }
+        // A browser sees every refusal as a bare 1006: this is where a CRM
+        // screen retrying with a revoked token shows, from its first attempt.
+        for reason in crate::sinks::websocket::Refusal::ALL {
+            ws_refused.with_label_values(&[reason.as_str()]);
         }
         Metrics {
             registry: r,
@@ -246,6 +258,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_ok,
             http_connections_closed,
+            ws_refused,
         }
     }
 

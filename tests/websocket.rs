@@ -146,6 +146,15 @@ fn disconnects(relay: &TestRelay, reason: &str) -> u64 {
         .get()
 }
 
+fn refused(relay: &TestRelay, reason: &str) -> u64 {
+    relay
+        .ctx
+        .metrics
+        .ws_refused
+        .with_label_values(&[reason])
+        .get()
+}
+
 /// A client that sends what WebSocket does not allow is told why in the
 /// close code (it got a bare close before, which reads as 1005, "you
 /// closed"); a data frame within the limits is still ignored.
@@ -244,6 +253,27 @@ async fn auth_filters_max_clients_status_and_shutdown() {
             "{query}"
         );
     }
+    // A browser sees each refusal as the same 1006: the relay counts why.
+    let not_upgrade = reqwest::get(relay.url("/ws?token=tok-a"))
+        .await
+        .expect("plain GET");
+    assert!(not_upgrade.status().is_client_error(), "{not_upgrade:?}");
+    let body = not_upgrade.text().await.expect("body");
+    let metrics = reqwest::get(relay.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("callrelay_ws_refused_total{reason=\"unauthorized\"} 5"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("tok-"), "a token in /metrics");
+    assert!(!body.contains("tok-"), "a token in the refusal: {body}");
+    assert_eq!(refused(&relay, "bad_since"), 1);
+    assert_eq!(refused(&relay, "not_websocket"), 1);
+    assert_eq!(refused(&relay, "max_clients"), 0);
     let mut a = try_connect(
         &ws_url(&relay, "?type=call.*&vendor=voip24h"),
         Some(("authorization", "Bearer tok-b")),
@@ -263,6 +293,7 @@ async fn auth_filters_max_clients_status_and_shutdown() {
         http_status(try_connect(&ws_url(&relay, "?token=tok-a"), None).await),
         503
     );
+    assert_eq!(refused(&relay, "max_clients"), 1);
     let status: Value = reqwest::get(relay.url("/status"))
         .await
         .expect("status")

@@ -6,6 +6,12 @@
 //! (503). An accepted client is served by [`session`]; the protocol is
 //! described for CRM developers in `docs/websocket.md`.
 //!
+//! Every refusal counts in `callrelay_ws_refused_total{reason}`, and an
+//! unauthorized or over-`max_clients` one is logged (at most once per 30 s
+//! per reason, with how many were held back): a browser shows page script
+//! each of them as the same bare 1006, so the relay's side is where an
+//! operator finds a CRM screen retrying with a revoked token.
+//!
 //! Guarantees: the client count never exceeds `max_clients` (a slot is taken
 //! atomically before the upgrade and freed when the session ends, or when the
 //! upgrade never happens); `callrelay_ws_clients`, `/status` and
@@ -24,8 +30,9 @@ pub mod filter;
 pub mod session;
 pub mod tail;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -36,6 +43,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::app::Context;
+use crate::log_throttle::LogThrottle;
 use crate::status::SinkStatus;
 pub use drain::Sessions;
 use filter::ClientQuery;
@@ -48,7 +56,42 @@ pub const SINK: &str = "websocket";
 struct Fanout {
     clients: AtomicUsize,
     metrics: SinkMetrics,
+    refusals: Mutex<LogThrottle<Refusal>>,
 }
+
+/// Why a connection was answered before the upgrade (the `reason` label of
+/// `callrelay_ws_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    Unauthorized,
+    BadSince,
+    NotWebSocket,
+    ShuttingDown,
+    MaxClients,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Unauthorized,
+        Refusal::BadSince,
+        Refusal::NotWebSocket,
+        Refusal::ShuttingDown,
+        Refusal::MaxClients,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::BadSince => "bad_since",
+            Refusal::NotWebSocket => "not_websocket",
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::MaxClients => "max_clients",
+        }
+    }
+}
+
+/// How often one kind of refusal is logged at most.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Publishes the fan-out's `/status` entry: the clients (as
 /// `callrelay_ws_clients` counts them, which every slot moves before it
@@ -114,6 +157,7 @@ pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
             published: ctx.metrics.events_published.with_label_values(&[SINK]),
             latency: ctx.metrics.event_latency.with_label_values(&[SINK]),
         },
+        refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
     });
     publish_status(ctx);
     let path = ctx.config.load().websocket.path.get_ref().clone();
@@ -130,8 +174,58 @@ pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
     )
 }
 
-fn refuse(status: StatusCode, message: String) -> Response {
-    (status, axum::Json(json!({"error": message}))).into_response()
+/// A connection answered before the upgrade, and why.
+struct Refused {
+    why: Refusal,
+    /// Boxed: a refusal is rare, and an unboxed `Response` made every
+    /// `accept` result large.
+    response: Box<Response>,
+}
+
+impl Refused {
+    fn with(why: Refusal, response: Response) -> Refused {
+        Refused {
+            why,
+            response: Box::new(response),
+        }
+    }
+}
+
+fn refuse(why: Refusal, status: StatusCode, message: String) -> Refused {
+    Refused::with(
+        why,
+        (status, axum::Json(json!({"error": message}))).into_response(),
+    )
+}
+
+/// Counts a refusal and logs the kinds an operator acts on. Only the reason
+/// and status are logged: what the client sent (a token, a `since`) is not.
+fn note_refusal(ctx: &Context, fanout: &Fanout, refusal: Refusal, status: StatusCode) {
+    ctx.metrics
+        .ws_refused
+        .with_label_values(&[refusal.as_str()])
+        .inc();
+    if !matches!(refusal, Refusal::Unauthorized | Refusal::MaxClients) {
+        tracing::debug!(
+            reason = refusal.as_str(),
+            status = status.as_u16(),
+            "websocket client refused"
+        );
+        return;
+    }
+    let held_back = fanout
+        .refusals
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(refusal, Instant::now());
+    if let Some(held_back) = held_back {
+        tracing::warn!(
+            reason = refusal.as_str(),
+            status = status.as_u16(),
+            held_back,
+            "websocket client refused"
+        );
+    }
 }
 
 async fn connect(
@@ -141,6 +235,23 @@ async fn connect(
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    match accept(&ctx, &fanout, headers, query, upgrade) {
+        Ok(response) => response,
+        Err(Refused { why, response }) => {
+            note_refusal(&ctx, &fanout, why, response.status());
+            *response
+        }
+    }
+}
+
+/// Checks a connection and upgrades it, or says why not.
+fn accept(
+    ctx: &Arc<Context>,
+    fanout: &Arc<Fanout>,
+    headers: HeaderMap,
+    query: Option<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Refused> {
     // Subscribed before the config is read: a reload that lands between the
     // token check and the session's start is still seen by the session.
     let reloads = ctx.ws_sessions.reloads();
@@ -151,39 +262,61 @@ async fn connect(
     if let Err(e) = auth::sent_once(&headers, query.token_repeated)
         && tokens_required
     {
-        return refuse(StatusCode::UNAUTHORIZED, e.to_string());
+        return Err(refuse(
+            Refusal::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            e.to_string(),
+        ));
     }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
     if let Err(e) = auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
-        return refuse(StatusCode::UNAUTHORIZED, e.to_string());
+        return Err(refuse(
+            Refusal::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            e.to_string(),
+        ));
     }
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("not text"));
     let since = match query.since(last_event_id) {
         Ok(since) => since,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            return Err(refuse(
+                Refusal::BadSince,
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            ));
+        }
     };
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            return Err(Refused::with(
+                Refusal::NotWebSocket,
+                rejection.into_response(),
+            ));
+        }
     };
     if ctx.shutdown.is_cancelled() {
-        return refuse(
+        return Err(refuse(
+            Refusal::ShuttingDown,
             StatusCode::SERVICE_UNAVAILABLE,
             "callrelay is shutting down".into(),
-        );
+        ));
     }
     let max = *ws.max_clients.get_ref();
-    let Some(slot) = Slot::take(&fanout, &ctx, max) else {
-        let mut response = refuse(
+    let Some(slot) = Slot::take(fanout, ctx, max) else {
+        let mut refused = refuse(
+            Refusal::MaxClients,
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the relay already serves max_clients = {max} WebSocket clients"),
         );
-        response
+        refused
+            .response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return response;
+        return Err(refused);
     };
     let settings = Settings {
         ping_interval: ws.ping_interval.get_ref().get(),
@@ -197,7 +330,7 @@ async fn connect(
         reloads,
     };
     let metrics = fanout.metrics.clone();
-    upgrade
+    Ok(upgrade
         // Clients only send pongs and closes: a small read buffer (it grows if
         // needed) and a small message limit keep an idle client cheap. Frames
         // are written in bursts and flushed once; the write buffer keeps its
@@ -215,5 +348,5 @@ async fn connect(
             })
             .await;
             drop(slot);
-        })
+        }))
 }
