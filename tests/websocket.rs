@@ -596,6 +596,96 @@ async fn await_serving(client: &mut Client) {
     }
 }
 
+fn heartbeat(seq: u64) -> Value {
+    json!({"control": "heartbeat", "seq": seq})
+}
+
+/// A filtered CRM screen that has seen none of its own events yet still has
+/// a resume point when it asks for heartbeats (CRM-screen audit: a page away
+/// for a relay restart lost every event of its own committed meanwhile,
+/// since without `since` a client starts from now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_at_connect_gives_a_filtered_client_a_resume_point() {
+    // Pings too far apart to matter: every heartbeat here is the one at
+    // connect or after a replay.
+    let relay = start_relay_pinging("", Duration::from_secs(3600), Duration::from_secs(5)).await;
+    let agent = |n| event(n, "agent.login", Vendor::Voipex, "main", None);
+    let call = |n| event(n, "call.ringing", Vendor::Voipex, "main", None);
+    submit_all(&relay.ctx.ingest, vec![agent(1), agent(2)]).await;
+
+    let page = {
+        let mut page = connect(&ws_url(&relay, "?type=call.*&heartbeat=1")).await;
+        assert_eq!(next_json(&mut page).await, heartbeat(2), "its start point");
+        page
+    };
+    // Away; its own events are committed meanwhile.
+    drop(page);
+    submit_all(
+        &relay.ctx.ingest,
+        vec![call(3), agent(4), call(5), agent(6)],
+    )
+    .await;
+    let mut back = connect(&ws_url(&relay, "?type=call.*&heartbeat=1&since=2")).await;
+    assert_eq!(next_json(&mut back).await["seq"], 3);
+    assert_eq!(next_json(&mut back).await["seq"], 5);
+    assert_eq!(next_json(&mut back).await, heartbeat(6), "after the replay");
+    submit_all(&relay.ctx.ingest, vec![call(7)]).await;
+    assert_eq!(next_json(&mut back).await["seq"], 7);
+}
+
+/// Beside every ping a heartbeat carries the point on past events the
+/// client filters out; page script sees no pings, and the heartbeat is its
+/// sign the connection lives. A client that does not ask gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_beside_pings_follow_filtered_out_events() {
+    let relay = start_relay_pinging("", Duration::from_millis(200), Duration::from_secs(5)).await;
+    let agent = |n| event(n, "agent.login", Vendor::Voipex, "main", None);
+    let call = |n| event(n, "call.ringing", Vendor::Voipex, "main", None);
+    let mut page = connect(&ws_url(&relay, "?type=call.*&heartbeat=1")).await;
+    let mut plain = connect(&ws_url(&relay, "?type=call.*")).await;
+    assert_eq!(next_json(&mut page).await, heartbeat(0));
+    submit_all(&relay.ctx.ingest, vec![agent(1), agent(2)]).await;
+    // Bounded as a whole: pings alone (next_json skips them) would keep
+    // each read short for ever.
+    let moved_on = tokio::time::timeout(WAIT, async {
+        loop {
+            match next_json(&mut page).await {
+                v if v == heartbeat(0) || v == heartbeat(1) => continue,
+                v => break v,
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat past the filtered-out events in time");
+    assert_eq!(moved_on, heartbeat(2));
+    // Two pings reach the other client with no text frame.
+    let mut pings = 0;
+    while pings < 2 {
+        let frame = tokio::time::timeout(WAIT, plain.next())
+            .await
+            .expect("no ping in time")
+            .expect("stream ended")
+            .expect("read");
+        match frame {
+            Message::Ping(_) => pings += 1,
+            other => panic!("expected only pings, got {other:?}"),
+        }
+    }
+    submit_all(&relay.ctx.ingest, vec![call(3)]).await;
+    assert_eq!(next_json(&mut plain).await["seq"], 3);
+    let after_heartbeats = tokio::time::timeout(WAIT, async {
+        loop {
+            match next_json(&mut page).await {
+                v if v == heartbeat(2) => continue,
+                v => break v,
+            }
+        }
+    })
+    .await
+    .expect("the event in time");
+    assert_eq!(after_heartbeats["seq"], 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_frame_when_since_is_older_than_the_journal() {
     let relay = start_relay("").await;

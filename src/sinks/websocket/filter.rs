@@ -1,6 +1,6 @@
 //! What a WebSocket client asked for in its query string: the event filters
 //! (`type` globs, `vendor`, `account`, `subject`), the resume point (`since`)
-//! and a token. Parsed once at connect, then matched against each event's
+//! a token, and whether it wants heartbeat frames. Parsed once at connect, then matched against each event's
 //! already-parsed [`EventHeader`], so filtering never touches the JSON.
 //!
 //! Guarantees: every parameter may be repeated or comma-separated; an empty
@@ -35,6 +35,9 @@ pub struct ClientQuery {
     pub token: Option<String>,
     /// `?token=` came more than once (refused: see `auth::presented`).
     pub token_repeated: bool,
+    /// `?heartbeat` (any value but `0` or `false`): the client wants
+    /// `{"control":"heartbeat","seq":N}` frames (see `session`).
+    pub heartbeat: bool,
 }
 
 impl std::fmt::Debug for ClientQuery {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for ClientQuery {
             .field("since", &self.since)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("token_repeated", &self.token_repeated)
+            .field("heartbeat", &self.heartbeat)
             .finish()
     }
 }
@@ -69,6 +73,11 @@ impl ClientQuery {
                 "token" => {
                     q.token_repeated |= q.token.is_some();
                     q.token = Some(value.into_owned());
+                    continue;
+                }
+                "heartbeat" => {
+                    // The last one wins, as for `since`.
+                    q.heartbeat = !matches!(value.trim(), "0" | "false");
                     continue;
                 }
                 _ => continue,

@@ -326,6 +326,7 @@ fn accept(
     let client = session::Client {
         filter: Arc::new(query.filter),
         since,
+        heartbeat: query.heartbeat,
         token,
         reloads,
     };

@@ -25,6 +25,12 @@
 //!   session that falls off the ring (its own task starved, not its socket)
 //!   catches up from the journal instead of being dropped;
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
+//! - a client that asked for heartbeats (`?heartbeat=1`) gets
+//!   `{"control":"heartbeat","seq":N}` once its replay is done (or at once,
+//!   without `since`) and beside every ping: every event with a seq up to N
+//!   that matches its filters is sent before that frame, so `since=N` resumes
+//!   it without a loss even when no event of its own has come yet, and page
+//!   script, which never sees pings, can tell a dead connection by silence;
 //! - a reload after which the client's token is no longer accepted closes it
 //!   (1008): at once, or once a replay or a write in progress is done (the
 //!   session subscribes to reloads before its token is checked, so none is
@@ -163,6 +169,8 @@ pub struct Client {
     pub filter: Arc<Filter>,
     /// Replay after this seq first (`?since=`, `Last-Event-ID`).
     pub since: Option<u64>,
+    /// Send heartbeat frames (`?heartbeat=1`).
+    pub heartbeat: bool,
     /// The token it presented, checked again after every reload.
     pub token: Option<Vec<u8>>,
     /// Changes once per applied reload; taken before the token was checked.
@@ -182,6 +190,7 @@ pub async fn run(
     let Client {
         filter,
         since,
+        heartbeat,
         token,
         reloads,
     } = client;
@@ -207,6 +216,7 @@ pub async fn run(
         live,
         filter,
         settings,
+        heartbeat,
         token,
         reloads,
         // A `since` beyond the newest seq (a client of a wiped journal) is
@@ -227,6 +237,8 @@ struct Session {
     live: broadcast::Receiver<Arc<JournaledEvent>>,
     filter: Arc<Filter>,
     settings: Settings,
+    /// The client asked for heartbeat frames.
+    heartbeat: bool,
     /// The token the client presented (see [`Client::token`]).
     token: Option<Vec<u8>>,
     /// Changes once per applied reload.
@@ -266,6 +278,9 @@ impl Session {
         if resume {
             self.replay(ctx).await?;
         }
+        // Before any live event: a client that has seen none of its own yet
+        // learns where it stands.
+        self.send_heartbeat(false).await?;
         let start = Instant::now() + self.settings.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.settings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -287,6 +302,7 @@ impl Session {
                     return Err(End::PongTimeout);
                 }
                 _ = ping.tick() => {
+                    self.send_heartbeat(true).await?;
                     self.out.feed(Message::Ping(Bytes::new()), None).await?;
                     self.out.flush(None).await?;
                     pong_deadline.get_or_insert_with(|| Instant::now() + self.settings.pong_timeout);
@@ -380,6 +396,21 @@ impl Session {
             self.out.flush(None).await?;
             self.out.metrics.published.inc_by(sent);
         }
+    }
+
+    /// Sends `{"control":"heartbeat","seq":cursor}` if the client asked for
+    /// heartbeats, flushed unless `with_ping` (the ping's flush follows).
+    /// Every matching event up to the cursor was fed to the socket before.
+    async fn send_heartbeat(&mut self, with_ping: bool) -> Result<(), End> {
+        if !self.heartbeat {
+            return Ok(());
+        }
+        let frame = format!(r#"{{"control":"heartbeat","seq":{}}}"#, self.cursor);
+        self.out.feed(Message::Text(frame.into()), None).await?;
+        if !with_ping {
+            self.out.flush(None).await?;
+        }
+        Ok(())
     }
 
     /// Sends `{"control":"gap","oldest_seq":seq}` when `seq`, the next event

@@ -4,7 +4,9 @@
 //! flushed as it arrives, in seq order; after any disconnect (relay restart,
 //! slow-consumer close, network) it reconnects with capped exponential backoff
 //! and resumes with `since` = the last seq it printed, so nothing the journal
-//! still holds is missed or printed twice. The backoff starts over only after
+//! still holds is missed or printed twice; it asks for heartbeats, whose seq
+//! moves that point on before its first event too, so even a tail whose
+//! filters matched nothing yet misses nothing across a restart. The backoff starts over only after
 //! a connection proved useful (a frame came, or it stayed up for
 //! [`PROVEN_AFTER`]), so a relay that accepts and drops every connection is
 //! not hammered. Frames up to [`MAX_FRAME`] are accepted, more than a relay's
@@ -231,6 +233,7 @@ fn build_request(
         if let Some(seq) = since {
             query.append_pair("since", &seq.to_string());
         }
+        query.append_pair("heartbeat", "1");
     }
     let mut request = url
         .as_str()
@@ -281,7 +284,6 @@ where
             }
             Err(e) => return Ok(Disconnect::Retry(e.to_string())),
         };
-        *frames += 1;
         let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
             Ok(v) => v,
             Err(e) => {
@@ -290,6 +292,15 @@ where
             }
         };
         if let Some(control) = value.get("control") {
+            if control == "heartbeat" {
+                // Not proof the connection is useful: a relay that fails
+                // right after its first heartbeat must still be backed off.
+                if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
+                    *since = Some(since.map_or(seq, |s| s.max(seq)));
+                }
+                continue;
+            }
+            *frames += 1;
             if control == "gap" {
                 let oldest = value.get("oldest_seq").and_then(|v| v.as_u64());
                 eprintln!(
@@ -299,6 +310,7 @@ where
             }
             continue;
         }
+        *frames += 1;
         // One event per line: `data.raw` keeps a vendor's pretty-printed
         // payload as sent, and in valid JSON a line break can only be such
         // whitespace between tokens (inside a string it is escaped).
@@ -350,6 +362,25 @@ mod tests {
         );
     }
 
+    /// A tail whose filters matched nothing yet resumes from the heartbeat's
+    /// seq, not from "now" (it printed nothing to take a seq from).
+    #[tokio::test]
+    async fn a_heartbeat_moves_the_resume_point_without_printing() {
+        let text = |t: &str| Ok(Message::text(t.to_owned()));
+        let frames = futures::stream::iter([
+            text(r#"{"control":"heartbeat","seq":41}"#),
+            text(r#"{"control":"heartbeat","seq":40}"#),
+        ]);
+        let (mut since, mut count) = (None, 0);
+        let end = print_events(frames, &mut since, &mut count).await;
+        assert!(matches!(end, Ok(Disconnect::Retry(_))));
+        assert_eq!(since, Some(41), "the furthest heartbeat");
+        assert_eq!(
+            count, 0,
+            "a heartbeat alone does not prove a connection useful"
+        );
+    }
+
     #[tokio::test]
     async fn a_frame_over_the_limit_ends_tail_instead_of_reconnecting() {
         let too_long = tungstenite::Error::Capacity(CapacityError::MessageTooLong {
@@ -383,7 +414,7 @@ mod tests {
         let uri = r.uri().to_string();
         assert_eq!(
             uri,
-            "ws://127.0.0.1:8080/ws?type=call.*%2Csms.received&vendor=voip24h&since=42"
+            "ws://127.0.0.1:8080/ws?type=call.*%2Csms.received&vendor=voip24h&since=42&heartbeat=1"
         );
         assert!(!uri.contains("t0k"));
         assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer t0k");
