@@ -489,6 +489,24 @@ async fn refused_credentials_fail_readiness_until_they_are_accepted() {
     .await;
     let (code, body) = readyz(&relay).await;
     assert_eq!(code, 503, "{body}");
+    // A load balancer in front of the webhooks asks without the upstreams:
+    // webhooks are still taken, and the refusal shows as degraded.
+    let lb = reqwest::get(relay.url("/readyz?exclude=upstreams"))
+        .await
+        .expect("readyz");
+    assert_eq!(lb.status().as_u16(), 200);
+    let lb: Value = lb.json().await.expect("readyz JSON");
+    assert_eq!(lb["ready"], true, "{lb}");
+    assert!(
+        lb["degraded"].as_array().is_some_and(|d| d.iter().any(|r| r
+            .as_str()
+            .is_some_and(|r| r.contains("credentials were refused")))),
+        "{lb}"
+    );
+    let typo = reqwest::get(relay.url("/readyz?exclude=upstream"))
+        .await
+        .expect("readyz");
+    assert_eq!(typo.status().as_u16(), 400);
     let status = reqwest::get(relay.url("/status"))
         .await
         .unwrap()
