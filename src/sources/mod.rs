@@ -5,6 +5,9 @@
 //! whose config changed or was removed is stopped, and its task has returned
 //! (its sockets closed), before a replacement starts — so one key never has two
 //! sessions; sources whose config did not change keep running across a reload.
+//! The sources a reload stops are asked to stop together, so a reload takes
+//! the slowest stop, not the sum of them (before, 70 changed sources took
+//! 11.8 s, one at a time, and the first one stopped waited all of it).
 
 pub mod proxy;
 pub mod sprecord;
@@ -113,26 +116,23 @@ impl SourceManager {
             .map(|c| (c.key(), c))
             .collect();
         let mut changes = SourceChanges::default();
-        let keys: Vec<_> = self.running.keys().cloned().collect();
-        for key in keys {
-            match wanted.get(&key) {
+        for (key, running) in &self.running {
+            match wanted.get(key) {
                 Some(cfg)
-                    if self.running.get(&key).is_some_and(|r| {
-                        &r.config == cfg && r.ca_digest == cfg.tls().ca_digest()
-                    }) =>
+                    if &running.config == cfg && running.ca_digest == cfg.tls().ca_digest() =>
                 {
-                    changes.unchanged.push(key);
+                    changes.unchanged.push(key.clone());
                 }
-                Some(_) => {
-                    self.stop(&key).await;
-                    changes.restarted.push(key);
-                }
-                None => {
-                    self.stop(&key).await;
-                    changes.stopped.push(key);
-                }
+                Some(_) => changes.restarted.push(key.clone()),
+                None => changes.stopped.push(key.clone()),
             }
         }
+        let stopping = changes.restarted.iter().chain(&changes.stopped);
+        let stopping: Vec<_> = stopping
+            .filter_map(|key| Some((key.clone(), self.running.remove(key)?)))
+            .map(|(key, r)| (key, r.cancel, r.task))
+            .collect();
+        stop_together(stopping).await;
         for (key, cfg) in wanted {
             if self.running.contains_key(&key) {
                 continue;
@@ -156,27 +156,15 @@ impl SourceManager {
         changes
     }
 
-    async fn stop(&mut self, key: &(Vendor, String)) {
-        if let Some(running) = self.running.remove(key) {
-            running.cancel.cancel();
-            let mut task = running.task;
-            if tokio::time::timeout(STOP_TIMEOUT, &mut task).await.is_err() {
-                tracing::error!(vendor = %key.0, account = %key.1, "source did not stop in time; aborting it");
-                task.abort();
-                let _ = task.await;
-            }
-        }
-    }
-
     /// Stops every source and waits until each has closed its connections.
     pub async fn stop_all(&mut self) {
-        let keys: Vec<_> = self.running.keys().cloned().collect();
-        for running in self.running.values() {
-            running.cancel.cancel();
-        }
-        for key in keys {
-            self.stop(&key).await;
-        }
+        let all = std::mem::take(&mut self.running);
+        stop_together(
+            all.into_iter()
+                .map(|(key, r)| (key, r.cancel, r.task))
+                .collect(),
+        )
+        .await;
     }
 
     pub fn len(&self) -> usize {
@@ -199,9 +187,84 @@ fn spawn_source(cfg: SourceConfig, ctx: Arc<Context>, cancel: CancellationToken)
     }
 }
 
+/// Cancels every task first, then waits for each, all within one
+/// [`STOP_TIMEOUT`]; a task still running then is aborted (and logged).
+/// Returns once every task has returned, so no key has two sessions.
+async fn stop_together(tasks: Vec<((Vendor, String), CancellationToken, JoinHandle<()>)>) {
+    for (_, cancel, _) in &tasks {
+        cancel.cancel();
+    }
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+    for (key, _, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::error!(vendor = %key.0, account = %key.1, "source did not stop in time; aborting it");
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each task returns only once every task was asked to stop: stopped one
+    /// at a time, the first would wait its whole timeout and be aborted.
+    #[tokio::test(start_paused = true)]
+    async fn sources_are_asked_to_stop_together() {
+        const N: usize = 5;
+        let barrier = Arc::new(tokio::sync::Barrier::new(N));
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks = (0..N)
+            .map(|i| {
+                let cancel = CancellationToken::new();
+                let (barrier, finished, stop) = (barrier.clone(), finished.clone(), cancel.clone());
+                let task = tokio::spawn(async move {
+                    stop.cancelled().await;
+                    barrier.wait().await;
+                    finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+                ((Vendor::Sprecord, format!("d{i}")), cancel, task)
+            })
+            .collect();
+        let started = tokio::time::Instant::now();
+        stop_together(tasks).await;
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), N);
+        assert!(
+            started.elapsed() < STOP_TIMEOUT,
+            "nothing waited for a timeout"
+        );
+    }
+
+    /// A task that ignores its cancel is aborted at the one deadline, and the
+    /// others still stop normally.
+    #[tokio::test(start_paused = true)]
+    async fn a_source_that_does_not_stop_is_aborted_at_the_deadline() {
+        let stuck = CancellationToken::new();
+        let polite = CancellationToken::new();
+        let polite_stop = polite.clone();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done_in_task = done.clone();
+        let tasks = vec![
+            (
+                (Vendor::Voip24h, "stuck".to_owned()),
+                stuck,
+                tokio::spawn(std::future::pending::<()>()),
+            ),
+            (
+                (Vendor::Voip24h, "polite".to_owned()),
+                polite,
+                tokio::spawn(async move {
+                    polite_stop.cancelled().await;
+                    done_in_task.store(true, std::sync::atomic::Ordering::SeqCst);
+                }),
+            ),
+        ];
+        let started = tokio::time::Instant::now();
+        stop_together(tasks).await;
+        assert_eq!(started.elapsed(), STOP_TIMEOUT);
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     #[test]
     fn changed_sources_are_listed_as_vendor_slash_account() {
