@@ -39,8 +39,18 @@ const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 /// sink name → what the sink keeps beside its cursor (opaque to the journal;
 /// the Kafka sink's delivered offsets), written in the cursor's transaction.
 const CURSOR_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("cursor_states");
-/// counters: "next_seq", "bytes".
+/// counters: "next_seq", "bytes"; and "format", the [`JOURNAL_FORMAT`] that
+/// wrote the file.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The journal's on-disk format. Raise it when a change would make an
+/// older build misread the file; a build refuses a journal of a newer
+/// format instead of guessing (an upgrade audit: a build from before the
+/// seq-keyed dedup table opened a newer journal without a word, with an
+/// empty dedup index, and journaled 320 vendor retries a second time).
+/// Journals from before the marker are format 1, which this build reads.
+pub const JOURNAL_FORMAT: u64 = 1;
+const FORMAT_KEY: &str = "format";
 
 /// The two times and the header length.
 const RECORD_PREFIX: usize = 20;
@@ -60,6 +70,14 @@ pub enum JournalError {
     Open { path: PathBuf, source: redb::Error },
     #[error("journal storage error: {0}")]
     Storage(#[from] redb::Error),
+    #[error(
+        "the journal {path} was written by a newer callrelay (journal format {found}; this build reads format {supported} and older): run that version or a newer one, or move the journal aside to start with an empty one (events in it that a sink has not delivered would then be lost)"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
     #[error("journal record {seq} is corrupt")]
     Corrupt { seq: u64 },
     #[error("the journal is closed (the relay is stopping, or reopening it after an I/O error)")]
@@ -213,7 +231,21 @@ impl Journal {
             txn.open_table(DEDUP_LOG).map_err(storage)?;
             txn.open_table(CURSORS).map_err(storage)?;
             txn.open_table(CURSOR_STATES).map_err(storage)?;
-            txn.open_table(META).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let found = meta.get(FORMAT_KEY).map_err(storage)?.map(|v| v.value());
+            match found {
+                Some(found) if found > JOURNAL_FORMAT => {
+                    return Err(JournalError::NewerFormat {
+                        path,
+                        found,
+                        supported: JOURNAL_FORMAT,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(FORMAT_KEY, JOURNAL_FORMAT).map_err(storage)?;
+                }
+            }
         }
         dedup::migrate_legacy(&txn)?;
         txn.commit().map_err(storage)?;

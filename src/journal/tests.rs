@@ -40,6 +40,86 @@ fn seqs(outcomes: &[AppendOutcome]) -> Vec<(u64, bool)> {
         .collect()
 }
 
+/// A journal says which format wrote it, and a build refuses a newer one
+/// with a message that says what to do, rather than misreading it.
+#[test]
+fn a_journal_of_a_newer_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        j.append_batch(&[event("a")]).unwrap();
+    }
+    {
+        let db = Database::create(&path).unwrap();
+        let read = db.begin_read().unwrap();
+        let meta = read.open_table(META).unwrap();
+        let format = meta.get(FORMAT_KEY).unwrap().map(|v| v.value());
+        assert_eq!(
+            format,
+            Some(JOURNAL_FORMAT),
+            "a new journal records its format"
+        );
+        drop(meta);
+        drop(read);
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(FORMAT_KEY, JOURNAL_FORMAT + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let Err(error) = Journal::open(options(dir.path())) else {
+        panic!("a journal of a newer format was opened");
+    };
+    assert!(
+        matches!(error, JournalError::NewerFormat { found, .. } if found == JOURNAL_FORMAT + 1),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("written by a newer callrelay"),
+        "{message}"
+    );
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    // Refused without a change: the newer build still finds its format.
+    let db = Database::create(&path).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read.open_table(META).unwrap();
+    assert_eq!(
+        meta.get(FORMAT_KEY).unwrap().map(|v| v.value()),
+        Some(JOURNAL_FORMAT + 1)
+    );
+}
+
+/// A journal from before the marker (format 1 without saying so) opens,
+/// keeps its events, and is marked.
+#[test]
+fn a_journal_without_a_format_is_read_as_format_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        j.append_batch(&[event("a")]).unwrap();
+    }
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
+        txn.commit().unwrap();
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert_eq!(j.last_seq(), 1);
+    drop(j);
+    let db = Database::create(&path).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read.open_table(META).unwrap();
+    assert_eq!(
+        meta.get(FORMAT_KEY).unwrap().map(|v| v.value()),
+        Some(JOURNAL_FORMAT)
+    );
+}
+
 #[test]
 fn seqs_start_at_one_and_continue_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
