@@ -17,7 +17,9 @@
 //!   too, even if found — on a compacted topic, a found event must not end
 //!   up before an earlier one sent again;
 //! - the read is bounded: a topic's partitions are read from the offsets the
-//!   cursor had passed (or their last [`TAIL`] messages when unknown), at most
+//!   cursor had passed (or their last [`TAIL`] messages when unknown, or when
+//!   the partition now ends before that offset: the broker lost its log or
+//!   the topic was recreated, so what it holds was written since), at most
 //!   [`MAX_READ`] messages and [`DEADLINE`] per topic.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -238,6 +240,19 @@ struct SeqOnly {
     seq: u64,
 }
 
+/// Where a partition with offsets `low..high` is read from, given the offset
+/// of the last message the cursor passed there (if known). A partition that
+/// ends at or before that offset is not the one the offset came from (an
+/// emptied broker, a recreated topic): its messages were all written since,
+/// possibly by a producer dropped with records in flight, so its tail is
+/// read; starting past its end would find none of them and send them twice.
+fn read_start(passed: Option<i64>, low: i64, high: i64) -> i64 {
+    match passed {
+        Some(passed) if passed < high => passed.saturating_add(1).max(low),
+        _ => high.saturating_sub(TAIL).max(low),
+    }
+}
+
 /// Reads `topic` from the offsets in `from` (the last 20,000 messages of a
 /// partition it does not name) up to each partition's end as of now,
 /// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
@@ -280,10 +295,17 @@ pub fn scan_blocking(
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, left())
             .map_err(|error| ScanError::Watermarks { partition, error })?;
-        let start = match from.get(&partition) {
-            Some(&passed) => passed.saturating_add(1).max(low),
-            None => high.saturating_sub(TAIL).max(low),
-        };
+        let passed = from.get(&partition).copied();
+        if let Some(passed) = passed.filter(|&passed| passed >= high) {
+            tracing::warn!(
+                topic,
+                partition,
+                delivered_offset = passed,
+                end_offset = high,
+                "a Kafka partition ends before a message the relay had delivered to it: the broker lost its log or the topic was recreated, and what was delivered there before is gone from Kafka; reading back what it holds now"
+            );
+        }
+        let start = read_start(passed, low, high);
         if start < high {
             assignment
                 .add_partition_offset(topic, partition, Offset::Offset(start))
@@ -344,6 +366,24 @@ pub fn scan_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_is_read_after_the_passed_offset_or_its_tail() {
+        // The usual case: after the last message the cursor passed.
+        assert_eq!(read_start(Some(41), 0, 100), 42);
+        // Nothing written since: starts at the end, reads nothing.
+        assert_eq!(read_start(Some(99), 0, 100), 100);
+        // Retention removed the start of what it would read.
+        assert_eq!(read_start(Some(41), 60, 100), 60);
+        // Unknown partition: its last TAIL messages.
+        assert_eq!(read_start(None, 0, TAIL + 500), 500);
+        assert_eq!(read_start(None, 0, 7), 0);
+        // An emptied broker or a recreated topic: the partition ends before
+        // the passed offset, and all it holds was written since.
+        assert_eq!(read_start(Some(5_000), 0, 30), 0);
+        assert_eq!(read_start(Some(30), 0, 30), 0);
+        assert_eq!(read_start(Some(90_000), 0, TAIL + 10), 10);
+    }
 
     #[test]
     fn offsets_keep_the_highest_per_partition() {
