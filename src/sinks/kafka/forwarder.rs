@@ -52,6 +52,7 @@ use super::cluster;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::Reader;
+use super::readiness;
 use super::resume::{self, AlreadyDelivered, CursorState, DeliveredOffsets, Position};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
@@ -915,21 +916,13 @@ impl Forwarder {
             .with_label_values(&["kafka"])
             .set(lag as i64);
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        let stalled = !self.in_flight.is_empty()
-            && self.awaiting_reports_since.elapsed() > self.tuning.stalled_after;
-        let reason = if let Some(f) = &self.failure {
-            Some(f.clone())
-        } else if brokers_down {
-            Some("all Kafka brokers are down; events wait in the journal".to_owned())
-        } else if stalled {
-            Some(format!(
-                "no delivery report for {}s with {} records in flight",
-                self.awaiting_reports_since.elapsed().as_secs(),
-                self.in_flight.len()
-            ))
-        } else {
-            None
-        };
+        let reason = readiness::not_delivering_reason(&readiness::Observed {
+            failure: self.failure.as_deref(),
+            brokers_down,
+            in_flight: self.in_flight.len(),
+            awaiting_reports_for: self.awaiting_reports_since.elapsed(),
+            stalled_after: self.tuning.stalled_after,
+        });
         // The forwarder's own failure says what it could not do ("cannot
         // read metadata: broker transport failure"); librdkafka's last error
         // report says why (a TLS handshake or SASL login refused, say).

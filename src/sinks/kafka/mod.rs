@@ -15,6 +15,7 @@ mod error_log;
 pub mod forwarder;
 pub mod producer;
 mod reader;
+mod readiness;
 pub mod resume;
 pub mod topic;
 
