@@ -74,7 +74,7 @@ fn own_not_ready_reasons(ctx: &Context) -> Vec<String> {
 /// (the scale audit: one dead device of 40 turned away all 200 accounts'
 /// webhooks); such a reason is listed under `degraded` instead. Named like
 /// Kubernetes' `/readyz?exclude=`.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize)]
 struct ReadyzQuery {
     exclude: Option<String>,
 }

@@ -40,6 +40,29 @@ fn seqs(outcomes: &[AppendOutcome]) -> Vec<(u64, bool)> {
         .collect()
 }
 
+/// The format a closed journal file records, if any.
+fn stored_format(path: &Path) -> Option<u64> {
+    let db = Database::create(path).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read.open_table(META).unwrap();
+    meta.get(FORMAT_KEY).unwrap().map(|v| v.value())
+}
+
+/// Sets (or with `None` removes) the format a closed journal file records.
+fn store_format(path: &Path, format: Option<u64>) {
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(META).unwrap();
+        match format {
+            Some(format) => meta.insert(FORMAT_KEY, format).map(drop),
+            None => meta.remove(FORMAT_KEY).map(drop),
+        }
+        .unwrap();
+    }
+    txn.commit().unwrap();
+}
+
 /// A journal says which format wrote it, and a build refuses a newer one
 /// with a message that says what to do, rather than misreading it.
 #[test]
@@ -50,25 +73,12 @@ fn a_journal_of_a_newer_format_is_refused_by_name() {
         let j = Journal::open(options(dir.path())).unwrap();
         j.append_batch(&[event("a")]).unwrap();
     }
-    {
-        let db = Database::create(&path).unwrap();
-        let read = db.begin_read().unwrap();
-        let meta = read.open_table(META).unwrap();
-        let format = meta.get(FORMAT_KEY).unwrap().map(|v| v.value());
-        assert_eq!(
-            format,
-            Some(JOURNAL_FORMAT),
-            "a new journal records its format"
-        );
-        drop(meta);
-        drop(read);
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert(FORMAT_KEY, JOURNAL_FORMAT + 1)
-            .unwrap();
-        txn.commit().unwrap();
-    }
+    assert_eq!(
+        stored_format(&path),
+        Some(JOURNAL_FORMAT),
+        "a new journal records its format"
+    );
+    store_format(&path, Some(JOURNAL_FORMAT + 1));
     let Err(error) = Journal::open(options(dir.path())) else {
         panic!("a journal of a newer format was opened");
     };
@@ -83,13 +93,7 @@ fn a_journal_of_a_newer_format_is_refused_by_name() {
     );
     assert!(message.contains(&path.display().to_string()), "{message}");
     // Refused without a change: the newer build still finds its format.
-    let db = Database::create(&path).unwrap();
-    let read = db.begin_read().unwrap();
-    let meta = read.open_table(META).unwrap();
-    assert_eq!(
-        meta.get(FORMAT_KEY).unwrap().map(|v| v.value()),
-        Some(JOURNAL_FORMAT + 1)
-    );
+    assert_eq!(stored_format(&path), Some(JOURNAL_FORMAT + 1));
 }
 
 /// A journal from before the marker (format 1 without saying so) opens,
@@ -102,22 +106,12 @@ fn a_journal_without_a_format_is_read_as_format_one() {
         let j = Journal::open(options(dir.path())).unwrap();
         j.append_batch(&[event("a")]).unwrap();
     }
-    {
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
-        txn.commit().unwrap();
-    }
+    store_format(&path, None);
+    assert_eq!(stored_format(&path), None);
     let j = Journal::open(options(dir.path())).unwrap();
     assert_eq!(j.last_seq(), 1);
     drop(j);
-    let db = Database::create(&path).unwrap();
-    let read = db.begin_read().unwrap();
-    let meta = read.open_table(META).unwrap();
-    assert_eq!(
-        meta.get(FORMAT_KEY).unwrap().map(|v| v.value()),
-        Some(JOURNAL_FORMAT)
-    );
+    assert_eq!(stored_format(&path), Some(JOURNAL_FORMAT));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! What a WebSocket client asked for in its query string: the event filters
-//! (`type` globs, `vendor`, `account`, `subject`), the resume point (`since`)
-//! a token, and whether it wants heartbeat frames. Parsed once at connect, then matched against each event's
-//! already-parsed [`EventHeader`], so filtering never touches the JSON.
+//! (`type` globs, `vendor`, `account`, `subject`), the resume point
+//! (`since`), a token, and whether it wants heartbeat frames. Parsed once at
+//! connect, then matched against each event's already-parsed
+//! [`EventHeader`], so filtering never touches the JSON.
 //!
 //! Guarantees: every parameter may be repeated or comma-separated; an empty
 //! list means "no filter on that attribute"; unknown parameters are ignored
