@@ -52,6 +52,26 @@ fn check_never_prints_a_secret_from_a_malformed_config() {
     assert!(!text.contains("87654321"), "{text}");
 }
 
+/// A config with several problems ends with how many, so a long list is
+/// not read as complete from a screen's last lines.
+#[test]
+fn check_ends_a_list_of_problems_with_its_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = "[server]\nlisten = \"nowhere\"\n";
+    let out = check(dir.path(), one, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!text.contains("problems"), "{text}");
+    let two = "[server]\nlisten = \"nowhere\"\n[websocket]\npath = \"/hooks/ws\"\n";
+    let out = check(dir.path(), two, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        text.trim_end().ends_with("relay.toml: 2 problems"),
+        "{text}"
+    );
+}
+
 /// `run` with a config that does not exist: it logs one error and exits 1.
 fn run_missing_config(log_level: Option<&str>, rust_log: Option<&str>) -> Output {
     let mut cmd = Command::new(BIN);
