@@ -51,11 +51,18 @@ pub(super) async fn signal_loop(ctx: Arc<Context>, signals: Signals) {
             _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = hup.recv() => {
                 notify_reloading();
-                match super::reload_request(&ctx).await {
+                // How long a reload held its sources is worth seeing: it
+                // stops every changed source before starting any.
+                tracing::info!("SIGHUP: reloading the config");
+                let started = std::time::Instant::now();
+                let outcome = super::reload_request(&ctx).await;
+                let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                match outcome {
                     Ok(outcome) if outcome.needs_restart.is_empty() => {
-                        tracing::info!("SIGHUP: config re-read");
+                        tracing::info!(took_ms, "SIGHUP: config re-read");
                     }
                     Ok(outcome) => tracing::warn!(
+                        took_ms,
                         "SIGHUP: config re-read; {} setting(s) need a restart to take effect",
                         outcome.needs_restart.len()
                     ),
