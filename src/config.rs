@@ -214,6 +214,12 @@ impl fmt::Display for ConfigError {
             }
             write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, p.message)?;
         }
+        // A long list is read from its end first (scale audit: 270 lines
+        // and no total); `check`, a refused start and a refused reload all
+        // print it.
+        if self.problems.len() > 1 {
+            write!(f, "\n{}: {} problems", self.file, self.problems.len())?;
+        }
         Ok(())
     }
 }

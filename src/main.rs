@@ -106,11 +106,6 @@ fn main() -> ExitCode {
             let config = Config::load(&cli.config);
             if let Err(e) = &config {
                 eprintln!("{e}");
-                // A long list is read from its end first (scale audit: 270
-                // lines and no total).
-                if e.problems.len() > 1 {
-                    eprintln!("{}: {} problems", e.file, e.problems.len());
-                }
             }
             // `run` refuses to start on it, so it is a problem of this setup too.
             let rust_log = logging::check_rust_log();
