@@ -98,6 +98,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
         &["reason"],
     ),
     ("callrelay_webhook_body_bytes", "gauge", &[]),
+    ("callrelay_ws_refused_total", "counter", &["reason"]),
 ];
 
 /// Every metric family the relay registers: name → (type, labels), read from
@@ -127,6 +128,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.config_last_reload_ok, "gauge"),
         (&m.http_connections_closed, "counter"),
         (&m.webhook_body_bytes, "gauge"),
+        (&m.ws_refused, "counter"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
