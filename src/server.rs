@@ -31,12 +31,14 @@ pub fn router(ctx: &Arc<Context>) -> Router {
         .with_state(ctx.clone())
 }
 
+/// The relay's error answer: `{"error": message}` with `status`, as every
+/// route that refuses a request gives it.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route"})),
-    )
-        .into_response()
+    json_error(StatusCode::NOT_FOUND, "no such route")
 }
 
 async fn healthz() -> &'static str {
@@ -83,23 +85,19 @@ async fn readyz(
     State(ctx): State<Arc<Context>>,
     query: Result<Query<ReadyzQuery>, QueryRejection>,
 ) -> Response {
-    let bad = |error: String| {
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": error })),
-        )
-    };
     let exclude = match query {
         Ok(Query(q)) => q.exclude,
-        Err(rejection) => return bad(rejection.body_text()).into_response(),
+        Err(rejection) => return json_error(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
     let exclude_upstreams = match exclude.as_deref() {
         None => false,
         Some("upstreams") => true,
         Some(other) => {
             let other: String = other.chars().take(40).collect();
-            return bad(format!("`exclude` may only be `upstreams`, got {other:?}"))
-                .into_response();
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("`exclude` may only be `upstreams`, got {other:?}"),
+            );
         }
     };
     let mut degraded = ctx.status.degraded_reasons();

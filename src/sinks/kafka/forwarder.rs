@@ -625,10 +625,11 @@ impl Forwarder {
         let mut fatal = failure.is_fatal();
         let mut text = failure.to_string();
         // A stall is fatal to the producer, but not an error Kafka reported.
-        let mut label = match &failure {
-            Failure::Stalled { .. } => failure.reason(),
-            _ if fatal => "fatal",
-            _ => failure.reason(),
+        let stalled = matches!(failure, Failure::Stalled { .. });
+        let mut label = if fatal && !stalled {
+            "fatal"
+        } else {
+            failure.reason()
         };
         if let Some(p) = &self.producer
             && let Some((code, reason)) = p.client().fatal_error()

@@ -192,10 +192,7 @@ impl Refused {
 }
 
 fn refuse(why: Refusal, status: StatusCode, message: String) -> Refused {
-    Refused::with(
-        why,
-        (status, axum::Json(json!({"error": message}))).into_response(),
-    )
+    Refused::with(why, crate::server::json_error(status, &message))
 }
 
 /// Counts a refusal and logs the kinds an operator acts on. Only the reason

@@ -291,16 +291,16 @@ where
                 continue;
             }
         };
-        if let Some(control) = value.get("control") {
-            if control == "heartbeat" {
-                // Not proof the connection is useful: a relay that fails
-                // right after its first heartbeat must still be backed off.
-                if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
-                    *since = Some(since.map_or(seq, |s| s.max(seq)));
-                }
-                continue;
+        if value.get("control").is_some_and(|c| c == "heartbeat") {
+            // Not proof the connection is useful: a relay that fails right
+            // after its first heartbeat must still be backed off.
+            if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
+                *since = (*since).max(Some(seq));
             }
-            *frames += 1;
+            continue;
+        }
+        *frames += 1;
+        if let Some(control) = value.get("control") {
             if control == "gap" {
                 let oldest = value.get("oldest_seq").and_then(|v| v.as_u64());
                 eprintln!(
@@ -310,7 +310,6 @@ where
             }
             continue;
         }
-        *frames += 1;
         // One event per line: `data.raw` keeps a vendor's pretty-printed
         // payload as sent, and in valid JSON a line break can only be such
         // whitespace between tokens (inside a string it is escaped).

@@ -44,7 +44,7 @@ impl Answer {
 
     fn error(status: StatusCode, reason: &str) -> Answer {
         Answer {
-            response: (status, axum::Json(json!({ "error": reason }))).into_response(),
+            response: crate::server::json_error(status, reason),
             reason: Some(reason.to_owned()),
         }
     }
