@@ -26,15 +26,20 @@
 //!   when all have (the caller bounds that wait).
 //!
 //! Connections closed by a bound are counted in
-//! `callrelay_http_connections_closed_total{reason}`.
+//! `callrelay_http_connections_closed_total{reason}`. Every request carries
+//! its connection's peer address ([`peer_of`]), so that a refusal can be
+//! traced to whoever sent it.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Extensions;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -94,8 +99,9 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let connection = Connection {
+                    peer,
                     router: router.clone(),
                     builder: builder.clone(),
                     timeouts,
@@ -166,6 +172,7 @@ impl Closed {
 
 /// What one accepted connection is served with.
 struct Connection {
+    peer: SocketAddr,
     router: Router,
     builder: Arc<Builder<TokioExecutor>>,
     timeouts: HttpTimeouts,
@@ -180,6 +187,7 @@ impl Connection {
         let service = Tracked {
             inner: TowerToHyperService::new(self.router),
             in_flight,
+            peer: self.peer,
         };
         // With upgrades: the fan-out's WebSocketUpgrade takes the connection
         // over, and this future ends once it has.
@@ -237,10 +245,26 @@ async fn quiet_for_too_long(mut requests: watch::Receiver<usize>, t: HttpTimeout
     }
 }
 
-/// The router, counting the requests in flight on its connection.
+/// The router, counting the requests in flight on its connection and
+/// telling each request who sent it.
 struct Tracked<S> {
     inner: S,
     in_flight: watch::Sender<usize>,
+    peer: SocketAddr,
+}
+
+/// The address of the connection `extensions`' request came on (a proxy's,
+/// behind one); `None` for a request that did not come through [`serve`]
+/// (the router driven directly, as some tests do).
+pub fn peer_of(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer)
+}
+
+/// `peer` as a log field: `ip:port`, or `unknown`.
+pub fn peer_label(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string())
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -254,7 +278,8 @@ where
     type Error = Infallible;
     type Future = BoxedResponse;
 
-    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         let in_flight = InFlight::enter(self.in_flight.clone());
         let response = self.inner.call(request);
         Box::pin(async move {

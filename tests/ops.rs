@@ -1641,15 +1641,17 @@ impl Drop for Daemon {
     }
 }
 
-/// A refused webhook is logged with its reason, once per vendor and status
-/// while it repeats (a vendor retrying with a rotated key), and never with the
-/// credential it carried. Before, refusals showed in the metric only.
+/// A refused webhook is logged with its reason and the sender's address, once
+/// per vendor and status while it repeats (a vendor retrying with a rotated
+/// key), and never with the credential it carried. Before, refusals showed in
+/// the metric only. A WebSocket client refused for its token is logged the
+/// same way.
 #[tokio::test]
 async fn refused_webhooks_are_logged_once_while_they_repeat() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("relay.toml");
     let text = format!(
-        "{}{}\n[[webhook]]\nvendor = \"tel4vn\"\naccount = \"other\"\napi_key = \"other-key\"\n",
+        "{}{}\n[[webhook]]\nvendor = \"tel4vn\"\naccount = \"other\"\napi_key = \"other-key\"\n\n[websocket]\ntokens = [\"screen-token-5e1a\"]\n",
         common::base_config(dir.path()),
         DEMO_HOOKS
     );
@@ -1713,7 +1715,31 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
     );
     for line in &refused {
         assert!(!line.to_string().contains(wrong_key), "{line}");
+        assert!(
+            line["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{line}"
+        );
     }
+
+    let screen = client
+        .get(d.url("/ws?token=screen-token-revoked"))
+        .send()
+        .await
+        .expect("ws get");
+    assert_eq!(screen.status(), 401);
+    let line = d
+        .log_where(|v| message(v) == "websocket client refused")
+        .await;
+    assert_eq!(line["reason"], "unauthorized", "{line}");
+    assert!(
+        line["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{line}"
+    );
+    assert!(!line.to_string().contains("screen-token"), "{line}");
 }
 
 /// A stop closes the journal, so the next start does not have to check the

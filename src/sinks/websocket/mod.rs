@@ -30,6 +30,7 @@ pub mod filter;
 pub mod session;
 pub mod tail;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -165,10 +166,12 @@ pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
         &path,
         get(
             move |State(ctx): State<Arc<Context>>,
+                  extensions: Extensions,
                   headers: HeaderMap,
                   RawQuery(query): RawQuery,
                   upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
-                connect(ctx, fanout.clone(), headers, query, upgrade)
+                let peer = crate::http_serve::peer_of(&extensions);
+                connect(ctx, fanout.clone(), peer, headers, query, upgrade)
             },
         ),
     )
@@ -196,8 +199,16 @@ fn refuse(why: Refusal, status: StatusCode, message: String) -> Refused {
 }
 
 /// Counts a refusal and logs the kinds an operator acts on. Only the reason
-/// and status are logged: what the client sent (a token, a `since`) is not.
-fn note_refusal(ctx: &Context, fanout: &Fanout, refusal: Refusal, status: StatusCode) {
+/// and status are logged, with the client's address (a screen looping on a
+/// revoked token is found by it): what the client sent (a token, a `since`)
+/// is not.
+fn note_refusal(
+    ctx: &Context,
+    fanout: &Fanout,
+    refusal: Refusal,
+    peer: Option<SocketAddr>,
+    status: StatusCode,
+) {
     ctx.metrics
         .ws_refused
         .with_label_values(&[refusal.as_str()])
@@ -206,6 +217,7 @@ fn note_refusal(ctx: &Context, fanout: &Fanout, refusal: Refusal, status: Status
         tracing::debug!(
             reason = refusal.as_str(),
             status = status.as_u16(),
+            peer = crate::http_serve::peer_label(peer).as_str(),
             "websocket client refused"
         );
         return;
@@ -219,6 +231,7 @@ fn note_refusal(ctx: &Context, fanout: &Fanout, refusal: Refusal, status: Status
         tracing::warn!(
             reason = refusal.as_str(),
             status = status.as_u16(),
+            peer = crate::http_serve::peer_label(peer).as_str(),
             held_back,
             "websocket client refused"
         );
@@ -228,6 +241,7 @@ fn note_refusal(ctx: &Context, fanout: &Fanout, refusal: Refusal, status: Status
 async fn connect(
     ctx: Arc<Context>,
     fanout: Arc<Fanout>,
+    peer: Option<SocketAddr>,
     headers: HeaderMap,
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -235,7 +249,7 @@ async fn connect(
     match accept(&ctx, &fanout, headers, query, upgrade) {
         Ok(response) => response,
         Err(Refused { why, response }) => {
-            note_refusal(&ctx, &fanout, why, response.status());
+            note_refusal(&ctx, &fanout, why, peer, response.status());
             *response
         }
     }

@@ -24,6 +24,7 @@ pub mod budget;
 pub mod config;
 pub mod response;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,7 @@ async fn handle(
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
 ) -> Response {
+    let peer = crate::http_serve::peer_of(request.extensions());
     let (label, account, answer) = match path {
         Ok(Path((vendor, account))) => {
             let (label, answer) = deliver(&ctx, &vendor, &account, request).await;
@@ -71,7 +73,7 @@ async fn handle(
         .webhook_requests
         .with_label_values(&[label, answer.status().as_str()])
         .inc();
-    log_refusal(&ctx, label, &account, &answer);
+    log_refusal(&ctx, label, &account, peer, &answer);
     answer.into_response()
 }
 
@@ -86,8 +88,15 @@ const LOGGED_ACCOUNT_CHARS: usize = 64;
 /// counted per vendor only (the set of keys stays as small as the config).
 /// The account comes from the request's path: it is cut short, and both log
 /// formats escape a string field, so no line break or escape sequence it
-/// carries reaches the log as such.
-fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answer) {
+/// carries reaches the log as such. `peer` is the connection's address, so
+/// that a sender can be told from a scanner: the line's, not the held-back ones'.
+fn log_refusal(
+    ctx: &Context,
+    vendor: &'static str,
+    account: &str,
+    peer: Option<SocketAddr>,
+    answer: &Answer,
+) {
     let status = answer.status();
     // 503s too: the journal or the body budget turning vendors away is what
     // an operator looks for first.
@@ -111,6 +120,7 @@ fn log_refusal(ctx: &Context, vendor: &'static str, account: &str, answer: &Answ
     tracing::warn!(
         vendor,
         account = account.as_str(),
+        peer = crate::http_serve::peer_label(peer).as_str(),
         status = status.as_u16(),
         reason = answer.reason().unwrap_or_default(),
         held_back,
