@@ -5,6 +5,11 @@
 //! (pure parse + normalize) → `ingest` (dedup, group commit) → `journal`
 //! (the durable hub) → `sinks` (Kafka, WebSocket fan-out).
 
+/// This build's version: the crate's, then `+` and the commit it was built
+/// from when known (`0.1.0+8cafdc0a1b2c`; build.rs). `--version`, `/status`
+/// and `callrelay_build_info` all say this.
+pub const VERSION: &str = env!("CALLRELAY_VERSION");
+
 pub mod app;
 pub mod config;
 pub mod event;

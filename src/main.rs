@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "callrelay",
-    version,
+    version = callrelay::VERSION,
     about = "Relays telephony vendors' call and CRM events as one deduplicated, durable CloudEvents stream to Kafka and WebSocket clients"
 )]
 struct Cli {

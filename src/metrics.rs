@@ -162,9 +162,7 @@ impl Metrics {
             "Always 1; the version label says which build runs.",
             &["version"],
         );
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info.with_label_values(&[crate::VERSION]).set(1);
         let journal_dropped = counter(
             &r,
             "callrelay_journal_dropped_events_total",

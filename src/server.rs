@@ -170,7 +170,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
         .collect();
     let reasons = not_ready_reasons(&ctx);
     let body = json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": crate::VERSION,
         "uptime_s": ctx.started.elapsed().as_secs(),
         "ready": reasons.is_empty(),
         "not_ready_reasons": reasons,

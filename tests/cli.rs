@@ -1,5 +1,6 @@
 //! The command line through the real binary: what `check` prints for a bad
-//! config, `--log-level`/`RUST_LOG` handling, and what logs may show.
+//! config, `--log-level`/`RUST_LOG` handling, what logs may show, and which
+//! build `--version` names.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -319,4 +320,35 @@ fn check_reads_the_proxy_from_the_environment() {
     let exempt = [socks[0], ("NO_PROXY", "10.0.0.0/8")];
     let out = check(dir.path(), sprecord, &exempt);
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+}
+
+/// `--version` names the commit a build is from, so that two builds of one
+/// release (an upgrade and its rollback) can be told apart; it said `0.1.0`
+/// for every build. The commit is the checkout's, read here the same way.
+#[test]
+fn version_names_the_commit_the_build_is_from() {
+    let out = Command::new(BIN)
+        .arg("--version")
+        .output()
+        .expect("run --version");
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let expected = match head {
+        Some(commit) => format!("callrelay {}+{commit}", env!("CARGO_PKG_VERSION")),
+        // A source tarball: no git, the crate's version alone.
+        None => format!("callrelay {}", env!("CARGO_PKG_VERSION")),
+    };
+    assert_eq!(printed, expected);
+    assert_eq!(
+        printed.strip_prefix("callrelay "),
+        Some(callrelay::VERSION),
+        "--version and /status, /metrics must agree"
+    );
 }

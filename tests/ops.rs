@@ -334,7 +334,7 @@ async fn metrics_move_with_traffic_and_pass_promtool() {
         value(
             &s,
             "callrelay_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))]
+            &[("version", callrelay::VERSION)]
         ),
         Some(1.0)
     );
