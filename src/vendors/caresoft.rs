@@ -139,7 +139,10 @@ fn smart_dialer(map: &Map<String, Value>, payload: &Value, action: &str) -> Opti
         .text("from", line.clone())
         .text("to", text_of(info, &["phone_number"]))
         .text("hotline", line)
-        .text("agent", text_of(info, &["agent_id"]))
+        // The document's call_info table: `agent_user_id` is the agent's id
+        // ("ID chuyên viên"), `agent_id` the agent's IP phone.
+        .text("agent", text_of(info, &["agent_user_id"]))
+        .text("extension", text_of(info, &["agent_id"]))
         .text("status", status(get(info, "status_code")))
         .value("duration_s", seconds(get(info, "call_duration")));
     let id = match &call_id {
