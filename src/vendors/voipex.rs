@@ -3,7 +3,9 @@
 //!
 //! Identity: call events `UniqueId + EventName + party` (the party is the
 //! agent login, else the line, else the called number: two phones ringing for
-//! one call are two events). Agent events carry no id and no time at all, so an
+//! one call are two events); a transfer's and a cancelled transfer's also
+//! include `To`, the colleague consulted, so that one agent transferring to a
+//! second colleague after the first is two events. Agent events carry no id and no time at all, so an
 //! agent pausing twice within the dedup window would look like one retried
 //! event; rather than drop a real pause, their identity includes the receive
 //! time — a VOIPEX retry of an agent event is then journaled twice.
@@ -97,7 +99,9 @@ fn event(
         call_id.clone()
     };
     let party = login.as_deref().or(line.as_deref()).or(to.as_deref());
+    let transfer = matches!(name.as_str(), "attendedtransfer" | "cancelattendedtransfer");
     let id = match (&call_id, agent_event) {
+        (Some(id), _) if transfer => identity(&[Some(id), Some(&name), party, to.as_deref()]),
         (Some(id), _) => identity(&[Some(id), Some(&name), party]),
         (None, true) => {
             let at = (received_at.unix_timestamp_nanos() / 1_000_000).to_string();
@@ -201,6 +205,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n.identity, ring("a").identity);
+    }
+
+    /// An agent who consults one colleague, cancels, then another, sends
+    /// two cancels (and maybe two transfers) that differ only in `To`: the
+    /// second was answered as a duplicate of the first and lost.
+    #[test]
+    fn a_transfer_to_another_colleague_is_another_event() {
+        for name in ["AttendedTransfer", "CancelAttendedTransfer"] {
+            let to = |to: &str| {
+                parse(
+                    &json!({"EventName":name,"From":"+420777888999","To":to,"Line":"445",
+                        "Login":"eva.svobodova","UniqueId":"1412256300.2000"}),
+                    now(),
+                )
+                .unwrap()
+                .identity
+            };
+            assert_ne!(to("446"), to("447"), "{name}");
+            assert_eq!(to("446"), to("446"), "{name}");
+        }
     }
 
     fn basic(h: &str) -> HeaderMap {

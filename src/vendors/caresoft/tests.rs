@@ -373,10 +373,12 @@ fn one_agent_rung_twice_is_two_events_and_a_retry_is_one() {
 /// phone before.
 #[test]
 fn a_predictive_call_names_the_agent_and_the_agents_phone() {
-    let e = parse(&json!({"object": "smart_dialer", "action": "pd_end_call", "call_info": {
+    let e = parse(
+        &json!({"object": "smart_dialer", "action": "pd_end_call", "call_info": {
         "call_id": "SD-1", "line": "02873000000", "phone_number": "0912345678",
         "agent_user_id": 63215882, "agent_id": "1005", "call_duration": 42,
-        "status_code": 200, "end_time": 1633489861000u64}}))
+        "status_code": 200, "end_time": 1633489861000u64}}),
+    )
     .unwrap();
     assert_eq!(e.fields["agent"], "63215882");
     assert_eq!(e.fields["extension"], "1005");
