@@ -323,6 +323,34 @@ async fn events_reach_the_journal_in_order(sio: u8) {
     assert_eq!(gone["concurrent"], 0);
 }
 
+/// Voip24h says its socket also carries missed calls, without naming the
+/// event: an event the session does not know is relayed as `vendor.unknown`
+/// with its name and arguments, in order with the `response`s around it. It
+/// was logged at debug and dropped.
+#[tokio::test]
+async fn an_unknown_socket_event_is_relayed_as_vendor_unknown() {
+    let mut peer = Peer::start(4).await;
+    let relay = start_relay(&peer, "4", KEY, "key").await;
+    peer.expect("signed").await;
+    let missed = json!({"calldate": "2021-03-26 11:52:30", "src": "0832666859",
+        "dst": "130", "linkedid": "1616734230.1099"});
+    peer.emit("response", json!([call_event(1)])).await;
+    peer.emit("missed", json!([missed.clone(), "second argument"]))
+        .await;
+    peer.emit("response", json!([call_event(2)])).await;
+    relay.wait_for_seq(3, WAIT).await;
+    let events = relay.event_values();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["call.ringing", "vendor.unknown", "call.ringing"]);
+    assert_eq!(
+        events[1]["data"]["raw"],
+        json!({"event": "missed", "args": [missed, "second argument"]})
+    );
+    assert_eq!(events[1]["vendor"], "voip24h");
+    assert_eq!(received(&relay), 3);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn sio2_events_reach_the_journal_in_order() {
     events_reach_the_journal_in_order(2).await;

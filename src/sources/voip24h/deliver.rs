@@ -1,5 +1,7 @@
 //! A `response` event's way into the journal: unwrap the payload (an object, or
 //! a JSON string holding one), parse it with the Voip24h vendor module, submit.
+//! An event the session does not know takes the same way, wrapped with its
+//! name ([`unrecognised`]).
 //!
 //! Guarantees: a payload that cannot be read is counted in
 //! `callrelay_upstream_malformed_total` and logged (its size, never its text),
@@ -66,6 +68,23 @@ fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
     } else {
         Ok(())
     }
+}
+
+/// An event the session does not know, as one `response`-like argument:
+/// `{"event": name, "args": [...]}` with each argument's JSON as it arrived.
+/// Voip24h says its socket also carries missed calls without naming their
+/// event; whatever it is, it is relayed (as `vendor.unknown`, since the
+/// wrapper has no call fields), not dropped.
+pub fn unrecognised(name: &str, args: &[Arg]) -> Option<Arg> {
+    let mut text = format!("{{\"event\":{},\"args\":[", Value::String(name.to_owned()));
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(arg.json());
+    }
+    text.push_str("]}");
+    Arg::from_json(&text)
 }
 
 /// Counts a message from the server that could not be read.
@@ -150,6 +169,23 @@ mod tests {
 
     fn arg(text: &str) -> Arg {
         Arg::from_json(text).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_event_is_wrapped_with_its_name_and_arguments_as_sent() {
+        let wrapped =
+            unrecognised("mi\"ssed", &[arg(r#"{"b": 1.0e3, "a":[]}"#), arg("7")]).unwrap();
+        assert_eq!(
+            wrapped.json(),
+            r#"{"event":"mi\"ssed","args":[{"b": 1.0e3, "a":[]},7]}"#
+        );
+        let empty = unrecognised("ping2", &[]).unwrap();
+        assert_eq!(empty.json(), r#"{"event":"ping2","args":[]}"#);
+        let (value, _) = read_payload(&[empty], 1024).unwrap();
+        assert_eq!(
+            parse_call_event(&value).unwrap().event_type,
+            "vendor.unknown"
+        );
     }
 
     #[test]

@@ -163,6 +163,7 @@ impl Supervisor {
             ctx,
             reporter,
             cancel,
+            unknown_logged: Default::default(),
         }
         .run(&mut link)
         .await;

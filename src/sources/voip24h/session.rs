@@ -1,6 +1,7 @@
 //! One Voip24h session on an open [`Link`]: sign once the namespace is
-//! connected, keep it alive with `hello`, journal every `response`, and end on
-//! the first sign that the session is over.
+//! connected, keep it alive with `hello`, journal every `response` (and, as
+//! `vendor.unknown`, every event it does not know), and end on the first sign
+//! that the session is over.
 //!
 //! Guarantees: `sign` is sent only after the server acknowledged the namespace
 //! (a socket.io 4 server drops a connection that emits earlier); two `hello`s
@@ -18,7 +19,8 @@
 //! and logged. The session never closes the link itself: the caller does, so
 //! that closing is always awaited in one place.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -26,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
-use super::deliver::{ShuttingDown, count_malformed, deliver_all};
+use super::deliver::{ShuttingDown, count_malformed, deliver_all, unrecognised};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
 use crate::app::Context;
@@ -94,6 +96,16 @@ impl EndReason {
     }
 }
 
+/// Whether `name` is none of the events the vendor documents for the
+/// session itself (keep-alive, sign-in, errors, endings) nor `response`: an
+/// event to relay as `vendor.unknown`.
+fn is_unknown(name: &str) -> bool {
+    !matches!(
+        name,
+        "response" | "say" | "signing" | "connected" | "connection" | "error"
+    ) && EndReason::from_event(name).is_none()
+}
+
 /// How a session ended.
 #[derive(Debug)]
 pub struct SessionEnd {
@@ -119,6 +131,10 @@ const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// under a burst ran out of time to journal what it had received).
 const GROUP_MAX: usize = 256;
 
+/// How many distinct unknown event names a session logs: the names come from
+/// the server, so the set is bounded.
+const UNKNOWN_NAMES_LOGGED: usize = 16;
+
 /// The vendor's floor for the say/hello loop: "under 10 s congests the
 /// socket". Config keeps `hello_interval` at 10 s or more; the gap used is the
 /// smaller of the two only so that tests can shorten both.
@@ -134,6 +150,8 @@ pub struct Session<'a> {
     pub ctx: &'a Arc<Context>,
     pub reporter: &'a UpstreamReporter,
     pub cancel: &'a CancellationToken,
+    /// Names of unknown events already logged in this session.
+    pub unknown_logged: Mutex<HashSet<String>>,
 }
 
 impl Session<'_> {
@@ -189,7 +207,8 @@ impl Session<'_> {
     fn report_left_behind(&self, link: &mut Link, abandoned: u64) {
         let mut left = abandoned;
         while let Some(inbound) = link.try_recv() {
-            if matches!(&inbound, Inbound::Event { name, .. } if name == "response") {
+            if matches!(&inbound, Inbound::Event { name, .. } if name == "response" || is_unknown(name))
+            {
                 left += 1;
             }
         }
@@ -240,7 +259,7 @@ impl Session<'_> {
         }
     }
 
-    /// Journals `inbound` if it is a `response`; false once nothing more can be
+    /// Journals `inbound` if it is a `response` or an unknown event; false once nothing more can be
     /// delivered (the link closed, the journal is closing, the drain is over).
     async fn deliver_inbound(
         &self,
@@ -251,6 +270,15 @@ impl Session<'_> {
         match inbound {
             Inbound::Event { name, args } if name == "response" => {
                 match self.deliver_responses(link, args, drain_over).await {
+                    Ok(()) => true,
+                    Err(ShuttingDown { abandoned }) => {
+                        self.report_left_behind(link, abandoned);
+                        false
+                    }
+                }
+            }
+            Inbound::Event { name, args } if is_unknown(&name) => {
+                match self.deliver_unrecognised(&name, &args, drain_over).await {
                     Ok(()) => true,
                     Err(ShuttingDown { abandoned }) => {
                         self.report_left_behind(link, abandoned);
@@ -289,6 +317,41 @@ impl Session<'_> {
             }
         }
         if deliver_all(self.ctx, self.account(), &group, drain_over).await? > 0 {
+            self.reporter.event_seen();
+        }
+        Ok(())
+    }
+
+    /// Journals an event the session does not know as `vendor.unknown`
+    /// ([`unrecognised`]); each name is logged once per session (at most
+    /// [`UNKNOWN_NAMES_LOGGED`] names), so that an operator can ask the vendor
+    /// what it is without the log repeating it per event.
+    async fn deliver_unrecognised(
+        &self,
+        name: &str,
+        args: &[Arg],
+        drain_over: &CancellationToken,
+    ) -> Result<(), ShuttingDown> {
+        let first_of_its_name = {
+            let mut logged = self
+                .unknown_logged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            logged.len() < UNKNOWN_NAMES_LOGGED && logged.insert(name.to_owned())
+        };
+        if first_of_its_name {
+            tracing::info!(
+                vendor = "voip24h",
+                account = self.account(),
+                event = name,
+                "relaying an unknown socket.io event as vendor.unknown"
+            );
+        }
+        let Some(wrapped) = unrecognised(name, args) else {
+            count_malformed(self.ctx, self.account());
+            return Ok(());
+        };
+        if deliver_all(self.ctx, self.account(), &[vec![wrapped]], drain_over).await? > 0 {
             self.reporter.event_seen();
         }
         Ok(())
@@ -460,12 +523,18 @@ impl Session<'_> {
                                     );
                                 }
                                 None => {
-                                    tracing::debug!(
-                                        vendor = "voip24h",
-                                        account = self.account(),
-                                        event = other,
-                                        "ignored event"
-                                    );
+                                    if let Err(ShuttingDown { abandoned }) =
+                                        self.deliver_unrecognised(&name, &args, drain_over).await
+                                    {
+                                        self.report_left_behind(link, abandoned);
+                                        return end(
+                                            EndReason::Cancelled,
+                                            "journal closing".into(),
+                                            namespace_connected,
+                                            connected_at,
+                                        );
+                                    }
+                                    last_frame = Instant::now();
                                 }
                             },
                         },
