@@ -273,6 +273,7 @@ async fn serve(
         ctx.shutdown.clone(),
     ));
 
+    ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
     sources.apply(&ctx.config.load(), &ctx).await;
     let mut kafka = start_kafka(&ctx);
@@ -296,6 +297,7 @@ async fn serve(
                     }
                 }
                 ctx.config.store(config.clone());
+                ctx.metrics.prime(&config);
                 // The fan-out reads its config per connection, but its
                 // /status entry is only rewritten on a connect or disconnect,
                 // and running sessions check their token again.

@@ -49,6 +49,19 @@ impl Vendor {
             Vendor::Voipex => "voipex",
         }
     }
+
+    /// The categories (first part of the type) this vendor's events can
+    /// have, `vendor` (for `vendor.unknown`) included: the `type` label values
+    /// of `callrelay_events_journaled_total` exported at 0 for it.
+    pub fn categories(self) -> &'static [&'static str] {
+        match self {
+            Vendor::Voip24h => &["call", "feedback", "vendor"],
+            Vendor::Sprecord => &["call", "device", "sms", "vendor"],
+            Vendor::Caresoft => &["call", "autocall", "crm", "vendor"],
+            Vendor::Tel4vn => &["call", "autocall", "vendor"],
+            Vendor::Voipex => &["call", "agent", "vendor"],
+        }
+    }
 }
 
 impl fmt::Display for Vendor {

@@ -1,11 +1,15 @@
 //! The Prometheus registry and every metric of CONTRACT.md (prefix `callrelay_`),
 //! plus the few this project adds (documented in README.md).
 //!
-//! Guarantees: every metric exists from start (labelled families appear once a
-//! label set is first used; unlabelled ones at once); no label carries an
+//! Guarantees: every metric exists from start; a labelled family's series
+//! exist at 0 from the start for every label value known then (reasons,
+//! codes, the config's accounts and vendors, see [`Metrics::prime`]) and
+//! from first use for the rest (streams, reconnect reasons); no label carries an
 //! unbounded value such as a call id or a phone number — callers pass only
 //! vendor, account (from the config), stream index, sink, reason and code.
 
+use crate::config::Config;
+use crate::event::{Transport, Vendor};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -67,6 +71,10 @@ fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>
         panic!("registering a metric twice: {e}"); // ok: constant names, registered once
     }
 }
+
+/// The codes a webhook is answered with (`callrelay_webhook_requests_total`'s
+/// `code`), each exported at 0 per vendor.
+const WEBHOOK_CODES: [&str; 8] = ["200", "400", "401", "404", "405", "413", "500", "503"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -232,6 +240,22 @@ impl Metrics {
         for reason in crate::sinks::websocket::Refusal::ALL {
             ws_refused.with_label_values(&[reason.as_str()]);
         }
+        // The rest of what a dashboard shows with `increase()`/`rate()` starts
+        // at 0 too, so that the first 413, slow consumer or failed publish
+        // shows there (a series born at 1 shows no increase); what depends on
+        // the accounts is exported by `prime`.
+        for vendor in crate::event::Vendor::ALL {
+            for code in WEBHOOK_CODES {
+                webhook_requests.with_label_values(&[vendor.as_str(), code]);
+            }
+        }
+        webhook_requests.with_label_values(&["unknown", "404"]);
+        for reason in crate::sinks::websocket::session::End::REASONS {
+            ws_disconnects.with_label_values(&[reason]);
+        }
+        for reason in crate::sinks::kafka::forwarder::PUBLISH_ERROR_REASONS {
+            publish_errors.with_label_values(&["kafka", reason]);
+        }
         Metrics {
             registry: r,
             events_received,
@@ -261,6 +285,52 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Exports at 0 the per-account series of every account and vendor
+    /// `config` names: events received and duplicates per account, events
+    /// journaled per vendor and category, malformed messages per connection
+    /// source. Called at start and after each reload (an account added then
+    /// starts at 0 as well); series of accounts removed stay, as counters do.
+    pub fn prime(&self, config: &Config) {
+        let webhooks = config.webhook.iter().map(|w| {
+            let w = w.get_ref();
+            (w.vendor, w.account.get_ref().as_str(), Transport::Webhook)
+        });
+        let voip24h = config.voip24h.iter().map(|c| {
+            (
+                Vendor::Voip24h,
+                c.get_ref().account.get_ref().as_str(),
+                Transport::SocketIo,
+            )
+        });
+        let sprecord = config.sprecord.iter().map(|c| {
+            (
+                Vendor::Sprecord,
+                c.get_ref().account.get_ref().as_str(),
+                Transport::Sse,
+            )
+        });
+        let mut vendors = Vec::new();
+        for (vendor, account, transport) in webhooks.chain(voip24h).chain(sprecord) {
+            self.events_received
+                .with_label_values(&[vendor.as_str(), account, transport.as_str()]);
+            self.events_duplicate
+                .with_label_values(&[vendor.as_str(), account]);
+            if transport != Transport::Webhook {
+                self.upstream_malformed
+                    .with_label_values(&[vendor.as_str(), account]);
+            }
+            if !vendors.contains(&vendor) {
+                vendors.push(vendor);
+            }
+        }
+        for vendor in vendors {
+            for category in vendor.categories() {
+                self.events_journaled
+                    .with_label_values(&[vendor.as_str(), category]);
+            }
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();

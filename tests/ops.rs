@@ -323,6 +323,91 @@ account = "demo"
 secret = "demo-caresoft-secret"
 "#;
 
+/// What a dashboard shows with `increase()` exists at 0 before anything
+/// happened, so the first 413, duplicate or slow consumer shows as an
+/// increase (a series born at 1 shows none); an account added by a reload
+/// starts at 0 too. Before, only the series the alerts watch did.
+#[tokio::test]
+async fn dashboard_series_start_at_zero_for_every_configured_account() {
+    let relay = common::start_relay(DEMO_HOOKS).await;
+    let base = relay.url("");
+    let (_, s, _) = scrape(&base).await;
+    let zero: &[(&str, &[(&str, &str)])] = &[
+        (
+            "callrelay_events_received_total",
+            &[
+                ("vendor", "tel4vn"),
+                ("account", "demo"),
+                ("transport", "webhook"),
+            ],
+        ),
+        (
+            "callrelay_events_duplicate_total",
+            &[("vendor", "caresoft"), ("account", "demo")],
+        ),
+        (
+            "callrelay_events_journaled_total",
+            &[("vendor", "caresoft"), ("type", "crm")],
+        ),
+        (
+            "callrelay_webhook_requests_total",
+            &[("vendor", "tel4vn"), ("code", "413")],
+        ),
+        (
+            "callrelay_webhook_requests_total",
+            &[("vendor", "unknown"), ("code", "404")],
+        ),
+        (
+            "callrelay_ws_disconnects_total",
+            &[("reason", "slow_consumer")],
+        ),
+        (
+            "callrelay_publish_errors_total",
+            &[("sink", "kafka"), ("reason", "stalled")],
+        ),
+    ];
+    for (name, labels) in zero {
+        assert_eq!(value(&s, name, labels), Some(0.0), "{name} {labels:?}");
+    }
+    // Only the configured vendors' categories: no CareSoft-only category
+    // for Tel4vn.
+    assert_eq!(
+        value(
+            &s,
+            "callrelay_events_journaled_total",
+            &[("vendor", "tel4vn"), ("type", "crm")]
+        ),
+        None
+    );
+
+    let added = "[[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:9\"\n";
+    let text = std::fs::read_to_string(&relay.config_path).expect("read config");
+    std::fs::write(&relay.config_path, format!("{text}\n{added}")).expect("write config");
+    relay.reload().await;
+    let (_, s, _) = scrape(&base).await;
+    for (name, labels) in [
+        (
+            "callrelay_events_received_total",
+            &[
+                ("vendor", "sprecord"),
+                ("account", "office"),
+                ("transport", "sse"),
+            ][..],
+        ),
+        (
+            "callrelay_upstream_malformed_total",
+            &[("vendor", "sprecord"), ("account", "office")][..],
+        ),
+        (
+            "callrelay_events_journaled_total",
+            &[("vendor", "sprecord"), ("type", "sms")][..],
+        ),
+    ] {
+        assert_eq!(value(&s, name, labels), Some(0.0), "{name} {labels:?}");
+    }
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_move_with_traffic_and_pass_promtool() {
     let relay = common::start_relay(DEMO_HOOKS).await;

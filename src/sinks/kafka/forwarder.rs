@@ -130,6 +130,25 @@ enum Failure {
     Journal(String),
 }
 
+/// Every `reason` label of `callrelay_publish_errors_total{sink="kafka"}`
+/// (a failure's, librdkafka's error's, `fatal`), for exporting each at 0.
+pub const PUBLISH_ERROR_REASONS: [&str; 14] = [
+    "config",
+    "unknown_topic",
+    "metadata",
+    "create_topic",
+    "purged",
+    "stalled",
+    "journal",
+    "fatal",
+    "timeout",
+    "queue_full",
+    "too_large",
+    "broker_down",
+    "auth",
+    "other",
+];
+
 impl Failure {
     fn reason(&self) -> &'static str {
         match self {
@@ -1004,5 +1023,54 @@ impl Forwarder {
             .with_label_values(&["kafka"])
             .set(self.lag() as i64);
         self.ctx.status.remove_sink("kafka");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::RDKafkaErrorCode as C;
+
+    #[test]
+    fn every_publish_error_reason_is_exported_from_the_start() {
+        let produced = |code| KafkaError::MessageProduction(code);
+        let failures = [
+            Failure::Create(KafkaError::ClientCreation("x".into())),
+            Failure::Topic(TopicError::Missing("t".into())),
+            Failure::Topic(TopicError::Metadata {
+                topic: "t".into(),
+                reason: "r".into(),
+            }),
+            Failure::Topic(TopicError::Create {
+                topic: "t".into(),
+                reason: "r".into(),
+            }),
+            Failure::ProducerGone,
+            Failure::Stalled {
+                waited: Duration::ZERO,
+                in_flight: 1,
+            },
+            Failure::Journal("j".into()),
+        ];
+        let codes = [
+            C::MessageTimedOut,
+            C::QueueFull,
+            C::MessageSizeTooLarge,
+            C::UnknownTopicOrPartition,
+            C::AllBrokersDown,
+            C::TopicAuthorizationFailed,
+            C::PurgeQueue,
+            C::Fatal,
+            C::InvalidProducerEpoch,
+            C::BrokerNotAvailable,
+        ];
+        let reasons = failures
+            .iter()
+            .map(Failure::reason)
+            .chain(codes.into_iter().map(|c| producer::reason(&produced(c))))
+            .chain(["fatal"]);
+        for reason in reasons {
+            assert!(PUBLISH_ERROR_REASONS.contains(&reason), "{reason}");
+        }
     }
 }

@@ -100,6 +100,19 @@ pub enum End {
 }
 
 impl End {
+    /// Every `reason` label, for exporting each at 0 from the start.
+    pub const REASONS: [&'static str; 9] = [
+        "client_closed",
+        "client_gone",
+        "bad_frame",
+        "slow_consumer",
+        "write_stalled",
+        "token_revoked",
+        "pong_timeout",
+        "shutdown",
+        "journal_error",
+    ];
+
     pub fn reason(self) -> &'static str {
         match self {
             End::ClientClosed => "client_closed",
@@ -629,5 +642,40 @@ impl Queue {
             self.through = through;
         }
         Ok(self.matching > limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::End;
+
+    /// Every way a session ends has its reason in [`End::REASONS`] (the
+    /// match is exhaustive: a new way to end fails to compile here first).
+    #[test]
+    fn every_disconnect_reason_is_exported_from_the_start() {
+        let all = |end: End| match end {
+            End::ClientClosed
+            | End::ClientGone
+            | End::BadFrame(_)
+            | End::SlowConsumer
+            | End::WriteStalled
+            | End::TokenRevoked
+            | End::PongTimeout
+            | End::Shutdown
+            | End::JournalError => end.reason(),
+        };
+        let ends = [
+            End::ClientClosed,
+            End::ClientGone,
+            End::BadFrame(1009),
+            End::SlowConsumer,
+            End::WriteStalled,
+            End::TokenRevoked,
+            End::PongTimeout,
+            End::Shutdown,
+            End::JournalError,
+        ];
+        let reasons: Vec<&str> = ends.into_iter().map(all).collect();
+        assert_eq!(reasons, End::REASONS);
     }
 }
