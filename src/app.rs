@@ -31,7 +31,7 @@ use signals::{Signals, signal_loop};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::ingest::{Hub, Ingest, IngestHandle, IngestOptions};
-use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::journal::{ActiveSink, Journal, JournalError, JournalOptions};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
@@ -70,6 +70,12 @@ pub struct Context {
     /// not read from the config per request: while a reload replaces the
     /// sink, an event must fit both the old one and the new one.
     pub kafka_message_max: AtomicUsize,
+    /// The newest seq the Kafka sink has read into memory: what `max_size`
+    /// drops after its cursor up to this is not counted as lost while the
+    /// sink delivers it (see [`crate::journal::ActiveSink`]). Grows as the
+    /// sink reads; set back to its cursor when it starts or lets go of its
+    /// memory.
+    pub kafka_held_up_to: AtomicU64,
     /// Which refused webhook requests are logged (per vendor, configured
     /// account and status).
     pub webhook_refusals: Mutex<LogThrottle<(&'static str, String, u16)>>,
@@ -87,11 +93,15 @@ impl Context {
         (limit != usize::MAX).then_some(limit)
     }
 
-    /// The sinks whose cursors hold events back from retention.
-    pub fn active_sink_cursors(&self) -> Vec<&'static str> {
+    /// The sinks whose cursors hold events back from retention, with what
+    /// each holds in memory.
+    pub fn active_sinks(&self) -> Vec<ActiveSink<'static>> {
         let mut sinks = Vec::new();
         if self.config.load().kafka.is_some() {
-            sinks.push(sinks::kafka::CURSOR);
+            sinks.push(ActiveSink {
+                name: sinks::kafka::CURSOR,
+                held_up_to: self.kafka_held_up_to.load(Ordering::Acquire),
+            });
         }
         sinks
     }
@@ -171,6 +181,7 @@ impl Relay {
             ws_sessions: sinks::websocket::Sessions::default(),
             sse_resume: Arc::default(),
             kafka_message_max,
+            kafka_held_up_to: AtomicU64::new(0),
             webhook_refusals: Mutex::new(LogThrottle::new(
                 crate::sources::webhook::REFUSAL_LOG_INTERVAL,
             )),

@@ -26,6 +26,7 @@ use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 
 mod clock;
 mod dedup;
+mod held_drop;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};
 
@@ -42,6 +43,9 @@ const CURSOR_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("cursor
 /// counters: "next_seq", "bytes"; and "format", the [`JOURNAL_FORMAT`] that
 /// wrote the file.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Per sink, the runs of events `max_size` dropped while the sink held them
+/// in memory: (sink, first seq) → last seq (see [`held_drop`]).
+const HELD_DROPS: TableDefinition<(&str, u64), u64> = TableDefinition::new("held_drops");
 
 /// The journal's on-disk format. Raise it when a change would make an
 /// older build misread the file; a build refuses a journal of a newer
@@ -119,6 +123,27 @@ pub enum AppendOutcome {
     },
 }
 
+/// A sink retention must respect: its cursor's `name`, and how far it has
+/// read events into memory (`held_up_to`; 0, or its cursor, when it holds
+/// none). An event after its cursor up to `held_up_to` that `max_size`
+/// drops is on its way to the sink all the same (delivered from memory), so
+/// it is not lost unless the sink lets go of its memory first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveSink<'a> {
+    pub name: &'a str,
+    pub held_up_to: u64,
+}
+
+impl<'a> ActiveSink<'a> {
+    /// A sink that holds nothing in memory.
+    pub fn named(name: &'a str) -> ActiveSink<'a> {
+        ActiveSink {
+            name,
+            held_up_to: 0,
+        }
+    }
+}
+
 /// What a retention pass removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -128,6 +153,9 @@ pub struct RetentionReport {
     pub dropped_undelivered: u64,
     /// Events removed for `max_size` that were already delivered.
     pub dropped_delivered: u64,
+    /// Events removed for `max_size` while every sink that had not
+    /// delivered them held them in memory: recorded, not yet lost.
+    pub dropped_held: u64,
 }
 
 /// The durable log. Cheap reads from any thread; appends are serialized by redb.
@@ -231,6 +259,7 @@ impl Journal {
             txn.open_table(DEDUP_LOG).map_err(storage)?;
             txn.open_table(CURSORS).map_err(storage)?;
             txn.open_table(CURSOR_STATES).map_err(storage)?;
+            txn.open_table(HELD_DROPS).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             let found = meta.get(FORMAT_KEY).map_err(storage)?.map(|v| v.value());
             match found {
@@ -408,6 +437,40 @@ impl Journal {
     /// The oldest seq still held; `last_seq() + 1` when the journal is empty.
     pub fn first_seq(&self) -> u64 {
         self.first_seq.load(Ordering::Acquire)
+    }
+
+    /// For a sink that has let go of what it held in memory (a restart, a
+    /// recovery that rewinds to `cursor`): how many events `max_size` dropped
+    /// while it held them and it did not deliver (after `cursor`). They are
+    /// lost for it now; the record of them is cleared, so each is counted
+    /// once.
+    pub fn take_held_drops(&self, sink: &str, cursor: u64) -> Result<u64, JournalError> {
+        let db = self.db()?;
+        if held_drop::none_recorded(&db, sink)? {
+            return Ok(0);
+        }
+        let txn = db.begin_write().map_err(storage)?;
+        let lost = {
+            let mut table = txn.open_table(HELD_DROPS).map_err(storage)?;
+            held_drop::take(&mut table, sink, cursor)?
+        };
+        txn.commit().map_err(storage)?;
+        Ok(lost)
+    }
+
+    /// The oldest seq held after `after`, if any: where a reader past
+    /// `after` would start, `max_size` gaps skipped.
+    pub fn first_seq_after(&self, after: u64) -> Result<Option<u64>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
+        let log = txn.open_table(EVENTS).map_err(storage)?;
+        let next = log
+            .range(after.saturating_add(1)..)
+            .map_err(storage)?
+            .next()
+            .transpose()
+            .map_err(storage)?;
+        Ok(next.map(|(seq, _)| seq.value()))
     }
 
     /// The newest seq committed; 0 before the first event.
@@ -705,26 +768,41 @@ impl Journal {
         Ok(())
     }
 
-    /// Removes what retention and `max_size` allow. `active_sinks` names the
-    /// cursors that hold events back (sinks configured now).
+    /// Removes what retention and `max_size` allow. `active_sinks` are the
+    /// sinks configured now: their cursors hold events back from retention.
+    /// An event `max_size` drops while a sink holds it in memory is not
+    /// counted as undelivered: it is recorded, and counted only if the sink
+    /// lets go of its memory before delivering it
+    /// ([`Journal::take_held_drops`]).
     pub fn enforce_retention(
         &self,
-        active_sinks: &[&str],
+        active_sinks: &[ActiveSink<'_>],
     ) -> Result<RetentionReport, JournalError> {
         self.enforce_retention_at(active_sinks, self.clock.now_ms())
     }
 
     pub fn enforce_retention_at(
         &self,
-        active_sinks: &[&str],
+        active_sinks: &[ActiveSink<'_>],
         now_ms: u64,
     ) -> Result<RetentionReport, JournalError> {
         let retention_ms = self.options.retention.as_millis() as u64;
         let window_ms = self.options.dedup_window.as_millis() as u64;
         let mut delivered_up_to = self.last_seq();
+        // Per sink: its cursor, and the newest seq it holds in memory.
+        let mut sinks = Vec::with_capacity(active_sinks.len());
         for sink in active_sinks {
-            delivered_up_to = delivered_up_to.min(self.cursor(sink)?.unwrap_or(0));
+            let cursor = self.cursor(sink.name)?.unwrap_or(0);
+            delivered_up_to = delivered_up_to.min(cursor);
+            sinks.push((sink.name, cursor, sink.held_up_to.max(cursor)));
         }
+        // Whether every sink that has not delivered `seq` holds it in memory.
+        let held_by_all = |seq: u64| {
+            sinks
+                .iter()
+                .filter(|(_, cursor, _)| *cursor < seq)
+                .all(|(_, _, held)| seq <= *held)
+        };
         let mut report = RetentionReport::default();
         loop {
             let db = self.db()?;
@@ -738,6 +816,10 @@ impl Journal {
                     .map_err(storage)?
                     .map(|v| v.value())
                     .unwrap_or(0);
+                let mut held_drops = txn.open_table(HELD_DROPS).map_err(storage)?;
+                for (name, cursor, _) in &sinks {
+                    held_drop::forget_delivered(&mut held_drops, name, *cursor)?;
+                }
                 let mut removed = 0usize;
                 let mut done = true;
                 loop {
@@ -763,6 +845,13 @@ impl Journal {
                         report.expired += 1;
                     } else if seq <= delivered_up_to {
                         report.dropped_delivered += 1;
+                    } else if held_by_all(seq) {
+                        report.dropped_held += 1;
+                        for (name, cursor, _) in &sinks {
+                            if *cursor < seq {
+                                held_drop::record(&mut held_drops, name, seq)?;
+                            }
+                        }
                     } else {
                         report.dropped_undelivered += 1;
                     }

@@ -33,7 +33,7 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
             }
         }
         let journal = ctx.journal.clone();
-        let sinks = ctx.active_sink_cursors();
+        let sinks = ctx.active_sinks();
         let result = tokio::task::spawn_blocking(move || journal.enforce_retention(&sinks)).await;
         match result {
             Ok(Ok(report)) => {
@@ -45,6 +45,13 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
                 drops.add(report.dropped_undelivered, report.dropped_delivered);
                 if report.expired > 0 {
                     tracing::debug!(expired = report.expired, "retention removed old events");
+                }
+                if report.dropped_held > 0 {
+                    // Not lost: the sink delivers them from memory (see Journal::take_held_drops).
+                    tracing::debug!(
+                        dropped_held = report.dropped_held,
+                        "max_size dropped events the Kafka sink holds in memory"
+                    );
                 }
                 m.journal_bytes.set(ctx.journal.bytes() as i64);
             }

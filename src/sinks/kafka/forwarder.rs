@@ -335,6 +335,12 @@ impl Forwarder {
             topic = %self.config.topic.get_ref(),
             "kafka sink starting"
         );
+        // Nothing in memory yet; what an earlier run held and `max_size`
+        // dropped is lost unless it was delivered.
+        self.ctx
+            .kafka_held_up_to
+            .store(self.cursor, Ordering::Release);
+        self.count_held_drops_let_go();
         self.publish_status();
         // From now until the next clean stop, anything after the cursor may
         // be in Kafka: `persist` says so durably before a record is handed
@@ -416,7 +422,7 @@ impl Forwarder {
                         }
                     }
                 }
-                batch = reader.rx.recv(), if want && room => match batch {
+                batch = reader.recv(), if want && room => match batch {
                     Some(Ok(events)) => self.buffer.extend(events),
                     Some(Err(e)) => return Some(Failure::Journal(e)),
                     None => return Some(Failure::Journal("the journal reader stopped".into())),
@@ -468,7 +474,7 @@ impl Forwarder {
                 let Some(reader) = self.reader.as_mut() else {
                     return Err(Failure::Journal("the journal reader is gone".into()));
                 };
-                match reader.rx.try_recv() {
+                match reader.try_recv() {
                     Ok(Ok(events)) => self.buffer.extend(events),
                     Ok(Err(e)) => return Err(Failure::Journal(e)),
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -688,7 +694,9 @@ impl Forwarder {
         }
         self.in_flight = FuturesOrdered::new();
         self.buffer.clear();
-        self.reader = None;
+        if let Some(reader) = self.reader.take() {
+            reader.stop().await;
+        }
         if self.next > self.cursor {
             // Records after the cursor were handed over and some of them may
             // have landed (a dropped producer's in-flight requests, reports
@@ -698,6 +706,12 @@ impl Forwarder {
             self.resume = Some(AlreadyDelivered::new(upto));
         }
         self.next = self.cursor;
+        // What was in memory is gone: from here on, what `max_size` drops
+        // after the cursor is the sink's only if it reads it again.
+        self.ctx
+            .kafka_held_up_to
+            .store(self.cursor, Ordering::Release);
+        self.count_held_drops_let_go();
     }
 
     /// Counts a report drained during recovery; returns whether the run is broken.
@@ -917,15 +931,56 @@ impl Forwarder {
         }
     }
 
-    /// Journaled events not yet delivered and still held: events `max_size`
-    /// or retention dropped before delivery are counted (and logged) as
-    /// dropped, not as lag that can never drain.
+    /// Journaled events not yet delivered that the sink still has coming:
+    /// those it holds in memory (handed to the producer, waiting to be, read
+    /// ahead; `max_size` may have dropped them from the journal, but they are
+    /// delivered from memory) and those held in the journal after them.
+    /// Events `max_size` dropped before the sink read them are counted (and
+    /// logged) as dropped, not as lag that can never drain.
     fn lag(&self) -> u64 {
         let journal = &self.ctx.journal;
-        let held_after = journal.first_seq().saturating_sub(1);
-        journal
-            .last_seq()
-            .saturating_sub(self.cursor.max(held_after))
+        let last = journal.last_seq();
+        let in_memory = self.in_flight.len()
+            + self.buffer.len()
+            + self.reader.as_ref().map_or(0, Reader::queued);
+        let held = self
+            .ctx
+            .kafka_held_up_to
+            .load(Ordering::Acquire)
+            .max(self.cursor);
+        let after_memory = match journal.first_seq_after(held) {
+            Ok(next) => next.map_or(0, |next| last.saturating_sub(next) + 1),
+            // Unreadable now: as if nothing after the sink's reads was dropped.
+            Err(_) => last.saturating_sub(held),
+        };
+        in_memory as u64 + after_memory
+    }
+
+    /// Counts the events `max_size` dropped while this sink held them in
+    /// memory and that it let go of undelivered (it restarted, or a recovery
+    /// cleared its memory): they are lost for Kafka now, so they count as
+    /// undelivered drops, once. Until then they were not counted, since the
+    /// sink was delivering them.
+    fn count_held_drops_let_go(&self) {
+        match self.ctx.journal.take_held_drops(CURSOR, self.cursor) {
+            Ok(0) => {}
+            Ok(lost) => {
+                self.ctx
+                    .metrics
+                    .journal_dropped
+                    .with_label_values(&["undelivered"])
+                    .inc_by(lost);
+                self.ctx.status.dropped_undelivered(lost);
+                tracing::error!(
+                    lost,
+                    cursor = self.cursor,
+                    "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which held events journal.max_size dropped")
+            }
+        }
     }
 
     fn publish_status(&self) {

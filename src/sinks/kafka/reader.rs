@@ -4,8 +4,13 @@
 //! Guarantees: batches come in seq order with nothing skipped after `after`
 //! (except what retention removed); a read error is sent once and ends the
 //! reader, so the forwarder recovers from its cursor. Dropping it stops it.
+//! What it reads is in memory until delivered: it raises
+//! `Context::kafka_held_up_to` after each read, so that `max_size` does not
+//! count those events as lost while they are being delivered, and counts
+//! the events waiting in its channel ([`Reader::queued`]) for the lag.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,13 +21,19 @@ use crate::journal::JournaledEvent;
 /// Reads the journal ahead of the producer on the blocking pool, so decoding
 /// events overlaps with producing them. Stops when dropped.
 pub struct Reader {
-    pub rx: mpsc::Receiver<Result<Vec<JournaledEvent>, String>>,
+    rx: mpsc::Receiver<Batch>,
+    /// Events read and not yet taken from the channel.
+    queued: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
+
+type Batch = Result<Vec<JournaledEvent>, String>;
 
 impl Reader {
     pub fn start(ctx: Arc<Context>, after: u64, batch: usize) -> Reader {
         let (tx, rx) = mpsc::channel(4);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let held = queued.clone();
         let task = tokio::spawn(async move {
             let mut committed = ctx.hub.committed();
             let mut after = after;
@@ -58,12 +69,49 @@ impl Reader {
                     continue;
                 };
                 after = newest;
+                // Said after the read: a retention pass between the read and
+                // this line counts what it drops of it as undelivered, too
+                // many rather than too few.
+                ctx.kafka_held_up_to.fetch_max(newest, Ordering::AcqRel);
+                held.fetch_add(events.len(), Ordering::AcqRel);
                 if tx.send(Ok(events)).await.is_err() {
                     return;
                 }
             }
         });
-        Reader { rx, task }
+        Reader { rx, queued, task }
+    }
+
+    /// The next batch; `None` once the reader has stopped.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        let batch = self.rx.recv().await;
+        self.taken(batch.as_ref());
+        batch
+    }
+
+    /// The next batch if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Batch, mpsc::error::TryRecvError> {
+        let batch = self.rx.try_recv();
+        self.taken(batch.as_ref().ok());
+        batch
+    }
+
+    /// Stops the reader and waits until its task has: nothing it read
+    /// raises `kafka_held_up_to` after this returns.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Events read and waiting in the channel.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    fn taken(&self, batch: Option<&Batch>) {
+        if let Some(Ok(events)) = batch {
+            self.queued.fetch_sub(events.len(), Ordering::AcqRel);
+        }
     }
 }
 

@@ -1,0 +1,96 @@
+//! The record of events `max_size` dropped while a sink held them in memory:
+//! per sink, runs of consecutive seqs (first → last) in the `held_drops`
+//! table.
+//!
+//! Why: such an event is not lost (the sink delivers it from memory), so it
+//! is not counted as undelivered when it is dropped; it is lost only if the
+//! sink lets go of its memory first (a restart, a recovery that rewinds to
+//! its cursor). The record survives a restart, so that loss is counted when
+//! it happens, once.
+//!
+//! Guarantees: recording a seq twice records it once; runs the sink's cursor
+//! has passed are forgotten (delivered); [`take`] counts the recorded seqs
+//! after a cursor and clears the sink's record.
+
+use redb::{ReadableDatabase, ReadableTable, Table};
+
+use super::{HELD_DROPS, JournalError, storage};
+
+type HeldDrops<'txn> = Table<'txn, (&'static str, u64), u64>;
+
+/// The sink's runs, in seq order.
+fn runs(table: &HeldDrops<'_>, sink: &str) -> Result<Vec<(u64, u64)>, JournalError> {
+    let mut out = Vec::new();
+    for entry in table.range((sink, 0)..=(sink, u64::MAX)).map_err(storage)? {
+        let (first, last) = entry.map_err(storage)?;
+        out.push((first.value().1, last.value()));
+    }
+    Ok(out)
+}
+
+/// Records that `seq` was dropped while `sink` held it.
+pub(super) fn record(table: &mut HeldDrops<'_>, sink: &str, seq: u64) -> Result<(), JournalError> {
+    let before = table
+        .range((sink, 0)..=(sink, seq))
+        .map_err(storage)?
+        .next_back()
+        .transpose()
+        .map_err(storage)?
+        .map(|(first, last)| (first.value().1, last.value()));
+    match before {
+        Some((_, last)) if last >= seq => {}
+        Some((first, last)) if last + 1 == seq => {
+            table.insert((sink, first), seq).map_err(storage)?;
+        }
+        _ => {
+            table.insert((sink, seq), seq).map_err(storage)?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets what `sink` has delivered (at or before `cursor`).
+pub(super) fn forget_delivered(
+    table: &mut HeldDrops<'_>,
+    sink: &str,
+    cursor: u64,
+) -> Result<(), JournalError> {
+    for (first, last) in runs(table, sink)? {
+        if first > cursor {
+            break;
+        }
+        table.remove((sink, first)).map_err(storage)?;
+        if last > cursor {
+            table.insert((sink, cursor + 1), last).map_err(storage)?;
+        }
+    }
+    Ok(())
+}
+
+/// How many recorded seqs of `sink` are after `cursor`; clears its record.
+pub(super) fn take(
+    table: &mut HeldDrops<'_>,
+    sink: &str,
+    cursor: u64,
+) -> Result<u64, JournalError> {
+    let mut lost = 0;
+    for (first, last) in runs(table, sink)? {
+        if last > cursor {
+            lost += last - first.max(cursor + 1) + 1;
+        }
+        table.remove((sink, first)).map_err(storage)?;
+    }
+    Ok(lost)
+}
+
+/// Whether nothing is recorded for `sink` (read only: the common case needs
+/// no write transaction).
+pub(super) fn none_recorded(db: &redb::Database, sink: &str) -> Result<bool, JournalError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let table = txn.open_table(HELD_DROPS).map_err(storage)?;
+    let first = table
+        .range((sink, 0)..=(sink, u64::MAX))
+        .map_err(storage)?
+        .next();
+    Ok(first.is_none())
+}
