@@ -17,6 +17,7 @@
 //! the sources whose config changed, and keeps settings that need a restart
 //! ([`reload`]) at their running values, with a warning.
 
+mod fd_limit;
 mod kafka_sink;
 pub mod reload;
 mod retention;
@@ -134,6 +135,7 @@ pub struct Relay {
 impl Relay {
     /// Starts everything; returns once the listener is bound and the journal open.
     pub async fn start(config: Config, config_path: PathBuf) -> Result<Relay, RunError> {
+        fd_limit::raise_and_check(&config);
         let metrics = Arc::new(Metrics::new());
         let journal_cfg = &config.journal;
         let journal = Journal::open(JournalOptions {

@@ -20,7 +20,8 @@
 //! - a connection upgraded to a WebSocket is the fan-out's, not the server's:
 //!   none of these bounds applies to it;
 //! - an accept error (out of file descriptors, …) never ends the server: it
-//!   is logged and accepting resumes a second later;
+//!   is logged (once per 30 s while it repeats) and accepting resumes a
+//!   second later;
 //! - on shutdown the listener is closed, idle connections close at once and
 //!   those with a request in progress once it is answered; [`serve`] returns
 //!   when all have (the caller bounds that wait).
@@ -51,6 +52,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 
 /// How long a connection may go without sending a request.
@@ -76,6 +78,9 @@ impl Default for HttpTimeouts {
     }
 }
 
+/// How often a repeating accept error is logged again.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How long accepting pauses after an error that is not the client's (as
 /// `axum::serve` and hyper 0.14 did): out of file descriptors, connections
 /// must close before another can be taken, and the error is logged once a
@@ -93,6 +98,9 @@ pub async fn serve(
 ) {
     let builder = Arc::new(builder(timeouts));
     let graceful = GracefulShutdown::new();
+    // Out of descriptors, accepting fails on every try until some close:
+    // one line, then one per interval with how many were held back.
+    let mut accept_errors = LogThrottle::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -111,7 +119,13 @@ pub async fn serve(
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
-                tracing::error!(error = %e, pause = ?ACCEPT_ERROR_PAUSE, "accepting a connection failed");
+                if let Some(held_back) = accept_errors.admit((), std::time::Instant::now()) {
+                    // EMFILE, ENFILE: the process's or the system's descriptors.
+                    let hint = matches!(e.raw_os_error(), Some(23 | 24)).then_some(
+                        "out of file descriptors: see \"Open files\" in docs/operations.md",
+                    );
+                    tracing::error!(error = %e, pause = ?ACCEPT_ERROR_PAUSE, held_back, hint, "accepting a connection failed");
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}

@@ -352,3 +352,151 @@ fn version_names_the_commit_the_build_is_from() {
         "--version and /status, /metrics must agree"
     );
 }
+
+/// A relay run under `prlimit --nofile=LIMIT` with a config of no sources,
+/// its JSON log lines sent to the receiver as they come; `None` when prlimit
+/// is missing (a failure under `CALLRELAY_REQUIRE_TOOLS`).
+fn run_with_nofile(
+    dir: &Path,
+    limit: &str,
+) -> Option<(
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+)> {
+    use std::io::BufRead;
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CALLRELAY_REQUIRE_TOOLS").is_none(),
+            "CALLRELAY_REQUIRE_TOOLS is set and prlimit (util-linux) is missing"
+        );
+        eprintln!("SKIPPED: prlimit is not installed");
+        return None;
+    }
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n",
+            dir.join("journal").display().to_string()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={limit}"))
+        .args(["--", BIN, "run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    Some((child, rx))
+}
+
+/// The next log line whose message starts with `prefix`, within 30 s.
+fn next_line(
+    lines: &std::sync::mpsc::Receiver<serde_json::Value>,
+    prefix: &str,
+) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let line = lines.recv_timeout(left).ok()?;
+        if line["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(prefix))
+        {
+            return Some(line);
+        }
+    }
+    None
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Started from a shell (soft limit 256 here, hard 4096), the relay raises
+/// its open-file limit to the hard one, and warns that 4096 is below what
+/// the default `max_clients` (10,000) may need. It kept the soft limit
+/// before, and ran out of descriptors at 112 WebSocket clients with no word
+/// about why.
+#[test]
+fn run_raises_the_open_file_limit_and_warns_when_it_is_short() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((child, lines)) = run_with_nofile(dir.path(), "256:4096") else {
+        return;
+    };
+    let raised = next_line(&lines, "raised the open-file limit");
+    let short = next_line(&lines, "the open-file limit is below");
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    stop(child);
+    let raised = raised.expect("a line saying the limit was raised");
+    assert_eq!(raised["from"], 256, "{raised}");
+    assert_eq!(raised["to"], 4096, "{raised}");
+    let short = short.expect("a warning that 4096 is short of what max_clients may need");
+    assert_eq!(short["level"], "WARN", "{short}");
+    assert_eq!(short["limit"], 4096, "{short}");
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("4096")),
+        "{limits}"
+    );
+}
+
+/// Out of descriptors, accepting fails on every try (one a second) until
+/// connections close: the error is logged once, with a hint, and not again
+/// within 30 s. It was one ERROR line a second for as long as it lasted.
+#[test]
+fn an_accept_error_out_of_descriptors_is_logged_once_with_a_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((child, lines)) = run_with_nofile(dir.path(), "64:64") else {
+        return;
+    };
+    let listening = next_line(&lines, "listening").expect("listening");
+    let addr = listening["addr"].as_str().unwrap_or_default().to_owned();
+    // Held open (idle connections are closed after 10 s, well after this).
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    let first = next_line(&lines, "accepting a connection failed");
+    // Accepting is tried again every second: three more tries, no line.
+    let again = {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(3_500);
+        let mut again = 0;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line["message"] == "accepting a connection failed" => again += 1,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        again
+    };
+    drop(held);
+    stop(child);
+    let first = first.expect("an accept error");
+    assert_eq!(first["held_back"], 0, "{first}");
+    assert!(
+        first["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("file descriptors")),
+        "{first}"
+    );
+    assert_eq!(again, 0);
+}
