@@ -137,7 +137,11 @@ pub fn parse(
             }
             (Value::Object(params), false)
         }
-        (Vendor::Voip24h, Method::Post) if delivery.is_form() => form_object(delivery.body)?,
+        // SPRecord's document describes its verification as "a POST with
+        // parameters", which a form is as much as JSON.
+        (Vendor::Voip24h | Vendor::Sprecord, Method::Post) if delivery.is_form() => {
+            form_object(delivery.body)?
+        }
         _ => (json_object(delivery.body)?, true),
     };
     let event = match vendor {
@@ -274,6 +278,20 @@ mod tests {
     }
 
     const FORM: &str = "application/x-www-form-urlencoded";
+
+    /// SPRecord's document describes the verification as "a POST with
+    /// parameters": as a form it is answered like the JSON one (it was a
+    /// 400, so a device that sends a form could never register its hook).
+    #[test]
+    fn an_sprecord_verification_as_a_form_is_a_verification() {
+        let body = b"device_id=Y7d6hP0m%2BWBT&event_type=verification&payload=verification_str";
+        let Ok(Parsed::Verification { payload }) =
+            parse_as(Vendor::Sprecord, Method::Post, FORM, &[], body)
+        else {
+            panic!("not a verification");
+        };
+        assert_eq!(payload, "verification_str");
+    }
 
     #[test]
     fn json_posted_as_a_form_is_read_as_json() {
