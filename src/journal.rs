@@ -14,6 +14,7 @@
 //!   and counted by the caller).
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -247,10 +248,17 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl Journal {
     /// Opens (or creates) the journal in `options.dir`.
     pub fn open(options: JournalOptions) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(&options.dir).map_err(|source| JournalError::CreateDir {
-            path: options.dir.clone(),
-            source,
-        })?;
+        // Owner only, whatever the umask: the journal holds callers' phone
+        // numbers, and a relay started from a shell (umask 022) made them
+        // world-readable. A directory that exists is left as it is.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&options.dir)
+            .map_err(|source| JournalError::CreateDir {
+                path: options.dir.clone(),
+                source,
+            })?;
         let path = options.dir.join("journal.redb");
         let db = open_database(&path, Opening::Start)?;
         let txn = db.begin_write().map_err(storage)?;
