@@ -290,6 +290,35 @@ fn tel4vn_body(call: &str, pad: usize) -> String {
     .to_string()
 }
 
+/// An event from a connection source (not refused up front like a webhook)
+/// that Kafka can never take is skipped, and `/status` says so in
+/// `last_error`, not only the log. It was counted and logged, and `/status`
+/// showed no error at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kafka_can_never_take_is_named_in_status() {
+    let (_mock, brokers) = mock_cluster();
+    let (relay, _) = start_with(&kafka_toml(
+        &brokers,
+        TOPIC,
+        "[kafka.options]\n\"message.max.bytes\" = \"4000\"",
+    ))
+    .await;
+    let ctx = relay.ctx.clone();
+    let mut big = event("skip", 1, "call-big");
+    big.raw = json!({"callid": "call-big", "note": "x".repeat(5_000)}).into();
+    ctx.ingest.submit(big).await.expect("journaled");
+    submit_range(&ctx, "skip", 2..4).await;
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    let (_, detail, _) = sink_status(&ctx);
+    let last_error = detail["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.starts_with("seq 1 skipped: Kafka can never take it"),
+        "{detail}"
+    );
+    assert_eq!(distinct_in_kafka(&brokers).await, 2);
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_kafka_could_never_take_is_refused_not_acknowledged() {
     let (_mock, brokers) = mock_cluster();

@@ -592,12 +592,19 @@ impl Forwarder {
         self.in_flight.push_back(report);
     }
 
-    fn skip(&self, seq: u64, error: &KafkaError) {
+    fn skip(&mut self, seq: u64, error: &KafkaError) {
         tracing::error!(
             seq,
             %error,
             "kafka can never take this event (raise message.max.bytes to carry it); it stays in the journal and the sink moves past it"
         );
+        // `/status` says so too: the sink is healthy, but this event is not in Kafka.
+        self.last_error = Some((
+            format!(
+                "seq {seq} skipped: Kafka can never take it ({error}); raise message.max.bytes"
+            ),
+            format_time(OffsetDateTime::now_utc()),
+        ));
         self.ctx
             .metrics
             .publish_errors
