@@ -226,7 +226,7 @@ impl Metrics {
             config_reloads.with_label_values(&[result]);
         }
         // A refused credential: the first 401 counts as much as the later ones.
-        for vendor in crate::event::Vendor::ALL {
+        for vendor in Vendor::ALL {
             webhook_requests.with_label_values(&[vendor.as_str(), "401"]);
         }
         for reason in ["undelivered", "delivered"] {
@@ -244,7 +244,7 @@ impl Metrics {
         // at 0 too, so that the first 413, slow consumer or failed publish
         // shows there (a series born at 1 shows no increase); what depends on
         // the accounts is exported by `prime`.
-        for vendor in crate::event::Vendor::ALL {
+        for vendor in Vendor::ALL {
             for code in WEBHOOK_CODES {
                 webhook_requests.with_label_values(&[vendor.as_str(), code]);
             }
@@ -284,7 +284,6 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
     /// Exports at 0 the per-account series of every account and vendor
     /// `config` names: events received and duplicates per account, events
     /// journaled per vendor and category, malformed messages per connection
@@ -331,6 +330,7 @@ impl Metrics {
         }
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();

@@ -259,15 +259,22 @@ fn retention_keeps_what_a_sink_has_not_delivered() {
     assert_eq!(j.first_seq(), 11);
 }
 
-#[test]
-fn max_size_drops_oldest_loudly_and_keeps_dedup_within_window() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
+/// A journal of 20 events with a `max_size` of 2,000 bytes, which they
+/// exceed, and the time they were journaled.
+fn over_max_size(dir: &std::path::Path) -> (Journal, u64) {
+    let mut opts = options(dir);
     opts.max_size = 2_000;
     let j = Journal::open(opts).unwrap();
     let t0 = 9_000_000_000;
     let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
     j.append_batch_at(&batch, t0).unwrap();
+    (j, t0)
+}
+
+#[test]
+fn max_size_drops_oldest_loudly_and_keeps_dedup_within_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, t0) = over_max_size(dir.path());
     assert!(j.bytes() > 2_000);
     j.set_cursor("kafka", 2, true).unwrap();
     let r = j
@@ -295,12 +302,7 @@ fn max_size_drops_oldest_loudly_and_keeps_dedup_within_window() {
 #[test]
 fn max_size_drops_what_a_sink_holds_without_calling_it_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.max_size = 2_000;
-    let j = Journal::open(opts).unwrap();
-    let t0 = 9_000_000_000;
-    let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch_at(&batch, t0).unwrap();
+    let (j, t0) = over_max_size(dir.path());
     j.set_cursor("kafka", 2, true).unwrap();
     let holding = |held_up_to| ActiveSink {
         name: "kafka",

@@ -268,17 +268,8 @@ impl Session<'_> {
         drain_over: &CancellationToken,
     ) -> bool {
         match inbound {
-            Inbound::Event { name, args } if name == "response" => {
-                match self.deliver_responses(link, args, drain_over).await {
-                    Ok(()) => true,
-                    Err(ShuttingDown { abandoned }) => {
-                        self.report_left_behind(link, abandoned);
-                        false
-                    }
-                }
-            }
-            Inbound::Event { name, args } if is_unknown(&name) => {
-                match self.deliver_unrecognised(&name, &args, drain_over).await {
+            Inbound::Event { name, args } if name == "response" || is_unknown(&name) => {
+                match self.deliver_event(link, &name, args, drain_over).await {
                     Ok(()) => true,
                     Err(ShuttingDown { abandoned }) => {
                         self.report_left_behind(link, abandoned);
@@ -320,6 +311,22 @@ impl Session<'_> {
             self.reporter.event_seen();
         }
         Ok(())
+    }
+
+    /// Journals a `response` (with those already queued behind it) or an
+    /// event the session does not know.
+    async fn deliver_event(
+        &self,
+        link: &mut Link,
+        name: &str,
+        args: Vec<Arg>,
+        drain_over: &CancellationToken,
+    ) -> Result<(), ShuttingDown> {
+        if name == "response" {
+            self.deliver_responses(link, args, drain_over).await
+        } else {
+            self.deliver_unrecognised(name, &args, drain_over).await
+        }
     }
 
     /// Journals an event the session does not know as `vendor.unknown`
@@ -484,22 +491,6 @@ impl Session<'_> {
                                     );
                                 }
                             }
-                            "response" => {
-                                if let Err(ShuttingDown { abandoned }) =
-                                    self.deliver_responses(link, args, drain_over).await
-                                {
-                                    self.report_left_behind(link, abandoned);
-                                    return end(
-                                        EndReason::Cancelled,
-                                        "journal closing".into(),
-                                        namespace_connected,
-                                        connected_at,
-                                    );
-                                }
-                                // A commit retried while the journal failed is
-                                // our wait, not the server's silence.
-                                last_frame = Instant::now();
-                            }
                             "error" => {
                                 let reason = if signed && connected_at.is_none() {
                                     EndReason::AuthRefused
@@ -513,8 +504,8 @@ impl Session<'_> {
                                     connected_at,
                                 );
                             }
-                            other => match EndReason::from_event(other) {
-                                Some(reason) => {
+                            other => {
+                                if let Some(reason) = EndReason::from_event(other) {
                                     return end(
                                         reason,
                                         describe(&name, &args),
@@ -522,21 +513,22 @@ impl Session<'_> {
                                         connected_at,
                                     );
                                 }
-                                None => {
-                                    if let Err(ShuttingDown { abandoned }) =
-                                        self.deliver_unrecognised(&name, &args, drain_over).await
-                                    {
-                                        self.report_left_behind(link, abandoned);
-                                        return end(
-                                            EndReason::Cancelled,
-                                            "journal closing".into(),
-                                            namespace_connected,
-                                            connected_at,
-                                        );
-                                    }
-                                    last_frame = Instant::now();
+                                // `response`, or an event this does not know.
+                                if let Err(ShuttingDown { abandoned }) =
+                                    self.deliver_event(link, &name, args, drain_over).await
+                                {
+                                    self.report_left_behind(link, abandoned);
+                                    return end(
+                                        EndReason::Cancelled,
+                                        "journal closing".into(),
+                                        namespace_connected,
+                                        connected_at,
+                                    );
                                 }
-                            },
+                                // A commit retried while the journal failed is
+                                // our wait, not the server's silence.
+                                last_frame = Instant::now();
+                            }
                         },
                     }
                 }
