@@ -69,6 +69,11 @@ pub enum JournalError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the journal {path}: {source}")]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the journal {path} is already open in another callrelay process")]
     InUse { path: PathBuf },
     #[error("cannot open the journal {path}: {source}")]
@@ -199,6 +204,26 @@ enum Opening {
     AfterIoError,
 }
 
+/// Creates the journal file, owner only (0600) whatever the umask and the
+/// directory's mode, if it does not exist yet: it holds callers' phone
+/// numbers. redb takes an empty file as a new journal.
+fn create_private(path: &Path) -> Result<(), JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(JournalError::CreateFile {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError> {
     let shown = path.display().to_string();
     let told = std::cell::Cell::new(false);
@@ -260,6 +285,7 @@ impl Journal {
                 source,
             })?;
         let path = options.dir.join("journal.redb");
+        create_private(&path)?;
         let db = open_database(&path, Opening::Start)?;
         let txn = db.begin_write().map_err(storage)?;
         {

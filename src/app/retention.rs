@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Context;
+use crate::journal::RetentionReport;
 
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 /// How often the journal's size is compared with `max_size` between passes:
@@ -42,16 +43,9 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
                     .with_label_values(&["delivered"])
                     .inc_by(report.dropped_delivered);
                 ctx.status.dropped_undelivered(report.dropped_undelivered);
-                drops.add(report.dropped_undelivered, report.dropped_delivered);
+                drops.add(&report);
                 if report.expired > 0 {
                     tracing::debug!(expired = report.expired, "retention removed old events");
-                }
-                if report.dropped_held > 0 {
-                    // Not lost: the sink delivers them from memory (see Journal::take_held_drops).
-                    tracing::debug!(
-                        dropped_held = report.dropped_held,
-                        "max_size dropped events the Kafka sink holds in memory"
-                    );
                 }
                 m.journal_bytes.set(ctx.journal.bytes() as i64);
             }
@@ -69,13 +63,15 @@ struct DropLog {
     logged_at: Option<Instant>,
     undelivered: u64,
     delivered: u64,
+    held: u64,
 }
 
 impl DropLog {
-    fn add(&mut self, undelivered: u64, delivered: u64) {
-        self.undelivered += undelivered;
-        self.delivered += delivered;
-        if self.undelivered + self.delivered == 0
+    fn add(&mut self, report: &RetentionReport) {
+        self.undelivered += report.dropped_undelivered;
+        self.delivered += report.dropped_delivered;
+        self.held += report.dropped_held;
+        if self.undelivered + self.delivered + self.held == 0
             || self
                 .logged_at
                 .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
@@ -92,6 +88,14 @@ impl DropLog {
             tracing::warn!(
                 dropped = self.delivered,
                 "journal reached max_size: dropped delivered events before their retention"
+            );
+        }
+        if self.held > 0 {
+            // Not lost: the sink delivers them from memory, unless it has to
+            // let go of them first (then counted as undelivered).
+            tracing::warn!(
+                dropped = self.held,
+                "journal reached max_size: dropped events the Kafka sink holds in memory, not yet delivered; a restart before it delivers them loses them"
             );
         }
         *self = DropLog {

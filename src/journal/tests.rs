@@ -500,8 +500,9 @@ fn a_page_stops_at_its_byte_bound_and_holds_at_least_one_event() {
     assert_eq!(j.read_page(0, 2, usize::MAX).unwrap().len(), 2);
 }
 
-/// A journal directory the relay creates is its owner's only (0700), whatever
-/// the umask: it holds callers' phone numbers. One that exists is left alone.
+/// A journal directory the relay creates is its owner's only (0700), and so
+/// is the file (0600), whatever the umask: they hold callers' phone numbers.
+/// A directory that exists is left alone.
 #[test]
 fn a_created_journal_directory_is_private() {
     use std::os::unix::fs::PermissionsExt;
@@ -512,6 +513,7 @@ fn a_created_journal_directory_is_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&opts.dir), 0o700);
     assert_eq!(mode(&dir.path().join("state")), 0o700);
+    assert_eq!(mode(&opts.dir.join("journal.redb")), 0o600);
     std::fs::set_permissions(&opts.dir, std::fs::Permissions::from_mode(0o750)).unwrap();
     drop(Journal::open(opts.clone()).unwrap());
     assert_eq!(mode(&opts.dir), 0o750);

@@ -972,11 +972,7 @@ impl Forwarder {
         match self.ctx.journal.take_held_drops(CURSOR, self.cursor) {
             Ok(0) => {}
             Ok(lost) => {
-                self.ctx
-                    .metrics
-                    .journal_dropped
-                    .with_label_values(&["undelivered"])
-                    .inc_by(lost);
+                // Counts them in `journal_dropped_events_total{reason="undelivered"}` too.
                 self.ctx.status.dropped_undelivered(lost);
                 tracing::error!(
                     lost,
@@ -1061,6 +1057,15 @@ impl Forwarder {
         let persisted = self.persist_state(true, clean).await;
         self.drop_producer().await;
         self.in_flight = FuturesOrdered::new();
+        self.buffer.clear();
+        if let Some(reader) = self.reader.take() {
+            reader.stop().await;
+        }
+        // Nothing is held in memory any more: the lag logged below is what
+        // the journal still holds for the next run.
+        self.ctx
+            .kafka_held_up_to
+            .store(self.cursor, Ordering::Release);
         if persisted {
             tracing::info!(
                 cursor = self.cursor,
