@@ -38,6 +38,15 @@ const http = require('http');
 const https = require('https');
 const readline = require('readline');
 
+// --help prints the usage above and starts nothing (it started a server on a
+// random port before).
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  const header = fs.readFileSync(__filename, 'utf8').split('\n');
+  const end = header.findIndex((line) => !line.startsWith('//'));
+  process.stdout.write(header.slice(0, end).map((line) => line.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.exit(0);
+}
+
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) {
   args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
