@@ -140,16 +140,6 @@ pub struct ActiveSink<'a> {
     pub held_up_to: u64,
 }
 
-impl<'a> ActiveSink<'a> {
-    /// A sink that holds nothing in memory.
-    pub fn named(name: &'a str) -> ActiveSink<'a> {
-        ActiveSink {
-            name,
-            held_up_to: 0,
-        }
-    }
-}
-
 /// What a retention pass removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {

@@ -699,11 +699,7 @@ impl Forwarder {
                 broken = self.settle(report, broken);
             }
         }
-        self.in_flight = FuturesOrdered::new();
-        self.buffer.clear();
-        if let Some(reader) = self.reader.take() {
-            reader.stop().await;
-        }
+        self.let_go_of_memory().await;
         if self.next > self.cursor {
             // Records after the cursor were handed over and some of them may
             // have landed (a dropped producer's in-flight requests, reports
@@ -713,12 +709,21 @@ impl Forwarder {
             self.resume = Some(AlreadyDelivered::new(upto));
         }
         self.next = self.cursor;
-        // What was in memory is gone: from here on, what `max_size` drops
-        // after the cursor is the sink's only if it reads it again.
+        self.count_held_drops_let_go();
+    }
+
+    /// Drops what is in flight, buffered and read ahead: from here on, what
+    /// `max_size` drops after the cursor is the sink's only if it reads it
+    /// again, so what it holds goes back to its cursor.
+    async fn let_go_of_memory(&mut self) {
+        self.in_flight = FuturesOrdered::new();
+        self.buffer.clear();
+        if let Some(reader) = self.reader.take() {
+            reader.stop().await;
+        }
         self.ctx
             .kafka_held_up_to
             .store(self.cursor, Ordering::Release);
-        self.count_held_drops_let_go();
     }
 
     /// Counts a report drained during recovery; returns whether the run is broken.
@@ -1056,16 +1061,9 @@ impl Forwarder {
             && self.resume.as_ref().is_none_or(|r| r.upto() <= self.cursor);
         let persisted = self.persist_state(true, clean).await;
         self.drop_producer().await;
-        self.in_flight = FuturesOrdered::new();
-        self.buffer.clear();
-        if let Some(reader) = self.reader.take() {
-            reader.stop().await;
-        }
-        // Nothing is held in memory any more: the lag logged below is what
-        // the journal still holds for the next run.
-        self.ctx
-            .kafka_held_up_to
-            .store(self.cursor, Ordering::Release);
+        // The lag logged below is then what the journal still holds for the
+        // next run.
+        self.let_go_of_memory().await;
         if persisted {
             tracing::info!(
                 cursor = self.cursor,

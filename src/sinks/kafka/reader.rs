@@ -33,7 +33,7 @@ impl Reader {
     pub fn start(ctx: Arc<Context>, after: u64, batch: usize) -> Reader {
         let (tx, rx) = mpsc::channel(4);
         let queued = Arc::new(AtomicUsize::new(0));
-        let held = queued.clone();
+        let queued_by_task = queued.clone();
         let task = tokio::spawn(async move {
             let mut committed = ctx.hub.committed();
             let mut after = after;
@@ -73,7 +73,7 @@ impl Reader {
                 // this line counts what it drops of it as undelivered, too
                 // many rather than too few.
                 ctx.kafka_held_up_to.fetch_max(newest, Ordering::AcqRel);
-                held.fetch_add(events.len(), Ordering::AcqRel);
+                queued_by_task.fetch_add(events.len(), Ordering::AcqRel);
                 if tx.send(Ok(events)).await.is_err() {
                     return;
                 }
