@@ -1,5 +1,6 @@
 //! The Prometheus registry and every metric of CONTRACT.md (prefix `callrelay_`),
-//! plus the few this project adds (documented in README.md).
+//! plus the few this project adds and the standard `process_*` family
+//! (documented in README.md).
 //!
 //! Guarantees: every metric exists from start; a labelled family's series
 //! exist at 0 from the start for every label value known then (reasons,
@@ -8,8 +9,11 @@
 //! unbounded value such as a call id or a phone number — callers pass only
 //! vendor, account (from the config), stream index, sink, reason and code.
 
+mod process;
+
 use crate::config::Config;
 use crate::event::{Transport, Vendor};
+pub use process::ProcessCollector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -42,6 +46,8 @@ pub struct Metrics {
     pub config_last_reload_ok: IntGauge,
     pub http_connections_closed: IntCounterVec,
     pub ws_refused: IntCounterVec,
+    /// The standard `process_*` family (README, "Metrics beyond the contract").
+    pub process: ProcessCollector,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -256,6 +262,8 @@ impl Metrics {
         for reason in crate::sinks::kafka::forwarder::PUBLISH_ERROR_REASONS {
             publish_errors.with_label_values(&["kafka", reason]);
         }
+        let process = ProcessCollector::new();
+        register(&r, Box::new(process.clone()));
         Metrics {
             registry: r,
             events_received,
@@ -281,6 +289,7 @@ impl Metrics {
             config_last_reload_ok,
             http_connections_closed,
             ws_refused,
+            process,
         }
     }
 

@@ -500,3 +500,85 @@ fn an_accept_error_out_of_descriptors_is_logged_once_with_a_hint() {
     );
     assert_eq!(again, 0);
 }
+
+/// `/metrics` over a plain HTTP/1.0 request: the `name value` samples of
+/// unlabelled families.
+fn scrape_unlabelled(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read /metrics");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('{'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of an unlabelled sample; a missing one fails the test by name.
+fn sample(samples: &std::collections::BTreeMap<String, f64>, name: &str) -> f64 {
+    *samples
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in /metrics: {samples:?}"))
+}
+
+/// The on-call engineer sees descriptors run out before they do: the
+/// standard `process_open_fds` follows the connections the relay holds, and
+/// `process_max_fds` is the limit it runs with (the raised one), which is
+/// what the shipped `CallrelayOpenFilesNearLimit` alert divides by. Out of
+/// descriptors, the relay stops accepting and only its log said so.
+#[test]
+fn process_metrics_show_open_files_against_the_raised_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((child, lines)) = run_with_nofile(dir.path(), "256:4096") else {
+        return;
+    };
+    let listening = next_line(&lines, "listening").expect("listening");
+    let addr = listening["addr"].as_str().unwrap_or_default().to_owned();
+    let before = scrape_unlabelled(&addr);
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert_eq!(held.len(), 100);
+    // The relay accepts them on its own time: wait until it holds them all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let after = scrape_unlabelled(&addr);
+        let grown = sample(&after, "process_open_fds") - sample(&before, "process_open_fds");
+        if grown >= 100.0 || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(held);
+    stop(child);
+    assert_eq!(sample(&before, "process_max_fds"), 4096.0, "{before:?}");
+    let grown = sample(&after, "process_open_fds") - sample(&before, "process_open_fds");
+    assert!(
+        grown >= 100.0,
+        "open fds grew by {grown}: {before:?} → {after:?}"
+    );
+    assert!(
+        sample(&before, "process_resident_memory_bytes") > 1_000_000.0,
+        "{before:?}"
+    );
+    assert!(sample(&before, "process_threads") >= 2.0, "{before:?}");
+    assert!(
+        sample(&after, "process_cpu_seconds_total") > 0.0,
+        "{after:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
+    let started = sample(&before, "process_start_time_seconds");
+    assert!(
+        now - started < 60.0 && now >= started,
+        "started {started}, now {now}"
+    );
+}

@@ -99,6 +99,14 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ),
     ("callrelay_webhook_body_bytes", "gauge", &[]),
     ("callrelay_ws_refused_total", "counter", &["reason"]),
+    // The standard process family of every Prometheus client library.
+    ("process_cpu_seconds_total", "counter", &[]),
+    ("process_open_fds", "gauge", &[]),
+    ("process_max_fds", "gauge", &[]),
+    ("process_resident_memory_bytes", "gauge", &[]),
+    ("process_virtual_memory_bytes", "gauge", &[]),
+    ("process_threads", "gauge", &[]),
+    ("process_start_time_seconds", "gauge", &[]),
 ];
 
 /// Every metric family the relay registers: name → (type, labels), read from
@@ -135,6 +143,15 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         for d in c.desc() {
             out.insert(d.fq_name.clone(), (kind, d.variable_labels.clone()));
         }
+    }
+    // One collector of several types: the counter is the one named `_total`.
+    for d in m.process.desc() {
+        let kind = if d.fq_name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        out.insert(d.fq_name.clone(), (kind, d.variable_labels.clone()));
     }
     out
 }
@@ -1099,19 +1116,13 @@ fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-/// `callrelay_…` names in a PromQL expression.
+/// The relay's metric names in a PromQL expression: `callrelay_…` and the
+/// standard `process_…` family.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("callrelay_") {
-        let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        names.insert(tail[..end].to_owned());
-        rest = &tail[end..];
-    }
-    names
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("callrelay_") || word.starts_with("process_"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The names a scrape of the relay can contain (histograms add their series).

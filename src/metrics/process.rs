@@ -1,0 +1,245 @@
+//! The standard `process_*` metrics every Prometheus client library exports
+//! (CPU, memory, open files against their limit, threads, start time), so
+//! that the dashboards and alerts an on-call engineer already has for any
+//! daemon work on the relay too.
+//!
+//! Why our own and not the `prometheus` crate's `process` feature: that one
+//! rounds CPU time down to whole seconds, and reads the boot time from
+//! `/proc/stat`, which the shipped unit hides (`ProcSubset=pid`), so its
+//! start time would be 1970.
+//!
+//! Guarantees: read on each scrape, from `/proc/self` and the kernel's
+//! per-process clock and limits only; a figure that cannot be read (not
+//! Linux, `/proc` not mounted) is left out of the scrape rather than
+//! exported as 0.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Counter, Gauge, IntGauge};
+use rustix::process::{Resource, getrlimit};
+use rustix::time::{ClockId, clock_gettime};
+
+/// The process figures, as the Prometheus client libraries name them.
+#[derive(Clone)]
+pub struct ProcessCollector {
+    cpu_seconds: Counter,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    resident_bytes: IntGauge,
+    virtual_bytes: IntGauge,
+    threads: IntGauge,
+    start_time: Gauge,
+    /// Two scrapes at once must not both add the same CPU time to the counter.
+    refreshing: Arc<Mutex<()>>,
+}
+
+impl ProcessCollector {
+    pub fn new() -> ProcessCollector {
+        let start_time = float_gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+        );
+        if let Ok(since_epoch) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            start_time.set(since_epoch.as_secs_f64());
+        }
+        ProcessCollector {
+            cpu_seconds: Counter::new(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+            )
+            .unwrap_or_else(|e| panic!("process_cpu_seconds_total: {e}")), // ok: constant name
+            open_fds: int_gauge("process_open_fds", "Number of open file descriptors."),
+            max_fds: int_gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors (the soft limit).",
+            ),
+            resident_bytes: int_gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+            ),
+            virtual_bytes: int_gauge(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+            ),
+            threads: int_gauge("process_threads", "Number of OS threads in the process."),
+            start_time,
+            refreshing: Arc::new(Mutex::new(())),
+        }
+    }
+
+    fn metrics(&self) -> [&dyn Collector; 7] {
+        [
+            &self.cpu_seconds,
+            &self.open_fds,
+            &self.max_fds,
+            &self.resident_bytes,
+            &self.virtual_bytes,
+            &self.threads,
+            &self.start_time,
+        ]
+    }
+}
+
+impl Default for ProcessCollector {
+    fn default() -> Self {
+        ProcessCollector::new()
+    }
+}
+
+fn int_gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")) // ok: constant names
+}
+
+fn float_gauge(name: &str, help: &str) -> Gauge {
+    Gauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")) // ok: constant names
+}
+
+impl Collector for ProcessCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.metrics().into_iter().flat_map(|m| m.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _one_at_a_time = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut families = Vec::with_capacity(7);
+        let cpu = clock_gettime(ClockId::ProcessCPUTime);
+        let cpu = cpu.tv_sec as f64 + cpu.tv_nsec as f64 / 1e9;
+        let behind = cpu - self.cpu_seconds.get();
+        if behind > 0.0 {
+            self.cpu_seconds.inc_by(behind);
+        }
+        families.extend(self.cpu_seconds.collect());
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(saturating_i64(entries.count() as u64));
+            families.extend(self.open_fds.collect());
+        }
+        if let Some(limit) = getrlimit(Resource::Nofile).current {
+            self.max_fds.set(saturating_i64(limit));
+            families.extend(self.max_fds.collect());
+        }
+        if let Ok(text) = std::fs::read_to_string("/proc/self/status") {
+            let status = ProcStatus::parse(&text);
+            for (gauge, value) in [
+                (&self.resident_bytes, status.resident_bytes),
+                (&self.virtual_bytes, status.virtual_bytes),
+                (&self.threads, status.threads),
+            ] {
+                if let Some(value) = value {
+                    gauge.set(saturating_i64(value));
+                    families.extend(gauge.collect());
+                }
+            }
+        }
+        families.extend(self.start_time.collect());
+        families
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The lines of `/proc/self/status` these metrics need.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ProcStatus {
+    resident_bytes: Option<u64>,
+    virtual_bytes: Option<u64>,
+    threads: Option<u64>,
+}
+
+impl ProcStatus {
+    fn parse(text: &str) -> ProcStatus {
+        let mut status = ProcStatus::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match key {
+                "VmRSS" => status.resident_bytes = kibibytes(value),
+                "VmSize" => status.virtual_bytes = kibibytes(value),
+                "Threads" => status.threads = value.parse().ok(),
+                _ => {}
+            }
+        }
+        status
+    }
+}
+
+/// `"1234 kB"` (the kernel's unit is KiB whatever it says) → bytes.
+fn kibibytes(value: &str) -> Option<u64> {
+    let number = value.strip_suffix("kB")?.trim();
+    number.parse::<u64>().ok()?.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_read_in_bytes_and_others_ignored() {
+        let text = "Name:\tcallrelay\nVmPeak:\t  999 kB\nVmSize:\t  204800 kB\n\
+                    VmRSS:\t   10240 kB\nThreads:\t12\nSigQ:\t0/95000\n";
+        assert_eq!(
+            ProcStatus::parse(text),
+            ProcStatus {
+                resident_bytes: Some(10_485_760),
+                virtual_bytes: Some(209_715_200),
+                threads: Some(12),
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_line_is_left_out() {
+        // A kernel thread's status has no Vm lines.
+        let status = ProcStatus::parse("Name:\tkthreadd\nThreads:\tmany\nVmRSS:\t12 MB\n");
+        assert_eq!(status, ProcStatus::default());
+    }
+
+    #[test]
+    fn this_process_is_described_with_the_standard_names() {
+        let collector = ProcessCollector::new();
+        let families = collector.collect();
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_threads",
+            "process_start_time_seconds",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        let described: Vec<&str> = collector
+            .desc()
+            .iter()
+            .map(|d| d.fq_name.as_str())
+            .collect();
+        assert_eq!(described.len(), 7, "{described:?}");
+    }
+
+    #[test]
+    fn cpu_time_counts_fractions_of_a_second() {
+        let collector = ProcessCollector::new();
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        collector.collect();
+        let cpu = collector.cpu_seconds.get();
+        assert!(cpu > 0.0 && cpu.fract() != 0.0, "cpu {cpu}");
+        // A second scrape never goes back.
+        collector.collect();
+        assert!(collector.cpu_seconds.get() >= cpu);
+    }
+}
