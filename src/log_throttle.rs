@@ -34,6 +34,15 @@ impl<K: Hash + Eq> LogThrottle<K> {
         }
     }
 
+    /// How many keys it remembers.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// `Some(held_back)` when this occurrence of `key`, at `now`, is to be
     /// logged; `None` when it is held back.
     pub fn admit(&mut self, key: K, now: Instant) -> Option<u64> {

@@ -4,7 +4,8 @@
 //! Guarantees: an event a sink has not delivered is dropped only by
 //! `max_size`, and then counted (`callrelay_journal_dropped_events_total`)
 //! and logged, at most once per pass interval with the counts since the last
-//! line.
+//! line; delivered events `max_size` drops are normal for a journal that
+//! lives at its limit: warned about once, then said at `info` every 10 minutes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +44,9 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
                     .with_label_values(&["delivered"])
                     .inc_by(report.dropped_delivered);
                 ctx.status.dropped_undelivered(report.dropped_undelivered);
-                drops.add(&report);
+                for line in drops.add(&report, Instant::now()) {
+                    line.log();
+                }
                 if report.expired > 0 {
                     tracing::debug!(expired = report.expired, "retention removed old events");
                 }
@@ -55,52 +58,137 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
     }
 }
 
-/// Events `max_size` dropped, logged at most once per [`RETENTION_EVERY`]
-/// with the counts since the last line: at the limit under steady load every
-/// size check drops a few, and a line a second would bury the rest.
+/// How often delivered events dropped for `max_size` are logged after the
+/// first time: a journal that lives at its limit drops them on every size
+/// check, as intended, and a WARN every 30 s (2,880 a day) said nothing new
+/// (steady-state audit, 2026-12-01).
+const DELIVERED_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// A line about events `max_size` dropped, with how many since the last one.
+#[derive(Debug, PartialEq, Eq)]
+enum DropLine {
+    /// Lost for a sink: an error, at most once per [`RETENTION_EVERY`].
+    Undelivered(u64),
+    /// Held in the Kafka sink's memory: a warning, at most once per [`RETENTION_EVERY`].
+    Held(u64),
+    /// The first delivered events dropped since the start: a warning, since it
+    /// means the journal holds less than `retention`.
+    FirstDelivered(u64),
+    /// Later ones: at `info`, at most once per [`DELIVERED_LOG_EVERY`].
+    Delivered(u64),
+}
+
+impl DropLine {
+    fn log(&self) {
+        match *self {
+            DropLine::Undelivered(dropped) => tracing::error!(
+                dropped,
+                "journal reached max_size: dropped events that a sink had not delivered"
+            ),
+            // Not lost: the sink delivers them from memory, unless it has to
+            // let go of them first (then counted as undelivered).
+            DropLine::Held(dropped) => tracing::warn!(
+                dropped,
+                "journal reached max_size: dropped events the Kafka sink holds in memory, not yet delivered; a restart before it delivers them loses them"
+            ),
+            DropLine::FirstDelivered(dropped) => tracing::warn!(
+                dropped,
+                "journal reached max_size: dropped delivered events before their retention; the journal now holds less than `journal.retention` (a WebSocket client resuming from further back gets a gap), raise `max_size` to keep more; said again at info, at most every 10 minutes"
+            ),
+            DropLine::Delivered(dropped) => tracing::info!(
+                dropped,
+                "journal at max_size: dropped delivered events before their retention"
+            ),
+        }
+    }
+}
+
+/// Events `max_size` dropped, counted between lines: at the limit under
+/// steady load every size check drops a few, and a line a second would bury
+/// the rest.
 #[derive(Default)]
 struct DropLog {
-    logged_at: Option<Instant>,
+    urgent_logged_at: Option<Instant>,
     undelivered: u64,
-    delivered: u64,
     held: u64,
+    delivered_logged_at: Option<Instant>,
+    delivered: u64,
 }
 
 impl DropLog {
-    fn add(&mut self, report: &RetentionReport) {
+    /// Counts `report`'s drops; the lines due at `now`.
+    fn add(&mut self, report: &RetentionReport, now: Instant) -> Vec<DropLine> {
         self.undelivered += report.dropped_undelivered;
-        self.delivered += report.dropped_delivered;
         self.held += report.dropped_held;
-        if self.undelivered + self.delivered + self.held == 0
-            || self
-                .logged_at
-                .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
-        {
-            return;
-        }
-        if self.undelivered > 0 {
-            tracing::error!(
-                dropped = self.undelivered,
-                "journal reached max_size: dropped events that a sink had not delivered"
-            );
-        }
-        if self.delivered > 0 {
-            tracing::warn!(
-                dropped = self.delivered,
-                "journal reached max_size: dropped delivered events before their retention"
-            );
-        }
-        if self.held > 0 {
-            // Not lost: the sink delivers them from memory, unless it has to
-            // let go of them first (then counted as undelivered).
-            tracing::warn!(
-                dropped = self.held,
-                "journal reached max_size: dropped events the Kafka sink holds in memory, not yet delivered; a restart before it delivers them loses them"
-            );
-        }
-        *self = DropLog {
-            logged_at: Some(Instant::now()),
-            ..DropLog::default()
+        self.delivered += report.dropped_delivered;
+        let due = |last: Option<Instant>, every: Duration| {
+            last.is_none_or(|t| now.saturating_duration_since(t) >= every)
         };
+        let mut lines = Vec::new();
+        if self.undelivered + self.held > 0 && due(self.urgent_logged_at, RETENTION_EVERY) {
+            if self.undelivered > 0 {
+                lines.push(DropLine::Undelivered(std::mem::take(&mut self.undelivered)));
+            }
+            if self.held > 0 {
+                lines.push(DropLine::Held(std::mem::take(&mut self.held)));
+            }
+            self.urgent_logged_at = Some(now);
+        }
+        if self.delivered > 0 && due(self.delivered_logged_at, DELIVERED_LOG_EVERY) {
+            let dropped = std::mem::take(&mut self.delivered);
+            lines.push(match self.delivered_logged_at {
+                None => DropLine::FirstDelivered(dropped),
+                Some(_) => DropLine::Delivered(dropped),
+            });
+            self.delivered_logged_at = Some(now);
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(undelivered: u64, held: u64, delivered: u64) -> RetentionReport {
+        RetentionReport {
+            dropped_undelivered: undelivered,
+            dropped_held: held,
+            dropped_delivered: delivered,
+            ..RetentionReport::default()
+        }
+    }
+
+    #[test]
+    fn delivered_drops_warn_once_then_inform_every_ten_minutes() {
+        let mut log = DropLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.add(&report(0, 0, 5), t0), [DropLine::FirstDelivered(5)]);
+        // Every size check at the limit drops some: no line for 10 minutes.
+        for s in 1..600 {
+            assert_eq!(log.add(&report(0, 0, 2), t0 + Duration::from_secs(s)), []);
+        }
+        assert_eq!(
+            log.add(&report(0, 0, 2), t0 + DELIVERED_LOG_EVERY),
+            [DropLine::Delivered(1_200)]
+        );
+    }
+
+    #[test]
+    fn undelivered_and_held_drops_are_said_every_thirty_seconds_beside_delivered_ones() {
+        let mut log = DropLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.add(&report(0, 0, 5), t0), [DropLine::FirstDelivered(5)]);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            log.add(&report(3, 4, 5), t1),
+            [DropLine::Undelivered(3), DropLine::Held(4)]
+        );
+        assert_eq!(log.add(&report(1, 0, 0), t1 + Duration::from_secs(29)), []);
+        assert_eq!(
+            log.add(&report(1, 0, 0), t1 + RETENTION_EVERY),
+            [DropLine::Undelivered(2)]
+        );
+        assert_eq!(log.add(&report(0, 0, 0), t1 + Duration::from_secs(90)), []);
     }
 }

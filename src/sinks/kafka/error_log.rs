@@ -16,7 +16,11 @@
 //!   many were held back in between ([`LogThrottle`]): a second broker's
 //!   failure is not hidden by the first one's repeats;
 //! - what is held back still reaches `debug`, and `/status` still shows the
-//!   latest reason (the caller records it whatever this says).
+//!   latest reason (the caller records it whatever this says);
+//! - librdkafka's own log lines ([`LibLog`]) are held to the same interval
+//!   per broker thread and line shape: against a broker that accepts
+//!   connections but does not answer, it logged a timeout per request and
+//!   per retry, about 19 lines a minute (steady-state audit, 2026-12-01).
 
 use std::time::{Duration, Instant};
 
@@ -87,6 +91,54 @@ impl ErrorLog {
     }
 }
 
+/// Which of librdkafka's own log lines (its log callback, not its error
+/// callback) are logged at their level; the rest go to `debug`.
+#[derive(Debug)]
+pub struct LibLog {
+    lines: LogThrottle<(String, String)>,
+}
+
+/// Line shapes remembered at most: librdkafka's messages come from a fixed
+/// set, times the brokers; past this the throttle starts over rather than grow.
+const MAX_LINE_SHAPES: usize = 1024;
+
+impl Default for LibLog {
+    fn default() -> Self {
+        LibLog {
+            lines: LogThrottle::new(REPEAT_INTERVAL),
+        }
+    }
+}
+
+impl LibLog {
+    /// The verdict for a line of facility `fac`, logged at `now`.
+    pub fn verdict(&mut self, fac: &str, message: &str, now: Instant) -> Verdict {
+        if self.lines.len() >= MAX_LINE_SHAPES {
+            self.lines = LogThrottle::new(REPEAT_INTERVAL);
+        }
+        match self.lines.admit(line_shape(fac, message), now) {
+            Some(held_back) => Verdict::Warn { held_back },
+            None => Verdict::Quiet,
+        }
+    }
+}
+
+/// What makes two librdkafka lines "the same": the facility, the broker
+/// thread they come from (`[thrd:host:port/id]`, kept whole so that brokers
+/// whose addresses differ only in digits stay apart), and the text without
+/// its numbers (timeouts, counts, request numbers change from line to line).
+fn line_shape(fac: &str, message: &str) -> (String, String) {
+    let (thread, text) = match message.strip_prefix("[thrd:") {
+        Some(rest) => match rest.split_once("]: ") {
+            Some((thread, text)) => (thread, text),
+            None => ("", message),
+        },
+        None => ("", message),
+    };
+    let text: String = text.chars().filter(|c| !c.is_ascii_digit()).collect();
+    (format!("{fac} {thread}"), text)
+}
+
 /// The broker a librdkafka reason starts with (`kafka-1:9092/1: Connect to
 /// …`), or nothing: librdkafka names the broker, `host:port/id`, before the
 /// first ": " of errors about one.
@@ -123,6 +175,71 @@ mod tests {
         assert_eq!(broker_of(A), "kafka-1:9092/1");
         assert_eq!(broker_of("1/1 brokers are down"), "");
         assert_eq!(broker_of("Local: Broker transport failure: x"), "");
+    }
+
+    const TIMED_OUT: &str = "[thrd:10.0.0.1:9092/1]: 10.0.0.1:9092/1: Timed out 1 in-flight, 0 retry-queued, 0 out-queue, 0 partially-sent requests";
+
+    #[test]
+    fn a_librdkafka_line_repeating_with_other_numbers_is_held_back_until_the_interval() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            log.verdict("REQTMOUT", TIMED_OUT, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        let again = TIMED_OUT.replace("Timed out 1", "Timed out 17");
+        assert_eq!(
+            log.verdict("REQTMOUT", &again, t0 + Duration::from_secs(10)),
+            Verdict::Quiet
+        );
+        assert_eq!(
+            log.verdict("REQTMOUT", TIMED_OUT, t0 + Duration::from_secs(20)),
+            Verdict::Quiet
+        );
+        assert_eq!(
+            log.verdict("REQTMOUT", &again, t0 + REPEAT_INTERVAL),
+            Verdict::Warn { held_back: 2 }
+        );
+    }
+
+    #[test]
+    fn librdkafka_lines_of_another_broker_facility_or_text_are_not_held_back() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            log.verdict("REQTMOUT", TIMED_OUT, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        // The second broker's address differs only in digits.
+        let other_broker = TIMED_OUT.replace("10.0.0.1", "10.0.0.2");
+        let other_text =
+            "[thrd:10.0.0.1:9092/1]: 10.0.0.1:9092/1: ApiVersionRequest failed: Local: Timed out";
+        for (fac, message) in [
+            ("REQTMOUT", other_broker.as_str()),
+            ("FAIL", TIMED_OUT),
+            ("FAIL", other_text),
+            ("CONFWARN", "No `bootstrap.servers` configured"),
+        ] {
+            assert_eq!(
+                log.verdict(fac, message, t0),
+                Verdict::Warn { held_back: 0 },
+                "{fac} {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_librdkafka_line_throttle_starts_over_rather_than_grow() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        for n in 0..MAX_LINE_SHAPES {
+            log.verdict("X", &format!("[thrd:b{n}]: line"), t0);
+        }
+        assert_eq!(
+            log.verdict("X", "[thrd:b0]: line", t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.lines.len(), 1);
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //!
 //! Guarantees: every record carries key = `subject` (else `id`), the CloudEvent
 //! JSON as value, unchanged, and the headers of CONTRACT.md; librdkafka's own
-//! errors and logs go to `tracing` (repeated errors throttled, see
-//! `error_log`) and never carry a config secret.
+//! errors and logs go to `tracing` (repeats throttled, see `error_log`) and never carry a config secret.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,7 +21,7 @@ use crate::event::{EventHeader, format_time};
 use crate::journal::JournaledEvent;
 
 use super::config::KafkaConfig;
-use super::error_log::{ErrorLog, Verdict};
+use super::error_log::{ErrorLog, LibLog, Verdict};
 
 pub type KafkaProducer = FutureProducer<HealthContext>;
 
@@ -37,6 +36,8 @@ pub struct Health {
     pub last_error: Mutex<Option<(String, String)>>,
     /// Which of those errors are logged at `warn`.
     error_log: Mutex<ErrorLog>,
+    /// Which of librdkafka's own log lines are logged at their level.
+    lib_log: Mutex<LibLog>,
 }
 
 impl Health {
@@ -63,6 +64,13 @@ impl Health {
             .verdict(code, reason, Instant::now())
     }
 
+    fn log_verdict(&self, fac: &str, message: &str) -> Verdict {
+        self.lib_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .verdict(fac, message, Instant::now())
+    }
+
     pub fn note(&self, error: String) {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some((error, format_time(OffsetDateTime::now_utc())));
@@ -78,16 +86,28 @@ pub struct HealthContext {
 
 impl ClientContext for HealthContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if matches!(level, RDKafkaLogLevel::Debug) {
+            tracing::debug!(target: "librdkafka", fac, "{message}");
+            return;
+        }
+        let held_back = match self.health.log_verdict(fac, message) {
+            Verdict::Warn { held_back } => held_back,
+            Verdict::Quiet => {
+                tracing::debug!(target: "librdkafka", fac, "{message}");
+                return;
+            }
+        };
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", fac, "{message}")
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, held_back, "{message}")
             }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", fac, held_back, "{message}")
+            }
+            _ => tracing::info!(target: "librdkafka", fac, held_back, "{message}"),
         }
     }
 
