@@ -152,8 +152,7 @@ impl Relay {
             bytes = journal.bytes(),
             "journal open"
         );
-        metrics.journal_last_seq.set(journal.last_seq() as i64);
-        metrics.journal_bytes.set(journal.bytes() as i64);
+        metrics.observe_journal(&journal);
         let hub = Hub::new(journal.last_seq(), 65_536);
         let ingest = Ingest::start(
             journal.clone(),

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub config_last_reload_ok: IntGauge,
     pub http_connections_closed: IntCounterVec,
     pub ws_refused: IntCounterVec,
+    pub journal_first_seq: IntGauge,
+    pub journal_max_bytes: IntGauge,
+    pub journal_file_bytes: IntGauge,
     /// The standard `process_*` family (README, "Metrics beyond the contract").
     pub process: ProcessCollector,
 }
@@ -219,6 +222,21 @@ impl Metrics {
             "WebSocket connections answered before the upgrade, by reason: unauthorized (401), bad_since (400), not_websocket (axum's 4xx), shutting_down and max_clients (503).",
             &["reason"],
         );
+        let journal_first_seq = gauge(
+            &r,
+            "callrelay_journal_first_seq",
+            "Oldest seq the journal holds (last_seq + 1 when empty): last_seq - first_seq + 1 events are held, the most a sink can fall behind before journal.max_size drops what it has not delivered.",
+        );
+        let journal_max_bytes = gauge(
+            &r,
+            "callrelay_journal_max_bytes",
+            "journal.max_size: the bytes of events the journal holds at most.",
+        );
+        let journal_file_bytes = gauge(
+            &r,
+            "callrelay_journal_file_bytes",
+            "Size of the journal file on disk (it reuses its free pages and does not shrink).",
+        );
         for sink in ["kafka", "websocket"] {
             events_published.with_label_values(&[sink]);
         }
@@ -289,6 +307,9 @@ impl Metrics {
             config_last_reload_ok,
             http_connections_closed,
             ws_refused,
+            journal_first_seq,
+            journal_max_bytes,
+            journal_file_bytes,
             process,
         }
     }
@@ -337,6 +358,17 @@ impl Metrics {
                     .with_label_values(&[vendor.as_str(), category]);
             }
         }
+    }
+
+    /// The journal's gauges, as it is now: at start, on each scrape and
+    /// after each retention pass.
+    pub fn observe_journal(&self, journal: &crate::journal::Journal) {
+        let gauge = |g: &IntGauge, value: u64| g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge(&self.journal_last_seq, journal.last_seq());
+        gauge(&self.journal_first_seq, journal.first_seq());
+        gauge(&self.journal_bytes, journal.bytes());
+        gauge(&self.journal_max_bytes, journal.options().max_size);
+        gauge(&self.journal_file_bytes, journal.file_bytes());
     }
 
     /// The Prometheus text exposition of every metric.

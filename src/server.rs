@@ -123,10 +123,7 @@ async fn readyz(
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
-    ctx.metrics
-        .journal_last_seq
-        .set(ctx.journal.last_seq() as i64);
-    ctx.metrics.journal_bytes.set(ctx.journal.bytes() as i64);
+    ctx.metrics.observe_journal(&ctx.journal);
     ctx.metrics
         .webhook_body_bytes
         .set(i64::try_from(ctx.body_budget.in_use()).unwrap_or(i64::MAX));

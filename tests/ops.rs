@@ -99,6 +99,9 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ),
     ("callrelay_webhook_body_bytes", "gauge", &[]),
     ("callrelay_ws_refused_total", "counter", &["reason"]),
+    ("callrelay_journal_first_seq", "gauge", &[]),
+    ("callrelay_journal_max_bytes", "gauge", &[]),
+    ("callrelay_journal_file_bytes", "gauge", &[]),
     // The standard process family of every Prometheus client library.
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_open_fds", "gauge", &[]),
@@ -137,6 +140,9 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.http_connections_closed, "counter"),
         (&m.webhook_body_bytes, "gauge"),
         (&m.ws_refused, "counter"),
+        (&m.journal_first_seq, "gauge"),
+        (&m.journal_max_bytes, "gauge"),
+        (&m.journal_file_bytes, "gauge"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
@@ -718,6 +724,24 @@ async fn max_size_is_enforced_soon_after_the_journal_passes_it() {
         || relay.ctx.journal.bytes() <= limit,
     )
     .await;
+    // Prometheus sees what the journal holds and what it may hold: the
+    // events a sink can fall behind by before max_size drops undelivered
+    // ones (CallrelayKafkaLagNearJournalLimit), and the file's size on disk.
+    let (_, samples, _) = scrape(&relay.url("")).await;
+    let gauge = |name: &str| value(&samples, name, &[]).unwrap_or_else(|| panic!("no {name}"));
+    let journal = &relay.ctx.journal;
+    assert!(journal.first_seq() > 1, "max_size dropped the oldest");
+    assert_eq!(
+        gauge("callrelay_journal_first_seq"),
+        journal.first_seq() as f64
+    );
+    assert_eq!(gauge("callrelay_journal_last_seq"), 48.0);
+    assert_eq!(gauge("callrelay_journal_max_bytes"), limit as f64);
+    assert!(gauge("callrelay_journal_bytes") <= limit as f64);
+    assert!(
+        gauge("callrelay_journal_file_bytes") >= gauge("callrelay_journal_bytes"),
+        "the file holds the events"
+    );
     relay.stop().await;
 }
 

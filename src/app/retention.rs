@@ -50,7 +50,7 @@ pub(super) async fn retention_loop(ctx: Arc<Context>) {
                 if report.expired > 0 {
                     tracing::debug!(expired = report.expired, "retention removed old events");
                 }
-                m.journal_bytes.set(ctx.journal.bytes() as i64);
+                m.observe_journal(&ctx.journal);
             }
             Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
             Err(e) => tracing::error!(error = %e, "retention task failed"),
