@@ -121,6 +121,13 @@ impl Hub {
         self.live.subscribe()
     }
 
+    /// Events the live ring holds for a receiver that has not read them yet
+    /// (none while every receiver keeps up): the memory a lagging receiver
+    /// pins, up to the ring's capacity.
+    pub fn live_held(&self) -> usize {
+        self.live.len()
+    }
+
     /// The last seq handed to the sinks.
     fn last_published(&self) -> u64 {
         *self.committed.borrow()

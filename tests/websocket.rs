@@ -871,6 +871,41 @@ async fn unread_client(relay: &TestRelay, query: &str) -> Client {
     client
 }
 
+/// A client replaying history does not hold the live ring meanwhile: a
+/// receiver that is not read keeps every event committed after it in the
+/// shared ring (65,536 events), so one client replaying a full journal more
+/// slowly than events came in added about 100 MB to the relay
+/// (steady-state audit, 2026-12-01). It still gets every event once, in
+/// order, across the seam between history and live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaying_client_does_not_hold_live_events_in_memory() {
+    let relay = start_relay(
+        "[websocket]\nclient_queue = 100000\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
+    )
+    .await;
+    // 8 MiB of history, more than the kernel buffers: the replay waits on a write.
+    const HISTORY: u64 = 128;
+    let history = (1..=HISTORY)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect();
+    submit_all(&relay.ctx.ingest, history).await;
+    let mut client = unread_client(&relay, "?since=0").await;
+    // Its session is replaying (and took its live subscription before that).
+    assert_eq!(next_json(&mut client).await["seq"], 1);
+    const LIVE: u64 = 1_000;
+    let live = (HISTORY + 1..=HISTORY + LIVE)
+        .map(|n| event_sized(n, "call.ringing", Vendor::Voip24h, "main", None, 200))
+        .collect();
+    submit_all(&relay.ctx.ingest, live).await;
+    eventually(WAIT, "no live event held for the replaying client", || {
+        relay.ctx.hub.live_held() == 0
+    })
+    .await;
+    let seqs = seqs_until(&mut client, HISTORY + LIVE).await;
+    assert_eq!(seqs, (2..=HISTORY + LIVE).collect::<Vec<_>>());
+    assert_eq!(disconnects(&relay, "slow_consumer"), 0);
+}
+
 /// Events a client filters out are not in its queue: a filtered client that
 /// is stuck only while unrelated traffic floods in is not closed as slow, but
 /// it is once more than `client_queue` of its own events wait.

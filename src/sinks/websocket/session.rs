@@ -3,9 +3,12 @@
 //!
 //! Guarantees:
 //! - no gap and no duplicate at the seam between history and live: the live
-//!   subscription is taken *before* the journal is read, history is read until
-//!   the journal has nothing newer, and live events at or below the last seq
-//!   handled are skipped;
+//!   subscription is taken *before* the journal is read (again, after a
+//!   replay far behind let go of it, before the journal's last read),
+//!   history is read until the journal has nothing newer, and live events at
+//!   or below the last seq handled are skipped;
+//! - a session reading history far behind the head holds no live event in
+//!   the shared ring meanwhile;
 //! - a client whose live receiver lagged behind the shared broadcast ring is
 //!   caught up from the journal (same seam rule), never silently skipped;
 //! - whenever the journal has dropped events the client would get next (a
@@ -226,7 +229,7 @@ pub async fn run(
             metrics,
         },
         stream,
-        live,
+        live: Some(live),
         filter,
         settings,
         heartbeat,
@@ -247,7 +250,9 @@ pub async fn run(
 struct Session {
     out: Writer,
     stream: SplitStream<WebSocket>,
-    live: broadcast::Receiver<Arc<JournaledEvent>>,
+    /// `None` while the session reads history far behind the head (see
+    /// [`Session::replay`]).
+    live: Option<broadcast::Receiver<Arc<JournaledEvent>>>,
     filter: Arc<Filter>,
     settings: Settings,
     /// The client asked for heartbeat frames.
@@ -327,7 +332,7 @@ impl Session {
                         return Err(End::TokenRevoked);
                     }
                 }
-                received = self.live.recv() => self.on_live(ctx, received).await?,
+                received = next_live(&mut self.live) => self.on_live(ctx, received).await?,
             }
         }
     }
@@ -367,7 +372,11 @@ impl Session {
                 Err(RecvError::Closed) => return Err(End::Shutdown),
             }
             if handed.len() < MAX_BURST && handled < MAX_HANDLED {
-                next = match self.live.try_recv() {
+                let waiting = match self.live.as_mut() {
+                    Some(live) => live.try_recv(),
+                    None => Err(TryRecvError::Empty),
+                };
+                next = match waiting {
                     Ok(e) => Some(Ok(e)),
                     Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
                     Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
@@ -383,6 +392,16 @@ impl Session {
 
     /// Sends every matching journaled event after `cursor` until the journal has
     /// nothing newer; a hole before the first one found is announced as a gap.
+    ///
+    /// Far behind (a full page read), the session lets go of its live
+    /// subscription: a receiver that is not read keeps every event committed
+    /// after it in the shared ring, up to 65,536, for as long as the replay
+    /// lasts (one client replaying more slowly than events came in added
+    /// about 100 MB, steady-state audit of 2026-12-01), and the journal has
+    /// them anyway. Once a read finds nothing newer it subscribes again and
+    /// reads once more, so that what committed before the subscription comes
+    /// from the journal and the rest live (live events up to the cursor are
+    /// skipped).
     async fn replay(&mut self, ctx: &Context) -> Result<(), End> {
         loop {
             if ctx.shutdown.is_cancelled() {
@@ -395,8 +414,15 @@ impl Session {
             })
             .await?;
             let Some(first) = page.first() else {
-                return Ok(());
+                if self.live.is_some() {
+                    return Ok(());
+                }
+                self.live = Some(ctx.hub.subscribe_live());
+                continue;
             };
+            if is_full_page(&page) {
+                self.live = None;
+            }
             self.announce_gap(first.seq).await?;
             let mut sent = 0u64;
             for event in &page {
@@ -441,6 +467,22 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The next live event, or never while the session is not subscribed.
+async fn next_live(
+    live: &mut Option<broadcast::Receiver<Arc<JournaledEvent>>>,
+) -> Result<Arc<JournaledEvent>, RecvError> {
+    match live {
+        Some(live) => live.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A page as large as a read returns: the journal may hold more after it.
+fn is_full_page(page: &[JournaledEvent]) -> bool {
+    page.len() >= REPLAY_PAGE
+        || page.iter().map(|e| e.json.len()).sum::<usize>() >= REPLAY_PAGE_BYTES
 }
 
 /// Runs a journal read off the runtime's workers; a failure ends the
