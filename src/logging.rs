@@ -7,7 +7,9 @@
 //! below debug, whatever the filter asks, so no frame or header (the Voip24h
 //! key, a WebSocket token) reaches the log. Colour only on a terminal. A
 //! panic (a bug) is logged as one `error` event in the same format, not as
-//! the default hook's text, which a JSON log pipeline could not read.
+//! the default hook's text, which a JSON log pipeline could not read. A
+//! stderr that can no longer be written (its reader gone) loses log lines,
+//! never the process.
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -124,6 +126,12 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr is a pipe whose reader
+        // went away: `| tee` ended, a log shipper died) is lost, and nothing
+        // else: tracing's own report of it went to stderr with `eprintln!`,
+        // which panics there, and the panic's log line panicked again, so
+        // the relay aborted mid-commit (big-journal audit, 2026-12-01).
+        .log_internal_errors(false)
         // Colour codes only for a person at a terminal: the journal, a file or
         // a pipe would keep them as escape sequences in the text.
         .with_ansi(std::io::stderr().is_terminal());

@@ -3,6 +3,7 @@
 //! Errors reach the user here, as plain messages and an exit code; never a
 //! panic or a backtrace for bad input or bad config.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -146,7 +147,8 @@ fn main() -> ExitCode {
                     if tracing::enabled!(tracing::Level::ERROR) {
                         tracing::error!("{e}");
                     } else {
-                        eprintln!("callrelay: {e}");
+                        // Not `eprintln!`: it panics on a stderr whose reader is gone.
+                        let _ = writeln!(std::io::stderr(), "callrelay: {e}");
                     }
                     ExitCode::FAILURE
                 }

@@ -582,3 +582,81 @@ fn process_metrics_show_open_files_against_the_raised_limit() {
         "started {started}, now {now}"
     );
 }
+
+/// A relay whose stderr pipe lost its reader (`| tee` ended, a log shipper
+/// died) keeps running and answering: the log lines are lost, nothing else.
+/// It aborted at its next log line: tracing reported the failed write with
+/// `eprintln!`, which panicked on the broken stderr, and the panic's own log
+/// line panicked again, mid-commit (big-journal audit, 2026-12-01).
+#[test]
+fn a_broken_stderr_loses_log_lines_not_the_relay() {
+    use std::io::{BufRead, Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n\n\
+             [[webhook]]\nvendor = \"tel4vn\"\naccount = \"demo\"\napi_key = \"demo-tel4vn-key\"\n",
+            dir.path().join("journal").display().to_string()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(BIN)
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "exited"
+        );
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "listening" {
+            break v["addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    // The reader goes away: every log line from here on fails to be written.
+    drop(stderr);
+    let post = |key: &str, call_id: &str| -> String {
+        let body = format!(r#"{{"call_id":"{call_id}","state":"ringing"}}"#);
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            stream,
+            "POST /hooks/tel4vn/demo HTTP/1.0\r\nHost: relay\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    // Refusals are logged (warn): each of these is a line the relay cannot write.
+    for n in 0..3 {
+        let answer = post("wrong-key", &format!("refused-{n}"));
+        assert!(answer.starts_with("HTTP/1.0 401"), "{answer:?}");
+    }
+    let answer = post("demo-tel4vn-key", "taken-1");
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer:?}");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the relay died"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
