@@ -19,6 +19,7 @@
 
 mod fd_limit;
 mod kafka_sink;
+mod opening;
 pub mod reload;
 mod retention;
 mod signals;
@@ -28,7 +29,7 @@ pub use reload::ReloadOutcome;
 
 use kafka_sink::{kafka_message_max, start_kafka};
 use retention::retention_loop;
-use signals::{Signals, signal_loop};
+use signals::{Signals, signal_loop, stop_while_starting};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::ingest::{Hub, Ingest, IngestHandle, IngestOptions};
-use crate::journal::{ActiveSink, Journal, JournalError, JournalOptions};
+use crate::journal::{ActiveSink, Journal, JournalError, JournalOptions, StopCheck};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
@@ -123,6 +124,8 @@ pub enum RunError {
     Serve(std::io::Error),
     #[error("cannot start the journal writer thread: {0}")]
     IngestThread(std::io::Error),
+    #[error("opening the journal failed: {0}")]
+    JournalOpenTask(String),
 }
 
 /// A started relay: its address and the handle to stop it.
@@ -135,21 +138,40 @@ pub struct Relay {
 impl Relay {
     /// Starts everything; returns once the listener is bound and the journal open.
     pub async fn start(config: Config, config_path: PathBuf) -> Result<Relay, RunError> {
+        Relay::start_stoppable(config, config_path, StopCheck::default()).await
+    }
+
+    /// As [`Relay::start`]; `stop` cuts short the check of a journal that was
+    /// not closed cleanly (a stop asked for while starting).
+    pub async fn start_stoppable(
+        config: Config,
+        config_path: PathBuf,
+        stop: StopCheck,
+    ) -> Result<Relay, RunError> {
         fd_limit::raise_and_check(&config);
         let metrics = Arc::new(Metrics::new());
         let journal_cfg = &config.journal;
-        let journal = Journal::open(JournalOptions {
+        let options = JournalOptions {
             dir: journal_cfg.path.get_ref().clone(),
             dedup_window: config.dedup.window.get_ref().get(),
             retention: journal_cfg.retention.get_ref().get(),
             max_size: journal_cfg.max_size.get_ref().get(),
-        })?;
+        };
+        let opening = opening::JournalOpening::begin();
+        let started = Instant::now();
+        // Off the runtime's workers: a check of the whole file takes minutes
+        // on a slow disk, and the signal handlers must run meanwhile.
+        let journal = tokio::task::spawn_blocking(move || Journal::open_stoppable(options, stop))
+            .await
+            .map_err(|e| RunError::JournalOpenTask(e.to_string()))??;
+        drop(opening);
         let journal = Arc::new(journal);
         tracing::info!(
             path = %journal.path().display(),
             first_seq = journal.first_seq(),
             last_seq = journal.last_seq(),
             bytes = journal.bytes(),
+            took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "journal open"
         );
         metrics.observe_journal(&journal);
@@ -409,13 +431,36 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
     let signals = Signals::install();
     let config = Config::load(config_path)?;
-    let relay = Relay::start(config, config_path.to_path_buf()).await?;
+    // A SIGTERM or SIGINT while starting is acted on at once: the check of a
+    // journal not closed cleanly stops at its next step, and a relay that
+    // did open drains without ever saying READY.
+    let stop = StopCheck::default();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let watching = signals.map(|s| tokio::spawn(stop_while_starting(s, stop.clone(), started_rx)));
+    let started = Relay::start_stoppable(config, config_path.to_path_buf(), stop.clone()).await;
+    let _ = started_tx.send(());
+    let signals = match watching {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
+    let relay = match started {
+        Err(RunError::Journal(e @ JournalError::CheckStopped { .. })) => {
+            tracing::info!("{e}");
+            return Ok(());
+        }
+        started => started?,
+    };
     let ctx = relay.ctx.clone();
     match signals {
         Some(signals) => {
             tokio::spawn(signal_loop(ctx.clone(), signals));
         }
         None => tracing::error!("cannot install signal handlers"),
+    }
+    if stop.is_stopped() {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        relay.shutdown();
+        return relay.wait().await;
     }
     let status = format!("listening on {}", relay.addr);
     let _ = sd_notify::notify(

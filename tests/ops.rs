@@ -1895,6 +1895,165 @@ async fn a_stop_under_systemd_closes_the_journal_for_a_quick_next_start() {
     );
 }
 
+/// A start that has to check a journal not closed cleanly (read whole: two
+/// minutes on a slow disk) tells systemd it is progressing before READY, so
+/// the 90 s start timeout does not kill it mid-check (and the next start
+/// check it again, for ever), and its log says how far the check got and
+/// how long the open took. Big-journal audit, 2026-12-01: 127 s of silence,
+/// then systemd's timeout.
+#[tokio::test]
+async fn a_start_checking_the_journal_keeps_systemd_informed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    std::fs::write(&config, &text).expect("write config");
+    // A journal as a kill leaves it: a copy taken while it was open.
+    let live = tempfile::tempdir().expect("tempdir");
+    let journal = callrelay::journal::Journal::open(callrelay::journal::JournalOptions {
+        dir: live.path().to_path_buf(),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(3600),
+        max_size: 1 << 30,
+    })
+    .expect("journal");
+    let events: Vec<_> = (0..200)
+        .map(|n| {
+            event(
+                Vendor::Tel4vn,
+                "demo",
+                "call.ringing",
+                &format!("unclean-{n}"),
+            )
+        })
+        .collect();
+    journal.append_batch(&events).expect("append");
+    std::fs::create_dir_all(dir.path().join("journal")).expect("journal dir");
+    std::fs::copy(journal.path(), dir.path().join("journal/journal.redb")).expect("copy");
+    drop(journal);
+
+    let mut d = Daemon::start(dir.path(), &config, 60_000_000).await;
+    // In this order: the extension while opening, then READY.
+    d.note("EXTEND_TIMEOUT_USEC=30000000").await;
+    d.note("READY=1").await;
+    let checked = d
+        .seen
+        .iter()
+        .any(|v| message(v).contains("not closed cleanly"));
+    assert!(checked, "{:#?}", d.seen);
+    let progress = d
+        .seen
+        .iter()
+        .find(|v| message(v) == "checking the journal")
+        .unwrap_or_else(|| panic!("no progress line: {:#?}", d.seen));
+    assert!(progress["done_percent"].as_u64().is_some(), "{progress}");
+    let open = d
+        .seen
+        .iter()
+        .find(|v| message(v) == "journal open")
+        .expect("journal open");
+    assert_eq!(open["last_seq"], 200, "{open}");
+    assert!(open["took_ms"].as_u64().is_some(), "{open}");
+    d.post_ringing("after-the-check").await;
+}
+
+/// SIGTERM while the relay starts is logged at once and acted on: it drains
+/// and exits 0 without ever saying READY (a check of a journal not closed
+/// cleanly stops at its next step, see journal::tests
+/// `a_stop_cuts_the_check_of_a_journal_not_closed_cleanly_short`). It was
+/// silent until the whole check was done (minutes on a slow disk), then said
+/// READY and STOPPING in the same millisecond.
+#[tokio::test]
+async fn sigterm_while_starting_stops_without_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    // The config file is a FIFO: the relay reads it once its signal handlers
+    // are installed, and the test's open for writing returns only then.
+    let fifo = dir.path().join("relay.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let mut child = Command::new(BIN)
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&fifo)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    let fed = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: the open fails (ENXIO) until the relay opens the
+        // FIFO to read, so a relay that never gets there fails the test
+        // instead of hanging it.
+        const O_NONBLOCK: i32 = 0o4000; // Linux
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut config = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(O_NONBLOCK)
+                .open(&fifo)
+            {
+                Ok(config) => break config,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("the relay never read its config: {e}"),
+            }
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        config.write_all(text.as_bytes()).expect("write the config");
+    });
+    fed.await.expect("join");
+    let exited = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut log)
+            .expect("read log");
+        (status, log)
+    });
+    let (status, log) = exited.await.expect("join");
+    let status = status.unwrap_or_else(|| panic!("still running 20 s after SIGTERM:\n{log}"));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("SIGTERM while starting"), "{log}");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut notes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        notes.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    assert!(notes.iter().any(|n| n == "STOPPING=1"), "{notes:?}");
+    assert!(!notes.iter().any(|n| n == "READY=1"), "{notes:?}");
+}
+
 /// A stop while the Kafka sink waits on a broker that does not answer (its
 /// metadata request may take 10 s) exits once everything is durable: the
 /// process used to linger for the rest of that request after `stopped`.

@@ -2,8 +2,10 @@
 //! told to systemd (STOPPING, RELOADING then READY).
 //!
 //! Guarantees: the handlers are installed before the config is read, so a
-//! SIGHUP during start waits for the relay instead of killing it; a refused
-//! reload is logged with every problem and keeps the running config.
+//! SIGHUP during start waits for the relay instead of killing it, and a
+//! SIGTERM or SIGINT during start is logged at once and stops it as soon as
+//! it can; a refused reload is logged with every problem and keeps the
+//! running config.
 
 use std::sync::Arc;
 
@@ -36,6 +38,30 @@ impl Signals {
             hup: signal(SignalKind::hangup()).ok()?,
         })
     }
+}
+
+/// Until `started` fires: a SIGTERM or SIGINT sets `stop` (which cuts a
+/// journal check short) and is logged at once; before, it was silent until
+/// the check ended, minutes later on a slow disk. Returns the handlers for
+/// [`signal_loop`].
+#[cfg(unix)]
+pub(super) async fn stop_while_starting(
+    mut signals: Signals,
+    stop: crate::journal::StopCheck,
+    started: tokio::sync::oneshot::Receiver<()>,
+) -> Signals {
+    let name = tokio::select! {
+        // A signal already waiting counts even when the start has finished too.
+        biased;
+        _ = signals.term.recv() => "SIGTERM",
+        _ = signals.int.recv() => "SIGINT",
+        _ = started => return signals,
+    };
+    tracing::info!(
+        "{name} while starting: stopping as soon as the journal is open (a check of a journal not closed cleanly stops at its next step)"
+    );
+    stop.stop();
+    signals
 }
 
 #[cfg(unix)]
