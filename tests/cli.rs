@@ -359,10 +359,7 @@ fn version_names_the_commit_the_build_is_from() {
 fn run_with_nofile(
     dir: &Path,
     limit: &str,
-) -> Option<(
-    std::process::Child,
-    std::sync::mpsc::Receiver<serde_json::Value>,
-)> {
+) -> Option<(Running, std::sync::mpsc::Receiver<serde_json::Value>)> {
     use std::io::BufRead;
     if Command::new("prlimit").arg("--version").output().is_err() {
         assert!(
@@ -403,7 +400,24 @@ fn run_with_nofile(
             }
         }
     });
-    Some((child, rx))
+    Some((Running(child), rx))
+}
+
+/// A relay process, killed when dropped: a test that fails half-way does
+/// not leave it running.
+struct Running(std::process::Child);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The next log line whose message starts with `prefix`, within 30 s.
@@ -424,9 +438,8 @@ fn next_line(
     None
 }
 
-fn stop(mut child: std::process::Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop(child: Running) {
+    drop(child);
 }
 
 /// Started from a shell (soft limit 256 here, hard 4096), the relay raises
@@ -612,6 +625,7 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
         .spawn()
         .expect("spawn");
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut child = Running(child);
     let addr = loop {
         let mut line = String::new();
         assert!(
@@ -649,7 +663,7 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
     let answer = post("demo-tel4vn-key", "taken-1");
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer:?}");
     assert!(
-        child.try_wait().expect("try_wait").is_none(),
+        child.0.try_wait().expect("try_wait").is_none(),
         "the relay died"
     );
     let sent = Command::new("kill")
@@ -657,6 +671,6 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
         .status()
         .expect("kill");
     assert!(sent.success());
-    let status = child.wait().expect("wait");
+    let status = child.0.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
