@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::ingest::{Hub, Ingest, IngestHandle, IngestOptions};
-use crate::journal::{ActiveSink, Journal, JournalError, JournalOptions, StopCheck};
+use crate::journal::{ActiveSink, Journal, JournalError, JournalOptions};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
@@ -138,15 +138,14 @@ pub struct Relay {
 impl Relay {
     /// Starts everything; returns once the listener is bound and the journal open.
     pub async fn start(config: Config, config_path: PathBuf) -> Result<Relay, RunError> {
-        Relay::start_stoppable(config, config_path, StopCheck::default()).await
+        Relay::start_as(config, config_path, None).await
     }
 
-    /// As [`Relay::start`]; `stop` cuts short the check of a journal that was
-    /// not closed cleanly (a stop asked for while starting).
-    pub async fn start_stoppable(
+    /// As [`Relay::start`]; `starting` learns when the journal is open.
+    async fn start_as(
         config: Config,
         config_path: PathBuf,
-        stop: StopCheck,
+        starting: Option<&opening::Starting>,
     ) -> Result<Relay, RunError> {
         fd_limit::raise_and_check(&config);
         let metrics = Arc::new(Metrics::new());
@@ -161,10 +160,13 @@ impl Relay {
         let started = Instant::now();
         // Off the runtime's workers: a check of the whole file takes minutes
         // on a slow disk, and the signal handlers must run meanwhile.
-        let journal = tokio::task::spawn_blocking(move || Journal::open_stoppable(options, stop))
+        let journal = tokio::task::spawn_blocking(move || Journal::open(options))
             .await
             .map_err(|e| RunError::JournalOpenTask(e.to_string()))??;
         drop(opening);
+        if let Some(starting) = starting {
+            starting.journal_opened();
+        }
         let journal = Arc::new(journal);
         tracing::info!(
             path = %journal.path().display(),
@@ -431,25 +433,19 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
     let signals = Signals::install();
     let config = Config::load(config_path)?;
-    // A SIGTERM or SIGINT while starting is acted on at once: the check of a
-    // journal not closed cleanly stops at its next step, and a relay that
-    // did open drains without ever saying READY.
-    let stop = StopCheck::default();
+    // A SIGTERM or SIGINT while starting is acted on at once: an exit while
+    // the journal opens, a drain without READY once it is open.
+    let starting = Arc::new(opening::Starting::new());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let watching = signals.map(|s| tokio::spawn(stop_while_starting(s, stop.clone(), started_rx)));
-    let started = Relay::start_stoppable(config, config_path.to_path_buf(), stop.clone()).await;
+    let watching =
+        signals.map(|s| tokio::spawn(stop_while_starting(s, starting.clone(), started_rx)));
+    let started = Relay::start_as(config, config_path.to_path_buf(), Some(&starting)).await;
     let _ = started_tx.send(());
     let signals = match watching {
         Some(task) => task.await.ok(),
         None => None,
     };
-    let relay = match started {
-        Err(RunError::Journal(e @ JournalError::CheckStopped { .. })) => {
-            tracing::info!("{e}");
-            return Ok(());
-        }
-        started => started?,
-    };
+    let relay = started?;
     let ctx = relay.ctx.clone();
     match signals {
         Some(signals) => {
@@ -457,8 +453,14 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
         }
         None => tracing::error!("cannot install signal handlers"),
     }
-    if stop.is_stopped() {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    if starting.stopped() {
+        let _ = sd_notify::notify(
+            false,
+            &[
+                sd_notify::NotifyState::Stopping,
+                sd_notify::NotifyState::Status("stopping"),
+            ],
+        );
         relay.shutdown();
         return relay.wait().await;
     }

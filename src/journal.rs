@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -78,10 +78,6 @@ pub enum JournalError {
     InUse { path: PathBuf },
     #[error("cannot open the journal {path}: {source}")]
     Open { path: PathBuf, source: redb::Error },
-    #[error(
-        "stopped while checking the journal {path} (it was not closed cleanly); the next start checks it again"
-    )]
-    CheckStopped { path: PathBuf },
     #[error("journal storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error(
@@ -192,28 +188,10 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why the journal is being opened: what a repair (a read of the whole
 /// file, for a file not closed cleanly) is said to be for.
+#[derive(Clone, Copy)]
 enum Opening {
-    /// At start, which a stop asked for meanwhile may cut short.
-    Start(StopCheck),
+    Start,
     AfterIoError,
-}
-
-/// Cuts a start short: once set, redb's check of a journal not closed
-/// cleanly stops at its next step (it reports progress at about a third,
-/// two thirds and nine tenths) and the open fails with
-/// [`JournalError::CheckStopped`]. The file is left as it was; the next
-/// start checks it again.
-#[derive(Clone, Debug, Default)]
-pub struct StopCheck(Arc<AtomicBool>);
-
-impl StopCheck {
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// Creates the journal file, owner only (0600) whatever the umask and the
@@ -243,15 +221,10 @@ fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError
     Database::builder()
         .set_cache_size(CACHE_BYTES)
         .set_repair_callback(move |session| {
-            if let Opening::Start(stop) = &opening
-                && stop.is_stopped()
-            {
-                session.abort();
-                return;
-            }
             // Called while redb rebuilds its state, which takes a read of the
-            // whole file (two minutes on a slow disk): say why this start is
-            // slow, then how far it got, so that it does not look hung.
+            // whole file (minutes on a slow disk): say why this start is slow,
+            // then how far it got (redb reports 60 and 90 %, after its first
+            // scan, which is most of the time; the app says it is still at it).
             if told.replace(true) {
                 tracing::info!(
                     path = %shown,
@@ -261,7 +234,7 @@ fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError
                 );
             } else {
                 match opening {
-                    Opening::Start(_) => tracing::warn!(
+                    Opening::Start => tracing::warn!(
                         path = %shown,
                         "the journal was not closed cleanly (a crash, a kill, or a stop that could not close it): checking the whole file before starting"
                     ),
@@ -275,9 +248,6 @@ fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError
         .create(path)
         .map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
-            path: path.to_owned(),
-        },
-        redb::DatabaseError::RepairAborted => JournalError::CheckStopped {
             path: path.to_owned(),
         },
         other => JournalError::Open {
@@ -303,15 +273,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl Journal {
     /// Opens (or creates) the journal in `options.dir`.
     pub fn open(options: JournalOptions) -> Result<Journal, JournalError> {
-        Journal::open_stoppable(options, StopCheck::default())
-    }
-
-    /// As [`Journal::open`]; `stop` cuts short the check of a journal that
-    /// was not closed cleanly.
-    pub fn open_stoppable(
-        options: JournalOptions,
-        stop: StopCheck,
-    ) -> Result<Journal, JournalError> {
         // Owner only, whatever the umask: the journal holds callers' phone
         // numbers, and a relay started from a shell (umask 022) made them
         // world-readable. A directory that exists is left as it is.
@@ -325,7 +286,7 @@ impl Journal {
             })?;
         let path = options.dir.join("journal.redb");
         create_private(&path)?;
-        let db = open_database(&path, Opening::Start(stop))?;
+        let db = open_database(&path, Opening::Start)?;
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(EVENTS).map_err(storage)?;

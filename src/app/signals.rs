@@ -3,13 +3,14 @@
 //!
 //! Guarantees: the handlers are installed before the config is read, so a
 //! SIGHUP during start waits for the relay instead of killing it, and a
-//! SIGTERM or SIGINT during start is logged at once and stops it as soon as
-//! it can; a refused reload is logged with every problem and keeps the
+//! SIGTERM or SIGINT during start is acted on at once (an exit while the
+//! journal opens, a drain without READY after); a refused reload is logged with every problem and keeps the
 //! running config.
 
 use std::sync::Arc;
 
 use super::Context;
+use super::opening::Starting;
 
 /// Tells systemd a reload began (with the monotonic time `Type=notify-reload` wants).
 fn notify_reloading() {
@@ -40,14 +41,14 @@ impl Signals {
     }
 }
 
-/// Until `started` fires: a SIGTERM or SIGINT sets `stop` (which cuts a
-/// journal check short) and is logged at once; before, it was silent until
-/// the check ended, minutes later on a slow disk. Returns the handlers for
+/// Until `started` fires, a SIGTERM or SIGINT is acted on at once
+/// ([`Starting::stop`]); before, it waited for the start to finish, minutes
+/// when the journal had to be checked. Returns the handlers for
 /// [`signal_loop`].
 #[cfg(unix)]
 pub(super) async fn stop_while_starting(
     mut signals: Signals,
-    stop: crate::journal::StopCheck,
+    starting: Arc<Starting>,
     started: tokio::sync::oneshot::Receiver<()>,
 ) -> Signals {
     let name = tokio::select! {
@@ -57,10 +58,7 @@ pub(super) async fn stop_while_starting(
         _ = signals.int.recv() => "SIGINT",
         _ = started => return signals,
     };
-    tracing::info!(
-        "{name} while starting: stopping as soon as the journal is open (a check of a journal not closed cleanly stops at its next step)"
-    );
-    stop.stop();
+    starting.stop(name);
     signals
 }
 

@@ -157,53 +157,6 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
 }
 
-/// A copy of a journal taken while it is open: a file not closed cleanly,
-/// as a kill leaves it, holding `events` events.
-fn unclean_copy(events: usize) -> (tempfile::TempDir, tempfile::TempDir) {
-    let live = tempfile::tempdir().unwrap();
-    let journal = Journal::open(options(live.path())).unwrap();
-    let batch: Vec<_> = (0..events).map(|n| event(&format!("e{n}"))).collect();
-    journal.append_batch(&batch).unwrap();
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::copy(journal.path(), copy.path().join("journal.redb")).unwrap();
-    drop(journal);
-    (live, copy)
-}
-
-/// A stop asked for while a journal not closed cleanly is being checked
-/// ends the check (systemd's stop would otherwise wait for it, minutes on a
-/// slow disk), leaves the file as it was, and the next start checks it again
-/// and finds every event.
-#[test]
-fn a_stop_cuts_the_check_of_a_journal_not_closed_cleanly_short() {
-    let (_live, copy) = unclean_copy(100);
-    let stop = StopCheck::default();
-    stop.stop();
-    let cut = Journal::open_stoppable(options(copy.path()), stop);
-    assert!(
-        matches!(cut, Err(JournalError::CheckStopped { .. })),
-        "{:?}",
-        cut.err()
-    );
-    let journal = Journal::open_stoppable(options(copy.path()), StopCheck::default()).unwrap();
-    assert_eq!((journal.first_seq(), journal.last_seq()), (1, 100));
-    assert_eq!(journal.read_after(0, 1000).unwrap().len(), 100);
-}
-
-/// A clean journal is opened whatever the stop says: there is nothing to cut
-/// short, and the relay drains once it is open.
-#[test]
-fn a_stop_does_not_refuse_a_journal_closed_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(options(dir.path())).unwrap();
-    journal.append_batch(&[event("a")]).unwrap();
-    drop(journal);
-    let stop = StopCheck::default();
-    stop.stop();
-    let journal = Journal::open_stoppable(options(dir.path()), stop).unwrap();
-    assert_eq!(journal.last_seq(), 1);
-}
-
 #[test]
 fn the_journal_cannot_be_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
