@@ -107,9 +107,10 @@ impl Starting {
 
     /// A stop, by `signal`. Before the journal is open the process exits at
     /// once with 0: nothing runs yet that holds an event (sources and the
-    /// listener start after the journal), and a check of a journal not
-    /// closed cleanly only reads until it is done, so cutting it anywhere is
-    /// safe and the next start checks again. Cutting it short at redb's next
+    /// listener start after the journal), and redb's check is as safe to cut
+    /// as any of its writes (a kill at any moment leaves a file the next open
+    /// repairs; a check killed half-way was checked again whole, big-journal
+    /// audit), so the next start checks again. Cutting it short at redb's next
     /// progress report was tried first: that report comes after its first
     /// scan, most of the time (a stop took 145 s, verification audit of
     /// 2026-12-01). Once it is open, the start finishes and drains.
