@@ -1251,6 +1251,10 @@ fn the_dashboard_queries_only_metrics_the_relay_exports() {
     for e in &exprs {
         let names = metric_names(e);
         assert!(!names.is_empty(), "query of no callrelay metric: {e}");
+        // Other jobs export process_* too; "All" instances would show them.
+        if names.iter().any(|n| n.starts_with("process_")) {
+            assert!(e.contains("job=\"callrelay\""), "{e}");
+        }
         for n in names {
             assert!(exported.contains(&n), "{n} is not exported (in {e})");
             used.insert(n);

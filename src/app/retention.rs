@@ -108,8 +108,9 @@ impl DropLine {
 /// the rest.
 #[derive(Default)]
 struct DropLog {
-    urgent_logged_at: Option<Instant>,
+    undelivered_logged_at: Option<Instant>,
     undelivered: u64,
+    held_logged_at: Option<Instant>,
     held: u64,
     delivered_logged_at: Option<Instant>,
     delivered: u64,
@@ -125,14 +126,15 @@ impl DropLog {
             last.is_none_or(|t| now.saturating_duration_since(t) >= every)
         };
         let mut lines = Vec::new();
-        if self.undelivered + self.held > 0 && due(self.urgent_logged_at, RETENTION_EVERY) {
-            if self.undelivered > 0 {
-                lines.push(DropLine::Undelivered(std::mem::take(&mut self.undelivered)));
-            }
-            if self.held > 0 {
-                lines.push(DropLine::Held(std::mem::take(&mut self.held)));
-            }
-            self.urgent_logged_at = Some(now);
+        // Each on its own clock: a line about held events must not hold back
+        // the first one about lost events (it came 28 s late behind one).
+        if self.undelivered > 0 && due(self.undelivered_logged_at, RETENTION_EVERY) {
+            lines.push(DropLine::Undelivered(std::mem::take(&mut self.undelivered)));
+            self.undelivered_logged_at = Some(now);
+        }
+        if self.held > 0 && due(self.held_logged_at, RETENTION_EVERY) {
+            lines.push(DropLine::Held(std::mem::take(&mut self.held)));
+            self.held_logged_at = Some(now);
         }
         if self.delivered > 0 && due(self.delivered_logged_at, DELIVERED_LOG_EVERY) {
             let dropped = std::mem::take(&mut self.delivered);
@@ -171,6 +173,17 @@ mod tests {
         assert_eq!(
             log.add(&report(0, 0, 2), t0 + DELIVERED_LOG_EVERY),
             [DropLine::Delivered(1_200)]
+        );
+    }
+
+    #[test]
+    fn the_first_undelivered_drop_is_said_at_once_after_a_held_one() {
+        let mut log = DropLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.add(&report(0, 7, 0), t0), [DropLine::Held(7)]);
+        assert_eq!(
+            log.add(&report(5, 1, 0), t0 + Duration::from_secs(2)),
+            [DropLine::Undelivered(5)]
         );
     }
 
