@@ -30,14 +30,15 @@ const MAX_OPENING: Duration = Duration::from_secs(3600);
 /// progress only after its first scan of the file, most of the time.
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
-/// Keeps systemd's start timeout at bay while alive.
+/// Keeps systemd's start timeout at bay while alive; dropped, its thread
+/// ends at once (the channel is gone).
 pub(super) struct JournalOpening {
-    done: Option<mpsc::Sender<()>>,
+    _alive: mpsc::Sender<()>,
 }
 
 impl JournalOpening {
     pub(super) fn begin() -> JournalOpening {
-        let (done, finished) = mpsc::channel::<()>();
+        let (alive, opened) = mpsc::channel::<()>();
         let started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("callrelay-opening".into())
@@ -62,7 +63,7 @@ impl JournalOpening {
                             sd_notify::NotifyState::Status(&status),
                         ],
                     );
-                    match finished.recv_timeout(RENEW_EVERY) {
+                    match opened.recv_timeout(RENEW_EVERY) {
                         Err(RecvTimeoutError::Timeout) if started.elapsed() < MAX_OPENING => {}
                         _ => return,
                     }
@@ -72,14 +73,7 @@ impl JournalOpening {
             // Only the systemd notices are lost: the open goes on.
             tracing::warn!(error = %e, "cannot start the thread that tells systemd the journal is opening");
         }
-        JournalOpening { done: Some(done) }
-    }
-}
-
-impl Drop for JournalOpening {
-    fn drop(&mut self) {
-        // The thread ends at its next wake-up at the latest.
-        self.done.take();
+        JournalOpening { _alive: alive }
     }
 }
 
