@@ -438,8 +438,18 @@ fn next_line(
     None
 }
 
-fn stop(child: Running) {
-    drop(child);
+/// The address the relay logged it listens on.
+fn listening_addr(lines: &std::sync::mpsc::Receiver<serde_json::Value>) -> String {
+    let listening = next_line(lines, "listening").expect("listening");
+    listening["addr"].as_str().unwrap_or_default().to_owned()
+}
+
+/// `n` connections to `addr`, held open while the returned vector lives
+/// (idle connections are closed after 10 s, well after these tests).
+fn hold_connections(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect()
 }
 
 /// Started from a shell (soft limit 256 here, hard 4096), the relay raises
@@ -457,7 +467,7 @@ fn run_raises_the_open_file_limit_and_warns_when_it_is_short() {
     let short = next_line(&lines, "the open-file limit is below");
     let limits =
         std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
-    stop(child);
+    drop(child);
     let raised = raised.expect("a line saying the limit was raised");
     assert_eq!(raised["from"], 256, "{raised}");
     assert_eq!(raised["to"], 4096, "{raised}");
@@ -481,12 +491,8 @@ fn an_accept_error_out_of_descriptors_is_logged_once_with_a_hint() {
     let Some((child, lines)) = run_with_nofile(dir.path(), "64:64") else {
         return;
     };
-    let listening = next_line(&lines, "listening").expect("listening");
-    let addr = listening["addr"].as_str().unwrap_or_default().to_owned();
-    // Held open (idle connections are closed after 10 s, well after this).
-    let held: Vec<_> = (0..100)
-        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
-        .collect();
+    let addr = listening_addr(&lines);
+    let held = hold_connections(&addr, 100);
     let first = next_line(&lines, "accepting a connection failed");
     // Accepting is tried again every second: three more tries, no line.
     let again = {
@@ -502,7 +508,7 @@ fn an_accept_error_out_of_descriptors_is_logged_once_with_a_hint() {
         again
     };
     drop(held);
-    stop(child);
+    drop(child);
     let first = first.expect("an accept error");
     assert_eq!(first["held_back"], 0, "{first}");
     assert!(
@@ -551,12 +557,9 @@ fn process_metrics_show_open_files_against_the_raised_limit() {
     let Some((child, lines)) = run_with_nofile(dir.path(), "256:4096") else {
         return;
     };
-    let listening = next_line(&lines, "listening").expect("listening");
-    let addr = listening["addr"].as_str().unwrap_or_default().to_owned();
+    let addr = listening_addr(&lines);
     let before = scrape_unlabelled(&addr);
-    let held: Vec<_> = (0..100)
-        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
-        .collect();
+    let held = hold_connections(&addr, 100);
     assert_eq!(held.len(), 100);
     // The relay accepts them on its own time: wait until it holds them all.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -569,7 +572,7 @@ fn process_metrics_show_open_files_against_the_raised_limit() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     drop(held);
-    stop(child);
+    drop(child);
     assert_eq!(sample(&before, "process_max_fds"), 4096.0, "{before:?}");
     let grown = sample(&after, "process_open_fds") - sample(&before, "process_open_fds");
     assert!(

@@ -82,11 +82,8 @@ pub fn raise_and_check(config: &Config) {
             ),
             Err(e) => {
                 tracing::warn!(error = %e, soft = before.current, "could not raise the open-file limit");
-                plan = Plan {
-                    raise_to: None,
-                    limit: before.current,
-                    short: before.current.is_some_and(|l| l < need),
-                };
+                // It stays where it was: as if that were the hard limit too.
+                plan = self::plan(before.current, before.current, need);
             }
         }
     }
