@@ -176,6 +176,7 @@ impl Relay {
             took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "journal open"
         );
+        retention::say_losses_before_start(&journal);
         metrics.observe_journal(&journal);
         let hub = Hub::new(journal.last_seq(), 65_536);
         let ingest = Ingest::start(
@@ -313,7 +314,8 @@ async fn serve(
     let mut sources = SourceManager::default();
     sources.apply(&ctx.config.load(), &ctx).await;
     let mut kafka = start_kafka(&ctx);
-    let retention = tokio::spawn(retention_loop(ctx.clone()));
+    let retention_stop = CancellationToken::new();
+    let retention = tokio::spawn(retention_loop(ctx.clone(), retention_stop.clone()));
 
     loop {
         tokio::select! {
@@ -402,9 +404,10 @@ async fn serve(
     if let Some(k) = kafka.take() {
         k.stop().await;
     }
-    retention.abort();
-    // Awaited so that no task holds the journal once `wait` returns: a restart
-    // on the same directory must find it free.
+    // Stopped rather than aborted: the drops it has not logged yet are
+    // logged now. Awaited so that no task holds the journal once `wait`
+    // returns: a restart on the same directory must find it free.
+    retention_stop.cancel();
     let _ = retention.await;
     let last_seq = ctx.journal.last_seq();
     // Closed here rather than when the last reference goes, which may be never

@@ -28,6 +28,7 @@ use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 mod clock;
 mod dedup;
 mod held_drop;
+mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};
 
@@ -41,8 +42,8 @@ const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 /// sink name → what the sink keeps beside its cursor (opaque to the journal;
 /// the Kafka sink's delivered offsets), written in the cursor's transaction.
 const CURSOR_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("cursor_states");
-/// counters: "next_seq", "bytes"; and "format", the [`JOURNAL_FORMAT`] that
-/// wrote the file.
+/// counters: "next_seq", "bytes", "undelivered_unsaid" (see
+/// [`unsaid_loss`]); and "format", the [`JOURNAL_FORMAT`] that wrote the file.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Per sink, the runs of events `max_size` dropped while the sink held them
 /// in memory: (sink, first seq) → last seq (see [`held_drop`]).
@@ -492,6 +493,20 @@ impl Journal {
         Ok(lost)
     }
 
+    /// Events `max_size` dropped before a sink had them that no log line
+    /// has named yet: counted in the transaction that drops them, so a
+    /// relay killed before its next line leaves the count to the next start
+    /// (see [`unsaid_loss`]).
+    pub fn unsaid_undelivered(&self) -> Result<u64, JournalError> {
+        unsaid_loss::get(&*self.db()?)
+    }
+
+    /// A log line named `count` of the [`unsaid_undelivered`](Self::unsaid_undelivered)
+    /// events; returns how many are left unsaid.
+    pub fn undelivered_said(&self, count: u64) -> Result<u64, JournalError> {
+        unsaid_loss::said(&*self.db()?, count)
+    }
+
     /// The oldest seq held after `after`, if any: where a reader past
     /// `after` would start, `max_size` gaps skipped.
     pub fn first_seq_after(&self, after: u64) -> Result<Option<u64>, JournalError> {
@@ -856,6 +871,7 @@ impl Journal {
                 }
                 let mut removed = 0usize;
                 let mut done = true;
+                let undelivered_before = report.dropped_undelivered;
                 loop {
                     let oldest = log
                         .first()
@@ -906,6 +922,7 @@ impl Journal {
                     done = false;
                 }
                 meta.insert("bytes", bytes).map_err(storage)?;
+                unsaid_loss::add(&mut meta, report.dropped_undelivered - undelivered_before)?;
                 (removed, done, bytes)
             };
             txn.commit().map_err(storage)?;

@@ -302,6 +302,36 @@ fn max_size_drops_oldest_loudly_and_keeps_dedup_within_window() {
     assert_eq!(seqs(&out), vec![(21, false)]);
 }
 
+/// Lost events are counted in the journal until a log line names them, so
+/// a relay killed before its next line (they come at most every 30 s)
+/// leaves them to the next start instead of to no line at all.
+#[test]
+fn lost_events_no_line_named_yet_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, t0) = over_max_size(dir.path());
+    assert_eq!(j.unsaid_undelivered().unwrap(), 0);
+    let r = j
+        .enforce_retention_at(&[kafka_holding_nothing()], t0 + 10)
+        .unwrap();
+    assert!(r.dropped_undelivered > 2, "{r:?}");
+    assert_eq!(j.unsaid_undelivered().unwrap(), r.dropped_undelivered);
+    // A line named two of them, then the relay was killed.
+    assert_eq!(j.undelivered_said(2).unwrap(), r.dropped_undelivered - 2);
+    let opts = j.options().clone();
+    drop(j);
+    let j = Journal::open(opts).unwrap();
+    assert_eq!(j.unsaid_undelivered().unwrap(), r.dropped_undelivered - 2);
+    // Another pass adds to them; a line naming more than are left leaves none.
+    let more: Vec<_> = (20..40).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&more, t0 + 20).unwrap();
+    let again = j
+        .enforce_retention_at(&[kafka_holding_nothing()], t0 + 30)
+        .unwrap();
+    let unsaid = r.dropped_undelivered - 2 + again.dropped_undelivered;
+    assert_eq!(j.unsaid_undelivered().unwrap(), unsaid);
+    assert_eq!(j.undelivered_said(unsaid + 5).unwrap(), 0);
+}
+
 /// Events a sink holds in memory are on their way to it: when `max_size`
 /// drops them they are recorded, not counted as undelivered, and counted
 /// only if the sink lets go of them undelivered. Before, everything after the
