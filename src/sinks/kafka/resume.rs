@@ -144,16 +144,18 @@ impl AlreadyDelivered {
                     "kafka sink: read back"
                 );
                 self.read += scan.read;
-                if scan.cut {
+                if let Some(cut) = scan.cut {
                     tracing::warn!(
                         topic,
                         read = scan.read,
-                        "kafka sink: the read-back of what was already delivered hit its bound; events not found are sent again"
+                        cut = cut.label(),
+                        "kafka sink: the read-back of what was already delivered stopped before the end of the topic; events not found are sent again"
                     );
                     // Shown in /status too: an operator counting duplicates
                     // looks there, not only in the log.
                     self.errors.push(format!(
-                        "{topic}: read back only {} messages (the bound): events not found are sent again",
+                        "{topic}: {}, with {} messages read: events not found are sent again",
+                        cut.describe(),
                         scan.read
                     ));
                 }
@@ -198,8 +200,42 @@ impl AlreadyDelivered {
 pub struct Scan {
     pub found: Found,
     pub read: usize,
-    /// The deadline or `MAX_READ` stopped the read before the end.
-    pub cut: bool,
+    /// What stopped the read before the end, if anything did.
+    pub cut: Option<Cut>,
+}
+
+/// Why a read-back stopped before the end of every partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// It read [`MAX_READ`] messages.
+    MaxRead,
+    /// [`DEADLINE`] passed: the broker answered slowly or not at all (a
+    /// broker restarted under load can take produce requests and hang
+    /// fetches for minutes: the combined-faults audit of 2026-12-01).
+    Deadline,
+    /// The sink was stopping.
+    Stopped,
+}
+
+impl Cut {
+    fn label(self) -> &'static str {
+        match self {
+            Cut::MaxRead => "max_read",
+            Cut::Deadline => "deadline",
+            Cut::Stopped => "stopping",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Cut::MaxRead => format!("the read-back reached its bound of {MAX_READ} messages"),
+            Cut::Deadline => format!(
+                "the read-back timed out after {} s (the broker answered slowly or not at all)",
+                DEADLINE.as_secs()
+            ),
+            Cut::Stopped => "the read-back was stopped (the sink is stopping)".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,8 +355,16 @@ pub fn scan_blocking(
     }
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
-        if scan.read >= MAX_READ || left().is_zero() || stop.is_cancelled() {
-            scan.cut = true;
+        scan.cut = if scan.read >= MAX_READ {
+            Some(Cut::MaxRead)
+        } else if left().is_zero() {
+            Some(Cut::Deadline)
+        } else if stop.is_cancelled() {
+            Some(Cut::Stopped)
+        } else {
+            None
+        };
+        if scan.cut.is_some() {
             break;
         }
         let message = match consumer.poll(left().min(Duration::from_millis(200))) {
@@ -423,7 +467,7 @@ mod tests {
                 .map(|&(id, seq)| ((id.to_owned(), seq), AT))
                 .collect(),
             read: pairs.len(),
-            cut: false,
+            cut: None,
         }
     }
 
@@ -444,14 +488,24 @@ mod tests {
         assert_eq!(resume.errors.len(), 1);
     }
 
+    /// The status says what cut a read-back short. A broker whose fetches
+    /// hung was reported as "read back only 0 messages (the bound)", which
+    /// read as the 200,000-message bound (combined-faults audit, 2026-12-01).
     #[test]
-    fn a_read_back_cut_by_its_bound_is_an_error_in_the_status() {
+    fn a_read_back_cut_short_says_why_in_the_status() {
         let mut resume = AlreadyDelivered::new(10);
-        let mut scan = scan_finding(&[("a", 3)]);
-        scan.cut = true;
-        resume.add("t".into(), Ok(scan));
-        assert_eq!(resume.errors.len(), 1, "{:?}", resume.errors);
-        assert!(resume.errors[0].contains("bound"), "{:?}", resume.errors);
+        for (topic, cut) in [("t", Cut::MaxRead), ("u", Cut::Deadline)] {
+            let mut scan = scan_finding(&[("a", 3)]);
+            scan.cut = Some(cut);
+            resume.add(topic.into(), Ok(scan));
+        }
+        assert_eq!(
+            resume.errors,
+            [
+                "t: the read-back reached its bound of 200000 messages, with 1 messages read: events not found are sent again",
+                "u: the read-back timed out after 10 s (the broker answered slowly or not at all), with 1 messages read: events not found are sent again",
+            ]
+        );
     }
 
     #[test]
