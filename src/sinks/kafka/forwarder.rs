@@ -867,17 +867,23 @@ impl Forwarder {
         let Some(resume) = self.resume.take() else {
             return;
         };
-        tracing::info!(
-            already_in_kafka = resume.skipped,
-            messages_read = resume.read,
-            up_to_seq = resume.upto(),
-            "{}",
-            if resume.skipped == 0 {
-                "kafka sink: read-back done: none of the pending events was in Kafka already"
-            } else {
-                "kafka sink: read-back done: events already delivered before the restart were not sent again"
-            }
-        );
+        let (level, text) = resume::summary(resume.skipped, resume.errors.len());
+        let (skipped, read, upto) = (resume.skipped, resume.read, resume.upto());
+        if level == tracing::Level::WARN {
+            tracing::warn!(
+                already_in_kafka = skipped,
+                messages_read = read,
+                up_to_seq = upto,
+                "{text}"
+            );
+        } else {
+            tracing::info!(
+                already_in_kafka = skipped,
+                messages_read = read,
+                up_to_seq = upto,
+                "{text}"
+            );
+        }
         self.last_resume = json!({
             "up_to_seq": resume.upto(),
             "already_in_kafka": resume.skipped,
