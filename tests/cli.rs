@@ -628,6 +628,23 @@ fn process_metrics_show_open_files_against_the_raised_limit() {
     );
 }
 
+/// Writes `relay.toml` in `dir`: a loopback listener on any port, the
+/// journal in `dir` (and `journal_extra` lines), `rest`, and one Tel4vn
+/// webhook (account `demo`, key `demo-key`).
+fn write_tel4vn_config(dir: &Path, journal_extra: &str, rest: &str) -> std::path::PathBuf {
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n{journal_extra}\n{rest}\
+             [[webhook]]\nvendor = \"tel4vn\"\naccount = \"demo\"\napi_key = \"demo-key\"\n",
+            dir.join("journal").display().to_string()
+        ),
+    )
+    .expect("write config");
+    config
+}
+
 /// A relay whose stderr pipe lost its reader (`| tee` ended, a log shipper
 /// died) keeps running and answering: the log lines are lost, nothing else.
 /// It aborted at its next log line: tracing reported the failed write with
@@ -637,16 +654,7 @@ fn process_metrics_show_open_files_against_the_raised_limit() {
 fn a_broken_stderr_loses_log_lines_not_the_relay() {
     use std::io::{BufRead, Read, Write};
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n\n\
-             [[webhook]]\nvendor = \"tel4vn\"\naccount = \"demo\"\napi_key = \"demo-tel4vn-key\"\n",
-            dir.path().join("journal").display().to_string()
-        ),
-    )
-    .expect("write config");
+    let config = write_tel4vn_config(dir.path(), "", "");
     let mut child = Command::new(BIN)
         .args(["run", "--log-format", "json", "--config"])
         .arg(&config)
@@ -692,7 +700,7 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
         let answer = post("wrong-key", &format!("refused-{n}"));
         assert!(answer.starts_with("HTTP/1.0 401"), "{answer:?}");
     }
-    let answer = post("demo-tel4vn-key", "taken-1");
+    let answer = post("demo-key", "taken-1");
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer:?}");
     assert!(
         child.0.try_wait().expect("try_wait").is_none(),
@@ -842,19 +850,13 @@ fn stop(
 #[test]
 fn lost_events_a_killed_relay_had_not_logged_are_logged_at_its_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("relay.toml");
     // No broker listens on port 1: Kafka gets nothing, and 1 MiB holds 15
     // of these events.
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\nmax_size = \"1MiB\"\n\n\
-             [kafka]\nbrokers = \"127.0.0.1:1\"\n\n\
-             [[webhook]]\nvendor = \"tel4vn\"\naccount = \"demo\"\napi_key = \"demo-key\"\n",
-            dir.path().join("journal").display().to_string()
-        ),
-    )
-    .expect("write config");
+    let config = write_tel4vn_config(
+        dir.path(),
+        "max_size = \"1MiB\"\n",
+        "[kafka]\nbrokers = \"127.0.0.1:1\"\n\n",
+    );
     let mut all = Vec::new();
 
     // Killed with losses no line named yet: the next start names them.
