@@ -885,9 +885,9 @@ impl Forwarder {
             );
         }
         self.last_resume = json!({
-            "up_to_seq": resume.upto(),
-            "already_in_kafka": resume.skipped,
-            "messages_read": resume.read,
+            "up_to_seq": upto,
+            "already_in_kafka": skipped,
+            "messages_read": read,
             "errors": resume.errors,
         });
     }
