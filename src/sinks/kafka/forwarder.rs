@@ -22,9 +22,14 @@
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
 //!   so an event already delivered is not sent a second time.
+//!
+//! This file holds the delivery loop (read, hand over, take reports in
+//! order); the rest is split by concern: `failure` (why forwarding stops and
+//! its metric label), `recovery`, `housekeeping` (the tick: cursor writes, the
+//! stall clock, the brokers-down probe), `resuming` (the read-back), `status`
+//! (lag and `/status`) and `shutdown`.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,8 +41,6 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::Producer;
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,16 +48,24 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::event::format_time;
 use crate::journal::JournaledEvent;
-use crate::status::SinkStatus;
 
 use super::CURSOR;
 use super::cluster;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::Reader;
-use super::readiness;
-use super::resume::{self, AlreadyDelivered, CursorState, DeliveredOffsets, Position};
-use super::topic::{KnownTopics, TopicError, TopicTemplate};
+use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
+use super::topic::{KnownTopics, TopicTemplate};
+
+mod failure;
+mod housekeeping;
+mod recovery;
+mod resuming;
+mod shutdown;
+mod status;
+
+use failure::Failure;
+pub use failure::PUBLISH_ERROR_REASONS;
 
 /// Tuning of the forwarder.
 #[derive(Clone, Copy, Debug)]
@@ -107,92 +118,6 @@ const STALL_RECHECK_EVERY: Duration = Duration::from_secs(30);
 const STALL_READ_BACK_DELAY: Duration = Duration::from_secs(35);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
-
-/// Why forwarding stopped and must recover.
-#[derive(Debug)]
-enum Failure {
-    Create(KafkaError),
-    Topic(TopicError),
-    Enqueue {
-        seq: u64,
-        error: KafkaError,
-    },
-    Delivery {
-        seq: u64,
-        error: KafkaError,
-    },
-    ProducerGone,
-    /// Records in flight got no report for this long with a broker reachable.
-    Stalled {
-        waited: Duration,
-        in_flight: usize,
-    },
-    Journal(String),
-}
-
-/// Every `reason` label of `callrelay_publish_errors_total{sink="kafka"}`
-/// (a failure's, librdkafka's error's, `fatal`), for exporting each at 0.
-pub const PUBLISH_ERROR_REASONS: [&str; 14] = [
-    "config",
-    "unknown_topic",
-    "metadata",
-    "create_topic",
-    "purged",
-    "stalled",
-    "journal",
-    "fatal",
-    "timeout",
-    "queue_full",
-    "too_large",
-    "broker_down",
-    "auth",
-    "other",
-];
-
-impl Failure {
-    fn reason(&self) -> &'static str {
-        match self {
-            Failure::Create(_) => "config",
-            Failure::Topic(TopicError::Missing(_)) => "unknown_topic",
-            Failure::Topic(TopicError::Metadata { .. }) => "metadata",
-            Failure::Topic(TopicError::Create { .. }) => "create_topic",
-            Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
-                producer::reason(error)
-            }
-            Failure::ProducerGone => "purged",
-            Failure::Stalled { .. } => "stalled",
-            Failure::Journal(_) => "journal",
-        }
-    }
-
-    fn is_fatal(&self) -> bool {
-        match self {
-            Failure::Create(_) | Failure::ProducerGone | Failure::Stalled { .. } => true,
-            Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
-                producer::is_fatal(error)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Create(e) => write!(f, "cannot create the Kafka producer: {e}"),
-            Failure::Topic(e) => write!(f, "{e}"),
-            Failure::Enqueue { seq, error } => write!(f, "cannot enqueue event {seq}: {error}"),
-            Failure::Delivery { seq, error } => write!(f, "event {seq} was not delivered: {error}"),
-            Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
-            Failure::Stalled { waited, in_flight } => write!(
-                f,
-                "no delivery report for {}s with {in_flight} records in flight and a broker reachable: replacing the producer",
-                waited.as_secs()
-            ),
-            Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
-        }
-    }
-}
 
 enum Outcome {
     Delivered(Position),
@@ -651,247 +576,6 @@ impl Forwarder {
         }
     }
 
-    /// Settles what is in flight, replaces the producer when it must, and
-    /// rewinds to the cursor.
-    async fn recover(&mut self, failure: Failure) {
-        let mut fatal = failure.is_fatal();
-        let mut text = failure.to_string();
-        // A stall is fatal to the producer, but not an error Kafka reported.
-        let stalled = matches!(failure, Failure::Stalled { .. });
-        let mut label = if fatal && !stalled {
-            "fatal"
-        } else {
-            failure.reason()
-        };
-        if let Some(p) = &self.producer
-            && let Some((code, reason)) = p.client().fatal_error()
-        {
-            fatal = true;
-            label = "fatal";
-            text = format!("fatal producer error {code:?}: {reason}");
-        }
-        tracing::warn!(error = %text, cursor = self.cursor, in_flight = self.in_flight.len(), "kafka sink: resuming from the cursor after a backoff");
-        self.ctx
-            .metrics
-            .publish_errors
-            .with_label_values(&["kafka", label])
-            .inc();
-        if matches!(failure, Failure::Delivery { .. } | Failure::Topic(_)) {
-            // A topic may have been deleted, or may be created meanwhile.
-            self.topics.forget_all();
-        }
-        self.last_error = Some((text.clone(), format_time(OffsetDateTime::now_utc())));
-        self.failure = Some(text);
-
-        // Reports still in flight: those before a failure still count.
-        let mut broken = matches!(failure, Failure::Delivery { .. } | Failure::ProducerGone);
-        if !fatal {
-            let deadline = tokio::time::Instant::now() + self.tuning.settle_deadline;
-            while let Ok(Some(report)) =
-                tokio::time::timeout_at(deadline, self.in_flight.next()).await
-            {
-                broken = self.settle(report, broken);
-            }
-        }
-        if fatal || !self.in_flight.is_empty() {
-            self.drop_producer().await;
-            while let Some(report) = self.in_flight.next().await {
-                broken = self.settle(report, broken);
-            }
-        }
-        self.let_go_of_memory().await;
-        if self.next > self.cursor {
-            // Records after the cursor were handed over and some of them may
-            // have landed (a dropped producer's in-flight requests, reports
-            // after the failed one): read them back before sending again.
-            // An earlier resume's reads are stale now; its range still counts.
-            let upto = self.resume.as_ref().map_or(0, |r| r.upto()).max(self.next);
-            self.resume = Some(AlreadyDelivered::new(upto));
-        }
-        self.next = self.cursor;
-        self.count_held_drops_let_go();
-    }
-
-    /// Drops what is in flight, buffered and read ahead: from here on, what
-    /// `max_size` drops after the cursor is the sink's only if it reads it
-    /// again, so what it holds goes back to its cursor.
-    async fn let_go_of_memory(&mut self) {
-        self.in_flight = FuturesOrdered::new();
-        self.buffer.clear();
-        if let Some(reader) = self.reader.take() {
-            reader.stop().await;
-        }
-        self.ctx
-            .kafka_held_up_to
-            .store(self.cursor, Ordering::Release);
-    }
-
-    /// Counts a report drained during recovery; returns whether the run is broken.
-    fn settle(&mut self, report: Report, broken: bool) -> bool {
-        if broken {
-            return true;
-        }
-        self.on_report(report).is_err()
-    }
-
-    async fn drop_producer(&mut self) {
-        if let Some(p) = self.producer.take() {
-            // Dropping purges librdkafka's queue and joins its thread: blocking.
-            let _ = tokio::task::spawn_blocking(move || drop(p)).await;
-        }
-    }
-
-    /// Persists the cursor (non-durable), refreshes lag and status.
-    async fn housekeeping(&mut self) {
-        self.persist(false).await;
-        if self
-            .resume
-            .as_ref()
-            .is_some_and(|r| self.cursor >= r.upto())
-        {
-            self.finish_resume();
-        }
-        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        let now = Instant::now();
-        if brokers_down {
-            // The stall clock stops while every broker is down (why nothing
-            // is delivered is known and shown as such) and goes on when one
-            // is back: it is paused, not restarted, so brokers that flap
-            // faster than `stalled_after` still add up to a stall.
-            let down_for = now.saturating_duration_since(self.last_housekeeping);
-            self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
-        }
-        self.last_housekeeping = now;
-        if brokers_down
-            && self.last_probe.elapsed() >= PROBE_EVERY
-            && let Some(p) = self.producer.clone()
-        {
-            self.last_probe = Instant::now();
-            let health = self.health.clone();
-            // A metadata answer proves a broker is back even when nothing flows.
-            tokio::task::spawn_blocking(move || {
-                if p.client()
-                    .fetch_metadata(None, Duration::from_secs(1))
-                    .is_ok()
-                {
-                    health.delivered();
-                }
-            });
-        }
-        self.publish_status();
-    }
-
-    async fn persist(&mut self, durable: bool) {
-        if !self.marked_unclean {
-            self.marked_unclean = self.persist_state(true, false).await;
-            return;
-        }
-        if self.cursor == self.persisted && !durable {
-            return;
-        }
-        self.persist_state(durable, false).await;
-    }
-
-    /// Writes the cursor with its offsets; `clean` when nothing was handed
-    /// to Kafka beyond it (a stop that settled every report). `false` when
-    /// the write failed (logged).
-    async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
-        let journal = self.ctx.journal.clone();
-        let seq = self.cursor;
-        let state = CursorState {
-            clean,
-            offsets: self.offsets.clone(),
-        }
-        .encode();
-        let written = tokio::task::spawn_blocking(move || {
-            journal.set_cursor_with_state(CURSOR, seq, &state, durable)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-        match written {
-            Ok(()) => {
-                self.persisted = seq;
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot persist the kafka cursor");
-                false
-            }
-        }
-    }
-
-    /// Reads back what is already in `topic` for the resume in progress.
-    /// `false` when cancelled meanwhile.
-    async fn read_back(&mut self, topic: &str, cancel: &CancellationToken) -> bool {
-        let Some(upto) = self.resume.as_ref().map(|r| r.upto()) else {
-            return true;
-        };
-        let (config, from, name) = (
-            self.config.clone(),
-            self.offsets.of(topic),
-            topic.to_owned(),
-        );
-        let seqs = self.cursor.saturating_add(1)..=upto;
-        // Set when this wait is abandoned (cancelled), so the read does not
-        // hold the runtime's shutdown for its whole deadline.
-        let stop = CancellationToken::new();
-        let _stop_on_drop = stop.clone().drop_guard();
-        tracing::info!(
-            topic,
-            from = ?from,
-            cursor = self.cursor,
-            "kafka sink: reading back what an interrupted run may have delivered after the cursor"
-        );
-        let read = tokio::task::spawn_blocking(move || {
-            resume::scan_blocking(&config, &name, &from, seqs, &stop)
-        });
-        let mut scan = None;
-        let wait = async { scan = Some(read.await) };
-        if !self.wait_publishing(wait, cancel).await {
-            return false;
-        }
-        let scan = match scan {
-            Some(Ok(scan)) => scan,
-            Some(Err(e)) => Err(resume::ScanError::Task(e.to_string())),
-            None => return false,
-        };
-        if let Some(resume) = self.resume.as_mut() {
-            resume.add(topic.to_owned(), scan);
-        }
-        true
-    }
-
-    /// Ends the resume in progress and says what it spared.
-    fn finish_resume(&mut self) {
-        let Some(resume) = self.resume.take() else {
-            return;
-        };
-        let (level, text) = resume::summary(resume.skipped, resume.errors.len());
-        let (skipped, read, upto) = (resume.skipped, resume.read, resume.upto());
-        if level == tracing::Level::WARN {
-            tracing::warn!(
-                already_in_kafka = skipped,
-                messages_read = read,
-                up_to_seq = upto,
-                "{text}"
-            );
-        } else {
-            tracing::info!(
-                already_in_kafka = skipped,
-                messages_read = read,
-                up_to_seq = upto,
-                "{text}"
-            );
-        }
-        self.last_resume = json!({
-            "up_to_seq": upto,
-            "already_in_kafka": skipped,
-            "messages_read": read,
-            "errors": resume.errors,
-        });
-    }
-
     /// Checks (or creates) topic `name` on the broker the first time it is
     /// met. `Ok(false)` when cancelled meanwhile.
     async fn check_topic(
@@ -946,202 +630,6 @@ impl Forwarder {
                 () = &mut work => return true,
                 _ = tick.tick() => self.publish_status(),
             }
-        }
-    }
-
-    /// Journaled events not yet delivered that the sink still has coming:
-    /// those it holds in memory (handed to the producer, waiting to be, read
-    /// ahead; `max_size` may have dropped them from the journal, but they are
-    /// delivered from memory) and those held in the journal after them.
-    /// Events `max_size` dropped before the sink read them are counted (and
-    /// logged) as dropped, not as lag that can never drain.
-    fn lag(&self) -> u64 {
-        let journal = &self.ctx.journal;
-        let last = journal.last_seq();
-        let in_memory = self.in_flight.len()
-            + self.buffer.len()
-            + self.reader.as_ref().map_or(0, Reader::queued);
-        let held = self
-            .ctx
-            .kafka_held_up_to
-            .load(Ordering::Acquire)
-            .max(self.cursor);
-        let after_memory = match journal.first_seq_after(held) {
-            Ok(next) => next.map_or(0, |next| last.saturating_sub(next) + 1),
-            // Unreadable now: as if nothing after the sink's reads was dropped.
-            Err(_) => last.saturating_sub(held),
-        };
-        in_memory as u64 + after_memory
-    }
-
-    /// Counts the events `max_size` dropped while this sink held them in
-    /// memory and that it let go of undelivered (it restarted, or a recovery
-    /// cleared its memory): they are lost for Kafka now, so they count as
-    /// undelivered drops, once. Until then they were not counted, since the
-    /// sink was delivering them.
-    fn count_held_drops_let_go(&self) {
-        match self.ctx.journal.take_held_drops(CURSOR, self.cursor) {
-            Ok(0) => {}
-            Ok(lost) => {
-                // Counts them in `journal_dropped_events_total{reason="undelivered"}` too.
-                self.ctx.status.dropped_undelivered(lost);
-                tracing::error!(
-                    lost,
-                    cursor = self.cursor,
-                    "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read which held events journal.max_size dropped")
-            }
-        }
-    }
-
-    fn publish_status(&self) {
-        let lag = self.lag();
-        self.ctx
-            .metrics
-            .sink_lag_events
-            .with_label_values(&["kafka"])
-            .set(lag as i64);
-        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        let reason = readiness::not_delivering_reason(&readiness::Observed {
-            failure: self.failure.as_deref(),
-            brokers_down,
-            in_flight: self.in_flight.len(),
-            awaiting_reports_for: self.awaiting_reports_since.elapsed(),
-            stalled_after: self.tuning.stalled_after,
-        });
-        // The forwarder's own failure says what it could not do ("cannot
-        // read metadata: broker transport failure"); librdkafka's last error
-        // report says why (a TLS handshake or SASL login refused, say).
-        let client_error = self.health.last_error();
-        let last_error = self.last_error.clone().or_else(|| client_error.clone());
-        let (last_error, last_error_at) = last_error.unzip();
-        let (client_error, client_error_at) = client_error.unzip();
-        self.ctx.status.set_sink(
-            "kafka",
-            SinkStatus {
-                ready: reason.is_none(),
-                reason,
-                detail: json!({
-                    "cursor": self.cursor,
-                    "lag": lag,
-                    "in_flight": self.in_flight.len(),
-                    "last_error": last_error,
-                    "last_error_at": last_error_at,
-                    "last_client_error": client_error,
-                    "last_client_error_at": client_error_at,
-                    "brokers": self.config.brokers.get_ref(),
-                    "topic": self.config.topic.get_ref(),
-                    "brokers_down": brokers_down,
-                    "producers_created": self.producers_created,
-                    "resume": if self.resume.is_some() { json!("reading back") } else { self.last_resume.clone() },
-                }),
-            },
-        );
-    }
-
-    /// Waits for in-flight reports up to the deadline, persists the cursor durably.
-    async fn shutdown(mut self) {
-        let deadline = tokio::time::Instant::now() + self.tuning.shutdown_deadline;
-        let mut broken = false;
-        // The drain may take the whole deadline against a slow broker (a
-        // reload waits for it): `/status` and the lag gauge stay current.
-        let mut tick = tokio::time::interval(self.tuning.tick);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                report = tokio::time::timeout_at(deadline, self.in_flight.next()) => match report {
-                    Ok(Some(report)) => broken = self.settle(report, broken),
-                    _ => break,
-                },
-                _ = tick.tick() => self.publish_status(),
-            }
-        }
-        let unreported = self.in_flight.len();
-        // Clean only when nothing beyond the cursor may be in Kafka: not
-        // handed over by this run, nor left unread from a crashed one.
-        let clean = unreported == 0
-            && self.next == self.cursor
-            && self.resume.as_ref().is_none_or(|r| r.upto() <= self.cursor);
-        let persisted = self.persist_state(true, clean).await;
-        self.drop_producer().await;
-        // The lag logged below is then what the journal still holds for the
-        // next run.
-        self.let_go_of_memory().await;
-        if persisted {
-            tracing::info!(
-                cursor = self.cursor,
-                lag = self.lag(),
-                unreported,
-                "kafka sink stopped; the cursor is durable"
-            );
-        } else {
-            // The next run starts from the last cursor written and reads
-            // back what Kafka already holds after it, as after a crash.
-            tracing::warn!(
-                cursor = self.cursor,
-                last_written_cursor = self.persisted,
-                lag = self.lag(),
-                unreported,
-                "kafka sink stopped; its cursor could not be written, the next start resumes from the last one written and reads back what Kafka already holds"
-            );
-        }
-        self.ctx
-            .metrics
-            .sink_lag_events
-            .with_label_values(&["kafka"])
-            .set(self.lag() as i64);
-        self.ctx.status.remove_sink("kafka");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rdkafka::error::RDKafkaErrorCode as C;
-
-    #[test]
-    fn every_publish_error_reason_is_exported_from_the_start() {
-        let produced = |code| KafkaError::MessageProduction(code);
-        let failures = [
-            Failure::Create(KafkaError::ClientCreation("x".into())),
-            Failure::Topic(TopicError::Missing("t".into())),
-            Failure::Topic(TopicError::Metadata {
-                topic: "t".into(),
-                reason: "r".into(),
-            }),
-            Failure::Topic(TopicError::Create {
-                topic: "t".into(),
-                reason: "r".into(),
-            }),
-            Failure::ProducerGone,
-            Failure::Stalled {
-                waited: Duration::ZERO,
-                in_flight: 1,
-            },
-            Failure::Journal("j".into()),
-        ];
-        let codes = [
-            C::MessageTimedOut,
-            C::QueueFull,
-            C::MessageSizeTooLarge,
-            C::UnknownTopicOrPartition,
-            C::AllBrokersDown,
-            C::TopicAuthorizationFailed,
-            C::PurgeQueue,
-            C::Fatal,
-            C::InvalidProducerEpoch,
-            C::BrokerNotAvailable,
-        ];
-        let reasons = failures
-            .iter()
-            .map(Failure::reason)
-            .chain(codes.into_iter().map(|c| producer::reason(&produced(c))))
-            .chain(["fatal"]);
-        for reason in reasons {
-            assert!(PUBLISH_ERROR_REASONS.contains(&reason), "{reason}");
         }
     }
 }

@@ -1,0 +1,149 @@
+//! Why forwarding stopped: the failures the forwarder recovers from, the
+//! `reason` label each gets in `callrelay_publish_errors_total`, and which of
+//! them replace the producer.
+//!
+//! Guarantees: every reason a failure or a librdkafka error can give is in
+//! [`PUBLISH_ERROR_REASONS`], so each series is exported at 0 from the start.
+
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+
+use super::super::producer;
+use super::super::topic::TopicError;
+
+/// Why forwarding stopped and must recover.
+#[derive(Debug)]
+pub(super) enum Failure {
+    Create(KafkaError),
+    Topic(TopicError),
+    Enqueue {
+        seq: u64,
+        error: KafkaError,
+    },
+    Delivery {
+        seq: u64,
+        error: KafkaError,
+    },
+    ProducerGone,
+    /// Records in flight got no report for this long with a broker reachable.
+    Stalled {
+        waited: Duration,
+        in_flight: usize,
+    },
+    Journal(String),
+}
+
+/// Every `reason` label of `callrelay_publish_errors_total{sink="kafka"}`
+/// (a failure's, librdkafka's error's, `fatal`), for exporting each at 0.
+pub const PUBLISH_ERROR_REASONS: [&str; 14] = [
+    "config",
+    "unknown_topic",
+    "metadata",
+    "create_topic",
+    "purged",
+    "stalled",
+    "journal",
+    "fatal",
+    "timeout",
+    "queue_full",
+    "too_large",
+    "broker_down",
+    "auth",
+    "other",
+];
+
+impl Failure {
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            Failure::Create(_) => "config",
+            Failure::Topic(TopicError::Missing(_)) => "unknown_topic",
+            Failure::Topic(TopicError::Metadata { .. }) => "metadata",
+            Failure::Topic(TopicError::Create { .. }) => "create_topic",
+            Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
+                producer::reason(error)
+            }
+            Failure::ProducerGone => "purged",
+            Failure::Stalled { .. } => "stalled",
+            Failure::Journal(_) => "journal",
+        }
+    }
+
+    pub(super) fn is_fatal(&self) -> bool {
+        match self {
+            Failure::Create(_) | Failure::ProducerGone | Failure::Stalled { .. } => true,
+            Failure::Enqueue { error, .. } | Failure::Delivery { error, .. } => {
+                producer::is_fatal(error)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Create(e) => write!(f, "cannot create the Kafka producer: {e}"),
+            Failure::Topic(e) => write!(f, "{e}"),
+            Failure::Enqueue { seq, error } => write!(f, "cannot enqueue event {seq}: {error}"),
+            Failure::Delivery { seq, error } => write!(f, "event {seq} was not delivered: {error}"),
+            Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
+            Failure::Stalled { waited, in_flight } => write!(
+                f,
+                "no delivery report for {}s with {in_flight} records in flight and a broker reachable: replacing the producer",
+                waited.as_secs()
+            ),
+            Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::RDKafkaErrorCode as C;
+
+    #[test]
+    fn every_publish_error_reason_is_exported_from_the_start() {
+        let produced = |code| KafkaError::MessageProduction(code);
+        let failures = [
+            Failure::Create(KafkaError::ClientCreation("x".into())),
+            Failure::Topic(TopicError::Missing("t".into())),
+            Failure::Topic(TopicError::Metadata {
+                topic: "t".into(),
+                reason: "r".into(),
+            }),
+            Failure::Topic(TopicError::Create {
+                topic: "t".into(),
+                reason: "r".into(),
+            }),
+            Failure::ProducerGone,
+            Failure::Stalled {
+                waited: Duration::ZERO,
+                in_flight: 1,
+            },
+            Failure::Journal("j".into()),
+        ];
+        let codes = [
+            C::MessageTimedOut,
+            C::QueueFull,
+            C::MessageSizeTooLarge,
+            C::UnknownTopicOrPartition,
+            C::AllBrokersDown,
+            C::TopicAuthorizationFailed,
+            C::PurgeQueue,
+            C::Fatal,
+            C::InvalidProducerEpoch,
+            C::BrokerNotAvailable,
+        ];
+        let reasons = failures
+            .iter()
+            .map(Failure::reason)
+            .chain(codes.into_iter().map(|c| producer::reason(&produced(c))))
+            .chain(["fatal"]);
+        for reason in reasons {
+            assert!(PUBLISH_ERROR_REASONS.contains(&reason), "{reason}");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The forwarder's tick: the cursor written, the stall clock held while
+//! every broker is down, a probe that notices a broker back, and `/status`.
+//!
+//! Guarantees: the cursor is written every tick (non-durable) once it has
+//! moved, and the first write of a run marks its state unclean durably
+//! before anything is handed to Kafka.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::Producer;
+
+use super::super::CURSOR;
+use super::super::resume::CursorState;
+use super::{Forwarder, PROBE_EVERY};
+
+impl Forwarder {
+    /// Persists the cursor (non-durable), refreshes lag and status.
+    pub(super) async fn housekeeping(&mut self) {
+        self.persist(false).await;
+        if self
+            .resume
+            .as_ref()
+            .is_some_and(|r| self.cursor >= r.upto())
+        {
+            self.finish_resume();
+        }
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let now = Instant::now();
+        if brokers_down {
+            // The stall clock stops while every broker is down (why nothing
+            // is delivered is known and shown as such) and goes on when one
+            // is back: it is paused, not restarted, so brokers that flap
+            // faster than `stalled_after` still add up to a stall.
+            let down_for = now.saturating_duration_since(self.last_housekeeping);
+            self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
+        }
+        self.last_housekeeping = now;
+        if brokers_down
+            && self.last_probe.elapsed() >= PROBE_EVERY
+            && let Some(p) = self.producer.clone()
+        {
+            self.last_probe = Instant::now();
+            let health = self.health.clone();
+            // A metadata answer proves a broker is back even when nothing flows.
+            tokio::task::spawn_blocking(move || {
+                if p.client()
+                    .fetch_metadata(None, Duration::from_secs(1))
+                    .is_ok()
+                {
+                    health.delivered();
+                }
+            });
+        }
+        self.publish_status();
+    }
+
+    pub(super) async fn persist(&mut self, durable: bool) {
+        if !self.marked_unclean {
+            self.marked_unclean = self.persist_state(true, false).await;
+            return;
+        }
+        if self.cursor == self.persisted && !durable {
+            return;
+        }
+        self.persist_state(durable, false).await;
+    }
+
+    /// Writes the cursor with its offsets; `clean` when nothing was handed
+    /// to Kafka beyond it (a stop that settled every report). `false` when
+    /// the write failed (logged).
+    pub(super) async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
+        let journal = self.ctx.journal.clone();
+        let seq = self.cursor;
+        let state = CursorState {
+            clean,
+            offsets: self.offsets.clone(),
+        }
+        .encode();
+        let written = tokio::task::spawn_blocking(move || {
+            journal.set_cursor_with_state(CURSOR, seq, &state, durable)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => {
+                self.persisted = seq;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist the kafka cursor");
+                false
+            }
+        }
+    }
+}

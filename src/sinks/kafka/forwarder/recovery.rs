@@ -1,0 +1,134 @@
+//! Recovery after a failure: settle or drop what is in flight, replace the
+//! producer when it must be, rewind to the cursor, and count what `max_size`
+//! dropped while the sink held it and is now let go of.
+//!
+//! Guarantees: reports drained before the failing one still move the cursor;
+//! after it, nothing does; whatever was handed over after the cursor is read
+//! back before it is sent again.
+
+use std::sync::atomic::Ordering;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use rdkafka::producer::Producer;
+use time::OffsetDateTime;
+
+use crate::event::format_time;
+
+use super::super::CURSOR;
+use super::super::resume::AlreadyDelivered;
+use super::{Failure, Forwarder, Report};
+
+impl Forwarder {
+    /// Settles what is in flight, replaces the producer when it must, and
+    /// rewinds to the cursor.
+    pub(super) async fn recover(&mut self, failure: Failure) {
+        let mut fatal = failure.is_fatal();
+        let mut text = failure.to_string();
+        // A stall is fatal to the producer, but not an error Kafka reported.
+        let stalled = matches!(failure, Failure::Stalled { .. });
+        let mut label = if fatal && !stalled {
+            "fatal"
+        } else {
+            failure.reason()
+        };
+        if let Some(p) = &self.producer
+            && let Some((code, reason)) = p.client().fatal_error()
+        {
+            fatal = true;
+            label = "fatal";
+            text = format!("fatal producer error {code:?}: {reason}");
+        }
+        tracing::warn!(error = %text, cursor = self.cursor, in_flight = self.in_flight.len(), "kafka sink: resuming from the cursor after a backoff");
+        self.ctx
+            .metrics
+            .publish_errors
+            .with_label_values(&["kafka", label])
+            .inc();
+        if matches!(failure, Failure::Delivery { .. } | Failure::Topic(_)) {
+            // A topic may have been deleted, or may be created meanwhile.
+            self.topics.forget_all();
+        }
+        self.last_error = Some((text.clone(), format_time(OffsetDateTime::now_utc())));
+        self.failure = Some(text);
+
+        // Reports still in flight: those before a failure still count.
+        let mut broken = matches!(failure, Failure::Delivery { .. } | Failure::ProducerGone);
+        if !fatal {
+            let deadline = tokio::time::Instant::now() + self.tuning.settle_deadline;
+            while let Ok(Some(report)) =
+                tokio::time::timeout_at(deadline, self.in_flight.next()).await
+            {
+                broken = self.settle(report, broken);
+            }
+        }
+        if fatal || !self.in_flight.is_empty() {
+            self.drop_producer().await;
+            while let Some(report) = self.in_flight.next().await {
+                broken = self.settle(report, broken);
+            }
+        }
+        self.let_go_of_memory().await;
+        if self.next > self.cursor {
+            // Records after the cursor were handed over and some of them may
+            // have landed (a dropped producer's in-flight requests, reports
+            // after the failed one): read them back before sending again.
+            // An earlier resume's reads are stale now; its range still counts.
+            let upto = self.resume.as_ref().map_or(0, |r| r.upto()).max(self.next);
+            self.resume = Some(AlreadyDelivered::new(upto));
+        }
+        self.next = self.cursor;
+        self.count_held_drops_let_go();
+    }
+
+    /// Drops what is in flight, buffered and read ahead: from here on, what
+    /// `max_size` drops after the cursor is the sink's only if it reads it
+    /// again, so what it holds goes back to its cursor.
+    pub(super) async fn let_go_of_memory(&mut self) {
+        self.in_flight = FuturesOrdered::new();
+        self.buffer.clear();
+        if let Some(reader) = self.reader.take() {
+            reader.stop().await;
+        }
+        self.ctx
+            .kafka_held_up_to
+            .store(self.cursor, Ordering::Release);
+    }
+
+    /// Counts a report drained during recovery; returns whether the run is broken.
+    pub(super) fn settle(&mut self, report: Report, broken: bool) -> bool {
+        if broken {
+            return true;
+        }
+        self.on_report(report).is_err()
+    }
+
+    pub(super) async fn drop_producer(&mut self) {
+        if let Some(p) = self.producer.take() {
+            // Dropping purges librdkafka's queue and joins its thread: blocking.
+            let _ = tokio::task::spawn_blocking(move || drop(p)).await;
+        }
+    }
+
+    /// Counts the events `max_size` dropped while this sink held them in
+    /// memory and that it let go of undelivered (it restarted, or a recovery
+    /// cleared its memory): they are lost for Kafka now, so they count as
+    /// undelivered drops, once. Until then they were not counted, since the
+    /// sink was delivering them.
+    pub(super) fn count_held_drops_let_go(&self) {
+        match self.ctx.journal.take_held_drops(CURSOR, self.cursor) {
+            Ok(0) => {}
+            Ok(lost) => {
+                // Counts them in `journal_dropped_events_total{reason="undelivered"}` too.
+                self.ctx.status.dropped_undelivered(lost);
+                tracing::error!(
+                    lost,
+                    cursor = self.cursor,
+                    "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which held events journal.max_size dropped")
+            }
+        }
+    }
+}

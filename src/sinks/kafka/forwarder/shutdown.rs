@@ -1,0 +1,63 @@
+//! The forwarder's stop: in-flight reports are waited for up to a deadline,
+//! then the cursor is written durably, clean only when nothing after it may
+//! be in Kafka.
+
+use futures::stream::StreamExt;
+
+use super::Forwarder;
+
+impl Forwarder {
+    /// Waits for in-flight reports up to the deadline, persists the cursor durably.
+    pub(super) async fn shutdown(mut self) {
+        let deadline = tokio::time::Instant::now() + self.tuning.shutdown_deadline;
+        let mut broken = false;
+        // The drain may take the whole deadline against a slow broker (a
+        // reload waits for it): `/status` and the lag gauge stay current.
+        let mut tick = tokio::time::interval(self.tuning.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                report = tokio::time::timeout_at(deadline, self.in_flight.next()) => match report {
+                    Ok(Some(report)) => broken = self.settle(report, broken),
+                    _ => break,
+                },
+                _ = tick.tick() => self.publish_status(),
+            }
+        }
+        let unreported = self.in_flight.len();
+        // Clean only when nothing beyond the cursor may be in Kafka: not
+        // handed over by this run, nor left unread from a crashed one.
+        let clean = unreported == 0
+            && self.next == self.cursor
+            && self.resume.as_ref().is_none_or(|r| r.upto() <= self.cursor);
+        let persisted = self.persist_state(true, clean).await;
+        self.drop_producer().await;
+        // The lag logged below is then what the journal still holds for the
+        // next run.
+        self.let_go_of_memory().await;
+        if persisted {
+            tracing::info!(
+                cursor = self.cursor,
+                lag = self.lag(),
+                unreported,
+                "kafka sink stopped; the cursor is durable"
+            );
+        } else {
+            // The next run starts from the last cursor written and reads
+            // back what Kafka already holds after it, as after a crash.
+            tracing::warn!(
+                cursor = self.cursor,
+                last_written_cursor = self.persisted,
+                lag = self.lag(),
+                unreported,
+                "kafka sink stopped; its cursor could not be written, the next start resumes from the last one written and reads back what Kafka already holds"
+            );
+        }
+        self.ctx
+            .metrics
+            .sink_lag_events
+            .with_label_values(&["kafka"])
+            .set(self.lag() as i64);
+        self.ctx.status.remove_sink("kafka");
+    }
+}

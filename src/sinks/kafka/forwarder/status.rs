@@ -1,0 +1,84 @@
+//! What the Kafka sink shows: its lag (gauge and `/status`) and its
+//! `/status` entry (ready or why not, cursor, errors, the last resume).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use crate::status::SinkStatus;
+
+use super::super::reader::Reader;
+use super::super::readiness;
+use super::Forwarder;
+
+impl Forwarder {
+    /// Journaled events not yet delivered that the sink still has coming:
+    /// those it holds in memory (handed to the producer, waiting to be, read
+    /// ahead; `max_size` may have dropped them from the journal, but they are
+    /// delivered from memory) and those held in the journal after them.
+    /// Events `max_size` dropped before the sink read them are counted (and
+    /// logged) as dropped, not as lag that can never drain.
+    pub(super) fn lag(&self) -> u64 {
+        let journal = &self.ctx.journal;
+        let last = journal.last_seq();
+        let in_memory = self.in_flight.len()
+            + self.buffer.len()
+            + self.reader.as_ref().map_or(0, Reader::queued);
+        let held = self
+            .ctx
+            .kafka_held_up_to
+            .load(Ordering::Acquire)
+            .max(self.cursor);
+        let after_memory = match journal.first_seq_after(held) {
+            Ok(next) => next.map_or(0, |next| last.saturating_sub(next) + 1),
+            // Unreadable now: as if nothing after the sink's reads was dropped.
+            Err(_) => last.saturating_sub(held),
+        };
+        in_memory as u64 + after_memory
+    }
+
+    pub(super) fn publish_status(&self) {
+        let lag = self.lag();
+        self.ctx
+            .metrics
+            .sink_lag_events
+            .with_label_values(&["kafka"])
+            .set(lag as i64);
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let reason = readiness::not_delivering_reason(&readiness::Observed {
+            failure: self.failure.as_deref(),
+            brokers_down,
+            in_flight: self.in_flight.len(),
+            awaiting_reports_for: self.awaiting_reports_since.elapsed(),
+            stalled_after: self.tuning.stalled_after,
+        });
+        // The forwarder's own failure says what it could not do ("cannot
+        // read metadata: broker transport failure"); librdkafka's last error
+        // report says why (a TLS handshake or SASL login refused, say).
+        let client_error = self.health.last_error();
+        let last_error = self.last_error.clone().or_else(|| client_error.clone());
+        let (last_error, last_error_at) = last_error.unzip();
+        let (client_error, client_error_at) = client_error.unzip();
+        self.ctx.status.set_sink(
+            "kafka",
+            SinkStatus {
+                ready: reason.is_none(),
+                reason,
+                detail: json!({
+                    "cursor": self.cursor,
+                    "lag": lag,
+                    "in_flight": self.in_flight.len(),
+                    "last_error": last_error,
+                    "last_error_at": last_error_at,
+                    "last_client_error": client_error,
+                    "last_client_error_at": client_error_at,
+                    "brokers": self.config.brokers.get_ref(),
+                    "topic": self.config.topic.get_ref(),
+                    "brokers_down": brokers_down,
+                    "producers_created": self.producers_created,
+                    "resume": if self.resume.is_some() { json!("reading back") } else { self.last_resume.clone() },
+                }),
+            },
+        );
+    }
+}
