@@ -12,6 +12,10 @@
 //! - retention removes only events that every active sink has passed, unless
 //!   `max_size` forces it, and then it says so (the returned report is logged
 //!   and counted by the caller).
+//!
+//! Split by concern: `open` (the redb file, its cache, its repair), `record`
+//! (an event's stored bytes), `retention`, `dedup`, `held_drop` and
+//! `unsaid_loss` (what `max_size` dropped), `clock`.
 
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -28,9 +32,14 @@ use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 mod clock;
 mod dedup;
 mod held_drop;
+mod open;
+mod record;
+mod retention;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};
+use open::{Opening, REOPEN_WAIT, create_private, open_database, sync_dir};
+use record::{decode_record, encode_record_head, record_len_hint, record_time, split_record};
 
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
 /// [header: the routing attributes, length-prefixed strings][CloudEvent JSON].
@@ -57,11 +66,6 @@ const HELD_DROPS: TableDefinition<(&str, u64), u64> = TableDefinition::new("held
 /// Journals from before the marker are format 1, which this build reads.
 pub const JOURNAL_FORMAT: u64 = 1;
 const FORMAT_KEY: &str = "format";
-
-/// The two times and the header length.
-const RECORD_PREFIX: usize = 20;
-/// Deletions per transaction, so retention never holds the writer for long.
-const RETENTION_CHUNK: usize = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -179,96 +183,6 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// redb's own page cache. Its default, 1 GiB, fills with every page the
-/// relay writes or reads, so with the default `max_size` a relay under
-/// steady load held about 1.3 GB; the kernel's page cache keeps the file
-/// anyway, so a page redb no longer holds costs a `pread`, not a disk read.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Why the journal is being opened: what a repair (a read of the whole
-/// file, for a file not closed cleanly) is said to be for.
-#[derive(Clone, Copy)]
-enum Opening {
-    Start,
-    AfterIoError,
-}
-
-/// Creates the journal file, owner only (0600) whatever the umask and the
-/// directory's mode, if it does not exist yet: it holds callers' phone
-/// numbers. redb takes an empty file as a new journal.
-fn create_private(path: &Path) -> Result<(), JournalError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(JournalError::CreateFile {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError> {
-    let shown = path.display().to_string();
-    let told = std::cell::Cell::new(false);
-    let started = std::time::Instant::now();
-    Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .set_repair_callback(move |session| {
-            // Called while redb rebuilds its state, which takes a read of the
-            // whole file (minutes on a slow disk): say why this start is slow,
-            // then how far it got (redb reports 60 and 90 %, after its first
-            // scan, which is most of the time; the app says it is still at it).
-            if told.replace(true) {
-                tracing::info!(
-                    path = %shown,
-                    done_percent = (session.progress() * 100.0).round() as u64,
-                    elapsed_s = started.elapsed().as_secs(),
-                    "checking the journal"
-                );
-            } else {
-                match opening {
-                    Opening::Start => tracing::warn!(
-                        path = %shown,
-                        "the journal was not closed cleanly (a crash, a kill, or a stop that could not close it): checking the whole file before starting"
-                    ),
-                    Opening::AfterIoError => tracing::warn!(
-                        path = %shown,
-                        "opening the journal again after a failed write: checking the whole file"
-                    ),
-                }
-            }
-        })
-        .create(path)
-        .map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
-            path: path.to_owned(),
-        },
-        other => JournalError::Open {
-            path: path.to_owned(),
-            source: other.into(),
-        },
-    })
-}
-
-/// How long [`Journal::reopen`] waits for readers to finish with the old
-/// database (each holds it for one read transaction).
-const REOPEN_WAIT: Duration = Duration::from_secs(2);
-
-/// Makes `dir`'s entries (and `dir` itself, in its parent) durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
-    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => std::fs::File::open(parent)?.sync_all(),
-        None => Ok(()),
-    }
 }
 
 impl Journal {
@@ -816,134 +730,6 @@ impl Journal {
         txn.commit().map_err(storage)?;
         Ok(())
     }
-
-    /// Removes what retention and `max_size` allow. `active_sinks` are the
-    /// sinks configured now: their cursors hold events back from retention.
-    /// An event `max_size` drops while a sink holds it in memory is not
-    /// counted as undelivered: it is recorded, and counted only if the sink
-    /// lets go of its memory before delivering it
-    /// ([`Journal::take_held_drops`]).
-    pub fn enforce_retention(
-        &self,
-        active_sinks: &[ActiveSink<'_>],
-    ) -> Result<RetentionReport, JournalError> {
-        self.enforce_retention_at(active_sinks, self.clock.now_ms())
-    }
-
-    pub fn enforce_retention_at(
-        &self,
-        active_sinks: &[ActiveSink<'_>],
-        now_ms: u64,
-    ) -> Result<RetentionReport, JournalError> {
-        let retention_ms = self.options.retention.as_millis() as u64;
-        let window_ms = self.options.dedup_window.as_millis() as u64;
-        let mut delivered_up_to = self.last_seq();
-        // Per sink: its cursor, and the newest seq it holds in memory.
-        let mut sinks = Vec::with_capacity(active_sinks.len());
-        for sink in active_sinks {
-            let cursor = self.cursor(sink.name)?.unwrap_or(0);
-            delivered_up_to = delivered_up_to.min(cursor);
-            sinks.push((sink.name, cursor, sink.held_up_to.max(cursor)));
-        }
-        // Whether every sink that has not delivered `seq` holds it in memory.
-        let held_by_all = |seq: u64| {
-            sinks
-                .iter()
-                .filter(|(_, cursor, _)| *cursor < seq)
-                .all(|(_, _, held)| seq <= *held)
-        };
-        let mut report = RetentionReport::default();
-        loop {
-            let db = self.db()?;
-            let txn = db.begin_write().map_err(storage)?;
-            let (removed, done, bytes) = {
-                let mut log = txn.open_table(EVENTS).map_err(storage)?;
-                let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
-                let mut meta = txn.open_table(META).map_err(storage)?;
-                let mut bytes = meta
-                    .get("bytes")
-                    .map_err(storage)?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                let mut held_drops = txn.open_table(HELD_DROPS).map_err(storage)?;
-                for (name, cursor, _) in &sinks {
-                    held_drop::forget_delivered(&mut held_drops, name, *cursor)?;
-                }
-                let mut removed = 0usize;
-                let mut done = true;
-                let undelivered_before = report.dropped_undelivered;
-                loop {
-                    let oldest = log
-                        .first()
-                        .map_err(storage)?
-                        .map(|(k, v)| (k.value(), v.value().to_vec()));
-                    let Some((seq, record)) = oldest else {
-                        break;
-                    };
-                    if removed >= RETENTION_CHUNK {
-                        done = false;
-                        break;
-                    }
-                    let journaled_at = record_time(seq, &record)?;
-                    let expired = now_ms.saturating_sub(journaled_at) >= retention_ms
-                        && seq <= delivered_up_to;
-                    let over_size = bytes > self.options.max_size;
-                    if !expired && !over_size {
-                        break;
-                    }
-                    if expired {
-                        report.expired += 1;
-                    } else if seq <= delivered_up_to {
-                        report.dropped_delivered += 1;
-                    } else if held_by_all(seq) {
-                        report.dropped_held += 1;
-                        for (name, cursor, _) in &sinks {
-                            if *cursor < seq {
-                                held_drop::record(&mut held_drops, name, seq)?;
-                            }
-                        }
-                    } else {
-                        report.dropped_undelivered += 1;
-                    }
-                    log.remove(seq).map_err(storage)?;
-                    bytes = bytes.saturating_sub(record.len() as u64);
-                    removed += 1;
-                }
-                // Dedup entries expire with the window, whether or not their
-                // event is still held (`max_size` may have dropped it).
-                let expired_ids = dedup::expire(
-                    &mut dedup_log,
-                    &mut self.dedup_index(),
-                    now_ms,
-                    window_ms,
-                    RETENTION_CHUNK,
-                )?;
-                if expired_ids == RETENTION_CHUNK {
-                    done = false;
-                }
-                meta.insert("bytes", bytes).map_err(storage)?;
-                unsaid_loss::add(&mut meta, report.dropped_undelivered - undelivered_before)?;
-                (removed, done, bytes)
-            };
-            txn.commit().map_err(storage)?;
-            self.bytes.store(bytes, Ordering::Release);
-            if removed > 0 {
-                self.refresh_stats()?;
-            }
-            if done {
-                break;
-            }
-        }
-        Ok(report)
-    }
-}
-
-fn record_time(seq: u64, record: &[u8]) -> Result<u64, JournalError> {
-    let bytes: [u8; 8] = record
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(JournalError::Corrupt { seq })?;
-    Ok(u64::from_le_bytes(bytes))
 }
 
 /// One event of a batch being appended, until the batch's buffer is frozen.
@@ -958,114 +744,6 @@ enum Pending {
         /// Where its JSON lies in the batch's buffer.
         json: std::ops::Range<usize>,
     },
-}
-
-/// About the length of an event's record (a guess that only sizes a buffer).
-fn record_len_hint(event: &PreparedEvent) -> usize {
-    let header: usize = header_fields(&event.header)
-        .iter()
-        .map(|f| 4 + f.map_or(0, str::len))
-        .sum();
-    RECORD_PREFIX + header + event.json_len_without_seq() + 20
-}
-
-/// The header's strings in their stored order; `None` is an absent subject.
-fn header_fields(header: &EventHeader) -> [Option<&str>; 6] {
-    [
-        Some(header.id.as_str()),
-        Some(header.event_type.as_str()),
-        Some(header.source.as_str()),
-        header.subject.as_deref(),
-        Some(header.vendor.as_str()),
-        Some(header.account.as_str()),
-    ]
-}
-
-/// Appends a record up to where its JSON starts.
-fn encode_record_head(
-    out: &mut Vec<u8>,
-    journaled_at_ms: u64,
-    received_at_ms: u64,
-    header: &EventHeader,
-) {
-    let record_start = out.len();
-    out.extend_from_slice(&journaled_at_ms.to_le_bytes());
-    out.extend_from_slice(&received_at_ms.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    let start = out.len();
-    for field in header_fields(header) {
-        match field {
-            // Lengths are u32: a vendor's subject can be any length.
-            Some(text) => {
-                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                out.extend_from_slice(text.as_bytes());
-            }
-            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-        }
-    }
-    let header_len = (out.len() - start) as u32;
-    out[record_start + 16..record_start + 20].copy_from_slice(&header_len.to_le_bytes());
-}
-
-fn read_u32(seq: u64, bytes: &[u8], at: usize) -> Result<u32, JournalError> {
-    let raw: [u8; 4] = bytes
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(JournalError::Corrupt { seq })?;
-    Ok(u32::from_le_bytes(raw))
-}
-
-/// The header of a record and where its JSON starts.
-fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usize), JournalError> {
-    let header_len = read_u32(seq, record, 16)? as usize;
-    let json_start = RECORD_PREFIX
-        .checked_add(header_len)
-        .filter(|end| *end <= record.len())
-        .ok_or(JournalError::Corrupt { seq })?;
-    let header = &record[RECORD_PREFIX..json_start];
-    let mut at = 0;
-    let mut fields: [Option<String>; 6] = Default::default();
-    for field in fields.iter_mut() {
-        let len = read_u32(seq, header, at)?;
-        at += 4;
-        if len == u32::MAX {
-            continue;
-        }
-        let end = at + len as usize;
-        let text = header
-            .get(at..end)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or(JournalError::Corrupt { seq })?;
-        *field = Some(text.to_owned());
-        at = end;
-    }
-    let [id, event_type, source, subject, vendor, account] = fields;
-    let required = |f: Option<String>| f.ok_or(JournalError::Corrupt { seq });
-    Ok((
-        EventHeader {
-            id: required(id)?,
-            event_type: required(event_type)?,
-            source: required(source)?,
-            subject,
-            vendor: required(vendor)?,
-            account: required(account)?,
-            seq,
-        },
-        json_start,
-    ))
-}
-
-fn decode_record(seq: u64, record: &[u8]) -> Result<JournaledEvent, JournalError> {
-    let journaled_at_ms = record_time(seq, record)?;
-    let received_at_ms = record_time(seq, record.get(8..).unwrap_or_default())?;
-    let (header, json_start) = split_record(seq, record)?;
-    Ok(JournaledEvent {
-        seq,
-        journaled_at_ms,
-        received_at_ms,
-        header,
-        json: Bytes::copy_from_slice(&record[json_start..]),
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,100 @@
+//! Opening the journal's redb file: created owner-only, with a bounded page
+//! cache, and a repair (after an unclean close) that says in the log why the
+//! start is slow and how far it got.
+
+use std::path::Path;
+use std::time::Duration;
+
+use redb::Database;
+
+use super::JournalError;
+
+/// redb's own page cache. Its default, 1 GiB, fills with every page the
+/// relay writes or reads, so with the default `max_size` a relay under
+/// steady load held about 1.3 GB; the kernel's page cache keeps the file
+/// anyway, so a page redb no longer holds costs a `pread`, not a disk read.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the journal is being opened: what a repair (a read of the whole
+/// file, for a file not closed cleanly) is said to be for.
+#[derive(Clone, Copy)]
+pub(super) enum Opening {
+    Start,
+    AfterIoError,
+}
+
+/// Creates the journal file, owner only (0600) whatever the umask and the
+/// directory's mode, if it does not exist yet: it holds callers' phone
+/// numbers. redb takes an empty file as a new journal.
+pub(super) fn create_private(path: &Path) -> Result<(), JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(JournalError::CreateFile {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+pub(super) fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError> {
+    let shown = path.display().to_string();
+    let told = std::cell::Cell::new(false);
+    let started = std::time::Instant::now();
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .set_repair_callback(move |session| {
+            // Called while redb rebuilds its state, which takes a read of the
+            // whole file (minutes on a slow disk): say why this start is slow,
+            // then how far it got (redb reports 60 and 90 %, after its first
+            // scan, which is most of the time; the app says it is still at it).
+            if told.replace(true) {
+                tracing::info!(
+                    path = %shown,
+                    done_percent = (session.progress() * 100.0).round() as u64,
+                    elapsed_s = started.elapsed().as_secs(),
+                    "checking the journal"
+                );
+            } else {
+                match opening {
+                    Opening::Start => tracing::warn!(
+                        path = %shown,
+                        "the journal was not closed cleanly (a crash, a kill, or a stop that could not close it): checking the whole file before starting"
+                    ),
+                    Opening::AfterIoError => tracing::warn!(
+                        path = %shown,
+                        "opening the journal again after a failed write: checking the whole file"
+                    ),
+                }
+            }
+        })
+        .create(path)
+        .map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
+            path: path.to_owned(),
+        },
+        other => JournalError::Open {
+            path: path.to_owned(),
+            source: other.into(),
+        },
+    })
+}
+
+/// How long [`Journal::reopen`] waits for readers to finish with the old
+/// database (each holds it for one read transaction).
+pub(super) const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// Makes `dir`'s entries (and `dir` itself, in its parent) durable.
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}

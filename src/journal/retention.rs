@@ -1,0 +1,144 @@
+//! Retention: what `retention` and `max_size` remove from the journal, and
+//! how each removed event is counted (expired, dropped after delivery,
+//! dropped while a sink held it in memory, dropped undelivered).
+//!
+//! Guarantees: only events every active sink has passed expire; `max_size`
+//! removes oldest first and counts what no sink had, in the same transaction
+//! as the removal (so the count survives a kill); dedup entries expire with
+//! the window whether or not their event is still held.
+
+use std::sync::atomic::Ordering;
+
+use redb::ReadableTable;
+
+use super::dedup::{self, DEDUP_LOG};
+use super::record::record_time;
+use super::{
+    ActiveSink, EVENTS, HELD_DROPS, Journal, JournalError, META, RetentionReport, held_drop,
+    storage, unsaid_loss,
+};
+
+/// Deletions per transaction, so retention never holds the writer for long.
+const RETENTION_CHUNK: usize = 5_000;
+
+impl Journal {
+    /// Removes what retention and `max_size` allow. `active_sinks` are the
+    /// sinks configured now: their cursors hold events back from retention.
+    /// An event `max_size` drops while a sink holds it in memory is not
+    /// counted as undelivered: it is recorded, and counted only if the sink
+    /// lets go of its memory before delivering it
+    /// ([`Journal::take_held_drops`]).
+    pub fn enforce_retention(
+        &self,
+        active_sinks: &[ActiveSink<'_>],
+    ) -> Result<RetentionReport, JournalError> {
+        self.enforce_retention_at(active_sinks, self.clock.now_ms())
+    }
+
+    pub fn enforce_retention_at(
+        &self,
+        active_sinks: &[ActiveSink<'_>],
+        now_ms: u64,
+    ) -> Result<RetentionReport, JournalError> {
+        let retention_ms = self.options.retention.as_millis() as u64;
+        let window_ms = self.options.dedup_window.as_millis() as u64;
+        let mut delivered_up_to = self.last_seq();
+        // Per sink: its cursor, and the newest seq it holds in memory.
+        let mut sinks = Vec::with_capacity(active_sinks.len());
+        for sink in active_sinks {
+            let cursor = self.cursor(sink.name)?.unwrap_or(0);
+            delivered_up_to = delivered_up_to.min(cursor);
+            sinks.push((sink.name, cursor, sink.held_up_to.max(cursor)));
+        }
+        // Whether every sink that has not delivered `seq` holds it in memory.
+        let held_by_all = |seq: u64| {
+            sinks
+                .iter()
+                .filter(|(_, cursor, _)| *cursor < seq)
+                .all(|(_, _, held)| seq <= *held)
+        };
+        let mut report = RetentionReport::default();
+        loop {
+            let db = self.db()?;
+            let txn = db.begin_write().map_err(storage)?;
+            let (removed, done, bytes) = {
+                let mut log = txn.open_table(EVENTS).map_err(storage)?;
+                let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                let mut bytes = meta
+                    .get("bytes")
+                    .map_err(storage)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let mut held_drops = txn.open_table(HELD_DROPS).map_err(storage)?;
+                for (name, cursor, _) in &sinks {
+                    held_drop::forget_delivered(&mut held_drops, name, *cursor)?;
+                }
+                let mut removed = 0usize;
+                let mut done = true;
+                let undelivered_before = report.dropped_undelivered;
+                loop {
+                    let oldest = log
+                        .first()
+                        .map_err(storage)?
+                        .map(|(k, v)| (k.value(), v.value().to_vec()));
+                    let Some((seq, record)) = oldest else {
+                        break;
+                    };
+                    if removed >= RETENTION_CHUNK {
+                        done = false;
+                        break;
+                    }
+                    let journaled_at = record_time(seq, &record)?;
+                    let expired = now_ms.saturating_sub(journaled_at) >= retention_ms
+                        && seq <= delivered_up_to;
+                    let over_size = bytes > self.options.max_size;
+                    if !expired && !over_size {
+                        break;
+                    }
+                    if expired {
+                        report.expired += 1;
+                    } else if seq <= delivered_up_to {
+                        report.dropped_delivered += 1;
+                    } else if held_by_all(seq) {
+                        report.dropped_held += 1;
+                        for (name, cursor, _) in &sinks {
+                            if *cursor < seq {
+                                held_drop::record(&mut held_drops, name, seq)?;
+                            }
+                        }
+                    } else {
+                        report.dropped_undelivered += 1;
+                    }
+                    log.remove(seq).map_err(storage)?;
+                    bytes = bytes.saturating_sub(record.len() as u64);
+                    removed += 1;
+                }
+                // Dedup entries expire with the window, whether or not their
+                // event is still held (`max_size` may have dropped it).
+                let expired_ids = dedup::expire(
+                    &mut dedup_log,
+                    &mut self.dedup_index(),
+                    now_ms,
+                    window_ms,
+                    RETENTION_CHUNK,
+                )?;
+                if expired_ids == RETENTION_CHUNK {
+                    done = false;
+                }
+                meta.insert("bytes", bytes).map_err(storage)?;
+                unsaid_loss::add(&mut meta, report.dropped_undelivered - undelivered_before)?;
+                (removed, done, bytes)
+            };
+            txn.commit().map_err(storage)?;
+            self.bytes.store(bytes, Ordering::Release);
+            if removed > 0 {
+                self.refresh_stats()?;
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
