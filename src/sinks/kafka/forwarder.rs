@@ -47,15 +47,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::format_time;
-use crate::journal::JournaledEvent;
+use crate::journal::{JournalError, JournaledEvent};
 
 use super::CURSOR;
 use super::cluster;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
-use super::reader::Reader;
+use super::reader::{ReadError, Reader};
 use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
-use super::topic::{KnownTopics, TopicTemplate};
+use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
 mod failure;
 mod housekeeping;
@@ -192,12 +192,8 @@ impl Forwarder {
         config: KafkaConfig,
         ctx: Arc<Context>,
         tuning: Tuning,
-    ) -> Result<Forwarder, String> {
-        let cursor = ctx
-            .journal
-            .cursor(CURSOR)
-            .map_err(|e| format!("cannot read the kafka cursor: {e}"))?
-            .unwrap_or(0);
+    ) -> Result<Forwarder, JournalError> {
+        let cursor = ctx.journal.cursor(CURSOR)?.unwrap_or(0);
         let state = match ctx.journal.cursor_state(CURSOR) {
             Ok(Some(bytes)) => Some(CursorState::decode(&bytes).unwrap_or_else(|e| {
                 // Taken as an interrupted run without offsets: the tails are read.
@@ -205,7 +201,7 @@ impl Forwarder {
                 CursorState::default()
             })),
             Ok(None) => None,
-            Err(e) => return Err(format!("cannot read the kafka cursor: {e}")),
+            Err(e) => return Err(e),
         };
         let last_seq = ctx.journal.last_seq();
         // A run that started (and so marked its state unclean) but did not
@@ -329,7 +325,7 @@ impl Forwarder {
                 Err(f) => return Some(f),
             }
             let Some(reader) = self.reader.as_mut() else {
-                return Some(Failure::Journal("the journal reader is gone".into()));
+                return Some(Failure::Journal(ReadError::Stopped));
             };
             let want = self.buffer.is_empty();
             let room = self.in_flight.len() < self.tuning.max_in_flight;
@@ -350,7 +346,7 @@ impl Forwarder {
                 batch = reader.recv(), if want && room => match batch {
                     Some(Ok(events)) => self.buffer.extend(events),
                     Some(Err(e)) => return Some(Failure::Journal(e)),
-                    None => return Some(Failure::Journal("the journal reader stopped".into())),
+                    None => return Some(Failure::Journal(ReadError::Stopped)),
                 },
                 _ = tick.tick() => {
                     self.housekeeping().await;
@@ -397,14 +393,14 @@ impl Forwarder {
         while self.in_flight.len() < self.tuning.max_in_flight {
             if self.buffer.is_empty() {
                 let Some(reader) = self.reader.as_mut() else {
-                    return Err(Failure::Journal("the journal reader is gone".into()));
+                    return Err(Failure::Journal(ReadError::Stopped));
                 };
                 match reader.try_recv() {
                     Ok(Ok(events)) => self.buffer.extend(events),
                     Ok(Err(e)) => return Err(Failure::Journal(e)),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
-                        return Err(Failure::Journal("the journal reader stopped".into()));
+                        return Err(Failure::Journal(ReadError::Stopped));
                     }
                 }
             }
@@ -605,7 +601,11 @@ impl Forwarder {
                 Ok(true)
             }
             Some(Ok(Err(e))) => Err(Failure::Topic(e)),
-            Some(Err(e)) => Err(Failure::Journal(e.to_string())),
+            // The check's task panicked: as a metadata failure, checked again after the backoff.
+            Some(Err(e)) => Err(Failure::Topic(TopicError::Metadata {
+                topic: name,
+                reason: format!("the check failed: {e}"),
+            })),
             None => Ok(false),
         }
     }

@@ -51,6 +51,7 @@ pub async fn run_with(
     match Forwarder::new(config, ctx.clone(), tuning) {
         Ok(forwarder) => forwarder.run(cancel).await,
         Err(error) => {
+            let error = format!("cannot read the kafka cursor: {error}");
             tracing::error!(%error, "kafka sink cannot start");
             ctx.status.set_sink(
                 "kafka",

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::app::Context;
-use crate::journal::JournaledEvent;
+use crate::journal::{JournalError, JournaledEvent};
 
 /// Reads the journal ahead of the producer on the blocking pool, so decoding
 /// events overlaps with producing them. Stops when dropped.
@@ -27,7 +27,19 @@ pub struct Reader {
     task: JoinHandle<()>,
 }
 
-type Batch = Result<Vec<JournaledEvent>, String>;
+type Batch = Result<Vec<JournaledEvent>, ReadError>;
+
+/// Why the reader stopped (it sends one, then stops; the forwarder recovers
+/// from its cursor with a new reader).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the journal read task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the journal reader stopped")]
+    Stopped,
+}
 
 impl Reader {
     pub fn start(ctx: Arc<Context>, after: u64, batch: usize) -> Reader {
@@ -55,11 +67,11 @@ impl Reader {
                     Ok(Ok(events)) => events,
                     Ok(Err(e)) => {
                         // Reported, then stop: the forwarder recovers from its cursor.
-                        let _ = tx.send(Err(e.to_string())).await;
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(e.to_string())).await;
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                 };

@@ -273,7 +273,7 @@ pub enum ScanError {
     #[error("cannot read: {0}")]
     Read(KafkaError),
     #[error("the read-back task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// librdkafka's logs of this short-lived consumer: the producer settings it

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 
 use super::super::producer;
+use super::super::reader::ReadError;
 use super::super::topic::TopicError;
 
 /// Why forwarding stopped and must recover.
@@ -32,7 +33,7 @@ pub(super) enum Failure {
         waited: Duration,
         in_flight: usize,
     },
-    Journal(String),
+    Journal(ReadError),
 }
 
 /// Every `reason` label of `callrelay_publish_errors_total{sink="kafka"}`
@@ -123,7 +124,7 @@ mod tests {
                 waited: Duration::ZERO,
                 in_flight: 1,
             },
-            Failure::Journal("j".into()),
+            Failure::Journal(ReadError::Stopped),
         ];
         let codes = [
             C::MessageTimedOut,

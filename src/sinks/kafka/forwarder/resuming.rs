@@ -41,7 +41,7 @@ impl Forwarder {
         }
         let scan = match scan {
             Some(Ok(scan)) => scan,
-            Some(Err(e)) => Err(resume::ScanError::Task(e.to_string())),
+            Some(Err(e)) => Err(resume::ScanError::Task(e)),
             None => return false,
         };
         if let Some(resume) = self.resume.as_mut() {
