@@ -890,3 +890,61 @@ fn lost_events_a_killed_relay_had_not_logged_are_logged_at_its_next_start() {
         "every lost event named once: {all:?}"
     );
 }
+
+/// An upstream that stays down is logged when it fails, then at most every
+/// 5 minutes per stream with how many attempts were held back, not once per
+/// attempt: with every server down, 150 streams wrote about 5 WARN lines a
+/// second for as long as the outage lasted (scale audit). Every attempt is
+/// still counted in `callrelay_upstream_reconnects_total`.
+#[test]
+fn an_upstream_that_stays_down_is_logged_once_not_once_per_attempt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on a port just released: every attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let sources = format!(
+        "[[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:{closed}\"\nstreams = 1\n\
+         backoff_min = \"10ms\"\nbackoff_max = \"50ms\"\n\n\
+         [[voip24h]]\naccount = \"main\"\nurl = \"http://127.0.0.1:{closed}\"\nkey = \"k\"\n\
+         backoff_min = \"100ms\"\nbackoff_max = \"1s\"\n\n"
+    );
+    let config = write_tel4vn_config(dir.path(), "", &sources);
+    let (relay, lines) = run_logging(&config);
+    let mut all = lines_until(&lines, Some("listening"));
+    let addr = addr_in(&all);
+    let attempts = |vendor: &str| -> f64 {
+        scrape_samples(&addr)
+            .iter()
+            .filter(|(name, _)| {
+                name.starts_with("callrelay_upstream_reconnects_total{")
+                    && name.contains(&format!("vendor=\"{vendor}\""))
+            })
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while attempts("sprecord") < 5.0 || attempts("voip24h") < 5.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than 5 attempts each in 60 s: sprecord {}, voip24h {}",
+            attempts("sprecord"),
+            attempts("voip24h")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    all.extend(stop(relay, &lines));
+    let warned = |prefix: &str| {
+        all.iter()
+            .filter(|line| line["level"] == "WARN")
+            .filter(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(prefix))
+            })
+            .count()
+    };
+    assert_eq!(warned("SSE stream could not open"), 1, "{all:?}");
+    assert_eq!(warned("session ended; reconnecting"), 1, "{all:?}");
+}

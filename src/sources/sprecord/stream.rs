@@ -41,6 +41,7 @@ use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
 use crate::app::Context;
 use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
 use crate::ingest::IngestError;
+use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::status::{ConnState, UpstreamReporter};
 use crate::vendors::sprecord::{SprecordMessage, parse_message};
 
@@ -122,6 +123,7 @@ impl StreamSupervisor {
             return;
         }
         let mut backoff = self.backoff();
+        let mut retry_log = RetryLog::default();
         loop {
             let last_event_id = self.resume.get();
             reporter.set_state(ConnState::Connecting);
@@ -145,14 +147,15 @@ impl StreamSupervisor {
                     // 200 that closes at once is a failure too.
                     if events > 0 || opened_at.elapsed() >= USEFUL_AFTER {
                         backoff.reset();
+                        retry_log.worked();
                     }
                     let delay = next_delay(&mut backoff, &self.timings);
-                    tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
+                    attempt_failed!(retry_log, end.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
                         reason = end.reason(), retry_in = ?delay, "SSE stream ended: {}", end.describe());
                     reporter.reconnecting(end.reason(), Some(end.describe()), delay);
                     delay
                 }
-                Err(error) => self.refused(&error, &stream, reporter, &mut backoff),
+                Err(error) => self.refused(&error, &stream, reporter, &mut backoff, &mut retry_log),
             };
             if !sleep_or_cancel(delay, &cancel).await {
                 return;
@@ -167,6 +170,7 @@ impl StreamSupervisor {
         stream: &str,
         reporter: &UpstreamReporter,
         backoff: &mut ExponentialBackoff,
+        retry_log: &mut RetryLog,
     ) -> Duration {
         let t = &self.timings;
         match error {
@@ -180,15 +184,15 @@ impl StreamSupervisor {
             }
             OpenError::TooMany { .. } => {
                 let delay = jitter(t.busy_backoff).max(next_delay(backoff, t));
-                tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
+                attempt_failed!(retry_log, error.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
                     retry_in = ?delay, "SPRecord refused the stream as one too many ({error}); backing off");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }
             _ => {
                 let delay = next_delay(backoff, t);
-                tracing::warn!(vendor = "sprecord", account = %self.account, stream = %stream,
-                    retry_in = ?delay, "SSE stream could not open: {error}");
+                attempt_failed!(retry_log, error.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
+                    reason = error.reason(), retry_in = ?delay, "SSE stream could not open: {error}");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }

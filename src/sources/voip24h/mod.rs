@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
+use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::sources::tls::TrustRoots;
 use crate::status::{ConnState, UpstreamReporter};
 use config::{EngineIo, Voip24hConfig};
@@ -52,7 +53,9 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
             break;
         }
         let wait = supervisor.wait_after(&config, &end);
-        tracing::warn!(
+        attempt_failed!(
+            supervisor.retry_log,
+            end.reason.label(),
             vendor = "voip24h",
             account = %account,
             reason = end.reason.label(),
@@ -77,6 +80,8 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
 /// once built and, for `auto`, the Engine.IO version that worked.
 struct Supervisor {
     backoff: backoff::ExponentialBackoff,
+    /// Which ended sessions get a WARN line (see [`RetryLog`]).
+    retry_log: RetryLog,
     dial: Option<Dial>,
     engine: Option<EngineVersion>,
 }
@@ -92,6 +97,7 @@ impl Supervisor {
             .build();
         Supervisor {
             backoff,
+            retry_log: RetryLog::default(),
             dial: None,
             engine: match config.engine_io {
                 EngineIo::V3 => Some(EngineVersion::V3),
@@ -189,6 +195,7 @@ impl Supervisor {
         // once is not hammered at the shortest interval.
         if end.connected_for.is_some_and(|d| d >= hello_interval) {
             self.backoff.reset();
+            self.retry_log.worked();
         }
         let min = config.backoff_min.get_ref().get();
         let max = config.backoff_max.get_ref().get();
