@@ -41,23 +41,32 @@
 //! - on relay shutdown the client gets a 1001 close at once, even when its
 //!   session is waiting on a write: a stalled socket must not hold shutdown
 //!   for `pong_timeout` (the relay waits for every session, see [`super::drain`]).
+//!
+//! This file holds the session's loop (replay, live, pings, reloads);
+//! `end` says how a session ends and `writer` bounds every socket write.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
-use futures::stream::{SplitSink, SplitStream};
+use futures::stream::SplitStream;
 use futures::{SinkExt, StreamExt};
 use prometheus::{Histogram, IntCounter};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_util::sync::CancellationToken;
 
 use super::filter::Filter;
+
+mod end;
+mod writer;
+
 use crate::app::Context;
-use crate::journal::{Journal, JournaledEvent};
+use crate::journal::JournaledEvent;
+pub use end::End;
+use end::read_error_end;
+use writer::{Handed, WriteGuard, Writer};
 
 /// Events read from the journal per blocking call while replaying.
 const REPLAY_PAGE: usize = 512;
@@ -69,101 +78,9 @@ const REPLAY_PAGE_BYTES: usize = 1024 * 1024;
 /// event. Small, because tungstenite's write buffer keeps the capacity of the
 /// biggest burst for the life of the connection (~16 × 1 KiB per client).
 const MAX_BURST: usize = 16;
-/// How long a socket may refuse data while the client is over `client_queue`
-/// behind before it is closed as slow: a commit burst bigger than the queue
-/// must not drop a client that is reading.
-const STALL_GRACE: Duration = Duration::from_millis(500);
-/// Journal records read per blocking call while counting a filtered client's
-/// queue: headers only, so a page is a few hundred KiB at most.
-const COUNT_PAGE: usize = 4096;
 /// Live events handled (sent or filtered out) per wake-up, so a firehose of
 /// events this client filters out cannot starve its pings and reads.
 const MAX_HANDLED: usize = 1024;
-
-/// How a session ended: the `ws_disconnects_total{reason}` label and the close frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    /// The client sent a close frame.
-    ClientClosed,
-    /// The connection dropped or broke without a close frame.
-    ClientGone,
-    /// The client sent what WebSocket does not allow; the close code says
-    /// what (1009 a message over 64 KiB, 1007 text that is not UTF-8, 1002
-    /// any other protocol violation).
-    BadFrame(u16),
-    /// More than `client_queue` events behind.
-    SlowConsumer,
-    /// A socket write stalled past its deadline.
-    WriteStalled,
-    /// A reload stopped accepting the client's token.
-    TokenRevoked,
-    PongTimeout,
-    Shutdown,
-    JournalError,
-}
-
-impl End {
-    /// Every `reason` label, for exporting each at 0 from the start.
-    pub const REASONS: [&'static str; 9] = [
-        "client_closed",
-        "client_gone",
-        "bad_frame",
-        "slow_consumer",
-        "write_stalled",
-        "token_revoked",
-        "pong_timeout",
-        "shutdown",
-        "journal_error",
-    ];
-
-    pub fn reason(self) -> &'static str {
-        match self {
-            End::ClientClosed => "client_closed",
-            End::ClientGone => "client_gone",
-            End::BadFrame(_) => "bad_frame",
-            End::SlowConsumer => "slow_consumer",
-            End::WriteStalled => "write_stalled",
-            End::TokenRevoked => "token_revoked",
-            End::PongTimeout => "pong_timeout",
-            End::Shutdown => "shutdown",
-            End::JournalError => "journal_error",
-        }
-    }
-
-    /// The close frame we send, if any (a client that closed gets tungstenite's echo).
-    fn close_frame(self) -> Option<CloseFrame> {
-        let (code, reason) = match self {
-            End::ClientClosed | End::ClientGone => return None,
-            End::SlowConsumer | End::WriteStalled => (4008, "slow consumer"),
-            End::PongTimeout => (1002, "no pong within pong_timeout"),
-            End::BadFrame(1009) => (1009, "message over 64 KiB"),
-            End::BadFrame(1007) => (1007, "text frame is not UTF-8"),
-            End::BadFrame(code) => (code, "protocol error"),
-            End::Shutdown => (1001, "relay shutting down"),
-            End::TokenRevoked => (1008, "token no longer accepted"),
-            End::JournalError => (1011, "journal read failed"),
-        };
-        Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })
-    }
-}
-
-/// How a failed read ends the session: a frame the client should not have
-/// sent gets a close code that says so (it got a bare close before, which
-/// reads as 1005, "you closed"); anything else is the connection breaking.
-fn read_error_end(error: axum::Error) -> End {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    use tokio_tungstenite::tungstenite::error::ProtocolError;
-    match error.into_inner().downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => End::BadFrame(1009),
-        Some(WsError::Utf8(_)) => End::BadFrame(1007),
-        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::ClientGone,
-        Some(WsError::Protocol(_)) => End::BadFrame(1002),
-        _ => End::ClientGone,
-    }
-}
 
 /// The settings of one session, read from the config at connect.
 #[derive(Clone, Copy, Debug)]
@@ -498,226 +415,4 @@ async fn journal_read<T: Send + 'static>(
             tracing::error!(error = %e, "{what}: journal read failed");
             End::JournalError
         })
-}
-
-/// The receive times of the live events written since the last flush, for
-/// `callrelay_event_latency_seconds{sink="websocket"}`: observed once they are
-/// flushed, with one clock read per burst rather than one per frame (at
-/// 1,000 clients every event is 1,000 frames, and the clock read was a
-/// twentieth of the session's CPU).
-#[derive(Default)]
-struct Handed {
-    received_at_ms: [u64; MAX_BURST],
-    len: usize,
-}
-
-impl Handed {
-    fn push(&mut self, received_at_ms: u64) {
-        if let Some(slot) = self.received_at_ms.get_mut(self.len) {
-            *slot = received_at_ms;
-            self.len += 1;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn observe(&mut self, latency: &Histogram) {
-        if self.is_empty() {
-            return;
-        }
-        let now_ms = crate::journal::now_ms();
-        for received_at_ms in &self.received_at_ms[..self.len] {
-            latency.observe(now_ms.saturating_sub(*received_at_ms) as f64 / 1000.0);
-        }
-        self.len = 0;
-    }
-}
-
-/// The sending half with its deadlines.
-struct Writer {
-    sink: SplitSink<WebSocket, Message>,
-    guard: WriteGuard,
-    metrics: SinkMetrics,
-}
-
-impl Writer {
-    /// Queues one frame; tungstenite may write (and wait for the socket) here
-    /// too, so the same guards as [`Writer::flush`] apply.
-    async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
-        self.guard.run(self.sink.feed(msg), live_seq).await
-    }
-
-    async fn feed_event(
-        &mut self,
-        event: &JournaledEvent,
-        live_seq: Option<u64>,
-    ) -> Result<(), End> {
-        // Zero-copy: the frame shares the journaled bytes with every other client.
-        match Utf8Bytes::try_from(event.json.clone()) {
-            Ok(text) => self.feed(Message::Text(text), live_seq).await,
-            Err(_) => {
-                // Cannot happen for serde_json output; never send a broken frame.
-                tracing::error!(seq = event.seq, "journaled event is not UTF-8; not sent");
-                Ok(())
-            }
-        }
-    }
-
-    /// Writes out a burst of live events and counts them as published.
-    async fn flush_burst(&mut self, handed: &mut Handed, live_seq: Option<u64>) -> Result<(), End> {
-        self.flush(live_seq).await?;
-        self.metrics.published.inc_by(handed.len() as u64);
-        handed.observe(&self.metrics.latency);
-        Ok(())
-    }
-
-    /// Writes out what is queued; see [`WriteGuard::run`].
-    async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
-        self.guard.run(self.sink.flush(), live_seq).await
-    }
-}
-
-/// What bounds a socket write: the deadline, the slow-consumer rule, shutdown.
-struct WriteGuard {
-    committed: watch::Receiver<u64>,
-    /// Where a filtered client's queue is counted.
-    journal: Arc<Journal>,
-    filter: Arc<Filter>,
-    /// The relay's shutdown: ends a write that waits on the socket.
-    shutdown: CancellationToken,
-    settings: Settings,
-}
-
-impl WriteGuard {
-    /// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
-    /// live event in this write), it also gives up once the socket has refused
-    /// data for `STALL_GRACE` and more than `client_queue` events matching the
-    /// client's filters were committed past `live_seq`: that client's queue
-    /// overflowed. The relay's shutdown ends it too, so a stalled client gets
-    /// its 1001 close (or is dropped) within the close grace, not after
-    /// `pong_timeout`.
-    async fn run(
-        &mut self,
-        write: impl Future<Output = Result<(), axum::Error>>,
-        live_seq: Option<u64>,
-    ) -> Result<(), End> {
-        let (committed, settings) = (&mut self.committed, self.settings);
-        let (journal, filter) = (&self.journal, &self.filter);
-        let limit = settings.client_queue as u64;
-        let overflow = async {
-            let Some(seq) = live_seq else {
-                return std::future::pending().await;
-            };
-            tokio::time::sleep(STALL_GRACE).await;
-            let mut queue = Queue::after(seq);
-            loop {
-                let now = *committed.borrow_and_update();
-                // Every commit past `seq` is an upper bound of the queue, so
-                // only past `limit` is it worth counting what matches.
-                if now.saturating_sub(seq) > limit {
-                    if filter.is_empty() {
-                        return End::SlowConsumer;
-                    }
-                    match queue.count(journal, filter, now, limit).await {
-                        Ok(true) => return End::SlowConsumer,
-                        Ok(false) => {}
-                        Err(end) => return end,
-                    }
-                }
-                if committed.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        };
-        tokio::select! {
-            biased;
-            r = timeout(settings.pong_timeout, write) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(End::ClientGone),
-                Err(_) => Err(End::WriteStalled),
-            },
-            _ = self.shutdown.cancelled() => Err(End::Shutdown),
-            end = overflow => Err(end),
-        }
-    }
-}
-
-/// A filtered client's queue during one stalled write: the events committed
-/// after the write's newest live event that match its filters, counted from
-/// the journal as commits arrive, each event read once.
-struct Queue {
-    /// The last seq counted.
-    through: u64,
-    matching: u64,
-}
-
-impl Queue {
-    fn after(seq: u64) -> Queue {
-        Queue {
-            through: seq,
-            matching: 0,
-        }
-    }
-
-    /// Counts up to `now`, a page per blocking call; whether the queue is over `limit`.
-    async fn count(
-        &mut self,
-        journal: &Arc<Journal>,
-        filter: &Arc<Filter>,
-        now: u64,
-        limit: u64,
-    ) -> Result<bool, End> {
-        while self.through < now && self.matching <= limit {
-            let (journal, filter, after) = (journal.clone(), filter.clone(), self.through);
-            let (matching, through) =
-                journal_read("websocket: counting a client's queue", move || {
-                    journal.count_after(after, now, COUNT_PAGE, |h| filter.matches(h))
-                })
-                .await?;
-            self.matching += matching;
-            self.through = through;
-        }
-        Ok(self.matching > limit)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::End;
-
-    /// Every way a session ends has its reason in [`End::REASONS`] (the
-    /// match is exhaustive: a new way to end fails to compile here first).
-    #[test]
-    fn every_disconnect_reason_is_exported_from_the_start() {
-        let all = |end: End| match end {
-            End::ClientClosed
-            | End::ClientGone
-            | End::BadFrame(_)
-            | End::SlowConsumer
-            | End::WriteStalled
-            | End::TokenRevoked
-            | End::PongTimeout
-            | End::Shutdown
-            | End::JournalError => end.reason(),
-        };
-        let ends = [
-            End::ClientClosed,
-            End::ClientGone,
-            End::BadFrame(1009),
-            End::SlowConsumer,
-            End::WriteStalled,
-            End::TokenRevoked,
-            End::PongTimeout,
-            End::Shutdown,
-            End::JournalError,
-        ];
-        let reasons: Vec<&str> = ends.into_iter().map(all).collect();
-        assert_eq!(reasons, End::REASONS);
-    }
 }

@@ -1,0 +1,128 @@
+//! How a WebSocket session ends: the `callrelay_ws_disconnects_total{reason}`
+//! label, the close frame the client gets, and how a failed read is told
+//! apart from a client that broke the protocol.
+//!
+//! Guarantees: every way to end has its label in [`End::REASONS`] (exported
+//! at 0 from the start); a client that closed or vanished gets no frame of ours.
+
+use axum::extract::ws::{CloseFrame, Utf8Bytes};
+
+/// How a session ended: the `ws_disconnects_total{reason}` label and the close frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The connection dropped or broke without a close frame.
+    ClientGone,
+    /// The client sent what WebSocket does not allow; the close code says
+    /// what (1009 a message over 64 KiB, 1007 text that is not UTF-8, 1002
+    /// any other protocol violation).
+    BadFrame(u16),
+    /// More than `client_queue` events behind.
+    SlowConsumer,
+    /// A socket write stalled past its deadline.
+    WriteStalled,
+    /// A reload stopped accepting the client's token.
+    TokenRevoked,
+    PongTimeout,
+    Shutdown,
+    JournalError,
+}
+
+impl End {
+    /// Every `reason` label, for exporting each at 0 from the start.
+    pub const REASONS: [&'static str; 9] = [
+        "client_closed",
+        "client_gone",
+        "bad_frame",
+        "slow_consumer",
+        "write_stalled",
+        "token_revoked",
+        "pong_timeout",
+        "shutdown",
+        "journal_error",
+    ];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client_closed",
+            End::ClientGone => "client_gone",
+            End::BadFrame(_) => "bad_frame",
+            End::SlowConsumer => "slow_consumer",
+            End::WriteStalled => "write_stalled",
+            End::TokenRevoked => "token_revoked",
+            End::PongTimeout => "pong_timeout",
+            End::Shutdown => "shutdown",
+            End::JournalError => "journal_error",
+        }
+    }
+
+    /// The close frame we send, if any (a client that closed gets tungstenite's echo).
+    pub(super) fn close_frame(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::ClientClosed | End::ClientGone => return None,
+            End::SlowConsumer | End::WriteStalled => (4008, "slow consumer"),
+            End::PongTimeout => (1002, "no pong within pong_timeout"),
+            End::BadFrame(1009) => (1009, "message over 64 KiB"),
+            End::BadFrame(1007) => (1007, "text frame is not UTF-8"),
+            End::BadFrame(code) => (code, "protocol error"),
+            End::Shutdown => (1001, "relay shutting down"),
+            End::TokenRevoked => (1008, "token no longer accepted"),
+            End::JournalError => (1011, "journal read failed"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+/// How a failed read ends the session: a frame the client should not have
+/// sent gets a close code that says so (it got a bare close before, which
+/// reads as 1005, "you closed"); anything else is the connection breaking.
+pub(super) fn read_error_end(error: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match error.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => End::BadFrame(1009),
+        Some(WsError::Utf8(_)) => End::BadFrame(1007),
+        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::ClientGone,
+        Some(WsError::Protocol(_)) => End::BadFrame(1002),
+        _ => End::ClientGone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::End;
+
+    /// Every way a session ends has its reason in [`End::REASONS`] (the
+    /// match is exhaustive: a new way to end fails to compile here first).
+    #[test]
+    fn every_disconnect_reason_is_exported_from_the_start() {
+        let all = |end: End| match end {
+            End::ClientClosed
+            | End::ClientGone
+            | End::BadFrame(_)
+            | End::SlowConsumer
+            | End::WriteStalled
+            | End::TokenRevoked
+            | End::PongTimeout
+            | End::Shutdown
+            | End::JournalError => end.reason(),
+        };
+        let ends = [
+            End::ClientClosed,
+            End::ClientGone,
+            End::BadFrame(1009),
+            End::SlowConsumer,
+            End::WriteStalled,
+            End::TokenRevoked,
+            End::PongTimeout,
+            End::Shutdown,
+            End::JournalError,
+        ];
+        let reasons: Vec<&str> = ends.into_iter().map(all).collect();
+        assert_eq!(reasons, End::REASONS);
+    }
+}

@@ -1,0 +1,223 @@
+//! The sending half of a session: frames queued and flushed in bursts, each
+//! socket write bounded by `pong_timeout`, the slow-consumer rule and the
+//! relay's shutdown, and the latency of what was written.
+//!
+//! Guarantees: a write waits at most `pong_timeout`; a socket that refuses
+//! data for 500 ms while more than `client_queue` matching events were
+//! committed past the write ends it as a slow consumer; shutdown ends any
+//! write at once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures::SinkExt;
+use futures::stream::SplitSink;
+use prometheus::Histogram;
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::super::filter::Filter;
+use super::{End, MAX_BURST, Settings, SinkMetrics, journal_read};
+use crate::journal::{Journal, JournaledEvent};
+
+/// How long a socket may refuse data while the client is over `client_queue`
+/// behind before it is closed as slow: a commit burst bigger than the queue
+/// must not drop a client that is reading.
+const STALL_GRACE: Duration = Duration::from_millis(500);
+/// Journal records read per blocking call while counting a filtered client's
+/// queue: headers only, so a page is a few hundred KiB at most.
+const COUNT_PAGE: usize = 4096;
+
+/// The receive times of the live events written since the last flush, for
+/// `callrelay_event_latency_seconds{sink="websocket"}`: observed once they are
+/// flushed, with one clock read per burst rather than one per frame (at
+/// 1,000 clients every event is 1,000 frames, and the clock read was a
+/// twentieth of the session's CPU).
+#[derive(Default)]
+pub(super) struct Handed {
+    received_at_ms: [u64; MAX_BURST],
+    len: usize,
+}
+
+impl Handed {
+    pub(super) fn push(&mut self, received_at_ms: u64) {
+        if let Some(slot) = self.received_at_ms.get_mut(self.len) {
+            *slot = received_at_ms;
+            self.len += 1;
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn observe(&mut self, latency: &Histogram) {
+        if self.is_empty() {
+            return;
+        }
+        let now_ms = crate::journal::now_ms();
+        for received_at_ms in &self.received_at_ms[..self.len] {
+            latency.observe(now_ms.saturating_sub(*received_at_ms) as f64 / 1000.0);
+        }
+        self.len = 0;
+    }
+}
+
+/// The sending half with its deadlines.
+pub(super) struct Writer {
+    pub(super) sink: SplitSink<WebSocket, Message>,
+    pub(super) guard: WriteGuard,
+    pub(super) metrics: SinkMetrics,
+}
+
+impl Writer {
+    /// Queues one frame; tungstenite may write (and wait for the socket) here
+    /// too, so the same guards as [`Writer::flush`] apply.
+    pub(super) async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
+        self.guard.run(self.sink.feed(msg), live_seq).await
+    }
+
+    pub(super) async fn feed_event(
+        &mut self,
+        event: &JournaledEvent,
+        live_seq: Option<u64>,
+    ) -> Result<(), End> {
+        // Zero-copy: the frame shares the journaled bytes with every other client.
+        match Utf8Bytes::try_from(event.json.clone()) {
+            Ok(text) => self.feed(Message::Text(text), live_seq).await,
+            Err(_) => {
+                // Cannot happen for serde_json output; never send a broken frame.
+                tracing::error!(seq = event.seq, "journaled event is not UTF-8; not sent");
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes out a burst of live events and counts them as published.
+    pub(super) async fn flush_burst(
+        &mut self,
+        handed: &mut Handed,
+        live_seq: Option<u64>,
+    ) -> Result<(), End> {
+        self.flush(live_seq).await?;
+        self.metrics.published.inc_by(handed.len() as u64);
+        handed.observe(&self.metrics.latency);
+        Ok(())
+    }
+
+    /// Writes out what is queued; see [`WriteGuard::run`].
+    pub(super) async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
+        self.guard.run(self.sink.flush(), live_seq).await
+    }
+}
+
+/// What bounds a socket write: the deadline, the slow-consumer rule, shutdown.
+pub(super) struct WriteGuard {
+    pub(super) committed: watch::Receiver<u64>,
+    /// Where a filtered client's queue is counted.
+    pub(super) journal: Arc<Journal>,
+    pub(super) filter: Arc<Filter>,
+    /// The relay's shutdown: ends a write that waits on the socket.
+    pub(super) shutdown: CancellationToken,
+    pub(super) settings: Settings,
+}
+
+impl WriteGuard {
+    /// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
+    /// live event in this write), it also gives up once the socket has refused
+    /// data for `STALL_GRACE` and more than `client_queue` events matching the
+    /// client's filters were committed past `live_seq`: that client's queue
+    /// overflowed. The relay's shutdown ends it too, so a stalled client gets
+    /// its 1001 close (or is dropped) within the close grace, not after
+    /// `pong_timeout`.
+    pub(super) async fn run(
+        &mut self,
+        write: impl Future<Output = Result<(), axum::Error>>,
+        live_seq: Option<u64>,
+    ) -> Result<(), End> {
+        let (committed, settings) = (&mut self.committed, self.settings);
+        let (journal, filter) = (&self.journal, &self.filter);
+        let limit = settings.client_queue as u64;
+        let overflow = async {
+            let Some(seq) = live_seq else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep(STALL_GRACE).await;
+            let mut queue = Queue::after(seq);
+            loop {
+                let now = *committed.borrow_and_update();
+                // Every commit past `seq` is an upper bound of the queue, so
+                // only past `limit` is it worth counting what matches.
+                if now.saturating_sub(seq) > limit {
+                    if filter.is_empty() {
+                        return End::SlowConsumer;
+                    }
+                    match queue.count(journal, filter, now, limit).await {
+                        Ok(true) => return End::SlowConsumer,
+                        Ok(false) => {}
+                        Err(end) => return end,
+                    }
+                }
+                if committed.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            r = timeout(settings.pong_timeout, write) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::ClientGone),
+                Err(_) => Err(End::WriteStalled),
+            },
+            _ = self.shutdown.cancelled() => Err(End::Shutdown),
+            end = overflow => Err(end),
+        }
+    }
+}
+
+/// A filtered client's queue during one stalled write: the events committed
+/// after the write's newest live event that match its filters, counted from
+/// the journal as commits arrive, each event read once.
+pub(super) struct Queue {
+    /// The last seq counted.
+    through: u64,
+    matching: u64,
+}
+
+impl Queue {
+    pub(super) fn after(seq: u64) -> Queue {
+        Queue {
+            through: seq,
+            matching: 0,
+        }
+    }
+
+    /// Counts up to `now`, a page per blocking call; whether the queue is over `limit`.
+    pub(super) async fn count(
+        &mut self,
+        journal: &Arc<Journal>,
+        filter: &Arc<Filter>,
+        now: u64,
+        limit: u64,
+    ) -> Result<bool, End> {
+        while self.through < now && self.matching <= limit {
+            let (journal, filter, after) = (journal.clone(), filter.clone(), self.through);
+            let (matching, through) =
+                journal_read("websocket: counting a client's queue", move || {
+                    journal.count_after(after, now, COUNT_PAGE, |h| filter.matches(h))
+                })
+                .await?;
+            self.matching += matching;
+            self.through = through;
+        }
+        Ok(self.matching > limit)
+    }
+}
