@@ -5,20 +5,27 @@
 //! a `Config` that loads is range-checked and internally consistent, so the
 //! components can trust it. Each component's own section lives next to its code
 //! (Vector's way) and validates itself through [`Validator`].
+//!
+//! Here: the file's model, loading and the checks across sections;
+//! `validator` (collecting and placing problems), `checks` (account names and
+//! URLs, shared by sections), `env` (`${ENV}`), `values` (durations, sizes,
+//! secrets), `type_errors` (TOML type errors without the value).
 
+mod checks;
 pub mod env;
 mod type_errors;
+mod validator;
 pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use checks::{url_without_credentials, validate_account, validate_http_url};
+pub use validator::{ConfigError, Problem, Validator, line_col};
 pub use values::{ByteSize, HumanDuration, Secret};
 
 use crate::sinks::kafka::config::KafkaConfig;
@@ -189,195 +196,6 @@ impl Default for DedupConfig {
 /// A value with no place in the file (a default).
 pub fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
-}
-
-/// One problem in a config file, with its place.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-}
-
-/// Every problem found in one config file.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: String,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, p.message)?;
-        }
-        // A long list is read from its end first (scale audit: 270 lines
-        // and no total); `check`, a refused start and a refused reload all
-        // print it.
-        if self.problems.len() > 1 {
-            write!(f, "\n{}: {} problems", self.file, self.problems.len())?;
-        }
-        Ok(())
-    }
-}
-
-/// Collects problems with their byte spans and turns them into lines and columns.
-pub struct Validator<'a> {
-    text: &'a str,
-    problems: Vec<(usize, String)>,
-    /// When `text` is the result of `${ENV}` expansion: the expansion and the
-    /// text as written, so values from the environment are never shown.
-    written: Option<(&'a env::Expanded, &'a str)>,
-}
-
-impl<'a> Validator<'a> {
-    pub fn new(text: &'a str) -> Self {
-        Validator {
-            text,
-            problems: Vec::new(),
-            written: None,
-        }
-    }
-
-    /// A validator of `expanded.text`, whose messages show values as `written`.
-    fn over_expansion(expanded: &'a env::Expanded, written: &'a str) -> Self {
-        Validator {
-            written: Some((expanded, written)),
-            ..Validator::new(&expanded.text)
-        }
-    }
-
-    /// `value` quoted for a message: as the file has it when a `${VAR}` stands
-    /// in it (`"${LISTEN}"`, `"https://${HOST}/x"`), so the environment's
-    /// value (it may hold a password, as in a URL's userinfo) never appears.
-    pub fn shown<T: std::fmt::Debug>(&self, value: &Spanned<T>) -> String {
-        self.written
-            .and_then(|(expanded, written)| {
-                let span = expanded.original_span_if_expanded(value.span())?;
-                Some(written.get(span).map_or_else(
-                    || "(a value from the environment)".to_owned(),
-                    str::to_owned,
-                ))
-            })
-            .unwrap_or_else(|| format!("{:?}", value.get_ref()))
-    }
-
-    /// `value` for a message as the file writes it (`"24h"`, not its
-    /// `Display` `"1d"`); its `Display` when it is a default; [`Self::shown`]
-    /// when a `${VAR}` stands in it.
-    pub fn as_written<T: std::fmt::Debug + std::fmt::Display>(&self, value: &Spanned<T>) -> String {
-        let span = value.span();
-        let expanded = self.written.is_some_and(|(expanded, _)| {
-            expanded.original_span_if_expanded(span.clone()).is_some()
-        });
-        if expanded {
-            return self.shown(value);
-        }
-        match self.text.get(span) {
-            Some(text) if !text.is_empty() => text.to_owned(),
-            _ => value.get_ref().to_string(),
-        }
-    }
-
-    /// Reports a problem at the start of `span` (a default value reports at 1:1).
-    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.problems.push((span.start, message.into()));
-    }
-
-    /// Reports a problem unless `lo <= value <= hi`.
-    pub fn check_range<T: PartialOrd + fmt::Display>(
-        &mut self,
-        field: &str,
-        value: &Spanned<T>,
-        lo: T,
-        hi: T,
-        shown: impl Fn(&T) -> String,
-    ) {
-        let v = value.get_ref();
-        if *v < lo || *v > hi {
-            self.error(
-                value.span(),
-                format!(
-                    "`{field}` = {} is out of range ({}..{})",
-                    shown(v),
-                    shown(&lo),
-                    shown(&hi)
-                ),
-            );
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    pub fn into_error(mut self, file: &str) -> Option<ConfigError> {
-        if self.problems.is_empty() {
-            return None;
-        }
-        self.problems.sort_by_key(|(offset, _)| *offset);
-        let mut places = Places::new(self.text);
-        let problems = self
-            .problems
-            .into_iter()
-            .map(|(offset, message)| {
-                let (line, col) = places.of(offset);
-                Problem { line, col, message }
-            })
-            .collect();
-        Some(ConfigError {
-            file: file.to_owned(),
-            problems,
-        })
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
-}
-
-/// [`line_col`] of increasing offsets in one pass over the text: a file with
-/// thousands of problems is not counted from its start for each.
-struct Places<'a> {
-    text: &'a str,
-    at: usize,
-    line: usize,
-    line_start: usize,
-}
-
-impl<'a> Places<'a> {
-    fn new(text: &'a str) -> Self {
-        Places {
-            text,
-            at: 0,
-            line: 1,
-            line_start: 0,
-        }
-    }
-
-    fn of(&mut self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        // Not after the last offset, or not on a character boundary.
-        let Some(passed) = self.text.get(self.at..offset) else {
-            return line_col(self.text, offset);
-        };
-        for (i, _) in passed.match_indices('\n') {
-            self.line += 1;
-            self.line_start = self.at + i + 1;
-        }
-        self.at = offset;
-        let col = self.text[self.line_start..offset].chars().count() + 1;
-        (self.line, col)
-    }
 }
 
 impl Config {
@@ -664,69 +482,6 @@ fn without_literal(message: &str) -> String {
         return format!("{prefix}{kind}{expected}");
     }
     message.to_owned()
-}
-
-/// Checks an account name: it appears in URLs, metric labels and CloudEvent sources.
-pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
-    let name = account.get_ref();
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
-        let message = format!(
-            "`account` = {} must be 1..64 characters of letters, digits, '-', '_' or '.'",
-            v.shown(account)
-        );
-        v.error(account.span(), message);
-    }
-}
-
-/// Checks that a URL is http(s) with a host. The refusal shows the URL
-/// without its userinfo and query, which may hold a password or token.
-pub fn validate_http_url(v: &mut Validator, field: &str, value: &Spanned<String>) {
-    match url::Url::parse(value.get_ref()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => {
-            let message = format!(
-                "`{field}` = {} is not an http:// or https:// URL",
-                shown_url(&v.shown(value))
-            );
-            v.error(value.span(), message);
-        }
-    }
-}
-
-/// A URL as `Validator::shown` quotes it, without credentials, still quoted.
-fn shown_url(shown: &str) -> String {
-    match shown
-        .strip_prefix('"')
-        .and_then(|inner| inner.strip_suffix('"'))
-    {
-        Some(inner) => format!("\"{}\"", url_without_credentials(inner)),
-        None => url_without_credentials(shown),
-    }
-}
-
-/// `url` as an error may show it: a `?token=` or a `user:password@` in it is
-/// a secret, so the query is cut and the user information left out.
-pub fn url_without_credentials(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
-    };
-    // Whatever stands before the last `@` may be `user:password`, and a
-    // password written unencoded may hold `/` or `?`: it all goes, wherever
-    // it falls (an `@` in a path or query hides a little more than needed).
-    let (userinfo, rest) = match rest.rfind('@') {
-        Some(at) => ("…@", &rest[at + 1..]),
-        None => ("", rest),
-    };
-    match rest.split_once('?') {
-        Some((base, _)) => format!("{scheme}{userinfo}{base}?…"),
-        None => format!("{scheme}{userinfo}{rest}"),
-    }
 }
 
 #[cfg(test)]

@@ -426,25 +426,6 @@ fn the_embedded_default_and_the_production_template_pass() {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[test]
-fn line_col_counts_characters() {
-    assert_eq!(line_col("ab\ncd", 0), (1, 1));
-    assert_eq!(line_col("ab\ncd", 4), (2, 2));
-    assert_eq!(line_col("é=\nx", 3), (1, 3));
-}
-
-#[test]
-fn places_in_one_pass_agree_with_line_col() {
-    let text = "ab\ncdé\n\nxyz\n";
-    let mut places = Places::new(text);
-    for offset in [0, 1, 2, 3, 5, 7, 8, 9, 10, 13, 14, 99] {
-        assert_eq!(places.of(offset), line_col(text, offset), "{offset}");
-    }
-    // Not in order, or inside a character: still right.
-    assert_eq!(places.of(4), line_col(text, 4));
-    assert_eq!(places.of(6), line_col(text, 6));
-}
-
 /// A secret from `${ENV}` that is the wrong TOML type (a number where a
 /// string belongs): the error names the type, never the value.
 #[test]

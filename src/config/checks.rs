@@ -1,0 +1,69 @@
+//! Checks several sections share: account names, http(s) URLs, and a URL
+//! shown in an error without its credentials.
+
+use toml::Spanned;
+
+use super::Validator;
+
+/// Checks an account name: it appears in URLs, metric labels and CloudEvent sources.
+pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
+    let name = account.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        let message = format!(
+            "`account` = {} must be 1..64 characters of letters, digits, '-', '_' or '.'",
+            v.shown(account)
+        );
+        v.error(account.span(), message);
+    }
+}
+
+/// Checks that a URL is http(s) with a host. The refusal shows the URL
+/// without its userinfo and query, which may hold a password or token.
+pub fn validate_http_url(v: &mut Validator, field: &str, value: &Spanned<String>) {
+    match url::Url::parse(value.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => {
+            let message = format!(
+                "`{field}` = {} is not an http:// or https:// URL",
+                shown_url(&v.shown(value))
+            );
+            v.error(value.span(), message);
+        }
+    }
+}
+
+/// A URL as `Validator::shown` quotes it, without credentials, still quoted.
+fn shown_url(shown: &str) -> String {
+    match shown
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+    {
+        Some(inner) => format!("\"{}\"", url_without_credentials(inner)),
+        None => url_without_credentials(shown),
+    }
+}
+
+/// `url` as an error may show it: a `?token=` or a `user:password@` in it is
+/// a secret, so the query is cut and the user information left out.
+pub fn url_without_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    // Whatever stands before the last `@` may be `user:password`, and a
+    // password written unencoded may hold `/` or `?`: it all goes, wherever
+    // it falls (an `@` in a path or query hides a little more than needed).
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => ("…@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    match rest.split_once('?') {
+        Some((base, _)) => format!("{scheme}{userinfo}{base}?…"),
+        None => format!("{scheme}{userinfo}{rest}"),
+    }
+}
