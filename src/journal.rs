@@ -13,8 +13,9 @@
 //!   `max_size` forces it, and then it says so (the returned report is logged
 //!   and counted by the caller).
 //!
-//! Split by concern: `open` (the redb file, its cache, its repair), `record`
-//! (an event's stored bytes), `retention`, `dedup`, `held_drop` and
+//! Here: opening, appending and the figures; the rest is split by concern:
+//! `open` (the redb file, its cache, its repair), `record` (an event's stored
+//! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
 //! `unsaid_loss` (what `max_size` dropped), `clock`.
 
 use std::collections::HashMap;
@@ -25,21 +26,23 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 
 mod clock;
+mod cursors;
 mod dedup;
 mod held_drop;
 mod open;
+mod read;
 mod record;
 mod retention;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};
 use open::{Opening, REOPEN_WAIT, create_private, open_database, sync_dir};
-use record::{decode_record, encode_record_head, record_len_hint, record_time, split_record};
+use record::{encode_record_head, record_len_hint, record_time};
 
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
 /// [header: the routing attributes, length-prefixed strings][CloudEvent JSON].
@@ -582,153 +585,6 @@ impl Journal {
             }
         }
         Ok(outcomes)
-    }
-
-    /// Up to `limit` events with `seq > after`, in seq order.
-    pub fn read_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<JournaledEvent>, JournalError> {
-        self.read_page(after, limit, usize::MAX)
-    }
-
-    /// As [`Journal::read_after`], and stops once the events read hold
-    /// `max_bytes` of JSON (always reading at least one): a reader that
-    /// holds a page until a slow client takes it holds a bounded amount
-    /// whatever the events' sizes.
-    pub fn read_page(
-        &self,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<JournaledEvent>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let log = txn.open_table(EVENTS).map_err(storage)?;
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
-            if out.len() >= limit || bytes >= max_bytes {
-                break;
-            }
-            let (k, v) = entry.map_err(storage)?;
-            let event = decode_record(k.value(), v.value())?;
-            bytes = bytes.saturating_add(event.json.len());
-            out.push(event);
-        }
-        Ok(out)
-    }
-
-    /// Counts the events with `after < seq <= up_to` whose header `accept`
-    /// takes, reading at most `max_records` of them. Headers only: no JSON is
-    /// copied, so a caller can count a long range in bounded memory. Returns
-    /// the count and the seq read through (`up_to` once the range is done;
-    /// events retention removed are not counted).
-    pub fn count_after(
-        &self,
-        after: u64,
-        up_to: u64,
-        max_records: usize,
-        mut accept: impl FnMut(&EventHeader) -> bool,
-    ) -> Result<(u64, u64), JournalError> {
-        if after >= up_to {
-            return Ok((0, up_to));
-        }
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let log = txn.open_table(EVENTS).map_err(storage)?;
-        let (mut count, mut read, mut through) = (0u64, 0usize, after);
-        for entry in log.range(after + 1..=up_to).map_err(storage)? {
-            if read >= max_records {
-                return Ok((count, through));
-            }
-            let (k, v) = entry.map_err(storage)?;
-            let (header, _) = split_record(k.value(), v.value())?;
-            if accept(&header) {
-                count += 1;
-            }
-            read += 1;
-            through = k.value();
-        }
-        Ok((count, up_to))
-    }
-
-    /// The persisted cursor of a sink (0 when it has none yet).
-    pub fn cursor(&self, name: &str) -> Result<Option<u64>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let cursors = txn.open_table(CURSORS).map_err(storage)?;
-        Ok(cursors.get(name).map_err(storage)?.map(|v| v.value()))
-    }
-
-    /// Stores a sink's cursor and removes any state stored with it.
-    /// `durable = false` rides on the next durable commit (a stale cursor
-    /// only re-sends, at-least-once); use `true` at shutdown.
-    pub fn set_cursor(&self, name: &str, seq: u64, durable: bool) -> Result<(), JournalError> {
-        self.write_cursor(name, seq, None, durable)
-    }
-
-    /// The state a sink stored with its cursor, if any.
-    pub fn cursor_state(&self, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let states = txn.open_table(CURSOR_STATES).map_err(storage)?;
-        Ok(states
-            .get(name)
-            .map_err(storage)?
-            .map(|v| v.value().to_vec()))
-    }
-
-    /// Stores a sink's cursor and its state in one transaction, so a crash
-    /// never leaves one without the other. Durability as in [`Self::set_cursor`].
-    pub fn set_cursor_with_state(
-        &self,
-        name: &str,
-        seq: u64,
-        state: &[u8],
-        durable: bool,
-    ) -> Result<(), JournalError> {
-        self.write_cursor(name, seq, Some(state), durable)
-    }
-
-    fn write_cursor(
-        &self,
-        name: &str,
-        seq: u64,
-        state: Option<&[u8]>,
-        durable: bool,
-    ) -> Result<(), JournalError> {
-        let db = self.db()?;
-        let mut txn = db.begin_write().map_err(storage)?;
-        if !durable {
-            txn.set_durability(Durability::None).map_err(storage)?;
-        }
-        {
-            let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
-            cursors.insert(name, seq).map_err(storage)?;
-            let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
-            match state {
-                Some(state) => states.insert(name, state).map(drop),
-                None => states.remove(name).map(drop),
-            }
-            .map_err(storage)?;
-        }
-        txn.commit().map_err(storage)?;
-        Ok(())
-    }
-
-    pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_write().map_err(storage)?;
-        {
-            let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
-            cursors.remove(name).map_err(storage)?;
-            let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
-            states.remove(name).map_err(storage)?;
-        }
-        txn.commit().map_err(storage)?;
-        Ok(())
     }
 }
 

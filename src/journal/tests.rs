@@ -1,3 +1,4 @@
+use super::record::decode_record;
 use super::*;
 use crate::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use redb::ReadableTableMetadata;

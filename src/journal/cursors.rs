@@ -1,0 +1,89 @@
+//! The sinks' cursors: the last seq each has delivered, and the state a sink
+//! keeps beside it (the Kafka sink's offsets and whether it stopped clean).
+//!
+//! Guarantees: a cursor and its state are written in one transaction, so a
+//! crash never leaves one without the other; a non-durable write rides on
+//! the next durable commit (a stale cursor only re-sends: at least once).
+
+use redb::{Durability, ReadableDatabase};
+
+use super::{CURSOR_STATES, CURSORS, Journal, JournalError, storage};
+
+impl Journal {
+    /// The persisted cursor of a sink (0 when it has none yet).
+    pub fn cursor(&self, name: &str) -> Result<Option<u64>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
+        let cursors = txn.open_table(CURSORS).map_err(storage)?;
+        Ok(cursors.get(name).map_err(storage)?.map(|v| v.value()))
+    }
+
+    /// Stores a sink's cursor and removes any state stored with it.
+    /// `durable = false` rides on the next durable commit (a stale cursor
+    /// only re-sends, at-least-once); use `true` at shutdown.
+    pub fn set_cursor(&self, name: &str, seq: u64, durable: bool) -> Result<(), JournalError> {
+        self.write_cursor(name, seq, None, durable)
+    }
+
+    /// The state a sink stored with its cursor, if any.
+    pub fn cursor_state(&self, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
+        let states = txn.open_table(CURSOR_STATES).map_err(storage)?;
+        Ok(states
+            .get(name)
+            .map_err(storage)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a sink's cursor and its state in one transaction, so a crash
+    /// never leaves one without the other. Durability as in [`Self::set_cursor`].
+    pub fn set_cursor_with_state(
+        &self,
+        name: &str,
+        seq: u64,
+        state: &[u8],
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        self.write_cursor(name, seq, Some(state), durable)
+    }
+
+    fn write_cursor(
+        &self,
+        name: &str,
+        seq: u64,
+        state: Option<&[u8]>,
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(storage)?;
+        }
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
+            cursors.insert(name, seq).map_err(storage)?;
+            let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
+            match state {
+                Some(state) => states.insert(name, state).map(drop),
+                None => states.remove(name).map(drop),
+            }
+            .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
+    pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
+            cursors.remove(name).map_err(storage)?;
+            let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
+            states.remove(name).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+}
