@@ -3,6 +3,7 @@ use crate::journal::JournalOptions;
 use crate::journal::tests_support::event;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 struct Gate {
     journal: Journal,

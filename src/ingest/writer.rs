@@ -1,0 +1,236 @@
+//! The writer thread: takes what is queued (up to `max_batch`), commits it in
+//! one transaction, answers every submitter, then wakes the sinks.
+//!
+//! Guarantees: a submitter is answered only after its batch committed, or
+//! with the commit's error; a group is never split between commits; while
+//! commits fail the store is asked to recover at most once a second; what
+//! raced in after the shutdown message is refused, not dropped unanswered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::PreparedEvent;
+use crate::journal::{AppendOutcome, JournaledEvent};
+use crate::metrics::Metrics;
+
+use super::commit_health::FailureTracker;
+use super::{Ack, BatchStore, BusyClock, CommitHealth, Hub, IngestError, Message, Submission};
+
+pub(super) fn run(
+    mut rx: mpsc::Receiver<Message>,
+    store: Arc<dyn BatchStore>,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    health: &CommitHealth,
+    busy: &BusyClock,
+    max_batch: usize,
+) {
+    let mut batch = Batch::with_capacity(max_batch);
+    let mut failures = FailureTracker::default();
+    loop {
+        let mut stop = false;
+        match rx.blocking_recv() {
+            Some(Message::Event(s)) => batch.push(s),
+            Some(Message::Group(group)) => group.into_iter().for_each(|s| batch.push(s)),
+            Some(Message::Shutdown) | None => stop = true,
+        }
+        while !stop && batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Message::Event(s)) => batch.push(s),
+                Ok(Message::Group(group)) => group.into_iter().for_each(|s| batch.push(s)),
+                Ok(Message::Shutdown) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            busy.start();
+            let committed = commit(
+                &mut batch,
+                store.as_ref(),
+                &hub,
+                &metrics,
+                health,
+                &mut failures,
+            );
+            busy.stop();
+            if !committed && failures.recover_due(Instant::now()) {
+                match store.recover() {
+                    Ok(()) => {
+                        tracing::info!("journal opened again after a failed commit");
+                        publish_landed(store.as_ref(), &hub, &metrics, u64::MAX);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "journal could not be opened again yet"),
+                }
+            }
+        }
+        if stop {
+            // Whatever raced in after the shutdown message is refused, not lost silently.
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                let refused = match msg {
+                    Message::Event(s) => vec![s],
+                    Message::Group(group) => group,
+                    Message::Shutdown => Vec::new(),
+                };
+                for s in refused {
+                    let _ = s.reply.send(Err(IngestError::ShuttingDown));
+                }
+            }
+            return;
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Ack, IngestError>>;
+
+/// The events of one commit and their submitters' reply channels, side by
+/// side, so the store borrows the events without a copy.
+struct Batch {
+    events: Vec<PreparedEvent>,
+    replies: Vec<Reply>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Batch {
+        Batch {
+            events: Vec::with_capacity(n),
+            replies: Vec::with_capacity(n),
+        }
+    }
+    fn push(&mut self, s: Submission) {
+        self.events.push(s.event);
+        self.replies.push(s.reply);
+    }
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// Commits `batch` and answers its submitters; false when the commit failed.
+fn commit(
+    batch: &mut Batch,
+    store: &dyn BatchStore,
+    hub: &Hub,
+    metrics: &Metrics,
+    health: &CommitHealth,
+    failures: &mut FailureTracker,
+) -> bool {
+    let result = store.append_batch(&mut batch.events);
+    // Drained, not taken: the batch keeps its capacity for the next commit.
+    let events = batch.events.drain(..);
+    let replies = batch.replies.drain(..);
+    match result {
+        Ok(outcomes) => {
+            let mut fresh = Vec::new();
+            let mut last = None;
+            let mut acks = Vec::with_capacity(replies.len());
+            for ((ev, reply), outcome) in events.zip(replies).zip(outcomes) {
+                let ack = match outcome {
+                    AppendOutcome::Appended(journaled) => {
+                        count_journaled(metrics, &journaled);
+                        let ack = Ack {
+                            id: ev.id,
+                            seq: journaled.seq,
+                            duplicate: false,
+                        };
+                        last = Some(journaled.seq);
+                        fresh.push(Arc::new(journaled));
+                        ack
+                    }
+                    AppendOutcome::Duplicate { id, seq } => {
+                        metrics
+                            .events_duplicate
+                            .with_label_values(&[&ev.header.vendor, &ev.header.account])
+                            .inc();
+                        Ack {
+                            id,
+                            seq,
+                            duplicate: true,
+                        }
+                    }
+                };
+                acks.push((reply, ack));
+            }
+            // Sinks and readiness see the commit before any submitter hears of it.
+            // Also after a commit of duplicates only: the likeliest next
+            // delivery after a failed commit is the vendor's retry of it.
+            let first_fresh = fresh.first().map_or(u64::MAX, |e| e.seq);
+            publish_landed(store, hub, metrics, first_fresh);
+            if let Some(last) = last {
+                metrics.journal_last_seq.set(last as i64);
+                hub.publish(fresh, last);
+            }
+            failures.succeeded(health, Instant::now());
+            for (reply, ack) in acks {
+                let _ = reply.send(Ok(ack));
+            }
+            true
+        }
+        Err(e) => {
+            metrics.ingest_errors.with_label_values(&["commit"]).inc();
+            let message = e.to_string();
+            failures.failed(health, &message, events.len(), Instant::now());
+            for reply in replies {
+                let _ = reply.send(Err(IngestError::Commit(message.clone())));
+            }
+            false
+        }
+    }
+}
+
+fn count_journaled(metrics: &Metrics, event: &JournaledEvent) {
+    metrics
+        .events_journaled
+        .with_label_values(&[&event.header.vendor, event.header.category()])
+        .inc();
+}
+
+/// Events read back per page by [`publish_landed`].
+const LANDED_PAGE: usize = 1024;
+
+/// Hands the sinks the journaled events after the last one they were given
+/// and before seq `before`. There are such events only when a commit was
+/// reported failed but landed (its final sync failed after the data was
+/// written): the journal finds it when it opens again. Without this the
+/// Kafka sink would not see them until the next commit, and WebSocket
+/// clients would be told of a gap that is not there.
+pub(super) fn publish_landed(store: &dyn BatchStore, hub: &Hub, metrics: &Metrics, before: u64) {
+    loop {
+        let after = hub.last_published();
+        if after.saturating_add(1) >= before || store.last_seq() <= after {
+            return;
+        }
+        let landed: Vec<Arc<JournaledEvent>> = match store.read_after(after, LANDED_PAGE) {
+            Ok(page) => page
+                .into_iter()
+                .take_while(|e| e.seq < before)
+                .map(Arc::new)
+                .collect(),
+            Err(e) => {
+                // The sinks read the journal by seq, so they still find these
+                // events; only live WebSocket sessions announce a gap.
+                tracing::warn!(error = %e, after, "could not read back a commit reported failed");
+                return;
+            }
+        };
+        let (Some(first), Some(last)) = (landed.first(), landed.last()) else {
+            return;
+        };
+        tracing::warn!(
+            first_seq = first.seq,
+            last_seq = last.seq,
+            "a commit reported failed had landed; its events go to the sinks (retries are answered as duplicates)"
+        );
+        let last = last.seq;
+        for event in &landed {
+            count_journaled(metrics, event);
+        }
+        metrics.journal_last_seq.set(last as i64);
+        hub.publish(landed, last);
+    }
+}
