@@ -106,6 +106,18 @@ fn storage<E: Into<redb::Error>>(e: E) -> JournalError {
     JournalError::Storage(e.into())
 }
 
+/// A counter of the `meta` table, `default` when it was never written.
+fn meta_count(
+    meta: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+    default: u64,
+) -> Result<u64, JournalError> {
+    Ok(meta
+        .get(key)
+        .map_err(storage)?
+        .map_or(default, |v| v.value()))
+}
+
 /// Settings the journal needs from the config.
 #[derive(Clone, Debug)]
 pub struct JournalOptions {
@@ -366,16 +378,8 @@ impl Journal {
         let events = txn.open_table(EVENTS).map_err(storage)?;
         let meta = txn.open_table(META).map_err(storage)?;
         let first = events.first().map_err(storage)?.map(|(k, _)| k.value());
-        let next = meta
-            .get("next_seq")
-            .map_err(storage)?
-            .map(|v| v.value())
-            .unwrap_or(1);
-        let bytes = meta
-            .get("bytes")
-            .map_err(storage)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let next = meta_count(&meta, "next_seq", 1)?;
+        let bytes = meta_count(&meta, "bytes", 0)?;
         // Both only grow, and the retention thread reads them here while the
         // writer may commit: a stale read must not move them back (a false
         // gap frame, a lower seq in /status).
@@ -509,16 +513,8 @@ impl Journal {
             let mut log = txn.open_table(EVENTS).map_err(storage)?;
             let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let mut next = meta
-                .get("next_seq")
-                .map_err(storage)?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            let mut bytes = meta
-                .get("bytes")
-                .map_err(storage)?
-                .map(|v| v.value())
-                .unwrap_or(0);
+            let mut next = meta_count(&meta, "next_seq", 1)?;
+            let mut bytes = meta_count(&meta, "bytes", 0)?;
             for event in events.iter_mut() {
                 let id = event.id;
                 let earlier = fresh

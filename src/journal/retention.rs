@@ -15,7 +15,7 @@ use super::dedup::{self, DEDUP_LOG};
 use super::record::record_time;
 use super::{
     ActiveSink, EVENTS, HELD_DROPS, Journal, JournalError, META, RetentionReport, held_drop,
-    storage, unsaid_loss,
+    meta_count, storage, unsaid_loss,
 };
 
 /// Deletions per transaction, so retention never holds the writer for long.
@@ -65,11 +65,7 @@ impl Journal {
                 let mut log = txn.open_table(EVENTS).map_err(storage)?;
                 let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
                 let mut meta = txn.open_table(META).map_err(storage)?;
-                let mut bytes = meta
-                    .get("bytes")
-                    .map_err(storage)?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
+                let mut bytes = meta_count(&meta, "bytes", 0)?;
                 let mut held_drops = txn.open_table(HELD_DROPS).map_err(storage)?;
                 for (name, cursor, _) in &sinks {
                     held_drop::forget_delivered(&mut held_drops, name, *cursor)?;

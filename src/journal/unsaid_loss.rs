@@ -11,9 +11,9 @@
 //! crash between the line and the write makes the next start name them
 //! again: twice at worst, never not at all.
 
-use redb::{ReadableDatabase, ReadableTable, Table};
+use redb::{ReadableDatabase, Table};
 
-use super::{JournalError, META, storage};
+use super::{JournalError, META, meta_count, storage};
 
 const KEY: &str = "undelivered_unsaid";
 
@@ -22,7 +22,7 @@ pub(super) fn add(meta: &mut Table<'_, &'static str, u64>, count: u64) -> Result
     if count == 0 {
         return Ok(());
     }
-    let unsaid = meta.get(KEY).map_err(storage)?.map_or(0, |v| v.value());
+    let unsaid = meta_count(&*meta, KEY, 0)?;
     meta.insert(KEY, unsaid.saturating_add(count))
         .map_err(storage)?;
     Ok(())
@@ -32,7 +32,7 @@ pub(super) fn add(meta: &mut Table<'_, &'static str, u64>, count: u64) -> Result
 pub(super) fn get(db: &redb::Database) -> Result<u64, JournalError> {
     let txn = db.begin_read().map_err(storage)?;
     let meta = txn.open_table(META).map_err(storage)?;
-    Ok(meta.get(KEY).map_err(storage)?.map_or(0, |v| v.value()))
+    meta_count(&meta, KEY, 0)
 }
 
 /// Takes `count` off (a line named them); returns what is left.
@@ -40,7 +40,7 @@ pub(super) fn said(db: &redb::Database, count: u64) -> Result<u64, JournalError>
     let txn = db.begin_write().map_err(storage)?;
     let left = {
         let mut meta = txn.open_table(META).map_err(storage)?;
-        let unsaid = meta.get(KEY).map_err(storage)?.map_or(0, |v| v.value());
+        let unsaid = meta_count(&meta, KEY, 0)?;
         let left = unsaid.saturating_sub(count);
         meta.insert(KEY, left).map_err(storage)?;
         left
