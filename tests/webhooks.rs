@@ -338,6 +338,13 @@ fn bad(
     }
 }
 
+/// `{"state":"ring"}` compressed by `gzip -n`.
+const GZIP_OF_AN_OBJECT: &[u8] = &[
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56, 0x2a, 0x2e, 0x49, 0x2c,
+    0x49, 0x55, 0xb2, 0x52, 0x2a, 0xca, 0xcc, 0x4b, 0x57, 0xaa, 0x05, 0x00, 0xb7, 0x70, 0x43, 0x42,
+    0x10, 0x00, 0x00, 0x00,
+];
+
 #[tokio::test]
 async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
     let relay = start_relay(HOOKS).await;
@@ -504,6 +511,14 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
                 authed(&c, &relay, vendor, r#"{"state":"ring","#),
                 400,
                 "not valid JSON",
+            ),
+            bad(
+                // Not decoded: the reason must say so, not only "not valid JSON".
+                format!("{vendor} gzip body"),
+                authed(&c, &relay, vendor, GZIP_OF_AN_OBJECT.to_vec())
+                    .header("Content-Encoding", "gzip"),
+                400,
+                "Content-Encoding: gzip, which is not decoded here",
             ),
             bad(
                 format!("{vendor} JSON array"),

@@ -17,7 +17,10 @@
 //!   sent nothing, and reading would invite the upload);
 //! - a body that has not arrived whole within [`BODY_TIMEOUT`] is refused, so
 //!   a stalled or deliberately slow sender cannot hold a connection (or a
-//!   shutdown) open.
+//!   shutdown) open;
+//! - a body is taken as sent: a `Content-Encoding` is not decoded (no vendor
+//!   compresses), and [`unparsed_because_encoded`] names it when such a body
+//!   fails to parse, so the 400 says why instead of only "not valid JSON".
 
 use std::time::Duration;
 
@@ -70,6 +73,33 @@ pub async fn read_limited(
 }
 
 /// The body's declared length, when there is one.
+/// The most of a `Content-Encoding` value an answer or log line repeats.
+const SHOWN_CODING_CHARS: usize = 40;
+
+/// The parse failure's reason, completed when the body was declared
+/// compressed: the relay reads bodies as sent, so a gzip body fails as "not
+/// valid JSON", which alone sends the sender looking at its JSON.
+pub fn unparsed_because_encoded(reason: String, headers: &HeaderMap) -> String {
+    let codings: Vec<&str> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("(not text)").split(','))
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        .collect();
+    if codings.is_empty() {
+        return reason;
+    }
+    let shown: String = codings
+        .join(", ")
+        .chars()
+        .take(SHOWN_CODING_CHARS)
+        .collect();
+    format!(
+        "{reason} (the body was sent with Content-Encoding: {shown}, which is not decoded here: send it uncompressed)"
+    )
+}
+
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
@@ -228,6 +258,48 @@ async fn drain(mut body: Body) -> Option<u64> {
 mod tests {
     use super::super::budget::BodyBudget;
     use super::*;
+
+    fn with_encodings(values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                header::CONTENT_ENCODING,
+                axum::http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn a_parse_failure_names_the_content_encoding_it_was_sent_with() {
+        let reason = || "the body is not valid JSON".to_owned();
+        for (values, says) in [
+            (&[&b"gzip"[..]][..], Some("Content-Encoding: gzip, which")),
+            (&[b"identity, br"], Some("Content-Encoding: br, which")),
+            (
+                &[b"gzip", b"Deflate"],
+                Some("Content-Encoding: gzip, Deflate, which"),
+            ),
+            (&[b"x-\xff"], Some("Content-Encoding: (not text), which")),
+            (&[b"identity"], None),
+            (&[b"Identity , "], None),
+            (&[], None),
+        ] {
+            let said = unparsed_because_encoded(reason(), &with_encodings(values));
+            assert!(said.starts_with(&reason()), "{said}");
+            match says {
+                Some(part) => assert!(said.contains(part), "{values:?}: {said}"),
+                None => assert_eq!(said, reason(), "{values:?}"),
+            }
+        }
+        let long = vec![b'z'; 500];
+        let said = unparsed_because_encoded(reason(), &with_encodings(&[&long]));
+        assert!(said.contains(&"z".repeat(SHOWN_CODING_CHARS)), "{said}");
+        assert!(
+            !said.contains(&"z".repeat(SHOWN_CODING_CHARS + 1)),
+            "{said}"
+        );
+    }
 
     /// A body without a declared length: `chunks` frames of `size` bytes.
     fn chunked(chunks: usize, size: usize) -> Body {

@@ -259,7 +259,9 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
                 reply_form,
             );
         }
-        Err(e) => return Answer::bad_request(&e.0),
+        Err(e) => {
+            return Answer::bad_request(&body::unparsed_because_encoded(e.0, &parts.headers));
+        }
     };
     let incoming = IncomingEvent {
         vendor,
