@@ -1,6 +1,7 @@
 //! Opening the journal's redb file: created owner-only, with a bounded page
-//! cache, and a repair (after an unclean close) that says in the log why the
-//! start is slow and how far it got.
+//! cache, read from the disk rather than the kernel's cache (which can hold
+//! a commit whose write failed), and a repair (after an unclean close) that
+//! says in the log why the start is slow and how far it got.
 
 use std::path::Path;
 use std::time::Duration;
@@ -43,7 +44,32 @@ pub(super) fn create_private(path: &Path) -> Result<(), JournalError> {
     }
 }
 
+/// Drops the kernel's cached copy of the journal file, so that the open
+/// reads what is on the disk. Linux marks a page whose write-back failed
+/// clean and keeps serving it from its cache (PostgreSQL's "fsyncgate"):
+/// opened through that cache after a failed commit, redb found the commit
+/// whole, the relay took it as landed (its retries answered as duplicates)
+/// and the next commits were built on pages the disk never got. Once the
+/// cache lost them (an unmount, a reboot, memory pressure) the file was
+/// corrupt: earlier events gone, or the journal unopenable. Read from the
+/// disk, the failed commit fails redb's checksums and is rolled back.
+/// Also at start: a restart is the natural answer to a write error, and the
+/// cache outlives the process. Costs a cold cache, which the start's reads
+/// refill. A file that cannot be read here is left to the open to report.
+fn forget_cached_pages(path: &Path) {
+    let Ok(file) = std::fs::File::open(path) else {
+        return;
+    };
+    // Write-back still in flight is skipped by DONTNEED: wait for it. Its
+    // error, if any, is the failure already being handled.
+    let _ = file.sync_data();
+    if let Err(e) = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed) {
+        tracing::debug!(path = %path.display(), error = %e, "could not drop the journal's cached pages");
+    }
+}
+
 pub(super) fn open_database(path: &Path, opening: Opening) -> Result<Database, JournalError> {
+    forget_cached_pages(path);
     let shown = path.display().to_string();
     let told = std::cell::Cell::new(false);
     let started = std::time::Instant::now();

@@ -1,0 +1,264 @@
+//! The journal on storage that fails under it: a real ext4 filesystem on a
+//! loop device whose backing file lives on a small tmpfs, so that filling the
+//! tmpfs makes the disk fail the writes of new blocks (as thin-provisioned or
+//! SAN storage does) while the filesystem stays mounted read-write.
+//!
+//! Needs root (mount, losetup) and e2fsprogs; where they are missing the test
+//! says so on stderr and returns (the CI machine has them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use callrelay::ingest::{Hub, Ingest, IngestOptions};
+use callrelay::journal::{Journal, JournalOptions};
+use callrelay::metrics::Metrics;
+use serde_json::json;
+
+/// A filesystem whose disk can be made to refuse new blocks, and unmounted
+/// and mounted again (which is how the test drops the kernel's cache of it,
+/// as a reboot would). Everything is undone on drop, also after a panic.
+struct FailingDisk {
+    _dir: tempfile::TempDir,
+    backing: PathBuf,
+    mount: PathBuf,
+    loop_device: Option<String>,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+impl FailingDisk {
+    fn set_up() -> Result<FailingDisk, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let backing = dir.path().join("backing");
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&backing).map_err(|e| e.to_string())?;
+        std::fs::create_dir(&mount).map_err(|e| e.to_string())?;
+        let mut disk = FailingDisk {
+            _dir: dir,
+            backing,
+            mount,
+            loop_device: None,
+        };
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=48m",
+                "tmpfs",
+                text(&disk.backing),
+            ],
+        )?;
+        let image = disk.backing.join("image");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(40 << 20))
+            .map_err(|e| e.to_string())?;
+        // No ext4 journal and errors=continue: a failed data write stays a
+        // failed write (with a journal, ext4 would abort it and go read-only,
+        // which the journal already survives).
+        run(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-O",
+                "^has_journal",
+                "-E",
+                "lazy_itable_init=0",
+                text(&image),
+            ],
+        )?;
+        disk.loop_device = Some(run("losetup", &["-f", "--show", text(&image)])?);
+        disk.mount_fs()?;
+        Ok(disk)
+    }
+
+    fn mount_fs(&self) -> Result<(), String> {
+        let device = self.loop_device.as_deref().ok_or("no loop device")?;
+        run(
+            "mount",
+            &["-o", "errors=continue", device, text(&self.mount)],
+        )
+        .map(drop)
+    }
+
+    fn remount(&self) {
+        run("umount", &[text(&self.mount)]).unwrap();
+        self.mount_fs().unwrap();
+    }
+
+    fn journal_dir(&self) -> PathBuf {
+        self.mount.join("data")
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.backing.join("filler")
+    }
+
+    /// Takes every free byte of the tmpfs under the loop device.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.filler()).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        while file.write_all(&chunk).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = run("umount", &[text(&self.mount)]);
+        if let Some(device) = &self.loop_device {
+            let _ = run("losetup", &["-d", device]);
+        }
+        let _ = run("umount", &[text(&self.backing)]);
+    }
+}
+
+fn options(dir: PathBuf) -> JournalOptions {
+    JournalOptions {
+        dir,
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(3600),
+        max_size: 1 << 30,
+    }
+}
+
+fn event(identity: &str) -> IncomingEvent {
+    IncomingEvent {
+        vendor: Vendor::Voipex,
+        account: "storage".into(),
+        transport: Transport::Webhook,
+        received_at: time::OffsetDateTime::now_utc(),
+        event: VendorEvent {
+            event_type: "call.ringing".into(),
+            subject: Some(identity.to_owned()),
+            time: None,
+            fields: Default::default(),
+            identity: identity.to_owned(),
+        },
+        raw: json!({"UniqueId": identity, "pad": "x".repeat(2000)}).into(),
+    }
+}
+
+/// Linux marks a page whose write-back failed clean and keeps serving it
+/// from its cache. Opened through that cache after a failed commit, the
+/// journal took the commit as landed (a retry of its events was answered
+/// "duplicate" with a seq that never reached the disk) and built the next
+/// commits on it; once the cache was dropped the journal had lost events
+/// acknowledged before the fault, or could not be opened at all.
+#[test]
+fn a_commit_whose_write_failed_is_not_read_back_from_the_kernel_cache() {
+    let disk = match FailingDisk::set_up() {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs root, tmpfs, loop devices and mkfs.ext4: {why}");
+            return;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // identity → the seq its acknowledgement named (fresh or duplicate).
+    let acked: BTreeMap<String, u64> = runtime.block_on(async {
+        let journal = Arc::new(Journal::open(options(disk.journal_dir())).unwrap());
+        let hub = Hub::new(journal.last_seq(), 16);
+        let ingest = Ingest::start(
+            journal.clone(),
+            hub,
+            Arc::new(Metrics::new()),
+            IngestOptions::default(),
+        )
+        .unwrap();
+        let handle = ingest.handle();
+        let mut acked = BTreeMap::new();
+        for i in 0..50 {
+            let identity = format!("before-{i}");
+            let ack = handle.submit(event(&identity)).await.unwrap();
+            acked.insert(identity, ack.seq);
+        }
+
+        disk.fill();
+        let mut refused = Vec::new();
+        for i in 0..5_000 {
+            let identity = format!("during-{i}");
+            match handle.submit(event(&identity)).await {
+                Ok(ack) => {
+                    acked.insert(identity, ack.seq);
+                }
+                Err(_) => refused.push(identity),
+            }
+            if refused.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(refused.len(), 3, "the full disk refused no commit");
+        disk.free();
+
+        // The vendor's retries, until the journal has been opened again.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for identity in refused {
+            loop {
+                match handle.submit(event(&identity)).await {
+                    Ok(ack) => {
+                        acked.insert(identity, ack.seq);
+                        break;
+                    }
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "still refused: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+        for i in 0..50 {
+            let identity = format!("after-{i}");
+            let ack = handle.submit(event(&identity)).await.unwrap();
+            acked.insert(identity, ack.seq);
+        }
+        ingest.shutdown().await;
+        assert!(journal.close(Duration::from_secs(5)), "the journal closes");
+        acked
+    });
+
+    // What the disk holds, without the kernel's cache.
+    disk.remount();
+    let journal = Journal::open(options(disk.journal_dir()))
+        .expect("the journal opens from the disk after the fault");
+    let on_disk: BTreeMap<u64, String> = journal
+        .read_after(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.header.subject.clone().unwrap()))
+        .collect();
+    for (identity, seq) in &acked {
+        assert_eq!(
+            on_disk.get(seq),
+            Some(identity),
+            "{identity} was acknowledged with seq {seq}, which the disk does not hold"
+        );
+    }
+    assert!(journal.close(Duration::from_secs(5)));
+}
