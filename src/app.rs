@@ -174,8 +174,14 @@ impl Relay {
             last_seq = journal.last_seq(),
             bytes = journal.bytes(),
             took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            created = journal.created(),
             "journal open"
         );
+        if journal.created() {
+            // A first start, or a journal deleted or moved away: the line an
+            // operator looks for when seqs start again at 1.
+            tracing::info!(path = %journal.path().display(), "no journal file was at the path: started an empty journal");
+        }
         retention::say_losses_before_start(&journal);
         metrics.observe_journal(&journal);
         let hub = Hub::new(journal.last_seq(), 65_536);

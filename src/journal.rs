@@ -35,6 +35,7 @@ mod cursors;
 mod dedup;
 mod held_drop;
 mod open;
+mod presence;
 mod read;
 mod record;
 mod retention;
@@ -42,6 +43,7 @@ mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};
 use open::{Opening, REOPEN_WAIT, create_private, open_database, sync_dir};
+use presence::FilePresence;
 use record::{encode_record_head, record_len_hint, record_time};
 
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
@@ -100,6 +102,10 @@ pub enum JournalError {
     Corrupt { seq: u64 },
     #[error("the journal is closed (the relay is stopping, or reopening it after an I/O error)")]
     Closed,
+    #[error(
+        "the journal file {path} was deleted, moved or replaced while the relay ran: new events are refused, since they would be lost at the next stop; {held}"
+    )]
+    FileGone { path: PathBuf, held: String },
 }
 
 fn storage<E: Into<redb::Error>>(e: E) -> JournalError {
@@ -187,6 +193,10 @@ pub struct Journal {
     dedup: Mutex<DedupIndex>,
     /// What `journaled_at_ms`, the dedup window and retention are measured on.
     clock: JournalClock,
+    /// Whether the open file is still the one at `path`.
+    presence: FilePresence,
+    /// Whether this open created the file (no journal was at the path).
+    created: bool,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the unit of
@@ -215,7 +225,7 @@ impl Journal {
                 source,
             })?;
         let path = options.dir.join("journal.redb");
-        create_private(&path)?;
+        let created = create_private(&path)?;
         let db = open_database(&path, Opening::Start)?;
         let txn = db.begin_write().map_err(storage)?;
         {
@@ -276,7 +286,10 @@ impl Journal {
             bytes: AtomicU64::new(0),
             dedup: Mutex::new(index),
             clock,
+            presence: FilePresence::default(),
+            created,
         };
+        journal.presence.opened(&journal.path);
         journal.refresh_stats()?;
         Ok(journal)
     }
@@ -329,6 +342,9 @@ impl Journal {
     /// for it; one still holding the old database after [`REOPEN_WAIT`] makes
     /// it fail, and the journal stays closed until the next attempt.
     pub fn reopen(&self) -> Result<(), JournalError> {
+        // Opening the path now would create an empty journal under seqs
+        // already given out.
+        self.refuse_if_file_gone()?;
         {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             // Our reference goes; the last reader's drop closes the file
@@ -345,6 +361,7 @@ impl Journal {
                 }
             };
             *slot = Some(Arc::new(db));
+            self.presence.opened(&self.path);
         }
         let index = {
             let db = self.db()?;
@@ -354,6 +371,30 @@ impl Journal {
         };
         *self.dedup_index() = index;
         self.refresh_stats()
+    }
+
+    /// Looks whether the journal's file is still at its path (the app asks
+    /// every second). The first time it is found deleted, moved or replaced,
+    /// returns the error every append and reopen gets from then on, for the
+    /// caller to log.
+    pub fn check_file(&self) -> Option<JournalError> {
+        let held = self.presence.check(&self.path)?;
+        Some(JournalError::FileGone {
+            path: self.path.clone(),
+            held,
+        })
+    }
+
+    /// The error every append gets since the file was found gone, if it was.
+    pub fn file_gone(&self) -> Option<JournalError> {
+        self.presence.gone().map(|held| JournalError::FileGone {
+            path: self.path.clone(),
+            held,
+        })
+    }
+
+    fn refuse_if_file_gone(&self) -> Result<(), JournalError> {
+        self.file_gone().map_or(Ok(()), Err)
     }
 
     /// The in-memory dedup index; a panic elsewhere while it was held leaves
@@ -460,6 +501,12 @@ impl Journal {
     }
 
     /// Size of the journal file on disk.
+    /// Whether opening created the file: a first start, or a journal that
+    /// was deleted or moved away.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
@@ -498,6 +545,7 @@ impl Journal {
         events: &mut [PreparedEvent],
         now_ms: u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
+        self.refuse_if_file_gone()?;
         let window_ms = self.options.dedup_window.as_millis() as u64;
         // What this batch journals, for duplicates within it and for the
         // index once the commit has succeeded.

@@ -61,6 +61,10 @@ fn own_not_ready_reasons(ctx: &Context) -> Vec<String> {
     } else if !ctx.ingest.is_alive() {
         // Every webhook would be answered 503, whatever the last commit did.
         reasons.push("the journal writer has stopped".to_owned());
+    } else if let Some(gone) = ctx.journal.file_gone() {
+        // Before any delivery has met it: a relay nobody sends to is as
+        // unable to take events.
+        reasons.push(gone.to_string());
     } else if !ctx.ingest.is_writable() {
         reasons.push(match ctx.ingest.commit_failure() {
             Some(cause) => format!("the journal's last commit failed: {cause}"),
@@ -181,8 +185,8 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "bytes": ctx.journal.bytes(),
             "file_bytes": ctx.journal.file_bytes(),
             "dedup_entries": ctx.journal.dedup_entries(),
-            "writable": ctx.ingest.is_writable(),
-            "last_error": ctx.ingest.commit_failure(),
+            "writable": ctx.ingest.is_writable() && ctx.journal.file_gone().is_none(),
+            "last_error": ctx.journal.file_gone().map(|gone| gone.to_string()).or_else(|| ctx.ingest.commit_failure()),
             "dropped_undelivered": ctx.status.undelivered_drops(),
         },
         "sinks": sinks,

@@ -2093,6 +2093,71 @@ async fn a_stop_does_not_wait_for_a_kafka_metadata_request() {
     );
 }
 
+/// A journal file deleted while the relay runs (an operator's `rm -rf`, a
+/// cleanup script): the relay went on acknowledging into the unlinked file,
+/// `/readyz` 200 and not a word in the log, and the next start began an
+/// empty journal with seqs from 1 again (journal-storage audit, 2026-12-02).
+/// Now it notices within a second, refuses new events and says where the
+/// file's events can still be copied from.
+#[tokio::test]
+async fn a_journal_file_deleted_under_the_relay_is_noticed_and_new_events_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    std::fs::write(&config, &text).expect("write config");
+    let mut d = Daemon::start(dir.path(), &config, 200_000).await;
+    let client = reqwest::Client::new();
+    let hook = d.url("/hooks/tel4vn/demo");
+    let post = |n: u32| {
+        client
+            .post(&hook)
+            .bearer_auth("demo-tel4vn-key")
+            .json(&json!({"state": "ringing", "call_id": format!("gone-{n}")}))
+            .send()
+    };
+    assert_eq!(post(1).await.expect("POST").status(), 200);
+
+    std::fs::remove_file(dir.path().join("journal").join("journal.redb")).expect("rm");
+    let line = d
+        .log_where(|v| v["message"] == "the journal's file is gone")
+        .await;
+    let error = line["error"].as_str().unwrap_or_default().to_owned();
+    let held_at = format!("/proc/{}/fd/", d.child.id());
+    assert!(
+        error.contains("was deleted, moved or replaced") && error.contains(&held_at),
+        "{line}"
+    );
+    let readyz = reqwest::get(d.url("/readyz")).await.expect("readyz");
+    assert_eq!(readyz.status(), 503);
+    let body = readyz.text().await.unwrap_or_default();
+    assert!(body.contains("was deleted, moved or replaced"), "{body}");
+    let status = get_status(&d.url("")).await;
+    assert_eq!(status["journal"]["writable"], false, "{status}");
+    let refused = post(2).await.expect("POST");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    // The open file still serves what it holds, and no new file was made.
+    let replay = get_status(&d.url("")).await;
+    assert_eq!(replay["journal"]["last_seq"], 1, "{replay}");
+    assert!(!dir.path().join("journal").join("journal.redb").exists());
+    let (exit, _, _) = d.terminate().await;
+    assert!(exit.success(), "{exit}");
+    // A start on the emptied path says it began a new journal.
+    std::fs::remove_file(dir.path().join("notify.sock")).expect("rm socket");
+    let again = Daemon::start(dir.path(), &config, 200_000).await;
+    // Logged before `listening`, which the start waited for.
+    let open = again
+        .seen
+        .iter()
+        .find(|v| v["message"] == "journal open")
+        .expect("a journal open line")
+        .clone();
+    assert_eq!(open["created"], true, "{open}");
+    assert_eq!(open["last_seq"], 0, "{open}");
+    let (exit, _, _) = again.terminate().await;
+    assert!(exit.success(), "{exit}");
+}
+
 /// A full disk (here the file-size limit) refuses commits with 503; once
 /// there is room again the relay takes events at once, without a restart
 /// (redb refuses every write after an I/O error until it is opened again,

@@ -1,5 +1,6 @@
 //! The journal's retention pass: every 30 s, and within a second of the
-//! journal passing `max_size`.
+//! journal passing `max_size`; and, every second, whether the journal's file
+//! is still at its path (logged once when it is not).
 //!
 //! Guarantees: an event a sink has not delivered is dropped only by
 //! `max_size`, and then counted (`callrelay_journal_dropped_events_total`)
@@ -37,6 +38,9 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
             _ = size_check.tick() => {
+                if let Some(gone) = ctx.journal.check_file() {
+                    tracing::error!(error = %gone, "the journal's file is gone");
+                }
                 if ctx.journal.bytes() <= max_size {
                     continue;
                 }

@@ -11,7 +11,8 @@
 //!   [`UNWRITABLE_LIMIT`] (the ingest writer reopens the journal while
 //!   commits fail, which is enough once there is room; a restart is the last
 //!   resort, and a disk that stays full ends in systemd's start limit, which
-//!   alerting sees).
+//!   alerting sees). Not when the journal's file was deleted under the
+//!   relay: a restart would lose what the open file holds.
 //!
 //! and skips the keep-alive when any check fails. It stops at shutdown:
 //! systemd does not watch a stopping service.
@@ -97,7 +98,9 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
         }
         let runtime_responsive = probe_runtime(runtime, interval);
         let closing = ctx.ingest.is_closing();
-        if ctx.ingest.is_writable() || closing {
+        // A journal file deleted under the relay is not healed by a restart:
+        // it would start an empty journal, losing what the open file holds.
+        if ctx.ingest.is_writable() || closing || ctx.journal.file_gone().is_some() {
             unwritable_since = None;
         } else {
             unwritable_since.get_or_insert(tick);

@@ -26,8 +26,9 @@ pub(super) enum Opening {
 
 /// Creates the journal file, owner only (0600) whatever the umask and the
 /// directory's mode, if it does not exist yet: it holds callers' phone
-/// numbers. redb takes an empty file as a new journal.
-pub(super) fn create_private(path: &Path) -> Result<(), JournalError> {
+/// numbers. redb takes an empty file as a new journal. Returns whether it
+/// created the file.
+pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
@@ -35,8 +36,8 @@ pub(super) fn create_private(path: &Path) -> Result<(), JournalError> {
         .mode(0o600)
         .open(path)
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(source) => Err(JournalError::CreateFile {
             path: path.to_owned(),
             source,

@@ -1,0 +1,134 @@
+//! Whether the file the journal has open is still the one at its path.
+//!
+//! Guarantees: once [`FilePresence::check`] has found the path missing or
+//! naming another file (the file deleted, moved or replaced while the relay
+//! runs), [`FilePresence::gone`] says so for good, and the journal refuses
+//! appends and reopens: events acknowledged into the open file would be lost
+//! at the next stop, and a reopen would create an empty journal whose seqs
+//! start again at 1. A path the relay cannot look at for another reason (a
+//! directory made unreadable) is not taken as gone: the open file still works.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn id_of(path: &Path) -> std::io::Result<FileId> {
+    let meta = std::fs::metadata(path)?;
+    Ok(FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+#[derive(Default)]
+pub(super) struct FilePresence {
+    /// The file opened at the path, once it could be looked at.
+    opened: Mutex<Option<FileId>>,
+    /// Set when the file was found gone: where its events can still be read.
+    gone: Mutex<Option<String>>,
+}
+
+impl FilePresence {
+    /// Remembers the file just opened at `path`.
+    pub(super) fn opened(&self, path: &Path) {
+        *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = id_of(path).ok();
+    }
+
+    /// Looks at `path` again; returns where the open file's events can still
+    /// be read the first time it finds the file gone, `None` otherwise.
+    pub(super) fn check(&self, path: &Path) -> Option<String> {
+        let opened = (*self.opened.lock().unwrap_or_else(PoisonError::into_inner))?;
+        if self.gone().is_some() {
+            return None;
+        }
+        match id_of(path) {
+            Ok(now) if now == opened => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // ENOTDIR: the directory itself was replaced by a file.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {}
+            Err(_) => return None,
+        }
+        let held = held_at(opened);
+        *self.gone.lock().unwrap_or_else(PoisonError::into_inner) = Some(held.clone());
+        Some(held)
+    }
+
+    /// Where the events of a file found gone can still be read, once it was.
+    pub(super) fn gone(&self) -> Option<String> {
+        self.gone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The `/proc` entry through which the open file can still be copied while
+/// the process runs (a deleted file has no other name), found by comparing
+/// each open descriptor's file with `opened`.
+fn held_at(opened: FileId) -> String {
+    let pid = std::process::id();
+    let found = std::fs::read_dir("/proc/self/fd").ok().and_then(|entries| {
+        entries.flatten().find_map(|entry| {
+            let fd = entry.file_name().to_string_lossy().into_owned();
+            (id_of(&entry.path()).ok() == Some(opened)).then_some(fd)
+        })
+    });
+    match found {
+        Some(fd) => format!(
+            "its events can still be copied from /proc/{pid}/fd/{fd} until the relay stops: copy that file, stop the relay, put the copy at the journal's path, start it"
+        ),
+        None => "the relay found no descriptor of the file it had open".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_moved_or_replaced_is_gone_and_says_where_it_is_held() {
+        for change in ["delete", "move", "replace", "move the directory"] {
+            let dir = tempfile::tempdir().unwrap();
+            let sub = dir.path().join("data");
+            std::fs::create_dir(&sub).unwrap();
+            let path = sub.join("journal.redb");
+            let held_open = std::fs::File::create(&path).unwrap();
+            let presence = FilePresence::default();
+            presence.opened(&path);
+            assert_eq!(presence.check(&path), None, "{change}: unchanged");
+            match change {
+                "delete" => std::fs::remove_file(&path).unwrap(),
+                "move" => std::fs::rename(&path, sub.join("old.redb")).unwrap(),
+                "replace" => {
+                    std::fs::remove_file(&path).unwrap();
+                    std::fs::File::create(&path).unwrap();
+                }
+                _ => std::fs::rename(&sub, dir.path().join("data.old")).unwrap(),
+            }
+            let held = presence.check(&path).expect(change);
+            assert!(
+                held.contains(&format!("/proc/{}/fd/", std::process::id())),
+                "{change}: {held}"
+            );
+            assert_eq!(presence.gone(), Some(held), "{change}: for good");
+            assert_eq!(presence.check(&path), None, "{change}: said once");
+            drop(held_open);
+        }
+    }
+
+    #[test]
+    fn a_file_never_looked_at_is_not_taken_as_gone() {
+        let presence = FilePresence::default();
+        // Never opened (its stat failed): nothing to compare with.
+        presence.opened(Path::new("/nonexistent/journal.redb"));
+        assert_eq!(presence.check(Path::new("/nonexistent/journal.redb")), None);
+        assert_eq!(presence.gone(), None);
+    }
+}
