@@ -1263,6 +1263,62 @@ async fn tansu_end_to_end_topic_key_headers_and_a_missing_topic() {
     relay.stop().await;
 }
 
+/// A topic deleted while the sink runs (here: the mock cluster answering
+/// `UNKNOWN_TOPIC_OR_PART` for it). Once librdkafka's metadata lacks it,
+/// librdkafka refuses records for it locally (`UnknownTopic`) and no delivery
+/// report comes: the sink retried that enqueue for good, never checked the
+/// topic again (so `create_topics = true` never created it, and `/status`
+/// never said it was missing), and librdkafka's stale metadata could keep
+/// refusing after the topic was back (Kafka-topology audit, 2026-12-02).
+/// Now the topic is checked again and the producer replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_deleted_under_the_sink_is_checked_again_and_the_producer_replaced() {
+    let (mock, brokers) = mock_cluster();
+    let (relay, _) = start_with(&kafka_toml(
+        &brokers,
+        TOPIC,
+        // librdkafka takes a topic missing from its metadata for gone after
+        // 30 s by default (the propagation time), seen at its next refresh
+        // (5 min by default).
+        "[kafka.options]\n\"topic.metadata.refresh.interval.ms\" = \"100\"\n\"topic.metadata.propagation.max.ms\" = \"100\"",
+    ))
+    .await;
+    let ctx = relay.ctx.clone();
+    submit_range(&ctx, "gone", 0..1).await;
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+
+    mock.topic_error(
+        TOPIC,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    )
+    .expect("topic error");
+    // librdkafka's refresh (every 100 ms here) has no event to await; with
+    // nothing in flight when it finds the topic gone, the next record is
+    // refused at enqueue, the case under test.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    submit_range(&ctx, "gone", 1..2).await;
+    eventually(
+        Duration::from_secs(30),
+        "/status says the topic does not exist",
+        || {
+            sink_status(&ctx)
+                .2
+                .is_some_and(|r| r.contains(&format!("topic \"{TOPIC}\" does not exist")))
+        },
+    )
+    .await;
+
+    mock.topic_error(TOPIC, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .expect("clear the topic error");
+    wait_delivered(&ctx, Duration::from_secs(60)).await;
+    let (_, detail, _) = sink_status(&ctx);
+    assert!(
+        detail["producers_created"].as_u64().unwrap_or(0) >= 2,
+        "the producer with stale metadata was replaced: {detail}"
+    );
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tansu_killed_and_restarted_mid_stream_loses_nothing() {
     let broker_dir = tempfile::tempdir().expect("tempdir");

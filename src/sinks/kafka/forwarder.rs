@@ -479,7 +479,11 @@ impl Forwarder {
                 Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     // librdkafka's queue is full: wait for reports.
                     if self.in_flight.is_empty() {
-                        return Err(Failure::Enqueue { seq, error: e });
+                        return Err(Failure::Enqueue {
+                            seq,
+                            topic,
+                            error: e,
+                        });
                     }
                     break;
                 }
@@ -494,7 +498,13 @@ impl Forwarder {
                     })
                     .boxed()
                 }
-                Err(e) => return Err(Failure::Enqueue { seq, error: e }),
+                Err(e) => {
+                    return Err(Failure::Enqueue {
+                        seq,
+                        topic,
+                        error: e,
+                    });
+                }
             };
             self.hand_over(report);
             self.next = seq;

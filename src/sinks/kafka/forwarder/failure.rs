@@ -6,6 +6,7 @@
 //! [`PUBLISH_ERROR_REASONS`], so each series is exported at 0 from the start.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -21,6 +22,7 @@ pub(super) enum Failure {
     Topic(TopicError),
     Enqueue {
         seq: u64,
+        topic: Arc<str>,
         error: KafkaError,
     },
     Delivery {
@@ -71,6 +73,20 @@ impl Failure {
         }
     }
 
+    /// An enqueue librdkafka refused because its metadata says the topic
+    /// does not exist. It keeps a deleted topic so until its next periodic
+    /// refresh (`topic.metadata.refresh.interval.ms`, 5 minutes by default;
+    /// some report it never recovers: rust-rdkafka#403), also once the topic
+    /// is back, so the producer is replaced: a new one starts from fresh
+    /// metadata.
+    pub(super) fn is_stale_topic_metadata(&self) -> bool {
+        matches!(
+            self,
+            Failure::Enqueue { error, .. }
+                if error.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::UnknownTopic)
+        )
+    }
+
     pub(super) fn is_fatal(&self) -> bool {
         match self {
             Failure::Create(_) | Failure::ProducerGone | Failure::Stalled { .. } => true,
@@ -87,7 +103,12 @@ impl fmt::Display for Failure {
         match self {
             Failure::Create(e) => write!(f, "cannot create the Kafka producer: {e}"),
             Failure::Topic(e) => write!(f, "{e}"),
-            Failure::Enqueue { seq, error } => write!(f, "cannot enqueue event {seq}: {error}"),
+            Failure::Enqueue { seq, topic, error } => {
+                write!(
+                    f,
+                    "cannot enqueue event {seq} to topic \"{topic}\": {error}"
+                )
+            }
             Failure::Delivery { seq, error } => write!(f, "event {seq} was not delivered: {error}"),
             Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
             Failure::Stalled { waited, in_flight } => write!(
@@ -104,6 +125,30 @@ impl fmt::Display for Failure {
 mod tests {
     use super::*;
     use rdkafka::error::RDKafkaErrorCode as C;
+
+    #[test]
+    fn an_enqueue_refused_for_an_unknown_topic_names_it_and_asks_for_a_new_producer() {
+        let produced = |code| KafkaError::MessageProduction(code);
+        let enqueue = |code| Failure::Enqueue {
+            seq: 7,
+            topic: "callrelay.call".into(),
+            error: produced(code),
+        };
+        let refused = enqueue(C::UnknownTopic);
+        assert!(refused.is_stale_topic_metadata());
+        assert!(
+            refused
+                .to_string()
+                .starts_with("cannot enqueue event 7 to topic \"callrelay.call\": "),
+            "{refused}"
+        );
+        assert!(!enqueue(C::QueueFull).is_stale_topic_metadata());
+        let reported = Failure::Delivery {
+            seq: 7,
+            error: produced(C::UnknownTopic),
+        };
+        assert!(!reported.is_stale_topic_metadata());
+    }
 
     #[test]
     fn every_publish_error_reason_is_exported_from_the_start() {

@@ -44,8 +44,17 @@ impl Forwarder {
             .publish_errors
             .with_label_values(&["kafka", label])
             .inc();
-        if matches!(failure, Failure::Delivery { .. } | Failure::Topic(_)) {
-            // A topic may have been deleted, or may be created meanwhile.
+        if matches!(
+            failure,
+            Failure::Delivery { .. } | Failure::Enqueue { .. } | Failure::Topic(_)
+        ) {
+            // A topic may have been deleted, or may be created meanwhile. An
+            // enqueue too: once librdkafka's metadata lacks a deleted topic it
+            // refuses records for it locally (`UnknownTopic`) and no delivery
+            // report ever comes, so only a new check can say the topic is
+            // missing, or create it again (Kafka-topology audit: without
+            // it, a deleted topic stopped the sink for good even with
+            // `create_topics = true`).
             self.topics.forget_all();
         }
         self.last_error = Some((text.clone(), format_time(OffsetDateTime::now_utc())));
@@ -61,7 +70,7 @@ impl Forwarder {
                 broken = self.settle(report, broken);
             }
         }
-        if fatal || !self.in_flight.is_empty() {
+        if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
             self.drop_producer().await;
             while let Some(report) = self.in_flight.next().await {
                 broken = self.settle(report, broken);
