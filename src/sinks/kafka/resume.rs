@@ -53,14 +53,21 @@ pub struct DeliveredOffsets {
 }
 
 impl DeliveredOffsets {
-    /// Records that the cursor passed the message at `offset`.
+    /// Records that the cursor passed the message at `offset`: the latest
+    /// one, not the highest. A partition's offsets grow with the cursor, so
+    /// a lower one means its log started over (the topic deleted and
+    /// created again, the broker emptied): the highest would be an offset of
+    /// the old log, and every later read-back would warn that the partition
+    /// "ends before a message the relay had delivered", then start reading
+    /// past events it should find (Kafka-topology audit, 2026-12-02). A lower
+    /// offset noted otherwise (an event found by a read-back, after one sent
+    /// again) only makes the next read-back read a little more.
     pub fn note(&mut self, topic: &str, partition: i32, offset: i64) {
         let partitions = match self.topics.get_mut(topic) {
             Some(p) => p,
             None => self.topics.entry(topic.to_owned()).or_default(),
         };
-        let last = partitions.entry(partition).or_insert(offset);
-        *last = (*last).max(offset);
+        partitions.insert(partition, offset);
     }
 
     pub fn of(&self, topic: &str) -> BTreeMap<i32, i64> {
@@ -452,13 +459,15 @@ mod tests {
     }
 
     #[test]
-    fn offsets_keep_the_highest_per_partition() {
+    fn offsets_keep_the_latest_per_partition() {
         let mut o = DeliveredOffsets::default();
         o.note("t", 0, 5);
+        o.note("t", 0, 3_786);
+        // The topic created again: its partition 0 starts over.
         o.note("t", 0, 3);
         o.note("t", 1, 9);
         o.note("u", 0, 1);
-        assert_eq!(o.of("t"), BTreeMap::from([(0, 5), (1, 9)]));
+        assert_eq!(o.of("t"), BTreeMap::from([(0, 3), (1, 9)]));
         assert_eq!(o.of("u"), BTreeMap::from([(0, 1)]));
         assert!(o.of("v").is_empty());
     }
