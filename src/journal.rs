@@ -79,7 +79,7 @@ pub enum JournalError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot create the journal {path}: {source}")]
+    #[error("cannot open or create the journal {path}: {source}")]
     CreateFile {
         path: PathBuf,
         source: std::io::Error,
