@@ -64,6 +64,12 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
                 }
                 m.observe_journal(&ctx.journal);
             }
+            // While commits fail the writer's own lines say why, every 30 s;
+            // a pass fails then for the same reason (a full or read-only
+            // disk, the journal closed while it is opened again).
+            Ok(Err(e)) if !ctx.ingest.is_writable() => {
+                tracing::debug!(error = %e, "retention pass failed while journal commits fail");
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
             Err(e) => tracing::error!(error = %e, "retention task failed"),
         }
