@@ -500,13 +500,13 @@ impl Journal {
         self.dedup_index().len()
     }
 
-    /// Size of the journal file on disk.
     /// Whether opening created the file: a first start, or a journal that
     /// was deleted or moved away.
     pub fn created(&self) -> bool {
         self.created
     }
 
+    /// Size of the journal file on disk.
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
