@@ -343,7 +343,10 @@ impl Journal {
     /// it fail, and the journal stays closed until the next attempt.
     pub fn reopen(&self) -> Result<(), JournalError> {
         // Opening the path now would create an empty journal under seqs
-        // already given out.
+        // already given out. Looked at here, not only by the once-a-second
+        // check: a deletion between the two would otherwise be opened
+        // (verification audit: 2 races of 2 against a reopen schedule).
+        self.check_file();
         self.refuse_if_file_gone()?;
         {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
@@ -374,15 +377,17 @@ impl Journal {
     }
 
     /// Looks whether the journal's file is still at its path (the app asks
-    /// every second). The first time it is found deleted, moved or replaced,
-    /// returns the error every append and reopen gets from then on, for the
-    /// caller to log.
-    pub fn check_file(&self) -> Option<JournalError> {
-        let held = self.presence.check(&self.path)?;
-        Some(JournalError::FileGone {
-            path: self.path.clone(),
-            held,
-        })
+    /// every second, and a reopen before it opens). The first time it is
+    /// found deleted, moved or replaced, says so in the log; from then on
+    /// every append and reopen fails with [`JournalError::FileGone`].
+    pub fn check_file(&self) {
+        if let Some(held) = self.presence.check(&self.path) {
+            let gone = JournalError::FileGone {
+                path: self.path.clone(),
+                held,
+            };
+            tracing::error!(error = %gone, "the journal's file is gone");
+        }
     }
 
     /// The error every append gets since the file was found gone, if it was.

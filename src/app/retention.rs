@@ -38,9 +38,7 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
             _ = size_check.tick() => {
-                if let Some(gone) = ctx.journal.check_file() {
-                    tracing::error!(error = %gone, "the journal's file is gone");
-                }
+                ctx.journal.check_file();
                 if ctx.journal.bytes() <= max_size {
                     continue;
                 }

@@ -74,7 +74,8 @@ pub(super) fn open_database(path: &Path, opening: Opening) -> Result<Database, J
     let shown = path.display().to_string();
     let told = std::cell::Cell::new(false);
     let started = std::time::Instant::now();
-    Database::builder()
+    let mut builder = Database::builder();
+    builder
         .set_cache_size(CACHE_BYTES)
         .set_repair_callback(move |session| {
             // Called while redb rebuilds its state, which takes a read of the
@@ -100,9 +101,14 @@ pub(super) fn open_database(path: &Path, opening: Opening) -> Result<Database, J
                     ),
                 }
             }
-        })
-        .create(path)
-        .map_err(|e| match e {
+        });
+    // A reopen never creates: a file gone from the path is the journal lost
+    // from under the relay, not a first start.
+    let opened = match opening {
+        Opening::Start => builder.create(path),
+        Opening::AfterIoError => builder.open(path),
+    };
+    opened.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
             path: path.to_owned(),
         },

@@ -158,6 +158,28 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
 }
 
+/// The writer reopens the journal after failed commits; a file deleted just
+/// before, and not yet seen by the once-a-second check, was created anew by
+/// the reopen, which then took the new file for the journal: seqs from 1
+/// again, each given out twice (verification audit, 2026-12-02, 2 races of 2).
+#[test]
+fn a_reopen_after_the_file_was_deleted_refuses_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    let path = dir.path().join("journal.redb");
+    std::fs::remove_file(&path).unwrap();
+    let refused = j.reopen().unwrap_err();
+    assert!(
+        matches!(refused, JournalError::FileGone { .. }),
+        "{refused}"
+    );
+    assert!(!path.exists(), "the reopen created a file");
+    let append = j.append_batch(&[event("b")]).unwrap_err();
+    assert!(matches!(append, JournalError::FileGone { .. }), "{append}");
+    assert!(j.file_gone().is_some());
+}
+
 #[test]
 fn the_journal_cannot_be_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
