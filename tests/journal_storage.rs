@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use callrelay::ingest::{Hub, Ingest, IngestOptions};
-use callrelay::journal::{Journal, JournalOptions};
+use callrelay::journal::{AppendOutcome, Journal, JournalOptions};
 use callrelay::metrics::Metrics;
 use serde_json::json;
 
@@ -258,6 +258,78 @@ fn a_commit_whose_write_failed_is_not_read_back_from_the_kernel_cache() {
             on_disk.get(seq),
             Some(identity),
             "{identity} was acknowledged with seq {seq}, which the disk does not hold"
+        );
+    }
+    assert!(journal.close(Duration::from_secs(5)));
+}
+
+/// The seq `identity` was journaled under, by a direct append.
+fn appended(journal: &Journal, identity: &str) -> Option<u64> {
+    match journal.append_batch(&[event(identity)]).ok()?.first()? {
+        AppendOutcome::Appended(e) => Some(e.seq),
+        other => panic!("{identity}: {other:?}"),
+    }
+}
+
+/// The same failed write, but the relay stops (or is killed) before it
+/// opens the journal again: redb leaves a file whose write failed marked for
+/// repair, and the next start must not read the failed commit from the
+/// kernel's cache either. A start after a clean stop keeps the cache.
+#[test]
+fn a_start_after_a_failed_write_reads_the_disk() {
+    let disk = match FailingDisk::set_up() {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs root, tmpfs, loop devices and mkfs.ext4: {why}");
+            return;
+        }
+    };
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    {
+        let journal = Journal::open(options(disk.journal_dir())).unwrap();
+        for i in 0..50 {
+            let identity = format!("before-{i}");
+            let seq = appended(&journal, &identity).expect("appended before the fault");
+            acked.insert(identity, seq);
+        }
+        disk.fill();
+        let failed = (0..5_000).any(|i| {
+            let identity = format!("during-{i}");
+            match appended(&journal, &identity) {
+                Some(seq) => {
+                    acked.insert(identity, seq);
+                    false
+                }
+                None => true,
+            }
+        });
+        assert!(failed, "the full disk refused no commit");
+        // Stopped here, before any reopen.
+    }
+    disk.free();
+    {
+        let journal = Journal::open(options(disk.journal_dir())).expect("a start after the fault");
+        for i in 0..50 {
+            let identity = format!("after-{i}");
+            let seq = appended(&journal, &identity).expect("appended after the fault");
+            acked.insert(identity, seq);
+        }
+        assert!(journal.close(Duration::from_secs(5)));
+    }
+    disk.remount();
+    let journal = Journal::open(options(disk.journal_dir()))
+        .expect("the journal opens from the disk after the fault");
+    let on_disk: BTreeMap<u64, String> = journal
+        .read_after(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.header.subject.clone().unwrap()))
+        .collect();
+    for (identity, seq) in &acked {
+        assert_eq!(
+            on_disk.get(seq),
+            Some(identity),
+            "{identity} was appended at seq {seq}, which the disk does not hold"
         );
     }
     assert!(journal.close(Duration::from_secs(5)));
