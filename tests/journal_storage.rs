@@ -94,6 +94,18 @@ impl FailingDisk {
         Ok(disk)
     }
 
+    /// The disk, or `None` after saying on stderr why this machine cannot
+    /// make one.
+    fn or_skip() -> Option<FailingDisk> {
+        FailingDisk::set_up()
+            .map_err(|why| {
+                eprintln!(
+                    "SKIPPED: this test needs root, tmpfs, loop devices and mkfs.ext4: {why}"
+                );
+            })
+            .ok()
+    }
+
     fn mount_fs(&self) -> Result<(), String> {
         let device = self.loop_device.as_deref().ok_or("no loop device")?;
         run(
@@ -139,6 +151,28 @@ impl Drop for FailingDisk {
     }
 }
 
+/// Unmounts and mounts the disk (dropping the kernel's cache of it, as a
+/// reboot would) and checks that each identity is at the seq it was given.
+fn assert_on_the_disk(disk: &FailingDisk, given: &BTreeMap<String, u64>) {
+    disk.remount();
+    let journal = Journal::open(options(disk.journal_dir()))
+        .expect("the journal opens from the disk after the fault");
+    let on_disk: BTreeMap<u64, String> = journal
+        .read_after(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.header.subject.clone().unwrap()))
+        .collect();
+    for (identity, seq) in given {
+        assert_eq!(
+            on_disk.get(seq),
+            Some(identity),
+            "{identity} was given seq {seq}, which the disk does not hold"
+        );
+    }
+    assert!(journal.close(Duration::from_secs(5)));
+}
+
 fn options(dir: PathBuf) -> JournalOptions {
     JournalOptions {
         dir,
@@ -173,12 +207,8 @@ fn event(identity: &str) -> IncomingEvent {
 /// acknowledged before the fault, or could not be opened at all.
 #[test]
 fn a_commit_whose_write_failed_is_not_read_back_from_the_kernel_cache() {
-    let disk = match FailingDisk::set_up() {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("SKIPPED: this test needs root, tmpfs, loop devices and mkfs.ext4: {why}");
-            return;
-        }
+    let Some(disk) = FailingDisk::or_skip() else {
+        return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // identity → the seq its acknowledgement named (fresh or duplicate).
@@ -243,24 +273,7 @@ fn a_commit_whose_write_failed_is_not_read_back_from_the_kernel_cache() {
         acked
     });
 
-    // What the disk holds, without the kernel's cache.
-    disk.remount();
-    let journal = Journal::open(options(disk.journal_dir()))
-        .expect("the journal opens from the disk after the fault");
-    let on_disk: BTreeMap<u64, String> = journal
-        .read_after(0, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.seq, e.header.subject.clone().unwrap()))
-        .collect();
-    for (identity, seq) in &acked {
-        assert_eq!(
-            on_disk.get(seq),
-            Some(identity),
-            "{identity} was acknowledged with seq {seq}, which the disk does not hold"
-        );
-    }
-    assert!(journal.close(Duration::from_secs(5)));
+    assert_on_the_disk(&disk, &acked);
 }
 
 /// The seq `identity` was journaled under, by a direct append.
@@ -277,12 +290,8 @@ fn appended(journal: &Journal, identity: &str) -> Option<u64> {
 /// kernel's cache either. A start after a clean stop keeps the cache.
 #[test]
 fn a_start_after_a_failed_write_reads_the_disk() {
-    let disk = match FailingDisk::set_up() {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("SKIPPED: this test needs root, tmpfs, loop devices and mkfs.ext4: {why}");
-            return;
-        }
+    let Some(disk) = FailingDisk::or_skip() else {
+        return;
     };
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     {
@@ -316,21 +325,5 @@ fn a_start_after_a_failed_write_reads_the_disk() {
         }
         assert!(journal.close(Duration::from_secs(5)));
     }
-    disk.remount();
-    let journal = Journal::open(options(disk.journal_dir()))
-        .expect("the journal opens from the disk after the fault");
-    let on_disk: BTreeMap<u64, String> = journal
-        .read_after(0, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.seq, e.header.subject.clone().unwrap()))
-        .collect();
-    for (identity, seq) in &acked {
-        assert_eq!(
-            on_disk.get(seq),
-            Some(identity),
-            "{identity} was appended at seq {seq}, which the disk does not hold"
-        );
-    }
-    assert!(journal.close(Duration::from_secs(5)));
+    assert_on_the_disk(&disk, &acked);
 }
