@@ -170,6 +170,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
         })
         .collect();
     let reasons = not_ready_reasons(&ctx);
+    let journal_gone = ctx.journal.file_gone().map(|gone| gone.to_string());
     let body = json!({
         "version": crate::VERSION,
         "uptime_s": ctx.started.elapsed().as_secs(),
@@ -185,8 +186,8 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "bytes": ctx.journal.bytes(),
             "file_bytes": ctx.journal.file_bytes(),
             "dedup_entries": ctx.journal.dedup_entries(),
-            "writable": ctx.ingest.is_writable() && ctx.journal.file_gone().is_none(),
-            "last_error": ctx.journal.file_gone().map(|gone| gone.to_string()).or_else(|| ctx.ingest.commit_failure()),
+            "writable": ctx.ingest.is_writable() && journal_gone.is_none(),
+            "last_error": journal_gone.or_else(|| ctx.ingest.commit_failure()),
             "dropped_undelivered": ctx.status.undelivered_drops(),
         },
         "sinks": sinks,

@@ -21,13 +21,7 @@ port="${PORT:-18098}"
 
 bench="$(webhook_load_binary)"
 
-work="$(mktemp -d)"
-relay=""
-cleanup() {
-  [ -n "$relay" ] && kill -TERM "$relay" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work_dir
 
 run_one() {
   local bin="$1"

@@ -20,13 +20,7 @@ kill_rounds="${KILL_ROUNDS:-2}"
 port="${PORT:-18097}"
 
 bench="$(webhook_load_binary)"
-work="$(mktemp -d)"
-relay=""
-cleanup() {
-  [ -n "$relay" ] && kill -TERM "$relay" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work_dir
 write_bench_config "$work" "$port"
 
 # start BIN LOG: runs BIN on the journal until it listens.

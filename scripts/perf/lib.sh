@@ -26,3 +26,11 @@ account = "bench"
 api_key = "bench-key"
 TOML
 }
+
+# make_work_dir: sets $work to a fresh directory and $relay to ""; at exit the
+# relay whose pid is then in $relay, if any, is stopped and $work removed.
+make_work_dir() {
+  work="$(mktemp -d)"
+  relay=""
+  trap 'if [ -n "$relay" ]; then kill -TERM "$relay" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+}

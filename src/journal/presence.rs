@@ -10,7 +10,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct FileId {
@@ -30,8 +30,9 @@ fn id_of(path: &Path) -> std::io::Result<FileId> {
 pub(super) struct FilePresence {
     /// The file opened at the path, once it could be looked at.
     opened: Mutex<Option<FileId>>,
-    /// Set when the file was found gone: where its events can still be read.
-    gone: Mutex<Option<String>>,
+    /// Set, for good, when the file was found gone: where its events can
+    /// still be read. Read by every append, without a lock.
+    gone: OnceLock<String>,
 }
 
 impl FilePresence {
@@ -44,7 +45,7 @@ impl FilePresence {
     /// be read the first time it finds the file gone, `None` otherwise.
     pub(super) fn check(&self, path: &Path) -> Option<String> {
         let opened = (*self.opened.lock().unwrap_or_else(PoisonError::into_inner))?;
-        if self.gone().is_some() {
+        if self.gone.get().is_some() {
             return None;
         }
         match id_of(path) {
@@ -55,17 +56,14 @@ impl FilePresence {
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {}
             Err(_) => return None,
         }
-        let held = held_at(opened);
-        *self.gone.lock().unwrap_or_else(PoisonError::into_inner) = Some(held.clone());
-        Some(held)
+        // Two checks finding it at once: only the first says so.
+        self.gone.set(held_at(opened)).ok()?;
+        self.gone()
     }
 
     /// Where the events of a file found gone can still be read, once it was.
     pub(super) fn gone(&self) -> Option<String> {
-        self.gone
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.gone.get().cloned()
     }
 }
 
