@@ -877,6 +877,40 @@ async fn a_stream_starting_with_a_bom_is_read_and_stays_up() {
     relay.stop().await;
 }
 
+/// Bytes that are not UTF-8 in one event cost that event's characters, not
+/// the stream: the SSE standard reads them as U+FFFD, and the events after it
+/// come on the same connection. Before, the stream was dropped at that line
+/// and resumed before it, so the server sent the same bytes again and no
+/// later event ever came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_is_not_utf8_is_read_with_replacement_characters_and_the_stream_goes_on() {
+    let mut garbled = sse_frame(1, &call_event(1, "incoming_call"));
+    let at = garbled
+        .windows(5)
+        .position(|w| w == b"GSM1\"")
+        .expect("the trunk in the frame");
+    // "GSM1" becomes "G", a cp1251 "Пё" (CF B8, valid UTF-8 by chance: U+03F8), FF, FE.
+    garbled.splice(at + 1..at + 4, *b"\xCF\xB8\xFF\xFE");
+    let after = call_event(2, "incoming_call");
+    let second = after.clone();
+    let server = RawSse::start(move |n| match n {
+        0 => {
+            let mut bytes = garbled.clone();
+            bytes.extend(sse_frame(2, &second));
+            vec![Step::Write(bytes), Step::Hold]
+        }
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    relay.wait_for_seq(2, WAIT).await;
+    let mut read_as = call_event(1, "incoming_call");
+    read_as["payload"]["trunk"] = json!("G\u{3f8}\u{fffd}\u{fffd}");
+    assert_journal_is(&relay, &[read_as, after]);
+    assert_eq!(server.requests().len(), 1, "the stream was reopened");
+    relay.stop().await;
+}
+
 /// Rewrites the relay's config file with `edit` applied and reloads it.
 async fn reload_with(relay: &TestRelay, edit: impl FnOnce(String) -> String) {
     let text = std::fs::read_to_string(&relay.config_path).expect("config");

@@ -1,6 +1,9 @@
 //! The SSE framing of a `/sys/events` body (the WHATWG "event stream"
 //! interpretation): lines end with CRLF, LF or CR; `data:` lines accumulate;
-//! a blank line dispatches; `:` lines are comments; a leading UTF-8 BOM is skipped.
+//! a blank line dispatches; `:` lines are comments; a leading UTF-8 BOM is
+//! skipped; bytes that are not UTF-8 are read as U+FFFD, as the standard's
+//! "UTF-8 decode" does, and the event says so ([`SseEvent::lossy`]), so one
+//! bad byte costs its characters, not the stream.
 //!
 //! Why our own and not `eventsource-stream`: its 0.2.3 panics on a stream that
 //! starts with a BOM (it slices one byte into the three-byte BOM), the panic
@@ -37,13 +40,14 @@ pub struct SseEvent {
     pub id: Arc<str>,
     pub event: String,
     pub data: String,
+    /// A `data:` or `event:` line of it was not UTF-8: its invalid bytes were
+    /// read as U+FFFD.
+    pub lossy: bool,
 }
 
 /// Why the bytes could not be framed. Holds no payload text: callers log it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SseError {
-    #[error("a line is not valid UTF-8 ({0} bytes)")]
-    Utf8(usize),
     #[error("an event is larger than {MAX_EVENT_BYTES} bytes")]
     TooLarge,
 }
@@ -61,6 +65,8 @@ pub struct SseParser {
     after_cr: bool,
     data: String,
     event: String,
+    /// A line of the event being built was not UTF-8.
+    lossy: bool,
     last_id: Arc<str>,
     ready: VecDeque<SseEvent>,
 }
@@ -87,6 +93,7 @@ impl SseParser {
             after_cr: false,
             data: String::new(),
             event: String::new(),
+            lossy: false,
             last_id: Arc::from(""),
             ready: VecDeque::new(),
         }
@@ -131,11 +138,11 @@ impl SseParser {
                 Some(end) => {
                     self.after_cr = rest[end] == b'\r';
                     if self.line.is_empty() {
-                        self.line_done(&rest[..end])?;
+                        self.line_done(&rest[..end]);
                     } else {
                         self.line.extend_from_slice(&rest[..end]);
                         let line = std::mem::take(&mut self.line);
-                        self.line_done(&line)?;
+                        self.line_done(&line);
                     }
                     self.check_size()?;
                     rest = &rest[end + 1..];
@@ -159,37 +166,42 @@ impl SseParser {
         &self.last_id
     }
 
-    fn line_done(&mut self, line: &[u8]) -> Result<(), SseError> {
+    fn line_done(&mut self, line: &[u8]) {
         if line.is_empty() {
             self.dispatch();
-            return Ok(());
+            return;
         }
         if line.first() == Some(&b':') {
             // A comment (keep-alive): nothing to keep.
-            return Ok(());
+            return;
         }
-        let text = std::str::from_utf8(line).map_err(|_| SseError::Utf8(line.len()))?;
+        let text = String::from_utf8_lossy(line);
+        let replaced = matches!(text, std::borrow::Cow::Owned(_));
         let (field, value) = match text.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (text, ""),
+            None => (&*text, ""),
         };
         match field {
             "data" => {
+                self.lossy |= replaced;
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "event" => value.clone_into(&mut self.event),
+            "event" => {
+                self.lossy |= replaced;
+                value.clone_into(&mut self.event);
+            }
             // The spec ignores an id holding NUL.
             "id" if !value.contains('\0') => self.last_id = Arc::from(value),
             // `retry:` is ignored on purpose: reconnect delays are ours (backoff,
             // busy and auth delays), not the server's to shorten.
             _ => {}
         }
-        Ok(())
     }
 
     fn dispatch(&mut self) {
         let event = std::mem::take(&mut self.event);
+        let lossy = std::mem::take(&mut self.lossy);
         if self.data.is_empty() {
             return;
         }
@@ -203,6 +215,7 @@ impl SseParser {
                 event
             },
             data,
+            lossy,
         });
     }
 
@@ -229,6 +242,7 @@ mod tests {
             id: id.into(),
             event: "message".into(),
             data: data.into(),
+            lossy: false,
         }
     }
 
@@ -270,7 +284,8 @@ mod tests {
                 SseEvent {
                     id: "7".into(),
                     event: "x".into(),
-                    data: "".into()
+                    data: "".into(),
+                    lossy: false,
                 },
                 ev("8", "c"),
             ]
@@ -348,8 +363,22 @@ mod tests {
     }
 
     #[test]
-    fn bad_utf8_is_an_error_not_a_panic() {
-        let mut p = SseParser::new();
-        assert_eq!(p.push(b"data: \xFF\xFE\n"), Err(SseError::Utf8(8)));
+    fn bytes_that_are_not_utf8_are_read_as_replacement_characters_and_the_stream_goes_on() {
+        let events = parse(&[
+            b"id: 1\ndata: {\"a\":\"\xCF\xB8\xFF\xFE\"}\n\n",
+            b"id: 2\ndata: {\"a\":\"ok\"}\n\n",
+            b"id: 3\xFF\nevent: x\xC3\ndata: 3\n\n",
+        ]);
+        let mut first = ev("1", "{\"a\":\"\u{3f8}\u{fffd}\u{fffd}\"}");
+        first.lossy = true;
+        let mut third = ev("3\u{fffd}", "3");
+        third.event = "x\u{fffd}".into();
+        third.lossy = true;
+        assert_eq!(events, vec![first, ev("2", "{\"a\":\"ok\"}"), third]);
+        // An id alone that is not UTF-8 does not mark the event: its data is whole.
+        assert_eq!(
+            parse(&[b"id: \xFF\ndata: 4\n\n"]),
+            vec![ev("\u{fffd}", "4")]
+        );
     }
 }

@@ -65,8 +65,6 @@ enum StreamEnd {
     Closed,
     Silent(Duration),
     Transport(String),
-    /// The bytes could not be read as SSE (bad UTF-8 or framing).
-    Garbled(String),
     /// An event over [`MAX_EVENT_BYTES`].
     TooLarge,
 }
@@ -78,7 +76,6 @@ impl StreamEnd {
             // Ended cleanly or cut mid-body: either way the server side went away.
             StreamEnd::Closed | StreamEnd::Transport(_) => "disconnect",
             StreamEnd::Silent(_) => "timeout",
-            StreamEnd::Garbled(_) => "malformed",
             StreamEnd::TooLarge => "too_large",
         }
     }
@@ -89,7 +86,6 @@ impl StreamEnd {
             StreamEnd::Closed => "the server closed the stream".into(),
             StreamEnd::Silent(t) => format!("no data or keep-alive for {t:?}"),
             StreamEnd::Transport(e) => format!("transport error: {e}"),
-            StreamEnd::Garbled(e) => format!("unreadable event stream: {e}"),
             StreamEnd::TooLarge => {
                 format!("an event over {MAX_EVENT_BYTES} bytes was skipped")
             }
@@ -242,15 +238,13 @@ impl StreamSupervisor {
                             }
                             return StreamEnd::TooLarge;
                         }
-                        Some(Err(e @ ReadError::Frame(_))) => {
-                            // The framing is lost: count it and start over on a fresh connection.
-                            self.malformed(&e.to_string());
-                            return StreamEnd::Garbled(e.to_string());
-                        }
                     },
                 },
             };
             *events += 1;
+            if next.lossy {
+                self.lossy(&next.id);
+            }
             let handled = self.handle(&next.data, reporter);
             tokio::pin!(handled);
             let handled = match drain_until {
@@ -358,6 +352,13 @@ impl StreamSupervisor {
         // The payload itself may hold phone numbers: log why, not what.
         tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
             "malformed SSE message skipped: {why}");
+    }
+
+    /// An event whose bytes were not all UTF-8 is handed on with U+FFFD in
+    /// their place (the SSE standard's decoding); the log says which.
+    fn lossy(&self, id: &str) {
+        tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index, event_id = ?id,
+            "an event's bytes were not all UTF-8: each invalid sequence is read as U+FFFD (the SSE standard's decoding)");
     }
 
     fn backoff(&self) -> ExponentialBackoff {
