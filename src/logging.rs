@@ -9,7 +9,11 @@
 //! panic (a bug) is logged as one `error` event in the same format, not as
 //! the default hook's text, which a JSON log pipeline could not read. A
 //! stderr that can no longer be written (its reader gone) loses log lines,
-//! never the process.
+//! never the process. In the human format one event is one line, whatever
+//! text from a vendor its fields hold ([`one_line`]); the JSON format's
+//! escaping already does that.
+
+mod one_line;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -123,9 +127,9 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = logging_filter(level, default)?;
+    let colour = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         // A log line that cannot be written (stderr is a pipe whose reader
         // went away: `| tee` ended, a log shipper died) is lost, and nothing
         // else: tracing's own report of it went to stderr with `eprintln!`,
@@ -134,12 +138,17 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
         .log_internal_errors(false)
         // Colour codes only for a person at a terminal: the journal, a file or
         // a pipe would keep them as escape sequences in the text.
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(colour);
     let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
     log_panics();
     match format {
-        LogFormat::Human => builder.finish().with(wire).init(),
+        LogFormat::Human => builder
+            .with_writer(move || one_line::OneLine::new(std::io::stderr(), colour))
+            .finish()
+            .with(wire)
+            .init(),
         LogFormat::Json => builder
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .finish()

@@ -948,3 +948,73 @@ fn an_upstream_that_stays_down_is_logged_once_not_once_per_attempt() {
     assert_eq!(warned("SSE stream could not open"), 1, "{all:?}");
     assert_eq!(warned("session ended; reconnecting"), 1, "{all:?}");
 }
+
+/// Text from a vendor cannot forge a log line or reach the terminal as an
+/// escape sequence: an SPRecord refusal's body (logged as the reason a
+/// stream could not open) holding a line break, a line that reads like the
+/// relay's own, and `ESC [2J` stays inside its one line in the human format.
+/// Before (text audit, 2026-12-02), the forged line stood on its own.
+#[test]
+fn a_vendors_text_with_a_line_break_cannot_forge_a_log_line() {
+    use std::io::{BufRead, Read, Write};
+    const FORGED: &str = "2000-01-01T00:00:00.000000Z ERROR callrelay::app: forged";
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in server.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let body = format!("busy\n{FORGED}\x1b[2J");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sources = format!(
+        "[[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n\
+         backoff_min = \"10ms\"\nbackoff_max = \"50ms\"\n\n"
+    );
+    let config = write_tel4vn_config(dir.path(), "", &sources);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let _relay = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { return };
+            if tx
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines
+        .last()
+        .is_none_or(|line: &String| !line.contains("forged"))
+    {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("no line naming the refusal in 30 s: {lines:#?}"),
+        }
+    }
+    let logged = lines.last().expect("a line naming the refusal");
+    assert!(
+        !logged.starts_with(FORGED) && logged.contains(&format!("busy\\n{FORGED}\\x1b[2J")),
+        "{lines:#?}"
+    );
+}

@@ -1,0 +1,160 @@
+//! One log event, one line: the writer under the human log format escapes
+//! what a vendor's text could use to forge or hide lines.
+//!
+//! Log fields carry text the relay did not write (a Voip24h server's `error`
+//! message, an SPRecord refusal's body, a proxy's reason). tracing-subscriber
+//! escapes ANSI sequences in the message only, and line breaks nowhere, so a
+//! `\n` in such a field started a line that read as the relay's own (a forged
+//! `ERROR`, or `<0>` that journald takes as a priority), and an `ESC [2J`
+//! reached the operator's terminal.
+//!
+//! Guarantees: every write of one formatted event (tracing-subscriber writes
+//! each event whole) comes out as one line: its final `\n` is kept, any
+//! other line break and every control character but a tab is written as an
+//! escape (`\n`, `\r`, `\x1b`, `\u{9b}`), and so are the Unicode controls
+//! that reorder text on screen (U+202A–U+202E, U+2066–U+2069). On a terminal
+//! with colour, the colour sequences the formatter writes (`ESC [ digits ; m`)
+//! pass; any other escape sequence does not. Text that needs none of this is
+//! written as it is, without a copy.
+
+use std::io::{self, Write};
+
+/// A writer that escapes each event's text before `inner` gets it.
+pub struct OneLine<W> {
+    inner: W,
+    /// Colour is on: `ESC [ … m` sequences pass.
+    colour: bool,
+}
+
+impl<W> OneLine<W> {
+    pub fn new(inner: W, colour: bool) -> OneLine<W> {
+        OneLine { inner, colour }
+    }
+}
+
+impl<W: Write> Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        match escaped(body, self.colour) {
+            None => self.inner.write_all(buf)?,
+            Some(mut line) => {
+                line.extend_from_slice(end);
+                self.inner.write_all(&line)?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `text` with every character that could break or hide a line escaped, or
+/// `None` when it holds none.
+fn escaped(text: &[u8], colour: bool) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(text);
+    let mut out: Option<String> = None;
+    for (at, ch) in text.char_indices() {
+        let escape = match ch {
+            '\t' => None,
+            '\n' => Some("\\n".to_owned()),
+            '\r' => Some("\\r".to_owned()),
+            '\x1b' if colour && colour_sequence_at(&text[at..]) => None,
+            '\0'..='\x1f' | '\x7f' => Some(format!("\\x{:02x}", u32::from(ch))),
+            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                Some(format!("\\u{{{:x}}}", u32::from(ch)))
+            }
+            _ => None,
+        };
+        match (escape, &mut out) {
+            (Some(escape), Some(out)) => out.push_str(&escape),
+            (Some(escape), None) => {
+                let mut line = String::with_capacity(text.len() + 16);
+                line.push_str(&text[..at]);
+                line.push_str(&escape);
+                out = Some(line);
+            }
+            (None, Some(out)) => out.push(ch),
+            (None, None) => {}
+        }
+    }
+    match (out, text) {
+        (Some(out), _) => Some(out.into_bytes()),
+        // Bytes that were not UTF-8 (the formatter writes text, so only a
+        // bug) are written as read, with U+FFFD.
+        (None, std::borrow::Cow::Owned(text)) => Some(text.into_bytes()),
+        (None, std::borrow::Cow::Borrowed(_)) => None,
+    }
+}
+
+/// Whether `text` starts with a colour sequence: `ESC [`, digits and `;`, `m`.
+fn colour_sequence_at(text: &str) -> bool {
+    text.strip_prefix("\x1b[").is_some_and(|rest| {
+        let params = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b';');
+        rest.as_bytes().get(params.count()) == Some(&b'm')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(text: &str, colour: bool) -> String {
+        let mut out = Vec::new();
+        let mut writer = OneLine::new(&mut out, colour);
+        assert_eq!(writer.write(text.as_bytes()).unwrap(), text.len());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_event_with_a_line_break_inside_stays_one_line() {
+        let forged = "2026-12-02T04:30:00Z  WARN callrelay: session ended detail=Lỗi\n2026-12-02T04:30:00Z ERROR callrelay::app: forged\n";
+        assert_eq!(
+            written(forged, false),
+            "2026-12-02T04:30:00Z  WARN callrelay: session ended detail=Lỗi\\n2026-12-02T04:30:00Z ERROR callrelay::app: forged\n"
+        );
+        assert_eq!(written("a\r\nb\n", false), "a\\r\\nb\n");
+        assert_eq!(written("\n<0>x\n", false), "\\n<0>x\n");
+    }
+
+    #[test]
+    fn controls_and_reordering_characters_are_escaped_and_tabs_kept() {
+        assert_eq!(
+            written(
+                "x\x1b]0;pwned\x07\t\x7f\u{9b}2J\u{202e}cba\u{2066}\n",
+                false
+            ),
+            "x\\x1b]0;pwned\\x07\t\\x7f\\u{9b}2J\\u{202e}cba\\u{2066}\n"
+        );
+        // Vietnamese and Cyrillic text are not controls.
+        assert_eq!(
+            written("Nguyễn Văn A, Иванов\n", false),
+            "Nguyễn Văn A, Иванов\n"
+        );
+    }
+
+    #[test]
+    fn colour_passes_on_a_terminal_and_other_sequences_do_not() {
+        let coloured =
+            "\x1b[2m2026\x1b[0m \x1b[33m WARN\x1b[0m x=\x1b[2J\x1b[1;31mred\x1b[0m\x1b[\n";
+        assert_eq!(
+            written(coloured, true),
+            "\x1b[2m2026\x1b[0m \x1b[33m WARN\x1b[0m x=\\x1b[2J\x1b[1;31mred\x1b[0m\\x1b[\n"
+        );
+        // Without colour, no escape sequence passes at all.
+        assert_eq!(written("\x1b[0m\n", false), "\\x1b[0m\n");
+    }
+
+    #[test]
+    fn text_with_nothing_to_escape_is_written_as_it_is() {
+        assert_eq!(escaped(b"plain text, tab\there", false), None);
+        assert_eq!(written("plain\n", false), "plain\n");
+        assert_eq!(written("no line end", false), "no line end");
+    }
+}
