@@ -911,6 +911,28 @@ async fn an_event_that_is_not_utf8_is_read_with_replacement_characters_and_the_s
     relay.stop().await;
 }
 
+/// A JavaScript server's string cut through an emoji (`\ud83d` alone) is
+/// read with U+FFFD in its place rather than the event skipped as not JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_a_lone_surrogate_escape_is_journaled_with_a_replacement_character() {
+    let sent = call_event(1, "incoming_call");
+    let frame = sse_frame(1, &sent);
+    let cut = String::from_utf8(frame)
+        .expect("UTF-8")
+        .replace("\"GSM1\"", "\"GSM1 \\ud83d\"");
+    let server = RawSse::start(move |n| match n {
+        0 => vec![Step::Write(cut.clone().into_bytes()), Step::Hold],
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    relay.wait_for_seq(1, WAIT).await;
+    let mut read_as = sent;
+    read_as["payload"]["trunk"] = json!("GSM1 \u{fffd}");
+    assert_journal_is(&relay, &[read_as]);
+    relay.stop().await;
+}
+
 /// Rewrites the relay's config file with `edit` applied and reloads it.
 async fn reload_with(relay: &TestRelay, edit: impl FnOnce(String) -> String) {
     let text = std::fs::read_to_string(&relay.config_path).expect("config");

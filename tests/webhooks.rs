@@ -498,6 +498,25 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
             "query parameters",
         ),
         bad(
+            "voip24h form field not UTF-8 once percent-decoded",
+            authed_as(
+                &c,
+                &relay,
+                Method::POST,
+                "voip24h",
+                "application/x-www-form-urlencoded",
+                "extend=130&state=ring&callid=X%FF",
+            ),
+            400,
+            "the value of form field `callid` is not UTF-8 once percent-decoded",
+        ),
+        bad(
+            "voip24h feedback GET parameter not UTF-8",
+            c.get(relay.url("/hooks/voip24h/v24?token=v24-token&FeedbackID=A%FE&keypress=4")),
+            400,
+            "the value of query parameter `FeedbackID` is not UTF-8",
+        ),
+        bad(
             "GET is only for voip24h",
             c.get(relay.url("/hooks/tel4vn/t4")),
             405,
@@ -519,6 +538,38 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
                     .header("Content-Encoding", "gzip"),
                 400,
                 "Content-Encoding: gzip, which is not decoded here",
+            ),
+            bad(
+                // "Иванов" in windows-1251, undeclared: refused, never
+                // read with replacement characters.
+                format!("{vendor} body not UTF-8"),
+                authed(
+                    &c,
+                    &relay,
+                    vendor,
+                    b"{\"name\":\"\xC8\xE2\xE0\xED\xEE\xE2\"}".to_vec(),
+                ),
+                400,
+                "the body is not UTF-8 (byte 9 is not)",
+            ),
+            bad(
+                format!("{vendor} UTF-16 body"),
+                authed(&c, &relay, vendor, b"\xFF\xFE{\x00}\x00".to_vec()),
+                400,
+                "the body is UTF-16",
+            ),
+            bad(
+                format!("{vendor} unknown charset"),
+                authed_as(
+                    &c,
+                    &relay,
+                    Method::POST,
+                    vendor,
+                    "application/json; charset=klingon",
+                    "{}",
+                ),
+                400,
+                "in Content-Type is not one the relay knows",
             ),
             bad(
                 format!("{vendor} JSON array"),
@@ -608,6 +659,53 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
         metrics.contains(r#"callrelay_webhook_requests_total{code="413",vendor="caresoft"} 2"#),
         "{metrics}"
     );
+    relay.stop().await;
+}
+
+/// Text arrives as it was meant: in the charset the body declares, past a
+/// UTF-8 byte order mark, and with a JavaScript sender's lone surrogate
+/// escape read as U+FFFD rather than the event refused. Before (text audit,
+/// 2026-12-02): a declared charset was ignored and form bytes that were not
+/// UTF-8 became U+FFFD silently (so `callid=X%FF` and `X%FE` were one event,
+/// the second answered as a duplicate); a JSON body behind a BOM was a 400,
+/// or, labelled as a form, one field named after the whole text
+/// (`vendor.unknown`); a lone surrogate refused the whole event.
+#[tokio::test]
+async fn text_is_read_in_its_declared_charset_past_a_bom_and_with_lone_surrogates_replaced() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let form = "application/x-www-form-urlencoded";
+    let sent = [
+        // "Đà Nẵng" in windows-1258 (Đ D0, à E0, ẵ = ă E3 + combining tilde DE).
+        authed_as(&c, &relay, Method::POST, "voip24h", &format!("{form}; charset=windows-1258"),
+            "extend=130&state=ring&phone=0832666859&callid=1.1&type=inbound&city=%D0%E0+N%E3%DEng"),
+        // "Иванов" in windows-1251.
+        authed_as(&c, &relay, Method::POST, "sprecord", "application/json; charset=windows-1251",
+            b"{\"device_id\":\"d\",\"event_type\":\"incoming_call\",\"payload\":{\"call_id\":\"2\",\"call_src\":\"\xC8\xE2\xE0\xED\xEE\xE2\"}}".to_vec()),
+        // A JSON body behind a BOM, labelled as a form (PHP's curl) and as JSON.
+        authed_as(&c, &relay, Method::POST, "voip24h", form,
+            b"\xEF\xBB\xBF{\"extend\":130,\"state\":\"ring\",\"phone\":\"1\",\"callid\":\"3.3\",\"type\":\"inbound\"}".to_vec()),
+        authed(&c, &relay, "tel4vn", [b"\xEF\xBB\xBF".as_slice(), fixture("tel4vn/hook_hangup.json").as_bytes()].concat()),
+        // A note cut through an emoji by a JavaScript sender.
+        authed(&c, &relay, "voipex", fixture("voipex/ringing.json").replacen('{', r#"{"note":"tốt \ud83d","#, 1)),
+    ];
+    for request in sent {
+        let reply = send(request).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    let events = relay.event_values();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!types.contains(&"vendor.unknown"), "{types:?}");
+    let raw = |i: usize| &events[i]["data"]["raw"];
+    // windows-1258 writes ẵ as ă and a combining tilde; it is read so, not composed.
+    assert_eq!(raw(0)["city"], "Đà Nă\u{303}ng");
+    assert_eq!(raw(1)["payload"]["call_src"], "Иванов");
+    assert_eq!(raw(2)["callid"], "3.3");
+    assert_eq!(raw(3)["call_id"], "avavavav-1111-2222-3333-eeeeeeee");
+    assert_eq!(raw(4)["note"], "tốt \u{fffd}");
     relay.stop().await;
 }
 

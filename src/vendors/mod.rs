@@ -13,8 +13,11 @@ pub mod delivery;
 pub mod normalize;
 pub mod sprecord;
 pub mod tel4vn;
+pub mod text;
 pub mod voip24h;
 pub mod voipex;
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -124,9 +127,9 @@ pub fn parse(
     received_at: OffsetDateTime,
 ) -> Result<Parsed, ParseError> {
     let delivery = verified.delivery();
-    // Whether the payload is the body's JSON text (kept as `data.raw` as it
-    // is) or fields the relay read into an object.
-    let (payload, body_is_json) = match (vendor, delivery.method) {
+    // The payload, and the JSON text it was read from when the body is JSON
+    // (kept as `data.raw` as it is); fields the relay read have none.
+    let (payload, json_text) = match (vendor, delivery.method) {
         (Vendor::Voip24h, Method::Get) => {
             let params = query_object(delivery.query);
             if params.is_empty() {
@@ -135,14 +138,17 @@ pub fn parse(
                         .into(),
                 ));
             }
-            (Value::Object(params), false)
+            (Value::Object(params), None)
         }
         // SPRecord's document describes its verification as "a POST with
         // parameters", which a form is as much as JSON.
         (Vendor::Voip24h | Vendor::Sprecord, Method::Post) if delivery.is_form() => {
-            form_object(delivery.body)?
+            form_object(delivery.body, delivery.header("content-type"))?
         }
-        _ => (json_object(delivery.body)?, true),
+        _ => {
+            let (value, text) = json_object(delivery.body, delivery.header("content-type"))?;
+            (value, Some(text))
+        }
     };
     let event = match vendor {
         Vendor::Caresoft => caresoft::parse(&payload)?,
@@ -156,43 +162,52 @@ pub fn parse(
             }
         },
     };
-    let raw = if body_is_json {
-        RawPayload::json_bytes(delivery.body, || payload)
-    } else {
-        RawPayload::Fields(payload)
+    let raw = match json_text.as_deref().and_then(RawPayload::json) {
+        Some(raw) => raw,
+        None => RawPayload::Fields(payload),
     };
     Ok(Parsed::Event(event, raw))
 }
 
 /// A body declared as an HTML form: its fields as an object of strings, or,
-/// when it is a JSON object, that object (and `true`: the body is JSON).
-fn form_object(body: &[u8]) -> Result<(Value, bool), ParseError> {
+/// when it is a JSON object, that object and its text.
+fn form_object<'a>(
+    body: &'a [u8],
+    content_type: Option<&[u8]>,
+) -> Result<(Value, Option<Cow<'a, str>>), ParseError> {
     if is_empty(body) {
         return Err(ParseError(
             "empty body: expected form fields or a JSON object".into(),
         ));
     }
+    let charset = text::declared_charset(content_type)?;
     // `curl -d '{…}'` and PHP's curl post JSON labelled as a form; read as
     // form fields it would be one field named after the whole JSON text.
-    if body.trim_ascii_start().first() == Some(&b'{')
-        && let Ok(value @ Value::Object(_)) = serde_json::from_slice(body)
+    let start = body.strip_prefix(text::UTF8_BOM).unwrap_or(body);
+    if start.trim_ascii_start().first() == Some(&b'{')
+        && let Ok((value, json)) = json_object(body, content_type)
     {
-        return Ok((value, true));
+        return Ok((value, Some(json)));
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    Ok((Value::Object(query_object(&pairs)), false))
+    let pairs = text::form_pairs(body, charset, "form field")?;
+    Ok((Value::Object(query_object(&pairs)), None))
 }
 
 fn is_empty(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
-/// A body that must be one JSON object.
-pub fn json_object(body: &[u8]) -> Result<Value, ParseError> {
+/// A body that must be one JSON object (in the charset `content_type`
+/// names, else UTF-8), and the text it was read from.
+pub fn json_object<'a>(
+    body: &'a [u8],
+    content_type: Option<&[u8]>,
+) -> Result<(Value, Cow<'a, str>), ParseError> {
     if is_empty(body) {
         return Err(ParseError("empty body: expected a JSON object".into()));
     }
-    let value: Value = serde_json::from_slice(body)
+    let body_text = text::body_text(body, text::declared_charset(content_type)?)?;
+    let (value, read) = text::parse_json(&body_text)
         .map_err(|e| ParseError(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(ParseError(format!(
@@ -200,7 +215,11 @@ pub fn json_object(body: &[u8]) -> Result<Value, ParseError> {
             kind(&value)
         )));
     }
-    Ok(value)
+    let repaired = match read {
+        Cow::Owned(repaired) => Some(repaired),
+        Cow::Borrowed(_) => None,
+    };
+    Ok((value, repaired.map_or(body_text, Cow::Owned)))
 }
 
 /// Query (or form) pairs as an object of strings; the first value of a
@@ -253,10 +272,10 @@ mod tests {
             (b"\"x\"", "string"),
             (b"{} {}", "not valid JSON"),
         ] {
-            let err = json_object(body).unwrap_err();
+            let err = json_object(body, None).unwrap_err();
             assert!(err.0.contains(needle), "{:?}: {}", body, err.0);
         }
-        assert!(json_object(b"{\"a\":1}").is_ok());
+        assert!(json_object(b"{\"a\":1}", None).is_ok());
     }
 
     fn parse_as(

@@ -28,7 +28,6 @@ use std::time::Duration;
 use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
 use rand::Rng;
-use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +42,7 @@ use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
 use crate::ingest::IngestError;
 use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::status::{ConnState, UpstreamReporter};
+use crate::vendors;
 use crate::vendors::sprecord::{SprecordMessage, parse_message};
 
 /// The longest wait between two tries of a failed journal commit.
@@ -284,8 +284,8 @@ impl StreamSupervisor {
     /// Parses one `data:` payload and journals it. False only when ingest is
     /// shutting down; the caller bounds how long it may retry.
     async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> bool {
-        let value: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
+        let (value, text) = match vendors::text::parse_json(data) {
+            Ok(read) => read,
             Err(e) => {
                 self.malformed(&format!("data is not JSON ({e}); {} bytes", data.len()));
                 return true;
@@ -320,7 +320,7 @@ impl StreamSupervisor {
             transport: Transport::Sse,
             received_at: OffsetDateTime::now_utc(),
             event,
-            raw: RawPayload::json(data).unwrap_or(RawPayload::Fields(value)),
+            raw: RawPayload::json(&text).unwrap_or(RawPayload::Fields(value)),
         };
         self.submit(incoming).await
     }

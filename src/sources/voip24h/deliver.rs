@@ -10,6 +10,7 @@
 //! gives up (`give_up`: the session's drain deadline after a stop) — never
 //! dropped before that.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use super::wire::Arg;
 use crate::app::Context;
 use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
 use crate::ingest::IngestError;
+use crate::vendors;
 use crate::vendors::voip24h::parse_call_event;
 
 /// Why a `response` payload was not an event.
@@ -48,18 +50,37 @@ pub struct ShuttingDown {
 /// the server wrote it, for `data.raw`.
 pub fn read_payload(args: &[Arg], max_bytes: u64) -> Result<(Value, RawPayload), Malformed> {
     let first = args.first().ok_or(Malformed::Missing)?;
-    let read = |text: &str| {
-        check_size(text.len(), max_bytes)?;
-        serde_json::from_str::<Value>(text).map_err(|e| Malformed::NotJson(e.to_string()))
-    };
     if let Some(inner) = first.as_string() {
-        let value = read(&inner)?;
-        // `inner` was just read as JSON, so the fallback is never taken.
-        let raw = RawPayload::json(&inner).unwrap_or_else(|| RawPayload::Fields(value.clone()));
-        return Ok((value, raw));
+        return read_inner(&inner, max_bytes);
     }
-    let value = read(first.json())?;
-    Ok((value, RawPayload::Json(first.clone().into_raw())))
+    let (value, text) = read_json(first.json(), max_bytes)?;
+    match (value, text) {
+        // A string with a lone surrogate escape, which `as_string` refuses.
+        (Value::String(inner), _) => read_inner(&inner, max_bytes),
+        (value, Cow::Borrowed(_)) => Ok((value, RawPayload::Json(first.clone().into_raw()))),
+        (value, Cow::Owned(repaired)) => {
+            let raw = raw_payload(&repaired, &value);
+            Ok((value, raw))
+        }
+    }
+}
+
+/// The JSON text a string argument holds.
+fn read_inner(inner: &str, max_bytes: u64) -> Result<(Value, RawPayload), Malformed> {
+    let (value, text) = read_json(inner, max_bytes)?;
+    let raw = raw_payload(&text, &value);
+    Ok((value, raw))
+}
+
+/// `text` as JSON, and the text read (see `vendors::text::parse_json`).
+fn read_json(text: &str, max_bytes: u64) -> Result<(Value, Cow<'_, str>), Malformed> {
+    check_size(text.len(), max_bytes)?;
+    vendors::text::parse_json(text).map_err(|e| Malformed::NotJson(e.to_string()))
+}
+
+/// `text`, just read as `value`, as `data.raw` (the fallback is never taken).
+fn raw_payload(text: &str, value: &Value) -> RawPayload {
+    RawPayload::json(text).unwrap_or_else(|| RawPayload::Fields(value.clone()))
 }
 
 fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
@@ -185,6 +206,33 @@ mod tests {
         assert_eq!(
             parse_call_event(&value).unwrap().event_type,
             "vendor.unknown"
+        );
+    }
+
+    /// A JavaScript server's string cut through an emoji (`\ud83d` alone):
+    /// read with U+FFFD in its place, in `data.raw` too, rather than
+    /// skipped as not JSON; in an object and inside a JSON string alike.
+    #[test]
+    fn a_lone_surrogate_escape_is_read_as_a_replacement_character() {
+        let text = r#"{"state":"Ring","callid":"1.2","note":"t\u1ed1t \ud83d"}"#;
+        let (read, raw) = read_payload(&[arg(text)], 1 << 20).unwrap();
+        assert_eq!(read["note"], "tốt \u{fffd}");
+        assert_eq!(
+            serde_json::to_string(&raw).unwrap(),
+            r#"{"state":"Ring","callid":"1.2","note":"t\u1ed1t \ufffd"}"#
+        );
+        // The escape in the string argument itself, or in the JSON inside it.
+        let (read, raw) = read_payload(&[arg(r#""{\"note\":\"x\ud83d\"}""#)], 1 << 20).unwrap();
+        assert_eq!(read, json!({"note": "x\u{fffd}"}));
+        assert_eq!(
+            serde_json::to_string(&raw).unwrap(),
+            "{\"note\":\"x\u{fffd}\"}"
+        );
+        let (read, raw) = read_payload(&[arg(r#""{\"note\":\"x\\ud83d\"}""#)], 1 << 20).unwrap();
+        assert_eq!(read, json!({"note": "x\u{fffd}"}));
+        assert_eq!(
+            serde_json::to_string(&raw).unwrap(),
+            r#"{"note":"x\ufffd"}"#
         );
     }
 

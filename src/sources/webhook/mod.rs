@@ -210,9 +210,12 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     if method == Method::Get && raw_query.len() as u64 > max_body {
         return Answer::query_too_large(max_body);
     }
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
-        .into_owned()
-        .collect();
+    // Read as text, never with replacement characters: the feedback GET's
+    // parameters are its event.
+    let query = match vendors::text::form_pairs(raw_query.as_bytes(), None, "query parameter") {
+        Ok(query) => query,
+        Err(e) => return Answer::bad_request(&e.0),
+    };
     // Credentials in a header or the query are checked before the body is
     // read, so a sender without them never holds a body in memory; the body
     // is still measured (not kept) first, since size answers before auth.

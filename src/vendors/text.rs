@@ -1,0 +1,316 @@
+//! Vendor bytes to text: the charset a body declares, a byte order mark,
+//! percent-decoded form fields, and JSON's lone surrogate escapes.
+//!
+//! Guarantees: text is never altered silently. A body in the charset its
+//! `Content-Type` names (`; charset=windows-1251`, any WHATWG label) is read
+//! in that charset; without one it must be UTF-8, and bytes that are not are
+//! refused with a reason that says where and what to do, never replaced (a
+//! replacement character would also make two different values one, and so
+//! one event a duplicate of another). A leading UTF-8 byte order mark is
+//! skipped (RFC 8259 allows a reader to); a UTF-16 one is named. The one
+//! change made to text that is read is to a JSON `\uD800`-style escape of a
+//! lone surrogate (what JavaScript's `JSON.stringify` writes for a string cut
+//! through an emoji): it cannot be UTF-8, so rather than lose the event it is
+//! read as U+FFFD, in `data.raw` too.
+
+use std::borrow::Cow;
+
+use encoding_rs::Encoding;
+use serde_json::Value;
+
+use super::ParseError;
+
+pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The charset `Content-Type` names, when it names one other than UTF-8.
+pub fn declared_charset(
+    content_type: Option<&[u8]>,
+) -> Result<Option<&'static Encoding>, ParseError> {
+    let Some(content_type) = content_type else {
+        return Ok(None);
+    };
+    let content_type = String::from_utf8_lossy(content_type);
+    let label = content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    });
+    let Some(label) = label else {
+        return Ok(None);
+    };
+    match Encoding::for_label(label.as_bytes()) {
+        Some(encoding) if encoding == encoding_rs::UTF_8 => Ok(None),
+        Some(encoding) => Ok(Some(encoding)),
+        None => Err(ParseError(format!(
+            "the charset {label:?} in Content-Type is not one the relay knows (it reads the WHATWG encodings: utf-8, windows-1251, windows-1258, iso-8859-1, …)"
+        ))),
+    }
+}
+
+/// The text of a body: in `charset` when one was declared, else UTF-8 with
+/// a leading byte order mark skipped.
+pub fn body_text<'a>(
+    body: &'a [u8],
+    charset: Option<&'static Encoding>,
+) -> Result<Cow<'a, str>, ParseError> {
+    if let Some(encoding) = charset {
+        let body = match Encoding::for_bom(body) {
+            Some((bom_of, bom_len)) if bom_of == encoding => &body[bom_len..],
+            _ => body,
+        };
+        return encoding
+            .decode_without_bom_handling_and_without_replacement(body)
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "the body is not valid {} (the charset its Content-Type names)",
+                    encoding.name()
+                ))
+            });
+    }
+    if body.starts_with(b"\xFF\xFE") || body.starts_with(b"\xFE\xFF") {
+        return Err(ParseError(
+            "the body is UTF-16 (it starts with a UTF-16 byte order mark): send UTF-8, or name the charset in Content-Type".into(),
+        ));
+    }
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    std::str::from_utf8(body).map(Cow::Borrowed).map_err(|e| {
+        ParseError(format!(
+            "the body is not UTF-8 (byte {} is not): a sender that writes another charset must name it in Content-Type, e.g. `; charset=windows-1258`",
+            e.valid_up_to()
+        ))
+    })
+}
+
+/// Form fields (`a=1&b=%C3%A1`, `+` for a space) or query parameters as
+/// text, percent-decoded and then read in `charset` (UTF-8 when `None`);
+/// `what` names one in an error ("form field", "query parameter").
+pub fn form_pairs(
+    encoded: &[u8],
+    charset: Option<&'static Encoding>,
+    what: &str,
+) -> Result<Vec<(String, String)>, ParseError> {
+    let text = |bytes: &[u8], name: Option<&str>| -> Result<String, ParseError> {
+        let plus_as_space: Vec<u8> = bytes
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+        let encoding = charset.unwrap_or(encoding_rs::UTF_8);
+        match encoding.decode_without_bom_handling_and_without_replacement(&decoded) {
+            Some(text) => Ok(text.into_owned()),
+            None => {
+                let whose = match name {
+                    Some(name) => format!("the value of {what} `{name}`"),
+                    None => format!("a {what}'s name"),
+                };
+                Err(ParseError(match charset {
+                    Some(encoding) => format!(
+                        "{whose} is not valid {} (the charset the Content-Type names) once percent-decoded",
+                        encoding.name()
+                    ),
+                    None => format!(
+                        "{whose} is not UTF-8 once percent-decoded: a sender that writes another charset must name it in Content-Type, e.g. `; charset=windows-1258`"
+                    ),
+                }))
+            }
+        }
+    };
+    encoded
+        .split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let name = text(name, None)?;
+            let value = text(value, Some(&name))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// Parses JSON text; one with lone surrogate escapes is read with U+FFFD in
+/// their place, and the text returned is the one that was read (for
+/// `data.raw`).
+pub fn parse_json(text: &str) -> Result<(Value, Cow<'_, str>), serde_json::Error> {
+    match serde_json::from_str(text) {
+        Ok(value) => Ok((value, Cow::Borrowed(text))),
+        Err(e) => match without_lone_surrogates(text) {
+            Some(repaired) => {
+                let value = serde_json::from_str(&repaired)?;
+                Ok((value, Cow::Owned(repaired)))
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// `text` with each `\uXXXX` escape of a surrogate that is not half of a
+/// pair written as `\ufffd`; `None` when it has none. Escapes are only
+/// looked for inside strings, after an unescaped backslash.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let surrogate_at = |at: usize| -> Option<u16> {
+        let hex = bytes.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        let code = u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()?;
+        (0xD800..=0xDFFF).contains(&code).then_some(code)
+    };
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut in_string = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                let lone = match surrogate_at(at) {
+                    Some(0xD800..=0xDBFF) => {
+                        if matches!(surrogate_at(at + 6), Some(0xDC00..=0xDFFF)) {
+                            // A pair: both escapes stay as they are.
+                            at += 12;
+                            continue;
+                        }
+                        true
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                if lone {
+                    let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    out.push_str(&text[copied..at]);
+                    out.push_str("\\ufffd");
+                    at += 6;
+                    copied = at;
+                    continue;
+                }
+                // Any other escape is two bytes (`\uXXXX` reads on as text).
+                at += 2;
+                continue;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    let mut out = out?;
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn charset(content_type: &str) -> Option<&'static Encoding> {
+        declared_charset(Some(content_type.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn the_declared_charset_is_read_from_content_type() {
+        assert_eq!(declared_charset(None).unwrap(), None);
+        assert_eq!(charset("application/json"), None);
+        assert_eq!(charset("application/json; charset=utf-8"), None);
+        assert_eq!(charset("application/json;charset=\"UTF8\""), None);
+        assert_eq!(
+            charset("application/x-www-form-urlencoded; charset=windows-1251"),
+            Some(encoding_rs::WINDOWS_1251)
+        );
+        assert_eq!(
+            charset("text/plain; format=x; Charset=CP1258"),
+            Some(encoding_rs::WINDOWS_1258)
+        );
+        let unknown = declared_charset(Some(b"application/json; charset=klingon")).unwrap_err();
+        assert!(unknown.0.contains("\"klingon\""), "{unknown}");
+    }
+
+    #[test]
+    fn a_body_is_read_in_its_charset_or_as_utf8_never_with_replacements() {
+        // "Иванов" in windows-1251.
+        let cp1251 = b"{\"name\":\"\xC8\xE2\xE0\xED\xEE\xE2\"}";
+        assert_eq!(
+            body_text(cp1251, Some(encoding_rs::WINDOWS_1251)).unwrap(),
+            "{\"name\":\"Иванов\"}"
+        );
+        let refused = body_text(cp1251, None).unwrap_err();
+        assert!(
+            refused.0.contains("byte 9 is not") && refused.0.contains("charset"),
+            "{refused}"
+        );
+        assert_eq!(body_text(b"\xEF\xBB\xBF{}", None).unwrap(), "{}");
+        let utf16 = body_text(b"\xFF\xFE{\x00}\x00", None).unwrap_err();
+        assert!(utf16.0.contains("UTF-16"), "{utf16}");
+        let not_utf16 = body_text(b"\xFF\xFE{\x00}\x00", Some(encoding_rs::UTF_16LE));
+        assert_eq!(not_utf16.unwrap(), "{}");
+    }
+
+    #[test]
+    fn form_fields_are_percent_decoded_in_their_charset_and_refused_when_not_utf8() {
+        assert_eq!(
+            form_pairs(
+                b"a=1&name=Nguy%E1%BB%85n+V%C4%83n&flag&=x&&b=%zz",
+                None,
+                "form field"
+            )
+            .unwrap(),
+            vec![
+                ("a".into(), "1".into()),
+                ("name".into(), "Nguyễn Văn".into()),
+                ("flag".into(), "".into()),
+                ("".into(), "x".into()),
+                ("b".into(), "%zz".into()),
+            ]
+        );
+        // "Đà" in windows-1258.
+        assert_eq!(
+            form_pairs(
+                b"name=%D0%E0",
+                Some(encoding_rs::WINDOWS_1258),
+                "form field"
+            )
+            .unwrap(),
+            vec![("name".into(), "Đà".into())]
+        );
+        let refused = form_pairs(b"callid=X%FF", None, "form field").unwrap_err();
+        assert!(
+            refused
+                .0
+                .starts_with("the value of form field `callid` is not UTF-8"),
+            "{refused}"
+        );
+        let name = form_pairs(b"%FF=1", None, "query parameter").unwrap_err();
+        assert!(
+            name.0.starts_with("a query parameter's name is not UTF-8"),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_read_as_replacement_characters_and_pairs_kept() {
+        let (value, text) =
+            parse_json(r#"{"a":"x\ud800","b":"\udc00y","c":"\ud83d\ude00","d":"\\ud800"}"#)
+                .unwrap();
+        assert_eq!(
+            value,
+            json!({"a": "x\u{fffd}", "b": "\u{fffd}y", "c": "😀", "d": "\\ud800"})
+        );
+        assert_eq!(
+            text,
+            r#"{"a":"x\ufffd","b":"\ufffdy","c":"\ud83d\ude00","d":"\\ud800"}"#
+        );
+        // A high surrogate before another high one, and at the very end.
+        let (value, _) = parse_json(r#"["\ud83d\ud83d\ude00","\udbff"]"#).unwrap();
+        assert_eq!(value, json!(["\u{fffd}😀", "\u{fffd}"]));
+        // Text that needs nothing is not copied; other errors stay errors.
+        assert!(matches!(
+            parse_json(r#"{"a":"\u00e9"}"#).unwrap().1,
+            Cow::Borrowed(_)
+        ));
+        assert!(parse_json(r#"{"a":"\ud800"#).is_err());
+        assert!(parse_json("{bad").is_err());
+    }
+}
