@@ -1,7 +1,8 @@
 //! `callrelay tail`: prints live events from a running relay, one JSON line each.
 //!
 //! Guarantees: stdout carries only events, one CloudEvent JSON per line, each
-//! flushed as it arrives, in seq order; after any disconnect (relay restart,
+//! flushed as it arrives, in seq order, with no character a terminal would
+//! act on ([`printable_line`]); after any disconnect (relay restart,
 //! slow-consumer close, network) it reconnects with capped exponential backoff
 //! and resumes with `since` = the last seq it printed, so nothing the journal
 //! still holds is missed or printed twice; it asks for heartbeats, whose seq
@@ -310,14 +311,7 @@ where
             }
             continue;
         }
-        // One event per line: `data.raw` keeps a vendor's pretty-printed
-        // payload as sent, and in valid JSON a line break can only be such
-        // whitespace between tokens (inside a string it is escaped).
-        let line: std::borrow::Cow<'_, str> = if text.contains(['\n', '\r']) {
-            text.replace(['\n', '\r'], " ").into()
-        } else {
-            text.as_str().into()
-        };
+        let line = printable_line(text.as_str());
         let mut out = stdout.lock();
         let written = out
             .write_all(line.as_bytes())
@@ -337,9 +331,52 @@ where
     Ok(Disconnect::Retry("connection lost".into()))
 }
 
+/// A frame as one line a terminal shows as text. `data.raw` keeps a
+/// vendor's pretty-printed payload as sent, and in valid JSON a line break
+/// can only be such whitespace between tokens (inside a string it is
+/// escaped): it becomes a space. JSON writes DEL, the C1 controls (U+009B is
+/// a one-character `ESC [` to some terminals) and the characters that reorder
+/// text on screen (U+202A–U+202E, U+2066–U+2069) as they are, and they can
+/// only be inside strings, so they are written as `\uXXXX` escapes: the
+/// same JSON to a reader, inert on a terminal.
+fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| matches!(c, '\n' | '\r' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.contains(special) {
+        return text.into();
+    }
+    let mut line = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => line.push(' '),
+            c if special(c) => line.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => line.push(c),
+        }
+    }
+    line.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_line_is_one_line_of_inert_text_and_the_same_json() {
+        let frame = "{\"data\": {\n  \"agent\": \"A\u{9b}2J\u{202e}cba\u{7f}\",\r\n  \"name\": \"Nguyễn\"}}";
+        let line = printable_line(frame);
+        assert_eq!(
+            line,
+            "{\"data\": {   \"agent\": \"A\\u009b2J\\u202ecba\\u007f\",    \"name\": \"Nguyễn\"}}"
+        );
+        let read: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            read,
+            serde_json::from_str::<serde_json::Value>(frame).unwrap()
+        );
+        assert!(matches!(
+            printable_line("{\"a\":\"Иванов\"}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn options_print_without_the_token_or_the_urls_password() {
