@@ -15,7 +15,7 @@ pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         let message = format!(
-            "`account` = {} must be 1..64 characters of letters, digits, '-', '_' or '.'",
+            "`account` = {} must be 1..64 characters of ASCII letters, digits, '-', '_' or '.'",
             v.shown(account)
         );
         v.error(account.span(), message);
