@@ -864,6 +864,15 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
         },
     )
     .await;
+    // A hung broker refuses nothing, so the stall is the only error there
+    // is: it is the last error, not an empty field (hung-peers audit).
+    let last_error = sink_status(&ctx).1["last_error"].clone();
+    assert!(
+        last_error
+            .as_str()
+            .is_some_and(|e| e.starts_with("no delivery report for ")),
+        "{last_error}"
+    );
     wait_delivered(&ctx, Duration::from_secs(30)).await;
     cancel.cancel();
     task.await.expect("sink");

@@ -23,15 +23,26 @@ pub struct Observed<'a> {
     pub stalled_after: Duration,
 }
 
+/// Records in flight, no delivery report for longer than `stalled_after`,
+/// and no broker known to be down: what a hung or silently cut-off broker
+/// looks like, since nothing refuses.
+pub fn stalled(o: &Observed<'_>) -> bool {
+    o.in_flight > 0 && o.awaiting_reports_for > o.stalled_after && !o.brokers_down
+}
+
+/// The stall, in the words of `/status` (see [`stalled`]).
+pub fn stall_text(o: &Observed<'_>) -> String {
+    format!(
+        "no delivery report for {}s with {} records in flight",
+        o.awaiting_reports_for.as_secs(),
+        o.in_flight
+    )
+}
+
 /// `None` when the sink is delivering.
 pub fn not_delivering_reason(o: &Observed<'_>) -> Option<String> {
-    let stalled = o.in_flight > 0 && o.awaiting_reports_for > o.stalled_after;
-    if stalled && !o.brokers_down {
-        let stall = format!(
-            "no delivery report for {}s with {} records in flight",
-            o.awaiting_reports_for.as_secs(),
-            o.in_flight
-        );
+    if stalled(o) {
+        let stall = stall_text(o);
         return Some(match o.failure {
             Some(failure) => format!("{stall} (earlier: {failure})"),
             None => stall,

@@ -4,7 +4,10 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
+use std::time::Instant;
+use time::OffsetDateTime;
 
+use crate::event::format_time;
 use crate::status::SinkStatus;
 
 use super::super::reader::Reader;
@@ -37,7 +40,7 @@ impl Forwarder {
         in_memory as u64 + after_memory
     }
 
-    pub(super) fn publish_status(&self) {
+    pub(super) fn publish_status(&mut self) {
         let lag = self.lag();
         self.ctx
             .metrics
@@ -45,13 +48,16 @@ impl Forwarder {
             .with_label_values(&["kafka"])
             .set(lag as i64);
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        let reason = readiness::not_delivering_reason(&readiness::Observed {
+        let observed = readiness::Observed {
             failure: self.failure.as_deref(),
             brokers_down,
             in_flight: self.in_flight.len(),
             awaiting_reports_for: self.awaiting_reports_since.elapsed(),
             stalled_after: self.tuning.stalled_after,
-        });
+        };
+        let reason = readiness::not_delivering_reason(&observed);
+        let stall = readiness::stalled(&observed).then(|| readiness::stall_text(&observed));
+        self.note_stall(stall, brokers_down);
         // The forwarder's own failure says what it could not do ("cannot
         // read metadata: broker transport failure"); librdkafka's last error
         // report says why (a TLS handshake or SASL login refused, say).
@@ -80,5 +86,37 @@ impl Forwarder {
                 }),
             },
         );
+    }
+
+    /// Logs a stall when it starts and when it ends, and keeps it as the
+    /// last error. A broker that hangs, or is cut off without a reset,
+    /// refuses nothing: librdkafka says nothing until its request timeout
+    /// (60 s) and the brokers-down line comes later still, so without this
+    /// the log was silent for the first 60–90 s of such an outage, and
+    /// `last_error` stayed empty throughout (hung-peers audit).
+    fn note_stall(&mut self, stall: Option<String>, brokers_down: bool) {
+        match (stall, self.stall_noticed) {
+            (Some(stall), None) => {
+                tracing::warn!(
+                    in_flight = self.in_flight.len(),
+                    cursor = self.cursor,
+                    "kafka sink: {stall}, and no broker refused anything: a broker may be hung or cut off; events wait in the journal"
+                );
+                self.last_error = Some((stall, format_time(OffsetDateTime::now_utc())));
+                self.stall_noticed = Some(Instant::now());
+            }
+            (None, Some(since)) => {
+                self.stall_noticed = None;
+                // Every broker down: that has its own line, and stops the stall clock.
+                if !brokers_down {
+                    tracing::info!(
+                        stalled_s = since.elapsed().as_secs(),
+                        in_flight = self.in_flight.len(),
+                        "kafka sink: no longer stalled"
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 }
