@@ -1109,6 +1109,68 @@ async fn crashed_run_read_back(brokers: &str) {
     relay.stop().await;
 }
 
+/// A read-back that no broker answers (every broker down, or hung: the
+/// audit froze tansu right as the read-back began) is tried again until one
+/// does, instead of sending everything after the cursor again: nothing can
+/// be delivered meanwhile anyway. Before (hung-peers audit, 2026-12-02) the
+/// read-back gave up at once and the 24 events after the cursor were in
+/// Kafka twice once the broker answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
+    let (mock, brokers) = mock_cluster();
+    let relay = relay_without_kafka().await;
+    let ctx = relay.ctx.clone();
+
+    // A run that delivers 40 events, then dies before its cursor is written.
+    submit_range(&ctx, "unanswered", 0..40).await;
+    let (task, _cancel) = sink_on(&ctx, &brokers, Duration::from_secs(3600));
+    wait_copies(&brokers, 40).await;
+    task.abort();
+    let _ = task.await;
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(0));
+
+    // The next run meets brokers that answer every request 1 s late: the
+    // topic check's few round trips fit in its 10 s, the read-back's
+    // (a new client's metadata, then each partition's ends) do not fit in
+    // the 1.5 s it is given here, so no broker answers it in time.
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::from_secs(1))
+            .expect("rtt");
+    }
+    let (task, cancel) = sink_tuned(
+        &ctx,
+        &brokers,
+        callrelay::sinks::kafka::forwarder::Tuning {
+            tick: Duration::from_millis(50),
+            read_back_deadline: Duration::from_millis(1500),
+            ..Default::default()
+        },
+    );
+    // Either it says it will read again, or (as before) it gives up and
+    // sends again what it could not read (no record is in flight during a
+    // read-back otherwise).
+    eventually(Duration::from_secs(60), "a read-back fails", || {
+        ctx.status.sinks().get("kafka").is_some_and(|s| {
+            s.detail["in_flight"].as_u64() > Some(0)
+                || s.detail["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("cannot read back"))
+        })
+    })
+    .await;
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::ZERO).expect("rtt");
+    }
+    wait_delivered(&ctx, Duration::from_secs(120)).await;
+    let resume = read_back_result(&ctx).await;
+    assert_eq!(resume["already_in_kafka"], 40, "{resume}");
+    cancel.cancel();
+    task.await.expect("sink");
+    assert_once_each(&relay, &brokers, 40).await;
+    drop(ctx);
+    relay.stop().await;
+}
+
 /// A certificate or key file replaced in place (a rotated client
 /// certificate): librdkafka reads it when the producer is created, so a
 /// reload restarts the sink when a `*.location` file's contents changed, and

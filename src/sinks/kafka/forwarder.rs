@@ -87,6 +87,8 @@ pub struct Tuning {
     pub replace_stalled_after: Duration,
     /// After replacing a stalled producer, the wait before the new one.
     pub stall_read_back_delay: Duration,
+    /// How long the read-back of one topic may take.
+    pub read_back_deadline: Duration,
 }
 
 impl Default for Tuning {
@@ -100,6 +102,7 @@ impl Default for Tuning {
             stalled_after: STALLED_AFTER,
             replace_stalled_after: REPLACE_STALLED_AFTER,
             stall_read_back_delay: STALL_READ_BACK_DELAY,
+            read_back_deadline: super::resume::DEADLINE,
         }
     }
 }
@@ -425,7 +428,7 @@ impl Forwarder {
                 && seq <= resume.upto()
             {
                 if !resume.is_read(&topic) {
-                    if !self.read_back(&topic, cancel).await {
+                    if !self.read_back(&topic, cancel).await? {
                         return Ok(false);
                     }
                     continue;

@@ -117,6 +117,8 @@ pub struct AlreadyDelivered {
     pub skipped: u64,
     pub read: usize,
     pub errors: Vec<String>,
+    /// Reads that failed because no broker answered, tried again.
+    pub unanswered_reads: u32,
 }
 
 impl AlreadyDelivered {
@@ -128,6 +130,7 @@ impl AlreadyDelivered {
             skipped: 0,
             read: 0,
             errors: Vec::new(),
+            unanswered_reads: 0,
         }
     }
 
@@ -283,6 +286,31 @@ pub enum ScanError {
     Task(#[from] tokio::task::JoinError),
 }
 
+impl ScanError {
+    /// No broker answered: down, cut off, hung (a timeout), or not resolved.
+    /// Nothing can be delivered then either, so the read-back is worth
+    /// trying again rather than sending everything after the cursor again.
+    pub fn no_broker_answered(&self) -> bool {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let error = match self {
+            ScanError::Metadata(e) | ScanError::Read(e) => e,
+            ScanError::Watermarks { error, .. } => error,
+            _ => return false,
+        };
+        matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::AllBrokersDown
+                    | C::BrokerTransportFailure
+                    | C::Resolve
+                    | C::OperationTimedOut
+                    | C::RequestTimedOut
+                    | C::NetworkException
+            )
+        )
+    }
+}
+
 /// librdkafka's logs of this short-lived consumer: the producer settings it
 /// ignores ("is a producer property") are expected, so nothing above debug.
 struct QuietContext;
@@ -328,8 +356,9 @@ pub fn scan_blocking(
     from: &BTreeMap<i32, i64>,
     seqs: RangeInclusive<u64>,
     stop: &CancellationToken,
+    within: Duration,
 ) -> Result<Scan, ScanError> {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + within;
     let left = || deadline.saturating_duration_since(Instant::now());
     let mut client = config.client_config();
     // librdkafka wants a group even for an assigned consumer; nothing joins

@@ -36,6 +36,12 @@ pub(super) enum Failure {
         in_flight: usize,
     },
     Journal(ReadError),
+    /// The read-back of `topic` after an interrupted run found no broker
+    /// answering; it is tried again before anything is sent again.
+    ReadBack {
+        topic: String,
+        error: String,
+    },
 }
 
 /// Every `reason` label of `callrelay_publish_errors_total{sink="kafka"}`
@@ -70,6 +76,7 @@ impl Failure {
             Failure::ProducerGone => "purged",
             Failure::Stalled { .. } => "stalled",
             Failure::Journal(_) => "journal",
+            Failure::ReadBack { .. } => "broker_down",
         }
     }
 
@@ -117,6 +124,10 @@ impl fmt::Display for Failure {
                 waited.as_secs()
             ),
             Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
+            Failure::ReadBack { topic, error } => write!(
+                f,
+                "cannot read back what an interrupted run delivered to \"{topic}\" ({error}): no broker answered, so it is read again before anything is sent again"
+            ),
         }
     }
 }

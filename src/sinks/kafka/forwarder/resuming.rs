@@ -2,23 +2,42 @@
 //! producer) may have delivered after the cursor is read from Kafka before
 //! anything is sent again, and the resume's end is logged and shown.
 
+use std::sync::atomic::Ordering;
+
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::super::resume;
-use super::Forwarder;
+use super::{Failure, Forwarder};
+
+/// How many read-backs that no broker answered are tried again while the
+/// brokers are not known to be down (with the sink's backoff between them:
+/// about 1.5 minutes with their 10 s deadlines, past librdkafka's 60–90 s
+/// to call a hung broker down, after which the reads are retried until it answers).
+pub const UNANSWERED_READS_RETRIED: u32 = 5;
 
 impl Forwarder {
     /// Reads back what is already in `topic` for the resume in progress.
-    /// `false` when cancelled meanwhile.
-    pub(super) async fn read_back(&mut self, topic: &str, cancel: &CancellationToken) -> bool {
+    /// `Ok(false)` when cancelled meanwhile; a `Failure` when no broker
+    /// answered and the read is to be tried again after a backoff: while
+    /// every broker is down, or [`UNANSWERED_READS_RETRIED`] times (a hung
+    /// broker is not known as down for 60–90 s). Past that it gives up and
+    /// what it could not read is sent again (duplicates possible), as after
+    /// any other read error, so that a broker that takes records but never
+    /// answers reads cannot stop delivery.
+    pub(super) async fn read_back(
+        &mut self,
+        topic: &str,
+        cancel: &CancellationToken,
+    ) -> Result<bool, Failure> {
         let Some(upto) = self.resume.as_ref().map(|r| r.upto()) else {
-            return true;
+            return Ok(true);
         };
-        let (config, from, name) = (
+        let (config, from, name, within) = (
             self.config.clone(),
             self.offsets.of(topic),
             topic.to_owned(),
+            self.tuning.read_back_deadline,
         );
         let seqs = self.cursor.saturating_add(1)..=upto;
         // Set when this wait is abandoned (cancelled), so the read does not
@@ -32,22 +51,33 @@ impl Forwarder {
             "kafka sink: reading back what an interrupted run may have delivered after the cursor"
         );
         let read = tokio::task::spawn_blocking(move || {
-            resume::scan_blocking(&config, &name, &from, seqs, &stop)
+            resume::scan_blocking(&config, &name, &from, seqs, &stop, within)
         });
         let mut scan = None;
         let wait = async { scan = Some(read.await) };
         if !self.wait_publishing(wait, cancel).await {
-            return false;
+            return Ok(false);
         }
         let scan = match scan {
             Some(Ok(scan)) => scan,
             Some(Err(e)) => Err(resume::ScanError::Task(e)),
-            None => return false,
+            None => return Ok(false),
         };
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         if let Some(resume) = self.resume.as_mut() {
+            if let Err(e) = &scan
+                && e.no_broker_answered()
+                && (brokers_down || resume.unanswered_reads < UNANSWERED_READS_RETRIED)
+            {
+                resume.unanswered_reads += 1;
+                return Err(Failure::ReadBack {
+                    topic: topic.to_owned(),
+                    error: e.to_string(),
+                });
+            }
             resume.add(topic.to_owned(), scan);
         }
-        true
+        Ok(true)
     }
 
     /// Ends the resume in progress and says what it spared.
