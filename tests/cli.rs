@@ -397,16 +397,9 @@ fn run_logging(config: &Path) -> (Running, std::sync::mpsc::Receiver<serde_json:
 
 /// Spawns `command`, a relay run with `--log-format json`, and sends its log
 /// lines to the receiver as they come.
-fn spawn_logging(mut command: Command) -> (Running, std::sync::mpsc::Receiver<serde_json::Value>) {
+fn spawn_logging(command: Command) -> (Running, std::sync::mpsc::Receiver<serde_json::Value>) {
     use std::io::BufRead;
-    let mut child = command
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
+    let (child, stderr) = spawn_with_stderr(command);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines() {
@@ -418,7 +411,20 @@ fn spawn_logging(mut command: Command) -> (Running, std::sync::mpsc::Receiver<se
             }
         }
     });
-    (Running(child), rx)
+    (child, rx)
+}
+
+/// Spawns `command` (a relay run) at log level info, with its stderr to read.
+fn spawn_with_stderr(mut command: Command) -> (Running, std::process::ChildStderr) {
+    let mut child = command
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    (Running(child), stderr)
 }
 
 /// A relay process, killed when dropped: a test that fails half-way does
@@ -655,17 +661,12 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
     use std::io::{BufRead, Read, Write};
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_tel4vn_config(dir.path(), "", "");
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["run", "--log-format", "json", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut child = Running(child);
+        .arg(&config);
+    let (mut child, stderr) = spawn_with_stderr(command);
+    let mut stderr = std::io::BufReader::new(stderr);
     let addr = loop {
         let mut line = String::new();
         assert!(
@@ -979,17 +980,9 @@ fn a_vendors_text_with_a_line_break_cannot_forge_a_log_line() {
          backoff_min = \"10ms\"\nbackoff_max = \"50ms\"\n\n"
     );
     let config = write_tel4vn_config(dir.path(), "", &sources);
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let _relay = Running(child);
+    let mut command = Command::new(BIN);
+    command.args(["run", "--config"]).arg(&config);
+    let (_relay, stderr) = spawn_with_stderr(command);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).split(b'\n') {
