@@ -34,6 +34,7 @@ pub struct Metrics {
     pub journal_bytes: IntGauge,
     pub webhook_body_bytes: IntGauge,
     pub sink_lag_events: IntGaugeVec,
+    pub sink_ready: IntGaugeVec,
     pub ws_clients: IntGauge,
     pub ws_disconnects: IntCounterVec,
     pub event_latency: HistogramVec,
@@ -151,6 +152,12 @@ impl Metrics {
             &r,
             "callrelay_sink_lag_events",
             "Journaled events a sink has not yet delivered.",
+            &["sink"],
+        );
+        let sink_ready = gauge_vec(
+            &r,
+            "callrelay_sink_ready",
+            "1 while a sink delivers, 0 while it does not (its /status reason says why); no series for a sink not configured.",
             &["sink"],
         );
         let ws_clients = gauge(&r, "callrelay_ws_clients", "Connected WebSocket clients.");
@@ -296,6 +303,7 @@ impl Metrics {
             journal_bytes,
             webhook_body_bytes,
             sink_lag_events,
+            sink_ready,
             ws_clients,
             ws_disconnects,
             event_latency,

@@ -176,7 +176,7 @@ impl StatusBoard {
 
     /// Publishes a sink's state (`kafka`, `websocket`).
     pub fn set_sink(&self, name: &str, status: SinkStatus) {
-        self.lock().sinks.insert(name.to_owned(), status);
+        self.set_sink_with(name, || status);
     }
 
     /// Publishes a sink's state computed by `status` under the board's lock,
@@ -184,11 +184,18 @@ impl StatusBoard {
     /// count read before the other's change cannot overwrite a newer one.
     pub fn set_sink_with(&self, name: &str, status: impl FnOnce() -> SinkStatus) {
         let mut board = self.lock();
-        board.sinks.insert(name.to_owned(), status());
+        let status = status();
+        self.metrics
+            .sink_ready
+            .with_label_values(&[name])
+            .set(i64::from(status.ready));
+        board.sinks.insert(name.to_owned(), status);
     }
 
     pub fn remove_sink(&self, name: &str) {
-        self.lock().sinks.remove(name);
+        let mut board = self.lock();
+        board.sinks.remove(name);
+        let _ = self.metrics.sink_ready.remove_label_values(&[name]);
     }
 
     pub fn upstreams(&self) -> Vec<UpstreamStatus> {

@@ -864,6 +864,8 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
         },
     )
     .await;
+    let ready = || ctx.metrics.sink_ready.with_label_values(&["kafka"]).get();
+    assert_eq!(ready(), 0, "callrelay_sink_ready during the stall");
     // A hung broker refuses nothing, so the stall is the only error there
     // is: it is the last error, not an empty field (hung-peers audit).
     let last_error = sink_status(&ctx).1["last_error"].clone();
@@ -874,6 +876,10 @@ async fn records_sent_after_a_quiet_spell_are_not_called_stalled() {
         "{last_error}"
     );
     wait_delivered(&ctx, Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(10), "the sink is ready again", || {
+        ready() == 1
+    })
+    .await;
     cancel.cancel();
     task.await.expect("sink");
 }
