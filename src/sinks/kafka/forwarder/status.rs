@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::event::format_time;
@@ -56,8 +56,9 @@ impl Forwarder {
             stalled_after: self.tuning.stalled_after,
         };
         let reason = readiness::not_delivering_reason(&observed);
+        let observed_awaiting = observed.awaiting_reports_for;
         let stall = readiness::stalled(&observed).then(|| readiness::stall_text(&observed));
-        self.note_stall(stall, brokers_down);
+        self.note_stall(stall, brokers_down, observed_awaiting);
         // The forwarder's own failure says what it could not do ("cannot
         // read metadata: broker transport failure"); librdkafka's last error
         // report says why (a TLS handshake or SASL login refused, say).
@@ -94,27 +95,28 @@ impl Forwarder {
     /// (60 s) and the brokers-down line comes later still, so without this
     /// the log was silent for the first 60–90 s of such an outage, and
     /// `last_error` stayed empty throughout (hung-peers audit).
-    fn note_stall(&mut self, stall: Option<String>, brokers_down: bool) {
-        match (stall, self.stall_noticed) {
-            (Some(stall), None) => {
+    fn note_stall(&mut self, stall: Option<String>, brokers_down: bool, awaiting: Duration) {
+        let change =
+            readiness::stall_change(self.stall_noticed.is_some(), stall.is_some(), brokers_down);
+        match (change, stall, self.stall_noticed) {
+            (readiness::StallChange::Began, Some(stall), _) => {
                 tracing::warn!(
                     in_flight = self.in_flight.len(),
                     cursor = self.cursor,
                     "kafka sink: {stall}, and no broker refused anything: a broker may be hung or cut off; events wait in the journal"
                 );
                 self.last_error = Some((stall, format_time(OffsetDateTime::now_utc())));
-                self.stall_noticed = Some(Instant::now());
+                // The stall began when the reports stopped, not when it was seen.
+                let now = Instant::now();
+                self.stall_noticed = Some(now.checked_sub(awaiting).unwrap_or(now));
             }
-            (None, Some(since)) => {
+            (readiness::StallChange::Ended, _, Some(since)) => {
                 self.stall_noticed = None;
-                // Every broker down: that has its own line, and stops the stall clock.
-                if !brokers_down {
-                    tracing::info!(
-                        stalled_s = since.elapsed().as_secs(),
-                        in_flight = self.in_flight.len(),
-                        "kafka sink: no longer stalled"
-                    );
-                }
+                tracing::info!(
+                    stalled_s = since.elapsed().as_secs(),
+                    in_flight = self.in_flight.len(),
+                    "kafka sink: no longer stalled"
+                );
             }
             _ => {}
         }
