@@ -9,11 +9,10 @@
 //! panic (a bug) is logged as one `error` event in the same format, not as
 //! the default hook's text, which a JSON log pipeline could not read. A
 //! stderr that can no longer be written (its reader gone) loses log lines,
-//! never the process. In the human format one event is one line, whatever
-//! text from a vendor its fields hold ([`one_line`]); the JSON format's
-//! escaping already does that.
+//! never the process. One event is one line, whatever text from a vendor
+//! its fields hold, and no character of it acts on a terminal ([`one_line`]).
 
-mod one_line;
+pub mod one_line;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -143,12 +142,14 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
     log_panics();
     match format {
         LogFormat::Human => builder
-            .with_writer(move || one_line::OneLine::new(std::io::stderr(), colour))
+            .with_writer(move || {
+                one_line::OneLine::new(std::io::stderr(), one_line::Style::Human { colour })
+            })
             .finish()
             .with(wire)
             .init(),
         LogFormat::Json => builder
-            .with_writer(std::io::stderr)
+            .with_writer(|| one_line::OneLine::new(std::io::stderr(), one_line::Style::Json))
             .json()
             .flatten_event(true)
             .finish()

@@ -11,24 +11,52 @@
 //! Guarantees: every write of one formatted event (tracing-subscriber writes
 //! each event whole) comes out as one line: its final `\n` is kept, any
 //! other line break and every control character but a tab is written as an
-//! escape (`\n`, `\r`, `\x1b`, `\u{9b}`), and so are the Unicode controls
-//! that reorder text on screen (U+202A–U+202E, U+2066–U+2069). On a terminal
+//! escape (`\n`, `\r`, `\x1b`, `\u{9b}`), and so are the characters that
+//! reorder or break text on screen ([`acts_on_a_terminal`]). On a terminal
 //! with colour, the colour sequences the formatter writes (`ESC [ digits ; m`)
-//! pass; any other escape sequence does not. Text that needs none of this is
-//! written as it is, without a copy.
+//! pass; any other escape sequence does not. The JSON format escapes line
+//! breaks and C0 controls itself; in it the rest are written as JSON's
+//! `\uXXXX` escapes (they can only be inside strings), the same JSON to a
+//! reader. Text that needs none of this is written as it is, without a copy.
 
 use std::io::{self, Write};
+
+/// Characters JSON writes as they are that a terminal acts on or that
+/// reorder or break text on screen: DEL, the C1 controls (U+009B is a
+/// one-character `ESC [` to some terminals), the bidirectional marks,
+/// embeddings, overrides and isolates, and the line and paragraph separators.
+pub fn acts_on_a_terminal(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// How the log lines are written.
+#[derive(Clone, Copy, Debug)]
+pub enum Style {
+    /// tracing-subscriber's text; `colour`: `ESC [ … m` sequences pass.
+    Human { colour: bool },
+    /// One JSON object per line.
+    Json,
+}
 
 /// A writer that escapes each event's text before `inner` gets it.
 pub struct OneLine<W> {
     inner: W,
-    /// Colour is on: `ESC [ … m` sequences pass.
-    colour: bool,
+    style: Style,
 }
 
 impl<W> OneLine<W> {
-    pub fn new(inner: W, colour: bool) -> OneLine<W> {
-        OneLine { inner, colour }
+    pub fn new(inner: W, style: Style) -> OneLine<W> {
+        OneLine { inner, style }
     }
 }
 
@@ -38,7 +66,7 @@ impl<W: Write> Write for OneLine<W> {
             Some(body) => (body, &b"\n"[..]),
             None => (buf, &b""[..]),
         };
-        match escaped(body, self.colour) {
+        match escaped(body, self.style) {
             None => self.inner.write_all(buf)?,
             Some(mut line) => {
                 line.extend_from_slice(end);
@@ -55,20 +83,25 @@ impl<W: Write> Write for OneLine<W> {
 
 /// `text` with every character that could break or hide a line escaped, or
 /// `None` when it holds none.
-fn escaped(text: &[u8], colour: bool) -> Option<Vec<u8>> {
+fn escaped(text: &[u8], style: Style) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(text);
     let mut out: Option<String> = None;
     for (at, ch) in text.char_indices() {
-        let escape = match ch {
-            '\t' => None,
-            '\n' => Some("\\n".to_owned()),
-            '\r' => Some("\\r".to_owned()),
-            '\x1b' if colour && colour_sequence_at(&text[at..]) => None,
-            '\0'..='\x1f' | '\x7f' => Some(format!("\\x{:02x}", u32::from(ch))),
-            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+        let escape = match (style, ch) {
+            (Style::Json, ch) if acts_on_a_terminal(ch) => {
+                Some(format!("\\u{:04x}", u32::from(ch)))
+            }
+            (Style::Json, _) | (Style::Human { .. }, '\t') => None,
+            (Style::Human { .. }, '\n') => Some("\\n".to_owned()),
+            (Style::Human { .. }, '\r') => Some("\\r".to_owned()),
+            (Style::Human { colour: true }, '\x1b') if colour_sequence_at(&text[at..]) => None,
+            (Style::Human { .. }, '\0'..='\x1f' | '\x7f') => {
+                Some(format!("\\x{:02x}", u32::from(ch)))
+            }
+            (Style::Human { .. }, ch) if acts_on_a_terminal(ch) => {
                 Some(format!("\\u{{{:x}}}", u32::from(ch)))
             }
-            _ => None,
+            (Style::Human { .. }, _) => None,
         };
         match (escape, &mut out) {
             (Some(escape), Some(out)) => out.push_str(&escape),
@@ -106,8 +139,12 @@ mod tests {
     use super::*;
 
     fn written(text: &str, colour: bool) -> String {
+        written_as(text, Style::Human { colour })
+    }
+
+    fn written_as(text: &str, style: Style) -> String {
         let mut out = Vec::new();
-        let mut writer = OneLine::new(&mut out, colour);
+        let mut writer = OneLine::new(&mut out, style);
         assert_eq!(writer.write(text.as_bytes()).unwrap(), text.len());
         String::from_utf8(out).unwrap()
     }
@@ -140,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn marks_and_separators_that_move_text_are_escaped_too() {
+        assert_eq!(
+            written("a\u{61c}\u{200e}\u{200f}\u{2028}\u{2029}b\u{a0}\n", false),
+            "a\\u{61c}\\u{200e}\\u{200f}\\u{2028}\\u{2029}b\u{a0}\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_get_json_escapes_for_what_json_leaves_as_it_is() {
+        let line = "{\"account\":\"a\\n\u{9b}2J\u{202e}\u{200f}x\"}\n";
+        let out = written_as(line, Style::Json);
+        assert_eq!(out, "{\"account\":\"a\\n\\u009b2J\\u202e\\u200fx\"}\n");
+        let read: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            read,
+            serde_json::from_str::<serde_json::Value>(line).unwrap()
+        );
+    }
+
+    #[test]
     fn colour_passes_on_a_terminal_and_other_sequences_do_not() {
         let coloured =
             "\x1b[2m2026\x1b[0m \x1b[33m WARN\x1b[0m x=\x1b[2J\x1b[1;31mred\x1b[0m\x1b[\n";
@@ -153,7 +210,11 @@ mod tests {
 
     #[test]
     fn text_with_nothing_to_escape_is_written_as_it_is() {
-        assert_eq!(escaped(b"plain text, tab\there", false), None);
+        assert_eq!(
+            escaped(b"plain text, tab\there", Style::Human { colour: false }),
+            None
+        );
+        assert_eq!(escaped(b"{\"a\":\"Nguy\xe1\xbb\x85n\"}", Style::Json), None);
         assert_eq!(written("plain\n", false), "plain\n");
         assert_eq!(written("no line end", false), "no line end");
     }

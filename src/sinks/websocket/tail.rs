@@ -334,13 +334,14 @@ where
 /// A frame as one line a terminal shows as text. `data.raw` keeps a
 /// vendor's pretty-printed payload as sent, and in valid JSON a line break
 /// can only be such whitespace between tokens (inside a string it is
-/// escaped): it becomes a space. JSON writes DEL, the C1 controls (U+009B is
-/// a one-character `ESC [` to some terminals) and the characters that reorder
-/// text on screen (U+202A–U+202E, U+2066–U+2069) as they are, and they can
-/// only be inside strings, so they are written as `\uXXXX` escapes: the
-/// same JSON to a reader, inert on a terminal.
+/// escaped): it becomes a space. JSON writes the characters a terminal acts
+/// on, or that reorder or break text on screen, as they are
+/// ([`acts_on_a_terminal`](crate::logging::one_line::acts_on_a_terminal)),
+/// and they can only be inside strings, so they are written as `\uXXXX`
+/// escapes: the same JSON to a reader, inert on a terminal.
 fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
-    let special = |c: char| matches!(c, '\n' | '\r' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let special =
+        |c: char| matches!(c, '\n' | '\r') || crate::logging::one_line::acts_on_a_terminal(c);
     if !text.contains(special) {
         return text.into();
     }
