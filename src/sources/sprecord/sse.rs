@@ -40,8 +40,8 @@ pub struct SseEvent {
     pub id: Arc<str>,
     pub event: String,
     pub data: String,
-    /// A `data:` or `event:` line of it was not UTF-8: its invalid bytes were
-    /// read as U+FFFD.
+    /// A `data:`, `event:` or `id:` line of it was not UTF-8: its invalid
+    /// bytes were read as U+FFFD.
     pub lossy: bool,
 }
 
@@ -192,7 +192,11 @@ impl SseParser {
                 value.clone_into(&mut self.event);
             }
             // The spec ignores an id holding NUL.
-            "id" if !value.contains('\0') => self.last_id = Arc::from(value),
+            "id" if !value.contains('\0') => {
+                // The id read is the resume point sent back: say it changed.
+                self.lossy |= replaced;
+                self.last_id = Arc::from(value);
+            }
             // `retry:` is ignored on purpose: reconnect delays are ours (backoff,
             // busy and auth delays), not the server's to shorten.
             _ => {}
@@ -375,10 +379,10 @@ mod tests {
         third.event = "x\u{fffd}".into();
         third.lossy = true;
         assert_eq!(events, vec![first, ev("2", "{\"a\":\"ok\"}"), third]);
-        // An id alone that is not UTF-8 does not mark the event: its data is whole.
-        assert_eq!(
-            parse(&[b"id: \xFF\ndata: 4\n\n"]),
-            vec![ev("\u{fffd}", "4")]
-        );
+        // An id that is not UTF-8 marks the event too: it is the resume
+        // point sent back as `Last-Event-ID`, which the server may not match.
+        let mut fourth = ev("\u{fffd}", "4");
+        fourth.lossy = true;
+        assert_eq!(parse(&[b"id: \xFF\ndata: 4\n\n"]), vec![fourth]);
     }
 }

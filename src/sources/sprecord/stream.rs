@@ -358,7 +358,7 @@ impl StreamSupervisor {
     /// their place (the SSE standard's decoding); the log says which.
     fn lossy(&self, id: &str) {
         tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index, event_id = ?id,
-            "an event's bytes were not all UTF-8: each invalid sequence is read as U+FFFD (the SSE standard's decoding)");
+            "an event's bytes were not all UTF-8: each invalid sequence is read as U+FFFD (the SSE standard's decoding), also in an id, which is sent back so as Last-Event-ID");
     }
 
     fn backoff(&self) -> ExponentialBackoff {
