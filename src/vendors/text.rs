@@ -41,8 +41,10 @@ pub fn declared_charset(
     };
     match Encoding::for_label(label.as_bytes()) {
         Some(encoding) if encoding == encoding_rs::UTF_8 => Ok(None),
-        Some(encoding) => Ok(Some(encoding)),
-        None => Err(ParseError(format!(
+        // WHATWG's "replacement" stands for encodings it refuses to read
+        // (ISO-2022-KR, HZ, …): unknown here too, not "not valid replacement".
+        Some(encoding) if encoding != encoding_rs::REPLACEMENT => Ok(Some(encoding)),
+        _ => Err(ParseError(format!(
             "the charset {label:?} in Content-Type is not one the relay knows (it reads the WHATWG encodings: utf-8, windows-1251, windows-1258, iso-8859-1, …)"
         ))),
     }
@@ -226,6 +228,13 @@ mod tests {
         );
         let unknown = declared_charset(Some(b"application/json; charset=klingon")).unwrap_err();
         assert!(unknown.0.contains("\"klingon\""), "{unknown}");
+        let refused = declared_charset(Some(b"application/json; charset=iso-2022-kr")).unwrap_err();
+        assert!(
+            refused
+                .0
+                .contains("\"iso-2022-kr\" in Content-Type is not one"),
+            "{refused}"
+        );
     }
 
     #[test]
