@@ -56,9 +56,9 @@ impl Forwarder {
             stalled_after: self.tuning.stalled_after,
         };
         let reason = readiness::not_delivering_reason(&observed);
-        let observed_awaiting = observed.awaiting_reports_for;
+        let awaiting = observed.awaiting_reports_for;
         let stall = readiness::stalled(&observed).then(|| readiness::stall_text(&observed));
-        self.note_stall(stall, brokers_down, observed_awaiting);
+        self.note_stall(stall, brokers_down, awaiting);
         // The forwarder's own failure says what it could not do ("cannot
         // read metadata: broker transport failure"); librdkafka's last error
         // report says why (a TLS handshake or SASL login refused, say).
