@@ -31,15 +31,6 @@ impl RawPayload {
             .map(RawPayload::Json)
     }
 
-    /// A body of JSON bytes as received; `fallback` when they are not one
-    /// JSON value in UTF-8 (only a caller that has not parsed them meets that).
-    pub fn json_bytes(body: &[u8], fallback: impl FnOnce() -> Value) -> RawPayload {
-        std::str::from_utf8(body)
-            .ok()
-            .and_then(RawPayload::json)
-            .unwrap_or_else(|| RawPayload::Fields(fallback()))
-    }
-
     /// The payload as a JSON value (parsed again for `Json`; for tests and tools).
     pub fn to_value(&self) -> Value {
         match self {
@@ -92,13 +83,6 @@ mod tests {
         for bad in ["", "{", "{} {}", "\u{feff}{}", "{\"a\":1} x"] {
             assert!(RawPayload::json(bad).is_none(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn bytes_that_are_not_json_fall_back_to_the_fields() {
-        let raw = RawPayload::json_bytes(b"\xff{}", || json!({"a": "1"}));
-        assert_eq!(raw, RawPayload::Fields(json!({"a": "1"})));
-        assert_eq!(serde_json::to_string(&raw).unwrap(), r#"{"a":"1"}"#);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! `\uXXXX` escapes (they can only be inside strings), the same JSON to a
 //! reader. Text that needs none of this is written as it is, without a copy.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 /// Characters JSON writes as they are that a terminal acts on or that
@@ -85,25 +86,44 @@ impl<W: Write> Write for OneLine<W> {
 /// `None` when it holds none.
 fn escaped(text: &[u8], style: Style) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(text);
+    let out = match style {
+        Style::Json => escape_each(&text, json_escape),
+        Style::Human { colour } => escape_each(&text, |at, ch| match ch {
+            '\t' => None,
+            '\n' => Some("\\n".to_owned()),
+            '\r' => Some("\\r".to_owned()),
+            '\x1b' if colour && colour_sequence_at(&text[at..]) => None,
+            '\0'..='\x1f' | '\x7f' => Some(format!("\\x{:02x}", u32::from(ch))),
+            ch if acts_on_a_terminal(ch) => Some(format!("\\u{{{:x}}}", u32::from(ch))),
+            _ => None,
+        }),
+    };
+    match (out, text) {
+        (Some(out), _) => Some(out.into_bytes()),
+        // Bytes that were not UTF-8 (the formatter writes text, so only a
+        // bug) are written as read, with U+FFFD.
+        (None, Cow::Owned(text)) => Some(text.into_bytes()),
+        (None, Cow::Borrowed(_)) => None,
+    }
+}
+
+/// JSON text with the characters of [`acts_on_a_terminal`] written as
+/// `\uXXXX` escapes. They can only be inside strings in JSON, so it is the
+/// same JSON to a reader; JSON itself escapes line breaks and C0 controls.
+pub fn json_escaped(text: &str) -> Cow<'_, str> {
+    escape_each(text, json_escape).map_or(Cow::Borrowed(text), Cow::Owned)
+}
+
+fn json_escape(_at: usize, ch: char) -> Option<String> {
+    acts_on_a_terminal(ch).then(|| format!("\\u{:04x}", u32::from(ch)))
+}
+
+/// `text` with each character `escape` (given its byte offset) returns a
+/// replacement for replaced; `None` when none is, without a copy.
+fn escape_each(text: &str, escape: impl Fn(usize, char) -> Option<String>) -> Option<String> {
     let mut out: Option<String> = None;
     for (at, ch) in text.char_indices() {
-        let escape = match (style, ch) {
-            (Style::Json, ch) if acts_on_a_terminal(ch) => {
-                Some(format!("\\u{:04x}", u32::from(ch)))
-            }
-            (Style::Json, _) | (Style::Human { .. }, '\t') => None,
-            (Style::Human { .. }, '\n') => Some("\\n".to_owned()),
-            (Style::Human { .. }, '\r') => Some("\\r".to_owned()),
-            (Style::Human { colour: true }, '\x1b') if colour_sequence_at(&text[at..]) => None,
-            (Style::Human { .. }, '\0'..='\x1f' | '\x7f') => {
-                Some(format!("\\x{:02x}", u32::from(ch)))
-            }
-            (Style::Human { .. }, ch) if acts_on_a_terminal(ch) => {
-                Some(format!("\\u{{{:x}}}", u32::from(ch)))
-            }
-            (Style::Human { .. }, _) => None,
-        };
-        match (escape, &mut out) {
+        match (escape(at, ch), &mut out) {
             (Some(escape), Some(out)) => out.push_str(&escape),
             (Some(escape), None) => {
                 let mut line = String::with_capacity(text.len() + 16);
@@ -115,13 +135,7 @@ fn escaped(text: &[u8], style: Style) -> Option<Vec<u8>> {
             (None, None) => {}
         }
     }
-    match (out, text) {
-        (Some(out), _) => Some(out.into_bytes()),
-        // Bytes that were not UTF-8 (the formatter writes text, so only a
-        // bug) are written as read, with U+FFFD.
-        (None, std::borrow::Cow::Owned(text)) => Some(text.into_bytes()),
-        (None, std::borrow::Cow::Borrowed(_)) => None,
-    }
+    out
 }
 
 /// Whether `text` starts with a colour sequence: `ESC [`, digits and `;`, `m`.

@@ -340,20 +340,16 @@ where
 /// and they can only be inside strings, so they are written as `\uXXXX`
 /// escapes: the same JSON to a reader, inert on a terminal.
 fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
-    let special =
-        |c: char| matches!(c, '\n' | '\r') || crate::logging::one_line::acts_on_a_terminal(c);
-    if !text.contains(special) {
-        return text.into();
+    use std::borrow::Cow;
+    let line: Cow<'_, str> = if text.contains(['\n', '\r']) {
+        text.replace(['\n', '\r'], " ").into()
+    } else {
+        text.into()
+    };
+    match crate::logging::one_line::json_escaped(&line) {
+        Cow::Borrowed(_) => line,
+        Cow::Owned(escaped) => escaped.into(),
     }
-    let mut line = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '\n' | '\r' => line.push(' '),
-            c if special(c) => line.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => line.push(c),
-        }
-    }
-    line.into()
 }
 
 #[cfg(test)]
