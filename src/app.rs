@@ -81,6 +81,9 @@ pub struct Context {
     /// Which refused webhook requests are logged (per vendor, configured
     /// account and status).
     pub webhook_refusals: Mutex<LogThrottle<(&'static str, String, u16)>>,
+    /// Which webhook bodies labelled with a charset but written in UTF-8
+    /// are logged (per vendor and account).
+    pub mislabelled_charsets: Mutex<LogThrottle<(&'static str, String)>>,
     /// The memory webhook bodies being received hold together.
     pub body_budget: Arc<crate::sources::webhook::budget::BodyBudget>,
     pub started: Instant,
@@ -215,6 +218,9 @@ impl Relay {
             kafka_message_max,
             kafka_held_up_to: AtomicU64::new(0),
             webhook_refusals: Mutex::new(LogThrottle::new(
+                crate::sources::webhook::REFUSAL_LOG_INTERVAL,
+            )),
+            mislabelled_charsets: Mutex::new(LogThrottle::new(
                 crate::sources::webhook::REFUSAL_LOG_INTERVAL,
             )),
             body_budget: crate::sources::webhook::budget::BodyBudget::new(),

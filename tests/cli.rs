@@ -1011,3 +1011,78 @@ fn a_vendors_text_with_a_line_break_cannot_forge_a_log_line() {
         "{lines:#?}"
     );
 }
+
+/// A Tel4vn call event whose body is `text` with `content_type` to the relay
+/// at `addr` (key `demo-key`, or `key`); the answer's status code.
+fn post_tel4vn_body(addr: &str, key: &str, content_type: &str, body: &[u8]) -> u16 {
+    let mut request = format!(
+        "POST /hooks/tel4vn/demo HTTP/1.0\r\nHost: relay\r\nAuthorization: Bearer {key}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    http_1_0(addr, &request)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A webhook body labelled with another charset but written in UTF-8 is read
+/// as labelled (the label may be right) and logged, naming the charset, at
+/// most once per 30 s per account; a body in the charset it names is not.
+/// Before (text audit, 2026-12-02), the garbled text came with a 200 and no
+/// word anywhere.
+#[test]
+fn utf8_labelled_as_another_charset_is_taken_and_logged_once() {
+    const MISLABELLED: &str =
+        "webhook body labelled with a charset other than UTF-8 is valid UTF-8";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_tel4vn_config(dir.path(), "", "");
+    let (_relay, lines) = run_logging(&config);
+    let addr = listening_addr(&lines);
+    let call = |call_id: &str, name: &[u8]| {
+        let mut body = format!(
+            r#"{{"call_id":"{call_id}","direction":"inbound","from_number":"0899888999","to_number":"101","state":"ringing","note":""#
+        )
+        .into_bytes();
+        body.extend_from_slice(name);
+        body.extend_from_slice(b"\"}");
+        body
+    };
+    let latin1 = "application/json; charset=iso-8859-1";
+    // "café" in the charset it names, then UTF-8 "Nguyễn" under that label, twice.
+    assert_eq!(
+        post_tel4vn_body(&addr, "demo-key", latin1, &call("c1", b"caf\xE9")),
+        200
+    );
+    let nguyen = "Nguyễn".as_bytes();
+    assert_eq!(
+        post_tel4vn_body(&addr, "demo-key", latin1, &call("c2", nguyen)),
+        200
+    );
+    assert_eq!(
+        post_tel4vn_body(&addr, "demo-key", latin1, &call("c3", nguyen)),
+        200
+    );
+    // A refusal's line comes after every line of the requests answered before it.
+    assert_eq!(
+        post_tel4vn_body(&addr, "wrong", latin1, &call("c4", nguyen)),
+        401
+    );
+    let seen = lines_until(&lines, Some("webhook refused"));
+    let mislabelled: Vec<_> = seen
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(MISLABELLED))
+        })
+        .collect();
+    assert_eq!(mislabelled.len(), 1, "{seen:#?}");
+    let line = mislabelled[0];
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["charset"], "windows-1252", "{line}");
+    assert_eq!(line["vendor"], "tel4vn", "{line}");
+    assert_eq!(line["account"], "demo", "{line}");
+}

@@ -133,6 +133,31 @@ pub fn form_pairs(
         .collect()
 }
 
+/// The charset a body is labelled with when its bytes are UTF-8 instead: it
+/// names one other than UTF-8, yet the body (percent-decoded when it is not
+/// JSON) has bytes past ASCII and is valid UTF-8. Text in another charset is
+/// almost never valid UTF-8 too (its high bytes would have to fall into
+/// UTF-8's multi-byte patterns throughout), so such a body is most likely a
+/// sender mislabelling UTF-8, and the text read in the label's charset is
+/// garbled. The body is still read as labelled: this only says so.
+pub fn labelled_other_than_its_utf8(
+    body: &[u8],
+    content_type: Option<&[u8]>,
+) -> Option<&'static str> {
+    let charset = declared_charset(content_type).ok()??;
+    let looks_like_utf8 = |bytes: &[u8]| !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok();
+    if !body.is_ascii() {
+        return looks_like_utf8(body).then(|| charset.name());
+    }
+    // An ASCII JSON body has nothing a charset could garble; a form's
+    // bytes past ASCII are percent-encoded.
+    if body.trim_ascii_start().first() == Some(&b'{') {
+        return None;
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode(body).collect();
+    looks_like_utf8(&decoded).then(|| charset.name())
+}
+
 /// Parses JSON text; one with lone surrogate escapes is read with U+FFFD in
 /// their place, and the text returned is the one that was read (for
 /// `data.raw`).
@@ -207,6 +232,56 @@ fn without_lone_surrogates(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn utf8_labelled_as_another_charset_is_named() {
+        let form = Some(&b"application/x-www-form-urlencoded; charset=windows-1252"[..]);
+        let json = Some(&b"application/json; charset=iso-8859-1"[..]);
+        // UTF-8 "Nguyễn" raw, and percent-encoded in a form.
+        assert_eq!(
+            labelled_other_than_its_utf8("{\"name\":\"Nguyễn\"}".as_bytes(), json),
+            Some("windows-1252")
+        );
+        assert_eq!(
+            labelled_other_than_its_utf8(b"name=Nguy%E1%BB%85n", form),
+            Some("windows-1252")
+        );
+        // Text that is the labelled charset: "café" in windows-1252, raw and encoded.
+        assert_eq!(
+            labelled_other_than_its_utf8(b"{\"n\":\"caf\xE9\"}", json),
+            None
+        );
+        assert_eq!(labelled_other_than_its_utf8(b"name=caf%E9", form), None);
+        // Cyrillic in windows-1251 ("Привет").
+        let cp1251 = Some(&b"text/plain; charset=windows-1251"[..]);
+        assert_eq!(
+            labelled_other_than_its_utf8(b"{\"n\":\"\xCF\xF0\xE8\xE2\xE5\xF2\"}", cp1251),
+            None
+        );
+        // Nothing past ASCII, no label or a UTF-8 label, or a JSON body whose
+        // `%` is text: nothing to say.
+        assert_eq!(labelled_other_than_its_utf8(b"name=Nguyen", form), None);
+        assert_eq!(
+            labelled_other_than_its_utf8(b"{\"url\":\"/?q=%C3%A9\"}", json),
+            None
+        );
+        let utf8 = Some(&b"application/json; charset=utf-8"[..]);
+        assert_eq!(
+            labelled_other_than_its_utf8("{\"n\":\"ễ\"}".as_bytes(), utf8),
+            None
+        );
+        assert_eq!(
+            labelled_other_than_its_utf8("{\"n\":\"ễ\"}".as_bytes(), None),
+            None
+        );
+        assert_eq!(
+            labelled_other_than_its_utf8(
+                "{\"n\":\"ễ\"}".as_bytes(),
+                Some(&b"application/json; charset=klingon"[..])
+            ),
+            None
+        );
+    }
 
     fn charset(content_type: &str) -> Option<&'static Encoding> {
         declared_charset(Some(content_type.as_bytes())).unwrap()

@@ -13,6 +13,9 @@
 //!   reload adds, changes or removes them without a restart;
 //! - a refusal (4xx or 503) is logged with its reason, at most once per 30 s
 //!   per vendor, configured account and status (with how many were held back);
+//! - a body labelled with a charset other than UTF-8 but written in UTF-8 is
+//!   taken as labelled and logged, at most once per 30 s per vendor and
+//!   account;
 //! - a sender whose credentials (in a header or the query) fail never has
 //!   its body held in memory; bodies that are held share a budget
 //!   (`ServerConfig::body_memory_limit`), past which the answer is 503 with
@@ -126,6 +129,27 @@ fn log_refusal(
         held_back,
         "webhook refused"
     );
+}
+
+/// A body read in the charset its label names though its bytes are UTF-8:
+/// the event is taken as labelled (the label may be right), but its text is
+/// most likely garbled, which no status code would show. At most once per
+/// 30 s per vendor and account, with how many were held back.
+fn log_mislabelled_charset(ctx: &Context, vendor: &'static str, account: &str, charset: &str) {
+    let held_back = ctx
+        .mislabelled_charsets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit((vendor, account.to_owned()), Instant::now());
+    if let Some(held_back) = held_back {
+        tracing::warn!(
+            vendor,
+            account,
+            charset,
+            held_back,
+            "webhook body labelled with a charset other than UTF-8 is valid UTF-8: it was read as labelled, so its text is likely garbled; the sender should label it `charset=utf-8`"
+        );
+    }
 }
 
 /// Runs one delivery through every check; returns the vendor label for the
@@ -266,6 +290,15 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
             return Answer::bad_request(&body::unparsed_because_encoded(e.0, &parts.headers));
         }
     };
+    if let Some(charset) = vendors::text::labelled_other_than_its_utf8(
+        &body,
+        parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+    ) {
+        log_mislabelled_charset(ctx, vendor.as_str(), account, charset);
+    }
     let incoming = IncomingEvent {
         vendor,
         account: account.to_owned(),
