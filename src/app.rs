@@ -356,13 +356,6 @@ async fn serve(
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 ctx.metrics.config_last_reload_ok.set(1);
                 let changes = sources.apply(&config, &ctx).await;
-                tracing::info!(
-                    started = SourceChanges::listed(&changes.started),
-                    stopped = SourceChanges::listed(&changes.stopped),
-                    restarted = SourceChanges::listed(&changes.restarted),
-                    unchanged = changes.unchanged.len(),
-                    "config reloaded"
-                );
                 let kafka_changed = match (&kafka, &config.kafka) {
                     (None, None) => false,
                     (Some(running), Some(new)) => {
@@ -370,6 +363,14 @@ async fn serve(
                     }
                     _ => true,
                 };
+                tracing::info!(
+                    started = SourceChanges::listed(&changes.started),
+                    stopped = SourceChanges::listed(&changes.stopped),
+                    restarted = SourceChanges::listed(&changes.restarted),
+                    unchanged = changes.unchanged.len(),
+                    kafka_restarting = kafka_changed,
+                    "config reloaded"
+                );
                 if kafka_changed {
                     if let Some(k) = kafka.take() {
                         k.stop().await;
