@@ -426,14 +426,12 @@ impl Config {
             let hook_ref = hook.get_ref();
             hook_ref.validate(v);
             if !hooks.insert((hook_ref.vendor, hook_ref.account.get_ref().clone())) {
-                v.error(
-                    hook_ref.account.span(),
-                    format!(
-                        "duplicate [[webhook]] {}/{}",
-                        hook_ref.vendor,
-                        hook_ref.account.get_ref()
-                    ),
+                let message = format!(
+                    "duplicate [[webhook]] {} account {}",
+                    hook_ref.vendor,
+                    v.shown(&hook_ref.account)
                 );
+                v.error(hook_ref.account.span(), message);
             }
         }
     }
@@ -452,9 +450,37 @@ fn type_problem(expanded: &env::Expanded, text: &str, e: &toml::de::Error) -> (u
         Some((token, written))
     });
     if let Some((token, written)) = written {
-        message = message.replace(token, written);
+        message = replace_whole(&message, token, written);
     }
     (offset, expanded.redact(&message, text))
+}
+
+/// `message` with each occurrence of `token` that stands on its own (no
+/// letter, digit or `_` on either side) replaced by `written`: a short value
+/// (`e`, `5`) must not rewrite the parser's words ("valu${T}s") or its
+/// examples ("${MB}12KiB"), which would also give the value away.
+fn replace_whole(message: &str, token: &str, written: &str) -> String {
+    if token.is_empty() {
+        return message.to_owned();
+    }
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(message.len());
+    let mut copied = 0;
+    for (at, _) in message.match_indices(token) {
+        if at < copied {
+            continue;
+        }
+        let before = message[..at].chars().next_back();
+        let after = message[at + token.len()..].chars().next();
+        if is_word(before) || is_word(after) {
+            continue;
+        }
+        out.push_str(&message[copied..at]);
+        out.push_str(written);
+        copied = at + token.len();
+    }
+    out.push_str(&message[copied..]);
+    out
 }
 
 /// serde's "invalid type: integer `12345678`, expected a string" with the

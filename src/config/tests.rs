@@ -202,7 +202,7 @@ secret = "s"
     );
     assert!(joined.contains("voipex needs `password`"), "{joined}");
     assert!(
-        joined.contains("duplicate [[webhook]] voipex/vx"),
+        joined.contains("duplicate [[webhook]] voipex account \"vx\""),
         "{joined}"
     );
     assert!(
@@ -722,4 +722,73 @@ fn the_body_budget_holds_two_max_bodies_at_least() {
     let config = load("[server]\nmax_body = \"48MiB\"\n").unwrap();
     // One account's half must take a whole body.
     assert_eq!(config.server.body_memory_limit(), 96 << 20);
+}
+
+/// A bare number from the environment in a range check, a value from it in
+/// a duplicate webhook, and a one-character value in the parser's message:
+/// shown as the file writes it, and the parser's own words left whole
+/// (docs audit, 2026-12-02: `max_clients` = 2000000 was shown, and `e`
+/// rewrote "string valu${T}s must b${T} quot${T}d").
+#[test]
+fn numbers_and_short_values_from_the_environment_are_not_shown() {
+    let lookup = |n: &str| match n {
+        "MC" => Some("2000000".to_owned()),
+        "T" => Some("e".to_owned()),
+        "MB" => Some("5".to_owned()),
+        "ACC" => Some("secret-acc".to_owned()),
+        _ => None,
+    };
+    let err = |text: &str| {
+        Config::from_text("relay.toml", text, &lookup)
+            .unwrap_err()
+            .to_string()
+    };
+    let shown = err("[websocket]\nmax_clients = ${MC}\n");
+    assert!(
+        shown.contains("`max_clients` = ${MC} is out of range (1..1000000)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("2000000"), "{shown}");
+    // Written in the file, the number is shown as before.
+    let shown = err("[websocket]\nmax_clients = 2000000\n");
+    assert!(
+        shown.contains("`max_clients` = 2000000 is out of range"),
+        "{shown}"
+    );
+
+    let hook = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"${ACC}\"\napi_key = \"k\"\n";
+    let shown = err(&format!("{hook}{hook}"));
+    assert!(
+        shown.contains("duplicate [[webhook]] tel4vn account \"${ACC}\""),
+        "{shown}"
+    );
+    assert!(!shown.contains("secret-acc"), "{shown}");
+
+    let shown = err("[[webhook]]\nvendor = \"voip24h\"\naccount = \"v\"\ntoken = ${T}\n");
+    assert!(
+        !shown.contains("${T}"),
+        "the parser's words are whole: {shown}"
+    );
+    let shown = err("[server]\nmax_body = ${MB}\n");
+    assert!(
+        !shown.contains("${MB}12"),
+        "the parser's example is whole: {shown}"
+    );
+}
+
+#[test]
+fn a_token_is_replaced_only_where_it_stands_on_its_own() {
+    assert_eq!(
+        replace_whole("got 5, expected 512KiB", "5", "${MB}"),
+        "got ${MB}, expected 512KiB"
+    );
+    assert_eq!(
+        replace_whole("values must be quoted", "e", "${T}"),
+        "values must be quoted"
+    );
+    assert_eq!(
+        replace_whole("`x.y` and x.y", "x.y", "${V}"),
+        "`${V}` and ${V}"
+    );
+    assert_eq!(replace_whole("abc", "", "${V}"), "abc");
 }

@@ -75,15 +75,18 @@ impl<'a> Validator<'a> {
     /// in it (`"${LISTEN}"`, `"https://${HOST}/x"`), so the environment's
     /// value (it may hold a password, as in a URL's userinfo) never appears.
     pub fn shown<T: std::fmt::Debug>(&self, value: &Spanned<T>) -> String {
-        self.written
-            .and_then(|(expanded, written)| {
-                let span = expanded.original_span_if_expanded(value.span())?;
-                Some(written.get(span).map_or_else(
-                    || "(a value from the environment)".to_owned(),
-                    str::to_owned,
-                ))
-            })
+        self.written_if_expanded(value.span())
             .unwrap_or_else(|| format!("{:?}", value.get_ref()))
+    }
+
+    /// The file's text at `span` when a `${VAR}` stands in it.
+    fn written_if_expanded(&self, span: Range<usize>) -> Option<String> {
+        let (expanded, written) = self.written?;
+        let span = expanded.original_span_if_expanded(span)?;
+        Some(written.get(span).map_or_else(
+            || "(a value from the environment)".to_owned(),
+            str::to_owned,
+        ))
     }
 
     /// `value` for a message as the file writes it (`"24h"`, not its
@@ -108,7 +111,9 @@ impl<'a> Validator<'a> {
         self.problems.push((span.start, message.into()));
     }
 
-    /// Reports a problem unless `lo <= value <= hi`.
+    /// Reports a problem unless `lo <= value <= hi`; the value is shown as
+    /// the file writes it when a `${VAR}` stands in it (a bare number from
+    /// the environment is not quoted, so no later redaction would find it).
     pub fn check_range<T: PartialOrd + fmt::Display>(
         &mut self,
         field: &str,
@@ -119,11 +124,13 @@ impl<'a> Validator<'a> {
     ) {
         let v = value.get_ref();
         if *v < lo || *v > hi {
+            let value_shown = self
+                .written_if_expanded(value.span())
+                .unwrap_or_else(|| shown(v));
             self.error(
                 value.span(),
                 format!(
-                    "`{field}` = {} is out of range ({}..{})",
-                    shown(v),
+                    "`{field}` = {value_shown} is out of range ({}..{})",
                     shown(&lo),
                     shown(&hi)
                 ),
