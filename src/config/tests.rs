@@ -792,3 +792,19 @@ fn a_token_is_replaced_only_where_it_stands_on_its_own() {
     );
     assert_eq!(replace_whole("abc", "", "${V}"), "abc");
 }
+
+/// A CA file librdkafka cannot load is reported at the option that names it,
+/// with a hint OpenSSL's words lack (docs audit, 2026-12-02: it was placed at
+/// `compression.type`, the first option, as "x509 certificate routines::system lib").
+#[test]
+fn an_unloadable_kafka_file_is_reported_at_its_option() {
+    let text = "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n\
+                \"compression.type\" = \"lz4\"\n\"security.protocol\" = \"ssl\"\n\
+                \"ssl.ca.location\" = \"/nonexistent/kafka-ca.pem\"\n";
+    let err = load(text).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    let p = &err.problems[0];
+    assert_eq!((p.line, p.col), (7, 21), "{err}");
+    assert!(p.message.contains("ssl.ca.location"), "{err}");
+    assert!(p.message.contains("is the file it names there"), "{err}");
+}

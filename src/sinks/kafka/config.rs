@@ -103,11 +103,17 @@ impl KafkaConfig {
                 each_ok = false;
             }
         }
-        if each_ok
-            && let Some(message) = self.combined_problem()
-            && let Some((_, first)) = self.options.iter().next()
-        {
-            v.error(first.span(), message);
+        if each_ok && let Some(message) = self.combined_problem() {
+            // At the option librdkafka names (`ssl.ca.location failed: …`),
+            // the longest when one key is part of another; else the first.
+            let named = self
+                .options
+                .iter()
+                .filter(|(key, _)| message.contains(key.as_str()))
+                .max_by_key(|(key, _)| key.len());
+            if let Some((_, at)) = named.or_else(|| self.options.iter().next()) {
+                v.error(at.span(), message);
+            }
         }
     }
 
@@ -124,9 +130,18 @@ impl KafkaConfig {
         c.remove("bootstrap.servers");
         match c.create_with_context::<_, BaseProducer<SilentContext>>(SilentContext) {
             Ok(_) => None,
-            Err(rdkafka::error::KafkaError::ClientCreation(desc)) => Some(format!(
-                "[kafka.options] librdkafka refuses these options together: {desc}"
-            )),
+            Err(rdkafka::error::KafkaError::ClientCreation(desc)) => {
+                // OpenSSL's own words ("x509 certificate routines::system
+                // lib") do not say that a file is missing or unreadable.
+                let hint = if desc.contains(".location") {
+                    " (is the file it names there, and readable by the relay's user?)"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "[kafka.options] librdkafka refuses these options together: {desc}{hint}"
+                ))
+            }
             Err(e) => Some(format!(
                 "[kafka.options] librdkafka refuses these options: {e}"
             )),
