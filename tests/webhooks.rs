@@ -514,7 +514,7 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
             "voip24h feedback GET parameter not UTF-8",
             c.get(relay.url("/hooks/voip24h/v24?token=v24-token&FeedbackID=A%FE&keypress=4")),
             400,
-            "the value of query parameter `FeedbackID` is not UTF-8",
+            "the value of query parameter `FeedbackID` is not UTF-8 once percent-decoded: a query has no charset to name",
         ),
         bad(
             "GET is only for voip24h",

@@ -189,7 +189,7 @@ fn form_object<'a>(
     {
         return Ok((value, Some(json)));
     }
-    let pairs = text::form_pairs(body, charset, "form field")?;
+    let pairs = text::form_pairs(body, charset, text::Pairs::FormFields)?;
     Ok((Value::Object(query_object(&pairs)), None))
 }
 

@@ -84,14 +84,44 @@ pub fn body_text<'a>(
     })
 }
 
+/// Where `name=value` pairs come from: what an error calls one, and what a
+/// sender whose bytes are not UTF-8 can do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairs {
+    /// A form body, whose `Content-Type` can name a charset.
+    FormFields,
+    /// A URL's query, which has no charset of its own to name.
+    QueryParameters,
+}
+
+impl Pairs {
+    fn one(self) -> &'static str {
+        match self {
+            Pairs::FormFields => "form field",
+            Pairs::QueryParameters => "query parameter",
+        }
+    }
+
+    fn remedy(self) -> &'static str {
+        match self {
+            Pairs::FormFields => {
+                "a sender that writes another charset must name it in Content-Type, e.g. `; charset=windows-1258`"
+            }
+            Pairs::QueryParameters => {
+                "a query has no charset to name, so a sender must percent-encode the text's UTF-8 bytes (`Đ` is `%C4%90`)"
+            }
+        }
+    }
+}
+
 /// Form fields (`a=1&b=%C3%A1`, `+` for a space) or query parameters as
-/// text, percent-decoded and then read in `charset` (UTF-8 when `None`);
-/// `what` names one in an error ("form field", "query parameter").
+/// text, percent-decoded and then read in `charset` (UTF-8 when `None`).
 pub fn form_pairs(
     encoded: &[u8],
     charset: Option<&'static Encoding>,
-    what: &str,
+    pairs: Pairs,
 ) -> Result<Vec<(String, String)>, ParseError> {
+    let what = pairs.one();
     let text = |bytes: &[u8], name: Option<&str>| -> Result<String, ParseError> {
         let plus_as_space: Vec<u8> = bytes
             .iter()
@@ -112,7 +142,8 @@ pub fn form_pairs(
                         encoding.name()
                     ),
                     None => format!(
-                        "{whose} is not UTF-8 once percent-decoded: a sender that writes another charset must name it in Content-Type, e.g. `; charset=windows-1258`"
+                        "{whose} is not UTF-8 once percent-decoded: {}",
+                        pairs.remedy()
                     ),
                 }))
             }
@@ -338,7 +369,7 @@ mod tests {
             form_pairs(
                 b"a=1&name=Nguy%E1%BB%85n+V%C4%83n&flag&=x&&b=%zz",
                 None,
-                "form field"
+                Pairs::FormFields
             )
             .unwrap(),
             vec![
@@ -354,21 +385,28 @@ mod tests {
             form_pairs(
                 b"name=%D0%E0",
                 Some(encoding_rs::WINDOWS_1258),
-                "form field"
+                Pairs::FormFields
             )
             .unwrap(),
             vec![("name".into(), "Đà".into())]
         );
-        let refused = form_pairs(b"callid=X%FF", None, "form field").unwrap_err();
+        let refused = form_pairs(b"callid=X%FF", None, Pairs::FormFields).unwrap_err();
         assert!(
             refused
                 .0
                 .starts_with("the value of form field `callid` is not UTF-8"),
             "{refused}"
         );
-        let name = form_pairs(b"%FF=1", None, "query parameter").unwrap_err();
+        assert!(refused.0.contains("name it in Content-Type"), "{refused}");
+        let name = form_pairs(b"%FF=1", None, Pairs::QueryParameters).unwrap_err();
         assert!(
             name.0.starts_with("a query parameter's name is not UTF-8"),
+            "{name}"
+        );
+        // A query's sender cannot name a charset: it is told what it can do.
+        assert!(!name.0.contains("Content-Type"), "{name}");
+        assert!(
+            name.0.contains("percent-encode the text's UTF-8 bytes"),
             "{name}"
         );
     }

@@ -236,7 +236,11 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     }
     // Read as text, never with replacement characters: the feedback GET's
     // parameters are its event.
-    let query = match vendors::text::form_pairs(raw_query.as_bytes(), None, "query parameter") {
+    let query = match vendors::text::form_pairs(
+        raw_query.as_bytes(),
+        None,
+        vendors::text::Pairs::QueryParameters,
+    ) {
         Ok(query) => query,
         Err(e) => return Answer::bad_request(&e.0),
     };
