@@ -244,9 +244,8 @@ impl Metrics {
             "callrelay_journal_file_bytes",
             "Size of the journal file on disk (it reuses its free pages and does not shrink).",
         );
-        for sink in ["kafka", "websocket"] {
-            events_published.with_label_values(&[sink]);
-        }
+        // The fan-out always runs; Kafka's series come with its config (`prime`).
+        events_published.with_label_values(&["websocket"]);
         // Counters an alert watches with `increase()` start at 0: a series
         // born at 1 has no earlier sample, so Prometheus sees no increase and
         // the first failed commit or refused reload would never alert.
@@ -283,9 +282,6 @@ impl Metrics {
         webhook_requests.with_label_values(&["unknown", "404"]);
         for reason in crate::sinks::websocket::session::End::REASONS {
             ws_disconnects.with_label_values(&[reason]);
-        }
-        for reason in crate::sinks::kafka::forwarder::PUBLISH_ERROR_REASONS {
-            publish_errors.with_label_values(&["kafka", reason]);
         }
         let process = ProcessCollector::new();
         register(&r, Box::new(process.clone()));
@@ -325,9 +321,18 @@ impl Metrics {
     /// Exports at 0 the per-account series of every account and vendor
     /// `config` names: events received and duplicates per account, events
     /// journaled per vendor and category, malformed messages per connection
-    /// source. Called at start and after each reload (an account added then
-    /// starts at 0 as well); series of accounts removed stay, as counters do.
+    /// source, and the Kafka sink's published and error counters when it is
+    /// configured (without it, a `sink="kafka"` series at 0 read as a sink
+    /// that delivers nothing). Called at start and after each reload (an
+    /// account or a sink added then starts at 0 as well); series of those
+    /// removed stay, as counters do.
     pub fn prime(&self, config: &Config) {
+        if config.kafka.is_some() {
+            self.events_published.with_label_values(&["kafka"]);
+            for reason in crate::sinks::kafka::forwarder::PUBLISH_ERROR_REASONS {
+                self.publish_errors.with_label_values(&["kafka", reason]);
+            }
+        }
         let webhooks = config.webhook.iter().map(|w| {
             let w = w.get_ref();
             (w.vendor, w.account.get_ref().as_str(), Transport::Webhook)

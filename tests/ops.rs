@@ -386,13 +386,21 @@ async fn dashboard_series_start_at_zero_for_every_configured_account() {
             "callrelay_ws_disconnects_total",
             &[("reason", "slow_consumer")],
         ),
-        (
-            "callrelay_publish_errors_total",
-            &[("sink", "kafka"), ("reason", "stalled")],
-        ),
+        ("callrelay_events_published_total", &[("sink", "websocket")]),
     ];
     for (name, labels) in zero {
         assert_eq!(value(&s, name, labels), Some(0.0), "{name} {labels:?}");
+    }
+    // No Kafka configured, no Kafka series: a `sink="kafka"` series at 0
+    // read as a sink that delivers nothing (docs audit, 2026-12-02).
+    for (name, labels) in [
+        ("callrelay_events_published_total", &[("sink", "kafka")][..]),
+        (
+            "callrelay_publish_errors_total",
+            &[("sink", "kafka"), ("reason", "stalled")][..],
+        ),
+    ] {
+        assert_eq!(value(&s, name, labels), None, "{name} {labels:?}");
     }
     // Only the configured vendors' categories: no CareSoft-only category
     // for Tel4vn.
@@ -405,7 +413,8 @@ async fn dashboard_series_start_at_zero_for_every_configured_account() {
         None
     );
 
-    let added = "[[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:9\"\n";
+    let added = "[[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:9\"\n\n\
+                 [kafka]\nbrokers = \"127.0.0.1:9\"\ntopic = \"t\"\n";
     let text = std::fs::read_to_string(&relay.config_path).expect("read config");
     std::fs::write(&relay.config_path, format!("{text}\n{added}")).expect("write config");
     relay.reload().await;
@@ -426,6 +435,11 @@ async fn dashboard_series_start_at_zero_for_every_configured_account() {
         (
             "callrelay_events_journaled_total",
             &[("vendor", "sprecord"), ("type", "sms")][..],
+        ),
+        ("callrelay_events_published_total", &[("sink", "kafka")][..]),
+        (
+            "callrelay_publish_errors_total",
+            &[("sink", "kafka"), ("reason", "stalled")][..],
         ),
     ] {
         assert_eq!(value(&s, name, labels), Some(0.0), "{name} {labels:?}");
@@ -1391,7 +1405,16 @@ fn every_series_an_alert_watches_with_increase_is_exported_at_zero_from_the_star
         selectors.len() >= 4,
         "too few increase() rules found: {selectors:?}"
     );
-    let scrape = Metrics::new().render();
+    // With every sink configured: the Kafka sink's series come with its config.
+    let metrics = Metrics::new();
+    let config = callrelay::config::Config::from_text(
+        "relay.toml",
+        "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopic = \"t\"\n",
+        &|_| None,
+    )
+    .expect("config");
+    metrics.prime(&config);
+    let scrape = metrics.render();
     for selector in &selectors {
         // Each series the selector matches (a series whose labels include
         // the selector's), and at least one, is at 0.
