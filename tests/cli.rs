@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "peers/tansu/broker.rs"]
+mod tansu;
+
 const BIN: &str = env!("CARGO_BIN_EXE_callrelay");
 
 fn check(dir: &Path, config: &str, env: &[(&str, &str)]) -> Output {
@@ -1085,4 +1088,56 @@ fn utf8_labelled_as_another_charset_is_taken_and_logged_once() {
     assert_eq!(line["charset"], "windows-1252", "{line}");
     assert_eq!(line["vendor"], "tel4vn", "{line}");
     assert_eq!(line["account"], "demo", "{line}");
+}
+
+/// A Kafka sink whose topic is missing (or whose brokers cannot be reached)
+/// is tried again after every backoff, a dozen times in the first minute:
+/// the log says so once, and the tries after it are counted in the metric,
+/// not each a WARN line (docs audit, 2026-12-02: one line about every
+/// second at first).
+#[test]
+fn a_kafka_sink_retrying_the_same_failure_logs_it_once() {
+    const RESUMING: &str = "kafka sink: resuming from the cursor after a backoff";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A broker without the topic: each check says so at once.
+    let broker = tansu::Tansu::memory(dir.path());
+    let kafka = format!(
+        "[kafka]\nbrokers = \"{}\"\ntopic = \"no.such.topic\"\n\n",
+        broker.brokers()
+    );
+    let config = write_tel4vn_config(dir.path(), "", &kafka);
+    let (_relay, lines) = run_logging(&config);
+    let addr = listening_addr(&lines);
+    // The sink checks a topic when it first has an event for it.
+    let body = br#"{"call_id":"k1","direction":"inbound","from_number":"1","to_number":"2","state":"ringing"}"#;
+    assert_eq!(
+        post_tel4vn_body(&addr, "demo-key", "application/json", body),
+        200
+    );
+    let metric = r#"callrelay_publish_errors_total{reason="unknown_topic",sink="kafka"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let tries = scrape_samples(&addr).get(metric).copied().unwrap_or(0.0);
+        if tries >= 4.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tries} tries of the topic check in 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A refusal's line comes after every line logged before it.
+    assert_eq!(
+        post_tel4vn_body(&addr, "wrong", "application/json", body),
+        401
+    );
+    let seen = lines_until(&lines, Some("webhook refused"));
+    let resuming: Vec<_> = seen
+        .iter()
+        .filter(|line| line["message"] == RESUMING)
+        .collect();
+    assert_eq!(resuming.len(), 1, "{resuming:#?}");
+    assert_eq!(resuming[0]["level"], "WARN");
+    assert_eq!(resuming[0]["held_back"], 0);
 }

@@ -48,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::event::format_time;
 use crate::journal::{JournalError, JournaledEvent};
+use crate::log_throttle::LogThrottle;
 
 use super::CURSOR;
 use super::cluster;
@@ -140,6 +141,10 @@ struct Report {
     outcome: Outcome,
 }
 
+/// How often a recovery for the same reason is logged at warn while the
+/// sink has not delivered since (the rest at debug, counted in the next).
+const RECOVERY_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
     config: KafkaConfig,
@@ -188,6 +193,10 @@ pub struct Forwarder {
     last_housekeeping: Instant,
     last_probe: Instant,
     backoff: ExponentialBackoff,
+    /// Which recoveries are logged at warn (per reason, until the sink
+    /// delivers again): a missing topic or an unreachable cluster is tried
+    /// again after every backoff, a dozen times in the first minute.
+    recoveries_logged: LogThrottle<&'static str>,
     published: IntCounter,
     latency: Histogram,
     producers_created: u64,
@@ -249,6 +258,7 @@ impl Forwarder {
                 .with_max_interval(Duration::from_secs(30))
                 .with_max_elapsed_time(None)
                 .build(),
+            recoveries_logged: LogThrottle::new(RECOVERY_LOG_INTERVAL),
             published,
             latency,
             producers_created: 0,
@@ -569,6 +579,8 @@ impl Forwarder {
                 if self.failure.take().is_some() {
                     tracing::info!(cursor = self.cursor, "kafka sink recovered");
                     self.backoff.reset();
+                    // The next failure is a new incident: logged at once.
+                    self.recoveries_logged = LogThrottle::new(RECOVERY_LOG_INTERVAL);
                 }
                 Ok(())
             }

@@ -38,7 +38,17 @@ impl Forwarder {
             label = "fatal";
             text = format!("fatal producer error {code:?}: {reason}");
         }
-        tracing::warn!(error = %text, cursor = self.cursor, in_flight = self.in_flight.len(), "kafka sink: resuming from the cursor after a backoff");
+        const RESUMING: &str = "kafka sink: resuming from the cursor after a backoff";
+        let in_flight = self.in_flight.len();
+        match self
+            .recoveries_logged
+            .admit(label, std::time::Instant::now())
+        {
+            Some(held_back) => {
+                tracing::warn!(error = %text, cursor = self.cursor, in_flight, held_back, "{RESUMING}");
+            }
+            None => tracing::debug!(error = %text, cursor = self.cursor, in_flight, "{RESUMING}"),
+        }
         self.ctx
             .metrics
             .publish_errors
