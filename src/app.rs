@@ -260,8 +260,11 @@ impl Relay {
 /// returns once sources and sinks follow the new config.
 pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
     let loaded = Config::load(&ctx.config_path).and_then(|config| {
-        let (pinned, _) = reload::pin_restart_only(&ctx.config.load(), config.clone());
-        match reload::unsafe_with_running_listener(&pinned, &config) {
+        let running = ctx.config.load();
+        let (pinned, _) = reload::pin_restart_only(&running, config.clone());
+        match reload::unsafe_with_running_listener(&pinned, &config)
+            .or_else(|| reload::takes_away_every_source(&running, &config))
+        {
             None => Ok(config),
             Some((offset, message)) => Err(refusal(&ctx.config_path, offset, message)),
         }

@@ -630,6 +630,16 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     );
     assert_eq!(readyz_status(&base).await, 200);
 
+    // An empty file (read while a `>` was rewriting it) would answer every
+    // vendor 404: refused, the hooks stay (signals audit, 2026-12-02).
+    std::fs::write(&path, "").expect("write");
+    let err = handle
+        .reload()
+        .await
+        .expect_err("a file without sources refused");
+    assert!(err.to_string().contains("configures no source"), "{err}");
+    assert_eq!(relay.ctx.config.load().webhook.len(), 2);
+
     // A good file that adds a hook and moves the listener: the hook is live at
     // once, the listener stays where it is, and the reload says so.
     let moved = good.replace("127.0.0.1:0", "127.0.0.1:1")

@@ -106,12 +106,47 @@ pub(crate) fn unsafe_with_running_listener(
     ))
 }
 
+/// A new file that configures no source at all while the running relay has
+/// some: most likely a file read while it was being written (`>` empties it
+/// first) or cut short, and applying it would answer every vendor 404 —
+/// which vendors take as "not here", not "retry" — with a 200 from
+/// `/readyz` and nothing in the log but `config reloaded`. To run without
+/// sources on purpose, restart. Returns the problem's offset and message.
+pub(crate) fn takes_away_every_source(running: &Config, new: &Config) -> Option<(usize, String)> {
+    let count = |c: &Config| c.webhook.len() + c.voip24h.len() + c.sprecord.len();
+    let running_sources = count(running);
+    if running_sources == 0 || count(new) > 0 {
+        return None;
+    }
+    Some((
+        0,
+        format!(
+            "the file configures no source ([[webhook]], [[voip24h]] or [[sprecord]]) while the \
+             running relay has {running_sources}: an empty or half-written file? Write the new \
+             config to another file and `mv` it into place; to run without sources, restart"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn config(text: &str) -> Config {
         Config::from_text("relay.toml", text, &|_| None).expect("valid test config")
+    }
+
+    #[test]
+    fn a_file_without_sources_is_refused_only_when_sources_run() {
+        let hook = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"a\"\napi_key = \"k\"\n";
+        let running = config(hook);
+        let (offset, message) = takes_away_every_source(&running, &config("")).expect("refused");
+        assert_eq!(offset, 0);
+        assert!(message.contains("running relay has 1"), "{message}");
+        assert_eq!(takes_away_every_source(&running, &config(hook)), None);
+        assert_eq!(takes_away_every_source(&config(""), &config("")), None);
+        let sprecord = "[[sprecord]]\naccount = \"s\"\nurl = \"http://127.0.0.1:1\"\n";
+        assert_eq!(takes_away_every_source(&running, &config(sprecord)), None);
     }
 
     #[test]
