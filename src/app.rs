@@ -259,16 +259,18 @@ impl Relay {
 /// Loads the config file and hands it to the serve loop, which applies it;
 /// returns once sources and sinks follow the new config.
 pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
-    let loaded = Config::load(&ctx.config_path).and_then(|config| {
-        let running = ctx.config.load();
-        let (pinned, _) = reload::pin_restart_only(&running, config.clone());
-        match reload::unsafe_with_running_listener(&pinned, &config)
-            .or_else(|| reload::takes_away_every_source(&running, &config))
-        {
-            None => Ok(config),
-            Some((offset, message)) => Err(refusal(&ctx.config_path, offset, message)),
-        }
-    });
+    let loaded = load_off_the_workers(&ctx.config_path)
+        .await
+        .and_then(|config| {
+            let running = ctx.config.load();
+            let (pinned, _) = reload::pin_restart_only(&running, config.clone());
+            match reload::unsafe_with_running_listener(&pinned, &config)
+                .or_else(|| reload::takes_away_every_source(&running, &config))
+            {
+                None => Ok(config),
+                Some((offset, message)) => Err(refusal(&ctx.config_path, offset, message)),
+            }
+        });
     let config = match loaded {
         Ok(c) => c,
         Err(e) => {
@@ -286,6 +288,25 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
         return Ok(applied.await.unwrap_or_default());
     }
     Ok(ReloadOutcome::default())
+}
+
+/// [`Config::load`] on a blocking thread: a read that does not return (a
+/// file on a mount that does not answer, a FIFO) must not take a runtime
+/// worker, on two cores half of what answers webhooks (signals audit,
+/// 2026-12-02: every request timed out while one reload waited).
+async fn load_off_the_workers(path: &Path) -> Result<Config, ConfigError> {
+    let owned = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || Config::load(&owned)).await {
+        Ok(loaded) => loaded,
+        Err(e) => Err(ConfigError {
+            file: path.display().to_string(),
+            problems: vec![crate::config::Problem {
+                line: 1,
+                col: 1,
+                message: format!("reading the file failed: {e}"),
+            }],
+        }),
+    }
 }
 
 /// A reload refused for a reason the file alone does not show, placed in
@@ -450,8 +471,19 @@ const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
 pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
-    let signals = Signals::install();
-    let config = Config::load(config_path)?;
+    let mut signals = Signals::install();
+    // A SIGTERM or SIGINT while the file is read (it may not answer) exits.
+    let config = match signals.as_mut() {
+        Some(signals) => tokio::select! {
+            biased;
+            name = signals.stop_requested() => {
+                tracing::info!("{name} while reading the config: exiting now");
+                return Ok(());
+            }
+            loaded = load_off_the_workers(config_path) => loaded?,
+        },
+        None => load_off_the_workers(config_path).await?,
+    };
     // A SIGTERM or SIGINT while starting is acted on at once: an exit while
     // the journal opens, a drain without READY once it is open.
     let starting = Arc::new(opening::Starting::new());

@@ -2421,3 +2421,55 @@ async fn get_status(base: &str) -> Value {
         .await
         .expect("status json")
 }
+
+/// A reload that waits (here on a config file that is a FIFO nobody writes,
+/// as a file on a mount that does not answer would) holds back neither the
+/// webhooks nor a SIGTERM, and SIGUSR1 is logged, not fatal. Before (signals
+/// audit, 2026-12-02): the read took a runtime worker and every request
+/// timed out; SIGTERM waited for the reload (9 s behind a hung Kafka broker,
+/// 537 events taken after it); SIGUSR1 killed the relay without a drain.
+#[tokio::test]
+async fn a_reload_that_waits_holds_back_neither_webhooks_nor_a_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let good = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    std::fs::write(&config, &good).expect("write config");
+    let mut d = Daemon::start(dir.path(), &config, 0).await;
+    d.note("READY=1").await;
+
+    std::fs::remove_file(&config).expect("remove config");
+    let made = Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    d.signal("HUP");
+    d.note("RELOADING=1").await;
+    d.log_where(|v| message(v) == "SIGHUP: reloading the config")
+        .await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        for i in 0..20 {
+            d.post_ringing(&format!("during-reload-{i}")).await;
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "webhooks were held by the reload");
+
+    d.signal("USR1");
+    let ignored = d
+        .log_where(|v| message(v).starts_with("SIGUSR1 ignored"))
+        .await;
+    assert_eq!(ignored["level"], "WARN");
+
+    d.signal("TERM");
+    d.note("STOPPING=1").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = d.child.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "relay did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+}

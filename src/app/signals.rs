@@ -1,11 +1,14 @@
 //! The daemon's signals: SIGTERM and SIGINT drain, SIGHUP reloads, each
-//! told to systemd (STOPPING, RELOADING then READY).
+//! told to systemd (STOPPING, RELOADING then READY); SIGUSR1 and SIGUSR2
+//! are logged and ignored.
 //!
 //! Guarantees: the handlers are installed before the config is read, so a
 //! SIGHUP during start waits for the relay instead of killing it, and a
 //! SIGTERM or SIGINT during start is acted on at once (an exit while the
-//! journal opens, a drain without READY after); a refused reload is logged with every problem and keeps the
-//! running config.
+//! config is read or the journal opens, a drain without READY after); a
+//! SIGTERM or SIGINT during a reload drains at once, and no READY follows
+//! its STOPPING; a refused reload is logged with every problem and keeps
+//! the running config.
 
 use std::sync::Arc;
 
@@ -27,6 +30,8 @@ pub(super) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
@@ -37,7 +42,18 @@ impl Signals {
             term: signal(SignalKind::terminate()).ok()?,
             int: signal(SignalKind::interrupt()).ok()?,
             hup: signal(SignalKind::hangup()).ok()?,
+            usr1: signal(SignalKind::user_defined1()).ok()?,
+            usr2: signal(SignalKind::user_defined2()).ok()?,
         })
+    }
+
+    /// The name of the next SIGTERM or SIGINT.
+    pub(super) async fn stop_requested(&mut self) -> &'static str {
+        tokio::select! {
+            biased;
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
@@ -54,50 +70,91 @@ pub(super) async fn stop_while_starting(
     let name = tokio::select! {
         // A signal already waiting counts even when the start has finished too.
         biased;
-        _ = signals.term.recv() => "SIGTERM",
-        _ = signals.int.recv() => "SIGINT",
+        name = signals.stop_requested() => name,
         _ = started => return signals,
     };
     starting.stop(name);
     signals
 }
 
+/// Reloads the config once for a SIGHUP and tells systemd (READY again).
+async fn reload_once(ctx: Arc<Context>) {
+    notify_reloading();
+    // How long a reload held its sources is worth seeing: it stops every
+    // changed source before starting any.
+    tracing::info!("SIGHUP: reloading the config");
+    let started = std::time::Instant::now();
+    let outcome = super::reload_request(&ctx).await;
+    let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(outcome) if outcome.needs_restart.is_empty() => {
+            tracing::info!(took_ms, "SIGHUP: config re-read");
+        }
+        Ok(outcome) => tracing::warn!(
+            took_ms,
+            "SIGHUP: config re-read; {} setting(s) need a restart to take effect",
+            outcome.needs_restart.len()
+        ),
+        Err(e) => {
+            tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
+        }
+    }
+    // A drain that began meanwhile has told systemd STOPPING: no READY after it.
+    if !ctx.shutdown.is_cancelled() {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    }
+}
+
+/// SIGTERM and SIGINT drain, also while a reload is in progress: a reload
+/// runs beside this loop, not in it, so one that waits (a Kafka sink
+/// stopping against a hung broker, a config file on a mount that does not
+/// answer) does not hold the drain back while webhooks keep getting 200s
+/// (signals audit, 2026-12-02: 9 s, 537 events after the SIGTERM). SIGHUPs
+/// that come during a reload make one more reload after it.
 #[cfg(unix)]
 pub(super) async fn signal_loop(ctx: Arc<Context>, signals: Signals) {
     let Signals {
         mut term,
         mut int,
         mut hup,
+        mut usr1,
+        mut usr2,
     } = signals;
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
+    let mut reload_again = false;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = hup.recv() => {
-                notify_reloading();
-                // How long a reload held its sources is worth seeing: it
-                // stops every changed source before starting any.
-                tracing::info!("SIGHUP: reloading the config");
-                let started = std::time::Instant::now();
-                let outcome = super::reload_request(&ctx).await;
-                let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                match outcome {
-                    Ok(outcome) if outcome.needs_restart.is_empty() => {
-                        tracing::info!(took_ms, "SIGHUP: config re-read");
-                    }
-                    Ok(outcome) => tracing::warn!(
-                        took_ms,
-                        "SIGHUP: config re-read; {} setting(s) need a restart to take effect",
-                        outcome.needs_restart.len()
-                    ),
-                    Err(e) => {
-                        tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
-                    }
+                if reloading.is_some() {
+                    reload_again = true;
+                } else {
+                    reloading = Some(tokio::spawn(reload_once(ctx.clone())));
                 }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }
+            _ = async {
+                if let Some(task) = reloading.as_mut() {
+                    let _ = task.await;
+                }
+            }, if reloading.is_some() => {
+                reloading = reload_again.then(|| tokio::spawn(reload_once(ctx.clone())));
+                reload_again = false;
+            }
+            _ = usr1.recv() => ignored("SIGUSR1"),
+            _ = usr2.recv() => ignored("SIGUSR2"),
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     ctx.shutdown.cancel();
+}
+
+/// A signal the relay has no use for: logged, not the default action, which
+/// ends the process without a drain (and the next start then checks the
+/// whole journal). A `kill -USR1` meant for another daemon's log rotation
+/// did that.
+fn ignored(name: &str) {
+    tracing::warn!(
+        "{name} ignored: the relay reloads its config on SIGHUP and drains and stops on SIGTERM or SIGINT"
+    );
 }
