@@ -84,7 +84,7 @@ enum Command {
 /// for a bad `--log-level`).
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
     logging::init(format, level, default).map_err(|e| {
-        eprintln!("callrelay: invalid RUST_LOG: {e}");
+        let _ = writeln!(std::io::stderr(), "callrelay: invalid RUST_LOG: {e}");
         ExitCode::from(2)
     })
 }
@@ -104,17 +104,20 @@ fn main() -> ExitCode {
     let cli = parse_cli();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
+            // Not `println!`/`eprintln!`: they panic (exit 101) on output that
+            // cannot be written (`| true`, `> /dev/full`); the exit code
+            // says whether the config is good whatever became of the text.
             let config = Config::load(&cli.config);
             if let Err(e) = &config {
-                eprintln!("{e}");
+                let _ = writeln!(std::io::stderr(), "{e}");
             }
             // `run` refuses to start on it, so it is a problem of this setup too.
             let rust_log = logging::check_rust_log();
             if let Err(e) = &rust_log {
-                eprintln!("RUST_LOG: {e}");
+                let _ = writeln!(std::io::stderr(), "RUST_LOG: {e}");
             }
             if config.is_ok() && rust_log.is_ok() {
-                println!("{}: ok", cli.config.display());
+                let _ = writeln!(std::io::stdout(), "{}: ok", cli.config.display());
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -130,7 +133,10 @@ fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("callrelay: cannot start the runtime: {e}");
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "callrelay: cannot start the runtime: {e}"
+                    );
                     return ExitCode::FAILURE;
                 }
             };
@@ -171,7 +177,10 @@ fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("callrelay: cannot start the runtime: {e}");
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "callrelay: cannot start the runtime: {e}"
+                    );
                     return ExitCode::FAILURE;
                 }
             };
@@ -186,7 +195,7 @@ fn main() -> ExitCode {
             match runtime.block_on(tail::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("callrelay tail: {e}");
+                    let _ = writeln!(std::io::stderr(), "callrelay tail: {e}");
                     ExitCode::FAILURE
                 }
             }

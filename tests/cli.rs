@@ -1199,3 +1199,26 @@ fn a_sigterm_while_the_config_is_read_exits_at_once() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `check` whose output cannot be written (`> /dev/full`, a closed pipe)
+/// still answers by its exit code: 0 for a good config, 1 for a bad one.
+/// Before (signals audit, 2026-12-02), it panicked, exit 101.
+#[test]
+fn check_answers_by_its_exit_code_when_its_output_cannot_be_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write_tel4vn_config(dir.path(), "", "");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = 5\n").expect("write");
+    for (config, code) in [(&good, 0), (&bad, 1)] {
+        let full = || std::fs::File::create("/dev/full").expect("/dev/full");
+        let status = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(full())
+            .stderr(full())
+            .status()
+            .expect("run check");
+        assert_eq!(status.code(), Some(code), "{}", config.display());
+    }
+}
