@@ -84,9 +84,35 @@ fn logging_filter(
         Ok(rust_log) if !rust_log.trim().is_empty() => log_filter(&rust_log)?,
         _ => level.unwrap_or(default).to_owned(),
     };
+    let chosen = with_a_default_level(&chosen, default);
     // Both sources went through `log_filter`, so this parses.
     Ok(tracing_subscriber::EnvFilter::try_new(&chosen)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
+}
+
+/// `filter` with `default` as the level of everything it does not name,
+/// when it names no such level itself. EnvFilter turns off whatever no
+/// directive matches, so `RUST_LOG=tungstenite=trace` (debugging one crate)
+/// or `,,,` silenced every line of the relay's own, errors too, and a
+/// refused reload said nothing (signals audit, 2026-12-02). `off,x=trace`
+/// still silences the rest on purpose.
+fn with_a_default_level(filter: &str, default: &str) -> String {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return default.to_owned();
+    }
+    if directives
+        .iter()
+        .any(|d| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(d)))
+    {
+        return filter.to_owned();
+    }
+    format!("{default},{}", directives.join(","))
 }
 
 /// Crates that log what goes over the wire at trace level: tungstenite logs
@@ -189,6 +215,27 @@ pub fn log_panics() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_that_names_no_level_for_the_rest_gets_the_default() {
+        assert_eq!(
+            with_a_default_level("tungstenite=trace", "info"),
+            "info,tungstenite=trace"
+        );
+        assert_eq!(with_a_default_level(",,,", "info"), "info");
+        assert_eq!(with_a_default_level("", "warn"), "warn");
+        assert_eq!(
+            with_a_default_level("callrelay, rdkafka=debug", "info"),
+            "info,callrelay,rdkafka=debug"
+        );
+        // A level of its own, or `off` on purpose: as written.
+        assert_eq!(
+            with_a_default_level("callrelay=debug,warn", "info"),
+            "callrelay=debug,warn"
+        );
+        assert_eq!(with_a_default_level("off,x=trace", "info"), "off,x=trace");
+        assert_eq!(with_a_default_level("DEBUG", "info"), "DEBUG");
+    }
 
     #[test]
     fn warning_means_warn_and_a_lone_word_must_be_a_level() {
