@@ -224,7 +224,13 @@ impl Journal {
                 path: options.dir.clone(),
                 source,
             })?;
-        let path = options.dir.join("journal.redb");
+        // Absolute in every message, `/status` and the log: a relative
+        // `journal.path` named a file relative to a working directory the
+        // operator cannot see (signals audit, 2026-12-02).
+        let dir = std::fs::canonicalize(&options.dir)
+            .or_else(|_| std::path::absolute(&options.dir))
+            .unwrap_or_else(|_| options.dir.clone());
+        let path = dir.join("journal.redb");
         let created = create_private(&path)?;
         let db = open_database(&path, Opening::Start)?;
         let txn = db.begin_write().map_err(storage)?;

@@ -579,3 +579,22 @@ fn a_created_journal_directory_is_private() {
     drop(Journal::open(opts.clone()).unwrap());
     assert_eq!(mode(&opts.dir), 0o750);
 }
+
+/// A relative `journal.path` is named absolute (log, `/status`, errors):
+/// relative, it meant a working directory the operator cannot see.
+#[test]
+fn a_relative_journal_dir_is_named_by_its_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    // The same directory, written relative to the working directory.
+    let up = "../".repeat(cwd.components().count().saturating_sub(1));
+    let relative = Path::new(&up).join(dir.path().strip_prefix("/").unwrap());
+    assert!(relative.is_relative());
+    let j = Journal::open(options(&relative)).unwrap();
+    assert_eq!(
+        j.path(),
+        std::fs::canonicalize(dir.path())
+            .unwrap()
+            .join("journal.redb")
+    );
+}
