@@ -478,6 +478,13 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
             biased;
             name = signals.stop_requested() => {
                 tracing::info!("{name} while reading the config: exiting now");
+                let _ = sd_notify::notify(
+                    false,
+                    &[
+                        sd_notify::NotifyState::Stopping,
+                        sd_notify::NotifyState::Status("stopped while reading the config"),
+                    ],
+                );
                 return Ok(());
             }
             loaded = load_off_the_workers(config_path) => loaded?,

@@ -1142,64 +1142,6 @@ fn a_kafka_sink_retrying_the_same_failure_logs_it_once() {
     assert_eq!(resuming[0]["held_back"], 0);
 }
 
-/// Whether process `pid` has a handler for SIGTERM (`SigCgt` in its status).
-fn catches_sigterm(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
-            u64::from_str_radix(mask.trim(), 16).ok()
-        })
-        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
-}
-
-/// A SIGTERM while the config is being read (a FIFO nobody writes, as a
-/// file on a mount that does not answer) ends the start at once, exit 0,
-/// and says what it interrupted. Before (signals audit, 2026-12-02), it was
-/// acted on only once the read returned, then named the journal.
-#[test]
-fn a_sigterm_while_the_config_is_read_exits_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("relay.toml");
-    let made = Command::new("mkfifo")
-        .arg(&config)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
-    let mut command = Command::new(BIN);
-    command
-        .args(["run", "--log-format", "json", "--config"])
-        .arg(&config);
-    let (mut relay, lines) = spawn_logging(command);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !catches_sigterm(relay.id()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no SIGTERM handler in 10 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let sent = Command::new("kill")
-        .args(["-TERM", &relay.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let line = next_line(&lines, "SIGTERM while reading the config").expect("the SIGTERM named");
-    assert_eq!(line["level"], "INFO", "{line}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = relay.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the relay did not exit"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
-}
-
 /// `check` whose output cannot be written (`> /dev/full`, a closed pipe)
 /// still answers by its exit code: 0 for a good config, 1 for a bad one.
 /// Before (signals audit, 2026-12-02), it panicked, exit 101.

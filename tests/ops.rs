@@ -1768,6 +1768,18 @@ impl Daemon {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The exit code, once the relay has exited (within 20 s).
+    async fn exit_code(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "relay did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Posts a Tel4vn `ringing` for `call_id` to the demo account; asserts a 200.
     async fn post_ringing(&self, call_id: &str) {
         let answer = reqwest::Client::new()
@@ -2001,7 +2013,10 @@ async fn a_start_checking_the_journal_keeps_systemd_informed() {
 /// once, without ever saying READY: nothing runs yet that holds an event,
 /// and a check of a journal not closed cleanly is safe to cut anywhere. It
 /// was silent until the whole check was done (minutes on a slow disk), then
-/// said READY and STOPPING in the same millisecond.
+/// said READY and STOPPING in the same millisecond. Here it comes while the
+/// config file is read (a FIFO nobody has written yet, as a file on a mount
+/// that does not answer): it used to wait for the read, then stop at the
+/// journal (signals audit, 2026-12-02).
 #[tokio::test]
 async fn sigterm_while_starting_stops_without_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -2050,7 +2065,9 @@ async fn sigterm_while_starting_stops_without_ready() {
             .status()
             .expect("kill");
         assert!(sent.success());
-        config.write_all(text.as_bytes()).expect("write the config");
+        // Ends the read of a relay that would wait for it; one that exited
+        // at once may be gone already (the write then fails, as it may).
+        let _ = config.write_all(text.as_bytes());
     });
     fed.await.expect("join");
     let exited = tokio::task::spawn_blocking(move || {
@@ -2079,7 +2096,7 @@ async fn sigterm_while_starting_stops_without_ready() {
     let (status, log) = exited.await.expect("join");
     let status = status.unwrap_or_else(|| panic!("still running 20 s after SIGTERM:\n{log}"));
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("SIGTERM while opening the journal"), "{log}");
+    assert!(log.contains("SIGTERM while reading the config"), "{log}");
     socket.set_nonblocking(true).expect("nonblocking");
     let mut notes = Vec::new();
     let mut buf = [0u8; 4096];
@@ -2370,15 +2387,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     // SIGTERM: STOPPING, drain, exit 0.
     d.signal("TERM");
     d.note("STOPPING=1").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(status) = d.child.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(std::time::Instant::now() < deadline, "relay did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(d.exit_code().await, Some(0));
 }
 
 #[tokio::test]
@@ -2463,13 +2472,5 @@ async fn a_reload_that_waits_holds_back_neither_webhooks_nor_a_sigterm() {
 
     d.signal("TERM");
     d.note("STOPPING=1").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(status) = d.child.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(std::time::Instant::now() < deadline, "relay did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(d.exit_code().await, Some(0));
 }
