@@ -2020,7 +2020,6 @@ async fn a_start_checking_the_journal_keeps_systemd_informed() {
 #[tokio::test]
 async fn sigterm_while_starting_stops_without_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
     let socket_path = dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
     // The config file is a FIFO: the relay reads it once its signal handlers
@@ -2040,14 +2039,13 @@ async fn sigterm_while_starting_stops_without_ready() {
         .expect("spawn");
     let pid = child.id().to_string();
     let fed = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         // Non-blocking: the open fails (ENXIO) until the relay opens the
         // FIFO to read, so a relay that never gets there fails the test
         // instead of hanging it.
         const O_NONBLOCK: i32 = 0o4000; // Linux
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut config = loop {
+        let config = loop {
             match std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(O_NONBLOCK)
@@ -2065,11 +2063,13 @@ async fn sigterm_while_starting_stops_without_ready() {
             .status()
             .expect("kill");
         assert!(sent.success());
-        // Ends the read of a relay that would wait for it; one that exited
-        // at once may be gone already (the write then fails, as it may).
-        let _ = config.write_all(text.as_bytes());
+        // Nothing is written: the read goes on until the relay acts on the
+        // SIGTERM (a relay that waited for the read would still be running
+        // at the deadline below). The writer stays open until then, since
+        // closing it would end the read with an empty file.
+        config
     });
-    fed.await.expect("join");
+    let _writer = fed.await.expect("join");
     let exited = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let status = loop {
