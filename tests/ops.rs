@@ -2474,3 +2474,40 @@ async fn a_reload_that_waits_holds_back_neither_webhooks_nor_a_sigterm() {
     d.note("STOPPING=1").await;
     assert_eq!(d.exit_code().await, Some(0));
 }
+
+/// A SIGTERM a moment after a SIGHUP (`systemctl reload` then `stop`):
+/// systemd never hears RELOADING or READY after STOPPING, whichever of the
+/// reload's steps the drain meets. Before (verification audit, 2026-12-02),
+/// 15 of 150 such races did.
+#[tokio::test]
+async fn nothing_but_stopping_is_told_once_the_drain_began() {
+    for round in 0..30u64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("relay.toml");
+        let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+        std::fs::write(&config, text).expect("write config");
+        let mut d = Daemon::start(dir.path(), &config, 0).await;
+        d.note("READY=1").await;
+        d.signal("HUP");
+        std::thread::sleep(Duration::from_micros((round % 8) * 300));
+        d.signal("TERM");
+        assert_eq!(d.exit_code().await, Some(0));
+        let mut told = Vec::new();
+        // Every datagram was sent before the exit; the reader forwards them.
+        while let Ok(Some(note)) =
+            tokio::time::timeout(Duration::from_millis(200), d.notes.recv()).await
+        {
+            told.push(note);
+        }
+        let stopping = told
+            .iter()
+            .position(|n| n == "STOPPING=1")
+            .unwrap_or_else(|| panic!("round {round}: no STOPPING in {told:?}"));
+        assert!(
+            !told[stopping..]
+                .iter()
+                .any(|n| n == "READY=1" || n == "RELOADING=1"),
+            "round {round}: {told:?}"
+        );
+    }
+}

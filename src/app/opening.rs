@@ -45,6 +45,12 @@ impl JournalOpening {
             .spawn(move || {
                 let mut logged = Instant::now();
                 loop {
+                    // A thread scheduled late may find the open done and
+                    // READY sent: a STATUS now would say "opening" for good
+                    // (seen under load, 2026-12-02).
+                    if let Err(mpsc::TryRecvError::Disconnected) = opened.try_recv() {
+                        return;
+                    }
                     if logged.elapsed() >= LOG_EVERY {
                         tracing::info!(
                             elapsed_s = started.elapsed().as_secs(),
