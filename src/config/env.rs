@@ -67,7 +67,8 @@ impl Expanded {
     }
 
     /// `message` with every value from the environment that it quotes (as
-    /// Rust's `{:?}` or TOML writes a string) replaced by the `${NAME}` that
+    /// Rust's `{:?}` or TOML writes a string, or in serde's backquotes)
+    /// replaced by the `${NAME}` that
     /// `original` has for it: the last guard that no check's message, nor a
     /// parser's, shows one. Only quoted: a value that is also an ordinary
     /// word ("voip", "main") must not rewrite the rest of the message.
@@ -89,6 +90,11 @@ impl Expanded {
                 if message.contains(&form) {
                     message = message.replace(&form, &quoted_reference);
                 }
+            }
+            // serde's own quoting: "unknown variant `…`, expected one of …".
+            let backquoted = format!("`{value}`");
+            if message.contains(&backquoted) {
+                message = message.replace(&backquoted, &format!("`{reference}`"));
             }
         }
         message

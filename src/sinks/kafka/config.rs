@@ -272,6 +272,13 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
                     "[kafka.options] `{key}`: librdkafka refuses this property or its value ({code:?})"
                 ))
             } else {
+                // librdkafka ends some messages with the value unquoted
+                // ("Invalid value for configuration property \"x\": VALUE"):
+                // quoted, a value from `${VAR}` is found and shown as that.
+                let desc = match desc.strip_suffix(value) {
+                    Some(before) if !value.is_empty() => format!("{before}{value:?}"),
+                    _ => desc,
+                };
                 Some(format!("[kafka.options] `{key}`: {desc}"))
             }
         }
