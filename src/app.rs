@@ -357,7 +357,8 @@ async fn serve(
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             Some((config, done)) = reloads.recv() => {
-                let (config, needs_restart) = reload::pin_restart_only(&ctx.config.load(), config);
+                let before = ctx.config.load_full();
+                let (config, needs_restart) = reload::pin_restart_only(&before, config);
                 for warning in &needs_restart {
                     tracing::warn!("reload: {warning}");
                 }
@@ -387,11 +388,15 @@ async fn serve(
                     }
                     _ => true,
                 };
+                let webhooks = reload::webhook_changes(&before, &config);
                 tracing::info!(
                     started = SourceChanges::listed(&changes.started),
                     stopped = SourceChanges::listed(&changes.stopped),
                     restarted = SourceChanges::listed(&changes.restarted),
                     unchanged = changes.unchanged.len(),
+                    webhooks_added = SourceChanges::listed(&webhooks.added),
+                    webhooks_removed = SourceChanges::listed(&webhooks.removed),
+                    webhooks_changed = SourceChanges::listed(&webhooks.changed),
                     kafka_restarting = kafka_changed,
                     "config reloaded"
                 );

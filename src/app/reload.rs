@@ -7,8 +7,12 @@
 //! `Context::config` always describes what is in effect) and says, per
 //! setting, that it needs a restart. Everything else takes effect at once.
 
+use std::collections::BTreeMap;
+
 use crate::config::Config;
+use crate::event::Vendor;
 use crate::sources::SourceChanges;
+use crate::sources::webhook::config::WebhookConfig;
 
 /// What a successful reload did.
 #[derive(Debug, Default)]
@@ -106,6 +110,43 @@ pub(crate) fn unsafe_with_running_listener(
     ))
 }
 
+/// `[[webhook]]` routes a reload adds, removes and changes (credentials or
+/// settings), as `vendor/account`: `config reloaded` lists them beside the
+/// connection sources, where a webhook-only change listed nothing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct WebhookChanges {
+    pub added: Vec<(Vendor, String)>,
+    pub removed: Vec<(Vendor, String)>,
+    pub changed: Vec<(Vendor, String)>,
+}
+
+pub(crate) fn webhook_changes(before: &Config, after: &Config) -> WebhookChanges {
+    let keyed = |c: &Config| -> BTreeMap<(Vendor, String), WebhookConfig> {
+        c.webhook
+            .iter()
+            .map(|w| {
+                let w = w.get_ref();
+                ((w.vendor, w.account.get_ref().clone()), w.clone())
+            })
+            .collect()
+    };
+    let (before, after) = (keyed(before), keyed(after));
+    let mut changes = WebhookChanges::default();
+    for (key, hook) in &after {
+        match before.get(key) {
+            None => changes.added.push(key.clone()),
+            Some(old) if old != hook => changes.changed.push(key.clone()),
+            Some(_) => {}
+        }
+    }
+    changes.removed = before
+        .keys()
+        .filter(|key| !after.contains_key(*key))
+        .cloned()
+        .collect();
+    changes
+}
+
 /// A new file that configures no source at all while the running relay has
 /// some: most likely a file read while it was being written (`>` empties it
 /// first) or cut short, and applying it would answer every vendor 404 —
@@ -134,6 +175,27 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::from_text("relay.toml", text, &|_| None).expect("valid test config")
+    }
+
+    #[test]
+    fn webhook_routes_added_removed_and_changed_are_named() {
+        let hook = |account: &str, key: &str| {
+            format!(
+                "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"{account}\"\napi_key = \"{key}\"\n"
+            )
+        };
+        let before = config(&(hook("kept", "k") + &hook("gone", "k") + &hook("rekeyed", "k")));
+        let after = config(&(hook("kept", "k") + &hook("rekeyed", "k2") + &hook("new", "k")));
+        let tel4vn = |a: &str| (Vendor::Tel4vn, a.to_owned());
+        assert_eq!(
+            webhook_changes(&before, &after),
+            WebhookChanges {
+                added: vec![tel4vn("new")],
+                removed: vec![tel4vn("gone")],
+                changed: vec![tel4vn("rekeyed")],
+            }
+        );
+        assert_eq!(webhook_changes(&after, &after), WebhookChanges::default());
     }
 
     #[test]
