@@ -30,13 +30,7 @@ pub fn declared_charset(
         return Ok(None);
     };
     let content_type = String::from_utf8_lossy(content_type);
-    let label = content_type.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"'))
-    });
-    let Some(label) = label else {
+    let Some(label) = charset_label(&content_type) else {
         return Ok(None);
     };
     match Encoding::for_label(label.as_bytes()) {
@@ -48,6 +42,16 @@ pub fn declared_charset(
             "the charset {label:?} in Content-Type is not one the relay knows (it reads the WHATWG encodings: utf-8, windows-1251, windows-1258, iso-8859-1, …)"
         ))),
     }
+}
+
+/// The `charset` parameter of a `Content-Type`, as the sender wrote it.
+fn charset_label(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })
 }
 
 /// The text of a body: in `charset` when one was declared, else UTF-8 with
@@ -164,6 +168,16 @@ pub fn form_pairs(
         .collect()
 }
 
+/// A label a body's bytes belie: see [`labelled_other_than_its_utf8`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mislabelled {
+    /// The `charset` as the sender wrote it (at most 40 characters).
+    pub label: String,
+    /// The charset the body was read in (WHATWG's name for the label:
+    /// `iso-8859-1` and `us-ascii` are read as `windows-1252`).
+    pub read_as: &'static str,
+}
+
 /// The charset a body is labelled with when its bytes are UTF-8 instead: it
 /// names one other than UTF-8, yet the body (percent-decoded when it is not
 /// JSON) has bytes past ASCII and is valid UTF-8. Text in another charset is
@@ -174,19 +188,28 @@ pub fn form_pairs(
 pub fn labelled_other_than_its_utf8(
     body: &[u8],
     content_type: Option<&[u8]>,
-) -> Option<&'static str> {
+) -> Option<Mislabelled> {
     let charset = declared_charset(content_type).ok()??;
     let looks_like_utf8 = |bytes: &[u8]| !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok();
-    if !body.is_ascii() {
-        return looks_like_utf8(body).then(|| charset.name());
-    }
-    // An ASCII JSON body has nothing a charset could garble; a form's
-    // bytes past ASCII are percent-encoded.
-    if body.trim_ascii_start().first() == Some(&b'{') {
+    let belied = if !body.is_ascii() {
+        looks_like_utf8(body)
+    } else if body.trim_ascii_start().first() == Some(&b'{') {
+        // An ASCII JSON body has nothing a charset could garble.
+        false
+    } else {
+        // A form's bytes past ASCII are percent-encoded.
+        let decoded: Vec<u8> = percent_encoding::percent_decode(body).collect();
+        looks_like_utf8(&decoded)
+    };
+    if !belied {
         return None;
     }
-    let decoded: Vec<u8> = percent_encoding::percent_decode(body).collect();
-    looks_like_utf8(&decoded).then(|| charset.name())
+    let content_type = String::from_utf8_lossy(content_type?);
+    let label = charset_label(&content_type)?;
+    Some(Mislabelled {
+        label: label.chars().take(40).collect(),
+        read_as: charset.name(),
+    })
 }
 
 /// Parses JSON text; one with lone surrogate escapes is read with U+FFFD in
@@ -269,13 +292,16 @@ mod tests {
         let form = Some(&b"application/x-www-form-urlencoded; charset=windows-1252"[..]);
         let json = Some(&b"application/json; charset=iso-8859-1"[..]);
         // UTF-8 "Nguyễn" raw, and percent-encoded in a form.
+        let read_as = |body: &[u8], content_type| {
+            labelled_other_than_its_utf8(body, content_type).map(|m| (m.label, m.read_as))
+        };
         assert_eq!(
-            labelled_other_than_its_utf8("{\"name\":\"Nguyễn\"}".as_bytes(), json),
-            Some("windows-1252")
+            read_as("{\"name\":\"Nguyễn\"}".as_bytes(), json),
+            Some(("iso-8859-1".to_owned(), "windows-1252"))
         );
         assert_eq!(
-            labelled_other_than_its_utf8(b"name=Nguy%E1%BB%85n", form),
-            Some("windows-1252")
+            read_as(b"name=Nguy%E1%BB%85n", form),
+            Some(("windows-1252".to_owned(), "windows-1252"))
         );
         // Text that is the labelled charset: "café" in windows-1252, raw and encoded.
         assert_eq!(

@@ -135,7 +135,12 @@ fn log_refusal(
 /// the event is taken as labelled (the label may be right), but its text is
 /// most likely garbled, which no status code would show. At most once per
 /// 30 s per vendor and account, with how many were held back.
-fn log_mislabelled_charset(ctx: &Context, vendor: &'static str, account: &str, charset: &str) {
+fn log_mislabelled_charset(
+    ctx: &Context,
+    vendor: &'static str,
+    account: &str,
+    charset: &vendors::text::Mislabelled,
+) {
     let held_back = ctx
         .mislabelled_charsets
         .lock()
@@ -145,7 +150,8 @@ fn log_mislabelled_charset(ctx: &Context, vendor: &'static str, account: &str, c
         tracing::warn!(
             vendor,
             account,
-            charset,
+            charset = charset.label.as_str(),
+            read_as = charset.read_as,
             held_back,
             "webhook body labelled with a charset other than UTF-8 is valid UTF-8: it was read as labelled, so its text is likely garbled; the sender should label it `charset=utf-8`"
         );
@@ -301,7 +307,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
             .get(axum::http::header::CONTENT_TYPE)
             .map(|v| v.as_bytes()),
     ) {
-        log_mislabelled_charset(ctx, vendor.as_str(), account, charset);
+        log_mislabelled_charset(ctx, vendor.as_str(), account, &charset);
     }
     let incoming = IncomingEvent {
         vendor,
