@@ -84,14 +84,16 @@ pub(super) async fn stop_while_starting(
 /// races did).
 static STATE_TOLD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Sends `states` unless the drain has begun.
-fn tell_unless_stopping(ctx: &Context, states: &[sd_notify::NotifyState]) {
+/// Tells systemd what `tell` sends unless the drain has begun; whether it did.
+fn tell_unless_stopping(ctx: &Context, tell: impl FnOnce()) -> bool {
     let _told = STATE_TOLD
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !ctx.shutdown.is_cancelled() {
-        let _ = sd_notify::notify(false, states);
+    let stopping = ctx.shutdown.is_cancelled();
+    if !stopping {
+        tell();
     }
+    !stopping
 }
 
 /// Begins the drain and tells systemd STOPPING, as one step.
@@ -105,14 +107,8 @@ fn tell_stopping(ctx: &Context) {
 
 /// Reloads the config once for a SIGHUP and tells systemd (READY again).
 async fn reload_once(ctx: Arc<Context>) {
-    {
-        let _told = STATE_TOLD
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ctx.shutdown.is_cancelled() {
-            return;
-        }
-        notify_reloading();
+    if !tell_unless_stopping(&ctx, notify_reloading) {
+        return;
     }
     // How long a reload held its sources is worth seeing: it stops every
     // changed source before starting any.
@@ -134,7 +130,9 @@ async fn reload_once(ctx: Arc<Context>) {
         }
     }
     // A drain that began meanwhile has told systemd STOPPING: no READY after it.
-    tell_unless_stopping(&ctx, &[sd_notify::NotifyState::Ready]);
+    tell_unless_stopping(&ctx, || {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    });
 }
 
 /// SIGTERM and SIGINT drain, also while a reload is in progress: a reload
