@@ -32,6 +32,9 @@ pub enum LogFilterError {
     BadFilter { value: String, reason: String },
 }
 
+/// The levels a filter's bare word may be.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 /// Checks a `--log-level` or `RUST_LOG` value and returns it as EnvFilter
 /// reads it. EnvFilter takes a lone word that is not a level as a target name,
 /// so `warning` or a typo like `debg` would silently turn every log line off:
@@ -52,7 +55,6 @@ pub fn log_filter(value: &str) -> Result<String, LogFilterError> {
         })
         .collect::<Vec<_>>()
         .join(",");
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     if !normalized.contains(['=', ','])
         && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(&normalized))
     {
@@ -97,7 +99,6 @@ fn logging_filter(
 /// refused reload said nothing (signals audit, 2026-12-02). `off,x=trace`
 /// still silences the rest on purpose.
 fn with_a_default_level(filter: &str, default: &str) -> String {
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let directives: Vec<&str> = filter
         .split(',')
         .map(str::trim)

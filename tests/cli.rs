@@ -727,16 +727,7 @@ fn post_padded_call(addr: &str, call_id: &str) -> u16 {
         r#"{{"call_id":"{call_id}","direction":"outbound","from_number":"0899888999","to_number":"101","state":"hangup","duration":10,"pad":"{}"}}"#,
         "x".repeat(64 * 1024)
     );
-    let request = format!(
-        "POST /hooks/tel4vn/demo HTTP/1.0\r\nHost: relay\r\nAuthorization: Bearer demo-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let answer = http_1_0(addr, request.as_bytes());
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    post_tel4vn_body(addr, "demo-key", "application/json", body.as_bytes())
 }
 
 const LOST_LINE: &str = "journal reached max_size: dropped events that a sink had not delivered";
@@ -1015,8 +1006,8 @@ fn a_vendors_text_with_a_line_break_cannot_forge_a_log_line() {
     );
 }
 
-/// A Tel4vn call event whose body is `text` with `content_type` to the relay
-/// at `addr` (key `demo-key`, or `key`); the answer's status code.
+/// A Tel4vn call event, `body` with `content_type`, to the relay at `addr`
+/// with `key`; the answer's status code (0 when there is none).
 fn post_tel4vn_body(addr: &str, key: &str, content_type: &str, body: &[u8]) -> u16 {
     let mut request = format!(
         "POST /hooks/tel4vn/demo HTTP/1.0\r\nHost: relay\r\nAuthorization: Bearer {key}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",

@@ -85,16 +85,16 @@ impl Expanded {
         values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
         let mut message = message.to_owned();
         for (value, reference) in values {
-            let quoted_reference = format!("\"{reference}\"");
-            for form in [format!("{value:?}"), format!("\"{value}\"")] {
+            let quoted = format!("\"{reference}\"");
+            // serde's own quoting too: "unknown variant `…`, expected one of …".
+            for (form, shown) in [
+                (format!("{value:?}"), quoted.clone()),
+                (format!("\"{value}\""), quoted),
+                (format!("`{value}`"), format!("`{reference}`")),
+            ] {
                 if message.contains(&form) {
-                    message = message.replace(&form, &quoted_reference);
+                    message = message.replace(&form, &shown);
                 }
-            }
-            // serde's own quoting: "unknown variant `…`, expected one of …".
-            let backquoted = format!("`{value}`");
-            if message.contains(&backquoted) {
-                message = message.replace(&backquoted, &format!("`{reference}`"));
             }
         }
         message
