@@ -244,6 +244,16 @@ async fn auth_filters_max_clients_status_and_shutdown() {
         http_status(try_connect(&ws_url(&relay, "?token=tok-a&since=x"), None).await),
         400
     );
+    // A filter that is not UTF-8 is refused, not read as one that matches
+    // nothing; a client without a token still hears 401 first.
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?token=tok-a&account=ph%E1t"), None).await),
+        400
+    );
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?account=ph%E1t"), None).await),
+        401
+    );
     // A token sent twice is refused whichever copy is accepted (the last
     // `?token=` won before; a proxy in front may check another copy).
     for query in ["?token=nope&token=tok-a", "?token=tok-a&token=nope"] {
@@ -266,12 +276,13 @@ async fn auth_filters_max_clients_status_and_shutdown() {
         .await
         .expect("metrics text");
     assert!(
-        metrics.contains("callrelay_ws_refused_total{reason=\"unauthorized\"} 5"),
+        metrics.contains("callrelay_ws_refused_total{reason=\"unauthorized\"} 6"),
         "{metrics}"
     );
     assert!(!metrics.contains("tok-"), "a token in /metrics");
     assert!(!body.contains("tok-"), "a token in the refusal: {body}");
     assert_eq!(refused(&relay, "bad_since"), 1);
+    assert_eq!(refused(&relay, "bad_query"), 1);
     assert_eq!(refused(&relay, "not_websocket"), 1);
     assert_eq!(refused(&relay, "max_clients"), 0);
     let mut a = try_connect(

@@ -6,9 +6,12 @@
 //!
 //! Guarantees: every parameter may be repeated or comma-separated; an empty
 //! list means "no filter on that attribute"; unknown parameters are ignored
-//! (browsers add cache busters); a malformed `since` is an error, not "live".
+//! (browsers add cache busters); a malformed `since` is an error, not "live";
+//! a parameter that is not UTF-8 once percent-decoded is an error, not a
+//! filter of replacement characters that silently matches nothing.
 
 use crate::event::EventHeader;
+use crate::vendors::text::{Pairs, form_pairs};
 
 /// Why a query was refused (answered 400 before the upgrade).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -16,6 +19,9 @@ pub enum QueryError {
     /// `field` is where the client gave it: `since` or `Last-Event-ID`.
     #[error("`{field}` must be a non-negative integer seq, got {got:?}")]
     BadSince { field: &'static str, got: String },
+    /// A parameter's name or value is not UTF-8 once percent-decoded.
+    #[error("{0}")]
+    NotUtf8(String),
 }
 
 /// A client's filters; an event is sent when it matches every non-empty list.
@@ -39,6 +45,9 @@ pub struct ClientQuery {
     /// `?heartbeat` (any value but `0` or `false`): the client wants
     /// `{"control":"heartbeat","seq":N}` frames (see `session`).
     pub heartbeat: bool,
+    /// Why the first parameter that is not UTF-8 was skipped: reported by
+    /// [`ClientQuery::since`], after authentication, like a bad `since`.
+    pub not_utf8: Option<String>,
 }
 
 impl std::fmt::Debug for ClientQuery {
@@ -49,31 +58,44 @@ impl std::fmt::Debug for ClientQuery {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("token_repeated", &self.token_repeated)
             .field("heartbeat", &self.heartbeat)
+            .field("not_utf8", &self.not_utf8)
             .finish()
     }
 }
 
 impl ClientQuery {
     /// Parses a raw (still percent-encoded) query string. Never fails: a bad
-    /// `since` is reported by [`ClientQuery::since`], after authentication.
+    /// `since` or a parameter that is not UTF-8 is reported by
+    /// [`ClientQuery::since`], after authentication.
     pub fn parse(raw: Option<&str>) -> ClientQuery {
         let mut q = ClientQuery::default();
         let Some(raw) = raw else {
             return q;
         };
-        for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-            let list = match key.as_ref() {
+        // One pair at a time, so an unreadable `account` still leaves the
+        // token readable and the client is told 401 before 400.
+        for pair in raw.split('&') {
+            let decoded = form_pairs(pair.as_bytes(), None, Pairs::QueryParameters);
+            let (key, value) = match decoded.map(|mut one| one.pop()) {
+                Ok(Some(pair)) => pair,
+                Ok(None) => continue,
+                Err(e) => {
+                    q.not_utf8.get_or_insert(e.0);
+                    continue;
+                }
+            };
+            let list = match key.as_str() {
                 "type" => &mut q.filter.types,
                 "vendor" => &mut q.filter.vendors,
                 "account" => &mut q.filter.accounts,
                 "subject" => &mut q.filter.subjects,
                 "since" => {
-                    q.since = Some(value.into_owned());
+                    q.since = Some(value);
                     continue;
                 }
                 "token" => {
                     q.token_repeated |= q.token.is_some();
-                    q.token = Some(value.into_owned());
+                    q.token = Some(value);
                     continue;
                 }
                 "heartbeat" => {
@@ -94,8 +116,12 @@ impl ClientQuery {
         q
     }
 
-    /// The resume point: `?since=`, else the `Last-Event-ID` header's value.
+    /// The resume point: `?since=`, else the `Last-Event-ID` header's value;
+    /// or why the query cannot be served.
     pub fn since(&self, last_event_id: Option<&str>) -> Result<Option<u64>, QueryError> {
+        if let Some(why) = &self.not_utf8 {
+            return Err(QueryError::NotUtf8(why.clone()));
+        }
         match (self.since.as_deref(), last_event_id) {
             (Some(text), _) => parse_seq(text, "since").map(Some),
             (None, Some(text)) => parse_seq(text, "Last-Event-ID").map(Some),
@@ -227,6 +253,30 @@ mod tests {
             "`Last-Event-ID` must be a non-negative integer seq, got \"-1\""
         );
         assert!(none.since(Some("x")).is_err());
+    }
+
+    #[test]
+    fn a_parameter_that_is_not_utf8_is_refused_after_the_token_is_read() {
+        // `%E1` is `á` in Latin-1: read lossily it became a filter of U+FFFD
+        // that matched nothing, and the screen stayed empty without a word.
+        let q = ClientQuery::parse(Some("account=ph%E1t&token=t%C3%A1&since=3&type=call.*"));
+        assert_eq!(q.token.as_deref(), Some("tá"), "the token is still read");
+        assert_eq!(q.filter.types, ["call.*"]);
+        assert!(q.filter.accounts.is_empty(), "{q:?}");
+        let refused = q.since(None).unwrap_err();
+        assert!(matches!(refused, QueryError::NotUtf8(_)), "{refused:?}");
+        let told = refused.to_string();
+        assert!(
+            told.contains("query parameter `account` is not UTF-8"),
+            "{told}"
+        );
+        assert!(told.contains("%C4%90"), "{told}");
+        let name = ClientQuery::parse(Some("%FF=1")).since(None).unwrap_err();
+        assert!(name.to_string().contains("name"), "{name}");
+        // A literal U+FFFD sent as UTF-8 is text like any other.
+        let replacement = ClientQuery::parse(Some("account=%EF%BF%BD&since=5"));
+        assert_eq!(replacement.filter.accounts, ["\u{FFFD}"]);
+        assert_eq!(replacement.since(None), Ok(Some(5)));
     }
 
     #[test]

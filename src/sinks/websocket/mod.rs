@@ -47,7 +47,7 @@ use crate::app::Context;
 use crate::log_throttle::LogThrottle;
 use crate::status::SinkStatus;
 pub use drain::Sessions;
-use filter::ClientQuery;
+use filter::{ClientQuery, QueryError};
 use session::{Settings, SinkMetrics};
 
 /// The sink's name in metrics and `/status`.
@@ -66,15 +66,17 @@ struct Fanout {
 pub enum Refusal {
     Unauthorized,
     BadSince,
+    BadQuery,
     NotWebSocket,
     ShuttingDown,
     MaxClients,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
+        Refusal::BadQuery,
         Refusal::NotWebSocket,
         Refusal::ShuttingDown,
         Refusal::MaxClients,
@@ -84,6 +86,7 @@ impl Refusal {
         match self {
             Refusal::Unauthorized => "unauthorized",
             Refusal::BadSince => "bad_since",
+            Refusal::BadQuery => "bad_query",
             Refusal::NotWebSocket => "not_websocket",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::MaxClients => "max_clients",
@@ -293,11 +296,11 @@ fn accept(
     let since = match query.since(last_event_id) {
         Ok(since) => since,
         Err(e) => {
-            return Err(refuse(
-                Refusal::BadSince,
-                StatusCode::BAD_REQUEST,
-                e.to_string(),
-            ));
+            let refusal = match e {
+                QueryError::BadSince { .. } => Refusal::BadSince,
+                QueryError::NotUtf8(_) => Refusal::BadQuery,
+            };
+            return Err(refuse(refusal, StatusCode::BAD_REQUEST, e.to_string()));
         }
     };
     let upgrade = match upgrade {
