@@ -122,6 +122,12 @@ const STALL_RECHECK_EVERY: Duration = Duration::from_secs(30);
 const STALL_READ_BACK_DELAY: Duration = Duration::from_secs(35);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// The longest wait between two recoveries (each ±50 %). librdkafka's own
+/// reconnect backoff stops growing at 10 s too (`reconnect.backoff.max.ms`):
+/// a topic check that met an outage is tried again no later than librdkafka
+/// would reach the broker anyway, where 30 s held delivery back up to 45 s
+/// after the broker answered. A retry costs one metadata request.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
 
 enum Outcome {
     Delivered(Position),
@@ -255,7 +261,7 @@ impl Forwarder {
             last_housekeeping: Instant::now(),
             backoff: backoff::ExponentialBackoffBuilder::new()
                 .with_initial_interval(Duration::from_millis(200))
-                .with_max_interval(Duration::from_secs(30))
+                .with_max_interval(LONGEST_BACKOFF)
                 .with_max_elapsed_time(None)
                 .build(),
             recoveries_logged: LogThrottle::new(RECOVERY_LOG_INTERVAL),
@@ -290,10 +296,7 @@ impl Forwarder {
             };
             let stalled = matches!(failure, Failure::Stalled { .. });
             self.recover(failure).await;
-            let delay = self
-                .backoff
-                .next_backoff()
-                .unwrap_or(Duration::from_secs(30));
+            let delay = self.backoff.next_backoff().unwrap_or(LONGEST_BACKOFF);
             let delay = if stalled {
                 delay.max(self.tuning.stall_read_back_delay)
             } else {
