@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,7 +37,10 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(State(ctx): State<Arc<Context>>, request: Request) -> Response {
+    if sources::webhook::is_under_hooks(request.uri().path()) {
+        return sources::webhook::no_such_hook(&ctx, &request);
+    }
     json_error(StatusCode::NOT_FOUND, "no such route")
 }
 

@@ -1129,6 +1129,71 @@ async fn a_path_segment_that_is_not_utf8_is_a_counted_json_404() {
     relay.stop().await;
 }
 
+/// A URL registered with a trailing slash is the same webhook; any other
+/// path under `/hooks` is a 404 that says what a path must look like and is
+/// counted (under the vendor it names) and logged like any refused webhook.
+/// Before (2026-12-02): `/hooks/tel4vn/t4/` was a 404, so every event a
+/// vendor sent there was lost, and such 404s were in no metric and no log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_slash_is_the_same_webhook_and_other_hook_paths_are_counted_404s() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let body = r#"{"call_id":"slash-1","direction":"inbound","from_number":"1","to_number":"2","state":"ringing"}"#;
+    let reply = send(
+        c.post(relay.url("/hooks/tel4vn/t4/"))
+            .header("Authorization", "Bearer tel4vn-key")
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(json_of(&reply)["seq"], 1);
+    assert_eq!(relay.events().len(), 1);
+    let shape = "a webhook's path is /hooks/{vendor}/{account}";
+    for path in [
+        "/hooks/tel4vn",
+        "/hooks/tel4vn/",
+        "/hooks/tel4vn/t4/extra",
+        "//hooks/tel4vn/t4",
+        "/hooks/tel4vn//t4",
+        "/hooks",
+    ] {
+        let reply = send(
+            c.post(relay.url(path))
+                .header("Authorization", "Bearer tel4vn-key")
+                .body(body),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.text
+        );
+        let error = json_of(&reply)["error"].as_str().unwrap_or("").to_owned();
+        assert!(error.contains(shape), "{path}: {error}");
+    }
+    // Not under /hooks: the plain answer, not a webhook's.
+    let other = send(c.post(relay.url("/hookz/tel4vn/t4"))).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(json_of(&other)["error"], "no such route");
+    let metrics = send(c.get(relay.url("/metrics"))).await.text;
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="404",vendor="tel4vn"} 5"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="404",vendor="unknown"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        relay.events().len(),
+        1,
+        "nothing but the first is journaled"
+    );
+    relay.stop().await;
+}
+
 // ------------------------------------------------ bodies and memory -------
 
 /// Writes `head` (and `body`) on a fresh connection; returns the stream.

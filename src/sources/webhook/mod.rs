@@ -1,6 +1,9 @@
 //! Webhook routes: `/hooks/{vendor}/{account}` for the push vendors.
 //!
 //! Guarantees:
+//! - `/hooks/{vendor}/{account}/` is the same webhook (a URL registered with
+//!   a trailing slash loses nothing); any other path under `/hooks` is a 404
+//!   counted and logged as a refused webhook, naming the shape a path must have;
 //! - checks run in the CONTRACT's order and the first failure answers: route
 //!   (404) → method (405) → size (413, `max_body` inclusive, chunked bodies
 //!   too) → auth (401) → parse (400);
@@ -49,9 +52,14 @@ use response::Answer;
 /// How often refusals of one vendor with one status are logged again.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The webhook routes.
+/// The webhook routes. The trailing-slash form is routed alike because
+/// web servers often treat the two as one (Express does by default), so a
+/// vendor console's operator may well register it; answered 404, every
+/// event the vendor sent there would be lost.
 pub fn routes() -> Router<Arc<Context>> {
-    Router::new().route("/hooks/{vendor}/{account}", any(handle))
+    Router::new()
+        .route("/hooks/{vendor}/{account}", any(handle))
+        .route("/hooks/{vendor}/{account}/", any(handle))
 }
 
 async fn handle(
@@ -72,11 +80,50 @@ async fn handle(
             (label, String::new(), answer)
         }
     };
+    answered(&ctx, label, &account, peer, answer)
+}
+
+/// Whether a path no route matched was meant for a webhook: its first
+/// non-empty segment is `hooks` (`//hooks/tel4vn/demo` from a base URL
+/// ending in `/` included).
+pub fn is_under_hooks(path: &str) -> bool {
+    path.split('/').find(|s| !s.is_empty()) == Some("hooks")
+}
+
+/// The answer to a path under `/hooks` no webhook route matched (a missing
+/// account, a part too many, a doubled `/`): a 404 counted and logged like
+/// any refused webhook, under the vendor the path names if it names one, so
+/// a URL registered wrongly shows on that vendor's series and in the log
+/// rather than nowhere.
+pub fn no_such_hook(ctx: &Context, request: &Request) -> Response {
+    let peer = crate::http_serve::peer_of(request.extensions());
+    let label = request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .nth(1)
+        .and_then(|segment| segment.parse::<Vendor>().ok())
+        .map_or("unknown", Vendor::as_str);
+    let answer = Answer::not_found(
+        "no such route: a webhook's path is /hooks/{vendor}/{account}, with one `/` before each part",
+    );
+    answered(ctx, label, "", peer, answer)
+}
+
+/// Counts an answer under `label`, logs it when it is a refusal, and sends it.
+fn answered(
+    ctx: &Context,
+    label: &'static str,
+    account: &str,
+    peer: Option<SocketAddr>,
+    answer: Answer,
+) -> Response {
     ctx.metrics
         .webhook_requests
         .with_label_values(&[label, answer.status().as_str()])
         .inc();
-    log_refusal(&ctx, label, &account, peer, &answer);
+    log_refusal(ctx, label, account, peer, &answer);
     answer.into_response()
 }
 
