@@ -97,14 +97,7 @@ pub fn is_under_hooks(path: &str) -> bool {
 /// rather than nowhere.
 pub fn no_such_hook(ctx: &Context, request: &Request) -> Response {
     let peer = crate::http_serve::peer_of(request.extensions());
-    let label = request
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .nth(1)
-        .and_then(|segment| segment.parse::<Vendor>().ok())
-        .map_or("unknown", Vendor::as_str);
+    let label = vendor_named_in(request.uri().path()).map_or("unknown", Vendor::as_str);
     let answer = Answer::not_found(
         "no such route: a webhook's path is /hooks/{vendor}/{account}, with one `/` before each part",
     );
@@ -226,19 +219,20 @@ async fn deliver(
 /// configured account has such a name, so it is the route check's 404, labelled
 /// with the vendor when that segment is one.
 fn unreadable_path(path: &str) -> (&'static str, Answer) {
-    let vendor = path
-        .strip_prefix("/hooks/")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|segment| {
-            percent_encoding::percent_decode_str(segment)
-                .decode_utf8()
-                .ok()
-        })
-        .and_then(|name| name.parse::<Vendor>().ok());
-    match vendor {
+    match vendor_named_in(path) {
         Some(v) => (v.as_str(), Answer::not_found("no such webhook account")),
         None => ("unknown", Answer::not_found("unknown vendor")),
     }
+}
+
+/// The vendor a path under `/hooks` names in the segment after `hooks`
+/// (empty segments skipped), if it names one.
+fn vendor_named_in(path: &str) -> Option<Vendor> {
+    let segment = path.split('/').filter(|s| !s.is_empty()).nth(1)?;
+    let name = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    name.parse().ok()
 }
 
 /// The answer to a body that could not be taken.
