@@ -26,8 +26,11 @@
 //!   those with a request in progress once it is answered; [`serve`] returns
 //!   when all have (the caller bounds that wait).
 //!
-//! Connections closed by a bound are counted in
-//! `callrelay_http_connections_closed_total{reason}`. Every request carries
+//! Connections closed by a bound, or after hyper answered a request head it
+//! could not take (431 over 64 KiB, 400 not HTTP: a client speaking TLS to
+//! this plain-HTTP port shows so), are counted in
+//! `callrelay_http_connections_closed_total{reason}`: such requests reach no
+//! route, so no other metric or log line would show them. Every request carries
 //! its connection's peer address ([`peer_of`]), so that a refusal can be
 //! traced to whoever sent it.
 
@@ -168,18 +171,31 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Why the server closed a connection without an answer.
+/// Why the server closed a connection before any route answered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Closed {
+pub enum Closed {
     HeaderTimeout,
     Idle,
+    /// hyper answered 431: the head is over the 64 KiB read buffer.
+    HeadTooLarge,
+    /// hyper answered 400: the bytes are not an HTTP/1.1 request head.
+    MalformedHead,
 }
 
 impl Closed {
-    fn label(self) -> &'static str {
+    pub const ALL: [Closed; 4] = [
+        Closed::HeaderTimeout,
+        Closed::Idle,
+        Closed::HeadTooLarge,
+        Closed::MalformedHead,
+    ];
+
+    pub fn label(self) -> &'static str {
         match self {
             Closed::HeaderTimeout => "header_timeout",
             Closed::Idle => "idle",
+            Closed::HeadTooLarge => "head_too_large",
+            Closed::MalformedHead => "malformed_head",
         }
     }
 }
@@ -209,12 +225,13 @@ impl Connection {
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
         let closed = tokio::select! {
-            served = watcher.watch(conn) => served.err().and_then(|e| closed_by_head_bound(&*e)),
+            served = watcher.watch(conn) => served.err().and_then(|e| closed_by_hyper(&*e)),
             closed = quiet_for_too_long(requests, self.timeouts) => Some(closed),
         };
         if let Some(closed) = closed {
             tracing::debug!(
                 reason = closed.label(),
+                peer = %self.peer,
                 "HTTP connection closed by the server"
             );
             self.metrics
@@ -225,16 +242,25 @@ impl Connection {
     }
 }
 
-/// Whether hyper's own head bound (HTTP/1.1) ended the connection; other
-/// errors are the client's (it went away, sent garbage): a trace line.
-fn closed_by_head_bound(e: &(dyn std::error::Error + 'static)) -> Option<Closed> {
-    let timed_out = e
-        .downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_timeout);
-    if !timed_out {
+/// Whether hyper ended the connection on its own (HTTP/1.1): its head bound,
+/// or a head it answered 431 or 400; other errors are the client's going
+/// away: a trace line.
+fn closed_by_hyper(e: &(dyn std::error::Error + 'static)) -> Option<Closed> {
+    let closed = e.downcast_ref::<hyper::Error>().and_then(|e| {
+        if e.is_timeout() {
+            Some(Closed::HeaderTimeout)
+        } else if e.is_parse_too_large() {
+            Some(Closed::HeadTooLarge)
+        } else if e.is_parse() {
+            Some(Closed::MalformedHead)
+        } else {
+            None
+        }
+    });
+    if closed.is_none() {
         tracing::trace!(error = %e, "HTTP connection ended");
     }
-    timed_out.then_some(Closed::HeaderTimeout)
+    closed
 }
 
 /// Resolves once the connection has had no request in flight for its bound:

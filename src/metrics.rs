@@ -220,7 +220,7 @@ impl Metrics {
         let http_connections_closed = counter(
             &r,
             "callrelay_http_connections_closed_total",
-            "HTTP connections the relay closed because no request came: reason=header_timeout (no whole request head in time), idle (no request for long after the last).",
+            "HTTP connections the relay closed before any route answered: reason=header_timeout (no whole request head in time), idle (no request for long after the last), head_too_large (a head over 64 KiB, answered 431), malformed_head (not an HTTP request head, answered 400: e.g. TLS to this plain-HTTP port).",
             &["reason"],
         );
         let ws_refused = counter(
@@ -262,8 +262,8 @@ impl Metrics {
         for reason in ["undelivered", "delivered"] {
             journal_dropped.with_label_values(&[reason]);
         }
-        for reason in ["header_timeout", "idle"] {
-            http_connections_closed.with_label_values(&[reason]);
+        for reason in crate::http_serve::Closed::ALL {
+            http_connections_closed.with_label_values(&[reason.label()]);
         }
         // A browser sees every refusal as a bare 1006: this is where a CRM
         // screen retrying with a revoked token shows, from its first attempt.

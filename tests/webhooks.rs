@@ -1444,9 +1444,21 @@ async fn a_feedback_query_over_max_body_is_413() {
 /// An HTTP/1.1 connection buffers at most 64 KiB from its socket (hyper's
 /// default is about 400 KiB, which every connection sending a large body
 /// reached): a request head over that is answered 431, one under it is read.
+/// Both that 431 and hyper's 400 to bytes that are no request head (a TLS
+/// handshake to this plain-HTTP port) reach no route, so they are counted
+/// in `callrelay_http_connections_closed_total` (they were in no metric and
+/// no log line before 2026-12-02).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_over_the_read_buffer_is_431() {
     let relay = start_relay(HOOKS).await;
+    let closed = |reason: &str| {
+        relay
+            .ctx
+            .metrics
+            .http_connections_closed
+            .with_label_values(&[reason])
+            .get()
+    };
     let body = br#"{"call_id":"head-1","direction":"inbound","state":"ringing"}"#;
     for (pad, want) in [(60 * 1024, "HTTP/1.1 200"), (100 * 1024, "HTTP/1.1 431")] {
         let head = tel4vn_head(
@@ -1457,6 +1469,20 @@ async fn a_request_head_over_the_read_buffer_is_431() {
         let line = status_line(&relay, &head, body, Duration::from_secs(10)).await;
         assert!(line.starts_with(want), "{pad}-byte header: {line}");
     }
+    common::eventually(Duration::from_secs(10), "the 431 counted", || {
+        closed("head_too_large") == 1
+    })
+    .await;
+    // The start of a TLS ClientHello, as a sender configured with https://
+    // for this plain-HTTP port writes it.
+    let hello = "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}";
+    let line = status_line(&relay, hello, b"", Duration::from_secs(10)).await;
+    assert!(line.starts_with("HTTP/1.1 400"), "{line}");
+    common::eventually(Duration::from_secs(10), "the 400 counted", || {
+        closed("malformed_head") == 1
+    })
+    .await;
+    assert_eq!(closed("header_timeout"), 0);
     relay.stop().await;
 }
 
