@@ -827,15 +827,6 @@ const HTTP_BOUND: Duration = Duration::from_millis(500);
 /// Longer than any of these tests: a bound that must not be the one acting.
 const NEVER: Duration = Duration::from_secs(600);
 
-fn connections_closed(relay: &common::TestRelay, reason: &str) -> u64 {
-    relay
-        .ctx
-        .metrics
-        .http_connections_closed
-        .with_label_values(&[reason])
-        .get()
-}
-
 /// Awaits the server closing `stream` well within 3 × `bound`, and not before
 /// its bound ran from `since` (the connection's last byte).
 async fn closed_after(
@@ -871,7 +862,7 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_head_bound() {
         .expect("connect");
     closed_after(&mut silent, Instant::now(), HTTP_BOUND, "silent").await;
     common::eventually(Duration::from_secs(5), "the close counted", || {
-        connections_closed(&relay, "header_timeout") == 1
+        relay.connections_closed("header_timeout") == 1
     })
     .await;
     assert_eq!(readyz_status(relay.url("")).await, 200);
@@ -906,7 +897,7 @@ async fn a_request_head_that_stalls_is_closed_after_the_head_bound() {
         closed_after(stream, *since, HTTP_BOUND, half).await;
     }
     common::eventually(Duration::from_secs(5), "the closes counted", || {
-        connections_closed(&relay, "header_timeout") == 3
+        relay.connections_closed("header_timeout") == 3
     })
     .await;
 }
@@ -956,7 +947,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_head_bound() {
     )
     .await;
     common::eventually(Duration::from_secs(5), "the close counted", || {
-        connections_closed(&relay, "header_timeout") == 1
+        relay.connections_closed("header_timeout") == 1
     })
     .await;
 }
@@ -996,7 +987,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_bound() {
         "closed before its bound"
     );
     common::eventually(Duration::from_secs(5), "the close counted", || {
-        connections_closed(&relay, "idle") == 1
+        relay.connections_closed("idle") == 1
     })
     .await;
 }

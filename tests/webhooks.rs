@@ -1451,14 +1451,6 @@ async fn a_feedback_query_over_max_body_is_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_over_the_read_buffer_is_431() {
     let relay = start_relay(HOOKS).await;
-    let closed = |reason: &str| {
-        relay
-            .ctx
-            .metrics
-            .http_connections_closed
-            .with_label_values(&[reason])
-            .get()
-    };
     let body = br#"{"call_id":"head-1","direction":"inbound","state":"ringing"}"#;
     for (pad, want) in [(60 * 1024, "HTTP/1.1 200"), (100 * 1024, "HTTP/1.1 431")] {
         let head = tel4vn_head(
@@ -1470,7 +1462,7 @@ async fn a_request_head_over_the_read_buffer_is_431() {
         assert!(line.starts_with(want), "{pad}-byte header: {line}");
     }
     common::eventually(Duration::from_secs(10), "the 431 counted", || {
-        closed("head_too_large") == 1
+        relay.connections_closed("head_too_large") == 1
     })
     .await;
     // The start of a TLS ClientHello, as a sender configured with https://
@@ -1479,10 +1471,10 @@ async fn a_request_head_over_the_read_buffer_is_431() {
     let line = status_line(&relay, hello, b"", Duration::from_secs(10)).await;
     assert!(line.starts_with("HTTP/1.1 400"), "{line}");
     common::eventually(Duration::from_secs(10), "the 400 counted", || {
-        closed("malformed_head") == 1
+        relay.connections_closed("malformed_head") == 1
     })
     .await;
-    assert_eq!(closed("header_timeout"), 0);
+    assert_eq!(relay.connections_closed("header_timeout"), 0);
     relay.stop().await;
 }
 

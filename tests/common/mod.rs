@@ -112,6 +112,15 @@ impl TestRelay {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `callrelay_http_connections_closed_total{reason}`.
+    pub fn connections_closed(&self, reason: &str) -> u64 {
+        self.ctx
+            .metrics
+            .http_connections_closed
+            .with_label_values(&[reason])
+            .get()
+    }
+
     /// Waits until the journal's last seq is at least `seq`.
     pub async fn wait_for_seq(&self, seq: u64, within: Duration) {
         let mut committed = self.ctx.hub.committed();
