@@ -480,10 +480,28 @@ impl Journal {
         unsaid_loss::said(&*self.db()?, count)
     }
 
+    /// The database, without waiting for a [`reopen`](Self::reopen) in
+    /// progress: [`JournalError::Closed`] meanwhile. For callers on a runtime
+    /// worker that can do without the answer, since a reopen reads the whole
+    /// file and may take minutes on a slow disk.
+    fn db_unless_reopening(&self) -> Result<Arc<Database>, JournalError> {
+        match self.db.try_read() {
+            Ok(slot) => slot.clone().ok_or(JournalError::Closed),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                poisoned.into_inner().clone().ok_or(JournalError::Closed)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => Err(JournalError::Closed),
+        }
+    }
+
     /// The oldest seq held after `after`, if any: where a reader past
-    /// `after` would start, `max_size` gaps skipped.
+    /// `after` would start, `max_size` gaps skipped. Does not wait for a
+    /// reopen ([`JournalError::Closed`] meanwhile): the Kafka sink asks on a
+    /// runtime worker four times a second, for its lag figure, and waiting
+    /// took that worker from webhooks and `/metrics` for the whole reopen
+    /// (async-hazards audit of 2026-12-02).
     pub fn first_seq_after(&self, after: u64) -> Result<Option<u64>, JournalError> {
-        let db = self.db()?;
+        let db = self.db_unless_reopening()?;
         let txn = db.begin_read().map_err(storage)?;
         let log = txn.open_table(EVENTS).map_err(storage)?;
         let next = log

@@ -127,6 +127,11 @@ impl Journal {
                 (removed, done, bytes)
             };
             txn.commit().map_err(storage)?;
+            // Let go before `refresh_stats` asks for the database again: a
+            // reopen in between would wait for this handle while this thread
+            // waited for the reopen, until the reopen gave up on the file in
+            // use (async-hazards audit of 2026-12-02).
+            drop(db);
             self.bytes.store(bytes, Ordering::Release);
             if removed > 0 {
                 self.refresh_stats()?;

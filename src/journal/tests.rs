@@ -158,6 +158,30 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
 }
 
+/// The Kafka sink reads its lag on a runtime worker: waiting for a reopen
+/// (which reads the whole file) took that worker for as long as it lasted.
+#[test]
+fn the_first_seq_after_does_not_wait_for_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(options(dir.path())).unwrap());
+    j.append_batch(&[event("a"), event("b")]).unwrap();
+    // Holding the database keeps the reopen waiting, inside its write lock.
+    let reader = j.db().unwrap();
+    let reopening = {
+        let j = j.clone();
+        std::thread::spawn(move || j.reopen())
+    };
+    // The reopen has let go of its own reference, so it holds the lock.
+    while Arc::strong_count(&reader) > 1 {
+        std::thread::yield_now();
+    }
+    assert!(matches!(j.first_seq_after(0), Err(JournalError::Closed)));
+    drop(reader);
+    // Had the call waited, the reopen would have given up on the file in use.
+    reopening.join().unwrap().unwrap();
+    assert_eq!(j.first_seq_after(0).unwrap(), Some(1));
+}
+
 /// The writer reopens the journal after failed commits; a file deleted just
 /// before, and not yet seen by the once-a-second check, was created anew by
 /// the reopen, which then took the new file for the journal: seqs from 1

@@ -284,7 +284,7 @@ impl Forwarder {
         self.ctx
             .kafka_held_up_to
             .store(self.cursor, Ordering::Release);
-        self.count_held_drops_let_go();
+        self.count_held_drops_let_go().await;
         self.publish_status();
         // From now until the next clean stop, anything after the cursor may
         // be in Kafka: `persist` says so durably before a record is handed

@@ -96,7 +96,7 @@ impl Forwarder {
             self.resume = Some(AlreadyDelivered::new(upto));
         }
         self.next = self.cursor;
-        self.count_held_drops_let_go();
+        self.count_held_drops_let_go().await;
     }
 
     /// Drops what is in flight, buffered and read ahead: from here on, what
@@ -133,8 +133,16 @@ impl Forwarder {
     /// cleared its memory): they are lost for Kafka now, so they count as
     /// undelivered drops, once. Until then they were not counted, since the
     /// sink was delivering them.
-    pub(super) fn count_held_drops_let_go(&self) {
-        match self.ctx.journal.take_held_drops(CURSOR, self.cursor) {
+    pub(super) async fn count_held_drops_let_go(&mut self) {
+        let journal = self.ctx.journal.clone();
+        let cursor = self.cursor;
+        // Off the runtime's workers: a journal read (and a write when drops
+        // were recorded) waits for a reopen, which may take minutes.
+        let taken = tokio::task::spawn_blocking(move || journal.take_held_drops(CURSOR, cursor))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match taken {
             Ok(0) => {}
             Ok(lost) => {
                 // Counts them in `journal_dropped_events_total{reason="undelivered"}` too.

@@ -33,7 +33,10 @@ impl Forwarder {
             .load(Ordering::Acquire)
             .max(self.cursor);
         let after_memory = match journal.first_seq_after(held) {
-            Ok(next) => next.map_or(0, |next| last.saturating_sub(next) + 1),
+            // `last` was read first: a commit since may be found past it.
+            Ok(next) => next
+                .filter(|&next| next <= last)
+                .map_or(0, |next| last - next + 1),
             // Unreadable now: as if nothing after the sink's reads was dropped.
             Err(_) => last.saturating_sub(held),
         };
