@@ -74,7 +74,7 @@ impl JournalClock {
                 ahead_ms,
                 "the journal holds times further ahead of the system clock than \
                  journal.retention (a clock far off once, or a damaged record): its clock \
-                 starts journal.retention ahead; entries stamped later expire only when it reaches them"
+                 starts journal.retention ahead; entries stamped later count their age from this start"
             ),
         }
         clock
@@ -84,9 +84,31 @@ impl JournalClock {
         self.at(boot_ms())
     }
 
+    /// When this clock started: the journal's open.
+    pub fn started_ms(&self) -> u64 {
+        self.anchor_ms
+    }
+
     fn at(&self, boot_ms: u64) -> u64 {
         self.anchor_ms
             .saturating_add(boot_ms.saturating_sub(self.anchor_boot_ms))
+    }
+}
+
+/// The time an entry stamped `at_ms` counts its age from, on a clock that
+/// reads `now_ms` and started at `started_ms`. The clock never reads later
+/// than now, so a stamp after `now_ms` was written by an earlier run whose
+/// clock was ahead (a clock years off once, a damaged record): the entry was
+/// journaled before this clock started, and its age counts from there.
+/// Counted from its own stamp it stayed young until the clock reached it,
+/// and retention and dedup expiry, which stop at the first young entry in
+/// seq order, kept everything journaled after it too: the dedup index grew
+/// without bound (arithmetic audit of 2026-12-02).
+pub(super) fn age_from(at_ms: u64, now_ms: u64, started_ms: u64) -> u64 {
+    if at_ms > now_ms {
+        at_ms.min(started_ms)
+    } else {
+        at_ms
     }
 }
 
@@ -101,6 +123,19 @@ fn boot_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_age_counts_from_the_stamp_unless_it_is_ahead_of_now() {
+        // Stamped by this run, or before it: its own stamp.
+        assert_eq!(age_from(5_000, 9_000, 8_000), 5_000);
+        assert_eq!(age_from(8_500, 9_000, 8_000), 8_500);
+        assert_eq!(age_from(9_000, 9_000, 8_000), 9_000);
+        // Ahead of now: journaled before this clock started.
+        assert_eq!(age_from(9_001, 9_000, 8_000), 8_000);
+        assert_eq!(age_from(u64::MAX, 9_000, 8_000), 8_000);
+        // A caller's `now` before the start (tests with explicit times).
+        assert_eq!(age_from(2_000, 1_000, 8_000), 2_000);
+    }
 
     #[test]
     fn it_moves_with_boot_time_from_its_anchor() {

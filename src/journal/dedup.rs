@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, Table, TableDefinition};
 
-use super::{JournalError, storage};
+use super::{JournalError, clock, storage};
 use crate::event::EventId;
 
 /// seq → [event id: 16 bytes][journaled_at_ms: u64 LE].
@@ -107,11 +107,14 @@ pub(super) fn insert_entry(
 /// has passed, from the table and from `index`; returns how many. Stops at the
 /// first entry still within its window (entries are in seq order, which is
 /// time order: the journal's clock never goes back; an entry written out of
-/// order, by an older relay on a clock that stepped back, only lives longer).
+/// order, by an older relay on a clock that stepped back, only lives longer;
+/// one stamped after `now_ms` counts from `clock_started_ms`, see
+/// [`clock::age_from`]).
 pub(super) fn expire(
     table: &mut Table<u64, &[u8]>,
     index: &mut DedupIndex,
     now_ms: u64,
+    clock_started_ms: u64,
     window_ms: u64,
     limit: usize,
 ) -> Result<usize, JournalError> {
@@ -123,6 +126,7 @@ pub(super) fn expire(
             .map(|(k, v)| (k.value(), v.value().to_vec()));
         let Some((seq, entry)) = front else { break };
         let (id, at_ms) = decode_entry(seq, &entry)?;
+        let at_ms = clock::age_from(at_ms, now_ms, clock_started_ms);
         if now_ms.saturating_sub(at_ms) < window_ms {
             break;
         }

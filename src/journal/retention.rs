@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
 
+use super::clock;
 use super::dedup::{self, DEDUP_LOG};
 use super::record::record_time;
 use super::{
@@ -42,6 +43,7 @@ impl Journal {
     ) -> Result<RetentionReport, JournalError> {
         let retention_ms = self.options.retention.as_millis() as u64;
         let window_ms = self.options.dedup_window.as_millis() as u64;
+        let clock_started_ms = self.clock.started_ms();
         let mut delivered_up_to = self.last_seq();
         // Per sink: its cursor, and the newest seq it holds in memory.
         let mut sinks = Vec::with_capacity(active_sinks.len());
@@ -85,7 +87,8 @@ impl Journal {
                         done = false;
                         break;
                     }
-                    let journaled_at = record_time(seq, &record)?;
+                    let journaled_at =
+                        clock::age_from(record_time(seq, &record)?, now_ms, clock_started_ms);
                     let expired = now_ms.saturating_sub(journaled_at) >= retention_ms
                         && seq <= delivered_up_to;
                     let over_size = bytes > self.options.max_size;
@@ -116,6 +119,7 @@ impl Journal {
                     &mut dedup_log,
                     &mut self.dedup_index(),
                     now_ms,
+                    clock_started_ms,
                     window_ms,
                     RETENTION_CHUNK,
                 )?;

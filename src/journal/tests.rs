@@ -306,6 +306,27 @@ fn retention_keeps_what_a_sink_has_not_delivered() {
     assert_eq!(j.first_seq(), 11);
 }
 
+/// A run whose clock was a year ahead left an entry stamped a year ahead in
+/// front of everything journaled since: expiry stops at the first young
+/// entry, so it kept everything after it, and the dedup index grew.
+#[test]
+fn an_entry_stamped_in_the_future_does_not_hold_back_retention_and_dedup_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let now = j.clock.now_ms();
+    let year_ms = 365 * 24 * 3_600_000;
+    j.append_batch_at(&[event("from-a-clock-ahead")], now + year_ms)
+        .unwrap();
+    let batch: Vec<_> = (0..100).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&batch, now).unwrap();
+    // Within retention (1 h) and the dedup window (10 min) of the open: all kept.
+    let r = j.enforce_retention_at(&[], now + 60_000).unwrap();
+    assert_eq!((r.expired, j.dedup_entries()), (0, 101));
+    let r = j.enforce_retention_at(&[], now + 2 * 3_600_000).unwrap();
+    assert_eq!(r.expired, 101);
+    assert_eq!(j.dedup_entries(), 0);
+}
+
 /// The Kafka sink, holding nothing in memory.
 fn kafka_holding_nothing() -> ActiveSink<'static> {
     ActiveSink {
