@@ -276,7 +276,7 @@ async fn drive(
                 }
             }
             _ = &mut server_silent, if !client_pings => {
-                break format!("no ping from the server for {silence_limit:?}");
+                break silence_reason(silence_limit, backlog.is_full());
             }
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Send(text, reply)) => {
@@ -372,6 +372,21 @@ async fn drive(
     }
 }
 
+/// Why a connection whose server was not heard from for `limit` is given
+/// up. With the backlog full the relay itself had stopped reading (every
+/// frame read resets the clock), so the server's pings were never seen: the
+/// cause to look at is the journal, not the server or the network.
+fn silence_reason(limit: Duration, backlog_full: bool) -> String {
+    if backlog_full {
+        format!(
+            "nothing read from the server for {limit:?}: reading had stopped with {} MiB of its events waiting for the journal, which is behind (see the journal's errors and /status), so the server's pings went unanswered",
+            MAX_BACKLOG_BYTES >> 20
+        )
+    } else {
+        format!("no ping from the server for {limit:?}")
+    }
+}
+
 const WRONG_VERSION_3: &str = "the server did not speak Engine.IO 3 after the upgrade (socket.io 3/4 servers do not): set engine_io = \"4\" or \"auto\"";
 const WRONG_VERSION_4: &str =
     "the server speaks socket.io 2 (a bare `40`): set engine_io = \"3\" or \"auto\"";
@@ -380,6 +395,25 @@ const WRONG_VERSION_4: &str =
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// An on-call engineer reading "no ping from the server" looked at the
+    /// vendor, while the relay had stopped reading for its own journal.
+    #[test]
+    fn a_silence_while_the_backlog_is_full_names_the_journal() {
+        let limit = Duration::from_secs(45);
+        assert_eq!(
+            silence_reason(limit, false),
+            "no ping from the server for 45s"
+        );
+        let paused = silence_reason(limit, true);
+        assert!(
+            paused.starts_with(
+                "nothing read from the server for 45s: reading had stopped with 8 MiB"
+            ),
+            "{paused}"
+        );
+        assert!(paused.contains("journal"), "{paused}");
+    }
 
     #[test]
     fn the_heartbeat_follows_the_version_and_the_open_packet() {
