@@ -26,19 +26,15 @@ pub mod resume;
 pub mod sse;
 pub mod stream;
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use futures::FutureExt;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
-use crate::status::UpstreamReporter;
-use config::{MAX_STREAMS, SprecordConfig, Timings};
+use crate::sources::panic_restart::{Task, restart_on_panic};
+use config::{MAX_STREAMS, SprecordConfig};
 use connection::Endpoint;
 use limiter::ConnLimiter;
 use resume::ResumeId;
@@ -87,53 +83,16 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
     }
 }
 
-/// A run that lasted this long before panicking resets the panic backoff.
-const PANIC_RESET_AFTER: Duration = Duration::from_secs(60);
-
 /// Runs one stream until `cancel`, restarting it when it panics (see [`restart_on_panic`]).
 async fn restarting(supervisor: StreamSupervisor, cancel: CancellationToken) {
     let s = &supervisor;
-    restart_on_panic(&s.account, s.index, &s.reporter, s.timings, &cancel, || {
-        s.run(cancel.clone())
-    })
-    .await;
-}
-
-/// Awaits `run()` until one run returns; a run that panics is started again
-/// after an exponential delay (`backoff_min` doubling up to `backoff_max`),
-/// so one bad message or bug cannot silently leave the account without that
-/// stream. Each restart is a reconnect (reason `panic`) on `reporter`'s row.
-async fn restart_on_panic<F: Future<Output = ()>>(
-    account: &str,
-    index: usize,
-    reporter: &UpstreamReporter,
-    timings: Timings,
-    cancel: &CancellationToken,
-    mut run: impl FnMut() -> F,
-) {
-    let mut delay = timings.backoff_min;
-    loop {
-        let started = Instant::now();
-        if AssertUnwindSafe(run()).catch_unwind().await.is_ok() {
-            return;
-        }
-        if started.elapsed() >= PANIC_RESET_AFTER {
-            delay = timings.backoff_min;
-        }
-        // The panic's message is left out on purpose: it may quote vendor data.
-        tracing::error!(vendor = "sprecord", account = %account, stream = index, retry_in = ?delay,
-            "an SSE stream failed unexpectedly (panic); restarting it");
-        reporter.reconnecting(
-            "panic",
-            Some("the stream failed unexpectedly (a bug); restarting it".into()),
-            delay,
-        );
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(timings.backoff_max);
-    }
+    let task = Task {
+        vendor: Vendor::Sprecord,
+        account: &s.account,
+        stream: s.index,
+    };
+    let waits = (s.timings.backoff_min, s.timings.backoff_max);
+    restart_on_panic(task, &s.reporter, waits, &cancel, || s.run(cancel.clone())).await;
 }
 
 /// Builds the streams' endpoint. Validation makes this succeed, short of a
@@ -166,57 +125,5 @@ async fn endpoint_or_wait(
             _ = cancel.cancelled() => return None,
             _ = tokio::time::sleep(retry) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-    use crate::metrics::Metrics;
-    use crate::status::StatusBoard;
-
-    #[tokio::test]
-    async fn a_stream_run_that_panics_is_restarted_with_backoff_and_counted() {
-        let board = StatusBoard::new(Arc::new(Metrics::new()));
-        let reporter = board.upstream(Vendor::Sprecord, "a", "0", Duration::from_secs(1));
-        let ms = Duration::from_millis;
-        let timings = Timings {
-            read_timeout: ms(1000),
-            connect_timeout: ms(1000),
-            backoff_min: ms(20),
-            backoff_max: ms(1000),
-            busy_backoff: ms(1000),
-            auth_backoff: ms(1000),
-            stagger: ms(0),
-            connect_grace: ms(1000),
-        };
-        let calls = AtomicUsize::new(0);
-        let started = Instant::now();
-        restart_on_panic(
-            "a",
-            0,
-            &reporter,
-            timings,
-            &CancellationToken::new(),
-            || {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    assert!(n >= 2, "run {n} fails");
-                }
-            },
-        )
-        .await;
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        // 20 ms, then 40 ms.
-        assert!(started.elapsed() >= ms(60), "{:?}", started.elapsed());
-        assert_eq!(board.upstreams()[0].reconnects, 2);
-        let panics = board
-            .metrics()
-            .upstream_reconnects
-            .with_label_values(&["sprecord", "a", "panic"])
-            .get();
-        assert_eq!(panics, 2);
     }
 }

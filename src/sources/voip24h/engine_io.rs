@@ -38,7 +38,7 @@ use super::wire::{self, Frame, SioPacket};
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long a closing connection waits for the server's close before cutting it.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Largest websocket message accepted from the server.
 const MAX_MESSAGE: usize = 16 << 20;
 

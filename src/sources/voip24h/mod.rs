@@ -10,7 +10,9 @@
 //! Guarantees: one session per key, always — the previous connection is
 //! closed and its socket dropped before the next one opens, and [`run`]
 //! returns only after the last one is closed (SourceManager awaits it on
-//! reload and shutdown). Retries never give up.
+//! reload and shutdown). Retries never give up; a panic (a bug) restarts the
+//! session loop after a wait longer than a connection's close, and leaves the
+//! account's `/status` row in place.
 
 pub mod config;
 pub mod deliver;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
+use crate::sources::panic_restart::{Task, restart_on_panic};
 use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::sources::tls::TrustRoots;
 use crate::status::{ConnState, UpstreamReporter};
@@ -46,13 +49,41 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
         config.connect_grace.get_ref().get(),
     );
     reporter.set_proxy(config.proxy.as_ref());
-    let mut supervisor = Supervisor::new(&config);
+    let task = Task {
+        vendor: Vendor::Voip24h,
+        account: &account,
+        stream: 0,
+    };
+    // A panic drops the connection without waiting for its close: waiting
+    // longer than that close takes keeps to one session per key.
+    let first_wait = config
+        .backoff_min
+        .get_ref()
+        .get()
+        .max(engine_io::CLOSE_WAIT + Duration::from_secs(1));
+    let waits = (first_wait, config.backoff_max.get_ref().get());
+    restart_on_panic(task, &reporter, waits, &cancel, || {
+        hold_session(&config, &ctx, &reporter, &cancel)
+    })
+    .await;
+    reporter.set_state(ConnState::Disconnected);
+}
+
+/// Opens sessions one after another, with backoff, until `cancel`.
+async fn hold_session(
+    config: &Voip24hConfig,
+    ctx: &Arc<Context>,
+    reporter: &UpstreamReporter,
+    cancel: &CancellationToken,
+) {
+    let account = config.account.get_ref();
+    let mut supervisor = Supervisor::new(config);
     while !cancel.is_cancelled() {
-        let end = supervisor.attempt(&config, &ctx, &reporter, &cancel).await;
+        let end = supervisor.attempt(config, ctx, reporter, cancel).await;
         if end.reason == EndReason::Cancelled {
             break;
         }
-        let wait = supervisor.wait_after(&config, &end);
+        let wait = supervisor.wait_after(config, &end);
         attempt_failed!(
             supervisor.retry_log,
             end.reason.label(),
@@ -73,7 +104,6 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
             _ = tokio::time::sleep(wait) => {}
         }
     }
-    reporter.set_state(ConnState::Disconnected);
 }
 
 /// What survives from one session to the next: the backoff, the TLS clients
