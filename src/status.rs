@@ -390,12 +390,15 @@ impl UpstreamReporter {
         backoff: Duration,
         now: Instant,
     ) {
-        let until = OffsetDateTime::now_utc() + backoff;
+        // A wait past year 9999 panicked the task that reported it: no time is shown instead.
+        let until = time::Duration::try_from(backoff)
+            .ok()
+            .and_then(|backoff| OffsetDateTime::now_utc().checked_add(backoff));
         self.update(|u| {
             u.reconnects += 1;
             u.enter(ConnState::BackingOff, now);
             u.since = format_time(OffsetDateTime::now_utc());
-            u.backoff_until = Some(format_time(until));
+            u.backoff_until = until.map(format_time);
             u.last_error = error;
         });
         let [vendor, account, stream] = self.labels();
@@ -454,6 +457,17 @@ mod tests {
 
     fn board() -> StatusBoard {
         StatusBoard::new(Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn a_wait_past_the_last_date_shows_no_time_and_does_not_panic() {
+        let board = board();
+        let up = board.upstream(Vendor::Voip24h, "a", "0", Duration::from_secs(30));
+        up.reconnecting("bandwidth", None, Duration::from_secs(60));
+        assert!(board.upstreams()[0].backoff_until.is_some());
+        up.reconnecting("bandwidth", None, Duration::MAX);
+        assert_eq!(board.upstreams()[0].backoff_until, None);
+        assert_eq!(board.upstreams()[0].reconnects, 2);
     }
 
     #[test]

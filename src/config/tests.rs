@@ -291,6 +291,35 @@ fn open_websocket_needs_loopback() {
     load("[server]\nlisten = \"0.0.0.0:8080\"\n[websocket]\ntokens = [\"t\"]\n").unwrap();
 }
 
+/// Unchecked, `bandwidth_backoff = "10000y"` passed `check`, and the first
+/// `Bandwidth` event panicked the account's task (a date past year 9999).
+#[test]
+fn source_waits_and_grace_are_bounded() {
+    let voip24h = "[[voip24h]]\naccount = \"a\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\n";
+    let sprecord = "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:1\"\n";
+    for (section, field, range) in [
+        (voip24h, "bandwidth_backoff", "(\"1s\"..\"1h\")"),
+        (voip24h, "connect_grace", "(\"1s\"..\"1h\")"),
+        (sprecord, "connect_grace", "(\"10ms\"..\"1h\")"),
+    ] {
+        let line = section.lines().count() + 1;
+        let p = problems(&format!("{section}{field} = \"10000y\"\n"));
+        assert!(p.len() == 1 && p[0].contains("is out of range"), "{p:?}");
+        for bad in ["2h", "0s"] {
+            let p = problems(&format!("{section}{field} = \"{bad}\"\n"));
+            let col = field.len() + 4;
+            assert_eq!(
+                p,
+                vec![format!(
+                    "relay.toml:{line}:{col}: `{field}` = \"{bad}\" is out of range {range}"
+                )],
+                "{section}"
+            );
+        }
+        load(&format!("{section}{field} = \"1h\"\n")).unwrap();
+    }
+}
+
 #[test]
 fn websocket_ping_settings_are_within_1s_and_1h() {
     for field in ["ping_interval", "pong_timeout"] {

@@ -125,6 +125,7 @@ impl SprecordConfig {
             ("backoff_max", &self.backoff_max),
             ("busy_backoff", &self.busy_backoff),
             ("auth_backoff", &self.auth_backoff),
+            ("connect_grace", &self.connect_grace),
         ] {
             v.check_range(field, value, MIN_DELAY, HOUR, shown);
         }

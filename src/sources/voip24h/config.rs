@@ -136,6 +136,20 @@ impl Voip24hConfig {
             HumanDuration::from_secs(3600),
             HumanDuration::to_string,
         );
+        // Unchecked, "10000y" passed `check` and the first `Bandwidth` event
+        // panicked the account's task (a date past year 9999 in `/status`).
+        for (field, value) in [
+            ("bandwidth_backoff", &self.bandwidth_backoff),
+            ("connect_grace", &self.connect_grace),
+        ] {
+            v.check_range(
+                field,
+                value,
+                HumanDuration::from_secs(1),
+                HumanDuration::from_secs(3600),
+                HumanDuration::to_string,
+            );
+        }
     }
 }
 
