@@ -19,6 +19,7 @@ pub mod journal;
 pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
+pub mod panic_restart;
 pub mod server;
 pub mod sinks;
 pub mod sources;

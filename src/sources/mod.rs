@@ -9,7 +9,6 @@
 //! the slowest stop, not the sum of them (before, 70 changed sources took
 //! 11.8 s, one at a time, and the first one stopped waited all of it).
 
-pub mod panic_restart;
 pub mod proxy;
 pub mod retry_log;
 pub mod sprecord;

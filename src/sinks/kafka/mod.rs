@@ -20,11 +20,13 @@ pub mod resume;
 pub mod topic;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
+use crate::panic_restart::restart_on_panic;
 use crate::status::SinkStatus;
 use config::KafkaConfig;
 use forwarder::{Forwarder, Tuning};
@@ -37,7 +39,11 @@ pub async fn run(config: KafkaConfig, ctx: Arc<Context>, cancel: CancellationTok
     run_with(config, ctx, cancel, Tuning::default()).await
 }
 
-/// `run` with explicit tuning (benchmarks, tests).
+/// `run` with explicit tuning (benchmarks, tests). A forwarder that panics
+/// (a bug) is started again from the journal's cursor, which reads back what
+/// it may have delivered: without that, Kafka delivery stopped for good while
+/// `/status` still said the sink was ready (panic-containment audit of
+/// 2026-12-02).
 pub async fn run_with(
     config: KafkaConfig,
     ctx: Arc<Context>,
@@ -48,6 +54,40 @@ pub async fn run_with(
         // `check` reports this too; the producer below will refuse it and retry.
         tracing::error!("{problem}");
     }
+    let on_panic = |delay: Duration| {
+        // The panic's message is left out: the panic hook logged it already.
+        tracing::error!(retry_in = ?delay, "the Kafka sink failed unexpectedly (panic); restarting it from its cursor");
+        let error = format!(
+            "the Kafka sink failed unexpectedly (a bug); restarting it from its cursor in {delay:?}"
+        );
+        ctx.status.set_sink(
+            "kafka",
+            SinkStatus {
+                ready: false,
+                reason: Some(error.clone()),
+                detail: json!({ "last_error": error }),
+            },
+        );
+    };
+    restart_on_panic(PANIC_WAITS, &cancel, on_panic, || {
+        run_forwarder(config.clone(), ctx.clone(), cancel.clone(), tuning)
+    })
+    .await;
+    // Cancelled while waiting to restart: nothing to drain.
+    ctx.status.remove_sink("kafka");
+}
+
+/// The first and the longest wait before a forwarder that panicked is
+/// started again.
+const PANIC_WAITS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// One forwarder, from the journal's cursor until `cancel`.
+async fn run_forwarder(
+    config: KafkaConfig,
+    ctx: Arc<Context>,
+    cancel: CancellationToken,
+    tuning: Tuning,
+) {
     match Forwarder::new(config, ctx.clone(), tuning) {
         Ok(forwarder) => forwarder.run(cancel).await,
         Err(error) => {

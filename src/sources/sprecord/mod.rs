@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
-use crate::sources::panic_restart::{Task, restart_on_panic};
+use crate::panic_restart::{restart_on_panic, source_panicked};
 use config::{MAX_STREAMS, SprecordConfig};
 use connection::Endpoint;
 use limiter::ConnLimiter;
@@ -86,13 +86,9 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
 /// Runs one stream until `cancel`, restarting it when it panics (see [`restart_on_panic`]).
 async fn restarting(supervisor: StreamSupervisor, cancel: CancellationToken) {
     let s = &supervisor;
-    let task = Task {
-        vendor: Vendor::Sprecord,
-        account: &s.account,
-        stream: s.index,
-    };
     let waits = (s.timings.backoff_min, s.timings.backoff_max);
-    restart_on_panic(task, &s.reporter, waits, &cancel, || s.run(cancel.clone())).await;
+    let on_panic = source_panicked(Vendor::Sprecord, &s.account, s.index, &s.reporter);
+    restart_on_panic(waits, &cancel, on_panic, || s.run(cancel.clone())).await;
 }
 
 /// Builds the streams' endpoint. Validation makes this succeed, short of a

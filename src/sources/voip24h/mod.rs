@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
-use crate::sources::panic_restart::{Task, restart_on_panic};
+use crate::panic_restart::{restart_on_panic, source_panicked};
 use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::sources::tls::TrustRoots;
 use crate::status::{ConnState, UpstreamReporter};
@@ -49,11 +49,6 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
         config.connect_grace.get_ref().get(),
     );
     reporter.set_proxy(config.proxy.as_ref());
-    let task = Task {
-        vendor: Vendor::Voip24h,
-        account: &account,
-        stream: 0,
-    };
     // A panic drops the connection without waiting for its close: waiting
     // longer than that close takes keeps to one session per key.
     let first_wait = config
@@ -62,7 +57,8 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
         .get()
         .max(engine_io::CLOSE_WAIT + Duration::from_secs(1));
     let waits = (first_wait, config.backoff_max.get_ref().get());
-    restart_on_panic(task, &reporter, waits, &cancel, || {
+    let on_panic = source_panicked(Vendor::Voip24h, &account, 0, &reporter);
+    restart_on_panic(waits, &cancel, on_panic, || {
         hold_session(&config, &ctx, &reporter, &cancel)
     })
     .await;

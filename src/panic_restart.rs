@@ -1,11 +1,12 @@
-//! Restarting a connection source's task that panicked, so that one bad
-//! message or bug cannot silently leave an account without its connection.
+//! Restarting a long-lived task that panicked (a bug), so that one bad
+//! message cannot silently leave an account without its connection, or Kafka
+//! without its sink, until the process restarts.
 //!
 //! Guarantees: the run is started again after an exponential delay
 //! (`first_wait` doubling up to `max_wait`, back to `first_wait` after a run
-//! that lasted [`RESET_AFTER`]) until one run returns or `cancel` fires; each
-//! restart is logged and counted as a reconnect (reason `panic`) on the
-//! account's `/status` row, which stays in place meanwhile.
+//! that lasted [`RESET_AFTER`]) until one run returns or `cancel` fires;
+//! before each wait, `on_panic` is told how long it is, to log the restart
+//! and show it where the task's state is shown (`/status`, metrics).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -20,19 +21,11 @@ use crate::status::UpstreamReporter;
 /// A run that lasted this long before panicking resets the delay.
 const RESET_AFTER: Duration = Duration::from_secs(60);
 
-/// Which connection a restarted task holds, for the log.
-pub struct Task<'a> {
-    pub vendor: Vendor,
-    pub account: &'a str,
-    pub stream: usize,
-}
-
 /// Awaits `run()` until one run returns, starting it again after each panic.
 pub async fn restart_on_panic<F: Future<Output = ()>>(
-    task: Task<'_>,
-    reporter: &UpstreamReporter,
     (first_wait, max_wait): (Duration, Duration),
     cancel: &CancellationToken,
+    mut on_panic: impl FnMut(Duration),
     mut run: impl FnMut() -> F,
 ) {
     let mut delay = first_wait;
@@ -44,19 +37,32 @@ pub async fn restart_on_panic<F: Future<Output = ()>>(
         if started.elapsed() >= RESET_AFTER {
             delay = first_wait;
         }
-        // The panic's message is left out on purpose: it may quote vendor data.
-        tracing::error!(vendor = task.vendor.as_str(), account = %task.account, stream = task.stream, retry_in = ?delay,
+        on_panic(delay);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(max_wait.max(first_wait));
+    }
+}
+
+/// The `on_panic` of a connection source: logged, and a reconnect (reason
+/// `panic`) on the account's `/status` row, which stays in place meanwhile.
+pub fn source_panicked<'a>(
+    vendor: Vendor,
+    account: &'a str,
+    stream: usize,
+    reporter: &'a UpstreamReporter,
+) -> impl FnMut(Duration) + 'a {
+    move |delay| {
+        // The panic's message is left out: the panic hook logged it already.
+        tracing::error!(vendor = vendor.as_str(), account = %account, stream, retry_in = ?delay,
             "a connection's task failed unexpectedly (panic); restarting it");
         reporter.reconnecting(
             "panic",
             Some("the connection's task failed unexpectedly (a bug); restarting it".into()),
             delay,
         );
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(max_wait.max(first_wait));
     }
 }
 
@@ -76,16 +82,10 @@ mod tests {
         let ms = Duration::from_millis;
         let calls = AtomicUsize::new(0);
         let started = Instant::now();
-        let task = Task {
-            vendor: Vendor::Sprecord,
-            account: "a",
-            stream: 0,
-        };
         restart_on_panic(
-            task,
-            &reporter,
             (ms(20), ms(1000)),
             &CancellationToken::new(),
+            source_panicked(Vendor::Sprecord, "a", 0, &reporter),
             || {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
                 async move {
@@ -104,5 +104,23 @@ mod tests {
             .with_label_values(&["sprecord", "a", "panic"])
             .get();
         assert_eq!(panics, 2);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_during_the_wait_ends_it() {
+        let cancel = CancellationToken::new();
+        let calls = AtomicUsize::new(0);
+        let waits = (Duration::from_secs(3600), Duration::from_secs(3600));
+        restart_on_panic(
+            waits,
+            &cancel,
+            |_| cancel.cancel(),
+            || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { panic!("a bug") }
+            },
+        )
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }
