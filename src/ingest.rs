@@ -232,7 +232,7 @@ impl IngestHandle {
 
     /// Whether the last commit succeeded and new events are accepted.
     pub fn is_writable(&self) -> bool {
-        self.health.is_writable() && !self.is_closing()
+        self.health.is_writable() && !self.is_closing() && self.is_alive()
     }
 
     /// Why commits fail (the first error since the last good commit); `None`

@@ -15,6 +15,8 @@ struct Gate {
     land_then_fail: AtomicBool,
     /// When set, the next read back fails.
     fail_next_read: AtomicBool,
+    /// When set, commits panic (a bug in the store).
+    panic: AtomicBool,
 }
 
 impl BatchStore for Gate {
@@ -28,6 +30,7 @@ impl BatchStore for Gate {
         if self.fail.load(Ordering::SeqCst) {
             return Err(JournalError::Corrupt { seq: 0 });
         }
+        assert!(!self.panic.load(Ordering::SeqCst), "a bug in the store");
         let outcomes = self.journal.append_prepared(events);
         if self.land_then_fail.swap(false, Ordering::SeqCst) {
             return Err(JournalError::Corrupt { seq: 0 });
@@ -62,6 +65,7 @@ fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Inge
         fail: AtomicBool::new(false),
         land_then_fail: AtomicBool::new(false),
         fail_next_read: AtomicBool::new(false),
+        panic: AtomicBool::new(false),
     });
     let hub = Hub::new(0, 1024);
     let ingest = Ingest::start(
@@ -110,6 +114,25 @@ async fn a_failed_commit_fails_the_ack_and_journals_nothing() {
     assert_eq!(ack.seq, 1);
     assert!(handle.is_writable());
     ingest.shutdown().await;
+}
+
+/// `/status` said `journal.writable: true` after the writer thread had
+/// died, while every webhook got 503 and `/readyz` said it had stopped.
+#[tokio::test]
+async fn a_writer_that_panicked_is_not_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    assert!(handle.is_writable());
+    store.panic.store(true, Ordering::SeqCst);
+    let err = handle.submit(event("a")).await.unwrap_err();
+    assert!(matches!(err, IngestError::ShuttingDown), "{err:?}");
+    // The thread's queue closes as it unwinds, just after the answer.
+    tokio::time::timeout(Duration::from_secs(10), handle.tx.closed())
+        .await
+        .expect("the writer thread ends");
+    assert!(!handle.is_writable());
 }
 
 #[tokio::test]
