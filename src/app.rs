@@ -351,11 +351,26 @@ async fn serve(
     sources.apply(&ctx.config.load(), &ctx).await;
     let mut kafka = start_kafka(&ctx);
     let retention_stop = CancellationToken::new();
-    let retention = tokio::spawn(retention_loop(ctx.clone(), retention_stop.clone()));
+    let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
 
+    // The HTTP server's end, when it came before a stop.
+    let mut server_ended = None;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
+            ended = &mut server => {
+                // Nothing listens any more (a bug: the accept loop ends only
+                // at a stop), while sources and the watchdog carry on and
+                // systemd would never restart it. Stop the whole relay with
+                // an error instead, so that `Restart=on-failure` does.
+                tracing::error!("the HTTP server stopped unexpectedly: stopping the relay so that it is started again");
+                server_ended = Some(match ended {
+                    Ok(()) => Err("the HTTP server stopped unexpectedly".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                });
+                ctx.shutdown.cancel();
+                break;
+            }
             Some((config, done)) = reloads.recv() => {
                 let before = ctx.config.load_full();
                 let (config, needs_restart) = reload::pin_restart_only(&before, config);
@@ -426,7 +441,13 @@ async fn serve(
     }
 
     tracing::info!("shutting down: stopping the listener and the sources");
-    let served = match tokio::time::timeout(HTTP_DRAIN_BOUND, &mut server).await {
+    let drained = match server_ended {
+        Some(ended) => Ok(ended),
+        None => tokio::time::timeout(HTTP_DRAIN_BOUND, &mut server)
+            .await
+            .map(|served| served.map_err(|e| e.to_string())),
+    };
+    let served = match drained {
         Ok(served) => served,
         Err(_) => {
             // Only a client that stalls mid-request gets here (requests that
@@ -468,10 +489,21 @@ async fn serve(
         );
     }
     tracing::info!(last_seq, "stopped");
-    match served {
-        Ok(()) => Ok(()),
-        Err(e) => Err(RunError::Serve(std::io::Error::other(e.to_string()))),
-    }
+    served.map_err(|e| RunError::Serve(std::io::Error::other(e)))
+}
+
+/// The retention task, started again after a panic (a bug): without it the
+/// journal grew past `max_size` until the disk filled, with no word but the
+/// panic's (panic-containment audit of 2026-12-02).
+async fn retention_restarting(ctx: Arc<Context>, stop: CancellationToken) {
+    let waits = (Duration::from_secs(1), Duration::from_secs(60));
+    let on_panic = |delay: Duration| {
+        tracing::error!(retry_in = ?delay, "the retention task failed unexpectedly (panic); restarting it");
+    };
+    crate::panic_restart::restart_on_panic(waits, &stop, on_panic, || {
+        retention_loop(ctx.clone(), stop.clone())
+    })
+    .await;
 }
 
 /// How long a stop waits for reads in progress before closing the journal.
