@@ -103,6 +103,10 @@ pub enum JournalError {
     #[error("the journal is closed (the relay is stopping, or reopening it after an I/O error)")]
     Closed,
     #[error(
+        "the journal file {path} is damaged: its storage library failed reading {what} (the `panicked` line logged before says where); the relay cannot read past it: stop the relay, then restore the file from a backup or move it aside to start an empty journal (events in it that a sink has not delivered would then be lost)"
+    )]
+    Damaged { path: PathBuf, what: &'static str },
+    #[error(
         "the journal file {path} was deleted, moved or replaced while the relay ran: new events are refused, since they would be lost at the next stop; {held}"
     )]
     FileGone { path: PathBuf, held: String },
@@ -480,6 +484,26 @@ impl Journal {
         unsaid_loss::said(&*self.db()?, count)
     }
 
+    /// Runs `read`, in which redb may panic: redb 4.6 panics on some
+    /// damaged pages (a page type byte it does not know) instead of returning
+    /// an error, and checks no checksum on a plain read, so one bad byte on
+    /// the disk ended the task that read there: the Kafka sink stopped while
+    /// `/readyz` said ready (panic audit of 2026-12-02). The panic becomes
+    /// [`JournalError::Damaged`], which the caller reports as it reports any
+    /// journal error; the panic hook has logged where it was.
+    fn read_unless_damaged<T>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce() -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+            Err(JournalError::Damaged {
+                path: self.path.clone(),
+                what,
+            })
+        })
+    }
+
     /// The database, without waiting for a [`reopen`](Self::reopen) in
     /// progress: [`JournalError::Closed`] meanwhile. For callers on a runtime
     /// worker that can do without the answer, since a reopen reads the whole
@@ -502,15 +526,17 @@ impl Journal {
     /// (async-hazards audit of 2026-12-02).
     pub fn first_seq_after(&self, after: u64) -> Result<Option<u64>, JournalError> {
         let db = self.db_unless_reopening()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let log = txn.open_table(EVENTS).map_err(storage)?;
-        let next = log
-            .range(after.saturating_add(1)..)
-            .map_err(storage)?
-            .next()
-            .transpose()
-            .map_err(storage)?;
-        Ok(next.map(|(seq, _)| seq.value()))
+        self.read_unless_damaged("the oldest event after a seq", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let log = txn.open_table(EVENTS).map_err(storage)?;
+            let next = log
+                .range(after.saturating_add(1)..)
+                .map_err(storage)?
+                .next()
+                .transpose()
+                .map_err(storage)?;
+            Ok(next.map(|(seq, _)| seq.value()))
+        })
     }
 
     /// The newest seq committed; 0 before the first event.

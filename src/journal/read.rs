@@ -2,7 +2,8 @@
 //! bytes), and counting a range by header without copying any JSON.
 //!
 //! Guarantees: events come in seq order; what retention removed is skipped;
-//! a record that does not decode is `JournalError::Corrupt` with its seq.
+//! a record that does not decode is `JournalError::Corrupt` with its seq, and
+//! a page redb cannot read (it panics) is `JournalError::Damaged`.
 
 use redb::ReadableDatabase;
 
@@ -32,20 +33,22 @@ impl Journal {
         max_bytes: usize,
     ) -> Result<Vec<JournaledEvent>, JournalError> {
         let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let log = txn.open_table(EVENTS).map_err(storage)?;
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
-            if out.len() >= limit || bytes >= max_bytes {
-                break;
+        self.read_unless_damaged("events after a seq", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let log = txn.open_table(EVENTS).map_err(storage)?;
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
+                if out.len() >= limit || bytes >= max_bytes {
+                    break;
+                }
+                let (k, v) = entry.map_err(storage)?;
+                let event = decode_record(k.value(), v.value())?;
+                bytes = bytes.saturating_add(event.json.len());
+                out.push(event);
             }
-            let (k, v) = entry.map_err(storage)?;
-            let event = decode_record(k.value(), v.value())?;
-            bytes = bytes.saturating_add(event.json.len());
-            out.push(event);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Counts the events with `after < seq <= up_to` whose header `accept`
@@ -64,21 +67,23 @@ impl Journal {
             return Ok((0, up_to));
         }
         let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let log = txn.open_table(EVENTS).map_err(storage)?;
-        let (mut count, mut read, mut through) = (0u64, 0usize, after);
-        for entry in log.range(after + 1..=up_to).map_err(storage)? {
-            if read >= max_records {
-                return Ok((count, through));
+        self.read_unless_damaged("event headers", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let log = txn.open_table(EVENTS).map_err(storage)?;
+            let (mut count, mut read, mut through) = (0u64, 0usize, after);
+            for entry in log.range(after + 1..=up_to).map_err(storage)? {
+                if read >= max_records {
+                    return Ok((count, through));
+                }
+                let (k, v) = entry.map_err(storage)?;
+                let (header, _) = split_record(k.value(), v.value())?;
+                if accept(&header) {
+                    count += 1;
+                }
+                read += 1;
+                through = k.value();
             }
-            let (k, v) = entry.map_err(storage)?;
-            let (header, _) = split_record(k.value(), v.value())?;
-            if accept(&header) {
-                count += 1;
-            }
-            read += 1;
-            through = k.value();
-        }
-        Ok((count, up_to))
+            Ok((count, up_to))
+        })
     }
 }

@@ -158,6 +158,28 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
 }
 
+/// redb panics on some damaged pages instead of returning an error: the
+/// panic is the reader's `Damaged` error, not the end of its task.
+#[test]
+fn a_read_redb_panics_in_is_a_damaged_journal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let read: Result<(), JournalError> =
+        j.read_unless_damaged("a page", || panic!("Invalid page type byte"));
+    let err = read.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Damaged { what: "a page", .. }),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(shown.contains("journal.redb is damaged"), "{shown}");
+    assert!(shown.contains("move it aside"), "{shown}");
+    // Reads go on as before.
+    j.append_batch(&[event("a")]).unwrap();
+    assert_eq!(j.read_after(0, 10).unwrap().len(), 1);
+    assert_eq!(j.first_seq_after(0).unwrap(), Some(1));
+}
+
 /// The Kafka sink reads its lag on a runtime worker: waiting for a reopen
 /// (which reads the whole file) took that worker for as long as it lasted.
 #[test]

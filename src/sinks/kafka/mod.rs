@@ -58,7 +58,7 @@ pub async fn run_with(
         // The panic's message is left out: the panic hook logged it already.
         tracing::error!(retry_in = ?delay, "the Kafka sink failed unexpectedly (panic); restarting it from its cursor");
         let error = format!(
-            "the Kafka sink failed unexpectedly (a bug); restarting it from its cursor in {delay:?}"
+            "the Kafka sink failed unexpectedly (a panic: a bug, or a library failing on bad data; the `panicked` line in the log says where); restarting it from its cursor in {delay:?}"
         );
         ctx.status.set_sink(
             "kafka",
