@@ -1332,6 +1332,36 @@ fn spawn_tail(url: &str, args: &[&str]) -> tokio::process::Child {
         .expect("spawn tail")
 }
 
+/// `tail` said a gap with `eprintln!`, which panics (exit 101) on a stderr
+/// that cannot be written (`2>/dev/full`, a pipe whose reader is gone): it
+/// printed nothing after the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_goes_on_past_a_gap_when_its_stderr_cannot_be_written() {
+    let relay = start_relay("").await;
+    let first = event(1, "call.ringing", Vendor::Voip24h, "main", None);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![first]).await, [1]);
+    assert_eq!(expire_everything(&relay), 1);
+    let second = event(2, "call.ringing", Vendor::Voip24h, "main", None);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![second]).await, [2]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
+        .args(["tail", "--url", &ws_url(&relay, ""), "--since", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(full))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tail");
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    read_until(&mut lines, &mut printed, 2).await;
+    assert_eq!(printed, [2]);
+    tail.start_kill().expect("kill tail");
+    relay.stop().await;
+}
+
 /// An event over tungstenite's default 16 MiB message limit (possible with a
 /// `server.max_body` above it) is printed, and so is the one after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -304,7 +304,9 @@ where
         if let Some(control) = value.get("control") {
             if control == "gap" {
                 let oldest = value.get("oldest_seq").and_then(|v| v.as_u64());
-                eprintln!(
+                // Not `eprintln!`: it panics (exit 101) on a stderr that cannot be written.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "callrelay tail: the relay no longer holds some requested events; resuming at seq {}",
                     oldest.map_or_else(|| "?".to_owned(), |s| s.to_string())
                 );
