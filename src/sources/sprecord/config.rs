@@ -93,6 +93,8 @@ fn default_stagger() -> Spanned<HumanDuration> {
 
 /// Smallest accepted reconnect delay: keeps a broken peer from being hammered
 /// and leaves a closed socket time to be seen closed before the next opens.
+/// The most `headers` a stream sends.
+const MAX_HEADERS: usize = 100;
 const MIN_DELAY: HumanDuration = HumanDuration::from_millis(10);
 const HOUR: HumanDuration = HumanDuration::from_secs(3600);
 
@@ -102,6 +104,18 @@ impl SprecordConfig {
         validate_http_url(v, "url", &self.url);
         self.tls.validate(v, &self.url);
         v.check_range("streams", &self.streams, 1, MAX_STREAMS, u8::to_string);
+        // http's header map panics past 32,768 entries: a config that
+        // passed `check` took the account's task down at start (panic
+        // audit of 2026-12-02). No device needs more than a few.
+        if self.headers.len() > MAX_HEADERS {
+            v.error(
+                self.account.span(),
+                format!(
+                    "[[sprecord]] `headers` has {} entries; at most {MAX_HEADERS} are sent",
+                    self.headers.len()
+                ),
+            );
+        }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 v.error(
@@ -226,5 +240,16 @@ mod tests {
             p[0].contains("Authorization") && !p[0].contains("secret"),
             "{p:?}"
         );
+        let many = |n: usize| {
+            let entries: Vec<String> = (0..n).map(|i| format!("X-{i} = \"v\"")).collect();
+            format!("headers = {{ {} }}\n", entries.join(", "))
+        };
+        let p = problems(&many(101));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("`headers` has 101 entries; at most 100"),
+            "{p:?}"
+        );
+        assert!(problems(&many(100)).is_empty());
     }
 }
