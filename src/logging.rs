@@ -188,8 +188,10 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
 
 /// Replaces the default panic hook: a panic becomes an `error` event with
 /// its message, place and thread (and a backtrace when `RUST_BACKTRACE`
-/// asks for one). The panic still unwinds as before: a source task that
-/// panics is restarted, a panic elsewhere ends the process.
+/// asks for one). The panic still unwinds as before: what it costs is the
+/// task's or thread's it happened in (connection sources, the Kafka sink and
+/// retention are restarted, an HTTP request or WebSocket session ends, the
+/// HTTP server's end stops the relay with an error; see `panic_restart`).
 pub fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
