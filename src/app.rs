@@ -359,15 +359,19 @@ async fn serve(
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             ended = &mut server => {
+                let ended = ended.map_err(|e| e.to_string());
+                // A stop, which the server saw first.
+                if ctx.shutdown.is_cancelled() {
+                    server_ended = Some(ended);
+                    break;
+                }
                 // Nothing listens any more (a bug: the accept loop ends only
                 // at a stop), while sources and the watchdog carry on and
                 // systemd would never restart it. Stop the whole relay with
                 // an error instead, so that `Restart=on-failure` does.
                 tracing::error!("the HTTP server stopped unexpectedly: stopping the relay so that it is started again");
-                server_ended = Some(match ended {
-                    Ok(()) => Err("the HTTP server stopped unexpectedly".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                });
+                server_ended =
+                    Some(ended.and_then(|()| Err("the HTTP server stopped unexpectedly".to_owned())));
                 ctx.shutdown.cancel();
                 break;
             }
