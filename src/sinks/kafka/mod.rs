@@ -60,14 +60,7 @@ pub async fn run_with(
         let error = format!(
             "the Kafka sink failed unexpectedly (a panic: a bug, or a library failing on bad data; the `panicked` line in the log says where); restarting it from its cursor in {delay:?}"
         );
-        ctx.status.set_sink(
-            "kafka",
-            SinkStatus {
-                ready: false,
-                reason: Some(error.clone()),
-                detail: json!({ "last_error": error }),
-            },
-        );
+        not_ready(&ctx, error);
     };
     restart_on_panic(PANIC_WAITS, &cancel, on_panic, || {
         run_forwarder(config.clone(), ctx.clone(), cancel.clone(), tuning)
@@ -93,16 +86,21 @@ async fn run_forwarder(
         Err(error) => {
             let error = format!("cannot read the kafka cursor: {error}");
             tracing::error!(%error, "kafka sink cannot start");
-            ctx.status.set_sink(
-                "kafka",
-                SinkStatus {
-                    ready: false,
-                    reason: Some(error.clone()),
-                    detail: json!({ "last_error": error }),
-                },
-            );
+            not_ready(&ctx, error);
             cancel.cancelled().await;
             ctx.status.remove_sink("kafka");
         }
     }
+}
+
+/// The sink's `/status` entry while no forwarder runs: not ready, and why.
+fn not_ready(ctx: &Context, error: String) {
+    ctx.status.set_sink(
+        "kafka",
+        SinkStatus {
+            ready: false,
+            reason: Some(error.clone()),
+            detail: json!({ "last_error": error }),
+        },
+    );
 }
