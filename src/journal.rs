@@ -509,13 +509,12 @@ impl Journal {
     /// worker that can do without the answer, since a reopen reads the whole
     /// file and may take minutes on a slow disk.
     fn db_unless_reopening(&self) -> Result<Arc<Database>, JournalError> {
-        match self.db.try_read() {
-            Ok(slot) => slot.clone().ok_or(JournalError::Closed),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                poisoned.into_inner().clone().ok_or(JournalError::Closed)
-            }
-            Err(std::sync::TryLockError::WouldBlock) => Err(JournalError::Closed),
-        }
+        let slot = match self.db.try_read() {
+            Ok(slot) => slot,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(JournalError::Closed),
+        };
+        slot.clone().ok_or(JournalError::Closed)
     }
 
     /// The oldest seq held after `after`, if any: where a reader past

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::format_time;
-use crate::journal::{JournalError, JournaledEvent};
+use crate::journal::{Journal, JournalError, JournaledEvent};
 use crate::log_throttle::LogThrottle;
 
 use super::CURSOR;
@@ -57,6 +57,18 @@ use super::producer::{self, Health, KafkaProducer};
 use super::reader::{ReadError, Reader};
 use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
+
+/// Journal work run off the runtime's workers (a reopen may hold the
+/// journal for minutes); its error, or its task's, as text.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
+    journal: Arc<Journal>,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(move || work(&journal))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+}
 
 mod failure;
 mod housekeeping;

@@ -12,7 +12,8 @@ use rdkafka::producer::Producer;
 
 use super::super::CURSOR;
 use super::super::resume::CursorState;
-use super::{Forwarder, PROBE_EVERY};
+use super::{Forwarder, PROBE_EVERY, off_the_workers};
+use crate::journal::Journal;
 
 impl Forwarder {
     /// Persists the cursor (non-durable), refreshes lag and status.
@@ -70,19 +71,15 @@ impl Forwarder {
     /// to Kafka beyond it (a stop that settled every report). `false` when
     /// the write failed (logged).
     pub(super) async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
-        let journal = self.ctx.journal.clone();
         let seq = self.cursor;
         let state = CursorState {
             clean,
             offsets: self.offsets.clone(),
         }
         .encode();
-        let written = tokio::task::spawn_blocking(move || {
-            journal.set_cursor_with_state(CURSOR, seq, &state, durable)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        let write =
+            move |journal: &Journal| journal.set_cursor_with_state(CURSOR, seq, &state, durable);
+        let written = off_the_workers(write, self.ctx.journal.clone()).await;
         match written {
             Ok(()) => {
                 self.persisted = seq;

@@ -16,7 +16,8 @@ use crate::event::format_time;
 
 use super::super::CURSOR;
 use super::super::resume::AlreadyDelivered;
-use super::{Failure, Forwarder, Report};
+use super::{Failure, Forwarder, Report, off_the_workers};
+use crate::journal::Journal;
 
 impl Forwarder {
     /// Settles what is in flight, replaces the producer when it must, and
@@ -134,14 +135,9 @@ impl Forwarder {
     /// undelivered drops, once. Until then they were not counted, since the
     /// sink was delivering them.
     pub(super) async fn count_held_drops_let_go(&mut self) {
-        let journal = self.ctx.journal.clone();
         let cursor = self.cursor;
-        // Off the runtime's workers: a journal read (and a write when drops
-        // were recorded) waits for a reopen, which may take minutes.
-        let taken = tokio::task::spawn_blocking(move || journal.take_held_drops(CURSOR, cursor))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let take = move |journal: &Journal| journal.take_held_drops(CURSOR, cursor);
+        let taken = off_the_workers(take, self.ctx.journal.clone()).await;
         match taken {
             Ok(0) => {}
             Ok(lost) => {
