@@ -378,6 +378,66 @@ mod tests {
         assert_eq!(e.event_type, "feedback.rating");
     }
 
+    /// A body declared as JSON is read as JSON only: one that is not JSON
+    /// is refused, not taken apart as form fields the vendor never sent.
+    #[test]
+    fn a_body_declared_json_that_is_not_json_is_refused_even_where_forms_are_read() {
+        for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
+            let err = parse_as(
+                vendor,
+                Method::Post,
+                "application/json",
+                &[],
+                b"extend=130&state=Up&callid=1.2",
+            )
+            .unwrap_err();
+            assert!(err.0.contains("not valid JSON"), "{vendor:?}: {err}");
+        }
+    }
+
+    /// Every credential but CareSoft's signature travels in the head, so a
+    /// caller without it is turned away before its body is read.
+    #[test]
+    fn credentials_in_the_head_are_checked_before_the_body() {
+        let headers = axum::http::HeaderMap::new();
+        let d = Delivery {
+            method: Method::Post,
+            headers: &headers,
+            query: &[],
+            body: b"{}",
+        };
+        let in_the_head = [
+            Credentials::Tel4vn {
+                api_key: Secret::new("k"),
+                header: "Authorization".into(),
+                query: None,
+            },
+            Credentials::Voipex {
+                username: "u".into(),
+                password: Secret::new("p"),
+            },
+            Credentials::Voip24h {
+                token: Secret::new("t"),
+            },
+            Credentials::Sprecord {
+                token: Some(Secret::new("t")),
+            },
+        ];
+        for creds in in_the_head {
+            assert!(
+                matches!(creds.verify_head(d), Some(Err(_))),
+                "{:?} not refused from the head",
+                creds.vendor()
+            );
+        }
+        let open_sprecord = Credentials::Sprecord { token: None };
+        assert!(matches!(open_sprecord.verify_head(d), Some(Ok(_))));
+        let caresoft = Credentials::Caresoft {
+            secret: Secret::new("s"),
+        };
+        assert!(caresoft.verify_head(d).is_none());
+    }
+
     #[test]
     fn query_object_drops_our_token() {
         let pairs = vec![

@@ -451,3 +451,24 @@ fn the_vendors_test_vector_in_any_case_with_or_without_prefix() {
         Err(AuthError::BadSignature)
     );
 }
+
+/// A CRM event is its object, action, entity id and version: a re-send of
+/// the same version is one event whatever else it carries, a new version is
+/// a new event, and without a version the whole payload decides.
+#[test]
+fn a_crm_identity_is_the_entity_and_its_version() {
+    let ticket = |updated_at: Option<&str>, status: &str| {
+        let mut t = json!({"ticket_id": 42, "ticket_status": status});
+        if let Some(at) = updated_at {
+            t["updated_at"] = json!(at);
+        }
+        parse(&json!({"object": "ticket", "action": "update", "ticket": t}))
+            .unwrap()
+            .identity
+    };
+    let v1 = "2021-10-06 09:45:53";
+    let v2 = "2021-10-06 09:46:10";
+    assert_eq!(ticket(Some(v1), "open"), ticket(Some(v1), "pending"));
+    assert_ne!(ticket(Some(v1), "open"), ticket(Some(v2), "open"));
+    assert_ne!(ticket(None, "open"), ticket(None, "pending"));
+}
