@@ -339,6 +339,15 @@ mod tests {
                 .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
         );
         assert_eq!(EventId::from_hex(&hex), Some(a));
+        // Logs and error texts print the id as the CloudEvent carries it.
+        assert_eq!(a.to_string(), hex);
+    }
+
+    #[test]
+    fn transport_labels_are_the_contracts() {
+        let labels =
+            [Transport::SocketIo, Transport::Sse, Transport::Webhook].map(Transport::as_str);
+        assert_eq!(labels, ["socketio", "sse", "webhook"]);
     }
 
     #[test]

@@ -138,3 +138,49 @@ pub(super) fn check_token(
         Err(AuthError::BadToken)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn with_query(query: &[(String, String)]) -> Result<(), AuthError> {
+        let headers = axum::http::HeaderMap::new();
+        let delivery = Delivery {
+            method: Method::Post,
+            headers: &headers,
+            query,
+            body: b"",
+        };
+        check_token(&Secret::new("t0ken"), &delivery)
+    }
+
+    fn token(value: &str) -> (String, String) {
+        ("token".to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn the_query_token_must_be_there_once_and_equal() {
+        assert_eq!(with_query(&[token("t0ken")]), Ok(()));
+        assert_eq!(with_query(&[]), Err(AuthError::MissingToken));
+        assert_eq!(with_query(&[token("t0ke")]), Err(AuthError::BadToken));
+        assert_eq!(with_query(&[token("T0KEN")]), Err(AuthError::BadToken));
+        assert_eq!(
+            with_query(&[token("t0ken"), token("t0ken")]),
+            Err(AuthError::Repeated("query parameter `token`".into()))
+        );
+    }
+
+    #[test]
+    fn a_head_checked_delivery_gets_the_body_read_after() {
+        let headers = axum::http::HeaderMap::new();
+        let head = Delivery {
+            method: Method::Post,
+            headers: &headers,
+            query: &[],
+            body: b"",
+        };
+        let verified = VerifiedHead(Verified::new(head)).with_body(b"{\"a\":1}");
+        assert_eq!(verified.delivery().body, b"{\"a\":1}");
+    }
+}
