@@ -410,6 +410,22 @@ mod tests {
         assert_eq!(id_text(&json!(0)), None);
         assert_eq!(id_text(&json!("")), None);
         assert_eq!(id_text(&Value::Null), None);
+        assert_eq!(id_text(&json!(true)).as_deref(), Some("true"));
+        assert_eq!(id_text(&json!(" C-1 ")).as_deref(), Some("C-1"));
+    }
+
+    /// Journaled ids are hashes of these texts: they must not change.
+    #[test]
+    fn canonical_texts_are_pinned() {
+        let v: Value = serde_json::from_str(r#"{"b":" x ","a":[8,1.50,true,null]}"#).unwrap();
+        assert_eq!(
+            canonical_text(&v, Scalars::Exact),
+            r#"{"a":[8,1.50,true,null],"b":" x "}"#
+        );
+        assert_eq!(
+            canonical_text(&v, Scalars::Loose),
+            r#"{"a":["8","1.50",true,null],"b":"x"}"#
+        );
     }
 
     #[test]

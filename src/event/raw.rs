@@ -91,4 +91,17 @@ mod tests {
         assert_eq!(serde_json::to_string(&raw).unwrap(), r#"{"keypress":"4"}"#);
         assert_eq!(raw.to_value(), json!({"keypress": "4"}));
     }
+
+    /// Equal means the same text as received, or the same fields.
+    #[test]
+    fn payloads_are_equal_only_as_the_same_text_or_fields() {
+        let json = |t: &str| RawPayload::json(t).unwrap();
+        assert_eq!(json(r#"{"a":1}"#), json(r#"{"a":1}"#));
+        assert_ne!(json(r#"{"a":1}"#), json(r#"{"a": 1}"#));
+        assert_ne!(json(r#"{"a":"1"}"#), RawPayload::from(json!({"a": "1"})));
+        assert_ne!(
+            RawPayload::from(json!({"a": "1"})),
+            RawPayload::from(json!({"a": "2"}))
+        );
+    }
 }

@@ -254,6 +254,26 @@ mod tests {
     }
 
     #[test]
+    fn a_java_date_is_read_in_the_zone_it_names() {
+        // Read with a local offset of +05:00, which none of the named zones has.
+        let local = UtcOffset::from_hms(5, 0, 0).unwrap();
+        for (zone, utc) in [
+            ("UTC", "2021-10-06T09:45:53.000Z"),
+            ("GMT", "2021-10-06T09:45:53.000Z"),
+            ("Z", "2021-10-06T09:45:53.000Z"),
+            ("ICT", "2021-10-06T02:45:53.000Z"),
+            ("MSK", "2021-10-06T06:45:53.000Z"),
+            ("CET", "2021-10-06T08:45:53.000Z"),
+            ("CEST", "2021-10-06T07:45:53.000Z"),
+            ("XYZ", "2021-10-06T04:45:53.000Z"),
+        ] {
+            let text = format!("Wed Oct 06 09:45:53 {zone} 2021");
+            let t = time(Some(&json!(text)), local).unwrap();
+            assert_eq!(crate::event::format_time(t), utc, "{zone}");
+        }
+    }
+
+    #[test]
     fn placeholders_and_garbage_are_no_date() {
         for v in [
             json!(0),

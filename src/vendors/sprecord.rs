@@ -206,6 +206,15 @@ mod tests {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         );
         assert!(parse_message(&json!({"event_type": "verification", "payload": {}})).is_err());
+        // A number is answered as the digits it was sent with.
+        let number: Value =
+            serde_json::from_str(r#"{"event_type": "verification", "payload": 12345.50}"#).unwrap();
+        assert_eq!(
+            parse_message(&number).unwrap(),
+            SprecordMessage::Verification {
+                payload: "12345.50".into()
+            }
+        );
     }
 
     #[test]
