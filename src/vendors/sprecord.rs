@@ -236,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn outgoing_and_talk_fields() {
+        let payload =
+            json!({"call_id": "8", "call_src": "107", "call_dst": "+7900", "trunk": "GSM1"});
+        let e =
+            event_of(&json!({"device_id": "d", "event_type": "outgoing_call", "payload": payload}));
+        assert_eq!(
+            Value::Object(e.fields),
+            json!({"call_id": "8", "direction": "outbound", "from": "107", "to": "+7900",
+                   "trunk": "GSM1"})
+        );
+        let e =
+            event_of(&json!({"device_id": "d", "event_type": "start_talk", "payload": payload}));
+        assert_eq!(
+            Value::Object(e.fields),
+            json!({"call_id": "8", "from": "107", "to": "+7900", "trunk": "GSM1"})
+        );
+    }
+
+    #[test]
     fn sms_and_answer_elsewhere_fields() {
         let e = event_of(&json!({"device_id": "d", "event_type": "incoming_sms",
             "payload": {"sms_src": "+7900", "text": "Привет", "trunk": "GSM2",
