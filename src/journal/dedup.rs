@@ -228,4 +228,38 @@ mod tests {
         index.forget(&id, 9);
         assert_eq!(index.len(), 0);
     }
+
+    /// Expiry removes at most `limit` entries a call (retention commits
+    /// chunk by chunk), only those past the window, and says how many.
+    #[test]
+    fn expiry_takes_the_front_past_the_window_a_limited_chunk_at_a_time() {
+        use redb::ReadableTableMetadata;
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut table = txn.open_table(DEDUP_LOG).unwrap();
+        let mut index = DedupIndex::default();
+        for seq in 1..=6u64 {
+            let id = EventId([seq as u8; 16]);
+            // Five old entries, the sixth within the window.
+            let seen = Seen {
+                seq,
+                at_ms: if seq < 6 { seq } else { 9_000 },
+            };
+            insert_entry(&mut table, &id, seen).unwrap();
+            index.extend([(id, seen)]);
+        }
+        let mut expire_chunk = || expire(&mut table, &mut index, 10_000, 0, 5_000, 2).unwrap();
+        assert_eq!(expire_chunk(), 2);
+        assert_eq!(expire_chunk(), 2);
+        assert_eq!(expire_chunk(), 1);
+        assert_eq!(expire_chunk(), 0);
+        assert_eq!(table.len().unwrap(), 1);
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            index.within_window(&EventId([6; 16]), 10_000, 5_000),
+            Some(6)
+        );
+    }
 }
