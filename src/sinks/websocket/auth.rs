@@ -122,6 +122,9 @@ mod tests {
             Err(AuthError::Missing)
         );
         assert_eq!(check(&[], &headers(None), None), Ok(()));
+        // A token listed twice (a rotation half done) is still accepted.
+        let twice = [Secret::new("s3cret"), Secret::new("s3cret")];
+        assert_eq!(check(&twice, &headers(Some("Bearer s3cret")), None), Ok(()));
     }
 
     #[test]
