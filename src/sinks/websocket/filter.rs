@@ -256,6 +256,41 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_is_any_value_but_off_and_the_last_one_wins() {
+        let heartbeat = |raw: &str| ClientQuery::parse(Some(raw)).heartbeat;
+        assert!(!heartbeat("type=call.*"));
+        for on in [
+            "heartbeat",
+            "heartbeat=1",
+            "heartbeat=true",
+            "heartbeat=yes",
+        ] {
+            assert!(heartbeat(on), "{on}");
+        }
+        for off in ["heartbeat=0", "heartbeat=false", "heartbeat=%200%20"] {
+            assert!(!heartbeat(off), "{off}");
+        }
+        assert!(!heartbeat("heartbeat=1&heartbeat=0"));
+        assert!(heartbeat("heartbeat=0&heartbeat=1"));
+    }
+
+    #[test]
+    fn a_token_sent_twice_is_marked_repeated() {
+        assert!(!ClientQuery::parse(Some("token=a&x=1")).token_repeated);
+        assert!(ClientQuery::parse(Some("token=a&token=b")).token_repeated);
+        assert!(ClientQuery::parse(Some("token=a&token=b&token=c")).token_repeated);
+    }
+
+    #[test]
+    fn a_filter_is_empty_only_with_every_list_empty() {
+        assert!(Filter::default().is_empty());
+        for raw in ["type=a", "vendor=a", "account=a", "subject=a"] {
+            let filter = ClientQuery::parse(Some(raw)).filter;
+            assert!(!filter.is_empty(), "{raw}");
+        }
+    }
+
+    #[test]
     fn a_parameter_that_is_not_utf8_is_refused_after_the_token_is_read() {
         // `%E1` is `á` in Latin-1: read lossily it became a filter of U+FFFD
         // that matched nothing, and the screen stayed empty without a word.
