@@ -453,6 +453,9 @@ mod tests {
         // A high surrogate before another high one, and at the very end.
         let (value, _) = parse_json(r#"["\ud83d\ud83d\ude00","\udbff"]"#).unwrap();
         assert_eq!(value, json!(["\u{fffd}😀", "\u{fffd}"]));
+        // A low half needs its own backslash to pair with a high one.
+        let (value, _) = parse_json(r#"["\ud83dxude00"]"#).unwrap();
+        assert_eq!(value, json!(["\u{fffd}xude00"]));
         // Text that needs nothing is not copied; other errors stay errors.
         assert!(matches!(
             parse_json(r#"{"a":"\u00e9"}"#).unwrap().1,

@@ -247,6 +247,18 @@ mod tests {
                    "status": "no_answer", "duration_s": 25, "billsec_s": 0})
         );
         assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+        // Either of the two marks a missed-call record.
+        for key in ["linkedid", "calldate"] {
+            let mut record = value(MISSED);
+            let other = if key == "linkedid" {
+                "calldate"
+            } else {
+                "linkedid"
+            };
+            record.as_object_mut().unwrap().remove(other);
+            let e = parse_call_event(&record).unwrap();
+            assert_eq!(e.event_type, "call.missed", "with only {key}");
+        }
     }
 
     #[test]
