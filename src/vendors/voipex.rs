@@ -205,6 +205,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n.identity, ring("a").identity);
+        // Outside a transfer `To` is not part of it: ids journaled by an
+        // earlier version stay the ids of the same events.
+        let ring_to = |to: &str| {
+            parse(
+                &json!({"EventName":"Ringing","UniqueId":"1.2","Login":"a","To":to}),
+                now(),
+            )
+            .unwrap()
+            .identity
+        };
+        assert_eq!(ring_to("446"), ring_to("447"));
+    }
+
+    /// An agent event without a call id has only its arrival to tell two
+    /// apart: the same millisecond is one event, the next is another.
+    #[test]
+    fn an_agent_event_without_a_call_id_is_told_apart_by_its_millisecond() {
+        let paused = |nanos: i128| {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_000_000 + nanos)
+                .unwrap();
+            parse(&json!({"EventName":"AgentPaused","Login":"petr"}), at)
+                .unwrap()
+                .identity
+        };
+        assert_eq!(paused(100), paused(900_000));
+        assert_ne!(paused(100), paused(1_000_100));
     }
 
     /// An agent who consults one colleague, cancels, then another, sends
