@@ -384,5 +384,25 @@ mod tests {
         let mut fourth = ev("\u{fffd}", "4");
         fourth.lossy = true;
         assert_eq!(parse(&[b"id: \xFF\ndata: 4\n\n"]), vec![fourth]);
+        // So does an event name alone.
+        let mut fifth = ev("", "5");
+        fifth.event = "x\u{fffd}".into();
+        fifth.lossy = true;
+        assert_eq!(parse(&[b"event: x\xC3\ndata: 5\n\n"]), vec![fifth]);
+    }
+
+    #[test]
+    fn an_id_holding_nul_is_ignored() {
+        let got = parse(&[b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n"]);
+        assert_eq!(got, vec![ev("1", "a"), ev("1", "b")]);
+    }
+
+    #[test]
+    fn the_event_name_counts_towards_the_event_limit() {
+        let mut p = SseParser::with_limit(16);
+        assert_eq!(
+            p.push(b"event: 12345678901234567\ndata: 1\n\n"),
+            Err(SseError::TooLarge)
+        );
     }
 }
