@@ -416,6 +416,36 @@ mod tests {
     }
 
     #[test]
+    fn the_backlog_keeps_order_collapses_repeated_alives_and_is_bounded_by_bytes() {
+        let mut backlog = Backlog::default();
+        for inbound in [
+            Inbound::Alive,
+            Inbound::Alive,
+            Inbound::Malformed("a".into()),
+            Inbound::Alive,
+        ] {
+            backlog.push(inbound, 1);
+        }
+        let mut taken = Vec::new();
+        while let Some(inbound) = backlog.pop() {
+            taken.push(format!("{inbound:?}"));
+        }
+        assert_eq!(taken, ["Alive", "Malformed(\"a\")", "Alive"]);
+        assert!(backlog.is_empty());
+        assert_eq!(backlog.bytes, 0);
+
+        // Full at the bound, counting each item's overhead; a pop frees room.
+        let text = MAX_BACKLOG_BYTES - 2 * BACKLOG_ITEM_OVERHEAD - 1;
+        backlog.push(Inbound::Malformed("big".into()), text);
+        backlog.push(Inbound::Malformed("tiny".into()), 0);
+        assert!(!backlog.is_full());
+        backlog.push(Inbound::Malformed("one more".into()), 0);
+        assert!(backlog.is_full());
+        assert!(backlog.pop().is_some());
+        assert!(!backlog.is_full());
+    }
+
+    #[test]
     fn the_heartbeat_follows_the_version_and_the_open_packet() {
         let open = json!({"sid": "s", "pingInterval": 25000, "pingTimeout": 20000});
         assert_eq!(
