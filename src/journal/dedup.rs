@@ -222,6 +222,16 @@ mod tests {
             },
         )]);
         assert_eq!(index.within_window(&id, 1_800, 600), Some(9));
+        // The journal's clock starts no earlier than this.
+        index.extend([(
+            EventId([2; 16]),
+            Seen {
+                seq: 10,
+                at_ms: 1_200,
+            },
+        )]);
+        assert_eq!(index.newest_at_ms(), 1_700);
+        index.forget(&EventId([2; 16]), 10);
         // Forgetting the older entry leaves the newer one.
         index.forget(&id, 1);
         assert_eq!(index.len(), 1);
