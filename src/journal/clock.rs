@@ -154,6 +154,18 @@ mod tests {
         assert!((1_000_000..1_000_000 + 60_000).contains(&now), "{now}");
     }
 
+    /// The clock's whole worth is that it moves with real time; a boot
+    /// time stuck at one value would freeze every age.
+    #[test]
+    fn boot_time_moves_with_real_time() {
+        let before = boot_ms();
+        // Time passing is the scenario here: there is no event to await.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let moved = boot_ms() - before;
+        // Both readings are cut to whole milliseconds: up to 1 ms is lost.
+        assert!(moved >= 29, "moved {moved} ms in at least 30 ms");
+    }
+
     #[test]
     fn it_starts_from_a_newer_stored_time_up_to_the_bound() {
         let start = |wall, stored| {
