@@ -95,9 +95,13 @@ mod tests {
     #[test]
     fn keys_are_independent() {
         let mut log = LogThrottle::new(INTERVAL);
+        assert!(log.is_empty());
         let t0 = Instant::now();
         assert_eq!(log.admit(("tel4vn", 401), t0), Some(0));
         assert_eq!(log.admit(("tel4vn", 400), t0), Some(0));
+        // Callers bound their keys by this count.
+        assert_eq!(log.len(), 2);
+        assert!(!log.is_empty());
         assert_eq!(log.admit(("voipex", 401), t0), Some(0));
         assert_eq!(log.admit(("tel4vn", 401), t0), None);
         assert_eq!(log.admit(("tel4vn", 400), t0), None);
