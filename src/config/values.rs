@@ -223,6 +223,8 @@ mod tests {
         assert_eq!(shown(Duration::from_micros(1500)), "\"1ms 500us\"");
         assert_eq!(ByteSize(1 << 20).to_string(), "\"1MiB\"");
         assert_eq!(ByteSize(1 << 50).to_string(), "\"1PiB\"");
+        assert_eq!(ByteSize(2 << 40).to_string(), "\"2TiB\"");
+        assert_eq!(ByteSize(1 << 30).to_string(), "\"1GiB\"");
         assert_eq!(ByteSize(1536).to_string(), "\"1536B\"");
         assert_eq!(ByteSize(3 << 10).to_string(), "\"3KiB\"");
         assert_eq!(ByteSize(0).to_string(), "\"0B\"");
