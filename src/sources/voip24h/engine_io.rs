@@ -426,11 +426,14 @@ mod tests {
         ] {
             backlog.push(inbound, 1);
         }
-        let mut taken = Vec::new();
+        assert!(!backlog.is_empty());
+        assert_eq!(backlog.bytes, 3 * (1 + BACKLOG_ITEM_OVERHEAD));
+        let mut taken = vec![format!("{:?}", backlog.pop())];
+        assert_eq!(backlog.bytes, 2 * (1 + BACKLOG_ITEM_OVERHEAD));
         while let Some(inbound) = backlog.pop() {
             taken.push(format!("{inbound:?}"));
         }
-        assert_eq!(taken, ["Alive", "Malformed(\"a\")", "Alive"]);
+        assert_eq!(taken, ["Some(Alive)", "Malformed(\"a\")", "Alive"]);
         assert!(backlog.is_empty());
         assert_eq!(backlog.bytes, 0);
 
