@@ -53,3 +53,32 @@ impl ResumeId {
         self.ids.lock().insert(self.key.clone(), id.to_owned());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resume(ids: &Arc<ResumeIds>, url: &str, stream: usize) -> ResumeId {
+        ResumeId {
+            ids: ids.clone(),
+            key: ("main".to_owned(), url.to_owned(), stream),
+        }
+    }
+
+    #[test]
+    fn an_id_set_is_got_back_for_its_stream_only() {
+        let ids = Arc::new(ResumeIds::default());
+        let first = resume(&ids, "http://a/sys/events", 0);
+        assert_eq!(first.get(), None);
+        first.set("41");
+        first.set("42");
+        // A stream started anew (after a reload or a panic) finds it.
+        assert_eq!(
+            resume(&ids, "http://a/sys/events", 0).get().as_deref(),
+            Some("42")
+        );
+        // Another stream, or another server, has its own.
+        assert_eq!(resume(&ids, "http://a/sys/events", 1).get(), None);
+        assert_eq!(resume(&ids, "http://b/sys/events", 0).get(), None);
+    }
+}
