@@ -394,6 +394,89 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_right_after_a_value_maps_right_after_its_reference() {
+        let text = "x = \"a${PLAIN}b\"\n";
+        let e = expand(text, &env);
+        let reference = text.find("${").unwrap();
+        let value = e.text.find("abc").unwrap();
+        assert_eq!(e.original_offset(value), reference);
+        assert_eq!(e.original_offset(value + 1), reference);
+        assert_eq!(e.original_offset(value + 3), text.find("b\"").unwrap());
+    }
+
+    #[test]
+    fn a_span_touches_a_replacement_only_when_they_overlap() {
+        let text = "x = \"a${PLAIN}b\"\n";
+        let e = expand(text, &env);
+        let value = e.text.find("abc").unwrap();
+        // The `a` before and the `b` after are the file's own text.
+        assert_eq!(e.original_span_if_expanded(value - 1..value), None);
+        assert_eq!(e.original_span_if_expanded(value + 3..value + 4), None);
+        // A span starting inside the value shows the reference as written.
+        let from_inside = e.original_span_if_expanded(value + 1..value + 4);
+        assert_eq!(from_inside.map(|r| &text[r]), Some("${PLAIN}b"));
+    }
+
+    #[test]
+    fn multi_line_strings_and_literals_keep_their_context() {
+        // A `#` inside a multi-line string is not a comment; a `'x'` ends
+        // before the comment that follows it; each value is escaped for the
+        // string it stands in.
+        let text = "a = \"\"\"\n# ${KEY}\n\"\"\"\nb = '''\n${PLAIN}'''\nc = 'x' # ${NOPE}\nd = \"${KEY}\"\n";
+        let e = expand(text, &env);
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+        let v: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(v["a"].as_str(), Some("# s3cr\"et\\x\n"));
+        assert_eq!(v["b"].as_str(), Some("abc"));
+        assert_eq!(v["c"].as_str(), Some("x"));
+        assert_eq!(v["d"].as_str(), Some("s3cr\"et\\x"));
+    }
+
+    #[test]
+    fn an_unclosed_reference_is_skipped_by_its_name_only() {
+        // At the end of the text: the whole name is quoted.
+        let e = expand("a = ${OPEN", &env);
+        assert_eq!(e.problems.len(), 1);
+        assert!(e.problems[0].1.contains("`${OPEN`"), "{:?}", e.problems);
+        // The `"` after the name still ends the string, so the comment after
+        // it is one.
+        let e = expand("a = \"${ABC\" # ${NOPE}\n", &env);
+        assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+    }
+
+    #[test]
+    fn an_empty_name_or_one_starting_with_a_digit_is_not_a_variable_name() {
+        for reference in ["${}", "${1X}"] {
+            let e = expand(&format!("a = \"{reference}\"\n"), &env);
+            let messages: Vec<&str> = e.problems.iter().map(|(_, m)| m.as_str()).collect();
+            assert_eq!(
+                messages,
+                [format!(
+                    "`{reference}` is not a valid environment variable name"
+                )],
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_literals_refuse_quotes_and_newlines() {
+        let lookup = |n: &str| match n {
+            "CTRL" => Some("a\u{1}b\rc\td".to_owned()),
+            "QUOTE" => Some("it's".to_owned()),
+            "NL" => Some("a\nb".to_owned()),
+            _ => None,
+        };
+        let e = expand("a = \"${CTRL}\"\n", &lookup);
+        let v: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(v["a"].as_str(), Some("a\u{1}b\rc\td"));
+        for name in ["QUOTE", "NL"] {
+            let e = expand(&format!("a = '${{{name}}}'\n"), &lookup);
+            assert_eq!(e.problems.len(), 1, "{name}: {:?}", e.problems);
+            assert!(e.problems[0].1.contains("cannot go in a '…' literal"));
+        }
+    }
+
+    #[test]
     fn escaped_quote_does_not_end_a_string() {
         let e = expand("a = \"x\\\" # ${PLAIN}\"\n", &env);
         assert!(e.text.contains("abc"));
