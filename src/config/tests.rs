@@ -34,6 +34,7 @@ fn empty_file_is_the_all_defaults_config() {
     assert_eq!(c.server.max_body.get_ref().get(), 1024 * 1024);
     assert_eq!(c.dedup.window.get_ref().get().as_secs(), 600);
     assert_eq!(c.journal.retention.get_ref().get().as_secs(), 86_400);
+    assert_eq!(c.journal.max_size.get_ref().get(), 1 << 30);
     assert!(c.kafka.is_none());
     assert_eq!(c.websocket.path.get_ref(), "/ws");
 }
@@ -93,6 +94,15 @@ fn a_duration_in_months_is_refused_as_a_likely_typo_for_minutes() {
 }
 
 #[test]
+fn the_journal_holds_at_least_one_mebibyte() {
+    let c = load("[journal]\nmax_size = \"1MiB\"\n").unwrap();
+    assert_eq!(c.journal.max_size.get_ref().get(), 1 << 20);
+    let p = problems("[journal]\nmax_size = \"1023KiB\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:2:12: `max_size`"), "{p:?}");
+}
+
+#[test]
 fn syntax_errors_have_a_place() {
     let p = problems("[server\nlisten = 1\n");
     assert!(p[0].starts_with("relay.toml:1:"), "{p:?}");
@@ -121,6 +131,9 @@ password = "p"
 
 [websocket]
 max_clients = "many"
+
+[kafka]
+topic = "t"
 "#;
     let places: Vec<String> = problems(text)
         .iter()
@@ -136,6 +149,7 @@ max_clients = "many"
             "relay.toml:12:11",
             "relay.toml:16:11",
             "relay.toml:21:15",
+            "relay.toml:23:1",
         ]
     );
 }
@@ -144,11 +158,17 @@ max_clients = "many"
 fn a_type_error_alone_in_a_table_is_not_joined_by_its_tables_missing_fields() {
     // Each key is also read alone, without the rest of its table: that pass
     // must not add the table's required fields as problems.
-    let p = problems("[[webhook]]\nvendor = \"tel4vn\"\naccount = 5\n");
-    assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].starts_with("relay.toml:3:11: invalid type"), "{p:?}");
-    let p = problems("[kafka]\ntopic = \"t\"\n");
-    assert_eq!(p, ["relay.toml:1:1: missing field `brokers`"]);
+    for end in ["\n", ""] {
+        let p = problems(&format!(
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = 5{end}"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("relay.toml:3:11: invalid type"), "{p:?}");
+    }
+    for end in ["\n", ""] {
+        let p = problems(&format!("[kafka]\ntopic = \"t\"{end}"));
+        assert_eq!(p, ["relay.toml:1:1: missing field `brokers`"]);
+    }
 }
 
 #[test]
@@ -244,6 +264,8 @@ fn dedup_window_must_fit_in_retention() {
     // Placed at whichever of the two the file writes, not at 1:1.
     let p = problems("[journal]\nretention = \"5m\"\n");
     assert!(p[0].starts_with("relay.toml:2:13: "), "{p:?}");
+    // A default, written nowhere, is shown as its value.
+    assert!(p[0].contains("`dedup.window` (\"10m\")"), "{p:?}");
     let p = problems("[dedup]\nwindow = \"48h\"\n");
     assert!(p[0].starts_with("relay.toml:2:10: "), "{p:?}");
 }
