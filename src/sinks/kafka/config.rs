@@ -423,6 +423,7 @@ mod tests {
             ("kafka-1:0", 1),
             ("kafka-1:70000", 1),
             ("kafka-1:9092/path", 1),
+            ("kafka-1/path", 1),
             ("http://kafka-1:9092", 1),
             ("kafka-1:9092,SASL_SSL://kafka-2:9093", 2),
         ] {
@@ -469,6 +470,28 @@ mod tests {
                 .iter()
                 .all(|m| !m.contains("s3cr3t"))
         );
+        // librdkafka's own words are left out for a property that may hold
+        // a secret: some of its messages quote the value.
+        assert_eq!(
+            problems(&[("ssl_key", "hunter2")]),
+            [
+                "[kafka.options] `ssl_key`: librdkafka refuses this property or its value (RD_KAFKA_CONF_INVALID)"
+            ]
+        );
+        for sensitive in [
+            "sasl.password",
+            "SSL.KEY.PASSWORD",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.token.endpoint.url",
+            "sasl.jaas.config",
+        ] {
+            assert!(is_sensitive(sensitive), "{sensitive}");
+        }
+        assert!(!is_sensitive("compression.type"));
+        // The config's `Debug` (in a panic or a log) names options, nothing more.
+        let shown = format!("{:?}", with_options(&[("sasl.password", "hunter2")]));
+        assert!(shown.contains("\"sasl.password\""), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
@@ -524,6 +547,83 @@ mod tests {
         ] {
             assert!(valid(accepted), "{accepted:?}");
         }
+    }
+
+    #[test]
+    fn the_largest_message_is_librdkafkas_unless_an_option_says() {
+        assert_eq!(with_options(&[]).message_max_bytes(), 1_000_000);
+        let larger = with_options(&[("message.max.bytes", " 2000000 ")]);
+        assert_eq!(larger.message_max_bytes(), 2_000_000);
+    }
+
+    #[test]
+    fn a_topic_name_holds_at_most_249_characters() {
+        let valid = |topic: String| {
+            let config = KafkaConfig {
+                topic: crate::config::unspanned(topic),
+                ..with_options(&[])
+            };
+            let mut v = Validator::new("");
+            config.validate(&mut v);
+            v.is_empty()
+        };
+        assert!(valid("t".repeat(249)));
+        assert!(!valid("t".repeat(250)));
+        // A placeholder counts as what it stands for, not as its own text.
+        assert!(valid(format!("{}{{vendor}}", "t".repeat(240))));
+    }
+
+    #[test]
+    fn the_security_protocol_decides_kerberos_and_the_broker_prefix() {
+        let plain = with_options(&[]);
+        assert_eq!(plain.security_protocol(), "plaintext");
+        assert!(!plain.uses_kerberos());
+        // SASL with no mechanism named is GSSAPI, librdkafka's default.
+        let kerberos = with_options(&[("security.protocol", " SASL_SSL ")]);
+        assert_eq!(kerberos.security_protocol(), "sasl_ssl");
+        assert!(kerberos.uses_kerberos());
+        let named = with_options(&[
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "GSSAPI"),
+        ]);
+        assert!(named.uses_kerberos());
+        let scram = with_options(&[
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanisms", "SCRAM-SHA-256"),
+            ("sasl.username", "relay"),
+            ("sasl.password", "pw"),
+        ]);
+        assert!(!scram.uses_kerberos());
+        // Kerberos is not tried at `check`: its client would run `kinit`.
+        assert_eq!(kerberos.combined_problem(), None);
+        // The broker list may name the protocol that is configured.
+        let mut v = Validator::new("");
+        KafkaConfig {
+            brokers: crate::config::unspanned("SASL_SSL://k:9093".to_owned()),
+            ..scram
+        }
+        .validate(&mut v);
+        let problems = v.into_error("relay.toml").map(|e| e.to_string());
+        assert_eq!(problems, None);
+    }
+
+    #[test]
+    fn the_first_refused_option_is_named_at_start() {
+        assert_eq!(with_options(&[("linger.ms", "20")]).options_problem(), None);
+        let problem = with_options(&[("linger.ms", "20"), ("linger.mss", "5")]).options_problem();
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("`linger.mss`")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_value_is_not_quoted_onto_librdkafkas_message() {
+        let p = problems(&[("compression.type", "")]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(!p[0].ends_with("\"\""), "{p:?}");
     }
 
     #[test]
