@@ -94,3 +94,70 @@ pub(super) fn none_recorded(db: &redb::Database, sink: &str) -> Result<bool, Jou
         .next();
     Ok(first.is_none())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_table(test: impl FnOnce(&mut HeldDrops<'_>)) {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        test(&mut txn.open_table(HELD_DROPS).unwrap());
+    }
+
+    fn record_all(table: &mut HeldDrops<'_>, sink: &str, seqs: &[u64]) {
+        for &seq in seqs {
+            record(table, sink, seq).unwrap();
+        }
+    }
+
+    #[test]
+    fn consecutive_seqs_make_one_run_and_a_seq_recorded_twice_counts_once() {
+        with_table(|table| {
+            record_all(table, "kafka", &[5, 6, 7, 6, 5, 9, 10]);
+            record_all(table, "websocket", &[6]);
+            assert_eq!(runs(table, "kafka").unwrap(), [(5, 7), (9, 10)]);
+            assert_eq!(take(table, "kafka", 0).unwrap(), 5);
+            assert_eq!(runs(table, "kafka").unwrap(), []);
+            assert_eq!(runs(table, "websocket").unwrap(), [(6, 6)]);
+        });
+    }
+
+    #[test]
+    fn what_the_cursor_passed_is_forgotten_and_the_rest_kept() {
+        with_table(|table| {
+            record_all(table, "kafka", &[5, 6, 7, 9]);
+            forget_delivered(table, "kafka", 4).unwrap();
+            assert_eq!(runs(table, "kafka").unwrap(), [(5, 7), (9, 9)]);
+            forget_delivered(table, "kafka", 5).unwrap();
+            assert_eq!(runs(table, "kafka").unwrap(), [(6, 7), (9, 9)]);
+            forget_delivered(table, "kafka", 7).unwrap();
+            assert_eq!(runs(table, "kafka").unwrap(), [(9, 9)]);
+        });
+    }
+
+    #[test]
+    fn none_recorded_is_per_sink() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        record(&mut txn.open_table(HELD_DROPS).unwrap(), "kafka", 3).unwrap();
+        txn.commit().unwrap();
+        assert!(!none_recorded(&db, "kafka").unwrap());
+        assert!(none_recorded(&db, "websocket").unwrap());
+    }
+
+    #[test]
+    fn take_counts_only_the_seqs_after_the_cursor() {
+        with_table(|table| {
+            record_all(table, "kafka", &[5, 6, 7, 9]);
+            assert_eq!(take(table, "kafka", 6).unwrap(), 2);
+            record_all(table, "kafka", &[5, 6, 7, 9]);
+            assert_eq!(take(table, "kafka", 9).unwrap(), 0);
+            assert_eq!(runs(table, "kafka").unwrap(), []);
+        });
+    }
+}
