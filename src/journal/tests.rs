@@ -422,6 +422,53 @@ fn lost_events_no_line_named_yet_survive_a_restart() {
     assert_eq!(j.undelivered_said(unsaid + 5).unwrap(), 0);
 }
 
+/// `max_size` is a bound the journal may reach, not one it must stay under.
+#[test]
+fn a_journal_exactly_at_max_size_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
+    let t0 = 9_000_000_000;
+    j.append_batch_at(&batch, t0).unwrap();
+    let mut opts = j.options().clone();
+    opts.max_size = j.bytes();
+    drop(j);
+    let j = Journal::open(opts).unwrap();
+    let r = j
+        .enforce_retention_at(&[kafka_holding_nothing()], t0 + 10)
+        .unwrap();
+    assert_eq!(r, RetentionReport::default());
+    assert_eq!(j.first_seq(), 1);
+}
+
+/// The pass on the relay's own clock: the retention task calls this one.
+#[test]
+fn retention_now_enforces_max_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = over_max_size(dir.path());
+    let r = j.enforce_retention(&[kafka_holding_nothing()]).unwrap();
+    assert!(r.dropped_undelivered > 0, "{r:?}");
+    assert!(j.bytes() <= 2_000);
+}
+
+/// A pass that drops more than one chunk's worth counts each event once in
+/// the count no log line has named yet.
+#[test]
+fn lost_events_over_several_chunks_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_size = 2_000;
+    let j = Journal::open(opts).unwrap();
+    let batch: Vec<_> = (0..6_000).map(|i| event(&format!("e{i}"))).collect();
+    let t0 = 9_000_000_000;
+    j.append_batch_at(&batch, t0).unwrap();
+    let r = j
+        .enforce_retention_at(&[kafka_holding_nothing()], t0 + 10)
+        .unwrap();
+    assert!(r.dropped_undelivered > 5_000, "{r:?}");
+    assert_eq!(j.unsaid_undelivered().unwrap(), r.dropped_undelivered);
+}
+
 /// Events a sink holds in memory are on their way to it: when `max_size`
 /// drops them they are recorded, not counted as undelivered, and counted
 /// only if the sink lets go of them undelivered. Before, everything after the
