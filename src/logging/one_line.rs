@@ -164,6 +164,15 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_reaches_the_inner_writer() {
+        let mut writer = OneLine::new(io::BufWriter::new(Vec::new()), Style::Json);
+        writer.write_all(b"{}\n").unwrap();
+        assert!(writer.inner.get_ref().is_empty());
+        writer.flush().unwrap();
+        assert_eq!(writer.inner.get_ref().as_slice(), b"{}\n");
+    }
+
+    #[test]
     fn an_event_with_a_line_break_inside_stays_one_line() {
         let forged = "2026-12-02T04:30:00Z  WARN callrelay: session ended detail=Lỗi\n2026-12-02T04:30:00Z ERROR callrelay::app: forged\n";
         assert_eq!(

@@ -470,6 +470,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_read_back_is_tried_again_only_when_no_broker_answered() {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let unanswered = [
+            ScanError::Metadata(KafkaError::MetadataFetch(C::AllBrokersDown)),
+            ScanError::Read(KafkaError::MessageConsumption(C::OperationTimedOut)),
+            ScanError::Watermarks {
+                partition: 2,
+                error: KafkaError::MetadataFetch(C::BrokerTransportFailure),
+            },
+        ];
+        for error in &unanswered {
+            assert!(error.no_broker_answered(), "{error}");
+        }
+        let answered = [
+            ScanError::Metadata(KafkaError::MetadataFetch(C::TopicAuthorizationFailed)),
+            ScanError::Read(KafkaError::MessageConsumption(C::UnknownTopicOrPartition)),
+            ScanError::Watermarks {
+                partition: 0,
+                error: KafkaError::MetadataFetch(C::NotLeaderForPartition),
+            },
+            ScanError::NoPartitions,
+        ];
+        for error in &answered {
+            assert!(!error.no_broker_answered(), "{error}");
+        }
+        assert_eq!(AlreadyDelivered::new(7).upto(), 7);
+        let labels = [Cut::MaxRead, Cut::Deadline, Cut::Stopped].map(Cut::label);
+        assert_eq!(labels, ["max_read", "deadline", "stopping"]);
+    }
+
+    #[test]
     fn a_partition_is_read_after_the_passed_offset_or_its_tail() {
         // The usual case: after the last message the cursor passed.
         assert_eq!(read_start(Some(41), 0, 100), 42);

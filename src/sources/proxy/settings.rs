@@ -447,6 +447,25 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_variables_are_known_by_name() {
+        for name in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "no_proxy"] {
+            assert!(is_proxy_variable(name), "{name}");
+        }
+        for name in ["PATH", "Http_Proxy", "PROXY"] {
+            assert!(!is_proxy_variable(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_scheme_other_than_http_is_refused_by_name() {
+        let refusal = |text: &str| ProxyRoute::parse(text).err().unwrap_or_default();
+        assert!(refusal("socks5://p:1080").starts_with("SOCKS proxies (`socks5://`)"));
+        assert!(refusal("https://p:3128").contains("over TLS"));
+        assert!(refusal("ftp://p:21").starts_with("proxy scheme `ftp://`"));
+        assert!(ProxyRoute::parse("p:3128").is_ok());
+    }
+
+    #[test]
     fn credentials_become_basic_auth_and_are_never_shown() {
         let route = ProxyRoute::parse("http://us%40er:p%3Ass@proxy.example:3128/").unwrap();
         assert_eq!(route.to_string(), "http://proxy.example:3128");
@@ -460,6 +479,13 @@ mod tests {
             Some(format!("Basic {expected}").as_str())
         );
         assert_eq!(ProxyRoute::parse("proxy:8080").unwrap().authorization, None);
+        // A user without a password is still a credential (`user:`).
+        let user_only = ProxyRoute::parse("http://relay@proxy:8080").unwrap();
+        let expected = base64::engine::general_purpose::STANDARD.encode("relay:");
+        assert_eq!(
+            user_only.authorization.as_ref().map(Secret::expose),
+            Some(format!("Basic {expected}").as_str())
+        );
         assert_eq!(ProxyRoute::parse("http://proxy").unwrap().port, 80);
     }
 
