@@ -707,4 +707,11 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_support {
     pub(crate) use super::tests::event;
+
+    /// An empty journal database in memory, for tests of one table's code.
+    pub(crate) fn in_memory_db() -> redb::Database {
+        redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an in-memory database") // ok: test fixture
+    }
 }

@@ -244,9 +244,7 @@ mod tests {
     #[test]
     fn expiry_takes_the_front_past_the_window_a_limited_chunk_at_a_time() {
         use redb::ReadableTableMetadata;
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = crate::journal::tests_support::in_memory_db();
         let txn = db.begin_write().unwrap();
         let mut table = txn.open_table(DEDUP_LOG).unwrap();
         let mut index = DedupIndex::default();

@@ -98,11 +98,10 @@ pub(super) fn none_recorded(db: &redb::Database, sink: &str) -> Result<bool, Jou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::tests_support::in_memory_db;
 
     fn with_table(test: impl FnOnce(&mut HeldDrops<'_>)) {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = in_memory_db();
         let txn = db.begin_write().unwrap();
         test(&mut txn.open_table(HELD_DROPS).unwrap());
     }
@@ -140,9 +139,7 @@ mod tests {
 
     #[test]
     fn none_recorded_is_per_sink() {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = in_memory_db();
         let txn = db.begin_write().unwrap();
         record(&mut txn.open_table(HELD_DROPS).unwrap(), "kafka", 3).unwrap();
         txn.commit().unwrap();
