@@ -5,6 +5,10 @@
 //! (pure parse + normalize) → `ingest` (dedup, group commit) → `journal`
 //! (the durable hub) → `sinks` (Kafka, WebSocket fan-out).
 
+// The one exception, reading Kafka headers without rust-rdkafka's panic on
+// a non-UTF-8 key, is `sinks::kafka::header`.
+#![deny(unsafe_code)]
+
 /// This build's version: the crate's, then `+` and the commit it was built
 /// from when known (`0.1.0+8cafdc0a1b2c`; build.rs). `--version`, `/status`
 /// and `callrelay_build_info` all say this.

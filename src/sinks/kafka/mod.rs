@@ -13,6 +13,7 @@ mod cluster;
 pub mod config;
 mod error_log;
 pub mod forwarder;
+mod header;
 pub mod producer;
 mod reader;
 mod readiness;

@@ -30,12 +30,13 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::config::KafkaConfig;
+use super::header;
 
 /// Messages read from the end of a partition the cursor state does not know.
 pub const TAIL: i64 = 20_000;
@@ -439,11 +440,7 @@ pub fn scan_blocking(
             partition: message.partition(),
             offset: message.offset(),
         };
-        let id = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "ce_id"))
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok());
+        let id = header::value_of(&message, c"ce_id").and_then(|v| std::str::from_utf8(v).ok());
         let seq = message
             .payload()
             .and_then(|v| serde_json::from_slice::<SeqOnly>(v).ok())
