@@ -312,4 +312,17 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_ca_file_may_be_exactly_the_bound_not_a_byte_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_bound = dir.path().join("at.pem");
+        std::fs::write(&at_bound, vec![b'\n'; MAX_CA_FILE as usize]).unwrap();
+        let read = read_bounded(&at_bound).unwrap();
+        assert_eq!(read.len() as u64, MAX_CA_FILE, "read whole, not cut short");
+        let over = dir.path().join("over.pem");
+        std::fs::write(&over, vec![b'\n'; MAX_CA_FILE as usize + 1]).unwrap();
+        let err = read_bounded(&over).unwrap_err();
+        assert_eq!(err, format!("larger than {MAX_CA_FILE} bytes"));
+    }
 }

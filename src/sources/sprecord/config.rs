@@ -221,6 +221,8 @@ mod tests {
                 .iter()
                 .any(|p| p.contains("`backoff_min` must not exceed `backoff_max`"))
         );
+        // A fixed delay is a valid choice.
+        assert!(problems("backoff_min = \"5s\"\nbackoff_max = \"5s\"\n").is_empty());
         assert!(
             problems("read_timeout = \"0s\"\n")
                 .iter()

@@ -183,6 +183,8 @@ mod tests {
         assert_eq!(v.backoff_max.get_ref().get().as_secs(), 60);
         let err = load("backoff_min = \"10s\"\nbackoff_max = \"5s\"\n").unwrap_err();
         assert!(err.contains("backoff_max"), "{err}");
+        // A fixed delay is a valid choice.
+        assert!(load("backoff_min = \"5s\"\nbackoff_max = \"5s\"\n").is_ok());
         assert!(load("backoff_min = \"1ms\"\n").is_err());
     }
 

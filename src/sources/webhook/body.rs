@@ -256,6 +256,11 @@ async fn drain(mut body: Body) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::StreamExt;
+
     use super::super::budget::BodyBudget;
     use super::*;
 
@@ -419,8 +424,20 @@ mod tests {
         let read = read_limited(&HeaderMap::new(), chunked(11, 100), 1000, &mut held, 1000).await;
         assert!(matches!(read, Err(BodyError::TooLarge)), "{read:?}");
         assert_eq!(held.bytes(), 0, "given back before the read-off");
-        let read = read_limited(&HeaderMap::new(), chunked(9, 100), 1000, &mut held, 1000).await;
-        assert!(matches!(read, Err(BodyError::Busy { .. })), "{read:?}");
+        for chunks in [9, 10] {
+            let read = read_limited(
+                &HeaderMap::new(),
+                chunked(chunks, 100),
+                1000,
+                &mut held,
+                1000,
+            )
+            .await;
+            assert!(
+                matches!(read, Err(BodyError::Busy { .. })),
+                "{chunks}: {read:?}"
+            );
+        }
         assert_eq!(budget.in_use(), 450);
     }
 
@@ -438,5 +455,63 @@ mod tests {
             discard(&declared, chunked(1, 101), 100).await,
             Err(BodyError::TooLarge)
         ));
+        declared.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
+        assert!(discard(&declared, chunked(1, 100), 100).await.is_ok());
+    }
+
+    /// A body declared `declared` bytes long, of which five come before it
+    /// ends, and whether anything read it.
+    fn watched(declared: u64, expect: Option<&'static str>) -> (Arc<AtomicBool>, HeaderMap, Body) {
+        let read = Arc::new(AtomicBool::new(false));
+        let seen = read.clone();
+        let stream =
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"a\":"))])
+                .inspect(move |_| seen.store(true, Ordering::SeqCst));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, declared.into());
+        if let Some(expect) = expect {
+            headers.insert(header::EXPECT, axum::http::HeaderValue::from_static(expect));
+        }
+        (read, headers, Body::from_stream(stream))
+    }
+
+    /// A declared length over `max_body` is refused before the body is
+    /// kept; the body is read off so that the sender reads the 413, unless
+    /// it waits for `100 Continue` and so has not sent it.
+    #[tokio::test]
+    async fn a_declared_length_over_max_body_is_refused_before_the_body_is_kept() {
+        let budget = BodyBudget::new();
+        let mut held = budget.reservation("tel4vn/t".into());
+        for (expect, read_off) in [
+            (None, true),
+            (Some("100-continue"), false),
+            (Some("100-Continue"), false),
+            (Some("something-else"), true),
+        ] {
+            let (read, headers, body) = watched(1025, expect);
+            let answer = read_limited(&headers, body, 1024, &mut held, u64::MAX).await;
+            assert!(
+                matches!(answer, Err(BodyError::TooLarge)),
+                "{expect:?}: {answer:?}"
+            );
+            assert_eq!(read.load(Ordering::SeqCst), read_off, "{expect:?}");
+            assert_eq!(held.bytes(), 0);
+        }
+        let (_, headers, body) = watched(1024, Some("100-continue"));
+        let answer = read_limited(&headers, body, 1024, &mut held, u64::MAX).await;
+        assert_eq!(answer.unwrap().len(), 5, "at max_body: read");
+        let (read, headers, body) = watched(1025, None);
+        assert!(matches!(
+            discard(&headers, body, 1024).await,
+            Err(BodyError::TooLarge)
+        ));
+        assert!(read.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_read_off_up_to_its_bound() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(drain(chunked(32, MIB)).await, Some(32 * MIB as u64));
+        assert_eq!(drain(chunked(33, MIB)).await, None);
     }
 }

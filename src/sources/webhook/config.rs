@@ -249,4 +249,21 @@ mod tests {
         assert!(e.contains("relay.toml:5:"), "{e}");
         assert!(e.contains("not an HTTP header name"), "{e}");
     }
+
+    #[test]
+    fn the_sprecord_verification_is_answered_plain_unless_configured() {
+        let c = load(
+            "[[webhook]]\nvendor = \"sprecord\"\naccount = \"a\"\n\n\
+             [[webhook]]\nvendor = \"sprecord\"\naccount = \"b\"\nverification_reply = \"json\"\n\n\
+             [[webhook]]\nvendor = \"sprecord\"\naccount = \"c\"\nverification_reply = \"plain\"\n",
+        )
+        .unwrap();
+        let replies: Vec<_> = c
+            .webhook
+            .iter()
+            .map(|w| w.get_ref().verification_reply())
+            .collect();
+        use super::VerificationReply::{Json, Plain};
+        assert_eq!(replies, [Plain, Json, Plain]);
+    }
 }

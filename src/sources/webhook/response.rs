@@ -225,6 +225,22 @@ mod tests {
     }
 
     #[test]
+    fn the_reason_shown_to_metrics_and_logs_is_the_bodys() {
+        let refused = Answer::bad_request("the body is not valid JSON");
+        assert_eq!(refused.reason(), Some("the body is not valid JSON"));
+        let taken = Answer::accepted(Ack {
+            id: EventId([1; 16]),
+            seq: 1,
+            duplicate: false,
+        });
+        assert_eq!(taken.reason(), None);
+        assert_eq!(
+            Answer::verification("abc", VerificationReply::Plain).reason(),
+            None
+        );
+    }
+
+    #[test]
     fn basic_auth_failures_ask_for_basic() {
         let r = Answer::unauthorized(&AuthError::BadBasic).into_response();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -203,4 +203,50 @@ mod tests {
             assert!(PUBLISH_ERROR_REASONS.contains(&reason), "{reason}");
         }
     }
+
+    /// A fatal failure replaces the producer; the others retry with it.
+    #[test]
+    fn the_producer_is_replaced_only_after_a_fatal_failure() {
+        let produced = |code| KafkaError::MessageProduction(code);
+        let fatal = [
+            Failure::Create(KafkaError::ClientCreation("x".into())),
+            Failure::ProducerGone,
+            Failure::Stalled {
+                waited: Duration::from_secs(60),
+                in_flight: 3,
+            },
+            Failure::Delivery {
+                seq: 1,
+                error: produced(C::InvalidProducerEpoch),
+            },
+            Failure::Enqueue {
+                seq: 1,
+                topic: "t".into(),
+                error: produced(C::Fatal),
+            },
+        ];
+        for failure in &fatal {
+            assert!(failure.is_fatal(), "{failure}");
+        }
+        let recoverable = [
+            Failure::Topic(TopicError::Missing("t".into())),
+            Failure::Journal(ReadError::Stopped),
+            Failure::ReadBack {
+                topic: "t".into(),
+                error: "all brokers down".into(),
+            },
+            Failure::Delivery {
+                seq: 1,
+                error: produced(C::MessageTimedOut),
+            },
+            Failure::Enqueue {
+                seq: 1,
+                topic: "t".into(),
+                error: produced(C::QueueFull),
+            },
+        ];
+        for failure in &recoverable {
+            assert!(!failure.is_fatal(), "{failure}");
+        }
+    }
 }
