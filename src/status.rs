@@ -500,6 +500,10 @@ mod tests {
         up.reconnecting_at("connect", None, backoff, at(111));
         up.set_state_at(ConnState::Connecting, at(125));
         assert!(board.not_ready_reasons_at(at(129)).is_empty());
+        assert!(
+            board.not_ready_reasons_at(at(130)).is_empty(),
+            "the grace itself is still within it"
+        );
         let reasons = board.not_ready_reasons_at(at(131));
         assert_eq!(reasons.len(), 1, "down longer than the grace");
         assert!(
@@ -580,7 +584,121 @@ mod tests {
             ]
         );
         assert!(board.not_ready_reasons_at(at(100)).is_empty());
+        assert_eq!(board.degraded_reasons_at(at(70 + 15 * 60 - 1)).len(), 1);
         assert!(board.degraded_reasons_at(at(70 + 15 * 60)).is_empty());
+    }
+
+    #[test]
+    fn sinks_are_published_replaced_and_removed_with_their_gauge() {
+        let board = board();
+        let gauge = |name: &str| board.metrics().sink_ready.with_label_values(&[name]).get();
+        let sink = |ready: bool, reason: Option<&str>| SinkStatus {
+            ready,
+            reason: reason.map(str::to_owned),
+            detail: Value::Null,
+        };
+        board.set_sink("kafka", sink(false, Some("all brokers are down")));
+        board.set_sink_with("websocket", || sink(true, None));
+        assert_eq!((gauge("kafka"), gauge("websocket")), (0, 1));
+        assert_eq!(
+            board.sinks().keys().collect::<Vec<_>>(),
+            ["kafka", "websocket"]
+        );
+        assert_eq!(
+            board.degraded_reasons(),
+            ["sink kafka is not delivering: all brokers are down"],
+            "only the sink that is not ready"
+        );
+        board.set_sink("kafka", sink(true, None));
+        assert_eq!(gauge("kafka"), 1);
+        assert!(board.degraded_reasons().is_empty());
+        board.remove_sink("kafka");
+        assert_eq!(board.sinks().keys().collect::<Vec<_>>(), ["websocket"]);
+        assert!(
+            board
+                .metrics()
+                .sink_ready
+                .remove_label_values(&["kafka"])
+                .is_err(),
+            "its series is gone"
+        );
+    }
+
+    #[test]
+    fn the_clock_reading_wrappers_report_now() {
+        let board = board();
+        let up = board.upstream(Vendor::Voip24h, "main", "0", Duration::from_secs(30));
+        assert!(board.not_ready_reasons().is_empty(), "within its grace");
+        up.auth_failed("invalid key".into(), Duration::from_secs(60));
+        assert_eq!(
+            board.not_ready_reasons(),
+            ["voip24h/main stream 0: its credentials were refused: invalid key"]
+        );
+        board.dropped_undelivered(3);
+        assert_eq!(board.undelivered_drops(), 3);
+        let degraded = board.degraded_reasons();
+        assert_eq!(degraded.len(), 1, "{degraded:?}");
+        assert!(degraded[0].contains(": 3 since the start"), "{degraded:?}");
+    }
+
+    #[test]
+    fn connecting_clears_the_last_error_and_sets_the_gauge() {
+        let board = board();
+        let up = board.upstream(Vendor::Sprecord, "office", "1", Duration::from_secs(30));
+        let connected = || {
+            board
+                .metrics()
+                .upstream_connected
+                .with_label_values(&["sprecord", "office", "1"])
+                .get()
+        };
+        up.set_state(ConnState::Connected);
+        assert_eq!((up.state(), connected()), (Some(ConnState::Connected), 1));
+        up.reconnecting("http_503", Some("busy".into()), Duration::from_secs(5));
+        assert_eq!(connected(), 0);
+        up.set_state(ConnState::Connecting);
+        let row = &board.upstreams()[0];
+        assert_eq!(
+            row.last_error.as_deref(),
+            Some("busy"),
+            "kept while retrying"
+        );
+        assert!(row.backoff_until.is_some());
+        assert_eq!(connected(), 0);
+        up.set_state(ConnState::Connected);
+        let row = &board.upstreams()[0];
+        assert_eq!(
+            (row.last_error.as_deref(), row.backoff_until.as_deref()),
+            (None, None)
+        );
+        assert_eq!(connected(), 1);
+    }
+
+    #[test]
+    fn a_row_shows_what_its_source_reports_and_goes_with_it() {
+        let board = board();
+        let up = board.upstream(Vendor::Voip24h, "main", "0", Duration::from_secs(30));
+        up.set_detail(Some("engine.io 4".into()));
+        let proxy = ProxyRoute::parse("http://user:secret@proxy.internal:3128").unwrap();
+        up.set_proxy(Some(&proxy));
+        assert_eq!(board.upstreams()[0].last_event, None);
+        up.event_seen();
+        let row = &board.upstreams()[0];
+        assert_eq!(row.detail.as_deref(), Some("engine.io 4"));
+        assert_eq!(row.proxy.as_deref(), Some("http://proxy.internal:3128"));
+        assert!(row.last_event.is_some());
+        up.set_proxy(None);
+        assert_eq!(board.upstreams()[0].proxy, None);
+        drop(up);
+        assert!(board.upstreams().is_empty());
+        assert!(
+            board
+                .metrics()
+                .upstream_connected
+                .remove_label_values(&["voip24h", "main", "0"])
+                .is_err(),
+            "its series is gone"
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ mod tests {
                 short: true
             }
         );
+        // Exactly what the config may need is enough.
+        assert!(!plan(Some(11_030), Some(11_030), 11_030).short);
         // Already at the hard limit (the unit's 65536): nothing to do.
         assert_eq!(
             plan(Some(65_536), Some(65_536), 11_030),
