@@ -65,12 +65,16 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
 /// The keep-alive interval systemd asks for, if it asks (half `WATCHDOG_USEC`).
 pub fn requested_interval() -> Option<Duration> {
     let mut usec = 0;
-    // WATCHDOG_USEC=0 means no watchdog (sd_watchdog_enabled(3) refuses it too).
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some((Duration::from_micros(usec) / 2).max(MIN_INTERVAL))
-    } else {
-        None
-    }
+    sd_notify::watchdog_enabled(false, &mut usec)
+        .then_some(usec)
+        .and_then(interval_for)
+}
+
+/// The keep-alive interval for `WATCHDOG_USEC`: half of it, at least
+/// [`MIN_INTERVAL`]; `None` for 0, which means no watchdog
+/// (sd_watchdog_enabled(3) refuses it too).
+fn interval_for(watchdog_usec: u64) -> Option<Duration> {
+    (watchdog_usec > 0).then(|| (Duration::from_micros(watchdog_usec) / 2).max(MIN_INTERVAL))
 }
 
 /// Starts the keep-alive thread when systemd asked for a watchdog.
@@ -182,6 +186,24 @@ mod tests {
         for o in cases {
             assert!(unhealthy_reason(&o, I).is_some(), "{o:?}");
         }
+    }
+
+    #[test]
+    fn a_wait_of_exactly_the_bound_is_still_healthy() {
+        let at_bounds = Observation {
+            commit_running_for: Some(I),
+            unwritable_for: Some(UNWRITABLE_LIMIT),
+            ..healthy()
+        };
+        assert_eq!(unhealthy_reason(&at_bounds, I), None);
+    }
+
+    #[test]
+    fn keep_alives_come_every_half_watchdog_usec_and_not_too_often() {
+        assert_eq!(interval_for(0), None);
+        assert_eq!(interval_for(30_000_000), Some(Duration::from_secs(15)));
+        assert_eq!(interval_for(1_000), Some(MIN_INTERVAL));
+        assert_eq!(interval_for(100_002), Some(Duration::from_micros(50_001)));
     }
 
     #[test]

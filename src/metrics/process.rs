@@ -238,8 +238,20 @@ mod tests {
         collector.collect();
         let cpu = collector.cpu_seconds.get();
         assert!(cpu > 0.0 && cpu.fract() != 0.0, "cpu {cpu}");
-        // A second scrape never goes back.
+        // A second scrape never goes back, nor counts the time twice.
         collector.collect();
-        assert!(collector.cpu_seconds.get() >= cpu);
+        let again = collector.cpu_seconds.get();
+        let now = clock_gettime(ClockId::ProcessCPUTime);
+        let now = now.tv_sec as f64 + now.tv_nsec as f64 / 1e9;
+        assert!(
+            cpu <= again && again <= now,
+            "{cpu} then {again}, the process has used {now}"
+        );
+    }
+
+    #[test]
+    fn a_value_past_i64_is_shown_as_its_largest() {
+        assert_eq!(saturating_i64(65_536), 65_536);
+        assert_eq!(saturating_i64(u64::MAX), i64::MAX);
     }
 }

@@ -389,6 +389,54 @@ mod tests {
         );
     }
 
+    /// A `200` answer to CONNECT padded with a header to `len` bytes.
+    fn padded_answer(len: usize) -> &'static [u8] {
+        let head = "HTTP/1.1 200 Connection established\r\nX-Pad: ";
+        let end = "\r\n\r\n";
+        let pad = "a".repeat(len - head.len() - end.len());
+        format!("{head}{pad}{end}").into_bytes().leak()
+    }
+
+    #[tokio::test]
+    async fn a_connect_answer_may_be_up_to_8_kib() {
+        let (route, _proxy) = fake_proxy(Some(padded_answer(MAX_CONNECT_ANSWER))).await;
+        let dialer = Dialer::new(Some(route), None);
+        let mut stream = dialer.connect("vendor.example", 443).await.unwrap();
+        let mut first = [0u8; 8];
+        stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"upstream");
+
+        let (route, _proxy) = fake_proxy(Some(padded_answer(MAX_CONNECT_ANSWER + 1))).await;
+        let error = Dialer::new(Some(route), None)
+            .connect("vendor.example", 443)
+            .await
+            .unwrap_err();
+        assert!(error.is_proxy());
+        assert!(
+            error
+                .to_string()
+                .contains("its answer is longer than 8192 bytes"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_closes_before_answering_says_so() {
+        // Eight bytes that are not an answer, then the connection closes.
+        let (route, proxy) = fake_proxy(Some(b"")).await;
+        let dialer = Dialer::new(Some(route), None);
+        let connecting = dialer.connect("vendor.example", 443);
+        let (error, _) = tokio::join!(connecting, proxy);
+        let error = error.unwrap_err();
+        assert!(error.is_proxy());
+        assert!(
+            error
+                .to_string()
+                .contains("it closed the connection before answering"),
+            "{error}"
+        );
+    }
+
     #[tokio::test]
     async fn a_proxy_that_never_answers_is_named() {
         let (route, _proxy) = fake_proxy(None).await;
