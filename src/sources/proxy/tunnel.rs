@@ -420,6 +420,30 @@ mod tests {
         );
     }
 
+    /// hyper's client dials through [`Dialer`] as a `Service<Uri>`: a URI
+    /// without a port goes to its scheme's.
+    #[tokio::test]
+    async fn a_uri_without_a_port_is_dialed_at_its_schemes() {
+        for (uri, target) in [
+            ("https://vendor.example/sys/events", "vendor.example:443"),
+            ("http://vendor.example/sys/events", "vendor.example:80"),
+            ("https://vendor.example:8443/", "vendor.example:8443"),
+        ] {
+            let (route, proxy) =
+                fake_proxy(Some(b"HTTP/1.1 200 Connection established\r\n\r\n")).await;
+            let mut dialer = Dialer::new(Some(route), None);
+            std::future::poll_fn(|cx| dialer.poll_ready(cx))
+                .await
+                .unwrap();
+            dialer.call(uri.parse().unwrap()).await.unwrap();
+            let request = proxy.await.unwrap();
+            assert!(
+                request.starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")),
+                "{uri}: {request}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_proxy_that_closes_before_answering_says_so() {
         // Eight bytes that are not an answer, then the connection closes.

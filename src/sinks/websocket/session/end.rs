@@ -125,4 +125,50 @@ mod tests {
         let reasons: Vec<&str> = ends.into_iter().map(all).collect();
         assert_eq!(reasons, End::REASONS);
     }
+
+    #[test]
+    fn the_client_gets_a_close_frame_that_says_why_unless_it_left() {
+        let sent = |end: End| end.close_frame().map(|f| (f.code, f.reason.to_string()));
+        assert_eq!(sent(End::ClientClosed), None);
+        assert_eq!(sent(End::ClientGone), None);
+        for (end, code, reason) in [
+            (End::SlowConsumer, 4008, "slow consumer"),
+            (End::WriteStalled, 4008, "slow consumer"),
+            (End::PongTimeout, 1002, "no pong within pong_timeout"),
+            (End::BadFrame(1009), 1009, "message over 64 KiB"),
+            (End::BadFrame(1007), 1007, "text frame is not UTF-8"),
+            (End::BadFrame(1002), 1002, "protocol error"),
+            (End::Shutdown, 1001, "relay shutting down"),
+            (End::TokenRevoked, 1008, "token no longer accepted"),
+            (End::JournalError, 1011, "journal read failed"),
+        ] {
+            assert_eq!(sent(end), Some((code, reason.to_owned())), "{end:?}");
+        }
+    }
+
+    #[test]
+    fn a_read_error_is_a_bad_frame_only_when_the_client_broke_the_protocol() {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+        let end = |e: WsError| super::read_error_end(axum::Error::new(e));
+        let too_long = CapacityError::MessageTooLong {
+            size: 70_000,
+            max_size: 65_536,
+        };
+        assert_eq!(end(WsError::Capacity(too_long)), End::BadFrame(1009));
+        assert_eq!(end(WsError::Utf8("bad".into())), End::BadFrame(1007));
+        assert_eq!(
+            end(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
+            End::BadFrame(1002)
+        );
+        assert_eq!(
+            end(WsError::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            End::ClientGone
+        );
+        assert_eq!(end(WsError::ConnectionClosed), End::ClientGone);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(end(WsError::Io(reset)), End::ClientGone);
+    }
 }
