@@ -7,8 +7,8 @@
 //!
 //! Guarantees: [`value_of`] never panics, whatever the message's headers
 //! hold; it gives the value of the *last* header named `name` (librdkafka's
-//! lookup), `None` when there is none or it has no value. This is the only
-//! `unsafe` in the crate.
+//! lookup), `None` when there is none or it has no value. This module holds
+//! the crate's only `unsafe` code.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

@@ -344,6 +344,12 @@ mod tests {
         (route, task)
     }
 
+    /// The failure is the proxy's, and its message says `says`.
+    fn assert_proxy_failure(error: &ConnectError, says: &str) {
+        assert!(error.is_proxy(), "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+
     #[tokio::test]
     async fn a_tunnel_sends_connect_with_credentials_and_leaves_the_stream_untouched() {
         let (route, proxy) = fake_proxy(Some(b"HTTP/1.1 200 Connection established\r\n\r\n")).await;
@@ -411,13 +417,7 @@ mod tests {
             .connect("vendor.example", 443)
             .await
             .unwrap_err();
-        assert!(error.is_proxy());
-        assert!(
-            error
-                .to_string()
-                .contains("its answer is longer than 8192 bytes"),
-            "{error}"
-        );
+        assert_proxy_failure(&error, "its answer is longer than 8192 bytes");
     }
 
     /// hyper's client dials through [`Dialer`] as a `Service<Uri>`: a URI
@@ -452,13 +452,7 @@ mod tests {
         let connecting = dialer.connect("vendor.example", 443);
         let (error, _) = tokio::join!(connecting, proxy);
         let error = error.unwrap_err();
-        assert!(error.is_proxy());
-        assert!(
-            error
-                .to_string()
-                .contains("it closed the connection before answering"),
-            "{error}"
-        );
+        assert_proxy_failure(&error, "it closed the connection before answering");
     }
 
     #[tokio::test]
@@ -467,13 +461,7 @@ mod tests {
         let mut dialer = Dialer::new(Some(route), None);
         dialer.answer_limit = Duration::from_millis(200);
         let error = dialer.connect("vendor.example", 443).await.unwrap_err();
-        assert!(error.is_proxy());
-        assert!(
-            error
-                .to_string()
-                .contains("no answer to CONNECT within 200ms"),
-            "{error}"
-        );
+        assert_proxy_failure(&error, "no answer to CONNECT within 200ms");
     }
 
     #[tokio::test]
