@@ -55,6 +55,7 @@ mod tests {
 
     use super::*;
     use crate::sinks::kafka::config::KafkaConfig;
+    use crate::sinks::kafka::producer::ID_HEADER;
     use crate::sinks::kafka::resume::scan_blocking;
 
     /// Produces `value` to `topic` with the headers `(key, value)`, keys as
@@ -118,7 +119,7 @@ mod tests {
             &producer,
             c"relay.events",
             br#"{"seq":1}"#,
-            &[(c"\xff\xfe", b"x"), (c"ce_id", b"first")],
+            &[(c"\xff\xfe", b"x"), (ID_HEADER, b"first")],
         );
         produce_raw(
             &producer,
@@ -127,7 +128,7 @@ mod tests {
             &[(c"\xc3", b"")],
         );
         let ours = OwnedHeaders::new().insert(Header {
-            key: "ce_id",
+            key: ID_HEADER.to_str().unwrap(),
             value: Some("third"),
         });
         producer

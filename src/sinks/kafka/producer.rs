@@ -6,6 +6,7 @@
 //! JSON as value, unchanged, and the headers of CONTRACT.md; librdkafka's own
 //! errors and logs go to `tracing` (repeats throttled, see `error_log`) and never carry a config secret.
 
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -175,11 +176,19 @@ pub fn record<'a>(event: &'a JournaledEvent, topic: &'a str) -> FutureRecord<'a,
         .headers(headers_of(&event.header))
 }
 
+/// The header holding the event's id: written on every message, and looked
+/// up by the read-back ([`super::resume`]) as a C string.
+pub const ID_HEADER: &CStr = c"ce_id";
+const ID_HEADER_TEXT: &str = match ID_HEADER.to_str() {
+    Ok(text) => text,
+    Err(_) => panic!("the id header's name is ASCII"),
+};
+
 /// The CloudEvents binary-mode headers of an event's message, as (key, value).
 fn header_pairs(h: &EventHeader) -> [(&'static str, &str); 4] {
     [
         ("content-type", CONTENT_TYPE),
-        ("ce_id", h.id.as_str()),
+        (ID_HEADER_TEXT, h.id.as_str()),
         ("ce_type", h.event_type.as_str()),
         ("ce_source", h.source.as_str()),
     ]

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::config::KafkaConfig;
-use super::header;
+use super::{header, producer};
 
 /// Messages read from the end of a partition the cursor state does not know.
 pub const TAIL: i64 = 20_000;
@@ -440,7 +440,8 @@ pub fn scan_blocking(
             partition: message.partition(),
             offset: message.offset(),
         };
-        let id = header::value_of(&message, c"ce_id").and_then(|v| std::str::from_utf8(v).ok());
+        let id = header::value_of(&message, producer::ID_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok());
         let seq = message
             .payload()
             .and_then(|v| serde_json::from_slice::<SeqOnly>(v).ok())

@@ -344,6 +344,18 @@ mod tests {
         (route, task)
     }
 
+    const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+    /// How connecting to `vendor.example:port` through a proxy answering
+    /// `answer` fails.
+    async fn failure_through(answer: &'static [u8], port: u16) -> ConnectError {
+        let (route, _proxy) = fake_proxy(Some(answer)).await;
+        Dialer::new(Some(route), None)
+            .connect("vendor.example", port)
+            .await
+            .unwrap_err()
+    }
+
     /// The failure is the proxy's, and its message says `says`.
     fn assert_proxy_failure(error: &ConnectError, says: &str) {
         assert!(error.is_proxy(), "{error}");
@@ -352,7 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tunnel_sends_connect_with_credentials_and_leaves_the_stream_untouched() {
-        let (route, proxy) = fake_proxy(Some(b"HTTP/1.1 200 Connection established\r\n\r\n")).await;
+        let (route, proxy) = fake_proxy(Some(ESTABLISHED)).await;
         let dialer = Dialer::new(Some(route), None);
         let mut stream = dialer.connect("vendor.example", 443).await.unwrap();
         let mut first = [0u8; 8];
@@ -371,23 +383,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_tunnel_says_so_without_the_password() {
-        let (route, _proxy) =
-            fake_proxy(Some(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")).await;
-        let error = Dialer::new(Some(route), None)
-            .connect("vendor.example", 443)
-            .await
-            .unwrap_err();
+        let error =
+            failure_through(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", 443).await;
         assert!(error.is_proxy());
         let error = error.to_string();
         assert!(error.contains("asks for credentials (HTTP 407)"), "{error}");
         assert!(error.contains("were refused"), "{error}");
         assert!(!error.contains("pw"), "{error}");
 
-        let (route, _proxy) = fake_proxy(Some(b"HTTP/1.1 403 Forbidden\r\n\r\n")).await;
-        let error = Dialer::new(Some(route), None)
-            .connect("vendor.example", 8443)
+        let error = failure_through(b"HTTP/1.1 403 Forbidden\r\n\r\n", 8443)
             .await
-            .unwrap_err()
             .to_string();
         assert!(
             error.contains("refused the tunnel to vendor.example:8443: HTTP 403 Forbidden"),
@@ -412,11 +417,7 @@ mod tests {
         stream.read_exact(&mut first).await.unwrap();
         assert_eq!(&first, b"upstream");
 
-        let (route, _proxy) = fake_proxy(Some(padded_answer(MAX_CONNECT_ANSWER + 1))).await;
-        let error = Dialer::new(Some(route), None)
-            .connect("vendor.example", 443)
-            .await
-            .unwrap_err();
+        let error = failure_through(padded_answer(MAX_CONNECT_ANSWER + 1), 443).await;
         assert_proxy_failure(&error, "its answer is longer than 8192 bytes");
     }
 
@@ -429,8 +430,7 @@ mod tests {
             ("http://vendor.example/sys/events", "vendor.example:80"),
             ("https://vendor.example:8443/", "vendor.example:8443"),
         ] {
-            let (route, proxy) =
-                fake_proxy(Some(b"HTTP/1.1 200 Connection established\r\n\r\n")).await;
+            let (route, proxy) = fake_proxy(Some(ESTABLISHED)).await;
             let mut dialer = Dialer::new(Some(route), None);
             std::future::poll_fn(|cx| dialer.poll_ready(cx))
                 .await
