@@ -1115,34 +1115,25 @@ async fn crashed_run_read_back(brokers: &str) {
     relay.stop().await;
 }
 
-/// A read-back that no broker answers (every broker down, or hung: the
-/// audit froze tansu right as the read-back began) is tried again until one
-/// does, instead of sending everything after the cursor again: nothing can
-/// be delivered meanwhile anyway. Before (hung-peers audit, 2026-12-02) the
-/// read-back gave up at once and the 24 events after the cursor were in
-/// Kafka twice once the broker answered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A run delivers 40 events and dies before its cursor is written; the next
+/// run's read-back meets the brokers as `fault` leaves them until it has
+/// failed once, then as `heal` leaves them. Every event must be found in
+/// Kafka, and none sent twice.
+async fn read_back_through(name: &str, fault: impl FnOnce(&Mock), heal: impl FnOnce(&Mock)) {
     let (mock, brokers) = mock_cluster();
     let relay = relay_without_kafka().await;
     let ctx = relay.ctx.clone();
 
-    // A run that delivers 40 events, then dies before its cursor is written.
-    submit_range(&ctx, "unanswered", 0..40).await;
+    submit_range(&ctx, name, 0..40).await;
     let (task, _cancel) = sink_on(&ctx, &brokers, Duration::from_secs(3600));
     wait_copies(&brokers, 40).await;
     task.abort();
     let _ = task.await;
     assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(0));
 
-    // The next run meets brokers that answer every request 1 s late: the
-    // topic check's few round trips fit in its 10 s, the read-back's
-    // (a new client's metadata, then each partition's ends) do not fit in
-    // the 1.5 s it is given here, so no broker answers it in time.
-    for b in 1..=3 {
-        mock.broker_round_trip_time(b, Duration::from_secs(1))
-            .expect("rtt");
-    }
+    fault(&mock);
     let (task, cancel) = sink_tuned(
         &ctx,
         &brokers,
@@ -1152,9 +1143,9 @@ async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
             ..Default::default()
         },
     );
-    // Either it says it will read again, or (as before) it gives up and
-    // sends again what it could not read (no record is in flight during a
-    // read-back otherwise).
+    // Either it says it will read again, or it gives up and sends again
+    // what it could not read (no record is in flight during a read-back
+    // otherwise).
     eventually(Duration::from_secs(60), "a read-back fails", || {
         ctx.status.sinks().get("kafka").is_some_and(|s| {
             s.detail["in_flight"].as_u64() > Some(0)
@@ -1164,9 +1155,7 @@ async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
         })
     })
     .await;
-    for b in 1..=3 {
-        mock.broker_round_trip_time(b, Duration::ZERO).expect("rtt");
-    }
+    heal(&mock);
     wait_delivered(&ctx, Duration::from_secs(120)).await;
     let resume = read_back_result(&ctx).await;
     assert_eq!(resume["already_in_kafka"], 40, "{resume}");
@@ -1175,6 +1164,49 @@ async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
     assert_once_each(&relay, &brokers, 40).await;
     drop(ctx);
     relay.stop().await;
+}
+
+/// A read-back that no broker answers (every broker down, or hung: the
+/// audit froze tansu right as the read-back began) is tried again until one
+/// does, instead of sending everything after the cursor again: nothing can
+/// be delivered meanwhile anyway. Before (hung-peers audit, 2026-12-02) the
+/// read-back gave up at once and the 24 events after the cursor were in
+/// Kafka twice once the broker answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
+    // Brokers that answer every request 1 s late: the topic check's few
+    // round trips fit in its 10 s, the read-back's (a new client's
+    // metadata, then each partition's ends) do not fit in the 1.5 s it is
+    // given here, so no broker answers it in time.
+    let round_trips = |mock: &Mock, time: Duration| {
+        for b in 1..=3 {
+            mock.broker_round_trip_time(b, time).expect("rtt");
+        }
+    };
+    read_back_through(
+        "unanswered",
+        |mock| round_trips(mock, Duration::from_secs(1)),
+        |mock| round_trips(mock, Duration::ZERO),
+    )
+    .await;
+}
+
+/// Brokers that answer metadata and each partition's ends but refuse every
+/// fetch with an error librdkafka retries (a restarted broker not yet
+/// leading its partitions): the read-back brings nothing by its deadline,
+/// which is a read no broker answered, tried again. Before (2026-12-03) it
+/// was a read cut short and all 40 events were sent again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_whose_fetches_all_fail_is_tried_again() {
+    read_back_through(
+        "unfetched",
+        |mock| {
+            let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
+            mock.request_errors(RDKafkaApiKey::Fetch, &refused);
+        },
+        |mock| mock.clear_request_errors(RDKafkaApiKey::Fetch),
+    )
+    .await;
 }
 
 /// A certificate or key file replaced in place (a rotated client

@@ -12,6 +12,9 @@
 //!   the bounds cut, a broker that refused the read, a topic the producer
 //!   principal may not read) is sent again — the worst case is the
 //!   at-least-once re-send of before, never a loss;
+//! - a read no broker answered (its metadata, a partition's ends, or every
+//!   fetch up to the deadline) is an error the forwarder tries again
+//!   ([`ScanError::no_broker_answered`]) before it sends anything again;
 //! - per-key order of the last copies holds: once one event of a key is
 //!   sent again, every later event of that key in the range is sent again
 //!   too, even if found — on a compacted topic, a found event must not end
@@ -242,9 +245,8 @@ pub struct Scan {
 pub enum Cut {
     /// It read [`MAX_READ`] messages.
     MaxRead,
-    /// [`DEADLINE`] passed: the broker answered slowly or not at all (a
-    /// broker restarted under load can take produce requests and hang
-    /// fetches for minutes: the combined-faults audit of 2026-12-01).
+    /// [`DEADLINE`] passed with some messages read: the broker answered
+    /// slowly (one that read nothing at all is [`ScanError::NothingFetched`]).
     Deadline,
     /// The sink was stopping.
     Stopped,
@@ -263,7 +265,7 @@ impl Cut {
         match self {
             Cut::MaxRead => format!("the read-back reached its bound of {MAX_READ} messages"),
             Cut::Deadline => format!(
-                "the read-back timed out after {} s (the broker answered slowly or not at all)",
+                "the read-back timed out after {} s (the broker answered slowly)",
                 DEADLINE.as_secs()
             ),
             Cut::Stopped => "the read-back was stopped (the sink is stopping)".to_owned(),
@@ -283,6 +285,13 @@ pub enum ScanError {
     Watermarks { partition: i32, error: KafkaError },
     #[error("cannot read: {0}")]
     Read(KafkaError),
+    /// The metadata and the partitions' ends were read, then no message
+    /// came before the deadline: the broker answers fetches with errors it
+    /// retries (not the leader, not available) or not at all, as one
+    /// restarted under load can for minutes (combined-faults audit,
+    /// 2026-12-01).
+    #[error("no message could be read in {} s", .0.as_secs_f32())]
+    NothingFetched(Duration),
     #[error("the read-back task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -294,6 +303,7 @@ impl ScanError {
     pub fn no_broker_answered(&self) -> bool {
         use rdkafka::error::RDKafkaErrorCode as C;
         let error = match self {
+            ScanError::NothingFetched(_) => return true,
             ScanError::Metadata(e) | ScanError::Read(e) => e,
             ScanError::Watermarks { error, .. } => error,
             _ => return false,
@@ -423,6 +433,13 @@ pub fn scan_blocking(
         } else {
             None
         };
+        if scan.cut == Some(Cut::Deadline) && scan.read == 0 {
+            // Not a read cut short but one that never began: tried again
+            // like an unanswered metadata request, rather than every
+            // pending event being sent again at once (fault-injection
+            // round, 2026-12-03).
+            return Err(ScanError::NothingFetched(within));
+        }
         if scan.cut.is_some() {
             break;
         }
@@ -473,6 +490,7 @@ mod tests {
         let unanswered = [
             ScanError::Metadata(KafkaError::MetadataFetch(C::AllBrokersDown)),
             ScanError::Read(KafkaError::MessageConsumption(C::OperationTimedOut)),
+            ScanError::NothingFetched(DEADLINE),
             ScanError::Watermarks {
                 partition: 2,
                 error: KafkaError::MetadataFetch(C::BrokerTransportFailure),
@@ -496,6 +514,48 @@ mod tests {
         assert_eq!(AlreadyDelivered::new(7).upto(), 7);
         let labels = [Cut::MaxRead, Cut::Deadline, Cut::Stopped].map(Cut::label);
         assert_eq!(labels, ["max_read", "deadline", "stopping"]);
+    }
+
+    /// A broker that answers metadata and list-offsets requests but fails
+    /// every fetch with an error librdkafka retries (a restarted broker
+    /// not yet leading its partitions) gave a read cut at the deadline
+    /// with nothing read, and every pending event was sent again; it is an
+    /// unanswered read now, and the same read succeeds once fetches do.
+    #[test]
+    fn a_read_back_whose_fetches_all_fail_is_unanswered_not_cut_short() {
+        use rdkafka::ClientConfig;
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("relay.events", 1, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .create()
+            .unwrap();
+        let record = BaseRecord::<(), _>::to("relay.events").payload(r#"{"seq":1}"#);
+        producer.send(record).unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let config: KafkaConfig =
+            toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
+        let scan = || {
+            let from = BTreeMap::new();
+            let stop = CancellationToken::new();
+            let within = Duration::from_secs(2);
+            scan_blocking(&config, "relay.events", &from, 1..=1, &stop, within)
+        };
+
+        let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
+        mock.request_errors(RDKafkaApiKey::Fetch, &refused);
+        let error = scan().unwrap_err();
+        assert!(matches!(error, ScanError::NothingFetched(_)), "{error}");
+        assert!(error.no_broker_answered());
+        assert_eq!(error.to_string(), "no message could be read in 2 s");
+
+        mock.clear_request_errors(RDKafkaApiKey::Fetch);
+        let read = scan().unwrap();
+        assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
     }
 
     #[test]
@@ -592,7 +652,7 @@ mod tests {
             resume.errors,
             [
                 "t: the read-back reached its bound of 200000 messages, with 1 messages read: events not found are sent again",
-                "u: the read-back timed out after 10 s (the broker answered slowly or not at all), with 1 messages read: events not found are sent again",
+                "u: the read-back timed out after 10 s (the broker answered slowly), with 1 messages read: events not found are sent again",
             ]
         );
     }
