@@ -2,6 +2,7 @@ use super::*;
 use crate::journal::JournalOptions;
 use crate::journal::tests_support::event;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -17,6 +18,22 @@ struct Gate {
     fail_next_read: AtomicBool,
     /// When set, commits panic (a bug in the store).
     panic: AtomicBool,
+    /// Told when a commit has reached the gate (the writer is in it).
+    at_gate: (
+        Mutex<std::sync::mpsc::Sender<()>>,
+        Mutex<std::sync::mpsc::Receiver<()>>,
+    ),
+    /// The number of events of each commit, in order.
+    batches: Mutex<Vec<usize>>,
+    recovers: AtomicUsize,
+    reads: AtomicUsize,
+}
+
+impl Gate {
+    /// Waits until the writer is in a commit held by the gate.
+    fn wait_at_gate(&self) {
+        self.at_gate.1.lock().unwrap().recv().unwrap();
+    }
 }
 
 impl BatchStore for Gate {
@@ -24,7 +41,9 @@ impl BatchStore for Gate {
         &self,
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
+        self.batches.lock().unwrap().push(events.len());
         if let Some(rx) = self.gate.lock().unwrap().take() {
+            let _ = self.at_gate.0.lock().unwrap().send(());
             let _ = rx.recv();
         }
         if self.fail.load(Ordering::SeqCst) {
@@ -38,7 +57,13 @@ impl BatchStore for Gate {
         outcomes
     }
 
+    fn recover(&self) -> Result<(), JournalError> {
+        self.recovers.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<JournaledEvent>, JournalError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         if self.fail_next_read.swap(false, Ordering::SeqCst) {
             return Err(JournalError::Closed);
         }
@@ -51,6 +76,21 @@ impl BatchStore for Gate {
 }
 
 fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Ingest, Hub) {
+    let (store, open, ingest, hub, _) = setup_with(dir, IngestOptions::default());
+    (store, open, ingest, hub)
+}
+
+/// A journal behind a closed gate, and an ingest over it.
+fn setup_with(
+    dir: &std::path::Path,
+    options: IngestOptions,
+) -> (
+    Arc<Gate>,
+    std::sync::mpsc::Sender<()>,
+    Ingest,
+    Hub,
+    Arc<Metrics>,
+) {
     let journal = Journal::open(JournalOptions {
         dir: dir.to_path_buf(),
         dedup_window: Duration::from_secs(600),
@@ -66,16 +106,19 @@ fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Inge
         land_then_fail: AtomicBool::new(false),
         fail_next_read: AtomicBool::new(false),
         panic: AtomicBool::new(false),
+        at_gate: {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Mutex::new(tx), Mutex::new(rx))
+        },
+        batches: Mutex::new(Vec::new()),
+        recovers: AtomicUsize::new(0),
+        reads: AtomicUsize::new(0),
     });
     let hub = Hub::new(0, 1024);
-    let ingest = Ingest::start(
-        store.clone(),
-        hub.clone(),
-        Arc::new(Metrics::new()),
-        IngestOptions::default(),
-    )
-    .expect("ingest thread");
-    (store, open, ingest, hub)
+    let metrics = Arc::new(Metrics::new());
+    let ingest =
+        Ingest::start(store.clone(), hub.clone(), metrics.clone(), options).expect("ingest thread");
+    (store, open, ingest, hub, metrics)
 }
 
 #[tokio::test]
@@ -190,6 +233,8 @@ async fn a_landed_commit_missed_at_recovery_goes_out_before_the_next_one() {
     assert_eq!(next.seq, 2);
     assert_eq!(live.recv().await.unwrap().seq, 1);
     assert_eq!(live.recv().await.unwrap().seq, 2);
+    // Each once: the landed one is not taken for part of the next commit.
+    assert!(live.try_recv().is_err());
     ingest.shutdown().await;
 }
 
@@ -275,4 +320,55 @@ async fn shutdown_commits_what_is_queued_and_refuses_the_rest() {
         handle.submit(event("late")).await.unwrap_err(),
         IngestError::ShuttingDown
     );
+}
+
+/// What queues while a commit runs goes into the next commits together, up
+/// to `max_batch` each: one commit per event would hold the rate to the
+/// disk's syncs. A commit reads nothing back from the journal (that is only
+/// for one reported failed), and each journaled event is counted.
+#[tokio::test]
+async fn what_queues_during_a_commit_is_committed_together_up_to_max_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = IngestOptions {
+        queue: 64,
+        max_batch: 3,
+    };
+    let (store, open, ingest, hub, metrics) = setup_with(dir.path(), options);
+    let mut live = hub.subscribe_live();
+    let handle = ingest.handle();
+    let mut receivers = vec![handle.try_submit(event("first")).unwrap()];
+    store.wait_at_gate();
+    receivers.extend((0..7).map(|i| handle.try_submit(event(&format!("q{i}"))).unwrap()));
+    open.send(()).unwrap();
+    for rx in receivers {
+        assert!(!rx.await.unwrap().unwrap().duplicate);
+    }
+    // A receiver that has read nothing holds every event in the ring.
+    assert_eq!(hub.live_held(), 8);
+    assert_eq!(live.recv().await.unwrap().seq, 1);
+    assert_eq!(hub.live_held(), 7);
+    ingest.shutdown().await;
+    assert_eq!(*store.batches.lock().unwrap(), [1, 3, 3, 1]);
+    assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+    let journaled = metrics
+        .events_journaled
+        .with_label_values(&["tel4vn", "call"]);
+    assert_eq!(journaled.get(), 8);
+}
+
+/// While commits keep failing, the store is asked to recover at once, then
+/// not again for a second: a reopen on every failed commit would read the
+/// whole file each time on a disk that is already failing.
+#[tokio::test]
+async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    store.fail.store(true, Ordering::SeqCst);
+    for i in 0..3 {
+        assert!(handle.submit(event(&format!("f{i}"))).await.is_err());
+    }
+    assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    ingest.shutdown().await;
 }

@@ -173,3 +173,66 @@ pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use redb::ReadableDatabase;
+
+    use super::*;
+
+    #[test]
+    fn the_file_is_created_owner_only_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        assert!(create_private(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!create_private(&path).unwrap(), "already there");
+        // Any other failure is the error, not "already there".
+        let missing = dir.path().join("missing").join("journal.redb");
+        let error = create_private(&missing).unwrap_err();
+        assert!(matches!(error, JournalError::CreateFile { .. }), "{error}");
+    }
+
+    /// A file not closed cleanly (here a copy taken while it was open): a
+    /// start's first open stops before repairing it, so that the kernel's
+    /// cached pages are dropped first; a reopen after a failed write drops
+    /// them and repairs at once, and finds what was committed.
+    #[test]
+    fn a_file_not_closed_cleanly_is_repaired_only_when_asked_to() {
+        const TABLE: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        let unclean = dir.path().join("unclean.redb");
+        let db = open_database(&path, Opening::Start).unwrap();
+        let write = db.begin_write().unwrap();
+        write.open_table(TABLE).unwrap().insert(1, 42).unwrap();
+        write.commit().unwrap();
+        std::fs::copy(&path, &unclean).unwrap();
+        drop(db);
+
+        let refused = open_once(&unclean, Opening::Start, RepairNeeded::Refuse);
+        assert!(
+            matches!(
+                refused,
+                Err(JournalError::Open {
+                    source: redb::Error::RepairAborted,
+                    ..
+                })
+            ),
+            "{:?}",
+            refused.err()
+        );
+        let repaired = open_database(&unclean, Opening::AfterIoError).unwrap();
+        let read = repaired.begin_read().unwrap();
+        let value = read
+            .open_table(TABLE)
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .map(|v| v.value());
+        assert_eq!(value, Some(42));
+    }
+}

@@ -92,7 +92,14 @@ mod tests {
 
     #[test]
     fn a_file_deleted_moved_or_replaced_is_gone_and_says_where_it_is_held() {
-        for change in ["delete", "move", "replace", "move the directory"] {
+        let changes = [
+            "delete",
+            "move",
+            "replace",
+            "move the directory",
+            "replace the directory with a file",
+        ];
+        for change in changes {
             let dir = tempfile::tempdir().unwrap();
             let sub = dir.path().join("data");
             std::fs::create_dir(&sub).unwrap();
@@ -108,17 +115,56 @@ mod tests {
                     std::fs::remove_file(&path).unwrap();
                     std::fs::File::create(&path).unwrap();
                 }
-                _ => std::fs::rename(&sub, dir.path().join("data.old")).unwrap(),
+                "move the directory" => {
+                    std::fs::rename(&sub, dir.path().join("data.old")).unwrap();
+                }
+                _ => {
+                    // The path's lookup now fails with ENOTDIR.
+                    std::fs::rename(&sub, dir.path().join("data.old")).unwrap();
+                    std::fs::write(&sub, "").unwrap();
+                }
             }
             let held = presence.check(&path).expect(change);
-            assert!(
-                held.contains(&format!("/proc/{}/fd/", std::process::id())),
-                "{change}: {held}"
-            );
+            // The descriptor it names is the file the relay has open.
+            let prefix = format!("/proc/{}/fd/", std::process::id());
+            let fd: String = held
+                .split_once(&prefix)
+                .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect())
+                .unwrap_or_default();
+            let named = id_of(Path::new(&format!("/proc/self/fd/{fd}")));
+            let meta = held_open.metadata().unwrap();
+            let open = FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            assert_eq!(named.ok(), Some(open), "{change}: {held}");
             assert_eq!(presence.gone(), Some(held), "{change}: for good");
             assert_eq!(presence.check(&path), None, "{change}: said once");
             drop(held_open);
         }
+    }
+
+    /// A path that cannot be looked at for another reason than the file or
+    /// a directory being gone (here a symlink loop; a directory made
+    /// unreadable is the same) says nothing about the file: not gone.
+    #[test]
+    fn a_path_that_cannot_be_looked_at_is_not_taken_as_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("data");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("journal.redb");
+        let _held_open = std::fs::File::create(&path).unwrap();
+        let presence = FilePresence::default();
+        presence.opened(&path);
+        std::fs::rename(&sub, dir.path().join("data.old")).unwrap();
+        std::os::unix::fs::symlink(&sub, &sub).unwrap();
+        let error = std::fs::metadata(&path).unwrap_err();
+        assert_eq!(
+            error.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error())
+        );
+        assert_eq!(presence.check(&path), None);
+        assert_eq!(presence.gone(), None);
     }
 
     #[test]

@@ -387,6 +387,30 @@ mod tests {
     use super::*;
     use axum::http::StatusCode;
 
+    /// Which unmatched paths get the webhook 404 (counted and logged under
+    /// a vendor) rather than the bare one.
+    #[test]
+    fn a_path_is_under_hooks_when_its_first_part_is_hooks() {
+        for path in [
+            "/hooks",
+            "/hooks/tel4vn",
+            "//hooks/tel4vn/demo",
+            "/hooks/a/b/c",
+        ] {
+            assert!(is_under_hooks(path), "{path}");
+        }
+        for path in [
+            "/",
+            "",
+            "/hooksx/tel4vn",
+            "/ws",
+            "/status/hooks",
+            "/x/hooks/tel4vn",
+        ] {
+            assert!(!is_under_hooks(path), "{path}");
+        }
+    }
+
     #[tokio::test]
     async fn an_unreadable_path_is_the_route_checks_404_labelled_by_vendor() {
         for (path, label, reason) in [
