@@ -93,6 +93,13 @@ impl StreamEnd {
     }
 }
 
+/// Whether a stream that ended had worked, which ends the run of failures
+/// (the backoff starts over): it carried an event, or stayed open
+/// [`USEFUL_AFTER`]. A 200 that closes at once is a failure too.
+fn proved_useful(events: u64, lasted: Duration) -> bool {
+    events > 0 || lasted >= USEFUL_AFTER
+}
+
 /// Everything one stream needs; [`run`](StreamSupervisor::run) consumes it.
 pub struct StreamSupervisor {
     pub index: usize,
@@ -118,7 +125,7 @@ impl StreamSupervisor {
         if !sleep_or_cancel(stagger, &cancel).await {
             return;
         }
-        let mut backoff = self.backoff();
+        let mut backoff = new_backoff(&self.timings);
         let mut retry_log = RetryLog::default();
         loop {
             let last_event_id = self.resume.get();
@@ -139,9 +146,7 @@ impl StreamSupervisor {
                     if matches!(end, StreamEnd::Cancelled) {
                         return;
                     }
-                    // Only a stream that worked ends the run of failures: a
-                    // 200 that closes at once is a failure too.
-                    if events > 0 || opened_at.elapsed() >= USEFUL_AFTER {
+                    if proved_useful(events, opened_at.elapsed()) {
                         backoff.reset();
                         retry_log.worked();
                     }
@@ -360,10 +365,6 @@ impl StreamSupervisor {
         tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index, event_id = ?id,
             "an event's bytes were not all UTF-8: each invalid sequence is read as U+FFFD (the SSE standard's decoding), also in an id, which is sent back so as Last-Event-ID");
     }
-
-    fn backoff(&self) -> ExponentialBackoff {
-        new_backoff(&self.timings)
-    }
 }
 
 fn new_backoff(t: &Timings) -> ExponentialBackoff {
@@ -441,5 +442,47 @@ mod tests {
             on_a_bound < 10,
             "{on_a_bound} of 200 on a bound: {delays:?}"
         );
+        // And spread, not one value (the backoff's own steps are few).
+        let distinct: std::collections::BTreeSet<&Duration> = delays.iter().collect();
+        assert!(distinct.len() > 100, "{delays:?}");
+    }
+
+    #[test]
+    fn a_stream_proved_useful_by_an_event_or_by_staying_open() {
+        assert!(proved_useful(1, Duration::ZERO));
+        assert!(proved_useful(0, USEFUL_AFTER));
+        assert!(!proved_useful(0, USEFUL_AFTER - Duration::from_millis(1)));
+    }
+
+    /// What `/status` and the log say of a stream that ended, and the
+    /// `reason` label its reconnect is counted under.
+    #[test]
+    fn each_way_a_stream_ends_has_its_reason_and_words() {
+        let ends = [
+            (StreamEnd::Cancelled, "shutdown", "shutting down".to_owned()),
+            (
+                StreamEnd::Closed,
+                "disconnect",
+                "the server closed the stream".to_owned(),
+            ),
+            (
+                StreamEnd::Transport("reset".into()),
+                "disconnect",
+                "transport error: reset".to_owned(),
+            ),
+            (
+                StreamEnd::Silent(Duration::from_secs(45)),
+                "timeout",
+                "no data or keep-alive for 45s".to_owned(),
+            ),
+            (
+                StreamEnd::TooLarge,
+                "too_large",
+                format!("an event over {MAX_EVENT_BYTES} bytes was skipped"),
+            ),
+        ];
+        for (end, reason, words) in ends {
+            assert_eq!((end.reason(), end.describe()), (reason, words));
+        }
     }
 }
