@@ -88,7 +88,20 @@ fn held_at(opened: FileId) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// `data/journal.redb` under `dir`, created, held open and watched.
+    fn watched_journal(dir: &Path) -> (PathBuf, PathBuf, std::fs::File, FilePresence) {
+        let sub = dir.join("data");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("journal.redb");
+        let held_open = std::fs::File::create(&path).unwrap();
+        let presence = FilePresence::default();
+        presence.opened(&path);
+        (sub, path, held_open, presence)
+    }
 
     #[test]
     fn a_file_deleted_moved_or_replaced_is_gone_and_says_where_it_is_held() {
@@ -101,12 +114,7 @@ mod tests {
         ];
         for change in changes {
             let dir = tempfile::tempdir().unwrap();
-            let sub = dir.path().join("data");
-            std::fs::create_dir(&sub).unwrap();
-            let path = sub.join("journal.redb");
-            let held_open = std::fs::File::create(&path).unwrap();
-            let presence = FilePresence::default();
-            presence.opened(&path);
+            let (sub, path, held_open, presence) = watched_journal(dir.path());
             assert_eq!(presence.check(&path), None, "{change}: unchanged");
             match change {
                 "delete" => std::fs::remove_file(&path).unwrap(),
@@ -150,12 +158,7 @@ mod tests {
     #[test]
     fn a_path_that_cannot_be_looked_at_is_not_taken_as_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("data");
-        std::fs::create_dir(&sub).unwrap();
-        let path = sub.join("journal.redb");
-        let _held_open = std::fs::File::create(&path).unwrap();
-        let presence = FilePresence::default();
-        presence.opened(&path);
+        let (sub, path, _held_open, presence) = watched_journal(dir.path());
         std::fs::rename(&sub, dir.path().join("data.old")).unwrap();
         std::os::unix::fs::symlink(&sub, &sub).unwrap();
         let error = std::fs::metadata(&path).unwrap_err();

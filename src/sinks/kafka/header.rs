@@ -47,16 +47,14 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use rdkafka::ClientConfig;
     use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::sinks::kafka::config::KafkaConfig;
     use crate::sinks::kafka::producer::ID_HEADER;
     use crate::sinks::kafka::resume::scan_blocking;
+    use crate::sinks::kafka::tests_support::{flushed, mock_topic};
 
     /// Produces `value` to `topic` with the headers `(key, value)`, keys as
     /// raw C strings: rust-rdkafka's own record type only takes `&str` keys.
@@ -109,12 +107,7 @@ mod tests {
     /// the whole topic's pending events were sent again.
     #[test]
     fn a_read_back_reads_past_a_header_key_that_is_not_utf8() {
-        let mock = MockCluster::new(1).unwrap();
-        mock.create_topic("relay.events", 1, 1).unwrap();
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", mock.bootstrap_servers())
-            .create()
-            .unwrap();
+        let (_mock, producer, config) = mock_topic("relay.events");
         produce_raw(
             &producer,
             c"relay.events",
@@ -138,10 +131,8 @@ mod tests {
                     .headers(ours),
             )
             .unwrap();
-        producer.flush(Duration::from_secs(10)).unwrap();
+        flushed(&producer);
 
-        let config: KafkaConfig =
-            toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
         let scan = scan_blocking(
             &config,
             "relay.events",

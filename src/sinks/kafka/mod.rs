@@ -18,6 +18,8 @@ pub mod producer;
 mod reader;
 mod readiness;
 pub mod resume;
+#[cfg(test)]
+mod tests_support;
 pub mod topic;
 
 use std::sync::Arc;

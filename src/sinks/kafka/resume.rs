@@ -523,22 +523,15 @@ mod tests {
     /// unanswered read now, and the same read succeeds once fetches do.
     #[test]
     fn a_read_back_whose_fetches_all_fail_is_unanswered_not_cut_short() {
-        use rdkafka::ClientConfig;
-        use rdkafka::mocking::MockCluster;
-        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use rdkafka::producer::BaseRecord;
         use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-        let mock = MockCluster::new(1).unwrap();
-        mock.create_topic("relay.events", 1, 1).unwrap();
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", mock.bootstrap_servers())
-            .create()
-            .unwrap();
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, config) = mock_topic("relay.events");
         let record = BaseRecord::<(), _>::to("relay.events").payload(r#"{"seq":1}"#);
         producer.send(record).unwrap();
-        producer.flush(Duration::from_secs(10)).unwrap();
-        let config: KafkaConfig =
-            toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
+        flushed(&producer);
         let scan = || {
             let from = BTreeMap::new();
             let stop = CancellationToken::new();
