@@ -267,10 +267,9 @@ fn sink_status(ctx: &Arc<Context>) -> (bool, serde_json::Value, Option<String>) 
     (s.ready, s.detail.clone(), s.reason.clone())
 }
 
-fn mock_cluster() -> (
-    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    String,
-) {
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+fn mock_cluster() -> (Mock, String) {
     let mock = MockCluster::new(3).expect("mock cluster");
     mock.create_topic(TOPIC, 3, 1).expect("create topic");
     let brokers = mock.bootstrap_servers();
@@ -459,10 +458,7 @@ async fn start_small_journal(dir: tempfile::TempDir, text: &str) -> TestRelay {
     .await
 }
 
-async fn hold_300_in_flight(
-    mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    ctx: &Arc<Context>,
-) {
+async fn hold_300_in_flight(mock: &Mock, ctx: &Arc<Context>) {
     // Delivering before the outage: the topic is known, so records are
     // handed to the producer while the brokers are down.
     submit_range(ctx, "before", 0..20).await;
@@ -1114,8 +1110,6 @@ async fn crashed_run_read_back(brokers: &str) {
     drop(ctx);
     relay.stop().await;
 }
-
-type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
 /// A run delivers 40 events and dies before its cursor is written; the next
 /// run's read-back meets the brokers as `fault` leaves them until it has

@@ -19,10 +19,8 @@ struct Gate {
     /// When set, commits panic (a bug in the store).
     panic: AtomicBool,
     /// Told when a commit has reached the gate (the writer is in it).
-    at_gate: (
-        Mutex<std::sync::mpsc::Sender<()>>,
-        Mutex<std::sync::mpsc::Receiver<()>>,
-    ),
+    reached_gate: std::sync::mpsc::Sender<()>,
+    gate_reached: Mutex<std::sync::mpsc::Receiver<()>>,
     /// The number of events of each commit, in order.
     batches: Mutex<Vec<usize>>,
     recovers: AtomicUsize,
@@ -32,7 +30,7 @@ struct Gate {
 impl Gate {
     /// Waits until the writer is in a commit held by the gate.
     fn wait_at_gate(&self) {
-        self.at_gate.1.lock().unwrap().recv().unwrap();
+        self.gate_reached.lock().unwrap().recv().unwrap();
     }
 }
 
@@ -43,7 +41,7 @@ impl BatchStore for Gate {
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         self.batches.lock().unwrap().push(events.len());
         if let Some(rx) = self.gate.lock().unwrap().take() {
-            let _ = self.at_gate.0.lock().unwrap().send(());
+            let _ = self.reached_gate.send(());
             let _ = rx.recv();
         }
         if self.fail.load(Ordering::SeqCst) {
@@ -99,6 +97,7 @@ fn setup_with(
     })
     .unwrap();
     let (open, gate) = std::sync::mpsc::channel();
+    let (reached_gate, gate_reached) = std::sync::mpsc::channel();
     let store = Arc::new(Gate {
         journal,
         gate: Mutex::new(Some(gate)),
@@ -106,10 +105,8 @@ fn setup_with(
         land_then_fail: AtomicBool::new(false),
         fail_next_read: AtomicBool::new(false),
         panic: AtomicBool::new(false),
-        at_gate: {
-            let (tx, rx) = std::sync::mpsc::channel();
-            (Mutex::new(tx), Mutex::new(rx))
-        },
+        reached_gate,
+        gate_reached: Mutex::new(gate_reached),
         batches: Mutex::new(Vec::new()),
         recovers: AtomicUsize::new(0),
         reads: AtomicUsize::new(0),
