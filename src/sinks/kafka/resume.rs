@@ -245,9 +245,10 @@ pub struct Scan {
 pub enum Cut {
     /// It read [`MAX_READ`] messages.
     MaxRead,
-    /// [`DEADLINE`] passed with some messages read: the broker answered
-    /// slowly (one that read nothing at all is [`ScanError::NothingFetched`]).
-    Deadline,
+    /// The read's deadline ([`DEADLINE`] unless tuned) passed with some
+    /// messages read: the broker answered slowly (one that read nothing at
+    /// all is [`ScanError::NothingFetched`]).
+    Deadline(Duration),
     /// The sink was stopping.
     Stopped,
 }
@@ -256,7 +257,7 @@ impl Cut {
     fn label(self) -> &'static str {
         match self {
             Cut::MaxRead => "max_read",
-            Cut::Deadline => "deadline",
+            Cut::Deadline(_) => "deadline",
             Cut::Stopped => "stopping",
         }
     }
@@ -264,9 +265,9 @@ impl Cut {
     fn describe(self) -> String {
         match self {
             Cut::MaxRead => format!("the read-back reached its bound of {MAX_READ} messages"),
-            Cut::Deadline => format!(
+            Cut::Deadline(within) => format!(
                 "the read-back timed out after {} s (the broker answered slowly)",
-                DEADLINE.as_secs()
+                within.as_secs_f32()
             ),
             Cut::Stopped => "the read-back was stopped (the sink is stopping)".to_owned(),
         }
@@ -427,13 +428,13 @@ pub fn scan_blocking(
         scan.cut = if scan.read >= MAX_READ {
             Some(Cut::MaxRead)
         } else if left().is_zero() {
-            Some(Cut::Deadline)
+            Some(Cut::Deadline(within))
         } else if stop.is_cancelled() {
             Some(Cut::Stopped)
         } else {
             None
         };
-        if scan.cut == Some(Cut::Deadline) && scan.read == 0 {
+        if matches!(scan.cut, Some(Cut::Deadline(_))) && scan.read == 0 {
             // Not a read cut short but one that never began: tried again
             // like an unanswered metadata request, rather than every
             // pending event being sent again at once (fault-injection
@@ -512,7 +513,7 @@ mod tests {
             assert!(!error.no_broker_answered(), "{error}");
         }
         assert_eq!(AlreadyDelivered::new(7).upto(), 7);
-        let labels = [Cut::MaxRead, Cut::Deadline, Cut::Stopped].map(Cut::label);
+        let labels = [Cut::MaxRead, Cut::Deadline(DEADLINE), Cut::Stopped].map(Cut::label);
         assert_eq!(labels, ["max_read", "deadline", "stopping"]);
     }
 
@@ -636,7 +637,12 @@ mod tests {
     #[test]
     fn a_read_back_cut_short_says_why_in_the_status() {
         let mut resume = AlreadyDelivered::new(10);
-        for (topic, cut) in [("t", Cut::MaxRead), ("u", Cut::Deadline)] {
+        let tuned = Duration::from_millis(1500);
+        for (topic, cut) in [
+            ("t", Cut::MaxRead),
+            ("u", Cut::Deadline(DEADLINE)),
+            ("v", Cut::Deadline(tuned)),
+        ] {
             let mut scan = scan_finding(&[("a", 3)]);
             scan.cut = Some(cut);
             resume.add(topic.into(), Ok(scan));
@@ -646,6 +652,7 @@ mod tests {
             [
                 "t: the read-back reached its bound of 200000 messages, with 1 messages read: events not found are sent again",
                 "u: the read-back timed out after 10 s (the broker answered slowly), with 1 messages read: events not found are sent again",
+                "v: the read-back timed out after 1.5 s (the broker answered slowly), with 1 messages read: events not found are sent again",
             ]
         );
     }
