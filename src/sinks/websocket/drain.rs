@@ -101,8 +101,9 @@ mod tests {
     #[tokio::test]
     async fn drain_waits_for_running_sessions() {
         let sessions = Sessions::default();
+        assert_eq!((sessions.len(), sessions.is_empty()), (0, true));
         let running = sessions.enter();
-        assert_eq!(sessions.len(), 1);
+        assert_eq!((sessions.len(), sessions.is_empty()), (1, false));
         let ended = tokio::spawn(async move {
             tokio::task::yield_now().await;
             drop(running);
@@ -117,5 +118,22 @@ mod tests {
         let sessions = Sessions::default();
         let _stuck = sessions.enter();
         assert_eq!(sessions.drain(Duration::from_millis(50)).await, 1);
+    }
+
+    #[test]
+    fn every_session_subscribed_is_told_of_each_reload() {
+        let sessions = Sessions::default();
+        let mut first = sessions.reloads();
+        assert!(!first.has_changed().unwrap(), "nothing reloaded yet");
+        sessions.reloaded();
+        let second = sessions.reloads();
+        assert!(first.has_changed().unwrap());
+        assert!(
+            !second.has_changed().unwrap(),
+            "only reloads after it subscribed"
+        );
+        first.mark_unchanged();
+        sessions.reloaded();
+        assert!(first.has_changed().unwrap() && second.has_changed().unwrap());
     }
 }

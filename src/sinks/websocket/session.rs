@@ -416,3 +416,32 @@ async fn journal_read<T: Send + 'static>(
             End::JournalError
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(count: usize, bytes_each: usize) -> Vec<JournaledEvent> {
+        (1..=count as u64)
+            .map(|seq| JournaledEvent {
+                seq,
+                journaled_at_ms: 0,
+                received_at_ms: 0,
+                header: Default::default(),
+                json: Bytes::from(vec![b' '; bytes_each]),
+            })
+            .collect()
+    }
+
+    /// A page is full, and the journal may hold more after it, at either
+    /// bound: `REPLAY_PAGE` events or `REPLAY_PAGE_BYTES` of JSON.
+    #[test]
+    fn a_page_is_full_at_its_event_count_or_its_byte_count() {
+        assert!(!is_full_page(&[]));
+        assert!(!is_full_page(&events(REPLAY_PAGE - 1, 10)));
+        assert!(is_full_page(&events(REPLAY_PAGE, 10)));
+        let half = REPLAY_PAGE_BYTES / 2;
+        assert!(!is_full_page(&events(2, half - 1)));
+        assert!(is_full_page(&events(2, half)));
+    }
+}

@@ -474,4 +474,17 @@ mod tests {
         assert_eq!(url_without_credentials("ws://h:1/ws"), "ws://h:1/ws");
         assert_eq!(url_without_credentials("not a url?token=t"), "not a url?…");
     }
+
+    /// A 404's message names the path tried, never the query (it may hold a
+    /// `?token=`).
+    #[test]
+    fn a_not_found_names_the_path_only() {
+        assert_eq!(url_path("wss://h:1/api/ws?token=s3cret"), "/api/ws");
+        assert_eq!(url_path("not a url?token=s3cret"), "?");
+    }
+
+    #[test]
+    fn tail_reads_frames_up_to_4_gib() {
+        assert_eq!(max_frame() as u64, 4 * 1024 * 1024 * 1024);
+    }
 }

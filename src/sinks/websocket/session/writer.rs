@@ -221,3 +221,85 @@ impl Queue {
         Ok(self.matching > limit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+    use crate::journal::tests_support::event;
+    use crate::sinks::websocket::filter::ClientQuery;
+
+    #[test]
+    fn a_burst_keeps_up_to_max_burst_receive_times_and_observes_each_once() {
+        let latency = Histogram::with_opts(prometheus::HistogramOpts::new("l", "l")).unwrap();
+        let mut handed = Handed::default();
+        assert!(handed.is_empty());
+        let two_seconds_ago = crate::journal::now_ms() - 2_000;
+        for _ in 0..3 {
+            handed.push(two_seconds_ago);
+        }
+        assert_eq!(handed.len(), 3);
+        assert!(!handed.is_empty());
+        for _ in 0..MAX_BURST {
+            handed.push(two_seconds_ago);
+        }
+        assert_eq!(handed.len(), MAX_BURST, "a full burst takes no more");
+        handed.observe(&latency);
+        assert!(handed.is_empty(), "observed once, then cleared");
+        assert_eq!(latency.get_sample_count(), MAX_BURST as u64);
+        let mean = latency.get_sample_sum() / MAX_BURST as f64;
+        assert!((2.0..3.0).contains(&mean), "seconds, not ms: {mean}");
+        handed.observe(&latency);
+        assert_eq!(latency.get_sample_count(), MAX_BURST as u64);
+    }
+
+    /// A filtered client's queue counts only the events its filter takes,
+    /// and only past `limit` is it over.
+    #[tokio::test]
+    async fn a_filtered_queue_counts_matching_events_after_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(
+            Journal::open(JournalOptions {
+                dir: dir.path().to_path_buf(),
+                dedup_window: Duration::from_secs(600),
+                retention: Duration::from_secs(3600),
+                max_size: 1 << 30,
+            })
+            .unwrap(),
+        );
+        // Seqs 1..=10 hold subjects e0..e9.
+        let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
+        journal.append_batch(&batch).unwrap();
+        // e2, e5 and e8 are seqs 3, 6 and 9; the write's newest event is seq 3.
+        let filter = Arc::new(ClientQuery::parse(Some("subject=e2,e5,e8")).filter);
+        let over = |limit| {
+            let (journal, filter) = (journal.clone(), filter.clone());
+            async move {
+                let mut queue = Queue::after(3);
+                let over = queue.count(&journal, &filter, 10, limit).await;
+                (over.ok(), queue.matching, queue.through)
+            }
+        };
+        assert_eq!(over(1).await, (Some(true), 2, 10));
+        assert_eq!(
+            over(2).await,
+            (Some(false), 2, 10),
+            "at the limit is not over"
+        );
+        let mut counted = Queue::after(3);
+        assert_eq!(
+            counted.count(&journal, &filter, 6, 5).await.ok(),
+            Some(false)
+        );
+        assert_eq!((counted.matching, counted.through), (1, 6));
+        assert_eq!(
+            counted.count(&journal, &filter, 10, 5).await.ok(),
+            Some(false)
+        );
+        assert_eq!(
+            (counted.matching, counted.through),
+            (2, 10),
+            "each event is counted once"
+        );
+    }
+}
