@@ -724,6 +724,18 @@ async fn gap_frame_when_since_is_older_than_the_journal() {
         json!({"control": "gap", "oldest_seq": 11})
     );
     assert_eq!(seqs_until(&mut old, 15).await, [11, 12, 13, 14, 15]);
+    // Frames sent from the journal count as published like live ones.
+    let published = relay
+        .ctx
+        .metrics
+        .events_published
+        .with_label_values(&["websocket"]);
+    eventually(
+        Duration::from_secs(10),
+        "the replayed events counted as published",
+        || published.get() == 5,
+    )
+    .await;
 
     // since = first_seq - 1 is not a gap.
     let mut edge = connect(&ws_url(&relay, "?since=10")).await;
