@@ -5,7 +5,7 @@ use redb::ReadableTableMetadata;
 use serde_json::json;
 use time::OffsetDateTime;
 
-fn options(dir: &Path) -> JournalOptions {
+pub(crate) fn options(dir: &Path) -> JournalOptions {
     JournalOptions {
         dir: dir.to_path_buf(),
         dedup_window: Duration::from_secs(600),

@@ -225,8 +225,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::JournalOptions;
-    use crate::journal::tests_support::event;
+    use crate::journal::tests_support::{event, options};
     use crate::sinks::websocket::filter::ClientQuery;
 
     #[test]
@@ -258,15 +257,7 @@ mod tests {
     #[tokio::test]
     async fn a_filtered_queue_counts_matching_events_after_the_write() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Arc::new(
-            Journal::open(JournalOptions {
-                dir: dir.path().to_path_buf(),
-                dedup_window: Duration::from_secs(600),
-                retention: Duration::from_secs(3600),
-                max_size: 1 << 30,
-            })
-            .unwrap(),
-        );
+        let journal = Arc::new(Journal::open(options(dir.path())).unwrap());
         // Seqs 1..=10 hold subjects e0..e9.
         let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
         journal.append_batch(&batch).unwrap();
