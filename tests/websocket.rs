@@ -1484,8 +1484,21 @@ async fn tail_backs_off_from_connections_that_close_at_once() {
 async fn tail_exits_1_on_a_404_before_it_ever_connected() {
     let relay = start_relay("").await;
     let url = format!("ws://{}/wrong?token=s3cret", relay.addr);
+    let (code, stderr) = tail_until_it_exits(&url, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("404") && stderr.contains("\"/wrong\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// Runs `callrelay tail` until it exits by itself: its exit code and stderr.
+async fn tail_until_it_exits(url: &str, args: &[&str]) -> (Option<i32>, String) {
     let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
-        .args(["tail", "--url", &url])
+        .args(["tail", "--url", url])
+        .args(args)
+        .env_remove("CALLRELAY_WS_TOKEN")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -1495,13 +1508,46 @@ async fn tail_exits_1_on_a_404_before_it_ever_connected() {
         .await
         .expect("tail exited in time")
         .expect("tail output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("404") && stderr.contains("\"/wrong\""),
-        "{stderr}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+/// A token the relay refuses ends tail (exit 1) with what to fix, rather
+/// than a retry every few seconds forever; the token is not printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_exits_1_when_the_relay_refuses_its_token() {
+    let relay = start_relay("[websocket]\ntokens = [\"right\"]\n").await;
+    let url = ws_url(&relay, "");
+    let (code, stderr) = tail_until_it_exits(&url, &["--token", "s3cret-wrong"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("refused the token (HTTP 401)"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
+    let (code, stderr) = tail_until_it_exits(&url, &[]).await;
+    assert_eq!(code, Some(1), "no token at all: {stderr}");
+}
+
+/// `callrelay tail | head -1`: once its reader is gone, tail ends quietly
+/// (exit 0) at the next event it would print, not with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_exits_0_once_its_stdout_is_closed() {
+    let relay = start_relay("").await;
+    // From seq 0: the first event is printed whether it commits before
+    // tail connects or after.
+    let mut tail = spawn_tail(&ws_url(&relay, ""), &["--since", "0"]);
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let first = event(1, "call.ringing", Vendor::Voip24h, "main", None);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![first]).await, [1]);
+    let mut printed = Vec::new();
+    read_until(&mut lines, &mut printed, 1).await;
+    drop(lines);
+    let second = event(2, "call.ringing", Vendor::Voip24h, "main", None);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![second]).await, [2]);
+    let status = tokio::time::timeout(WAIT, tail.wait())
+        .await
+        .expect("tail exited once it could not print")
+        .expect("tail status");
+    assert_eq!(status.code(), Some(0));
+    relay.stop().await;
 }
 
 /// Once a URL has served tail, a 404 there is a proxy whose route is gone
