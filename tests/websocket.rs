@@ -1495,11 +1495,20 @@ async fn tail_exits_1_on_a_404_before_it_ever_connected() {
 
 /// Runs `callrelay tail` until it exits by itself: its exit code and stderr.
 async fn tail_until_it_exits(url: &str, args: &[&str]) -> (Option<i32>, String) {
+    tail_into_until_it_exits(url, args, std::process::Stdio::null()).await
+}
+
+/// [`tail_until_it_exits`] with its stdout going to `stdout`.
+async fn tail_into_until_it_exits(
+    url: &str,
+    args: &[&str],
+    stdout: std::process::Stdio,
+) -> (Option<i32>, String) {
     let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
         .args(["tail", "--url", url])
         .args(args)
         .env_remove("CALLRELAY_WS_TOKEN")
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -1547,6 +1556,25 @@ async fn tail_exits_0_once_its_stdout_is_closed() {
         .expect("tail exited once it could not print")
         .expect("tail status");
     assert_eq!(status.code(), Some(0));
+    relay.stop().await;
+}
+
+/// A stdout that fails otherwise than by closing (`> /dev/full`: no space)
+/// is an error, not the quiet end of `| head -1`: exit 1 and why, so a
+/// script that saves tail's output to a full disk does not take it for done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_exits_1_when_its_stdout_cannot_be_written() {
+    let relay = start_relay("").await;
+    let first = event(1, "call.ringing", Vendor::Voip24h, "main", None);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![first]).await, [1]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let (code, stderr) =
+        tail_into_until_it_exits(&ws_url(&relay, ""), &["--since", "0"], full.into()).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
     relay.stop().await;
 }
 
