@@ -20,14 +20,19 @@ use crate::sources;
 
 /// The whole router.
 pub fn router(ctx: &Arc<Context>) -> Router {
+    let websocket = sinks::websocket::routes(ctx);
+    let wrong_websocket_path = websocket.wrong_path;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .merge(sources::webhook::routes())
-        .merge(sinks::websocket::routes(ctx))
-        .fallback(not_found)
+        .merge(websocket.router)
+        .fallback(move |State(ctx): State<Arc<Context>>, request: Request| {
+            let wrong_websocket_path = wrong_websocket_path.clone();
+            async move { not_found(&ctx, &wrong_websocket_path, &request) }
+        })
         .with_state(ctx.clone())
 }
 
@@ -37,9 +42,16 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-async fn not_found(State(ctx): State<Arc<Context>>, request: Request) -> Response {
+fn not_found(
+    ctx: &Context,
+    wrong_websocket_path: &sinks::websocket::WrongPath,
+    request: &Request,
+) -> Response {
     if sources::webhook::is_under_hooks(request.uri().path()) {
-        return sources::webhook::no_such_hook(&ctx, &request);
+        return sources::webhook::no_such_hook(ctx, request);
+    }
+    if let Some(answer) = wrong_websocket_path.answer(ctx, request) {
+        return answer;
     }
     json_error(StatusCode::NOT_FOUND, "no such route")
 }

@@ -1904,6 +1904,22 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
         "{line}"
     );
     assert!(!line.to_string().contains("screen-token"), "{line}");
+
+    // A screen with a mistyped URL: the path it asked for is in the line.
+    let mistyped = client
+        .get(d.url("/wss?token=screen-token-right"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .expect("ws get at a wrong path");
+    assert_eq!(mistyped.status(), 404);
+    let line = d
+        .log_where(|v| message(v) == "websocket client refused" && v["reason"] == "wrong_path")
+        .await;
+    assert_eq!(line["path"], "/wss", "{line}");
+    assert_eq!(line["status"], 404, "{line}");
+    assert!(!line.to_string().contains("screen-token"), "{line}");
 }
 
 /// A stop closes the journal, so the next start does not have to check the

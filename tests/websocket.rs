@@ -155,6 +155,49 @@ fn refused(relay: &TestRelay, reason: &str) -> u64 {
         .get()
 }
 
+/// The fan-out's path with a trailing slash is the fan-out; a WebSocket
+/// request at any other path is a 404 that names the right one, counted as
+/// `wrong_path` (a browser shows it as a bare 1006, so the relay's side is
+/// where a mistyped URL shows). An ordinary request to an unknown path is
+/// not a WebSocket refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_slash_is_the_fan_out_and_a_wrong_path_is_a_counted_404() {
+    let relay = start_relay("[websocket]\npath = \"/live/events\"\n").await;
+    let at = |path: &str| format!("ws://{}{path}", relay.addr);
+    let mut slashed = connect(&(at("/live/events/") + "?since=0")).await;
+    let first = event(1, "call.ringing", Vendor::Voip24h, "main", None);
+    assert_eq!(submit_all(&relay.ctx.ingest, vec![first]).await, [1]);
+    assert_eq!(next_json(&mut slashed).await["seq"], 1);
+    for wrong in ["/ws", "/live", "/live/events/x", "/live//events"] {
+        match try_connect(&at(wrong), None).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 404, "{wrong}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+                assert!(
+                    body.contains("the WebSocket fan-out is at /live/events"),
+                    "{wrong}: {body}"
+                );
+                assert!(
+                    body.contains(r#""websocket_path":"/live/events""#),
+                    "{wrong}: {body}"
+                );
+            }
+            other => panic!("{wrong}: expected a 404, got {other:?}"),
+        }
+    }
+    assert_eq!(refused(&relay, "wrong_path"), 4);
+    let plain = reqwest::get(relay.url("/live")).await.expect("plain GET");
+    assert_eq!(plain.status().as_u16(), 404);
+    assert_eq!(
+        refused(&relay, "wrong_path"),
+        4,
+        "a plain GET is no WebSocket refusal"
+    );
+    drop(slashed);
+    relay.stop().await;
+}
+
 /// A client that sends what WebSocket does not allow is told why in the
 /// close code (it got a bare close before, which reads as 1005, "you
 /// closed"); a data frame within the limits is still ignored.
@@ -1488,6 +1531,10 @@ async fn tail_exits_1_on_a_404_before_it_ever_connected() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("404") && stderr.contains("\"/wrong\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the relay serves WebSocket clients at \"/ws\""),
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");

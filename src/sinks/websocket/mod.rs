@@ -3,14 +3,17 @@
 //! `GET {websocket.path}` is checked in this order, each failure answered
 //! before the upgrade: auth (401) → `since`/`Last-Event-ID` (400) → not a
 //! WebSocket request (axum's 4xx) → shutting down or `max_clients` reached
-//! (503). An accepted client is served by [`session`]; the protocol is
-//! described for CRM developers in `docs/websocket.md`.
+//! (503). The path with a trailing slash is served alike; a WebSocket
+//! request at any other path is a 404 ([`WrongPath`]). An accepted client is
+//! served by [`session`]; the protocol is described for CRM developers in
+//! `docs/websocket.md`.
 //!
 //! Every refusal counts in `callrelay_ws_refused_total{reason}`, and an
-//! unauthorized or over-`max_clients` one is logged (at most once per 30 s
-//! per reason, with how many were held back): a browser shows page script
-//! each of them as the same bare 1006, so the relay's side is where an
-//! operator finds a CRM screen retrying with a revoked token.
+//! unauthorized, over-`max_clients` or wrong-path one is logged (at most
+//! once per 30 s per reason, with how many were held back): a browser shows
+//! page script each of them as the same bare 1006, so the relay's side is
+//! where an operator finds a CRM screen retrying with a revoked token or a
+//! mistyped URL.
 //!
 //! Guarantees: the client count never exceeds `max_clients` (a slot is taken
 //! atomically before the upgrade and freed when the session ends, or when the
@@ -37,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{RawQuery, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -70,16 +73,18 @@ pub enum Refusal {
     NotWebSocket,
     ShuttingDown,
     MaxClients,
+    WrongPath,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
         Refusal::BadQuery,
         Refusal::NotWebSocket,
         Refusal::ShuttingDown,
         Refusal::MaxClients,
+        Refusal::WrongPath,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +95,7 @@ impl Refusal {
             Refusal::NotWebSocket => "not_websocket",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::MaxClients => "max_clients",
+            Refusal::WrongPath => "wrong_path",
         }
     }
 }
@@ -153,8 +159,19 @@ impl Drop for Slot {
     }
 }
 
-/// The fan-out's routes (at `websocket.path`).
-pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
+/// The fan-out's routes, and the answer to a WebSocket request that misses
+/// them (for the relay's fallback: a router merged with another that has a
+/// fallback of its own panics).
+pub struct Routes {
+    pub router: Router<Arc<Context>>,
+    pub wrong_path: WrongPath,
+}
+
+/// The fan-out's routes: `websocket.path`, and the same with a trailing
+/// slash, which a URL typed into a CRM screen's settings may well carry and
+/// many servers treat as the same (the config refuses a path ending in `/`,
+/// so the two never overlap).
+pub fn routes(ctx: &Arc<Context>) -> Routes {
     let fanout = Arc::new(Fanout {
         clients: AtomicUsize::new(0),
         metrics: SinkMetrics {
@@ -165,19 +182,76 @@ pub fn routes(ctx: &Arc<Context>) -> Router<Arc<Context>> {
     });
     publish_status(ctx);
     let path = ctx.config.load().websocket.path.get_ref().clone();
-    Router::new().route(
-        &path,
-        get(
-            move |State(ctx): State<Arc<Context>>,
-                  extensions: Extensions,
-                  headers: HeaderMap,
-                  RawQuery(query): RawQuery,
-                  upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
-                let peer = crate::http_serve::peer_of(&extensions);
-                connect(ctx, fanout.clone(), peer, headers, query, upgrade)
-            },
-        ),
-    )
+    let serving = fanout.clone();
+    let handler = get(
+        move |State(ctx): State<Arc<Context>>,
+              extensions: Extensions,
+              headers: HeaderMap,
+              RawQuery(query): RawQuery,
+              upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
+            let peer = crate::http_serve::peer_of(&extensions);
+            connect(ctx, serving.clone(), peer, headers, query, upgrade)
+        },
+    );
+    let mut router = Router::new().route(&path, handler.clone());
+    if path != "/" {
+        router = router.route(&format!("{path}/"), handler);
+    }
+    Routes {
+        router,
+        wrong_path: WrongPath { fanout, path },
+    }
+}
+
+/// The answer to a WebSocket request at a path that is not the fan-out's:
+/// a 404 that names the fan-out's path (no secret: `/status` shows it; in
+/// the message and as `websocket_path`),
+/// counted as `wrong_path` and logged with the path asked for. Answered
+/// as any other unknown route, a CRM screen with a mistyped URL would
+/// retry a bare 1006 with nothing on the relay's side to find it by.
+#[derive(Clone)]
+pub struct WrongPath {
+    fanout: Arc<Fanout>,
+    path: String,
+}
+
+/// The longest requested path a log line repeats.
+const LOGGED_PATH_CHARS: usize = 64;
+
+impl WrongPath {
+    /// `None` when `request` is not a WebSocket upgrade (an ordinary 404).
+    pub fn answer(&self, ctx: &Context, request: &Request) -> Option<Response> {
+        let upgrade = request.headers().get_all(header::UPGRADE).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+            })
+        });
+        if !upgrade {
+            return None;
+        }
+        let status = StatusCode::NOT_FOUND;
+        let asked: String = request
+            .uri()
+            .path()
+            .chars()
+            .take(LOGGED_PATH_CHARS)
+            .collect();
+        let peer = crate::http_serve::peer_of(request.extensions());
+        note_refusal(
+            ctx,
+            &self.fanout,
+            Refusal::WrongPath,
+            peer,
+            status,
+            Some(&asked),
+        );
+        let message = format!("no such route: the WebSocket fan-out is at {}", self.path);
+        // `websocket_path` for a client that reads it: `callrelay tail`
+        // names it in its error.
+        let body = json!({ "error": message, "websocket_path": self.path });
+        Some((status, axum::Json(body)).into_response())
+    }
 }
 
 /// A connection answered before the upgrade, and why.
@@ -203,20 +277,25 @@ fn refuse(why: Refusal, status: StatusCode, message: String) -> Refused {
 
 /// Counts a refusal and logs the kinds an operator acts on. Only the reason
 /// and status are logged, with the client's address (a screen looping on a
-/// revoked token is found by it): what the client sent (a token, a `since`)
-/// is not.
+/// revoked token is found by it) and, for a wrong path, the path (cut
+/// short; both log formats escape it): what the client sent otherwise (a
+/// token, a `since`) is not.
 fn note_refusal(
     ctx: &Context,
     fanout: &Fanout,
     refusal: Refusal,
     peer: Option<SocketAddr>,
     status: StatusCode,
+    path: Option<&str>,
 ) {
     ctx.metrics
         .ws_refused
         .with_label_values(&[refusal.as_str()])
         .inc();
-    if !matches!(refusal, Refusal::Unauthorized | Refusal::MaxClients) {
+    if !matches!(
+        refusal,
+        Refusal::Unauthorized | Refusal::MaxClients | Refusal::WrongPath
+    ) {
         tracing::debug!(
             reason = refusal.as_str(),
             status = status.as_u16(),
@@ -235,6 +314,7 @@ fn note_refusal(
             reason = refusal.as_str(),
             status = status.as_u16(),
             peer = crate::http_serve::peer_label(peer).as_str(),
+            path,
             held_back,
             "websocket client refused"
         );
@@ -252,7 +332,7 @@ async fn connect(
     match accept(&ctx, &fanout, headers, query, upgrade) {
         Ok(response) => response,
         Err(Refused { why, response }) => {
-            note_refusal(&ctx, &fanout, why, peer, response.status());
+            note_refusal(&ctx, &fanout, why, peer, response.status(), None);
             *response
         }
     }

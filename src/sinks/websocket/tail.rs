@@ -69,11 +69,14 @@ pub enum TailError {
     #[error("the relay refused the token (HTTP {0}); set --token or CALLRELAY_WS_TOKEN")]
     Refused(u16),
     #[error(
-        "nothing answers WebSocket requests at the path {path:?} (HTTP 404); check --url (the relay serves websocket.path, /ws by default)"
+        "nothing answers WebSocket requests at the path {path:?} (HTTP 404); check --url ({})",
+        served_at_hint(.served_at)
     )]
     NotFound {
         /// The URL's path only: a query may hold a `?token=`.
         path: String,
+        /// Where the relay said its fan-out is, when it was a relay.
+        served_at: Option<String>,
     },
     #[error(
         "the relay sent a frame of {size} bytes, over tail's limit of {max} bytes ({position}); stopping, as every reconnect would meet it again"
@@ -114,6 +117,25 @@ const MAX_FRAME: u64 = 4 << 30;
 /// [`MAX_FRAME`] where `usize` can hold it, else the largest `usize`.
 fn max_frame() -> usize {
     usize::try_from(MAX_FRAME).unwrap_or(usize::MAX)
+}
+
+/// The longest fan-out path read from a 404's body: a relay's is short, and
+/// what answered may be something else.
+const MAX_SERVED_AT_CHARS: usize = 256;
+
+/// The fan-out's path as a relay's 404 names it (`websocket_path`), if the
+/// body is one.
+fn served_at(body: Option<&[u8]>) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(body?).ok()?;
+    let path = body.get("websocket_path")?.as_str()?;
+    (path.chars().count() <= MAX_SERVED_AT_CHARS).then(|| path.to_owned())
+}
+
+fn served_at_hint(served_at: &Option<String>) -> String {
+    match served_at {
+        Some(path) => format!("the relay serves WebSocket clients at {path:?}"),
+        None => "the relay serves websocket.path, /ws by default".to_owned(),
+    }
 }
 
 /// How one connection ended.
@@ -180,6 +202,7 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             {
                 return Err(TailError::NotFound {
                     path: url_path(&options.url),
+                    served_at: served_at(response.body().as_deref()),
                 });
             }
             Err(e) => Disconnect::Retry(e.to_string()),
@@ -481,6 +504,36 @@ mod tests {
     fn a_not_found_names_the_path_only() {
         assert_eq!(url_path("wss://h:1/api/ws?token=s3cret"), "/api/ws");
         assert_eq!(url_path("not a url?token=s3cret"), "?");
+    }
+
+    /// Only a relay's own 404 is read for its path; anything else (a proxy's
+    /// page, a long or odd value) falls back to the default hint.
+    #[test]
+    fn a_relays_404_names_where_its_fan_out_is() {
+        let relay = br#"{"error":"no such route: ...","websocket_path":"/live/events"}"#;
+        assert_eq!(served_at(Some(relay)).as_deref(), Some("/live/events"));
+        let long = format!(
+            r#"{{"websocket_path":"/{}"}}"#,
+            "x".repeat(MAX_SERVED_AT_CHARS)
+        );
+        for other in [
+            &b"<html>404</html>"[..],
+            br#"{"error":"no such route"}"#,
+            br#"{"websocket_path":7}"#,
+            long.as_bytes(),
+        ] {
+            assert_eq!(served_at(Some(other)), None);
+        }
+        assert_eq!(served_at(None), None);
+        let message = TailError::NotFound {
+            path: "/wrong".into(),
+            served_at: Some("/live/\n".into()),
+        }
+        .to_string();
+        assert!(
+            message.ends_with(r#"check --url (the relay serves WebSocket clients at "/live/\n")"#),
+            "{message}"
+        );
     }
 
     #[test]
