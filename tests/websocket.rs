@@ -1398,10 +1398,7 @@ async fn tail_goes_on_past_a_gap_when_its_stderr_cannot_be_written() {
     assert_eq!(expire_everything(&relay), 1);
     let second = event(2, "call.ringing", Vendor::Voip24h, "main", None);
     assert_eq!(submit_all(&relay.ctx.ingest, vec![second]).await, [2]);
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full");
+    let full = dev_full();
     let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
         .args(["tail", "--url", &ws_url(&relay, ""), "--since", "0"])
         .stdout(std::process::Stdio::piped())
@@ -1540,6 +1537,14 @@ async fn tail_exits_1_on_a_404_before_it_ever_connected() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
+/// A file every write to fails with "no space left on device".
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
+}
+
 /// Runs `callrelay tail` until it exits by itself: its exit code and stderr.
 async fn tail_until_it_exits(url: &str, args: &[&str]) -> (Option<i32>, String) {
     tail_into_until_it_exits(url, args, std::process::Stdio::null()).await
@@ -1614,10 +1619,7 @@ async fn tail_exits_1_when_its_stdout_cannot_be_written() {
     let relay = start_relay("").await;
     let first = event(1, "call.ringing", Vendor::Voip24h, "main", None);
     assert_eq!(submit_all(&relay.ctx.ingest, vec![first]).await, [1]);
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("open /dev/full");
+    let full = dev_full();
     let (code, stderr) =
         tail_into_until_it_exits(&ws_url(&relay, ""), &["--since", "0"], full.into()).await;
     assert_eq!(code, Some(1), "{stderr}");
