@@ -155,7 +155,7 @@ impl WriteGuard {
                 let now = *committed.borrow_and_update();
                 // Every commit past `seq` is an upper bound of the queue, so
                 // only past `limit` is it worth counting what matches.
-                if now.saturating_sub(seq) > limit {
+                if Queue::may_overflow(seq, now, limit) {
                     if filter.is_empty() {
                         return End::SlowConsumer;
                     }
@@ -200,6 +200,14 @@ impl Queue {
         }
     }
 
+    /// Whether the events committed after `seq` up to `now` are more than
+    /// `limit`: an upper bound of any client's queue, and an unfiltered
+    /// client's queue itself. Exactly `limit` queued is not an overflow
+    /// (the contract closes a client whose queue *overflows* `client_queue`).
+    pub(super) fn may_overflow(seq: u64, now: u64, limit: u64) -> bool {
+        now.saturating_sub(seq) > limit
+    }
+
     /// Counts up to `now`, a page per blocking call; whether the queue is over `limit`.
     pub(super) async fn count(
         &mut self,
@@ -227,6 +235,19 @@ mod tests {
     use super::*;
     use crate::journal::tests_support::{event, options};
     use crate::sinks::websocket::filter::ClientQuery;
+
+    /// An unfiltered stalled client is closed as slow only once more than
+    /// `client_queue` events were committed past its write, not at exactly
+    /// that many (the slow-consumer check's `>` as `>=` passed every test).
+    #[test]
+    fn a_queue_overflows_only_past_its_limit() {
+        assert!(!Queue::may_overflow(10, 10, 0));
+        assert!(Queue::may_overflow(10, 11, 0));
+        assert!(!Queue::may_overflow(10, 10 + 256, 256));
+        assert!(Queue::may_overflow(10, 11 + 256, 256));
+        // A `now` behind `seq` (not expected) is no overflow, not a wrapped count.
+        assert!(!Queue::may_overflow(10, 3, 0));
+    }
 
     #[test]
     fn a_burst_keeps_up_to_max_burst_receive_times_and_observes_each_once() {
