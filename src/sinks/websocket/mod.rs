@@ -204,11 +204,11 @@ pub fn routes(ctx: &Arc<Context>) -> Routes {
 }
 
 /// The answer to a WebSocket request at a path that is not the fan-out's:
-/// a 404 that names the fan-out's path (no secret: `/status` shows it; in
-/// the message and as `websocket_path`),
-/// counted as `wrong_path` and logged with the path asked for. Answered
-/// as any other unknown route, a CRM screen with a mistyped URL would
-/// retry a bare 1006 with nothing on the relay's side to find it by.
+/// a 404 that names the fan-out's path, in the message and as
+/// `websocket_path` (no secret: `/status` shows it), counted as
+/// `wrong_path` and logged with the path asked for. Answered as any other
+/// unknown route, a CRM screen with a mistyped URL would retry a bare 1006
+/// with nothing on the relay's side to find it by.
 #[derive(Clone)]
 pub struct WrongPath {
     fanout: Arc<Fanout>,
