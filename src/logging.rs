@@ -14,6 +14,16 @@
 
 pub mod one_line;
 
+/// The most characters of a request's own text (an account name, a path)
+/// that a log line repeats: enough to recognise it, and a long one cannot
+/// fill the log.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// `text` cut to [`EXCERPT_CHARS`] characters, for a log field.
+pub fn excerpt(text: &str) -> String {
+    text.chars().take(EXCERPT_CHARS).collect()
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum LogFormat {

@@ -215,9 +215,6 @@ pub struct WrongPath {
     path: String,
 }
 
-/// The longest requested path a log line repeats.
-const LOGGED_PATH_CHARS: usize = 64;
-
 impl WrongPath {
     /// `None` when `request` is not a WebSocket upgrade (an ordinary 404).
     pub fn answer(&self, ctx: &Context, request: &Request) -> Option<Response> {
@@ -231,21 +228,9 @@ impl WrongPath {
             return None;
         }
         let status = StatusCode::NOT_FOUND;
-        let asked: String = request
-            .uri()
-            .path()
-            .chars()
-            .take(LOGGED_PATH_CHARS)
-            .collect();
         let peer = crate::http_serve::peer_of(request.extensions());
-        note_refusal(
-            ctx,
-            &self.fanout,
-            Refusal::WrongPath,
-            peer,
-            status,
-            Some(&asked),
-        );
+        let asked = Some(request.uri().path());
+        note_refusal(ctx, &self.fanout, Refusal::WrongPath, peer, status, asked);
         let message = format!("no such route: the WebSocket fan-out is at {}", self.path);
         // `websocket_path` for a client that reads it: `callrelay tail`
         // names it in its error.
@@ -314,7 +299,7 @@ fn note_refusal(
             reason = refusal.as_str(),
             status = status.as_u16(),
             peer = crate::http_serve::peer_label(peer).as_str(),
-            path,
+            path = path.map(crate::logging::excerpt).as_deref(),
             held_back,
             "websocket client refused"
         );

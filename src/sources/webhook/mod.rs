@@ -120,9 +120,6 @@ fn answered(
     answer.into_response()
 }
 
-/// The longest account name a log line repeats from a refused request's path.
-const LOGGED_ACCOUNT_CHARS: usize = 64;
-
 /// A request refused (4xx, or 503 when it should come again) is logged, at most once per
 /// [`REFUSAL_LOG_INTERVAL`] per vendor, account and status: a vendor whose
 /// secret was rotated, or a URL registered with a typo, shows in the log as
@@ -159,7 +156,7 @@ fn log_refusal(
     let Some(held_back) = held_back else {
         return;
     };
-    let account: String = account.chars().take(LOGGED_ACCOUNT_CHARS).collect();
+    let account = crate::logging::excerpt(account);
     tracing::warn!(
         vendor,
         account = account.as_str(),
