@@ -100,7 +100,8 @@ pub struct Tuning {
     pub replace_stalled_after: Duration,
     /// After replacing a stalled producer, the wait before the new one.
     pub stall_read_back_delay: Duration,
-    /// How long the read-back of one topic may take.
+    /// How long the read-back of one topic may go without a message
+    /// ([`super::resume::SLOW_READ_WINDOWS`] times that in all).
     pub read_back_deadline: Duration,
 }
 

@@ -23,7 +23,8 @@
 //!   cursor had passed (or their last [`TAIL`] messages when unknown, or when
 //!   the partition now ends before that offset: the broker lost its log or
 //!   the topic was recreated, so what it holds was written since), at most
-//!   [`MAX_READ`] messages and [`DEADLINE`] per topic.
+//!   [`MAX_READ`] messages per topic, for as long as each [`DEADLINE`]
+//!   brings a message and [`SLOW_READ_WINDOWS`] times that in all.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::RangeInclusive;
@@ -45,8 +46,13 @@ use super::{header, producer};
 pub const TAIL: i64 = 20_000;
 /// Messages read per topic at most.
 pub const MAX_READ: usize = 200_000;
-/// How long the read of one topic may take.
+/// How long the read of one topic may go without a message.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How many [`DEADLINE`]s the read of one topic may take in all while it
+/// keeps bringing messages: a slow broker is read to the end rather than
+/// cut at the first (and what was not read sent again), and delivery, held
+/// meanwhile, waits at most 30 s per topic for it.
+pub const SLOW_READ_WINDOWS: u32 = 3;
 
 /// Per topic, per partition: the offset of the last message the cursor has
 /// passed. Where a resume starts reading.
@@ -245,10 +251,14 @@ pub struct Scan {
 pub enum Cut {
     /// It read [`MAX_READ`] messages.
     MaxRead,
-    /// The read's deadline ([`DEADLINE`] unless tuned) passed with some
-    /// messages read: the broker answered slowly (one that read nothing at
-    /// all is [`ScanError::NothingFetched`]).
+    /// The read took its whole time ([`SLOW_READ_WINDOWS`] ×
+    /// [`DEADLINE`] unless tuned) while messages kept coming: the broker
+    /// answered slowly.
     Deadline(Duration),
+    /// No message came for [`DEADLINE`] (unless tuned) after some had: the
+    /// broker stopped answering mid-read (one that read nothing at all is
+    /// [`ScanError::NothingFetched`]).
+    Stalled(Duration),
     /// The sink was stopping.
     Stopped,
 }
@@ -258,6 +268,7 @@ impl Cut {
         match self {
             Cut::MaxRead => "max_read",
             Cut::Deadline(_) => "deadline",
+            Cut::Stalled(_) => "stalled",
             Cut::Stopped => "stopping",
         }
     }
@@ -267,6 +278,10 @@ impl Cut {
             Cut::MaxRead => format!("the read-back reached its bound of {MAX_READ} messages"),
             Cut::Deadline(within) => format!(
                 "the read-back timed out after {} s (the broker answered slowly)",
+                within.as_secs_f32()
+            ),
+            Cut::Stalled(within) => format!(
+                "the read-back got no message for {} s (the broker stopped answering mid-read)",
                 within.as_secs_f32()
             ),
             Cut::Stopped => "the read-back was stopped (the sink is stopping)".to_owned(),
@@ -358,10 +373,66 @@ fn read_start(passed: Option<i64>, low: i64, high: i64) -> i64 {
     }
 }
 
+/// When a read-back stops: `within` after its start or its last message, and
+/// [`SLOW_READ_WINDOWS`] × `within` after its start in all.
+#[derive(Clone, Copy, Debug)]
+struct Deadlines {
+    started: Instant,
+    within: Duration,
+    last_message: Instant,
+}
+
+/// Which of the [`Deadlines`] passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expired {
+    /// No message for `within`.
+    Quiet,
+    /// The whole read's time.
+    Whole,
+}
+
+impl Deadlines {
+    fn new(now: Instant, within: Duration) -> Deadlines {
+        Deadlines {
+            started: now,
+            within,
+            last_message: now,
+        }
+    }
+
+    fn whole(&self) -> Duration {
+        self.within.saturating_mul(SLOW_READ_WINDOWS)
+    }
+
+    fn next(&self) -> Instant {
+        (self.last_message + self.within).min(self.started + self.whole())
+    }
+
+    /// How long a call may wait at `now`.
+    fn left(&self, now: Instant) -> Duration {
+        self.next().saturating_duration_since(now)
+    }
+
+    fn expired(&self, now: Instant) -> Option<Expired> {
+        if now >= self.started + self.whole() {
+            Some(Expired::Whole)
+        } else if now >= self.last_message + self.within {
+            Some(Expired::Quiet)
+        } else {
+            None
+        }
+    }
+
+    fn message_at(&mut self, now: Instant) {
+        self.last_message = now;
+    }
+}
+
 /// Reads `topic` from the offsets in `from` (the last 20,000 messages of a
 /// partition it does not name) up to each partition's end as of now,
 /// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
-/// Stops early (`cut`) when `stop` is cancelled. Blocking.
+/// Stops early (`cut`) when `stop` is cancelled, when no message came for
+/// `within`, or after [`SLOW_READ_WINDOWS`] × `within`. Blocking.
 pub fn scan_blocking(
     config: &KafkaConfig,
     topic: &str,
@@ -370,8 +441,8 @@ pub fn scan_blocking(
     stop: &CancellationToken,
     within: Duration,
 ) -> Result<Scan, ScanError> {
-    let deadline = Instant::now() + within;
-    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut deadlines = Deadlines::new(Instant::now(), within);
+    let left = |deadlines: &Deadlines| deadlines.left(Instant::now());
     let mut client = config.client_config();
     // librdkafka wants a group even for an assigned consumer; nothing joins
     // it and nothing is committed.
@@ -384,7 +455,7 @@ pub fn scan_blocking(
         .create_with_context(QuietContext)
         .map_err(ScanError::Create)?;
     let metadata = consumer
-        .fetch_metadata(Some(topic), left())
+        .fetch_metadata(Some(topic), left(&deadlines))
         .map_err(ScanError::Metadata)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -399,7 +470,7 @@ pub fn scan_blocking(
     let mut end_of: HashMap<i32, i64> = HashMap::new();
     for partition in partitions {
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition, left())
+            .fetch_watermarks(topic, partition, left(&deadlines))
             .map_err(|error| ScanError::Watermarks { partition, error })?;
         let passed = from.get(&partition).copied();
         if let Some(passed) = passed.filter(|&passed| passed >= high) {
@@ -425,26 +496,31 @@ pub fn scan_blocking(
     }
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
-        scan.cut = if scan.read >= MAX_READ {
-            Some(Cut::MaxRead)
-        } else if left().is_zero() {
-            Some(Cut::Deadline(within))
-        } else if stop.is_cancelled() {
-            Some(Cut::Stopped)
-        } else {
-            None
-        };
-        if matches!(scan.cut, Some(Cut::Deadline(_))) && scan.read == 0 {
+        let expired = deadlines.expired(Instant::now());
+        if expired.is_some() && scan.read == 0 {
             // Not a read cut short but one that never began: tried again
             // like an unanswered metadata request, rather than every
             // pending event being sent again at once (fault-injection
             // round, 2026-12-03).
             return Err(ScanError::NothingFetched(within));
         }
+        scan.cut = if scan.read >= MAX_READ {
+            Some(Cut::MaxRead)
+        } else if let Some(expired) = expired {
+            Some(match expired {
+                Expired::Whole => Cut::Deadline(deadlines.whole()),
+                Expired::Quiet => Cut::Stalled(within),
+            })
+        } else if stop.is_cancelled() {
+            Some(Cut::Stopped)
+        } else {
+            None
+        };
         if scan.cut.is_some() {
             break;
         }
-        let message = match consumer.poll(left().min(Duration::from_millis(200))) {
+        let wait = left(&deadlines).min(Duration::from_millis(200));
+        let message = match consumer.poll(wait) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 end_of.remove(&partition);
@@ -453,6 +529,7 @@ pub fn scan_blocking(
             Some(Err(e)) => return Err(ScanError::Read(e)),
             Some(Ok(m)) => m,
         };
+        deadlines.message_at(Instant::now());
         scan.read += 1;
         let at = Position {
             partition: message.partition(),
@@ -513,8 +590,14 @@ mod tests {
             assert!(!error.no_broker_answered(), "{error}");
         }
         assert_eq!(AlreadyDelivered::new(7).upto(), 7);
-        let labels = [Cut::MaxRead, Cut::Deadline(DEADLINE), Cut::Stopped].map(Cut::label);
-        assert_eq!(labels, ["max_read", "deadline", "stopping"]);
+        let labels = [
+            Cut::MaxRead,
+            Cut::Deadline(DEADLINE),
+            Cut::Stalled(DEADLINE),
+            Cut::Stopped,
+        ]
+        .map(Cut::label);
+        assert_eq!(labels, ["max_read", "deadline", "stalled", "stopping"]);
     }
 
     /// A broker that answers metadata and list-offsets requests but fails
@@ -550,6 +633,70 @@ mod tests {
         mock.clear_request_errors(RDKafkaApiKey::Fetch);
         let read = scan().unwrap();
         assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
+    }
+
+    /// A read-back stops when no message came for its deadline, or after
+    /// three of them in all however fast the messages come; it used to
+    /// stop after one in all, a slow broker's read with it.
+    #[test]
+    fn a_read_back_goes_on_while_messages_come_within_its_bounds() {
+        let start = Instant::now();
+        let within = Duration::from_secs(10);
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut deadlines = Deadlines::new(start, within);
+        assert_eq!(deadlines.expired(at(9)), None);
+        assert_eq!(deadlines.left(at(4)), Duration::from_secs(6));
+        assert_eq!(deadlines.expired(at(10)), Some(Expired::Quiet));
+
+        deadlines.message_at(at(8));
+        assert_eq!(deadlines.expired(at(17)), None, "10 s from the message");
+        assert_eq!(deadlines.left(at(12)), Duration::from_secs(6));
+        assert_eq!(deadlines.expired(at(18)), Some(Expired::Quiet));
+
+        deadlines.message_at(at(25));
+        assert_eq!(
+            deadlines.left(at(25)),
+            Duration::from_secs(5),
+            "30 s in all"
+        );
+        assert_eq!(deadlines.expired(at(29)), None);
+        assert_eq!(deadlines.expired(at(30)), Some(Expired::Whole));
+        assert_eq!(deadlines.whole(), Duration::from_secs(30));
+    }
+
+    /// A broker that answers every fetch, one message a time, slower than
+    /// a read-back's deadline in all: the read goes on to the end. It was
+    /// cut at the deadline and what it had not reached sent again.
+    #[test]
+    fn a_slow_broker_is_read_back_to_the_end() {
+        use rdkafka::producer::BaseRecord;
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, _) = mock_topic("relay.events");
+        const SENT: u64 = 24;
+        // One batch each: the mock broker answers a fetch with one.
+        for seq in 1..=SENT {
+            let payload = format!(r#"{{"seq":{seq}}}"#);
+            let record = BaseRecord::<(), _>::to("relay.events").payload(&payload);
+            producer.send(record).unwrap();
+            flushed(&producer);
+        }
+        let config: KafkaConfig = toml::from_str(&format!(
+            "brokers = \"{}\"\n[options]\n\"fetch.message.max.bytes\" = \"1\"",
+            mock.bootstrap_servers()
+        ))
+        .unwrap();
+        let rtt = Duration::from_millis(150);
+        mock.broker_round_trip_time(1, rtt).unwrap();
+        let within = Duration::from_millis(2500);
+        let started = Instant::now();
+        let from = BTreeMap::new();
+        let stop = CancellationToken::new();
+        let scan = scan_blocking(&config, "relay.events", &from, 1..=SENT, &stop, within).unwrap();
+        let took = started.elapsed();
+        assert_eq!((scan.read, scan.cut), (SENT as usize, None), "{took:?}");
+        assert!(took > within, "not slower than the deadline: {took:?}");
     }
 
     #[test]
@@ -640,8 +787,9 @@ mod tests {
         let tuned = Duration::from_millis(1500);
         for (topic, cut) in [
             ("t", Cut::MaxRead),
-            ("u", Cut::Deadline(DEADLINE)),
+            ("u", Cut::Deadline(DEADLINE * SLOW_READ_WINDOWS)),
             ("v", Cut::Deadline(tuned)),
+            ("w", Cut::Stalled(DEADLINE)),
         ] {
             let mut scan = scan_finding(&[("a", 3)]);
             scan.cut = Some(cut);
@@ -651,8 +799,9 @@ mod tests {
             resume.errors,
             [
                 "t: the read-back reached its bound of 200000 messages, with 1 messages read: events not found are sent again",
-                "u: the read-back timed out after 10 s (the broker answered slowly), with 1 messages read: events not found are sent again",
+                "u: the read-back timed out after 30 s (the broker answered slowly), with 1 messages read: events not found are sent again",
                 "v: the read-back timed out after 1.5 s (the broker answered slowly), with 1 messages read: events not found are sent again",
+                "w: the read-back got no message for 10 s (the broker stopped answering mid-read), with 1 messages read: events not found are sent again",
             ]
         );
     }
