@@ -112,13 +112,26 @@ impl Context {
     }
 }
 
+/// What to do about a port that cannot be had, for the error line.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process listens there (another callrelay?): `ss -ltnp` names it, or change [server] listen"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; a port below 1024 needs CAP_NET_BIND_SERVICE in the unit's CapabilityBoundingSet= and AmbientCapabilities=, or take a higher port"
+        }
+        _ => "",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("{0}")]
     Journal(#[from] JournalError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -151,6 +164,18 @@ impl Relay {
         starting: Option<&opening::Starting>,
     ) -> Result<Relay, RunError> {
         fd_limit::raise_and_check(&config);
+        // Before the journal: a port another process holds fails the start
+        // at once, not after a check of the journal that can take minutes
+        // (then, with systemd's restarts, another check). Connections made
+        // meanwhile wait in the kernel's backlog and are answered once it
+        // is open.
+        let addr = config.server.listen_addr();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| RunError::Bind { addr, source })?;
         let metrics = Arc::new(Metrics::new());
         let journal_cfg = &config.journal;
         let options = JournalOptions {
@@ -195,13 +220,6 @@ impl Relay {
             IngestOptions::default(),
         )
         .map_err(RunError::IngestThread)?;
-        let addr = config.server.listen_addr();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| RunError::Bind { addr, source })?;
         let (reloads, reload_rx) = tokio::sync::mpsc::channel(4);
         let kafka_message_max = AtomicUsize::new(kafka_message_max(&config));
         let ctx = Arc::new(Context {

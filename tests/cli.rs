@@ -654,6 +654,46 @@ fn write_tel4vn_config(dir: &Path, journal_extra: &str, rest: &str) -> std::path
     config
 }
 
+/// A port another process holds fails the start at once, with a hint, and
+/// before the journal is opened: a check of a journal not closed cleanly
+/// can take minutes, and the port was tried only after it (then systemd's
+/// restart checked it again).
+#[test]
+fn a_port_in_use_fails_the_start_before_the_journal_is_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = held.local_addr().expect("its address");
+    let journal = dir.path().join("journal");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n\n[journal]\npath = {:?}\n\n\
+             [[webhook]]\nvendor = \"tel4vn\"\naccount = \"demo\"\napi_key = \"demo-key\"\n",
+            journal.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(BIN)
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run callrelay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches(&format!("cannot listen on {addr}")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("another process listens there"), "{stderr}");
+    assert!(
+        !journal.exists() && !stderr.contains("journal open"),
+        "the journal was opened first:\n{stderr}"
+    );
+    drop(held);
+}
+
 /// A relay whose stderr pipe lost its reader (`| tee` ended, a log shipper
 /// died) keeps running and answering: the log lines are lost, nothing else.
 /// It aborted at its next log line: tracing reported the failed write with
