@@ -121,6 +121,9 @@ fn bind_hint(error: &std::io::Error) -> &'static str {
         std::io::ErrorKind::PermissionDenied => {
             "; a port below 1024 needs CAP_NET_BIND_SERVICE in the unit's CapabilityBoundingSet= and AmbientCapabilities=, or take a higher port"
         }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; the address is not one of this host's (`ip -brief address` lists them), or 0.0.0.0 for all of them"
+        }
         _ => "",
     }
 }
@@ -595,4 +598,33 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     );
     watchdog::spawn(ctx, tokio::runtime::Handle::current());
     relay.wait().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_port_that_cannot_be_had_says_what_to_do() {
+        let hint = |kind: ErrorKind| super::bind_hint(&Error::from(kind));
+        assert!(hint(ErrorKind::AddrInUse).contains("ss -ltnp"));
+        assert!(hint(ErrorKind::PermissionDenied).contains("CAP_NET_BIND_SERVICE"));
+        assert!(hint(ErrorKind::AddrNotAvailable).contains("ip -brief address"));
+        assert_eq!(hint(ErrorKind::Other), "");
+    }
+
+    /// The address a host does not have is refused by the kernel as such,
+    /// and the error says what to do about it.
+    #[tokio::test]
+    async fn an_address_this_host_lacks_is_named_with_a_hint() {
+        // TEST-NET-1 (RFC 5737): never one of a host's addresses.
+        let addr: std::net::SocketAddr = "192.0.2.1:0".parse().unwrap();
+        let source = tokio::net::TcpListener::bind(addr).await.unwrap_err();
+        let error = super::RunError::Bind { addr, source }.to_string();
+        assert!(
+            error.starts_with("cannot listen on 192.0.2.1:0: ")
+                && error.contains("not one of this host's"),
+            "{error}"
+        );
+    }
 }
