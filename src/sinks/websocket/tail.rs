@@ -180,10 +180,7 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                     d = print_events(socket, &mut since, &mut frames) => d?,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                 };
-                // A handshake alone proves little: a relay (or proxy) that
-                // accepts and drops every connection would otherwise be
-                // retried every 100 ms forever.
-                if frames > 0 || connected_at.elapsed() >= PROVEN_AFTER {
+                if proved_useful(frames, connected_at.elapsed()) {
                     backoff = BACKOFF_START;
                 }
                 disconnect
@@ -226,6 +223,14 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             }
         }
     }
+}
+
+/// Whether a connection that brought `frames` and lasted `lasted` starts
+/// the backoff over. A handshake alone proves little: a relay (or proxy)
+/// that accepts and drops every connection would otherwise be retried every
+/// 100 ms forever; either a frame or [`PROVEN_AFTER`] up proves it.
+fn proved_useful(frames: u64, lasted: Duration) -> bool {
+    frames > 0 || lasted >= PROVEN_AFTER
 }
 
 /// The path of `url`, for messages: the query may carry a token.
@@ -380,6 +385,17 @@ fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_or_ten_seconds_up_start_the_backoff_over() {
+        let short = Duration::from_millis(50);
+        assert!(proved_useful(1, short), "a frame, however quick the drop");
+        assert!(proved_useful(0, PROVEN_AFTER), "up long enough, no frame");
+        assert!(
+            !proved_useful(0, PROVEN_AFTER - short),
+            "dropped early with nothing"
+        );
+    }
 
     #[test]
     fn a_printed_line_is_one_line_of_inert_text_and_the_same_json() {
