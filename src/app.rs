@@ -20,6 +20,7 @@
 mod fd_limit;
 mod kafka_sink;
 mod opening;
+mod opening_answers;
 pub mod reload;
 mod retention;
 mod signals;
@@ -169,9 +170,8 @@ impl Relay {
         fd_limit::raise_and_check(&config);
         // Before the journal: a port another process holds fails the start
         // at once, not after a check of the journal that can take minutes
-        // (then, with systemd's restarts, another check). Connections made
-        // meanwhile wait in the kernel's backlog and are answered once it
-        // is open.
+        // (then, with systemd's restarts, another check). Meanwhile the
+        // requests are answered [`opening_answers`].
         let addr = config.server.listen_addr();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -179,7 +179,13 @@ impl Relay {
         let addr = listener
             .local_addr()
             .map_err(|source| RunError::Bind { addr, source })?;
+        let listener = Arc::new(listener);
         let metrics = Arc::new(Metrics::new());
+        let opening_answers = opening_answers::serve_while_opening(
+            listener.clone(),
+            config.server.http_timeouts,
+            metrics.clone(),
+        );
         let journal_cfg = &config.journal;
         let options = JournalOptions {
             dir: journal_cfg.path.get_ref().clone(),
@@ -248,6 +254,7 @@ impl Relay {
             started: Instant::now(),
             reloads,
         });
+        drop(opening_answers);
         let task = tokio::spawn(serve(ctx.clone(), listener, ingest, reload_rx));
         tracing::info!(%addr, "listening");
         Ok(Relay { addr, ctx, task })
@@ -355,7 +362,7 @@ type ReloadRequest = (Config, tokio::sync::oneshot::Sender<ReloadOutcome>);
 
 async fn serve(
     ctx: Arc<Context>,
-    listener: tokio::net::TcpListener,
+    listener: Arc<tokio::net::TcpListener>,
     ingest: Ingest,
     mut reloads: tokio::sync::mpsc::Receiver<ReloadRequest>,
 ) -> Result<(), RunError> {

@@ -91,9 +91,11 @@ const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains
-/// the connections (module doc).
+/// the connections (module doc). Shared: the relay's routes take the
+/// listener over from the answers given while the journal opens; it closes
+/// with its last holder.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     router: Router,
     timeouts: HttpTimeouts,
     metrics: Arc<Metrics>,

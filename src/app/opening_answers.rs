@@ -1,0 +1,195 @@
+//! What the listener answers while the journal opens. It is bound before
+//! the open, so that a port in use fails the start at once; and the open of
+//! a journal not closed cleanly reads the whole file (minutes on a slow
+//! disk), during which a connection left in the kernel's backlog would hang
+//! until the sender gave up, a liveness probe with it.
+//!
+//! Guarantees, from the bind until the journal is open: `GET /healthz` is
+//! 200 (the process serves); `GET /readyz` is 503 with the reason and how
+//! long the open has taken; every other request, webhooks and WebSocket
+//! upgrades among them, is 503 with `Retry-After` and a JSON error, as when
+//! the journal cannot take an event: nothing is journaled and nothing
+//! acknowledged. Once the journal is open (or the start failed) no new
+//! connection is taken, and the ones it holds are closed after their
+//! answer, so a keep-alive connection meets the relay's own routes next.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::http_serve::{self, HttpTimeouts};
+use crate::metrics::Metrics;
+
+/// Seconds a sender is asked to wait: a check of a journal takes from
+/// seconds to minutes, and a vendor's retry is cheap.
+const RETRY_AFTER_S: &str = "5";
+
+/// Serves the opening answers until dropped.
+pub(super) struct OpeningAnswers {
+    _stop: DropGuard,
+}
+
+/// Starts answering on `listener` as the module says.
+pub(super) fn serve_while_opening(
+    listener: Arc<TcpListener>,
+    timeouts: HttpTimeouts,
+    metrics: Arc<Metrics>,
+) -> OpeningAnswers {
+    let stop = CancellationToken::new();
+    let router = router(Instant::now());
+    tokio::spawn(http_serve::serve(
+        listener,
+        router,
+        timeouts,
+        metrics,
+        stop.clone(),
+    ));
+    OpeningAnswers {
+        _stop: stop.drop_guard(),
+    }
+}
+
+fn router(opening_since: Instant) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move { not_ready(opening_since) }),
+        )
+        .fallback(move || async move { starting(opening_since) })
+}
+
+fn opening_for(since: Instant) -> String {
+    format!(
+        "opening the journal ({} s; a journal not closed cleanly is read whole first)",
+        since.elapsed().as_secs()
+    )
+}
+
+fn not_ready(since: Instant) -> Response {
+    let body = json!({"ready": false, "reasons": [opening_for(since)]});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+fn starting(since: Instant) -> Response {
+    let body = json!({"error": format!("the relay is starting: {}", opening_for(since))});
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// Sends one HTTP/1.1 request on `stream` and reads its answer (the
+    /// server's answers here are small and sent whole).
+    async fn ask(stream: &mut TcpStream, method: &str, path: &str) -> String {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: relay\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{{}}"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head and the JSON body come in one write or two; a body ends
+        // with `}` and `ok\n` with a newline.
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed before an answer: {answer:?}");
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((_, body)) = text.split_once("\r\n\r\n")
+                && (body.ends_with('}') || body.ends_with('\n'))
+            {
+                return text.into_owned();
+            }
+        }
+    }
+
+    async fn connect(listener: &TcpListener) -> TcpStream {
+        TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn while_the_journal_opens_only_health_is_ok_and_the_rest_is_asked_to_retry() {
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let answers =
+            serve_while_opening(listener.clone(), HttpTimeouts::default(), metrics.clone());
+        let mut held = connect(&listener).await;
+
+        let health = ask(&mut held, "GET", "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200 "), "{health}");
+        let ready = ask(&mut held, "GET", "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 503 "), "{ready}");
+        assert!(
+            ready.contains(r#""reasons":["opening the journal (0 s;"#),
+            "{ready}"
+        );
+        for (method, path) in [
+            ("POST", "/hooks/tel4vn/demo"),
+            ("GET", "/ws"),
+            ("GET", "/status"),
+        ] {
+            let answer = ask(&mut held, method, path).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 503 "),
+                "{method} {path}: {answer}"
+            );
+            assert!(
+                answer.to_ascii_lowercase().contains("retry-after: 5\r\n"),
+                "{answer}"
+            );
+            assert!(
+                answer.contains(r#"{"error":"the relay is starting: opening the journal (0 s;"#),
+                "{answer}"
+            );
+        }
+
+        // The journal is open: the relay's own routes take the listener over,
+        // and the connection kept alive meanwhile is closed, not left on the
+        // opening answers.
+        drop(answers);
+        let own = Router::new().route("/healthz", get(|| async { "own\n" }));
+        let stop = CancellationToken::new();
+        let _stop = stop.clone().drop_guard();
+        tokio::spawn(http_serve::serve(
+            listener.clone(),
+            own,
+            HttpTimeouts::default(),
+            metrics,
+            stop,
+        ));
+        let mut rest = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), held.read(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the held connection is still open: {read:?}"
+        );
+        let mut fresh = connect(&listener).await;
+        let own = ask(&mut fresh, "GET", "/healthz").await;
+        assert!(
+            own.starts_with("HTTP/1.1 200 ") && own.ends_with("own\n"),
+            "{own}"
+        );
+    }
+}
