@@ -170,8 +170,8 @@ impl Relay {
         fd_limit::raise_and_check(&config);
         // Before the journal: a port another process holds fails the start
         // at once, not after a check of the journal that can take minutes
-        // (then, with systemd's restarts, another check). Meanwhile the
-        // requests are answered [`opening_answers`].
+        // (then, with systemd's restarts, another check). Requests meanwhile
+        // get the `opening_answers`.
         let addr = config.server.listen_addr();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -254,7 +254,7 @@ impl Relay {
             started: Instant::now(),
             reloads,
         });
-        drop(opening_answers);
+        opening_answers.close().await;
         let task = tokio::spawn(serve(ctx.clone(), listener, ingest, reload_rx));
         tracing::info!(%addr, "listening");
         Ok(Relay { addr, ctx, task })

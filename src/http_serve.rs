@@ -22,7 +22,8 @@
 //! - an accept error (out of file descriptors, …) never ends the server: it
 //!   is logged (once per 30 s while it repeats) and accepting resumes a
 //!   second later;
-//! - on shutdown the listener is closed, idle connections close at once and
+//! - on shutdown it stops accepting (the listener closes with its last
+//!   holder), idle connections close at once and
 //!   those with a request in progress once it is answered; [`serve`] returns
 //!   when all have (the caller bounds that wait).
 //!
@@ -101,6 +102,22 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    accept_until(listener, router, timeouts, metrics, &shutdown)
+        .await
+        .shutdown()
+        .await;
+}
+
+/// [`serve`]'s accept loop: returns once `shutdown` is cancelled, having
+/// dropped its hold on `listener` and taken no connection since; what it
+/// returns drains the connections it took.
+pub async fn accept_until(
+    listener: Arc<TcpListener>,
+    router: Router,
+    timeouts: HttpTimeouts,
+    metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> GracefulShutdown {
     let builder = Arc::new(builder(timeouts));
     let graceful = GracefulShutdown::new();
     // Out of descriptors, accepting fails on every try until some close:
@@ -108,6 +125,9 @@ pub async fn serve(
     let mut accept_errors = LogThrottle::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
+            // Checked first: once cancelled, nothing more is accepted, so a
+            // connection waiting in the backlog goes to whoever serves next.
+            biased;
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
@@ -139,7 +159,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    graceful
 }
 
 /// hyper's connection settings: `axum::serve`'s (HTTP/1.1 and HTTP/2 prior

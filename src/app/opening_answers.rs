@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::http_serve::{self, HttpTimeouts};
@@ -31,9 +32,24 @@ use crate::metrics::Metrics;
 /// seconds to minutes, and a vendor's retry is cheap.
 const RETRY_AFTER_S: &str = "5";
 
-/// Serves the opening answers until dropped.
+/// Serves the opening answers until closed (or dropped, on a failed start).
 pub(super) struct OpeningAnswers {
-    _stop: DropGuard,
+    stop: DropGuard,
+    stopped_accepting: oneshot::Receiver<()>,
+}
+
+impl OpeningAnswers {
+    /// Stops taking connections and returns once none will be: a
+    /// connection made after this (or waiting in the backlog) is the
+    /// relay's routes', not answered "starting" or closed unanswered by
+    /// the drain below (seen as a WebSocket handshake cut short when the
+    /// two servers overlapped). The connections it took are closed after
+    /// their answer, in the background.
+    pub(super) async fn close(self) {
+        drop(self.stop);
+        // An error: the task is gone, and its hold on the listener with it.
+        let _ = self.stopped_accepting.await;
+    }
 }
 
 /// Starts answering on `listener` as the module says.
@@ -44,15 +60,16 @@ pub(super) fn serve_while_opening(
 ) -> OpeningAnswers {
     let stop = CancellationToken::new();
     let router = router(Instant::now());
-    tokio::spawn(http_serve::serve(
-        listener,
-        router,
-        timeouts,
-        metrics,
-        stop.clone(),
-    ));
+    let (stopped, stopped_accepting) = oneshot::channel();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        let drain = http_serve::accept_until(listener, router, timeouts, metrics, &stopping).await;
+        let _ = stopped.send(());
+        drain.shutdown().await;
+    });
     OpeningAnswers {
-        _stop: stop.drop_guard(),
+        stop: stop.drop_guard(),
+        stopped_accepting,
     }
 }
 
@@ -166,9 +183,11 @@ mod tests {
         }
 
         // The journal is open: the relay's own routes take the listener over,
-        // and the connection kept alive meanwhile is closed, not left on the
-        // opening answers.
-        drop(answers);
+        // the connection kept alive meanwhile is closed, not left on the
+        // opening answers, and one still in the backlog (connected without
+        // yielding to the opening answers' task) is the new routes'.
+        let waiting = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        answers.close().await;
         let own = Router::new().route("/healthz", get(|| async { "own\n" }));
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();
@@ -185,11 +204,15 @@ mod tests {
             matches!(read, Ok(Ok(0)) | Ok(Err(_))),
             "the held connection is still open: {read:?}"
         );
+        waiting.set_nonblocking(true).unwrap();
+        let mut waiting = TcpStream::from_std(waiting).unwrap();
         let mut fresh = connect(&listener).await;
-        let own = ask(&mut fresh, "GET", "/healthz").await;
-        assert!(
-            own.starts_with("HTTP/1.1 200 ") && own.ends_with("own\n"),
-            "{own}"
-        );
+        for stream in [&mut waiting, &mut fresh] {
+            let own = ask(stream, "GET", "/healthz").await;
+            assert!(
+                own.starts_with("HTTP/1.1 200 ") && own.ends_with("own\n"),
+                "{own}"
+            );
+        }
     }
 }
