@@ -27,6 +27,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::http_serve::{self, HttpTimeouts};
 use crate::metrics::Metrics;
+use crate::server;
 
 /// Seconds a sender is asked to wait: a check of a journal takes from
 /// seconds to minutes, and a vendor's retry is cheap.
@@ -75,7 +76,7 @@ pub(super) fn serve_while_opening(
 
 fn router(opening_since: Instant) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(server::healthz))
         .route(
             "/readyz",
             get(move || async move { not_ready(opening_since) }),
@@ -96,8 +97,8 @@ fn not_ready(since: Instant) -> Response {
 }
 
 fn starting(since: Instant) -> Response {
-    let body = json!({"error": format!("the relay is starting: {}", opening_for(since))});
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    let message = format!("the relay is starting: {}", opening_for(since));
+    let mut response = server::json_error(StatusCode::SERVICE_UNAVAILABLE, &message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));

@@ -442,7 +442,6 @@ pub fn scan_blocking(
     within: Duration,
 ) -> Result<Scan, ScanError> {
     let mut deadlines = Deadlines::new(Instant::now(), within);
-    let left = |deadlines: &Deadlines| deadlines.left(Instant::now());
     let mut client = config.client_config();
     // librdkafka wants a group even for an assigned consumer; nothing joins
     // it and nothing is committed.
@@ -455,7 +454,7 @@ pub fn scan_blocking(
         .create_with_context(QuietContext)
         .map_err(ScanError::Create)?;
     let metadata = consumer
-        .fetch_metadata(Some(topic), left(&deadlines))
+        .fetch_metadata(Some(topic), deadlines.left(Instant::now()))
         .map_err(ScanError::Metadata)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -470,7 +469,7 @@ pub fn scan_blocking(
     let mut end_of: HashMap<i32, i64> = HashMap::new();
     for partition in partitions {
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition, left(&deadlines))
+            .fetch_watermarks(topic, partition, deadlines.left(Instant::now()))
             .map_err(|error| ScanError::Watermarks { partition, error })?;
         let passed = from.get(&partition).copied();
         if let Some(passed) = passed.filter(|&passed| passed >= high) {
@@ -519,7 +518,9 @@ pub fn scan_blocking(
         if scan.cut.is_some() {
             break;
         }
-        let wait = left(&deadlines).min(Duration::from_millis(200));
+        let wait = deadlines
+            .left(Instant::now())
+            .min(Duration::from_millis(200));
         let message = match consumer.poll(wait) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
