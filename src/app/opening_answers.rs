@@ -12,12 +12,18 @@
 //! acknowledged. Once the journal is open (or the start failed) no new
 //! connection is taken, and the ones it holds are closed after their
 //! answer, so a keep-alive connection meets the relay's own routes next.
+//! A webhook turned away is counted in `callrelay_webhook_requests_total`
+//! (code 503) like one the journal turns away later, and once the last
+//! connection is closed one log line says how many requests were turned
+//! away, so that an alert on 503s and the log both show what a long check
+//! cost the vendors.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -28,6 +34,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::http_serve::{self, HttpTimeouts};
 use crate::metrics::Metrics;
 use crate::server;
+use crate::sources::webhook;
 
 /// Seconds a sender is asked to wait: a check of a journal takes from
 /// seconds to minutes, and a vendor's retry is cheap.
@@ -60,13 +67,15 @@ pub(super) fn serve_while_opening(
     metrics: Arc<Metrics>,
 ) -> OpeningAnswers {
     let stop = CancellationToken::new();
-    let router = router(Instant::now());
+    let turned_away = Arc::new(TurnedAway::new(metrics.clone()));
+    let router = router(Instant::now(), turned_away.clone());
     let (stopped, stopped_accepting) = oneshot::channel();
     let stopping = stop.clone();
     tokio::spawn(async move {
         let drain = http_serve::accept_until(listener, router, timeouts, metrics, &stopping).await;
         let _ = stopped.send(());
         drain.shutdown().await;
+        turned_away.say();
     });
     OpeningAnswers {
         stop: stop.drop_guard(),
@@ -74,14 +83,63 @@ pub(super) fn serve_while_opening(
     }
 }
 
-fn router(opening_since: Instant) -> Router {
+/// What was answered 503 with `Retry-After` (probes are not counted: they
+/// are answered as they ask).
+struct TurnedAway {
+    metrics: Arc<Metrics>,
+    webhooks: AtomicU64,
+    others: AtomicU64,
+}
+
+impl TurnedAway {
+    fn new(metrics: Arc<Metrics>) -> TurnedAway {
+        TurnedAway {
+            metrics,
+            webhooks: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self, path: &str) {
+        match webhook::webhook_label(path) {
+            Some(vendor) => {
+                self.metrics
+                    .webhook_requests
+                    .with_label_values(&[vendor, StatusCode::SERVICE_UNAVAILABLE.as_str()])
+                    .inc();
+                self.webhooks.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.others.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Logs what was turned away, if anything was.
+    fn say(&self) {
+        let webhooks = self.webhooks.load(Ordering::Relaxed);
+        let others = self.others.load(Ordering::Relaxed);
+        if webhooks + others > 0 {
+            tracing::info!(
+                webhooks,
+                others,
+                "requests answered 503 while the journal opened (vendors retry; nothing of them was journaled)"
+            );
+        }
+    }
+}
+
+fn router(opening_since: Instant, turned_away: Arc<TurnedAway>) -> Router {
     Router::new()
         .route("/healthz", get(server::healthz))
         .route(
             "/readyz",
             get(move || async move { not_ready(opening_since) }),
         )
-        .fallback(move || async move { starting(opening_since) })
+        .fallback(move |uri: Uri| async move {
+            turned_away.count(uri.path());
+            starting(opening_since)
+        })
 }
 
 fn opening_for(since: Instant) -> String {
@@ -165,6 +223,8 @@ mod tests {
         );
         for (method, path) in [
             ("POST", "/hooks/tel4vn/demo"),
+            ("POST", "/hooks/tel4vn/demo/"),
+            ("POST", "/hooks/nosuch/demo"),
             ("GET", "/ws"),
             ("GET", "/status"),
         ] {
@@ -182,6 +242,17 @@ mod tests {
                 "{answer}"
             );
         }
+
+        // The webhooks turned away show where a 503 from the journal would.
+        let webhook_503s = |vendor: &str| {
+            metrics
+                .webhook_requests
+                .with_label_values(&[vendor, "503"])
+                .get()
+        };
+        assert_eq!(webhook_503s("tel4vn"), 2);
+        assert_eq!(webhook_503s("unknown"), 1);
+        assert_eq!(webhook_503s("caresoft"), 0);
 
         // The journal is open: the relay's own routes take the listener over,
         // the connection kept alive meanwhile is closed, not left on the

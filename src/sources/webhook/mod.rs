@@ -97,11 +97,18 @@ pub fn is_under_hooks(path: &str) -> bool {
 /// rather than nowhere.
 pub fn no_such_hook(ctx: &Context, request: &Request) -> Response {
     let peer = crate::http_serve::peer_of(request.extensions());
-    let label = vendor_named_in(request.uri().path()).map_or("unknown", Vendor::as_str);
+    let label = webhook_label(request.uri().path()).unwrap_or("unknown");
     let answer = Answer::not_found(
         "no such route: a webhook's path is /hooks/{vendor}/{account}, with one `/` before each part",
     );
     answered(ctx, label, "", peer, answer)
+}
+
+/// The `vendor` label a request to `path` is counted under in
+/// `callrelay_webhook_requests_total`: the vendor the path names, or
+/// `unknown`; `None` when the path is not under `/hooks`.
+pub fn webhook_label(path: &str) -> Option<&'static str> {
+    is_under_hooks(path).then(|| vendor_named_in(path).map_or("unknown", Vendor::as_str))
 }
 
 /// Counts an answer under `label`, logs it when it is a refusal, and sends it.
@@ -405,6 +412,20 @@ mod tests {
             "/x/hooks/tel4vn",
         ] {
             assert!(!is_under_hooks(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_webhook_is_counted_under_the_vendor_its_path_names() {
+        for (path, label) in [
+            ("/hooks/tel4vn/demo", Some("tel4vn")),
+            ("//hooks/%63aresoft/cs/", Some("caresoft")),
+            ("/hooks/nosuch/demo", Some("unknown")),
+            ("/hooks", Some("unknown")),
+            ("/status", None),
+            ("/x/hooks/tel4vn", None),
+        ] {
+            assert_eq!(webhook_label(path), label, "{path}");
         }
     }
 
