@@ -1114,8 +1114,12 @@ async fn crashed_run_read_back(brokers: &str) {
 /// A run delivers 40 events and dies before its cursor is written; the next
 /// run's read-back meets the brokers as `fault` leaves them until it has
 /// failed once, then as `heal` leaves them. Every event must be found in
-/// Kafka, and none sent twice.
-async fn read_back_through(name: &str, fault: impl FnOnce(&Mock), heal: impl FnOnce(&Mock)) {
+/// Kafka, and none sent twice. Returns how the read-back failed.
+async fn read_back_through(
+    name: &str,
+    fault: impl FnOnce(&Mock),
+    heal: impl FnOnce(&Mock),
+) -> String {
     let (mock, brokers) = mock_cluster();
     let relay = relay_without_kafka().await;
     let ctx = relay.ctx.clone();
@@ -1126,6 +1130,9 @@ async fn read_back_through(name: &str, fault: impl FnOnce(&Mock), heal: impl FnO
     task.abort();
     let _ = task.await;
     assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(0));
+    // The dead run's last status (its 40 records in flight) is not the
+    // next run's failure.
+    ctx.status.remove_sink("kafka");
 
     fault(&mock);
     let (task, cancel) = sink_tuned(
@@ -1140,12 +1147,19 @@ async fn read_back_through(name: &str, fault: impl FnOnce(&Mock), heal: impl FnO
     // Either it says it will read again, or it gives up and sends again
     // what it could not read (no record is in flight during a read-back
     // otherwise).
+    let failed = std::sync::Mutex::new(String::new());
     eventually(Duration::from_secs(60), "a read-back fails", || {
         ctx.status.sinks().get("kafka").is_some_and(|s| {
-            s.detail["in_flight"].as_u64() > Some(0)
-                || s.detail["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.starts_with("cannot read back"))
+            let error = s.detail["last_error"].as_str().unwrap_or_default();
+            let sent_again = s.detail["in_flight"].as_u64() > Some(0);
+            if sent_again || error.starts_with("cannot read back") {
+                *failed.lock().unwrap() = if sent_again {
+                    format!("sent again {}", s.detail)
+                } else {
+                    error.to_owned()
+                };
+            }
+            !failed.lock().unwrap().is_empty()
         })
     })
     .await;
@@ -1158,6 +1172,7 @@ async fn read_back_through(name: &str, fault: impl FnOnce(&Mock), heal: impl FnO
     assert_once_each(&relay, &brokers, 40).await;
     drop(ctx);
     relay.stop().await;
+    failed.into_inner().unwrap()
 }
 
 /// A read-back that no broker answers (every broker down, or hung: the
@@ -1177,12 +1192,13 @@ async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
             mock.broker_round_trip_time(b, time).expect("rtt");
         }
     };
-    read_back_through(
+    let failed = read_back_through(
         "unanswered",
         |mock| round_trips(mock, Duration::from_secs(1)),
         |mock| round_trips(mock, Duration::ZERO),
     )
     .await;
+    assert!(failed.starts_with("cannot read back"), "{failed}");
 }
 
 /// Brokers that answer metadata and each partition's ends but refuse every
@@ -1192,7 +1208,7 @@ async fn a_read_back_no_broker_answers_is_tried_again_not_given_up() {
 /// was a read cut short and all 40 events were sent again at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_back_whose_fetches_all_fail_is_tried_again() {
-    read_back_through(
+    let failed = read_back_through(
         "unfetched",
         |mock| {
             let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
@@ -1201,6 +1217,33 @@ async fn a_read_back_whose_fetches_all_fail_is_tried_again() {
         |mock| mock.clear_request_errors(RDKafkaApiKey::Fetch),
     )
     .await;
+    assert!(
+        failed.contains("no message could be read in 1.5 s"),
+        "{failed}"
+    );
+}
+
+/// Brokers that answer the read-back's first fetch and then refuse every
+/// other with an error librdkafka retries: the read gets some messages,
+/// then none for its deadline, as from a broker that stopped answering
+/// mid-read. It is tried again like a read no broker answered. Before
+/// (2026-12-03) what it had not reached was sent again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_a_broker_stops_answering_part_way_is_tried_again() {
+    let failed = read_back_through(
+        "stalled",
+        |mock| {
+            let mut answers = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR];
+            answers.extend([RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000]);
+            mock.request_errors(RDKafkaApiKey::Fetch, &answers);
+        },
+        |mock| mock.clear_request_errors(RDKafkaApiKey::Fetch),
+    )
+    .await;
+    assert!(
+        failed.contains("got no message for 1.5 s") && !failed.contains("with 0 messages read"),
+        "not a read stalled part-way: {failed}"
+    );
 }
 
 /// A certificate or key file replaced in place (a rotated client

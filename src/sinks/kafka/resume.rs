@@ -237,6 +237,22 @@ pub fn summary(skipped: u64, errors: usize) -> (tracing::Level, String) {
     (tracing::Level::INFO, text.to_owned())
 }
 
+/// Why a read is worth trying again rather than taken as it is: no broker
+/// answered it, or one stopped answering part-way (a broker hung mid-read
+/// holds the delivery of what is read back too, so sending again at once
+/// gains nothing and duplicates what the read did not reach).
+pub fn unanswered(scan: &Result<Scan, ScanError>) -> Option<String> {
+    match scan {
+        Err(e) => e.no_broker_answered().then(|| e.to_string()),
+        Ok(Scan {
+            read,
+            cut: Some(cut @ Cut::Stalled(_)),
+            ..
+        }) => Some(format!("{}, with {read} messages read", cut.describe())),
+        Ok(_) => None,
+    }
+}
+
 /// The (`ce_id`, seq) pairs read from one topic.
 #[derive(Debug, Default)]
 pub struct Scan {
@@ -634,6 +650,39 @@ mod tests {
         mock.clear_request_errors(RDKafkaApiKey::Fetch);
         let read = scan().unwrap();
         assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
+    }
+
+    /// Which reads are tried again: none answered, or stopped part-way;
+    /// a read that ended, hit its bounds or was stopped is taken as it is.
+    #[test]
+    fn a_read_no_broker_answered_whole_is_tried_again() {
+        let within = Duration::from_secs(10);
+        let cut = |cut| {
+            Ok(Scan {
+                found: Found::default(),
+                read: 7,
+                cut,
+            })
+        };
+        assert_eq!(
+            unanswered(&cut(Some(Cut::Stalled(within)))).as_deref(),
+            Some(
+                "the read-back got no message for 10 s (the broker stopped answering mid-read), with 7 messages read"
+            )
+        );
+        for taken in [
+            None,
+            Some(Cut::Deadline(within)),
+            Some(Cut::MaxRead),
+            Some(Cut::Stopped),
+        ] {
+            assert_eq!(unanswered(&cut(taken)), None, "{taken:?}");
+        }
+        assert_eq!(
+            unanswered(&Err(ScanError::NothingFetched(within))).as_deref(),
+            Some("no message could be read in 10 s")
+        );
+        assert_eq!(unanswered(&Err(ScanError::NoPartitions)), None);
     }
 
     /// A read-back stops when no message came for its deadline, or after

@@ -37,7 +37,8 @@ pub(super) enum Failure {
     },
     Journal(ReadError),
     /// The read-back of `topic` after an interrupted run found no broker
-    /// answering; it is tried again before anything is sent again.
+    /// answering, or one stopped answering part-way; it is tried again
+    /// before anything is sent again.
     ReadBack {
         topic: String,
         error: String,
@@ -126,7 +127,7 @@ impl fmt::Display for Failure {
             Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
             Failure::ReadBack { topic, error } => write!(
                 f,
-                "cannot read back what an interrupted run delivered to \"{topic}\" ({error}): no broker answered, so it is read again before anything is sent again"
+                "cannot read back what an interrupted run delivered to \"{topic}\" ({error}): it is read again before anything is sent again"
             ),
         }
     }

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::super::resume;
 use super::{Failure, Forwarder};
 
-/// How many read-backs that no broker answered are tried again while the
+/// How many read-backs that no broker answered (or that one stopped
+/// answering part-way) are tried again while the
 /// brokers are not known to be down (with the sink's backoff between them:
 /// about 1.5 minutes with their 10 s deadlines, past librdkafka's 60–90 s
 /// to call a hung broker down, after which the reads are retried until it answers).
@@ -19,7 +20,8 @@ pub const UNANSWERED_READS_RETRIED: u32 = 5;
 impl Forwarder {
     /// Reads back what is already in `topic` for the resume in progress.
     /// `Ok(false)` when cancelled meanwhile; a `Failure` when no broker
-    /// answered and the read is to be tried again after a backoff: while
+    /// answered, or one stopped answering part-way ([`resume::unanswered`]),
+    /// and the read is to be tried again after a backoff: while
     /// every broker is down, or [`UNANSWERED_READS_RETRIED`] times (a hung
     /// broker is not known as down for 60–90 s). Past that it gives up and
     /// what it could not read is sent again (duplicates possible), as after
@@ -65,14 +67,13 @@ impl Forwarder {
         };
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         if let Some(resume) = self.resume.as_mut() {
-            if let Err(e) = &scan
-                && e.no_broker_answered()
+            if let Some(error) = resume::unanswered(&scan)
                 && (brokers_down || resume.unanswered_reads < UNANSWERED_READS_RETRIED)
             {
                 resume.unanswered_reads += 1;
                 return Err(Failure::ReadBack {
                     topic: topic.to_owned(),
-                    error: e.to_string(),
+                    error,
                 });
             }
             resume.add(topic.to_owned(), scan);
