@@ -115,11 +115,16 @@ impl TurnedAway {
         }
     }
 
-    /// Logs what was turned away, if anything was.
-    fn say(&self) {
+    /// How many webhooks and other requests were turned away, if any were.
+    fn totals(&self) -> Option<(u64, u64)> {
         let webhooks = self.webhooks.load(Ordering::Relaxed);
         let others = self.others.load(Ordering::Relaxed);
-        if webhooks + others > 0 {
+        (webhooks + others > 0).then_some((webhooks, others))
+    }
+
+    /// Logs what was turned away, if anything was.
+    fn say(&self) {
+        if let Some((webhooks, others)) = self.totals() {
             tracing::info!(
                 webhooks,
                 others,
@@ -203,6 +208,25 @@ mod tests {
         TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn what_is_turned_away_is_counted_as_webhooks_and_others() {
+        let metrics = Arc::new(Metrics::new());
+        let turned_away = TurnedAway::new(metrics.clone());
+        assert_eq!(turned_away.totals(), None, "nothing said when none came");
+        for path in ["/hooks/voipex/demo", "/hooks/x", "/status", "/metrics"] {
+            turned_away.count(path);
+        }
+        turned_away.count("/ws");
+        assert_eq!(turned_away.totals(), Some((2, 3)));
+        let counted = |vendor: &str| {
+            metrics
+                .webhook_requests
+                .with_label_values(&[vendor, "503"])
+                .get()
+        };
+        assert_eq!((counted("voipex"), counted("unknown")), (1, 1));
     }
 
     #[tokio::test]
