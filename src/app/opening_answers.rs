@@ -128,7 +128,7 @@ impl TurnedAway {
             tracing::info!(
                 webhooks,
                 others,
-                "requests answered 503 while the journal opened (vendors retry; nothing of them was journaled)"
+                "requests answered 503 while the journal opened (vendors retry; none of them was journaled)"
             );
         }
     }

@@ -655,7 +655,7 @@ mod tests {
     /// Which reads are tried again: none answered, or stopped part-way;
     /// a read that ended, hit its bounds or was stopped is taken as it is.
     #[test]
-    fn a_read_no_broker_answered_whole_is_tried_again() {
+    fn reads_no_broker_answered_or_one_stopped_answering_are_tried_again() {
         let within = Duration::from_secs(10);
         let cut = |cut| {
             Ok(Scan {
