@@ -1,0 +1,574 @@
+//! The read-back's read of one topic: from the offsets the cursor had
+//! passed up to each partition's end as of now, keeping the (`ce_id`, seq)
+//! of every message in the range that may have been delivered.
+//!
+//! Guarantees:
+//! - the read is bounded: a partition is read from the offset after the one
+//!   the cursor had passed (or its last [`TAIL`] messages when unknown, or
+//!   when the partition now ends before that offset: the broker lost its log
+//!   or the topic was recreated, so what it holds was written since), at
+//!   most [`MAX_READ`] messages per topic, for as long as each [`DEADLINE`]
+//!   brings a message and [`SLOW_READ_WINDOWS`] times that in all, and
+//!   memory holds only the pairs in the range;
+//! - a read cut short says why ([`Cut`]); one that never began is an error;
+//! - [`unanswered`] tells a read worth trying again (no broker answered it,
+//!   or one stopped answering part-way) from one taken as it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::super::config::KafkaConfig;
+use super::super::{header, producer};
+use super::{Found, Position};
+
+/// Messages read from the end of a partition the cursor state does not know.
+pub const TAIL: i64 = 20_000;
+/// Messages read per topic at most.
+pub const MAX_READ: usize = 200_000;
+/// How long the read of one topic may go without a message.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How many [`DEADLINE`]s the read of one topic may take in all while it
+/// keeps bringing messages: a slow broker is read to the end rather than
+/// cut at the first (and what was not read sent again), and delivery, held
+/// meanwhile, waits at most 30 s per topic for it.
+pub const SLOW_READ_WINDOWS: u32 = 3;
+
+/// Why a read is worth trying again rather than taken as it is: no broker
+/// answered it, or one stopped answering part-way (a broker hung mid-read
+/// holds the delivery of what is read back too, so sending again at once
+/// gains nothing and duplicates what the read did not reach).
+pub fn unanswered(scan: &Result<Scan, ScanError>) -> Option<String> {
+    match scan {
+        Err(e) => e.no_broker_answered().then(|| e.to_string()),
+        Ok(Scan {
+            read,
+            cut: Some(cut @ Cut::Stalled(_)),
+            ..
+        }) => Some(format!("{}, with {read} messages read", cut.describe())),
+        Ok(_) => None,
+    }
+}
+
+/// The (`ce_id`, seq) pairs read from one topic.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub found: Found,
+    pub read: usize,
+    /// What stopped the read before the end, if anything did.
+    pub cut: Option<Cut>,
+}
+
+/// Why a read-back stopped before the end of every partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// It read [`MAX_READ`] messages.
+    MaxRead,
+    /// The read took its whole time ([`SLOW_READ_WINDOWS`] ×
+    /// [`DEADLINE`] unless tuned) while messages kept coming: the broker
+    /// answered slowly.
+    Deadline(Duration),
+    /// No message came for [`DEADLINE`] (unless tuned) after some had: the
+    /// broker stopped answering mid-read (one that read nothing at all is
+    /// [`ScanError::NothingFetched`]).
+    Stalled(Duration),
+    /// The sink was stopping.
+    Stopped,
+}
+
+impl Cut {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Cut::MaxRead => "max_read",
+            Cut::Deadline(_) => "deadline",
+            Cut::Stalled(_) => "stalled",
+            Cut::Stopped => "stopping",
+        }
+    }
+
+    pub(super) fn describe(self) -> String {
+        match self {
+            Cut::MaxRead => format!("the read-back reached its bound of {MAX_READ} messages"),
+            Cut::Deadline(within) => format!(
+                "the read-back timed out after {} s (the broker answered slowly)",
+                within.as_secs_f32()
+            ),
+            Cut::Stalled(within) => format!(
+                "the read-back got no message for {} s (the broker stopped answering mid-read)",
+                within.as_secs_f32()
+            ),
+            Cut::Stopped => "the read-back was stopped (the sink is stopping)".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot create a consumer: {0}")]
+    Create(KafkaError),
+    #[error("cannot read metadata: {0}")]
+    Metadata(KafkaError),
+    #[error("the topic does not exist or has no partitions")]
+    NoPartitions,
+    #[error("cannot read the watermarks of partition {partition}: {error}")]
+    Watermarks { partition: i32, error: KafkaError },
+    #[error("cannot read: {0}")]
+    Read(KafkaError),
+    /// The metadata and the partitions' ends were read, then no message
+    /// came before the deadline: the broker answers fetches with errors it
+    /// retries (not the leader, not available) or not at all, as one
+    /// restarted under load can for minutes (combined-faults audit,
+    /// 2026-12-01).
+    #[error("no message could be read in {} s", .0.as_secs_f32())]
+    NothingFetched(Duration),
+    #[error("the read-back task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ScanError {
+    /// No broker answered: down, cut off, hung (a timeout), or not resolved.
+    /// Nothing can be delivered then either, so the read-back is worth
+    /// trying again rather than sending everything after the cursor again.
+    pub fn no_broker_answered(&self) -> bool {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let error = match self {
+            ScanError::NothingFetched(_) => return true,
+            ScanError::Metadata(e) | ScanError::Read(e) => e,
+            ScanError::Watermarks { error, .. } => error,
+            _ => return false,
+        };
+        matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::AllBrokersDown
+                    | C::BrokerTransportFailure
+                    | C::Resolve
+                    | C::OperationTimedOut
+                    | C::RequestTimedOut
+                    | C::NetworkException
+            )
+        )
+    }
+}
+
+/// librdkafka's logs of this short-lived consumer: the producer settings it
+/// ignores ("is a producer property") are expected, so nothing above debug.
+struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", fac, "read-back: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "read-back: {reason}");
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+/// The seq in a CloudEvent value (its other members are skipped unparsed).
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
+/// Where a partition with offsets `low..high` is read from, given the offset
+/// of the last message the cursor passed there (if known). A partition that
+/// ends at or before that offset is not the one the offset came from (an
+/// emptied broker, a recreated topic): its messages were all written since,
+/// possibly by a producer dropped with records in flight, so its tail is
+/// read; starting past its end would find none of them and send them twice.
+fn read_start(passed: Option<i64>, low: i64, high: i64) -> i64 {
+    match passed {
+        Some(passed) if passed < high => passed.saturating_add(1).max(low),
+        _ => high.saturating_sub(TAIL).max(low),
+    }
+}
+
+/// When a read-back stops: `within` after its start or its last message, and
+/// [`SLOW_READ_WINDOWS`] × `within` after its start in all.
+#[derive(Clone, Copy, Debug)]
+struct Deadlines {
+    started: Instant,
+    within: Duration,
+    last_message: Instant,
+}
+
+/// Which of the [`Deadlines`] passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expired {
+    /// No message for `within`.
+    Quiet,
+    /// The whole read's time.
+    Whole,
+}
+
+impl Deadlines {
+    fn new(now: Instant, within: Duration) -> Deadlines {
+        Deadlines {
+            started: now,
+            within,
+            last_message: now,
+        }
+    }
+
+    fn whole(&self) -> Duration {
+        self.within.saturating_mul(SLOW_READ_WINDOWS)
+    }
+
+    fn next(&self) -> Instant {
+        (self.last_message + self.within).min(self.started + self.whole())
+    }
+
+    /// How long a call may wait at `now`.
+    fn left(&self, now: Instant) -> Duration {
+        self.next().saturating_duration_since(now)
+    }
+
+    fn expired(&self, now: Instant) -> Option<Expired> {
+        if now >= self.started + self.whole() {
+            Some(Expired::Whole)
+        } else if now >= self.last_message + self.within {
+            Some(Expired::Quiet)
+        } else {
+            None
+        }
+    }
+
+    fn message_at(&mut self, now: Instant) {
+        self.last_message = now;
+    }
+}
+
+/// Reads `topic` from the offsets in `from` (the last 20,000 messages of a
+/// partition it does not name) up to each partition's end as of now,
+/// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
+/// Stops early (`cut`) when `stop` is cancelled, when no message came for
+/// `within`, or after [`SLOW_READ_WINDOWS`] × `within`. Blocking.
+pub fn scan_blocking(
+    config: &KafkaConfig,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+    seqs: RangeInclusive<u64>,
+    stop: &CancellationToken,
+    within: Duration,
+) -> Result<Scan, ScanError> {
+    let mut deadlines = Deadlines::new(Instant::now(), within);
+    let mut client = config.client_config();
+    // librdkafka wants a group even for an assigned consumer; nothing joins
+    // it and nothing is committed.
+    client
+        .set("group.id", "callrelay-read-back")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("queued.max.messages.kbytes", "16384");
+    let consumer: BaseConsumer<QuietContext> = client
+        .create_with_context(QuietContext)
+        .map_err(ScanError::Create)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), deadlines.left(Instant::now()))
+        .map_err(ScanError::Metadata)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ScanError::NoPartitions);
+    }
+    let mut assignment = TopicPartitionList::new();
+    let mut end_of: HashMap<i32, i64> = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, deadlines.left(Instant::now()))
+            .map_err(|error| ScanError::Watermarks { partition, error })?;
+        let passed = from.get(&partition).copied();
+        if let Some(passed) = passed.filter(|&passed| passed >= high) {
+            tracing::warn!(
+                topic,
+                partition,
+                delivered_offset = passed,
+                end_offset = high,
+                "a Kafka partition ends before a message the relay had delivered to it: the broker lost its log or the topic was recreated, and what was delivered there before is gone from Kafka; reading back what it holds now"
+            );
+        }
+        let start = read_start(passed, low, high);
+        if start < high {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(ScanError::Read)?;
+            end_of.insert(partition, high);
+        }
+    }
+    let mut scan = Scan::default();
+    if end_of.is_empty() {
+        return Ok(scan);
+    }
+    consumer.assign(&assignment).map_err(ScanError::Read)?;
+    while !end_of.is_empty() {
+        let expired = deadlines.expired(Instant::now());
+        if expired.is_some() && scan.read == 0 {
+            // Not a read cut short but one that never began: tried again
+            // like an unanswered metadata request, rather than every
+            // pending event being sent again at once (fault-injection
+            // round, 2026-12-03).
+            return Err(ScanError::NothingFetched(within));
+        }
+        scan.cut = if scan.read >= MAX_READ {
+            Some(Cut::MaxRead)
+        } else if let Some(expired) = expired {
+            Some(match expired {
+                Expired::Whole => Cut::Deadline(deadlines.whole()),
+                Expired::Quiet => Cut::Stalled(within),
+            })
+        } else if stop.is_cancelled() {
+            Some(Cut::Stopped)
+        } else {
+            None
+        };
+        if scan.cut.is_some() {
+            break;
+        }
+        let wait = deadlines
+            .left(Instant::now())
+            .min(Duration::from_millis(200));
+        let message = match consumer.poll(wait) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                end_of.remove(&partition);
+                continue;
+            }
+            Some(Err(e)) => return Err(ScanError::Read(e)),
+            Some(Ok(m)) => m,
+        };
+        deadlines.message_at(Instant::now());
+        scan.read += 1;
+        let at = Position {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let id = header::value_of(&message, producer::ID_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let seq = message
+            .payload()
+            .and_then(|v| serde_json::from_slice::<SeqOnly>(v).ok())
+            .map(|v| v.seq);
+        // Only the range matters: memory stays bounded by the events that
+        // may be skipped, whatever else the topic holds.
+        if let (Some(id), Some(seq)) = (id, seq)
+            && seqs.contains(&seq)
+        {
+            scan.found.insert((id.to_owned(), seq), at);
+        }
+        if end_of
+            .get(&at.partition)
+            .is_some_and(|&end| at.offset + 1 >= end)
+        {
+            end_of.remove(&at.partition);
+        }
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_back_is_tried_again_only_when_no_broker_answered() {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let unanswered = [
+            ScanError::Metadata(KafkaError::MetadataFetch(C::AllBrokersDown)),
+            ScanError::Read(KafkaError::MessageConsumption(C::OperationTimedOut)),
+            ScanError::NothingFetched(DEADLINE),
+            ScanError::Watermarks {
+                partition: 2,
+                error: KafkaError::MetadataFetch(C::BrokerTransportFailure),
+            },
+        ];
+        for error in &unanswered {
+            assert!(error.no_broker_answered(), "{error}");
+        }
+        let answered = [
+            ScanError::Metadata(KafkaError::MetadataFetch(C::TopicAuthorizationFailed)),
+            ScanError::Read(KafkaError::MessageConsumption(C::UnknownTopicOrPartition)),
+            ScanError::Watermarks {
+                partition: 0,
+                error: KafkaError::MetadataFetch(C::NotLeaderForPartition),
+            },
+            ScanError::NoPartitions,
+        ];
+        for error in &answered {
+            assert!(!error.no_broker_answered(), "{error}");
+        }
+        let labels = [
+            Cut::MaxRead,
+            Cut::Deadline(DEADLINE),
+            Cut::Stalled(DEADLINE),
+            Cut::Stopped,
+        ]
+        .map(Cut::label);
+        assert_eq!(labels, ["max_read", "deadline", "stalled", "stopping"]);
+    }
+
+    /// A broker that answers metadata and list-offsets requests but fails
+    /// every fetch with an error librdkafka retries (a restarted broker
+    /// not yet leading its partitions) gave a read cut at the deadline
+    /// with nothing read, and every pending event was sent again; it is an
+    /// unanswered read now, and the same read succeeds once fetches do.
+    #[test]
+    fn a_read_back_whose_fetches_all_fail_is_unanswered_not_cut_short() {
+        use rdkafka::producer::BaseRecord;
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, config) = mock_topic("relay.events");
+        let record = BaseRecord::<(), _>::to("relay.events").payload(r#"{"seq":1}"#);
+        producer.send(record).unwrap();
+        flushed(&producer);
+        let scan = || {
+            let from = BTreeMap::new();
+            let stop = CancellationToken::new();
+            let within = Duration::from_secs(2);
+            scan_blocking(&config, "relay.events", &from, 1..=1, &stop, within)
+        };
+
+        let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
+        mock.request_errors(RDKafkaApiKey::Fetch, &refused);
+        let error = scan().unwrap_err();
+        assert!(matches!(error, ScanError::NothingFetched(_)), "{error}");
+        assert!(error.no_broker_answered());
+        assert_eq!(error.to_string(), "no message could be read in 2 s");
+
+        mock.clear_request_errors(RDKafkaApiKey::Fetch);
+        let read = scan().unwrap();
+        assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
+    }
+
+    /// Which reads are tried again: none answered, or stopped part-way;
+    /// a read that ended, hit its bounds or was stopped is taken as it is.
+    #[test]
+    fn reads_no_broker_answered_or_one_stopped_answering_are_tried_again() {
+        let within = Duration::from_secs(10);
+        let cut = |cut| {
+            Ok(Scan {
+                found: Found::default(),
+                read: 7,
+                cut,
+            })
+        };
+        assert_eq!(
+            unanswered(&cut(Some(Cut::Stalled(within)))).as_deref(),
+            Some(
+                "the read-back got no message for 10 s (the broker stopped answering mid-read), with 7 messages read"
+            )
+        );
+        for taken in [
+            None,
+            Some(Cut::Deadline(within)),
+            Some(Cut::MaxRead),
+            Some(Cut::Stopped),
+        ] {
+            assert_eq!(unanswered(&cut(taken)), None, "{taken:?}");
+        }
+        assert_eq!(
+            unanswered(&Err(ScanError::NothingFetched(within))).as_deref(),
+            Some("no message could be read in 10 s")
+        );
+        assert_eq!(unanswered(&Err(ScanError::NoPartitions)), None);
+    }
+
+    /// A read-back stops when no message came for its deadline, or after
+    /// three of them in all however fast the messages come; it used to
+    /// stop after one in all, a slow broker's read with it.
+    #[test]
+    fn a_read_back_goes_on_while_messages_come_within_its_bounds() {
+        let start = Instant::now();
+        let within = Duration::from_secs(10);
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut deadlines = Deadlines::new(start, within);
+        assert_eq!(deadlines.expired(at(9)), None);
+        assert_eq!(deadlines.left(at(4)), Duration::from_secs(6));
+        assert_eq!(deadlines.expired(at(10)), Some(Expired::Quiet));
+
+        deadlines.message_at(at(8));
+        assert_eq!(deadlines.expired(at(17)), None, "10 s from the message");
+        assert_eq!(deadlines.left(at(12)), Duration::from_secs(6));
+        assert_eq!(deadlines.expired(at(18)), Some(Expired::Quiet));
+
+        deadlines.message_at(at(25));
+        assert_eq!(
+            deadlines.left(at(25)),
+            Duration::from_secs(5),
+            "30 s in all"
+        );
+        assert_eq!(deadlines.expired(at(29)), None);
+        assert_eq!(deadlines.expired(at(30)), Some(Expired::Whole));
+        assert_eq!(deadlines.whole(), Duration::from_secs(30));
+    }
+
+    /// A broker that answers every fetch, one message a time, slower than
+    /// a read-back's deadline in all: the read goes on to the end. It was
+    /// cut at the deadline and what it had not reached sent again.
+    #[test]
+    fn a_slow_broker_is_read_back_to_the_end() {
+        use rdkafka::producer::BaseRecord;
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, _) = mock_topic("relay.events");
+        const SENT: u64 = 24;
+        // One batch each: the mock broker answers a fetch with one.
+        for seq in 1..=SENT {
+            let payload = format!(r#"{{"seq":{seq}}}"#);
+            let record = BaseRecord::<(), _>::to("relay.events").payload(&payload);
+            producer.send(record).unwrap();
+            flushed(&producer);
+        }
+        let config: KafkaConfig = toml::from_str(&format!(
+            "brokers = \"{}\"\n[options]\n\"fetch.message.max.bytes\" = \"1\"",
+            mock.bootstrap_servers()
+        ))
+        .unwrap();
+        let rtt = Duration::from_millis(150);
+        mock.broker_round_trip_time(1, rtt).unwrap();
+        let within = Duration::from_millis(2500);
+        let started = Instant::now();
+        let from = BTreeMap::new();
+        let stop = CancellationToken::new();
+        let scan = scan_blocking(&config, "relay.events", &from, 1..=SENT, &stop, within).unwrap();
+        let took = started.elapsed();
+        assert_eq!((scan.read, scan.cut), (SENT as usize, None), "{took:?}");
+        assert!(took > within, "not slower than the deadline: {took:?}");
+    }
+
+    #[test]
+    fn a_partition_is_read_after_the_passed_offset_or_its_tail() {
+        // The usual case: after the last message the cursor passed.
+        assert_eq!(read_start(Some(41), 0, 100), 42);
+        // Nothing written since: starts at the end, reads nothing.
+        assert_eq!(read_start(Some(99), 0, 100), 100);
+        // Retention removed the start of what it would read.
+        assert_eq!(read_start(Some(41), 60, 100), 60);
+        // Unknown partition: its last TAIL messages.
+        assert_eq!(read_start(None, 0, TAIL + 500), 500);
+        assert_eq!(read_start(None, 0, 7), 0);
+        // An emptied broker or a recreated topic: the partition ends before
+        // the passed offset, and all it holds was written since.
+        assert_eq!(read_start(Some(5_000), 0, 30), 0);
+        assert_eq!(read_start(Some(30), 0, 30), 0);
+        assert_eq!(read_start(Some(90_000), 0, TAIL + 10), 10);
+    }
+}
