@@ -289,6 +289,128 @@ mod tests {
         producer.send(record).is_ok()
     }
 
+    /// The key is the subject, else the id (CONTRACT: per-call order).
+    #[test]
+    fn the_key_is_the_subject_else_the_id() {
+        assert_eq!(key_of(&header(Some("1287674126.299"))), "1287674126.299");
+        assert_eq!(key_of(&header(None)), "0123456789abcdef0123456789abcdef");
+    }
+
+    /// The CloudEvents binary-mode headers CONTRACT.md lists, in its order.
+    #[test]
+    fn a_record_carries_the_contract_headers() {
+        use rdkafka::message::Headers;
+
+        let headers = headers_of(&header(Some("call")));
+        let pairs: Vec<(String, String)> = (0..headers.count())
+            .map(|i| {
+                let h = headers.get(i);
+                let value = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
+                (h.key.to_owned(), value)
+            })
+            .collect();
+        let expected = [
+            ("content-type", "application/cloudevents+json"),
+            ("ce_id", "0123456789abcdef0123456789abcdef"),
+            ("ce_type", "call.hangup"),
+            ("ce_source", "/tel4vn/t4"),
+        ];
+        assert_eq!(
+            pairs,
+            expected.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
+        );
+    }
+
+    /// Each error librdkafka reports on a message has its own word in
+    /// `callrelay_publish_errors_total{reason}`; the rest are `other`.
+    #[test]
+    fn each_kind_of_produce_error_has_its_reason() {
+        use RDKafkaErrorCode as C;
+        for (code, expected) in [
+            (C::MessageTimedOut, "timeout"),
+            (C::QueueFull, "queue_full"),
+            (C::MessageSizeTooLarge, "too_large"),
+            (C::InvalidMessageSize, "too_large"),
+            (C::UnknownTopicOrPartition, "unknown_topic"),
+            (C::UnknownTopic, "unknown_topic"),
+            (C::UnknownPartition, "unknown_topic"),
+            (C::AllBrokersDown, "broker_down"),
+            (C::BrokerTransportFailure, "broker_down"),
+            (C::Resolve, "broker_down"),
+            (C::TopicAuthorizationFailed, "auth"),
+            (C::ClusterAuthorizationFailed, "auth"),
+            (C::Authentication, "auth"),
+            (C::PurgeQueue, "purged"),
+            (C::PurgeInflight, "purged"),
+            (C::ProducerFenced, "fatal"),
+            (C::OutOfOrderSequenceNumber, "fatal"),
+            (C::BrokerNotAvailable, "other"),
+        ] {
+            let error = KafkaError::MessageProduction(code);
+            assert_eq!(reason(&error), expected, "{code:?}");
+            // Only a record too large for the broker fails every retry.
+            assert_eq!(is_permanent(&error), expected == "too_large", "{code:?}");
+        }
+    }
+
+    /// librdkafka's global errors: "all brokers are down" is a state that
+    /// the next delivery clears; any other is kept, with its time, as the
+    /// last error `/status` shows.
+    #[test]
+    fn brokers_down_is_a_state_and_other_errors_are_kept() {
+        let context = HealthContext {
+            health: Arc::new(Health::default()),
+        };
+        let health = &context.health;
+        assert_eq!(health.last_error(), None);
+
+        let down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        context.error(down, "1/1 brokers are down");
+        assert!(health.all_brokers_down.load(Ordering::Acquire));
+        assert_eq!(health.last_error(), None, "brokers down is not kept");
+
+        let refused = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        context.error(refused, "127.0.0.1:1/bootstrap: Connection refused");
+        let (error, at) = health.last_error().unwrap();
+        assert_eq!(error, "127.0.0.1:1/bootstrap: Connection refused");
+        assert!(at.starts_with("20") && at.ends_with('Z'), "{at}");
+
+        health.delivered();
+        assert!(!health.all_brokers_down.load(Ordering::Acquire));
+        assert!(health.last_error().is_some(), "kept until replaced");
+    }
+
+    /// The largest value librdkafka takes for `h` under `limit`, found by
+    /// bisection.
+    fn largest_librdkafka_takes(h: &EventHeader, limit: usize) -> usize {
+        let (mut taken, mut refused) = (0, limit);
+        while refused - taken > 1 {
+            let len = (taken + refused) / 2;
+            if librdkafka_takes(h, len, limit) {
+                taken = len;
+            } else {
+                refused = len;
+            }
+        }
+        taken
+    }
+
+    /// The bound is not so loose that it refuses what librdkafka would take:
+    /// within the varints it counts at their widest.
+    #[test]
+    fn the_bound_is_close_to_what_librdkafka_counts() {
+        let limit = 4_000;
+        for subject in [None, Some("a-call-id-of-some-length")] {
+            let h = header(subject);
+            let bound_allows = limit - wire_size_bound(&h, 0) + SEQ_DIGITS;
+            let takes = largest_librdkafka_takes(&h, limit);
+            assert!(
+                bound_allows <= takes && takes <= bound_allows + 32,
+                "the bound allows {bound_allows} bytes, librdkafka takes {takes}"
+            );
+        }
+    }
+
     #[test]
     fn an_event_within_the_bound_is_one_librdkafka_takes() {
         let limit = 4_000;
