@@ -370,3 +370,92 @@ impl Drop for InFlight {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that gave up while connecting costs no pause; running out
+    /// of descriptors (or anything else of the listener's) does.
+    #[test]
+    fn only_a_clients_failure_to_connect_is_accepted_past_at_once() {
+        use std::io::{Error, ErrorKind};
+        for kind in [
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::ConnectionReset,
+        ] {
+            assert!(is_connection_error(&Error::from(kind)), "{kind:?}");
+        }
+        let out_of_descriptors = Error::from_raw_os_error(24);
+        assert!(!is_connection_error(&out_of_descriptors));
+        assert!(!is_connection_error(&Error::other("x")));
+    }
+
+    /// The `reason` labels of `callrelay_http_connections_closed_total`.
+    #[test]
+    fn each_close_has_its_own_label() {
+        let labels = Closed::ALL.map(Closed::label);
+        assert_eq!(
+            labels,
+            ["header_timeout", "idle", "head_too_large", "malformed_head"]
+        );
+    }
+
+    #[test]
+    fn a_request_carries_its_peer_and_one_without_is_unknown() {
+        let peer: SocketAddr = "192.0.2.7:41000".parse().unwrap();
+        let mut extensions = Extensions::new();
+        assert_eq!(peer_of(&extensions), None);
+        assert_eq!(peer_label(None), "unknown");
+        extensions.insert(ConnectInfo(peer));
+        assert_eq!(peer_of(&extensions), Some(peer));
+        assert_eq!(peer_label(Some(peer)), "192.0.2.7:41000");
+    }
+
+    #[test]
+    fn requests_in_flight_are_counted_while_they_live() {
+        let (count, seen) = watch::channel(0);
+        let first = InFlight::enter(count.clone());
+        let second = InFlight::enter(count.clone());
+        assert_eq!(*seen.borrow(), 2);
+        drop(first);
+        assert_eq!(*seen.borrow(), 1);
+        drop(second);
+        assert_eq!(*seen.borrow(), 0);
+    }
+
+    const BOUNDS: HttpTimeouts = HttpTimeouts {
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    /// A connection that never sends a request is closed at `header_read`.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_meets_the_head_bound() {
+        let (_count, requests) = watch::channel(0);
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            quiet_for_too_long(requests, BOUNDS).await,
+            Closed::HeaderTimeout
+        );
+        assert_eq!(started.elapsed(), BOUNDS.header_read);
+    }
+
+    /// A request in flight is never cut, however long it takes; once it
+    /// is answered the connection has `idle` for the next.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_holds_the_bounds_off_and_idle_follows_it() {
+        let (count, requests) = watch::channel(0);
+        let quiet = tokio::spawn(quiet_for_too_long(requests, BOUNDS));
+        // Paused time moves on only once the bound is being waited for.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let in_flight = InFlight::enter(count.clone());
+        tokio::time::sleep(BOUNDS.idle * 3).await;
+        assert!(!quiet.is_finished(), "cut while a request was in flight");
+        let answered = tokio::time::Instant::now();
+        drop(in_flight);
+        assert_eq!(quiet.await.unwrap(), Closed::Idle);
+        assert_eq!(answered.elapsed(), BOUNDS.idle);
+    }
+}

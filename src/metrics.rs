@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::event::{Transport, Vendor};
 pub use process::ProcessCollector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// All of callrelay's metrics, registered in one registry.
@@ -397,11 +397,6 @@ impl Metrics {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
-
-    /// A counter that is always present, for tests and the ops dashboard.
-    pub fn counter_value(c: &IntCounter) -> u64 {
-        c.get()
-    }
 }
 
 impl Default for Metrics {
@@ -413,6 +408,72 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config's accounts and sinks have their series at 0 before any
+    /// event: a connection source's malformed count (a webhook has none),
+    /// each vendor's categories, and the Kafka sink's only when it is there.
+    #[test]
+    fn a_configs_accounts_and_sinks_are_exported_at_zero() {
+        let text = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"k\"\n\
+            [[sprecord]]\naccount = \"office\"\nurl = \"http://127.0.0.1:1\"\n";
+        let kafka = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n";
+        let lookup = |_: &str| None;
+        let without_kafka = Config::from_text("relay.toml", text, &lookup).unwrap();
+        let with_kafka =
+            Config::from_text("relay.toml", &format!("{text}{kafka}"), &lookup).unwrap();
+        let metrics = Metrics::new();
+        metrics.prime(&without_kafka);
+        let primed = metrics.render();
+        let has = |text: &str, series: &str| text.lines().any(|l| l == format!("{series} 0"));
+        for series in [
+            r#"callrelay_events_received_total{account="t4",transport="webhook",vendor="tel4vn"}"#,
+            r#"callrelay_events_received_total{account="office",transport="sse",vendor="sprecord"}"#,
+            r#"callrelay_events_duplicate_total{account="office",vendor="sprecord"}"#,
+            r#"callrelay_upstream_malformed_total{account="office",vendor="sprecord"}"#,
+            r#"callrelay_events_journaled_total{type="autocall",vendor="tel4vn"}"#,
+            r#"callrelay_events_journaled_total{type="sms",vendor="sprecord"}"#,
+        ] {
+            assert!(has(&primed, series), "no `{series} 0` in:\n{primed}");
+        }
+        for absent in [
+            r#"callrelay_upstream_malformed_total{account="t4",vendor="tel4vn"}"#,
+            r#"callrelay_events_journaled_total{type="crm",vendor="caresoft"}"#,
+            r#"callrelay_events_published_total{sink="kafka"}"#,
+        ] {
+            assert!(!has(&primed, absent), "`{absent}` in:\n{primed}");
+        }
+        metrics.prime(&with_kafka);
+        let primed = metrics.render();
+        for series in [
+            r#"callrelay_events_published_total{sink="kafka"}"#,
+            r#"callrelay_publish_errors_total{reason="timeout",sink="kafka"}"#,
+        ] {
+            assert!(has(&primed, series), "no `{series} 0` in:\n{primed}");
+        }
+    }
+
+    /// The journal's gauges are what the journal says, at each look.
+    #[test]
+    fn the_journal_gauges_follow_the_journal() {
+        use crate::journal::Journal;
+        use crate::journal::tests_support::{event, options};
+
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(options(dir.path())).unwrap();
+        journal
+            .append_batch(&[event("a"), event("b"), event("c")])
+            .unwrap();
+        let metrics = Metrics::new();
+        metrics.observe_journal(&journal);
+        assert_eq!(metrics.journal_last_seq.get(), 3);
+        assert_eq!(metrics.journal_first_seq.get(), 1);
+        assert_eq!(metrics.journal_max_bytes.get(), 1 << 30);
+        assert!(metrics.journal_bytes.get() > 0);
+        assert_eq!(
+            metrics.journal_file_bytes.get(),
+            i64::try_from(journal.file_bytes()).unwrap()
+        );
+    }
 
     #[test]
     fn the_counters_alerts_watch_start_at_zero() {
