@@ -435,10 +435,9 @@ mod tests {
     async fn a_silent_connection_meets_the_head_bound() {
         let (_count, requests) = watch::channel(0);
         let started = tokio::time::Instant::now();
-        assert_eq!(
-            quiet_for_too_long(requests, BOUNDS).await,
-            Closed::HeaderTimeout
-        );
+        // Bounded, so that a bound never met fails rather than hangs.
+        let quiet = tokio::time::timeout(BOUNDS.idle * 10, quiet_for_too_long(requests, BOUNDS));
+        assert_eq!(quiet.await, Ok(Closed::HeaderTimeout));
         assert_eq!(started.elapsed(), BOUNDS.header_read);
     }
 
@@ -455,7 +454,8 @@ mod tests {
         assert!(!quiet.is_finished(), "cut while a request was in flight");
         let answered = tokio::time::Instant::now();
         drop(in_flight);
-        assert_eq!(quiet.await.unwrap(), Closed::Idle);
+        let closed = tokio::time::timeout(BOUNDS.idle * 10, quiet).await;
+        assert_eq!(closed.expect("closed once idle").unwrap(), Closed::Idle);
         assert_eq!(answered.elapsed(), BOUNDS.idle);
     }
 }
