@@ -42,6 +42,15 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
+/// Asks the sender of a refused request to come back in `seconds`, as every
+/// 503 the relay answers does (a vendor's retry, a CRM screen's reconnect).
+pub fn retry_after(response: &mut Response, seconds: &'static str) {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(seconds),
+    );
+}
+
 fn not_found(
     ctx: &Context,
     wrong_websocket_path: &sinks::websocket::WrongPath,

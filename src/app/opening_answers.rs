@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -162,9 +162,7 @@ fn not_ready(since: Instant) -> Response {
 fn starting(since: Instant) -> Response {
     let message = format!("the relay is starting: {}", opening_for(since));
     let mut response = server::json_error(StatusCode::SERVICE_UNAVAILABLE, &message);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    server::retry_after(&mut response, RETRY_AFTER_S);
     response
 }
 

@@ -391,10 +391,7 @@ fn accept(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the relay already serves max_clients = {max} WebSocket clients"),
         );
-        refused
-            .response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        crate::server::retry_after(&mut refused.response, "5");
         return Err(refused);
     };
     let settings = Settings {

@@ -123,9 +123,7 @@ impl Answer {
                 "too many request bodies are being received at once (over {limit} bytes together)"
             ),
         );
-        a.response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        crate::server::retry_after(&mut a.response, "1");
         a
     }
 
@@ -141,9 +139,7 @@ impl Answer {
             other => other.to_string(),
         };
         let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &reason);
-        a.response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+        crate::server::retry_after(&mut a.response, retry_after);
         a
     }
 
