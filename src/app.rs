@@ -11,7 +11,9 @@
 //! does not see upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
 //! a session still running then is abandoned with a warning, and may hold the
 //! journal a little longer. Likewise HTTP requests still open 5 s into the
-//! drain (a client stalled mid-request) are abandoned unanswered. A reload
+//! drain (a client stalled mid-request) are abandoned unanswered. The HTTP
+//! server or the journal writer stopping on its own (a bug) starts the same
+//! drain, and the relay then ends with an error for systemd to restart it. A reload
 //! with a bad config keeps the old one running and counts
 //! `callrelay_config_reloads_total{result="failed"}`; a good one restarts only
 //! the sources whose config changed, and keeps settings that need a restart
@@ -146,6 +148,10 @@ pub enum RunError {
     IngestThread(std::io::Error),
     #[error("opening the journal failed: {0}")]
     JournalOpenTask(String),
+    #[error(
+        "the journal writer stopped unexpectedly (a bug: its panic is logged above); the relay drained and stopped so that it is started again"
+    )]
+    WriterStopped,
 }
 
 /// A started relay: its address and the handle to stop it.
@@ -383,9 +389,23 @@ async fn serve(
 
     // The HTTP server's end, when it came before a stop.
     let mut server_ended = None;
+    let mut writer_stopped = false;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
+            () = ctx.ingest.stopped() => {
+                // Only a panic ends the writer before the drain below. Every
+                // webhook would be answered 503 and every upstream event
+                // dropped until the watchdog's SIGABRT (30 s, then a check
+                // of the whole journal at the next start), and for good
+                // without a watchdog. A drain and exit 1 instead: the
+                // journal closes cleanly and `Restart=on-failure` starts
+                // the relay again at once.
+                tracing::error!("the journal writer stopped unexpectedly: stopping the relay so that it is started again");
+                writer_stopped = true;
+                ctx.shutdown.cancel();
+                break;
+            }
             ended = &mut server => {
                 let ended = ended.map_err(|e| e.to_string());
                 // A stop, which the server saw first.
@@ -521,6 +541,9 @@ async fn serve(
         );
     }
     tracing::info!(last_seq, "stopped");
+    if writer_stopped {
+        return Err(RunError::WriterStopped);
+    }
     served.map_err(|e| RunError::Serve(std::io::Error::other(e)))
 }
 

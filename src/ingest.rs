@@ -247,6 +247,21 @@ impl IngestHandle {
         !self.tx.is_closed()
     }
 
+    /// Completes once the writer thread has stopped taking events: after
+    /// [`Ingest::shutdown`], or because it died (a panic).
+    pub async fn stopped(&self) {
+        self.tx.closed().await;
+    }
+
+    /// Ends the writer thread without the relay's shutdown, as a panic in it
+    /// would (its queue closes; what it held is refused): for tests of what
+    /// the rest of the relay does then.
+    #[doc(hidden)]
+    pub async fn end_writer_unannounced(&self) {
+        let _ = self.tx.send(Message::Shutdown).await;
+        self.stopped().await;
+    }
+
     /// How long the commit in progress has been running; `None` while idle.
     pub fn commit_running_for(&self) -> Option<Duration> {
         self.busy.running_for()

@@ -2219,6 +2219,39 @@ async fn a_journal_file_deleted_under_the_relay_is_noticed_and_new_events_are_re
     assert!(exit.success(), "{exit}");
 }
 
+/// A journal writer that ends before the drain (a panic; here ended from
+/// outside, which is what a panic does to its queue) stops the relay with an
+/// error, for `Restart=on-failure` to start it again, after a drain that
+/// closes the journal with every event answered 200 in it. Before, the relay
+/// ran on, answering every webhook 503, until the watchdog's SIGABRT (and
+/// for good without a watchdog).
+#[tokio::test]
+async fn a_journal_writer_that_stops_stops_the_relay_with_an_error() {
+    let mut relay = common::start_relay(DEMO_HOOKS).await;
+    let answer = reqwest::Client::new()
+        .post(relay.url("/hooks/tel4vn/demo"))
+        .bearer_auth("demo-tel4vn-key")
+        .json(&json!({"state": "ringing", "call_id": "before-the-writer-ends"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(answer.status(), 200);
+
+    relay.ctx.ingest.end_writer_unannounced().await;
+    let running = relay.relay.take().expect("a running relay");
+    let ended = tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .expect("the relay stops by itself");
+    let error = ended.expect_err("a stop with an error").to_string();
+    assert!(
+        error.contains("the journal writer stopped unexpectedly"),
+        "{error}"
+    );
+    // Opening the file again works only once the relay has closed it.
+    let journaled = common::events_on_disk(&relay.ctx);
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+}
+
 /// A full disk (here the file-size limit) refuses commits with 503; once
 /// there is room again the relay takes events at once, without a restart
 /// (redb refuses every write after an I/O error until it is opened again,
