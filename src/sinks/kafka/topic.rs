@@ -255,6 +255,74 @@ mod tests {
     }
 
     #[test]
+    fn known_topics_are_remembered_shared_and_forgotten() {
+        let mut known = KnownTopics::default();
+        known.insert("calls".into());
+        known.insert("crm".into());
+        known.insert("calls".into());
+        let first = known.get("calls").unwrap();
+        assert_eq!(&*first, "calls");
+        assert!(Arc::ptr_eq(&first, &known.get("calls").unwrap()));
+        assert!(known.get("other").is_none());
+        let mut names: Vec<String> = known.names().iter().map(|n| n.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["calls", "crm"]);
+        known.forget_all();
+        assert!(known.get("calls").is_none());
+        assert!(known.names().is_empty());
+    }
+
+    /// The relay's producer and admin config against a mock cluster holding
+    /// topic `present`. Without `allow.auto.create.topics = false` the mock,
+    /// like a broker with `auto.create.topics.enable`, creates any topic a
+    /// metadata request names.
+    fn against_mock() -> (
+        super::super::tests_support::Mock,
+        KafkaProducer,
+        rdkafka::ClientConfig,
+    ) {
+        let (mock, _, mut config) = super::super::tests_support::mock_topic("present");
+        config.options.insert(
+            "allow.auto.create.topics".into(),
+            crate::config::unspanned("false".into()),
+        );
+        let producer = super::super::producer::create(&config, Arc::default()).unwrap();
+        (mock, producer, config.client_config())
+    }
+
+    #[test]
+    fn a_topic_the_broker_holds_passes_the_check() {
+        let (_mock, producer, admin) = against_mock();
+        for create in [false, true] {
+            KnownTopics::ensure_blocking(&producer, "present", create, &admin).unwrap();
+        }
+    }
+
+    /// Creating it is tried against tansu (tests/kafka.rs
+    /// `tansu_end_to_end_topic_key_headers_and_a_missing_topic`): the mock
+    /// does not answer CreateTopics.
+    #[test]
+    fn a_missing_topic_is_refused_by_name() {
+        let (_mock, producer, admin) = against_mock();
+        let refused = KnownTopics::ensure_blocking(&producer, "absent", false, &admin);
+        assert!(
+            matches!(&refused, Err(TopicError::Missing(topic)) if topic == "absent"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_broker_that_cannot_be_reached_is_a_metadata_error_not_a_missing_topic() {
+        let (mock, producer, admin) = against_mock();
+        mock.broker_down(1).unwrap();
+        let refused = KnownTopics::ensure_blocking(&producer, "present", true, &admin);
+        assert!(
+            matches!(&refused, Err(TopicError::Metadata { topic, .. }) if topic == "present"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn characters_kafka_refuses_become_underscores() {
         let t = TopicTemplate::parse("{account}-x");
         assert_eq!(t.render(&header("v", "my acct/ü", "t")), "my_acct__-x");
