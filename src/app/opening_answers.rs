@@ -228,6 +228,57 @@ mod tests {
         assert_eq!((counted("voipex"), counted("unknown")), (1, 1));
     }
 
+    /// What `say` logs, in the JSON log format.
+    fn said(turned_away: &TurnedAway) -> String {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || Captured(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || turned_away.say());
+        let bytes = lines.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_totals_are_logged_once_and_nothing_when_none_was_turned_away() {
+        let turned_away = TurnedAway::new(Arc::new(Metrics::new()));
+        assert_eq!(said(&turned_away), "");
+        turned_away.count("/hooks/tel4vn/demo");
+        turned_away.count("/hooks/tel4vn/demo");
+        turned_away.count("/ws");
+        let text = said(&turned_away);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = &lines[0];
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("requests answered 503 while the journal opened"),
+            "{line}"
+        );
+        assert_eq!((&line["webhooks"], &line["others"]), (&json!(2), &json!(1)));
+        assert_eq!(line["level"], "INFO");
+    }
+
     #[tokio::test]
     async fn while_the_journal_opens_only_health_is_ok_and_the_rest_is_asked_to_retry() {
         let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
