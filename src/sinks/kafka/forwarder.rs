@@ -55,6 +55,7 @@ use super::cluster;
 use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::{ReadError, Reader};
+use super::readiness;
 use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
@@ -203,9 +204,8 @@ pub struct Forwarder {
     /// order: reports are taken in journal order, so one stuck record hides
     /// the reports of those behind it from `awaiting_reports_since`.
     last_report_ms: Arc<AtomicU64>,
-    /// When the stall now on (see `readiness::stalled`) was first seen and
-    /// logged.
-    stall_noticed: Option<Instant>,
+    /// The stall now on (see `readiness::stalled`), logged when it began.
+    stall: readiness::StallRecord,
     /// While a stall is blamed on the cluster, when to ask it again.
     next_stall_check: Instant,
     /// The last housekeeping tick, for the time between two of them.
@@ -268,7 +268,7 @@ impl Forwarder {
             last_error: None,
             awaiting_reports_since: Instant::now(),
             last_report_ms: Arc::new(AtomicU64::new(crate::journal::now_ms())),
-            stall_noticed: None,
+            stall: readiness::StallRecord::default(),
             next_stall_check: Instant::now(),
             last_probe: Instant::now(),
             last_housekeeping: Instant::now(),

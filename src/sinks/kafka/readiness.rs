@@ -9,7 +9,7 @@
 //! 6,780 records waited on a stalled producer); every brokers-down period
 //! pauses the stall clock, so "all brokers are down" is what shows then.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the forwarder knows when it publishes its status.
 pub struct Observed<'a> {
@@ -60,6 +60,52 @@ pub fn stall_change(noticed: bool, stalled: bool, brokers_down: bool) -> StallCh
     }
 }
 
+/// The stall on record, if any: when it began.
+#[derive(Debug, Default)]
+pub struct StallRecord {
+    since: Option<Instant>,
+}
+
+/// What one look at the sink has to say about its stall.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StallNews {
+    /// A stall began: its text ([`stall_text`]).
+    Began(String),
+    /// The stall on record ended, after lasting this long.
+    Ended { lasted: Duration },
+}
+
+impl StallRecord {
+    /// Takes one look at the sink at `now`: `stall` is its text when it is
+    /// stalled, `awaiting` how long reports have been awaited. A stall is
+    /// recorded as beginning when the reports stopped, not when it was seen.
+    pub fn observe(
+        &mut self,
+        stall: Option<String>,
+        brokers_down: bool,
+        awaiting: Duration,
+        now: Instant,
+    ) -> Option<StallNews> {
+        match (
+            stall_change(self.since.is_some(), stall.is_some(), brokers_down),
+            stall,
+            self.since,
+        ) {
+            (StallChange::Began, Some(stall), _) => {
+                self.since = Some(now.checked_sub(awaiting).unwrap_or(now));
+                Some(StallNews::Began(stall))
+            }
+            (StallChange::Ended, _, Some(since)) => {
+                self.since = None;
+                Some(StallNews::Ended {
+                    lasted: now.saturating_duration_since(since),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `None` when the sink is delivering.
 pub fn not_delivering_reason(o: &Observed<'_>) -> Option<String> {
     if stalled(o) {
@@ -91,6 +137,38 @@ mod tests {
         assert_eq!(stall_change(true, false, false), Ended);
         assert_eq!(stall_change(false, false, true), Unchanged);
         assert_eq!(stall_change(false, false, false), Unchanged);
+    }
+
+    #[test]
+    fn a_stall_is_news_when_it_begins_and_when_it_ends_and_each_time_again() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let stall = || Some("no delivery report for 31s with 5 records in flight".to_owned());
+        let mut record = StallRecord::default();
+        assert_eq!(record.observe(None, false, Duration::ZERO, at(1)), None);
+        assert_eq!(
+            record.observe(stall(), false, Duration::from_secs(31), at(40)),
+            Some(StallNews::Began(stall().unwrap_or_default()))
+        );
+        assert_eq!(
+            record.observe(stall(), false, Duration::from_secs(32), at(41)),
+            None
+        );
+        // Every broker called down: the stall stays on record, said once.
+        assert_eq!(record.observe(None, true, Duration::ZERO, at(60)), None);
+        // Measured from when the reports stopped (9 s before the stall was seen).
+        assert_eq!(
+            record.observe(None, false, Duration::ZERO, at(70)),
+            Some(StallNews::Ended {
+                lasted: Duration::from_secs(61)
+            })
+        );
+        assert_eq!(record.observe(None, false, Duration::ZERO, at(71)), None);
+        // The next stall is news again.
+        assert_eq!(
+            record.observe(stall(), false, Duration::from_secs(31), at(110)),
+            Some(StallNews::Began(stall().unwrap_or_default()))
+        );
     }
 
     fn observed(

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::event::format_time;
+use crate::journal::JournalError;
 use crate::status::SinkStatus;
 
 use super::super::reader::Reader;
 use super::super::readiness;
+use super::super::readiness::StallNews;
 use super::Forwarder;
 
 impl Forwarder {
@@ -32,15 +34,7 @@ impl Forwarder {
             .kafka_held_up_to
             .load(Ordering::Acquire)
             .max(self.cursor);
-        let after_memory = match journal.first_seq_after(held) {
-            // `last` was read first: a commit since may be found past it.
-            Ok(next) => next
-                .filter(|&next| next <= last)
-                .map_or(0, |next| last - next + 1),
-            // Unreadable now: as if nothing after the sink's reads was dropped.
-            Err(_) => last.saturating_sub(held),
-        };
-        in_memory as u64 + after_memory
+        in_memory as u64 + held_after_memory(last, held, journal.first_seq_after(held))
     }
 
     pub(super) fn publish_status(&mut self) {
@@ -99,29 +93,63 @@ impl Forwarder {
     /// the log was silent for the first 60–90 s of such an outage, and
     /// `last_error` stayed empty throughout (hung-peers audit).
     fn note_stall(&mut self, stall: Option<String>, brokers_down: bool, awaiting: Duration) {
-        let change =
-            readiness::stall_change(self.stall_noticed.is_some(), stall.is_some(), brokers_down);
-        match (change, stall, self.stall_noticed) {
-            (readiness::StallChange::Began, Some(stall), _) => {
+        match self
+            .stall
+            .observe(stall, brokers_down, awaiting, Instant::now())
+        {
+            Some(StallNews::Began(stall)) => {
                 tracing::warn!(
                     in_flight = self.in_flight.len(),
                     cursor = self.cursor,
                     "kafka sink: {stall}, and no broker refused anything: a broker may be hung or cut off; events wait in the journal"
                 );
                 self.last_error = Some((stall, format_time(OffsetDateTime::now_utc())));
-                // The stall began when the reports stopped, not when it was seen.
-                let now = Instant::now();
-                self.stall_noticed = Some(now.checked_sub(awaiting).unwrap_or(now));
             }
-            (readiness::StallChange::Ended, _, Some(since)) => {
-                self.stall_noticed = None;
+            Some(StallNews::Ended { lasted }) => {
                 tracing::info!(
-                    stalled_s = since.elapsed().as_secs(),
+                    stalled_s = lasted.as_secs(),
                     in_flight = self.in_flight.len(),
                     "kafka sink: no longer stalled"
                 );
             }
-            _ => {}
+            None => {}
         }
+    }
+}
+
+/// The events held in the journal after seq `held` (what the sink has read
+/// into memory, or its cursor) up to `last`, given the first seq after
+/// `held` that the journal still holds: `max_size` may have dropped those
+/// before it (counted as dropped, not as lag that can never drain).
+fn held_after_memory(last: u64, held: u64, next: Result<Option<u64>, JournalError>) -> u64 {
+    match next {
+        // `last` was read first: a commit since may be found past it.
+        Ok(next) => next
+            .filter(|&next| next <= last)
+            .map_or(0, |next| last - next + 1),
+        // Unreadable now: as if nothing after the sink's reads was dropped.
+        Err(_) => last.saturating_sub(held),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_journal_holds_after_the_sinks_reads_is_counted_from_its_first_seq() {
+        // Nothing after the sink's reads.
+        assert_eq!(held_after_memory(100, 100, Ok(None)), 0);
+        // 61..=100 held, none dropped.
+        assert_eq!(held_after_memory(100, 60, Ok(Some(61))), 40);
+        // `max_size` dropped 61..=89: only 90..=100 can still be delivered.
+        assert_eq!(held_after_memory(100, 60, Ok(Some(90))), 11);
+        // One event held.
+        assert_eq!(held_after_memory(100, 99, Ok(Some(100))), 1);
+        // A commit since `last` was read is not counted yet.
+        assert_eq!(held_after_memory(100, 100, Ok(Some(101))), 0);
+        // Unreadable: as if nothing was dropped.
+        assert_eq!(held_after_memory(100, 60, Err(JournalError::Closed)), 40);
+        assert_eq!(held_after_memory(50, 60, Err(JournalError::Closed)), 0);
     }
 }
