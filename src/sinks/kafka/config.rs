@@ -176,6 +176,14 @@ impl KafkaConfig {
         for (k, v) in DEFAULTS.iter().chain(FIXED.iter()) {
             c.set(*k, *v);
         }
+        // librdkafka's producer asks the broker to create any topic its
+        // metadata requests name, and Kafka's brokers do so by default
+        // (`auto.create.topics.enable`): the check that a topic exists would
+        // itself create it, whatever `create_topics` says.
+        c.set(
+            "allow.auto.create.topics",
+            if self.create_topics { "true" } else { "false" },
+        );
         for (k, v) in &self.options {
             c.set(k, v.get_ref());
         }
@@ -554,6 +562,25 @@ mod tests {
         assert_eq!(with_options(&[]).message_max_bytes(), 1_000_000);
         let larger = with_options(&[("message.max.bytes", " 2000000 ")]);
         assert_eq!(larger.message_max_bytes(), 2_000_000);
+    }
+
+    #[test]
+    fn the_broker_is_asked_to_create_topics_only_with_create_topics() {
+        let asked = |config: &KafkaConfig| {
+            config
+                .client_config()
+                .get("allow.auto.create.topics")
+                .map(str::to_owned)
+        };
+        assert_eq!(asked(&with_options(&[])).as_deref(), Some("false"));
+        let creating = KafkaConfig {
+            create_topics: true,
+            ..with_options(&[])
+        };
+        assert_eq!(asked(&creating).as_deref(), Some("true"));
+        // An operator who wants the broker's policy to decide can say so.
+        let broker_decides = with_options(&[("allow.auto.create.topics", "true")]);
+        assert_eq!(asked(&broker_decides).as_deref(), Some("true"));
     }
 
     #[test]

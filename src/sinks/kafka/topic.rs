@@ -273,19 +273,15 @@ mod tests {
     }
 
     /// The relay's producer and admin config against a mock cluster holding
-    /// topic `present`. Without `allow.auto.create.topics = false` the mock,
-    /// like a broker with `auto.create.topics.enable`, creates any topic a
-    /// metadata request names.
+    /// topic `present`. The mock, like a broker with
+    /// `auto.create.topics.enable` (Kafka's default), creates any topic a
+    /// metadata request names unless the client says not to.
     fn against_mock() -> (
         super::super::tests_support::Mock,
         KafkaProducer,
         rdkafka::ClientConfig,
     ) {
-        let (mock, _, mut config) = super::super::tests_support::mock_topic("present");
-        config.options.insert(
-            "allow.auto.create.topics".into(),
-            crate::config::unspanned("false".into()),
-        );
+        let (mock, _, config) = super::super::tests_support::mock_topic("present");
         let producer = super::super::producer::create(&config, Arc::default()).unwrap();
         (mock, producer, config.client_config())
     }
@@ -309,6 +305,17 @@ mod tests {
             matches!(&refused, Err(TopicError::Missing(topic)) if topic == "absent"),
             "{refused:?}"
         );
+    }
+
+    /// With `create_topics` the broker may create it on the metadata request
+    /// itself, as the mock does; the check then finds it there.
+    #[test]
+    fn a_missing_topic_the_broker_creates_on_request_passes_with_create_topics() {
+        let (mock, _, mut config) = super::super::tests_support::mock_topic("present");
+        config.create_topics = true;
+        let producer = super::super::producer::create(&config, Arc::default()).unwrap();
+        KnownTopics::ensure_blocking(&producer, "absent", true, &config.client_config()).unwrap();
+        drop(mock);
     }
 
     #[test]
