@@ -273,4 +273,16 @@ mod tests {
             Err(Malformed::TooLarge(_, 100))
         ));
     }
+
+    /// `max_payload` is the largest payload taken, not the first refused.
+    #[test]
+    fn a_payload_of_exactly_the_limit_is_taken() {
+        let text = r#"{"state":"Ring","callid":"1.2"}"#;
+        let limit = text.len() as u64;
+        assert!(read_payload(&[arg(text)], limit).is_ok());
+        assert!(matches!(
+            read_payload(&[arg(text)], limit - 1),
+            Err(Malformed::TooLarge(size, max)) if size as u64 == limit && max == limit - 1
+        ));
+    }
 }

@@ -598,6 +598,45 @@ mod tests {
         assert_eq!(EndReason::from_event("say"), None);
     }
 
+    /// What is relayed as `vendor.unknown`: neither `response` nor an event
+    /// of the session itself, nor one that ends it.
+    #[test]
+    fn only_events_the_session_does_not_know_are_unknown() {
+        for known in [
+            "response",
+            "say",
+            "signing",
+            "connected",
+            "connection",
+            "error",
+            "Bandwidth",
+            "bandwidth",
+            "connectionRefused",
+            "connectTimeout",
+            "connectEnd",
+            "disconnectedServer",
+            "disconnect",
+        ] {
+            assert!(!is_unknown(known), "{known}");
+        }
+        for unknown in ["missedCall", "Response", "hello", ""] {
+            assert!(is_unknown(unknown), "{unknown:?}");
+        }
+    }
+
+    /// Two missed `hello` answers and 5 s of grace.
+    #[test]
+    fn a_session_is_silent_after_two_hello_intervals_and_five_seconds() {
+        assert_eq!(
+            silence_limit(Duration::from_secs(10)),
+            Duration::from_secs(25)
+        );
+        assert_eq!(
+            silence_limit(Duration::from_secs(30)),
+            Duration::from_secs(65)
+        );
+    }
+
     #[test]
     fn describes_without_unbounded_text() {
         let frame = format!("42[\"error\",\"{}\"]", "x".repeat(1000));
