@@ -160,7 +160,7 @@ pub async fn deliver_all(
             Transport::SocketIo.as_str(),
         ])
         .inc_by(events.len() as u64);
-    let mut wait = Duration::from_millis(100);
+    let mut wait = FIRST_COMMIT_RETRY;
     loop {
         match ctx.ingest.submit_all(&events).await {
             Ok(_) => return Ok(events.len()),
@@ -171,10 +171,22 @@ pub async fn deliver_all(
                     _ = give_up.cancelled() => return Err(abandoned(&events)),
                     _ = tokio::time::sleep(wait) => {}
                 }
-                wait = (wait * 2).min(Duration::from_secs(5));
+                wait = next_commit_retry(wait);
             }
         }
     }
+}
+
+/// The wait before the first retry of a refused commit.
+const FIRST_COMMIT_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between retries: a journal back from a fault is used
+/// again within this.
+const LAST_COMMIT_RETRY: Duration = Duration::from_secs(5);
+
+/// The wait after `wait` between retries of a refused commit: doubled, up
+/// to [`LAST_COMMIT_RETRY`].
+fn next_commit_retry(wait: Duration) -> Duration {
+    (wait * 2).min(LAST_COMMIT_RETRY)
 }
 
 fn abandoned(events: &[IncomingEvent]) -> ShuttingDown {
@@ -190,6 +202,16 @@ mod tests {
 
     fn arg(text: &str) -> Arg {
         Arg::from_json(text).unwrap()
+    }
+
+    #[test]
+    fn a_refused_commit_is_retried_after_doubling_waits_up_to_five_seconds() {
+        let waits: Vec<u64> =
+            std::iter::successors(Some(FIRST_COMMIT_RETRY), |w| Some(next_commit_retry(*w)))
+                .take(9)
+                .map(|w| w.as_millis() as u64)
+                .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     }
 
     #[test]

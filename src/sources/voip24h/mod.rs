@@ -255,3 +255,131 @@ fn cancelled() -> SessionEnd {
         connected_for: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sources::proxy::ConnectError;
+
+    fn config(extra: &str) -> Voip24hConfig {
+        let text = format!(
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\n\
+             backoff_min = \"1s\"\nbackoff_max = \"8s\"\n{extra}"
+        );
+        let config = Config::from_text("relay.toml", &text, &|_| None);
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        config.voip24h[0].get_ref().clone()
+    }
+
+    fn ended(reason: EndReason, connected_for: Option<Duration>) -> SessionEnd {
+        SessionEnd {
+            reason,
+            detail: String::new(),
+            namespace_connected: connected_for.is_some(),
+            connected_for,
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(8);
+    /// The backoff's jitter is ±30 %: the longest a first wait can be and
+    /// the shortest a wait at the maximum can be.
+    const FIRST_AT_MOST: Duration = Duration::from_millis(1300);
+    const FULL_AT_LEAST: Duration = Duration::from_millis(5600);
+
+    /// Failures one after another: the wait doubles up to `backoff_max`,
+    /// never below `backoff_min` nor above `backoff_max`.
+    #[test]
+    fn waits_grow_to_the_maximum_and_stay_within_the_bounds() {
+        let config = config("");
+        let mut supervisor = Supervisor::new(&config);
+        let waits: Vec<Duration> = (0..10)
+            .map(|_| supervisor.wait_after(&config, &ended(EndReason::Connect, None)))
+            .collect();
+        assert!(waits[0] <= FIRST_AT_MOST, "{waits:?}");
+        assert!(waits.iter().all(|w| (MIN..=MAX).contains(w)), "{waits:?}");
+        assert!(waits[6..].iter().all(|w| *w >= FULL_AT_LEAST), "{waits:?}");
+    }
+
+    /// A session that stayed connected through a keep-alive round (the
+    /// `hello_interval`, 15 s by default) was healthy: the next wait is the
+    /// shortest again. One that ended sooner keeps the grown wait, so a
+    /// server that accepts and then refuses at once is not hammered.
+    #[test]
+    fn a_session_that_lasted_a_keep_alive_round_starts_the_backoff_over() {
+        let config = config("");
+        let hello = config.hello_interval.get_ref().get();
+        let grown = |supervisor: &mut Supervisor| {
+            for _ in 0..8 {
+                supervisor.wait_after(&config, &ended(EndReason::Closed, None));
+            }
+        };
+        let mut supervisor = Supervisor::new(&config);
+        grown(&mut supervisor);
+        let short_lived = ended(EndReason::Closed, Some(hello - Duration::from_millis(1)));
+        let wait = supervisor.wait_after(&config, &short_lived);
+        assert!(wait >= FULL_AT_LEAST, "{wait:?}");
+        for lasted in [hello, hello * 4] {
+            let mut supervisor = Supervisor::new(&config);
+            grown(&mut supervisor);
+            let wait = supervisor.wait_after(&config, &ended(EndReason::Closed, Some(lasted)));
+            assert!(
+                wait <= FIRST_AT_MOST,
+                "after {lasted:?} connected: {wait:?}"
+            );
+        }
+    }
+
+    /// Voip24h's `Bandwidth` says "too many connections": the wait is at
+    /// least `bandwidth_backoff`, even above `backoff_max`.
+    #[test]
+    fn a_bandwidth_refusal_waits_at_least_the_bandwidth_backoff() {
+        let config = config("bandwidth_backoff = \"30s\"\n");
+        let mut supervisor = Supervisor::new(&config);
+        let wait = supervisor.wait_after(&config, &ended(EndReason::Bandwidth, None));
+        assert_eq!(wait, Duration::from_secs(30));
+        let wait = supervisor.wait_after(&config, &ended(EndReason::Error, None));
+        assert!(wait <= MAX, "{wait:?}");
+    }
+
+    #[test]
+    fn a_failed_connection_is_named_by_whose_side_failed() {
+        let direct = ConnectError::Direct {
+            target: "t".into(),
+            reason: "refused".into(),
+        };
+        let proxy = ConnectError::ProxyUnreachable {
+            proxy: "p".into(),
+            reason: "refused".into(),
+        };
+        for (error, reason) in [
+            (LinkError::Connect(direct), EndReason::Connect),
+            (LinkError::Connect(proxy), EndReason::Proxy),
+            (LinkError::Timeout(MIN), EndReason::ConnectTimeout),
+            (LinkError::Handshake("no".into()), EndReason::Closed),
+            (LinkError::Closed, EndReason::Closed),
+        ] {
+            assert_eq!(link_failure_reason(&error), reason, "{error}");
+        }
+    }
+
+    /// A version set in the config is kept; one `auto` detected is detected
+    /// again after a connection it did not get through.
+    #[test]
+    fn only_a_detected_engine_version_is_forgotten() {
+        for (setting, version) in [
+            ("3", Some(EngineVersion::V3)),
+            ("4", Some(EngineVersion::V4)),
+            ("auto", None),
+        ] {
+            let config = config(&format!("engine_io = \"{setting}\"\n"));
+            let mut supervisor = Supervisor::new(&config);
+            assert_eq!(supervisor.engine, version, "{setting}");
+            supervisor.engine = Some(EngineVersion::V4);
+            supervisor.forget_engine(&config);
+            let kept = version.map(|_| EngineVersion::V4);
+            assert_eq!(supervisor.engine, kept, "{setting}");
+        }
+    }
+}
