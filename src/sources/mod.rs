@@ -72,10 +72,25 @@ impl SourceConfig {
     }
 }
 
-struct Running {
+/// A source's config and what it read when it started: a source runs on
+/// until either changes.
+#[derive(Clone, Debug, PartialEq)]
+struct SourceSetup {
     config: SourceConfig,
-    /// The CA file's contents when the source started (see `TlsSettings::ca_digest`).
+    /// The CA file's contents (see `TlsSettings::ca_digest`): a renewed CA
+    /// file restarts the source even when relay.toml did not change.
     ca_digest: Option<[u8; 32]>,
+}
+
+impl SourceSetup {
+    fn read(config: SourceConfig) -> SourceSetup {
+        let ca_digest = config.tls().ca_digest();
+        SourceSetup { config, ca_digest }
+    }
+}
+
+struct Running {
+    setup: SourceSetup,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -86,7 +101,36 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The running connection sources, keyed by (vendor, account).
 #[derive(Default)]
 pub struct SourceManager {
-    running: BTreeMap<(Vendor, String), Running>,
+    running: BTreeMap<SourceKey, Running>,
+}
+
+/// A connection source's name: its vendor and account.
+type SourceKey = (Vendor, String);
+
+/// What bringing the sources `running` in line with those `wanted` does to
+/// each: one whose setup is the same keeps running, one whose setup differs
+/// is restarted, one no longer wanted is stopped, a new one is started.
+/// Each list is in key order.
+fn plan_changes<'a>(
+    running: impl Iterator<Item = (&'a SourceKey, &'a SourceSetup)>,
+    wanted: &BTreeMap<SourceKey, SourceSetup>,
+) -> SourceChanges {
+    let mut changes = SourceChanges::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, setup) in running {
+        seen.insert(key);
+        match wanted.get(key) {
+            Some(wanted) if wanted == setup => changes.unchanged.push(key.clone()),
+            Some(_) => changes.restarted.push(key.clone()),
+            None => changes.stopped.push(key.clone()),
+        }
+    }
+    changes.started = wanted
+        .keys()
+        .filter(|key| !seen.contains(key))
+        .cloned()
+        .collect();
+    changes
 }
 
 /// What `apply` changed.
@@ -112,43 +156,29 @@ impl SourceChanges {
 impl SourceManager {
     /// Brings the running sources in line with `config`.
     pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> SourceChanges {
-        let wanted: BTreeMap<(Vendor, String), SourceConfig> = SourceConfig::all(config)
+        let wanted: BTreeMap<SourceKey, SourceSetup> = SourceConfig::all(config)
             .into_iter()
-            .map(|c| (c.key(), c))
+            .map(|c| (c.key(), SourceSetup::read(c)))
             .collect();
-        let mut changes = SourceChanges::default();
-        for (key, running) in &self.running {
-            match wanted.get(key) {
-                Some(cfg)
-                    if &running.config == cfg && running.ca_digest == cfg.tls().ca_digest() =>
-                {
-                    changes.unchanged.push(key.clone());
-                }
-                Some(_) => changes.restarted.push(key.clone()),
-                None => changes.stopped.push(key.clone()),
-            }
-        }
+        let running = self.running.iter().map(|(key, r)| (key, &r.setup));
+        let changes = plan_changes(running, &wanted);
         let stopping = changes.restarted.iter().chain(&changes.stopped);
         let stopping: Vec<_> = stopping
             .filter_map(|key| Some((key.clone(), self.running.remove(key)?)))
             .map(|(key, r)| (key, r.cancel, r.task))
             .collect();
         stop_together(stopping).await;
-        for (key, cfg) in wanted {
-            if self.running.contains_key(&key) {
+        for key in changes.restarted.iter().chain(&changes.started) {
+            let Some(setup) = wanted.get(key) else {
                 continue;
-            }
-            if !changes.restarted.contains(&key) {
-                changes.started.push(key.clone());
-            }
+            };
             let cancel = ctx.shutdown.child_token();
-            let ca_digest = cfg.tls().ca_digest();
-            let task = spawn_source(cfg.clone(), ctx.clone(), cancel.clone());
+            let task = spawn_source(setup.config.clone(), ctx.clone(), cancel.clone());
+            let setup = setup.clone();
             self.running.insert(
-                key,
+                key.clone(),
                 Running {
-                    config: cfg,
-                    ca_digest,
+                    setup,
                     cancel,
                     task,
                 },
@@ -208,6 +238,89 @@ async fn stop_together(tasks: Vec<((Vendor, String), CancellationToken, JoinHand
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The setups of the sources `text` (a relay.toml) declares, by key.
+    fn setups(text: &str) -> BTreeMap<SourceKey, SourceSetup> {
+        let config = Config::from_text("relay.toml", text, &|_| None);
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        SourceConfig::all(&config)
+            .into_iter()
+            .map(|c| (c.key(), SourceSetup::read(c)))
+            .collect()
+    }
+
+    fn voip24h(account: &str, key: &str) -> String {
+        format!(
+            "[[voip24h]]\naccount = \"{account}\"\nurl = \"http://127.0.0.1:1\"\nkey = \"{key}\"\n"
+        )
+    }
+
+    fn sprecord(account: &str, port: u16) -> String {
+        format!("[[sprecord]]\naccount = \"{account}\"\nurl = \"http://127.0.0.1:{port}\"\n")
+    }
+
+    fn keys(vendor: Vendor, accounts: &[&str]) -> Vec<SourceKey> {
+        accounts.iter().map(|a| (vendor, (*a).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_same_restarts_the_changed_stops_the_gone_and_starts_the_new() {
+        let before = [
+            voip24h("same", "k1"),
+            voip24h("changed", "k2"),
+            voip24h("gone", "k3"),
+            sprecord("office", 1),
+        ];
+        let after = [
+            voip24h("same", "k1"),
+            voip24h("changed", "k2-rotated"),
+            voip24h("new", "k4"),
+            sprecord("office", 1),
+            sprecord("branch", 2),
+        ];
+        let running = setups(&before.concat());
+        let changes = plan_changes(running.iter(), &setups(&after.concat()));
+        let mut unchanged = keys(Vendor::Voip24h, &["same"]);
+        unchanged.extend(keys(Vendor::Sprecord, &["office"]));
+        let mut started = keys(Vendor::Voip24h, &["new"]);
+        started.extend(keys(Vendor::Sprecord, &["branch"]));
+        assert_eq!(
+            changes,
+            SourceChanges {
+                started,
+                stopped: keys(Vendor::Voip24h, &["gone"]),
+                restarted: keys(Vendor::Voip24h, &["changed"]),
+                unchanged,
+            }
+        );
+    }
+
+    #[test]
+    fn the_same_config_changes_nothing_and_an_empty_one_stops_everything() {
+        let text = [voip24h("a", "k"), sprecord("b", 1)].concat();
+        let running = setups(&text);
+        let changes = plan_changes(running.iter(), &setups(&text));
+        assert_eq!(changes.unchanged.len(), 2);
+        assert_eq!(changes.started.len() + changes.stopped.len(), 0);
+        assert!(changes.restarted.is_empty());
+        let changes = plan_changes(running.iter(), &BTreeMap::new());
+        assert_eq!(changes.stopped.len(), 2);
+        assert_eq!(changes.unchanged.len() + changes.restarted.len(), 0);
+    }
+
+    /// A renewed CA file restarts the source though relay.toml is the same,
+    /// so that its next connection trusts the new CA.
+    #[test]
+    fn a_changed_ca_file_restarts_the_source() {
+        let running = setups(&voip24h("a", "k"));
+        let mut wanted = running.clone();
+        for setup in wanted.values_mut() {
+            setup.ca_digest = Some([7; 32]);
+        }
+        let changes = plan_changes(running.iter(), &wanted);
+        assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["a"]));
+        assert!(changes.unchanged.is_empty());
+    }
 
     /// Each task returns only once every task was asked to stop: stopped one
     /// at a time, the first would wait its whole timeout and be aborted.
