@@ -197,14 +197,6 @@ impl SourceManager {
         )
         .await;
     }
-
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
 }
 
 fn spawn_source(cfg: SourceConfig, ctx: Arc<Context>, cancel: CancellationToken) -> JoinHandle<()> {
