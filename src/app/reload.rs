@@ -209,6 +209,11 @@ mod tests {
         assert_eq!(takes_away_every_source(&config(""), &config("")), None);
         let sprecord = "[[sprecord]]\naccount = \"s\"\nurl = \"http://127.0.0.1:1\"\n";
         assert_eq!(takes_away_every_source(&running, &config(sprecord)), None);
+        // Every kind of source counts toward what the message says is running.
+        let voip24h = "[[voip24h]]\naccount = \"v\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\n";
+        let all_kinds = config(&format!("{hook}{voip24h}{sprecord}"));
+        let (_, message) = takes_away_every_source(&all_kinds, &config("")).expect("refused");
+        assert!(message.contains("running relay has 3"), "{message}");
     }
 
     #[test]
