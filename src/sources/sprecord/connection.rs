@@ -466,6 +466,186 @@ mod tests {
         assert_eq!(endpoint.target.to_string(), "/v2/sys/events?device=7");
     }
 
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// A loopback server for one request: it answers with `response` and
+    /// hands back the request head and the socket, still open, so that only
+    /// the relay's side can close the connection.
+    async fn answer_once(response: Vec<u8>) -> (String, JoinHandle<(String, TcpStream)>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended before its head did");
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(&response).await.unwrap();
+            (String::from_utf8_lossy(&head).to_ascii_lowercase(), socket)
+        });
+        (url, server)
+    }
+
+    fn endpoint(url: &str) -> Endpoint {
+        let text = format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\nconnect_timeout = \"500ms\"\n"
+        );
+        let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
+        Endpoint::new(config.sprecord[0].get_ref()).unwrap()
+    }
+
+    fn refusal(status: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_read_up_to_its_bound_and_its_permit_is_back_on_return() {
+        let body = format!("Too many connections {}", "x".repeat(2000));
+        let (url, server) = answer_once(refusal("503 Service Unavailable", &body)).await;
+        let limiter = ConnLimiter::new(1);
+        let refused = endpoint(&url).open(&limiter, None).await;
+        assert_eq!(
+            limiter.available(),
+            1,
+            "the permit is back when open returns"
+        );
+        match refused {
+            Err(OpenError::TooMany { status, body }) => {
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(body.len(), ERROR_BODY_LIMIT);
+                assert!(body.starts_with("Too many connections x"), "{body}");
+            }
+            other => panic!("not a busy refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_whose_body_stalls_is_reported_with_what_came() {
+        // 100 bytes announced, 9 sent, then nothing: the open waits its timeout, no longer.
+        let response =
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 100\r\n\r\n  it broke".to_vec();
+        let (url, server) = answer_once(response).await;
+        let limiter = ConnLimiter::new(1);
+        match endpoint(&url).open(&limiter, None).await {
+            Err(OpenError::Status { status, body }) => {
+                assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+                assert_eq!(body, "it broke");
+            }
+            other => panic!("not a status refusal: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(limiter.available(), 1);
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_an_event_stream_is_refused_and_its_permit_is_back() {
+        let response =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+                .to_vec();
+        let (url, server) = answer_once(response).await;
+        let limiter = ConnLimiter::new(1);
+        match endpoint(&url).open(&limiter, None).await {
+            Err(OpenError::ContentType(content_type)) => {
+                assert_eq!(content_type, "application/json")
+            }
+            other => panic!("not a content-type refusal: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(limiter.available(), 1);
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_stream_hands_out_events_and_ids_and_close_returns_its_permit() {
+        let response = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n\
+            id: 7\ndata: a\n\nid: 8\ndata: b"
+            .to_vec();
+        let (url, server) = answer_once(response).await;
+        let limiter = ConnLimiter::new(1);
+        let mut stream = endpoint(&url).open(&limiter, Some("6")).await.unwrap();
+        let event = stream.next_event().await.unwrap().unwrap();
+        assert_eq!((&*event.id, event.data.as_str()), ("7", "a"));
+        // The id of the event still arriving is the one a reconnect resumes from.
+        assert_eq!(stream.last_event_id(), "8");
+        let (head, _socket) = server.await.unwrap();
+        assert!(head.starts_with("get /sys/events http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nlast-event-id: 6\r\n"), "{head}");
+        assert!(head.contains("\r\naccept: text/event-stream\r\n"), "{head}");
+        assert_eq!(limiter.available(), 0, "an open stream holds its permit");
+        stream.close().await;
+        assert_eq!(
+            limiter.available(),
+            1,
+            "the permit is back when close returns"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_the_server_ends_yields_its_events_then_none() {
+        let body = "data: a\n\n";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, server) = answer_once(response.into_bytes()).await;
+        let limiter = ConnLimiter::new(1);
+        let mut stream = endpoint(&url).open(&limiter, None).await.unwrap();
+        assert_eq!(stream.next_event().await.unwrap().unwrap().data, "a");
+        assert!(stream.next_event().await.is_none());
+        stream.close().await;
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_returns_its_permit() {
+        let response = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: hi\n".to_vec();
+        let (url, server) = answer_once(response).await;
+        let limiter = ConnLimiter::new(1);
+        let stream = endpoint(&url).open(&limiter, None).await.unwrap();
+        let _socket = server.await.unwrap();
+        drop(stream);
+        let permit = tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await;
+        assert!(permit.is_ok(), "the permit never came back");
+    }
+
+    #[tokio::test]
+    async fn an_open_aborted_while_waiting_for_the_answer_returns_its_permit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let limiter = ConnLimiter::new(1);
+        let opening = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { endpoint(&url).open(&limiter, None).await.map(|_| ()) }
+        });
+        // Accepted and never answered: the open is still waiting when it is aborted.
+        let (_socket, _) = listener.accept().await.unwrap();
+        opening.abort();
+        assert!(opening.await.unwrap_err().is_cancelled());
+        let permit = tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await;
+        assert!(permit.is_ok(), "the permit never came back");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_connect_failure_not_a_proxy_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let limiter = ConnLimiter::new(1);
+        match endpoint(&url).open(&limiter, None).await {
+            Err(e) => assert_eq!(e.reason(), "connect", "{e}"),
+            Ok(_) => panic!("connected to a closed port"),
+        }
+        assert_eq!(limiter.available(), 1);
+    }
+
     #[test]
     fn only_event_stream_content_types_are_accepted() {
         assert!(is_event_stream("text/event-stream"));
