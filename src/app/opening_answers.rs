@@ -334,6 +334,9 @@ mod tests {
         // yielding to the opening answers' task) is the new routes'.
         let waiting = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         answers.close().await;
+        // Nothing of the opening answers holds the listener any more, so
+        // nothing of theirs can accept from it beside the relay's routes.
+        assert_eq!(Arc::strong_count(&listener), 1, "still held on return");
         let own = Router::new().route("/healthz", get(|| async { "own\n" }));
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();
