@@ -491,8 +491,13 @@ mod tests {
     }
 
     fn endpoint(url: &str) -> Endpoint {
+        endpoint_waiting(url, "500ms")
+    }
+
+    /// `connect_timeout` also bounds the wait for a refusal's body.
+    fn endpoint_waiting(url: &str, connect_timeout: &str) -> Endpoint {
         let text = format!(
-            "[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\nconnect_timeout = \"500ms\"\n"
+            "[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\nconnect_timeout = \"{connect_timeout}\"\n"
         );
         let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
         Endpoint::new(config.sprecord[0].get_ref()).unwrap()
@@ -524,6 +529,23 @@ mod tests {
                 assert!(body.starts_with("Too many connections x"), "{body}");
             }
             other => panic!("not a busy refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_waited_on_once_its_bound_has_come() {
+        // The bound's worth of a longer body, then nothing: with the open's
+        // timeout at 10 minutes, only stopping at the bound answers in time.
+        let head = "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4096\r\n\r\n";
+        let response = format!("{head}{}", "y".repeat(ERROR_BODY_LIMIT));
+        let (url, server) = answer_once(response.into_bytes()).await;
+        let endpoint = endpoint_waiting(&url, "10m");
+        let limiter = ConnLimiter::new(1);
+        let refused = tokio::time::timeout(Duration::from_secs(30), endpoint.open(&limiter, None));
+        match refused.await.expect("waited for more than the bound") {
+            Err(OpenError::Status { body, .. }) => assert_eq!(body.len(), ERROR_BODY_LIMIT),
+            other => panic!("not a status refusal: {:?}", other.map(|_| ())),
         }
         drop(server);
     }
