@@ -2415,6 +2415,14 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     let warning = d.log_where(|v| message(v).contains("server.listen")).await;
     assert_eq!(warning["level"], "WARN");
     assert!(message(&warning).contains("restart"));
+    let summary = d
+        .log_where(|v| message(v).starts_with("SIGHUP: config re-read"))
+        .await;
+    assert_eq!(summary["level"], "WARN", "{summary}");
+    assert!(
+        message(&summary).contains("; 1 setting(s) need a restart"),
+        "{summary}"
+    );
     d.note("READY=1").await;
     let status: Value = reqwest::get(d.url("/status"))
         .await
