@@ -2377,6 +2377,16 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     }
     assert_eq!(readyz_status(d.url("")).await, 200);
 
+    // SIGHUP with the file unchanged: re-read, with nothing to restart for.
+    d.signal("HUP");
+    d.note("RELOADING=1").await;
+    let reread = d
+        .log_where(|v| message(v).starts_with("SIGHUP: config re-read"))
+        .await;
+    assert_eq!(reread["level"], "INFO", "{reread}");
+    assert_eq!(message(&reread), "SIGHUP: config re-read");
+    d.note("READY=1").await;
+
     // SIGHUP with a broken file: RELOADING, refused with `check`'s messages, READY again.
     std::fs::write(
         &config,
