@@ -158,6 +158,74 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
 }
 
+/// A stop's last step waits for a reader that lets go within the wait, then
+/// the file is closed for good: every later use is `Closed`, a second close
+/// has nothing to do, and the path can be opened again.
+#[test]
+fn close_waits_for_a_reader_that_lets_go_then_closes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(options(dir.path())).unwrap());
+    j.append_batch(&[event("a")]).unwrap();
+    let reader = j.db().unwrap();
+    let held = std::thread::spawn({
+        let j = j.clone();
+        move || {
+            // Let go only once the close has begun, so that it has to wait.
+            while j.db().is_ok() {
+                std::thread::yield_now();
+            }
+            drop(reader);
+        }
+    });
+    assert!(
+        j.close(Duration::from_secs(30)),
+        "not closed within the wait"
+    );
+    held.join().unwrap();
+    assert!(matches!(
+        j.append_batch(&[event("b")]),
+        Err(JournalError::Closed)
+    ));
+    assert!(
+        j.close(Duration::ZERO),
+        "a second close has nothing to wait for"
+    );
+    let again = Journal::open(options(dir.path())).unwrap();
+    assert_eq!(again.last_seq(), 1);
+}
+
+/// A reader that outlives the wait: the close says it did not close the
+/// file, which stays open (in use) until that reader lets go.
+#[test]
+fn close_says_so_when_a_reader_outlives_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let reader = j.db().unwrap();
+    assert!(!j.close(Duration::from_millis(20)));
+    assert!(matches!(j.db(), Err(JournalError::Closed)));
+    assert!(matches!(
+        Journal::open(options(dir.path())),
+        Err(JournalError::InUse { .. })
+    ));
+    drop(reader);
+    Journal::open(options(dir.path())).unwrap();
+}
+
+/// A reader holding the old database past [`REOPEN_WAIT`] fails the reopen,
+/// the journal stays closed meanwhile, and the next reopen succeeds.
+#[test]
+fn a_reader_held_past_the_reopen_wait_fails_the_reopen_not_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    let reader = j.db().unwrap();
+    assert!(matches!(j.reopen(), Err(JournalError::InUse { .. })));
+    assert!(matches!(j.db(), Err(JournalError::Closed)));
+    drop(reader);
+    j.reopen().unwrap();
+    assert_eq!(j.last_seq(), 1);
+}
+
 /// redb panics on some damaged pages instead of returning an error: the
 /// panic is the reader's `Damaged` error, not the end of its task.
 #[test]
