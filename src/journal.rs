@@ -655,8 +655,10 @@ impl Journal {
         self.dedup_index().extend(fresh);
         self.last_seq.store(last, Ordering::Release);
         self.bytes.store(bytes, Ordering::Release);
+        // `first_seq` needs no update: an empty journal's is already
+        // `last_seq + 1`, the seq its first appended event gets.
         let records = Bytes::from(records);
-        let outcomes: Vec<AppendOutcome> = pending
+        let outcomes = pending
             .into_iter()
             .map(|p| match p {
                 Pending::Duplicate { id, seq } => AppendOutcome::Duplicate { id, seq },
@@ -673,15 +675,6 @@ impl Journal {
                 }),
             })
             .collect();
-        if self.first_seq.load(Ordering::Acquire) > last {
-            // The journal was empty: the first appended event is now the oldest.
-            if let Some(AppendOutcome::Appended(e)) = outcomes
-                .iter()
-                .find(|o| matches!(o, AppendOutcome::Appended(_)))
-            {
-                self.first_seq.store(e.seq, Ordering::Release);
-            }
-        }
         Ok(outcomes)
     }
 }
