@@ -158,6 +158,26 @@ fn reopen_in_place_keeps_seqs_dedup_and_readers_working() {
     assert_eq!(j.read_after(0, 10).unwrap().len(), 3);
 }
 
+/// Whether the open made the file, its size on disk, and the oldest seq
+/// held staying put while later batches are appended.
+#[test]
+fn created_file_bytes_and_first_seq_across_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        assert!(j.created());
+        j.append_batch(&[event("a")]).unwrap();
+        j.append_batch(&[event("b"), event("c")]).unwrap();
+        assert_eq!((j.first_seq(), j.last_seq()), (1, 3));
+        let on_disk = std::fs::metadata(&j.path).unwrap().len();
+        assert!(on_disk > 1, "{on_disk}");
+        assert_eq!(j.file_bytes(), on_disk);
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert!(!j.created());
+    assert_eq!((j.first_seq(), j.last_seq()), (1, 3));
+}
+
 /// A stop's last step waits for a reader that lets go within the wait, then
 /// the file is closed for good: every later use is `Closed`, a second close
 /// has nothing to do, and the path can be opened again.
