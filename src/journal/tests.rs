@@ -190,8 +190,10 @@ fn close_waits_for_a_reader_that_lets_go_then_closes_the_file() {
     let held = std::thread::spawn({
         let j = j.clone();
         move || {
-            // Let go only once the close has begun, so that it has to wait.
-            while j.db().is_ok() {
+            // Let go only once the close has begun, so that it has to wait
+            // (bounded: a close that never begins fails below, not hangs).
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while j.db().is_ok() && std::time::Instant::now() < deadline {
                 std::thread::yield_now();
             }
             drop(reader);
