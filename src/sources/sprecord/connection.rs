@@ -469,12 +469,22 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    async fn loopback() -> (tokio::net::TcpListener, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
+    async fn permit_comes_back(limiter: &ConnLimiter) {
+        let permit = tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await;
+        assert!(permit.is_ok(), "the permit never came back");
+    }
+
     /// A loopback server for one request: it answers with `response` and
     /// hands back the request head and the socket, still open, so that only
     /// the relay's side can close the connection.
     async fn answer_once(response: Vec<u8>) -> (String, JoinHandle<(String, TcpStream)>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = loopback().await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut head = Vec::new();
@@ -634,14 +644,12 @@ mod tests {
         let stream = endpoint(&url).open(&limiter, None).await.unwrap();
         let _socket = server.await.unwrap();
         drop(stream);
-        let permit = tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await;
-        assert!(permit.is_ok(), "the permit never came back");
+        permit_comes_back(&limiter).await;
     }
 
     #[tokio::test]
     async fn an_open_aborted_while_waiting_for_the_answer_returns_its_permit() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = loopback().await;
         let limiter = ConnLimiter::new(1);
         let opening = tokio::spawn({
             let limiter = limiter.clone();
@@ -651,14 +659,12 @@ mod tests {
         let (_socket, _) = listener.accept().await.unwrap();
         opening.abort();
         assert!(opening.await.unwrap_err().is_cancelled());
-        let permit = tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await;
-        assert!(permit.is_ok(), "the permit never came back");
+        permit_comes_back(&limiter).await;
     }
 
     #[tokio::test]
     async fn a_refused_connect_is_a_connect_failure_not_a_proxy_one() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = loopback().await;
         drop(listener);
         let limiter = ConnLimiter::new(1);
         match endpoint(&url).open(&limiter, None).await {
