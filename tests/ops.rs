@@ -2362,6 +2362,12 @@ fn message(v: &Value) -> String {
     v["message"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The line that ends a SIGHUP reload which took the new file.
+async fn reload_summary(d: &mut Daemon) -> Value {
+    d.log_where(|v| message(v).starts_with("SIGHUP: config re-read"))
+        .await
+}
+
 #[tokio::test]
 async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -2380,9 +2386,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     // SIGHUP with the file unchanged: re-read, with nothing to restart for.
     d.signal("HUP");
     d.note("RELOADING=1").await;
-    let reread = d
-        .log_where(|v| message(v).starts_with("SIGHUP: config re-read"))
-        .await;
+    let reread = reload_summary(&mut d).await;
     assert_eq!(reread["level"], "INFO", "{reread}");
     assert_eq!(message(&reread), "SIGHUP: config re-read");
     d.note("READY=1").await;
@@ -2425,9 +2429,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     let warning = d.log_where(|v| message(v).contains("server.listen")).await;
     assert_eq!(warning["level"], "WARN");
     assert!(message(&warning).contains("restart"));
-    let summary = d
-        .log_where(|v| message(v).starts_with("SIGHUP: config re-read"))
-        .await;
+    let summary = reload_summary(&mut d).await;
     assert_eq!(summary["level"], "WARN", "{summary}");
     assert!(
         message(&summary).contains("; 1 setting(s) need a restart"),

@@ -16,6 +16,9 @@ pub mod tls;
 pub mod voip24h;
 pub mod webhook;
 
+#[cfg(test)]
+mod tests_support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -275,6 +275,7 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
+    use crate::sources::tests_support::{listen, read_head};
 
     #[test]
     fn the_connect_answer_is_read_by_its_status_line() {
@@ -322,14 +323,10 @@ mod tests {
     async fn fake_proxy(
         answer: Option<&'static [u8]>,
     ) -> (ProxyRoute, tokio::task::JoinHandle<String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         let task = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            while !request.ends_with(b"\r\n\r\n") {
-                request.push(socket.read_u8().await.unwrap());
-            }
+            let request = read_head(&mut socket).await;
             match answer {
                 Some(answer) => {
                     socket.write_all(answer).await.unwrap();
@@ -466,8 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn direct_failures_name_the_target_and_their_cause() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         drop(listener);
         let error = Dialer::new(None, None)
             .connect("127.0.0.1", port)

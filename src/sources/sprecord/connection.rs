@@ -437,7 +437,11 @@ fn classify_refusal(status: StatusCode, body: String) -> OpenError {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
     use super::*;
+    use crate::sources::tests_support::{listen, read_head};
 
     #[test]
     fn refusals_are_classified_by_status_and_text() {
@@ -466,13 +470,10 @@ mod tests {
         assert_eq!(endpoint.target.to_string(), "/v2/sys/events?device=7");
     }
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
+    /// A peer's listener and the url that reaches it.
     async fn loopback() -> (tokio::net::TcpListener, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        (listener, url)
+        let (listener, port) = listen().await;
+        (listener, format!("http://127.0.0.1:{port}"))
     }
 
     async fn permit_comes_back(limiter: &ConnLimiter) {
@@ -487,13 +488,7 @@ mod tests {
         let (listener, url) = loopback().await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the request ended before its head did");
-                head.extend_from_slice(&buf[..n]);
-            }
+            let head = read_head(&mut socket).await;
             socket.write_all(&response).await.unwrap();
             (String::from_utf8_lossy(&head).to_ascii_lowercase(), socket)
         });
@@ -513,9 +508,10 @@ mod tests {
         Endpoint::new(config.sprecord[0].get_ref()).unwrap()
     }
 
-    fn refusal(status: &str, body: &str) -> Vec<u8> {
+    /// A whole answer: `headers` are lines ending in CRLF; the length is added.
+    fn answer(status: &str, headers: &str, body: &str) -> Vec<u8> {
         format!(
-            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
@@ -524,7 +520,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_read_up_to_its_bound_and_its_permit_is_back_on_return() {
         let body = format!("Too many connections {}", "x".repeat(2000));
-        let (url, server) = answer_once(refusal("503 Service Unavailable", &body)).await;
+        let (url, server) = answer_once(answer("503 Service Unavailable", "", &body)).await;
         let limiter = ConnLimiter::new(1);
         let refused = endpoint(&url).open(&limiter, None).await;
         assert_eq!(
@@ -580,9 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_that_is_not_an_event_stream_is_refused_and_its_permit_is_back() {
-        let response =
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-                .to_vec();
+        let response = answer("200 OK", "content-type: application/json\r\n", "{}");
         let (url, server) = answer_once(response).await;
         let limiter = ConnLimiter::new(1);
         match endpoint(&url).open(&limiter, None).await {
@@ -622,12 +616,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_the_server_ends_yields_its_events_then_none() {
-        let body = "data: a\n\n";
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
+        let response = answer(
+            "200 OK",
+            "content-type: text/event-stream\r\n",
+            "data: a\n\n",
         );
-        let (url, server) = answer_once(response.into_bytes()).await;
+        let (url, server) = answer_once(response).await;
         let limiter = ConnLimiter::new(1);
         let mut stream = endpoint(&url).open(&limiter, None).await.unwrap();
         assert_eq!(stream.next_event().await.unwrap().unwrap().data, "a");
