@@ -30,7 +30,7 @@ pub mod watchdog;
 
 pub use reload::ReloadOutcome;
 
-use kafka_sink::{kafka_message_max, start_kafka};
+use kafka_sink::{hold_both_limits, kafka_message_max, start_kafka};
 use retention::retention_loop;
 use signals::{Signals, signal_loop, stop_while_starting};
 
@@ -431,13 +431,7 @@ async fn serve(
                 }
                 let config = Arc::new(config);
                 let kafka_limit = kafka_message_max(&config);
-                // Until the sink runs on the new config, both limits hold.
-                match kafka_limit {
-                    usize::MAX => ctx.kafka_message_max.store(usize::MAX, Ordering::Release),
-                    limit => {
-                        ctx.kafka_message_max.fetch_min(limit, Ordering::AcqRel);
-                    }
-                }
+                hold_both_limits(&ctx.kafka_message_max, kafka_limit);
                 ctx.config.store(config.clone());
                 ctx.metrics.prime(&config);
                 // The fan-out reads its config per connection, but its

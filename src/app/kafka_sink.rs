@@ -7,6 +7,7 @@
 //! their bound passed).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,19 @@ pub(super) fn kafka_message_max(config: &Config) -> usize {
         .map_or(usize::MAX, |k| k.message_max_bytes())
 }
 
+/// Sets the limit webhooks are held to while a reload replaces the sink
+/// with one whose limit is `next`: until the new sink runs, an event must
+/// fit the running one too (a larger event would be acknowledged, then
+/// skipped by it as too large). A config without Kafka lifts the limit at
+/// once: there is no sink left to deliver to.
+pub(super) fn hold_both_limits(limit: &AtomicUsize, next: usize) {
+    if next == usize::MAX {
+        limit.store(usize::MAX, Ordering::Release);
+    } else {
+        limit.fetch_min(next, Ordering::AcqRel);
+    }
+}
+
 pub(super) fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
@@ -54,4 +68,48 @@ pub(super) fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
         cancel,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kafka: &str) -> Config {
+        let text = format!("[journal]\npath = \"/tmp/callrelay-test\"\n{kafka}");
+        Config::from_text("relay.toml", &text, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn the_limit_is_kafkas_message_max_bytes_and_none_without_kafka() {
+        assert_eq!(kafka_message_max(&config("")), usize::MAX);
+        let default = config("[kafka]\nbrokers = \"127.0.0.1:9092\"\n");
+        assert_eq!(kafka_message_max(&default), 1_000_000);
+        let set = config(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.options]\n\"message.max.bytes\" = \"200000\"\n",
+        );
+        assert_eq!(kafka_message_max(&set), 200_000);
+    }
+
+    #[test]
+    fn while_the_sink_is_replaced_an_event_must_fit_both() {
+        let limit = AtomicUsize::new(500_000);
+        hold_both_limits(&limit, 2_000_000);
+        assert_eq!(
+            limit.load(Ordering::Acquire),
+            500_000,
+            "a higher limit waits for its sink"
+        );
+        hold_both_limits(&limit, 100_000);
+        assert_eq!(
+            limit.load(Ordering::Acquire),
+            100_000,
+            "a lower one holds at once"
+        );
+        hold_both_limits(&limit, usize::MAX);
+        assert_eq!(
+            limit.load(Ordering::Acquire),
+            usize::MAX,
+            "no Kafka, no limit"
+        );
+    }
 }
