@@ -39,47 +39,87 @@ pub(super) struct JournalOpening {
 impl JournalOpening {
     pub(super) fn begin() -> JournalOpening {
         let (alive, opened) = mpsc::channel::<()>();
-        let started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("callrelay-opening".into())
-            .spawn(move || {
-                let mut logged = Instant::now();
-                loop {
-                    // A thread scheduled late may find the open done and
-                    // READY sent: a STATUS now would say "opening" for good
-                    // (seen under load, 2026-12-02).
-                    if let Err(mpsc::TryRecvError::Disconnected) = opened.try_recv() {
-                        return;
-                    }
-                    if logged.elapsed() >= LOG_EVERY {
-                        tracing::info!(
-                            elapsed_s = started.elapsed().as_secs(),
-                            "still opening the journal"
-                        );
-                        logged = Instant::now();
-                    }
-                    let status = format!(
-                        "opening the journal ({} s; a journal not closed cleanly is read whole first)",
-                        started.elapsed().as_secs()
-                    );
-                    let _ = sd_notify::notify(
-                        false,
-                        &[
-                            sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
-                            sd_notify::NotifyState::Status(&status),
-                        ],
-                    );
-                    match opened.recv_timeout(RENEW_EVERY) {
-                        Err(RecvTimeoutError::Timeout) if started.elapsed() < MAX_OPENING => {}
-                        _ => return,
-                    }
-                }
-            });
+            .spawn(move || tell_while_opening(&opened, PACE, tell));
         if let Err(e) = spawned {
             // Only the systemd notices are lost: the open goes on.
             tracing::warn!(error = %e, "cannot start the thread that tells systemd the journal is opening");
         }
         JournalOpening { _alive: alive }
+    }
+}
+
+/// What the opening thread has to say, in the order it says it.
+#[derive(Debug, PartialEq, Eq)]
+enum Notice {
+    /// For the log, every [`Pace::log_every`].
+    StillOpening { elapsed_s: u64 },
+    /// For systemd: a longer start timeout and the `STATUS=` line.
+    Extend { status: String },
+}
+
+/// How often the opening thread speaks, and until when: the constants above
+/// in the daemon, milliseconds in tests.
+#[derive(Clone, Copy)]
+struct Pace {
+    renew_every: Duration,
+    max_opening: Duration,
+    log_every: Duration,
+}
+
+const PACE: Pace = Pace {
+    renew_every: RENEW_EVERY,
+    max_opening: MAX_OPENING,
+    log_every: LOG_EVERY,
+};
+
+/// Says what is going on until `opened`'s sender is dropped (the open
+/// returned) or `pace.max_opening` has passed.
+fn tell_while_opening(opened: &mpsc::Receiver<()>, pace: Pace, mut say: impl FnMut(Notice)) {
+    let started = Instant::now();
+    let mut logged = Instant::now();
+    loop {
+        // A thread scheduled late may find the open done and READY sent: a
+        // STATUS now would say "opening" for good (seen under load,
+        // 2026-12-02).
+        if let Err(mpsc::TryRecvError::Disconnected) = opened.try_recv() {
+            return;
+        }
+        if logged.elapsed() >= pace.log_every {
+            say(Notice::StillOpening {
+                elapsed_s: started.elapsed().as_secs(),
+            });
+            logged = Instant::now();
+        }
+        say(Notice::Extend {
+            status: format!(
+                "opening the journal ({} s; a journal not closed cleanly is read whole first)",
+                started.elapsed().as_secs()
+            ),
+        });
+        match opened.recv_timeout(pace.renew_every) {
+            Err(RecvTimeoutError::Timeout) if started.elapsed() < pace.max_opening => {}
+            _ => return,
+        }
+    }
+}
+
+/// The daemon's way of saying a [`Notice`].
+fn tell(notice: Notice) {
+    match notice {
+        Notice::StillOpening { elapsed_s } => {
+            tracing::info!(elapsed_s, "still opening the journal");
+        }
+        Notice::Extend { status } => {
+            let _ = sd_notify::notify(
+                false,
+                &[
+                    sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
+                    sd_notify::NotifyState::Status(&status),
+                ],
+            );
+        }
     }
 }
 
@@ -138,5 +178,83 @@ impl Starting {
 
     pub(super) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the opening thread at `pace`; its notices arrive on the receiver,
+    /// which ends when the thread returns.
+    fn opening(pace: Pace) -> (mpsc::Sender<()>, mpsc::Receiver<Notice>) {
+        let (alive, opened) = mpsc::channel::<()>();
+        let (said, notices) = mpsc::channel();
+        std::thread::spawn(move || {
+            tell_while_opening(&opened, pace, |notice| {
+                let _ = said.send(notice);
+            })
+        });
+        (alive, notices)
+    }
+
+    const WITHIN: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn the_timeout_is_extended_until_the_open_returns_and_the_log_speaks_less_often() {
+        let pace = Pace {
+            renew_every: Duration::from_millis(5),
+            max_opening: Duration::from_secs(600),
+            log_every: Duration::from_millis(200),
+        };
+        let (alive, notices) = opening(pace);
+        let mut extended = 0;
+        loop {
+            match notices.recv_timeout(WITHIN).unwrap() {
+                Notice::Extend { status } => {
+                    assert!(status.starts_with("opening the journal (0 s; "), "{status}");
+                    extended += 1;
+                }
+                Notice::StillOpening { elapsed_s: 0 } => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            extended >= 2,
+            "the log waits for log_every while the timeout is extended every renew_every ({extended} extensions before it)"
+        );
+        drop(alive);
+        let after: Vec<Notice> = notices.iter().collect();
+        assert!(
+            after.len() <= 2,
+            "the thread ends when the open returns: {after:?}"
+        );
+    }
+
+    #[test]
+    fn an_open_past_max_opening_is_no_longer_extended() {
+        let pace = Pace {
+            renew_every: Duration::from_millis(5),
+            max_opening: Duration::from_millis(300),
+            log_every: Duration::from_secs(600),
+        };
+        let (_alive, notices) = opening(pace);
+        let started = Instant::now();
+        let mut extended = 0;
+        while let Ok(notice) = notices.recv_timeout(WITHIN) {
+            assert!(matches!(notice, Notice::Extend { .. }), "{notice:?}");
+            extended += 1;
+            if started.elapsed() > WITHIN {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "the thread ended by itself once max_opening had passed"
+        );
+        assert!(
+            extended >= 3,
+            "extended every renew_every until then, not once ({extended})"
+        );
     }
 }
