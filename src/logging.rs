@@ -13,6 +13,8 @@
 //! its fields hold, and no character of it acts on a terminal ([`one_line`]).
 
 pub mod one_line;
+#[cfg(test)]
+pub(crate) mod tests_support;
 
 /// The most characters of a request's own text (an account name, a path)
 /// that a log line repeats: enough to recognise it, and a long one cannot

@@ -230,28 +230,7 @@ mod tests {
 
     /// What `say` logs, in the JSON log format.
     fn said(turned_away: &TurnedAway) -> String {
-        let lines = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-        let sink = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || Captured(sink.clone()))
-            .finish();
-        tracing::subscriber::with_default(subscriber, || turned_away.say());
-        let bytes = lines.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        crate::logging::tests_support::logged_json(|| turned_away.say())
     }
 
     #[test]
