@@ -305,4 +305,60 @@ mod tests {
         );
         assert_eq!(log.flush(t1), []);
     }
+
+    /// A run killed within 30 s of losing events leaves them to the next
+    /// start's log, once; a start with none to name says nothing.
+    #[test]
+    fn losses_the_last_run_did_not_name_are_logged_at_the_start_once() {
+        use crate::journal::tests_support::{event, options};
+        use crate::logging::tests_support::logged_json;
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.max_size = 2_000;
+        let journal = Journal::open(opts).unwrap();
+        assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
+        let t0 = 9_000_000_000;
+        let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
+        journal.append_batch_at(&batch, t0).unwrap();
+        let kafka = crate::journal::ActiveSink {
+            name: "kafka",
+            held_up_to: 0,
+        };
+        let lost = journal
+            .enforce_retention_at(&[kafka], t0 + 10)
+            .unwrap()
+            .dropped_undelivered;
+        assert!(lost > 0);
+
+        let said = logged_json(|| say_losses_before_start(&journal));
+        let line: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+        assert_eq!(line["level"], "ERROR", "{said}");
+        assert_eq!(line["dropped"], lost, "{said}");
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap()
+                .contains("raise journal.max_size")
+        );
+        assert_eq!(journal.unsaid_undelivered().unwrap(), 0, "named: not again");
+        assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
+    }
+
+    /// Lost events are an error, held ones and the first delivered ones a
+    /// warning, delivered ones after that only information.
+    #[test]
+    fn each_line_has_its_level_and_count() {
+        let said = |line: DropLine| {
+            let text = crate::logging::tests_support::logged_json(|| line.log());
+            let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            (
+                line["level"].as_str().unwrap().to_owned(),
+                line["dropped"].clone(),
+            )
+        };
+        assert_eq!(said(DropLine::Undelivered(3)), ("ERROR".into(), 3.into()));
+        assert_eq!(said(DropLine::Held(4)), ("WARN".into(), 4.into()));
+        assert_eq!(said(DropLine::FirstDelivered(5)), ("WARN".into(), 5.into()));
+        assert_eq!(said(DropLine::Delivered(6)), ("INFO".into(), 6.into()));
+    }
 }
