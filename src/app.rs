@@ -26,6 +26,8 @@ mod opening_answers;
 pub mod reload;
 mod retention;
 mod signals;
+#[cfg(test)]
+pub(crate) mod tests_support;
 pub mod watchdog;
 
 pub use reload::ReloadOutcome;
@@ -650,5 +652,35 @@ mod tests {
                 && error.contains("not one of this host's"),
             "{error}"
         );
+    }
+
+    /// What a webhook's event must fit, and which cursors hold retention
+    /// back, follow whether the config has a Kafka sink.
+    #[tokio::test]
+    async fn the_kafka_limit_and_the_held_cursors_come_with_a_kafka_sink_only() {
+        let without = tempfile::tempdir().unwrap();
+        let relay = super::tests_support::relay_in(without.path(), "").await;
+        assert_eq!(relay.ctx.kafka_message_limit(), None);
+        assert!(relay.ctx.active_sinks().is_empty());
+        relay.shutdown();
+        relay.wait().await.unwrap();
+
+        let with = tempfile::tempdir().unwrap();
+        // Nothing listens on port 1: the sink is configured, not connected.
+        let kafka = "[kafka]\nbrokers = \"127.0.0.1:1\"\n[kafka.options]\n\"message.max.bytes\" = \"300000\"\n";
+        let relay = super::tests_support::relay_in(with.path(), kafka).await;
+        assert_eq!(relay.ctx.kafka_message_limit(), Some(300_000));
+        // An empty journal: the sink holds nothing (its reset to the cursor
+        // may come at any time, so no other value is asserted).
+        let sinks = relay.ctx.active_sinks();
+        assert_eq!(
+            sinks
+                .iter()
+                .map(|s| (s.name, s.held_up_to))
+                .collect::<Vec<_>>(),
+            [(crate::sinks::kafka::CURSOR, 0)]
+        );
+        relay.shutdown();
+        relay.wait().await.unwrap();
     }
 }

@@ -132,3 +132,50 @@ impl Drop for Reader {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::journal::tests_support::event;
+
+    const WITHIN: Duration = Duration::from_secs(10);
+
+    async fn seqs(reader: &mut Reader) -> Vec<u64> {
+        let batch = tokio::time::timeout(WITHIN, reader.recv()).await;
+        let events = batch.expect("a batch in time").expect("a batch").unwrap();
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_come_in_seq_order_counted_while_queued_then_wait_for_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        for i in 0..3 {
+            ctx.ingest.submit(event(&format!("e{i}"))).await.unwrap();
+        }
+        let mut reader = Reader::start(ctx.clone(), 0, 2);
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        while reader.queued() < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(reader.queued(), 3, "both batches read ahead and counted");
+        assert_eq!(ctx.kafka_held_up_to.load(Ordering::Acquire), 3);
+        assert_eq!(seqs(&mut reader).await, [1, 2]);
+        assert_eq!(reader.queued(), 1, "a batch taken is not queued");
+        assert_eq!(seqs(&mut reader).await, [3]);
+        assert_eq!(reader.queued(), 0);
+
+        let nothing = tokio::time::timeout(Duration::from_millis(100), reader.recv()).await;
+        assert!(nothing.is_err(), "nothing after the last commit: it waits");
+        ctx.ingest.submit(event("e3")).await.unwrap();
+        assert_eq!(seqs(&mut reader).await, [4], "a commit wakes it");
+        assert_eq!(ctx.kafka_held_up_to.load(Ordering::Acquire), 4);
+
+        reader.stop().await;
+        relay.shutdown();
+        relay.wait().await.unwrap();
+    }
+}

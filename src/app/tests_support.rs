@@ -1,0 +1,18 @@
+//! Test-only: a whole relay in a temporary directory, for unit tests of code
+//! that needs its [`Context`](super::Context).
+
+use super::Relay;
+use crate::config::Config;
+
+/// A relay on a free loopback port with its journal in `dir`, no sources and
+/// no sinks but the WebSocket fan-out; `extra` is appended to its config.
+pub(crate) async fn relay_in(dir: &std::path::Path, extra: &str) -> Relay {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n\n{extra}",
+        dir.join("journal").display().to_string()
+    );
+    let config_path = dir.join("relay.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let config = Config::from_text("relay.toml", &text, &|_| None).unwrap();
+    Relay::start(config, config_path).await.unwrap()
+}
