@@ -157,6 +157,12 @@ impl Starting {
     /// scan, most of the time (a stop took 145 s, verification audit of
     /// 2026-12-01). Once it is open, the start finishes and drains.
     pub(super) fn stop(&self, signal: &str) {
+        self.stop_or_exit(signal, || std::process::exit(0));
+    }
+
+    /// [`Starting::stop`], with the exit before the journal is open given:
+    /// a unit test cannot let it end its process.
+    fn stop_or_exit(&self, signal: &str, exit: impl FnOnce()) {
         let opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
         if *opening {
             tracing::info!(
@@ -170,7 +176,8 @@ impl Starting {
                 ],
             );
             // Held until the end: the start cannot go on past the open meanwhile.
-            std::process::exit(0);
+            exit();
+            return;
         }
         tracing::info!("{signal} while starting: draining once started");
         self.stop.store(true, Ordering::Release);
@@ -256,5 +263,23 @@ mod tests {
             extended >= 3,
             "extended every renew_every until then, not once ({extended})"
         );
+    }
+
+    #[test]
+    fn a_stop_before_the_journal_is_open_exits_and_one_after_it_drains() {
+        let starting = Starting::new();
+        let mut exited = false;
+        starting.stop_or_exit("SIGTERM", || exited = true);
+        assert!(exited, "nothing holds an event yet: exit at once");
+        assert!(!starting.stopped());
+
+        starting.journal_opened();
+        let mut exited = false;
+        starting.stop_or_exit("SIGTERM", || exited = true);
+        assert!(
+            !exited,
+            "once the journal is open, the start finishes and drains"
+        );
+        assert!(starting.stopped());
     }
 }
