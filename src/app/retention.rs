@@ -306,17 +306,13 @@ mod tests {
         assert_eq!(log.flush(t1), []);
     }
 
-    /// A run killed within 30 s of losing events leaves them to the next
-    /// start's log, once; a start with none to name says nothing.
-    #[test]
-    fn losses_the_last_run_did_not_name_are_logged_at_the_start_once() {
+    /// A journal in `dir` whose `max_size` dropped events the Kafka sink had
+    /// not delivered, and no line has named yet.
+    fn losing_journal(dir: &std::path::Path) -> Journal {
         use crate::journal::tests_support::{event, options};
-        use crate::logging::tests_support::logged_json;
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(dir.path());
+        let mut opts = options(dir);
         opts.max_size = 2_000;
         let journal = Journal::open(opts).unwrap();
-        assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
         let t0 = 9_000_000_000;
         let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
         journal.append_batch_at(&batch, t0).unwrap();
@@ -324,10 +320,22 @@ mod tests {
             name: "kafka",
             held_up_to: 0,
         };
-        let lost = journal
-            .enforce_retention_at(&[kafka], t0 + 10)
-            .unwrap()
-            .dropped_undelivered;
+        journal.enforce_retention_at(&[kafka], t0 + 10).unwrap();
+        journal
+    }
+
+    /// A run killed within 30 s of losing events leaves them to the next
+    /// start's log, once; a start with none to name says nothing.
+    #[test]
+    fn losses_the_last_run_did_not_name_are_logged_at_the_start_once() {
+        use crate::journal::tests_support::options;
+        use crate::logging::tests_support::logged_json;
+        let dir = tempfile::tempdir().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let journal = Journal::open(options(empty.path())).unwrap();
+        assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
+        let journal = losing_journal(dir.path());
+        let lost = journal.unsaid_undelivered().unwrap();
         assert!(lost > 0);
 
         let said = logged_json(|| say_losses_before_start(&journal));
@@ -342,6 +350,21 @@ mod tests {
         );
         assert_eq!(journal.unsaid_undelivered().unwrap(), 0, "named: not again");
         assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
+    }
+
+    /// A line about lost events takes them off the count no line has named
+    /// (which the next start would log again); a line about others leaves it.
+    #[tokio::test]
+    async fn a_line_about_lost_events_notes_them_as_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(losing_journal(dir.path()));
+        let lost = journal.unsaid_undelivered().unwrap();
+        assert!(lost > 2);
+        say(&journal, &DropLine::Held(1)).await;
+        say(&journal, &DropLine::Delivered(1)).await;
+        assert_eq!(journal.unsaid_undelivered().unwrap(), lost);
+        say(&journal, &DropLine::Undelivered(2)).await;
+        assert_eq!(journal.unsaid_undelivered().unwrap(), lost - 2);
     }
 
     /// Lost events are an error, held ones and the first delivered ones a
