@@ -699,7 +699,7 @@ mod tests;
 /// Test fixtures shared with other modules' unit tests.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    pub(crate) use super::tests::{event, options};
+    pub(crate) use super::tests::{event, kafka_holding_nothing, options, over_max_size};
 
     /// An empty journal database in memory, for tests of one table's code.
     pub(crate) fn in_memory_db() -> redb::Database {

@@ -309,18 +309,11 @@ mod tests {
     /// A journal in `dir` whose `max_size` dropped events the Kafka sink had
     /// not delivered, and no line has named yet.
     fn losing_journal(dir: &std::path::Path) -> Journal {
-        use crate::journal::tests_support::{event, options};
-        let mut opts = options(dir);
-        opts.max_size = 2_000;
-        let journal = Journal::open(opts).unwrap();
-        let t0 = 9_000_000_000;
-        let batch: Vec<_> = (0..20).map(|i| event(&format!("e{i}"))).collect();
-        journal.append_batch_at(&batch, t0).unwrap();
-        let kafka = crate::journal::ActiveSink {
-            name: "kafka",
-            held_up_to: 0,
-        };
-        journal.enforce_retention_at(&[kafka], t0 + 10).unwrap();
+        use crate::journal::tests_support::{kafka_holding_nothing, over_max_size};
+        let (journal, t0) = over_max_size(dir);
+        journal
+            .enforce_retention_at(&[kafka_holding_nothing()], t0 + 10)
+            .unwrap();
         journal
     }
 

@@ -440,7 +440,7 @@ fn an_entry_stamped_in_the_future_does_not_hold_back_retention_and_dedup_expiry(
 }
 
 /// The Kafka sink, holding nothing in memory.
-fn kafka_holding_nothing() -> ActiveSink<'static> {
+pub(crate) fn kafka_holding_nothing() -> ActiveSink<'static> {
     ActiveSink {
         name: "kafka",
         held_up_to: 0,
@@ -449,7 +449,7 @@ fn kafka_holding_nothing() -> ActiveSink<'static> {
 
 /// A journal of 20 events with a `max_size` of 2,000 bytes, which they
 /// exceed, and the time they were journaled.
-fn over_max_size(dir: &std::path::Path) -> (Journal, u64) {
+pub(crate) fn over_max_size(dir: &std::path::Path) -> (Journal, u64) {
     let mut opts = options(dir);
     opts.max_size = 2_000;
     let j = Journal::open(opts).unwrap();
