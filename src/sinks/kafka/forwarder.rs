@@ -77,6 +77,8 @@ mod recovery;
 mod resuming;
 mod shutdown;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use failure::Failure;
 pub use failure::PUBLISH_ERROR_REASONS;

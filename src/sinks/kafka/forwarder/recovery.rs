@@ -69,7 +69,6 @@ impl Forwarder {
             self.topics.forget_all();
         }
         self.last_error = Some((text.clone(), format_time(OffsetDateTime::now_utc())));
-        self.failure = Some(text);
 
         // Reports still in flight: those before a failure still count.
         let mut broken = matches!(failure, Failure::Delivery { .. } | Failure::ProducerGone);
@@ -87,6 +86,10 @@ impl Forwarder {
                 broken = self.settle(report, broken);
             }
         }
+        // Set only now: a report drained above was delivered before this
+        // failure, and would otherwise call it recovered, which resets the
+        // backoff and the warn throttle at every recovery.
+        self.failure = Some(text);
         self.let_go_of_memory().await;
         if self.next > self.cursor {
             // Records after the cursor were handed over and some of them may

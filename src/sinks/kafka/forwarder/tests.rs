@@ -1,0 +1,520 @@
+//! The forwarder's recovery, tick, read-back and stop, driven piece by piece
+//! against a relay's journal and librdkafka's mock cluster. The integration
+//! suite (tests/kafka.rs) runs them together against tansu; these check what
+//! it cannot tell apart: which reports move the cursor while a recovery
+//! drains, when the producer is replaced, when the cursor is written, and
+//! when a stop may call itself clean.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio_util::sync::CancellationToken;
+
+use super::super::CURSOR;
+use super::super::reader::ReadError;
+use super::super::resume::{AlreadyDelivered, CursorState, Position};
+use super::super::tests_support::{Mock, flushed, mock_topic};
+use super::{Failure, Forwarder, Outcome, Report, Tuning};
+use crate::app::{Context, Relay};
+
+const TOPIC: &str = "callrelay.events";
+/// The longest any awaited condition may take before a test fails.
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// A forwarder over a fresh relay's journal, configured for a mock cluster
+/// holding [`TOPIC`]; its producer is not created yet.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    relay: Relay,
+    mock: Mock,
+    forwarder: Forwarder,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let (mock, _, config) = mock_topic(TOPIC);
+        let tuning = Tuning {
+            tick: Duration::from_millis(20),
+            shutdown_deadline: WITHIN,
+            settle_deadline: WITHIN,
+            read_back_deadline: Duration::from_secs(1),
+            ..Tuning::default()
+        };
+        let forwarder = Forwarder::new(config, relay.ctx.clone(), tuning).unwrap();
+        Fixture {
+            _dir: dir,
+            relay,
+            mock,
+            forwarder,
+        }
+    }
+
+    fn ctx(&self) -> Arc<Context> {
+        self.relay.ctx.clone()
+    }
+
+    /// A message in [`TOPIC`], for a read-back to read.
+    fn one_message_in_the_topic(&self) {
+        let config = self.forwarder.config.client_config();
+        let sender: rdkafka::producer::BaseProducer = config.create().unwrap();
+        let record = rdkafka::producer::BaseRecord::<(), _>::to(TOPIC).payload("{}");
+        sender.send(record).unwrap();
+        flushed(&sender);
+    }
+
+    async fn stop(self) {
+        self.relay.shutdown();
+        self.relay.wait().await.unwrap();
+    }
+}
+
+/// The cursor and its state as the journal holds them.
+fn written(ctx: &Context) -> (Option<u64>, Option<CursorState>) {
+    let cursor = ctx.journal.cursor(CURSOR).unwrap();
+    let state = ctx.journal.cursor_state(CURSOR).unwrap();
+    (cursor, state.map(|s| CursorState::decode(&s).unwrap()))
+}
+
+fn report(seq: u64, outcome: Outcome) -> Report {
+    Report {
+        seq,
+        topic: Arc::from(TOPIC),
+        received_at_ms: 0,
+        done_ms: 0,
+        outcome,
+    }
+}
+
+fn delivered(seq: u64) -> Outcome {
+    Outcome::Delivered(Position {
+        partition: 0,
+        offset: seq as i64 - 1,
+    })
+}
+
+/// A delivery error librdkafka would retry, neither permanent nor fatal.
+fn retriable() -> KafkaError {
+    KafkaError::MessageProduction(RDKafkaErrorCode::RequestTimedOut)
+}
+
+/// Hands `outcomes` over as reports that come in `after` (seqs from
+/// `first`), as `fill` would have.
+fn hand_over(forwarder: &mut Forwarder, first: u64, outcomes: Vec<Outcome>, after: Duration) {
+    for (seq, outcome) in (first..).zip(outcomes) {
+        let report = report(seq, outcome);
+        forwarder.hand_over(
+            async move {
+                tokio::time::sleep(after).await;
+                report
+            }
+            .boxed(),
+        );
+        forwarder.next = seq;
+    }
+}
+
+fn publish_errors(ctx: &Context, reason: &str) -> u64 {
+    ctx.metrics
+        .publish_errors
+        .with_label_values(&["kafka", reason])
+        .get()
+}
+
+/// A recovery that does not replace the producer still takes the reports
+/// in flight: they were delivered before the failure. It used to be
+/// checked by tests/kafka.rs only through a read-back that hid the
+/// difference (the events were found in Kafka, not sent again).
+#[tokio::test]
+async fn a_recovery_takes_the_reports_in_flight_and_keeps_the_producer() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.ensure_producer().unwrap();
+    forwarder.cursor = 3;
+    hand_over(
+        forwarder,
+        4,
+        vec![delivered(4), delivered(5)],
+        Duration::from_millis(50),
+    );
+    ctx.kafka_held_up_to.store(99, Ordering::Release);
+
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+
+    assert_eq!(forwarder.cursor, 5, "both reports moved the cursor");
+    assert!(forwarder.producer.is_some(), "nothing called for a new one");
+    assert!(forwarder.in_flight.is_empty());
+    assert_eq!(forwarder.next, 5, "sending goes on after the cursor");
+    assert!(forwarder.resume.is_none(), "nothing handed over past it");
+    assert_eq!(
+        ctx.kafka_held_up_to.load(Ordering::Acquire),
+        5,
+        "what the sink holds in memory goes back to its cursor"
+    );
+    assert_eq!(publish_errors(&ctx, "journal"), 1);
+    assert!(
+        forwarder.failure.is_some(),
+        "reports from before the failure do not end it"
+    );
+    fixture.stop().await;
+}
+
+/// After a failed report, the later ones no longer move the cursor (they
+/// may have landed, so what follows the cursor is read back first).
+#[tokio::test]
+async fn a_recovery_moves_the_cursor_only_up_to_the_first_failed_report() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.cursor = 3;
+    let outcomes = vec![
+        delivered(4),
+        Outcome::Failed(retriable()),
+        delivered(6),
+        delivered(7),
+    ];
+    hand_over(forwarder, 4, outcomes, Duration::ZERO);
+
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+
+    assert_eq!(forwarder.cursor, 4);
+    assert_eq!(forwarder.next, 4);
+    let resume = forwarder.resume.as_ref().expect("a read-back before 5..=7");
+    assert_eq!(resume.upto(), 7);
+    fixture.stop().await;
+}
+
+/// A fatal failure (a stall here) replaces the producer even with nothing
+/// in flight, and is counted under its own reason, not `fatal`: a stall is
+/// not an error Kafka reported.
+#[tokio::test]
+async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.ensure_producer().unwrap();
+
+    let stall = Failure::Stalled {
+        waited: Duration::from_secs(300),
+        in_flight: 0,
+    };
+    forwarder.recover(stall).await;
+
+    assert!(forwarder.producer.is_none());
+    assert_eq!(publish_errors(&ctx, "stalled"), 1);
+    assert_eq!(publish_errors(&ctx, "fatal"), 0);
+    fixture.stop().await;
+}
+
+/// Reports that do not come within the settle deadline: the producer is
+/// dropped (which purges them), and what was handed over after the cursor
+/// is read back before it is sent again, together with an earlier
+/// resume's range.
+#[tokio::test]
+async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.settle_deadline = Duration::from_millis(50);
+    forwarder.ensure_producer().unwrap();
+    forwarder.cursor = 3;
+    forwarder.resume = Some(AlreadyDelivered::new(4));
+    hand_over(
+        forwarder,
+        4,
+        vec![Outcome::Dropped, Outcome::Dropped],
+        Duration::from_millis(500),
+    );
+
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+
+    assert!(forwarder.producer.is_none());
+    assert_eq!(forwarder.cursor, 3);
+    assert_eq!(forwarder.next, 3);
+    let resume = forwarder.resume.as_ref().expect("a read-back");
+    assert_eq!(resume.upto(), 5, "the later of the two ranges");
+    fixture.stop().await;
+}
+
+/// Nothing handed over past the cursor: no read-back is started, and an
+/// earlier one is kept as it was.
+#[tokio::test]
+async fn a_recovery_with_nothing_past_the_cursor_reads_nothing_back() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.cursor = 3;
+    forwarder.next = 3;
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+    assert!(forwarder.resume.is_none());
+
+    forwarder.resume = Some(AlreadyDelivered::new(8));
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+    assert_eq!(forwarder.resume.as_ref().map(|r| r.upto()), Some(8));
+    fixture.stop().await;
+}
+
+/// The first write of a run marks the cursor's state unclean, durably,
+/// before anything is handed over; later writes happen only when the
+/// cursor moved, or durably when asked.
+#[tokio::test]
+async fn the_cursor_is_marked_unclean_first_then_written_when_it_moves() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    assert_eq!(written(&ctx), (None, None), "a journal no sink has read");
+
+    forwarder.persist(false).await;
+    let (cursor, state) = written(&ctx);
+    assert_eq!(cursor, Some(0));
+    assert!(!state.expect("a state").clean, "a run is in progress");
+    assert!(forwarder.marked_unclean);
+
+    // What the journal holds stands for a write that would be seen.
+    let elsewhere = CursorState::default().encode();
+    ctx.journal
+        .set_cursor_with_state(CURSOR, 99, &elsewhere, true)
+        .unwrap();
+    forwarder.persist(false).await;
+    assert_eq!(
+        written(&ctx).0,
+        Some(99),
+        "an unmoved cursor is not written"
+    );
+
+    forwarder.cursor = 5;
+    forwarder.persist(false).await;
+    assert_eq!(written(&ctx).0, Some(5), "a moved cursor is");
+    assert_eq!(forwarder.persisted, 5);
+
+    ctx.journal
+        .set_cursor_with_state(CURSOR, 99, &elsewhere, true)
+        .unwrap();
+    forwarder.persist(true).await;
+    assert_eq!(written(&ctx).0, Some(5), "a durable write is never skipped");
+    fixture.stop().await;
+}
+
+/// The tick writes the cursor and ends a resume the cursor has passed.
+#[tokio::test]
+async fn the_tick_writes_the_cursor_and_ends_a_resume_once_passed() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.resume = Some(AlreadyDelivered::new(5));
+    forwarder.cursor = 4;
+    forwarder.housekeeping().await;
+    assert_eq!(written(&ctx).0, Some(4));
+    assert!(forwarder.resume.is_some(), "seq 5 may still be in Kafka");
+
+    forwarder.cursor = 5;
+    forwarder.housekeeping().await;
+    assert!(forwarder.resume.is_none());
+    assert_eq!(forwarder.last_resume["up_to_seq"], 5);
+    fixture.stop().await;
+}
+
+/// The end of a resume is a warning when a topic could not be read whole
+/// (duplicates possible), information otherwise.
+#[tokio::test]
+async fn a_resume_ends_with_a_warning_only_when_a_topic_was_not_read_whole() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let level = |forwarder: &mut Forwarder| {
+        let line = crate::logging::tests_support::logged_json(|| forwarder.finish_resume());
+        let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        line["level"].as_str().unwrap().to_owned()
+    };
+    forwarder.resume = Some(AlreadyDelivered::new(5));
+    assert_eq!(level(forwarder), "INFO");
+
+    let mut cut_short = AlreadyDelivered::new(5);
+    cut_short
+        .errors
+        .push(format!("{TOPIC}: no message could be read"));
+    forwarder.resume = Some(cut_short);
+    assert_eq!(level(forwarder), "WARN");
+    assert_eq!(forwarder.last_resume["errors"].as_array().unwrap().len(), 1);
+    fixture.stop().await;
+}
+
+/// While every broker is down the stall clock is paused, not restarted:
+/// it resumes where it was, later by the time the brokers were down.
+#[tokio::test]
+async fn the_stall_clock_is_paused_while_every_broker_is_down() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let now = Instant::now();
+    forwarder.awaiting_reports_since = now - Duration::from_secs(10);
+    forwarder.last_housekeeping = now - Duration::from_secs(3);
+    forwarder.last_probe = now;
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+
+    forwarder.housekeeping().await;
+
+    let waited = forwarder.awaiting_reports_since.elapsed();
+    assert!(
+        (Duration::from_secs(7)..Duration::from_secs(8)).contains(&waited),
+        "10 s waited, 3 of them with every broker down: {waited:?}"
+    );
+
+    forwarder
+        .health
+        .all_brokers_down
+        .store(false, Ordering::Release);
+    forwarder.last_housekeeping = Instant::now() - Duration::from_secs(3);
+    forwarder.housekeeping().await;
+    let waited = forwarder.awaiting_reports_since.elapsed();
+    assert!(waited >= Duration::from_secs(7), "goes on: {waited:?}");
+    fixture.stop().await;
+}
+
+/// While every broker is down and nothing flows, a tick past the probe
+/// interval asks the cluster for metadata: an answer says a broker is back.
+#[tokio::test]
+async fn a_tick_probes_brokers_called_down_and_notices_one_back() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.ensure_producer().unwrap();
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+    forwarder.last_probe = Instant::now() - Duration::from_secs(3);
+
+    forwarder.housekeeping().await;
+
+    let deadline = Instant::now() + WITHIN;
+    while forwarder.health.all_brokers_down.load(Ordering::Acquire) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!forwarder.health.all_brokers_down.load(Ordering::Acquire));
+    fixture.stop().await;
+}
+
+/// The read-back of a topic is added to the resume in progress.
+#[tokio::test]
+async fn a_read_back_adds_what_the_topic_holds_to_the_resume() {
+    let mut fixture = Fixture::new().await;
+    fixture.one_message_in_the_topic();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.resume = Some(AlreadyDelivered::new(1));
+
+    let cancel = CancellationToken::new();
+    assert!(forwarder.read_back(TOPIC, &cancel).await.unwrap());
+
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert!(resume.is_read(TOPIC));
+    assert_eq!((resume.read, resume.errors.len()), (1, 0));
+    fixture.stop().await;
+}
+
+/// A read-back no broker answers is tried again, up to
+/// `UNANSWERED_READS_RETRIED` times while the brokers are not known to be
+/// down; past that it is taken as it is (what it could not read is sent
+/// again).
+#[tokio::test]
+async fn an_unanswered_read_back_is_tried_again_a_bounded_number_of_times() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let mut fixture = Fixture::new().await;
+    fixture.one_message_in_the_topic();
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
+    fixture.mock.request_errors(RDKafkaApiKey::Fetch, &refused);
+    let forwarder = &mut fixture.forwarder;
+    let mut resume = AlreadyDelivered::new(1);
+    resume.unanswered_reads = super::resuming::UNANSWERED_READS_RETRIED - 1;
+    forwarder.resume = Some(resume);
+    let cancel = CancellationToken::new();
+
+    let last_try = forwarder.read_back(TOPIC, &cancel).await;
+    assert!(
+        matches!(last_try, Err(Failure::ReadBack { .. })),
+        "{last_try:?} {:?}",
+        forwarder.resume
+    );
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert_eq!(
+        resume.unanswered_reads,
+        super::resuming::UNANSWERED_READS_RETRIED
+    );
+    assert!(!resume.is_read(TOPIC));
+
+    let given_up = forwarder.read_back(TOPIC, &cancel).await;
+    assert!(given_up.unwrap(), "taken as it is");
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert!(resume.is_read(TOPIC));
+    assert_eq!(resume.errors.len(), 1, "{:?}", resume.errors);
+    fixture.stop().await;
+}
+
+/// A stop waits for the reports in flight, and calls the cursor clean only
+/// when nothing after it may be in Kafka.
+#[tokio::test]
+async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_past_the_cursor() {
+    async fn stopped(set_up: impl FnOnce(&mut Forwarder)) -> (Option<u64>, bool) {
+        let mut fixture = Fixture::new().await;
+        let ctx = fixture.ctx();
+        set_up(&mut fixture.forwarder);
+        let Fixture {
+            _dir,
+            relay,
+            forwarder,
+            ..
+        } = fixture;
+        forwarder.shutdown().await;
+        let (cursor, state) = written(&ctx);
+        relay.shutdown();
+        relay.wait().await.unwrap();
+        (cursor, state.expect("a durable state").clean)
+    }
+
+    let settled = stopped(|f| {
+        f.cursor = 3;
+        hand_over(f, 4, vec![delivered(4)], Duration::from_millis(50));
+    });
+    assert_eq!(settled.await, (Some(4), true));
+
+    let failed = stopped(|f| {
+        f.cursor = 3;
+        hand_over(f, 4, vec![Outcome::Failed(retriable())], Duration::ZERO);
+    });
+    assert_eq!(failed.await, (Some(3), false), "seq 4 may have landed");
+
+    let unreported = stopped(|f| {
+        f.tuning.shutdown_deadline = Duration::from_millis(50);
+        f.cursor = 3;
+        hand_over(f, 4, vec![delivered(4)], Duration::from_secs(60));
+    });
+    assert_eq!(unreported.await, (Some(3), false));
+
+    let unread = stopped(|f| {
+        f.cursor = 3;
+        f.next = 3;
+        f.resume = Some(AlreadyDelivered::new(6));
+    });
+    assert_eq!(unread.await, (Some(3), false), "4..=6 not read back yet");
+
+    let read_past = stopped(|f| {
+        f.cursor = 6;
+        f.next = 6;
+        f.resume = Some(AlreadyDelivered::new(6));
+    });
+    assert_eq!(read_past.await, (Some(6), true));
+}
