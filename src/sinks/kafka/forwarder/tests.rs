@@ -518,3 +518,177 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
     });
     assert_eq!(read_past.await, (Some(6), true));
 }
+
+/// How each report moves the cursor, and what it counts.
+#[tokio::test]
+async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
+    forwarder.failure = Some("the last recovery".into());
+
+    let mut late = report(1, delivered(1));
+    (late.received_at_ms, late.done_ms) = (1_000, 3_500);
+    forwarder.on_report(late).unwrap();
+    assert_eq!(forwarder.cursor, 1);
+    assert_eq!(forwarder.published.get(), 1);
+    assert_eq!(latency.get_sample_count(), 1);
+    assert_eq!(latency.get_sample_sum(), 2.5, "seconds from receipt");
+    assert!(forwarder.failure.is_none(), "a delivery ends a recovery");
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&0));
+
+    let found = Outcome::AlreadyInKafka(Position {
+        partition: 0,
+        offset: 7,
+    });
+    forwarder.on_report(report(2, found)).unwrap();
+    assert_eq!(forwarder.cursor, 2);
+    assert_eq!(forwarder.published.get(), 1, "not published by this run");
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&7));
+
+    let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+    forwarder
+        .on_report(report(3, Outcome::Failed(too_large)))
+        .unwrap();
+    assert_eq!(forwarder.cursor, 3, "Kafka can never take it: passed");
+    assert_eq!(publish_errors(&ctx, "too_large"), 1);
+    let (error, _) = forwarder.last_error.clone().expect("shown in /status");
+    assert!(error.starts_with("seq 3 skipped"), "{error}");
+
+    forwarder.on_report(report(4, Outcome::Skipped)).unwrap();
+    assert_eq!(forwarder.cursor, 4);
+
+    let failed = forwarder.on_report(report(5, Outcome::Failed(retriable())));
+    assert!(matches!(failed, Err(Failure::Delivery { seq: 5, .. })));
+    let dropped = forwarder.on_report(report(5, Outcome::Dropped));
+    assert!(matches!(dropped, Err(Failure::ProducerGone)));
+    assert_eq!(forwarder.cursor, 4, "neither passes the cursor");
+    fixture.stop().await;
+}
+
+/// A stall that replaces the producer: records in flight, a broker
+/// reachable, and no report of any record for `replace_stalled_after`.
+#[tokio::test]
+async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachable() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
+    let ten_seconds_ago = crate::journal::now_ms() - 10_000;
+    forwarder
+        .last_report_ms
+        .store(ten_seconds_ago, Ordering::Release);
+    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
+    assert!(forwarder.stalled_too_long().is_none(), "nothing in flight");
+
+    hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
+    assert!(
+        forwarder.stalled_too_long().is_none(),
+        "the clock starts when the first record goes out"
+    );
+    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
+    let stall = forwarder.stalled_too_long();
+    assert!(
+        matches!(stall, Some(Failure::Stalled { in_flight: 1, waited }) if waited >= Duration::from_secs(10)),
+        "{stall:?}"
+    );
+
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+    assert!(forwarder.stalled_too_long().is_none(), "why is known");
+    forwarder
+        .health
+        .all_brokers_down
+        .store(false, Ordering::Release);
+
+    let just_now = crate::journal::now_ms();
+    forwarder.last_report_ms.store(just_now, Ordering::Release);
+    assert!(
+        forwarder.stalled_too_long().is_none(),
+        "another record's report came: the cluster answers"
+    );
+    fixture.stop().await;
+}
+
+/// The whole loop against the mock cluster: journaled events are sent,
+/// the cursor passes them with their offsets, and the stop is clean.
+#[tokio::test]
+async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    for i in 0..3 {
+        let event = crate::journal::tests_support::event(&format!("e{i}"));
+        ctx.ingest.submit(event).await.unwrap();
+    }
+    let Fixture {
+        _dir,
+        relay,
+        forwarder,
+        ..
+    } = fixture;
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(forwarder.run(cancel.clone()));
+
+    let deadline = Instant::now() + WITHIN;
+    while written(&ctx).0 != Some(3) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    running.await.unwrap();
+
+    let (cursor, state) = written(&ctx);
+    let state = state.expect("a state");
+    assert_eq!(cursor, Some(3));
+    assert!(state.clean);
+    assert_eq!(state.offsets.of(TOPIC).get(&0), Some(&2));
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    assert_eq!(published.get(), 3);
+    relay.shutdown();
+    relay.wait().await.unwrap();
+}
+
+/// librdkafka's queue full: the forwarder waits for reports while some are
+/// in flight, and counts a failure (`queue_full`) when none are, since no
+/// report would then ever make room.
+#[tokio::test]
+async fn a_full_librdkafka_queue_waits_for_reports_or_fails_with_none_in_flight() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    for i in 0..2 {
+        let event = crate::journal::tests_support::event(&format!("e{i}"));
+        ctx.ingest.submit(event).await.unwrap();
+    }
+    let forwarder = &mut fixture.forwarder;
+    // Room for one record, which lingers there.
+    for (option, value) in [
+        ("queue.buffering.max.messages", "1"),
+        ("linger.ms", "60000"),
+    ] {
+        let value = crate::config::unspanned(value.to_owned());
+        forwarder.config.options.insert(option.to_owned(), value);
+    }
+    forwarder.ensure_producer().unwrap();
+    forwarder
+        .buffer
+        .extend(ctx.journal.read_after(0, 10).unwrap());
+    let cancel = CancellationToken::new();
+
+    assert!(forwarder.fill(&cancel).await.unwrap());
+    assert_eq!(
+        (forwarder.in_flight.len(), forwarder.buffer.len()),
+        (1, 1),
+        "the second waits"
+    );
+    assert_eq!(forwarder.next, 1);
+
+    forwarder.in_flight = futures::stream::FuturesOrdered::new();
+    let full = forwarder.fill(&cancel).await;
+    assert!(
+        matches!(full, Err(Failure::Enqueue { seq: 2, .. })),
+        "{full:?}"
+    );
+    assert_eq!(full.unwrap_err().reason(), "queue_full");
+    fixture.stop().await;
+}
