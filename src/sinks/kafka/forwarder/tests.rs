@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,16 @@ impl Fixture {
 
     fn ctx(&self) -> Arc<Context> {
         self.relay.ctx.clone()
+    }
+
+    /// Takes everything journaled into the forwarder's buffer, as its
+    /// reader would have, with a reader after it that has nothing more.
+    fn buffer_the_journal(&mut self) {
+        let ctx = self.ctx();
+        let journaled = ctx.journal.read_after(0, 100).unwrap();
+        let last = ctx.journal.last_seq();
+        self.forwarder.buffer.extend(journaled);
+        self.forwarder.reader = Some(super::super::reader::Reader::start(ctx, last, 16));
     }
 
     /// A message in [`TOPIC`], for a read-back to read.
@@ -211,6 +221,8 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     assert!(forwarder.producer.is_none());
     assert_eq!(publish_errors(&ctx, "stalled"), 1);
     assert_eq!(publish_errors(&ctx, "fatal"), 0);
+    forwarder.ensure_producer().unwrap();
+    assert_eq!(forwarder.producers_created, 2, "shown in /status");
     fixture.stop().await;
 }
 
@@ -612,16 +624,36 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
     fixture.stop().await;
 }
 
-/// The whole loop against the mock cluster: journaled events are sent,
-/// the cursor passes them with their offsets, and the stop is clean.
+/// The whole loop against the mock cluster: journaled events are sent, and
+/// the cursor passes them with their offsets, and the stop is clean. The
+/// tick is an hour (its first comes at once): events journaled while the
+/// forwarder is idle must wake it themselves.
 #[tokio::test]
 async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
-    let fixture = Fixture::new().await;
+    let mut fixture = Fixture::new().await;
+    fixture.forwarder.tuning.tick = Duration::from_secs(3600);
     let ctx = fixture.ctx();
-    for i in 0..3 {
-        let event = crate::journal::tests_support::event(&format!("e{i}"));
-        ctx.ingest.submit(event).await.unwrap();
-    }
+    let submit = |from: usize, to: usize| {
+        let ctx = ctx.clone();
+        async move {
+            for i in from..to {
+                let event = crate::journal::tests_support::event(&format!("e{i}"));
+                ctx.ingest.submit(event).await.unwrap();
+            }
+        }
+    };
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    let published_reaches = |count: u64| {
+        let published = published.clone();
+        async move {
+            let deadline = Instant::now() + WITHIN;
+            while published.get() < count && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(published.get(), count);
+        }
+    };
+    submit(0, 3).await;
     let Fixture {
         _dir,
         relay,
@@ -630,21 +662,18 @@ async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
     } = fixture;
     let cancel = CancellationToken::new();
     let running = tokio::spawn(forwarder.run(cancel.clone()));
-
-    let deadline = Instant::now() + WITHIN;
-    while written(&ctx).0 != Some(3) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    published_reaches(3).await;
+    // Every report is in: the forwarder waits for the journal now.
+    submit(3, 5).await;
+    published_reaches(5).await;
     cancel.cancel();
     running.await.unwrap();
 
     let (cursor, state) = written(&ctx);
     let state = state.expect("a state");
-    assert_eq!(cursor, Some(3));
+    assert_eq!(cursor, Some(5));
     assert!(state.clean);
-    assert_eq!(state.offsets.of(TOPIC).get(&0), Some(&2));
-    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
-    assert_eq!(published.get(), 3);
+    assert_eq!(state.offsets.of(TOPIC).get(&0), Some(&4));
     relay.shutdown();
     relay.wait().await.unwrap();
 }
@@ -670,9 +699,8 @@ async fn a_full_librdkafka_queue_waits_for_reports_or_fails_with_none_in_flight(
         forwarder.config.options.insert(option.to_owned(), value);
     }
     forwarder.ensure_producer().unwrap();
-    forwarder
-        .buffer
-        .extend(ctx.journal.read_after(0, 10).unwrap());
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
     let cancel = CancellationToken::new();
 
     assert!(forwarder.fill(&cancel).await.unwrap());
@@ -690,5 +718,107 @@ async fn a_full_librdkafka_queue_waits_for_reports_or_fails_with_none_in_flight(
         "{full:?}"
     );
     assert_eq!(full.unwrap_err().reason(), "queue_full");
+    fixture.stop().await;
+}
+
+/// After a failure the loop goes on after its backoff: a missing topic is
+/// checked again and again until it exists or the sink is stopped.
+#[tokio::test]
+async fn the_loop_tries_again_after_each_backoff_until_stopped() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    fixture.forwarder.template = super::TopicTemplate::parse("absent");
+    let event = crate::journal::tests_support::event("e0");
+    ctx.ingest.submit(event).await.unwrap();
+    let Fixture {
+        _dir,
+        relay,
+        forwarder,
+        ..
+    } = fixture;
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(forwarder.run(cancel.clone()));
+
+    let deadline = Instant::now() + WITHIN;
+    while publish_errors(&ctx, "unknown_topic") < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(publish_errors(&ctx, "unknown_topic") >= 3);
+    assert!(!running.is_finished(), "still trying");
+    cancel.cancel();
+    running.await.unwrap();
+    assert_eq!(written(&ctx).0, Some(0), "nothing passed");
+    relay.shutdown();
+    relay.wait().await.unwrap();
+}
+
+/// A resume in progress: the topic is read back before anything is sent,
+/// the events found there pass the cursor without being sent again, and
+/// the first one not found is sent.
+#[tokio::test]
+async fn events_an_interrupted_run_delivered_are_not_sent_again() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    for i in 0..3 {
+        let event = crate::journal::tests_support::event(&format!("e{i}"));
+        ctx.ingest.submit(event).await.unwrap();
+    }
+    let journaled = ctx.journal.read_after(0, 10).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.ensure_producer().unwrap();
+    let producer = forwarder.producer.clone().unwrap();
+    // What the interrupted run delivered: the first two.
+    for event in &journaled[..2] {
+        let record = super::producer::record(event, TOPIC);
+        let sent = producer.send_result(record).map_err(|(e, _)| e).unwrap();
+        sent.await.unwrap().unwrap();
+    }
+    forwarder.resume = Some(AlreadyDelivered::new(2));
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+
+    let cancel = CancellationToken::new();
+    assert!(forwarder.fill(&cancel).await.unwrap());
+    while let Some(report) = tokio::time::timeout(WITHIN, forwarder.in_flight.next())
+        .await
+        .unwrap()
+    {
+        forwarder.on_report(report).unwrap();
+    }
+
+    assert_eq!(forwarder.cursor, 3);
+    assert_eq!(forwarder.published.get(), 1, "only the third was sent");
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert_eq!((resume.skipped, resume.read), (2, 2));
+    fixture.stop().await;
+}
+
+/// An event larger than Kafka takes is refused by librdkafka as it is
+/// handed over: it is skipped, counted and shown, and the sink goes on.
+#[tokio::test]
+async fn an_event_too_large_for_kafka_is_skipped_as_it_is_handed_over() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let mut large = crate::journal::tests_support::event("e0");
+    large.raw = serde_json::json!({ "note": "x".repeat(4_000) }).into();
+    ctx.ingest.submit(large).await.unwrap();
+    let forwarder = &mut fixture.forwarder;
+    let limit = crate::config::unspanned("1000".to_owned());
+    forwarder
+        .config
+        .options
+        .insert("message.max.bytes".to_owned(), limit);
+    forwarder.ensure_producer().unwrap();
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+
+    let cancel = CancellationToken::new();
+    assert!(forwarder.fill(&cancel).await.unwrap());
+    let report = forwarder.in_flight.next().await.unwrap();
+    forwarder.on_report(report).unwrap();
+
+    assert_eq!(forwarder.cursor, 1, "passed");
+    assert_eq!(forwarder.published.get(), 0);
+    assert_eq!(publish_errors(&ctx, "too_large"), 1);
     fixture.stop().await;
 }
