@@ -178,4 +178,34 @@ mod tests {
         relay.shutdown();
         relay.wait().await.unwrap();
     }
+
+    /// `stop` returns once the task has ended, so nothing it read raises
+    /// `kafka_held_up_to` after the sink let go of it; dropping a reader
+    /// ends its task too, which would otherwise wait for the next commit
+    /// and read on for a sink that no longer holds what it reads. The
+    /// task's end shows as its clone of the queued count being let go of.
+    #[tokio::test]
+    async fn stopping_or_dropping_a_reader_ends_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+
+        let reader = Reader::start(ctx.clone(), 0, 16);
+        let queued = reader.queued.clone();
+        assert_eq!(Arc::strong_count(&queued), 3, "the reader, its task, here");
+        reader.stop().await;
+        assert_eq!(Arc::strong_count(&queued), 1, "ended on return");
+
+        let reader = Reader::start(ctx.clone(), 0, 16);
+        let queued = reader.queued.clone();
+        drop(reader);
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        while Arc::strong_count(&queued) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(Arc::strong_count(&queued), 1, "ended when dropped");
+
+        relay.shutdown();
+        relay.wait().await.unwrap();
+    }
 }
