@@ -23,6 +23,7 @@
 //   {"cmd":"burst","event":"response","args_list":[[...],...]}  emit each, back to back,
 //                        to every signed session; `disconnect` then reports `sent`,
 //                        how many events that session was sent before it went
+//   {"cmd":"burst","events":[["name",[...]],...]}  the same with each event's own name
 //   {"cmd":"raw","text":"2[..."}  send TEXT as a raw socket.io packet (the Engine.IO
 //                        message's data, unchecked) to every signed session
 //   {"cmd":"drop","how":"close"|"destroy"|"disconnect"}  end every connection
@@ -228,16 +229,17 @@ function handle(cmd) {
       break;
     }
     case 'burst': {
+      const events = cmd.events || cmd.args_list.map((a) => [cmd.event, a]);
       let n = 0;
       for (const socket of sockets) {
         if (!socket._peer.key) continue;
-        for (const a of cmd.args_list) {
-          send(socket, cmd.event, a);
+        for (const [event, a] of events) {
+          send(socket, event, a);
           socket._peer.sent += 1;
         }
         n += 1;
       }
-      report({ ev: 'burst_sent', event: cmd.event, to: n, count: cmd.args_list.length });
+      report({ ev: 'burst_sent', event: cmd.event, to: n, count: events.length });
       break;
     }
     case 'raw': {
