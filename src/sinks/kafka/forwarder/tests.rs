@@ -27,10 +27,23 @@ const WITHIN: Duration = Duration::from_secs(10);
 /// A forwarder over a fresh relay's journal, configured for a mock cluster
 /// holding [`TOPIC`]; its producer is not created yet.
 struct Fixture {
+    peers: Peers,
+    forwarder: Forwarder,
+}
+
+/// The relay and the mock cluster a forwarder works with, kept up until
+/// [`Peers::stop`] also when the forwarder is taken out to run.
+struct Peers {
     _dir: tempfile::TempDir,
     relay: Relay,
     mock: Mock,
-    forwarder: Forwarder,
+}
+
+impl Peers {
+    async fn stop(self) {
+        self.relay.shutdown();
+        self.relay.wait().await.unwrap();
+    }
 }
 
 impl Fixture {
@@ -46,16 +59,16 @@ impl Fixture {
             ..Tuning::default()
         };
         let forwarder = Forwarder::new(config, relay.ctx.clone(), tuning).unwrap();
-        Fixture {
+        let peers = Peers {
             _dir: dir,
             relay,
             mock,
-            forwarder,
-        }
+        };
+        Fixture { peers, forwarder }
     }
 
     fn ctx(&self) -> Arc<Context> {
-        self.relay.ctx.clone()
+        self.peers.relay.ctx.clone()
     }
 
     /// Takes everything journaled into the forwarder's buffer, as its
@@ -77,10 +90,33 @@ impl Fixture {
         flushed(&sender);
     }
 
-    async fn stop(self) {
-        self.relay.shutdown();
-        self.relay.wait().await.unwrap();
+    /// Runs the forwarder's loop as the sink does, until the token is cancelled.
+    fn run(self) -> (Peers, CancellationToken, tokio::task::JoinHandle<()>) {
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(self.forwarder.run(cancel.clone()));
+        (self.peers, cancel, running)
     }
+
+    async fn stop(self) {
+        self.peers.stop().await;
+    }
+}
+
+/// Journals the events named `e{i}` for each `i` in `names`, one commit each.
+async fn journal(ctx: &Context, names: std::ops::Range<usize>) {
+    for i in names {
+        let event = crate::journal::tests_support::event(&format!("e{i}"));
+        ctx.ingest.submit(event).await.unwrap();
+    }
+}
+
+/// Waits up to [`WITHIN`] for `condition`, then asserts it.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WITHIN;
+    while !condition() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(condition(), "{what} within {WITHIN:?}");
 }
 
 /// The cursor and its state as the journal holds them.
@@ -412,11 +448,11 @@ async fn a_tick_probes_brokers_called_down_and_notices_one_back() {
 
     forwarder.housekeeping().await;
 
-    let deadline = Instant::now() + WITHIN;
-    while forwarder.health.all_brokers_down.load(Ordering::Acquire) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!forwarder.health.all_brokers_down.load(Ordering::Acquire));
+    let health = forwarder.health.clone();
+    until("a broker noticed back", || {
+        !health.all_brokers_down.load(Ordering::Acquire)
+    })
+    .await;
     fixture.stop().await;
 }
 
@@ -448,7 +484,10 @@ async fn an_unanswered_read_back_is_tried_again_a_bounded_number_of_times() {
     let mut fixture = Fixture::new().await;
     fixture.one_message_in_the_topic();
     let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
-    fixture.mock.request_errors(RDKafkaApiKey::Fetch, &refused);
+    fixture
+        .peers
+        .mock
+        .request_errors(RDKafkaApiKey::Fetch, &refused);
     let forwarder = &mut fixture.forwarder;
     let mut resume = AlreadyDelivered::new(1);
     resume.unanswered_reads = super::resuming::UNANSWERED_READS_RETRIED - 1;
@@ -484,16 +523,10 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
         let mut fixture = Fixture::new().await;
         let ctx = fixture.ctx();
         set_up(&mut fixture.forwarder);
-        let Fixture {
-            _dir,
-            relay,
-            forwarder,
-            ..
-        } = fixture;
+        let Fixture { peers, forwarder } = fixture;
         forwarder.shutdown().await;
         let (cursor, state) = written(&ctx);
-        relay.shutdown();
-        relay.wait().await.unwrap();
+        peers.stop().await;
         (cursor, state.expect("a durable state").clean)
     }
 
@@ -633,39 +666,13 @@ async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
     let mut fixture = Fixture::new().await;
     fixture.forwarder.tuning.tick = Duration::from_secs(3600);
     let ctx = fixture.ctx();
-    let submit = |from: usize, to: usize| {
-        let ctx = ctx.clone();
-        async move {
-            for i in from..to {
-                let event = crate::journal::tests_support::event(&format!("e{i}"));
-                ctx.ingest.submit(event).await.unwrap();
-            }
-        }
-    };
     let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
-    let published_reaches = |count: u64| {
-        let published = published.clone();
-        async move {
-            let deadline = Instant::now() + WITHIN;
-            while published.get() < count && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            assert_eq!(published.get(), count);
-        }
-    };
-    submit(0, 3).await;
-    let Fixture {
-        _dir,
-        relay,
-        forwarder,
-        ..
-    } = fixture;
-    let cancel = CancellationToken::new();
-    let running = tokio::spawn(forwarder.run(cancel.clone()));
-    published_reaches(3).await;
+    journal(&ctx, 0..3).await;
+    let (peers, cancel, running) = fixture.run();
+    until("3 published", || published.get() == 3).await;
     // Every report is in: the forwarder waits for the journal now.
-    submit(3, 5).await;
-    published_reaches(5).await;
+    journal(&ctx, 3..5).await;
+    until("5 published", || published.get() == 5).await;
     cancel.cancel();
     running.await.unwrap();
 
@@ -674,8 +681,7 @@ async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
     assert_eq!(cursor, Some(5));
     assert!(state.clean);
     assert_eq!(state.offsets.of(TOPIC).get(&0), Some(&4));
-    relay.shutdown();
-    relay.wait().await.unwrap();
+    peers.stop().await;
 }
 
 /// librdkafka's queue full: the forwarder waits for reports while some are
@@ -685,10 +691,7 @@ async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
 async fn a_full_librdkafka_queue_waits_for_reports_or_fails_with_none_in_flight() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
-    for i in 0..2 {
-        let event = crate::journal::tests_support::event(&format!("e{i}"));
-        ctx.ingest.submit(event).await.unwrap();
-    }
+    journal(&ctx, 0..2).await;
     let forwarder = &mut fixture.forwarder;
     // Room for one record, which lingers there.
     for (option, value) in [
@@ -728,28 +731,15 @@ async fn the_loop_tries_again_after_each_backoff_until_stopped() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     fixture.forwarder.template = super::TopicTemplate::parse("absent");
-    let event = crate::journal::tests_support::event("e0");
-    ctx.ingest.submit(event).await.unwrap();
-    let Fixture {
-        _dir,
-        relay,
-        forwarder,
-        ..
-    } = fixture;
-    let cancel = CancellationToken::new();
-    let running = tokio::spawn(forwarder.run(cancel.clone()));
+    journal(&ctx, 0..1).await;
+    let (peers, cancel, running) = fixture.run();
 
-    let deadline = Instant::now() + WITHIN;
-    while publish_errors(&ctx, "unknown_topic") < 3 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(publish_errors(&ctx, "unknown_topic") >= 3);
+    until("three tries", || publish_errors(&ctx, "unknown_topic") >= 3).await;
     assert!(!running.is_finished(), "still trying");
     cancel.cancel();
     running.await.unwrap();
     assert_eq!(written(&ctx).0, Some(0), "nothing passed");
-    relay.shutdown();
-    relay.wait().await.unwrap();
+    peers.stop().await;
 }
 
 /// A resume in progress: the topic is read back before anything is sent,
@@ -759,10 +749,7 @@ async fn the_loop_tries_again_after_each_backoff_until_stopped() {
 async fn events_an_interrupted_run_delivered_are_not_sent_again() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
-    for i in 0..3 {
-        let event = crate::journal::tests_support::event(&format!("e{i}"));
-        ctx.ingest.submit(event).await.unwrap();
-    }
+    journal(&ctx, 0..3).await;
     let journaled = ctx.journal.read_after(0, 10).unwrap();
     let forwarder = &mut fixture.forwarder;
     forwarder.ensure_producer().unwrap();
