@@ -1,9 +1,11 @@
-//! The forwarder's recovery, tick, read-back and stop, driven piece by piece
-//! against a relay's journal and librdkafka's mock cluster. The integration
-//! suite (tests/kafka.rs) runs them together against tansu; these check what
-//! it cannot tell apart: which reports move the cursor while a recovery
-//! drains, when the producer is replaced, when the cursor is written, and
-//! when a stop may call itself clean.
+//! The forwarder's parts (taking reports, handing records over, recovery,
+//! the tick, the read-back, the stop, the loop) driven one at a time against
+//! a relay's journal and librdkafka's mock cluster. The integration suite
+//! (tests/kafka.rs) runs them together against tansu; these check what it
+//! cannot tell apart: which reports move the cursor while a recovery
+//! drains, when the producer is replaced, when the cursor is written, when
+//! a stop may call itself clean, and faults tansu does not make on demand
+//! (a full librdkafka queue, a record too large to enqueue).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
