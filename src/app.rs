@@ -662,8 +662,7 @@ mod tests {
         let relay = super::tests_support::relay_in(without.path(), "").await;
         assert_eq!(relay.ctx.kafka_message_limit(), None);
         assert!(relay.ctx.active_sinks().is_empty());
-        relay.shutdown();
-        relay.wait().await.unwrap();
+        super::tests_support::stop(relay).await;
 
         let with = tempfile::tempdir().unwrap();
         // Nothing listens on port 1: the sink is configured, not connected.
@@ -680,7 +679,6 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(crate::sinks::kafka::CURSOR, 0)]
         );
-        relay.shutdown();
-        relay.wait().await.unwrap();
+        super::tests_support::stop(relay).await;
     }
 }

@@ -1,6 +1,8 @@
 //! Test-only: a whole relay in a temporary directory, for unit tests of code
 //! that needs its [`Context`](super::Context).
 
+use std::time::Duration;
+
 use super::Relay;
 use crate::config::Config;
 
@@ -15,4 +17,20 @@ pub(crate) async fn relay_in(dir: &std::path::Path, extra: &str) -> Relay {
     std::fs::write(&config_path, &text).unwrap();
     let config = Config::from_text("relay.toml", &text, &|_| None).unwrap();
     Relay::start(config, config_path).await.unwrap()
+}
+
+/// Stops a relay [`relay_in`] started, and waits until it has.
+pub(crate) async fn stop(relay: Relay) {
+    relay.shutdown();
+    relay.wait().await.unwrap();
+}
+
+/// Waits up to `within` for `condition`, looking every 5 ms, then asserts
+/// it: for a state a test cannot be woken by.
+pub(crate) async fn until(what: &str, within: Duration, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(condition(), "{what} within {within:?}");
 }

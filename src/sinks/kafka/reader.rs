@@ -138,6 +138,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::app::tests_support::{relay_in, stop, until};
     use crate::journal::tests_support::event;
 
     const WITHIN: Duration = Duration::from_secs(10);
@@ -151,16 +152,13 @@ mod tests {
     #[tokio::test]
     async fn batches_come_in_seq_order_counted_while_queued_then_wait_for_the_next_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let relay = relay_in(dir.path(), "").await;
         let ctx = relay.ctx.clone();
         for i in 0..3 {
             ctx.ingest.submit(event(&format!("e{i}"))).await.unwrap();
         }
         let mut reader = Reader::start(ctx.clone(), 0, 2);
-        let deadline = tokio::time::Instant::now() + WITHIN;
-        while reader.queued() < 3 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until("3 read ahead", WITHIN, || reader.queued() >= 3).await;
         assert_eq!(reader.queued(), 3, "both batches read ahead and counted");
         assert_eq!(ctx.kafka_held_up_to.load(Ordering::Acquire), 3);
         assert_eq!(seqs(&mut reader).await, [1, 2]);
@@ -175,8 +173,7 @@ mod tests {
         assert_eq!(ctx.kafka_held_up_to.load(Ordering::Acquire), 4);
 
         reader.stop().await;
-        relay.shutdown();
-        relay.wait().await.unwrap();
+        stop(relay).await;
     }
 
     /// `stop` returns once the task has ended, so nothing it read raises
@@ -187,7 +184,7 @@ mod tests {
     #[tokio::test]
     async fn stopping_or_dropping_a_reader_ends_its_task() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let relay = relay_in(dir.path(), "").await;
         let ctx = relay.ctx.clone();
 
         let reader = Reader::start(ctx.clone(), 0, 16);
@@ -199,13 +196,11 @@ mod tests {
         let reader = Reader::start(ctx.clone(), 0, 16);
         let queued = reader.queued.clone();
         drop(reader);
-        let deadline = tokio::time::Instant::now() + WITHIN;
-        while Arc::strong_count(&queued) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(Arc::strong_count(&queued), 1, "ended when dropped");
+        until("ended when dropped", WITHIN, || {
+            Arc::strong_count(&queued) == 1
+        })
+        .await;
 
-        relay.shutdown();
-        relay.wait().await.unwrap();
+        stop(relay).await;
     }
 }

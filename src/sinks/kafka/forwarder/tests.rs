@@ -43,8 +43,7 @@ struct Peers {
 
 impl Peers {
     async fn stop(self) {
-        self.relay.shutdown();
-        self.relay.wait().await.unwrap();
+        crate::app::tests_support::stop(self.relay).await;
     }
 }
 
@@ -114,11 +113,7 @@ async fn journal(ctx: &Context, names: std::ops::Range<usize>) {
 
 /// Waits up to [`WITHIN`] for `condition`, then asserts it.
 async fn until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WITHIN;
-    while !condition() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(condition(), "{what} within {WITHIN:?}");
+    crate::app::tests_support::until(what, WITHIN, condition).await;
 }
 
 /// The cursor and its state as the journal holds them.
