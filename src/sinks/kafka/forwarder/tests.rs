@@ -806,3 +806,65 @@ async fn an_event_too_large_for_kafka_is_skipped_as_it_is_handed_over() {
     assert_eq!(publish_errors(&ctx, "too_large"), 1);
     fixture.stop().await;
 }
+
+/// A forwarder whose records linger in librdkafka for a minute, so that
+/// none is reported while a test looks, with room for `max_in_flight`.
+fn lingering(fixture: &mut Fixture, max_in_flight: usize) {
+    let forwarder = &mut fixture.forwarder;
+    let value = crate::config::unspanned("60000".to_owned());
+    forwarder
+        .config
+        .options
+        .insert("linger.ms".to_owned(), value);
+    forwarder.tuning.max_in_flight = max_in_flight;
+    forwarder.ensure_producer().unwrap();
+}
+
+/// `fill` hands librdkafka no more than `max_in_flight` records: the rest
+/// wait in the buffer, in order.
+#[tokio::test]
+async fn fill_stops_at_max_in_flight() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..3).await;
+    lingering(&mut fixture, 2);
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+
+    assert!(forwarder.fill(&CancellationToken::new()).await.unwrap());
+    assert_eq!(forwarder.in_flight.len(), 2);
+    assert_eq!(forwarder.buffer.front().map(|e| e.seq), Some(3));
+    assert_eq!(forwarder.next, 2);
+    fixture.stop().await;
+}
+
+/// With `max_in_flight` records unreported the loop reads no more of the
+/// journal into memory: what it would read could not be handed over, and
+/// the journal keeps it anyway. The loop is run in slices (its future is
+/// dropped between them) so that its state can be looked at.
+#[tokio::test]
+async fn the_loop_reads_no_further_while_max_in_flight_are_unreported() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..4).await;
+    lingering(&mut fixture, 2);
+    fixture.forwarder.tuning.read_batch = 2;
+    let forwarder = &mut fixture.forwarder;
+    let cancel = CancellationToken::new();
+    let slice = Duration::from_millis(100);
+    let deadline = Instant::now() + WITHIN;
+    while forwarder.in_flight.len() < 2 {
+        assert!(Instant::now() < deadline, "2 records never handed over");
+        let _ = tokio::time::timeout(slice, forwarder.pump(&cancel)).await;
+    }
+    // The reader has the next two ready: a read now would take them.
+    until("the next batch read", || {
+        ctx.kafka_held_up_to.load(Ordering::Acquire) == 4
+    })
+    .await;
+    let _ = tokio::time::timeout(slice * 2, forwarder.pump(&cancel)).await;
+
+    assert_eq!(forwarder.in_flight.len(), 2);
+    assert!(forwarder.buffer.is_empty(), "{:?}", forwarder.buffer.len());
+    fixture.stop().await;
+}
