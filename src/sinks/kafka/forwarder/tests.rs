@@ -5,7 +5,8 @@
 //! cannot tell apart: which reports move the cursor while a recovery
 //! drains, when the producer is replaced, when the cursor is written, when
 //! a stop may call itself clean, and faults tansu does not make on demand
-//! (a full librdkafka queue, a record too large to enqueue).
+//! (a full librdkafka queue, a record too large to enqueue, a producer in
+//! librdkafka's fatal state).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -866,5 +867,46 @@ async fn the_loop_reads_no_further_while_max_in_flight_are_unreported() {
 
     assert_eq!(forwarder.in_flight.len(), 2);
     assert!(forwarder.buffer.is_empty(), "{:?}", forwarder.buffer.len());
+    fixture.stop().await;
+}
+
+/// A producer in librdkafka's fatal state refuses every record as it is
+/// handed over. That is a failure which replaces the producer, not a
+/// reason to skip the event: it is sent again by the next producer.
+#[tokio::test]
+async fn a_fatal_producer_fails_the_hand_over_and_skips_nothing() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..1).await;
+    fixture.forwarder.ensure_producer().unwrap();
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+    let producer = forwarder.producer.as_ref().unwrap();
+    let reason = std::ffi::CString::new("made fatal by a test").unwrap();
+    // SAFETY: the client pointer is live (the producer is held) and the
+    // reason a NUL-terminated string that outlives the call, which is all
+    // librdkafka's test hook asks.
+    #[allow(unsafe_code)]
+    let raised = unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            rdkafka::producer::Producer::client(producer).native_ptr(),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        )
+    };
+    assert_eq!(
+        raised,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+
+    let refused = forwarder.fill(&CancellationToken::new()).await;
+
+    let Err(failure @ Failure::Enqueue { seq: 1, .. }) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(failure.is_fatal(), "{failure}");
+    assert_eq!(publish_errors(&ctx, "too_large"), 0);
+    assert!(forwarder.in_flight.is_empty(), "nothing handed over");
+    assert_eq!(forwarder.buffer.front().map(|e| e.seq), Some(1));
     fixture.stop().await;
 }
