@@ -107,3 +107,47 @@ fn not_ready(ctx: &Context, error: String) {
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::tests_support::{relay_in, stop, until};
+
+    /// A cursor the sink cannot read at start (here the journal is closed
+    /// under it) shows the sink not ready in `/status`, saying why, until
+    /// the sink is stopped; then its entry goes.
+    #[tokio::test]
+    async fn a_cursor_unreadable_at_start_shows_the_sink_not_ready_until_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
+        assert!(ctx.journal.close(Duration::from_secs(10)));
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run_forwarder(
+            config,
+            ctx.clone(),
+            cancel.clone(),
+            Tuning::default(),
+        ));
+
+        let within = Duration::from_secs(10);
+        until("the sink shown", within, || {
+            ctx.status.sinks().contains_key("kafka")
+        })
+        .await;
+        let shown = ctx.status.sinks().remove("kafka").unwrap();
+        assert!(!shown.ready);
+        let reason = shown.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with("cannot read the kafka cursor: "),
+            "{reason}"
+        );
+        assert_eq!(shown.detail["last_error"], reason.as_str());
+        assert!(!running.is_finished(), "waits to be stopped");
+        cancel.cancel();
+        running.await.unwrap();
+        assert!(!ctx.status.sinks().contains_key("kafka"));
+        stop(relay).await;
+    }
+}
