@@ -82,7 +82,7 @@ pub struct Context {
     /// sink delivers it (see [`crate::journal::ActiveSink`]). Grows as the
     /// sink reads; set back to its cursor when it starts or lets go of its
     /// memory.
-    pub kafka_held_up_to: AtomicU64,
+    pub kafka_held_up_to: Arc<AtomicU64>,
     /// Which refused webhook requests are logged (per vendor, configured
     /// account and status).
     pub webhook_refusals: Mutex<LogThrottle<(&'static str, String, u16)>>,
@@ -110,7 +110,7 @@ impl Context {
         if self.config.load().kafka.is_some() {
             sinks.push(ActiveSink {
                 name: sinks::kafka::CURSOR,
-                held_up_to: self.kafka_held_up_to.load(Ordering::Acquire),
+                held_up_to: self.kafka_held_up_to.clone(),
             });
         }
         sinks
@@ -251,7 +251,7 @@ impl Relay {
             ws_sessions: sinks::websocket::Sessions::default(),
             sse_resume: Arc::default(),
             kafka_message_max,
-            kafka_held_up_to: AtomicU64::new(0),
+            kafka_held_up_to: Arc::default(),
             webhook_refusals: Mutex::new(LogThrottle::new(
                 crate::sources::webhook::REFUSAL_LOG_INTERVAL,
             )),
@@ -675,7 +675,10 @@ mod tests {
         assert_eq!(
             sinks
                 .iter()
-                .map(|s| (s.name, s.held_up_to))
+                .map(|s| (
+                    s.name,
+                    s.held_up_to.load(std::sync::atomic::Ordering::Acquire)
+                ))
                 .collect::<Vec<_>>(),
             [(crate::sinks::kafka::CURSOR, 0)]
         );

@@ -164,10 +164,15 @@ pub enum AppendOutcome {
 /// none). An event after its cursor up to `held_up_to` that `max_size`
 /// drops is on its way to the sink all the same (delivered from memory), so
 /// it is not lost unless the sink lets go of its memory first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// `held_up_to` is the sink's own counter, not a copy: a pass reads it in
+/// each of its transactions, since a sink may let go of its memory (and
+/// count what was dropped from it) while a long pass runs, and a drop
+/// recorded as held after that count would never be counted.
+#[derive(Clone, Debug)]
 pub struct ActiveSink<'a> {
     pub name: &'a str,
-    pub held_up_to: u64,
+    pub held_up_to: Arc<AtomicU64>,
 }
 
 /// What a retention pass removed.

@@ -45,24 +45,36 @@ impl Journal {
         let window_ms = self.options.dedup_window.as_millis() as u64;
         let clock_started_ms = self.clock.started_ms();
         let mut delivered_up_to = self.last_seq();
-        // Per sink: its cursor, and the newest seq it holds in memory.
+        // Per sink: its cursor (a cursor that moves on meanwhile only makes
+        // the pass count a drop as lost that was delivered, never the
+        // reverse).
         let mut sinks = Vec::with_capacity(active_sinks.len());
         for sink in active_sinks {
             let cursor = self.cursor(sink.name)?.unwrap_or(0);
             delivered_up_to = delivered_up_to.min(cursor);
-            sinks.push((sink.name, cursor, sink.held_up_to.max(cursor)));
+            sinks.push((sink.name, cursor, &sink.held_up_to));
         }
-        // Whether every sink that has not delivered `seq` holds it in memory.
-        let held_by_all = |seq: u64| {
-            sinks
-                .iter()
-                .filter(|(_, cursor, _)| *cursor < seq)
-                .all(|(_, _, held)| seq <= *held)
-        };
         let mut report = RetentionReport::default();
         loop {
             let db = self.db()?;
             let txn = db.begin_write().map_err(storage)?;
+            // What each sink holds, read once the transaction is ours: a
+            // sink that lets go of its memory counts the held drops in a
+            // write transaction too, so either that count comes after this
+            // one commits and sees what it records, or it came before and
+            // this reads the hold it left.
+            let held: Vec<u64> = sinks
+                .iter()
+                .map(|(_, cursor, held)| held.load(Ordering::Acquire).max(*cursor))
+                .collect();
+            // Whether every sink that has not delivered `seq` holds it in memory.
+            let held_by_all = |seq: u64| {
+                sinks
+                    .iter()
+                    .zip(&held)
+                    .filter(|((_, cursor, _), _)| *cursor < seq)
+                    .all(|(_, held)| seq <= *held)
+            };
             let (removed, done, bytes) = {
                 let mut log = txn.open_table(EVENTS).map_err(storage)?;
                 let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;

@@ -441,9 +441,14 @@ fn an_entry_stamped_in_the_future_does_not_hold_back_retention_and_dedup_expiry(
 
 /// The Kafka sink, holding nothing in memory.
 pub(crate) fn kafka_holding_nothing() -> ActiveSink<'static> {
+    kafka_holding(0)
+}
+
+/// The Kafka sink, holding events in memory up to `held_up_to`.
+pub(crate) fn kafka_holding(held_up_to: u64) -> ActiveSink<'static> {
     ActiveSink {
         name: "kafka",
-        held_up_to: 0,
+        held_up_to: Arc::new(AtomicU64::new(held_up_to)),
     }
 }
 
@@ -569,10 +574,7 @@ fn max_size_drops_what_a_sink_holds_without_calling_it_lost() {
     let dir = tempfile::tempdir().unwrap();
     let (j, t0) = over_max_size(dir.path());
     j.set_cursor("kafka", 2, true).unwrap();
-    let holding = |held_up_to| ActiveSink {
-        name: "kafka",
-        held_up_to,
-    };
+    let holding = kafka_holding;
     let r = j.enforce_retention_at(&[holding(5)], t0 + 10).unwrap();
     assert_eq!((r.dropped_delivered, r.dropped_held), (2, 3));
     let first = j.first_seq();
@@ -801,4 +803,26 @@ fn a_relative_journal_dir_is_named_by_its_absolute_path() {
             .unwrap()
             .join("journal.redb")
     );
+}
+
+/// A pass reads what a sink holds from the sink's own counter: a sink that
+/// let go of its memory (its hold back at its cursor) after the pass was
+/// handed its counter has its drops counted as lost, not recorded as held.
+/// Recorded as held after the sink had counted its held drops, they would
+/// never have been counted (the cursor passes them, and their record is
+/// forgotten as delivered).
+#[test]
+fn a_pass_takes_the_hold_a_sink_has_when_it_drops_not_when_it_was_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, t0) = over_max_size(dir.path());
+    j.set_cursor("kafka", 2, true).unwrap();
+    let sink = kafka_holding(5);
+    sink.held_up_to
+        .store(2, std::sync::atomic::Ordering::Release);
+
+    let r = j.enforce_retention_at(&[sink], t0 + 10).unwrap();
+
+    assert_eq!(r.dropped_held, 0, "{r:?}");
+    assert_eq!(r.dropped_undelivered, j.first_seq() - 3, "{r:?}");
+    assert_eq!(j.take_held_drops("kafka", 2).unwrap(), 0);
 }
