@@ -33,6 +33,7 @@ pub mod watchdog;
 pub use reload::ReloadOutcome;
 
 use kafka_sink::{hold_both_limits, kafka_message_max, start_kafka};
+pub(crate) use retention::not_noted;
 use retention::retention_loop;
 use signals::{Signals, signal_loop, stop_while_starting};
 

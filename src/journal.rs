@@ -460,7 +460,9 @@ impl Journal {
     /// recovery that rewinds to `cursor`): how many events `max_size` dropped
     /// while it held them and it did not deliver (after `cursor`). They are
     /// lost for it now; the record of them is cleared, so each is counted
-    /// once.
+    /// once, and in the same transaction they join the losses no log line
+    /// has named yet ([`unsaid_undelivered`](Self::unsaid_undelivered)):
+    /// the caller names them, then calls [`undelivered_said`](Self::undelivered_said).
     pub fn take_held_drops(&self, sink: &str, cursor: u64) -> Result<u64, JournalError> {
         let db = self.db()?;
         if held_drop::none_recorded(&db, sink)? {
@@ -469,7 +471,10 @@ impl Journal {
         let txn = db.begin_write().map_err(storage)?;
         let lost = {
             let mut table = txn.open_table(HELD_DROPS).map_err(storage)?;
-            held_drop::take(&mut table, sink, cursor)?
+            let lost = held_drop::take(&mut table, sink, cursor)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            unsaid_loss::add(&mut meta, lost)?;
+            lost
         };
         txn.commit().map_err(storage)?;
         Ok(lost)
@@ -705,6 +710,24 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_support {
     pub(crate) use super::tests::{event, kafka_holding_nothing, options, over_max_size};
+
+    /// Records `seqs` as dropped by `max_size` while `sink` held them, as a
+    /// retention pass does.
+    pub(crate) fn record_held_drops(
+        journal: &super::Journal,
+        sink: &str,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) {
+        let db = journal.db().unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(super::HELD_DROPS).unwrap();
+            for seq in seqs {
+                super::held_drop::record(&mut table, sink, seq).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
 
     /// An empty journal database in memory, for tests of one table's code.
     pub(crate) fn in_memory_db() -> redb::Database {

@@ -117,7 +117,8 @@ pub(super) fn say_losses_before_start(journal: &Journal) {
     }
 }
 
-fn not_noted(error: &str) {
+/// Logs that a line named lost events the journal could not be told of.
+pub(crate) fn not_noted(error: &str) {
     tracing::warn!(
         error,
         "cannot note in the journal that lost events were logged: the next start may log them again"

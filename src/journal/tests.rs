@@ -579,9 +579,13 @@ fn max_size_drops_what_a_sink_holds_without_calling_it_lost() {
     assert_eq!((r.dropped_delivered, r.dropped_held), (2, 3));
     let first = j.first_seq();
     assert_eq!(r.dropped_undelivered, first - 6, "{r:?}");
-    // The sink delivered 3 from memory, then let go of 4 and 5.
+    // The sink delivered 3 from memory, then let go of 4 and 5: lost now,
+    // and no line has named them yet.
+    assert_eq!(j.unsaid_undelivered().unwrap(), first - 6);
     assert_eq!(j.take_held_drops("kafka", 3).unwrap(), 2);
+    assert_eq!(j.unsaid_undelivered().unwrap(), first - 6 + 2);
     assert_eq!(j.take_held_drops("kafka", 3).unwrap(), 0);
+    assert_eq!(j.unsaid_undelivered().unwrap(), first - 6 + 2);
 
     // Runs the cursor passes are forgotten: delivered, never lost.
     let more: Vec<_> = (20..30).map(|i| event(&format!("e{i}"))).collect();

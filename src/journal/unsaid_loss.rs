@@ -6,8 +6,9 @@
 //! with it (the combined-faults audit of 2026-12-01: 2,437 of 41,123 lost
 //! events were in no log line, only in the dead process's metric).
 //!
-//! Guarantees: the count grows in the transaction that drops the events, so
-//! it survives any crash; it shrinks only after a line named them, so a
+//! Guarantees: the count grows in the transaction that drops the events
+//! (or, for events dropped while a sink held them, in the one that counts
+//! them lost when the sink lets go of them), so it survives any crash; it shrinks only after a line named them, so a
 //! crash between the line and the write makes the next start name them
 //! again: twice at worst, never not at all.
 

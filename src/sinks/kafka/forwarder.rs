@@ -72,6 +72,7 @@ async fn off_the_workers<T: Send + 'static>(
 }
 
 mod failure;
+mod held_drops;
 mod housekeeping;
 mod recovery;
 mod resuming;
@@ -221,6 +222,8 @@ pub struct Forwarder {
     published: IntCounter,
     latency: Histogram,
     producers_created: u64,
+    /// The held drops the sink let go of are not counted yet (see `held_drops`).
+    held_drops_untaken: bool,
 }
 
 impl Forwarder {
@@ -283,6 +286,7 @@ impl Forwarder {
             published,
             latency,
             producers_created: 0,
+            held_drops_untaken: false,
         })
     }
 
@@ -299,7 +303,8 @@ impl Forwarder {
         self.ctx
             .kafka_held_up_to
             .store(self.cursor, Ordering::Release);
-        self.count_held_drops_let_go().await;
+        // An error leaves the count to `pump`, which takes it before it reads on.
+        let _ = self.count_held_drops_let_go().await;
         self.publish_status();
         // From now until the next clean stop, anything after the cursor may
         // be in Kafka: `persist` says so durably before a record is handed
@@ -341,6 +346,11 @@ impl Forwarder {
 
     /// Forwards until cancelled (`None`) or a failure.
     async fn pump(&mut self, cancel: &CancellationToken) -> Option<Failure> {
+        if self.held_drops_untaken
+            && let Err(e) = self.count_held_drops_let_go().await
+        {
+            return Some(Failure::Journal(e));
+        }
         if let Err(f) = self.ensure_producer() {
             return Some(f);
         }

@@ -1,6 +1,6 @@
 //! Recovery after a failure: settle or drop what is in flight, replace the
 //! producer when it must be, rewind to the cursor, and count what `max_size`
-//! dropped while the sink held it and is now let go of.
+//! dropped while the sink held it and is now let go of (`held_drops`).
 //!
 //! Guarantees: reports drained before the failing one still move the cursor;
 //! after it, nothing does; whatever was handed over after the cursor is read
@@ -14,10 +14,8 @@ use time::OffsetDateTime;
 
 use crate::event::format_time;
 
-use super::super::CURSOR;
 use super::super::resume::AlreadyDelivered;
-use super::{Failure, Forwarder, Report, off_the_workers};
-use crate::journal::Journal;
+use super::{Failure, Forwarder, Report};
 
 impl Forwarder {
     /// Settles what is in flight, replaces the producer when it must, and
@@ -100,7 +98,8 @@ impl Forwarder {
             self.resume = Some(AlreadyDelivered::new(upto));
         }
         self.next = self.cursor;
-        self.count_held_drops_let_go().await;
+        // An error leaves the count to `pump`, which takes it before it reads on.
+        let _ = self.count_held_drops_let_go().await;
     }
 
     /// Drops what is in flight, buffered and read ahead: from here on, what
@@ -129,32 +128,6 @@ impl Forwarder {
         if let Some(p) = self.producer.take() {
             // Dropping purges librdkafka's queue and joins its thread: blocking.
             let _ = tokio::task::spawn_blocking(move || drop(p)).await;
-        }
-    }
-
-    /// Counts the events `max_size` dropped while this sink held them in
-    /// memory and that it let go of undelivered (it restarted, or a recovery
-    /// cleared its memory): they are lost for Kafka now, so they count as
-    /// undelivered drops, once. Until then they were not counted, since the
-    /// sink was delivering them.
-    pub(super) async fn count_held_drops_let_go(&mut self) {
-        let cursor = self.cursor;
-        let take = move |journal: &Journal| journal.take_held_drops(CURSOR, cursor);
-        let taken = off_the_workers(take, self.ctx.journal.clone()).await;
-        match taken {
-            Ok(0) => {}
-            Ok(lost) => {
-                // Counts them in `journal_dropped_events_total{reason="undelivered"}` too.
-                self.ctx.status.dropped_undelivered(lost);
-                tracing::error!(
-                    lost,
-                    cursor = self.cursor,
-                    "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read which held events journal.max_size dropped")
-            }
         }
     }
 }

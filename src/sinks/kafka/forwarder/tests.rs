@@ -910,3 +910,62 @@ async fn a_fatal_producer_fails_the_hand_over_and_skips_nothing() {
     assert_eq!(forwarder.buffer.front().map(|e| e.seq), Some(1));
     fixture.stop().await;
 }
+
+/// A forwarder at cursor 2 of 5 journaled events, with 3 to 5 recorded as
+/// dropped by `max_size` while it held them; and the count of undelivered
+/// drops.
+async fn holding_dropped_events() -> (Fixture, prometheus::IntCounter) {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..5).await;
+    fixture.forwarder.cursor = 2;
+    crate::journal::tests_support::record_held_drops(&ctx.journal, CURSOR, 3..=5);
+    let undelivered = ctx
+        .metrics
+        .journal_dropped
+        .with_label_values(&["undelivered"]);
+    (fixture, undelivered)
+}
+
+/// Held drops the sink lets go of count once as undelivered, and the
+/// journal learns that a line has named them (else the next start would
+/// name them again).
+#[tokio::test]
+async fn held_drops_let_go_of_are_counted_once_and_noted_as_named() {
+    let (mut fixture, undelivered) = holding_dropped_events().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+
+    forwarder.count_held_drops_let_go().await.unwrap();
+    assert_eq!(undelivered.get(), 3);
+    assert_eq!(ctx.journal.unsaid_undelivered().unwrap(), 0);
+    forwarder.count_held_drops_let_go().await.unwrap();
+    assert_eq!(undelivered.get(), 3, "once");
+    fixture.stop().await;
+}
+
+/// While the journal cannot give up its record of the held drops, the sink
+/// reads nothing: its cursor would pass the dropped seqs, and retention
+/// would then forget them as delivered. Once it can, they are counted and
+/// the sink goes on.
+#[tokio::test]
+async fn held_drops_that_cannot_be_taken_hold_the_sink_until_they_can() {
+    let (mut fixture, undelivered) = holding_dropped_events().await;
+    let ctx = fixture.ctx();
+    assert!(ctx.journal.close(WITHIN));
+    let forwarder = &mut fixture.forwarder;
+    assert!(forwarder.count_held_drops_let_go().await.is_err());
+    let cancel = CancellationToken::new();
+
+    let held = forwarder.pump(&cancel).await;
+    assert!(matches!(held, Some(Failure::Journal(_))), "{held:?}");
+    assert!(forwarder.reader.is_none(), "read nothing");
+    assert_eq!(undelivered.get(), 0);
+
+    ctx.journal.reopen().unwrap();
+    cancel.cancel();
+    assert!(forwarder.pump(&cancel).await.is_none());
+    assert_eq!(undelivered.get(), 3);
+    assert!(forwarder.reader.is_some(), "reads on");
+    fixture.stop().await;
+}
