@@ -500,6 +500,53 @@ async fn a_reload_that_turns_auth_on_closes_sessions_without_a_token() {
     assert_eq!(close_code(&mut open).await, Some(1008));
 }
 
+/// A reload that revokes the token of a client still replaying history
+/// closes it (1008) before the rest of that history. The check was in the
+/// live loop only, so a client replaying a large journal, or one that
+/// never caught up with the head, was served on a revoked token for as long
+/// as its replay lasted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_revokes_a_replaying_clients_token_closes_it_mid_replay() {
+    let settings = "client_queue = 100000\nping_interval = \"600s\"\npong_timeout = \"600s\"\n";
+    let relay = start_relay(&format!("[websocket]\ntokens = [\"leaked\"]\n{settings}")).await;
+    // 20 MiB of history, several times what the socket buffers hold: the
+    // replay waits on a write while the client reads nothing.
+    const HISTORY: u64 = 320;
+    let history = (1..=HISTORY)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect();
+    submit_all(&relay.ctx.ingest, history).await;
+    let mut client = unread_client(&relay, "?since=0&token=leaked").await;
+    assert_eq!(next_json(&mut client).await["seq"], 1, "replaying");
+
+    let text = format!(
+        "{}[websocket]\ntokens = [\"other\"]\n{settings}",
+        common::base_config(relay.dir.path())
+    );
+    std::fs::write(&relay.config_path, text).expect("rewrite config");
+    relay.reload().await;
+
+    let mut received = 1u64;
+    let code = loop {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(_))) => received += 1,
+            Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("read: {e}"),
+            None => panic!("ended without a close frame"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert!(
+        received < HISTORY / 2,
+        "{received} of {HISTORY} replayed first"
+    );
+    assert_eq!(disconnects(&relay, "token_revoked"), 1);
+}
+
 /// A reload applies `max_clients` to new connections and `/status` says so
 /// at once, without waiting for a client to connect or leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -243,12 +243,7 @@ impl Session {
                     pong_deadline.get_or_insert_with(|| Instant::now() + self.settings.pong_timeout);
                 }
                 // Before live events: a busy stream must not delay a revocation.
-                Ok(()) = self.reloads.changed() => {
-                    let config = ctx.config.load();
-                    if super::auth::check_token(config.websocket.tokens.get_ref(), self.token.as_deref()).is_err() {
-                        return Err(End::TokenRevoked);
-                    }
-                }
+                Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
                 received = next_live(&mut self.live) => self.on_live(ctx, received).await?,
             }
         }
@@ -324,6 +319,13 @@ impl Session {
             if ctx.shutdown.is_cancelled() {
                 return Err(End::Shutdown);
             }
+            // A replay of a large journal, or one that never catches up with
+            // the head, runs for as long as it reads: a revoked token must
+            // not be served meanwhile.
+            if self.reloads.has_changed().unwrap_or(false) {
+                self.reloads.borrow_and_update();
+                self.still_authorized(ctx)?;
+            }
             let journal = ctx.journal.clone();
             let after = self.cursor;
             let page = journal_read("websocket replay", move || {
@@ -352,6 +354,13 @@ impl Session {
             self.out.flush(None).await?;
             self.out.metrics.published.inc_by(sent);
         }
+    }
+
+    /// After a reload: whether the config still accepts the client's token.
+    fn still_authorized(&self, ctx: &Context) -> Result<(), End> {
+        let config = ctx.config.load();
+        super::auth::check_token(config.websocket.tokens.get_ref(), self.token.as_deref())
+            .map_err(|_| End::TokenRevoked)
     }
 
     /// Sends `{"control":"heartbeat","seq":cursor}` if the client asked for
