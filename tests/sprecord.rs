@@ -435,6 +435,46 @@ async fn a_single_stream_resumes_with_last_event_id() {
     assert!(reconnects(&relay, "http_5xx") >= 3);
 }
 
+/// A stream kept off while another journals (its connects refused, as when
+/// a browser holds one of the server's three slots) resumes after the
+/// account's newest journaled id, not its own. Before, a server with
+/// history sent it everything it had missed, and what was older than
+/// `dedup.window` by then was journaled a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_kept_off_resumes_after_the_accounts_newest_id() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 2, "[dedup]\nwindow = \"1s\"")).await;
+    let open = ids(&peer.wait("open=2").await["open"]);
+    let first = calls(1, 2); // ids 1..8
+    peer.send(&first, json!("all")).await;
+    relay.wait_for_seq(8, WAIT).await;
+
+    peer.post("/control/fail", json!({"status": 503, "count": 1000}))
+        .await;
+    peer.post("/control/drop", json!({"conn": open[0]})).await;
+    peer.wait("open=1&refused=1").await;
+    let meanwhile = calls(50, 2); // ids 9..16, to the other stream
+    peer.send(&meanwhile, json!("all")).await;
+    relay.wait_for_seq(16, WAIT).await;
+    // Past the dedup window: a second copy would be journaled now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    peer.post("/control/fail", json!({"clear": true, "count": 0}))
+        .await;
+
+    let s = peer.wait("open=2&total=3").await;
+    assert_eq!(s["last_event_ids"], json!(["", "", "16"]));
+    let last = calls(90, 1);
+    peer.send(&last, json!("all")).await;
+    relay.wait_for_seq(20, WAIT).await;
+    let all: Vec<Value> = first
+        .iter()
+        .chain(&meanwhile)
+        .chain(&last)
+        .cloned()
+        .collect();
+    assert_journal_is(&relay, &all);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_drops_never_make_a_fourth_connection() {
     let peer = Peer::start();

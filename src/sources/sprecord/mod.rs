@@ -66,7 +66,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
             timings: config.timings(),
             ctx: ctx.clone(),
             reporter: Arc::new(reporter),
-            resume: ResumeId::new(&ctx, &account, config.url.get_ref(), index),
+            resume: ResumeId::new(&ctx, &account, config.url.get_ref()),
         };
         tasks.spawn(restarting(supervisor, cancel.clone()));
     }

@@ -1,5 +1,6 @@
-//! Where each stream resumes: the id of the last event it handed to ingest,
-//! per (account, url, stream), kept for the life of the relay.
+//! Where an account's streams resume: the id of the last event any of its
+//! streams handed to ingest, per (account, url), kept for the life of the
+//! relay.
 //!
 //! Why not in the stream task: a reload that changes the source, or a stream
 //! restarted after a panic, starts new tasks; an id held there was lost and
@@ -8,18 +9,34 @@
 //! process, as in tests, do not share them). The url is part of the key
 //! because an id means nothing to another server.
 //!
-//! Guarantees: an id set is returned by every later `get` for the same key
-//! and relay; a poisoned lock is recovered (the map is always consistent:
-//! single inserts).
+//! Why one id per account, not per stream: every stream carries the same
+//! events, and a stream's own id goes stale while the others go on (its
+//! connects refused for minutes while a browser holds one of the server's
+//! three slots, or the stream removed by a reload and added back later). A
+//! server that keeps history would send such a stream everything after its
+//! stale id, and what is older than `dedup.window` would be journaled again.
+//! The account's newest id asks only for what none of its streams had.
+//!
+//! Guarantees: an id set is returned by every later `get` for the same
+//! account, url and relay; an id longer than [`MAX_ID_BYTES`] is not kept
+//! (it would go back as a header no server takes, and the streams would be
+//! refused until a restart): the streams then ask for no history; a
+//! poisoned lock is recovered (the map is always consistent: single
+//! inserts).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::app::Context;
 
-type Key = (String, String, usize);
+/// The longest id sent back as `Last-Event-ID`: far above any id a server
+/// makes (a counter, a UUID, a timestamp), far below the header sizes
+/// servers refuse (8–16 KiB in common front ends).
+pub const MAX_ID_BYTES: usize = 1024;
 
-/// Every stream's last handed-on id, for one relay.
+type Key = (String, String);
+
+/// Every account's last handed-on id, for one relay.
 #[derive(Debug, Default)]
 pub struct ResumeIds(Mutex<HashMap<Key, String>>);
 
@@ -29,7 +46,7 @@ impl ResumeIds {
     }
 }
 
-/// One stream's resume point.
+/// One account's resume point, shared by its streams.
 #[derive(Clone, Debug)]
 pub struct ResumeId {
     ids: Arc<ResumeIds>,
@@ -37,20 +54,40 @@ pub struct ResumeId {
 }
 
 impl ResumeId {
-    pub fn new(ctx: &Arc<Context>, account: &str, url: &str, stream: usize) -> ResumeId {
+    pub fn new(ctx: &Arc<Context>, account: &str, url: &str) -> ResumeId {
         ResumeId {
             ids: ctx.sse_resume.clone(),
-            key: (account.to_owned(), url.to_owned(), stream),
+            key: (account.to_owned(), url.to_owned()),
         }
     }
 
-    /// The last id handed to ingest on this stream, if any.
+    /// The last id any of the account's streams handed to ingest, if any.
     pub fn get(&self) -> Option<String> {
         self.ids.lock().get(&self.key).cloned()
     }
 
+    /// Notes `id` as the last one handed on; one over [`MAX_ID_BYTES`]
+    /// clears the resume point instead.
     pub fn set(&self, id: &str) {
-        self.ids.lock().insert(self.key.clone(), id.to_owned());
+        let mut ids = self.ids.lock();
+        if id.len() > MAX_ID_BYTES {
+            if ids.remove(&self.key).is_some() {
+                tracing::warn!(
+                    vendor = "sprecord",
+                    account = %self.key.0,
+                    bytes = id.len(),
+                    "an SSE event id is too long to send back as Last-Event-ID: the streams reconnect without asking for history"
+                );
+            }
+            return;
+        }
+        match ids.get_mut(&self.key) {
+            Some(kept) if kept == id => {}
+            Some(kept) => id.clone_into(kept),
+            None => {
+                ids.insert(self.key.clone(), id.to_owned());
+            }
+        }
     }
 }
 
@@ -58,27 +95,39 @@ impl ResumeId {
 mod tests {
     use super::*;
 
-    fn resume(ids: &Arc<ResumeIds>, url: &str, stream: usize) -> ResumeId {
+    fn resume(ids: &Arc<ResumeIds>, url: &str) -> ResumeId {
         ResumeId {
             ids: ids.clone(),
-            key: ("main".to_owned(), url.to_owned(), stream),
+            key: ("main".to_owned(), url.to_owned()),
         }
     }
 
     #[test]
-    fn an_id_set_is_got_back_for_its_stream_only() {
+    fn an_id_set_is_got_back_for_its_account_and_server_only() {
         let ids = Arc::new(ResumeIds::default());
-        let first = resume(&ids, "http://a/sys/events", 0);
+        let first = resume(&ids, "http://a/sys/events");
         assert_eq!(first.get(), None);
         first.set("41");
         first.set("42");
-        // A stream started anew (after a reload or a panic) finds it.
+        // Another stream of the account, or one started anew (after a
+        // reload or a panic), finds it.
         assert_eq!(
-            resume(&ids, "http://a/sys/events", 0).get().as_deref(),
+            resume(&ids, "http://a/sys/events").get().as_deref(),
             Some("42")
         );
-        // Another stream, or another server, has its own.
-        assert_eq!(resume(&ids, "http://a/sys/events", 1).get(), None);
-        assert_eq!(resume(&ids, "http://b/sys/events", 0).get(), None);
+        // Another server has its own.
+        assert_eq!(resume(&ids, "http://b/sys/events").get(), None);
+    }
+
+    #[test]
+    fn an_id_too_long_to_send_back_clears_the_resume_point() {
+        let ids = Arc::new(ResumeIds::default());
+        let stream = resume(&ids, "http://a/sys/events");
+        stream.set("41");
+        stream.set(&"x".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(stream.get(), None);
+        let longest = "y".repeat(MAX_ID_BYTES);
+        stream.set(&longest);
+        assert_eq!(stream.get(), Some(longest));
     }
 }
