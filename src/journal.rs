@@ -378,16 +378,20 @@ impl Journal {
                     opened => break opened?,
                 }
             };
+            // All or nothing, and under the slot's lock: a file whose dedup
+            // table cannot be read is not used (the index from before the
+            // reopen lacks what a commit reported failed may have landed,
+            // and those events would be journaled again), and a retention
+            // pass cannot expire entries between the read and the swap.
+            let index = {
+                let read = db.begin_read().map_err(storage)?;
+                let table = read.open_table(DEDUP_LOG).map_err(storage)?;
+                DedupIndex::load(&table)?
+            };
+            *self.dedup_index() = index;
             *slot = Some(Arc::new(db));
             self.presence.opened(&self.path);
         }
-        let index = {
-            let db = self.db()?;
-            let read = db.begin_read().map_err(storage)?;
-            let table = read.open_table(DEDUP_LOG).map_err(storage)?;
-            DedupIndex::load(&table)?
-        };
-        *self.dedup_index() = index;
         self.refresh_stats()
     }
 

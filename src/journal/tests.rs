@@ -316,6 +316,34 @@ fn a_reopen_after_the_file_was_deleted_refuses_and_creates_nothing() {
     assert!(j.file_gone().is_some());
 }
 
+/// A reopen is all or nothing: a file whose dedup table cannot be read
+/// leaves the journal closed. It used to be taken with the index from
+/// before the reopen, which lacks what a commit reported failed may have
+/// landed: the vendor's retry of such an event was journaled again.
+#[test]
+fn a_reopen_whose_dedup_table_cannot_be_read_leaves_the_journal_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    {
+        let db = j.db().unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut table = txn.open_table(super::dedup::DEDUP_LOG).unwrap();
+        table.insert(99, &[1u8, 2, 3][..]).unwrap();
+        drop(table);
+        txn.commit().unwrap();
+    }
+
+    let refused = j.reopen().unwrap_err();
+
+    assert!(
+        matches!(refused, JournalError::Corrupt { seq: 99 }),
+        "{refused}"
+    );
+    let append = j.append_batch(&[event("b")]).unwrap_err();
+    assert!(matches!(append, JournalError::Closed), "{append}");
+}
+
 #[test]
 fn the_journal_cannot_be_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
