@@ -40,11 +40,25 @@ pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{vendor}", "{account}", "{type}", "{
 /// Properties the sink sets itself; an option may not weaken them.
 /// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a
 /// timed-out record would leave a gap that the re-send from the cursor fills
-/// after the records behind it, out of per-key order.
-const FIXED: [(&str, &str); 3] = [
+/// after the records behind it, out of per-key order. A bounded retry count
+/// (librdkafka's default is the largest) does the same.
+const FIXED: [(&str, &str); 4] = [
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("message.timeout.ms", "0"),
+    ("message.send.max.retries", "2147483647"),
+];
+
+/// The partitioners that put one key's records in one partition (the
+/// others, `random`, ignore the key: one call's events would be spread
+/// over partitions, and per-key order lost).
+const KEYED_PARTITIONERS: [&str; 6] = [
+    "consistent_random",
+    "consistent",
+    "murmur2_random",
+    "murmur2",
+    "fnv1a_random",
+    "fnv1a",
 ];
 
 /// Set unless `[kafka.options]` says otherwise.
@@ -253,13 +267,22 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
             "[kafka.options] `{key}`: set the brokers with `kafka.brokers`"
         ));
     }
-    // librdkafka's alias: the last of the two set wins, and the properties
-    // are set in no fixed order, so the alias must be held to the same value.
-    let property = match key {
+    // librdkafka's aliases: the last of the two set wins, and the properties
+    // are set in no fixed order, so an alias must be held to the same value.
+    // A topic property may also be given as a global one prefixed `topic.`.
+    let unprefixed = key.strip_prefix("topic.").unwrap_or(key);
+    let property = match unprefixed {
         "request.required.acks" => "acks",
         "delivery.timeout.ms" => "message.timeout.ms",
+        "retries" => "message.send.max.retries",
         other => other,
     };
+    if property == "partitioner" && !KEYED_PARTITIONERS.contains(&value.trim()) {
+        return Some(format!(
+            "[kafka.options] `{key}` = {value:?} ignores the record key: one call's events would be spread over partitions, out of order; use one of {}",
+            KEYED_PARTITIONERS.join(", ")
+        ));
+    }
     if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == property)
         && !same_value(property, value, want)
     {
@@ -467,6 +490,26 @@ mod tests {
         assert!(problems(&[("delivery.timeout.ms", "0")]).is_empty());
         assert_eq!(problems(&[("transactional.id", "x")]).len(), 1);
         assert_eq!(problems(&[("bootstrap.servers", "x:9092")]).len(), 1);
+        // A bounded retry count fails a record as a timeout does.
+        assert_eq!(problems(&[("retries", "3")]).len(), 1);
+        assert_eq!(problems(&[("message.send.max.retries", "3")]).len(), 1);
+        assert!(problems(&[("retries", "2147483647")]).is_empty());
+        // A topic property given with the `topic.` prefix is the same one.
+        assert_eq!(problems(&[("topic.message.timeout.ms", "5000")]).len(), 1);
+        assert_eq!(problems(&[("topic.request.required.acks", "1")]).len(), 1);
+        assert!(problems(&[("topic.metadata.refresh.interval.ms", "60000")]).is_empty());
+    }
+
+    /// A partitioner that ignores the key spreads one call over partitions.
+    #[test]
+    fn only_partitioners_that_follow_the_key_are_taken() {
+        let p = problems(&[("partitioner", "random")]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("murmur2"), "{p:?}");
+        assert_eq!(problems(&[("topic.partitioner", "random")]).len(), 1);
+        for keyed in ["consistent_random", "murmur2_random", "fnv1a"] {
+            assert!(problems(&[("partitioner", keyed)]).is_empty(), "{keyed}");
+        }
     }
 
     #[test]
