@@ -474,6 +474,34 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
             "max_body",
         ),
         bad(
+            "a query parameter that is not text, over max_body, is 413 before 400",
+            c.post(relay.url("/hooks/tel4vn/t4?x=%FF"))
+                .header("Authorization", "Bearer tel4vn-key")
+                .body(ten_mib.clone()),
+            413,
+            "max_body",
+        ),
+        bad(
+            "a query parameter that is not text, with a wrong token, is 401 before 400",
+            c.post(relay.url("/hooks/sprecord/sp?token=x&y=%FF"))
+                .body(fixture("sprecord/call_end.json")),
+            401,
+            "wrong ?token=",
+        ),
+        bad(
+            "a token that is not text is a wrong one",
+            c.post(relay.url("/hooks/sprecord/sp?token=%FF"))
+                .body(fixture("sprecord/call_end.json")),
+            401,
+            "wrong ?token=",
+        ),
+        bad(
+            "caresoft without a signature and a query parameter that is not text is 401 before 400",
+            c.post(relay.url("/hooks/caresoft/cs?%E9")).body("{}"),
+            401,
+            "X-Hub-Signature",
+        ),
+        bad(
             "caresoft bad JSON without auth is 401 before 400",
             c.post(relay.url("/hooks/caresoft/cs")).body("{"),
             401,

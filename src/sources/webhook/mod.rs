@@ -286,14 +286,20 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         return Answer::query_too_large(max_body);
     }
     // Read as text, never with replacement characters: the feedback GET's
-    // parameters are its event.
-    let query = match vendors::text::form_pairs(
+    // parameters are its event. A parameter that is not text is a 400, but
+    // only once size and credentials have answered (the contract's order);
+    // until then the parameters are read with replacement characters, so a
+    // credential sent that way is a wrong one.
+    let (query, query_unreadable) = match vendors::text::form_pairs(
         raw_query.as_bytes(),
         None,
         vendors::text::Pairs::QueryParameters,
     ) {
-        Ok(query) => query,
-        Err(e) => return Answer::bad_request(&e.0),
+        Ok(query) => (query, None),
+        Err(e) => {
+            let lossy = url::form_urlencoded::parse(raw_query.as_bytes());
+            (lossy.into_owned().collect(), Some(e))
+        }
     };
     // Credentials in a header or the query are checked before the body is
     // read, so a sender without them never holds a body in memory; the body
@@ -332,6 +338,9 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
             Err(e) => return Answer::unauthorized(&e),
         },
     };
+    if let Some(unreadable) = query_unreadable {
+        return Answer::bad_request(&unreadable.0);
+    }
     let received_at = OffsetDateTime::now_utc();
     let (event, raw) = match vendors::parse(vendor, &verified, received_at) {
         Ok(Parsed::Event(e, raw)) => (e, raw),
