@@ -876,6 +876,39 @@ async fn sio4_a_shutdown_journals_what_was_already_sent() {
     a_stop_journals_what_was_already_sent(4, Stop::Shutdown).await;
 }
 
+/// While the journal refuses commits, the session goes on saying `hello`
+/// (the server drops a session after 30 s without one, and then sends its
+/// events to nobody) as it retries the `response`. Before, the retries held
+/// the session's loop, and its `hello`s with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hellos_go_on_while_the_journal_refuses_a_response() {
+    let mut peer = Peer::start(4).await;
+    let relay = start_relay(&peer, "4", KEY, "key").await;
+    peer.expect("signed").await;
+    // The journal's file moved away: every commit is refused from the
+    // moment the relay sees it gone.
+    let file = relay.ctx.journal.path().to_path_buf();
+    std::fs::rename(&file, file.with_extension("moved")).expect("move the journal");
+    common::eventually(WAIT, "the journal's file seen gone", || {
+        relay.ctx.journal.file_gone().is_some()
+    })
+    .await;
+
+    peer.emit("response", json!([call_event(1)])).await;
+    for _ in 0..4 {
+        peer.expect("hello").await;
+    }
+
+    let stats = peer.stats().await;
+    assert_eq!(stats["connections"], 1, "the session stayed up: {stats}");
+    assert_eq!(
+        relay.ctx.journal.last_seq(),
+        0,
+        "nothing journaled meanwhile"
+    );
+    relay.stop().await;
+}
+
 /// A server that answers every `hello` with a `say` at once, on top of its
 /// periodic `say` every 600 ms (just after the 500 ms proactive hello): the
 /// relay's hellos are never closer than the minimum gap (the vendor's 10 s,

@@ -8,7 +8,8 @@
 //! and the session goes on; readable ones are journaled in one commit, in
 //! order, retried as a whole on commit errors until journaled or the caller
 //! gives up (`give_up`: the session's drain deadline after a stop) — never
-//! dropped before that.
+//! dropped before that; meanwhile the session's `hello`s go on (see
+//! [`super::keep_alive`]), so that the server keeps the session.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::keep_alive::KeepAlive;
 use super::wire::Arg;
 use crate::app::Context;
 use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
@@ -125,6 +127,7 @@ pub async fn deliver_all(
     account: &str,
     responses: &[Vec<Arg>],
     give_up: &CancellationToken,
+    mut keep_alive: Option<&mut KeepAlive<'_>>,
 ) -> Result<usize, ShuttingDown> {
     let max_bytes = ctx.config.load().server.max_body.get_ref().get();
     let mut events = Vec::with_capacity(responses.len());
@@ -162,18 +165,30 @@ pub async fn deliver_all(
         .inc_by(events.len() as u64);
     let mut wait = FIRST_COMMIT_RETRY;
     loop {
-        match ctx.ingest.submit_all(&events).await {
+        let submitted = saying_hello(&mut keep_alive, ctx.ingest.submit_all(&events)).await;
+        match submitted {
             Ok(_) => return Ok(events.len()),
             Err(IngestError::ShuttingDown) => return Err(abandoned(&events)),
             Err(e) => {
                 tracing::warn!(vendor = "voip24h", account, events = events.len(), error = %e, retry_in = ?wait, "journal refused events; retrying");
                 tokio::select! {
                     _ = give_up.cancelled() => return Err(abandoned(&events)),
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = saying_hello(&mut keep_alive, tokio::time::sleep(wait)) => {}
                 }
                 wait = next_commit_retry(wait);
             }
         }
+    }
+}
+
+/// Runs `work`, with the session's `hello`s going on meanwhile if asked.
+async fn saying_hello<F: std::future::Future>(
+    keep_alive: &mut Option<&mut KeepAlive<'_>>,
+    work: F,
+) -> F::Output {
+    match keep_alive.as_deref_mut() {
+        Some(keep_alive) => keep_alive.during(work).await,
+        None => work.await,
     }
 }
 

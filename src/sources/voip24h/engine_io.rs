@@ -53,6 +53,25 @@ pub struct Conn {
     task: JoinHandle<()>,
 }
 
+/// Emits socket.io events on a [`Conn`]; the connection's task ends only
+/// once every emitter is dropped too.
+#[derive(Clone)]
+pub struct Emitter {
+    cmds: mpsc::Sender<Cmd>,
+}
+
+impl Emitter {
+    pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
+        let (reply, rx) = oneshot::channel();
+        let text = wire::encode_event(event, arg.as_ref());
+        self.cmds
+            .send(Cmd::Send(text, reply))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        rx.await.unwrap_or(Err(LinkError::Closed))
+    }
+}
+
 /// Opens the websocket and reads the open packet (within `timeout`).
 pub(super) async fn handshake(
     dial: &Dial,
@@ -169,13 +188,15 @@ impl Conn {
     }
 
     pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
-        let (reply, rx) = oneshot::channel();
-        let text = wire::encode_event(event, arg.as_ref());
-        self.cmds
-            .send(Cmd::Send(text, reply))
-            .await
-            .map_err(|_| LinkError::Closed)?;
-        rx.await.unwrap_or(Err(LinkError::Closed))
+        self.emitter().emit(event, arg).await
+    }
+
+    /// A handle that emits on this connection apart from the session's hold
+    /// on it (while the session waits on the journal).
+    pub fn emitter(&self) -> Emitter {
+        Emitter {
+            cmds: self.cmds.clone(),
+        }
     }
 
     pub async fn close(self) {

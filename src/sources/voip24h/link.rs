@@ -145,6 +145,11 @@ impl Link {
         self.conn.emit(event, arg).await
     }
 
+    /// Emits apart from the `&mut` hold on the link (see [`engine_io::Emitter`]).
+    pub fn emitter(&self) -> engine_io::Emitter {
+        self.conn.emitter()
+    }
+
     /// Closes in order (socket.io disconnect, then the transport) and returns
     /// once the socket is gone.
     pub async fn close(self) {

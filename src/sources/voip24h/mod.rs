@@ -18,6 +18,7 @@ pub mod config;
 pub mod deliver;
 mod detect;
 mod engine_io;
+mod keep_alive;
 mod link;
 mod session;
 pub mod wire;

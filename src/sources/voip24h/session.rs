@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{ShuttingDown, count_malformed, deliver_all, unrecognised};
+use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
 use crate::app::Context;
@@ -269,7 +270,11 @@ impl Session<'_> {
     ) -> bool {
         match inbound {
             Inbound::Event { name, args } if name == "response" || is_unknown(&name) => {
-                match self.deliver_event(link, &name, args, drain_over).await {
+                // Draining after the session's end: no more `hello`s.
+                match self
+                    .deliver_event(link, &name, args, drain_over, None)
+                    .await
+                {
                     Ok(()) => true,
                     Err(ShuttingDown { abandoned }) => {
                         self.report_left_behind(link, abandoned);
@@ -295,6 +300,7 @@ impl Session<'_> {
         link: &mut Link,
         first: Vec<Arg>,
         drain_over: &CancellationToken,
+        keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -307,7 +313,7 @@ impl Session<'_> {
                 None => break,
             }
         }
-        if deliver_all(self.ctx, self.account(), &group, drain_over).await? > 0 {
+        if deliver_all(self.ctx, self.account(), &group, drain_over, keep_alive).await? > 0 {
             self.reporter.event_seen();
         }
         Ok(())
@@ -321,11 +327,14 @@ impl Session<'_> {
         name: &str,
         args: Vec<Arg>,
         drain_over: &CancellationToken,
+        keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
         if name == "response" {
-            self.deliver_responses(link, args, drain_over).await
+            self.deliver_responses(link, args, drain_over, keep_alive)
+                .await
         } else {
-            self.deliver_unrecognised(name, &args, drain_over).await
+            self.deliver_unrecognised(name, &args, drain_over, keep_alive)
+                .await
         }
     }
 
@@ -338,6 +347,7 @@ impl Session<'_> {
         name: &str,
         args: &[Arg],
         drain_over: &CancellationToken,
+        keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
         let first_of_its_name = {
             let mut logged = self
@@ -358,7 +368,8 @@ impl Session<'_> {
             count_malformed(self.ctx, self.account());
             return Ok(());
         };
-        if deliver_all(self.ctx, self.account(), &[vec![wrapped]], drain_over).await? > 0 {
+        let group = [vec![wrapped]];
+        if deliver_all(self.ctx, self.account(), &group, drain_over, keep_alive).await? > 0 {
             self.reporter.event_seen();
         }
         Ok(())
@@ -372,10 +383,7 @@ impl Session<'_> {
         let silence = silence_limit(hello_interval);
         let mut last_frame = Instant::now();
         let min_gap = MIN_HELLO_GAP.min(hello_interval);
-        // When the next `hello` is due (none before `sign`, unless a `say`
-        // asks), and when the last one went out.
-        let mut next_hello: Option<Instant> = None;
-        let mut last_hello: Option<Instant> = None;
+        let mut hellos = HelloClock::default();
         let mut signed = false;
         let mut namespace_connected = false;
         let mut connected_at: Option<Instant> = None;
@@ -401,7 +409,7 @@ impl Session<'_> {
                 );
             }
             let watchdog = last_frame + silence;
-            let mut wake = next_hello.map_or(watchdog, |h| h.min(watchdog));
+            let mut wake = hellos.next.map_or(watchdog, |h| h.min(watchdog));
             if !namespace_connected {
                 if Instant::now() >= namespace_deadline {
                     let detail =
@@ -470,14 +478,14 @@ impl Session<'_> {
                                 );
                             }
                             signed = true;
-                            next_hello = Some(Instant::now() + hello_interval);
+                            hellos.next = Some(Instant::now() + hello_interval);
                         }
                         Inbound::Event { name, args } => match name.as_str() {
                             "say" => {
                                 // Answered as soon as the gap since the last
                                 // hello allows: at once, or when it ends.
-                                let allowed = last_hello.map_or(Instant::now(), |t| t + min_gap);
-                                next_hello = Some(next_hello.map_or(allowed, |h| h.min(allowed)));
+                                let allowed = hellos.last.map_or(Instant::now(), |t| t + min_gap);
+                                hellos.next = Some(hellos.next.map_or(allowed, |h| h.min(allowed)));
                             }
                             "signing" => self.reporter.set_state(ConnState::Signing),
                             "connected" | "connection" => {
@@ -513,10 +521,25 @@ impl Session<'_> {
                                         connected_at,
                                     );
                                 }
-                                // `response`, or an event this does not know.
-                                if let Err(ShuttingDown { abandoned }) =
-                                    self.deliver_event(link, &name, args, drain_over).await
-                                {
+                                // `response`, or an event this does not know;
+                                // `hello`s go on while the journal refuses it.
+                                let mut keep_alive = KeepAlive {
+                                    emitter: link.emitter(),
+                                    clock: &mut hellos,
+                                    interval: hello_interval,
+                                    limit: silence,
+                                };
+                                let delivered = self
+                                    .deliver_event(
+                                        link,
+                                        &name,
+                                        args,
+                                        drain_over,
+                                        Some(&mut keep_alive),
+                                    )
+                                    .await;
+                                drop(keep_alive);
+                                if let Err(ShuttingDown { abandoned }) = delivered {
                                     self.report_left_behind(link, abandoned);
                                     return end(
                                         EndReason::Cancelled,
@@ -533,7 +556,7 @@ impl Session<'_> {
                     }
                 }
             }
-            if next_hello.is_some_and(|h| Instant::now() >= h) {
+            if hellos.next.is_some_and(|h| Instant::now() >= h) {
                 if let Err(e) = emit(link, "hello", None, silence).await {
                     return end(
                         EndReason::Closed,
@@ -544,9 +567,7 @@ impl Session<'_> {
                 }
                 // The proactive timer counts from this hello, whatever
                 // prompted it, so it never follows a `say`'s answer closely.
-                let now = Instant::now();
-                last_hello = Some(now);
-                next_hello = Some(now + hello_interval);
+                hellos.sent(hello_interval);
             }
         }
     }
