@@ -163,6 +163,9 @@ async fn read_within(
         if let Ok(data) = frame.into_data() {
             let received = (buf.len() + data.len()) as u64;
             if received > max_body {
+                // Refused: held no longer while the rest is read off.
+                drop(buf);
+                reservation.release();
                 drain(body).await;
                 return Err(BodyError::TooLarge);
             }
@@ -343,6 +346,30 @@ mod tests {
         );
         // Dropping the stalled body lets go of the connection's stream.
         assert!(tx.is_closed());
+    }
+
+    /// A body found over `max_body` as it arrives gives its memory back
+    /// before the rest is read off, as a body the budget refuses does: a
+    /// refused body that is still arriving holds nothing.
+    #[tokio::test]
+    async fn a_body_over_max_body_holds_nothing_while_it_is_read_off() {
+        let budget = BodyBudget::new();
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let mut held = budget.reservation("tel4vn/t".into());
+        let reading = tokio::spawn(async move {
+            let headers = HeaderMap::new();
+            read_limited(&headers, Body::from_stream(rx), 1024, &mut held, u64::MAX).await
+        });
+        let within = Duration::from_secs(1);
+        use crate::app::tests_support::until;
+        tx.try_send(Ok(Bytes::from(vec![b'x'; 600]))).unwrap();
+        until("600 bytes held", within, || budget.in_use() >= 600).await;
+        tx.try_send(Ok(Bytes::from(vec![b'x'; 600]))).unwrap();
+        until("the body let go of", within, || budget.in_use() == 0).await;
+        assert!(!reading.is_finished(), "still reading the rest off");
+        drop(tx);
+        let read = reading.await.unwrap();
+        assert!(matches!(read, Err(BodyError::TooLarge)), "{read:?}");
     }
 
     #[tokio::test]
