@@ -594,6 +594,10 @@ impl Forwarder {
             Outcome::AlreadyInKafka(at) => {
                 self.cursor = report.seq;
                 self.offsets.note(&report.topic, at.partition, at.offset);
+                // Kafka has it: after a recovery whose read-back found
+                // everything, no delivery may come for hours, and the sink
+                // must not stay "not delivering" with nothing left to send.
+                self.recovered();
                 Ok(())
             }
             Outcome::Delivered(at) => {
@@ -604,12 +608,7 @@ impl Forwarder {
                 self.latency.observe(latency);
                 self.awaiting_reports_since = Instant::now();
                 self.health.delivered();
-                if self.failure.take().is_some() {
-                    tracing::info!(cursor = self.cursor, "kafka sink recovered");
-                    self.backoff.reset();
-                    // The next failure is a new incident: logged at once.
-                    self.recoveries_logged = LogThrottle::new(RECOVERY_LOG_INTERVAL);
-                }
+                self.recovered();
                 Ok(())
             }
             Outcome::Skipped => {
@@ -626,6 +625,16 @@ impl Forwarder {
                 error,
             }),
             Outcome::Dropped => Err(Failure::ProducerGone),
+        }
+    }
+
+    /// Ends the failure being recovered from, if any: an event is in Kafka.
+    fn recovered(&mut self) {
+        if self.failure.take().is_some() {
+            tracing::info!(cursor = self.cursor, "kafka sink recovered");
+            self.backoff.reset();
+            // The next failure is a new incident: logged at once.
+            self.recoveries_logged = LogThrottle::new(RECOVERY_LOG_INTERVAL);
         }
     }
 

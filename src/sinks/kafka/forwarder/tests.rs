@@ -969,3 +969,25 @@ async fn held_drops_that_cannot_be_taken_hold_the_sink_until_they_can() {
     assert!(forwarder.reader.is_some(), "reads on");
     fixture.stop().await;
 }
+
+/// A record a read-back found in Kafka ends the failure being recovered
+/// from, as a delivery does: after a recovery that found everything past
+/// the cursor in Kafka, no new event may come for hours, and the sink must
+/// not stay "not delivering" meanwhile. A record skipped as too large says
+/// nothing about Kafka, and does not.
+#[tokio::test]
+async fn a_record_found_in_kafka_ends_the_failure_as_a_delivery_does() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let found = Outcome::AlreadyInKafka(Position {
+        partition: 0,
+        offset: 0,
+    });
+
+    forwarder.failure = Some("no delivery report for 30s".into());
+    forwarder.on_report(report(1, Outcome::Skipped)).unwrap();
+    assert!(forwarder.failure.is_some());
+    forwarder.on_report(report(2, found)).unwrap();
+    assert_eq!((forwarder.failure.as_deref(), forwarder.cursor), (None, 2));
+    fixture.stop().await;
+}
