@@ -387,6 +387,29 @@ async fn a_burst_of_responses_and_unknown_events_keeps_every_one_in_order() {
     relay.stop().await;
 }
 
+/// A `signing` from the server once the session is connected (the key
+/// checked again) leaves it shown connected: before, the state went back
+/// to `signing` for good, the gauge to 0, and `/readyz` and the
+/// upstream-down alert said the account was down while its events flowed.
+#[tokio::test]
+async fn a_signing_after_connected_leaves_the_session_shown_connected() {
+    let mut peer = Peer::start(4).await;
+    let relay = start_relay(&peer, "4", KEY, "key").await;
+    peer.expect("signed").await;
+    connected_with_detected_engine(&relay, 4).await;
+
+    peer.emit("signing", json!([])).await;
+    // Handled in order: once this is journaled, the `signing` was seen.
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+
+    assert_eq!(
+        upstream_state(&relay),
+        Some((ConnState::Connected, Some("engine.io 4".to_owned())))
+    );
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn sio2_events_reach_the_journal_in_order() {
     events_reach_the_journal_in_order(2).await;

@@ -487,7 +487,13 @@ impl Session<'_> {
                                 let allowed = hellos.last.map_or(Instant::now(), |t| t + min_gap);
                                 hellos.next = Some(hellos.next.map_or(allowed, |h| h.min(allowed)));
                             }
-                            "signing" => self.reporter.set_state(ConnState::Signing),
+                            // Only on the way in: once `connected`, nothing
+                            // brings the state back, and a server checking the
+                            // key again would leave the session shown down
+                            // (and paged) while its events flow.
+                            "signing" if connected_at.is_none() => {
+                                self.reporter.set_state(ConnState::Signing);
+                            }
                             "connected" | "connection" => {
                                 if connected_at.is_none() {
                                     connected_at = Some(Instant::now());
