@@ -71,6 +71,9 @@ pub struct UpstreamStatus {
     down_since: Instant,
     #[serde(skip)]
     grace: Duration,
+    /// Which [`UpstreamReporter`] the row is: only that one removes it.
+    #[serde(skip)]
+    registration: u64,
 }
 
 impl UpstreamStatus {
@@ -95,6 +98,8 @@ struct Board {
     /// When `max_size` last dropped events a sink had not had (how many
     /// since the start is the `journal_dropped{undelivered}` counter).
     last_undelivered_drop: Option<Instant>,
+    /// The last upstream registration handed out.
+    registrations: u64,
 }
 
 /// How long `degraded` names the last drop of undelivered events: long
@@ -146,7 +151,10 @@ impl StatusBoard {
     ) -> UpstreamReporter {
         let key = (vendor, account.to_owned(), stream.to_owned());
         let now = Instant::now();
-        self.lock().upstreams.insert(
+        let mut board = self.lock();
+        board.registrations += 1;
+        let registration = board.registrations;
+        board.upstreams.insert(
             key.clone(),
             UpstreamStatus {
                 vendor,
@@ -162,8 +170,10 @@ impl StatusBoard {
                 proxy: None,
                 down_since: now,
                 grace,
+                registration,
             },
         );
+        drop(board);
         self.metrics
             .upstream_connected
             .with_label_values(&[vendor.as_str(), account, stream])
@@ -171,6 +181,7 @@ impl StatusBoard {
         UpstreamReporter {
             board: self.clone(),
             key,
+            registration,
         }
     }
 
@@ -342,6 +353,7 @@ impl StatusBoard {
 pub struct UpstreamReporter {
     board: StatusBoard,
     key: Key,
+    registration: u64,
 }
 
 impl UpstreamReporter {
@@ -441,8 +453,20 @@ impl UpstreamReporter {
 }
 
 impl Drop for UpstreamReporter {
+    /// Removes its row and gauge, unless a newer registration of the same
+    /// connection has taken them over: a source stopped by abort drops its
+    /// streams' reporters in the background, possibly after its
+    /// replacement registered the same rows.
     fn drop(&mut self) {
-        self.board.lock().upstreams.remove(&self.key);
+        let mut board = self.board.lock();
+        let ours = board
+            .upstreams
+            .get(&self.key)
+            .is_some_and(|u| u.registration == self.registration);
+        if !ours {
+            return;
+        }
+        board.upstreams.remove(&self.key);
         let _ = self
             .board
             .metrics
@@ -639,6 +663,33 @@ mod tests {
         let degraded = board.degraded_reasons();
         assert_eq!(degraded.len(), 1, "{degraded:?}");
         assert!(degraded[0].contains(": 3 since the start"), "{degraded:?}");
+    }
+
+    /// A reporter dropped after a newer one registered the same connection
+    /// (a source stopped by abort, whose streams' tasks end in the
+    /// background after the replacement started) leaves the newer row and
+    /// gauge alone; the newer one's drop removes them.
+    #[test]
+    fn only_the_latest_registration_removes_its_row() {
+        let board = board();
+        let grace = Duration::from_secs(30);
+        let old = board.upstream(Vendor::Sprecord, "office", "0", grace);
+        let new = board.upstream(Vendor::Sprecord, "office", "0", grace);
+        new.set_state(ConnState::Connected);
+        let gauge = || {
+            board
+                .metrics()
+                .upstream_connected
+                .with_label_values(&["sprecord", "office", "0"])
+                .get()
+        };
+
+        drop(old);
+        assert_eq!(new.state(), Some(ConnState::Connected));
+        assert_eq!(gauge(), 1);
+        drop(new);
+        assert!(board.upstreams().is_empty());
+        assert_eq!(gauge(), 0, "removed (a new series reads 0)");
     }
 
     #[test]
