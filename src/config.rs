@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use checks::{url_without_credentials, validate_account, validate_http_url};
+pub use checks::{shown_url, url_without_credentials, validate_account, validate_http_url};
 pub use validator::{ConfigError, Problem, Validator, line_col};
 pub use values::{ByteSize, HumanDuration, Secret};
 

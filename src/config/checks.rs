@@ -38,7 +38,7 @@ pub fn validate_http_url(v: &mut Validator, field: &str, value: &Spanned<String>
 }
 
 /// A URL as `Validator::shown` quotes it, without credentials, still quoted.
-fn shown_url(shown: &str) -> String {
+pub fn shown_url(shown: &str) -> String {
     match shown
         .strip_prefix('"')
         .and_then(|inner| inner.strip_suffix('"'))

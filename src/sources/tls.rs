@@ -61,10 +61,12 @@ impl TlsSettings {
         let Some(ca_file) = &self.ca_file else {
             return;
         };
-        if !url.get_ref().starts_with("https://") {
+        // The scheme as the sources read it: parsed (`HTTPS://` is https).
+        let https = url::Url::parse(url.get_ref()).is_ok_and(|u| u.scheme() == "https");
+        if !https {
             let message = format!(
                 "`tls.ca_file` is set but `url` = {} does not use https://",
-                v.shown(url)
+                crate::config::shown_url(&v.shown(url))
             );
             v.error(ca_file.span(), message);
         }
@@ -253,6 +255,12 @@ mod tests {
             err.contains("relay.toml:4:") && err.contains("https://"),
             "{err}"
         );
+        // The scheme as the sources read it, in any case.
+        assert!(load_config("HTTPS://rec.local", &tls).is_ok());
+        // A URL written in the file is shown without its credentials.
+        let err = load_config("http://user:hunter2@rec.local/?token=abc", &tls).unwrap_err();
+        assert!(err.contains("\"http://…@rec.local/?…\""), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("abc"), "{err}");
 
         let err = load_config(
             "https://rec.local",
