@@ -110,6 +110,16 @@ impl WebhookConfig {
             );
             v.error(h.span(), message);
         }
+        if let Some(user) = &self.username
+            && user.get_ref().contains(':')
+        {
+            // RFC 7617: the first `:` ends the user-id, so the sender's
+            // `user:with:colons:password` can never match.
+            v.error(
+                user.span(),
+                "`username` must not contain `:`: HTTP Basic auth ends the user name at the first one, so no delivery could match",
+            );
+        }
         if let Some(q) = &self.api_key_query {
             if q.get_ref().is_empty() {
                 v.error(q.span(), "`api_key_query` must not be empty");
@@ -222,6 +232,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_voipex_username_cannot_hold_a_colon() {
+        let Err(e) = load(
+            "[[webhook]]\nvendor = \"voipex\"\naccount = \"v\"\nusername = \"ops:team\"\npassword = \"p:w\"\n",
+        ) else {
+            panic!("Basic auth ends the user name at the first `:`");
+        };
+        let e = e.to_string();
+        assert!(e.contains("4:12: `username` must not contain `:`"), "{e}");
+        assert!(
+            !e.contains("password"),
+            "a `:` in the password is fine: {e}"
+        );
     }
 
     #[test]
