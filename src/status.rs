@@ -676,33 +676,34 @@ mod tests {
         let old = board.upstream(Vendor::Sprecord, "office", "0", grace);
         let new = board.upstream(Vendor::Sprecord, "office", "0", grace);
         new.set_state(ConnState::Connected);
-        let gauge = || {
-            board
-                .metrics()
-                .upstream_connected
-                .with_label_values(&["sprecord", "office", "0"])
-                .get()
-        };
 
         drop(old);
         assert_eq!(new.state(), Some(ConnState::Connected));
-        assert_eq!(gauge(), 1);
+        assert_eq!(connected(&board, "0"), 1);
         drop(new);
         assert!(board.upstreams().is_empty());
-        assert_eq!(gauge(), 0, "removed (a new series reads 0)");
+        let labels = ["sprecord", "office", "0"];
+        let series = board
+            .metrics()
+            .upstream_connected
+            .remove_label_values(&labels);
+        assert!(series.is_err(), "the gauge's series is gone");
+    }
+
+    /// `callrelay_upstream_connected` of SPRecord account `office`'s `stream`.
+    fn connected(board: &StatusBoard, stream: &str) -> i64 {
+        board
+            .metrics()
+            .upstream_connected
+            .with_label_values(&["sprecord", "office", stream])
+            .get()
     }
 
     #[test]
     fn connecting_clears_the_last_error_and_sets_the_gauge() {
         let board = board();
         let up = board.upstream(Vendor::Sprecord, "office", "1", Duration::from_secs(30));
-        let connected = || {
-            board
-                .metrics()
-                .upstream_connected
-                .with_label_values(&["sprecord", "office", "1"])
-                .get()
-        };
+        let connected = || connected(&board, "1");
         up.set_state(ConnState::Connected);
         assert_eq!((up.state(), connected()), (Some(ConnState::Connected), 1));
         up.reconnecting("http_503", Some("busy".into()), Duration::from_secs(5));
