@@ -13,7 +13,8 @@
 
 use super::super::CURSOR;
 use super::super::reader::ReadError;
-use super::Forwarder;
+use super::{Forwarder, off_the_workers};
+use crate::journal::Journal;
 
 impl Forwarder {
     /// Takes the record of the held drops after the cursor and counts them;
@@ -47,12 +48,9 @@ impl Forwarder {
             cursor,
             "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
         );
-        let journal = self.ctx.journal.clone();
-        let noted = tokio::task::spawn_blocking(move || journal.undelivered_said(lost)).await;
-        match noted {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => crate::app::not_noted(&e.to_string()),
-            Err(e) => crate::app::not_noted(&e.to_string()),
+        let said = move |journal: &Journal| journal.undelivered_said(lost);
+        if let Err(e) = off_the_workers(said, self.ctx.journal.clone()).await {
+            crate::app::not_noted(&e);
         }
         Ok(())
     }
