@@ -351,6 +351,15 @@ impl Forwarder {
         {
             return Some(Failure::Journal(e));
         }
+        // Before anything is handed over: a crash after a record went out
+        // must find the state unclean, or the next start skips the read-back
+        // and sends again what Kafka has.
+        if !self.marked_unclean {
+            self.persist(false).await;
+            if !self.marked_unclean {
+                return Some(Failure::CursorWrite);
+            }
+        }
         if let Err(f) = self.ensure_producer() {
             return Some(f);
         }

@@ -36,6 +36,9 @@ pub(super) enum Failure {
         in_flight: usize,
     },
     Journal(ReadError),
+    /// The cursor could not be marked in use (the journal refused the
+    /// write, logged): nothing is handed over until it is.
+    CursorWrite,
     /// The read-back of `topic` after an interrupted run found no broker
     /// answering, or one stopped answering part-way; it is tried again
     /// before anything is sent again.
@@ -76,7 +79,7 @@ impl Failure {
             }
             Failure::ProducerGone => "purged",
             Failure::Stalled { .. } => "stalled",
-            Failure::Journal(_) => "journal",
+            Failure::Journal(_) | Failure::CursorWrite => "journal",
             Failure::ReadBack { .. } => "broker_down",
         }
     }
@@ -125,6 +128,10 @@ impl fmt::Display for Failure {
                 waited.as_secs()
             ),
             Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
+            Failure::CursorWrite => write!(
+                f,
+                "cannot mark the kafka cursor in use (the journal refused the write): nothing is sent until it is, so that a crash cannot skip the read-back of what was sent"
+            ),
             Failure::ReadBack { topic, error } => write!(
                 f,
                 "cannot read back what an interrupted run delivered to \"{topic}\" ({error}): it is read again before anything is sent again"

@@ -991,3 +991,27 @@ async fn a_record_found_in_kafka_ends_the_failure_as_a_delivery_does() {
     assert_eq!((forwarder.failure.as_deref(), forwarder.cursor), (None, 2));
     fixture.stop().await;
 }
+
+/// Nothing is handed over before the cursor is marked in use: a crash after
+/// a record went out must find the state unclean, or the next start skips
+/// the read-back and sends again what Kafka has. While the journal refuses
+/// that write, the loop fails (and tries again after its backoff).
+#[tokio::test]
+async fn nothing_is_sent_before_the_cursor_is_marked_in_use() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..1).await;
+    assert!(ctx.journal.close(WITHIN));
+    let forwarder = &mut fixture.forwarder;
+    let cancel = CancellationToken::new();
+
+    let refused = forwarder.pump(&cancel).await;
+    assert!(matches!(refused, Some(Failure::CursorWrite)), "{refused:?}");
+    assert!(forwarder.reader.is_none() && forwarder.in_flight.is_empty());
+
+    ctx.journal.reopen().unwrap();
+    cancel.cancel();
+    assert!(forwarder.pump(&cancel).await.is_none());
+    assert_eq!(written(&ctx), (Some(0), Some(CursorState::default())));
+    fixture.stop().await;
+}
