@@ -127,10 +127,36 @@ async fn read_limited_within(
         read_off_unless_waiting(headers, body).await;
         return Err(BodyError::TooLarge);
     }
-    let read = read_within(body, declared, max_body, reservation, memory_limit);
-    match tokio::time::timeout(timeout, read).await {
-        Ok(read) => read,
-        Err(_) => Err(not_arrived(timeout)),
+    let within = Within::from_now(timeout);
+    read_within(body, declared, max_body, reservation, memory_limit, within).await
+}
+
+/// The time a body has to arrive. It bounds the reading only: once the
+/// answer is known (413, or 503 for the budget), reading the rest off has
+/// its own bound, and a body that passed `max_body` just before the
+/// deadline is still answered 413, not "did not arrive".
+#[derive(Clone, Copy)]
+struct Within {
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl Within {
+    fn from_now(timeout: Duration) -> Within {
+        Within {
+            deadline: tokio::time::Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// The body's next frame, unless the deadline passes first.
+    async fn next_frame(
+        self,
+        body: &mut Body,
+    ) -> Result<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>, BodyError> {
+        tokio::time::timeout_at(self.deadline, body.frame())
+            .await
+            .map_err(|_| not_arrived(self.timeout))
     }
 }
 
@@ -147,6 +173,7 @@ async fn read_within(
     max_body: u64,
     reservation: &mut Reservation,
     memory_limit: u64,
+    within: Within,
 ) -> Result<Bytes, BodyError> {
     // A small declared body gets its buffer at once, at its size (growing it
     // from nothing held up to 2.6 times the body); a larger one starts at
@@ -157,7 +184,7 @@ async fn read_within(
         Some(n) => BytesMut::with_capacity(usize::try_from(n).unwrap_or(0).min(FIRST_BUFFER)),
         None => BytesMut::new(),
     };
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = within.next_frame(&mut body).await? {
         let frame =
             frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -203,17 +230,14 @@ pub async fn discard(headers: &HeaderMap, body: Body, max_body: u64) -> Result<(
             read_off_unless_waiting(headers, body).await;
             Ok(())
         }
-        None => {
-            let measured = tokio::time::timeout(BODY_TIMEOUT, measure(body, max_body)).await;
-            measured.unwrap_or_else(|_| Err(not_arrived(BODY_TIMEOUT)))
-        }
+        None => measure(body, max_body, Within::from_now(BODY_TIMEOUT)).await,
     }
 }
 
 /// Counts a chunked body's bytes up to `max_body`, keeping none.
-async fn measure(mut body: Body, max_body: u64) -> Result<(), BodyError> {
+async fn measure(mut body: Body, max_body: u64, within: Within) -> Result<(), BodyError> {
     let mut seen = 0u64;
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = within.next_frame(&mut body).await? {
         let frame =
             frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -367,6 +391,28 @@ mod tests {
         tx.try_send(Ok(Bytes::from(vec![b'x'; 600]))).unwrap();
         until("the body let go of", within, || budget.in_use() == 0).await;
         assert!(!reading.is_finished(), "still reading the rest off");
+        drop(tx);
+        let read = reading.await.unwrap();
+        assert!(matches!(read, Err(BodyError::TooLarge)), "{read:?}");
+    }
+
+    /// The time a body has to arrive bounds the reading, not the read-off
+    /// of a body already refused: one that passes `max_body` just before
+    /// the deadline is answered 413, not "did not arrive".
+    #[tokio::test]
+    async fn a_body_over_max_body_near_the_deadline_is_413() {
+        let budget = BodyBudget::new();
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let mut held = budget.reservation("tel4vn/t".into());
+        let timeout = Duration::from_millis(50);
+        let reading = tokio::spawn(async move {
+            let (headers, body) = (HeaderMap::new(), Body::from_stream(rx));
+            read_limited_within(&headers, body, 1024, &mut held, u64::MAX, timeout).await
+        });
+        tx.try_send(Ok(Bytes::from(vec![b'x'; 2000]))).unwrap();
+        // The deadline passes while the rest is read off (the sender is
+        // still there, so the read-off waits for it).
+        tokio::time::sleep(timeout * 3).await;
         drop(tx);
         let read = reading.await.unwrap();
         assert!(matches!(read, Err(BodyError::TooLarge)), "{read:?}");
