@@ -372,18 +372,30 @@ mod tests {
         assert!(tx.is_closed());
     }
 
+    type Sender = futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+    /// A chunked body whose frames the test sends, read for a `max_body` of
+    /// 1,024 within `timeout` in the background, held in `budget`.
+    fn reading_in_the_background(
+        budget: &Arc<BodyBudget>,
+        timeout: Duration,
+    ) -> (Sender, tokio::task::JoinHandle<Result<Bytes, BodyError>>) {
+        let (tx, rx) = futures::channel::mpsc::channel(4);
+        let mut held = budget.reservation("tel4vn/t".into());
+        let reading = tokio::spawn(async move {
+            let (headers, body) = (HeaderMap::new(), Body::from_stream(rx));
+            read_limited_within(&headers, body, 1024, &mut held, u64::MAX, timeout).await
+        });
+        (tx, reading)
+    }
+
     /// A body found over `max_body` as it arrives gives its memory back
     /// before the rest is read off, as a body the budget refuses does: a
     /// refused body that is still arriving holds nothing.
     #[tokio::test]
     async fn a_body_over_max_body_holds_nothing_while_it_is_read_off() {
         let budget = BodyBudget::new();
-        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-        let mut held = budget.reservation("tel4vn/t".into());
-        let reading = tokio::spawn(async move {
-            let headers = HeaderMap::new();
-            read_limited(&headers, Body::from_stream(rx), 1024, &mut held, u64::MAX).await
-        });
+        let (mut tx, reading) = reading_in_the_background(&budget, BODY_TIMEOUT);
         let within = Duration::from_secs(1);
         use crate::app::tests_support::until;
         tx.try_send(Ok(Bytes::from(vec![b'x'; 600]))).unwrap();
@@ -402,13 +414,8 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_max_body_near_the_deadline_is_413() {
         let budget = BodyBudget::new();
-        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-        let mut held = budget.reservation("tel4vn/t".into());
         let timeout = Duration::from_millis(50);
-        let reading = tokio::spawn(async move {
-            let (headers, body) = (HeaderMap::new(), Body::from_stream(rx));
-            read_limited_within(&headers, body, 1024, &mut held, u64::MAX, timeout).await
-        });
+        let (mut tx, reading) = reading_in_the_background(&budget, timeout);
         tx.try_send(Ok(Bytes::from(vec![b'x'; 2000]))).unwrap();
         // The deadline passes while the rest is read off (the sender is
         // still there, so the read-off waits for it).
