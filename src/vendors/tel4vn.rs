@@ -167,13 +167,16 @@ fn event(map: &Map<String, Value>, payload: &Value, hook: Option<&str>) -> Optio
 
 /// Whether the hook carries an autocall's press_key or customer_id. An empty
 /// value counts as absent: serializers often write every optional field. So
-/// does a customer id of 0 (no customer, as ids of 0 are elsewhere); a
-/// press_key of 0 is the key 0.
+/// does a customer id of 0, written as a number or as text (no customer, as
+/// ids of 0 are elsewhere, and `8` and `"8"` are one id); a press_key of 0 is
+/// the key 0.
 fn autocall_fields(map: &Map<String, Value>) -> bool {
+    let no_customer = |text: &str| text.trim().parse::<f64>().is_ok_and(|n| n == 0.0);
     let present = |key: &str| match get(map, key) {
         None | Some(Value::Null) => false,
+        Some(Value::String(s)) if key == "customer_id" => !s.trim().is_empty() && !no_customer(s),
         Some(Value::String(s)) => !s.trim().is_empty(),
-        Some(Value::Number(n)) if key == "customer_id" => n.as_f64() != Some(0.0),
+        Some(Value::Number(n)) if key == "customer_id" => !no_customer(&n.to_string()),
         Some(_) => true,
     };
     present("press_key") || present("customer_id")
@@ -246,6 +249,9 @@ mod tests {
             (json!(""), json!("")),
             (json!(null), json!(null)),
             (json!(""), json!(0)),
+            (json!(""), json!("0")),
+            (json!(null), json!(" 0 ")),
+            (json!(""), json!(0.0)),
         ] {
             let mut r = raw.clone();
             r["press_key"] = press_key;
@@ -281,6 +287,24 @@ mod tests {
         );
         assert_ne!(plain.identity, autocall.identity);
         assert_eq!(autocall.identity, autocall_state.identity);
+    }
+
+    /// A serializer that writes every field gives a plain CDR a customer id
+    /// "0": it is still the plain CDR, and not the autocall CDR's duplicate.
+    #[test]
+    fn a_plain_cdr_with_customer_id_zero_as_text_is_not_the_autocall_cdr() {
+        let mut plain: Value = serde_json::from_str(HANGUP).unwrap();
+        plain["state"] = json!("cdr");
+        plain["press_key"] = json!("");
+        plain["customer_id"] = json!("0");
+        let mut autocall = plain.clone();
+        autocall["state"] = json!("cdr_autocall");
+        let (plain, autocall) = (
+            parse(&plain, None).unwrap(),
+            parse(&autocall, None).unwrap(),
+        );
+        assert_eq!(plain.event_type, "call.cdr");
+        assert_ne!(plain.identity, autocall.identity);
     }
 
     /// Tel4vn's hook data gives `state` only as ringing / answered / hangup /
