@@ -43,12 +43,13 @@ pub fn parse_call_event(payload: &Value) -> Result<VendorEvent, ParseError> {
 }
 
 fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
-    let state = lower(get(map, "state"))?;
-    let event_type = match state.as_str() {
-        "ring" | "ringing" => "call.ringing",
-        "up" | "answer" | "answered" => "call.answered",
-        "hangup" => "call.hangup",
-        "cdr" => "call.cdr",
+    // Each type's identity word is the document's state, so a synonym on one
+    // channel and the document's word on the other are one event.
+    let (event_type, state) = match lower(get(map, "state"))?.as_str() {
+        "ring" | "ringing" => ("call.ringing", "ring"),
+        "up" | "answer" | "answered" => ("call.answered", "up"),
+        "hangup" => ("call.hangup", "hangup"),
+        "cdr" => ("call.cdr", "cdr"),
         _ => return None,
     };
     let cdr = object(map, "cdr");
@@ -82,7 +83,7 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         when = time(get(c, "calldate"), ICT);
     }
     let id = match &call_id {
-        Some(id) => identity(&[Some("call"), Some(id), Some(&state), extension.as_deref()]),
+        Some(id) => identity(&[Some("call"), Some(id), Some(state), extension.as_deref()]),
         None => loose_canonical(payload),
     };
     Some(VendorEvent {
@@ -203,6 +204,27 @@ mod tests {
         let other_ext =
             parse_call_event(&json!({"extend":"131","state":"ring","callid":"1.2"})).unwrap();
         assert_ne!(a.identity, other_ext.identity);
+    }
+
+    /// Identities of the documented states are unchanged by this (they are
+    /// journaled already), and a synonym is the same event as its state.
+    #[test]
+    fn a_state_and_its_synonym_are_one_event() {
+        let call = |state: &str| {
+            parse_call_event(&json!({"extend":"130","state":state,"callid":"1.2"}))
+                .unwrap()
+                .identity
+        };
+        for (state, synonyms) in [("Up", &["answered", "ANSWER"][..]), ("Ring", &["ringing"])] {
+            for synonym in synonyms {
+                assert_eq!(call(state), call(synonym), "{state} / {synonym}");
+            }
+        }
+        assert_eq!(
+            call("Up"),
+            identity(&[Some("call"), Some("1.2"), Some("up"), Some("130")])
+        );
+        assert_ne!(call("Up"), call("Ring"));
     }
 
     #[test]
