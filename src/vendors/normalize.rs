@@ -181,10 +181,42 @@ fn parse_date_text(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
     let naive = format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
     );
-    if let Ok(t) = PrimitiveDateTime::parse(&s.replacen('T', " ", 1), naive) {
+    let spaced = s.replacen('T', " ", 1);
+    if let Ok(t) = PrimitiveDateTime::parse(&spaced, naive) {
         return Some(t.assume_offset(local));
     }
+    // ISO 8601 that RFC 3339 refuses: an offset without its colon
+    // (`+0300`, PHP's DATE_ISO8601) or hours only (`+03`). The sign sits
+    // after the date's own dashes.
+    if let Some(at) = spaced.rfind(['+', '-']).filter(|&at| at >= 16)
+        && let (Ok(t), Some(offset)) = (
+            PrimitiveDateTime::parse(&spaced[..at], naive),
+            utc_offset(&spaced[at..]),
+        )
+    {
+        return Some(t.assume_offset(offset));
+    }
     java_date(s, local)
+}
+
+/// `+HH`, `+HHMM` or `+HH:MM` (or `-`).
+fn utc_offset(text: &str) -> Option<UtcOffset> {
+    let (sign, digits) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let digits = digits.replacen(':', "", 1);
+    if !matches!(digits.len(), 2 | 4) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i8 = digits[..2].parse().ok()?;
+    let minutes: i8 = digits
+        .get(2..)
+        .filter(|m| !m.is_empty())
+        .map_or(Ok(0), str::parse)
+        .ok()?;
+    UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
 }
 
 /// `EEE MMM dd HH:mm:ss zzz yyyy`, Java's `Date.toString()`.
@@ -199,7 +231,12 @@ fn java_date(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
         "MSK" => UtcOffset::from_hms(3, 0, 0).ok()?,
         "CET" => UtcOffset::from_hms(1, 0, 0).ok()?,
         "CEST" => UtcOffset::from_hms(2, 0, 0).ok()?,
-        _ => local,
+        // What Java prints for a zone that is only an offset: GMT+08:00.
+        named => ["GMT", "UTC"]
+            .iter()
+            .find_map(|prefix| named.strip_prefix(prefix))
+            .and_then(utc_offset)
+            .unwrap_or(local),
     };
     let text = format!("{year}-{month}-{day} {clock}");
     let fmt = format_description!(
@@ -251,6 +288,39 @@ mod tests {
         let rfc = time(Some(&json!("2022-06-16T09:30:53.341Z")), ICT).unwrap();
         assert_eq!(crate::event::format_time(rfc), "2022-06-16T09:30:53.341Z");
         assert_eq!(time(Some(&json!("1633489861000")), ICT), Some(ms));
+    }
+
+    /// An ISO 8601 offset RFC 3339 does not allow is still the date's own.
+    #[test]
+    fn a_date_keeps_an_offset_written_without_its_colon() {
+        for (text, utc) in [
+            ("2022-06-16T09:30:53+0300", "2022-06-16T06:30:53.000Z"),
+            ("2022-06-16T09:30:53+03", "2022-06-16T06:30:53.000Z"),
+            ("2022-06-16 09:30:53.5-0130", "2022-06-16T11:00:53.500Z"),
+            ("2022-06-16T09:30:53+03:00", "2022-06-16T06:30:53.000Z"),
+            (
+                "Wed Oct 06 09:45:53 GMT+08:00 2021",
+                "2021-10-06T01:45:53.000Z",
+            ),
+            (
+                "Wed Oct 06 09:45:53 UTC-0300 2021",
+                "2021-10-06T12:45:53.000Z",
+            ),
+        ] {
+            let t = time(Some(&json!(text)), ICT);
+            assert_eq!(
+                t.map(crate::event::format_time).as_deref(),
+                Some(utc),
+                "{text}"
+            );
+        }
+        for garbled in [
+            "2022-06-16T09:30:53+3",
+            "2022-06-16T09:30:53+030",
+            "2022-06-16T09:30:53+99",
+        ] {
+            assert_eq!(time(Some(&json!(garbled)), ICT), None, "{garbled}");
+        }
     }
 
     #[test]
