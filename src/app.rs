@@ -406,7 +406,7 @@ async fn serve(
                 // the relay again at once.
                 tracing::error!("the journal writer stopped unexpectedly: stopping the relay so that it is started again");
                 writer_stopped = true;
-                ctx.shutdown.cancel();
+                signals::tell_stopping(&ctx);
                 break;
             }
             ended = &mut server => {
@@ -423,7 +423,7 @@ async fn serve(
                 tracing::error!("the HTTP server stopped unexpectedly: stopping the relay so that it is started again");
                 server_ended =
                     Some(ended.and_then(|()| Err("the HTTP server stopped unexpectedly".to_owned())));
-                ctx.shutdown.cancel();
+                signals::tell_stopping(&ctx);
                 break;
             }
             Some((config, done)) = reloads.recv() => {

@@ -96,8 +96,11 @@ fn tell_unless_stopping(ctx: &Context, tell: impl FnOnce()) -> bool {
     !stopping
 }
 
-/// Begins the drain and tells systemd STOPPING, as one step.
-fn tell_stopping(ctx: &Context) {
+/// Begins the drain and tells systemd STOPPING, as one step. Every stop
+/// goes through here, the relay's own too: the watchdog's keep-alives end
+/// with the drain, and systemd stops watching only a service that said
+/// STOPPING (else it would kill a long drain half-way).
+pub(super) fn tell_stopping(ctx: &Context) {
     let _told = STATE_TOLD
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
