@@ -1255,6 +1255,43 @@ async fn wait_returns_only_after_every_session_ended_and_freed_the_journal() {
     drop((stuck, silent));
 }
 
+/// A session already closing for its own reason (here a slow consumer's
+/// 4008) whose client reads nothing waits up to `pong_timeout` for its close
+/// to go out and be answered; a shutdown then cuts that wait to the
+/// shutdown's 250 ms. It used to wait the whole `pong_timeout`: the drain
+/// gave up after 5 s and `Relay::wait` returned with the session still
+/// running (WebSocket review, 2026-12-04).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cuts_short_the_close_of_a_session_ending_for_its_own_reason() {
+    let mut relay = start_relay(
+        "[websocket]\nclient_queue = 10\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
+    )
+    .await;
+    let unread = unread_client(&relay, "").await;
+    let big = (1..=128)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect();
+    submit_all(&relay.ctx.ingest, big).await;
+    eventually(WAIT, "the unread client is dropped as slow", || {
+        disconnects(&relay, "slow_consumer") == 1
+    })
+    .await;
+    let metrics = relay.ctx.metrics.clone();
+    assert_eq!(metrics.ws_clients.get(), 1, "the session is closing");
+    let running = relay.relay.take().expect("relay");
+    running.shutdown();
+    tokio::time::timeout(WAIT, running.wait())
+        .await
+        .expect("shutdown is bounded")
+        .expect("relay stopped cleanly");
+    assert_eq!(
+        metrics.ws_clients.get(),
+        0,
+        "the closing session outlived Relay::wait"
+    );
+    drop(unread);
+}
+
 /// Starts a relay on `dir`'s journal at a fixed address, retrying while the
 /// previous relay's last sessions still hold the journal or the port.
 async fn start_at(dir: &std::path::Path, listen: &str) -> Relay {

@@ -81,6 +81,9 @@ const MAX_BURST: usize = 16;
 /// Live events handled (sent or filtered out) per wake-up, so a firehose of
 /// events this client filters out cannot starve its pings and reads.
 const MAX_HANDLED: usize = 1024;
+/// How long a closing session waits for its client's close reply once the
+/// relay shuts down (the drain waits for every session).
+const SHUTDOWN_CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// The settings of one session, read from the config at connect.
 #[derive(Clone, Copy, Debug)]
@@ -186,16 +189,24 @@ impl Session {
     /// Sends the close frame for `end` (if any), waits for the client's reply
     /// — closing TCP first would reset the connection and lose frames the
     /// client has yet to read, the close frame among them — then shuts the
-    /// socket. A stalled client gets `pong_timeout` to drain before it is dropped.
+    /// socket. A stalled client gets `pong_timeout` to drain before it is
+    /// dropped; once the relay shuts down (then or meanwhile), 250 ms at most.
     async fn close(mut self, end: End) {
+        // Shutdown must not wait on slow clients, nor on one already closing
+        // for its own reason when it comes.
+        let shutdown_grace = SHUTDOWN_CLOSE_GRACE.min(self.settings.pong_timeout);
         let grace = if end == End::Shutdown {
-            // Shutdown must not wait on slow clients.
-            Duration::from_millis(250).min(self.settings.pong_timeout)
+            shutdown_grace
         } else {
             self.settings.pong_timeout
         };
+        let shutdown = self.out.guard.shutdown.clone();
+        let shutdown_bound = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(shutdown_grace).await;
+        };
         let (sink, stream) = (&mut self.out.sink, &mut self.stream);
-        let _ = timeout(grace, async {
+        let orderly = timeout(grace, async {
             if let Some(frame) = end.close_frame() {
                 sink.send(Message::Close(Some(frame))).await?;
                 while let Some(Ok(msg)) = stream.next().await {
@@ -205,8 +216,11 @@ impl Session {
                 }
             }
             sink.close().await
-        })
-        .await;
+        });
+        tokio::select! {
+            _ = orderly => {}
+            () = shutdown_bound => {}
+        }
     }
 
     async fn serve(&mut self, ctx: &Context, resume: bool) -> Result<(), End> {
