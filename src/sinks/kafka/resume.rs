@@ -19,7 +19,9 @@
 //! - per-key order of the last copies holds: once one event of a key is
 //!   sent again, every later event of that key in the range is sent again
 //!   too, even if found — on a compacted topic, a found event must not end
-//!   up before an earlier one sent again;
+//!   up before an earlier one sent again; and a found event whose copy sits
+//!   before a found copy of an earlier event of its key (a resume
+//!   interrupted while it sent a key again) is sent again as well;
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
@@ -105,6 +107,8 @@ pub struct AlreadyDelivered {
     found: HashMap<String, Found>,
     /// Keys with an event sent again: their later events are sent again too.
     resent_keys: HashSet<String>,
+    /// Per topic and key, where the last event of the key skipped so far is.
+    last_found: HashMap<(String, String), Position>,
     pub skipped: u64,
     pub read: usize,
     pub errors: Vec<String>,
@@ -118,6 +122,7 @@ impl AlreadyDelivered {
             upto,
             found: HashMap::new(),
             resent_keys: HashSet::new(),
+            last_found: HashMap::new(),
             skipped: 0,
             read: 0,
             errors: Vec::new(),
@@ -177,8 +182,16 @@ impl AlreadyDelivered {
     }
 
     /// Where the event (`id`, `seq`, Kafka `key`) already is in `topic`,
-    /// if it was found there and no earlier event of its key is sent again;
-    /// `None`: send it (and, from now on, the rest of its key).
+    /// if it was found there after every earlier event of its key that was
+    /// found, and no earlier event of its key is sent again; `None`: send it
+    /// (and, from now on, the rest of its key).
+    ///
+    /// Found *before* an earlier event of its key is what an earlier resume
+    /// leaves when it was interrupted between sending a key's events again:
+    /// the earlier one's new copy landed, the later one's did not. That
+    /// resume's "send the rest of the key" is forgotten by now, so the order
+    /// of the copies in the partition says it instead; a key found in two
+    /// partitions (partitions added since) is sent again too.
     pub fn take(&mut self, topic: &str, id: &str, seq: u64, key: &str) -> Option<Position> {
         if self.resent_keys.contains(key) {
             return None;
@@ -187,13 +200,23 @@ impl AlreadyDelivered {
             .found
             .get_mut(topic)
             .and_then(|f| f.remove(&(id.to_owned(), seq)));
+        let slot = (topic.to_owned(), key.to_owned());
+        let in_order = |at: &Position| {
+            self.last_found
+                .get(&slot)
+                .is_none_or(|last| last.partition == at.partition && last.offset < at.offset)
+        };
         match found {
-            Some(_) => self.skipped += 1,
-            None => {
+            Some(at) if in_order(&at) => {
+                self.skipped += 1;
+                self.last_found.insert(slot, at);
+                Some(at)
+            }
+            _ => {
                 self.resent_keys.insert(key.to_owned());
+                None
             }
         }
-        found
     }
 }
 
@@ -338,5 +361,36 @@ mod tests {
         assert_eq!(resume.take("t", "e2", 2, "call-e"), None);
         // Another key is not affected.
         assert_eq!(resume.take("t", "f2", 4, "call-f"), Some(at));
+    }
+
+    /// A resume interrupted after sending e1 again (it landed at 200) and
+    /// before e2's new copy landed leaves e2's old copy (51) before e1's: the
+    /// next resume finds both, and must send e2 again so that the key's last
+    /// copy is its last event (Kafka recovery review, 2026-12-04).
+    #[test]
+    fn a_found_event_before_an_earlier_one_of_its_key_is_sent_again() {
+        let at = |partition, offset| Position { partition, offset };
+        let mut resume = AlreadyDelivered::new(10);
+        let mut scan = scan_finding(&[]);
+        scan.found = HashMap::from([
+            (("e1".to_owned(), 1), at(0, 200)),
+            (("e2".to_owned(), 2), at(0, 51)),
+            (("e3".to_owned(), 3), at(0, 52)),
+            (("f1".to_owned(), 4), at(0, 60)),
+            (("f2".to_owned(), 5), at(0, 61)),
+            (("g1".to_owned(), 6), at(0, 70)),
+            (("g2".to_owned(), 7), at(1, 80)),
+        ]);
+        resume.add("t".into(), Ok(scan));
+        assert_eq!(resume.take("t", "e1", 1, "e"), Some(at(0, 200)));
+        assert_eq!(resume.take("t", "e2", 2, "e"), None, "before e1's copy");
+        assert_eq!(resume.take("t", "e3", 3, "e"), None, "the rest of the key");
+        // In order: both skipped.
+        assert_eq!(resume.take("t", "f1", 4, "f"), Some(at(0, 60)));
+        assert_eq!(resume.take("t", "f2", 5, "f"), Some(at(0, 61)));
+        // Another partition than the key's earlier copy: no order to trust.
+        assert_eq!(resume.take("t", "g1", 6, "g"), Some(at(0, 70)));
+        assert_eq!(resume.take("t", "g2", 7, "g"), None);
+        assert_eq!(resume.skipped, 4);
     }
 }

@@ -369,6 +369,8 @@ pub fn scan_blocking(
         if let (Some(id), Some(seq)) = (id, seq)
             && seqs.contains(&seq)
         {
+            // A later copy (sent again) replaces an earlier one: the order of
+            // the last copies is what `AlreadyDelivered::take` checks.
             scan.found.insert((id.to_owned(), seq), at);
         }
         if end_of
