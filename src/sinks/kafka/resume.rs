@@ -25,7 +25,8 @@
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
-//!   and [`SLOW_READ_WINDOWS`] times that in all.
+//!   (or the answer about a partition's ends) and [`SLOW_READ_WINDOWS`]
+//!   times that in all.
 
 mod scan;
 

@@ -278,6 +278,7 @@ pub fn scan_blocking(
     let metadata = consumer
         .fetch_metadata(Some(topic), deadlines.left(Instant::now()))
         .map_err(ScanError::Metadata)?;
+    deadlines.message_at(Instant::now());
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -293,6 +294,9 @@ pub fn scan_blocking(
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, deadlines.left(Instant::now()))
             .map_err(|error| ScanError::Watermarks { partition, error })?;
+        // An answer is progress, as a message is: `within` bounds a broker's
+        // silence, not the time a topic's partitions take one by one.
+        deadlines.message_at(Instant::now());
         let passed = from.get(&partition).copied();
         if let Some(passed) = passed.filter(|&passed| passed >= high) {
             tracing::warn!(
@@ -554,6 +558,52 @@ mod tests {
         let took = started.elapsed();
         assert_eq!((scan.read, scan.cut), (SENT as usize, None), "{took:?}");
         assert!(took > within, "not slower than the deadline: {took:?}");
+    }
+
+    /// A topic of many partitions behind a slow link: each partition's ends
+    /// are one request, answered, and the read goes on. They shared the
+    /// first `within`, so partitions × round trip beyond it failed every
+    /// try, and everything after the cursor was sent again (Kafka recovery
+    /// review, 2026-12-04).
+    #[test]
+    fn a_topic_of_many_partitions_behind_a_slow_link_is_read_back() {
+        use rdkafka::producer::BaseRecord;
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, config) = mock_topic("relay.other");
+        const PARTITIONS: i32 = 16;
+        mock.create_topic("relay.many", PARTITIONS, 1).unwrap();
+        for partition in 0..PARTITIONS {
+            let payload = format!(r#"{{"seq":{}}}"#, partition + 1);
+            let record = BaseRecord::<(), _>::to("relay.many")
+                .payload(&payload)
+                .partition(partition);
+            producer.send(record).unwrap();
+        }
+        flushed(&producer);
+        let rtt = Duration::from_millis(200);
+        mock.broker_round_trip_time(1, rtt).unwrap();
+        // Less than the ends take (two round trips each), more than a third
+        // of the whole read, which bounds it.
+        let within = Duration::from_millis(2200);
+        let started = Instant::now();
+        let scan = scan_blocking(
+            &config,
+            "relay.many",
+            &BTreeMap::new(),
+            1..=PARTITIONS as u64,
+            &CancellationToken::new(),
+            within,
+        );
+        let took = started.elapsed();
+        let scan = scan.unwrap_or_else(|e| panic!("after {took:?}: {e}"));
+        assert_eq!(
+            (scan.read, scan.cut),
+            (PARTITIONS as usize, None),
+            "{took:?}"
+        );
+        assert!(took > within, "the ends took less than `within`: {took:?}");
     }
 
     #[test]
