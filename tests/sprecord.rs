@@ -1116,6 +1116,42 @@ async fn a_shutdown_mid_burst_journals_every_received_event() {
     again.stop().await;
 }
 
+/// A proxy that takes the connection and never answers `CONNECT` is the
+/// proxy's failure, named, with reconnect reason `proxy`: the stream's
+/// `connect_timeout` (2 s here) passed before the tunnel's own 10 s wait, so
+/// it was counted as the server's `timeout` and the proxy went unnamed
+/// (proxy review, 2026-12-04).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_never_answers_is_named_within_connect_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let proxy = format!("\n[proxy]\nhttp = \"http://relay:pr0xy-pass@127.0.0.1:{port}\"\n");
+    let relay = start_relay(&sprecord_toml_at("http://sprecord.example", 1, &proxy)).await;
+    eventually(WAIT, "the silent proxy named on /status", || {
+        last_errors(&relay)
+            .iter()
+            .any(|e| e.contains(&format!("the proxy http://127.0.0.1:{port} gave no tunnel")))
+    })
+    .await;
+    assert!(reconnects(&relay, "proxy") >= 1);
+    assert_eq!(reconnects(&relay, "timeout"), 0);
+    let errors = last_errors(&relay);
+    assert!(
+        !errors.iter().any(|e| e.contains("pr0xy-pass")),
+        "{errors:?}"
+    );
+    relay.stop().await;
+    held.abort();
+}
+
 /// Behind an HTTP proxy (`[proxy] http`): every stream is a `CONNECT` tunnel
 /// through it, the three streams open and their events are journaled once;
 /// a stream the proxy refuses is named on `/status` with reconnect reason

@@ -1337,6 +1337,41 @@ async fn a_session_goes_through_an_authenticating_proxy() {
     peer.expect("disconnect").await;
 }
 
+/// A proxy that takes the connection and never answers `CONNECT` is the
+/// proxy's failure, named, with reconnect reason `proxy`: the handshake's
+/// bound (2 × hello_interval + 5 s) passed before the tunnel's own 10 s
+/// wait, so it was counted as the server's `connect_timeout` and the proxy
+/// went unnamed (proxy review, 2026-12-04).
+#[tokio::test]
+async fn a_proxy_that_never_answers_is_named_within_the_handshake_bound() {
+    let mut peer = Peer::start(2).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let extra = format!("\n[proxy]\nhttp = \"http://relay:pr0xy-pass@127.0.0.1:{port}\"\n");
+    let relay = start_relay_at(&peer, "http", "auto", KEY, "key", &extra, || {}).await;
+    common::eventually(WAIT, "the silent proxy named on /status", || {
+        last_error(&relay).is_some_and(|e| {
+            e.contains(&format!("the proxy http://127.0.0.1:{port} gave no tunnel"))
+        })
+    })
+    .await;
+    assert!(reconnects(&relay, "proxy") >= 1);
+    assert_eq!(reconnects(&relay, "connect_timeout"), 0);
+    let error = last_error(&relay).unwrap_or_default();
+    assert!(!error.contains("pr0xy-pass"), "{error}");
+    assert_eq!(peer.stats().await["connections"], 0);
+    relay.stop().await;
+    held.abort();
+}
+
 /// A proxy that refuses the relay's credentials: `/status` says so (without
 /// the password), the reconnect reason is `proxy`, the server sees nothing,
 /// and the relay keeps retrying with its backoff.

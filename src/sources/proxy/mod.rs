@@ -20,4 +20,4 @@ pub mod settings;
 pub mod tunnel;
 
 pub use settings::{ProxyConfig, ProxyRoute, ProxySettings, is_proxy_variable};
-pub use tunnel::{ConnectError, Dialer};
+pub use tunnel::{ConnectError, Dialer, TunnelWatch, host_and_port};

@@ -5,13 +5,17 @@
 //! and IPv4 raced, the connect timeout split between a name's addresses),
 //! for the upstream and for the proxy alike; nothing past the proxy's answer
 //! is read from the tunnel; a proxy that does not answer `CONNECT` within
-//! [`PROXY_ANSWER_LIMIT`] is an error that says so; every proxy failure
-//! names the proxy as `http://host:port` and never carries its password;
+//! [`PROXY_ANSWER_LIMIT`] is an error that says so, and so is a caller's
+//! own bound passing before the tunnel opened ([`Dialer::blame_proxy`]);
+//! every proxy failure names the proxy as `http://host:port` and never
+//! carries its password;
 //! nothing the proxy sends can panic.
 
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -51,6 +55,14 @@ pub enum ConnectError {
         target: String,
         why: String,
     },
+    /// The caller's bound passed before the proxy gave a tunnel (it could
+    /// not be reached, or did not answer `CONNECT`).
+    #[error("the proxy {proxy} gave no tunnel to {target} within {waited:?}")]
+    ProxyTimeout {
+        proxy: String,
+        target: String,
+        waited: Duration,
+    },
 }
 
 impl ConnectError {
@@ -67,6 +79,23 @@ pub struct Dialer {
     tcp: HttpConnector,
     /// [`PROXY_ANSWER_LIMIT`], shorter in tests.
     answer_limit: Duration,
+    /// Told when a connection gets past the proxy (see [`Dialer::watched`]).
+    through: Option<TunnelWatch>,
+}
+
+/// Whether a dial got through its proxy: a caller whose own bound on the
+/// whole connection passes first tells by it whether the proxy is to blame.
+#[derive(Clone, Debug, Default)]
+pub struct TunnelWatch(Arc<AtomicBool>);
+
+impl TunnelWatch {
+    fn through(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_through(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Dialer {
@@ -81,7 +110,38 @@ impl Dialer {
             route,
             tcp,
             answer_limit: PROXY_ANSWER_LIMIT,
+            through: None,
         }
+    }
+
+    /// This dialer for one connection, with what tells whether it got
+    /// through the proxy (for [`Dialer::blame_proxy`]).
+    pub fn watched(&self) -> (Dialer, TunnelWatch) {
+        let watch = TunnelWatch::default();
+        let dialer = Dialer {
+            through: Some(watch.clone()),
+            ..self.clone()
+        };
+        (dialer, watch)
+    }
+
+    /// When the caller's bound of `waited` passed on a connection to
+    /// `host:port` whose dial `watch` watched: the proxy's failure, if the
+    /// dial never got through it (a proxy that cannot be reached or does not
+    /// answer is reconnect reason `proxy`, not a timeout of the upstream's).
+    pub fn blame_proxy(
+        &self,
+        watch: &TunnelWatch,
+        host: &str,
+        port: u16,
+        waited: Duration,
+    ) -> Option<ConnectError> {
+        let route = self.route.as_ref().filter(|_| !watch.is_through())?;
+        Some(ConnectError::ProxyTimeout {
+            proxy: route.to_string(),
+            target: authority(unbracket(host), port),
+            waited,
+        })
     }
 
     /// A TCP connection to `host:port` (a bracketed IPv6 address is fine),
@@ -113,7 +173,12 @@ impl Dialer {
             why,
         };
         match parse_connect_answer(&answer.map_err(protocol)?) {
-            ConnectAnswer::Established => Ok(stream),
+            ConnectAnswer::Established => {
+                if let Some(watch) = &self.through {
+                    watch.through();
+                }
+                Ok(stream)
+            }
             ConnectAnswer::AuthRequired => Err(ConnectError::ProxyAuth {
                 proxy,
                 hint: if route.authorization.is_some() {
@@ -260,14 +325,19 @@ impl Service<Uri> for Dialer {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let dialer = self.clone();
         Box::pin(async move {
-            let host = uri.host().unwrap_or_default().to_owned();
-            let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-                Some("https") => 443,
-                _ => 80,
-            });
-            dialer.connect(&host, port).await.map(TokioIo::new)
+            let (host, port) = host_and_port(&uri);
+            dialer.connect(host, port).await.map(TokioIo::new)
         })
     }
+}
+
+/// The host and port a URI dials: 443 for `https`, else 80 when it gives none.
+pub fn host_and_port(uri: &Uri) -> (&str, u16) {
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    (uri.host().unwrap_or_default(), port)
 }
 
 #[cfg(test)]
@@ -459,6 +529,43 @@ mod tests {
         dialer.answer_limit = Duration::from_millis(200);
         let error = dialer.connect("vendor.example", 443).await.unwrap_err();
         assert_proxy_failure(&error, "no answer to CONNECT within 200ms");
+    }
+
+    /// A caller's own bound that passes before the proxy answers blames the
+    /// proxy; one that passes after the tunnel opened (a slow TLS or HTTP
+    /// handshake of the upstream's) does not, nor does one without a proxy.
+    #[tokio::test]
+    async fn a_bound_passing_before_the_tunnel_blames_the_proxy() {
+        let (route, _silent) = fake_proxy(None).await;
+        let shown = route.to_string();
+        let (dialer, watch) = Dialer::new(Some(route), None).watched();
+        let waited = Duration::from_millis(100);
+        let cut = tokio::time::timeout(waited, dialer.connect("vendor.example", 443)).await;
+        assert!(cut.is_err(), "the silent proxy answered");
+        let blamed = dialer
+            .blame_proxy(&watch, "vendor.example", 443, waited)
+            .expect("the proxy is blamed");
+        assert_proxy_failure(
+            &blamed,
+            &format!("{shown} gave no tunnel to vendor.example:443"),
+        );
+        assert!(!blamed.to_string().contains("pw"), "{blamed}");
+
+        let (route, _proxy) = fake_proxy(Some(ESTABLISHED)).await;
+        let (dialer, watch) = Dialer::new(Some(route), None).watched();
+        dialer.connect("vendor.example", 443).await.unwrap();
+        assert!(
+            dialer
+                .blame_proxy(&watch, "vendor.example", 443, waited)
+                .is_none()
+        );
+
+        let (direct, watch) = Dialer::new(None, None).watched();
+        assert!(
+            direct
+                .blame_proxy(&watch, "vendor.example", 443, waited)
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ use tower::Service;
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
 use super::sse::{SseError, SseEvent, SseParser};
-use crate::sources::proxy::{ConnectError, Dialer};
+use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
 use crate::sources::tls::{TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs.
@@ -105,7 +105,9 @@ pub struct Endpoint {
     target: Uri,
     host: HeaderValue,
     headers: HeaderMap,
-    connector: HttpsConnector<Dialer>,
+    dialer: Dialer,
+    /// Wrapped around a watched [`Dialer`] for each connection.
+    tls: rustls::ClientConfig,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
@@ -145,20 +147,14 @@ impl Endpoint {
 
         let timings = config.timings();
         let tls = TrustRoots::load(&config.tls)?.rustls()?;
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(Dialer::new(
-                config.proxy.clone(),
-                Some(timings.connect_timeout),
-            ));
+        let dialer = Dialer::new(config.proxy.clone(), Some(timings.connect_timeout));
         Ok(Endpoint {
             uri,
             target,
             host,
             headers,
-            connector,
+            dialer,
+            tls,
             connect_timeout: timings.connect_timeout,
             read_timeout: timings.read_timeout,
         })
@@ -173,9 +169,15 @@ impl Endpoint {
     ) -> Result<SseConnection, OpenError> {
         let permit = limiter.acquire().await;
         let timeout = self.connect_timeout;
-        let (mut sender, driver) = tokio::time::timeout(timeout, self.connect(permit))
+        let (dialer, tunnel) = self.dialer.watched();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(dialer);
+        let (mut sender, driver) = tokio::time::timeout(timeout, self.connect(connector, permit))
             .await
-            .map_err(|_| OpenError::Timeout(timeout))??;
+            .map_err(|_| self.timed_out(&tunnel, timeout))??;
 
         let mut request = Request::get(self.target.clone());
         if let Some(h) = request.headers_mut() {
@@ -251,8 +253,19 @@ impl Endpoint {
 
     /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
     /// together with `permit`.
+    /// Why a connection that took longer than `timeout` failed: the proxy
+    /// (which names itself), unless the tunnel was open by then.
+    fn timed_out(&self, tunnel: &TunnelWatch, timeout: Duration) -> OpenError {
+        let (host, port) = host_and_port(&self.uri);
+        match self.dialer.blame_proxy(tunnel, host, port, timeout) {
+            Some(proxy) => OpenError::Proxy(proxy.to_string()),
+            None => OpenError::Timeout(timeout),
+        }
+    }
+
     async fn connect(
         &self,
+        mut connector: HttpsConnector<Dialer>,
         permit: ConnPermit,
     ) -> Result<
         (
@@ -261,7 +274,6 @@ impl Endpoint {
         ),
         OpenError,
     > {
-        let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;

@@ -80,11 +80,12 @@ pub(super) async fn handshake(
 ) -> Result<(Ws, Value), LinkError> {
     let url = wire::websocket_url(&dial.base_url, eio)?;
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let (dialer, tunnel) = dial.dialer.watched();
     let attempt = async {
         let tls = Connector::Rustls(dial.rustls.clone());
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let stream = dial.dialer.connect(host, port).await?;
+        let stream = dialer.connect(host, port).await?;
         let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(
             url.as_str(),
             stream,
@@ -121,9 +122,13 @@ pub(super) async fn handshake(
             }
         }
     };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| LinkError::Timeout(timeout))?
+    tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+        // A proxy that cannot be reached or does not answer is the proxy's
+        // failure (reason `proxy`), not a slow server's.
+        dial.dialer
+            .blame_proxy(&tunnel, host, port, timeout)
+            .map_or(LinkError::Timeout(timeout), LinkError::Connect)
+    })?
 }
 
 /// Closes `ws` in order: socket.io disconnect, websocket close, then waits up
