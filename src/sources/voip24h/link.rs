@@ -33,6 +33,11 @@ pub enum Inbound {
     Closed(String),
 }
 
+/// How long one TCP connect (to the server, or to the proxy) may take,
+/// split between a name's addresses: a first address that drops SYNs must
+/// leave time for the next within the handshake's own bound.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where to connect, through which proxy, and whom to trust there: the
 /// server's base URL, the proxy tunnel if any, and the TLS client (only
 /// `https` URLs use it).
@@ -51,7 +56,7 @@ impl Dial {
     ) -> Result<Dial, TlsError> {
         Ok(Dial {
             base_url: base_url.to_owned(),
-            dialer: Dialer::new(proxy, None),
+            dialer: Dialer::new(proxy, Some(CONNECT_TIMEOUT)),
             rustls: Arc::new(roots.rustls()?),
         })
     }
