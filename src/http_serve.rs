@@ -17,6 +17,8 @@
 //!   has its own, `sources::webhook::body::BODY_TIMEOUT`); the idle bound
 //!   runs from when its response head is out, so a response body still being
 //!   written `idle` later would be (the relay's are small, written at once);
+//! - an HTTP/2 connection has at most [`HTTP2_MAX_STREAMS`] requests open,
+//!   so one client holds at most that many rendered replies;
 //! - a connection upgraded to a WebSocket is the fan-out's, not the server's:
 //!   none of these bounds applies to it;
 //! - an accept error (out of file descriptors, …) never ends the server: it
@@ -163,8 +165,8 @@ pub async fn accept_until(
 }
 
 /// hyper's connection settings: `axum::serve`'s (HTTP/1.1 and HTTP/2 prior
-/// knowledge, hyper's defaults), plus a timer for the head bound and a
-/// smaller HTTP/1.1 read buffer (below).
+/// knowledge, hyper's defaults), plus a timer for the head bound, a
+/// smaller HTTP/1.1 read buffer and fewer HTTP/2 streams (below).
 fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -172,8 +174,16 @@ fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header_read)
         .max_buf_size(HTTP1_READ_BUFFER);
+    builder.http2().max_concurrent_streams(HTTP2_MAX_STREAMS);
     builder
 }
+
+/// The most requests an HTTP/2 connection has open at once (hyper's default
+/// is 200). A reply is rendered whole before the client's flow-control
+/// window lets it out, so a client that opens no window held 200 `/status`
+/// or `/metrics` bodies per connection; a client beyond the limit queues
+/// its requests, none is refused.
+const HTTP2_MAX_STREAMS: u32 = 16;
 
 /// The most an HTTP/1.1 connection buffers from its socket (hyper's default
 /// is about 400 KiB): a body arriving faster than it is read grew every

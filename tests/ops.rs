@@ -992,6 +992,51 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_bound() {
     .await;
 }
 
+/// An HTTP/2 client may hold at most 16 requests open on one connection. A
+/// reply is rendered whole before its client's flow-control window lets it
+/// out, so hyper's default of 200 let a client with a zero window hold 200
+/// `/status` or `/metrics` bodies per connection (HTTP edge review,
+/// 2026-12-04). The limit is what the server's SETTINGS frame announces;
+/// clients queue beyond it, nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_is_told_it_may_hold_16_requests_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = common::start_relay(DEMO_HOOKS).await;
+    let mut stream = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("connect");
+    // The preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    let announced = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut head = [0u8; 9];
+            stream.read_exact(&mut head).await.expect("frame head");
+            let length =
+                usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; length];
+            stream
+                .read_exact(&mut payload)
+                .await
+                .expect("frame payload");
+            // A SETTINGS frame that is not an acknowledgement.
+            if head[3] == 0x4 && head[4] & 0x1 == 0 {
+                return payload
+                    .chunks_exact(6)
+                    .find(|setting| setting[..2] == [0, 0x3])
+                    .map(|setting| {
+                        u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]])
+                    });
+            }
+        }
+    })
+    .await
+    .expect("the server's SETTINGS");
+    assert_eq!(announced, Some(16), "SETTINGS_MAX_CONCURRENT_STREAMS");
+}
+
 /// An SSE server playing SPRecord: `GET /{account}/sys/events` stays open;
 /// it counts the streams opened and open now, per account.
 #[derive(Default)]
