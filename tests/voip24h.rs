@@ -932,6 +932,66 @@ async fn hellos_go_on_while_the_journal_refuses_a_response() {
     relay.stop().await;
 }
 
+/// A `response` that arrives while an earlier one's commit is retried (here
+/// the journal refuses commits for a while) keeps the time it arrived as its
+/// receive time: Voip24h call events carry no time of their own, so that is
+/// the CloudEvent's `time` (and where the latency histogram starts). It was
+/// stamped when its own commit began, after the earlier one's, so a minute's
+/// refusal moved a call's answer and hangup to the same instant as each
+/// other (Voip24h mapping review, 2026-12-04).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_queued_behind_a_refused_commit_keeps_the_time_it_arrived() {
+    let mut peer = Peer::start(4).await;
+    let relay = start_relay(&peer, "4", KEY, "key").await;
+    peer.expect("signed").await;
+    // Closed, and its file held open by another handle: every commit and
+    // the writer's reopens are refused until the handle goes.
+    assert!(relay.ctx.journal.close(WAIT), "the journal closes");
+    let squatter = callrelay::journal::Journal::open(relay.ctx.journal.options().clone())
+        .expect("hold the journal's file");
+    peer.emit("response", json!([call_event(1)])).await;
+    for _ in 0..2 {
+        peer.expect("hello").await;
+    }
+    let sent = time::OffsetDateTime::now_utc();
+    peer.emit("response", json!([call_event(2)])).await;
+    // Two more seconds of refused commits, the session saying `hello`.
+    for _ in 0..4 {
+        peer.expect("hello").await;
+    }
+    assert_eq!(
+        relay.ctx.journal.last_seq(),
+        0,
+        "nothing journaled meanwhile"
+    );
+    let held_for = time::OffsetDateTime::now_utc() - sent;
+    drop(squatter);
+    relay.wait_for_seq(2, WAIT).await;
+    let events = relay
+        .ctx
+        .journal
+        .read_after(1, 10)
+        .expect("read the journal");
+    relay.stop().await;
+    let event: Value = serde_json::from_slice(&events[0].json).expect("a CloudEvent");
+    assert_eq!(event["subject"], "1287674126.2", "{event}");
+    let stamped = time::OffsetDateTime::parse(
+        event["time"].as_str().expect("time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("an RFC 3339 time");
+    assert_eq!(
+        i128::from(events[0].received_at_ms),
+        stamped.unix_timestamp_nanos() / 1_000_000,
+        "the receive time is the CloudEvent's time"
+    );
+    let late = stamped - sent;
+    assert!(
+        late < held_for / 2,
+        "stamped {late} after it was sent, held for {held_for}: {event}"
+    );
+}
+
 /// A server that answers every `hello` with a `say` at once, on top of its
 /// periodic `say` every 600 ms (just after the 500 ms proactive hello): the
 /// relay's hellos are never closer than the minimum gap (the vendor's 10 s,

@@ -118,6 +118,9 @@ pub fn count_malformed(ctx: &Context, account: &str) {
         .inc();
 }
 
+/// One event's arguments and when they arrived (its receive time).
+pub type Received = (Vec<Arg>, OffsetDateTime);
+
 /// Parses and journals `responses` (each one event's arguments) in one
 /// commit, in order; returns how many were events (the malformed are counted
 /// and skipped). Commit errors are retried, the whole group each time so that
@@ -125,13 +128,13 @@ pub fn count_malformed(ctx: &Context, account: &str) {
 pub async fn deliver_all(
     ctx: &Arc<Context>,
     account: &str,
-    responses: &[Vec<Arg>],
+    responses: &[Received],
     give_up: &CancellationToken,
     mut keep_alive: Option<&mut KeepAlive<'_>>,
 ) -> Result<usize, ShuttingDown> {
     let max_bytes = ctx.config.load().server.max_body.get_ref().get();
     let mut events = Vec::with_capacity(responses.len());
-    for args in responses {
+    for (args, arrived) in responses {
         let parsed = read_payload(args, max_bytes).and_then(|(payload, raw)| {
             parse_call_event(&payload)
                 .map(|event| (event, raw))
@@ -142,7 +145,7 @@ pub async fn deliver_all(
                 vendor: Vendor::Voip24h,
                 account: account.to_owned(),
                 transport: Transport::SocketIo,
-                received_at: OffsetDateTime::now_utc(),
+                received_at: *arrived,
                 event,
                 raw,
             }),

@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -352,7 +353,11 @@ async fn drive(
                                 SioPacket::ConnectError(why) => {
                                     break format!("the server refused the namespace: {why}")
                                 }
-                                SioPacket::Event { name, args } => Inbound::Event { name, args },
+                                SioPacket::Event { name, args } => Inbound::Event {
+                                    name,
+                                    args,
+                                    at: OffsetDateTime::now_utc(),
+                                },
                                 SioPacket::Other => Inbound::Alive,
                                 SioPacket::Malformed(why) => Inbound::Malformed(why.to_owned()),
                             },

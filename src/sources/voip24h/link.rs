@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +23,13 @@ use crate::sources::tls::{TlsError, TrustRoots};
 pub enum Inbound {
     /// The server acknowledged the default namespace: `sign` may be sent now.
     NamespaceConnected,
-    /// A socket.io event with its arguments (`say` has none).
-    Event { name: String, args: Vec<Arg> },
+    /// A socket.io event with its arguments (`say` has none), and when it
+    /// arrived: an event's receive time, however long its commit waits.
+    Event {
+        name: String,
+        args: Vec<Arg>,
+        at: OffsetDateTime,
+    },
     /// Traffic that is no event (an Engine.IO pong): the connection is alive.
     Alive,
     /// A frame that could not be read (why, without its text): skipped and

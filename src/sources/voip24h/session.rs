@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
-use super::deliver::{ShuttingDown, count_malformed, deliver_all, unrecognised};
+use super::deliver::{Received, ShuttingDown, count_malformed, deliver_all, unrecognised};
 use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
@@ -269,10 +269,10 @@ impl Session<'_> {
         drain_over: &CancellationToken,
     ) -> bool {
         match inbound {
-            Inbound::Event { name, args } if name == "response" || is_unknown(&name) => {
+            Inbound::Event { name, args, at } if name == "response" || is_unknown(&name) => {
                 // Draining after the session's end: no more `hello`s.
                 match self
-                    .deliver_event(link, &name, args, drain_over, None)
+                    .deliver_event(link, &name, (args, at), drain_over, None)
                     .await
                 {
                     Ok(()) => true,
@@ -298,14 +298,16 @@ impl Session<'_> {
     async fn deliver_responses(
         &self,
         link: &mut Link,
-        first: Vec<Arg>,
+        first: Received,
         drain_over: &CancellationToken,
         keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
             match link.try_recv() {
-                Some(Inbound::Event { name, args }) if name == "response" => group.push(args),
+                Some(Inbound::Event { name, args, at }) if name == "response" => {
+                    group.push((args, at));
+                }
                 Some(other) => {
                     link.put_back(other);
                     break;
@@ -325,15 +327,15 @@ impl Session<'_> {
         &self,
         link: &mut Link,
         name: &str,
-        args: Vec<Arg>,
+        received: Received,
         drain_over: &CancellationToken,
         keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
         if name == "response" {
-            self.deliver_responses(link, args, drain_over, keep_alive)
+            self.deliver_responses(link, received, drain_over, keep_alive)
                 .await
         } else {
-            self.deliver_unrecognised(name, &args, drain_over, keep_alive)
+            self.deliver_unrecognised(name, received, drain_over, keep_alive)
                 .await
         }
     }
@@ -345,7 +347,7 @@ impl Session<'_> {
     async fn deliver_unrecognised(
         &self,
         name: &str,
-        args: &[Arg],
+        (args, at): Received,
         drain_over: &CancellationToken,
         keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
@@ -364,11 +366,11 @@ impl Session<'_> {
                 "relaying an unknown socket.io event as vendor.unknown"
             );
         }
-        let Some(wrapped) = unrecognised(name, args) else {
+        let Some(wrapped) = unrecognised(name, &args) else {
             count_malformed(self.ctx, self.account());
             return Ok(());
         };
-        let group = [vec![wrapped]];
+        let group = [(vec![wrapped], at)];
         if deliver_all(self.ctx, self.account(), &group, drain_over, keep_alive).await? > 0 {
             self.reporter.event_seen();
         }
@@ -480,7 +482,7 @@ impl Session<'_> {
                             signed = true;
                             hellos.next = Some(Instant::now() + hello_interval);
                         }
-                        Inbound::Event { name, args } => match name.as_str() {
+                        Inbound::Event { name, args, at } => match name.as_str() {
                             "say" => {
                                 // Answered as soon as the gap since the last
                                 // hello allows: at once, or when it ends.
@@ -539,7 +541,7 @@ impl Session<'_> {
                                     .deliver_event(
                                         link,
                                         &name,
-                                        args,
+                                        (args, at),
                                         drain_over,
                                         Some(&mut keep_alive),
                                     )
