@@ -932,6 +932,68 @@ async fn hellos_go_on_while_the_journal_refuses_a_response() {
     relay.stop().await;
 }
 
+/// Voip24h sends the same call events by socket and by webhook: one account
+/// configured both ways journals each event once, whichever way comes
+/// first, and the later copy is answered (or counted) as a duplicate of the
+/// same id and seq (CONTRACT.md: dedup keys are per vendor and account,
+/// whatever the transport).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_by_socket_and_by_webhook_is_journaled_once() {
+    let mut peer = Peer::start(4).await;
+    let webhook =
+        "\n[[webhook]]\nvendor = \"voip24h\"\naccount = \"main\"\ntoken = \"hook-token\"\n";
+    let relay = start_relay_at(&peer, "http", "4", KEY, "key", webhook, || {}).await;
+    peer.expect("signed").await;
+    let hook = relay.url("/hooks/voip24h/main?token=hook-token");
+    let client = reqwest::Client::new();
+    let post = |event: Value| {
+        let request = client.post(&hook).json(&event);
+        async move {
+            let answer = request.send().await.expect("POST");
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.expect("a JSON answer")
+        }
+    };
+    let duplicates = || {
+        relay
+            .ctx
+            .metrics
+            .events_duplicate
+            .with_label_values(&["voip24h", "main"])
+            .get()
+    };
+
+    // By socket first: the webhook's copy is a duplicate of seq 1.
+    peer.emit("response", json!([call_event(1)])).await;
+    relay.wait_for_seq(1, WAIT).await;
+    let answer = post(call_event(1)).await;
+    assert_eq!(
+        (answer["seq"].as_u64(), answer["duplicate"].as_bool()),
+        (Some(1), Some(true)),
+        "{answer}"
+    );
+    let first = relay.ctx.journal.read_after(0, 10).expect("read");
+    assert_eq!(
+        answer["id"],
+        serde_json::from_slice::<Value>(&first[0].json).expect("event")["id"]
+    );
+
+    // By webhook first: the socket's copy is counted as a duplicate.
+    let answer = post(call_event(2)).await;
+    assert_eq!(
+        (answer["seq"].as_u64(), answer["duplicate"].as_bool()),
+        (Some(2), Some(false)),
+        "{answer}"
+    );
+    peer.emit("response", json!([call_event(2)])).await;
+    common::eventually(WAIT, "the socket's copy counted as a duplicate", || {
+        duplicates() == 2
+    })
+    .await;
+    assert_eq!(relay.ctx.journal.last_seq(), 2, "each event journaled once");
+    relay.stop().await;
+}
+
 /// A `response` that arrives while an earlier one's commit is retried (here
 /// the journal refuses commits for a while) keeps the time it arrived as its
 /// receive time: Voip24h call events carry no time of their own, so that is
