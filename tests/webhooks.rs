@@ -550,6 +550,14 @@ async fn bad_requests_per_vendor_get_their_status_and_journal_nothing() {
             405,
             "method not allowed",
         ),
+        // The method is checked before the size (and the credentials).
+        bad(
+            "an oversized unauthenticated PUT",
+            c.put(relay.url("/hooks/caresoft/cs"))
+                .body(vec![b'x'; 10 * 1024 * 1024]),
+            405,
+            "method not allowed",
+        ),
     ];
     for vendor in ["caresoft", "tel4vn", "sprecord", "voipex", "voip24h"] {
         rows.extend([

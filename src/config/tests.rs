@@ -37,6 +37,17 @@ fn empty_file_is_the_all_defaults_config() {
     assert_eq!(c.journal.max_size.get_ref().get(), 1 << 30);
     assert!(c.kafka.is_none());
     assert_eq!(c.websocket.path.get_ref(), "/ws");
+    assert!(c.websocket.tokens.get_ref().is_empty());
+    assert_eq!(*c.websocket.max_clients.get_ref(), 10_000);
+    assert_eq!(*c.websocket.client_queue.get_ref(), 1024);
+    assert_eq!(
+        c.websocket.ping_interval.get_ref().0,
+        std::time::Duration::from_secs(25)
+    );
+    assert_eq!(
+        c.websocket.pong_timeout.get_ref().0,
+        std::time::Duration::from_secs(10)
+    );
 }
 
 #[test]
