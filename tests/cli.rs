@@ -297,6 +297,40 @@ fn an_empty_callrelay_config_means_the_default_path() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "relay.toml: ok\n");
 }
 
+/// With no subcommand the relay runs (the contract's default), reading the
+/// config `CALLRELAY_CONFIG` names; SIGINT drains it as SIGTERM does and it
+/// exits 0 (what Ctrl-C in a terminal sends).
+#[test]
+fn no_subcommand_runs_the_config_callrelay_config_names_and_sigint_stops_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("elsewhere.toml");
+    let journal = dir.path().join("journal");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {journal:?}\n"),
+    )
+    .expect("write config");
+    let mut command = Command::new(BIN);
+    // No relay.toml where it runs: only the variable can name the config.
+    command
+        .args(["--log-format", "json"])
+        .current_dir(dir.path())
+        .env("CALLRELAY_CONFIG", &config);
+    let (mut relay, lines) = spawn_logging(command);
+    let addr = listening_addr(&lines);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(journal.exists(), "the config's journal is in use");
+    let sent = Command::new("kill")
+        .args(["-INT", &relay.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    assert!(next_line(&lines, "SIGINT: draining").is_some());
+    assert!(next_line(&lines, "stopped").is_some());
+    let status = relay.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
 /// The proxy variables of the process environment reach `check`: one a
 /// source would go through and that cannot be used is an error naming the
 /// variable (never its value, which may hold a password); the same variable
