@@ -787,6 +787,39 @@ async fn heartbeats_beside_pings_follow_filtered_out_events() {
     assert_eq!(after_heartbeats["seq"], 3);
 }
 
+/// `callrelay_event_latency_seconds{sink="websocket"}` counts one sample per
+/// live frame a client was sent: each client's frames, only those its
+/// filter let through (the unit test of the burst used a histogram of its
+/// own, so nothing checked the registered series moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_live_frame_is_one_websocket_latency_sample() {
+    let relay = start_relay("").await;
+    let mut all = connect(&ws_url(&relay, "")).await;
+    let mut calls = connect(&ws_url(&relay, "?type=call.*")).await;
+    let events = (1..=6)
+        .map(|n| {
+            let ty = if n % 3 == 0 {
+                "agent.login"
+            } else {
+                "call.ringing"
+            };
+            event(n, ty, Vendor::Voipex, "main", None)
+        })
+        .collect();
+    submit_all(&relay.ctx.ingest, events).await;
+    assert_eq!(seqs_until(&mut all, 6).await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(seqs_until(&mut calls, 5).await, vec![1, 2, 4, 5]);
+    let samples = || {
+        relay
+            .ctx
+            .metrics
+            .event_latency
+            .with_label_values(&["websocket"])
+            .get_sample_count()
+    };
+    eventually(WAIT, "a sample per frame sent", || samples() == 10).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_frame_when_since_is_older_than_the_journal() {
     let relay = start_relay("").await;
