@@ -290,8 +290,8 @@ impl Journal {
         // A clock set back since the last run by up to `retention` is
         // followed from what is stored; beyond that the stored time is wrong.
         let trust_ahead_ms = options.retention.as_millis().try_into().unwrap_or(u64::MAX);
-        let newest_stored_ms = newest_record_ms.max(index.newest_at_ms());
-        let clock = JournalClock::start(newest_stored_ms, trust_ahead_ms);
+        let stored_ms = std::iter::once(newest_record_ms).chain(index.times_ms());
+        let clock = JournalClock::start(stored_ms, trust_ahead_ms);
         let journal = Journal {
             db: RwLock::new(Some(Arc::new(db))),
             path,

@@ -12,11 +12,13 @@
 //! spent suspended, which real time did.
 //!
 //! Guarantees: never goes backward; starts no earlier than the newest time
-//! already stored in the journal (up to a bound), so a system clock set back
+//! already stored in the journal within a bound, so a system clock set back
 //! across a restart neither stalls the ages of what is stored nor makes new
 //! entries look older than old ones; a stored time further ahead than the
-//! bound (a clock years off once, a corrupt record) is not followed, so it
-//! cannot carry the clock away for good. A step forward across a restart
+//! bound (a clock years off once, a corrupt record) is ignored, so it moves
+//! the clock not at all: starting at the bound instead aged every correct
+//! entry by the whole bound (`journal.retention`), and the first retention
+//! pass expired the dedup window and every delivered event at once. A step forward across a restart
 //! cannot be told from time spent stopped, and counts as such.
 
 use rustix::time::{ClockId, clock_gettime};
@@ -32,49 +34,69 @@ pub(super) struct JournalClock {
 enum Start {
     /// From the system clock.
     System,
-    /// From the newest stored time, this far ahead of the system clock.
+    /// From the newest stored time within the bound, this far ahead of the
+    /// system clock.
     Stored { ahead_ms: u64 },
-    /// From the bound: the newest stored time is further ahead.
-    Bounded { ahead_ms: u64 },
+}
+
+/// The newest stored time beyond the bound, this far ahead of the system
+/// clock: ignored.
+#[derive(Debug, PartialEq, Eq)]
+struct Ignored {
+    ahead_ms: u64,
 }
 
 impl JournalClock {
-    /// A clock reading `max(wall_ms, newest_stored_ms)` now, where the stored
-    /// time counts up to `trust_ahead_ms` past `wall_ms`.
-    fn new(wall_ms: u64, newest_stored_ms: u64, trust_ahead_ms: u64) -> (JournalClock, Start) {
+    /// A clock reading `max(wall_ms, the newest of stored_ms)` now, where
+    /// only stored times up to `trust_ahead_ms` past `wall_ms` count.
+    fn new(
+        wall_ms: u64,
+        stored_ms: impl IntoIterator<Item = u64>,
+        trust_ahead_ms: u64,
+    ) -> (JournalClock, Start, Option<Ignored>) {
         let bound = wall_ms.saturating_add(trust_ahead_ms);
-        let (anchor_ms, start) = if newest_stored_ms <= wall_ms {
+        let (mut trusted_ms, mut ignored_ms) = (0, None::<u64>);
+        for at_ms in stored_ms {
+            if at_ms <= bound {
+                trusted_ms = trusted_ms.max(at_ms);
+            } else {
+                ignored_ms = ignored_ms.max(Some(at_ms));
+            }
+        }
+        let (anchor_ms, start) = if trusted_ms <= wall_ms {
             (wall_ms, Start::System)
-        } else if newest_stored_ms <= bound {
-            let ahead_ms = newest_stored_ms - wall_ms;
-            (newest_stored_ms, Start::Stored { ahead_ms })
         } else {
-            let ahead_ms = newest_stored_ms - wall_ms;
-            (bound, Start::Bounded { ahead_ms })
+            let ahead_ms = trusted_ms - wall_ms;
+            (trusted_ms, Start::Stored { ahead_ms })
         };
         let clock = JournalClock {
             anchor_ms,
             anchor_boot_ms: boot_ms(),
         };
-        (clock, start)
+        let ignored = ignored_ms.map(|at_ms| Ignored {
+            ahead_ms: at_ms - wall_ms,
+        });
+        (clock, start, ignored)
     }
 
     /// The clock of a journal opening now, logging where it starts when that
     /// is not the system clock.
-    pub fn start(newest_stored_ms: u64, trust_ahead_ms: u64) -> JournalClock {
-        let (clock, start) = JournalClock::new(super::now_ms(), newest_stored_ms, trust_ahead_ms);
+    pub fn start(stored_ms: impl IntoIterator<Item = u64>, trust_ahead_ms: u64) -> JournalClock {
+        let (clock, start, ignored) = JournalClock::new(super::now_ms(), stored_ms, trust_ahead_ms);
+        if let Some(Ignored { ahead_ms }) = ignored {
+            tracing::warn!(
+                ahead_ms,
+                "the journal holds times further ahead of the system clock than \
+                 journal.retention (a clock far off once, or a damaged record): they are \
+                 ignored, and entries stamped so count their age from this start"
+            );
+        }
         match start {
             Start::System => {}
             Start::Stored { ahead_ms } => tracing::info!(
                 ahead_ms,
                 "the journal holds times ahead of the system clock (it was set back since): \
                  its clock carries on from them, so dedup and retention keep their length"
-            ),
-            Start::Bounded { ahead_ms } => tracing::warn!(
-                ahead_ms,
-                "the journal holds times further ahead of the system clock than \
-                 journal.retention (a clock far off once, or a damaged record): its clock \
-                 starts journal.retention ahead; entries stamped later count their age from this start"
             ),
         }
         clock
@@ -141,8 +163,8 @@ mod tests {
     fn it_moves_with_boot_time_from_its_anchor() {
         // An anchor far from the real time: a clock that read the system
         // clock would be off by decades here.
-        let (clock, start) = JournalClock::new(1_000_000, 0, 60_000);
-        assert_eq!(start, Start::System);
+        let (clock, start, ignored) = JournalClock::new(1_000_000, [0], 60_000);
+        assert_eq!((start, ignored), (Start::System, None));
         assert_eq!(clock.at(clock.anchor_boot_ms), 1_000_000);
         assert_eq!(clock.at(clock.anchor_boot_ms + 5_250), 1_005_250);
         // A reading from before the anchor is the anchor, never earlier.
@@ -176,24 +198,33 @@ mod tests {
 
     #[test]
     fn it_starts_from_a_newer_stored_time_up_to_the_bound() {
-        let start = |wall, stored| {
-            let (clock, start) = JournalClock::new(wall, stored, 10_000);
-            (clock.anchor_ms, start)
+        let start = |wall, stored: &[u64]| {
+            let (clock, start, ignored) = JournalClock::new(wall, stored.iter().copied(), 10_000);
+            (clock.anchor_ms, start, ignored)
         };
-        assert_eq!(start(9_000, 5_000), (9_000, Start::System));
+        assert_eq!(start(9_000, &[5_000]), (9_000, Start::System, None));
+        assert_eq!(start(9_000, &[]), (9_000, Start::System, None));
         assert_eq!(
-            start(5_000, 9_000),
-            (9_000, Start::Stored { ahead_ms: 4_000 })
+            start(5_000, &[9_000, 3_000]),
+            (9_000, Start::Stored { ahead_ms: 4_000 }, None)
         );
-        // A corrupt time (or a clock once years ahead) is not followed past the bound.
+        // A corrupt time (or a clock once years ahead) past the bound is
+        // ignored: the clock starts from the newest time within it, so the
+        // correct entries keep their age (at the bound, every one of them
+        // aged by the whole bound at once).
         assert_eq!(
-            start(5_000, u64::MAX),
+            start(5_000, &[u64::MAX, 6_000]),
             (
-                15_000,
-                Start::Bounded {
+                6_000,
+                Start::Stored { ahead_ms: 1_000 },
+                Some(Ignored {
                     ahead_ms: u64::MAX - 5_000
-                }
+                })
             )
+        );
+        assert_eq!(
+            start(5_000, &[15_001, 4_000]),
+            (5_000, Start::System, Some(Ignored { ahead_ms: 10_001 }))
         );
     }
 }

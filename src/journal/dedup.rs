@@ -76,13 +76,9 @@ impl DedupIndex {
         }
     }
 
-    /// The latest journaling time held; 0 when empty.
-    pub fn newest_at_ms(&self) -> u64 {
-        self.latest
-            .values()
-            .map(|seen| seen.at_ms)
-            .max()
-            .unwrap_or(0)
+    /// The journaling times held, in no order.
+    pub fn times_ms(&self) -> impl Iterator<Item = u64> + '_ {
+        self.latest.values().map(|seen| seen.at_ms)
     }
 
     pub fn len(&self) -> usize {
@@ -230,7 +226,7 @@ mod tests {
                 at_ms: 1_200,
             },
         )]);
-        assert_eq!(index.newest_at_ms(), 1_700);
+        assert_eq!(index.times_ms().max(), Some(1_700));
         index.forget(&EventId([2; 16]), 10);
         // Forgetting the older entry leaves the newer one.
         index.forget(&id, 1);

@@ -858,3 +858,31 @@ fn a_pass_takes_the_hold_a_sink_has_when_it_drops_not_when_it_was_asked() {
     assert_eq!(r.dropped_undelivered, j.first_seq() - 3, "{r:?}");
     assert_eq!(j.take_held_drops("kafka", 2).unwrap(), 0);
 }
+
+/// One stored time far ahead of the system clock (a damaged record) is
+/// ignored when the journal opens: the correct entries beside it keep their
+/// age. The clock started `retention` ahead instead, so the first retention
+/// pass after the restart expired every delivered event and the whole dedup
+/// window, and a vendor's retry of an event answered just before the
+/// restart was journaled again (dedup and retention review, 2026-12-04).
+#[test]
+fn a_damaged_time_far_ahead_does_not_age_the_entries_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        let now = j.clock.now_ms();
+        j.append_batch_at(&[event("x")], now).unwrap();
+        let ten_years_ms = 10 * 365 * 86_400_000;
+        j.append_batch_at(&[event("damaged")], now + ten_years_ms)
+            .unwrap();
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    let report = j.enforce_retention(&[]).unwrap();
+    assert_eq!(report.expired, 0, "{report:?}");
+    let again = j.append_batch(&[event("x")]).unwrap();
+    assert_eq!(
+        seqs(&again),
+        vec![(1, true)],
+        "still within the dedup window"
+    );
+}
