@@ -132,12 +132,13 @@ impl KafkaConfig {
     }
 
     /// What librdkafka refuses only when the producer is created: rules
-    /// between properties (`max.in.flight` over 5 with idempotence) and certificate
-    /// files it cannot load. Found by creating a producer that knows no broker,
-    /// so no connection is made; `None` with no options (the sink's own set is
-    /// valid) and for Kerberos, whose client runs `kinit` when created.
+    /// between properties (`max.in.flight` over 5 with idempotence),
+    /// certificate files it cannot load, and Kerberos, which this build of
+    /// librdkafka has not (SASL with no mechanism named is Kerberos). Found
+    /// by creating a producer that knows no broker, so no connection is made;
+    /// `None` with no options (the sink's own set is valid).
     fn combined_problem(&self) -> Option<String> {
-        if self.options.is_empty() || self.uses_kerberos() {
+        if self.options.is_empty() {
             return None;
         }
         let mut c = self.client_config();
@@ -147,7 +148,9 @@ impl KafkaConfig {
             Err(rdkafka::error::KafkaError::ClientCreation(desc)) => {
                 // OpenSSL's own words ("x509 certificate routines::system
                 // lib") do not say that a file is missing or unreadable.
-                let hint = if desc.contains(".location") {
+                let hint = if self.uses_kerberos() {
+                    " (Kerberos is not built into callrelay: set \"sasl.mechanism\" to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; with none set, SASL means Kerberos)"
+                } else if desc.contains(".location") {
                     " (is the file it names there, and readable by the relay's user?)"
                 } else {
                     ""
@@ -664,8 +667,17 @@ mod tests {
             ("sasl.password", "pw"),
         ]);
         assert!(!scram.uses_kerberos());
-        // Kerberos is not tried at `check`: its client would run `kinit`.
-        assert_eq!(kerberos.combined_problem(), None);
+        // Not built in: `check` refuses it, saying what to set instead (it
+        // passed `check` and the sink could never start).
+        let unnamed = with_options(&[("security.protocol", "SASL_SSL")]);
+        for kerberos in [unnamed, named] {
+            let problem = kerberos.combined_problem().expect("Kerberos refused");
+            assert!(
+                problem.contains("Kerberos is not built into callrelay"),
+                "{problem}"
+            );
+        }
+        assert_eq!(scram.combined_problem(), None);
         // The broker list may name the protocol that is configured.
         let mut v = Validator::new("");
         KafkaConfig {
