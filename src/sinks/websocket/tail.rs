@@ -3,7 +3,9 @@
 //! Guarantees: stdout carries only events, one CloudEvent JSON per line, each
 //! flushed as it arrives, in seq order, with no character a terminal would
 //! act on ([`printable_line`]); after any disconnect (relay restart,
-//! slow-consumer close, network) it reconnects with capped exponential backoff
+//! slow-consumer close, network, or a connection that went silent: tail pings
+//! every [`PING_EVERY`], and nothing back for [`SILENCE_LIMIT`] means its peer
+//! is gone without a word) it reconnects with capped exponential backoff
 //! and resumes with `since` = the last seq it printed, so nothing the journal
 //! still holds is missed or printed twice; it asks for heartbeats, whose seq
 //! moves that point on before its first event too, so even a tail whose
@@ -100,6 +102,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// longer than [`BACKOFF_MAX`], so a relay that drops every connection late
 /// still meets a growing backoff.
 const PROVEN_AFTER: Duration = Duration::from_secs(10);
+/// How often tail pings the relay. A connection whose peer is gone without a
+/// FIN or RST (the relay's host lost power, a NAT forgot the flow) is
+/// otherwise never noticed: tail only writes pongs, so the kernel never
+/// finds out, and it waited in a read for good.
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// No frame at all (an event, a ping, a pong to tail's pings) for this long:
+/// the connection is dead, and tail reconnects. Three of its pings gone
+/// unanswered; a live relay answers each at once.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// How long the relay may take to answer the WebSocket upgrade.
+const UPGRADE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The largest frame (and message) tail reads: 4 GiB. A relay event is one
 /// frame: the vendor's payload, at most `server.max_body` (the config refuses
@@ -168,7 +181,12 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             Some(tls.clone()),
         );
         let attempt = tokio::select! {
-            r = connect => r,
+            r = tokio::time::timeout(UPGRADE_LIMIT, connect) => r.unwrap_or_else(|_| {
+                Err(tungstenite::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to the WebSocket upgrade within {UPGRADE_LIMIT:?}"),
+                )))
+            }),
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let disconnect = match attempt {
@@ -176,10 +194,14 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                 connected_once = true;
                 let connected_at = Instant::now();
                 let mut frames = 0u64;
+                let (pings, socket) = socket.split();
+                let pinging = tokio::spawn(ping_every(pings, PING_EVERY));
                 let disconnect = tokio::select! {
-                    d = print_events(socket, &mut since, &mut frames) => d?,
+                    d = print_events(socket, &mut since, &mut frames) => d,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                 };
+                pinging.abort();
+                let disconnect = disconnect?;
                 if proved_useful(frames, connected_at.elapsed()) {
                     backoff = BACKOFF_START;
                 }
@@ -278,8 +300,25 @@ fn build_request(
     Ok(request)
 }
 
-/// Prints every event frame until the connection ends; `since` follows the
-/// last printed seq, `frames` counts the text frames received.
+/// Pings the relay every `period` until a ping cannot be sent (the
+/// connection is over): what keeps a dead peer from going unnoticed.
+async fn ping_every<S>(mut pings: S, period: Duration)
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    use futures::SinkExt;
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        ticks.tick().await;
+        if pings.send(Message::Ping(Default::default())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Prints every event frame until the connection ends, or until no frame
+/// came for [`SILENCE_LIMIT`]; `since` follows the last printed seq,
+/// `frames` counts the text frames received.
 async fn print_events<S>(
     mut socket: S,
     since: &mut Option<u64>,
@@ -289,7 +328,13 @@ where
     S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
     let stdout = std::io::stdout();
-    while let Some(frame) = socket.next().await {
+    loop {
+        let Ok(frame) = tokio::time::timeout(SILENCE_LIMIT, socket.next()).await else {
+            return Ok(Disconnect::Retry(format!(
+                "nothing from the relay for {SILENCE_LIMIT:?}, its answers to tail's pings included: the connection is dead"
+            )));
+        };
+        let Some(frame) = frame else { break };
         let text = match frame {
             Ok(Message::Text(text)) => text,
             Ok(Message::Close(frame)) => {
@@ -299,7 +344,8 @@ where
                 );
                 return Ok(Disconnect::Retry(why));
             }
-            // Pings are answered by tungstenite while we read.
+            // Pings are answered by tungstenite while we read; pongs
+            // answer ours: both are signs of life, and nothing to print.
             Ok(_) => continue,
             Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
                 return Err(TailError::FrameTooLarge {
@@ -453,6 +499,44 @@ mod tests {
             count, 0,
             "a heartbeat alone does not prove a connection useful"
         );
+    }
+
+    /// A connection whose peer vanished without a FIN or RST (power cut,
+    /// NAT) brings nothing more: tail gives it up after SILENCE_LIMIT and
+    /// reconnects. It read for good (WebSocket review, 2026-12-04).
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_silent_for_the_limit_is_given_up() {
+        let started = Instant::now();
+        let silent = futures::stream::pending::<Result<Message, tungstenite::Error>>();
+        let (mut since, mut count) = (Some(3), 0);
+        match print_events(silent, &mut since, &mut count).await {
+            Ok(Disconnect::Retry(why)) => assert!(why.contains("the connection is dead"), "{why}"),
+            Ok(Disconnect::StdoutClosed) => panic!("expected a reconnect"),
+            Err(e) => panic!("expected a reconnect, got {e}"),
+        }
+        assert_eq!(started.elapsed(), SILENCE_LIMIT);
+        assert_eq!(since, Some(3), "resumes where it was");
+    }
+
+    /// Tail pings every PING_EVERY, so a live relay's pongs keep a quiet
+    /// connection (filters that match nothing) within SILENCE_LIMIT.
+    #[tokio::test(start_paused = true)]
+    async fn tail_pings_within_the_silence_limit() {
+        assert!(PING_EVERY * 2 < SILENCE_LIMIT);
+        let (sent, mut pings) = futures::channel::mpsc::unbounded::<Message>();
+        let pinging = tokio::spawn(ping_every(sent, PING_EVERY));
+        let started = Instant::now();
+        for n in 1..=3u32 {
+            let ping = pings.next().await.expect("a ping");
+            assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+            assert_eq!(started.elapsed(), PING_EVERY * n);
+        }
+        // The connection over (the receiving end gone): the pinger ends.
+        drop(pings);
+        tokio::time::timeout(PING_EVERY * 2, pinging)
+            .await
+            .expect("the pinger ends with its connection")
+            .expect("no panic");
     }
 
     #[tokio::test]
