@@ -12,6 +12,7 @@
 //! never the process. One event is one line, whatever text from a vendor
 //! its fields hold, and no character of it acts on a terminal ([`one_line`]).
 
+pub mod fields;
 pub mod one_line;
 #[cfg(test)]
 pub(crate) mod tests_support;
@@ -181,6 +182,7 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
     log_panics();
     match format {
         LogFormat::Human => builder
+            .fmt_fields(fields::HumanFields)
             .with_writer(move || {
                 one_line::OneLine::new(std::io::stderr(), one_line::Style::Human { colour })
             })

@@ -14,7 +14,8 @@
 //! escape (`\n`, `\r`, `\x1b`, `\u{9b}`), and so are the characters that
 //! reorder or break text on screen ([`acts_on_a_terminal`]). On a terminal
 //! with colour, the colour sequences the formatter writes (`ESC [ digits ; m`)
-//! pass; any other escape sequence does not. The JSON format escapes line
+//! pass; any other escape sequence does not (an ESC inside a field's value
+//! never gets here: [`super::fields`] escapes it first). The JSON format escapes line
 //! breaks and C0 controls itself; in it the rest are written as JSON's
 //! `\uXXXX` escapes (they can only be inside strings), the same JSON to a
 //! reader. Text that needs none of this is written as it is, without a copy.
