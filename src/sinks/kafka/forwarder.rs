@@ -133,9 +133,10 @@ const STALLED_AFTER: Duration = Duration::from_secs(30);
 const REPLACE_STALLED_AFTER: Duration = Duration::from_secs(5 * 60);
 /// While a stall is blamed on the cluster, how often its metadata is asked again.
 const STALL_RECHECK_EVERY: Duration = Duration::from_secs(30);
-/// After replacing a stalled producer, the wait before the new one reads
-/// back: longer than librdkafka's request timeout (30 s), so a produce
-/// request a hung broker still held has landed, or never will, by then.
+/// After replacing a stalled producer (or dropping one with records in
+/// flight), the wait before the new one reads back: longer than
+/// librdkafka's request timeout (30 s), so a produce request a broker still
+/// held has landed, or never will, by then.
 const STALL_READ_BACK_DELAY: Duration = Duration::from_secs(35);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -188,6 +189,10 @@ pub struct Forwarder {
     last_resume: serde_json::Value,
     /// The journal's cursor state says a run is in progress (or was interrupted).
     marked_unclean: bool,
+    /// The last recovery dropped a producer with records in flight: a
+    /// purge drops their reports, not requests a broker already holds, which
+    /// may still land (see [`Forwarder::retry_delay`]).
+    requests_may_land: bool,
     persisted: u64,
     /// Last seq handed to the producer.
     next: u64,
@@ -264,6 +269,7 @@ impl Forwarder {
             resume,
             last_resume: serde_json::Value::Null,
             marked_unclean: interrupted,
+            requests_may_land: false,
             persisted: cursor,
             next: cursor,
             buffer: VecDeque::new(),
@@ -316,12 +322,8 @@ impl Forwarder {
             };
             let stalled = matches!(failure, Failure::Stalled { .. });
             self.recover(failure).await;
-            let delay = self.backoff.next_backoff().unwrap_or(LONGEST_BACKOFF);
-            let delay = if stalled {
-                delay.max(self.tuning.stall_read_back_delay)
-            } else {
-                delay
-            };
+            let backoff = self.backoff.next_backoff().unwrap_or(LONGEST_BACKOFF);
+            let delay = self.retry_delay(stalled, backoff);
             if !self
                 .wait_publishing(tokio::time::sleep(delay), &cancel)
                 .await

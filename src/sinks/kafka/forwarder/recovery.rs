@@ -7,6 +7,7 @@
 //! back before it is sent again.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::producer::Producer;
@@ -78,7 +79,8 @@ impl Forwarder {
                 broken = self.settle(report, broken);
             }
         }
-        if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
+        self.requests_may_land = !self.in_flight.is_empty();
+        if fatal || failure.is_stale_topic_metadata() || self.requests_may_land {
             self.drop_producer().await;
             while let Some(report) = self.in_flight.next().await {
                 broken = self.settle(report, broken);
@@ -100,6 +102,19 @@ impl Forwarder {
         self.next = self.cursor;
         // An error leaves the count to `pump`, which takes it before it reads on.
         let _ = self.count_held_drops_let_go().await;
+    }
+
+    /// How long to wait after a recovery before trying again: its `backoff`,
+    /// or, when produce requests may still land (a stalled broker's, or
+    /// those of a producer dropped with records in flight), at least
+    /// `stall_read_back_delay`, so that the read-back after it sees them and
+    /// does not send them again (nor put an older copy of a key last).
+    pub(super) fn retry_delay(&self, stalled: bool, backoff: Duration) -> Duration {
+        if stalled || self.requests_may_land {
+            backoff.max(self.tuning.stall_read_back_delay)
+        } else {
+            backoff
+        }
     }
 
     /// Drops what is in flight, buffered and read ahead: from here on, what

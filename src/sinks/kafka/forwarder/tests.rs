@@ -288,6 +288,14 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
     assert_eq!(forwarder.next, 3);
     let resume = forwarder.resume.as_ref().expect("a read-back");
     assert_eq!(resume.upto(), 5, "the later of the two ranges");
+    // The purged requests may still land: the read-back waits as after a
+    // stall, or it would find nothing and send them again (Kafka recovery
+    // review, 2026-12-04).
+    let backoff = Duration::from_millis(200);
+    assert_eq!(
+        forwarder.retry_delay(false, backoff),
+        forwarder.tuning.stall_read_back_delay
+    );
     fixture.stop().await;
 }
 
@@ -309,6 +317,13 @@ async fn a_recovery_with_nothing_past_the_cursor_reads_nothing_back() {
         .recover(Failure::Journal(ReadError::Stopped))
         .await;
     assert_eq!(forwarder.resume.as_ref().map(|r| r.upto()), Some(8));
+    // Nothing was in flight: only the backoff, except after a stall.
+    let backoff = Duration::from_millis(200);
+    assert_eq!(forwarder.retry_delay(false, backoff), backoff);
+    assert_eq!(
+        forwarder.retry_delay(true, backoff),
+        forwarder.tuning.stall_read_back_delay
+    );
     fixture.stop().await;
 }
 
