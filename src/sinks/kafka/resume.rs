@@ -20,8 +20,9 @@
 //!   sent again, every later event of that key in the range is sent again
 //!   too, even if found — on a compacted topic, a found event must not end
 //!   up before an earlier one sent again; and a found event whose copy sits
-//!   before a found copy of an earlier event of its key (a resume
-//!   interrupted while it sent a key again) is sent again as well;
+//!   before a found copy of an earlier event of its key in the same
+//!   partition (a resume interrupted while it sent a key again) is sent
+//!   again as well;
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
@@ -191,8 +192,10 @@ impl AlreadyDelivered {
     /// leaves when it was interrupted between sending a key's events again:
     /// the earlier one's new copy landed, the later one's did not. That
     /// resume's "send the rest of the key" is forgotten by now, so the order
-    /// of the copies in the partition says it instead; a key found in two
-    /// partitions (partitions added since) is sent again too.
+    /// of the copies in the partition says it instead. A key found in
+    /// another partition than before (partitions added since) is not: the
+    /// old partition keeps its copies whatever is sent, so a copy would only
+    /// add a duplicate; order is compared from there on.
     pub fn take(&mut self, topic: &str, id: &str, seq: u64, key: &str) -> Option<Position> {
         if self.resent_keys.contains(key) {
             return None;
@@ -205,7 +208,7 @@ impl AlreadyDelivered {
         let in_order = |at: &Position| {
             self.last_found
                 .get(&slot)
-                .is_none_or(|last| last.partition == at.partition && last.offset < at.offset)
+                .is_none_or(|last| last.partition != at.partition || last.offset < at.offset)
         };
         match found {
             Some(at) if in_order(&at) => {
@@ -389,9 +392,10 @@ mod tests {
         // In order: both skipped.
         assert_eq!(resume.take("t", "f1", 4, "f"), Some(at(0, 60)));
         assert_eq!(resume.take("t", "f2", 5, "f"), Some(at(0, 61)));
-        // Another partition than the key's earlier copy: no order to trust.
+        // Another partition than the key's earlier copy (partitions added):
+        // sending it again would only add a duplicate.
         assert_eq!(resume.take("t", "g1", 6, "g"), Some(at(0, 70)));
-        assert_eq!(resume.take("t", "g2", 7, "g"), None);
-        assert_eq!(resume.skipped, 4);
+        assert_eq!(resume.take("t", "g2", 7, "g"), Some(at(1, 80)));
+        assert_eq!(resume.skipped, 5);
     }
 }
