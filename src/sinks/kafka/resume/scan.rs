@@ -8,8 +8,9 @@
 //!   when the partition now ends before that offset: the broker lost its log
 //!   or the topic was recreated, so what it holds was written since), at
 //!   most [`MAX_READ`] messages per topic, for as long as each [`DEADLINE`]
-//!   brings a message and [`SLOW_READ_WINDOWS`] times that in all, and
-//!   memory holds only the pairs in the range;
+//!   brings a message (or, before the read, the answer about one more
+//!   partition's ends) and [`SLOW_READ_WINDOWS`] times that in all for the
+//!   read itself, and memory holds only the pairs in the range;
 //! - a read cut short says why ([`Cut`]); one that never began is an error;
 //! - [`unanswered`] tells a read worth trying again (no broker answered it,
 //!   or one stopped answering part-way) from one taken as it is.
@@ -35,7 +36,8 @@ use super::{Found, Position};
 pub const TAIL: i64 = 20_000;
 /// Messages read per topic at most.
 pub const MAX_READ: usize = 200_000;
-/// How long the read of one topic may go without a message.
+/// How long the read of one topic may go without a message (or an answer
+/// about a partition's ends).
 pub const DEADLINE: Duration = Duration::from_secs(10);
 /// How many [`DEADLINE`]s the read of one topic may take in all while it
 /// keeps bringing messages: a slow broker is read to the end rather than
@@ -254,7 +256,10 @@ impl Deadlines {
 /// partition it does not name) up to each partition's end as of now,
 /// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
 /// Stops early (`cut`) when `stop` is cancelled, when no message came for
-/// `within`, or after [`SLOW_READ_WINDOWS`] × `within`. Blocking.
+/// `within`, or after [`SLOW_READ_WINDOWS`] × `within` of reading (the
+/// partitions' ends, asked one by one before, each within `within`, are not
+/// counted: a topic of many partitions on a slow link would otherwise spend
+/// the whole read on them). Blocking.
 pub fn scan_blocking(
     config: &KafkaConfig,
     topic: &str,
@@ -319,6 +324,7 @@ pub fn scan_blocking(
     if end_of.is_empty() {
         return Ok(scan);
     }
+    deadlines = Deadlines::new(Instant::now(), within);
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
         let expired = deadlines.expired(Instant::now());
