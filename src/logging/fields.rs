@@ -58,6 +58,25 @@ impl Visit for HumanVisitor<'_> {
         }
         self.result = self.write_field(name, value);
     }
+
+    /// As the default formatter: the error's text, then its causes as
+    /// `name.sources=[…]`.
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        self.result = self
+            .write_field(name, &format_args!("{value}"))
+            .and_then(|()| match value.source() {
+                Some(source) => {
+                    self.writer.write_char(' ')?;
+                    self.write_name(&format!("{name}.sources"))?;
+                    write!(EscEscaped(&mut self.writer), "{}", SourceList(source))
+                }
+                None => Ok(()),
+            });
+    }
 }
 
 impl HumanVisitor<'_> {
@@ -67,14 +86,33 @@ impl HumanVisitor<'_> {
         }
         self.seen = true;
         if name != "message" {
-            let name = name.strip_prefix("r#").unwrap_or(name);
-            if self.writer.has_ansi_escapes() {
-                write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
-            } else {
-                write!(self.writer, "{name}=")?;
-            }
+            self.write_name(name.strip_prefix("r#").unwrap_or(name))?;
         }
         write!(EscEscaped(&mut self.writer), "{value:?}")
+    }
+
+    /// `name=`, styled as the default formatter styles it.
+    fn write_name(&mut self, name: &str) -> fmt::Result {
+        if self.writer.has_ansi_escapes() {
+            write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")
+        } else {
+            write!(self.writer, "{name}=")
+        }
+    }
+}
+
+/// An error's chain of causes, `[first, second, …]`.
+struct SourceList<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for SourceList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        let mut cause = Some(self.0);
+        while let Some(error) = cause {
+            list.entry(&format_args!("{error}"));
+            cause = error.source();
+        }
+        list.finish()
     }
 }
 
@@ -164,6 +202,27 @@ mod tests {
         assert_eq!(
             line,
             " INFO session connected account=\"main\" n=3 why=a b\n"
+        );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer \u{1b}[8m")]
+    struct Outer(#[source] std::io::Error);
+
+    /// An error field keeps its causes, as the default formatter writes
+    /// them, and an ESC in them is escaped there too.
+    #[test]
+    fn an_error_field_lists_its_causes() {
+        let error = Outer(std::io::Error::other("inner \u{1b}[8m"));
+        let line = logged(false, || {
+            tracing::warn!(
+                error = &error as &(dyn std::error::Error + 'static),
+                "failed"
+            );
+        });
+        assert_eq!(
+            line,
+            " WARN failed error=outer \\x1b[8m error.sources=[inner \\x1b[8m]\n"
         );
     }
 }
