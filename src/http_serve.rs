@@ -181,8 +181,10 @@ fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
 /// The most requests an HTTP/2 connection has open at once (hyper's default
 /// is 200). A reply is rendered whole before the client's flow-control
 /// window lets it out, so a client that opens no window held 200 `/status`
-/// or `/metrics` bodies per connection; a client beyond the limit queues
-/// its requests, none is refused.
+/// or `/metrics` bodies per connection. A client that has read the
+/// server's SETTINGS queues requests beyond the limit; one that opens more
+/// before reading them gets REFUSED_STREAM for the extra ones, which HTTP/2
+/// clients retry.
 const HTTP2_MAX_STREAMS: u32 = 16;
 
 /// The most an HTTP/1.1 connection buffers from its socket (hyper's default

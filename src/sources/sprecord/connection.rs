@@ -251,8 +251,6 @@ impl Endpoint {
         })
     }
 
-    /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
-    /// together with `permit`.
     /// Why a connection that took longer than `timeout` failed: the proxy
     /// (which names itself), unless the tunnel was open by then.
     fn timed_out(&self, tunnel: &TunnelWatch, timeout: Duration) -> OpenError {
@@ -263,6 +261,8 @@ impl Endpoint {
         }
     }
 
+    /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
+    /// together with `permit`.
     async fn connect(
         &self,
         mut connector: HttpsConnector<Dialer>,
