@@ -235,6 +235,8 @@ mod tests {
         for (key, value) in [
             ("press_key", json!("1")),
             ("press_key", json!(0)),
+            // The key 0, as text too: only a customer id of 0 is no value.
+            ("press_key", json!("0")),
             ("customer_id", json!("cus-42")),
             ("customer_id", json!(42)),
         ] {
