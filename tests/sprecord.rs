@@ -304,12 +304,27 @@ async fn thousand_events_on_three_streams_are_journaled_once_in_call_order() {
         .json()
         .await
         .unwrap();
-    let rows = status.to_string();
-    for stream in ["\"0\"", "\"1\"", "\"2\""] {
-        assert!(
-            rows.contains(stream),
-            "stream {stream} missing from /status: {rows}"
-        );
+    let rows: Vec<&Value> = status["sources"]
+        .as_array()
+        .expect("/status sources")
+        .iter()
+        .filter(|row| row["vendor"] == "sprecord" && row["account"] == ACCOUNT)
+        .collect();
+    let streams: Vec<&str> = rows
+        .iter()
+        .filter_map(|row| row["stream"].as_str())
+        .collect();
+    assert_eq!(streams, ["0", "1", "2"], "{status}");
+    for row in &rows {
+        assert_eq!(row["state"], "connected", "{row}");
+        let rfc3339 = |field: &str| {
+            row[field].as_str().is_some_and(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .is_ok()
+            })
+        };
+        assert!(rfc3339("since") && rfc3339("last_event"), "{row}");
+        assert!(row["reconnects"].is_u64(), "{row}");
     }
     peer.assert_never_over_limit().await;
     // Stopping returns only when every stream is closed: the peer sees none left.
