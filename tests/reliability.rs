@@ -917,13 +917,7 @@ async fn socketio_flapping(sio: u8) {
     journaled_all(&relay, &sent_connected, &trace, sio).await;
     // Replays are deduplicated (all of them once the last one is in).
     eventually(WAIT, "replays counted as duplicates", || {
-        relay
-            .ctx
-            .metrics
-            .events_duplicate
-            .with_label_values(&["voip24h", "main"])
-            .get()
-            == replays
+        relay.duplicates("voip24h", "main") == replays
     })
     .await;
     peer.send(json!({"cmd": "stats"})).await;

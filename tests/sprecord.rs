@@ -1138,16 +1138,7 @@ async fn a_shutdown_mid_burst_journals_every_received_event() {
 /// (proxy review, 2026-12-04).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_never_answers_is_named_within_connect_timeout() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = silent.local_addr().expect("addr").port();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            sockets.push(socket);
-        }
-    });
+    let (port, held) = common::proxy::silent_proxy().await;
     let proxy = format!("\n[proxy]\nhttp = \"http://relay:pr0xy-pass@127.0.0.1:{port}\"\n");
     let relay = start_relay(&sprecord_toml_at("http://sprecord.example", 1, &proxy)).await;
     eventually(WAIT, "the silent proxy named on /status", || {

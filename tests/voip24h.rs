@@ -954,14 +954,6 @@ async fn an_event_by_socket_and_by_webhook_is_journaled_once() {
             answer.json::<Value>().await.expect("a JSON answer")
         }
     };
-    let duplicates = || {
-        relay
-            .ctx
-            .metrics
-            .events_duplicate
-            .with_label_values(&["voip24h", "main"])
-            .get()
-    };
 
     // By socket first: the webhook's copy is a duplicate of seq 1.
     peer.emit("response", json!([call_event(1)])).await;
@@ -987,7 +979,7 @@ async fn an_event_by_socket_and_by_webhook_is_journaled_once() {
     );
     peer.emit("response", json!([call_event(2)])).await;
     common::eventually(WAIT, "the socket's copy counted as a duplicate", || {
-        duplicates() == 2
+        relay.duplicates("voip24h", "main") == 2
     })
     .await;
     assert_eq!(relay.ctx.journal.last_seq(), 2, "each event journaled once");
@@ -1467,16 +1459,7 @@ async fn a_session_goes_through_an_authenticating_proxy() {
 #[tokio::test]
 async fn a_proxy_that_never_answers_is_named_within_the_handshake_bound() {
     let mut peer = Peer::start(2).await;
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = silent.local_addr().expect("addr").port();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            sockets.push(socket);
-        }
-    });
+    let (port, held) = common::proxy::silent_proxy().await;
     let extra = format!("\n[proxy]\nhttp = \"http://relay:pr0xy-pass@127.0.0.1:{port}\"\n");
     let relay = start_relay_at(&peer, "http", "auto", KEY, "key", &extra, || {}).await;
     common::eventually(WAIT, "the silent proxy named on /status", || {

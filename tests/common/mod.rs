@@ -112,6 +112,15 @@ impl TestRelay {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `callrelay_events_duplicate_total{vendor, account}`.
+    pub fn duplicates(&self, vendor: &str, account: &str) -> u64 {
+        self.ctx
+            .metrics
+            .events_duplicate
+            .with_label_values(&[vendor, account])
+            .get()
+    }
+
     /// `callrelay_http_connections_closed_total{reason}`.
     pub fn connections_closed(&self, reason: &str) -> u64 {
         self.ctx

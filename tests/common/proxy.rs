@@ -115,3 +115,20 @@ impl ProxyPeer {
         }
     }
 }
+
+/// A "proxy" that takes every connection and never answers, as a hung one
+/// does: its port, and the task holding the connections (abort it to let
+/// them go).
+pub async fn silent_proxy() -> (u16, tokio::task::JoinHandle<()>) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    (port, held)
+}
