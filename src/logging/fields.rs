@@ -197,7 +197,8 @@ mod tests {
     #[test]
     fn without_colour_the_fields_read_as_the_default_formatters() {
         let line = logged(false, || {
-            tracing::info!(account = "main", n = 3, why = %"a b", "session connected");
+            // `log.*`: the metadata of an event from the `log` crate, left out.
+            tracing::info!(account = "main", n = 3, why = %"a b", log.line = 7, "session connected");
         });
         assert_eq!(
             line,
