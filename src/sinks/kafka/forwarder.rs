@@ -189,9 +189,10 @@ pub struct Forwarder {
     last_resume: serde_json::Value,
     /// The journal's cursor state says a run is in progress (or was interrupted).
     marked_unclean: bool,
-    /// The last recovery dropped a producer with records in flight: a
-    /// purge drops their reports, not requests a broker already holds, which
-    /// may still land (see [`Forwarder::retry_delay`]).
+    /// The last recovery dropped a producer whose records' reports did not
+    /// come within the settle deadline: a purge drops their reports, not
+    /// requests a slow broker already holds, which may still land (see
+    /// [`Forwarder::retry_delay`]).
     requests_may_land: bool,
     persisted: u64,
     /// Last seq handed to the producer.

@@ -79,8 +79,12 @@ impl Forwarder {
                 broken = self.settle(report, broken);
             }
         }
-        self.requests_may_land = !self.in_flight.is_empty();
-        if fatal || failure.is_stale_topic_metadata() || self.requests_may_land {
+        // Reports that did not come within the settle deadline: a broker
+        // that slow may still append the purged requests. (A fatal error
+        // purges without settling: the broker answers, and the producer is
+        // replaced at once.)
+        self.requests_may_land = !fatal && !self.in_flight.is_empty();
+        if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
             self.drop_producer().await;
             while let Some(report) = self.in_flight.next().await {
                 broken = self.settle(report, broken);

@@ -299,6 +299,33 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
     fixture.stop().await;
 }
 
+/// A fatal failure with records in flight purges them without settling:
+/// the broker answers, so the new producer reads back after the backoff
+/// alone, not the 35 s of a slow broker (that wait held the replacement
+/// back past tests/kafka.rs's fatal-error tests' 20 s).
+#[tokio::test]
+async fn a_fatal_failure_with_records_in_flight_reads_back_after_the_backoff() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.ensure_producer().unwrap();
+    forwarder.cursor = 3;
+    hand_over(
+        forwarder,
+        4,
+        vec![Outcome::Dropped, Outcome::Dropped],
+        Duration::from_millis(500),
+    );
+    forwarder.recover(Failure::ProducerGone).await;
+    assert!(forwarder.producer.is_none());
+    assert!(
+        forwarder.resume.is_some(),
+        "what was in flight is read back"
+    );
+    let backoff = Duration::from_millis(200);
+    assert_eq!(forwarder.retry_delay(false, backoff), backoff);
+    fixture.stop().await;
+}
+
 /// Nothing handed over past the cursor: no read-back is started, and an
 /// earlier one is kept as it was.
 #[tokio::test]
