@@ -244,13 +244,7 @@ fn check_complete(journaled: &[JournaledEvent], consumed: &[Consumed]) -> usize 
 /// closes it, with the Kafka sink's tasks (and events in flight) too. A
 /// retry loop here hid a relay that held it a while longer.
 fn assert_journal_closed(dir: &std::path::Path) {
-    let options = callrelay::journal::JournalOptions {
-        dir: dir.join("journal"),
-        dedup_window: Duration::from_secs(600),
-        retention: Duration::from_secs(86_400),
-        max_size: 1 << 30,
-    };
-    if let Err(e) = callrelay::journal::Journal::open(options) {
+    if let Err(e) = common::reopen_journal(dir) {
         panic!("the journal of a relay whose wait returned cannot be opened: {e}");
     }
 }

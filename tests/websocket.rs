@@ -30,6 +30,14 @@ fn event(n: u64, ty: &str, vendor: Vendor, account: &str, subject: Option<&str>)
     event_sized(n, ty, vendor, account, subject, 0)
 }
 
+/// Events 1..=`last` of 64 KiB each: a few MiB, more than the kernel
+/// buffers of a client that does not read.
+fn big_events(last: u64) -> Vec<IncomingEvent> {
+    (1..=last)
+        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+        .collect()
+}
+
 fn event_sized(
     n: u64,
     ty: &str,
@@ -512,9 +520,7 @@ async fn a_reload_that_revokes_a_replaying_clients_token_closes_it_mid_replay() 
     // 20 MiB of history, several times what the socket buffers hold: the
     // replay waits on a write while the client reads nothing.
     const HISTORY: u64 = 320;
-    let history = (1..=HISTORY)
-        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
-        .collect();
+    let history = big_events(HISTORY);
     submit_all(&relay.ctx.ingest, history).await;
     let mut client = unread_client(&relay, "?since=0&token=leaked").await;
     assert_eq!(next_json(&mut client).await["seq"], 1, "replaying");
@@ -938,9 +944,7 @@ async fn a_client_that_never_reads_is_closed_4008_and_fast_clients_get_everythin
     // events committed in between would not be its to receive.
     await_serving(&mut slow).await;
     // 8 MiB, more than the kernel buffers on both sides: its session is now stuck in a write.
-    let big = (1..=128)
-        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
-        .collect();
+    let big = big_events(128);
     submit_all(&relay.ctx.ingest, big).await;
 
     const EVENTS: u64 = 1_000;
@@ -1031,9 +1035,7 @@ async fn a_replaying_client_does_not_hold_live_events_in_memory() {
     .await;
     // 8 MiB of history, more than the kernel buffers: the replay waits on a write.
     const HISTORY: u64 = 128;
-    let history = (1..=HISTORY)
-        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
-        .collect();
+    let history = big_events(HISTORY);
     submit_all(&relay.ctx.ingest, history).await;
     let mut client = unread_client(&relay, "?since=0").await;
     // Its session is replaying (and took its live subscription before that).
@@ -1069,9 +1071,7 @@ async fn only_events_a_client_asked_for_count_toward_client_queue() {
     }
     // 8 MiB that every client asked for: each session is now stuck in a write
     // with fewer than 128 of its events queued behind it.
-    let big = (1..=128)
-        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
-        .collect();
+    let big = big_events(128);
     submit_all(&relay.ctx.ingest, big).await;
     // 2,000 events none of the filtered clients asked for.
     for chunk in 0..20 {
@@ -1248,9 +1248,7 @@ async fn wait_returns_only_after_every_session_ended_and_freed_the_journal() {
     // 1001 close: its session waits out its close grace.
     let silent = connect(&format!("{url}?type=nothing.*")).await;
     assert_eq!(ctx.metrics.ws_clients.get(), 2);
-    let big = (1..=128)
-        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
-        .collect();
+    let big = big_events(128);
     submit_all(&ctx.ingest, big).await;
 
     let metrics = ctx.metrics.clone();
@@ -1274,12 +1272,7 @@ async fn wait_returns_only_after_every_session_ended_and_freed_the_journal() {
             .get(),
         2
     );
-    let reopened = callrelay::journal::Journal::open(callrelay::journal::JournalOptions {
-        dir: dir.path().join("journal"),
-        dedup_window: Duration::from_secs(600),
-        retention: Duration::from_secs(86_400),
-        max_size: 1 << 30,
-    });
+    let reopened = common::reopen_journal(dir.path());
     assert!(
         reopened.is_ok(),
         "the journal is still held after Relay::wait: {:?}",
@@ -1301,9 +1294,7 @@ async fn a_shutdown_cuts_short_the_close_of_a_session_ending_for_its_own_reason(
     )
     .await;
     let unread = unread_client(&relay, "").await;
-    let big = (1..=128)
-        .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
-        .collect();
+    let big = big_events(128);
     submit_all(&relay.ctx.ingest, big).await;
     eventually(WAIT, "the unread client is dropped as slow", || {
         disconnects(&relay, "slow_consumer") == 1

@@ -135,25 +135,9 @@ impl<W: fmt::Write> fmt::Write for EscEscaped<'_, W> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
     use crate::logging::one_line::{OneLine, Style};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::tests_support::Captured;
 
     fn logged(colour: bool, log: impl FnOnce()) -> String {
         let captured = Captured::default();
@@ -166,7 +150,7 @@ mod tests {
             .with_writer(move || OneLine::new(writer.clone(), Style::Human { colour }))
             .finish();
         tracing::subscriber::with_default(subscriber, log);
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        captured.text()
     }
 
     /// A vendor's text in a field cannot send the terminal an escape

@@ -5,19 +5,27 @@ use std::sync::{Arc, Mutex};
 /// The JSON log lines `f` writes on this thread (one per event, flattened
 /// as `--log-format json` writes them).
 pub(crate) fn logged_json(f: impl FnOnce()) -> String {
-    let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let sink = lines.clone();
+    let captured = Captured::default();
+    let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_writer(move || Captured(sink.clone()))
+        .with_writer(move || sink.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, f);
-    let bytes = lines.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    captured.text()
 }
 
-struct Captured(Arc<Mutex<Vec<u8>>>);
+/// A log writer whose clones all write into one buffer.
+#[derive(Clone, Default)]
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
 
 impl std::io::Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -100,6 +100,19 @@ pub async fn await_close(stream: &mut tokio::net::TcpStream, within: Duration) -
 
 /// Every event a stopped relay left in its journal, read from disk (a stop
 /// closes the journal: its handle in `ctx` reads nothing any more).
+/// Opens the journal a test relay kept under `dir` (its `journal`
+/// directory, the default window and limits), as a restart would.
+pub fn reopen_journal(
+    dir: &std::path::Path,
+) -> Result<callrelay::journal::Journal, callrelay::journal::JournalError> {
+    callrelay::journal::Journal::open(callrelay::journal::JournalOptions {
+        dir: dir.join("journal"),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(86_400),
+        max_size: 1 << 30,
+    })
+}
+
 pub fn events_on_disk(ctx: &Context) -> Vec<JournaledEvent> {
     callrelay::journal::Journal::open(ctx.journal.options().clone())
         .expect("reopen the journal")

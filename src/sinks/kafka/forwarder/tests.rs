@@ -269,15 +269,8 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.settle_deadline = Duration::from_millis(50);
-    forwarder.ensure_producer().unwrap();
-    forwarder.cursor = 3;
     forwarder.resume = Some(AlreadyDelivered::new(4));
-    hand_over(
-        forwarder,
-        4,
-        vec![Outcome::Dropped, Outcome::Dropped],
-        Duration::from_millis(500),
-    );
+    two_unreported_after_seq_3(forwarder);
 
     forwarder
         .recover(Failure::Journal(ReadError::Stopped))
@@ -307,14 +300,7 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
 async fn a_fatal_failure_with_records_in_flight_reads_back_after_the_backoff() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    forwarder.ensure_producer().unwrap();
-    forwarder.cursor = 3;
-    hand_over(
-        forwarder,
-        4,
-        vec![Outcome::Dropped, Outcome::Dropped],
-        Duration::from_millis(500),
-    );
+    two_unreported_after_seq_3(forwarder);
     forwarder.recover(Failure::ProducerGone).await;
     assert!(forwarder.producer.is_none());
     assert!(
@@ -324,6 +310,19 @@ async fn a_fatal_failure_with_records_in_flight_reads_back_after_the_backoff() {
     let backoff = Duration::from_millis(200);
     assert_eq!(forwarder.retry_delay(false, backoff), backoff);
     fixture.stop().await;
+}
+
+/// A producer with the cursor at 3 and seqs 4 and 5 handed over, their
+/// reports not in for 500 ms (they come as dropped).
+fn two_unreported_after_seq_3(forwarder: &mut Forwarder) {
+    forwarder.ensure_producer().unwrap();
+    forwarder.cursor = 3;
+    hand_over(
+        forwarder,
+        4,
+        vec![Outcome::Dropped, Outcome::Dropped],
+        Duration::from_millis(500),
+    );
 }
 
 /// Nothing handed over past the cursor: no read-back is started, and an
