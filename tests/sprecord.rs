@@ -932,6 +932,50 @@ async fn a_stream_starting_with_a_bom_is_read_and_stays_up() {
     relay.stop().await;
 }
 
+/// A device that sends no keep-alives (its document promises none) leaves
+/// every stream silent from the same moment: they all carried its last
+/// event. They close for silence one at a time, so the account always holds
+/// an open stream; were they to reconnect together, an event sent in the
+/// gap would be lost on a server without history.
+#[tokio::test]
+async fn a_quiet_device_keeps_a_stream_open_while_its_silent_streams_reopen() {
+    let peer = Peer::spawn(&[(
+        "SPRECORD_PEER_KEEPALIVE_MS",
+        std::path::Path::new("3600000"),
+    )]);
+    // A reconnect delay of at least 1 s: a gap the peer's long-poll cannot miss.
+    let toml = sprecord_toml(&peer, 3, "")
+        .replace("backoff_min = \"50ms\"", "backoff_min = \"1s\"")
+        .replace("backoff_max = \"300ms\"", "backoff_max = \"2s\"");
+    let relay = start_relay(&toml).await;
+    peer.wait("open=3").await;
+    peer.send(&[call_event(1, "incoming_call")], json!("all"))
+        .await;
+    relay.wait_for_seq(1, WAIT).await;
+
+    let none_open = peer
+        .http
+        .get(format!("{}/control/wait?open=0&timeout_ms=5000", peer.base))
+        .send()
+        .await
+        .expect("peer control");
+    let status = none_open.status();
+    let state: Value = none_open.json().await.expect("peer json");
+    assert_eq!(
+        status,
+        reqwest::StatusCode::REQUEST_TIMEOUT,
+        "every stream was closed at once: {state}"
+    );
+    // They did close for silence meanwhile, one after another.
+    assert!(
+        state["total_accepted"].as_u64().unwrap() >= 5,
+        "the silent streams were not reopened: {state}"
+    );
+    assert!(reconnects(&relay, "timeout") >= 2);
+    peer.assert_never_over_limit().await;
+    relay.stop().await;
+}
+
 /// Bytes that are not UTF-8 in one event cost that event's characters, not
 /// the stream: the SSE standard reads them as U+FFFD, and the events after it
 /// come on the same connection. Before, the stream was dropped at that line

@@ -13,8 +13,10 @@
 //! Guarantees: every way out of [`Endpoint::open`] and every [`SseConnection`]
 //! — closed, dropped or its task aborted — closes the socket and returns the
 //! permit; a stream that sends no byte (not even a keep-alive comment) for
-//! `read_timeout` ends with [`BodyError::Silent`].
+//! `read_timeout` ends with [`BodyError::Silent`], but only once it holds
+//! the account's [`SilenceTurn`]: one stream of an account at a time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +26,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tower::Service;
 
@@ -89,8 +92,9 @@ impl OpenError {
 /// Why an open stream's bytes stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// Holds the account's [`SilenceTurn`]: keep it until the stream is open again.
     #[error("no data or keep-alive for {0:?}")]
-    Silent(Duration),
+    Silent(Duration, SilenceTurn),
     #[error("transport: {0}")]
     Transport(#[from] hyper::Error),
 }
@@ -110,7 +114,19 @@ pub struct Endpoint {
     tls: rustls::ClientConfig,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// One permit, shared by the account's streams (they share the endpoint).
+    silence_turns: Arc<Semaphore>,
 }
+
+/// The right to close a stream for silence. One stream of an account holds it
+/// at a time, from its silent end until its next open attempt ends. Why: a
+/// device that sends no keep-alives leaves every stream silent from the same
+/// moment (they all carried its last event), so without turns all of them
+/// would time out together and the account would hold no stream while they
+/// reconnect; an event sent then is lost on a server without history. A
+/// silent stream waiting for its turn keeps reading, and its silence ends if
+/// a byte comes meanwhile.
+pub type SilenceTurn = OwnedSemaphorePermit;
 
 impl Endpoint {
     pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
@@ -157,6 +173,7 @@ impl Endpoint {
             tls,
             connect_timeout: timings.connect_timeout,
             read_timeout: timings.read_timeout,
+            silence_turns: Arc::new(Semaphore::new(1)),
         })
     }
 
@@ -244,7 +261,12 @@ impl Endpoint {
             return Err(OpenError::ContentType(content_type));
         }
         Ok(SseConnection {
-            body: idle_bounded(response.into_body(), self.read_timeout).fuse(),
+            body: idle_bounded(
+                response.into_body(),
+                self.read_timeout,
+                self.silence_turns.clone(),
+            )
+            .fuse(),
             parser: SseParser::new(),
             frame_error: None,
             driver,
@@ -383,22 +405,39 @@ impl SseConnection {
 }
 
 /// The body's data frames, ending with [`BodyError::Silent`] when no frame
-/// (a keep-alive comment counts) arrives for `read_timeout`.
+/// (a keep-alive comment counts) arrives for `read_timeout` and the stream
+/// then gets its account's turn (see [`SilenceTurn`]) before one does.
 fn idle_bounded(
     body: Incoming,
     read_timeout: Duration,
+    turns: Arc<Semaphore>,
 ) -> BoxStream<'static, Result<Bytes, BodyError>> {
-    futures::stream::unfold(Some(body), move |body| async move {
-        let mut body = body?;
-        loop {
-            match tokio::time::timeout(read_timeout, body.frame()).await {
-                Err(_) => return Some((Err(BodyError::Silent(read_timeout)), None)),
-                Ok(None) => return None,
-                Ok(Some(Err(e))) => return Some((Err(BodyError::Transport(e)), None)),
-                Ok(Some(Ok(frame))) => {
-                    // Trailers carry no events; skip them.
-                    if let Ok(data) = frame.into_data() {
-                        return Some((Ok(data), Some(body)));
+    futures::stream::unfold(Some(body), move |body| {
+        let turns = turns.clone();
+        async move {
+            let mut body = body?;
+            loop {
+                let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+                    Ok(frame) => frame,
+                    Err(_) => tokio::select! {
+                        turn = turns.clone().acquire_owned() => match turn {
+                            Ok(turn) => {
+                                return Some((Err(BodyError::Silent(read_timeout, turn)), None));
+                            }
+                            // Never closed; were it, waiting on is the safe side.
+                            Err(_) => body.frame().await,
+                        },
+                        frame = body.frame() => frame,
+                    },
+                };
+                match frame {
+                    None => return None,
+                    Some(Err(e)) => return Some((Err(BodyError::Transport(e)), None)),
+                    Some(Ok(frame)) => {
+                        // Trailers carry no events; skip them.
+                        if let Ok(data) = frame.into_data() {
+                            return Some((Ok(data), Some(body)));
+                        }
                     }
                 }
             }

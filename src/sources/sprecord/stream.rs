@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Timings;
-use super::connection::{BodyError, Endpoint, OpenError, ReadError, SseConnection};
+use super::connection::{BodyError, Endpoint, OpenError, ReadError, SilenceTurn, SseConnection};
 use super::limiter::ConnLimiter;
 use super::resume::ResumeId;
 use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
@@ -63,19 +63,27 @@ enum StreamEnd {
     Cancelled,
     /// The server closed the body.
     Closed,
-    Silent(Duration),
+    /// With the account's turn (see [`SilenceTurn`]) until it is taken.
+    Silent(Duration, Option<SilenceTurn>),
     Transport(String),
     /// An event over [`MAX_EVENT_BYTES`].
     TooLarge,
 }
 
 impl StreamEnd {
+    fn take_turn(&mut self) -> Option<SilenceTurn> {
+        match self {
+            StreamEnd::Silent(_, turn) => turn.take(),
+            _ => None,
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             StreamEnd::Cancelled => "shutdown",
             // Ended cleanly or cut mid-body: either way the server side went away.
             StreamEnd::Closed | StreamEnd::Transport(_) => "disconnect",
-            StreamEnd::Silent(_) => "timeout",
+            StreamEnd::Silent(..) => "timeout",
             StreamEnd::TooLarge => "too_large",
         }
     }
@@ -84,7 +92,7 @@ impl StreamEnd {
         match self {
             StreamEnd::Cancelled => "shutting down".into(),
             StreamEnd::Closed => "the server closed the stream".into(),
-            StreamEnd::Silent(t) => format!("no data or keep-alive for {t:?}"),
+            StreamEnd::Silent(t, _) => format!("no data or keep-alive for {t:?}"),
             StreamEnd::Transport(e) => format!("transport error: {e}"),
             StreamEnd::TooLarge => {
                 format!("an event over {MAX_EVENT_BYTES} bytes was skipped")
@@ -127,6 +135,8 @@ impl StreamSupervisor {
         }
         let mut backoff = new_backoff(&self.timings);
         let mut retry_log = RetryLog::default();
+        // Held from a silent end until the next open attempt ends.
+        let mut silence_turn: Option<SilenceTurn> = None;
         loop {
             let last_event_id = self.resume.get();
             reporter.set_state(ConnState::Connecting);
@@ -134,6 +144,7 @@ impl StreamSupervisor {
                 _ = cancel.cancelled() => return,
                 opened = self.endpoint.open(&self.limiter, last_event_id.as_deref()) => opened,
             };
+            drop(silence_turn.take());
             let delay = match opened {
                 Ok(mut conn) => {
                     reporter.set_state(ConnState::Connected);
@@ -141,11 +152,12 @@ impl StreamSupervisor {
                         resume_after = last_event_id.as_deref().unwrap_or(""), "SSE stream open");
                     let opened_at = Instant::now();
                     let mut events = 0u64;
-                    let end = self.pump(&mut conn, reporter, &mut events, &cancel).await;
+                    let mut end = self.pump(&mut conn, reporter, &mut events, &cancel).await;
                     conn.close().await;
                     if matches!(end, StreamEnd::Cancelled) {
                         return;
                     }
+                    silence_turn = end.take_turn();
                     if proved_useful(events, opened_at.elapsed()) {
                         backoff.reset();
                         retry_log.worked();
@@ -226,8 +238,8 @@ impl StreamSupervisor {
                     next = conn.next_event() => match next {
                         None => return StreamEnd::Closed,
                         Some(Ok(event)) => event,
-                        Some(Err(ReadError::Body(BodyError::Silent(t)))) => {
-                            return StreamEnd::Silent(t);
+                        Some(Err(ReadError::Body(BodyError::Silent(t, turn)))) => {
+                            return StreamEnd::Silent(t, Some(turn));
                         }
                         Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
                             return StreamEnd::Transport(e.to_string());
@@ -471,7 +483,7 @@ mod tests {
                 "transport error: reset".to_owned(),
             ),
             (
-                StreamEnd::Silent(Duration::from_secs(45)),
+                StreamEnd::Silent(Duration::from_secs(45), None),
                 "timeout",
                 "no data or keep-alive for 45s".to_owned(),
             ),
