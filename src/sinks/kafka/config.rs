@@ -41,13 +41,21 @@ pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{vendor}", "{account}", "{type}", "{
 /// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a
 /// timed-out record would leave a gap that the re-send from the cursor fills
 /// after the records behind it, out of per-key order. A bounded retry count
-/// (librdkafka's default is the largest) does the same.
-const FIXED: [(&str, &str); 4] = [
+/// (librdkafka's default is the largest) does the same. With
+/// `delivery.report.only.error` a delivered record gets no report, so the
+/// cursor, which moves on reports, would never pass it.
+const FIXED: [(&str, &str); 5] = [
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("message.timeout.ms", "0"),
     ("message.send.max.retries", "2147483647"),
+    ("delivery.report.only.error", "false"),
 ];
+
+/// The longest `linger.ms` the sink takes: a record lingering far longer
+/// would be taken for a hung broker (no report for 30 s is a stall, and
+/// after 5 minutes the producer is replaced before it ever sends).
+const LINGER_MAX_MS: f64 = 10_000.0;
 
 /// The partitioners that put one key's records in one partition (the
 /// others, `random`, ignore the key: one call's events would be spread
@@ -77,9 +85,44 @@ impl KafkaConfig {
             .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
     }
 
+    /// A limit between options that librdkafka takes but the sink cannot
+    /// work with, and the option to point at.
+    fn limits_problem(&self) -> Option<(&Spanned<String>, String)> {
+        let kbytes = self
+            .options
+            .get_key_value("queue.buffering.max.kbytes")
+            .and_then(|(key, v)| Some((key, v, v.get_ref().trim().parse::<usize>().ok()?)));
+        if let Some((key, at, kbytes)) = kbytes
+            && kbytes.saturating_mul(1024) < self.message_max_bytes()
+        {
+            return Some((
+                at,
+                format!(
+                    "[kafka.options] `{key}` = {kbytes} is below `message.max.bytes` ({} bytes): librdkafka refuses a record larger than its queue, so an event the relay accepted would hold the sink for good; keep it at least message.max.bytes / 1024",
+                    self.message_max_bytes()
+                ),
+            ));
+        }
+        ["linger.ms", "queue.buffering.max.ms"]
+            .into_iter()
+            .find_map(|key| {
+                let at = self.options.get(key)?;
+                let ms = at.get_ref().trim().parse::<f64>().ok()?;
+                (ms > LINGER_MAX_MS).then(|| (at, format!(
+                    "[kafka.options] `{key}` = {ms} is over {LINGER_MAX_MS} ms: a record waiting that long for its batch would be taken for a hung broker"
+                )))
+            })
+    }
+
     pub fn validate(&self, v: &mut Validator) {
         if self.brokers.get_ref().trim().is_empty() {
             v.error(self.brokers.span(), "`brokers` must not be empty");
+        } else if self.brokers.get_ref().contains('@') {
+            // Not quoted: the part before '@' would be a password.
+            v.error(
+                self.brokers.span(),
+                "`brokers` holds an '@': credentials do not go in the broker list; set \"sasl.username\" and \"sasl.password\" in [kafka.options]",
+            );
         } else if let Some((index, why)) =
             brokers_problem(self.brokers.get_ref(), &self.security_protocol())
         {
@@ -116,6 +159,10 @@ impl KafkaConfig {
                 v.error(value.span(), message);
                 each_ok = false;
             }
+        }
+        if each_ok && let Some((at, message)) = self.limits_problem() {
+            v.error(at.span(), message);
+            each_ok = false;
         }
         if each_ok && let Some(message) = self.combined_problem() {
             // At the option librdkafka names (`ssl.ca.location failed: …`),
@@ -289,9 +336,22 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == property)
         && !same_value(property, value, want)
     {
-        return Some(format!(
-            "[kafka.options] `{key}` must stay {want:?}: the sink promises an idempotent, fully acknowledged producer that retries each record until it is delivered, in per-key order"
-        ));
+        let why = if property == "delivery.report.only.error" {
+            "the sink moves its cursor on each record's delivery report"
+        } else {
+            "the sink promises an idempotent, fully acknowledged producer that retries each record until it is delivered, in per-key order"
+        };
+        return Some(format!("[kafka.options] `{key}` must stay {want:?}: {why}"));
+    }
+    // librdkafka reads it with strtol: "0500000" is octal and "900000bytes"
+    // is 900000, while the relay's 413 limit reads decimal digits.
+    if property == "message.max.bytes" {
+        let v = value.trim();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0') {
+            return Some(format!(
+                "[kafka.options] `{key}` = {value:?}: write it in decimal digits, without a leading 0"
+            ));
+        }
     }
     if key == "transactional.id" {
         return Some("[kafka.options] `transactional.id` is not supported: the sink is an idempotent, non-transactional producer".into());
@@ -546,6 +606,84 @@ mod tests {
         let shown = format!("{:?}", with_options(&[("sasl.password", "hunter2")]));
         assert!(shown.contains("\"sasl.password\""), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn delivery_reports_for_errors_only_are_refused() {
+        // A delivered record would get no report: the cursor never passes it.
+        let p = problems(&[("delivery.report.only.error", "true")]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("delivery report"), "{p:?}");
+        assert!(problems(&[("delivery.report.only.error", "false")]).is_empty());
+    }
+
+    #[test]
+    fn message_max_bytes_is_refused_unless_written_in_decimal() {
+        // librdkafka reads 0500000 as octal (163840) and 900000bytes as
+        // 900000: the relay's 413 limit would be above the producer's.
+        for bad in ["0500000", "900000bytes", "0x100000", ""] {
+            let p = problems(&[("message.max.bytes", bad)]);
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert!(p[0].contains("decimal"), "{p:?}");
+        }
+        assert!(problems(&[("message.max.bytes", " 2000000 ")]).is_empty());
+    }
+
+    /// A `[kafka]` config text with `options` lines, checked as `check` does.
+    fn checked(options: &str) -> Result<crate::config::Config, String> {
+        let text = format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.options]\n{options}");
+        crate::config::Config::from_text("relay.toml", &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_queue_smaller_than_the_largest_message_is_refused_at_its_line() {
+        let shown = checked(
+            "\"message.max.bytes\" = \"5000000\"\n\"queue.buffering.max.kbytes\" = \"4096\"\n",
+        )
+        .expect_err("a record over the queue's size is never taken");
+        assert!(shown.contains("relay.toml:5:"), "{shown}");
+        assert!(shown.contains("queue.buffering.max.kbytes"), "{shown}");
+        assert!(
+            checked(
+                "\"message.max.bytes\" = \"4194304\"\n\"queue.buffering.max.kbytes\" = \"4096\"\n"
+            )
+            .is_ok()
+        );
+        // librdkafka's default message.max.bytes (1000000) counts too.
+        assert!(checked("\"queue.buffering.max.kbytes\" = \"900\"\n").is_err());
+    }
+
+    #[test]
+    fn a_linger_the_stall_rule_would_take_for_a_hung_broker_is_refused() {
+        for key in ["linger.ms", "queue.buffering.max.ms"] {
+            let shown = checked(&format!("\"{key}\" = \"60000\"\n"))
+                .expect_err("a minute's linger is refused");
+            assert!(
+                shown.contains(key) && shown.contains("hung broker"),
+                "{shown}"
+            );
+            assert!(
+                checked(&format!("\"{key}\" = \"10000\"\n")).is_ok(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_broker_list_are_refused_without_being_quoted() {
+        for brokers in [
+            "SASL_SSL://user:hunter2@kafka:9093",
+            "user:hunter2@kafka:9092",
+        ] {
+            let text = format!(
+                "[kafka]\nbrokers = \"{brokers}\"\n[kafka.options]\n\"security.protocol\" = \"SASL_SSL\"\n"
+            );
+            let shown = crate::config::Config::from_text("relay.toml", &text, &|_| None)
+                .expect_err("credentials in the broker list are refused")
+                .to_string();
+            assert!(shown.contains("sasl.password"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
     }
 
     #[test]
