@@ -5,17 +5,21 @@ use toml::Spanned;
 
 use super::Validator;
 
-/// Checks an account name: it appears in URLs, metric labels and CloudEvent sources.
+/// Checks an account name: it appears in URLs, metric labels, CloudEvent
+/// sources and Kafka topics. `.` and `..` are path segments clients and
+/// proxies collapse (`/hooks/tel4vn/..`), and topics Kafka refuses.
 pub fn validate_account(v: &mut Validator, account: &Spanned<String>) {
     let name = account.get_ref();
     let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         let message = format!(
-            "`account` = {} must be 1..64 characters of ASCII letters, digits, '-', '_' or '.'",
+            "`account` = {} must be 1..64 characters of ASCII letters, digits, '-', '_' or '.', and not `.` or `..`",
             v.shown(account)
         );
         v.error(account.span(), message);

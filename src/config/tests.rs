@@ -411,6 +411,24 @@ fn websocket_path_must_be_a_route_of_its_own() {
 }
 
 #[test]
+fn dot_segments_are_not_account_names() {
+    // `/hooks/tel4vn/..` is collapsed by clients and proxies, and a topic
+    // `{account}` of `.` or `..` is one Kafka refuses.
+    for account in [".", ".."] {
+        let p = problems(&format!(
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"{account}\"\napi_key = \"k\"\n"
+        ));
+        assert_eq!(p.len(), 1, "{account}: {p:?}");
+        assert!(p[0].starts_with("relay.toml:3:11: `account`"), "{p:?}");
+    }
+    for account in ["...", ".a", "a.", "a..b"] {
+        let text =
+            format!("[[webhook]]\nvendor = \"tel4vn\"\naccount = \"{account}\"\napi_key = \"k\"\n");
+        assert!(load(&text).is_ok(), "{account}");
+    }
+}
+
+#[test]
 fn duplicate_source_accounts_are_errors() {
     let p = problems(
         "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\n[[sprecord]]\naccount = \"a\"\nurl = \"http://h2\"\n",
