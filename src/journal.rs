@@ -29,6 +29,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
+use crate::log_throttle::LogThrottle;
 
 mod clock;
 mod cursors;
@@ -37,6 +38,7 @@ mod held_drop;
 mod open;
 mod presence;
 mod read;
+use read::UNREADABLE_LOG_INTERVAL;
 mod record;
 mod retention;
 mod unsaid_loss;
@@ -206,6 +208,9 @@ pub struct Journal {
     presence: FilePresence,
     /// Whether this open created the file (no journal was at the path).
     created: bool,
+    /// Lines about records that cannot be read: every read passing one
+    /// meets it again.
+    unreadable_log: Mutex<LogThrottle<()>>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the unit of
@@ -303,6 +308,7 @@ impl Journal {
             clock,
             presence: FilePresence::default(),
             created,
+            unreadable_log: Mutex::new(LogThrottle::new(UNREADABLE_LOG_INTERVAL)),
         };
         journal.presence.opened(&journal.path);
         journal.refresh_stats()?;

@@ -2,8 +2,11 @@
 //! bytes), and counting a range by header without copying any JSON.
 //!
 //! Guarantees: events come in seq order; what retention removed is skipped;
-//! a record that does not decode is `JournalError::Corrupt` with its seq, and
-//! a page redb cannot read (it panics) is `JournalError::Damaged`.
+//! a record that does not decode (damaged on disk) is skipped and logged with
+//! its seq, so one bad record cannot hold every reader at it for good; a page
+//! redb cannot read (it panics) is `JournalError::Damaged`.
+
+use std::time::{Duration, Instant};
 
 use redb::ReadableDatabase;
 
@@ -43,7 +46,9 @@ impl Journal {
                     break;
                 }
                 let (k, v) = entry.map_err(storage)?;
-                let event = decode_record(k.value(), v.value())?;
+                let Some(event) = self.readable(decode_record(k.value(), v.value()))? else {
+                    continue;
+                };
                 bytes = bytes.saturating_add(event.json.len());
                 out.push(event);
             }
@@ -76,8 +81,8 @@ impl Journal {
                     return Ok((count, through));
                 }
                 let (k, v) = entry.map_err(storage)?;
-                let (header, _) = split_record(k.value(), v.value())?;
-                if accept(&header) {
+                let split = self.readable(split_record(k.value(), v.value()))?;
+                if split.is_some_and(|(header, _)| accept(&header)) {
                     count += 1;
                 }
                 read += 1;
@@ -86,4 +91,29 @@ impl Journal {
             Ok((count, up_to))
         })
     }
+
+    /// A record's decoding, `None` when the record is damaged: skipped, and
+    /// said at most once per [`UNREADABLE_LOG_INTERVAL`]. Until then the Kafka
+    /// sink read the same page again for good, and held every event after it.
+    fn readable<T>(&self, decoded: Result<T, JournalError>) -> Result<Option<T>, JournalError> {
+        match decoded {
+            Ok(value) => Ok(Some(value)),
+            Err(JournalError::Corrupt { seq }) => {
+                let admitted = self
+                    .unreadable_log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .admit((), Instant::now());
+                if let Some(held_back) = admitted {
+                    tracing::error!(seq, path = %self.path.display(), held_back,
+                        "journal record {seq} cannot be read (damaged on disk): it is skipped, so sinks and WebSocket clients do not get it");
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
+
+/// How often a damaged record met by a read is said.
+pub(super) const UNREADABLE_LOG_INTERVAL: Duration = Duration::from_secs(60);

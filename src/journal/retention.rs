@@ -99,8 +99,11 @@ impl Journal {
                         done = false;
                         break;
                     }
-                    let journaled_at =
-                        clock::age_from(record_time(seq, &record)?, now_ms, clock_started_ms);
+                    // A record damaged on disk has no time to read: its age
+                    // counts from the clock's start (an error here stopped
+                    // every pass, and the file grew without bound).
+                    let stamped = record_time(seq, &record).unwrap_or(u64::MAX);
+                    let journaled_at = clock::age_from(stamped, now_ms, clock_started_ms);
                     let expired = now_ms.saturating_sub(journaled_at) >= retention_ms
                         && seq <= delivered_up_to;
                     let over_size = bytes > self.options.max_size;
