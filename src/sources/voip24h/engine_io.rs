@@ -22,12 +22,14 @@
 //! socket — is gone.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -49,9 +51,33 @@ enum Cmd {
 }
 
 pub struct Conn {
-    pub(super) events: mpsc::Receiver<Inbound>,
+    events: mpsc::Receiver<(Inbound, usize)>,
+    /// What the channel holds counts toward [`MAX_BACKLOG_BYTES`] until taken.
+    handed_on: Arc<HandedOn>,
     cmds: mpsc::Sender<Cmd>,
     task: JoinHandle<()>,
+}
+
+/// The bytes handed to the session's channel and not taken yet. Counted
+/// until taken: the channel holds up to 1,024 items of any size (up to
+/// 16 MiB each), so a bound on the reader's own backlog alone let a stalled
+/// session hold gigabytes.
+#[derive(Default)]
+struct HandedOn {
+    bytes: AtomicUsize,
+    /// Wakes a reader that stopped at the bound when the session takes one.
+    taken: Notify,
+}
+
+impl HandedOn {
+    fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    fn taken(&self, size: usize) {
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+        self.taken.notify_one();
+    }
 }
 
 /// Emits socket.io events on a [`Conn`]; the connection's task ends only
@@ -189,8 +215,33 @@ impl Conn {
         }
         let (events_tx, events) = mpsc::channel(1024);
         let (cmds, cmds_rx) = mpsc::channel(64);
-        let task = tokio::spawn(drive(ws, heartbeat, events_tx, cmds_rx));
-        Ok(Conn { events, cmds, task })
+        let handed_on = Arc::new(HandedOn::default());
+        let to_session = ToSession {
+            events: events_tx,
+            handed_on: handed_on.clone(),
+        };
+        let task = tokio::spawn(drive(ws, heartbeat, to_session, cmds_rx));
+        Ok(Conn {
+            events,
+            handed_on,
+            cmds,
+            task,
+        })
+    }
+
+    /// The next thing read; `None` once the connection's task has ended
+    /// and everything it read was taken.
+    pub async fn recv(&mut self) -> Option<Inbound> {
+        let (inbound, size) = self.events.recv().await?;
+        self.handed_on.taken(size);
+        Some(inbound)
+    }
+
+    /// What has already been read, without waiting.
+    pub fn try_recv(&mut self) -> Option<Inbound> {
+        let (inbound, size) = self.events.try_recv().ok()?;
+        self.handed_on.taken(size);
+        Some(inbound)
     }
 
     pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
@@ -251,18 +302,32 @@ impl Backlog {
         self.items.push_back((inbound, size));
     }
 
-    fn pop(&mut self) -> Option<Inbound> {
+    fn pop(&mut self) -> Option<(Inbound, usize)> {
         let (inbound, size) = self.items.pop_front()?;
         self.bytes -= size;
-        Some(inbound)
+        Some((inbound, size))
     }
 
     fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
-    fn is_full(&self) -> bool {
-        self.bytes >= MAX_BACKLOG_BYTES
+    /// Full counting what the session's channel holds too.
+    fn is_full(&self, handed_on: usize) -> bool {
+        self.bytes.saturating_add(handed_on) >= MAX_BACKLOG_BYTES
+    }
+}
+
+/// The session's end of the connection, as its task sees it.
+struct ToSession {
+    events: mpsc::Sender<(Inbound, usize)>,
+    handed_on: Arc<HandedOn>,
+}
+
+impl ToSession {
+    fn send(&self, permit: mpsc::Permit<'_, (Inbound, usize)>, (inbound, size): (Inbound, usize)) {
+        self.handed_on.bytes.fetch_add(size, Ordering::AcqRel);
+        permit.send((inbound, size));
     }
 }
 
@@ -271,9 +336,10 @@ impl Backlog {
 async fn drive(
     mut ws: Ws,
     heartbeat: Heartbeat,
-    events: mpsc::Sender<Inbound>,
+    session: ToSession,
     mut cmds: mpsc::Receiver<Cmd>,
 ) {
+    let events = &session.events;
     let (client_pings, ping_every, silence_limit) = match heartbeat {
         // The silence limit is unused when we ping: an hour keeps it finite.
         Heartbeat::ClientPings(every) => (true, every, Duration::from_secs(3600)),
@@ -284,11 +350,12 @@ async fn drive(
     tokio::pin!(server_silent);
     let mut backlog = Backlog::default();
     let ended = loop {
+        let full = backlog.is_full(session.handed_on.bytes());
         tokio::select! {
             permit = events.reserve(), if !backlog.is_empty() => match permit {
                 Ok(permit) => {
-                    if let Some(inbound) = backlog.pop() {
-                        permit.send(inbound);
+                    if let Some(item) = backlog.pop() {
+                        session.send(permit, item);
                     }
                 }
                 // The session is gone.
@@ -303,8 +370,10 @@ async fn drive(
                 }
             }
             _ = &mut server_silent, if !client_pings => {
-                break silence_reason(silence_limit, backlog.is_full());
+                break silence_reason(silence_limit, full);
             }
+            // The session took something: the bound may let reading on.
+            _ = session.handed_on.taken.notified(), if full => {}
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Send(text, reply)) => {
                     let result = ws.send(Message::Text(text.into())).await.map_err(LinkError::from);
@@ -319,7 +388,7 @@ async fn drive(
                     return;
                 }
             },
-            frame = ws.next(), if !backlog.is_full() => {
+            frame = ws.next(), if !full => {
                 if !client_pings {
                     // Any frame shows the server alive, as its ping would.
                     server_silent
@@ -382,7 +451,7 @@ async fn drive(
     while !backlog.is_empty() {
         tokio::select! {
             permit = events.reserve() => match (permit, backlog.pop()) {
-                (Ok(permit), Some(inbound)) => permit.send(inbound),
+                (Ok(permit), Some(item)) => session.send(permit, item),
                 _ => return,
             },
             cmd = cmds.recv() => match cmd {
@@ -459,10 +528,10 @@ mod tests {
         }
         assert!(!backlog.is_empty());
         assert_eq!(backlog.bytes, 3 * (1 + BACKLOG_ITEM_OVERHEAD));
-        assert!(matches!(backlog.pop(), Some(Inbound::Alive)));
+        assert!(matches!(backlog.pop(), Some((Inbound::Alive, _))));
         assert_eq!(backlog.bytes, 2 * (1 + BACKLOG_ITEM_OVERHEAD));
-        assert!(matches!(backlog.pop(), Some(Inbound::Malformed(why)) if why == "a"));
-        assert!(matches!(backlog.pop(), Some(Inbound::Alive)));
+        assert!(matches!(backlog.pop(), Some((Inbound::Malformed(why), _)) if why == "a"));
+        assert!(matches!(backlog.pop(), Some((Inbound::Alive, _))));
         assert!(backlog.pop().is_none());
         assert!(backlog.is_empty());
         assert_eq!(backlog.bytes, 0);
@@ -471,11 +540,62 @@ mod tests {
         let text = MAX_BACKLOG_BYTES - 2 * BACKLOG_ITEM_OVERHEAD - 1;
         backlog.push(Inbound::Malformed("big".into()), text);
         backlog.push(Inbound::Malformed("tiny".into()), 0);
-        assert!(!backlog.is_full());
+        assert!(!backlog.is_full(0));
         backlog.push(Inbound::Malformed("one more".into()), 0);
-        assert!(backlog.is_full());
+        assert!(backlog.is_full(0));
         assert!(backlog.pop().is_some());
-        assert!(!backlog.is_full());
+        assert!(!backlog.is_full(0));
+        // What the session's channel holds counts too.
+        let room = MAX_BACKLOG_BYTES - 2 * BACKLOG_ITEM_OVERHEAD;
+        assert!(!backlog.is_full(room - 1));
+        assert!(backlog.is_full(room));
+    }
+
+    /// A session that takes nothing (its journal refusing) holds a bounded
+    /// backlog of the server's frames, counting what its channel holds:
+    /// the channel's 1,024 items of any size were not counted, so 256 KiB
+    /// frames were read on to about 1,100 (275 MiB) before reading stopped.
+    #[tokio::test]
+    async fn a_session_that_takes_nothing_holds_at_most_the_backlog_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counted = sent.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
+            ws.send(Message::Text(open.into())).await.unwrap();
+            let frame = format!("42[\"response\",\"{}\"]", "x".repeat(256 << 10));
+            while ws.send(Message::Text(frame.clone().into())).await.is_ok() {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let dial = Dial {
+            base_url: format!("http://127.0.0.1:{port}"),
+            dialer: crate::sources::proxy::Dialer::new(None, None),
+            rustls: Arc::new(crate::sources::tls::TrustRoots::default().rustls().unwrap()),
+        };
+        let conn = Conn::open(&dial, EngineVersion::V3, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Until the server can write no more (its sends wait on the socket).
+        let mut before = usize::MAX;
+        let frames = loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = sent.load(Ordering::SeqCst);
+            if now == before || now > 2_000 {
+                break now;
+            }
+            before = now;
+        };
+        // 8 MiB is 32 such frames; the sockets' buffers hold some more.
+        assert!(
+            (32..200).contains(&frames),
+            "{frames} frames of 256 KiB were read while the session took none"
+        );
+        conn.close().await;
+        server.abort();
     }
 
     #[test]

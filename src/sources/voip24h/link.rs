@@ -135,15 +135,13 @@ impl Link {
         if let Some(inbound) = self.put_back.take() {
             return inbound;
         }
-        let next = self.conn.events.recv().await;
+        let next = self.conn.recv().await;
         next.unwrap_or_else(|| Inbound::Closed("connection ended".into()))
     }
 
     /// What has already arrived, without waiting.
     pub fn try_recv(&mut self) -> Option<Inbound> {
-        self.put_back
-            .take()
-            .or_else(|| self.conn.events.try_recv().ok())
+        self.put_back.take().or_else(|| self.conn.try_recv())
     }
 
     /// Returns `inbound`, taken by [`Link::try_recv`] and not handled, to be
