@@ -139,9 +139,14 @@ pub(super) async fn handshake(
                     return Err(LinkError::Handshake("unexpected first frame".into()));
                 }
                 // A socket.io 3/4 server upgrades an Engine.IO 3 request and
-                // then writes an HTTP 400 into the websocket, which reads as
-                // a broken frame.
-                Some(Err(tungstenite::Error::Protocol(_))) if eio == 3 => {
+                // then writes an HTTP 400 into the websocket: its first byte,
+                // 'H', reads as a frame with a reserved bit set. Only that:
+                // a server or front end ending the connection before its
+                // open packet (a restart) is said as it is, since "set
+                // engine_io" would lead the operator to break a working setup.
+                Some(Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::NonZeroReservedBits,
+                ))) if eio == 3 => {
                     return Err(LinkError::Handshake(WRONG_VERSION_3.into()));
                 }
                 Some(Err(e)) => return Err(e.into()),
@@ -557,25 +562,17 @@ mod tests {
     /// frames were read on to about 1,100 (275 MiB) before reading stopped.
     #[tokio::test]
     async fn a_session_that_takes_nothing_holds_at_most_the_backlog_bound() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let sent = Arc::new(AtomicUsize::new(0));
         let counted = sent.clone();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (dial, server) = serve_one_websocket(|mut ws| async move {
             let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
             ws.send(Message::Text(open.into())).await.unwrap();
             let frame = format!("42[\"response\",\"{}\"]", "x".repeat(256 << 10));
             while ws.send(Message::Text(frame.clone().into())).await.is_ok() {
                 counted.fetch_add(1, Ordering::SeqCst);
             }
-        });
-        let dial = Dial {
-            base_url: format!("http://127.0.0.1:{port}"),
-            dialer: crate::sources::proxy::Dialer::new(None, None),
-            rustls: Arc::new(crate::sources::tls::TrustRoots::default().rustls().unwrap()),
-        };
+        })
+        .await;
         let conn = Conn::open(&dial, EngineVersion::V3, Duration::from_secs(5))
             .await
             .unwrap();
@@ -596,6 +593,43 @@ mod tests {
         );
         conn.close().await;
         server.abort();
+    }
+
+    /// A server on 127.0.0.1 that takes one websocket and hands it to
+    /// `serve`; the [`Dial`] that reaches it.
+    async fn serve_one_websocket<F, Fut>(serve: F) -> (Dial, tokio::task::JoinHandle<()>)
+    where
+        F: FnOnce(ServerWs) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            serve(tokio_tungstenite::accept_async(tcp).await.unwrap()).await;
+        });
+        let dial = Dial {
+            base_url: format!("http://127.0.0.1:{port}"),
+            dialer: crate::sources::proxy::Dialer::new(None, None),
+            rustls: Arc::new(crate::sources::tls::TrustRoots::default().rustls().unwrap()),
+        };
+        (dial, server)
+    }
+
+    type ServerWs = WebSocketStream<tokio::net::TcpStream>;
+
+    /// A server (or its front end) that ends the connection after the
+    /// upgrade, before the open packet, as in a restart: said as it is.
+    /// Every protocol error was said as the wrong `engine_io`, whose advice
+    /// ("set engine_io = 4") breaks a setup that works.
+    #[tokio::test]
+    async fn a_connection_ended_before_the_open_packet_is_not_called_the_wrong_version() {
+        let (dial, _server) = serve_one_websocket(|ws| async move { drop(ws) }).await;
+        let Err(error) = handshake(&dial, 3, Duration::from_secs(5)).await else {
+            panic!("the handshake succeeded");
+        };
+        let said = error.to_string();
+        assert!(!said.contains("engine_io"), "{said}");
     }
 
     #[test]

@@ -154,7 +154,9 @@ pub const DISCONNECT: &str = "41";
 
 /// The websocket URL of the Engine.IO endpoint behind a configured http(s) URL:
 /// `ws(s)://host:port/socket.io/?EIO={eio}&transport=websocket`. A URL with
-/// its own path keeps it, as the socket.io clients do.
+/// its own path keeps it as the Engine.IO path (the socket.io clients'
+/// `path` option, for a server behind a front end), not as a namespace, as
+/// `io(url)` would take it: the relay joins the default namespace only.
 pub fn websocket_url(base: &str, eio: u8) -> Result<Url, url::ParseError> {
     let mut url = Url::parse(base)?;
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
