@@ -25,6 +25,7 @@ pub mod limiter;
 pub mod resume;
 pub mod sse;
 pub mod stream;
+pub mod warnings;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ use connection::Endpoint;
 use limiter::ConnLimiter;
 use resume::ResumeId;
 use stream::StreamSupervisor;
+use warnings::StreamWarnings;
 
 /// Holds the account's streams until `cancel`; returns once every stream is closed.
 pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: CancellationToken) {
@@ -67,6 +69,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
             ctx: ctx.clone(),
             reporter: Arc::new(reporter),
             resume: ResumeId::new(&ctx, &account, config.url.get_ref()),
+            warnings: StreamWarnings::default(),
         };
         tasks.spawn(restarting(supervisor, cancel.clone()));
     }

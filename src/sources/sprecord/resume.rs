@@ -18,14 +18,18 @@
 //! The account's newest id asks only for what none of its streams had.
 //!
 //! Guarantees: an id set is returned by every later `get` for the same
-//! account, url and relay; an id longer than [`MAX_ID_BYTES`] is not kept
-//! (it would go back as a header no server takes, and the streams would be
-//! refused until a restart): the streams then ask for no history; a
+//! account, url and relay; an id longer than [`MAX_ID_BYTES`], or holding a
+//! control character, is not kept (it would go back as a header no server
+//! takes, and the streams would be refused until a restart; or it cannot be
+//! a header at all): the streams then ask for no history, which is said
+//! once, naming the account; a
 //! poisoned lock is recovered (the map is always consistent: single
 //! inserts).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hyper::header::HeaderValue;
 
 use crate::app::Context;
 
@@ -66,17 +70,25 @@ impl ResumeId {
         self.ids.lock().get(&self.key).cloned()
     }
 
-    /// Notes `id` as the last one handed on; one over [`MAX_ID_BYTES`]
-    /// clears the resume point instead.
+    /// Notes `id` as the last one handed on; one that cannot go back as
+    /// `Last-Event-ID` (over [`MAX_ID_BYTES`], or holding a control
+    /// character) clears the resume point instead.
     pub fn set(&self, id: &str) {
         let mut ids = self.ids.lock();
-        if id.len() > MAX_ID_BYTES {
+        let why = if id.len() > MAX_ID_BYTES {
+            Some("is too long")
+        } else if HeaderValue::from_str(id).is_err() {
+            Some("holds a control character, so it cannot be a header, and")
+        } else {
+            None
+        };
+        if let Some(why) = why {
             if ids.remove(&self.key).is_some() {
                 tracing::warn!(
                     vendor = "sprecord",
                     account = %self.key.0,
                     bytes = id.len(),
-                    "an SSE event id is too long to send back as Last-Event-ID: the streams reconnect without asking for history"
+                    "an SSE event id {why} cannot go back as Last-Event-ID: the streams reconnect without asking for history"
                 );
             }
             return;
@@ -129,5 +141,19 @@ mod tests {
         let longest = "y".repeat(MAX_ID_BYTES);
         stream.set(&longest);
         assert_eq!(stream.get(), Some(longest));
+    }
+
+    /// An id with a control character cannot be a header: kept, every
+    /// stream's every reconnect logged it again, naming no account.
+    #[test]
+    fn an_id_holding_a_control_character_clears_the_resume_point() {
+        let ids = Arc::new(ResumeIds::default());
+        let stream = resume(&ids, "http://a/sys/events");
+        stream.set("41");
+        stream.set("4\u{1}2");
+        assert_eq!(stream.get(), None);
+        // Text beyond ASCII goes back as the server wrote it.
+        stream.set("số-43");
+        assert_eq!(stream.get().as_deref(), Some("số-43"));
     }
 }

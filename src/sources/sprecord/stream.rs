@@ -37,6 +37,7 @@ use super::connection::{BodyError, Endpoint, OpenError, ReadError, SilenceTurn, 
 use super::limiter::ConnLimiter;
 use super::resume::ResumeId;
 use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
+use super::warnings::StreamWarnings;
 use crate::app::Context;
 use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
 use crate::ingest::IngestError;
@@ -120,6 +121,7 @@ pub struct StreamSupervisor {
     /// so that it outlives a run that panicked.
     pub reporter: Arc<UpstreamReporter>,
     pub resume: ResumeId,
+    pub warnings: StreamWarnings,
 }
 
 impl StreamSupervisor {
@@ -260,7 +262,7 @@ impl StreamSupervisor {
             };
             *events += 1;
             if next.lossy {
-                self.lossy(&next.id);
+                self.warnings.lossy(&self.account, self.index, &next.id);
             }
             let handled = self.handle(&next.data, reporter);
             tokio::pin!(handled);
@@ -366,16 +368,7 @@ impl StreamSupervisor {
             .upstream_malformed
             .with_label_values(&[Vendor::Sprecord.as_str(), &self.account])
             .inc();
-        // The payload itself may hold phone numbers: log why, not what.
-        tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
-            "malformed SSE message skipped: {why}");
-    }
-
-    /// An event whose bytes were not all UTF-8 is handed on with U+FFFD in
-    /// their place (the SSE standard's decoding); the log says which.
-    fn lossy(&self, id: &str) {
-        tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index, event_id = ?id,
-            "an event's bytes were not all UTF-8: each invalid sequence is read as U+FFFD (the SSE standard's decoding), also in an id, which is sent back so as Last-Event-ID");
+        self.warnings.malformed(&self.account, self.index, why);
     }
 }
 
