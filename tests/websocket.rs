@@ -267,6 +267,33 @@ async fn a_bad_client_frame_gets_a_close_code_that_says_why() {
     assert_eq!(next_json(&mut client).await["seq"], seq);
 }
 
+/// A `Last-Event-ID` that is not text is refused saying so (the answer
+/// quoted `"not text"`, as if the client had sent those words), unless
+/// `since` is given, which wins; a parameter the relay does not read is
+/// ignored whatever its bytes (a non-UTF-8 cache buster was refused 400).
+#[tokio::test]
+async fn a_last_event_id_that_is_not_text_and_unknown_parameters_not_utf8() {
+    let relay = start_relay("").await;
+    let refusal = try_connect(&ws_url(&relay, ""), Some(("last-event-id", "é"))).await;
+    let Err(tungstenite::Error::Http(response)) = refusal else {
+        panic!("expected an HTTP refusal");
+    };
+    assert_eq!(response.status().as_u16(), 400);
+    let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(
+        body.contains("is not text") && !body.contains("got"),
+        "{body}"
+    );
+    assert_eq!(refused(&relay, "bad_since"), 1);
+    try_connect(&ws_url(&relay, "?since=0"), Some(("last-event-id", "é")))
+        .await
+        .expect("since wins over the header");
+    try_connect(&ws_url(&relay, "?_=%FF"), None)
+        .await
+        .expect("an unknown parameter is ignored");
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_filters_max_clients_status_and_shutdown() {
     let relay =

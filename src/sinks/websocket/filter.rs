@@ -22,7 +22,21 @@ pub enum QueryError {
     /// A parameter's name or value is not UTF-8 once percent-decoded.
     #[error("{0}")]
     NotUtf8(String),
+    /// The `Last-Event-ID` header's bytes are not text.
+    #[error("`Last-Event-ID` must be a non-negative integer seq, and is not text")]
+    LastEventIdNotText,
 }
+
+/// The query parameters a client may give.
+const PARAMETERS: [&str; 7] = [
+    "type",
+    "vendor",
+    "account",
+    "subject",
+    "since",
+    "token",
+    "heartbeat",
+];
 
 /// A client's filters; an event is sent when it matches every non-empty list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,8 +93,18 @@ impl ClientQuery {
             let (key, value) = match decoded.map(|mut one| one.pop()) {
                 Ok(Some(pair)) => pair,
                 Ok(None) => continue,
+                // Refused only for a parameter the relay reads: unknown ones
+                // are ignored (browsers and proxies add cache busters).
                 Err(e) => {
-                    q.not_utf8.get_or_insert(e.0);
+                    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                    let known = form_pairs(name.as_bytes(), None, Pairs::QueryParameters)
+                        .is_ok_and(|p| {
+                            p.first()
+                                .is_some_and(|(n, _)| PARAMETERS.contains(&n.as_str()))
+                        });
+                    if known {
+                        q.not_utf8.get_or_insert(e.0);
+                    }
                     continue;
                 }
             };
@@ -118,13 +142,18 @@ impl ClientQuery {
 
     /// The resume point: `?since=`, else the `Last-Event-ID` header's value;
     /// or why the query cannot be served.
-    pub fn since(&self, last_event_id: Option<&str>) -> Result<Option<u64>, QueryError> {
+    /// `last_event_id` is the header's text, `Err` when it is not text.
+    pub fn since(
+        &self,
+        last_event_id: Option<Result<&str, ()>>,
+    ) -> Result<Option<u64>, QueryError> {
         if let Some(why) = &self.not_utf8 {
             return Err(QueryError::NotUtf8(why.clone()));
         }
         match (self.since.as_deref(), last_event_id) {
             (Some(text), _) => parse_seq(text, "since").map(Some),
-            (None, Some(text)) => parse_seq(text, "Last-Event-ID").map(Some),
+            (None, Some(Ok(text))) => parse_seq(text, "Last-Event-ID").map(Some),
+            (None, Some(Err(()))) => Err(QueryError::LastEventIdNotText),
             (None, None) => Ok(None),
         }
     }
@@ -236,23 +265,23 @@ mod tests {
         assert_eq!(q.filter.vendors, ["voip24h"]);
         assert_eq!(q.filter.accounts, ["a", "b"]);
         assert_eq!(
-            q.since(Some("7")),
+            q.since(Some(Ok("7"))),
             Ok(Some(42)),
             "?since= wins over Last-Event-ID"
         );
         assert_eq!(q.token.as_deref(), Some("t k"));
         let none = ClientQuery::parse(None);
         assert_eq!(none, ClientQuery::default());
-        assert_eq!(none.since(Some(" 9 ")), Ok(Some(9)));
+        assert_eq!(none.since(Some(Ok(" 9 "))), Ok(Some(9)));
         assert_eq!(none.since(None), Ok(None));
         assert!(ClientQuery::parse(Some("since=-1")).since(None).is_err());
         assert!(ClientQuery::parse(Some("since=abc")).since(None).is_err());
-        let header = ClientQuery::parse(None).since(Some("-1")).unwrap_err();
+        let header = ClientQuery::parse(None).since(Some(Ok("-1"))).unwrap_err();
         assert_eq!(
             header.to_string(),
             "`Last-Event-ID` must be a non-negative integer seq, got \"-1\""
         );
-        assert!(none.since(Some("x")).is_err());
+        assert!(none.since(Some(Ok("x"))).is_err());
     }
 
     #[test]
@@ -306,8 +335,31 @@ mod tests {
             "{told}"
         );
         assert!(told.contains("%C4%90"), "{told}");
-        let name = ClientQuery::parse(Some("%FF=1")).since(None).unwrap_err();
-        assert!(name.to_string().contains("name"), "{name}");
+        // Unknown parameters are ignored, whatever their bytes (browsers and
+        // proxies add cache busters): only the relay's own are refused.
+        assert_eq!(
+            ClientQuery::parse(Some("%FF=1&since=2")).since(None),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            ClientQuery::parse(Some("_=%FF&since=1")).since(None),
+            Ok(Some(1))
+        );
+        for known in [
+            "type",
+            "vendor",
+            "subject",
+            "since",
+            "token",
+            "heartbeat",
+            "%74ype",
+        ] {
+            let q = ClientQuery::parse(Some(&format!("{known}=%FF")));
+            assert!(
+                matches!(q.since(None), Err(QueryError::NotUtf8(_))),
+                "{known}"
+            );
+        }
         // A literal U+FFFD sent as UTF-8 is text like any other.
         let replacement = ClientQuery::parse(Some("account=%EF%BF%BD&since=5"));
         assert_eq!(replacement.filter.accounts, ["\u{FFFD}"]);

@@ -357,12 +357,12 @@ fn accept(
     }
     let last_event_id = headers
         .get("last-event-id")
-        .map(|v| v.to_str().unwrap_or("not text"));
+        .map(|v| v.to_str().map_err(|_| ()));
     let since = match query.since(last_event_id) {
         Ok(since) => since,
         Err(e) => {
             let refusal = match e {
-                QueryError::BadSince { .. } => Refusal::BadSince,
+                QueryError::BadSince { .. } | QueryError::LastEventIdNotText => Refusal::BadSince,
                 QueryError::NotUtf8(_) => Refusal::BadQuery,
             };
             return Err(refuse(refusal, StatusCode::BAD_REQUEST, e.to_string()));
@@ -378,11 +378,14 @@ fn accept(
         }
     };
     if ctx.shutdown.is_cancelled() {
-        return Err(refuse(
+        let mut refused = refuse(
             Refusal::ShuttingDown,
             StatusCode::SERVICE_UNAVAILABLE,
             "callrelay is shutting down".into(),
-        ));
+        );
+        // As every 503 the relay answers: a restart is seconds away.
+        crate::server::retry_after(&mut refused.response, "5");
+        return Err(refused);
     }
     let max = *ws.max_clients.get_ref();
     let Some(slot) = Slot::take(fanout, ctx, max) else {
