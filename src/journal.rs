@@ -88,6 +88,11 @@ pub enum JournalError {
     },
     #[error("the journal {path} is already open in another callrelay process")]
     InUse { path: PathBuf },
+    /// A reopen that this relay's own readers held up past [`REOPEN_WAIT`].
+    #[error(
+        "readers in this relay still held the journal {waited:?} after it was closed to be opened again (a long read: a retention pass, a Kafka batch or a WebSocket replay page, slow on a failing disk); the reopen is tried again"
+    )]
+    HeldByReaders { waited: Duration },
     #[error("cannot open the journal {path}: {source}")]
     Open { path: PathBuf, source: redb::Error },
     #[error("journal storage error: {0}")]
@@ -378,7 +383,13 @@ impl Journal {
             let deadline = std::time::Instant::now() + REOPEN_WAIT;
             let db = loop {
                 match open_database(&self.path, Opening::AfterIoError) {
-                    Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                    // Ours: the file was open here until just now.
+                    Err(JournalError::InUse { .. }) if std::time::Instant::now() >= deadline => {
+                        return Err(JournalError::HeldByReaders {
+                            waited: REOPEN_WAIT,
+                        });
+                    }
+                    Err(JournalError::InUse { .. }) => {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     opened => break opened?,
