@@ -21,6 +21,20 @@ use crate::status::UpstreamReporter;
 /// A run that lasted this long before panicking resets the delay.
 const RESET_AFTER: Duration = Duration::from_secs(60);
 
+/// The shortest wait before a connection source is started again.
+pub const SOURCE_MIN_WAIT: Duration = Duration::from_secs(1);
+
+/// A connection source's restart waits: its reconnect backoff, at least
+/// [`SOURCE_MIN_WAIT`]. A panic that comes again at once (on an event a
+/// server replays after `Last-Event-ID`) otherwise reconnected and panicked
+/// at the pace of a `backoff_min` of milliseconds, two log lines each time.
+pub fn source_waits(backoff_min: Duration, backoff_max: Duration) -> (Duration, Duration) {
+    (
+        backoff_min.max(SOURCE_MIN_WAIT),
+        backoff_max.max(SOURCE_MIN_WAIT),
+    )
+}
+
 /// Awaits `run()` until one run returns, starting it again after each panic.
 pub async fn restart_on_panic<F: Future<Output = ()>>(
     (first_wait, max_wait): (Duration, Duration),
@@ -104,6 +118,14 @@ mod tests {
             .with_label_values(&["sprecord", "a", "panic"])
             .get();
         assert_eq!(panics, 2);
+    }
+
+    #[test]
+    fn a_source_waits_at_least_a_second_before_it_starts_again() {
+        let ms = Duration::from_millis;
+        assert_eq!(source_waits(ms(10), ms(10)), (ms(1000), ms(1000)));
+        assert_eq!(source_waits(ms(10), ms(300)), (ms(1000), ms(1000)));
+        assert_eq!(source_waits(ms(2000), ms(60_000)), (ms(2000), ms(60_000)));
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::Vendor;
-use crate::panic_restart::{restart_on_panic, source_panicked};
+use crate::panic_restart::{restart_on_panic, source_panicked, source_waits};
 use config::{MAX_STREAMS, SprecordConfig};
 use connection::Endpoint;
 use limiter::ConnLimiter;
@@ -89,7 +89,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
 /// Runs one stream until `cancel`, restarting it when it panics (see [`restart_on_panic`]).
 async fn restarting(supervisor: StreamSupervisor, cancel: CancellationToken) {
     let s = &supervisor;
-    let waits = (s.timings.backoff_min, s.timings.backoff_max);
+    let waits = source_waits(s.timings.backoff_min, s.timings.backoff_max);
     let on_panic = source_panicked(Vendor::Sprecord, &s.account, s.index, &s.reporter);
     restart_on_panic(waits, &cancel, on_panic, || s.run(cancel.clone())).await;
 }
