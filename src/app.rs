@@ -395,6 +395,10 @@ async fn serve(
     let mut writer_stopped = false;
     loop {
         tokio::select! {
+            // A stop first: a reload ready at the same moment would swap the
+            // config during the drain, and one changing `[kafka]` would stop
+            // the sink before ingest, which the drain needs it to outlive.
+            biased;
             _ = ctx.shutdown.cancelled() => break,
             () = ctx.ingest.stopped() => {
                 // Only a panic ends the writer before the drain below. Every
