@@ -165,7 +165,9 @@ fn epoch(text: &str) -> Option<OffsetDateTime> {
     if ms > 1e14 {
         return None;
     }
-    OffsetDateTime::from_unix_timestamp_nanos((ms as i128) * 1_000_000).ok()
+    // Rounded: `1086454554.416 * 1000.0` is 1086454554415.9999, a
+    // millisecond early if cut.
+    OffsetDateTime::from_unix_timestamp_nanos((ms.round() as i128) * 1_000_000).ok()
 }
 
 fn parse_date_text(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
@@ -290,6 +292,20 @@ mod tests {
         assert_eq!(time(Some(&json!("1633489861000")), ICT), Some(ms));
     }
 
+    /// Seconds with a fraction are the milliseconds they say, also where a
+    /// double's product falls just below them (1.5 % of 2004's values).
+    #[test]
+    fn epoch_seconds_keep_their_milliseconds() {
+        for (text, utc) in [
+            ("1086454554.416", "2004-06-05T16:55:54.416Z"),
+            ("2175335284.871", "2038-12-07T11:48:04.871Z"),
+            ("1616708923.946", "2021-03-25T21:48:43.946Z"),
+        ] {
+            let t = time(Some(&parse(text)), ICT).unwrap();
+            assert_eq!(crate::event::format_time(t), utc, "{text}");
+        }
+    }
+
     /// An ISO 8601 offset RFC 3339 does not allow is still the date's own.
     #[test]
     fn a_date_keeps_an_offset_written_without_its_colon() {
@@ -366,6 +382,9 @@ mod tests {
         assert_eq!(seconds(Some(&json!(0))), Some(json!(0)));
         assert_eq!(seconds(Some(&json!("x"))), None);
         assert_eq!(seconds(Some(&json!(-1))), None);
+        // Beyond 2⁶⁴: a float, written as docs/webhooks.md says.
+        let huge = seconds(Some(&json!("100000000000000000000"))).unwrap();
+        assert_eq!(huge.to_string(), "1e+20");
         assert_eq!(direction(Some(&json!("Inbound"))), Some("inbound"));
         assert_eq!(direction(Some(&json!("incomingLocal"))), Some("internal"));
         assert_eq!(direction(Some(&json!("barge"))), None);
