@@ -33,6 +33,7 @@ use tower::Service;
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
 use super::sse::{SseError, SseEvent, SseParser};
+use crate::config::url_without_credentials;
 use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
 use crate::sources::tls::{TlsError, TrustRoots};
 
@@ -80,7 +81,11 @@ impl OpenError {
             OpenError::Auth { .. } => "auth",
             OpenError::TooMany { .. } => "http_429",
             OpenError::Status { status, .. } if status.is_server_error() => "http_5xx",
-            OpenError::Status { .. } => "http_4xx",
+            OpenError::Status { status, .. } if status.is_client_error() => "http_4xx",
+            // Not followed: a move to https:// needs the `url` changed.
+            OpenError::Status { status, .. } if status.is_redirection() => "http_3xx",
+            // A 204 or another 2xx that is not a stream.
+            OpenError::Status { .. } => "http_status",
             OpenError::ContentType(_) => "content_type",
             OpenError::Connect(_) => "connect",
             OpenError::Proxy(_) => "proxy",
@@ -245,7 +250,17 @@ impl Endpoint {
 
         let status = response.status();
         if status != StatusCode::OK {
-            let body = read_error_body(response.into_body(), timeout).await;
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .filter(|_| status.is_redirection())
+                .map(|l| url_without_credentials(&String::from_utf8_lossy(l.as_bytes())));
+            let mut body = read_error_body(response.into_body(), timeout).await;
+            if let Some(location) = location {
+                body = format!(
+                    "redirected to {location}, which is not followed: set `url` to it; {body}"
+                );
+            }
             driver.close().await;
             return Err(classify_refusal(status, body));
         }
@@ -505,6 +520,10 @@ mod tests {
         assert_eq!(c(503, "Too Many Connections for device"), "http_429");
         assert_eq!(c(500, "boom"), "http_5xx");
         assert_eq!(c(404, "no such path"), "http_4xx");
+        // A redirect or a 204 was counted as a 4xx.
+        assert_eq!(c(301, ""), "http_3xx");
+        assert_eq!(c(308, ""), "http_3xx");
+        assert_eq!(c(204, ""), "http_status");
     }
 
     #[test]
@@ -587,6 +606,30 @@ mod tests {
             }
             other => panic!("not a busy refusal: {:?}", other.map(|_| ())),
         }
+        drop(server);
+    }
+
+    /// A redirect (a vendor moving to https://) is not followed: it says
+    /// where it points, without credentials, and is its own reason.
+    #[tokio::test]
+    async fn a_redirect_says_where_it_points_and_is_not_a_4xx() {
+        let moved = answer(
+            "301 Moved Permanently",
+            "Location: https://user:pw@rec.example/sys/events?k=1\r\n",
+            "",
+        );
+        let (url, server) = answer_once(moved).await;
+        let refused = endpoint(&url).open(&ConnLimiter::new(1), None).await;
+        let Err(error) = refused else {
+            panic!("a redirect opened a stream");
+        };
+        assert_eq!(error.reason(), "http_3xx");
+        let said = error.to_string();
+        assert!(
+            said.contains("https://…@rec.example/sys/events?…"),
+            "{said}"
+        );
+        assert!(!said.contains("pw"), "{said}");
         drop(server);
     }
 
