@@ -26,8 +26,10 @@ pub(super) enum Opening {
 
 /// Creates the journal file, owner only (0600) whatever the umask and the
 /// directory's mode, if it does not exist yet: it holds callers' phone
-/// numbers. redb takes an empty file as a new journal. Returns whether it
-/// created the file.
+/// numbers. redb takes an empty file as a new journal. An existing file
+/// others may read (made by a build before files were created owner-only,
+/// from a shell with umask 022) is made owner-only, which is logged.
+/// Returns whether it created the file.
 pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
@@ -37,11 +39,34 @@ pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
         .open(path)
     {
         Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            make_owner_only(path);
+            Ok(false)
+        }
         Err(source) => Err(JournalError::CreateFile {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+/// Takes group and other permissions off an existing journal file. A file
+/// this cannot change (another owner) is said, and opened as it is.
+fn make_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let private = std::fs::Permissions::from_mode(mode & 0o700);
+    match std::fs::set_permissions(path, private) {
+        Ok(()) => tracing::warn!(path = %path.display(), was = format!("{mode:o}"),
+            "the journal file could be read by others (it holds callers' numbers): made owner-only (0600)"),
+        Err(e) => tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), error = %e,
+            "the journal file can be read by others (it holds callers' numbers), and could not be made owner-only"),
     }
 }
 

@@ -348,6 +348,25 @@ fn a_reopen_whose_dedup_table_cannot_be_read_leaves_the_journal_closed() {
     assert!(matches!(append, JournalError::Closed), "{append}");
 }
 
+/// A journal file others can read (left by a build from before files were
+/// created owner-only, started from a shell with umask 022) is made
+/// owner-only when opened: it holds callers' numbers.
+#[test]
+fn a_journal_file_others_can_read_is_made_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    let path = j.path.clone();
+    drop(j);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let j = Journal::open(options(dir.path())).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(j.last_seq(), 1);
+}
+
 #[test]
 fn the_journal_cannot_be_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
