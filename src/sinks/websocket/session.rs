@@ -28,6 +28,9 @@
 //!   session that falls off the ring (its own task starved, not its socket)
 //!   catches up from the journal instead of being dropped;
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
+//!   during a replay, a ping (and a heartbeat, if asked for) every
+//!   `ping_interval` too, and the client's frames are read between pages:
+//!   its close ends the session, its pings are answered;
 //! - a client that asked for heartbeats (`?heartbeat=1`) gets
 //!   `{"control":"heartbeat","seq":N}` once its replay is done (or at once,
 //!   without `since`) and beside every ping: every event with a seq up to N
@@ -329,9 +332,20 @@ impl Session {
     /// from the journal and the rest live (live events up to the cursor are
     /// skipped).
     async fn replay(&mut self, ctx: &Context) -> Result<(), End> {
+        let mut signs_of_life = Instant::now() + self.settings.ping_interval;
         loop {
             if ctx.shutdown.is_cancelled() {
                 return Err(End::Shutdown);
+            }
+            self.read_waiting_frames()?;
+            // A long replay of events the filter drops writes nothing: the
+            // client hears a heartbeat (its cursor moves on, so a reconnect
+            // does not start the replay over) and a ping, as when live.
+            if Instant::now() >= signs_of_life {
+                self.send_heartbeat(true).await?;
+                self.out.feed(Message::Ping(Bytes::new()), None).await?;
+                self.out.flush(None).await?;
+                signs_of_life = Instant::now() + self.settings.ping_interval;
             }
             // A replay of a large journal, or one that never catches up with
             // the head, runs for as long as it reads: a revoked token must
@@ -368,6 +382,23 @@ impl Session {
             self.out.flush(None).await?;
             self.out.metrics.published.inc_by(sent);
         }
+    }
+
+    /// Reads what the client has sent, without waiting, while a replay keeps
+    /// the session from its loop: its close or its going ends the session
+    /// (it went on replaying to the end, holding its `max_clients` slot),
+    /// and its pings are answered at the next flush.
+    fn read_waiting_frames(&mut self) -> Result<(), End> {
+        use futures::FutureExt;
+        while let Some(msg) = self.stream.next().now_or_never() {
+            match msg {
+                None => return Err(End::ClientGone),
+                Some(Err(e)) => return Err(read_error_end(e)),
+                Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
+                Some(Ok(_)) => {}
+            }
+        }
+        Ok(())
     }
 
     /// After a reload: whether the config still accepts the client's token.
