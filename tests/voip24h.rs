@@ -692,6 +692,38 @@ async fn reload_replaces_the_session_without_overlap(sio: u8) {
     assert_eq!(gone["concurrent"], 0);
 }
 
+/// An event the server sent just before it read the relay's leave (a
+/// reload removing the source, or a stop) is journaled: the relay says
+/// `41` first and drains what still comes. Sent `41` only as it closed, such
+/// an event arrived while the close read the connection off, and was lost
+/// without a count.
+async fn an_event_sent_as_the_relay_leaves_is_journaled(sio: u8) {
+    let late = json!(["response", call_event(7)]);
+    let mut peer = Peer::spawn(sio, &["--write-on-leave", &format!("2{late}")]).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    peer.expect("signed").await;
+    let text = std::fs::read_to_string(&relay.config_path).expect("config");
+    let (base, _) = text.split_once("[[voip24h]]").expect("a voip24h table");
+    let without =
+        format!("{base}[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t\"\napi_key = \"k\"\n");
+    std::fs::write(&relay.config_path, without).expect("write config");
+    relay.reload().await;
+    peer.expect("disconnect").await;
+    relay.wait_for_seq(1, WAIT).await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(7)]);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_an_event_sent_as_the_relay_leaves_is_journaled() {
+    an_event_sent_as_the_relay_leaves_is_journaled(2).await;
+}
+
+#[tokio::test]
+async fn sio4_an_event_sent_as_the_relay_leaves_is_journaled() {
+    an_event_sent_as_the_relay_leaves_is_journaled(4).await;
+}
+
 #[tokio::test]
 async fn sio2_reload_replaces_the_session_without_overlap() {
     reload_replaces_the_session_without_overlap(2).await;
@@ -1185,10 +1217,14 @@ async fn sio4_a_backlog_does_not_starve_the_heartbeat() {
 /// it could not journal, and closes in order (the server sees the client leave the namespace), well before
 /// the source manager's 10 s stop timeout would abort it (which it did: the
 /// drain preferred what had arrived and never looked at its deadline).
+/// The session leaves the namespace first, and a server stops sending
+/// then; this one sends a burst more as it reads that, which the drain
+/// cannot journal in time.
 async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
     // The peer's loop is busy streaming: the hellos that arrive meanwhile
     // are read after its own hello check has run.
-    let mut peer = Peer::spawn(sio, &["--hello-timeout-ms", "60000"]).await;
+    let args = ["--hello-timeout-ms", "60000", "--burst-on-leave", "50000"];
+    let mut peer = Peer::spawn(sio, &args).await;
     let engine = if sio == 2 { "3" } else { "4" };
     let relay = start_relay(&peer, engine, KEY, "key").await;
     peer.expect("signed").await;

@@ -89,8 +89,17 @@ pub struct Emitter {
 
 impl Emitter {
     pub async fn emit(&self, event: &str, arg: Option<Value>) -> Result<(), LinkError> {
+        self.send(wire::encode_event(event, arg.as_ref())).await
+    }
+
+    /// Sends the socket.io disconnect (`41`), leaving the connection open
+    /// to read what the server sent before it read that.
+    pub async fn leave(&self) -> Result<(), LinkError> {
+        self.send(wire::DISCONNECT.to_owned()).await
+    }
+
+    async fn send(&self, text: String) -> Result<(), LinkError> {
         let (reply, rx) = oneshot::channel();
-        let text = wire::encode_event(event, arg.as_ref());
         self.cmds
             .send(Cmd::Send(text, reply))
             .await

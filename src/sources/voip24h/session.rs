@@ -189,6 +189,15 @@ impl Session<'_> {
         });
         let end = self.run_until_end(link, &drain_over).await;
         if end.reason == EndReason::Cancelled {
+            // Told we are going, the server stops sending; what it sent
+            // before it read that still comes and is drained here. Left for
+            // the close, it arrived while the close read the connection off,
+            // and was lost without a count.
+            let emitter = link.emitter();
+            tokio::select! {
+                _ = emitter.leave() => {}
+                () = drain_over.cancelled() => {}
+            }
             self.drain(link, &drain_over).await;
         } else {
             self.deliver_queued(link, &drain_over).await;

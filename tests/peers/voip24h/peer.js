@@ -5,6 +5,12 @@
 //                     [--say-on-hello 1]   (also answer every `hello` with a `say` at once)
 //                     [--raw-on-sign TEXT] (send TEXT as a raw socket.io packet on the first
 //                                           accepted `sign`, before `signing`/`connected`)
+//                     [--write-on-leave TEXT] (send TEXT as a raw socket.io packet when a
+//                                           client disconnects the namespace (`41`): an
+//                                           event the server sent just before it read that)
+//                     [--burst-on-leave N] (send N more call events, as `stream` does, when
+//                                           a client disconnects the namespace: more than
+//                                           the relay can journal in its 3 s drain)
 //                     [--tls-cert PEM --tls-key PEM]   (serve https/wss instead of http/ws)
 //                     [--port N]  (listen on port N; default 0: a random free port)
 //                     [--ping-ms N --ping-timeout-ms N]  (Engine.IO heartbeat; reported as
@@ -61,6 +67,8 @@ const HELLO_TIMEOUT_MS = Number(args['hello-timeout-ms'] || 5000);
 // every `say` at once would loop as fast as the socket goes.
 const SAY_ON_HELLO = args['say-on-hello'] === '1';
 const RAW_ON_SIGN = args['raw-on-sign'] || '';
+const WRITE_ON_LEAVE = args['write-on-leave'] || '';
+const BURST_ON_LEAVE = Number(args['burst-on-leave'] || 0);
 // Engine.IO heartbeat: long by default, so that a silent session is found by the
 // client's own watchdog, not by the server's heartbeat.
 const PING_MS = Number(args['ping-ms'] || 25000);
@@ -156,6 +164,16 @@ function onConnection(socket) {
   });
 
   socket.on('disconnect', (reason) => {
+    // The connection itself is still open after the namespace's disconnect.
+    if (reason === 'client namespace disconnect') {
+      if (WRITE_ON_LEAVE) socket.conn.write(WRITE_ON_LEAVE);
+      for (let i = 0; i < BURST_ON_LEAVE; i++) {
+        streamed += 1;
+        const event = { extend: 130, state: 'Ring', phone: '0832666859', callid: `stream.${streamed}`, type: 'inbound' };
+        socket.conn.write('2' + JSON.stringify(['response', event]));
+        state.sent += 1;
+      }
+    }
     sockets.delete(socket);
     stats.concurrent -= 1;
     if (state.key) stats.signed_now[state.key] -= 1;
