@@ -426,7 +426,13 @@ impl Journal {
         }
     }
 
-    /// The error every append gets since the file was found gone, if it was.
+    /// The error every write gets since the file was found gone, if it was:
+    /// appends, reopens, and cursors, retention and loss counts too, so that
+    /// the copy of the open file the operator is told to take
+    /// (`/proc/PID/fd/N`) is of a file no longer written (redb reuses pages
+    /// freed two durable commits before: a copy spanning a commit could
+    /// take its header from one and pages from another). An older cursor in
+    /// that copy only means re-sends.
     pub fn file_gone(&self) -> Option<JournalError> {
         self.presence.gone().map(|held| JournalError::FileGone {
             path: self.path.clone(),
@@ -434,7 +440,7 @@ impl Journal {
         })
     }
 
-    fn refuse_if_file_gone(&self) -> Result<(), JournalError> {
+    pub(super) fn refuse_if_file_gone(&self) -> Result<(), JournalError> {
         self.file_gone().map_or(Ok(()), Err)
     }
 
@@ -485,6 +491,7 @@ impl Journal {
     /// has named yet ([`unsaid_undelivered`](Self::unsaid_undelivered)):
     /// the caller names them, then calls [`undelivered_said`](Self::undelivered_said).
     pub fn take_held_drops(&self, sink: &str, cursor: u64) -> Result<u64, JournalError> {
+        self.refuse_if_file_gone()?;
         let db = self.db()?;
         if held_drop::none_recorded(&db, sink)? {
             return Ok(0);
@@ -512,6 +519,7 @@ impl Journal {
     /// A log line named `count` of the [`unsaid_undelivered`](Self::unsaid_undelivered)
     /// events; returns how many are left unsaid.
     pub fn undelivered_said(&self, count: u64) -> Result<u64, JournalError> {
+        self.refuse_if_file_gone()?;
         unsaid_loss::said(&*self.db()?, count)
     }
 

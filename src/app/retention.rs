@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::journal::{Journal, RetentionReport};
+use crate::journal::{Journal, JournalError, RetentionReport};
 
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 /// How often the journal's size is compared with `max_size` between passes:
@@ -65,6 +65,10 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             // While commits fail the writer's own lines say why, every 30 s;
             // a pass fails then for the same reason (a full or read-only
             // disk, the journal closed while it is opened again).
+            // Said once, when it was found gone; every pass fails from then on.
+            Ok(Err(e @ JournalError::FileGone { .. })) => {
+                tracing::debug!(error = %e, "retention pass refused: the journal's file is gone");
+            }
             Ok(Err(e)) if !ctx.ingest.is_writable() => {
                 tracing::debug!(error = %e, "retention pass failed while journal commits fail");
             }

@@ -55,6 +55,7 @@ impl Journal {
         state: Option<&[u8]>,
         durable: bool,
     ) -> Result<(), JournalError> {
+        self.refuse_if_file_gone()?;
         let db = self.db()?;
         let mut txn = db.begin_write().map_err(storage)?;
         if !durable {
@@ -75,6 +76,7 @@ impl Journal {
     }
 
     pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
+        self.refuse_if_file_gone()?;
         let db = self.db()?;
         let txn = db.begin_write().map_err(storage)?;
         {

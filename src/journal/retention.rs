@@ -41,6 +41,7 @@ impl Journal {
         active_sinks: &[ActiveSink<'_>],
         now_ms: u64,
     ) -> Result<RetentionReport, JournalError> {
+        self.refuse_if_file_gone()?;
         let retention_ms = self.options.retention.as_millis() as u64;
         let window_ms = self.options.dedup_window.as_millis() as u64;
         let clock_started_ms = self.clock.started_ms();

@@ -298,6 +298,31 @@ fn the_first_seq_after_does_not_wait_for_a_reopen() {
     assert_eq!(j.first_seq_after(0).unwrap(), Some(1));
 }
 
+/// Once the file is found gone nothing writes to it any more, not only
+/// appends: the operator is told to copy the open file (`/proc/PID/fd/N`),
+/// and cursor writes every 250 ms and retention's commits every 30 s went
+/// on, so a copy could take redb's header from one commit and pages
+/// rewritten by a later one.
+#[test]
+fn nothing_writes_to_a_journal_file_found_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    j.set_cursor("kafka", 1, true).unwrap();
+    std::fs::remove_file(dir.path().join("journal.redb")).unwrap();
+    j.check_file();
+
+    let gone = |r: Result<(), JournalError>| matches!(r, Err(JournalError::FileGone { .. }));
+    assert!(gone(j.set_cursor("kafka", 1, false)));
+    assert!(gone(j.set_cursor_with_state("kafka", 1, b"in use", true)));
+    assert!(gone(j.remove_cursor("kafka")));
+    assert!(gone(j.enforce_retention(&[]).map(drop)));
+    assert!(gone(j.take_held_drops("kafka", 1).map(drop)));
+    assert!(gone(j.undelivered_said(1).map(drop)));
+    // Reads go on: the sinks deliver what the file holds.
+    assert_eq!(j.read_after(0, 10).unwrap().len(), 1);
+}
+
 /// The writer reopens the journal after failed commits; a file deleted just
 /// before, and not yet seen by the once-a-second check, was created anew by
 /// the reopen, which then took the new file for the journal: seqs from 1
