@@ -85,6 +85,12 @@ impl Forwarder {
                 self.persisted = seq;
                 true
             }
+            // Said once, when the file was found gone; the sink delivers
+            // what the open file holds, and would say this every 250 ms.
+            Err(e) if self.ctx.journal.file_gone().is_some() => {
+                tracing::debug!(error = %e, "cannot persist the kafka cursor");
+                false
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot persist the kafka cursor");
                 false
