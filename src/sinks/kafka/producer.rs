@@ -39,6 +39,11 @@ pub struct Health {
     error_log: Mutex<ErrorLog>,
     /// Which of librdkafka's own log lines are logged at their level.
     lib_log: Mutex<LibLog>,
+    /// The error just handled, expected once more: rust-rdkafka 0.39's
+    /// producer hands each error event to the context twice (its client's
+    /// `poll_event` and then `BaseProducer::poll`), which counted every
+    /// error twice in [`ErrorLog`]'s "and N more like it".
+    echo: Mutex<Option<(Option<i32>, String)>>,
 }
 
 impl Health {
@@ -70,6 +75,19 @@ impl Health {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .verdict(fac, message, Instant::now())
+    }
+
+    /// Whether this error is the second handing of the one just handled;
+    /// the two come back to back on the polling thread.
+    fn is_echo(&self, code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
+        let mut echo = self.echo.lock().unwrap_or_else(PoisonError::into_inner);
+        let this = (code.map(|c| c as i32), reason);
+        if echo.as_ref().is_some_and(|(c, r)| (*c, r.as_str()) == this) {
+            *echo = None;
+            return true;
+        }
+        *echo = Some((this.0, reason.to_owned()));
+        false
     }
 
     pub fn note(&self, error: String) {
@@ -114,6 +132,9 @@ impl ClientContext for HealthContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
+        if self.health.is_echo(code, reason) {
+            return;
+        }
         match self.health.error_verdict(code, reason) {
             Verdict::Warn { held_back: 0 } => {
                 tracing::warn!(target: "librdkafka", error = %error, "kafka: {reason}")
@@ -356,6 +377,20 @@ mod tests {
     /// librdkafka's global errors: "all brokers are down" is a state that
     /// the next delivery clears; any other is kept, with its time, as the
     /// last error `/status` shows.
+    /// Each error event reaches the context twice (rust-rdkafka 0.39): the
+    /// second is the first's echo, and a later one is news again.
+    #[test]
+    fn an_error_handed_over_twice_in_a_row_counts_once() {
+        let health = Health::default();
+        let refused = Some(RDKafkaErrorCode::BrokerTransportFailure);
+        let reason = "127.0.0.1:1/bootstrap: Connection refused";
+        assert!(!health.is_echo(refused, reason));
+        assert!(health.is_echo(refused, reason));
+        assert!(!health.is_echo(refused, reason), "the next event");
+        assert!(!health.is_echo(refused, "127.0.0.1:2/bootstrap: Connection refused"));
+        assert!(health.is_echo(refused, "127.0.0.1:2/bootstrap: Connection refused"));
+    }
+
     #[test]
     fn brokers_down_is_a_state_and_other_errors_are_kept() {
         let context = HealthContext {
