@@ -298,14 +298,14 @@ impl Relay {
 pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
     let loaded = load_off_the_workers(&ctx.config_path)
         .await
-        .and_then(|config| {
+        .and_then(|(config, text)| {
             let running = ctx.config.load();
             let (pinned, _) = reload::pin_restart_only(&running, config.clone());
             match reload::unsafe_with_running_listener(&pinned, &config)
                 .or_else(|| reload::takes_away_every_source(&running, &config))
             {
                 None => Ok(config),
-                Some((offset, message)) => Err(refusal(&ctx.config_path, offset, message)),
+                Some((offset, message)) => Err(refusal(&ctx.config_path, &text, offset, message)),
             }
         });
     let config = match loaded {
@@ -327,13 +327,22 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
     Ok(ReloadOutcome::default())
 }
 
-/// [`Config::load`] on a blocking thread: a read that does not return (a
-/// file on a mount that does not answer, a FIFO) must not take a runtime
-/// worker, on two cores half of what answers webhooks (signals audit,
-/// 2026-12-02: every request timed out while one reload waited).
-async fn load_off_the_workers(path: &Path) -> Result<Config, ConfigError> {
+/// [`Config::load`] on a blocking thread, with the text it read: a read
+/// that does not return (a file on a mount that does not answer, a FIFO)
+/// must not take a runtime worker, on two cores half of what answers
+/// webhooks (signals audit, 2026-12-02: every request timed out while one
+/// reload waited). A refusal is placed in that same text: read again, it
+/// could be another file by then (`mv` is how a config is replaced).
+async fn load_off_the_workers(path: &Path) -> Result<(Config, String), ConfigError> {
     let owned = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || Config::load(&owned)).await {
+    let load = move || {
+        let text = Config::read(&owned)?;
+        let config = Config::from_text(&owned.display().to_string(), &text, &|name| {
+            std::env::var(name).ok()
+        })?;
+        Ok((config, text))
+    };
+    match tokio::task::spawn_blocking(load).await {
         Ok(loaded) => loaded,
         Err(e) => Err(ConfigError {
             file: path.display().to_string(),
@@ -347,13 +356,12 @@ async fn load_off_the_workers(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// A reload refused for a reason the file alone does not show, placed in
-/// the file as `check` places its problems.
-fn refusal(path: &Path, offset: usize, message: String) -> ConfigError {
+/// `text` (the file as read) as `check` places its problems.
+fn refusal(path: &Path, text: &str, offset: usize, message: String) -> ConfigError {
     // The config's spans are in the text after `${VAR}` expansion: mapped
     // back, the place is the file's as written, as `check` gives it.
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let expanded = crate::config::env::expand(&text, &|name| std::env::var(name).ok());
-    let (line, col) = crate::config::line_col(&text, expanded.original_offset(offset));
+    let expanded = crate::config::env::expand(text, &|name| std::env::var(name).ok());
+    let (line, col) = crate::config::line_col(text, expanded.original_offset(offset));
     ConfigError {
         file: path.display().to_string(),
         problems: vec![crate::config::Problem { line, col, message }],
@@ -584,9 +592,9 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
                 );
                 return Ok(());
             }
-            loaded = load_off_the_workers(config_path) => loaded?,
+            loaded = load_off_the_workers(config_path) => loaded?.0,
         },
-        None => load_off_the_workers(config_path).await?,
+        None => load_off_the_workers(config_path).await?.0,
     };
     // A SIGTERM or SIGINT while starting is acted on at once: an exit while
     // the journal opens, a drain without READY once it is open.

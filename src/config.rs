@@ -201,16 +201,22 @@ pub fn unspanned<T>(value: T) -> Spanned<T> {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
+        let text = Config::read(path)?;
+        Config::from_text(&path.display().to_string(), &text, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// The config file's text, or why it cannot be read (as a problem at 1:1).
+    pub fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
             problems: vec![Problem {
                 line: 1,
                 col: 1,
                 message: format!("cannot read the config file: {e}"),
             }],
-        })?;
-        Config::from_text(&file, &text, &|name| std::env::var(name).ok())
+        })
     }
 
     /// Parses, expands `${ENV}` with `lookup`, and validates `text`.
