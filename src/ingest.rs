@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::event::{EventId, IncomingEvent, PreparedEvent};
 use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
 use crate::metrics::Metrics;
+use crate::sources::webhook::budget::Reservation;
 
 mod commit_health;
 mod hub;
@@ -105,7 +106,29 @@ impl BatchStore for Journal {
 
 struct Submission {
     event: PreparedEvent,
-    reply: oneshot::Sender<Result<Ack, IngestError>>,
+    reply: Reply,
+}
+
+/// Where a submission's answer goes, with what its submitter held for it
+/// (a webhook body's share of the body budget). What is held is given back
+/// once the event is journaled or refused, not when the submitter goes
+/// away: a sender that hung up while its event waited in the queue gave the
+/// budget back at once, and the next request took it again, so the queue
+/// could hold 16,384 bodies while the budget read empty.
+struct Reply {
+    to: oneshot::Sender<Result<Ack, IngestError>>,
+    _held: Option<Reservation>,
+}
+
+impl Reply {
+    fn new(to: oneshot::Sender<Result<Ack, IngestError>>) -> Reply {
+        Reply { to, _held: None }
+    }
+
+    /// Answers; what was held is given back as this returns.
+    fn send(self, answer: Result<Ack, IngestError>) {
+        let _ = self.to.send(answer);
+    }
 }
 
 #[allow(clippy::large_enum_variant)] // one message per event; boxing would allocate twice
@@ -164,6 +187,7 @@ impl IngestHandle {
         // off the one writer thread.
         let event = PreparedEvent::new(&event);
         let (reply, rx) = oneshot::channel();
+        let reply = Reply::new(reply);
         self.tx
             .send(Message::Event(Submission { event, reply }))
             .await
@@ -184,6 +208,7 @@ impl IngestHandle {
             .map(|event| {
                 let (reply, rx) = oneshot::channel();
                 let event = PreparedEvent::new(event);
+                let reply = Reply::new(reply);
                 (Submission { event, reply }, rx)
             })
             .unzip();
@@ -204,19 +229,25 @@ impl IngestHandle {
         &self,
         event: IncomingEvent,
     ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
-        self.try_submit_prepared(PreparedEvent::new(&event))
+        self.try_submit_prepared(PreparedEvent::new(&event), None)
     }
 
     /// [`IngestHandle::try_submit`] of an event the caller has prepared (to
-    /// look at its size first).
+    /// look at its size first), holding `held` until the event is journaled
+    /// or refused.
     pub fn try_submit_prepared(
         &self,
         event: PreparedEvent,
+        held: Option<Reservation>,
     ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(IngestError::ShuttingDown);
         }
         let (reply, rx) = oneshot::channel();
+        let reply = Reply {
+            to: reply,
+            _held: held,
+        };
         self.tx
             .try_send(Message::Event(Submission { event, reply }))
             .map_err(|e| match e {

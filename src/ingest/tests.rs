@@ -118,6 +118,35 @@ fn setup_with(
     (store, open, ingest, hub, metrics)
 }
 
+/// What a webhook held for its body is given back when its event is
+/// journaled, also when the sender hung up while the event waited: it was
+/// given back at once then, and the next request took it again, so the
+/// queue could hold 16,384 bodies while the budget read empty.
+#[tokio::test]
+async fn a_body_held_for_an_event_is_given_back_at_its_commit_not_when_its_sender_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    let handle = ingest.handle();
+    let budget = crate::sources::webhook::budget::BodyBudget::new();
+    let mut held = budget.reservation("tel4vn/main".to_owned());
+    assert!(held.grow_to(1_000, 1 << 20));
+    let answer = handle
+        .try_submit_prepared(PreparedEvent::new(&event("a")), Some(held))
+        .unwrap();
+    store.wait_at_gate();
+    // The sender hangs up while the commit is held.
+    drop(answer);
+    assert_eq!(
+        budget.in_use(),
+        1_000,
+        "given back before the event was journaled"
+    );
+    open.send(()).unwrap();
+    ingest.shutdown().await;
+    assert_eq!(budget.in_use(), 0);
+    assert_eq!(store.journal.last_seq(), 1);
+}
+
 #[tokio::test]
 async fn ack_waits_for_the_commit() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,14 +9,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::event::PreparedEvent;
 use crate::journal::{AppendOutcome, JournaledEvent};
 use crate::metrics::Metrics;
 
 use super::commit_health::FailureTracker;
-use super::{Ack, BatchStore, BusyClock, CommitHealth, Hub, IngestError, Message, Submission};
+use super::{
+    Ack, BatchStore, BusyClock, CommitHealth, Hub, IngestError, Message, Reply, Submission,
+};
 
 pub(super) fn run(
     mut rx: mpsc::Receiver<Message>,
@@ -75,15 +77,13 @@ pub(super) fn run(
                     Message::Shutdown => Vec::new(),
                 };
                 for s in refused {
-                    let _ = s.reply.send(Err(IngestError::ShuttingDown));
+                    s.reply.send(Err(IngestError::ShuttingDown));
                 }
             }
             return;
         }
     }
 }
-
-type Reply = oneshot::Sender<Result<Ack, IngestError>>;
 
 /// The events of one commit and their submitters' reply channels, side by
 /// side, so the store borrows the events without a copy.
@@ -167,7 +167,7 @@ fn commit(
             }
             failures.succeeded(health, Instant::now());
             for (reply, ack) in acks {
-                let _ = reply.send(Ok(ack));
+                reply.send(Ok(ack));
             }
             true
         }
@@ -176,7 +176,7 @@ fn commit(
             let message = e.to_string();
             failures.failed(health, &message, events.len(), Instant::now());
             for reply in replies {
-                let _ = reply.send(Err(IngestError::Commit(message.clone())));
+                reply.send(Err(IngestError::Commit(message.clone())));
             }
             false
         }

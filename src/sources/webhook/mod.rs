@@ -380,7 +380,10 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
             return Answer::too_large_for_kafka(size, limit);
         }
     }
-    let pending = match ctx.ingest.try_submit_prepared(prepared) {
+    // The body's share of the budget goes with the event: given back once
+    // it is journaled, also when this sender hangs up before that.
+    drop(body);
+    let pending = match ctx.ingest.try_submit_prepared(prepared, Some(held)) {
         Ok(rx) => rx,
         Err(e) => return Answer::unavailable(&e),
     };
