@@ -77,23 +77,58 @@ pub async fn run_with(
 /// started again.
 const PANIC_WAITS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
-/// One forwarder, from the journal's cursor until `cancel`.
+/// The longest wait between two reads of a cursor that could not be read.
+const CURSOR_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// One forwarder, from the journal's cursor until `cancel`. A cursor that
+/// cannot be read (the journal closed while the writer opens it again after
+/// a failed commit) is read again, every 1 s doubling to
+/// [`CURSOR_RETRY_MAX`], the sink shown not ready meanwhile: a sink started
+/// then (a reload, a panic restart) waited for a stop, and Kafka got
+/// nothing more until the next one, with the lag gauge frozen and the
+/// Kafka alerts silent. Read on the blocking pool: the journal may be
+/// reopening, for minutes on a slow disk.
 async fn run_forwarder(
     config: KafkaConfig,
     ctx: Arc<Context>,
     cancel: CancellationToken,
     tuning: Tuning,
 ) {
-    match Forwarder::new(config, ctx.clone(), tuning) {
-        Ok(forwarder) => forwarder.run(cancel).await,
-        Err(error) => {
-            let error = format!("cannot read the kafka cursor: {error}");
-            tracing::error!(%error, "kafka sink cannot start");
-            not_ready(&ctx, error);
-            cancel.cancelled().await;
-            ctx.status.remove_sink("kafka");
+    let mut wait = Duration::from_secs(1);
+    let mut failed = false;
+    loop {
+        let (c, x) = (config.clone(), ctx.clone());
+        let made = tokio::select! {
+            made = tokio::task::spawn_blocking(move || Forwarder::new(c, x, tuning)) => made,
+            () = cancel.cancelled() => break,
+        };
+        let error = match made {
+            Ok(Ok(forwarder)) => {
+                if failed {
+                    tracing::info!("the kafka cursor is readable again: the kafka sink starts");
+                }
+                return forwarder.run(cancel).await;
+            }
+            Ok(Err(error)) => error.to_string(),
+            // A panic in it is the forwarder's: restarted as one.
+            Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
+            Err(joined) => joined.to_string(),
+        };
+        let error = format!("cannot read the kafka cursor: {error}; trying again in {wait:?}");
+        if failed {
+            tracing::debug!(%error, "kafka sink cannot start yet");
+        } else {
+            tracing::error!(%error, "kafka sink cannot start yet");
         }
+        failed = true;
+        not_ready(&ctx, error);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => break,
+        }
+        wait = (wait * 2).min(CURSOR_RETRY_MAX);
     }
+    ctx.status.remove_sink("kafka");
 }
 
 /// The sink's `/status` entry while no forwarder runs: not ready, and why.
@@ -114,10 +149,12 @@ mod tests {
     use crate::app::tests_support::{relay_in, stop, until};
 
     /// A cursor the sink cannot read at start (here the journal is closed
-    /// under it) shows the sink not ready in `/status`, saying why, until
-    /// the sink is stopped; then its entry goes.
+    /// under it, as while the writer opens it again after a failed commit)
+    /// shows the sink not ready in `/status`, saying why; once the journal
+    /// is open again the sink starts and delivers (it waited for a stop
+    /// before: Kafka got nothing until the next reload or restart).
     #[tokio::test]
-    async fn a_cursor_unreadable_at_start_shows_the_sink_not_ready_until_stopped() {
+    async fn a_cursor_unreadable_at_start_is_read_again_until_the_sink_starts() {
         let dir = tempfile::tempdir().unwrap();
         let relay = relay_in(dir.path(), "").await;
         let ctx = relay.ctx.clone();
@@ -145,6 +182,17 @@ mod tests {
         );
         assert_eq!(shown.detail["last_error"], reason.as_str());
         assert!(!running.is_finished(), "waits to be stopped");
+
+        ctx.journal.reopen().unwrap();
+        let ack = ctx
+            .ingest
+            .submit(crate::journal::tests_support::event("a"))
+            .await
+            .unwrap();
+        until("the event delivered", Duration::from_secs(20), || {
+            ctx.journal.cursor(CURSOR).ok().flatten() == Some(ack.seq)
+        })
+        .await;
         cancel.cancel();
         running.await.unwrap();
         assert!(!ctx.status.sinks().contains_key("kafka"));
