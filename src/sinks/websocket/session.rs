@@ -161,6 +161,7 @@ pub async fn run(
         // A `since` beyond the newest seq (a client of a wiped journal) is
         // treated as "from now" rather than skipping the next events.
         cursor: since.map_or(last, |s| s.min(last)),
+        pong_deadline: None,
     };
     let end = match session.serve(&ctx, since.is_some()).await {
         Ok(()) => End::Shutdown,
@@ -186,6 +187,10 @@ struct Session {
     reloads: watch::Receiver<()>,
     /// The last seq handled (sent, or skipped by the filter).
     cursor: u64,
+    /// When the pong for the last ping is due, while it is awaited: read in
+    /// the live loop and between a replay's pages alike (a replay that
+    /// consumed the pong left it set, and a healthy client was closed).
+    pong_deadline: Option<Instant>,
 }
 
 impl Session {
@@ -236,7 +241,6 @@ impl Session {
         let start = Instant::now() + self.settings.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.settings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pong_deadline: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -245,20 +249,15 @@ impl Session {
                     None => return Err(End::ClientGone),
                     Some(Err(e)) => return Err(read_error_end(e)),
                     Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
-                    Some(Ok(Message::Pong(_))) => pong_deadline = None,
+                    Some(Ok(Message::Pong(_))) => self.pong_deadline = None,
                     // Pings are answered by tungstenite on the next flush;
                     // the fan-out takes no commands, so data frames are ignored.
                     Some(Ok(_)) => {}
                 },
-                _ = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                _ = sleep_until(self.pong_deadline.unwrap_or_else(Instant::now)), if self.pong_deadline.is_some() => {
                     return Err(End::PongTimeout);
                 }
-                _ = ping.tick() => {
-                    self.send_heartbeat(true).await?;
-                    self.out.feed(Message::Ping(Bytes::new()), None).await?;
-                    self.out.flush(None).await?;
-                    pong_deadline.get_or_insert_with(|| Instant::now() + self.settings.pong_timeout);
-                }
+                _ = ping.tick() => self.ping().await?,
                 // Before live events: a busy stream must not delay a revocation.
                 Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
                 received = next_live(&mut self.live) => self.on_live(ctx, received).await?,
@@ -338,13 +337,14 @@ impl Session {
                 return Err(End::Shutdown);
             }
             self.read_waiting_frames()?;
+            if self.pong_deadline.is_some_and(|due| Instant::now() >= due) {
+                return Err(End::PongTimeout);
+            }
             // A long replay of events the filter drops writes nothing: the
             // client hears a heartbeat (its cursor moves on, so a reconnect
             // does not start the replay over) and a ping, as when live.
             if Instant::now() >= signs_of_life {
-                self.send_heartbeat(true).await?;
-                self.out.feed(Message::Ping(Bytes::new()), None).await?;
-                self.out.flush(None).await?;
+                self.ping().await?;
                 signs_of_life = Instant::now() + self.settings.ping_interval;
             }
             // A replay of a large journal, or one that never catches up with
@@ -395,9 +395,21 @@ impl Session {
                 None => return Err(End::ClientGone),
                 Some(Err(e)) => return Err(read_error_end(e)),
                 Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
+                Some(Ok(Message::Pong(_))) => self.pong_deadline = None,
                 Some(Ok(_)) => {}
             }
         }
+        Ok(())
+    }
+
+    /// A heartbeat (if asked for) and a ping, whose pong is then awaited
+    /// for `pong_timeout` (from the first ping not answered).
+    async fn ping(&mut self) -> Result<(), End> {
+        self.send_heartbeat(true).await?;
+        self.out.feed(Message::Ping(Bytes::new()), None).await?;
+        self.out.flush(None).await?;
+        let due = Instant::now() + self.settings.pong_timeout;
+        self.pong_deadline.get_or_insert(due);
         Ok(())
     }
 
