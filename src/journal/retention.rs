@@ -100,10 +100,12 @@ impl Journal {
                         done = false;
                         break;
                     }
-                    // A record damaged on disk has no time to read: its age
-                    // counts from the clock's start (an error here stopped
-                    // every pass, and the file grew without bound).
-                    let stamped = record_time(seq, &record).unwrap_or(u64::MAX);
+                    // A record damaged on disk has no time to read, and no
+                    // one can read it: it goes once delivered past (an error
+                    // here stopped every pass, and the file grew without
+                    // bound; aged from the clock's start, it held expiry
+                    // back for `retention` after every start).
+                    let stamped = record_time(seq, &record).unwrap_or(0);
                     let journaled_at = clock::age_from(stamped, now_ms, clock_started_ms);
                     let expired = now_ms.saturating_sub(journaled_at) >= retention_ms
                         && seq <= delivered_up_to;

@@ -766,6 +766,35 @@ fn a_damaged_record_is_skipped_by_reads_and_removed_by_retention() {
     assert!(j.read_after(0, 10).unwrap().is_empty());
 }
 
+/// A damaged record first in the journal does not hold back the expiry of
+/// what comes after it: it goes at once, whenever the relay started (aged
+/// from the clock's start, it held expiry back for `retention` after each
+/// start, for good on a relay restarted more often than that).
+#[test]
+fn a_damaged_oldest_record_goes_at_once_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        let t0 = j.clock.now_ms();
+        let batch: Vec<_> = (1..=3).map(|i| event(&format!("e{i}"))).collect();
+        j.append_batch_at(&batch, t0.saturating_sub(2 * 3_600_000))
+            .unwrap();
+        let db = j.db().unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(EVENTS)
+            .unwrap()
+            .insert(1, &[1u8, 2, 3][..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let j = Journal::open(options(dir.path())).unwrap();
+    let r = j.enforce_retention_at(&[], j.clock.now_ms()).unwrap();
+    assert_eq!(
+        r.expired, 3,
+        "the damaged record and the old ones behind it"
+    );
+}
+
 #[test]
 fn a_corrupt_record_is_an_error_not_a_panic() {
     for bad in [&b""[..], &[0u8; 19][..], &[0u8; 20][..], &[0xff; 64][..]] {
