@@ -131,6 +131,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// (one commit each, a session journaled about 2,900 a second, and a stop
 /// under a burst ran out of time to journal what it had received).
 const GROUP_MAX: usize = 256;
+/// How long a stop waits for its socket.io disconnect (`41`) to be written
+/// before it drains anyway.
+const LEAVE_WAIT: Duration = Duration::from_millis(250);
 
 /// How many distinct unknown event names a session logs: the names come from
 /// the server, so the set is bounded.
@@ -193,9 +196,11 @@ impl Session<'_> {
             // before it read that still comes and is drained here. Left for
             // the close, it arrived while the close read the connection off,
             // and was lost without a count.
+            // Bounded: a socket the server does not read would hold the
+            // `41` and take the drain's whole 3 s.
             let emitter = link.emitter();
             tokio::select! {
-                _ = emitter.leave() => {}
+                _ = tokio::time::timeout(LEAVE_WAIT, emitter.leave()) => {}
                 () = drain_over.cancelled() => {}
             }
             self.drain(link, &drain_over).await;
