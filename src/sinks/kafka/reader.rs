@@ -18,6 +18,13 @@ use tokio::task::JoinHandle;
 use crate::app::Context;
 use crate::journal::{JournalError, JournaledEvent};
 
+/// JSON read per batch at most (one event more when a single event is
+/// larger). The reader holds up to six batches (four in its channel, one it
+/// waits to send, one the forwarder takes): by count alone, 2,048 events a
+/// batch, large events (an SPRecord event may be 1 MiB) made gigabytes, kept
+/// in memory after `max_size` dropped them from the journal.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Reads the journal ahead of the producer on the blocking pool, so decoding
 /// events overlaps with producing them. Stops when dropped.
 pub struct Reader {
@@ -61,8 +68,10 @@ impl Reader {
                     continue;
                 }
                 let journal = ctx.journal.clone();
-                let read =
-                    tokio::task::spawn_blocking(move || journal.read_after(after, batch)).await;
+                let read = tokio::task::spawn_blocking(move || {
+                    journal.read_page(after, batch, BATCH_BYTES)
+                })
+                .await;
                 let events = match read {
                     Ok(Ok(events)) => events,
                     Ok(Err(e)) => {
@@ -172,6 +181,35 @@ mod tests {
         assert_eq!(seqs(&mut reader).await, [4], "a commit wakes it");
         assert_eq!(ctx.kafka_held_up_to.load(Ordering::Acquire), 4);
 
+        reader.stop().await;
+        stop(relay).await;
+    }
+
+    /// A batch holds at most `BATCH_BYTES` of events (one more when one is
+    /// larger): 2,048 events of 1 MiB were one batch, six of them read ahead.
+    #[tokio::test]
+    async fn a_batch_of_large_events_is_bounded_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        for i in 0..12 {
+            let mut large = event(&format!("e{i}"));
+            large.raw = serde_json::json!({"pad": "x".repeat(1 << 20)}).into();
+            ctx.ingest.submit(large).await.unwrap();
+        }
+        let mut reader = Reader::start(ctx.clone(), 0, 2048);
+        let mut read = 0;
+        while read < 12 {
+            let batch = tokio::time::timeout(WITHIN, reader.recv()).await;
+            let events = batch.expect("a batch in time").expect("a batch").unwrap();
+            let bytes: usize = events.iter().map(|e| e.json.len()).sum();
+            assert!(
+                events.len() <= 4,
+                "{} events, {bytes} bytes in one batch",
+                events.len()
+            );
+            read += events.len();
+        }
         reader.stop().await;
         stop(relay).await;
     }
