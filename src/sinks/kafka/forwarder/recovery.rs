@@ -26,6 +26,13 @@ impl Forwarder {
         let mut text = failure.to_string();
         // A stall is fatal to the producer, but not an error Kafka reported.
         let stalled = matches!(failure, Failure::Stalled { .. });
+        if stalled {
+            // Its records are purged with the producer, not reported: the
+            // stall is not over, and "no longer stalled" at the next look
+            // told the on-call engineer it was. A new one is said if the
+            // broker is still hung.
+            self.stall = super::super::readiness::StallRecord::default();
+        }
         let mut label = if fatal && !stalled {
             "fatal"
         } else {

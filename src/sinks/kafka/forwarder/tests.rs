@@ -245,6 +245,11 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     let ctx = fixture.ctx();
     let forwarder = &mut fixture.forwarder;
     forwarder.ensure_producer().unwrap();
+    let began = std::time::Instant::now();
+    let seen = forwarder
+        .stall
+        .observe(Some("stalled".into()), false, Duration::ZERO, began);
+    assert!(seen.is_some(), "the stall is on record");
 
     let stall = Failure::Stalled {
         waited: Duration::from_secs(300),
@@ -252,6 +257,12 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     };
     forwarder.recover(stall).await;
 
+    // Replaced, not over: nothing in flight at the next look is not the
+    // end of the stall ("no longer stalled" was logged).
+    let next_look = forwarder
+        .stall
+        .observe(None, false, Duration::ZERO, std::time::Instant::now());
+    assert_eq!(next_look, None);
     assert!(forwarder.producer.is_none());
     assert_eq!(publish_errors(&ctx, "stalled"), 1);
     assert_eq!(publish_errors(&ctx, "fatal"), 0);
