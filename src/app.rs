@@ -496,6 +496,7 @@ async fn serve(
                     sources: changes,
                     kafka_restarted: kafka_changed,
                     needs_restart,
+                    applied: true,
                 });
             }
         }
@@ -665,6 +666,27 @@ mod tests {
                 && error.contains("not one of this host's"),
             "{error}"
         );
+    }
+
+    /// A reload asked for once a stop has begun is not applied, and says
+    /// so (it answered as an applied reload, "config re-read").
+    #[tokio::test]
+    async fn a_reload_after_a_stop_began_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = super::tests_support::relay_in(dir.path(), "").await;
+        relay.shutdown();
+        let outcome = relay.reload_with_outcome().await.unwrap();
+        assert!(!outcome.applied);
+        assert_eq!(
+            relay
+                .ctx
+                .metrics
+                .config_reloads
+                .with_label_values(&["ok"])
+                .get(),
+            0
+        );
+        relay.wait().await.unwrap();
     }
 
     /// What a webhook's event must fit, and which cursors hold retention

@@ -23,6 +23,8 @@ pub struct ReloadOutcome {
     pub kafka_restarted: bool,
     /// One message per setting that changed in the file but needs a restart.
     pub needs_restart: Vec<String>,
+    /// False when the relay began to stop first: nothing was applied.
+    pub applied: bool,
 }
 
 /// Returns `new` with the running values of the settings that cannot change

@@ -120,6 +120,10 @@ async fn reload_once(ctx: Arc<Context>) {
     let outcome = super::reload_request(&ctx).await;
     let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
+        // A stop came first (the serve loop takes it before a reload).
+        Ok(outcome) if !outcome.applied => {
+            tracing::info!(took_ms, "SIGHUP: not applied: the relay is stopping");
+        }
         Ok(outcome) if outcome.needs_restart.is_empty() => {
             tracing::info!(took_ms, "SIGHUP: config re-read");
         }
