@@ -490,10 +490,13 @@ impl Journal {
     /// once, and in the same transaction they join the losses no log line
     /// has named yet ([`unsaid_undelivered`](Self::unsaid_undelivered)):
     /// the caller names them, then calls [`undelivered_said`](Self::undelivered_said).
+    ///
+    /// Once the file is found gone nothing is taken (0): the record stays
+    /// in the file, so a copy of it put back counts them at its next start,
+    /// and the sink delivers on meanwhile.
     pub fn take_held_drops(&self, sink: &str, cursor: u64) -> Result<u64, JournalError> {
-        self.refuse_if_file_gone()?;
         let db = self.db()?;
-        if held_drop::none_recorded(&db, sink)? {
+        if self.file_gone().is_some() || held_drop::none_recorded(&db, sink)? {
             return Ok(0);
         }
         let txn = db.begin_write().map_err(storage)?;

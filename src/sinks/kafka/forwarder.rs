@@ -357,9 +357,12 @@ impl Forwarder {
         // Before anything is handed over: a crash after a record went out
         // must find the state unclean, or the next start skips the read-back
         // and sends again what Kafka has.
+        // Once the journal's file is gone no mark can be written: the sink
+        // delivers on what the open file holds (a crash then re-sends from
+        // the older cursor of the copy put back, at least once).
         if !self.marked_unclean {
             self.persist(false).await;
-            if !self.marked_unclean {
+            if !self.marked_unclean && self.ctx.journal.file_gone().is_none() {
                 return Some(Failure::CursorWrite);
             }
         }

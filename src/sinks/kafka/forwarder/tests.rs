@@ -271,6 +271,27 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     fixture.stop().await;
 }
 
+/// Once the journal's file is gone the sink delivers what the open file
+/// holds, whether it starts then (a reload, a panic restart) or recovers:
+/// refused to write its "in use" mark and to take its held-drops record,
+/// it tried again for good and Kafka got nothing (third review round).
+#[tokio::test]
+async fn a_sink_started_once_the_journal_file_is_gone_delivers_what_it_holds() {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..4).await;
+    std::fs::remove_file(ctx.journal.path()).unwrap();
+    ctx.journal.check_file();
+    assert!(ctx.journal.file_gone().is_some());
+
+    let (peers, cancel, running) = fixture.run();
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    until("the four events published", || published.get() == 4).await;
+    cancel.cancel();
+    running.await.unwrap();
+    peers.stop().await;
+}
+
 /// Reports that do not come within the settle deadline: the producer is
 /// dropped (which purges them), and what was handed over after the cursor
 /// is read back before it is sent again, together with an earlier
