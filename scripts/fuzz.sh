@@ -25,9 +25,10 @@ if [ ${#targets[@]} -eq 0 ]; then
     upstream_sse upstream_socketio)
 fi
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "== installing cargo-fuzz (once)"
-  cargo install cargo-fuzz --locked
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  echo "== installing cargo-fuzz $CARGO_FUZZ_VERSION (once)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 
 # Seeds: every sample in each input mode (see fuzz/src/lib.rs), every config.

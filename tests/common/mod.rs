@@ -191,7 +191,12 @@ impl TestRelay {
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(relay) = self.relay.take() {
             relay.shutdown();
-            relay.wait().await.expect("relay stopped cleanly");
+            // Bounded: a stop that hangs fails this test, by name, rather
+            // than holding the whole run.
+            tokio::time::timeout(Duration::from_secs(60), relay.wait())
+                .await
+                .expect("the relay stopped within 60 s")
+                .expect("relay stopped cleanly");
         }
         self.dir
     }

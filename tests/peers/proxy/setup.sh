@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -d node_modules/proxy ]; then
-  npm ci --no-audit --no-fund
+  npm ci --prefer-offline --no-audit --no-fund
 fi

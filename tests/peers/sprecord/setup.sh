@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -d node_modules/better-sse ]; then
-  npm ci --no-audit --no-fund
+  npm ci --prefer-offline --no-audit --no-fund
 fi
