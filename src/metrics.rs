@@ -146,7 +146,7 @@ impl Metrics {
         let webhook_body_bytes = gauge(
             &r,
             "callrelay_webhook_body_bytes",
-            "Bytes of webhook bodies being received or waiting for their answer (at most 64 MiB, or two max_body, and half of that per account, past which deliveries are answered 503).",
+            "Bytes of webhook bodies being received or whose events wait for the journal (at most 64 MiB, or two max_body, and half of that per account, past which deliveries are answered 503).",
         );
         let sink_lag_events = gauge_vec(
             &r,

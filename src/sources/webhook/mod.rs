@@ -381,7 +381,9 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         }
     }
     // The body's share of the budget goes with the event: given back once
-    // it is journaled, also when this sender hangs up before that.
+    // it is journaled, also when this sender hangs up before that. The body
+    // and its parsed copy are let go of while the event waits.
+    drop(incoming);
     drop(body);
     let pending = match ctx.ingest.try_submit_prepared(prepared, Some(held)) {
         Ok(rx) => rx,
