@@ -117,17 +117,21 @@ struct Submission {
 /// could hold 16,384 bodies while the budget read empty.
 struct Reply {
     to: oneshot::Sender<Result<Ack, IngestError>>,
-    _held: Option<Reservation>,
+    held: Option<Reservation>,
 }
 
 impl Reply {
     fn new(to: oneshot::Sender<Result<Ack, IngestError>>) -> Reply {
-        Reply { to, _held: None }
+        Reply { to, held: None }
     }
 
-    /// Answers; what was held is given back as this returns.
+    /// Gives back what was held, then answers: an answered sender holds
+    /// nothing (given back after the answer, the sender's next request
+    /// could find the budget still taken).
     fn send(self, answer: Result<Ack, IngestError>) {
-        let _ = self.to.send(answer);
+        let Reply { to, held } = self;
+        drop(held);
+        let _ = to.send(answer);
     }
 }
 
@@ -244,10 +248,7 @@ impl IngestHandle {
             return Err(IngestError::ShuttingDown);
         }
         let (reply, rx) = oneshot::channel();
-        let reply = Reply {
-            to: reply,
-            _held: held,
-        };
+        let reply = Reply { to: reply, held };
         self.tx
             .try_send(Message::Event(Submission { event, reply }))
             .map_err(|e| match e {
