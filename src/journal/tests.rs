@@ -729,6 +729,19 @@ fn stored_header_matches_the_cloudevent_json() {
     assert_eq!(read[1].header.subject, None);
 }
 
+/// Writes `records` over the events at their seqs, as damage on disk would.
+fn overwrite_records(j: &Journal, records: &[(u64, &[u8])]) {
+    let db = j.db().unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(EVENTS).unwrap();
+        for (seq, bytes) in records {
+            table.insert(*seq, *bytes).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
 /// A record damaged on disk is skipped by every read and removed by
 /// retention: its decode error stopped the page, so the Kafka sink read the
 /// same page again for good (every event after it held), and a retention
@@ -740,16 +753,8 @@ fn a_damaged_record_is_skipped_by_reads_and_removed_by_retention() {
     let t0 = j.clock.now_ms();
     let batch: Vec<_> = (1..=5).map(|i| event(&format!("e{i}"))).collect();
     j.append_batch_at(&batch, t0).unwrap();
-    {
-        let db = j.db().unwrap();
-        let txn = db.begin_write().unwrap();
-        let mut table = txn.open_table(EVENTS).unwrap();
-        // Too short for its times; a header whose lengths point outside it.
-        table.insert(2, &[1u8, 2, 3][..]).unwrap();
-        table.insert(4, &[0xffu8; 64][..]).unwrap();
-        drop(table);
-        txn.commit().unwrap();
-    }
+    // Too short for its times; a header whose lengths point outside it.
+    overwrite_records(&j, &[(2, &[1, 2, 3]), (4, &[0xff; 64])]);
 
     let read: Vec<u64> = j.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(read, vec![1, 3, 5]);
@@ -780,13 +785,7 @@ fn a_damaged_oldest_record_goes_at_once_after_a_restart() {
         let batch: Vec<_> = (1..=3).map(|i| event(&format!("e{i}"))).collect();
         j.append_batch_at(&batch, t0.saturating_sub(2 * 3_600_000))
             .unwrap();
-        let db = j.db().unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(EVENTS)
-            .unwrap()
-            .insert(1, &[1u8, 2, 3][..])
-            .unwrap();
-        txn.commit().unwrap();
+        overwrite_records(&j, &[(1, &[1, 2, 3])]);
     }
     let j = Journal::open(options(dir.path())).unwrap();
     let r = j.enforce_retention_at(&[], j.clock.now_ms()).unwrap();
