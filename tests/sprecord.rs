@@ -85,16 +85,25 @@ impl Peer {
     }
 
     async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.try_get(path).await;
+        assert!(
+            status.is_success(),
+            "peer {path} failed or timed out: {body}"
+        );
+        body
+    }
+
+    /// The status and body of a control request (a long-poll that timed
+    /// out is 408, with the state).
+    async fn try_get(&self, path: &str) -> (reqwest::StatusCode, Value) {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
             .send()
             .await
             .expect("peer control");
-        let ok = resp.status().is_success();
-        let body: Value = resp.json().await.expect("peer json");
-        assert!(ok, "peer {path} failed or timed out: {body}");
-        body
+        let status = resp.status();
+        (status, resp.json().await.expect("peer json"))
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -953,14 +962,7 @@ async fn a_quiet_device_keeps_a_stream_open_while_its_silent_streams_reopen() {
         .await;
     relay.wait_for_seq(1, WAIT).await;
 
-    let none_open = peer
-        .http
-        .get(format!("{}/control/wait?open=0&timeout_ms=5000", peer.base))
-        .send()
-        .await
-        .expect("peer control");
-    let status = none_open.status();
-    let state: Value = none_open.json().await.expect("peer json");
+    let (status, state) = peer.try_get("/control/wait?open=0&timeout_ms=5000").await;
     assert_eq!(
         status,
         reqwest::StatusCode::REQUEST_TIMEOUT,
