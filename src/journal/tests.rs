@@ -641,6 +641,28 @@ fn lost_events_over_several_chunks_are_counted_once() {
     assert_eq!(j.unsaid_undelivered().unwrap(), r.dropped_undelivered);
 }
 
+/// Once the file is found gone, held drops are not taken (0): the record
+/// stays in the file for a copy put back to count at its next start, and
+/// the sink reads on (an error here held the Kafka sink for good).
+#[test]
+fn held_drops_stay_recorded_once_the_file_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, t0) = over_max_size(dir.path());
+    j.set_cursor("kafka", 2, true).unwrap();
+    let r = j
+        .enforce_retention_at(&[kafka_holding(5)], t0 + 10)
+        .unwrap();
+    assert_eq!(r.dropped_held, 3);
+    std::fs::remove_file(j.path()).unwrap();
+    j.check_file();
+    assert_eq!(j.take_held_drops("kafka", 3).unwrap(), 0);
+    let db = j.db().unwrap();
+    assert!(
+        !super::held_drop::none_recorded(&db, "kafka").unwrap(),
+        "still recorded"
+    );
+}
+
 /// Events a sink holds in memory are on their way to it: when `max_size`
 /// drops them they are recorded, not counted as undelivered, and counted
 /// only if the sink lets go of them undelivered. Before, everything after the
