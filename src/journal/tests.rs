@@ -387,10 +387,15 @@ fn a_journal_file_others_can_read_is_made_owner_only() {
     drop(j);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
 
-    let j = Journal::open(options(dir.path())).unwrap();
+    let open = || drop(Journal::open(options(dir.path())).unwrap());
+    let said = crate::logging::tests_support::logged_json(open);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert_eq!(j.last_seq(), 1);
+    assert!(said.contains("made owner-only"), "{said}");
+    // One already owner-only is left as it is, without a word.
+    let said = crate::logging::tests_support::logged_json(open);
+    assert!(!said.contains("owner-only"), "{said}");
+    assert_eq!(Journal::open(options(dir.path())).unwrap().last_seq(), 1);
 }
 
 #[test]
