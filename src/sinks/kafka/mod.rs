@@ -182,6 +182,15 @@ mod tests {
         );
         assert_eq!(shown.detail["last_error"], reason.as_str());
         assert!(!running.is_finished(), "waits to be stopped");
+        // Read again after 1 s, then after 2 s: the wait doubles.
+        until("a second try", within, || {
+            ctx.status
+                .sinks()
+                .get("kafka")
+                .and_then(|s| s.reason.clone())
+                .is_some_and(|r| r.ends_with("trying again in 2s"))
+        })
+        .await;
 
         ctx.journal.reopen().unwrap();
         let ack = ctx

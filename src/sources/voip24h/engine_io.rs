@@ -604,6 +604,45 @@ mod tests {
         server.abort();
     }
 
+    /// What the session takes gives the bound back: more than 8 MiB, taken
+    /// as it comes, all arrive, in order (a reader whose count was never
+    /// given back would stop at the bound for good).
+    #[tokio::test]
+    async fn what_the_session_takes_lets_reading_go_on_past_the_bound() {
+        const FRAMES: usize = 48; // 12 MiB of 256 KiB frames
+        let (dial, server) = serve_one_websocket(|mut ws| async move {
+            let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
+            ws.send(Message::Text(open.into())).await.unwrap();
+            for n in 0..FRAMES {
+                let frame = format!("42[\"response\",\"{n}{}\"]", "x".repeat(256 << 10));
+                ws.send(Message::Text(frame.into())).await.unwrap();
+            }
+            // Held open until the test ends.
+            std::future::pending::<()>().await;
+        })
+        .await;
+        let mut conn = Conn::open(&dial, EngineVersion::V3, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < FRAMES {
+            let next = match conn.try_recv() {
+                Some(inbound) => inbound,
+                None => tokio::time::timeout(Duration::from_secs(10), conn.recv())
+                    .await
+                    .expect("reading went on")
+                    .expect("open"),
+            };
+            if let Inbound::Event { args, .. } = next {
+                let text = args[0].as_string().unwrap();
+                seen.push(text.trim_end_matches('x').parse::<usize>().unwrap());
+            }
+        }
+        assert_eq!(seen, (0..FRAMES).collect::<Vec<_>>());
+        conn.close().await;
+        server.abort();
+    }
+
     /// A server on 127.0.0.1 that takes one websocket and hands it to
     /// `serve`; the [`Dial`] that reaches it.
     async fn serve_one_websocket<F, Fut>(serve: F) -> (Dial, tokio::task::JoinHandle<()>)
