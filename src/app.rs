@@ -335,14 +335,7 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
 /// could be another file by then (`mv` is how a config is replaced).
 async fn load_off_the_workers(path: &Path) -> Result<(Config, String), ConfigError> {
     let owned = path.to_path_buf();
-    let load = move || {
-        let text = Config::read(&owned)?;
-        let config = Config::from_text(&owned.display().to_string(), &text, &|name| {
-            std::env::var(name).ok()
-        })?;
-        Ok((config, text))
-    };
-    match tokio::task::spawn_blocking(load).await {
+    match tokio::task::spawn_blocking(move || Config::load_with_text(&owned)).await {
         Ok(loaded) => loaded,
         Err(e) => Err(ConfigError {
             file: path.display().to_string(),

@@ -201,14 +201,20 @@ pub fn unspanned<T>(value: T) -> Spanned<T> {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], with the text it read (where a later refusal is placed).
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = Config::read(path)?;
-        Config::from_text(&path.display().to_string(), &text, &|name| {
+        let config = Config::from_text(&path.display().to_string(), &text, &|name| {
             std::env::var(name).ok()
-        })
+        })?;
+        Ok((config, text))
     }
 
     /// The config file's text, or why it cannot be read (as a problem at 1:1).
-    pub fn read(path: &Path) -> Result<String, ConfigError> {
+    fn read(path: &Path) -> Result<String, ConfigError> {
         std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
             problems: vec![Problem {

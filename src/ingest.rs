@@ -121,8 +121,8 @@ struct Reply {
 }
 
 impl Reply {
-    fn new(to: oneshot::Sender<Result<Ack, IngestError>>) -> Reply {
-        Reply { to, held: None }
+    fn new(to: oneshot::Sender<Result<Ack, IngestError>>, held: Option<Reservation>) -> Reply {
+        Reply { to, held }
     }
 
     /// Gives back what was held, then answers: an answered sender holds
@@ -191,7 +191,7 @@ impl IngestHandle {
         // off the one writer thread.
         let event = PreparedEvent::new(&event);
         let (reply, rx) = oneshot::channel();
-        let reply = Reply::new(reply);
+        let reply = Reply::new(reply, None);
         self.tx
             .send(Message::Event(Submission { event, reply }))
             .await
@@ -212,7 +212,7 @@ impl IngestHandle {
             .map(|event| {
                 let (reply, rx) = oneshot::channel();
                 let event = PreparedEvent::new(event);
-                let reply = Reply::new(reply);
+                let reply = Reply::new(reply, None);
                 (Submission { event, reply }, rx)
             })
             .unzip();
@@ -248,7 +248,7 @@ impl IngestHandle {
             return Err(IngestError::ShuttingDown);
         }
         let (reply, rx) = oneshot::channel();
-        let reply = Reply { to: reply, held };
+        let reply = Reply::new(reply, held);
         self.tx
             .try_send(Message::Event(Submission { event, reply }))
             .map_err(|e| match e {

@@ -440,7 +440,13 @@ impl Journal {
         })
     }
 
-    pub(super) fn refuse_if_file_gone(&self) -> Result<(), JournalError> {
+    /// Whether the file was found gone (see [`Journal::file_gone`]), without
+    /// building the error.
+    pub fn is_file_gone(&self) -> bool {
+        self.presence.is_gone()
+    }
+
+    fn refuse_if_file_gone(&self) -> Result<(), JournalError> {
         self.file_gone().map_or(Ok(()), Err)
     }
 
@@ -496,7 +502,7 @@ impl Journal {
     /// and the sink delivers on meanwhile.
     pub fn take_held_drops(&self, sink: &str, cursor: u64) -> Result<u64, JournalError> {
         let db = self.db()?;
-        if self.file_gone().is_some() || held_drop::none_recorded(&db, sink)? {
+        if self.is_file_gone() || held_drop::none_recorded(&db, sink)? {
             return Ok(0);
         }
         let txn = db.begin_write().map_err(storage)?;

@@ -104,7 +104,7 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
         let closing = ctx.ingest.is_closing();
         // A journal file deleted under the relay is not healed by a restart:
         // it would start an empty journal, losing what the open file holds.
-        if ctx.ingest.is_writable() || closing || ctx.journal.file_gone().is_some() {
+        if ctx.ingest.is_writable() || closing || ctx.journal.is_file_gone() {
             unwritable_since = None;
         } else {
             unwritable_since.get_or_insert(tick);

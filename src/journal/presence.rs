@@ -65,6 +65,10 @@ impl FilePresence {
     pub(super) fn gone(&self) -> Option<String> {
         self.gone.get().cloned()
     }
+
+    pub(super) fn is_gone(&self) -> bool {
+        self.gone.get().is_some()
+    }
 }
 
 /// The `/proc` entry through which the open file can still be copied while

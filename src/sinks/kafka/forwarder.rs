@@ -362,7 +362,7 @@ impl Forwarder {
         // the older cursor of the copy put back, at least once).
         if !self.marked_unclean {
             self.persist(false).await;
-            if !self.marked_unclean && self.ctx.journal.file_gone().is_none() {
+            if !self.marked_unclean && !self.ctx.journal.is_file_gone() {
                 return Some(Failure::CursorWrite);
             }
         }

@@ -78,7 +78,8 @@ impl Health {
     }
 
     /// Whether this error is the second handing of the one just handled;
-    /// the two come back to back on the polling thread.
+    /// the two come back to back on the polling thread. Check again on an
+    /// rdkafka upgrade: once it hands each error over once, this goes.
     fn is_echo(&self, code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
         let mut echo = self.echo.lock().unwrap_or_else(PoisonError::into_inner);
         let this = (code.map(|c| c as i32), reason);

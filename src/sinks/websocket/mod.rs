@@ -256,8 +256,14 @@ impl Refused {
     }
 }
 
+/// A refusal's answer; a 503 says when to try again, as every 503 the
+/// relay answers does (a restart, or a free slot, is seconds away).
 fn refuse(why: Refusal, status: StatusCode, message: String) -> Refused {
-    Refused::with(why, crate::server::json_error(status, &message))
+    let mut response = crate::server::json_error(status, &message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        crate::server::retry_after(&mut response, "5");
+    }
+    Refused::with(why, response)
 }
 
 /// Counts a refusal and logs the kinds an operator acts on. Only the reason
@@ -378,24 +384,19 @@ fn accept(
         }
     };
     if ctx.shutdown.is_cancelled() {
-        let mut refused = refuse(
+        return Err(refuse(
             Refusal::ShuttingDown,
             StatusCode::SERVICE_UNAVAILABLE,
             "callrelay is shutting down".into(),
-        );
-        // As every 503 the relay answers: a restart is seconds away.
-        crate::server::retry_after(&mut refused.response, "5");
-        return Err(refused);
+        ));
     }
     let max = *ws.max_clients.get_ref();
     let Some(slot) = Slot::take(fanout, ctx, max) else {
-        let mut refused = refuse(
+        return Err(refuse(
             Refusal::MaxClients,
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the relay already serves max_clients = {max} WebSocket clients"),
-        );
-        crate::server::retry_after(&mut refused.response, "5");
-        return Err(refused);
+        ));
     };
     let settings = Settings {
         ping_interval: ws.ping_interval.get_ref().get(),

@@ -246,15 +246,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
-                msg = self.stream.next() => match msg {
-                    None => return Err(End::ClientGone),
-                    Some(Err(e)) => return Err(read_error_end(e)),
-                    Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
-                    Some(Ok(Message::Pong(_))) => self.pong_deadline = None,
-                    // Pings are answered by tungstenite on the next flush;
-                    // the fan-out takes no commands, so data frames are ignored.
-                    Some(Ok(_)) => {}
-                },
+                msg = self.stream.next() => self.on_client_frame(msg)?,
                 _ = sleep_until(self.pong_deadline.unwrap_or_else(Instant::now)), if self.pong_deadline.is_some() => {
                     return Err(End::PongTimeout);
                 }
@@ -391,15 +383,26 @@ impl Session {
     fn read_waiting_frames(&mut self) -> Result<(), End> {
         use futures::FutureExt;
         while let Some(msg) = self.stream.next().now_or_never() {
-            match msg {
-                None => return Err(End::ClientGone),
-                Some(Err(e)) => return Err(read_error_end(e)),
-                Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
-                Some(Ok(Message::Pong(_))) => self.pong_deadline = None,
-                Some(Ok(_)) => {}
-            }
+            self.on_client_frame(msg)?;
         }
         Ok(())
+    }
+
+    /// What the client sent (`None`: its stream ended), in the live loop
+    /// and between a replay's pages alike.
+    fn on_client_frame(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+        match msg {
+            None => Err(End::ClientGone),
+            Some(Err(e)) => Err(read_error_end(e)),
+            Some(Ok(Message::Close(_))) => Err(End::ClientClosed),
+            Some(Ok(Message::Pong(_))) => {
+                self.pong_deadline = None;
+                Ok(())
+            }
+            // Pings are answered by tungstenite on the next flush; the
+            // fan-out takes no commands, so data frames are ignored.
+            Some(Ok(_)) => Ok(()),
+        }
     }
 
     /// A heartbeat (if asked for) and a ping; with `await_pong`, its pong

@@ -14,8 +14,9 @@ use crate::log_throttle::LogThrottle;
 
 /// How often each kind of warning is said.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
-/// How much of an event id a line quotes.
-pub const SHOWN_ID_CHARS: usize = 64;
+/// How much of an event id a line quotes: what a log line repeats of any
+/// text from the network.
+pub const SHOWN_ID_CHARS: usize = crate::logging::EXCERPT_CHARS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -69,9 +70,10 @@ impl StreamWarnings {
 /// An event id as a log line quotes it: whole when short, else its first
 /// [`SHOWN_ID_CHARS`] characters and its length.
 fn shown_id(id: &str) -> String {
-    match id.char_indices().nth(SHOWN_ID_CHARS) {
-        None => format!("{id:?}"),
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &id[..cut], id.len()),
+    if id.chars().nth(SHOWN_ID_CHARS).is_none() {
+        format!("{id:?}")
+    } else {
+        format!("{:?}… ({} bytes)", crate::logging::excerpt(id), id.len())
     }
 }
 

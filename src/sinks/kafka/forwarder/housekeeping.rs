@@ -87,7 +87,7 @@ impl Forwarder {
             }
             // Said once, when the file was found gone; the sink delivers
             // what the open file holds, and would say this every 250 ms.
-            Err(e) if self.ctx.journal.file_gone().is_some() => {
+            Err(e) if self.ctx.journal.is_file_gone() => {
                 tracing::debug!(error = %e, "cannot persist the kafka cursor");
                 false
             }
