@@ -212,16 +212,19 @@ fn tail_handshake_logs(rust_log: &str, marker: &str) -> (String, String) {
         }
         let _ = request_tx.send(String::from_utf8_lossy(&request).into_owned());
     });
-    let mut child = Command::new(BIN)
-        .args(["tail", "--url", &format!("ws://127.0.0.1:{port}/ws")])
-        .args(["--token", marker])
-        .env("RUST_LOG", rust_log)
-        .env_remove("CALLRELAY_WS_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn tail");
-    let stderr = child.stderr.take().expect("stderr");
+    // `tail` reconnects for good: the guard stops it if an assertion fails.
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["tail", "--url", &format!("ws://127.0.0.1:{port}/ws")])
+            .args(["--token", marker])
+            .env("RUST_LOG", rust_log)
+            .env_remove("CALLRELAY_WS_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tail"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
     let (line_tx, line_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -246,8 +249,7 @@ fn tail_handshake_logs(rust_log: &str, marker: &str) -> (String, String) {
             Err(_) => break,
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     logs.extend(line_rx.try_iter().map(|l| l + "\n"));
     (request, logs)
 }

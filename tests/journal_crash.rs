@@ -17,6 +17,17 @@ use serde_json::json;
 
 const CHILD_ENV: &str = "CALLRELAY_CRASH_CHILD_DIR";
 
+/// A crash child, killed if the round fails before its own kill: the child
+/// appends for good and would outlive the test.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn options(dir: &std::path::Path) -> JournalOptions {
     JournalOptions {
         dir: dir.to_path_buf(),
@@ -109,21 +120,23 @@ fn acknowledged_events_survive_sigkill() {
         rng_state % bound
     };
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("CALLRELAY_CRASH_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = KilledOnDrop(
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "crash_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, dir.path())
+                .env("CALLRELAY_CRASH_ROUND", round.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -138,8 +151,8 @@ fn acknowledged_events_survive_sigkill() {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("round {round}: the child acknowledged nothing in 60 s"));
         std::thread::sleep(Duration::from_millis(next_rand(300)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         reader.join().unwrap();
         let lines: Vec<String> = std::iter::once(first).chain(rx.try_iter()).collect();
         for line in lines {
