@@ -50,6 +50,7 @@ pub struct Metrics {
     pub journal_first_seq: IntGauge,
     pub journal_max_bytes: IntGauge,
     pub journal_file_bytes: IntGauge,
+    pub journal_writable: IntGauge,
     /// The standard `process_*` family (README, "Metrics beyond the contract").
     pub process: ProcessCollector,
 }
@@ -244,6 +245,13 @@ impl Metrics {
             "callrelay_journal_file_bytes",
             "Size of the journal file on disk (it reuses its free pages and does not shrink).",
         );
+        let journal_writable = gauge(
+            &r,
+            "callrelay_journal_writable",
+            "1 while the journal takes events; 0 from a failed commit to the next good one, or once its file is gone.",
+        );
+        // A relay that has not been scraped yet has not failed a commit either.
+        journal_writable.set(1);
         // The fan-out always runs; Kafka's series come with its config (`prime`).
         events_published.with_label_values(&["websocket"]);
         // Counters an alert watches with `increase()` start at 0: a series
@@ -314,6 +322,7 @@ impl Metrics {
             journal_first_seq,
             journal_max_bytes,
             journal_file_bytes,
+            journal_writable,
             process,
         }
     }

@@ -154,6 +154,9 @@ async fn readyz(
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     ctx.metrics.observe_journal(&ctx.journal);
     ctx.metrics
+        .journal_writable
+        .set(i64::from(journal_writable(&ctx)));
+    ctx.metrics
         .webhook_body_bytes
         .set(i64::try_from(ctx.body_budget.in_use()).unwrap_or(i64::MAX));
     (
@@ -164,6 +167,13 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
         ctx.metrics.render(),
     )
         .into_response()
+}
+
+/// Whether the journal takes events: `/status`' `journal.writable` and the
+/// `callrelay_journal_writable` gauge, which an alert watches after the
+/// last failed commit has aged out of its window (a quiet relay fails no more).
+fn journal_writable(ctx: &Context) -> bool {
+    ctx.ingest.is_writable() && !ctx.journal.is_file_gone()
 }
 
 async fn status(State(ctx): State<Arc<Context>>) -> Response {
@@ -211,7 +221,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "bytes": ctx.journal.bytes(),
             "file_bytes": ctx.journal.file_bytes(),
             "dedup_entries": ctx.journal.dedup_entries(),
-            "writable": ctx.ingest.is_writable() && journal_gone.is_none(),
+            "writable": journal_writable(&ctx),
             "last_error": journal_gone.or_else(|| ctx.ingest.commit_failure()),
             "dropped_undelivered": ctx.status.undelivered_drops(),
         },

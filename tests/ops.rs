@@ -103,6 +103,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ("callrelay_journal_first_seq", "gauge", &[]),
     ("callrelay_journal_max_bytes", "gauge", &[]),
     ("callrelay_journal_file_bytes", "gauge", &[]),
+    ("callrelay_journal_writable", "gauge", &[]),
     // The standard process family of every Prometheus client library.
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_open_fds", "gauge", &[]),
@@ -145,6 +146,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.journal_first_seq, "gauge"),
         (&m.journal_max_bytes, "gauge"),
         (&m.journal_file_bytes, "gauge"),
+        (&m.journal_writable, "gauge"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
@@ -2222,6 +2224,19 @@ async fn a_journal_file_deleted_under_the_relay_is_noticed_and_new_events_are_re
             .send()
     };
     assert_eq!(post(1).await.expect("POST").status(), 200);
+    let metrics_url = d.url("/metrics");
+    let writable_gauge = || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("callrelay_journal_writable "))
+            .map(str::to_owned)
+    };
+    assert_eq!(writable_gauge().await.as_deref(), Some("1"));
 
     std::fs::remove_file(dir.path().join("journal").join("journal.redb")).expect("rm");
     let line = d
@@ -2239,6 +2254,8 @@ async fn a_journal_file_deleted_under_the_relay_is_noticed_and_new_events_are_re
     assert!(body.contains("was deleted, moved or replaced"), "{body}");
     let status = get_status(&d.url("")).await;
     assert_eq!(status["journal"]["writable"], false, "{status}");
+    // The alert on failing commits reads it once no commit fails any more.
+    assert_eq!(writable_gauge().await.as_deref(), Some("0"));
     let refused = post(2).await.expect("POST");
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
