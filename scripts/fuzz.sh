@@ -83,8 +83,11 @@ done
 
 echo "== building fuzz targets"
 # Built once, then each binary is run directly: `cargo fuzz run` would rebuild
-# per target (and see every edit made to the tree meanwhile).
-cargo fuzz build --sanitizer none -O
+# per target (and see every edit made to the tree meanwhile). `-a` keeps
+# debug assertions and overflow checks on in the optimized build: without it
+# an overflow on a number from the input wraps silently here while the same
+# input panics under `cargo test`.
+cargo fuzz build --sanitizer none -O -a
 bin_dir="${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release"
 
 mkdir -p fuzz/logs

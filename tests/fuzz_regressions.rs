@@ -115,6 +115,12 @@ fn vendor_samples_pass_the_harness_in_every_mode() {
     for config in ["relay.toml", "deploy/relay.toml"] {
         let text = std::fs::read(root().join(config)).expect("config");
         run("config", &text).unwrap_or_else(|why| panic!("{config}: {why}"));
+        // A seed the target refuses reaches only the checks before its
+        // first problem: each must load, every section checked.
+        let text = String::from_utf8(text).expect("UTF-8");
+        if let Err(e) = callrelay::config::Config::from_text(config, &text, &harness::config_env) {
+            panic!("the seed {config} does not load under the fuzz environment:\n{e}");
+        }
     }
     assert!(count > 100, "{count} sample inputs");
 }
