@@ -5,6 +5,15 @@ use std::sync::{Arc, Mutex};
 /// The JSON log lines `f` writes on this thread (one per event, flattened
 /// as `--log-format json` writes them).
 pub(crate) fn logged_json(f: impl FnOnce()) -> String {
+    let (captured, guard) = capture_json();
+    f();
+    drop(guard);
+    captured.text()
+}
+
+/// As [`logged_json`] for async code on a current-thread runtime: what is
+/// logged on this thread until the guard is dropped.
+pub(crate) fn capture_json() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -12,8 +21,7 @@ pub(crate) fn logged_json(f: impl FnOnce()) -> String {
         .flatten_event(true)
         .with_writer(move || sink.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    captured.text()
+    (captured, tracing::subscriber::set_default(subscriber))
 }
 
 /// A log writer whose clones all write into one buffer.

@@ -169,6 +169,11 @@ struct Report {
 /// sink has not delivered since (the rest at debug, counted in the next).
 const RECOVERY_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How often a failing cursor write is logged at error: every tick tries
+/// again (4 a second), and while the journal refuses writes (a full disk)
+/// its own line says why once every 30 s.
+const CURSOR_WRITE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
     config: KafkaConfig,
@@ -225,6 +230,7 @@ pub struct Forwarder {
     /// delivers again): a missing topic or an unreachable cluster is tried
     /// again after every backoff, a dozen times in the first minute.
     recoveries_logged: LogThrottle<&'static str>,
+    cursor_writes_logged: LogThrottle<()>,
     published: IntCounter,
     latency: Histogram,
     producers_created: u64,
@@ -290,6 +296,7 @@ impl Forwarder {
                 .with_max_elapsed_time(None)
                 .build(),
             recoveries_logged: LogThrottle::new(RECOVERY_LOG_INTERVAL),
+            cursor_writes_logged: LogThrottle::new(CURSOR_WRITE_LOG_INTERVAL),
             published,
             latency,
             producers_created: 0,

@@ -92,7 +92,12 @@ impl Forwarder {
                 false
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot persist the kafka cursor");
+                match self.cursor_writes_logged.admit((), Instant::now()) {
+                    Some(held_back) => {
+                        tracing::error!(error = %e, held_back, "cannot persist the kafka cursor");
+                    }
+                    None => tracing::debug!(error = %e, "cannot persist the kafka cursor"),
+                }
                 false
             }
         }

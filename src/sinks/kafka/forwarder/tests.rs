@@ -446,6 +446,33 @@ async fn the_tick_writes_the_cursor_and_ends_a_resume_once_passed() {
     fixture.stop().await;
 }
 
+/// While the journal refuses writes (a full disk, a reopen) every tick's
+/// cursor write fails: it was an error line every 250 ms, burying the
+/// journal's own once-in-30-s line (restart review, 2026-12-05).
+#[tokio::test]
+async fn a_cursor_that_cannot_be_written_is_logged_once_per_interval() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    assert!(ctx.journal.close(WITHIN));
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    for cursor in 1..=8 {
+        forwarder.cursor = cursor;
+        forwarder.housekeeping().await;
+    }
+    drop(guard);
+    let errors = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("cannot persist the kafka cursor") && l.contains("ERROR"))
+        .count();
+    assert_eq!(errors, 1, "{}", logs.text());
+    assert_eq!(forwarder.persisted, 0, "nothing was written");
+    ctx.journal.reopen().unwrap();
+    fixture.stop().await;
+}
+
 /// The end of a resume is a warning when a topic could not be read whole
 /// (duplicates possible), information otherwise.
 #[tokio::test]
