@@ -27,6 +27,24 @@ pub fn excerpt(text: &str) -> String {
     text.chars().take(EXCERPT_CHARS).collect()
 }
 
+/// An error and its causes, `: `-separated: hyper's errors say only "error
+/// reading a body from connection" or "tcp connect error" and keep the
+/// reason (a reset, a refused connection, a TLS alert) in their source. A
+/// cause an error's own text already ends with is not repeated.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum LogFormat {
@@ -271,5 +289,20 @@ mod tests {
             log_filter("callrelay=loud"),
             Err(LogFilterError::BadFilter { .. })
         ));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct SaysItsCause(#[source] std::io::Error);
+
+    #[test]
+    fn causes_follow_the_error_once_each() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(with_causes(&Outer(io())), "outer: reset by peer");
+        assert_eq!(with_causes(&SaysItsCause(io())), "outer: reset by peer");
     }
 }

@@ -11,7 +11,6 @@
 //! carries its password;
 //! nothing the proxy sends can panic.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -205,7 +204,7 @@ impl Dialer {
         tcp.call(uri)
             .await
             .map(TokioIo::into_inner)
-            .map_err(|e| with_causes(&e))
+            .map_err(|e| crate::logging::with_causes(&e))
     }
 }
 
@@ -244,19 +243,6 @@ async fn ask_for_tunnel(
         head.push(byte);
     }
     Ok(head)
-}
-
-/// An error and its causes, `: `-separated (hyper's connect errors say
-/// "tcp connect error" and keep the reason in their source).
-fn with_causes(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 #[derive(Debug, PartialEq)]

@@ -34,6 +34,7 @@ use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
 use super::sse::{SseError, SseEvent, SseParser};
 use crate::config::url_without_credentials;
+use crate::logging::with_causes;
 use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
 use crate::sources::tls::{TlsError, TrustRoots};
 
@@ -231,7 +232,7 @@ impl Endpoint {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 driver.close().await;
-                return Err(OpenError::Connect(e.to_string()));
+                return Err(OpenError::Connect(with_causes(&e)));
             }
             Err(_) => {
                 driver.close().await;
@@ -306,16 +307,16 @@ impl Endpoint {
     > {
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+            .map_err(|e| OpenError::Connect(with_causes(&*e)))?;
         let io = connector.call(self.uri.clone()).await.map_err(|e| {
             match e.downcast_ref::<ConnectError>() {
                 Some(proxy) if proxy.is_proxy() => OpenError::Proxy(e.to_string()),
-                _ => OpenError::Connect(e.to_string()),
+                _ => OpenError::Connect(with_causes(&*e)),
             }
         })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+            .map_err(|e| OpenError::Connect(with_causes(&e)))?;
         let task = tokio::spawn(async move {
             // The permit lives exactly as long as the socket does.
             let _permit = permit;
@@ -738,6 +739,33 @@ mod tests {
         opening.abort();
         assert!(opening.await.unwrap_err().is_cancelled());
         permit_comes_back(&limiter).await;
+    }
+
+    /// A server that resets the connection mid-stream: hyper's error says
+    /// only "error reading a body from connection", and `last_error` said
+    /// no more (operator-messages review, 2026-12-05); the reset is in its
+    /// source.
+    #[tokio::test]
+    async fn a_stream_reset_by_the_server_names_the_reset() {
+        let response =
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: a\n\n\r\n"
+                .to_vec();
+        let (url, server) = answer_once(response).await;
+        let limiter = ConnLimiter::new(1);
+        let mut stream = endpoint(&url).open(&limiter, None).await.unwrap();
+        assert_eq!(stream.next_event().await.unwrap().unwrap().data, "a");
+        let (_, socket) = server.await.unwrap();
+        socket.set_zero_linger().unwrap();
+        drop(socket);
+        match stream.next_event().await {
+            Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
+                let shown = with_causes(&e);
+                assert!(!e.to_string().contains("reset"), "{e}");
+                assert!(shown.contains("reset by peer"), "{shown}");
+            }
+            other => panic!("not a transport error: {other:?}"),
+        }
+        stream.close().await;
     }
 
     #[tokio::test]

@@ -244,7 +244,7 @@ impl StreamSupervisor {
                             return StreamEnd::Silent(t, Some(turn));
                         }
                         Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
-                            return StreamEnd::Transport(e.to_string());
+                            return StreamEnd::Transport(crate::logging::with_causes(&e));
                         }
                         Some(Err(ReadError::Frame(SseError::TooLarge))) => {
                             // Resume after it: a server that replays history
