@@ -39,7 +39,8 @@ pub fn declared_charset(
         // (ISO-2022-KR, HZ, …): unknown here too, not "not valid replacement".
         Some(encoding) if encoding != encoding_rs::REPLACEMENT => Ok(Some(encoding)),
         _ => Err(ParseError(format!(
-            "the charset {label:?} in Content-Type is not one the relay knows (it reads the WHATWG encodings: utf-8, windows-1251, windows-1258, iso-8859-1, …)"
+            "the charset {:?} in Content-Type is not one the relay knows (it reads the WHATWG encodings: utf-8, windows-1251, windows-1258, iso-8859-1, …)",
+            crate::logging::excerpt(label)
         ))),
     }
 }
@@ -137,7 +138,11 @@ pub fn form_pairs(
             Some(text) => Ok(text.into_owned()),
             None => {
                 let whose = match name {
-                    Some(name) => format!("the value of {what} `{name}`"),
+                    // The sender's text, whole in the 400 and the warning
+                    // (a name of up to `max_body`): cut as other such text is.
+                    Some(name) => {
+                        format!("the value of {what} `{}`", crate::logging::excerpt(name))
+                    }
                     None => format!("a {what}'s name"),
                 };
                 Err(ParseError(match charset {
@@ -435,6 +440,21 @@ mod tests {
             name.0.contains("percent-encode the text's UTF-8 bytes"),
             "{name}"
         );
+    }
+
+    /// The sender's own text goes into the 400 and the `webhook refused`
+    /// warning: a 10,000-character field name or charset label went whole
+    /// (up to `max_body`, 1 MiB by default), once per refusal.
+    #[test]
+    fn a_refusal_quotes_at_most_an_excerpt_of_the_senders_text() {
+        let long = "A".repeat(10_000);
+        let field =
+            form_pairs(format!("{long}=%FF").as_bytes(), None, Pairs::FormFields).unwrap_err();
+        assert!(field.0.len() < 300, "{} bytes", field.0.len());
+        assert!(field.0.contains(&"A".repeat(crate::logging::EXCERPT_CHARS)));
+        let content_type = format!("application/json; charset={long}");
+        let charset = declared_charset(Some(content_type.as_bytes())).unwrap_err();
+        assert!(charset.0.len() < 300, "{} bytes", charset.0.len());
     }
 
     #[test]
