@@ -245,7 +245,8 @@ pub fn category_of(event_type: &str) -> &str {
     event_type.split('.').next().unwrap_or(event_type)
 }
 
-/// Text of a JSON scalar exactly as the vendor wrote it: strings as they are,
+/// Text of a JSON scalar as the vendor wrote it: strings without the
+/// whitespace around them (docs/webhooks.md: a padded id is the same id),
 /// numbers in their original digits (`1581385341.710` stays `1581385341.710`),
 /// booleans as `true`/`false`. `None` for null, objects, arrays, `""` and `0`,
 /// which vendors use to mean "no value".
