@@ -353,8 +353,8 @@ impl StreamSupervisor {
                 Ok(_) => return true,
                 Err(IngestError::ShuttingDown) => return false,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
-                    tracing::warn!(vendor = "sprecord", account = %self.account, retry_in = ?delay,
-                        "could not journal an SSE event, retrying: {e}");
+                    self.warnings
+                        .journal_refused(&self.account, self.index, &e, delay);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(COMMIT_RETRY_MAX);
                 }

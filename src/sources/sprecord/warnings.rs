@@ -22,6 +22,7 @@ pub const SHOWN_ID_CHARS: usize = crate::logging::EXCERPT_CHARS;
 enum Kind {
     Lossy,
     Malformed,
+    JournalRefused,
 }
 
 /// One stream's warnings.
@@ -56,6 +57,26 @@ impl StreamWarnings {
         }
     }
 
+    /// An event the journal refused (a full disk), retried in `retry_in`:
+    /// the retries come every few seconds for as long as it refuses.
+    pub fn journal_refused(
+        &self,
+        account: &str,
+        stream: usize,
+        why: &dyn std::fmt::Display,
+        retry_in: Duration,
+    ) {
+        let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+        match self.due(Kind::JournalRefused) {
+            Some(held_back) => {
+                tracing::warn!(vendor = "sprecord", account = %account, stream, retry_in_ms, held_back,
+                    "could not journal an SSE event, retrying: {why}");
+            }
+            None => tracing::debug!(vendor = "sprecord", account = %account, stream, retry_in_ms,
+                "could not journal an SSE event, retrying: {why}"),
+        }
+    }
+
     /// An event whose bytes were not all UTF-8, handed on with U+FFFD in
     /// their place (the SSE standard's decoding).
     pub fn lossy(&self, account: &str, stream: usize, id: &str) {
@@ -84,6 +105,7 @@ mod tests {
 
     /// A server repeating an 8-byte bad event after a 1 MiB id: one line
     /// per event, each with the whole id, was 100,000 times the input.
+    /// One line per kind now.
     #[test]
     fn repeated_warnings_are_one_line_quoting_a_short_id() {
         let warnings = StreamWarnings::default();
@@ -92,11 +114,19 @@ mod tests {
             for _ in 0..1_000 {
                 warnings.lossy("office", 2, &id);
                 warnings.malformed("office", 2, "data is not JSON");
+                warnings.journal_refused(
+                    "office",
+                    2,
+                    &"No space left on device",
+                    Duration::from_secs(5),
+                );
             }
         });
+        // The journal's refusals too: a line per retry, every ≤ 5 s per
+        // stream while a disk was full (operator-messages review, 2026-12-05).
         assert_eq!(
             logged.lines().count(),
-            2,
+            3,
             "{}",
             &logged[..logged.len().min(500)]
         );

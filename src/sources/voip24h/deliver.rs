@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::keep_alive::KeepAlive;
+use super::warnings::SessionWarnings;
 use super::wire::Arg;
 use crate::app::Context;
 use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
@@ -131,6 +132,7 @@ pub async fn deliver_all(
     responses: &[Received],
     give_up: &CancellationToken,
     mut keep_alive: Option<&mut KeepAlive<'_>>,
+    warnings: &SessionWarnings,
 ) -> Result<usize, ShuttingDown> {
     let max_bytes = ctx.config.load().server.max_body.get_ref().get();
     let mut events = Vec::with_capacity(responses.len());
@@ -151,7 +153,7 @@ pub async fn deliver_all(
             }),
             Err(why) => {
                 count_malformed(ctx, account);
-                tracing::warn!(vendor = "voip24h", account, error = %why, "malformed `response` payload; skipped");
+                warnings.malformed_response(account, &why);
             }
         }
     }
@@ -173,7 +175,7 @@ pub async fn deliver_all(
             Ok(_) => return Ok(events.len()),
             Err(IngestError::ShuttingDown) => return Err(abandoned(&events)),
             Err(e) => {
-                tracing::warn!(vendor = "voip24h", account, events = events.len(), error = %e, retry_in = ?wait, "journal refused events; retrying");
+                warnings.journal_refused(account, events.len(), &e, wait);
                 tokio::select! {
                     _ = give_up.cancelled() => return Err(abandoned(&events)),
                     _ = saying_hello(&mut keep_alive, tokio::time::sleep(wait)) => {}
@@ -220,6 +222,46 @@ mod tests {
 
     fn arg(text: &str) -> Arg {
         Arg::from_json(text).unwrap()
+    }
+
+    /// A server repeating a payload that cannot be read got a warning line
+    /// per payload (operator-messages review, 2026-12-05): one now, the
+    /// rest counted in the metric and in the next line's `held_back`.
+    #[tokio::test]
+    async fn malformed_responses_are_warned_about_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let arrived = OffsetDateTime::now_utc();
+        let responses: Vec<Received> = (0..100)
+            .map(|_| (vec![arg("\"not an object\"")], arrived))
+            .collect();
+        let warnings = SessionWarnings::default();
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let journaled = deliver_all(
+            &relay.ctx,
+            "acc",
+            &responses,
+            &CancellationToken::new(),
+            None,
+            &warnings,
+        )
+        .await;
+        drop(guard);
+        assert!(matches!(journaled, Ok(0)), "{journaled:?}");
+        let lines = logs.text();
+        let warned = lines
+            .lines()
+            .filter(|l| l.contains("malformed `response` payload"))
+            .count();
+        assert_eq!(warned, 1, "{lines}");
+        let malformed = relay
+            .ctx
+            .metrics
+            .upstream_malformed
+            .with_label_values(&["voip24h", "acc"])
+            .get();
+        assert_eq!(malformed, 100, "each one counted");
+        crate::app::tests_support::stop(relay).await;
     }
 
     #[test]

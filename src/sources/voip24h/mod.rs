@@ -21,6 +21,7 @@ mod engine_io;
 mod keep_alive;
 mod link;
 mod session;
+mod warnings;
 pub mod wire;
 
 use std::sync::Arc;
@@ -197,6 +198,7 @@ impl Supervisor {
             reporter,
             cancel,
             unknown_logged: Default::default(),
+            warnings: Default::default(),
         }
         .run(&mut link)
         .await;

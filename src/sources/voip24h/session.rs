@@ -156,6 +156,7 @@ pub struct Session<'a> {
     pub cancel: &'a CancellationToken,
     /// Names of unknown events already logged in this session.
     pub unknown_logged: Mutex<HashSet<String>>,
+    pub warnings: super::warnings::SessionWarnings,
 }
 
 impl Session<'_> {
@@ -329,7 +330,17 @@ impl Session<'_> {
                 None => break,
             }
         }
-        if deliver_all(self.ctx, self.account(), &group, drain_over, keep_alive).await? > 0 {
+        if deliver_all(
+            self.ctx,
+            self.account(),
+            &group,
+            drain_over,
+            keep_alive,
+            &self.warnings,
+        )
+        .await?
+            > 0
+        {
             self.reporter.event_seen();
         }
         Ok(())
@@ -385,7 +396,17 @@ impl Session<'_> {
             return Ok(());
         };
         let group = [(vec![wrapped], at)];
-        if deliver_all(self.ctx, self.account(), &group, drain_over, keep_alive).await? > 0 {
+        if deliver_all(
+            self.ctx,
+            self.account(),
+            &group,
+            drain_over,
+            keep_alive,
+            &self.warnings,
+        )
+        .await?
+            > 0
+        {
             self.reporter.event_seen();
         }
         Ok(())
@@ -467,12 +488,7 @@ impl Session<'_> {
                         // transports alike report it.
                         Inbound::Malformed(why) => {
                             count_malformed(self.ctx, self.account());
-                            tracing::warn!(
-                                vendor = "voip24h",
-                                account = self.account(),
-                                error = %why,
-                                "malformed socket.io frame; skipped"
-                            );
+                            self.warnings.malformed_frame(self.account(), &why);
                         }
                         Inbound::Closed(why) => {
                             return end(EndReason::Closed, why, namespace_connected, connected_at);

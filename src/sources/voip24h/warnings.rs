@@ -1,0 +1,83 @@
+//! A Voip24h session's warnings: frames and `response` payloads that cannot
+//! be read, and commits the journal refuses, at most one line per kind every
+//! [`WARN_EVERY`], the next saying how many were held back.
+//!
+//! Why: a server can repeat a bad frame as fast as it can write it, and a
+//! refusing journal (a full disk) was retried and logged every few seconds
+//! per account, against operations.md's "things that repeat are logged once
+//! and then at most every 30 s".
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::log_throttle::LogThrottle;
+
+/// How often each kind of warning is said.
+pub const WARN_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    MalformedFrame,
+    MalformedResponse,
+    JournalRefused,
+}
+
+/// One session's warnings.
+#[derive(Debug)]
+pub struct SessionWarnings {
+    throttle: Mutex<LogThrottle<Kind>>,
+}
+
+impl Default for SessionWarnings {
+    fn default() -> SessionWarnings {
+        SessionWarnings {
+            throttle: Mutex::new(LogThrottle::new(WARN_EVERY)),
+        }
+    }
+}
+
+impl SessionWarnings {
+    /// `Some(held_back)` when a line about `kind` is due.
+    fn due(&self, kind: Kind) -> Option<u64> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(kind, Instant::now())
+    }
+
+    /// A socket.io frame that cannot be read, skipped.
+    pub fn malformed_frame(&self, account: &str, why: &dyn std::fmt::Display) {
+        if let Some(held_back) = self.due(Kind::MalformedFrame) {
+            tracing::warn!(vendor = "voip24h", account, error = %why, held_back,
+                "malformed socket.io frame; skipped");
+        }
+    }
+
+    /// A `response` whose payload cannot be read, skipped. The payload may
+    /// hold phone numbers: `why` says why, not what.
+    pub fn malformed_response(&self, account: &str, why: &dyn std::fmt::Display) {
+        if let Some(held_back) = self.due(Kind::MalformedResponse) {
+            tracing::warn!(vendor = "voip24h", account, error = %why, held_back,
+                "malformed `response` payload; skipped");
+        }
+    }
+
+    /// A commit of `events` the journal refused, retried in `retry_in`.
+    pub fn journal_refused(
+        &self,
+        account: &str,
+        events: usize,
+        why: &dyn std::fmt::Display,
+        retry_in: Duration,
+    ) {
+        let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+        match self.due(Kind::JournalRefused) {
+            Some(held_back) => {
+                tracing::warn!(vendor = "voip24h", account, events, error = %why, retry_in_ms, held_back,
+                    "journal refused events; retrying");
+            }
+            None => tracing::debug!(vendor = "voip24h", account, events, error = %why, retry_in_ms,
+                "journal refused events; retrying"),
+        }
+    }
+}
