@@ -148,13 +148,20 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    // A config's problems one line each, as `check` prints them.
+                    let lines = match &e {
+                        callrelay::app::RunError::Config(problems) => problems.lines(),
+                        other => vec![other.to_string()],
+                    };
                     // Once, in the log's own format (a JSON log stays JSON);
                     // plainly only when the log level hides errors.
-                    if tracing::enabled!(tracing::Level::ERROR) {
-                        tracing::error!("{e}");
-                    } else {
-                        // Not `eprintln!`: it panics on a stderr whose reader is gone.
-                        let _ = writeln!(std::io::stderr(), "callrelay: {e}");
+                    for line in lines {
+                        if tracing::enabled!(tracing::Level::ERROR) {
+                            tracing::error!("{line}");
+                        } else {
+                            // Not `eprintln!`: it panics on a stderr whose reader is gone.
+                            let _ = writeln!(std::io::stderr(), "callrelay: {line}");
+                        }
                     }
                     ExitCode::FAILURE
                 }

@@ -127,6 +127,37 @@ fn a_fatal_error_is_reported_once_in_the_log_format() {
     );
 }
 
+/// A refused start says each of its config's problems on a line of its own,
+/// as `check` does: the log format escapes a line break, so one record
+/// holding them all read `…\nrelay.toml:4:12: …` on one line.
+#[test]
+fn a_refused_start_logs_each_config_problem_on_its_own_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "[journal]\nretention = \"forever\"\nmax_size = \"lots\"\n",
+    )
+    .expect("write config");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("relay.toml:"))
+        .collect();
+    assert_eq!(problems.len(), 3, "two problems and their total:\n{stderr}");
+    assert!(problems[0].contains("relay.toml:2:13:"), "{stderr}");
+    assert!(problems[1].contains("relay.toml:3:12:"), "{stderr}");
+    assert!(problems[2].ends_with("relay.toml: 2 problems"), "{stderr}");
+    assert!(!stderr.contains("\\n"), "{stderr}");
+}
+
 /// EnvFilter reads a lone word that is not a level as a target name:
 /// `warning` or a typo would turn every log line off without a word.
 #[test]

@@ -133,7 +133,10 @@ async fn reload_once(ctx: Arc<Context>) {
             outcome.needs_restart.len()
         ),
         Err(e) => {
-            tracing::error!("SIGHUP: the new config is refused, the old one keeps running:\n{e}");
+            tracing::error!("SIGHUP: the new config is refused, the old one keeps running:");
+            for line in e.lines() {
+                tracing::error!("{line}");
+            }
         }
     }
     // A drain that began meanwhile has told systemd STOPPING: no READY after it.

@@ -27,21 +27,29 @@ pub struct ConfigError {
     pub problems: Vec<Problem>,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, p.message)?;
-        }
+impl ConfigError {
+    /// Each problem as `FILE:LINE:COL: message`, then the total of a list of
+    /// several. A log writes each as its own line: one record holding them
+    /// all is one line with `\n` escaped in it.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| format!("{}:{}:{}: {}", self.file, p.line, p.col, p.message))
+            .collect();
         // A long list is read from its end first (scale audit: 270 lines
         // and no total); `check`, a refused start and a refused reload all
         // print it.
         if self.problems.len() > 1 {
-            write!(f, "\n{}: {} problems", self.file, self.problems.len())?;
+            lines.push(format!("{}: {} problems", self.file, self.problems.len()));
         }
-        Ok(())
+        lines
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lines().join("\n"))
     }
 }
 
