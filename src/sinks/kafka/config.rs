@@ -362,9 +362,15 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
         Ok(_) => None,
         Err(rdkafka::error::KafkaError::ClientConfig(code, desc, _, _)) => {
             if is_sensitive(key) {
-                Some(format!(
-                    "[kafka.options] `{key}`: librdkafka refuses this property or its value ({code:?})"
-                ))
+                // librdkafka's text may hold the value; what went wrong is
+                // said in words, not as its C enum's name.
+                let what = match code {
+                    rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => {
+                        "librdkafka has no property of this name (see CONFIGURATION.md for its spelling)"
+                    }
+                    _ => "librdkafka refuses its value",
+                };
+                Some(format!("[kafka.options] `{key}`: {what}"))
             } else {
                 // librdkafka ends some messages with the value unquoted
                 // ("Invalid value for configuration property \"x\": VALUE"):
@@ -588,8 +594,14 @@ mod tests {
         // a secret: some of its messages quote the value.
         assert_eq!(
             problems(&[("ssl_key", "hunter2")]),
+            ["[kafka.options] `ssl_key`: librdkafka refuses its value"]
+        );
+        // A misspelt secret property is said as such, not as a C enum's
+        // name (operator-messages review, 2026-12-05).
+        assert_eq!(
+            problems(&[("sasl_password", "hunter2")]),
             [
-                "[kafka.options] `ssl_key`: librdkafka refuses this property or its value (RD_KAFKA_CONF_INVALID)"
+                "[kafka.options] `sasl_password`: librdkafka has no property of this name (see CONFIGURATION.md for its spelling)"
             ]
         );
         for sensitive in [
