@@ -32,6 +32,7 @@ use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
 use crate::log_throttle::LogThrottle;
 
 mod clock;
+pub use clock::boot_ms;
 mod cursors;
 mod dedup;
 mod held_drop;

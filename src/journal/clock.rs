@@ -134,8 +134,9 @@ pub(super) fn age_from(at_ms: u64, now_ms: u64, started_ms: u64) -> u64 {
     }
 }
 
-/// Milliseconds of `CLOCK_BOOTTIME`.
-fn boot_ms() -> u64 {
+/// Milliseconds of `CLOCK_BOOTTIME`: never stepped, for ages that must
+/// not jump with the system clock.
+pub fn boot_ms() -> u64 {
     let now = clock_gettime(ClockId::Boottime);
     let secs = u64::try_from(now.tv_sec).unwrap_or(0);
     let millis = u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000;

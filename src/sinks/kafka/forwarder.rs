@@ -214,7 +214,9 @@ pub struct Forwarder {
     /// handed over after none were in flight, moved on by the time every
     /// broker was down since.
     awaiting_reports_since: Instant,
-    /// When any record's report last came (ms, wall clock), in whatever
+    /// When any record's report last came (ms of `CLOCK_BOOTTIME`: on the
+    /// wall clock a step back of an hour held a stall unnoticed for the
+    /// hour; restart review, 2026-12-05), in whatever
     /// order: reports are taken in journal order, so one stuck record hides
     /// the reports of those behind it from `awaiting_reports_since`.
     last_report_ms: Arc<AtomicU64>,
@@ -285,7 +287,7 @@ impl Forwarder {
             failure: None,
             last_error: None,
             awaiting_reports_since: Instant::now(),
-            last_report_ms: Arc::new(AtomicU64::new(crate::journal::now_ms())),
+            last_report_ms: Arc::new(AtomicU64::new(crate::journal::boot_ms())),
             stall: readiness::StallRecord::default(),
             next_stall_check: Instant::now(),
             last_probe: Instant::now(),
@@ -442,7 +444,7 @@ impl Forwarder {
     /// broker is down, see `housekeeping`) nor for any other.
     fn stalled_too_long(&self) -> Option<Failure> {
         let since_any_report = Duration::from_millis(
-            crate::journal::now_ms().saturating_sub(self.last_report_ms.load(Ordering::Acquire)),
+            crate::journal::boot_ms().saturating_sub(self.last_report_ms.load(Ordering::Acquire)),
         );
         let waited = self.awaiting_reports_since.elapsed().min(since_any_report);
         (!self.in_flight.is_empty()
@@ -524,7 +526,7 @@ impl Forwarder {
             let report: BoxFuture<'static, Report> = match sent {
                 Ok(delivery) => async move {
                     let delivery = delivery.await;
-                    let done_ms = crate::journal::now_ms();
+                    let done_ms = crate::journal::boot_ms();
                     last_report_ms.fetch_max(done_ms, Ordering::AcqRel);
                     let outcome = match delivery {
                         Ok(Ok(d)) => Outcome::Delivered(Position {

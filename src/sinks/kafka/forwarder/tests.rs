@@ -717,7 +717,7 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
-    let ten_seconds_ago = crate::journal::now_ms() - 10_000;
+    let ten_seconds_ago = crate::journal::boot_ms() - 10_000;
     forwarder
         .last_report_ms
         .store(ten_seconds_ago, Ordering::Release);
@@ -746,7 +746,7 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
         .all_brokers_down
         .store(false, Ordering::Release);
 
-    let just_now = crate::journal::now_ms();
+    let just_now = crate::journal::boot_ms();
     forwarder.last_report_ms.store(just_now, Ordering::Release);
     assert!(
         forwarder.stalled_too_long().is_none(),
