@@ -78,6 +78,7 @@ mod recovery;
 mod resuming;
 mod shutdown;
 mod status;
+
 #[cfg(test)]
 mod tests;
 
@@ -246,7 +247,11 @@ impl Forwarder {
         ctx: Arc<Context>,
         tuning: Tuning,
     ) -> Result<Forwarder, JournalError> {
-        let cursor = ctx.journal.cursor(CURSOR)?.unwrap_or(0);
+        let stored = ctx.journal.cursor(CURSOR)?;
+        let cursor = stored.unwrap_or(0);
+        if stored.is_some() {
+            say_what_is_gone_past_the_cursor(cursor, ctx.journal.first_seq());
+        }
         let state = match ctx.journal.cursor_state(CURSOR) {
             Ok(Some(bytes)) => Some(CursorState::decode(&bytes).unwrap_or_else(|e| {
                 // Taken as an interrupted run without offsets: the tails are read.
@@ -721,5 +726,21 @@ impl Forwarder {
                 _ = tick.tick() => self.publish_status(),
             }
         }
+    }
+}
+
+/// A sink that starts with events between its stored cursor and the
+/// journal's oldest one: they are gone and Kafka will not get them. The
+/// reader steps over such a hole without a word; while `[kafka]` was out of
+/// the config, retention counted what it removed as delivered, so nothing
+/// else says it (restart review, 2026-12-05).
+fn say_what_is_gone_past_the_cursor(cursor: u64, first_seq: u64) {
+    if first_seq > cursor.saturating_add(1) {
+        tracing::warn!(
+            cursor,
+            first_seq,
+            missing = first_seq - cursor - 1,
+            "kafka sink: the journal no longer holds the events after its cursor up to its oldest one, and Kafka will not get them (removed while [kafka] was not configured, or dropped by max_size and counted then)"
+        );
     }
 }

@@ -755,6 +755,45 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
     fixture.stop().await;
 }
 
+/// `[kafka]` taken out of the config, and later put back: meanwhile
+/// retention removed events the sink had not delivered, counted as
+/// delivered (no sink was configured), and the reader stepped over the
+/// hole without a word. The sink says what Kafka will not get.
+#[tokio::test]
+async fn a_sink_starting_behind_the_journals_oldest_event_says_what_kafka_will_not_get() {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..20).await;
+    let an_age_past_retention = crate::journal::now_ms() + 400 * 24 * 3_600_000;
+    ctx.journal
+        .enforce_retention_at(&[], an_age_past_retention)
+        .unwrap();
+    assert_eq!(ctx.journal.first_seq(), 21, "all removed");
+    let config = fixture.forwarder.config.clone();
+    let start = || {
+        crate::logging::tests_support::logged_json(|| {
+            Forwarder::new(config.clone(), ctx.clone(), Tuning::default()).unwrap();
+        })
+    };
+    // A sink that never ran (no cursor stored) starts at what the journal
+    // holds, with nothing to say.
+    let first_run = start();
+    assert!(
+        !first_run.contains("Kafka will not get them"),
+        "{first_run}"
+    );
+
+    ctx.journal.set_cursor(CURSOR, 5, true).unwrap();
+    let logged = start();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("Kafka will not get them"))
+        .unwrap_or_else(|| panic!("no warning in:\n{logged}"));
+    assert!(line.contains("\"missing\":15"), "{line}");
+    assert!(line.contains("\"cursor\":5"), "{line}");
+    fixture.stop().await;
+}
+
 /// The whole loop against the mock cluster: journaled events are sent, and
 /// the cursor passes them with their offsets, and the stop is clean. The
 /// tick is an hour (its first comes at once): events journaled while the
