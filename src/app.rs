@@ -556,7 +556,10 @@ async fn serve(
 async fn retention_restarting(ctx: Arc<Context>, stop: CancellationToken) {
     let waits = (Duration::from_secs(1), Duration::from_secs(60));
     let on_panic = |delay: Duration| {
-        tracing::error!(retry_in = ?delay, "the retention task failed unexpectedly (panic); restarting it");
+        tracing::error!(
+            retry_in_ms = crate::logging::millis(delay),
+            "the retention task failed unexpectedly (panic); restarting it"
+        );
     };
     crate::panic_restart::restart_on_panic(waits, &stop, on_panic, || {
         retention_loop(ctx.clone(), stop.clone())

@@ -45,6 +45,12 @@ pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A duration as whole milliseconds, for a log field: `retry_in=1.382749103s`
+/// (Debug) reads worse than `retry_in_ms=1382`.
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum LogFormat {

@@ -70,7 +70,7 @@ pub fn source_panicked<'a>(
 ) -> impl FnMut(Duration) + 'a {
     move |delay| {
         // The panic's message is left out: the panic hook logged it already.
-        tracing::error!(vendor = vendor.as_str(), account = %account, stream, retry_in = ?delay,
+        tracing::error!(vendor = vendor.as_str(), account = %account, stream, retry_in_ms = crate::logging::millis(delay),
             "a connection's task failed unexpectedly (panic); restarting it");
         reporter.reconnecting(
             "panic",

@@ -298,6 +298,12 @@ fn trace_logging_never_shows_the_tail_token() {
         );
         assert!(logs.contains("reconnecting"), "{rust_log}:\n{logs}");
         assert!(!logs.contains(marker), "{rust_log}: token logged:\n{logs}");
+        // Fields an operator reads, not Rust's Debug output: the wait in
+        // whole milliseconds, no resume point written as `None`.
+        if rust_log == "trace" {
+            assert!(logs.contains("retry_in_ms="), "{logs}");
+            assert!(!logs.contains("resume_after=None"), "{logs}");
+        }
     }
 }
 

@@ -59,7 +59,10 @@ pub async fn run_with(
     }
     let on_panic = |delay: Duration| {
         // The panic's message is left out: the panic hook logged it already.
-        tracing::error!(retry_in = ?delay, "the Kafka sink failed unexpectedly (panic); restarting it from its cursor");
+        tracing::error!(
+            retry_in_ms = crate::logging::millis(delay),
+            "the Kafka sink failed unexpectedly (panic); restarting it from its cursor"
+        );
         let error = format!(
             "the Kafka sink failed unexpectedly (a panic: a bug, or a library failing on bad data; the `panicked` line in the log says where); restarting it from its cursor in {delay:?}"
         );

@@ -233,8 +233,8 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                 let wait = backoff.mul_f64(rand::random_range(0.5..1.0));
                 tracing::warn!(
                     reason = %why,
-                    resume_after = ?since,
-                    retry_in = ?wait,
+                    resume_after = since,
+                    retry_in_ms = crate::logging::millis(wait),
                     "disconnected from the relay; reconnecting"
                 );
                 tokio::select! {

@@ -113,7 +113,7 @@ async fn endpoint_or_wait(
             Err(e) => e,
         };
         let retry = timings.backoff_max;
-        tracing::error!(vendor = "sprecord", account = %account, retry_in = ?retry, "cannot set up the SSE streams: {error}");
+        tracing::error!(vendor = "sprecord", account = %account, retry_in_ms = crate::logging::millis(retry), "cannot set up the SSE streams: {error}");
         reporter
             .get_or_insert_with(|| {
                 ctx.status

@@ -166,7 +166,7 @@ impl StreamSupervisor {
                     }
                     let delay = next_delay(&mut backoff, &self.timings);
                     attempt_failed!(retry_log, end.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
-                        reason = end.reason(), retry_in = ?delay, "SSE stream ended: {}", end.describe());
+                        reason = end.reason(), retry_in_ms = crate::logging::millis(delay), "SSE stream ended: {}", end.describe());
                     reporter.reconnecting(end.reason(), Some(end.describe()), delay);
                     delay
                 }
@@ -189,25 +189,25 @@ impl StreamSupervisor {
     ) -> Duration {
         let t = &self.timings;
         match error {
-            OpenError::Auth { .. } => {
+            OpenError::Auth { status, body } => {
                 let delay = jitter(t.auth_backoff);
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = %stream,
-                    retry_in = ?delay,
-                    "SPRecord refused the credentials ({error}); check the [[sprecord]] `headers` of this account");
+                    retry_in_ms = crate::logging::millis(delay),
+                    "SPRecord refused the credentials (HTTP {status}): {body}; check the [[sprecord]] `headers` of this account");
                 reporter.auth_failed(error.to_string(), delay);
                 delay
             }
             OpenError::TooMany { .. } => {
                 let delay = jitter(t.busy_backoff).max(next_delay(backoff, t));
                 attempt_failed!(retry_log, error.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
-                    retry_in = ?delay, "SPRecord refused the stream as one too many ({error}); backing off");
+                    retry_in_ms = crate::logging::millis(delay), "SPRecord refused the stream as one too many ({error}); backing off");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }
             _ => {
                 let delay = next_delay(backoff, t);
                 attempt_failed!(retry_log, error.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
-                    reason = error.reason(), retry_in = ?delay, "SSE stream could not open: {error}");
+                    reason = error.reason(), retry_in_ms = crate::logging::millis(delay), "SSE stream could not open: {error}");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }

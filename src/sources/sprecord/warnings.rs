@@ -66,7 +66,7 @@ impl StreamWarnings {
         why: &dyn std::fmt::Display,
         retry_in: Duration,
     ) {
-        let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+        let retry_in_ms = crate::logging::millis(retry_in);
         match self.due(Kind::JournalRefused) {
             Some(held_back) => {
                 tracing::warn!(vendor = "sprecord", account = %account, stream, retry_in_ms, held_back,

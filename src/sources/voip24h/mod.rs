@@ -89,7 +89,7 @@ async fn hold_session(
             account = %account,
             reason = end.reason.label(),
             detail = %end.detail,
-            retry_in = ?wait,
+            retry_in_ms = crate::logging::millis(wait),
             "session ended; reconnecting"
         );
         if end.reason == EndReason::AuthRefused {

@@ -43,7 +43,7 @@ impl Forwarder {
         {
             fatal = true;
             label = "fatal";
-            text = format!("fatal producer error {code:?}: {reason}");
+            text = format!("fatal producer error ({code}): {reason}");
         }
         const RESUMING: &str = "kafka sink: resuming from the cursor after a backoff";
         let in_flight = self.in_flight.len();
