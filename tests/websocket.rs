@@ -1672,6 +1672,21 @@ async fn tail_exits_1_on_a_404_before_it_ever_connected() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
+/// A query the relay refuses (400) is refused again at every retry: tail
+/// retried it for good, saying only "HTTP error: 400 Bad Request"
+/// (operator-messages review, 2026-12-05). It exits 1 with the relay's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_exits_1_on_a_400_with_the_relays_reason() {
+    let relay = start_relay("").await;
+    let url = format!("ws://{}/ws?account=ph%E1t", relay.addr);
+    let (code, stderr) = tail_until_it_exits(&url, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 400") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+}
+
 /// A file every write to fails with "no space left on device".
 fn dev_full() -> std::fs::File {
     std::fs::OpenOptions::new()

@@ -89,6 +89,9 @@ pub enum TailError {
         /// Where it came: after which printed seq.
         position: String,
     },
+    /// A 400: the relay refuses the query itself, and a retry sends it again.
+    #[error("the relay refused the request (HTTP 400): {reason}; check --url and the filter flags")]
+    BadRequest { reason: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
     #[error(transparent)]
@@ -143,6 +146,23 @@ fn served_at(body: Option<&[u8]>) -> Option<String> {
     let path = body.get("websocket_path")?.as_str()?;
     (path.chars().count() <= MAX_SERVED_AT_CHARS).then(|| path.to_owned())
 }
+
+/// The `error` of a relay's refusal body (`{"error": "…"}`), cut short and
+/// without control characters: the server may not be a relay.
+fn relay_error(body: Option<&[u8]>) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(body?).ok()?;
+    let error = body.get("error")?.as_str()?;
+    Some(
+        error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_RELAY_ERROR_CHARS)
+            .collect(),
+    )
+}
+
+/// The most of a refusal's reason tail repeats.
+const MAX_RELAY_ERROR_CHARS: usize = 200;
 
 fn served_at_hint(served_at: &Option<String>) -> String {
     match served_at {
@@ -223,6 +243,22 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                     path: url_path(&options.url),
                     served_at: served_at(response.body().as_deref()),
                 });
+            }
+            Err(tungstenite::Error::Http(response))
+                if response.status() == http::StatusCode::BAD_REQUEST =>
+            {
+                return Err(TailError::BadRequest {
+                    reason: relay_error(response.body().as_deref())
+                        .unwrap_or_else(|| "no reason given".to_owned()),
+                });
+            }
+            // The relay's reason too (`max_clients`, shutting down): the
+            // status alone does not say what to do.
+            Err(tungstenite::Error::Http(response)) => {
+                Disconnect::Retry(match relay_error(response.body().as_deref()) {
+                    Some(reason) => format!("HTTP {}: {reason}", response.status()),
+                    None => format!("HTTP {}", response.status()),
+                })
             }
             Err(e) => Disconnect::Retry(e.to_string()),
         };
@@ -431,6 +467,17 @@ fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusals_reason_is_quoted_short_and_without_control_characters() {
+        let body =
+            serde_json::json!({"error": format!("bad\x1b[8m{}", "x".repeat(500))}).to_string();
+        let reason = relay_error(Some(body.as_bytes())).unwrap();
+        assert!(reason.starts_with("bad[8m"), "{reason}");
+        assert_eq!(reason.chars().count(), MAX_RELAY_ERROR_CHARS);
+        assert_eq!(relay_error(Some(b"<html>")), None);
+        assert_eq!(relay_error(None), None);
+    }
 
     #[test]
     fn a_frame_or_ten_seconds_up_start_the_backoff_over() {
