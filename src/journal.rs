@@ -108,6 +108,12 @@ pub enum JournalError {
     },
     #[error("journal record {seq} is corrupt")]
     Corrupt { seq: u64 },
+    /// An entry of the dedup index that cannot be read: without it the
+    /// journal cannot tell a retry from a new event, so it is not used.
+    #[error(
+        "the journal file {path} is damaged: its dedup index entry for seq {seq} cannot be read, so the relay cannot tell a vendor's retry from a new event; stop the relay, then restore the file from a backup or move it aside to start an empty journal (events in it that a sink has not delivered would then be lost)"
+    )]
+    DedupDamaged { path: PathBuf, seq: u64 },
     #[error("the journal is closed (the relay is stopping, or reopening it after an I/O error)")]
     Closed,
     #[error(
@@ -118,6 +124,19 @@ pub enum JournalError {
         "the journal file {path} was deleted, moved or replaced while the relay ran: new events are refused, since they would be lost at the next stop; {held}"
     )]
     FileGone { path: PathBuf, held: String },
+}
+
+impl JournalError {
+    /// A `Corrupt` entry met in the dedup index, said as such with the file.
+    fn in_dedup_index(self, path: &Path) -> JournalError {
+        match self {
+            JournalError::Corrupt { seq } => JournalError::DedupDamaged {
+                path: path.to_owned(),
+                seq,
+            },
+            other => other,
+        }
+    }
 }
 
 fn storage<E: Into<redb::Error>>(e: E) -> JournalError {
@@ -296,7 +315,8 @@ impl Journal {
                 Some((seq, record)) => record_time(seq.value(), record.value()).unwrap_or(0),
                 None => 0,
             };
-            (DedupIndex::load(&table)?, newest)
+            let index = DedupIndex::load(&table).map_err(|e| e.in_dedup_index(&path))?;
+            (index, newest)
         };
         // A clock set back since the last run by up to `retention` is
         // followed from what is stored; beyond that the stored time is wrong.
@@ -404,7 +424,7 @@ impl Journal {
             let index = {
                 let read = db.begin_read().map_err(storage)?;
                 let table = read.open_table(DEDUP_LOG).map_err(storage)?;
-                DedupIndex::load(&table)?
+                DedupIndex::load(&table).map_err(|e| e.in_dedup_index(&self.path))?
             };
             *self.dedup_index() = index;
             *slot = Some(Arc::new(db));

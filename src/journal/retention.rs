@@ -140,7 +140,8 @@ impl Journal {
                     clock_started_ms,
                     window_ms,
                     RETENTION_CHUNK,
-                )?;
+                )
+                .map_err(|e| e.in_dedup_index(&self.path))?;
                 if expired_ids == RETENTION_CHUNK {
                     done = false;
                 }

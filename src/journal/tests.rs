@@ -367,9 +367,18 @@ fn a_reopen_whose_dedup_table_cannot_be_read_leaves_the_journal_closed() {
     let refused = j.reopen().unwrap_err();
 
     assert!(
-        matches!(refused, JournalError::Corrupt { seq: 99 }),
+        matches!(refused, JournalError::DedupDamaged { seq: 99, .. }),
         "{refused}"
     );
+    // Said as the dedup index's, with the file and what to do: it read
+    // "journal record 99 is corrupt", as if an event were, and a damaged
+    // event is only skipped (operator-messages review, 2026-12-05).
+    let said = refused.to_string();
+    assert!(
+        said.contains("dedup index") && said.contains(&dir.path().display().to_string()),
+        "{said}"
+    );
+    assert!(said.contains("move it aside"), "{said}");
     let append = j.append_batch(&[event("b")]).unwrap_err();
     assert!(matches!(append, JournalError::Closed), "{append}");
 }
