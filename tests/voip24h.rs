@@ -752,6 +752,13 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
         last_error(&relay).is_some_and(|e| e.contains("certificate"))
     })
     .await;
+    // Counted as TLS, as SPRecord counts it, not as `closed` ("the
+    // connection ended under the session"): operator-messages review.
+    common::eventually(WAIT, "a reconnect counted as tls", || {
+        reconnects(&relay, "tls") >= 1
+    })
+    .await;
+    assert_eq!(reconnects(&relay, "closed"), 0);
     relay.stop().await;
     let stats = peer.stats().await;
     assert_eq!(stats["connections"], 0, "socket.io {sio}: {stats}");
@@ -835,6 +842,10 @@ async fn a_ca_file_removed_after_the_check_is_reported_and_retried() {
     .await;
     common::eventually(WAIT, "the missing CA file on /status", || {
         last_error(&relay).is_some_and(|e| e.contains("dial-ca.pem"))
+    })
+    .await;
+    common::eventually(WAIT, "a reconnect counted as tls", || {
+        reconnects(&relay, "tls") >= 1
     })
     .await;
     assert_eq!(peer.stats().await["connections"], 0);

@@ -159,7 +159,7 @@ impl Supervisor {
                 .and_then(|roots| Dial::new(config.url.get_ref(), config.proxy.clone(), &roots))
             {
                 Ok(dial) => self.dial.insert(dial).clone(),
-                Err(e) => return failed(e.to_string(), EndReason::Closed),
+                Err(e) => return failed(e.to_string(), EndReason::Tls),
             },
         };
         let version = match self.engine {
@@ -239,13 +239,23 @@ impl Supervisor {
 
 /// A connection that could not be opened: `proxy` when the proxy failed
 /// (the operator's side), `connect` when the server could not be reached,
-/// `connect_timeout` when the handshake took too long, `closed` for the rest
-/// (the server answered, then hung up or spoke something else).
+/// `connect_timeout` when the handshake took too long, `tls` when the TLS
+/// handshake failed (a certificate refused), `closed` for the rest (the
+/// server answered, then hung up or spoke something else).
 fn link_failure_reason(error: &LinkError) -> EndReason {
+    use tokio_tungstenite::tungstenite::Error as WsError;
     match error {
         LinkError::Connect(e) if e.is_proxy() => EndReason::Proxy,
         LinkError::Connect(_) => EndReason::Connect,
         LinkError::Timeout(_) => EndReason::ConnectTimeout,
+        LinkError::WebSocket(WsError::Tls(_)) => EndReason::Tls,
+        // rustls reports a refused certificate or handshake as an I/O error
+        // wrapping its own.
+        LinkError::WebSocket(WsError::Io(e))
+            if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            EndReason::Tls
+        }
         _ => EndReason::Closed,
     }
 }

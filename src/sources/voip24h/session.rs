@@ -61,6 +61,9 @@ pub enum EndReason {
     Silent,
     /// The proxy could not be reached or refused the tunnel.
     Proxy,
+    /// TLS: the `tls.ca_file` cannot be read, or the server's certificate
+    /// or handshake was refused (as SPRecord counts it).
+    Tls,
 }
 
 impl EndReason {
@@ -80,6 +83,7 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::Silent => "silent",
             EndReason::Proxy => "proxy",
+            EndReason::Tls => "tls",
         }
     }
 
