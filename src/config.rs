@@ -454,7 +454,8 @@ impl Config {
 /// environment replaced by its `${VAR}`.
 fn type_problem(expanded: &env::Expanded, text: &str, e: &toml::de::Error) -> (usize, String) {
     let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
-    let mut message = without_literal(e.message().trim());
+    let mut message =
+        in_the_files_terms(&without_literal(e.message().trim()), key_at(text, offset));
     // A value the parser refused that holds a `${VAR}`: quoted as written.
     let written = e.span().and_then(|span| {
         let token = expanded.text.get(span.clone())?;
@@ -465,6 +466,52 @@ fn type_problem(expanded: &env::Expanded, text: &str, e: &toml::de::Error) -> (u
         message = replace_whole(&message, token, written);
     }
     (offset, expanded.redact(&message, text))
+}
+
+/// The key a `key = value` line at `offset` names, if the line is one.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    // The last `key =` before the value: also inside an inline table.
+    let (before, _) = text.get(line_start..offset)?.rsplit_once('=')?;
+    let key = before.rsplit(['{', ',']).next()?.trim().trim_matches('"');
+    (!key.is_empty()).then_some(key)
+}
+
+/// The words a key of one of a few names takes, for the message that
+/// refuses a value of another kind there.
+fn words_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "engine_io" => r#""auto", "3" or "4""#,
+        "sign" => r#""key" or "object""#,
+        "vendor" => r#""voip24h", "sprecord", "caresoft", "tel4vn" or "voipex""#,
+        "verification_reply" => r#""plain" or "json""#,
+        _ => return None,
+    })
+}
+
+/// The parser's words for a value of the wrong kind, said in the file's
+/// terms: toml's "wanted string or table" for a name written without quotes
+/// (`engine_io = 3`), serde's "expected usize" and "untagged enum HostList".
+fn in_the_files_terms(message: &str, key: Option<&str>) -> String {
+    if message == "wanted string or table" {
+        return match key.and_then(words_of) {
+            Some(words) => format!("expected one of {words}, in quotes"),
+            None => "expected one of this key's names, in quotes".to_owned(),
+        };
+    }
+    if message.contains("untagged enum HostList") {
+        return r#"expected a list of hosts (["gw.example", "10.0.0.5"]) or one comma-separated string"#
+            .to_owned();
+    }
+    for number in ["usize", "u8", "u16", "u32", "u64", "i64"] {
+        if let Some(kind) = message
+            .strip_prefix("invalid type: ")
+            .and_then(|rest| rest.strip_suffix(&format!(", expected {number}")))
+        {
+            return format!("invalid type: {kind}, expected a whole number (without quotes)");
+        }
+    }
+    message.to_owned()
 }
 
 /// `message` with each occurrence of `token` that stands on its own (no

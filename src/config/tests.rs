@@ -909,3 +909,43 @@ fn values_from_the_environment_in_other_quotes_are_not_shown() {
         assert!(err.contains("${SECRETV}"), "{err}");
     }
 }
+
+/// A value of the wrong kind is said in the file's terms: toml's "wanted
+/// string or table" named no key and suggested a table, serde's "expected
+/// usize" and "untagged enum HostList" are the program's words
+/// (operator-messages review, 2026-12-05).
+#[test]
+fn a_value_of_the_wrong_kind_is_said_in_the_files_terms() {
+    let voip24h =
+        "[[voip24h]]\naccount = \"a\"\nurl = \"https://x\"\nkey = \"k\"\nsecret = \"s\"\n";
+    assert_eq!(
+        problems(&format!("{voip24h}engine_io = 3\n")),
+        [r#"relay.toml:6:13: expected one of "auto", "3" or "4", in quotes"#]
+    );
+    assert_eq!(
+        problems("[[webhook]]\naccount = \"a\"\nvendor = 5\n"),
+        [
+            r#"relay.toml:3:10: expected one of "voip24h", "sprecord", "caresoft", "tel4vn" or "voipex", in quotes"#
+        ]
+    );
+    assert_eq!(
+        problems("[proxy]\nno_proxy = 5\n"),
+        [
+            r#"relay.toml:2:12: expected a list of hosts (["gw.example", "10.0.0.5"]) or one comma-separated string"#
+        ]
+    );
+    assert_eq!(
+        problems("[websocket]\nmax_clients = \"100\"\n"),
+        ["relay.toml:2:15: invalid type: string, expected a whole number (without quotes)"]
+    );
+}
+
+#[test]
+fn the_key_of_a_refused_value_is_read_from_its_line() {
+    use super::key_at;
+    let text = "engine_io = 3\ntls = { ca_file = 5 }\n\"vendor\" = 1\nx";
+    assert_eq!(key_at(text, text.find('3').unwrap()), Some("engine_io"));
+    assert_eq!(key_at(text, text.find('5').unwrap()), Some("ca_file"));
+    assert_eq!(key_at(text, text.find('1').unwrap()), Some("vendor"));
+    assert_eq!(key_at(text, text.len()), None);
+}
