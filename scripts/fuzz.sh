@@ -37,9 +37,16 @@ seed() {
   mkdir -p "$dir"
   for sample in tests/fixtures/vendors/"$vendor"/*; do
     [ -f "$sample" ] || continue
-    for mode in 0 1 2 3; do
+    for mode in 0 1 3; do
       { printf "\\x0$mode"; cat "$sample"; } >"$dir/seed-$mode-$(basename "$sample")"
     done
+    # Mode 2: Voip24h's GET takes the sample as a query; the others POST
+    # the sample (on one line) behind the query line `event=missed`.
+    if [ "$vendor" = voip24h ]; then
+      { printf '\x02'; cat "$sample"; } >"$dir/seed-2-$(basename "$sample")"
+    else
+      { printf '\x02event=missed\n'; tr -d '\n' <"$sample"; } >"$dir/seed-2-$(basename "$sample")"
+    fi
   done
 }
 for v in caresoft tel4vn voipex voip24h sprecord; do seed "webhook_$v" "$v"; done

@@ -104,8 +104,15 @@ fn vendor_samples_pass_the_harness_in_every_mode() {
         for sample in samples {
             let body = std::fs::read(&sample).expect("sample");
             for mode in 0u8..4 {
+                // As scripts/fuzz.sh seeds them: mode 2 of the vendors other
+                // than Voip24h is a POST behind the query line `event=missed`.
                 let mut input = vec![mode];
-                input.extend_from_slice(&body);
+                if mode == 2 && vendor != "voip24h" {
+                    input.extend_from_slice(b"event=missed\n");
+                    input.extend(body.iter().filter(|&&b| b != b'\n'));
+                } else {
+                    input.extend_from_slice(&body);
+                }
                 run(target, &input)
                     .unwrap_or_else(|why| panic!("{} mode {mode}: {why}", sample.display()));
                 count += 1;

@@ -12,8 +12,11 @@
 //!   credentials (CareSoft: its HMAC). `verify` must accept it.
 //! - mode 1 (attacker POST): the rest is `AUTH \n BODY`; AUTH is the
 //!   signature / api key / Basic header / `?token=` the sender presents.
-//! - mode 2 (GET): the rest is a query string (Voip24h's feedback callback),
-//!   with any `token` in it replaced by the right one.
+//! - mode 2, Voip24h (GET): the rest is a query string (its feedback
+//!   callback), with any `token` in it replaced by the right one.
+//! - mode 2, the others (authentic POST with a query): the rest is
+//!   `QUERY \n BODY` (Tel4vn's `?event=missed`); every other vendor answers
+//!   a GET 405, so a GET would test only that.
 //! - mode 3 (form POST): the rest is an `application/x-www-form-urlencoded`
 //!   body, with the right credentials.
 //!
@@ -185,6 +188,16 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
             let (auth, body) = rest.split_at(split);
             let body = body.get(1..).unwrap_or_default();
             present(vendor, auth, &mut headers, &mut query);
+            body
+        }
+        2 if vendor != Vendor::Voip24h => {
+            let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let (q, body) = rest.split_at(split);
+            let body = body.get(1..).unwrap_or_default();
+            query.extend(url::form_urlencoded::parse(q).into_owned());
+            query.retain(|(k, _)| k != "token");
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            authenticate(vendor, body, &mut headers, &mut query);
             body
         }
         2 => {
