@@ -43,8 +43,8 @@
 //! skipped) through `wire::decode`. Properties: no panic; a `CONNECT_ERROR`
 //! reason keeps at most 200 characters; an event with at most one argument
 //! re-encoded by `wire::encode_event` decodes to the same event; a `response`
-//! event's first argument goes the way `voip24h::deliver` takes it (a JSON
-//! string is read as JSON; `read_payload` itself is private) into
+//! event's first argument goes through `voip24h::deliver::read_payload` (a
+//! JSON string is read as JSON) into
 //! `vendors::voip24h::parse_call_event`, parses the same twice, and an event
 //! becomes a valid CloudEvent.
 
