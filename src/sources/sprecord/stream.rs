@@ -281,6 +281,11 @@ impl StreamSupervisor {
                 },
             };
             if !handled {
+                // Said, not counted in `dropped_at_stop`: the account's other
+                // streams carry the same events and may have journaled it.
+                tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
+                    event_id = %crate::logging::excerpt(&next.id),
+                    "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
                 return StreamEnd::Cancelled;
             }
             if !next.id.is_empty() {
