@@ -310,6 +310,29 @@ impl Session<'_> {
         }
     }
 
+    /// Journals `group` in one commit; the upstream counts as having sent
+    /// an event when one of them was journaled or a duplicate.
+    async fn journal(
+        &self,
+        group: &[Received],
+        drain_over: &CancellationToken,
+        keep_alive: Option<&mut KeepAlive<'_>>,
+    ) -> Result<(), ShuttingDown> {
+        let journaled = deliver_all(
+            self.ctx,
+            self.account(),
+            group,
+            drain_over,
+            keep_alive,
+            &self.warnings,
+        )
+        .await?;
+        if journaled > 0 {
+            self.reporter.event_seen();
+        }
+        Ok(())
+    }
+
     /// Journals the `response` whose arguments are `first` together with the
     /// `response`s right behind it that have already arrived (up to
     /// [`GROUP_MAX`]), in one commit, in order. Whatever else comes after
@@ -334,20 +357,7 @@ impl Session<'_> {
                 None => break,
             }
         }
-        if deliver_all(
-            self.ctx,
-            self.account(),
-            &group,
-            drain_over,
-            keep_alive,
-            &self.warnings,
-        )
-        .await?
-            > 0
-        {
-            self.reporter.event_seen();
-        }
-        Ok(())
+        self.journal(&group, drain_over, keep_alive).await
     }
 
     /// Journals a `response` (with those already queued behind it) or an
@@ -400,20 +410,7 @@ impl Session<'_> {
             return Ok(());
         };
         let group = [(vec![wrapped], at)];
-        if deliver_all(
-            self.ctx,
-            self.account(),
-            &group,
-            drain_over,
-            keep_alive,
-            &self.warnings,
-        )
-        .await?
-            > 0
-        {
-            self.reporter.event_seen();
-        }
-        Ok(())
+        self.journal(&group, drain_over, keep_alive).await
     }
 
     /// The session's loop. `drain_over` (not the source's cancel) is what
