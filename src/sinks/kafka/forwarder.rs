@@ -249,9 +249,6 @@ impl Forwarder {
     ) -> Result<Forwarder, JournalError> {
         let stored = ctx.journal.cursor(CURSOR)?;
         let cursor = stored.unwrap_or(0);
-        if stored.is_some() {
-            say_what_is_gone_past_the_cursor(cursor, ctx.journal.first_seq());
-        }
         let state = match ctx.journal.cursor_state(CURSOR) {
             Ok(Some(bytes)) => Some(CursorState::decode(&bytes).unwrap_or_else(|e| {
                 // Taken as an interrupted run without offsets: the tails are read.
@@ -261,6 +258,10 @@ impl Forwarder {
             Ok(None) => None,
             Err(e) => return Err(e),
         };
+        // Said once the start cannot fail any more (it is retried).
+        if stored.is_some() {
+            say_what_is_gone_past_the_cursor(cursor, ctx.journal.first_seq());
+        }
         let last_seq = ctx.journal.last_seq();
         // A run that started (and so marked its state unclean) but did not
         // stop clean may have delivered anything after the cursor. No state
@@ -531,8 +532,10 @@ impl Forwarder {
             let report: BoxFuture<'static, Report> = match sent {
                 Ok(delivery) => async move {
                     let delivery = delivery.await;
-                    let done_ms = crate::journal::boot_ms();
-                    last_report_ms.fetch_max(done_ms, Ordering::AcqRel);
+                    // Wall time for the event's latency (its receive time is
+                    // wall time); the stall check's clock is never stepped.
+                    let done_ms = crate::journal::now_ms();
+                    last_report_ms.fetch_max(crate::journal::boot_ms(), Ordering::AcqRel);
                     let outcome = match delivery {
                         Ok(Ok(d)) => Outcome::Delivered(Position {
                             partition: d.partition,
@@ -735,7 +738,14 @@ impl Forwarder {
 /// the config, retention counted what it removed as delivered, so nothing
 /// else says it (restart review, 2026-12-05).
 fn say_what_is_gone_past_the_cursor(cursor: u64, first_seq: u64) {
-    if first_seq > cursor.saturating_add(1) {
+    // Once per hole: a panic restart or a reload starts the sink again
+    // from the same cursor before it delivers anything.
+    static SAID: std::sync::Mutex<Option<(u64, u64)>> = std::sync::Mutex::new(None);
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if first_seq > cursor.saturating_add(1) && *said != Some((cursor, first_seq)) {
+        *said = Some((cursor, first_seq));
         tracing::warn!(
             cursor,
             first_seq,

@@ -791,6 +791,10 @@ async fn a_sink_starting_behind_the_journals_oldest_event_says_what_kafka_will_n
         .unwrap_or_else(|| panic!("no warning in:\n{logged}"));
     assert!(line.contains("\"missing\":15"), "{line}");
     assert!(line.contains("\"cursor\":5"), "{line}");
+    // Said once: a panic restart or a reload starts the sink again from
+    // the same cursor (review of this round's commits).
+    let again = start();
+    assert!(!again.contains("Kafka will not get them"), "{again}");
     fixture.stop().await;
 }
 
@@ -818,6 +822,27 @@ async fn journaled_events_are_forwarded_and_the_stop_is_clean() {
     assert_eq!(cursor, Some(5));
     assert!(state.clean);
     assert_eq!(state.offsets.of(TOPIC).get(&0), Some(&4));
+    peers.stop().await;
+}
+
+/// An event received 2 s before it is delivered is 2 s late in
+/// `callrelay_event_latency_seconds{sink="kafka"}`: once the stall check's
+/// stamps moved to the boot clock, the delivery time went with them and
+/// every latency read 0 (review of this round's commits, 2026-12-05).
+#[tokio::test]
+async fn a_delivered_events_latency_counts_from_when_it_was_received() {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let mut event = crate::journal::tests_support::event("late");
+    event.received_at -= time::Duration::seconds(2);
+    ctx.ingest.submit(event).await.unwrap();
+    let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
+    let (peers, cancel, running) = fixture.run();
+    until("delivered", || latency.get_sample_count() == 1).await;
+    cancel.cancel();
+    running.await.unwrap();
+    let seconds = latency.get_sample_sum();
+    assert!((2.0..60.0).contains(&seconds), "{seconds} s");
     peers.stop().await;
 }
 
