@@ -362,13 +362,19 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
         Ok(_) => None,
         Err(rdkafka::error::KafkaError::ClientConfig(code, desc, _, _)) => {
             if is_sensitive(key) {
-                // librdkafka's text may hold the value; what went wrong is
-                // said in words, not as its C enum's name.
-                let what = match code {
-                    rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => {
-                        "librdkafka has no property of this name (see CONFIGURATION.md for its spelling)"
+                // librdkafka's own words when they hold nothing of the value
+                // ("No such configuration property", "Java JAAS configuration
+                // is not supported", "Internal property not settable"); some
+                // of its messages quote the value, and those are not shown.
+                let what = if shares_text(&desc, value) {
+                    match code {
+                        rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => {
+                            "librdkafka has no property of this name".to_owned()
+                        }
+                        _ => "librdkafka refuses this property or its value".to_owned(),
                     }
-                    _ => "librdkafka refuses its value",
+                } else {
+                    desc
                 };
                 Some(format!("[kafka.options] `{key}`: {what}"))
             } else {
@@ -469,6 +475,19 @@ impl std::fmt::Debug for KafkaConfig {
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// Whether `text` holds `value` or any 6 characters of it in a row (a
+/// message that quotes a secret cut short still gives part of it away;
+/// fewer would match ordinary words: "nter" is in "Internal").
+fn shares_text(text: &str, value: &str) -> bool {
+    let chars: Vec<char> = value.trim().chars().collect();
+    if chars.len() < 6 {
+        return chars.is_empty() || text.contains(value.trim());
+    }
+    chars
+        .windows(6)
+        .any(|w| text.contains(&w.iter().collect::<String>()))
 }
 
 #[cfg(test)]
@@ -590,20 +609,21 @@ mod tests {
                 .iter()
                 .all(|m| !m.contains("s3cr3t"))
         );
-        // librdkafka's own words are left out for a property that may hold
-        // a secret: some of its messages quote the value.
-        assert_eq!(
-            problems(&[("ssl_key", "hunter2")]),
-            ["[kafka.options] `ssl_key`: librdkafka refuses its value"]
-        );
-        // A misspelt secret property is said as such, not as a C enum's
-        // name (operator-messages review, 2026-12-05).
-        assert_eq!(
-            problems(&[("sasl_password", "hunter2")]),
-            [
-                "[kafka.options] `sasl_password`: librdkafka has no property of this name (see CONFIGURATION.md for its spelling)"
-            ]
-        );
+        // For a property that may hold a secret, librdkafka's own words
+        // only when they hold nothing of the value: it printed the C enum's
+        // name (`RD_KAFKA_CONF_UNKNOWN`) for every refusal before
+        // (operator-messages review, 2026-12-05).
+        for (key, said) in [
+            ("sasl_password", "No such configuration property"),
+            ("sasl.jaas.config", "JAAS"),
+            ("ssl_key", "not settable"),
+        ] {
+            let p = problems(&[(key, "zq9-Xk7!pw")]);
+            assert!(p.len() == 1 && p[0].contains(said), "{key}: {p:?}");
+            assert!(!p[0].contains("zq9") && !p[0].contains("RD_KAFKA"), "{p:?}");
+        }
+        assert!(shares_text("bad value \"hunter…\"", "hunter2"));
+        assert!(!shares_text("No such configuration property", "hunter2"));
         for sensitive in [
             "sasl.password",
             "SSL.KEY.PASSWORD",
