@@ -2468,13 +2468,17 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     assert!(!check_err.is_empty());
     d.signal("HUP");
     d.note("RELOADING=1").await;
-    let refused = d.log_where(|v| message(v).contains("refused")).await;
-    assert_eq!(refused["level"], "ERROR", "{refused}");
-    // Then `check`'s lines, each its own log line: one record holding them
-    // all was one line with `\n` in it (operator-messages review, 2026-12-05).
+    // `check`'s lines, each its own log line behind the words the alert
+    // points at: one record holding them all was one line with `\n` in it
+    // (operator-messages review, 2026-12-05).
     for line in check_err.lines() {
-        let logged = d.log_where(|v| v["level"] == "ERROR").await;
-        assert_eq!(message(&logged), line, "{logged}");
+        let logged = d.log_where(|v| message(v).contains("refused")).await;
+        assert_eq!(logged["level"], "ERROR", "{logged}");
+        assert_eq!(
+            message(&logged),
+            format!("SIGHUP: the new config is refused, the old one keeps running: {line}"),
+            "{logged}"
+        );
     }
     d.note("READY=1").await;
     let metrics = reqwest::get(d.url("/metrics"))

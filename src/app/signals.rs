@@ -133,9 +133,13 @@ async fn reload_once(ctx: Arc<Context>) {
             outcome.needs_restart.len()
         ),
         Err(e) => {
-            tracing::error!("SIGHUP: the new config is refused, the old one keeps running:");
+            // One line per problem, each with the words the alert and the
+            // docs point at (one record holding them all was one line with
+            // `\n` escaped in it).
             for line in e.lines() {
-                tracing::error!("{line}");
+                tracing::error!(
+                    "SIGHUP: the new config is refused, the old one keeps running: {line}"
+                );
             }
         }
     }
