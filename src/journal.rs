@@ -295,7 +295,7 @@ impl Journal {
                 }
             }
         }
-        dedup::migrate_legacy(&txn)?;
+        dedup::migrate_legacy(&txn).map_err(|e| e.in_dedup_index(&path))?;
         txn.commit().map_err(storage)?;
         // redb syncs the file, not the directory entry that names it: without
         // this a power cut soon after the first start could lose the whole

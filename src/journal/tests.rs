@@ -932,6 +932,31 @@ fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
     );
 }
 
+/// A legacy index entry whose id cannot be read refuses the start as the
+/// dedup index's, naming the file (it said "journal record 41 is corrupt").
+#[test]
+fn a_damaged_legacy_index_entry_is_said_as_the_dedup_indexs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::create(dir.path().join("journal.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut legacy = txn.open_table(dedup::LEGACY_DEDUP).unwrap();
+            legacy
+                .insert(&[1u8, 2, 3][..], (41, 3_000_000_000))
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let Err(refused) = Journal::open(options(dir.path())) else {
+        panic!("opened");
+    };
+    assert!(
+        matches!(refused, JournalError::DedupDamaged { seq: 41, .. }),
+        "{refused}"
+    );
+}
+
 #[test]
 fn a_page_stops_at_its_byte_bound_and_holds_at_least_one_event() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 
 use futures::stream::StreamExt;
 
-use super::Forwarder;
+use super::{CURSOR_WRITE_LOG_INTERVAL, Forwarder};
+use crate::log_throttle::LogThrottle;
 
 impl Forwarder {
     /// Waits for in-flight reports up to the deadline, persists the cursor durably.
@@ -30,6 +31,8 @@ impl Forwarder {
         let clean = unreported == 0
             && self.next == self.cursor
             && self.resume.as_ref().is_none_or(|r| r.upto() <= self.cursor);
+        // The last write's error is said whatever the throttle held back.
+        self.cursor_writes_logged = LogThrottle::new(CURSOR_WRITE_LOG_INTERVAL);
         let persisted = self.persist_state(true, clean).await;
         self.drop_producer().await;
         // The lag logged below is then what the journal still holds for the

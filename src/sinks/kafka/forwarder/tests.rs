@@ -469,8 +469,21 @@ async fn a_cursor_that_cannot_be_written_is_logged_once_per_interval() {
         .count();
     assert_eq!(errors, 1, "{}", logs.text());
     assert_eq!(forwarder.persisted, 0, "nothing was written");
+    // The stop's last write says its error whatever the throttle held back
+    // (review of this round's commits).
+    let Fixture { peers, forwarder } = fixture;
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    forwarder.shutdown().await;
+    drop(guard);
+    assert!(
+        logs.text()
+            .lines()
+            .any(|l| l.contains("cannot persist the kafka cursor") && l.contains("ERROR")),
+        "{}",
+        logs.text()
+    );
     ctx.journal.reopen().unwrap();
-    fixture.stop().await;
+    peers.stop().await;
 }
 
 /// The end of a resume is a warning when a topic could not be read whole
