@@ -747,6 +747,8 @@ enum Step {
     Pause(Duration),
     /// Keep-alives until the relay closes the connection.
     Hold,
+    /// The connection reset (RST), as a crashed front end leaves it.
+    Reset,
 }
 
 /// One request [`RawSse`] received.
@@ -844,6 +846,10 @@ impl RawSse {
                                         return;
                                     }
                                 }
+                            }
+                            Step::Reset => {
+                                let _ = sock.set_zero_linger();
+                                return;
                             }
                             Step::Hold => loop {
                                 tokio::time::sleep(tick).await;
@@ -1144,6 +1150,22 @@ async fn a_server_that_closes_at_once_is_retried_ever_more_slowly() {
         "the backoff did not grow: {gaps:?}"
     );
     assert!(reconnects(&relay, "disconnect") >= 5);
+    relay.stop().await;
+}
+
+/// A stream the server resets mid-body: `last_error` said only hyper's
+/// "error reading a body from connection"; it names the reset now
+/// (operator-messages review, 2026-12-05).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_mid_body_says_it_was_reset() {
+    let server = RawSse::start(|_| vec![Step::Write(b": hi\n".to_vec()), Step::Reset]).await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
+    eventually(WAIT, "the reset on /status", || {
+        last_errors(&relay)
+            .iter()
+            .any(|e| e.contains("reset by peer"))
+    })
+    .await;
     relay.stop().await;
 }
 
