@@ -682,6 +682,18 @@ async fn https_streams_trust_the_configured_ca() {
             .any(|e| e.contains("certificate"))
     })
     .await;
+    // Counted as `tls`, as Voip24h counts it, not as `connect` (the server
+    // could not be reached): review of this round's commits.
+    eventually(WAIT, "a reconnect counted as tls", || {
+        reconnects(&relay, "tls") >= 1
+    })
+    .await;
+    assert_eq!(
+        reconnects(&relay, "connect"),
+        0,
+        "{:?}",
+        last_errors(&relay)
+    );
     relay.stop().await;
     assert_eq!(peer.state().await["total_accepted"], 0);
 

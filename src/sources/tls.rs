@@ -204,6 +204,22 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(pem)
 }
 
+/// Whether `error` or one of its causes is a refused TLS handshake (an
+/// untrusted certificate, a protocol alert): rustls says so with its own
+/// error, which the transports wrap in an `io::Error` whose `source()`
+/// skips it, so each link of the chain is looked inside too.
+pub fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    // hyper-rustls wraps tokio-rustls' `io::Error` in another one.
+    let inside_io = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| is_tls_failure(inner));
+    inside_io || error.source().is_some_and(is_tls_failure)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +240,20 @@ mod tests {
     fn load_config(url: &str, tls: &str) -> Result<crate::config::Config, String> {
         let text = format!("[[sprecord]]\naccount = \"office\"\nurl = \"{url}\"\n{tls}\n");
         crate::config::Config::from_text("relay.toml", &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_refused_handshake_is_found_inside_wrapped_io_errors() {
+        use std::io::{Error, ErrorKind};
+        let rustls = || rustls::Error::General("bad certificate".into());
+        let tokio_rustls = Error::new(ErrorKind::InvalidData, rustls());
+        assert!(is_tls_failure(&tokio_rustls));
+        let hyper_rustls = Error::other(tokio_rustls);
+        assert!(is_tls_failure(&hyper_rustls));
+        assert!(!is_tls_failure(&Error::new(
+            ErrorKind::ConnectionRefused,
+            "refused"
+        )));
     }
 
     #[test]

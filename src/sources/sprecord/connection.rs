@@ -73,6 +73,9 @@ pub enum OpenError {
     Proxy(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The TLS handshake was refused (an untrusted certificate, an alert).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
 }
 
 impl OpenError {
@@ -91,6 +94,7 @@ impl OpenError {
             OpenError::Connect(_) => "connect",
             OpenError::Proxy(_) => "proxy",
             OpenError::Timeout(_) => "timeout",
+            OpenError::Handshake(_) => "tls",
         }
     }
 }
@@ -311,6 +315,9 @@ impl Endpoint {
         let io = connector.call(self.uri.clone()).await.map_err(|e| {
             match e.downcast_ref::<ConnectError>() {
                 Some(proxy) if proxy.is_proxy() => OpenError::Proxy(e.to_string()),
+                _ if crate::sources::tls::is_tls_failure(&*e) => {
+                    OpenError::Handshake(with_causes(&*e))
+                }
                 _ => OpenError::Connect(with_causes(&*e)),
             }
         })?;

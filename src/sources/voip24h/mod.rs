@@ -251,9 +251,7 @@ fn link_failure_reason(error: &LinkError) -> EndReason {
         LinkError::WebSocket(WsError::Tls(_)) => EndReason::Tls,
         // rustls reports a refused certificate or handshake as an I/O error
         // wrapping its own.
-        LinkError::WebSocket(WsError::Io(e))
-            if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
-        {
+        LinkError::WebSocket(WsError::Io(e)) if crate::sources::tls::is_tls_failure(e) => {
             EndReason::Tls
         }
         _ => EndReason::Closed,
