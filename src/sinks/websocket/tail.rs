@@ -90,7 +90,9 @@ pub enum TailError {
         position: String,
     },
     /// A 400: the relay refuses the query itself, and a retry sends it again.
-    #[error("the relay refused the request (HTTP 400): {reason}; check --url and the filter flags")]
+    #[error(
+        "the relay refused the request (HTTP 400): {reason}; check --url and the filter flags (behind a proxy: that it passes WebSocket upgrades)"
+    )]
     BadRequest { reason: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
@@ -147,18 +149,25 @@ fn served_at(body: Option<&[u8]>) -> Option<String> {
     (path.chars().count() <= MAX_SERVED_AT_CHARS).then(|| path.to_owned())
 }
 
-/// The `error` of a relay's refusal body (`{"error": "…"}`), cut short and
-/// without control characters: the server may not be a relay.
+/// Why a refusal was made: the relay's `{"error": "…"}`, else the body's
+/// text (axum's own plain-text 400s, a proxy's page), cut short and without
+/// control characters: the server may not be a relay.
 fn relay_error(body: Option<&[u8]>) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_slice(body?).ok()?;
-    let error = body.get("error")?.as_str()?;
-    Some(
-        error
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_RELAY_ERROR_CHARS)
-            .collect(),
-    )
+    let body = body?;
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let text = match json.as_ref().and_then(|v| v.get("error")?.as_str()) {
+        Some(error) => error.to_owned(),
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    let shown: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_RELAY_ERROR_CHARS)
+        .collect();
+    (!shown.is_empty()).then_some(shown)
 }
 
 /// The most of a refusal's reason tail repeats.
@@ -475,7 +484,12 @@ mod tests {
         let reason = relay_error(Some(body.as_bytes())).unwrap();
         assert!(reason.starts_with("bad[8m"), "{reason}");
         assert_eq!(reason.chars().count(), MAX_RELAY_ERROR_CHARS);
-        assert_eq!(relay_error(Some(b"<html>")), None);
+        // A plain-text refusal (axum's, a proxy's) is quoted as it is.
+        assert_eq!(
+            relay_error(Some(b"Connection header did not include 'upgrade'\n")).as_deref(),
+            Some("Connection header did not include 'upgrade'")
+        );
+        assert_eq!(relay_error(Some(b" \n")), None);
         assert_eq!(relay_error(None), None);
     }
 
