@@ -69,6 +69,25 @@ impl<K: Hash + Eq> LogThrottle<K> {
     }
 }
 
+/// A [`LogThrottle`] shared by the tasks of one source (a session's
+/// receive loop and its deliveries), admitting at the present instant.
+#[derive(Debug)]
+pub struct SharedLogThrottle<K>(std::sync::Mutex<LogThrottle<K>>);
+
+impl<K: Hash + Eq> SharedLogThrottle<K> {
+    pub fn new(interval: Duration) -> SharedLogThrottle<K> {
+        SharedLogThrottle(std::sync::Mutex::new(LogThrottle::new(interval)))
+    }
+
+    /// As [`LogThrottle::admit`], now.
+    pub fn admit_now(&self, key: K) -> Option<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(key, Instant::now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,9 @@
 //! bytes of input into megabytes of log. Guarantees: a line quotes at most
 //! [`SHOWN_ID_CHARS`] characters of an id, with its length.
 
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::log_throttle::LogThrottle;
+use crate::log_throttle::SharedLogThrottle;
 
 /// How often each kind of warning is said.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -28,13 +27,13 @@ enum Kind {
 /// One stream's warnings.
 #[derive(Debug)]
 pub struct StreamWarnings {
-    throttle: Mutex<LogThrottle<Kind>>,
+    throttle: SharedLogThrottle<Kind>,
 }
 
 impl Default for StreamWarnings {
     fn default() -> StreamWarnings {
         StreamWarnings {
-            throttle: Mutex::new(LogThrottle::new(WARN_EVERY)),
+            throttle: SharedLogThrottle::new(WARN_EVERY),
         }
     }
 }
@@ -42,10 +41,7 @@ impl Default for StreamWarnings {
 impl StreamWarnings {
     /// `Some(held_back)` when a line about `kind` is due.
     fn due(&self, kind: Kind) -> Option<u64> {
-        self.throttle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit(kind, Instant::now())
+        self.throttle.admit_now(kind)
     }
 
     /// A message skipped as malformed. The payload itself may hold phone

@@ -7,10 +7,9 @@
 //! per account, against operations.md's "things that repeat are logged once
 //! and then at most every 30 s".
 
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::log_throttle::LogThrottle;
+use crate::log_throttle::SharedLogThrottle;
 
 /// How often each kind of warning is said.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -25,13 +24,13 @@ enum Kind {
 /// One session's warnings.
 #[derive(Debug)]
 pub struct SessionWarnings {
-    throttle: Mutex<LogThrottle<Kind>>,
+    throttle: SharedLogThrottle<Kind>,
 }
 
 impl Default for SessionWarnings {
     fn default() -> SessionWarnings {
         SessionWarnings {
-            throttle: Mutex::new(LogThrottle::new(WARN_EVERY)),
+            throttle: SharedLogThrottle::new(WARN_EVERY),
         }
     }
 }
@@ -39,10 +38,7 @@ impl Default for SessionWarnings {
 impl SessionWarnings {
     /// `Some(held_back)` when a line about `kind` is due.
     fn due(&self, kind: Kind) -> Option<u64> {
-        self.throttle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit(kind, Instant::now())
+        self.throttle.admit_now(kind)
     }
 
     /// A socket.io frame that cannot be read, skipped.
