@@ -479,13 +479,22 @@ fn key_at(text: &str, offset: usize) -> Option<&str> {
 
 /// The words a key of one of a few names takes, for the message that
 /// refuses a value of another kind there.
-fn words_of(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "engine_io" => r#""auto", "3" or "4""#,
-        "sign" => r#""key" or "object""#,
-        "vendor" => r#""voip24h", "sprecord", "caresoft", "tel4vn" or "voipex""#,
-        "verification_reply" => r#""plain" or "json""#,
+fn words_of(key: &str) -> Option<String> {
+    let words: Vec<&str> = match key {
+        "engine_io" => vec!["auto", "3", "4"],
+        "sign" => vec!["key", "object"],
+        "vendor" => crate::event::Vendor::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect(),
+        "verification_reply" => vec!["plain", "json"],
         _ => return None,
+    };
+    let quoted: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+    Some(match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => return None,
     })
 }
 

@@ -155,8 +155,9 @@ fn main() -> ExitCode {
                     };
                     // Once, in the log's own format (a JSON log stays JSON);
                     // plainly only when the log level hides errors.
+                    let logged = tracing::enabled!(tracing::Level::ERROR);
                     for line in lines {
-                        if tracing::enabled!(tracing::Level::ERROR) {
+                        if logged {
                             tracing::error!("{line}");
                         } else {
                             // Not `eprintln!`: it panics on a stderr whose reader is gone.

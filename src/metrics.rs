@@ -248,7 +248,7 @@ impl Metrics {
         let journal_writable = gauge(
             &r,
             "callrelay_journal_writable",
-            "1 while the journal takes events; 0 from a failed commit to the next good one, or once its file is gone.",
+            "1 while the journal takes events; 0 from a failed commit to the next good one, once its writer has stopped, or once its file is gone.",
         );
         // A relay that has not been scraped yet has not failed a commit either.
         journal_writable.set(1);

@@ -153,7 +153,9 @@ fn served_at(body: Option<&[u8]>) -> Option<String> {
 /// text (axum's own plain-text 400s, a proxy's page), cut short and without
 /// control characters: the server may not be a relay.
 fn relay_error(body: Option<&[u8]>) -> Option<String> {
+    // What is shown is 200 characters: a proxy's page is not read whole.
     let body = body?;
+    let body = body.get(..MAX_RELAY_BODY_READ).unwrap_or(body);
     let json = serde_json::from_slice::<serde_json::Value>(body).ok();
     let text = match json.as_ref().and_then(|v| v.get("error")?.as_str()) {
         Some(error) => error.to_owned(),
@@ -172,6 +174,8 @@ fn relay_error(body: Option<&[u8]>) -> Option<String> {
 
 /// The most of a refusal's reason tail repeats.
 const MAX_RELAY_ERROR_CHARS: usize = 200;
+/// The most of a refusal's body read for it.
+const MAX_RELAY_BODY_READ: usize = 4096;
 
 fn served_at_hint(served_at: &Option<String>) -> String {
     match served_at {
