@@ -41,6 +41,9 @@ mod presence;
 mod read;
 use read::UNREADABLE_LOG_INTERVAL;
 mod record;
+mod resume_ids;
+use resume_ids::SSE_RESUME;
+pub use resume_ids::SavedResumeId;
 mod retention;
 mod unsaid_loss;
 use clock::JournalClock;
@@ -279,6 +282,7 @@ impl Journal {
             txn.open_table(CURSORS).map_err(storage)?;
             txn.open_table(CURSOR_STATES).map_err(storage)?;
             txn.open_table(HELD_DROPS).map_err(storage)?;
+            txn.open_table(SSE_RESUME).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             let found = meta.get(FORMAT_KEY).map_err(storage)?.map(|v| v.value());
             match found {

@@ -1,0 +1,96 @@
+//! The SPRecord accounts' resume ids (`Last-Event-ID`), kept in the journal
+//! so that a restart resumes where the last run's streams stopped.
+//!
+//! Guarantees: a save replaces every stored id at once, in one transaction
+//! (an id cleared in memory is cleared here too); a non-durable save rides
+//! on the next durable commit, the writer's or the final save at a stop, so
+//! after a crash an id is at most the last save's age behind (a server that
+//! keeps history re-sends those events, and dedup finds them).
+
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Journal, JournalError, storage};
+
+/// (account, url) → the id of the last event any of the account's streams
+/// handed to ingest.
+pub(super) const SSE_RESUME: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("sse_resume");
+
+/// One account's resume point: (account, url) and the id.
+pub type SavedResumeId = ((String, String), String);
+
+impl Journal {
+    /// The resume ids the last save stored.
+    pub fn sse_resume_ids(&self) -> Result<Vec<SavedResumeId>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SSE_RESUME).map_err(storage)?;
+        let mut ids = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, id) = entry.map_err(storage)?;
+            let (account, url) = key.value();
+            ids.push(((account.to_owned(), url.to_owned()), id.value().to_owned()));
+        }
+        Ok(ids)
+    }
+
+    /// Replaces the stored resume ids with `ids`. `durable = false` rides on
+    /// the next durable commit; use `true` at a stop.
+    pub fn save_sse_resume_ids(
+        &self,
+        ids: &[SavedResumeId],
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        self.refuse_if_file_gone()?;
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(storage)?;
+        }
+        {
+            let mut table = txn.open_table(SSE_RESUME).map_err(storage)?;
+            table.retain(|_, _| false).map_err(storage)?;
+            for ((account, url), id) in ids {
+                table
+                    .insert((account.as_str(), url.as_str()), id.as_str())
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::tests_support::options;
+
+    fn open_in(dir: &std::path::Path) -> Journal {
+        Journal::open(options(dir)).unwrap()
+    }
+
+    fn saved(account: &str, url: &str, id: &str) -> SavedResumeId {
+        ((account.to_owned(), url.to_owned()), id.to_owned())
+    }
+
+    #[test]
+    fn saved_ids_are_read_back_after_a_reopen_and_a_save_replaces_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open_in(dir.path());
+        assert_eq!(journal.sse_resume_ids().unwrap(), vec![]);
+        let first = vec![
+            saved("a", "http://x/sys/events", "41"),
+            saved("b", "http://y/sys/events", "số-7"),
+        ];
+        journal.save_sse_resume_ids(&first, false).unwrap();
+        assert_eq!(journal.sse_resume_ids().unwrap(), first);
+        // b's id was cleared in memory: the next save clears it here too.
+        let second = vec![saved("a", "http://x/sys/events", "42")];
+        journal.save_sse_resume_ids(&second, true).unwrap();
+        assert!(journal.close(std::time::Duration::from_secs(5)));
+        drop(journal);
+        let journal = open_in(dir.path());
+        assert_eq!(journal.sse_resume_ids().unwrap(), second);
+    }
+}
