@@ -229,6 +229,7 @@ impl Relay {
             tracing::info!(path = %journal.path().display(), "no journal file was at the path: started an empty journal");
         }
         retention::say_losses_before_start(&journal);
+        let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
         metrics.observe_journal(&journal);
         let hub = Hub::new(journal.last_seq(), 65_536);
         let ingest = Ingest::start(
@@ -250,7 +251,7 @@ impl Relay {
             hub,
             shutdown: CancellationToken::new(),
             ws_sessions: sinks::websocket::Sessions::default(),
-            sse_resume: Arc::default(),
+            sse_resume,
             kafka_message_max,
             kafka_held_up_to: Arc::default(),
             webhook_refusals: Mutex::new(LogThrottle::new(
@@ -390,6 +391,12 @@ async fn serve(
     let mut kafka = start_kafka(&ctx);
     let retention_stop = CancellationToken::new();
     let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
+    let resume_stop = CancellationToken::new();
+    let resume_saving = tokio::spawn(crate::sources::sprecord::resume_save::keep_saved(
+        ctx.sse_resume.clone(),
+        ctx.journal.clone(),
+        resume_stop.clone(),
+    ));
 
     // The HTTP server's end, when it came before a stop.
     let mut server_ended = None;
@@ -522,6 +529,9 @@ async fn serve(
         .drain(sinks::websocket::drain::SHUTDOWN_BOUND)
         .await;
     sources.stop_all().await;
+    // After the sources: the ids their drain handed on are stored too.
+    resume_stop.cancel();
+    let _ = resume_saving.await;
     ingest.shutdown().await;
     if let Some(k) = kafka.take() {
         k.stop().await;
@@ -548,6 +558,38 @@ async fn serve(
         return Err(RunError::WriterStopped);
     }
     served.map_err(|e| RunError::Serve(std::io::Error::other(e)))
+}
+
+/// The SPRecord resume ids the journal kept from the last run, for the
+/// accounts `config` still has; none when they cannot be read (the streams
+/// then open without history, as on a first start).
+fn restored_resume_ids(
+    journal: &Journal,
+    config: &Config,
+) -> crate::sources::sprecord::resume::ResumeIds {
+    use crate::sources::sprecord::resume::ResumeIds;
+    let configured: Vec<_> = config
+        .sprecord
+        .iter()
+        .map(|s| {
+            let s = s.get_ref();
+            (s.account.get_ref().clone(), s.url.get_ref().clone())
+        })
+        .collect();
+    match journal.sse_resume_ids() {
+        Ok(saved) => {
+            let restored = ResumeIds::restored(saved, &configured);
+            tracing::debug!(
+                accounts = restored.accounts(),
+                "SPRecord resume ids read from the journal"
+            );
+            restored
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history");
+            ResumeIds::default()
+        }
+    }
 }
 
 /// The retention task, started again after a panic (a bug): without it the

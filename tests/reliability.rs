@@ -11,7 +11,11 @@
 //! - the Voip24h socket.io peers (socket.io 2 and 4) and the SPRecord SSE peer
 //!   dropping connections over and over while events flow: every event sent
 //!   while connected is journaled exactly once, the socket.io peer never sees
-//!   two sessions for the key, the SSE peer never a 4th connection.
+//!   two sessions for the key, the SSE peer never a 4th connection;
+//! - the relay binary SIGKILLed while the SSE peer sends, and the peer
+//!   sending on while it is down: every event the peer sent is journaled
+//!   exactly once after the restarts (the streams resume with the
+//!   `Last-Event-ID` the journal kept, and the peer keeps history).
 //!
 //! Each test runs for a few seconds by default. `CALLRELAY_SOAK_SECONDS=N`
 //! makes each fault phase last about N seconds instead (the kill rounds, the
@@ -999,6 +1003,17 @@ impl SsePeer {
     }
 }
 
+/// `[[sprecord]]` with three streams and short timings, on `peer`.
+fn sse_toml(peer: &SsePeer) -> String {
+    format!(
+        "[[sprecord]]\naccount = \"office\"\nurl = \"{}\"\nstreams = 3\n\
+         read_timeout = \"1s\"\nconnect_timeout = \"2s\"\nbackoff_min = \"50ms\"\n\
+         backoff_max = \"300ms\"\nbusy_backoff = \"400ms\"\nauth_backoff = \"300ms\"\n\
+         stagger = \"20ms\"\nconnect_grace = \"200ms\"\n",
+        peer.base
+    )
+}
+
 fn sse_call(n: u64) -> Value {
     json!({"device_id": "dev-1", "event_type": "incoming_call",
            "payload": {"call_id": n.to_string(), "call_src": "+79829900000", "call_dst": "107"}})
@@ -1009,14 +1024,7 @@ async fn sse_flapping_journals_every_event_once_within_three_connections() {
     let mut rng = Rng::new();
     let peer = SsePeer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "{}[[sprecord]]\naccount = \"office\"\nurl = \"{}\"\nstreams = 3\n\
-         read_timeout = \"1s\"\nconnect_timeout = \"2s\"\nbackoff_min = \"50ms\"\n\
-         backoff_max = \"300ms\"\nbusy_backoff = \"400ms\"\nauth_backoff = \"300ms\"\n\
-         stagger = \"20ms\"\nconnect_grace = \"200ms\"\n",
-        base_config(dir.path()),
-        peer.base
-    );
+    let text = format!("{}{}", base_config(dir.path()), sse_toml(&peer));
     let relay = start_relay_in(dir, &text).await;
     peer.call("/control/wait?open=3&timeout_ms=15000", None)
         .await;
@@ -1088,5 +1096,94 @@ async fn sse_flapping_journals_every_event_once_within_three_connections() {
         state["total_accepted"],
         state["max_concurrent"]
     );
+    relay.stop().await;
+}
+
+/// Events the SSE peer sends to whichever streams are open (none while the
+/// relay is down: then its history only), in bursts, until `stop`.
+async fn send_sse_bursts(peer: &SsePeer, seed: u64, next: &AtomicU64, stop: &AtomicBool) {
+    let mut rng = Rng(seed | 1);
+    while !stop.load(Ordering::Relaxed) {
+        let burst: Vec<Value> = (0..(1 + rng.below(8)))
+            .map(|_| sse_call(next.fetch_add(1, Ordering::Relaxed) + 1))
+            .collect();
+        peer.call("/control/send", Some(json!({"events": burst, "to": "all"})))
+            .await;
+        tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+    }
+}
+
+/// SIGKILL under SSE traffic, with the peer sending on while the relay is
+/// down: a server that keeps history loses nothing across a crash, since
+/// the restarted streams resume with the id the journal kept (at most about
+/// 100 ms old: what the server sends again is deduplicated). Before
+/// 2026-12-05 the ids lived in memory only and every event sent while the
+/// relay was down was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_the_sse_peer_sends_loses_nothing_it_keeps() {
+    let mut rng = Rng::new();
+    let peer = SsePeer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}{}", base_config(dir.path()), sse_toml(&peer));
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, &text).expect("config");
+
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let phase = soak(Duration::from_secs(5));
+    let started = Instant::now();
+    let mut kills = 0;
+    let seed = rng.below(u64::MAX);
+    let sending = async {
+        send_sse_bursts(&peer, seed, &next, &stop).await;
+    };
+    // The first streams open before the peer sends: a first start has no id
+    // to resume after, so what a server sent before it is not asked for.
+    let mut relay = Some(RelayProcess::start(&config));
+    peer.call("/control/wait?open=3&timeout_ms=15000", None)
+        .await;
+    let killing = async {
+        while started.elapsed() < phase {
+            let relay = match relay.take() {
+                Some(first) => first,
+                None => RelayProcess::start(&config),
+            };
+            peer.call("/control/wait?open=3&timeout_ms=15000", None)
+                .await;
+            tokio::time::sleep(Duration::from_millis(200 + rng.below(1300))).await;
+            relay.sigkill();
+            kills += 1;
+            // Down for a while: what the peer sends now is in its history only.
+            tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(sending, killing);
+    let sent = next.load(Ordering::Relaxed);
+
+    // The last start, in this process, to read its journal.
+    let relay = start_relay_in(dir, &text).await;
+    // Not `wait_for_seq`: a run that loses events must still print its figures.
+    let deadline = Instant::now() + WAIT;
+    while relay.ctx.journal.last_seq() < sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raws: Vec<String> = relay
+        .event_values()
+        .into_iter()
+        .map(|e| e["data"]["raw"].to_string())
+        .collect();
+    let unique: HashSet<&String> = raws.iter().collect();
+    let expected: HashSet<String> = (1..=sent).map(|n| sse_call(n).to_string()).collect();
+    let missing: Vec<&String> = expected.iter().filter(|e| !unique.contains(e)).collect();
+    println!(
+        "SSE under SIGKILL {:.1}s: {kills} kills, {sent} events sent, {} journaled, {} missing",
+        started.elapsed().as_secs_f64(),
+        raws.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "not journaled: {missing:?}");
+    assert_eq!(raws.len(), unique.len(), "no event journaled twice");
+    assert_eq!(raws.len() as u64, sent);
     relay.stop().await;
 }

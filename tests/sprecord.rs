@@ -459,6 +459,49 @@ async fn a_single_stream_resumes_with_last_event_id() {
     assert!(reconnects(&relay, "http_5xx") >= 3);
 }
 
+/// A restart resumes where the last run's streams stopped: the journal
+/// keeps the account's newest id, stored soon after its event, not only at
+/// the stop. Before, a restart opened the streams without one, and
+/// what the device sent while the relay was down was lost, even on a server
+/// that keeps history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_after_the_last_journaled_id() {
+    let peer = Peer::start();
+    let relay = start_relay(&sprecord_toml(&peer, 2, "")).await;
+    peer.wait("open=2").await;
+    let first = calls(1, 2); // ids 1..8
+    peer.send(&first, json!("all")).await;
+    relay.wait_for_seq(8, WAIT).await;
+    let journal = relay.ctx.journal.clone();
+    eventually(WAIT, "the account's id stored while running", || {
+        journal
+            .sse_resume_ids()
+            .is_ok_and(|ids| ids.len() == 1 && ids[0].1 == "8")
+    })
+    .await;
+    drop(journal);
+
+    let text = std::fs::read_to_string(&relay.config_path).unwrap();
+    let dir = relay.stop().await;
+    peer.wait("open=0").await;
+    let missed = calls(50, 2); // ids 9..16: in the peer's history only
+    peer.send(&missed, json!("all")).await;
+
+    let relay = common::start_relay_in(dir, &text).await;
+    let s = peer.wait("open=2&total=4").await;
+    // The first stream back resumes after 8; the second after 8, or after
+    // what the first has journaled of the history by then.
+    assert_eq!(
+        s["last_event_ids"][2], "8",
+        "the restarted streams must resume after the last journaled id: {s}"
+    );
+    let second: u64 = s["last_event_ids"][3].as_str().unwrap().parse().unwrap();
+    assert!((8..=16).contains(&second), "{s}");
+    relay.wait_for_seq(16, WAIT).await;
+    let all: Vec<Value> = first.iter().chain(&missed).cloned().collect();
+    assert_journal_is(&relay, &all);
+}
+
 /// A stream kept off while another journals (its connects refused, as when
 /// a browser holds one of the server's three slots) resumes after the
 /// account's newest journaled id, not its own. Before, a server with

@@ -1,6 +1,6 @@
 //! Where an account's streams resume: the id of the last event any of its
 //! streams handed to ingest, per (account, url), kept for the life of the
-//! relay.
+//! relay and, through the journal, across restarts.
 //!
 //! Why not in the stream task: a reload that changes the source, or a stream
 //! restarted after a panic, starts new tasks; an id held there was lost and
@@ -17,6 +17,12 @@
 //! stale id, and what is older than `dedup.window` would be journaled again.
 //! The account's newest id asks only for what none of its streams had.
 //!
+//! Why in the journal too: a restart opened the streams without an id, so
+//! what a device sent between the stop and the new connections was not
+//! asked for again, even from a server that keeps history.
+//! [`super::resume_save`] stores the ids soon after each change and at a
+//! stop.
+//!
 //! Guarantees: an id set is returned by every later `get` for the same
 //! account, url and relay; an id longer than [`MAX_ID_BYTES`], or holding a
 //! control character, is not kept (it would go back as a header no server
@@ -24,27 +30,104 @@
 //! a header at all): the streams then ask for no history, which is said
 //! once, naming the account; a
 //! poisoned lock is recovered (the map is always consistent: single
-//! inserts).
+//! inserts); every change is reported unsaved until the next
+//! [`ResumeIds::unsaved`] takes it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::app::Context;
+use crate::journal::SavedResumeId;
 
 /// The longest id sent back as `Last-Event-ID`: far above any id a server
 /// makes (a counter, a UUID, a timestamp), far below the header sizes
 /// servers refuse (8–16 KiB in common front ends).
 pub const MAX_ID_BYTES: usize = 1024;
 
-type Key = (String, String);
+/// (account, url).
+pub type Key = (String, String);
 
 /// Every account's last handed-on id, for one relay.
 #[derive(Debug, Default)]
-pub struct ResumeIds(Mutex<HashMap<Key, String>>);
+pub struct ResumeIds {
+    ids: Mutex<Ids>,
+    /// Woken at every change, for the saver.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Ids {
+    by_account: HashMap<Key, String>,
+    /// Changed since the last [`ResumeIds::unsaved`].
+    unsaved: bool,
+}
 
 impl ResumeIds {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, String>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The ids the journal kept from the last run, for the accounts
+    /// `configured` still names (an id means nothing to another account or
+    /// server; those left out are gone from the journal at the next save).
+    pub fn restored(saved: Vec<SavedResumeId>, configured: &[Key]) -> ResumeIds {
+        let before = saved.len();
+        let by_account: HashMap<Key, String> = saved
+            .into_iter()
+            .filter(|(key, _)| configured.contains(key))
+            .collect();
+        let unsaved = by_account.len() != before;
+        let restored = ResumeIds::default();
+        *restored.lock() = Ids {
+            by_account,
+            unsaved,
+        };
+        if unsaved {
+            restored.changed.notify_one();
+        }
+        restored
+    }
+
+    /// Returns once an id changed since the last [`Self::unsaved`] (at once
+    /// if one did).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// How many accounts have an id.
+    pub fn accounts(&self) -> usize {
+        self.lock().by_account.len()
+    }
+
+    /// Every id, when one changed since the last call; `None` otherwise.
+    pub fn unsaved(&self) -> Option<Vec<SavedResumeId>> {
+        self.take(false)
+    }
+
+    /// Every id, changed or not (for a save that must reach the disk).
+    pub fn all(&self) -> Vec<SavedResumeId> {
+        self.take(true).unwrap_or_default()
+    }
+
+    fn take(&self, even_unchanged: bool) -> Option<Vec<SavedResumeId>> {
+        let mut ids = self.lock();
+        if !std::mem::take(&mut ids.unsaved) && !even_unchanged {
+            return None;
+        }
+        let mut all: Vec<SavedResumeId> = ids
+            .by_account
+            .iter()
+            .map(|(key, id)| (key.clone(), id.clone()))
+            .collect();
+        all.sort_unstable();
+        Some(all)
+    }
+
+    /// Reports the ids unsaved again: what [`Self::unsaved`] returned was
+    /// not stored.
+    pub fn not_saved(&self) {
+        self.lock().unsaved = true;
+        self.changed.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ids> {
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -65,7 +148,7 @@ impl ResumeId {
 
     /// The last id any of the account's streams handed to ingest, if any.
     pub fn get(&self) -> Option<String> {
-        self.ids.lock().get(&self.key).cloned()
+        self.ids.lock().by_account.get(&self.key).cloned()
     }
 
     /// Notes `id` as the last one handed on; one that cannot go back as
@@ -81,7 +164,9 @@ impl ResumeId {
             None
         };
         if let Some(why) = why {
-            if ids.remove(&self.key).is_some() {
+            if ids.by_account.remove(&self.key).is_some() {
+                ids.unsaved = true;
+                self.ids.changed.notify_one();
                 tracing::warn!(
                     vendor = "sprecord",
                     account = %self.key.0,
@@ -91,12 +176,25 @@ impl ResumeId {
             }
             return;
         }
-        match ids.get_mut(&self.key) {
-            Some(kept) if kept == id => {}
+        match ids.by_account.get_mut(&self.key) {
+            Some(kept) if kept == id => return,
             Some(kept) => id.clone_into(kept),
             None => {
-                ids.insert(self.key.clone(), id.to_owned());
+                ids.by_account.insert(self.key.clone(), id.to_owned());
             }
+        }
+        ids.unsaved = true;
+        self.ids.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+impl ResumeId {
+    /// An account's resume point in `ids`, without a relay.
+    pub(crate) fn in_ids(ids: &Arc<ResumeIds>, account: &str, url: &str) -> ResumeId {
+        ResumeId {
+            ids: ids.clone(),
+            key: (account.to_owned(), url.to_owned()),
         }
     }
 }
@@ -114,10 +212,7 @@ mod tests {
     use super::*;
 
     fn resume(ids: &Arc<ResumeIds>, url: &str) -> ResumeId {
-        ResumeId {
-            ids: ids.clone(),
-            key: ("main".to_owned(), url.to_owned()),
-        }
+        ResumeId::in_ids(ids, "main", url)
     }
 
     #[test]
@@ -161,5 +256,48 @@ mod tests {
         // Text beyond ASCII goes back as the server wrote it.
         stream.set("số-43");
         assert_eq!(stream.get().as_deref(), Some("số-43"));
+    }
+
+    /// Each change is reported unsaved once; a failed save reports it again.
+    #[test]
+    fn a_change_is_unsaved_until_taken_and_again_after_a_failed_save() {
+        let ids = Arc::new(ResumeIds::default());
+        assert_eq!(ids.unsaved(), None);
+        let stream = resume(&ids, "http://a/sys/events");
+        stream.set("41");
+        let key = ("main".to_owned(), "http://a/sys/events".to_owned());
+        assert_eq!(ids.unsaved(), Some(vec![(key.clone(), "41".to_owned())]));
+        assert_eq!(ids.unsaved(), None);
+        // The same id again (another stream's copy of the event) is no change.
+        stream.set("41");
+        assert_eq!(ids.unsaved(), None);
+        ids.not_saved();
+        assert_eq!(ids.unsaved(), Some(vec![(key, "41".to_owned())]));
+        // A cleared id is a change: the journal must forget it too.
+        stream.set(&"x".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(ids.unsaved(), Some(vec![]));
+    }
+
+    /// The journal's ids come back for the accounts and servers still
+    /// configured; the others are dropped, and the next save forgets them.
+    #[test]
+    fn restored_ids_are_kept_for_configured_accounts_only() {
+        let key = |account: &str, url: &str| (account.to_owned(), url.to_owned());
+        let saved = vec![
+            (key("main", "http://a/sys/events"), "41".to_owned()),
+            (key("main", "http://old/sys/events"), "7".to_owned()),
+            (key("gone", "http://a/sys/events"), "9".to_owned()),
+        ];
+        let configured = [key("main", "http://a/sys/events")];
+        let ids = Arc::new(ResumeIds::restored(saved.clone(), &configured));
+        assert_eq!(
+            resume(&ids, "http://a/sys/events").get().as_deref(),
+            Some("41")
+        );
+        assert_eq!(resume(&ids, "http://old/sys/events").get(), None);
+        assert_eq!(ids.unsaved(), Some(vec![saved[0].clone()]));
+        // Nothing left out: nothing to save.
+        let ids = ResumeIds::restored(saved[..1].to_vec(), &configured);
+        assert_eq!(ids.unsaved(), None);
     }
 }
