@@ -392,11 +392,7 @@ async fn serve(
     let retention_stop = CancellationToken::new();
     let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
     let resume_stop = CancellationToken::new();
-    let resume_saving = tokio::spawn(crate::sources::sprecord::resume_save::keep_saved(
-        ctx.sse_resume.clone(),
-        ctx.journal.clone(),
-        resume_stop.clone(),
-    ));
+    let resume_saving = tokio::spawn(resume_saving_restarting(ctx.clone(), resume_stop.clone()));
 
     // The HTTP server's end, when it came before a stop.
     let mut server_ended = None;
@@ -457,6 +453,9 @@ async fn serve(
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 ctx.metrics.config_last_reload_ok.set(1);
                 let changes = sources.apply(&config, &ctx).await;
+                // After the apply: a removed account's stream has drained.
+                ctx.sse_resume
+                    .keep_only(&crate::sources::sprecord::resume::configured(&config));
                 let kafka_changed = match (&kafka, &config.kafka) {
                     (None, None) => false,
                     (Some(running), Some(new)) => {
@@ -567,15 +566,8 @@ fn restored_resume_ids(
     journal: &Journal,
     config: &Config,
 ) -> crate::sources::sprecord::resume::ResumeIds {
-    use crate::sources::sprecord::resume::ResumeIds;
-    let configured: Vec<_> = config
-        .sprecord
-        .iter()
-        .map(|s| {
-            let s = s.get_ref();
-            (s.account.get_ref().clone(), s.url.get_ref().clone())
-        })
-        .collect();
+    use crate::sources::sprecord::resume::{ResumeIds, configured};
+    let configured = configured(config);
     match journal.sse_resume_ids() {
         Ok(saved) => {
             let restored = ResumeIds::restored(saved, &configured);
@@ -590,6 +582,26 @@ fn restored_resume_ids(
             ResumeIds::default()
         }
     }
+}
+
+/// The SPRecord resume id saver, started again after a panic (a bug):
+/// without it no id would be stored again, not even at the stop.
+async fn resume_saving_restarting(ctx: Arc<Context>, stop: CancellationToken) {
+    let waits = (Duration::from_secs(1), Duration::from_secs(60));
+    let on_panic = |delay: Duration| {
+        tracing::error!(
+            retry_in_ms = crate::logging::millis(delay),
+            "the SPRecord resume id saver failed unexpectedly (panic); restarting it"
+        );
+    };
+    crate::panic_restart::restart_on_panic(waits, &stop, on_panic, || {
+        crate::sources::sprecord::resume_save::keep_saved(
+            ctx.sse_resume.clone(),
+            ctx.journal.clone(),
+            stop.clone(),
+        )
+    })
+    .await;
 }
 
 /// The retention task, started again after a panic (a bug): without it the

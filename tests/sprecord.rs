@@ -1246,11 +1246,19 @@ async fn streams_request_the_origin_form_target_with_a_host_header() {
 /// relay started again on the same directory finds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_mid_burst_journals_every_received_event() {
-    let (burst, _server, relay) = relay_mid_burst("stop").await;
+    let (burst, server, relay) = relay_mid_burst("stop").await;
     let text = std::fs::read_to_string(&relay.config_path).expect("config");
     let dir = relay.stop().await;
     let again = common::start_relay_in(dir, &text).await;
     assert_journal_is(&again, &burst);
+    // The ids the drain handed on were stored too: the restart resumes
+    // after the burst's last event (the server keeps no history here, so
+    // an older id would go unnoticed but for this).
+    eventually(WAIT, "the restarted stream connects", || {
+        server.requests().len() == 2
+    })
+    .await;
+    assert_eq!(server.requests()[1].last_event_id.as_deref(), Some("300"));
     again.stop().await;
 }
 

@@ -7,7 +7,9 @@
 //! the new stream asked for no history, dropping what the server sent in
 //! between. The ids live in the relay's [`Context`] (two relays in one
 //! process, as in tests, do not share them). The url is part of the key
-//! because an id means nothing to another server.
+//! because an id means nothing to another server; without its credentials
+//! and query (see [`key`]): they would be stored in the journal's file, and
+//! a token rotated in the url would cost the resume point.
 //!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
@@ -31,12 +33,15 @@
 //! once, naming the account; a
 //! poisoned lock is recovered (the map is always consistent: single
 //! inserts); every change is reported unsaved until the next
-//! [`ResumeIds::unsaved`] takes it.
+//! [`ResumeIds::unsaved`] or [`ResumeIds::all`] takes it; ids of accounts
+//! no longer configured are forgotten at the start and at each reload
+//! ([`ResumeIds::keep_only`]), so a stale one never comes back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::app::Context;
+use crate::config::{Config, url_without_credentials};
 use crate::journal::SavedResumeId;
 
 /// The longest id sent back as `Last-Event-ID`: far above any id a server
@@ -67,21 +72,24 @@ impl ResumeIds {
     /// `configured` still names (an id means nothing to another account or
     /// server; those left out are gone from the journal at the next save).
     pub fn restored(saved: Vec<SavedResumeId>, configured: &[Key]) -> ResumeIds {
-        let before = saved.len();
-        let by_account: HashMap<Key, String> = saved
-            .into_iter()
-            .filter(|(key, _)| configured.contains(key))
-            .collect();
-        let unsaved = by_account.len() != before;
         let restored = ResumeIds::default();
-        *restored.lock() = Ids {
-            by_account,
-            unsaved,
-        };
-        if unsaved {
-            restored.changed.notify_one();
-        }
+        restored.lock().by_account = saved.into_iter().collect();
+        restored.keep_only(configured);
         restored
+    }
+
+    /// Forgets the ids of accounts (or urls) not in `configured`: kept,
+    /// they would be stored again and again, and come back weeks later when
+    /// the config did (a server with history would then send everything
+    /// since, and what is older than `dedup.window` would be journaled twice).
+    pub fn keep_only(&self, configured: &[Key]) {
+        let mut ids = self.lock();
+        let before = ids.by_account.len();
+        ids.by_account.retain(|key, _| configured.contains(key));
+        if ids.by_account.len() != before {
+            ids.unsaved = true;
+            self.changed.notify_one();
+        }
     }
 
     /// Returns once an id changed since the last [`Self::unsaved`] (at once
@@ -142,7 +150,7 @@ impl ResumeId {
     pub fn new(ctx: &Arc<Context>, account: &str, url: &str) -> ResumeId {
         ResumeId {
             ids: ctx.sse_resume.clone(),
-            key: (account.to_owned(), url.to_owned()),
+            key: key(account, url),
         }
     }
 
@@ -194,9 +202,27 @@ impl ResumeId {
     pub(crate) fn in_ids(ids: &Arc<ResumeIds>, account: &str, url: &str) -> ResumeId {
         ResumeId {
             ids: ids.clone(),
-            key: (account.to_owned(), url.to_owned()),
+            key: key(account, url),
         }
     }
+}
+
+/// The key of an account's resume point: its name and its `url` without
+/// credentials or query.
+pub fn key(account: &str, url: &str) -> Key {
+    (account.to_owned(), url_without_credentials(url))
+}
+
+/// The keys of the accounts `config` has.
+pub fn configured(config: &Config) -> Vec<Key> {
+    config
+        .sprecord
+        .iter()
+        .map(|s| {
+            let s = s.get_ref();
+            key(s.account.get_ref(), s.url.get_ref())
+        })
+        .collect()
 }
 
 /// Whether `id` can be an HTTP header value as it is (the bytes
@@ -299,5 +325,56 @@ mod tests {
         // Nothing left out: nothing to save.
         let ids = ResumeIds::restored(saved[..1].to_vec(), &configured);
         assert_eq!(ids.unsaved(), None);
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    /// A url's credentials and query are not part of the key: they would be
+    /// written into the journal's file, and a rotated token would lose the
+    /// resume point.
+    #[test]
+    fn the_key_holds_no_credentials_and_outlives_a_rotated_token() {
+        let (_, with_secret) = key(
+            "main",
+            "https://u:pa55word@sp.example/sys/events?token=t0k3n",
+        );
+        assert!(
+            !with_secret.contains("pa55word") && !with_secret.contains("t0k3n"),
+            "{with_secret}"
+        );
+        assert_eq!(
+            key(
+                "main",
+                "https://u:pa55word@sp.example/sys/events?token=t0k3n"
+            ),
+            key(
+                "main",
+                "https://u:other@sp.example/sys/events?token=rotated"
+            )
+        );
+        assert_ne!(
+            key("main", "https://sp.example/sys/events"),
+            key("main", "https://sp2.example/sys/events")
+        );
+    }
+
+    /// An account removed or renamed by a reload is forgotten (and so is
+    /// its stored copy, at the next save).
+    #[test]
+    fn ids_of_accounts_no_longer_configured_are_forgotten() {
+        let ids = Arc::new(ResumeIds::default());
+        ResumeId::in_ids(&ids, "kept", "http://a/sys/events").set("1");
+        ResumeId::in_ids(&ids, "gone", "http://a/sys/events").set("2");
+        ids.unsaved();
+        ids.keep_only(&[key("kept", "http://a/sys/events")]);
+        assert_eq!(
+            ids.unsaved(),
+            Some(vec![(key("kept", "http://a/sys/events"), "1".to_owned())])
+        );
+        ids.keep_only(&[key("kept", "http://a/sys/events")]);
+        assert_eq!(ids.unsaved(), None, "nothing forgotten, nothing to save");
     }
 }

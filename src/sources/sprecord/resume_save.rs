@@ -1,16 +1,17 @@
 //! Stores the SPRecord accounts' resume ids in the journal: soon after one
-//! changes (at most once per [`SAVE_GAP`]), durably once they stay
-//! unchanged for [`SETTLE_AFTER`], and durably at the stop.
+//! changes (at most once per [`SAVE_GAP`]), durably within [`SYNC_WITHIN`]
+//! of the first save that did not sync, and durably at the stop.
 //!
-//! Guarantees: while events flow, an id is stored within about [`SAVE_GAP`]
-//! of its event being journaled (the save rides on the writer's next durable
-//! commit); once they stop, the last ids reach the disk within
-//! [`SETTLE_AFTER`]. So a crash leaves the stored id a little behind at
-//! worst: a server that keeps history sends those events again, and dedup
-//! finds them. After a clean stop the stored ids are the last ones handed
-//! on. A failed save is tried again after [`RETRY_AFTER`], and said once per
-//! [`FAILURE_LOG_INTERVAL`] (not while the journal's file is gone or it is
-//! closed to be reopened: those are said elsewhere).
+//! Guarantees: an id is stored within about [`SAVE_GAP`] of its event being
+//! journaled, and on disk with the writer's next durable commit or within
+//! [`SYNC_WITHIN`], whichever comes first; so a crash leaves the stored id
+//! a little behind at worst: a server that keeps history sends those events
+//! again, and dedup finds them. After a clean stop the stored ids are the
+//! last ones handed on (the final save runs after the sources drained). A
+//! failed save is tried again after [`RETRY_AFTER`] and said once per
+//! [`FAILURE_LOG_INTERVAL`] with how many were held back (not while the
+//! journal's file is gone or it is closed to be reopened: those are said
+//! elsewhere); a failed final save is always said.
 //!
 //! Why not in the event's own commit: the ids change only on SSE events,
 //! a few per second, and a crash within the gap costs only events sent
@@ -19,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::resume::ResumeIds;
@@ -28,30 +30,32 @@ use crate::log_throttle::SharedLogThrottle;
 /// The least time between two saves: events coming one after another are
 /// one write, not one each.
 pub const SAVE_GAP: Duration = Duration::from_millis(100);
-/// How long the ids stay unchanged before a save that did not sync is
-/// synced (a quiet device: no commit of the writer's carries it).
-pub const SETTLE_AFTER: Duration = Duration::from_secs(1);
+/// How long a save may wait for a durable commit to carry it to the disk
+/// (a quiet relay makes none) before it is synced on its own.
+pub const SYNC_WITHIN: Duration = Duration::from_secs(1);
+/// The wait after a failed save before the next try.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often a failing save is said.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Saves changed ids until `stop`, then saves them durably.
+/// Saves changed ids until `stop`, then saves them all durably.
 pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: CancellationToken) {
     let failures = SharedLogThrottle::new(FAILURE_LOG_INTERVAL);
-    // Whether a save since the last durable one may not be on disk yet.
-    let mut saved_lightly = false;
+    // When the saves that did not sync must be synced; set by the first of
+    // them, so later changes do not put it off.
+    let mut sync_by: Option<Instant> = None;
     loop {
-        let settle = async {
-            if saved_lightly {
-                tokio::time::sleep(SETTLE_AFTER).await;
-            } else {
-                std::future::pending::<()>().await;
+        let sync_due = async {
+            match sync_by {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending::<()>().await,
             }
         };
         let durable = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
+            _ = sync_due => true,
             _ = ids.changed() => false,
-            _ = settle => true,
         };
         let unsaved = if durable {
             Some(ids.all())
@@ -61,11 +65,25 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
         let Some(unsaved) = unsaved else {
             continue;
         };
-        let pause = if save(&ids, &journal, unsaved, durable, &failures).await {
-            saved_lightly = !durable;
-            SAVE_GAP
-        } else {
-            RETRY_AFTER
+        let pause = match save(&journal, unsaved, durable).await {
+            Ok(()) => {
+                sync_by = match (durable, sync_by) {
+                    (true, _) => None,
+                    (false, None) => Some(Instant::now() + SYNC_WITHIN),
+                    (false, kept) => kept,
+                };
+                SAVE_GAP
+            }
+            Err(error) => {
+                ids.not_saved();
+                if let Some(error) = error
+                    && let Some(held_back) = failures.admit_now(())
+                {
+                    tracing::warn!(vendor = "sprecord", error = %error, retry_in_ms = crate::logging::millis(RETRY_AFTER), held_back,
+                        "the SSE streams' resume ids could not be stored in the journal: a restart now would resume from older ones (dedup finds what is sent again)");
+                }
+                RETRY_AFTER
+            }
         };
         tokio::select! {
             biased;
@@ -73,42 +91,29 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
             _ = tokio::time::sleep(pause) => {}
         }
     }
-    let last = if saved_lightly {
-        Some(ids.all())
-    } else {
-        ids.unsaved()
-    };
-    if let Some(last) = last {
-        save(&ids, &journal, last, true, &failures).await;
+    if let Err(Some(error)) = save(&journal, ids.all(), true).await {
+        tracing::warn!(vendor = "sprecord", error = %error,
+            "the SSE streams' resume ids could not be stored in the journal at the stop: the next start resumes from older ones, or asks for no history");
     }
 }
 
-/// Stores `unsaved`; whether it was stored. A failure reports the ids
-/// unsaved again.
+/// Stores `unsaved`. `Err(None)` for a failure said elsewhere (the journal's
+/// file gone, or the journal closed to be reopened), `Err(Some(why))` for
+/// any other.
 async fn save(
-    ids: &Arc<ResumeIds>,
     journal: &Arc<Journal>,
     unsaved: Vec<SavedResumeId>,
     durable: bool,
-    failures: &SharedLogThrottle<()>,
-) -> bool {
+) -> Result<(), Option<String>> {
     let owned = journal.clone();
     let saved =
         tokio::task::spawn_blocking(move || owned.save_sse_resume_ids(&unsaved, durable)).await;
-    let error = match saved {
-        Ok(Ok(())) => return true,
-        Ok(Err(JournalError::FileGone { .. } | JournalError::Closed)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(e.to_string()),
-    };
-    ids.not_saved();
-    if let Some(error) = error
-        && failures.admit_now(()).is_some()
-    {
-        tracing::warn!(vendor = "sprecord", error = %error, retry_in_ms = crate::logging::millis(RETRY_AFTER),
-            "the SSE streams' resume ids could not be stored in the journal: a restart now would resume from older ones (dedup finds what is sent again)");
+    match saved {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(JournalError::FileGone { .. } | JournalError::Closed)) => Err(None),
+        Ok(Err(e)) => Err(Some(e.to_string())),
+        Err(e) => Err(Some(e.to_string())),
     }
-    false
 }
 
 #[cfg(test)]
