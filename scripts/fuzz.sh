@@ -22,7 +22,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(webhook_caresoft webhook_tel4vn webhook_voipex webhook_voip24h webhook_sprecord config
-    upstream_sse upstream_socketio)
+    upstream_sse upstream_socketio websocket_query)
 fi
 
 CARGO_FUZZ_VERSION=0.13.2
@@ -87,6 +87,9 @@ for sample in tests/fixtures/vendors/voip24h/*.json; do
   { printf '42["response",'; tr -d '\n' <"$sample"; printf ']'; } \
     >"fuzz/corpus/upstream_socketio/seed-response-$(basename "$sample")"
 done
+# websocket_query: client connects as fuzz/src/lib.rs lays them out.
+mkdir -p fuzz/corpus/websocket_query
+cp fuzz/seeds/websocket_query/* fuzz/corpus/websocket_query/
 
 echo "== building fuzz targets"
 # Built once, then each binary is run directly: `cargo fuzz run` would rebuild

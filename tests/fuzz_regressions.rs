@@ -7,7 +7,8 @@
 //! the file from `fuzz/artifacts/<target>/` into `fuzz/regressions/<target>/`.
 //! The samples of every vendor go through the same harness too, so the harness
 //! itself is known to accept good input, and so do the seeds scripts/fuzz.sh
-//! gives the upstream targets (`upstream_sse`, `upstream_socketio`).
+//! gives the upstream targets (`upstream_sse`, `upstream_socketio`) and the
+//! WebSocket query target (`websocket_query`).
 
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
@@ -31,6 +32,7 @@ fn run(target: &str, data: &[u8]) -> Result<(), String> {
         "config" => harness::config,
         "upstream_sse" => harness::upstream_sse,
         "upstream_socketio" => harness::upstream_socketio,
+        "websocket_query" => harness::websocket_query,
         other => panic!("fuzz/regressions/{other}: no such fuzz target"),
     };
     std::panic::catch_unwind(|| harness(data)).map_err(|p| {
@@ -189,5 +191,15 @@ fn upstream_seeds_pass_the_harness() {
     assert!(frames.len() >= 12, "{} socket.io seeds", frames.len());
     for (name, frame) in &frames {
         run("upstream_socketio", frame).unwrap_or_else(|why| panic!("{name}: {why}"));
+    }
+}
+
+#[test]
+fn websocket_query_seeds_pass_the_harness() {
+    let seeds = files(&root().join("fuzz/seeds/websocket_query"));
+    assert!(seeds.len() >= 5, "{} WebSocket query seeds", seeds.len());
+    for seed in seeds {
+        let input = std::fs::read(&seed).expect("seed");
+        run("websocket_query", &input).unwrap_or_else(|why| panic!("{}: {why}", seed.display()));
     }
 }

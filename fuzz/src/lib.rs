@@ -47,10 +47,18 @@
 //! JSON string is read as JSON) into
 //! `vendors::voip24h::parse_call_event`, parses the same twice, and an event
 //! becomes a valid CloudEvent.
+//!
+//! `websocket_query` input: `QUERY \n LAST-EVENT-ID \n TYPE`, a WebSocket
+//! client's raw query string, its `Last-Event-ID` header (no line: none)
+//! and a journaled event's type, through `ClientQuery::parse`/`since` and
+//! `Filter::matches`. Properties at [`websocket_query`].
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use callrelay::config::{Config, Secret};
-use callrelay::event::{EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent};
+use callrelay::event::{
+    EventHeader, EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent,
+};
+use callrelay::sinks::websocket::filter::{ClientQuery, QueryError, glob};
 use callrelay::sources::sprecord::sse::{MAX_EVENT_BYTES, SseError, SseEvent, SseParser};
 use callrelay::sources::voip24h::deliver;
 use callrelay::sources::voip24h::wire::{self, Arg, Frame, SioPacket};
@@ -522,4 +530,121 @@ fn voip24h_response(args: &[Arg]) {
             received_at,
         );
     }
+}
+
+/// A WebSocket client's connect: `QUERY \n LAST-EVENT-ID \n TYPE` (see the
+/// module doc). The query and the type must be UTF-8 (a request target and
+/// a journaled type are); the `Last-Event-ID` line is the header's bytes,
+/// not text when they are not UTF-8, absent when there is no line.
+///
+/// Properties: no panic; parsing is deterministic; the token shows only as
+/// `***` in `Debug`; filter values are non-empty, trimmed and hold no comma;
+/// a resume point read is the text's number; `glob` agrees with a plain
+/// dynamic-programming match; an event built from the first value of every
+/// filter passes the filter.
+pub fn websocket_query(data: &[u8]) {
+    let mut lines = data.splitn(3, |b| *b == b'\n');
+    let Some(Ok(query)) = lines.next().map(std::str::from_utf8) else {
+        return;
+    };
+    let last_event_id = lines.next().map(|l| std::str::from_utf8(l).map_err(|_| ()));
+    let event_type = lines
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("call.ringing");
+
+    let parsed = ClientQuery::parse(Some(query));
+    assert_eq!(
+        parsed,
+        ClientQuery::parse(Some(query)),
+        "parsing is not deterministic"
+    );
+    if parsed.token.is_some() {
+        let without = ClientQuery {
+            token: None,
+            ..parsed.clone()
+        };
+        assert_eq!(
+            format!("{parsed:?}").replacen("token: Some(\"***\")", "token: None", 1),
+            format!("{without:?}"),
+            "the token shows in Debug"
+        );
+    }
+    let filter = &parsed.filter;
+    for value in filter
+        .types
+        .iter()
+        .chain(&filter.vendors)
+        .chain(&filter.accounts)
+        .chain(&filter.subjects)
+    {
+        assert!(
+            !value.is_empty() && value.trim() == value && !value.contains(','),
+            "filter value {value:?}"
+        );
+    }
+    match parsed.since(last_event_id) {
+        Ok(Some(seq)) => {
+            let text = parsed
+                .since
+                .as_deref()
+                .or(last_event_id.and_then(Result::ok))
+                .expect("a seq read from somewhere"); // ok: fuzz property
+            assert_eq!(text.trim().parse::<u64>(), Ok(seq), "seq from {text:?}");
+        }
+        Ok(None) => assert!(parsed.since.is_none() && last_event_id.is_none()),
+        Err(QueryError::BadSince { got, .. }) => assert!(got.chars().count() <= 40),
+        Err(_) => {}
+    }
+
+    for pattern in &filter.types {
+        let (p, t) = (pattern.chars().count(), event_type.chars().count());
+        if p * t <= 1 << 16 {
+            assert_eq!(
+                glob(pattern, event_type),
+                glob_reference(pattern, event_type),
+                "glob({pattern:?}, {event_type:?})"
+            );
+        }
+    }
+    let first = |list: &[String], or: &str| list.first().cloned().unwrap_or_else(|| or.to_owned());
+    let (vendor, account) = (
+        first(&filter.vendors, "tel4vn"),
+        first(&filter.accounts, "a"),
+    );
+    let header = EventHeader {
+        id: "00".into(),
+        event_type: first(&filter.types, event_type),
+        source: format!("/{vendor}/{account}"),
+        subject: Some(first(&filter.subjects, "s")),
+        vendor,
+        account,
+        seq: 1,
+    };
+    assert!(filter.matches(&header), "{filter:?} refuses {header:?}");
+}
+
+/// `*` any run of characters, `?` one, the rest literal: the textbook
+/// dynamic program, to check the one-backtrack `glob` against.
+fn glob_reference(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // matched[j]: pattern[..i] matches text[..j].
+    let mut matched = vec![false; t.len() + 1];
+    matched[0] = true;
+    for pc in &p {
+        let mut next = vec![false; t.len() + 1];
+        if *pc == '*' {
+            next[0] = matched[0];
+        }
+        for j in 1..=t.len() {
+            next[j] = match pc {
+                '*' => matched[j] || next[j - 1],
+                '?' => matched[j - 1],
+                c => matched[j - 1] && *c == t[j - 1],
+            };
+        }
+        matched = next;
+    }
+    matched[t.len()]
 }
