@@ -587,14 +587,7 @@ fn restored_resume_ids(
 /// The SPRecord resume id saver, started again after a panic (a bug):
 /// without it no id would be stored again, not even at the stop.
 async fn resume_saving_restarting(ctx: Arc<Context>, stop: CancellationToken) {
-    let waits = (Duration::from_secs(1), Duration::from_secs(60));
-    let on_panic = |delay: Duration| {
-        tracing::error!(
-            retry_in_ms = crate::logging::millis(delay),
-            "the SPRecord resume id saver failed unexpectedly (panic); restarting it"
-        );
-    };
-    crate::panic_restart::restart_on_panic(waits, &stop, on_panic, || {
+    restarting_after_panic("the SPRecord resume id saver", &stop, || {
         crate::sources::sprecord::resume_save::keep_saved(
             ctx.sse_resume.clone(),
             ctx.journal.clone(),
@@ -608,17 +601,27 @@ async fn resume_saving_restarting(ctx: Arc<Context>, stop: CancellationToken) {
 /// journal grew past `max_size` until the disk filled, with no word but the
 /// panic's (panic-containment audit of 2026-12-02).
 async fn retention_restarting(ctx: Arc<Context>, stop: CancellationToken) {
+    restarting_after_panic("the retention task", &stop, || {
+        retention_loop(ctx.clone(), stop.clone())
+    })
+    .await;
+}
+
+/// Runs a housekeeping task until it ends, started again after a panic 1 s
+/// later (doubling to 60 s), said naming `what`.
+async fn restarting_after_panic<F: std::future::Future<Output = ()>>(
+    what: &'static str,
+    stop: &CancellationToken,
+    run: impl FnMut() -> F,
+) {
     let waits = (Duration::from_secs(1), Duration::from_secs(60));
     let on_panic = |delay: Duration| {
         tracing::error!(
             retry_in_ms = crate::logging::millis(delay),
-            "the retention task failed unexpectedly (panic); restarting it"
+            "{what} failed unexpectedly (panic); restarting it"
         );
     };
-    crate::panic_restart::restart_on_panic(waits, &stop, on_panic, || {
-        retention_loop(ctx.clone(), stop.clone())
-    })
-    .await;
+    crate::panic_restart::restart_on_panic(waits, stop, on_panic, run).await;
 }
 
 /// How long a stop waits for reads in progress before closing the journal.

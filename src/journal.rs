@@ -385,6 +385,24 @@ impl Journal {
             .ok_or(JournalError::Closed)
     }
 
+    /// A write transaction for state kept beside the events (a sink's
+    /// cursor, the SSE resume ids), with the database it must not outlive.
+    /// Refused once the file is gone; `durable = false` rides on the next
+    /// durable commit.
+    fn begin_state_write(
+        &self,
+        durable: bool,
+    ) -> Result<(Arc<Database>, redb::WriteTransaction), JournalError> {
+        self.refuse_if_file_gone()?;
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(storage)?;
+        }
+        Ok((db, txn))
+    }
+
     /// Closes the database and opens it again, after an I/O error (a full
     /// disk): redb refuses every write once one has failed, until it is
     /// opened again, so without this freeing space would not be enough. The

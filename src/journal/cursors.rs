@@ -5,7 +5,7 @@
 //! crash never leaves one without the other; a non-durable write rides on
 //! the next durable commit (a stale cursor only re-sends: at least once).
 
-use redb::{Durability, ReadableDatabase};
+use redb::ReadableDatabase;
 
 use super::{CURSOR_STATES, CURSORS, Journal, JournalError, storage};
 
@@ -55,12 +55,7 @@ impl Journal {
         state: Option<&[u8]>,
         durable: bool,
     ) -> Result<(), JournalError> {
-        self.refuse_if_file_gone()?;
-        let db = self.db()?;
-        let mut txn = db.begin_write().map_err(storage)?;
-        if !durable {
-            txn.set_durability(Durability::None).map_err(storage)?;
-        }
+        let (_db, txn) = self.begin_state_write(durable)?;
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
             cursors.insert(name, seq).map_err(storage)?;

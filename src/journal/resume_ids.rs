@@ -7,7 +7,7 @@
 //! after a crash an id is at most the last save's age behind (a server that
 //! keeps history re-sends those events, and dedup finds them).
 
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Journal, JournalError, storage};
 
@@ -41,12 +41,7 @@ impl Journal {
         ids: &[SavedResumeId],
         durable: bool,
     ) -> Result<(), JournalError> {
-        self.refuse_if_file_gone()?;
-        let db = self.db()?;
-        let mut txn = db.begin_write().map_err(storage)?;
-        if !durable {
-            txn.set_durability(Durability::None).map_err(storage)?;
-        }
+        let (_db, txn) = self.begin_state_write(durable)?;
         {
             let mut table = txn.open_table(SSE_RESUME).map_err(storage)?;
             table.retain(|_, _| false).map_err(storage)?;
