@@ -724,6 +724,80 @@ async fn sio4_an_event_sent_as_the_relay_leaves_is_journaled() {
     an_event_sent_as_the_relay_leaves_is_journaled(4).await;
 }
 
+/// A TCP relay to `to` on 127.0.0.1 that holds what the client writes for
+/// `delay` before passing it on (what the server writes goes back at once):
+/// a link whose round trip is longer than `delay`. Returns its port.
+async fn slow_uplink(to: u16, delay: Duration) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+            // Each chunk goes on `delay` after it came, in order.
+            let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+            tokio::spawn(async move {
+                while let Some((at, chunk)) = due.recv().await {
+                    tokio::time::sleep_until(at + delay).await;
+                    if server_write.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = server_write.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 || chunks.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Over a link whose round trip (400 ms here) is longer than a quiet spell,
+/// an event the server sent just before it read the relay's leave arrives
+/// late: the stopping session reads on until the server's close answers
+/// its own. Before, it read until nothing came for 250 ms, and the close read
+/// the event off and lost it, uncounted.
+async fn an_event_arriving_late_over_a_slow_link_is_journaled_at_the_stop(sio: u8) {
+    let late = json!(["response", call_event(9)]);
+    let mut peer = Peer::spawn(sio, &["--write-on-leave", &format!("2{late}")]).await;
+    peer.port = slow_uplink(peer.port, Duration::from_millis(400)).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    peer.expect("signed").await;
+    let ctx = relay.ctx.clone();
+    let _dir = relay.stop().await;
+    peer.expect("disconnect").await;
+    let raws: Vec<Value> = common::events_on_disk(&ctx)
+        .iter()
+        .map(|e| serde_json::from_slice::<Value>(&e.json).expect("JSON")["data"]["raw"].clone())
+        .collect();
+    assert_eq!(raws, vec![call_event(9)]);
+}
+
+#[tokio::test]
+async fn sio2_an_event_arriving_late_over_a_slow_link_is_journaled_at_the_stop() {
+    an_event_arriving_late_over_a_slow_link_is_journaled_at_the_stop(2).await;
+}
+
+#[tokio::test]
+async fn sio4_an_event_arriving_late_over_a_slow_link_is_journaled_at_the_stop() {
+    an_event_arriving_late_over_a_slow_link_is_journaled_at_the_stop(4).await;
+}
+
 #[tokio::test]
 async fn sio2_reload_replaces_the_session_without_overlap() {
     reload_replaces_the_session_without_overlap(2).await;

@@ -47,6 +47,9 @@ const MAX_MESSAGE: usize = 16 << 20;
 
 enum Cmd {
     Send(String, oneshot::Sender<Result<(), LinkError>>),
+    /// The websocket's close; reading goes on until the server's close
+    /// answers it.
+    Finish(oneshot::Sender<Result<(), LinkError>>),
     Close,
 }
 
@@ -96,6 +99,23 @@ impl Emitter {
     /// to read what the server sent before it read that.
     pub async fn leave(&self) -> Result<(), LinkError> {
         self.send(wire::DISCONNECT.to_owned()).await
+    }
+
+    /// Sends the websocket's close after a [`Self::leave`], and sends nothing
+    /// more; the connection is read on until the server's close answers it
+    /// ([`Inbound::Closed`] with [`LEFT`]). Everything the server wrote
+    /// before it read the close comes first, in order on the socket: read
+    /// until then, an event still in flight over a slow link (a round trip
+    /// longer than the drain's quiet spell) is not read off by the close and
+    /// lost. Not sent with the `41`: a server still flushing what it had
+    /// queued when it read the `41` would drop it at the close.
+    pub async fn finish(&self) -> Result<(), LinkError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Finish(reply))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        rx.await.unwrap_or(Err(LinkError::Closed))
     }
 
     async fn send(&self, text: String) -> Result<(), LinkError> {
@@ -182,6 +202,10 @@ pub(super) async fn close_ws(mut ws: Ws) {
     })
     .await;
 }
+
+/// Why the connection ended after [`Emitter::finish`]: the server answered
+/// the close.
+pub const LEFT: &str = "the server closed the connection after the relay left";
 
 /// Who keeps the connection's heartbeat, from the open packet.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -363,6 +387,9 @@ async fn drive(
     let server_silent = tokio::time::sleep(silence_limit);
     tokio::pin!(server_silent);
     let mut backlog = Backlog::default();
+    // Finished (the websocket close sent): nothing more is sent, and the
+    // server's close ends the connection as asked.
+    let mut left = false;
     let ended = loop {
         let full = backlog.is_full(session.handed_on.bytes());
         tokio::select! {
@@ -378,7 +405,7 @@ async fn drive(
                     return;
                 }
             },
-            _ = ping.tick(), if client_pings => {
+            _ = ping.tick(), if client_pings && !left => {
                 if let Err(e) = ws.send(Message::Text(wire::PING.into())).await {
                     break format!("ping failed: {e}");
                 }
@@ -389,6 +416,21 @@ async fn drive(
             // The session took something: the bound may let reading on.
             _ = session.handed_on.taken.notified(), if full => {}
             cmd = cmds.recv() => match cmd {
+                Some(Cmd::Send(_, reply)) if left => {
+                    let _ = reply.send(Err(LinkError::Closed));
+                }
+                Some(Cmd::Finish(reply)) => {
+                    let mut result = Ok(());
+                    if !left {
+                        left = true;
+                        result = ws.close(None).await.map_err(LinkError::from);
+                    }
+                    let failed = result.is_err();
+                    let _ = reply.send(result);
+                    if failed {
+                        break "close failed".to_owned();
+                    }
+                }
                 Some(Cmd::Send(text, reply)) => {
                     let result = ws.send(Message::Text(text.into())).await.map_err(LinkError::from);
                     let failed = result.is_err();
@@ -416,8 +458,10 @@ async fn drive(
                             Frame::Ping(data) => {
                                 // Engine.IO 4 servers drop a client that does not
                                 // answer; Engine.IO 3 servers do not ping.
-                                let pong = format!("{}{data}", wire::PONG_PREFIX);
-                                let _ = ws.send(Message::Text(pong.into())).await;
+                                if !left {
+                                    let pong = format!("{}{data}", wire::PONG_PREFIX);
+                                    let _ = ws.send(Message::Text(pong.into())).await;
+                                }
                                 Inbound::Alive
                             }
                             Frame::Close => break "the server closed the transport".to_owned(),
@@ -447,6 +491,7 @@ async fn drive(
                         };
                         (inbound, text.len())
                     }
+                    Some(Ok(Message::Close(_))) | None if left => break LEFT.to_owned(),
                     Some(Ok(Message::Close(_))) | None => {
                         break "the connection was closed".to_owned()
                     }
@@ -469,7 +514,7 @@ async fn drive(
                 _ => return,
             },
             cmd = cmds.recv() => match cmd {
-                Some(Cmd::Send(_, reply)) => {
+                Some(Cmd::Send(_, reply) | Cmd::Finish(reply)) => {
                     let _ = reply.send(Err(LinkError::Closed));
                 }
                 Some(Cmd::Close) | None => return,
@@ -478,7 +523,7 @@ async fn drive(
     }
     while let Some(cmd) = cmds.recv().await {
         match cmd {
-            Cmd::Send(_, reply) => {
+            Cmd::Send(_, reply) | Cmd::Finish(reply) => {
                 let _ = reply.send(Err(LinkError::Closed));
             }
             Cmd::Close => return,

@@ -127,8 +127,10 @@ pub struct SessionEnd {
 /// had received: well inside SourceManager's 10 s stop timeout, with the
 /// link's own close (up to 4 s) after it.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
-/// On a stop, the connection is read until nothing arrived for this long: what
-/// the server wrote before it saw us go is in the socket's buffers by then.
+/// On a stop, the connection is read until nothing arrived for this long
+/// after the leave (`41`): a server flushing what it had queued is done by
+/// then. The websocket's close follows, and reading goes on until the
+/// server's close answers it.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
 
 /// Most `response`s journaled in one commit: a burst is taken as it arrives
@@ -257,24 +259,48 @@ impl Session<'_> {
     }
 
     /// On a stop: journals every `response` that has reached us, in order,
-    /// including those still on their way through the connection's buffers
-    /// (read until nothing came for DRAIN_QUIET), until the connection closes
-    /// or DRAIN_LIMIT after the stop.
+    /// including those still on their way: read until nothing came for
+    /// DRAIN_QUIET, then the websocket's close is sent and reading goes on
+    /// until the server's close answers it (everything it sent before it
+    /// read ours comes first); at most until DRAIN_LIMIT after the stop.
+    /// The close's answer, not the quiet spell alone: over a link whose
+    /// round trip is longer than the spell, an event the server sent just
+    /// before it read the `41` came after the spell, and the close read it
+    /// off and lost it.
     async fn drain(&self, link: &mut Link, drain_over: &CancellationToken) {
+        if !self.drain_while(link, drain_over, Some(DRAIN_QUIET)).await {
+            return;
+        }
+        let emitter = link.emitter();
+        tokio::select! {
+            _ = emitter.finish() => {}
+            () = drain_over.cancelled() => return,
+        }
+        self.drain_while(link, drain_over, None).await;
+    }
+
+    /// Journals what arrives until the link closes or the drain is over
+    /// (false), or nothing came for `quiet` (true).
+    async fn drain_while(
+        &self,
+        link: &mut Link,
+        drain_over: &CancellationToken,
+        quiet: Option<Duration>,
+    ) -> bool {
         loop {
             // The select below prefers what has arrived: under a steady
             // stream it would never see the deadline.
             if drain_over.is_cancelled() {
-                return;
+                return false;
             }
             let inbound = tokio::select! {
                 biased;
                 inbound = link.recv() => inbound,
-                _ = drain_over.cancelled() => return,
-                _ = tokio::time::sleep(DRAIN_QUIET) => return,
+                _ = drain_over.cancelled() => return false,
+                _ = tokio::time::sleep(quiet.unwrap_or(DRAIN_LIMIT)), if quiet.is_some() => return true,
             };
             if !self.deliver_inbound(link, inbound, drain_over).await {
-                return;
+                return false;
             }
         }
     }
