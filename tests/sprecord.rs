@@ -476,7 +476,7 @@ async fn a_restart_resumes_after_the_last_journaled_id() {
     eventually(WAIT, "the account's id stored while running", || {
         journal
             .sse_resume_ids()
-            .is_ok_and(|ids| ids.len() == 1 && ids[0].1 == "8")
+            .is_ok_and(|ids| ids.len() == 1 && ids[0].1 == (8, "8".to_owned()))
     })
     .await;
     drop(journal);
@@ -1239,6 +1239,47 @@ async fn streams_request_the_origin_form_target_with_a_host_header() {
         Some(server.url.trim_start_matches("http://"))
     );
     relay.stop().await;
+}
+
+/// A stream catching up hands on its duplicates after the account's newest
+/// event: they do not move the resume point back, so a restart resumes
+/// after the newest journaled event. Before, the last stream to hand an
+/// event on set it, here the lagging one's "5": after a restart longer than
+/// `dedup.window` a server with history would have had 6..10 journaled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_streams_duplicates_do_not_move_the_resume_point_back() {
+    let events = calls(1, 3); // ids 1..12
+    let frames = |ids: std::ops::RangeInclusive<u64>| -> Vec<u8> {
+        ids.flat_map(|id| sse_frame(id, &events[id as usize - 1]))
+            .collect()
+    };
+    let (front, lagging) = (frames(1..=10), frames(1..=5));
+    let server = RawSse::start(move |n| match n {
+        0 => vec![Step::Write(front.clone()), Step::Hold],
+        1 => vec![
+            Step::Pause(Duration::from_millis(300)),
+            Step::Write(lagging.clone()),
+            Step::Hold,
+        ],
+        _ => vec![Step::Hold],
+    })
+    .await;
+    let relay = start_relay(&sprecord_toml_at(&server.url, 2, "")).await;
+    relay.wait_for_seq(10, WAIT).await;
+    eventually(WAIT, "the lagging stream's five duplicates", || {
+        relay.duplicates("sprecord", ACCOUNT) >= 5
+    })
+    .await;
+    let text = std::fs::read_to_string(&relay.config_path).unwrap();
+    let dir = relay.stop().await;
+    let again = common::start_relay_in(dir, &text).await;
+    eventually(WAIT, "both streams back", || server.requests().len() == 4).await;
+    let resumed: Vec<_> = server.requests()[2..]
+        .iter()
+        .map(|r| r.last_event_id.clone())
+        .collect();
+    assert_eq!(resumed, vec![Some("10".to_owned()), Some("10".to_owned())]);
+    again.stop().await;
 }
 
 /// As the reload test, with SIGTERM's path (the relay drained and stopped)

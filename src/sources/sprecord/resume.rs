@@ -11,6 +11,13 @@
 //! and query (see [`key`]): they would be stored in the journal's file, and
 //! a token rotated in the url would cost the resume point.
 //!
+//! Why the journal's seq beside the id: the account's streams journal the
+//! same events at their own pace, and the one that hands its event on last
+//! is not always the one furthest on: a lagging stream's duplicate moved the
+//! point back (and a restart after longer than `dedup.window` then journaled
+//! again what the server re-sent). An event's ack carries the seq of its
+//! first copy, so the point moves only to a higher seq.
+//!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
 //! connects refused for minutes while a browser holds one of the server's
@@ -52,6 +59,15 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// (account, url).
 pub type Key = (String, String);
 
+/// Where an account's streams are: the seq of the newest event they
+/// journaled, and the id to resume after (`None` when that event's id
+/// cannot go back as a header: the streams then ask for no history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Point {
+    seq: u64,
+    id: Option<String>,
+}
+
 /// Every account's last handed-on id, for one relay.
 #[derive(Debug, Default)]
 pub struct ResumeIds {
@@ -62,7 +78,7 @@ pub struct ResumeIds {
 
 #[derive(Debug, Default)]
 struct Ids {
-    by_account: HashMap<Key, String>,
+    by_account: HashMap<Key, Point>,
     /// Changed since the last [`ResumeIds::unsaved`].
     unsaved: bool,
 }
@@ -73,7 +89,10 @@ impl ResumeIds {
     /// server; those left out are gone from the journal at the next save).
     pub fn restored(saved: Vec<SavedResumeId>, configured: &[Key]) -> ResumeIds {
         let restored = ResumeIds::default();
-        restored.lock().by_account = saved.into_iter().collect();
+        restored.lock().by_account = saved
+            .into_iter()
+            .map(|(key, (seq, id))| (key, Point { seq, id: Some(id) }))
+            .collect();
         restored.keep_only(configured);
         restored
     }
@@ -121,7 +140,7 @@ impl ResumeIds {
         let mut all: Vec<SavedResumeId> = ids
             .by_account
             .iter()
-            .map(|(key, id)| (key.clone(), id.clone()))
+            .filter_map(|(key, point)| Some((key.clone(), (point.seq, point.id.clone()?))))
             .collect();
         all.sort_unstable();
         Some(all)
@@ -154,16 +173,45 @@ impl ResumeId {
         }
     }
 
-    /// The last id any of the account's streams handed to ingest, if any.
+    /// The id of the newest event the account's streams journaled (or
+    /// passed), if any.
     pub fn get(&self) -> Option<String> {
-        self.ids.lock().by_account.get(&self.key).cloned()
+        self.ids.lock().by_account.get(&self.key)?.id.clone()
     }
 
-    /// Notes `id` as the last one handed on; one that cannot go back as
-    /// `Last-Event-ID` (over [`MAX_ID_BYTES`], or holding a control
-    /// character) clears the resume point instead.
-    pub fn set(&self, id: &str) {
+    /// The seq of the newest event the account's streams journaled (0 for
+    /// none): where a stream opened now stands.
+    pub fn seq(&self) -> u64 {
+        self.ids
+            .lock()
+            .by_account
+            .get(&self.key)
+            .map_or(0, |point| point.seq)
+    }
+
+    /// Notes `id` as handed on, its event journaled as `seq` (the first
+    /// copy's, for a duplicate): the point moves only to a higher seq.
+    pub fn advance(&self, seq: u64, id: &str) {
+        self.put(seq, id, |kept| seq > kept);
+    }
+
+    /// Notes `id` as passed without journaling (malformed, or too large) by
+    /// a stream whose last journaled event is `stream_seq`: the point moves
+    /// only for a stream at its front, not for one still catching up.
+    pub fn pass(&self, stream_seq: u64, id: &str) {
+        self.put(stream_seq, id, |kept| stream_seq >= kept);
+    }
+
+    /// Puts (seq, id) when `moves(kept seq)` allows it; an id that cannot go
+    /// back as `Last-Event-ID` (over [`MAX_ID_BYTES`], or holding a control
+    /// character) leaves the point without an id instead.
+    fn put(&self, seq: u64, id: &str, moves: impl Fn(u64) -> bool) {
         let mut ids = self.ids.lock();
+        if let Some(kept) = ids.by_account.get(&self.key)
+            && !moves(kept.seq)
+        {
+            return;
+        }
         let why = if id.len() > MAX_ID_BYTES {
             Some("is too long")
         } else if !is_header_text(id) {
@@ -172,7 +220,12 @@ impl ResumeId {
             None
         };
         if let Some(why) = why {
-            if ids.by_account.remove(&self.key).is_some() {
+            let cleared = Point { seq, id: None };
+            let had_id = ids
+                .by_account
+                .insert(self.key.clone(), cleared)
+                .is_some_and(|kept| kept.id.is_some());
+            if had_id {
                 ids.unsaved = true;
                 self.ids.changed.notify_one();
                 tracing::warn!(
@@ -185,10 +238,20 @@ impl ResumeId {
             return;
         }
         match ids.by_account.get_mut(&self.key) {
-            Some(kept) if kept == id => return,
-            Some(kept) => id.clone_into(kept),
+            Some(kept) if kept.seq == seq && kept.id.as_deref() == Some(id) => return,
+            Some(kept) => {
+                kept.seq = seq;
+                match &mut kept.id {
+                    Some(kept_id) => id.clone_into(kept_id),
+                    None => kept.id = Some(id.to_owned()),
+                }
+            }
             None => {
-                ids.by_account.insert(self.key.clone(), id.to_owned());
+                let point = Point {
+                    seq,
+                    id: Some(id.to_owned()),
+                };
+                ids.by_account.insert(self.key.clone(), point);
             }
         }
         ids.unsaved = true;
@@ -246,8 +309,8 @@ mod tests {
         let ids = Arc::new(ResumeIds::default());
         let first = resume(&ids, "http://a/sys/events");
         assert_eq!(first.get(), None);
-        first.set("41");
-        first.set("42");
+        first.advance(41, "41");
+        first.advance(42, "42");
         // Another stream of the account, or one started anew (after a
         // reload or a panic), finds it.
         assert_eq!(
@@ -262,11 +325,11 @@ mod tests {
     fn an_id_too_long_to_send_back_clears_the_resume_point() {
         let ids = Arc::new(ResumeIds::default());
         let stream = resume(&ids, "http://a/sys/events");
-        stream.set("41");
-        stream.set(&"x".repeat(MAX_ID_BYTES + 1));
+        stream.advance(41, "41");
+        stream.advance(42, &"x".repeat(MAX_ID_BYTES + 1));
         assert_eq!(stream.get(), None);
         let longest = "y".repeat(MAX_ID_BYTES);
-        stream.set(&longest);
+        stream.advance(43, &longest);
         assert_eq!(stream.get(), Some(longest));
     }
 
@@ -276,11 +339,11 @@ mod tests {
     fn an_id_holding_a_control_character_clears_the_resume_point() {
         let ids = Arc::new(ResumeIds::default());
         let stream = resume(&ids, "http://a/sys/events");
-        stream.set("41");
-        stream.set("4\u{1}2");
+        stream.advance(41, "41");
+        stream.advance(42, "4\u{1}2");
         assert_eq!(stream.get(), None);
         // Text beyond ASCII goes back as the server wrote it.
-        stream.set("số-43");
+        stream.advance(43, "số-43");
         assert_eq!(stream.get().as_deref(), Some("số-43"));
     }
 
@@ -290,17 +353,20 @@ mod tests {
         let ids = Arc::new(ResumeIds::default());
         assert_eq!(ids.unsaved(), None);
         let stream = resume(&ids, "http://a/sys/events");
-        stream.set("41");
+        stream.advance(41, "41");
         let key = ("main".to_owned(), "http://a/sys/events".to_owned());
-        assert_eq!(ids.unsaved(), Some(vec![(key.clone(), "41".to_owned())]));
+        assert_eq!(
+            ids.unsaved(),
+            Some(vec![(key.clone(), (41, "41".to_owned()))])
+        );
         assert_eq!(ids.unsaved(), None);
         // The same id again (another stream's copy of the event) is no change.
-        stream.set("41");
+        stream.advance(41, "41");
         assert_eq!(ids.unsaved(), None);
         ids.not_saved();
-        assert_eq!(ids.unsaved(), Some(vec![(key, "41".to_owned())]));
+        assert_eq!(ids.unsaved(), Some(vec![(key, (41, "41".to_owned()))]));
         // A cleared id is a change: the journal must forget it too.
-        stream.set(&"x".repeat(MAX_ID_BYTES + 1));
+        stream.advance(42, &"x".repeat(MAX_ID_BYTES + 1));
         assert_eq!(ids.unsaved(), Some(vec![]));
     }
 
@@ -310,9 +376,9 @@ mod tests {
     fn restored_ids_are_kept_for_configured_accounts_only() {
         let key = |account: &str, url: &str| (account.to_owned(), url.to_owned());
         let saved = vec![
-            (key("main", "http://a/sys/events"), "41".to_owned()),
-            (key("main", "http://old/sys/events"), "7".to_owned()),
-            (key("gone", "http://a/sys/events"), "9".to_owned()),
+            (key("main", "http://a/sys/events"), (41, "41".to_owned())),
+            (key("main", "http://old/sys/events"), (7, "7".to_owned())),
+            (key("gone", "http://a/sys/events"), (9, "9".to_owned())),
         ];
         let configured = [key("main", "http://a/sys/events")];
         let ids = Arc::new(ResumeIds::restored(saved.clone(), &configured));
@@ -366,15 +432,44 @@ mod key_tests {
     #[test]
     fn ids_of_accounts_no_longer_configured_are_forgotten() {
         let ids = Arc::new(ResumeIds::default());
-        ResumeId::in_ids(&ids, "kept", "http://a/sys/events").set("1");
-        ResumeId::in_ids(&ids, "gone", "http://a/sys/events").set("2");
+        ResumeId::in_ids(&ids, "kept", "http://a/sys/events").advance(1, "1");
+        ResumeId::in_ids(&ids, "gone", "http://a/sys/events").advance(2, "2");
         ids.unsaved();
         ids.keep_only(&[key("kept", "http://a/sys/events")]);
         assert_eq!(
             ids.unsaved(),
-            Some(vec![(key("kept", "http://a/sys/events"), "1".to_owned())])
+            Some(vec![(
+                key("kept", "http://a/sys/events"),
+                (1, "1".to_owned())
+            )])
         );
         ids.keep_only(&[key("kept", "http://a/sys/events")]);
         assert_eq!(ids.unsaved(), None, "nothing forgotten, nothing to save");
+    }
+
+    /// A stream catching up hands on its duplicates after the account's
+    /// newest event: they carry their first copy's (lower) seq, and the
+    /// point stays. Before, the last stream to hand one on set it, so a
+    /// restart could resume from a lagging stream's older id.
+    #[test]
+    fn a_lagging_streams_duplicates_do_not_move_the_point_back() {
+        let ids = Arc::new(ResumeIds::default());
+        let front = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        let lagging = front.clone();
+        front.advance(100, "e100");
+        lagging.advance(99, "e99");
+        lagging.advance(100, "e100");
+        assert_eq!(front.get().as_deref(), Some("e100"));
+        assert_eq!(front.seq(), 100);
+        // A malformed event after it, seen by the front stream, moves the
+        // id on; the lagging stream, still at 99, passing an older one does not.
+        front.pass(100, "bad101");
+        lagging.pass(99, "bad98");
+        assert_eq!(front.get().as_deref(), Some("bad101"));
+        front.advance(102, "e102");
+        assert_eq!((front.seq(), front.get().as_deref()), (102, Some("e102")));
+        // An id that cannot be a header from a lagging stream clears nothing.
+        lagging.advance(101, &"x".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(front.get().as_deref(), Some("e102"));
     }
 }

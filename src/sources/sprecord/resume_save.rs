@@ -126,7 +126,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let ids = journal.sse_resume_ids().unwrap();
-            if ids.len() == 1 && ids[0].1 == want {
+            if ids.len() == 1 && ids[0].1.1 == want {
                 return;
             }
             assert!(
@@ -147,12 +147,12 @@ mod tests {
         let stop = CancellationToken::new();
         let saver = tokio::spawn(keep_saved(ids.clone(), journal.clone(), stop.clone()));
         let stream = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        stream.set("1");
+        stream.advance(1, "1");
         stored(&journal, "1").await;
-        stream.set("2");
-        stream.set("3");
+        stream.advance(2, "2");
+        stream.advance(3, "3");
         stored(&journal, "3").await;
-        stream.set("4");
+        stream.advance(4, "4");
         stop.cancel();
         saver.await.unwrap();
         assert!(journal.close(Duration::from_secs(5)));
@@ -162,7 +162,7 @@ mod tests {
             journal.sse_resume_ids().unwrap(),
             vec![(
                 ("main".to_owned(), "http://a/sys/events".to_owned()),
-                "4".to_owned()
+                (4, "4".to_owned())
             )]
         );
     }

@@ -5,9 +5,12 @@
 //! - every event read is submitted to ingest and retried on commit errors; a
 //!   stream never drops an event it has read (only the drain deadline after
 //!   a cancel stops a retry);
-//! - `Last-Event-ID` is advanced only after its event is journaled, so a
-//!   server that keeps history resumes after the last durable event; it is
-//!   kept in [`ResumeId`], so a stream restarted by a reload resumes too;
+//! - `Last-Event-ID` is advanced only after its event is journaled, and
+//!   only to an event of a higher seq than the account's streams stood at
+//!   (a lagging stream's duplicates do not move it back), so a server that
+//!   keeps history resumes after the newest durable event; it is kept in
+//!   [`ResumeId`] (and the journal), so a stream restarted by a reload or a
+//!   restart resumes too;
 //! - on cancel (reload, shutdown) every event already received — parsed,
 //!   buffered, or whose bytes arrive without waiting — is still handed to
 //!   ingest, within [`DRAIN_DEADLINE`], before the connection is closed;
@@ -225,6 +228,9 @@ impl StreamSupervisor {
     ) -> StreamEnd {
         // Set once cancelled: received events are still handed on until then.
         let mut drain_until: Option<Instant> = None;
+        // The seq of the last event this stream journaled: it opened where
+        // the account's streams stood.
+        let mut stream_seq = self.resume.seq();
         loop {
             let next = match drain_until {
                 Some(deadline) => match Self::next_draining(conn, deadline).await {
@@ -253,7 +259,7 @@ impl StreamSupervisor {
                             // has nothing to resume after.
                             let id = conn.last_event_id();
                             if !id.is_empty() {
-                                self.resume.set(id);
+                                self.resume.pass(stream_seq, id);
                             }
                             return StreamEnd::TooLarge;
                         }
@@ -269,27 +275,36 @@ impl StreamSupervisor {
             let handled = match drain_until {
                 Some(deadline) => tokio::time::timeout_at(deadline, handled)
                     .await
-                    .unwrap_or(false),
+                    .unwrap_or(None),
                 None => tokio::select! {
                     handled = &mut handled => handled,
                     _ = cancel.cancelled() => {
                         // Keep this event: finish it, within the drain deadline.
                         let deadline = Instant::now() + DRAIN_DEADLINE;
                         drain_until = Some(deadline);
-                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(false)
+                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(None)
                     }
                 },
             };
-            if !handled {
+            let Some(handed) = handled else {
                 // Said, not counted in `dropped_at_stop`: the account's other
                 // streams carry the same events and may have journaled it.
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
                     event_id = %crate::logging::excerpt(&next.id),
                     "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
                 return StreamEnd::Cancelled;
-            }
-            if !next.id.is_empty() {
-                self.resume.set(&next.id);
+            };
+            match handed {
+                Handed::Journaled(seq) => {
+                    stream_seq = seq;
+                    if !next.id.is_empty() {
+                        self.resume.advance(seq, &next.id);
+                    }
+                }
+                Handed::Skipped if !next.id.is_empty() => {
+                    self.resume.pass(stream_seq, &next.id);
+                }
+                Handed::Skipped => {}
             }
         }
     }
@@ -307,12 +322,12 @@ impl StreamSupervisor {
 
     /// Parses one `data:` payload and journals it. False only when ingest is
     /// shutting down; the caller bounds how long it may retry.
-    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> bool {
+    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> Option<Handed> {
         let (value, text) = match vendors::text::parse_json(data) {
             Ok(read) => read,
             Err(e) => {
                 self.malformed(&format!("data is not JSON ({e}); {} bytes", data.len()));
-                return true;
+                return Some(Handed::Skipped);
             }
         };
         let event = match parse_message(&value) {
@@ -321,11 +336,11 @@ impl StreamSupervisor {
                 // Only the webhook registration sends this; on a stream it means nothing.
                 tracing::warn!(vendor = "sprecord", account = %self.account,
                     "ignored a webhook verification message received on the SSE stream");
-                return true;
+                return Some(Handed::Skipped);
             }
             Err(e) => {
                 self.malformed(&e.to_string());
-                return true;
+                return Some(Handed::Skipped);
             }
         };
         reporter.event_seen();
@@ -346,17 +361,18 @@ impl StreamSupervisor {
             event,
             raw: RawPayload::json(&text).unwrap_or(RawPayload::Fields(value)),
         };
-        self.submit(incoming).await
+        self.submit(incoming).await.map(Handed::Journaled)
     }
 
-    /// Submits until journaled (or a duplicate); retries commit errors with
-    /// backoff, for as long as the caller lets it (see `pump`).
-    async fn submit(&self, incoming: IncomingEvent) -> bool {
+    /// Submits until journaled (or a duplicate): the seq of its first copy;
+    /// retries commit errors with backoff, for as long as the caller lets it
+    /// (see `pump`). `None` once the journal is closing.
+    async fn submit(&self, incoming: IncomingEvent) -> Option<u64> {
         let mut delay = self.timings.backoff_min;
         loop {
             match self.ctx.ingest.submit(incoming.clone()).await {
-                Ok(_) => return true,
-                Err(IngestError::ShuttingDown) => return false,
+                Ok(ack) => return Some(ack.seq),
+                Err(IngestError::ShuttingDown) => return None,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
                     self.warnings
                         .journal_refused(&self.account, self.index, &e, delay);
@@ -375,6 +391,14 @@ impl StreamSupervisor {
             .inc();
         self.warnings.malformed(&self.account, self.index, why);
     }
+}
+
+/// What became of an event handed on.
+enum Handed {
+    /// Journaled, or a duplicate of one journaled as this seq.
+    Journaled(u64),
+    /// Not an event to journal (malformed, a verification message).
+    Skipped,
 }
 
 fn new_backoff(t: &Timings) -> ExponentialBackoff {
