@@ -2,9 +2,10 @@
 //! stopped (drained) before a restart or at shutdown.
 //!
 //! Guarantees: the sink has its own cancellation, so it outlives the sources
-//! and ingest at shutdown and delivers what they committed last; `stop`
-//! returns only once its task has finished (its in-flight records drained or
-//! their bound passed).
+//! and ingest at shutdown; `stop` returns only once its task has finished
+//! (its in-flight records drained or their bound passed). What the drain
+//! committed and the sink had not sent yet stays in the journal for the next
+//! start (after a `systemctl stop`, Kafka lags by it until then).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
