@@ -585,16 +585,14 @@ fn restored_resume_ids(
 }
 
 /// The SPRecord resume id saver, started again after a panic (a bug):
-/// without it no id would be stored again, not even at the stop.
+/// without it no id would be stored again; then the stop's durable save.
 async fn resume_saving_restarting(ctx: Arc<Context>, stop: CancellationToken) {
+    use crate::sources::sprecord::resume_save::{keep_saved, save_at_stop};
     restarting_after_panic("the SPRecord resume id saver", &stop, || {
-        crate::sources::sprecord::resume_save::keep_saved(
-            ctx.sse_resume.clone(),
-            ctx.journal.clone(),
-            stop.clone(),
-        )
+        keep_saved(ctx.sse_resume.clone(), ctx.journal.clone(), stop.clone())
     })
     .await;
+    save_at_stop(&ctx.sse_resume, &ctx.journal).await;
 }
 
 /// The retention task, started again after a panic (a bug): without it the

@@ -219,7 +219,7 @@ impl Endpoint {
             }
             // Sent back as the server wrote it (`from_str` takes UTF-8 too).
             // An id that cannot be a header value is never the resume point
-            // (`ResumeId::set` refuses it, and says so once, naming the
+            // (`ResumeId::hand_on` does not resume after it, and says so once, naming the
             // account), so none is skipped here.
             if let Some(value) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
                 h.insert(HeaderName::from_static("last-event-id"), value);

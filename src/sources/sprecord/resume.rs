@@ -11,12 +11,16 @@
 //! and query (see [`key`]): they would be stored in the journal's file, and
 //! a token rotated in the url would cost the resume point.
 //!
-//! Why the journal's seq beside the id: the account's streams journal the
-//! same events at their own pace, and the one that hands its event on last
-//! is not always the one furthest on: a lagging stream's duplicate moved the
-//! point back (and a restart after longer than `dedup.window` then journaled
-//! again what the server re-sent). An event's ack carries the seq of its
-//! first copy, so the point moves only to a higher seq.
+//! Why only a stream at the front moves it: the account's streams hand on
+//! the same events at their own pace, and the one that hands its event on
+//! last is not always the one furthest on: a lagging stream's duplicate
+//! moved the point back (and a restart after longer than `dedup.window`
+//! then journaled again what the server re-sent). A stream is at the front
+//! when the last id it handed on (or opened with) is the point's: the event
+//! it hands on next is the one after the point in the server's order. Not
+//! the journal's seq: a duplicate's seq is its first copy's, which may be
+//! far behind (a payload sent twice, an event the webhook brought first),
+//! and a point held there by it was never moved past the event after it.
 //!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
@@ -59,13 +63,13 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// (account, url).
 pub type Key = (String, String);
 
-/// Where an account's streams are: the seq of the newest event they
-/// journaled, and the id to resume after (`None` when that event's id
-/// cannot go back as a header: the streams then ask for no history).
+/// Where an account's streams are: the id of the last event a stream at
+/// the front handed on, and whether it can go back as `Last-Event-ID` (when
+/// not, the streams ask for no history).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Point {
-    seq: u64,
-    id: Option<String>,
+    id: String,
+    resumable: bool,
 }
 
 /// Every account's last handed-on id, for one relay.
@@ -91,7 +95,11 @@ impl ResumeIds {
         let restored = ResumeIds::default();
         restored.lock().by_account = saved
             .into_iter()
-            .map(|(key, (seq, id))| (key, Point { seq, id: Some(id) }))
+            .filter(|(_, id)| why_not_resumable(id).is_none())
+            .map(|(key, id)| {
+                let resumable = true;
+                (key, Point { id, resumable })
+            })
             .collect();
         restored.keep_only(configured);
         restored
@@ -140,7 +148,8 @@ impl ResumeIds {
         let mut all: Vec<SavedResumeId> = ids
             .by_account
             .iter()
-            .filter_map(|(key, point)| Some((key.clone(), (point.seq, point.id.clone()?))))
+            .filter(|(_, point)| point.resumable)
+            .map(|(key, point)| (key.clone(), point.id.clone()))
             .collect();
         all.sort_unstable();
         Some(all)
@@ -173,89 +182,74 @@ impl ResumeId {
         }
     }
 
-    /// The id of the newest event the account's streams journaled (or
-    /// passed), if any.
+    /// The id a stream opens with as `Last-Event-ID`, if any, and the id it
+    /// stands at (the point's, resumable or not): both under one look, so a
+    /// stream is at the front from its first event when nothing moved since.
+    pub fn open_point(&self) -> (Option<String>, Option<String>) {
+        let ids = self.ids.lock();
+        match ids.by_account.get(&self.key) {
+            Some(point) => (
+                point.resumable.then(|| point.id.clone()),
+                Some(point.id.clone()),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// The id to resume after, if any.
     pub fn get(&self) -> Option<String> {
-        self.ids.lock().by_account.get(&self.key)?.id.clone()
+        let ids = self.ids.lock();
+        let point = ids.by_account.get(&self.key)?;
+        point.resumable.then(|| point.id.clone())
     }
 
-    /// The seq of the newest event the account's streams journaled (0 for
-    /// none): where a stream opened now stands.
-    pub fn seq(&self) -> u64 {
-        self.ids
-            .lock()
-            .by_account
-            .get(&self.key)
-            .map_or(0, |point| point.seq)
-    }
-
-    /// Notes `id` as handed on, its event journaled as `seq` (the first
-    /// copy's, for a duplicate): the point moves only to a higher seq.
-    pub fn advance(&self, seq: u64, id: &str) {
-        self.put(seq, id, |kept| seq > kept);
-    }
-
-    /// Notes `id` as passed without journaling (malformed, or too large) by
-    /// a stream whose last journaled event is `stream_seq`: the point moves
-    /// only for a stream at its front, not for one still catching up.
-    pub fn pass(&self, stream_seq: u64, id: &str) {
-        self.put(stream_seq, id, |kept| stream_seq >= kept);
-    }
-
-    /// Puts (seq, id) when `moves(kept seq)` allows it; an id that cannot go
-    /// back as `Last-Event-ID` (over [`MAX_ID_BYTES`], or holding a control
-    /// character) leaves the point without an id instead.
-    fn put(&self, seq: u64, id: &str, moves: impl Fn(u64) -> bool) {
+    /// Notes `id` as handed on (journaled, or passed over: malformed, too
+    /// large) by a stream whose previous id was `prev`: the point moves only
+    /// for a stream at the front (`prev` is the point's id), or when there
+    /// is none. An id that cannot go back as `Last-Event-ID` (over
+    /// [`MAX_ID_BYTES`], or holding a control character) leaves the streams
+    /// asking for no history until the next one.
+    pub fn hand_on(&self, prev: Option<&str>, id: &str) {
         let mut ids = self.ids.lock();
-        if let Some(kept) = ids.by_account.get(&self.key)
-            && !moves(kept.seq)
-        {
-            return;
-        }
-        let why = if id.len() > MAX_ID_BYTES {
-            Some("is too long")
-        } else if !is_header_text(id) {
-            Some("holds a control character, so it cannot be a header, and")
-        } else {
-            None
+        let at_front = match ids.by_account.get(&self.key) {
+            Some(point) => prev == Some(point.id.as_str()),
+            None => true,
         };
-        if let Some(why) = why {
-            let cleared = Point { seq, id: None };
-            let had_id = ids
-                .by_account
-                .insert(self.key.clone(), cleared)
-                .is_some_and(|kept| kept.id.is_some());
-            if had_id {
-                ids.unsaved = true;
-                self.ids.changed.notify_one();
-                tracing::warn!(
-                    vendor = "sprecord",
-                    account = %self.key.0,
-                    bytes = id.len(),
-                    "an SSE event id {why} cannot go back as Last-Event-ID: the streams reconnect without asking for history"
-                );
-            }
+        if !at_front {
             return;
         }
-        match ids.by_account.get_mut(&self.key) {
-            Some(kept) if kept.seq == seq && kept.id.as_deref() == Some(id) => return,
-            Some(kept) => {
-                kept.seq = seq;
-                match &mut kept.id {
-                    Some(kept_id) => id.clone_into(kept_id),
-                    None => kept.id = Some(id.to_owned()),
-                }
-            }
-            None => {
-                let point = Point {
-                    seq,
-                    id: Some(id.to_owned()),
-                };
-                ids.by_account.insert(self.key.clone(), point);
-            }
+        let why = why_not_resumable(id);
+        let point = Point {
+            id: id.to_owned(),
+            resumable: why.is_none(),
+        };
+        let before = ids.by_account.insert(self.key.clone(), point);
+        if let Some(why) = why
+            && before.as_ref().is_none_or(|p| p.resumable)
+        {
+            tracing::warn!(
+                vendor = "sprecord",
+                account = %self.key.0,
+                bytes = id.len(),
+                "an SSE event id {why} cannot go back as Last-Event-ID: the streams reconnect without asking for history"
+            );
         }
-        ids.unsaved = true;
-        self.ids.changed.notify_one();
+        let saved_the_same = before.is_some_and(|p| p.resumable && p.id == id) && why.is_none();
+        if !saved_the_same {
+            ids.unsaved = true;
+            self.ids.changed.notify_one();
+        }
+    }
+}
+
+/// Why `id` cannot go back as `Last-Event-ID`, if it cannot.
+fn why_not_resumable(id: &str) -> Option<&'static str> {
+    if id.len() > MAX_ID_BYTES {
+        Some("is too long")
+    } else if !is_header_text(id) {
+        Some("holds a control character, so it cannot be a header, and")
+    } else {
+        None
     }
 }
 
@@ -268,12 +262,30 @@ impl ResumeId {
             key: key(account, url),
         }
     }
+
+    /// Hands `id` on as the stream at the front would.
+    pub(crate) fn set(&self, id: &str) {
+        let (_, at) = self.open_point();
+        self.hand_on(at.as_deref(), id);
+    }
 }
 
-/// The key of an account's resume point: its name and its `url` without
-/// credentials or query.
+/// The key of an account's resume point: its name and its `url`'s scheme,
+/// host, port and path, without user, password, query or fragment (a url
+/// that does not parse, which validation refuses, is kept without what
+/// [`url_without_credentials`] hides).
 pub fn key(account: &str, url: &str) -> Key {
-    (account.to_owned(), url_without_credentials(url))
+    let server = match url::Url::parse(url) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or("");
+            let port = parsed
+                .port_or_known_default()
+                .map_or(String::new(), |p| format!(":{p}"));
+            format!("{}://{host}{port}{}", parsed.scheme(), parsed.path())
+        }
+        Err(_) => url_without_credentials(url),
+    };
+    (account.to_owned(), server)
 }
 
 /// The keys of the accounts `config` has.
@@ -309,8 +321,8 @@ mod tests {
         let ids = Arc::new(ResumeIds::default());
         let first = resume(&ids, "http://a/sys/events");
         assert_eq!(first.get(), None);
-        first.advance(41, "41");
-        first.advance(42, "42");
+        first.set("41");
+        first.set("42");
         // Another stream of the account, or one started anew (after a
         // reload or a panic), finds it.
         assert_eq!(
@@ -325,11 +337,11 @@ mod tests {
     fn an_id_too_long_to_send_back_clears_the_resume_point() {
         let ids = Arc::new(ResumeIds::default());
         let stream = resume(&ids, "http://a/sys/events");
-        stream.advance(41, "41");
-        stream.advance(42, &"x".repeat(MAX_ID_BYTES + 1));
+        stream.set("41");
+        stream.set(&"x".repeat(MAX_ID_BYTES + 1));
         assert_eq!(stream.get(), None);
         let longest = "y".repeat(MAX_ID_BYTES);
-        stream.advance(43, &longest);
+        stream.set(&longest);
         assert_eq!(stream.get(), Some(longest));
     }
 
@@ -339,11 +351,11 @@ mod tests {
     fn an_id_holding_a_control_character_clears_the_resume_point() {
         let ids = Arc::new(ResumeIds::default());
         let stream = resume(&ids, "http://a/sys/events");
-        stream.advance(41, "41");
-        stream.advance(42, "4\u{1}2");
+        stream.set("41");
+        stream.set("4\u{1}2");
         assert_eq!(stream.get(), None);
         // Text beyond ASCII goes back as the server wrote it.
-        stream.advance(43, "số-43");
+        stream.set("số-43");
         assert_eq!(stream.get().as_deref(), Some("số-43"));
     }
 
@@ -353,20 +365,17 @@ mod tests {
         let ids = Arc::new(ResumeIds::default());
         assert_eq!(ids.unsaved(), None);
         let stream = resume(&ids, "http://a/sys/events");
-        stream.advance(41, "41");
-        let key = ("main".to_owned(), "http://a/sys/events".to_owned());
-        assert_eq!(
-            ids.unsaved(),
-            Some(vec![(key.clone(), (41, "41".to_owned()))])
-        );
+        stream.set("41");
+        let key = super::key("main", "http://a/sys/events");
+        assert_eq!(ids.unsaved(), Some(vec![(key.clone(), "41".to_owned())]));
         assert_eq!(ids.unsaved(), None);
         // The same id again (another stream's copy of the event) is no change.
-        stream.advance(41, "41");
+        stream.set("41");
         assert_eq!(ids.unsaved(), None);
         ids.not_saved();
-        assert_eq!(ids.unsaved(), Some(vec![(key, (41, "41".to_owned()))]));
+        assert_eq!(ids.unsaved(), Some(vec![(key, "41".to_owned())]));
         // A cleared id is a change: the journal must forget it too.
-        stream.advance(42, &"x".repeat(MAX_ID_BYTES + 1));
+        stream.set(&"x".repeat(MAX_ID_BYTES + 1));
         assert_eq!(ids.unsaved(), Some(vec![]));
     }
 
@@ -374,13 +383,16 @@ mod tests {
     /// configured; the others are dropped, and the next save forgets them.
     #[test]
     fn restored_ids_are_kept_for_configured_accounts_only() {
-        let key = |account: &str, url: &str| (account.to_owned(), url.to_owned());
+        let key = super::key;
         let saved = vec![
-            (key("main", "http://a/sys/events"), (41, "41".to_owned())),
-            (key("main", "http://old/sys/events"), (7, "7".to_owned())),
-            (key("gone", "http://a/sys/events"), (9, "9".to_owned())),
+            (key("main", "http://a/sys/events"), "41".to_owned()),
+            (key("main", "http://old/sys/events"), "7".to_owned()),
+            (key("gone", "http://a/sys/events"), "9".to_owned()),
         ];
         let configured = [key("main", "http://a/sys/events")];
+        // An id stored that could not go back as a header is not restored.
+        let bad = vec![(key("main", "http://a/sys/events"), "4\u{1}2".to_owned())];
+        assert_eq!(ResumeIds::restored(bad, &configured).accounts(), 0);
         let ids = Arc::new(ResumeIds::restored(saved.clone(), &configured));
         assert_eq!(
             resume(&ids, "http://a/sys/events").get().as_deref(),
@@ -425,6 +437,25 @@ mod key_tests {
             key("main", "https://sp.example/sys/events"),
             key("main", "https://sp2.example/sys/events")
         );
+        // An `@` in the query is not the end of credentials: the token
+        // after it stays out, and two hosts stay two keys.
+        let (_, with_at) = key(
+            "main",
+            "https://sp.example/sys/events?user=ops@corp.com&token=s3cret",
+        );
+        assert!(
+            !with_at.contains("s3cret") && with_at.contains("sp.example"),
+            "{with_at}"
+        );
+        assert_ne!(
+            key("main", "https://h1/p?x=a@b"),
+            key("main", "https://h2/p?x=a@b")
+        );
+        // Adding credentials or a query, or writing the default port, keeps it.
+        assert_eq!(
+            key("main", "https://sp.example/sys/events"),
+            key("main", "https://u:p@sp.example:443/sys/events?token=t")
+        );
     }
 
     /// An account removed or renamed by a reload is forgotten (and so is
@@ -432,44 +463,67 @@ mod key_tests {
     #[test]
     fn ids_of_accounts_no_longer_configured_are_forgotten() {
         let ids = Arc::new(ResumeIds::default());
-        ResumeId::in_ids(&ids, "kept", "http://a/sys/events").advance(1, "1");
-        ResumeId::in_ids(&ids, "gone", "http://a/sys/events").advance(2, "2");
+        ResumeId::in_ids(&ids, "kept", "http://a/sys/events").set("1");
+        ResumeId::in_ids(&ids, "gone", "http://a/sys/events").set("2");
         ids.unsaved();
         ids.keep_only(&[key("kept", "http://a/sys/events")]);
         assert_eq!(
             ids.unsaved(),
-            Some(vec![(
-                key("kept", "http://a/sys/events"),
-                (1, "1".to_owned())
-            )])
+            Some(vec![(key("kept", "http://a/sys/events"), "1".to_owned())])
         );
         ids.keep_only(&[key("kept", "http://a/sys/events")]);
         assert_eq!(ids.unsaved(), None, "nothing forgotten, nothing to save");
     }
 
     /// A stream catching up hands on its duplicates after the account's
-    /// newest event: they carry their first copy's (lower) seq, and the
-    /// point stays. Before, the last stream to hand one on set it, so a
-    /// restart could resume from a lagging stream's older id.
+    /// newest event: it is not at the front, and the point stays. Before,
+    /// the last stream to hand one on set it, so a restart could resume from
+    /// a lagging stream's older id.
     #[test]
     fn a_lagging_streams_duplicates_do_not_move_the_point_back() {
         let ids = Arc::new(ResumeIds::default());
-        let front = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        let lagging = front.clone();
-        front.advance(100, "e100");
-        lagging.advance(99, "e99");
-        lagging.advance(100, "e100");
-        assert_eq!(front.get().as_deref(), Some("e100"));
-        assert_eq!(front.seq(), 100);
-        // A malformed event after it, seen by the front stream, moves the
-        // id on; the lagging stream, still at 99, passing an older one does not.
-        front.pass(100, "bad101");
-        lagging.pass(99, "bad98");
-        assert_eq!(front.get().as_deref(), Some("bad101"));
-        front.advance(102, "e102");
-        assert_eq!((front.seq(), front.get().as_deref()), (102, Some("e102")));
-        // An id that cannot be a header from a lagging stream clears nothing.
-        lagging.advance(101, &"x".repeat(MAX_ID_BYTES + 1));
-        assert_eq!(front.get().as_deref(), Some("e102"));
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "e9");
+        point.hand_on(Some("e9"), "e10");
+        // The lagging stream, still at e8.
+        point.hand_on(Some("e8"), "e9");
+        point.hand_on(Some("e9"), "e10");
+        assert_eq!(point.get().as_deref(), Some("e10"));
+        // Now at e10 too: either stream moves it on, once.
+        point.hand_on(Some("e10"), "e11");
+        point.hand_on(Some("e10"), "e11");
+        assert_eq!(point.get().as_deref(), Some("e11"));
+        // An id that cannot be a header, from a stream not at the front,
+        // clears nothing.
+        point.hand_on(Some("e10"), &"x".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(point.get().as_deref(), Some("e11"));
+    }
+
+    /// The front is the server's order, not the journal's: an event whose
+    /// first copy was journaled long before (a payload sent twice) still
+    /// moves the point, and so does an event passed over after it. With
+    /// seqs, a too-large event after such a duplicate was never passed: the
+    /// streams reopened before it for good.
+    #[test]
+    fn an_old_duplicate_and_a_passed_event_after_it_move_the_point() {
+        let ids = Arc::new(ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "10");
+        point.hand_on(Some("10"), "11");
+        point.hand_on(Some("11"), "12-too-large");
+        assert_eq!(point.get().as_deref(), Some("12-too-large"));
+    }
+
+    /// A stream opening stands where the point is, even when the point's
+    /// id cannot be sent: its first event moves the point on.
+    #[test]
+    fn a_stream_opens_at_the_point_even_without_a_header() {
+        let ids = Arc::new(ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "4\u{1}2");
+        let (header, at) = point.open_point();
+        assert_eq!((header, at.as_deref()), (None, Some("4\u{1}2")));
+        point.hand_on(at.as_deref(), "43");
+        assert_eq!(point.get().as_deref(), Some("43"));
     }
 }

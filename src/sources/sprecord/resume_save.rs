@@ -38,7 +38,7 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often a failing save is said.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Saves changed ids until `stop`, then saves them all durably.
+/// Saves changed ids until `stop`; [`save_at_stop`] follows.
 pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: CancellationToken) {
     let failures = SharedLogThrottle::new(FAILURE_LOG_INTERVAL);
     // When the saves that did not sync must be synced; set by the first of
@@ -91,7 +91,13 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
             _ = tokio::time::sleep(pause) => {}
         }
     }
-    if let Err(Some(error)) = save(&journal, ids.all(), true).await {
+}
+
+/// Saves every id durably, once the sources drained: apart from
+/// [`keep_saved`], so that it runs even when a stop came while that was
+/// waiting to be restarted after a panic.
+pub async fn save_at_stop(ids: &Arc<ResumeIds>, journal: &Arc<Journal>) {
+    if let Err(Some(error)) = save(journal, ids.all(), true).await {
         tracing::warn!(vendor = "sprecord", error = %error,
             "the SSE streams' resume ids could not be stored in the journal at the stop: the next start resumes from older ones, or asks for no history");
     }
@@ -126,7 +132,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let ids = journal.sse_resume_ids().unwrap();
-            if ids.len() == 1 && ids[0].1.1 == want {
+            if ids.len() == 1 && ids[0].1 == want {
                 return;
             }
             assert!(
@@ -147,22 +153,23 @@ mod tests {
         let stop = CancellationToken::new();
         let saver = tokio::spawn(keep_saved(ids.clone(), journal.clone(), stop.clone()));
         let stream = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        stream.advance(1, "1");
+        stream.set("1");
         stored(&journal, "1").await;
-        stream.advance(2, "2");
-        stream.advance(3, "3");
+        stream.set("2");
+        stream.set("3");
         stored(&journal, "3").await;
-        stream.advance(4, "4");
+        stream.set("4");
         stop.cancel();
         saver.await.unwrap();
+        save_at_stop(&ids, &journal).await;
         assert!(journal.close(Duration::from_secs(5)));
         drop(journal);
         let journal = Journal::open(options(dir.path())).unwrap();
         assert_eq!(
             journal.sse_resume_ids().unwrap(),
             vec![(
-                ("main".to_owned(), "http://a/sys/events".to_owned()),
-                (4, "4".to_owned())
+                super::super::resume::key("main", "http://a/sys/events"),
+                "4".to_owned()
             )]
         );
     }

@@ -6,9 +6,9 @@
 //!   stream never drops an event it has read (only the drain deadline after
 //!   a cancel stops a retry);
 //! - `Last-Event-ID` is advanced only after its event is journaled, and
-//!   only to an event of a higher seq than the account's streams stood at
-//!   (a lagging stream's duplicates do not move it back), so a server that
-//!   keeps history resumes after the newest durable event; it is kept in
+//!   only by a stream at the account's front (a lagging stream's duplicates
+//!   do not move it back), so a server that keeps history resumes after the
+//!   newest durable event; it is kept in
 //!   [`ResumeId`] (and the journal), so a stream restarted by a reload or a
 //!   restart resumes too;
 //! - on cancel (reload, shutdown) every event already received — parsed,
@@ -143,7 +143,7 @@ impl StreamSupervisor {
         // Held from a silent end until the next open attempt ends.
         let mut silence_turn: Option<SilenceTurn> = None;
         loop {
-            let last_event_id = self.resume.get();
+            let (last_event_id, at) = self.resume.open_point();
             reporter.set_state(ConnState::Connecting);
             let opened = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -157,7 +157,9 @@ impl StreamSupervisor {
                         resume_after = last_event_id.as_deref().unwrap_or(""), "SSE stream open");
                     let opened_at = Instant::now();
                     let mut events = 0u64;
-                    let mut end = self.pump(&mut conn, reporter, &mut events, &cancel).await;
+                    let mut end = self
+                        .pump(&mut conn, reporter, at, &mut events, &cancel)
+                        .await;
                     conn.close().await;
                     if matches!(end, StreamEnd::Cancelled) {
                         return;
@@ -223,14 +225,14 @@ impl StreamSupervisor {
         &self,
         conn: &mut SseConnection,
         reporter: &UpstreamReporter,
+        mut at: Option<String>,
         events: &mut u64,
         cancel: &CancellationToken,
     ) -> StreamEnd {
         // Set once cancelled: received events are still handed on until then.
         let mut drain_until: Option<Instant> = None;
-        // The seq of the last event this stream journaled: it opened where
-        // the account's streams stood.
-        let mut stream_seq = self.resume.seq();
+        // `at`: the id of the last event this stream handed on; it opened
+        // where the account's streams stood.
         loop {
             let next = match drain_until {
                 Some(deadline) => match Self::next_draining(conn, deadline).await {
@@ -259,7 +261,7 @@ impl StreamSupervisor {
                             // has nothing to resume after.
                             let id = conn.last_event_id();
                             if !id.is_empty() {
-                                self.resume.pass(stream_seq, id);
+                                self.resume.hand_on(at.as_deref(), id);
                             }
                             return StreamEnd::TooLarge;
                         }
@@ -275,36 +277,28 @@ impl StreamSupervisor {
             let handled = match drain_until {
                 Some(deadline) => tokio::time::timeout_at(deadline, handled)
                     .await
-                    .unwrap_or(None),
+                    .unwrap_or(false),
                 None => tokio::select! {
                     handled = &mut handled => handled,
                     _ = cancel.cancelled() => {
                         // Keep this event: finish it, within the drain deadline.
                         let deadline = Instant::now() + DRAIN_DEADLINE;
                         drain_until = Some(deadline);
-                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(None)
+                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(false)
                     }
                 },
             };
-            let Some(handed) = handled else {
+            if !handled {
                 // Said, not counted in `dropped_at_stop`: the account's other
                 // streams carry the same events and may have journaled it.
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
                     event_id = %crate::logging::excerpt(&next.id),
                     "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
                 return StreamEnd::Cancelled;
-            };
-            match handed {
-                Handed::Journaled(seq) => {
-                    stream_seq = seq;
-                    if !next.id.is_empty() {
-                        self.resume.advance(seq, &next.id);
-                    }
-                }
-                Handed::Skipped if !next.id.is_empty() => {
-                    self.resume.pass(stream_seq, &next.id);
-                }
-                Handed::Skipped => {}
+            }
+            if !next.id.is_empty() {
+                self.resume.hand_on(at.as_deref(), &next.id);
+                at = Some(next.id.to_string());
             }
         }
     }
@@ -322,12 +316,12 @@ impl StreamSupervisor {
 
     /// Parses one `data:` payload and journals it. False only when ingest is
     /// shutting down; the caller bounds how long it may retry.
-    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> Option<Handed> {
+    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> bool {
         let (value, text) = match vendors::text::parse_json(data) {
             Ok(read) => read,
             Err(e) => {
                 self.malformed(&format!("data is not JSON ({e}); {} bytes", data.len()));
-                return Some(Handed::Skipped);
+                return true;
             }
         };
         let event = match parse_message(&value) {
@@ -336,11 +330,11 @@ impl StreamSupervisor {
                 // Only the webhook registration sends this; on a stream it means nothing.
                 tracing::warn!(vendor = "sprecord", account = %self.account,
                     "ignored a webhook verification message received on the SSE stream");
-                return Some(Handed::Skipped);
+                return true;
             }
             Err(e) => {
                 self.malformed(&e.to_string());
-                return Some(Handed::Skipped);
+                return true;
             }
         };
         reporter.event_seen();
@@ -361,18 +355,18 @@ impl StreamSupervisor {
             event,
             raw: RawPayload::json(&text).unwrap_or(RawPayload::Fields(value)),
         };
-        self.submit(incoming).await.map(Handed::Journaled)
+        self.submit(incoming).await
     }
 
-    /// Submits until journaled (or a duplicate): the seq of its first copy;
-    /// retries commit errors with backoff, for as long as the caller lets it
-    /// (see `pump`). `None` once the journal is closing.
-    async fn submit(&self, incoming: IncomingEvent) -> Option<u64> {
+    /// Submits until journaled (or a duplicate); retries commit errors with
+    /// backoff, for as long as the caller lets it (see `pump`). False once
+    /// the journal is closing.
+    async fn submit(&self, incoming: IncomingEvent) -> bool {
         let mut delay = self.timings.backoff_min;
         loop {
             match self.ctx.ingest.submit(incoming.clone()).await {
-                Ok(ack) => return Some(ack.seq),
-                Err(IngestError::ShuttingDown) => return None,
+                Ok(_) => return true,
+                Err(IngestError::ShuttingDown) => return false,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
                     self.warnings
                         .journal_refused(&self.account, self.index, &e, delay);
@@ -391,14 +385,6 @@ impl StreamSupervisor {
             .inc();
         self.warnings.malformed(&self.account, self.index, why);
     }
-}
-
-/// What became of an event handed on.
-enum Handed {
-    /// Journaled, or a duplicate of one journaled as this seq.
-    Journaled(u64),
-    /// Not an event to journal (malformed, a verification message).
-    Skipped,
 }
 
 fn new_backoff(t: &Timings) -> ExponentialBackoff {
