@@ -440,7 +440,11 @@ async fn drive(
                     }
                 }
                 Some(Cmd::Close) | None => {
-                    close_ws(ws).await;
+                    // Left: the close went out and the drain already waited
+                    // for its answer; sending again would only fail.
+                    if !left {
+                        close_ws(ws).await;
+                    }
                     return;
                 }
             },
