@@ -16,11 +16,18 @@
 //! last is not always the one furthest on: a lagging stream's duplicate
 //! moved the point back (and a restart after longer than `dedup.window`
 //! then journaled again what the server re-sent). A stream is at the front
-//! when the last id it handed on (or opened with) is the point's: the event
-//! it hands on next is the one after the point in the server's order. Not
-//! the journal's seq: a duplicate's seq is its first copy's, which may be
-//! far behind (a payload sent twice, an event the webhook brought first),
-//! and a point held there by it was never moved past the event after it.
+//! when it journals an event's first copy (no stream had it), or when the
+//! last id it handed on (or opened with) is the point's: the event it hands
+//! on next then follows the point in the server's order. Not the journal's
+//! seq: a duplicate's seq is its first copy's, which may be far behind (a
+//! payload sent twice, an event the webhook brought first), and a point
+//! held there by it was never moved past the event after it. The first copy
+//! keeps the point moving when the streams' sequences differ (one opened
+//! without an id and got only newer events, while the front stream's
+//! reconnects are refused). A stream opened without `Last-Event-ID` counts
+//! as at the point: its first event can move the point past events a
+//! sibling received and has not journaled yet (a crash then, within the
+//! saver's gap, resumes after them).
 //!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
@@ -204,15 +211,16 @@ impl ResumeId {
     }
 
     /// Notes `id` as handed on (journaled, or passed over: malformed, too
-    /// large) by a stream whose previous id was `prev`: the point moves only
-    /// for a stream at the front (`prev` is the point's id), or when there
-    /// is none. An id that cannot go back as `Last-Event-ID` (over
-    /// [`MAX_ID_BYTES`], or holding a control character) leaves the streams
-    /// asking for no history until the next one.
-    pub fn hand_on(&self, prev: Option<&str>, id: &str) {
+    /// large) by a stream whose previous id was `prev`; `first_copy` when
+    /// it journaled the event's first copy. The point moves only for a
+    /// stream at the front (a first copy, or `prev` is the point's id), or
+    /// when there is none. An id that cannot go back as `Last-Event-ID`
+    /// (over [`MAX_ID_BYTES`], or holding a control character) leaves the
+    /// streams asking for no history until the next one.
+    pub fn hand_on(&self, prev: Option<&str>, id: &str, first_copy: bool) {
         let mut ids = self.ids.lock();
         let at_front = match ids.by_account.get(&self.key) {
-            Some(point) => prev == Some(point.id.as_str()),
+            Some(point) => first_copy || prev == Some(point.id.as_str()),
             None => true,
         };
         if !at_front {
@@ -266,7 +274,7 @@ impl ResumeId {
     /// Hands `id` on as the stream at the front would.
     pub(crate) fn set(&self, id: &str) {
         let (_, at) = self.open_point();
-        self.hand_on(at.as_deref(), id);
+        self.hand_on(at.as_deref(), id, false);
     }
 }
 
@@ -483,19 +491,19 @@ mod key_tests {
     fn a_lagging_streams_duplicates_do_not_move_the_point_back() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "e9");
-        point.hand_on(Some("e9"), "e10");
+        point.hand_on(None, "e9", false);
+        point.hand_on(Some("e9"), "e10", false);
         // The lagging stream, still at e8.
-        point.hand_on(Some("e8"), "e9");
-        point.hand_on(Some("e9"), "e10");
+        point.hand_on(Some("e8"), "e9", false);
+        point.hand_on(Some("e9"), "e10", false);
         assert_eq!(point.get().as_deref(), Some("e10"));
         // Now at e10 too: either stream moves it on, once.
-        point.hand_on(Some("e10"), "e11");
-        point.hand_on(Some("e10"), "e11");
+        point.hand_on(Some("e10"), "e11", false);
+        point.hand_on(Some("e10"), "e11", false);
         assert_eq!(point.get().as_deref(), Some("e11"));
         // An id that cannot be a header, from a stream not at the front,
         // clears nothing.
-        point.hand_on(Some("e10"), &"x".repeat(MAX_ID_BYTES + 1));
+        point.hand_on(Some("e10"), &"x".repeat(MAX_ID_BYTES + 1), false);
         assert_eq!(point.get().as_deref(), Some("e11"));
     }
 
@@ -508,10 +516,26 @@ mod key_tests {
     fn an_old_duplicate_and_a_passed_event_after_it_move_the_point() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "10");
-        point.hand_on(Some("10"), "11");
-        point.hand_on(Some("11"), "12-too-large");
+        point.hand_on(None, "10", false);
+        point.hand_on(Some("10"), "11", false);
+        point.hand_on(Some("11"), "12-too-large", false);
         assert_eq!(point.get().as_deref(), Some("12-too-large"));
+    }
+
+    /// A stream whose events differ from the front's (it opened without
+    /// an id and got only newer ones) moves the point with each event it
+    /// journals first: held by the front stream's last id, the point would
+    /// stay there for as long as that stream's reconnects were refused.
+    #[test]
+    fn a_first_copy_moves_the_point_whatever_the_stream_saw_before() {
+        let ids = Arc::new(ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "5", true);
+        // Opened without an id before "5" was handed on: never at "5".
+        point.hand_on(None, "7", false);
+        assert_eq!(point.get().as_deref(), Some("5"), "a duplicate does not");
+        point.hand_on(Some("7"), "8", true);
+        assert_eq!(point.get().as_deref(), Some("8"));
     }
 
     /// A stream opening stands where the point is, even when the point's
@@ -520,10 +544,10 @@ mod key_tests {
     fn a_stream_opens_at_the_point_even_without_a_header() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "4\u{1}2");
+        point.hand_on(None, "4\u{1}2", false);
         let (header, at) = point.open_point();
         assert_eq!((header, at.as_deref()), (None, Some("4\u{1}2")));
-        point.hand_on(at.as_deref(), "43");
+        point.hand_on(at.as_deref(), "43", false);
         assert_eq!(point.get().as_deref(), Some("43"));
     }
 }

@@ -261,7 +261,7 @@ impl StreamSupervisor {
                             // has nothing to resume after.
                             let id = conn.last_event_id();
                             if !id.is_empty() {
-                                self.resume.hand_on(at.as_deref(), id);
+                                self.resume.hand_on(at.as_deref(), id, false);
                             }
                             return StreamEnd::TooLarge;
                         }
@@ -277,27 +277,27 @@ impl StreamSupervisor {
             let handled = match drain_until {
                 Some(deadline) => tokio::time::timeout_at(deadline, handled)
                     .await
-                    .unwrap_or(false),
+                    .unwrap_or(None),
                 None => tokio::select! {
                     handled = &mut handled => handled,
                     _ = cancel.cancelled() => {
                         // Keep this event: finish it, within the drain deadline.
                         let deadline = Instant::now() + DRAIN_DEADLINE;
                         drain_until = Some(deadline);
-                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(false)
+                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(None)
                     }
                 },
             };
-            if !handled {
+            let Some(first_copy) = handled else {
                 // Said, not counted in `dropped_at_stop`: the account's other
                 // streams carry the same events and may have journaled it.
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
                     event_id = %crate::logging::excerpt(&next.id),
                     "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
                 return StreamEnd::Cancelled;
-            }
+            };
             if !next.id.is_empty() {
-                self.resume.hand_on(at.as_deref(), &next.id);
+                self.resume.hand_on(at.as_deref(), &next.id, first_copy);
                 at = Some(next.id.to_string());
             }
         }
@@ -316,12 +316,16 @@ impl StreamSupervisor {
 
     /// Parses one `data:` payload and journals it. False only when ingest is
     /// shutting down; the caller bounds how long it may retry.
-    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> bool {
+    /// Hands `data` on: `Some(true)` when its event was journaled for the
+    /// first time, `Some(false)` when it was a duplicate or skipped
+    /// (malformed, a verification message), `None` once the journal is
+    /// closing.
+    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> Option<bool> {
         let (value, text) = match vendors::text::parse_json(data) {
             Ok(read) => read,
             Err(e) => {
                 self.malformed(&format!("data is not JSON ({e}); {} bytes", data.len()));
-                return true;
+                return Some(false);
             }
         };
         let event = match parse_message(&value) {
@@ -330,11 +334,11 @@ impl StreamSupervisor {
                 // Only the webhook registration sends this; on a stream it means nothing.
                 tracing::warn!(vendor = "sprecord", account = %self.account,
                     "ignored a webhook verification message received on the SSE stream");
-                return true;
+                return Some(false);
             }
             Err(e) => {
                 self.malformed(&e.to_string());
-                return true;
+                return Some(false);
             }
         };
         reporter.event_seen();
@@ -358,15 +362,15 @@ impl StreamSupervisor {
         self.submit(incoming).await
     }
 
-    /// Submits until journaled (or a duplicate); retries commit errors with
-    /// backoff, for as long as the caller lets it (see `pump`). False once
-    /// the journal is closing.
-    async fn submit(&self, incoming: IncomingEvent) -> bool {
+    /// Submits until journaled (or a duplicate): whether this was its first
+    /// copy; retries commit errors with backoff, for as long as the caller
+    /// lets it (see `pump`). `None` once the journal is closing.
+    async fn submit(&self, incoming: IncomingEvent) -> Option<bool> {
         let mut delay = self.timings.backoff_min;
         loop {
             match self.ctx.ingest.submit(incoming.clone()).await {
-                Ok(_) => return true,
-                Err(IngestError::ShuttingDown) => return false,
+                Ok(ack) => return Some(!ack.duplicate),
+                Err(IngestError::ShuttingDown) => return None,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
                     self.warnings
                         .journal_refused(&self.account, self.index, &e, delay);

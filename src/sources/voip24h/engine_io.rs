@@ -440,8 +440,9 @@ async fn drive(
                     }
                 }
                 Some(Cmd::Close) | None => {
-                    // Left: the close went out and the drain already waited
-                    // for its answer; sending again would only fail.
+                    // Left: the close went out and the drain waited for its
+                    // answer (or its time ran out); sending again would only
+                    // fail.
                     if !left {
                         close_ws(ws).await;
                     }
