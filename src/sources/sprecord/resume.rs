@@ -70,15 +70,6 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// (account, url).
 pub type Key = (String, String);
 
-/// Where an account's streams are: the id of the last event a stream at
-/// the front handed on, and whether it can go back as `Last-Event-ID` (when
-/// not, the streams ask for no history).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Point {
-    id: String,
-    resumable: bool,
-}
-
 /// Every account's last handed-on id, for one relay.
 #[derive(Debug, Default)]
 pub struct ResumeIds {
@@ -89,7 +80,11 @@ pub struct ResumeIds {
 
 #[derive(Debug, Default)]
 struct Ids {
-    by_account: HashMap<Key, Point>,
+    /// Where each account's streams are: the id of the last event a stream
+    /// at the front handed on, kept even when it cannot go back as
+    /// `Last-Event-ID` (the streams then ask for no history, and still
+    /// know who is at the front).
+    by_account: HashMap<Key, String>,
     /// Changed since the last [`ResumeIds::unsaved`].
     unsaved: bool,
 }
@@ -100,14 +95,7 @@ impl ResumeIds {
     /// server; those left out are gone from the journal at the next save).
     pub fn restored(saved: Vec<SavedResumeId>, configured: &[Key]) -> ResumeIds {
         let restored = ResumeIds::default();
-        restored.lock().by_account = saved
-            .into_iter()
-            .filter(|(_, id)| why_not_resumable(id).is_none())
-            .map(|(key, id)| {
-                let resumable = true;
-                (key, Point { id, resumable })
-            })
-            .collect();
+        restored.lock().by_account = saved.into_iter().filter(|(_, id)| resumable(id)).collect();
         restored.keep_only(configured);
         restored
     }
@@ -155,8 +143,8 @@ impl ResumeIds {
         let mut all: Vec<SavedResumeId> = ids
             .by_account
             .iter()
-            .filter(|(_, point)| point.resumable)
-            .map(|(key, point)| (key.clone(), point.id.clone()))
+            .filter(|(_, id)| resumable(id))
+            .map(|(key, id)| (key.clone(), id.clone()))
             .collect();
         all.sort_unstable();
         Some(all)
@@ -195,10 +183,7 @@ impl ResumeId {
     pub fn open_point(&self) -> (Option<String>, Option<String>) {
         let ids = self.ids.lock();
         match ids.by_account.get(&self.key) {
-            Some(point) => (
-                point.resumable.then(|| point.id.clone()),
-                Some(point.id.clone()),
-            ),
+            Some(id) => (resumable(id).then(|| id.clone()), Some(id.clone())),
             None => (None, None),
         }
     }
@@ -206,8 +191,8 @@ impl ResumeId {
     /// The id to resume after, if any.
     pub fn get(&self) -> Option<String> {
         let ids = self.ids.lock();
-        let point = ids.by_account.get(&self.key)?;
-        point.resumable.then(|| point.id.clone())
+        let id = ids.by_account.get(&self.key)?;
+        resumable(id).then(|| id.clone())
     }
 
     /// Notes `id` as handed on (journaled, or passed over: malformed, too
@@ -219,21 +204,14 @@ impl ResumeId {
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, first_copy: bool) {
         let mut ids = self.ids.lock();
-        let at_front = match ids.by_account.get(&self.key) {
-            Some(point) => first_copy || prev == Some(point.id.as_str()),
-            None => true,
-        };
-        if !at_front {
+        let kept = ids.by_account.get(&self.key).map(String::as_str);
+        let at_front = kept.is_none_or(|kept| first_copy || prev == Some(kept));
+        if !at_front || kept == Some(id) {
             return;
         }
         let why = why_not_resumable(id);
-        let point = Point {
-            id: id.to_owned(),
-            resumable: why.is_none(),
-        };
-        let before = ids.by_account.insert(self.key.clone(), point);
         if let Some(why) = why
-            && before.as_ref().is_none_or(|p| p.resumable)
+            && kept.is_none_or(resumable)
         {
             tracing::warn!(
                 vendor = "sprecord",
@@ -242,12 +220,20 @@ impl ResumeId {
                 "an SSE event id {why} cannot go back as Last-Event-ID: the streams reconnect without asking for history"
             );
         }
-        let saved_the_same = before.is_some_and(|p| p.resumable && p.id == id) && why.is_none();
-        if !saved_the_same {
-            ids.unsaved = true;
-            self.ids.changed.notify_one();
+        match ids.by_account.get_mut(&self.key) {
+            Some(kept) => id.clone_into(kept),
+            None => {
+                ids.by_account.insert(self.key.clone(), id.to_owned());
+            }
         }
+        ids.unsaved = true;
+        self.ids.changed.notify_one();
     }
+}
+
+/// Whether `id` can go back as `Last-Event-ID`.
+fn resumable(id: &str) -> bool {
+    why_not_resumable(id).is_none()
 }
 
 /// Why `id` cannot go back as `Last-Event-ID`, if it cannot.
