@@ -4,8 +4,9 @@
 //!
 //! Guarantees: every metric exists from start; a labelled family's series
 //! exist at 0 from the start for every label value known then (reasons,
-//! codes, the config's accounts and vendors, see [`Metrics::prime`]) and
-//! from first use for the rest (streams, reconnect reasons); no label carries an
+//! codes, the config's accounts and vendors, each connection account's
+//! reconnect reasons, see [`Metrics::prime`]) and from first use for the
+//! rest (streams); no label carries an
 //! unbounded value such as a call id or a phone number — callers pass only
 //! vendor, account (from the config), stream index, sink, reason and code.
 
@@ -329,8 +330,8 @@ impl Metrics {
 
     /// Exports at 0 the per-account series of every account and vendor
     /// `config` names: events received and duplicates per account, events
-    /// journaled per vendor and category, malformed messages per connection
-    /// source, and the Kafka sink's published and error counters when it is
+    /// journaled per vendor and category, malformed messages and reconnects
+    /// (by every reason it can count) per connection source, and the Kafka sink's published and error counters when it is
     /// configured (without it, a `sink="kafka"` series at 0 read as a sink
     /// that delivers nothing). Called at start and after each reload (an
     /// account or a sink added then starts at 0 as well); series of those
@@ -366,9 +367,18 @@ impl Metrics {
                 .with_label_values(&[vendor.as_str(), account, transport.as_str()]);
             self.events_duplicate
                 .with_label_values(&[vendor.as_str(), account]);
+            let reconnect_reasons = match transport {
+                Transport::Webhook => &[][..],
+                Transport::SocketIo => crate::sources::voip24h::RECONNECT_REASONS,
+                Transport::Sse => crate::sources::sprecord::RECONNECT_REASONS,
+            };
             if transport != Transport::Webhook {
                 self.upstream_malformed
                     .with_label_values(&[vendor.as_str(), account]);
+            }
+            for reason in reconnect_reasons {
+                self.upstream_reconnects
+                    .with_label_values(&[vendor.as_str(), account, reason]);
             }
             if !vendors.contains(&vendor) {
                 vendors.push(vendor);
@@ -441,9 +451,25 @@ mod tests {
             r#"callrelay_upstream_malformed_total{account="office",vendor="sprecord"}"#,
             r#"callrelay_events_journaled_total{type="autocall",vendor="tel4vn"}"#,
             r#"callrelay_events_journaled_total{type="sms",vendor="sprecord"}"#,
+            r#"callrelay_upstream_reconnects_total{account="office",reason="http_5xx",vendor="sprecord"}"#,
+            r#"callrelay_upstream_reconnects_total{account="office",reason="panic",vendor="sprecord"}"#,
         ] {
             assert!(has(&primed, series), "no `{series} 0` in:\n{primed}");
         }
+        let reconnect_series = |text: &str, vendor: &str| {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("callrelay_upstream_reconnects_total{")
+                        && l.contains(&format!("vendor=\"{vendor}\""))
+                })
+                .count()
+        };
+        assert_eq!(
+            reconnect_series(&primed, "sprecord"),
+            crate::sources::sprecord::RECONNECT_REASONS.len()
+        );
+        // A webhook account reconnects nothing.
+        assert_eq!(reconnect_series(&primed, "tel4vn"), 0);
         for absent in [
             r#"callrelay_upstream_malformed_total{account="t4",vendor="tel4vn"}"#,
             r#"callrelay_events_journaled_total{type="crm",vendor="caresoft"}"#,

@@ -508,6 +508,50 @@ mod tests {
     use crate::sources::tests_support::{listen, read_head};
 
     #[test]
+    fn every_reason_a_stream_cannot_open_for_is_exported_from_the_start() {
+        let status = |s: u16| StatusCode::from_u16(s).unwrap();
+        let body = String::new;
+        let every = [
+            OpenError::Auth {
+                status: status(401),
+                body: body(),
+            },
+            OpenError::TooMany {
+                status: status(429),
+                body: body(),
+            },
+            OpenError::Status {
+                status: status(500),
+                body: body(),
+            },
+            OpenError::Status {
+                status: status(404),
+                body: body(),
+            },
+            OpenError::Status {
+                status: status(301),
+                body: body(),
+            },
+            OpenError::Status {
+                status: status(204),
+                body: body(),
+            },
+            OpenError::ContentType(body()),
+            OpenError::Connect(body()),
+            OpenError::Proxy(body()),
+            OpenError::Timeout(Duration::from_secs(1)),
+            OpenError::Handshake(body()),
+        ];
+        for error in every {
+            assert!(
+                super::super::RECONNECT_REASONS.contains(&error.reason()),
+                "{} is not in RECONNECT_REASONS",
+                error.reason()
+            );
+        }
+    }
+
+    #[test]
     fn refusals_are_classified_by_status_and_text() {
         let c = |s: u16, b: &str| {
             classify_refusal(StatusCode::from_u16(s).unwrap(), b.to_owned()).reason()

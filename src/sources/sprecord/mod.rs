@@ -44,6 +44,27 @@ use resume::ResumeId;
 use stream::StreamSupervisor;
 use warnings::StreamWarnings;
 
+/// Every `reason` of `callrelay_upstream_reconnects_total` an SPRecord
+/// account can count (a stream that could not open, one that ended, an
+/// unreadable CA file, a panic), exported at 0 from the start so the first
+/// reconnect of each shows as an increase.
+pub const RECONNECT_REASONS: &[&str] = &[
+    "auth",
+    "http_429",
+    "http_5xx",
+    "http_4xx",
+    "http_3xx",
+    "http_status",
+    "content_type",
+    "connect",
+    "proxy",
+    "timeout",
+    "tls",
+    "disconnect",
+    "too_large",
+    "panic",
+];
+
 /// Holds the account's streams until `cancel`; returns once every stream is closed.
 pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: CancellationToken) {
     let account = config.account.get_ref().clone();

@@ -436,6 +436,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_reason_a_stream_ends_for_is_exported_from_the_start() {
+        let every = [
+            StreamEnd::Closed,
+            StreamEnd::Silent(Duration::from_secs(1), None),
+            StreamEnd::Transport(String::new()),
+            StreamEnd::TooLarge,
+        ];
+        for end in every {
+            assert!(
+                super::super::RECONNECT_REASONS.contains(&end.reason()),
+                "{} is not in RECONNECT_REASONS",
+                end.reason()
+            );
+        }
+        // A stop is no reconnect.
+        assert!(!super::super::RECONNECT_REASONS.contains(&StreamEnd::Cancelled.reason()));
+    }
+
+    #[test]
     fn reconnect_delays_stay_within_backoff_min_and_max() {
         let second = Duration::from_secs(1);
         let t = Timings {

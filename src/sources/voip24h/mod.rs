@@ -41,6 +41,26 @@ use config::{EngineIo, Voip24hConfig};
 use link::{Dial, EngineVersion, Link, LinkError};
 use session::{EndReason, Session, SessionEnd};
 
+/// Every `reason` of `callrelay_upstream_reconnects_total` a Voip24h account
+/// can count ([`EndReason`]'s labels but `cancelled`, and `panic`), exported
+/// at 0 from the start so the first reconnect of each shows as an increase.
+pub const RECONNECT_REASONS: &[&str] = &[
+    "bandwidth",
+    "auth",
+    "error",
+    "connection_refused",
+    "connect_timeout",
+    "connect_end",
+    "disconnected_server",
+    "disconnect",
+    "connect",
+    "closed",
+    "silent",
+    "proxy",
+    "tls",
+    "panic",
+];
+
 /// Holds the account's session until `cancel`; returns once its socket is closed.
 pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationToken) {
     let account = config.account.get_ref().clone();
@@ -272,6 +292,41 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::sources::proxy::ConnectError;
+
+    #[test]
+    fn every_reason_a_session_is_retried_for_is_exported_from_the_start() {
+        use EndReason::*;
+        let every = [
+            Cancelled,
+            Bandwidth,
+            AuthRefused,
+            Error,
+            ConnectionRefused,
+            ConnectTimeout,
+            ConnectEnd,
+            DisconnectedServer,
+            Disconnect,
+            Connect,
+            Closed,
+            Silent,
+            Proxy,
+            Tls,
+        ];
+        // Stops compiling when a reason is added: add it to `every` too.
+        let _listed = |r: EndReason| match r {
+            Cancelled | Bandwidth | AuthRefused | Error | ConnectionRefused | ConnectTimeout
+            | ConnectEnd | DisconnectedServer | Disconnect | Connect | Closed | Silent | Proxy
+            | Tls => {}
+        };
+        for reason in every.into_iter().filter(|r| *r != Cancelled) {
+            assert!(
+                RECONNECT_REASONS.contains(&reason.label()),
+                "{reason:?} is not in RECONNECT_REASONS"
+            );
+        }
+        assert!(RECONNECT_REASONS.contains(&"panic"));
+        assert_eq!(RECONNECT_REASONS.len(), every.len());
+    }
 
     fn config(extra: &str) -> Voip24hConfig {
         let text = format!(
