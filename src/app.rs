@@ -445,6 +445,7 @@ async fn serve(
                 hold_both_limits(&ctx.kafka_message_max, kafka_limit);
                 ctx.config.store(config.clone());
                 ctx.metrics.prime(&config);
+                fd_limit::check(&config);
                 // The fan-out reads its config per connection, but its
                 // /status entry is only rewritten on a connect or disconnect,
                 // and running sessions check their token again.

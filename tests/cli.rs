@@ -436,6 +436,15 @@ fn run_with_nofile(
     dir: &Path,
     limit: &str,
 ) -> Option<(Running, std::sync::mpsc::Receiver<serde_json::Value>)> {
+    run_with_nofile_and(dir, limit, "")
+}
+
+/// [`run_with_nofile`] with `extra` at the end of the config.
+fn run_with_nofile_and(
+    dir: &Path,
+    limit: &str,
+    extra: &str,
+) -> Option<(Running, std::sync::mpsc::Receiver<serde_json::Value>)> {
     if Command::new("prlimit").arg("--version").output().is_err() {
         assert!(
             std::env::var_os("CALLRELAY_REQUIRE_TOOLS").is_none(),
@@ -448,7 +457,7 @@ fn run_with_nofile(
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n{extra}",
             dir.join("journal").display().to_string()
         ),
     )
@@ -580,6 +589,57 @@ fn run_raises_the_open_file_limit_and_warns_when_it_is_short() {
             .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("4096")),
         "{limits}"
     );
+}
+
+/// A reload that raises `max_clients` past the open-file limit warns, as a
+/// start with that config does. The limit was checked at start only: a
+/// reload from 100 clients to the default 10,000 under a limit of 4096 said
+/// nothing, and connections failed later with no word why.
+#[test]
+fn a_reload_that_raises_max_clients_past_the_open_file_limit_warns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((child, lines)) =
+        run_with_nofile_and(dir.path(), "4096:4096", "[websocket]\nmax_clients = 100\n")
+    else {
+        return;
+    };
+    let started = next_line(&lines, "listening");
+    assert!(started.is_some(), "the relay did not start");
+    // The config as `run_with_nofile` writes it, without the small max_clients.
+    let config = dir.path().join("relay.toml");
+    let text = std::fs::read_to_string(&config).expect("read config");
+    std::fs::write(
+        &config,
+        text.replace("[websocket]\nmax_clients = 100\n", ""),
+    )
+    .expect("write config");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let mut short = None;
+    let mut reread = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        let message = line["message"].as_str().unwrap_or_default();
+        if message.starts_with("the open-file limit is below") {
+            assert!(!reread, "the warning came after the reload's end: {line}");
+            short = Some(line.clone());
+        } else if message.starts_with("SIGHUP: config re-read") {
+            reread = true;
+            break;
+        }
+    }
+    drop(child);
+    assert!(reread, "no reload");
+    let short = short.expect("a warning that 4096 is short of what 10,000 clients may need");
+    assert_eq!(short["level"], "WARN", "{short}");
+    assert_eq!(short["limit"], 4096, "{short}");
+    assert_eq!(short["max_clients"], 10_000, "{short}");
 }
 
 /// Out of descriptors, accepting fails on every try (one a second) until

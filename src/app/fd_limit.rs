@@ -11,7 +11,8 @@
 //!
 //! Guarantees: the soft limit is only ever raised; a failure to raise it is
 //! logged, not fatal; a limit below the estimate is one WARN naming both
-//! figures and the fix.
+//! figures and the fix, at start and again after each reload that leaves
+//! it short (a reload can raise `max_clients` or add streams).
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
@@ -87,6 +88,18 @@ pub fn raise_and_check(config: &Config) {
             }
         }
     }
+    warn_if_short(&plan, need, config);
+}
+
+/// After a reload: the limit is where the start left it (raised already);
+/// warns when the new config may need more.
+pub fn check(config: &Config) {
+    let now = getrlimit(Resource::Nofile);
+    let need = need(config);
+    warn_if_short(&plan(now.current, now.current, need), need, config);
+}
+
+fn warn_if_short(plan: &Plan, need: u64, config: &Config) {
     if plan.short {
         tracing::warn!(
             limit = plan.limit,
