@@ -16,13 +16,14 @@
 //!
 //! Layout: [`config`] (the `[[sprecord]]` table), [`connection`] (one HTTP
 //! connection and its SSE framing), [`limiter`] (the per-account connection
-//! budget), [`resume`] and [`resume_save`] (where the streams resume, kept
+//! budget), [`payload`] (what one event's data is), [`resume`] and [`resume_save`] (where the streams resume, kept
 //! across reloads and restarts), [`sse`] (the SSE framing), [`stream`] (one
 //! stream's reconnect loop and event handling).
 
 pub mod config;
 pub mod connection;
 pub mod limiter;
+pub mod payload;
 pub mod resume;
 pub mod resume_save;
 pub mod sse;

@@ -38,16 +38,15 @@ use tokio_util::sync::CancellationToken;
 use super::config::Timings;
 use super::connection::{BodyError, Endpoint, OpenError, ReadError, SilenceTurn, SseConnection};
 use super::limiter::ConnLimiter;
+use super::payload::{StreamPayload, read_payload};
 use super::resume::ResumeId;
 use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
 use super::warnings::StreamWarnings;
 use crate::app::Context;
-use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
+use crate::event::{IncomingEvent, Transport, Vendor};
 use crate::ingest::IngestError;
 use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::status::{ConnState, UpstreamReporter};
-use crate::vendors;
-use crate::vendors::sprecord::{SprecordMessage, parse_message};
 
 /// The longest wait between two tries of a failed journal commit.
 const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -321,23 +320,16 @@ impl StreamSupervisor {
     /// (malformed, a verification message), `None` once the journal is
     /// closing.
     async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> Option<bool> {
-        let (value, text) = match vendors::text::parse_json(data) {
-            Ok(read) => read,
-            Err(e) => {
-                self.malformed(&format!("data is not JSON ({e}); {} bytes", data.len()));
-                return Some(false);
-            }
-        };
-        let event = match parse_message(&value) {
-            Ok(SprecordMessage::Event(event)) => event,
-            Ok(SprecordMessage::Verification { .. }) => {
+        let (event, raw) = match read_payload(data) {
+            StreamPayload::Event(event, raw) => (event, raw),
+            StreamPayload::Verification => {
                 // Only the webhook registration sends this; on a stream it means nothing.
                 tracing::warn!(vendor = "sprecord", account = %self.account,
                     "ignored a webhook verification message received on the SSE stream");
                 return Some(false);
             }
-            Err(e) => {
-                self.malformed(&e.to_string());
+            StreamPayload::Malformed(why) => {
+                self.malformed(&why);
                 return Some(false);
             }
         };
@@ -357,7 +349,7 @@ impl StreamSupervisor {
             transport: Transport::Sse,
             received_at: OffsetDateTime::now_utc(),
             event,
-            raw: RawPayload::json(&text).unwrap_or(RawPayload::Fields(value)),
+            raw,
         };
         self.submit(incoming).await
     }
