@@ -367,6 +367,30 @@ mod tests {
         assert_eq!(parse_connect_answer(b"\xff\xfe\r\n\r\n"), Garbled);
     }
 
+    proptest::proptest! {
+        /// Whatever a proxy answers (the fuzz targets' "no panic" for the
+        /// one proxy reply the relay parses): a refusal's words are short
+        /// and hold no control character, since they go into `/status`
+        /// and the log.
+        #[test]
+        fn any_connect_answer_is_read_without_a_panic_into_a_short_printable_refusal(
+            head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            code in 100u16..1000,
+            reason in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut answers = vec![head];
+            let mut with_code = format!("HTTP/1.1 {code} ").into_bytes();
+            with_code.extend_from_slice(&reason);
+            answers.push(with_code);
+            for answer in answers {
+                if let ConnectAnswer::Refused(words) = parse_connect_answer(&answer) {
+                    proptest::prop_assert!(words.chars().count() <= 109, "{words:?}");
+                    proptest::prop_assert!(!words.chars().any(char::is_control), "{words:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn ipv6_targets_are_bracketed() {
         assert_eq!(authority("::1", 443), "[::1]:443");
