@@ -596,6 +596,15 @@ async fn refused_credentials_fail_readiness_until_they_are_accepted() {
     .await;
     let (code, body) = readyz(&relay).await;
     assert_eq!(code, 503, "{body}");
+    // Said once: "its credentials were refused: credentials refused (HTTP
+    // 401): …" repeated itself.
+    let reasons = relay.ctx.status.not_ready_reasons();
+    let refusal = reasons
+        .iter()
+        .find(|r| r.contains("credentials were refused"))
+        .expect("the refusal");
+    assert_eq!(refusal.matches("refused").count(), 1, "{refusal}");
+    assert!(refusal.contains("HTTP 401"), "{refusal}");
     // A load balancer in front of the webhooks asks without the upstreams:
     // webhooks are still taken, and the refusal shows as degraded.
     let lb = reqwest::get(relay.url("/readyz?exclude=upstreams"))

@@ -198,7 +198,9 @@ impl StreamSupervisor {
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = %stream,
                     retry_in_ms = crate::logging::millis(delay),
                     "SPRecord refused the credentials (HTTP {status}): {body}; check the [[sprecord]] `headers` of this account");
-                reporter.auth_failed(error.to_string(), delay);
+                // The row's state and the readiness reason already say
+                // "credentials refused": the error says what answered.
+                reporter.auth_failed(format!("HTTP {status}: {body}"), delay);
                 delay
             }
             OpenError::TooMany { .. } => {
