@@ -309,13 +309,15 @@ impl Config {
     /// the vendor allows one: Voip24h keeps one session per key (a second
     /// sign takes it over, and every event would be journaled once per
     /// account), SPRecord counts every stream of a device against its three.
-    /// Compared after trimming the URL's trailing slash; secrets are compared,
-    /// never printed.
+    /// A Voip24h server is its host and port (the path is only the
+    /// Engine.IO path, and `:80` is `http://`'s own); an SPRecord URL is
+    /// compared as `url` writes it out (host case, default port), without
+    /// a trailing slash. Secrets are compared, never printed.
     fn validate_one_session_per_upstream(&self, v: &mut Validator) {
         let mut keys: Vec<(String, &str, &Spanned<String>)> = Vec::new();
         for source in &self.voip24h {
             let s = source.get_ref();
-            let url = s.url.get_ref().trim_end_matches('/').to_ascii_lowercase();
+            let url = voip24h_server(s.url.get_ref());
             if let Some((_, _, first)) = keys
                 .iter()
                 .find(|(u, key, _)| *u == url && *key == s.key.expose())
@@ -335,7 +337,7 @@ impl Config {
         let mut devices: Vec<(String, &BTreeMap<String, Secret>, &Spanned<String>)> = Vec::new();
         for source in &self.sprecord {
             let s = source.get_ref();
-            let url = s.url.get_ref().trim_end_matches('/').to_ascii_lowercase();
+            let url = comparable_url(s.url.get_ref());
             if let Some((_, _, first)) = devices
                 .iter()
                 .find(|(u, headers, _)| *u == url && **headers == s.headers)
@@ -576,6 +578,26 @@ fn without_literal(message: &str) -> String {
         return format!("{prefix}{kind}{expected}");
     }
     message.to_owned()
+}
+
+/// The server a Voip24h `url` names, for telling two accounts' sessions
+/// apart: host and port (a URL that does not parse is compared as written).
+fn voip24h_server(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or_default().to_ascii_lowercase(),
+            u.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => comparable_url(url),
+    }
+}
+
+/// `url` as the `url` crate writes it out (lower-case host, no default
+/// port), without a trailing slash.
+fn comparable_url(url: &str) -> String {
+    let written = url::Url::parse(url).map_or_else(|_| url.to_ascii_lowercase(), String::from);
+    written.trim_end_matches('/').to_owned()
 }
 
 #[cfg(test)]

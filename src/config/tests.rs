@@ -456,6 +456,21 @@ fn one_session_per_voip24h_key_and_per_sprecord_device() {
         "{p:?}"
     );
     assert!(!p[0].contains("the-key"), "the key is never printed: {p:?}");
+    // One server spelt two ways: with its Engine.IO path, or with the
+    // scheme's own port. Both passed `check`, and the two sessions took the
+    // key from each other.
+    for (first, second) in [
+        ("http://dial:3122", "http://dial:3122/socket.io/"),
+        ("http://dial", "http://dial:80"),
+        ("https://Dial.example", "https://dial.example:443/"),
+    ] {
+        let p = problems(&format!(
+            "{}{}",
+            voip24h("main", first, "the-key"),
+            voip24h("backup", second, "the-key")
+        ));
+        assert_eq!(p.len(), 1, "{first} and {second}: {p:?}");
+    }
     // Another key, or the same key on another server: two sessions allowed.
     load(&format!(
         "{}{}{}",
@@ -471,6 +486,13 @@ fn one_session_per_voip24h_key_and_per_sprecord_device() {
         )
     };
     let p = problems(&format!("{}{}", sprecord("a", "t1"), sprecord("b", "t1")));
+    assert_eq!(p.len(), 1, "{p:?}");
+    // The same device with the scheme's own port written out.
+    let p = problems(&format!(
+        "{}{}",
+        sprecord("a", "t1"),
+        sprecord("b", "t1").replace("api.sprecord.cloud", "API.sprecord.cloud:443")
+    ));
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].contains("[[sprecord]] \"b\" has the same url and headers as \"a\""));
     assert!(!p[0].contains("t1"), "{p:?}");
