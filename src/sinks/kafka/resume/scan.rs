@@ -141,25 +141,31 @@ impl ScanError {
     /// Nothing can be delivered then either, so the read-back is worth
     /// trying again rather than sending everything after the cursor again.
     pub fn no_broker_answered(&self) -> bool {
-        use rdkafka::error::RDKafkaErrorCode as C;
         let error = match self {
             ScanError::NothingFetched(_) => return true,
             ScanError::Metadata(e) | ScanError::Read(e) => e,
             ScanError::Watermarks { error, .. } => error,
             _ => return false,
         };
-        matches!(
-            error.rdkafka_error_code(),
-            Some(
-                C::AllBrokersDown
-                    | C::BrokerTransportFailure
-                    | C::Resolve
-                    | C::OperationTimedOut
-                    | C::RequestTimedOut
-                    | C::NetworkException
-            )
-        )
+        is_about_reaching_a_broker(error)
     }
+}
+
+/// An error about reaching a broker (down, cut off, hung, not resolved),
+/// not about the topic or the read.
+fn is_about_reaching_a_broker(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::Resolve
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NetworkException
+        )
+    )
 }
 
 /// librdkafka's logs of this short-lived consumer: the producer settings it
@@ -276,6 +282,9 @@ pub fn scan_blocking(
         .set("group.id", "callrelay-read-back")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // An offset retention removed meanwhile: read from what is left,
+        // not from the end (librdkafka's default), past what is to be found.
+        .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", "16384");
     let consumer: BaseConsumer<QuietContext> = client
         .create_with_context(QuietContext)
@@ -357,6 +366,16 @@ pub fn scan_blocking(
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 end_of.remove(&partition);
+                continue;
+            }
+            // librdkafka hands every client error to the consumer's poll,
+            // one broker of the list refusing its connection among them:
+            // the read goes on through the others, within its deadlines
+            // (which still end a read no broker answers). It ended here,
+            // and with one broker of a cluster down every read-back failed
+            // and everything after the cursor was sent again.
+            Some(Err(e)) if is_about_reaching_a_broker(&e) => {
+                tracing::debug!(error = %e, "kafka read-back: a broker could not be reached; reading on");
                 continue;
             }
             Some(Err(e)) => return Err(ScanError::Read(e)),
@@ -467,6 +486,57 @@ mod tests {
         mock.clear_request_errors(RDKafkaApiKey::Fetch);
         let read = scan().unwrap();
         assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
+    }
+
+    /// One broker of the list down (here a port nothing listens on) while
+    /// another holds the topic: the read goes through the one that answers.
+    /// librdkafka hands the dead broker's connection error to the poll, and
+    /// the read ended on it, so with one broker of a cluster down every
+    /// read-back failed and everything after the cursor was sent again.
+    /// librdkafka picks the broker it tries first at random: several reads.
+    #[test]
+    fn a_read_back_goes_on_past_a_broker_of_the_list_that_is_down() {
+        use rdkafka::producer::BaseRecord;
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, _) = mock_topic("relay.events");
+        let record = BaseRecord::<(), _>::to("relay.events")
+            .payload(r#"{"seq":1}"#)
+            .headers(
+                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: "ce_id",
+                    value: Some("an-id"),
+                }),
+            );
+        producer.send(record).unwrap();
+        flushed(&producer);
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let config: KafkaConfig = toml::from_str(&format!(
+            "brokers = \"{down},{}\"",
+            mock.bootstrap_servers()
+        ))
+        .unwrap();
+        for attempt in 0..8 {
+            let from = BTreeMap::new();
+            let stop = CancellationToken::new();
+            let scan = scan_blocking(
+                &config,
+                "relay.events",
+                &from,
+                1..=1,
+                &stop,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("read {attempt}: {e}"));
+            assert_eq!(
+                (scan.read, scan.found.len(), scan.cut),
+                (1, 1, None),
+                "read {attempt}"
+            );
+        }
     }
 
     /// Which reads are tried again: none answered, or stopped part-way;
