@@ -292,6 +292,7 @@ mod tests {
                 .collect(),
             read: pairs.len(),
             cut: None,
+            unreachable: 0,
         }
     }
 

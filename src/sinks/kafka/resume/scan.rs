@@ -68,6 +68,8 @@ pub struct Scan {
     pub read: usize,
     /// What stopped the read before the end, if anything did.
     pub cut: Option<Cut>,
+    /// Errors reaching a broker the read went on past (see `scan_blocking`).
+    pub unreachable: u64,
 }
 
 /// Why a read-back stopped before the end of every partition.
@@ -130,8 +132,8 @@ pub enum ScanError {
     /// retries (not the leader, not available) or not at all, as one
     /// restarted under load can for minutes (combined-faults audit,
     /// 2026-12-01).
-    #[error("no message could be read in {} s", .0.as_secs_f32())]
-    NothingFetched(Duration),
+    #[error("no message could be read in {} s{}", .0.as_secs_f32(), unreachable_note(.1))]
+    NothingFetched(Duration, Option<String>),
     #[error("the read-back task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -142,13 +144,21 @@ impl ScanError {
     /// trying again rather than sending everything after the cursor again.
     pub fn no_broker_answered(&self) -> bool {
         let error = match self {
-            ScanError::NothingFetched(_) => return true,
+            ScanError::NothingFetched(..) => return true,
             ScanError::Metadata(e) | ScanError::Read(e) => e,
             ScanError::Watermarks { error, .. } => error,
             _ => return false,
         };
         is_about_reaching_a_broker(error)
     }
+}
+
+/// The last error reaching a broker, said after a read that got nothing.
+fn unreachable_note(error: &Option<String>) -> String {
+    error
+        .as_deref()
+        .map(|e| format!(" (a broker could not be reached: {e})"))
+        .unwrap_or_default()
 }
 
 /// An error about reaching a broker (down, cut off, hung, not resolved),
@@ -330,6 +340,8 @@ pub fn scan_blocking(
         }
     }
     let mut scan = Scan::default();
+    // The last error reaching a broker the read went on past.
+    let mut last_unreachable = None;
     if end_of.is_empty() {
         return Ok(scan);
     }
@@ -342,7 +354,7 @@ pub fn scan_blocking(
             // like an unanswered metadata request, rather than every
             // pending event being sent again at once (fault-injection
             // round, 2026-12-03).
-            return Err(ScanError::NothingFetched(within));
+            return Err(ScanError::NothingFetched(within, last_unreachable));
         }
         scan.cut = if scan.read >= MAX_READ {
             Some(Cut::MaxRead)
@@ -376,6 +388,8 @@ pub fn scan_blocking(
             // and everything after the cursor was sent again.
             Some(Err(e)) if is_about_reaching_a_broker(&e) => {
                 tracing::debug!(error = %e, "kafka read-back: a broker could not be reached; reading on");
+                scan.unreachable += 1;
+                last_unreachable = Some(e.to_string());
                 continue;
             }
             Some(Err(e)) => return Err(ScanError::Read(e)),
@@ -422,7 +436,7 @@ mod tests {
         let unanswered = [
             ScanError::Metadata(KafkaError::MetadataFetch(C::AllBrokersDown)),
             ScanError::Read(KafkaError::MessageConsumption(C::OperationTimedOut)),
-            ScanError::NothingFetched(DEADLINE),
+            ScanError::NothingFetched(DEADLINE, None),
             ScanError::Watermarks {
                 partition: 2,
                 error: KafkaError::MetadataFetch(C::BrokerTransportFailure),
@@ -431,6 +445,14 @@ mod tests {
         for error in &unanswered {
             assert!(error.no_broker_answered(), "{error}");
         }
+        // A read that got nothing says which broker error it read past.
+        let past = ScanError::NothingFetched(DEADLINE, Some("Connection refused".into()));
+        assert!(past.no_broker_answered());
+        assert!(
+            past.to_string()
+                .ends_with("(a broker could not be reached: Connection refused)"),
+            "{past}"
+        );
         let answered = [
             ScanError::Metadata(KafkaError::MetadataFetch(C::TopicAuthorizationFailed)),
             ScanError::Read(KafkaError::MessageConsumption(C::UnknownTopicOrPartition)),
@@ -479,7 +501,7 @@ mod tests {
         let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
         mock.request_errors(RDKafkaApiKey::Fetch, &refused);
         let error = scan().unwrap_err();
-        assert!(matches!(error, ScanError::NothingFetched(_)), "{error}");
+        assert!(matches!(error, ScanError::NothingFetched(..)), "{error}");
         assert!(error.no_broker_answered());
         assert_eq!(error.to_string(), "no message could be read in 2 s");
 
@@ -511,14 +533,13 @@ mod tests {
             );
         producer.send(record).unwrap();
         flushed(&producer);
-        let down = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap();
+        // Port 1: nothing listens there, and no other test can take it.
         let config: KafkaConfig = toml::from_str(&format!(
-            "brokers = \"{down},{}\"",
+            "brokers = \"127.0.0.1:1,{}\"",
             mock.bootstrap_servers()
         ))
         .unwrap();
+        let mut unreachable = 0;
         for attempt in 0..8 {
             let from = BTreeMap::new();
             let stop = CancellationToken::new();
@@ -536,7 +557,10 @@ mod tests {
                 (1, 1, None),
                 "read {attempt}"
             );
+            unreachable += scan.unreachable;
         }
+        // The dead broker was met, and read past.
+        assert!(unreachable > 0, "no read met the broker that is down");
     }
 
     /// Which reads are tried again: none answered, or stopped part-way;
@@ -549,6 +573,7 @@ mod tests {
                 found: Found::default(),
                 read: 7,
                 cut,
+                unreachable: 0,
             })
         };
         assert_eq!(
@@ -566,7 +591,7 @@ mod tests {
             assert_eq!(unanswered(&cut(taken)), None, "{taken:?}");
         }
         assert_eq!(
-            unanswered(&Err(ScanError::NothingFetched(within))).as_deref(),
+            unanswered(&Err(ScanError::NothingFetched(within, None))).as_deref(),
             Some("no message could be read in 10 s")
         );
         assert_eq!(unanswered(&Err(ScanError::NoPartitions)), None);
