@@ -309,8 +309,8 @@ impl Config {
     /// the vendor allows one: Voip24h keeps one session per key (a second
     /// sign takes it over, and every event would be journaled once per
     /// account), SPRecord counts every stream of a device against its three.
-    /// A Voip24h server is its host and port (the path is only the
-    /// Engine.IO path, and `:80` is `http://`'s own); an SPRecord URL is
+    /// A Voip24h server is its host, port and Engine.IO path (`:80` is
+    /// `http://`'s own, no path is `/socket.io/`); an SPRecord URL is
     /// compared as `url` writes it out (host case, default port), without
     /// a trailing slash. Secrets are compared, never printed.
     fn validate_one_session_per_upstream(&self, v: &mut Validator) {
@@ -581,14 +581,22 @@ fn without_literal(message: &str) -> String {
 }
 
 /// The server a Voip24h `url` names, for telling two accounts' sessions
-/// apart: host and port (a URL that does not parse is compared as written).
+/// apart: host, port and the Engine.IO path the session connects to (none
+/// written is `/socket.io/`, as `wire::websocket_url` dials); a URL that
+/// does not parse is compared as written.
 fn voip24h_server(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(u) => format!(
-            "{}:{}",
-            u.host_str().unwrap_or_default().to_ascii_lowercase(),
-            u.port_or_known_default().unwrap_or_default()
-        ),
+        Ok(u) => {
+            let path = match u.path().trim_end_matches('/') {
+                "" => "/socket.io",
+                path => path,
+            };
+            format!(
+                "{}:{}{path}",
+                u.host_str().unwrap_or_default().to_ascii_lowercase(),
+                u.port_or_known_default().unwrap_or_default()
+            )
+        }
         Err(_) => comparable_url(url),
     }
 }

@@ -471,12 +471,15 @@ fn one_session_per_voip24h_key_and_per_sprecord_device() {
         ));
         assert_eq!(p.len(), 1, "{first} and {second}: {p:?}");
     }
-    // Another key, or the same key on another server: two sessions allowed.
+    // Another key, or the same key on another server (another host, or
+    // another Engine.IO path behind one gateway): two sessions allowed.
     load(&format!(
-        "{}{}{}",
+        "{}{}{}{}{}",
         voip24h("main", "http://dial:3122", "the-key"),
         voip24h("other", "http://dial:3122", "another-key"),
-        voip24h("elsewhere", "http://dial2:3122", "the-key")
+        voip24h("elsewhere", "http://dial2:3122", "the-key"),
+        voip24h("gateway-a", "https://gw/a/socket.io/", "the-key"),
+        voip24h("gateway-b", "https://gw/b/socket.io/", "the-key")
     ))
     .unwrap();
 
