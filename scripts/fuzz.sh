@@ -47,6 +47,12 @@ seed() {
     else
       { printf '\x02event=missed\n'; tr -d '\n' <"$sample"; } >"$dir/seed-2-$(basename "$sample")"
     fi
+    # Mode 4: the head fuzzed (`CONTENT-TYPE \n QUERY \n BODY`): a JSON body
+    # labelled windows-1251, and one behind a query that is not UTF-8.
+    { printf '\x04application/json; charset=windows-1251\n\n'; cat "$sample"; } \
+      >"$dir/seed-4-cp1251-$(basename "$sample")"
+    { printf '\x04application/json\nevent=missed&x=%%FF\n'; cat "$sample"; } \
+      >"$dir/seed-4-query-$(basename "$sample")"
   done
 }
 for v in caresoft tel4vn voipex voip24h sprecord; do seed "webhook_$v" "$v"; done

@@ -19,9 +19,14 @@
 //!   a GET 405, so a GET would test only that.
 //! - mode 3 (form POST): the rest is an `application/x-www-form-urlencoded`
 //!   body, with the right credentials.
+//! - mode 4 (authentic POST, the head fuzzed): the rest is
+//!   `CONTENT-TYPE \n QUERY \n BODY`; the query is read strictly, as the
+//!   handler reads it (one that is not text is a 400 after the credentials),
+//!   and the body in the charset the Content-Type names.
 //!
 //! Properties: no panic; an error (401/400 text) never holds the secret unless
-//! the input itself does; an accepted delivery parses the same way twice; a
+//! the input itself does; the credential check made before the body is read
+//! (`verify_head`) says what the check with the body says; an accepted delivery parses the same way twice; a
 //! parsed event becomes a CloudEvent JSON object with the CONTRACT attributes,
 //! a non-empty type and no empty subject. Config: an error names at least one
 //! problem, each at a line of the text.
@@ -37,7 +42,9 @@
 //!
 //! Properties: no panic; each event's id, type and data hold at most the limit
 //! together; the stream fed whole and fed in those chunks frames the same
-//! events (details at [`upstream_sse`]).
+//! events (details at [`upstream_sse`]); each event's data, read as a stream
+//! reads it (`sources::sprecord::payload`), reads the same twice, and an
+//! event becomes a valid CloudEvent whose `data.raw` is the data as received.
 //!
 //! `upstream_socketio` input: one Engine.IO text frame (UTF-8; other bytes are
 //! skipped) through `wire::decode`. Properties: no panic; a `CONNECT_ERROR`
@@ -59,9 +66,11 @@ use callrelay::event::{
     EventHeader, EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent,
 };
 use callrelay::sinks::websocket::filter::{ClientQuery, QueryError, glob};
+use callrelay::sources::sprecord::payload::{self, StreamPayload};
 use callrelay::sources::sprecord::sse::{MAX_EVENT_BYTES, SseError, SseEvent, SseParser};
 use callrelay::sources::voip24h::deliver;
 use callrelay::sources::voip24h::wire::{self, Arg, Frame, SioPacket};
+use callrelay::sources::webhook::body::unparsed_because_encoded;
 use callrelay::vendors::{self, Credentials, Delivery, Method, Parsed, caresoft};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -169,6 +178,12 @@ fn present(
     }
 }
 
+/// Whether `data`, read as form or query pairs (percent- and `+`-decoded),
+/// holds `needle` in a name or a value.
+fn decoded_holds(data: &[u8], needle: &str) -> bool {
+    url::form_urlencoded::parse(data).any(|(k, v)| k.contains(needle) || v.contains(needle))
+}
+
 fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -180,11 +195,15 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mode = mode % 4;
-    let input_has_secret = holds(data, SECRET);
+    let mode = mode % 5;
+    // As sent, or percent-decoded: a query's or a form's 400 quotes the
+    // decoded text, which can spell the secret the raw bytes do not.
+    let mut input_has_secret = holds(data, SECRET) || decoded_holds(data, SECRET);
     let mut headers = HeaderMap::new();
     let mut query: Vec<(String, String)> = Vec::new();
     let mut method = Method::Post;
+    // Mode 4: why the handler would answer 400 once the credentials pass.
+    let mut query_unreadable = None;
     let body: &[u8] = match mode {
         0 => {
             headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -205,6 +224,38 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
             query.extend(url::form_urlencoded::parse(q).into_owned());
             query.retain(|(k, _)| k != "token");
             headers.insert("content-type", HeaderValue::from_static("application/json"));
+            authenticate(vendor, body, &mut headers, &mut query);
+            body
+        }
+        4 => {
+            let mut lines = rest.splitn(3, |&b| b == b'\n');
+            let content_type = lines.next().unwrap_or_default();
+            let raw_query = lines.next().unwrap_or_default();
+            let body = lines.next().unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_bytes(content_type) {
+                // Read in the charset it names (UTF-16, say), the body can
+                // spell the secret its bytes do not.
+                if let Ok(Some(charset)) = vendors::text::declared_charset(Some(v.as_bytes()))
+                    && let Ok(text) = vendors::text::body_text(body, Some(charset))
+                {
+                    input_has_secret |=
+                        text.contains(SECRET) || decoded_holds(text.as_bytes(), SECRET);
+                }
+                headers.insert("content-type", v);
+            }
+            // As the handler reads a query: strictly, and with replacement
+            // characters for the credential check when that fails.
+            match vendors::text::form_pairs(raw_query, None, vendors::text::Pairs::QueryParameters)
+            {
+                Ok(pairs) => query = pairs,
+                Err(e) => {
+                    query = url::form_urlencoded::parse(raw_query)
+                        .into_owned()
+                        .collect();
+                    query_unreadable = Some(e);
+                }
+            }
+            query.retain(|(k, _)| k != "token");
             authenticate(vendor, body, &mut headers, &mut query);
             body
         }
@@ -232,6 +283,19 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
         query: &query,
         body,
     };
+    // The handler checks a header or query credential before it reads the
+    // body (`verify_head`), then attaches the body unchecked: that is only
+    // sound when the check would say the same with the body.
+    if let Some(head) = credentials(vendor).verify_head(Delivery {
+        body: &[],
+        ..delivery
+    }) {
+        assert_eq!(
+            head.map(|_| ()),
+            credentials(vendor).verify(delivery).map(|_| ()),
+            "{vendor:?}: the credential check before the body differs from the one with it"
+        );
+    }
     let verified = match credentials(vendor).verify(delivery) {
         Ok(v) => v,
         Err(e) => {
@@ -240,6 +304,17 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
             return;
         }
     };
+    if let Some(unreadable) = query_unreadable {
+        assert!(
+            input_has_secret || !unreadable.0.contains(SECRET),
+            "400 text shows the secret"
+        );
+        return;
+    }
+    let content_type = headers.get("content-type").map(HeaderValue::as_bytes);
+    // A body in a charset it names is read as text in it: `data.raw` is
+    // that text, not the bytes as sent.
+    let as_sent = !matches!(vendors::text::declared_charset(content_type), Ok(Some(_)));
     let received_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000);
     let parsed = vendors::parse(vendor, &verified, received_at);
     assert_eq!(
@@ -249,8 +324,9 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
     );
     match parsed {
         Err(e) => {
+            let answer = unparsed_because_encoded(e.0, &headers);
             assert!(
-                input_has_secret || !e.0.contains(SECRET),
+                input_has_secret || !answer.contains(SECRET),
                 "400 text shows the secret"
             );
         }
@@ -259,7 +335,8 @@ pub fn webhook(vendor: Vendor, data: &[u8]) {
             assert_eq!(answer.len(), 32);
         }
         Ok(Parsed::Event(event, raw)) => {
-            if let RawPayload::Json(text) = &raw {
+            let _ = vendors::text::labelled_other_than_its_utf8(body, content_type);
+            if let (RawPayload::Json(text), true) = (&raw, as_sent) {
                 // The body as sent, past a UTF-8 byte order mark and the
                 // whitespace around it; the one change is a lone surrogate
                 // escape read as `\ufffd`, which keeps the length.
@@ -462,6 +539,49 @@ pub fn upstream_sse(data: &[u8]) {
         }
         (_, Err(SseError::TooLarge)) => {}
         (w, c) => panic!("whole stream: {w:?}, chunked: {c:?}"),
+    }
+    for event in &whole.0 {
+        sprecord_payload(&event.data);
+    }
+}
+
+/// One framed event's data, read as a stream reads it
+/// (`sources::sprecord::payload`): deterministic, a reason that quotes none
+/// of the payload (it is at most 200 bytes), and an event becomes a CloudEvent whose `data.raw` is the
+/// data as received.
+fn sprecord_payload(data: &str) {
+    let read = payload::read_payload(data);
+    assert_eq!(
+        read,
+        payload::read_payload(data),
+        "the same payload read twice differs"
+    );
+    match read {
+        StreamPayload::Event(event, raw) => {
+            if let RawPayload::Json(text) = &raw {
+                // The data without the whitespace around it; a lone
+                // surrogate escape is read as `\ufffd`, of the same length.
+                let sent = data.trim_matches([' ', '\t', '\n', '\r']);
+                let read = vendors::text::parse_json(sent).ok().map(|(_, read)| read);
+                assert_eq!(
+                    Some(text.get()),
+                    read.as_deref(),
+                    "data.raw is not the data as received"
+                );
+                assert_eq!(
+                    text.get().len(),
+                    sent.len(),
+                    "data.raw is not the data as received"
+                );
+            }
+            let received_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000);
+            assert_cloudevent(Vendor::Sprecord, Transport::Sse, event, raw, received_at);
+        }
+        StreamPayload::Malformed(why) => {
+            // It goes into a warning line: a few words, however large the payload.
+            assert!(why.len() <= 200, "a reason of {} bytes: {why}", why.len());
+        }
+        StreamPayload::Verification => {}
     }
 }
 
