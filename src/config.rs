@@ -232,51 +232,57 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let expanded = env::expand(text, lookup);
-        if !expanded.problems.is_empty() {
-            let mut v = Validator::new(text);
-            for (offset, message) in expanded.problems {
-                v.problems.push((offset, message));
-            }
+        let mut v = Validator::new(text);
+        v.problems.clone_from(&expanded.problems);
+        if expanded.problems.len() > expanded.unset {
             return Err(v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
             }));
         }
+        // An unset variable expanded to nothing: what the later checks say
+        // on its line follows from that ("must not be empty"), not from the
+        // file, and is left out; the rest of the file is checked as usual,
+        // so `check` shows every problem at once.
+        let unset_lines: Vec<usize> = expanded
+            .problems
+            .iter()
+            .map(|(offset, _)| line_of(text, *offset))
+            .collect();
+        let mut later = Vec::new();
         // Spans from here on are in the expanded text: problems are placed in
         // the file the user wrote by mapping them back.
-        let mut config: Config = toml::from_str(&expanded.text).map_err(|first| {
-            let mut v = Validator::new(text);
-            let mut errors = type_errors::every_type_error::<Config>(&expanded.text);
-            if errors.is_empty() {
-                // A syntax error: nothing after it can be read.
-                errors.push(first);
+        let config = match toml::from_str::<Config>(&expanded.text) {
+            Ok(mut config) => {
+                let mut found = Validator::over_expansion(&expanded, text);
+                config.validate(&mut found);
+                config.route_through_proxies(lookup, &mut found);
+                later.extend(found.problems.into_iter().map(|(offset, message)| {
+                    (
+                        expanded.original_offset(offset),
+                        expanded.redact(&message, text),
+                    )
+                }));
+                Some(config)
             }
-            for e in &errors {
-                let (offset, message) = type_problem(&expanded, text, e);
-                v.error(offset..offset, message);
+            Err(first) => {
+                let mut errors = type_errors::every_type_error::<Config>(&expanded.text);
+                if errors.is_empty() {
+                    // A syntax error: nothing after it can be read.
+                    errors.push(first);
+                }
+                later.extend(errors.iter().map(|e| type_problem(&expanded, text, e)));
+                None
             }
-            v.into_error(file).unwrap_or_else(|| ConfigError {
+        };
+        later.retain(|(offset, _)| !unset_lines.contains(&line_of(text, *offset)));
+        v.problems.extend(later);
+        match (v.into_error(file), config) {
+            (None, Some(config)) => Ok(config),
+            (error, _) => Err(error.unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
-            })
-        })?;
-        let mut found = Validator::over_expansion(&expanded, text);
-        config.validate(&mut found);
-        config.route_through_proxies(lookup, &mut found);
-        let mut v = Validator::new(text);
-        v.problems = found
-            .problems
-            .into_iter()
-            .map(|(offset, message)| {
-                (
-                    expanded.original_offset(offset),
-                    expanded.redact(&message, text),
-                )
-            })
-            .collect();
-        match v.into_error(file) {
-            Some(err) => Err(err),
-            None => Ok(config),
+            })),
         }
     }
 
@@ -578,6 +584,15 @@ fn without_literal(message: &str) -> String {
         return format!("{prefix}{kind}{expected}");
     }
     message.to_owned()
+}
+
+/// The 0-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// The server a Voip24h `url` names, for telling two accounts' sessions

@@ -13,6 +13,10 @@ pub struct Expanded {
     pub text: String,
     /// (byte offset in the original text, message) for each problem.
     pub problems: Vec<(usize, String)>,
+    /// How many of `problems` are unset variables: those expand to nothing,
+    /// which the later checks can read past (the others cannot: the text
+    /// after a `${` left open may be a secret a later message would quote).
+    pub unset: usize,
     /// Where each replacement stands, in the original and the expanded text,
     /// in order.
     substitutions: Vec<Substitution>,
@@ -115,6 +119,7 @@ enum Context {
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
+    let mut unset = 0;
     let mut substitutions = Vec::new();
     let mut ctx = Context::Bare;
     let bytes = text.as_bytes();
@@ -233,7 +238,10 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
                             value: Some(value),
                         });
                     }
-                    None => problems.push((i, format!("environment variable `{name}` is not set"))),
+                    None => {
+                        unset += 1;
+                        problems.push((i, format!("environment variable `{name}` is not set")));
+                    }
                 }
             }
             i += 2 + name_len + 1;
@@ -246,6 +254,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     Expanded {
         text: out,
         problems,
+        unset,
         substitutions,
     }
 }

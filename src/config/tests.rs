@@ -66,6 +66,42 @@ fn env_vars_expand_and_unset_ones_are_named_with_their_place() {
     );
 }
 
+/// `check` prints every problem at once (CONTRACT): an unset variable no
+/// longer hides the type and semantic problems elsewhere in the file. What
+/// the later checks say on the unset variable's own line follows from its
+/// empty value, and is left out. A `${` left open still stops there: the
+/// text after it may be a secret a later message would quote.
+#[test]
+fn an_unset_variable_hides_no_other_problem() {
+    let webhooks = "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${NOT_SET_X}\"\n\
+         [[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"a\"\n\
+         [[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"b\"\n";
+    // A semantic problem elsewhere: the second "t4".
+    let p = problems(webhooks);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(
+        p[0],
+        "relay.toml:4:11: environment variable `NOT_SET_X` is not set"
+    );
+    assert!(
+        p[1].starts_with("relay.toml:10:")
+            && p[1].ends_with("duplicate [[webhook]] tel4vn account \"t4\""),
+        "{p:?}"
+    );
+    // A type problem elsewhere.
+    let typed = format!("{webhooks}[journal]\nretention = \"forever\"\n");
+    let p = problems(&typed);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].ends_with("`NOT_SET_X` is not set"), "{p:?}");
+    assert!(p[1].contains("\"forever\" is not a duration"), "{p:?}");
+    // A `${` left open: only that.
+    let open = "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${NOT_CLOSED\"\n\
+         [journal]\nretention = \"forever\"\n";
+    let p = problems(open);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("is not closed"), "{p:?}");
+}
+
 #[test]
 fn a_secret_with_quotes_from_env_stays_intact() {
     let c =
