@@ -231,7 +231,6 @@ impl Relay {
         retention::say_losses_before_start(&journal);
         let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
         metrics.observe_journal(&journal);
-        export_stop_losses(&journal, &metrics);
         let hub = Hub::new(journal.last_seq(), 65_536);
         let ingest = Ingest::start(
             journal.clone(),
@@ -559,21 +558,6 @@ async fn serve(
         return Err(RunError::WriterStopped);
     }
     served.map_err(|e| RunError::Serve(std::io::Error::other(e)))
-}
-
-/// What stops gave up since the journal was made, as the start's
-/// `dropped_at_stop` count: a loss at the last shutdown shows as the
-/// counter rising across the restart (see `journal::stop_losses`).
-fn export_stop_losses(journal: &Journal, metrics: &Metrics) {
-    match journal.dropped_at_stop() {
-        Ok(total) => metrics
-            .ingest_errors
-            .with_label_values(&["dropped_at_stop"])
-            .inc_by(total),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read how many events earlier stops dropped; callrelay_ingest_errors_total{{reason=\"dropped_at_stop\"}} starts at 0")
-        }
-    }
 }
 
 /// The SPRecord resume ids the journal kept from the last run, for the

@@ -16,8 +16,7 @@
 //! Here: opening, appending and the figures; the rest is split by concern:
 //! `open` (the redb file, its cache, its repair), `record` (an event's stored
 //! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
-//! `unsaid_loss` (what `max_size` dropped), `stop_losses` (what stops gave
-//! up), `clock`.
+//! `unsaid_loss` (what `max_size` dropped), `clock`.
 
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -46,7 +45,6 @@ mod resume_ids;
 use resume_ids::SSE_RESUME;
 pub use resume_ids::SavedResumeId;
 mod retention;
-mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};

@@ -1349,35 +1349,7 @@ async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
         gone["sent"]
     );
     peer.expect("signed").await;
-    // The count is kept in the journal: the next start exports it, so a
-    // loss at a shutdown (whose process is seldom scraped again) shows as
-    // the counter rising across the restart. The shutdown below gives up
-    // events too (the reload's new session is behind the same stream).
-    let kept = relay.ctx.journal.dropped_at_stop().expect("the kept count");
-    assert_eq!(kept, left, "socket.io {sio}");
-    let metrics = relay.ctx.metrics.clone();
-    let dir = relay.stop().await;
-    let counted = metrics
-        .ingest_errors
-        .with_label_values(&["dropped_at_stop"])
-        .get();
-    let text = common::base_config(dir.path());
-    let again = common::start_relay_in(dir, &text).await;
-    let exported = again
-        .ctx
-        .metrics
-        .ingest_errors
-        .with_label_values(&["dropped_at_stop"])
-        .get();
-    assert!(
-        exported >= left,
-        "socket.io {sio}: the next start's count {exported}"
-    );
-    assert_eq!(
-        exported, counted,
-        "socket.io {sio}: the next start's count is what the stopped run counted"
-    );
-    again.stop().await;
+    relay.stop().await;
 }
 
 #[tokio::test]

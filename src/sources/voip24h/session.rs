@@ -215,7 +215,7 @@ impl Session<'_> {
             self.deliver_queued(link, &drain_over).await;
         }
         timer.abort();
-        self.report_left_behind(link, 0).await;
+        self.report_left_behind(link, 0);
         end
     }
 
@@ -226,7 +226,7 @@ impl Session<'_> {
     /// again), so they are counted and logged rather than dropped without a
     /// word. A backlog the connection's reader still holds beyond the queue
     /// (only while the journal is far behind) is not counted.
-    async fn report_left_behind(&self, link: &mut Link, abandoned: u64) {
+    fn report_left_behind(&self, link: &mut Link, abandoned: u64) {
         let mut left = abandoned;
         while let Some(inbound) = link.try_recv() {
             if matches!(&inbound, Inbound::Event { name, .. } if name == "response" || is_unknown(name))
@@ -246,14 +246,6 @@ impl Session<'_> {
                 events = left,
                 "`response` events received but not journaled within {DRAIN_LIMIT:?} of the stop; they are lost"
             );
-            // Kept for the next start's metric: after a shutdown this
-            // process is seldom scraped again (see `journal::stop_losses`).
-            let journal = self.ctx.journal.clone();
-            let kept = tokio::task::spawn_blocking(move || journal.add_dropped_at_stop(left)).await;
-            if let Ok(Err(e)) = kept {
-                tracing::warn!(vendor = "voip24h", account = self.account(), error = %e,
-                    "could not keep the count of events dropped at the stop for the next start's metric (the line above says them)");
-            }
         }
     }
 
@@ -330,7 +322,7 @@ impl Session<'_> {
                 {
                     Ok(()) => true,
                     Err(ShuttingDown { abandoned }) => {
-                        self.report_left_behind(link, abandoned).await;
+                        self.report_left_behind(link, abandoned);
                         false
                     }
                 }
@@ -613,7 +605,7 @@ impl Session<'_> {
                                     .await;
                                 drop(keep_alive);
                                 if let Err(ShuttingDown { abandoned }) = delivered {
-                                    self.report_left_behind(link, abandoned).await;
+                                    self.report_left_behind(link, abandoned);
                                     return end(
                                         EndReason::Cancelled,
                                         "journal closing".into(),
