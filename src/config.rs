@@ -240,10 +240,10 @@ impl Config {
                 problems: vec![],
             }));
         }
-        // An unset variable expanded to nothing: what the later checks say
-        // on its line follows from that ("must not be empty"), not from the
-        // file, and is left out; the rest of the file is checked as usual,
-        // so `check` shows every problem at once.
+        // An unset variable in a string stays as written (see `env::Expanded::
+        // unset`): what the later checks say on its line follows from that
+        // placeholder, not from the file, and is left out; the rest of the
+        // file is checked as usual, so `check` shows every problem at once.
         let unset_lines: Vec<usize> = expanded
             .problems
             .iter()

@@ -13,9 +13,12 @@ pub struct Expanded {
     pub text: String,
     /// (byte offset in the original text, message) for each problem.
     pub problems: Vec<(usize, String)>,
-    /// How many of `problems` are unset variables: those expand to nothing,
-    /// which the later checks can read past (the others cannot: the text
-    /// after a `${` left open may be a secret a later message would quote).
+    /// How many of `problems` are unset variables inside a string: those
+    /// stay as the file writes them (`"${NAME}"`), a placeholder the later
+    /// checks can read past, at the same place and of the same length. The
+    /// others cannot be: the text after a `${` left open may be a secret a
+    /// later message would quote, and a bare `${NAME}` left out or in place
+    /// is no TOML value.
     pub unset: usize,
     /// Where each replacement stands, in the original and the expanded text,
     /// in order.
@@ -239,7 +242,11 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
                         });
                     }
                     None => {
-                        unset += 1;
+                        let written = &rest[..2 + name_len + 1];
+                        if ctx != Context::Bare {
+                            out.push_str(written);
+                            unset += 1;
+                        }
                         problems.push((i, format!("environment variable `{name}` is not set")));
                     }
                 }

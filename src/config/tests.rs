@@ -76,24 +76,39 @@ fn an_unset_variable_hides_no_other_problem() {
     let webhooks = "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${NOT_SET_X}\"\n\
          [[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"a\"\n\
          [[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"b\"\n";
-    // A semantic problem elsewhere: the second "t4".
-    let p = problems(webhooks);
-    assert_eq!(p.len(), 2, "{p:?}");
+    // A semantic problem elsewhere: the second "t4", in its place.
     assert_eq!(
-        p[0],
-        "relay.toml:4:11: environment variable `NOT_SET_X` is not set"
+        problems(webhooks),
+        vec![
+            "relay.toml:4:11: environment variable `NOT_SET_X` is not set",
+            "relay.toml:11:11: duplicate [[webhook]] tel4vn account \"t4\"",
+        ]
     );
-    assert!(
-        p[1].starts_with("relay.toml:10:")
-            && p[1].ends_with("duplicate [[webhook]] tel4vn account \"t4\""),
-        "{p:?}"
-    );
+    // Two unset keys are two keys, not "the same key on the same server",
+    // and an unset key is not an empty one.
+    let voip24h = |account: &str, var: &str| {
+        format!(
+            "[[voip24h]]\naccount = \"{account}\"\nurl = \"http://dial:3122\"\nkey = \"${{{var}}}\"\n"
+        )
+    };
+    let p = problems(&format!(
+        "{}{}",
+        voip24h("a", "KEY_A"),
+        voip24h("b", "KEY_B")
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p.iter().all(|p| p.ends_with("is not set")), "{p:?}");
     // A type problem elsewhere.
     let typed = format!("{webhooks}[journal]\nretention = \"forever\"\n");
     let p = problems(&typed);
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p[0].ends_with("`NOT_SET_X` is not set"), "{p:?}");
     assert!(p[1].contains("\"forever\" is not a duration"), "{p:?}");
+    // A bare unset variable (no TOML value without it): only that.
+    let bare = "[websocket]\nmax_clients = ${NOT_SET_N}\n[journal]\nretention = \"forever\"\n";
+    let p = problems(bare);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].ends_with("`NOT_SET_N` is not set"), "{p:?}");
     // A `${` left open: only that.
     let open = "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${NOT_CLOSED\"\n\
          [journal]\nretention = \"forever\"\n";
