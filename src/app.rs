@@ -92,6 +92,10 @@ pub struct Context {
     pub mislabelled_charsets: Mutex<LogThrottle<(&'static str, String)>>,
     /// The memory webhook bodies being received hold together.
     pub body_budget: Arc<crate::sources::webhook::budget::BodyBudget>,
+    /// Voip24h events the shutdown in progress gave up: kept in the
+    /// journal once the sources drained, for the next start's metric (see
+    /// `journal::stop_losses`).
+    pub dropped_at_shutdown: AtomicU64,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
@@ -231,6 +235,7 @@ impl Relay {
         retention::say_losses_before_start(&journal);
         let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
         metrics.observe_journal(&journal);
+        say_last_stop_losses(&journal, &metrics);
         let hub = Hub::new(journal.last_seq(), 65_536);
         let ingest = Ingest::start(
             journal.clone(),
@@ -261,6 +266,7 @@ impl Relay {
                 crate::sources::webhook::REFUSAL_LOG_INTERVAL,
             )),
             body_budget: crate::sources::webhook::budget::BodyBudget::new(),
+            dropped_at_shutdown: AtomicU64::new(0),
             started: Instant::now(),
             reloads,
         });
@@ -529,6 +535,7 @@ async fn serve(
         .drain(sinks::websocket::drain::SHUTDOWN_BOUND)
         .await;
     sources.stop_all().await;
+    keep_shutdown_losses(&ctx).await;
     // After the sources: the ids their drain handed on are stored too.
     resume_stop.cancel();
     let _ = resume_saving.await;
@@ -558,6 +565,42 @@ async fn serve(
         return Err(RunError::WriterStopped);
     }
     served.map_err(|e| RunError::Serve(std::io::Error::other(e)))
+}
+
+/// What the last shutdown gave up (see `journal::stop_losses`): said once,
+/// as an error and as `callrelay_ingest_errors_total{reason="dropped_at_last_stop"}`.
+fn say_last_stop_losses(journal: &Journal, metrics: &Metrics) {
+    match journal.take_dropped_at_last_stop() {
+        Ok(0) => {}
+        Ok(lost) => {
+            metrics
+                .ingest_errors
+                .with_label_values(&["dropped_at_last_stop"])
+                .inc_by(lost);
+            tracing::error!(
+                events = lost,
+                "the last shutdown gave up Voip24h `response` events it had received and could not journal within the drain's time (its log says which account); they are lost"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read how many events the last shutdown gave up")
+        }
+    }
+}
+
+/// Keeps what this shutdown's sources gave up for the next start, once
+/// they have drained (so their stop never waits on the disk).
+async fn keep_shutdown_losses(ctx: &Context) {
+    let lost = ctx.dropped_at_shutdown.load(Ordering::Acquire);
+    if lost == 0 {
+        return;
+    }
+    let journal = ctx.journal.clone();
+    let kept = tokio::task::spawn_blocking(move || journal.add_dropped_at_last_stop(lost)).await;
+    if let Ok(Err(e)) = kept {
+        tracing::warn!(error = %e, events = lost,
+            "could not keep the count of events this shutdown gave up for the next start (the error lines above say them)");
+    }
 }
 
 /// The SPRecord resume ids the journal kept from the last run, for the

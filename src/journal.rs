@@ -16,7 +16,8 @@
 //! Here: opening, appending and the figures; the rest is split by concern:
 //! `open` (the redb file, its cache, its repair), `record` (an event's stored
 //! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
-//! `unsaid_loss` (what `max_size` dropped), `clock`.
+//! `unsaid_loss` (what `max_size` dropped), `stop_losses` (what the last
+//! shutdown gave up), `clock`.
 
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -45,6 +46,7 @@ mod resume_ids;
 use resume_ids::SSE_RESUME;
 pub use resume_ids::SavedResumeId;
 mod retention;
+mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex, Seen};

@@ -198,7 +198,7 @@ impl Metrics {
         let ingest_errors = counter(
             &r,
             "callrelay_ingest_errors_total",
-            "Journal commits that failed (reason=commit: every event in the batch was refused); reason=dropped_at_stop: events a Voip24h session had received but could not journal within the 3 s a stop allows.",
+            "Journal commits that failed (reason=commit: every event in the batch was refused); reason=dropped_at_stop: events a Voip24h session had received but could not journal within the 3 s a stop allows; reason=dropped_at_last_stop: those the last shutdown gave up, exported by the next start.",
             &["reason"],
         );
         let upstream_malformed = counter(
@@ -258,7 +258,7 @@ impl Metrics {
         // Counters an alert watches with `increase()` start at 0: a series
         // born at 1 has no earlier sample, so Prometheus sees no increase and
         // the first failed commit or refused reload would never alert.
-        for reason in ["commit", "dropped_at_stop"] {
+        for reason in ["commit", "dropped_at_stop", "dropped_at_last_stop"] {
             ingest_errors.with_label_values(&[reason]);
         }
         for result in ["ok", "failed"] {

@@ -1349,7 +1349,36 @@ async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
         gone["sent"]
     );
     peer.expect("signed").await;
-    relay.stop().await;
+    // The shutdown gives up events too (the new session is behind the same
+    // stream). The stopping process is seldom scraped again: the next start
+    // says what the shutdown gave up, and only that (not the reload's).
+    let metrics = relay.ctx.metrics.clone();
+    let dir = relay.stop().await;
+    let at_shutdown = metrics
+        .ingest_errors
+        .with_label_values(&["dropped_at_stop"])
+        .get()
+        - left;
+    assert!(
+        at_shutdown > 0 || !cfg!(debug_assertions),
+        "socket.io {sio}: nothing given up at the shutdown"
+    );
+    let text = common::base_config(dir.path());
+    let last_stop = |relay: &TestRelay| {
+        relay
+            .ctx
+            .metrics
+            .ingest_errors
+            .with_label_values(&["dropped_at_last_stop"])
+            .get()
+    };
+    let again = common::start_relay_in(dir, &text).await;
+    assert_eq!(last_stop(&again), at_shutdown, "socket.io {sio}");
+    // Said once.
+    let dir = again.stop().await;
+    let once_more = common::start_relay_in(dir, &text).await;
+    assert_eq!(last_stop(&once_more), 0, "socket.io {sio}");
+    once_more.stop().await;
 }
 
 #[tokio::test]

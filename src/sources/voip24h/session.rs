@@ -240,6 +240,12 @@ impl Session<'_> {
                 .ingest_errors
                 .with_label_values(&["dropped_at_stop"])
                 .inc_by(left);
+            if self.ctx.shutdown.is_cancelled() {
+                // Kept for the next start: this process is seldom scraped again.
+                self.ctx
+                    .dropped_at_shutdown
+                    .fetch_add(left, std::sync::atomic::Ordering::AcqRel);
+            }
             tracing::error!(
                 vendor = "voip24h",
                 account = self.account(),

@@ -1,0 +1,81 @@
+//! The count of Voip24h events the last shutdown gave up (received, not
+//! journaled within the drain's time), kept in the journal's `meta` table
+//! for the next start.
+//!
+//! Why: a shutdown's loss was counted only in the process that stopped,
+//! which is seldom scraped again, so `CallrelayEventsDroppedAtStop` could
+//! see a reload's loss but not a shutdown's. The next start takes the count
+//! and exports it as `callrelay_ingest_errors_total{reason="dropped_at_last_stop"}`,
+//! a series of its own: the stopping process's `dropped_at_stop` is left as
+//! it was, so no series goes down across the restart (a first form carried
+//! that counter over, and a failed write then read as a reset and a false
+//! increase).
+//!
+//! Guarantees: written once, after the sources have drained, so the
+//! sources' stop never waits on it; what a start takes is cleared, so it is
+//! said once (twice if the clearing write fails); a write that fails is the
+//! caller's to report, and the loss is still in the stopped run's log line.
+
+use redb::ReadableDatabase;
+
+use super::{Journal, JournalError, META, meta_count, storage};
+
+const KEY: &str = "dropped_at_last_stop";
+
+impl Journal {
+    /// Adds `count` events the shutdown in progress gave up (to any a
+    /// start has not taken yet).
+    pub fn add_dropped_at_last_stop(&self, count: u64) -> Result<(), JournalError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let (_db, txn) = self.begin_state_write(true)?;
+        {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let kept = meta_count(&meta, KEY, 0)?;
+            meta.insert(KEY, kept.saturating_add(count))
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
+    /// What the last shutdown gave up, cleared once read.
+    pub fn take_dropped_at_last_stop(&self) -> Result<u64, JournalError> {
+        let kept = {
+            let db = self.db()?;
+            let txn = db.begin_read().map_err(storage)?;
+            let meta = txn.open_table(META).map_err(storage)?;
+            meta_count(&meta, KEY, 0)?
+        };
+        if kept > 0 {
+            let (_db, txn) = self.begin_state_write(true)?;
+            txn.open_table(META)
+                .map_err(storage)?
+                .insert(KEY, 0)
+                .map_err(storage)?;
+            txn.commit().map_err(storage)?;
+        }
+        Ok(kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::tests_support::options;
+
+    #[test]
+    fn the_count_survives_a_reopen_and_is_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(options(dir.path())).unwrap();
+        assert_eq!(journal.take_dropped_at_last_stop().unwrap(), 0);
+        journal.add_dropped_at_last_stop(3).unwrap();
+        journal.add_dropped_at_last_stop(0).unwrap();
+        journal.add_dropped_at_last_stop(4).unwrap();
+        drop(journal);
+        let journal = Journal::open(options(dir.path())).unwrap();
+        assert_eq!(journal.take_dropped_at_last_stop().unwrap(), 7);
+        assert_eq!(journal.take_dropped_at_last_stop().unwrap(), 0);
+    }
+}
