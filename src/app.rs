@@ -570,21 +570,26 @@ async fn serve(
 /// What the last shutdown gave up (see `journal::stop_losses`): said once,
 /// as an error and as `callrelay_ingest_errors_total{reason="dropped_at_last_stop"}`.
 fn say_last_stop_losses(journal: &Journal, metrics: &Metrics) {
-    match journal.take_dropped_at_last_stop() {
-        Ok(0) => {}
-        Ok(lost) => {
-            metrics
-                .ingest_errors
-                .with_label_values(&["dropped_at_last_stop"])
-                .inc_by(lost);
-            tracing::error!(
-                events = lost,
-                "the last shutdown gave up Voip24h `response` events it had received and could not journal within the drain's time (its log says which account); they are lost"
-            );
-        }
+    let lost = match journal.dropped_at_last_stop() {
+        Ok(lost) => lost,
         Err(e) => {
-            tracing::warn!(error = %e, "could not read how many events the last shutdown gave up")
+            tracing::warn!(error = %e, "could not read how many events the last shutdown gave up");
+            return;
         }
+    };
+    if lost == 0 {
+        return;
+    }
+    metrics
+        .ingest_errors
+        .with_label_values(&["dropped_at_last_stop"])
+        .inc_by(lost);
+    tracing::error!(
+        events = lost,
+        "the last shutdown gave up Voip24h `response` events it had received and could not journal within the drain's time (its log says which account); they are lost"
+    );
+    if let Err(e) = journal.dropped_at_last_stop_said() {
+        tracing::warn!(error = %e, "could not clear the count of events the last shutdown gave up: the next start says them again");
     }
 }
 

@@ -234,16 +234,18 @@ impl Config {
         let expanded = env::expand(text, lookup);
         let mut v = Validator::new(text);
         v.problems.clone_from(&expanded.problems);
-        if expanded.problems.len() > expanded.unset {
+        if expanded.problems.len() > expanded.unset.len() {
             return Err(v.into_error(file).unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],
             }));
         }
         // An unset variable in a string stays as written (see `env::Expanded::
-        // unset`): what the later checks say on its line follows from that
-        // placeholder, not from the file, and is left out; the rest of the
-        // file is checked as usual, so `check` shows every problem at once.
+        // unset`): what the later checks say on its line, or quoting it (a
+        // check of another field that reads it: `tls.ca_file` against the
+        // url's scheme), follows from that placeholder, not from the file,
+        // and is left out; the rest of the file is checked as usual, so
+        // `check` shows every problem at once.
         let unset_lines: Vec<usize> = expanded
             .problems
             .iter()
@@ -275,7 +277,13 @@ impl Config {
                 None
             }
         };
-        later.retain(|(offset, _)| !unset_lines.contains(&line_of(text, *offset)));
+        later.retain(|(offset, message)| {
+            !unset_lines.contains(&line_of(text, *offset))
+                && !expanded
+                    .unset
+                    .iter()
+                    .any(|written| message.contains(written.as_str()))
+        });
         v.problems.extend(later);
         match (v.into_error(file), config) {
             (None, Some(config)) => Ok(config),

@@ -13,13 +13,13 @@ pub struct Expanded {
     pub text: String,
     /// (byte offset in the original text, message) for each problem.
     pub problems: Vec<(usize, String)>,
-    /// How many of `problems` are unset variables inside a string: those
-    /// stay as the file writes them (`"${NAME}"`), a placeholder the later
-    /// checks can read past, at the same place and of the same length. The
-    /// others cannot be: the text after a `${` left open may be a secret a
-    /// later message would quote, and a bare `${NAME}` left out or in place
-    /// is no TOML value.
-    pub unset: usize,
+    /// The unset variables inside a string, as written (`${NAME}`), one
+    /// per problem: they stay in the text as a placeholder the later checks
+    /// can read past, at the same place and of the same length. The other
+    /// problems cannot be read past: the text after a `${` left open may be
+    /// a secret a later message would quote, and a bare `${NAME}` left out
+    /// or in place is no TOML value.
+    pub unset: Vec<String>,
     /// Where each replacement stands, in the original and the expanded text,
     /// in order.
     substitutions: Vec<Substitution>,
@@ -122,7 +122,7 @@ enum Context {
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
-    let mut unset = 0;
+    let mut unset = Vec::new();
     let mut substitutions = Vec::new();
     let mut ctx = Context::Bare;
     let bytes = text.as_bytes();
@@ -245,7 +245,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
                         let written = &rest[..2 + name_len + 1];
                         if ctx != Context::Bare {
                             out.push_str(written);
-                            unset += 1;
+                            unset.push(written.to_owned());
                         }
                         problems.push((i, format!("environment variable `{name}` is not set")));
                     }

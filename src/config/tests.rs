@@ -104,6 +104,17 @@ fn an_unset_variable_hides_no_other_problem() {
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p[0].ends_with("`NOT_SET_X` is not set"), "{p:?}");
     assert!(p[1].contains("\"forever\" is not a duration"), "{p:?}");
+    // A check of another field that reads the unset one (the CA file
+    // against the url's scheme) says nothing about the placeholder.
+    let p = problems(
+        "[[sprecord]]\naccount = \"s\"\nurl = \"${NOT_SET_URL}\"\ntls = { ca_file = \"/no/such/ca.pem\" }\n",
+    );
+    assert!(p[0].ends_with("`NOT_SET_URL` is not set"), "{p:?}");
+    assert!(
+        !p.iter()
+            .any(|p| p.contains("https://") || p.contains("${NOT_SET_URL}")),
+        "{p:?}"
+    );
     // A bare unset variable (no TOML value without it): only that.
     let bare = "[websocket]\nmax_clients = ${NOT_SET_N}\n[journal]\nretention = \"forever\"\n";
     let p = problems(bare);

@@ -12,9 +12,11 @@
 //! increase).
 //!
 //! Guarantees: written once, after the sources have drained, so the
-//! sources' stop never waits on it; what a start takes is cleared, so it is
-//! said once (twice if the clearing write fails); a write that fails is the
-//! caller's to report, and the loss is still in the stopped run's log line.
+//! sources' stop never waits on it; a start says it and then clears it, so
+//! it is said once (again at the next start if the clearing write fails); a
+//! write that fails is the caller's to report, and the loss is still in the
+//! stopped run's log line. A start killed before its first scrape has said
+//! it in its log only.
 
 use redb::ReadableDatabase;
 
@@ -40,23 +42,23 @@ impl Journal {
         Ok(())
     }
 
-    /// What the last shutdown gave up, cleared once read.
-    pub fn take_dropped_at_last_stop(&self) -> Result<u64, JournalError> {
-        let kept = {
-            let db = self.db()?;
-            let txn = db.begin_read().map_err(storage)?;
-            let meta = txn.open_table(META).map_err(storage)?;
-            meta_count(&meta, KEY, 0)?
-        };
-        if kept > 0 {
-            let (_db, txn) = self.begin_state_write(true)?;
-            txn.open_table(META)
-                .map_err(storage)?
-                .insert(KEY, 0)
-                .map_err(storage)?;
-            txn.commit().map_err(storage)?;
-        }
-        Ok(kept)
+    /// What the last shutdown gave up and no start has said yet.
+    pub fn dropped_at_last_stop(&self) -> Result<u64, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        meta_count(&meta, KEY, 0)
+    }
+
+    /// A start said it: cleared.
+    pub fn dropped_at_last_stop_said(&self) -> Result<(), JournalError> {
+        let (_db, txn) = self.begin_state_write(true)?;
+        txn.open_table(META)
+            .map_err(storage)?
+            .insert(KEY, 0)
+            .map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(())
     }
 }
 
@@ -66,16 +68,17 @@ mod tests {
     use crate::journal::tests_support::options;
 
     #[test]
-    fn the_count_survives_a_reopen_and_is_taken_once() {
+    fn the_count_survives_a_reopen_until_it_is_said() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(options(dir.path())).unwrap();
-        assert_eq!(journal.take_dropped_at_last_stop().unwrap(), 0);
+        assert_eq!(journal.dropped_at_last_stop().unwrap(), 0);
         journal.add_dropped_at_last_stop(3).unwrap();
         journal.add_dropped_at_last_stop(0).unwrap();
         journal.add_dropped_at_last_stop(4).unwrap();
         drop(journal);
         let journal = Journal::open(options(dir.path())).unwrap();
-        assert_eq!(journal.take_dropped_at_last_stop().unwrap(), 7);
-        assert_eq!(journal.take_dropped_at_last_stop().unwrap(), 0);
+        assert_eq!(journal.dropped_at_last_stop().unwrap(), 7);
+        journal.dropped_at_last_stop_said().unwrap();
+        assert_eq!(journal.dropped_at_last_stop().unwrap(), 0);
     }
 }
