@@ -249,7 +249,7 @@ impl Config {
         let unset_lines: Vec<usize> = expanded
             .problems
             .iter()
-            .map(|(offset, _)| line_of(text, *offset))
+            .map(|(offset, _)| line_col(text, *offset).0)
             .collect();
         let mut later = Vec::new();
         // Spans from here on are in the expanded text: problems are placed in
@@ -278,7 +278,7 @@ impl Config {
             }
         };
         later.retain(|(offset, message)| {
-            !unset_lines.contains(&line_of(text, *offset))
+            !unset_lines.contains(&line_col(text, *offset).0)
                 && !expanded
                     .unset
                     .iter()
@@ -592,15 +592,6 @@ fn without_literal(message: &str) -> String {
         return format!("{prefix}{kind}{expected}");
     }
     message.to_owned()
-}
-
-/// The 0-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|&&b| b == b'\n')
-        .count()
 }
 
 /// The server a Voip24h `url` names, for telling two accounts' sessions

@@ -405,6 +405,32 @@ impl Journal {
         Ok((db, txn))
     }
 
+    /// A count kept in the `meta` table (0 when never written).
+    fn meta_value(&self, key: &str) -> Result<u64, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        meta_count(&meta, key, 0)
+    }
+
+    /// Sets a count kept in the `meta` table to `change` of it, durably;
+    /// returns the new count.
+    fn change_meta_value(
+        &self,
+        key: &str,
+        change: impl FnOnce(u64) -> u64,
+    ) -> Result<u64, JournalError> {
+        let (_db, txn) = self.begin_state_write(true)?;
+        let new = {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let new = change(meta_count(&meta, key, 0)?);
+            meta.insert(key, new).map_err(storage)?;
+            new
+        };
+        txn.commit().map_err(storage)?;
+        Ok(new)
+    }
+
     /// Closes the database and opens it again, after an I/O error (a full
     /// disk): redb refuses every write once one has failed, until it is
     /// opened again, so without this freeing space would not be enough. The
@@ -567,14 +593,13 @@ impl Journal {
     /// relay killed before its next line leaves the count to the next start
     /// (see [`unsaid_loss`]).
     pub fn unsaid_undelivered(&self) -> Result<u64, JournalError> {
-        unsaid_loss::get(&*self.db()?)
+        self.meta_value(unsaid_loss::KEY)
     }
 
     /// A log line named `count` of the [`unsaid_undelivered`](Self::unsaid_undelivered)
     /// events; returns how many are left unsaid.
     pub fn undelivered_said(&self, count: u64) -> Result<u64, JournalError> {
-        self.refuse_if_file_gone()?;
-        unsaid_loss::said(&*self.db()?, count)
+        self.change_meta_value(unsaid_loss::KEY, |unsaid| unsaid.saturating_sub(count))
     }
 
     /// Runs `read`, in which redb may panic: redb 4.6 panics on some

@@ -331,7 +331,8 @@ impl Metrics {
     /// Exports at 0 the per-account series of every account and vendor
     /// `config` names: events received and duplicates per account, events
     /// journaled per vendor and category, malformed messages and reconnects
-    /// (by every reason it can count) per connection source, and the Kafka sink's published and error counters when it is
+    /// (by every reason it can count) per connection source, and the Kafka
+    /// sink's published and error counters when it is
     /// configured (without it, a `sink="kafka"` series at 0 read as a sink
     /// that delivers nothing). Called at start and after each reload (an
     /// account or a sink added then starts at 0 as well); series of those
@@ -367,18 +368,19 @@ impl Metrics {
                 .with_label_values(&[vendor.as_str(), account, transport.as_str()]);
             self.events_duplicate
                 .with_label_values(&[vendor.as_str(), account]);
+            // A connection source's own series; a webhook has none.
             let reconnect_reasons = match transport {
-                Transport::Webhook => &[][..],
-                Transport::SocketIo => crate::sources::voip24h::RECONNECT_REASONS,
-                Transport::Sse => crate::sources::sprecord::RECONNECT_REASONS,
+                Transport::Webhook => None,
+                Transport::SocketIo => Some(crate::sources::voip24h::RECONNECT_REASONS),
+                Transport::Sse => Some(crate::sources::sprecord::RECONNECT_REASONS),
             };
-            if transport != Transport::Webhook {
+            if let Some(reasons) = reconnect_reasons {
                 self.upstream_malformed
                     .with_label_values(&[vendor.as_str(), account]);
-            }
-            for reason in reconnect_reasons {
-                self.upstream_reconnects
-                    .with_label_values(&[vendor.as_str(), account, reason]);
+                for reason in reasons {
+                    self.upstream_reconnects
+                        .with_label_values(&[vendor.as_str(), account, reason]);
+                }
             }
             if !vendors.contains(&vendor) {
                 vendors.push(vendor);

@@ -18,47 +18,29 @@
 //! stopped run's log line. A start killed before its first scrape has said
 //! it in its log only.
 
-use redb::ReadableDatabase;
-
-use super::{Journal, JournalError, META, meta_count, storage};
+use super::{Journal, JournalError};
 
 const KEY: &str = "dropped_at_last_stop";
 
 impl Journal {
     /// Adds `count` events the shutdown in progress gave up (to any a
-    /// start has not taken yet).
+    /// start has not said yet).
     pub fn add_dropped_at_last_stop(&self, count: u64) -> Result<(), JournalError> {
         if count == 0 {
             return Ok(());
         }
-        let (_db, txn) = self.begin_state_write(true)?;
-        {
-            let mut meta = txn.open_table(META).map_err(storage)?;
-            let kept = meta_count(&meta, KEY, 0)?;
-            meta.insert(KEY, kept.saturating_add(count))
-                .map_err(storage)?;
-        }
-        txn.commit().map_err(storage)?;
-        Ok(())
+        self.change_meta_value(KEY, |kept| kept.saturating_add(count))
+            .map(drop)
     }
 
     /// What the last shutdown gave up and no start has said yet.
     pub fn dropped_at_last_stop(&self) -> Result<u64, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let meta = txn.open_table(META).map_err(storage)?;
-        meta_count(&meta, KEY, 0)
+        self.meta_value(KEY)
     }
 
     /// A start said it: cleared.
     pub fn dropped_at_last_stop_said(&self) -> Result<(), JournalError> {
-        let (_db, txn) = self.begin_state_write(true)?;
-        txn.open_table(META)
-            .map_err(storage)?
-            .insert(KEY, 0)
-            .map_err(storage)?;
-        txn.commit().map_err(storage)?;
-        Ok(())
+        self.change_meta_value(KEY, |_| 0).map(drop)
     }
 }
 

@@ -12,11 +12,11 @@
 //! crash between the line and the write makes the next start name them
 //! again: twice at worst, never not at all.
 
-use redb::{ReadableDatabase, Table};
+use redb::Table;
 
-use super::{JournalError, META, meta_count, storage};
+use super::{JournalError, meta_count, storage};
 
-const KEY: &str = "undelivered_unsaid";
+pub(super) const KEY: &str = "undelivered_unsaid";
 
 /// Adds `count` dropped events, inside the dropping transaction.
 pub(super) fn add(meta: &mut Table<'_, &'static str, u64>, count: u64) -> Result<(), JournalError> {
@@ -27,25 +27,4 @@ pub(super) fn add(meta: &mut Table<'_, &'static str, u64>, count: u64) -> Result
     meta.insert(KEY, unsaid.saturating_add(count))
         .map_err(storage)?;
     Ok(())
-}
-
-/// The count now.
-pub(super) fn get(db: &redb::Database) -> Result<u64, JournalError> {
-    let txn = db.begin_read().map_err(storage)?;
-    let meta = txn.open_table(META).map_err(storage)?;
-    meta_count(&meta, KEY, 0)
-}
-
-/// Takes `count` off (a line named them); returns what is left.
-pub(super) fn said(db: &redb::Database, count: u64) -> Result<u64, JournalError> {
-    let txn = db.begin_write().map_err(storage)?;
-    let left = {
-        let mut meta = txn.open_table(META).map_err(storage)?;
-        let unsaid = meta_count(&meta, KEY, 0)?;
-        let left = unsaid.saturating_sub(count);
-        meta.insert(KEY, left).map_err(storage)?;
-        left
-    };
-    txn.commit().map_err(storage)?;
-    Ok(left)
 }
