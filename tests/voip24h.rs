@@ -724,6 +724,46 @@ async fn sio4_an_event_sent_as_the_relay_leaves_is_journaled() {
     an_event_sent_as_the_relay_leaves_is_journaled(4).await;
 }
 
+/// A server that ends the session with one of its events may have sent more
+/// before it reads the relay's leave: the session leaves in order and
+/// journals it, as at a stop. Before, the link's close read it off and lost
+/// it, uncounted.
+async fn an_event_sent_as_the_server_ends_the_session_is_journaled(sio: u8) {
+    let late = json!(["response", call_event(9)]);
+    let mut peer = Peer::spawn(sio, &["--write-on-leave", &format!("2{late}")]).await;
+    let relay = start_relay(&peer, "auto", KEY, "key").await;
+    for (round, event) in ["Bandwidth", "disconnectedServer", "error"]
+        .into_iter()
+        .enumerate()
+    {
+        peer.expect("signed").await;
+        peer.emit(event, json!(["from the test"])).await;
+        peer.expect("disconnect").await;
+        // The same call event each time: journaled the first time, then
+        // counted as its duplicate.
+        if round == 0 {
+            relay.wait_for_seq(1, WAIT).await;
+        } else {
+            common::eventually(WAIT, &format!("the late event read after {event}"), || {
+                relay.duplicates("voip24h", "main") == round as u64
+            })
+            .await;
+        }
+        assert_eq!(journaled_raws(&relay), vec![call_event(9)], "after {event}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sio2_an_event_sent_as_the_server_ends_the_session_is_journaled() {
+    an_event_sent_as_the_server_ends_the_session_is_journaled(2).await;
+}
+
+#[tokio::test]
+async fn sio4_an_event_sent_as_the_server_ends_the_session_is_journaled() {
+    an_event_sent_as_the_server_ends_the_session_is_journaled(4).await;
+}
+
 /// A TCP relay to `to` on 127.0.0.1 that holds what the client writes for
 /// `delay` before passing it on (what the server writes goes back at once):
 /// a link whose round trip is longer than `delay`. Returns its port.

@@ -16,8 +16,11 @@
 //! (reload, shutdown) every `response` that has reached the relay is
 //! journaled before the session returns, for at most DRAIN_LIMIT past the
 //! stop (however fast the server still sends); what is left then is counted
-//! and logged. The session never closes the link itself: the caller does, so
-//! that closing is always awaited in one place.
+//! and logged. A session the server ends with one of its events (`Bandwidth`,
+//! `disconnect`, …) is left the same way, reading for at most DRAIN_LIMIT:
+//! what the server sent before it read the leave is journaled too. The
+//! session never closes the link itself: the caller does, so that closing is
+//! always awaited in one place.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -85,6 +88,27 @@ impl EndReason {
             EndReason::Proxy => "proxy",
             EndReason::Tls => "tls",
         }
+    }
+
+    /// Whether the session ended on the server's word, over a connection
+    /// still open: it is closed in order (the vendor: "close the session in
+    /// order"), and what the server sent before it read our leave is
+    /// journaled. `ConnectTimeout` is also the namespace's own deadline,
+    /// where nothing is left to read and the in-order close costs one quiet
+    /// spell. The connection is gone (`Closed`, `Connect`, `Proxy`, `Tls`)
+    /// or the server sends nothing (`Silent`) for the rest.
+    fn leaves_the_link_open(self) -> bool {
+        matches!(
+            self,
+            EndReason::Bandwidth
+                | EndReason::AuthRefused
+                | EndReason::Error
+                | EndReason::ConnectionRefused
+                | EndReason::ConnectTimeout
+                | EndReason::ConnectEnd
+                | EndReason::DisconnectedServer
+                | EndReason::Disconnect
+        )
     }
 
     /// The server events that end a session, by their Voip24h name.
@@ -199,18 +223,24 @@ impl Session<'_> {
         });
         let end = self.run_until_end(link, &drain_over).await;
         if end.reason == EndReason::Cancelled {
-            // Told we are going, the server stops sending; what it sent
-            // before it read that still comes and is drained here. Left for
-            // the close, it arrived while the close read the connection off,
-            // and was lost without a count.
-            // Bounded: a socket the server does not read would hold the
-            // `41` and take the drain's whole 3 s.
-            let emitter = link.emitter();
-            tokio::select! {
-                _ = tokio::time::timeout(LEAVE_WAIT, emitter.leave()) => {}
-                () = drain_over.cancelled() => {}
-            }
-            self.drain(link, &drain_over).await;
+            self.leave_in_order(link, &drain_over, &drain_over).await;
+        } else if end.reason.leaves_the_link_open() {
+            // The server ended the session and may have sent more before
+            // it reads our leave; the close alone would read that off and
+            // lose it, uncounted. Reading is bounded as at a stop; what was
+            // read is journaled however long the journal takes, as a
+            // session's events always are (a stop meanwhile still bounds it).
+            let reading_over = drain_over.child_token();
+            let read_timer = tokio::spawn({
+                let reading_over = reading_over.clone();
+                async move {
+                    tokio::time::sleep(DRAIN_LIMIT).await;
+                    reading_over.cancel();
+                }
+            });
+            self.leave_in_order(link, &reading_over, &drain_over).await;
+            read_timer.abort();
+            self.deliver_queued(link, &drain_over).await;
         } else {
             self.deliver_queued(link, &drain_over).await;
         }
@@ -264,45 +294,61 @@ impl Session<'_> {
         }
     }
 
-    /// On a stop: journals every `response` that has reached us, in order,
-    /// including those still on their way: read until nothing came for
+    /// Leaves in order and journals every `response` that has reached us,
+    /// in order, including those still on their way: the socket.io leave
+    /// (`41`) is sent, the connection read until nothing came for
     /// DRAIN_QUIET, then the websocket's close is sent and reading goes on
     /// until the server's close answers it (everything it sent before it
-    /// read ours comes first); at most until DRAIN_LIMIT after the stop.
-    /// The close's answer, not the quiet spell alone: over a link whose
-    /// round trip is longer than the spell, an event the server sent just
-    /// before it read the `41` came after the spell, and the close read it
-    /// off and lost it.
-    async fn drain(&self, link: &mut Link, drain_over: &CancellationToken) {
-        if !self.drain_while(link, drain_over, Some(DRAIN_QUIET)).await {
-            return;
-        }
+    /// read ours comes first); no longer than `reading_over`. The close's
+    /// answer, not the quiet spell alone: over a link whose round trip is
+    /// longer than the spell, an event the server sent just before it read
+    /// the `41` came after the spell, and the close read it off and lost it.
+    /// `drain_over` gives up on a commit being retried.
+    async fn leave_in_order(
+        &self,
+        link: &mut Link,
+        reading_over: &CancellationToken,
+        drain_over: &CancellationToken,
+    ) {
+        // Bounded: a socket the server does not read would hold the `41`
+        // and take the whole drain.
         let emitter = link.emitter();
         tokio::select! {
-            _ = emitter.finish() => {}
-            () = drain_over.cancelled() => return,
+            _ = tokio::time::timeout(LEAVE_WAIT, emitter.leave()) => {}
+            () = reading_over.cancelled() => {}
         }
-        self.drain_while(link, drain_over, None).await;
+        if !self
+            .drain_while(link, reading_over, drain_over, Some(DRAIN_QUIET))
+            .await
+        {
+            return;
+        }
+        tokio::select! {
+            _ = emitter.finish() => {}
+            () = reading_over.cancelled() => return,
+        }
+        self.drain_while(link, reading_over, drain_over, None).await;
     }
 
-    /// Journals what arrives until the link closes or the drain is over
+    /// Journals what arrives until the link closes or reading is over
     /// (false), or nothing came for `quiet` (true).
     async fn drain_while(
         &self,
         link: &mut Link,
+        reading_over: &CancellationToken,
         drain_over: &CancellationToken,
         quiet: Option<Duration>,
     ) -> bool {
         loop {
             // The select below prefers what has arrived: under a steady
             // stream it would never see the deadline.
-            if drain_over.is_cancelled() {
+            if reading_over.is_cancelled() {
                 return false;
             }
             let inbound = tokio::select! {
                 biased;
                 inbound = link.recv() => inbound,
-                _ = drain_over.cancelled() => return false,
+                _ = reading_over.cancelled() => return false,
                 _ = tokio::time::sleep(quiet.unwrap_or(DRAIN_LIMIT)), if quiet.is_some() => return true,
             };
             if !self.deliver_inbound(link, inbound, drain_over).await {
@@ -682,12 +728,33 @@ mod tests {
             ("disconnectedServer", "disconnected_server"),
             ("disconnect", "disconnect"),
         ] {
-            assert_eq!(
-                EndReason::from_event(name).map(EndReason::label),
-                Some(label)
-            );
+            let reason = EndReason::from_event(name);
+            assert_eq!(reason.map(EndReason::label), Some(label));
+            // The server said it over an open connection: left in order,
+            // and what it sent before it read the leave is journaled.
+            assert_eq!(reason.map(EndReason::leaves_the_link_open), Some(true));
         }
         assert_eq!(EndReason::from_event("say"), None);
+    }
+
+    /// After the session, a connection is read on only where the server
+    /// ended it: one that is gone or sends nothing is not (a stop has its
+    /// own drain).
+    #[test]
+    fn only_the_servers_own_endings_are_read_on() {
+        use EndReason::*;
+        for (reason, read_on) in [
+            (AuthRefused, true),
+            (Error, true),
+            (Cancelled, false),
+            (Connect, false),
+            (Closed, false),
+            (Silent, false),
+            (Proxy, false),
+            (Tls, false),
+        ] {
+            assert_eq!(reason.leaves_the_link_open(), read_on, "{reason:?}");
+        }
     }
 
     /// What is relayed as `vendor.unknown`: neither `response` nor an event
