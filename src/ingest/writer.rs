@@ -213,7 +213,8 @@ pub(super) fn publish_landed(store: &dyn BatchStore, hub: &Hub, metrics: &Metric
                 .collect(),
             Err(e) => {
                 // The sinks read the journal by seq, so they still find these
-                // events; only live WebSocket sessions announce a gap.
+                // events; a live WebSocket session that sees the ring skip
+                // them reads them from the journal.
                 tracing::warn!(error = %e, after, "could not read back a commit reported failed");
                 return;
             }

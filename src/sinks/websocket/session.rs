@@ -11,6 +11,8 @@
 //!   the shared ring meanwhile;
 //! - a client whose live receiver lagged behind the shared broadcast ring is
 //!   caught up from the journal (same seam rule), never silently skipped;
+//!   so is one that sees the ring skip seqs (a commit reported failed had
+//!   landed, and reading it back for the ring failed);
 //! - whenever the journal has dropped events the client would get next (a
 //!   `since` older than retention kept, or a lag past what `max_size` kept),
 //!   the client gets `{"control":"gap","oldest_seq":N}` before event N, once
@@ -272,6 +274,14 @@ impl Session {
             handled += 1;
             match received {
                 Ok(event) => {
+                    if event.seq > self.cursor.saturating_add(1) {
+                        // The ring skipped seqs: a commit reported failed had
+                        // landed and could not be read back to be published.
+                        // The journal has them (or says where retention
+                        // took them): read it, as after a lag.
+                        self.out.flush_burst(&mut handed, latest_live).await?;
+                        self.replay(ctx).await?;
+                    }
                     if event.seq > self.cursor {
                         // A resumed client whose `since` retention has passed
                         // while the journal is empty learns of the gap here:
@@ -442,9 +452,10 @@ impl Session {
 
     /// Sends `{"control":"gap","oldest_seq":seq}` when `seq`, the next event
     /// this session handles, is not the one right after its cursor. Seqs are
-    /// contiguous in the journal and on the live ring (a receiver that misses
-    /// some is told `Lagged` and replays), so a jump means retention or
-    /// `max_size` removed what this client asked for. Checked on the raw seq,
+    /// contiguous in the journal, and a jump on the live ring is read from
+    /// the journal first (a receiver that misses some is told `Lagged` and
+    /// replays), so a jump here means retention or `max_size` removed what
+    /// this client asked for. Checked on the raw seq,
     /// before the filter: the client's cursor covers events it filters out too.
     async fn announce_gap(&mut self, seq: u64) -> Result<(), End> {
         if seq > self.cursor.saturating_add(1) {
@@ -514,5 +525,56 @@ mod tests {
         let half = REPLAY_PAGE_BYTES / 2;
         assert!(!is_full_page(&events(2, half - 1)));
         assert!(is_full_page(&events(2, half)));
+    }
+
+    /// The live ring skips seqs when a commit reported failed had landed
+    /// and reading it back for the ring failed: a live session reads what
+    /// it skipped from the journal instead of telling its client of a gap
+    /// that is not there (before: `{"control":"gap","oldest_seq":3}`, then
+    /// event 3 alone).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_session_reads_seqs_the_ring_skipped_from_the_journal() {
+        use crate::journal::{AppendOutcome, tests_support::event};
+        use serde_json::Value;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let url = format!("ws://{}/ws?since=0&heartbeat=1", relay.addr);
+        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut next_json = async || -> Value {
+            loop {
+                let frame = timeout(Duration::from_secs(10), client.next())
+                    .await
+                    .expect("a frame within 10 s")
+                    .expect("the session is open")
+                    .expect("a frame");
+                if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                    return serde_json::from_str(&text).unwrap();
+                }
+            }
+        };
+        // The replay is over and the session is live.
+        assert_eq!(
+            next_json().await,
+            serde_json::json!({"control": "heartbeat", "seq": 0})
+        );
+
+        let outcomes = relay
+            .ctx
+            .journal
+            .append_batch(&[event("a"), event("b"), event("c")])
+            .unwrap();
+        let Some(AppendOutcome::Appended(third)) = outcomes.into_iter().nth(2) else {
+            panic!("the third event appended");
+        };
+        assert_eq!(third.seq, 3);
+        relay.ctx.hub.publish(vec![Arc::new(third)], 3);
+
+        let mut frames = Vec::new();
+        while frames.last() != Some(&Value::from(3)) {
+            let frame = next_json().await;
+            frames.push(frame.get("seq").cloned().unwrap_or(frame));
+        }
+        assert_eq!(frames, [1, 2, 3].map(Value::from));
+        crate::app::tests_support::stop(relay).await;
     }
 }
