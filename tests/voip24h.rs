@@ -751,6 +751,14 @@ async fn an_event_sent_as_the_server_ends_the_session_is_journaled(sio: u8) {
         }
         assert_eq!(journaled_raws(&relay), vec![call_event(9)], "after {event}");
     }
+    let dropped = relay
+        .ctx
+        .metrics
+        .ingest_errors
+        .with_label_values(&["dropped_at_stop"])
+        .get();
+    assert_eq!(dropped, 0, "socket.io {sio}: nothing given up");
+    peer.assert_one_session_at_a_time().await;
     relay.stop().await;
 }
 

@@ -275,6 +275,11 @@ impl Conn {
         Some(inbound)
     }
 
+    /// How many things read wait to be taken.
+    pub fn queued(&self) -> usize {
+        self.events.len()
+    }
+
     /// What has already been read, without waiting.
     pub fn try_recv(&mut self) -> Option<Inbound> {
         let (inbound, size) = self.events.try_recv().ok()?;

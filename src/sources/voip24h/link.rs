@@ -144,6 +144,11 @@ impl Link {
         self.put_back.take().or_else(|| self.conn.try_recv())
     }
 
+    /// How many things have arrived and wait to be taken.
+    pub fn queued(&self) -> usize {
+        usize::from(self.put_back.is_some()) + self.conn.queued()
+    }
+
     /// Returns `inbound`, taken by [`Link::try_recv`] and not handled, to be
     /// the next thing received (one at most: the last one taken).
     pub fn put_back(&mut self, inbound: Inbound) {

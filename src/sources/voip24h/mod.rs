@@ -101,6 +101,14 @@ async fn hold_session(
         if end.reason == EndReason::Cancelled {
             break;
         }
+        // The server ended it, and a stop came while it was closed in
+        // order: said, but neither retried nor counted as a reconnect.
+        if cancel.is_cancelled() {
+            tracing::info!(vendor = "voip24h", account = %account,
+                reason = end.reason.label(), detail = %end.detail,
+                "session ended by the server as the source stopped");
+            break;
+        }
         let wait = supervisor.wait_after(config, &end);
         attempt_failed!(
             supervisor.retry_log,

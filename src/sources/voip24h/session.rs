@@ -94,9 +94,10 @@ impl EndReason {
     /// still open: it is closed in order (the vendor: "close the session in
     /// order"), and what the server sent before it read our leave is
     /// journaled. `ConnectTimeout` is also the namespace's own deadline,
-    /// where nothing is left to read and the in-order close costs one quiet
-    /// spell. The connection is gone (`Closed`, `Connect`, `Proxy`, `Tls`)
-    /// or the server sends nothing (`Silent`) for the rest.
+    /// where nothing is left to read and the in-order close costs a quiet
+    /// spell and a round trip. Not for the rest: the connection ended or
+    /// cannot be written to (`Closed`), the server sends nothing (`Silent`),
+    /// or the session never ran (`Connect`, `Proxy`, `Tls`).
     fn leaves_the_link_open(self) -> bool {
         matches!(
             self,
@@ -149,19 +150,20 @@ pub struct SessionEnd {
 
 /// How long after a stop the session may still spend journaling the events it
 /// had received: well inside SourceManager's 10 s stop timeout, with the
-/// link's own close (up to 4 s) after it.
+/// link's own close (up to 4 s) after it. Also how long a session the server
+/// ended reads on after its leave.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
-/// On a stop, the connection is read until nothing arrived for this long
-/// after the leave (`41`): a server flushing what it had queued is done by
-/// then. The websocket's close follows, and reading goes on until the
-/// server's close answers it.
+/// After the leave (`41`, at a stop or once the server ended the session),
+/// the connection is read until nothing arrived for this long: a server
+/// flushing what it had queued is done by then. The websocket's close
+/// follows, and reading goes on until the server's close answers it.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
 
 /// Most `response`s journaled in one commit: a burst is taken as it arrives
 /// (one commit each, a session journaled about 2,900 a second, and a stop
 /// under a burst ran out of time to journal what it had received).
 const GROUP_MAX: usize = 256;
-/// How long a stop waits for its socket.io disconnect (`41`) to be written
+/// How long a leave waits for its socket.io disconnect (`41`) to be written
 /// before it drains anyway.
 const LEAVE_WAIT: Duration = Duration::from_millis(250);
 
@@ -285,9 +287,17 @@ impl Session<'_> {
         }
     }
 
-    /// Journals the `response`s already received and not yet handled.
+    /// Journals the `response`s already received and not yet handled: those
+    /// queued now (and the groups they head), not what the connection's
+    /// reader goes on reading from a server that still sends; until a stop's
+    /// drain is over, when what is left is counted as lost.
     async fn deliver_queued(&self, link: &mut Link, drain_over: &CancellationToken) {
-        while let Some(inbound) = link.try_recv() {
+        let mut queued = link.queued();
+        while queued > 0 && !drain_over.is_cancelled() {
+            let Some(inbound) = link.try_recv() else {
+                return;
+            };
+            queued -= 1;
             if !self.deliver_inbound(link, inbound, drain_over).await {
                 return;
             }
@@ -330,8 +340,8 @@ impl Session<'_> {
         self.drain_while(link, reading_over, drain_over, None).await;
     }
 
-    /// Journals what arrives until the link closes or reading is over
-    /// (false), or nothing came for `quiet` (true).
+    /// Journals what arrives until the link closes, reading is over or the
+    /// journal is closing (false), or nothing came for `quiet` (true).
     async fn drain_while(
         &self,
         link: &mut Link,
@@ -515,7 +525,7 @@ impl Session<'_> {
         loop {
             // Checked here as well as in the select, which prefers what has
             // arrived: a server flooding events cannot hold off a stop, and
-            // whatever is left is journaled by `drain`.
+            // whatever is left is journaled by `leave_in_order`.
             if self.cancel.is_cancelled() {
                 return end(
                     EndReason::Cancelled,
