@@ -42,6 +42,10 @@ type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long a closing connection waits for the server's close before cutting it.
 pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a connection told to stop reading may spend saying goodbye
+/// (the socket.io leave and the websocket's close) before it drops the
+/// socket anyway.
+pub(super) const STOP_READING_WAIT: Duration = Duration::from_millis(250);
 /// Largest websocket message accepted from the server.
 const MAX_MESSAGE: usize = 16 << 20;
 
@@ -50,8 +54,15 @@ enum Cmd {
     /// The websocket's close; reading goes on until the server's close
     /// answers it.
     Finish(oneshot::Sender<Result<(), LinkError>>),
+    /// Read no more: leave in order unless already closed (within
+    /// [`STOP_READING_WAIT`]), drop the socket, hand on what was read, then
+    /// [`STOPPED_READING`]. Answered once the socket is dropped.
+    StopReading(oneshot::Sender<()>),
     Close,
 }
+
+/// Why the connection ended after [`Emitter::stop_reading`].
+pub const STOPPED_READING: &str = "the relay stopped reading the connection";
 
 pub struct Conn {
     events: mpsc::Receiver<(Inbound, usize)>,
@@ -116,6 +127,19 @@ impl Emitter {
             .await
             .map_err(|_| LinkError::Closed)?;
         rx.await.unwrap_or(Err(LinkError::Closed))
+    }
+
+    /// Once the session is over: the connection reads no more from the
+    /// socket, which it drops, and hands on everything it had read (also
+    /// what its backlog holds beyond the session's queue), then
+    /// [`Inbound::Closed`]: a finite rest the session can journal to the
+    /// end. Returns once the connection took the word (at once when it had
+    /// ended); it may not for as long as a write of its blocks.
+    pub async fn stop_reading(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::StopReading(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     async fn send(&self, text: String) -> Result<(), LinkError> {
@@ -395,6 +419,8 @@ async fn drive(
     // Finished (the websocket close sent): nothing more is sent, and the
     // server's close ends the connection as asked.
     let mut left = false;
+    // Told to stop reading: answered once the socket is dropped.
+    let mut stopped: Option<oneshot::Sender<()>> = None;
     let ended = loop {
         let full = backlog.is_full(session.handed_on.bytes());
         tokio::select! {
@@ -423,6 +449,19 @@ async fn drive(
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Send(_, reply)) if left => {
                     let _ = reply.send(Err(LinkError::Closed));
+                }
+                Some(Cmd::StopReading(reply)) => {
+                    if !left {
+                        // The server learns the session left, as from a
+                        // close, rather than from the socket's end alone.
+                        let _ = tokio::time::timeout(STOP_READING_WAIT, async {
+                            ws.send(Message::Text(wire::DISCONNECT.into())).await?;
+                            ws.close(None).await
+                        })
+                        .await;
+                    }
+                    stopped = Some(reply);
+                    break STOPPED_READING.to_owned();
                 }
                 Some(Cmd::Finish(reply)) => {
                     let mut result = Ok(());
@@ -516,6 +555,9 @@ async fn drive(
     // before it and then why it ended. Emits are answered with an error all
     // along: the session may be waiting on one while the backlog waits on it.
     drop(ws);
+    if let Some(reply) = stopped {
+        let _ = reply.send(());
+    }
     backlog.push(Inbound::Closed(ended), 0);
     while !backlog.is_empty() {
         tokio::select! {
@@ -527,14 +569,22 @@ async fn drive(
                 Some(Cmd::Send(_, reply) | Cmd::Finish(reply)) => {
                     let _ = reply.send(Err(LinkError::Closed));
                 }
+                Some(Cmd::StopReading(reply)) => {
+                    let _ = reply.send(());
+                }
                 Some(Cmd::Close) | None => return,
             },
         }
     }
+    // All handed on: the session's queue ends once it has taken them.
+    drop(session);
     while let Some(cmd) = cmds.recv().await {
         match cmd {
             Cmd::Send(_, reply) | Cmd::Finish(reply) => {
                 let _ = reply.send(Err(LinkError::Closed));
+            }
+            Cmd::StopReading(reply) => {
+                let _ = reply.send(());
             }
             Cmd::Close => return,
         }
@@ -694,6 +744,67 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..FRAMES).collect::<Vec<_>>());
+        conn.close().await;
+        server.abort();
+    }
+
+    /// Told to stop reading, the connection hands on everything it had read,
+    /// also what waits beyond the session's queue (1,024 items), then that
+    /// it ended, and then its queue ends: what a session the server ended
+    /// journals to the end. Before, the queue never ended while the
+    /// connection's task lived, and what the task held beyond it was lost
+    /// with the connection's close.
+    #[tokio::test]
+    async fn a_connection_told_to_stop_reading_hands_on_all_it_read_then_ends() {
+        const FRAMES: usize = 1_500;
+        let (all_read, read) = tokio::sync::oneshot::channel();
+        let (dial, server) = serve_one_websocket(|mut ws| async move {
+            let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
+            ws.send(Message::Text(open.into())).await.unwrap();
+            for n in 0..FRAMES {
+                let frame = format!("42[\"response\",\"{n}\"]");
+                ws.send(Message::Text(frame.into())).await.unwrap();
+            }
+            // The client answers a ping once it has read what came before.
+            ws.send(Message::Ping(Default::default())).await.unwrap();
+            while let Some(Ok(frame)) = ws.next().await {
+                if matches!(frame, Message::Pong(_)) {
+                    let _ = all_read.send(());
+                    break;
+                }
+            }
+            std::future::pending::<()>().await;
+        })
+        .await;
+        let mut conn = Conn::open(&dial, EngineVersion::V3, Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the client read every frame")
+            .unwrap();
+        assert_eq!(conn.queued(), 1024, "the queue is full, the rest waits");
+        tokio::time::timeout(Duration::from_secs(5), conn.emitter().stop_reading())
+            .await
+            .expect("the connection took the word");
+        let mut seen = Vec::new();
+        let ended = loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), conn.recv())
+                .await
+                .expect("handed on at once");
+            match next {
+                Some(Inbound::Event { args, .. }) => {
+                    seen.push(args[0].as_string().unwrap().parse::<usize>().unwrap());
+                }
+                Some(Inbound::Closed(why)) => break why,
+                Some(_) => {}
+                None => panic!("the queue ended before saying why"),
+            }
+        };
+        assert_eq!(seen, (0..FRAMES).collect::<Vec<_>>());
+        assert_eq!(ended, STOPPED_READING);
+        let after = tokio::time::timeout(Duration::from_secs(5), conn.recv()).await;
+        assert!(matches!(after, Ok(None)), "the queue ends: {after:?}");
         conn.close().await;
         server.abort();
     }

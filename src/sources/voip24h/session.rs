@@ -16,11 +16,14 @@
 //! (reload, shutdown) every `response` that has reached the relay is
 //! journaled before the session returns, for at most DRAIN_LIMIT past the
 //! stop (however fast the server still sends); what is left then is counted
-//! and logged. A session the server ends with one of its events (`Bandwidth`,
+//! and logged, including what the connection had read beyond the session's
+//! queue. A session the server ends with one of its events (`Bandwidth`,
 //! `disconnect`, …) is left the same way, reading for at most DRAIN_LIMIT:
-//! what the server sent before it read the leave is journaled too. The
-//! session never closes the link itself: the caller does, so that closing is
-//! always awaited in one place.
+//! what the server sent before it read the leave is journaled too. However a
+//! session ends, the connection then stops reading and everything it had
+//! read is journaled before the session returns (a stop's drain bounds it).
+//! The session never closes the link itself: the caller does, so that
+//! closing is always awaited in one place.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{Received, ShuttingDown, count_malformed, deliver_all, unrecognised};
+use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
@@ -229,9 +233,7 @@ impl Session<'_> {
         } else if end.reason.leaves_the_link_open() {
             // The server ended the session and may have sent more before
             // it reads our leave; the close alone would read that off and
-            // lose it, uncounted. Reading is bounded as at a stop; what was
-            // read is journaled however long the journal takes, as a
-            // session's events always are (a stop meanwhile still bounds it).
+            // lose it, uncounted. Reading is bounded as at a stop.
             let reading_over = drain_over.child_token();
             let read_timer = tokio::spawn({
                 let reading_over = reading_over.clone();
@@ -242,30 +244,48 @@ impl Session<'_> {
             });
             self.leave_in_order(link, &reading_over, &drain_over).await;
             read_timer.abort();
-            self.deliver_queued(link, &drain_over).await;
-        } else {
-            self.deliver_queued(link, &drain_over).await;
         }
+        self.journal_the_rest(link, &drain_over).await;
         timer.abort();
-        self.report_left_behind(link, 0);
+        let left = count_left_behind(link).await;
+        self.report_lost(left);
         end
     }
 
-    /// Once the session can journal no more (the drain after a stop ran out
-    /// of time, the journal is closing): the `response`s it received and did
-    /// not journal — `abandoned` of a group whose commit was being retried,
-    /// and what is still queued — are lost (the server will not send them
-    /// again), so they are counted and logged rather than dropped without a
-    /// word. A backlog the connection's reader still holds beyond the queue
-    /// (only while the journal is far behind) is not counted.
+    /// Once reading is over: the connection stops reading and hands on all
+    /// it had read, its backlog beyond the session's queue too, then that it
+    /// closed; all of it is journaled, however long the journal takes, as a
+    /// session's events always are (a stop's drain still bounds it). A
+    /// connection that cannot take the word (stuck in a write to a server
+    /// that reads nothing) gives what is queued.
+    async fn journal_the_rest(&self, link: &mut Link, drain_over: &CancellationToken) {
+        let emitter = link.emitter();
+        // Its goodbye is bounded; the command's wait behind a write is not.
+        if tokio::time::timeout(STOP_READING_WAIT * 2, emitter.stop_reading())
+            .await
+            .is_err()
+        {
+            self.deliver_queued(link, drain_over).await;
+            return;
+        }
+        self.drain_while(link, drain_over, drain_over, None).await;
+    }
+
+    /// Once the session can journal no more (the journal is closing): the
+    /// `response`s it received and did not journal — `abandoned` of a group
+    /// whose commit was being retried, and what is queued — are lost.
     fn report_left_behind(&self, link: &mut Link, abandoned: u64) {
         let mut left = abandoned;
         while let Some(inbound) = link.try_recv() {
-            if matches!(&inbound, Inbound::Event { name, .. } if name == "response" || is_unknown(name))
-            {
-                left += 1;
-            }
+            left += u64::from(is_to_journal(&inbound));
         }
+        self.report_lost(left);
+    }
+
+    /// `left` `response`s received and not journaled are lost (the server
+    /// will not send them again): counted and logged rather than dropped
+    /// without a word.
+    fn report_lost(&self, left: u64) {
         if left > 0 {
             self.ctx
                 .metrics
@@ -282,7 +302,7 @@ impl Session<'_> {
                 vendor = "voip24h",
                 account = self.account(),
                 events = left,
-                "`response` events received but not journaled within {DRAIN_LIMIT:?} of the stop; they are lost"
+                "`response` events received but not journaled as the session ended (within {DRAIN_LIMIT:?} of a stop, or with the journal closing); they are lost"
             );
         }
     }
@@ -696,6 +716,37 @@ impl Session<'_> {
                 // prompted it, so it never follows a `say`'s answer closely.
                 hellos.sent(hello_interval);
             }
+        }
+    }
+}
+
+/// Whether the session journals `inbound`: a `response`, or an event it
+/// does not know (as `vendor.unknown`).
+fn is_to_journal(inbound: &Inbound) -> bool {
+    matches!(inbound, Inbound::Event { name, .. } if name == "response" || is_unknown(name))
+}
+
+/// What the connection still hands on once the session journals no more
+/// (a stop's drain ran out, the journal is closing): its queue and, once it
+/// stopped reading, its backlog, up to its end. Bounded by [`LEAVE_WAIT`]:
+/// a connection stuck in a write hands on nothing more.
+async fn count_left_behind(link: &mut Link) -> u64 {
+    let until = Instant::now() + LEAVE_WAIT;
+    let mut left = 0;
+    loop {
+        let next = match link.try_recv() {
+            Some(inbound) => inbound,
+            None => match tokio::time::timeout_at(until, link.recv()).await {
+                Ok(inbound) => inbound,
+                Err(_) => return left,
+            },
+        };
+        match next {
+            Inbound::Closed(_) => return left,
+            other => left += u64::from(is_to_journal(&other)),
+        }
+        if Instant::now() >= until {
+            return left;
         }
     }
 }
