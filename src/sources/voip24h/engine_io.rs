@@ -323,16 +323,26 @@ impl Conn {
         }
     }
 
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         let _ = self.cmds.send(Cmd::Close).await;
-        let mut task = self.task;
-        if tokio::time::timeout(CLOSE_WAIT * 2, &mut task)
+        if tokio::time::timeout(CLOSE_WAIT * 2, &mut self.task)
             .await
             .is_err()
         {
-            task.abort();
-            let _ = task.await;
+            self.task.abort();
+            let _ = (&mut self.task).await;
         }
+    }
+}
+
+/// A connection dropped without [`Conn::close`] (its session's task was
+/// aborted at a stop's timeout, or panicked) is cut at once: its task would
+/// otherwise go on to close it in order, for seconds or, on a socket the
+/// server does not read, for good, while the next session of the same key
+/// signs in.
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -807,6 +817,43 @@ mod tests {
         assert!(matches!(after, Ok(None)), "the queue ends: {after:?}");
         conn.close().await;
         server.abort();
+    }
+
+    /// A connection dropped without its close is cut at once: the server,
+    /// reading only later, finds the connection's end and no goodbye. Before,
+    /// its task went on to close it in order (the `41`, the websocket's
+    /// close, then up to 2 s for the answer), past the stop that dropped it.
+    #[tokio::test]
+    async fn a_connection_dropped_without_its_close_is_cut_at_once() {
+        let (dropped, was_dropped) = tokio::sync::oneshot::channel::<()>();
+        let (dial, server) = serve_one_websocket(|mut ws| async move {
+            let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
+            ws.send(Message::Text(open.into())).await.unwrap();
+            let _ = was_dropped.await;
+            // Reading nothing meanwhile: a goodbye would be waiting here.
+            let mut frames = Vec::new();
+            while let Ok(Some(Ok(frame))) =
+                tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+            {
+                frames.push(frame);
+            }
+            assert!(
+                frames
+                    .iter()
+                    .all(|f| !matches!(f, Message::Text(_) | Message::Close(_))),
+                "the dropped connection said goodbye: {frames:?}"
+            );
+        })
+        .await;
+        let conn = Conn::open(&dial, EngineVersion::V3, Duration::from_secs(5))
+            .await
+            .unwrap();
+        drop(conn);
+        dropped.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), server)
+            .await
+            .expect("the server saw the end")
+            .unwrap();
     }
 
     /// A server on 127.0.0.1 that takes one websocket and hands it to
