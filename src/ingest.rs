@@ -27,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::event::{EventId, IncomingEvent, PreparedEvent};
 use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
@@ -184,18 +185,43 @@ impl BusyClock {
 impl IngestHandle {
     /// Submits and waits for room, then for the commit.
     pub async fn submit(&self, event: IncomingEvent) -> Result<Ack, IngestError> {
+        self.submit_waiting(event, None).await
+    }
+
+    /// As [`IngestHandle::submit`], but gives up waiting for room at
+    /// `give_up` (`Full`). Once queued, the event is committed whatever the
+    /// caller does, so its answer is awaited.
+    pub async fn submit_unless(
+        &self,
+        event: IncomingEvent,
+        give_up: &CancellationToken,
+    ) -> Result<Ack, IngestError> {
+        self.submit_waiting(event, Some(give_up)).await
+    }
+
+    async fn submit_waiting(
+        &self,
+        event: IncomingEvent,
+        give_up: Option<&CancellationToken>,
+    ) -> Result<Ack, IngestError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(IngestError::ShuttingDown);
         }
         // Hashing and serializing here, on the submitter's task, keeps them
         // off the one writer thread.
         let event = PreparedEvent::new(&event);
+        let room = self.tx.reserve();
+        let permit = match give_up {
+            None => room.await,
+            Some(give_up) => tokio::select! {
+                permit = room => permit,
+                () = give_up.cancelled() => return Err(IngestError::Full),
+            },
+        }
+        .map_err(|_| IngestError::ShuttingDown)?;
         let (reply, rx) = oneshot::channel();
         let reply = Reply::new(reply, None);
-        self.tx
-            .send(Message::Event(Submission { event, reply }))
-            .await
-            .map_err(|_| IngestError::ShuttingDown)?;
+        permit.send(Message::Event(Submission { event, reply }));
         rx.await.unwrap_or(Err(IngestError::ShuttingDown))
     }
 

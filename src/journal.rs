@@ -413,6 +413,15 @@ impl Journal {
         meta_count(&meta, key, 0)
     }
 
+    /// Test-only: holds the journal's one write transaction until `release`
+    /// says so (or is dropped), as a commit that slow would.
+    #[cfg(test)]
+    pub(crate) fn hold_writes_until(&self, release: std::sync::mpsc::Receiver<()>) {
+        let (_db, txn) = self.begin_state_write(false).expect("a write transaction");
+        let _ = release.recv();
+        txn.abort().expect("aborted");
+    }
+
     /// Sets a count kept in the `meta` table to `change` of it, durably;
     /// returns the new count.
     fn change_meta_value(

@@ -4,7 +4,8 @@
 //! Guarantees:
 //! - every event read is submitted to ingest and retried on commit errors; a
 //!   stream never drops an event it has read (only the drain deadline after
-//!   a cancel stops a retry);
+//!   a cancel stops a retry, or a wait for room in ingest's queue; a submit
+//!   once queued is awaited to its answer, however long the commit takes);
 //! - `Last-Event-ID` is advanced only after its event is journaled, and
 //!   only by a stream at the account's front (a lagging stream's duplicates
 //!   do not move it back), so a server that keeps history resumes after the
@@ -226,9 +227,39 @@ impl StreamSupervisor {
         &self,
         conn: &mut SseConnection,
         reporter: &UpstreamReporter,
+        at: Option<String>,
+        events: &mut u64,
+        cancel: &CancellationToken,
+    ) -> StreamEnd {
+        // What gives up on a commit being retried: DRAIN_DEADLINE after the
+        // stop. A submit already handed to the journal is awaited to its
+        // answer instead: the writer commits it anyway, and dropped, its
+        // id was never handed on (a restart asked for it again) and the log
+        // said it lost.
+        let give_up = CancellationToken::new();
+        let timer = tokio::spawn({
+            let (cancel, give_up) = (cancel.clone(), give_up.clone());
+            async move {
+                cancel.cancelled().await;
+                tokio::time::sleep(DRAIN_DEADLINE).await;
+                give_up.cancel();
+            }
+        });
+        let end = self
+            .pump_until(conn, reporter, at, events, cancel, &give_up)
+            .await;
+        timer.abort();
+        end
+    }
+
+    async fn pump_until(
+        &self,
+        conn: &mut SseConnection,
+        reporter: &UpstreamReporter,
         mut at: Option<String>,
         events: &mut u64,
         cancel: &CancellationToken,
+        give_up: &CancellationToken,
     ) -> StreamEnd {
         // Set once cancelled: received events are still handed on until then.
         let mut drain_until: Option<Instant> = None;
@@ -273,19 +304,17 @@ impl StreamSupervisor {
             if next.lossy {
                 self.warnings.lossy(&self.account, self.index, &next.id);
             }
-            let handled = self.handle(&next.data, reporter);
+            let handled = self.handle(&next.data, reporter, give_up);
             tokio::pin!(handled);
             let handled = match drain_until {
-                Some(deadline) => tokio::time::timeout_at(deadline, handled)
-                    .await
-                    .unwrap_or(None),
+                Some(_) => handled.await,
                 None => tokio::select! {
                     handled = &mut handled => handled,
                     _ = cancel.cancelled() => {
-                        // Keep this event: finish it, within the drain deadline.
-                        let deadline = Instant::now() + DRAIN_DEADLINE;
-                        drain_until = Some(deadline);
-                        tokio::time::timeout_at(deadline, handled).await.unwrap_or(None)
+                        // Keep this event: finish it; its retries end with
+                        // the drain.
+                        drain_until = Some(Instant::now() + DRAIN_DEADLINE);
+                        handled.await
                     }
                 },
             };
@@ -321,7 +350,12 @@ impl StreamSupervisor {
     /// first time, `Some(false)` when it was a duplicate or skipped
     /// (malformed, a verification message), `None` once the journal is
     /// closing.
-    async fn handle(&self, data: &str, reporter: &UpstreamReporter) -> Option<bool> {
+    async fn handle(
+        &self,
+        data: &str,
+        reporter: &UpstreamReporter,
+        give_up: &CancellationToken,
+    ) -> Option<bool> {
         let (event, raw) = match read_payload(data) {
             StreamPayload::Event(event, raw) => (event, raw),
             StreamPayload::Verification => {
@@ -353,22 +387,35 @@ impl StreamSupervisor {
             event,
             raw,
         };
-        self.submit(incoming).await
+        self.submit(incoming, give_up).await
     }
 
     /// Submits until journaled (or a duplicate): whether this was its first
-    /// copy; retries commit errors with backoff, for as long as the caller
-    /// lets it (see `pump`). `None` once the journal is closing.
-    async fn submit(&self, incoming: IncomingEvent) -> Option<bool> {
+    /// copy; retries commit errors with backoff until `give_up` (see
+    /// `pump`), which also ends a wait for room in the journal's queue.
+    /// `None` once the journal is closing or retrying is given up. A submit
+    /// is never cut short once queued: the writer commits it.
+    async fn submit(&self, incoming: IncomingEvent, give_up: &CancellationToken) -> Option<bool> {
         let mut delay = self.timings.backoff_min;
         loop {
-            match self.ctx.ingest.submit(incoming.clone()).await {
+            match self
+                .ctx
+                .ingest
+                .submit_unless(incoming.clone(), give_up)
+                .await
+            {
                 Ok(ack) => return Some(!ack.duplicate),
                 Err(IngestError::ShuttingDown) => return None,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
+                    if give_up.is_cancelled() {
+                        return None;
+                    }
                     self.warnings
                         .journal_refused(&self.account, self.index, &e, delay);
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = give_up.cancelled() => return None,
+                    }
                     delay = (delay * 2).min(COMMIT_RETRY_MAX);
                 }
             }
@@ -521,5 +568,67 @@ mod tests {
         for (end, reason, words) in ends {
             assert_eq!((end.reason(), end.describe()), (reason, words));
         }
+    }
+
+    /// A stop while an event's commit takes longer than the drain's
+    /// deadline: the submit, already handed to the journal, is awaited, so
+    /// the event's id is kept for the next start. Before, the deadline
+    /// dropped it: the writer committed the event anyway, but its id was
+    /// not handed on (the next start asked for it again, journaled a second
+    /// time past the dedup window), and the log said it was lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_submit_slower_than_the_drain_deadline_is_awaited_and_its_id_kept() {
+        use crate::app::tests_support::{relay_in, until};
+        use crate::sources::tests_support::{listen, read_head};
+        use tokio::io::AsyncWriteExt;
+        let (listener, port) = listen().await;
+        let _server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            let event = r#"{"device_id":"dev-1","event_type":"incoming_call","payload":{"call_id":"1","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nid: 7\ndata: {event}\n\n"
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n"
+        );
+        let relay = relay_in(dir.path(), &config).await;
+        let (release, held) = std::sync::mpsc::channel();
+        let journal = relay.ctx.journal.clone();
+        let holder = tokio::task::spawn_blocking(move || journal.hold_writes_until(held));
+        let received = relay
+            .ctx
+            .metrics
+            .events_received
+            .with_label_values(&["sprecord", "a", "sse"]);
+        until("the event read", Duration::from_secs(10), || {
+            received.get() == 1
+        })
+        .await;
+        relay.shutdown();
+        // Nothing happens at the deadline now: waited out, for the old drop.
+        tokio::time::sleep(DRAIN_DEADLINE + Duration::from_millis(500)).await;
+        release.send(()).unwrap();
+        holder.await.unwrap();
+        relay.wait().await.unwrap();
+        let journal = crate::journal::Journal::open(crate::journal::JournalOptions {
+            dir: dir.path().join("journal"),
+            dedup_window: Duration::from_secs(600),
+            retention: Duration::from_secs(3600),
+            max_size: 1 << 30,
+        })
+        .unwrap();
+        assert_eq!(journal.last_seq(), 1, "journaled once");
+        let ids: Vec<String> = journal
+            .sse_resume_ids()
+            .unwrap()
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(ids, ["7"], "the event's id kept for the next start");
     }
 }
