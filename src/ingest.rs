@@ -213,7 +213,10 @@ impl IngestHandle {
         let room = self.tx.reserve();
         let permit = match give_up {
             None => room.await,
+            // Room already there is taken, given up or not: which of the
+            // two a wait ends in does not depend on a draw.
             Some(give_up) => tokio::select! {
+                biased;
                 permit = room => permit,
                 () = give_up.cancelled() => return Err(IngestError::Full),
             },

@@ -414,10 +414,16 @@ impl Journal {
     }
 
     /// Test-only: holds the journal's one write transaction until `release`
-    /// says so (or is dropped), as a commit that slow would.
+    /// says so (or is dropped), as a commit that slow would; says on
+    /// `holding` once it holds it.
     #[cfg(test)]
-    pub(crate) fn hold_writes_until(&self, release: std::sync::mpsc::Receiver<()>) {
+    pub(crate) fn hold_writes_until(
+        &self,
+        holding: tokio::sync::oneshot::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    ) {
         let (_db, txn) = self.begin_state_write(false).expect("a write transaction");
+        let _ = holding.send(());
         let _ = release.recv();
         txn.abort().expect("aborted");
     }

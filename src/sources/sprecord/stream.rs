@@ -52,8 +52,13 @@ use crate::status::{ConnState, UpstreamReporter};
 /// The longest wait between two tries of a failed journal commit.
 const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 /// On cancel, how long a stream may still spend handing received events to
-/// ingest. Well under the source manager's stop timeout (10 s).
+/// ingest (reading them, retrying refused commits, waiting for room).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// How long past [`DRAIN_DEADLINE`] a stream still waits for the answer to
+/// an event already handed to the journal, whose commit is slow: together
+/// well under the source manager's stop timeout (10 s), which would abort
+/// the whole account without a word.
+const ANSWER_GRACE: Duration = Duration::from_secs(3);
 /// While draining, bytes that do not arrive within this are not "already
 /// received": the drain ends.
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
@@ -307,16 +312,20 @@ impl StreamSupervisor {
             let handled = self.handle(&next.data, reporter, give_up);
             tokio::pin!(handled);
             let handled = match drain_until {
-                Some(_) => handled.await,
+                Some(deadline) => self.answer_by(deadline, handled, &next.id).await,
                 None => tokio::select! {
-                    handled = &mut handled => handled,
+                    handled = &mut handled => Some(handled),
                     _ = cancel.cancelled() => {
                         // Keep this event: finish it; its retries end with
                         // the drain.
-                        drain_until = Some(Instant::now() + DRAIN_DEADLINE);
-                        handled.await
+                        let deadline = Instant::now() + DRAIN_DEADLINE;
+                        drain_until = Some(deadline);
+                        self.answer_by(deadline, handled, &next.id).await
                     }
                 },
+            };
+            let Some(handled) = handled else {
+                return StreamEnd::Cancelled;
             };
             let Some(first_copy) = handled else {
                 // Said, not counted in `dropped_at_stop`: the account's other
@@ -329,6 +338,28 @@ impl StreamSupervisor {
             if !next.id.is_empty() {
                 self.resume.hand_on(at.as_deref(), &next.id, first_copy);
                 at = Some(next.id.to_string());
+            }
+        }
+    }
+
+    /// `handled` after a stop, waited for until [`ANSWER_GRACE`] past the
+    /// drain's `deadline`; `None` (said) if its answer is later still: the
+    /// journal has it and commits it when its commit ends, but its id is not
+    /// kept.
+    async fn answer_by(
+        &self,
+        deadline: Instant,
+        handled: impl std::future::Future<Output = Option<bool>>,
+        id: &str,
+    ) -> Option<Option<bool>> {
+        match tokio::time::timeout_at(deadline + ANSWER_GRACE, handled).await {
+            Ok(handled) => Some(handled),
+            Err(_) => {
+                tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
+                    event_id = %crate::logging::excerpt(id),
+                    "an SSE event handed to the journal before the stop had no answer within {:?} of it (a slow commit): it is journaled when the commit ends, but its id is not kept, so the next start may ask for it again (a duplicate within the dedup window is dropped)",
+                    DRAIN_DEADLINE + ANSWER_GRACE);
+                None
             }
         }
     }
@@ -582,9 +613,12 @@ mod tests {
         use crate::sources::tests_support::{listen, read_head};
         use tokio::io::AsyncWriteExt;
         let (listener, port) = listen().await;
+        let (holding, writes_held) = tokio::sync::oneshot::channel();
         let _server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             read_head(&mut socket).await;
+            // Sent once the journal takes no write: its commit waits.
+            writes_held.await.unwrap();
             let event = r#"{"device_id":"dev-1","event_type":"incoming_call","payload":{"call_id":"1","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}"#;
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nid: 7\ndata: {event}\n\n"
@@ -599,7 +633,7 @@ mod tests {
         let relay = relay_in(dir.path(), &config).await;
         let (release, held) = std::sync::mpsc::channel();
         let journal = relay.ctx.journal.clone();
-        let holder = tokio::task::spawn_blocking(move || journal.hold_writes_until(held));
+        let holder = tokio::task::spawn_blocking(move || journal.hold_writes_until(holding, held));
         let received = relay
             .ctx
             .metrics
@@ -610,8 +644,10 @@ mod tests {
         })
         .await;
         relay.shutdown();
-        // Nothing happens at the deadline now: waited out, for the old drop.
-        tokio::time::sleep(DRAIN_DEADLINE + Duration::from_millis(500)).await;
+        // Past the drain's deadline (the sources stop after the HTTP
+        // drain), within its grace for an answer. Nothing happens at the
+        // deadline now to wait for: waited out, for the old drop.
+        tokio::time::sleep(DRAIN_DEADLINE + Duration::from_secs(2)).await;
         release.send(()).unwrap();
         holder.await.unwrap();
         relay.wait().await.unwrap();

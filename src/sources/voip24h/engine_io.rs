@@ -429,6 +429,8 @@ async fn drive(
     // Finished (the websocket close sent): nothing more is sent, and the
     // server's close ends the connection as asked.
     let mut left = false;
+    // The socket.io leave (`41`) was sent.
+    let mut left_namespace = false;
     // Told to stop reading: answered once the socket is dropped.
     let mut stopped: Option<oneshot::Sender<()>> = None;
     let ended = loop {
@@ -465,7 +467,9 @@ async fn drive(
                         // The server learns the session left, as from a
                         // close, rather than from the socket's end alone.
                         let _ = tokio::time::timeout(STOP_READING_WAIT, async {
-                            ws.send(Message::Text(wire::DISCONNECT.into())).await?;
+                            if !left_namespace {
+                                ws.send(Message::Text(wire::DISCONNECT.into())).await?;
+                            }
                             ws.close(None).await
                         })
                         .await;
@@ -486,6 +490,7 @@ async fn drive(
                     }
                 }
                 Some(Cmd::Send(text, reply)) => {
+                    left_namespace |= text == wire::DISCONNECT;
                     let result = ws.send(Message::Text(text.into())).await.map_err(LinkError::from);
                     let failed = result.is_err();
                     let _ = reply.send(result);

@@ -153,8 +153,9 @@ pub struct SessionEnd {
 }
 
 /// How long after a stop the session may still spend journaling the events it
-/// had received: well inside SourceManager's 10 s stop timeout, with the
-/// link's own close (up to 4 s) after it. Also how long a session the server
+/// had received: inside SourceManager's 10 s stop timeout with what follows
+/// it (the connection's goodbye, up to 0.5 s; counting what is left, 0.25 s;
+/// the link's own close, up to 4 s). Also how long a session the server
 /// ended reads on after its leave.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// After the leave (`41`, at a stop or once the server ended the session),
@@ -247,6 +248,9 @@ impl Session<'_> {
         }
         self.journal_the_rest(link, &drain_over).await;
         timer.abort();
+        // What a stop's drain or a closing journal left; rarely, what a
+        // connection stuck in a write hands on too late (see
+        // `journal_the_rest`): lost either way, so counted.
         let left = count_left_behind(link).await;
         self.report_lost(left);
         end
