@@ -837,7 +837,9 @@ async fn closed_after(
     bound: Duration,
     what: &str,
 ) {
-    let closed = common::await_close(stream, 3 * bound).await;
+    // Well past the bound on a busy machine: the other bound is NEVER, and
+    // the defaults are 10 s and more.
+    let closed = common::await_close(stream, bound.max(Duration::from_secs(5))).await;
     assert!(
         closed,
         "{what}: still open {:?} after its last byte",
@@ -982,7 +984,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_bound() {
         assert_eq!(response.status(), 200);
     }
     let started = Instant::now();
-    let ended = tokio::time::timeout(3 * HTTP_BOUND, connection).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
     assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
     assert!(
         started.elapsed() >= HTTP_BOUND / 2,

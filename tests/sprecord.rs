@@ -1208,9 +1208,11 @@ async fn a_server_that_closes_at_once_is_retried_ever_more_slowly() {
     eventually(WAIT, "six connections", || server.requests().len() >= 6).await;
     let at: Vec<_> = server.requests().iter().map(|r| r.at).collect();
     let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
-    // Nominal 50, 100, 200, 400, 800 ms, each ±50 %.
+    // Nominal 50, 100, 200, 400, 800 ms, each ±50 %: the fifth at least
+    // 400 ms where a backoff stuck at backoff_min gives 50-75 ms (a ratio
+    // to the first gap would also count that gap's own delays under load).
     assert!(
-        gaps[4] >= Duration::from_millis(390) && gaps[4] > gaps[0] * 2,
+        gaps[4] >= Duration::from_millis(390),
         "the backoff did not grow: {gaps:?}"
     );
     assert!(reconnects(&relay, "disconnect") >= 5);
