@@ -418,8 +418,13 @@ where
         if value.get("control").is_some_and(|c| c == "heartbeat") {
             // Not proof the connection is useful: a relay that fails right
             // after its first heartbeat must still be backed off.
+            // Taken as sent, also below the `since` asked for: a relay
+            // that never reached that seq (a new journal, another relay)
+            // serves "from now", and its heartbeat says where now is.
+            // Kept above it, each reconnect was "from now" again, and what
+            // was committed while tail was away was never printed.
             if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
-                *since = (*since).max(Some(seq));
+                *since = Some(seq);
             }
             continue;
         }
@@ -553,17 +558,33 @@ mod tests {
     async fn a_heartbeat_moves_the_resume_point_without_printing() {
         let text = |t: &str| Ok(Message::text(t.to_owned()));
         let frames = futures::stream::iter([
-            text(r#"{"control":"heartbeat","seq":41}"#),
             text(r#"{"control":"heartbeat","seq":40}"#),
+            text(r#"{"control":"heartbeat","seq":41}"#),
         ]);
         let (mut since, mut count) = (None, 0);
         let end = print_events(frames, &mut since, &mut count).await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
-        assert_eq!(since, Some(41), "the furthest heartbeat");
+        assert_eq!(since, Some(41), "the last heartbeat");
         assert_eq!(
             count, 0,
             "a heartbeat alone does not prove a connection useful"
         );
+    }
+
+    /// A `since` beyond the relay's newest seq (a new journal, another
+    /// relay) is served "from now", and the heartbeat says where now is:
+    /// tail resumes from there. Kept at its own, higher `since`, every
+    /// reconnect was "from now" again, and what was committed while tail
+    /// was away was never printed (WebSocket docs review, 2026-12-05).
+    #[tokio::test]
+    async fn a_heartbeat_below_the_since_asked_for_is_the_resume_point() {
+        let frames = futures::stream::iter([Ok(Message::text(
+            r#"{"control":"heartbeat","seq":7}"#.to_owned(),
+        ))]);
+        let (mut since, mut count) = (Some(100), 0);
+        let end = print_events(frames, &mut since, &mut count).await;
+        assert!(matches!(end, Ok(Disconnect::Retry(_))));
+        assert_eq!(since, Some(7));
     }
 
     /// A connection whose peer vanished without a FIN or RST (power cut,
