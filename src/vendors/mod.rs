@@ -184,10 +184,19 @@ fn form_object<'a>(
     // `curl -d '{…}'` and PHP's curl post JSON labelled as a form; read as
     // form fields it would be one field named after the whole JSON text.
     let start = body.strip_prefix(text::UTF8_BOM).unwrap_or(body);
-    if start.trim_ascii_start().first() == Some(&b'{')
-        && let Ok((value, json)) = json_object(body, content_type)
-    {
-        return Ok((value, Some(json)));
+    let start = start.trim_ascii_start();
+    if start.first() == Some(&b'{') {
+        match json_object(body, content_type) {
+            Ok((value, json)) => return Ok((value, Some(json))),
+            // JSON that does not read (cut short, in another charset) is
+            // refused, to be sent again: read as form fields it was one
+            // field named after the text, journaled as `vendor.unknown`
+            // and answered 200, and the call event was lost. A form
+            // encoder writes `{"` as `%7B%22`, so a body opening with it,
+            // or with no `=` at all, is no form.
+            Err(e) if start.starts_with(b"{\"") || !body.contains(&b'=') => return Err(e),
+            Err(_) => {}
+        }
     }
     let pairs = text::form_pairs(body, charset, text::Pairs::FormFields)?;
     Ok((Value::Object(query_object(&pairs)), None))
@@ -348,6 +357,29 @@ mod tests {
             panic!("not an event");
         };
         assert_eq!(raw, RawPayload::Fields(serde_json::json!({"{a": "1"})));
+    }
+
+    /// JSON labelled as a form that does not read is refused (400), to be
+    /// sent again: it was read as one form field named after the text,
+    /// journaled as `vendor.unknown` and answered 200, and the call event
+    /// was lost (webhook docs review, 2026-12-05).
+    #[test]
+    fn json_labelled_as_a_form_that_does_not_read_is_refused() {
+        for body in [
+            &b"{\"extend\":130,\"state\":\"Up\",\"callid\":\"1.2\""[..],
+            b"{\"extend\":130,\"state\":\"Up\",\"url\":\"http://x/?a=b\"",
+            b"  {\"callid\": 1.2,",
+            b"{extend:130}",
+        ] {
+            for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
+                let parsed = parse_as(vendor, Method::Post, FORM, &[], body);
+                assert!(
+                    matches!(parsed, Err(ParseError(ref why)) if why.contains("not valid JSON")),
+                    "{vendor:?} {}: {parsed:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
     }
 
     #[test]
