@@ -178,6 +178,22 @@ fn is_about_reaching_a_broker(error: &KafkaError) -> bool {
     )
 }
 
+/// An error about the read-back's consumer group, which the read never uses
+/// (no join, no commit): its coordinator refused the principal, or is not
+/// found or not ready.
+fn is_about_the_unused_group(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::GroupAuthorizationFailed
+                | C::CoordinatorNotAvailable
+                | C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+        )
+    )
+}
+
 /// librdkafka's logs of this short-lived consumer: the producer settings it
 /// ignores ("is a producer property") are expected, so nothing above debug.
 struct QuietContext;
@@ -287,7 +303,8 @@ pub fn scan_blocking(
     let mut deadlines = Deadlines::new(Instant::now(), within);
     let mut client = config.client_config();
     // librdkafka wants a group even for an assigned consumer; nothing joins
-    // it and nothing is committed.
+    // it and nothing is committed, and its coordinator's errors are read
+    // past (`is_about_the_unused_group`).
     client
         .set("group.id", "callrelay-read-back")
         .set("enable.auto.commit", "false")
@@ -390,6 +407,16 @@ pub fn scan_blocking(
                 tracing::debug!(error = %e, "kafka read-back: a broker could not be reached; reading on");
                 scan.unreachable += 1;
                 last_unreachable = Some(e.to_string());
+                continue;
+            }
+            // The group is librdkafka's need (an assigned consumer has one),
+            // not the read's: it is never joined, yet librdkafka looks up
+            // its coordinator, and a principal with READ on the topic alone
+            // is refused. The read ended here, and on a cluster with ACLs
+            // every read-back failed and everything after the cursor was
+            // sent again.
+            Some(Err(e)) if is_about_the_unused_group(&e) => {
+                tracing::debug!(error = %e, "kafka read-back: its group's coordinator refused or not found (the read does not use it); reading on");
                 continue;
             }
             Some(Err(e)) => return Err(ScanError::Read(e)),
@@ -561,6 +588,46 @@ mod tests {
         }
         // The dead broker was met, and read past.
         assert!(unreachable > 0, "no read met the broker that is down");
+    }
+
+    /// A principal granted READ on the topic and nothing on the read-back's
+    /// group: the group is never joined, but librdkafka looks up its
+    /// coordinator anyway and hands the broker's refusal to the poll. The
+    /// read ended on it, so on a cluster with ACLs set as the docs said
+    /// every read-back failed and everything after the cursor was sent
+    /// again (Kafka docs review, 2026-12-05).
+    #[test]
+    fn a_read_back_goes_on_past_a_refusal_of_its_unused_group() {
+        use rdkafka::producer::BaseRecord;
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, config) = mock_topic("relay.events");
+        let record = BaseRecord::<(), _>::to("relay.events")
+            .payload(r#"{"seq":1}"#)
+            .headers(
+                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: "ce_id",
+                    value: Some("an-id"),
+                }),
+            );
+        producer.send(record).unwrap();
+        flushed(&producer);
+        mock.request_errors(
+            RDKafkaApiKey::FindCoordinator,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
+        );
+        let scan = scan_blocking(
+            &config,
+            "relay.events",
+            &BTreeMap::new(),
+            1..=1,
+            &CancellationToken::new(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((scan.read, scan.found.len(), scan.cut), (1, 1, None));
     }
 
     /// Which reads are tried again: none answered, or stopped part-way;
