@@ -37,6 +37,19 @@ fn default_topic() -> Spanned<String> {
 
 pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{vendor}", "{account}", "{type}", "{category}"];
 
+/// The longest text each placeholder renders to: a vendor's name (8), an
+/// account (`check` keeps it to 64), an event type and its category (the
+/// contract's are 16 at most; room is left).
+const PLACEHOLDER_LONGEST: [(&str, usize); 4] = [
+    ("{vendor}", 8),
+    ("{account}", 64),
+    ("{type}", 32),
+    ("{category}", 24),
+];
+
+/// Kafka's longest topic name.
+const TOPIC_MAX: usize = 249;
+
 /// Properties the sink sets itself; an option may not weaken them.
 /// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a
 /// timed-out record would leave a gap that the re-send from the cursor fills
@@ -139,16 +152,28 @@ impl KafkaConfig {
             rest = rest.replace(p, "x");
         }
         let template = self.topic.get_ref();
+        let longest = PLACEHOLDER_LONGEST
+            .iter()
+            .fold(template.clone(), |t, (p, n)| t.replace(p, &"x".repeat(*n)))
+            .len();
         if rest.is_empty()
             || template == "."
             || template == ".."
-            || rest.len() > 249
+            || rest.len() > TOPIC_MAX
             || !rest
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
             let message = format!(
                 "`topic` = {}: a Kafka topic has letters, digits, '.', '_', '-' and the placeholders {{vendor}} {{account}} {{type}} {{category}}",
+                v.shown(&self.topic)
+            );
+            v.error(self.topic.span(), message);
+        } else if longest > TOPIC_MAX {
+            // Rendered names were cut at 249: two accounts' or types'
+            // topics could become one.
+            let message = format!(
+                "`topic` = {}: renders to up to {longest} characters (an account of 64, a type of 32), and a Kafka topic holds at most {TOPIC_MAX}; shorten its fixed text",
                 v.shown(&self.topic)
             );
             v.error(self.topic.span(), message);
@@ -812,8 +837,15 @@ mod tests {
         };
         assert!(valid("t".repeat(249)));
         assert!(!valid("t".repeat(250)));
-        // A placeholder counts as what it stands for, not as its own text.
+        // A placeholder counts as what it stands for, not as its own text:
+        // the longest it can render to.
         assert!(valid(format!("{}{{vendor}}", "t".repeat(240))));
+        assert!(!valid(format!("{}{{vendor}}", "t".repeat(242))));
+        assert!(valid(format!("{}{{account}}", "t".repeat(185))));
+        // Rendered names were cut at 249, so two accounts' topics could
+        // become one (Kafka docs review, 2026-12-05).
+        assert!(!valid(format!("{}{{account}}", "t".repeat(186))));
+        assert!(!valid(format!("{}.{{type}}.{{account}}", "t".repeat(160))));
     }
 
     #[test]
