@@ -129,7 +129,7 @@ fn bind_hint(error: &std::io::Error) -> &'static str {
             "; another process listens there (another callrelay?): `ss -ltnp` names it, or change [server] listen"
         }
         std::io::ErrorKind::PermissionDenied => {
-            "; a port below 1024 needs CAP_NET_BIND_SERVICE in the unit's CapabilityBoundingSet= and AmbientCapabilities=, or take a higher port"
+            "; a port below 1024 needs CAP_NET_BIND_SERVICE in the unit's CapabilityBoundingSet= and AmbientCapabilities=, and PrivateUsers=no, or take a higher port"
         }
         std::io::ErrorKind::AddrNotAvailable => {
             "; the address is not one of this host's (`ip -brief address` lists them), or 0.0.0.0 for all of them"
@@ -751,6 +751,23 @@ mod tests {
         assert!(hint(ErrorKind::PermissionDenied).contains("CAP_NET_BIND_SERVICE"));
         assert!(hint(ErrorKind::AddrNotAvailable).contains("ip -brief address"));
         assert_eq!(hint(ErrorKind::Other), "");
+    }
+
+    /// Readiness says "shutting down" from the stop's start: ingest closes
+    /// only after the HTTP drain, and a probe answered during the drain
+    /// said ready (operations docs review, 2026-12-05).
+    #[tokio::test]
+    async fn readiness_says_shutting_down_from_the_start_of_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = super::tests_support::relay_in(dir.path(), "").await;
+        assert!(crate::server::not_ready_reasons(&relay.ctx).is_empty());
+        relay.shutdown();
+        assert!(!relay.ctx.ingest.is_closing(), "ingest is still open");
+        assert_eq!(
+            crate::server::not_ready_reasons(&relay.ctx),
+            ["shutting down"]
+        );
+        relay.wait().await.unwrap();
     }
 
     /// The address a host does not have is refused by the kernel as such,

@@ -81,7 +81,9 @@ pub fn not_ready_reasons(ctx: &Context) -> Vec<String> {
 /// upstream's.
 fn own_not_ready_reasons(ctx: &Context) -> Vec<String> {
     let mut reasons = Vec::new();
-    if ctx.ingest.is_closing() {
+    // From the stop's start: ingest closes only after the HTTP drain, and a
+    // probe answered during the drain said ready.
+    if ctx.shutdown.is_cancelled() || ctx.ingest.is_closing() {
         reasons.push("shutting down".to_owned());
     } else if !ctx.ingest.is_alive() {
         // Every webhook would be answered 503, whatever the last commit did.
