@@ -1634,7 +1634,6 @@ fn the_production_config_passes_check_with_its_environment() {
         ("KAFKA_BROKERS", "10.0.0.1:9092,10.0.0.2:9092"),
         ("CALLRELAY_WS_TOKEN", "ws-token"),
         ("VOIP24H_KEY", "k"),
-        ("VOIP24H_SECRET", "s"),
         ("SPRECORD_TOKEN", "t"),
         ("VOIP24H_WEBHOOK_TOKEN", "vt"),
         ("SPRECORD_WEBHOOK_TOKEN", "st"),
