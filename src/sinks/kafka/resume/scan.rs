@@ -537,19 +537,9 @@ mod tests {
         assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
     }
 
-    /// One broker of the list down (here a port nothing listens on) while
-    /// another holds the topic: the read goes through the one that answers.
-    /// librdkafka hands the dead broker's connection error to the poll, and
-    /// the read ended on it, so with one broker of a cluster down every
-    /// read-back failed and everything after the cursor was sent again.
-    /// librdkafka picks the broker it tries first at random: several reads.
-    #[test]
-    fn a_read_back_goes_on_past_a_broker_of_the_list_that_is_down() {
+    /// Event seq 1, id `an-id`, on the broker's `relay.events`.
+    fn one_event_on_the_broker(producer: &rdkafka::producer::BaseProducer) {
         use rdkafka::producer::BaseRecord;
-
-        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
-
-        let (mock, producer, _) = mock_topic("relay.events");
         let record = BaseRecord::<(), _>::to("relay.events")
             .payload(r#"{"seq":1}"#)
             .headers(
@@ -559,7 +549,21 @@ mod tests {
                 }),
             );
         producer.send(record).unwrap();
-        flushed(&producer);
+        crate::sinks::kafka::tests_support::flushed(producer);
+    }
+
+    /// One broker of the list down (here a port nothing listens on) while
+    /// another holds the topic: the read goes through the one that answers.
+    /// librdkafka hands the dead broker's connection error to the poll, and
+    /// the read ended on it, so with one broker of a cluster down every
+    /// read-back failed and everything after the cursor was sent again.
+    /// librdkafka picks the broker it tries first at random: several reads.
+    #[test]
+    fn a_read_back_goes_on_past_a_broker_of_the_list_that_is_down() {
+        use crate::sinks::kafka::tests_support::mock_topic;
+
+        let (mock, producer, _) = mock_topic("relay.events");
+        one_event_on_the_broker(&producer);
         // Port 1: nothing listens there, and no other test can take it.
         let config: KafkaConfig = toml::from_str(&format!(
             "brokers = \"127.0.0.1:1,{}\"",
@@ -598,22 +602,12 @@ mod tests {
     /// again (Kafka docs review, 2026-12-05).
     #[test]
     fn a_read_back_goes_on_past_a_refusal_of_its_unused_group() {
-        use rdkafka::producer::BaseRecord;
         use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+        use crate::sinks::kafka::tests_support::mock_topic;
 
         let (mock, producer, config) = mock_topic("relay.events");
-        let record = BaseRecord::<(), _>::to("relay.events")
-            .payload(r#"{"seq":1}"#)
-            .headers(
-                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                    key: "ce_id",
-                    value: Some("an-id"),
-                }),
-            );
-        producer.send(record).unwrap();
-        flushed(&producer);
+        one_event_on_the_broker(&producer);
         mock.request_errors(
             RDKafkaApiKey::FindCoordinator,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
