@@ -85,6 +85,10 @@ fn own_not_ready_reasons(ctx: &Context) -> Vec<String> {
     // probe answered during the drain said ready.
     if ctx.shutdown.is_cancelled() || ctx.ingest.is_closing() {
         reasons.push("shutting down".to_owned());
+    }
+    // A stop the relay began itself (the writer died) still says why.
+    if ctx.ingest.is_closing() {
+        // Closed on purpose: nothing else to say.
     } else if !ctx.ingest.is_alive() {
         // Every webhook would be answered 503, whatever the last commit did.
         reasons.push("the journal writer has stopped".to_owned());

@@ -183,18 +183,38 @@ fn form_object<'a>(
     let charset = text::declared_charset(content_type)?;
     // `curl -d '{…}'` and PHP's curl post JSON labelled as a form; read as
     // form fields it would be one field named after the whole JSON text.
-    let start = body.strip_prefix(text::UTF8_BOM).unwrap_or(body);
-    let start = start.trim_ascii_start();
-    if start.first() == Some(&b'{') {
+    // Judged on the text in its charset (UTF-16's `{` is not the byte);
+    // on the bytes when they are not text in it.
+    let (opens_an_object, opens_a_key, holds_an_equals) = match text::body_text(body, charset) {
+        Ok(decoded) => {
+            let start = decoded.trim_start_matches([' ', '\t', '\n', '\r']);
+            let start = start.strip_prefix('\u{feff}').unwrap_or(start);
+            (
+                start.starts_with('{'),
+                start.starts_with("{\""),
+                decoded.contains('='),
+            )
+        }
+        Err(_) => {
+            let start = body.strip_prefix(text::UTF8_BOM).unwrap_or(body);
+            let start = start.trim_ascii_start();
+            (
+                start.first() == Some(&b'{'),
+                start.starts_with(b"{\""),
+                body.contains(&b'='),
+            )
+        }
+    };
+    if opens_an_object {
         match json_object(body, content_type) {
             Ok((value, json)) => return Ok((value, Some(json))),
-            // JSON that does not read (cut short, in another charset) is
-            // refused, to be sent again: read as form fields it was one
-            // field named after the text, journaled as `vendor.unknown`
-            // and answered 200, and the call event was lost. A form
-            // encoder writes `{"` as `%7B%22`, so a body opening with it,
-            // or with no `=` at all, is no form.
-            Err(e) if start.starts_with(b"{\"") || !body.contains(&b'=') => return Err(e),
+            // JSON that does not read (cut short, say) is refused, to be
+            // sent again: read as form fields it was one field named after
+            // the text, journaled as `vendor.unknown` and answered 200, and
+            // the call event was lost. A form encoder writes `{"` as
+            // `%7B%22`, so a body opening with it, or with no `=` at all,
+            // is no form.
+            Err(e) if opens_a_key || !holds_an_equals => return Err(e),
             Err(_) => {}
         }
     }
@@ -371,6 +391,23 @@ mod tests {
             b"  {\"callid\": 1.2,",
             b"{extend:130}",
         ] {
+            // Also in UTF-16, whose `{` and `=` are no single bytes.
+            let utf16: Vec<u8> = String::from_utf8_lossy(body)
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            let parsed = parse_as(
+                Vendor::Voip24h,
+                Method::Post,
+                "application/x-www-form-urlencoded; charset=utf-16le",
+                &[],
+                &utf16,
+            );
+            assert!(
+                matches!(parsed, Err(ParseError(ref why)) if why.contains("not valid JSON")),
+                "UTF-16 {}: {parsed:?}",
+                String::from_utf8_lossy(body)
+            );
             for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
                 let parsed = parse_as(vendor, Method::Post, FORM, &[], body);
                 assert!(

@@ -39,7 +39,9 @@ pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{vendor}", "{account}", "{type}", "{
 
 /// The longest text each placeholder renders to: a vendor's name (8), an
 /// account (`check` keeps it to 64), an event type and its category (the
-/// contract's are 16 at most; room is left).
+/// contract's types are 23 at most; room is left. CareSoft's
+/// `crm.{object}.{action}` has no bound: a name past the limit ends in a
+/// hash of the whole name, `topic::within_kafkas_limit`).
 const PLACEHOLDER_LONGEST: [(&str, usize); 4] = [
     ("{vendor}", 8),
     ("{account}", 64),
@@ -47,8 +49,7 @@ const PLACEHOLDER_LONGEST: [(&str, usize); 4] = [
     ("{category}", 24),
 ];
 
-/// Kafka's longest topic name.
-const TOPIC_MAX: usize = 249;
+use super::topic::TOPIC_MAX;
 
 /// Properties the sink sets itself; an option may not weaken them.
 /// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a

@@ -102,9 +102,29 @@ impl TopicTemplate {
                 }
             }));
         }
-        out.truncate(249);
-        Cow::Owned(out)
+        Cow::Owned(within_kafkas_limit(out))
     }
+}
+
+/// Kafka's longest topic name.
+pub(super) const TOPIC_MAX: usize = 249;
+
+/// `name` if Kafka takes its length; else its first 240 characters, `-`
+/// and 8 hex digits of its SHA-256: a name cut to the limit alone would be
+/// one topic for every event type or account the cut part told apart
+/// (CareSoft's `crm.{object}.{action}` types have no bound). `check` keeps
+/// templates within the limit for the types and accounts it knows.
+fn within_kafkas_limit(mut name: String) -> String {
+    use sha2::{Digest, Sha256};
+    if name.len() <= TOPIC_MAX {
+        return name;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    // ASCII only (rendering replaced the rest), so any cut is a char boundary.
+    name.truncate(TOPIC_MAX - 9);
+    name.push('-');
+    name.push_str(&hex::encode(&digest[..4]));
+    name
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,6 +264,34 @@ mod tests {
         assert_eq!(
             t.render(&header("caresoft", "cs", "crm.ticket.update")),
             "ev.caresoft.cs.crm.crm.ticket.update"
+        );
+    }
+
+    /// A rendered name past Kafka's 249 characters is cut and ends in a
+    /// hash of the whole name: cut alone, two types (CareSoft's
+    /// `crm.{object}.{action}` have no bound) or accounts that differ past
+    /// the cut went to one topic (review, 2026-12-05).
+    #[test]
+    fn a_name_past_kafkas_limit_keeps_its_events_apart() {
+        let t = TopicTemplate::parse(&format!("{}.{{type}}", "t".repeat(230)));
+        let render = |ty: &str| t.render(&header("caresoft", "cs", ty)).into_owned();
+        let (one, other) = (
+            render("crm.organization.update_custom_field_a"),
+            render("crm.organization.update_custom_field_b"),
+        );
+        assert_eq!((one.len(), other.len()), (249, 249));
+        assert_ne!(one, other);
+        assert_eq!(one, render("crm.organization.update_custom_field_a"));
+        assert!(
+            one.is_ascii()
+                && one
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        );
+        // Within the limit, a name is as rendered.
+        assert_eq!(
+            render("crm.ticket.update"),
+            format!("{}.crm.ticket.update", "t".repeat(230))
         );
     }
 
