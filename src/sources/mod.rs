@@ -9,6 +9,7 @@
 //! the slowest stop, not the sum of them (before, 70 changed sources took
 //! 11.8 s, one at a time, and the first one stopped waited all of it).
 
+pub mod deadline;
 pub mod proxy;
 pub mod retry_log;
 pub mod sprecord;

@@ -46,6 +46,7 @@ use super::warnings::StreamWarnings;
 use crate::app::Context;
 use crate::event::{IncomingEvent, Transport, Vendor};
 use crate::ingest::IngestError;
+use crate::sources::deadline::Deadline;
 use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::status::{ConnState, UpstreamReporter};
 
@@ -232,7 +233,7 @@ impl StreamSupervisor {
         &self,
         conn: &mut SseConnection,
         reporter: &UpstreamReporter,
-        at: Option<String>,
+        mut at: Option<String>,
         events: &mut u64,
         cancel: &CancellationToken,
     ) -> StreamEnd {
@@ -241,31 +242,8 @@ impl StreamSupervisor {
         // answer instead: the writer commits it anyway, and dropped, its
         // id was never handed on (a restart asked for it again) and the log
         // said it lost.
-        let give_up = CancellationToken::new();
-        let timer = tokio::spawn({
-            let (cancel, give_up) = (cancel.clone(), give_up.clone());
-            async move {
-                cancel.cancelled().await;
-                tokio::time::sleep(DRAIN_DEADLINE).await;
-                give_up.cancel();
-            }
-        });
-        let end = self
-            .pump_until(conn, reporter, at, events, cancel, &give_up)
-            .await;
-        timer.abort();
-        end
-    }
-
-    async fn pump_until(
-        &self,
-        conn: &mut SseConnection,
-        reporter: &UpstreamReporter,
-        mut at: Option<String>,
-        events: &mut u64,
-        cancel: &CancellationToken,
-        give_up: &CancellationToken,
-    ) -> StreamEnd {
+        let give_up = Deadline::new(CancellationToken::new(), Some(cancel), DRAIN_DEADLINE);
+        let give_up = &give_up.token;
         // Set once cancelled: received events are still handed on until then.
         let mut drain_until: Option<Instant> = None;
         // `at`: the id of the last event this stream handed on; it opened

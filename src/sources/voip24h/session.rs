@@ -40,6 +40,7 @@ use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
 use crate::app::Context;
+use crate::sources::deadline::Deadline;
 use crate::status::{ConnState, UpstreamReporter};
 
 /// Why a session ended: a bounded word for the reconnect metric and logs.
@@ -218,36 +219,19 @@ impl Session<'_> {
         // Events received before a stop get DRAIN_LIMIT past it to reach the
         // journal (also when a commit is being retried): bounded, so that a
         // reload or shutdown is never held by a busy or failing journal.
-        let drain_over = CancellationToken::new();
-        let timer = tokio::spawn({
-            let cancel = self.cancel.clone();
-            let drain_over = drain_over.clone();
-            async move {
-                cancel.cancelled().await;
-                tokio::time::sleep(DRAIN_LIMIT).await;
-                drain_over.cancel();
-            }
-        });
-        let end = self.run_until_end(link, &drain_over).await;
+        let deadline = Deadline::new(CancellationToken::new(), Some(self.cancel), DRAIN_LIMIT);
+        let drain_over = &deadline.token;
+        let end = self.run_until_end(link, drain_over).await;
         if end.reason == EndReason::Cancelled {
-            self.leave_in_order(link, &drain_over, &drain_over).await;
+            self.leave_in_order(link, drain_over, drain_over).await;
         } else if end.reason.leaves_the_link_open() {
             // The server ended the session and may have sent more before
             // it reads our leave; the close alone would read that off and
             // lose it, uncounted. Reading is bounded as at a stop.
-            let reading_over = drain_over.child_token();
-            let read_timer = tokio::spawn({
-                let reading_over = reading_over.clone();
-                async move {
-                    tokio::time::sleep(DRAIN_LIMIT).await;
-                    reading_over.cancel();
-                }
-            });
-            self.leave_in_order(link, &reading_over, &drain_over).await;
-            read_timer.abort();
+            let reading = Deadline::new(drain_over.child_token(), None, DRAIN_LIMIT);
+            self.leave_in_order(link, &reading.token, drain_over).await;
         }
-        self.journal_the_rest(link, &drain_over).await;
-        timer.abort();
+        self.journal_the_rest(link, drain_over).await;
         // What a stop's drain or a closing journal left; rarely, what a
         // connection stuck in a write hands on too late (see
         // `journal_the_rest`): lost either way, so counted.
@@ -400,7 +384,7 @@ impl Session<'_> {
         drain_over: &CancellationToken,
     ) -> bool {
         match inbound {
-            Inbound::Event { name, args, at } if name == "response" || is_unknown(&name) => {
+            Inbound::Event { name, args, at } if is_journaled(&name) => {
                 // Draining after the session's end: no more `hello`s.
                 match self
                     .deliver_event(link, &name, (args, at), drain_over, None)
@@ -724,10 +708,15 @@ impl Session<'_> {
     }
 }
 
-/// Whether the session journals `inbound`: a `response`, or an event it
-/// does not know (as `vendor.unknown`).
+/// Whether the session journals the event `name`: a `response`, or an
+/// event it does not know (as `vendor.unknown`).
+fn is_journaled(name: &str) -> bool {
+    name == "response" || is_unknown(name)
+}
+
+/// Whether `inbound` is an event the session journals.
 fn is_to_journal(inbound: &Inbound) -> bool {
-    matches!(inbound, Inbound::Event { name, .. } if name == "response" || is_unknown(name))
+    matches!(inbound, Inbound::Event { name, .. } if is_journaled(name))
 }
 
 /// What the connection still hands on once the session journals no more
