@@ -22,7 +22,7 @@ use callrelay::sinks::kafka::config::KafkaConfig;
 use callrelay::sinks::kafka::producer::record;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio_util::sync::CancellationToken;
 
 fn event(n: u64) -> IncomingEvent {
@@ -101,32 +101,48 @@ async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
 }
 
 /// A plain FutureProducer with the same settings and the same records, timed
-/// the same way: first delivery report to last.
+/// the same way: first delivery report to last. The reports are awaited by a
+/// task of their own while the records are queued, so the first one is
+/// stamped when it comes, not once the last record is queued (which would
+/// shorten the plain producer's window and flatter its rate).
 async fn plain(config: &KafkaConfig, topic: &str, events: &[JournaledEvent]) -> Duration {
-    let mut first = None;
     let producer: FutureProducer = config.client_config().create().expect("producer");
-    let mut pending = FuturesUnordered::new();
+    let (queued, mut to_await) = tokio::sync::mpsc::unbounded_channel::<DeliveryFuture>();
+    let reports = tokio::spawn(async move {
+        let mut pending = FuturesUnordered::new();
+        let mut first = None;
+        let mut sending = true;
+        loop {
+            tokio::select! {
+                f = to_await.recv(), if sending => match f {
+                    Some(f) => pending.push(f),
+                    None => sending = false,
+                },
+                Some(r) = pending.next(), if !pending.is_empty() => {
+                    assert!(matches!(r, Ok(Ok(_))), "plain delivery failed: {r:?}");
+                    first.get_or_insert_with(Instant::now);
+                }
+                else => break,
+            }
+        }
+        first
+    });
     for e in events {
         loop {
             match producer.send_result(record(e, topic)) {
                 Ok(f) => {
-                    pending.push(f);
+                    queued.send(f).expect("report task");
                     break;
                 }
                 Err((err, _)) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    if let Some(r) = pending.next().await {
-                        assert!(matches!(r, Ok(Ok(_))), "plain delivery failed: {r:?}");
-                        first.get_or_insert_with(Instant::now);
-                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
                 }
                 Err((err, _)) => panic!("plain producer: {err}"),
             }
         }
     }
-    while let Some(r) = pending.next().await {
-        assert!(matches!(r, Ok(Ok(_))), "plain delivery failed: {r:?}");
-        first.get_or_insert_with(Instant::now);
-    }
+    drop(queued);
+    let first = reports.await.expect("report task");
     let took = first.map(|f| f.elapsed()).unwrap_or_default();
     tokio::task::spawn_blocking(move || drop(producer))
         .await
@@ -134,9 +150,15 @@ async fn plain(config: &KafkaConfig, topic: &str, events: &[JournaledEvent]) -> 
     took
 }
 
+/// The median; of an even count, the mean of the middle two.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn main() {
@@ -149,7 +171,7 @@ fn main() {
         broker.create_topic("bench.plain", 3);
         broker.create_topic("bench.relay", 3);
         let brokers = broker.brokers();
-        let (mut plain_rates, mut relay_rates) = (Vec::new(), Vec::new());
+        let (mut plain_rates, mut relay_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         println!("| round | plain producer (events/s) | relay sink (events/s) | ratio |");
         println!("|---|---|---|---|");
         for round in 0..rounds {
@@ -169,14 +191,16 @@ fn main() {
             let (pr, rr) = ((n - 1) as f64 / p.as_secs_f64(), (n - 1) as f64 / r.as_secs_f64());
             println!("| {round} | {pr:.0} | {rr:.0} | {:.2} |", rr / pr);
             plain_rates.push(pr);
+            ratios.push(rr / pr);
             relay_rates.push(rr);
             relay.shutdown();
             let _ = relay.wait().await;
         }
         let (pm, rm) = (median(plain_rates), median(relay_rates));
         println!(
-            "\nmedian of {rounds} rounds, {n} events each: plain {pm:.0}/s, relay {rm:.0}/s, relay/plain = {:.2}",
-            rm / pm
+            "\nmedian of {rounds} rounds, {n} events each: plain {pm:.0}/s, relay {rm:.0}/s, relay/plain = {:.2} (of the medians), {:.2} (median of the per-round ratios, the target's figure)",
+            rm / pm,
+            median(ratios)
         );
     });
 }

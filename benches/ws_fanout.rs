@@ -8,6 +8,13 @@
 //! (this binary re-executed with `--pool`), so the parent's RSS delta is the
 //! server's memory per client. Prints a Markdown table; docs/websocket.md
 //! holds the figures.
+//!
+//! Two baselines: one that writes each frame on its own (`send`), and one
+//! that batches what is waiting into one write, as callrelay does.
+//! Env: `WS_FANOUT_RUNS` ("clients:events,…"; empty for the latency runs
+//! alone), `WS_FANOUT_RATE` (the latency runs' events/s, default 1,000),
+//! `WS_FANOUT_LATENCY_CLIENTS` (default 1,000), `WS_FANOUT_POOL_NICE` (the
+//! clients' niceness, default 0).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -131,6 +138,13 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
     while connected.load(Ordering::Acquire) < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
         waited += 1;
+        // A client whose connect or upgrade failed panicked its task and
+        // will never count: give up rather than wait for good.
+        assert!(
+            waited < 6_000,
+            "pool: only {} of {n} clients connected in 120 s",
+            connected.load(Ordering::Acquire)
+        );
         if waited % 250 == 0 {
             eprintln!(
                 "pool: {} of {n} connected, {} closed",
@@ -206,7 +220,12 @@ struct Pool {
 
 impl Pool {
     async fn start(url: &str, n: usize, source: Ipv4Addr) -> Pool {
-        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        // WS_FANOUT_POOL_NICE runs the clients at that niceness, so that on a
+        // small machine the server under test is not starved by them.
+        let nice = std::env::var("WS_FANOUT_POOL_NICE").unwrap_or_else(|_| "0".into());
+        let mut child = tokio::process::Command::new("nice")
+            .args(["-n", nice.as_str()])
+            .arg(std::env::current_exe().expect("exe"))
             .args(["--pool", url, &n.to_string(), &source.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -248,8 +267,18 @@ impl Pool {
 
 // ---------------------------------------------------------------- the baseline
 
-/// A minimal broadcast server: every connection forwards the broadcast with `send`.
-async fn baseline(tx: broadcast::Sender<Utf8Bytes>) -> SocketAddr {
+/// How a baseline connection writes what the broadcast gives it.
+#[derive(Clone, Copy)]
+enum Writes {
+    /// `send`: one write (and flush) per frame.
+    EachFrame,
+    /// `feed` up to 16 frames already waiting, then one flush: as callrelay
+    /// batches a live session's writes, so the two do the same syscalls.
+    Batched,
+}
+
+/// A minimal broadcast server: every connection forwards the broadcast.
+async fn baseline(tx: broadcast::Sender<Utf8Bytes>, writes: Writes) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -263,7 +292,20 @@ async fn baseline(tx: broadcast::Sender<Utf8Bytes>) -> SocketAddr {
                 loop {
                     tokio::select! {
                         m = rx.recv() => match m {
-                            Ok(text) => if sink.send(Message::Text(text)).await.is_err() { return },
+                            Ok(text) => match writes {
+                                Writes::EachFrame => if sink.send(Message::Text(text)).await.is_err() { return },
+                                Writes::Batched => {
+                                    if sink.feed(Message::Text(text)).await.is_err() { return }
+                                    for _ in 1..16 {
+                                        match rx.try_recv() {
+                                            Ok(more) => if sink.feed(Message::Text(more)).await.is_err() { return },
+                                            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                                            Err(_) => break,
+                                        }
+                                    }
+                                    if sink.flush().await.is_err() { return }
+                                }
+                            },
                             Err(broadcast::error::RecvError::Lagged(_)) => continue,
                             Err(_) => return,
                         },
@@ -349,7 +391,7 @@ async fn latency(
     rate: u64,
 ) -> String {
     eprintln!("latency: {url}");
-    let mut pool = Pool::start(url, 1_000, source).await;
+    let mut pool = Pool::start(url, latency_clients(), source).await;
     pool.say("record").await;
     commits.lock().expect("commits").clear();
     // `rate` events/s for 10 s: rate/100 events every 10 ms, each submitted on its own.
@@ -399,6 +441,15 @@ async fn latency(
     )
 }
 
+/// WS_FANOUT_LATENCY_CLIENTS: the latency run's clients (default 1,000, the
+/// issue's figure).
+fn latency_clients() -> usize {
+    std::env::var("WS_FANOUT_LATENCY_CLIENTS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1_000)
+}
+
 async fn bench() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
@@ -414,7 +465,8 @@ async fn bench() {
     // Commit times (when the hub publishes, right after the fsync'd commit,
     // before any webhook is answered), and the same frames to the baseline.
     let (tx, _) = broadcast::channel::<Utf8Bytes>(65_536);
-    let base_addr = baseline(tx.clone()).await;
+    let base_addr = baseline(tx.clone(), Writes::EachFrame).await;
+    let batched_addr = baseline(tx.clone(), Writes::Batched).await;
     let commits: Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Arc::default();
     {
         // A thread of its own, woken by the ingest thread's publish directly:
@@ -438,6 +490,7 @@ async fn bench() {
     }
     let relay_url = format!("ws://{}/ws", relay.addr);
     let base_url = format!("ws://{base_addr}/");
+    let batched_url = format!("ws://{batched_addr}/");
     let mut next = 1;
     let mut rows = Vec::new();
     let mut ip = 10u8;
@@ -482,6 +535,18 @@ async fn bench() {
             )
             .await,
         );
+        rows.push(
+            throughput(
+                "baseline, batched",
+                &batched_url,
+                clients,
+                events,
+                source(),
+                &relay,
+                &mut next,
+            )
+            .await,
+        );
     }
     // WS_FANOUT_RATE overrides the latency run's events/s (default 1,000).
     let rate: u64 = std::env::var("WS_FANOUT_RATE")
@@ -508,6 +573,16 @@ async fn bench() {
         rate,
     )
     .await;
+    let lat_batched = latency(
+        &batched_url,
+        source(),
+        &relay,
+        &mut next,
+        &commits,
+        dir.path(),
+        rate,
+    )
+    .await;
 
     println!("| server | clients | events | deliveries/s | RSS per idle client | clients lost |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -518,9 +593,14 @@ async fn bench() {
         );
     }
     println!();
-    println!("commit → frame at a client, ~{rate} events/s, 1,000 clients:");
+    let nice = std::env::var("WS_FANOUT_POOL_NICE").unwrap_or_else(|_| "0".into());
+    println!(
+        "commit → frame at a client, ~{rate} events/s, {} clients (their process at nice {nice}):",
+        latency_clients()
+    );
     println!("- callrelay: {lat_relay}");
     println!("- baseline:  {lat_base}");
+    println!("- baseline, batched: {lat_batched}");
     relay.shutdown();
     let _ = relay.wait().await;
 }
