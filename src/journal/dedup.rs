@@ -84,6 +84,18 @@ impl DedupIndex {
     pub fn len(&self) -> usize {
         self.latest.len()
     }
+
+    /// Gives back the room a burst made once most of it is empty: a hash map
+    /// keeps its largest size, so a vendor replaying its backlog would
+    /// otherwise hold a table sized for that burst's window (hundreds of MB)
+    /// for the life of the process. Halving only below a quarter full keeps
+    /// the rehashing to a few times per burst.
+    fn give_back_room(&mut self) {
+        let (len, capacity) = (self.latest.len(), self.latest.capacity());
+        if capacity > 4_096 && len < capacity / 4 {
+            self.latest.shrink_to(len.saturating_mul(2));
+        }
+    }
 }
 
 /// Writes an entry of `dedup_log` in the append's transaction.
@@ -129,6 +141,9 @@ pub(super) fn expire(
         table.remove(seq).map_err(storage)?;
         index.forget(&id, seq);
         removed += 1;
+    }
+    if removed > 0 {
+        index.give_back_room();
     }
     Ok(removed)
 }
@@ -264,6 +279,30 @@ mod tests {
         assert_eq!(
             index.within_window(&EventId([6; 16]), 10_000, 5_000),
             Some(6)
+        );
+    }
+
+    #[test]
+    fn expiry_gives_back_the_room_a_burst_took() {
+        let db = crate::journal::tests_support::in_memory_db();
+        let txn = db.begin_write().unwrap();
+        let mut table = txn.open_table(DEDUP_LOG).unwrap();
+        let mut index = DedupIndex::default();
+        let burst = 50_000u64;
+        for seq in 1..=burst {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&seq.to_le_bytes());
+            let seen = Seen { seq, at_ms: 1 };
+            insert_entry(&mut table, &EventId(id), seen).unwrap();
+            index.extend([(EventId(id), seen)]);
+        }
+        assert!(index.latest.capacity() >= burst as usize);
+        let expired = expire(&mut table, &mut index, 10_000, 0, 5_000, usize::MAX).unwrap();
+        assert_eq!(expired, burst as usize);
+        assert!(
+            index.latest.capacity() <= 4_096,
+            "an empty index still has room for {} entries",
+            index.latest.capacity()
         );
     }
 }

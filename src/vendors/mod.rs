@@ -419,6 +419,67 @@ mod tests {
         }
     }
 
+    /// serde_json reads 127 levels and a CloudEvent puts the payload two
+    /// down: a payload nested 126 deep was journaled as an event no
+    /// serde_json reader (`tail` among them) could read.
+    #[test]
+    fn a_payload_nested_past_the_limit_is_refused_and_one_at_it_is_readable() {
+        let nested = |depth: usize| {
+            // The object itself is the first level.
+            let inner = format!("{}{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+            format!("{{\"callid\":\"1.2\",\"state\":\"Ring\",\"extend\":\"130\",\"x\":{inner}}}")
+        };
+        let at_limit = nested(text::MAX_NESTING);
+        let Ok(Parsed::Event(event, raw)) = parse_as(
+            Vendor::Voip24h,
+            Method::Post,
+            "application/json",
+            &[],
+            at_limit.as_bytes(),
+        ) else {
+            panic!("a payload nested {} deep is refused", text::MAX_NESTING)
+        };
+        let incoming = crate::event::IncomingEvent {
+            vendor: Vendor::Voip24h,
+            account: "main".into(),
+            transport: crate::event::Transport::Webhook,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            event,
+            raw,
+        };
+        let cloudevent = incoming.to_cloudevent_json(incoming.id(), 1);
+        assert!(serde_json::from_slice::<Value>(&cloudevent).is_ok());
+        for too_deep in [text::MAX_NESTING + 1, 126, 127] {
+            let parsed = parse_as(
+                Vendor::Voip24h,
+                Method::Post,
+                "application/json",
+                &[],
+                nested(too_deep).as_bytes(),
+            );
+            assert!(
+                matches!(parsed, Err(ParseError(ref why)) if why.contains("nested deeper than 100")),
+                "{too_deep}: {parsed:?}"
+            );
+        }
+        // Brackets inside strings are text, not nesting.
+        let brackets = format!(
+            "{{\"callid\":\"1.2\",\"state\":\"Ring\",\"note\":\"{}\\\"{}\"}}",
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(
+            parse_as(
+                Vendor::Voip24h,
+                Method::Post,
+                "application/json",
+                &[],
+                brackets.as_bytes()
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn an_empty_body_is_refused_whatever_its_content_type() {
         for vendor in [

@@ -217,20 +217,60 @@ pub fn labelled_other_than_its_utf8(
     })
 }
 
+/// How deep a payload's arrays and objects may nest. serde_json reads up
+/// to 127 levels, and a CloudEvent puts the payload two levels down
+/// (`data.raw`): a payload nested 126 deep would be journaled and sent as
+/// a CloudEvent that serde_json readers, `callrelay tail` among them,
+/// cannot read. No vendor nests more than a few levels.
+pub const MAX_NESTING: usize = 100;
+
 /// Parses JSON text; one with lone surrogate escapes is read with U+FFFD in
 /// their place, and the text returned is the one that was read (for
-/// `data.raw`).
+/// `data.raw`). Text nested deeper than [`MAX_NESTING`] is refused.
 pub fn parse_json(text: &str) -> Result<(Value, Cow<'_, str>), serde_json::Error> {
-    match serde_json::from_str(text) {
-        Ok(value) => Ok((value, Cow::Borrowed(text))),
+    let (value, read) = match serde_json::from_str(text) {
+        Ok(value) => (value, Cow::Borrowed(text)),
         Err(e) => match without_lone_surrogates(text) {
             Some(repaired) => {
                 let value = serde_json::from_str(&repaired)?;
-                Ok((value, Cow::Owned(repaired)))
+                (value, Cow::Owned(repaired))
             }
-            None => Err(e),
+            None => return Err(e),
         },
+    };
+    if nesting_of(&read) > MAX_NESTING {
+        return Err(<serde_json::Error as serde::de::Error>::custom(format!(
+            "nested deeper than {MAX_NESTING} levels"
+        )));
     }
+    Ok((value, read))
+}
+
+/// The deepest nesting of arrays and objects in JSON text that parsed.
+fn nesting_of(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// `text` with each `\uXXXX` escape of a surrogate that is not half of a

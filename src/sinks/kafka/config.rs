@@ -89,6 +89,15 @@ const DEFAULTS: [(&str, &str); 2] = [("linger.ms", "5"), ("client.id", "callrela
 /// librdkafka's `message.max.bytes` when the options leave it unset.
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
+/// The producer's queue, in KiB, unless `[kafka.options]` sets
+/// `queue.buffering.max.kbytes`: while every broker is down the sink still
+/// hands records over (up to 20,000, which `message.timeout.ms = 0` keeps
+/// until delivered), and librdkafka's own default of 1 GiB would let large
+/// events hold that much for the whole outage. Raised to the largest
+/// message when that is larger, as librdkafka refuses a record larger than
+/// its queue.
+const QUEUE_KBYTES: usize = 64 * 1024;
+
 impl KafkaConfig {
     /// The largest message the producer takes (`message.max.bytes`); a
     /// loaded config's value is one librdkafka accepted.
@@ -266,6 +275,12 @@ impl KafkaConfig {
         for (k, v) in DEFAULTS.iter().chain(FIXED.iter()) {
             c.set(*k, *v);
         }
+        c.set(
+            "queue.buffering.max.kbytes",
+            QUEUE_KBYTES
+                .max(self.message_max_bytes().div_ceil(1024))
+                .to_string(),
+        );
         // librdkafka's producer asks the broker to create any topic its
         // metadata requests name, and Kafka's brokers do so by default
         // (`auto.create.topics.enable`): the check that a topic exists would
@@ -691,6 +706,27 @@ mod tests {
     fn checked(options: &str) -> Result<crate::config::Config, String> {
         let text = format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.options]\n{options}");
         crate::config::Config::from_text("relay.toml", &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_producers_queue_is_bounded_to_64_mib_or_the_largest_message() {
+        // librdkafka's own default is 1 GiB, which a Kafka outage would fill
+        // with large events.
+        let queue = |options: &[(&str, &str)]| {
+            with_options(options)
+                .client_config()
+                .get("queue.buffering.max.kbytes")
+                .map(str::to_owned)
+        };
+        assert_eq!(queue(&[]).as_deref(), Some("65536"));
+        assert_eq!(
+            queue(&[("message.max.bytes", "100000000")]).as_deref(),
+            Some("97657")
+        );
+        assert_eq!(
+            queue(&[("queue.buffering.max.kbytes", "2097151")]).as_deref(),
+            Some("2097151")
+        );
     }
 
     #[test]

@@ -119,12 +119,53 @@ impl PartialEq for Arg {
     }
 }
 
+/// The most arguments an event may carry. Each is a boxed value of its
+/// own, so a 16 MiB frame of 8 million zeros would take hundreds of MB
+/// while the backlog bound counted 16 MiB; the vendor's events carry one.
+const MAX_EVENT_ARGS: usize = 16;
+
+const TOO_MANY_ARGS: &str = "too many arguments";
+
+/// An event's array, its name first, read only up to `MAX_EVENT_ARGS`
+/// arguments.
+struct EventItems(Vec<Box<RawValue>>);
+
+impl<'de> serde::Deserialize<'de> for EventItems {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = EventItems;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an array of at most {} items", MAX_EVENT_ARGS + 1)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<EventItems, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+                    if items.len() > MAX_EVENT_ARGS {
+                        return Err(serde::de::Error::custom(TOO_MANY_ARGS));
+                    }
+                    items.push(item);
+                }
+                Ok(EventItems(items))
+            }
+        }
+        deserializer.deserialize_seq(Items)
+    }
+}
+
 fn decode_event(text: &str) -> SioPacket {
     // An event may carry an ack id before its array: `212["name", ...]`.
     let json = text.trim_start_matches(|c: char| c.is_ascii_digit());
     const NOT_AN_EVENT: &str = "an event that is not a JSON array starting with its name";
-    let Ok(mut items) = serde_json::from_str::<Vec<Box<RawValue>>>(json) else {
-        return SioPacket::Malformed(NOT_AN_EVENT);
+    let mut items = match serde_json::from_str::<EventItems>(json) {
+        Ok(EventItems(items)) => items,
+        Err(e) if e.to_string().starts_with(TOO_MANY_ARGS) => {
+            return SioPacket::Malformed("an event with more than 16 arguments");
+        }
+        Err(_) => return SioPacket::Malformed(NOT_AN_EVENT),
     };
     if items.is_empty() {
         return SioPacket::Malformed(NOT_AN_EVENT);
@@ -246,6 +287,25 @@ mod tests {
             Frame::Message(SioPacket::Malformed(
                 "a binary event (not read: Voip24h sends none)"
             ))
+        );
+    }
+
+    #[test]
+    fn an_event_of_more_than_16_arguments_is_malformed() {
+        let with_args = |n: usize| format!("42[\"response\"{}]", ",0".repeat(n));
+        let Frame::Message(SioPacket::Event { args, .. }) = decode(&with_args(16)) else {
+            panic!("16 arguments are an event");
+        };
+        assert_eq!(args.len(), 16);
+        // Each argument is a value of its own: millions of them took far
+        // more memory than the frame's bytes, which the backlog bound counts.
+        assert_eq!(
+            decode(&with_args(17)),
+            Frame::Message(SioPacket::Malformed("an event with more than 16 arguments"))
+        );
+        assert_eq!(
+            decode(&with_args(100_000)),
+            Frame::Message(SioPacket::Malformed("an event with more than 16 arguments"))
         );
     }
 
