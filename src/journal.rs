@@ -563,7 +563,8 @@ impl Journal {
         // Both only grow, and the retention thread reads them here while the
         // writer may commit: a stale read must not move them back (a false
         // gap frame, a lower seq in /status).
-        self.last_seq.fetch_max(next - 1, Ordering::AcqRel);
+        self.last_seq
+            .fetch_max(next.saturating_sub(1), Ordering::AcqRel);
         self.first_seq
             .fetch_max(first.unwrap_or(next), Ordering::AcqRel);
         self.bytes.store(bytes, Ordering::Release);
@@ -748,7 +749,13 @@ impl Journal {
             let mut log = txn.open_table(EVENTS).map_err(storage)?;
             let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let mut next = meta_count(&meta, "next_seq", 1)?;
+            // A damaged count at or below an event held would overwrite
+            // it: the next seq is past the last event, whatever it says.
+            let after_last = log
+                .last()
+                .map_err(storage)?
+                .map_or(1, |(k, _)| k.value().saturating_add(1));
+            let mut next = meta_count(&meta, "next_seq", 1)?.max(after_last);
             let mut bytes = meta_count(&meta, "bytes", 0)?;
             for event in events.iter_mut() {
                 let id = event.id;

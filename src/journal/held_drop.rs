@@ -39,7 +39,7 @@ pub(super) fn record(table: &mut HeldDrops<'_>, sink: &str, seq: u64) -> Result<
         .map(|(first, last)| (first.value().1, last.value()));
     match before {
         Some((_, last)) if last >= seq => {}
-        Some((first, last)) if last + 1 == seq => {
+        Some((first, last)) if last.checked_add(1) == Some(seq) => {
             table.insert((sink, first), seq).map_err(storage)?;
         }
         _ => {
@@ -61,7 +61,9 @@ pub(super) fn forget_delivered(
         }
         table.remove((sink, first)).map_err(storage)?;
         if last > cursor {
-            table.insert((sink, cursor + 1), last).map_err(storage)?;
+            table
+                .insert((sink, cursor.saturating_add(1)), last)
+                .map_err(storage)?;
         }
     }
     Ok(())
@@ -73,10 +75,13 @@ pub(super) fn take(
     sink: &str,
     cursor: u64,
 ) -> Result<u64, JournalError> {
-    let mut lost = 0;
+    let mut lost = 0u64;
     for (first, last) in runs(table, sink)? {
+        // Saturating: a damaged run (first after last) counts nothing
+        // rather than 2^64 lost events, or a panic.
         if last > cursor {
-            lost += last - first.max(cursor + 1) + 1;
+            let from = first.max(cursor.saturating_add(1));
+            lost = lost.saturating_add(last.saturating_add(1).saturating_sub(from));
         }
         table.remove((sink, first)).map_err(storage)?;
     }

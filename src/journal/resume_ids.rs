@@ -22,18 +22,22 @@ pub(super) const SSE_RESUME: TableDefinition<(&str, &str), &str> =
 pub type SavedResumeId = ((String, String), String);
 
 impl Journal {
-    /// The resume ids the last save stored.
+    /// The resume ids the last save stored. A damaged table is an error,
+    /// not a panic (redb panics on text that is not UTF-8): read at every
+    /// start, it would otherwise end each start of the relay.
     pub fn sse_resume_ids(&self) -> Result<Vec<SavedResumeId>, JournalError> {
         let db = self.db()?;
-        let txn = db.begin_read().map_err(storage)?;
-        let table = txn.open_table(SSE_RESUME).map_err(storage)?;
-        let mut ids = Vec::new();
-        for entry in table.iter().map_err(storage)? {
-            let (key, id) = entry.map_err(storage)?;
-            let (account, url) = key.value();
-            ids.push(((account.to_owned(), url.to_owned()), id.value().to_owned()));
-        }
-        Ok(ids)
+        self.read_unless_damaged("the SPRecord resume ids", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(SSE_RESUME).map_err(storage)?;
+            let mut ids = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (key, id) = entry.map_err(storage)?;
+                let (account, url) = key.value();
+                ids.push(((account.to_owned(), url.to_owned()), id.value().to_owned()));
+            }
+            Ok(ids)
+        })
     }
 
     /// Replaces the stored resume ids with `ids`. `durable = false` rides on
@@ -89,5 +93,36 @@ mod tests {
         drop(journal);
         let journal = open_in(dir.path());
         assert_eq!(journal.sse_resume_ids().unwrap(), second);
+    }
+
+    /// redb panics on a `&str` whose bytes are not UTF-8; the ids are read
+    /// at every start, so one damaged byte ended every start.
+    #[test]
+    fn damaged_ids_are_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open_in(dir.path());
+        let marker = "id-damaged-here-7a1f";
+        journal
+            .save_sse_resume_ids(&[saved("a", "http://x/sys/events", marker)], true)
+            .unwrap();
+        assert!(journal.close(std::time::Duration::from_secs(5)));
+        drop(journal);
+        let file = dir.path().join("journal.redb");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mut found = 0;
+        for at in 0..bytes.len().saturating_sub(marker.len()) {
+            if &bytes[at..at + marker.len()] == marker.as_bytes() {
+                bytes[at + 3] = 0xff;
+                found += 1;
+            }
+        }
+        assert!(found > 0, "the id is not in the file");
+        std::fs::write(&file, bytes).unwrap();
+        let journal = open_in(dir.path());
+        let read = journal.sse_resume_ids();
+        assert!(
+            matches!(read, Err(JournalError::Damaged { .. })),
+            "{read:?}"
+        );
     }
 }

@@ -1062,3 +1062,31 @@ fn a_damaged_time_far_ahead_does_not_age_the_entries_beside_it() {
         "still within the dedup window"
     );
 }
+
+/// A damaged `next_seq` at or below an event held would have the next
+/// batch overwrite that event without a word.
+#[test]
+fn a_next_seq_below_the_events_held_does_not_overwrite_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a"), event("b"), event("c")])
+        .unwrap();
+    for damaged in [0, 2] {
+        let db = j.db().unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("next_seq", damaged)
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let appended = j
+            .append_batch(&[event(&format!("after-{damaged}"))])
+            .unwrap();
+        let last = j.last_seq();
+        assert_eq!(seqs(&appended), vec![(last, false)]);
+        assert!(last > 3, "{damaged}: appended as {last}");
+    }
+    let held: Vec<u64> = j.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(held, vec![1, 2, 3, 4, 5]);
+}
