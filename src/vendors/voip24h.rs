@@ -114,12 +114,19 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
     // group writes one per extension (`dst`), a call that rings again later
     // another `calldate`, and Asterisk gives each channel its `uniqueid`.
     // Those are different events; a retry repeats all of them.
+    // The date goes into the id as the instant it names, written in the
+    // documented form: the socket and the webhook may spell one instant
+    // differently, and two spellings must not make two missed calls.
+    let calldate = match time(get(map, "calldate"), ICT) {
+        Some(at) => Some(documented_calldate(at)),
+        None => text_of(map, &["calldate"]),
+    };
     let id = match &call_id {
         Some(id) => identity(&[
             Some("missed"),
             Some(id),
             text_of(map, &["dst"]).as_deref(),
-            text_of(map, &["calldate"]).as_deref(),
+            calldate.as_deref(),
             text_of(map, &["uniqueid"]).as_deref(),
         ]),
         None => loose_canonical(payload),
@@ -131,6 +138,25 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
         fields: f.build(),
         identity: id,
     })
+}
+
+/// `at` as the vendor's document writes `calldate`: `2021-03-26 11:50:30`
+/// in Vietnam's time, with milliseconds only when it has some.
+fn documented_calldate(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(ICT);
+    let mut text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    if at.millisecond() != 0 {
+        text.push_str(&format!(".{:03}", at.millisecond()));
+    }
+    text
 }
 
 fn feedback(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
@@ -309,6 +335,33 @@ mod tests {
         retry["dst"] = json!(130);
         retry["duration"] = json!("25");
         assert_eq!(parse_call_event(&retry).unwrap().identity, first);
+        // The same instant spelt another way (the socket's channel may write
+        // it otherwise) is the same missed call; the documented spelling
+        // keeps the id it had.
+        assert_eq!(
+            MISSED
+                .matches("\"calldate\": \"2021-03-26 11:50:30\"")
+                .count(),
+            1
+        );
+        for same_instant in [
+            json!("2021-03-26T11:50:30+07:00"),
+            json!("2021-03-26T04:50:30Z"),
+            json!(1616734230),
+            json!(" 2021-03-26 11:50:30 "),
+        ] {
+            assert_eq!(
+                with("calldate", same_instant.clone()),
+                first,
+                "{same_instant}"
+            );
+        }
+        assert_ne!(with("calldate", json!("2021-03-26T11:50:30+08:00")), first);
+        // A date the relay cannot read stays in the id as written.
+        assert_ne!(
+            with("calldate", json!("soon")),
+            with("calldate", json!("later"))
+        );
     }
 
     #[test]

@@ -357,6 +357,8 @@ where
 {
     use futures::SinkExt;
     let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    // After a send held up for several periods, one ping, not a burst.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         if pings.send(Message::Ping(Default::default())).await.is_err() {

@@ -423,6 +423,8 @@ async fn drive(
         Heartbeat::ServerPings(limit) => (false, limit, limit),
     };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    // After a write held up for several periods, one ping, not a burst.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let server_silent = tokio::time::sleep(silence_limit);
     tokio::pin!(server_silent);
     let mut backlog = Backlog::default();
