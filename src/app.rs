@@ -393,8 +393,9 @@ async fn serve(
 
     ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
-    sources.apply(&ctx.config.load(), &ctx).await;
+    let started = sources.apply(&ctx.config.load(), &ctx).await;
     let mut kafka = start_kafka(&ctx);
+    say_what_is_served(&ctx.config.load(), &started.started, kafka.is_some());
     let retention_stop = CancellationToken::new();
     let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
     let resume_stop = CancellationToken::new();
@@ -479,6 +480,7 @@ async fn serve(
                     webhooks_added = SourceChanges::listed(&webhooks.added),
                     webhooks_removed = SourceChanges::listed(&webhooks.removed),
                     webhooks_changed = SourceChanges::listed(&webhooks.changed),
+                    websocket_changed = before.websocket != config.websocket,
                     kafka_restarting = kafka_changed,
                     "config reloaded"
                 );
@@ -611,6 +613,28 @@ async fn keep_shutdown_losses(ctx: &Context) {
 /// The SPRecord resume ids the journal kept from the last run, for the
 /// accounts `config` still has; none when they cannot be read (the streams
 /// then open without history, as on a first start).
+/// One line at start naming what this process serves, as a reload's line
+/// does for what changed: without it only `/status` said which webhooks and
+/// connections a relay had, or that it had no Kafka sink.
+fn say_what_is_served(
+    config: &Config,
+    connections: &[(crate::event::Vendor, String)],
+    kafka: bool,
+) {
+    let webhooks: Vec<(crate::event::Vendor, String)> = config
+        .webhook
+        .iter()
+        .map(|w| (w.get_ref().vendor, w.get_ref().account.get_ref().clone()))
+        .collect();
+    tracing::info!(
+        connections = SourceChanges::listed(connections),
+        webhooks = SourceChanges::listed(&webhooks),
+        kafka,
+        websocket_path = config.websocket.path.get_ref().as_str(),
+        "serving"
+    );
+}
+
 fn restored_resume_ids(
     journal: &Journal,
     config: &Config,

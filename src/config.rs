@@ -215,13 +215,26 @@ impl Config {
 
     /// The config file's text, or why it cannot be read (as a problem at 1:1).
     fn read(path: &Path) -> Result<String, ConfigError> {
-        std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            problems: vec![Problem {
-                line: 1,
-                col: 1,
-                message: format!("cannot read the config file: {e}"),
-            }],
+        std::fs::read_to_string(path).map_err(|e| {
+            let mut message = format!("cannot read the config file: {e}");
+            // A relative path is read from the working directory, which a
+            // newcomer starting the relay elsewhere does not think of.
+            if e.kind() == std::io::ErrorKind::NotFound && path.is_relative() {
+                let cwd = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "the working directory".into());
+                message.push_str(&format!(
+                    " (looked in {cwd}); pass --config FILE or set CALLRELAY_CONFIG, or start the relay in the repository's top directory, whose relay.toml is the demo config"
+                ));
+            }
+            ConfigError {
+                file: path.display().to_string(),
+                problems: vec![Problem {
+                    line: 1,
+                    col: 1,
+                    message,
+                }],
+            }
         })
     }
 

@@ -1036,3 +1036,21 @@ fn the_key_of_a_refused_value_is_read_from_its_line() {
     assert_eq!(key_at(text, text.find('1').unwrap()), Some("vendor"));
     assert_eq!(key_at(text, text.len()), None);
 }
+
+/// A relative path is read from the working directory: a newcomer who
+/// starts the relay elsewhere is told where it looked and what to do.
+#[test]
+fn a_missing_relative_config_says_where_it_looked_and_how_to_name_one() {
+    let missing = std::path::Path::new("no-such-directory-4f1e/relay.toml");
+    let shown = Config::load(missing).expect_err("no such file").to_string();
+    assert!(shown.contains("cannot read the config file"), "{shown}");
+    assert!(shown.contains("looked in"), "{shown}");
+    assert!(shown.contains("--config FILE"), "{shown}");
+    assert!(shown.contains("CALLRELAY_CONFIG"), "{shown}");
+    // An absolute path needs no hint about the working directory.
+    let dir = tempfile::tempdir().unwrap();
+    let shown = Config::load(&dir.path().join("relay.toml"))
+        .expect_err("no such file")
+        .to_string();
+    assert!(!shown.contains("looked in"), "{shown}");
+}

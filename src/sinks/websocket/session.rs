@@ -484,6 +484,18 @@ fn is_full_page(page: &[JournaledEvent]) -> bool {
         || page.iter().map(|e| e.json.len()).sum::<usize>() >= REPLAY_PAGE_BYTES
 }
 
+/// Read failures logged, per kind of read: at most one line per 30 s. A
+/// journal that cannot be read (a reopen after failed commits, up to 16 s
+/// on a full disk) fails every replaying client, which reconnects and
+/// fails again: a line each buried the journal's own.
+static READ_FAILURES: std::sync::LazyLock<
+    std::sync::Mutex<crate::log_throttle::LogThrottle<&'static str>>,
+> = std::sync::LazyLock::new(|| {
+    std::sync::Mutex::new(crate::log_throttle::LogThrottle::new(
+        std::time::Duration::from_secs(30),
+    ))
+});
+
 /// Runs a journal read off the runtime's workers; a failure ends the
 /// session, logged as `what`.
 async fn journal_read<T: Send + 'static>(
@@ -494,7 +506,13 @@ async fn journal_read<T: Send + 'static>(
         .await
         .map_err(|_| End::JournalError)?
         .map_err(|e| {
-            tracing::error!(error = %e, "{what}: journal read failed");
+            let admitted = READ_FAILURES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .admit(what, std::time::Instant::now());
+            if let Some(held_back) = admitted {
+                tracing::error!(error = %e, held_back, "{what}: journal read failed");
+            }
             End::JournalError
         })
 }

@@ -110,16 +110,36 @@ async fn hold_session(
             break;
         }
         let wait = supervisor.wait_after(config, &end);
-        attempt_failed!(
-            supervisor.retry_log,
-            end.reason.label(),
-            vendor = "voip24h",
-            account = %account,
-            reason = end.reason.label(),
-            detail = %end.detail,
-            retry_in_ms = crate::logging::millis(wait),
-            "session ended; reconnecting"
-        );
+        if end.reason == EndReason::AuthRefused {
+            // Not churn: nothing comes until the config changes. An error,
+            // as SPRecord's refused credentials are, saying what to check.
+            match supervisor
+                .retry_log
+                .failed(end.reason.label(), std::time::Instant::now())
+            {
+                Some(held_back) => tracing::error!(
+                    vendor = "voip24h",
+                    account = %account,
+                    held_back,
+                    detail = %end.detail,
+                    retry_in_ms = crate::logging::millis(wait),
+                    "Voip24h refused this account's sign-in: check `key`, `secret` and `sign` (\"key\" or \"object\") of its [[voip24h]] section"
+                ),
+                None => tracing::debug!(vendor = "voip24h", account = %account,
+                    detail = %end.detail, "Voip24h refused the sign-in again"),
+            }
+        } else {
+            attempt_failed!(
+                supervisor.retry_log,
+                end.reason.label(),
+                vendor = "voip24h",
+                account = %account,
+                reason = end.reason.label(),
+                detail = %end.detail,
+                retry_in_ms = crate::logging::millis(wait),
+                "session ended; reconnecting"
+            );
+        }
         if end.reason == EndReason::AuthRefused {
             reporter.auth_failed(end.detail.clone(), wait);
         } else {

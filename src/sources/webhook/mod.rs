@@ -150,16 +150,11 @@ fn log_refusal(
     if !status.is_client_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
         return;
     }
-    let configured = if status == axum::http::StatusCode::NOT_FOUND {
-        String::new()
-    } else {
-        account.to_owned()
-    };
     let held_back = ctx
         .webhook_refusals
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .admit((vendor, configured, status.as_u16()), Instant::now());
+        .admit(refusal_key(vendor, account, answer), Instant::now());
     let Some(held_back) = held_back else {
         return;
     };
@@ -173,6 +168,27 @@ fn log_refusal(
         held_back,
         "webhook refused"
     );
+}
+
+/// What repeats of a refusal are counted under: the vendor, the account
+/// and the status. A 404's account is the sender's text, so it is left
+/// out (the set of keys stays as small as the config); a refusal of every
+/// sender at once (the journal refusing commits, ingest full) is one
+/// condition, not one per account: a full disk logged a line per
+/// configured account every 30 s, burying the lines that said why.
+fn refusal_key(
+    vendor: &'static str,
+    account: &str,
+    answer: &Answer,
+) -> (&'static str, String, u16) {
+    let status = answer.status().as_u16();
+    if answer.is_relay_wide() {
+        ("", String::new(), status)
+    } else if answer.status() == axum::http::StatusCode::NOT_FOUND {
+        (vendor, String::new(), status)
+    } else {
+        (vendor, account.to_owned(), status)
+    }
 }
 
 /// A body read in the charset its label names though its bytes are UTF-8:
@@ -404,6 +420,38 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+
+    #[test]
+    fn a_refusal_of_every_sender_is_one_line_for_all_accounts() {
+        use crate::ingest::IngestError;
+        let commit = Answer::unavailable(&IngestError::Commit("disk full".into()));
+        assert_eq!(
+            refusal_key("tel4vn", "a", &commit),
+            refusal_key("caresoft", "b", &commit)
+        );
+        let full = Answer::unavailable(&IngestError::Full);
+        assert_eq!(
+            refusal_key("tel4vn", "a", &full),
+            refusal_key("tel4vn", "b", &full)
+        );
+        // A refusal about the sender stays the sender's own.
+        let wrong_key = Answer::bad_request("x");
+        assert_ne!(
+            refusal_key("tel4vn", "a", &wrong_key),
+            refusal_key("tel4vn", "b", &wrong_key)
+        );
+        let busy = Answer::busy(1024);
+        assert_ne!(
+            refusal_key("tel4vn", "a", &busy),
+            refusal_key("tel4vn", "b", &busy)
+        );
+        // A 404's account is the sender's text: not a key of its own.
+        let unknown = Answer::not_found("no such account");
+        assert_eq!(
+            refusal_key("tel4vn", "x1", &unknown),
+            refusal_key("tel4vn", "x2", &unknown)
+        );
+    }
 
     /// Which unmatched paths get the webhook 404 (counted and logged under
     /// a vendor) rather than the bare one.

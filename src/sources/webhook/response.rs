@@ -19,6 +19,9 @@ pub struct Answer {
     response: Response,
     /// The error body's reason; `None` for a 200.
     reason: Option<String>,
+    /// Refused for the whole relay (ingest full, shutting down, the
+    /// journal refusing commits), not for anything about this sender.
+    relay_wide: bool,
 }
 
 impl Answer {
@@ -26,11 +29,17 @@ impl Answer {
         Answer {
             response,
             reason: None,
+            relay_wide: false,
         }
     }
 
     pub fn status(&self) -> StatusCode {
         self.response.status()
+    }
+
+    /// Whether every sender gets this answer now, whoever it is.
+    pub fn is_relay_wide(&self) -> bool {
+        self.relay_wide
     }
 
     /// Why the request was not taken, as its body says.
@@ -46,6 +55,7 @@ impl Answer {
         Answer {
             response: crate::server::json_error(status, reason),
             reason: Some(reason.to_owned()),
+            relay_wide: false,
         }
     }
 
@@ -140,6 +150,7 @@ impl Answer {
         };
         let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &reason);
         crate::server::retry_after(&mut a.response, retry_after);
+        a.relay_wide = true;
         a
     }
 
