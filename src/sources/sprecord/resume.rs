@@ -16,7 +16,10 @@
 //! last is not always the one furthest on: a lagging stream's duplicate
 //! moved the point back (and a restart after longer than `dedup.window`
 //! then journaled again what the server re-sent). A stream is at the front
-//! when it journals an event's first copy (no stream had it), or when the
+//! when it journals an event's first copy (no stream had it) newer than the
+//! first copy that last moved the point (a first copy's seq is the newest
+//! at its commit, so these follow the server's order; a stream handing on
+//! an older one late, its task starved, is behind), or when the
 //! last id it handed on (or opened with) is the point's: the event it hands
 //! on next then follows the point in the server's order. Not the journal's
 //! seq: a duplicate's seq is its first copy's, which may be far behind (a
@@ -70,6 +73,15 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// (account, url).
 pub type Key = (String, String);
 
+/// How a stream handed an event on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandedOn {
+    /// It journaled the event's first copy, under `seq`.
+    FirstCopy { seq: u64 },
+    /// A duplicate, or passed over (malformed, too large).
+    Other,
+}
+
 /// Every account's last handed-on id, for one relay.
 #[derive(Debug, Default)]
 pub struct ResumeIds {
@@ -85,6 +97,13 @@ struct Ids {
     /// `Last-Event-ID` (the streams then ask for no history, and still
     /// know who is at the front).
     by_account: HashMap<Key, String>,
+    /// The seq of the newest first copy that moved each account's point:
+    /// a first copy journaled before it whose stream hands it on late (its
+    /// task starved on a loaded worker) is behind the point, not at the
+    /// front. A first copy's seq is the newest at its commit, so seqs of
+    /// first copies follow the server's order; a duplicate's do not (see
+    /// the module's doc), and a duplicate moving the point leaves this.
+    first_copy_seq: HashMap<Key, u64>,
     /// Changed since the last [`ResumeIds::unsaved`].
     unsaved: bool,
 }
@@ -108,6 +127,7 @@ impl ResumeIds {
         let mut ids = self.lock();
         let before = ids.by_account.len();
         ids.by_account.retain(|key, _| configured.contains(key));
+        ids.first_copy_seq.retain(|key, _| configured.contains(key));
         if ids.by_account.len() != before {
             ids.unsaved = true;
             self.changed.notify_one();
@@ -196,16 +216,28 @@ impl ResumeId {
     }
 
     /// Notes `id` as handed on (journaled, or passed over: malformed, too
-    /// large) by a stream whose previous id was `prev`; `first_copy` when
-    /// it journaled the event's first copy. The point moves only for a
-    /// stream at the front (a first copy, or `prev` is the point's id), or
-    /// when there is none. An id that cannot go back as `Last-Event-ID`
+    /// large) by a stream whose previous id was `prev`; `handed` says
+    /// whether it journaled the event's first copy, and under which seq.
+    /// The point moves only for a stream at the front (a first copy newer
+    /// than the last that moved it, or `prev` is the point's id), or when
+    /// there is none. An id that cannot go back as `Last-Event-ID`
     /// (over [`MAX_ID_BYTES`], or holding a control character) leaves the
     /// streams asking for no history until the next one.
-    pub fn hand_on(&self, prev: Option<&str>, id: &str, first_copy: bool) {
+    pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {
         let mut ids = self.ids.lock();
+        let newest_first_copy = ids.first_copy_seq.get(&self.key).copied();
+        let first_copy_ahead = match handed {
+            HandedOn::FirstCopy { seq } => newest_first_copy.is_none_or(|newest| seq > newest),
+            HandedOn::Other => false,
+        };
         let kept = ids.by_account.get(&self.key).map(String::as_str);
-        let at_front = kept.is_none_or(|kept| first_copy || prev == Some(kept));
+        let at_front = kept.is_none_or(|kept| first_copy_ahead || prev == Some(kept));
+        if let HandedOn::FirstCopy { seq } = handed
+            && first_copy_ahead
+        {
+            ids.first_copy_seq.insert(self.key.clone(), seq);
+        }
+        let kept = ids.by_account.get(&self.key).map(String::as_str);
         if !at_front || kept == Some(id) {
             return;
         }
@@ -260,7 +292,7 @@ impl ResumeId {
     /// Hands `id` on as the stream at the front would.
     pub(crate) fn set(&self, id: &str) {
         let (_, at) = self.open_point();
-        self.hand_on(at.as_deref(), id, false);
+        self.hand_on(at.as_deref(), id, HandedOn::Other);
     }
 }
 
@@ -477,19 +509,19 @@ mod key_tests {
     fn a_lagging_streams_duplicates_do_not_move_the_point_back() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "e9", false);
-        point.hand_on(Some("e9"), "e10", false);
+        point.hand_on(None, "e9", HandedOn::Other);
+        point.hand_on(Some("e9"), "e10", HandedOn::Other);
         // The lagging stream, still at e8.
-        point.hand_on(Some("e8"), "e9", false);
-        point.hand_on(Some("e9"), "e10", false);
+        point.hand_on(Some("e8"), "e9", HandedOn::Other);
+        point.hand_on(Some("e9"), "e10", HandedOn::Other);
         assert_eq!(point.get().as_deref(), Some("e10"));
         // Now at e10 too: either stream moves it on, once.
-        point.hand_on(Some("e10"), "e11", false);
-        point.hand_on(Some("e10"), "e11", false);
+        point.hand_on(Some("e10"), "e11", HandedOn::Other);
+        point.hand_on(Some("e10"), "e11", HandedOn::Other);
         assert_eq!(point.get().as_deref(), Some("e11"));
         // An id that cannot be a header, from a stream not at the front,
         // clears nothing.
-        point.hand_on(Some("e10"), &"x".repeat(MAX_ID_BYTES + 1), false);
+        point.hand_on(Some("e10"), &"x".repeat(MAX_ID_BYTES + 1), HandedOn::Other);
         assert_eq!(point.get().as_deref(), Some("e11"));
     }
 
@@ -502,9 +534,9 @@ mod key_tests {
     fn an_old_duplicate_and_a_passed_event_after_it_move_the_point() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "10", false);
-        point.hand_on(Some("10"), "11", false);
-        point.hand_on(Some("11"), "12-too-large", false);
+        point.hand_on(None, "10", HandedOn::Other);
+        point.hand_on(Some("10"), "11", HandedOn::Other);
+        point.hand_on(Some("11"), "12-too-large", HandedOn::Other);
         assert_eq!(point.get().as_deref(), Some("12-too-large"));
     }
 
@@ -516,12 +548,38 @@ mod key_tests {
     fn a_first_copy_moves_the_point_whatever_the_stream_saw_before() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "5", true);
+        point.hand_on(None, "5", HandedOn::FirstCopy { seq: 5 });
         // Opened without an id before "5" was handed on: never at "5".
-        point.hand_on(None, "7", false);
+        point.hand_on(None, "7", HandedOn::Other);
         assert_eq!(point.get().as_deref(), Some("5"), "a duplicate does not");
-        point.hand_on(Some("7"), "8", true);
+        point.hand_on(Some("7"), "8", HandedOn::FirstCopy { seq: 8 });
         assert_eq!(point.get().as_deref(), Some("8"));
+    }
+
+    /// Two streams commit one event in one batch, A the first copy and B
+    /// the duplicate; A's task is starved, so B hands on its duplicate and
+    /// then its next event's first copy before A hands on its first copy.
+    /// Before, any first copy moved the point: A's late one took it back to
+    /// e10, and a restart then asked for e11 again (journaled twice past the
+    /// dedup window).
+    #[test]
+    fn a_first_copy_handed_on_late_does_not_move_the_point_back() {
+        let ids = Arc::new(ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "e9", HandedOn::FirstCopy { seq: 9 });
+        // B: e10's duplicate (at the point), then e11's first copy.
+        point.hand_on(Some("e9"), "e10", HandedOn::Other);
+        point.hand_on(Some("e10"), "e11", HandedOn::FirstCopy { seq: 11 });
+        assert_eq!(point.get().as_deref(), Some("e11"));
+        // A, late: e10's first copy.
+        point.hand_on(Some("e9"), "e10", HandedOn::FirstCopy { seq: 10 });
+        assert_eq!(point.get().as_deref(), Some("e11"));
+        // A's next is a duplicate of B's e11, not at the point: it stays.
+        point.hand_on(Some("e10"), "e11", HandedOn::Other);
+        assert_eq!(point.get().as_deref(), Some("e11"));
+        // A first copy after it moves it on.
+        point.hand_on(Some("e11"), "e12", HandedOn::FirstCopy { seq: 12 });
+        assert_eq!(point.get().as_deref(), Some("e12"));
     }
 
     /// A stream opening stands where the point is, even when the point's
@@ -530,10 +588,10 @@ mod key_tests {
     fn a_stream_opens_at_the_point_even_without_a_header() {
         let ids = Arc::new(ResumeIds::default());
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "4\u{1}2", false);
+        point.hand_on(None, "4\u{1}2", HandedOn::Other);
         let (header, at) = point.open_point();
         assert_eq!((header, at.as_deref()), (None, Some("4\u{1}2")));
-        point.hand_on(at.as_deref(), "43", false);
+        point.hand_on(at.as_deref(), "43", HandedOn::Other);
         assert_eq!(point.get().as_deref(), Some("43"));
     }
 }

@@ -40,7 +40,7 @@ use super::config::Timings;
 use super::connection::{BodyError, Endpoint, OpenError, ReadError, SilenceTurn, SseConnection};
 use super::limiter::ConnLimiter;
 use super::payload::{StreamPayload, read_payload};
-use super::resume::ResumeId;
+use super::resume::{HandedOn, ResumeId};
 use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
 use super::warnings::StreamWarnings;
 use crate::app::Context;
@@ -276,7 +276,7 @@ impl StreamSupervisor {
                             // has nothing to resume after.
                             let id = conn.last_event_id();
                             if !id.is_empty() {
-                                self.resume.hand_on(at.as_deref(), id, false);
+                                self.resume.hand_on(at.as_deref(), id, HandedOn::Other);
                             }
                             return StreamEnd::TooLarge;
                         }
@@ -305,7 +305,7 @@ impl StreamSupervisor {
             let Some(handled) = handled else {
                 return StreamEnd::Cancelled;
             };
-            let Some(first_copy) = handled else {
+            let Some(handed) = handled else {
                 // Said, not counted in `dropped_at_stop`: the account's other
                 // streams carry the same events and may have journaled it.
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
@@ -314,7 +314,7 @@ impl StreamSupervisor {
                 return StreamEnd::Cancelled;
             };
             if !next.id.is_empty() {
-                self.resume.hand_on(at.as_deref(), &next.id, first_copy);
+                self.resume.hand_on(at.as_deref(), &next.id, handed);
                 at = Some(next.id.to_string());
             }
         }
@@ -327,9 +327,9 @@ impl StreamSupervisor {
     async fn answer_by(
         &self,
         deadline: Instant,
-        handled: impl std::future::Future<Output = Option<bool>>,
+        handled: impl std::future::Future<Output = Option<HandedOn>>,
         id: &str,
-    ) -> Option<Option<bool>> {
+    ) -> Option<Option<HandedOn>> {
         match tokio::time::timeout_at(deadline + ANSWER_GRACE, handled).await {
             Ok(handled) => Some(handled),
             Err(_) => {
@@ -355,8 +355,8 @@ impl StreamSupervisor {
 
     /// Parses one `data:` payload and journals it. False only when ingest is
     /// shutting down; the caller bounds how long it may retry.
-    /// Hands `data` on: `Some(true)` when its event was journaled for the
-    /// first time, `Some(false)` when it was a duplicate or skipped
+    /// Hands `data` on: `Some(FirstCopy)` when its event was journaled for
+    /// the first time, `Some(Other)` when it was a duplicate or skipped
     /// (malformed, a verification message), `None` once the journal is
     /// closing.
     async fn handle(
@@ -364,18 +364,18 @@ impl StreamSupervisor {
         data: &str,
         reporter: &UpstreamReporter,
         give_up: &CancellationToken,
-    ) -> Option<bool> {
+    ) -> Option<HandedOn> {
         let (event, raw) = match read_payload(data) {
             StreamPayload::Event(event, raw) => (event, raw),
             StreamPayload::Verification => {
                 // Only the webhook registration sends this; on a stream it means nothing.
                 tracing::warn!(vendor = "sprecord", account = %self.account,
                     "ignored a webhook verification message received on the SSE stream");
-                return Some(false);
+                return Some(HandedOn::Other);
             }
             StreamPayload::Malformed(why) => {
                 self.malformed(&why);
-                return Some(false);
+                return Some(HandedOn::Other);
             }
         };
         reporter.event_seen();
@@ -404,7 +404,11 @@ impl StreamSupervisor {
     /// `pump`), which also ends a wait for room in the journal's queue.
     /// `None` once the journal is closing or retrying is given up. A submit
     /// is never cut short once queued: the writer commits it.
-    async fn submit(&self, incoming: IncomingEvent, give_up: &CancellationToken) -> Option<bool> {
+    async fn submit(
+        &self,
+        incoming: IncomingEvent,
+        give_up: &CancellationToken,
+    ) -> Option<HandedOn> {
         let mut delay = self.timings.backoff_min;
         loop {
             match self
@@ -413,7 +417,8 @@ impl StreamSupervisor {
                 .submit_unless(incoming.clone(), give_up)
                 .await
             {
-                Ok(ack) => return Some(!ack.duplicate),
+                Ok(ack) if ack.duplicate => return Some(HandedOn::Other),
+                Ok(ack) => return Some(HandedOn::FirstCopy { seq: ack.seq }),
                 Err(IngestError::ShuttingDown) => return None,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
                     if give_up.is_cancelled() {
