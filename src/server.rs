@@ -149,12 +149,12 @@ async fn readyz(
     if !degraded.is_empty() {
         body["degraded"] = json!(degraded);
     }
-    let code = if reasons.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body)).into_response()
+    if reasons.is_empty() {
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    retry_after(&mut response, "5");
+    response
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {

@@ -2251,6 +2251,11 @@ async fn a_journal_file_deleted_under_the_relay_is_noticed_and_new_events_are_re
     );
     let readyz = reqwest::get(d.url("/readyz")).await.expect("readyz");
     assert_eq!(readyz.status(), 503);
+    // As every 503 the relay answers.
+    assert_eq!(
+        readyz.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"5"[..])
+    );
     let body = readyz.text().await.unwrap_or_default();
     assert!(body.contains("was deleted, moved or replaced"), "{body}");
     let status = get_status(&d.url("")).await;

@@ -78,8 +78,23 @@ const SHOWN_CODING_CHARS: usize = 40;
 
 /// The parse failure's reason, completed when the body was declared
 /// compressed: the relay reads bodies as sent, so a gzip body fails as "not
-/// valid JSON", which alone sends the sender looking at its JSON.
+/// valid JSON", which alone sends the sender looking at its JSON. Likewise
+/// a body sent as `multipart/form-data` (`curl -F`), which no vendor sends
+/// and the relay does not read.
 pub fn unparsed_because_encoded(reason: String, headers: &HeaderMap) -> String {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..10)
+                .is_some_and(|t| t.eq_ignore_ascii_case("multipart/"))
+        });
+    if multipart {
+        return format!(
+            "{reason} (the body was sent as multipart, which is not read here: send JSON, or a form as application/x-www-form-urlencoded)"
+        );
+    }
     let codings: Vec<&str> = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
@@ -324,6 +339,14 @@ mod tests {
                 None => assert_eq!(said, reason(), "{values:?}"),
             }
         }
+        let mut multipart = HeaderMap::new();
+        multipart.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("Multipart/form-data; boundary=x"),
+        );
+        let said = unparsed_because_encoded(reason(), &multipart);
+        assert!(said.starts_with(&reason()), "{said}");
+        assert!(said.contains("sent as multipart"), "{said}");
         let long = vec![b'z'; 500];
         let said = unparsed_because_encoded(reason(), &with_encodings(&[&long]));
         assert!(said.contains(&"z".repeat(SHOWN_CODING_CHARS)), "{said}");
