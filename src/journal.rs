@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -232,6 +232,9 @@ pub struct Journal {
     bytes: AtomicU64,
     /// Ids journaled within the dedup window; only the writer and retention take it.
     dedup: Mutex<DedupIndex>,
+    /// The index's size when last read: what `/status` shows while the
+    /// writer or retention holds the index.
+    dedup_entries_seen: AtomicUsize,
     /// What `journaled_at_ms`, the dedup window and retention are measured on.
     clock: JournalClock,
     /// Whether the open file is still the one at `path`.
@@ -337,6 +340,7 @@ impl Journal {
             last_seq: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             dedup: Mutex::new(index),
+            dedup_entries_seen: AtomicUsize::new(0),
             clock,
             presence: FilePresence::default(),
             created,
@@ -684,8 +688,21 @@ impl Journal {
 
     /// Ids the dedup index holds in memory (those journaled within about
     /// one window; the index's memory grows with it).
+    ///
+    /// Never waits: the writer holds the index through a batch's inserts
+    /// and retention through an expiry pass, which on a slow disk held the
+    /// runtime workers that served `/status` (and every webhook behind
+    /// them). While it is held, the size last read.
     pub fn dedup_entries(&self) -> usize {
-        self.dedup_index().len()
+        let len = match self.dedup.try_lock() {
+            Ok(index) => index.len(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().len(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return self.dedup_entries_seen.load(Ordering::Acquire);
+            }
+        };
+        self.dedup_entries_seen.store(len, Ordering::Release);
+        len
     }
 
     /// Whether opening created the file: a first start, or a journal that

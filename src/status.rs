@@ -357,10 +357,26 @@ pub struct UpstreamReporter {
 }
 
 impl UpstreamReporter {
-    fn update(&self, f: impl FnOnce(&mut UpstreamStatus)) {
+    /// Applies `f` to the row, if it is still this registration's: a
+    /// source aborted after a stop's timeout may still be mid-poll when its
+    /// replacement has registered the same row, and must not write its
+    /// state there. Whether it was.
+    fn update(&self, f: impl FnOnce(&mut UpstreamStatus)) -> bool {
+        self.update_then(f, || {})
+    }
+
+    /// [`Self::update`], then `and_then` under the same lock when the row
+    /// was this registration's (a gauge set beside the row, so that two
+    /// registrations cannot interleave the two).
+    fn update_then(&self, f: impl FnOnce(&mut UpstreamStatus), and_then: impl FnOnce()) -> bool {
         let mut board = self.board.lock();
-        if let Some(u) = board.upstreams.get_mut(&self.key) {
-            f(u);
+        match board.upstreams.get_mut(&self.key) {
+            Some(u) if u.registration == self.registration => {
+                f(u);
+                and_then();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -374,18 +390,22 @@ impl UpstreamReporter {
     }
 
     fn set_state_at(&self, state: ConnState, now: Instant) {
-        self.update(|u| {
-            u.enter(state, now);
-            if state == ConnState::Connected {
-                u.backoff_until = None;
-                u.last_error = None;
-            }
-        });
-        self.board
-            .metrics
-            .upstream_connected
-            .with_label_values(&self.labels())
-            .set(i64::from(state == ConnState::Connected));
+        self.update_then(
+            |u| {
+                u.enter(state, now);
+                if state == ConnState::Connected {
+                    u.backoff_until = None;
+                    u.last_error = None;
+                }
+            },
+            || {
+                self.board
+                    .metrics
+                    .upstream_connected
+                    .with_label_values(&self.labels())
+                    .set(i64::from(state == ConnState::Connected));
+            },
+        );
     }
 
     /// The connection ended for `reason` (a short, bounded word such as
@@ -406,19 +426,24 @@ impl UpstreamReporter {
         let until = time::Duration::try_from(backoff)
             .ok()
             .and_then(|backoff| OffsetDateTime::now_utc().checked_add(backoff));
-        self.update(|u| {
-            u.reconnects += 1;
-            u.enter(ConnState::BackingOff, now);
-            u.since = format_time(OffsetDateTime::now_utc());
-            u.backoff_until = until.map(format_time);
-            u.last_error = error;
-        });
         let [vendor, account, stream] = self.labels();
         let metrics = &self.board.metrics;
-        metrics
-            .upstream_connected
-            .with_label_values(&[vendor, account, stream])
-            .set(0);
+        self.update_then(
+            |u| {
+                u.reconnects += 1;
+                u.enter(ConnState::BackingOff, now);
+                u.since = format_time(OffsetDateTime::now_utc());
+                u.backoff_until = until.map(format_time);
+                u.last_error = error;
+            },
+            || {
+                metrics
+                    .upstream_connected
+                    .with_label_values(&[vendor, account, stream])
+                    .set(0);
+            },
+        );
+        // Counted whoever's row it is: the attempt did end.
         metrics
             .upstream_reconnects
             .with_label_values(&[vendor, account, reason])
@@ -688,6 +713,28 @@ mod tests {
             .upstream_connected
             .remove_label_values(&labels);
         assert!(series.is_err(), "the gauge's series is gone");
+    }
+
+    /// A source aborted after a stop's timeout may still be mid-poll once
+    /// its replacement registered the same row: it wrote its state into
+    /// the replacement's row and set the replacement's gauge.
+    #[test]
+    fn an_older_registration_writes_nothing_to_the_newer_ones_row() {
+        let board = board();
+        let grace = Duration::from_secs(30);
+        let old = board.upstream(Vendor::Sprecord, "office", "0", grace);
+        let new = board.upstream(Vendor::Sprecord, "office", "0", grace);
+        new.set_state(ConnState::Connecting);
+        old.set_state(ConnState::Connected);
+        old.event_seen();
+        assert_eq!(new.state(), Some(ConnState::Connecting));
+        assert_eq!(connected(&board, "0"), 0);
+        assert_eq!(board.upstreams()[0].last_event, None);
+        new.set_state(ConnState::Connected);
+        old.reconnecting("timeout", Some("old".into()), Duration::from_secs(5));
+        assert_eq!(new.state(), Some(ConnState::Connected));
+        assert_eq!(connected(&board, "0"), 1);
+        assert_eq!(board.upstreams()[0].reconnects, 0);
     }
 
     /// `callrelay_upstream_connected` of SPRecord account `office`'s `stream`.

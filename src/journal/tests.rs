@@ -1090,3 +1090,22 @@ fn a_next_seq_below_the_events_held_does_not_overwrite_them() {
     let held: Vec<u64> = j.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(held, vec![1, 2, 3, 4, 5]);
 }
+
+/// `/status` reads the index's size on a runtime worker: while the writer
+/// or retention holds the index (a batch's inserts, an expiry pass, slow on
+/// a slow disk), it answers the size last read rather than waiting.
+#[test]
+fn the_dedup_entries_are_read_without_waiting_for_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a"), event("b")]).unwrap();
+    assert_eq!(j.dedup_entries(), 2);
+    let held = j.dedup_index();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| tx.send(j.dedup_entries()).unwrap());
+        let read = rx.recv_timeout(Duration::from_secs(5));
+        drop(held);
+        assert_eq!(read, Ok(2), "waited for the index");
+    });
+}
