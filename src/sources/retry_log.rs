@@ -46,18 +46,22 @@ impl RetryLog {
     /// to be logged at WARN (with the attempts held back since the last
     /// line), `None` when it is held back.
     pub fn failed(&mut self, reason: &'static str, now: Instant) -> Option<u64> {
-        let news = match self.last {
-            None => true,
-            Some((last_reason, at)) => {
-                last_reason != reason || now.saturating_duration_since(at) >= self.every
-            }
-        };
-        if news {
+        if self.would_log(reason, now) {
             self.last = Some((reason, now));
             Some(std::mem::take(&mut self.held_back))
         } else {
             self.held_back += 1;
             None
+        }
+    }
+
+    /// Whether a failure for `reason` at `now` would be logged at WARN.
+    pub fn would_log(&self, reason: &'static str, now: Instant) -> bool {
+        match self.last {
+            None => true,
+            Some((last_reason, at)) => {
+                last_reason != reason || now.saturating_duration_since(at) >= self.every
+            }
         }
     }
 

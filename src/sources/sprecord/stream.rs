@@ -46,8 +46,9 @@ use super::warnings::StreamWarnings;
 use crate::app::Context;
 use crate::event::{IncomingEvent, Transport, Vendor};
 use crate::ingest::IngestError;
+use crate::log_throttle::LogThrottle;
 use crate::sources::deadline::Deadline;
-use crate::sources::retry_log::{RetryLog, attempt_failed};
+use crate::sources::retry_log::{REPEAT_EVERY, RetryLog, attempt_failed};
 use crate::status::{ConnState, UpstreamReporter};
 
 /// The longest wait between two tries of a failed journal commit.
@@ -146,6 +147,14 @@ impl StreamSupervisor {
         }
         let mut backoff = new_backoff(&self.timings);
         let mut retry_log = RetryLog::default();
+        // Ends of streams that had worked, said at most once per reason per
+        // `REPEAT_EVERY`: a quiet device's streams close for silence every
+        // `read_timeout`, and a front end's idle timeout closes them, which
+        // was a WARN and an INFO per stream per minute, all night.
+        let mut ends_said = LogThrottle::<&'static str>::new(REPEAT_EVERY);
+        // Whether the next open is said at info: the first, and any after
+        // an end or failure that was said.
+        let mut say_open = true;
         // Held from a silent end until the next open attempt ends.
         let mut silence_turn: Option<SilenceTurn> = None;
         loop {
@@ -159,8 +168,14 @@ impl StreamSupervisor {
             let delay = match opened {
                 Ok(mut conn) => {
                     reporter.set_state(ConnState::Connected);
-                    tracing::info!(vendor = "sprecord", account = %self.account, stream = %stream,
-                        resume_after = last_event_id.as_deref().unwrap_or(""), "SSE stream open");
+                    let resume_after = last_event_id.as_deref().unwrap_or("");
+                    if say_open {
+                        tracing::info!(vendor = "sprecord", account = %self.account, stream = %stream,
+                            resume_after, "SSE stream open");
+                    } else {
+                        tracing::debug!(vendor = "sprecord", account = %self.account, stream = %stream,
+                            resume_after, "SSE stream open");
+                    }
                     let opened_at = Instant::now();
                     let mut events = 0u64;
                     let mut end = self
@@ -171,17 +186,41 @@ impl StreamSupervisor {
                         return;
                     }
                     silence_turn = end.take_turn();
-                    if proved_useful(events, opened_at.elapsed()) {
+                    let useful = proved_useful(events, opened_at.elapsed());
+                    if useful {
                         backoff.reset();
                         retry_log.worked();
                     }
                     let delay = next_delay(&mut backoff, &self.timings);
-                    attempt_failed!(retry_log, end.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
-                        reason = end.reason(), retry_in_ms = crate::logging::millis(delay), "SSE stream ended: {}", end.describe());
+                    if useful {
+                        // Not a failure: the stream worked, and a failure to
+                        // open it again is a WARN at once (`worked`).
+                        say_open = match ends_said.admit(end.reason(), std::time::Instant::now()) {
+                            Some(held_back) => {
+                                tracing::info!(vendor = "sprecord", account = %self.account, stream = %stream,
+                                    reason = end.reason(), held_back, retry_in_ms = crate::logging::millis(delay),
+                                    "SSE stream ended: {}; reopening", end.describe());
+                                true
+                            }
+                            None => {
+                                tracing::debug!(vendor = "sprecord", account = %self.account, stream = %stream,
+                                    reason = end.reason(), "SSE stream ended: {}; reopening", end.describe());
+                                false
+                            }
+                        };
+                    } else {
+                        say_open = retry_log.would_log(end.reason(), std::time::Instant::now());
+                        attempt_failed!(retry_log, end.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
+                            reason = end.reason(), retry_in_ms = crate::logging::millis(delay), "SSE stream ended: {}", end.describe());
+                    }
                     reporter.reconnecting(end.reason(), Some(end.describe()), delay);
                     delay
                 }
-                Err(error) => self.refused(&error, &stream, reporter, &mut backoff, &mut retry_log),
+                Err(error) => {
+                    say_open = matches!(error, OpenError::Auth { .. })
+                        || retry_log.would_log(error.reason(), std::time::Instant::now());
+                    self.refused(&error, &stream, reporter, &mut backoff, &mut retry_log)
+                }
             };
             if !sleep_or_cancel(delay, &cancel).await {
                 return;
@@ -582,6 +621,72 @@ mod tests {
         for (end, reason, words) in ends {
             assert_eq!((end.reason(), end.describe()), (reason, words));
         }
+    }
+
+    /// A quiet device whose streams close for silence after each event:
+    /// every end of a stream that had worked was a WARN, and every open an
+    /// INFO, all night. Now the first end is said at info, and the rest
+    /// within `REPEAT_EVERY` are at debug with their opens.
+    #[tokio::test]
+    async fn a_stream_that_works_and_closes_for_silence_is_said_once() {
+        use crate::app::tests_support::{relay_in, stop, until};
+        use crate::sources::tests_support::{listen, read_head};
+        use tokio::io::AsyncWriteExt;
+        let (captured, guard) = crate::logging::tests_support::capture_json();
+        let (listener, port) = listen().await;
+        let _server = tokio::spawn(async move {
+            for n in 1u32.. {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    read_head(&mut socket).await;
+                    let event = format!(
+                        r#"{{"device_id":"dev-1","event_type":"incoming_call","payload":{{"call_id":"{n}","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}}}"#
+                    );
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nid: {n}\ndata: {event}\n\n"
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    // Then nothing: no keep-alive, as a quiet device.
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\nread_timeout = \"100ms\"\nbackoff_min = \"10ms\"\nbackoff_max = \"20ms\"\n"
+        );
+        let relay = relay_in(dir.path(), &config).await;
+        let received = relay
+            .ctx
+            .metrics
+            .events_received
+            .with_label_values(&["sprecord", "a", "sse"]);
+        until(
+            "six streams that each worked",
+            Duration::from_secs(20),
+            || received.get() >= 6,
+        )
+        .await;
+        stop(relay).await;
+        drop(guard);
+        let lines: Vec<serde_json::Value> = captured
+            .text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let said = |level: &str, starts: &str| {
+            lines
+                .iter()
+                .filter(|l| l["level"] == level)
+                .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(starts)))
+                .count()
+        };
+        assert_eq!(said("WARN", "SSE stream ended"), 0, "{lines:#?}");
+        assert_eq!(said("INFO", "SSE stream ended"), 1, "{lines:#?}");
+        // Six opens at least (an event each), two of them said.
+        assert_eq!(said("INFO", "SSE stream open"), 2, "{lines:#?}");
     }
 
     /// A stop while an event's commit takes longer than the drain's
