@@ -61,6 +61,9 @@ struct Fanout {
     clients: AtomicUsize,
     metrics: SinkMetrics,
     refusals: Mutex<LogThrottle<Refusal>>,
+    /// Sessions the relay ended (slow, stalled, no pong, token revoked,
+    /// journal unreadable), logged per reason.
+    ends: Mutex<LogThrottle<&'static str>>,
 }
 
 /// Why a connection was answered before the upgrade (the `reason` label of
@@ -179,6 +182,7 @@ pub fn routes(ctx: &Arc<Context>) -> Routes {
             latency: ctx.metrics.event_latency.with_label_values(&[SINK]),
         },
         refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+        ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
     });
     publish_status(ctx);
     let path = ctx.config.load().websocket.path.get_ref().clone();
@@ -312,6 +316,42 @@ fn note_refusal(
     }
 }
 
+/// Logs how a session ended. Ends the relay decided (a slow or stalled
+/// client, no pong, a revoked token, an unreadable journal) are said at
+/// info with the client's address, once per reason per interval, so the
+/// on-call engineer who sees `ws_disconnects_total{reason="slow_consumer"}`
+/// rise can tell which screen it is; the client's own ends, and a stop's,
+/// at debug.
+fn note_end(fanout: &Fanout, end: session::End, peer: Option<SocketAddr>) {
+    let peer = crate::http_serve::peer_label(peer);
+    if !end.is_the_relays_decision() {
+        tracing::debug!(
+            reason = end.reason(),
+            peer = peer.as_str(),
+            "websocket client disconnected"
+        );
+        return;
+    }
+    let held_back = fanout
+        .ends
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(end.reason(), Instant::now());
+    match held_back {
+        Some(held_back) => tracing::info!(
+            reason = end.reason(),
+            peer = peer.as_str(),
+            held_back,
+            "websocket client disconnected by the relay"
+        ),
+        None => tracing::debug!(
+            reason = end.reason(),
+            peer = peer.as_str(),
+            "websocket client disconnected by the relay"
+        ),
+    }
+}
+
 async fn connect(
     ctx: Arc<Context>,
     fanout: Arc<Fanout>,
@@ -320,7 +360,7 @@ async fn connect(
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match accept(&ctx, &fanout, headers, query, upgrade) {
+    match accept(&ctx, &fanout, peer, headers, query, upgrade) {
         Ok(response) => response,
         Err(Refused { why, response }) => {
             note_refusal(&ctx, &fanout, why, peer, response.status(), None);
@@ -333,6 +373,7 @@ async fn connect(
 fn accept(
     ctx: &Arc<Context>,
     fanout: &Arc<Fanout>,
+    peer: Option<SocketAddr>,
     headers: HeaderMap,
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -411,6 +452,7 @@ fn accept(
         reloads,
     };
     let metrics = fanout.metrics.clone();
+    let fanout = fanout.clone();
     Ok(upgrade
         // Clients only send pongs and closes: a small read buffer (it grows if
         // needed) and a small message limit keep an idle client cheap. Frames
@@ -424,10 +466,50 @@ fn accept(
             let ctx = slot.ctx.clone();
             let disconnects = ctx.metrics.ws_disconnects.clone();
             session::run(socket, ctx, client, settings, metrics, |end| {
-                tracing::debug!(reason = end.reason(), "websocket client disconnected");
                 disconnects.with_label_values(&[end.reason()]).inc();
+                note_end(&fanout, end, peer);
             })
             .await;
             drop(slot);
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fanout() -> Fanout {
+        let metrics = crate::metrics::Metrics::new();
+        Fanout {
+            clients: AtomicUsize::new(0),
+            metrics: SinkMetrics {
+                published: metrics.events_published.with_label_values(&[SINK]),
+                latency: metrics.event_latency.with_label_values(&[SINK]),
+            },
+            refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+            ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+        }
+    }
+
+    /// The on-call engineer sees slow_consumer disconnects counted; the log
+    /// now says which client (it was a debug line without its address).
+    #[test]
+    fn a_session_the_relay_ends_is_said_once_with_the_clients_address() {
+        let fanout = fanout();
+        let peer: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let logged = crate::logging::tests_support::logged_json(|| {
+            note_end(&fanout, session::End::SlowConsumer, Some(peer));
+            note_end(&fanout, session::End::SlowConsumer, Some(peer));
+            note_end(&fanout, session::End::ClientClosed, Some(peer));
+            note_end(&fanout, session::End::Shutdown, Some(peer));
+        });
+        let lines: Vec<serde_json::Value> = logged
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["level"] == "INFO")
+            .collect();
+        assert_eq!(lines.len(), 1, "{logged}");
+        assert_eq!(lines[0]["reason"], "slow_consumer", "{logged}");
+        assert_eq!(lines[0]["peer"], "10.1.2.3:40000", "{logged}");
+    }
 }

@@ -57,6 +57,19 @@ impl End {
         }
     }
 
+    /// Whether the relay ended the session because of the client's state
+    /// (not the client itself, nor a stop).
+    pub fn is_the_relays_decision(self) -> bool {
+        matches!(
+            self,
+            End::SlowConsumer
+                | End::WriteStalled
+                | End::TokenRevoked
+                | End::PongTimeout
+                | End::JournalError
+        )
+    }
+
     /// The close frame we send, if any (a client that closed gets tungstenite's echo).
     pub(super) fn close_frame(self) -> Option<CloseFrame> {
         let (code, reason) = match self {
