@@ -16,12 +16,29 @@ pub enum Method {
 }
 
 /// A delivery not yet authenticated: method, headers, query pairs and the raw body.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Delivery<'a> {
     pub method: Method,
     pub headers: &'a HeaderMap,
     pub query: &'a [(String, String)],
     pub body: &'a [u8],
+}
+
+/// Names and sizes only: the headers hold `Authorization` and
+/// `X-Hub-Signature`, the query a `?token=`, and one `?delivery` in a log
+/// line would have written every webhook's credentials (a derived `Debug`
+/// printed them all).
+impl std::fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.keys().map(|k| k.as_str()).collect();
+        let query_names: Vec<&str> = self.query.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Delivery")
+            .field("method", &self.method)
+            .field("headers", &header_names)
+            .field("query", &query_names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl<'a> Delivery<'a> {
@@ -153,6 +170,28 @@ mod tests {
             body: b"",
         };
         check_token(&Secret::new("t0ken"), &delivery)
+    }
+
+    #[test]
+    fn a_delivery_shown_for_debugging_names_its_credentials_without_them() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("authorization", "Bearer s3cret-key".parse().unwrap());
+        headers.insert("x-hub-signature", "sha1=0badc0de".parse().unwrap());
+        let query = [("token".to_owned(), "query-s3cret".to_owned())];
+        let delivery = Delivery {
+            method: Method::Post,
+            headers: &headers,
+            query: &query,
+            body: b"{\"password\":\"body-s3cret\"}",
+        };
+        let shown = format!("{:?}", Verified::new(delivery));
+        for secret in ["s3cret-key", "0badc0de", "query-s3cret", "body-s3cret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("authorization") && shown.contains("token"),
+            "{shown}"
+        );
     }
 
     fn token(value: &str) -> (String, String) {
