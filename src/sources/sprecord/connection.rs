@@ -196,15 +196,20 @@ impl Endpoint {
     ) -> Result<SseConnection, OpenError> {
         let permit = limiter.acquire().await;
         let timeout = self.connect_timeout;
+        // One bound for the whole open, as README says: the connect, the
+        // response head and a refusal's body each had their own, so a hung
+        // front end took up to three times `connect_timeout` to be named.
+        let deadline = tokio::time::Instant::now() + timeout;
         let (dialer, tunnel) = self.dialer.watched();
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(self.tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(dialer);
-        let (mut sender, driver) = tokio::time::timeout(timeout, self.connect(connector, permit))
-            .await
-            .map_err(|_| self.timed_out(&tunnel, timeout))??;
+        let (mut sender, driver) =
+            tokio::time::timeout_at(deadline, self.connect(connector, permit))
+                .await
+                .map_err(|_| self.timed_out(&tunnel, timeout))??;
 
         let mut request = Request::get(self.target.clone());
         if let Some(h) = request.headers_mut() {
@@ -232,7 +237,7 @@ impl Endpoint {
                 return Err(OpenError::Connect(e.to_string()));
             }
         };
-        let response = match tokio::time::timeout(timeout, sender.send_request(request)).await {
+        let response = match tokio::time::timeout_at(deadline, sender.send_request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 driver.close().await;
@@ -253,7 +258,12 @@ impl Endpoint {
                 .get(header::LOCATION)
                 .filter(|_| status.is_redirection())
                 .map(|l| url_without_credentials(&String::from_utf8_lossy(l.as_bytes())));
-            let mut body = read_error_body(response.into_body(), timeout).await;
+            // What is left of the bound, but a second at least (within
+            // the bound itself): a refusal's text is what the log shows.
+            let left = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_secs(1).min(timeout));
+            let mut body = read_error_body(response.into_body(), left).await;
             if let Some(location) = location {
                 body = format!(
                     "redirected to {location}, which is not followed: set `url` to it; {body}"
@@ -693,6 +703,31 @@ mod tests {
         );
         assert!(!said.contains("pw"), "{said}");
         drop(server);
+    }
+
+    /// `connect_timeout` bounds the whole open (README: "TCP + TLS connect
+    /// and response head"): a head that comes late, then a body that never
+    /// does, took the head's wait plus a whole second bound.
+    #[tokio::test]
+    async fn a_late_head_and_a_stalled_body_are_one_bound() {
+        use crate::sources::tests_support::{listen, read_head};
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            tokio::time::sleep(Duration::from_millis(2_400)).await;
+            let head = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let endpoint = endpoint_waiting(&format!("http://127.0.0.1:{port}"), "3s");
+        let started = tokio::time::Instant::now();
+        let refused = endpoint.open(&ConnLimiter::new(1), None).await;
+        let took = started.elapsed();
+        assert!(refused.is_err());
+        // The bound, and a second at most for the refusal's text: 5.4 s before.
+        assert!(took < Duration::from_millis(4_800), "took {took:?}");
+        server.abort();
     }
 
     #[tokio::test]
