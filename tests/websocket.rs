@@ -163,6 +163,41 @@ fn refused(relay: &TestRelay, reason: &str) -> u64 {
         .get()
 }
 
+/// Browsers let any page open a WebSocket to any address and send the
+/// page's origin. A fan-out that asks for no token (a loopback listener)
+/// let a page of any site the agent visited read every call; now only a
+/// page of this machine, or a client that is no browser, opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_site_cannot_open_a_fan_out_without_tokens() {
+    let relay = start_relay("").await;
+    let url = ws_url(&relay, "?since=0");
+    for foreign in ["https://evil.example", "null", "http://192.168.1.20:8080"] {
+        match try_connect(&url, Some(("origin", foreign))).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 403, "{foreign}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+                assert!(body.contains("websocket.tokens"), "{foreign}: {body}");
+            }
+            other => panic!("{foreign}: expected a 403, got {other:?}"),
+        }
+    }
+    assert_eq!(refused(&relay, "foreign_origin"), 3);
+    for local in ["http://localhost:3000", "http://127.0.0.1:8080"] {
+        let client = try_connect(&url, Some(("origin", local))).await;
+        assert!(client.is_ok(), "{local}: {:?}", client.err());
+    }
+    assert!(
+        try_connect(&url, None).await.is_ok(),
+        "no Origin: not a browser"
+    );
+    // With tokens, the token decides, whatever the page's origin.
+    let guarded = start_relay("[websocket]\ntokens = [\"tok-a\"]\n").await;
+    let with_token = ws_url(&guarded, "?since=0&token=tok-a");
+    let client = try_connect(&with_token, Some(("origin", "https://crm.example"))).await;
+    assert!(client.is_ok(), "{:?}", client.err());
+}
+
 /// The fan-out's path with a trailing slash is the fan-out; a WebSocket
 /// request at any other path is a 404 that names the right one, counted as
 /// `wrong_path` (a browser shows it as a bare 1006, so the relay's side is

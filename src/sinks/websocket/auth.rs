@@ -59,6 +59,38 @@ pub fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Op
     from_header.or(query_token.map(str::as_bytes))
 }
 
+/// Whether a browser page of `origin` (the upgrade's `Origin` header) may
+/// open a fan-out that asks for no token. Browsers let any page open a
+/// WebSocket to any address, the relay's loopback listener included, and
+/// send the page's origin: without this, any site the call centre's agent
+/// visited could read every call from a relay on the agent's PC. Only a
+/// page served from the machine itself is let in (`localhost`, `127.x.x.x`,
+/// `[::1]`, any port or scheme); `null` (a sandboxed frame, a `file:` page)
+/// is refused, as any site can make one. A request without `Origin` is not
+/// a browser's (`callrelay tail`, a service) and is let in.
+pub fn origin_may_open_without_token(origin: Option<&[u8]>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    let Ok(url) = url::Url::parse(origin.trim()) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .get(name.len().saturating_sub(10)..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"))
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Checks a presented `token` (if any) against `tokens` (empty: anyone is accepted).
 pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthError> {
     if tokens.is_empty() {
@@ -77,6 +109,41 @@ pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthEr
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn only_a_page_of_this_machine_opens_a_fan_out_without_a_token() {
+        for allowed in [
+            None,
+            Some("http://localhost:3000"),
+            Some("https://LOCALHOST"),
+            Some("http://crm.localhost:8081"),
+            Some("http://127.0.0.1:8080"),
+            Some("http://127.1.2.3"),
+            Some("http://[::1]:5173"),
+        ] {
+            assert!(
+                origin_may_open_without_token(allowed.map(str::as_bytes)),
+                "{allowed:?}"
+            );
+        }
+        for refused in [
+            "https://evil.example",
+            "null",
+            "http://localhost.evil.example",
+            "http://evillocalhost",
+            "http://10.0.0.5:8080",
+            "http://192.168.1.10",
+            "file://",
+            "",
+            "not a url",
+        ] {
+            assert!(
+                !origin_may_open_without_token(Some(refused.as_bytes())),
+                "{refused}"
+            );
+        }
+        assert!(!origin_may_open_without_token(Some(b"http://\xff")));
+    }
 
     /// What `connect` does with a request's header and query.
     fn check(

@@ -77,10 +77,11 @@ pub enum Refusal {
     ShuttingDown,
     MaxClients,
     WrongPath,
+    ForeignOrigin,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
         Refusal::BadQuery,
@@ -88,6 +89,7 @@ impl Refusal {
         Refusal::ShuttingDown,
         Refusal::MaxClients,
         Refusal::WrongPath,
+        Refusal::ForeignOrigin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +101,7 @@ impl Refusal {
             Refusal::ShuttingDown => "shutting_down",
             Refusal::MaxClients => "max_clients",
             Refusal::WrongPath => "wrong_path",
+            Refusal::ForeignOrigin => "foreign_origin",
         }
     }
 }
@@ -392,6 +395,15 @@ fn accept(
             Refusal::Unauthorized,
             StatusCode::UNAUTHORIZED,
             e.to_string(),
+        ));
+    }
+    if !tokens_required
+        && !auth::origin_may_open_without_token(headers.get(header::ORIGIN).map(|v| v.as_bytes()))
+    {
+        return Err(refuse(
+            Refusal::ForeignOrigin,
+            StatusCode::FORBIDDEN,
+            "a page of another origin may not open a fan-out that asks for no token: set websocket.tokens, or serve the page from this machine (localhost)".into(),
         ));
     }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
