@@ -7,12 +7,16 @@
 //! until it went away: an easy way to run the relay out of descriptors.
 //!
 //! Guarantees:
-//! - a request's head must arrive whole within [`HttpTimeouts::header_read`]
-//!   (10 s) of the connection being accepted, or, on HTTP/1.1, of the previous
-//!   response (so an idle keep-alive connection is closed after it too);
+//! - a connection's first request head must arrive whole within
+//!   [`HttpTimeouts::header_read`] (10 s) of the connection being accepted;
 //!   otherwise the connection is closed without an answer;
-//! - a connection with no request in flight for [`HttpTimeouts::idle`] (60 s)
-//!   is closed: this is what bounds an idle HTTP/2 connection;
+//! - after a response, a connection with no request in flight for
+//!   [`HttpTimeouts::idle`] (75 s) is closed, on HTTP/1.1 (a kept-alive
+//!   connection: the next head must be whole within it) as on HTTP/2. Longer
+//!   than the 60 s that nginx's upstream keep-alive and AWS's load balancers
+//!   keep an idle connection to a backend: closing first, the relay could
+//!   close one just as the front end sent a webhook on it, which the front
+//!   end answers 502 and does not retry (a POST);
 //! - a request being read or handled is never cut by these bounds (its body
 //!   has its own, `sources::webhook::body::BODY_TIMEOUT`); the idle bound
 //!   runs from when its response head is out, so a response body still being
@@ -64,14 +68,17 @@ use crate::metrics::Metrics;
 /// How long a connection may go without sending a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpTimeouts {
-    /// From the accept, or from the previous response on HTTP/1.1, to the end
-    /// of the request head. A vendor's webhook head is a few hundred bytes
-    /// sent at once: 10 s is generous on any network, and short enough that
-    /// a client holding connections open costs little.
+    /// From the accept to the end of the first request head. A vendor's
+    /// webhook head is a few hundred bytes sent at once: 10 s is generous on
+    /// any network, and short enough that a client holding connections open
+    /// without a request costs little.
     pub header_read: Duration,
-    /// With no request in flight, after the first. HTTP/1.1 connections meet
-    /// `header_read` first; this bounds HTTP/2 ones, which hyper leaves open
-    /// for as long as the client likes (nginx's `keepalive_timeout` is 75 s).
+    /// With no request in flight, after the first: the keep-alive a front
+    /// end or a sender's pool counts on (nginx's `keepalive_timeout` is 75 s;
+    /// its upstream keep-alive and AWS's load balancers keep 60 s). On
+    /// HTTP/1.1 it is also hyper's bound for the next head, which until
+    /// 2026-12-05 was `header_read`: an idle kept-alive connection closed
+    /// after 10 s, under the front ends' feet.
     pub idle: Duration,
 }
 
@@ -79,7 +86,7 @@ impl Default for HttpTimeouts {
     fn default() -> Self {
         HttpTimeouts {
             header_read: Duration::from_secs(10),
-            idle: Duration::from_secs(60),
+            idle: Duration::from_secs(75),
         }
     }
 }
@@ -167,12 +174,16 @@ pub async fn accept_until(
 /// hyper's connection settings: `axum::serve`'s (HTTP/1.1 and HTTP/2 prior
 /// knowledge, hyper's defaults), plus a timer for the head bound, a
 /// smaller HTTP/1.1 read buffer and fewer HTTP/2 streams (below).
+///
+/// hyper's head bound runs from the accept and from each response: it is
+/// the keep-alive bound, `idle`. The first head's shorter `header_read` is
+/// [`quiet_for_too_long`]'s.
 fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read)
+        .header_read_timeout(timeouts.idle.max(timeouts.header_read))
         .max_buf_size(HTTP1_READ_BUFFER);
     builder.http2().max_concurrent_streams(HTTP2_MAX_STREAMS);
     builder
