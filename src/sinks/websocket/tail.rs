@@ -222,9 +222,13 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             }),
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
+        let connected = attempt.is_ok();
         let disconnect = match attempt {
             Ok((socket, _)) => {
                 connected_once = true;
+                // Said, so that a stderr ending on a reconnect warning is
+                // not all there is while it works.
+                tracing::info!(resume_after = since, "connected to the relay");
                 let connected_at = Instant::now();
                 let mut frames = 0u64;
                 let (pings, socket) = socket.split();
@@ -280,12 +284,23 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             Disconnect::Retry(why) => {
                 // Jitter keeps many tails from reconnecting in lockstep after a restart.
                 let wait = backoff.mul_f64(rand::random_range(0.5..1.0));
-                tracing::warn!(
-                    reason = %why,
-                    resume_after = since,
-                    retry_in_ms = crate::logging::millis(wait),
-                    "disconnected from the relay; reconnecting"
-                );
+                if connected {
+                    tracing::warn!(
+                        reason = %why,
+                        resume_after = since,
+                        retry_in_ms = crate::logging::millis(wait),
+                        "disconnected from the relay; reconnecting"
+                    );
+                } else {
+                    // Nothing listening, a proxy's 502, a relay at
+                    // max_clients: tail retries for as long as it runs.
+                    tracing::warn!(
+                        reason = %why,
+                        resume_after = since,
+                        retry_in_ms = crate::logging::millis(wait),
+                        "cannot connect to the relay; retrying"
+                    );
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = tokio::signal::ctrl_c() => return Ok(()),
