@@ -254,12 +254,17 @@ impl StatusBoard {
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
             let (vendor, account, stream) = (&u.vendor, &u.account, &u.stream);
+            // A Voip24h account has one session; SPRecord's have streams.
+            let connection = match u.vendor {
+                Vendor::Voip24h => format!("{vendor}/{account} session"),
+                _ => format!("{vendor}/{account} stream {stream}"),
+            };
             // Refused credentials need a human: no grace.
             let reason = if u.state == ConnState::AuthFailed {
-                format!("{vendor}/{account} stream {stream}: its credentials were refused{error}")
+                format!("{connection}: its credentials were refused{error}")
             } else if now.saturating_duration_since(u.down_since) > u.grace {
                 format!(
-                    "{vendor}/{account} stream {stream} is {} and has not been connected for over {:?}{error}",
+                    "{connection} is {} and has not been connected for over {:?}{error}",
                     u.state.as_str(),
                     u.grace
                 )
@@ -574,7 +579,7 @@ mod tests {
         let reasons = board.not_ready_reasons_at(t0 + Duration::from_secs(31));
         assert_eq!(
             reasons,
-            vec!["voip24h/main stream 0 is connecting and has not been connected for over 30s"]
+            vec!["voip24h/main session is connecting and has not been connected for over 30s"]
         );
         up.auth_failed("server sent `error`: invalid key".into(), grace);
         // At once: refused credentials get no grace.
@@ -582,7 +587,7 @@ mod tests {
         assert_eq!(
             reasons,
             vec![
-                "voip24h/main stream 0: its credentials were refused: server sent `error`: invalid key"
+                "voip24h/main session: its credentials were refused: server sent `error`: invalid key"
             ]
         );
     }
@@ -681,7 +686,7 @@ mod tests {
         up.auth_failed("invalid key".into(), Duration::from_secs(60));
         assert_eq!(
             board.not_ready_reasons(),
-            ["voip24h/main stream 0: its credentials were refused: invalid key"]
+            ["voip24h/main session: its credentials were refused: invalid key"]
         );
         board.dropped_undelivered(3);
         assert_eq!(board.undelivered_drops(), 3);
