@@ -142,6 +142,10 @@ fn line_shape(fac: &str, message: &str) -> (String, String) {
         None => ("", message),
     };
     let text: String = text.chars().filter(|c| !c.is_ascii_digit()).collect();
+    // librdkafka's own repeat count, added to the same failure's next line
+    // (`… (after 0ms in state CONNECT, 1 identical error(s) suppressed)`),
+    // made it another line: a refused connect was logged twice in a second.
+    let text = text.replace(",  identical error(s) suppressed", "");
     (format!("{fac} {thread}"), text)
 }
 
@@ -302,6 +306,19 @@ mod tests {
             log.verdict(TRANSPORT, A, t1 + REPEAT_INTERVAL),
             Verdict::Warn { held_back: 1 }
         );
+    }
+
+    #[test]
+    fn librdkafkas_own_repeat_count_does_not_make_another_line() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        let first = "[thrd:127.0.0.1:18098/bootstrap]: 127.0.0.1:18098/bootstrap: Connect to ipv4#127.0.0.1:18098 failed: Connection refused (after 0ms in state CONNECT)";
+        let again = "[thrd:127.0.0.1:18098/bootstrap]: 127.0.0.1:18098/bootstrap: Connect to ipv4#127.0.0.1:18098 failed: Connection refused (after 0ms in state CONNECT, 1 identical error(s) suppressed)";
+        assert_eq!(
+            log.verdict("FAIL", first, t0),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.verdict("FAIL", again, t0), Verdict::Quiet);
     }
 
     #[test]
