@@ -55,14 +55,14 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Validate the config: prints every problem as FILE:LINE:COL: message; exit 1 if any.
+    /// Validate the config without network access: prints every problem as FILE:LINE:COL: message and exits 1, or FILE: ok (a set RUST_LOG is checked too).
     Check,
     /// Print live events from a running relay, one JSON line each.
     Tail {
         /// The relay's WebSocket URL.
         #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
         url: String,
-        /// Bearer token (or env CALLRELAY_WS_TOKEN).
+        /// Bearer token, sent as `Authorization: Bearer`; the environment keeps it out of `ps`.
         #[arg(long, env = "CALLRELAY_WS_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// Only these types (glob, e.g. `call.*`); repeatable or comma-separated.
