@@ -610,9 +610,6 @@ async fn keep_shutdown_losses(ctx: &Context) {
     }
 }
 
-/// The SPRecord resume ids the journal kept from the last run, for the
-/// accounts `config` still has; none when they cannot be read (the streams
-/// then open without history, as on a first start).
 /// One line at start naming what this process serves, as a reload's line
 /// does for what changed: without it only `/status` said which webhooks and
 /// connections a relay had, or that it had no Kafka sink.
@@ -635,6 +632,9 @@ fn say_what_is_served(
     );
 }
 
+/// The SPRecord resume ids the journal kept from the last run, for the
+/// accounts `config` still has; none when they cannot be read (the streams
+/// then open without history, as on a first start).
 fn restored_resume_ids(
     journal: &Journal,
     config: &Config,

@@ -339,8 +339,8 @@ impl Journal {
             first_seq: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            dedup_entries_seen: AtomicUsize::new(index.len()),
             dedup: Mutex::new(index),
-            dedup_entries_seen: AtomicUsize::new(0),
             clock,
             presence: FilePresence::default(),
             created,
@@ -772,7 +772,12 @@ impl Journal {
                 .last()
                 .map_err(storage)?
                 .map_or(1, |(k, _)| k.value().saturating_add(1));
-            let mut next = meta_count(&meta, "next_seq", 1)?.max(after_last);
+            // Nor below a seq this process handed out (retention may have
+            // emptied the journal; the sinks' cursors are past those).
+            let after_handed_out = self.last_seq.load(Ordering::Acquire).saturating_add(1);
+            let mut next = meta_count(&meta, "next_seq", 1)?
+                .max(after_last)
+                .max(after_handed_out);
             let mut bytes = meta_count(&meta, "bytes", 0)?;
             for event in events.iter_mut() {
                 let id = event.id;
@@ -785,7 +790,10 @@ impl Journal {
                     continue;
                 }
                 let seq = next;
-                next += 1;
+                next = next.checked_add(1).ok_or_else(|| JournalError::Damaged {
+                    path: self.path.clone(),
+                    what: "the next seq (at its largest value)",
+                })?;
                 let mut header = std::mem::take(&mut event.header);
                 header.seq = seq;
                 let start = records.len();

@@ -173,11 +173,13 @@ impl StatusBoard {
                 registration,
             },
         );
-        drop(board);
+        // Under the board's lock, as every write of the row's gauge: a
+        // registration racing a newer one cannot zero the newer one's.
         self.metrics
             .upstream_connected
             .with_label_values(&[vendor.as_str(), account, stream])
             .set(0);
+        drop(board);
         UpstreamReporter {
             board: self.clone(),
             key,

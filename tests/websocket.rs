@@ -191,6 +191,15 @@ async fn a_page_of_another_site_cannot_open_a_fan_out_without_tokens() {
         try_connect(&url, None).await.is_ok(),
         "no Origin: not a browser"
     );
+    // An origin the operator names is let in.
+    let named = start_relay("[websocket]\nallowed_origins = [\"https://crm.example\"]\n").await;
+    let named_url = ws_url(&named, "?since=0");
+    let client = try_connect(&named_url, Some(("origin", "https://crm.example"))).await;
+    assert!(client.is_ok(), "{:?}", client.err());
+    assert_eq!(
+        http_status(try_connect(&named_url, Some(("origin", "https://other.example"))).await),
+        403
+    );
     // With tokens, the token decides, whatever the page's origin.
     let guarded = start_relay("[websocket]\ntokens = [\"tok-a\"]\n").await;
     let with_token = ws_url(&guarded, "?since=0&token=tok-a");
@@ -1535,7 +1544,7 @@ async fn tail_reaches_a_relay_behind_a_tls_proxy_with_ca_file() {
     })
     .await
     .expect("tail said why within the time");
-    assert!(refused.contains("reconnecting"), "{refused}");
+    assert!(refused.contains("retrying"), "{refused}");
     assert_eq!(relay.ctx.metrics.ws_clients.get(), 0);
     drop(untrusting);
 

@@ -143,7 +143,9 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
 /// `at` as the vendor's document writes `calldate`: `2021-03-26 11:50:30`
 /// in Vietnam's time, with milliseconds only when it has some.
 fn documented_calldate(at: time::OffsetDateTime) -> String {
-    let at = at.to_offset(ICT);
+    // Rounded to the millisecond, as an epoch date is read: one instant
+    // written both ways is one text.
+    let at = (at + time::Duration::microseconds(500)).to_offset(ICT);
     let mut text = format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         at.year(),
@@ -357,6 +359,11 @@ mod tests {
             );
         }
         assert_ne!(with("calldate", json!("2021-03-26T11:50:30+08:00")), first);
+        // Both readings round to the millisecond.
+        assert_eq!(
+            with("calldate", json!("2021-03-26T11:50:30.9996+07:00")),
+            with("calldate", json!(1616734230.9996))
+        );
         // A date the relay cannot read stays in the id as written.
         assert_ne!(
             with("calldate", json!("soon")),

@@ -63,32 +63,59 @@ pub fn presented<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Op
 /// open a fan-out that asks for no token. Browsers let any page open a
 /// WebSocket to any address, the relay's loopback listener included, and
 /// send the page's origin: without this, any site the call centre's agent
-/// visited could read every call from a relay on the agent's PC. Only a
-/// page served from the machine itself is let in (`localhost`, `127.x.x.x`,
-/// `[::1]`, any port or scheme); `null` (a sandboxed frame, a `file:` page)
-/// is refused, as any site can make one. A request without `Origin` is not
-/// a browser's (`callrelay tail`, a service) and is let in.
-pub fn origin_may_open_without_token(origin: Option<&[u8]>) -> bool {
+/// visited could read every call from a relay on the agent's PC. A page
+/// served from the machine itself is let in (`localhost`, `*.localhost`,
+/// `127.x.x.x`, `[::1]`, any port or scheme), and one of an origin in
+/// `allowed` (`"*"`: any); `null` (a sandboxed frame, a `file:` page) is
+/// refused unless allowed, as any site can make one. A request without
+/// `Origin` is not a browser's (`callrelay tail`, a service) and is let in.
+pub fn origin_may_open_without_token(origin: Option<&[u8]>, allowed: &[String]) -> bool {
     let Some(origin) = origin else {
         return true;
     };
     let Ok(origin) = std::str::from_utf8(origin) else {
         return false;
     };
-    let Ok(url) = url::Url::parse(origin.trim()) else {
+    let origin = origin.trim();
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Ok(url) = url::Url::parse(origin) else {
         return false;
     };
     match url.host() {
         Some(url::Host::Domain(name)) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
             name.eq_ignore_ascii_case("localhost")
                 || name
                     .get(name.len().saturating_sub(10)..)
                     .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"))
         }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         None => false,
     }
+}
+
+/// Why an `allowed_origins` entry can never match a browser's `Origin`
+/// (`scheme://host[:port]`, no path), if it cannot.
+pub fn check_allowed_origin(origin: &str) -> Result<(), &'static str> {
+    if origin == "*" || origin == "null" {
+        return Ok(());
+    }
+    let url = url::Url::parse(origin).map_err(|_| "is not an origin (scheme://host[:port])")?;
+    // A special scheme's (http, https) path is `/`; another's (a browser
+    // extension's) is empty.
+    let bare = matches!(url.path(), "/" | "") && url.query().is_none() && url.fragment().is_none();
+    if url.host().is_none() || !bare || !url.username().is_empty() {
+        return Err("is not an origin: scheme://host[:port], with no path, query or user");
+    }
+    Ok(())
 }
 
 /// Checks a presented `token` (if any) against `tokens` (empty: anyone is accepted).
@@ -114,6 +141,8 @@ mod tests {
     fn only_a_page_of_this_machine_opens_a_fan_out_without_a_token() {
         for allowed in [
             None,
+            Some("http://localhost.:3000"),
+            Some("http://[::ffff:127.0.0.1]:8080"),
             Some("http://localhost:3000"),
             Some("https://LOCALHOST"),
             Some("http://crm.localhost:8081"),
@@ -122,7 +151,7 @@ mod tests {
             Some("http://[::1]:5173"),
         ] {
             assert!(
-                origin_may_open_without_token(allowed.map(str::as_bytes)),
+                origin_may_open_without_token(allowed.map(str::as_bytes), &[]),
                 "{allowed:?}"
             );
         }
@@ -138,11 +167,46 @@ mod tests {
             "not a url",
         ] {
             assert!(
-                !origin_may_open_without_token(Some(refused.as_bytes())),
+                !origin_may_open_without_token(Some(refused.as_bytes()), &[]),
                 "{refused}"
             );
         }
-        assert!(!origin_may_open_without_token(Some(b"http://\xff")));
+        assert!(!origin_may_open_without_token(Some(b"http://\xff"), &[]));
+        // Named origins, and any with "*".
+        let crm = vec!["https://CRM.example/".to_owned()];
+        assert!(origin_may_open_without_token(
+            Some(b"https://crm.example"),
+            &crm
+        ));
+        assert!(!origin_may_open_without_token(
+            Some(b"https://crm.example:8443"),
+            &crm
+        ));
+        assert!(!origin_may_open_without_token(
+            Some(b"http://crm.example"),
+            &crm
+        ));
+        assert!(origin_may_open_without_token(
+            Some(b"null"),
+            &["*".to_owned()]
+        ));
+        for good in [
+            "*",
+            "null",
+            "https://crm.example",
+            "http://10.0.0.5:8080",
+            "chrome-extension://abcdef",
+        ] {
+            assert_eq!(check_allowed_origin(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "crm.example",
+            "https://crm.example/app",
+            "https://u@crm.example",
+            "https://crm.example/?x=1",
+        ] {
+            assert!(check_allowed_origin(bad).is_err(), "{bad}");
+        }
     }
 
     /// What `connect` does with a request's header and query.

@@ -38,6 +38,10 @@ pub struct WebSocketConfig {
     pub ping_interval: Spanned<HumanDuration>,
     #[serde(default = "default_pong_timeout")]
     pub pong_timeout: Spanned<HumanDuration>,
+    /// With no tokens: the browser origins (`scheme://host[:port]`) besides
+    /// this machine's whose pages may open the fan-out; `"*"` for any.
+    #[serde(default = "default_allowed_origins")]
+    pub allowed_origins: Spanned<Vec<String>>,
 }
 
 fn default_path() -> Spanned<String> {
@@ -58,6 +62,9 @@ fn default_ping_interval() -> Spanned<HumanDuration> {
 fn default_pong_timeout() -> Spanned<HumanDuration> {
     unspanned(HumanDuration::from_secs(10))
 }
+fn default_allowed_origins() -> Spanned<Vec<String>> {
+    unspanned(Vec::new())
+}
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
@@ -68,6 +75,7 @@ impl Default for WebSocketConfig {
             client_queue: default_client_queue(),
             ping_interval: default_ping_interval(),
             pong_timeout: default_pong_timeout(),
+            allowed_origins: default_allowed_origins(),
         }
     }
 }
@@ -104,6 +112,14 @@ impl WebSocketConfig {
         }
         if self.tokens.get_ref().iter().any(Secret::is_empty) {
             v.error(self.tokens.span(), "a websocket token must not be empty");
+        }
+        for origin in self.allowed_origins.get_ref() {
+            if let Err(why) = super::auth::check_allowed_origin(origin) {
+                v.error(
+                    self.allowed_origins.span(),
+                    format!("`allowed_origins` entry {origin:?} {why}"),
+                );
+            }
         }
         v.check_range(
             "max_clients",

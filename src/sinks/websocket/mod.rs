@@ -237,7 +237,15 @@ impl WrongPath {
         let status = StatusCode::NOT_FOUND;
         let peer = crate::http_serve::peer_of(request.extensions());
         let asked = Some(request.uri().path());
-        note_refusal(ctx, &self.fanout, Refusal::WrongPath, peer, status, asked);
+        note_refusal(
+            ctx,
+            &self.fanout,
+            Refusal::WrongPath,
+            peer,
+            status,
+            asked,
+            None,
+        );
         let message = format!("no such route: the WebSocket fan-out is at {}", self.path);
         // `websocket_path` for a client that reads it: `callrelay tail`
         // names it in its error.
@@ -285,6 +293,7 @@ fn note_refusal(
     peer: Option<SocketAddr>,
     status: StatusCode,
     path: Option<&str>,
+    origin: Option<&str>,
 ) {
     ctx.metrics
         .ws_refused
@@ -292,7 +301,7 @@ fn note_refusal(
         .inc();
     if !matches!(
         refusal,
-        Refusal::Unauthorized | Refusal::MaxClients | Refusal::WrongPath
+        Refusal::Unauthorized | Refusal::MaxClients | Refusal::WrongPath | Refusal::ForeignOrigin
     ) {
         tracing::debug!(
             reason = refusal.as_str(),
@@ -313,6 +322,7 @@ fn note_refusal(
             status = status.as_u16(),
             peer = crate::http_serve::peer_label(peer).as_str(),
             path = path.map(crate::logging::excerpt).as_deref(),
+            origin = origin.map(crate::logging::excerpt).as_deref(),
             held_back,
             "websocket client refused"
         );
@@ -363,10 +373,24 @@ async fn connect(
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Named in the log when it is the reason: a page the operator may mean
+    // to allow (`allowed_origins`).
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     match accept(&ctx, &fanout, peer, headers, query, upgrade) {
         Ok(response) => response,
         Err(Refused { why, response }) => {
-            note_refusal(&ctx, &fanout, why, peer, response.status(), None);
+            let origin = origin.filter(|_| why == Refusal::ForeignOrigin);
+            note_refusal(
+                &ctx,
+                &fanout,
+                why,
+                peer,
+                response.status(),
+                None,
+                origin.as_deref(),
+            );
             *response
         }
     }
@@ -398,12 +422,15 @@ fn accept(
         ));
     }
     if !tokens_required
-        && !auth::origin_may_open_without_token(headers.get(header::ORIGIN).map(|v| v.as_bytes()))
+        && !auth::origin_may_open_without_token(
+            headers.get(header::ORIGIN).map(|v| v.as_bytes()),
+            ws.allowed_origins.get_ref(),
+        )
     {
         return Err(refuse(
             Refusal::ForeignOrigin,
             StatusCode::FORBIDDEN,
-            "a page of another origin may not open a fan-out that asks for no token: set websocket.tokens, or serve the page from this machine (localhost)".into(),
+            "a page of another origin may not open a fan-out that asks for no token: set websocket.tokens, list the page's origin in websocket.allowed_origins, or serve the page from this machine (localhost)".into(),
         ));
     }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);

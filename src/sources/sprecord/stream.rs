@@ -192,7 +192,9 @@ impl StreamSupervisor {
                         retry_log.worked();
                     }
                     let delay = next_delay(&mut backoff, &self.timings);
-                    if useful {
+                    // A skipped event over 1 MiB is a loss, whatever came
+                    // before it: a WARN each time, as a failure after working.
+                    if useful && !matches!(end, StreamEnd::TooLarge) {
                         // Not a failure: the stream worked, and a failure to
                         // open it again is a WARN at once (`worked`).
                         say_open = match ends_said.admit(end.reason(), std::time::Instant::now()) {
@@ -685,8 +687,10 @@ mod tests {
         };
         assert_eq!(said("WARN", "SSE stream ended"), 0, "{lines:#?}");
         assert_eq!(said("INFO", "SSE stream ended"), 1, "{lines:#?}");
-        // Six opens at least (an event each), two of them said.
-        assert_eq!(said("INFO", "SSE stream open"), 2, "{lines:#?}");
+        // Six opens at least (an event each), two of them said (a third
+        // after an open that failed, should a loaded machine make one).
+        let opens = said("INFO", "SSE stream open");
+        assert!((2..=3).contains(&opens), "{opens}: {lines:#?}");
     }
 
     /// A stop while an event's commit takes longer than the drain's

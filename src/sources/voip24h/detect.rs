@@ -52,9 +52,9 @@ pub async fn detect(dial: &Dial, timeout: Duration) -> Result<EngineVersion, Lin
             };
             match next {
                 Some(Ok(Message::Text(text))) => match wire::decode(&text) {
-                    Frame::Message(SioPacket::Connect(Some(_))) => return Ok(EngineVersion::V4),
+                    Frame::Message(SioPacket::Connect(true)) => return Ok(EngineVersion::V4),
                     // Only socket.io 2 sends a bare `40` (3+ always adds its sid).
-                    Frame::Message(SioPacket::Connect(None)) => return Ok(EngineVersion::V3),
+                    Frame::Message(SioPacket::Connect(false)) => return Ok(EngineVersion::V3),
                     // A refused namespace: socket.io 3+ says why in an
                     // object (`44{"message":…}`), socket.io 2 in a string.
                     Frame::Message(SioPacket::ConnectError(why)) => {

@@ -536,7 +536,7 @@ async fn drive(
                                 // namespace; only socket.io 2 sends a bare `40`,
                                 // and on its own: a second, unasked namespace
                                 // session the server never ends.
-                                SioPacket::Connect(None) if !client_pings => {
+                                SioPacket::Connect(false) if !client_pings => {
                                     break WRONG_VERSION_4.to_owned()
                                 }
                                 SioPacket::Connect(_) => Inbound::NamespaceConnected,

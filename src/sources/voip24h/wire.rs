@@ -30,8 +30,9 @@ pub enum Frame<'a> {
 /// A socket.io packet on the default namespace.
 #[derive(Debug, PartialEq)]
 pub enum SioPacket {
-    /// `0` with the server's data (socket.io 3+ sends `{"sid": ...}`; 2.x sends nothing).
-    Connect(Option<Value>),
+    /// `0`: whether the server sent data with it (socket.io 3+ sends
+    /// `{"sid": ...}`; 2.x sends nothing), which is all the session reads.
+    Connect(bool),
     /// `1`: the server disconnected us from the namespace.
     Disconnect,
     /// `2[...]`: an event with its arguments.
@@ -73,7 +74,9 @@ fn decode_socketio(text: &str) -> SioPacket {
     }
     let rest = rest.strip_prefix("/,").unwrap_or(rest);
     match kind {
-        '0' => SioPacket::Connect(serde_json::from_str(rest).ok()),
+        // Checked as JSON, not kept: parsed into values, a 16 MiB `40[0,0,…]`
+        // took hundreds of MB.
+        '0' => SioPacket::Connect(serde_json::from_str::<serde::de::IgnoredAny>(rest).is_ok()),
         '1' => SioPacket::Disconnect,
         '2' => decode_event(rest),
         '4' => SioPacket::ConnectError(rest.chars().take(200).collect()),
@@ -223,10 +226,10 @@ mod tests {
         assert_eq!(decode("3"), Frame::Pong);
         assert_eq!(decode("1"), Frame::Close);
         assert_eq!(decode("2probe"), Frame::Ping("probe"));
-        assert_eq!(decode("40"), Frame::Message(SioPacket::Connect(None)));
+        assert_eq!(decode("40"), Frame::Message(SioPacket::Connect(false)));
         assert_eq!(
             decode("40{\"sid\":\"x\"}"),
-            Frame::Message(SioPacket::Connect(Some(json!({"sid": "x"}))))
+            Frame::Message(SioPacket::Connect(true))
         );
         assert_eq!(
             decode("42[\"say\"]"),

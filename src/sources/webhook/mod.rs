@@ -183,7 +183,8 @@ fn refusal_key(
 ) -> (&'static str, String, u16) {
     let status = answer.status().as_u16();
     if answer.is_relay_wide() {
-        ("", String::new(), status)
+        // One key per kind (full, commits refused, a stop): the reason.
+        ("", answer.reason().unwrap_or_default().to_owned(), status)
     } else if answer.status() == axum::http::StatusCode::NOT_FOUND {
         (vendor, String::new(), status)
     } else {
@@ -433,6 +434,12 @@ mod tests {
         assert_eq!(
             refusal_key("tel4vn", "a", &full),
             refusal_key("tel4vn", "b", &full)
+        );
+        // Each kind on its own: a full queue logged first does not hold
+        // back the disk refusing commits.
+        assert_ne!(
+            refusal_key("tel4vn", "a", &full),
+            refusal_key("tel4vn", "a", &commit)
         );
         // A refusal about the sender stays the sender's own.
         let wrong_key = Answer::bad_request("x");
