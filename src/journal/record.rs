@@ -18,7 +18,7 @@ pub(super) fn record_time(seq: u64, record: &[u8]) -> Result<u64, JournalError> 
     let bytes: [u8; 8] = record
         .get(..8)
         .and_then(|b| b.try_into().ok())
-        .ok_or(JournalError::Corrupt { seq })?;
+        .ok_or_else(|| JournalError::Corrupt { seq })?;
     Ok(u64::from_le_bytes(bytes))
 }
 
@@ -73,7 +73,7 @@ pub(super) fn read_u32(seq: u64, bytes: &[u8], at: usize) -> Result<u32, Journal
     let raw: [u8; 4] = bytes
         .get(at..at + 4)
         .and_then(|b| b.try_into().ok())
-        .ok_or(JournalError::Corrupt { seq })?;
+        .ok_or_else(|| JournalError::Corrupt { seq })?;
     Ok(u32::from_le_bytes(raw))
 }
 
@@ -83,7 +83,7 @@ pub(super) fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usiz
     let json_start = RECORD_PREFIX
         .checked_add(header_len)
         .filter(|end| *end <= record.len())
-        .ok_or(JournalError::Corrupt { seq })?;
+        .ok_or_else(|| JournalError::Corrupt { seq })?;
     let header = &record[RECORD_PREFIX..json_start];
     let mut at = 0;
     let mut fields: [Option<String>; 6] = Default::default();
@@ -97,12 +97,12 @@ pub(super) fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usiz
         let text = header
             .get(at..end)
             .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or(JournalError::Corrupt { seq })?;
+            .ok_or_else(|| JournalError::Corrupt { seq })?;
         *field = Some(text.to_owned());
         at = end;
     }
     let [id, event_type, source, subject, vendor, account] = fields;
-    let required = |f: Option<String>| f.ok_or(JournalError::Corrupt { seq });
+    let required = |f: Option<String>| f.ok_or_else(|| JournalError::Corrupt { seq });
     Ok((
         EventHeader {
             id: required(id)?,
