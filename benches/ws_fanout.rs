@@ -510,79 +510,27 @@ async fn bench() {
                 .collect()
         })
         .unwrap_or_else(|| vec![(1_000, 5_000), (10_000, 500)]);
+    let servers = [
+        ("callrelay", relay_url.as_str()),
+        ("baseline", base_url.as_str()),
+        ("baseline, batched", batched_url.as_str()),
+    ];
     for (clients, events) in runs {
-        rows.push(
-            throughput(
-                "callrelay",
-                &relay_url,
-                clients,
-                events,
-                source(),
-                &relay,
-                &mut next,
-            )
-            .await,
-        );
-        rows.push(
-            throughput(
-                "baseline",
-                &base_url,
-                clients,
-                events,
-                source(),
-                &relay,
-                &mut next,
-            )
-            .await,
-        );
-        rows.push(
-            throughput(
-                "baseline, batched",
-                &batched_url,
-                clients,
-                events,
-                source(),
-                &relay,
-                &mut next,
-            )
-            .await,
-        );
+        for (server, url) in servers {
+            let row = throughput(server, url, clients, events, source(), &relay, &mut next).await;
+            rows.push(row);
+        }
     }
     // WS_FANOUT_RATE overrides the latency run's events/s (default 1,000).
     let rate: u64 = std::env::var("WS_FANOUT_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000);
-    let lat_relay = latency(
-        &relay_url,
-        source(),
-        &relay,
-        &mut next,
-        &commits,
-        dir.path(),
-        rate,
-    )
-    .await;
-    let lat_base = latency(
-        &base_url,
-        source(),
-        &relay,
-        &mut next,
-        &commits,
-        dir.path(),
-        rate,
-    )
-    .await;
-    let lat_batched = latency(
-        &batched_url,
-        source(),
-        &relay,
-        &mut next,
-        &commits,
-        dir.path(),
-        rate,
-    )
-    .await;
+    let mut latencies = Vec::new();
+    for (server, url) in servers {
+        let measured = latency(url, source(), &relay, &mut next, &commits, dir.path(), rate).await;
+        latencies.push((server, measured));
+    }
 
     println!("| server | clients | events | deliveries/s | RSS per idle client | clients lost |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -598,9 +546,9 @@ async fn bench() {
         "commit → frame at a client, ~{rate} events/s, {} clients (their process at nice {nice}):",
         latency_clients()
     );
-    println!("- callrelay: {lat_relay}");
-    println!("- baseline:  {lat_base}");
-    println!("- baseline, batched: {lat_batched}");
+    for (server, measured) in &latencies {
+        println!("- {server}: {measured}");
+    }
     relay.shutdown();
     let _ = relay.wait().await;
 }
