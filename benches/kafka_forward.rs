@@ -108,6 +108,10 @@ async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
 async fn plain(config: &KafkaConfig, topic: &str, events: &[JournaledEvent]) -> Duration {
     let producer: FutureProducer = config.client_config().create().expect("producer");
     let (queued, mut to_await) = tokio::sync::mpsc::unbounded_channel::<DeliveryFuture>();
+    // Woken at each report: a full queue waits for room, as the sink does,
+    // not for a timer (a sleep is a millisecond at least).
+    let room = Arc::new(tokio::sync::Notify::new());
+    let reported = room.clone();
     let reports = tokio::spawn(async move {
         let mut pending = FuturesUnordered::new();
         let mut first = None;
@@ -121,6 +125,7 @@ async fn plain(config: &KafkaConfig, topic: &str, events: &[JournaledEvent]) -> 
                 Some(r) = pending.next(), if !pending.is_empty() => {
                     assert!(matches!(r, Ok(Ok(_))), "plain delivery failed: {r:?}");
                     first.get_or_insert_with(Instant::now);
+                    reported.notify_one();
                 }
                 else => break,
             }
@@ -135,7 +140,7 @@ async fn plain(config: &KafkaConfig, topic: &str, events: &[JournaledEvent]) -> 
                     break;
                 }
                 Err((err, _)) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    room.notified().await;
                 }
                 Err((err, _)) => panic!("plain producer: {err}"),
             }
