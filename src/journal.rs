@@ -562,13 +562,19 @@ impl Journal {
         let events = txn.open_table(EVENTS).map_err(storage)?;
         let meta = txn.open_table(META).map_err(storage)?;
         let first = events.first().map_err(storage)?.map(|(k, _)| k.value());
+        let last = events.last().map_err(storage)?.map(|(k, _)| k.value());
         let next = meta_count(&meta, "next_seq", 1)?;
         let bytes = meta_count(&meta, "bytes", 0)?;
         // Both only grow, and the retention thread reads them here while the
         // writer may commit: a stale read must not move them back (a false
         // gap frame, a lower seq in /status).
-        self.last_seq
-            .fetch_max(next.saturating_sub(1), Ordering::AcqRel);
+        // The last event held counts too: a damaged `next_seq` at or below
+        // it would have the next batch overwrite events (the writer hands
+        // out seqs past `last_seq` whatever the count says).
+        self.last_seq.fetch_max(
+            next.saturating_sub(1).max(last.unwrap_or(0)),
+            Ordering::AcqRel,
+        );
         self.first_seq
             .fetch_max(first.unwrap_or(next), Ordering::AcqRel);
         self.bytes.store(bytes, Ordering::Release);
@@ -766,18 +772,12 @@ impl Journal {
             let mut log = txn.open_table(EVENTS).map_err(storage)?;
             let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
-            // A damaged count at or below an event held would overwrite
-            // it: the next seq is past the last event, whatever it says.
-            let after_last = log
-                .last()
-                .map_err(storage)?
-                .map_or(1, |(k, _)| k.value().saturating_add(1));
-            // Nor below a seq this process handed out (retention may have
-            // emptied the journal; the sinks' cursors are past those).
+            // Never at or below a seq already handed out, whatever a damaged
+            // count says: `last_seq` covers the events held when the file
+            // was opened (`refresh_stats`) and every seq since, also those
+            // retention removed (the sinks' cursors are past them).
             let after_handed_out = self.last_seq.load(Ordering::Acquire).saturating_add(1);
-            let mut next = meta_count(&meta, "next_seq", 1)?
-                .max(after_last)
-                .max(after_handed_out);
+            let mut next = meta_count(&meta, "next_seq", 1)?.max(after_handed_out);
             let mut bytes = meta_count(&meta, "bytes", 0)?;
             for event in events.iter_mut() {
                 let id = event.id;

@@ -225,19 +225,23 @@ impl ResumeId {
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {
         let mut ids = self.ids.lock();
-        let newest_first_copy = ids.first_copy_seq.get(&self.key).copied();
+        // The seq of a first copy newer than the last that moved the point.
         let first_copy_ahead = match handed {
-            HandedOn::FirstCopy { seq } => newest_first_copy.is_none_or(|newest| seq > newest),
-            HandedOn::Other => false,
+            HandedOn::FirstCopy { seq }
+                if ids
+                    .first_copy_seq
+                    .get(&self.key)
+                    .is_none_or(|&newest| seq > newest) =>
+            {
+                Some(seq)
+            }
+            _ => None,
         };
-        let kept = ids.by_account.get(&self.key).map(String::as_str);
-        let at_front = kept.is_none_or(|kept| first_copy_ahead || prev == Some(kept));
-        if let HandedOn::FirstCopy { seq } = handed
-            && first_copy_ahead
-        {
+        if let Some(seq) = first_copy_ahead {
             ids.first_copy_seq.insert(self.key.clone(), seq);
         }
         let kept = ids.by_account.get(&self.key).map(String::as_str);
+        let at_front = kept.is_none_or(|kept| first_copy_ahead.is_some() || prev == Some(kept));
         if !at_front || kept == Some(id) {
             return;
         }
