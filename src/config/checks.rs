@@ -53,20 +53,42 @@ pub fn shown_url(shown: &str) -> String {
 }
 
 /// `url` as an error may show it: a `?token=` or a `user:password@` in it is
-/// a secret, so the query is cut and the user information left out.
+/// a secret, so the query and fragment are cut and the user information
+/// left out.
 pub fn url_without_credentials(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url)
+        && parsed.has_host()
+    {
+        let had_userinfo = !parsed.username().is_empty() || parsed.password().is_some();
+        let cut = parsed.query().is_some() || parsed.fragment().is_some();
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        parsed.set_query(None);
+        parsed.set_fragment(None);
+        let mut shown = parsed.to_string();
+        if had_userinfo && let Some((scheme, rest)) = shown.split_once("://") {
+            shown = format!("{scheme}://…@{rest}");
+        }
+        if cut {
+            shown.push_str("?…");
+        }
+        return shown;
+    }
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
     };
     // Whatever stands before the last `@` may be `user:password`, and a
     // password written unencoded may hold `/` or `?`: it all goes, wherever
-    // it falls (an `@` in a path or query hides a little more than needed).
+    // it falls. When a `?` or `#` stands before that `@`, the `@` may be in
+    // a query (`?user=a@b&token=…`), whose rest is as secret: nothing after
+    // the scheme is shown.
     let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) if rest[..at].contains(['?', '#']) => return format!("{scheme}…"),
         Some(at) => ("…@", &rest[at + 1..]),
         None => ("", rest),
     };
-    match rest.split_once('?') {
+    match rest.split_once(['?', '#']) {
         Some((base, _)) => format!("{scheme}{userinfo}{base}?…"),
         None => format!("{scheme}{userinfo}{rest}"),
     }

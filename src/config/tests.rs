@@ -738,10 +738,29 @@ fn a_refused_url_written_in_the_file_is_shown_without_its_password_or_query() {
         .expect("a url problem");
     assert!(!message.contains("CANARY"), "{message}");
     assert!(message.contains("\"…@host:3122/x\""), "{message}");
-    // A password written with `/` or `?` in it is cut too.
-    for url in ["ftp://u:CANARY/PW@host/x", "ftp://u:CANARY?PW@host/x"] {
+    // A password written with `/` or `?` in it is cut too (with a `?`
+    // it may as well be a query holding an `@`: the host goes as well).
+    for (url, want) in [
+        ("ftp://u:CANARY/PW@host/x", "ftp://…@host/x"),
+        ("ftp://u:CANARY?PW@host/x", "ftp://…"),
+    ] {
         let shown = crate::config::url_without_credentials(url);
-        assert_eq!(shown, "ftp://…@host/x", "{url}");
+        assert_eq!(shown, want, "{url}");
+    }
+    // An `@` in the query does not let the rest of the query through: it
+    // was shown as `…@corp.vn&token=CANARY` (edge review, round 47).
+    for (url, want) in [
+        (
+            "http://rec.local/sys?user=ops@corp.vn&token=CANARY",
+            "http://rec.local/sys?…",
+        ),
+        ("https://u:CANARY@h:8443/p#x@y", "https://…@h:8443/p?…"),
+        ("http://h/p#CANARY", "http://h/p?…"),
+        ("h/p?user=a@b&token=CANARY", "…"),
+        ("h/p#a@CANARY", "…"),
+    ] {
+        let shown = crate::config::url_without_credentials(url);
+        assert_eq!(shown, want, "{url}");
     }
 }
 
