@@ -185,27 +185,31 @@ fn form_object<'a>(
     // form fields it would be one field named after the whole JSON text.
     // Judged on the text in its charset (UTF-16's `{` is not the byte);
     // on the bytes when they are not text in it.
-    let (opens_an_object, opens_a_key, holds_an_equals) = match text::body_text(body, charset) {
-        Ok(decoded) => {
-            let start = decoded.trim_start_matches([' ', '\t', '\n', '\r']);
-            let start = start.strip_prefix('\u{feff}').unwrap_or(start);
-            (
-                start.starts_with('{'),
-                start.starts_with("{\""),
-                decoded.contains('='),
-            )
-        }
-        Err(_) => {
-            let start = body.strip_prefix(text::UTF8_BOM).unwrap_or(body);
-            let start = start.trim_ascii_start();
-            (
-                start.first() == Some(&b'{'),
-                start.starts_with(b"{\""),
-                body.contains(&b'='),
-            )
-        }
-    };
-    if opens_an_object {
+    let (opens_json, opens_a_key, holds_an_equals, reads_as_json) =
+        match text::body_text(body, charset) {
+            Ok(decoded) => {
+                let start = decoded.trim_start_matches([' ', '\t', '\n', '\r']);
+                let start = start.strip_prefix('\u{feff}').unwrap_or(start);
+                let opens_json = start.starts_with(['{', '[', '"']);
+                (
+                    opens_json,
+                    start.starts_with("{\""),
+                    decoded.contains('='),
+                    opens_json && serde_json::from_str::<serde::de::IgnoredAny>(start).is_ok(),
+                )
+            }
+            Err(_) => {
+                let start = body.strip_prefix(text::UTF8_BOM).unwrap_or(body);
+                let start = start.trim_ascii_start();
+                (
+                    matches!(start.first(), Some(b'{' | b'[' | b'"')),
+                    start.starts_with(b"{\""),
+                    body.contains(&b'='),
+                    false,
+                )
+            }
+        };
+    if opens_json {
         match json_object(body, content_type) {
             Ok((value, json)) => return Ok((value, Some(json))),
             // JSON that does not read (cut short, say) is refused, to be
@@ -213,8 +217,10 @@ fn form_object<'a>(
             // the text, journaled as `vendor.unknown` and answered 200, and
             // the call event was lost. A form encoder writes `{"` as
             // `%7B%22`, so a body opening with it, or with no `=` at all,
-            // is no form.
-            Err(e) if opens_a_key || !holds_an_equals => return Err(e),
+            // is no form. JSON that reads but is no object (an array of
+            // events, an object encoded twice into a string) is refused
+            // as it is with a JSON label.
+            Err(e) if opens_a_key || !holds_an_equals || reads_as_json => return Err(e),
             Err(_) => {}
         }
     }
@@ -417,6 +423,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// JSON that reads but is no object, labelled as a form (PHP's curl
+    /// posting an array of events, or an object encoded twice into a
+    /// string), is refused as it is with a JSON label: it was one form
+    /// field named after the text, journaled as `vendor.unknown` and
+    /// answered 200, and the call event was lost (vendor review, round 47).
+    /// A form whose first field's name opens with `[` is still a form.
+    #[test]
+    fn json_that_is_no_object_labelled_as_a_form_is_refused() {
+        for body in [
+            &br#"[{"extend":130,"state":"Ring","callid":"1.2","type":"inbound"}]"#[..],
+            br#" "{\"extend\":130,\"state\":\"Ring\",\"callid\":\"1.2\"}""#,
+            br#"["a=b"]"#,
+        ] {
+            for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
+                let parsed = parse_as(vendor, Method::Post, FORM, &[], body);
+                assert!(
+                    matches!(parsed, Err(ParseError(ref why)) if why.contains("expected a JSON object")),
+                    "{vendor:?} {}: {parsed:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        let Ok(Parsed::Event(_, raw)) =
+            parse_as(Vendor::Voip24h, Method::Post, FORM, &[], b"[a]=1&b=2")
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(
+            raw,
+            RawPayload::Fields(serde_json::json!({"[a]": "1", "b": "2"}))
+        );
     }
 
     /// serde_json reads 127 levels and a CloudEvent puts the payload two
