@@ -2450,6 +2450,11 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     for _ in 0..3 {
         d.note("WATCHDOG=1").await;
     }
+    // The line no_watchdog_keep_alive_unless_systemd_asks_for_one looks for.
+    let enabled = |v: &Value| v["message"] == "systemd watchdog enabled";
+    if !d.seen.iter().any(enabled) {
+        d.log_where(enabled).await;
+    }
     assert_eq!(readyz_status(d.url("")).await, 200);
 
     // SIGHUP with the file unchanged: re-read, with nothing to restart for.
@@ -2546,6 +2551,18 @@ async fn no_watchdog_keep_alive_unless_systemd_asks_for_one() {
     assert!(extra.is_err(), "a keep-alive was sent without a watchdog");
     d.signal("TERM");
     d.note("STOPPING=1").await;
+    // The keep-alive thread says so when it starts, whatever its interval:
+    // over the whole run, not only the wait above, it never did.
+    assert_eq!(d.exit_code().await, Some(0));
+    while let Some(v) = d.logs.recv().await {
+        d.seen.push(v);
+    }
+    assert!(
+        !d.seen
+            .iter()
+            .any(|v| v["message"] == "systemd watchdog enabled"),
+        "the keep-alive thread started without a watchdog"
+    );
 }
 
 /// `GET {base}/status` as JSON.
