@@ -3,7 +3,11 @@
 //! same producer settings) to the same tansu broker, in the same run.
 //! Run: `cargo bench --bench kafka_forward` (needs tansu; see scripts/test.sh).
 //! Prints one line per round and the medians; docs/kafka.md holds the figures.
-//! Env: `KAFKA_BENCH_EVENTS` (default 100000), `KAFKA_BENCH_ROUNDS` (default 5).
+//! Env: `KAFKA_BENCH_EVENTS` (default 100000), `KAFKA_BENCH_ROUNDS` (default 5),
+//! `KAFKA_BENCH_PERF_CTL`: a `perf record --control fifo:` path; the relay's
+//! forward phase alone is then profiled (filling the journal would dominate a
+//! whole-run profile):
+//! `mkfifo /tmp/ctl && KAFKA_BENCH_PERF_CTL=/tmp/ctl perf record -D -1 --control fifo:/tmp/ctl -g <bench binary> --bench`.
 
 #[path = "../tests/peers/tansu/broker.rs"]
 mod tansu;
@@ -35,6 +39,14 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Tells a `perf record --control` fifo, if one is named, to start or stop
+/// sampling.
+fn perf_control(command: &str) {
+    if let Ok(path) = std::env::var("KAFKA_BENCH_PERF_CTL") {
+        std::fs::write(&path, format!("{command}\n")).expect("perf control fifo");
+    }
 }
 
 fn load(dir: &std::path::Path, text: &str) -> Config {
@@ -76,6 +88,7 @@ async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
     let before = published.get();
     let cancel = CancellationToken::new();
     let started = Instant::now();
+    perf_control("enable");
     let task = tokio::spawn(callrelay::sinks::kafka::run(
         config,
         ctx.clone(),
@@ -95,6 +108,7 @@ async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
     let took = first
         .map(|f| f.elapsed())
         .unwrap_or_else(|| started.elapsed());
+    perf_control("disable");
     cancel.cancel();
     let _ = task.await;
     took
