@@ -151,9 +151,63 @@ pub struct IngestHandle {
     closing: Arc<AtomicBool>,
     /// Whether commits succeed, and why not.
     health: Arc<CommitHealth>,
-    /// When the running commit started (ms after `busy.epoch` + 1), 0 while idle:
-    /// lets the systemd watchdog see a writer wedged in a commit.
-    busy: Arc<BusyClock>,
+    /// The writer's commit and reopen in progress: lets the systemd
+    /// watchdog see a writer wedged in a commit, and tell a reopen that is
+    /// still working from a journal that refuses commits.
+    clocks: Arc<WriterClocks>,
+}
+
+/// What the writer thread is doing, readable from any thread.
+pub(crate) struct WriterClocks {
+    /// The commit in progress.
+    commit: BusyClock,
+    /// The journal reopen in progress (after a failed commit).
+    reopen: BusyClock,
+    /// Milliseconds reopens took since the last good commit, the running
+    /// one not counted.
+    reopen_spent_ms: AtomicU64,
+}
+
+impl WriterClocks {
+    fn new() -> WriterClocks {
+        let epoch = Instant::now();
+        WriterClocks {
+            commit: BusyClock {
+                epoch,
+                since_ms: AtomicU64::new(0),
+            },
+            reopen: BusyClock {
+                epoch,
+                since_ms: AtomicU64::new(0),
+            },
+            reopen_spent_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn reopen_started(&self) {
+        self.reopen.start();
+    }
+
+    fn reopen_ended(&self) {
+        let took = self.reopen.running_for().unwrap_or_default();
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.reopen_spent_ms.fetch_add(ms, Ordering::AcqRel);
+        self.reopen.stop();
+    }
+
+    /// A good commit: the reopens before it are over and done with.
+    fn committed(&self) {
+        if self.reopen_spent_ms.load(Ordering::Acquire) != 0 {
+            self.reopen_spent_ms.store(0, Ordering::Release);
+        }
+    }
+
+    /// The time reopens took since the last good commit, the running one
+    /// included.
+    fn reopen_spent(&self) -> Duration {
+        Duration::from_millis(self.reopen_spent_ms.load(Ordering::Acquire))
+            + self.reopen.running_for().unwrap_or_default()
+    }
 }
 
 /// The start time of the commit in progress, readable from any thread.
@@ -325,7 +379,20 @@ impl IngestHandle {
 
     /// How long the commit in progress has been running; `None` while idle.
     pub fn commit_running_for(&self) -> Option<Duration> {
-        self.busy.running_for()
+        self.clocks.commit.running_for()
+    }
+
+    /// How long the journal reopen in progress has been running; `None`
+    /// when none is.
+    pub fn reopen_running_for(&self) -> Option<Duration> {
+        self.clocks.reopen.running_for()
+    }
+
+    /// The time reopens of the journal took since the last good commit, the
+    /// one in progress included: time in which commits were not refused
+    /// but waited for the journal to be read again.
+    pub fn reopen_spent(&self) -> Duration {
+        self.clocks.reopen_spent()
     }
 }
 
@@ -367,13 +434,10 @@ impl Ingest {
             tx,
             closing: Arc::new(AtomicBool::new(false)),
             health: Arc::new(CommitHealth::default()),
-            busy: Arc::new(BusyClock {
-                epoch: Instant::now(),
-                since_ms: AtomicU64::new(0),
-            }),
+            clocks: Arc::new(WriterClocks::new()),
         };
         let health = handle.health.clone();
-        let busy = handle.busy.clone();
+        let clocks = handle.clocks.clone();
         let thread = thread::Builder::new()
             .name("callrelay-ingest".into())
             .spawn(move || {
@@ -383,7 +447,7 @@ impl Ingest {
                     hub,
                     metrics,
                     &health,
-                    &busy,
+                    &clocks,
                     options.max_batch.max(1),
                 )
             })?;

@@ -12,7 +12,11 @@
 //!   commits fail, which is enough once there is room; a restart is the last
 //!   resort, and a disk that stays full ends in systemd's start limit, which
 //!   alerting sees). Not when the journal's file was deleted under the
-//!   relay: a restart would lose what the open file holds.
+//!   relay: a restart would lose what the open file holds. The time the
+//!   writer spends reopening is not counted: a reopen after an I/O error
+//!   reads the whole file again (minutes for a large journal on a slow
+//!   disk), and a restart would start that read over. A reopen is bounded
+//!   by [`MAX_REOPEN`] instead, as the start's is.
 //!
 //! and skips the keep-alive when any check fails. It stops at shutdown:
 //! systemd does not watch a stopping service.
@@ -25,6 +29,10 @@ use crate::app::Context;
 
 /// How long the journal may refuse commits before the relay counts as wedged.
 pub const UNWRITABLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long one reopen of the journal may run before the relay counts as
+/// wedged (the start's bound on opening it).
+pub const MAX_REOPEN: Duration = Duration::from_secs(3600);
 
 /// The shortest keep-alive interval honoured (a smaller `WATCHDOG_USEC` is
 /// taken as this, so a typo cannot make the thread spin).
@@ -39,8 +47,11 @@ pub struct Observation {
     pub ingest_alive: bool,
     /// How long the commit in progress has run, if one is.
     pub commit_running_for: Option<Duration>,
-    /// How long every commit has failed, if the last one did.
+    /// How long every commit has failed, if the last one did, less the time
+    /// the writer spent reopening the journal meanwhile.
     pub unwritable_for: Option<Duration>,
+    /// How long the journal reopen in progress has run, if one is.
+    pub reopen_running_for: Option<Duration>,
 }
 
 /// Why a keep-alive is withheld, or `None` when the relay is healthy.
@@ -55,6 +66,9 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
     }
     if let Some(t) = o.commit_running_for.filter(|t| *t > interval) {
         return Some(format!("a journal commit has been running for {t:?}"));
+    }
+    if let Some(t) = o.reopen_running_for.filter(|t| *t > MAX_REOPEN) {
+        return Some(format!("the journal has been reopening for {t:?}"));
     }
     if let Some(t) = o.unwritable_for.filter(|t| *t > UNWRITABLE_LIMIT) {
         return Some(format!("the journal has refused every commit for {t:?}"));
@@ -113,7 +127,9 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
             runtime_responsive,
             ingest_alive: closing || ctx.ingest.is_alive(),
             commit_running_for: ctx.ingest.commit_running_for(),
-            unwritable_for: unwritable_since.map(|t| t.elapsed()),
+            unwritable_for: unwritable_since
+                .map(|t| t.elapsed().saturating_sub(ctx.ingest.reopen_spent())),
+            reopen_running_for: ctx.ingest.reopen_running_for(),
         };
         match unhealthy_reason(&observation, interval) {
             None => {
@@ -155,6 +171,7 @@ mod tests {
             ingest_alive: true,
             commit_running_for: Some(Duration::from_millis(5)),
             unwritable_for: Some(Duration::from_secs(30)),
+            reopen_running_for: None,
         }
     }
 
@@ -182,6 +199,10 @@ mod tests {
                 unwritable_for: Some(UNWRITABLE_LIMIT + Duration::from_secs(1)),
                 ..healthy()
             },
+            Observation {
+                reopen_running_for: Some(MAX_REOPEN + Duration::from_secs(1)),
+                ..healthy()
+            },
         ];
         for o in cases {
             assert!(unhealthy_reason(&o, I).is_some(), "{o:?}");
@@ -193,9 +214,24 @@ mod tests {
         let at_bounds = Observation {
             commit_running_for: Some(I),
             unwritable_for: Some(UNWRITABLE_LIMIT),
+            reopen_running_for: Some(MAX_REOPEN),
             ..healthy()
         };
         assert_eq!(unhealthy_reason(&at_bounds, I), None);
+    }
+
+    /// A reopen after an I/O error reads the whole journal again: minutes
+    /// for a large one on a slow disk. It is working, and a restart would
+    /// start the read over: the relay was killed in the middle of it once
+    /// commits had failed for 120 s (liveness review, round 47).
+    #[test]
+    fn a_long_reopen_in_progress_is_not_a_wedge() {
+        let reopening = Observation {
+            reopen_running_for: Some(Duration::from_secs(600)),
+            unwritable_for: Some(Duration::from_secs(5)),
+            ..healthy()
+        };
+        assert_eq!(unhealthy_reason(&reopening, I), None);
     }
 
     #[test]

@@ -24,6 +24,8 @@ struct Gate {
     /// The number of events of each commit, in order.
     batches: Mutex<Vec<usize>>,
     recovers: AtomicUsize,
+    /// How long a reopen takes (a large journal read again).
+    recover_takes: Mutex<Duration>,
     reads: AtomicUsize,
 }
 
@@ -57,6 +59,8 @@ impl BatchStore for Gate {
 
     fn recover(&self) -> Result<(), JournalError> {
         self.recovers.fetch_add(1, Ordering::SeqCst);
+        let takes = *self.recover_takes.lock().unwrap();
+        std::thread::sleep(takes);
         Ok(())
     }
 
@@ -109,6 +113,7 @@ fn setup_with(
         gate_reached: Mutex::new(gate_reached),
         batches: Mutex::new(Vec::new()),
         recovers: AtomicUsize::new(0),
+        recover_takes: Mutex::new(Duration::ZERO),
         reads: AtomicUsize::new(0),
     });
     let hub = Hub::new(0, 1024);
@@ -396,5 +401,43 @@ async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
         assert!(handle.submit(event(&format!("f{i}"))).await.is_err());
     }
     assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    ingest.shutdown().await;
+}
+
+/// The watchdog does not count the time the writer spends reopening the
+/// journal as time the journal refused commits: the writer says how long
+/// the reopen in progress has run and how long reopens took since the last
+/// good commit, which forgets them.
+#[tokio::test]
+async fn the_writer_times_its_reopens_until_a_commit_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    drop(open);
+    let handle = ingest.handle();
+    store.fail.store(true, Ordering::SeqCst);
+    *store.recover_takes.lock().unwrap() = Duration::from_millis(300);
+    assert!(handle.submit(event("a")).await.is_err());
+    // The reopen follows the failed commit's answer: seen while it runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handle.reopen_running_for().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no reopen seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while handle.reopen_running_for().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reopen never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        handle.reopen_spent() >= Duration::from_millis(300),
+        "{:?}",
+        handle.reopen_spent()
+    );
+    store.fail.store(false, Ordering::SeqCst);
+    *store.recover_takes.lock().unwrap() = Duration::ZERO;
+    handle.submit(event("b")).await.expect("a good commit");
+    assert_eq!(handle.reopen_spent(), Duration::ZERO);
     ingest.shutdown().await;
 }

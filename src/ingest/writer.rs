@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 
 use super::commit_health::FailureTracker;
 use super::{
-    Ack, BatchStore, BusyClock, CommitHealth, Hub, IngestError, Message, Reply, Submission,
+    Ack, BatchStore, CommitHealth, Hub, IngestError, Message, Reply, Submission, WriterClocks,
 };
 
 pub(super) fn run(
@@ -26,7 +26,7 @@ pub(super) fn run(
     hub: Hub,
     metrics: Arc<Metrics>,
     health: &CommitHealth,
-    busy: &BusyClock,
+    clocks: &WriterClocks,
     max_batch: usize,
 ) {
     let mut batch = Batch::with_capacity(max_batch);
@@ -47,7 +47,7 @@ pub(super) fn run(
             }
         }
         if !batch.is_empty() {
-            busy.start();
+            clocks.commit.start();
             let committed = commit(
                 &mut batch,
                 store.as_ref(),
@@ -56,9 +56,17 @@ pub(super) fn run(
                 health,
                 &mut failures,
             );
-            busy.stop();
+            clocks.commit.stop();
+            if committed {
+                clocks.committed();
+            }
             if !committed && failures.recover_due(Instant::now()) {
-                match store.recover() {
+                // Timed for the watchdog: a reopen that reads a large
+                // journal again is working, not refusing commits.
+                clocks.reopen_started();
+                let reopened = store.recover();
+                clocks.reopen_ended();
+                match reopened {
                     Ok(()) => {
                         tracing::info!("journal opened again after a failed commit");
                         publish_landed(store.as_ref(), &hub, &metrics, u64::MAX);
