@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 use serde::Deserialize;
@@ -213,20 +214,32 @@ impl KafkaConfig {
         }
     }
 
-    /// What librdkafka refuses only when the producer is created: rules
+    /// What librdkafka refuses only when a client is created: rules
     /// between properties (`max.in.flight` over 5 with idempotence),
     /// certificate files it cannot load, and Kerberos, which this build of
     /// librdkafka has not (SASL with no mechanism named is Kerberos). Found
-    /// by creating a producer that knows no broker, so no connection is made;
-    /// `None` with no options (the sink's own set is valid).
+    /// by creating a producer, and the read-back's consumer, that know no
+    /// broker, so no connection is made; `None` with no options (the sink's
+    /// own set is valid). The consumer has rules of its own: a
+    /// `receive.message.max.bytes` below its fetch size passed `check`, and
+    /// every read-back then failed, so what Kafka had was sent again.
     fn combined_problem(&self) -> Option<String> {
         if self.options.is_empty() {
             return None;
         }
         let mut c = self.client_config();
         c.remove("bootstrap.servers");
-        match c.create_with_context::<_, BaseProducer<SilentContext>>(SilentContext) {
-            Ok(_) => None,
+        let created = c
+            .create_with_context::<_, BaseProducer<SilentContext>>(SilentContext)
+            .map(drop)
+            .and_then(|()| {
+                let mut c = self.read_back_client_config();
+                c.remove("bootstrap.servers");
+                c.create_with_context::<_, BaseConsumer<SilentContext>>(SilentContext)
+                    .map(drop)
+            });
+        match created {
+            Ok(()) => None,
             Err(rdkafka::error::KafkaError::ClientCreation(desc)) => {
                 // OpenSSL's own words ("x509 certificate routines::system
                 // lib") do not say that a file is missing or unreadable.
@@ -266,6 +279,25 @@ impl KafkaConfig {
             .or_else(|| option("sasl.mechanism"))
             .unwrap_or_else(|| "gssapi".to_owned());
         sasl && mechanism == "gssapi"
+    }
+
+    /// The librdkafka properties of the consumer that reads a topic back
+    /// after an unclean stop: the producer's, and what an assigned consumer
+    /// that never commits needs.
+    pub fn read_back_client_config(&self) -> ClientConfig {
+        let mut client = self.client_config();
+        // librdkafka wants a group even for an assigned consumer; nothing
+        // joins it and nothing is committed, and its coordinator's errors
+        // are read past (`scan::is_about_the_unused_group`).
+        client
+            .set("group.id", "callrelay-read-back")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            // An offset retention removed meanwhile: read from what is left,
+            // not from the end (librdkafka's default), past what is to be found.
+            .set("auto.offset.reset", "earliest")
+            .set("queued.max.messages.kbytes", "16384");
+        client
     }
 
     /// The librdkafka properties of the producer: ours, then the options.
@@ -344,6 +376,8 @@ struct SilentContext;
 impl ClientContext for SilentContext {
     fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
 }
+
+impl ConsumerContext for SilentContext {}
 
 impl ProducerContext for SilentContext {
     type DeliveryOpaque = ();
@@ -745,6 +779,28 @@ mod tests {
         );
         // librdkafka's default message.max.bytes (1000000) counts too.
         assert!(checked("\"queue.buffering.max.kbytes\" = \"900\"\n").is_err());
+    }
+
+    /// The read-back's consumer fetches up to 16 MiB, and librdkafka refuses
+    /// a consumer whose `receive.message.max.bytes` is below that: the
+    /// producer took it, `check` passed, and every read-back after an
+    /// unclean stop failed, so what Kafka had was sent again (edge review,
+    /// round 47).
+    #[test]
+    fn options_the_read_back_consumer_refuses_are_refused_at_their_line() {
+        let shown = checked("\"receive.message.max.bytes\" = \"10000000\"\n")
+            .expect_err("the read-back's consumer refuses it");
+        assert!(shown.contains("relay.toml:4:"), "{shown}");
+        assert!(shown.contains("receive.message.max.bytes"), "{shown}");
+        assert!(checked("\"receive.message.max.bytes\" = \"100000000\"\n").is_ok());
+        // The consumer is built from this config by the read-back itself.
+        let config = with_options(&[("receive.message.max.bytes", "100000000")]);
+        let mut c = config.read_back_client_config();
+        c.remove("bootstrap.servers");
+        assert!(
+            c.create_with_context::<_, BaseConsumer<SilentContext>>(SilentContext)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -301,19 +301,8 @@ pub fn scan_blocking(
     within: Duration,
 ) -> Result<Scan, ScanError> {
     let mut deadlines = Deadlines::new(Instant::now(), within);
-    let mut client = config.client_config();
-    // librdkafka wants a group even for an assigned consumer; nothing joins
-    // it and nothing is committed, and its coordinator's errors are read
-    // past (`is_about_the_unused_group`).
-    client
-        .set("group.id", "callrelay-read-back")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        // An offset retention removed meanwhile: read from what is left,
-        // not from the end (librdkafka's default), past what is to be found.
-        .set("auto.offset.reset", "earliest")
-        .set("queued.max.messages.kbytes", "16384");
-    let consumer: BaseConsumer<QuietContext> = client
+    let consumer: BaseConsumer<QuietContext> = config
+        .read_back_client_config()
         .create_with_context(QuietContext)
         .map_err(ScanError::Create)?;
     let metadata = consumer
