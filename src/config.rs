@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::event::Vendor;
+
 pub use checks::{shown_url, url_without_credentials, validate_account, validate_http_url};
 pub use validator::{ConfigError, Problem, Validator, line_col};
 pub use values::{ByteSize, HumanDuration, Secret};
@@ -474,6 +476,24 @@ impl Config {
                 );
                 v.error(hook_ref.account.span(), message);
             }
+        }
+        if let Some(kafka) = &self.kafka {
+            let accounts: Vec<(Vendor, &Spanned<String>)> = self
+                .voip24h
+                .iter()
+                .map(|s| (Vendor::Voip24h, &s.get_ref().account))
+                .chain(
+                    self.sprecord
+                        .iter()
+                        .map(|s| (Vendor::Sprecord, &s.get_ref().account)),
+                )
+                .chain(
+                    self.webhook
+                        .iter()
+                        .map(|h| (h.get_ref().vendor, &h.get_ref().account)),
+                )
+                .collect();
+            kafka.validate_topics_of(v, &accounts);
         }
     }
 }

@@ -1073,3 +1073,22 @@ fn a_missing_relative_config_says_where_it_looked_and_how_to_name_one() {
         .to_string();
     assert!(!shown.contains("looked in"), "{shown}");
 }
+
+/// Kafka refuses a topic whose name differs from an existing one only by
+/// `.` against `_`: the second account's first event stopped the sink, and
+/// every account's events waited behind it (contract review, round 47).
+#[test]
+fn accounts_whose_topics_kafka_cannot_hold_side_by_side_are_refused() {
+    let hooks = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"hn.sales\"\napi_key = \"a\"\n\
+                 [[webhook]]\nvendor = \"caresoft\"\naccount = \"hn_sales\"\nsecret = \"b\"\n";
+    let with_topic =
+        |topic: &str| format!("[kafka]\nbrokers = \"k:9092\"\ntopic = \"{topic}\"\n{hooks}");
+    let p = problems(&with_topic("cr.{account}"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:10:11: caresoft account \"hn_sales\"'s Kafka topic \"cr.hn_sales\" collides with \"cr.hn.sales\" (tel4vn account \"hn.sales\")"), "{p:?}");
+    // Apart by vendor, or one topic for all: no collision.
+    assert!(load(&with_topic("cr.{vendor}.{account}")).is_ok());
+    assert!(load(&with_topic("callrelay.events")).is_ok());
+    // Without Kafka the accounts are fine.
+    assert!(load(hooks).is_ok());
+}

@@ -6,7 +6,7 @@
 //! `callrelay check` catches a mistyped property, or a combination the
 //! producer would refuse, before the daemon starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
@@ -50,7 +50,8 @@ const PLACEHOLDER_LONGEST: [(&str, usize); 4] = [
     ("{category}", 24),
 ];
 
-use super::topic::TOPIC_MAX;
+use super::topic::{TOPIC_MAX, TopicTemplate};
+use crate::event::{EventHeader, Vendor};
 
 /// Properties the sink sets itself; an option may not weaken them.
 /// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a
@@ -210,6 +211,48 @@ impl KafkaConfig {
                 .max_by_key(|(key, _)| key.len());
             if let Some((_, at)) = named.or_else(|| self.options.iter().next()) {
                 v.error(at.span(), message);
+            }
+        }
+    }
+
+    /// Refuses accounts whose topics Kafka cannot hold side by side: Kafka
+    /// refuses to create a topic whose name differs from an existing one
+    /// only by `.` against `_` (they would share metric names), so the
+    /// second account's first event stopped the sink, every account's
+    /// events behind it. `accounts` are the configured sources' vendor and
+    /// account, in the file's order; the second of a colliding pair is
+    /// placed.
+    pub fn validate_topics_of(&self, v: &mut Validator, accounts: &[(Vendor, &Spanned<String>)]) {
+        let template = TopicTemplate::parse(self.topic.get_ref());
+        if template.fixed().is_some() {
+            return;
+        }
+        let mut seen: HashMap<String, (String, Vendor, &Spanned<String>)> = HashMap::new();
+        for (vendor, account) in accounts {
+            let header = EventHeader {
+                id: String::new(),
+                event_type: "call.ringing".into(),
+                source: String::new(),
+                subject: None,
+                vendor: vendor.as_str().into(),
+                account: account.get_ref().clone(),
+                seq: 0,
+            };
+            let name = template.render(&header).into_owned();
+            let folded = name.replace('.', "_");
+            match seen.get(&folded) {
+                Some((other, other_vendor, other_account)) if *other != name => {
+                    let message = format!(
+                        "{vendor} account {}'s Kafka topic {name:?} collides with {other:?} ({other_vendor} account {}): Kafka refuses a topic whose name differs from an existing one only by `.` against `_`; rename one of the accounts, or take `{{account}}` out of `kafka.topic`",
+                        v.shown(account),
+                        v.shown(other_account)
+                    );
+                    v.error(account.span(), message);
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(folded, (name, *vendor, account));
+                }
             }
         }
     }
