@@ -138,13 +138,32 @@ pub struct Endpoint {
 /// a byte comes meanwhile.
 pub type SilenceTurn = OwnedSemaphorePermit;
 
+/// `Authorization: Basic …` for a `user:password@` in the url (percent
+/// decoded), marked sensitive: a device behind Basic auth was opened
+/// without it, refused, and waited `auth_backoff` again and again.
+fn basic_credentials(url: &url::Url) -> Option<HeaderValue> {
+    use base64::Engine;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or_default()));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 impl Endpoint {
     pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
         let raw = config.url.get_ref();
         let bad = |why: &str| EndpointError::Url(why.to_owned());
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
         let host = url.host_str().ok_or_else(|| bad("no host"))?;
-        // Userinfo is left out on purpose: credentials belong in `headers`.
+        // Userinfo is not part of the request line: it is sent as Basic
+        // credentials below, as curl and browsers do.
         let authority = match url.port() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
@@ -170,6 +189,11 @@ impl Endpoint {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        if let Some(basic) = basic_credentials(&url)
+            && !headers.contains_key(hyper::header::AUTHORIZATION)
+        {
+            headers.insert(hyper::header::AUTHORIZATION, basic);
+        }
 
         let timings = config.timings();
         let tls = TrustRoots::load(&config.tls)?.rustls()?;
@@ -185,6 +209,12 @@ impl Endpoint {
             read_timeout: timings.read_timeout,
             silence_turns: Arc::new(Semaphore::new(1)),
         })
+    }
+
+    /// The request headers every stream sends.
+    #[cfg(test)]
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 
     /// Opens one stream, waiting first for a connection permit. `last_event_id`
@@ -657,6 +687,41 @@ mod tests {
             body.len()
         )
         .into_bytes()
+    }
+
+    /// A `user:password@` in the url is sent as Basic credentials, as curl
+    /// sends it: it was dropped, so a device behind Basic auth refused every
+    /// stream and the streams waited `auth_backoff` again and again (vendor
+    /// review, round 47). A configured `Authorization` header wins.
+    #[tokio::test]
+    async fn userinfo_in_the_url_is_sent_as_basic_credentials() {
+        use base64::Engine;
+        let (url, server) = answer_once(answer("401 Unauthorized", "", "")).await;
+        let with_userinfo = url.replace("http://", "http://us%40er:p%3Ass@");
+        let limiter = ConnLimiter::new(1);
+        let _ = endpoint(&with_userinfo).open(&limiter, None).await;
+        let (head, _socket) = server.await.unwrap();
+        let want = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert!(
+            head.contains(&format!(
+                "authorization: basic {}\r\n",
+                want.to_ascii_lowercase()
+            )),
+            "{head}"
+        );
+        // The header the config names is sent instead.
+        let text = format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"{with_userinfo}\"\nheaders = {{ Authorization = \"Bearer t\" }}\n"
+        );
+        let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
+        let endpoint = Endpoint::new(config.sprecord[0].get_ref()).unwrap();
+        assert_eq!(
+            endpoint.headers().get_all("authorization").iter().count(),
+            1
+        );
+        assert_eq!(endpoint.headers()["authorization"], "Bearer t");
+        // Without userinfo, nothing is added.
+        assert!(endpoint_waiting(&url, "1s").headers().is_empty());
     }
 
     #[tokio::test]

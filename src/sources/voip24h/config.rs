@@ -98,6 +98,15 @@ impl Voip24hConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
+        if let Ok(url) = url::Url::parse(self.url.get_ref())
+            && (!url.username().is_empty() || url.password().is_some())
+        {
+            let message = format!(
+                "[[voip24h]] `url` = {} has a user and password in it, which are never sent: a session signs in with `key` and `secret`",
+                crate::config::shown_url(&v.shown(&self.url))
+            );
+            v.error(self.url.span(), message);
+        }
         self.tls.validate(v, &self.url);
         if self.key.is_empty() {
             v.error(self.account.span(), "[[voip24h]] `key` must not be empty");
@@ -186,6 +195,22 @@ mod tests {
         // A fixed delay is a valid choice.
         assert!(load("backoff_min = \"5s\"\nbackoff_max = \"5s\"\n").is_ok());
         assert!(load("backoff_min = \"1ms\"\n").is_err());
+    }
+
+    /// The handshake drops a url's userinfo: it passed `check` and was
+    /// never sent (vendor review, round 47).
+    #[test]
+    fn a_user_and_password_in_the_url_are_refused_without_being_shown() {
+        let text =
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://u:CANARY@127.0.0.1:1\"\nkey = \"k\"\n";
+        let err = Config::from_text("relay.toml", text, &|_| None)
+            .map_err(|e| e.to_string())
+            .unwrap_err();
+        assert!(
+            err.starts_with("relay.toml:3:7: [[voip24h]] `url` = \"http://…@127.0.0.1:1/\" has a user and password"),
+            "{err}"
+        );
+        assert!(!err.contains("CANARY"), "{err}");
     }
 
     #[test]
