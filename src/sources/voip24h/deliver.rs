@@ -33,7 +33,9 @@ use crate::vendors::voip24h::parse_call_event;
 pub enum Malformed {
     #[error("`response` carried no argument")]
     Missing,
-    #[error("payload of {0} bytes is over the limit of {1} bytes")]
+    #[error(
+        "payload of {0} bytes is over the limit of {1} bytes (the larger of `server.max_body` and 1 MiB)"
+    )]
     TooLarge(usize, u64),
     #[error("payload is not JSON: {0}")]
     NotJson(String),
@@ -86,6 +88,17 @@ fn raw_payload(text: &str, value: &Value) -> RawPayload {
     RawPayload::json(text).unwrap_or_else(|| RawPayload::Fields(value.clone()))
 }
 
+/// The smallest bound on a `response` payload, whatever `server.max_body`
+/// says (SPRecord's events have the same fixed bound).
+const MIN_PAYLOAD_LIMIT: u64 = 1024 * 1024;
+
+/// The largest `response` payload taken: `server.max_body`, lowered to
+/// harden the webhooks, refused the socket's events past it, and socket.io
+/// has no replay: a 5 KiB CDR under `max_body = "4KiB"` was lost for good.
+fn payload_limit(max_body: u64) -> u64 {
+    max_body.max(MIN_PAYLOAD_LIMIT)
+}
+
 fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
     if size as u64 > max {
         Err(Malformed::TooLarge(size, max))
@@ -134,7 +147,7 @@ pub async fn deliver_all(
     mut keep_alive: Option<&mut KeepAlive<'_>>,
     warnings: &SessionWarnings,
 ) -> Result<usize, ShuttingDown> {
-    let max_bytes = ctx.config.load().server.max_body.get_ref().get();
+    let max_bytes = payload_limit(ctx.config.load().server.max_body.get_ref().get());
     let mut events = Vec::with_capacity(responses.len());
     for (args, arrived) in responses {
         let parsed = read_payload(args, max_bytes).and_then(|(payload, raw)| {
@@ -354,6 +367,16 @@ mod tests {
             read_payload(&[big_obj], 100),
             Err(Malformed::TooLarge(_, 100))
         ));
+    }
+
+    /// A `max_body` lowered for the webhooks does not lower the socket's
+    /// bound below 1 MiB; one raised raises it (units review, round 47).
+    #[test]
+    fn the_payload_limit_is_max_body_but_at_least_1_mib() {
+        assert_eq!(payload_limit(4096), 1024 * 1024);
+        assert_eq!(payload_limit(4 << 20), 4 << 20);
+        let cdr = arg(&json!({"state": "Cdr", "callid": "1.2", "x": "y".repeat(5000)}).to_string());
+        assert!(read_payload(&[cdr], payload_limit(4096)).is_ok());
     }
 
     /// `max_payload` is the largest payload taken, not the first refused.
