@@ -98,6 +98,8 @@ struct Board {
     /// When `max_size` last dropped events a sink had not had (how many
     /// since the start is the `journal_dropped{undelivered}` counter).
     last_undelivered_drop: Option<Instant>,
+    /// Why the last retention pass failed, while passes fail.
+    retention_failure: Option<String>,
     /// The last upstream registration handed out.
     registrations: u64,
 }
@@ -295,6 +297,13 @@ impl StatusBoard {
         }
     }
 
+    /// The retention pass failed (`Some`, why) or succeeded (`None`); whether
+    /// passes were failing before. Named under `degraded` while they fail:
+    /// nothing old is removed then, and the journal grows past `max_size`.
+    pub fn retention_failed(&self, why: Option<String>) -> bool {
+        std::mem::replace(&mut self.lock().retention_failure, why).is_some()
+    }
+
     /// Events `max_size` dropped before a sink had them, since the start.
     pub fn undelivered_drops(&self) -> u64 {
         self.undelivered_counter().get()
@@ -342,6 +351,11 @@ impl StatusBoard {
                     ago.as_secs()
                 ));
             }
+        }
+        if let Some(why) = &board.retention_failure {
+            reasons.push(format!(
+                "the journal's retention pass fails ({why}): nothing is removed, and the journal grows past max_size until the disk is full"
+            ));
         }
         drop(board);
         reasons.extend(
@@ -642,6 +656,26 @@ mod tests {
         assert!(board.not_ready_reasons_at(at(100)).is_empty());
         assert_eq!(board.degraded_reasons_at(at(70 + 15 * 60 - 1)).len(), 1);
         assert!(board.degraded_reasons_at(at(70 + 15 * 60)).is_empty());
+    }
+
+    /// A retention pass that fails every time (a damaged dedup entry found
+    /// after the start) removed nothing, and only the log said so, an error
+    /// a second once the journal passed max_size (liveness review, round 47).
+    #[test]
+    fn a_failing_retention_pass_is_degraded_until_one_succeeds() {
+        let board = board();
+        assert!(!board.retention_failed(Some("the journal is damaged".into())));
+        let reasons = board.degraded_reasons();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("the journal's retention pass fails (the journal is damaged)"),
+            "{reasons:?}"
+        );
+        assert!(board.not_ready_reasons().is_empty());
+        assert!(board.retention_failed(Some("again".into())));
+        assert!(board.retention_failed(None));
+        assert!(board.degraded_reasons().is_empty());
+        assert!(!board.retention_failed(None));
     }
 
     #[test]

@@ -18,12 +18,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::journal::{Journal, JournalError, RetentionReport};
+use crate::log_throttle::LogThrottle;
 
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 /// How often the journal's size is compared with `max_size` between passes:
 /// a burst would otherwise grow it (and redb's file, which does not shrink)
 /// by up to 30 s of ingest past the limit.
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a pass that keeps failing is logged again (with the number
+/// held back): once the journal is past `max_size` a pass runs every second.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(300);
 
 /// Runs passes until `stop`, then logs the drops no line has counted yet.
 pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
@@ -32,6 +36,7 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
     size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let max_size = ctx.journal.options().max_size;
     let mut drops = DropLog::default();
+    let mut failures = LogThrottle::new(FAILURE_LOG_EVERY);
     loop {
         tokio::select! {
             biased;
@@ -47,8 +52,21 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
         let journal = ctx.journal.clone();
         let sinks = ctx.active_sinks();
         let result = tokio::task::spawn_blocking(move || journal.enforce_retention(&sinks)).await;
+        // Failures the relay already says elsewhere (a gone file, commits
+        // that fail) are not this pass's to name.
+        let failure = match &result {
+            Ok(Ok(_)) | Ok(Err(JournalError::FileGone { .. })) => None,
+            Ok(Err(_)) if !ctx.ingest.is_writable() => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the pass's task failed: {e}")),
+        };
+        let was_failing = ctx.status.retention_failed(failure);
         match result {
             Ok(Ok(report)) => {
+                if was_failing {
+                    tracing::info!("retention pass succeeded again");
+                    failures = LogThrottle::new(FAILURE_LOG_EVERY);
+                }
                 let m = &ctx.metrics;
                 m.journal_dropped
                     .with_label_values(&["delivered"])
@@ -72,8 +90,16 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             Ok(Err(e)) if !ctx.ingest.is_writable() => {
                 tracing::debug!(error = %e, "retention pass failed while journal commits fail");
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+            Ok(Err(e)) => {
+                if let Some(held_back) = failures.admit((), Instant::now()) {
+                    tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
+                }
+            }
+            Err(e) => {
+                if let Some(held_back) = failures.admit((), Instant::now()) {
+                    tracing::error!(error = %e, held_back, "retention task failed: nothing old is removed while it fails");
+                }
+            }
         }
     }
     for line in drops.flush(Instant::now()) {
