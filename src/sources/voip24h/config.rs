@@ -98,7 +98,9 @@ impl Voip24hConfig {
     pub fn validate(&self, v: &mut Validator) {
         validate_account(v, &self.account);
         validate_http_url(v, "url", &self.url);
+        // Said of a url `validate_http_url` takes; another is refused there.
         if let Ok(url) = url::Url::parse(self.url.get_ref())
+            && matches!(url.scheme(), "http" | "https")
             && (!url.username().is_empty() || url.password().is_some())
         {
             let message = format!(
