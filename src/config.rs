@@ -26,6 +26,9 @@ use toml::Spanned;
 
 use crate::event::Vendor;
 
+/// The config file read when none is named (`--config`, `CALLRELAY_CONFIG`).
+pub const DEFAULT_CONFIG: &str = "relay.toml";
+
 pub use checks::{shown_url, url_without_credentials, validate_account, validate_http_url};
 pub use validator::{ConfigError, Problem, Validator, line_col};
 pub use values::{ByteSize, HumanDuration, Secret};
@@ -215,29 +218,48 @@ impl Config {
         Ok((config, text))
     }
 
-    /// The config file's text, or why it cannot be read (as a problem at 1:1).
+    /// The config file's text, or why it cannot be read (as a problem at 1:1,
+    /// or where the text stops being UTF-8).
     fn read(path: &Path) -> Result<String, ConfigError> {
-        std::fs::read_to_string(path).map_err(|e| {
-            let mut message = format!("cannot read the config file: {e}");
-            // A relative path is read from the working directory, which a
-            // newcomer starting the relay elsewhere does not think of.
-            if e.kind() == std::io::ErrorKind::NotFound && path.is_relative() {
-                let cwd = std::env::current_dir()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_else(|_| "the working directory".into());
-                message.push_str(&format!(
-                    " (looked in {cwd}); pass --config FILE or set CALLRELAY_CONFIG, or start the relay in the repository's top directory, whose relay.toml is the demo config"
-                ));
-            }
+        let bytes = std::fs::read(path).map_err(|e| Config::unreadable(path, e))?;
+        String::from_utf8(bytes).map_err(|e| {
+            // Placed at the first byte that is not UTF-8 (a Latin-1 `é` in a
+            // comment): at 1:1, the reader had the whole file to search.
+            let valid = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+            let (line, col) = line_col(&text, valid);
             ConfigError {
                 file: path.display().to_string(),
                 problems: vec![Problem {
-                    line: 1,
-                    col: 1,
-                    message,
+                    line,
+                    col,
+                    message: "the config file is not UTF-8 text here (save it as UTF-8)".into(),
                 }],
             }
         })
+    }
+
+    /// Why the config file cannot be read, as a problem at 1:1.
+    fn unreadable(path: &Path, e: std::io::Error) -> ConfigError {
+        let mut message = format!("cannot read the config file: {e}");
+        // A relative path is read from the working directory, which a
+        // newcomer starting the relay elsewhere does not think of. The way
+        // to the demo config is for the default name only: whoever named
+        // another file (a typo) has passed --config already.
+        if e.kind() == std::io::ErrorKind::NotFound && path.is_relative() {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the working directory".into());
+            message.push_str(&not_found_hint(path, &cwd));
+        }
+        ConfigError {
+            file: path.display().to_string(),
+            problems: vec![Problem {
+                line: 1,
+                col: 1,
+                message,
+            }],
+        }
     }
 
     /// Parses, expands `${ENV}` with `lookup`, and validates `text`.
@@ -498,6 +520,17 @@ impl Config {
     }
 }
 
+/// What a relative config path that is not found is told: where it was
+/// looked for, and, for the default name only, how to name one (whoever
+/// named another file, a typo, has passed `--config` already).
+fn not_found_hint(path: &Path, cwd: &str) -> String {
+    let mut hint = format!(" (looked in {cwd})");
+    if path == Path::new(DEFAULT_CONFIG) {
+        hint.push_str("; pass --config FILE or set CALLRELAY_CONFIG, or start the relay in the repository's top directory, whose relay.toml is the demo config");
+    }
+    hint
+}
+
 /// A TOML error placed in the file as written, its message without the
 /// value it refused (see [`without_literal`]) and with any value from the
 /// environment replaced by its `${VAR}`.
@@ -567,6 +600,21 @@ fn in_the_files_terms(message: &str, key: Option<&str>) -> String {
             .and_then(|rest| rest.strip_suffix(&format!(", expected {number}")))
         {
             return format!("invalid type: {kind}, expected a whole number (without quotes)");
+        }
+        // A number the type cannot hold (`-1`, `300` for a u8): serde names
+        // the Rust type, which says nothing to the file's reader.
+        if let Some(kind) = message
+            .strip_prefix("invalid value: ")
+            .and_then(|rest| rest.strip_suffix(&format!(", expected {number}")))
+        {
+            let range = match number {
+                "u8" => "from 0 to 255",
+                "u16" => "from 0 to 65535",
+                "u32" => "from 0 to 4294967295",
+                "i64" => "that fits in 64 bits",
+                _ => "of 0 or more",
+            };
+            return format!("invalid value: {kind}, expected a whole number {range}");
         }
     }
     message.to_owned()

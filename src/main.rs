@@ -40,7 +40,7 @@ struct Cli {
         long,
         global = true,
         env = "CALLRELAY_CONFIG",
-        default_value = "relay.toml"
+        default_value = callrelay::config::DEFAULT_CONFIG
     )]
     config: PathBuf,
     /// Log format: human (default) or json.

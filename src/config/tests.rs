@@ -1064,8 +1064,13 @@ fn a_missing_relative_config_says_where_it_looked_and_how_to_name_one() {
     let shown = Config::load(missing).expect_err("no such file").to_string();
     assert!(shown.contains("cannot read the config file"), "{shown}");
     assert!(shown.contains("looked in"), "{shown}");
-    assert!(shown.contains("--config FILE"), "{shown}");
-    assert!(shown.contains("CALLRELAY_CONFIG"), "{shown}");
+    // The way to the demo config is for the default name only: a file
+    // named on the command line (a typo) was told to pass --config.
+    assert!(!shown.contains("--config FILE"), "{shown}");
+    let hint = super::not_found_hint(std::path::Path::new("relay.toml"), "/srv");
+    assert!(hint.starts_with(" (looked in /srv);"), "{hint}");
+    assert!(hint.contains("--config FILE"), "{hint}");
+    assert!(hint.contains("CALLRELAY_CONFIG"), "{hint}");
     // An absolute path needs no hint about the working directory.
     let dir = tempfile::tempdir().unwrap();
     let shown = Config::load(&dir.path().join("relay.toml"))
@@ -1091,4 +1096,41 @@ fn accounts_whose_topics_kafka_cannot_hold_side_by_side_are_refused() {
     assert!(load(&with_topic("callrelay.events")).is_ok());
     // Without Kafka the accounts are fine.
     assert!(load(hooks).is_ok());
+}
+
+/// A number its key's type cannot hold was said in Rust's terms
+/// ("invalid value: integer, expected usize"): edge review, round 47.
+#[test]
+fn a_number_out_of_its_keys_range_is_said_without_rust_type_names() {
+    for (text, want) in [
+        (
+            "[websocket]\nmax_clients = -1\n",
+            "expected a whole number of 0 or more",
+        ),
+        (
+            "[[sprecord]]\naccount = \"a\"\nurl = \"http://h\"\nstreams = 300\n",
+            "expected a whole number from 0 to 255",
+        ),
+    ] {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains(want), "{p:?}");
+        for rust in ["usize", "u8"] {
+            assert!(!p[0].contains(rust), "{p:?}");
+        }
+    }
+}
+
+/// A config that is not UTF-8 is placed where it stops being UTF-8, not at
+/// 1:1 (edge review, round 47).
+#[test]
+fn a_config_that_is_not_utf8_is_placed_at_the_first_byte_that_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, b"[server]\n# caf\xe9\n").unwrap();
+    let shown = Config::load(&path).expect_err("not UTF-8").to_string();
+    assert!(
+        shown.contains("relay.toml:2:6: the config file is not UTF-8 text here"),
+        "{shown}"
+    );
 }
