@@ -29,7 +29,7 @@ use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
-use super::budget::Reservation;
+use super::budget::{Full, Reservation};
 
 /// The first buffer of a declared body larger than this; it grows as the
 /// bytes arrive.
@@ -48,8 +48,8 @@ pub enum BodyError {
     /// The body could not be read (the client went away, bad framing): a 400.
     Read(String),
     /// Bodies being received hold the budget (`limit` bytes together, half
-    /// of it per account): a 503.
-    Busy { limit: u64 },
+    /// of it per account; `full` says which was reached): a 503.
+    Busy { limit: u64, full: Full },
 }
 
 /// The whole body, held within `reservation` (at most `memory_limit` bytes
@@ -211,7 +211,7 @@ async fn read_within(
                 drain(body).await;
                 return Err(BodyError::TooLarge);
             }
-            if !reservation.grow_to(received, memory_limit) {
+            if let Err(full) = reservation.try_grow_to(received, memory_limit) {
                 // What came is dropped and the rest read off (not kept), so
                 // that the sender reads the answer rather than a reset; a
                 // body found to be over `max_body` meanwhile is still a 413.
@@ -223,6 +223,7 @@ async fn read_within(
                 }
                 return Err(BodyError::Busy {
                     limit: memory_limit,
+                    full,
                 });
             }
             buf.extend_from_slice(&data);
@@ -472,7 +473,13 @@ mod tests {
         let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited(&headers, Body::from("x".repeat(450)), 1024, &mut held, 1000).await;
         assert!(
-            matches!(read, Err(BodyError::Busy { limit: 1000 })),
+            matches!(
+                read,
+                Err(BodyError::Busy {
+                    limit: 1000,
+                    full: Full::All
+                })
+            ),
             "600 held + 450 is over 1000: {read:?}"
         );
         assert_eq!(budget.in_use(), 600, "the refused body holds nothing");
@@ -510,7 +517,13 @@ mod tests {
         let mut held = budget.reservation("tel4vn/t".into());
         let read = read_limited(&HeaderMap::new(), chunked(10, 100), 4096, &mut held, 500).await;
         assert!(
-            matches!(read, Err(BodyError::Busy { limit: 500 })),
+            matches!(
+                read,
+                Err(BodyError::Busy {
+                    limit: 500,
+                    full: Full::Account
+                })
+            ),
             "{read:?}"
         );
         assert!(held.bytes() <= 500);

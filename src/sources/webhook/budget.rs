@@ -55,12 +55,15 @@ impl BodyBudget {
         }
     }
 
-    fn take(&self, account: &str, more: u64, limit: u64) -> bool {
+    fn take(&self, account: &str, more: u64, limit: u64) -> Result<(), Full> {
         let mut held = self.held();
         let of_account = held.by_account.get(account).copied().unwrap_or(0);
         let fits = |held: u64, limit: u64| held.checked_add(more).is_some_and(|t| t <= limit);
-        if !fits(held.total, limit) || !fits(of_account, limit / 2) {
-            return false;
+        if !fits(held.total, limit) {
+            return Err(Full::All);
+        }
+        if !fits(of_account, limit / 2) {
+            return Err(Full::Account);
         }
         held.total += more;
         // The key is copied only when the account holds nothing yet, not on
@@ -71,7 +74,7 @@ impl BodyBudget {
                 held.by_account.insert(account.to_owned(), more);
             }
         }
-        true
+        Ok(())
     }
 
     fn give_back(&self, account: &str, bytes: u64) {
@@ -84,6 +87,15 @@ impl BodyBudget {
             }
         }
     }
+}
+
+/// Which bound a body did not fit in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Full {
+    /// The budget of every account together.
+    All,
+    /// This account's half of it.
+    Account,
 }
 
 /// Bytes held for one request until it is dropped.
@@ -99,15 +111,18 @@ impl Reservation {
     /// budget cannot give the difference within `limit`, or within half of
     /// it for this account.
     pub fn grow_to(&mut self, total: u64, limit: u64) -> bool {
+        self.try_grow_to(total, limit).is_ok()
+    }
+
+    /// As [`Reservation::grow_to`], saying which bound refused.
+    pub fn try_grow_to(&mut self, total: u64, limit: u64) -> Result<(), Full> {
         let more = total.saturating_sub(self.bytes);
         if more == 0 {
-            return true;
+            return Ok(());
         }
-        if !self.budget.take(&self.account, more, limit) {
-            return false;
-        }
+        self.budget.take(&self.account, more, limit)?;
         self.bytes = total;
-        true
+        Ok(())
     }
 
     pub fn bytes(&self) -> u64 {

@@ -261,7 +261,7 @@ fn body_refused(e: BodyError, max_body: u64) -> Answer {
     match e {
         BodyError::TooLarge => Answer::too_large(max_body),
         BodyError::Read(reason) => Answer::bad_request(&reason),
-        BodyError::Busy { limit } => Answer::busy(limit),
+        BodyError::Busy { limit, full } => Answer::busy(limit, full),
     }
 }
 
@@ -442,7 +442,10 @@ mod tests {
             refusal_key("tel4vn", "a", &commit)
         );
         // A refusal about the sender stays the sender's own.
-        for own in [Answer::bad_request("x"), Answer::busy(1024)] {
+        for own in [
+            Answer::bad_request("x"),
+            Answer::busy(1024, budget::Full::All),
+        ] {
             assert_ne!(
                 refusal_key("tel4vn", "a", &own),
                 refusal_key("tel4vn", "b", &own)

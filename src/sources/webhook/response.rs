@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::budget::Full;
 use super::config::VerificationReply;
 use crate::ingest::{Ack, IngestError};
 use crate::vendors::AuthError;
@@ -126,13 +127,17 @@ impl Answer {
 
     /// Bodies being received hold the whole memory budget: the vendor
     /// should retry in a moment.
-    pub fn busy(limit: u64) -> Answer {
-        let mut a = Answer::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
+    pub fn busy(limit: u64, full: Full) -> Answer {
+        let why = match full {
+            Full::All => format!(
                 "too many request bodies are being received at once (over {limit} bytes together)"
             ),
-        );
+            Full::Account => format!(
+                "too many request bodies are being received at once for this account (over {} bytes, half of the {limit} all webhooks may hold together)",
+                limit / 2
+            ),
+        };
+        let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &why);
         crate::server::retry_after(&mut a.response, "1");
         a
     }
@@ -254,5 +259,23 @@ mod tests {
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
         let r = Answer::unauthorized(&AuthError::BadToken).into_response();
         assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    /// A 503 refused for one account's half of the budget quoted the whole
+    /// budget, though half of it was free (units review, round 47).
+    #[tokio::test]
+    async fn a_busy_answer_names_the_bound_that_was_reached() {
+        let text = |full| async move {
+            let r = Answer::busy(1000, full).into_response();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+            String::from_utf8_lossy(&body).into_owned()
+        };
+        assert!(text(Full::All).await.contains("(over 1000 bytes together)"));
+        let account = text(Full::Account).await;
+        assert!(
+            account.contains("for this account (over 500 bytes, half of the 1000"),
+            "{account}"
+        );
     }
 }
