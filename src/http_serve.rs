@@ -46,6 +46,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -54,12 +55,12 @@ use axum::http::Extensions;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::log_throttle::LogThrottle;
@@ -127,7 +128,7 @@ pub async fn accept_until(
     metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> GracefulShutdown {
-    let builder = Arc::new(builder(timeouts));
+    let builder = Arc::new(builder());
     let graceful = GracefulShutdown::new();
     // Out of descriptors, accepting fails on every try until some close:
     // one line, then one per interval with how many were held back.
@@ -172,19 +173,16 @@ pub async fn accept_until(
 }
 
 /// hyper's connection settings: `axum::serve`'s (HTTP/1.1 and HTTP/2 prior
-/// knowledge, hyper's defaults), plus a timer for the head bound, a
-/// smaller HTTP/1.1 read buffer and fewer HTTP/2 streams (below).
+/// knowledge, hyper's defaults), plus a smaller HTTP/1.1 read buffer and
+/// fewer HTTP/2 streams (below).
 ///
-/// hyper's head bound runs from the accept and from each response: it is
-/// the keep-alive bound, `idle`. The first head's shorter `header_read` is
-/// [`quiet_for_too_long`]'s.
-fn builder(timeouts: HttpTimeouts) -> Builder<TokioExecutor> {
+/// hyper is given no timer: [`quiet_for_too_long`] bounds a head, the first
+/// and every later one, as it bounds idleness (a head is read while no
+/// request is in flight). hyper's own head timer, which this builder had,
+/// allocated, armed and cancelled a timer for every request.
+fn builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.idle.max(timeouts.header_read))
-        .max_buf_size(HTTP1_READ_BUFFER);
+    builder.http1().max_buf_size(HTTP1_READ_BUFFER);
     builder.http2().max_concurrent_streams(HTTP2_MAX_STREAMS);
     builder
 }
@@ -258,10 +256,10 @@ impl Connection {
     async fn serve(self, stream: TcpStream, watcher: Watcher) {
         // Small responses and WebSocket frames go out at once, not after Nagle's delay.
         let _ = stream.set_nodelay(true);
-        let (in_flight, requests) = watch::channel(0usize);
+        let activity = Arc::new(Activity::new());
         let service = Tracked {
             inner: TowerToHyperService::new(self.router),
-            in_flight,
+            activity: activity.clone(),
             peer: self.peer,
         };
         // With upgrades: the fan-out's WebSocketUpgrade takes the connection
@@ -271,7 +269,7 @@ impl Connection {
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
         let closed = tokio::select! {
             served = watcher.watch(conn) => served.err().and_then(|e| closed_by_hyper(&*e)),
-            closed = quiet_for_too_long(requests, self.timeouts) => Some(closed),
+            closed = quiet_for_too_long(&activity, self.timeouts) => Some(closed),
         };
         if let Some(closed) = closed {
             tracing::debug!(
@@ -309,23 +307,68 @@ fn closed_by_hyper(e: &(dyn std::error::Error + 'static)) -> Option<Closed> {
 }
 
 /// Resolves once the connection has had no request in flight for its bound:
-/// `header_read` before its first request, `idle` after; pending while a
-/// request is in flight. hyper's HTTP/1 head bound starts only once the auto
-/// builder has told HTTP/1 from HTTP/2 by the first bytes, and that sniffing
-/// has no bound (tested: a silent connection, or half the HTTP/2 preface,
-/// stayed open); HTTP/2 has no such bound at all.
-async fn quiet_for_too_long(mut requests: watch::Receiver<usize>, t: HttpTimeouts) -> Closed {
-    let mut bound = (t.header_read, Closed::HeaderTimeout);
+/// `header_read` from the accept until its first request, `idle` from each
+/// response on; pending while a request is in flight. hyper's HTTP/1 head
+/// bound starts only once the auto builder has told HTTP/1 from HTTP/2 by
+/// the first bytes, and that sniffing has no bound (tested: a silent
+/// connection, or half the HTTP/2 preface, stayed open); HTTP/2 has no such
+/// bound at all.
+///
+/// One timer, re-armed only when it fires: requests coming and going touch
+/// two atomics and wake nothing. A timer armed and cancelled per request,
+/// and two wake-ups of the connection's own task, were the cost of the
+/// watch channel this replaced.
+async fn quiet_for_too_long(activity: &Activity, t: HttpTimeouts) -> Closed {
+    let later = |at: Instant, by: Duration| at.checked_add(by).unwrap_or(at + LONG_WAIT);
+    let mut check_at = later(activity.epoch, t.header_read.min(t.idle));
     loop {
-        // The sender lives in the connection's service, which outlives this
-        // future: `Err` (never) would mean nobody can start a request.
-        if requests.wait_for(|n| *n == 0).await.is_err() {
-            return std::future::pending().await;
+        tokio::time::sleep_until(check_at).await;
+        let now = Instant::now();
+        // Looked at again within `idle` of now at the latest: a request that
+        // ends meanwhile is due `idle` after it ended, later than that.
+        let next_look = later(now, t.idle);
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            check_at = next_look;
+            continue;
         }
-        match tokio::time::timeout(bound.0, requests.changed()).await {
-            Err(_) => return bound.1,
-            Ok(Ok(())) => bound = (t.idle, Closed::Idle),
-            Ok(Err(_)) => return std::future::pending().await,
+        let (due, closed) = match activity.last_response() {
+            None => (later(activity.epoch, t.header_read), Closed::HeaderTimeout),
+            Some(at) => (later(at, t.idle), Closed::Idle),
+        };
+        if now >= due {
+            return closed;
+        }
+        check_at = due.min(next_look);
+    }
+}
+
+/// A wait that stands for "never" where a bound would overflow the clock.
+const LONG_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The requests in flight on one connection, and when its last response
+/// head went out.
+struct Activity {
+    /// When the connection was accepted.
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// Nanoseconds after `epoch` that the last request in flight ended,
+    /// plus one; 0 until one has.
+    last_response_nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_response_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn last_response(&self) -> Option<Instant> {
+        match self.last_response_nanos.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
         }
     }
 }
@@ -334,7 +377,7 @@ async fn quiet_for_too_long(mut requests: watch::Receiver<usize>, t: HttpTimeout
 /// telling each request who sent it.
 struct Tracked<S> {
     inner: S,
-    in_flight: watch::Sender<usize>,
+    activity: Arc<Activity>,
     peer: SocketAddr,
 }
 
@@ -365,7 +408,7 @@ where
 
     fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        let in_flight = InFlight::enter(self.in_flight.clone());
+        let in_flight = InFlight::enter(self.activity.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
@@ -379,18 +422,25 @@ where
 
 /// One request in flight, for as long as it lives (a request whose client
 /// went away is dropped, and so leaves too).
-struct InFlight(watch::Sender<usize>);
+struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn enter(count: watch::Sender<usize>) -> InFlight {
-        count.send_modify(|n| *n += 1);
-        InFlight(count)
+    fn enter(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        let activity = &self.0;
+        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let since = Instant::now().saturating_duration_since(activity.epoch);
+            let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1);
+            activity
+                .last_response_nanos
+                .store(nanos.saturating_add(1), Ordering::Release);
+        }
     }
 }
 
@@ -436,16 +486,24 @@ mod tests {
         assert_eq!(peer_label(Some(peer)), "192.0.2.7:41000");
     }
 
-    #[test]
-    fn requests_in_flight_are_counted_while_they_live() {
-        let (count, seen) = watch::channel(0);
-        let first = InFlight::enter(count.clone());
-        let second = InFlight::enter(count.clone());
-        assert_eq!(*seen.borrow(), 2);
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_are_counted_while_they_live() {
+        let activity = Arc::new(Activity::new());
+        let in_flight = || activity.in_flight.load(Ordering::Acquire);
+        let first = InFlight::enter(activity.clone());
+        let second = InFlight::enter(activity.clone());
+        assert_eq!(in_flight(), 2);
+        tokio::time::sleep(Duration::from_secs(3)).await;
         drop(first);
-        assert_eq!(*seen.borrow(), 1);
+        assert_eq!(in_flight(), 1);
+        assert_eq!(activity.last_response(), None, "one is still in flight");
+        tokio::time::sleep(Duration::from_secs(2)).await;
         drop(second);
-        assert_eq!(*seen.borrow(), 0);
+        assert_eq!(in_flight(), 0);
+        assert_eq!(
+            activity.last_response(),
+            Some(activity.epoch + Duration::from_secs(5))
+        );
     }
 
     const BOUNDS: HttpTimeouts = HttpTimeouts {
@@ -453,13 +511,34 @@ mod tests {
         idle: Duration::from_secs(60),
     };
 
+    /// A first head bound longer than the idle bound (the tests' NEVER)
+    /// does not hold off the idle bound after a request: the first look
+    /// was at `header_read`, so a connection served at once stayed open
+    /// until then.
+    #[tokio::test(start_paused = true)]
+    async fn idle_follows_a_request_when_the_head_bound_is_longer() {
+        let bounds = HttpTimeouts {
+            header_read: Duration::from_secs(600),
+            idle: Duration::from_secs(5),
+        };
+        let activity = Arc::new(Activity::new());
+        let watched = activity.clone();
+        let quiet = tokio::spawn(async move { quiet_for_too_long(&watched, bounds).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(InFlight::enter(activity.clone()));
+        let answered = tokio::time::Instant::now();
+        let closed = tokio::time::timeout(bounds.header_read, quiet).await;
+        assert_eq!(closed.expect("closed once idle").unwrap(), Closed::Idle);
+        assert_eq!(answered.elapsed(), bounds.idle);
+    }
+
     /// A connection that never sends a request is closed at `header_read`.
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_meets_the_head_bound() {
-        let (_count, requests) = watch::channel(0);
+        let activity = Activity::new();
         let started = tokio::time::Instant::now();
         // Bounded, so that a bound never met fails rather than hangs.
-        let quiet = tokio::time::timeout(BOUNDS.idle * 10, quiet_for_too_long(requests, BOUNDS));
+        let quiet = tokio::time::timeout(BOUNDS.idle * 10, quiet_for_too_long(&activity, BOUNDS));
         assert_eq!(quiet.await, Ok(Closed::HeaderTimeout));
         assert_eq!(started.elapsed(), BOUNDS.header_read);
     }
@@ -468,11 +547,12 @@ mod tests {
     /// is answered the connection has `idle` for the next.
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_holds_the_bounds_off_and_idle_follows_it() {
-        let (count, requests) = watch::channel(0);
-        let quiet = tokio::spawn(quiet_for_too_long(requests, BOUNDS));
+        let activity = Arc::new(Activity::new());
+        let watched = activity.clone();
+        let quiet = tokio::spawn(async move { quiet_for_too_long(&watched, BOUNDS).await });
         // Paused time moves on only once the bound is being waited for.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let in_flight = InFlight::enter(count.clone());
+        let in_flight = InFlight::enter(activity.clone());
         tokio::time::sleep(BOUNDS.idle * 3).await;
         assert!(!quiet.is_finished(), "cut while a request was in flight");
         let answered = tokio::time::Instant::now();
