@@ -1048,6 +1048,37 @@ async fn a_quiet_device_keeps_a_stream_open_while_its_silent_streams_reopen() {
     relay.stop().await;
 }
 
+/// A front end's idle timeout (nginx, a load balancer) ends an account's
+/// streams together. Streams that worked are reopened at once: they waited
+/// `backoff_min` (1 s by default) first, and an event the device sent while
+/// none was open was lost on a server without history (peer review,
+/// round 47).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_worked_and_end_together_reopen_at_once() {
+    let peer = Peer::start();
+    // Every wait of the backoff is at least a second.
+    let toml = sprecord_toml(&peer, 3, "")
+        .replace("backoff_min = \"50ms\"", "backoff_min = \"1s\"")
+        .replace("backoff_max = \"300ms\"", "backoff_max = \"2s\"");
+    let relay = start_relay(&toml).await;
+    let open = ids(&peer.wait("open=3").await["open"]);
+    peer.send(&[call_event(1, "incoming_call")], json!("all"))
+        .await;
+    relay.wait_for_seq(1, WAIT).await;
+    for conn in &open {
+        peer.post("/control/drop", json!({"conn": conn})).await;
+    }
+    let (status, state) = peer
+        .try_get("/control/wait?open=3&total=6&timeout_ms=900")
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "the streams waited for the backoff: {state}"
+    );
+    relay.stop().await;
+}
+
 /// Bytes that are not UTF-8 in one event cost that event's characters, not
 /// the stream: the SSE standard reads them as U+FFFD, and the events after it
 /// come on the same connection. Before, the stream was dropped at that line

@@ -19,9 +19,13 @@
 //! - an event over [`MAX_EVENT_BYTES`] is skipped: the stream is closed and
 //!   reopened (reason `too_large`), resuming after that event's id when it had
 //!   one, so a server that replays history does not send it again; no payload is logged;
-//! - delays: network/5xx/closed stream → exponential backoff with jitter,
-//!   reset only once a stream proved useful (it carried an event, or stayed
-//!   open [`USEFUL_AFTER`]): a server that accepts and closes at once is
+//! - delays: a stream that proved useful (it carried an event, or stayed
+//!   open [`USEFUL_AFTER`]) and then ended is reopened at once, at most
+//!   once per [`USEFUL_AFTER`]: a front end's idle timeout ends an account's
+//!   streams together, and an event the device sent while none was open is
+//!   lost on a server without history; otherwise network/5xx/closed stream
+//!   → exponential backoff with jitter, reset only once a stream proved
+//!   useful: a server that accepts and closes at once is
 //!   retried ever more slowly, not every `backoff_min`; 429/"too many connections" → at least
 //!   `busy_backoff`; 401/403 → `auth_backoff`, `/readyz` false, an error log;
 //! - on cancel the connection is closed before [`StreamSupervisor::run`] returns.
@@ -119,6 +123,17 @@ fn proved_useful(events: u64, lasted: Duration) -> bool {
     events > 0 || lasted >= USEFUL_AFTER
 }
 
+/// Whether a stream that worked and ended so is reopened without a wait:
+/// the server closed it, the connection broke, or it went silent (its
+/// turn held, so the account's other streams stay open meanwhile). Not
+/// after an oversized event, which the backoff keeps from repeating fast.
+fn reopens_at_once(end: &StreamEnd) -> bool {
+    matches!(
+        end,
+        StreamEnd::Closed | StreamEnd::Transport(_) | StreamEnd::Silent(..)
+    )
+}
+
 /// Everything one stream needs; [`run`](StreamSupervisor::run) consumes it.
 pub struct StreamSupervisor {
     pub index: usize,
@@ -157,6 +172,8 @@ impl StreamSupervisor {
         let mut say_open = true;
         // Held from a silent end until the next open attempt ends.
         let mut silence_turn: Option<SilenceTurn> = None;
+        // When this stream last reopened at once after working.
+        let mut reopened_at_once: Option<Instant> = None;
         loop {
             let (last_event_id, at) = self.resume.open_point();
             reporter.set_state(ConnState::Connecting);
@@ -191,7 +208,15 @@ impl StreamSupervisor {
                         backoff.reset();
                         retry_log.worked();
                     }
-                    let delay = next_delay(&mut backoff, &self.timings);
+                    let at_once = useful
+                        && reopens_at_once(&end)
+                        && reopened_at_once.is_none_or(|at| at.elapsed() >= USEFUL_AFTER);
+                    let delay = if at_once {
+                        reopened_at_once = Some(Instant::now());
+                        Duration::ZERO
+                    } else {
+                        next_delay(&mut backoff, &self.timings)
+                    };
                     // A skipped event over 1 MiB is a loss, whatever came
                     // before it: a WARN each time, as a failure after working.
                     if useful && !matches!(end, StreamEnd::TooLarge) {
@@ -584,6 +609,18 @@ mod tests {
         // And spread, not one value (the backoff's own steps are few).
         let distinct: std::collections::BTreeSet<&Duration> = delays.iter().collect();
         assert!(distinct.len() > 100, "{delays:?}");
+    }
+
+    #[test]
+    fn a_stream_that_worked_reopens_at_once_unless_it_skipped_an_event() {
+        assert!(reopens_at_once(&StreamEnd::Closed));
+        assert!(reopens_at_once(&StreamEnd::Transport(String::new())));
+        assert!(reopens_at_once(&StreamEnd::Silent(
+            Duration::from_secs(1),
+            None
+        )));
+        assert!(!reopens_at_once(&StreamEnd::TooLarge));
+        assert!(!reopens_at_once(&StreamEnd::Cancelled));
     }
 
     #[test]
