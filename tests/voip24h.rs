@@ -593,7 +593,11 @@ async fn sio4_server_refusals_close_and_back_off() {
 }
 
 async fn wrong_key_is_refused_and_retried_with_backoff(sio: u8) {
-    let mut peer = Peer::start(sio).await;
+    wrong_key_refused_with(sio, "event").await;
+}
+
+async fn wrong_key_refused_with(sio: u8, how: &str) {
+    let mut peer = Peer::spawn(sio, &["--refuse-with", how]).await;
     let relay = start_relay(&peer, "auto", "not-the-key", "key").await;
     let mut gaps = Vec::new();
     let mut last_refusal = None;
@@ -633,6 +637,16 @@ async fn sio2_wrong_key_is_refused_and_retried_with_backoff() {
 #[tokio::test]
 async fn sio4_wrong_key_is_refused_and_retried_with_backoff() {
     wrong_key_is_refused_and_retried_with_backoff(4).await;
+}
+
+/// A stock socket.io 2 server refuses a client from a handler with
+/// `socket.error(msg)`, a CONNECT_ERROR (`44`), not an `error` event (which
+/// 2.x keeps local): after `sign` and before `connected` it is the sign-in's
+/// refusal, with the auth backoff and /status's auth failure, not a dropped
+/// connection retried at once (peer review, round 47).
+#[tokio::test]
+async fn sio2_a_wrong_key_refused_with_a_connect_error_is_an_auth_failure() {
+    wrong_key_refused_with(2, "connect-error").await;
 }
 
 async fn malformed_payloads_are_counted_and_the_session_stays(sio: u8) {

@@ -231,6 +231,12 @@ pub(super) async fn close_ws(mut ws: Ws) {
 /// the close.
 pub const LEFT: &str = "the server closed the connection after the relay left";
 
+/// How a connection ended by the server's socket.io `CONNECT_ERROR` (`44`)
+/// begins: socket.io 2's `socket.error(msg)` sends one, which is how a
+/// stock 2.x server refuses a client in a handler (the `error` event the
+/// vendor documents).
+pub const NAMESPACE_REFUSED: &str = "the server refused the namespace";
+
 /// Who keeps the connection's heartbeat, from the open packet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Heartbeat {
@@ -544,7 +550,7 @@ async fn drive(
                                     break "the server disconnected the namespace".to_owned()
                                 }
                                 SioPacket::ConnectError(why) => {
-                                    break format!("the server refused the namespace: {why}")
+                                    break format!("{NAMESPACE_REFUSED}: {why}")
                                 }
                                 SioPacket::Event { name, args } => Inbound::Event {
                                     name,
@@ -837,18 +843,31 @@ mod tests {
             let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
             ws.send(Message::Text(open.into())).await.unwrap();
             let _ = was_dropped.await;
+            let dropped_at = tokio::time::Instant::now();
             // Reading nothing meanwhile: a goodbye would be waiting here.
             let mut frames = Vec::new();
-            while let Ok(Some(Ok(frame))) =
-                tokio::time::timeout(Duration::from_secs(10), ws.next()).await
-            {
-                frames.push(frame);
-            }
+            let ended = loop {
+                match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(frame))) => frames.push(frame),
+                    // The stream's end or a broken connection: cut.
+                    Ok(None | Some(Err(_))) => break true,
+                    // Still open and silent: not cut.
+                    Err(_) => break false,
+                }
+            };
             assert!(
                 frames
                     .iter()
                     .all(|f| !matches!(f, Message::Text(_) | Message::Close(_))),
                 "the dropped connection said goodbye: {frames:?}"
+            );
+            // Cut, and at once: a connection left open and silent passed
+            // the checks above (test review, round 47).
+            assert!(ended, "the dropped connection is still open");
+            assert!(
+                dropped_at.elapsed() < Duration::from_secs(2),
+                "cut only after {:?}",
+                dropped_at.elapsed()
             );
         })
         .await;

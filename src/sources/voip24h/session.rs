@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{Received, ShuttingDown, count_malformed, deliver_all, unrecognised};
-use super::engine_io::STOP_READING_WAIT;
+use super::engine_io::{NAMESPACE_REFUSED, STOP_READING_WAIT};
 use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
@@ -588,7 +588,19 @@ impl Session<'_> {
                             self.warnings.malformed_frame(self.account(), &why);
                         }
                         Inbound::Closed(why) => {
-                            return end(EndReason::Closed, why, namespace_connected, connected_at);
+                            // After `sign` and before `connected`, a refused
+                            // namespace is the sign-in's refusal (a 2.x
+                            // server's `socket.error(msg)`), as an `error`
+                            // event then is: not a dropped connection.
+                            let reason = if signed
+                                && connected_at.is_none()
+                                && why.starts_with(NAMESPACE_REFUSED)
+                            {
+                                EndReason::AuthRefused
+                            } else {
+                                EndReason::Closed
+                            };
+                            return end(reason, why, namespace_connected, connected_at);
                         }
                         Inbound::NamespaceConnected => {
                             if signed {

@@ -17,6 +17,11 @@
 //                                           `heartbeat` with the client's packet type)
 //                     [--namespace hold|refuse]  (a middleware that never opens the
 //                                           default namespace, or refuses it)
+//                     [--refuse-with event|connect-error]  (a wrong key gets an `error`
+//                                           event, as the vendor documents, or a
+//                                           CONNECT_ERROR `44`: socket.io 2's
+//                                           `socket.error(msg)`, the way a stock 2.x
+//                                           server refuses a client from a handler)
 //
 // It checks the key sent with `sign` (a string, or {voip, secret}), answers
 // with `signing` then `connected` + `connection`, sends `say` every --say-ms to
@@ -74,6 +79,7 @@ const BURST_ON_LEAVE = Number(args['burst-on-leave'] || 0);
 const PING_MS = Number(args['ping-ms'] || 25000);
 const PING_TIMEOUT_MS = Number(args['ping-timeout-ms'] || 20000);
 const NAMESPACE = args.namespace || 'open';
+const REFUSE_WITH = args['refuse-with'] || 'event';
 let streaming = null;
 let streamed = 0;
 
@@ -137,7 +143,14 @@ function onConnection(socket) {
     if (key !== KEY || !secretOk || state.key) {
       stats.refused += 1;
       report({ ev: 'refused', form: typeof arg });
-      send(socket, 'error', ['invalid key']);
+      if (REFUSE_WITH === 'connect-error') {
+        // socket.io 2: socket.error(msg) sends `44"msg"`; 4.x has no such
+        // call, so the packet is written as 4.x would (`44{"message"}`).
+        if (typeof socket.error === 'function') socket.error('invalid key');
+        else socket.packet({ type: 4, data: { message: 'invalid key' } });
+      } else {
+        send(socket, 'error', ['invalid key']);
+      }
       return;
     }
     state.key = key;
