@@ -76,7 +76,10 @@ const HELD_DROPS: TableDefinition<(&str, u64), u64> = TableDefinition::new("held
 /// format instead of guessing (an upgrade audit: a build from before the
 /// seq-keyed dedup table opened a newer journal without a word, with an
 /// empty dedup index, and journaled 320 vendor retries a second time).
-/// Journals from before the marker are format 1, which this build reads.
+/// Journals from before the marker are format 1, which this build reads,
+/// except those of the first evening's builds (5fb7e1c..a3c3d0f, 2026-11-23
+/// 18:27-19:38 UTC, never shipped), whose records carry no header: their
+/// events read as damaged and are skipped.
 pub const JOURNAL_FORMAT: u64 = 1;
 const FORMAT_KEY: &str = "format";
 
@@ -280,6 +283,25 @@ impl Journal {
         let path = dir.join("journal.redb");
         let created = create_private(&path)?;
         let db = open_database(&path, Opening::Start)?;
+        // The format first, in a read: a newer build may have changed a
+        // table's types, and opening that table with this build's types
+        // fails as a storage error that does not say to upgrade. META's
+        // types (`&str` to `u64`) never change, for this reason.
+        {
+            let read = db.begin_read().map_err(storage)?;
+            let found = match read.open_table(META) {
+                Ok(meta) => meta.get(FORMAT_KEY).map_err(storage)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(storage(e)),
+            };
+            if let Some(found) = found.filter(|found| *found > JOURNAL_FORMAT) {
+                return Err(JournalError::NewerFormat {
+                    path,
+                    found,
+                    supported: JOURNAL_FORMAT,
+                });
+            }
+        }
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(EVENTS).map_err(storage)?;
