@@ -794,6 +794,56 @@ mod tests {
         relay.wait().await.unwrap();
     }
 
+    /// A webhook whose commit is in progress when a stop begins is answered
+    /// 200 once the commit lands, and its event is on disk after the stop:
+    /// the HTTP drain waits for it. Only the Voip24h and SPRecord drains
+    /// were tested (test review, round 47).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_webhook_in_flight_at_a_stop_is_answered_and_kept() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let hook = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t\"\napi_key = \"k\"\n";
+        let relay = super::tests_support::relay_in(dir.path(), hook).await;
+        let (holding, writes_held) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel();
+        let journal = relay.ctx.journal.clone();
+        let holder = tokio::task::spawn_blocking(move || journal.hold_writes_until(holding, held));
+        writes_held.await.unwrap();
+        let post = tokio::spawn(
+            reqwest::Client::new()
+                .post(format!("http://{}/hooks/tel4vn/t", relay.addr))
+                .bearer_auth("k")
+                .json(&serde_json::json!({"state": "ringing", "call_id": "c1"}))
+                .send(),
+        );
+        let received = relay
+            .ctx
+            .metrics
+            .events_received
+            .with_label_values(&["tel4vn", "t", "webhook"]);
+        super::tests_support::until("the event submitted", Duration::from_secs(10), || {
+            received.get() == 1
+        })
+        .await;
+        relay.shutdown();
+        // Room for a handler that answered at the stop to have done so.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!post.is_finished(), "answered before its commit landed");
+        release.send(()).unwrap();
+        holder.await.unwrap();
+        let answer = post.await.unwrap().unwrap();
+        assert_eq!(answer.status(), 200);
+        relay.wait().await.unwrap();
+        let journal = crate::journal::Journal::open(crate::journal::JournalOptions {
+            dir: dir.path().join("journal"),
+            dedup_window: Duration::from_secs(600),
+            retention: Duration::from_secs(3600),
+            max_size: 1 << 30,
+        })
+        .unwrap();
+        assert_eq!(journal.last_seq(), 1, "kept");
+    }
+
     /// The address a host does not have is refused by the kernel as such,
     /// and the error says what to do about it.
     #[tokio::test]

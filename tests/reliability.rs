@@ -1065,6 +1065,21 @@ async fn sse_flapping_journals_every_event_once_within_three_connections() {
     // Each event reached at least one stream or is resumed by Last-Event-ID:
     // all of them are journaled, each once.
     relay.wait_for_seq(expected.len() as u64, WAIT).await;
+    // Counted once the streams are all back and a last event has come
+    // through them, not at the moment the count first reached the events
+    // sent: history replayed to a stream reconnecting late came after that
+    // moment (test review, round 47).
+    peer.call("/control/wait?open=3&timeout_ms=15000", None)
+        .await;
+    let last = sse_call(sent.fetch_add(1, Ordering::Relaxed) + 1);
+    peer.call(
+        "/control/send",
+        Some(json!({"events": [last.clone()], "to": "all"})),
+    )
+    .await;
+    connected_sends += 1;
+    expected.push(last);
+    relay.wait_for_seq(expected.len() as u64, WAIT).await;
     let raws: Vec<Value> = relay
         .event_values()
         .into_iter()

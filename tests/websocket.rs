@@ -667,11 +667,22 @@ async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
         "agent.login",
     ];
 
-    // A producer journals TOTAL events in small concurrent batches, the last one call.ended.
+    // A producer journals TOTAL events in small concurrent batches, the last
+    // one call.ended. Each quarter after the first waits for six more
+    // clients to have joined, so that at least 18 join while events are
+    // still being journaled and cross from replay to live: on a fast disk
+    // the producer finished before most joined, and every client was a
+    // pure replay (test review, round 47).
+    let (joined, mut clients_joined) = tokio::sync::watch::channel(0usize);
     let ingest = relay.ctx.ingest.clone();
     let producer = tokio::spawn(async move {
         let mut n = 0;
         while n < TOTAL {
+            let quarter = (n * 4 / TOTAL) as usize;
+            clients_joined
+                .wait_for(|joined| *joined >= 6 * quarter)
+                .await
+                .expect("the clients' side is there");
             let batch: Vec<_> = (n..(n + 10).min(TOTAL))
                 .map(|i| {
                     let ty = if i == TOTAL - 1 {
@@ -704,10 +715,12 @@ async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
         } else {
             connect(&ws_url(&relay, &format!("?since={since}{filter}"))).await
         };
+        let live = relay.ctx.journal.last_seq() < TOTAL;
+        joined.send_modify(|n| *n += 1);
         clients.push(tokio::spawn(async move {
             let mut client = client;
             let seqs = seqs_until(&mut client, TOTAL).await;
-            (since, filtered, seqs)
+            (since, filtered, seqs, live)
         }));
     }
     tokio::time::timeout(WAIT * 3, producer)
@@ -720,8 +733,9 @@ async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
         .map(|e| (e.seq, e.header.event_type))
         .collect();
     assert_eq!(journal.len() as u64, TOTAL);
+    let mut joined_live = 0;
     for client in clients {
-        let (since, filtered, seqs) = tokio::time::timeout(WAIT * 3, client)
+        let (since, filtered, seqs, live) = tokio::time::timeout(WAIT * 3, client)
             .await
             .expect("client done in time")
             .expect("client");
@@ -734,7 +748,12 @@ async fn resume_under_continuous_journaling_is_exactly_once_in_order() {
             seqs, expected,
             "seed {seed}: since={since} filtered={filtered}: every matching event once, in order"
         );
+        joined_live += usize::from(live);
     }
+    assert!(
+        joined_live >= 18,
+        "{joined_live} clients joined while events were journaled"
+    );
 }
 
 /// Runs retention as if two days had passed, so every event held so far
@@ -1487,13 +1506,19 @@ async fn tail_prints_events_and_survives_a_relay_restart() {
     journal_expecting(&ctx.ingest, tail_events(1, 11), &mut expected).await;
     read_until(&mut lines, &mut printed, *expected.last().expect("some")).await;
 
-    // Restart the relay on the same journal and port; events land while tail is away.
+    // Restart the relay on the same journal and port. Events land while
+    // tail is away: journaled by a relay on another port, which tail cannot
+    // reach, so they come to it only by its resume (journaled after the
+    // restart, tail could have reconnected first and had them live).
     drop(ctx);
     relay.shutdown();
     relay.wait().await.expect("stopped");
+    let away = start_at(dir.path(), "127.0.0.1:0").await;
+    journal_expecting(&away.ctx.ingest, tail_events(11, 21), &mut expected).await;
+    away.shutdown();
+    away.wait().await.expect("stopped");
     let relay = start_at(dir.path(), &addr.to_string()).await;
     let ctx = relay.ctx.clone();
-    journal_expecting(&ctx.ingest, tail_events(11, 21), &mut expected).await;
     eventually(WAIT, "tail reconnected", || {
         ctx.metrics.ws_clients.get() == 1
     })
