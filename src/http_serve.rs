@@ -77,7 +77,7 @@ pub struct HttpTimeouts {
     /// With no request in flight, after the first: the keep-alive a front
     /// end or a sender's pool counts on (nginx's `keepalive_timeout` is 75 s;
     /// its upstream keep-alive and AWS's load balancers keep 60 s). On
-    /// HTTP/1.1 it is also hyper's bound for the next head, which until
+    /// HTTP/1.1 it is also the bound for the next head, which until
     /// 2026-12-05 was `header_read`: an idle kept-alive connection closed
     /// after 10 s, under the front ends' feet.
     pub idle: Duration,
@@ -285,9 +285,9 @@ impl Connection {
     }
 }
 
-/// Whether hyper ended the connection on its own (HTTP/1.1): its head bound,
-/// or a head it answered 431 or 400; other errors are the client's going
-/// away: a trace line.
+/// Whether hyper ended the connection on its own (HTTP/1.1): a head it
+/// answered 431 or 400 (or its head bound, were it given a timer); other
+/// errors are the client's going away: a trace line.
 fn closed_by_hyper(e: &(dyn std::error::Error + 'static)) -> Option<Closed> {
     let closed = e.downcast_ref::<hyper::Error>().and_then(|e| {
         if e.is_timeout() {
@@ -308,11 +308,11 @@ fn closed_by_hyper(e: &(dyn std::error::Error + 'static)) -> Option<Closed> {
 
 /// Resolves once the connection has had no request in flight for its bound:
 /// `header_read` from the accept until its first request, `idle` from each
-/// response on; pending while a request is in flight. hyper's HTTP/1 head
-/// bound starts only once the auto builder has told HTTP/1 from HTTP/2 by
-/// the first bytes, and that sniffing has no bound (tested: a silent
-/// connection, or half the HTTP/2 preface, stayed open); HTTP/2 has no such
-/// bound at all.
+/// response on; pending while a request is in flight. hyper's own HTTP/1
+/// head bound (not used) starts only once the auto builder has told HTTP/1
+/// from HTTP/2 by the first bytes, and that sniffing has no bound (tested:
+/// a silent connection, or half the HTTP/2 preface, stayed open); HTTP/2
+/// has no such bound at all.
 ///
 /// One timer, re-armed only when it fires: requests coming and going touch
 /// two atomics and wake nothing. A timer armed and cancelled per request,
@@ -351,8 +351,9 @@ struct Activity {
     /// When the connection was accepted.
     epoch: Instant,
     in_flight: AtomicUsize,
-    /// Nanoseconds after `epoch` that the last request in flight ended,
-    /// plus one; 0 until one has.
+    /// Nanoseconds after `epoch` that the latest request ended, plus one;
+    /// 0 until one has. Read only while none is in flight: then it is when
+    /// the last one left.
     last_response_nanos: AtomicU64,
 }
 
@@ -434,13 +435,16 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let since = Instant::now().saturating_duration_since(activity.epoch);
-            let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1);
-            activity
-                .last_response_nanos
-                .store(nanos.saturating_add(1), Ordering::Release);
-        }
+        // The time first, then the count: a check that sees the count at 0
+        // sees this time too. The other order let a check on another thread
+        // (HTTP/2's streams) see 0 in flight with an older time, and close
+        // the connection as idle just as its response went out.
+        let since = Instant::now().saturating_duration_since(activity.epoch);
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1);
+        activity
+            .last_response_nanos
+            .fetch_max(nanos.saturating_add(1), Ordering::AcqRel);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -496,7 +500,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         drop(first);
         assert_eq!(in_flight(), 1);
-        assert_eq!(activity.last_response(), None, "one is still in flight");
+        assert_eq!(
+            activity.last_response(),
+            Some(activity.epoch + Duration::from_secs(3))
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         drop(second);
         assert_eq!(in_flight(), 0);
