@@ -56,9 +56,17 @@ pub fn shown_url(shown: &str) -> String {
 /// a secret, so the query and fragment are cut and the user information
 /// left out.
 pub fn url_without_credentials(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url)
-        && parsed.has_host()
-    {
+    // A password written with an unencoded `/` or `?`
+    // (`http://ops:2024/Summer@h/`, `http://u:99?x@h`) parses as a host,
+    // a port and a path or query holding the rest: an `@` the parse did not
+    // take for userinfo sends the text to the cut below, which hides all
+    // before the last `@`, or all of it when a `?` or `#` comes first (it
+    // cannot tell such a password from a query holding an `@`).
+    let parsed = url::Url::parse(url).ok().filter(|parsed| {
+        parsed.has_host()
+            && (!url.contains('@') || !parsed.username().is_empty() || parsed.password().is_some())
+    });
+    if let Some(mut parsed) = parsed {
         let had_userinfo = !parsed.username().is_empty() || parsed.password().is_some();
         let cut = parsed.query().is_some() || parsed.fragment().is_some();
         let _ = parsed.set_username("");
