@@ -20,10 +20,12 @@
 //!   reopened (reason `too_large`), resuming after that event's id when it had
 //!   one, so a server that replays history does not send it again; no payload is logged;
 //! - delays: a stream that proved useful (it carried an event, or stayed
-//!   open [`USEFUL_AFTER`]) and then ended is reopened at once, at most
-//!   once per [`USEFUL_AFTER`]: a front end's idle timeout ends an account's
-//!   streams together, and an event the device sent while none was open is
-//!   lost on a server without history; otherwise network/5xx/closed stream
+//!   open [`USEFUL_AFTER`]) and then ended is reopened after 100–300 ms, at
+//!   most once per [`USEFUL_AFTER`] (a "too many connections" then is taken
+//!   for its own old connection, not yet closed at the device: the usual
+//!   backoff, not `busy_backoff`): a front end's idle timeout ends an
+//!   account's streams together, and an event the device sent while none
+//!   was open is lost on a server without history; otherwise network/5xx/closed stream
 //!   → exponential backoff with jitter, reset only once a stream proved
 //!   useful: a server that accepts and closes at once is
 //!   retried ever more slowly, not every `backoff_min`; 429/"too many connections" → at least
@@ -123,6 +125,13 @@ fn proved_useful(events: u64, lasted: Duration) -> bool {
     events > 0 || lasted >= USEFUL_AFTER
 }
 
+/// The wait before a quick reopen: long enough for the device to see the
+/// old connection's close (it counts three per device), short against the
+/// 1 s `backoff_min`.
+fn quick_reopen_delay() -> Duration {
+    Duration::from_millis(rand::rng().random_range(100..=300))
+}
+
 /// Whether a stream that worked and ended so is reopened without a wait:
 /// the server closed it, the connection broke, or it went silent (its
 /// turn held, so the account's other streams stay open meanwhile). Not
@@ -172,8 +181,10 @@ impl StreamSupervisor {
         let mut say_open = true;
         // Held from a silent end until the next open attempt ends.
         let mut silence_turn: Option<SilenceTurn> = None;
-        // When this stream last reopened at once after working.
+        // When this stream last reopened at once after working, and whether
+        // the attempt under way is that reopen.
         let mut reopened_at_once: Option<Instant> = None;
+        let mut reopening_at_once = false;
         loop {
             let (last_event_id, at) = self.resume.open_point();
             reporter.set_state(ConnState::Connecting);
@@ -211,9 +222,10 @@ impl StreamSupervisor {
                     let at_once = useful
                         && reopens_at_once(&end)
                         && reopened_at_once.is_none_or(|at| at.elapsed() >= USEFUL_AFTER);
+                    reopening_at_once = at_once;
                     let delay = if at_once {
                         reopened_at_once = Some(Instant::now());
-                        Duration::ZERO
+                        quick_reopen_delay()
                     } else {
                         next_delay(&mut backoff, &self.timings)
                     };
@@ -246,7 +258,15 @@ impl StreamSupervisor {
                 Err(error) => {
                     say_open = matches!(error, OpenError::Auth { .. })
                         || retry_log.would_log(error.reason(), std::time::Instant::now());
-                    self.refused(&error, &stream, reporter, &mut backoff, &mut retry_log)
+                    let after_quick_reopen = std::mem::take(&mut reopening_at_once);
+                    self.refused(
+                        &error,
+                        &stream,
+                        reporter,
+                        &mut backoff,
+                        &mut retry_log,
+                        after_quick_reopen,
+                    )
                 }
             };
             if !sleep_or_cancel(delay, &cancel).await {
@@ -263,6 +283,7 @@ impl StreamSupervisor {
         reporter: &UpstreamReporter,
         backoff: &mut ExponentialBackoff,
         retry_log: &mut RetryLog,
+        after_quick_reopen: bool,
     ) -> Duration {
         let t = &self.timings;
         match error {
@@ -274,6 +295,17 @@ impl StreamSupervisor {
                 // The row's state and the readiness reason already say
                 // "credentials refused": the error says what answered.
                 reporter.auth_failed(format!("HTTP {status}: {body}"), delay);
+                delay
+            }
+            // Right after a quick reopen, "too many" is most likely the
+            // stream's own old connection, not yet seen closed by the
+            // device: the usual backoff, not `busy_backoff` (30 s by
+            // default, with no stream of this one open meanwhile).
+            OpenError::TooMany { .. } if after_quick_reopen => {
+                let delay = next_delay(backoff, t);
+                attempt_failed!(retry_log, error.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
+                    retry_in_ms = crate::logging::millis(delay), "SPRecord refused the reopened stream as one too many ({error}); its old connection may not be closed there yet");
+                reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }
             OpenError::TooMany { .. } => {
