@@ -834,13 +834,7 @@ mod tests {
         let answer = post.await.unwrap().unwrap();
         assert_eq!(answer.status(), 200);
         relay.wait().await.unwrap();
-        let journal = crate::journal::Journal::open(crate::journal::JournalOptions {
-            dir: dir.path().join("journal"),
-            dedup_window: Duration::from_secs(600),
-            retention: Duration::from_secs(3600),
-            max_size: 1 << 30,
-        })
-        .unwrap();
+        let journal = super::tests_support::journal_left_in(dir.path());
         assert_eq!(journal.last_seq(), 1, "kept");
     }
 

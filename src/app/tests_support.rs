@@ -19,6 +19,18 @@ pub(crate) async fn relay_in(dir: &std::path::Path, extra: &str) -> Relay {
     Relay::start(config, config_path).await.unwrap()
 }
 
+/// The journal a relay [`relay_in`] started in `dir` left, opened again
+/// (the relay stopped).
+pub(crate) fn journal_left_in(dir: &std::path::Path) -> crate::journal::Journal {
+    crate::journal::Journal::open(crate::journal::JournalOptions {
+        dir: dir.join("journal"),
+        dedup_window: Duration::from_secs(600),
+        retention: Duration::from_secs(3600),
+        max_size: 1 << 30,
+    })
+    .unwrap()
+}
+
 /// Stops a relay [`relay_in`] started, and waits until it has.
 pub(crate) async fn stop(relay: Relay) {
     relay.shutdown();

@@ -812,13 +812,7 @@ mod tests {
         release.send(()).unwrap();
         holder.await.unwrap();
         relay.wait().await.unwrap();
-        let journal = crate::journal::Journal::open(crate::journal::JournalOptions {
-            dir: dir.path().join("journal"),
-            dedup_window: Duration::from_secs(600),
-            retention: Duration::from_secs(3600),
-            max_size: 1 << 30,
-        })
-        .unwrap();
+        let journal = crate::app::tests_support::journal_left_in(dir.path());
         assert_eq!(journal.last_seq(), 1, "journaled once");
         let ids: Vec<String> = journal
             .sse_resume_ids()
