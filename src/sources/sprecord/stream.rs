@@ -132,11 +132,12 @@ fn quick_reopen_delay() -> Duration {
     Duration::from_millis(rand::rng().random_range(100..=300))
 }
 
-/// Whether a stream that worked and ended so is reopened without a wait:
+/// Whether a stream that worked and ended so is reopened after
+/// [`quick_reopen_delay`] rather than the backoff:
 /// the server closed it, the connection broke, or it went silent (its
 /// turn held, so the account's other streams stay open meanwhile). Not
 /// after an oversized event, which the backoff keeps from repeating fast.
-fn reopens_at_once(end: &StreamEnd) -> bool {
+fn reopens_quickly(end: &StreamEnd) -> bool {
     matches!(
         end,
         StreamEnd::Closed | StreamEnd::Transport(_) | StreamEnd::Silent(..)
@@ -181,10 +182,10 @@ impl StreamSupervisor {
         let mut say_open = true;
         // Held from a silent end until the next open attempt ends.
         let mut silence_turn: Option<SilenceTurn> = None;
-        // When this stream last reopened at once after working, and whether
+        // When this stream last reopened quickly after working, and whether
         // the attempt under way is that reopen.
-        let mut reopened_at_once: Option<Instant> = None;
-        let mut reopening_at_once = false;
+        let mut reopened_quickly: Option<Instant> = None;
+        let mut reopening_quickly = false;
         loop {
             let (last_event_id, at) = self.resume.open_point();
             reporter.set_state(ConnState::Connecting);
@@ -219,12 +220,12 @@ impl StreamSupervisor {
                         backoff.reset();
                         retry_log.worked();
                     }
-                    let at_once = useful
-                        && reopens_at_once(&end)
-                        && reopened_at_once.is_none_or(|at| at.elapsed() >= USEFUL_AFTER);
-                    reopening_at_once = at_once;
-                    let delay = if at_once {
-                        reopened_at_once = Some(Instant::now());
+                    let quick = useful
+                        && reopens_quickly(&end)
+                        && reopened_quickly.is_none_or(|at| at.elapsed() >= USEFUL_AFTER);
+                    reopening_quickly = quick;
+                    let delay = if quick {
+                        reopened_quickly = Some(Instant::now());
                         quick_reopen_delay()
                     } else {
                         next_delay(&mut backoff, &self.timings)
@@ -258,7 +259,7 @@ impl StreamSupervisor {
                 Err(error) => {
                     say_open = matches!(error, OpenError::Auth { .. })
                         || retry_log.would_log(error.reason(), std::time::Instant::now());
-                    let after_quick_reopen = std::mem::take(&mut reopening_at_once);
+                    let after_quick_reopen = std::mem::take(&mut reopening_quickly);
                     self.refused(
                         &error,
                         &stream,
@@ -644,15 +645,15 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_worked_reopens_at_once_unless_it_skipped_an_event() {
-        assert!(reopens_at_once(&StreamEnd::Closed));
-        assert!(reopens_at_once(&StreamEnd::Transport(String::new())));
-        assert!(reopens_at_once(&StreamEnd::Silent(
+    fn a_stream_that_worked_reopens_quickly_unless_it_skipped_an_event() {
+        assert!(reopens_quickly(&StreamEnd::Closed));
+        assert!(reopens_quickly(&StreamEnd::Transport(String::new())));
+        assert!(reopens_quickly(&StreamEnd::Silent(
             Duration::from_secs(1),
             None
         )));
-        assert!(!reopens_at_once(&StreamEnd::TooLarge));
-        assert!(!reopens_at_once(&StreamEnd::Cancelled));
+        assert!(!reopens_quickly(&StreamEnd::TooLarge));
+        assert!(!reopens_quickly(&StreamEnd::Cancelled));
     }
 
     #[test]
