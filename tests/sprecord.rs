@@ -1088,6 +1088,44 @@ async fn streams_that_worked_and_end_together_reopen_quickly() {
     relay.stop().await;
 }
 
+/// A device that notices a closed stream only when it next writes to it
+/// answers "too many" to the stream the relay reopens after a silence. The
+/// silence turn stays with that stream until it is open again, so the
+/// others stay open and carry the next event: passed on at the refusal, it
+/// closed every stream in turn and the next event was lost on a server
+/// without history (peer review, round 47).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_frees_closed_streams_late_keeps_streams_open_after_a_silence() {
+    let peer = Peer::spawn(&[
+        (
+            "SPRECORD_PEER_KEEPALIVE_MS",
+            std::path::Path::new("3600000"),
+        ),
+        ("SPRECORD_PEER_LAZY_CLOSE", std::path::Path::new("1")),
+    ]);
+    let relay = start_relay(&sprecord_toml(&peer, 3, "")).await;
+    peer.wait("open=3").await;
+    peer.send(&[call_event(1, "incoming_call")], json!("all"))
+        .await;
+    relay.wait_for_seq(1, WAIT).await;
+    // Silent from here (read_timeout 1 s): the first stream closed for
+    // silence is refused as one too many until the device writes.
+    eventually(WAIT, "a stream refused as one too many", || {
+        reconnects(&relay, "http_429") >= 2
+    })
+    .await;
+    let (status, state) = peer.try_get("/control/wait?open=0&timeout_ms=3000").await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::REQUEST_TIMEOUT,
+        "every stream was closed: {state}"
+    );
+    peer.send(&[call_event(2, "incoming_call")], json!("all"))
+        .await;
+    relay.wait_for_seq(2, WAIT).await;
+    relay.stop().await;
+}
+
 /// Bytes that are not UTF-8 in one event cost that event's characters, not
 /// the stream: the SSE standard reads them as U+FFFD, and the events after it
 /// come on the same connection. Before, the stream was dropped at that line

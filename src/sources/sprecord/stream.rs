@@ -180,7 +180,7 @@ impl StreamSupervisor {
         // Whether the next open is said at info: the first, and any after
         // an end or failure that was said.
         let mut say_open = true;
-        // Held from a silent end until the next open attempt ends.
+        // Held from a silent end until this stream is open again.
         let mut silence_turn: Option<SilenceTurn> = None;
         // When this stream last reopened quickly after working, and whether
         // the attempt under way is that reopen.
@@ -193,7 +193,9 @@ impl StreamSupervisor {
                 _ = cancel.cancelled() => return,
                 opened = self.endpoint.open(&self.limiter, last_event_id.as_deref()) => opened,
             };
-            drop(silence_turn.take());
+            if opened.is_ok() {
+                drop(silence_turn.take());
+            }
             let delay = match opened {
                 Ok(mut conn) => {
                     reporter.set_state(ConnState::Connected);

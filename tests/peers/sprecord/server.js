@@ -10,7 +10,10 @@
 // Behaviour, like the vendor's documented limits:
 // - at most LIMIT (3) concurrent /sys/events connections: a connection counts
 //   from its request until its socket closes; one more is answered 429 with
-//   "too many connections" and counted in `rejected_over_limit`;
+//   "too many connections" and counted in `rejected_over_limit`. With
+//   SPRECORD_PEER_LAZY_CLOSE=1 an accepted stream whose client closed it
+//   keeps counting until the server next writes (a /control/send), as a
+//   server that notices a vanished client only when a write to it fails;
 // - `max_concurrent` is the highest number of such sockets ever open at once;
 // - every event gets an id (its index in the history); a request carrying
 //   Last-Event-ID is first sent the history after that id (real SSE resume);
@@ -36,6 +39,8 @@ const { createSession } = require("better-sse");
 
 const LIMIT = 3;
 const KEEPALIVE = Number(process.env.SPRECORD_PEER_KEEPALIVE_MS || 100);
+const LAZY_CLOSE = process.env.SPRECORD_PEER_LAZY_CLOSE === "1";
+let deadSlots = 0; // closed streams still counted (LAZY_CLOSE)
 
 const conns = new Map(); // conn id → {session, socket, hung}
 const history = []; // {id, data}
@@ -64,6 +69,7 @@ function state() {
     max_concurrent: maxConcurrent,
     total_accepted: totalAccepted,
     rejected_over_limit: rejectedOverLimit,
+    dead_slots: deadSlots,
     refused,
     history: history.length,
     last_event_ids: lastEventIds,
@@ -127,7 +133,8 @@ async function events(req, res) {
     concurrent += 1;
     maxConcurrent = Math.max(maxConcurrent, concurrent);
     socket.on("close", () => {
-      concurrent -= 1;
+      if (LAZY_CLOSE && socket.__stream) deadSlots += 1;
+      else concurrent -= 1;
       wake();
     });
   }
@@ -159,6 +166,7 @@ async function events(req, res) {
     return;
   }
   answered(200);
+  socket.__stream = true;
   const lastId = req.headers["last-event-id"] || "";
   const session = await createSession(req, res, { keepAlive: null });
   const id = nextConn++;
@@ -213,6 +221,9 @@ async function control(req, res, url) {
   const body = await readJson(req);
   switch (path) {
     case "/control/send": {
+      // Writing finds the streams whose clients went away (LAZY_CLOSE).
+      concurrent -= deadSlots;
+      deadSlots = 0;
       const to = targets(body.to);
       // A string is sent verbatim (malformed data is a string); an object as JSON.
       const evs = (body.events || []).map((e) => {
