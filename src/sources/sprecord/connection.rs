@@ -129,16 +129,15 @@ pub struct Endpoint {
 }
 
 /// The right to close a stream for silence. One stream of an account holds it
-/// at a time, from its silent end until it is open again. Why: a
+/// at a time, from its silent end until its next open attempt ends (or, when
+/// that is refused as "too many", until it is open again: see
+/// `stream::keeps_the_turn`). Why: a
 /// device that sends no keep-alives leaves every stream silent from the same
 /// moment (they all carried its last event), so without turns all of them
 /// would time out together and the account would hold no stream while they
 /// reconnect; an event sent then is lost on a server without history. A
 /// silent stream waiting for its turn keeps reading, and its silence ends if
-/// a byte comes meanwhile. Held past a refused reopen too: a device that
-/// sees a closed stream only when it next writes to it answers "too many"
-/// to the reopen, and passing the turn on then closed every stream in turn
-/// and lost the next event.
+/// a byte comes meanwhile.
 pub type SilenceTurn = OwnedSemaphorePermit;
 
 /// `Authorization: Basic …` for a `user:password@` in the url (percent

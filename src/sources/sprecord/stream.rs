@@ -132,6 +132,24 @@ fn quick_reopen_delay() -> Duration {
     Duration::from_millis(rand::rng().random_range(100..=300))
 }
 
+/// How many `read_timeout`s a stream refused as "too many" keeps the
+/// account's silence turn: the others' silence is then found again, should
+/// their connections be dead too (the device counting them).
+const TURN_HELD_AT_MOST: u32 = 10;
+
+/// Whether a stream whose reopen after a silence was refused so keeps the
+/// account's silence turn. Only for "too many", and for at most
+/// [`TURN_HELD_AT_MOST`] `read_timeout`s: a device that frees a closed
+/// stream's place only when it next writes answers so, and passing the turn
+/// on closed every stream in turn, losing the next event. Any other refusal
+/// (credentials, a server down) passes it on at once, as before: held, the
+/// others' silence would never be found, and their rows would say connected
+/// through an outage.
+fn keeps_the_turn(error: &OpenError, held_since: Option<Instant>, t: &Timings) -> bool {
+    matches!(error, OpenError::TooMany { .. })
+        && held_since.is_some_and(|at| at.elapsed() < t.read_timeout * TURN_HELD_AT_MOST)
+}
+
 /// Whether a stream that worked and ended so is reopened after
 /// [`quick_reopen_delay`] rather than the backoff:
 /// the server closed it, the connection broke, or it went silent (its
@@ -180,8 +198,11 @@ impl StreamSupervisor {
         // Whether the next open is said at info: the first, and any after
         // an end or failure that was said.
         let mut say_open = true;
-        // Held from a silent end until this stream is open again.
+        // Held from a silent end until this stream is open again, or until
+        // a reopen is refused for another reason than "too many" (see
+        // `keeps_the_turn`); since when it is held.
         let mut silence_turn: Option<SilenceTurn> = None;
+        let mut turn_held_since: Option<Instant> = None;
         // When this stream last reopened quickly after working, and whether
         // the attempt under way is that reopen.
         let mut reopened_quickly: Option<Instant> = None;
@@ -193,8 +214,13 @@ impl StreamSupervisor {
                 _ = cancel.cancelled() => return,
                 opened = self.endpoint.open(&self.limiter, last_event_id.as_deref()) => opened,
             };
-            if opened.is_ok() {
+            let keep_turn = match &opened {
+                Ok(_) => false,
+                Err(error) => keeps_the_turn(error, turn_held_since, &self.timings),
+            };
+            if !keep_turn {
                 drop(silence_turn.take());
+                turn_held_since = None;
             }
             let delay = match opened {
                 Ok(mut conn) => {
@@ -217,6 +243,7 @@ impl StreamSupervisor {
                         return;
                     }
                     silence_turn = end.take_turn();
+                    turn_held_since = silence_turn.as_ref().map(|_| Instant::now());
                     let useful = proved_useful(events, opened_at.elapsed());
                     if useful {
                         backoff.reset();
@@ -656,6 +683,47 @@ mod tests {
         )));
         assert!(!reopens_quickly(&StreamEnd::TooLarge));
         assert!(!reopens_quickly(&StreamEnd::Cancelled));
+    }
+
+    /// The silence turn stays with a reopen refused as "too many", for at
+    /// most ten `read_timeout`s; any other refusal passes it on (review of
+    /// round 47: held through an outage, the others' rows said connected).
+    #[test]
+    fn only_a_refusal_as_too_many_keeps_the_silence_turn_for_a_while() {
+        let t = Timings {
+            read_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            busy_backoff: Duration::from_secs(30),
+            auth_backoff: Duration::from_secs(300),
+            stagger: Duration::from_secs(1),
+            connect_grace: Duration::from_secs(30),
+        };
+        let status = |s: u16| axum::http::StatusCode::from_u16(s).unwrap();
+        let too_many = OpenError::TooMany {
+            status: status(429),
+            body: String::new(),
+        };
+        let now = Some(Instant::now());
+        assert!(keeps_the_turn(&too_many, now, &t));
+        let long_ago = Instant::now().checked_sub(t.read_timeout * TURN_HELD_AT_MOST);
+        assert!(!keeps_the_turn(&too_many, long_ago, &t));
+        assert!(!keeps_the_turn(&too_many, None, &t));
+        for other in [
+            OpenError::Auth {
+                status: status(401),
+                body: String::new(),
+            },
+            OpenError::Connect(String::new()),
+            OpenError::Timeout(Duration::from_secs(1)),
+            OpenError::Status {
+                status: status(503),
+                body: String::new(),
+            },
+        ] {
+            assert!(!keeps_the_turn(&other, now, &t), "{other:?}");
+        }
     }
 
     #[test]
