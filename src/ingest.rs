@@ -172,20 +172,10 @@ impl WriterClocks {
     fn new() -> WriterClocks {
         let epoch = Instant::now();
         WriterClocks {
-            commit: BusyClock {
-                epoch,
-                since_ms: AtomicU64::new(0),
-            },
-            reopen: BusyClock {
-                epoch,
-                since_ms: AtomicU64::new(0),
-            },
+            commit: BusyClock::idle(epoch),
+            reopen: BusyClock::idle(epoch),
             reopen_spent_ms: AtomicU64::new(0),
         }
-    }
-
-    fn reopen_started(&self) {
-        self.reopen.start();
     }
 
     fn reopen_ended(&self) {
@@ -217,6 +207,13 @@ struct BusyClock {
 }
 
 impl BusyClock {
+    fn idle(epoch: Instant) -> BusyClock {
+        BusyClock {
+            epoch,
+            since_ms: AtomicU64::new(0),
+        }
+    }
+
     fn start(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64 + 1;
         self.since_ms.store(ms, Ordering::Release);

@@ -63,7 +63,7 @@ pub(super) fn run(
             if !committed && failures.recover_due(Instant::now()) {
                 // Timed for the watchdog: a reopen that reads a large
                 // journal again is working, not refusing commits.
-                clocks.reopen_started();
+                clocks.reopen.start();
                 let reopened = store.recover();
                 clocks.reopen_ended();
                 match reopened {

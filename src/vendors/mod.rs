@@ -414,14 +414,20 @@ mod tests {
                 "UTF-16 {}: {parsed:?}",
                 String::from_utf8_lossy(body)
             );
-            for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
-                let parsed = parse_as(vendor, Method::Post, FORM, &[], body);
-                assert!(
-                    matches!(parsed, Err(ParseError(ref why)) if why.contains("not valid JSON")),
-                    "{vendor:?} {}: {parsed:?}",
-                    String::from_utf8_lossy(body)
-                );
-            }
+            refused_as_a_form_by_both(body, "not valid JSON");
+        }
+    }
+
+    /// Asserts that `body`, labelled as a form, is refused by both vendors
+    /// that read forms, with a reason holding `why`.
+    fn refused_as_a_form_by_both(body: &[u8], why: &str) {
+        for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
+            let parsed = parse_as(vendor, Method::Post, FORM, &[], body);
+            assert!(
+                matches!(parsed, Err(ParseError(ref reason)) if reason.contains(why)),
+                "{vendor:?} {}: {parsed:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -438,14 +444,7 @@ mod tests {
             br#" "{\"extend\":130,\"state\":\"Ring\",\"callid\":\"1.2\"}""#,
             br#"["a=b"]"#,
         ] {
-            for vendor in [Vendor::Voip24h, Vendor::Sprecord] {
-                let parsed = parse_as(vendor, Method::Post, FORM, &[], body);
-                assert!(
-                    matches!(parsed, Err(ParseError(ref why)) if why.contains("expected a JSON object")),
-                    "{vendor:?} {}: {parsed:?}",
-                    String::from_utf8_lossy(body)
-                );
-            }
+            refused_as_a_form_by_both(body, "expected a JSON object");
         }
         let Ok(Parsed::Event(_, raw)) =
             parse_as(Vendor::Voip24h, Method::Post, FORM, &[], b"[a]=1&b=2")

@@ -51,7 +51,7 @@ const PLACEHOLDER_LONGEST: [(&str, usize); 4] = [
 ];
 
 use super::topic::{TOPIC_MAX, TopicTemplate};
-use crate::event::{EventHeader, Vendor};
+use crate::event::Vendor;
 
 /// Properties the sink sets itself; an option may not weaken them.
 /// `message.timeout.ms = 0` keeps a record retrying until it is delivered: a
@@ -229,16 +229,9 @@ impl KafkaConfig {
         }
         let mut seen: HashMap<String, (String, Vendor, &Spanned<String>)> = HashMap::new();
         for (vendor, account) in accounts {
-            let header = EventHeader {
-                id: String::new(),
-                event_type: "call.ringing".into(),
-                source: String::new(),
-                subject: None,
-                vendor: vendor.as_str().into(),
-                account: account.get_ref().clone(),
-                seq: 0,
-            };
-            let name = template.render(&header).into_owned();
+            let name = template
+                .render_for(vendor.as_str(), account.get_ref(), "call.ringing")
+                .into_owned();
             let folded = name.replace('.', "_");
             match seen.get(&folded) {
                 Some((other, other_vendor, other_account)) if *other != name => {

@@ -16,7 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::Producer;
 
-use crate::event::EventHeader;
+use crate::event::{EventHeader, category_of};
 
 use super::producer::KafkaProducer;
 
@@ -79,6 +79,11 @@ impl TopicTemplate {
 
     /// The topic of one event; borrowed (no allocation) for a fixed topic.
     pub fn render(&self, header: &EventHeader) -> Cow<'_, str> {
+        self.render_for(&header.vendor, &header.account, &header.event_type)
+    }
+
+    /// The topic of an event of `vendor`, `account` and `event_type`.
+    pub fn render_for(&self, vendor: &str, account: &str, event_type: &str) -> Cow<'_, str> {
         if let Some(fixed) = self.fixed() {
             return Cow::Borrowed(fixed);
         }
@@ -89,10 +94,10 @@ impl TopicTemplate {
                     out.push_str(t);
                     continue;
                 }
-                Part::Vendor => header.vendor.as_str(),
-                Part::Account => header.account.as_str(),
-                Part::Type => header.event_type.as_str(),
-                Part::Category => header.category(),
+                Part::Vendor => vendor,
+                Part::Account => account,
+                Part::Type => event_type,
+                Part::Category => category_of(event_type),
             };
             out.extend(value.chars().map(|c| {
                 if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {

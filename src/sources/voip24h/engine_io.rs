@@ -231,12 +231,6 @@ pub(super) async fn close_ws(mut ws: Ws) {
 /// the close.
 pub const LEFT: &str = "the server closed the connection after the relay left";
 
-/// How a connection ended by the server's socket.io `CONNECT_ERROR` (`44`)
-/// begins: socket.io 2's `socket.error(msg)` sends one, which is how a
-/// stock 2.x server refuses a client in a handler (the `error` event the
-/// vendor documents).
-pub const NAMESPACE_REFUSED: &str = "the server refused the namespace";
-
 /// Who keeps the connection's heartbeat, from the open packet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Heartbeat {
@@ -441,6 +435,8 @@ async fn drive(
     let mut left_namespace = false;
     // Told to stop reading: answered once the socket is dropped.
     let mut stopped: Option<oneshot::Sender<()>> = None;
+    // The server refused the namespace: the session reads its end so.
+    let mut refused = false;
     let ended = loop {
         let full = backlog.is_full(session.handed_on.bytes());
         tokio::select! {
@@ -550,7 +546,8 @@ async fn drive(
                                     break "the server disconnected the namespace".to_owned()
                                 }
                                 SioPacket::ConnectError(why) => {
-                                    break format!("{NAMESPACE_REFUSED}: {why}")
+                                    refused = true;
+                                    break format!("the server refused the namespace: {why}");
                                 }
                                 SioPacket::Event { name, args } => Inbound::Event {
                                     name,
@@ -581,7 +578,13 @@ async fn drive(
     if let Some(reply) = stopped {
         let _ = reply.send(());
     }
-    backlog.push(Inbound::Closed(ended), 0);
+    backlog.push(
+        Inbound::Closed {
+            why: ended,
+            refused,
+        },
+        0,
+    );
     while !backlog.is_empty() {
         tokio::select! {
             permit = events.reserve() => match (permit, backlog.pop()) {
@@ -819,7 +822,7 @@ mod tests {
                 Some(Inbound::Event { args, .. }) => {
                     seen.push(args[0].as_string().unwrap().parse::<usize>().unwrap());
                 }
-                Some(Inbound::Closed(why)) => break why,
+                Some(Inbound::Closed { why, .. }) => break why,
                 Some(_) => {}
                 None => panic!("the queue ended before saying why"),
             }

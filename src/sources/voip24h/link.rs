@@ -35,8 +35,11 @@ pub enum Inbound {
     /// A frame that could not be read (why, without its text): skipped and
     /// counted, as a `response` that cannot be read is; the session goes on.
     Malformed(String),
-    /// The connection ended; why, in words without secrets.
-    Closed(String),
+    /// The connection ended: why, in words without secrets, and whether by
+    /// the server's refusal of the namespace (a socket.io CONNECT_ERROR,
+    /// `44`: socket.io 2's `socket.error(msg)`, which is how a stock 2.x
+    /// server refuses a client from a handler).
+    Closed { why: String, refused: bool },
 }
 
 /// How long one TCP connect (to the server, or to the proxy) may take,
@@ -136,7 +139,10 @@ impl Link {
             return inbound;
         }
         let next = self.conn.recv().await;
-        next.unwrap_or_else(|| Inbound::Closed("connection ended".into()))
+        next.unwrap_or_else(|| Inbound::Closed {
+            why: "connection ended".into(),
+            refused: false,
+        })
     }
 
     /// What has already arrived, without waiting.

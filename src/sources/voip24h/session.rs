@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{Received, ShuttingDown, count_malformed, deliver_all, unrecognised};
-use super::engine_io::{NAMESPACE_REFUSED, STOP_READING_WAIT};
+use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
 use super::wire::Arg;
@@ -397,7 +397,7 @@ impl Session<'_> {
                     }
                 }
             }
-            Inbound::Closed(_) => false,
+            Inbound::Closed { .. } => false,
             Inbound::Malformed(_) => {
                 count_malformed(self.ctx, self.account());
                 true
@@ -587,15 +587,12 @@ impl Session<'_> {
                             count_malformed(self.ctx, self.account());
                             self.warnings.malformed_frame(self.account(), &why);
                         }
-                        Inbound::Closed(why) => {
+                        Inbound::Closed { why, refused } => {
                             // After `sign` and before `connected`, a refused
                             // namespace is the sign-in's refusal (a 2.x
                             // server's `socket.error(msg)`), as an `error`
                             // event then is: not a dropped connection.
-                            let reason = if signed
-                                && connected_at.is_none()
-                                && why.starts_with(NAMESPACE_REFUSED)
-                            {
+                            let reason = if signed && connected_at.is_none() && refused {
                                 EndReason::AuthRefused
                             } else {
                                 EndReason::Closed
@@ -747,7 +744,7 @@ async fn count_left_behind(link: &mut Link) -> u64 {
             },
         };
         match next {
-            Inbound::Closed(_) => return left,
+            Inbound::Closed { .. } => return left,
             other => left += u64::from(is_to_journal(&other)),
         }
         if Instant::now() >= until {
