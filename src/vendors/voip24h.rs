@@ -97,11 +97,23 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
 
 fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
     let call_id = text_of(map, &["linkedid", "uniqueid", "callid"]);
+    let dir = direction(get(map, "direction"));
+    let from = text_of(map, &["src", "cnum"]);
+    let to = text_of(map, &["dst"]);
+    // The extension is the side inside the switchboard, as the call's own
+    // events name it: a consumer counting missed calls per extension reads
+    // the same field it reads on a ring.
+    let extension = match dir {
+        Some("inbound") => to.clone(),
+        Some("outbound") => from.clone(),
+        _ => None,
+    };
     let mut f = Fields::default();
     f.text("call_id", call_id.clone())
-        .word("direction", direction(get(map, "direction")))
-        .text("from", text_of(map, &["src", "cnum"]))
-        .text("to", text_of(map, &["dst"]))
+        .word("direction", dir)
+        .text("from", from)
+        .text("to", to)
+        .text("extension", extension)
         .text("hotline", text_of(map, &["did"]))
         .text(
             "status",
@@ -293,10 +305,18 @@ mod tests {
         assert_eq!(
             Value::Object(e.fields.clone()),
             json!({"call_id": "1616734230.1021", "direction": "inbound",
-                   "from": "0932337122", "to": "130", "hotline": "02873088088",
+                   "from": "0932337122", "to": "130", "extension": "130",
+                   "hotline": "02873088088",
                    "status": "no_answer", "duration_s": 25, "billsec_s": 0})
         );
         assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+        // An outbound call that was not answered: the extension placed it.
+        let mut outbound = value(MISSED);
+        outbound["direction"] = json!("outbound");
+        outbound["src"] = json!("131");
+        outbound["dst"] = json!("0932337122");
+        let e = parse_call_event(&outbound).unwrap();
+        assert_eq!(e.fields["extension"], "131");
         // Either of the two marks a missed-call record.
         for key in ["linkedid", "calldate"] {
             let mut record = value(MISSED);
