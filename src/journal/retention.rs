@@ -20,7 +20,7 @@ use super::{
 };
 
 /// Deletions per transaction, so retention never holds the writer for long.
-const RETENTION_CHUNK: usize = 5_000;
+pub(super) const RETENTION_CHUNK: usize = 5_000;
 
 impl Journal {
     /// Removes what retention and `max_size` allow. `active_sinks` are the
@@ -33,13 +33,29 @@ impl Journal {
         &self,
         active_sinks: &[ActiveSink<'_>],
     ) -> Result<RetentionReport, JournalError> {
-        self.enforce_retention_at(active_sinks, self.clock.now_ms())
+        self.enforce_retention_reading(active_sinks, || self.clock.now_ms())
     }
 
+    /// [`Journal::enforce_retention`] at a fixed time, for tests.
     pub fn enforce_retention_at(
         &self,
         active_sinks: &[ActiveSink<'_>],
         now_ms: u64,
+    ) -> Result<RetentionReport, JournalError> {
+        self.enforce_retention_reading(active_sinks, || now_ms)
+    }
+
+    /// The pass, judging each chunk by `now_ms()` read once the chunk's
+    /// write transaction is open. Read once for the whole pass, an entry the
+    /// writer stamped after that reading and committed before a chunk began
+    /// looked stamped ahead of the clock, which is how an earlier run's
+    /// entries look: aged from the clock's start, it expired at once once the
+    /// relay had run for a window, and the event's retry was journaled again.
+    /// Read inside the transaction, every committed stamp is at or before it.
+    pub(super) fn enforce_retention_reading(
+        &self,
+        active_sinks: &[ActiveSink<'_>],
+        now_ms: impl Fn() -> u64,
     ) -> Result<RetentionReport, JournalError> {
         self.refuse_if_file_gone()?;
         let retention_ms = self.options.retention.as_millis() as u64;
@@ -59,6 +75,7 @@ impl Journal {
         loop {
             let db = self.db()?;
             let txn = db.begin_write().map_err(storage)?;
+            let now_ms = now_ms();
             // What each sink holds, read once the transaction is ours: a
             // sink that lets go of its memory counts the held drops in a
             // write transaction too, so either that count comes after this

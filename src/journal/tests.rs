@@ -912,6 +912,49 @@ fn dedup_entries_expire_from_the_table_and_stay_expired_after_a_restart() {
     assert_eq!(seqs(&out), vec![(6, true), (7, false)]);
 }
 
+/// A pass judges each chunk by the clock read once the chunk's transaction is
+/// open. An entry the writer stamped after the pass began, and committed
+/// before its second chunk, must not look like an earlier run's entry
+/// stamped ahead of the clock: once the relay had run for a window, that
+/// expired it at once, and the event's retry was journaled again.
+#[test]
+fn an_entry_committed_while_a_pass_runs_is_judged_by_a_clock_read_after_it() {
+    let pass = |per_chunk: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(options(dir.path())).unwrap();
+        // The relay has run for one window when the pass begins.
+        let started = j.clock.started_ms();
+        let pass_began = started + 600_000;
+        let old: Vec<_> = (0..super::retention::RETENTION_CHUNK)
+            .map(|i| event(&format!("old{i}")))
+            .collect();
+        j.append_batch_at(&old, started).unwrap();
+        // Stamped just after the pass read its clock, committed before its
+        // second chunk (its first removes a chunk's worth of old entries).
+        j.append_batch_at(&[event("fresh")], pass_began + 1)
+            .unwrap();
+        let reads = std::cell::Cell::new(0u64);
+        j.enforce_retention_reading(&[], || {
+            reads.set(reads.get() + 1);
+            if per_chunk && reads.get() > 1 {
+                pass_began + 2
+            } else {
+                pass_began
+            }
+        })
+        .unwrap();
+        let retry = j
+            .append_batch_at(&[event("fresh")], pass_began + 3)
+            .unwrap();
+        (seqs(&retry), reads.get())
+    };
+    let fresh_seq = super::retention::RETENTION_CHUNK as u64 + 1;
+    // One reading for the whole pass (the code before): the entry expired.
+    assert_eq!(pass(false).0, vec![(fresh_seq + 1, false)]);
+    // A reading per chunk: it is the duplicate it is.
+    assert_eq!(pass(true), (vec![(fresh_seq, true)], 2));
+}
+
 #[test]
 fn a_journal_with_the_legacy_id_keyed_index_keeps_its_duplicates() {
     let dir = tempfile::tempdir().unwrap();
