@@ -1971,6 +1971,31 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
     assert_eq!(line["path"], "/wss", "{line}");
     assert_eq!(line["status"], 404, "{line}");
     assert!(!line.to_string().contains("screen-token"), "{line}");
+
+    // A page that writes its `since` wrong (`since=undefined` from a page's
+    // storage) sees a bare 1006 for good: the line is where it is found.
+    let bad_since = client
+        .get(d.url("/ws?token=screen-token-5e1a&since=undefined"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("ws get with a bad since");
+    assert_eq!(bad_since.status(), 400);
+    let line = d
+        .log_where(|v| message(v) == "websocket client refused" && v["reason"] == "bad_since")
+        .await;
+    assert_eq!(line["status"], 400, "{line}");
+    assert!(
+        line["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{line}"
+    );
+    assert!(!line.to_string().contains("undefined"), "{line}");
+    assert!(!line.to_string().contains("screen-token"), "{line}");
 }
 
 /// A stop closes the journal, so the next start does not have to check the

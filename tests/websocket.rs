@@ -205,6 +205,42 @@ async fn a_page_of_another_site_cannot_open_a_fan_out_without_tokens() {
     let with_token = ws_url(&guarded, "?since=0&token=tok-a");
     let client = try_connect(&with_token, Some(("origin", "https://crm.example"))).await;
     assert!(client.is_ok(), "{:?}", client.err());
+    let client = try_connect(&with_token, Some(("x-forwarded-for", "203.0.113.7"))).await;
+    assert!(client.is_ok(), "through a proxy: {:?}", client.err());
+}
+
+/// A fan-out that asks for no token is for this machine, but a reverse proxy
+/// on the same host connects from loopback too, whatever it serves (the
+/// internet, perhaps), and a client that is no browser sends no `Origin`:
+/// such a request read every call. Now a request carrying a header proxies
+/// add is refused until tokens are set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_without_tokens_refuses_what_a_proxy_forwards() {
+    let relay = start_relay("").await;
+    let url = ws_url(&relay, "?since=0");
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("forwarded", "for=203.0.113.7;proto=https"),
+        ("x-real-ip", "203.0.113.7"),
+        ("via", "1.1 nginx"),
+    ] {
+        match try_connect(&url, Some((name, value))).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 403, "{name}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+                assert!(body.contains("set websocket.tokens"), "{name}: {body}");
+            }
+            other => panic!("{name}: expected a 403, got {other:?}"),
+        }
+    }
+    assert_eq!(refused(&relay, "proxied"), 4);
+    let direct = try_connect(&url, None).await;
+    assert!(
+        direct.is_ok(),
+        "straight from this machine: {:?}",
+        direct.err()
+    );
 }
 
 /// The fan-out's path with a trailing slash is the fan-out; a WebSocket

@@ -77,13 +77,22 @@ pub fn origin_may_open_without_token(origin: Option<&[u8]>, allowed: &[String]) 
         return false;
     };
     let origin = origin.trim();
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
+    let url = url::Url::parse(origin).ok();
+    // Compared as browsers write an origin: an entry with the scheme's
+    // default port (`https://crm.example:443`) or a Unicode host never
+    // matched the `https://crm.example` or punycode a browser sends.
+    let serialized = url.as_ref().map(|u| u.origin().ascii_serialization());
+    let same_origin = |entry: &String| {
+        entry.trim_end_matches('/').eq_ignore_ascii_case(origin)
+            || url::Url::parse(entry).is_ok_and(|e| {
+                let entry = e.origin();
+                entry.is_tuple() && Some(entry.ascii_serialization()) == serialized
+            })
+    };
+    if allowed.iter().any(|a| a == "*" || same_origin(a)) {
         return true;
     }
-    let Ok(url) = url::Url::parse(origin) else {
+    let Some(url) = url else {
         return false;
     };
     match url.host() {
@@ -100,6 +109,23 @@ pub fn origin_may_open_without_token(origin: Option<&[u8]>, allowed: &[String]) 
         }
         None => false,
     }
+}
+
+/// The headers a proxy adds to what it forwards. A fan-out that asks for no
+/// token is for this machine only (its listener is loopback), and a reverse
+/// proxy on the same host connects from loopback too: a request carrying
+/// one of these came from wherever the proxy serves, the internet perhaps.
+const PROXY_HEADERS: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+    "via",
+];
+
+/// Whether a request came through a proxy, by the headers proxies add.
+pub fn came_through_a_proxy(headers: &axum::http::HeaderMap) -> bool {
+    PROXY_HEADERS.iter().any(|name| headers.contains_key(*name))
 }
 
 /// Why an `allowed_origins` entry can never match a browser's `Origin`
@@ -190,6 +216,22 @@ mod tests {
             Some(b"null"),
             &["*".to_owned()]
         ));
+        // An entry is compared as a browser writes an origin: the scheme's
+        // default port left out, a Unicode host in punycode.
+        for (entry, sent) in [
+            ("https://crm.example.com:443", "https://crm.example.com"),
+            ("http://crm.example.com:80", "http://crm.example.com"),
+            ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ] {
+            assert!(
+                origin_may_open_without_token(Some(sent.as_bytes()), &[entry.to_owned()]),
+                "{entry} / {sent}"
+            );
+        }
+        assert!(!origin_may_open_without_token(
+            Some(b"https://crm.example.com:8443"),
+            &["https://crm.example.com:443".to_owned()]
+        ));
         for good in [
             "*",
             "null",
@@ -206,6 +248,16 @@ mod tests {
             "https://crm.example/?x=1",
         ] {
             assert!(check_allowed_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_through_a_proxy_is_told_by_the_headers_proxies_add() {
+        assert!(!came_through_a_proxy(&HeaderMap::new()));
+        for name in PROXY_HEADERS {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static("203.0.113.7"));
+            assert!(came_through_a_proxy(&headers), "{name}");
         }
     }
 

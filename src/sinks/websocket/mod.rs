@@ -8,12 +8,12 @@
 //! served by [`session`]; the protocol is described for CRM developers in
 //! `docs/websocket.md`.
 //!
-//! Every refusal counts in `callrelay_ws_refused_total{reason}`, and an
-//! unauthorized, over-`max_clients` or wrong-path one is logged (at most
-//! once per 30 s per reason, with how many were held back): a browser shows
-//! page script each of them as the same bare 1006, so the relay's side is
-//! where an operator finds a CRM screen retrying with a revoked token or a
-//! mistyped URL.
+//! Every refusal counts in `callrelay_ws_refused_total{reason}`, and each
+//! one a page can cause (all but `not_websocket` and `shutting_down`) is
+//! logged (at most once per 30 s per reason, with how many were held back):
+//! a browser shows page script each of them as the same bare 1006, so the
+//! relay's side is where an operator finds a CRM screen retrying with a
+//! revoked token, a mistyped URL or a `since` it wrote wrong.
 //!
 //! Guarantees: the client count never exceeds `max_clients` (a slot is taken
 //! atomically before the upgrade and freed when the session ends, or when the
@@ -78,10 +78,11 @@ pub enum Refusal {
     MaxClients,
     WrongPath,
     ForeignOrigin,
+    Proxied,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
         Refusal::BadQuery,
@@ -90,6 +91,7 @@ impl Refusal {
         Refusal::MaxClients,
         Refusal::WrongPath,
         Refusal::ForeignOrigin,
+        Refusal::Proxied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +104,7 @@ impl Refusal {
             Refusal::MaxClients => "max_clients",
             Refusal::WrongPath => "wrong_path",
             Refusal::ForeignOrigin => "foreign_origin",
+            Refusal::Proxied => "proxied",
         }
     }
 }
@@ -299,10 +302,10 @@ fn note_refusal(
         .ws_refused
         .with_label_values(&[refusal.as_str()])
         .inc();
-    if !matches!(
-        refusal,
-        Refusal::Unauthorized | Refusal::MaxClients | Refusal::WrongPath | Refusal::ForeignOrigin
-    ) {
+    // The others are a client's own doing that the client learns from its
+    // answer; a browser learns nothing from any (a bare 1006), so each kind
+    // a page can cause is said here, where the operator can find the page.
+    if matches!(refusal, Refusal::NotWebSocket | Refusal::ShuttingDown) {
         tracing::debug!(
             reason = refusal.as_str(),
             status = status.as_u16(),
@@ -419,6 +422,13 @@ fn accept(
             Refusal::Unauthorized,
             StatusCode::UNAUTHORIZED,
             e.to_string(),
+        ));
+    }
+    if !tokens_required && auth::came_through_a_proxy(&headers) {
+        return Err(refuse(
+            Refusal::Proxied,
+            StatusCode::FORBIDDEN,
+            "this fan-out asks for no token, so it is for this machine only, and the request came through a proxy (Forwarded, X-Forwarded-For, X-Forwarded-Host, X-Real-IP or Via): set websocket.tokens".into(),
         ));
     }
     if !tokens_required
