@@ -406,6 +406,24 @@ impl Config {
         }
     }
 
+    /// Every configured source's vendor and account, in the file's order.
+    pub fn accounts(&self) -> Vec<(Vendor, &Spanned<String>)> {
+        self.voip24h
+            .iter()
+            .map(|s| (Vendor::Voip24h, &s.get_ref().account))
+            .chain(
+                self.sprecord
+                    .iter()
+                    .map(|s| (Vendor::Sprecord, &s.get_ref().account)),
+            )
+            .chain(
+                self.webhook
+                    .iter()
+                    .map(|h| (h.get_ref().vendor, &h.get_ref().account)),
+            )
+            .collect()
+    }
+
     fn validate(&self, v: &mut Validator) {
         if self.server.listen.get_ref().parse::<SocketAddr>().is_err() {
             let message = format!(
@@ -500,22 +518,7 @@ impl Config {
             }
         }
         if let Some(kafka) = &self.kafka {
-            let accounts: Vec<(Vendor, &Spanned<String>)> = self
-                .voip24h
-                .iter()
-                .map(|s| (Vendor::Voip24h, &s.get_ref().account))
-                .chain(
-                    self.sprecord
-                        .iter()
-                        .map(|s| (Vendor::Sprecord, &s.get_ref().account)),
-                )
-                .chain(
-                    self.webhook
-                        .iter()
-                        .map(|h| (h.get_ref().vendor, &h.get_ref().account)),
-                )
-                .collect();
-            kafka.validate_topics_of(v, &accounts);
+            kafka.validate_topics_of(v, &self.accounts());
         }
     }
 }

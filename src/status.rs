@@ -100,6 +100,8 @@ struct Board {
     last_undelivered_drop: Option<Instant>,
     /// Why the last retention pass failed, while passes fail.
     retention_failure: Option<String>,
+    /// Kafka topics configured accounts will need that the cluster lacks.
+    kafka_topics_missing: Vec<String>,
     /// The last upstream registration handed out.
     registrations: u64,
 }
@@ -304,6 +306,13 @@ impl StatusBoard {
         std::mem::replace(&mut self.lock().retention_failure, why).is_some()
     }
 
+    /// The Kafka topics configured accounts will need and the cluster lacks
+    /// (empty: none, or not known). Named under `degraded` while any are:
+    /// the first event for one stops Kafka delivery for every account.
+    pub fn kafka_topics_missing(&self, topics: Vec<String>) {
+        self.lock().kafka_topics_missing = topics;
+    }
+
     /// Events `max_size` dropped before a sink had them, since the start.
     pub fn undelivered_drops(&self) -> u64 {
         self.undelivered_counter().get()
@@ -355,6 +364,12 @@ impl StatusBoard {
         if let Some(why) = &board.retention_failure {
             reasons.push(format!(
                 "the journal's retention pass fails ({why}): nothing is removed, and the journal grows past max_size until the disk is full"
+            ));
+        }
+        if !board.kafka_topics_missing.is_empty() {
+            reasons.push(format!(
+                "Kafka topics that configured accounts will need do not exist: {}; the first event for one stops Kafka delivery for every account until it exists (create them, or set kafka.create_topics = true)",
+                crate::sinks::kafka::preflight::listed(&board.kafka_topics_missing)
             ));
         }
         drop(board);

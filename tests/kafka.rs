@@ -311,6 +311,49 @@ async fn an_event_kafka_can_never_take_is_named_in_status() {
     relay.stop().await;
 }
 
+/// With `create_topics = false`, a topic a configured account will need and
+/// the cluster lacks stopped the sink at that account's first event of the
+/// kind, every account's events behind it: `vendor.unknown` (a payload no
+/// parser knows) or an autocall CDR could do it days after the start. Such
+/// topics are now named under `degraded` at the start, before any event
+/// needs them, and the topics that exist still get their events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_configured_accounts_will_need_are_named_before_an_event_needs_them() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("cr.hn.call", 1, 1).expect("create topic");
+    let brokers = mock.bootstrap_servers();
+    let config = format!(
+        "{}[[webhook]]\nvendor = \"tel4vn\"\naccount = \"hn\"\napi_key = \"k\"\n",
+        kafka_toml(&brokers, "cr.{account}.{category}", "")
+    );
+    let (relay, _) = start_with(&config).await;
+    let ctx = relay.ctx.clone();
+    eventually(
+        Duration::from_secs(30),
+        "degraded names the missing topics",
+        || {
+            ctx.status
+                .degraded_reasons()
+                .iter()
+                .any(|r| r.contains("cr.hn.autocall, cr.hn.vendor;"))
+        },
+    )
+    .await;
+    assert_eq!(ctx.journal.last_seq(), 0, "no event needed them yet");
+    // The sink is not held by the check: a call event reaches its topic.
+    let answer = reqwest::Client::new()
+        .post(relay.url("/hooks/tel4vn/hn"))
+        .header("Authorization", "Bearer k")
+        .header("content-type", "application/json")
+        .body(tel4vn_body("preflight", 0))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(answer.status(), 200);
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_kafka_could_never_take_is_refused_not_acknowledged() {
     let (_mock, brokers) = mock_cluster();

@@ -14,6 +14,7 @@ pub mod config;
 mod error_log;
 pub mod forwarder;
 mod header;
+pub mod preflight;
 pub mod producer;
 mod reader;
 mod readiness;
@@ -68,10 +69,14 @@ pub async fn run_with(
         );
         not_ready(&ctx, error);
     };
+    let topics = CancellationToken::new();
+    let preflight = tokio::spawn(preflight::watch(ctx.clone(), topics.clone()));
     restart_on_panic(PANIC_WAITS, &cancel, on_panic, || {
         run_forwarder(config.clone(), ctx.clone(), cancel.clone(), tuning)
     })
     .await;
+    topics.cancel();
+    let _ = preflight.await;
     // Cancelled while waiting to restart: nothing to drain.
     ctx.status.remove_sink("kafka");
 }

@@ -69,6 +69,12 @@ impl TopicTemplate {
         TopicTemplate { parts }
     }
 
+    /// Whether the template names the event's type, which only an event
+    /// tells (CareSoft's types are open-ended).
+    pub fn names_type(&self) -> bool {
+        self.parts.contains(&Part::Type)
+    }
+
     /// The one topic of a template without placeholders.
     pub fn fixed(&self) -> Option<&str> {
         match self.parts.as_slice() {
