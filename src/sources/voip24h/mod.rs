@@ -275,14 +275,36 @@ impl Supervisor {
             self.retry_log.worked();
         }
         let min = config.backoff_min.get_ref().get();
-        let max = config.backoff_max.get_ref().get();
-        let wait = self.backoff.next_backoff().unwrap_or(max).clamp(min, max);
-        if end.reason == EndReason::Bandwidth {
-            wait.max(config.bandwidth_backoff.get_ref().get())
+        let max = config.backoff_max.get_ref().get().max(min);
+        let wait = self.backoff.next_backoff().unwrap_or(max);
+        // A wait past a bound is spread over 30 % inside it rather than cut
+        // to the bound: sessions refused together (a vendor's restart, its
+        // connection limit after a start with many keys) all came back on
+        // the same instant, and a `Bandwidth` wait was exactly
+        // `bandwidth_backoff` for every one of them, so they met the limit
+        // together again each time.
+        let wait = if wait < min {
+            spread(min, min.mul_f64(1.3).min(max))
+        } else if wait > max {
+            spread(max.mul_f64(0.7).max(min), max)
+        } else {
+            wait
+        };
+        let bandwidth = config.bandwidth_backoff.get_ref().get();
+        if end.reason == EndReason::Bandwidth && wait < bandwidth {
+            spread(bandwidth, bandwidth.mul_f64(1.3))
         } else {
             wait
         }
     }
+}
+
+/// A wait drawn from `low..=high`.
+fn spread(low: Duration, high: Duration) -> Duration {
+    if low >= high {
+        return low;
+    }
+    rand::random_range(low..=high)
 }
 
 /// A connection that could not be opened: `proxy` when the proxy failed
@@ -426,15 +448,48 @@ mod tests {
     }
 
     /// Voip24h's `Bandwidth` says "too many connections": the wait is at
-    /// least `bandwidth_backoff`, even above `backoff_max`.
+    /// least `bandwidth_backoff`, even above `backoff_max`, and at most 30 %
+    /// more, drawn per session: sessions refused together waited exactly
+    /// `bandwidth_backoff` each and met the limit together again.
     #[test]
-    fn a_bandwidth_refusal_waits_at_least_the_bandwidth_backoff() {
+    fn a_bandwidth_refusal_waits_at_least_the_bandwidth_backoff_spread() {
         let config = config("bandwidth_backoff = \"30s\"\n");
+        let waits: std::collections::BTreeSet<Duration> = (0..50)
+            .map(|_| {
+                Supervisor::new(&config).wait_after(&config, &ended(EndReason::Bandwidth, None))
+            })
+            .collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| (Duration::from_secs(30)..=Duration::from_secs(39)).contains(w)),
+            "{waits:?}"
+        );
+        assert!(waits.len() > 10, "spread: {waits:?}");
         let mut supervisor = Supervisor::new(&config);
-        let wait = supervisor.wait_after(&config, &ended(EndReason::Bandwidth, None));
-        assert_eq!(wait, Duration::from_secs(30));
         let wait = supervisor.wait_after(&config, &ended(EndReason::Error, None));
         assert!(wait <= MAX, "{wait:?}");
+    }
+
+    /// Sessions that fail together at the start are not put on one instant:
+    /// the lower half of the first wait's jitter was cut to `backoff_min`.
+    #[test]
+    fn first_waits_are_spread_not_cut_to_the_minimum() {
+        let config = config("");
+        let waits: std::collections::BTreeSet<Duration> = (0..50)
+            .map(|_| Supervisor::new(&config).wait_after(&config, &ended(EndReason::Connect, None)))
+            .collect();
+        assert!(
+            waits.iter().all(|w| (MIN..=FIRST_AT_MOST).contains(w)),
+            "{waits:?}"
+        );
+        let at_min = (0..50)
+            .filter(|_| {
+                Supervisor::new(&config).wait_after(&config, &ended(EndReason::Connect, None))
+                    == MIN
+            })
+            .count();
+        assert!(at_min < 5, "{at_min} of 50 on backoff_min exactly");
     }
 
     #[test]
