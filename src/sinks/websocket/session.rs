@@ -153,6 +153,7 @@ pub async fn run(
                 settings,
             },
             metrics,
+            unflushed: 0,
         },
         stream,
         live: Some(live),
@@ -165,6 +166,7 @@ pub async fn run(
         // treated as "from now" rather than skipping the next events.
         cursor: since.map_or(last, |s| s.min(last)),
         pong_deadline: None,
+        last_ping: Instant::now(),
     };
     let end = match session.serve(&ctx, since.is_some()).await {
         Ok(()) => End::Shutdown,
@@ -194,6 +196,8 @@ struct Session {
     /// the live loop and between a replay's pages alike (a replay that
     /// consumed the pong left it set, and a healthy client was closed).
     pong_deadline: Option<Instant>,
+    /// When the last ping (and heartbeat) went out, or the session began.
+    last_ping: Instant,
 }
 
 impl Session {
@@ -334,7 +338,6 @@ impl Session {
     /// from the journal and the rest live (live events up to the cursor are
     /// skipped).
     async fn replay(&mut self, ctx: &Context) -> Result<(), End> {
-        let mut signs_of_life = Instant::now() + self.settings.ping_interval;
         loop {
             if ctx.shutdown.is_cancelled() {
                 return Err(End::Shutdown);
@@ -345,9 +348,12 @@ impl Session {
             // does not start the replay over) and a ping, as when live. Its
             // pong is not awaited: it may wait behind megabytes of replay at
             // a slow client's pace (the live loop holds to `pong_timeout`).
-            if Instant::now() >= signs_of_life {
+            // Due from the last ping, not from the replay's start: a
+            // replay begun 20 s after a heartbeat (a lag) left a filtered
+            // client silent up to twice `ping_interval`, past the 35 s after
+            // which a page takes the connection for dead and reconnects.
+            if Instant::now() >= self.last_ping + self.settings.ping_interval {
                 self.ping(false).await?;
-                signs_of_life = Instant::now() + self.settings.ping_interval;
             }
             // A replay of a large journal, or one that never catches up with
             // the head, runs for as long as it reads: a revoked token must
@@ -421,6 +427,7 @@ impl Session {
         self.send_heartbeat(true).await?;
         self.out.feed(Message::Ping(Bytes::new()), None).await?;
         self.out.flush(None).await?;
+        self.last_ping = Instant::now();
         if await_pong {
             let due = Instant::now() + self.settings.pong_timeout;
             self.pong_deadline.get_or_insert(due);

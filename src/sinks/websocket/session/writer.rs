@@ -2,7 +2,8 @@
 //! socket write bounded by `pong_timeout`, the slow-consumer rule and the
 //! relay's shutdown, and the latency of what was written.
 //!
-//! Guarantees: a write waits at most `pong_timeout`; a socket that refuses
+//! Guarantees: a write waits at most `pong_timeout`, plus the time the bytes
+//! it carries take at 16 KiB/s (a large event to a slow link); a socket that refuses
 //! data for 500 ms while more than `client_queue` matching events were
 //! committed past the write ends it as a slow consumer; shutdown ends any
 //! write at once.
@@ -27,6 +28,11 @@ use crate::journal::{Journal, JournaledEvent};
 /// behind before it is closed as slow: a commit burst bigger than the queue
 /// must not drop a client that is reading.
 const STALL_GRACE: Duration = Duration::from_millis(500);
+/// The slowest link a write is given time for, beyond `pong_timeout`: one
+/// event can be a megabyte (`max_body`), and a screen on a slow link that
+/// reads steadily took more than `pong_timeout` to take it, was closed as
+/// stalled, resumed before that event and was closed again, for good.
+const SLOWEST_LINK_BYTES_PER_SEC: f64 = 16.0 * 1024.0;
 /// Journal records read per blocking call while counting a filtered client's
 /// queue: headers only, so a page is a few hundred KiB at most.
 const COUNT_PAGE: usize = 4096;
@@ -75,13 +81,19 @@ pub(super) struct Writer {
     pub(super) sink: SplitSink<WebSocket, Message>,
     pub(super) guard: WriteGuard,
     pub(super) metrics: SinkMetrics,
+    /// Bytes of the frames fed since the last flush finished: what a write
+    /// may still have to put on the socket.
+    pub(super) unflushed: usize,
 }
 
 impl Writer {
     /// Queues one frame; tungstenite may write (and wait for the socket) here
     /// too, so the same guards as [`Writer::flush`] apply.
     pub(super) async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
-        self.guard.run(self.sink.feed(msg), live_seq).await
+        self.unflushed = self.unflushed.saturating_add(frame_len(&msg));
+        self.guard
+            .run(self.sink.feed(msg), live_seq, self.unflushed)
+            .await
     }
 
     pub(super) async fn feed_event(
@@ -114,7 +126,11 @@ impl Writer {
 
     /// Writes out what is queued; see [`WriteGuard::run`].
     pub(super) async fn flush(&mut self, live_seq: Option<u64>) -> Result<(), End> {
-        self.guard.run(self.sink.flush(), live_seq).await
+        self.guard
+            .run(self.sink.flush(), live_seq, self.unflushed)
+            .await?;
+        self.unflushed = 0;
+        Ok(())
     }
 }
 
@@ -130,7 +146,8 @@ pub(super) struct WriteGuard {
 }
 
 impl WriteGuard {
-    /// Runs one socket write within `pong_timeout`. With `live_seq` (the newest
+    /// Runs one socket write within [`write_bound`] of the `bytes` it may have
+    /// to write. With `live_seq` (the newest
     /// live event in this write), it also gives up once the socket has refused
     /// data for `STALL_GRACE` and more than `client_queue` events matching the
     /// client's filters were committed past `live_seq`: that client's queue
@@ -141,6 +158,7 @@ impl WriteGuard {
         &mut self,
         write: impl Future<Output = Result<(), axum::Error>>,
         live_seq: Option<u64>,
+        bytes: usize,
     ) -> Result<(), End> {
         let (committed, settings) = (&mut self.committed, self.settings);
         let (journal, filter) = (&self.journal, &self.filter);
@@ -172,7 +190,7 @@ impl WriteGuard {
         };
         tokio::select! {
             biased;
-            r = timeout(settings.pong_timeout, write) => match r {
+            r = timeout(write_bound(settings.pong_timeout, bytes), write) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(End::ClientGone),
                 Err(_) => Err(End::WriteStalled),
@@ -181,6 +199,21 @@ impl WriteGuard {
             end = overflow => Err(end),
         }
     }
+}
+
+/// The payload bytes of a frame.
+fn frame_len(msg: &Message) -> usize {
+    match msg {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+        Message::Close(_) => 0,
+    }
+}
+
+/// How long a write of `bytes` may take: `pong_timeout`, plus their time on
+/// the slowest link a screen is given time for.
+fn write_bound(pong_timeout: Duration, bytes: usize) -> Duration {
+    pong_timeout + Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC)
 }
 
 /// A filtered client's queue during one stalled write: the events committed
@@ -235,6 +268,18 @@ mod tests {
     use super::*;
     use crate::journal::tests_support::{event, options};
     use crate::sinks::websocket::filter::ClientQuery;
+
+    /// A write of a large event is given its time on a slow link, beyond
+    /// `pong_timeout`: a 1 MiB frame to a screen reading at 100 KB/s took
+    /// about 10 s, was cut as stalled at `pong_timeout`, and the page resumed
+    /// before it and was cut again, for good. A small write keeps the bound.
+    #[test]
+    fn a_write_is_given_pong_timeout_and_its_bytes_time_on_a_slow_link() {
+        let pong = Duration::from_secs(10);
+        assert_eq!(write_bound(pong, 0), pong);
+        assert!(write_bound(pong, 2_000) < pong + Duration::from_millis(150));
+        assert_eq!(write_bound(pong, 1 << 20), pong + Duration::from_secs(64));
+    }
 
     /// An unfiltered stalled client is closed as slow only once more than
     /// `client_queue` events were committed past its write, not at exactly
