@@ -385,13 +385,20 @@ impl Config {
                 keys.push((url, s.key.expose(), &s.account));
             }
         }
-        let mut devices: Vec<(String, &BTreeMap<String, Secret>, &Spanned<String>)> = Vec::new();
+        // Header names in any case are one name: `Authorization` in one
+        // account and `authorization` in another passed as two devices.
+        let comparable_headers = |headers: &BTreeMap<String, Secret>| {
+            headers
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.expose().to_owned()))
+                .collect::<BTreeMap<String, String>>()
+        };
+        let mut devices: Vec<(String, BTreeMap<String, String>, &Spanned<String>)> = Vec::new();
         for source in &self.sprecord {
             let s = source.get_ref();
             let url = comparable_url(s.url.get_ref());
-            if let Some((_, _, first)) = devices
-                .iter()
-                .find(|(u, headers, _)| *u == url && **headers == s.headers)
+            let headers = comparable_headers(&s.headers);
+            if let Some((_, _, first)) = devices.iter().find(|(u, h, _)| *u == url && *h == headers)
             {
                 let message = format!(
                     "[[sprecord]] {} has the same url and headers as {}: one \
@@ -401,7 +408,7 @@ impl Config {
                 );
                 v.error(s.account.span(), message);
             } else {
-                devices.push((url, &s.headers, &s.account));
+                devices.push((url, headers, &s.account));
             }
         }
     }

@@ -561,7 +561,22 @@ fn one_session_per_voip24h_key_and_per_sprecord_device() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].contains("[[sprecord]] \"b\" has the same url and headers as \"a\""));
     assert!(!p[0].contains("t1"), "{p:?}");
+    // A header name in another case is the same header.
+    let p = problems(&format!(
+        "{}{}",
+        sprecord("a", "t1"),
+        sprecord("b", "t1").replace("Authorization", "authorization")
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("has the same url and headers"), "{p:?}");
     load(&format!("{}{}", sprecord("a", "t1"), sprecord("b", "t2"))).unwrap();
+    // One table naming a header twice in two cases sends one of the values.
+    let p = problems(
+        "[[sprecord]]\naccount = \"a\"\nurl = \"https://api.sprecord.cloud\"\nheaders = { Authorization = \"Bearer t1\", authorization = \"Bearer t2\" }\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("written twice, in different cases"), "{p:?}");
+    assert!(!p[0].contains("t1") && !p[0].contains("t2"), "{p:?}");
 }
 
 #[test]

@@ -116,6 +116,19 @@ impl SprecordConfig {
                 ),
             );
         }
+        // HTTP header names are one name in any case: the stream sends one
+        // of the two values, and which one depended on the table's order.
+        let mut seen = std::collections::BTreeSet::new();
+        for name in self.headers.keys() {
+            if !seen.insert(name.to_ascii_lowercase()) {
+                v.error(
+                    self.account.span(),
+                    format!(
+                        "header {name:?} is written twice, in different cases: HTTP names are one name in any case, and only one value would be sent"
+                    ),
+                );
+            }
+        }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 v.error(
