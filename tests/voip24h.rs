@@ -582,6 +582,31 @@ async fn server_refusals_close_and_back_off(sio: u8) {
     relay.stop().await;
 }
 
+/// Voip24h allows one session per key: another client signed in with it
+/// takes the session (`connectEnd`) about once a minute, and each side gets
+/// part of the stream. The only sign was a generic `connect_end` reconnect;
+/// three within ten minutes now name the likely cause in `/status`'s
+/// `detail`, which stays through the sessions in between.
+#[tokio::test]
+async fn sessions_ended_by_connect_end_again_and_again_name_another_client() {
+    let mut peer = Peer::start(4).await;
+    let relay = start_relay(&peer, "4", KEY, "key").await;
+    peer.expect("signed").await;
+    for round in 1..=3 {
+        peer.emit("connectEnd", json!(["taken by another client"]))
+            .await;
+        let (down, _) = peer.expect("disconnect").await;
+        next_connect_after(&mut peer, down, BACKOFF_MIN).await;
+        peer.expect("signed").await;
+        let detail = upstream_state(&relay).and_then(|(_, detail)| detail);
+        let named = detail
+            .as_deref()
+            .is_some_and(|d| d.contains("another client"));
+        assert_eq!(named, round == 3, "after {round} ends: {detail:?}");
+    }
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn sio2_server_refusals_close_and_back_off() {
     server_refusals_close_and_back_off(2).await;

@@ -21,6 +21,7 @@ mod engine_io;
 mod keep_alive;
 mod link;
 mod session;
+mod taken_over;
 mod warnings;
 pub mod wire;
 
@@ -97,7 +98,7 @@ async fn hold_session(
     let account = config.account.get_ref();
     let mut supervisor = Supervisor::new(config);
     while !cancel.is_cancelled() {
-        let end = supervisor.attempt(config, ctx, reporter, cancel).await;
+        let mut end = supervisor.attempt(config, ctx, reporter, cancel).await;
         if end.reason == EndReason::Cancelled {
             break;
         }
@@ -110,6 +111,13 @@ async fn hold_session(
             break;
         }
         let wait = supervisor.wait_after(config, &end);
+        let now = std::time::Instant::now();
+        if supervisor.taken_over.note(&end, now) {
+            if supervisor.taken_over.say(now) {
+                tracing::warn!(vendor = "voip24h", account = %account, "{}", taken_over::HINT);
+            }
+            end.detail = format!("{}; {}", end.detail, taken_over::HINT);
+        }
         if end.reason == EndReason::AuthRefused {
             // Not churn: nothing comes until the config changes. An error,
             // as SPRecord's refused credentials are, saying what to check.
@@ -160,6 +168,8 @@ struct Supervisor {
     retry_log: RetryLog,
     dial: Option<Dial>,
     engine: Option<EngineVersion>,
+    /// Whether another client seems to hold the key (see [`taken_over`]).
+    taken_over: taken_over::TakenOver,
 }
 
 impl Supervisor {
@@ -180,6 +190,7 @@ impl Supervisor {
                 EngineIo::V4 => Some(EngineVersion::V4),
                 EngineIo::Auto => None,
             },
+            taken_over: taken_over::TakenOver::default(),
         }
     }
 
@@ -230,7 +241,14 @@ impl Supervisor {
                 }
             }
         };
-        reporter.set_detail(Some(version.detail().to_owned()));
+        // The hint stays in `/status` while it applies, through the
+        // sessions in between (an end's `last_error` goes at the sign-in).
+        let detail = if self.taken_over.applies(std::time::Instant::now()) {
+            format!("{}; {}", version.detail(), taken_over::HINT)
+        } else {
+            version.detail().to_owned()
+        };
+        reporter.set_detail(Some(detail));
         let mut link = match Link::open(version, &dial, timeout, cancel).await {
             Ok(link) => link,
             Err(LinkError::Cancelled) => return cancelled(),
