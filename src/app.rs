@@ -232,6 +232,17 @@ impl Relay {
             // operator looks for when seqs start again at 1.
             tracing::info!(path = %journal.path().display(), "no journal file was at the path: started an empty journal");
         }
+        if let Some(kind) = journal
+            .path()
+            .parent()
+            .and_then(crate::journal::memory_file_system)
+        {
+            tracing::warn!(
+                path = %journal.path().display(),
+                file_system = kind,
+                "the journal is in memory ({kind}): a reboot, or a container made anew, loses it, with every event a sink has not had yet, the dedup log and the SPRecord resume ids; put journal.path on a disk"
+            );
+        }
         retention::say_losses_before_start(&journal);
         let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
         metrics.observe_journal(&journal);

@@ -34,9 +34,11 @@ use crate::log_throttle::LogThrottle;
 
 mod clock;
 pub use clock::boot_ms;
+pub use memory_backed::memory_file_system;
 mod cursors;
 mod dedup;
 mod held_drop;
+mod memory_backed;
 mod open;
 mod presence;
 mod read;
