@@ -660,6 +660,46 @@ async fn a_reload_that_revokes_a_replaying_clients_token_closes_it_mid_replay() 
     assert_eq!(disconnects(&relay, "token_revoked"), 1);
 }
 
+/// Without tokens, the page's origin is what lets it in: a reload that takes
+/// the origin out of `allowed_origins` closes its session as a revoked token
+/// does (it was served on), and a page still listed stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_takes_a_pages_origin_out_closes_its_session() {
+    let allowing = |origins: &str| format!("[websocket]\nallowed_origins = [{origins}]\n");
+    let relay = start_relay(&allowing(
+        "\"https://crm.example\", \"https://ops.example\"",
+    ))
+    .await;
+    let url = ws_url(&relay, "?heartbeat=1");
+    let mut dropped = try_connect(&url, Some(("origin", "https://crm.example")))
+        .await
+        .expect("an allowed page");
+    let mut kept = try_connect(&url, Some(("origin", "https://ops.example")))
+        .await
+        .expect("another allowed page");
+    assert_eq!(next_json(&mut dropped).await["control"], "heartbeat");
+    assert_eq!(next_json(&mut kept).await["control"], "heartbeat");
+    let text = format!(
+        "{}{}",
+        common::base_config(relay.dir.path()),
+        allowing("\"https://ops.example\"")
+    );
+    std::fs::write(&relay.config_path, text).expect("rewrite config");
+    relay.reload().await;
+    assert_eq!(close_code(&mut dropped).await, Some(1008));
+    assert_eq!(disconnects(&relay, "token_revoked"), 1);
+    submit_all(
+        &relay.ctx.ingest,
+        vec![event(1, "call.ringing", Vendor::Voip24h, "main", None)],
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut kept).await["seq"],
+        1,
+        "the listed page stays"
+    );
+}
+
 /// A reload applies `max_clients` to new connections and `/status` says so
 /// at once, without waiting for a client to connect or leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

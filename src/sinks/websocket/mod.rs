@@ -444,6 +444,8 @@ fn accept(
         ));
     }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
+    let origin = headers.get(header::ORIGIN).map(|v| v.as_bytes().to_vec());
+    let proxied = auth::came_through_a_proxy(&headers);
     if let Err(e) = auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
         return Err(refuse(
             Refusal::Unauthorized,
@@ -498,6 +500,8 @@ fn accept(
         since,
         heartbeat: query.heartbeat,
         token,
+        origin,
+        proxied,
         reloads,
     };
     let metrics = fanout.metrics.clone();

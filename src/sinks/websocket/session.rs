@@ -115,6 +115,10 @@ pub struct Client {
     pub heartbeat: bool,
     /// The token it presented, checked again after every reload.
     pub token: Option<Vec<u8>>,
+    /// Where it came from, checked again after a reload that leaves no
+    /// tokens: its `Origin`, and whether a proxy forwarded it.
+    pub origin: Option<Vec<u8>>,
+    pub proxied: bool,
     /// Changes once per applied reload; taken before the token was checked.
     pub reloads: watch::Receiver<()>,
 }
@@ -134,6 +138,8 @@ pub async fn run(
         since,
         heartbeat,
         token,
+        origin,
+        proxied,
         reloads,
     } = client;
     let (sink, stream) = socket.split();
@@ -161,6 +167,8 @@ pub async fn run(
         settings,
         heartbeat,
         token,
+        origin,
+        proxied,
         reloads,
         // A `since` beyond the newest seq (a client of a wiped journal) is
         // treated as "from now" rather than skipping the next events.
@@ -188,6 +196,9 @@ struct Session {
     heartbeat: bool,
     /// The token the client presented (see [`Client::token`]).
     token: Option<Vec<u8>>,
+    /// See [`Client::origin`] and [`Client::proxied`].
+    origin: Option<Vec<u8>>,
+    proxied: bool,
     /// Changes once per applied reload.
     reloads: watch::Receiver<()>,
     /// The last seq handled (sent, or skipped by the filter).
@@ -435,10 +446,26 @@ impl Session {
         Ok(())
     }
 
-    /// After a reload: whether the config still accepts the client's token.
+    /// After a reload: whether the config still accepts the client: its
+    /// token, or, with no tokens left, where it came from, as a new
+    /// connection is judged (a page whose origin a reload took out of
+    /// `allowed_origins` was served on).
     fn still_authorized(&self, ctx: &Context) -> Result<(), End> {
         let config = ctx.config.load();
-        super::auth::check_token(config.websocket.tokens.get_ref(), self.token.as_deref())
+        let ws = &config.websocket;
+        if ws.tokens.get_ref().is_empty() {
+            let allowed = !self.proxied
+                && super::auth::origin_may_open_without_token(
+                    self.origin.as_deref(),
+                    ws.allowed_origins.get_ref(),
+                );
+            return if allowed {
+                Ok(())
+            } else {
+                Err(End::TokenRevoked)
+            };
+        }
+        super::auth::check_token(ws.tokens.get_ref(), self.token.as_deref())
             .map_err(|_| End::TokenRevoked)
     }
 
