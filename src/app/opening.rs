@@ -231,11 +231,17 @@ mod tests {
             "the log waits for log_every while the timeout is extended every renew_every ({extended} extensions before it)"
         );
         drop(alive);
-        let after: Vec<Notice> = notices.iter().collect();
-        assert!(
-            after.len() <= 2,
-            "the thread ends when the open returns: {after:?}"
-        );
+        // The thread ends when the open returns: the channel disconnects.
+        // How many extensions went out before it saw the open return depends
+        // on how long this thread took to get here (on busy cores, more
+        // than the 5 ms between two), so they are not counted.
+        loop {
+            match notices.recv_timeout(WITHIN) {
+                Ok(_) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("the thread went on after the open returned: {e}"),
+            }
+        }
     }
 
     #[test]

@@ -792,8 +792,9 @@ mod tests {
         let refused = endpoint.open(&ConnLimiter::new(1), None).await;
         let took = started.elapsed();
         assert!(refused.is_err());
-        // The bound, and a second at most for the refusal's text: 5.4 s before.
-        assert!(took < Duration::from_millis(4_800), "took {took:?}");
+        // The bound, and a second at most for the refusal's text (4 s), with
+        // room for busy cores: 5.4 s before.
+        assert!(took < Duration::from_millis(5_200), "took {took:?}");
         server.abort();
     }
 
