@@ -82,6 +82,13 @@ pub struct Dialer {
     through: Option<TunnelWatch>,
 }
 
+/// TCP keep-alive on every upstream connection: the first probe after 30 s
+/// without traffic, then every 10 s, the connection given up after 3
+/// unanswered (about a minute in all).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+
 /// Whether a dial got through its proxy: a caller whose own bound on the
 /// whole connection passes first tells by it whether the proxy is to blame.
 #[derive(Clone, Debug, Default)]
@@ -105,6 +112,14 @@ impl Dialer {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(connect_timeout);
+        // An SSE stream writes nothing after its request: without probes, a
+        // connection a NAT or firewall forgot (a WAN failover, a conntrack
+        // flush) was found dead only by silence, one stream of an account at
+        // a time, while its row said connected. Probes end it within about
+        // a minute, and where the mapping was only forgotten, recreate it.
+        tcp.set_keepalive(Some(KEEPALIVE_IDLE));
+        tcp.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
+        tcp.set_keepalive_retries(Some(KEEPALIVE_RETRIES));
         Dialer {
             route,
             tcp,
@@ -456,6 +471,24 @@ mod tests {
                  Proxy-Authorization: Basic {auth}\r\n\r\n"
             )
         );
+    }
+
+    /// Every upstream connection sends TCP keep-alive probes, so a connection
+    /// a NAT forgot ends on its own instead of being found only by silence.
+    #[tokio::test]
+    async fn upstream_connections_probe_an_idle_link() {
+        let (listener, port) = listen().await;
+        let accepted = tokio::spawn(async move { listener.accept().await.unwrap() });
+        let stream = Dialer::new(None, None)
+            .connect("127.0.0.1", port)
+            .await
+            .unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        drop(accepted);
     }
 
     #[tokio::test]
