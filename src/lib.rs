@@ -23,6 +23,7 @@ pub mod journal;
 pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
+pub mod no_core;
 pub mod panic_restart;
 pub mod server;
 pub mod sinks;

@@ -127,6 +127,9 @@ fn main() -> ExitCode {
             if let Err(code) = init_logging(cli.log_format, cli.log_level.as_deref(), "info") {
                 return code;
             }
+            if let Err(e) = callrelay::no_core::keep_secrets_out_of_cores() {
+                tracing::warn!(error = %e, "cannot mark the process as not dumpable: a core dump would hold its secrets");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -1562,6 +1562,25 @@ fn the_unit_has_the_required_settings() {
         assert!(has(line), "deploy/callrelay.service lacks `{line}`");
     }
     assert!(unit.lines().any(|l| l.starts_with("WatchdogSec=")));
+    // The start limit can trip: its burst of restarts fits in its interval
+    // (systemd's default 5 in 10 s never did with RestartSec=2s, each cycle
+    // taking longer than 2 s).
+    let seconds = |key: &str, default: u64| {
+        unit.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map_or(default, |v| {
+                v.trim_end_matches('s')
+                    .parse::<u64>()
+                    .expect("a number of seconds")
+            })
+    };
+    let burst = seconds("StartLimitBurst=", 5);
+    let restart = seconds("RestartSec=", 0);
+    let interval = seconds("StartLimitIntervalSec=", 10);
+    assert!(
+        burst * (restart + 10) < interval,
+        "{burst} starts {restart} s apart (plus up to 10 s each to fail) do not fit in {interval} s"
+    );
     let pre = unit
         .lines()
         .find_map(|l| l.strip_prefix("ExecStartPre="))

@@ -10,8 +10,9 @@
 //! - the journal has not refused every commit for longer than
 //!   [`UNWRITABLE_LIMIT`] (the ingest writer reopens the journal while
 //!   commits fail, which is enough once there is room; a restart is the last
-//!   resort, and a disk that stays full ends in systemd's start limit, which
-//!   alerting sees). Not when the journal's file was deleted under the
+//!   resort: a disk that stays full restarts the relay every few minutes,
+//!   too slowly for the unit's start limit, and the commit-failure alert is
+//!   what alerting sees). Not when the journal's file was deleted under the
 //!   relay: a restart would lose what the open file holds. The time the
 //!   writer spends reopening is not counted: a reopen after an I/O error
 //!   reads the whole file again (minutes for a large journal on a slow
@@ -114,7 +115,11 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
         if ctx.shutdown.is_cancelled() {
             return;
         }
-        let runtime_responsive = probe_runtime(runtime, interval);
+        // Half the interval: keep-alives go out after the probe, and one
+        // taking the whole interval after one that took none put two
+        // keep-alives a whole `WatchdogSec` apart, which systemd could
+        // take for a hang; at half, at most 1.5 intervals apart.
+        let runtime_responsive = probe_runtime(runtime, probe_bound(interval));
         let closing = ctx.ingest.is_closing();
         // A journal file deleted under the relay is not healed by a restart:
         // it would start an empty journal, losing what the open file holds.
@@ -151,6 +156,12 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
 }
 
 /// Hands the runtime a task and waits for it to run.
+/// How long the runtime may take to run a probe, with keep-alives every
+/// `interval` (half systemd's `WatchdogSec`).
+fn probe_bound(interval: Duration) -> Duration {
+    interval / 2
+}
+
 fn probe_runtime(runtime: &tokio::runtime::Handle, within: Duration) -> bool {
     let (tx, rx) = mpsc::sync_channel(1);
     runtime.spawn(async move {
@@ -173,6 +184,16 @@ mod tests {
             unwritable_for: Some(Duration::from_secs(30)),
             reopen_running_for: None,
         }
+    }
+
+    /// Keep-alives are sent once the probe returns, `interval` after the
+    /// previous tick: two in a row can be the interval plus one probe's bound
+    /// apart, which must stay clear of `WatchdogSec` (twice the interval).
+    #[test]
+    fn two_keep_alives_are_never_a_whole_watchdog_period_apart() {
+        let watchdog_sec = 2 * I;
+        let widest_gap = I + probe_bound(I);
+        assert!(widest_gap * 4 <= watchdog_sec * 3, "{widest_gap:?}");
     }
 
     #[test]
