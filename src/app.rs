@@ -26,6 +26,7 @@ mod opening_answers;
 pub mod reload;
 mod retention;
 mod signals;
+mod stop_extension;
 #[cfg(test)]
 pub(crate) mod tests_support;
 pub mod watchdog;
@@ -552,7 +553,8 @@ async fn serve(
     // After the sources: the ids their drain handed on are stored too.
     resume_stop.cancel();
     let _ = resume_saving.await;
-    ingest.shutdown().await;
+    let writer = ctx.ingest.clone();
+    stop_extension::extend_while_reopening(ingest.shutdown(), || writer.reopen_running_for()).await;
     if let Some(k) = kafka.take() {
         k.stop().await;
     }
