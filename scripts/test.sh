@@ -29,7 +29,12 @@ export CALLRELAY_REQUIRE_TOOLS=1
 # Test threads default to the number of cores; CALLRELAY_TEST_THREADS overrides.
 # Bounded: a test that hangs (a stop that never ends) fails the run within
 # the hour, well inside CI's 90 minutes, instead of taking all of them.
-timeout -k 60 60m cargo test --no-fail-fast ${CALLRELAY_TEST_THREADS:+-- --test-threads="$CALLRELAY_TEST_THREADS"}
+status=0
+timeout -k 60 60m cargo test --no-fail-fast ${CALLRELAY_TEST_THREADS:+-- --test-threads="$CALLRELAY_TEST_THREADS"} || status=$?
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+  echo "cargo test ran past its 60 minutes and was stopped: a test hung (libtest's 'has been running for over 60 seconds' lines above name it)" >&2
+fi
+[ "$status" = 0 ] || exit "$status"
 
 # Fuzz every vendor parser and the config loader for a bounded time
 # (CALLRELAY_FUZZ_SECONDS per target, default 15; 0 skips).

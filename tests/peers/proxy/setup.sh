@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -d node_modules/proxy ]; then
-  npm ci --prefer-offline --no-audit --no-fund
+  # A registry hiccup is retried: a clean clone installs these every run.
+  npm ci --prefer-offline --no-audit --no-fund --fetch-retries=5
 fi
