@@ -548,16 +548,21 @@ async fn serve(
     ctx.ws_sessions
         .drain(sinks::websocket::drain::SHUTDOWN_BOUND)
         .await;
-    sources.stop_all().await;
-    keep_shutdown_losses(&ctx).await;
-    // After the sources: the ids their drain handed on are stored too.
-    resume_stop.cancel();
-    let _ = resume_saving.await;
+    // Every step from here to the Kafka sink's stop may wait on the journal,
+    // which a reopen after a failed write holds while it reads the whole file.
     let writer = ctx.ingest.clone();
-    stop_extension::extend_while_reopening(ingest.shutdown(), || writer.reopen_running_for()).await;
-    if let Some(k) = kafka.take() {
-        k.stop().await;
-    }
+    let journal_steps = async {
+        sources.stop_all().await;
+        keep_shutdown_losses(&ctx).await;
+        // After the sources: the ids their drain handed on are stored too.
+        resume_stop.cancel();
+        let _ = resume_saving.await;
+        ingest.shutdown().await;
+        if let Some(k) = kafka.take() {
+            k.stop().await;
+        }
+    };
+    stop_extension::extend_while_reopening(journal_steps, || writer.reopen_running_for()).await;
     // Stopped rather than aborted: the drops it has not logged yet are
     // logged now. Awaited so that no task holds the journal once `wait`
     // returns: a restart on the same directory must find it free.

@@ -5,13 +5,17 @@
 //! the relay mid-check, the Kafka sink undrained, and the next start read
 //! the file again from the beginning.
 //!
-//! Guarantees: while the awaited work runs and the writer reports a reopen,
-//! `EXTEND_TIMEOUT_USEC` (30 s) and a `STATUS=` line naming the wait go out
-//! every [`RENEW_EVERY`]; nothing is sent otherwise, and a relay not
+//! Guarantees: while the awaited work runs and the writer reports a reopen
+//! running for less than [`MAX_REOPEN`], `EXTEND_TIMEOUT_USEC` (30 s) and a
+//! `STATUS=` line naming the wait go out every [`RENEW_EVERY`]; nothing is
+//! sent otherwise (a reopen stuck on a hung disk gets systemd's own stop
+//! timeout again, as the watchdog gives up on it then), and a relay not
 //! started by systemd sends nothing.
 
 use std::future::Future;
 use std::time::Duration;
+
+use super::watchdog::MAX_REOPEN;
 
 /// How often the stop timeout is extended while a reopen runs.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
@@ -40,7 +44,7 @@ async fn extend_with<T>(
             biased;
             out = &mut work => return out,
             _ = tick.tick() => {
-                if let Some(running) = reopening() {
+                if let Some(running) = reopening().filter(|r| *r < MAX_REOPEN) {
                     say(&format!(
                         "stopping: waiting for the journal's check after a failed write ({} s)",
                         running.as_secs()
@@ -82,6 +86,15 @@ mod tests {
         said.borrow_mut().clear();
         let work = tokio::time::sleep(Duration::from_secs(35));
         extend_with(work, || None, |s| said.borrow_mut().push(s.to_owned())).await;
+        assert!(said.borrow().is_empty(), "{said:?}");
+        // A reopen past the watchdog's bound is stuck: systemd's own timeout applies.
+        let work = tokio::time::sleep(Duration::from_secs(35));
+        extend_with(
+            work,
+            || Some(MAX_REOPEN),
+            |s| said.borrow_mut().push(s.to_owned()),
+        )
+        .await;
         assert!(said.borrow().is_empty(), "{said:?}");
     }
 }
