@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::config::Config;
 
+use super::resume::QuietContext;
 use super::topic::TopicTemplate;
 
 /// How often the topics are looked up again while any is not found.
@@ -135,7 +136,11 @@ fn say(before: &[String], now: &[String]) {
 /// The names of the topics the cluster holds, asked by a consumer like the
 /// read-back's (a producer would be given an id by the cluster each time).
 fn existing_blocking(client_config: &rdkafka::ClientConfig) -> Result<HashSet<String>, String> {
-    let client: BaseConsumer = client_config.create().map_err(|e| e.to_string())?;
+    // Quiet: the config carries producer settings a consumer warns about,
+    // and a broker that is down is the sink's to report, throttled.
+    let client: BaseConsumer<QuietContext> = client_config
+        .create_with_context(QuietContext)
+        .map_err(|e| e.to_string())?;
     let metadata = client
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|e| e.to_string())?;

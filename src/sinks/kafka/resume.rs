@@ -30,6 +30,7 @@
 //!   times that in all.
 
 mod scan;
+pub(crate) use scan::QuietContext;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

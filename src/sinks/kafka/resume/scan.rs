@@ -194,17 +194,19 @@ fn is_about_the_unused_group(error: &KafkaError) -> bool {
     )
 }
 
-/// librdkafka's logs of this short-lived consumer: the producer settings it
-/// ignores ("is a producer property") are expected, so nothing above debug.
-struct QuietContext;
+/// librdkafka's logs of a short-lived consumer (this read-back's, the topic
+/// preflight's): the producer settings it ignores ("is a producer
+/// property") are expected, and a broker that is down is the sink's to
+/// report, so nothing above debug.
+pub(crate) struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
-        tracing::debug!(target: "librdkafka", fac, "read-back: {message}");
+        tracing::debug!(target: "librdkafka", fac, "short-lived consumer: {message}");
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(target: "librdkafka", %error, "read-back: {reason}");
+        tracing::debug!(target: "librdkafka", %error, "short-lived consumer: {reason}");
     }
 }
 
