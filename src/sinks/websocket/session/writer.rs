@@ -3,7 +3,8 @@
 //! relay's shutdown, and the latency of what was written.
 //!
 //! Guarantees: a write waits at most `pong_timeout`, plus the time the bytes
-//! it carries take at 16 KiB/s (a large event to a slow link); a socket that refuses
+//! it carries take at 16 KiB/s (a large event to a slow link), that extra at
+//! most `ping_interval` + `pong_timeout`; a socket that refuses
 //! data for 500 ms while more than `client_queue` matching events were
 //! committed past the write ends it as a slow consumer; shutdown ends any
 //! write at once.
@@ -190,7 +191,7 @@ impl WriteGuard {
         };
         tokio::select! {
             biased;
-            r = timeout(write_bound(settings.pong_timeout, bytes), write) => match r {
+            r = timeout(write_bound(settings, bytes), write) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(End::ClientGone),
                 Err(_) => Err(End::WriteStalled),
@@ -211,9 +212,13 @@ fn frame_len(msg: &Message) -> usize {
 }
 
 /// How long a write of `bytes` may take: `pong_timeout`, plus their time on
-/// the slowest link a screen is given time for.
-fn write_bound(pong_timeout: Duration, bytes: usize) -> Duration {
-    pong_timeout + Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC)
+/// the slowest link a screen is given time for, that extra at most
+/// `ping_interval` + `pong_timeout` (35 s by default): a replay page or a
+/// burst of large events would otherwise hold a dead client's slot for
+/// minutes, long after its page reconnected.
+fn write_bound(settings: Settings, bytes: usize) -> Duration {
+    let on_a_slow_link = Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC);
+    settings.pong_timeout + on_a_slow_link.min(settings.ping_interval + settings.pong_timeout)
 }
 
 /// A filtered client's queue during one stalled write: the events committed
@@ -275,10 +280,24 @@ mod tests {
     /// before it and was cut again, for good. A small write keeps the bound.
     #[test]
     fn a_write_is_given_pong_timeout_and_its_bytes_time_on_a_slow_link() {
-        let pong = Duration::from_secs(10);
-        assert_eq!(write_bound(pong, 0), pong);
-        assert!(write_bound(pong, 2_000) < pong + Duration::from_millis(150));
-        assert_eq!(write_bound(pong, 1 << 20), pong + Duration::from_secs(64));
+        let settings = Settings {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            client_queue: 1024,
+        };
+        let pong = settings.pong_timeout;
+        assert_eq!(write_bound(settings, 0), pong);
+        assert!(write_bound(settings, 2_000) < pong + Duration::from_millis(150));
+        assert_eq!(
+            write_bound(settings, 256 << 10),
+            pong + Duration::from_secs(16)
+        );
+        // At most `ping_interval` + `pong_timeout` more: a replay page of
+        // 1 MiB to a dead client holds its slot 45 s, not 74 s.
+        assert_eq!(
+            write_bound(settings, 1 << 20),
+            pong + Duration::from_secs(35)
+        );
     }
 
     /// An unfiltered stalled client is closed as slow only once more than
