@@ -235,7 +235,12 @@ mod tests {
         // How many extensions went out before it saw the open return depends
         // on how long this thread took to get here (on busy cores, more
         // than the 5 ms between two), so they are not counted.
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "the thread went on after the open returned"
+            );
             match notices.recv_timeout(WITHIN) {
                 Ok(_) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,

@@ -59,7 +59,8 @@ pub struct Observation {
 pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
     if !o.runtime_responsive {
         return Some(format!(
-            "the runtime did not run a task within {interval:?}"
+            "the runtime did not run a task within {:?}",
+            probe_bound(interval)
         ));
     }
     if !o.ingest_alive {

@@ -115,10 +115,11 @@ pub fn origin_may_open_without_token(origin: Option<&[u8]>, allowed: &[String]) 
 /// token is for this machine only (its listener is loopback), and a reverse
 /// proxy on the same host connects from loopback too: a request carrying
 /// one of these came from wherever the proxy serves, the internet perhaps.
-const PROXY_HEADERS: [&str; 5] = [
+const PROXY_HEADERS: [&str; 6] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
+    "x-forwarded-proto",
     "x-real-ip",
     "via",
 ];

@@ -428,7 +428,7 @@ fn accept(
         return Err(refuse(
             Refusal::Proxied,
             StatusCode::FORBIDDEN,
-            "this fan-out asks for no token, so it is for this machine only, and the request came through a proxy (Forwarded, X-Forwarded-For, X-Forwarded-Host, X-Real-IP or Via): set websocket.tokens".into(),
+            "this fan-out asks for no token, so it is for this machine only, and the request came through a proxy (Forwarded, X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto, X-Real-IP or Via): set websocket.tokens".into(),
         ));
     }
     if !tokens_required
