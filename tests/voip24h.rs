@@ -326,30 +326,57 @@ async fn events_reach_the_journal_in_order(sio: u8) {
 }
 
 /// Voip24h says its socket also carries missed calls, without naming the
-/// event: an event the session does not know is relayed as `vendor.unknown`
-/// with its name and arguments, in order with the `response`s around it. It
-/// was logged at debug and dropped.
+/// event. An event the session does not know whose first argument reads as
+/// a call event is journaled as that event (here `call.missed`), so the
+/// webhook's copy of the same missed call is its duplicate; before, it was
+/// wrapped as `vendor.unknown` and the call came twice. Any other unknown
+/// event is relayed as `vendor.unknown` with its name and arguments, in
+/// order with the `response`s around it (it was once dropped).
 #[tokio::test]
 async fn an_unknown_socket_event_is_relayed_as_vendor_unknown() {
     let mut peer = Peer::start(4).await;
-    let relay = start_relay(&peer, "4", KEY, "key").await;
+    let webhook =
+        "\n[[webhook]]\nvendor = \"voip24h\"\naccount = \"main\"\ntoken = \"hook-token\"\n";
+    let relay = start_relay_at(&peer, "http", "4", KEY, "key", webhook, || {}).await;
     peer.expect("signed").await;
     let missed = json!({"calldate": "2021-03-26 11:52:30", "src": "0832666859",
-        "dst": "130", "linkedid": "1616734230.1099"});
+        "dst": "130", "linkedid": "1616734230.1099", "direction": "inbound"});
     peer.emit("response", json!([call_event(1)])).await;
     peer.emit("missed", json!([missed.clone(), "second argument"]))
         .await;
+    peer.emit("notice", json!(["maintenance at 23:00", 5]))
+        .await;
     peer.emit("response", json!([call_event(2)])).await;
-    relay.wait_for_seq(3, WAIT).await;
+    relay.wait_for_seq(4, WAIT).await;
     let events = relay.event_values();
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
-    assert_eq!(types, ["call.ringing", "vendor.unknown", "call.ringing"]);
     assert_eq!(
-        events[1]["data"]["raw"],
-        json!({"event": "missed", "args": [missed, "second argument"]})
+        types,
+        [
+            "call.ringing",
+            "call.missed",
+            "vendor.unknown",
+            "call.ringing"
+        ]
     );
-    assert_eq!(events[1]["vendor"], "voip24h");
-    assert_eq!(received(&relay), 3);
+    assert_eq!(events[1]["data"]["call_id"], "1616734230.1099");
+    assert_eq!(events[1]["data"]["raw"], missed);
+    assert_eq!(
+        events[2]["data"]["raw"],
+        json!({"event": "notice", "args": ["maintenance at 23:00", 5]})
+    );
+    assert_eq!(events[2]["vendor"], "voip24h");
+    assert_eq!(received(&relay), 4);
+    // The webhook's copy of the missed call is the same event.
+    let answer = reqwest::Client::new()
+        .post(relay.url("/hooks/voip24h/main?token=hook-token"))
+        .json(&missed)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["duplicate"], true, "{body}");
     relay.stop().await;
 }
 
@@ -383,7 +410,8 @@ async fn a_burst_of_responses_and_unknown_events_keeps_every_one_in_order() {
         .filter_map(|e| e["type"].as_str())
         .collect();
     let sent: Vec<&str> = (1..=PAIRS)
-        .flat_map(|_| ["call.ringing", "vendor.unknown"])
+        // The `missed` events carry a missed call (`linkedid`).
+        .flat_map(|_| ["call.ringing", "call.missed"])
         .collect();
     assert_eq!(types, sent);
     relay.stop().await;

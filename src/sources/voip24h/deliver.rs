@@ -124,6 +124,19 @@ pub fn unrecognised(name: &str, args: &[Arg]) -> Option<Arg> {
     Arg::from_json(&text)
 }
 
+/// Whether the first of `args` (an event of another name than `response`)
+/// reads as a call event the vendor's parser knows: Voip24h says its socket
+/// also carries missed calls without naming the event, and wrapped as
+/// `vendor.unknown` such a call had another identity than the webhook's
+/// `call.missed` of it, so the call came twice, once unrecognised.
+pub fn carries_a_call_event(ctx: &Context, args: &[Arg]) -> bool {
+    let max_bytes = payload_limit(ctx.config.load().server.max_body.get_ref().get());
+    read_payload(args, max_bytes)
+        .ok()
+        .and_then(|(payload, _)| parse_call_event(&payload).ok())
+        .is_some_and(|event| event.event_type != crate::event::UNKNOWN_TYPE)
+}
+
 /// Counts a message from the server that could not be read.
 pub fn count_malformed(ctx: &Context, account: &str) {
     ctx.metrics

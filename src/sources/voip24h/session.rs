@@ -34,7 +34,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{SignForm, Voip24hConfig};
-use super::deliver::{Received, ShuttingDown, count_malformed, deliver_all, unrecognised};
+use super::deliver::{
+    Received, ShuttingDown, carries_a_call_event, count_malformed, deliver_all, unrecognised,
+};
 use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
 use super::link::{Inbound, Link};
@@ -137,7 +139,7 @@ impl EndReason {
 fn is_unknown(name: &str) -> bool {
     !matches!(
         name,
-        "response" | "say" | "signing" | "connected" | "connection" | "error"
+        "response" | "say" | "signing" | "connecting" | "connected" | "connection" | "error"
     ) && EndReason::from_event(name).is_none()
 }
 
@@ -493,6 +495,18 @@ impl Session<'_> {
                 .unwrap_or_else(PoisonError::into_inner);
             logged.len() < UNKNOWN_NAMES_LOGGED && logged.insert(name.to_owned())
         };
+        if carries_a_call_event(self.ctx, &args) {
+            if first_of_its_name {
+                tracing::info!(
+                    vendor = "voip24h",
+                    account = self.account(),
+                    event = name,
+                    "a socket.io event of another name than `response` carries a call event: journaled as one"
+                );
+            }
+            let group = [(args, at)];
+            return self.journal(&group, drain_over, keep_alive).await;
+        }
         if first_of_its_name {
             tracing::info!(
                 vendor = "voip24h",
@@ -828,6 +842,7 @@ mod tests {
             "response",
             "say",
             "signing",
+            "connecting",
             "connected",
             "connection",
             "error",
