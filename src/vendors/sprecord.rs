@@ -93,9 +93,12 @@ fn event(map: &Map<String, Value>, event_type: &str) -> Option<VendorEvent> {
                 .text("extension", text_of(p, &["call_dst"]));
         }
         "outgoing_call" => {
+            // The extension that places the call is its source, as for the
+            // other vendors' outbound calls.
             f.word("direction", Some("outbound"))
                 .text("from", text_of(p, &["call_src"]))
-                .text("to", text_of(p, &["call_dst"]));
+                .text("to", text_of(p, &["call_dst"]))
+                .text("extension", text_of(p, &["call_src"]));
         }
         "start_talk" => {
             f.text("from", text_of(p, &["call_src"]))
@@ -244,7 +247,7 @@ mod tests {
         assert_eq!(
             Value::Object(e.fields),
             json!({"call_id": "8", "direction": "outbound", "from": "107", "to": "+7900",
-                   "trunk": "GSM1"})
+                   "extension": "107", "trunk": "GSM1"})
         );
         let e =
             event_of(&json!({"device_id": "d", "event_type": "start_talk", "payload": payload}));

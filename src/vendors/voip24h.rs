@@ -104,7 +104,8 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
     // events name it: a consumer counting missed calls per extension reads
     // the same field it reads on a ring.
     let extension = match dir {
-        Some("inbound") => to.clone(),
+        // A local call missed is missed by the extension it rang.
+        Some("inbound" | "internal") => to.clone(),
         Some("outbound") => from.clone(),
         _ => None,
     };
@@ -317,6 +318,16 @@ mod tests {
         outbound["dst"] = json!("0932337122");
         let e = parse_call_event(&outbound).unwrap();
         assert_eq!(e.fields["extension"], "131");
+        // A local call: the extension it rang.
+        let mut local = value(MISSED);
+        local["direction"] = json!("local");
+        local["src"] = json!("131");
+        local["dst"] = json!("130");
+        let e = parse_call_event(&local).unwrap();
+        assert_eq!(
+            (&e.fields["direction"], &e.fields["extension"]),
+            (&json!("internal"), &json!("130"))
+        );
         // Either of the two marks a missed-call record.
         for key in ["linkedid", "calldate"] {
             let mut record = value(MISSED);
