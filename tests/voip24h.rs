@@ -429,6 +429,8 @@ async fn a_signing_after_connected_leaves_the_session_shown_connected() {
     connected_with_detected_engine(&relay, 4).await;
 
     peer.emit("signing", json!([])).await;
+    // The documented `connecting` is the session's too.
+    peer.emit("connecting", json!([])).await;
     // Handled in order: once this is journaled, the `signing` was seen.
     peer.emit("response", json!([call_event(1)])).await;
     relay.wait_for_seq(1, WAIT).await;
@@ -437,6 +439,14 @@ async fn a_signing_after_connected_leaves_the_session_shown_connected() {
         upstream_state(&relay),
         Some((ConnState::Connected, Some("engine.io 4".to_owned())))
     );
+    // Neither session event was journaled: they fell through as
+    // `vendor.unknown`, and the `response` was the third event.
+    let types: Vec<Value> = relay
+        .event_values()
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(types, [json!("call.ringing")]);
     relay.stop().await;
 }
 

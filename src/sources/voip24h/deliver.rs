@@ -95,7 +95,7 @@ const MIN_PAYLOAD_LIMIT: u64 = 1024 * 1024;
 /// The largest `response` payload taken: `server.max_body`, lowered to
 /// harden the webhooks, refused the socket's events past it, and socket.io
 /// has no replay: a 5 KiB CDR under `max_body = "4KiB"` was lost for good.
-fn payload_limit(max_body: u64) -> u64 {
+pub fn payload_limit(max_body: u64) -> u64 {
     max_body.max(MIN_PAYLOAD_LIMIT)
 }
 
@@ -134,7 +134,11 @@ pub fn carries_a_call_event(ctx: &Context, args: &[Arg]) -> bool {
     read_payload(args, max_bytes)
         .ok()
         .and_then(|(payload, _)| parse_call_event(&payload).ok())
-        .is_some_and(|event| event.event_type != crate::event::UNKNOWN_TYPE)
+        // A call id too: an undocumented event that only says `state` is
+        // not taken for a call's.
+        .is_some_and(|event| {
+            event.event_type != crate::event::UNKNOWN_TYPE && event.subject.is_some()
+        })
 }
 
 /// Counts a message from the server that could not be read.

@@ -471,6 +471,10 @@ impl Session<'_> {
         if name == "response" {
             self.deliver_responses(link, received, drain_over, keep_alive)
                 .await
+        } else if !is_journaled(name) {
+            // The session's own (`connecting`, say): not the vendor's events.
+            // It fell through to here and went out as `vendor.unknown`.
+            Ok(())
         } else {
             self.deliver_unrecognised(name, received, drain_over, keep_alive)
                 .await
@@ -643,8 +647,10 @@ impl Session<'_> {
                             // brings the state back, and a server checking the
                             // key again would leave the session shown down
                             // (and paged) while its events flow.
-                            "signing" if connected_at.is_none() => {
-                                self.reporter.set_state(ConnState::Signing);
+                            "signing" => {
+                                if connected_at.is_none() {
+                                    self.reporter.set_state(ConnState::Signing);
+                                }
                             }
                             "connected" | "connection" => {
                                 if connected_at.is_none() {
