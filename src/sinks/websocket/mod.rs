@@ -109,6 +109,9 @@ impl Refusal {
     }
 }
 
+/// Room for a CloudEvent's envelope and normalized fields around its payload.
+const ENVELOPE_ROOM: usize = 64 * 1024;
+
 /// How often one kind of refusal is logged at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -490,10 +493,17 @@ fn accept(
             format!("the relay already serves max_clients = {max} WebSocket clients"),
         ));
     };
+    // The largest payload any source takes (a Voip24h socket payload may
+    // pass a lower `max_body`), and room for the envelope around it.
+    let largest_payload =
+        crate::sources::voip24h::deliver::payload_limit(config.server.max_body.get_ref().get());
     let settings = Settings {
         ping_interval: ws.ping_interval.get_ref().get(),
         pong_timeout: ws.pong_timeout.get_ref().get(),
         client_queue: *ws.client_queue.get_ref(),
+        largest_frame: usize::try_from(largest_payload)
+            .unwrap_or(usize::MAX)
+            .saturating_add(ENVELOPE_ROOM),
     };
     let client = session::Client {
         filter: Arc::new(query.filter),

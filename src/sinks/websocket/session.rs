@@ -97,6 +97,9 @@ pub struct Settings {
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub client_queue: usize,
+    /// About the largest event frame the relay can journal, in bytes: a
+    /// write is given the time it takes on a slow link.
+    pub largest_frame: usize,
 }
 
 /// Shared per-sink metric handles, resolved once (not per frame).

@@ -4,7 +4,8 @@
 //!
 //! Guarantees: a write waits at most `pong_timeout`, plus the time the bytes
 //! it carries take at 16 KiB/s (a large event to a slow link), that extra at
-//! most `ping_interval` + `pong_timeout`; a socket that refuses
+//! most one largest frame's time (or `ping_interval` + `pong_timeout`, if
+//! longer); a socket that refuses
 //! data for 500 ms while more than `client_queue` matching events were
 //! committed past the write ends it as a slow consumer; shutdown ends any
 //! write at once.
@@ -212,13 +213,17 @@ fn frame_len(msg: &Message) -> usize {
 }
 
 /// How long a write of `bytes` may take: `pong_timeout`, plus their time on
-/// the slowest link a screen is given time for, that extra at most
-/// `ping_interval` + `pong_timeout` (35 s by default): a replay page or a
-/// burst of large events would otherwise hold a dead client's slot for
-/// minutes, long after its page reconnected.
+/// the slowest link a screen is given time for, that extra at most the
+/// largest frame's time there (or `ping_interval` + `pong_timeout`, if
+/// longer): one largest event always gets through a slow link, while a
+/// replay page or a burst of large events cannot hold a dead client's slot
+/// for many minutes after its page reconnected.
 fn write_bound(settings: Settings, bytes: usize) -> Duration {
-    let on_a_slow_link = Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC);
-    settings.pong_timeout + on_a_slow_link.min(settings.ping_interval + settings.pong_timeout)
+    let on_a_slow_link =
+        |bytes: usize| Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC);
+    let most =
+        on_a_slow_link(settings.largest_frame).max(settings.ping_interval + settings.pong_timeout);
+    settings.pong_timeout + on_a_slow_link(bytes).min(most)
 }
 
 /// A filtered client's queue during one stalled write: the events committed
@@ -284,6 +289,7 @@ mod tests {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
             client_queue: 1024,
+            largest_frame: (1 << 20) + (64 << 10),
         };
         let pong = settings.pong_timeout;
         assert_eq!(write_bound(settings, 0), pong);
@@ -292,11 +298,16 @@ mod tests {
             write_bound(settings, 256 << 10),
             pong + Duration::from_secs(16)
         );
-        // At most `ping_interval` + `pong_timeout` more: a replay page of
-        // 1 MiB to a dead client holds its slot 45 s, not 74 s.
+        // One largest event gets its whole time on the slow link...
         assert_eq!(
             write_bound(settings, 1 << 20),
-            pong + Duration::from_secs(35)
+            pong + Duration::from_secs(64)
+        );
+        // ...and no write more: a burst of them to a dead client holds its
+        // slot 78 s, not many minutes.
+        assert_eq!(
+            write_bound(settings, 16 << 20),
+            pong + Duration::from_secs(68)
         );
     }
 
