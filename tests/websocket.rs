@@ -154,6 +154,19 @@ fn disconnects(relay: &TestRelay, reason: &str) -> u64 {
         .get()
 }
 
+/// `result` is a 403 whose body says `what`.
+fn assert_forbidden_naming(result: Result<Client, tungstenite::Error>, what: &str, case: &str) {
+    match result {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403, "{case}");
+            let body =
+                String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+            assert!(body.contains(what), "{case}: {body}");
+        }
+        other => panic!("{case}: expected a 403, got {other:?}"),
+    }
+}
+
 fn refused(relay: &TestRelay, reason: &str) -> u64 {
     relay
         .ctx
@@ -172,15 +185,8 @@ async fn a_page_of_another_site_cannot_open_a_fan_out_without_tokens() {
     let relay = start_relay("").await;
     let url = ws_url(&relay, "?since=0");
     for foreign in ["https://evil.example", "null", "http://192.168.1.20:8080"] {
-        match try_connect(&url, Some(("origin", foreign))).await {
-            Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status().as_u16(), 403, "{foreign}");
-                let body =
-                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
-                assert!(body.contains("websocket.tokens"), "{foreign}: {body}");
-            }
-            other => panic!("{foreign}: expected a 403, got {other:?}"),
-        }
+        let refused_with = try_connect(&url, Some(("origin", foreign))).await;
+        assert_forbidden_naming(refused_with, "websocket.tokens", foreign);
     }
     assert_eq!(refused(&relay, "foreign_origin"), 3);
     for local in ["http://localhost:3000", "http://127.0.0.1:8080"] {
@@ -224,15 +230,8 @@ async fn a_fan_out_without_tokens_refuses_what_a_proxy_forwards() {
         ("x-real-ip", "203.0.113.7"),
         ("via", "1.1 nginx"),
     ] {
-        match try_connect(&url, Some((name, value))).await {
-            Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status().as_u16(), 403, "{name}");
-                let body =
-                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
-                assert!(body.contains("set websocket.tokens"), "{name}: {body}");
-            }
-            other => panic!("{name}: expected a 403, got {other:?}"),
-        }
+        let refused_with = try_connect(&url, Some((name, value))).await;
+        assert_forbidden_naming(refused_with, "set websocket.tokens", name);
     }
     assert_eq!(refused(&relay, "proxied"), 4);
     let direct = try_connect(&url, None).await;

@@ -499,25 +499,23 @@ impl Session<'_> {
                 .unwrap_or_else(PoisonError::into_inner);
             logged.len() < UNKNOWN_NAMES_LOGGED && logged.insert(name.to_owned())
         };
-        if carries_a_call_event(self.ctx, &args) {
-            if first_of_its_name {
-                tracing::info!(
-                    vendor = "voip24h",
-                    account = self.account(),
-                    event = name,
-                    "a socket.io event of another name than `response` carries a call event: journaled as one"
-                );
-            }
-            let group = [(args, at)];
-            return self.journal(&group, drain_over, keep_alive).await;
-        }
+        let a_call = carries_a_call_event(self.ctx, &args);
         if first_of_its_name {
+            let what = if a_call {
+                "a socket.io event of another name than `response` carries a call event: journaled as one"
+            } else {
+                "relaying an unknown socket.io event as vendor.unknown"
+            };
             tracing::info!(
                 vendor = "voip24h",
                 account = self.account(),
                 event = name,
-                "relaying an unknown socket.io event as vendor.unknown"
+                "{what}"
             );
+        }
+        if a_call {
+            let group = [(args, at)];
+            return self.journal(&group, drain_over, keep_alive).await;
         }
         let Some(wrapped) = unrecognised(name, &args) else {
             count_malformed(self.ctx, self.account());
