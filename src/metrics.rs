@@ -52,6 +52,8 @@ pub struct Metrics {
     pub journal_max_bytes: IntGauge,
     pub journal_file_bytes: IntGauge,
     pub journal_writable: IntGauge,
+    /// Kafka topics configured accounts will need that the cluster lacks.
+    pub kafka_topics_missing: IntGauge,
     /// The standard `process_*` family (README, "Metrics beyond the contract").
     pub process: ProcessCollector,
 }
@@ -253,6 +255,11 @@ impl Metrics {
         );
         // A relay that has not been scraped yet has not failed a commit either.
         journal_writable.set(1);
+        let kafka_topics_missing = gauge(
+            &r,
+            "callrelay_kafka_topics_missing",
+            "Kafka topics that configured accounts will need and the cluster lacks (kafka.create_topics = false): the first event for one stops Kafka delivery for every account. Looked up at the sink's start and once a minute; 0 when none, or not known.",
+        );
         // The fan-out always runs; Kafka's series come with its config (`prime`).
         events_published.with_label_values(&["websocket"]);
         // Counters an alert watches with `increase()` start at 0: a series
@@ -324,6 +331,7 @@ impl Metrics {
             journal_max_bytes,
             journal_file_bytes,
             journal_writable,
+            kafka_topics_missing,
             process,
         }
     }

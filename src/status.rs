@@ -310,6 +310,9 @@ impl StatusBoard {
     /// (empty: none, or not known). Named under `degraded` while any are:
     /// the first event for one stops Kafka delivery for every account.
     pub fn kafka_topics_missing(&self, topics: Vec<String>) {
+        self.metrics
+            .kafka_topics_missing
+            .set(i64::try_from(topics.len()).unwrap_or(i64::MAX));
         self.lock().kafka_topics_missing = topics;
     }
 

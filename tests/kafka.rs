@@ -340,6 +340,8 @@ async fn topics_configured_accounts_will_need_are_named_before_an_event_needs_th
     )
     .await;
     assert_eq!(ctx.journal.last_seq(), 0, "no event needed them yet");
+    // And counted, for the alert on it.
+    assert_eq!(ctx.metrics.kafka_topics_missing.get(), 2);
     // The sink is not held by the check: a call event reaches its topic.
     let answer = reqwest::Client::new()
         .post(relay.url("/hooks/tel4vn/hn"))

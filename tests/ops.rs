@@ -104,6 +104,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ("callrelay_journal_max_bytes", "gauge", &[]),
     ("callrelay_journal_file_bytes", "gauge", &[]),
     ("callrelay_journal_writable", "gauge", &[]),
+    ("callrelay_kafka_topics_missing", "gauge", &[]),
     // The standard process family of every Prometheus client library.
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_open_fds", "gauge", &[]),
@@ -147,6 +148,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.journal_max_bytes, "gauge"),
         (&m.journal_file_bytes, "gauge"),
         (&m.journal_writable, "gauge"),
+        (&m.kafka_topics_missing, "gauge"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
