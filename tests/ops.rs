@@ -1986,12 +1986,8 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
         .await
         .expect("ws get at a wrong path");
     assert_eq!(mistyped.status(), 404);
-    let line = d
-        .log_where(|v| message(v) == "websocket client refused" && v["reason"] == "wrong_path")
-        .await;
+    let line = ws_refusal_line(&mut d, "wrong_path", 404).await;
     assert_eq!(line["path"], "/wss", "{line}");
-    assert_eq!(line["status"], 404, "{line}");
-    assert!(!line.to_string().contains("screen-token"), "{line}");
 
     // A page that writes its `since` wrong (`since=undefined` from a page's
     // storage) sees a bare 1006 for good: the line is where it is found.
@@ -2005,10 +2001,7 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
         .await
         .expect("ws get with a bad since");
     assert_eq!(bad_since.status(), 400);
-    let line = d
-        .log_where(|v| message(v) == "websocket client refused" && v["reason"] == "bad_since")
-        .await;
-    assert_eq!(line["status"], 400, "{line}");
+    let line = ws_refusal_line(&mut d, "bad_since", 400).await;
     assert!(
         line["peer"]
             .as_str()
@@ -2016,7 +2009,17 @@ async fn refused_webhooks_are_logged_once_while_they_repeat() {
         "{line}"
     );
     assert!(!line.to_string().contains("undefined"), "{line}");
+}
+
+/// The `websocket client refused` line of `reason`: it carries the answer's
+/// `status` and never the screen's token.
+async fn ws_refusal_line(d: &mut Daemon, reason: &str, status: u16) -> Value {
+    let line = d
+        .log_where(|v| message(v) == "websocket client refused" && v["reason"] == reason)
+        .await;
+    assert_eq!(line["status"], status, "{line}");
     assert!(!line.to_string().contains("screen-token"), "{line}");
+    line
 }
 
 /// A stop closes the journal, so the next start does not have to check the

@@ -19,7 +19,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often the start timeout is extended.
-const RENEW_EVERY: Duration = Duration::from_secs(10);
+pub(super) const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How much longer each extension lets the start take: two renewals' worth,
 /// so that one late renewal does not end it.
 const EXTENSION: Duration = Duration::from_secs(30);
@@ -111,16 +111,20 @@ fn tell(notice: Notice) {
         Notice::StillOpening { elapsed_s } => {
             tracing::info!(elapsed_s, "still opening the journal");
         }
-        Notice::Extend { status } => {
-            let _ = sd_notify::notify(
-                false,
-                &[
-                    sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
-                    sd_notify::NotifyState::Status(&status),
-                ],
-            );
-        }
+        Notice::Extend { status } => extend_timeout(&status),
     }
+}
+
+/// Tells systemd to wait [`EXTENSION`] longer for the start or the stop in
+/// progress, and why (`STATUS=`); nothing when not started by systemd.
+pub(super) fn extend_timeout(status: &str) {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
+            sd_notify::NotifyState::Status(status),
+        ],
+    );
 }
 
 /// Where a daemon's start is, for a stop asked for meanwhile (SIGTERM,

@@ -7,7 +7,8 @@
 //!
 //! Guarantees: while the awaited work runs and the writer reports a reopen
 //! running for less than [`MAX_REOPEN`], `EXTEND_TIMEOUT_USEC` (30 s) and a
-//! `STATUS=` line naming the wait go out every [`RENEW_EVERY`]; nothing is
+//! `STATUS=` line naming the wait go out every [`RENEW_EVERY`] (the start's
+//! own pace and extension, [`super::opening`]); nothing is
 //! sent otherwise (a reopen stuck on a hung disk gets systemd's own stop
 //! timeout again, as the watchdog gives up on it then), and a relay not
 //! started by systemd sends nothing.
@@ -15,12 +16,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::opening::{RENEW_EVERY, extend_timeout};
 use super::watchdog::MAX_REOPEN;
-
-/// How often the stop timeout is extended while a reopen runs.
-const RENEW_EVERY: Duration = Duration::from_secs(10);
-/// How much longer each extension lets the stop take: two renewals' worth.
-const EXTENSION: Duration = Duration::from_secs(30);
 
 /// Awaits `work`, telling systemd to wait longer while `reopening` says a
 /// reopen has been running for so long.
@@ -28,7 +25,7 @@ pub(super) async fn extend_while_reopening<T>(
     work: impl Future<Output = T>,
     reopening: impl Fn() -> Option<Duration>,
 ) -> T {
-    extend_with(work, reopening, tell).await
+    extend_with(work, reopening, extend_timeout).await
 }
 
 async fn extend_with<T>(
@@ -53,16 +50,6 @@ async fn extend_with<T>(
             }
         }
     }
-}
-
-fn tell(status: &str) {
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
-            sd_notify::NotifyState::Status(status),
-        ],
-    );
 }
 
 #[cfg(test)]

@@ -82,9 +82,9 @@ pub async fn watch(ctx: Arc<Context>, cancel: CancellationToken) {
             .into_iter()
             .filter(|t| !found.contains(t))
             .collect();
-        let missing = if unknown.is_empty() {
-            Some(Vec::new())
-        } else if let Some(kafka) = config.kafka.as_ref() {
+        // Topics are foreseen only with `[kafka]`: none unknown without it.
+        let asking = config.kafka.as_ref().filter(|_| !unknown.is_empty());
+        let missing = if let Some(kafka) = asking {
             let client_config = kafka.read_back_client_config();
             let looked_up = tokio::select! {
                 () = cancel.cancelled() => break,

@@ -129,6 +129,24 @@ pub fn came_through_a_proxy(headers: &axum::http::HeaderMap) -> bool {
     PROXY_HEADERS.iter().any(|name| headers.contains_key(*name))
 }
 
+/// Why a fan-out that asks for no token refuses a connection, if it does:
+/// it came through a proxy (`proxied`), or it is a browser page of an
+/// origin not let in ([`origin_may_open_without_token`]). Judged at the
+/// upgrade and again after each reload that leaves no tokens.
+pub fn tokenless_refusal(
+    proxied: bool,
+    origin: Option<&[u8]>,
+    allowed: &[String],
+) -> Option<super::Refusal> {
+    if proxied {
+        Some(super::Refusal::Proxied)
+    } else if !origin_may_open_without_token(origin, allowed) {
+        Some(super::Refusal::ForeignOrigin)
+    } else {
+        None
+    }
+}
+
 /// Why an `allowed_origins` entry can never match a browser's `Origin`
 /// (`scheme://host[:port]`, no path), if it cannot.
 pub fn check_allowed_origin(origin: &str) -> Result<(), &'static str> {

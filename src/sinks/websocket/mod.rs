@@ -427,28 +427,20 @@ fn accept(
             e.to_string(),
         ));
     }
-    if !tokens_required && auth::came_through_a_proxy(&headers) {
-        return Err(refuse(
-            Refusal::Proxied,
-            StatusCode::FORBIDDEN,
-            "this fan-out asks for no token, so it is for this machine only, and the request came through a proxy (Forwarded, X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto, X-Real-IP or Via): set websocket.tokens".into(),
-        ));
-    }
-    if !tokens_required
-        && !auth::origin_may_open_without_token(
-            headers.get(header::ORIGIN).map(|v| v.as_bytes()),
-            ws.allowed_origins.get_ref(),
-        )
-    {
-        return Err(refuse(
-            Refusal::ForeignOrigin,
-            StatusCode::FORBIDDEN,
-            "a page of another origin may not open a fan-out that asks for no token: set websocket.tokens, list the page's origin in websocket.allowed_origins, or serve the page from this machine (localhost)".into(),
-        ));
-    }
-    let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
     let origin = headers.get(header::ORIGIN).map(|v| v.as_bytes().to_vec());
     let proxied = auth::came_through_a_proxy(&headers);
+    let tokenless_refusal = (!tokens_required)
+        .then(|| auth::tokenless_refusal(proxied, origin.as_deref(), ws.allowed_origins.get_ref()))
+        .flatten();
+    if let Some(why) = tokenless_refusal {
+        let message = if why == Refusal::Proxied {
+            "this fan-out asks for no token, so it is for this machine only, and the request came through a proxy (Forwarded, X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto, X-Real-IP or Via): set websocket.tokens"
+        } else {
+            "a page of another origin may not open a fan-out that asks for no token: set websocket.tokens, list the page's origin in websocket.allowed_origins, or serve the page from this machine (localhost)"
+        };
+        return Err(refuse(why, StatusCode::FORBIDDEN, message.into()));
+    }
+    let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
     if let Err(e) = auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
         return Err(refuse(
             Refusal::Unauthorized,

@@ -457,15 +457,14 @@ impl Session {
         let config = ctx.config.load();
         let ws = &config.websocket;
         if ws.tokens.get_ref().is_empty() {
-            let allowed = !self.proxied
-                && super::auth::origin_may_open_without_token(
-                    self.origin.as_deref(),
-                    ws.allowed_origins.get_ref(),
-                );
-            return if allowed {
-                Ok(())
-            } else {
-                Err(End::TokenRevoked)
+            let refused = super::auth::tokenless_refusal(
+                self.proxied,
+                self.origin.as_deref(),
+                ws.allowed_origins.get_ref(),
+            );
+            return match refused {
+                None => Ok(()),
+                Some(_) => Err(End::TokenRevoked),
             };
         }
         super::auth::check_token(ws.tokens.get_ref(), self.token.as_deref())
