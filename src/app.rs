@@ -27,6 +27,7 @@ pub mod reload;
 mod retention;
 mod signals;
 mod stop_extension;
+mod systemd_notify;
 #[cfg(test)]
 pub(crate) mod tests_support;
 pub mod watchdog;
@@ -718,6 +719,11 @@ const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
 pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
+    // Made now, while descriptors are free: a relay at its open-file limit
+    // still tells systemd it lives.
+    if let Err(e) = systemd_notify::prepare() {
+        tracing::warn!(error = %e, "cannot make the socket for systemd's notifications (tried again at each)");
+    }
     // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
     let mut signals = Signals::install();
     // A SIGTERM or SIGINT while the file is read (it may not answer) exits.
@@ -726,9 +732,7 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
             biased;
             name = signals.stop_requested() => {
                 tracing::info!("{name} while reading the config: exiting now");
-                let _ = sd_notify::notify(
-                    false,
-                    &[
+                let _ = systemd_notify::notify(&[
                         sd_notify::NotifyState::Stopping,
                         sd_notify::NotifyState::Status("stopped while reading the config"),
                     ],
@@ -760,24 +764,18 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
         None => tracing::error!("cannot install signal handlers"),
     }
     if starting.stopped() {
-        let _ = sd_notify::notify(
-            false,
-            &[
-                sd_notify::NotifyState::Stopping,
-                sd_notify::NotifyState::Status("stopping"),
-            ],
-        );
+        let _ = systemd_notify::notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
         relay.shutdown();
         return relay.wait().await;
     }
     let status = format!("listening on {}", relay.addr);
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&status),
-        ],
-    );
+    let _ = systemd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     watchdog::spawn(ctx, tokio::runtime::Handle::current());
     relay.wait().await
 }

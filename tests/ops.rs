@@ -1703,6 +1703,40 @@ fn the_production_config_passes_check_with_its_environment() {
 
 // ---------------------------------------------------------------- the daemon under systemd's protocol
 
+/// Resource limits a [`Daemon`] runs under, set with `prlimit`.
+#[derive(Default)]
+struct Limits {
+    /// RLIMIT_FSIZE: a write past it fails with EFBIG, as on a full disk
+    /// (SIGXFSZ ignored so the write fails instead of killing the process).
+    file_bytes: Option<u64>,
+    /// RLIMIT_NOFILE, soft and hard.
+    open_files: Option<u64>,
+}
+
+impl Limits {
+    /// The shell's `trap` and the `prlimit … --` prefix for `exec`.
+    fn shell_words(&self) -> (String, String) {
+        let mut options = String::new();
+        if let Some(n) = self.file_bytes {
+            options.push_str(&format!(" --fsize={n}:"));
+        }
+        if let Some(n) = self.open_files {
+            options.push_str(&format!(" --nofile={n}:{n}"));
+        }
+        let trap = if self.file_bytes.is_some() {
+            "trap '' XFSZ; "
+        } else {
+            ""
+        };
+        let prefix = if options.is_empty() {
+            String::new()
+        } else {
+            format!("prlimit{options} -- ")
+        };
+        (trap.to_owned(), prefix)
+    }
+}
+
 /// Lines of a child's stderr and datagrams of its notify socket, as they come.
 struct Daemon {
     child: std::process::Child,
@@ -1716,17 +1750,15 @@ struct Daemon {
 impl Daemon {
     /// Starts `callrelay run` as systemd would with `WatchdogSec=` and `Type=notify`.
     async fn start(dir: &Path, config: &Path, watchdog_usec: u64) -> Daemon {
-        Daemon::start_limited(dir, config, watchdog_usec, None, "info").await
+        Daemon::start_limited(dir, config, watchdog_usec, Limits::default(), "info").await
     }
 
-    /// As `start`, with the files it writes limited to `max_file_bytes`
-    /// (RLIMIT_FSIZE: a write past it fails with EFBIG, as on a full disk;
-    /// SIGXFSZ ignored so the write fails instead of killing the process).
+    /// As `start`, under `limits`.
     async fn start_limited(
         dir: &Path,
         config: &Path,
         watchdog_usec: u64,
-        max_file_bytes: Option<u64>,
+        limits: Limits,
         rust_log: &str,
     ) -> Daemon {
         let socket_path = dir.join("notify.sock");
@@ -1744,15 +1776,7 @@ impl Daemon {
             }
         });
         // WATCHDOG_PID must be the relay's own pid: `exec` keeps the shell's.
-        let (trap, limit) = max_file_bytes.map_or_else(
-            || (String::new(), String::new()),
-            |n| {
-                (
-                    "trap '' XFSZ; ".to_owned(),
-                    format!("prlimit --fsize={n}: -- "),
-                )
-            },
-        );
+        let (trap, limit) = limits.shell_words();
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -2239,7 +2263,7 @@ async fn a_stop_does_not_wait_for_a_kafka_metadata_request() {
         dir.path(),
         &config,
         200_000,
-        None,
+        Limits::default(),
         "info,callrelay::sinks::kafka=debug",
     )
     .await;
@@ -2386,7 +2410,11 @@ async fn after_a_full_disk_the_journal_takes_events_again_without_a_restart() {
     let config = dir.path().join("relay.toml");
     let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
     std::fs::write(&config, &text).expect("write config");
-    let mut d = Daemon::start_limited(dir.path(), &config, 200_000, Some(256 * 1024), "info").await;
+    let limits = Limits {
+        file_bytes: Some(256 * 1024),
+        ..Limits::default()
+    };
+    let mut d = Daemon::start_limited(dir.path(), &config, 200_000, limits, "info").await;
     let client = reqwest::Client::new();
     let post = |n: u32| {
         client
@@ -2580,6 +2608,52 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     d.signal("TERM");
     d.note("STOPPING=1").await;
     assert_eq!(d.exit_code().await, Some(0));
+}
+
+/// Out of file descriptors (connections up to `LimitNOFILE`), the watchdog's
+/// keep-alives still reach systemd. Each notification made a new socket, so
+/// at the limit every keep-alive failed unseen and systemd killed the relay
+/// `WatchdogSec` later, again and again while screens refilled the limit.
+#[tokio::test]
+async fn watchdog_keep_alives_go_on_out_of_file_descriptors() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        tool_missing("prlimit");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, common::base_config(dir.path())).expect("write config");
+    let limits = Limits {
+        open_files: Some(64),
+        ..Limits::default()
+    };
+    // Keep-alives every 200 ms.
+    let mut d = Daemon::start_limited(dir.path(), &config, 400_000, limits, "info").await;
+    d.note("READY=1").await;
+    d.note("WATCHDOG=1").await;
+    // Idle connections until accepting fails (each holds a descriptor until
+    // the relay's 10 s head timeout).
+    let held: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&d.addr).ok())
+        .collect();
+    d.log_where(|v| message(v) == "accepting a connection failed")
+        .await;
+    while d.notes.try_recv().is_ok() {}
+    // Well within the head timeout that frees the descriptors by itself.
+    let keep_alives = tokio::time::timeout(Duration::from_secs(4), async {
+        let mut n = 0;
+        while n < 3 {
+            match d.notes.recv().await.as_deref() {
+                Some("WATCHDOG=1") => n += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        n
+    })
+    .await;
+    drop(held);
+    assert_eq!(keep_alives, Ok(3), "keep-alives stopped at the open-file limit");
 }
 
 #[tokio::test]

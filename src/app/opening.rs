@@ -118,13 +118,10 @@ fn tell(notice: Notice) {
 /// Tells systemd to wait [`EXTENSION`] longer for the start or the stop in
 /// progress, and why (`STATUS=`); nothing when not started by systemd.
 pub(super) fn extend_timeout(status: &str) {
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
-            sd_notify::NotifyState::Status(status),
-        ],
-    );
+    let _ = super::systemd_notify::notify(&[
+        sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
+        sd_notify::NotifyState::Status(status),
+    ]);
 }
 
 /// Where a daemon's start is, for a stop asked for meanwhile (SIGTERM,
@@ -172,13 +169,10 @@ impl Starting {
             tracing::info!(
                 "{signal} while opening the journal: exiting now (a check of a journal not closed cleanly starts over at the next start)"
             );
-            let _ = sd_notify::notify(
-                false,
-                &[
-                    sd_notify::NotifyState::Stopping,
-                    sd_notify::NotifyState::Status("stopped while opening the journal"),
-                ],
-            );
+            let _ = super::systemd_notify::notify(&[
+                sd_notify::NotifyState::Stopping,
+                sd_notify::NotifyState::Status("stopped while opening the journal"),
+            ]);
             // Held until the end: the start cannot go on past the open meanwhile.
             exit();
             return;

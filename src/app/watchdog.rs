@@ -111,6 +111,7 @@ pub fn spawn(ctx: Arc<Context>, runtime: tokio::runtime::Handle) {
 fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duration) {
     let mut unwritable_since: Option<Instant> = None;
     let mut withheld = false;
+    let mut unsent = false;
     loop {
         let tick = Instant::now();
         if ctx.shutdown.is_cancelled() {
@@ -143,7 +144,19 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
                     tracing::info!("healthy again: resuming watchdog keep-alives");
                     withheld = false;
                 }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                match super::systemd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                    Ok(()) if unsent => {
+                        tracing::info!("watchdog keep-alives reach systemd again");
+                        unsent = false;
+                    }
+                    Ok(()) => {}
+                    // Said once: systemd restarts the relay if this lasts.
+                    Err(e) if !unsent => {
+                        tracing::error!(error = %e, "a watchdog keep-alive could not be sent to systemd");
+                        unsent = true;
+                    }
+                    Err(_) => {}
+                }
             }
             Some(reason) => {
                 if !withheld {

@@ -115,11 +115,13 @@ impl Collector for ProcessCollector {
             self.cpu_seconds.inc_by(behind);
         }
         families.extend(self.cpu_seconds.collect());
-        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(saturating_i64(entries.count() as u64));
+        let limit = getrlimit(Resource::Nofile).current;
+        let listed = std::fs::read_dir("/proc/self/fd").map(|entries| entries.count() as u64);
+        if let Some(open) = open_fds(listed, limit) {
+            self.open_fds.set(saturating_i64(open));
             families.extend(self.open_fds.collect());
         }
-        if let Some(limit) = getrlimit(Resource::Nofile).current {
+        if let Some(limit) = limit {
             self.max_fds.set(saturating_i64(limit));
             families.extend(self.max_fds.collect());
         }
@@ -138,6 +140,19 @@ impl Collector for ProcessCollector {
         }
         families.extend(self.start_time.collect());
         families
+    }
+}
+
+/// `process_open_fds` from the count of `/proc/self/fd`'s entries: at the
+/// limit that directory cannot be opened (`EMFILE`), and the process is at
+/// its limit, which is what is exported then. Left out, the series went
+/// stale and `CallrelayOpenFilesNearLimit` resolved at the very moment new
+/// connections began to wait.
+fn open_fds(listed: std::io::Result<u64>, limit: Option<u64>) -> Option<u64> {
+    match listed {
+        Ok(open) => Some(open),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => limit,
+        Err(_) => None,
     }
 }
 
@@ -181,6 +196,16 @@ fn kibibytes(value: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_the_open_file_limit_the_limit_is_the_count() {
+        let emfile = || std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
+        assert_eq!(open_fds(Ok(17), Some(1024)), Some(17));
+        assert_eq!(open_fds(Err(emfile()), Some(1024)), Some(1024));
+        assert_eq!(open_fds(Err(emfile()), None), None);
+        let absent = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(open_fds(Err(absent), Some(1024)), None, "no /proc: left out");
+    }
 
     #[test]
     fn status_lines_are_read_in_bytes_and_others_ignored() {
