@@ -54,6 +54,8 @@ pub struct Metrics {
     pub journal_writable: IntGauge,
     /// Kafka topics configured accounts will need that the cluster lacks.
     pub kafka_topics_missing: IntGauge,
+    /// 1 while the journal's retention passes fail.
+    pub journal_retention_failing: IntGauge,
     /// The standard `process_*` family (README, "Metrics beyond the contract").
     pub process: ProcessCollector,
 }
@@ -260,6 +262,11 @@ impl Metrics {
             "callrelay_kafka_topics_missing",
             "Kafka topics that configured accounts will need and the cluster lacks (kafka.create_topics = false): the first event for one stops Kafka delivery for every account. Looked up at the sink's start and once a minute; 0 when none, or not known.",
         );
+        let journal_retention_failing = gauge(
+            &r,
+            "callrelay_journal_retention_failing",
+            "1 while the journal's retention passes fail (nothing old is removed: the journal and its dedup log grow until the disk is full), 0 once one succeeds.",
+        );
         // The fan-out always runs; Kafka's series come with its config (`prime`).
         events_published.with_label_values(&["websocket"]);
         // Counters an alert watches with `increase()` start at 0: a series
@@ -332,6 +339,7 @@ impl Metrics {
             journal_file_bytes,
             journal_writable,
             kafka_topics_missing,
+            journal_retention_failing,
             process,
         }
     }

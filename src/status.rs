@@ -302,7 +302,11 @@ impl StatusBoard {
     /// The retention pass failed (`Some`, why) or succeeded (`None`); whether
     /// passes were failing before. Named under `degraded` while they fail:
     /// nothing old is removed then, and the journal grows past `max_size`.
+    /// `callrelay_journal_retention_failing` follows it, for an alert.
     pub fn retention_failed(&self, why: Option<String>) -> bool {
+        self.metrics
+            .journal_retention_failing
+            .set(i64::from(why.is_some()));
         std::mem::replace(&mut self.lock().retention_failure, why).is_some()
     }
 
@@ -682,7 +686,10 @@ mod tests {
     #[test]
     fn a_failing_retention_pass_is_degraded_until_one_succeeds() {
         let board = board();
+        let failing = || board.metrics().journal_retention_failing.get();
+        assert_eq!(failing(), 0);
         assert!(!board.retention_failed(Some("the journal is damaged".into())));
+        assert_eq!(failing(), 1);
         let reasons = board.degraded_reasons();
         assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(
@@ -692,6 +699,7 @@ mod tests {
         assert!(board.not_ready_reasons().is_empty());
         assert!(board.retention_failed(Some("again".into())));
         assert!(board.retention_failed(None));
+        assert_eq!(failing(), 0);
         assert!(board.degraded_reasons().is_empty());
         assert!(!board.retention_failed(None));
     }

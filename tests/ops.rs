@@ -105,6 +105,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ("callrelay_journal_file_bytes", "gauge", &[]),
     ("callrelay_journal_writable", "gauge", &[]),
     ("callrelay_kafka_topics_missing", "gauge", &[]),
+    ("callrelay_journal_retention_failing", "gauge", &[]),
     // The standard process family of every Prometheus client library.
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_open_fds", "gauge", &[]),
@@ -149,6 +150,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.journal_file_bytes, "gauge"),
         (&m.journal_writable, "gauge"),
         (&m.kafka_topics_missing, "gauge"),
+        (&m.journal_retention_failing, "gauge"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
@@ -247,7 +249,7 @@ fn split_labels(text: &str) -> BTreeMap<String, String> {
         .filter(|p| !p.is_empty())
         .filter_map(|p| {
             let (k, v) = p.split_once('=')?;
-            Some((k.to_owned(), v.trim_matches('"').to_owned()))
+            Some((k.trim().to_owned(), v.trim_matches('"').to_owned()))
         })
         .collect()
 }
@@ -1438,13 +1440,28 @@ fn the_alert_rules_name_exported_metrics_and_fire_when_they_should() {
 }
 
 /// Every series an alert watches with `increase()`, as `name{label="value"}`
-/// (or `name` when it selects no label).
+/// (or `name` when it selects no label); a `label=~"a|b"` selector is one
+/// selector per alternative.
 fn increase_selectors(rules: &str) -> Vec<String> {
     rules
         .split("increase(")
         .skip(1)
         .filter_map(|rest| rest.split('[').next())
-        .map(|selector| selector.trim().to_owned())
+        .flat_map(|selector| alternatives(selector.trim()))
+        .collect()
+}
+
+/// `name{a="x", b=~"1|2"}` as `name{a="x", b="1"}` and `name{a="x", b="2"}`.
+fn alternatives(selector: &str) -> Vec<String> {
+    let Some((before, rest)) = selector.split_once("=~\"") else {
+        return vec![selector.to_owned()];
+    };
+    let Some((choices, after)) = rest.split_once('"') else {
+        return vec![selector.to_owned()];
+    };
+    choices
+        .split('|')
+        .flat_map(|choice| alternatives(&format!("{before}=\"{choice}\"{after}")))
         .collect()
 }
 
@@ -2653,7 +2670,11 @@ async fn watchdog_keep_alives_go_on_out_of_file_descriptors() {
     })
     .await;
     drop(held);
-    assert_eq!(keep_alives, Ok(3), "keep-alives stopped at the open-file limit");
+    assert_eq!(
+        keep_alives,
+        Ok(3),
+        "keep-alives stopped at the open-file limit"
+    );
 }
 
 #[tokio::test]

@@ -122,14 +122,16 @@ impl TurnedAway {
         (webhooks + others > 0).then_some((webhooks, others))
     }
 
-    /// Logs what was turned away, if anything was.
+    /// Logs what was turned away, if anything was: a warning when webhooks
+    /// were among them, since no vendor documents sending a 503'd event again.
     fn say(&self) {
-        if let Some((webhooks, others)) = self.totals() {
-            tracing::info!(
-                webhooks,
-                others,
-                "requests answered 503 while the journal opened (vendors retry; none of them was journaled)"
-            );
+        const TURNED_AWAY: &str = "requests answered 503 while the journal opened (none of them was journaled; only a vendor that retries sends them again)";
+        match self.totals() {
+            Some((webhooks, others)) if webhooks > 0 => {
+                tracing::warn!(webhooks, others, "{TURNED_AWAY}");
+            }
+            Some((webhooks, others)) => tracing::info!(webhooks, others, "{TURNED_AWAY}"),
+            None => {}
         }
     }
 }
@@ -255,7 +257,13 @@ mod tests {
             "{line}"
         );
         assert_eq!((&line["webhooks"], &line["others"]), (&json!(2), &json!(1)));
-        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["level"], "WARN", "webhooks turned away may be lost");
+
+        let others_only = TurnedAway::new(Arc::new(Metrics::new()));
+        others_only.count("/ws");
+        let text = said(&others_only);
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["level"], "INFO", "{text}");
     }
 
     #[tokio::test]

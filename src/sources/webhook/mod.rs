@@ -11,7 +11,7 @@
 //!   [`Verified`](crate::vendors::Verified) that only the vendor's check makes;
 //! - a 200 carrying `{id, seq, duplicate}` is sent only after ingest reports
 //!   the event committed (or already journaled); when ingest cannot take it
-//!   the answer is 503 with `Retry-After`, so the vendor retries;
+//!   the answer is 503 with `Retry-After`, so a vendor that retries can;
 //! - accounts are looked up in the current config on every request, so a
 //!   reload adds, changes or removes them without a restart;
 //! - a refusal (4xx or 503) is logged with its reason, at most once per 30 s
