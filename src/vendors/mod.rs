@@ -347,6 +347,59 @@ mod tests {
         assert_eq!(payload, "verification_str");
     }
 
+    /// Two calls of one SPRecord device posted as forms (PHP's nested
+    /// `payload[call_id]`, or the fields at the top) are two events: with no
+    /// `payload` object every one had the identity `[device, type, null]`,
+    /// and all but the first in the window were answered as duplicates.
+    #[test]
+    fn sprecord_events_posted_as_forms_are_told_apart() {
+        let identity = |body: &[u8]| match parse_as(Vendor::Sprecord, Method::Post, FORM, &[], body)
+        {
+            Ok(Parsed::Event(e, _)) => e.identity,
+            other => panic!("not an event: {other:?}"),
+        };
+        for (first, second) in [
+            (
+                &b"device_id=D&event_type=incoming_call&payload%5Bcall_id%5D=8&payload%5Bcall_src%5D=%2B7900"[..],
+                &b"device_id=D&event_type=incoming_call&payload%5Bcall_id%5D=9&payload%5Bcall_src%5D=%2B7900"[..],
+            ),
+            (
+                b"device_id=D&event_type=call_end&call_id=8&status=ANSWERED",
+                b"device_id=D&event_type=call_end&call_id=9&status=ANSWERED",
+            ),
+        ] {
+            assert_ne!(identity(first), identity(second));
+            // A retry is still one event.
+            assert_eq!(identity(first), identity(first));
+        }
+        // A JSON event keeps its identity: device, type and the payload alone.
+        let json = br#"{"device_id":"D","event_type":"call_end","payload":{"call_id":8}}"#;
+        let Ok(Parsed::Event(e, _)) = parse_as(
+            Vendor::Sprecord,
+            Method::Post,
+            "application/json",
+            &[],
+            json,
+        ) else {
+            panic!("not an event");
+        };
+        let with_more =
+            br#"{"device_id":"D","event_type":"call_end","payload":{"call_id":8},"extra":1}"#;
+        let Ok(Parsed::Event(again, _)) = parse_as(
+            Vendor::Sprecord,
+            Method::Post,
+            "application/json",
+            &[],
+            with_more,
+        ) else {
+            panic!("not an event");
+        };
+        assert_eq!(
+            e.identity, again.identity,
+            "fields beside an object payload are not part of it"
+        );
+    }
+
     #[test]
     fn json_posted_as_a_form_is_read_as_json() {
         let body = br#" {"extend":131,"state":"Ring","phone":"0832666859","callid":1287674126.299,"type":"inbound"}"#;

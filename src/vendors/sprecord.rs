@@ -3,7 +3,9 @@
 //! parsing and normalization (pure).
 //!
 //! Identity: `device_id + event_type + payload` (payload scalars as text, so
-//! `call_id` 8 and "8" are one event; the same event on three SSE streams too).
+//! `call_id` 8 and "8" are one event; the same event on three SSE streams too);
+//! when the payload is no object (an event posted as a form), the whole
+//! message instead of the payload.
 
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
@@ -63,12 +65,12 @@ pub fn parse_message(message: &Value) -> Result<SprecordMessage, ParseError> {
         };
     }
     let event = event_type
-        .and_then(|t| event(map, &t))
+        .and_then(|t| event(message, map, &t))
         .unwrap_or_else(|| unknown_event(message));
     Ok(SprecordMessage::Event(event))
 }
 
-fn event(map: &Map<String, Value>, event_type: &str) -> Option<VendorEvent> {
+fn event(message: &Value, map: &Map<String, Value>, event_type: &str) -> Option<VendorEvent> {
     let ty = match event_type {
         "startup" => "device.startup",
         "incoming_call" | "outgoing_call" => "call.started",
@@ -123,13 +125,22 @@ fn event(map: &Map<String, Value>, event_type: &str) -> Option<VendorEvent> {
     }
     f.text("trunk", text_of(p, &["trunk"]));
     let device = get(map, "device_id").and_then(text);
-    let payload_text = payload_value.map(loose_canonical);
+    // A payload that is no object (an event posted as a form: its fields
+    // are `payload[call_id]=…` or top-level, and `payload` is absent or a
+    // string) told no two events of a device and type apart, so every one
+    // after the first in the window was answered as a duplicate and lost.
+    // The whole message tells them apart then; an object payload keeps the
+    // identity it always had.
+    let told_apart_by = match payload_value {
+        Some(payload @ Value::Object(_)) => loose_canonical(payload),
+        _ => loose_canonical(message),
+    };
     Some(VendorEvent {
         event_type: ty.to_owned(),
         subject: call_id,
         time: time(get(p, "date"), UtcOffset::UTC),
         fields: f.build(),
-        identity: identity(&[device.as_deref(), Some(event_type), payload_text.as_deref()]),
+        identity: identity(&[device.as_deref(), Some(event_type), Some(&told_apart_by)]),
     })
 }
 

@@ -82,9 +82,18 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
             .text("recording_url", text_of(c, &["recordingfile"]));
         when = time(get(c, "calldate"), ICT);
     }
-    let id = match &call_id {
-        Some(id) => identity(&[Some("call"), Some(id), Some(state), extension.as_deref()]),
-        None => loose_canonical(payload),
+    // Without `extend`, a call's CDR rows (one per channel: a ring group,
+    // a queue, a transfer) differ only inside `cdr`, and were one event: the
+    // answered leg's row, billsec and recording, was folded into the first.
+    // The channel tells them apart then; a row with `extend`, as the vendor
+    // documents it, keeps its identity.
+    let cdr_leg = (state == "cdr" && extension.is_none())
+        .then(|| cdr.and_then(|c| text_of(c, &["uniqueid", "dst"])))
+        .flatten();
+    let id = match (&call_id, cdr_leg) {
+        (Some(id), None) => identity(&[Some("call"), Some(id), Some(state), extension.as_deref()]),
+        (Some(id), Some(leg)) => identity(&[Some("call"), Some(id), Some(state), None, Some(&leg)]),
+        (None, _) => loose_canonical(payload),
     };
     Some(VendorEvent {
         event_type: event_type.to_owned(),
@@ -296,6 +305,28 @@ mod tests {
         assert_eq!(e.fields["recording_url"], "https://rec/1.wav");
         assert_eq!(e.fields["hotline"], "02873088088");
         assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+    }
+
+    /// Two CDR rows of one call without `extend` (a ring group's legs) are
+    /// two events: they were one, and the answered leg's row was lost as a
+    /// duplicate of the unanswered one. A row with `extend` keeps its id.
+    #[test]
+    fn cdr_rows_without_extend_are_told_apart_by_their_channel() {
+        let row = |uniqueid: &str, dst: &str| {
+            parse_call_event(&json!({"state":"Cdr","callid":"1616734230.1021",
+                "cdr":{"uniqueid":uniqueid,"dst":dst,"billsec":0}}))
+            .unwrap()
+            .identity
+        };
+        assert_ne!(row("1616734230.1022", "130"), row("1616734230.1023", "131"));
+        assert_eq!(row("1616734230.1022", "130"), row("1616734230.1022", "130"));
+        let with_extend = parse_call_event(&json!({"extend":"130","state":"Cdr",
+            "callid":"1.2","cdr":{"uniqueid":"1.3","dst":"130"}}))
+        .unwrap();
+        assert_eq!(
+            with_extend.identity,
+            identity(&[Some("call"), Some("1.2"), Some("cdr"), Some("130")])
+        );
     }
 
     #[test]
