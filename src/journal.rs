@@ -456,6 +456,15 @@ impl Journal {
         txn.abort().expect("aborted"); // ok: test-only
     }
 
+    /// Test-only: holds the lock a reopen holds while it reads the file
+    /// again, until the guard is dropped.
+    #[cfg(test)]
+    pub(crate) fn hold_as_a_reopen(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, Option<Arc<Database>>> {
+        self.db.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Sets a count kept in the `meta` table to `change` of it, durably;
     /// returns the new count.
     fn change_meta_value(

@@ -4,7 +4,9 @@
 //! Guarantees: events come in seq order; what retention removed is skipped;
 //! a record that does not decode (damaged on disk) is skipped and logged with
 //! its seq, so one bad record cannot hold every reader at it for good; a page
-//! redb cannot read (it panics) is `JournalError::Damaged`.
+//! redb cannot read (it panics) is `JournalError::Damaged`; the reads for
+//! WebSocket clients ([`Journal::read_page_unless_reopening`],
+//! [`Journal::count_after`]) never wait for a reopen (`Closed` meanwhile).
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +37,31 @@ impl Journal {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<JournaledEvent>, JournalError> {
-        let db = self.db()?;
+        self.read_page_of(self.db()?, after, limit, max_bytes)
+    }
+
+    /// As [`Journal::read_page`], and [`JournalError::Closed`] at once while a
+    /// reopen runs. For WebSocket replays: a reopen reads the whole file
+    /// (minutes on a slow disk), and a replay waiting it out held a blocking
+    /// thread and its client's slot in silence, with no ping, while the page
+    /// reconnected every 35 s and parked another: the blocking pool, which
+    /// also resolves the upstreams' host names, filled.
+    pub fn read_page_unless_reopening(
+        &self,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<JournaledEvent>, JournalError> {
+        self.read_page_of(self.db_unless_reopening()?, after, limit, max_bytes)
+    }
+
+    fn read_page_of(
+        &self,
+        db: std::sync::Arc<redb::Database>,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<JournaledEvent>, JournalError> {
         self.read_unless_damaged("events after a seq", || {
             let txn = db.begin_read().map_err(storage)?;
             let log = txn.open_table(EVENTS).map_err(storage)?;
@@ -60,7 +86,9 @@ impl Journal {
     /// takes, reading at most `max_records` of them. Headers only: no JSON is
     /// copied, so a caller can count a long range in bounded memory. Returns
     /// the count and the seq read through (`up_to` once the range is done;
-    /// events retention removed are not counted).
+    /// events retention removed are not counted). [`JournalError::Closed`]
+    /// at once while a reopen runs, as [`Journal::read_page_unless_reopening`]:
+    /// only WebSocket sessions count.
     pub fn count_after(
         &self,
         after: u64,
@@ -71,7 +99,7 @@ impl Journal {
         if after >= up_to {
             return Ok((0, up_to));
         }
-        let db = self.db()?;
+        let db = self.db_unless_reopening()?;
         self.read_unless_damaged("event headers", || {
             let txn = db.begin_read().map_err(storage)?;
             let log = txn.open_table(EVENTS).map_err(storage)?;

@@ -743,6 +743,34 @@ fn read_after_respects_limit_and_start() {
     assert!(j.read_after(50, 5).unwrap().is_empty());
 }
 
+/// A WebSocket replay or count during a reopen (minutes on a slow disk) is
+/// refused at once: it waited the reopen out on a blocking thread, its client
+/// silent, and the pool filled as pages reconnected.
+#[test]
+fn websocket_reads_do_not_wait_for_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..3).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch(&batch).unwrap();
+    let reopening = j.hold_as_a_reopen();
+    assert!(matches!(
+        j.read_page_unless_reopening(0, 10, usize::MAX),
+        Err(JournalError::Closed)
+    ));
+    assert!(matches!(
+        j.count_after(0, 3, 10, |_| true),
+        Err(JournalError::Closed)
+    ));
+    drop(reopening);
+    assert_eq!(
+        j.read_page_unless_reopening(0, 10, usize::MAX)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(j.count_after(0, 3, 10, |_| true).unwrap(), (3, 3));
+}
+
 #[test]
 fn count_after_counts_accepted_headers_in_pages() {
     let dir = tempfile::tempdir().unwrap();

@@ -379,7 +379,7 @@ impl Session {
             let journal = ctx.journal.clone();
             let after = self.cursor;
             let page = journal_read("websocket replay", move || {
-                journal.read_page(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+                journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             })
             .await?;
             let Some(first) = page.first() else {
@@ -521,9 +521,10 @@ fn is_full_page(page: &[JournaledEvent]) -> bool {
 }
 
 /// Read failures logged, per kind of read: at most one line per 30 s. A
-/// journal that cannot be read (a reopen after failed commits, up to 16 s
-/// on a full disk) fails every replaying client, which reconnects and
-/// fails again: a line each buried the journal's own.
+/// journal that cannot be read (a reopen after failed commits, minutes on a
+/// slow disk, again every 16 s on a full one: the reads do not wait for it)
+/// fails every replaying client, which reconnects and fails again: a line
+/// each buried the journal's own.
 static READ_FAILURES: std::sync::LazyLock<
     std::sync::Mutex<crate::log_throttle::LogThrottle<&'static str>>,
 > = std::sync::LazyLock::new(|| {
