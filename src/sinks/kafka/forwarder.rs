@@ -722,10 +722,15 @@ impl Forwarder {
         tokio::pin!(work);
         let mut tick = tokio::time::interval(self.tuning.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return false,
-                () = &mut work => return true,
+                () = &mut work => {
+                    // Reports that came meanwhile were not polled.
+                    self.not_waiting_while(started.elapsed());
+                    return true;
+                }
                 _ = tick.tick() => self.publish_status(),
             }
         }

@@ -3,7 +3,8 @@
 //!
 //! Guarantees: the cursor is written every tick (non-durable) once it has
 //! moved, and the first write of a run marks its state unclean durably
-//! before anything is handed to Kafka.
+//! before anything is handed to Kafka; time the tick spends waiting on that
+//! write is not counted toward a stall (no report is polled meanwhile).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,7 +19,9 @@ use crate::journal::Journal;
 impl Forwarder {
     /// Persists the cursor (non-durable), refreshes lag and status.
     pub(super) async fn housekeeping(&mut self) {
+        let persisting = Instant::now();
         self.persist(false).await;
+        let persisted_in = persisting.elapsed();
         if self
             .resume
             .as_ref()
@@ -35,6 +38,9 @@ impl Forwarder {
             // faster than `stalled_after` still add up to a stall.
             let down_for = now.saturating_duration_since(self.last_housekeeping);
             self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
+        } else {
+            // Paused above when every broker is down: that covers the write.
+            self.not_waiting_while(persisted_in);
         }
         self.last_housekeeping = now;
         if brokers_down
@@ -54,6 +60,23 @@ impl Forwarder {
             });
         }
         self.publish_status();
+    }
+
+    /// Moves the stall clocks on by `spent`, time the forwarder spent in its
+    /// own awaits, polling no report: a cursor write that waited out a
+    /// journal reopen (minutes on a slow disk) left every report already in
+    /// unread, so the sink said `no delivery report` and, past 5 minutes,
+    /// replaced a healthy producer (blocking review, 2026-12-05).
+    pub(super) fn not_waiting_while(&mut self, spent: Duration) {
+        let now = Instant::now();
+        self.awaiting_reports_since = (self.awaiting_reports_since + spent).min(now);
+        let spent_ms = u64::try_from(spent.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = crate::journal::boot_ms();
+        let _ = self
+            .last_report_ms
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(last.saturating_add(spent_ms).min(now_ms))
+            });
     }
 
     pub(super) async fn persist(&mut self, durable: bool) {

@@ -544,6 +544,42 @@ async fn the_stall_clock_is_paused_while_every_broker_is_down() {
     fixture.stop().await;
 }
 
+/// A cursor write that waits on the journal (a reopen reads the whole file
+/// again: minutes on a slow disk) polls no report meanwhile: that time is
+/// not a stall. It was, and past `replace_stalled_after` the tick replaced
+/// a healthy producer.
+#[tokio::test]
+async fn time_spent_writing_the_cursor_is_not_a_stall() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.cursor = 4;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
+    hand_over(forwarder, 5, vec![delivered(5)], Duration::from_secs(60));
+    let (holding_tx, holding) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let journal = ctx.journal.clone();
+    let held =
+        tokio::task::spawn_blocking(move || journal.hold_writes_until(holding_tx, release_rx));
+    holding.await.unwrap();
+    forwarder.awaiting_reports_since = Instant::now();
+    forwarder
+        .last_report_ms
+        .store(crate::journal::boot_ms(), Ordering::Release);
+    // The journal takes writes again 1.5 s on, as a reopen that long would.
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = release.send(());
+    });
+    forwarder.housekeeping().await;
+    held.await.unwrap();
+    assert_eq!(written(&ctx).0, Some(4), "the write waited, then landed");
+    let stall = forwarder.stalled_too_long();
+    assert!(stall.is_none(), "{stall:?}");
+    fixture.stop().await;
+}
+
 /// While every broker is down and nothing flows, a tick past the probe
 /// interval asks the cluster for metadata: an answer says a broker is back.
 #[tokio::test]
