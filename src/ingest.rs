@@ -4,7 +4,10 @@
 //! Guarantees:
 //! - an acknowledgement is sent only after the batch holding its event has
 //!   committed (fsync'd); a failed commit fails every acknowledgement of that
-//!   batch, and nothing of it is journaled;
+//!   batch, and its events are journaled all or none: a commit whose last
+//!   sync failed may have landed, and then the reopen finds it, its events go
+//!   to the sinks ([`writer`]'s `publish_landed`) and a sender's retry is
+//!   answered as a duplicate;
 //! - batching is group commit: while one commit runs, arriving events queue and
 //!   form the next batch (at most `max_batch`), so a lone event never waits for
 //!   others and a burst costs one fsync per batch; the events of one

@@ -17,7 +17,9 @@
 //! `open` (the redb file, its cache, its repair), `record` (an event's stored
 //! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
 //! `unsaid_loss` (what `max_size` dropped), `stop_losses` (what the last
-//! shutdown gave up), `clock`.
+//! shutdown gave up), `clock`, `resume_ids` (SPRecord's `Last-Event-ID`s),
+//! `presence` (the file deleted or replaced under the relay) and
+//! `memory_backed` (a journal on tmpfs).
 
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;

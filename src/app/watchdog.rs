@@ -67,13 +67,22 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
         return Some("the ingest writer thread has stopped".to_owned());
     }
     if let Some(t) = o.commit_running_for.filter(|t| *t > interval) {
-        return Some(format!("a journal commit has been running for {t:?}"));
+        return Some(format!(
+            "a journal commit has been running for {} s",
+            t.as_secs()
+        ));
     }
     if let Some(t) = o.reopen_running_for.filter(|t| *t > MAX_REOPEN) {
-        return Some(format!("the journal has been reopening for {t:?}"));
+        return Some(format!(
+            "the journal has been reopening for {} s",
+            t.as_secs()
+        ));
     }
     if let Some(t) = o.unwritable_for.filter(|t| *t > UNWRITABLE_LIMIT) {
-        return Some(format!("the journal has refused every commit for {t:?}"));
+        return Some(format!(
+            "the journal has refused every commit for {} s",
+            t.as_secs()
+        ));
     }
     None
 }

@@ -1,5 +1,10 @@
 //! Checks several sections share: account names, http(s) URLs, and a URL
 //! shown in an error without its credentials.
+//!
+//! Guarantees: an account name that passes is 1..64 ASCII letters, digits,
+//! `-`, `_` or `.`, and not `.` or `..` (it is a URL path segment and part
+//! of a Kafka topic); a URL shown in a message built here carries no
+//! userinfo, query or fragment.
 
 use toml::Spanned;
 

@@ -2,6 +2,10 @@
 //! cache, read from the disk rather than the kernel's cache (which can hold
 //! a commit whose write failed), and a repair (after an unclean close) that
 //! says in the log why the start is slow and how far it got.
+//!
+//! Guarantees: a file created here is 0600 from its first byte, and an
+//! existing one others may read is made owner-only (or said); redb's page
+//! cache is at most 64 MiB.
 
 use std::path::Path;
 use std::time::Duration;

@@ -204,7 +204,11 @@ mod tests {
         assert_eq!(open_fds(Err(emfile()), Some(1024)), Some(1024));
         assert_eq!(open_fds(Err(emfile()), None), None);
         let absent = std::io::Error::from(std::io::ErrorKind::NotFound);
-        assert_eq!(open_fds(Err(absent), Some(1024)), None, "no /proc: left out");
+        assert_eq!(
+            open_fds(Err(absent), Some(1024)),
+            None,
+            "no /proc: left out"
+        );
     }
 
     #[test]

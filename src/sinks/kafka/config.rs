@@ -276,6 +276,11 @@ impl KafkaConfig {
             });
         match created {
             Ok(()) => None,
+            Err(rdkafka::error::KafkaError::ClientCreation(desc))
+                if self.quotes_a_secret(&desc) =>
+            {
+                Some("[kafka.options] librdkafka refuses these options together (its message quotes a secret value, so it is not shown)".to_owned())
+            }
             Err(rdkafka::error::KafkaError::ClientCreation(desc)) => {
                 // OpenSSL's own words ("x509 certificate routines::system
                 // lib") do not say that a file is missing or unreadable.
@@ -294,6 +299,13 @@ impl KafkaConfig {
                 "[kafka.options] librdkafka refuses these options: {e}"
             )),
         }
+    }
+
+    /// Whether `text` quotes the value of an option that may be a secret.
+    fn quotes_a_secret(&self, text: &str) -> bool {
+        self.options
+            .iter()
+            .any(|(key, value)| is_sensitive(key) && shares_text(text, value.get_ref()))
     }
 
     /// `security.protocol`, lowercase; librdkafka's default when unset.
@@ -1037,6 +1049,20 @@ mod tests {
         let p = problems(&[("compression.type", "")]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(!p[0].ends_with("\"\""), "{p:?}");
+    }
+
+    #[test]
+    fn a_refusal_quoting_a_secret_option_is_not_shown() {
+        let c = with_options(&[
+            ("sasl.password", "hunter2-long"),
+            ("client.id", "relay-one"),
+        ]);
+        assert!(c.quotes_a_secret("invalid value \"hunter2-long\" for sasl"));
+        assert!(c.quotes_a_secret("cut short: \"hunter2…\""));
+        assert!(
+            !c.quotes_a_secret("client.id relay-one refused"),
+            "not a secret"
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //! order); the rest is split by concern: `failure` (why forwarding stops and
 //! its metric label), `recovery`, `housekeeping` (the tick: cursor writes, the
 //! stall clock, the brokers-down probe), `resuming` (the read-back), `status`
-//! (lag and `/status`) and `shutdown`.
+//! (lag and `/status`), `held_drops` (what `max_size` dropped while the sink
+//! held it) and `shutdown`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -6,7 +6,10 @@
 //! template and topic existence), [`producer`] (the rdkafka producer and the
 //! record of an event), `reader` (journal read-ahead), [`forwarder`] (cursor, in-flight window, recovery),
 //! [`resume`] (after a crash, what is already in Kafka is not sent again),
-//! `cluster` (whether the cluster or the producer is why records wait).
+//! `cluster` (whether the cluster or the producer is why records wait),
+//! `preflight` (the topics configured accounts will need, looked up ahead),
+//! `readiness` (what `/readyz` says of the sink), `error_log` (librdkafka's
+//! errors, throttled) and `header` (the CloudEvent headers of a record).
 //! What consumers get is described in `docs/kafka.md`.
 
 mod cluster;

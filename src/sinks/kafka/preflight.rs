@@ -5,8 +5,9 @@
 //! reboot (`device.startup`) or a payload no parser knows (`vendor.unknown`)
 //! could do it days after the start. The topics every configured account
 //! can need are now looked up at the sink's start and once a minute (so an
-//! account a reload adds is seen), and the missing ones are named in a WARN
-//! and under `/status` `degraded` before an event finds them.
+//! account a reload adds is seen), and the missing ones are named in a WARN,
+//! under `/status` `degraded` and in `callrelay_kafka_topics_missing` before
+//! an event finds them.
 //!
 //! Guarantees: the check never holds the sink or its deliveries; a topic
 //! found is not asked about again while the sink runs; a broker that cannot

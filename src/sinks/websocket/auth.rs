@@ -3,8 +3,11 @@
 //!
 //! Guarantees: every configured token is compared in constant time and the
 //! loop does not stop at the first match (how many tokens exist, or which one
-//! matched, is not observable by timing); an empty token list means open
-//! access, which `callrelay check` refuses unless the listener is loopback.
+//! matched, is not observable by timing); an empty token list (which
+//! `callrelay check` refuses unless the listener is loopback) admits only
+//! requests that carry no proxy header and, from a browser, only pages of
+//! this machine or of `allowed_origins`, judged at the upgrade and again
+//! after each reload ([`tokenless_refusal`]).
 //! Nothing here logs a token; the one a client presented is kept by its
 //! session only, so a reload that stops accepting it can end the session.
 

@@ -1,7 +1,9 @@
 //! The WebSocket fan-out: filtered live events with resume from the journal.
 //!
 //! `GET {websocket.path}` is checked in this order, each failure answered
-//! before the upgrade: auth (401) → `since`/`Last-Event-ID` (400) → not a
+//! before the upgrade: auth (401; with no tokens configured, a request
+//! through a proxy or a page of a foreign origin is 403) → `since`/
+//! `Last-Event-ID` or a malformed query (400) → not a
 //! WebSocket request (axum's 4xx) → shutting down or `max_clients` reached
 //! (503). The path with a trailing slash is served alike; a WebSocket
 //! request at any other path is a 404 ([`WrongPath`]). An accepted client is

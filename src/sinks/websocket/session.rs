@@ -22,8 +22,9 @@
 //! - a client's queue is the events committed but not yet written to its
 //!   socket that match its filters (events it filters out never wait for it).
 //!   When its socket refuses data for longer than 500 ms while that queue is
-//!   over `client_queue`, or any single write stalls past `pong_timeout`, it
-//!   is closed with 4008 "slow consumer". Counting a filtered client's queue
+//!   over `client_queue`, or any single write outlasts its bound
+//!   (`pong_timeout` plus its bytes' time at 16 KiB/s, capped: see
+//!   [`writer`]), it is closed with 4008 "slow consumer". Counting a filtered client's queue
 //!   reads the journal's headers, only once the raw count of commits is past
 //!   `client_queue`, a page at a time; no other client
 //!   waits for it: each reads the shared broadcast ring at its own pace, and a
@@ -40,8 +41,9 @@
 //!   that matches its filters is sent before that frame, so `since=N` resumes
 //!   it without a loss even when no event of its own has come yet, and page
 //!   script, which never sees pings, can tell a dead connection by silence;
-//! - a reload after which the client's token is no longer accepted closes it
-//!   (1008): at once, or once a replay or a write in progress is done (the
+//! - a reload after which the client's token (without tokens: its page's
+//!   origin, or its coming through a proxy) is no longer accepted closes it
+//!   (1008 "no longer authorized"): at once, or once a replay or a write in progress is done (the
 //!   session subscribes to reloads before its token is checked, so none is
 //!   missed);
 //! - on relay shutdown the client gets a 1001 close at once, even when its

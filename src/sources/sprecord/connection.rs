@@ -102,7 +102,9 @@ impl OpenError {
 /// Why an open stream's bytes stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    /// Holds the account's [`SilenceTurn`]: keep it until the stream is open again.
+    /// Holds the account's [`SilenceTurn`]: kept until the stream's next open
+    /// attempt ends, or while that is refused as "too many", for a bounded
+    /// number of `read_timeout`s (see `stream`'s `keeps_the_turn`).
     #[error("no data or keep-alive for {0:?}")]
     Silent(Duration, SilenceTurn),
     #[error("transport: {0}")]

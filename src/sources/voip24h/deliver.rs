@@ -1,7 +1,8 @@
 //! A `response` event's way into the journal: unwrap the payload (an object, or
 //! a JSON string holding one), parse it with the Voip24h vendor module, submit.
-//! An event the session does not know takes the same way, wrapped with its
-//! name ([`unrecognised`]).
+//! An event the session does not know takes the same way: as the call event
+//! its first argument carries ([`carries_a_call_event`]), else wrapped with
+//! its name ([`unrecognised`]).
 //!
 //! Guarantees: a payload that cannot be read is counted in
 //! `callrelay_upstream_malformed_total` and logged (its size, never its text),
@@ -109,9 +110,10 @@ fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
 
 /// An event the session does not know, as one `response`-like argument:
 /// `{"event": name, "args": [...]}` with each argument's JSON as it arrived.
-/// Voip24h says its socket also carries missed calls without naming their
-/// event; whatever it is, it is relayed (as `vendor.unknown`, since the
-/// wrapper has no call fields), not dropped.
+/// For an event that carries no call event ([`carries_a_call_event`]
+/// decides first: Voip24h says its socket also carries missed calls without
+/// naming their event, and those are journaled as the call event); whatever
+/// it is, it is relayed as `vendor.unknown`, not dropped.
 pub fn unrecognised(name: &str, args: &[Arg]) -> Option<Arg> {
     let mut text = format!("{{\"event\":{},\"args\":[", Value::String(name.to_owned()));
     for (i, arg) in args.iter().enumerate() {

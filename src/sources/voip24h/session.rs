@@ -1,7 +1,9 @@
 //! One Voip24h session on an open [`Link`]: sign once the namespace is
-//! connected, keep it alive with `hello`, journal every `response` (and, as
-//! `vendor.unknown`, every event it does not know), and end on the first sign
-//! that the session is over.
+//! connected, keep it alive with `hello`, journal every `response` and every
+//! event it does not know (as the call event it carries when its first
+//! argument reads as one with a call id, else as `vendor.unknown`; the
+//! session's own events, `say`, `signing`, `connecting`, …, never), and end on
+//! the first sign that the session is over.
 //!
 //! Guarantees: `sign` is sent only after the server acknowledged the namespace
 //! (a socket.io 4 server drops a connection that emits earlier); two `hello`s
@@ -52,7 +54,8 @@ pub enum EndReason {
     Cancelled,
     /// `Bandwidth`: rate limited; stay away for `bandwidth_backoff`.
     Bandwidth,
-    /// `error` after `sign` and before `connected`: the key was refused.
+    /// `error` after `sign` and before `connected`, or a refused namespace
+    /// then: the key was refused.
     AuthRefused,
     /// `error` at any other time.
     Error,
@@ -135,7 +138,7 @@ impl EndReason {
 
 /// Whether `name` is none of the events the vendor documents for the
 /// session itself (keep-alive, sign-in, errors, endings) nor `response`: an
-/// event to relay as `vendor.unknown`.
+/// event to relay (as the call event it carries, else as `vendor.unknown`).
 fn is_unknown(name: &str) -> bool {
     !matches!(
         name,
@@ -481,8 +484,9 @@ impl Session<'_> {
         }
     }
 
-    /// Journals an event the session does not know as `vendor.unknown`
-    /// ([`unrecognised`]); each name is logged once per session (at most
+    /// Journals an event the session does not know: as the call event its
+    /// first argument carries, else as `vendor.unknown` ([`unrecognised`]);
+    /// each name is logged once per session (at most
     /// [`UNKNOWN_NAMES_LOGGED`] names), so that an operator can ask the vendor
     /// what it is without the log repeating it per event.
     async fn deliver_unrecognised(
@@ -736,7 +740,7 @@ impl Session<'_> {
 }
 
 /// Whether the session journals the event `name`: a `response`, or an
-/// event it does not know (as `vendor.unknown`).
+/// event it does not know.
 fn is_journaled(name: &str) -> bool {
     name == "response" || is_unknown(name)
 }

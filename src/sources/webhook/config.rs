@@ -1,4 +1,7 @@
 //! `[[webhook]]`: one pushed vendor account, with that vendor's credentials.
+//!
+//! Guarantees: a `[[webhook]]` that passes has exactly the credentials its
+//! vendor needs and none of another vendor's fields.
 
 use serde::Deserialize;
 use toml::Spanned;

@@ -1,6 +1,11 @@
 //! The read-back after an interrupted run: what an earlier run (or a dropped
 //! producer) may have delivered after the cursor is read from Kafka before
 //! anything is sent again, and the resume's end is logged and shown.
+//!
+//! Guarantees: nothing after the cursor is sent again before its topic was
+//! read back; an unanswered read is tried again up to
+//! [`UNANSWERED_READS_RETRIED`] times (without end while every broker is
+//! down), then what was not read is sent again: at least once, never lost.
 
 use std::sync::atomic::Ordering;
 

@@ -1,5 +1,9 @@
 //! What the Kafka sink shows: its lag (gauge and `/status`) and its
 //! `/status` entry (ready or why not, cursor, errors, the last resume).
+//!
+//! Guarantees: the lag counts the events the sink holds in memory and those
+//! after them in the journal, never events `max_size` dropped before they
+//! were read (those are counted as dropped).
 
 use std::sync::atomic::Ordering;
 

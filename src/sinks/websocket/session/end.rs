@@ -22,7 +22,8 @@ pub enum End {
     SlowConsumer,
     /// A socket write stalled past its deadline.
     WriteStalled,
-    /// A reload stopped accepting the client's token.
+    /// A reload stopped accepting the client's token or, on a fan-out
+    /// without tokens, its page's origin or its proxy.
     TokenRevoked,
     PongTimeout,
     Shutdown,
@@ -80,7 +81,7 @@ impl End {
             End::BadFrame(1007) => (1007, "text frame is not UTF-8"),
             End::BadFrame(code) => (code, "protocol error"),
             End::Shutdown => (1001, "relay shutting down"),
-            End::TokenRevoked => (1008, "token no longer accepted"),
+            End::TokenRevoked => (1008, "no longer authorized"),
             End::JournalError => (1011, "journal read failed"),
         };
         Some(CloseFrame {
@@ -152,7 +153,7 @@ mod tests {
             (End::BadFrame(1007), 1007, "text frame is not UTF-8"),
             (End::BadFrame(1002), 1002, "protocol error"),
             (End::Shutdown, 1001, "relay shutting down"),
-            (End::TokenRevoked, 1008, "token no longer accepted"),
+            (End::TokenRevoked, 1008, "no longer authorized"),
             (End::JournalError, 1011, "journal read failed"),
         ] {
             assert_eq!(sent(end), Some((code, reason.to_owned())), "{end:?}");
