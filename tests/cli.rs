@@ -646,6 +646,49 @@ fn a_reload_that_raises_max_clients_past_the_open_file_limit_warns() {
     assert_eq!(short["max_clients"], 10_000, "{short}");
 }
 
+/// A journal on tmpfs is said at start (a reboot loses it); one on a disk
+/// is not. The detection had a unit test, the start's warning none.
+#[test]
+fn a_journal_in_memory_is_warned_about_at_start() {
+    let in_memory = std::path::Path::new("/dev/shm");
+    if callrelay::journal::memory_file_system(in_memory).is_none() {
+        eprintln!("SKIPPED: /dev/shm is not a memory file system here");
+        return;
+    }
+    let warned = |dir: &std::path::Path| {
+        let config = dir.join("relay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n",
+                dir.join("journal").display().to_string()
+            ),
+        )
+        .expect("write config");
+        let (child, lines) = run_logging(&config);
+        let mut warning = None;
+        while let Some(line) = next_line(&lines, "") {
+            let message = line["message"].as_str().unwrap_or_default();
+            if message.starts_with("the journal is in memory") {
+                warning = Some(line.clone());
+            }
+            if message == "listening" {
+                break;
+            }
+        }
+        drop(child);
+        warning
+    };
+    let shm = tempfile::tempdir_in(in_memory).expect("tempdir in /dev/shm");
+    let warning = warned(shm.path()).expect("a warning for a journal on tmpfs");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["file_system"], "tmpfs", "{warning}");
+    let disk = tempfile::tempdir().expect("tempdir");
+    if callrelay::journal::memory_file_system(disk.path()).is_none() {
+        assert!(warned(disk.path()).is_none(), "no warning on a disk");
+    }
+}
+
 /// Out of descriptors, accepting fails on every try (one a second) until
 /// connections close: the error is logged once, with a hint, and not again
 /// within 30 s. It was one ERROR line a second for as long as it lasted.
@@ -935,6 +978,18 @@ fn lines_until(
     }
 }
 
+/// Every line left, up to the relay's exit (its stderr's end): lines still
+/// in the pipe when it was killed are read too, which a `try_recv` missed.
+fn lines_to_the_end(
+    lines: &std::sync::mpsc::Receiver<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(30)) {
+        seen.push(line);
+    }
+    seen
+}
+
 /// How many events the lines whose message starts with `prefix` name.
 fn named(seen: &[serde_json::Value], prefix: &str) -> u64 {
     seen.iter()
@@ -1036,7 +1091,7 @@ fn lost_events_a_killed_relay_had_not_logged_are_logged_at_its_next_start() {
     all.extend(lines_until(&lines, Some("listening")));
     all.extend(lose_some_unlogged(&addr_in(&all), &lines, "killed"));
     drop(relay); // SIGKILL
-    all.extend(lines_until(&lines, None));
+    all.extend(lines_to_the_end(&lines));
     let (relay, lines) = run_logging(&config);
     let started = lines_until(&lines, Some("listening"));
     assert!(named(&started, LOST_AT_START) > 0, "{started:?}");

@@ -2791,13 +2791,25 @@ async fn nothing_but_stopping_is_told_once_the_drain_began() {
         std::thread::sleep(Duration::from_micros((round % 8) * 300));
         d.signal("TERM");
         assert_eq!(d.exit_code().await, Some(0));
-        let mut told = Vec::new();
-        // Every datagram was sent before the exit; the reader forwards them.
-        while let Ok(Some(note)) =
-            tokio::time::timeout(Duration::from_millis(200), d.notes.recv()).await
-        {
-            told.push(note);
-        }
+        // Every datagram was sent before the exit; one sent now comes after
+        // them all (a datagram socket keeps their order), so once the reader
+        // forwards it, it has forwarded every one the relay sent.
+        std::os::unix::net::UnixDatagram::unbound()
+            .expect("socket")
+            .send_to(b"END", dir.path().join("notify.sock"))
+            .expect("the end marker");
+        let told = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut told = Vec::new();
+            while let Some(note) = d.notes.recv().await {
+                if note == "END" {
+                    break;
+                }
+                told.push(note);
+            }
+            told
+        })
+        .await
+        .expect("the end marker forwarded");
         let stopping = told
             .iter()
             .position(|n| n == "STOPPING=1")

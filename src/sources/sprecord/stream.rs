@@ -878,10 +878,12 @@ mod tests {
         relay.shutdown();
         // Past the drain's deadline (the sources stop after the HTTP
         // drain), within its grace for an answer. Nothing happens at the
-        // deadline now to wait for: waited out, for the old drop. Half a
-        // second past it leaves the answer's grace most of its length on
-        // busy cores.
-        tokio::time::sleep(DRAIN_DEADLINE + Duration::from_millis(500)).await;
+        // deadline now to wait for: waited out, for the old drop. A second
+        // past it, counted from the shutdown: the deadline starts once the
+        // HTTP and WebSocket drains are done (no connections here, but busy
+        // cores can make them take a moment), and the answer's grace
+        // (3 s) keeps two seconds of its length.
+        tokio::time::sleep(DRAIN_DEADLINE + Duration::from_secs(1)).await;
         release.send(()).unwrap();
         holder.await.unwrap();
         relay.wait().await.unwrap();
