@@ -525,6 +525,13 @@ impl Journal {
             // reopen lacks what a commit reported failed may have landed,
             // and those events would be journaled again), and a retention
             // pass cannot expire entries between the read and the swap.
+            // The index in use goes first: loading the new one beside it
+            // held both for a moment (3.4 GB for a 24 h window at 200
+            // events/s, again at every reopen while a disk stays full), an
+            // OOM kill in the middle of the recovery under a `MemoryMax`
+            // sized for one. Nothing reads it meanwhile: the journal is
+            // closed until the swap, and a failed load leaves it closed.
+            drop(std::mem::take(&mut *self.dedup_index()));
             let index = {
                 let read = db.begin_read().map_err(storage)?;
                 let table = read.open_table(DEDUP_LOG).map_err(storage)?;
