@@ -299,6 +299,15 @@ async fn sprecord_verification_is_answered_with_md5_and_not_journaled() {
     let reply = send(c.post(relay.url("/hooks/sprecord/spj")).body(body.clone())).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(json_of(&reply), json!({"result": expected}));
+    // Its parameters in the query and no body ("a POST with parameters").
+    let reply = send(c.post(relay.url(
+        "/hooks/sprecord/sp?token=sp-token&device_id=d&event_type=verification&payload=verification_str",
+    )))
+    .await;
+    assert_eq!(
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, expected)
+    );
     // The handshake is authenticated like any delivery.
     let reply = send(
         c.post(relay.url("/hooks/sprecord/sp?token=nope"))

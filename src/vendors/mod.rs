@@ -127,6 +127,9 @@ pub fn parse(
     received_at: OffsetDateTime,
 ) -> Result<Parsed, ParseError> {
     let delivery = verified.delivery();
+    if let Some(payload) = verification_in_the_query(vendor, &delivery) {
+        return Ok(Parsed::Verification { payload });
+    }
     // The payload, and the JSON text it was read from when the body is JSON
     // (kept as `data.raw` as it is); fields the relay read have none.
     let (payload, json_text) = match (vendor, delivery.method) {
@@ -167,6 +170,25 @@ pub fn parse(
         None => RawPayload::Fields(payload),
     };
     Ok(Parsed::Event(event, raw))
+}
+
+/// SPRecord's handshake sent as query parameters with an empty body
+/// (`requests.post(hook, params=…)`): its document says only "a POST with
+/// parameters", and this was a 400 that no setting could get past. The
+/// handshake journals nothing, and the `?token=` check has run. Events are
+/// not read from the query.
+fn verification_in_the_query(vendor: Vendor, delivery: &Delivery<'_>) -> Option<String> {
+    if vendor != Vendor::Sprecord
+        || !matches!(delivery.method, Method::Post)
+        || !is_empty(delivery.body)
+    {
+        return None;
+    }
+    let params = query_object(delivery.query);
+    match sprecord::parse_message(&Value::Object(params)) {
+        Ok(sprecord::SprecordMessage::Verification { payload }) => Some(payload),
+        _ => None,
+    }
 }
 
 /// A body declared as an HTML form: its fields as an object of strings, or,
@@ -345,6 +367,36 @@ mod tests {
             panic!("not a verification");
         };
         assert_eq!(payload, "verification_str");
+    }
+
+    /// SPRecord's handshake with its parameters in the query and no body is
+    /// answered as the one in a body; an event in the query is not read.
+    #[test]
+    fn an_sprecord_verification_in_the_query_is_a_verification() {
+        let query = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let handshake = query(&[
+            ("token", "t"),
+            ("device_id", "d"),
+            ("event_type", "verification"),
+            ("payload", "abc"),
+        ]);
+        let Ok(Parsed::Verification { payload }) =
+            parse_as(Vendor::Sprecord, Method::Post, FORM, &handshake, b"")
+        else {
+            panic!("not a verification");
+        };
+        assert_eq!(payload, "abc");
+        let event = query(&[("device_id", "d"), ("event_type", "startup")]);
+        assert!(parse_as(Vendor::Sprecord, Method::Post, FORM, &event, b"").is_err());
+        assert!(
+            parse_as(Vendor::Tel4vn, Method::Post, FORM, &handshake, b"").is_err(),
+            "SPRecord's alone"
+        );
     }
 
     /// Two calls of one SPRecord device posted as forms (PHP's nested
