@@ -127,7 +127,7 @@ pub fn parse(
     received_at: OffsetDateTime,
 ) -> Result<Parsed, ParseError> {
     let delivery = verified.delivery();
-    if let Some(payload) = verification_in_the_query(vendor, &delivery) {
+    if let Some(payload) = verification_in_the_query(vendor, delivery) {
         return Ok(Parsed::Verification { payload });
     }
     // The payload, and the JSON text it was read from when the body is JSON
