@@ -21,7 +21,6 @@
 //! `presence` (the file deleted or replaced under the relay) and
 //! `memory_backed` (a journal on tmpfs).
 
-use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -31,9 +30,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::event::{EventHeader, EventId, IncomingEvent, PreparedEvent};
+use crate::event::{EventHeader, EventId};
 use crate::log_throttle::LogThrottle;
 
+mod append;
 mod clock;
 pub use clock::boot_ms;
 pub use memory_backed::memory_file_system;
@@ -53,10 +53,10 @@ mod retention;
 mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
-use dedup::{DEDUP_LOG, DedupIndex, Seen};
+use dedup::{DEDUP_LOG, DedupIndex};
 use open::{Opening, REOPEN_WAIT, create_private, open_database, sync_dir};
 use presence::FilePresence;
-use record::{encode_record_head, record_len_hint, record_time};
+use record::record_time;
 
 /// seq → [journaled_at_ms: u64 LE][received_at_ms: u64 LE][header length: u32 LE]
 /// [header: the routing attributes, length-prefixed strings][CloudEvent JSON].
@@ -763,141 +763,6 @@ impl Journal {
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
-
-    /// Appends `events` in one durable transaction, skipping those whose id was
-    /// journaled within the dedup window (also earlier in the same batch).
-    pub fn append_batch(
-        &self,
-        events: &[IncomingEvent],
-    ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_batch_at(events, self.clock.now_ms())
-    }
-
-    /// `append_batch` with an explicit clock, for tests of the dedup window.
-    pub fn append_batch_at(
-        &self,
-        events: &[IncomingEvent],
-        now_ms: u64,
-    ) -> Result<Vec<AppendOutcome>, JournalError> {
-        let mut prepared: Vec<PreparedEvent> = events.iter().map(PreparedEvent::new).collect();
-        self.append_prepared_at(&mut prepared, now_ms)
-    }
-
-    /// `append_batch` of events already prepared (id, header and JSON built),
-    /// which is all the ingest writer does per event. The headers of the
-    /// appended events move into the outcomes (duplicates keep theirs).
-    pub fn append_prepared(
-        &self,
-        events: &mut [PreparedEvent],
-    ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_prepared_at(events, self.clock.now_ms())
-    }
-
-    pub fn append_prepared_at(
-        &self,
-        events: &mut [PreparedEvent],
-        now_ms: u64,
-    ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.refuse_if_file_gone()?;
-        let window_ms = self.options.dedup_window.as_millis() as u64;
-        // What this batch journals, for duplicates within it and for the
-        // index once the commit has succeeded.
-        let mut fresh: HashMap<EventId, Seen> = HashMap::with_capacity(events.len());
-        // Every record of the batch goes into one buffer, which the sinks'
-        // copies of the JSON then share: one allocation per batch, not per event.
-        let mut records = Vec::with_capacity(events.iter().map(record_len_hint).sum());
-        let mut pending = Vec::with_capacity(events.len());
-        let db = self.db()?;
-        let txn = db.begin_write().map_err(storage)?;
-        let (last, bytes) = {
-            let index = self.dedup_index();
-            let mut log = txn.open_table(EVENTS).map_err(storage)?;
-            let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
-            let mut meta = txn.open_table(META).map_err(storage)?;
-            // Never at or below a seq already handed out, whatever a damaged
-            // count says: `last_seq` covers the events held when the file
-            // was opened (`refresh_stats`) and every seq since, also those
-            // retention removed (the sinks' cursors are past them).
-            let after_handed_out = self.last_seq.load(Ordering::Acquire).saturating_add(1);
-            let mut next = meta_count(&meta, "next_seq", 1)?.max(after_handed_out);
-            let mut bytes = meta_count(&meta, "bytes", 0)?;
-            for event in events.iter_mut() {
-                let id = event.id;
-                let earlier = fresh
-                    .get(&id)
-                    .map(|seen| seen.seq)
-                    .or_else(|| index.within_window(&id, now_ms, window_ms));
-                if let Some(seq) = earlier {
-                    pending.push(Pending::Duplicate { id, seq });
-                    continue;
-                }
-                let seq = next;
-                next = next.checked_add(1).ok_or_else(|| JournalError::Damaged {
-                    path: self.path.clone(),
-                    what: "the next seq (at its largest value)",
-                })?;
-                let mut header = std::mem::take(&mut event.header);
-                header.seq = seq;
-                let start = records.len();
-                encode_record_head(&mut records, now_ms, event.received_at_ms, &header);
-                let json_start = records.len();
-                event.write_json(seq, &mut records);
-                let record = &records[start..];
-                log.insert(seq, record).map_err(storage)?;
-                let seen = Seen { seq, at_ms: now_ms };
-                dedup::insert_entry(&mut dedup_log, &id, seen)?;
-                fresh.insert(id, seen);
-                bytes += record.len() as u64;
-                pending.push(Pending::Appended {
-                    received_at_ms: event.received_at_ms,
-                    header,
-                    json: json_start..records.len(),
-                });
-            }
-            meta.insert("next_seq", next).map_err(storage)?;
-            meta.insert("bytes", bytes).map_err(storage)?;
-            (next - 1, bytes)
-        };
-        txn.commit().map_err(storage)?;
-        self.dedup_index().extend(fresh);
-        self.last_seq.store(last, Ordering::Release);
-        self.bytes.store(bytes, Ordering::Release);
-        // `first_seq` needs no update: an empty journal's is already
-        // `last_seq + 1`, the seq its first appended event gets.
-        let records = Bytes::from(records);
-        let outcomes = pending
-            .into_iter()
-            .map(|p| match p {
-                Pending::Duplicate { id, seq } => AppendOutcome::Duplicate { id, seq },
-                Pending::Appended {
-                    received_at_ms,
-                    header,
-                    json,
-                } => AppendOutcome::Appended(JournaledEvent {
-                    seq: header.seq,
-                    journaled_at_ms: now_ms,
-                    received_at_ms,
-                    header,
-                    json: records.slice(json),
-                }),
-            })
-            .collect();
-        Ok(outcomes)
-    }
-}
-
-/// One event of a batch being appended, until the batch's buffer is frozen.
-enum Pending {
-    Duplicate {
-        id: EventId,
-        seq: u64,
-    },
-    Appended {
-        received_at_ms: u64,
-        header: EventHeader,
-        /// Where its JSON lies in the batch's buffer.
-        json: std::ops::Range<usize>,
-    },
 }
 
 #[cfg(test)]
