@@ -13,8 +13,9 @@
 //!   `max_size` forces it, and then it says so (the returned report is logged
 //!   and counted by the caller).
 //!
-//! Here: opening, appending and the figures; the rest is split by concern:
-//! `open` (the redb file, its cache, its repair), `record` (an event's stored
+//! Here: opening, reopening and the figures; the rest is split by concern:
+//! `append` (a batch into the log and the dedup log), `open` (the redb
+//! file, its cache, its repair), `record` (an event's stored
 //! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
 //! `unsaid_loss` (what `max_size` dropped), `stop_losses` (what the last
 //! shutdown gave up), `clock`, `resume_ids` (SPRecord's `Last-Event-ID`s),
