@@ -182,6 +182,11 @@ fn main() -> ExitCode {
             if let Err(code) = init_logging(cli.log_format, cli.log_level.as_deref(), "warn") {
                 return code;
             }
+            // Its environment holds the token (`CALLRELAY_WS_TOKEN`), its
+            // memory the events it printed: callers' numbers.
+            if let Err(e) = callrelay::no_core::keep_secrets_out_of_cores() {
+                tracing::warn!(error = %e, "cannot mark the process as not dumpable: a core dump would hold its token");
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

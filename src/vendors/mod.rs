@@ -215,7 +215,10 @@ fn form_object<'a>(
                 let opens_json = start.starts_with(['{', '[', '"']);
                 (
                     opens_json,
-                    start.starts_with("{\""),
+                    start.strip_prefix('{').is_some_and(|rest| {
+                        rest.trim_start_matches([' ', '\t', '\n', '\r'])
+                            .starts_with('"')
+                    }),
                     decoded.contains('='),
                     opens_json && serde_json::from_str::<serde::de::IgnoredAny>(start).is_ok(),
                 )
@@ -225,7 +228,9 @@ fn form_object<'a>(
                 let start = start.trim_ascii_start();
                 (
                     matches!(start.first(), Some(b'{' | b'[' | b'"')),
-                    start.starts_with(b"{\""),
+                    start
+                        .strip_prefix(b"{")
+                        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"")),
                     body.contains(&b'='),
                     false,
                 )
@@ -238,7 +243,8 @@ fn form_object<'a>(
             // sent again: read as form fields it was one field named after
             // the text, journaled as `vendor.unknown` and answered 200, and
             // the call event was lost. A form encoder writes `{"` as
-            // `%7B%22`, so a body opening with it, or with no `=` at all,
+            // `%7B%22`, so a body opening with it (whitespace between the
+            // two too: pretty-printed JSON), or with no `=` at all,
             // is no form. JSON that reads but is no object (an array of
             // events, an object encoded twice into a string) is refused
             // as it is with a JSON label.
@@ -501,6 +507,9 @@ mod tests {
             b"{\"extend\":130,\"state\":\"Up\",\"url\":\"http://x/?a=b\"",
             b"  {\"callid\": 1.2,",
             b"{extend:130}",
+            // Pretty-printed, cut short, with an `=` in a value: it was read
+            // as form fields, journaled as `vendor.unknown` and answered 200.
+            b"{\n  \"callid\": \"1.2\",\n  \"state\": \"Ring\",\n  \"u\": \"x?a=b\"",
         ] {
             // Also in UTF-16, whose `{` and `=` are no single bytes.
             let utf16: Vec<u8> = String::from_utf8_lossy(body)
