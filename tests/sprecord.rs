@@ -1131,6 +1131,47 @@ async fn a_device_that_frees_closed_streams_late_keeps_streams_open_after_a_sile
     relay.stop().await;
 }
 
+/// A reload that restarts an SPRecord account (any of its keys changed)
+/// closes its streams and opens new ones at once. A device that notices a
+/// closed stream only when it next writes answers "too many" to them: they
+/// waited `busy_backoff` (15–45 s by default), the account with no stream
+/// open, and what the device sent meanwhile was lost on a server without
+/// history (reload review, round 49). Now the first opens of a source that
+/// just started take the usual backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_restarts_an_account_does_not_wait_busy_backoff_for_its_old_streams() {
+    let peer = Peer::spawn(&[
+        (
+            "SPRECORD_PEER_KEEPALIVE_MS",
+            std::path::Path::new("3600000"),
+        ),
+        ("SPRECORD_PEER_LAZY_CLOSE", std::path::Path::new("1")),
+    ]);
+    let toml = sprecord_toml(&peer, 3, "")
+        .replace("busy_backoff = \"400ms\"", "busy_backoff = \"30s\"")
+        .replace("read_timeout = \"1s\"", "read_timeout = \"60s\"");
+    let relay = start_relay(&toml).await;
+    peer.wait("open=3").await;
+    reload_with(&relay, |text| {
+        text.replace("connect_grace = \"200ms\"", "connect_grace = \"300ms\"")
+    })
+    .await;
+    eventually(WAIT, "a new stream refused as one too many", || {
+        reconnects(&relay, "http_429") >= 1
+    })
+    .await;
+    // The device writes, and finds the old streams closed.
+    peer.send(&[call_event(1, "incoming_call")], json!("all"))
+        .await;
+    let (status, state) = peer.try_get("/control/wait?open=3&timeout_ms=5000").await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "the new streams waited busy_backoff: {state}"
+    );
+    relay.stop().await;
+}
+
 /// Bytes that are not UTF-8 in one event cost that event's characters, not
 /// the stream: the SSE standard reads them as U+FFFD, and the events after it
 /// come on the same connection. Before, the stream was dropped at that line

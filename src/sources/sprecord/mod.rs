@@ -76,6 +76,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
     let limiter = ConnLimiter::new(usize::from(MAX_STREAMS));
     let streams = config.streams.get_ref().clamp(&1, &MAX_STREAMS);
     let mut tasks = JoinSet::new();
+    let started_at = tokio::time::Instant::now();
     for index in 0..usize::from(*streams) {
         let reporter = ctx.status.upstream(
             Vendor::Sprecord,
@@ -94,6 +95,7 @@ pub async fn run(config: SprecordConfig, ctx: Arc<Context>, cancel: Cancellation
             reporter: Arc::new(reporter),
             resume: ResumeId::new(&ctx, &account, config.url.get_ref()),
             warnings: StreamWarnings::default(),
+            started_at,
         };
         tasks.spawn(restarting(supervisor, cancel.clone()));
     }

@@ -175,6 +175,10 @@ pub struct StreamSupervisor {
     pub reporter: Arc<UpstreamReporter>,
     pub resume: ResumeId,
     pub warnings: StreamWarnings,
+    /// When the account's source started: right after a reload that
+    /// restarted it, or a restart of the relay, the device may still count
+    /// the connections the previous run just closed.
+    pub started_at: Instant,
 }
 
 impl StreamSupervisor {
@@ -207,6 +211,7 @@ impl StreamSupervisor {
         // the attempt under way is that reopen.
         let mut reopened_quickly: Option<Instant> = None;
         let mut reopening_quickly = false;
+        let mut opened_yet = false;
         loop {
             let (last_event_id, at) = self.resume.open_point();
             reporter.set_state(ConnState::Connecting);
@@ -224,6 +229,7 @@ impl StreamSupervisor {
             }
             let delay = match opened {
                 Ok(mut conn) => {
+                    opened_yet = true;
                     reporter.set_state(ConnState::Connected);
                     let resume_after = last_event_id.as_deref().unwrap_or("");
                     if say_open {
@@ -288,14 +294,19 @@ impl StreamSupervisor {
                 Err(error) => {
                     say_open = matches!(error, OpenError::Auth { .. })
                         || retry_log.would_log(error.reason(), std::time::Instant::now());
-                    let after_quick_reopen = std::mem::take(&mut reopening_quickly);
+                    // Our own connection, just closed, is likely what the
+                    // device still counts: after a quick reopen, and on the
+                    // first opens after a reload restarted the account or
+                    // the relay started (its old run's connections).
+                    let own_connection_likely = std::mem::take(&mut reopening_quickly)
+                        || (!opened_yet && self.started_at.elapsed() < USEFUL_AFTER);
                     self.refused(
                         &error,
                         &stream,
                         reporter,
                         &mut backoff,
                         &mut retry_log,
-                        after_quick_reopen,
+                        own_connection_likely,
                     )
                 }
             };
@@ -313,7 +324,7 @@ impl StreamSupervisor {
         reporter: &UpstreamReporter,
         backoff: &mut ExponentialBackoff,
         retry_log: &mut RetryLog,
-        after_quick_reopen: bool,
+        own_connection_likely: bool,
     ) -> Duration {
         let t = &self.timings;
         match error {
@@ -327,14 +338,16 @@ impl StreamSupervisor {
                 reporter.auth_failed(format!("HTTP {status}: {body}"), delay);
                 delay
             }
-            // Right after a quick reopen, "too many" is most likely the
-            // stream's own old connection, not yet seen closed by the
-            // device: the usual backoff, not `busy_backoff` (30 s by
-            // default, with no stream of this one open meanwhile).
-            OpenError::TooMany { .. } if after_quick_reopen => {
+            // Right after a quick reopen, or a reload or start that closed
+            // the account's previous connections, "too many" is most likely
+            // one of those, not yet seen closed by the device: the usual
+            // backoff, not `busy_backoff` (30 s by default, with no stream
+            // of this one open meanwhile; after a reload, none of the
+            // account's, and what the device sent then was lost).
+            OpenError::TooMany { .. } if own_connection_likely => {
                 let delay = next_delay(backoff, t);
                 attempt_failed!(retry_log, error.reason(), vendor = "sprecord", account = %self.account, stream = %stream,
-                    retry_in_ms = crate::logging::millis(delay), "SPRecord refused the reopened stream as one too many ({error}); its old connection may not be closed there yet");
+                    retry_in_ms = crate::logging::millis(delay), "SPRecord refused the stream as one too many ({error}); a connection of this account it just closed may not be closed there yet");
                 reporter.reconnecting(error.reason(), Some(error.to_string()), delay);
                 delay
             }
