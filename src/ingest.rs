@@ -144,6 +144,9 @@ enum Message {
     Event(Submission),
     /// Events that go into one commit together: all journaled, or none.
     Group(Vec<Submission>),
+    /// Another write to the journal (a retention pass) failed on I/O: redb
+    /// refuses every write after one until the file is opened again.
+    Reopen,
     Shutdown,
 }
 
@@ -343,6 +346,16 @@ impl IngestHandle {
 
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    /// Asks the writer to open the journal again: a write outside it (a
+    /// retention pass) failed on I/O, and redb refuses every later write
+    /// until then. Only the writer's own failed commit did that, so on a
+    /// quiet relay the journal stayed refusing until an event's commit
+    /// failed (a 503) and the reopen that followed. Not waited for; with
+    /// the queue full, events are flowing and their commit finds it.
+    pub fn reopen_after_a_failed_write(&self) {
+        let _ = self.tx.try_send(Message::Reopen);
     }
 
     /// Whether the last commit succeeded and new events are accepted.

@@ -140,6 +140,15 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// A write that failed on I/O, or was refused for an earlier one: redb
+    /// refuses every write after it until the file is opened again.
+    pub fn is_io_failure(&self) -> bool {
+        matches!(
+            self,
+            JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
+
     /// A `Corrupt` entry met in the dedup index, said as such with the file.
     fn in_dedup_index(self, path: &Path) -> JournalError {
         match self {

@@ -94,6 +94,12 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
                 if let Some(held_back) = failures.admit((), Instant::now()) {
                     tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
                 }
+                // Its failed write left redb refusing every write, events'
+                // commits too: the writer opens the journal again now,
+                // not after the next event's commit has failed (a 503).
+                if e.is_io_failure() {
+                    ctx.ingest.reopen_after_a_failed_write();
+                }
             }
             Err(e) => {
                 if let Some(held_back) = failures.admit((), Instant::now()) {

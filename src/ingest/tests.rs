@@ -404,6 +404,32 @@ async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
     ingest.shutdown().await;
 }
 
+/// A write outside the writer that failed on I/O (a retention pass) asks
+/// it to open the journal again: redb refuses every write after one, and
+/// only the writer's own failed commit reopened it, so a quiet relay's next
+/// event was refused (503) first. A second ask right after does not reopen
+/// again.
+#[tokio::test]
+async fn a_failed_write_outside_the_writer_reopens_the_journal_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    handle.reopen_after_a_failed_write();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.recovers.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no reopen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.reopen_after_a_failed_write();
+    // Messages are taken in order: once this event is answered, the second
+    // ask has been seen.
+    handle.submit(event("after")).await.expect("a good commit");
+    assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    assert!(handle.is_writable());
+    ingest.shutdown().await;
+}
+
 /// The watchdog does not count the time the writer spends reopening the
 /// journal as time the journal refused commits: the writer says how long
 /// the reopen in progress has run and how long reopens took since the last

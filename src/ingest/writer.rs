@@ -31,20 +31,43 @@ pub(super) fn run(
 ) {
     let mut batch = Batch::with_capacity(max_batch);
     let mut failures = FailureTracker::default();
+    // At most one reopen asked for from outside per interval: a retention
+    // pass over `max_size` runs every second, and a reopen reads the file.
+    let mut asked_reopen_at: Option<Instant> = None;
     loop {
         let mut stop = false;
+        let mut reopen_asked = false;
         match rx.blocking_recv() {
             Some(Message::Event(s)) => batch.push(s),
             Some(Message::Group(group)) => group.into_iter().for_each(|s| batch.push(s)),
+            Some(Message::Reopen) => reopen_asked = true,
             Some(Message::Shutdown) | None => stop = true,
         }
         while !stop && batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(Message::Event(s)) => batch.push(s),
                 Ok(Message::Group(group)) => group.into_iter().for_each(|s| batch.push(s)),
+                Ok(Message::Reopen) => reopen_asked = true,
                 Ok(Message::Shutdown) => stop = true,
                 Err(_) => break,
             }
+        }
+        // A commit in this round settles it: one that succeeds proves the
+        // journal takes writes, one that fails starts the reopen schedule.
+        if reopen_asked
+            && batch.is_empty()
+            && !stop
+            && asked_reopen_at.is_none_or(|at| at.elapsed() >= ASKED_REOPEN_EVERY)
+        {
+            asked_reopen_at = Some(Instant::now());
+            reopen_after_a_failed_write(
+                store.as_ref(),
+                &hub,
+                &metrics,
+                health,
+                clocks,
+                &mut failures,
+            );
         }
         if !batch.is_empty() {
             clocks.commit.start();
@@ -82,13 +105,44 @@ pub(super) fn run(
                 let refused = match msg {
                     Message::Event(s) => vec![s],
                     Message::Group(group) => group,
-                    Message::Shutdown => Vec::new(),
+                    Message::Reopen | Message::Shutdown => Vec::new(),
                 };
                 for s in refused {
                     s.reply.send(Err(IngestError::ShuttingDown));
                 }
             }
             return;
+        }
+    }
+}
+
+/// The shortest time between two reopens asked for from outside the writer.
+const ASKED_REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens the journal again after a write outside the writer failed on I/O.
+/// Opened, it takes events again at once; not opened (the disk still
+/// failing), the journal counts as refusing commits, as after a failed
+/// commit: `/readyz`, `journal.writable` and the alert say so, and the next
+/// events' failed commits go on with the reopen schedule.
+fn reopen_after_a_failed_write(
+    store: &dyn BatchStore,
+    hub: &Hub,
+    metrics: &Metrics,
+    health: &CommitHealth,
+    clocks: &WriterClocks,
+    failures: &mut FailureTracker,
+) {
+    clocks.reopen.start();
+    let reopened = store.recover();
+    clocks.reopen_ended();
+    match reopened {
+        Ok(()) => {
+            tracing::info!("journal opened again after a failed write outside a commit");
+            publish_landed(store, hub, metrics, u64::MAX);
+        }
+        Err(e) => {
+            let error = format!("the journal could not be opened again after a failed write: {e}");
+            failures.failed(health, &error, 0, Instant::now());
         }
     }
 }
