@@ -85,6 +85,10 @@ pub struct FailureTracker {
     /// The first good commit since the last failed one.
     good_since: Option<Instant>,
     log: LogThrottle<Line>,
+    /// A failure line was logged and no success line since: the next good
+    /// commit is said whatever the throttle, so the log never ends on a
+    /// failure while commits succeed.
+    failure_said: bool,
 }
 
 /// The two lines a failure logs, each at most once per [`LOG_EVERY`].
@@ -105,6 +109,7 @@ impl Default for FailureTracker {
             recover_wait: RECOVER_FIRST,
             good_since: None,
             log: LogThrottle::new(LOG_EVERY),
+            failure_said: false,
         }
     }
 }
@@ -119,7 +124,10 @@ impl FailureTracker {
             return;
         }
         let since = *self.good_since.get_or_insert(now);
-        if since == now && self.log.admit(Line::SucceedAgain, now).is_some() {
+        let said = since == now
+            && (self.log.admit(Line::SucceedAgain, now).is_some() || self.failure_said);
+        if said {
+            self.failure_said = false;
             tracing::info!(
                 failed_commits = self.failed_commits,
                 "journal commits succeed again"
@@ -143,6 +151,7 @@ impl FailureTracker {
             self.next_recover = Some(now);
         }
         if let Some(held_back) = self.log.admit(Line::Failed, now) {
+            self.failure_said = true;
             tracing::error!(
                 error,
                 cause = %cause,
@@ -171,6 +180,36 @@ impl FailureTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failed at 0 s (said), good at 20 s (said), failed at 31 s (said),
+    /// good at 40 s: the success line's throttle held it back, and the
+    /// log's last word on the journal was a failure while commits worked.
+    #[test]
+    fn a_success_after_a_failure_that_was_said_is_always_said() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let text = crate::logging::tests_support::logged_json(|| {
+            tracker.failed(&health, "disk full", 1, at(0));
+            tracker.succeeded(&health, at(20));
+            tracker.failed(&health, "disk full", 1, at(31));
+            tracker.succeeded(&health, at(40));
+        });
+        let lines: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let m = v["message"].as_str()?;
+                Some(if m.starts_with("journal commits succeed again") {
+                    "ok"
+                } else {
+                    "failed"
+                })
+            })
+            .collect();
+        assert_eq!(lines, ["failed", "ok", "failed", "ok"], "{text}");
+    }
 
     #[test]
     fn the_cause_is_the_first_error_until_a_commit_succeeds() {

@@ -91,9 +91,10 @@ impl ErrorLog {
         }
     }
 
-    /// A broker took a delivery: the next "all brokers down" is a new outage.
-    pub fn reachable(&mut self) {
-        self.all_down_logged = false;
+    /// A broker took a delivery: the next "all brokers down" is a new
+    /// outage. Whether this one was said (its end is said then too).
+    pub fn reachable(&mut self) -> bool {
+        std::mem::take(&mut self.all_down_logged)
     }
 }
 

@@ -54,12 +54,19 @@ impl Health {
             .unwrap_or_default()
     }
 
+    /// A delivery report, or a metadata answer: a broker answers. The end
+    /// of an outage that was said is said too, so the log's last word on
+    /// Kafka is not "all brokers are down" while it delivers.
     pub fn delivered(&self) {
         if self.all_brokers_down.swap(false, Ordering::AcqRel) {
-            self.error_log
+            let outage_said = self
+                .error_log
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .reachable();
+            if outage_said {
+                tracing::info!("kafka: a broker answers again");
+            }
         }
     }
 
@@ -411,9 +418,15 @@ mod tests {
         assert_eq!(error, "127.0.0.1:1/bootstrap: Connection refused");
         assert!(at.starts_with("20") && at.ends_with('Z'), "{at}");
 
-        health.delivered();
+        let said = crate::logging::tests_support::logged_json(|| health.delivered());
         assert!(!health.all_brokers_down.load(Ordering::Acquire));
         assert!(health.last_error().is_some(), "kept until replaced");
+        assert!(
+            said.contains("kafka: a broker answers again"),
+            "the outage's end is said as its start was: {said}"
+        );
+        let again = crate::logging::tests_support::logged_json(|| health.delivered());
+        assert!(again.is_empty(), "once: {again}");
     }
 
     /// The largest value librdkafka takes for `h` under `limit`, found by

@@ -242,11 +242,14 @@ impl Supervisor {
             }
         };
         // The hint stays in `/status` while it applies, through the
-        // sessions in between (an end's `last_error` goes at the sign-in).
-        let detail = if self.taken_over.applies(std::time::Instant::now()) {
-            format!("{}; {}", version.detail(), taken_over::HINT)
-        } else {
-            version.detail().to_owned()
+        // sessions in between (an end's `last_error` goes at the sign-in),
+        // and goes once it no longer does, also in a session that lasts:
+        // a session signed in after the other client stopped kept it for
+        // days.
+        let hint_until = self.taken_over.applies_until(std::time::Instant::now());
+        let detail = match hint_until {
+            Some(_) => format!("{}; {}", version.detail(), taken_over::HINT),
+            None => version.detail().to_owned(),
         };
         reporter.set_detail(Some(detail));
         let mut link = match Link::open(version, &dial, timeout, cancel).await {
@@ -258,16 +261,28 @@ impl Supervisor {
                 return failed(format!("connect ({}): {e}", version.detail()), reason);
             }
         };
-        let end = Session {
+        let session = Session {
             config,
             ctx,
             reporter,
             cancel,
             unknown_logged: Default::default(),
             warnings: Default::default(),
-        }
-        .run(&mut link)
-        .await;
+        };
+        let end = {
+            let run = session.run(&mut link);
+            tokio::pin!(run);
+            match hint_until {
+                Some(until) => tokio::select! {
+                    end = &mut run => end,
+                    () = tokio::time::sleep_until(until.into()) => {
+                        reporter.set_detail(Some(version.detail().to_owned()));
+                        run.await
+                    }
+                },
+                None => run.await,
+            }
+        };
         link.close().await;
         if !end.namespace_connected {
             self.forget_engine(config);

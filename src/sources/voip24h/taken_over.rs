@@ -52,6 +52,15 @@ impl TakenOver {
         self.ends.len() >= ENDS
     }
 
+    /// When the hint stops applying, if it applies at `now`: the oldest of
+    /// the ends that make it apply ages past [`WITHIN`].
+    pub fn applies_until(&mut self, now: Instant) -> Option<Instant> {
+        if !self.applies(now) {
+            return None;
+        }
+        self.ends.front().map(|oldest| *oldest + WITHIN)
+    }
+
     /// Whether the hint is due in the log (at most once per [`WITHIN`]).
     pub fn say(&mut self, now: Instant) -> bool {
         if self
@@ -97,5 +106,20 @@ mod tests {
         // Once the first two are older than ten minutes, one more is not enough.
         assert!(!t.note(&end(EndReason::ConnectEnd, true), at(700)));
         assert!(t.say(at(721)));
+    }
+
+    /// A session that signs in while the hint applies is told when it stops
+    /// applying, so its `/status` row drops it then.
+    #[test]
+    fn the_hint_applies_until_the_oldest_end_is_ten_minutes_old() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut t = TakenOver::default();
+        assert_eq!(t.applies_until(at(0)), None);
+        for s in [0, 60, 120] {
+            t.note(&end(EndReason::ConnectEnd, true), at(s));
+        }
+        assert_eq!(t.applies_until(at(130)), Some(at(600)));
+        assert_eq!(t.applies_until(at(600)), None);
     }
 }
