@@ -140,13 +140,11 @@ pub enum JournalError {
 }
 
 impl JournalError {
-    /// A write that failed on I/O, or was refused for an earlier one: redb
-    /// refuses every write after it until the file is opened again.
-    pub fn is_io_failure(&self) -> bool {
-        matches!(
-            self,
-            JournalError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)
-        )
+    /// Refused for an earlier write that failed: redb refuses every write
+    /// after one until the file is opened again. Not a read's I/O error (a
+    /// bad sector under old pages), which a reopen does not mend.
+    pub fn needs_a_reopen(&self) -> bool {
+        matches!(self, JournalError::Storage(redb::Error::PreviousIo))
     }
 
     /// A `Corrupt` entry met in the dedup index, said as such with the file.

@@ -87,17 +87,23 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             Ok(Err(e @ JournalError::FileGone { .. })) => {
                 tracing::debug!(error = %e, "retention pass refused: the journal's file is gone");
             }
+            // Closed: a reopen failed, and on a quiet relay no event's
+            // commit comes to drive the next one; each pass asks instead.
             Ok(Err(e)) if !ctx.ingest.is_writable() => {
                 tracing::debug!(error = %e, "retention pass failed while journal commits fail");
+                if matches!(e, JournalError::Closed) || e.needs_a_reopen() {
+                    ctx.ingest.reopen_after_a_failed_write();
+                }
             }
             Ok(Err(e)) => {
                 if let Some(held_back) = failures.admit((), Instant::now()) {
                     tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
                 }
-                // Its failed write left redb refusing every write, events'
-                // commits too: the writer opens the journal again now,
-                // not after the next event's commit has failed (a 503).
-                if e.is_io_failure() {
+                // A write that failed (this pass's, 30 s ago, or another's)
+                // left redb refusing every write, events' commits too: the
+                // writer opens the journal again now, not after the next
+                // event's commit has failed (a 503).
+                if e.needs_a_reopen() {
                     ctx.ingest.reopen_after_a_failed_write();
                 }
             }

@@ -24,6 +24,8 @@ struct Gate {
     /// The number of events of each commit, in order.
     batches: Mutex<Vec<usize>>,
     recovers: AtomicUsize,
+    /// When set, reopens fail (the disk still failing).
+    fail_recover: AtomicBool,
     /// How long a reopen takes (a large journal read again).
     recover_takes: Mutex<Duration>,
     reads: AtomicUsize,
@@ -59,6 +61,9 @@ impl BatchStore for Gate {
 
     fn recover(&self) -> Result<(), JournalError> {
         self.recovers.fetch_add(1, Ordering::SeqCst);
+        if self.fail_recover.load(Ordering::SeqCst) {
+            return Err(JournalError::Closed);
+        }
         let takes = *self.recover_takes.lock().unwrap();
         std::thread::sleep(takes);
         Ok(())
@@ -113,6 +118,7 @@ fn setup_with(
         gate_reached: Mutex::new(gate_reached),
         batches: Mutex::new(Vec::new()),
         recovers: AtomicUsize::new(0),
+        fail_recover: AtomicBool::new(false),
         recover_takes: Mutex::new(Duration::ZERO),
         reads: AtomicUsize::new(0),
     });
@@ -422,11 +428,46 @@ async fn a_failed_write_outside_the_writer_reopens_the_journal_once_per_interval
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     handle.reopen_after_a_failed_write();
-    // Messages are taken in order: once this event is answered, the second
-    // ask has been seen.
+    // Taken by the writer on its own (an event in the same round would
+    // settle it without a reopen whatever the interval), then an event.
+    while handle.tx.capacity() < handle.tx.max_capacity() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ask was not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     handle.submit(event("after")).await.expect("a good commit");
-    assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.recovers.load(Ordering::SeqCst),
+        1,
+        "within the interval"
+    );
     assert!(handle.is_writable());
+    ingest.shutdown().await;
+}
+
+/// A reopen asked for from outside the writer that fails leaves the journal
+/// counted as refusing commits (`/readyz`, the alert, the watchdog see it):
+/// it is closed, and the next event would be refused.
+#[tokio::test]
+async fn a_failed_reopen_asked_for_from_outside_counts_as_failing_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    store.fail_recover.store(true, Ordering::SeqCst);
+    handle.reopen_after_a_failed_write();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handle.is_writable() {
+        assert!(std::time::Instant::now() < deadline, "still writable");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        handle
+            .commit_failure()
+            .is_some_and(|e| e.contains("could not be opened again"))
+    );
     ingest.shutdown().await;
 }
 

@@ -31,9 +31,12 @@ pub(super) fn run(
 ) {
     let mut batch = Batch::with_capacity(max_batch);
     let mut failures = FailureTracker::default();
-    // At most one reopen asked for from outside per interval: a retention
-    // pass over `max_size` runs every second, and a reopen reads the file.
+    // Reopens asked for from outside the writer: at most one per interval,
+    // which doubles while they keep being asked (a retention pass over
+    // `max_size` runs every second, a disk that stays full fails every
+    // pass, and a reopen reads the file), back to the first once they stop.
     let mut asked_reopen_at: Option<Instant> = None;
+    let mut ask_every = ASKED_REOPEN_EVERY;
     loop {
         let mut stop = false;
         let mut reopen_asked = false;
@@ -57,8 +60,12 @@ pub(super) fn run(
         if reopen_asked
             && batch.is_empty()
             && !stop
-            && asked_reopen_at.is_none_or(|at| at.elapsed() >= ASKED_REOPEN_EVERY)
+            && asked_reopen_at.is_none_or(|at| at.elapsed() >= ask_every)
         {
+            ask_every = match asked_reopen_at {
+                Some(at) if at.elapsed() < ask_every * 4 => (ask_every * 2).min(ASKED_REOPEN_MAX),
+                _ => ASKED_REOPEN_EVERY,
+            };
             asked_reopen_at = Some(Instant::now());
             reopen_after_a_failed_write(
                 store.as_ref(),
@@ -118,6 +125,8 @@ pub(super) fn run(
 
 /// The shortest time between two reopens asked for from outside the writer.
 const ASKED_REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest, while they keep being asked.
+const ASKED_REOPEN_MAX: std::time::Duration = std::time::Duration::from_secs(16 * 60);
 
 /// Opens the journal again after a write outside the writer failed on I/O.
 /// Opened, it takes events again at once; not opened (the disk still
@@ -138,6 +147,7 @@ fn reopen_after_a_failed_write(
     match reopened {
         Ok(()) => {
             tracing::info!("journal opened again after a failed write outside a commit");
+            failures.reopened(health);
             publish_landed(store, hub, metrics, u64::MAX);
         }
         Err(e) => {
