@@ -265,7 +265,7 @@ impl Metrics {
         let journal_retention_failing = gauge(
             &r,
             "callrelay_journal_retention_failing",
-            "1 while the journal's retention passes fail (nothing old is removed: the journal and its dedup log grow until the disk is full), 0 once one succeeds.",
+            "1 while the journal's retention passes fail (nothing old is removed: the journal and its dedup log grow until the disk is full), 0 once one succeeds, and 0 while they fail because journal commits fail or its file is gone (callrelay_journal_writable shows those).",
         );
         // The fan-out always runs; Kafka's series come with its config (`prime`).
         events_published.with_label_values(&["websocket"]);

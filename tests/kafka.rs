@@ -301,7 +301,7 @@ async fn an_event_kafka_can_never_take_is_named_in_status() {
     let skipped = |detail: &serde_json::Value| {
         detail["last_error"]
             .as_str()
-            .is_some_and(|e| e.starts_with("seq 1 skipped: Kafka can never take it"))
+            .is_some_and(|e| e.starts_with("seq 1 skipped: Kafka can never take it in topic"))
     };
     eventually(Duration::from_secs(10), "the skip named in /status", || {
         skipped(&sink_status(&ctx).1)

@@ -566,7 +566,7 @@ impl Forwarder {
                     break;
                 }
                 Err(e) if producer::is_permanent(&e) => {
-                    self.skip(seq, &e);
+                    self.skip(seq, &topic, &e);
                     futures::future::ready(Report {
                         seq,
                         topic,
@@ -601,16 +601,17 @@ impl Forwarder {
         self.in_flight.push_back(report);
     }
 
-    fn skip(&mut self, seq: u64, error: &KafkaError) {
+    fn skip(&mut self, seq: u64, topic: &str, error: &KafkaError) {
         tracing::error!(
             seq,
+            topic,
             %error,
-            "kafka can never take this event (raise message.max.bytes to carry it); it stays in the journal and the sink moves past it"
+            "kafka can never take this event (raise message.max.bytes to carry it, and the topic's max.message.bytes); it stays in the journal and the sink moves past it"
         );
         // `/status` says so too: the sink is healthy, but this event is not in Kafka.
         self.last_error = Some((
             format!(
-                "seq {seq} skipped: Kafka can never take it ({error}); raise message.max.bytes"
+                "seq {seq} skipped: Kafka can never take it in topic {topic} ({error}); raise message.max.bytes"
             ),
             format_time(OffsetDateTime::now_utc()),
         ));
@@ -649,7 +650,7 @@ impl Forwarder {
                 Ok(())
             }
             Outcome::Failed(error) if producer::is_permanent(&error) => {
-                self.skip(report.seq, &error);
+                self.skip(report.seq, &report.topic, &error);
                 self.cursor = report.seq;
                 Ok(())
             }

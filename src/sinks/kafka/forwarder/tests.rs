@@ -747,6 +747,10 @@ async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
     assert_eq!(publish_errors(&ctx, "too_large"), 1);
     let (error, _) = forwarder.last_error.clone().expect("shown in /status");
     assert!(error.starts_with("seq 3 skipped"), "{error}");
+    assert!(
+        error.contains(&format!("in topic {TOPIC}")),
+        "names the topic: {error}"
+    );
 
     forwarder.on_report(report(4, Outcome::Skipped)).unwrap();
     assert_eq!(forwarder.cursor, 4);
