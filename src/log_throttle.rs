@@ -1,5 +1,5 @@
 //! At most one log line per key and interval for things that repeat: a
-//! refused webhook a vendor retries, an error librdkafka reports on every
+//! webhook refused again and again, an error librdkafka reports on every
 //! connection attempt. Without it a misconfigured vendor or an unreachable
 //! broker buries the log; with it the first occurrence is logged at once and
 //! the next line says how many were held back in between.

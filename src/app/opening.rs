@@ -149,7 +149,7 @@ impl Starting {
     /// A stop, by `signal`. Before the journal is open the process exits at
     /// once with 0: nothing runs yet that holds an event (sources start
     /// after the journal; the listener is bound but accepts nothing, so a
-    /// connection waiting in its backlog is reset and its sender retries),
+    /// connection waiting in its backlog is reset, and its sender may retry),
     /// and redb's check is as safe to cut
     /// as any of its writes (a kill at any moment leaves a file the next open
     /// repairs; a check killed half-way was checked again whole, big-journal

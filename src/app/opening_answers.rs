@@ -37,7 +37,7 @@ use crate::server;
 use crate::sources::webhook;
 
 /// Seconds a sender is asked to wait: a check of a journal takes from
-/// seconds to minutes, and a vendor's retry is cheap.
+/// seconds to minutes, and a sender that retries loses little by waiting.
 const RETRY_AFTER_S: &str = "5";
 
 /// Serves the opening answers until closed (or dropped, on a failed start).

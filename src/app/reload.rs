@@ -152,7 +152,7 @@ pub(crate) fn webhook_changes(before: &Config, after: &Config) -> WebhookChanges
 /// A new file that configures no source at all while the running relay has
 /// some: most likely a file read while it was being written (`>` empties it
 /// first) or cut short, and applying it would answer every vendor 404 —
-/// which vendors take as "not here", not "retry" — with a 200 from
+/// which no vendor documents retrying — with a 200 from
 /// `/readyz` and nothing in the log but `config reloaded`. To run without
 /// sources on purpose, restart. Returns the problem's offset and message.
 pub(crate) fn takes_away_every_source(running: &Config, new: &Config) -> Option<(usize, String)> {

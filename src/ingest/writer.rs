@@ -230,7 +230,8 @@ fn commit(
             }
             // Sinks and readiness see the commit before any submitter hears of it.
             // Also after a commit of duplicates only: the likeliest next
-            // delivery after a failed commit is the vendor's retry of it.
+            // delivery after a failed commit is the sender's retry of it, if
+            // it retries.
             let first_fresh = fresh.first().map_or(u64::MAX, |e| e.seq);
             publish_landed(store, hub, metrics, first_fresh);
             if let Some(last) = last {
