@@ -115,7 +115,7 @@ fn main() {
 
 fn setup() -> (Credentials, HeaderMap) {
     let credentials = Credentials::Tel4vn {
-        api_key: Secret::new("bench-key"),
+        api_key: Secret::new("bench-key").into(),
         header: "Authorization".to_owned(),
         query: None,
     };

@@ -31,7 +31,7 @@ pub const DEFAULT_CONFIG: &str = "relay.toml";
 
 pub use checks::{shown_url, url_without_credentials, validate_account, validate_http_url};
 pub use validator::{ConfigError, Problem, Validator, line_col};
-pub use values::{ByteSize, HumanDuration, Secret};
+pub use values::{Accepted, ByteSize, HumanDuration, Secret};
 
 use crate::sinks::kafka::config::KafkaConfig;
 use crate::sinks::websocket::config::WebSocketConfig;

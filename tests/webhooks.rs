@@ -973,6 +973,84 @@ async fn accounts_follow_a_config_reload() {
     relay.stop().await;
 }
 
+/// A credential rotated at a moment the vendor chooses: the account accepts
+/// the new and the old value until the old one is removed, so no delivery
+/// made with either is refused. With one value, everything the vendor sent
+/// with the other in between was a 401, and no vendor documents sending a
+/// refused event again.
+#[tokio::test]
+async fn a_webhook_credential_under_rotation_accepts_the_new_and_the_old() {
+    let relay = start_relay(
+        r#"
+[[webhook]]
+vendor = "caresoft"
+account = "cs"
+secret = ["CS-new", "CS-old"]
+
+[[webhook]]
+vendor = "voipex"
+account = "vx"
+username = "demo"
+password = ["new:pass", "old:pass"]
+
+[[webhook]]
+vendor = "voip24h"
+account = "v24"
+token = ["v24-new", "v24-old"]
+"#,
+    )
+    .await;
+    let c = client();
+    let ticket = fixture("caresoft/sample_02_ticket_ivr.json");
+    for (key, want) in [
+        (&b"CS-new"[..], StatusCode::OK),
+        (b"CS-old", StatusCode::OK),
+        (b"CS-other", StatusCode::UNAUTHORIZED),
+    ] {
+        let reply = send(
+            c.post(relay.url("/hooks/caresoft/cs"))
+                .header("X-Hub-Signature", sign(key, ticket.as_bytes()))
+                .body(ticket.clone()),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            want,
+            "{}: {}",
+            String::from_utf8_lossy(key),
+            reply.text
+        );
+    }
+    let ring = fixture("voipex/ringing.json");
+    for (password, want) in [
+        ("new:pass", StatusCode::OK),
+        ("old:pass", StatusCode::OK),
+        ("other", StatusCode::UNAUTHORIZED),
+    ] {
+        let reply = send(
+            c.post(relay.url("/hooks/voipex/vx"))
+                .basic_auth("demo", Some(password))
+                .body(ring.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, want, "{password}: {}", reply.text);
+    }
+    let call = fixture("voip24h/call_event_ring.json");
+    for (token, want) in [
+        ("v24-new", StatusCode::OK),
+        ("v24-old", StatusCode::OK),
+        ("v24-other", StatusCode::UNAUTHORIZED),
+    ] {
+        let reply = send(
+            c.post(relay.url(&format!("/hooks/voip24h/v24?token={token}")))
+                .body(call.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, want, "{token}: {}", reply.text);
+    }
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn voip24h_missed_calls_of_one_ring_group_are_each_journaled() {
     let relay = start_relay(HOOKS).await;

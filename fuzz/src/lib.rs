@@ -61,7 +61,7 @@
 //! `Filter::matches`. Properties at [`websocket_query`].
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use callrelay::config::{Config, Secret};
+use callrelay::config::{Accepted, Config};
 use callrelay::event::{
     EventHeader, EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent,
 };
@@ -81,7 +81,7 @@ const USER: &str = "fz-user";
 const TEL4VN_HEADER: &str = "authorization";
 
 fn credentials(vendor: Vendor) -> Credentials {
-    let secret = Secret::new(SECRET);
+    let secret = Accepted::one(SECRET);
     match vendor {
         Vendor::Caresoft => Credentials::Caresoft { secret },
         Vendor::Tel4vn => Credentials::Tel4vn {

@@ -56,7 +56,7 @@ fn env_vars_expand_and_unset_ones_are_named_with_their_place() {
         load("[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${CS_SECRET}\"\n")
             .unwrap();
     let secret = c.webhook[0].get_ref().secret.as_ref().unwrap();
-    assert_eq!(secret.get_ref().expose(), "CS123");
+    assert_eq!(secret.get_ref().values()[0].expose(), "CS123");
     let p = problems(
         "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${NOT_SET_X}\"\n",
     );

@@ -164,6 +164,62 @@ impl Secret {
     }
 }
 
+/// The values a webhook credential accepts: one (`secret = "x"`), or a few
+/// during a rotation (`secret = ["new", "old"]`), so that deliveries made
+/// with either are taken while the vendor switches at a moment the relay
+/// cannot know. Compared like [`Secret`], against every value, with no
+/// early stop (which one matched, or how many there are, does not show in
+/// the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted(Vec<Secret>);
+
+impl Accepted {
+    /// Whether `presented` is one of the accepted values.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0
+            .iter()
+            .fold(false, |found, secret| found | secret.matches(presented))
+    }
+    /// Every accepted value, for a check that is no plain comparison (an HMAC key).
+    pub fn values(&self) -> &[Secret] {
+        &self.0
+    }
+}
+
+impl Accepted {
+    /// One accepted value.
+    pub fn one(value: impl Into<String>) -> Accepted {
+        Accepted(vec![Secret::new(value)])
+    }
+}
+
+impl From<Secret> for Accepted {
+    fn from(secret: Secret) -> Accepted {
+        Accepted(vec![secret])
+    }
+}
+
+impl<'de> Deserialize<'de> for Accepted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Accepted, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMore {
+            One(Secret),
+            More(Vec<Secret>),
+        }
+        match OneOrMore::deserialize(d) {
+            Ok(OneOrMore::One(secret)) => Ok(Accepted(vec![secret])),
+            Ok(OneOrMore::More(secrets)) if secrets.is_empty() => Err(serde::de::Error::custom(
+                "an empty list: give the credential, or the new and the old during a rotation",
+            )),
+            Ok(OneOrMore::More(secrets)) => Ok(Accepted(secrets)),
+            Err(_) => Err(serde::de::Error::custom(
+                "invalid type: expected a string, or a list of strings (the new and the old during a rotation)",
+            )),
+        }
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
     // Lengths are not secret for our keys' formats; contents are.
@@ -191,6 +247,24 @@ mod tests {
         d: HumanDuration,
         s: ByteSize,
         k: Secret,
+    }
+
+    #[test]
+    fn an_accepted_credential_is_one_value_or_a_few() {
+        #[derive(Deserialize)]
+        struct A {
+            k: Accepted,
+        }
+        let one: A = toml::from_str("k = \"new\"").unwrap();
+        assert!(one.k.matches(b"new") && !one.k.matches(b"old"));
+        let two: A = toml::from_str("k = [\"new\", \"old\"]").unwrap();
+        assert!(two.k.matches(b"new") && two.k.matches(b"old"));
+        assert!(!two.k.matches(b"other") && !two.k.matches(b""));
+        let empty = toml::from_str::<A>("k = []").err().unwrap().to_string();
+        assert!(empty.contains("an empty list"), "{empty}");
+        let number = toml::from_str::<A>("k = 5").err().unwrap().to_string();
+        assert!(number.contains("a list of strings"), "{number}");
+        assert!(!format!("{:?}", two.k).contains("new"), "never printed");
     }
 
     #[test]

@@ -17,14 +17,15 @@ use super::normalize::{
     text_of, time,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
-use crate::config::Secret;
+use crate::config::Accepted;
 use crate::event::VendorEvent;
 
 type HmacSha1 = Hmac<Sha1>;
 
 /// Checks `X-Hub-Signature` against HMAC-SHA1(secret, raw body), any hex case,
-/// with or without a `sha1=` prefix, in constant time.
-pub fn verify<'a>(secret: &Secret, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
+/// with or without a `sha1=` prefix, in constant time; during a rotation
+/// against each accepted secret, all of them every time.
+pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
     let header = delivery
         .credential_header("x-hub-signature")?
         .ok_or(AuthError::MissingSignature)?
@@ -35,13 +36,22 @@ pub fn verify<'a>(secret: &Secret, delivery: Delivery<'a>) -> Result<Verified<'a
         header
     };
     let presented = hex::decode(hex_part).map_err(|_| AuthError::MalformedSignature)?;
-    let mut mac = HmacSha1::new_from_slice(secret.expose().as_bytes())
-        .map_err(|_| AuthError::BadSignature)?;
-    mac.update(delivery.body);
-    // verify_slice compares in constant time (and refuses a wrong length).
-    mac.verify_slice(&presented)
-        .map_err(|_| AuthError::BadSignature)?;
-    Ok(Verified::new(delivery))
+    let signed_with = |secret: &crate::config::Secret| {
+        HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
+            mac.update(delivery.body);
+            // verify_slice compares in constant time (and refuses a wrong length).
+            mac.verify_slice(&presented).is_ok()
+        })
+    };
+    let matched = secrets
+        .values()
+        .iter()
+        .fold(false, |found, secret| found | signed_with(secret));
+    if matched {
+        Ok(Verified::new(delivery))
+    } else {
+        Err(AuthError::BadSignature)
+    }
 }
 
 /// The signature CareSoft sends for `body`: uppercase hex HMAC-SHA1.

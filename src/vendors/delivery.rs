@@ -143,7 +143,7 @@ impl AuthError {
 
 /// The `?token=` check shared by Voip24h and SPRecord, in constant time.
 pub(super) fn check_token(
-    expected: &crate::config::Secret,
+    expected: &crate::config::Accepted,
     delivery: &Delivery<'_>,
 ) -> Result<(), AuthError> {
     let presented = delivery
@@ -159,7 +159,6 @@ pub(super) fn check_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn with_query(query: &[(String, String)]) -> Result<(), AuthError> {
         let headers = axum::http::HeaderMap::new();
@@ -169,7 +168,7 @@ mod tests {
             query,
             body: b"",
         };
-        check_token(&Secret::new("t0ken"), &delivery)
+        check_token(&crate::config::Accepted::one("t0ken"), &delivery)
     }
 
     #[test]

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 pub use delivery::{AuthError, Delivery, Method, Verified, VerifiedHead};
 
-use crate::config::Secret;
+use crate::config::Accepted;
 use crate::event::{RawPayload, UNKNOWN_TYPE, Vendor, VendorEvent};
 
 /// A payload that cannot be read as the vendor's format; the text says why
@@ -49,21 +49,24 @@ pub fn unknown_event(payload: &Value) -> VendorEvent {
 /// One webhook account's credentials, as configured.
 #[derive(Clone, Debug)]
 pub enum Credentials {
-    /// HMAC-SHA1 key of `X-Hub-Signature`.
-    Caresoft { secret: Secret },
+    /// HMAC-SHA1 key of `X-Hub-Signature` (any of them, during a rotation).
+    Caresoft { secret: Accepted },
     /// The callback api key, in `header` (`Bearer KEY` or bare) or, when
     /// `query` is set, in that query parameter instead.
     Tel4vn {
-        api_key: Secret,
+        api_key: Accepted,
         header: String,
         query: Option<String>,
     },
     /// HTTP Basic auth.
-    Voipex { username: String, password: Secret },
+    Voipex {
+        username: String,
+        password: Accepted,
+    },
     /// `?token=`.
-    Voip24h { token: Secret },
+    Voip24h { token: Accepted },
     /// `?token=` when set.
-    Sprecord { token: Option<Secret> },
+    Sprecord { token: Option<Accepted> },
 }
 
 impl Credentials {
@@ -690,19 +693,19 @@ mod tests {
         };
         let in_the_head = [
             Credentials::Tel4vn {
-                api_key: Secret::new("k"),
+                api_key: crate::config::Accepted::one("k"),
                 header: "Authorization".into(),
                 query: None,
             },
             Credentials::Voipex {
                 username: "u".into(),
-                password: Secret::new("p"),
+                password: crate::config::Accepted::one("p"),
             },
             Credentials::Voip24h {
-                token: Secret::new("t"),
+                token: crate::config::Accepted::one("t"),
             },
             Credentials::Sprecord {
-                token: Some(Secret::new("t")),
+                token: Some(crate::config::Accepted::one("t")),
             },
         ];
         for creds in in_the_head {
@@ -715,7 +718,7 @@ mod tests {
         let open_sprecord = Credentials::Sprecord { token: None };
         assert!(matches!(open_sprecord.verify_head(d), Some(Ok(_))));
         let caresoft = Credentials::Caresoft {
-            secret: Secret::new("s"),
+            secret: crate::config::Accepted::one("s"),
         };
         assert!(caresoft.verify_head(d).is_none());
     }

@@ -16,7 +16,7 @@ use super::normalize::{
     Fields, get, identity, loose_canonical, lower, seconds, status, text, text_of, time,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
-use crate::config::Secret;
+use crate::config::Accepted;
 use crate::event::VendorEvent;
 
 /// One SPRecord message.
@@ -33,7 +33,7 @@ pub enum SprecordMessage {
 
 /// The shared secret is optional; when configured, `?token=` must carry it.
 pub fn verify<'a>(
-    token: Option<&Secret>,
+    token: Option<&Accepted>,
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
     if let Some(token) = token {

@@ -18,12 +18,12 @@ use super::normalize::{
     Fields, ICT, direction, get, identity, loose_canonical, lower, seconds, text_of, time,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
-use crate::config::Secret;
+use crate::config::Accepted;
 use crate::event::VendorEvent;
 
 /// Checks the api key in `query` (when configured) or else in `header`.
 pub fn verify<'a>(
-    api_key: &Secret,
+    api_key: &Accepted,
     header: &str,
     query: Option<&str>,
     delivery: Delivery<'a>,
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn api_key_bearer_bare_or_query() {
-        let key = Secret::new("k3y");
+        let key = crate::config::Accepted::one("k3y");
         let mut h = HeaderMap::new();
         assert_eq!(
             verify(&key, "Authorization", None, delivery(&h, &[])).unwrap_err(),

@@ -17,14 +17,14 @@ use time::OffsetDateTime;
 
 use super::normalize::{Fields, direction, get, identity, loose_canonical, lower, status, text_of};
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
-use crate::config::Secret;
+use crate::config::Accepted;
 use crate::config::values::constant_time_eq;
 use crate::event::VendorEvent;
 
 /// HTTP Basic auth; the password may contain `:` (only the first one splits).
 pub fn verify<'a>(
     username: &str,
-    password: &Secret,
+    password: &Accepted,
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
     let header = delivery
@@ -275,7 +275,7 @@ mod tests {
             query: &[],
             body: b"{}",
         };
-        verify("demo", &Secret::new("pa:ss:word"), d).map(|_| ())
+        verify("demo", &crate::config::Accepted::one("pa:ss:word"), d).map(|_| ())
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{Secret, Validator, validate_account};
+use crate::config::{Accepted, Validator, validate_account};
 use crate::event::Vendor;
 use crate::vendors::Credentials;
 
@@ -28,10 +28,10 @@ pub struct WebhookConfig {
     pub account: Spanned<String>,
     /// CareSoft: the HMAC-SHA1 key.
     #[serde(default)]
-    pub secret: Option<Spanned<Secret>>,
+    pub secret: Option<Spanned<Accepted>>,
     /// Tel4vn: the callback api key.
     #[serde(default)]
-    pub api_key: Option<Spanned<Secret>>,
+    pub api_key: Option<Spanned<Accepted>>,
     /// Tel4vn: the header carrying the key (`Bearer KEY` or the bare key).
     #[serde(default)]
     pub api_key_header: Option<Spanned<String>>,
@@ -42,10 +42,10 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub username: Option<Spanned<String>>,
     #[serde(default)]
-    pub password: Option<Spanned<Secret>>,
+    pub password: Option<Spanned<Accepted>>,
     /// Voip24h (required) and SPRecord (optional): `?token=` on the URL.
     #[serde(default)]
-    pub token: Option<Spanned<Secret>>,
+    pub token: Option<Spanned<Accepted>>,
     /// SPRecord: how the verification handshake is answered.
     #[serde(default)]
     pub verification_reply: Option<Spanned<VerificationReply>>,
@@ -138,8 +138,14 @@ impl WebhookConfig {
             .into_iter()
             .flatten()
         {
-            if secret.get_ref().is_empty() {
+            if secret.get_ref().values().iter().any(|s| s.is_empty()) {
                 v.error(secret.span(), "a credential must not be empty");
+            }
+            if secret.get_ref().values().len() > MAX_ACCEPTED {
+                v.error(
+                    secret.span(),
+                    format!("at most {MAX_ACCEPTED} values: the new and the old during a rotation"),
+                );
             }
         }
     }
@@ -149,7 +155,7 @@ impl WebhookConfig {
     /// The credentials the vendor module checks deliveries against; `None`
     /// only for a config that skipped validation (a required field missing).
     pub fn credentials(&self) -> Option<Credentials> {
-        let secret = |s: &Option<Spanned<Secret>>| s.as_ref().map(|s| s.get_ref().clone());
+        let secret = |s: &Option<Spanned<Accepted>>| s.as_ref().map(|s| s.get_ref().clone());
         Some(match self.vendor {
             Vendor::Caresoft => Credentials::Caresoft {
                 secret: secret(&self.secret)?,
@@ -183,6 +189,9 @@ impl WebhookConfig {
             .unwrap_or_default()
     }
 }
+
+/// The most values one credential accepts at once.
+const MAX_ACCEPTED: usize = 4;
 
 /// Tel4vn's api key header when `api_key_header` is not set.
 pub const DEFAULT_API_KEY_HEADER: &str = "Authorization";
@@ -293,5 +302,22 @@ mod tests {
             .collect();
         use super::VerificationReply::{Json, Plain};
         assert_eq!(replies, [Plain, Json, Plain]);
+    }
+
+    /// During a rotation a credential takes a few values, none empty.
+    #[test]
+    fn a_credential_takes_up_to_four_values_none_empty() {
+        let hook = |secret: &str| {
+            load(&format!(
+                "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = {secret}\n"
+            ))
+        };
+        assert!(hook(r#"["new", "old"]"#).is_ok());
+        let empty = hook(r#"["new", ""]"#).unwrap_err().to_string();
+        assert!(empty.contains("must not be empty"), "{empty}");
+        let many = hook(r#"["a", "b", "c", "d", "e"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(many.contains("at most 4 values"), "{many}");
     }
 }
