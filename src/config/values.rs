@@ -168,17 +168,33 @@ impl Secret {
 /// during a rotation (`secret = ["new", "old"]`), so that deliveries made
 /// with either are taken while the vendor switches at a moment the relay
 /// cannot know. Compared like [`Secret`], against every value, with no
-/// early stop (which one matched, or how many there are, does not show in
-/// the time).
+/// early stop: which one matched does not show in the time (how many there
+/// are does: each costs a comparison, a CareSoft HMAC each).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted(Vec<Secret>);
 
 impl Accepted {
     /// Whether `presented` is one of the accepted values.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        self.0
-            .iter()
-            .fold(false, |found, secret| found | secret.matches(presented))
+        self.position(presented).is_some()
+    }
+    /// Which accepted value `presented` is (0: the first, the new one
+    /// during a rotation), if any: every value compared, the answer kept
+    /// in `subtle`'s `Choice` so no comparison can be skipped.
+    pub fn position(&self, presented: &[u8]) -> Option<usize> {
+        self.first_of(|secret| secret.0.as_bytes().ct_eq(presented))
+    }
+    /// The first value for which `check` chooses, each value checked.
+    pub fn first_of(&self, check: impl Fn(&Secret) -> subtle::Choice) -> Option<usize> {
+        use subtle::ConditionallySelectable;
+        let mut found = subtle::Choice::from(0);
+        let mut at = 0u32;
+        for (i, secret) in self.0.iter().enumerate() {
+            let hit = check(secret) & !found;
+            at = u32::conditional_select(&at, &u32::try_from(i).unwrap_or(u32::MAX), hit);
+            found |= hit;
+        }
+        bool::from(found).then_some(at as usize)
     }
     /// Every accepted value, for a check that is no plain comparison (an HMAC key).
     pub fn values(&self) -> &[Secret] {
@@ -260,6 +276,14 @@ mod tests {
         let two: A = toml::from_str("k = [\"new\", \"old\"]").unwrap();
         assert!(two.k.matches(b"new") && two.k.matches(b"old"));
         assert!(!two.k.matches(b"other") && !two.k.matches(b""));
+        assert_eq!(
+            (
+                two.k.position(b"new"),
+                two.k.position(b"old"),
+                two.k.position(b"ol")
+            ),
+            (Some(0), Some(1), None)
+        );
         let empty = toml::from_str::<A>("k = []").err().unwrap().to_string();
         assert!(empty.contains("an empty list"), "{empty}");
         let number = toml::from_str::<A>("k = 5").err().unwrap().to_string();

@@ -37,20 +37,16 @@ pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified
     };
     let presented = hex::decode(hex_part).map_err(|_| AuthError::MalformedSignature)?;
     let signed_with = |secret: &crate::config::Secret| {
-        HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
+        let ok = HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
             mac.update(delivery.body);
             // verify_slice compares in constant time (and refuses a wrong length).
             mac.verify_slice(&presented).is_ok()
-        })
+        });
+        subtle::Choice::from(u8::from(ok))
     };
-    let matched = secrets
-        .values()
-        .iter()
-        .fold(false, |found, secret| found | signed_with(secret));
-    if matched {
-        Ok(Verified::new(delivery))
-    } else {
-        Err(AuthError::BadSignature)
+    match secrets.first_of(signed_with) {
+        Some(position) => Ok(Verified::by_value_at(delivery, position)),
+        None => Err(AuthError::BadSignature),
     }
 }
 

@@ -76,14 +76,27 @@ impl<'a> Delivery<'a> {
     }
 }
 
-/// A delivery that passed its vendor's authentication check.
+/// A delivery that passed its vendor's authentication check, and whether
+/// it did with an older value of a credential under rotation (not the
+/// list's first).
 #[derive(Clone, Copy, Debug)]
-pub struct Verified<'a>(Delivery<'a>);
+pub struct Verified<'a>(Delivery<'a>, bool);
 
 impl<'a> Verified<'a> {
     /// Only the vendor modules vouch for a delivery, after checking it.
     pub(super) fn new(delivery: Delivery<'a>) -> Self {
-        Verified(delivery)
+        Verified(delivery, false)
+    }
+
+    /// Vouched for by the credential's value at `position` in its list.
+    pub(super) fn by_value_at(delivery: Delivery<'a>, position: usize) -> Self {
+        Verified(delivery, position > 0)
+    }
+
+    /// Whether an older value of the credential let it in: the vendor has
+    /// not switched to the new one yet.
+    pub fn by_an_older_credential(&self) -> bool {
+        self.1
     }
 
     pub fn delivery(&self) -> &Delivery<'a> {
@@ -100,7 +113,7 @@ pub struct VerifiedHead<'a>(pub(super) Verified<'a>);
 
 impl<'a> VerifiedHead<'a> {
     pub fn with_body(self, body: &'a [u8]) -> Verified<'a> {
-        Verified(Delivery { body, ..self.0.0 })
+        Verified(Delivery { body, ..self.0.0 }, self.0.1)
     }
 }
 
@@ -141,19 +154,18 @@ impl AuthError {
     }
 }
 
-/// The `?token=` check shared by Voip24h and SPRecord, in constant time.
+/// The `?token=` check shared by Voip24h and SPRecord, in constant time;
+/// which accepted value matched.
 pub(super) fn check_token(
     expected: &crate::config::Accepted,
     delivery: &Delivery<'_>,
-) -> Result<(), AuthError> {
+) -> Result<usize, AuthError> {
     let presented = delivery
         .credential_param("token")?
         .ok_or(AuthError::MissingToken)?;
-    if expected.matches(presented.as_bytes()) {
-        Ok(())
-    } else {
-        Err(AuthError::BadToken)
-    }
+    expected
+        .position(presented.as_bytes())
+        .ok_or(AuthError::BadToken)
 }
 
 #[cfg(test)]
@@ -168,7 +180,7 @@ mod tests {
             query,
             body: b"",
         };
-        check_token(&crate::config::Accepted::one("t0ken"), &delivery)
+        check_token(&crate::config::Accepted::one("t0ken"), &delivery).map(drop)
     }
 
     #[test]

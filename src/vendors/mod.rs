@@ -680,6 +680,72 @@ mod tests {
         }
     }
 
+    /// Under rotation each vendor's check says whether an older value let
+    /// the delivery in, the sign that the vendor has not switched yet.
+    #[test]
+    fn a_delivery_by_an_older_credential_is_told_apart() {
+        use base64::Engine;
+        use hmac::Mac;
+        let list: crate::config::Accepted = toml::from_str::<
+            std::collections::BTreeMap<String, crate::config::Accepted>,
+        >("k = [\"new\", \"old\"]")
+        .unwrap()
+        .remove("k")
+        .unwrap();
+        let body = b"{}";
+        for (presented, older) in [("new", false), ("old", true)] {
+            let mut headers = axum::http::HeaderMap::new();
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("u:{presented}"));
+            headers.insert("authorization", format!("Basic {basic}").parse().unwrap());
+            let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(presented.as_bytes()).unwrap();
+            mac.update(body);
+            let signature = hex::encode(mac.finalize().into_bytes());
+            headers.insert(
+                "x-hub-signature",
+                format!("sha1={signature}").parse().unwrap(),
+            );
+            headers.insert("apikey", presented.parse().unwrap());
+            let query = [("token".to_owned(), presented.to_owned())];
+            let d = Delivery {
+                method: Method::Post,
+                headers: &headers,
+                query: &query,
+                body,
+            };
+            let each = [
+                Credentials::Caresoft {
+                    secret: list.clone(),
+                },
+                Credentials::Tel4vn {
+                    api_key: list.clone(),
+                    header: "apikey".into(),
+                    query: None,
+                },
+                Credentials::Voipex {
+                    username: "u".into(),
+                    password: list.clone(),
+                },
+                Credentials::Voip24h {
+                    token: list.clone(),
+                },
+                Credentials::Sprecord {
+                    token: Some(list.clone()),
+                },
+            ];
+            for creds in each {
+                let verified = creds
+                    .verify(d)
+                    .unwrap_or_else(|e| panic!("{:?} {presented}: {e}", creds.vendor()));
+                assert_eq!(
+                    verified.by_an_older_credential(),
+                    older,
+                    "{:?} {presented}",
+                    creds.vendor()
+                );
+            }
+        }
+    }
+
     /// Every credential but CareSoft's signature travels in the head, so a
     /// caller without it is turned away before its body is read.
     #[test]

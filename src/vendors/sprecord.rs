@@ -36,10 +36,13 @@ pub fn verify<'a>(
     token: Option<&Accepted>,
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
-    if let Some(token) = token {
-        check_token(token, &delivery)?;
+    match token {
+        Some(token) => {
+            let position = check_token(token, &delivery)?;
+            Ok(Verified::by_value_at(delivery, position))
+        }
+        None => Ok(Verified::new(delivery)),
     }
-    Ok(Verified::new(delivery))
 }
 
 /// The handshake answer: MD5 of the payload's UTF-8 bytes, 32 lowercase hex.

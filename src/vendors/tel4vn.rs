@@ -38,10 +38,9 @@ pub fn verify<'a>(
         None => format!("header `{header}`"),
     };
     let presented = presented.ok_or_else(|| AuthError::MissingApiKey(place()))?;
-    if api_key.matches(presented) {
-        Ok(Verified::new(delivery))
-    } else {
-        Err(AuthError::BadApiKey(place()))
+    match api_key.position(presented) {
+        Some(position) => Ok(Verified::by_value_at(delivery, position)),
+        None => Err(AuthError::BadApiKey(place())),
     }
 }
 

@@ -20,8 +20,8 @@ use crate::event::VendorEvent;
 
 /// Voip24h signs nothing: the URL we give it carries `?token=`.
 pub fn verify<'a>(token: &Accepted, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
-    check_token(token, &delivery)?;
-    Ok(Verified::new(delivery))
+    let position = check_token(token, &delivery)?;
+    Ok(Verified::by_value_at(delivery, position))
 }
 
 /// A call event `{extend, state, phone, callid, type}` (also a missed-call

@@ -46,11 +46,10 @@ pub fn verify<'a>(
     let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
     // Both compared, always: the answer's timing says nothing about which failed.
     let user_ok = constant_time_eq(username.as_bytes(), user);
-    let pass_ok = password.matches(pass);
-    if user_ok & pass_ok {
-        Ok(Verified::new(delivery))
-    } else {
-        Err(AuthError::BadBasic)
+    let pass_at = password.position(pass);
+    match pass_at {
+        Some(position) if user_ok => Ok(Verified::by_value_at(delivery, position)),
+        _ => Err(AuthError::BadBasic),
     }
 }
 

@@ -219,6 +219,32 @@ fn log_mislabelled_charset(
     }
 }
 
+/// Deliveries let in by an older value of a credential under rotation,
+/// said at most once per 10 minutes per account: the sign that the vendor
+/// has not switched yet, so the older value must stay (webhooks.md,
+/// "Rotating a credential"). The position only, never the value.
+fn say_older_credential(vendor: &'static str, account: &str) {
+    static SAID: std::sync::LazyLock<
+        std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>,
+    > = std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(crate::log_throttle::LogThrottle::new(
+            std::time::Duration::from_secs(600),
+        ))
+    });
+    let held_back = SAID
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit((vendor, account.to_owned()), Instant::now());
+    if let Some(held_back) = held_back {
+        tracing::info!(
+            vendor,
+            account,
+            held_back,
+            "webhook accepted with an older value of its credential (not the list's first): the vendor has not switched to the new one yet; keep the older value until these lines stop"
+        );
+    }
+}
+
 /// Runs one delivery through every check; returns the vendor label for the
 /// metric (`unknown` for a vendor not in the path's vocabulary) and the answer.
 async fn deliver(
@@ -357,6 +383,9 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     };
     if let Some(unreadable) = query_unreadable {
         return Answer::bad_request(&unreadable.0);
+    }
+    if verified.by_an_older_credential() {
+        say_older_credential(vendor.as_str(), account);
     }
     let received_at = OffsetDateTime::now_utc();
     let (event, raw) = match vendors::parse(vendor, &verified, received_at) {
