@@ -61,6 +61,17 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             Err(e) => Some(format!("the pass's task failed: {e}")),
         };
         let was_failing = ctx.status.retention_failed(failure);
+        // A write that failed (this pass's, 30 s ago, or another's) left
+        // redb refusing every write, events' commits too; or a reopen
+        // failed, and on a quiet relay no event's commit comes to drive the
+        // next. The writer opens the journal again now, not after the next
+        // event's commit has failed (a 503).
+        if let Ok(Err(e)) = &result
+            && (e.needs_a_reopen()
+                || (matches!(e, JournalError::Closed) && !ctx.ingest.is_writable()))
+        {
+            ctx.ingest.reopen_after_a_failed_write();
+        }
         match result {
             Ok(Ok(report)) => {
                 if was_failing {
@@ -87,24 +98,12 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             Ok(Err(e @ JournalError::FileGone { .. })) => {
                 tracing::debug!(error = %e, "retention pass refused: the journal's file is gone");
             }
-            // Closed: a reopen failed, and on a quiet relay no event's
-            // commit comes to drive the next one; each pass asks instead.
             Ok(Err(e)) if !ctx.ingest.is_writable() => {
                 tracing::debug!(error = %e, "retention pass failed while journal commits fail");
-                if matches!(e, JournalError::Closed) || e.needs_a_reopen() {
-                    ctx.ingest.reopen_after_a_failed_write();
-                }
             }
             Ok(Err(e)) => {
                 if let Some(held_back) = failures.admit((), Instant::now()) {
                     tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
-                }
-                // A write that failed (this pass's, 30 s ago, or another's)
-                // left redb refusing every write, events' commits too: the
-                // writer opens the journal again now, not after the next
-                // event's commit has failed (a 503).
-                if e.needs_a_reopen() {
-                    ctx.ingest.reopen_after_a_failed_write();
                 }
             }
             Err(e) => {

@@ -91,16 +91,8 @@ pub(super) fn run(
                 clocks.committed();
             }
             if !committed && failures.recover_due(Instant::now()) {
-                // Timed for the watchdog: a reopen that reads a large
-                // journal again is working, not refusing commits.
-                clocks.reopen.start();
-                let reopened = store.recover();
-                clocks.reopen_ended();
-                match reopened {
-                    Ok(()) => {
-                        tracing::info!("journal opened again after a failed commit");
-                        publish_landed(store.as_ref(), &hub, &metrics, u64::MAX);
-                    }
+                match reopen(store.as_ref(), &hub, &metrics, clocks) {
+                    Ok(()) => tracing::info!("journal opened again after a failed commit"),
                     Err(e) => tracing::warn!(error = %e, "journal could not be opened again yet"),
                 }
             }
@@ -141,20 +133,34 @@ fn reopen_after_a_failed_write(
     clocks: &WriterClocks,
     failures: &mut FailureTracker,
 ) {
-    clocks.reopen.start();
-    let reopened = store.recover();
-    clocks.reopen_ended();
-    match reopened {
+    match reopen(store, hub, metrics, clocks) {
         Ok(()) => {
             tracing::info!("journal opened again after a failed write outside a commit");
             failures.reopened(health);
-            publish_landed(store, hub, metrics, u64::MAX);
         }
         Err(e) => {
             let error = format!("the journal could not be opened again after a failed write: {e}");
             failures.failed(health, &error, 0, Instant::now());
         }
     }
+}
+
+/// Opens the journal again, timed for the watchdog (a reopen that reads a
+/// large journal again is working, not refusing commits); opened, what a
+/// commit reported failed may have landed goes to the sinks.
+fn reopen(
+    store: &dyn BatchStore,
+    hub: &Hub,
+    metrics: &Metrics,
+    clocks: &WriterClocks,
+) -> Result<(), crate::journal::JournalError> {
+    clocks.reopen.start();
+    let reopened = store.recover();
+    clocks.reopen_ended();
+    if reopened.is_ok() {
+        publish_landed(store, hub, metrics, u64::MAX);
+    }
+    reopened
 }
 
 /// The events of one commit and their submitters' reply channels, side by

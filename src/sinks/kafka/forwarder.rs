@@ -729,12 +729,8 @@ impl Forwarder {
             tokio::select! {
                 _ = cancel.cancelled() => return false,
                 () = &mut work => {
-                    // Reports that came meanwhile were not polled. While
-                    // every broker is down the next tick pauses the clock
-                    // over this wait anyway: not twice.
-                    if !self.health.all_brokers_down.load(Ordering::Acquire) {
-                        self.not_waiting_while(started.elapsed());
-                    }
+                    // Reports that came meanwhile were not polled.
+                    self.not_waiting_while(started.elapsed());
                     return true;
                 }
                 _ = tick.tick() => self.publish_status(),

@@ -202,12 +202,7 @@ fn log_mislabelled_charset(
     account: &str,
     charset: &vendors::text::Mislabelled,
 ) {
-    let held_back = ctx
-        .mislabelled_charsets
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .admit((vendor, account.to_owned()), Instant::now());
-    if let Some(held_back) = held_back {
+    if let Some(held_back) = admit_per_account(&ctx.mislabelled_charsets, vendor, account) {
         tracing::warn!(
             vendor,
             account,
@@ -217,6 +212,18 @@ fn log_mislabelled_charset(
             "webhook body labelled with a charset other than UTF-8 is valid UTF-8: it was read as labelled, so its text is likely garbled; the sender should label it `charset=utf-8`"
         );
     }
+}
+
+/// Whether a line about `vendor`'s `account` is due, by `throttle`.
+fn admit_per_account(
+    throttle: &std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>,
+    vendor: &'static str,
+    account: &str,
+) -> Option<u64> {
+    throttle
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit((vendor, account.to_owned()), Instant::now())
 }
 
 /// Deliveries let in by an older value of a credential under rotation,
@@ -231,11 +238,7 @@ fn say_older_credential(vendor: &'static str, account: &str) {
             std::time::Duration::from_secs(600),
         ))
     });
-    let held_back = SAID
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .admit((vendor, account.to_owned()), Instant::now());
-    if let Some(held_back) = held_back {
+    if let Some(held_back) = admit_per_account(&SAID, vendor, account) {
         tracing::info!(
             vendor,
             account,

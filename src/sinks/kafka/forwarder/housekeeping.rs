@@ -38,10 +38,8 @@ impl Forwarder {
             // faster than `stalled_after` still add up to a stall.
             let down_for = now.saturating_duration_since(self.last_housekeeping);
             self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
-        } else {
-            // Paused above when every broker is down: that covers the write.
-            self.not_waiting_while(persisted_in);
         }
+        self.not_waiting_while(persisted_in);
         self.last_housekeeping = now;
         if brokers_down
             && self.last_probe.elapsed() >= PROBE_EVERY
@@ -66,8 +64,13 @@ impl Forwarder {
     /// own awaits, polling no report: a cursor write that waited out a
     /// journal reopen (minutes on a slow disk) left every report already in
     /// unread, so the sink said `no delivery report` and, past 5 minutes,
-    /// replaced a healthy producer (blocking review, 2026-12-05).
+    /// replaced a healthy producer (blocking review, 2026-12-05). Not while
+    /// every broker is down: the tick pauses the clocks over that whole
+    /// time already, this wait included.
     pub(super) fn not_waiting_while(&mut self, spent: Duration) {
+        if self.health.all_brokers_down.load(Ordering::Acquire) {
+            return;
+        }
         let now = Instant::now();
         self.awaiting_reports_since = (self.awaiting_reports_since + spent).min(now);
         let spent_ms = u64::try_from(spent.as_millis()).unwrap_or(u64::MAX);
