@@ -38,8 +38,7 @@ use std::time::{Duration, Instant};
 use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
 use futures::FutureExt;
-use futures::future::BoxFuture;
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::StreamExt;
 use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use time::OffsetDateTime;
@@ -75,6 +74,7 @@ async fn off_the_workers<T: Send + 'static>(
 mod failure;
 mod held_drops;
 mod housekeeping;
+mod in_flight;
 mod recovery;
 mod resuming;
 mod shutdown;
@@ -85,6 +85,7 @@ mod tests;
 
 use failure::Failure;
 pub use failure::PUBLISH_ERROR_REASONS;
+use in_flight::{Entry, InFlight};
 
 /// Tuning of the forwarder.
 #[derive(Clone, Copy, Debug)]
@@ -207,7 +208,7 @@ pub struct Forwarder {
     buffer: VecDeque<JournaledEvent>,
     /// Reads ahead of the producer; restarted from the cursor after a failure.
     reader: Option<Reader>,
-    in_flight: FuturesOrdered<BoxFuture<'static, Report>>,
+    in_flight: InFlight,
     /// The failure being recovered from; cleared by the next delivery.
     failure: Option<String>,
     /// What the sink last failed to do, and when.
@@ -271,6 +272,7 @@ impl Forwarder {
         let interrupted = state.as_ref().is_some_and(|s| !s.clean);
         let resume = (last_seq > cursor && interrupted).then(|| AlreadyDelivered::new(last_seq));
         let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+        let last_report_ms = Arc::new(AtomicU64::new(crate::journal::boot_ms()));
         let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
         Ok(Forwarder {
             template: TopicTemplate::parse(config.topic.get_ref()),
@@ -290,11 +292,11 @@ impl Forwarder {
             next: cursor,
             buffer: VecDeque::new(),
             reader: None,
-            in_flight: FuturesOrdered::new(),
+            in_flight: InFlight::new(last_report_ms.clone()),
             failure: None,
             last_error: None,
             awaiting_reports_since: Instant::now(),
-            last_report_ms: Arc::new(AtomicU64::new(crate::journal::boot_ms())),
+            last_report_ms,
             stall: readiness::StallRecord::default(),
             next_stall_check: Instant::now(),
             last_probe: Instant::now(),
@@ -508,16 +510,13 @@ impl Forwarder {
                     seq,
                     producer::key_of(&event.header),
                 ) {
-                    self.hand_over(
-                        futures::future::ready(Report {
-                            seq,
-                            topic,
-                            received_at_ms,
-                            done_ms: crate::journal::now_ms(),
-                            outcome: Outcome::AlreadyInKafka(at),
-                        })
-                        .boxed(),
-                    );
+                    self.hand_over(Entry::Settled(Report {
+                        seq,
+                        topic,
+                        received_at_ms,
+                        done_ms: crate::journal::now_ms(),
+                        outcome: Outcome::AlreadyInKafka(at),
+                    }));
                     self.next = seq;
                     self.buffer.pop_front();
                     continue;
@@ -529,31 +528,13 @@ impl Forwarder {
             let sent = producer
                 .send_result(producer::record(event, &topic))
                 .map_err(|(e, _)| e);
-            let last_report_ms = self.last_report_ms.clone();
-            let report: BoxFuture<'static, Report> = match sent {
-                Ok(delivery) => async move {
-                    let delivery = delivery.await;
-                    // Wall time for the event's latency (its receive time is
-                    // wall time); the stall check's clock is never stepped.
-                    let done_ms = crate::journal::now_ms();
-                    last_report_ms.fetch_max(crate::journal::boot_ms(), Ordering::AcqRel);
-                    let outcome = match delivery {
-                        Ok(Ok(d)) => Outcome::Delivered(Position {
-                            partition: d.partition,
-                            offset: d.offset,
-                        }),
-                        Ok(Err((e, _))) => Outcome::Failed(e),
-                        Err(_) => Outcome::Dropped,
-                    };
-                    Report {
-                        seq,
-                        topic,
-                        received_at_ms,
-                        done_ms,
-                        outcome,
-                    }
-                }
-                .boxed(),
+            let entry = match sent {
+                Ok(delivery) => Entry::Awaiting {
+                    seq,
+                    topic,
+                    received_at_ms,
+                    delivery,
+                },
                 Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     // librdkafka's queue is full: wait for reports.
                     if self.in_flight.is_empty() {
@@ -567,14 +548,13 @@ impl Forwarder {
                 }
                 Err(e) if producer::is_permanent(&e) => {
                     self.skip(seq, &topic, &e);
-                    futures::future::ready(Report {
+                    Entry::Settled(Report {
                         seq,
                         topic,
                         received_at_ms,
                         done_ms: crate::journal::now_ms(),
                         outcome: Outcome::Skipped,
                     })
-                    .boxed()
                 }
                 Err(e) => {
                     return Err(Failure::Enqueue {
@@ -584,7 +564,7 @@ impl Forwarder {
                     });
                 }
             };
-            self.hand_over(report);
+            self.hand_over(entry);
             self.next = seq;
             self.buffer.pop_front();
         }
@@ -594,11 +574,11 @@ impl Forwarder {
     /// Adds a record's report to those in flight. The stall clock starts
     /// when the first one goes out: records handed over after a quiet spell
     /// or a recovery have not waited since the last delivery.
-    fn hand_over(&mut self, report: BoxFuture<'static, Report>) {
+    fn hand_over(&mut self, entry: Entry) {
         if self.in_flight.is_empty() {
             self.awaiting_reports_since = Instant::now();
         }
-        self.in_flight.push_back(report);
+        self.in_flight.push_back(entry);
     }
 
     fn skip(&mut self, seq: u64, topic: &str, error: &KafkaError) {

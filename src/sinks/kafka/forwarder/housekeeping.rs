@@ -1,5 +1,6 @@
 //! The forwarder's tick: the cursor written, the stall clock held while
-//! every broker is down, a probe that notices a broker back, and `/status`.
+//! every broker is down, the reports behind a stuck record noticed, a probe
+//! that notices a broker back, and `/status`.
 //!
 //! Guarantees: the cursor is written every tick (non-durable) once it has
 //! moved, and the first write of a run marks its state unclean durably
@@ -14,6 +15,11 @@ use rdkafka::producer::Producer;
 use super::super::CURSOR;
 use super::super::resume::CursorState;
 use super::{Forwarder, PROBE_EVERY, off_the_workers};
+
+/// The oldest record in flight unreported this long: the reports of those
+/// behind it, which nothing polls, are looked at for the stall clock (a walk
+/// of every record in flight, once a tick, only while the oldest waits).
+const NOTICE_REPORTS_BEHIND_AFTER: Duration = Duration::from_secs(1);
 use crate::journal::Journal;
 
 impl Forwarder {
@@ -40,6 +46,11 @@ impl Forwarder {
             self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
         }
         self.not_waiting_while(persisted_in);
+        if !self.in_flight.is_empty()
+            && self.awaiting_reports_since.elapsed() >= NOTICE_REPORTS_BEHIND_AFTER
+        {
+            self.in_flight.notice_reports_behind();
+        }
         self.last_housekeeping = now;
         if brokers_down
             && self.last_probe.elapsed() >= PROBE_EVERY

@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::StreamExt;
 use rdkafka::producer::Producer;
 use time::OffsetDateTime;
 
@@ -132,7 +132,7 @@ impl Forwarder {
     /// `max_size` drops after the cursor is the sink's only if it reads it
     /// again, so what it holds goes back to its cursor.
     pub(super) async fn let_go_of_memory(&mut self) {
-        self.in_flight = FuturesOrdered::new();
+        self.in_flight.clear();
         self.buffer.clear();
         if let Some(reader) = self.reader.take() {
             reader.stop().await;

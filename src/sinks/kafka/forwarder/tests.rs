@@ -20,7 +20,7 @@ use super::super::CURSOR;
 use super::super::reader::ReadError;
 use super::super::resume::{AlreadyDelivered, CursorState, Position};
 use super::super::tests_support::{Mock, flushed, mock_topic};
-use super::{Failure, Forwarder, Outcome, Report, Tuning};
+use super::{Entry, Failure, Forwarder, Outcome, Report, Tuning};
 use crate::app::{Context, Relay};
 
 const TOPIC: &str = "callrelay.events";
@@ -151,13 +151,13 @@ fn retriable() -> KafkaError {
 fn hand_over(forwarder: &mut Forwarder, first: u64, outcomes: Vec<Outcome>, after: Duration) {
     for (seq, outcome) in (first..).zip(outcomes) {
         let report = report(seq, outcome);
-        forwarder.hand_over(
+        forwarder.hand_over(Entry::Scripted(
             async move {
                 tokio::time::sleep(after).await;
                 report
             }
             .boxed(),
-        );
+        ));
         forwarder.next = seq;
     }
 }
@@ -808,6 +808,33 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
     fixture.stop().await;
 }
 
+/// Only the oldest record's report is polled: one that came for a record
+/// behind a stuck one is noticed by the tick, and is no stall (the
+/// cluster answers). Without the tick's look the producer was replaced.
+#[tokio::test]
+async fn a_report_behind_a_stuck_record_is_no_stall() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
+    hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
+    let behind = futures::future::ready(report(2, delivered(2)));
+    forwarder.hand_over(Entry::Scripted(behind.boxed()));
+    forwarder.next = 2;
+    let ten_seconds_ago = crate::journal::boot_ms() - 10_000;
+    forwarder
+        .last_report_ms
+        .store(ten_seconds_ago, Ordering::Release);
+    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
+    assert!(forwarder.stalled_too_long().is_some(), "no report seen yet");
+
+    forwarder.housekeeping().await;
+    let stall = forwarder.stalled_too_long();
+    assert!(stall.is_none(), "{stall:?}");
+    assert_eq!(forwarder.in_flight.len(), 2, "kept for its turn");
+    fixture.stop().await;
+}
+
 /// `[kafka]` taken out of the config, and later put back: meanwhile
 /// retention removed events the sink had not delivered, counted as
 /// delivered (no sink was configured), and the reader stepped over the
@@ -929,7 +956,7 @@ async fn a_full_librdkafka_queue_waits_for_reports_or_fails_with_none_in_flight(
     );
     assert_eq!(forwarder.next, 1);
 
-    forwarder.in_flight = futures::stream::FuturesOrdered::new();
+    forwarder.in_flight.clear();
     let full = forwarder.fill(&cancel).await;
     assert!(
         matches!(full, Err(Failure::Enqueue { seq: 2, .. })),
