@@ -695,8 +695,9 @@ impl Forwarder {
     /// keep arriving in the journal while the sink waits, and an on-call
     /// engineer watches the lag grow. `false` when cancelled first.
     async fn wait_publishing(
-        // `&mut`: a shared borrow of the forwarder (its boxed report futures
-        // are not `Sync`) would make the sink's future not `Send`.
+        // `&mut`: with a shared borrow the sink's future would be `Send`
+        // only if the forwarder were `Sync`, which its records in flight
+        // need not be (a test's scripted report is not).
         &mut self,
         work: impl std::future::Future<Output = ()>,
         cancel: &CancellationToken,
