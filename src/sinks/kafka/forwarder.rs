@@ -26,7 +26,8 @@
 //! This file holds the delivery loop (read, hand over, take reports in
 //! order); the rest is split by concern: `failure` (why forwarding stops and
 //! its metric label), `recovery`, `housekeeping` (the tick: cursor writes, the
-//! stall clock, the brokers-down probe), `resuming` (the read-back), `status`
+//! stall clock, the brokers-down probe), `in_flight` (the records handed
+//! over, their reports taken in journal order), `resuming` (the read-back), `status`
 //! (lag and `/status`), `held_drops` (what `max_size` dropped while the sink
 //! held it) and `shutdown`.
 
@@ -85,7 +86,7 @@ mod tests;
 
 use failure::Failure;
 pub use failure::PUBLISH_ERROR_REASONS;
-use in_flight::{Entry, InFlight};
+use in_flight::{Entry, InFlight, State};
 
 /// Tuning of the forwarder.
 #[derive(Clone, Copy, Debug)]
@@ -219,9 +220,11 @@ pub struct Forwarder {
     awaiting_reports_since: Instant,
     /// When any record's report last came (ms of `CLOCK_BOOTTIME`: on the
     /// wall clock a step back of an hour held a stall unnoticed for the
-    /// hour; restart review, 2026-12-05), in whatever
-    /// order: reports are taken in journal order, so one stuck record hides
-    /// the reports of those behind it from `awaiting_reports_since`.
+    /// hour; restart review, 2026-12-05), in whatever order: reports are
+    /// taken in journal order, so one stuck record hides the reports of
+    /// those behind it from `awaiting_reports_since`. Those are stamped
+    /// when the tick's walk finds them (`InFlight::notice_reports_behind`,
+    /// once the oldest has waited a second), so up to a tick late.
     last_report_ms: Arc<AtomicU64>,
     /// The stall now on (see `readiness::stalled`), logged when it began.
     stall: readiness::StallRecord,
@@ -510,13 +513,15 @@ impl Forwarder {
                     seq,
                     producer::key_of(&event.header),
                 ) {
-                    self.hand_over(Entry::Settled(Report {
+                    self.hand_over(Entry {
                         seq,
                         topic,
                         received_at_ms,
-                        done_ms: crate::journal::now_ms(),
-                        outcome: Outcome::AlreadyInKafka(at),
-                    }));
+                        state: State::Settled {
+                            outcome: Outcome::AlreadyInKafka(at),
+                            done_ms: crate::journal::now_ms(),
+                        },
+                    });
                     self.next = seq;
                     self.buffer.pop_front();
                     continue;
@@ -528,13 +533,8 @@ impl Forwarder {
             let sent = producer
                 .send_result(producer::record(event, &topic))
                 .map_err(|(e, _)| e);
-            let entry = match sent {
-                Ok(delivery) => Entry::Awaiting {
-                    seq,
-                    topic,
-                    received_at_ms,
-                    delivery,
-                },
+            let state = match sent {
+                Ok(delivery) => State::Awaiting(delivery),
                 Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     // librdkafka's queue is full: wait for reports.
                     if self.in_flight.is_empty() {
@@ -548,13 +548,10 @@ impl Forwarder {
                 }
                 Err(e) if producer::is_permanent(&e) => {
                     self.skip(seq, &topic, &e);
-                    Entry::Settled(Report {
-                        seq,
-                        topic,
-                        received_at_ms,
-                        done_ms: crate::journal::now_ms(),
+                    State::Settled {
                         outcome: Outcome::Skipped,
-                    })
+                        done_ms: crate::journal::now_ms(),
+                    }
                 }
                 Err(e) => {
                     return Err(Failure::Enqueue {
@@ -564,7 +561,12 @@ impl Forwarder {
                     });
                 }
             };
-            self.hand_over(entry);
+            self.hand_over(Entry {
+                seq,
+                topic,
+                received_at_ms,
+                state,
+            });
             self.next = seq;
             self.buffer.pop_front();
         }

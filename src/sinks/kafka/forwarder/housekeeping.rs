@@ -15,12 +15,15 @@ use rdkafka::producer::Producer;
 use super::super::CURSOR;
 use super::super::resume::CursorState;
 use super::{Forwarder, PROBE_EVERY, off_the_workers};
-
-/// The oldest record in flight unreported this long: the reports of those
-/// behind it, which nothing polls, are looked at for the stall clock (a walk
-/// of every record in flight, once a tick, only while the oldest waits).
-const NOTICE_REPORTS_BEHIND_AFTER: Duration = Duration::from_secs(1);
 use crate::journal::Journal;
+
+/// How long the stall clock of `/status` (`awaiting_reports_since`: the
+/// last delivery taken, in journal order) must have run before the reports
+/// of records behind the oldest, which nothing polls, are looked at: a walk
+/// of every record in flight, once a tick. Skipping it sooner cannot cause a
+/// replacement: `stalled_too_long` takes the smaller of the two clocks, and
+/// this one is then far under `replace_stalled_after`.
+const NOTICE_REPORTS_BEHIND_AFTER: Duration = Duration::from_secs(1);
 
 impl Forwarder {
     /// Persists the cursor (non-durable), refreshes lag and status.
@@ -46,7 +49,10 @@ impl Forwarder {
             self.awaiting_reports_since = (self.awaiting_reports_since + down_for).min(now);
         }
         self.not_waiting_while(persisted_in);
-        if !self.in_flight.is_empty()
+        // Not while every broker is down: no stall is called then, and the
+        // walk would run every tick of the outage.
+        if !brokers_down
+            && !self.in_flight.is_empty()
             && self.awaiting_reports_since.elapsed() >= NOTICE_REPORTS_BEHIND_AFTER
         {
             self.in_flight.notice_reports_behind();

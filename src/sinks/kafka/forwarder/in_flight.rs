@@ -24,20 +24,70 @@ use rdkafka::producer::DeliveryFuture;
 use super::{Outcome, Report};
 use crate::sinks::kafka::resume::Position;
 
-/// A record handed over, and what is known of its delivery.
-pub(super) enum Entry {
-    /// Handed to librdkafka; its report has not been taken yet.
-    Awaiting {
-        seq: u64,
-        topic: Arc<str>,
-        received_at_ms: u64,
-        delivery: DeliveryFuture,
-    },
-    /// Its outcome is known (found in Kafka, skipped, or reported already).
-    Settled(Report),
-    /// A report a test scripts (when it comes, and what it says).
+/// A record handed over (or passed over), and what is known of its delivery.
+pub(super) struct Entry {
+    pub(super) seq: u64,
+    pub(super) topic: Arc<str>,
+    pub(super) received_at_ms: u64,
+    pub(super) state: State,
+}
+
+pub(super) enum State {
+    /// Handed to librdkafka; its report has not come, or not been looked at.
+    Awaiting(DeliveryFuture),
+    /// Its outcome is known (found in Kafka, skipped, or its report came),
+    /// since `done_ms` (wall clock, for the event's latency).
+    Settled { outcome: Outcome, done_ms: u64 },
+    /// An outcome a test scripts (when it comes, and what it is).
     #[cfg(test)]
-    Scripted(futures::future::BoxFuture<'static, Report>),
+    Scripted(futures::future::BoxFuture<'static, Outcome>),
+}
+
+impl Entry {
+    /// Looks whether the record's report has come; true when it came just
+    /// now (the entry is `Settled` from here on).
+    fn settle(&mut self, cx: &mut Context<'_>) -> bool {
+        let outcome = match &mut self.state {
+            State::Settled { .. } => return false,
+            State::Awaiting(delivery) => match delivery.poll_unpin(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Ok(Ok(d))) => Outcome::Delivered(Position {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Poll::Ready(Ok(Err((e, _)))) => Outcome::Failed(e),
+                Poll::Ready(Err(_)) => Outcome::Dropped,
+            },
+            #[cfg(test)]
+            State::Scripted(outcome) => match outcome.poll_unpin(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(outcome) => outcome,
+            },
+        };
+        // Stamped when the report is looked at, not when it came: for a
+        // record behind a slower one, up to the walk's threshold plus a
+        // tick later (docs/kafka.md, the latency metric).
+        let done_ms = crate::journal::now_ms();
+        self.state = State::Settled { outcome, done_ms };
+        true
+    }
+
+    fn into_report(self) -> Report {
+        let (outcome, done_ms) = match self.state {
+            State::Settled { outcome, done_ms } => (outcome, done_ms),
+            // Not taken so (`poll_next` takes settled entries only); were
+            // it so, as a report that will never come: the sink recovers
+            // from its cursor and reads back, it neither waits nor skips.
+            _ => (Outcome::Dropped, crate::journal::now_ms()),
+        };
+        Report {
+            seq: self.seq,
+            topic: self.topic,
+            received_at_ms: self.received_at_ms,
+            done_ms,
+            outcome,
+        }
+    }
 }
 
 pub(super) struct InFlight {
@@ -80,12 +130,10 @@ impl InFlight {
     pub(super) fn notice_reports_behind(&mut self) {
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let mut any = false;
-        // The oldest is polled by the forwarder, with its waker: left alone.
+        // The oldest is polled by the forwarder with its own waker, which a
+        // poll here would replace with one that wakes nothing.
         for entry in self.entries.iter_mut().skip(1) {
-            if let Some(report) = poll_entry(entry, &mut cx) {
-                *entry = Entry::Settled(report);
-                any = true;
-            }
+            any |= entry.settle(&mut cx);
         }
         if any {
             self.note_a_report();
@@ -98,45 +146,6 @@ impl InFlight {
     }
 }
 
-/// The report of an entry if it is in; `Settled` is taken as it is.
-fn poll_entry(entry: &mut Entry, cx: &mut Context<'_>) -> Option<Report> {
-    match entry {
-        Entry::Settled(_) => None,
-        Entry::Awaiting {
-            seq,
-            topic,
-            received_at_ms,
-            delivery,
-        } => {
-            let Poll::Ready(delivery) = delivery.poll_unpin(cx) else {
-                return None;
-            };
-            let outcome = match delivery {
-                Ok(Ok(d)) => Outcome::Delivered(Position {
-                    partition: d.partition,
-                    offset: d.offset,
-                }),
-                Ok(Err((e, _))) => Outcome::Failed(e),
-                Err(_) => Outcome::Dropped,
-            };
-            Some(Report {
-                seq: *seq,
-                topic: topic.clone(),
-                received_at_ms: *received_at_ms,
-                // Wall time for the event's latency (its receive time is
-                // wall time); the stall check's clock is never stepped.
-                done_ms: crate::journal::now_ms(),
-                outcome,
-            })
-        }
-        #[cfg(test)]
-        Entry::Scripted(report) => match report.poll_unpin(cx) {
-            Poll::Ready(report) => Some(report),
-            Poll::Pending => None,
-        },
-    }
-}
-
 impl Stream for InFlight {
     type Item = Report;
 
@@ -146,43 +155,42 @@ impl Stream for InFlight {
         let Some(front) = this.entries.front_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(report) = poll_entry(front, cx) {
+        let came = front.settle(cx);
+        let settled = matches!(front.state, State::Settled { .. });
+        if came {
             this.note_a_report();
-            this.entries.pop_front();
-            return Poll::Ready(Some(report));
         }
-        if !matches!(front, Entry::Settled(_)) {
-            return Poll::Pending;
+        if !settled {
+            return Poll::Pending; // the front's delivery holds `cx`'s waker
         }
-        match this.entries.pop_front() {
-            Some(Entry::Settled(report)) => Poll::Ready(Some(report)),
-            _ => Poll::Pending,
-        }
+        Poll::Ready(this.entries.pop_front().map(Entry::into_report))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use futures::StreamExt;
     use futures::channel::oneshot;
+    use futures::task::ArcWake;
 
     use super::*;
 
-    /// An entry whose report comes when its sender is given it.
-    fn scripted(in_flight: &mut InFlight) -> oneshot::Sender<Report> {
-        let (tx, rx) = oneshot::channel::<Report>();
-        let later = async move { rx.await.expect("a report") };
-        in_flight.push_back(Entry::Scripted(later.boxed()));
+    /// An entry whose outcome comes when its sender is given it.
+    fn scripted(in_flight: &mut InFlight, seq: u64) -> oneshot::Sender<Outcome> {
+        let (tx, rx) = oneshot::channel::<Outcome>();
+        let later = async move { rx.await.unwrap_or(Outcome::Dropped) };
+        in_flight.push_back(entry(seq, State::Scripted(later.boxed())));
         tx
     }
 
-    fn report(seq: u64) -> Report {
-        Report {
+    fn entry(seq: u64, state: State) -> Entry {
+        Entry {
             seq,
             topic: Arc::from("t"),
             received_at_ms: 0,
-            done_ms: 0,
-            outcome: Outcome::Skipped,
+            state,
         }
     }
 
@@ -196,12 +204,16 @@ mod tests {
     #[test]
     fn reports_come_out_in_the_order_the_records_went_in() {
         let mut in_flight = InFlight::new(Arc::new(AtomicU64::new(0)));
-        let first = scripted(&mut in_flight);
-        let second = scripted(&mut in_flight);
-        in_flight.push_back(Entry::Settled(report(3)));
-        let _ = second.send(report(2));
+        let first = scripted(&mut in_flight, 1);
+        let second = scripted(&mut in_flight, 2);
+        let skipped = State::Settled {
+            outcome: Outcome::Skipped,
+            done_ms: 0,
+        };
+        in_flight.push_back(entry(3, skipped));
+        let _ = second.send(Outcome::Skipped);
         assert_eq!(next_now(&mut in_flight), None, "the first is not in");
-        let _ = first.send(report(1));
+        let _ = first.send(Outcome::Skipped);
         assert_eq!(next_now(&mut in_flight), Some(Some(1)));
         assert_eq!(next_now(&mut in_flight), Some(Some(2)));
         assert_eq!(next_now(&mut in_flight), Some(Some(3)), "settled as pushed");
@@ -215,9 +227,9 @@ mod tests {
     fn a_report_behind_a_stuck_record_is_noticed_by_the_walk_only() {
         let last_report_ms = Arc::new(AtomicU64::new(0));
         let mut in_flight = InFlight::new(last_report_ms.clone());
-        let _stuck = scripted(&mut in_flight);
-        let behind = scripted(&mut in_flight);
-        let _ = behind.send(report(2));
+        let _stuck = scripted(&mut in_flight, 1);
+        let behind = scripted(&mut in_flight, 2);
+        let _ = behind.send(Outcome::Skipped);
         assert_eq!(next_now(&mut in_flight), None);
         assert_eq!(last_report_ms.load(Ordering::Acquire), 0, "not polled");
 
@@ -233,5 +245,32 @@ mod tests {
             0,
             "a report noticed once is not a new one"
         );
+    }
+
+    struct CountingWaker(AtomicUsize);
+
+    impl ArcWake for CountingWaker {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The walk leaves the oldest record alone: polling it there would put
+    /// a waker that wakes nothing in place of the forwarder's, and its
+    /// report would wait for the next tick.
+    #[test]
+    fn the_walk_leaves_the_forwarders_waker_on_the_oldest_record() {
+        let mut in_flight = InFlight::new(Arc::new(AtomicU64::new(0)));
+        let oldest = scripted(&mut in_flight, 1);
+        let _behind = scripted(&mut in_flight, 2);
+        let forwarder = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = futures::task::waker(forwarder.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(in_flight.poll_next_unpin(&mut cx).is_pending());
+
+        in_flight.notice_reports_behind();
+        let _ = oldest.send(Outcome::Skipped);
+        assert_eq!(forwarder.0.load(Ordering::Acquire), 1, "woken");
+        assert_eq!(next_now(&mut in_flight), Some(Some(1)));
     }
 }

@@ -20,7 +20,7 @@ use super::super::CURSOR;
 use super::super::reader::ReadError;
 use super::super::resume::{AlreadyDelivered, CursorState, Position};
 use super::super::tests_support::{Mock, flushed, mock_topic};
-use super::{Entry, Failure, Forwarder, Outcome, Report, Tuning};
+use super::{Entry, Failure, Forwarder, Outcome, Report, State, Tuning};
 use crate::app::{Context, Relay};
 
 const TOPIC: &str = "callrelay.events";
@@ -134,6 +134,16 @@ fn report(seq: u64, outcome: Outcome) -> Report {
     }
 }
 
+/// A record whose outcome `later` scripts, as `fill` would have handed it over.
+fn scripted(seq: u64, later: futures::future::BoxFuture<'static, Outcome>) -> Entry {
+    Entry {
+        seq,
+        topic: Arc::from(TOPIC),
+        received_at_ms: 0,
+        state: State::Scripted(later),
+    }
+}
+
 fn delivered(seq: u64) -> Outcome {
     Outcome::Delivered(Position {
         partition: 0,
@@ -150,14 +160,11 @@ fn retriable() -> KafkaError {
 /// `first`), as `fill` would have.
 fn hand_over(forwarder: &mut Forwarder, first: u64, outcomes: Vec<Outcome>, after: Duration) {
     for (seq, outcome) in (first..).zip(outcomes) {
-        let report = report(seq, outcome);
-        forwarder.hand_over(Entry::Scripted(
-            async move {
-                tokio::time::sleep(after).await;
-                report
-            }
-            .boxed(),
-        ));
+        let later = async move {
+            tokio::time::sleep(after).await;
+            outcome
+        };
+        forwarder.hand_over(scripted(seq, later.boxed()));
         forwarder.next = seq;
     }
 }
@@ -818,8 +825,8 @@ async fn a_report_behind_a_stuck_record_is_no_stall() {
     forwarder.marked_unclean = true;
     forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
     hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
-    let behind = futures::future::ready(report(2, delivered(2)));
-    forwarder.hand_over(Entry::Scripted(behind.boxed()));
+    let behind = futures::future::ready(delivered(2));
+    forwarder.hand_over(scripted(2, behind.boxed()));
     forwarder.next = 2;
     let ten_seconds_ago = crate::journal::boot_ms() - 10_000;
     forwarder
