@@ -224,7 +224,8 @@ pub struct Forwarder {
     /// taken in journal order, so one stuck record hides the reports of
     /// those behind it from `awaiting_reports_since`. Those are stamped
     /// when the tick's walk finds them (`InFlight::notice_reports_behind`,
-    /// once the oldest has waited a second), so up to a tick late.
+    /// once no report has been taken in order for a second, not while
+    /// every broker is down), and by a last look before a stall is called.
     last_report_ms: Arc<AtomicU64>,
     /// The stall now on (see `readiness::stalled`), logged when it began.
     stall: readiness::StallRecord,
@@ -431,6 +432,12 @@ impl Forwarder {
                 },
                 _ = tick.tick() => {
                     self.housekeeping().await;
+                    if self.stalled_too_long().is_some() {
+                        // A last look before calling it a stall: the tick's
+                        // walk is skipped while every broker is down, and a
+                        // probe may have found one back since it looked.
+                        self.in_flight.notice_reports_behind();
+                    }
                     if let Some(f) = self.stalled_too_long()
                         && Instant::now() >= self.next_stall_check
                     {

@@ -1,6 +1,7 @@
 //! The forwarder's tick: the cursor written, the stall clock held while
-//! every broker is down, the reports behind a stuck record noticed, a probe
-//! that notices a broker back, and `/status`.
+//! every broker is down, the reports behind a stuck record noticed (not
+//! while every broker is down), a probe that notices a broker back, and
+//! `/status`.
 //!
 //! Guarantees: the cursor is written every tick (non-durable) once it has
 //! moved, and the first write of a run marks its state unclean durably

@@ -65,8 +65,8 @@ impl Entry {
             },
         };
         // Stamped when the report is looked at, not when it came: for a
-        // record behind a slower one, up to the walk's threshold plus a
-        // tick later (docs/kafka.md, the latency metric).
+        // record behind slower ones, when they are taken or the tick's walk
+        // looks (docs/kafka.md, the latency metric).
         let done_ms = crate::journal::now_ms();
         self.state = State::Settled { outcome, done_ms };
         true
@@ -75,10 +75,12 @@ impl Entry {
     fn into_report(self) -> Report {
         let (outcome, done_ms) = match self.state {
             State::Settled { outcome, done_ms } => (outcome, done_ms),
-            // Not taken so (`poll_next` takes settled entries only); were
-            // it so, as a report that will never come: the sink recovers
-            // from its cursor and reads back, it neither waits nor skips.
-            _ => (Outcome::Dropped, crate::journal::now_ms()),
+            // Not taken so: `poll_next` pops the front only once it is
+            // settled. Were it so, as a report that will never come: the
+            // sink recovers from its cursor, it neither waits nor skips.
+            State::Awaiting(_) => (Outcome::Dropped, crate::journal::now_ms()),
+            #[cfg(test)]
+            State::Scripted(_) => (Outcome::Dropped, crate::journal::now_ms()),
         };
         Report {
             seq: self.seq,
@@ -126,7 +128,7 @@ impl InFlight {
     /// nothing polls until it is at the front, and stamps `last_report_ms`
     /// when there was one: the stall check asks whether *any* report came,
     /// and one stuck record must not hide the reports of those behind it.
-    /// Walks every record: call it only once the oldest has waited a while.
+    /// Walks every record: call it only once no report has been taken for a while.
     pub(super) fn notice_reports_behind(&mut self) {
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let mut any = false;
@@ -180,7 +182,7 @@ mod tests {
     /// An entry whose outcome comes when its sender is given it.
     fn scripted(in_flight: &mut InFlight, seq: u64) -> oneshot::Sender<Outcome> {
         let (tx, rx) = oneshot::channel::<Outcome>();
-        let later = async move { rx.await.unwrap_or(Outcome::Dropped) };
+        let later = async move { rx.await.expect("the test sends an outcome") };
         in_flight.push_back(entry(seq, State::Scripted(later.boxed())));
         tx
     }

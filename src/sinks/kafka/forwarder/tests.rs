@@ -842,6 +842,38 @@ async fn a_report_behind_a_stuck_record_is_no_stall() {
     fixture.stop().await;
 }
 
+/// While every broker is down the tick does not walk the records in flight
+/// (no stall is called then, and the walk would run every tick of the
+/// outage); the first tick after one answers again does.
+#[tokio::test]
+async fn the_tick_walks_the_records_in_flight_only_while_a_broker_is_up() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
+    let behind = futures::future::ready(delivered(2));
+    forwarder.hand_over(scripted(2, behind.boxed()));
+    forwarder.next = 2;
+    forwarder.last_report_ms.store(0, Ordering::Release);
+    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
+    let down = |forwarder: &Forwarder, down: bool| {
+        forwarder
+            .health
+            .all_brokers_down
+            .store(down, Ordering::Release);
+    };
+
+    down(forwarder, true);
+    forwarder.housekeeping().await;
+    let stamped = forwarder.last_report_ms.load(Ordering::Acquire);
+    assert_eq!(stamped, 0, "not walked while every broker is down");
+    down(forwarder, false);
+    forwarder.housekeeping().await;
+    let stamped = forwarder.last_report_ms.load(Ordering::Acquire);
+    assert!(stamped > 0, "walked once one is back");
+    fixture.stop().await;
+}
+
 /// `[kafka]` taken out of the config, and later put back: meanwhile
 /// retention removed events the sink had not delivered, counted as
 /// delivered (no sink was configured), and the reader stepped over the
