@@ -826,6 +826,9 @@ enum Step {
     Hold,
     /// The connection reset (RST), as a crashed front end leaves it.
     Reset,
+    /// Nothing until the server has read this many requests in all (a
+    /// sibling stream opened), keep-alives meanwhile.
+    AwaitRequests(usize),
 }
 
 /// One request [`RawSse`] received.
@@ -861,6 +864,8 @@ impl RawSse {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let (counted, count) = tokio::sync::watch::channel(0usize);
+        let counted = std::sync::Arc::new(counted);
         let script = std::sync::Arc::new(script);
         let task = tokio::spawn(async move {
             let mut n = 0;
@@ -871,6 +876,7 @@ impl RawSse {
                 n += 1;
                 let script = script.clone();
                 let seen = seen.clone();
+                let (counted, mut count) = (counted.clone(), count.clone());
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut byte = [0u8; 1024];
@@ -899,6 +905,7 @@ impl RawSse {
                         host: header("host"),
                         last_event_id: header("last-event-id"),
                     });
+                    counted.send_modify(|n| *n += 1);
                     let ok = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                                cache-control: no-cache\r\nconnection: close\r\n\r\n";
                     if sock.write_all(ok).await.is_err() {
@@ -927,6 +934,12 @@ impl RawSse {
                             Step::Reset => {
                                 let _ = sock.set_zero_linger();
                                 return;
+                            }
+                            Step::AwaitRequests(want) => {
+                                let reached = count.wait_for(|n| *n >= want);
+                                if reached.await.is_err() {
+                                    return;
+                                }
                             }
                             Step::Hold => loop {
                                 tokio::time::sleep(tick).await;
@@ -1390,7 +1403,16 @@ async fn a_lagging_streams_duplicates_do_not_move_the_resume_point_back() {
     };
     let (front, lagging) = (frames(1..=10), frames(1..=5));
     let server = RawSse::start(move |n| match n {
-        0 => vec![Step::Write(front.clone()), Step::Hold],
+        // Both streams open before any event: the lagging one opened
+        // without a point, as its sibling, not at the front's "10" (it
+        // opens `stagger` later, and a fast machine journaled ten events
+        // in that time; it then stood at the point, and its first event
+        // moved it, so the test failed whenever the machine was quick).
+        0 => vec![
+            Step::AwaitRequests(2),
+            Step::Write(front.clone()),
+            Step::Hold,
+        ],
         1 => vec![
             Step::Pause(Duration::from_millis(300)),
             Step::Write(lagging.clone()),
