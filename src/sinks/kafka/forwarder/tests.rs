@@ -815,6 +815,18 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
     fixture.stop().await;
 }
 
+/// Record 1 unreported for a minute, record 2's report already in behind
+/// it, and the stall clock of `/status` ten seconds old: what the tick's
+/// walk of the records in flight is for.
+fn stuck_with_a_report_behind(forwarder: &mut Forwarder) {
+    forwarder.marked_unclean = true;
+    hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
+    let behind = futures::future::ready(delivered(2));
+    forwarder.hand_over(scripted(2, behind.boxed()));
+    forwarder.next = 2;
+    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
+}
+
 /// Only the oldest record's report is polled: one that came for a record
 /// behind a stuck one is noticed by the tick, and is no stall (the
 /// cluster answers). Without the tick's look the producer was replaced.
@@ -822,17 +834,12 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
 async fn a_report_behind_a_stuck_record_is_no_stall() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    forwarder.marked_unclean = true;
     forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
-    hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
-    let behind = futures::future::ready(delivered(2));
-    forwarder.hand_over(scripted(2, behind.boxed()));
-    forwarder.next = 2;
+    stuck_with_a_report_behind(forwarder);
     let ten_seconds_ago = crate::journal::boot_ms() - 10_000;
     forwarder
         .last_report_ms
         .store(ten_seconds_ago, Ordering::Release);
-    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
     assert!(forwarder.stalled_too_long().is_some(), "no report seen yet");
 
     forwarder.housekeeping().await;
@@ -849,13 +856,8 @@ async fn a_report_behind_a_stuck_record_is_no_stall() {
 async fn the_tick_walks_the_records_in_flight_only_while_a_broker_is_up() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    forwarder.marked_unclean = true;
-    hand_over(forwarder, 1, vec![delivered(1)], Duration::from_secs(60));
-    let behind = futures::future::ready(delivered(2));
-    forwarder.hand_over(scripted(2, behind.boxed()));
-    forwarder.next = 2;
+    stuck_with_a_report_behind(forwarder);
     forwarder.last_report_ms.store(0, Ordering::Release);
-    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
     let down = |forwarder: &Forwarder, down: bool| {
         forwarder
             .health
