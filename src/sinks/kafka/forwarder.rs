@@ -60,16 +60,23 @@ use super::readiness;
 use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
+/// Why journal work run [`off_the_workers`] failed: the journal's error, or
+/// its task's (a panic), each said as its own text.
+#[derive(Debug, thiserror::Error)]
+enum JournalWorkError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Journal work run off the runtime's workers (a reopen may hold the
-/// journal for minutes); its error, or its task's, as text.
+/// journal for minutes); its error, or its task's.
 async fn off_the_workers<T: Send + 'static>(
     work: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
     journal: Arc<Journal>,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(move || work(&journal))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+) -> Result<T, JournalWorkError> {
+    Ok(tokio::task::spawn_blocking(move || work(&journal)).await??)
 }
 
 mod failure;

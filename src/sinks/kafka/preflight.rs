@@ -136,15 +136,13 @@ fn say(before: &[String], now: &[String]) {
 
 /// The names of the topics the cluster holds, asked by a consumer like the
 /// read-back's (a producer would be given an id by the cluster each time).
-fn existing_blocking(client_config: &rdkafka::ClientConfig) -> Result<HashSet<String>, String> {
+fn existing_blocking(
+    client_config: &rdkafka::ClientConfig,
+) -> Result<HashSet<String>, rdkafka::error::KafkaError> {
     // Quiet: the config carries producer settings a consumer warns about,
     // and a broker that is down is the sink's to report, throttled.
-    let client: BaseConsumer<QuietContext> = client_config
-        .create_with_context(QuietContext)
-        .map_err(|e| e.to_string())?;
-    let metadata = client
-        .fetch_metadata(None, METADATA_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+    let client: BaseConsumer<QuietContext> = client_config.create_with_context(QuietContext)?;
+    let metadata = client.fetch_metadata(None, METADATA_TIMEOUT)?;
     Ok(metadata
         .topics()
         .iter()

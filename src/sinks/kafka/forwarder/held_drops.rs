@@ -50,7 +50,7 @@ impl Forwarder {
         );
         let said = move |journal: &Journal| journal.undelivered_said(lost);
         if let Err(e) = off_the_workers(said, self.ctx.journal.clone()).await {
-            crate::app::not_noted(&e);
+            crate::app::not_noted(&e.to_string());
         }
         Ok(())
     }
