@@ -41,7 +41,7 @@ use super::deliver::{
 };
 use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
-use super::link::{Inbound, Link};
+use super::link::{Inbound, Link, LinkError};
 use super::wire::Arg;
 use crate::app::Context;
 use crate::sources::deadline::Deadline;
@@ -668,13 +668,26 @@ async fn count_left_behind(link: &mut Link) -> u64 {
     }
 }
 
+/// Why an [`emit`] did not go out.
+#[derive(Debug, thiserror::Error)]
+enum EmitError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("send blocked for {0:?}")]
+    Blocked(Duration),
+}
+
 /// Emits, but gives up after `limit`: a server that stopped reading must not
 /// hold the session (and its watchdog) in a blocked write.
-async fn emit(link: &Link, event: &str, arg: Option<Value>, limit: Duration) -> Result<(), String> {
+async fn emit(
+    link: &Link,
+    event: &str,
+    arg: Option<Value>,
+    limit: Duration,
+) -> Result<(), EmitError> {
     match tokio::time::timeout(limit, link.emit(event, arg)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("send blocked for {limit:?}")),
+        Ok(emitted) => Ok(emitted?),
+        Err(_) => Err(EmitError::Blocked(limit)),
     }
 }
 
