@@ -82,42 +82,55 @@ pub struct ProxyRoute {
 /// What to say when a character of the password broke the URL apart.
 const ENCODE_HINT: &str = "percent-encode `#`, `/`, `?` and `@` in the user or password";
 
+/// Why a proxy URL cannot be used. No variant holds the URL's text (it may
+/// hold a password).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyUrlError {
+    #[error("not a URL: {0}")]
+    NotAUrl(url::ParseError),
+    #[error(
+        "a proxy reached over TLS (`https://`) is not supported; \
+         give it as `http://` (the tunnel to the upstream is TLS \
+         end to end either way)"
+    )]
+    OverTls,
+    /// The scheme, `socks5` and the like.
+    #[error("SOCKS proxies (`{0}://`) are not supported")]
+    Socks(String),
+    /// Another scheme than `http`, `https` or a SOCKS one.
+    #[error("proxy scheme `{0}://` is not supported; use `http://`")]
+    Scheme(String),
+    #[error("no host")]
+    NoHost,
+    #[error("a proxy URL has no path, query or fragment ({ENCODE_HINT})")]
+    PathQueryOrFragment,
+    #[error("the user or password is not UTF-8 once decoded")]
+    CredentialsNotUtf8,
+}
+
 impl ProxyRoute {
     /// Parses a proxy URL (`http://[user:password@]host[:port]`, port 80 if
     /// none, `http://` if no scheme), refusing what we cannot honour.
-    pub fn parse(text: &str) -> Result<ProxyRoute, String> {
+    pub fn parse(text: &str) -> Result<ProxyRoute, ProxyUrlError> {
         let with_scheme = if text.contains("://") {
             text.to_owned()
         } else {
             format!("http://{text}")
         };
-        let url = url::Url::parse(&with_scheme).map_err(|e| format!("not a URL: {e}"))?;
+        let url = url::Url::parse(&with_scheme).map_err(ProxyUrlError::NotAUrl)?;
         match url.scheme() {
             "http" => {}
-            "https" => {
-                return Err("a proxy reached over TLS (`https://`) is not supported; \
-                            give it as `http://` (the tunnel to the upstream is TLS \
-                            end to end either way)"
-                    .into());
-            }
-            s if s.starts_with("socks") => {
-                return Err(format!("SOCKS proxies (`{s}://`) are not supported"));
-            }
-            s => {
-                return Err(format!(
-                    "proxy scheme `{s}://` is not supported; use `http://`"
-                ));
-            }
+            "https" => return Err(ProxyUrlError::OverTls),
+            s if s.starts_with("socks") => return Err(ProxyUrlError::Socks(s.to_owned())),
+            s => return Err(ProxyUrlError::Scheme(s.to_owned())),
         }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or("no host")?
+            .ok_or(ProxyUrlError::NoHost)?
             .to_owned();
         if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "a proxy URL has no path, query or fragment ({ENCODE_HINT})"
-            ));
+            return Err(ProxyUrlError::PathQueryOrFragment);
         }
         let port = url.port().unwrap_or(80);
         let authorization = if url.username().is_empty() && url.password().is_none() {
@@ -127,7 +140,7 @@ impl ProxyRoute {
                 percent_encoding::percent_decode_str(s)
                     .decode_utf8()
                     .map(|s| s.into_owned())
-                    .map_err(|_| "the user or password is not UTF-8 once decoded".to_owned())
+                    .map_err(|_| ProxyUrlError::CredentialsNotUtf8)
             };
             let user = decode(url.username())?;
             let password = decode(url.password().unwrap_or(""))?;
@@ -161,7 +174,20 @@ impl fmt::Debug for ProxyRoute {
 enum Choice {
     Use(ProxyRoute),
     /// From the environment, and not usable: an error for whoever needs it.
-    Unusable(String),
+    Unusable(UnusableProxy),
+}
+
+/// A proxy from the environment that cannot be used, for a source that
+/// would go through it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the proxy in the environment variable {variable} cannot be used: {why} \
+     (set `[proxy]` to override it)"
+)]
+pub struct UnusableProxy {
+    /// The variable's name, `HTTPS_PROXY` or the like.
+    variable: String,
+    why: ProxyUrlError,
 }
 
 /// Which upstream goes through which proxy, resolved from `[proxy]` and the
@@ -227,10 +253,10 @@ impl ProxySettings {
             let (text, name) = first_set(lookup, vars)?;
             Some(match ProxyRoute::parse(text.trim()) {
                 Ok(route) => Choice::Use(route),
-                Err(why) => Choice::Unusable(format!(
-                    "the proxy in the environment variable {name} cannot be used: {why} \
-                     (set `[proxy]` to override it)"
-                )),
+                Err(why) => Choice::Unusable(UnusableProxy {
+                    variable: name,
+                    why,
+                }),
             })
         };
         let http = pick("http", &config.http, &HTTP_VARS);
@@ -260,7 +286,7 @@ impl ProxySettings {
     /// The proxy for an upstream at `url` (`http(s)://…`, as configured):
     /// `None` to connect directly, an error when the proxy it would take
     /// (from the environment) cannot be used.
-    pub fn route_for(&self, url: &str) -> Result<Option<ProxyRoute>, String> {
+    pub fn route_for(&self, url: &str) -> Result<Option<ProxyRoute>, UnusableProxy> {
         // Read as the sources read it, then handed to the matcher in the
         // form it understands: IDN hosts in ASCII, spaces trimmed.
         let Ok(url) = url::Url::parse(url.trim()) else {
@@ -458,11 +484,33 @@ mod tests {
 
     #[test]
     fn a_scheme_other_than_http_is_refused_by_name() {
-        let refusal = |text: &str| ProxyRoute::parse(text).err().unwrap_or_default();
+        let refusal = |text: &str| {
+            ProxyRoute::parse(text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         assert!(refusal("socks5://p:1080").starts_with("SOCKS proxies (`socks5://`)"));
         assert!(refusal("https://p:3128").contains("over TLS"));
         assert!(refusal("ftp://p:21").starts_with("proxy scheme `ftp://`"));
         assert!(ProxyRoute::parse("p:3128").is_ok());
+    }
+
+    /// The refusals read as they did when they were built as text.
+    #[test]
+    fn refusals_read_in_full() {
+        assert_eq!(
+            ProxyRoute::parse("https://p:3128").unwrap_err().to_string(),
+            "a proxy reached over TLS (`https://`) is not supported; give it as `http://` \
+             (the tunnel to the upstream is TLS end to end either way)"
+        );
+        let (s, _) = resolve("", &[("HTTPS_PROXY", "http://p:3128/x")]);
+        assert_eq!(
+            s.route_for("https://v").unwrap_err().to_string(),
+            "the proxy in the environment variable HTTPS_PROXY cannot be used: \
+             a proxy URL has no path, query or fragment (percent-encode `#`, `/`, `?` \
+             and `@` in the user or password) (set `[proxy]` to override it)"
+        );
     }
 
     #[test]
@@ -497,7 +545,7 @@ mod tests {
             "http://relay:12#hunter2@proxy:3128",
             "http://relay:12/hunter2@proxy:3128",
         ] {
-            let why = ProxyRoute::parse(bad).unwrap_err();
+            let why = ProxyRoute::parse(bad).unwrap_err().to_string();
             assert!(why.contains("percent-encode"), "{bad}: {why}");
             assert!(!why.contains("hunter2"), "{why}");
         }
@@ -508,7 +556,7 @@ mod tests {
     fn an_unusable_key_is_a_problem_an_unusable_variable_only_where_used() {
         let (s, problems) = resolve("", &[("ALL_PROXY", "socks5://p:1080")]);
         assert!(problems.is_empty(), "not a problem until a source needs it");
-        let why = s.route_for("https://v").unwrap_err();
+        let why = s.route_for("https://v").unwrap_err().to_string();
         assert!(why.contains("environment variable ALL_PROXY"), "{why}");
         assert!(why.contains("SOCKS"), "{why}");
         let (s, _) = resolve("", &[("ALL_PROXY", "socks5://p:1080"), ("NO_PROXY", "v")]);

@@ -37,9 +37,9 @@ const MAX_CONNECT_ANSWER: usize = 8 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot connect to {target}: {reason}")]
-    Direct { target: String, reason: String },
+    Direct { target: String, reason: DialError },
     #[error("cannot connect to the proxy {proxy}: {reason}")]
-    ProxyUnreachable { proxy: String, reason: String },
+    ProxyUnreachable { proxy: String, reason: DialError },
     #[error("the proxy {proxy} asks for credentials (HTTP 407){hint}")]
     ProxyAuth { proxy: String, hint: &'static str },
     #[error("the proxy {proxy} refused the tunnel to {target}: {status}")]
@@ -52,7 +52,7 @@ pub enum ConnectError {
     ProxyProtocol {
         proxy: String,
         target: String,
-        why: String,
+        why: TunnelError,
     },
     /// The caller's bound passed before the proxy gave a tunnel (it could
     /// not be reached, or did not answer `CONNECT`).
@@ -62,6 +62,35 @@ pub enum ConnectError {
         target: String,
         waited: Duration,
     },
+}
+
+/// Why one TCP connection (to an upstream, or to the proxy) was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// `host:port` that makes no URI.
+    #[error(transparent)]
+    Authority(#[from] hyper::http::uri::InvalidUri),
+    /// The connector's error, said with its causes: it says only "tcp
+    /// connect error" and keeps the reason (a refusal, a timeout) in its
+    /// source. (Its type is private to hyper-util.)
+    #[error("{}", crate::logging::with_causes(.0.as_ref()))]
+    Tcp(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How a proxy failed to give a tunnel once reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// Sending `CONNECT`, or reading the answer, failed.
+    #[error(transparent)]
+    Io(std::io::Error),
+    #[error("it closed the connection before answering")]
+    ClosedBeforeAnswering,
+    #[error("its answer is longer than {MAX_CONNECT_ANSWER} bytes")]
+    AnswerTooLong,
+    #[error("no answer to CONNECT within {0:?}")]
+    NoAnswer(Duration),
+    #[error("its answer is not HTTP")]
+    NotHttp,
 }
 
 impl ConnectError {
@@ -180,8 +209,8 @@ impl Dialer {
         let limit = self.answer_limit;
         let answer = tokio::time::timeout(limit, ask_for_tunnel(&mut stream, route, &target))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer to CONNECT within {limit:?}")));
-        let protocol = |why: String| ConnectError::ProxyProtocol {
+            .unwrap_or(Err(TunnelError::NoAnswer(limit)));
+        let protocol = |why: TunnelError| ConnectError::ProxyProtocol {
             proxy: proxy.clone(),
             target: target.clone(),
             why,
@@ -206,20 +235,18 @@ impl Dialer {
                 target,
                 status,
             }),
-            ConnectAnswer::Garbled => Err(protocol("its answer is not HTTP".into())),
+            ConnectAnswer::Garbled => Err(protocol(TunnelError::NotHttp)),
         }
     }
 
     /// One TCP connection to `authority` (`host:port`), the way hyper dials.
-    async fn tcp(&self, authority: &str) -> Result<TcpStream, String> {
-        let uri: Uri = format!("http://{authority}/")
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+    async fn tcp(&self, authority: &str) -> Result<TcpStream, DialError> {
+        let uri: Uri = format!("http://{authority}/").parse()?;
         let mut tcp = self.tcp.clone();
         tcp.call(uri)
             .await
             .map(TokioIo::into_inner)
-            .map_err(|e| crate::logging::with_causes(&e))
+            .map_err(|e| DialError::Tcp(e.into()))
     }
 }
 
@@ -229,7 +256,7 @@ async fn ask_for_tunnel(
     stream: &mut TcpStream,
     route: &ProxyRoute,
     target: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, TunnelError> {
     let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(auth) = &route.authorization {
         request.push_str("Proxy-Authorization: ");
@@ -240,19 +267,17 @@ async fn ask_for_tunnel(
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(TunnelError::Io)?;
     let mut head = Vec::with_capacity(256);
     while !(head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n")) {
         if head.len() >= MAX_CONNECT_ANSWER {
-            return Err(format!(
-                "its answer is longer than {MAX_CONNECT_ANSWER} bytes"
-            ));
+            return Err(TunnelError::AnswerTooLong);
         }
         let byte = stream.read_u8().await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "it closed the connection before answering".to_owned()
+                TunnelError::ClosedBeforeAnswering
             } else {
-                e.to_string()
+                TunnelError::Io(e)
             }
         })?;
         head.push(byte);

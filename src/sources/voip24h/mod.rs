@@ -375,6 +375,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::sources::proxy::ConnectError;
+    use crate::sources::proxy::tunnel::DialError;
 
     #[test]
     fn every_reason_a_session_is_retried_for_is_exported_from_the_start() {
@@ -527,13 +528,14 @@ mod tests {
 
     #[test]
     fn a_failed_connection_is_named_by_whose_side_failed() {
+        let refused = || DialError::Tcp("refused".into());
         let direct = ConnectError::Direct {
             target: "t".into(),
-            reason: "refused".into(),
+            reason: refused(),
         };
         let proxy = ConnectError::ProxyUnreachable {
             proxy: "p".into(),
-            reason: "refused".into(),
+            reason: refused(),
         };
         for (error, reason) in [
             (LinkError::Connect(direct), EndReason::Connect),
