@@ -33,7 +33,7 @@ pub struct TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read the CA file {path:?}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    Read { path: PathBuf, reason: ReadError },
     #[error("the CA file {0:?} holds no PEM certificate")]
     Empty(PathBuf),
     #[error("the CA file {path:?}: certificate {index} is not usable: {reason}")]
@@ -44,6 +44,20 @@ pub enum TlsError {
     },
     #[error("TLS setup: {0}")]
     Setup(String),
+}
+
+/// Why a CA file (or a file whose digest is taken) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("larger than {MAX_CA_FILE} bytes")]
+    TooLarge,
+    /// A PEM section that cannot be read.
+    #[error("{0}")]
+    Pem(rustls::pki_types::pem::Error),
 }
 
 impl TlsSettings {
@@ -94,14 +108,14 @@ impl TrustRoots {
 
     /// The public roots plus every certificate in the PEM file at `path`.
     pub fn from_file(path: &Path) -> Result<TrustRoots, TlsError> {
-        let read_error = |reason: String| TlsError::Read {
+        let read_error = |reason: ReadError| TlsError::Read {
             path: path.to_owned(),
             reason,
         };
         let pem = read_bounded(path).map_err(read_error)?;
         let mut extra = Vec::new();
         for (index, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
-            let cert = cert.map_err(|e| read_error(e.to_string()))?;
+            let cert = cert.map_err(|e| read_error(ReadError::Pem(e)))?;
             // rustls parses the certificate again when a client is built;
             // checking here turns a bad one into a config error instead.
             let usable = rustls::RootCertStore::empty()
@@ -145,8 +159,6 @@ impl TrustRoots {
 /// Largest CA file read: a full public bundle is about 250 KB.
 const MAX_CA_FILE: u64 = 4 << 20;
 
-/// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
-/// device or a fifo is refused rather than read forever.
 /// SHA-256 of a certificate or key file's contents as they are now (read
 /// with the same bounds as a CA file); `None` when it cannot be read. What a
 /// reload compares to tell a file replaced in place.
@@ -187,19 +199,18 @@ pub(crate) fn location_digest(path: &Path) -> Option<[u8; 32]> {
     Some(hasher.finalize().into())
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+/// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
+/// device or a fifo is refused rather than read forever.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(ReadError::NotAFile);
     }
     let mut pem = Vec::new();
-    file.take(MAX_CA_FILE + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| e.to_string())?;
+    file.take(MAX_CA_FILE + 1).read_to_end(&mut pem)?;
     if pem.len() as u64 > MAX_CA_FILE {
-        return Err(format!("larger than {MAX_CA_FILE} bytes"));
+        return Err(ReadError::TooLarge);
     }
     Ok(pem)
 }
@@ -360,7 +371,7 @@ mod tests {
         assert_eq!(read.len() as u64, MAX_CA_FILE, "read whole, not cut short");
         let over = dir.path().join("over.pem");
         std::fs::write(&over, vec![b'\n'; MAX_CA_FILE as usize + 1]).unwrap();
-        let err = read_bounded(&over).unwrap_err();
+        let err = read_bounded(&over).unwrap_err().to_string();
         assert_eq!(err, format!("larger than {MAX_CA_FILE} bytes"));
     }
 }
