@@ -76,7 +76,7 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
             }
             Err(error) => {
                 ids.not_saved();
-                if let Some(error) = error
+                if !error.is_said_elsewhere()
                     && let Some(held_back) = failures.admit_now(())
                 {
                     tracing::warn!(vendor = "sprecord", error = %error, retry_in_ms = crate::logging::millis(RETRY_AFTER), held_back,
@@ -97,29 +97,44 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
 /// [`keep_saved`], so that it runs even when a stop came while that was
 /// waiting to be restarted after a panic.
 pub async fn save_at_stop(ids: &Arc<ResumeIds>, journal: &Arc<Journal>) {
-    if let Err(Some(error)) = save(journal, ids.all(), true).await {
+    if let Err(error) = save(journal, ids.all(), true).await
+        && !error.is_said_elsewhere()
+    {
         tracing::warn!(vendor = "sprecord", error = %error,
             "the SSE streams' resume ids could not be stored in the journal at the stop: the next start resumes from older ones, or asks for no history");
     }
 }
 
-/// Stores `unsaved`. `Err(None)` for a failure said elsewhere (the journal's
-/// file gone, or the journal closed to be reopened), `Err(Some(why))` for
-/// any other.
+/// Why a [`save`] stored nothing: the journal's error, or its task's (a panic).
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl SaveError {
+    /// A failure the relay says elsewhere: the journal's file gone, or the
+    /// journal closed to be reopened.
+    fn is_said_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            SaveError::Journal(JournalError::FileGone { .. } | JournalError::Closed)
+        )
+    }
+}
+
+/// Stores `unsaved`.
 async fn save(
     journal: &Arc<Journal>,
     unsaved: Vec<SavedResumeId>,
     durable: bool,
-) -> Result<(), Option<String>> {
+) -> Result<(), SaveError> {
     let owned = journal.clone();
     let saved =
         tokio::task::spawn_blocking(move || owned.save_sse_resume_ids(&unsaved, durable)).await;
-    match saved {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(JournalError::FileGone { .. } | JournalError::Closed)) => Err(None),
-        Ok(Err(e)) => Err(Some(e.to_string())),
-        Err(e) => Err(Some(e.to_string())),
-    }
+    Ok(saved??)
 }
 
 #[cfg(test)]
