@@ -150,18 +150,28 @@ pub fn tokenless_refusal(
     }
 }
 
+/// Why an `allowed_origins` entry can never match a browser's `Origin`;
+/// said after the entry.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OriginEntryError {
+    #[error("is not an origin (scheme://host[:port])")]
+    NotAUrl,
+    #[error("is not an origin: scheme://host[:port], with no path, query or user")]
+    NotBare,
+}
+
 /// Why an `allowed_origins` entry can never match a browser's `Origin`
 /// (`scheme://host[:port]`, no path), if it cannot.
-pub fn check_allowed_origin(origin: &str) -> Result<(), &'static str> {
+pub fn check_allowed_origin(origin: &str) -> Result<(), OriginEntryError> {
     if origin == "*" || origin == "null" {
         return Ok(());
     }
-    let url = url::Url::parse(origin).map_err(|_| "is not an origin (scheme://host[:port])")?;
+    let url = url::Url::parse(origin).map_err(|_| OriginEntryError::NotAUrl)?;
     // A special scheme's (http, https) path is `/`; another's (a browser
     // extension's) is empty.
     let bare = matches!(url.path(), "/" | "") && url.query().is_none() && url.fragment().is_none();
     if url.host().is_none() || !bare || !url.username().is_empty() {
-        return Err("is not an origin: scheme://host[:port], with no path, query or user");
+        return Err(OriginEntryError::NotBare);
     }
     Ok(())
 }
@@ -263,13 +273,20 @@ mod tests {
         ] {
             assert_eq!(check_allowed_origin(good), Ok(()), "{good}");
         }
+        assert_eq!(
+            check_allowed_origin("crm.example"),
+            Err(OriginEntryError::NotAUrl)
+        );
         for bad in [
-            "crm.example",
             "https://crm.example/app",
             "https://u@crm.example",
             "https://crm.example/?x=1",
         ] {
-            assert!(check_allowed_origin(bad).is_err(), "{bad}");
+            assert_eq!(
+                check_allowed_origin(bad),
+                Err(OriginEntryError::NotBare),
+                "{bad}"
+            );
         }
     }
 

@@ -150,18 +150,33 @@ impl WebSocketConfig {
     }
 }
 
+/// Why `path` cannot be the fan-out's route; said after "`path` = …".
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum PathError {
+    #[error("must start with '/'")]
+    NoLeadingSlash,
+    /// One of [`FIXED_ROUTES`].
+    #[error("is the relay's own {0} endpoint; use another path, e.g. \"/ws\"")]
+    RelaysOwn(&'static str),
+    #[error("is under {HOOKS}/, where the webhooks are served")]
+    UnderHooks,
+    #[error(
+        "must be segments of letters, digits, '-', '.', '_' and '~' between single '/'s \
+         (no parameters like \":id\", \"{{id}}\" or \"*\")"
+    )]
+    NotPlain,
+}
+
 /// Why `path` cannot be the fan-out's route, if it cannot.
-fn check_path(path: &str) -> Result<(), String> {
+fn check_path(path: &str) -> Result<(), PathError> {
     let Some(rest) = path.strip_prefix('/') else {
-        return Err("must start with '/'".into());
+        return Err(PathError::NoLeadingSlash);
     };
-    if FIXED_ROUTES.contains(&path) {
-        return Err(format!(
-            "is the relay's own {path} endpoint; use another path, e.g. \"/ws\""
-        ));
+    if let Some(own) = FIXED_ROUTES.iter().find(|route| **route == path) {
+        return Err(PathError::RelaysOwn(own));
     }
     if path == HOOKS || path.starts_with(&format!("{HOOKS}/")) {
-        return Err(format!("is under {HOOKS}/, where the webhooks are served"));
+        return Err(PathError::UnderHooks);
     }
     // "/" alone is a route; otherwise every segment must be plain text. axum
     // reads ':' and '*' at a segment's start and '{' '}' anywhere as
@@ -180,7 +195,7 @@ fn check_path(path: &str) -> Result<(), String> {
     if rest.split('/').all(plain) {
         Ok(())
     } else {
-        Err("must be segments of letters, digits, '-', '.', '_' and '~' between single '/'s (no parameters like \":id\", \"{id}\" or \"*\")".into())
+        Err(PathError::NotPlain)
     }
 }
 
@@ -189,6 +204,30 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::routing::{any, get};
+
+    /// What `check_path` refuses, said as `check` says it after the path.
+    #[test]
+    fn refused_paths_are_said_in_full() {
+        for (path, said) in [
+            ("ws", "must start with '/'"),
+            (
+                "/status",
+                "is the relay's own /status endpoint; use another path, e.g. \"/ws\"",
+            ),
+            (
+                "/hooks/x",
+                "is under /hooks/, where the webhooks are served",
+            ),
+            (
+                "/ws/{id}",
+                "must be segments of letters, digits, '-', '.', '_' and '~' between single \
+                 '/'s (no parameters like \":id\", \"{id}\" or \"*\")",
+            ),
+        ] {
+            let refused = check_path(path).map_err(|e| e.to_string());
+            assert_eq!(refused, Err(said.to_owned()), "{path}");
+        }
+    }
 
     /// What `check_path` accepts can be routed beside the relay's other
     /// routes: axum panics on an overlapping or malformed route.
