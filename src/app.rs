@@ -152,15 +152,27 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(ServeError),
     #[error("cannot start the journal writer thread: {0}")]
     IngestThread(std::io::Error),
     #[error("opening the journal failed: {0}")]
-    JournalOpenTask(String),
+    JournalOpenTask(tokio::task::JoinError),
     #[error(
         "the journal writer stopped unexpectedly (a bug: its panic is logged above); the relay drained and stopped so that it is started again"
     )]
     WriterStopped,
+}
+
+/// How the HTTP server, or the task that serves the relay, ended when only
+/// a stop should end it (a bug either way).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The task panicked, or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The accept loop returned before a stop.
+    #[error("the HTTP server stopped unexpectedly")]
+    StoppedUnexpectedly,
 }
 
 /// A started relay: its address and the handle to stop it.
@@ -214,7 +226,7 @@ impl Relay {
         // on a slow disk, and the signal handlers must run meanwhile.
         let journal = tokio::task::spawn_blocking(move || Journal::open(options))
             .await
-            .map_err(|e| RunError::JournalOpenTask(e.to_string()))??;
+            .map_err(RunError::JournalOpenTask)??;
         drop(opening);
         if let Some(starting) = starting {
             starting.journal_opened();
@@ -298,7 +310,7 @@ impl Relay {
     pub async fn wait(self) -> Result<(), RunError> {
         match self.task.await {
             Ok(result) => result,
-            Err(e) => Err(RunError::Serve(std::io::Error::other(e.to_string()))),
+            Err(e) => Err(RunError::Serve(ServeError::Task(e))),
         }
     }
 
@@ -438,7 +450,7 @@ async fn serve(
                 break;
             }
             ended = &mut server => {
-                let ended = ended.map_err(|e| e.to_string());
+                let ended = ended.map_err(ServeError::Task);
                 // A stop, which the server saw first.
                 if ctx.shutdown.is_cancelled() {
                     server_ended = Some(ended);
@@ -449,8 +461,7 @@ async fn serve(
                 // systemd would never restart it. Stop the whole relay with
                 // an error instead, so that `Restart=on-failure` does.
                 tracing::error!("the HTTP server stopped unexpectedly: stopping the relay so that it is started again");
-                server_ended =
-                    Some(ended.and_then(|()| Err("the HTTP server stopped unexpectedly".to_owned())));
+                server_ended = Some(ended.and_then(|()| Err(ServeError::StoppedUnexpectedly)));
                 signals::tell_stopping(&ctx);
                 break;
             }
@@ -528,7 +539,7 @@ async fn serve(
         Some(ended) => Ok(ended),
         None => tokio::time::timeout(HTTP_DRAIN_BOUND, &mut server)
             .await
-            .map(|served| served.map_err(|e| e.to_string())),
+            .map(|served| served.map_err(ServeError::Task)),
     };
     let served = match drained {
         Ok(served) => served,
@@ -585,7 +596,7 @@ async fn serve(
     if writer_stopped {
         return Err(RunError::WriterStopped);
     }
-    served.map_err(|e| RunError::Serve(std::io::Error::other(e)))
+    served.map_err(RunError::Serve)
 }
 
 /// What the last shutdown gave up (see `journal::stop_losses`): said once,

@@ -125,13 +125,10 @@ async fn say(journal: &Arc<Journal>, line: &DropLine) {
     line.log();
     if let DropLine::Undelivered(count) = *line {
         let journal = journal.clone();
-        let noted = match tokio::task::spawn_blocking(move || journal.undelivered_said(count)).await
-        {
-            Ok(noted) => noted.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(error) = noted {
-            not_noted(&error);
+        match tokio::task::spawn_blocking(move || journal.undelivered_said(count)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => not_noted(&e.to_string()),
+            Err(e) => not_noted(&e.to_string()),
         }
     }
 }
