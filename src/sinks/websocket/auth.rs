@@ -2,8 +2,9 @@
 //! `?token=TOKEN`, checked against `websocket.tokens`.
 //!
 //! Guarantees: every configured token is compared in constant time and the
-//! loop does not stop at the first match (how many tokens exist, or which one
-//! matched, is not observable by timing); an empty token list (which
+//! loop does not stop at the first match, its answer kept in `subtle`'s
+//! `Choice` (which token matched, if any, is not observable by timing; how
+//! many there are is, as each costs a comparison); an empty token list (which
 //! `callrelay check` refuses unless the listener is loopback) admits only
 //! requests that carry no proxy header and, from a browser, only pages of
 //! this machine or of `allowed_origins`, judged at the upgrade and again
@@ -12,6 +13,7 @@
 //! session only, so a reload that stops accepting it can end the session.
 
 use axum::http::{HeaderMap, header};
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::config::Secret;
 
@@ -182,8 +184,14 @@ pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthEr
         return Ok(());
     }
     let token = token.ok_or(AuthError::Missing)?;
-    let accepted = tokens.iter().fold(false, |ok, t| t.matches(token) | ok);
-    if accepted {
+    // Folded in `subtle`'s `Choice`, which the optimiser cannot see through:
+    // a fold of plain `bool`s may be compiled into a loop that stops at the
+    // first match. `ct_eq` is the compare `Secret::matches` makes (lengths,
+    // then every byte), answering a `Choice` instead of a `bool`.
+    let accepted = tokens.iter().fold(Choice::from(0), |ok, t| {
+        ok | t.expose().as_bytes().ct_eq(token)
+    });
+    if bool::from(accepted) {
         Ok(())
     } else {
         Err(AuthError::Wrong)
@@ -347,6 +355,28 @@ mod tests {
         // A token listed twice (a rotation half done) is still accepted.
         let twice = [Secret::new("s3cret"), Secret::new("s3cret")];
         assert_eq!(check(&twice, &headers(Some("Bearer s3cret")), None), Ok(()));
+    }
+
+    /// A token is accepted wherever it is in the list, the last place too
+    /// (every token is compared); a prefix of one, one with more after it,
+    /// and an empty one are not.
+    #[test]
+    fn a_token_is_accepted_at_any_place_in_the_list() {
+        let tokens = ["first", "second", "third", "last"].map(Secret::new);
+        for token in ["first", "second", "third", "last"] {
+            assert_eq!(
+                check_token(&tokens, Some(token.as_bytes())),
+                Ok(()),
+                "{token}"
+            );
+        }
+        for token in ["las", "lastt", "", "LAST"] {
+            assert_eq!(
+                check_token(&tokens, Some(token.as_bytes())),
+                Err(AuthError::Wrong),
+                "{token:?}"
+            );
+        }
     }
 
     #[test]
