@@ -1155,3 +1155,27 @@ fn a_config_that_is_not_utf8_is_placed_at_the_first_byte_that_is_not() {
         "{shown}"
     );
 }
+
+/// A value the parser refuses is quoted by the check as the string it
+/// read, `{:?}`-written: for a '…' string, or one with an escape, that is
+/// not the token of the text, and a value from the environment in it was
+/// shown ("hunterh" is not a duration).
+#[test]
+fn a_refused_literal_or_escaped_string_with_a_reference_is_shown_as_written() {
+    let lookup = |n: &str| (n == "RET").then(|| "hunter".to_owned());
+    for (value, written) in [
+        ("'${RET}h'", "'${RET}h'"),
+        ("'''${RET}h'''", "'''${RET}h'''"),
+        ("\"\\u0041${RET}h\"", "\"\\u0041${RET}h\""),
+    ] {
+        let text = format!("[journal]\nretention = {value}\n");
+        let err = Config::from_text("relay.toml", &text, &lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter"), "{err}");
+        assert!(
+            err.contains(&format!("{written} is not a duration")),
+            "{err}"
+        );
+    }
+}
