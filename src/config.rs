@@ -1,5 +1,6 @@
-//! `relay.toml`: the model of the whole file, `${ENV}` expansion, and validation
-//! that reports every problem it finds as `FILE:LINE:COL: message`.
+//! `relay.toml`: the model of the whole file, `${ENV}` and `${file:…}`
+//! expansion, and validation that reports every problem it finds as
+//! `FILE:LINE:COL: message`.
 //!
 //! Guarantees: loading never touches the network and never panics on any input;
 //! a `Config` that loads is range-checked and internally consistent, so the
@@ -8,8 +9,9 @@
 //!
 //! Here: the file's model, loading and the checks across sections;
 //! `validator` (collecting and placing problems), `checks` (account names and
-//! URLs, shared by sections), `env` (`${ENV}`), `values` (durations, sizes,
-//! secrets), `type_errors` (TOML type errors without the value).
+//! URLs, shared by sections), `env` (`${ENV}`, `${file:…}`), `values`
+//! (durations, sizes, secrets), `type_errors` (TOML type errors without the
+//! value).
 
 mod checks;
 pub mod env;
@@ -262,13 +264,25 @@ impl Config {
         }
     }
 
-    /// Parses, expands `${ENV}` with `lookup`, and validates `text`.
+    /// Parses, expands `${ENV}` with `lookup` and `${file:…}` from the disk
+    /// (read again at each call: a reload sees a changed file), and
+    /// validates `text`.
     pub fn from_text(
         file: &str,
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let expanded = env::expand(text, lookup);
+        Config::from_text_with_files(file, text, lookup, &env::read_file)
+    }
+
+    /// [`Config::from_text`], with `${file:…}` read by `read_file`.
+    pub fn from_text_with_files(
+        file: &str,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        read_file: &env::ReadFile,
+    ) -> Result<Config, ConfigError> {
+        let expanded = env::expand_with_files(text, lookup, read_file);
         let mut v = Validator::new(text);
         v.problems.clone_from(&expanded.problems);
         if expanded.problems.len() > expanded.unset.len() {
@@ -277,8 +291,8 @@ impl Config {
                 problems: vec![],
             }));
         }
-        // An unset variable in a string stays as written (see `env::Expanded::
-        // unset`): what the later checks say on its line, or quoting it (a
+        // An unset variable or a file that cannot be used in a string stays
+        // as written (see `env::Expanded::unset`): what the later checks say on its line, or quoting it (a
         // check of another field that reads it: `tls.ca_file` against the
         // url's scheme), follows from that placeholder, not from the file,
         // and is left out; the rest of the file is checked as usual, so

@@ -1,24 +1,69 @@
-//! `${ENV_VAR}` expansion in config text.
+//! `${ENV_VAR}` and `${file:/absolute/path}` expansion in config text.
 //!
-//! Guarantees: every `${NAME}` outside comments is replaced, escaped for the
-//! TOML context it stands in (a basic string gets `\"`, `\\` and `\n` escapes,
-//! so a secret with quotes cannot break the file), and every unset variable is
-//! reported with its byte offset. `$${` writes a literal `${`. Every offset
-//! in the expanded text maps back to the original ([`Expanded::original_offset`]).
+//! Guarantees: every `${NAME}` and `${file:…}` outside comments is replaced,
+//! escaped for the TOML context it stands in (a basic string gets `\"`, `\\`
+//! and `\n` escapes, so a secret with quotes cannot break the file), and
+//! every unset variable and every file that cannot be used is reported with
+//! its byte offset (its `${`). `$${` writes a literal `${`. Every offset in the
+//! expanded text maps back to the original ([`Expanded::original_offset`]).
+//!
+//! A file is read each time the text is expanded (start, reload, `check`),
+//! through the reader given to [`expand_with_files`] ([`read_file`] for the
+//! disk): its content, with one trailing `\n` or `\r\n` taken off, is the
+//! value. Its path is taken as written, no `${VAR}` inside it (a `${` there is
+//! a problem), and must be absolute. A value from a file is treated as one
+//! from the environment everywhere: no message quotes it, only the path.
 
 use std::ops::Range;
+use std::path::Path;
+
+/// The most a `${file:…}` may hold: a secret is a few hundred bytes at most,
+/// and the whole file is held in memory (twice, escaped) while it loads.
+pub const FILE_VALUE_LIMIT: usize = 64 * 1024;
+
+/// Why a `${file:…}` could not be read, as [`read_file`] says it. Shown in the
+/// problem after the path; never holds the file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The operating system's reason (not found, permission denied, …).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A directory, FIFO or device: opening a FIFO waits for a writer (a
+    /// reload would hang), and `/dev/zero` or `/dev/stdin` is no secret.
+    #[error("not a regular file")]
+    NotAFile,
+}
+
+/// Reads a `${file:…}`: its bytes, at most [`FILE_VALUE_LIMIT`] + 1 of them
+/// (one more tells a file over the limit apart without reading it whole).
+pub type ReadFile = dyn Fn(&Path) -> Result<Vec<u8>, FileError>;
+
+/// The reader of the disk: only a regular file is opened (see
+/// [`FileError::NotAFile`]).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(FileError::NotAFile);
+    }
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(FILE_VALUE_LIMIT as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
 
 /// The result of expanding one text.
 pub struct Expanded {
     pub text: String,
     /// (byte offset in the original text, message) for each problem.
     pub problems: Vec<(usize, String)>,
-    /// The unset variables inside a string, as written (`${NAME}`), one
-    /// per problem: they stay in the text as a placeholder the later checks
-    /// can read past, at the same place and of the same length. The other
-    /// problems cannot be read past: the text after a `${` left open may be
-    /// a secret a later message would quote, and a bare `${NAME}` left out
-    /// or in place is no TOML value.
+    /// The unset variables and the files that cannot be used inside a
+    /// string, as written (`${NAME}`, `${file:/path}`), one per problem:
+    /// they stay in the text as a placeholder the later checks can read
+    /// past, at the same place and of the same length. The other problems
+    /// cannot be read past: the text after a `${` left open may be a secret
+    /// a later message would quote, and a bare `${NAME}` left out or in
+    /// place is no TOML value.
     pub unset: Vec<String>,
     /// Where each replacement stands, in the original and the expanded text,
     /// in order.
@@ -28,7 +73,8 @@ pub struct Expanded {
 struct Substitution {
     original: Range<usize>,
     expanded: Range<usize>,
-    /// The environment's value (`None` for a `$${` escape).
+    /// The environment's value or the file's content (`None` for a `$${`
+    /// escape).
     value: Option<String>,
 }
 
@@ -55,8 +101,8 @@ impl Expanded {
 
     /// Where `span` of the expanded text stands in the original, when a
     /// replacement lies in it (`None` when the span is the file's own text),
-    /// so a message can show the `${NAME}` the user wrote instead of a value
-    /// from the environment.
+    /// so a message can show the `${NAME}` or `${file:…}` the user wrote
+    /// instead of a value from the environment or a file.
     pub fn original_span_if_expanded(&self, span: Range<usize>) -> Option<Range<usize>> {
         let touches = |s: &&Substitution| {
             (span.start <= s.expanded.start && s.expanded.start < span.end)
@@ -73,9 +119,9 @@ impl Expanded {
         Some(start..end.max(start))
     }
 
-    /// `message` with every value from the environment that it quotes (as
-    /// Rust's `{:?}` or TOML writes a string, or in serde's backquotes)
-    /// replaced by the `${NAME}` that
+    /// `message` with every value from the environment or a file that it
+    /// quotes (as Rust's `{:?}` or TOML writes a string, or in serde's
+    /// backquotes) replaced by the `${NAME}` or `${file:…}` that
     /// `original` has for it: the last guard that no check's message, nor a
     /// parser's, shows one. Only quoted: a value that is also an ordinary
     /// word ("voip", "main") must not rewrite the rest of the message.
@@ -118,8 +164,17 @@ enum Context {
     MultiLiteral,
 }
 
-/// Expands `${NAME}` using `lookup`.
+/// Expands `${NAME}` using `lookup`, and `${file:…}` from the disk.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
+    expand_with_files(text, lookup, &read_file)
+}
+
+/// Expands `${NAME}` using `lookup`, and `${file:…}` using `read`.
+pub fn expand_with_files(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    read: &ReadFile,
+) -> Expanded {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     let mut unset = Vec::new();
@@ -207,6 +262,58 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
             i += 3;
             continue;
         }
+        if ctx != Context::Comment && rest.starts_with(FILE_PREFIX) {
+            let len = match file_reference(rest, ctx) {
+                FileReference::Closed(len) => len,
+                FileReference::Nested(len) => {
+                    problems.push((
+                        i,
+                        "`${file:…}` takes its path as written: a `${` inside it is not expanded; write the path out in full".to_owned(),
+                    ));
+                    i += len;
+                    continue;
+                }
+                FileReference::Unclosed => {
+                    // The path is not quoted: what follows may be a secret.
+                    problems.push((
+                        i,
+                        "`${file:` is not closed by `}` before its line or string ends".to_owned(),
+                    ));
+                    i += FILE_PREFIX.len();
+                    continue;
+                }
+            };
+            let written = &rest[..len];
+            let path = &rest[FILE_PREFIX.len()..len - 1];
+            match file_value(path, read) {
+                Ok(value) => {
+                    let start = out.len();
+                    out.push_str(&escape_for(
+                        ctx,
+                        &value,
+                        "a file's content",
+                        i,
+                        &mut problems,
+                    ));
+                    substitutions.push(Substitution {
+                        original: i..i + len,
+                        expanded: start..out.len(),
+                        value: Some(value),
+                    });
+                }
+                Err(message) => {
+                    // A placeholder, as for an unset variable; not one a
+                    // basic string would read a `\` of as an escape.
+                    if ctx != Context::Bare && !written.contains('\\') {
+                        out.push_str(written);
+                        unset.push(written.to_owned());
+                    }
+                    problems.push((i, message));
+                }
+            }
+            i += len;
+            continue;
+        }
         if ctx != Context::Comment && rest.starts_with("${") {
             // Only name characters are read: a message may quote them, and
             // what follows a `${` left open can be a secret on a later line.
@@ -234,7 +341,13 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
                 match lookup(name) {
                     Some(value) => {
                         let start = out.len();
-                        out.push_str(&escape_for(ctx, &value, i, &mut problems));
+                        out.push_str(&escape_for(
+                            ctx,
+                            &value,
+                            "an environment variable",
+                            i,
+                            &mut problems,
+                        ));
                         substitutions.push(Substitution {
                             original: i..i + 2 + name_len + 1,
                             expanded: start..out.len(),
@@ -281,7 +394,102 @@ fn is_env_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
-fn escape_for(ctx: Context, value: &str, at: usize, problems: &mut Vec<(usize, String)>) -> String {
+/// What a file reference starts with.
+const FILE_PREFIX: &str = "${file:";
+
+enum FileReference {
+    /// `${file:…}`, this many bytes long.
+    Closed(usize),
+    /// A `${` inside the path; this many bytes up to the `}` that closes
+    /// the outer reference (or the `${file:` alone when none does).
+    Nested(usize),
+    /// No `}` before the line, or the string the reference stands in, ends.
+    Unclosed,
+}
+
+/// How long the `${file:…}` at the start of `rest` is. The path is taken as
+/// written: it ends at the first `}`, and must not cross the end of its line
+/// or of the string it stands in (whose quote no path holds, then).
+fn file_reference(rest: &str, ctx: Context) -> FileReference {
+    let ends_here = |c: char| {
+        c == '\n'
+            || match ctx {
+                Context::Basic | Context::MultiBasic => c == '"',
+                Context::Literal | Context::MultiLiteral => c == '\'',
+                Context::Bare | Context::Comment => false,
+            }
+    };
+    let mut depth = 0usize;
+    let mut nested = false;
+    let mut chars = rest.char_indices().skip(FILE_PREFIX.len()).peekable();
+    while let Some((at, c)) = chars.next() {
+        if ends_here(c) {
+            break;
+        }
+        if c == '$' && chars.peek().is_some_and(|&(_, next)| next == '{') {
+            nested = true;
+            depth += 1;
+            chars.next();
+        } else if c == '}' {
+            if depth == 0 {
+                return if nested {
+                    FileReference::Nested(at + 1)
+                } else {
+                    FileReference::Closed(at + 1)
+                };
+            }
+            depth -= 1;
+        }
+    }
+    if nested {
+        FileReference::Nested(FILE_PREFIX.len())
+    } else {
+        FileReference::Unclosed
+    }
+}
+
+/// The value of `${file:path}`, or the problem to report at its `${`: the
+/// path, never the content, is quoted.
+fn file_value(path: &str, read: &ReadFile) -> Result<String, String> {
+    if path.is_empty() {
+        return Err(
+            "`${file:}` names no file: write its absolute path, like `${file:/etc/callrelay/secret}`"
+                .to_owned(),
+        );
+    }
+    let reference = format!("`${{file:{path}}}`");
+    if !Path::new(path).is_absolute() {
+        return Err(format!(
+            "{reference} needs an absolute path (one starting with `/`): a relative one would be read from wherever the relay was started"
+        ));
+    }
+    let bytes = read(Path::new(path)).map_err(|e| format!("cannot read {reference}: {e}"))?;
+    if bytes.len() > FILE_VALUE_LIMIT {
+        return Err(format!(
+            "{reference} is over 64 KiB: a file value is a secret, a line long"
+        ));
+    }
+    let mut value = String::from_utf8(bytes)
+        .map_err(|_| format!("{reference} is not UTF-8 text (save it as UTF-8)"))?;
+    // One line ending, as `echo secret > file` writes it: only one, so a
+    // value that ends in a newline of its own keeps it.
+    if value.ends_with("\r\n") {
+        value.truncate(value.len() - 2);
+    } else if value.ends_with('\n') {
+        value.truncate(value.len() - 1);
+    }
+    Ok(value)
+}
+
+/// `value` as it is put where its reference stands; `what` it is, for the
+/// problem when it cannot go there.
+fn escape_for(
+    ctx: Context,
+    value: &str,
+    what: &str,
+    at: usize,
+    problems: &mut Vec<(usize, String)>,
+) -> String {
     match ctx {
         Context::Basic | Context::MultiBasic => {
             let mut s = String::with_capacity(value.len());
@@ -302,7 +510,7 @@ fn escape_for(ctx: Context, value: &str, at: usize, problems: &mut Vec<(usize, S
             if value.contains('\'') || value.contains('\n') {
                 problems.push((
                     at,
-                    "an environment variable with a quote or newline cannot go in a '…' literal string; use \"…\"".to_owned(),
+                    format!("{what} with a quote or newline cannot go in a '…' literal string; use \"…\""),
                 ));
             }
             value.to_owned()
@@ -490,6 +698,184 @@ mod tests {
             assert_eq!(e.problems.len(), 1, "{name}: {:?}", e.problems);
             assert!(e.problems[0].1.contains("cannot go in a '…' literal"));
         }
+    }
+
+    /// The files of the `${file:…}` tests: content by path, or the reason
+    /// it cannot be read.
+    fn files(path: &Path) -> Result<Vec<u8>, FileError> {
+        let os = |code| Err(FileError::Io(std::io::Error::from_raw_os_error(code)));
+        match path.to_str() {
+            Some("/run/secret") => Ok(b"s3cr\"et\\x\n".to_vec()),
+            Some("/run/plain") => Ok(b"abc".to_vec()),
+            Some("/run/two-newlines") => Ok(b"abc\n\n".to_vec()),
+            Some("/run/crlf") => Ok(b"abc\r\n".to_vec()),
+            Some("/run/cr") => Ok(b"abc\r".to_vec()),
+            Some("/run/quote") => Ok(b"it's\n".to_vec()),
+            Some("/run/latin1") => Ok(b"caf\xe9\n".to_vec()),
+            Some("/run/large") => Ok(vec![b'a'; FILE_VALUE_LIMIT + 1]),
+            Some("/run/just-fits") => Ok(vec![b'a'; FILE_VALUE_LIMIT]),
+            Some("/run/denied") => os(13),
+            Some("/run/dir") => Err(FileError::NotAFile),
+            _ => os(2),
+        }
+    }
+
+    fn with_files(text: &str) -> Expanded {
+        expand_with_files(text, &env, &files)
+    }
+
+    #[test]
+    fn a_file_value_is_escaped_like_an_environment_value() {
+        let text = "a = \"${file:/run/secret}\"\nb = \"x-${file:/run/plain}-${PLAIN}\"\n\
+                    c = '${file:/run/plain}'\nd = \"\"\"\n${file:/run/secret}\"\"\"\n";
+        let e = with_files(text);
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+        let v: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(v["a"].as_str(), Some("s3cr\"et\\x"));
+        assert_eq!(v["b"].as_str(), Some("x-abc-abc"));
+        assert_eq!(v["c"].as_str(), Some("abc"));
+        assert_eq!(v["d"].as_str(), Some("s3cr\"et\\x"));
+    }
+
+    #[test]
+    fn one_trailing_line_ending_is_taken_off_and_only_one() {
+        for (path, want) in [
+            ("/run/secret", "s3cr\"et\\x"),
+            ("/run/plain", "abc"),
+            ("/run/two-newlines", "abc\n"),
+            ("/run/crlf", "abc"),
+            ("/run/cr", "abc\r"),
+        ] {
+            let e = with_files(&format!("a = \"${{file:{path}}}\"\n"));
+            assert!(e.problems.is_empty(), "{path}: {:?}", e.problems);
+            let v: toml::Table = toml::from_str(&e.text).unwrap();
+            assert_eq!(v["a"].as_str(), Some(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_used_is_a_problem_at_its_reference() {
+        for (reference, want) in [
+            (
+                "${file:run/secret}",
+                "`${file:run/secret}` needs an absolute path",
+            ),
+            ("${file:}", "`${file:}` names no file"),
+            (
+                "${file:/run/none}",
+                "cannot read `${file:/run/none}`: No such file or directory (os error 2)",
+            ),
+            (
+                "${file:/run/denied}",
+                "cannot read `${file:/run/denied}`: Permission denied (os error 13)",
+            ),
+            (
+                "${file:/run/dir}",
+                "cannot read `${file:/run/dir}`: not a regular file",
+            ),
+            (
+                "${file:/run/latin1}",
+                "`${file:/run/latin1}` is not UTF-8 text",
+            ),
+            ("${file:/run/large}", "`${file:/run/large}` is over 64 KiB"),
+            (
+                "${file:/run/${DIR}/key}",
+                "`${file:…}` takes its path as written: a `${` inside it is not expanded",
+            ),
+            ("${file:/run/open", "`${file:` is not closed by `}`"),
+        ] {
+            let text = format!("ok = \"${{PLAIN}}\"\na = \"x{reference}\"\nb = \"${{NOPE}}\"\n");
+            let e = with_files(&text);
+            assert_eq!(e.problems.len(), 2, "{reference}: {:?}", e.problems);
+            let (at, message) = &e.problems[0];
+            assert_eq!(*at, text.find("${file").unwrap(), "{reference}: {message}");
+            assert!(message.starts_with(want), "{reference}: {message}");
+            // The reference after it is still read as one.
+            assert!(e.problems[1].1.contains("`NOPE`"), "{:?}", e.problems);
+        }
+        let e = with_files("a = \"${file:/run/just-fits}\"\n");
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_used_in_a_string_stays_as_written_for_the_later_checks() {
+        let text = "a = \"${file:/run/none}\"\nb = '${file:rel}'\nc = ${file:/run/none}\n";
+        let e = with_files(text);
+        assert_eq!(e.problems.len(), 3, "{:?}", e.problems);
+        assert_eq!(e.unset, ["${file:/run/none}", "${file:rel}"]);
+        assert!(
+            e.text
+                .starts_with("a = \"${file:/run/none}\"\nb = '${file:rel}'\nc = \n")
+        );
+        // A nested or open reference is not one the checks can read past.
+        for text in ["a = \"${file:/${X}}\"\n", "a = \"${file:/x\"\n"] {
+            assert!(with_files(text).unset.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_nested_reference_is_skipped_whole() {
+        let text = "a = \"${file:${CREDENTIALS_DIRECTORY}/key}\" # ${NOPE}\n";
+        let e = with_files(text);
+        assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+        assert_eq!(e.problems[0].0, text.find("${file").unwrap());
+        // No second problem for the variable inside.
+        assert!(
+            !e.problems[0].1.contains("CREDENTIALS_DIRECTORY"),
+            "{:?}",
+            e.problems
+        );
+    }
+
+    #[test]
+    fn an_escaped_file_reference_is_literal_text() {
+        let e = with_files("a = \"$${file:x}\" # ${file:rel}\nb = '$${file:/run/none}'\n");
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+        let v: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(v["a"].as_str(), Some("${file:x}"));
+        assert_eq!(v["b"].as_str(), Some("${file:/run/none}"));
+    }
+
+    #[test]
+    fn a_file_value_is_never_shown_only_its_reference() {
+        let text = "a = \"${file:/run/plain}\"\nq = '${file:/run/quote}'\n";
+        let e = with_files(text);
+        let value = e.text.find("abc").unwrap();
+        let written = e
+            .original_span_if_expanded(value - 1..value + 4)
+            .map(|r| &text[r]);
+        assert_eq!(written, Some("\"${file:/run/plain}\""));
+        assert_eq!(e.original_offset(value + 2), text.find("${file").unwrap());
+        assert_eq!(
+            e.redact("invalid value \"abc\" and `abc`", text),
+            "invalid value \"${file:/run/plain}\" and `${file:/run/plain}`"
+        );
+        // A content that cannot go in a literal string is said as a file's.
+        assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+        assert!(
+            e.problems[0]
+                .1
+                .starts_with("a file's content with a quote or newline"),
+            "{:?}",
+            e.problems
+        );
+        assert!(!e.problems[0].1.contains("it's"), "{:?}", e.problems);
+    }
+
+    #[test]
+    fn the_disk_reader_reads_a_regular_file_only_and_at_most_one_byte_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        assert_eq!(read_file(&path).unwrap(), b"s3cret\n");
+        std::fs::write(&path, vec![b'a'; 3 * FILE_VALUE_LIMIT]).unwrap();
+        assert_eq!(read_file(&path).unwrap().len(), FILE_VALUE_LIMIT + 1);
+        assert!(matches!(read_file(dir.path()), Err(FileError::NotAFile)));
+        let missing = read_file(&dir.path().join("none")).unwrap_err();
+        assert!(
+            matches!(&missing, FileError::Io(e) if e.kind() == std::io::ErrorKind::NotFound),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -613,7 +613,7 @@ fn type_errors_never_quote_the_value() {
     let env = |name: &str| match name {
         "INT" => Some("918273645".to_owned()),
         "FLOAT" => Some("9182.73645".to_owned()),
-        "STR" => Some("MARKER-918273645".to_owned()),
+        "STR" => Some("hunter-918273645".to_owned()),
         _ => None,
     };
     let voip24h = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n";
@@ -1154,6 +1154,177 @@ fn a_config_that_is_not_utf8_is_placed_at_the_first_byte_that_is_not() {
         shown.contains("relay.toml:2:6: the config file is not UTF-8 text here"),
         "{shown}"
     );
+}
+
+/// A secret kept in a file, `${file:/path}`: read at each load, so a
+/// rotation can be a reload (webhooks.md "Rotating a credential").
+fn secret_file(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path.display().to_string()
+}
+
+fn caresoft_secrets(config: &Config) -> Vec<String> {
+    config.webhook[0]
+        .get_ref()
+        .secret
+        .as_ref()
+        .map(|s| {
+            s.get_ref()
+                .values()
+                .iter()
+                .map(|v| v.expose().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_value_is_read_from_a_file_at_each_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = secret_file(&dir, "old", b"CS-old\n");
+    let new = secret_file(&dir, "new", b"CS \"new\" \\ one\r\n");
+    let text = format!(
+        "[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\n\
+         secret = [\"${{file:{new}}}\", '${{file:{old}}}']\n"
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    // One line ending taken off; quotes and backslashes as the file has them.
+    assert_eq!(caresoft_secrets(&config), ["CS \"new\" \\ one", "CS-old"]);
+    // Read again at the next load: a reload sees the file's new content.
+    std::fs::write(dir.path().join("new"), "CS-newer\n\n").unwrap();
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(caresoft_secrets(&config), ["CS-newer\n", "CS-old"]);
+}
+
+#[test]
+fn a_file_that_cannot_be_used_is_placed_at_its_reference_with_the_other_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none").display().to_string();
+    let directory = dir.path().display().to_string();
+    let latin1 = secret_file(&dir, "latin1", b"caf\xe9\n");
+    let large = secret_file(&dir, "large", &vec![b'a'; 64 * 1024 + 1]);
+    let hook = |account: &str, secret: &str| {
+        format!(
+            "[[webhook]]\nvendor = \"caresoft\"\naccount = \"{account}\"\nsecret = \"x{secret}\"\n"
+        )
+    };
+    let text = [
+        "[server]\nlisten = \"nowhere\"\n".to_owned(),
+        hook("a", &format!("${{file:{missing}}}")),
+        hook("b", &format!("${{file:{directory}}}")),
+        hook("c", &format!("${{file:{latin1}}}")),
+        hook("d", &format!("${{file:{large}}}")),
+        hook("e", "${file:secrets/cs}"),
+        hook("f", "${file:}"),
+        hook("g", "${file:${CREDENTIALS_DIRECTORY}/cs}"),
+    ]
+    .concat();
+    let p = problems(&text);
+    let at = |reference: &str| {
+        let (line, col) = line_col(&text, text.find(reference).unwrap());
+        format!("relay.toml:{line}:{col}: ")
+    };
+    // The nested reference cannot be read past: no check runs after it.
+    let want = [
+        format!(
+            "{}cannot read `${{file:{missing}}}`: No such file or directory (os error 2)",
+            at("${file:/")
+        ),
+        format!(
+            "{}cannot read `${{file:{directory}}}`: not a regular file",
+            at(&format!("${{file:{directory}}}"))
+        ),
+        format!(
+            "{}`${{file:{latin1}}}` is not UTF-8 text",
+            at(&format!("${{file:{latin1}"))
+        ),
+        format!(
+            "{}`${{file:{large}}}` is over 64 KiB",
+            at(&format!("${{file:{large}"))
+        ),
+        format!(
+            "{}`${{file:secrets/cs}}` needs an absolute path",
+            at("${file:secrets")
+        ),
+        format!("{}`${{file:}}` names no file", at("${file:}")),
+        format!(
+            "{}`${{file:…}}` takes its path as written: a `${{` inside it is not expanded",
+            at("${file:${")
+        ),
+    ];
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+    for (problem, want) in p.iter().zip(&want) {
+        assert!(
+            problem.starts_with(want.as_str()),
+            "{problem}\nwanted: {want}"
+        );
+    }
+    // Without it, the checks read past every other file (as past an unset
+    // variable) and find the listen address too.
+    let readable_past = text.replace("${file:${CREDENTIALS_DIRECTORY}/cs}", "s");
+    let p = problems(&readable_past);
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!("{}`listen` = \"nowhere\" is not", at("\"nowhere"))),
+        "{p:#?}"
+    );
+    for (problem, want) in p[1..].iter().zip(&want) {
+        assert!(
+            problem.starts_with(want.as_str()),
+            "{problem}\nwanted: {want}"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_file_names_the_systems_reason() {
+    let denied =
+        |_: &std::path::Path| Err(env::FileError::Io(std::io::Error::from_raw_os_error(13)));
+    let text = "[websocket]\ntokens = [\"${file:/etc/callrelay/ws-token}\"]\n";
+    let err = Config::from_text_with_files("relay.toml", text, &env, &denied).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "relay.toml:2:12: cannot read `${file:/etc/callrelay/ws-token}`: Permission denied (os error 13)"
+    );
+}
+
+/// A file's content in the wrong place (a string where a number belongs,
+/// a number where a string does, a value a check refuses): the message
+/// shows the `${file:…}`, never the content, which is a secret.
+#[test]
+fn a_file_value_never_appears_in_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let word = secret_file(&dir, "word", b"hunter-918273645\n");
+    let number = secret_file(&dir, "number", b"918273645\n");
+    let cases = [
+        format!("[websocket]\nmax_clients = \"${{file:{word}}}\"\n"),
+        format!("[websocket]\nmax_clients = ${{file:{number}}}0000\n"),
+        format!(
+            "[[webhook]]\nvendor = \"voipex\"\naccount = \"v\"\nusername = \"u\"\npassword = ${{file:{number}}}\n"
+        ),
+        format!("[server]\nlisten = \"${{file:{word}}}\"\n"),
+        format!("[dedup]\nwindow = \"${{file:{word}}}\"\n"),
+        format!("[[webhook]]\nvendor = \"${{file:{word}}}\"\naccount = \"a\"\n"),
+        format!(
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://h:1\"\nkey = \"k\"\nengine_io = \"${{file:{word}}}\"\n"
+        ),
+        format!("[journal]\nretention = '${{file:{word}}}h'\n"),
+    ];
+    for text in cases {
+        let err = load(&text)
+            .err()
+            .unwrap_or_else(|| panic!("expected an error for:\n{text}"))
+            .to_string();
+        assert!(!err.contains("918273645"), "{err}");
+        // Where a check quotes the value, it shows the reference.
+        if text.starts_with("[server]") {
+            assert!(
+                err.contains(&format!("`listen` = \"${{file:{word}}}\" is not")),
+                "{err}"
+            );
+        }
+    }
 }
 
 /// A value the parser refuses is quoted by the check as the string it
