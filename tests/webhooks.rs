@@ -1051,6 +1051,41 @@ token = ["v24-new", "v24-old"]
     relay.stop().await;
 }
 
+/// A credential kept in a file (`${file:…}`) is read again on a reload: a
+/// rotation, or a leaked key replaced, is a reload of the relay rather than
+/// a restart, which closes the port to every vendor for its seconds.
+#[tokio::test]
+async fn a_webhook_credential_from_a_file_is_read_again_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("tel4vn-key");
+    std::fs::write(&key_file, "file-key-old\n").unwrap();
+    let text = format!(
+        "{}[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"${{file:{}}}\"\n",
+        common::base_config(dir.path()),
+        key_file.display()
+    );
+    let relay = common::start_relay_in(dir, &text).await;
+    let c = client();
+    let body = fixture("tel4vn/hook_hangup.json");
+    let with_key = |key: &str| {
+        c.post(relay.url("/hooks/tel4vn/t4"))
+            .header("Authorization", key)
+            .body(body.clone())
+    };
+    let reply = send(with_key("file-key-old")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = send(with_key("file-key-new")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+
+    std::fs::write(&key_file, "file-key-new\n").unwrap();
+    relay.reload().await;
+    let reply = send(with_key("file-key-old")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    let reply = send(with_key("file-key-new")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn voip24h_missed_calls_of_one_ring_group_are_each_journaled() {
     let relay = start_relay(HOOKS).await;
