@@ -1,0 +1,84 @@
+//! `callrelay run`: the config read, the relay started, systemd told it is
+//! ready, and the relay served until SIGTERM or SIGINT.
+//!
+//! Guarantees: the socket for systemd's notifications is made first, while
+//! descriptors are free (a failure is warned, and it is tried again at each
+//! notification); the signal handlers are installed before the config is
+//! read ([`super::signals`]: a SIGHUP while starting waits instead of
+//! killing, a SIGTERM or SIGINT exits at once while the config is read or
+//! the journal opens, and drains without READY after), and handlers that
+//! cannot be installed are an error in the log, not a failed start; READY
+//! is sent only once the listener is bound and the journal open, and the
+//! watchdog keep-alives begin after it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::config_load::load_off_the_workers;
+use super::error::RunError;
+use super::relay::Relay;
+use super::signals::{Signals, signal_loop, stop_while_starting};
+use super::{opening, systemd_notify, watchdog};
+
+/// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
+pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
+    // Made now, while descriptors are free: a relay at its open-file limit
+    // still tells systemd it lives.
+    if let Err(e) = systemd_notify::prepare() {
+        tracing::warn!(error = %e, "cannot make the socket for systemd's notifications (tried again at each)");
+    }
+    // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
+    let mut signals = Signals::install();
+    // A SIGTERM or SIGINT while the file is read (it may not answer) exits.
+    let config = match signals.as_mut() {
+        Some(signals) => tokio::select! {
+            biased;
+            name = signals.stop_requested() => {
+                tracing::info!("{name} while reading the config: exiting now");
+                let _ = systemd_notify::notify(&[
+                        sd_notify::NotifyState::Stopping,
+                        sd_notify::NotifyState::Status("stopped while reading the config"),
+                    ],
+                );
+                return Ok(());
+            }
+            loaded = load_off_the_workers(config_path) => loaded?.0,
+        },
+        None => load_off_the_workers(config_path).await?.0,
+    };
+    // A SIGTERM or SIGINT while starting is acted on at once: an exit while
+    // the journal opens, a drain without READY once it is open.
+    let starting = Arc::new(opening::Starting::new());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let watching =
+        signals.map(|s| tokio::spawn(stop_while_starting(s, starting.clone(), started_rx)));
+    let started = Relay::start_as(config, config_path.to_path_buf(), Some(&starting)).await;
+    let _ = started_tx.send(());
+    let signals = match watching {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
+    let relay = started?;
+    let ctx = relay.ctx.clone();
+    match signals {
+        Some(signals) => {
+            tokio::spawn(signal_loop(ctx.clone(), signals));
+        }
+        None => tracing::error!("cannot install signal handlers"),
+    }
+    if starting.stopped() {
+        let _ = systemd_notify::notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
+        relay.shutdown();
+        return relay.wait().await;
+    }
+    let status = format!("listening on {}", relay.addr);
+    let _ = systemd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    watchdog::spawn(ctx, tokio::runtime::Handle::current());
+    relay.wait().await
+}
