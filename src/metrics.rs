@@ -56,6 +56,8 @@ pub struct Metrics {
     pub kafka_topics_missing: IntGauge,
     /// 1 while the journal's retention passes fail.
     pub journal_retention_failing: IntGauge,
+    /// WebSocket sessions whose journal replay waits for `replay_memory`.
+    pub ws_replays_waiting: IntGauge,
     /// The standard `process_*` family (README, "Metrics beyond the contract").
     pub process: ProcessCollector,
 }
@@ -229,6 +231,11 @@ impl Metrics {
             "HTTP connections the relay closed before any route answered: reason=header_timeout (no whole request head in time), idle (no request for long after the last), head_too_large (a head over 64 KiB, answered 431), malformed_head (not an HTTP request head, answered 400: e.g. TLS to this plain-HTTP port).",
             &["reason"],
         );
+        let ws_replays_waiting = gauge(
+            &r,
+            "callrelay_ws_replays_waiting",
+            "WebSocket sessions waiting to read their next page of history from the journal because the pages other sessions hold fill websocket.replay_memory (a replay after a reconnect, or a client catching up after a lag).",
+        );
         let ws_refused = counter(
             &r,
             "callrelay_ws_refused_total",
@@ -340,6 +347,7 @@ impl Metrics {
             journal_writable,
             kafka_topics_missing,
             journal_retention_failing,
+            ws_replays_waiting,
             process,
         }
     }

@@ -86,6 +86,16 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
         );
         new.websocket.path = running.websocket.path.clone();
     }
+    // The replays' budget is one semaphore made at start, which sessions
+    // already hold pages of.
+    if new.websocket.replay_memory.get_ref() != running.websocket.replay_memory.get_ref() {
+        note(
+            "websocket.replay_memory",
+            running.websocket.replay_memory.get_ref().to_string(),
+            new.websocket.replay_memory.get_ref().to_string(),
+        );
+        new.websocket.replay_memory = running.websocket.replay_memory.clone();
+    }
     (new, warnings)
 }
 
@@ -227,7 +237,7 @@ mod tests {
         let new = config(
             "[server]\nlisten = \"127.0.0.1:9090\"\nmax_body = \"2MiB\"\n\
              [journal]\npath = \"/b\"\nretention = \"48h\"\n[dedup]\nwindow = \"5m\"\n\
-             [websocket]\npath = \"/events\"\n",
+             [websocket]\npath = \"/events\"\nreplay_memory = \"8MiB\"\n",
         );
         let (effective, warnings) = pin_restart_only(&running, new);
         assert_eq!(effective.server.listen.get_ref(), "127.0.0.1:8080");
@@ -244,6 +254,10 @@ mod tests {
             running.dedup.window.get_ref()
         );
         assert_eq!(effective.websocket.path.get_ref(), "/ws");
+        assert_eq!(
+            effective.websocket.replay_memory.get_ref(),
+            running.websocket.replay_memory.get_ref()
+        );
         // max_body is read per request: it changes live.
         assert_eq!(effective.server.max_body.get_ref().0, 2 * 1024 * 1024);
         let settings: Vec<&str> = warnings
@@ -257,7 +271,8 @@ mod tests {
                 "journal.path",
                 "journal.retention",
                 "dedup.window",
-                "websocket.path"
+                "websocket.path",
+                "websocket.replay_memory"
             ]
         );
         assert!(warnings[0].contains("\"127.0.0.1:9090\"") && warnings[0].contains("restart"));

@@ -40,6 +40,7 @@ fn empty_file_is_the_all_defaults_config() {
     assert!(c.websocket.tokens.get_ref().is_empty());
     assert_eq!(*c.websocket.max_clients.get_ref(), 10_000);
     assert_eq!(*c.websocket.client_queue.get_ref(), 1024);
+    assert_eq!(c.websocket.replay_memory.get_ref().get(), 64 << 20);
     assert_eq!(
         c.websocket.ping_interval.get_ref().0,
         std::time::Duration::from_secs(25)
@@ -410,6 +411,24 @@ fn source_waits_and_grace_are_bounded() {
             );
         }
         load(&format!("{section}{field} = \"1h\"\n")).unwrap();
+    }
+}
+
+/// Below a page no replay could ever read; the top keeps a typo of a unit
+/// from meaning "no bound".
+#[test]
+fn websocket_replay_memory_is_at_least_a_page() {
+    for bad in ["1023KiB", "65GiB"] {
+        let p = problems(&format!("[websocket]\nreplay_memory = \"{bad}\"\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("relay.toml:2:17: `replay_memory` = ")
+                && p[0].ends_with("is out of range (\"1MiB\"..\"64GiB\")"),
+            "{p:?}"
+        );
+    }
+    for good in ["1MiB", "256MiB", "64GiB"] {
+        load(&format!("[websocket]\nreplay_memory = \"{good}\"\n")).unwrap();
     }
 }
 

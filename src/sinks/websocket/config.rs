@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{HumanDuration, Secret, ServerConfig, Validator, unspanned};
+use crate::config::{ByteSize, HumanDuration, Secret, ServerConfig, Validator, unspanned};
 
 /// The relay's own routes beside the fan-out (see `crate::server::router`).
 const FIXED_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/status"];
@@ -20,6 +20,12 @@ const HOOKS: &str = "/hooks";
 /// tokio's interval, and an hour is already far past any proxy's idle timeout.
 const PING_RANGE: (HumanDuration, HumanDuration) =
     (HumanDuration::from_secs(1), HumanDuration::from_secs(3600));
+/// The least `replay_memory`: one replay page (a smaller budget could
+/// never hold the page a replay reads).
+const LEAST_REPLAY_MEMORY: ByteSize = ByteSize(1024 * 1024);
+/// The most `replay_memory`: past this, the bound no longer bounds anything
+/// a host that runs the relay has.
+const MOST_REPLAY_MEMORY: ByteSize = ByteSize(64 * 1024 * 1024 * 1024);
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +48,10 @@ pub struct WebSocketConfig {
     /// this machine's whose pages may open the fan-out; `"*"` for any.
     #[serde(default = "default_allowed_origins")]
     pub allowed_origins: Spanned<Vec<String>>,
+    /// Journal history every session's replay holds in memory at once, at
+    /// most (a page is up to 1 MiB): read at start.
+    #[serde(default = "default_replay_memory")]
+    pub replay_memory: Spanned<ByteSize>,
 }
 
 fn default_path() -> Spanned<String> {
@@ -65,6 +75,9 @@ fn default_pong_timeout() -> Spanned<HumanDuration> {
 fn default_allowed_origins() -> Spanned<Vec<String>> {
     unspanned(Vec::new())
 }
+fn default_replay_memory() -> Spanned<ByteSize> {
+    unspanned(ByteSize(64 * 1024 * 1024))
+}
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
@@ -76,6 +89,7 @@ impl Default for WebSocketConfig {
             ping_interval: default_ping_interval(),
             pong_timeout: default_pong_timeout(),
             allowed_origins: default_allowed_origins(),
+            replay_memory: default_replay_memory(),
         }
     }
 }
@@ -134,6 +148,13 @@ impl WebSocketConfig {
             1,
             1_000_000,
             usize::to_string,
+        );
+        v.check_range(
+            "replay_memory",
+            &self.replay_memory,
+            LEAST_REPLAY_MEMORY,
+            MOST_REPLAY_MEMORY,
+            ByteSize::to_string,
         );
         for (field, value) in [
             ("ping_interval", &self.ping_interval),

@@ -53,6 +53,7 @@ use crate::log_throttle::LogThrottle;
 use crate::status::SinkStatus;
 pub use drain::Sessions;
 use filter::{ClientQuery, QueryError};
+use session::replay_budget::ReplayBudget;
 use session::{Settings, SinkMetrics};
 
 /// The sink's name in metrics and `/status`.
@@ -66,6 +67,9 @@ struct Fanout {
     /// Sessions the relay ended (slow, stalled, no pong, token revoked,
     /// journal unreadable), logged per reason.
     ends: Mutex<LogThrottle<&'static str>>,
+    /// What every session's replay may hold in memory at once
+    /// (`replay_memory`, read at start).
+    replay_budget: ReplayBudget,
 }
 
 /// Why a connection was answered before the upgrade (the `reason` label of
@@ -194,6 +198,10 @@ pub fn routes(ctx: &Arc<Context>) -> Routes {
         },
         refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+        replay_budget: ReplayBudget::new(
+            ctx.config.load().websocket.replay_memory.get_ref().get(),
+            ctx.metrics.ws_replays_waiting.clone(),
+        ),
     });
     publish_status(ctx);
     let path = ctx.config.load().websocket.path.get_ref().clone();
@@ -509,6 +517,7 @@ fn accept(
         reloads,
     };
     let metrics = fanout.metrics.clone();
+    let budget = fanout.replay_budget.clone();
     let fanout = fanout.clone();
     Ok(upgrade
         // Clients only send pongs and closes: a small read buffer (it grows if
@@ -522,7 +531,7 @@ fn accept(
         .on_upgrade(move |socket| async move {
             let ctx = slot.ctx.clone();
             let disconnects = ctx.metrics.ws_disconnects.clone();
-            session::run(socket, ctx, client, settings, metrics, |end| {
+            session::run(socket, ctx, client, settings, metrics, budget, |end| {
                 disconnects.with_label_values(&[end.reason()]).inc();
                 note_end(&fanout, end, peer);
             })
@@ -545,6 +554,7 @@ mod tests {
             },
             refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
             ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+            replay_budget: ReplayBudget::new(1 << 20, metrics.ws_replays_waiting.clone()),
         }
     }
 

@@ -46,6 +46,10 @@
 //!   (1008 "no longer authorized"): at once, or once a replay or a write in progress is done (the
 //!   session subscribes to reloads before its token is checked, so none is
 //!   missed);
+//! - every session's replay pages together hold at most
+//!   `websocket.replay_memory` (see [`replay_budget`]); a session waiting for
+//!   room is pinged, hears its client's close and a revocation, and replays
+//!   in its turn, skipping nothing;
 //! - on relay shutdown the client gets a 1001 close at once, even when its
 //!   session is waiting on a write: a stalled socket must not hold shutdown
 //!   for `pong_timeout` (the relay waits for every session, see [`super::drain`]).
@@ -68,20 +72,24 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::filter::Filter;
 
 mod end;
+pub mod replay_budget;
 mod writer;
 
 use crate::app::Context;
 use crate::journal::JournaledEvent;
 pub use end::End;
 use end::read_error_end;
+use replay_budget::{PageHold, ReplayBudget};
 use writer::{Handed, WriteGuard, Writer};
 
 /// Events read from the journal per blocking call while replaying.
 const REPLAY_PAGE: usize = 512;
 /// JSON read per page at most (one event more when a single event is
 /// larger): a page waits in memory while a slow client takes it, and 512
-/// events of 60 KB held about 14 MB per such client (security audit).
-const REPLAY_PAGE_BYTES: usize = 1024 * 1024;
+/// events of 60 KB held about 14 MB per such client (security audit). What
+/// all sessions hold at once is bounded by `websocket.replay_memory`
+/// ([`replay_budget`]).
+const REPLAY_PAGE_BYTES: usize = replay_budget::PAGE_BYTES;
 /// Live events written before one flush: one syscall for a burst, not one per
 /// event. Small, because tungstenite's write buffer keeps the capacity of the
 /// biggest burst for the life of the connection (~16 × 1 KiB per client).
@@ -136,6 +144,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     metrics: SinkMetrics,
+    budget: ReplayBudget,
     on_end: impl FnOnce(End),
 ) {
     let Client {
@@ -180,6 +189,7 @@ pub async fn run(
         cursor: since.map_or(last, |s| s.min(last)),
         pong_deadline: None,
         last_ping: Instant::now(),
+        budget,
     };
     let end = match session.serve(&ctx, since.is_some()).await {
         Ok(()) => End::Shutdown,
@@ -214,6 +224,8 @@ struct Session {
     pong_deadline: Option<Instant>,
     /// When the last ping (and heartbeat) went out, or the session began.
     last_ping: Instant,
+    /// What every session's replay may hold in memory at once.
+    budget: ReplayBudget,
 }
 
 impl Session {
@@ -378,12 +390,16 @@ impl Session {
                 self.reloads.borrow_and_update();
                 self.still_authorized(ctx)?;
             }
+            // Held until the page is flushed (dropped with it at the end
+            // of this turn): a slow client's page is in memory until then.
+            let mut hold = self.page_of_the_budget(ctx).await?;
             let journal = ctx.journal.clone();
             let after = self.cursor;
             let page = journal_read("websocket replay", move || {
                 journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             })
             .await?;
+            hold.keep(page.iter().map(|e| e.json.len()).sum());
             let Some(first) = page.first() else {
                 if self.live.is_some() {
                     return Ok(());
@@ -405,6 +421,28 @@ impl Session {
             }
             self.out.flush(None).await?;
             self.out.metrics.published.inc_by(sent);
+        }
+    }
+
+    /// A page's worth of the replay budget, once other sessions' pages leave
+    /// room. Meanwhile the session goes on as between pages: the client's
+    /// close ends it, a revoked token closes it, it is pinged when due
+    /// (its pong not awaited), and a shutdown ends it; its place in line is
+    /// kept through all of these.
+    async fn page_of_the_budget(&mut self, ctx: &Context) -> Result<PageHold, End> {
+        let budget = self.budget.clone();
+        let page = budget.page();
+        tokio::pin!(page);
+        loop {
+            let ping_due = self.last_ping + self.settings.ping_interval;
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
+                hold = &mut page => return hold.map_err(|_| End::Shutdown),
+                msg = self.stream.next() => self.on_client_frame(msg)?,
+                Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
+                _ = sleep_until(ping_due) => self.ping(false).await?,
+            }
         }
     }
 
@@ -632,6 +670,129 @@ mod tests {
             frames.push(frame.get("seq").cloned().unwrap_or(frame));
         }
         assert_eq!(frames, [1, 2, 3].map(Value::from));
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A session whose replay finds the budget held by others waits for it,
+    /// counted in `callrelay_ws_replays_waiting`, pinged meanwhile, and
+    /// replays once a page is given back. Before (eleventh-round review),
+    /// every replay read at once: `max_clients` pages in memory at worst.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_waits_for_the_budget_and_is_pinged_meanwhile() {
+        use crate::journal::tests_support::event;
+        use axum::extract::ws::WebSocketUpgrade;
+        use tokio_tungstenite::tungstenite::Message as Frame;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        ctx.journal
+            .append_batch(&[event("a"), event("b"), event("c")])
+            .unwrap();
+        let waiting = ctx.metrics.ws_replays_waiting.clone();
+        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
+        let held = budget.page().await.unwrap();
+
+        // The session as the fan-out runs it, with this test's budget.
+        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        let serve_ctx = ctx.clone();
+        let router = axum::Router::new().route(
+            "/t",
+            axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
+                let client = Client {
+                    filter: Arc::new(super::super::filter::ClientQuery::parse(None).filter),
+                    since: Some(0),
+                    heartbeat: true,
+                    token: None,
+                    origin: None,
+                    proxied: false,
+                    reloads: serve_ctx.ws_sessions.reloads(),
+                };
+                let settings = Settings {
+                    ping_interval: Duration::from_secs(1),
+                    pong_timeout: Duration::from_secs(10),
+                    client_queue: 1024,
+                    largest_frame: 1 << 20,
+                };
+                let metrics = SinkMetrics {
+                    published: serve_ctx.metrics.events_published.with_label_values(&["t"]),
+                    latency: serve_ctx.metrics.event_latency.with_label_values(&["t"]),
+                };
+                upgrade.on_upgrade(move |socket| async move {
+                    run(
+                        socket,
+                        serve_ctx,
+                        client,
+                        settings,
+                        metrics,
+                        budget,
+                        |end| {
+                            let _ = ended_tx.send(end);
+                        },
+                    )
+                    .await;
+                })
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/t"))
+            .await
+            .unwrap();
+
+        // Waiting, and counted so.
+        timeout(Duration::from_secs(10), async {
+            while waiting.get() != 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the session waits for the budget");
+        // Pinged while it waits, with the heartbeat it asked for, which
+        // says where it still stands: its replay has not begun.
+        let mut next_frame = async || {
+            timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("a frame within 10 s")
+                .unwrap()
+                .unwrap()
+        };
+        let heartbeat = next_frame().await;
+        assert_eq!(
+            heartbeat,
+            Frame::text(r#"{"control":"heartbeat","seq":0}"#),
+            "{heartbeat:?}"
+        );
+        let ping = next_frame().await;
+        assert!(matches!(ping, Frame::Ping(_)), "{ping:?}");
+        assert_eq!(waiting.get(), 1);
+
+        drop(held);
+        let mut seqs = Vec::new();
+        loop {
+            let frame = timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("a frame within 10 s")
+                .unwrap()
+                .unwrap();
+            if let Frame::Text(text) = frame {
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if json["control"] == "heartbeat" {
+                    assert_eq!(json["seq"], 3);
+                    break;
+                }
+                seqs.push(json["seq"].as_u64().unwrap());
+            }
+        }
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(waiting.get(), 0);
+        drop(client);
+        assert_eq!(
+            timeout(Duration::from_secs(10), ended.recv())
+                .await
+                .unwrap(),
+            Some(End::ClientGone)
+        );
         crate::app::tests_support::stop(relay).await;
     }
 }
