@@ -58,6 +58,8 @@ pub struct Metrics {
     pub journal_retention_failing: IntGauge,
     /// WebSocket sessions whose journal replay waits for `replay_memory`.
     pub ws_replays_waiting: IntGauge,
+    /// Settings the file changed that wait for a restart.
+    pub config_restart_pending: IntGauge,
     /// The standard `process_*` family (README, "Metrics beyond the contract").
     pub process: ProcessCollector,
 }
@@ -231,6 +233,11 @@ impl Metrics {
             "HTTP connections the relay closed before any route answered: reason=header_timeout (no whole request head in time), idle (no request for long after the last), head_too_large (a head over 64 KiB, answered 431), malformed_head (not an HTTP request head, answered 400: e.g. TLS to this plain-HTTP port).",
             &["reason"],
         );
+        let config_restart_pending = gauge(
+            &r,
+            "callrelay_config_restart_pending",
+            "Settings the config file changed that the running relay keeps until a restart (server.listen, journal.path, journal.retention, journal.max_size, dedup.window, websocket.path, websocket.replay_memory), as the last applied reload found them; /status restart_pending names them.",
+        );
         let ws_replays_waiting = gauge(
             &r,
             "callrelay_ws_replays_waiting",
@@ -348,6 +355,7 @@ impl Metrics {
             kafka_topics_missing,
             journal_retention_failing,
             ws_replays_waiting,
+            config_restart_pending,
             process,
         }
     }

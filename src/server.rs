@@ -218,6 +218,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
         "ready": reasons.is_empty(),
         "not_ready_reasons": reasons,
         "degraded": ctx.status.degraded_reasons(),
+        "restart_pending": ctx.status.restart_pending(),
         "sources": ctx.status.upstreams(),
         "webhooks": webhooks,
         "journal": {

@@ -102,6 +102,9 @@ struct Board {
     retention_failure: Option<String>,
     /// Kafka topics configured accounts will need that the cluster lacks.
     kafka_topics_missing: Vec<String>,
+    /// Settings the file changed that the running relay keeps until a
+    /// restart, as the last applied reload said them.
+    restart_pending: Vec<String>,
     /// The last upstream registration handed out.
     registrations: u64,
 }
@@ -318,6 +321,23 @@ impl StatusBoard {
             .kafka_topics_missing
             .set(i64::try_from(topics.len()).unwrap_or(i64::MAX));
         self.lock().kafka_topics_missing = topics;
+    }
+
+    /// The settings the last applied reload found changed in the file but
+    /// keeps at their running values until a restart (empty: none), each as
+    /// its reload warning says it. Only a reload sets them: a refused one
+    /// changes nothing, and the next applied one says them afresh, so a
+    /// file put back clears them.
+    pub fn set_restart_pending(&self, settings: Vec<String>) {
+        self.metrics
+            .config_restart_pending
+            .set(i64::try_from(settings.len()).unwrap_or(i64::MAX));
+        self.lock().restart_pending = settings;
+    }
+
+    /// See [`StatusBoard::set_restart_pending`].
+    pub fn restart_pending(&self) -> Vec<String> {
+        self.lock().restart_pending.clone()
     }
 
     /// Events `max_size` dropped before a sink had them, since the start.

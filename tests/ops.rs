@@ -671,6 +671,22 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
         .filter_map(|w| w["path"].as_str())
         .collect();
     assert!(paths.contains(&"/hooks/voipex/new"), "{paths:?}");
+    // What waits for a restart stays in sight after the reload's WARN.
+    let pending = status["restart_pending"]
+        .as_array()
+        .expect("restart_pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(
+        pending[0]
+            .as_str()
+            .is_some_and(|p| p.contains("`server.listen` changed")),
+        "{pending:?}"
+    );
+    let (_, s, _) = scrape(&base).await;
+    assert_eq!(
+        value(&s, "callrelay_config_restart_pending", &[]),
+        Some(1.0)
+    );
     // The new hook takes events at once (webhook routes read the live config).
     let hook = reqwest::Client::new()
         .post(format!("{base}/hooks/voipex/new"))
@@ -690,6 +706,23 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     assert_eq!(
         value(&s, "callrelay_config_last_reload_successful", &[]),
         Some(1.0)
+    );
+
+    // The file put back: nothing waits for a restart any more.
+    let back = good.clone()
+        + "\n[[webhook]]\nvendor = \"voipex\"\naccount = \"new\"\nusername = \"u\"\npassword = \"p\"\n";
+    std::fs::write(&path, back).expect("write");
+    let outcome = handle.reload_with_outcome().await.expect("good config");
+    assert!(
+        outcome.needs_restart.is_empty(),
+        "{:?}",
+        outcome.needs_restart
+    );
+    assert_eq!(get_status(&base).await["restart_pending"], json!([]));
+    let (_, s, _) = scrape(&base).await;
+    assert_eq!(
+        value(&s, "callrelay_config_restart_pending", &[]),
+        Some(0.0)
     );
     relay.stop().await;
 }

@@ -117,6 +117,7 @@ pub(super) async fn serve(
                 for warning in &needs_restart {
                     tracing::warn!("reload: {warning}");
                 }
+                ctx.status.set_restart_pending(needs_restart.clone());
                 let config = Arc::new(config);
                 let kafka_limit = kafka_message_max(&config);
                 hold_both_limits(&ctx.kafka_message_max, kafka_limit);
