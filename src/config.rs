@@ -205,19 +205,43 @@ pub fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
 }
 
+/// The config file as a load read it, and where each `${NAME}` or
+/// `${file:…}` replacement stood in it: a problem found after the load (a
+/// reload's refusal) is placed in the file as written without expanding it
+/// again, which would read every `${file:…}` again, on the caller's thread,
+/// and could find another content by then.
+#[derive(Clone, Debug)]
+pub struct LoadedText {
+    /// The file's text as read, before expansion.
+    pub text: String,
+    offsets: env::OffsetMap,
+}
+
+impl LoadedText {
+    /// The line and column in the file as written of `offset`, a place in
+    /// the expanded text (a span of the loaded config).
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        line_col(&self.text, self.offsets.original_offset(offset))
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with_text(path).map(|(config, _)| config)
     }
 
-    /// [`Config::load`], with the text it read (where a later refusal is placed).
-    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
+    /// [`Config::load`], with the text it read and where its `${…}` stood
+    /// (where a later refusal is placed).
+    pub fn load_with_text(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
         let text = Config::read(path)?;
-        let config = Config::from_text(&path.display().to_string(), &text, &|name| {
-            std::env::var(name).ok()
-        })?;
-        Ok((config, text))
+        let (config, offsets) = Config::from_text_mapped(
+            &path.display().to_string(),
+            &text,
+            &|name| std::env::var(name).ok(),
+            &env::read_file,
+        )?;
+        Ok((config, LoadedText { text, offsets }))
     }
 
     /// The config file's text, or why it cannot be read (as a problem at 1:1,
@@ -282,6 +306,17 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
         read_file: &env::ReadFile,
     ) -> Result<Config, ConfigError> {
+        Config::from_text_mapped(file, text, lookup, read_file).map(|(config, _)| config)
+    }
+
+    /// [`Config::from_text_with_files`], with where each `${…}` stood in
+    /// `text` (the config's spans are in the expanded text).
+    fn from_text_mapped(
+        file: &str,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        read_file: &env::ReadFile,
+    ) -> Result<(Config, env::OffsetMap), ConfigError> {
         let expanded = env::expand_with_files(text, lookup, read_file);
         let mut v = Validator::new(text);
         v.problems.clone_from(&expanded.problems);
@@ -337,7 +372,7 @@ impl Config {
         });
         v.problems.extend(later);
         match (v.into_error(file), config) {
-            (None, Some(config)) => Ok(config),
+            (None, Some(config)) => Ok((config, expanded.offset_map())),
             (error, _) => Err(error.unwrap_or_else(|| ConfigError {
                 file: file.to_owned(),
                 problems: vec![],

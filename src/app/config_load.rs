@@ -13,21 +13,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Context, ReloadOutcome, reload};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LoadedText};
 
 /// Loads the config file and hands it to the serve loop, which applies it;
 /// returns once sources and sinks follow the new config.
 pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
     let loaded = load_off_the_workers(&ctx.config_path)
         .await
-        .and_then(|(config, text)| {
+        .and_then(|(config, loaded)| {
             let running = ctx.config.load();
             let (pinned, _) = reload::pin_restart_only(&running, config.clone());
             match reload::unsafe_with_running_listener(&pinned, &config)
                 .or_else(|| reload::takes_away_every_source(&running, &config))
             {
                 None => Ok(config),
-                Some((offset, message)) => Err(refusal(&ctx.config_path, &text, offset, message)),
+                Some((offset, message)) => Err(refusal(&ctx.config_path, &loaded, offset, message)),
             }
         });
     let config = match loaded {
@@ -53,9 +53,11 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
 /// that does not return (a file on a mount that does not answer, a FIFO)
 /// must not take a runtime worker, on two cores half of what answers
 /// webhooks (signals audit, 2026-12-02: every request timed out while one
-/// reload waited). A refusal is placed in that same text: read again, it
-/// could be another file by then (`mv` is how a config is replaced).
-pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, String), ConfigError> {
+/// reload waited). A refusal is placed in that same text, with where its
+/// `${…}` stood at that load: read again, it could be another file by then
+/// (`mv` is how a config is replaced), and a `${file:…}` read again would
+/// be a read on a worker, perhaps of another content.
+pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
     let owned = path.to_path_buf();
     match tokio::task::spawn_blocking(move || Config::load_with_text(&owned)).await {
         Ok(loaded) => loaded,
@@ -71,12 +73,12 @@ pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, String)
 }
 
 /// A reload refused for a reason the file alone does not show, placed in
-/// `text` (the file as read) as `check` places its problems.
-fn refusal(path: &Path, text: &str, offset: usize, message: String) -> ConfigError {
-    // The config's spans are in the text after `${VAR}` expansion: mapped
-    // back, the place is the file's as written, as `check` gives it.
-    let expanded = crate::config::env::expand(text, &|name| std::env::var(name).ok());
-    let (line, col) = crate::config::line_col(text, expanded.original_offset(offset));
+/// the file as `loaded` read it, as `check` places its problems.
+fn refusal(path: &Path, loaded: &LoadedText, offset: usize, message: String) -> ConfigError {
+    // The config's spans are in the text after `${…}` expansion: mapped
+    // back with that load's replacements (nothing is read or expanded
+    // again), the place is the file's as written, as `check` gives it.
+    let (line, col) = loaded.line_col(offset);
     ConfigError {
         file: path.display().to_string(),
         problems: vec![crate::config::Problem { line, col, message }],
@@ -85,6 +87,40 @@ fn refusal(path: &Path, text: &str, offset: usize, message: String) -> ConfigErr
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A refusal is placed with the `${file:…}` values of the load that
+    /// read the file: the file is not read again (it was, on a worker), so
+    /// one changed or gone since does not move the place.
+    #[tokio::test]
+    async fn a_refusal_is_placed_without_reading_a_file_value_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("account");
+        std::fs::write(&secret, "an-account-name-longer-than-nothing\n").unwrap();
+        let reference = format!("${{file:{}}}", secret.display());
+        let text = format!(
+            "webhook = [{{ vendor = \"tel4vn\", account = \"{reference}\", api_key = \"k\" }}]\n\n\
+             [server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n",
+            dir.path().join("journal").display().to_string()
+        );
+        let config_path = dir.path().join("relay.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let (_, loaded) = load_off_the_workers(&config_path).await.unwrap();
+        // `api_key` in the expanded text, after the account's value.
+        let written = text.find("api_key").unwrap();
+        let expanded = written - reference.len() + "an-account-name-longer-than-nothing".len();
+        let expected = crate::config::line_col(&text, written);
+        for changed in [Some("x"), None] {
+            match changed {
+                Some(content) => std::fs::write(&secret, content).unwrap(),
+                None => std::fs::remove_file(&secret).unwrap(),
+            }
+            let refused = refusal(&config_path, &loaded, expanded, "refused".into());
+            let problem = &refused.problems[0];
+            assert_eq!((problem.line, problem.col), expected, "{changed:?}");
+        }
+    }
+
     /// A reload asked for once a stop has begun is not applied, and says
     /// so (it answered as an applied reload, "config re-read").
     #[tokio::test]

@@ -78,25 +78,69 @@ struct Substitution {
     value: Option<String>,
 }
 
+/// Where each replacement of one expansion stands, in the original and the
+/// expanded text, without the values: what places a problem found after the
+/// load (a reload's refusal) in the file as written, with no second
+/// expansion (which would read every `${file:…}` again, and could find
+/// another content by then).
+#[derive(Clone, Debug, Default)]
+pub struct OffsetMap {
+    /// (original, expanded) ranges, in order.
+    spans: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl OffsetMap {
+    /// [`Expanded::original_offset`], for the expansion this map was taken of.
+    pub fn original_offset(&self, offset: usize) -> usize {
+        original_offset(self.spans.iter().map(|(o, e)| (o, e)), offset)
+    }
+}
+
+/// The byte offset in the original text of `offset` in the expanded text,
+/// given where each replacement stands there (original, expanded), in order.
+fn original_offset<'a>(
+    spans: impl Iterator<Item = (&'a Range<usize>, &'a Range<usize>)>,
+    offset: usize,
+) -> usize {
+    let (mut original_end, mut expanded_end) = (0, 0);
+    for (original, expanded) in spans {
+        if offset < expanded.start {
+            break;
+        }
+        // An empty value: what stands right where it was is reported at it.
+        if offset < expanded.end || offset == expanded.start {
+            return original.start;
+        }
+        original_end = original.end;
+        expanded_end = expanded.end;
+    }
+    offset - expanded_end + original_end
+}
+
 impl Expanded {
     /// The byte offset in the original text of `offset` in the expanded text.
     /// An offset inside a replaced value maps to its `${`, so an error's place
     /// depends neither on the value's length nor on newlines in it (and does
     /// not reveal either).
     pub fn original_offset(&self, offset: usize) -> usize {
-        let (mut original_end, mut expanded_end) = (0, 0);
-        for s in &self.substitutions {
-            if offset < s.expanded.start {
-                break;
-            }
-            // An empty value: what stands right where it was is reported at it.
-            if offset < s.expanded.end || offset == s.expanded.start {
-                return s.original.start;
-            }
-            original_end = s.original.end;
-            expanded_end = s.expanded.end;
+        original_offset(
+            self.substitutions
+                .iter()
+                .map(|s| (&s.original, &s.expanded)),
+            offset,
+        )
+    }
+
+    /// Where the replacements stand, without their values: to place a
+    /// problem found once the expansion is gone.
+    pub fn offset_map(&self) -> OffsetMap {
+        OffsetMap {
+            spans: self
+                .substitutions
+                .iter()
+                .map(|s| (s.original.clone(), s.expanded.clone()))
+                .collect(),
         }
-        offset - expanded_end + original_end
     }
 
     /// Where `span` of the expanded text stands in the original, when a
@@ -626,6 +670,20 @@ mod tests {
         assert_eq!(e.original_offset(value), reference);
         assert_eq!(e.original_offset(value + 1), reference);
         assert_eq!(e.original_offset(value + 3), text.find("b\"").unwrap());
+    }
+
+    #[test]
+    fn the_offset_map_places_every_offset_as_the_expansion_does() {
+        let text = "a = \"${PLAIN}\" # ${NOPE}\nb = \"$${x}${KEY}y\"\nc = ${NUM}\n";
+        let e = expand(text, &env);
+        let map = e.offset_map();
+        for offset in 0..=e.text.len() {
+            assert_eq!(
+                map.original_offset(offset),
+                e.original_offset(offset),
+                "{offset}"
+            );
+        }
     }
 
     #[test]
