@@ -430,6 +430,24 @@ impl Session {
     /// (its pong not awaited), and a shutdown ends it; its place in line is
     /// kept through all of these.
     async fn page_of_the_budget(&mut self, ctx: &Context) -> Result<PageHold, End> {
+        if let Some(hold) = self.budget.page_now() {
+            return Ok(hold);
+        }
+        // An unread receiver keeps every event committed after it in the
+        // shared ring, up to 65,536 (about 100 MB), for as long as the wait
+        // lasts: let go of it, as a replay far behind does; the replay takes
+        // it again once the journal has nothing newer.
+        self.live = None;
+        // A client resuming from before what the journal holds hears of
+        // the gap first, before the heartbeats the wait's pings carry (a
+        // heartbeat at its `since` would come before the gap otherwise).
+        // Not when retention emptied the journal: the next event's commit
+        // tells it then, as without a wait.
+        let first = ctx.journal.first_seq();
+        if first <= ctx.journal.last_seq() {
+            self.announce_gap(first).await?;
+            self.cursor = self.cursor.max(first.saturating_sub(1));
+        }
         let budget = self.budget.clone();
         let page = budget.page();
         tokio::pin!(page);
@@ -677,6 +695,9 @@ mod tests {
     /// counted in `callrelay_ws_replays_waiting`, pinged meanwhile, and
     /// replays once a page is given back. Before (eleventh-round review),
     /// every replay read at once: `max_clients` pages in memory at worst.
+    /// Its `since` is older than the journal holds: the gap frame still
+    /// comes first, before the wait's heartbeats; and it holds no live
+    /// event while it waits (review of the change).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_waits_for_the_budget_and_is_pinged_meanwhile() {
         use crate::journal::tests_support::event;
@@ -685,9 +706,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
         let ctx = relay.ctx.clone();
+        // Seqs 1 and 2 journaled and gone by retention, 3..5 held.
+        ctx.journal.append_batch(&[event("a"), event("b")]).unwrap();
+        let later = crate::journal::now_ms() + 30 * 86_400_000;
+        ctx.journal.enforce_retention_at(&[], later).unwrap();
         ctx.journal
-            .append_batch(&[event("a"), event("b"), event("c")])
+            .append_batch(&[event("c"), event("d"), event("e")])
             .unwrap();
+        assert_eq!(ctx.journal.first_seq(), 3);
         let waiting = ctx.metrics.ws_replays_waiting.clone();
         let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
         let held = budget.page().await.unwrap();
@@ -748,8 +774,8 @@ mod tests {
         })
         .await
         .expect("the session waits for the budget");
-        // Pinged while it waits, with the heartbeat it asked for, which
-        // says where it still stands: its replay has not begun.
+        // The gap first; then pinged while it waits, with the heartbeat it
+        // asked for, which says where it stands: its replay has not begun.
         let mut next_frame = async || {
             timeout(Duration::from_secs(10), client.next())
                 .await
@@ -757,15 +783,30 @@ mod tests {
                 .unwrap()
                 .unwrap()
         };
+        let gap = next_frame().await;
+        assert_eq!(
+            gap,
+            Frame::text(r#"{"control":"gap","oldest_seq":3}"#),
+            "{gap:?}"
+        );
         let heartbeat = next_frame().await;
         assert_eq!(
             heartbeat,
-            Frame::text(r#"{"control":"heartbeat","seq":0}"#),
+            Frame::text(r#"{"control":"heartbeat","seq":2}"#),
             "{heartbeat:?}"
         );
         let ping = next_frame().await;
         assert!(matches!(ping, Frame::Ping(_)), "{ping:?}");
         assert_eq!(waiting.get(), 1);
+        // While it waits it holds no live event in the shared ring: one
+        // committed now is read from the journal with the rest.
+        let outcomes = ctx.journal.append_batch(&[event("f")]).unwrap();
+        let Some(crate::journal::AppendOutcome::Appended(sixth)) = outcomes.into_iter().next()
+        else {
+            panic!("the sixth event appended");
+        };
+        ctx.hub.publish(vec![Arc::new(sixth)], 6);
+        assert_eq!(ctx.hub.live_held(), 0);
 
         drop(held);
         let mut seqs = Vec::new();
@@ -777,14 +818,19 @@ mod tests {
                 .unwrap();
             if let Frame::Text(text) = frame {
                 let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                // More of the wait's heartbeats may come on a slow machine,
+                // before the replay's events.
                 if json["control"] == "heartbeat" {
-                    assert_eq!(json["seq"], 3);
-                    break;
+                    if json["seq"] == 6 {
+                        break;
+                    }
+                    assert!(seqs.is_empty() && json["seq"] == 2, "{json}");
+                    continue;
                 }
                 seqs.push(json["seq"].as_u64().unwrap());
             }
         }
-        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(seqs, [3, 4, 5, 6]);
         assert_eq!(waiting.get(), 0);
         drop(client);
         assert_eq!(
