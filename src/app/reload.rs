@@ -2,7 +2,8 @@
 //! runs, and what it reports.
 //!
 //! Guarantees: settings bound at start — the listener, the journal, the dedup
-//! window, the WebSocket path — never change under a running relay. When the
+//! window, the WebSocket path and replay budget — never change under a
+//! running relay. When the
 //! new file changes one of them, the reload keeps the running value (so
 //! `Context::config` always describes what is in effect) and says, per
 //! setting, that it needs a restart. Everything else takes effect at once.
@@ -31,72 +32,80 @@ pub struct ReloadOutcome {
 /// live, and a warning for each one the file changed.
 pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Vec<String>) {
     let mut warnings = Vec::new();
-    let mut note = |setting: &str, was: String, now: String| {
-        warnings.push(format!(
-            "`{setting}` changed from {was} to {now}: it takes effect only after a restart; \
-             the running relay keeps {was}"
-        ));
-    };
-
-    if new.server.listen.get_ref() != running.server.listen.get_ref() {
-        note(
-            "server.listen",
-            format!("{:?}", running.server.listen.get_ref()),
-            format!("{:?}", new.server.listen.get_ref()),
-        );
-        new.server.listen = running.server.listen.clone();
-    }
-    if new.journal.path.get_ref() != running.journal.path.get_ref() {
-        note(
-            "journal.path",
-            format!("{:?}", running.journal.path.get_ref().display().to_string()),
-            format!("{:?}", new.journal.path.get_ref().display().to_string()),
-        );
-        new.journal.path = running.journal.path.clone();
-    }
-    if new.journal.retention.get_ref() != running.journal.retention.get_ref() {
-        note(
-            "journal.retention",
-            running.journal.retention.get_ref().to_string(),
-            new.journal.retention.get_ref().to_string(),
-        );
-        new.journal.retention = running.journal.retention.clone();
-    }
-    if new.journal.max_size.get_ref() != running.journal.max_size.get_ref() {
-        note(
-            "journal.max_size",
-            running.journal.max_size.get_ref().to_string(),
-            new.journal.max_size.get_ref().to_string(),
-        );
-        new.journal.max_size = running.journal.max_size.clone();
-    }
-    if new.dedup.window.get_ref() != running.dedup.window.get_ref() {
-        note(
-            "dedup.window",
-            running.dedup.window.get_ref().to_string(),
-            new.dedup.window.get_ref().to_string(),
-        );
-        new.dedup.window = running.dedup.window.clone();
-    }
-    if new.websocket.path.get_ref() != running.websocket.path.get_ref() {
-        note(
-            "websocket.path",
-            format!("{:?}", running.websocket.path.get_ref()),
-            format!("{:?}", new.websocket.path.get_ref()),
-        );
-        new.websocket.path = running.websocket.path.clone();
-    }
+    let w = &mut warnings;
+    let quoted = |s: &String| format!("{s:?}");
+    keep_running(
+        w,
+        "server.listen",
+        &running.server.listen,
+        &mut new.server.listen,
+        quoted,
+    );
+    keep_running(
+        w,
+        "journal.path",
+        &running.journal.path,
+        &mut new.journal.path,
+        |p| format!("{:?}", p.display().to_string()),
+    );
+    keep_running(
+        w,
+        "journal.retention",
+        &running.journal.retention,
+        &mut new.journal.retention,
+        ToString::to_string,
+    );
+    keep_running(
+        w,
+        "journal.max_size",
+        &running.journal.max_size,
+        &mut new.journal.max_size,
+        ToString::to_string,
+    );
+    keep_running(
+        w,
+        "dedup.window",
+        &running.dedup.window,
+        &mut new.dedup.window,
+        ToString::to_string,
+    );
+    keep_running(
+        w,
+        "websocket.path",
+        &running.websocket.path,
+        &mut new.websocket.path,
+        quoted,
+    );
     // The replays' budget is one semaphore made at start, which sessions
     // already hold pages of.
-    if new.websocket.replay_memory.get_ref() != running.websocket.replay_memory.get_ref() {
-        note(
-            "websocket.replay_memory",
-            running.websocket.replay_memory.get_ref().to_string(),
-            new.websocket.replay_memory.get_ref().to_string(),
-        );
-        new.websocket.replay_memory = running.websocket.replay_memory.clone();
-    }
+    keep_running(
+        w,
+        "websocket.replay_memory",
+        &running.websocket.replay_memory,
+        &mut new.websocket.replay_memory,
+        ToString::to_string,
+    );
     (new, warnings)
+}
+
+/// Puts back the running value of a setting the file changed, and says so
+/// in `warnings`.
+fn keep_running<T: PartialEq + Clone>(
+    warnings: &mut Vec<String>,
+    setting: &str,
+    running: &toml::Spanned<T>,
+    new: &mut toml::Spanned<T>,
+    show: impl Fn(&T) -> String,
+) {
+    if new.get_ref() == running.get_ref() {
+        return;
+    }
+    let (was, now) = (show(running.get_ref()), show(new.get_ref()));
+    warnings.push(format!(
+        "`{setting}` changed from {was} to {now}: it takes effect only after a restart; \
+         the running relay keeps {was}"
+    ));
+    *new = running.clone();
 }
 
 /// A rule of `check` that the pinned config breaks although the file alone
