@@ -1,4 +1,5 @@
-//! Fuzz target: relay.toml text through `Config::from_text` and its error report.
+//! Fuzz target: relay.toml text through `Config::from_text_with_files` (the
+//! harness's files, not the host's) and its error report.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -29,7 +29,8 @@
 //! (`verify_head`) says what the check with the body says; an accepted delivery parses the same way twice; a
 //! parsed event becomes a CloudEvent JSON object with the CONTRACT attributes,
 //! a non-empty type and no empty subject. Config: an error names at least one
-//! problem, each at a line of the text.
+//! problem, each at a line of the text; a `${file:…}` reads the harness's
+//! files ([`config_file`]), never the host's.
 //!
 //! `upstream_sse` input layout (SPRecord's `text/event-stream` body through
 //! `SseParser`):
@@ -61,6 +62,7 @@
 //! `Filter::matches`. Properties at [`websocket_query`].
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use callrelay::config::env::{FILE_VALUE_LIMIT, FileError};
 use callrelay::config::{Accepted, Config};
 use callrelay::event::{
     EventHeader, EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent,
@@ -420,12 +422,34 @@ pub fn config_env(name: &str) -> Option<String> {
     }
 }
 
-/// One relay.toml text, under [`config_env`].
+/// The files the config target sees instead of the host's: a `${file:…}` in
+/// fuzzed input must not open what the fuzzing machine holds (a FIFO would
+/// hang the run, `/dev/zero` or a secret is no input), and an input must load
+/// the same everywhere. Each way a file can be refused has its path:
+/// `/run/secrets/set` is a secret line (its line ending taken off),
+/// `/run/secrets/quoted` one with a quote and a backslash (escaped in a
+/// string, refused in a '…' literal), `/run/secrets/big` is one byte over the
+/// limit, `/run/secrets/latin1` is not UTF-8, `/run/secrets/denied` cannot be
+/// read, `/run/secrets` is a directory; any other path is not found.
+pub fn config_file(path: &std::path::Path) -> Result<Vec<u8>, FileError> {
+    use std::io::{Error, ErrorKind};
+    match path.to_str() {
+        Some("/run/secrets/set") => Ok(format!("{SECRET}-file\n").into_bytes()),
+        Some("/run/secrets/quoted") => Ok(format!("{SECRET}\"'\\\r\n").into_bytes()),
+        Some("/run/secrets/big") => Ok(vec![b'a'; FILE_VALUE_LIMIT + 1]),
+        Some("/run/secrets/latin1") => Ok(b"caf\xe9".to_vec()),
+        Some("/run/secrets/denied") => Err(Error::from(ErrorKind::PermissionDenied).into()),
+        Some("/run/secrets" | "/run/secrets/") => Err(FileError::NotAFile),
+        _ => Err(Error::from(ErrorKind::NotFound).into()),
+    }
+}
+
+/// One relay.toml text, under [`config_env`] and [`config_file`].
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match Config::from_text("fuzz.toml", text, &config_env) {
+    match Config::from_text_with_files("fuzz.toml", text, &config_env, &config_file) {
         Ok(config) => {
             // A valid config is usable as loaded: formatting it must not panic.
             let _ = format!("{config:?}");
