@@ -345,14 +345,14 @@ pub fn expand_with_files(
                         value: Some(value),
                     });
                 }
-                Err(message) => {
+                Err(why) => {
                     // A placeholder, as for an unset variable; not one a
                     // basic string would read a `\` of as an escape.
                     if ctx != Context::Bare && !written.contains('\\') {
                         out.push_str(written);
                         unset.push(written.to_owned());
                     }
-                    problems.push((i, message));
+                    problems.push((i, why.to_string()));
                 }
             }
             i += len;
@@ -492,29 +492,43 @@ fn file_reference(rest: &str, ctx: Context) -> FileReference {
     }
 }
 
-/// The value of `${file:path}`, or the problem to report at its `${`: the
-/// path, never the content, is quoted.
-fn file_value(path: &str, read: &ReadFile) -> Result<String, String> {
+/// Why a `${file:…}` gives no value: the problem at its `${`. Names the path
+/// as written, never the content.
+#[derive(Debug, thiserror::Error)]
+enum FileValueError {
+    #[error(
+        "`${{file:}}` names no file: write its absolute path, like `${{file:/etc/callrelay/secret}}`"
+    )]
+    NoPath,
+    #[error(
+        "`${{file:{0}}}` needs an absolute path (one starting with `/`): a relative one would be read from wherever the relay was started"
+    )]
+    Relative(String),
+    #[error("cannot read `${{file:{path}}}`: {reason}")]
+    Unreadable { path: String, reason: FileError },
+    #[error("`${{file:{0}}}` is over 64 KiB: a file value is a secret, a line long")]
+    TooLarge(String),
+    #[error("`${{file:{0}}}` is not UTF-8 text (save it as UTF-8)")]
+    NotUtf8(String),
+}
+
+/// The value of `${file:path}`, or the problem to report at its `${`.
+fn file_value(path: &str, read: &ReadFile) -> Result<String, FileValueError> {
     if path.is_empty() {
-        return Err(
-            "`${file:}` names no file: write its absolute path, like `${file:/etc/callrelay/secret}`"
-                .to_owned(),
-        );
+        return Err(FileValueError::NoPath);
     }
-    let reference = format!("`${{file:{path}}}`");
     if !Path::new(path).is_absolute() {
-        return Err(format!(
-            "{reference} needs an absolute path (one starting with `/`): a relative one would be read from wherever the relay was started"
-        ));
+        return Err(FileValueError::Relative(path.to_owned()));
     }
-    let bytes = read(Path::new(path)).map_err(|e| format!("cannot read {reference}: {e}"))?;
+    let bytes = read(Path::new(path)).map_err(|reason| FileValueError::Unreadable {
+        path: path.to_owned(),
+        reason,
+    })?;
     if bytes.len() > FILE_VALUE_LIMIT {
-        return Err(format!(
-            "{reference} is over 64 KiB: a file value is a secret, a line long"
-        ));
+        return Err(FileValueError::TooLarge(path.to_owned()));
     }
-    let mut value = String::from_utf8(bytes)
-        .map_err(|_| format!("{reference} is not UTF-8 text (save it as UTF-8)"))?;
+    let mut value =
+        String::from_utf8(bytes).map_err(|_| FileValueError::NotUtf8(path.to_owned()))?;
     // One line ending, as `echo secret > file` writes it: only one, so a
     // value that ends in a newline of its own keeps it.
     if value.ends_with("\r\n") {
@@ -853,6 +867,35 @@ mod tests {
         }
         let e = with_files("a = \"${file:/run/just-fits}\"\n");
         assert!(e.problems.is_empty(), "{:?}", e.problems);
+    }
+
+    #[test]
+    fn each_file_problem_reads_in_full() {
+        for (path, want) in [
+            (
+                "",
+                "`${file:}` names no file: write its absolute path, like `${file:/etc/callrelay/secret}`",
+            ),
+            (
+                "run/secret",
+                "`${file:run/secret}` needs an absolute path (one starting with `/`): a relative one would be read from wherever the relay was started",
+            ),
+            (
+                "/run/dir",
+                "cannot read `${file:/run/dir}`: not a regular file",
+            ),
+            (
+                "/run/large",
+                "`${file:/run/large}` is over 64 KiB: a file value is a secret, a line long",
+            ),
+            (
+                "/run/latin1",
+                "`${file:/run/latin1}` is not UTF-8 text (save it as UTF-8)",
+            ),
+        ] {
+            let shown = file_value(path, &files).map_err(|e| e.to_string());
+            assert_eq!(shown, Err(want.to_owned()), "{path}");
+        }
     }
 
     #[test]
