@@ -2,8 +2,9 @@
 //! byte span, turned into `FILE:LINE:COL: message` lines, sorted, with a
 //! total at the end of a long list.
 //!
-//! Guarantees: a value that came from `${ENV}` is quoted as the file wrote it,
-//! never as the environment's value (it may hold a password).
+//! Guarantees: a value that came from `${ENV}` or `${file:…}` is quoted as
+//! the config file writes it, never as the environment's value or the named
+//! file's content (it may hold a password).
 
 use std::fmt;
 use std::ops::Range;
@@ -87,12 +88,12 @@ impl<'a> Validator<'a> {
             .unwrap_or_else(|| format!("{:?}", value.get_ref()))
     }
 
-    /// The file's text at `span` when a `${VAR}` stands in it.
+    /// The file's text at `span` when a `${VAR}` or `${file:…}` stands in it.
     fn written_if_expanded(&self, span: Range<usize>) -> Option<String> {
         let (expanded, written) = self.written?;
         let span = expanded.original_span_if_expanded(span)?;
         Some(written.get(span).map_or_else(
-            || "(a value from the environment)".to_owned(),
+            || "(a value from the environment or a file)".to_owned(),
             str::to_owned,
         ))
     }
