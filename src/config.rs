@@ -605,20 +605,13 @@ fn type_problem(expanded: &env::Expanded, text: &str, e: &toml::de::Error) -> (u
     });
     if let Some((token, written)) = written {
         message = replace_whole(&message, token, written);
-        // A check's message quotes the string it read, as `{:?}` writes it,
-        // which differs from the token for a '…' string or an escape
-        // (`retention = '${RET}h'` showed "hunterh").
-        if let Some(read) = string_read_from(token) {
-            message = replace_whole(&message, &format!("{read:?}"), written);
-        }
     }
+    // A check's message quotes the string it read, as `{:?}` writes it or
+    // serde in backquotes ("unknown variant `hunterx`"), which differs from
+    // the token for a '…' string, an escape or a value among other text
+    // (`retention = '${RET}h'` showed "hunterh"): `redact` shows each string
+    // holding a value as written.
     (offset, expanded.redact(&message, text))
-}
-
-/// The string a TOML string token (`"…"`, `'…'`, either multi-line) reads as.
-fn string_read_from(token: &str) -> Option<String> {
-    let table: toml::Table = toml::from_str(&format!("v = {token}")).ok()?;
-    Some(table.get("v")?.as_str()?.to_owned())
 }
 
 /// The key a `key = value` line at `offset` names, if the line is one.

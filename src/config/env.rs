@@ -14,8 +14,12 @@
 //! a problem), and must be absolute. A value from a file is treated as one
 //! from the environment everywhere: no message quotes it, only the path.
 
+use std::cell::OnceCell;
 use std::ops::Range;
 use std::path::Path;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// The most a `${file:…}` may hold: a secret is a few hundred bytes at most,
 /// and the whole file is held in memory (twice, escaped) while it loads.
@@ -68,6 +72,16 @@ pub struct Expanded {
     /// Where each replacement stands, in the original and the expanded text,
     /// in order.
     substitutions: Vec<Substitution>,
+    /// The strings and keys of the expanded text that hold a value, found
+    /// at the first [`Expanded::redact`] that needs them.
+    strings_with_values: OnceCell<Vec<StringWithValue>>,
+}
+
+/// A string or key of the expanded text that holds a value from the
+/// environment or a file: as it reads, and where the file writes it.
+struct StringWithValue {
+    read: String,
+    original: Range<usize>,
 }
 
 struct Substitution {
@@ -117,6 +131,29 @@ fn original_offset<'a>(
     offset - expanded_end + original_end
 }
 
+/// [`Expanded::original_span_if_expanded`], given the replacements.
+fn original_span(substitutions: &[Substitution], span: Range<usize>) -> Option<Range<usize>> {
+    let touches = |s: &&Substitution| {
+        (span.start <= s.expanded.start && s.expanded.start < span.end)
+            || (s.expanded.start < span.start && span.start < s.expanded.end)
+    };
+    let first = substitutions.iter().find(touches)?;
+    let last = substitutions.iter().rev().find(touches)?;
+    let at = |offset| {
+        original_offset(
+            substitutions.iter().map(|s| (&s.original, &s.expanded)),
+            offset,
+        )
+    };
+    let start = at(span.start).min(first.original.start);
+    let end = if span.end <= last.expanded.end {
+        last.original.end
+    } else {
+        at(span.end)
+    };
+    Some(start..end.max(start))
+}
+
 impl Expanded {
     /// The byte offset in the original text of `offset` in the expanded text.
     /// An offset inside a replaced value maps to its `${`, so an error's place
@@ -148,28 +185,62 @@ impl Expanded {
     /// so a message can show the `${NAME}` or `${file:…}` the user wrote
     /// instead of a value from the environment or a file.
     pub fn original_span_if_expanded(&self, span: Range<usize>) -> Option<Range<usize>> {
-        let touches = |s: &&Substitution| {
-            (span.start <= s.expanded.start && s.expanded.start < span.end)
-                || (s.expanded.start < span.start && span.start < s.expanded.end)
-        };
-        let first = self.substitutions.iter().find(touches)?;
-        let last = self.substitutions.iter().rev().find(touches)?;
-        let start = self.original_offset(span.start).min(first.original.start);
-        let end = if span.end <= last.expanded.end {
-            last.original.end
-        } else {
-            self.original_offset(span.end)
-        };
-        Some(start..end.max(start))
+        original_span(&self.substitutions, span)
     }
 
     /// `message` with every value from the environment or a file that it
     /// quotes (as Rust's `{:?}` or TOML writes a string, or in serde's
     /// backquotes) replaced by the `${NAME}` or `${file:…}` that
-    /// `original` has for it: the last guard that no check's message, nor a
+    /// `original` has for it, and every string or key of the file holding
+    /// one, quoted as it reads (`"hunterh"`, serde's "unknown variant
+    /// `hunterx`"), by the string as `original` writes it (`'${RET}h'`,
+    /// `` `${V}x` ``): the last guard that no check's message, nor a
     /// parser's, shows one. Only quoted: a value that is also an ordinary
     /// word ("voip", "main") must not rewrite the rest of the message.
     pub fn redact(&self, message: &str, original: &str) -> String {
+        let message = self.redact_values(message, original);
+        self.redact_strings(&message, original)
+    }
+
+    /// The strings and keys holding a value, each quoted as it reads, by
+    /// the string as written (the whole values are [`Self::redact_values`]'s).
+    fn redact_strings(&self, message: &str, original: &str) -> String {
+        let strings = self
+            .strings_with_values
+            .get_or_init(|| strings_with_values(&self.text, &self.substitutions));
+        let mut message = message.to_owned();
+        for string in strings {
+            let Some(written) = original.get(string.original.clone()) else {
+                continue;
+            };
+            // Inside backquotes, as a whole value is shown: without its quotes.
+            let unquoted = ["\"\"\"", "'''", "\"", "'"]
+                .into_iter()
+                .find_map(|q| written.strip_prefix(q)?.strip_suffix(q))
+                .unwrap_or(written);
+            // In double quotes, as the file quotes it (a bare key is put in
+            // quotes, as a whole value is).
+            let quoted = if unquoted.len() < written.len() {
+                written.to_owned()
+            } else {
+                format!("\"{written}\"")
+            };
+            let read = &string.read;
+            for (form, shown) in [
+                (format!("{read:?}"), quoted.clone()),
+                (format!("\"{read}\""), quoted),
+                (format!("`{read}`"), format!("`{unquoted}`")),
+            ] {
+                if message.contains(&form) {
+                    message = message.replace(&form, &shown);
+                }
+            }
+        }
+        message
+    }
+
+    /// [`Self::redact`]'s whole values.
+    fn redact_values(&self, message: &str, original: &str) -> String {
         let mut values: Vec<(&str, &str)> = self
             .substitutions
             .iter()
@@ -206,6 +277,56 @@ enum Context {
     MultiBasic,
     Literal,
     MultiLiteral,
+}
+
+/// Every string and key of `text` (an expanded config) that holds a value
+/// from `substitutions`, longest first: from the TOML parser, which reads
+/// each as the config will, with its place (none when `text` is no TOML).
+fn strings_with_values(text: &str, substitutions: &[Substitution]) -> Vec<StringWithValue> {
+    fn walk_table<'a>(table: &'a DeTable<'_>, found: &mut Vec<(Range<usize>, &'a str)>) {
+        for (key, value) in table.iter() {
+            found.push((key.span(), key.get_ref().as_ref()));
+            walk_value(value, found);
+        }
+    }
+    fn walk_value<'a>(value: &'a Spanned<DeValue<'_>>, found: &mut Vec<(Range<usize>, &'a str)>) {
+        match value.get_ref() {
+            DeValue::String(s) => found.push((value.span(), s.as_ref())),
+            DeValue::Table(table) => walk_table(table, found),
+            DeValue::Array(items) => items.iter().for_each(|item| walk_value(item, found)),
+            _ => {}
+        }
+    }
+    // The replacements are in order: those inside a span follow the first
+    // that starts in it.
+    let holds_value = |span: &Range<usize>| {
+        let first = substitutions.partition_point(|s| s.expanded.start < span.start);
+        substitutions[first..]
+            .iter()
+            .take_while(|s| s.expanded.end <= span.end)
+            .any(|s| s.value.as_deref().is_some_and(|v| !v.is_empty()))
+    };
+    if !substitutions.iter().any(|s| s.value.is_some()) {
+        return Vec::new();
+    }
+    let Ok(root) = DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Range<usize>, &str)> = Vec::new();
+    walk_table(root.get_ref(), &mut found);
+    let mut strings: Vec<StringWithValue> = found
+        .into_iter()
+        .filter(|(span, _)| holds_value(span))
+        .filter_map(|(span, read): (Range<usize>, &str)| {
+            Some(StringWithValue {
+                read: read.to_owned(),
+                original: original_span(substitutions, span)?,
+            })
+        })
+        .collect();
+    // Longest first: a string inside a longer one must not split it.
+    strings.sort_by_key(|s| std::cmp::Reverse(s.read.len()));
+    strings
 }
 
 /// Expands `${NAME}` using `lookup`, and `${file:…}` from the disk.
@@ -420,6 +541,7 @@ pub fn expand_with_files(
         problems,
         unset,
         substitutions,
+        strings_with_values: OnceCell::new(),
     }
 }
 

@@ -1045,6 +1045,15 @@ fn values_from_the_environment_in_other_quotes_are_not_shown() {
         "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\nengine_io = \"${SECRETV}\"\n",
         "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n\"${SECRETV}\" = \"1\"\n",
         "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n\"sasl.mechanism\" = \"${SECRETV}\"\n",
+        // Joined to other text: serde quotes the string as read.
+        "[[webhook]]\nvendor = \"${SECRETV}x\"\naccount = \"a\"\n",
+        "[[webhook]]\nvendor = '${SECRETV}x'\naccount = \"a\"\n",
+        "[[webhook]]\nvendor = \"\\u0041${SECRETV}\"\naccount = \"a\"\n",
+        "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\nengine_io = \"${SECRETV}x\"\n",
+        "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\nsign = \"x${SECRETV}\"\n",
+        "[[webhook]]\nvendor = \"sprecord\"\naccount = \"s\"\ntoken = \"t\"\nverification_reply = \"${SECRETV}x\"\n",
+        "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n\"${SECRETV}x\" = \"1\"\n",
+        "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n\"sasl.mechanism\" = \"${SECRETV}x\"\n",
     ];
     for text in cases {
         let err = Config::from_text("relay.toml", text, &lookup)
@@ -1053,6 +1062,53 @@ fn values_from_the_environment_in_other_quotes_are_not_shown() {
             .to_string();
         assert!(!err.contains("Zq9"), "{err}");
         assert!(err.contains("${SECRETV}"), "{err}");
+    }
+}
+
+/// A string or key holding a value from the environment among other text
+/// is quoted by a message as it reads (serde's "unknown variant `…`",
+/// librdkafka's property name): shown as the file writes it, each in its
+/// quotes (security review, 2026-12-06: `vendor = "${V}x"` showed the value).
+#[test]
+fn a_string_holding_a_value_is_quoted_as_the_file_writes_it() {
+    let lookup = |n: &str| (n == "V").then(|| "Zq9SEC".to_owned());
+    let kafka = "[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n[kafka.options]\n";
+    for (text, want) in [
+        (
+            "[[webhook]]\nvendor = \"${V}x\"\naccount = \"a\"\n".to_owned(),
+            "unknown variant `${V}x`, expected one of `voip24h`",
+        ),
+        (
+            "[[webhook]]\nvendor = 'x${V}'\naccount = \"a\"\n".to_owned(),
+            "unknown variant `x${V}`, expected",
+        ),
+        (
+            "[[webhook]]\nvendor = \"\\u0041${V}\"\naccount = \"a\"\n".to_owned(),
+            "unknown variant `\\u0041${V}`, expected",
+        ),
+        (
+            format!("{kafka}\"${{V}}x\" = \"1\"\n"),
+            "[kafka.options] `${V}x`: No such configuration property: \"${V}x\"",
+        ),
+        (
+            format!("{kafka}${{V}}x = \"1\"\n"),
+            "[kafka.options] `${V}x`: No such configuration property: \"${V}x\"",
+        ),
+        (
+            format!("{kafka}partitioner = 'x${{V}}'\n"),
+            "[kafka.options] `partitioner` = 'x${V}' ignores the record key",
+        ),
+        (
+            "[${V}x]\na = 1\n".to_owned(),
+            "unknown field `${V}x`, expected one of `server`",
+        ),
+    ] {
+        let err = Config::from_text("relay.toml", &text, &lookup)
+            .err()
+            .unwrap_or_else(|| panic!("expected an error for:\n{text}"))
+            .to_string();
+        assert!(!err.contains("Zq9"), "{err}");
+        assert!(err.contains(want), "{err}\nwanted: {want}");
     }
 }
 
@@ -1329,6 +1385,19 @@ fn a_file_value_never_appears_in_a_message() {
             "[[voip24h]]\naccount = \"m\"\nurl = \"http://h:1\"\nkey = \"k\"\nengine_io = \"${{file:{word}}}\"\n"
         ),
         format!("[journal]\nretention = '${{file:{word}}}h'\n"),
+        // Joined to other text in a field serde reads as one of a few names:
+        // its "unknown variant `…`" quotes the string as read, in backquotes.
+        format!("[[webhook]]\nvendor = \"${{file:{word}}}x\"\naccount = \"a\"\n"),
+        format!("[[webhook]]\nvendor = 'x${{file:{word}}}'\naccount = \"a\"\n"),
+        format!(
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://h:1\"\nkey = \"k\"\nengine_io = \"${{file:{word}}}x\"\n"
+        ),
+        format!(
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://h:1\"\nkey = \"k\"\nsign = \"${{file:{word}}}x\"\n"
+        ),
+        format!(
+            "[[webhook]]\nvendor = \"sprecord\"\naccount = \"s\"\ntoken = \"t\"\nverification_reply = \"${{file:{word}}}x\"\n"
+        ),
     ];
     for text in cases {
         let err = load(&text)
@@ -1340,6 +1409,13 @@ fn a_file_value_never_appears_in_a_message() {
         if text.starts_with("[server]") {
             assert!(
                 err.contains(&format!("`listen` = \"${{file:{word}}}\" is not")),
+                "{err}"
+            );
+        }
+        // serde's backquotes hold the string as the file writes it.
+        if text.contains(&format!("\"${{file:{word}}}x\"")) {
+            assert!(
+                err.contains(&format!("unknown variant `${{file:{word}}}x`")),
                 "{err}"
             );
         }
