@@ -1068,7 +1068,7 @@ fn values_from_the_environment_in_other_quotes_are_not_shown() {
 /// A string or key holding a value from the environment among other text
 /// is quoted by a message as it reads (serde's "unknown variant `…`",
 /// librdkafka's property name): shown as the file writes it, each in its
-/// quotes (security review, 2026-12-06: `vendor = "${V}x"` showed the value).
+/// quotes (security review, 2026-12-05: `vendor = "${V}x"` showed the value).
 #[test]
 fn a_string_holding_a_value_is_quoted_as_the_file_writes_it() {
     let lookup = |n: &str| (n == "V").then(|| "Zq9SEC".to_owned());
