@@ -21,9 +21,15 @@ use std::path::Path;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// The most a `${file:…}` may hold: a secret is a few hundred bytes at most,
-/// and the whole file is held in memory (twice, escaped) while it loads.
+/// The most a `${file:…}`'s value may hold (its trailing line ending
+/// aside): a secret is a few hundred bytes at most, and the whole file is
+/// held in memory (twice, escaped) while it loads.
 pub const FILE_VALUE_LIMIT: usize = 64 * 1024;
+
+/// The most bytes of a `${file:…}` read: a value at the limit with its
+/// `\r\n`, and one more, which tells a longer file apart without reading
+/// it whole.
+pub const FILE_READ_LIMIT: usize = FILE_VALUE_LIMIT + 3;
 
 /// Why a `${file:…}` could not be read, as [`read_file`] says it. Shown in the
 /// problem after the path; never holds the file's content.
@@ -38,8 +44,7 @@ pub enum FileError {
     NotAFile,
 }
 
-/// Reads a `${file:…}`: its bytes, at most [`FILE_VALUE_LIMIT`] + 1 of them
-/// (one more tells a file over the limit apart without reading it whole).
+/// Reads a `${file:…}`: its bytes, at most [`FILE_READ_LIMIT`] of them.
 pub type ReadFile = dyn Fn(&Path) -> Result<Vec<u8>, FileError>;
 
 /// The reader of the disk: only a regular file is read (see
@@ -69,8 +74,7 @@ fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
         return Err(FileError::NotAFile);
     }
     let mut bytes = Vec::new();
-    file.take(FILE_VALUE_LIMIT as u64 + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(FILE_READ_LIMIT as u64).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -650,6 +654,10 @@ enum FileValueError {
     TooLarge(String),
     #[error("`${{file:{0}}}` is not UTF-8 text (save it as UTF-8)")]
     NotUtf8(String),
+    /// U+FEFF first, as some Windows editors write: it would stay in the
+    /// value, a credential that then never matches, with nothing to see.
+    #[error("`${{file:{0}}}` starts with a byte-order mark (U+FEFF): save the file without one")]
+    ByteOrderMark(String),
 }
 
 /// The value of `${file:path}`, or the problem to report at its `${`.
@@ -660,21 +668,24 @@ fn file_value(path: &str, read: &ReadFile) -> Result<String, FileValueError> {
     if !Path::new(path).is_absolute() {
         return Err(FileValueError::Relative(path.to_owned()));
     }
-    let bytes = read(Path::new(path)).map_err(|reason| FileValueError::Unreadable {
+    let mut bytes = read(Path::new(path)).map_err(|reason| FileValueError::Unreadable {
         path: path.to_owned(),
         reason,
     })?;
+    // One line ending, as `echo secret > file` writes it: only one, so a
+    // value that ends in a newline of its own keeps it. The limit is the
+    // value's, without it.
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(bytes.len() - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(bytes.len() - 1);
+    }
     if bytes.len() > FILE_VALUE_LIMIT {
         return Err(FileValueError::TooLarge(path.to_owned()));
     }
-    let mut value =
-        String::from_utf8(bytes).map_err(|_| FileValueError::NotUtf8(path.to_owned()))?;
-    // One line ending, as `echo secret > file` writes it: only one, so a
-    // value that ends in a newline of its own keeps it.
-    if value.ends_with("\r\n") {
-        value.truncate(value.len() - 2);
-    } else if value.ends_with('\n') {
-        value.truncate(value.len() - 1);
+    let value = String::from_utf8(bytes).map_err(|_| FileValueError::NotUtf8(path.to_owned()))?;
+    if value.starts_with('\u{feff}') {
+        return Err(FileValueError::ByteOrderMark(path.to_owned()));
     }
     Ok(value)
 }
@@ -926,6 +937,12 @@ mod tests {
             Some("/run/latin1") => Ok(b"caf\xe9\n".to_vec()),
             Some("/run/large") => Ok(vec![b'a'; FILE_VALUE_LIMIT + 1]),
             Some("/run/just-fits") => Ok(vec![b'a'; FILE_VALUE_LIMIT]),
+            Some("/run/fits-with-newline") => Ok([&[b'a'; FILE_VALUE_LIMIT][..], b"\n"].concat()),
+            Some("/run/fits-with-crlf") => Ok([&[b'a'; FILE_VALUE_LIMIT][..], b"\r\n"].concat()),
+            Some("/run/over-with-newline") => {
+                Ok([&[b'a'; FILE_VALUE_LIMIT + 1][..], b"\n"].concat())
+            }
+            Some("/run/bom") => Ok("\u{feff}s3cret\n".as_bytes().to_vec()),
             Some("/run/denied") => os(13),
             Some("/run/dir") => Err(FileError::NotAFile),
             _ => os(2),
@@ -991,6 +1008,14 @@ mod tests {
             ),
             ("${file:/run/large}", "`${file:/run/large}` is over 64 KiB"),
             (
+                "${file:/run/over-with-newline}",
+                "`${file:/run/over-with-newline}` is over 64 KiB",
+            ),
+            (
+                "${file:/run/bom}",
+                "`${file:/run/bom}` starts with a byte-order mark",
+            ),
+            (
                 "${file:/run/${DIR}/key}",
                 "`${file:…}` takes its path as written: a `${` inside it is not expanded",
             ),
@@ -1007,6 +1032,48 @@ mod tests {
         }
         let e = with_files("a = \"${file:/run/just-fits}\"\n");
         assert!(e.problems.is_empty(), "{:?}", e.problems);
+    }
+
+    /// The limit is the value's: 64 KiB and the line ending `echo` or a
+    /// Windows editor writes after it fit.
+    #[test]
+    fn a_value_at_the_limit_fits_with_its_line_ending() {
+        for path in [
+            "/run/just-fits",
+            "/run/fits-with-newline",
+            "/run/fits-with-crlf",
+        ] {
+            let value = file_value(path, &files).map_err(|e| e.to_string());
+            assert_eq!(value.map(|v| v.len()), Ok(FILE_VALUE_LIMIT), "{path}");
+        }
+        // From the disk too: read up to a value at the limit with its
+        // `\r\n`, and a longer file is not taken for one cut short.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let at_limit = [&[b'a'; FILE_VALUE_LIMIT][..], b"\r\n"].concat();
+        std::fs::write(&path, &at_limit).unwrap();
+        let disk = |path: &Path| file_value(path.to_str().unwrap(), &read_file);
+        assert_eq!(disk(&path).map(|v| v.len()).ok(), Some(FILE_VALUE_LIMIT));
+        std::fs::write(&path, [&at_limit[..], b"b"].concat()).unwrap();
+        assert!(matches!(disk(&path), Err(FileValueError::TooLarge(_))));
+    }
+
+    /// A byte-order mark first (Notepad's "UTF-8 with BOM") would stay in
+    /// the value, a credential that never matches: a problem, which shows
+    /// nothing of the content.
+    #[test]
+    fn a_byte_order_mark_is_a_problem_that_shows_no_content() {
+        let text = "a = \"${file:/run/bom}\"\n";
+        let e = with_files(text);
+        assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+        assert_eq!(e.problems[0].0, text.find("${").unwrap());
+        assert!(!e.problems[0].1.contains("s3cret"), "{:?}", e.problems);
+        // Elsewhere than first it is the value's own.
+        let inside = |_: &Path| Ok("s3\u{feff}cret\n".as_bytes().to_vec());
+        assert_eq!(
+            file_value("/run/x", &inside).map_err(|e| e.to_string()),
+            Ok("s3\u{feff}cret".to_owned())
+        );
     }
 
     #[test]
@@ -1031,6 +1098,10 @@ mod tests {
             (
                 "/run/latin1",
                 "`${file:/run/latin1}` is not UTF-8 text (save it as UTF-8)",
+            ),
+            (
+                "/run/bom",
+                "`${file:/run/bom}` starts with a byte-order mark (U+FEFF): save the file without one",
             ),
         ] {
             let shown = file_value(path, &files).map_err(|e| e.to_string());
@@ -1104,13 +1175,13 @@ mod tests {
     }
 
     #[test]
-    fn the_disk_reader_reads_a_regular_file_only_and_at_most_one_byte_past_the_limit() {
+    fn the_disk_reader_reads_a_regular_file_only_and_no_more_than_its_read_limit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "s3cret\n").unwrap();
         assert_eq!(read_file(&path).unwrap(), b"s3cret\n");
         std::fs::write(&path, vec![b'a'; 3 * FILE_VALUE_LIMIT]).unwrap();
-        assert_eq!(read_file(&path).unwrap().len(), FILE_VALUE_LIMIT + 1);
+        assert_eq!(read_file(&path).unwrap().len(), FILE_READ_LIMIT);
         assert!(matches!(read_file(dir.path()), Err(FileError::NotAFile)));
         let missing = read_file(&dir.path().join("none")).unwrap_err();
         assert!(
