@@ -30,7 +30,8 @@
 //! parsed event becomes a CloudEvent JSON object with the CONTRACT attributes,
 //! a non-empty type and no empty subject. Config: an error names at least one
 //! problem, each at a line of the text; a `${file:…}` reads the harness's
-//! files ([`config_file`]), never the host's.
+//! files ([`config_file`]), never the host's; no message of a refused config
+//! shows their content ([`FILE_SECRET`]) unless the text itself writes it.
 //!
 //! `upstream_sse` input layout (SPRecord's `text/event-stream` body through
 //! `SseParser`):
@@ -422,20 +423,36 @@ pub fn config_env(name: &str) -> Option<String> {
     }
 }
 
+/// The secret in the config target's files ([`config_file`]): no message of
+/// a refused config may show it. Found in a message only as a leak: no
+/// message says it of its own, and a text that writes it is not checked.
+pub const FILE_SECRET: &str = "hunter-918273645";
+
+/// The secret of the files of a second load, which tells a leak from the
+/// text's own making (a `topic` template, an escape): of the same length and
+/// kinds of characters, so that the checks find the same.
+const OTHER_FILE_SECRET: &str = "hunter-546372819";
+
 /// The files the config target sees instead of the host's: a `${file:…}` in
 /// fuzzed input must not open what the fuzzing machine holds (a FIFO would
 /// hang the run, `/dev/zero` or a secret is no input), and an input must load
 /// the same everywhere. Each way a file can be refused has its path:
-/// `/run/secrets/set` is a secret line (its line ending taken off),
-/// `/run/secrets/quoted` one with a quote and a backslash (escaped in a
-/// string, refused in a '…' literal), `/run/secrets/big` is one byte over the
-/// limit, `/run/secrets/latin1` is not UTF-8, `/run/secrets/denied` cannot be
-/// read, `/run/secrets` is a directory; any other path is not found.
+/// `/run/secrets/set` is a secret line ([`FILE_SECRET`], its line ending
+/// taken off), `/run/secrets/quoted` one with a quote and a backslash
+/// (escaped in a string, refused in a '…' literal), `/run/secrets/big` is
+/// one byte over the limit, `/run/secrets/latin1` is not UTF-8,
+/// `/run/secrets/denied` cannot be read, `/run/secrets` is a directory; any
+/// other path is not found.
 pub fn config_file(path: &std::path::Path) -> Result<Vec<u8>, FileError> {
+    files_holding(FILE_SECRET, path)
+}
+
+/// [`config_file`], its secret lines holding `secret`.
+fn files_holding(secret: &str, path: &std::path::Path) -> Result<Vec<u8>, FileError> {
     use std::io::{Error, ErrorKind};
     match path.to_str() {
-        Some("/run/secrets/set") => Ok(format!("{SECRET}-file\n").into_bytes()),
-        Some("/run/secrets/quoted") => Ok(format!("{SECRET}\"'\\\r\n").into_bytes()),
+        Some("/run/secrets/set") => Ok(format!("{secret}\n").into_bytes()),
+        Some("/run/secrets/quoted") => Ok(format!("{secret}\"'\\\r\n").into_bytes()),
         Some("/run/secrets/big") => Ok(vec![b'a'; FILE_VALUE_LIMIT + 1]),
         Some("/run/secrets/latin1") => Ok(b"caf\xe9".to_vec()),
         Some("/run/secrets/denied") => Err(Error::from(ErrorKind::PermissionDenied).into()),
@@ -466,7 +483,23 @@ pub fn config(data: &[u8]) {
                     p.message
                 );
             }
-            let _ = e.to_string();
+            let shown = e.to_string();
+            // A text that writes the secret may be quoted with it.
+            if !text.contains(FILE_SECRET) && shown.contains(FILE_SECRET) {
+                // The text may make it of its own too (a `topic` template,
+                // an escape): then a load with other file content shows it
+                // as often, where a leak shows the other content instead.
+                let other = Config::from_text_with_files("fuzz.toml", text, &config_env, &|p| {
+                    files_holding(OTHER_FILE_SECRET, p)
+                })
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+                assert!(
+                    other.matches(FILE_SECRET).count() >= shown.matches(FILE_SECRET).count(),
+                    "a message shows a ${{file:…}}'s content:\n{shown}"
+                );
+            }
         }
     }
 }
@@ -791,4 +824,28 @@ fn glob_reference(pattern: &str, text: &str) -> bool {
         matched = next;
     }
     matched[t.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    /// The config target's check that no message shows a file's content:
+    /// it holds for a content joined to other text in a name serde quotes
+    /// (shown before, in its "unknown variant `…`"), and stays quiet when the
+    /// text writes the secret itself, literally or by an escape.
+    #[test]
+    fn no_message_of_a_refused_config_shows_a_files_content() {
+        let hook = |vendor: &str| format!("[[webhook]]\nvendor = {vendor}\naccount = \"a\"\n");
+        for text in [
+            hook("\"${file:/run/secrets/set}x\""),
+            hook("'x${file:/run/secrets/set}'"),
+            hook("\"${file:/run/secrets/quoted}\""),
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://h:1\"\nkey = \"k\"\n\
+             sign = \"${file:/run/secrets/set}x\"\n"
+                .to_owned(),
+            hook(&format!("\"{}\"", super::FILE_SECRET)),
+            hook("\"hunter-\\u003918273645\""),
+        ] {
+            super::config(text.as_bytes());
+        }
+    }
 }
