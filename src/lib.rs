@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod no_core;
 pub mod panic_restart;
+pub mod regular_file;
 pub mod server;
 pub mod sinks;
 pub mod sources;

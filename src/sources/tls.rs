@@ -200,13 +200,14 @@ pub(crate) fn location_digest(path: &Path) -> Option<[u8; 32]> {
 }
 
 /// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
-/// device or a fifo is refused rather than read forever.
+/// device or a fifo is refused rather than read forever, and a fifo is
+/// not waited on in `open` either ([`crate::regular_file::open`]: a
+/// reload's digest of the Kafka CA files runs on the serve loop).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
+    let Some(file) = crate::regular_file::open(path)? else {
         return Err(ReadError::NotAFile);
-    }
+    };
     let mut pem = Vec::new();
     file.take(MAX_CA_FILE + 1).read_to_end(&mut pem)?;
     if pem.len() as u64 > MAX_CA_FILE {

@@ -1,0 +1,58 @@
+//! Opening a file the config names (a `${file:…}` secret, a CA bundle)
+//! without ever waiting on what is not a regular file.
+//!
+//! Guarantees: [`open`] returns an open regular file or says it is not one,
+//! and never blocks in `open(2)`: a path checked and then swapped for a FIFO
+//! (whose open waits for a writer, and a reload or a start with it) is
+//! opened with `O_NONBLOCK`, which a regular file's reads ignore, and the
+//! file opened is the one checked (`fstat`). `O_NOCTTY` keeps a terminal
+//! from becoming the relay's; the descriptor is close-on-exec.
+
+use std::fs::File;
+use std::path::Path;
+
+/// The file at `path` if what it opens is a regular file (`Ok(None)`: it is
+/// something else, a directory, a FIFO, a device).
+pub fn open(path: &Path) -> std::io::Result<Option<File>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let file = File::from(rustix::fs::open(path, flags, Mode::empty())?);
+    Ok(file.metadata()?.is_file().then_some(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO is refused at once (a plain `File::open` waits for a writer),
+    /// a regular file opens.
+    #[test]
+    fn a_fifo_is_refused_without_waiting_and_a_regular_file_opens() {
+        use rustix::fs::{CWD, Mode};
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(CWD, &fifo, Mode::RUSR | Mode::WUSR).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(open(&path).map(|f| f.is_some())));
+        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(opened) => assert!(matches!(opened, Ok(false)), "{opened:?}"),
+            Err(_) => {
+                // Let the opener go: it waits for a writer.
+                let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+                panic!("opening a FIFO waited for a writer");
+            }
+        }
+        assert!(matches!(open(dir.path()), Ok(None)));
+        let path = dir.path().join("regular");
+        std::fs::write(&path, "pem").unwrap();
+        let mut read = String::new();
+        open(&path)
+            .unwrap()
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "pem");
+    }
+}
