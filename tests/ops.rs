@@ -106,6 +106,8 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ("callrelay_journal_writable", "gauge", &[]),
     ("callrelay_kafka_topics_missing", "gauge", &[]),
     ("callrelay_journal_retention_failing", "gauge", &[]),
+    ("callrelay_ws_replays_waiting", "gauge", &[]),
+    ("callrelay_config_restart_pending", "gauge", &[]),
     // The standard process family of every Prometheus client library.
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_open_fds", "gauge", &[]),
@@ -151,6 +153,8 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.journal_writable, "gauge"),
         (&m.kafka_topics_missing, "gauge"),
         (&m.journal_retention_failing, "gauge"),
+        (&m.ws_replays_waiting, "gauge"),
+        (&m.config_restart_pending, "gauge"),
     ];
     let mut out = BTreeMap::new();
     for (c, kind) in collectors {
