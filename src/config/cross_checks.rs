@@ -1,0 +1,223 @@
+//! The checks of the whole [`Config`]: the sections its module owns
+//! (`server`, `journal`, `dedup`), each source's and sink's own `validate`,
+//! and what must hold across sections.
+//!
+//! Guarantees: a config that passes has a listen address that parses, its
+//! sizes and durations within their ranges, a journal path that is not empty
+//! nor an existing non-directory, a dedup window no longer than the journal's
+//! retention, no account twice among the `[[voip24h]]`, among the
+//! `[[sprecord]]` or among one vendor's `[[webhook]]`, no two Voip24h
+//! accounts with one key on one server and no two SPRecord accounts of one
+//! device (url and headers, header names in any case). Secrets are compared
+//! here, never quoted.
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use toml::Spanned;
+
+use super::{ByteSize, Config, HumanDuration, JournalConfig, Secret, Validator};
+
+impl JournalConfig {
+    /// The journal's directory: created at start if missing, so only what
+    /// can never work is refused here (`check` changes nothing on disk).
+    fn validate_path(&self, v: &mut Validator) {
+        let path = self.path.get_ref();
+        if path.as_os_str().is_empty() {
+            v.error(
+                self.path.span(),
+                "`path` must not be empty: it is the journal's directory, like \"/var/lib/callrelay\"",
+            );
+        } else if path.exists() && !path.is_dir() {
+            let message = format!(
+                "`path` = {} exists and is not a directory: it is the journal's directory",
+                v.shown(&self.path)
+            );
+            v.error(self.path.span(), message);
+        }
+    }
+}
+
+impl Config {
+    pub(super) fn validate(&self, v: &mut Validator) {
+        if self.server.listen.get_ref().parse::<SocketAddr>().is_err() {
+            let message = format!(
+                "`listen` = {} is not an address like \"127.0.0.1:8080\"",
+                v.shown(&self.server.listen)
+            );
+            v.error(self.server.listen.span(), message);
+        }
+        v.check_range(
+            "max_body",
+            &self.server.max_body,
+            ByteSize(1),
+            ByteSize(1 << 30),
+            ByteSize::to_string,
+        );
+        self.journal.validate_path(v);
+        v.check_range(
+            "retention",
+            &self.journal.retention,
+            HumanDuration::from_secs(60),
+            HumanDuration::from_secs(365 * 24 * 3600),
+            HumanDuration::to_string,
+        );
+        v.check_range(
+            "max_size",
+            &self.journal.max_size,
+            ByteSize(1024 * 1024),
+            ByteSize(1 << 50),
+            ByteSize::to_string,
+        );
+        v.check_range(
+            "window",
+            &self.dedup.window,
+            HumanDuration::from_secs(1),
+            HumanDuration::from_secs(365 * 24 * 3600),
+            HumanDuration::to_string,
+        );
+        if self.dedup.window.get_ref() > self.journal.retention.get_ref() {
+            // At whichever of the two the file wrote (the window when both).
+            let at = [&self.dedup.window, &self.journal.retention]
+                .into_iter()
+                .map(Spanned::span)
+                .find(|span| !span.is_empty())
+                .unwrap_or_default();
+            v.error(
+                at,
+                format!(
+                    "`dedup.window` ({}) must not exceed `journal.retention` ({}): the dedup index lives with the events",
+                    v.as_written(&self.dedup.window),
+                    v.as_written(&self.journal.retention)
+                ),
+            );
+        }
+        if let Some(kafka) = &self.kafka {
+            kafka.validate(v);
+        }
+        self.websocket.validate(v, &self.server);
+
+        let mut seen = BTreeSet::new();
+        for source in &self.voip24h {
+            source.get_ref().validate(v);
+            if !seen.insert(("voip24h", source.get_ref().account.get_ref().clone())) {
+                let message = format!(
+                    "duplicate [[voip24h]] account {}",
+                    v.shown(&source.get_ref().account)
+                );
+                v.error(source.get_ref().account.span(), message);
+            }
+        }
+        for source in &self.sprecord {
+            source.get_ref().validate(v);
+            if !seen.insert(("sprecord", source.get_ref().account.get_ref().clone())) {
+                let message = format!(
+                    "duplicate [[sprecord]] account {}",
+                    v.shown(&source.get_ref().account)
+                );
+                v.error(source.get_ref().account.span(), message);
+            }
+        }
+        self.validate_one_session_per_upstream(v);
+        let mut hooks = BTreeSet::new();
+        for hook in &self.webhook {
+            let hook_ref = hook.get_ref();
+            hook_ref.validate(v);
+            if !hooks.insert((hook_ref.vendor, hook_ref.account.get_ref().clone())) {
+                let message = format!(
+                    "duplicate [[webhook]] {} account {}",
+                    hook_ref.vendor,
+                    v.shown(&hook_ref.account)
+                );
+                v.error(hook_ref.account.span(), message);
+            }
+        }
+        if let Some(kafka) = &self.kafka {
+            kafka.validate_topics_of(v, &self.accounts());
+        }
+    }
+
+    /// Two accounts of one upstream identity would open two sessions where
+    /// the vendor allows one: Voip24h keeps one session per key (a second
+    /// sign takes it over, and every event would be journaled once per
+    /// account), SPRecord counts every stream of a device against its three.
+    /// A Voip24h server is its host, port and Engine.IO path (`:80` is
+    /// `http://`'s own, no path is `/socket.io/`); an SPRecord URL is
+    /// compared as `url` writes it out (host case, default port), without
+    /// a trailing slash. Secrets are compared, never printed.
+    fn validate_one_session_per_upstream(&self, v: &mut Validator) {
+        let mut keys: Vec<(String, &str, &Spanned<String>)> = Vec::new();
+        for source in &self.voip24h {
+            let s = source.get_ref();
+            let url = voip24h_server(s.url.get_ref());
+            if let Some((_, _, first)) = keys
+                .iter()
+                .find(|(u, key, _)| *u == url && *key == s.key.expose())
+            {
+                let message = format!(
+                    "[[voip24h]] {} uses the same key on the same server as {}: \
+                     the vendor allows one session per key, and each event would be \
+                     journaled once per account",
+                    v.shown(&s.account),
+                    v.shown(first)
+                );
+                v.error(s.account.span(), message);
+            } else {
+                keys.push((url, s.key.expose(), &s.account));
+            }
+        }
+        // Header names in any case are one name: `Authorization` in one
+        // account and `authorization` in another passed as two devices.
+        let comparable_headers = |headers: &BTreeMap<String, Secret>| {
+            headers
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.expose().to_owned()))
+                .collect::<BTreeMap<String, String>>()
+        };
+        let mut devices: Vec<(String, BTreeMap<String, String>, &Spanned<String>)> = Vec::new();
+        for source in &self.sprecord {
+            let s = source.get_ref();
+            let url = comparable_url(s.url.get_ref());
+            let headers = comparable_headers(&s.headers);
+            if let Some((_, _, first)) = devices.iter().find(|(u, h, _)| *u == url && *h == headers)
+            {
+                let message = format!(
+                    "[[sprecord]] {} has the same url and headers as {}: one \
+                     device, whose streams (three at most) the two accounts would share",
+                    v.shown(&s.account),
+                    v.shown(first)
+                );
+                v.error(s.account.span(), message);
+            } else {
+                devices.push((url, headers, &s.account));
+            }
+        }
+    }
+}
+
+/// The server a Voip24h `url` names, for telling two accounts' sessions
+/// apart: host, port and the Engine.IO path the session connects to (none
+/// written is `/socket.io/`, as `wire::websocket_url` dials); a URL that
+/// does not parse is compared as written.
+fn voip24h_server(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let path = match u.path().trim_end_matches('/') {
+                "" => "/socket.io",
+                path => path,
+            };
+            format!(
+                "{}:{}{path}",
+                u.host_str().unwrap_or_default().to_ascii_lowercase(),
+                u.port_or_known_default().unwrap_or_default()
+            )
+        }
+        Err(_) => comparable_url(url),
+    }
+}
+
+/// `url` as the `url` crate writes it out (lower-case host, no default
+/// port), without a trailing slash.
+fn comparable_url(url: &str) -> String {
+    let written = url::Url::parse(url).map_or_else(|_| url.to_ascii_lowercase(), String::from);
+    written.trim_end_matches('/').to_owned()
+}

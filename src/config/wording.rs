@@ -1,0 +1,164 @@
+//! How a TOML error (a syntax error, or a value of the wrong type) is
+//! worded for the file's reader: placed in the file as written and said in
+//! the file's terms (the names a key takes, a whole number's range, a list
+//! of hosts) instead of serde's Rust types.
+//!
+//! Guarantees: a message built here does not quote the value serde refused
+//! in an "invalid type" or "invalid value" message, and shows a value from
+//! `${ENV}` or `${file:…}` as the file writes it (the parser's token only
+//! where it stands as a whole word, and every quoted string through
+//! `env::Expanded::redact`).
+use super::env;
+
+/// A TOML error placed in the file as written, its message without the
+/// value it refused (see [`without_literal`]) and with any value from the
+/// environment replaced by its `${VAR}`.
+pub(super) fn type_problem(
+    expanded: &env::Expanded,
+    text: &str,
+    e: &toml::de::Error,
+) -> (usize, String) {
+    let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
+    let mut message =
+        in_the_files_terms(&without_literal(e.message().trim()), key_at(text, offset));
+    // A value the parser refused that holds a `${VAR}`: quoted as written.
+    let written = e.span().and_then(|span| {
+        let token = expanded.text.get(span.clone())?;
+        let written = text.get(expanded.original_span_if_expanded(span)?)?;
+        Some((token, written))
+    });
+    if let Some((token, written)) = written {
+        message = replace_whole(&message, token, written);
+    }
+    // A check's message quotes the string it read, as `{:?}` writes it or
+    // serde in backquotes ("unknown variant `hunterx`"), which differs from
+    // the token for a '…' string, an escape or a value among other text
+    // (`retention = '${RET}h'` showed "hunterh"): `redact` shows each string
+    // holding a value as written.
+    (offset, expanded.redact(&message, text))
+}
+
+/// The key a `key = value` line at `offset` names, if the line is one.
+pub(super) fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    // The last `key =` before the value: also inside an inline table.
+    let (before, _) = text.get(line_start..offset)?.rsplit_once('=')?;
+    let key = before.rsplit(['{', ',']).next()?.trim().trim_matches('"');
+    (!key.is_empty()).then_some(key)
+}
+
+/// The words a key of one of a few names takes, for the message that
+/// refuses a value of another kind there.
+fn words_of(key: &str) -> Option<String> {
+    let words: Vec<&str> = match key {
+        "engine_io" => vec!["auto", "3", "4"],
+        "sign" => vec!["key", "object"],
+        "vendor" => crate::event::Vendor::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect(),
+        "verification_reply" => vec!["plain", "json"],
+        _ => return None,
+    };
+    let quoted: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+    Some(match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => return None,
+    })
+}
+
+/// The parser's words for a value of the wrong kind, said in the file's
+/// terms: toml's "wanted string or table" for a name written without quotes
+/// (`engine_io = 3`), serde's "expected usize" and "untagged enum HostList".
+fn in_the_files_terms(message: &str, key: Option<&str>) -> String {
+    if message == "wanted string or table" {
+        return match key.and_then(words_of) {
+            Some(words) => format!("expected one of {words}, in quotes"),
+            None => "expected one of this key's names, in quotes".to_owned(),
+        };
+    }
+    if message.contains("untagged enum HostList") {
+        return r#"expected a list of hosts (["gw.example", "10.0.0.5"]) or one comma-separated string"#
+            .to_owned();
+    }
+    for number in ["usize", "u8", "u16", "u32", "u64", "i64"] {
+        if let Some(kind) = message
+            .strip_prefix("invalid type: ")
+            .and_then(|rest| rest.strip_suffix(&format!(", expected {number}")))
+        {
+            return format!("invalid type: {kind}, expected a whole number (without quotes)");
+        }
+        // A number the type cannot hold (`-1`, `300` for a u8): serde names
+        // the Rust type, which says nothing to the file's reader.
+        if let Some(kind) = message
+            .strip_prefix("invalid value: ")
+            .and_then(|rest| rest.strip_suffix(&format!(", expected {number}")))
+        {
+            let range = match number {
+                "u8" => "from 0 to 255",
+                "u16" => "from 0 to 65535",
+                "u32" => "from 0 to 4294967295",
+                "i64" => "that fits in 64 bits",
+                _ => "of 0 or more",
+            };
+            return format!("invalid value: {kind}, expected a whole number {range}");
+        }
+    }
+    message.to_owned()
+}
+
+/// `message` with each occurrence of `token` that stands on its own (no
+/// letter, digit or `_` on either side) replaced by `written`: a short value
+/// (`e`, `5`) must not rewrite the parser's words ("valu${T}s") or its
+/// examples ("${MB}12KiB"), which would also give the value away.
+pub(super) fn replace_whole(message: &str, token: &str, written: &str) -> String {
+    if token.is_empty() {
+        return message.to_owned();
+    }
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(message.len());
+    let mut copied = 0;
+    for (at, _) in message.match_indices(token) {
+        if at < copied {
+            continue;
+        }
+        let before = message[..at].chars().next_back();
+        let after = message[at + token.len()..].chars().next();
+        if is_word(before) || is_word(after) {
+            continue;
+        }
+        out.push_str(&message[copied..at]);
+        out.push_str(written);
+        copied = at + token.len();
+    }
+    out.push_str(&message[copied..]);
+    out
+}
+
+/// serde's "invalid type: integer `12345678`, expected a string" with the
+/// literal taken out ("invalid type: integer, expected a string"): the value
+/// may be a secret from `${ENV}` in a secret's field (`password = ${PW}`),
+/// and the message goes to `check` output and to the logs on a reload. The
+/// place in the file already shows which value it is.
+pub(super) fn without_literal(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        // The last one: a string literal may itself contain ", expected ".
+        let Some(at) = rest.rfind(", expected ") else {
+            continue;
+        };
+        let (unexpected, expected) = rest.split_at(at);
+        // The kind ("integer", "floating point", "string") ends where its
+        // literal, backtick- or double-quoted, begins.
+        let kind = unexpected
+            .match_indices(' ')
+            .map(|(i, _)| i)
+            .find(|&i| unexpected[i + 1..].starts_with(['`', '"']))
+            .map_or(unexpected, |i| &unexpected[..i]);
+        return format!("{prefix}{kind}{expected}");
+    }
+    message.to_owned()
+}
