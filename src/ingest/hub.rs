@@ -43,6 +43,12 @@ impl Hub {
         self.live.len()
     }
 
+    /// Receivers of the live ring: a WebSocket session holds one while it
+    /// is live (and while it reads history close to the head).
+    pub fn live_receivers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// The last seq handed to the sinks.
     pub(super) fn last_published(&self) -> u64 {
         *self.committed.borrow()

@@ -435,9 +435,12 @@ impl Session {
         }
         // An unread receiver keeps every event committed after it in the
         // shared ring, up to 65,536 (about 100 MB), for as long as the wait
-        // lasts: let go of it, as a replay far behind does; the replay takes
-        // it again once the journal has nothing newer.
-        self.live = None;
+        // lasts: let go of it, and take a new one once the page is ours,
+        // before the read (what commits meanwhile is in the journal). Not
+        // taken again, a session that had caught up would read an empty
+        // page without a receiver, subscribe, and queue again behind every
+        // waiting session, never going live while any waits.
+        let had_live = self.live.take().is_some();
         // A client resuming from before what the journal holds hears of
         // the gap first, before the heartbeats the wait's pings carry (a
         // heartbeat at its `since` would come before the gap otherwise).
@@ -456,7 +459,12 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
-                hold = &mut page => return hold.map_err(|_| End::Shutdown),
+                hold = &mut page => {
+                    if had_live {
+                        self.live = Some(ctx.hub.subscribe_live());
+                    }
+                    return hold.map_err(|_| End::Shutdown);
+                }
                 msg = self.stream.next() => self.on_client_frame(msg)?,
                 Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
                 _ = sleep_until(ping_due) => self.ping(false).await?,
@@ -701,7 +709,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_waits_for_the_budget_and_is_pinged_meanwhile() {
         use crate::journal::tests_support::event;
-        use axum::extract::ws::WebSocketUpgrade;
         use tokio_tungstenite::tungstenite::Message as Frame;
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
@@ -717,51 +724,8 @@ mod tests {
         let waiting = ctx.metrics.ws_replays_waiting.clone();
         let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
         let held = budget.page().await.unwrap();
-
-        // The session as the fan-out runs it, with this test's budget.
-        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-        let serve_ctx = ctx.clone();
-        let router = axum::Router::new().route(
-            "/t",
-            axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
-                let client = Client {
-                    filter: Arc::new(super::super::filter::ClientQuery::parse(None).filter),
-                    since: Some(0),
-                    heartbeat: true,
-                    token: None,
-                    origin: None,
-                    proxied: false,
-                    reloads: serve_ctx.ws_sessions.reloads(),
-                };
-                let settings = Settings {
-                    ping_interval: Duration::from_secs(1),
-                    pong_timeout: Duration::from_secs(10),
-                    client_queue: 1024,
-                    largest_frame: 1 << 20,
-                };
-                let metrics = SinkMetrics {
-                    published: serve_ctx.metrics.events_published.with_label_values(&["t"]),
-                    latency: serve_ctx.metrics.event_latency.with_label_values(&["t"]),
-                };
-                upgrade.on_upgrade(move |socket| async move {
-                    run(
-                        socket,
-                        serve_ctx,
-                        client,
-                        settings,
-                        metrics,
-                        budget,
-                        |end| {
-                            let _ = ended_tx.send(end);
-                        },
-                    )
-                    .await;
-                })
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (addr, mut ended) =
+            sessions_on_budget(ctx.clone(), budget, Duration::from_secs(1)).await;
         let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/t"))
             .await
             .unwrap();
@@ -839,6 +803,121 @@ mod tests {
                 .unwrap(),
             Some(End::ClientGone)
         );
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// Serves sessions as the fan-out runs them (`since=0`, heartbeats, a
+    /// ping every `ping_interval`), with `budget`, at `ws://{addr}/t`; each
+    /// session's end is sent on the receiver.
+    async fn sessions_on_budget(
+        ctx: Arc<Context>,
+        budget: ReplayBudget,
+        ping_interval: Duration,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<End>,
+    ) {
+        use axum::extract::ws::WebSocketUpgrade;
+        let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();
+        let router = axum::Router::new().route(
+            "/t",
+            axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
+                let client = Client {
+                    filter: Arc::new(super::super::filter::ClientQuery::parse(None).filter),
+                    since: Some(0),
+                    heartbeat: true,
+                    token: None,
+                    origin: None,
+                    proxied: false,
+                    reloads: ctx.ws_sessions.reloads(),
+                };
+                let settings = Settings {
+                    ping_interval,
+                    pong_timeout: Duration::from_secs(10),
+                    client_queue: 1024,
+                    largest_frame: 1 << 20,
+                };
+                let metrics = SinkMetrics {
+                    published: ctx.metrics.events_published.with_label_values(&["t"]),
+                    latency: ctx.metrics.event_latency.with_label_values(&["t"]),
+                };
+                upgrade.on_upgrade(move |socket| async move {
+                    run(socket, ctx, client, settings, metrics, budget, |end| {
+                        let _ = ended_tx.send(end);
+                    })
+                    .await;
+                })
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (addr, ended)
+    }
+
+    /// Sessions that wait for the budget in turn still go live: the one
+    /// that caught up takes its live receiver again once the page is its
+    /// own. Before (second review of the budget), a session that had to
+    /// wait read its last, empty page without a receiver, subscribed, and
+    /// queued again behind the other: two screens on a one-page budget
+    /// took turns reading empty pages, and neither went live.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_taking_turns_on_the_budget_go_live() {
+        use crate::journal::tests_support::event;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        ctx.journal
+            .append_batch(&[event("a"), event("b"), event("c")])
+            .unwrap();
+        let waiting = ctx.metrics.ws_replays_waiting.clone();
+        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
+        // Both wait from the start, so that they take turns.
+        let held = budget.page().await.unwrap();
+        // No ping to interrupt their turns.
+        let (addr, _ended) =
+            sessions_on_budget(ctx.clone(), budget, Duration::from_secs(3600)).await;
+        let before = ctx.hub.live_receivers();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/t"))
+                .await
+                .unwrap();
+            clients.push(client);
+        }
+        timeout(Duration::from_secs(10), async {
+            while waiting.get() != 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("both sessions wait for the budget");
+        drop(held);
+        // Live: the heartbeat a session sends once its replay is done (the
+        // only one: no ping is due), after events 1..3.
+        for client in &mut clients {
+            let mut seqs = Vec::new();
+            loop {
+                let frame = timeout(Duration::from_secs(10), client.next())
+                    .await
+                    .expect("the session goes live within 10 s")
+                    .unwrap()
+                    .unwrap();
+                let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+                    continue;
+                };
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if json["control"] == "heartbeat" {
+                    assert_eq!(json["seq"], 3);
+                    break;
+                }
+                seqs.push(json["seq"].as_u64().unwrap());
+            }
+            assert_eq!(seqs, [1, 2, 3]);
+        }
+        assert_eq!(ctx.hub.live_receivers(), before + 2);
+        assert_eq!(waiting.get(), 0);
+        drop(clients);
         crate::app::tests_support::stop(relay).await;
     }
 }
