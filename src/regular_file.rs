@@ -1,12 +1,15 @@
 //! Opening a file the config names (a `${file:…}` secret, a CA bundle)
 //! without ever waiting on what is not a regular file.
 //!
-//! Guarantees: [`open`] returns an open regular file or says it is not one,
-//! and never blocks in `open(2)`: a path checked and then swapped for a FIFO
-//! (whose open waits for a writer, and a reload or a start with it) is
-//! opened with `O_NONBLOCK`, which a regular file's reads ignore, and the
-//! file opened is the one checked (`fstat`). `O_NOCTTY` keeps a terminal
-//! from becoming the relay's; the descriptor is close-on-exec.
+//! Guarantees: [`open`] returns an open regular file or says it is not one.
+//! Another kind of file is not opened at all when the path names one
+//! (opening a device may act on it: a tape rewinds), and `open(2)` never
+//! blocks: a path checked and then swapped for a FIFO (whose open waits for
+//! a writer, and a reload or a start with it) is opened with `O_NONBLOCK`,
+//! and the file opened is the one checked (`fstat`). The flag is cleared
+//! before the file is handed back, so its reads block as usual (a FUSE
+//! filesystem may answer a non-blocking read `EAGAIN`). `O_NOCTTY` keeps
+//! a terminal from becoming the relay's; the descriptor is close-on-exec.
 
 use std::fs::File;
 use std::path::Path;
@@ -15,9 +18,16 @@ use std::path::Path;
 /// something else, a directory, a FIFO, a device).
 pub fn open(path: &Path) -> std::io::Result<Option<File>> {
     use rustix::fs::{Mode, OFlags};
+    if !std::fs::metadata(path)?.is_file() {
+        return Ok(None);
+    }
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let file = File::from(rustix::fs::open(path, flags, Mode::empty())?);
-    Ok(file.metadata()?.is_file().then_some(file))
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    rustix::fs::fcntl_setfl(&file, OFlags::empty())?;
+    Ok(Some(file))
 }
 
 #[cfg(test)]
@@ -25,7 +35,7 @@ mod tests {
     use super::*;
 
     /// A FIFO is refused at once (a plain `File::open` waits for a writer),
-    /// a regular file opens.
+    /// a regular file opens, without `O_NONBLOCK` left on it.
     #[test]
     fn a_fifo_is_refused_without_waiting_and_a_regular_file_opens() {
         use rustix::fs::{CWD, Mode};
@@ -47,12 +57,11 @@ mod tests {
         assert!(matches!(open(dir.path()), Ok(None)));
         let path = dir.path().join("regular");
         std::fs::write(&path, "pem").unwrap();
+        let mut file = open(&path).unwrap().unwrap();
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK), "{flags:?}");
         let mut read = String::new();
-        open(&path)
-            .unwrap()
-            .unwrap()
-            .read_to_string(&mut read)
-            .unwrap();
+        file.read_to_string(&mut read).unwrap();
         assert_eq!(read, "pem");
     }
 }

@@ -48,20 +48,9 @@ pub enum FileError {
 pub type ReadFile = dyn Fn(&Path) -> Result<Vec<u8>, FileError>;
 
 /// The reader of the disk: only a regular file is read (see
-/// [`FileError::NotAFile`]).
+/// [`FileError::NotAFile`]), and a FIFO is never waited on, even one
+/// swapped in after the path was looked at ([`crate::regular_file::open`]).
 pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
-    // Another kind of file is not even opened: opening a device may act
-    // on it (a tape rewinds).
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(FileError::NotAFile);
-    }
-    read_regular(path)
-}
-
-/// Reads `path` if what it opens is a regular file. The path may have been
-/// swapped for a FIFO since it was looked at: [`crate::regular_file::open`]
-/// never waits on one.
-fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
     use std::io::Read;
     let Some(file) = crate::regular_file::open(path)? else {
         return Err(FileError::NotAFile);
@@ -225,9 +214,11 @@ impl Expanded {
             .get_or_init(|| strings_with_values(&self.text, &self.substitutions));
         let mut message = message.to_owned();
         for string in strings {
-            let Some(written) = original.get(string.original.clone()) else {
-                continue;
-            };
+            // A place that cannot be cut out of the file (not expected: the
+            // places come from this text) is said, never left as read.
+            let written = original
+                .get(string.original.clone())
+                .unwrap_or("(a value from the environment or a file)");
             // Inside backquotes, as a whole value is shown: without its quotes.
             let unquoted = ["\"\"\"", "'''", "\"", "'"]
                 .into_iter()
@@ -240,16 +231,7 @@ impl Expanded {
             } else {
                 format!("\"{written}\"")
             };
-            let read = &string.read;
-            for (form, shown) in [
-                (format!("{read:?}"), quoted.clone()),
-                (format!("\"{read}\""), quoted),
-                (format!("`{read}`"), format!("`{unquoted}`")),
-            ] {
-                if message.contains(&form) {
-                    message = message.replace(&form, &shown);
-                }
-            }
+            replace_quoted(&mut message, &string.read, &quoted, unquoted);
         }
         message
     }
@@ -268,19 +250,24 @@ impl Expanded {
         values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
         let mut message = message.to_owned();
         for (value, reference) in values {
-            let quoted = format!("\"{reference}\"");
-            // serde's own quoting too: "unknown variant `…`, expected one of …".
-            for (form, shown) in [
-                (format!("{value:?}"), quoted.clone()),
-                (format!("\"{value}\""), quoted),
-                (format!("`{value}`"), format!("`{reference}`")),
-            ] {
-                if message.contains(&form) {
-                    message = message.replace(&form, &shown);
-                }
-            }
+            replace_quoted(&mut message, value, &format!("\"{reference}\""), reference);
         }
         message
+    }
+}
+
+/// Replaces `read` in `message` wherever it stands quoted — `{:?}`-written,
+/// in double quotes, or in serde's backquotes ("unknown variant `…`,
+/// expected one of …") — by `quoted` (the first two) or `` `unquoted` ``.
+fn replace_quoted(message: &mut String, read: &str, quoted: &str, unquoted: &str) {
+    for (form, shown) in [
+        (format!("{read:?}"), quoted.to_owned()),
+        (format!("\"{read}\""), quoted.to_owned()),
+        (format!("`{read}`"), format!("`{unquoted}`")),
+    ] {
+        if message.contains(&form) {
+            *message = message.replace(&form, &shown);
+        }
     }
 }
 
@@ -1183,22 +1170,16 @@ mod tests {
         );
     }
 
-    /// A path swapped for a FIFO after it was looked at (a reload would
-    /// wait in `open` for a writer that never comes): refused at once
-    /// (that the open never waits is `regular_file`'s test, under a
-    /// timeout).
+    /// A FIFO is refused (a reload would wait in `open` for a writer that
+    /// never comes; that the open never waits, even for one swapped in
+    /// after the check, is `regular_file`'s test, under a timeout).
     #[test]
     fn a_fifo_in_place_of_the_file_is_refused_without_waiting_for_a_writer() {
         use rustix::fs::{CWD, Mode};
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("secret");
         rustix::fs::mkfifoat(CWD, &fifo, Mode::RUSR | Mode::WUSR).unwrap();
-        assert!(matches!(read_regular(&fifo), Err(FileError::NotAFile)));
         assert!(matches!(read_file(&fifo), Err(FileError::NotAFile)));
-        // A regular file opened so reads as usual.
-        let path = dir.path().join("regular");
-        std::fs::write(&path, "s3cret\n").unwrap();
-        assert_eq!(read_regular(&path).unwrap(), b"s3cret\n");
     }
 
     #[test]
