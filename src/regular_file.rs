@@ -2,9 +2,9 @@
 //! without ever waiting on what is not a regular file.
 //!
 //! Guarantees: [`open`] returns an open regular file or says it is not one.
-//! Another kind of file is not opened at all when the path names one
-//! (opening a device may act on it: a tape rewinds), and `open(2)` never
-//! blocks: a path checked and then swapped for a FIFO (whose open waits for
+//! A path that names another kind of file when it is looked at is not
+//! opened (opening a device may act on it: a tape rewinds; one swapped in
+//! after the look is opened, then refused), and `open(2)` never blocks: a path checked and then swapped for a FIFO (whose open waits for
 //! a writer, and a reload or a start with it) is opened with `O_NONBLOCK`,
 //! and the file opened is the one checked (`fstat`). The flag is cleared
 //! before the file is handed back, so its reads block as usual (a FUSE

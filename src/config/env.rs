@@ -243,7 +243,12 @@ impl Expanded {
             .iter()
             .filter_map(|s| {
                 let value = s.value.as_deref().filter(|v| !v.is_empty())?;
-                Some((value, original.get(s.original.clone())?))
+                // Fail closed, as for strings: a place that cannot be cut
+                // out (not expected) is said, not left as read.
+                let reference = original
+                    .get(s.original.clone())
+                    .unwrap_or("(a value from the environment or a file)");
+                Some((value, reference))
             })
             .collect();
         // Longest first: a value inside a longer one must not split it.

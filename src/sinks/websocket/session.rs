@@ -4,9 +4,11 @@
 //! Guarantees:
 //! - no gap and no duplicate at the seam between history and live: the live
 //!   subscription is taken *before* the journal is read (again, after a
-//!   replay far behind let go of it, before the journal's last read),
-//!   history is read until the journal has nothing newer, and live events at
-//!   or below the last seq handled are skipped;
+//!   replay far behind or a wait for the replay budget let go of it,
+//!   before the next read), history is read until a page short of full
+//!   shows the journal has nothing newer than what that subscription
+//!   receives, and live events at or below the last seq handled are
+//!   skipped;
 //! - a session reading history far behind the head holds no live event in
 //!   the shared ring meanwhile;
 //! - a client whose live receiver lagged behind the shared broadcast ring is
@@ -364,7 +366,10 @@ impl Session {
     /// them anyway. Once a read finds nothing newer it subscribes again and
     /// reads once more, so that what committed before the subscription comes
     /// from the journal and the rest live (live events up to the cursor are
-    /// skipped).
+    /// skipped). A session that waits for the budget lets go of it too, and
+    /// takes it again before the read that follows the wait. A page short
+    /// of full, read while subscribed, ends the replay: it reached the head
+    /// of its snapshot, and everything after is on the subscription.
     async fn replay(&mut self, ctx: &Context) -> Result<(), End> {
         loop {
             if ctx.shutdown.is_cancelled() {
@@ -407,9 +412,16 @@ impl Session {
                 self.live = Some(ctx.hub.subscribe_live());
                 continue;
             };
-            if is_full_page(&page) {
+            let full = is_full_page(&page);
+            if full {
                 self.live = None;
             }
+            // A page short of full reached the head of the read's snapshot,
+            // and the receiver, taken before the read, has every later
+            // commit: the replay is done. Reading on for an empty page would
+            // ask the budget again, and while others wait, each turn would
+            // bring what committed during the last wait, never going live.
+            let caught_up = !full && self.live.is_some();
             self.announce_gap(first.seq).await?;
             let mut sent = 0u64;
             for event in &page {
@@ -421,6 +433,9 @@ impl Session {
             }
             self.out.flush(None).await?;
             self.out.metrics.published.inc_by(sent);
+            if caught_up {
+                return Ok(());
+            }
         }
     }
 
@@ -460,10 +475,11 @@ impl Session {
                 biased;
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
                 hold = &mut page => {
+                    let hold = hold.map_err(|_| End::Shutdown)?;
                     if had_live {
                         self.live = Some(ctx.hub.subscribe_live());
                     }
-                    return hold.map_err(|_| End::Shutdown);
+                    return Ok(hold);
                 }
                 msg = self.stream.next() => self.on_client_frame(msg)?,
                 Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
@@ -918,6 +934,64 @@ mod tests {
         assert_eq!(ctx.hub.live_receivers(), before + 2);
         assert_eq!(waiting.get(), 0);
         drop(clients);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A session that caught up while others wait for the budget goes live
+    /// with the page it read, though events committed during its wait made
+    /// that page not empty. Before (third review of the budget), it read on
+    /// for an empty page, asked the budget again, and queued behind every
+    /// waiting session: while commits kept coming, each turn brought what
+    /// committed during the last wait, and it never went live.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_that_caught_up_goes_live_while_others_wait() {
+        use crate::journal::tests_support::event;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        ctx.journal
+            .append_batch(&[event("a"), event("b"), event("c")])
+            .unwrap();
+        let waiting = ctx.metrics.ws_replays_waiting.clone();
+        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
+        let held = budget.page().await.unwrap();
+        let (addr, _ended) =
+            sessions_on_budget(ctx.clone(), budget.clone(), Duration::from_secs(3600)).await;
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/t"))
+            .await
+            .unwrap();
+        timeout(Duration::from_secs(10), async {
+            while waiting.get() != 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the session waits for the budget");
+        // Committed during its wait; then another session (this test) asks
+        // for the budget right after the page is given, and keeps it.
+        ctx.journal.append_batch(&[event("d")]).unwrap();
+        drop(held);
+        let other = tokio::spawn(async move { budget.page().await });
+        let mut seqs = Vec::new();
+        loop {
+            let frame = timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("the session goes live within 10 s")
+                .unwrap()
+                .unwrap();
+            let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if json["control"] == "heartbeat" {
+                assert_eq!(json["seq"], 4);
+                break;
+            }
+            seqs.push(json["seq"].as_u64().unwrap());
+        }
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        let _other_holds = other.await.unwrap().unwrap();
+        drop(client);
         crate::app::tests_support::stop(relay).await;
     }
 }
