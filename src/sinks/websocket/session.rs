@@ -747,13 +747,7 @@ mod tests {
             .unwrap();
 
         // Waiting, and counted so.
-        timeout(Duration::from_secs(10), async {
-            while waiting.get() != 1 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the session waits for the budget");
+        until_waiting(&waiting, 1).await;
         // The gap first; then pinged while it waits, with the heartbeat it
         // asked for, which says where it stands: its replay has not begun.
         let mut next_frame = async || {
@@ -871,6 +865,63 @@ mod tests {
         (addr, ended)
     }
 
+    /// A relay whose journal holds events 1..3, and a one-page replay
+    /// budget counted in its `callrelay_ws_replays_waiting`.
+    async fn three_events_and_a_budget(
+        dir: &std::path::Path,
+    ) -> (crate::app::Relay, prometheus::IntGauge, ReplayBudget) {
+        use crate::journal::tests_support::event;
+        let relay = crate::app::tests_support::relay_in(dir, "").await;
+        relay
+            .ctx
+            .journal
+            .append_batch(&[event("a"), event("b"), event("c")])
+            .unwrap();
+        let waiting = relay.ctx.metrics.ws_replays_waiting.clone();
+        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
+        (relay, waiting, budget)
+    }
+
+    /// Until `n` sessions wait for the budget (10 s at most): no event says
+    /// so, the gauge is polled.
+    async fn until_waiting(waiting: &prometheus::IntGauge, n: i64) {
+        timeout(Duration::from_secs(10), async {
+            while waiting.get() != n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("sessions wait for the budget");
+    }
+
+    /// The seqs of the events a session sends until the heartbeat it sends
+    /// once its replay is done (the only one when no ping is due), which
+    /// must say `live_at`; 10 s at most for each frame.
+    async fn events_until_live(
+        client: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        live_at: u64,
+    ) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        loop {
+            let frame = timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("the session goes live within 10 s")
+                .unwrap()
+                .unwrap();
+            let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if json["control"] == "heartbeat" {
+                assert_eq!(json["seq"], live_at);
+                return seqs;
+            }
+            seqs.push(json["seq"].as_u64().unwrap());
+        }
+    }
+
     /// Sessions that wait for the budget in turn still go live: the one
     /// that caught up takes its live receiver again once the page is its
     /// own. Before (second review of the budget), a session that had to
@@ -879,15 +930,9 @@ mod tests {
     /// took turns reading empty pages, and neither went live.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sessions_taking_turns_on_the_budget_go_live() {
-        use crate::journal::tests_support::event;
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let (relay, waiting, budget) = three_events_and_a_budget(dir.path()).await;
         let ctx = relay.ctx.clone();
-        ctx.journal
-            .append_batch(&[event("a"), event("b"), event("c")])
-            .unwrap();
-        let waiting = ctx.metrics.ws_replays_waiting.clone();
-        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
         // Both wait from the start, so that they take turns.
         let held = budget.page().await.unwrap();
         // No ping to interrupt their turns.
@@ -901,35 +946,12 @@ mod tests {
                 .unwrap();
             clients.push(client);
         }
-        timeout(Duration::from_secs(10), async {
-            while waiting.get() != 2 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("both sessions wait for the budget");
+        until_waiting(&waiting, 2).await;
         drop(held);
         // Live: the heartbeat a session sends once its replay is done (the
         // only one: no ping is due), after events 1..3.
         for client in &mut clients {
-            let mut seqs = Vec::new();
-            loop {
-                let frame = timeout(Duration::from_secs(10), client.next())
-                    .await
-                    .expect("the session goes live within 10 s")
-                    .unwrap()
-                    .unwrap();
-                let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
-                    continue;
-                };
-                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if json["control"] == "heartbeat" {
-                    assert_eq!(json["seq"], 3);
-                    break;
-                }
-                seqs.push(json["seq"].as_u64().unwrap());
-            }
-            assert_eq!(seqs, [1, 2, 3]);
+            assert_eq!(events_until_live(client, 3).await, [1, 2, 3]);
         }
         assert_eq!(ctx.hub.live_receivers(), before + 2);
         assert_eq!(waiting.get(), 0);
@@ -947,49 +969,21 @@ mod tests {
     async fn a_session_that_caught_up_goes_live_while_others_wait() {
         use crate::journal::tests_support::event;
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let (relay, waiting, budget) = three_events_and_a_budget(dir.path()).await;
         let ctx = relay.ctx.clone();
-        ctx.journal
-            .append_batch(&[event("a"), event("b"), event("c")])
-            .unwrap();
-        let waiting = ctx.metrics.ws_replays_waiting.clone();
-        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
         let held = budget.page().await.unwrap();
         let (addr, _ended) =
             sessions_on_budget(ctx.clone(), budget.clone(), Duration::from_secs(3600)).await;
         let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/t"))
             .await
             .unwrap();
-        timeout(Duration::from_secs(10), async {
-            while waiting.get() != 1 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the session waits for the budget");
+        until_waiting(&waiting, 1).await;
         // Committed during its wait; then another session (this test) asks
         // for the budget right after the page is given, and keeps it.
         ctx.journal.append_batch(&[event("d")]).unwrap();
         drop(held);
         let other = tokio::spawn(async move { budget.page().await });
-        let mut seqs = Vec::new();
-        loop {
-            let frame = timeout(Duration::from_secs(10), client.next())
-                .await
-                .expect("the session goes live within 10 s")
-                .unwrap()
-                .unwrap();
-            let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
-                continue;
-            };
-            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if json["control"] == "heartbeat" {
-                assert_eq!(json["seq"], 4);
-                break;
-            }
-            seqs.push(json["seq"].as_u64().unwrap());
-        }
-        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(events_until_live(&mut client, 4).await, [1, 2, 3, 4]);
         let _other_holds = other.await.unwrap().unwrap();
         drop(client);
         crate::app::tests_support::stop(relay).await;
