@@ -42,6 +42,8 @@ mod cursors;
 mod dedup;
 mod held_drop;
 mod memory_backed;
+mod off_the_workers;
+pub use off_the_workers::{OffTheWorkersError, off_the_workers};
 mod open;
 mod presence;
 mod read;

@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
 use crate::event::format_time;
-use crate::journal::{Journal, JournalError, JournaledEvent};
+use crate::journal::{JournalError, JournaledEvent};
 use crate::log_throttle::LogThrottle;
 
 use super::CURSOR;
@@ -59,25 +59,6 @@ use super::reader::{ReadError, Reader};
 use super::readiness;
 use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
-
-/// Why journal work run [`off_the_workers`] failed: the journal's error, or
-/// its task's (a panic), each said as its own text.
-#[derive(Debug, thiserror::Error)]
-enum JournalWorkError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Task(#[from] tokio::task::JoinError),
-}
-
-/// Journal work run off the runtime's workers (a reopen may hold the
-/// journal for minutes); its error, or its task's.
-async fn off_the_workers<T: Send + 'static>(
-    work: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
-    journal: Arc<Journal>,
-) -> Result<T, JournalWorkError> {
-    Ok(tokio::task::spawn_blocking(move || work(&journal)).await??)
-}
 
 mod failure;
 mod held_drops;

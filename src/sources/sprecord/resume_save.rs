@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::resume::ResumeIds;
-use crate::journal::{Journal, JournalError, SavedResumeId};
+use crate::journal::{Journal, OffTheWorkersError, SavedResumeId, off_the_workers};
 use crate::log_throttle::SharedLogThrottle;
 
 /// The least time between two saves: events coming one after another are
@@ -105,36 +105,16 @@ pub async fn save_at_stop(ids: &Arc<ResumeIds>, journal: &Arc<Journal>) {
     }
 }
 
-/// Why a [`save`] stored nothing: the journal's error, or its task's (a panic).
-#[derive(Debug, thiserror::Error)]
-enum SaveError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Task(#[from] tokio::task::JoinError),
-}
-
-impl SaveError {
-    /// A failure the relay says elsewhere: the journal's file gone, or the
-    /// journal closed to be reopened.
-    fn is_said_elsewhere(&self) -> bool {
-        matches!(
-            self,
-            SaveError::Journal(JournalError::FileGone { .. } | JournalError::Closed)
-        )
-    }
-}
-
 /// Stores `unsaved`.
 async fn save(
     journal: &Arc<Journal>,
     unsaved: Vec<SavedResumeId>,
     durable: bool,
-) -> Result<(), SaveError> {
-    let owned = journal.clone();
-    let saved =
-        tokio::task::spawn_blocking(move || owned.save_sse_resume_ids(&unsaved, durable)).await;
-    Ok(saved??)
+) -> Result<(), OffTheWorkersError> {
+    off_the_workers(journal.clone(), move |journal| {
+        journal.save_sse_resume_ids(&unsaved, durable)
+    })
+    .await
 }
 
 #[cfg(test)]

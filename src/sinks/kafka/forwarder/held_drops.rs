@@ -13,8 +13,9 @@
 
 use super::super::CURSOR;
 use super::super::reader::ReadError;
-use super::{Forwarder, off_the_workers};
+use super::Forwarder;
 use crate::journal::Journal;
+use crate::journal::off_the_workers;
 
 impl Forwarder {
     /// Takes the record of the held drops after the cursor and counts them;
@@ -49,7 +50,7 @@ impl Forwarder {
             "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
         );
         let said = move |journal: &Journal| journal.undelivered_said(lost);
-        if let Err(e) = off_the_workers(said, self.ctx.journal.clone()).await {
+        if let Err(e) = off_the_workers(self.ctx.journal.clone(), said).await {
             crate::app::not_noted(&e.to_string());
         }
         Ok(())

@@ -15,8 +15,9 @@ use rdkafka::producer::Producer;
 
 use super::super::CURSOR;
 use super::super::resume::CursorState;
-use super::{Forwarder, PROBE_EVERY, off_the_workers};
+use super::{Forwarder, PROBE_EVERY};
 use crate::journal::Journal;
+use crate::journal::off_the_workers;
 
 /// How long the stall clock of `/status` (`awaiting_reports_since`: the
 /// last delivery taken, in journal order) must have run before the reports
@@ -123,7 +124,7 @@ impl Forwarder {
         .encode();
         let write =
             move |journal: &Journal| journal.set_cursor_with_state(CURSOR, seq, &state, durable);
-        let written = off_the_workers(write, self.ctx.journal.clone()).await;
+        let written = off_the_workers(self.ctx.journal.clone(), write).await;
         match written {
             Ok(()) => {
                 self.persisted = seq;
