@@ -8,8 +8,9 @@
 //! retention, no account twice among the `[[voip24h]]`, among the
 //! `[[sprecord]]` or among one vendor's `[[webhook]]`, no two Voip24h
 //! accounts with one key on one server and no two SPRecord accounts of one
-//! device (url and headers, header names in any case). Secrets are compared
-//! here, never quoted.
+//! device (url and headers, header names in any case), and no WebSocket
+//! token scoped to an account no source has. Secrets are compared here,
+//! never quoted.
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -134,6 +135,7 @@ impl Config {
         if let Some(kafka) = &self.kafka {
             kafka.validate_topics_of(v, &self.accounts());
         }
+        self.websocket.validate_scopes_of(v, &self.accounts());
     }
 
     /// Two accounts of one upstream identity would open two sessions where

@@ -1,21 +1,39 @@
-//! Who may open the fan-out: a token from `Authorization: Bearer TOKEN` or
-//! `?token=TOKEN`, checked against `websocket.tokens`.
+//! Who may open the fan-out, and what each may see: a token from
+//! `Authorization: Bearer TOKEN` or `?token=TOKEN`, checked against
+//! `websocket.tokens`, whose entry gives its [`Scope`] (every account, or
+//! the accounts its table lists).
 //!
 //! Guarantees: every configured token is compared in constant time and the
-//! loop does not stop at the first match, its answer kept in `subtle`'s
-//! `Choice` (which token matched, if any, is not observable by timing; how
-//! many there are is, as each costs a comparison); an empty token list (which
-//! `callrelay check` refuses unless the listener is loopback) admits only
-//! requests that carry no proxy header and, from a browser, only pages of
-//! this machine or of `allowed_origins`, judged at the upgrade and again
-//! after each reload ([`tokenless_refusal`]).
+//! loop does not stop at the first match; whether one matched, and the place
+//! of the first that did, are kept in `subtle`'s `Choice` and chosen with
+//! `ConditionallySelectable`, never by a branch on a comparison, so the
+//! comparisons take the same time whichever entry matches, or none. Only
+//! once they are all done is the matched entry's scope read.
+//! What timing shows: how many tokens there are (each costs a comparison),
+//! and whether a configured token has the presented one's length (`subtle`
+//! compares lengths first, as `Secret` does); once a token is accepted,
+//! what follows differs by its scope (reading it, a filtered session, a 403
+//! for a filter outside it), which tells the token's holder its own scope.
+//! What it does not show: how close a wrong token came to any configured
+//! one, or which entry matched beyond what its scope tells.
+//! An empty token list (which `callrelay check` refuses unless the
+//! listener is loopback) admits only requests that carry no proxy header
+//! and, from a browser, only pages of this machine or of `allowed_origins`,
+//! judged at the upgrade and again after each reload ([`tokenless_refusal`]).
+//! A scoped session is served its `account` filter, or its scope's accounts
+//! when it gave none ([`Scope::narrow`]); accounts are matched exactly, as
+//! the filter matches them.
 //! Nothing here logs a token; the one a client presented is kept by its
-//! session only, so a reload that stops accepting it can end the session.
+//! session only, so a reload that stops accepting it, or changes its scope,
+//! can end the session.
+
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::Secret;
+use super::config::TokenEntry;
+use super::filter::Filter;
 
 /// Why a client was refused (the 401 body says which check failed, never a value).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -178,24 +196,102 @@ pub fn check_allowed_origin(origin: &str) -> Result<(), OriginEntryError> {
     Ok(())
 }
 
-/// Checks a presented `token` (if any) against `tokens` (empty: anyone is accepted).
-pub fn check_token(tokens: &[Secret], token: Option<&[u8]>) -> Result<(), AuthError> {
+/// What a session may see: every account's events, or those of the
+/// accounts its token's entry lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Every,
+    /// Sorted, without repeats: the same accounts listed in another order
+    /// are the same scope (a reload that reorders them changes nothing).
+    Accounts(Arc<[String]>),
+}
+
+impl Scope {
+    /// The scope an entry of `tokens` gives.
+    pub fn of(entry: &TokenEntry) -> Scope {
+        let Some(accounts) = &entry.accounts else {
+            return Scope::Every;
+        };
+        let mut names: Vec<String> = accounts
+            .get_ref()
+            .iter()
+            .map(|a| a.get_ref().clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Scope::Accounts(names.into())
+    }
+
+    /// The filter a session of this scope is served: the client's as it
+    /// asked, when it named accounts of the scope only; with the scope's
+    /// accounts as its `account` filter, when it named none. A client that
+    /// named an account outside the scope is refused (a 403 before the
+    /// upgrade) rather than served a part of what it asked for.
+    pub fn narrow(&self, mut filter: Filter) -> Result<Filter, OutOfScope> {
+        let Scope::Accounts(allowed) = self else {
+            return Ok(filter);
+        };
+        if filter.accounts.is_empty() {
+            filter.accounts = allowed.to_vec();
+            return Ok(filter);
+        }
+        match filter.accounts.iter().find(|a| !allowed.contains(*a)) {
+            None => Ok(filter),
+            Some(outside) => Err(OutOfScope {
+                asked: crate::logging::excerpt(outside),
+                allowed: allowed.clone(),
+            }),
+        }
+    }
+}
+
+/// A client's `account` filter names an account its token may not see
+/// (answered 403 before the upgrade). The body names the account the client
+/// asked for (cut short) and the accounts its own token opens; no token.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this token may not see account {asked:?}: it opens {}; leave `account` out to get all of them, or name some of them",
+    quoted(allowed)
+)]
+pub struct OutOfScope {
+    asked: String,
+    allowed: Arc<[String]>,
+}
+
+/// `"hn", "sg"`.
+fn quoted(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    quoted.join(", ")
+}
+
+/// Checks a presented `token` (if any) against `tokens` (empty: anyone is
+/// accepted, with every account) and answers the scope of the entry it is
+/// (the first, should one be given twice).
+pub fn check_token(tokens: &[TokenEntry], token: Option<&[u8]>) -> Result<Scope, AuthError> {
     if tokens.is_empty() {
-        return Ok(());
+        return Ok(Scope::Every);
     }
     let token = token.ok_or(AuthError::Missing)?;
-    // Folded in `subtle`'s `Choice`, which the optimiser cannot see through:
-    // a fold of plain `bool`s may be compiled into a loop that stops at the
-    // first match. `ct_eq` is the compare `Secret::matches` makes (lengths,
-    // then every byte), answering a `Choice` instead of a `bool`.
-    let accepted = tokens.iter().fold(Choice::from(0), |ok, t| {
-        ok | t.expose().as_bytes().ct_eq(token)
-    });
-    if bool::from(accepted) {
-        Ok(())
-    } else {
-        Err(AuthError::Wrong)
+    let at = matching_entry(tokens, token).ok_or(AuthError::Wrong)?;
+    // Read only once the comparisons are all done; `get` never fails here.
+    tokens.get(at).map(Scope::of).ok_or(AuthError::Wrong)
+}
+
+/// The place of the first entry whose token is `token`, every entry
+/// compared. Folded in `subtle`'s `Choice`, which the optimiser cannot see
+/// through (a fold of plain `bool`s may be compiled into a loop that stops
+/// at the first match), and the place chosen with `conditional_select`
+/// rather than a branch on the match. `ct_eq` is the compare
+/// `Secret::matches` makes (lengths, then every byte), answering a `Choice`.
+fn matching_entry(tokens: &[TokenEntry], token: &[u8]) -> Option<usize> {
+    let mut found = Choice::from(0);
+    let mut at = 0u32;
+    for (i, entry) in tokens.iter().enumerate() {
+        let hit = entry.token.get_ref().expose().as_bytes().ct_eq(token) & !found;
+        at = u32::conditional_select(&at, &u32::try_from(i).unwrap_or(u32::MAX), hit);
+        found |= hit;
     }
+    bool::from(found).then_some(at as usize)
 }
 
 #[cfg(test)]
@@ -310,11 +406,11 @@ mod tests {
 
     /// What `connect` does with a request's header and query.
     fn check(
-        tokens: &[Secret],
+        tokens: &[TokenEntry],
         headers: &HeaderMap,
         query_token: Option<&str>,
     ) -> Result<(), AuthError> {
-        check_token(tokens, presented(headers, query_token))
+        check_token(tokens, presented(headers, query_token)).map(drop)
     }
 
     fn headers(auth: Option<&str>) -> HeaderMap {
@@ -327,7 +423,7 @@ mod tests {
 
     #[test]
     fn bearer_or_query() {
-        let tokens = [Secret::new("s3cret"), Secret::new("other")];
+        let tokens = ["s3cret", "other"].map(TokenEntry::every_account);
         assert_eq!(
             check(&tokens, &headers(Some("Bearer s3cret")), None),
             Ok(())
@@ -353,7 +449,7 @@ mod tests {
         );
         assert_eq!(check(&[], &headers(None), None), Ok(()));
         // A token listed twice (a rotation half done) is still accepted.
-        let twice = [Secret::new("s3cret"), Secret::new("s3cret")];
+        let twice = ["s3cret", "s3cret"].map(TokenEntry::every_account);
         assert_eq!(check(&twice, &headers(Some("Bearer s3cret")), None), Ok(()));
     }
 
@@ -362,11 +458,11 @@ mod tests {
     /// and an empty one are not.
     #[test]
     fn a_token_is_accepted_at_any_place_in_the_list() {
-        let tokens = ["first", "second", "third", "last"].map(Secret::new);
+        let tokens = ["first", "second", "third", "last"].map(TokenEntry::every_account);
         for token in ["first", "second", "third", "last"] {
             assert_eq!(
                 check_token(&tokens, Some(token.as_bytes())),
-                Ok(()),
+                Ok(Scope::Every),
                 "{token}"
             );
         }
@@ -377,6 +473,88 @@ mod tests {
                 "{token:?}"
             );
         }
+    }
+
+    /// The scope answered is the matching entry's, wherever it is in the
+    /// list (the fold picks it by `conditional_select`, not by stopping
+    /// there); a token given twice answers its first entry.
+    #[test]
+    fn the_matching_entrys_scope_is_selected_at_any_place() {
+        let accounts =
+            |names: &[&str]| Scope::Accounts(names.iter().map(|n| n.to_string()).collect());
+        let tokens = [
+            TokenEntry::scoped("team-hn", &["hn"]),
+            TokenEntry::every_account("all"),
+            TokenEntry::scoped("team-sg", &["sg", "dn", "sg"]),
+            TokenEntry::scoped("last", &["hn", "sg"]),
+            TokenEntry::scoped("all", &["dn"]),
+        ];
+        for (token, scope) in [
+            ("team-hn", accounts(&["hn"])),
+            ("all", Scope::Every),
+            ("team-sg", accounts(&["dn", "sg"])),
+            ("last", accounts(&["hn", "sg"])),
+        ] {
+            assert_eq!(
+                check_token(&tokens, Some(token.as_bytes())),
+                Ok(scope),
+                "{token}"
+            );
+        }
+        for wrong in ["team-h", "team-hnn", "", "ALL"] {
+            assert_eq!(
+                check_token(&tokens, Some(wrong.as_bytes())),
+                Err(AuthError::Wrong),
+                "{wrong:?}"
+            );
+        }
+        assert_eq!(matching_entry(&tokens, b"all"), Some(1));
+        assert_eq!(matching_entry(&tokens, b"last"), Some(3));
+        assert_eq!(check_token(&tokens, None), Err(AuthError::Missing));
+        assert_eq!(check_token(&[], Some(b"x")), Ok(Scope::Every));
+    }
+
+    /// The same accounts in another order, or repeated, are one scope: a
+    /// reload that only reorders them must not close a session.
+    #[test]
+    fn a_scope_is_its_set_of_accounts() {
+        assert_eq!(
+            Scope::of(&TokenEntry::scoped("t", &["sg", "hn"])),
+            Scope::of(&TokenEntry::scoped("u", &["hn", "sg", "hn"]))
+        );
+        assert_ne!(
+            Scope::of(&TokenEntry::scoped("t", &["hn"])),
+            Scope::of(&TokenEntry::scoped("t", &["hn", "sg"]))
+        );
+        assert_eq!(Scope::of(&TokenEntry::every_account("t")), Scope::Every);
+    }
+
+    /// A scoped client with no `account` filter gets its scope as one; one
+    /// within it gets its own; one naming an account outside it is refused,
+    /// told which account and what its token opens.
+    #[test]
+    fn a_scope_narrows_the_clients_filter_or_refuses_it() {
+        let scope = Scope::of(&TokenEntry::scoped("s3cret-token", &["sg", "hn"]));
+        let filter = |accounts: &[&str]| Filter {
+            types: vec!["call.*".to_owned()],
+            accounts: accounts.iter().map(|a| a.to_string()).collect(),
+            ..Filter::default()
+        };
+        assert_eq!(scope.narrow(filter(&[])), Ok(filter(&["hn", "sg"])));
+        assert_eq!(scope.narrow(filter(&["sg"])), Ok(filter(&["sg"])));
+        assert_eq!(
+            scope.narrow(filter(&["hn", "sg", "hn"])),
+            Ok(filter(&["hn", "sg", "hn"]))
+        );
+        let refused = scope.narrow(filter(&["hn", "dn"])).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "this token may not see account \"dn\": it opens \"hn\", \"sg\"; leave `account` \
+             out to get all of them, or name some of them"
+        );
+        assert!(!refused.contains("s3cret"), "{refused}");
+        assert_eq!(Scope::Every.narrow(filter(&["any"])), Ok(filter(&["any"])));
+        assert_eq!(Scope::Every.narrow(filter(&[])), Ok(filter(&[])));
     }
 
     #[test]

@@ -6,11 +6,25 @@
 //! ping settings are within 1 s..1 h (a zero period would panic every
 //! session's timer); an open fan-out (no tokens) is refused on a listener
 //! that is not loopback.
+//!
+//! Each entry of `tokens` is a string (the token opens every account's
+//! events) or a table `{ token = "…", accounts = ["hn", "sg"] }` (it opens
+//! those accounts' only; see [`super::auth::Scope`]). `${VAR}` and
+//! `${file:…}` are expanded in the text before it is parsed, so they work in
+//! a table's `token` as in a string. A config that validates has no empty
+//! token, no empty `accounts` (which would show a screen nothing), no
+//! account in a scope that no configured source has (a typo would show a
+//! screen nothing, silently; checked by [`WebSocketConfig::validate_scopes_of`],
+//! which needs the sources), and no token given twice where either entry
+//! has `accounts` (two scopes for one token would be ambiguous). Tokens are
+//! compared in constant time and never quoted.
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use crate::config::{ByteSize, HumanDuration, Secret, ServerConfig, Validator, unspanned};
+use crate::event::Vendor;
 
 /// The relay's own routes beside the fan-out (see `crate::server::router`).
 const FIXED_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/status"];
@@ -32,9 +46,10 @@ const MOST_REPLAY_MEMORY: ByteSize = ByteSize(64 * 1024 * 1024 * 1024);
 pub struct WebSocketConfig {
     #[serde(default = "default_path")]
     pub path: Spanned<String>,
-    /// Accepted bearer tokens; empty: no auth (allowed only on a loopback listener).
+    /// Accepted bearer tokens, each with the accounts it opens; empty: no
+    /// auth (allowed only on a loopback listener).
     #[serde(default = "default_tokens")]
-    pub tokens: Spanned<Vec<Secret>>,
+    pub tokens: Spanned<Vec<TokenEntry>>,
     #[serde(default = "default_max_clients")]
     pub max_clients: Spanned<usize>,
     /// Events matching a client's filters buffered for it before it is closed as slow (4008).
@@ -57,7 +72,7 @@ pub struct WebSocketConfig {
 fn default_path() -> Spanned<String> {
     unspanned("/ws".to_owned())
 }
-fn default_tokens() -> Spanned<Vec<Secret>> {
+fn default_tokens() -> Spanned<Vec<TokenEntry>> {
     unspanned(Vec::new())
 }
 fn default_max_clients() -> Spanned<usize> {
@@ -94,6 +109,132 @@ impl Default for WebSocketConfig {
     }
 }
 
+/// One entry of `websocket.tokens`: a string, which opens every account's
+/// events, or `{ token = "…", accounts = ["hn", "sg"] }`, which opens those
+/// accounts' only (`accounts` left out: every account). Its `Debug` hides the
+/// token ([`Secret`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenEntry {
+    /// The string itself, or the table's `token`: where a problem with the
+    /// token is placed.
+    pub token: Spanned<Secret>,
+    /// `None`: every account.
+    pub accounts: Option<Spanned<AccountList>>,
+}
+
+impl TokenEntry {
+    /// A token that opens every account, as a string entry does.
+    pub fn every_account(token: impl Into<String>) -> TokenEntry {
+        TokenEntry {
+            token: unspanned(Secret::new(token)),
+            accounts: None,
+        }
+    }
+
+    /// A token that opens `accounts` only, as a table entry does.
+    pub fn scoped(token: impl Into<String>, accounts: &[&str]) -> TokenEntry {
+        let accounts = accounts
+            .iter()
+            .map(|a| unspanned((*a).to_owned()))
+            .collect();
+        TokenEntry {
+            token: unspanned(Secret::new(token)),
+            accounts: Some(unspanned(AccountList(accounts))),
+        }
+    }
+
+    /// Whether it opens only some accounts.
+    pub fn is_scoped(&self) -> bool {
+        self.accounts.is_some()
+    }
+}
+
+/// The table form of an entry, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenTable {
+    token: Spanned<Secret>,
+    #[serde(default)]
+    accounts: Option<Spanned<AccountList>>,
+}
+
+/// A token's `accounts`, each with its place. Its own type for the words of
+/// a refusal: serde's "expected a sequence" says nothing to the file's reader.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountList(pub Vec<Spanned<String>>);
+
+impl std::ops::Deref for AccountList {
+    type Target = [Spanned<String>];
+    fn deref(&self) -> &[Spanned<String>] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AccountList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AccountList, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = AccountList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of account names, like [\"hn\", \"sg\"]")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<AccountList, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<Spanned<String>>()? {
+                    names.push(name);
+                }
+                Ok(AccountList(names))
+            }
+        }
+        d.deserialize_seq(List)
+    }
+}
+
+/// An entry before its place is known: a string, or a table.
+enum EntryForm {
+    String(Secret),
+    Table(TokenTable),
+}
+
+impl<'de> Deserialize<'de> for EntryForm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EntryForm, D::Error> {
+        struct Form;
+        impl<'de> Visitor<'de> for Form {
+            type Value = EntryForm;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a token string, or a table { token = \"…\", accounts = [\"…\"] }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EntryForm, E> {
+                Ok(EntryForm::String(Secret::new(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EntryForm, A::Error> {
+                // The map's own keys and values are still the TOML
+                // deserializer's: unknown keys and type errors keep their place.
+                TokenTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(EntryForm::Table)
+            }
+        }
+        d.deserialize_any(Form)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TokenEntry, D::Error> {
+        let entry = Spanned::<EntryForm>::deserialize(d)?;
+        let span = entry.span();
+        Ok(match entry.into_inner() {
+            EntryForm::String(token) => TokenEntry {
+                token: Spanned::new(span, token),
+                accounts: None,
+            },
+            EntryForm::Table(table) => TokenEntry {
+                token: table.token,
+                accounts: table.accounts,
+            },
+        })
+    }
+}
+
 impl WebSocketConfig {
     /// No tokens on a listener that is not loopback: anyone who can reach it
     /// could read every event.
@@ -124,9 +265,15 @@ impl WebSocketConfig {
                 "`websocket.tokens` is empty but `server.listen` is not loopback: anyone could read every event; set tokens",
             );
         }
-        if self.tokens.get_ref().iter().any(Secret::is_empty) {
+        if self
+            .tokens
+            .get_ref()
+            .iter()
+            .any(|t| t.token.get_ref().is_empty())
+        {
             v.error(self.tokens.span(), "a websocket token must not be empty");
         }
+        self.validate_entries(v);
         for origin in self.allowed_origins.get_ref() {
             if let Err(why) = super::auth::check_allowed_origin(origin) {
                 v.error(
@@ -167,6 +314,74 @@ impl WebSocketConfig {
                 PING_RANGE.1,
                 HumanDuration::to_string,
             );
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// What each entry of `tokens` must hold on its own, and across
+    /// entries: an `accounts` list that names some account, and no token
+    /// given twice with a scope (which of the two scopes would apply?). A
+    /// token given twice with no scope at all (a rotation half done) opens
+    /// every account either way, and is accepted as it always was.
+    fn validate_entries(&self, v: &mut Validator) {
+        let entries = self.tokens.get_ref();
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some(accounts) = &entry.accounts
+                && accounts.get_ref().is_empty()
+            {
+                v.error(
+                    accounts.span(),
+                    "`accounts` is empty: a screen with this token would see no event; \
+                     leave `accounts` out to allow every account",
+                );
+            }
+            if entry.token.get_ref().is_empty() {
+                continue;
+            }
+            // Every earlier entry compared (in constant time, `Secret`'s
+            // `==`): the message says where the first is, never the value.
+            let earlier = entries[..i]
+                .iter()
+                .position(|e| e.token.get_ref() == entry.token.get_ref());
+            if let Some(first) = earlier
+                && (entry.is_scoped() || entries[first].is_scoped())
+            {
+                v.error(
+                    entry.token.span(),
+                    format!(
+                        "this token is also entry {} of `websocket.tokens`: one token with \
+                         two entries, one of them with `accounts`, would leave unclear which \
+                         accounts it opens; give each token once",
+                        first + 1
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Each account a token's `accounts` names must be one a configured
+    /// source (`[[voip24h]]`, `[[sprecord]]`, `[[webhook]]`) has: a typo
+    /// would show the token's screens nothing, silently. `sources` is
+    /// `Config::accounts()`.
+    pub fn validate_scopes_of(&self, v: &mut Validator, sources: &[(Vendor, &Spanned<String>)]) {
+        let scoped = self
+            .tokens
+            .get_ref()
+            .iter()
+            .filter_map(|e| e.accounts.as_ref());
+        for account in scoped.flat_map(|a| a.get_ref().iter()) {
+            let known = sources
+                .iter()
+                .any(|(_, source)| source.get_ref() == account.get_ref());
+            if !known {
+                let message = format!(
+                    "`accounts` names {}, which no [[voip24h]], [[sprecord]] or [[webhook]] \
+                     has: a screen with this token would never see an event of it",
+                    v.shown(account)
+                );
+                v.error(account.span(), message);
+            }
         }
     }
 }
@@ -225,6 +440,165 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::routing::{any, get};
+
+    /// A source of account `hn` and one of `sg`, for the scopes to name.
+    const SOURCES: &str = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"hn\"\napi_key = \"k\"\n\
+                           [[voip24h]]\naccount = \"sg\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\n";
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "WS_TOKEN" => Some("token-from-env-918273645".to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The config of `SOURCES` and `websocket`, or its problems as `check`
+    /// prints them (the total line left out).
+    fn load(websocket: &str) -> Result<crate::config::Config, Vec<String>> {
+        let text = format!("{SOURCES}[websocket]\n{websocket}");
+        let read = |path: &std::path::Path| match path.to_str() {
+            Some("/run/secrets/ws") => Ok(b"token-from-file-5550123\n".to_vec()),
+            _ => Err(crate::config::env::FileError::NotAFile),
+        };
+        crate::config::Config::from_text_with_files("relay.toml", &text, &env, &read).map_err(|e| {
+            e.problems
+                .iter()
+                .map(|p| format!("{}:{}: {}", p.line, p.col, p.message))
+                .collect()
+        })
+    }
+
+    /// The tokens' scopes and values, in the list's order.
+    fn scopes(config: &crate::config::Config) -> Vec<(String, Option<Vec<String>>)> {
+        let tokens = config.websocket.tokens.get_ref();
+        tokens
+            .iter()
+            .map(|t| {
+                let accounts = t
+                    .accounts
+                    .as_ref()
+                    .map(|a| a.get_ref().iter().map(|n| n.get_ref().clone()).collect());
+                (t.token.get_ref().expose().to_owned(), accounts)
+            })
+            .collect()
+    }
+
+    /// The contract's plain strings and the table form, mixed in one list
+    /// (TOML 1.0 allows it; toml 0.9 reads it), `${VAR}` and `${file:…}`
+    /// inside a table's `token` as in a string; the token shows as `***`.
+    #[test]
+    fn tokens_are_strings_or_tables_with_accounts() {
+        let config = load(
+            "tokens = [\"plain\", { token = \"team-hn\", accounts = [\"hn\"] }, \
+             { token = \"${WS_TOKEN}\", accounts = [\"sg\", \"hn\"] }, \
+             { token = \"${file:/run/secrets/ws}\" }, \"${WS_TOKEN}x\"]\n",
+        )
+        .unwrap();
+        let owned = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            scopes(&config),
+            [
+                ("plain".to_owned(), None),
+                ("team-hn".to_owned(), owned(&["hn"])),
+                ("token-from-env-918273645".to_owned(), owned(&["sg", "hn"])),
+                ("token-from-file-5550123".to_owned(), None),
+                ("token-from-env-918273645x".to_owned(), None),
+            ]
+        );
+        let shown = format!("{:?}", config.websocket);
+        for secret in ["plain", "team-hn", "918273645", "5550123"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        // The contract's form alone is read as it always was.
+        let plain = load("tokens = [\"a\", \"b\"]\n").unwrap();
+        assert_eq!(
+            scopes(&plain),
+            [("a".to_owned(), None), ("b".to_owned(), None)]
+        );
+    }
+
+    /// Each refusal of a table entry, at its place (line 10, at `marker`),
+    /// in `check`'s words.
+    #[test]
+    fn a_bad_token_table_is_refused_at_its_place() {
+        for (websocket, marker, said) in [
+            (
+                "tokens = [{ token = \"t\", accounts = [] }]\n",
+                "[]",
+                "`accounts` is empty: a screen with this token would see no event; \
+                 leave `accounts` out to allow every account",
+            ),
+            (
+                "tokens = [{ token = \"t\", acounts = [\"hn\"] }]\n",
+                "acounts",
+                "unknown field `acounts`, expected `token` or `accounts`",
+            ),
+            (
+                "tokens = [{ accounts = [\"hn\"] }]\n",
+                "{",
+                "missing field `token`",
+            ),
+            (
+                "tokens = [{ token = \"t\", accounts = [\"hn\", \"hm\"] }]\n",
+                "\"hm\"",
+                "`accounts` names \"hm\", which no [[voip24h]], [[sprecord]] or \
+                 [[webhook]] has: a screen with this token would never see an event of it",
+            ),
+            (
+                "tokens = [{ token = \"t\", accounts = \"hn\" }]\n",
+                "\"hn\"",
+                "invalid type: string, expected a list of account names, like [\"hn\", \"sg\"]",
+            ),
+            (
+                "tokens = [7]\n",
+                "7",
+                "invalid type: integer, expected a token string, or a table \
+                 { token = \"…\", accounts = [\"…\"] }",
+            ),
+            (
+                "tokens = [{ token = \"\", accounts = [\"hn\"] }]\n",
+                "[",
+                "a websocket token must not be empty",
+            ),
+        ] {
+            let col = websocket.find(marker).unwrap() + 1;
+            let said = format!("10:{col}: {said}");
+            assert_eq!(load(websocket).unwrap_err(), [said], "{websocket}");
+        }
+    }
+
+    /// One token given twice where either entry has `accounts` is refused
+    /// at the second, naming the first's place in the list, never the
+    /// value (compared as written and as read from `${VAR}`). Twice without
+    /// `accounts` (a rotation half done) opens every account either way,
+    /// and passes as it always did.
+    #[test]
+    fn a_token_given_twice_with_a_scope_is_refused_without_its_value() {
+        // At the second one's `token = "…"` value, the `count`th string
+        // beginning with `starts`.
+        let col = |websocket: &str, starts: &str, count: usize| {
+            websocket.match_indices(starts).nth(count - 1).unwrap().0 + 1
+        };
+        let said = |entry: usize, col: usize| {
+            vec![format!(
+                "10:{col}: this token is also entry {entry} of `websocket.tokens`: one token \
+                 with two entries, one of them with `accounts`, would leave unclear which \
+                 accounts it opens; give each token once"
+            )]
+        };
+        let twice = "tokens = [\"dup\", { token = \"dup\", accounts = [\"hn\"] }]\n";
+        assert_eq!(load(twice).unwrap_err(), said(1, col(twice, "\"dup", 2)));
+        let from_env = "tokens = [\"other\", { token = \"${WS_TOKEN}\", accounts = [\"hn\"] }, \
+                        { token = \"token-from-env-918273645\", accounts = [\"hn\"] }]\n";
+        let refused = load(from_env).unwrap_err();
+        assert_eq!(refused, said(2, col(from_env, "\"token-from", 1)));
+        load("tokens = [\"dup\", \"dup\", { token = \"dup\" }]\n").unwrap();
+        // Empty ones are said once, as empty.
+        assert_eq!(
+            load("tokens = [{ token = \"\", accounts = [\"hn\"] }, \"\"]\n").unwrap_err(),
+            ["10:10: a websocket token must not be empty"]
+        );
+    }
 
     /// What `check_path` refuses, said as `check` says it after the path.
     #[test]

@@ -3,9 +3,11 @@
 //! `GET {websocket.path}` is checked in this order, each failure answered
 //! before the upgrade: auth (401; with no tokens configured, a request
 //! through a proxy or a page of a foreign origin is 403) → `since`/
-//! `Last-Event-ID` or a malformed query (400) → not a
+//! `Last-Event-ID` or a malformed query (400) → an `account` filter outside
+//! the token's scope (403, see [`auth::Scope`]) → not a
 //! WebSocket request (axum's 4xx) → shutting down or `max_clients` reached
-//! (503). The path with a trailing slash is served alike; a WebSocket
+//! (503). A session is served the filter its scope allows, in its replay
+//! and live alike. The path with a trailing slash is served alike; a WebSocket
 //! request at any other path is a 404 ([`WrongPath`]). An accepted client is
 //! served by [`session`]; the protocol is described for CRM developers in
 //! `docs/websocket.md`.
@@ -85,10 +87,13 @@ pub enum Refusal {
     WrongPath,
     ForeignOrigin,
     Proxied,
+    /// The client's `account` filter names an account its token's scope
+    /// does not hold.
+    AccountNotAllowed,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
         Refusal::BadQuery,
@@ -98,6 +103,7 @@ impl Refusal {
         Refusal::WrongPath,
         Refusal::ForeignOrigin,
         Refusal::Proxied,
+        Refusal::AccountNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +117,7 @@ impl Refusal {
             Refusal::WrongPath => "wrong_path",
             Refusal::ForeignOrigin => "foreign_origin",
             Refusal::Proxied => "proxied",
+            Refusal::AccountNotAllowed => "account_not_allowed",
         }
     }
 }
@@ -451,13 +458,16 @@ fn accept(
         return Err(refuse(why, StatusCode::FORBIDDEN, message.into()));
     }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
-    if let Err(e) = auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
-        return Err(refuse(
-            Refusal::Unauthorized,
-            StatusCode::UNAUTHORIZED,
-            e.to_string(),
-        ));
-    }
+    let scope = match auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
+        Ok(scope) => scope,
+        Err(e) => {
+            return Err(refuse(
+                Refusal::Unauthorized,
+                StatusCode::UNAUTHORIZED,
+                e.to_string(),
+            ));
+        }
+    };
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().map_err(|_| ()));
@@ -469,6 +479,18 @@ fn accept(
                 QueryError::NotUtf8(_) | QueryError::TooManyValues(_) => Refusal::BadQuery,
             };
             return Err(refuse(refusal, StatusCode::BAD_REQUEST, e.to_string()));
+        }
+    };
+    // Once the query is known to be readable: a filter cut short at its
+    // limit was answered 400 above, not judged here by its first values.
+    let filter = match scope.narrow(query.filter) {
+        Ok(filter) => filter,
+        Err(e) => {
+            return Err(refuse(
+                Refusal::AccountNotAllowed,
+                StatusCode::FORBIDDEN,
+                e.to_string(),
+            ));
         }
     };
     let upgrade = match upgrade {
@@ -508,7 +530,7 @@ fn accept(
             .saturating_add(ENVELOPE_ROOM),
     };
     let client = session::Client {
-        filter: Arc::new(query.filter),
+        filter: Arc::new(filter),
         since,
         heartbeat: query.heartbeat,
         token,

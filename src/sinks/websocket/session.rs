@@ -43,6 +43,10 @@
 //!   that matches its filters is sent before that frame, so `since=N` resumes
 //!   it without a loss even when no event of its own has come yet, and page
 //!   script, which never sees pings, can tell a dead connection by silence;
+//! - a scoped client is sent only its scope's accounts' events, from the
+//!   journal and live alike: its filter was narrowed to its scope at the
+//!   upgrade (`auth::Scope::narrow`), and that one filter is all the session
+//!   matches with (gap frames are not events, and are sent as to anyone);
 //! - a reload after which the client's token (without tokens: its page's
 //!   origin, or its coming through a proxy) is no longer accepted closes it
 //!   (1008 "no longer authorized"): at once, or once a replay or a write in progress is done (the
@@ -123,6 +127,7 @@ pub struct SinkMetrics {
 
 /// What a client asked for when it connected.
 pub struct Client {
+    /// Its filters, narrowed to its scope.
     pub filter: Arc<Filter>,
     /// Replay after this seq first (`?since=`, `Last-Event-ID`).
     pub since: Option<u64>,
@@ -550,6 +555,7 @@ impl Session {
             };
         }
         super::auth::check_token(ws.tokens.get_ref(), self.token.as_deref())
+            .map(drop)
             .map_err(|_| End::TokenRevoked)
     }
 
