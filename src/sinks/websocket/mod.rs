@@ -531,6 +531,7 @@ fn accept(
     };
     let client = session::Client {
         filter: Arc::new(filter),
+        scope,
         since,
         heartbeat: query.heartbeat,
         token,

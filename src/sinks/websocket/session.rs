@@ -49,9 +49,13 @@
 //!   matches with (gap frames are not events, and are sent as to anyone);
 //! - a reload after which the client's token (without tokens: its page's
 //!   origin, or its coming through a proxy) is no longer accepted closes it
-//!   (1008 "no longer authorized"): at once, or once a replay or a write in progress is done (the
-//!   session subscribes to reloads before its token is checked, so none is
-//!   missed);
+//!   (1008 "no longer authorized"), and one after which its token opens
+//!   other accounts than before, fewer or more, closes it with 4009 "token
+//!   scope changed: reconnect" (its filter was made for the old scope; a
+//!   reconnect is served the new one): at once, or once a replay page or a
+//!   write in progress is done (the session subscribes to reloads before its
+//!   token is checked, so none is missed); a session whose token and scope
+//!   are unchanged stays open;
 //! - every session's replay pages together hold at most
 //!   `websocket.replay_memory` (see [`replay_budget`]); a session waiting for
 //!   room is pinged, hears its client's close and a revocation, and replays
@@ -75,6 +79,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::auth::Scope;
 use super::filter::Filter;
 
 mod end;
@@ -129,6 +134,8 @@ pub struct SinkMetrics {
 pub struct Client {
     /// Its filters, narrowed to its scope.
     pub filter: Arc<Filter>,
+    /// What its token opened at the upgrade, compared after every reload.
+    pub scope: Scope,
     /// Replay after this seq first (`?since=`, `Last-Event-ID`).
     pub since: Option<u64>,
     /// Send heartbeat frames (`?heartbeat=1`).
@@ -156,6 +163,7 @@ pub async fn run(
 ) {
     let Client {
         filter,
+        scope,
         since,
         heartbeat,
         token,
@@ -188,6 +196,7 @@ pub async fn run(
         settings,
         heartbeat,
         token,
+        scope,
         origin,
         proxied,
         reloads,
@@ -218,6 +227,8 @@ struct Session {
     heartbeat: bool,
     /// The token the client presented (see [`Client::token`]).
     token: Option<Vec<u8>>,
+    /// See [`Client::scope`].
+    scope: Scope,
     /// See [`Client::origin`] and [`Client::proxied`].
     origin: Option<Vec<u8>>,
     proxied: bool,
@@ -536,27 +547,33 @@ impl Session {
         Ok(())
     }
 
-    /// After a reload: whether the config still accepts the client: its
+    /// After a reload: whether the config still accepts the client (its
     /// token, or, with no tokens left, where it came from, as a new
-    /// connection is judged (a page whose origin a reload took out of
-    /// `allowed_origins` was served on).
+    /// connection is judged: a page whose origin a reload took out of
+    /// `allowed_origins` was served on), and with the scope it was served.
     fn still_authorized(&self, ctx: &Context) -> Result<(), End> {
         let config = ctx.config.load();
         let ws = &config.websocket;
-        if ws.tokens.get_ref().is_empty() {
+        let scope = if ws.tokens.get_ref().is_empty() {
             let refused = super::auth::tokenless_refusal(
                 self.proxied,
                 self.origin.as_deref(),
                 ws.allowed_origins.get_ref(),
             );
-            return match refused {
-                None => Ok(()),
-                Some(_) => Err(End::TokenRevoked),
-            };
+            if refused.is_some() {
+                return Err(End::TokenRevoked);
+            }
+            Scope::Every
+        } else {
+            super::auth::check_token(ws.tokens.get_ref(), self.token.as_deref())
+                .map_err(|_| End::TokenRevoked)?
+        };
+        // Widened too: its filter holds the old scope's accounts.
+        if scope == self.scope {
+            Ok(())
+        } else {
+            Err(End::ScopeChanged)
         }
-        super::auth::check_token(ws.tokens.get_ref(), self.token.as_deref())
-            .map(drop)
-            .map_err(|_| End::TokenRevoked)
     }
 
     /// Sends `{"control":"heartbeat","seq":cursor}` if the client asked for
@@ -840,6 +857,7 @@ mod tests {
             axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
                 let client = Client {
                     filter: Arc::new(super::super::filter::ClientQuery::parse(None).filter),
+                    scope: Scope::Every,
                     since: Some(0),
                     heartbeat: true,
                     token: None,

@@ -25,6 +25,10 @@ pub enum End {
     /// A reload stopped accepting the client's token or, on a fan-out
     /// without tokens, its page's origin or its proxy.
     TokenRevoked,
+    /// A reload changed the accounts the client's token opens (narrowed or
+    /// widened them, or took tokens away on a loopback listener): the
+    /// client reconnects and is served its new scope.
+    ScopeChanged,
     PongTimeout,
     Shutdown,
     JournalError,
@@ -32,13 +36,14 @@ pub enum End {
 
 impl End {
     /// Every `reason` label, for exporting each at 0 from the start.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "client_closed",
         "client_gone",
         "bad_frame",
         "slow_consumer",
         "write_stalled",
         "token_revoked",
+        "scope_changed",
         "pong_timeout",
         "shutdown",
         "journal_error",
@@ -52,6 +57,7 @@ impl End {
             End::SlowConsumer => "slow_consumer",
             End::WriteStalled => "write_stalled",
             End::TokenRevoked => "token_revoked",
+            End::ScopeChanged => "scope_changed",
             End::PongTimeout => "pong_timeout",
             End::Shutdown => "shutdown",
             End::JournalError => "journal_error",
@@ -66,6 +72,7 @@ impl End {
             End::SlowConsumer
                 | End::WriteStalled
                 | End::TokenRevoked
+                | End::ScopeChanged
                 | End::PongTimeout
                 | End::JournalError
         )
@@ -82,6 +89,10 @@ impl End {
             End::BadFrame(code) => (code, "protocol error"),
             End::Shutdown => (1001, "relay shutting down"),
             End::TokenRevoked => (1008, "no longer authorized"),
+            // Not 1008: a page told "no longer authorized" stops retrying
+            // (docs/websocket.md's example does), and this one should
+            // reconnect to be served its new scope.
+            End::ScopeChanged => (4009, "token scope changed: reconnect"),
             End::JournalError => (1011, "journal read failed"),
         };
         Some(CloseFrame {
@@ -121,6 +132,7 @@ mod tests {
             | End::SlowConsumer
             | End::WriteStalled
             | End::TokenRevoked
+            | End::ScopeChanged
             | End::PongTimeout
             | End::Shutdown
             | End::JournalError => end.reason(),
@@ -132,6 +144,7 @@ mod tests {
             End::SlowConsumer,
             End::WriteStalled,
             End::TokenRevoked,
+            End::ScopeChanged,
             End::PongTimeout,
             End::Shutdown,
             End::JournalError,
@@ -154,6 +167,7 @@ mod tests {
             (End::BadFrame(1002), 1002, "protocol error"),
             (End::Shutdown, 1001, "relay shutting down"),
             (End::TokenRevoked, 1008, "no longer authorized"),
+            (End::ScopeChanged, 4009, "token scope changed: reconnect"),
             (End::JournalError, 1011, "journal read failed"),
         ] {
             assert_eq!(sent(end), Some((code, reason.to_owned())), "{end:?}");
