@@ -638,25 +638,32 @@ async fn a_reload_that_revokes_a_replaying_clients_token_closes_it_mid_replay() 
     std::fs::write(&relay.config_path, text).expect("rewrite config");
     relay.reload().await;
 
-    let mut received = 1u64;
-    let code = loop {
-        match tokio::time::timeout(WAIT, client.next())
-            .await
-            .expect("a frame in time")
-        {
-            Some(Ok(Message::Text(_))) => received += 1,
-            Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("read: {e}"),
-            None => panic!("ended without a close frame"),
-        }
-    };
+    let (texts, code) = texts_until_close(&mut client).await;
+    let received = 1 + texts;
     assert_eq!(code, Some(1008));
     assert!(
         received < HISTORY / 2,
         "{received} of {HISTORY} replayed first"
     );
     assert_eq!(disconnects(&relay, "token_revoked"), 1);
+}
+
+/// Reads until the close frame: how many text frames came first, and the
+/// close code. Panics on a read error or an end without a close frame.
+async fn texts_until_close(client: &mut Client) -> (u64, Option<u16>) {
+    let mut texts = 0u64;
+    loop {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(_))) => texts += 1,
+            Some(Ok(Message::Close(c))) => return (texts, c.map(|c| u16::from(c.code))),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("read: {e}"),
+            None => panic!("ended without a close frame"),
+        }
+    }
 }
 
 /// Without tokens, the page's origin is what lets it in: a reload that takes
@@ -697,6 +704,219 @@ async fn a_reload_that_takes_a_pages_origin_out_closes_its_session() {
         1,
         "the listed page stays"
     );
+}
+
+/// Sources of the accounts the scoped tokens below name: `hn` and `sg`
+/// (Tel4vn webhooks) and `main` (a Voip24h webhook, `big_events`' account).
+const SCOPED_SOURCES: &str = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"hn\"\napi_key = \"k-hn\"\n\n\
+                              [[webhook]]\nvendor = \"tel4vn\"\naccount = \"sg\"\napi_key = \"k-sg\"\n\n\
+                              [[webhook]]\nvendor = \"voip24h\"\naccount = \"main\"\ntoken = \"k-main\"\n\n";
+
+/// A relay with `SCOPED_SOURCES` and `[websocket]` `tokens = [{tokens}]`.
+async fn start_scoped_relay(tokens: &str) -> TestRelay {
+    start_relay(&scoped_config(tokens)).await
+}
+
+/// `SCOPED_SOURCES`, then `[websocket]` with `tokens = [{tokens}]` (more of
+/// its keys may follow).
+fn scoped_config(tokens: &str) -> String {
+    format!("{SCOPED_SOURCES}[websocket]\ntokens = [{tokens}]\n")
+}
+
+/// Rewrites the relay's config with `rest` after `base_config`, and reloads.
+async fn reload_with(relay: &TestRelay, rest: &str) {
+    let text = format!("{}{rest}", common::base_config(relay.dir.path()));
+    std::fs::write(&relay.config_path, text).expect("rewrite config");
+    relay.reload().await;
+}
+
+/// Tel4vn call events `first..` of the accounts given, one at a time (so
+/// their seqs follow the list), and their seqs.
+async fn submit_for_accounts(relay: &TestRelay, first: u64, accounts: &[&str]) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for (n, account) in (first..).zip(accounts) {
+        let e = event(n, "call.ringing", Vendor::Tel4vn, account, None);
+        seqs.push(relay.ctx.ingest.submit(e).await.expect("submit").seq);
+    }
+    seqs
+}
+
+/// The seqs among `seqs` whose account (in `accounts`, same order) is `which`.
+fn seqs_of(seqs: &[u64], accounts: &[&str], which: &str) -> Vec<u64> {
+    seqs.iter()
+        .zip(accounts)
+        .filter(|(_, a)| **a == which)
+        .map(|(s, _)| *s)
+        .collect()
+}
+
+/// A token scoped to `hn` is sent `hn`'s events only, in order, live and
+/// on resume (`since`, `Last-Event-ID`, then live after the replay), while
+/// a token of every account on the same relay gets all of them. Each list
+/// ends with an `hn` event, so an `sg` one sent by mistake would come before
+/// it and show in the seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_receives_only_its_accounts_events_live_and_on_resume() {
+    let relay = start_scoped_relay("{ token = \"team-hn\", accounts = [\"hn\"] }, \"all\"").await;
+    let mut scoped = connect(&ws_url(&relay, "?token=team-hn")).await;
+    let mut all = connect(&ws_url(&relay, "?token=all")).await;
+    for client in [&mut scoped, &mut all] {
+        await_serving(client).await;
+    }
+    let accounts = ["hn", "sg", "sg", "hn", "sg", "hn"];
+    let seqs = submit_for_accounts(&relay, 1, &accounts).await;
+    let hn = seqs_of(&seqs, &accounts, "hn");
+    let last = *seqs.last().expect("events");
+    assert_eq!(seqs_until(&mut scoped, last).await, hn, "live");
+    assert_eq!(
+        seqs_until(&mut all, last).await,
+        seqs,
+        "live, every account"
+    );
+
+    let before = seqs[0] - 1;
+    let mut since = connect(&ws_url(&relay, &format!("?token=team-hn&since={before}"))).await;
+    let mut last_event_id = try_connect(
+        &ws_url(&relay, "?token=team-hn"),
+        Some(("last-event-id", &before.to_string())),
+    )
+    .await
+    .expect("resumed with Last-Event-ID");
+    for client in [&mut since, &mut last_event_id] {
+        assert_eq!(seqs_until(client, last).await, hn, "replayed");
+    }
+    // Live after the replay, as scoped.
+    let later = ["sg", "hn"];
+    let more = submit_for_accounts(&relay, 100, &later).await;
+    for client in [&mut scoped, &mut since, &mut last_event_id] {
+        assert_eq!(seqs_until(client, more[1]).await, [more[1]], "live after");
+    }
+}
+
+/// A scoped token's client whose `account` filter names an account
+/// outside its scope is answered 403 before the upgrade, in the refusals'
+/// JSON, counted as `account_not_allowed`, the body naming the account and
+/// the token's own, never the token. A filter within the scope, and any
+/// filter of a token of every account, are served; a wrong token is still
+/// a 401 first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_filter_outside_the_tokens_scope_is_refused_before_the_upgrade() {
+    let relay =
+        start_scoped_relay("{ token = \"team-hn\", accounts = [\"hn\", \"main\"] }, \"all\"").await;
+    let cases = [
+        ("?token=team-hn&account=sg", None),
+        ("?token=team-hn&account=hn,sg", None),
+        (
+            "?account=hn&account=sg",
+            Some(("authorization", "Bearer team-hn")),
+        ),
+    ];
+    for (query, header) in cases {
+        let refused_with = try_connect(&ws_url(&relay, query), header).await;
+        let Err(tungstenite::Error::Http(response)) = refused_with else {
+            panic!("{query}: expected a 403, got {refused_with:?}");
+        };
+        assert_eq!(response.status().as_u16(), 403, "{query}");
+        let body: Value =
+            serde_json::from_slice(response.body().as_deref().unwrap_or(&[])).expect("JSON body");
+        assert_eq!(
+            body,
+            json!({"error": "this token may not see account \"sg\": it opens \"hn\", \"main\"; \
+                   leave `account` out to get all of them, or name some of them"}),
+            "{query}"
+        );
+    }
+    assert_eq!(refused(&relay, "account_not_allowed"), 3);
+    assert_eq!(
+        http_status(try_connect(&ws_url(&relay, "?token=nope&account=sg"), None).await),
+        401
+    );
+    for query in [
+        "?token=team-hn&account=hn",
+        "?token=team-hn&account=main,hn",
+        "?token=all&account=sg",
+    ] {
+        let mut client = connect(&ws_url(&relay, query)).await;
+        await_serving(&mut client).await;
+    }
+    assert_eq!(refused(&relay, "account_not_allowed"), 3);
+}
+
+/// A reload that changes a token's scope closes its sessions with 4009, so
+/// that they reconnect and are served the new one: narrowed, and widened
+/// too (the session's filter holds the old scope's accounts). Sessions of
+/// tokens whose scope is unchanged stay open and keep receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_tokens_scope_closes_its_sessions_and_keeps_the_others() {
+    let tokens = |team: &str, other: &str| {
+        scoped_config(&format!(
+            "{{ token = \"team\", accounts = [{team}] }}, \
+             {{ token = \"other\", accounts = [{other}] }}, \"all\""
+        ))
+    };
+    let relay = start_relay(&tokens("\"hn\", \"sg\"", "\"hn\"")).await;
+    let mut team = connect(&ws_url(&relay, "?token=team")).await;
+    let mut other = connect(&ws_url(&relay, "?token=other")).await;
+    let mut all = connect(&ws_url(&relay, "?token=all")).await;
+    for client in [&mut team, &mut other, &mut all] {
+        await_serving(client).await;
+    }
+
+    // Narrowed: `team` closes; the others are not told anything.
+    reload_with(&relay, &tokens("\"hn\"", "\"hn\"")).await;
+    assert_eq!(close_code(&mut team).await, Some(4009));
+    assert_eq!(disconnects(&relay, "scope_changed"), 1);
+    // Committed after the reload: a session that read the reload's notice
+    // only later would have been closed by now (reloads come before events).
+    let accounts = ["sg", "hn"];
+    let seqs = submit_for_accounts(&relay, 1, &accounts).await;
+    assert_eq!(seqs_until(&mut other, seqs[1]).await, [seqs[1]]);
+    assert_eq!(seqs_until(&mut all, seqs[1]).await, seqs);
+    // Reconnected, `team` is served its new scope.
+    let mut team = connect(&ws_url(&relay, "?token=team")).await;
+    await_serving(&mut team).await;
+    let seqs = submit_for_accounts(&relay, 10, &accounts).await;
+    assert_eq!(seqs_until(&mut team, seqs[1]).await, [seqs[1]]);
+    assert_eq!(seqs_until(&mut other, seqs[1]).await, [seqs[1]]);
+    assert_eq!(seqs_until(&mut all, seqs[1]).await, seqs);
+
+    // Widened: `other` closes too; `team` and `all` stay.
+    reload_with(&relay, &tokens("\"hn\"", "\"hn\", \"sg\"")).await;
+    assert_eq!(close_code(&mut other).await, Some(4009));
+    let seqs = submit_for_accounts(&relay, 20, &accounts).await;
+    assert_eq!(seqs_until(&mut team, seqs[1]).await, [seqs[1]]);
+    assert_eq!(seqs_until(&mut all, seqs[1]).await, seqs);
+    assert_eq!(disconnects(&relay, "scope_changed"), 2);
+    assert_eq!(disconnects(&relay, "token_revoked"), 0);
+}
+
+/// A reload that changes the scope of a client still replaying history
+/// closes it (4009) before the rest of that history, as a revoked token's
+/// is (1008).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_replaying_clients_scope_closes_it_mid_replay() {
+    let settings = "client_queue = 100000\nping_interval = \"600s\"\npong_timeout = \"600s\"\n";
+    let scoped = |accounts: &str| {
+        let tokens = format!("{{ token = \"team\", accounts = [{accounts}] }}");
+        format!("{}{settings}", scoped_config(&tokens))
+    };
+    let relay = start_relay(&scoped("\"main\", \"hn\"")).await;
+    // As in the revocation's test: 20 MiB of `main`'s history, several
+    // times what the socket buffers hold.
+    const HISTORY: u64 = 320;
+    submit_all(&relay.ctx.ingest, big_events(HISTORY)).await;
+    let mut client = unread_client(&relay, "?since=0&token=team").await;
+    assert_eq!(next_json(&mut client).await["seq"], 1, "replaying");
+
+    reload_with(&relay, &scoped("\"main\"")).await;
+    let (texts, code) = texts_until_close(&mut client).await;
+    let received = 1 + texts;
+    assert_eq!(code, Some(4009));
+    assert!(
+        received < HISTORY / 2,
+        "{received} of {HISTORY} replayed first"
+    );
+    assert_eq!(disconnects(&relay, "scope_changed"), 1);
 }
 
 /// A reload applies `max_clients` to new connections and `/status` says so
