@@ -19,8 +19,9 @@
 //! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
 //! `unsaid_loss` (what `max_size` dropped), `stop_losses` (what the last
 //! shutdown gave up), `clock`, `resume_ids` (SPRecord's `Last-Event-ID`s),
-//! `presence` (the file deleted or replaced under the relay) and
-//! `memory_backed` (a journal on tmpfs).
+//! `presence` (the file deleted or replaced under the relay),
+//! `memory_backed` (a journal on tmpfs) and `compact` (`callrelay
+//! compact`, giving freed space back to the filesystem).
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,9 @@ use crate::log_throttle::LogThrottle;
 
 mod append;
 mod clock;
+mod compact;
 pub use clock::boot_ms;
+pub use compact::{CompactError, Compacted, compact};
 pub use memory_backed::memory_file_system;
 mod cursors;
 mod dedup;
@@ -274,6 +277,16 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The journal's file in `dir`, absolute in every message, `/status` and
+/// the log: a relative `journal.path` named a file relative to a working
+/// directory the operator cannot see (signals audit, 2026-12-02).
+fn file_in(dir: &Path) -> PathBuf {
+    let dir = std::fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_owned());
+    dir.join("journal.redb")
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `options.dir`.
     pub fn open(options: JournalOptions) -> Result<Journal, JournalError> {
@@ -288,13 +301,7 @@ impl Journal {
                 path: options.dir.clone(),
                 source,
             })?;
-        // Absolute in every message, `/status` and the log: a relative
-        // `journal.path` named a file relative to a working directory the
-        // operator cannot see (signals audit, 2026-12-02).
-        let dir = std::fs::canonicalize(&options.dir)
-            .or_else(|_| std::path::absolute(&options.dir))
-            .unwrap_or_else(|_| options.dir.clone());
-        let path = dir.join("journal.redb");
+        let path = file_in(&options.dir);
         let created = create_private(&path)?;
         let db = open_database(&path, Opening::Start)?;
         // The format first, in a read: a newer build may have changed a

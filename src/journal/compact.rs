@@ -1,0 +1,242 @@
+//! `callrelay compact`: gives the disk space the journal no longer uses
+//! back to the filesystem, with the relay stopped.
+//!
+//! Why: redb grows its file and never shrinks it on its own. After a Kafka
+//! outage filled the journal to `max_size`, retention frees the pages once
+//! Kafka catches up, but the file keeps its size, and the freed pages keep
+//! old callers' data until they are used again. Compaction moves the pages
+//! still in use to the front of the file and cuts off the rest.
+//!
+//! Guarantees:
+//! - the journal is opened through [`Journal::open`], so whatever a start
+//!   refuses (a newer format, a damaged dedup index, a file another
+//!   process holds) is refused here, with the start's words; a file the
+//!   last run did not close cleanly is checked first, as at a start;
+//! - nothing is created: with no journal at the path (or an empty file, a
+//!   first start that never wrote) it says so and stops;
+//! - a journal open in another process (a running relay) is refused at
+//!   once, without waiting: redb locks the file while it is open;
+//! - no event, seq, cursor, cursor state, dedup entry, counter or SPRecord
+//!   resume id changes: compaction (redb 4.6's `Database::compact`)
+//!   relocates pages, it changes no key and no value;
+//! - a kill or power loss during compaction loses nothing: in redb 4.6,
+//!   `compact` is a sequence of ordinary write transactions (each moves
+//!   the highest pages in use to free pages lower in the file, rewrites
+//!   their parents and commits durably; then a two-phase commit frees the
+//!   old pages and truncates the file's free end). Each commit is atomic,
+//!   and redb reuses a freed page only once the commit that freed it is
+//!   durable, so the file always holds one committed state, and every one
+//!   of them holds the same rows. The file stays marked as open meanwhile,
+//!   as while the relay runs: the next open after a kill (the relay's
+//!   start, or this command again) checks the whole file first, as after
+//!   any crash (redb's own note in `compact`: an interrupted compaction
+//!   needs that full repair until its issue #829 is fixed). Tested by
+//!   killing a compaction at random moments (`tests.rs`);
+//! - it works inside the file (pages move to free ones lower down), so it
+//!   needs no room for a second copy of it;
+//! - memory: what a start takes (the dedup index is loaded by the open).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use redb::Database;
+
+use super::{Journal, JournalError, JournalOptions, file_in};
+
+/// Calls of redb's `compact` at most. redb 4.6 repeats its pass until it
+/// moves nothing more, so a second call normally returns `false` at once;
+/// it is called again all the same because earlier versions could stop
+/// before the minimum (redb issue #934: users called it until it returned
+/// false). Bounded, so a version that kept answering `true` cannot loop
+/// for ever.
+const MAX_COMPACT_CALLS: usize = 8;
+
+/// What a compaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    /// The journal file.
+    pub path: PathBuf,
+    /// Its size before and after, in bytes.
+    pub before: u64,
+    pub after: u64,
+    /// From the open to the close, the check of a file not closed cleanly included.
+    pub took: Duration,
+}
+
+/// The line `callrelay compact` prints.
+impl fmt::Display for Compacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "compacted {}: {} -> {} in {:.1} s",
+            self.path.display(),
+            Size(self.before),
+            Size(self.after),
+            self.took.as_secs_f64()
+        )?;
+        if self.after >= self.before {
+            write!(f, " (nothing was freed: no unused space to give back)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the journal was not compacted.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error(
+        "there is no journal at {path}: nothing to compact (check `journal.path` in the config; compact creates no journal)"
+    )]
+    NoJournal { path: PathBuf },
+    #[error(
+        "the journal file {path} is empty (a first start that never wrote to it): nothing to compact"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "the journal {path} is open in a running relay (or another callrelay process): stop the relay first (`systemctl stop callrelay`), then run `callrelay compact` again"
+    )]
+    InUse { path: PathBuf },
+    /// What a start would say: the same error, the same words.
+    #[error(transparent)]
+    Open(JournalError),
+    #[error("cannot read the size of the journal file {path}: {source}")]
+    Size {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot compact the journal {path}: {source}; what compaction committed before the failure is kept, with every event and cursor, and the next open checks the file"
+    )]
+    Compact {
+        path: PathBuf,
+        source: redb::CompactionError,
+    },
+    /// redb panicked: it does on some damaged pages rather than return an error.
+    #[error(
+        "the journal file {path} is damaged: its storage library failed while {during} (the `panicked` line logged before says where); restore the file from a backup or move it aside (events in it that a sink has not delivered would then be lost)"
+    )]
+    Damaged { path: PathBuf, during: &'static str },
+    /// Not expected: nothing but this module has the database right after the open.
+    #[error("cannot compact the journal {path}: something in this process still holds it open")]
+    StillHeld { path: PathBuf },
+}
+
+/// Compacts the journal in `options.dir`, which no process may have open.
+pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
+    let path = file_in(&options.dir);
+    let before = match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() == 0 => return Err(CompactError::Empty { path }),
+        Ok(meta) => meta.len(),
+        // Checked before the open, which would create the file (a start
+        // does). A file deleted between the two is not guarded against:
+        // nothing runs on the journal meanwhile, the relay being stopped.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CompactError::NoJournal { path });
+        }
+        // Left to the open, which says it as a start would.
+        Err(_) => 0,
+    };
+    let started = Instant::now();
+    let mut db = unless_damaged(&path, "opening it", || open_alone(options))?;
+    let compacted = unless_damaged(&path, "compacting it", || compact_fully(&mut db, &path));
+    if let Err(e) = compacted {
+        if matches!(e, CompactError::Damaged { .. }) {
+            // Not closed: redb's close after its own panic may panic again.
+            // The file stays marked as not closed cleanly, which has the
+            // next open check it, and the lock goes with the process.
+            std::mem::forget(db);
+        }
+        return Err(e);
+    }
+    // The size only after the close: redb records its allocator state and
+    // trims the file as it closes it.
+    unless_damaged(&path, "closing it", || {
+        drop(db);
+        Ok(())
+    })?;
+    let took = started.elapsed();
+    let after = std::fs::metadata(&path)
+        .map_err(|source| CompactError::Size {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    Ok(Compacted {
+        path,
+        before,
+        after,
+        took,
+    })
+}
+
+/// Calls redb's `compact` until it moves nothing more (at most
+/// [`MAX_COMPACT_CALLS`] times).
+fn compact_fully(db: &mut Database, path: &Path) -> Result<(), CompactError> {
+    for _ in 0..MAX_COMPACT_CALLS {
+        let moved = db.compact().map_err(|source| CompactError::Compact {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !moved {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The journal opened as a start opens it, then its database alone:
+/// compaction needs it exclusively (`&mut`), which the relay never has.
+fn open_alone(options: JournalOptions) -> Result<Database, CompactError> {
+    let journal = Journal::open(options).map_err(|e| match e {
+        JournalError::InUse { path } => CompactError::InUse { path },
+        other => CompactError::Open(other),
+    })?;
+    let path = journal.path.clone();
+    let db = journal
+        .db
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    db.and_then(|db| Arc::try_unwrap(db).ok())
+        .ok_or(CompactError::StillHeld { path })
+}
+
+/// Runs `work`, in which redb may panic on a damaged page (as reads do:
+/// [`Journal::read_unless_damaged`]): the panic becomes
+/// [`CompactError::Damaged`], an exit 1 with a message, not a crash. The
+/// panic hook has logged where it was.
+fn unless_damaged<T>(
+    path: &Path,
+    during: &'static str,
+    work: impl FnOnce() -> Result<T, CompactError>,
+) -> Result<T, CompactError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(CompactError::Damaged {
+            path: path.to_owned(),
+            during,
+        })
+    })
+}
+
+/// A file size as people read it: `10.2 GiB`, `512.0 KiB`, `900 B`.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        match UNITS.iter().find(|(unit, _)| self.0 >= *unit) {
+            // Display only: the exact figure is the file's size.
+            Some((unit, name)) => write!(f, "{:.1} {name}", self.0 as f64 / *unit as f64),
+            None => write!(f, "{} B", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
