@@ -1,4 +1,5 @@
-//! The `callrelay` command line: `run` (the default), `check`, `tail`.
+//! The `callrelay` command line: `run` (the default), `check`, `tail`,
+//! `compact`.
 //!
 //! Errors reach the user here, as plain messages and an exit code; never a
 //! panic or a backtrace for bad input or bad config.
@@ -35,7 +36,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Config file, for `run` (also when no subcommand is given) and `check`; `tail` reads none.
+    /// Config file, for `run` (also when no subcommand is given), `check` and `compact`; `tail` reads none.
     #[arg(
         long,
         global = true,
@@ -78,6 +79,8 @@ enum Command {
         #[arg(long, value_name = "PEM")]
         ca_file: Option<std::path::PathBuf>,
     },
+    /// Shrink the journal file to what it holds, with the relay stopped (after an outage grew it): no event, cursor or dedup entry changes.
+    Compact,
 }
 
 /// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Compact => compact(&cli.config, cli.log_format, cli.log_level.as_deref()),
         Command::Run => {
             if let Err(code) = init_logging(cli.log_format, cli.log_level.as_deref(), "info") {
                 return code;
@@ -215,6 +219,48 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `callrelay compact`: the config loaded as `run` and `check` load it, the
+/// journal at its `journal.path` compacted; one line on stdout, or the
+/// reason on stderr and exit 1.
+fn compact(
+    config_path: &std::path::Path,
+    log_format: LogFormat,
+    log_level: Option<&str>,
+) -> ExitCode {
+    // Info: a journal not closed cleanly is checked first, minutes on a slow
+    // disk, and the check says how far it got at that level.
+    if let Err(code) = init_logging(log_format, log_level, "info") {
+        return code;
+    }
+    // Its memory holds the config's secrets and the journal's pages.
+    if let Err(e) = callrelay::no_core::keep_secrets_out_of_cores() {
+        tracing::warn!(error = %e, "cannot mark the process as not dumpable: a core dump would hold its secrets");
+    }
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = callrelay::journal::JournalOptions {
+        dir: config.journal.path.get_ref().clone(),
+        dedup_window: config.dedup.window.get_ref().get(),
+        retention: config.journal.retention.get_ref().get(),
+        max_size: config.journal.max_size.get_ref().get(),
+    };
+    match callrelay::journal::compact(options) {
+        Ok(done) => {
+            let _ = writeln!(std::io::stdout(), "{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "callrelay compact: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The command line through the real binary: what `check` prints for a bad
-//! config, `--log-level`/`RUST_LOG` handling, what logs may show, and which
-//! build `--version` names.
+//! config, `--log-level`/`RUST_LOG` handling, what logs may show, which
+//! build `--version` names, and what `compact` does with a journal in use,
+//! stopped, or missing.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -1388,4 +1389,97 @@ fn check_answers_by_its_exit_code_when_its_output_cannot_be_written() {
             .expect("run check");
         assert_eq!(status.code(), Some(code), "{}", config.display());
     }
+}
+
+/// `callrelay compact` with `config`.
+fn compact_with(config: &Path) -> Output {
+    Command::new(BIN)
+        .args(["compact", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run compact")
+}
+
+/// `compact` refuses at once a journal a running relay holds, naming the
+/// file and saying to stop the relay; once the relay is stopped it compacts
+/// the journal and says so in one line (also when that line cannot be
+/// written, by its exit code), and the relay starts again on it with its
+/// event.
+#[test]
+fn compact_refuses_a_running_relays_journal_and_compacts_it_once_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_tel4vn_config(dir.path(), "", "");
+    let (relay, lines) = run_logging(&config);
+    let addr = listening_addr(&lines);
+    assert_eq!(post_padded_call(&addr, "before-compact"), 200);
+    let journal = std::fs::canonicalize(dir.path().join("journal").join("journal.redb"))
+        .expect("the journal file");
+
+    // The config named by `CALLRELAY_CONFIG`, as `run` and `check` read it.
+    let out = Command::new(BIN)
+        .arg("compact")
+        .env("CALLRELAY_CONFIG", &config)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run compact");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the journal {} is open", journal.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("systemctl stop callrelay"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    stop(relay, &lines);
+    let out = compact_with(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let said = stdout.trim_end();
+    assert!(
+        said.starts_with(&format!("compacted {}: ", journal.display()))
+            && said.contains(" -> ")
+            && said.contains(" in "),
+        "{said}"
+    );
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let status = Command::new(BIN)
+        .args(["compact", "--config"])
+        .arg(&config)
+        .stdout(full)
+        .status()
+        .expect("run compact");
+    assert_eq!(status.code(), Some(0));
+
+    let (relay, lines) = run_logging(&config);
+    let open = next_line(&lines, "journal open").expect("journal open");
+    assert_eq!(open["last_seq"], 1, "{open}");
+    assert_eq!(open["created"], false, "{open}");
+    stop(relay, &lines);
+}
+
+/// With no journal at `journal.path`, `compact` says so and creates none; a
+/// config it cannot load is said as `check` says it.
+#[test]
+fn compact_says_there_is_no_journal_and_creates_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_tel4vn_config(dir.path(), "", "");
+    let out = compact_with(&config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("there is no journal at"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        !dir.path().join("journal").exists(),
+        "a journal was created"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = 5\n").expect("write");
+    let out = compact_with(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad.toml:2:"), "{stderr}");
 }
