@@ -9,13 +9,14 @@
 //!
 //! Guarantees:
 //! - the journal is opened through [`Journal::open`], so whatever a start
-//!   refuses (a newer format, a damaged dedup index, a file another
-//!   process holds) is refused here, with the start's words; a file the
-//!   last run did not close cleanly is checked first, as at a start;
+//!   refuses (a newer format, a damaged dedup index, a file it cannot
+//!   read) is refused here, with the start's words; a file the last run
+//!   did not close cleanly is checked first, as at a start;
 //! - nothing is created: with no journal at the path (or an empty file, a
 //!   first start that never wrote) it says so and stops;
 //! - a journal open in another process (a running relay) is refused at
-//!   once, without waiting: redb locks the file while it is open;
+//!   once, without waiting (redb locks the file while it is open), with
+//!   what to do: stop the relay first;
 //! - no event, seq, cursor, cursor state, dedup entry, counter or SPRecord
 //!   resume id changes: compaction (redb 4.6's `Database::compact`)
 //!   relocates pages, it changes no key and no value;
@@ -126,9 +127,17 @@ pub enum CompactError {
 /// Compacts the journal in `options.dir`, which no process may have open.
 pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
     let path = file_in(&options.dir);
+    let size = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|meta| meta.len())
+            .map_err(|source| CompactError::Size {
+                path: path.to_owned(),
+                source,
+            })
+    };
     let before = match std::fs::metadata(&path) {
         Ok(meta) if meta.len() == 0 => return Err(CompactError::Empty { path }),
-        Ok(meta) => meta.len(),
+        Ok(meta) => Some(meta.len()),
         // Checked before the open, which would create the file (a start
         // does). A file deleted between the two is not guarded against:
         // nothing runs on the journal meanwhile, the relay being stopped.
@@ -136,10 +145,14 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
             return Err(CompactError::NoJournal { path });
         }
         // Left to the open, which says it as a start would.
-        Err(_) => 0,
+        Err(_) => None,
     };
     let started = Instant::now();
     let mut db = unless_damaged(&path, "opening it", || open_alone(options))?;
+    let before = match before {
+        Some(before) => before,
+        None => size(&path)?,
+    };
     let compacted = unless_damaged(&path, "compacting it", || compact_fully(&mut db, &path));
     if let Err(e) = compacted {
         if matches!(e, CompactError::Damaged { .. }) {
@@ -157,12 +170,7 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
         Ok(())
     })?;
     let took = started.elapsed();
-    let after = std::fs::metadata(&path)
-        .map_err(|source| CompactError::Size {
-            path: path.clone(),
-            source,
-        })?
-        .len();
+    let after = size(&path)?;
     Ok(Compacted {
         path,
         before,
