@@ -191,6 +191,16 @@ pub fn unspanned<T>(value: T) -> Spanned<T> {
 }
 
 impl Config {
+    /// What the journal is opened with: by the relay, and by `compact`.
+    pub fn journal_options(&self) -> crate::journal::JournalOptions {
+        crate::journal::JournalOptions {
+            dir: self.journal.path.get_ref().clone(),
+            dedup_window: self.dedup.window.get_ref().get(),
+            retention: self.journal.retention.get_ref().get(),
+            max_size: self.journal.max_size.get_ref().get(),
+        }
+    }
+
     /// Every configured source's vendor and account, in the file's order.
     pub fn accounts(&self) -> Vec<(Vendor, &Spanned<String>)> {
         self.voip24h

@@ -247,13 +247,7 @@ fn compact(
             return ExitCode::FAILURE;
         }
     };
-    let options = callrelay::journal::JournalOptions {
-        dir: config.journal.path.get_ref().clone(),
-        dedup_window: config.dedup.window.get_ref().get(),
-        retention: config.journal.retention.get_ref().get(),
-        max_size: config.journal.max_size.get_ref().get(),
-    };
-    match callrelay::journal::compact(options) {
+    match callrelay::journal::compact(config.journal_options()) {
         Ok(done) => {
             let _ = writeln!(std::io::stdout(), "{done}");
             ExitCode::SUCCESS

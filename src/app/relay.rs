@@ -30,7 +30,7 @@ use super::stop_losses::say_last_stop_losses;
 use super::{Context, ReloadOutcome, fd_limit, opening, opening_answers, retention};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{Hub, Ingest, IngestOptions};
-use crate::journal::{Journal, JournalOptions};
+use crate::journal::Journal;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
@@ -74,13 +74,7 @@ impl Relay {
             config.server.http_timeouts,
             metrics.clone(),
         );
-        let journal_cfg = &config.journal;
-        let options = JournalOptions {
-            dir: journal_cfg.path.get_ref().clone(),
-            dedup_window: config.dedup.window.get_ref().get(),
-            retention: journal_cfg.retention.get_ref().get(),
-            max_size: journal_cfg.max_size.get_ref().get(),
-        };
+        let options = config.journal_options();
         let opening = opening::JournalOpening::begin();
         let started = Instant::now();
         // Off the runtime's workers: a check of the whole file takes minutes
