@@ -2119,10 +2119,30 @@ async fn tail_exits_1_when_the_relay_refuses_its_token() {
     let url = ws_url(&relay, "");
     let (code, stderr) = tail_until_it_exits(&url, &["--token", "s3cret-wrong"]).await;
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("refused the token (HTTP 401)"), "{stderr}");
+    assert!(
+        stderr.contains("refused the token (HTTP 401: the token is not accepted)"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("s3cret"), "{stderr}");
     let (code, stderr) = tail_until_it_exits(&url, &[]).await;
     assert_eq!(code, Some(1), "no token at all: {stderr}");
+}
+
+/// An `account` in tail's `--url` outside its token's accounts ends tail
+/// with the relay's reason (403), not a word about a wrong token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_says_why_the_relay_forbids_an_account_outside_its_tokens_scope() {
+    let relay = start_scoped_relay("{ token = \"team-hn\", accounts = [\"hn\"] }").await;
+    let url = ws_url(&relay, "?account=sg");
+    let (code, stderr) = tail_until_it_exits(&url, &["--token", "team-hn"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the relay refused the connection (HTTP 403: this token may not see account \"sg\""
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("refused the token"), "{stderr}");
 }
 
 /// `callrelay tail | head -1`: once its reader is gone, tail ends quietly

@@ -231,6 +231,14 @@ impl Scope {
         let Scope::Accounts(allowed) = self else {
             return Ok(filter);
         };
+        // An empty `accounts` filter matches every account: a scope of none
+        // (which `check` refuses) must not become one.
+        if allowed.is_empty() {
+            return Err(OutOfScope {
+                asked: String::new(),
+                allowed: allowed.clone(),
+            });
+        }
         if filter.accounts.is_empty() {
             filter.accounts = allowed.to_vec();
             return Ok(filter);
@@ -554,6 +562,11 @@ mod tests {
         );
         assert!(!refused.contains("s3cret"), "{refused}");
         assert_eq!(Scope::Every.narrow(filter(&["any"])), Ok(filter(&["any"])));
+        // A scope of no account (which `check` refuses) opens nothing,
+        // not every account as an empty filter would.
+        let none = Scope::Accounts(Vec::new().into());
+        assert!(none.narrow(filter(&[])).is_err());
+        assert!(none.narrow(filter(&["hn"])).is_err());
         assert_eq!(Scope::Every.narrow(filter(&[])), Ok(filter(&[])));
     }
 

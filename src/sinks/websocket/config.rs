@@ -339,6 +339,17 @@ impl WebSocketConfig {
             if entry.token.get_ref().is_empty() {
                 continue;
             }
+            // A `Bearer` token is taken without the spaces around it: a
+            // scoped token with them could never be sent that way, and with
+            // them trimmed it might be another entry's token of every account.
+            let text = entry.token.get_ref().expose();
+            if entry.is_scoped() && text.trim_ascii() != text {
+                v.error(
+                    entry.token.span(),
+                    "this token begins or ends with whitespace, which `Authorization: Bearer` \
+                     drops: write it without",
+                );
+            }
             // Every earlier entry compared (in constant time, `Secret`'s
             // `==`): the message says where the first is, never the value.
             let earlier = entries[..i]
@@ -559,6 +570,12 @@ mod tests {
                 "tokens = [{ token = \"\", accounts = [\"hn\"] }]\n",
                 "[",
                 "a websocket token must not be empty",
+            ),
+            (
+                "tokens = [\"abc\", { token = \"abc \", accounts = [\"hn\"] }]\n",
+                "\"abc \"",
+                "this token begins or ends with whitespace, which `Authorization: Bearer` \
+                 drops: write it without",
             ),
         ] {
             let col = websocket.find(marker).unwrap() + 1;

@@ -54,8 +54,10 @@
 //!   scope changed: reconnect" (its filter was made for the old scope; a
 //!   reconnect is served the new one): at once, or once a replay page or a
 //!   write in progress is done (the session subscribes to reloads before its
-//!   token is checked, so none is missed); a session whose token and scope
-//!   are unchanged stays open;
+//!   token is checked, so none is missed); no page read and no live event
+//!   taken after the session could see the reload is sent before it is
+//!   judged (it looks after each read and before each event of a burst); a
+//!   session whose token and scope are unchanged stays open;
 //! - every session's replay pages together hold at most
 //!   `websocket.replay_memory` (see [`replay_budget`]); a session waiting for
 //!   room is pinged, hears its client's close and a revocation, and replays
@@ -353,6 +355,10 @@ impl Session {
                 Err(RecvError::Closed) => return Err(End::Shutdown),
             }
             if handed.len() < MAX_BURST && handled < MAX_HANDLED {
+                // A burst's writes can wait on a slow socket: a reload
+                // meanwhile is judged before the next event is taken, which
+                // may have committed after it.
+                self.check_reloads(ctx)?;
                 let waiting = match self.live.as_mut() {
                     Some(live) => live.try_recv(),
                     None => Err(TryRecvError::Empty),
@@ -407,10 +413,7 @@ impl Session {
             // A replay of a large journal, or one that never catches up with
             // the head, runs for as long as it reads: a revoked token must
             // not be served meanwhile.
-            if self.reloads.has_changed().unwrap_or(false) {
-                self.reloads.borrow_and_update();
-                self.still_authorized(ctx)?;
-            }
+            self.check_reloads(ctx)?;
             // Held until the page is flushed (dropped with it at the end
             // of this turn): a slow client's page is in memory until then.
             let mut hold = self.page_of_the_budget(ctx).await?;
@@ -420,6 +423,10 @@ impl Session {
                 journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             })
             .await?;
+            // Again after the read: a reload during it (a slow disk, the
+            // budget's wait) must not see a page read after it, which can
+            // hold events a narrowed scope no longer opens, sent.
+            self.check_reloads(ctx)?;
             hold.keep(page.iter().map(|e| e.json.len()).sum());
             let Some(first) = page.first() else {
                 if self.live.is_some() {
@@ -543,6 +550,16 @@ impl Session {
         if await_pong {
             let due = Instant::now() + self.settings.pong_timeout;
             self.pong_deadline.get_or_insert(due);
+        }
+        Ok(())
+    }
+
+    /// Judges a reload that came since the last look, if any, as the live
+    /// loop's `select!` does (see [`Session::still_authorized`]).
+    fn check_reloads(&mut self, ctx: &Context) -> Result<(), End> {
+        if self.reloads.has_changed().unwrap_or(false) {
+            self.reloads.borrow_and_update();
+            self.still_authorized(ctx)?;
         }
         Ok(())
     }

@@ -68,8 +68,12 @@ impl std::fmt::Debug for TailOptions {
 pub enum TailError {
     #[error("bad --url {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("the relay refused the token (HTTP {0}); set --token or CALLRELAY_WS_TOKEN")]
-    Refused(u16),
+    #[error("the relay refused the token (HTTP 401: {0}); set --token or CALLRELAY_WS_TOKEN")]
+    Unauthorized(String),
+    /// A 403: no tokens and a foreign origin or a proxy, or an `account`
+    /// in `--url` outside the token's accounts; the relay's words say which.
+    #[error("the relay refused the connection (HTTP 403: {0})")]
+    Forbidden(String),
     #[error(
         "nothing answers WebSocket requests at the path {path:?} (HTTP 404); check --url ({})",
         served_at_hint(.served_at)
@@ -247,7 +251,13 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             Err(tungstenite::Error::Http(response))
                 if matches!(response.status().as_u16(), 401 | 403) =>
             {
-                return Err(TailError::Refused(response.status().as_u16()));
+                let reason = relay_error(response.body().as_deref())
+                    .unwrap_or_else(|| "no reason given".to_owned());
+                return Err(if response.status() == http::StatusCode::UNAUTHORIZED {
+                    TailError::Unauthorized(reason)
+                } else {
+                    TailError::Forbidden(reason)
+                });
             }
             // Only before the first connection: the URL is then wrong, and no
             // retry will fix it. Once this URL has served us, a 404 is a
