@@ -12,14 +12,19 @@
 //!   refuses (a newer format, a damaged dedup index, a file it cannot
 //!   read) is refused here, with the start's words; a file the last run
 //!   did not close cleanly is checked first, as at a start;
-//! - nothing is created: with no journal at the path (or an empty file, a
-//!   first start that never wrote) it says so and stops;
+//! - nothing is created: with no journal at the path (nothing there, a
+//!   path through a regular file, or an empty file, a first start that
+//!   never wrote) it says so and stops; a path it cannot look at (not run
+//!   as the service's user) is said as such, before any open;
 //! - a journal open in another process (a running relay) is refused at
 //!   once, without waiting (redb locks the file while it is open), with
 //!   what to do: stop the relay first;
-//! - no event, seq, cursor, cursor state, dedup entry, counter or SPRecord
-//!   resume id changes: compaction (redb 4.6's `Database::compact`)
-//!   relocates pages, it changes no key and no value;
+//! - nothing changes that a start would not change: compaction (redb
+//!   4.6's `Database::compact`) relocates pages, it changes no key and no
+//!   value, so every event, seq, cursor, cursor state, dedup entry,
+//!   counter and SPRecord resume id reads back the same; the open may, as
+//!   at any start, write the format marker, migrate a legacy dedup index
+//!   or fix the file's mode;
 //! - a kill or power loss during compaction loses nothing: in redb 4.6,
 //!   `compact` is a sequence of ordinary write transactions (each moves
 //!   the highest pages in use to free pages lower in the file, rewrites
@@ -35,6 +40,10 @@
 //!   killing a compaction at random moments (`tests.rs`);
 //! - it works inside the file (pages move to free ones lower down), so it
 //!   needs no room for a second copy of it;
+//! - the close's own writes (allocator state, final trim, the clean
+//!   shutdown mark) are checked: if they fail, it says the journal was
+//!   compacted but not closed cleanly (the next open checks the whole
+//!   file), exit 1, not success;
 //! - memory: what a start takes (the dedup index is loaded by the open).
 
 use std::fmt;
@@ -42,12 +51,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use redb::Database;
+use redb::{CompactionError, Database, StorageError};
 
 use super::{Journal, JournalError, JournalOptions, file_in};
 
 /// Calls of redb's `compact` at most. redb 4.6 repeats its pass until it
-/// moves nothing more, so a second call normally returns `false` at once;
+/// moves nothing more, so a second call normally moves nothing and returns
+/// `false` (it still makes durable commits: fast, not free);
 /// it is called again all the same because earlier versions could stop
 /// before the minimum (redb issue #934: users called it until it returned
 /// false). Bounded, so a version that kept answering `true` cannot loop
@@ -107,12 +117,34 @@ pub enum CompactError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `then` is [`CHECKED_NEXT`] when the file was not closed cleanly
+    /// (an I/O error, which redb latches: it writes nothing more), empty
+    /// when it was (a savepoint or a transaction in the way: nothing was
+    /// written by that call).
     #[error(
-        "cannot compact the journal {path}: {source}; what compaction committed before the failure is kept, with every event and cursor, and the next open checks the file"
+        "cannot compact the journal {path}: {source}; what compaction committed before the failure is kept, with every event and cursor{then}"
     )]
     Compact {
         path: PathBuf,
-        source: redb::CompactionError,
+        source: CompactionError,
+        then: &'static str,
+    },
+    /// The compaction's commits are durable; the close's own writes
+    /// (allocator state, final trim, the clean-shutdown mark) failed.
+    #[error(
+        "the journal {path} was compacted, but not closed cleanly: {source}; every event and cursor is kept, and the next start (or compact) checks the whole file first, as after a crash (minutes on a large file)"
+    )]
+    NotClosed {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    /// The first look at the path failed other than by there being nothing.
+    #[error(
+        "cannot look at the journal file {path}: {source}; run compact as the service's user (docs/operations.md, Compacting the journal)"
+    )]
+    CannotLook {
+        path: PathBuf,
+        source: std::io::Error,
     },
     /// redb panicked: it does on some damaged pages rather than return an error.
     #[error(
@@ -123,6 +155,9 @@ pub enum CompactError {
     #[error("cannot compact the journal {path}: something in this process still holds it open")]
     StillHeld { path: PathBuf },
 }
+
+/// Said of a compaction error after which the file was not closed cleanly.
+const CHECKED_NEXT: &str = ", and the next open checks the whole file first, as after a crash";
 
 /// Compacts the journal in `options.dir`, which no process may have open.
 pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
@@ -137,37 +172,61 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
     };
     let before = match std::fs::metadata(&path) {
         Ok(meta) if meta.len() == 0 => return Err(CompactError::Empty { path }),
-        Ok(meta) => Some(meta.len()),
-        // Checked before the open, which would create the file (a start
-        // does). A file deleted between the two is not guarded against:
-        // nothing runs on the journal meanwhile, the relay being stopped.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Ok(meta) => meta.len(),
+        // Checked before the open, which would create the directories and
+        // the file (a start does): any failure here stops. A file deleted
+        // between the two is not guarded against: nothing runs on the
+        // journal meanwhile, the relay being stopped.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(CompactError::NoJournal { path });
         }
-        // Left to the open, which says it as a start would.
-        Err(_) => None,
+        Err(source) => return Err(CompactError::CannotLook { path, source }),
     };
     let started = Instant::now();
     let mut db = unless_damaged(&path, "opening it", || open_alone(options))?;
-    let before = match before {
-        Some(before) => before,
-        None => size(&path)?,
-    };
-    let compacted = unless_damaged(&path, "compacting it", || compact_fully(&mut db, &path));
-    if let Err(e) = compacted {
-        if matches!(e, CompactError::Damaged { .. }) {
+    let compacted = unless_damaged(&path, "compacting it", || Ok(compact_fully(&mut db)));
+    match compacted {
+        Ok(Ok(())) => {}
+        Ok(Err(source)) => {
+            // Closed for its answer: whether the file was left as closed
+            // cleanly (redb writes nothing more after an I/O error).
+            let closed = unless_damaged(&path, "closing it", || {
+                db.close().map_err(|source| CompactError::NotClosed {
+                    path: path.clone(),
+                    source,
+                })
+            });
+            let io = matches!(
+                source,
+                CompactionError::Storage(StorageError::Io(_) | StorageError::PreviousIo)
+            );
+            let then = if io || closed.is_err() {
+                CHECKED_NEXT
+            } else {
+                ""
+            };
+            return Err(CompactError::Compact { path, source, then });
+        }
+        Err(e) => {
             // Not closed: redb's close after its own panic may panic again.
             // The file stays marked as not closed cleanly, which has the
             // next open check it, and the lock goes with the process.
             std::mem::forget(db);
+            return Err(e);
         }
-        return Err(e);
     }
-    // The size only after the close: redb records its allocator state and
-    // trims the file as it closes it.
+    // The close's writes (allocator state, final trim, the clean-shutdown
+    // mark) may fail: then it is not a success. The size only after it.
     unless_damaged(&path, "closing it", || {
-        drop(db);
-        Ok(())
+        db.close().map_err(|source| CompactError::NotClosed {
+            path: path.clone(),
+            source,
+        })
     })?;
     let took = started.elapsed();
     let after = size(&path)?;
@@ -181,13 +240,9 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
 
 /// Calls redb's `compact` until it moves nothing more (at most
 /// [`MAX_COMPACT_CALLS`] times).
-fn compact_fully(db: &mut Database, path: &Path) -> Result<(), CompactError> {
+fn compact_fully(db: &mut Database) -> Result<(), CompactionError> {
     for _ in 0..MAX_COMPACT_CALLS {
-        let moved = db.compact().map_err(|source| CompactError::Compact {
-            path: path.to_owned(),
-            source,
-        })?;
-        if !moved {
+        if !db.compact()? {
             break;
         }
     }

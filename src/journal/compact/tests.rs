@@ -221,6 +221,43 @@ fn no_journal_is_said_and_none_is_created() {
     assert_eq!(file_size(dir.path()), 0);
 }
 
+/// `journal.path` naming a regular file (a path through a file): no
+/// journal there, said as such, and nothing created or changed; before,
+/// the open was reached and said it could not create the directory.
+#[test]
+fn a_journal_path_naming_a_file_has_no_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"something else").unwrap();
+    let error = compact(options(&file)).unwrap_err();
+    assert!(matches!(error, CompactError::NoJournal { .. }), "{error}");
+    assert!(
+        error.to_string().contains("there is no journal at"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"something else");
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["not-a-directory"]);
+}
+
+/// A path the first look fails on for another reason (here a name too
+/// long; in service a directory the user running it cannot enter) is
+/// said as such, with whom to run it as, and nothing is created.
+#[test]
+fn a_journal_it_cannot_look_at_is_said_and_none_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("d".repeat(300));
+    let error = compact(options(&long)).unwrap_err();
+    assert!(matches!(error, CompactError::CannotLook { .. }), "{error}");
+    let said = error.to_string();
+    assert!(said.contains("cannot look at the journal file"), "{said}");
+    assert!(said.contains("as the service's user"), "{said}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 /// A journal another process has open (here this one, which redb refuses
 /// the same way) is refused at once, with what to do.
 #[test]
@@ -308,32 +345,51 @@ fn compaction_child() {
     let mut out = std::io::stdout().lock();
     writeln!(out, "COMPACTING").unwrap();
     out.flush().unwrap();
-    compact_fully(&mut db, &file_in(dir)).unwrap();
-    drop(db);
+    compact_fully(&mut db).unwrap();
+    db.close().unwrap();
     writeln!(out, "DONE").unwrap();
     out.flush().unwrap();
 }
 
+/// A child process, killed and reaped when dropped: a test that fails or
+/// times out half-way does not leave it running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How long a child may take to say `COMPACTING`, and then to end.
+const CHILD_DEADLINE: Duration = Duration::from_secs(30);
+
 /// One run of [`compaction_child`] on `dir`, SIGKILLed `kill_after` after
 /// it said `COMPACTING` (never, with `None`). Returns whether it said
-/// `DONE`, and how long after `COMPACTING`.
+/// `DONE`, and how long after `COMPACTING`. Fails if the child takes more
+/// than [`CHILD_DEADLINE`] for either, with the child killed.
 fn compact_in_a_child(dir: &Path, kill_after: Option<Duration>) -> (bool, Duration) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "journal::compact::tests::compaction_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = Reaped(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "journal::compact::tests::compaction_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
+    // Ends when the child's stdout closes (it ended or was killed); not
+    // joined, so that a failure here cannot wait on it.
+    std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if tx.send((line, Instant::now())).is_err() {
@@ -341,40 +397,78 @@ fn compact_in_a_child(dir: &Path, kill_after: Option<Duration>) -> (bool, Durati
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + CHILD_DEADLINE;
     let compacting = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let (line, at) = rx
             .recv_timeout(left)
-            .expect("the child said COMPACTING within 60 s");
+            .expect("the child said COMPACTING within the deadline");
         // libtest's `test … ... ` comes first on the line.
         if line.ends_with("COMPACTING") {
             break at;
         }
     };
+    let mut done = None;
     if let Some(after) = kill_after {
         // The moment of the kill is the fault injected, not a wait for
-        // something to happen.
-        std::thread::sleep(after);
-        let _ = child.kill(); // SIGKILL
+        // something to happen; a child that said DONE before it is killed
+        // then, without waiting longer (a range much longer than the
+        // compaction would otherwise cost that whole wait each round).
+        let kill_at = compacting + after;
+        loop {
+            let left = kill_at.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((line, at)) if line.ends_with("DONE") => {
+                    done = Some(at);
+                    break;
+                }
+                Ok(_) => {}
+                // The moment came, or the child ended.
+                Err(_) => break,
+            }
+        }
+        let _ = child.0.kill(); // SIGKILL
     }
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    let done = rx.try_iter().find(|(line, _)| line.ends_with("DONE"));
+    let deadline = Instant::now() + CHILD_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child did not end within {CHILD_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
     if kill_after.is_none() {
         assert!(status.success(), "the child failed: {status}");
     }
+    // Every line the child wrote, its stdout being closed: the reader
+    // drops its sender at the end.
+    let done = done.or_else(|| {
+        std::iter::from_fn(|| rx.recv_timeout(CHILD_DEADLINE).ok())
+            .find(|(line, _)| line.ends_with("DONE"))
+            .map(|(_, at)| at)
+    });
     match done {
-        Some((_, at)) => (true, at - compacting),
+        Some(at) => (true, at - compacting),
         None => (false, Duration::ZERO),
     }
 }
+
+/// Rounds of [`a_killed_compaction_loses_nothing`]: at least, and at most
+/// while no kill has landed before the compaction's end.
+const KILL_ROUNDS: usize = 10;
+const MAX_KILL_ROUNDS: usize = 30;
 
 /// A compaction SIGKILLed at random moments leaves a journal that opens
 /// (after the check of a file not closed cleanly) with every table as it
 /// was: each of redb's compaction commits is atomic, and relocating pages
 /// changes no key or value. Each round kills a fresh copy of the same
-/// journal, at a moment within how long a whole compaction took.
+/// journal, at a moment within how long a whole compaction took; a round
+/// whose child had finished before the kill (a machine faster now than
+/// at the timing run) halves that range, and rounds go on (at most
+/// [`MAX_KILL_ROUNDS`]) until one kill has come before the end.
 #[test]
 fn a_killed_compaction_loses_nothing() {
     let template = tempfile::tempdir().unwrap();
@@ -396,26 +490,30 @@ fn a_killed_compaction_loses_nothing() {
     assert!(tables_in(whole.path()) == held, "the tables changed");
 
     let mut rng_state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut range = u64::try_from(took.as_micros()).unwrap().max(1);
     let mut killed_midway = 0;
-    for round in 0..10 {
+    let mut rounds = 0;
+    while rounds < KILL_ROUNDS || (killed_midway == 0 && rounds < MAX_KILL_ROUNDS) {
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        let micros = u64::try_from(took.as_micros()).unwrap().max(1);
-        let kill_after = Duration::from_micros(rng_state % micros);
+        let kill_after = Duration::from_micros(rng_state % range);
         let dir = tempfile::tempdir().unwrap();
         copy_into(dir.path());
         let (done, _) = compact_in_a_child(dir.path(), Some(kill_after));
-        if !done {
+        if done {
+            range = (range / 2).max(1);
+        } else {
             killed_midway += 1;
         }
         assert!(
             tables_in(dir.path()) == held,
-            "round {round}: killed {kill_after:?} in (done: {done}), the tables changed"
+            "round {rounds}: killed {kill_after:?} in (done: {done}), the tables changed"
         );
+        rounds += 1;
     }
     assert!(
         killed_midway > 0,
-        "no kill came before the compaction's end"
+        "no kill came before the compaction's end in {rounds} rounds"
     );
 }
