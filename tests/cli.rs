@@ -1393,12 +1393,62 @@ fn check_answers_by_its_exit_code_when_its_output_cannot_be_written() {
 
 /// `callrelay compact` with `config`.
 fn compact_with(config: &Path) -> Output {
-    Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["compact", "--config"])
         .arg(config)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run compact")
+        .env_remove("RUST_LOG");
+    output_within(&mut command)
+}
+
+/// How long a `compact` of the tests' small journals may take.
+const COMPACT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `command`'s output, as `Command::output` gives it, failing if it has
+/// not ended within [`COMPACT_DEADLINE`] (a refusal that waited on the
+/// lock, say), with the process killed.
+fn output_within(command: &mut Command) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Running(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let read = |mut from: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = from.read_to_end(&mut all);
+            all
+        })
+    };
+    let stdout = read(Box::new(child.0.stdout.take().expect("stdout")));
+    let stderr = read(Box::new(child.0.stderr.take().expect("stderr")));
+    let status = wait_within(&mut child);
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout read"),
+        stderr: stderr.join().expect("stderr read"),
+    }
+}
+
+/// `child`'s exit status within [`COMPACT_DEADLINE`]; it is killed (on
+/// drop) if the deadline passes.
+fn wait_within(child: &mut Running) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + COMPACT_DEADLINE;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ended within {COMPACT_DEADLINE:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// `compact` refuses at once a journal a running relay holds, naming the
@@ -1417,12 +1467,12 @@ fn compact_refuses_a_running_relays_journal_and_compacts_it_once_stopped() {
         .expect("the journal file");
 
     // The config named by `CALLRELAY_CONFIG`, as `run` and `check` read it.
-    let out = Command::new(BIN)
-        .arg("compact")
-        .env("CALLRELAY_CONFIG", &config)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run compact");
+    let out = output_within(
+        Command::new(BIN)
+            .arg("compact")
+            .env("CALLRELAY_CONFIG", &config)
+            .env_remove("RUST_LOG"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -1445,13 +1495,15 @@ fn compact_refuses_a_running_relays_journal_and_compacts_it_once_stopped() {
         "{said}"
     );
     let full = std::fs::File::create("/dev/full").expect("/dev/full");
-    let status = Command::new(BIN)
-        .args(["compact", "--config"])
-        .arg(&config)
-        .stdout(full)
-        .status()
-        .expect("run compact");
-    assert_eq!(status.code(), Some(0));
+    let mut compact = Running(
+        Command::new(BIN)
+            .args(["compact", "--config"])
+            .arg(&config)
+            .stdout(full)
+            .spawn()
+            .expect("run compact"),
+    );
+    assert_eq!(wait_within(&mut compact).code(), Some(0));
 
     let (relay, lines) = run_logging(&config);
     let open = next_line(&lines, "journal open").expect("journal open");
