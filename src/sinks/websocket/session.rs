@@ -56,7 +56,7 @@
 //!   write in progress is done (the session subscribes to reloads before its
 //!   token is checked, so none is missed); no page read and no live event
 //!   taken after the session could see the reload is sent before it is
-//!   judged (it looks after each read and before each event of a burst); a
+//!   judged (it looks after each read and before sending each live event); a
 //!   session whose token and scope are unchanged stays open;
 //! - every session's replay pages together hold at most
 //!   `websocket.replay_memory` (see [`replay_budget`]); a session waiting for
@@ -326,6 +326,14 @@ impl Session {
             handled += 1;
             match received {
                 Ok(event) => {
+                    // A burst's writes can wait on a slow socket: a reload
+                    // meanwhile is judged before this event, which may have
+                    // committed after it, is sent. What the burst fed is
+                    // flushed (before the close) and counted first.
+                    if let Err(end) = self.check_reloads(ctx) {
+                        self.out.flush_burst(&mut handed, latest_live).await?;
+                        return Err(end);
+                    }
                     if event.seq > self.cursor.saturating_add(1) {
                         // The ring skipped seqs: a commit reported failed had
                         // landed and could not be read back to be published.
@@ -355,10 +363,6 @@ impl Session {
                 Err(RecvError::Closed) => return Err(End::Shutdown),
             }
             if handed.len() < MAX_BURST && handled < MAX_HANDLED {
-                // A burst's writes can wait on a slow socket: a reload
-                // meanwhile is judged before the next event is taken, which
-                // may have committed after it.
-                self.check_reloads(ctx)?;
                 let waiting = match self.live.as_mut() {
                     Some(live) => live.try_recv(),
                     None => Err(TryRecvError::Empty),

@@ -176,8 +176,10 @@ fn relay_error(body: Option<&[u8]>) -> Option<String> {
     (!shown.is_empty()).then_some(shown)
 }
 
-/// The most of a refusal's reason tail repeats.
-const MAX_RELAY_ERROR_CHARS: usize = 200;
+/// The most of a refusal's reason tail repeats: the relay's longest (a
+/// proxied request's 403, about 210 characters, ending with what to set)
+/// whole, with room for a scope's list of accounts.
+const MAX_RELAY_ERROR_CHARS: usize = 320;
 /// The most of a refusal's body read for it.
 const MAX_RELAY_BODY_READ: usize = 4096;
 
