@@ -132,19 +132,19 @@ pub enum CompactError {
     /// The compaction's commits are durable; the close's own writes
     /// (allocator state, final trim, the clean-shutdown mark) failed.
     #[error(
-        "the journal {path} was compacted, but not closed cleanly: {source}; every event and cursor is kept, and the next start (or compact) checks the whole file first, as after a crash (minutes on a large file)"
+        "the journal {path} was compacted, but its close failed: {source}; every event and cursor is kept, and unless the close had marked the file clean before failing, the next start (or compact) checks the whole file first, as after a crash (minutes on a large file)"
     )]
     NotClosed {
         path: PathBuf,
         source: redb::DatabaseError,
     },
     /// The first look at the path failed other than by there being nothing.
-    #[error(
-        "cannot look at the journal file {path}: {source}; run compact as the service's user (docs/operations.md, Compacting the journal)"
-    )]
+    #[error("cannot look at the journal file {path}: {source}{hint}")]
     CannotLook {
         path: PathBuf,
         source: std::io::Error,
+        /// Whom to run it as, when the look was not permitted.
+        hint: &'static str,
     },
     /// redb panicked: it does on some damaged pages rather than return an error.
     #[error(
@@ -185,7 +185,14 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
         {
             return Err(CompactError::NoJournal { path });
         }
-        Err(source) => return Err(CompactError::CannotLook { path, source }),
+        Err(source) => {
+            let hint = if source.kind() == std::io::ErrorKind::PermissionDenied {
+                "; run compact as the service's user (docs/operations.md, Compacting the journal)"
+            } else {
+                ""
+            };
+            return Err(CompactError::CannotLook { path, source, hint });
+        }
     };
     let started = Instant::now();
     let mut db = unless_damaged(&path, "opening it", || open_alone(options))?;
