@@ -195,6 +195,16 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
         }
     };
     let started = Instant::now();
+    // The close's writes (allocator state, final trim, the clean-shutdown
+    // mark) may fail: then it is not a success.
+    let close = |db: Database| {
+        unless_damaged(&path, "closing it", || {
+            db.close().map_err(|source| CompactError::NotClosed {
+                path: path.clone(),
+                source,
+            })
+        })
+    };
     let mut db = unless_damaged(&path, "opening it", || open_alone(options))?;
     let compacted = unless_damaged(&path, "compacting it", || Ok(compact_fully(&mut db)));
     match compacted {
@@ -202,12 +212,7 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
         Ok(Err(source)) => {
             // Closed for its answer: whether the file was left as closed
             // cleanly (redb writes nothing more after an I/O error).
-            let closed = unless_damaged(&path, "closing it", || {
-                db.close().map_err(|source| CompactError::NotClosed {
-                    path: path.clone(),
-                    source,
-                })
-            });
+            let closed = close(db);
             let io = matches!(
                 source,
                 CompactionError::Storage(StorageError::Io(_) | StorageError::PreviousIo)
@@ -227,14 +232,8 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
             return Err(e);
         }
     }
-    // The close's writes (allocator state, final trim, the clean-shutdown
-    // mark) may fail: then it is not a success. The size only after it.
-    unless_damaged(&path, "closing it", || {
-        db.close().map_err(|source| CompactError::NotClosed {
-            path: path.clone(),
-            source,
-        })
-    })?;
+    // The size only after the close, which trims the file.
+    close(db)?;
     let took = started.elapsed();
     let after = size(&path)?;
     Ok(Compacted {
@@ -289,22 +288,13 @@ fn unless_damaged<T>(
     })
 }
 
-/// A file size as people read it: `10.2 GiB`, `512.0 KiB`, `900 B`.
+/// A file size as people read it: `10.2 GiB`, `1.5 KiB`, `900 B`
+/// (bytesize's binary units, as the config's sizes are read).
 struct Size(u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [
-            (1 << 40, "TiB"),
-            (1 << 30, "GiB"),
-            (1 << 20, "MiB"),
-            (1 << 10, "KiB"),
-        ];
-        match UNITS.iter().find(|(unit, _)| self.0 >= *unit) {
-            // Display only: the exact figure is the file's size.
-            Some((unit, name)) => write!(f, "{:.1} {name}", self.0 as f64 / *unit as f64),
-            None => write!(f, "{} B", self.0),
-        }
+        bytesize::ByteSize(self.0).display().iec().fmt(f)
     }
 }
 
