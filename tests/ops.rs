@@ -1448,6 +1448,7 @@ fn the_alert_rules_name_exported_metrics_and_fire_when_they_should() {
         "callrelay_ingest_errors_total",
         "callrelay_sink_lag_events",
         "callrelay_config_last_reload_successful",
+        "callrelay_config_restart_pending",
         "callrelay_webhook_requests_total",
     ] {
         assert!(named.contains(n), "no alert watches {n}");
