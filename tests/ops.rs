@@ -1432,6 +1432,67 @@ fn the_dashboard_queries_only_metrics_the_relay_exports() {
     }
 }
 
+/// Exported metrics no panel shows, each with the reason. Kept short: one
+/// that a panel shows is no exception (the test below refuses it).
+const NOT_ON_THE_DASHBOARD: &[(&str, &str)] = &[
+    (
+        "callrelay_event_latency_seconds_sum",
+        "the latency panel reads the histogram's buckets (p50 / p99 per sink): a mean hides the tail",
+    ),
+    (
+        "callrelay_event_latency_seconds_count",
+        "the latency panel reads the histogram's buckets; how many events a sink took is `Published per sink`",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        "address space reserved, not memory used: `Memory (resident)` is what MemoryMax and the OOM killer count",
+    ),
+    (
+        "process_start_time_seconds",
+        "a timestamp, not a level: restarts are the CallrelayRestarting alert's, and the counters' resets show them",
+    ),
+    (
+        "process_threads",
+        "tokio's worker and blocking threads: nothing on-call acts on; stuck work shows as latency and lag",
+    ),
+];
+
+/// Every metric the relay exports is on some panel of the dashboard, but for
+/// `NOT_ON_THE_DASHBOARD`: a gauge added for on-call (the journal writable,
+/// retention failing, Kafka topics missing, a refused reload, settings
+/// awaiting a restart, the webhook body budget, WebSocket replays waiting)
+/// is one they see in Grafana, not only in an alert or a scrape.
+#[test]
+fn every_exported_metric_is_on_the_dashboard() {
+    let d = dashboard();
+    let exported = exported_names();
+    // Panel queries only (rows' nested panels too), not the variables'.
+    let mut all = Vec::new();
+    walk(&d, &mut all);
+    let shown: BTreeSet<String> = all
+        .iter()
+        .filter_map(|v| v.get("expr").and_then(Value::as_str))
+        .flat_map(metric_names)
+        .collect();
+    for (name, reason) in NOT_ON_THE_DASHBOARD {
+        assert!(!reason.is_empty(), "{name}: no reason");
+        assert!(exported.contains(*name), "{name} is not exported");
+        assert!(
+            !shown.contains(*name),
+            "{name} is on the dashboard: remove it from NOT_ON_THE_DASHBOARD"
+        );
+    }
+    let missing: Vec<&String> = exported
+        .iter()
+        .filter(|n| !shown.contains(*n))
+        .filter(|n| !NOT_ON_THE_DASHBOARD.iter().any(|(e, _)| e == n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "exported but on no dashboard panel (add a panel, or an exception with its reason): {missing:?}"
+    );
+}
+
 /// The shipped alert rules (deploy/prometheus/callrelay-alerts.yml): they
 /// name only metrics the relay exports, promtool loads them, and each alert
 /// fires in the situation it is for and stays quiet beside it (promtool's unit
