@@ -432,12 +432,14 @@ impl Forwarder {
                         let healthy = cluster::partitions_healthy(
                             self.producer.clone(),
                             self.topics.names(),
+                            self.config.client_config(),
                         );
                         if healthy.await {
                             return Some(f);
                         }
-                        // A partition without a leader or with replicas
-                        // out of sync: a new producer would wait as well.
+                        // A partition without a leader or with fewer
+                        // replicas in sync than `min.insync.replicas`: a
+                        // new producer would wait as well.
                         self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
                     }
                 }
