@@ -192,6 +192,11 @@ pub struct Forwarder {
     /// [`Forwarder::retry_delay`]).
     requests_may_land: bool,
     persisted: u64,
+    /// The last cursor write was durable (the cursor read at the start is).
+    persisted_durably: bool,
+    /// The journal's newest seq at the last tick: unchanged over a tick, no
+    /// event's commit carries a non-durable cursor write to the disk soon.
+    journaled_at_last_tick: u64,
     /// Last seq handed to the producer.
     next: u64,
     buffer: VecDeque<JournaledEvent>,
@@ -281,6 +286,8 @@ impl Forwarder {
             marked_unclean: interrupted,
             requests_may_land: false,
             persisted: cursor,
+            persisted_durably: true,
+            journaled_at_last_tick: last_seq,
             next: cursor,
             buffer: VecDeque::new(),
             reader: None,

@@ -3,9 +3,11 @@
 //! while every broker is down), a probe that notices a broker back, and
 //! `/status`.
 //!
-//! Guarantees: the cursor is written every tick (non-durable) once it has
-//! moved, and the first write of a run marks its state unclean durably
-//! before anything is handed to Kafka; time the tick spends waiting on that
+//! Guarantees: the cursor is written every tick once it has moved; durably
+//! when no event was journaled over the tick (nothing else would carry it to
+//! the disk soon), else riding on the next event's commit; the first write
+//! of a run marks its state unclean durably before anything is handed to
+//! Kafka; time the tick spends waiting on that
 //! write is not counted toward a stall (no report is polled meanwhile).
 
 use std::sync::atomic::Ordering;
@@ -28,10 +30,11 @@ use crate::journal::off_the_workers;
 const NOTICE_REPORTS_BEHIND_AFTER: Duration = Duration::from_secs(1);
 
 impl Forwarder {
-    /// Persists the cursor (non-durable), refreshes lag and status.
+    /// Persists the cursor, refreshes lag and status.
     pub(super) async fn housekeeping(&mut self) {
         let persisting = Instant::now();
-        self.persist(false).await;
+        let durable = self.cursor_write_durable();
+        self.persist(durable).await;
         let persisted_in = persisting.elapsed();
         if self
             .resume
@@ -101,6 +104,23 @@ impl Forwarder {
             });
     }
 
+    /// Whether this tick's cursor write is durable: when no event was
+    /// journaled since the last tick and the cursor is not on the disk
+    /// already. A non-durable write waits in redb's write buffer for the
+    /// next durable commit, and none comes while nothing is journaled: the
+    /// cursor of a quiet relay stayed off the disk for good, and every read
+    /// that missed redb's cache walked that buffer first (a catch-up after
+    /// an outage at night read the journal measurably slower, docs/kafka.md).
+    /// Under load an event's commit carries the write within milliseconds,
+    /// and an fsync of its own each tick would only hold the journal's one
+    /// write transaction against the webhooks' commits.
+    fn cursor_write_durable(&mut self) -> bool {
+        let journaled = self.ctx.journal.last_seq();
+        let quiet = journaled == self.journaled_at_last_tick;
+        self.journaled_at_last_tick = journaled;
+        quiet && (self.cursor != self.persisted || !self.persisted_durably)
+    }
+
     pub(super) async fn persist(&mut self, durable: bool) {
         if !self.marked_unclean {
             self.marked_unclean = self.persist_state(true, false).await;
@@ -128,6 +148,7 @@ impl Forwarder {
         match written {
             Ok(()) => {
                 self.persisted = seq;
+                self.persisted_durably = durable;
                 true
             }
             // Said once, when the file was found gone; the sink delivers

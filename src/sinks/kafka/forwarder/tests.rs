@@ -433,6 +433,56 @@ async fn the_cursor_is_marked_unclean_first_then_written_when_it_moves() {
     fixture.stop().await;
 }
 
+/// The tick's write is durable once a tick has passed with nothing
+/// journaled, and only then: a non-durable write waits in redb's buffer for
+/// an event's commit, and a quiet relay's cursor stayed off the disk while
+/// every read that missed redb's cache walked that buffer.
+#[tokio::test]
+async fn the_tick_writes_the_cursor_durably_once_nothing_was_journaled_over_a_tick() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    journal(&ctx, 0..2).await;
+
+    forwarder.cursor = 1;
+    forwarder.housekeeping().await;
+    assert_eq!(written(&ctx).0, Some(1));
+    assert!(
+        !forwarder.persisted_durably,
+        "events were journaled over the tick: their commits carry the write"
+    );
+
+    forwarder.housekeeping().await;
+    assert_eq!(written(&ctx).0, Some(1));
+    assert!(
+        forwarder.persisted_durably,
+        "nothing journaled since: the unmoved cursor is written again, durably"
+    );
+
+    let elsewhere = CursorState::default().encode();
+    ctx.journal
+        .set_cursor_with_state(CURSOR, 99, &elsewhere, true)
+        .unwrap();
+    forwarder.housekeeping().await;
+    assert_eq!(written(&ctx).0, Some(99), "on the disk already: not again");
+
+    forwarder.cursor = 2;
+    forwarder.housekeeping().await;
+    assert_eq!(written(&ctx).0, Some(2));
+    assert!(
+        forwarder.persisted_durably,
+        "moved on a quiet tick: durably"
+    );
+
+    journal(&ctx, 2..3).await;
+    forwarder.cursor = 3;
+    forwarder.housekeeping().await;
+    assert_eq!(written(&ctx).0, Some(3));
+    assert!(!forwarder.persisted_durably);
+    fixture.stop().await;
+}
+
 /// The tick writes the cursor and ends a resume the cursor has passed.
 #[tokio::test]
 async fn the_tick_writes_the_cursor_and_ends_a_resume_once_passed() {
