@@ -264,6 +264,10 @@ pub struct Journal {
     /// Lines about records that cannot be read: every read passing one
     /// meets it again.
     unreadable_log: Mutex<LogThrottle<()>>,
+    /// Test-only: cursor writes committed durably, so a test sees what
+    /// reached the journal and not only what its caller asked for.
+    #[cfg(test)]
+    durable_cursor_writes: AtomicU64,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the unit of
@@ -388,6 +392,8 @@ impl Journal {
             presence: FilePresence::default(),
             created,
             unreadable_log: Mutex::new(LogThrottle::new(UNREADABLE_LOG_INTERVAL)),
+            #[cfg(test)]
+            durable_cursor_writes: AtomicU64::new(0),
         };
         journal.presence.opened(&journal.path);
         journal.refresh_stats()?;

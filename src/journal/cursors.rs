@@ -67,7 +67,19 @@ impl Journal {
             .map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
+        #[cfg(test)]
+        if durable {
+            self.durable_cursor_writes
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         Ok(())
+    }
+
+    /// Test-only: how many cursor writes were committed durably.
+    #[cfg(test)]
+    pub(crate) fn durable_cursor_writes(&self) -> u64 {
+        self.durable_cursor_writes
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
