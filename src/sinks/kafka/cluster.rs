@@ -13,13 +13,16 @@
 //! - one metadata request, bounded by 5 s; then, only when a partition of
 //!   the asked topics has fewer replicas in sync than assigned, one
 //!   DescribeConfigs request for those topics, bounded by 5 s, through an
-//!   admin client built from the sink's client settings. Both run on a
-//!   blocking thread, and the caller waits at most [`CHECK_BOUND`] whatever
-//!   librdkafka does;
+//!   admin client built from the sink's client settings unchanged, whose
+//!   librdkafka logs go to debug. Both run on a blocking thread, and the
+//!   caller waits at most [`CHECK_BOUND`] whatever librdkafka does;
 //! - no answer counts as not healthy (the cluster is the likelier culprit);
 //! - a topic whose `min.insync.replicas` cannot be read (refused, timed out,
 //!   missing, not a number) is judged by the strict rule, every replica in
-//!   sync: an unknown minimum never makes a partition healthy;
+//!   sync: an unknown minimum never makes a partition healthy. The verdict
+//!   names every such topic ([`StallCheck::minimum_unknown`]), a refusal
+//!   rdkafka reports as an empty answer included, for the caller to log;
+//!   this module logs nothing;
 //! - nothing a broker answers makes it panic.
 
 use std::collections::HashMap;
@@ -30,12 +33,12 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigResourceResult, OwnedResourceSpecifier, ResourceSpecifier,
 };
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::MetadataTopic;
 use rdkafka::producer::Producer;
 
 use super::producer::KafkaProducer;
+use super::resume::QuietContext;
 
 /// How long the metadata request may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +54,29 @@ const CHECK_BOUND: Duration = Duration::from_secs(15);
 /// `acks=all` produce to succeed.
 const MIN_INSYNC: &str = "min.insync.replicas";
 
+/// What a stall check found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StallCheck {
+    /// Every partition of the asked topics would take a record from a new
+    /// producer: a stall is the producer's.
+    pub healthy: bool,
+    /// The under-replicated topics whose `min.insync.replicas` could not be
+    /// read (refused, the request failed or timed out, the value missing or
+    /// not a number). They were judged by the strict rule, so while any is
+    /// listed the check is not healthy and a stalled producer is kept.
+    pub minimum_unknown: Vec<String>,
+    /// Why the DescribeConfigs request failed as a whole, when it did.
+    pub describe_error: Option<String>,
+}
+
+impl StallCheck {
+    /// Not healthy, with nothing more to say: no answer, an error, a
+    /// partition without a leader.
+    fn unhealthy() -> StallCheck {
+        StallCheck::default()
+    }
+}
+
 /// Whether every partition of `topics` would take a record from a new
 /// producer (see the module doc), as the cluster answers through `producer`
 /// and, for under-replicated topics, through an admin client built from
@@ -59,19 +85,26 @@ pub async fn partitions_healthy(
     producer: Option<KafkaProducer>,
     topics: Vec<Arc<str>>,
     admin: ClientConfig,
-) -> bool {
+) -> StallCheck {
     let Some(producer) = producer else {
-        return false;
+        return StallCheck::unhealthy();
     };
-    let check = tokio::task::spawn_blocking(move || writable_blocking(&producer, &topics, &admin));
+    let check = tokio::task::spawn_blocking(move || check_blocking(&producer, &topics, &admin));
     // A check that overruns is left to finish on its thread; its verdict
     // no longer matters.
-    matches!(tokio::time::timeout(CHECK_BOUND, check).await, Ok(Ok(true)))
+    match tokio::time::timeout(CHECK_BOUND, check).await {
+        Ok(Ok(found)) => found,
+        _ => StallCheck::unhealthy(),
+    }
 }
 
-fn writable_blocking(producer: &KafkaProducer, topics: &[Arc<str>], admin: &ClientConfig) -> bool {
+fn check_blocking(
+    producer: &KafkaProducer,
+    topics: &[Arc<str>],
+    admin: &ClientConfig,
+) -> StallCheck {
     let Ok(metadata) = producer.client().fetch_metadata(None, METADATA_TIMEOUT) else {
-        return false;
+        return StallCheck::unhealthy();
     };
     let asked: Vec<&MetadataTopic> = metadata
         .topics()
@@ -81,7 +114,7 @@ fn writable_blocking(producer: &KafkaProducer, topics: &[Arc<str>], admin: &Clie
     // Not writable even at the loosest minimum (an error, a partition
     // without a leader): no setting can change the verdict, so none is asked.
     if !asked.iter().all(|t| topic_writable(t, Some(1))) {
-        return false;
+        return StallCheck::unhealthy();
     }
     let short: Vec<&str> = asked
         .iter()
@@ -95,24 +128,52 @@ fn writable_blocking(producer: &KafkaProducer, topics: &[Arc<str>], admin: &Clie
     // The usual case: every replica in sync, which is writable whatever the
     // minimum, so the cluster is asked nothing more.
     if short.is_empty() {
-        return true;
+        return StallCheck {
+            healthy: true,
+            ..StallCheck::default()
+        };
     }
-    let min_insync = match min_insync_replicas(admin, &short) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::warn!(
-                topics = ?short,
-                error = %e,
-                "kafka sink: could not read min.insync.replicas of under-replicated topics \
-                 (the sink needs DescribeConfigs on them); they count as unhealthy, which \
-                 holds a stalled producer, until every replica is back in sync"
-            );
-            HashMap::new()
-        }
-    };
-    asked
+    let minimums = minimums(&short, min_insync_replicas(admin, &short));
+    let healthy = asked
         .iter()
-        .all(|t| topic_writable(t, min_insync.get(t.name()).copied()))
+        .all(|t| topic_writable(t, minimums.known.get(t.name()).copied()));
+    StallCheck {
+        healthy,
+        minimum_unknown: minimums.unknown,
+        describe_error: minimums.error,
+    }
+}
+
+/// What the DescribeConfigs request told of the `short` topics' minimum.
+#[derive(Debug)]
+struct Minimums {
+    known: HashMap<String, usize>,
+    /// Every topic of `short` absent from `known`, in `short`'s order.
+    unknown: Vec<String>,
+    /// Why the request failed as a whole, when it did.
+    error: Option<String>,
+}
+
+/// Sorts the `short` topics into those whose minimum `described` gave and
+/// the rest. Not only a failed request leaves a topic unknown: rdkafka
+/// answers a resource the broker refused (no DescribeConfigs right on the
+/// topic) with no entries and no error, which [`min_insync_of`] leaves out
+/// of its map, and so does a value missing or not a number.
+fn minimums(short: &[&str], described: Result<HashMap<String, usize>, KafkaError>) -> Minimums {
+    let (known, error) = match described {
+        Ok(known) => (known, None),
+        Err(e) => (HashMap::new(), Some(e.to_string())),
+    };
+    let unknown = short
+        .iter()
+        .filter(|topic| !known.contains_key(**topic))
+        .map(|topic| (*topic).to_owned())
+        .collect();
+    Minimums {
+        known,
+        unknown,
+        error,
+    }
 }
 
 fn topic_writable(topic: &MetadataTopic, min_insync: Option<usize>) -> bool {
@@ -147,17 +208,26 @@ fn min_insync_replicas(
     admin: &ClientConfig,
     topics: &[&str],
 ) -> Result<HashMap<String, usize>, KafkaError> {
-    let mut config = admin.clone();
-    // The admin client never produces: as an idempotent producer it would
-    // only ask the cluster for a producer id it never uses.
-    config.set("enable.idempotence", "false");
-    let client: AdminClient<DefaultClientContext> = config.create()?;
+    let client = admin_client(admin)?;
     let resources: Vec<ResourceSpecifier<'_>> =
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let options = AdminOptions::new().request_timeout(Some(DESCRIBE_TIMEOUT));
     // The admin client's own thread completes this future: no runtime needed.
     let results = futures::executor::block_on(client.describe_configs(&resources, &options))?;
     Ok(min_insync_of(results))
+}
+
+/// An admin client on the sink's client settings, as they are: the sink's
+/// producer was created from them, so librdkafka takes them. Overriding one
+/// can make it refuse them: `enable.idempotence=false` (which only spared
+/// the cluster a producer id request) is refused with
+/// `enable.gapless.guarantee=true` in `[kafka.options]`, and removing that
+/// too would be one more override to keep right. `create_topic`'s admin
+/// client overrides nothing either. Its librdkafka logs go to debug
+/// ([`QuietContext`]): a broker that is down is the sink's to report, and
+/// the stall check runs every 30 s while it lasts.
+fn admin_client(admin: &ClientConfig) -> Result<AdminClient<QuietContext>, KafkaError> {
+    admin.create_with_context(QuietContext)
 }
 
 /// The parsed `min.insync.replicas` per topic. A resource the broker
@@ -294,6 +364,52 @@ mod tests {
         );
     }
 
+    /// A topic the broker refused to describe comes back as an empty
+    /// resource, not an error: it is named as unknown like one of a request
+    /// that failed as a whole, so the forwarder's WARN names it too (it
+    /// used to warn only on a failed request).
+    #[test]
+    fn every_short_topic_without_a_known_minimum_is_named() {
+        let topic = |name: &str| OwnedResourceSpecifier::Topic(name.to_owned());
+        let described = min_insync_of(vec![
+            resource(topic("calls"), &[(MIN_INSYNC, Some("2"))]),
+            resource(topic("refused"), &[]),
+            resource(topic("garbled"), &[(MIN_INSYNC, Some("many"))]),
+        ]);
+        let short = ["calls", "refused", "garbled", "unanswered"];
+        let found = minimums(&short, Ok(described));
+        assert_eq!(found.unknown, ["refused", "garbled", "unanswered"]);
+        assert_eq!(found.known, HashMap::from([("calls".to_owned(), 2)]));
+        assert_eq!(found.error, None);
+
+        let failed = KafkaError::AdminOp(rdkafka::error::RDKafkaErrorCode::OperationTimedOut);
+        let said = failed.to_string();
+        let found = minimums(&["calls", "crm"], Err(failed));
+        assert_eq!(found.unknown, ["calls", "crm"]);
+        assert!(found.known.is_empty());
+        assert_eq!(found.error, Some(said));
+
+        let all_known = HashMap::from([("calls".to_owned(), 2), ("crm".to_owned(), 1)]);
+        let found = minimums(&["calls", "crm"], Ok(all_known));
+        assert!(found.unknown.is_empty(), "{:?}", found.unknown);
+    }
+
+    /// librdkafka refuses a client with `enable.gapless.guarantee` but not
+    /// idempotence; the admin client used to force idempotence off, so a
+    /// sink with gapless set could never read a minimum.
+    #[test]
+    fn the_admin_client_takes_every_setting_the_producer_takes() {
+        let (_mock, _, mut config) = mock_topic("calls");
+        let gapless = crate::config::unspanned("true".to_owned());
+        config
+            .options
+            .insert("enable.gapless.guarantee".to_owned(), gapless);
+        let settings = config.client_config();
+        assert!(crate::sinks::kafka::producer::create(&config, Arc::default()).is_ok());
+        let created = admin_client(&settings);
+        assert!(created.is_ok(), "{:?}", created.err());
+    }
+
     #[test]
     fn a_cluster_that_cannot_describe_configs_leaves_the_minimum_unknown_in_bounded_time() {
         // librdkafka's mock cluster does not implement DescribeConfigs.
@@ -315,13 +431,19 @@ mod tests {
         mock.create_topic("crm", 1, 1).unwrap();
         let producer =
             || Some(crate::sinks::kafka::producer::create(&config, Arc::default()).unwrap());
-        let healthy =
+        let check =
             |topics: &[&str]| partitions_healthy(producer(), names(topics), config.client_config());
-        assert!(healthy(&["calls", "crm"]).await);
+        // The mock reports every replica in sync: no minimum is asked.
+        let all_in_sync = StallCheck {
+            healthy: true,
+            ..StallCheck::default()
+        };
+        assert_eq!(check(&["calls", "crm"]).await, all_in_sync);
         mock.partition_leader("crm", 0, None).unwrap();
-        assert!(!healthy(&["calls", "crm"]).await);
-        assert!(
-            healthy(&["calls"]).await,
+        assert_eq!(check(&["calls", "crm"]).await, StallCheck::unhealthy());
+        assert_eq!(
+            check(&["calls"]).await,
+            all_in_sync,
             "a topic the sink does not write is not asked about"
         );
     }
@@ -335,13 +457,13 @@ mod tests {
         )
         .unwrap();
         let producer = crate::sinks::kafka::producer::create(&config, Arc::default()).unwrap();
-        assert!(
-            !partitions_healthy(Some(producer), names(&["calls"]), config.client_config()).await
-        );
+        let found = partitions_healthy(Some(producer), names(&["calls"]), config.client_config());
+        assert_eq!(found.await, StallCheck::unhealthy());
     }
 
     #[tokio::test]
     async fn no_producer_is_no_answer() {
-        assert!(!partitions_healthy(None, names(&["calls"]), ClientConfig::new()).await);
+        let found = partitions_healthy(None, names(&["calls"]), ClientConfig::new()).await;
+        assert_eq!(found, StallCheck::unhealthy());
     }
 }

@@ -32,6 +32,8 @@
 //! held it) and `shutdown`.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -166,6 +168,11 @@ const RECOVERY_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// its own line says why once every 30 s.
 const CURSOR_WRITE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often the stall check's "minimum unknown" WARN is logged while it
+/// stays so: the check runs every [`STALL_RECHECK_EVERY`] for as long as a
+/// stall and the under-replication last, hours of a maintenance.
+const MINIMUM_UNKNOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
     config: KafkaConfig,
@@ -233,6 +240,8 @@ pub struct Forwarder {
     /// again after every backoff, a dozen times in the first minute.
     recoveries_logged: LogThrottle<&'static str>,
     cursor_writes_logged: LogThrottle<()>,
+    /// The stall check could not read `min.insync.replicas` of topics.
+    minimum_unknown_logged: LogThrottle<()>,
     published: IntCounter,
     latency: Histogram,
     producers_created: u64,
@@ -307,6 +316,7 @@ impl Forwarder {
                 .build(),
             recoveries_logged: LogThrottle::new(RECOVERY_LOG_INTERVAL),
             cursor_writes_logged: LogThrottle::new(CURSOR_WRITE_LOG_INTERVAL),
+            minimum_unknown_logged: LogThrottle::new(MINIMUM_UNKNOWN_LOG_INTERVAL),
             published,
             latency,
             producers_created: 0,
@@ -433,25 +443,92 @@ impl Forwarder {
                         // probe may have found one back since it looked.
                         self.in_flight.notice_reports_behind();
                     }
-                    if let Some(f) = self.stalled_too_long()
+                    if self.stalled_too_long().is_some()
                         && Instant::now() >= self.next_stall_check
                     {
-                        let healthy = cluster::partitions_healthy(
+                        let check = cluster::partitions_healthy(
                             self.producer.clone(),
                             self.topics.names(),
                             self.config.client_config(),
                         );
-                        if healthy.await {
-                            return Some(f);
+                        if let ControlFlow::Break(end) = self.stall_to_replace(check, cancel).await {
+                            return end;
                         }
-                        // A partition without a leader or with fewer
-                        // replicas in sync than `min.insync.replicas`: a
-                        // new producer would wait as well.
-                        self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
                     }
                 }
             }
         }
+    }
+
+    /// Asks the cluster (`check`) whether a stall long enough to replace the
+    /// producer is the producer's. `Break` ends `pump` with the stall to
+    /// recover from, or `None` when cancelled meanwhile; `Continue` goes on
+    /// forwarding.
+    ///
+    /// The check may take [`cluster`]'s 15 s bound. It is awaited as the
+    /// loop's other waits are: `/status` stays current, a stop ends it at
+    /// once, and the stall clocks do not run meanwhile (no report is polled).
+    /// Reports that came during it are taken after it, and the stall is the
+    /// one still on then: a report that ended it keeps the producer, and
+    /// with no report the stall has waited as long as before the check.
+    /// A cluster to blame (or no answer) is asked again only after
+    /// [`STALL_RECHECK_EVERY`], not every tick: the clocks paused by the
+    /// check leave the stall on, and the next tick would ask at once.
+    async fn stall_to_replace(
+        &mut self,
+        check: impl Future<Output = cluster::StallCheck>,
+        cancel: &CancellationToken,
+    ) -> ControlFlow<Option<Failure>> {
+        let mut found = None;
+        let check = async { found = Some(check.await) };
+        if !self.wait_publishing(check, cancel).await {
+            return ControlFlow::Break(None);
+        }
+        let found = found.unwrap_or_default();
+        self.say_minimum_unknown(&found);
+        // Every report already in, in journal order, as the loop takes them.
+        while let Some(Some(report)) = self.in_flight.next().now_or_never() {
+            if let Err(f) = self.on_report(report) {
+                return ControlFlow::Break(Some(f));
+            }
+        }
+        if !found.healthy {
+            // A partition without a leader or with fewer replicas in sync
+            // than `min.insync.replicas` (or unknown, or no answer): a new
+            // producer would wait as well.
+            self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
+            return ControlFlow::Continue(());
+        }
+        if self.stalled_too_long().is_some() {
+            // A last look, as before the check: reports behind the stuck
+            // record that came meanwhile end the stall too.
+            self.in_flight.notice_reports_behind();
+        }
+        match self.stalled_too_long() {
+            Some(f) => ControlFlow::Break(Some(f)),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// One WARN per [`MINIMUM_UNKNOWN_LOG_INTERVAL`] while the stall check
+    /// cannot read `min.insync.replicas` of under-replicated topics; none
+    /// when every minimum it needed was read.
+    fn say_minimum_unknown(&mut self, found: &cluster::StallCheck) {
+        if found.minimum_unknown.is_empty() {
+            return;
+        }
+        let Some(held_back) = self.minimum_unknown_logged.admit((), Instant::now()) else {
+            return;
+        };
+        tracing::warn!(
+            topics = ?found.minimum_unknown,
+            error = found.describe_error.as_deref(),
+            held_back,
+            "kafka sink: a stalled producer is kept, as the stall check cannot read \
+             min.insync.replicas of these under-replicated topics and judges them by every \
+             replica in sync; grant the sink DescribeConfigs on them, or wait for their \
+             replicas to catch up"
+        );
     }
 
     /// A stall long enough to replace the producer: records in flight, a
