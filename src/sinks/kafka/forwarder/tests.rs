@@ -8,6 +8,7 @@
 //! (a full librdkafka queue, a record too large to enqueue, a producer in
 //! librdkafka's fatal state).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
 use super::super::CURSOR;
+use super::super::cluster::StallCheck;
 use super::super::reader::ReadError;
 use super::super::resume::{AlreadyDelivered, CursorState, Position};
 use super::super::tests_support::{Mock, flushed, mock_topic};
@@ -1355,5 +1357,120 @@ async fn nothing_is_sent_before_the_cursor_is_marked_in_use() {
     cancel.cancel();
     assert!(forwarder.pump(&cancel).await.is_none());
     assert_eq!(written(&ctx), (Some(0), Some(CursorState::default())));
+    fixture.stop().await;
+}
+
+/// Record 1 handed over and unreported, and neither stall clock touched
+/// for ten seconds: a stall past `replace_stalled_after` (5 s).
+fn stalled_ten_seconds(
+    forwarder: &mut Forwarder,
+    report: futures::future::BoxFuture<'static, Outcome>,
+) {
+    forwarder.marked_unclean = true;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
+    forwarder.hand_over(scripted(1, report));
+    forwarder.next = 1;
+    forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
+    let ten_seconds_ago = crate::journal::boot_ms() - 10_000;
+    forwarder
+        .last_report_ms
+        .store(ten_seconds_ago, Ordering::Release);
+    assert!(forwarder.stalled_too_long().is_some());
+}
+
+fn healthy() -> StallCheck {
+    StallCheck {
+        healthy: true,
+        ..StallCheck::default()
+    }
+}
+
+/// A report that comes while the cluster is asked ends the stall: the
+/// producer delivers, and is kept. The check used to return the stall
+/// computed before it, and the producer that had just delivered was
+/// replaced.
+#[tokio::test]
+async fn a_report_during_the_stall_check_keeps_the_producer() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let (report, reported) = tokio::sync::oneshot::channel();
+    let later = async move { reported.await.unwrap_or(Outcome::Dropped) };
+    stalled_ten_seconds(forwarder, later.boxed());
+    let check = async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = report.send(delivered(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        healthy()
+    };
+    let cancel = CancellationToken::new();
+    let went = forwarder.stall_to_replace(check, &cancel).await;
+    assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    assert_eq!(forwarder.cursor, 1, "the report was taken");
+    assert!(forwarder.in_flight.is_empty());
+    assert!(forwarder.stalled_too_long().is_none());
+    fixture.stop().await;
+}
+
+/// With no report meanwhile a healthy cluster means the producer's stall,
+/// which has waited as long as before the check (no report was polled).
+#[tokio::test]
+async fn a_healthy_cluster_and_no_report_meanwhile_replace_the_producer() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    stalled_ten_seconds(forwarder, futures::future::pending().boxed());
+    let check = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        healthy()
+    };
+    let cancel = CancellationToken::new();
+    let went = forwarder.stall_to_replace(check, &cancel).await;
+    let ControlFlow::Break(Some(Failure::Stalled { waited, in_flight })) = went else {
+        panic!("{went:?}");
+    };
+    assert_eq!(in_flight, 1);
+    assert!(waited >= Duration::from_secs(10), "{waited:?}");
+    assert!(
+        waited < Duration::from_millis(10_400),
+        "the check is not counted: {waited:?}"
+    );
+    fixture.stop().await;
+}
+
+/// A cluster to blame keeps the producer, and is asked again only after
+/// `STALL_RECHECK_EVERY`: the stall is still on (the check paused its
+/// clocks), so without that the next tick would ask at once, and every
+/// tick after.
+#[tokio::test]
+async fn a_stall_blamed_on_the_cluster_is_asked_again_only_after_the_recheck_interval() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    stalled_ten_seconds(forwarder, futures::future::pending().boxed());
+    let cancel = CancellationToken::new();
+    let asked = Instant::now();
+    let went = forwarder
+        .stall_to_replace(async { StallCheck::default() }, &cancel)
+        .await;
+    assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    assert!(forwarder.stalled_too_long().is_some(), "still stalled");
+    assert!(forwarder.next_stall_check >= asked + super::STALL_RECHECK_EVERY);
+    fixture.stop().await;
+}
+
+/// A stop while the cluster is asked ends the wait at once (the check may
+/// take 15 s), and the loop with it (`None`, as when cancelled elsewhere).
+#[tokio::test]
+async fn a_stop_during_the_stall_check_ends_it_at_once() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    stalled_ten_seconds(forwarder, futures::future::pending().boxed());
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+    });
+    let never = futures::future::pending::<StallCheck>();
+    let went = tokio::time::timeout(WITHIN, forwarder.stall_to_replace(never, &cancel)).await;
+    assert!(matches!(went, Ok(ControlFlow::Break(None))), "{went:?}");
     fixture.stop().await;
 }
