@@ -264,8 +264,9 @@ pub struct Journal {
     /// Lines about records that cannot be read: every read passing one
     /// meets it again.
     unreadable_log: Mutex<LogThrottle<()>>,
-    /// Test-only: cursor writes committed durably, so a test sees what
-    /// reached the journal and not only what its caller asked for.
+    /// Test-only: cursor writes committed with durability asked of redb,
+    /// so a test sees what the journal was asked, not only what the
+    /// forwarder meant to ask.
     #[cfg(test)]
     durable_cursor_writes: AtomicU64,
 }

@@ -1449,9 +1449,12 @@ async fn a_stall_blamed_on_the_cluster_is_asked_again_only_after_the_recheck_int
     stalled_ten_seconds(forwarder, futures::future::pending().boxed());
     let cancel = CancellationToken::new();
     let asked = Instant::now();
-    let went = forwarder
-        .stall_to_replace(async { StallCheck::default() }, &cancel)
-        .await;
+    // A check that takes a moment, as one does: its time pauses the clocks.
+    let unhealthy = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        StallCheck::default()
+    };
+    let went = forwarder.stall_to_replace(unhealthy, &cancel).await;
     assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
     assert!(forwarder.stalled_too_long().is_some(), "still stalled");
     assert!(forwarder.next_stall_check >= asked + super::STALL_RECHECK_EVERY);
