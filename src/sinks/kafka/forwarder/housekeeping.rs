@@ -95,6 +95,11 @@ impl Forwarder {
         }
         let now = Instant::now();
         self.awaiting_reports_since = (self.awaiting_reports_since + spent).min(now);
+        // Paused through `spent` already: should every broker be down at the
+        // next tick, its pause starts after it (a stall check that ended
+        // just before they went down was paused twice, and the next stall
+        // called up to its 15 s late).
+        self.last_housekeeping = (self.last_housekeeping + spent).min(now);
         let spent_ms = u64::try_from(spent.as_millis()).unwrap_or(u64::MAX);
         let now_ms = crate::journal::boot_ms();
         let _ = self

@@ -610,6 +610,34 @@ async fn the_stall_clock_is_paused_while_every_broker_is_down() {
     fixture.stop().await;
 }
 
+/// Time the clocks were paused for a wait of the forwarder's own (a stall
+/// check, a cursor write) is not paused again by a tick that finds every
+/// broker down: the tick's pause starts where the wait's ended.
+#[tokio::test]
+async fn a_wait_already_paused_is_not_paused_again_when_the_brokers_go_down() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let now = Instant::now();
+    forwarder.awaiting_reports_since = now - Duration::from_secs(10);
+    forwarder.last_housekeeping = now - Duration::from_secs(3);
+    forwarder.last_probe = now;
+    // A 2 s wait that ended just now, every broker up when it did.
+    forwarder.not_waiting_while(Duration::from_secs(2));
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+
+    forwarder.housekeeping().await;
+
+    let waited = forwarder.awaiting_reports_since.elapsed();
+    assert!(
+        (Duration::from_secs(7)..Duration::from_secs(8)).contains(&waited),
+        "10 s waited, 2 in the wait and 1 more with every broker down: {waited:?}"
+    );
+    fixture.stop().await;
+}
+
 /// A cursor write that waits on the journal (a reopen reads the whole file
 /// again: minutes on a slow disk) polls no report meanwhile: that time is
 /// not a stall. It was, and past `replace_stalled_after` the tick replaced
