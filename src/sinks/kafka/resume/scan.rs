@@ -194,19 +194,20 @@ fn is_about_the_unused_group(error: &KafkaError) -> bool {
     )
 }
 
-/// librdkafka's logs of a short-lived consumer (this read-back's, the topic
-/// preflight's): the producer settings it ignores ("is a producer
-/// property") are expected, and a broker that is down is the sink's to
-/// report, so nothing above debug.
+/// librdkafka's logs of a short-lived client (this read-back's consumer,
+/// the topic preflight's, the stall check's admin client): the settings
+/// of another client type it ignores ("is a producer property") are
+/// expected, and a broker that is down is the sink's to report, so nothing
+/// above debug.
 pub(crate) struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
-        tracing::debug!(target: "librdkafka", fac, "short-lived consumer: {message}");
+        tracing::debug!(target: "librdkafka", fac, "short-lived client: {message}");
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(target: "librdkafka", %error, "short-lived consumer: {reason}");
+        tracing::debug!(target: "librdkafka", %error, "short-lived client: {reason}");
     }
 }
 
