@@ -420,14 +420,9 @@ impl Forwarder {
                 biased;
                 _ = cancel.cancelled() => return None,
                 Some(report) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    if let Err(f) = self.on_report(report) {
+                    // Then every report already in, before refilling.
+                    if let Err(f) = self.on_report(report).and_then(|()| self.take_reports_in()) {
                         return Some(f);
-                    }
-                    // Take every report already in, before refilling.
-                    while let Some(Some(report)) = self.in_flight.next().now_or_never() {
-                        if let Err(f) = self.on_report(report) {
-                            return Some(f);
-                        }
                     }
                 }
                 batch = reader.recv(), if want && room => match batch {
@@ -486,11 +481,8 @@ impl Forwarder {
         }
         let found = found.unwrap_or_default();
         self.say_minimum_unknown(&found);
-        // Every report already in, in journal order, as the loop takes them.
-        while let Some(Some(report)) = self.in_flight.next().now_or_never() {
-            if let Err(f) = self.on_report(report) {
-                return ControlFlow::Break(Some(f));
-            }
+        if let Err(f) = self.take_reports_in() {
+            return ControlFlow::Break(Some(f));
         }
         if !found.healthy {
             // A partition without a leader or with fewer replicas in sync
@@ -686,6 +678,14 @@ impl Forwarder {
     }
 
     /// Moves the cursor over a report in journal order.
+    /// Every report already in, in journal order, without waiting.
+    fn take_reports_in(&mut self) -> Result<(), Failure> {
+        while let Some(Some(report)) = self.in_flight.next().now_or_never() {
+            self.on_report(report)?;
+        }
+        Ok(())
+    }
+
     fn on_report(&mut self, report: Report) -> Result<(), Failure> {
         match report.outcome {
             Outcome::AlreadyInKafka(at) => {
