@@ -706,11 +706,9 @@ impl Journal {
         what: &'static str,
         read: impl FnOnce() -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
-            Err(JournalError::Damaged {
-                path: self.path.clone(),
-                what,
-            })
+        damaged_on_panic(read, || JournalError::Damaged {
+            path: self.path.clone(),
+            what,
         })
     }
 
@@ -792,10 +790,21 @@ impl Journal {
 #[cfg(test)]
 mod tests;
 
+/// Runs `work`, in which redb may panic on a damaged page; a panic is
+/// `damaged()`'s error instead (the panic hook has logged where it was).
+fn damaged_on_panic<T, E>(
+    work: impl FnOnce() -> Result<T, E>,
+    damaged: impl FnOnce() -> E,
+) -> Result<T, E> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| Err(damaged()))
+}
+
 /// Test fixtures shared with other modules' unit tests.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    pub(crate) use super::tests::{event, kafka_holding_nothing, options, over_max_size};
+    pub(crate) use super::tests::{
+        event, kafka_holding_nothing, options, over_max_size, store_format,
+    };
 
     /// Records `seqs` as dropped by `max_size` while `sink` held them, as a
     /// retention pass does.

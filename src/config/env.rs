@@ -218,7 +218,7 @@ impl Expanded {
             // places come from this text) is said, never left as read.
             let written = original
                 .get(string.original.clone())
-                .unwrap_or("(a value from the environment or a file)");
+                .unwrap_or(UNQUOTABLE_VALUE);
             // Inside backquotes, as a whole value is shown: without its quotes.
             let unquoted = ["\"\"\"", "'''", "\"", "'"]
                 .into_iter()
@@ -245,9 +245,7 @@ impl Expanded {
                 let value = s.value.as_deref().filter(|v| !v.is_empty())?;
                 // Fail closed, as for strings: a place that cannot be cut
                 // out (not expected) is said, not left as read.
-                let reference = original
-                    .get(s.original.clone())
-                    .unwrap_or("(a value from the environment or a file)");
+                let reference = original.get(s.original.clone()).unwrap_or(UNQUOTABLE_VALUE);
                 Some((value, reference))
             })
             .collect();
@@ -260,6 +258,10 @@ impl Expanded {
         message
     }
 }
+
+/// What stands for a value from the environment or a file that cannot be
+/// shown in its place (fail closed: never the value itself).
+const UNQUOTABLE_VALUE: &str = "(a value from the environment or a file)";
 
 /// Replaces `read` in `message` wherever it stands quoted — `{:?}`-written,
 /// in double quotes, or in serde's backquotes ("unknown variant `…`,

@@ -45,6 +45,7 @@ impl Hub {
 
     /// Receivers of the live ring: a WebSocket session holds one while it
     /// is live (and while it reads history close to the head).
+    #[cfg(test)]
     pub fn live_receivers(&self) -> usize {
         self.live.receiver_count()
     }

@@ -280,11 +280,9 @@ fn unless_damaged<T>(
     during: &'static str,
     work: impl FnOnce() -> Result<T, CompactError>,
 ) -> Result<T, CompactError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
-        Err(CompactError::Damaged {
-            path: path.to_owned(),
-            during,
-        })
+    super::damaged_on_panic(work, || CompactError::Damaged {
+        path: path.to_owned(),
+        during,
     })
 }
 

@@ -50,7 +50,7 @@ fn stored_format(path: &Path) -> Option<u64> {
 }
 
 /// Sets (or with `None` removes) the format a closed journal file records.
-fn store_format(path: &Path, format: Option<u64>) {
+pub(crate) fn store_format(path: &Path, format: Option<u64>) {
     let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
     {

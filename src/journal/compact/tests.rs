@@ -8,7 +8,9 @@ use super::*;
 use crate::event::IncomingEvent;
 use crate::journal::dedup::DEDUP_LOG;
 use crate::journal::resume_ids::SSE_RESUME;
-use crate::journal::tests_support::{event, kafka_holding_nothing, options, record_held_drops};
+use crate::journal::tests_support::{
+    event, kafka_holding_nothing, options, record_held_drops, store_format,
+};
 use crate::journal::{AppendOutcome, CURSOR_STATES, CURSORS, EVENTS, HELD_DROPS, META};
 
 /// When the old events were journaled; the recent ones come an hour later,
@@ -284,16 +286,7 @@ fn a_journal_in_use_is_refused_with_what_to_do() {
 fn a_journal_of_a_newer_format_is_refused_as_at_a_start() {
     let dir = tempfile::tempdir().unwrap();
     drop(after_an_outage(dir.path()));
-    {
-        let db = Database::open(dir.path().join("journal.redb")).unwrap();
-        let write = db.begin_write().unwrap();
-        write
-            .open_table(META)
-            .unwrap()
-            .insert(crate::journal::FORMAT_KEY, 99)
-            .unwrap();
-        write.commit().unwrap();
-    }
+    store_format(&dir.path().join("journal.redb"), Some(99));
     let before = file_size(dir.path());
     let at_start = Journal::open(options(dir.path()))
         .err()

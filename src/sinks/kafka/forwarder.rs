@@ -432,13 +432,7 @@ impl Forwarder {
                 },
                 _ = tick.tick() => {
                     self.housekeeping().await;
-                    if self.stalled_too_long().is_some() {
-                        // A last look before calling it a stall: the tick's
-                        // walk is skipped while every broker is down, and a
-                        // probe may have found one back since it looked.
-                        self.in_flight.notice_reports_behind();
-                    }
-                    if self.stalled_too_long().is_some()
+                    if self.stall_after_a_last_look().is_some()
                         && Instant::now() >= self.next_stall_check
                     {
                         let check = cluster::partitions_healthy(
@@ -491,15 +485,21 @@ impl Forwarder {
             self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
             return ControlFlow::Continue(());
         }
-        if self.stalled_too_long().is_some() {
-            // A last look, as before the check: reports behind the stuck
-            // record that came meanwhile end the stall too.
-            self.in_flight.notice_reports_behind();
-        }
-        match self.stalled_too_long() {
+        // Reports behind the stuck record that came meanwhile end it too.
+        match self.stall_after_a_last_look() {
             Some(f) => ControlFlow::Break(Some(f)),
             None => ControlFlow::Continue(()),
         }
+    }
+
+    /// The stall still on after a last look at the reports behind the
+    /// oldest record in flight: the tick's walk of them is skipped while
+    /// every broker is down, and a probe may have found one back since; a
+    /// stall check takes reports only in order.
+    fn stall_after_a_last_look(&mut self) -> Option<Failure> {
+        self.stalled_too_long()?;
+        self.in_flight.notice_reports_behind();
+        self.stalled_too_long()
     }
 
     /// One WARN per [`MINIMUM_UNKNOWN_LOG_INTERVAL`] while the stall check

@@ -124,6 +124,7 @@ pub struct TokenEntry {
 
 impl TokenEntry {
     /// A token that opens every account, as a string entry does.
+    #[cfg(test)]
     pub fn every_account(token: impl Into<String>) -> TokenEntry {
         TokenEntry {
             token: unspanned(Secret::new(token)),
@@ -132,6 +133,7 @@ impl TokenEntry {
     }
 
     /// A token that opens `accounts` only, as a table entry does.
+    #[cfg(test)]
     pub fn scoped(token: impl Into<String>, accounts: &[&str]) -> TokenEntry {
         let accounts = accounts
             .iter()

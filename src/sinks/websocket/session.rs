@@ -930,13 +930,11 @@ mod tests {
     /// Until `n` sessions wait for the budget (10 s at most): no event says
     /// so, the gauge is polled.
     async fn until_waiting(waiting: &prometheus::IntGauge, n: i64) {
-        timeout(Duration::from_secs(10), async {
-            while waiting.get() != n {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        let within = Duration::from_secs(10);
+        crate::app::tests_support::until("sessions wait for the budget", within, || {
+            waiting.get() == n
         })
-        .await
-        .expect("sessions wait for the budget");
+        .await;
     }
 
     /// The seqs of the events a session sends until the heartbeat it sends
