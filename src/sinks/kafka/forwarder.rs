@@ -240,8 +240,9 @@ pub struct Forwarder {
     /// again after every backoff, a dozen times in the first minute.
     recoveries_logged: LogThrottle<&'static str>,
     cursor_writes_logged: LogThrottle<()>,
-    /// The stall check could not read `min.insync.replicas` of topics.
-    minimum_unknown_logged: LogThrottle<()>,
+    /// The stall check could not read `min.insync.replicas` of topics,
+    /// one entry per topic: a topic newly unknown is named at once.
+    minimum_unknown_logged: LogThrottle<String>,
     published: IntCounter,
     latency: Histogram,
     producers_created: u64,
@@ -502,18 +503,20 @@ impl Forwarder {
         self.stalled_too_long()
     }
 
-    /// One WARN per [`MINIMUM_UNKNOWN_LOG_INTERVAL`] while the stall check
-    /// cannot read `min.insync.replicas` of under-replicated topics; none
-    /// when every minimum it needed was read.
+    /// A WARN naming the under-replicated topics whose `min.insync.replicas`
+    /// the stall check cannot read, each at most once per
+    /// [`MINIMUM_UNKNOWN_LOG_INTERVAL`]; none when every minimum it needed
+    /// was read.
     fn say_minimum_unknown(&mut self, found: &cluster::StallCheck) {
-        if found.minimum_unknown.is_empty() {
-            return;
-        }
-        let Some(held_back) = self.minimum_unknown_logged.admit((), Instant::now()) else {
+        let Some((topics, held_back)) = topics_to_name(
+            &mut self.minimum_unknown_logged,
+            &found.minimum_unknown,
+            Instant::now(),
+        ) else {
             return;
         };
         tracing::warn!(
-            topics = ?found.minimum_unknown,
+            ?topics,
             error = found.describe_error.as_deref(),
             held_back,
             "kafka sink: a stalled producer is kept, as the stall check cannot read \
@@ -824,4 +827,28 @@ fn say_what_is_gone_past_the_cursor(cursor: u64, first_seq: u64) {
             "kafka sink: the journal no longer holds the events after its cursor up to its oldest one, and Kafka will not get them (removed while [kafka] was not configured, or dropped by max_size and counted then)"
         );
     }
+}
+
+/// Which of the `unknown` topics a WARN names at `now`, each admitted by
+/// `throttle` on its own, and the most occurrences held back of any of them;
+/// `None` when it names none. One throttle for the whole list let a topic
+/// newly unknown go unnamed for as long as another had been named lately.
+fn topics_to_name<'a>(
+    throttle: &mut LogThrottle<String>,
+    unknown: &'a [String],
+    now: Instant,
+) -> Option<(Vec<&'a str>, u64)> {
+    let mut held_back = 0;
+    let named: Vec<&str> = unknown
+        .iter()
+        .filter(|topic| match throttle.admit((*topic).clone(), now) {
+            Some(held) => {
+                held_back = held_back.max(held);
+                true
+            }
+            None => false,
+        })
+        .map(String::as_str)
+        .collect();
+    (!named.is_empty()).then_some((named, held_back))
 }

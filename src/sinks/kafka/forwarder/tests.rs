@@ -1507,3 +1507,28 @@ async fn a_stop_during_the_stall_check_ends_it_at_once() {
     assert!(matches!(went, Ok(ControlFlow::Break(None))), "{went:?}");
     fixture.stop().await;
 }
+
+#[test]
+fn a_topic_newly_without_a_known_minimum_is_named_at_once() {
+    let mut throttle = crate::log_throttle::LogThrottle::new(super::MINIMUM_UNKNOWN_LOG_INTERVAL);
+    let start = Instant::now();
+    let calls = ["calls".to_string()];
+    let both = ["calls".to_string(), "crm".to_string()];
+    assert_eq!(
+        super::topics_to_name(&mut throttle, &calls, start),
+        Some((vec!["calls"], 0))
+    );
+    // `calls` was named a moment ago; `crm` never was.
+    let later = start + Duration::from_secs(30);
+    assert_eq!(
+        super::topics_to_name(&mut throttle, &both, later),
+        Some((vec!["crm"], 0))
+    );
+    assert_eq!(super::topics_to_name(&mut throttle, &both, later), None);
+    assert_eq!(super::topics_to_name(&mut throttle, &[], later), None);
+    let after_the_interval = start + super::MINIMUM_UNKNOWN_LOG_INTERVAL;
+    assert_eq!(
+        super::topics_to_name(&mut throttle, &both, after_the_interval),
+        Some((vec!["calls"], 2))
+    );
+}
