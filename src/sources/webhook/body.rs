@@ -32,8 +32,10 @@ use http_body_util::BodyExt;
 use super::budget::{Full, Reservation};
 
 /// The first buffer of a declared body larger than this; it grows as the
-/// bytes arrive.
-const FIRST_BUFFER: usize = 64 * 1024;
+/// bytes arrive. It is taken when the first bytes come, and the budget
+/// counts bytes, not this capacity: kept small, so that a sender who sends a
+/// byte and stalls holds little beyond what the budget sees.
+const FIRST_BUFFER: usize = 16 * 1024;
 /// How much of an oversized body is read and thrown away before answering.
 const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
@@ -190,15 +192,14 @@ async fn read_within(
     memory_limit: u64,
     within: Within,
 ) -> Result<Bytes, BodyError> {
-    // A small declared body gets its buffer at once, at its size (growing it
-    // from nothing held up to 2.6 times the body); a larger one starts at
-    // FIRST_BUFFER and grows as its bytes arrive, so a sender that declares
-    // a length and sends nothing costs neither memory nor budget.
-    let mut buf = match declared {
-        // n <= max_body, a size the config could hold as a usize.
-        Some(n) => BytesMut::with_capacity(usize::try_from(n).unwrap_or(0).min(FIRST_BUFFER)),
-        None => BytesMut::new(),
-    };
+    // A small declared body gets its buffer with its first bytes, at its
+    // size (growing it from nothing held up to 2.6 times the body); a larger
+    // one starts at FIRST_BUFFER and grows as its bytes arrive. Not at the
+    // request's head: a sender that declares a length and sends nothing
+    // costs neither memory nor budget.
+    // n <= max_body, a size the config could hold as a usize.
+    let first_buffer = declared.map_or(0, |n| usize::try_from(n).unwrap_or(0).min(FIRST_BUFFER));
+    let mut buf = BytesMut::new();
     while let Some(frame) = within.next_frame(&mut body).await? {
         let frame =
             frame.map_err(|e| BodyError::Read(format!("the body could not be read: {e}")))?;
@@ -225,6 +226,9 @@ async fn read_within(
                     limit: memory_limit,
                     full,
                 });
+            }
+            if buf.capacity() == 0 {
+                buf.reserve(first_buffer.max(data.len()));
             }
             buf.extend_from_slice(&data);
         }
