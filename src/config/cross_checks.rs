@@ -142,8 +142,9 @@ impl Config {
     /// the vendor allows one: Voip24h keeps one session per key (a second
     /// sign takes it over, and every event would be journaled once per
     /// account), SPRecord counts every stream of a device against its three.
-    /// A Voip24h server is its host, port and Engine.IO path (`:80` is
-    /// `http://`'s own, no path is `/socket.io/`); an SPRecord URL is
+    /// A Voip24h server is its host and Engine.IO path, whatever the scheme
+    /// and port (the vendor serves one realtime server on a plain and a TLS
+    /// port; no path is `/socket.io/`); an SPRecord URL is
     /// compared as `url` writes it out (host case, default port), without
     /// a trailing slash. Secrets are compared, never printed.
     fn validate_one_session_per_upstream(&self, v: &mut Validator) {
@@ -197,9 +198,12 @@ impl Config {
 }
 
 /// The server a Voip24h `url` names, for telling two accounts' sessions
-/// apart: host, port and the Engine.IO path the session connects to (none
+/// apart: host and the Engine.IO path the session connects to (none
 /// written is `/socket.io/`, as `wire::websocket_url` dials); a URL that
-/// does not parse is compared as written.
+/// does not parse is compared as written. Not the port nor the scheme: the
+/// vendor's realtime server is one host on two ports, `http://…:port` and
+/// `https://…:portssl`, and one key on both passed `check` while the two
+/// sessions took the key from each other.
 fn voip24h_server(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => {
@@ -208,9 +212,8 @@ fn voip24h_server(url: &str) -> String {
                 path => path,
             };
             format!(
-                "{}:{}{path}",
-                u.host_str().unwrap_or_default().to_ascii_lowercase(),
-                u.port_or_known_default().unwrap_or_default()
+                "{}{path}",
+                u.host_str().unwrap_or_default().to_ascii_lowercase()
             )
         }
         Err(_) => comparable_url(url),

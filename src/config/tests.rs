@@ -544,6 +544,11 @@ fn one_session_per_voip24h_key_and_per_sprecord_device() {
         ("http://dial:3122", "http://dial:3122/socket.io/"),
         ("http://dial", "http://dial:80"),
         ("https://Dial.example", "https://dial.example:443/"),
+        // The vendor's plain and TLS ports of one realtime server.
+        (
+            "http://dial.voip24h.vn:3122",
+            "https://dial.voip24h.vn:3123/",
+        ),
     ] {
         let p = problems(&format!(
             "{}{}",
