@@ -5,7 +5,9 @@
 //! (an id cleared in memory is cleared here too); a non-durable save rides
 //! on the next durable commit, the writer's or the final save at a stop, so
 //! after a crash an id is at most the last save's age behind (a server that
-//! keeps history re-sends those events, and dedup finds them).
+//! keeps history re-sends those events, and dedup finds them if the relay
+//! is back within `dedup.window`; after a longer outage they are journaled
+//! again, with the same `id`).
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 

@@ -6,7 +6,8 @@
 //! journaled, and on disk with the writer's next durable commit or within
 //! [`SYNC_WITHIN`], whichever comes first; so a crash leaves the stored id
 //! a little behind at worst: a server that keeps history sends those events
-//! again, and dedup finds them. After a clean stop the stored ids are the
+//! again, and dedup finds them within `dedup.window` (after a longer outage
+//! they are journaled again, with the same `id`). After a clean stop the stored ids are the
 //! last ones handed on (the final save runs after the sources drained). A
 //! failed save is tried again after [`RETRY_AFTER`] and said once per
 //! [`FAILURE_LOG_INTERVAL`] with how many were held back (not while the
