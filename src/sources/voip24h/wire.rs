@@ -42,7 +42,8 @@ pub enum SioPacket {
     /// Acks, other namespaces.
     Other,
     /// A packet that breaks the socket.io format (an event whose data is not a
-    /// JSON array starting with its name, an unknown packet type): why.
+    /// JSON array starting with its name, or whose name is over
+    /// [`MAX_EVENT_NAME`] bytes, an unknown packet type): why.
     Malformed(&'static str),
 }
 
@@ -129,6 +130,13 @@ const MAX_EVENT_ARGS: usize = 16;
 
 const TOO_MANY_ARGS: &str = "too many arguments";
 
+/// The longest event name read, in bytes: the vendor's are short words. A
+/// name outlives its frame (an unknown one is kept in the session's set of
+/// names logged, for the session's life, and logged), so an unbounded one
+/// let a server keep and log megabytes per name, outside the read-ahead
+/// bound.
+pub(super) const MAX_EVENT_NAME: usize = 256;
+
 /// An event's array, its name first, read only up to `MAX_EVENT_ARGS`
 /// arguments.
 struct EventItems(Vec<Box<RawValue>>);
@@ -174,6 +182,9 @@ fn decode_event(text: &str) -> SioPacket {
         return SioPacket::Malformed(NOT_AN_EVENT);
     }
     match serde_json::from_str::<String>(items.remove(0).get()) {
+        Ok(name) if name.len() > MAX_EVENT_NAME => {
+            SioPacket::Malformed("an event whose name is over 256 bytes")
+        }
         Ok(name) => SioPacket::Event {
             name,
             args: items.into_iter().map(Arg).collect(),
@@ -310,6 +321,28 @@ mod tests {
             decode(&with_args(100_000)),
             Frame::Message(SioPacket::Malformed("an event with more than 16 arguments"))
         );
+    }
+
+    /// A name is kept and logged where arguments are not: one of megabytes
+    /// is a broken frame, not an event to relay.
+    #[test]
+    fn an_event_name_over_256_bytes_is_malformed() {
+        let named = |name: &str| format!("42[{},{{}}]", json!(name));
+        let longest = "é".repeat(MAX_EVENT_NAME / 2);
+        let Frame::Message(SioPacket::Event { name, .. }) = decode(&named(&longest)) else {
+            panic!("a name of 256 bytes is an event");
+        };
+        assert_eq!(name, longest);
+        for over in [format!("{longest}x"), "x".repeat(15 << 20)] {
+            assert_eq!(
+                decode(&named(&over)),
+                Frame::Message(SioPacket::Malformed(
+                    "an event whose name is over 256 bytes"
+                )),
+                "{} bytes",
+                over.len()
+            );
+        }
     }
 
     #[test]
