@@ -716,6 +716,42 @@ async fn sio2_a_wrong_key_refused_with_a_connect_error_is_an_auth_failure() {
     wrong_key_refused_with(2, "connect-error").await;
 }
 
+/// A socket.io 2 server's `socket.error(msg)` mid-session (`44"msg"`, the
+/// connection left open) is how the vendor's documented `error` reaches a
+/// 2.x client (2.x cannot emit an event of that name): the relay leaves in
+/// order, as on the `error` event, and a `response` the server wrote right
+/// behind it is journaled. The connection was cut at once, as a dropped
+/// one, and that `response` lost uncounted.
+#[tokio::test]
+async fn sio2_a_socket_error_mid_session_leaves_in_order_and_journals_what_follows() {
+    let mut peer = Peer::start(2).await;
+    let relay = start_relay(&peer, "3", KEY, "key").await;
+    peer.expect("signed").await;
+    common::eventually(WAIT, "connected", || {
+        upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
+    })
+    .await;
+    peer.send(json!({"cmd": "socket_error", "text": "incident",
+                     "then": [["response", [call_event(1)]]]}))
+        .await;
+    let (_, sent) = peer.expect("socket_error_sent").await;
+    assert_eq!(sent["to"], 1, "{sent}");
+    let (_, gone) = peer.expect("disconnect").await;
+    assert_eq!(
+        gone["reason"], "client namespace disconnect",
+        "the relay left in order: {gone}"
+    );
+    // The session journals what it read before the next one opens.
+    peer.expect("signed").await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    assert_eq!(
+        (reconnects(&relay, "error"), reconnects(&relay, "closed")),
+        (1, 0)
+    );
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+}
+
 async fn malformed_payloads_are_counted_and_the_session_stays(sio: u8) {
     let mut peer = Peer::start(sio).await;
     let engine = if sio == 2 { "3" } else { "4" };

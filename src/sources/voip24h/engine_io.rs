@@ -11,7 +11,10 @@
 //! on its own; socket.io 3+ only when the client sends `40`.
 //!
 //! Guarantees: one task owns the websocket; a frame that cannot be read is
-//! reported ([`Inbound::Malformed`]) and reading goes on; the connection is
+//! reported ([`Inbound::Malformed`]) and reading goes on; a socket.io
+//! CONNECT_ERROR (`44`) ends the connection as the namespace's refusal,
+//! except on socket.io 2 once the namespace is open, where it is
+//! `socket.error(msg)` and handed on as the `error` event; the connection is
 //! read, its heartbeat kept and `emit`s sent whatever the session's pace
 //! (what the session has not taken yet waits in a backlog of at most
 //! [`MAX_BACKLOG_BYTES`], in order, and is handed on even after the
@@ -437,6 +440,8 @@ async fn drive(
     let mut stopped: Option<oneshot::Sender<()>> = None;
     // The server refused the namespace: the session reads its end so.
     let mut refused = false;
+    // The server acknowledged the namespace (`40`).
+    let mut namespace_open = false;
     let ended = loop {
         let full = backlog.is_full(session.handed_on.bytes());
         tokio::select! {
@@ -541,10 +546,32 @@ async fn drive(
                                 SioPacket::Connect(false) if !client_pings => {
                                     break WRONG_VERSION_4.to_owned()
                                 }
-                                SioPacket::Connect(_) => Inbound::NamespaceConnected,
+                                SioPacket::Connect(_) => {
+                                    namespace_open = true;
+                                    Inbound::NamespaceConnected
+                                }
                                 SioPacket::Disconnect => {
                                     break "the server disconnected the namespace".to_owned()
                                 }
+                                // Once the namespace is open, a socket.io 2
+                                // server's (Engine.IO 3: the client pings)
+                                // `44` is its `socket.error(msg)`,
+                                // which leaves the connection open: how it
+                                // says the vendor's `error` (2.x cannot emit
+                                // an event of that name). Cut here, what it
+                                // wrote behind it was lost uncounted; as the
+                                // event, the session leaves in order and
+                                // journals it.
+                                SioPacket::ConnectError(why) if namespace_open && client_pings => {
+                                    Inbound::Event {
+                                        name: "error".to_owned(),
+                                        args: error_args(why),
+                                        at: OffsetDateTime::now_utc(),
+                                    }
+                                }
+                                // Before, the namespace's refusal; on socket.io
+                                // 3+ only ever that (4.x clients drop the
+                                // connection on it too).
                                 SioPacket::ConnectError(why) => {
                                     refused = true;
                                     break format!("the server refused the namespace: {why}");
@@ -615,6 +642,15 @@ async fn drive(
             Cmd::Close => return,
         }
     }
+}
+
+/// The `error` event's arguments for a socket.io 2 `44` whose data is
+/// `why` (its message, as JSON; cut short, as a string of its text).
+fn error_args(why: String) -> Vec<wire::Arg> {
+    wire::Arg::from_json(&why)
+        .or_else(|| wire::Arg::from_json(&Value::String(why).to_string()))
+        .into_iter()
+        .collect()
 }
 
 /// Why a connection whose server was not heard from for `limit` is given
@@ -887,6 +923,113 @@ mod tests {
             .await
             .expect("the server saw the end")
             .unwrap();
+    }
+
+    /// What a connection hands on when the server writes `frames` after
+    /// its open packet, up to the connection's end or `want` items.
+    async fn handed_on_after(
+        version: EngineVersion,
+        frames: &'static [&'static str],
+        want: usize,
+    ) -> Vec<Inbound> {
+        let (dial, server) = serve_one_websocket(move |mut ws| async move {
+            let open = r#"0{"sid":"s","pingInterval":25000,"pingTimeout":60000}"#;
+            ws.send(Message::Text(open.into())).await.unwrap();
+            for frame in frames {
+                ws.send(Message::Text((*frame).into())).await.unwrap();
+            }
+            std::future::pending::<()>().await;
+        })
+        .await;
+        let mut conn = Conn::open(&dial, version, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < want {
+            let next = tokio::time::timeout(Duration::from_secs(5), conn.recv())
+                .await
+                .expect("handed on");
+            match next {
+                Some(Inbound::Alive) => {}
+                Some(inbound @ Inbound::Closed { .. }) => {
+                    seen.push(inbound);
+                    break;
+                }
+                Some(inbound) => seen.push(inbound),
+                None => break,
+            }
+        }
+        conn.close().await;
+        server.abort();
+        seen
+    }
+
+    /// A socket.io 2 server's `socket.error(msg)` once the namespace is open
+    /// (`44"msg"`, the connection left open) is the vendor's `error`, handed
+    /// on as that event with what follows it: the connection was cut at
+    /// once, and a `response` written behind it was lost uncounted.
+    #[tokio::test]
+    async fn a_socketio_2_connect_error_after_the_namespace_opened_is_the_error_event() {
+        let seen = handed_on_after(
+            EngineVersion::V3,
+            &["40", r#"44"incident""#, r#"42["response","after"]"#],
+            3,
+        )
+        .await;
+        let events: Vec<(String, Vec<String>)> = seen
+            .iter()
+            .filter_map(|inbound| match inbound {
+                Inbound::Event { name, args, .. } => Some((
+                    name.clone(),
+                    args.iter().filter_map(wire::Arg::as_string).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(seen.first(), Some(Inbound::NamespaceConnected)),
+            "{seen:?}"
+        );
+        assert_eq!(
+            events,
+            [
+                ("error".to_owned(), vec!["incident".to_owned()]),
+                ("response".to_owned(), vec!["after".to_owned()]),
+            ],
+            "{seen:?}"
+        );
+    }
+
+    /// Before the namespace opened, and at any time on socket.io 3+ (where
+    /// a client drops the connection on it too), a `44` is the namespace's
+    /// refusal: the connection ends so.
+    #[tokio::test]
+    async fn a_connect_error_before_the_namespace_or_on_socketio_4_ends_the_connection() {
+        for (version, frames) in [
+            (
+                EngineVersion::V3,
+                &[r#"44"nope""#, r#"42["response","after"]"#][..],
+            ),
+            (
+                EngineVersion::V4,
+                &[
+                    r#"40{"sid":"x"}"#,
+                    r#"44{"message":"nope"}"#,
+                    r#"42["response","after"]"#,
+                ][..],
+            ),
+        ] {
+            let frames: &'static [&'static str] = frames;
+            let seen = handed_on_after(version, frames, 3).await;
+            let Some(Inbound::Closed { why, refused }) = seen.last() else {
+                panic!("{version:?}: not ended: {seen:?}");
+            };
+            assert!(*refused && why.contains("nope"), "{version:?}: {seen:?}");
+            assert!(
+                !seen.iter().any(|i| matches!(i, Inbound::Event { .. })),
+                "{version:?}: {seen:?}"
+            );
+        }
     }
 
     /// A server on 127.0.0.1 that takes one websocket and hands it to

@@ -24,7 +24,10 @@ pub enum Inbound {
     /// The server acknowledged the default namespace: `sign` may be sent now.
     NamespaceConnected,
     /// A socket.io event with its arguments (`say` has none), and when it
-    /// arrived: an event's receive time, however long its commit waits.
+    /// arrived: an event's receive time, however long its commit waits. A
+    /// socket.io 2 server's `socket.error(msg)` once the namespace is open
+    /// comes as the `error` event, `msg` its argument: 2.x cannot emit an
+    /// event of that name.
     Event {
         name: String,
         args: Vec<Arg>,
@@ -37,8 +40,7 @@ pub enum Inbound {
     Malformed(String),
     /// The connection ended: why, in words without secrets, and whether by
     /// the server's refusal of the namespace (a socket.io CONNECT_ERROR,
-    /// `44`: socket.io 2's `socket.error(msg)`, which is how a stock 2.x
-    /// server refuses a client from a handler).
+    /// `44`, before the namespace opened, or at any time on socket.io 3+).
     Closed { why: String, refused: bool },
 }
 

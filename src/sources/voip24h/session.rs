@@ -504,9 +504,11 @@ impl Session<'_> {
                         }
                         Inbound::Closed { why, refused } => {
                             // After `sign` and before `connected`, a refused
-                            // namespace is the sign-in's refusal (a 2.x
-                            // server's `socket.error(msg)`), as an `error`
-                            // event then is: not a dropped connection.
+                            // namespace is the sign-in's refusal, as an
+                            // `error` event then is: not a dropped
+                            // connection. (A 2.x server's
+                            // `socket.error(msg)` comes as that event; a 3+
+                            // server refusing that way ends the connection.)
                             let reason = if signed && connected_at.is_none() && refused {
                                 EndReason::AuthRefused
                             } else {

@@ -37,6 +37,10 @@
 //   {"cmd":"burst","events":[["name",[...]],...]}  the same with each event's own name
 //   {"cmd":"raw","text":"2[..."}  send TEXT as a raw socket.io packet (the Engine.IO
 //                        message's data, unchecked) to every signed session
+//   {"cmd":"socket_error","text":"msg","then":[["name",[...]],...]}  socket.io 2's
+//                        `socket.error(msg)` (a `44` that leaves the connection open;
+//                        4.x: the same packet written by hand) to every signed session,
+//                        then each event of `then` right behind it
 //   {"cmd":"drop","how":"close"|"destroy"|"disconnect"}  end every connection
 //   {"cmd":"stream","every_ms":N,"per_tick":K}  emit K call events every N ms to every
 //                        signed session until {"cmd":"stream_stop"}
@@ -281,6 +285,21 @@ function handle(cmd) {
         n += 1;
       }
       report({ ev: 'raw_sent', to: n });
+      break;
+    }
+    case 'socket_error': {
+      let n = 0;
+      for (const socket of sockets) {
+        if (!socket._peer.key) continue;
+        if (typeof socket.error === 'function') socket.error(cmd.text);
+        else socket.packet({ type: 4, data: { message: cmd.text } });
+        for (const [event, a] of cmd.then || []) {
+          send(socket, event, a);
+          socket._peer.sent += 1;
+        }
+        n += 1;
+      }
+      report({ ev: 'socket_error_sent', to: n });
       break;
     }
     case 'drop':
