@@ -241,6 +241,7 @@ impl StreamSupervisor {
                     }
                     let opened_at = Instant::now();
                     let mut events = 0u64;
+                    let at = at.map(Arc::from);
                     let mut end = self
                         .pump(&mut conn, reporter, at, &mut events, &cancel)
                         .await;
@@ -374,7 +375,7 @@ impl StreamSupervisor {
         &self,
         conn: &mut SseConnection,
         reporter: &UpstreamReporter,
-        mut at: Option<String>,
+        mut at: Option<Arc<str>>,
         events: &mut u64,
         cancel: &CancellationToken,
     ) -> StreamEnd {
@@ -388,7 +389,8 @@ impl StreamSupervisor {
         // Set once cancelled: received events are still handed on until then.
         let mut drain_until: Option<Instant> = None;
         // `at`: the id of the last event this stream handed on; it opened
-        // where the account's streams stood.
+        // where the account's streams stood. Shared with the parser's id,
+        // not copied: an id may be near 1 MiB and last for every later event.
         loop {
             let next = match drain_until {
                 Some(deadline) => match Self::next_draining(conn, deadline).await {
@@ -454,9 +456,9 @@ impl StreamSupervisor {
                     "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
                 return StreamEnd::Cancelled;
             };
-            if !next.id.is_empty() {
+            if !next.id.is_empty() && !is_a_no_op(at.as_ref(), &next.id, handed) {
                 self.resume.hand_on(at.as_deref(), &next.id, handed);
-                at = Some(next.id.to_string());
+                at = Some(next.id);
             }
         }
     }
@@ -585,6 +587,20 @@ impl StreamSupervisor {
             .inc();
         self.warnings.malformed(&self.account, self.index, why);
     }
+}
+
+/// Whether handing `id` on after `at` cannot move the account's point, so
+/// the lock and the compares of [`ResumeId::hand_on`] (two of an id that may
+/// be near 1 MiB) are spared: the event carries the very id this stream
+/// handed on last (no `id:` line since: the parser shares one id until the
+/// next) and was no first copy. Then `hand_on` gets `prev == id` with
+/// [`HandedOn::Other`]: no first copy to move the point, and the stream is
+/// at the front only if the point is that id already, so the point stays.
+/// Unless the account has none, which happens only once a reload removed
+/// it and this stream is stopping: not putting it back is right too.
+/// Cost was ~3 MiB per 6-byte `data` event after a 1 MiB id.
+fn is_a_no_op(at: Option<&Arc<str>>, id: &Arc<str>, handed: HandedOn) -> bool {
+    handed == HandedOn::Other && at.is_some_and(|at| Arc::ptr_eq(at, id))
 }
 
 fn new_backoff(t: &Timings) -> ExponentialBackoff {
@@ -776,6 +792,85 @@ mod tests {
         for (end, reason, words) in ends {
             assert_eq!((end.reason(), end.describe()), (reason, words));
         }
+    }
+
+    #[test]
+    fn only_the_id_handed_on_last_without_a_first_copy_is_not_handed_on_again() {
+        let id: Arc<str> = Arc::from("7".repeat(1000));
+        assert!(is_a_no_op(Some(&id), &Arc::clone(&id), HandedOn::Other));
+        assert!(!is_a_no_op(Some(&id), &id, HandedOn::FirstCopy { seq: 1 }));
+        // A new `id:` line, even one repeating the id, is handed on.
+        let read_again: Arc<str> = Arc::from(&*id);
+        assert!(!is_a_no_op(Some(&id), &read_again, HandedOn::Other));
+        assert!(!is_a_no_op(None, &id, HandedOn::Other));
+    }
+
+    /// An id near the limit, then many events without one: each was handed
+    /// on again (a copy and two compares of the whole id per 6-byte event).
+    /// Malformed events, a duplicate and a first copy later, the point is
+    /// still the long id; the next `id:` moves it.
+    #[tokio::test]
+    async fn a_long_id_then_many_events_without_one_keeps_the_point_at_it() {
+        use crate::app::tests_support::{relay_in, stop, until};
+        use crate::sources::tests_support::{listen, read_head};
+        use tokio::io::AsyncWriteExt;
+        const BAD: usize = 20_000;
+        let event = |n: u32| {
+            format!(
+                r#"{{"device_id":"dev-1","event_type":"incoming_call","payload":{{"call_id":"{n}","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}}}"#
+            )
+        };
+        let long = "7".repeat(1_000_000);
+        let mut first = format!("id: {long}\ndata: {}\n\n", event(1)).into_bytes();
+        first.extend(b"data\n\n".repeat(BAD));
+        first.extend(format!("data: {}\n\ndata: {}\n\n", event(1), event(2)).into_bytes());
+        let mut then = format!("id: 9\ndata: {}\n\n", event(3)).into_bytes();
+        then.extend(b"data\n\n".repeat(BAD));
+        let (listener, port) = listen().await;
+        let (go_on, next) = tokio::sync::oneshot::channel::<()>();
+        let _server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+            socket.write_all(head).await.unwrap();
+            socket.write_all(&first).await.unwrap();
+            next.await.unwrap();
+            socket.write_all(&then).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let config = format!("[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\nstreams = 1\n");
+        let relay = relay_in(dir.path(), &config).await;
+        let point = ResumeId::new(&relay.ctx, "a", &url);
+        let metrics = &relay.ctx.metrics;
+        let received = metrics
+            .events_received
+            .with_label_values(&["sprecord", "a", "sse"]);
+        let malformed = metrics
+            .upstream_malformed
+            .with_label_values(&["sprecord", "a"]);
+        let done = |events: u64, bad: usize| {
+            let (received, malformed) = (received.clone(), malformed.clone());
+            move || received.get() == events && malformed.get() == bad as u64
+        };
+        until("the first part read", Duration::from_secs(30), done(3, BAD)).await;
+        assert!(
+            point.open_point().1 == Some(long),
+            "the point is not the long id"
+        );
+        go_on.send(()).unwrap();
+        until(
+            "the second part read",
+            Duration::from_secs(30),
+            done(4, 2 * BAD),
+        )
+        .await;
+        assert_eq!(
+            point.open_point(),
+            (Some("9".to_owned()), Some("9".to_owned()))
+        );
+        stop(relay).await;
     }
 
     /// A quiet device whose streams close for silence after each event:
