@@ -511,9 +511,7 @@ impl StreamSupervisor {
         let (event, raw) = match read_payload(data) {
             StreamPayload::Event(event, raw) => (event, raw),
             StreamPayload::Verification => {
-                // Only the webhook registration sends this; on a stream it means nothing.
-                tracing::warn!(vendor = "sprecord", account = %self.account,
-                    "ignored a webhook verification message received on the SSE stream");
+                self.warnings.verification(&self.account, self.index);
                 return Some(HandedOn::Other);
             }
             StreamPayload::Malformed(why) => {
@@ -939,6 +937,61 @@ mod tests {
         // after an open that failed, should a loaded machine make one).
         let opens = said("INFO", "SSE stream open");
         assert!((2..=3).contains(&opens), "{opens}: {lines:#?}");
+    }
+
+    /// A server repeating the webhook verification message: a WARN line
+    /// each, as fast as it could write them; one per `WARN_EVERY` now, as
+    /// the stream's other warnings.
+    #[tokio::test]
+    async fn a_repeated_verification_message_is_said_once() {
+        use crate::app::tests_support::{relay_in, stop, until};
+        use crate::sources::tests_support::{listen, read_head};
+        use tokio::io::AsyncWriteExt;
+        let (captured, guard) = crate::logging::tests_support::capture_json();
+        let verification =
+            include_str!("../../../tests/fixtures/vendors/sprecord/verification.json");
+        let event = r#"{"device_id":"dev-1","event_type":"incoming_call","payload":{"call_id":"1","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}"#;
+        let mut body = format!("data: {}\n\n", verification.trim()).repeat(100);
+        body.push_str(&format!("id: 1\ndata: {event}\n\n"));
+        let (listener, port) = listen().await;
+        let _server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+            socket
+                .write_all(format!("{head}{body}").as_bytes())
+                .await
+                .unwrap();
+            std::future::pending::<()>().await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n"
+        );
+        let relay = relay_in(dir.path(), &config).await;
+        let received = relay
+            .ctx
+            .metrics
+            .events_received
+            .with_label_values(&["sprecord", "a", "sse"]);
+        until("the event after them", Duration::from_secs(10), || {
+            received.get() == 1
+        })
+        .await;
+        stop(relay).await;
+        drop(guard);
+        let said: Vec<serde_json::Value> = captured
+            .text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("verification message"))
+            })
+            .collect();
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert_eq!(said[0]["level"], "WARN", "{said:#?}");
     }
 
     /// A stop while an event's commit takes longer than the drain's

@@ -1,6 +1,6 @@
-//! The warnings about one stream's data (malformed messages, bytes that are
-//! not UTF-8), at most one line per kind every [`WARN_EVERY`], the next
-//! saying how many were held back.
+//! The warnings about one stream's data (malformed messages, webhook
+//! verification messages, bytes that are not UTF-8), at most one line per
+//! kind every [`WARN_EVERY`], the next saying how many were held back.
 //!
 //! Why: a server can repeat a bad event as fast as it can write it, and a
 //! line per event (each with the event's id, up to 1 MiB) turned a few
@@ -21,6 +21,7 @@ pub const SHOWN_ID_CHARS: usize = crate::logging::EXCERPT_CHARS;
 enum Kind {
     Lossy,
     Malformed,
+    Verification,
     JournalRefused,
 }
 
@@ -50,6 +51,15 @@ impl StreamWarnings {
         if let Some(held_back) = self.due(Kind::Malformed) {
             tracing::warn!(vendor = "sprecord", account = %account, stream, held_back,
                 "malformed SSE message skipped: {why}");
+        }
+    }
+
+    /// A webhook verification message, which only the webhook registration
+    /// sends: on a stream it means nothing, and a server may repeat it.
+    pub fn verification(&self, account: &str, stream: usize) {
+        if let Some(held_back) = self.due(Kind::Verification) {
+            tracing::warn!(vendor = "sprecord", account = %account, stream, held_back,
+                "ignored a webhook verification message received on the SSE stream");
         }
     }
 
@@ -110,6 +120,7 @@ mod tests {
             for _ in 0..1_000 {
                 warnings.lossy("office", 2, &id);
                 warnings.malformed("office", 2, "data is not JSON");
+                warnings.verification("office", 2);
                 warnings.journal_refused(
                     "office",
                     2,
@@ -122,7 +133,7 @@ mod tests {
         // stream while a disk was full (operator-messages review, 2026-12-05).
         assert_eq!(
             logged.lines().count(),
-            3,
+            4,
             "{}",
             &logged[..logged.len().min(500)]
         );
