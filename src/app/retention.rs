@@ -51,7 +51,11 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
         }
         let journal = ctx.journal.clone();
         let sinks = ctx.active_sinks();
-        let result = tokio::task::spawn_blocking(move || journal.enforce_retention(&sinks)).await;
+        let stopping = stop.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            journal.enforce_retention_while(&sinks, || !stopping.is_cancelled())
+        })
+        .await;
         // Failures the relay already says elsewhere (a gone file, commits
         // that fail) are not this pass's to name.
         let failure = match &result {

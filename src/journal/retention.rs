@@ -33,7 +33,21 @@ impl Journal {
         &self,
         active_sinks: &[ActiveSink<'_>],
     ) -> Result<RetentionReport, JournalError> {
-        self.enforce_retention_reading(active_sinks, || self.clock.now_ms())
+        self.enforce_retention_while(active_sinks, || true)
+    }
+
+    /// [`Journal::enforce_retention`], ending after the chunk in which
+    /// `go_on` turns false, with what it removed so far (the next pass goes
+    /// on from there). A pass that removes a long outage's events is
+    /// hundreds of chunks, an fsync each: a stop waited for all of it, past
+    /// systemd's stop timeout, and the kill meant a check of the whole
+    /// journal at the next start.
+    pub fn enforce_retention_while(
+        &self,
+        active_sinks: &[ActiveSink<'_>],
+        go_on: impl Fn() -> bool,
+    ) -> Result<RetentionReport, JournalError> {
+        self.enforce_retention_reading(active_sinks, || self.clock.now_ms(), go_on)
     }
 
     /// [`Journal::enforce_retention`] at a fixed time, for tests.
@@ -42,7 +56,7 @@ impl Journal {
         active_sinks: &[ActiveSink<'_>],
         now_ms: u64,
     ) -> Result<RetentionReport, JournalError> {
-        self.enforce_retention_reading(active_sinks, || now_ms)
+        self.enforce_retention_reading(active_sinks, || now_ms, || true)
     }
 
     /// The pass, judging each chunk by `now_ms()` read once the chunk's
@@ -56,6 +70,7 @@ impl Journal {
         &self,
         active_sinks: &[ActiveSink<'_>],
         now_ms: impl Fn() -> u64,
+        go_on: impl Fn() -> bool,
     ) -> Result<RetentionReport, JournalError> {
         self.refuse_if_file_gone()?;
         let retention_ms = self.options.retention.as_millis() as u64;
@@ -185,7 +200,7 @@ impl Journal {
             if removed > 0 {
                 self.refresh_stats()?;
             }
-            if done {
+            if done || !go_on() {
                 break;
             }
         }

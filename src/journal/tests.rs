@@ -969,7 +969,7 @@ fn an_entry_committed_while_a_pass_runs_is_judged_by_a_clock_read_after_it() {
             } else {
                 pass_began
             }
-        })
+        }, || true)
         .unwrap();
         let retry = j
             .append_batch_at(&[event("fresh")], pass_began + 3)
@@ -1207,4 +1207,27 @@ fn the_dedup_entries_are_read_without_waiting_for_the_index() {
         drop(held);
         assert_eq!(read, Ok(2), "waited for the index");
     });
+}
+
+/// A stop asked during a pass ends it after the chunk in progress: a pass
+/// over a long outage's events is hundreds of chunks, and the stop waited
+/// for all of them.
+#[test]
+fn a_pass_ends_after_the_chunk_in_which_it_is_asked_to_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let t0 = j.clock.started_ms();
+    let old: Vec<_> = (0..=super::retention::RETENTION_CHUNK)
+        .map(|i| event(&format!("old{i}")))
+        .collect();
+    j.append_batch_at(&old, t0).unwrap();
+    let long_after = t0 + 30 * 24 * 3_600_000;
+    let report = j
+        .enforce_retention_reading(&[], || long_after, || false)
+        .unwrap();
+    assert_eq!(report.expired, super::retention::RETENTION_CHUNK as u64);
+    assert_eq!(j.first_seq(), super::retention::RETENTION_CHUNK as u64 + 1);
+    // The next pass goes on from there.
+    let report = j.enforce_retention_at(&[], long_after).unwrap();
+    assert_eq!(report.expired, 1);
 }
