@@ -10,8 +10,10 @@
 //! closed with 1001 and waited for too (the HTTP server's graceful shutdown
 //! does not see upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
 //! a session still running then is abandoned with a warning, and may hold the
-//! journal a little longer. Likewise HTTP requests still open 5 s into the
-//! drain (a client stalled mid-request) are abandoned unanswered. The HTTP
+//! journal a little longer. Likewise the drain stops waiting for HTTP
+//! requests still open 5 s into it (a client stalled mid-request): each runs
+//! on until the runtime ends, answered 200 only once its event is journaled,
+//! 503 once ingest has shut down, or cut off. The HTTP
 //! server or the journal writer stopping on its own (a bug) starts the same
 //! drain, and the relay then ends with an error for systemd to restart it. A reload
 //! with a bad config keeps the old one running and counts

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use super::config_load::load_off_the_workers;
 use super::error::RunError;
 use super::relay::Relay;
-use super::signals::{Signals, signal_loop, stop_while_starting};
+use super::signals::{
+    Signals, signal_loop, stop_while_starting, tell_stopping, tell_unless_stopping,
+};
 use super::{opening, systemd_notify, watchdog};
 
 /// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
@@ -66,19 +68,21 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
         }
         None => tracing::error!("cannot install signal handlers"),
     }
+    // Both through the lock the signal loop, spawned above, tells systemd
+    // under: a SIGHUP it took could say RELOADING after this STOPPING, and
+    // a SIGTERM it took just now STOPPING before this READY.
     if starting.stopped() {
-        let _ = systemd_notify::notify(&[
-            sd_notify::NotifyState::Stopping,
-            sd_notify::NotifyState::Status("stopping"),
-        ]);
-        relay.shutdown();
+        let _ = systemd_notify::notify(&[sd_notify::NotifyState::Status("stopping")]);
+        tell_stopping(&ctx);
         return relay.wait().await;
     }
     let status = format!("listening on {}", relay.addr);
-    let _ = systemd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
+    tell_unless_stopping(&ctx, || {
+        let _ = systemd_notify::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ]);
+    });
     watchdog::spawn(ctx, tokio::runtime::Handle::current());
     relay.wait().await
 }

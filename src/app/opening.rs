@@ -148,8 +148,8 @@ impl Starting {
 
     /// A stop, by `signal`. Before the journal is open the process exits at
     /// once with 0: nothing runs yet that holds an event (sources start
-    /// after the journal; the listener is bound but accepts nothing, so a
-    /// connection waiting in its backlog is reset, and its sender may retry),
+    /// after the journal; the listener's connections are answered 503 with
+    /// `Retry-After: 5` by `opening_answers`, so a sender may retry),
     /// and redb's check is as safe to cut
     /// as any of its writes (a kill at any moment leaves a file the next open
     /// repairs; a check killed half-way was checked again whole, big-journal

@@ -192,11 +192,14 @@ pub(super) async fn serve(
         Ok(served) => served,
         Err(_) => {
             // Only a client that stalls mid-request gets here (requests that
-            // reached ingest are answered within a commit): it is abandoned,
-            // and its request, never acknowledged, is the sender's to retry.
+            // reached ingest are answered within a commit). The drain stops
+            // waiting for it; its connection's task runs on until the
+            // runtime's end cuts it, and a body that completes meanwhile is
+            // answered 200 only once journaled (503 once ingest has shut
+            // down): either way the sender knows what became of it.
             tracing::warn!(
                 bound = ?HTTP_DRAIN_BOUND,
-                "shutting down: HTTP requests still open are abandoned (a client stalled mid-request)"
+                "shutting down: no longer waiting for HTTP requests still open (a client stalled mid-request); each is answered 200 only once journaled, or cut off"
             );
             server.abort();
             Ok(())

@@ -85,7 +85,7 @@ pub(super) async fn stop_while_starting(
 static STATE_TOLD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Tells systemd what `tell` sends unless the drain has begun; whether it did.
-fn tell_unless_stopping(ctx: &Context, tell: impl FnOnce()) -> bool {
+pub(super) fn tell_unless_stopping(ctx: &Context, tell: impl FnOnce()) -> bool {
     let _told = STATE_TOLD
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
