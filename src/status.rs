@@ -513,6 +513,27 @@ impl UpstreamReporter {
             .inc();
     }
 
+    /// The connection ended for `error` (shown in `/status`; no secret),
+    /// and its source winds it down before it reconnects: shown as `state`
+    /// from now, the reconnect counted later by [`Self::reconnecting`] or
+    /// [`Self::auth_failed`].
+    pub fn ended(&self, state: ConnState, error: String) {
+        let now = Instant::now();
+        self.update_then(
+            |u| {
+                u.enter(state, now);
+                u.last_error = Some(error);
+            },
+            || {
+                self.board
+                    .metrics
+                    .upstream_connected
+                    .with_label_values(&self.labels())
+                    .set(i64::from(state == ConnState::Connected));
+            },
+        );
+    }
+
     /// Credentials were refused: shown in `/status`, and `/readyz` fails at once.
     pub fn auth_failed(&self, error: String, backoff: Duration) {
         self.reconnecting("auth", Some(error), backoff);

@@ -1214,6 +1214,61 @@ async fn hellos_go_on_while_the_journal_refuses_a_response() {
     relay.stop().await;
 }
 
+/// A session the server ended (`connectEnd`, the vendor's connection
+/// lifetime) is shown down at once, while what it read is still being
+/// journaled: here a `response` the server wrote as it read the leave,
+/// retried as long as the journal refuses it. `/status` said `connected`
+/// (the gauge 1, no error, readiness grace not started) until the journal
+/// recovered, however long that took, though the key had no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_ended_is_shown_down_while_its_events_wait_on_the_journal() {
+    let late = json!(["response", call_event(1)]);
+    let mut peer = Peer::spawn(4, &["--write-on-leave", &format!("2{late}")]).await;
+    let relay = start_relay(&peer, "4", KEY, "key").await;
+    peer.expect("signed").await;
+    common::eventually(WAIT, "connected", || {
+        upstream_state(&relay).map(|s| s.0) == Some(ConnState::Connected)
+    })
+    .await;
+    // Closed, and its file held open by another handle: every commit and
+    // the writer's reopens are refused until the handle goes.
+    assert!(relay.ctx.journal.close(WAIT), "the journal closes");
+    let squatter = callrelay::journal::Journal::open(relay.ctx.journal.options().clone())
+        .expect("hold the journal's file");
+
+    peer.emit("connectEnd", json!(["lifetime over"])).await;
+    let (_, gone) = peer.expect("disconnect").await;
+    assert_eq!(gone["reason"], "client namespace disconnect", "{gone}");
+    // The late `response` reached the session's drain, whose commit the
+    // journal refuses.
+    common::eventually(WAIT, "the late response received", || received(&relay) == 1).await;
+    let row = upstream(&relay).expect("the account's row");
+    assert_eq!(row.state, ConnState::BackingOff, "{row:?}");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("server sent `connectEnd`: lifetime over"),
+        "{row:?}"
+    );
+    let gauge = relay
+        .ctx
+        .metrics
+        .upstream_connected
+        .with_label_values(&["voip24h", "main", "0"])
+        .get();
+    assert_eq!(gauge, 0);
+    assert_eq!(relay.ctx.journal.last_seq(), 0, "still refused meanwhile");
+
+    // Once the journal takes it, the session reconnects as before, the
+    // end counted once.
+    drop(squatter);
+    relay.wait_for_seq(1, WAIT).await;
+    peer.expect("signed").await;
+    assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
+    assert_eq!(reconnects(&relay, "connect_end"), 1);
+    peer.assert_one_session_at_a_time().await;
+    relay.stop().await;
+}
+
 /// Voip24h sends the same call events by socket and by webhook: one account
 /// configured both ways journals each event once, whichever way comes
 /// first, and the later copy is answered (or counted) as a duplicate of the

@@ -24,6 +24,10 @@
 //! what the server sent before it read the leave is journaled too. However a
 //! session ends, the connection then stops reading and everything it had
 //! read is journaled before the session returns (a stop's drain bounds it).
+//! A session that ends but by a stop is shown down (`backing_off`, or
+//! `auth_failed` for a refused sign-in, with the end's detail as the error)
+//! as soon as its end is known, before that journaling, which lasts as long
+//! as the journal refuses commits.
 //! The session never closes the link itself: the caller does, so that
 //! closing is always awaited in one place.
 
@@ -122,12 +126,24 @@ impl Session<'_> {
         let end = self.run_until_end(link, drain_over).await;
         if end.reason == EndReason::Cancelled {
             self.leave_in_order(link, drain_over, drain_over).await;
-        } else if end.reason.leaves_the_link_open() {
-            // The server ended the session and may have sent more before
-            // it reads our leave; the close alone would read that off and
-            // lose it, uncounted. Reading is bounded as at a stop.
-            let reading = Deadline::new(drain_over.child_token(), None, DRAIN_LIMIT);
-            self.leave_in_order(link, &reading.token, drain_over).await;
+        } else {
+            // The key has no session at the vendor from here, and journaling
+            // what was read may take as long as the journal refuses: shown
+            // connected meanwhile, the account was not paged nor its
+            // readiness failed. The state and words its reconnect will give.
+            let state = if end.reason == EndReason::AuthRefused {
+                ConnState::AuthFailed
+            } else {
+                ConnState::BackingOff
+            };
+            self.reporter.ended(state, end.detail.clone());
+            if end.reason.leaves_the_link_open() {
+                // The server ended the session and may have sent more before
+                // it reads our leave; the close alone would read that off and
+                // lose it, uncounted. Reading is bounded as at a stop.
+                let reading = Deadline::new(drain_over.child_token(), None, DRAIN_LIMIT);
+                self.leave_in_order(link, &reading.token, drain_over).await;
+            }
         }
         self.journal_the_rest(link, drain_over).await;
         // What a stop's drain or a closing journal left; rarely, what a
