@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use callrelay::app::Relay;
@@ -1519,6 +1519,99 @@ async fn only_events_a_client_asked_for_count_toward_client_queue() {
     let last = relay.ctx.journal.last_seq();
     assert_eq!(seqs_until(&mut filtered, last).await.last(), Some(&last));
     assert_eq!(disconnects(&relay, "slow_consumer"), 2);
+}
+
+/// A client that keeps reading, but more slowly than its events come, is
+/// closed with 4008 once its queue is past `client_queue`, counted as
+/// `slow_consumer`. Its socket takes data every few hundred ms at most (the
+/// kernel wakes a writer once a third of its send buffer, about 4 MiB on
+/// loopback, is free), so no single write waits 500 ms: before (review of
+/// the fan-out), only one write stalled for 500 ms closed a client, and this
+/// one was served on with its queue growing without bound, held in the
+/// live ring. A client beside it that keeps up gets every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_steadily_but_too_slowly_is_closed_4008() {
+    // pong_timeout bounds each write: 10 min, so only the queue rule can
+    // close the slow reader within this test.
+    let relay = start_relay(
+        "[websocket]\nclient_queue = 100\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
+    )
+    .await;
+    let mut slow = unread_client(&relay, "").await;
+    await_serving(&mut slow).await;
+    let mut fast = connect(&ws_url(&relay, "")).await;
+    await_serving(&mut fast).await;
+
+    // One 64 KiB frame every 12 ms, about 5 MiB/s: each of its session's
+    // writes that waits, waits for about 1.3 MiB to drain, some 250 ms.
+    // Once the relay has closed it, the rest at once, up to the close frame.
+    let paced = Arc::new(AtomicBool::new(true));
+    let read = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn({
+        let (paced, read) = (paced.clone(), read.clone());
+        async move {
+            loop {
+                match tokio::time::timeout(WAIT, slow.next())
+                    .await
+                    .expect("the slow client gets a frame in time")
+                {
+                    Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                    Some(Ok(_)) => read.fetch_add(1, Ordering::AcqRel),
+                    other => panic!("expected frames, then a close: {other:?}"),
+                };
+                if paced.load(Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(12)).await;
+                }
+            }
+        }
+    });
+
+    const EVENTS: u64 = 1_200;
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(0u64);
+    let fast = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while seqs.last() != Some(&EVENTS) {
+            let seq = next_json(&mut fast).await["seq"].as_u64().expect("seq");
+            seqs.push(seq);
+            seen_tx.send_replace(seq);
+        }
+        seqs
+    });
+    // 75 MiB in all, posted faster than the slow client reads, as fast as
+    // the other one reads: 40 events once it has the last (a burst past
+    // `client_queue` would overflow any client's queue).
+    for first in (1..=EVENTS).step_by(40) {
+        let events = (first..first + 40)
+            .map(|n| event_sized(n, "call.cdr", Vendor::Voip24h, "main", None, 64 * 1024))
+            .collect();
+        let last = *submit_all(&relay.ctx.ingest, events)
+            .await
+            .last()
+            .expect("seq");
+        tokio::time::timeout(WAIT, seen.wait_for(|seen| *seen >= last))
+            .await
+            .expect("the fast client keeps up")
+            .expect("the fast client reads on");
+    }
+    let seqs = tokio::time::timeout(WAIT, fast)
+        .await
+        .expect("the fast client gets every event")
+        .expect("fast client");
+    assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>());
+
+    eventually(WAIT, "the slow reader is closed as slow", || {
+        disconnects(&relay, "slow_consumer") == 1
+    })
+    .await;
+    paced.store(false, Ordering::Release);
+    let code = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("the slow client reads up to the close")
+        .expect("reader");
+    assert_eq!(code, Some(4008));
+    let read = read.load(Ordering::Acquire);
+    assert!(read < EVENTS, "closed before it had them all: {read}");
+    assert_eq!(disconnects(&relay, "write_stalled"), 0);
 }
 
 /// A WebSocket is the fan-out's once upgraded: the HTTP server's bounds on a

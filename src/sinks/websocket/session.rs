@@ -23,8 +23,10 @@
 //! - every frame is the journaled CloudEvent bytes, shared, not re-serialized;
 //! - a client's queue is the events committed but not yet written to its
 //!   socket that match its filters (events it filters out never wait for it).
-//!   When its socket refuses data for longer than 500 ms while that queue is
-//!   over `client_queue`, or any single write outlasts its bound
+//!   When its socket has refused live writes for 500 ms in all (in one
+//!   write or across many: a client reading steadily but too slowly is
+//!   caught too) since that queue was last seen within `client_queue`, and
+//!   the queue is over it, or any single write outlasts its bound
 //!   (`pong_timeout` plus its bytes' time at 16 KiB/s, capped: see
 //!   [`writer`]), it is closed with 4008 "slow consumer". Counting a filtered client's queue
 //!   reads the journal's headers, only once the raw count of commits is past
@@ -188,6 +190,7 @@ pub async fn run(
                 filter: filter.clone(),
                 shutdown: ctx.shutdown.clone(),
                 settings,
+                stalled_for: None,
             },
             metrics,
             unflushed: 0,

@@ -5,13 +5,18 @@
 //! Guarantees: a write waits at most `pong_timeout`, plus the time the bytes
 //! it carries take at 16 KiB/s (a large event to a slow link), that extra at
 //! most one largest frame's time (or `ping_interval` + `pong_timeout`, if
-//! longer); a socket that refuses
-//! data for 500 ms while more than `client_queue` matching events were
-//! committed past the write ends it as a slow consumer; shutdown ends any
-//! write at once.
+//! longer); a socket that has refused live writes for 500 ms in all, in one
+//! write or across many, since the client's queue was last seen within
+//! `client_queue`, ends the write in progress as a slow consumer once more
+//! than `client_queue` matching events were committed past it (a client
+//! that reads steadily but more slowly than its events come is caught so,
+//! not only one whose socket stops); a write that finds its socket ready at
+//! once adds nothing to that time (a session starved of CPU is behind
+//! without its client being slow); shutdown ends any write at once.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
@@ -19,16 +24,16 @@ use futures::SinkExt;
 use futures::stream::SplitSink;
 use prometheus::Histogram;
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::super::filter::Filter;
 use super::{End, MAX_BURST, Settings, SinkMetrics, journal_read};
 use crate::journal::{Journal, JournaledEvent};
 
-/// How long a socket may refuse data while the client is over `client_queue`
-/// behind before it is closed as slow: a commit burst bigger than the queue
-/// must not drop a client that is reading.
+/// How long a socket may refuse live writes, in all, while the client is
+/// over `client_queue` behind before it is closed as slow: a commit burst
+/// bigger than the queue must not drop a client that is reading.
 const STALL_GRACE: Duration = Duration::from_millis(500);
 /// The slowest link a write is given time for, beyond `pong_timeout`: one
 /// event can be a megabyte (`max_body`), and a screen on a slow link that
@@ -145,61 +150,98 @@ pub(super) struct WriteGuard {
     /// The relay's shutdown: ends a write that waits on the socket.
     pub(super) shutdown: CancellationToken,
     pub(super) settings: Settings,
+    /// How long the socket has refused live writes, in all, since the
+    /// client's queue was last seen within `client_queue` (`None`: no live
+    /// write has had to wait since). Kept across writes: a client reading
+    /// steadily but more slowly than its events come makes each write wait
+    /// a little, never `STALL_GRACE`, and its queue grew without bound (up
+    /// to the live ring's 65,536 events, held in memory for it).
+    pub(super) stalled_for: Option<Duration>,
 }
 
 impl WriteGuard {
     /// Runs one socket write within [`write_bound`] of the `bytes` it may have
-    /// to write. With `live_seq` (the newest
-    /// live event in this write), it also gives up once the socket has refused
-    /// data for `STALL_GRACE` and more than `client_queue` events matching the
-    /// client's filters were committed past `live_seq`: that client's queue
-    /// overflowed. The relay's shutdown ends it too, so a stalled client gets
-    /// its 1001 close (or is dropped) within the close grace, not after
-    /// `pong_timeout`.
+    /// to write. With `live_seq` (the newest live event in this write), it
+    /// also gives up once the socket has refused live writes for
+    /// `STALL_GRACE` in all (see [`WriteGuard::stalled_for`]) and more than
+    /// `client_queue` events matching the client's filters were committed
+    /// past `live_seq`: that client's queue overflowed. The relay's shutdown
+    /// ends it too, so a stalled client gets its 1001 close (or is dropped)
+    /// within the close grace, not after `pong_timeout`.
     pub(super) async fn run(
         &mut self,
         write: impl Future<Output = Result<(), axum::Error>>,
         live_seq: Option<u64>,
         bytes: usize,
     ) -> Result<(), End> {
-        let (committed, settings) = (&mut self.committed, self.settings);
-        let (journal, filter) = (&self.journal, &self.filter);
-        let limit = settings.client_queue as u64;
-        let overflow = async {
-            let Some(seq) = live_seq else {
-                return std::future::pending().await;
+        let write = timeout(write_bound(self.settings, bytes), write);
+        tokio::pin!(write);
+        let outcome = |r: Result<Result<(), axum::Error>, _>| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::ClientGone),
+            Err(_) => Err(End::WriteStalled),
+        };
+        let Some(seq) = live_seq else {
+            return tokio::select! {
+                biased;
+                r = &mut write => outcome(r),
+                _ = self.shutdown.cancelled() => Err(End::Shutdown),
             };
-            tokio::time::sleep(STALL_GRACE).await;
+        };
+        let limit = self.settings.client_queue as u64;
+        // The raw count of commits is an upper bound of the queue: within
+        // `limit`, the stall is over, and nothing needs counting.
+        if self.stalled_for.is_some() && !Queue::may_overflow(seq, *self.committed.borrow(), limit)
+        {
+            self.stalled_for = None;
+        }
+        // Ready at once, the socket refused nothing: a session behind only
+        // because its task was starved is caught up from the journal
+        // instead (its ring receiver lags), not closed.
+        if let Poll::Ready(r) = futures::poll!(write.as_mut()) {
+            return outcome(r);
+        }
+        let refused_before = *self.stalled_for.get_or_insert(Duration::ZERO);
+        let waiting_since = Instant::now();
+        // Whether a look at the queue during this write found it within
+        // `limit` (the stall ends with the write, then).
+        let mut seen_within = false;
+        let (committed, journal, filter) = (&mut self.committed, &self.journal, &self.filter);
+        let overflow = async {
+            tokio::time::sleep(STALL_GRACE.saturating_sub(refused_before)).await;
             let mut queue = Queue::after(seq);
             loop {
                 let now = *committed.borrow_and_update();
-                // Every commit past `seq` is an upper bound of the queue, so
-                // only past `limit` is it worth counting what matches.
+                // Only past `limit` commits is it worth counting what matches.
                 if Queue::may_overflow(seq, now, limit) {
                     if filter.is_empty() {
                         return End::SlowConsumer;
                     }
                     match queue.count(journal, filter, now, limit).await {
                         Ok(true) => return End::SlowConsumer,
-                        Ok(false) => {}
+                        Ok(false) => seen_within = true,
                         Err(end) => return end,
                     }
+                } else {
+                    seen_within = true;
                 }
                 if committed.changed().await.is_err() {
                     return std::future::pending().await;
                 }
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             biased;
-            r = timeout(write_bound(settings, bytes), write) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(End::ClientGone),
-                Err(_) => Err(End::WriteStalled),
-            },
+            r = &mut write => outcome(r),
             _ = self.shutdown.cancelled() => Err(End::Shutdown),
             end = overflow => Err(end),
-        }
+        };
+        self.stalled_for = if seen_within {
+            None
+        } else {
+            Some(refused_before + waiting_since.elapsed())
+        };
+        result
     }
 }
 
@@ -309,6 +351,86 @@ mod tests {
             write_bound(settings, 16 << 20),
             pong + Duration::from_secs(68)
         );
+    }
+
+    /// A guard for an unfiltered client with `client_queue = 10`, and the
+    /// sender of its commits.
+    fn guard_for_a_queue_of_ten(dir: &std::path::Path) -> (WriteGuard, watch::Sender<u64>) {
+        let (commits, committed) = watch::channel(0);
+        let guard = WriteGuard {
+            committed,
+            journal: Arc::new(Journal::open(options(dir)).unwrap()),
+            filter: Arc::new(ClientQuery::parse(None).filter),
+            shutdown: CancellationToken::new(),
+            settings: Settings {
+                ping_interval: Duration::from_secs(25),
+                pong_timeout: Duration::from_secs(10),
+                client_queue: 10,
+                largest_frame: 1 << 20,
+            },
+            stalled_for: None,
+        };
+        (guard, commits)
+    }
+
+    /// A write the socket takes only after `ms`.
+    async fn refused_for(ms: u64) -> Result<(), axum::Error> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+
+    /// The time a socket refuses live writes adds up across writes while
+    /// the queue stays over `client_queue`: a client reading steadily but
+    /// too slowly made each write wait less than `STALL_GRACE` and was
+    /// never closed (review of the fan-out). A write the socket takes at
+    /// once adds nothing, however far behind (a session starved of CPU),
+    /// and a queue seen back within the limit starts the count over.
+    #[tokio::test(start_paused = true)]
+    async fn refused_time_adds_up_across_live_writes_while_the_queue_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
+        commits.send_replace(1_000);
+        for seq in 1..=5 {
+            let taken = guard.run(std::future::ready(Ok(())), Some(seq), 0).await;
+            assert_eq!(taken, Ok(()));
+        }
+        assert_eq!(guard.stalled_for, None, "a ready socket refused nothing");
+
+        assert_eq!(guard.run(refused_for(200), Some(10), 0).await, Ok(()));
+        assert_eq!(guard.run(refused_for(200), Some(20), 0).await, Ok(()));
+        // Caught up: the queue is within the limit at the next live write.
+        let caught_up = guard.run(std::future::ready(Ok(())), Some(995), 0).await;
+        assert_eq!(caught_up, Ok(()));
+        assert_eq!(guard.stalled_for, None);
+
+        commits.send_replace(2_000);
+        assert_eq!(guard.run(refused_for(200), Some(1_010), 0).await, Ok(()));
+        assert_eq!(guard.run(refused_for(200), Some(1_020), 0).await, Ok(()));
+        let started = Instant::now();
+        let third = guard.run(refused_for(200), Some(1_030), 0).await;
+        assert_eq!(third, Err(End::SlowConsumer));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(100),
+            "500 ms in all"
+        );
+    }
+
+    /// One write refused for `STALL_GRACE` with the queue over ends as
+    /// before, and one with the queue within the limit does not (and ends
+    /// the stall).
+    #[tokio::test(start_paused = true)]
+    async fn one_write_refused_for_the_grace_with_the_queue_over_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
+        commits.send_replace(15);
+        assert_eq!(guard.run(refused_for(800), Some(10), 0).await, Ok(()));
+        assert_eq!(guard.stalled_for, None, "seen within the limit");
+        commits.send_replace(100);
+        let started = Instant::now();
+        let stuck = guard.run(refused_for(800), Some(20), 0).await;
+        assert_eq!(stuck, Err(End::SlowConsumer));
+        assert_eq!(started.elapsed(), STALL_GRACE);
     }
 
     /// An unfiltered stalled client is closed as slow only once more than
