@@ -1576,11 +1576,15 @@ fn every_series_an_alert_watches_with_increase_is_exported_at_zero_from_the_star
         selectors.len() >= 4,
         "too few increase() rules found: {selectors:?}"
     );
-    // With every sink configured: the Kafka sink's series come with its config.
+    // With every sink configured: the Kafka sink's series come with its
+    // config; and a connection source of each vendor, whose series come
+    // with their accounts.
     let metrics = Metrics::new();
     let config = callrelay::config::Config::from_text(
         "relay.toml",
-        "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopic = \"t\"\n",
+        "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopic = \"t\"\n\
+         [[voip24h]]\naccount = \"v\"\nurl = \"http://127.0.0.1:9\"\nkey = \"k\"\n\
+         [[sprecord]]\naccount = \"s\"\nurl = \"http://127.0.0.1:9\"\n",
         &|_| None,
     )
     .expect("config");

@@ -51,9 +51,13 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
         }
         let journal = ctx.journal.clone();
         let sinks = ctx.active_sinks();
-        let stopping = stop.clone();
+        // The relay's stop too, not only this loop's, which comes once the
+        // drain is over: the drain's commits would wait behind the pass's.
+        let (stopping, relay_stopping) = (stop.clone(), ctx.shutdown.clone());
         let result = tokio::task::spawn_blocking(move || {
-            journal.enforce_retention_while(&sinks, || !stopping.is_cancelled())
+            journal.enforce_retention_while(&sinks, || {
+                !stopping.is_cancelled() && !relay_stopping.is_cancelled()
+            })
         })
         .await;
         // Failures the relay already says elsewhere (a gone file, commits

@@ -9,7 +9,8 @@
 //! [`super::reload`]), restarts only the sources whose config changed, and
 //! the Kafka sink only when its config or its files changed (or it was
 //! added or removed). The drain: HTTP requests still open
-//! [`HTTP_DRAIN_BOUND`] into it are abandoned with a warning; WebSocket
+//! [`HTTP_DRAIN_BOUND`] into it are no longer waited for (with a warning;
+//! each is answered 200 only once journaled, or cut off); WebSocket
 //! sessions are waited for, at most `sinks::websocket::drain::SHUTDOWN_BOUND`;
 //! then the sources stop, what they gave up is kept for the next start,
 //! the SPRecord resume ids are saved, ingest commits and acknowledges

@@ -962,14 +962,18 @@ fn an_entry_committed_while_a_pass_runs_is_judged_by_a_clock_read_after_it() {
         j.append_batch_at(&[event("fresh")], pass_began + 1)
             .unwrap();
         let reads = std::cell::Cell::new(0u64);
-        j.enforce_retention_reading(&[], || {
-            reads.set(reads.get() + 1);
-            if per_chunk && reads.get() > 1 {
-                pass_began + 2
-            } else {
-                pass_began
-            }
-        }, || true)
+        j.enforce_retention_reading(
+            &[],
+            || {
+                reads.set(reads.get() + 1);
+                if per_chunk && reads.get() > 1 {
+                    pass_began + 2
+                } else {
+                    pass_began
+                }
+            },
+            || true,
+        )
         .unwrap();
         let retry = j
             .append_batch_at(&[event("fresh")], pass_began + 3)
