@@ -63,7 +63,9 @@
 //! - every session's replay pages together hold at most
 //!   `websocket.replay_memory` (see [`replay_budget`]); a session waiting for
 //!   room is pinged, hears its client's close and a revocation, and replays
-//!   in its turn, skipping nothing;
+//!   in its turn, skipping nothing; a page is held at most `pong_timeout`
+//!   plus its bytes' time at 16 KiB/s from its read: a client that has not
+//!   taken it by then is closed with 4008 "slow consumer";
 //! - on relay shutdown the client gets a 1001 close at once, even when its
 //!   session is waiting on a write: a stalled socket must not hold shutdown
 //!   for `pong_timeout` (the relay waits for every session, see [`super::drain`]).
@@ -191,6 +193,7 @@ pub async fn run(
                 shutdown: ctx.shutdown.clone(),
                 settings,
                 stalled_for: None,
+                page_deadline: None,
             },
             metrics,
             unflushed: 0,
@@ -430,11 +433,15 @@ impl Session {
                 journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             })
             .await?;
+            let bytes = page.iter().map(|e| e.json.len()).sum();
+            // Its writes share one deadline from now: the page holds its
+            // part of the budget until flushed (see `WriteGuard::page_deadline`).
+            let deadline = Instant::now() + writer::page_bound(self.settings, bytes);
             // Again after the read: a reload during it (a slow disk, the
             // budget's wait) must not see a page read after it, which can
             // hold events a narrowed scope no longer opens, sent.
             self.check_reloads(ctx)?;
-            hold.keep(page.iter().map(|e| e.json.len()).sum());
+            hold.keep(bytes);
             let Some(first) = page.first() else {
                 if self.live.is_some() {
                     return Ok(());
@@ -452,6 +459,7 @@ impl Session {
             // ask the budget again, and while others wait, each turn would
             // bring what committed during the last wait, never going live.
             let caught_up = !full && self.live.is_some();
+            self.out.guard.page_deadline = Some(deadline);
             self.announce_gap(first.seq).await?;
             let mut sent = 0u64;
             for event in &page {
@@ -462,6 +470,7 @@ impl Session {
                 }
             }
             self.out.flush(None).await?;
+            self.out.guard.page_deadline = None;
             self.out.metrics.published.inc_by(sent);
             if caught_up {
                 return Ok(());

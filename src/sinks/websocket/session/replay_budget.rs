@@ -3,7 +3,8 @@
 //!
 //! A replay reads a page of up to [`PAGE_BYTES`] from the journal and holds
 //! it until the client's socket has taken it, which a slow client makes
-//! last. Without a bound, every screen reconnecting at once after a relay
+//! last (the session gives it `pong_timeout` plus the page's time at
+//! 16 KiB/s, then closes the client as slow). Without a bound, every screen reconnecting at once after a relay
 //! restart (or a network blip), each far behind, held a page: up to
 //! `max_clients` MiB, past a unit's `MemoryMax`, and the restart that kill
 //! caused brought them all back again.

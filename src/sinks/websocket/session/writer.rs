@@ -12,7 +12,9 @@
 //! that reads steadily but more slowly than its events come is caught so,
 //! not only one whose socket stops); a write that finds its socket ready at
 //! once adds nothing to that time (a session starved of CPU is behind
-//! without its client being slow); shutdown ends any write at once.
+//! without its client being slow); the writes of one replay page together
+//! end by one deadline, `pong_timeout` plus the page's bytes at 16 KiB/s
+//! from its read, or as a slow consumer; shutdown ends any write at once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use futures::SinkExt;
 use futures::stream::SplitSink;
 use prometheus::Histogram;
 use tokio::sync::watch;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::super::filter::Filter;
@@ -157,11 +159,19 @@ pub(super) struct WriteGuard {
     /// a little, never `STALL_GRACE`, and its queue grew without bound (up
     /// to the live ring's 65,536 events, held in memory for it).
     pub(super) stalled_for: Option<Duration>,
+    /// While a replay page is written: when all of its writes must be done
+    /// ([`page_bound`] from its read). A page holds its share of the replay
+    /// budget until flushed, and each write's own bound starts over: a
+    /// client taking 16 KiB just inside each held a 1 MiB page for over an
+    /// hour, and 64 such clients made every other resuming one wait.
+    pub(super) page_deadline: Option<Instant>,
 }
 
 impl WriteGuard {
     /// Runs one socket write within [`write_bound`] of the `bytes` it may have
-    /// to write. With `live_seq` (the newest live event in this write), it
+    /// to write (`WriteStalled`), and within the page's deadline while a
+    /// replay page is written (`SlowConsumer`, see
+    /// [`WriteGuard::page_deadline`]). With `live_seq` (the newest live event in this write), it
     /// also gives up once the socket has refused live writes for
     /// `STALL_GRACE` in all (see [`WriteGuard::stalled_for`]) and more than
     /// `client_queue` events matching the client's filters were committed
@@ -174,12 +184,17 @@ impl WriteGuard {
         live_seq: Option<u64>,
         bytes: usize,
     ) -> Result<(), End> {
-        let write = timeout(write_bound(self.settings, bytes), write);
+        let own_deadline = Instant::now() + write_bound(self.settings, bytes);
+        let (deadline, missed) = match self.page_deadline {
+            Some(page) if page <= own_deadline => (page, End::SlowConsumer),
+            _ => (own_deadline, End::WriteStalled),
+        };
+        let write = timeout_at(deadline, write);
         tokio::pin!(write);
         let outcome = |r: Result<Result<(), axum::Error>, _>| match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::ClientGone),
-            Err(_) => Err(End::WriteStalled),
+            Err(_) => Err(missed),
         };
         let Some(seq) = live_seq else {
             return tokio::select! {
@@ -261,11 +276,23 @@ fn frame_len(msg: &Message) -> usize {
 /// replay page or a burst of large events cannot hold a dead client's slot
 /// for many minutes after its page reconnected.
 fn write_bound(settings: Settings, bytes: usize) -> Duration {
-    let on_a_slow_link =
-        |bytes: usize| Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC);
     let most =
         on_a_slow_link(settings.largest_frame).max(settings.ping_interval + settings.pong_timeout);
     settings.pong_timeout + on_a_slow_link(bytes).min(most)
+}
+
+/// How long all the writes of a replay page of `bytes` may take together:
+/// `pong_timeout`, plus their time on the slowest link a screen is given
+/// time for. Not capped as [`write_bound`] is: a page is at most a
+/// megabyte and one event, and a client reading at that rate gets through
+/// the largest; a dead one is still cut by each write's own bound.
+pub(super) fn page_bound(settings: Settings, bytes: usize) -> Duration {
+    settings.pong_timeout + on_a_slow_link(bytes)
+}
+
+/// The time `bytes` take on the slowest link a screen is given time for.
+fn on_a_slow_link(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC)
 }
 
 /// A filtered client's queue during one stalled write: the events committed
@@ -369,6 +396,7 @@ mod tests {
                 largest_frame: 1 << 20,
             },
             stalled_for: None,
+            page_deadline: None,
         };
         (guard, commits)
     }
@@ -431,6 +459,42 @@ mod tests {
         let stuck = guard.run(refused_for(800), Some(20), 0).await;
         assert_eq!(stuck, Err(End::SlowConsumer));
         assert_eq!(started.elapsed(), STALL_GRACE);
+    }
+
+    /// The writes of a replay page share one deadline: each within its own
+    /// bound (`pong_timeout`, 10 s here), two of 600 ms miss a page's 1 s,
+    /// and the second ends as a slow consumer. Before (review of the
+    /// fan-out), each write's bound started over, and a client reading a
+    /// trickle held its page, and the replay budget, for over an hour.
+    #[tokio::test(start_paused = true)]
+    async fn a_replay_pages_writes_share_one_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut guard, _commits) = guard_for_a_queue_of_ten(dir.path());
+        let started = Instant::now();
+        guard.page_deadline = Some(started + Duration::from_secs(1));
+        assert_eq!(guard.run(refused_for(600), None, 0).await, Ok(()));
+        let second = guard.run(refused_for(600), None, 0).await;
+        assert_eq!(second, Err(End::SlowConsumer));
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        // A write's own bound, when it ends first, is still a stalled write.
+        guard.page_deadline = Some(Instant::now() + Duration::from_secs(60));
+        let stalled = guard.run(refused_for(20_000), None, 0).await;
+        assert_eq!(stalled, Err(End::WriteStalled));
+    }
+
+    /// A page is given its bytes' whole time at 16 KiB/s beyond
+    /// `pong_timeout`, uncapped: a full page and a 1 MiB event after it.
+    #[test]
+    fn a_page_is_given_pong_timeout_and_its_bytes_time_on_a_slow_link() {
+        let settings = Settings {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            client_queue: 1024,
+            largest_frame: (1 << 20) + (64 << 10),
+        };
+        assert_eq!(page_bound(settings, 0), settings.pong_timeout);
+        assert_eq!(page_bound(settings, 1 << 20), Duration::from_secs(74));
+        assert_eq!(page_bound(settings, 2 << 20), Duration::from_secs(138));
     }
 
     /// An unfiltered stalled client is closed as slow only once more than
