@@ -17,9 +17,11 @@
 //!   landed, and reading it back for the ring failed);
 //! - whenever the journal has dropped events the client would get next (a
 //!   `since` older than retention kept, or a lag past what `max_size` kept),
+//!   or cannot read one (a record damaged on disk, which its reads skip),
 //!   the client gets `{"control":"gap","oldest_seq":N}` before event N, once
-//!   per hole, whether N comes from the journal or live (a journal that
-//!   retention emptied has only live events to offer);
+//!   per hole, wherever the hole is in a page, whether N comes from the
+//!   journal or live (a journal that retention emptied has only live
+//!   events to offer);
 //! - every frame is the journaled CloudEvent bytes, shared, not re-serialized;
 //! - a client's queue is the events committed but not yet written to its
 //!   socket that match its filters (events it filters out never wait for it).
@@ -388,7 +390,7 @@ impl Session {
     }
 
     /// Sends every matching journaled event after `cursor` until the journal has
-    /// nothing newer; a hole before the first one found is announced as a gap.
+    /// nothing newer; every hole in the seqs read is announced as a gap.
     ///
     /// Far behind (a full page read), the session lets go of its live
     /// subscription: a receiver that is not read keeps every event committed
@@ -442,13 +444,13 @@ impl Session {
             // hold events a narrowed scope no longer opens, sent.
             self.check_reloads(ctx)?;
             hold.keep(bytes);
-            let Some(first) = page.first() else {
+            if page.is_empty() {
                 if self.live.is_some() {
                     return Ok(());
                 }
                 self.live = Some(ctx.hub.subscribe_live());
                 continue;
-            };
+            }
             let full = is_full_page(&page);
             if full {
                 self.live = None;
@@ -460,9 +462,11 @@ impl Session {
             // bring what committed during the last wait, never going live.
             let caught_up = !full && self.live.is_some();
             self.out.guard.page_deadline = Some(deadline);
-            self.announce_gap(first.seq).await?;
             let mut sent = 0u64;
             for event in &page {
+                // At every event, not only the page's first: the read skips
+                // a damaged record, and one mid-page left a hole unsaid.
+                self.announce_gap(event.seq).await?;
                 self.cursor = event.seq;
                 if self.filter.matches(&event.header) {
                     self.out.feed_event(event, None).await?;
@@ -629,7 +633,8 @@ impl Session {
     /// contiguous in the journal, and a jump on the live ring is read from
     /// the journal first (a receiver that misses some is told `Lagged` and
     /// replays), so a jump here means retention or `max_size` removed what
-    /// this client asked for. Checked on the raw seq,
+    /// this client asked for, or the journal could not read a record
+    /// (damaged on disk: its reads skip it). Checked on the raw seq,
     /// before the filter: the client's cursor covers events it filters out too.
     async fn announce_gap(&mut self, seq: u64) -> Result<(), End> {
         if seq > self.cursor.saturating_add(1) {
