@@ -18,7 +18,8 @@ pub enum End {
     /// what (1009 a message over 64 KiB, 1007 text that is not UTF-8, 1002
     /// any other protocol violation).
     BadFrame(u16),
-    /// More than `client_queue` events behind.
+    /// More than `client_queue` events behind, or a replay page not taken
+    /// within its deadline (see `writer::page_bound`).
     SlowConsumer,
     /// A socket write stalled past its deadline.
     WriteStalled,
