@@ -239,6 +239,10 @@ pub struct RetentionReport {
     /// Events removed for `max_size` while every sink that had not
     /// delivered them held them in memory: recorded, not yet lost.
     pub dropped_held: u64,
+    /// Not a count of this pass: every event `max_size` removed that a
+    /// sink still holds only in memory, at the pass's last chunk (a
+    /// restart now would lose them).
+    pub held_in_memory: u64,
 }
 
 /// The durable log. Cheap reads from any thread; appends are serialized by redb.

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub kafka_topics_missing: IntGauge,
     /// 1 while the journal's retention passes fail.
     pub journal_retention_failing: IntGauge,
+    /// Events `max_size` removed that a sink holds only in memory.
+    pub journal_held_in_memory: IntGauge,
     /// WebSocket sessions whose journal replay waits for `replay_memory`.
     pub ws_replays_waiting: IntGauge,
     /// Settings the file changed that wait for a restart.
@@ -276,6 +278,11 @@ impl Metrics {
             "callrelay_kafka_topics_missing",
             "Kafka topics that configured accounts will need and the cluster lacks (kafka.create_topics = false): the first event for one stops Kafka delivery for every account. Looked up at the sink's start and once a minute; 0 when none, or not known.",
         );
+        let journal_held_in_memory = gauge(
+            &r,
+            "callrelay_journal_held_in_memory_events",
+            "Events journal.max_size removed before a sink delivered them that the sink still holds only in memory (the Kafka sink's read-ahead and librdkafka's queue), as of the last retention pass: a restart of the relay now would lose them (then counted as dropped undelivered). 0 when none.",
+        );
         let journal_retention_failing = gauge(
             &r,
             "callrelay_journal_retention_failing",
@@ -354,6 +361,7 @@ impl Metrics {
             journal_writable,
             kafka_topics_missing,
             journal_retention_failing,
+            journal_held_in_memory,
             ws_replays_waiting,
             config_restart_pending,
             process,

@@ -106,6 +106,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
     ("callrelay_journal_writable", "gauge", &[]),
     ("callrelay_kafka_topics_missing", "gauge", &[]),
     ("callrelay_journal_retention_failing", "gauge", &[]),
+    ("callrelay_journal_held_in_memory_events", "gauge", &[]),
     ("callrelay_ws_replays_waiting", "gauge", &[]),
     ("callrelay_config_restart_pending", "gauge", &[]),
     // The standard process family of every Prometheus client library.
@@ -153,6 +154,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.journal_writable, "gauge"),
         (&m.kafka_topics_missing, "gauge"),
         (&m.journal_retention_failing, "gauge"),
+        (&m.journal_held_in_memory, "gauge"),
         (&m.ws_replays_waiting, "gauge"),
         (&m.config_restart_pending, "gauge"),
     ];

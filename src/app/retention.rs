@@ -90,6 +90,8 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
                 m.journal_dropped
                     .with_label_values(&["delivered"])
                     .inc_by(report.dropped_delivered);
+                m.journal_held_in_memory
+                    .set(i64::try_from(report.held_in_memory).unwrap_or(i64::MAX));
                 ctx.status.dropped_undelivered(report.dropped_undelivered);
                 for line in drops.add(&report, Instant::now()) {
                     say(&ctx.journal, &line).await;

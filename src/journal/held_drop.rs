@@ -75,17 +75,29 @@ pub(super) fn take(
     sink: &str,
     cursor: u64,
 ) -> Result<u64, JournalError> {
-    let mut lost = 0u64;
-    for (first, last) in runs(table, sink)? {
-        // Saturating: a damaged run (first after last) counts nothing
-        // rather than 2^64 lost events, or a panic.
-        if last > cursor {
-            let from = first.max(cursor.saturating_add(1));
-            lost = lost.saturating_add(last.saturating_add(1).saturating_sub(from));
-        }
-        table.remove((sink, first)).map_err(storage)?;
+    let runs = runs(table, sink)?;
+    for (first, _) in &runs {
+        table.remove((sink, *first)).map_err(storage)?;
     }
-    Ok(lost)
+    Ok(after(&runs, cursor))
+}
+
+/// How many recorded seqs of `sink` are after `cursor`: what it holds only
+/// in memory, which a restart would lose.
+pub(super) fn count(table: &HeldDrops<'_>, sink: &str, cursor: u64) -> Result<u64, JournalError> {
+    Ok(after(&runs(table, sink)?, cursor))
+}
+
+/// The seqs of `runs` after `cursor`. Saturating: a damaged run (first
+/// after last) counts nothing rather than 2^64 events, or a panic.
+fn after(runs: &[(u64, u64)], cursor: u64) -> u64 {
+    runs.iter()
+        .filter(|(_, last)| *last > cursor)
+        .map(|(first, last)| {
+            let from = (*first).max(cursor.saturating_add(1));
+            last.saturating_add(1).saturating_sub(from)
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Whether nothing is recorded for `sink` (read only: the common case needs

@@ -186,6 +186,12 @@ impl Journal {
                 if expired_ids == RETENTION_CHUNK {
                     done = false;
                 }
+                let mut held_in_memory = 0u64;
+                for (name, cursor, _) in &sinks {
+                    let held = held_drop::count(&held_drops, name, *cursor)?;
+                    held_in_memory = held_in_memory.saturating_add(held);
+                }
+                report.held_in_memory = held_in_memory;
                 meta.insert("bytes", bytes).map_err(storage)?;
                 unsaid_loss::add(&mut meta, report.dropped_undelivered - undelivered_before)?;
                 (removed, done, bytes)

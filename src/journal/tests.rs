@@ -706,6 +706,8 @@ fn max_size_drops_what_a_sink_holds_without_calling_it_lost() {
     let holding = kafka_holding;
     let r = j.enforce_retention_at(&[holding(5)], t0 + 10).unwrap();
     assert_eq!((r.dropped_delivered, r.dropped_held), (2, 3));
+    // 3, 4 and 5 are now in the sink's memory only.
+    assert_eq!(r.held_in_memory, 3);
     let first = j.first_seq();
     assert_eq!(r.dropped_undelivered, first - 6, "{r:?}");
     // The sink delivered 3 from memory, then let go of 4 and 5: lost now,
@@ -723,9 +725,11 @@ fn max_size_drops_what_a_sink_holds_without_calling_it_lost() {
     j.set_cursor("kafka", first, true).unwrap();
     let r = j.enforce_retention_at(&[holding(held)], t0 + 30).unwrap();
     assert!(r.dropped_held > 0, "{r:?}");
+    assert_eq!(r.held_in_memory, r.dropped_held, "{r:?}");
     assert_eq!(r.dropped_undelivered, 0, "{r:?}");
     j.set_cursor("kafka", held, true).unwrap();
-    j.enforce_retention_at(&[holding(held)], t0 + 40).unwrap();
+    let r = j.enforce_retention_at(&[holding(held)], t0 + 40).unwrap();
+    assert_eq!(r.held_in_memory, 0, "delivered: {r:?}");
     assert_eq!(j.take_held_drops("kafka", first).unwrap(), 0);
 }
 
