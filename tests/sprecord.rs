@@ -1299,37 +1299,38 @@ async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_
     relay.stop().await;
 }
 
-/// A 4 MiB `data:` line (over the 1 MiB event limit), then a small event:
-/// the stream is closed and reopened (reason `too_large`) instead of
-/// buffering and parsing it, and the small event, sent again on the new
-/// connection, is journaled within a few seconds.
+/// A 4 MiB `data:` line (over the 1 MiB event limit), its `id:` after it,
+/// then a small event: the oversized one is skipped without being buffered,
+/// counted as malformed, and the stream reads on, so the small event, which
+/// this server (no history) sends once, is journaled. Before, the stream was
+/// closed at the limit and reopened (reason `too_large`): what the server
+/// sent meanwhile was lost, and a server with history sent the oversized
+/// event again, for ever (it resumed before it, its `id:` not read yet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_event_reopens_the_stream_and_later_events_flow() {
+async fn an_oversized_event_is_skipped_and_the_stream_reads_on() {
     let small = call_event(2, "call_end");
     let sent = small.clone();
-    let server = RawSse::start(move |n| {
-        let after = sse_frame(2, &sent);
-        match n {
-            0 => {
-                let mut huge = b"id: 1\ndata: ".to_vec();
-                huge.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
-                huge.extend(b"\n\n");
-                vec![Step::Write(huge), Step::Write(after), Step::Hold]
-            }
-            _ => vec![Step::Write(after), Step::Hold],
+    let server = RawSse::start(move |n| match n {
+        0 => {
+            let mut huge = b"data: ".to_vec();
+            huge.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
+            huge.extend(b"\nid: 1\n\n");
+            vec![
+                Step::Write(huge),
+                Step::Write(sse_frame(2, &sent)),
+                Step::Hold,
+            ]
         }
+        _ => vec![Step::Hold],
     })
     .await;
     let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
-    let started = std::time::Instant::now();
     relay.wait_for_seq(1, Duration::from_secs(10)).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert_journal_is(&relay, &[small]);
-    assert_eq!(reconnects(&relay, "too_large"), 1);
+    assert_eq!(counter(&relay, "malformed", &["sprecord", ACCOUNT]), 1);
+    assert_eq!(reconnects(&relay, "too_large"), 0);
     let requests = server.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    // Resumed after the skipped event's id: a replaying server will not resend it.
-    assert_eq!(requests[1].last_event_id.as_deref(), Some("1"));
+    assert_eq!(requests.len(), 1, "{requests:?}");
     relay.stop().await;
 }
 
@@ -1440,10 +1441,12 @@ async fn a_lagging_streams_duplicates_do_not_move_the_resume_point_back() {
 }
 
 /// An event sent twice (the same payload under a new id: a duplicate of an
-/// older journaled event), then one over the limit: the stream reopens
-/// resuming after the oversized one. With the point kept by journal seq (a
-/// form this round tried), the duplicate's old seq held the point before
-/// it, and a server with history would have sent both again, for ever.
+/// older journaled event), then one over the limit, its `id:` after its
+/// data; the server then closes the stream: it reopens resuming after the
+/// oversized one. With the point kept by journal seq (a form this round
+/// tried), the duplicate's old seq held the point before it, and a server
+/// with history would have sent both again, for ever; so did reading the
+/// oversized event only up to the limit, before its `id:`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_event_after_a_resent_payload_is_resumed_after() {
     let (first, second) = (call_event(1, "incoming_call"), call_event(2, "call_end"));
@@ -1455,20 +1458,21 @@ async fn an_oversized_event_after_a_resent_payload_is_resumed_after() {
     .concat();
     let server = RawSse::start(move |n| match n {
         0 => {
-            let mut huge = b"id: 4\ndata: ".to_vec();
+            let mut huge = b"data: ".to_vec();
             huge.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
-            huge.extend(b"\n\n");
-            vec![Step::Write(frames.clone()), Step::Write(huge), Step::Hold]
+            huge.extend(b"\nid: 4\n\n");
+            vec![Step::Write(frames.clone()), Step::Write(huge)]
         }
         _ => vec![Step::Hold],
     })
     .await;
     let relay = start_relay(&sprecord_toml_at(&server.url, 1, "")).await;
-    eventually(WAIT, "the reconnect after the oversized event", || {
+    eventually(WAIT, "the reconnect after the server's close", || {
         server.requests().len() == 2
     })
     .await;
     assert_eq!(server.requests()[1].last_event_id.as_deref(), Some("4"));
+    assert_eq!(reconnects(&relay, "too_large"), 0);
     assert_journal_is(&relay, &[first, second]);
     assert_eq!(relay.duplicates("sprecord", ACCOUNT), 1);
     relay.stop().await;

@@ -32,7 +32,7 @@ use tower::Service;
 
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
-use super::sse::{SseError, SseEvent, SseParser};
+use super::sse::{SseItem, SseParser};
 use crate::config::url_without_credentials;
 use crate::logging::with_causes;
 use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
@@ -325,7 +325,6 @@ impl Endpoint {
             )
             .fuse(),
             parser: SseParser::new(),
-            frame_error: None,
             driver,
         })
     }
@@ -408,51 +407,27 @@ impl Drop for Driver {
     }
 }
 
-/// Why an open stream stopped yielding events.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    /// The bytes could not be read as SSE; the framing is lost.
-    #[error(transparent)]
-    Frame(#[from] SseError),
-}
-
 /// An open stream.
 pub struct SseConnection {
     body: Fuse<BoxStream<'static, Result<Bytes, BodyError>>>,
     parser: SseParser,
-    /// A framing error, reported once the events completed before it are taken.
-    frame_error: Option<SseError>,
     driver: Driver,
 }
 
 impl SseConnection {
-    /// The next complete event; `None` when the server ended the stream.
-    /// Cancel-safe: a chunk read is parsed before the next await, so dropping
-    /// this future loses no byte.
-    pub async fn next_event(&mut self) -> Option<Result<SseEvent, ReadError>> {
+    /// The next complete event, or an event skipped as too large; `None`
+    /// when the server ended the stream. Cancel-safe: a chunk read is parsed
+    /// before the next await, so dropping this future loses no byte.
+    pub async fn next_event(&mut self) -> Option<Result<SseItem, BodyError>> {
         loop {
-            if let Some(event) = self.parser.next_event() {
-                return Some(Ok(event));
-            }
-            if let Some(e) = self.frame_error.take() {
-                return Some(Err(e.into()));
+            if let Some(item) = self.parser.next_event() {
+                return Some(Ok(item));
             }
             match self.body.next().await? {
-                Err(e) => return Some(Err(e.into())),
-                Ok(chunk) => {
-                    if let Err(e) = self.parser.push(&chunk) {
-                        self.frame_error = Some(e);
-                    }
-                }
+                Err(e) => return Some(Err(e)),
+                Ok(chunk) => self.parser.push(&chunk),
             }
         }
-    }
-
-    /// The last `id:` the server sent on this stream, even of an event not complete yet.
-    pub fn last_event_id(&self) -> &str {
-        self.parser.last_event_id()
     }
 
     /// Closes the stream; returns once its socket is closed and its permit returned.
@@ -549,6 +524,7 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
+    use crate::sources::sprecord::sse::SseEvent;
     use crate::sources::tests_support::{listen, read_head};
 
     #[test]
@@ -682,6 +658,14 @@ mod tests {
         );
         let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
         Endpoint::new(config.sprecord[0].get_ref()).unwrap()
+    }
+
+    /// The stream's next item, which must be an event.
+    async fn next_event(stream: &mut SseConnection) -> SseEvent {
+        match stream.next_event().await {
+            Some(Ok(SseItem::Event(event))) => event,
+            other => panic!("not an event: {other:?}"),
+        }
     }
 
     /// A whole answer: `headers` are lines ending in CRLF; the length is added.
@@ -858,10 +842,8 @@ mod tests {
         let (url, server) = answer_once(response).await;
         let limiter = ConnLimiter::new(1);
         let mut stream = endpoint(&url).open(&limiter, Some("6")).await.unwrap();
-        let event = stream.next_event().await.unwrap().unwrap();
+        let event = next_event(&mut stream).await;
         assert_eq!((&*event.id, event.data.as_str()), ("7", "a"));
-        // The id of the event still arriving is the one a reconnect resumes from.
-        assert_eq!(stream.last_event_id(), "8");
         let (head, _socket) = server.await.unwrap();
         assert!(head.starts_with("get /sys/events http/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nlast-event-id: 6\r\n"), "{head}");
@@ -885,7 +867,7 @@ mod tests {
         let (url, server) = answer_once(response).await;
         let limiter = ConnLimiter::new(1);
         let mut stream = endpoint(&url).open(&limiter, None).await.unwrap();
-        assert_eq!(stream.next_event().await.unwrap().unwrap().data, "a");
+        assert_eq!(next_event(&mut stream).await.data, "a");
         assert!(stream.next_event().await.is_none());
         stream.close().await;
         drop(server);
@@ -929,12 +911,12 @@ mod tests {
         let (url, server) = answer_once(response).await;
         let limiter = ConnLimiter::new(1);
         let mut stream = endpoint(&url).open(&limiter, None).await.unwrap();
-        assert_eq!(stream.next_event().await.unwrap().unwrap().data, "a");
+        assert_eq!(next_event(&mut stream).await.data, "a");
         let (_, socket) = server.await.unwrap();
         socket.set_zero_linger().unwrap();
         drop(socket);
         match stream.next_event().await {
-            Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
+            Some(Err(BodyError::Transport(e))) => {
                 let shown = with_causes(&e);
                 assert!(!e.to_string().contains("reset"), "{e}");
                 assert!(shown.contains("reset by peer"), "{shown}");

@@ -16,9 +16,11 @@
 //!   buffered, or whose bytes arrive without waiting — is still handed to
 //!   ingest, within [`DRAIN_DEADLINE`], before the connection is closed;
 //! - malformed data is counted (`upstream_malformed`) and logged; the stream stays up;
-//! - an event over [`MAX_EVENT_BYTES`] is skipped: the stream is closed and
-//!   reopened (reason `too_large`), resuming after that event's id when it had
-//!   one, so a server that replays history does not send it again; no payload is logged;
+//! - an event over [`MAX_EVENT_BYTES`](super::sse::MAX_EVENT_BYTES) is
+//!   skipped, as malformed data is (counted, logged without any of it), and
+//!   the stream reads on: its id, read even after its data, is handed on, so
+//!   a server that replays history does not send it again, and what the
+//!   server sends next is not lost to a reconnect;
 //! - delays: a stream that proved useful (it carried an event, or stayed
 //!   open [`USEFUL_AFTER`]) and then ended is reopened after 100–300 ms, at
 //!   most once per [`USEFUL_AFTER`] (a "too many connections" then is taken
@@ -43,11 +45,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Timings;
-use super::connection::{BodyError, Endpoint, OpenError, ReadError, SilenceTurn, SseConnection};
+use super::connection::{BodyError, Endpoint, OpenError, SilenceTurn, SseConnection};
 use super::limiter::ConnLimiter;
 use super::payload::{StreamPayload, read_payload};
 use super::resume::{HandedOn, ResumeId};
-use super::sse::{MAX_EVENT_BYTES, SseError, SseEvent};
+use super::sse::SseItem;
 use super::warnings::StreamWarnings;
 use crate::app::Context;
 use crate::event::{IncomingEvent, Transport, Vendor};
@@ -83,8 +85,6 @@ enum StreamEnd {
     /// With the account's turn (see [`SilenceTurn`]) until it is taken.
     Silent(Duration, Option<SilenceTurn>),
     Transport(String),
-    /// An event over [`MAX_EVENT_BYTES`].
-    TooLarge,
 }
 
 impl StreamEnd {
@@ -101,7 +101,6 @@ impl StreamEnd {
             // Ended cleanly or cut mid-body: either way the server side went away.
             StreamEnd::Closed | StreamEnd::Transport(_) => "disconnect",
             StreamEnd::Silent(..) => "timeout",
-            StreamEnd::TooLarge => "too_large",
         }
     }
 
@@ -111,9 +110,6 @@ impl StreamEnd {
             StreamEnd::Closed => "the server closed the stream".into(),
             StreamEnd::Silent(t, _) => format!("no data or keep-alive for {t:?}"),
             StreamEnd::Transport(e) => format!("transport error: {e}"),
-            StreamEnd::TooLarge => {
-                format!("an event over {MAX_EVENT_BYTES} bytes was skipped")
-            }
         }
     }
 }
@@ -153,8 +149,7 @@ fn keeps_the_turn(error: &OpenError, held_since: Option<Instant>, t: &Timings) -
 /// Whether a stream that worked and ended so is reopened after
 /// [`quick_reopen_delay`] rather than the backoff:
 /// the server closed it, the connection broke, or it went silent (its
-/// turn held, so the account's other streams stay open meanwhile). Not
-/// after an oversized event, which the backoff keeps from repeating fast.
+/// turn held, so the account's other streams stay open meanwhile).
 fn reopens_quickly(end: &StreamEnd) -> bool {
     matches!(
         end,
@@ -266,9 +261,7 @@ impl StreamSupervisor {
                     } else {
                         next_delay(&mut backoff, &self.timings)
                     };
-                    // A skipped event over 1 MiB is a loss, whatever came
-                    // before it: a WARN each time, as a failure after working.
-                    if useful && !matches!(end, StreamEnd::TooLarge) {
+                    if useful {
                         // Not a failure: the stream worked, and a failure to
                         // open it again is a WARN at once (`worked`).
                         say_open = match ends_said.admit(end.reason(), std::time::Instant::now()) {
@@ -392,9 +385,9 @@ impl StreamSupervisor {
         // where the account's streams stood. Shared with the parser's id,
         // not copied: an id may be near 1 MiB and last for every later event.
         loop {
-            let next = match drain_until {
+            let item = match drain_until {
                 Some(deadline) => match Self::next_draining(conn, deadline).await {
-                    Some(event) => event,
+                    Some(item) => item,
                     None => return StreamEnd::Cancelled,
                 },
                 None => tokio::select! {
@@ -405,60 +398,64 @@ impl StreamSupervisor {
                     }
                     next = conn.next_event() => match next {
                         None => return StreamEnd::Closed,
-                        Some(Ok(event)) => event,
-                        Some(Err(ReadError::Body(BodyError::Silent(t, turn)))) => {
+                        Some(Ok(item)) => item,
+                        Some(Err(BodyError::Silent(t, turn))) => {
                             return StreamEnd::Silent(t, Some(turn));
                         }
-                        Some(Err(ReadError::Body(BodyError::Transport(e)))) => {
+                        Some(Err(BodyError::Transport(e))) => {
                             return StreamEnd::Transport(crate::logging::with_causes(&e));
-                        }
-                        Some(Err(ReadError::Frame(SseError::TooLarge))) => {
-                            // Resume after it: a server that replays history
-                            // must not send it again (every event before it
-                            // was handed on first). A stream with no id yet
-                            // has nothing to resume after.
-                            let id = conn.last_event_id();
-                            if !id.is_empty() {
-                                self.resume.hand_on(at.as_deref(), id, HandedOn::Other);
-                            }
-                            return StreamEnd::TooLarge;
                         }
                     },
                 },
             };
             *events += 1;
-            if next.lossy {
-                self.warnings.lossy(&self.account, self.index, &next.id);
-            }
-            let handled = self.handle(&next.data, reporter, give_up);
-            tokio::pin!(handled);
-            let handled = match drain_until {
-                Some(deadline) => self.answer_by(deadline, handled, &next.id).await,
-                None => tokio::select! {
-                    handled = &mut handled => Some(handled),
-                    _ = cancel.cancelled() => {
-                        // Keep this event: finish it; its retries end with
-                        // the drain.
-                        let deadline = Instant::now() + DRAIN_DEADLINE;
-                        drain_until = Some(deadline);
-                        self.answer_by(deadline, handled, &next.id).await
+            let (id, handed) = match item {
+                SseItem::Event(next) => {
+                    if next.lossy {
+                        self.warnings.lossy(&self.account, self.index, &next.id);
                     }
-                },
+                    let handled = self.handle(&next.data, reporter, give_up);
+                    tokio::pin!(handled);
+                    let handled = match drain_until {
+                        Some(deadline) => self.answer_by(deadline, handled, &next.id).await,
+                        None => tokio::select! {
+                            handled = &mut handled => Some(handled),
+                            _ = cancel.cancelled() => {
+                                // Keep this event: finish it; its retries end with
+                                // the drain.
+                                let deadline = Instant::now() + DRAIN_DEADLINE;
+                                drain_until = Some(deadline);
+                                self.answer_by(deadline, handled, &next.id).await
+                            }
+                        },
+                    };
+                    let Some(handled) = handled else {
+                        return StreamEnd::Cancelled;
+                    };
+                    let Some(handed) = handled else {
+                        // Said, not counted in `dropped_at_stop`: the account's other
+                        // streams carry the same events and may have journaled it.
+                        tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
+                            event_id = %crate::logging::excerpt(&next.id),
+                            "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
+                        return StreamEnd::Cancelled;
+                    };
+                    (next.id, handed)
+                }
+                SseItem::Skipped { id, lossy } => {
+                    if lossy {
+                        self.warnings.lossy(&self.account, self.index, &id);
+                    }
+                    self.too_large(&id);
+                    // Resumed after, as a malformed event: a server that
+                    // replays history must not send it again (every event
+                    // before it was handed on first).
+                    (id, HandedOn::Other)
+                }
             };
-            let Some(handled) = handled else {
-                return StreamEnd::Cancelled;
-            };
-            let Some(handed) = handled else {
-                // Said, not counted in `dropped_at_stop`: the account's other
-                // streams carry the same events and may have journaled it.
-                tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
-                    event_id = %crate::logging::excerpt(&next.id),
-                    "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
-                return StreamEnd::Cancelled;
-            };
-            if !next.id.is_empty() && !is_a_no_op(at.as_ref(), &next.id, handed) {
-                self.resume.hand_on(at.as_deref(), &next.id, handed);
-                at = Some(next.id);
+            if !id.is_empty() && !is_a_no_op(at.as_ref(), &id, handed) {
+                self.resume.hand_on(at.as_deref(), &id, handed);
+                at = Some(id);
             }
         }
     }
@@ -488,10 +485,10 @@ impl StreamSupervisor {
     /// The next event already received, while draining: `None` once none is
     /// parsed or arrives within [`DRAIN_IDLE`], the stream ends or fails, or
     /// `deadline` passes.
-    async fn next_draining(conn: &mut SseConnection, deadline: Instant) -> Option<SseEvent> {
+    async fn next_draining(conn: &mut SseConnection, deadline: Instant) -> Option<SseItem> {
         let until = deadline.min(Instant::now() + DRAIN_IDLE);
         match tokio::time::timeout_at(until, conn.next_event()).await {
-            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Ok(item))) => Some(item),
             _ => None,
         }
     }
@@ -585,6 +582,17 @@ impl StreamSupervisor {
             .inc();
         self.warnings.malformed(&self.account, self.index, why);
     }
+
+    /// An event skipped as too large, whose id at its end was `id`: counted
+    /// as a malformed one, as it cannot be read either.
+    fn too_large(&self, id: &str) {
+        self.ctx
+            .metrics
+            .upstream_malformed
+            .with_label_values(&[Vendor::Sprecord.as_str(), &self.account])
+            .inc();
+        self.warnings.too_large(&self.account, self.index, id);
+    }
 }
 
 /// Whether handing `id` on after `at` cannot move the account's point, so
@@ -651,7 +659,6 @@ mod tests {
             StreamEnd::Closed,
             StreamEnd::Silent(Duration::from_secs(1), None),
             StreamEnd::Transport(String::new()),
-            StreamEnd::TooLarge,
         ];
         for end in every {
             assert!(
@@ -701,14 +708,13 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_worked_reopens_quickly_unless_it_skipped_an_event() {
+    fn a_stream_that_worked_reopens_quickly_unless_stopped() {
         assert!(reopens_quickly(&StreamEnd::Closed));
         assert!(reopens_quickly(&StreamEnd::Transport(String::new())));
         assert!(reopens_quickly(&StreamEnd::Silent(
             Duration::from_secs(1),
             None
         )));
-        assert!(!reopens_quickly(&StreamEnd::TooLarge));
         assert!(!reopens_quickly(&StreamEnd::Cancelled));
     }
 
@@ -780,11 +786,6 @@ mod tests {
                 StreamEnd::Silent(Duration::from_secs(45), None),
                 "timeout",
                 "no data or keep-alive for 45s".to_owned(),
-            ),
-            (
-                StreamEnd::TooLarge,
-                "too_large",
-                format!("an event over {MAX_EVENT_BYTES} bytes was skipped"),
             ),
         ];
         for (end, reason, words) in ends {

@@ -1,6 +1,7 @@
-//! The warnings about one stream's data (malformed messages, webhook
-//! verification messages, bytes that are not UTF-8), at most one line per
-//! kind every [`WARN_EVERY`], the next saying how many were held back.
+//! The warnings about one stream's data (malformed messages, events over the
+//! size limit, webhook verification messages, bytes that are not UTF-8), at
+//! most one line per kind every [`WARN_EVERY`], the next saying how many were
+//! held back.
 //!
 //! Why: a server can repeat a bad event as fast as it can write it, and a
 //! line per event (each with the event's id, up to 1 MiB) turned a few
@@ -9,6 +10,7 @@
 
 use std::time::Duration;
 
+use super::sse::MAX_EVENT_BYTES;
 use crate::log_throttle::SharedLogThrottle;
 
 /// How often each kind of warning is said.
@@ -21,6 +23,7 @@ pub const SHOWN_ID_CHARS: usize = crate::logging::EXCERPT_CHARS;
 enum Kind {
     Lossy,
     Malformed,
+    TooLarge,
     Verification,
     JournalRefused,
 }
@@ -51,6 +54,17 @@ impl StreamWarnings {
         if let Some(held_back) = self.due(Kind::Malformed) {
             tracing::warn!(vendor = "sprecord", account = %account, stream, held_back,
                 "malformed SSE message skipped: {why}");
+        }
+    }
+
+    /// An event over [`MAX_EVENT_BYTES`], skipped, whose id at its end was
+    /// `id`. None of its bytes is logged. Many can come fast: after an id
+    /// near the limit, a few bytes of data make one.
+    pub fn too_large(&self, account: &str, stream: usize, id: &str) {
+        if let Some(held_back) = self.due(Kind::TooLarge) {
+            tracing::warn!(vendor = "sprecord", account = %account, stream, held_back,
+                event_id = %shown_id(id),
+                "an SSE event over {MAX_EVENT_BYTES} bytes was skipped; the stream reads on");
         }
     }
 
@@ -120,6 +134,7 @@ mod tests {
             for _ in 0..1_000 {
                 warnings.lossy("office", 2, &id);
                 warnings.malformed("office", 2, "data is not JSON");
+                warnings.too_large("office", 2, &id);
                 warnings.verification("office", 2);
                 warnings.journal_refused(
                     "office",
@@ -133,7 +148,7 @@ mod tests {
         // stream while a disk was full (operator-messages review, 2026-12-05).
         assert_eq!(
             logged.lines().count(),
-            4,
+            5,
             "{}",
             &logged[..logged.len().min(500)]
         );
