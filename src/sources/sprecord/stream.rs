@@ -1038,13 +1038,12 @@ mod tests {
         })
         .await;
         relay.shutdown();
-        // Past the drain's deadline (the sources stop after the HTTP
-        // drain), within its grace for an answer. Nothing happens at the
-        // deadline now to wait for: waited out, for the old drop. A second
-        // past it, counted from the shutdown: the deadline starts once the
-        // HTTP and WebSocket drains are done (no connections here, but busy
-        // cores can make them take a moment), and the answer's grace
-        // (3 s) keeps two seconds of its length.
+        // Past the drain's deadline, within its grace for an answer. Nothing
+        // happens at the deadline now to wait for: waited out, for the old
+        // drop. The deadline starts with the stop (each source's cancel
+        // token is a child of the shutdown token, so the SSE drain starts
+        // at once, not after the HTTP drain): a second past it, counted from
+        // the shutdown, leaves two of the answer's grace's three seconds.
         tokio::time::sleep(DRAIN_DEADLINE + Duration::from_secs(1)).await;
         release.send(()).unwrap();
         holder.await.unwrap();
