@@ -584,8 +584,7 @@ mod tests {
         // (a stream's end, the CA file at start, a panic, or a refusal).
         for listed in super::super::RECONNECT_REASONS {
             assert!(
-                said.contains(listed)
-                    || ["disconnect", "too_large", "tls", "panic"].contains(listed),
+                said.contains(listed) || ["disconnect", "tls", "panic"].contains(listed),
                 "{listed} is listed but no refusal says it"
             );
         }

@@ -62,7 +62,6 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "timeout",
     "tls",
     "disconnect",
-    "too_large",
     "panic",
 ];
 
