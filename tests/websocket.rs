@@ -1587,8 +1587,10 @@ async fn a_client_reading_steadily_but_too_slowly_is_closed_4008() {
     let mut fast = connect(&ws_url(&relay, "")).await;
     await_serving(&mut fast).await;
 
-    // One 64 KiB frame every 12 ms, about 5 MiB/s: each of its session's
-    // writes that waits, waits for about 1.3 MiB to drain, some 250 ms.
+    // One 64 KiB frame every 20 ms, about 3 MiB/s: each of its session's
+    // writes that waits, waits for about 1.3 MiB to drain, some 400 ms,
+    // under the 500 ms one write alone would need; and its queue grows,
+    // with room to spare on a loaded machine, as the events come faster.
     // Once the relay has closed it, the rest at once, up to the close frame.
     let paced = Arc::new(AtomicBool::new(true));
     let read = Arc::new(AtomicU64::new(0));
@@ -1605,7 +1607,7 @@ async fn a_client_reading_steadily_but_too_slowly_is_closed_4008() {
                     other => panic!("expected frames, then a close: {other:?}"),
                 };
                 if paced.load(Ordering::Acquire) {
-                    tokio::time::sleep(Duration::from_millis(12)).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }

@@ -194,7 +194,7 @@ pub async fn run(
                 filter: filter.clone(),
                 shutdown: ctx.shutdown.clone(),
                 settings,
-                stalled_for: None,
+                stall: None,
                 page_deadline: None,
             },
             metrics,

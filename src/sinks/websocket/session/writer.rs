@@ -152,13 +152,14 @@ pub(super) struct WriteGuard {
     /// The relay's shutdown: ends a write that waits on the socket.
     pub(super) shutdown: CancellationToken,
     pub(super) settings: Settings,
-    /// How long the socket has refused live writes, in all, since the
-    /// client's queue was last seen within `client_queue` (`None`: no live
-    /// write has had to wait since). Kept across writes: a client reading
-    /// steadily but more slowly than its events come makes each write wait
-    /// a little, never `STALL_GRACE`, and its queue grew without bound (up
-    /// to the live ring's 65,536 events, held in memory for it).
-    pub(super) stalled_for: Option<Duration>,
+    /// The socket refusing live writes while the client's queue does not
+    /// shrink (`None`: no live write has had to wait since the queue was
+    /// last seen within `client_queue`, or smaller than when the stall
+    /// began). Kept across writes: a client reading steadily but more
+    /// slowly than its events come makes each write wait a little, never
+    /// `STALL_GRACE`, and its queue grew without bound (up to the live
+    /// ring's 65,536 events, held in memory for it).
+    pub(super) stall: Option<Stall>,
     /// While a replay page is written: when all of its writes must be done
     /// ([`page_bound`] from its read). A page holds its share of the replay
     /// budget until flushed, and each write's own bound starts over: a
@@ -173,7 +174,7 @@ impl WriteGuard {
     /// replay page is written (`SlowConsumer`, see
     /// [`WriteGuard::page_deadline`]). With `live_seq` (the newest live event in this write), it
     /// also gives up once the socket has refused live writes for
-    /// `STALL_GRACE` in all (see [`WriteGuard::stalled_for`]) and more than
+    /// `STALL_GRACE` in all (see [`WriteGuard::stall`]) and more than
     /// `client_queue` events matching the client's filters were committed
     /// past `live_seq`: that client's queue overflowed. The relay's shutdown
     /// ends it too, so a stalled client gets its 1001 close (or is dropped)
@@ -204,11 +205,11 @@ impl WriteGuard {
             };
         };
         let limit = self.settings.client_queue as u64;
+        let committed_now = *self.committed.borrow();
         // The raw count of commits is an upper bound of the queue: within
         // `limit`, the stall is over, and nothing needs counting.
-        if self.stalled_for.is_some() && !Queue::may_overflow(seq, *self.committed.borrow(), limit)
-        {
-            self.stalled_for = None;
+        if !Queue::may_overflow(seq, committed_now, limit) {
+            self.stall = None;
         }
         // Ready at once, the socket refused nothing: a session behind only
         // because its task was starved is caught up from the journal
@@ -216,14 +217,34 @@ impl WriteGuard {
         if let Poll::Ready(r) = futures::poll!(write.as_mut()) {
             return outcome(r);
         }
-        let refused_before = *self.stalled_for.get_or_insert(Duration::ZERO);
+        let queue_now = committed_now.saturating_sub(seq);
+        // A queue smaller than when the stall began is being caught up
+        // (a burst larger than `client_queue` drains at the link's speed,
+        // the socket refusing most writes meanwhile): the stall begins
+        // again. A steady slow reader's queue only grows.
+        let stall = match self.stall.take() {
+            Some(stall) if queue_now >= stall.queue_at_start => stall,
+            _ => Stall {
+                refused: Duration::ZERO,
+                queue_at_start: queue_now,
+                counted_at: None,
+            },
+        };
+        let refused_before = stall.refused;
+        // A filtered client's queue is counted from the journal once per
+        // `STALL_GRACE` of refused time at most: a count the write outran is
+        // dropped unfinished, and one begun at every refused write past the
+        // grace read the journal on and on for a client whose backlog took
+        // longer to count than a write's wait.
+        let first_look = stall.counted_at.map_or(STALL_GRACE, |at| at + STALL_GRACE);
+        let mut count_began = stall.counted_at;
         let waiting_since = Instant::now();
         // Whether a look at the queue during this write found it within
         // `limit` (the stall ends with the write, then).
         let mut seen_within = false;
         let (committed, journal, filter) = (&mut self.committed, &self.journal, &self.filter);
         let overflow = async {
-            tokio::time::sleep(STALL_GRACE.saturating_sub(refused_before)).await;
+            tokio::time::sleep(first_look.saturating_sub(refused_before)).await;
             let mut queue = Queue::after(seq);
             loop {
                 let now = *committed.borrow_and_update();
@@ -232,6 +253,7 @@ impl WriteGuard {
                     if filter.is_empty() {
                         return End::SlowConsumer;
                     }
+                    count_began.get_or_insert(refused_before + waiting_since.elapsed());
                     match queue.count(journal, filter, now, limit).await {
                         Ok(true) => return End::SlowConsumer,
                         Ok(false) => seen_within = true,
@@ -251,11 +273,11 @@ impl WriteGuard {
             _ = self.shutdown.cancelled() => Err(End::Shutdown),
             end = overflow => Err(end),
         };
-        self.stalled_for = if seen_within {
-            None
-        } else {
-            Some(refused_before + waiting_since.elapsed())
-        };
+        self.stall = (!seen_within).then(|| Stall {
+            refused: refused_before + waiting_since.elapsed(),
+            queue_at_start: stall.queue_at_start,
+            counted_at: count_began,
+        });
         result
     }
 }
@@ -293,6 +315,20 @@ pub(super) fn page_bound(settings: Settings, bytes: usize) -> Duration {
 /// The time `bytes` take on the slowest link a screen is given time for.
 fn on_a_slow_link(bytes: usize) -> Duration {
     Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK_BYTES_PER_SEC)
+}
+
+/// Live writes the socket refused while the client's queue stayed over
+/// `client_queue` and did not shrink.
+#[derive(Debug)]
+pub(super) struct Stall {
+    /// The time refused, in all.
+    refused: Duration,
+    /// The raw queue (commits past the write's newest live event) when the
+    /// stall began.
+    queue_at_start: u64,
+    /// The refused time at which the last count of a filtered client's
+    /// queue began.
+    counted_at: Option<Duration>,
 }
 
 /// A filtered client's queue during one stalled write: the events committed
@@ -395,10 +431,29 @@ mod tests {
                 client_queue: 10,
                 largest_frame: 1 << 20,
             },
-            stalled_for: None,
+            stall: None,
             page_deadline: None,
         };
         (guard, commits)
+    }
+
+    /// A burst larger than `client_queue` drains at the link's speed, the
+    /// socket refusing most writes and the queue shrinking all along: not a
+    /// slow consumer. The first form of the rule above added the refused
+    /// time up regardless, and closed a screen on an ordinary link within
+    /// 500 ms of a burst of 2,000 events it was taking (review of that fix).
+    /// A write refused for the whole grace still ends it.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_being_taken_is_not_a_slow_consumer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
+        commits.send_replace(2_000);
+        for seq in (100..=1_000).step_by(100) {
+            let taken = guard.run(refused_for(200), Some(seq), 0).await;
+            assert_eq!(taken, Ok(()), "at {seq}");
+        }
+        let stuck = guard.run(refused_for(800), Some(1_100), 0).await;
+        assert_eq!(stuck, Err(End::SlowConsumer));
     }
 
     /// A write the socket takes only after `ms`.
@@ -422,18 +477,21 @@ mod tests {
             let taken = guard.run(std::future::ready(Ok(())), Some(seq), 0).await;
             assert_eq!(taken, Ok(()));
         }
-        assert_eq!(guard.stalled_for, None, "a ready socket refused nothing");
+        assert!(guard.stall.is_none(), "a ready socket refused nothing");
 
         assert_eq!(guard.run(refused_for(200), Some(10), 0).await, Ok(()));
         assert_eq!(guard.run(refused_for(200), Some(20), 0).await, Ok(()));
         // Caught up: the queue is within the limit at the next live write.
         let caught_up = guard.run(std::future::ready(Ok(())), Some(995), 0).await;
         assert_eq!(caught_up, Ok(()));
-        assert_eq!(guard.stalled_for, None);
+        assert!(guard.stall.is_none());
 
+        // Events come faster than it reads: its queue grows.
         commits.send_replace(2_000);
         assert_eq!(guard.run(refused_for(200), Some(1_010), 0).await, Ok(()));
+        commits.send_replace(2_100);
         assert_eq!(guard.run(refused_for(200), Some(1_020), 0).await, Ok(()));
+        commits.send_replace(2_200);
         let started = Instant::now();
         let third = guard.run(refused_for(200), Some(1_030), 0).await;
         assert_eq!(third, Err(End::SlowConsumer));
@@ -453,7 +511,7 @@ mod tests {
         let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
         commits.send_replace(15);
         assert_eq!(guard.run(refused_for(800), Some(10), 0).await, Ok(()));
-        assert_eq!(guard.stalled_for, None, "seen within the limit");
+        assert!(guard.stall.is_none(), "seen within the limit");
         commits.send_replace(100);
         let started = Instant::now();
         let stuck = guard.run(refused_for(800), Some(20), 0).await;
