@@ -461,14 +461,17 @@ impl UpstreamReporter {
                     u.last_error = None;
                 }
             },
-            || {
-                self.board
-                    .metrics
-                    .upstream_connected
-                    .with_label_values(&self.labels())
-                    .set(i64::from(state == ConnState::Connected));
-            },
+            || self.show_connected(state),
         );
+    }
+
+    /// `callrelay_upstream_connected` for this stream in `state`.
+    fn show_connected(&self, state: ConnState) {
+        self.board
+            .metrics
+            .upstream_connected
+            .with_label_values(&self.labels())
+            .set(i64::from(state == ConnState::Connected));
     }
 
     /// The connection ended for `reason` (a short, bounded word such as
@@ -524,13 +527,7 @@ impl UpstreamReporter {
                 u.enter(state, now);
                 u.last_error = Some(error);
             },
-            || {
-                self.board
-                    .metrics
-                    .upstream_connected
-                    .with_label_values(&self.labels())
-                    .set(i64::from(state == ConnState::Connected));
-            },
+            || self.show_connected(state),
         );
     }
 

@@ -653,6 +653,22 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 mod tests {
     use super::*;
 
+    /// The account `a`'s events received over SSE.
+    fn received_over_sse(relay: &crate::app::Relay) -> prometheus::IntCounter {
+        relay
+            .ctx
+            .metrics
+            .events_received
+            .with_label_values(&["sprecord", "a", "sse"])
+    }
+
+    /// The JSON log lines in `text`.
+    fn json_lines(text: &str) -> Vec<serde_json::Value> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     #[test]
     fn every_reason_a_stream_ends_for_is_exported_from_the_start() {
         let every = [
@@ -843,9 +859,7 @@ mod tests {
         let relay = relay_in(dir.path(), &config).await;
         let point = ResumeId::new(&relay.ctx, "a", &url);
         let metrics = &relay.ctx.metrics;
-        let received = metrics
-            .events_received
-            .with_label_values(&["sprecord", "a", "sse"]);
+        let received = received_over_sse(&relay);
         let malformed = metrics
             .upstream_malformed
             .with_label_values(&["sprecord", "a"]);
@@ -907,11 +921,7 @@ mod tests {
             "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\nread_timeout = \"100ms\"\nbackoff_min = \"10ms\"\nbackoff_max = \"20ms\"\n"
         );
         let relay = relay_in(dir.path(), &config).await;
-        let received = relay
-            .ctx
-            .metrics
-            .events_received
-            .with_label_values(&["sprecord", "a", "sse"]);
+        let received = received_over_sse(&relay);
         until(
             "six streams that each worked",
             Duration::from_secs(20),
@@ -920,11 +930,7 @@ mod tests {
         .await;
         stop(relay).await;
         drop(guard);
-        let lines: Vec<serde_json::Value> = captured
-            .text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let lines = json_lines(&captured.text());
         let said = |level: &str, starts: &str| {
             lines
                 .iter()
@@ -970,21 +976,15 @@ mod tests {
             "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n"
         );
         let relay = relay_in(dir.path(), &config).await;
-        let received = relay
-            .ctx
-            .metrics
-            .events_received
-            .with_label_values(&["sprecord", "a", "sse"]);
+        let received = received_over_sse(&relay);
         until("the event after them", Duration::from_secs(10), || {
             received.get() == 1
         })
         .await;
         stop(relay).await;
         drop(guard);
-        let said: Vec<serde_json::Value> = captured
-            .text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        let said: Vec<serde_json::Value> = json_lines(&captured.text())
+            .into_iter()
             .filter(|l: &serde_json::Value| {
                 l["message"]
                     .as_str()
@@ -1028,11 +1028,7 @@ mod tests {
         let (release, held) = std::sync::mpsc::channel();
         let journal = relay.ctx.journal.clone();
         let holder = tokio::task::spawn_blocking(move || journal.hold_writes_until(holding, held));
-        let received = relay
-            .ctx
-            .metrics
-            .events_received
-            .with_label_values(&["sprecord", "a", "sse"]);
+        let received = received_over_sse(&relay);
         until("the event read", Duration::from_secs(10), || {
             received.get() == 1
         })
