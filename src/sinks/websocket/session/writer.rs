@@ -7,7 +7,7 @@
 //! most one largest frame's time (or `ping_interval` + `pong_timeout`, if
 //! longer); a socket that has refused live writes for 500 ms in all, in one
 //! write or across many, since the client's queue was last seen within
-//! `client_queue`, ends the write in progress as a slow consumer once more
+//! `client_queue` or smaller than when the refusing began, ends the write in progress as a slow consumer once more
 //! than `client_queue` matching events were committed past it (a client
 //! that reads steadily but more slowly than its events come is caught so,
 //! not only one whose socket stops); a write that finds its socket ready at
@@ -237,7 +237,8 @@ impl WriteGuard {
         // grace read the journal on and on for a client whose backlog took
         // longer to count than a write's wait.
         let first_look = stall.counted_at.map_or(STALL_GRACE, |at| at + STALL_GRACE);
-        let mut count_began = stall.counted_at;
+        // When a count began during this write, if one did.
+        let mut count_began = None;
         let waiting_since = Instant::now();
         // Whether a look at the queue during this write found it within
         // `limit` (the stall ends with the write, then).
@@ -276,7 +277,7 @@ impl WriteGuard {
         self.stall = (!seen_within).then(|| Stall {
             refused: refused_before + waiting_since.elapsed(),
             queue_at_start: stall.queue_at_start,
-            counted_at: count_began,
+            counted_at: count_began.or(stall.counted_at),
         });
         result
     }
