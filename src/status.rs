@@ -492,7 +492,7 @@ impl UpstreamReporter {
         let until = time::Duration::try_from(backoff)
             .ok()
             .and_then(|backoff| OffsetDateTime::now_utc().checked_add(backoff));
-        let [vendor, account, stream] = self.labels();
+        let [vendor, account, _] = self.labels();
         let metrics = &self.board.metrics;
         self.update_then(
             |u| {
@@ -502,12 +502,7 @@ impl UpstreamReporter {
                 u.backoff_until = until.map(format_time);
                 u.last_error = error;
             },
-            || {
-                metrics
-                    .upstream_connected
-                    .with_label_values(&[vendor, account, stream])
-                    .set(0);
-            },
+            || self.show_connected(ConnState::BackingOff),
         );
         // Counted whoever's row it is: the attempt did end.
         metrics

@@ -27,8 +27,8 @@
 //!   socket that match its filters (events it filters out never wait for it).
 //!   When its socket has refused live writes for 500 ms in all (in one
 //!   write or across many: a client reading steadily but too slowly is
-//!   caught too) since that queue was last seen within `client_queue`, and
-//!   the queue is over it, or any single write outlasts its bound
+//!   caught too) since that queue was last seen within `client_queue` or
+//!   smaller than when the refusing began, and the queue is over it, or any single write outlasts its bound
 //!   (`pong_timeout` plus its bytes' time at 16 KiB/s, capped: see
 //!   [`writer`]), it is closed with 4008 "slow consumer". Counting a filtered client's queue
 //!   reads the journal's headers, only once the raw count of commits is past

@@ -575,23 +575,23 @@ impl StreamSupervisor {
     }
 
     fn malformed(&self, why: &str) {
-        self.ctx
-            .metrics
-            .upstream_malformed
-            .with_label_values(&[Vendor::Sprecord.as_str(), &self.account])
-            .inc();
+        self.count_malformed();
         self.warnings.malformed(&self.account, self.index, why);
     }
 
     /// An event skipped as too large, whose id at its end was `id`: counted
     /// as a malformed one, as it cannot be read either.
     fn too_large(&self, id: &str) {
+        self.count_malformed();
+        self.warnings.too_large(&self.account, self.index, id);
+    }
+
+    fn count_malformed(&self) {
         self.ctx
             .metrics
             .upstream_malformed
             .with_label_values(&[Vendor::Sprecord.as_str(), &self.account])
             .inc();
-        self.warnings.too_large(&self.account, self.index, id);
     }
 }
 

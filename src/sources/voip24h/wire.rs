@@ -37,7 +37,9 @@ pub enum SioPacket {
     Disconnect,
     /// `2[...]`: an event with its arguments.
     Event { name: String, args: Vec<Arg> },
-    /// `4...`: the namespace refused us; the server's reason.
+    /// `4...`: the namespace refused us, the server's reason; or, on
+    /// socket.io 2 once the namespace is open, its `socket.error(msg)`,
+    /// which the link hands on as the `error` event.
     ConnectError(String),
     /// Acks, other namespaces.
     Other,
