@@ -385,18 +385,24 @@ mod tests {
     use crate::journal::tests_support::{event, options};
     use crate::sinks::websocket::filter::ClientQuery;
 
+    /// The default settings, with the largest frame a 1 MiB `max_body`
+    /// gives (the event and its envelope).
+    fn defaults_with_a_1_mib_max_body() -> Settings {
+        Settings {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            client_queue: 1024,
+            largest_frame: (1 << 20) + (64 << 10),
+        }
+    }
+
     /// A write of a large event is given its time on a slow link, beyond
     /// `pong_timeout`: a 1 MiB frame to a screen reading at 100 KB/s took
     /// about 10 s, was cut as stalled at `pong_timeout`, and the page resumed
     /// before it and was cut again, for good. A small write keeps the bound.
     #[test]
     fn a_write_is_given_pong_timeout_and_its_bytes_time_on_a_slow_link() {
-        let settings = Settings {
-            ping_interval: Duration::from_secs(25),
-            pong_timeout: Duration::from_secs(10),
-            client_queue: 1024,
-            largest_frame: (1 << 20) + (64 << 10),
-        };
+        let settings = defaults_with_a_1_mib_max_body();
         let pong = settings.pong_timeout;
         assert_eq!(write_bound(settings, 0), pong);
         assert!(write_bound(settings, 2_000) < pong + Duration::from_millis(150));
@@ -545,12 +551,7 @@ mod tests {
     /// `pong_timeout`, uncapped: a full page and a 1 MiB event after it.
     #[test]
     fn a_page_is_given_pong_timeout_and_its_bytes_time_on_a_slow_link() {
-        let settings = Settings {
-            ping_interval: Duration::from_secs(25),
-            pong_timeout: Duration::from_secs(10),
-            client_queue: 1024,
-            largest_frame: (1 << 20) + (64 << 10),
-        };
+        let settings = defaults_with_a_1_mib_max_body();
         assert_eq!(page_bound(settings, 0), settings.pong_timeout);
         assert_eq!(page_bound(settings, 1 << 20), Duration::from_secs(74));
         assert_eq!(page_bound(settings, 2 << 20), Duration::from_secs(138));
