@@ -71,8 +71,13 @@ const HOOK_EVENTS: [&str; 6] = [
 /// same call and answered `duplicate`. `?event=missed` and
 /// `?event=cdr_autocall` say it; the four states are accepted and change
 /// nothing. Anything else is refused, so a typo does not pass unnoticed.
+/// The name is matched in any case: `?Event=missed` read as no name at all
+/// typed the missed hook by its `state`, and it was lost as the hangup's
+/// duplicate without a word.
 pub fn hook_event(query: &[(String, String)]) -> Result<Option<&'static str>, ParseError> {
-    let mut given = query.iter().filter(|(name, _)| name == "event");
+    let mut given = query
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("event"));
     let Some((_, value)) = given.next() else {
         return Ok(None);
     };
@@ -364,6 +369,11 @@ mod tests {
         let typo = hook_event(&q(&[("event", "mised")])).unwrap_err();
         assert!(typo.0.contains("missed, cdr_autocall"), "{typo:?}");
         assert!(hook_event(&q(&[("event", "missed"), ("event", "missed")])).is_err());
+        assert_eq!(
+            hook_event(&q(&[("Event", "missed")])).unwrap(),
+            Some("missed")
+        );
+        assert!(hook_event(&q(&[("EVENT", "missed"), ("event", "missed")])).is_err());
     }
 
     #[test]

@@ -126,8 +126,9 @@ impl WebhookConfig {
         if let Some(q) = &self.api_key_query {
             if q.get_ref().is_empty() {
                 v.error(q.span(), "`api_key_query` must not be empty");
-            } else if q.get_ref() == "event" {
-                // `?event=` names the hook's subscription (vendors::tel4vn::hook_event).
+            } else if q.get_ref().eq_ignore_ascii_case("event") {
+                // `?event=`, in any case, names the hook's subscription
+                // (vendors::tel4vn::hook_event).
                 v.error(
                     q.span(),
                     "`api_key_query` must not be `event`: `?event=` names the Tel4vn hook event a callback URL is for",
@@ -273,6 +274,12 @@ mod tests {
                 .contains("5:17: `api_key_query` must not be `event`"),
             "{e}"
         );
+        let Err(e) = load(
+            "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"a\"\napi_key = \"k\"\napi_key_query = \"Event\"\n",
+        ) else {
+            panic!("`Event` is the hook event's parameter too");
+        };
+        assert!(e.to_string().contains("must not be `event`"), "{e}");
     }
 
     #[test]
