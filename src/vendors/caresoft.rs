@@ -151,9 +151,15 @@ fn smart_dialer(map: &Map<String, Value>, payload: &Value, action: &str) -> Opti
         .text("extension", text_of(info, &["agent_id"]))
         .text("status", status(get(info, "status_code")))
         .value("duration_s", seconds(get(info, "call_duration")));
-    let id = match &call_id {
-        Some(c) => identity(&[Some("smart_dialer"), Some(action), Some(c)]),
-        None => loose_canonical(payload),
+    // The attempt tells a campaign's redials apart should they share a
+    // call id ("Số lần retry hiện tại"); the first attempt (0, which `text`
+    // reads as absent) keeps the identity it had before the attempt was read.
+    let id = match (&call_id, text_of(info, &["call_attempt_index"])) {
+        (Some(c), None) => identity(&[Some("smart_dialer"), Some(action), Some(c)]),
+        (Some(c), Some(attempt)) => {
+            identity(&[Some("smart_dialer"), Some(action), Some(c), Some(&attempt)])
+        }
+        (None, _) => loose_canonical(payload),
     };
     Some(VendorEvent {
         event_type: "autocall.cdr".to_owned(),

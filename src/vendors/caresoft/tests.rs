@@ -385,6 +385,25 @@ fn a_predictive_call_names_the_agent_and_the_agents_phone() {
     assert_eq!(e.fields["to"], "0912345678");
 }
 
+/// A campaign's redials are told apart by `call_attempt_index` should they
+/// share a call id; the first attempt keeps the identity it always had, and
+/// a retry of one attempt is one event.
+#[test]
+fn a_smart_dialer_redial_is_its_own_event_and_the_first_attempt_keeps_its_id() {
+    let end = |attempt: Value| {
+        parse(
+            &json!({"object": "smart_dialer", "action": "ad_end_call", "call_info": {
+            "call_id": "SD-7", "call_attempt_index": attempt, "max_attempt": 3}}),
+        )
+        .unwrap()
+        .identity
+    };
+    assert_eq!(end(json!(0)), r#"["smart_dialer","ad_end_call","SD-7"]"#);
+    assert_ne!(end(json!(1)), end(json!(0)));
+    assert_ne!(end(json!(2)), end(json!(1)));
+    assert_eq!(end(json!(1)), end(json!("1")));
+}
+
 #[test]
 fn unknown_objects_and_actions() {
     for v in [
