@@ -142,6 +142,16 @@ impl SprecordConfig {
                     self.account.span(),
                     format!("the value of header {name:?} is not a valid HTTP header value"),
                 );
+            } else if value.expose().trim().is_empty() || value.expose().ends_with([' ', '\t']) {
+                // `Bearer ${TOKEN}` with TOKEN left blank: every stream would
+                // be refused 401 and wait `auth_backoff`, while every other
+                // blank credential is refused here.
+                v.error(
+                    self.account.span(),
+                    format!(
+                        "the value of header {name:?} is empty or ends in a space: is a `${{VAR}}` in it set to nothing?"
+                    ),
+                );
             }
         }
         let shown = |d: &HumanDuration| d.to_string();
@@ -255,6 +265,13 @@ mod tests {
             p[0].contains("Authorization") && !p[0].contains("secret"),
             "{p:?}"
         );
+        // A blank `${VAR}` in the value.
+        for blank in ["\"Bearer \"", "\"\"", "\"  \""] {
+            let p = problems(&format!("headers = {{ Authorization = {blank} }}\n"));
+            assert_eq!(p.len(), 1, "{blank}: {p:?}");
+            assert!(p[0].contains("\"Authorization\" is empty"), "{p:?}");
+        }
+        assert!(problems("headers = { Authorization = \"Bearer t\" }\n").is_empty());
         let many = |n: usize| {
             let entries: Vec<String> = (0..n).map(|i| format!("X-{i} = \"v\"")).collect();
             format!("headers = {{ {} }}\n", entries.join(", "))
