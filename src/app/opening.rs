@@ -38,10 +38,20 @@ pub(super) struct JournalOpening {
 
 impl JournalOpening {
     pub(super) fn begin() -> JournalOpening {
+        Self::begin_at(PACE, tell)
+    }
+
+    fn begin_at(pace: Pace, mut say: impl FnMut(Notice) + Send + 'static) -> JournalOpening {
+        let started = Instant::now();
+        // The first extension is said here, before the open, not by the
+        // thread: a thread scheduled late found a small journal already open
+        // and said nothing, or said "opening" just after READY, where the
+        // status then stayed.
+        say(extension(started));
         let (alive, opened) = mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("callrelay-opening".into())
-            .spawn(move || tell_while_opening(&opened, PACE, tell));
+            .spawn(move || tell_while_opening(&opened, pace, started, say));
         if let Err(e) = spawned {
             // Only the systemd notices are lost: the open goes on.
             tracing::warn!(error = %e, "cannot start the thread that tells systemd the journal is opening");
@@ -74,14 +84,33 @@ const PACE: Pace = Pace {
     log_every: LOG_EVERY,
 };
 
-/// Says what is going on until `opened`'s sender is dropped (the open
-/// returned) or `pace.max_opening` has passed.
-fn tell_while_opening(opened: &mpsc::Receiver<()>, pace: Pace, mut say: impl FnMut(Notice)) {
-    let started = Instant::now();
-    let mut logged = Instant::now();
+/// The extension and `STATUS=` for an open that began at `started`.
+fn extension(started: Instant) -> Notice {
+    Notice::Extend {
+        status: format!(
+            "opening the journal ({} s; a journal not closed cleanly is read whole first)",
+            started.elapsed().as_secs()
+        ),
+    }
+}
+
+/// Once the first extension (said at `started`) is said: renews it every
+/// `pace.renew_every` until `opened`'s sender is dropped (the open returned)
+/// or `pace.max_opening` has passed.
+fn tell_while_opening(
+    opened: &mpsc::Receiver<()>,
+    pace: Pace,
+    started: Instant,
+    mut say: impl FnMut(Notice),
+) {
+    let mut logged = started;
     loop {
-        // A thread scheduled late may find the open done and READY sent: a
-        // STATUS now would say "opening" for good (seen under load,
+        match opened.recv_timeout(pace.renew_every) {
+            Err(RecvTimeoutError::Timeout) if started.elapsed() < pace.max_opening => {}
+            _ => return,
+        }
+        // A thread descheduled here may find the open done and READY sent:
+        // a STATUS now would say "opening" for good (seen under load,
         // 2026-12-02).
         if let Err(mpsc::TryRecvError::Disconnected) = opened.try_recv() {
             return;
@@ -92,16 +121,7 @@ fn tell_while_opening(opened: &mpsc::Receiver<()>, pace: Pace, mut say: impl FnM
             });
             logged = Instant::now();
         }
-        say(Notice::Extend {
-            status: format!(
-                "opening the journal ({} s; a journal not closed cleanly is read whole first)",
-                started.elapsed().as_secs()
-            ),
-        });
-        match opened.recv_timeout(pace.renew_every) {
-            Err(RecvTimeoutError::Timeout) if started.elapsed() < pace.max_opening => {}
-            _ => return,
-        }
+        say(extension(started));
     }
 }
 
@@ -192,15 +212,37 @@ mod tests {
 
     /// Runs the opening thread at `pace`; its notices arrive on the receiver,
     /// which ends when the thread returns.
-    fn opening(pace: Pace) -> (mpsc::Sender<()>, mpsc::Receiver<Notice>) {
-        let (alive, opened) = mpsc::channel::<()>();
+    fn opening(pace: Pace) -> (JournalOpening, mpsc::Receiver<Notice>) {
         let (said, notices) = mpsc::channel();
-        std::thread::spawn(move || {
-            tell_while_opening(&opened, pace, |notice| {
-                let _ = said.send(notice);
-            })
+        let opening = JournalOpening::begin_at(pace, move |notice| {
+            let _ = said.send(notice);
         });
-        (alive, notices)
+        (opening, notices)
+    }
+
+    /// The first extension is said before `begin` returns, whatever the
+    /// thread's scheduling: a journal that opens at once still got none when
+    /// the thread said it, and a late one could say it after READY.
+    #[test]
+    fn the_first_extension_is_said_before_the_open_begins() {
+        let pace = Pace {
+            renew_every: Duration::from_secs(600),
+            max_opening: Duration::from_secs(600),
+            log_every: Duration::from_secs(600),
+        };
+        let (opening, notices) = opening(pace);
+        match notices.try_recv() {
+            Ok(Notice::Extend { status }) => {
+                assert!(status.starts_with("opening the journal (0 s; "), "{status}");
+            }
+            other => panic!("no extension yet when begin returned: {other:?}"),
+        }
+        drop(opening);
+        assert_eq!(
+            notices.recv_timeout(WITHIN),
+            Err(RecvTimeoutError::Disconnected),
+            "nothing more once the open returned"
+        );
     }
 
     const WITHIN: Duration = Duration::from_secs(30);
