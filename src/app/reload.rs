@@ -9,6 +9,8 @@
 //! setting, that it needs a restart. Everything else takes effect at once.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
 
 use crate::config::Config;
 use crate::event::Vendor;
@@ -34,19 +36,24 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
     let mut warnings = Vec::new();
     let w = &mut warnings;
     let quoted = |s: &String| format!("{s:?}");
-    keep_running(
+    // Compared as what they name: `0.0.0.0:08080` for `0.0.0.0:8080`, or
+    // `./data` for `data`, is no change, and must not wait for a restart
+    // (nor raise `CallrelayRestartPending`).
+    keep_running_unless_same(
         w,
         "server.listen",
         &running.server.listen,
         &mut new.server.listen,
         quoted,
+        |a, b| same_listener(a, b),
     );
-    keep_running(
+    keep_running_unless_same(
         w,
         "journal.path",
         &running.journal.path,
         &mut new.journal.path,
         |p| format!("{:?}", p.display().to_string()),
+        |a, b| without_leading_dot(a) == without_leading_dot(b),
     );
     keep_running(
         w,
@@ -97,7 +104,32 @@ fn keep_running<T: PartialEq + Clone>(
     new: &mut toml::Spanned<T>,
     show: impl Fn(&T) -> String,
 ) {
-    if new.get_ref() == running.get_ref() {
+    keep_running_unless_same(warnings, setting, running, new, show, T::eq);
+}
+
+/// Whether two `server.listen` values name one address.
+fn same_listener(a: &str, b: &str) -> bool {
+    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// A path without its leading `./`, which names the same place.
+fn without_leading_dot(path: &Path) -> &Path {
+    path.strip_prefix(".").unwrap_or(path)
+}
+
+/// As [`keep_running`], where `same` says whether two values name one thing.
+fn keep_running_unless_same<T: Clone>(
+    warnings: &mut Vec<String>,
+    setting: &str,
+    running: &toml::Spanned<T>,
+    new: &mut toml::Spanned<T>,
+    show: impl Fn(&T) -> String,
+    same: impl Fn(&T, &T) -> bool,
+) {
+    if same(new.get_ref(), running.get_ref()) {
         return;
     }
     let (was, now) = (show(running.get_ref()), show(new.get_ref()));
@@ -310,5 +342,19 @@ mod tests {
         let text = "[server]\nlisten = \"127.0.0.1:8080\"\n";
         let (_, warnings) = pin_restart_only(&config(text), config(text));
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    /// Two spellings of one address or one directory are no change: before,
+    /// they waited for a restart and raised `CallrelayRestartPending`.
+    #[test]
+    fn another_spelling_of_the_listener_or_the_journal_path_is_no_change() {
+        let running = config("[server]\nlisten = \"[::1]:8080\"\n[journal]\npath = \"./data\"\n");
+        let new =
+            config("[server]\nlisten = \"[0:0:0:0:0:0:0:1]:08080\"\n[journal]\npath = \"data\"\n");
+        let (_, warnings) = pin_restart_only(&running, new);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let moved = config("[server]\nlisten = \"[::1]:8081\"\n[journal]\npath = \"./data2\"\n");
+        let (_, warnings) = pin_restart_only(&running, moved);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
     }
 }
