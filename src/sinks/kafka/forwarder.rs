@@ -693,7 +693,7 @@ impl Forwarder {
         match report.outcome {
             Outcome::AlreadyInKafka(at) => {
                 self.cursor = report.seq;
-                self.offsets.note(&report.topic, at.partition, at.offset);
+                self.note_offset(&report.topic, at, true);
                 // Kafka has it: after a recovery whose read-back found
                 // everything, no delivery may come for hours, and the sink
                 // must not stay "not delivering" with nothing left to send.
@@ -702,7 +702,7 @@ impl Forwarder {
             }
             Outcome::Delivered(at) => {
                 self.cursor = report.seq;
-                self.offsets.note(&report.topic, at.partition, at.offset);
+                self.note_offset(&report.topic, at, false);
                 self.published.inc();
                 let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
                 self.latency.observe(latency);
@@ -726,6 +726,17 @@ impl Forwarder {
             }),
             Outcome::Dropped => Err(Failure::ProducerGone),
         }
+    }
+
+    /// Notes where the cursor's message is in `topic`: delivered there now,
+    /// or `found` there by the resume in progress, which decides the offset
+    /// ([`AlreadyDelivered::offset_to_note`]).
+    fn note_offset(&mut self, topic: &Arc<str>, at: Position, found: bool) {
+        let offset = match self.resume.as_mut() {
+            Some(resume) => resume.offset_to_note(topic, at, found),
+            None => at.offset,
+        };
+        self.offsets.note(topic, at.partition, offset);
     }
 
     /// Ends the failure being recovered from, if any: an event is in Kafka.

@@ -23,6 +23,11 @@
 //!   before a found copy of an earlier event of its key in the same
 //!   partition (a resume interrupted while it sent a key again) is sent
 //!   again as well;
+//! - within one resume, an event found in Kafka never moves a partition's
+//!   noted offset (where the next read-back starts) below one noted during
+//!   that resume ([`AlreadyDelivered::offset_to_note`]): a next read-back
+//!   starting lower would find old copies the re-sends were meant to
+//!   supersede;
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
@@ -33,6 +38,7 @@ mod scan;
 pub(crate) use scan::QuietContext;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,9 +61,9 @@ impl DeliveredOffsets {
     /// created again, the broker emptied): the highest would be an offset of
     /// the old log, and every later read-back would warn that the partition
     /// "ends before a message the relay had delivered", then start reading
-    /// past events it should find (Kafka-topology audit, 2026-12-02). A lower
-    /// offset noted otherwise (an event found by a read-back, after one sent
-    /// again) only makes the next read-back read a little more.
+    /// past events it should find (Kafka-topology audit, 2026-12-02). An
+    /// event found by a read-back is not noted here as it is: see
+    /// [`AlreadyDelivered::offset_to_note`].
     pub fn note(&mut self, topic: &str, partition: i32, offset: i64) {
         let partitions = match self.topics.get_mut(topic) {
             Some(p) => p,
@@ -112,6 +118,9 @@ pub struct AlreadyDelivered {
     resent_keys: HashSet<String>,
     /// Per topic and key, where the last event of the key skipped so far is.
     last_found: HashMap<(String, String), Position>,
+    /// Per topic and partition, the offset noted for this resume's reports
+    /// so far (see [`AlreadyDelivered::offset_to_note`]).
+    noted: HashMap<(Arc<str>, i32), i64>,
     pub skipped: u64,
     pub read: usize,
     pub errors: Vec<String>,
@@ -126,6 +135,7 @@ impl AlreadyDelivered {
             found: HashMap::new(),
             resent_keys: HashSet::new(),
             last_found: HashMap::new(),
+            noted: HashMap::new(),
             skipped: 0,
             read: 0,
             errors: Vec::new(),
@@ -136,6 +146,34 @@ impl AlreadyDelivered {
     /// The last seq that may have been delivered.
     pub fn upto(&self) -> u64 {
         self.upto
+    }
+
+    /// The offset the cursor's [`DeliveredOffsets`] is to note for a report
+    /// taken while this resume is in progress: a record delivered at `at`
+    /// (`found` false), or an event found there by the read-back.
+    ///
+    /// A delivery's offset is noted as it is, the latest (a lower one means
+    /// the log started over, see [`DeliveredOffsets::note`]). A found event
+    /// is noted at no less than what this resume noted before in its
+    /// partition: found copies and copies sent again interleave (x sent
+    /// again lands at 8, then y is found at 6), and noting 6 would start
+    /// the next read-back below x's new copy, where it finds a later event
+    /// of x's key at 7, takes it as delivered and skips it, leaving the
+    /// key's last copy an older event (Kafka sink review, 2026-12-06).
+    /// Offsets noted before this resume are not compared: they may be of a
+    /// log that started over since, and this resume's read starts after
+    /// them anyway unless it did.
+    pub fn offset_to_note(&mut self, topic: &Arc<str>, at: Position, found: bool) -> i64 {
+        let slot = self
+            .noted
+            .entry((topic.clone(), at.partition))
+            .or_insert(at.offset);
+        if found {
+            *slot = (*slot).max(at.offset);
+        } else {
+            *slot = at.offset;
+        }
+        *slot
     }
 
     pub fn is_read(&self, topic: &str) -> bool {

@@ -857,6 +857,57 @@ async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
     fixture.stop().await;
 }
 
+/// A resume's found copies and copies sent again interleave: x (key K,
+/// its copy at 5 removed by compaction) is sent again and lands at 8, y is
+/// found at 6, z (K's next event, at 7) is queued to be sent again. Noting
+/// 6 for y started the next read-back (after a second interruption) at 7,
+/// where z's old copy was found and skipped: K's last copy was x, an older
+/// event (Kafka sink review, 2026-12-06). Offsets from before the resume
+/// are still replaced by the latest: the topic may have been recreated.
+#[tokio::test]
+async fn a_found_event_does_not_move_the_read_back_start_below_a_copy_sent_again() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let at = |offset| Position {
+        partition: 0,
+        offset,
+    };
+    forwarder.offsets.note(TOPIC, 0, 3_786);
+    forwarder.resume = Some(AlreadyDelivered::new(3));
+
+    forwarder
+        .on_report(report(1, Outcome::Delivered(at(8))))
+        .unwrap();
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&8));
+    forwarder
+        .on_report(report(2, Outcome::AlreadyInKafka(at(6))))
+        .unwrap();
+    assert_eq!(forwarder.cursor, 2);
+    assert_eq!(
+        forwarder.offsets.of(TOPIC).get(&0),
+        Some(&8),
+        "y's copy at 6 is before x's new one"
+    );
+
+    // A new resume, on a log that started over: its first found event
+    // replaces the offset noted before it, however high.
+    forwarder.resume = Some(AlreadyDelivered::new(5));
+    forwarder
+        .on_report(report(3, Outcome::AlreadyInKafka(at(2))))
+        .unwrap();
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&2));
+    forwarder
+        .on_report(report(4, Outcome::AlreadyInKafka(at(3))))
+        .unwrap();
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&3));
+    // A delivery is noted as it is, the latest.
+    forwarder
+        .on_report(report(5, Outcome::Delivered(at(1))))
+        .unwrap();
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&1));
+    fixture.stop().await;
+}
+
 /// A stall that replaces the producer: records in flight, a broker
 /// reachable, and no report of any record for `replace_stalled_after`.
 #[tokio::test]
