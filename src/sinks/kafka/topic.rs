@@ -4,7 +4,10 @@
 //! Guarantees: a rendered name only holds characters Kafka accepts (anything
 //! else from a vendor or account becomes `_`); a topic is produced to only
 //! after the broker's metadata showed it (or `create_topics` created it), so a
-//! missing topic is reported by name instead of as a stalled queue.
+//! missing topic is reported by name instead of as a stalled queue; a topic
+//! the broker is still creating (no leader yet, or not yet in the metadata
+//! of a broker just after our own create) is checked again a few times, for
+//! [`CREATION_WAITS`] in all, before the check fails.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -22,6 +25,20 @@ use super::producer::KafkaProducer;
 
 /// How long a metadata or create request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The waits before each new check of a topic being created: 1.5 s in all,
+/// far less than one request's [`ADMIN_TIMEOUT`]. Kafka elects a new
+/// topic's leaders and spreads its metadata in a fraction of a second; the
+/// first check's own metadata request is what creates the topic on a broker
+/// that auto-creates, and its answer is always LEADER_NOT_AVAILABLE, which
+/// failed the check (a WARN, `publish_errors{reason="metadata"}`, "not
+/// ready") for every new topic (Kafka sink review, 2026-12-06).
+const CREATION_WAITS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+];
 
 /// A parsed `kafka.topic` template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,17 +196,7 @@ impl KnownTopics {
         create: bool,
         admin_config: &rdkafka::ClientConfig,
     ) -> Result<(), TopicError> {
-        match topic_state(producer, topic)? {
-            TopicState::Exists => Ok(()),
-            TopicState::Missing if !create => Err(TopicError::Missing(topic.to_owned())),
-            TopicState::Missing => {
-                create_topic(admin_config, topic)?;
-                match topic_state(producer, topic)? {
-                    TopicState::Exists => Ok(()),
-                    TopicState::Missing => Err(TopicError::Missing(topic.to_owned())),
-                }
-            }
-        }
+        ensure_pausing(producer, topic, create, admin_config, std::thread::sleep)
     }
 
     pub fn insert(&mut self, topic: String) {
@@ -197,9 +204,82 @@ impl KnownTopics {
     }
 }
 
+/// [`KnownTopics::ensure_blocking`], with `pause` for the waits between
+/// checks of a topic being created (a test's pause changes the broker).
+fn ensure_pausing(
+    producer: &KafkaProducer,
+    topic: &str,
+    create: bool,
+    admin_config: &rdkafka::ClientConfig,
+    mut pause: impl FnMut(Duration),
+) -> Result<(), TopicError> {
+    let state = || topic_state(producer, topic);
+    match settled_state(state, false, &mut pause)? {
+        TopicState::Exists => Ok(()),
+        TopicState::BeingCreated => Err(still_being_created(topic)),
+        TopicState::Missing if !create => Err(TopicError::Missing(topic.to_owned())),
+        TopicState::Missing => {
+            create_topic(admin_config, topic)?;
+            match settled_state(state, true, &mut pause)? {
+                TopicState::Exists => Ok(()),
+                TopicState::BeingCreated => Err(still_being_created(topic)),
+                // Not "does not exist (set create_topics)": it is set, and
+                // the broker took the create.
+                TopicState::Missing => Err(TopicError::Create {
+                    topic: topic.to_owned(),
+                    reason: format!(
+                        "the broker took the request, but its metadata still did not show the topic after {:?}",
+                        CREATION_WAITS.iter().sum::<Duration>()
+                    ),
+                }),
+            }
+        }
+    }
+}
+
+/// The topic's state once it is no longer being created, asking `state`
+/// again after each of [`CREATION_WAITS`] (passed to `pause`) while it is;
+/// also while it is missing when we `just_created` it (the broker asked may
+/// not have heard of the create yet). The last state when the waits ran
+/// out.
+fn settled_state(
+    mut state: impl FnMut() -> Result<TopicState, TopicError>,
+    just_created: bool,
+    pause: &mut impl FnMut(Duration),
+) -> Result<TopicState, TopicError> {
+    let mut waits = CREATION_WAITS.iter();
+    loop {
+        let now = state()?;
+        let being_created = match now {
+            TopicState::BeingCreated => true,
+            TopicState::Missing => just_created,
+            TopicState::Exists => false,
+        };
+        match waits.next() {
+            Some(&wait) if being_created => pause(wait),
+            _ => return Ok(now),
+        }
+    }
+}
+
+fn still_being_created(topic: &str) -> TopicError {
+    TopicError::Metadata {
+        topic: topic.to_owned(),
+        reason: format!(
+            "{} (the topic is being created, and still was after {:?})",
+            RDKafkaErrorCode::LeaderNotAvailable,
+            CREATION_WAITS.iter().sum::<Duration>()
+        ),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TopicState {
     Exists,
     Missing,
+    /// Its partitions have no leader yet: what Kafka answers while it
+    /// creates a topic, also to the metadata request that created it.
+    BeingCreated,
 }
 
 fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, TopicError> {
@@ -220,6 +300,7 @@ fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, Topi
             RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
                 Ok(TopicState::Missing)
             }
+            RDKafkaErrorCode::LeaderNotAvailable => Ok(TopicState::BeingCreated),
             other => Err(TopicError::Metadata {
                 topic: topic.to_owned(),
                 reason: other.to_string(),
@@ -375,6 +456,71 @@ mod tests {
         let producer = super::super::producer::create(&config, Arc::default()).unwrap();
         KnownTopics::ensure_blocking(&producer, "absent", true, &config.client_config()).unwrap();
         drop(mock);
+    }
+
+    /// The metadata request that makes a broker auto-create a topic is
+    /// answered LEADER_NOT_AVAILABLE: the check asks again after a short
+    /// wait and passes, where it failed as a metadata error (a WARN and
+    /// `publish_errors{reason="metadata"}` for every new topic; Kafka sink
+    /// review, 2026-12-06). Here the test's pause ends the creation.
+    #[test]
+    fn a_topic_being_created_is_checked_again_and_passes() {
+        use rdkafka::types::RDKafkaRespErr as E;
+        let (mock, producer, admin) = against_mock();
+        mock.topic_error("present", E::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+            .unwrap();
+        let mut waits = Vec::new();
+        let checked = ensure_pausing(&producer, "present", true, &admin, |wait| {
+            waits.push(wait);
+            mock.topic_error("present", E::RD_KAFKA_RESP_ERR_NO_ERROR)
+                .unwrap();
+        });
+        assert_eq!(checked, Ok(()));
+        assert_eq!(waits, [CREATION_WAITS[0]]);
+    }
+
+    /// A topic whose leader never comes fails the check after the bounded
+    /// waits, as a metadata error that says so.
+    #[test]
+    fn a_topic_still_being_created_after_every_wait_is_a_metadata_error() {
+        use rdkafka::types::RDKafkaRespErr as E;
+        let (mock, producer, admin) = against_mock();
+        mock.topic_error("present", E::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+            .unwrap();
+        let mut waits = Vec::new();
+        let checked = ensure_pausing(&producer, "present", true, &admin, |wait| {
+            waits.push(wait);
+        });
+        assert_eq!(waits, CREATION_WAITS);
+        let Err(TopicError::Metadata { topic, reason }) = checked else {
+            panic!("{checked:?}");
+        };
+        assert_eq!(topic, "present");
+        assert!(
+            reason.contains("Leader not available") && reason.contains("being created"),
+            "{reason}"
+        );
+    }
+
+    /// Right after our own create, a topic missing from the metadata is one
+    /// the broker asked has not heard of yet: asked again (the mock does
+    /// not answer CreateTopics, so the states are scripted). Before any
+    /// create, missing is missing at once.
+    #[test]
+    fn a_topic_missing_just_after_our_create_is_checked_again() {
+        use TopicState::{BeingCreated, Exists, Missing};
+        let settle = |states: &[TopicState], just_created: bool| {
+            let mut states = states.iter().copied();
+            let mut waits = Vec::new();
+            let state = || Ok(states.next().unwrap_or(Exists));
+            let last = settled_state(state, just_created, &mut |wait| waits.push(wait));
+            (last, waits.len())
+        };
+        assert_eq!(settle(&[Missing, BeingCreated], true), (Ok(Exists), 2));
+        assert_eq!(settle(&[Missing], false), (Ok(Missing), 0));
+        assert_eq!(settle(&[BeingCreated, Missing], false), (Ok(Missing), 1));
+        assert_eq!(settle(&[Missing; 9], true), (Ok(Missing), 4));
+        assert_eq!(settle(&[Exists], true), (Ok(Exists), 0));
     }
 
     #[test]
