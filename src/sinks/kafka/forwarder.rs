@@ -703,9 +703,7 @@ impl Forwarder {
             Outcome::Delivered(at) => {
                 self.cursor = report.seq;
                 self.note_offset(&report.topic, at, false);
-                self.published.inc();
-                let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
-                self.latency.observe(latency);
+                self.count_delivered(&report);
                 self.awaiting_reports_since = Instant::now();
                 self.health.delivered();
                 self.recovered();
@@ -726,6 +724,13 @@ impl Forwarder {
             }),
             Outcome::Dropped => Err(Failure::ProducerGone),
         }
+    }
+
+    /// Counts a record Kafka acknowledged: published, and its latency.
+    fn count_delivered(&self, report: &Report) {
+        self.published.inc();
+        let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
+        self.latency.observe(latency);
     }
 
     /// Notes where the cursor's message is in `topic`: delivered there now,

@@ -245,6 +245,37 @@ async fn a_recovery_moves_the_cursor_only_up_to_the_first_failed_report() {
     fixture.stop().await;
 }
 
+/// The deliveries reported behind a failed record do not move the cursor,
+/// but Kafka acknowledged them: they are counted, with their latency. They
+/// were dropped uncounted, and the read-back that then found them counts
+/// nothing (Kafka sink review, 2026-12-06).
+#[tokio::test]
+async fn deliveries_behind_a_failed_record_are_counted_though_the_cursor_stays() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
+    let forwarder = &mut fixture.forwarder;
+    forwarder.cursor = 3;
+    let outcomes = vec![
+        delivered(4),
+        Outcome::Failed(retriable()),
+        delivered(6),
+        Outcome::Dropped,
+        delivered(8),
+    ];
+    hand_over(forwarder, 4, outcomes, Duration::ZERO);
+
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+
+    assert_eq!(forwarder.cursor, 4, "the failed record holds the cursor");
+    assert_eq!(forwarder.published.get(), 3, "4, 6 and 8");
+    assert_eq!(latency.get_sample_count(), 3);
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&3), "seq 4's");
+    fixture.stop().await;
+}
+
 /// A fatal failure (a stall here) replaces the producer even with nothing
 /// in flight, and is counted under its own reason, not `fatal`: a stall is
 /// not an error Kafka reported.
