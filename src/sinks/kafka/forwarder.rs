@@ -98,8 +98,10 @@ pub struct Tuning {
     pub replace_stalled_after: Duration,
     /// After replacing a stalled producer, the wait before the new one.
     pub stall_read_back_delay: Duration,
-    /// How long the read-back of one topic may go without a message
-    /// ([`super::resume::SLOW_READ_WINDOWS`] times that in all).
+    /// How long the read-back of one topic may go without a message, or
+    /// wait for the answer about a partition's ends
+    /// ([`super::resume::SLOW_READ_WINDOWS`] times that in all for the
+    /// read after the ends).
     pub read_back_deadline: Duration,
 }
 

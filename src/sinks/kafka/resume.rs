@@ -31,8 +31,8 @@
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
-//!   (or the answer about a partition's ends) and [`SLOW_READ_WINDOWS`]
-//!   times that in all.
+//!   and [`SLOW_READ_WINDOWS`] times that in all; before that read, the
+//!   topic's metadata and each partition's ends have a [`DEADLINE`] each.
 
 mod scan;
 pub(crate) use scan::QuietContext;

@@ -8,9 +8,10 @@
 //!   when the partition now ends before that offset: the broker lost its log
 //!   or the topic was recreated, so what it holds was written since), at
 //!   most [`MAX_READ`] messages per topic, for as long as each [`DEADLINE`]
-//!   brings a message (or, before the read, the answer about one more
-//!   partition's ends) and [`SLOW_READ_WINDOWS`] times that in all for the
-//!   read itself, and memory holds only the pairs in the range;
+//!   brings a message and [`SLOW_READ_WINDOWS`] times that in all for the
+//!   read itself; before it, the metadata and each partition's ends are one
+//!   request each, asked one after another, with a [`DEADLINE`] each; memory
+//!   holds only the pairs in the range;
 //! - a read cut short says why ([`Cut`]); one that never began is an error;
 //! - [`unanswered`] tells a read worth trying again (no broker answered it,
 //!   or one stopped answering part-way) from one taken as it is.
@@ -42,7 +43,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// How many [`DEADLINE`]s the read of one topic may take in all while it
 /// keeps bringing messages: a slow broker is read to the end rather than
 /// cut at the first (and what was not read sent again), and delivery, held
-/// meanwhile, waits at most 30 s per topic for it.
+/// meanwhile, waits at most 30 s per topic for it, after the partitions'
+/// ends (which are not counted, see [`scan_blocking`]).
 pub const SLOW_READ_WINDOWS: u32 = 3;
 
 /// Why a read is worth trying again rather than taken as it is: no broker
@@ -291,10 +293,12 @@ impl Deadlines {
 /// partition it does not name) up to each partition's end as of now,
 /// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
 /// Stops early (`cut`) when `stop` is cancelled, when no message came for
-/// `within`, or after [`SLOW_READ_WINDOWS`] × `within` of reading (the
-/// partitions' ends, asked one by one before, each within `within`, are not
-/// counted: a topic of many partitions on a slow link would otherwise spend
-/// the whole read on them). Blocking.
+/// `within`, or after [`SLOW_READ_WINDOWS`] × `within` of reading. The
+/// metadata and the partitions' ends, asked one by one before the read,
+/// have `within` each and are not counted in that bound (so they take up
+/// to partitions × `within`): a topic of many partitions on a slow link
+/// would otherwise spend the whole bound on them, and never be read.
+/// Blocking.
 pub fn scan_blocking(
     config: &KafkaConfig,
     topic: &str,
@@ -303,15 +307,19 @@ pub fn scan_blocking(
     stop: &CancellationToken,
     within: Duration,
 ) -> Result<Scan, ScanError> {
-    let mut deadlines = Deadlines::new(Instant::now(), within);
     let consumer: BaseConsumer<QuietContext> = config
         .read_back_client_config()
         .create_with_context(QuietContext)
         .map_err(ScanError::Create)?;
+    // Before the read, each request has `within` to itself: `within`
+    // bounds a broker's silence, and every answer is progress. Under the
+    // read's whole bound, the ends of a topic of a hundred partitions
+    // behind a slow link were cut at 30 s from the start, the partitions
+    // left got a timeout of 0, and that timeout, taken for a broker that did
+    // not answer, failed every try (Kafka sink review, 2026-12-06).
     let metadata = consumer
-        .fetch_metadata(Some(topic), deadlines.left(Instant::now()))
+        .fetch_metadata(Some(topic), within)
         .map_err(ScanError::Metadata)?;
-    deadlines.message_at(Instant::now());
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -324,12 +332,16 @@ pub fn scan_blocking(
     let mut assignment = TopicPartitionList::new();
     let mut end_of: HashMap<i32, i64> = HashMap::new();
     for partition in partitions {
+        // Not bounded in all, so a stop must not wait for every partition.
+        if stop.is_cancelled() {
+            return Ok(Scan {
+                cut: Some(Cut::Stopped),
+                ..Scan::default()
+            });
+        }
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition, deadlines.left(Instant::now()))
+            .fetch_watermarks(topic, partition, within)
             .map_err(|error| ScanError::Watermarks { partition, error })?;
-        // An answer is progress, as a message is: `within` bounds a broker's
-        // silence, not the time a topic's partitions take one by one.
-        deadlines.message_at(Instant::now());
         let passed = from.get(&partition).copied();
         if let Some(passed) = passed.filter(|&passed| passed >= high) {
             tracing::warn!(
@@ -354,7 +366,7 @@ pub fn scan_blocking(
     if end_of.is_empty() {
         return Ok(scan);
     }
-    deadlines = Deadlines::new(Instant::now(), within);
+    let mut deadlines = Deadlines::new(Instant::now(), within);
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
         let expired = deadlines.expired(Instant::now());
@@ -718,7 +730,9 @@ mod tests {
     /// are one request, answered, and the read goes on. They shared the
     /// first `within`, so partitions × round trip beyond it failed every
     /// try, and everything after the cursor was sent again (Kafka recovery
-    /// review, 2026-12-04).
+    /// review, 2026-12-04); then the read's whole bound, 3 × `within` from
+    /// the start, with the same result for more partitions (Kafka sink
+    /// review, 2026-12-06).
     #[test]
     fn a_topic_of_many_partitions_behind_a_slow_link_is_read_back() {
         use rdkafka::producer::BaseRecord;
@@ -726,7 +740,7 @@ mod tests {
         use crate::sinks::kafka::tests_support::{flushed, mock_topic};
 
         let (mock, producer, config) = mock_topic("relay.other");
-        const PARTITIONS: i32 = 16;
+        const PARTITIONS: i32 = 32;
         mock.create_topic("relay.many", PARTITIONS, 1).unwrap();
         for partition in 0..PARTITIONS {
             let payload = format!(r#"{{"seq":{}}}"#, partition + 1);
@@ -738,9 +752,10 @@ mod tests {
         flushed(&producer);
         let rtt = Duration::from_millis(200);
         mock.broker_round_trip_time(1, rtt).unwrap();
-        // Less than the ends take (two round trips each), more than a third
-        // of the whole read, which bounds it.
-        let within = Duration::from_millis(2200);
+        // Less than a third of what the ends take (a round trip or more
+        // each), more than any one of them takes: cut at the read's whole
+        // bound, the partitions not asked by then got a timeout of 0.
+        let within = Duration::from_millis(1500);
         let started = Instant::now();
         let scan = scan_blocking(
             &config,
@@ -757,7 +772,11 @@ mod tests {
             (PARTITIONS as usize, None),
             "{took:?}"
         );
-        assert!(took > within, "the ends took less than `within`: {took:?}");
+        let whole = within * SLOW_READ_WINDOWS;
+        assert!(
+            took > whole,
+            "the ends took less than 3 × `within`: {took:?}"
+        );
     }
 
     #[test]
