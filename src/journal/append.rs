@@ -58,6 +58,7 @@ impl Journal {
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         self.refuse_if_file_gone()?;
         let window_ms = self.options.dedup_window.as_millis() as u64;
+        let wall_now_ms = super::now_ms();
         // What this batch journals, for duplicates within it and for the
         // index once the commit has succeeded.
         let mut fresh: HashMap<EventId, Seen> = HashMap::with_capacity(events.len());
@@ -81,10 +82,9 @@ impl Journal {
             let mut bytes = meta_count(&meta, "bytes", 0)?;
             for event in events.iter_mut() {
                 let id = event.id;
-                let earlier = fresh
-                    .get(&id)
-                    .map(|seen| seen.seq)
-                    .or_else(|| index.within_window(&id, now_ms, window_ms));
+                let earlier = fresh.get(&id).map(|seen| seen.seq).or_else(|| {
+                    index.within_window(&id, at_receipt(event, now_ms, wall_now_ms), window_ms)
+                });
                 if let Some(seq) = earlier {
                     pending.push(Pending::Duplicate { id, seq });
                     continue;
@@ -156,4 +156,16 @@ enum Pending {
         /// Where its JSON lies in the batch's buffer.
         json: std::ops::Range<usize>,
     },
+}
+
+/// The journal's clock when `event` was received: a copy is judged against
+/// the window as it stood then, not when its commit finally lands. A copy a
+/// source held in its retry loop through a commit outage longer than the
+/// window (a second SSE stream's copy, a Voip24h group whose webhook copy
+/// was committed just before the outage) was journaled again, the vendor
+/// having sent it once. How long it was held is read on the system clock,
+/// where `received_at_ms` is; a step of that clock meanwhile moves it, and
+/// a copy from the future (a step back) counts as received now.
+fn at_receipt(event: &PreparedEvent, now_ms: u64, wall_now_ms: u64) -> u64 {
+    now_ms.saturating_sub(wall_now_ms.saturating_sub(event.received_at_ms))
 }

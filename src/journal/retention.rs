@@ -22,6 +22,9 @@ use super::{
 /// Deletions per transaction, so retention never holds the writer for long.
 pub(super) const RETENTION_CHUNK: usize = 5_000;
 
+/// How long a dedup entry outlives its window (see `enforce_retention_reading`).
+pub(super) const EXPIRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Journal {
     /// Removes what retention and `max_size` allow. `active_sinks` are the
     /// sinks configured now: their cursors hold events back from retention.
@@ -74,7 +77,11 @@ impl Journal {
     ) -> Result<RetentionReport, JournalError> {
         self.refuse_if_file_gone()?;
         let retention_ms = self.options.retention.as_millis() as u64;
-        let window_ms = self.options.dedup_window.as_millis() as u64;
+        // Entries are kept a minute past the window: a copy a source held
+        // through a commit outage is judged as of its receipt (`append`), and
+        // lands seconds after the journal takes commits again, when a pass
+        // may come first.
+        let window_ms = (self.options.dedup_window + EXPIRY_GRACE).as_millis() as u64;
         let clock_started_ms = self.clock.started_ms();
         // With no sink nothing waits for delivery, also an event committed
         // after this read: from `last_seq`, such an event dropped for

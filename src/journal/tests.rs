@@ -455,6 +455,31 @@ fn dedup_within_window_in_batch_after_window_and_after_restart() {
     assert_eq!(all[0].header.id, all[1].header.id);
 }
 
+/// A copy a source held through a commit outage longer than the window (a
+/// second SSE stream's copy, retried every few seconds) is judged as it was
+/// received, not when its commit lands: it is a duplicate, where it was
+/// journaled a second time. A vendor's own retry after the window, received
+/// then, is still a new event.
+#[test]
+fn a_copy_held_through_an_outage_longer_than_the_window_is_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let t0 = 1_000_000_000;
+    let eleven_minutes = 660_000;
+    let out = j.append_batch_at(&[event("x")], t0).unwrap();
+    assert_eq!(seqs(&out), vec![(1, false)]);
+    // The held copy was received eleven minutes ago, with the first; the
+    // other copy arrives now.
+    let mut held = event("x");
+    held.received_at -= time::Duration::milliseconds(eleven_minutes as i64);
+    let out = j.append_batch_at(&[held], t0 + eleven_minutes).unwrap();
+    assert_eq!(seqs(&out), vec![(1, true)]);
+    let out = j
+        .append_batch_at(&[event("x")], t0 + eleven_minutes)
+        .unwrap();
+    assert_eq!(seqs(&out), vec![(2, false)]);
+}
+
 #[test]
 fn cursors_persist() {
     let dir = tempfile::tempdir().unwrap();
@@ -930,8 +955,8 @@ fn dedup_entries_expire_from_the_table_and_stay_expired_after_a_restart() {
         j.append_batch_at(&batch, t0).unwrap();
         j.append_batch_at(&[event("late")], t0 + 300_000).unwrap();
         assert_eq!(dedup_log_len(&j), 6);
-        // The first five have left the window; "late" has not.
-        j.enforce_retention_at(&[kafka_holding_nothing()], t0 + 600_000)
+        // The first five have left the window and its grace; "late" has not.
+        j.enforce_retention_at(&[kafka_holding_nothing()], t0 + 600_000 + GRACE_MS)
             .unwrap();
         assert_eq!(dedup_log_len(&j), 1);
         assert_eq!(j.dedup_index().len(), 1);
@@ -944,6 +969,26 @@ fn dedup_entries_expire_from_the_table_and_stay_expired_after_a_restart() {
     assert_eq!(seqs(&out), vec![(6, true), (7, false)]);
 }
 
+const GRACE_MS: u64 = super::retention::EXPIRY_GRACE.as_millis() as u64;
+
+/// An entry outlives its window by a grace in the table and the index (a
+/// held copy landing just after an outage is judged as of its receipt),
+/// but a copy received after the window is new all the same.
+#[test]
+fn entries_outlive_the_window_by_a_grace_that_changes_no_judgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let t0 = 2_000_000_000;
+    j.append_batch_at(&[event("x")], t0).unwrap();
+    j.enforce_retention_at(&[], t0 + 600_000).unwrap();
+    assert_eq!(dedup_log_len(&j), 1, "kept through the grace");
+    let out = j.append_batch_at(&[event("x")], t0 + 600_000).unwrap();
+    assert_eq!(seqs(&out), vec![(2, false)], "but judged by the window");
+    j.enforce_retention_at(&[], t0 + 600_000 + GRACE_MS)
+        .unwrap();
+    assert_eq!(dedup_log_len(&j), 1, "the first expired, the second kept");
+}
+
 /// A pass judges each chunk by the clock read once the chunk's transaction is
 /// open. An entry the writer stamped after the pass began, and committed
 /// before its second chunk, must not look like an earlier run's entry
@@ -954,9 +999,9 @@ fn an_entry_committed_while_a_pass_runs_is_judged_by_a_clock_read_after_it() {
     let pass = |per_chunk: bool| {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(options(dir.path())).unwrap();
-        // The relay has run for one window when the pass begins.
+        // The relay has run for one window and its grace when the pass begins.
         let started = j.clock.started_ms();
-        let pass_began = started + 600_000;
+        let pass_began = started + 600_000 + GRACE_MS;
         let old: Vec<_> = (0..super::retention::RETENTION_CHUNK)
             .map(|i| event(&format!("old{i}")))
             .collect();
