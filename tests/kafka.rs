@@ -454,6 +454,14 @@ async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order()
         journaled.len(),
         consumed.len()
     );
+    // docs/kafka.md, "Duplicates, measured": 0 for this outage.
+    assert_eq!(
+        duplicates,
+        0,
+        "the broker outage sent events to Kafka twice ({} copies of {} events)",
+        consumed.len(),
+        journaled.len()
+    );
     let lag = ctx
         .metrics
         .sink_lag_events
@@ -669,6 +677,14 @@ async fn fatal_error_mid_stream(error: RDKafkaRespErr) {
         journaled.len(),
         consumed.len()
     );
+    // docs/kafka.md, "Duplicates, measured": 0 for a fatal producer error.
+    assert_eq!(
+        duplicates,
+        0,
+        "replacing the producer after {error:?} sent events to Kafka twice ({} copies of {} events)",
+        consumed.len(),
+        journaled.len()
+    );
     relay.stop().await;
 }
 
@@ -713,6 +729,14 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
         "restart: {} events, cursor at restart {resumed_from}, {} copies, {duplicates} duplicates",
         journaled.len(),
         consumed.len()
+    );
+    // docs/kafka.md, "Duplicates, measured": 0 for a stop and restart.
+    assert_eq!(
+        duplicates,
+        0,
+        "the restart (cursor at {resumed_from}) sent events to Kafka twice ({} copies of {} events)",
+        consumed.len(),
+        journaled.len()
     );
     relay.stop().await;
 }
@@ -1538,6 +1562,14 @@ async fn tansu_killed_and_restarted_mid_stream_loses_nothing() {
         "tansu kill -9: {} events, {} copies, {duplicates} duplicates",
         journaled.len(),
         consumed.len()
+    );
+    // docs/kafka.md, "Duplicates, measured": 0 for tansu killed and restarted.
+    assert_eq!(
+        duplicates,
+        0,
+        "the broker's kill -9 and restart left events in Kafka twice ({} copies of {} events)",
+        consumed.len(),
+        journaled.len()
     );
     relay.stop().await;
 }

@@ -713,6 +713,13 @@ async fn every_broker_down_under_webhook_load_loses_nothing_and_keeps_key_order(
         consumed.len(),
         duplicates.len()
     );
+    // docs/RELIABILITY.md and docs/kafka.md: 0 duplicates for this outage.
+    assert!(
+        duplicates.is_empty(),
+        "{} events sent to Kafka twice across the outage, e.g. {:?}",
+        duplicates.len(),
+        &duplicates[..duplicates.len().min(5)]
+    );
     relay.stop().await;
 }
 
