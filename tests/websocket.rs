@@ -455,6 +455,10 @@ async fn auth_filters_max_clients_status_and_shutdown() {
     .await;
     let mut c = connect(&ws_url(&relay, "?token=tok-a&subject=S1,S2")).await;
     let mut all = connect(&ws_url(&relay, "?token=tok-a")).await;
+    // Each session serves live events before the mix is committed.
+    for client in [&mut a, &mut b, &mut c, &mut all] {
+        await_serving(client).await;
+    }
 
     // max_clients = 4: the fifth is refused with 503 before the upgrade.
     assert_eq!(
@@ -1755,6 +1759,8 @@ async fn no_pong_closes_and_a_stalled_write_counts_as_slow() {
         tokio_tungstenite::client_async(ws_url(&relay2, ""), MaybeTlsStream::Plain(stream))
             .await
             .expect("upgrade");
+    // Subscribed before the events are committed; it reads nothing after.
+    await_serving(&mut stalled).await;
     let events = (1..=3_000)
         .map(|n| event_sized(n, "call.ringing", Vendor::Voip24h, "main", None, 1_000))
         .collect();
@@ -1784,12 +1790,16 @@ async fn wait_returns_only_after_every_session_ended_and_freed_the_journal() {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     let stream = socket.connect(relay.addr).await.expect("tcp connect");
-    let (stuck, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
-        .await
-        .expect("stuck client upgrade");
+    let (mut stuck, _) =
+        tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("stuck client upgrade");
+    // Subscribed before the events are committed: they are queued to it.
+    await_serving(&mut stuck).await;
     // One that gets no event (its filter matches none) and never answers the
     // 1001 close: its session waits out its close grace.
-    let silent = connect(&format!("{url}?type=nothing.*")).await;
+    let mut silent = connect(&format!("{url}?type=nothing.*")).await;
+    await_serving(&mut silent).await;
     assert_eq!(ctx.metrics.ws_clients.get(), 2);
     let big = big_events(128);
     submit_all(&ctx.ingest, big).await;
@@ -1836,7 +1846,9 @@ async fn a_shutdown_cuts_short_the_close_of_a_session_ending_for_its_own_reason(
         "[websocket]\nclient_queue = 10\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
     )
     .await;
-    let unread = unread_client(&relay, "").await;
+    let mut unread = unread_client(&relay, "").await;
+    // Subscribed before the events are committed, or it is never slow.
+    await_serving(&mut unread).await;
     let big = big_events(128);
     submit_all(&relay.ctx.ingest, big).await;
     eventually(WAIT, "the unread client is dropped as slow", || {
