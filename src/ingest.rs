@@ -239,6 +239,23 @@ impl BusyClock {
     }
 }
 
+/// A group in the journal's queue: it is committed (or refused) as a whole
+/// whether or not its answer is awaited.
+pub struct QueuedGroup {
+    replies: Vec<oneshot::Receiver<Result<Ack, IngestError>>>,
+}
+
+impl QueuedGroup {
+    /// Every event's answer, once the group's commit has ended.
+    pub async fn answered(self) -> Result<Vec<Ack>, IngestError> {
+        let mut acks = Vec::with_capacity(self.replies.len());
+        for rx in self.replies {
+            acks.push(rx.await.unwrap_or(Err(IngestError::ShuttingDown))?);
+        }
+        Ok(acks)
+    }
+}
+
 impl IngestHandle {
     /// Submits and waits for room, then for the commit.
     pub async fn submit(&self, event: IncomingEvent) -> Result<Ack, IngestError> {
@@ -290,6 +307,28 @@ impl IngestHandle {
     /// duplicates), or none. One commit for a burst instead of one per event,
     /// and a failure retried as a whole keeps their order.
     pub async fn submit_all(&self, events: &[IncomingEvent]) -> Result<Vec<Ack>, IngestError> {
+        self.queue_all(events, None).await?.answered().await
+    }
+
+    /// As [`IngestHandle::submit_all`], but gives up waiting for room at
+    /// `give_up` (`Full`: nothing was queued) and returns once the group is
+    /// queued: from then on it is committed whatever the caller does, and
+    /// the caller may stop waiting for its answer ([`QueuedGroup::answered`])
+    /// when a stop's drain runs out, rather than be aborted still waiting
+    /// with what it read behind the group uncounted.
+    pub async fn queue_all_unless(
+        &self,
+        events: &[IncomingEvent],
+        give_up: &CancellationToken,
+    ) -> Result<QueuedGroup, IngestError> {
+        self.queue_all(events, Some(give_up)).await
+    }
+
+    async fn queue_all(
+        &self,
+        events: &[IncomingEvent],
+        give_up: Option<&CancellationToken>,
+    ) -> Result<QueuedGroup, IngestError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(IngestError::ShuttingDown);
         }
@@ -302,15 +341,19 @@ impl IngestHandle {
                 (Submission { event, reply }, rx)
             })
             .unzip();
-        self.tx
-            .send(Message::Group(group))
-            .await
-            .map_err(|_| IngestError::ShuttingDown)?;
-        let mut acks = Vec::with_capacity(replies.len());
-        for rx in replies {
-            acks.push(rx.await.unwrap_or(Err(IngestError::ShuttingDown))?);
+        let room = self.tx.reserve();
+        let permit = match give_up {
+            None => room.await,
+            // Room already there is taken, given up or not, as `submit_unless`.
+            Some(give_up) => tokio::select! {
+                biased;
+                permit = room => permit,
+                () = give_up.cancelled() => return Err(IngestError::Full),
+            },
         }
-        Ok(acks)
+        .map_err(|_| IngestError::ShuttingDown)?;
+        permit.send(Message::Group(group));
+        Ok(QueuedGroup { replies })
     }
 
     /// Submits without waiting for room: `Full` when the queue is full.

@@ -305,6 +305,44 @@ async fn a_group_is_journaled_whole_or_not_at_all_in_order() {
     ingest.shutdown().await;
 }
 
+/// A group is queued without waiting for its commit, and is committed
+/// whether or not its answer is awaited (a Voip24h session past its drain
+/// stops waiting); a wait for room ends at `give_up` with nothing queued.
+#[tokio::test]
+async fn a_queued_group_is_committed_unawaited_and_a_wait_for_room_ends_at_give_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = IngestOptions {
+        queue: 1,
+        max_batch: 2_048,
+    };
+    let (store, open, ingest, _hub, _) = setup_with(dir.path(), options);
+    let handle = ingest.handle();
+    let first = handle.try_submit(event("first")).unwrap();
+    store.wait_at_gate();
+    let give_up = CancellationToken::new();
+    let queued = handle
+        .queue_all_unless(&[event("g1"), event("g2")], &give_up)
+        .await
+        .unwrap();
+    // The queue is full behind the held commit.
+    give_up.cancel();
+    let refused = handle.queue_all_unless(&[event("late")], &give_up).await;
+    assert!(
+        matches!(refused, Err(IngestError::Full)),
+        "{:?}",
+        refused.err()
+    );
+    drop(queued);
+    open.send(()).unwrap();
+    assert!(!first.await.unwrap().unwrap().duplicate);
+    ingest.shutdown().await;
+    assert_eq!(
+        store.journal.last_seq(),
+        3,
+        "the group left unawaited is journaled, the one given up is not"
+    );
+}
+
 #[tokio::test]
 async fn concurrent_submissions_get_distinct_seqs_and_duplicates_the_first() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,10 @@
 //! and the session goes on; readable ones are journaled in one commit, in
 //! order, retried as a whole on commit errors until journaled or the caller
 //! gives up (`give_up`: the session's drain deadline after a stop) — never
-//! dropped before that; meanwhile the session's `hello`s go on (see
+//! dropped before that. A group already queued when the drain ends is
+//! committed whatever the session does, and is waited for 3 s more at most,
+//! so the session ends (and counts what it leaves) before the sources' stop
+//! aborts it; meanwhile the session's `hello`s go on (see
 //! [`super::keep_alive`]), so that the server keeps the session.
 
 use std::borrow::Cow;
@@ -202,9 +205,26 @@ pub async fn deliver_all(
         .inc_by(events.len() as u64);
     let mut wait = FIRST_COMMIT_RETRY;
     loop {
-        let submitted = saying_hello(&mut keep_alive, ctx.ingest.submit_all(&events)).await;
+        let submitted = saying_hello(&mut keep_alive, async {
+            let queued = ctx.ingest.queue_all_unless(&events, give_up).await?;
+            let answered = queued.answered();
+            tokio::pin!(answered);
+            tokio::select! {
+                answer = &mut answered => answer.map(|_| ()),
+                () = answer_grace_over(give_up) => {
+                    // Queued, so committed when the commit in progress ends
+                    // (a reopen reads the whole file: minutes); waiting on
+                    // past the drain got the session aborted at the
+                    // sources' 10 s, what it read behind this group lost
+                    // and not counted.
+                    warnings.group_unanswered(account, events.len(), ANSWER_GRACE);
+                    Ok(())
+                }
+            }
+        })
+        .await;
         match submitted {
-            Ok(_) => return Ok(events.len()),
+            Ok(()) => return Ok(events.len()),
             Err(IngestError::ShuttingDown) => return Err(abandoned(&events)),
             Err(e) => {
                 warnings.journal_refused(account, events.len(), &e, wait);
@@ -216,6 +236,17 @@ pub async fn deliver_all(
             }
         }
     }
+}
+
+/// How long a group already queued is waited for once the drain is over:
+/// the session must end well before the sources' stop aborts it (10 s after
+/// the stop; the drain is 3 s).
+const ANSWER_GRACE: Duration = Duration::from_secs(3);
+
+/// Ends [`ANSWER_GRACE`] after `give_up` fires.
+async fn answer_grace_over(give_up: &CancellationToken) {
+    give_up.cancelled().await;
+    tokio::time::sleep(ANSWER_GRACE).await;
 }
 
 /// Runs `work`, with the session's `hello`s going on meanwhile if asked.

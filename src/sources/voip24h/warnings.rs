@@ -76,4 +76,17 @@ impl SessionWarnings {
                 "journal refused events; retrying"),
         }
     }
+
+    /// A group queued before the stop whose commit had not ended `grace`
+    /// after the drain: said, once per stop, not counted as lost.
+    pub fn group_unanswered(&self, account: &str, events: usize, grace: Duration) {
+        let grace_ms = crate::logging::millis(grace);
+        tracing::warn!(
+            vendor = "voip24h",
+            account,
+            events,
+            grace_ms,
+            "`response` events handed to the journal before the stop had no answer by the end of the drain's grace (a slow commit): they are journaled when that commit ends"
+        );
+    }
 }
