@@ -2280,17 +2280,20 @@ async fn sigterm_while_starting_stops_without_ready() {
     let fifo = dir.path().join("relay.toml");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
-    let mut child = Command::new(BIN)
-        .args(["run", "--log-format", "json", "--config"])
-        .arg(&fifo)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id().to_string();
+    // Killed on drop: a test that fails half-way leaves no relay running.
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&fifo)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let pid = child.0.id().to_string();
     let fed = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::OpenOptionsExt;
         // Non-blocking: the open fails (ENXIO) until the relay opens the
@@ -2326,12 +2329,12 @@ async fn sigterm_while_starting_stops_without_ready() {
     let exited = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
                 break Some(status);
             }
             if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = child.0.kill();
+                let _ = child.0.wait();
                 break None;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -2339,6 +2342,7 @@ async fn sigterm_while_starting_stops_without_ready() {
         let mut log = String::new();
         use std::io::Read;
         child
+            .0
             .stderr
             .take()
             .expect("stderr")
@@ -2362,6 +2366,16 @@ async fn sigterm_while_starting_stops_without_ready() {
     }
     assert!(notes.iter().any(|n| n == "STOPPING=1"), "{notes:?}");
     assert!(!notes.iter().any(|n| n == "READY=1"), "{notes:?}");
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A stop while the Kafka sink waits on a broker that does not answer (its
