@@ -13,7 +13,11 @@ use callrelay::journal::JournaledEvent;
 pub mod proxy;
 pub mod tls;
 
-/// A relay started for one test; stopped (drained) on `stop`, killed on drop.
+/// A relay started for one test; stopped (drained) on `stop`. Nothing stops
+/// it on drop: a `TestRelay` dropped without `stop` leaves the relay's task
+/// running detached (still serving, its journal open) until the test's
+/// runtime shuts down and drops its tasks mid-flight, without a drain; its
+/// temporary directory is removed at once. Call `stop` for a clean end.
 pub struct TestRelay {
     pub relay: Option<Relay>,
     pub addr: std::net::SocketAddr,
