@@ -419,17 +419,25 @@ fn version_names_the_commit_the_build_is_from() {
         .expect("run --version");
     assert!(out.status.success());
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let head = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let expected = match head {
-        Some(commit) => format!("callrelay {}+{commit}", env!("CARGO_PKG_VERSION")),
-        // A source tarball: no git, the crate's version alone.
-        None => format!("callrelay {}", env!("CARGO_PKG_VERSION")),
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let here = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).ok();
+    let a_checkouts_top = git(&["rev-parse", "--show-toplevel"])
+        .is_some_and(|top| std::fs::canonicalize(top).ok() == here);
+    let expected = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) if a_checkouts_top => {
+            format!("callrelay {}+{commit}", env!("CARGO_PKG_VERSION"))
+        }
+        // A source tarball (no git, or inside another repository): the
+        // crate's version alone.
+        _ => format!("callrelay {}", env!("CARGO_PKG_VERSION")),
     };
     assert_eq!(printed, expected);
     assert_eq!(
