@@ -28,7 +28,8 @@ fi
 CARGO_FUZZ_VERSION=0.13.2
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
   echo "== installing cargo-fuzz $CARGO_FUZZ_VERSION (once)"
-  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+  # Built in a directory of its own, not in the relay's CARGO_TARGET_DIR.
+  env -u CARGO_TARGET_DIR cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 
 # Seeds: every sample in each input mode (see fuzz/src/lib.rs), every config.
@@ -104,7 +105,7 @@ echo "== building fuzz targets"
 # an overflow on a number from the input wraps silently here while the same
 # input panics under `cargo test`.
 cargo fuzz build --sanitizer none -O -a
-bin_dir="${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release"
+bin_dir="${CARGO_TARGET_DIR:-fuzz/target}/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 mkdir -p fuzz/logs
 stamp=$(mktemp)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command). Installs what a fresh
-# machine lacks — the npm/pip packages of the test peers, the tansu broker —
-# and reuses what is already installed.
+# machine lacks — the npm packages and Debian tools of the test peers, the
+# tansu broker, cargo-fuzz — and reuses what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 TANSU_VERSION=0.6.0
 if [ "$(tansu --version 2>/dev/null)" != "tansu $TANSU_VERSION" ]; then
   echo "== installing tansu $TANSU_VERSION (once; about 10 minutes on 2 cores)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+  # Built in a directory of its own, not in the relay's CARGO_TARGET_DIR.
+  env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
 
 echo "== cargo test"

@@ -26,6 +26,12 @@ fi
 # no terminal, so a debconf question cannot wait unseen.
 apt() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get "$@" </dev/null >/dev/null 2>&1; }
 updated=""
+# Whether a prometheus service was already enabled here before this run: the
+# host's own monitoring is left alone.
+prometheus_was_enabled=""
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  prometheus_was_enabled=1
+fi
 # One package at a time: one that cannot be installed does not hold back the
 # others. The package lists are refreshed once, the first time one fails.
 for package in "${missing[@]}"; do
@@ -35,9 +41,10 @@ for package in "${missing[@]}"; do
     apt install -y -qq --no-install-recommends "$package" || true
   fi
 done
-# The prometheus service is not needed by the tests; where systemd runs it,
-# it is stopped and kept from starting at boot.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+# The prometheus service this run's package installed is not needed by the
+# tests; where systemd runs it, it is stopped and kept from starting at boot.
+if [ -z "$prometheus_was_enabled" ] && [[ " ${missing[*]} " == *" prometheus "* ]] \
+  && command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 still=()

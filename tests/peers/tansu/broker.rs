@@ -39,8 +39,8 @@ pub fn binary() -> PathBuf {
     assert!(
         candidate.is_file(),
         "tansu (the Kafka-compatible broker these tests run) is not installed: \
-         run `cargo install tansu --locked --features dynostore,libsql` \
-         (scripts/test.sh does it), or point $TANSU at the binary"
+         run `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` \
+         (scripts/test.sh does it; another version speaks another command line), or point $TANSU at the binary"
     );
     candidate
 }
