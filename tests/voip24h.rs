@@ -1402,15 +1402,16 @@ async fn hellos_keep_their_distance(sio: u8) {
     let min_gap = HELLO_INTERVAL.as_secs_f64() * 1000.0;
     // Slack for the two hellos' own trip over loopback and the peer's
     // event loop (a hello answered at each `say` would be a few ms apart);
-    // above, a second for a busy 2-core machine (a starved heartbeat went
-    // silent for 25 s).
+    // above, 5 s for a busy 2-core machine, whose relay or node peer can
+    // stall for a second or two: far below the 25 s a starved heartbeat
+    // went silent for.
     for gap in &gaps {
         assert!(
             *gap >= min_gap - 200.0,
             "socket.io {sio}: hellos {gap:.0} ms apart, minimum {min_gap} ms: {gaps:?}"
         );
         assert!(
-            *gap <= min_gap * 2.0 + 1000.0,
+            *gap <= min_gap * 2.0 + 5000.0,
             "socket.io {sio}: no hello for {gap:.0} ms: {gaps:?}"
         );
     }
