@@ -1426,7 +1426,10 @@ async fn a_body_with_wrong_credentials_is_refused_without_being_held() {
         &relay,
         &tel4vn_head("wrong", 100_000, "Expect: 100-continue\r\n"),
         b"",
-        Duration::from_secs(1),
+        // The first status line tells a 100 Continue from the 401; 10 s
+        // for busy cores, still well before the 30 s body timeout a relay
+        // waiting for the (never sent) body would need.
+        Duration::from_secs(10),
     )
     .await;
     assert!(
