@@ -161,6 +161,13 @@ struct Report {
     outcome: Outcome,
 }
 
+impl Report {
+    /// From the event's receipt to its report, in seconds.
+    fn latency_s(&self) -> f64 {
+        self.done_ms.saturating_sub(self.received_at_ms) as f64 / 1000.0
+    }
+}
+
 /// How often a recovery for the same reason is logged at warn while the
 /// sink has not delivered since (the rest at debug, counted in the next).
 const RECOVERY_LOG_INTERVAL: Duration = Duration::from_secs(300);
@@ -247,6 +254,14 @@ pub struct Forwarder {
     minimum_unknown_logged: LogThrottle<String>,
     published: IntCounter,
     latency: Histogram,
+    /// Deliveries reported behind a failed record (seq → latency in s), not
+    /// counted yet: counted when the cursor passes them as found by the
+    /// read-back. Counted at once, they kept `events_published` rising
+    /// while one topic's failing record held the cursor for hours, and
+    /// `CallrelayKafkaNotDelivering` never fired; dropped, they were never
+    /// counted at all. At most what was in flight; those the cursor has
+    /// passed are let go at a resume's end.
+    delivered_behind_failure: std::collections::BTreeMap<u64, f64>,
     producers_created: u64,
     /// The held drops the sink let go of are not counted yet (see `held_drops`).
     held_drops_untaken: bool,
@@ -295,6 +310,7 @@ impl Forwarder {
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
             resume,
             last_resume: serde_json::Value::Null,
+            delivered_behind_failure: Default::default(),
             marked_unclean: interrupted,
             requests_may_land: false,
             persisted: cursor,
@@ -696,6 +712,10 @@ impl Forwarder {
             Outcome::AlreadyInKafka(at) => {
                 self.cursor = report.seq;
                 self.note_offset(&report.topic, at, true);
+                if let Some(latency) = self.delivered_behind_failure.remove(&report.seq) {
+                    self.published.inc();
+                    self.latency.observe(latency);
+                }
                 // Kafka has it: after a recovery whose read-back found
                 // everything, no delivery may come for hours, and the sink
                 // must not stay "not delivering" with nothing left to send.
@@ -705,7 +725,9 @@ impl Forwarder {
             Outcome::Delivered(at) => {
                 self.cursor = report.seq;
                 self.note_offset(&report.topic, at, false);
-                self.count_delivered(&report);
+                self.delivered_behind_failure.remove(&report.seq);
+                self.published.inc();
+                self.latency.observe(report.latency_s());
                 self.awaiting_reports_since = Instant::now();
                 self.health.delivered();
                 self.recovered();
@@ -726,13 +748,6 @@ impl Forwarder {
             }),
             Outcome::Dropped => Err(Failure::ProducerGone),
         }
-    }
-
-    /// Counts a record Kafka acknowledged: published, and its latency.
-    fn count_delivered(&self, report: &Report) {
-        self.published.inc();
-        let latency = report.done_ms.saturating_sub(report.received_at_ms) as f64 / 1000.0;
-        self.latency.observe(latency);
     }
 
     /// Notes where the cursor's message is in `topic`: delivered there now,

@@ -3,9 +3,9 @@
 //! dropped while the sink held it and is now let go of (`held_drops`).
 //!
 //! Guarantees: reports drained before the failing one still move the cursor;
-//! after it, nothing does, but a delivery reported after it is still counted
-//! (`events_published`, latency); whatever was handed over after the cursor
-//! is read back before it is sent again.
+//! after it, nothing does, and a delivery reported after it is counted
+//! (`events_published`, latency) once the cursor passes it; whatever was
+//! handed over after the cursor is read back before it is sent again.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -145,17 +145,17 @@ impl Forwarder {
 
     /// Counts a report drained during recovery; returns whether the run is broken.
     ///
-    /// Behind a failed record the cursor stays, but a delivery is counted
-    /// all the same: Kafka acknowledged it, and the read-back then passes
-    /// it as found, which counts nothing. Dropped uncounted, up to 20,000
-    /// acknowledged events per failure were missing from
-    /// `events_published`, a gap in journaled-minus-published that did not
-    /// exist (Kafka sink review, 2026-12-06). One the read-back misses is
-    /// sent again and counted again, as every copy Kafka acknowledges is.
+    /// Behind a failed record the cursor stays, and a delivery is kept to
+    /// be counted when the cursor passes it as found by the read-back
+    /// (`delivered_behind_failure`): dropped, up to 20,000 acknowledged
+    /// events per failure were never in `events_published` (Kafka sink
+    /// review, 2026-12-06); counted here, the counter rose while the cursor
+    /// stood still, and the not-delivering alert never fired.
     pub(super) fn settle(&mut self, report: Report, broken: bool) -> bool {
         if broken {
             if matches!(report.outcome, Outcome::Delivered(_)) {
-                self.count_delivered(&report);
+                self.delivered_behind_failure
+                    .insert(report.seq, report.latency_s());
             }
             return true;
         }

@@ -246,11 +246,13 @@ async fn a_recovery_moves_the_cursor_only_up_to_the_first_failed_report() {
 }
 
 /// The deliveries reported behind a failed record do not move the cursor,
-/// but Kafka acknowledged them: they are counted, with their latency. They
-/// were dropped uncounted, and the read-back that then found them counts
-/// nothing (Kafka sink review, 2026-12-06).
+/// but Kafka acknowledged them: they are counted, with their latency, when
+/// the cursor passes them as found. They were dropped uncounted, and the
+/// read-back that then found them counted nothing (Kafka sink review,
+/// 2026-12-06); counted at once, they kept the counter rising while the
+/// cursor stood still.
 #[tokio::test]
-async fn deliveries_behind_a_failed_record_are_counted_though_the_cursor_stays() {
+async fn deliveries_behind_a_failed_record_are_counted_once_the_cursor_passes_them() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
@@ -270,9 +272,34 @@ async fn deliveries_behind_a_failed_record_are_counted_though_the_cursor_stays()
         .await;
 
     assert_eq!(forwarder.cursor, 4, "the failed record holds the cursor");
-    assert_eq!(forwarder.published.get(), 3, "4, 6 and 8");
-    assert_eq!(latency.get_sample_count(), 3);
-    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&3), "seq 4's");
+    // Counted while the cursor stands still, the counter rose and the
+    // not-delivering alert, which reads it, never fired.
+    assert_eq!(forwarder.published.get(), 1, "4 only, so far");
+    // The read-back passes 6 and 8 as found, 5 and 7 are sent again.
+    for (seq, outcome) in [
+        (5, delivered(5)),
+        (
+            6,
+            Outcome::AlreadyInKafka(Position {
+                partition: 0,
+                offset: 5,
+            }),
+        ),
+        (7, delivered(7)),
+        (
+            8,
+            Outcome::AlreadyInKafka(Position {
+                partition: 0,
+                offset: 7,
+            }),
+        ),
+    ] {
+        forwarder.on_report(report(seq, outcome)).unwrap();
+    }
+    assert_eq!(forwarder.cursor, 8);
+    assert_eq!(forwarder.published.get(), 5, "4 to 8, each once");
+    assert_eq!(latency.get_sample_count(), 5);
+    assert!(forwarder.delivered_behind_failure.is_empty());
     fixture.stop().await;
 }
 
