@@ -25,7 +25,7 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ mod record;
 mod resume_ids;
 use resume_ids::SSE_RESUME;
 pub use resume_ids::SavedResumeId;
+pub use retention::EXPIRY_GRACE;
 mod retention;
 mod stop_losses;
 mod unsaid_loss;
@@ -268,6 +269,8 @@ pub struct Journal {
     /// Lines about records that cannot be read: every read passing one
     /// meets it again.
     unreadable_log: Mutex<LogThrottle<()>>,
+    /// Retention passes leave the dedup log alone ([`Journal::hold_dedup_expiry`]).
+    dedup_expiry_held: AtomicBool,
     /// Test-only: cursor writes committed with durability asked of redb,
     /// so a test sees what the journal was asked, not only what the
     /// forwarder meant to ask.
@@ -397,6 +400,7 @@ impl Journal {
             presence: FilePresence::default(),
             created,
             unreadable_log: Mutex::new(LogThrottle::new(UNREADABLE_LOG_INTERVAL)),
+            dedup_expiry_held: AtomicBool::new(false),
             #[cfg(test)]
             durable_cursor_writes: AtomicU64::new(0),
         };

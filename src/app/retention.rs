@@ -37,6 +37,8 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
     let max_size = ctx.journal.options().max_size;
     let mut drops = DropLog::default();
     let mut failures = LogThrottle::new(FAILURE_LOG_EVERY);
+    // Since when commits have succeeded (`None` while they fail).
+    let mut writable_since = Some(Instant::now());
     loop {
         tokio::select! {
             biased;
@@ -49,6 +51,17 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
                 }
             }
         }
+        writable_since = match (ctx.ingest.is_writable(), writable_since) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+        };
+        // A copy a source held through the outage lands seconds after
+        // commits succeed again, judged as of its receipt: the entry of the
+        // copy journaled before the outage must still be there.
+        ctx.journal.hold_dedup_expiry(
+            writable_since.is_none_or(|since| since.elapsed() < crate::journal::EXPIRY_GRACE),
+        );
         let journal = ctx.journal.clone();
         let sinks = ctx.active_sinks();
         // The relay's stop too, not only this loop's, which comes once the

@@ -69,6 +69,17 @@ impl DedupIndex {
         self.latest.extend(committed);
     }
 
+    /// Forgets the entries [`expire`] removed from the table, in a
+    /// transaction that has committed.
+    pub(super) fn forget_expired(&mut self, expired: &[(EventId, u64)]) {
+        for (id, seq) in expired {
+            self.forget(id, *seq);
+        }
+        if !expired.is_empty() {
+            self.give_back_room();
+        }
+    }
+
     /// Forgets `id` if its latest entry is the one at `seq`.
     fn forget(&mut self, id: &EventId, seq: u64) {
         if self.latest.get(id).is_some_and(|seen| seen.seq == seq) {
@@ -112,7 +123,9 @@ pub(super) fn insert_entry(
 }
 
 /// Removes up to `limit` entries from the front of `dedup_log` whose window
-/// has passed, from the table and from `index`; returns how many. Stops at the
+/// has passed, and returns them, for [`DedupIndex::forget_expired`] once the
+/// transaction has committed (forgotten before, a pass whose commit failed
+/// left the index without entries the table still had). Stops at the
 /// first entry still within its window (entries are in seq order, which is
 /// time order: the journal's clock never goes back; an entry written out of
 /// order, by an older relay on a clock that stepped back, only lives longer;
@@ -120,14 +133,13 @@ pub(super) fn insert_entry(
 /// [`clock::age_from`]).
 pub(super) fn expire(
     table: &mut Table<u64, &[u8]>,
-    index: &mut DedupIndex,
     now_ms: u64,
     clock_started_ms: u64,
     window_ms: u64,
     limit: usize,
-) -> Result<usize, JournalError> {
-    let mut removed = 0;
-    while removed < limit {
+) -> Result<Vec<(EventId, u64)>, JournalError> {
+    let mut removed = Vec::new();
+    while removed.len() < limit {
         let front = table
             .first()
             .map_err(storage)?
@@ -139,11 +151,7 @@ pub(super) fn expire(
             break;
         }
         table.remove(seq).map_err(storage)?;
-        index.forget(&id, seq);
-        removed += 1;
-    }
-    if removed > 0 {
-        index.give_back_room();
+        removed.push((id, seq));
     }
     Ok(removed)
 }
@@ -269,7 +277,11 @@ mod tests {
             insert_entry(&mut table, &id, seen).unwrap();
             index.extend([(id, seen)]);
         }
-        let mut expire_chunk = || expire(&mut table, &mut index, 10_000, 0, 5_000, 2).unwrap();
+        let mut expire_chunk = || {
+            let expired = expire(&mut table, 10_000, 0, 5_000, 2).unwrap();
+            index.forget_expired(&expired);
+            expired.len()
+        };
         assert_eq!(expire_chunk(), 2);
         assert_eq!(expire_chunk(), 2);
         assert_eq!(expire_chunk(), 1);
@@ -297,8 +309,9 @@ mod tests {
             index.extend([(EventId(id), seen)]);
         }
         assert!(index.latest.capacity() >= burst as usize);
-        let expired = expire(&mut table, &mut index, 10_000, 0, 5_000, usize::MAX).unwrap();
-        assert_eq!(expired, burst as usize);
+        let expired = expire(&mut table, 10_000, 0, 5_000, usize::MAX).unwrap();
+        index.forget_expired(&expired);
+        assert_eq!(expired.len(), burst as usize);
         assert!(
             index.latest.capacity() <= 4_096,
             "an empty index still has room for {} entries",

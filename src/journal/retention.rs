@@ -23,9 +23,19 @@ use super::{
 pub(super) const RETENTION_CHUNK: usize = 5_000;
 
 /// How long a dedup entry outlives its window (see `enforce_retention_reading`).
-pub(super) const EXPIRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+pub const EXPIRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Journal {
+    /// Holds the dedup log's expiry (`true`) or lets it go on: the relay
+    /// holds it while commits fail and for [`EXPIRY_GRACE`] after they
+    /// succeed again, so that a copy a source held in its retry loop
+    /// through the outage, judged as of its receipt, still finds the entry
+    /// of the copy journaled before it, however long the outage was. The
+    /// index does not grow meanwhile: nothing commits.
+    pub fn hold_dedup_expiry(&self, held: bool) {
+        self.dedup_expiry_held.store(held, Ordering::Release);
+    }
+
     /// Removes what retention and `max_size` allow. `active_sinks` are the
     /// sinks configured now: their cursors hold events back from retention.
     /// An event `max_size` drops while a sink holds it in memory is not
@@ -124,7 +134,7 @@ impl Journal {
                     .filter(|((_, cursor, _), _)| *cursor < seq)
                     .all(|(_, held)| seq <= *held)
             };
-            let (removed, done, bytes) = {
+            let (removed, done, bytes, expired) = {
                 let mut log = txn.open_table(EVENTS).map_err(storage)?;
                 let mut dedup_log = txn.open_table(DEDUP_LOG).map_err(storage)?;
                 let mut meta = txn.open_table(META).map_err(storage)?;
@@ -180,17 +190,21 @@ impl Journal {
                     removed += 1;
                 }
                 // Dedup entries expire with the window, whether or not their
-                // event is still held (`max_size` may have dropped it).
-                let expired_ids = dedup::expire(
-                    &mut dedup_log,
-                    &mut self.dedup_index(),
-                    now_ms,
-                    clock_started_ms,
-                    window_ms,
-                    RETENTION_CHUNK,
-                )
-                .map_err(|e| e.in_dedup_index(&self.path))?;
-                if expired_ids == RETENTION_CHUNK {
+                // event is still held (`max_size` may have dropped it); not
+                // while expiry is held (`hold_dedup_expiry`).
+                let expired = if self.dedup_expiry_held.load(Ordering::Acquire) {
+                    Vec::new()
+                } else {
+                    dedup::expire(
+                        &mut dedup_log,
+                        now_ms,
+                        clock_started_ms,
+                        window_ms,
+                        RETENTION_CHUNK,
+                    )
+                    .map_err(|e| e.in_dedup_index(&self.path))?
+                };
+                if expired.len() == RETENTION_CHUNK {
                     done = false;
                 }
                 let mut held_in_memory = 0u64;
@@ -201,9 +215,10 @@ impl Journal {
                 report.held_in_memory = held_in_memory;
                 meta.insert("bytes", bytes).map_err(storage)?;
                 unsaid_loss::add(&mut meta, report.dropped_undelivered - undelivered_before)?;
-                (removed, done, bytes)
+                (removed, done, bytes, expired)
             };
             txn.commit().map_err(storage)?;
+            self.dedup_index().forget_expired(&expired);
             // Let go before `refresh_stats` asks for the database again: a
             // reopen in between would wait for this handle while this thread
             // waited for the reopen, until the reopen gave up on the file in

@@ -971,6 +971,30 @@ fn dedup_entries_expire_from_the_table_and_stay_expired_after_a_restart() {
 
 const GRACE_MS: u64 = super::retention::EXPIRY_GRACE.as_millis() as u64;
 
+/// While the relay holds the dedup log's expiry (commits failing, and a
+/// minute after), a pass leaves every entry however old: a copy held
+/// through an outage longer than the window and its grace still finds the
+/// entry of the copy journaled before it.
+#[test]
+fn a_held_expiry_keeps_the_entries_through_an_outage_of_any_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let t0 = 2_000_000_000;
+    let twenty_minutes = 1_200_000;
+    j.append_batch_at(&[event("x")], t0).unwrap();
+    j.hold_dedup_expiry(true);
+    j.enforce_retention_at(&[], t0 + twenty_minutes).unwrap();
+    assert_eq!(dedup_log_len(&j), 1, "kept while held");
+    let mut held = event("x");
+    held.received_at -= time::Duration::milliseconds(twenty_minutes as i64);
+    let out = j.append_batch_at(&[held], t0 + twenty_minutes).unwrap();
+    assert_eq!(seqs(&out), vec![(1, true)]);
+    j.hold_dedup_expiry(false);
+    j.enforce_retention_at(&[], t0 + twenty_minutes).unwrap();
+    assert_eq!(dedup_log_len(&j), 0, "expired once let go");
+    assert_eq!(j.dedup_index().len(), 0);
+}
+
 /// An entry outlives its window by a grace in the table and the index (a
 /// held copy landing just after an outage is judged as of its receipt),
 /// but a copy received after the window is new all the same.
