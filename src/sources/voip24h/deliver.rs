@@ -207,17 +207,23 @@ pub async fn deliver_all(
     loop {
         let submitted = saying_hello(&mut keep_alive, async {
             let queued = ctx.ingest.queue_all_unless(&events, give_up).await?;
-            let answered = queued.answered();
-            tokio::pin!(answered);
+            let mut answered = Box::pin(queued.answered());
             tokio::select! {
                 answer = &mut answered => answer.map(|_| ()),
                 () = answer_grace_over(give_up) => {
-                    // Queued, so committed when the commit in progress ends
-                    // (a reopen reads the whole file: minutes); waiting on
-                    // past the drain got the session aborted at the
-                    // sources' 10 s, what it read behind this group lost
-                    // and not counted.
+                    // Queued, so journaled if the commit in progress
+                    // succeeds (a reopen reads the whole file: minutes);
+                    // waiting on past the drain got the session aborted at
+                    // the sources' 10 s, what it read behind this group
+                    // lost and not counted. Its answer is still taken: a
+                    // refusal is counted as lost at the stop.
                     warnings.group_unanswered(account, events.len(), ANSWER_GRACE);
+                    let (ctx, account, group) = (ctx.clone(), account.to_owned(), events.len());
+                    tokio::spawn(async move {
+                        if answered.await.is_err() {
+                            count_lost_at_stop(&ctx, &account, group as u64);
+                        }
+                    });
                     Ok(())
                 }
             }
@@ -239,9 +245,33 @@ pub async fn deliver_all(
 }
 
 /// How long a group already queued is waited for once the drain is over:
-/// the session must end well before the sources' stop aborts it (10 s after
-/// the stop; the drain is 3 s).
-const ANSWER_GRACE: Duration = Duration::from_secs(3);
+/// the session must end before the sources' stop aborts it, 10 s after the
+/// stop (see `session::DRAIN_LIMIT` for the rest of that budget).
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// `left` `response`s received and not journaled at a stop are lost (the
+/// server will not send them again): counted and logged rather than
+/// dropped without a word.
+pub fn count_lost_at_stop(ctx: &Context, account: &str, left: u64) {
+    if left == 0 {
+        return;
+    }
+    ctx.metrics
+        .ingest_errors
+        .with_label_values(&["dropped_at_stop"])
+        .inc_by(left);
+    if ctx.shutdown.is_cancelled() {
+        // Kept for the next start: this process is seldom scraped again.
+        ctx.dropped_at_shutdown
+            .fetch_add(left, std::sync::atomic::Ordering::AcqRel);
+    }
+    tracing::error!(
+        vendor = "voip24h",
+        account,
+        events = left,
+        "`response` events received but not journaled as the session ended (within the drain after a stop, or with the journal closing or refusing them); they are lost"
+    );
+}
 
 /// Ends [`ANSWER_GRACE`] after `give_up` fires.
 async fn answer_grace_over(give_up: &CancellationToken) {

@@ -57,8 +57,9 @@ pub use end::{EndReason, SessionEnd};
 
 /// How long after a stop the session may still spend journaling the events it
 /// had received: inside SourceManager's 10 s stop timeout with what follows
-/// it (the connection's goodbye, up to 0.5 s; counting what is left, 0.25 s;
-/// the link's own close, up to 4 s). Also how long a session the server
+/// it (a group already queued, up to 2 s more; the connection's goodbye, up
+/// to 0.5 s; counting what is left, 0.25 s; the link's own close, up to
+/// 4 s). Also how long a session the server
 /// ended reads on after its leave.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// After the leave (`41`, at a stop or once the server ended the session),
@@ -184,29 +185,9 @@ impl Session<'_> {
         self.report_lost(left);
     }
 
-    /// `left` `response`s received and not journaled are lost (the server
-    /// will not send them again): counted and logged rather than dropped
-    /// without a word.
+    /// `left` `response`s received and not journaled are lost.
     fn report_lost(&self, left: u64) {
-        if left > 0 {
-            self.ctx
-                .metrics
-                .ingest_errors
-                .with_label_values(&["dropped_at_stop"])
-                .inc_by(left);
-            if self.ctx.shutdown.is_cancelled() {
-                // Kept for the next start: this process is seldom scraped again.
-                self.ctx
-                    .dropped_at_shutdown
-                    .fetch_add(left, std::sync::atomic::Ordering::AcqRel);
-            }
-            tracing::error!(
-                vendor = "voip24h",
-                account = self.account(),
-                events = left,
-                "`response` events received but not journaled as the session ended (within {DRAIN_LIMIT:?} of a stop, or with the journal closing); they are lost"
-            );
-        }
+        super::deliver::count_lost_at_stop(self.ctx, self.account(), left);
     }
 
     /// Journals the `response`s already received and not yet handled: those

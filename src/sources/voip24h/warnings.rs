@@ -86,7 +86,7 @@ impl SessionWarnings {
             account,
             events,
             grace_ms,
-            "`response` events handed to the journal before the stop had no answer by the end of the drain's grace (a slow commit): they are journaled when that commit ends"
+            "`response` events handed to the journal before the stop had no answer by the end of the drain's grace (a slow commit): they are journaled if that commit succeeds, and counted as lost if it fails"
         );
     }
 }
