@@ -142,14 +142,14 @@ impl SprecordConfig {
                     self.account.span(),
                     format!("the value of header {name:?} is not a valid HTTP header value"),
                 );
-            } else if value.expose().trim().is_empty() || value.expose().ends_with([' ', '\t']) {
+            } else if is_blank_credential(value.expose()) {
                 // `Bearer ${TOKEN}` with TOKEN left blank: every stream would
                 // be refused 401 and wait `auth_backoff`, while every other
                 // blank credential is refused here.
                 v.error(
                     self.account.span(),
                     format!(
-                        "the value of header {name:?} is empty or ends in a space: is a `${{VAR}}` in it set to nothing?"
+                        "the value of header {name:?} is empty, or a scheme with no credential after it: is a `${{VAR}}` in it set to nothing?"
                     ),
                 );
             }
@@ -209,6 +209,17 @@ pub struct Timings {
     pub connect_grace: Duration,
 }
 
+/// A header value that is nothing once trimmed, or an authorization scheme
+/// alone (`Bearer `, `Basic`): a `${VAR}` left blank. Trailing spaces alone
+/// are sent as they are, and servers ignore them.
+fn is_blank_credential(value: &str) -> bool {
+    let value = value.trim();
+    value.is_empty()
+        || ["Bearer", "Basic", "Token", "Digest"]
+            .iter()
+            .any(|scheme| scheme.eq_ignore_ascii_case(value))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -266,12 +277,16 @@ mod tests {
             "{p:?}"
         );
         // A blank `${VAR}` in the value.
-        for blank in ["\"Bearer \"", "\"\"", "\"  \""] {
+        for blank in ["\"Bearer \"", "\"\"", "\"  \"", "\"basic\""] {
             let p = problems(&format!("headers = {{ Authorization = {blank} }}\n"));
             assert_eq!(p.len(), 1, "{blank}: {p:?}");
             assert!(p[0].contains("\"Authorization\" is empty"), "{p:?}");
         }
-        assert!(problems("headers = { Authorization = \"Bearer t\" }\n").is_empty());
+        // A value ending in a space is sent as it is (servers ignore it).
+        for fine in ["\"Bearer t\"", "\"t \""] {
+            let p = problems(&format!("headers = {{ Authorization = {fine} }}\n"));
+            assert!(p.is_empty(), "{fine}: {p:?}");
+        }
         let many = |n: usize| {
             let entries: Vec<String> = (0..n).map(|i| format!("X-{i} = \"v\"")).collect();
             format!("headers = {{ {} }}\n", entries.join(", "))
