@@ -1,6 +1,6 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Installs the socket.io 2.x and 4.x servers the Voip24h stand-in runs on (idempotent).
-set -e
+set -euo pipefail
 cd "$(dirname "$0")"
 # Installed again when package-lock.json changes (a pin moved) or an
 # install was cut short; a registry hiccup is retried (a clean clone
