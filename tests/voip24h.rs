@@ -39,11 +39,11 @@ fn peer_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/voip24h")
 }
 
-/// Runs the peer's setup.sh once (npm ci when node_modules is missing).
+/// Runs the peer's setup.sh once (npm ci when its lockfile changed).
 fn setup_peer() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let status = std::process::Command::new("sh")
+        let status = std::process::Command::new("bash")
             .arg(peer_dir().join("setup.sh"))
             .status()
             .expect("run tests/peers/voip24h/setup.sh");
