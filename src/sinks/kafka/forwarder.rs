@@ -259,7 +259,8 @@ pub struct Forwarder {
     /// read-back. Counted at once, they kept `events_published` rising
     /// while one topic's failing record held the cursor for hours, and
     /// `CallrelayKafkaNotDelivering` never fired; dropped, they were never
-    /// counted at all. At most what was in flight; those the cursor has
+    /// counted at all. At most twice `max_in_flight`, and none that
+    /// `max_size` dropped (see `keep_uncounted`); those the cursor has
     /// passed are let go at a resume's end.
     delivered_behind_failure: std::collections::BTreeMap<u64, f64>,
     producers_created: u64,

@@ -143,6 +143,27 @@ impl Forwarder {
             .store(self.cursor, Ordering::Release);
     }
 
+    /// Keeps a delivery behind a failed record to count when the cursor
+    /// passes it. Bounded: while one record holds the cursor for hours,
+    /// every recovery adds what the other topics delivered since; those
+    /// `max_size` dropped are never passed, and past twice what can be in
+    /// flight the oldest go uncounted, as all of them did before.
+    fn keep_uncounted(&mut self, seq: u64, latency_s: f64) {
+        let first_held = self.ctx.journal.first_seq();
+        if seq < first_held {
+            return;
+        }
+        self.delivered_behind_failure.insert(seq, latency_s);
+        let kept = &mut self.delivered_behind_failure;
+        while kept
+            .first_key_value()
+            .is_some_and(|(held, _)| *held < first_held)
+            || kept.len() > 2 * self.tuning.max_in_flight
+        {
+            kept.pop_first();
+        }
+    }
+
     /// Counts a report drained during recovery; returns whether the run is broken.
     ///
     /// Behind a failed record the cursor stays, and a delivery is kept to
@@ -154,8 +175,7 @@ impl Forwarder {
     pub(super) fn settle(&mut self, report: Report, broken: bool) -> bool {
         if broken {
             if matches!(report.outcome, Outcome::Delivered(_)) {
-                self.delivered_behind_failure
-                    .insert(report.seq, report.latency_s());
+                self.keep_uncounted(report.seq, report.latency_s());
             }
             return true;
         }

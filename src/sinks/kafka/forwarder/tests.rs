@@ -303,6 +303,22 @@ async fn deliveries_behind_a_failed_record_are_counted_once_the_cursor_passes_th
     fixture.stop().await;
 }
 
+/// While one failing record holds the cursor, every recovery keeps what the
+/// other topics delivered since: at most twice `max_in_flight` of it, the
+/// newest.
+#[tokio::test]
+async fn uncounted_deliveries_behind_a_failure_are_bounded() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.max_in_flight = 2;
+    for seq in 10..20 {
+        assert!(forwarder.settle(report(seq, delivered(seq)), true));
+    }
+    let kept: Vec<u64> = forwarder.delivered_behind_failure.keys().copied().collect();
+    assert_eq!(kept, [16, 17, 18, 19]);
+    fixture.stop().await;
+}
+
 /// A fatal failure (a stall here) replaces the producer even with nothing
 /// in flight, and is counted under its own reason, not `fatal`: a stall is
 /// not an error Kafka reported.
