@@ -116,6 +116,10 @@ pub struct Context {
     /// journal once the sources drained, for the next start's metric (see
     /// `journal::stop_losses`).
     pub dropped_at_shutdown: AtomicU64,
+    /// Tasks still taking the answer of a commit a stopping source left
+    /// (Voip24h, past its drain): waited for once ingest has stopped, so
+    /// that what they count as lost is kept for the next start too.
+    pub late_answers: tokio_util::task::TaskTracker,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }

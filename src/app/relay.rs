@@ -147,6 +147,7 @@ impl Relay {
             )),
             body_budget: crate::sources::webhook::budget::BodyBudget::new(),
             dropped_at_shutdown: AtomicU64::new(0),
+            late_answers: Default::default(),
             started: Instant::now(),
             reloads,
         });

@@ -221,6 +221,11 @@ pub(super) async fn serve(
         resume_stop.cancel();
         let _ = resume_saving.await;
         ingest.shutdown().await;
+        // Every queued commit is answered now: what a late answer counted
+        // as lost is kept too.
+        ctx.late_answers.close();
+        ctx.late_answers.wait().await;
+        keep_shutdown_losses(&ctx).await;
         if let Some(k) = kafka.take() {
             k.stop().await;
         }

@@ -42,9 +42,10 @@ pub(super) fn say_last_stop_losses(journal: &Journal, metrics: &Metrics) {
 }
 
 /// Keeps what this shutdown's sources gave up for the next start, once
-/// they have drained (so their stop never waits on the disk).
+/// they have drained (so their stop never waits on the disk); taken, so
+/// that a second call, once late answers are in, adds only what came since.
 pub(super) async fn keep_shutdown_losses(ctx: &Context) {
-    let lost = ctx.dropped_at_shutdown.load(Ordering::Acquire);
+    let lost = ctx.dropped_at_shutdown.swap(0, Ordering::AcqRel);
     if lost == 0 {
         return;
     }

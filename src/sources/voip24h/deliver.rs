@@ -219,7 +219,7 @@ pub async fn deliver_all(
                     // refusal is counted as lost at the stop.
                     warnings.group_unanswered(account, events.len(), ANSWER_GRACE);
                     let (ctx, account, group) = (ctx.clone(), account.to_owned(), events.len());
-                    tokio::spawn(async move {
+                    ctx.late_answers.clone().spawn(async move {
                         if answered.await.is_err() {
                             count_lost_at_stop(&ctx, &account, group as u64);
                         }
