@@ -29,6 +29,52 @@ const SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// held back): once the journal is past `max_size` a pass runs every second.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(300);
 
+/// How long the dedup log's expiry is held at most in one episode of
+/// failing commits: on a disk that keeps failing some commits and taking
+/// others, a hold with no end grew the index by every event the good
+/// commits took (1.7 GB a day at 200 events/s).
+const EXPIRY_HOLD_MAX: Duration = Duration::from_secs(3600);
+
+/// Whether the dedup log's expiry is held ([`Journal::hold_dedup_expiry`]):
+/// while commits fail and for [`crate::journal::EXPIRY_GRACE`] after they
+/// succeed again (a copy a source held through the outage lands seconds
+/// after, judged as of its receipt, and the entry of the copy journaled
+/// before the outage must still be there); at most [`EXPIRY_HOLD_MAX`] in
+/// one episode.
+struct ExpiryHold {
+    /// Since when commits have succeeded (`None` while they fail).
+    writable_since: Option<Instant>,
+    /// Since when expiry has been held, in the episode now on.
+    held_since: Option<Instant>,
+}
+
+impl ExpiryHold {
+    fn new(now: Instant) -> ExpiryHold {
+        ExpiryHold {
+            writable_since: Some(now),
+            held_since: None,
+        }
+    }
+
+    /// Whether to hold expiry, commits being `writable` at `now`.
+    fn observe(&mut self, writable: bool, now: Instant) -> bool {
+        self.writable_since = match (writable, self.writable_since) {
+            (false, _) => None,
+            (true, None) => Some(now),
+            (true, since) => since,
+        };
+        let episode = self
+            .writable_since
+            .is_none_or(|since| now.duration_since(since) < crate::journal::EXPIRY_GRACE);
+        if !episode {
+            self.held_since = None;
+            return false;
+        }
+        let held_since = *self.held_since.get_or_insert(now);
+        now.duration_since(held_since) < EXPIRY_HOLD_MAX
+    }
+}
+
 /// Runs passes until `stop`, then logs the drops no line has counted yet.
 pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
@@ -37,8 +83,7 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
     let max_size = ctx.journal.options().max_size;
     let mut drops = DropLog::default();
     let mut failures = LogThrottle::new(FAILURE_LOG_EVERY);
-    // Since when commits have succeeded (`None` while they fail).
-    let mut writable_since = Some(Instant::now());
+    let mut expiry_hold = ExpiryHold::new(Instant::now());
     loop {
         tokio::select! {
             biased;
@@ -51,17 +96,8 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
                 }
             }
         }
-        writable_since = match (ctx.ingest.is_writable(), writable_since) {
-            (false, _) => None,
-            (true, None) => Some(Instant::now()),
-            (true, since) => since,
-        };
-        // A copy a source held through the outage lands seconds after
-        // commits succeed again, judged as of its receipt: the entry of the
-        // copy journaled before the outage must still be there.
-        ctx.journal.hold_dedup_expiry(
-            writable_since.is_none_or(|since| since.elapsed() < crate::journal::EXPIRY_GRACE),
-        );
+        ctx.journal
+            .hold_dedup_expiry(expiry_hold.observe(ctx.ingest.is_writable(), Instant::now()));
         let journal = ctx.journal.clone();
         let sinks = ctx.active_sinks();
         // The relay's stop too, not only this loop's, which comes once the
@@ -298,6 +334,28 @@ mod tests {
             dropped_delivered: delivered,
             ..RetentionReport::default()
         }
+    }
+
+    /// Held while commits fail and a minute after; never more than an hour
+    /// in one episode, however the disk flaps.
+    #[test]
+    fn expiry_is_held_through_failing_commits_and_a_grace_for_an_hour_at_most() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut hold = ExpiryHold::new(start);
+        assert!(!hold.observe(true, at(61)), "writable for a minute");
+        assert!(hold.observe(false, at(90)), "commits fail");
+        assert!(hold.observe(true, at(120)), "within the grace");
+        assert!(!hold.observe(true, at(181)), "the grace is over");
+        // A disk that fails one commit a minute, for two hours.
+        let flapping: Vec<bool> = (0..240)
+            .map(|i| hold.observe(i % 2 == 1, at(200 + 30 * i)))
+            .collect();
+        assert!(
+            flapping[..119].iter().all(|held| *held),
+            "the first hour held"
+        );
+        assert!(flapping[121..].iter().all(|held| !*held), "then let go");
     }
 
     #[test]

@@ -30,8 +30,9 @@ impl Journal {
     /// holds it while commits fail and for [`EXPIRY_GRACE`] after they
     /// succeed again, so that a copy a source held in its retry loop
     /// through the outage, judged as of its receipt, still finds the entry
-    /// of the copy journaled before it, however long the outage was. The
-    /// index does not grow meanwhile: nothing commits.
+    /// of the copy journaled before it, for an outage of up to an hour (the
+    /// retention loop's bound: what commits meanwhile stays in the index
+    /// until the hold is let go).
     pub fn hold_dedup_expiry(&self, held: bool) {
         self.dedup_expiry_held.store(held, Ordering::Release);
     }
