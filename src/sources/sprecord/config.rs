@@ -142,7 +142,7 @@ impl SprecordConfig {
                     self.account.span(),
                     format!("the value of header {name:?} is not a valid HTTP header value"),
                 );
-            } else if is_blank_credential(value.expose()) {
+            } else if is_blank_credential(name, value.expose()) {
                 // `Bearer ${TOKEN}` with TOKEN left blank: every stream would
                 // be refused 401 and wait `auth_backoff`, while every other
                 // blank credential is refused here.
@@ -209,15 +209,20 @@ pub struct Timings {
     pub connect_grace: Duration,
 }
 
-/// A header value that is nothing once trimmed, or an authorization scheme
-/// alone (`Bearer `, `Basic`): a `${VAR}` left blank. Trailing spaces alone
-/// are sent as they are, and servers ignore them.
-fn is_blank_credential(value: &str) -> bool {
+/// A header value that is nothing once trimmed, or, in `Authorization` or
+/// `Proxy-Authorization`, a scheme alone (`Bearer `, `Basic`): a `${VAR}`
+/// left blank. Trailing spaces alone are sent as they are, and servers
+/// ignore them; another header may well say `Basic`.
+fn is_blank_credential(name: &str, value: &str) -> bool {
     let value = value.trim();
+    let authorization = ["Authorization", "Proxy-Authorization"]
+        .iter()
+        .any(|header| header.eq_ignore_ascii_case(name));
     value.is_empty()
-        || ["Bearer", "Basic", "Token", "Digest"]
-            .iter()
-            .any(|scheme| scheme.eq_ignore_ascii_case(value))
+        || (authorization
+            && ["Bearer", "Basic", "Token", "Digest"]
+                .iter()
+                .any(|scheme| scheme.eq_ignore_ascii_case(value)))
 }
 
 #[cfg(test)]
@@ -282,9 +287,14 @@ mod tests {
             assert_eq!(p.len(), 1, "{blank}: {p:?}");
             assert!(p[0].contains("\"Authorization\" is empty"), "{p:?}");
         }
-        // A value ending in a space is sent as it is (servers ignore it).
-        for fine in ["\"Bearer t\"", "\"t \""] {
-            let p = problems(&format!("headers = {{ Authorization = {fine} }}\n"));
+        // A value ending in a space is sent as it is (servers ignore it);
+        // a scheme's name is a value like any other outside authorization.
+        for fine in [
+            "Authorization = \"Bearer t\"",
+            "Authorization = \"t \"",
+            "X-Auth-Type = \"Basic\"",
+        ] {
+            let p = problems(&format!("headers = {{ {fine} }}\n"));
             assert!(p.is_empty(), "{fine}: {p:?}");
         }
         let many = |n: usize| {
