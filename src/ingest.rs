@@ -284,18 +284,7 @@ impl IngestHandle {
         // Hashing and serializing here, on the submitter's task, keeps them
         // off the one writer thread.
         let event = PreparedEvent::new(&event);
-        let room = self.tx.reserve();
-        let permit = match give_up {
-            None => room.await,
-            // Room already there is taken, given up or not: which of the
-            // two a wait ends in does not depend on a draw.
-            Some(give_up) => tokio::select! {
-                biased;
-                permit = room => permit,
-                () = give_up.cancelled() => return Err(IngestError::Full),
-            },
-        }
-        .map_err(|_| IngestError::ShuttingDown)?;
+        let permit = self.room(give_up).await?;
         let (reply, rx) = oneshot::channel();
         let reply = Reply::new(reply, None);
         permit.send(Message::Event(Submission { event, reply }));
@@ -341,19 +330,28 @@ impl IngestHandle {
                 (Submission { event, reply }, rx)
             })
             .unzip();
+        let permit = self.room(give_up).await?;
+        permit.send(Message::Group(group));
+        Ok(QueuedGroup { replies })
+    }
+
+    /// Room in the queue for one message; `Full` if `give_up` fires first.
+    async fn room(
+        &self,
+        give_up: Option<&CancellationToken>,
+    ) -> Result<mpsc::Permit<'_, Message>, IngestError> {
         let room = self.tx.reserve();
-        let permit = match give_up {
+        match give_up {
             None => room.await,
-            // Room already there is taken, given up or not, as `submit_unless`.
+            // Room already there is taken, given up or not: which of the
+            // two a wait ends in does not depend on a draw.
             Some(give_up) => tokio::select! {
                 biased;
                 permit = room => permit,
                 () = give_up.cancelled() => return Err(IngestError::Full),
             },
         }
-        .map_err(|_| IngestError::ShuttingDown)?;
-        permit.send(Message::Group(group));
-        Ok(QueuedGroup { replies })
+        .map_err(|_| IngestError::ShuttingDown)
     }
 
     /// Submits without waiting for room: `Full` when the queue is full.

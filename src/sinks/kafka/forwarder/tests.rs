@@ -949,37 +949,40 @@ async fn a_found_event_does_not_move_the_read_back_start_below_a_copy_sent_again
     forwarder.offsets.note(TOPIC, 0, 3_786);
     forwarder.resume = Some(AlreadyDelivered::new(3));
 
-    forwarder
-        .on_report(report(1, Outcome::Delivered(at(8))))
-        .unwrap();
-    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&8));
-    forwarder
-        .on_report(report(2, Outcome::AlreadyInKafka(at(6))))
-        .unwrap();
-    assert_eq!(forwarder.cursor, 2);
     assert_eq!(
-        forwarder.offsets.of(TOPIC).get(&0),
-        Some(&8),
+        noted_after(forwarder, 1, Outcome::Delivered(at(8))),
+        Some(8)
+    );
+    assert_eq!(
+        noted_after(forwarder, 2, Outcome::AlreadyInKafka(at(6))),
+        Some(8),
         "y's copy at 6 is before x's new one"
     );
+    assert_eq!(forwarder.cursor, 2);
 
     // A new resume, on a log that started over: its first found event
     // replaces the offset noted before it, however high.
     forwarder.resume = Some(AlreadyDelivered::new(5));
-    forwarder
-        .on_report(report(3, Outcome::AlreadyInKafka(at(2))))
-        .unwrap();
-    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&2));
-    forwarder
-        .on_report(report(4, Outcome::AlreadyInKafka(at(3))))
-        .unwrap();
-    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&3));
+    assert_eq!(
+        noted_after(forwarder, 3, Outcome::AlreadyInKafka(at(2))),
+        Some(2)
+    );
+    assert_eq!(
+        noted_after(forwarder, 4, Outcome::AlreadyInKafka(at(3))),
+        Some(3)
+    );
     // A delivery is noted as it is, the latest.
-    forwarder
-        .on_report(report(5, Outcome::Delivered(at(1))))
-        .unwrap();
-    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&1));
+    assert_eq!(
+        noted_after(forwarder, 5, Outcome::Delivered(at(1))),
+        Some(1)
+    );
     fixture.stop().await;
+}
+
+/// The offset noted for partition 0 once the report of `seq` is taken.
+fn noted_after(forwarder: &mut Forwarder, seq: u64, outcome: Outcome) -> Option<i64> {
+    forwarder.on_report(report(seq, outcome)).unwrap();
+    forwarder.offsets.of(TOPIC).get(&0).copied()
 }
 
 /// A stall that replaces the producer: records in flight, a broker
