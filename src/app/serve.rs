@@ -216,7 +216,7 @@ pub(super) async fn serve(
     let writer = ctx.ingest.clone();
     let journal_steps = async {
         sources.stop_all().await;
-        keep_shutdown_losses(&ctx).await;
+        keep_shutdown_losses(&ctx, false).await;
         // After the sources: the ids their drain handed on are stored too.
         resume_stop.cancel();
         let _ = resume_saving.await;
@@ -225,7 +225,7 @@ pub(super) async fn serve(
         // as lost is kept too.
         ctx.late_answers.close();
         ctx.late_answers.wait().await;
-        keep_shutdown_losses(&ctx).await;
+        keep_shutdown_losses(&ctx, true).await;
         if let Some(k) = kafka.take() {
             k.stop().await;
         }

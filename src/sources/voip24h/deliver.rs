@@ -10,9 +10,10 @@
 //! order, retried as a whole on commit errors until journaled or the caller
 //! gives up (`give_up`: the session's drain deadline after a stop) — never
 //! dropped before that. A group already queued when the drain ends is
-//! committed whatever the session does, and is waited for 3 s more at most,
-//! so the session ends (and counts what it leaves) before the sources' stop
-//! aborts it; meanwhile the session's `hello`s go on (see
+//! committed whatever the session does, and is waited for [`ANSWER_GRACE`]
+//! more at most, so the session ends (and counts what it leaves) before the
+//! sources' stop aborts it; a task then takes its answer, and counts the
+//! group as lost if its commit fails. Meanwhile the session's `hello`s go on (see
 //! [`super::keep_alive`]), so that the server keeps the session.
 
 use std::borrow::Cow;
@@ -232,6 +233,9 @@ pub async fn deliver_all(
         match submitted {
             Ok(()) => return Ok(events.len()),
             Err(IngestError::ShuttingDown) => return Err(abandoned(&events)),
+            // The drain ended while the group waited for room: nothing was
+            // queued, and nothing is retried.
+            Err(IngestError::Full) if give_up.is_cancelled() => return Err(abandoned(&events)),
             Err(e) => {
                 warnings.journal_refused(account, events.len(), &e, wait);
                 tokio::select! {

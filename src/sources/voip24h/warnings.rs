@@ -1,6 +1,7 @@
 //! A Voip24h session's warnings: frames and `response` payloads that cannot
 //! be read, and commits the journal refuses, at most one line per kind every
-//! [`WARN_EVERY`], the next saying how many were held back.
+//! [`WARN_EVERY`], the next saying how many were held back; and a group left
+//! to its commit at a stop, said once (a stop comes once).
 //!
 //! Why: a server can repeat a bad frame as fast as it can write it, and a
 //! refusing journal (a full disk) was retried and logged every few seconds
@@ -78,7 +79,8 @@ impl SessionWarnings {
     }
 
     /// A group queued before the stop whose commit had not ended `grace`
-    /// after the drain: said, once per stop, not counted as lost.
+    /// after the drain: said, once per stop; counted as lost only if that
+    /// commit then fails (`deliver::count_lost_at_stop`).
     pub fn group_unanswered(&self, account: &str, events: usize, grace: Duration) {
         let grace_ms = crate::logging::millis(grace);
         tracing::warn!(
