@@ -153,6 +153,15 @@ fn ids(v: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// `toml` (from [`sprecord_toml`]) with another `read_timeout`; fails if
+/// the template no longer says `read_timeout = "1s"`, where a `replace`
+/// would change nothing without a word.
+fn with_read_timeout(toml: &str, timeout: &str) -> String {
+    let default = "read_timeout = \"1s\"";
+    assert!(toml.contains(default), "the template's {default} moved");
+    toml.replace(default, &format!("read_timeout = \"{timeout}\""))
+}
+
 /// Relay config for one account on `peer`, with short timings so tests are fast.
 fn sprecord_toml(peer: &Peer, streams: u8, extra: &str) -> String {
     sprecord_toml_at(&peer.base, streams, extra)
@@ -387,8 +396,7 @@ async fn dropped_and_hung_streams_reconnect_while_the_others_carry_on() {
     // A read timeout of 3 s, 30 keep-alives (100 ms apart): a healthy stream
     // times out only if busy cores stall its reads for 3 s, not the 1 s of
     // the other tests, so that only the hung one does is still asserted.
-    let toml =
-        sprecord_toml(&peer, 3, "").replace("read_timeout = \"1s\"", "read_timeout = \"3s\"");
+    let toml = with_read_timeout(&sprecord_toml(&peer, 3, ""), "3s");
     let relay = start_relay(&toml).await;
     let open = ids(&peer.wait("open=3").await["open"]);
     let mut sent = Vec::new();
@@ -1165,9 +1173,8 @@ async fn a_reload_that_restarts_an_account_does_not_wait_busy_backoff_for_its_ol
         ),
         ("SPRECORD_PEER_LAZY_CLOSE", std::path::Path::new("1")),
     ]);
-    let toml = sprecord_toml(&peer, 3, "")
-        .replace("busy_backoff = \"400ms\"", "busy_backoff = \"30s\"")
-        .replace("read_timeout = \"1s\"", "read_timeout = \"60s\"");
+    let toml = with_read_timeout(&sprecord_toml(&peer, 3, ""), "60s")
+        .replace("busy_backoff = \"400ms\"", "busy_backoff = \"30s\"");
     let relay = start_relay(&toml).await;
     peer.wait("open=3").await;
     reload_with(&relay, |text| {
@@ -1286,10 +1293,7 @@ async fn relay_mid_burst(what: &str) -> (Vec<Value>, RawSse, TestRelay) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_mid_burst_journals_every_received_event_and_resumes_after_the_last() {
     let (burst, server, relay) = relay_mid_burst("reload").await;
-    reload_with(&relay, |text| {
-        text.replace("read_timeout = \"1s\"", "read_timeout = \"2s\"")
-    })
-    .await;
+    reload_with(&relay, |text| with_read_timeout(&text, "2s")).await;
     eventually(WAIT, "the restarted stream connects", || {
         server.requests().len() == 2
     })

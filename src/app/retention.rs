@@ -9,7 +9,8 @@
 //! and, when the relay was killed first, at the next start (the journal
 //! keeps the count). Delivered events `max_size` drops are normal for a
 //! journal that lives at its limit: warned about once, then said at `info`
-//! every 10 minutes.
+//! every 10 minutes. The loop also holds the dedup log's expiry while
+//! commits fail and a minute after, an hour at most ([`ExpiryHold`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

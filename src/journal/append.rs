@@ -1,8 +1,9 @@
 //! Appending events: one durable transaction per batch, the dedup window
 //! applied within the batch and against the index, seqs handed out in order.
 //!
-//! Guarantees: an event whose id was journaled within `dedup.window` (or
-//! earlier in the same batch) is answered with the seq it has, not
+//! Guarantees: an event whose id was journaled within `dedup.window` before
+//! this copy was received (judged as of its receipt, not its commit), or
+//! earlier in the same batch, is answered with the seq it has, not
 //! journaled again; the log, the dedup log and the counts are written in one
 //! transaction, and the in-memory index and figures change only once it has
 //! committed; a seq is never at or below one already handed out, whatever a

@@ -4,8 +4,10 @@
 //!
 //! Guarantees: only events every active sink has passed expire; `max_size`
 //! removes oldest first and counts what no sink had, in the same transaction
-//! as the removal (so the count survives a kill); dedup entries expire with
-//! the window whether or not their event is still held.
+//! as the removal (so the count survives a kill); dedup entries expire a
+//! minute after their window whether or not their event is still held, not
+//! while the relay holds their expiry ([`Journal::hold_dedup_expiry`]), and
+//! leave the in-memory index only once the pass's transaction committed.
 
 use std::sync::atomic::Ordering;
 

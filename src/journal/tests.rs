@@ -976,7 +976,7 @@ const GRACE_MS: u64 = super::retention::EXPIRY_GRACE.as_millis() as u64;
 /// through an outage longer than the window and its grace still finds the
 /// entry of the copy journaled before it.
 #[test]
-fn a_held_expiry_keeps_the_entries_through_an_outage_of_any_length() {
+fn a_held_expiry_keeps_the_entries_through_an_outage_longer_than_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(options(dir.path())).unwrap();
     let t0 = 2_000_000_000;

@@ -142,7 +142,7 @@ impl SprecordConfig {
                     self.account.span(),
                     format!("the value of header {name:?} is not a valid HTTP header value"),
                 );
-            } else if is_blank_credential(name, value.expose()) {
+            } else if looks_like_a_blank_variable(name, value.expose()) {
                 // `Bearer ${TOKEN}` with TOKEN left blank: every stream would
                 // be refused 401 and wait `auth_backoff`, while every other
                 // blank credential is refused here.
@@ -213,7 +213,7 @@ pub struct Timings {
 /// `Proxy-Authorization`, a scheme alone (`Bearer `, `Basic`): a `${VAR}`
 /// left blank. Trailing spaces alone are sent as they are, and servers
 /// ignore them; another header may well say `Basic`.
-fn is_blank_credential(name: &str, value: &str) -> bool {
+fn looks_like_a_blank_variable(name: &str, value: &str) -> bool {
     let value = value.trim();
     let authorization = ["Authorization", "Proxy-Authorization"]
         .iter()

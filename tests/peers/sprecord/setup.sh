@@ -2,11 +2,4 @@
 # Installs the SPRecord stand-in's npm dependencies (better-sse); idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
-# Installed again when package-lock.json changes (a pin moved) or an
-# install was cut short; a registry hiccup is retried (a clean clone
-# installs these every run).
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ "$(cat node_modules/.package-lock.sha256 2>/dev/null)" != "$want" ]; then
-  npm ci --prefer-offline --no-audit --no-fund --fetch-retries=5
-  echo "$want" >node_modules/.package-lock.sha256
-fi
+bash ../npm-ci.sh

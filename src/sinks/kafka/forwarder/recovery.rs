@@ -4,7 +4,8 @@
 //!
 //! Guarantees: reports drained before the failing one still move the cursor;
 //! after it, nothing does, and a delivery reported after it is counted
-//! (`events_published`, latency) once the cursor passes it; whatever was
+//! (`events_published`, latency) once the cursor passes it (the newest
+//! twice `max_in_flight` of them; see `keep_uncounted`); whatever was
 //! handed over after the cursor is read back before it is sent again.
 
 use std::sync::atomic::Ordering;

@@ -93,8 +93,8 @@ impl Forwarder {
         };
         // Those the cursor passed otherwise (a hole retention made) are not
         // found again.
-        let kept = self.delivered_behind_failure.split_off(&(self.cursor + 1));
-        self.delivered_behind_failure = kept;
+        let cursor = self.cursor;
+        self.delivered_behind_failure.retain(|seq, _| *seq > cursor);
         let (level, text) = resume::summary(resume.skipped, resume.errors.len());
         let (skipped, read, upto) = (resume.skipped, resume.read, resume.upto());
         if level == tracing::Level::WARN {
