@@ -38,7 +38,7 @@ need_peers_and_relay() {
   local tag=$1
   if [ ! -d "$REPO/tests/peers/voip24h/node_modules" ]; then
     echo "$tag: installing the Voip24h peer's node_modules (tests/peers/voip24h/setup.sh)"
-    sh "$REPO/tests/peers/voip24h/setup.sh"
+    bash "$REPO/tests/peers/voip24h/setup.sh"
   fi
   if [ ! -d "$REPO/tests/peers/sprecord/node_modules/better-sse" ]; then
     echo "$tag: installing the SPRecord peer's node_modules (tests/peers/sprecord/setup.sh)"

@@ -216,16 +216,17 @@ pub(super) async fn serve(
     let writer = ctx.ingest.clone();
     let journal_steps = async {
         sources.stop_all().await;
-        keep_shutdown_losses(&ctx, false).await;
         // After the sources: the ids their drain handed on are stored too.
         resume_stop.cancel();
         let _ = resume_saving.await;
         ingest.shutdown().await;
         // Every queued commit is answered now: what a late answer counted
-        // as lost is kept too.
+        // as lost is kept too, in one write (two, the first given back when
+        // refused, could count a write that failed at its sync but landed
+        // twice).
         ctx.late_answers.close();
         ctx.late_answers.wait().await;
-        keep_shutdown_losses(&ctx, true).await;
+        keep_shutdown_losses(&ctx).await;
         if let Some(k) = kafka.take() {
             k.stop().await;
         }

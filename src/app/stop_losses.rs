@@ -5,8 +5,9 @@
 //! Guarantees: the count is said once at the next start, as an error and
 //! in `callrelay_ingest_errors_total{reason="dropped_at_last_stop"}`, then
 //! cleared (a clear that fails is warned: the start after says them again);
-//! the stop writes it only after the sources drained, so their stop never
-//! waits on the disk; a count that cannot be read or kept is logged, and
+//! the stop writes it once, after the sources drained (so their stop never
+//! waits on the disk) and ingest stopped (so a commit a source left to its
+//! answer has been answered, and what it lost is in the count); a count that cannot be read or kept is logged, and
 //! fails neither the start nor the stop.
 
 use std::sync::atomic::Ordering;
@@ -42,26 +43,15 @@ pub(super) fn say_last_stop_losses(journal: &Journal, metrics: &Metrics) {
 }
 
 /// Keeps what this shutdown's sources gave up for the next start, once
-/// they have drained (so their stop never waits on the disk); taken, so
-/// that a second call, once late answers are in, adds only what came since;
-/// a count that cannot be kept is given back for that call, and said only
-/// when it is the `last_try`.
-pub(super) async fn keep_shutdown_losses(ctx: &Context, last_try: bool) {
-    let lost = ctx.dropped_at_shutdown.swap(0, Ordering::AcqRel);
+/// they have drained (so their stop never waits on the disk) and ingest has
+/// stopped (so late answers are in, and a reopen ingest made has run).
+pub(super) async fn keep_shutdown_losses(ctx: &Context) {
+    let lost = ctx.dropped_at_shutdown.load(Ordering::Acquire);
     if lost == 0 {
         return;
     }
     let journal = ctx.journal.clone();
     let kept = tokio::task::spawn_blocking(move || journal.add_dropped_at_last_stop(lost)).await;
-    if matches!(kept, Ok(Ok(_))) {
-        return;
-    }
-    if !last_try {
-        // Given back: the call after ingest's stop (its reopen may have
-        // made the journal writable again) tries them again.
-        ctx.dropped_at_shutdown.fetch_add(lost, Ordering::AcqRel);
-        return;
-    }
     if let Ok(Err(e)) = kept {
         tracing::warn!(error = %e, events = lost,
             "could not keep the count of events this shutdown gave up for the next start (the error lines above say them)");
