@@ -29,6 +29,15 @@ pub fn router(ctx: &Arc<Context>) -> Router {
         .route("/status", get(status))
         .merge(sources::webhook::routes())
         .merge(websocket.router)
+        // After the merges: it applies to the routes registered before it.
+        // Axum's own 405 had an empty body where every other refusal is
+        // `{"error": …}`; its `Allow` header is kept.
+        .method_not_allowed_fallback(|request: Request| async move {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{} takes GET only", request.uri().path()),
+            )
+        })
         .fallback(move |State(ctx): State<Arc<Context>>, request: Request| {
             let wrong_websocket_path = wrong_websocket_path.clone();
             async move { not_found(&ctx, &wrong_websocket_path, &request) }
@@ -97,9 +106,19 @@ fn own_not_ready_reasons(ctx: &Context) -> Vec<String> {
         // unable to take events.
         reasons.push(gone.to_string());
     } else if !ctx.ingest.is_writable() {
-        reasons.push(match ctx.ingest.commit_failure() {
+        let failed = match ctx.ingest.commit_failure() {
             Some(cause) => format!("the journal's last commit failed: {cause}"),
             None => "the journal's last commit failed".to_owned(),
+        };
+        // A reopen reads the whole file (minutes on a slow disk): an
+        // operator who freed the disk saw only the old error meanwhile, and
+        // restarted the relay, which began the read again.
+        reasons.push(match ctx.ingest.reopen_running_for() {
+            Some(running) => format!(
+                "{failed}; reopening the journal ({} s so far; a reopen reads the whole file)",
+                running.as_secs()
+            ),
+            None => failed,
         });
     }
     reasons

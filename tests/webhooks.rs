@@ -1297,6 +1297,28 @@ async fn a_path_segment_that_is_not_utf8_is_a_counted_json_404() {
 /// A URL registered with a trailing slash is the same webhook; any other
 /// path under `/hooks` is a 404 that says what a path must look like and is
 /// counted (under the vendor it names) and logged like any refused webhook.
+/// A wrong method on the relay's own routes is a JSON 405 naming what the
+/// route takes, as every other refusal; axum's own had an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_on_the_relays_own_routes_is_a_json_405() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    for path in ["/status", "/metrics", "/healthz", "/readyz", "/ws"] {
+        let reply = send(c.post(relay.url(path)).body("{}")).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(
+            json_of(&reply)["error"],
+            format!("{path} takes GET only"),
+            "{path}"
+        );
+        let allow = reply.headers.get("allow").map(|v| v.to_str().unwrap_or(""));
+        assert!(
+            allow.is_some_and(|a| a.contains("GET")),
+            "{path}: {allow:?}"
+        );
+    }
+}
+
 /// Before (2026-12-02): `/hooks/tel4vn/t4/` was a 404, so every event a
 /// vendor sent there was lost, and such 404s were in no metric and no log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2263,6 +2263,48 @@ async fn tail_into_until_it_exits(
     (out.status.code(), stderr)
 }
 
+/// A tail started before its relay says on stderr that it cannot connect,
+/// and then that it connected: at tail's default level (`warn`) the
+/// "connected" line was an `info` and never shown, so stderr ended on the
+/// retry warning while tail was working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_says_it_connected_after_it_could_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An address nothing listens on once this relay is gone.
+    let first = start_at(dir.path(), "127.0.0.1:0").await;
+    let addr = first.addr;
+    first.shutdown();
+    first.wait().await.expect("stopped");
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_callrelay"))
+        .args(["tail", "--url", &format!("ws://{addr}/ws")])
+        .env_remove("CALLRELAY_WS_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tail");
+    let mut stderr = tokio::io::BufReader::new(tail.stderr.take().expect("stderr")).lines();
+    let mut line_saying = async |words: &str| {
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = stderr.next_line().await.expect("stderr") {
+                if line.contains(words) {
+                    return;
+                }
+            }
+            panic!("tail's stderr ended before {words:?}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {words:?} on tail's stderr"));
+    };
+    line_saying("cannot connect to the relay").await;
+    let relay = start_at(dir.path(), &addr.to_string()).await;
+    line_saying("connected to the relay").await;
+    tail.start_kill().expect("kill tail");
+    relay.shutdown();
+    relay.wait().await.expect("stopped");
+}
+
 /// A token the relay refuses ends tail (exit 1) with what to fix, rather
 /// than a retry every few seconds forever; the token is not printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

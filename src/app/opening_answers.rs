@@ -158,7 +158,9 @@ fn opening_for(since: Instant) -> String {
 
 fn not_ready(since: Instant) -> Response {
     let body = json!({"ready": false, "reasons": [opening_for(since)]});
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    server::retry_after(&mut response, RETRY_AFTER_S);
+    response
 }
 
 fn starting(since: Instant) -> Response {
@@ -281,6 +283,10 @@ mod tests {
         assert!(
             ready.contains(r#""reasons":["opening the journal (0 s;"#),
             "{ready}"
+        );
+        assert!(
+            ready.to_ascii_lowercase().contains("retry-after: 5\r\n"),
+            "every 503 says when to come back: {ready}"
         );
         for (method, path) in [
             ("POST", "/hooks/tel4vn/demo"),

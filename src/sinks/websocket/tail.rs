@@ -203,6 +203,9 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
     let mut since = options.since;
     let mut backoff = BACKOFF_START;
     let mut connected_once = false;
+    // A reconnect or retry warning was said (every attempt after the first
+    // follows one).
+    let mut warned = false;
     let roots = match &options.ca_file {
         Some(path) => TrustRoots::from_file(path)?,
         None => TrustRoots::default(),
@@ -233,8 +236,13 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
             Ok((socket, _)) => {
                 connected_once = true;
                 // Said, so that a stderr ending on a reconnect warning is
-                // not all there is while it works.
-                tracing::info!(resume_after = since, "connected to the relay");
+                // not all there is while it works: at the warning's level
+                // after one (tail's default level is `warn`).
+                if warned {
+                    tracing::warn!(resume_after = since, "connected to the relay");
+                } else {
+                    tracing::info!(resume_after = since, "connected to the relay");
+                }
                 let connected_at = Instant::now();
                 let mut frames = 0u64;
                 let (pings, socket) = socket.split();
@@ -313,6 +321,7 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                         "cannot connect to the relay; retrying"
                     );
                 }
+                warned = true;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = tokio::signal::ctrl_c() => return Ok(()),
