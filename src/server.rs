@@ -30,19 +30,22 @@ pub fn router(ctx: &Arc<Context>) -> Router {
         .merge(sources::webhook::routes())
         .merge(websocket.router)
         // After the merges: it applies to the routes registered before it.
-        // Axum's own 405 had an empty body where every other refusal is
-        // `{"error": …}`; its `Allow` header is kept.
-        .method_not_allowed_fallback(|request: Request| async move {
-            json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("{} takes GET only", request.uri().path()),
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(move |State(ctx): State<Arc<Context>>, request: Request| {
             let wrong_websocket_path = wrong_websocket_path.clone();
             async move { not_found(&ctx, &wrong_websocket_path, &request) }
         })
         .with_state(ctx.clone())
+}
+
+/// A method the relay's own routes do not take (they are all GET): axum's
+/// 405 had an empty body where every other refusal is `{"error": …}`; its
+/// `Allow` header is kept.
+pub async fn method_not_allowed(request: Request) -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{} takes GET (or HEAD) only", request.uri().path()),
+    )
 }
 
 /// The relay's error answer: `{"error": message}` with `status`, as every

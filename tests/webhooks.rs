@@ -1294,9 +1294,6 @@ async fn a_path_segment_that_is_not_utf8_is_a_counted_json_404() {
     relay.stop().await;
 }
 
-/// A URL registered with a trailing slash is the same webhook; any other
-/// path under `/hooks` is a 404 that says what a path must look like and is
-/// counted (under the vendor it names) and logged like any refused webhook.
 /// A wrong method on the relay's own routes is a JSON 405 naming what the
 /// route takes, as every other refusal; axum's own had an empty body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1308,7 +1305,7 @@ async fn a_wrong_method_on_the_relays_own_routes_is_a_json_405() {
         assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
         assert_eq!(
             json_of(&reply)["error"],
-            format!("{path} takes GET only"),
+            format!("{path} takes GET (or HEAD) only"),
             "{path}"
         );
         let allow = reply.headers.get("allow").map(|v| v.to_str().unwrap_or(""));
@@ -1319,6 +1316,9 @@ async fn a_wrong_method_on_the_relays_own_routes_is_a_json_405() {
     }
 }
 
+/// A URL registered with a trailing slash is the same webhook; any other
+/// path under `/hooks` is a 404 that says what a path must look like and is
+/// counted (under the vendor it names) and logged like any refused webhook.
 /// Before (2026-12-02): `/hooks/tel4vn/t4/` was a 404, so every event a
 /// vendor sent there was lost, and such 404s were in no metric and no log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

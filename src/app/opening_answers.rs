@@ -143,6 +143,7 @@ fn router(opening_since: Instant, turned_away: Arc<TurnedAway>) -> Router {
             "/readyz",
             get(move || async move { not_ready(opening_since) }),
         )
+        .method_not_allowed_fallback(server::method_not_allowed)
         .fallback(move |uri: Uri| async move {
             turned_away.count(uri.path());
             starting(opening_since)
@@ -287,6 +288,12 @@ mod tests {
         assert!(
             ready.to_ascii_lowercase().contains("retry-after: 5\r\n"),
             "every 503 says when to come back: {ready}"
+        );
+        let wrong = ask(&mut held, "POST", "/readyz").await;
+        assert!(wrong.starts_with("HTTP/1.1 405 "), "{wrong}");
+        assert!(
+            wrong.contains(r#"{"error":"/readyz takes GET (or HEAD) only"}"#),
+            "{wrong}"
         );
         for (method, path) in [
             ("POST", "/hooks/tel4vn/demo"),
