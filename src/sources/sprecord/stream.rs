@@ -653,6 +653,14 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 mod tests {
     use super::*;
 
+    /// Account `a`, one stream, on a server at `port` of this machine; then
+    /// `extra` keys of its table.
+    fn one_stream_config(port: u16, extra: &str) -> String {
+        format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n{extra}"
+        )
+    }
+
     /// The account `a`'s events received over SSE.
     fn received_over_sse(relay: &crate::app::Relay) -> prometheus::IntCounter {
         relay
@@ -855,7 +863,7 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        let config = format!("[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\nstreams = 1\n");
+        let config = one_stream_config(port, "");
         let relay = relay_in(dir.path(), &config).await;
         let point = ResumeId::new(&relay.ctx, "a", &url);
         let metrics = &relay.ctx.metrics;
@@ -917,8 +925,9 @@ mod tests {
             }
         });
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\nread_timeout = \"100ms\"\nbackoff_min = \"10ms\"\nbackoff_max = \"20ms\"\n"
+        let config = one_stream_config(
+            port,
+            "read_timeout = \"100ms\"\nbackoff_min = \"10ms\"\nbackoff_max = \"20ms\"\n",
         );
         let relay = relay_in(dir.path(), &config).await;
         let received = received_over_sse(&relay);
@@ -972,9 +981,7 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n"
-        );
+        let config = one_stream_config(port, "");
         let relay = relay_in(dir.path(), &config).await;
         let received = received_over_sse(&relay);
         until("the event after them", Duration::from_secs(10), || {
@@ -1021,9 +1028,7 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[[sprecord]]\naccount = \"a\"\nurl = \"http://127.0.0.1:{port}\"\nstreams = 1\n"
-        );
+        let config = one_stream_config(port, "");
         let relay = relay_in(dir.path(), &config).await;
         let (release, held) = std::sync::mpsc::channel();
         let journal = relay.ctx.journal.clone();

@@ -151,9 +151,6 @@ impl Forwarder {
     /// flight the oldest go uncounted, as all of them did before.
     fn keep_uncounted(&mut self, seq: u64, latency_s: f64) {
         let first_held = self.ctx.journal.first_seq();
-        if seq < first_held {
-            return;
-        }
         self.delivered_behind_failure.insert(seq, latency_s);
         let kept = &mut self.delivered_behind_failure;
         while kept
