@@ -68,6 +68,12 @@ impl std::fmt::Debug for TailOptions {
 pub enum TailError {
     #[error("bad --url {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// Said without the token, which may be a secret pasted with a stray
+    /// newline or control character.
+    #[error(
+        "the token (--token or CALLRELAY_WS_TOKEN) has a character an HTTP header cannot carry (a control character, such as a trailing newline)"
+    )]
+    BadToken,
     #[error("the relay refused the token (HTTP 401: {0}); set --token or CALLRELAY_WS_TOKEN")]
     Unauthorized(String),
     /// A 403: no tokens and a foreign origin or a proxy, or an `account`
@@ -377,7 +383,7 @@ fn build_request(
         .map_err(|e| bad(e.to_string()))?;
     if let Some(token) = &options.token {
         let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| bad("the token contains characters not allowed in a header".into()))?;
+            .map_err(|_| TailError::BadToken)?;
         request
             .headers_mut()
             .insert(http::header::AUTHORIZATION, value);
@@ -718,6 +724,17 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("http://…@x/ws?…"), "{message}");
+        let newline_token = TailOptions {
+            url: "ws://127.0.0.1:8080/ws".into(),
+            token: Some("s3cret\n".into()),
+            ..secret
+        };
+        let message = build_request(&newline_token, None).unwrap_err().to_string();
+        assert!(
+            message.contains("CALLRELAY_WS_TOKEN") && !message.contains("--url"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
         assert_eq!(url_without_credentials("ws://h:1/ws"), "ws://h:1/ws");
         assert_eq!(url_without_credentials("not a url?token=t"), "not a url?…");
     }
