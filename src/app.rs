@@ -11,7 +11,8 @@
 //! does not see upgraded connections), at most 5 s (`sinks::websocket::drain::SHUTDOWN_BOUND`):
 //! a session still running then is abandoned with a warning, and may hold the
 //! journal a little longer. Likewise the drain stops waiting for HTTP
-//! requests still open 5 s into it (a client stalled mid-request): each runs
+//! requests still open 5 s into it (a client stalled mid-request, or a
+//! reopen or slow commit of the journal, which the warning names): each runs
 //! on until the runtime ends, answered 200 only once its event is journaled,
 //! 503 once ingest has shut down, or cut off. The HTTP
 //! server or the journal writer stopping on its own (a bug) starts the same

@@ -43,6 +43,27 @@ use crate::sources::{SourceChanges, SourceManager};
 /// a body `BODY_TIMEOUT`.
 const HTTP_DRAIN_BOUND: Duration = Duration::from_secs(5);
 
+/// Why HTTP requests were still open at the drain's bound, for its warning:
+/// the journal, when a reopen or a commit has run for most of the bound
+/// (an operator should look at the disk, not at the vendors), else a client.
+fn what_holds_the_drain(
+    reopen_running_for: Option<Duration>,
+    commit_running_for: Option<Duration>,
+) -> String {
+    let long = HTTP_DRAIN_BOUND / 2;
+    match (reopen_running_for, commit_running_for) {
+        (Some(running), _) => format!(
+            "a reopen of the journal has held their commits for {} s",
+            running.as_secs()
+        ),
+        (None, Some(running)) if running >= long => format!(
+            "a journal commit has run for {} s (a slow disk)",
+            running.as_secs()
+        ),
+        _ => "a client stalled mid-request".to_owned(),
+    }
+}
+
 /// How long a stop waits for reads in progress before closing the journal.
 const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -192,15 +213,20 @@ pub(super) async fn serve(
     let served = match drained {
         Ok(served) => served,
         Err(_) => {
-            // Only a client that stalls mid-request gets here (requests that
-            // reached ingest are answered within a commit). The drain stops
-            // waiting for it; its connection's task runs on until the
+            // A client that stalls mid-request gets here, or requests a
+            // reopen of the journal or a slow commit holds (those that reached
+            // ingest are answered within a commit). The drain stops
+            // waiting for them; a connection's task runs on until the
             // runtime's end cuts it, and a body that completes meanwhile is
             // answered 200 only once journaled (503 once ingest has shut
             // down): either way the sender knows what became of it.
             tracing::warn!(
                 bound = ?HTTP_DRAIN_BOUND,
-                "shutting down: no longer waiting for HTTP requests still open (a client stalled mid-request); each is answered 200 only once journaled, or cut off"
+                "shutting down: no longer waiting for HTTP requests still open ({}); each is answered 200 only once journaled, or cut off",
+                what_holds_the_drain(
+                    ctx.ingest.reopen_running_for(),
+                    ctx.ingest.commit_running_for()
+                )
             );
             server.abort();
             Ok(())
@@ -280,6 +306,32 @@ fn say_what_is_served(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::what_holds_the_drain;
+
+    /// The drain's warning blamed a client when the journal held the
+    /// requests, and the operator looked at the vendors, not the disk
+    /// (review of the HTTP edge, 2026-12-06).
+    #[test]
+    fn the_drain_says_what_holds_its_requests() {
+        let secs = Duration::from_secs;
+        assert_eq!(
+            what_holds_the_drain(Some(secs(40)), None),
+            "a reopen of the journal has held their commits for 40 s"
+        );
+        assert_eq!(
+            what_holds_the_drain(None, Some(secs(4))),
+            "a journal commit has run for 4 s (a slow disk)"
+        );
+        for quick_or_none in [None, Some(Duration::from_millis(3))] {
+            assert_eq!(
+                what_holds_the_drain(None, quick_or_none),
+                "a client stalled mid-request"
+            );
+        }
+    }
+
     /// Readiness says "shutting down" from the stop's start: ingest closes
     /// only after the HTTP drain, and a probe answered during the drain
     /// said ready (operations docs review, 2026-12-05).
