@@ -112,7 +112,7 @@ impl Relay {
                 "the journal is in memory ({kind}): a reboot, or a container made anew, loses it, with every event a sink has not had yet, the dedup log and the SPRecord resume ids; put journal.path on a disk"
             );
         }
-        retention::say_losses_before_start(&journal);
+        let unsaid_before_start = retention::say_losses_before_start(&journal);
         let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
         metrics.observe_journal(&journal);
         say_last_stop_losses(&journal, &metrics);
@@ -151,6 +151,7 @@ impl Relay {
             started: Instant::now(),
             reloads,
         });
+        ctx.status.dropped_undelivered(unsaid_before_start);
         opening_answers.close().await;
         let task = tokio::spawn(serve(ctx.clone(), listener, ingest, reload_rx));
         tracing::info!(%addr, "listening");

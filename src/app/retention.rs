@@ -194,17 +194,20 @@ async fn say(journal: &Arc<Journal>, line: &DropLine) {
 }
 
 /// At start: logs the events `max_size` dropped before a sink had them that
-/// the last run dropped and never named (it was killed within 30 s of them).
-pub(super) fn say_losses_before_start(journal: &Journal) {
+/// the last run dropped and never named (it was killed within 30 s of them),
+/// and returns how many, for the caller to count as this run's: a run
+/// killed before a scrape saw its counter rise left no metric of them, and
+/// `CallrelayUndeliveredEventsDropped` would not page (review, 2026-12-06).
+pub(super) fn say_losses_before_start(journal: &Journal) -> u64 {
     let unsaid = match journal.unsaid_undelivered() {
         Ok(unsaid) => unsaid,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read whether the last run lost events it did not log");
-            return;
+            return 0;
         }
     };
     if unsaid == 0 {
-        return;
+        return 0;
     }
     tracing::error!(
         dropped = unsaid,
@@ -213,6 +216,7 @@ pub(super) fn say_losses_before_start(journal: &Journal) {
     if let Err(e) = journal.undelivered_said(unsaid) {
         not_noted(&e.to_string());
     }
+    unsaid
 }
 
 /// Logs that a line named lost events the journal could not be told of.
@@ -447,12 +451,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = tempfile::tempdir().unwrap();
         let journal = Journal::open(options(empty.path())).unwrap();
-        assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
+        let mut returned = None;
+        assert_eq!(
+            logged_json(|| returned = Some(say_losses_before_start(&journal))),
+            ""
+        );
+        assert_eq!(returned, Some(0));
         let journal = losing_journal(dir.path());
         let lost = journal.unsaid_undelivered().unwrap();
         assert!(lost > 0);
 
-        let said = logged_json(|| say_losses_before_start(&journal));
+        let said = logged_json(|| returned = Some(say_losses_before_start(&journal)));
+        assert_eq!(returned, Some(lost), "returned for the start to count");
         let line: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
         assert_eq!(line["level"], "ERROR", "{said}");
         assert_eq!(line["dropped"], lost, "{said}");
@@ -463,7 +473,33 @@ mod tests {
                 .contains("raise journal.max_size")
         );
         assert_eq!(journal.unsaid_undelivered().unwrap(), 0, "named: not again");
-        assert_eq!(logged_json(|| say_losses_before_start(&journal)), "");
+        assert_eq!(
+            logged_json(|| returned = Some(say_losses_before_start(&journal))),
+            ""
+        );
+        assert_eq!(returned, Some(0));
+    }
+
+    /// A run killed before a scrape saw its undelivered drops left no metric
+    /// of them: the next start counts them as its own, so the page
+    /// `CallrelayUndeliveredEventsDropped` fires (review, 2026-12-06).
+    #[tokio::test]
+    async fn losses_the_last_run_did_not_name_are_counted_by_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let lost = {
+            let journal = losing_journal(&dir.path().join("journal"));
+            journal.unsaid_undelivered().unwrap()
+        };
+        assert!(lost > 0);
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let counted = relay
+            .ctx
+            .metrics
+            .journal_dropped
+            .with_label_values(&["undelivered"])
+            .get();
+        crate::app::tests_support::stop(relay).await;
+        assert_eq!(counted, lost);
     }
 
     /// A line about lost events takes them off the count no line has named
