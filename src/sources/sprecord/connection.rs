@@ -505,14 +505,17 @@ async fn read_error_body(mut body: Incoming, within: Duration) -> String {
     String::from_utf8_lossy(&bytes).trim().to_owned()
 }
 
-/// 401/403 → auth; 429 or any "too many connections" text → busy; else a status error.
+/// 429 or any "too many connections" text → busy; else 401/403 → auth;
+/// else a status error. The text first: a device whose three places are
+/// taken (a browser holding one) may say so with a 403, which is no
+/// refused credentials.
 fn classify_refusal(status: StatusCode, body: String) -> OpenError {
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        OpenError::Auth { status, body }
-    } else if status == StatusCode::TOO_MANY_REQUESTS
+    if status == StatusCode::TOO_MANY_REQUESTS
         || body.to_ascii_lowercase().contains("too many connections")
     {
         OpenError::TooMany { status, body }
+    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        OpenError::Auth { status, body }
     } else {
         OpenError::Status { status, body }
     }
@@ -599,6 +602,11 @@ mod tests {
         assert_eq!(c(403, "forbidden"), "auth");
         assert_eq!(c(429, ""), "http_429");
         assert_eq!(c(503, "Too Many Connections for device"), "http_429");
+        // A device whose places are taken, saying so with a 403 or 401, was
+        // taken as refusing the credentials (review of 2026-12-06, seventh
+        // round).
+        assert_eq!(c(403, "Too many connections"), "http_429");
+        assert_eq!(c(401, "too many connections"), "http_429");
         assert_eq!(c(500, "boom"), "http_5xx");
         assert_eq!(c(404, "no such path"), "http_4xx");
         // A redirect or a 204 was counted as a 4xx.
