@@ -301,6 +301,17 @@ impl KafkaConfig {
         }
     }
 
+    /// The values of options that may be secrets, for the producer's log
+    /// lines and errors to leave out.
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        self.options
+            .iter()
+            .filter(|(key, _)| is_sensitive(key))
+            .map(|(_, value)| value.get_ref().trim().to_owned())
+            .filter(|value| !value.is_empty())
+            .collect()
+    }
+
     /// Whether `text` quotes the value of an option that may be a secret.
     fn quotes_a_secret(&self, text: &str) -> bool {
         self.options
@@ -581,11 +592,20 @@ fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
 }
 
 /// Properties whose values may be secrets: never echoed.
+/// `sasl.oauthbearer.config` holds an unsecured JWT's extensions, which
+/// may be API keys, and librdkafka quotes it when it cannot parse it.
 pub(crate) fn is_sensitive(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "key", "token", "jaas"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "jaas",
+        "oauthbearer.config",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 /// Option values may hold credentials (`sasl.password`): only their names print.
@@ -603,7 +623,7 @@ impl std::fmt::Debug for KafkaConfig {
 /// Whether `text` holds `value` or any 6 characters of it in a row (a
 /// message that quotes a secret cut short still gives part of it away;
 /// fewer would match ordinary words: "nter" is in "Internal").
-fn shares_text(text: &str, value: &str) -> bool {
+pub(super) fn shares_text(text: &str, value: &str) -> bool {
     let chars: Vec<char> = value.trim().chars().collect();
     if chars.len() < 6 {
         return chars.is_empty() || text.contains(value.trim());
@@ -753,6 +773,7 @@ mod tests {
             "sasl.oauthbearer.client.secret",
             "sasl.oauthbearer.token.endpoint.url",
             "sasl.jaas.config",
+            "sasl.oauthbearer.config",
         ] {
             assert!(is_sensitive(sensitive), "{sensitive}");
         }

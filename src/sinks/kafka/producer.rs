@@ -109,10 +109,37 @@ impl Health {
 #[derive(Clone)]
 pub struct HealthContext {
     pub health: Arc<Health>,
+    /// The values of `[kafka.options]` that may be secrets: librdkafka
+    /// quotes some settings back in its errors (a malformed
+    /// `sasl.oauthbearer.config` from the point it could not parse), and
+    /// those errors reach the log and `/status` (review, 2026-12-06).
+    pub secrets: Arc<[String]>,
+}
+
+impl HealthContext {
+    /// `message` with every word that quotes part of a secret option value
+    /// replaced by `***`: librdkafka quotes a value from where it stopped
+    /// parsing, not whole.
+    fn redacted<'a>(&self, message: &'a str) -> std::borrow::Cow<'a, str> {
+        let quotes_a_secret = |word: &str| {
+            self.secrets
+                .iter()
+                .any(|secret| super::config::shares_text(word, secret))
+        };
+        if !message.split_whitespace().any(quotes_a_secret) {
+            return std::borrow::Cow::Borrowed(message);
+        }
+        let words: Vec<&str> = message
+            .split(' ')
+            .map(|word| if quotes_a_secret(word) { "***" } else { word })
+            .collect();
+        std::borrow::Cow::Owned(words.join(" "))
+    }
 }
 
 impl ClientContext for HealthContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = &*self.redacted(message);
         if matches!(level, RDKafkaLogLevel::Debug) {
             tracing::debug!(target: "librdkafka", fac, "{message}");
             return;
@@ -139,6 +166,7 @@ impl ClientContext for HealthContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        let reason = &*self.redacted(reason);
         let code = error.rdkafka_error_code();
         if self.health.is_echo(code, reason) {
             return;
@@ -167,9 +195,10 @@ impl ClientContext for HealthContext {
 
 /// Creates the producer (no network round trip: librdkafka connects in the background).
 pub fn create(config: &KafkaConfig, health: Arc<Health>) -> Result<KafkaProducer, KafkaError> {
-    config
-        .client_config()
-        .create_with_context(HealthContext { health })
+    config.client_config().create_with_context(HealthContext {
+        health,
+        secrets: config.secret_values().into(),
+    })
 }
 
 /// An event's Kafka key: its subject, else its id.
@@ -403,6 +432,7 @@ mod tests {
     fn brokers_down_is_a_state_and_other_errors_are_kept() {
         let context = HealthContext {
             health: Arc::new(Health::default()),
+            secrets: Arc::new([]),
         };
         let health = &context.health;
         assert_eq!(health.last_error(), None);
@@ -427,6 +457,43 @@ mod tests {
         );
         let again = crate::logging::tests_support::logged_json(|| health.delivered());
         assert!(again.is_empty(), "once: {again}");
+    }
+
+    /// librdkafka quotes a `sasl.oauthbearer.config` it cannot parse from
+    /// the point it failed, secret extensions included; the log line and
+    /// `/status`'s last error carry `***` in their place.
+    #[test]
+    fn a_secret_librdkafka_quotes_reaches_neither_the_log_nor_the_status() {
+        let config: KafkaConfig = toml::from_str(
+            r#"
+            brokers = "127.0.0.1:9092"
+            [options]
+            "sasl.oauthbearer.config" = "principal=relay extention_apiKey=S3CR3T-v4lue"
+            "sasl.password" = "hunter2-long"
+            "sasl.username" = "relay"
+            "#,
+        )
+        .unwrap();
+        let context = HealthContext {
+            health: Arc::new(Health::default()),
+            secrets: config.secret_values().into(),
+        };
+        let reason = "Failed to acquire SASL OAUTHBEARER token: Unrecognized sasl.oauthbearer.config beginning at: extention_apiKey=S3CR3T-v4lue (password hunter2-long, user relay)";
+        let said = crate::logging::tests_support::logged_json(|| {
+            context.error(KafkaError::Global(RDKafkaErrorCode::Authentication), reason);
+            context.log(RDKafkaLogLevel::Warning, "SASL", reason);
+        });
+        let (kept, _) = context.health.last_error().unwrap();
+        for shown in [&said, &kept] {
+            assert!(
+                !shown.contains("S3CR3T") && !shown.contains("hunter2"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("beginning at: *** (password *** user relay)"),
+                "{shown}"
+            );
+        }
     }
 
     /// The largest value librdkafka takes for `h` under `limit`, found by
