@@ -54,7 +54,7 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let watching =
         signals.map(|s| tokio::spawn(stop_while_starting(s, starting.clone(), started_rx)));
-    let started = Relay::start_as(config, config_path.to_path_buf(), Some(&starting)).await;
+    let started = Relay::start_as(config, config_path.to_path_buf(), Some(starting.clone())).await;
     let _ = started_tx.send(());
     let signals = match watching {
         Some(task) => task.await.ok(),

@@ -42,6 +42,10 @@ pub enum RunError {
     },
     #[error("the HTTP server failed: {0}")]
     Serve(ServeError),
+    #[error(
+        "the task that serves the relay (its reloads and its drain) failed: {0} (a bug: its panic is logged above); the relay stopped without a drain so that it is started again"
+    )]
+    ServeTask(tokio::task::JoinError),
     #[error("cannot start the journal writer thread: {0}")]
     IngestThread(std::io::Error),
     #[error("opening the journal failed: {0}")]

@@ -23,14 +23,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config_load::reload_request;
-use super::error::{RunError, ServeError};
+use super::error::RunError;
 use super::kafka_sink::kafka_message_max;
 use super::serve::serve;
 use super::stop_losses::say_last_stop_losses;
 use super::{Context, ReloadOutcome, fd_limit, opening, opening_answers, retention};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{Hub, Ingest, IngestOptions};
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::sinks;
@@ -53,7 +53,7 @@ impl Relay {
     pub(super) async fn start_as(
         config: Config,
         config_path: PathBuf,
-        starting: Option<&opening::Starting>,
+        starting: Option<Arc<opening::Starting>>,
     ) -> Result<Relay, RunError> {
         fd_limit::raise_and_check(&config);
         // Before the journal: a port another process holds fails the start
@@ -79,13 +79,20 @@ impl Relay {
         let started = Instant::now();
         // Off the runtime's workers: a check of the whole file takes minutes
         // on a slow disk, and the signal handlers must run meanwhile.
-        let journal = tokio::task::spawn_blocking(move || Journal::open(options))
-            .await
-            .map_err(RunError::JournalOpenTask)??;
+        // `journal_opened` on the same thread, at once: a SIGTERM between the
+        // open and this task's wake-up exited with the file open, and the
+        // next start checked the whole of it again (lifecycle review,
+        // 2026-12-06).
+        let journal = tokio::task::spawn_blocking(move || {
+            let journal = Journal::open(options)?;
+            if let Some(starting) = starting {
+                starting.journal_opened();
+            }
+            Ok::<_, JournalError>(journal)
+        })
+        .await
+        .map_err(RunError::JournalOpenTask)??;
         drop(opening);
-        if let Some(starting) = starting {
-            starting.journal_opened();
-        }
         let journal = Arc::new(journal);
         tracing::info!(
             path = %journal.path().display(),
@@ -167,7 +174,13 @@ impl Relay {
     pub async fn wait(self) -> Result<(), RunError> {
         match self.task.await {
             Ok(result) => result,
-            Err(e) => Err(RunError::Serve(ServeError::Task(e))),
+            // The task that runs reloads and the drain: nothing drains now.
+            // Sources are told to stop, and systemd that the relay is
+            // stopping, before the process ends for systemd to restart it.
+            Err(e) => {
+                super::signals::tell_stopping(&self.ctx);
+                Err(RunError::ServeTask(e))
+            }
         }
     }
 
