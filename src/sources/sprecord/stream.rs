@@ -408,13 +408,12 @@ impl StreamSupervisor {
                     },
                 },
             };
-            *events += 1;
             let (id, handed) = match item {
                 SseItem::Event(next) => {
                     if next.lossy {
                         self.warnings.lossy(&self.account, self.index, &next.id);
                     }
-                    let handled = self.handle(&next.data, reporter, give_up);
+                    let handled = self.handle(&next.data, reporter, events, give_up);
                     tokio::pin!(handled);
                     let handled = match drain_until {
                         Some(deadline) => self.answer_by(deadline, handled, &next.id).await,
@@ -498,11 +497,16 @@ impl StreamSupervisor {
     /// Hands `data` on: `Some(FirstCopy)` when its event was journaled for
     /// the first time, `Some(Other)` when it was a duplicate or skipped
     /// (malformed, a verification message), `None` once the journal is
-    /// closing.
+    /// closing. `events` counts the payloads that were events, a duplicate
+    /// included (a sibling stream's copy is all the second and third streams
+    /// see): only those prove a stream useful, not a server's in-band error
+    /// text, which reset the backoff and had a broken server reopened every
+    /// `backoff_min`.
     async fn handle(
         &self,
         data: &str,
         reporter: &UpstreamReporter,
+        events: &mut u64,
         give_up: &CancellationToken,
     ) -> Option<HandedOn> {
         let (event, raw) = match read_payload(data) {
@@ -516,6 +520,7 @@ impl StreamSupervisor {
                 return Some(HandedOn::Other);
             }
         };
+        *events += 1;
         reporter.event_seen();
         self.ctx
             .metrics
@@ -677,6 +682,66 @@ mod tests {
             .collect()
     }
 
+    /// Stream "0" of account `a` on `url`, for a relay's `ctx` that runs no
+    /// SPRecord source of its own: the test drives its `pump`.
+    fn supervisor_of(ctx: &Arc<Context>, url: &str) -> StreamSupervisor {
+        let text = format!("[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\n");
+        let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
+        let config = config.sprecord[0].get_ref();
+        let timings = config.timings();
+        let reporter = ctx
+            .status
+            .upstream(Vendor::Sprecord, "a", "0", timings.connect_grace);
+        StreamSupervisor {
+            index: 0,
+            account: "a".into(),
+            endpoint: Arc::new(super::super::connection::Endpoint::new(config).unwrap()),
+            limiter: ConnLimiter::new(3),
+            timings,
+            ctx: ctx.clone(),
+            reporter: Arc::new(reporter),
+            resume: ResumeId::new(ctx, "a", url),
+            warnings: StreamWarnings::default(),
+            started_at: Instant::now(),
+        }
+    }
+
+    /// Opens one stream of `supervisor` to a server that sends `body` and
+    /// closes, pumps it to its end; how it ended and the events it counted.
+    async fn pump_once(
+        supervisor: &StreamSupervisor,
+        listener: tokio::net::TcpListener,
+        body: Vec<u8>,
+    ) -> (StreamEnd, u64) {
+        use crate::sources::tests_support::read_head;
+        use tokio::io::AsyncWriteExt;
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            let mut answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n".to_vec();
+            answer.extend(body);
+            socket.write_all(&answer).await.unwrap();
+        });
+        let mut conn = supervisor
+            .endpoint
+            .open(&supervisor.limiter, None)
+            .await
+            .unwrap();
+        let mut events = 0;
+        let end = supervisor
+            .pump(
+                &mut conn,
+                &supervisor.reporter,
+                None,
+                &mut events,
+                &CancellationToken::new(),
+            )
+            .await;
+        conn.close().await;
+        server.await.unwrap();
+        (end, events)
+    }
+
     #[test]
     fn every_reason_a_stream_ends_for_is_exported_from_the_start() {
         let every = [
@@ -788,6 +853,48 @@ mod tests {
         assert!(proved_useful(1, Duration::ZERO));
         assert!(proved_useful(0, USEFUL_AFTER));
         assert!(!proved_useful(0, USEFUL_AFTER - Duration::from_millis(1)));
+    }
+
+    /// A server that answers 200, sends what is no event (an in-band error
+    /// text, the webhook's verification message, an event too large to
+    /// read) and closes: every SSE message counted as an event, so such a
+    /// stream proved useful, reset the backoff, and three streams reopened
+    /// every 1–1.5 s for good (review of 2026-12-06, seventh round). A
+    /// duplicate is an event: the streams after the first see only those.
+    #[tokio::test]
+    async fn only_events_prove_a_stream_useful_duplicates_included() {
+        use crate::app::tests_support::{relay_in, stop};
+        use crate::sources::tests_support::listen;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let verification =
+            include_str!("../../../tests/fixtures/vendors/sprecord/verification.json");
+        let mut body = format!("data: device offline\n\ndata: {}\n\n", verification.trim());
+        body.push_str(&format!(
+            "id: 1\ndata: {}\n\n",
+            "x".repeat(super::super::sse::MAX_EVENT_BYTES)
+        ));
+        let (listener, port) = listen().await;
+        let supervisor = supervisor_of(&relay.ctx, &format!("http://127.0.0.1:{port}"));
+        let (end, events) = pump_once(&supervisor, listener, body.into_bytes()).await;
+        assert!(matches!(end, StreamEnd::Closed), "{end:?}");
+        assert_eq!(events, 0);
+        assert!(!proved_useful(events, Duration::ZERO));
+        let malformed = relay
+            .ctx
+            .metrics
+            .upstream_malformed
+            .with_label_values(&["sprecord", "a"]);
+        assert_eq!(malformed.get(), 2, "the error text and the large event");
+        // The same event twice: its first copy and a duplicate.
+        let event = r#"{"device_id":"dev-1","event_type":"incoming_call","payload":{"call_id":"1","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}"#;
+        let body = format!("id: 2\ndata: {event}\n\nid: 3\ndata: {event}\n\n");
+        let (listener, port) = listen().await;
+        let supervisor = supervisor_of(&relay.ctx, &format!("http://127.0.0.1:{port}"));
+        let (end, events) = pump_once(&supervisor, listener, body.into_bytes()).await;
+        assert!(matches!(end, StreamEnd::Closed), "{end:?}");
+        assert_eq!(events, 2);
+        stop(relay).await;
     }
 
     /// What `/status` and the log say of a stream that ended, and the
