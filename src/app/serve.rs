@@ -191,7 +191,20 @@ pub(super) async fn serve(
                         // No sink, no lag: a frozen series would keep a lag alert firing.
                         let _ = ctx.metrics.sink_lag_events.remove_label_values(&["kafka"]);
                     }
-                    tracing::info!(enabled = kafka.is_some(), "reload: the Kafka sink was restarted");
+                    match (&kafka, &config.kafka) {
+                        (Some(_), _) => tracing::info!(
+                            enabled = true,
+                            "reload: the Kafka sink was restarted with the new [kafka]"
+                        ),
+                        (None, Some(_)) => tracing::info!(
+                            enabled = false,
+                            "reload: the Kafka sink stopped; the stop that began meanwhile starts no new one"
+                        ),
+                        (None, None) => tracing::info!(
+                            enabled = false,
+                            "reload: the Kafka sink stopped ([kafka] was removed)"
+                        ),
+                    }
                 }
                 let _ = done.send(ReloadOutcome {
                     sources: changes,
