@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::link::{Dial, EngineVersion, Inbound, LinkError};
+use super::link::{Dial, EngineVersion, Inbound, LinkError, Masked};
 use super::wire::{self, Frame, SioPacket};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -285,7 +285,8 @@ impl Conn {
             events: events_tx,
             handed_on: handed_on.clone(),
         };
-        let task = tokio::spawn(drive(ws, heartbeat, to_session, cmds_rx));
+        let masked = dial.masked.clone();
+        let task = tokio::spawn(drive(ws, heartbeat, to_session, cmds_rx, masked));
         Ok(Conn {
             events,
             handed_on,
@@ -418,6 +419,7 @@ async fn drive(
     heartbeat: Heartbeat,
     session: ToSession,
     mut cmds: mpsc::Receiver<Cmd>,
+    masked: Masked,
 ) {
     let events = &session.events;
     let (client_pings, ping_every, silence_limit) = match heartbeat {
@@ -574,6 +576,7 @@ async fn drive(
                                 // connection on it too).
                                 SioPacket::ConnectError(why) => {
                                     refused = true;
+                                    let why = masked.server_text(&why);
                                     break format!("the server refused the namespace: {why}");
                                 }
                                 SioPacket::Event { name, args } => Inbound::Event {
@@ -1032,8 +1035,42 @@ mod tests {
         }
     }
 
+    /// A refusal echoing the account's key or secret (as the vendor's
+    /// "key <KEY> không hợp lệ" may) shows them masked, also one cut at
+    /// 200 characters: the key went into the log and `/status` (review of
+    /// the Voip24h source, 2026-12-06).
+    #[tokio::test]
+    async fn a_refusal_echoing_the_key_or_secret_shows_them_masked() {
+        // Cut at 200 characters before it is masked, the key is "KEY-CANAR".
+        let long = "x".repeat(190);
+        for (version, frame) in [
+            (
+                EngineVersion::V3,
+                r#"44"key KEY-CANARY không hợp lệ""#.to_owned(),
+            ),
+            (
+                EngineVersion::V4,
+                r#"44{"message":"no","data":{"voip":"KEY-CANARY","secret":"SECRET-CANARY"}}"#
+                    .to_owned(),
+            ),
+            (EngineVersion::V3, format!(r#"44"{long}KEY-CANARY""#)),
+        ] {
+            let frames = vec![&*Box::leak(frame.into_boxed_str())].leak();
+            let seen = handed_on_after(version, frames, 1).await;
+            let Some(Inbound::Closed { why, refused }) = seen.last() else {
+                panic!("{version:?}: not ended: {seen:?}");
+            };
+            assert!(*refused && why.contains("***"), "{version:?}: {why}");
+            assert!(
+                !why.contains("CANARY") && !why.contains("KEY-") && !why.contains("SECRET-"),
+                "{version:?}: {why}"
+            );
+        }
+    }
+
     /// A server on 127.0.0.1 that takes one websocket and hands it to
-    /// `serve`; the [`Dial`] that reaches it.
+    /// `serve`; the [`Dial`] that reaches it, which masks the key
+    /// `KEY-CANARY` and the secret `SECRET-CANARY`.
     async fn serve_one_websocket<F, Fut>(serve: F) -> (Dial, tokio::task::JoinHandle<()>)
     where
         F: FnOnce(ServerWs) -> Fut + Send + 'static,
@@ -1049,8 +1086,16 @@ mod tests {
             base_url: format!("http://127.0.0.1:{port}"),
             dialer: crate::sources::proxy::Dialer::new(None, None),
             rustls: Arc::new(crate::sources::tls::TrustRoots::default().rustls().unwrap()),
+            masked: Masked::of(&masking_config()),
         };
         (dial, server)
+    }
+
+    fn masking_config() -> super::super::config::Voip24hConfig {
+        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
+                    key = \"KEY-CANARY\"\nsecret = \"SECRET-CANARY\"\n";
+        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
+        config.voip24h[0].get_ref().clone()
     }
 
     type ServerWs = WebSocketStream<tokio::net::TcpStream>;

@@ -13,8 +13,10 @@ use time::OffsetDateTime;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::config::Voip24hConfig;
 use super::engine_io;
 use super::wire::Arg;
+use crate::config::Secret;
 use crate::sources::proxy::{ConnectError, Dialer, ProxyRoute};
 use crate::sources::tls::{TlsError, TrustRoots};
 
@@ -51,12 +53,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where to connect, through which proxy, and whom to trust there: the
 /// server's base URL, the proxy tunnel if any, and the TLS client (only
-/// `https` URLs use it).
+/// `https` URLs use it); and what to mask in the server's refusal.
 #[derive(Clone)]
 pub struct Dial {
     pub base_url: String,
     pub dialer: Dialer,
     pub rustls: Arc<rustls::ClientConfig>,
+    pub masked: Masked,
 }
 
 impl Dial {
@@ -64,12 +67,48 @@ impl Dial {
         base_url: &str,
         proxy: Option<ProxyRoute>,
         roots: &TrustRoots,
+        masked: Masked,
     ) -> Result<Dial, TlsError> {
         Ok(Dial {
             base_url: base_url.to_owned(),
             dialer: Dialer::new(proxy, Some(CONNECT_TIMEOUT)),
             rustls: Arc::new(roots.rustls()?),
+            masked,
         })
+    }
+}
+
+/// Most characters of the server's own text (an `error`'s, a refusal's)
+/// kept for a log line and `/status`.
+const SERVER_TEXT_MAX: usize = 200;
+
+/// The account's `key` and `secret`, masked in the server's texts: a vendor
+/// that echoes what it was sent ("key <KEY> không hợp lệ", or the `sign`
+/// object back) would otherwise put them in the log and `/status`.
+#[derive(Clone, Default)]
+pub struct Masked(Vec<Secret>);
+
+impl Masked {
+    pub fn of(config: &Voip24hConfig) -> Masked {
+        let mut secrets: Vec<Secret> = [&config.key, &config.secret]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        // The longer first: one inside the other leaves no part of either.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+        Masked(secrets)
+    }
+
+    /// `text` from the server, for a log line and `/status`: every key and
+    /// secret in it shown as `***`, then cut to [`SERVER_TEXT_MAX`]
+    /// characters. Masked first: a cut could leave the start of one.
+    pub fn server_text(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.0 {
+            text = text.replace(secret.expose(), "***");
+        }
+        text.chars().take(SERVER_TEXT_MAX).collect()
     }
 }
 

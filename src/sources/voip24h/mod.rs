@@ -39,7 +39,7 @@ use crate::sources::retry_log::{RetryLog, attempt_failed};
 use crate::sources::tls::TrustRoots;
 use crate::status::{ConnState, UpstreamReporter};
 use config::{EngineIo, Voip24hConfig};
-use link::{Dial, EngineVersion, Link, LinkError};
+use link::{Dial, EngineVersion, Link, LinkError, Masked};
 use session::{EndReason, Session, SessionEnd};
 
 /// Every `reason` of `callrelay_upstream_reconnects_total` a Voip24h account
@@ -214,9 +214,10 @@ impl Supervisor {
         // every attempt rather than connect without it.
         let dial = match &self.dial {
             Some(dial) => dial.clone(),
-            None => match TrustRoots::load(&config.tls)
-                .and_then(|roots| Dial::new(config.url.get_ref(), config.proxy.clone(), &roots))
-            {
+            None => match TrustRoots::load(&config.tls).and_then(|roots| {
+                let masked = Masked::of(config);
+                Dial::new(config.url.get_ref(), config.proxy.clone(), &roots, masked)
+            }) {
                 Ok(dial) => self.dial.insert(dial).clone(),
                 Err(e) => return failed(e.to_string(), EndReason::Tls),
             },

@@ -45,7 +45,7 @@ use super::deliver::{
 };
 use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
-use super::link::{Inbound, Link, LinkError};
+use super::link::{Inbound, Link, LinkError, Masked};
 use super::wire::Arg;
 use crate::app::Context;
 use crate::sources::deadline::Deadline;
@@ -567,7 +567,7 @@ impl Session<'_> {
                                 };
                                 return end(
                                     reason,
-                                    describe(&name, &args),
+                                    describe(&name, &args, &Masked::of(self.config)),
                                     namespace_connected,
                                     connected_at,
                                 );
@@ -576,7 +576,7 @@ impl Session<'_> {
                                 if let Some(reason) = EndReason::from_event(other) {
                                     return end(
                                         reason,
-                                        describe(&name, &args),
+                                        describe(&name, &args, &Masked::of(self.config)),
                                         namespace_connected,
                                         connected_at,
                                     );
@@ -692,13 +692,14 @@ async fn emit(
     }
 }
 
-/// `name: first argument`, short, for logs and `/status`.
-fn describe(name: &str, args: &[Arg]) -> String {
+/// `name: first argument`, short and with the account's secrets masked,
+/// for logs and `/status`.
+fn describe(name: &str, args: &[Arg], masked: &Masked) -> String {
     let text = match args.first() {
         Some(arg) => arg.as_string().unwrap_or_else(|| arg.json().to_owned()),
         None => String::new(),
     };
-    let text: String = text.chars().take(200).collect();
+    let text = masked.server_text(&text);
     if text.is_empty() {
         format!("server sent `{name}`")
     } else {
@@ -842,6 +843,32 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
+    /// An `error` or ending event echoing the key or the secret (the
+    /// vendor's "key <KEY> không hợp lệ", the `sign` object back) shows them
+    /// masked, also where the 200-character cut falls inside one: they went
+    /// into the log and `/status` (review of the Voip24h source, 2026-12-06).
+    #[test]
+    fn describes_the_servers_text_with_the_key_and_secret_masked() {
+        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
+                    key = \"KEY-CANARY\"\nsecret = \"SECRET-CANARY\"\nsign = \"object\"\n";
+        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
+        let masked = Masked::of(config.voip24h[0].get_ref());
+        // Cut before it is masked, the key at the end is "KEY-CANA".
+        let long = format!("\"{}KEY-CANARY\"", "x".repeat(192));
+        for arg in [
+            "\"key KEY-CANARY không hợp lệ\"",
+            r#"{"voip":"KEY-CANARY","secret":"SECRET-CANARY"}"#,
+            &long,
+        ] {
+            let said = describe("error", &[Arg::from_json(arg).unwrap()], &masked);
+            assert!(said.contains("***"), "{said}");
+            assert!(
+                !said.contains("CANA") && !said.contains("KEY-") && !said.contains("SECRET-"),
+                "{said}"
+            );
+        }
+    }
+
     #[test]
     fn describes_without_unbounded_text() {
         let frame = format!("42[\"error\",\"{}\"]", "x".repeat(1000));
@@ -851,11 +878,14 @@ mod tests {
         else {
             panic!("not an event");
         };
-        let text = describe("error", &args);
+        let text = describe("error", &args, &Masked::default());
         assert!(
             text.starts_with("server sent `error`: xxx") && text.len() < 250,
             "{text}"
         );
-        assert_eq!(describe("connectEnd", &[]), "server sent `connectEnd`");
+        assert_eq!(
+            describe("connectEnd", &[], &Masked::default()),
+            "server sent `connectEnd`"
+        );
     }
 }

@@ -82,7 +82,9 @@ fn decode_socketio(text: &str) -> SioPacket {
         '0' => SioPacket::Connect(serde_json::from_str::<serde::de::IgnoredAny>(rest).is_ok()),
         '1' => SioPacket::Disconnect,
         '2' => decode_event(rest),
-        '4' => SioPacket::ConnectError(rest.chars().take(200).collect()),
+        // Whole (one frame, bounded as an event's arguments are): the
+        // key or secret it may echo is masked before it is cut.
+        '4' => SioPacket::ConnectError(rest.to_owned()),
         // Acks: valid, and nothing the session uses.
         '3' | '6' => SioPacket::Other,
         // Valid, but its data comes in binary frames we do not assemble:
