@@ -1714,3 +1714,65 @@ async fn a_credential_sent_twice_is_refused() {
     assert_eq!(relay.ctx.journal.last_seq(), 0);
     relay.stop().await;
 }
+
+/// An SPRecord webhook without `token` took events from any web page an
+/// agent opened: a cross-site POST of JSON labelled `text/plain` needs no
+/// preflight, and the body is read as JSON whatever its label (security
+/// review, 2026-12-06). A browser's request to it is refused; a vendor's
+/// (no `Origin`) is not, nor a browser's that carries the token of a
+/// webhook that has one.
+#[tokio::test]
+async fn a_browsers_request_to_an_sprecord_webhook_without_token_is_refused() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let event = fixture("sprecord/incoming_call.json");
+    let from_a_page = |header: &str, value: &str| {
+        c.post(relay.url("/hooks/sprecord/spj"))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header(header, value)
+            .body(event.clone())
+    };
+    for (header, value) in [
+        ("origin", "https://evil.example"),
+        // A sandboxed frame's.
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let reply = send(from_a_page(header, value)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{header}: {value}: {}",
+            reply.text
+        );
+        let error = json_of(&reply)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains("browser") && error.contains("set `token`"),
+            "{error}"
+        );
+    }
+    assert!(relay.events().is_empty());
+    let metrics = send(c.get(relay.url("/metrics"))).await.text;
+    assert!(
+        metrics.contains(r#"callrelay_webhook_requests_total{code="403",vendor="sprecord"} 3"#),
+        "{metrics}"
+    );
+
+    let reply = send(
+        c.post(relay.url("/hooks/sprecord/spj"))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(event.clone()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(relay.events().len(), 1);
+
+    let reply =
+        send(authed(&c, &relay, "sprecord", event).header("origin", "https://crm.example")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(relay.events().len(), 2);
+    relay.stop().await;
+}

@@ -11,12 +11,18 @@
 //! device (url and headers, header names in any case), and no WebSocket
 //! token scoped to an account no source has. Secrets are compared here,
 //! never quoted.
+//!
+//! [`Config::warnings`]: what the CONTRACT allows but leaves open to anyone
+//! who can reach the listener, for `check` to say without refusing the file.
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use toml::Spanned;
 
-use super::{ByteSize, Config, HumanDuration, JournalConfig, Secret, Validator};
+use super::{
+    ByteSize, Config, HumanDuration, JournalConfig, LoadedText, Problem, Secret, Validator,
+};
+use crate::event::Vendor;
 
 impl JournalConfig {
     /// The journal's directory: created at start if missing, so only what
@@ -138,6 +144,34 @@ impl Config {
         self.websocket.validate_scopes_of(v, &self.accounts());
     }
 
+    /// What a loaded config allows that anyone who can reach the listener
+    /// could use, each placed in the file as written: an SPRecord webhook
+    /// without `token` on a listener that is not loopback (the CONTRACT makes
+    /// the token optional, so this is no error; a browser's requests to it are
+    /// refused, any other sender's are not). The account is not quoted: a
+    /// `${VAR}` may stand in it, and the place names it.
+    pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
+        if self.server.is_loopback() {
+            return Vec::new();
+        }
+        self.webhook
+            .iter()
+            .map(Spanned::get_ref)
+            .filter(|hook| hook.vendor == Vendor::Sprecord && hook.token.is_none())
+            .map(|hook| {
+                let (line, col) = text.line_col(hook.account.span().start);
+                Problem {
+                    line,
+                    col,
+                    message: "[[webhook]] sprecord has no `token` and `server.listen` is not \
+                              loopback: anyone who can reach the port can post events to it; \
+                              set `token` and add ?token= to the URL registered with SPRecord"
+                        .to_owned(),
+                }
+            })
+            .collect()
+    }
+
     /// Two accounts of one upstream identity would open two sessions where
     /// the vendor allows one: Voip24h keeps one session per key (a second
     /// sign takes it over, and every event would be journaled once per
@@ -225,4 +259,37 @@ fn voip24h_server(url: &str) -> String {
 fn comparable_url(url: &str) -> String {
     let written = url::Url::parse(url).map_or_else(|_| url.to_ascii_lowercase(), String::from);
     written.trim_end_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings_of(text: &str) -> Vec<Problem> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, text).unwrap();
+        let (config, loaded) = Config::load_with_text(&path).unwrap();
+        config.warnings(&loaded)
+    }
+
+    /// `check` said nothing of an SPRecord webhook that anyone on the
+    /// network could post events to (security review, 2026-12-06).
+    #[test]
+    fn an_sprecord_webhook_without_token_on_an_open_listener_is_a_warning() {
+        let open = "[server]\nlisten = \"0.0.0.0:8080\"\n\n[websocket]\ntokens = [\"t\"]\n\n\
+                    [[webhook]]\nvendor = \"sprecord\"\naccount = \"office\"\n\n\
+                    [[webhook]]\nvendor = \"sprecord\"\naccount = \"hq\"\ntoken = \"s\"\n";
+        let warnings = warnings_of(open);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!((warnings[0].line, warnings[0].col), (9, 11));
+        assert!(
+            warnings[0]
+                .message
+                .contains("anyone who can reach the port can post events"),
+            "{warnings:?}"
+        );
+        let loopback = open.replace("0.0.0.0", "127.0.0.1");
+        assert_eq!(warnings_of(&loopback), []);
+    }
 }

@@ -32,6 +32,8 @@ pub enum SprecordMessage {
 }
 
 /// The shared secret is optional; when configured, `?token=` must carry it.
+/// Without it, a request a browser sent is refused before this (403, in
+/// `sources::webhook`): a web page cannot know a token, but can post.
 pub fn verify<'a>(
     token: Option<&Accepted>,
     delivery: Delivery<'a>,

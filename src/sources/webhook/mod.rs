@@ -6,7 +6,8 @@
 //!   counted and logged as a refused webhook, naming the shape a path must have;
 //! - checks run in the CONTRACT's order and the first failure answers: route
 //!   (404) → method (405) → size (413, `max_body` inclusive, chunked bodies
-//!   too) → auth (401) → parse (400);
+//!   too) → auth (401; 403 for a browser's request to an SPRecord webhook
+//!   without `token`) → parse (400);
 //! - nothing unauthenticated reaches ingest: parsing takes the
 //!   [`Verified`](crate::vendors::Verified) that only the vendor's check makes;
 //! - a 200 carrying `{id, seq, duplicate}` is sent only after ingest reports
@@ -285,6 +286,16 @@ fn vendor_named_in(path: &str) -> Option<Vendor> {
     name.parse().ok()
 }
 
+/// Whether a browser sent the request. A webhook with no secret (SPRecord's
+/// `token` is optional) is otherwise open to any web page its user's agents
+/// visit: a cross-site POST of JSON as `text/plain` needs no preflight, and
+/// the body is read as JSON whatever its label. Browsers send `Origin` or
+/// `Sec-Fetch-Site` on such a request (also from a sandboxed frame, whose
+/// `Origin` is `null`); vendors' servers send neither.
+fn sent_by_a_browser(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(axum::http::header::ORIGIN) || headers.contains_key("sec-fetch-site")
+}
+
 /// The answer to a body that could not be taken.
 fn body_refused(e: BodyError, max_body: u64) -> Answer {
     match e {
@@ -356,6 +367,16 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         query: &query,
         body: &[],
     };
+    // Where a credential would be checked: a body over `max_body` is still a
+    // 413 first, and none of it is kept, as for a 401.
+    if matches!(credentials, vendors::Credentials::Sprecord { token: None })
+        && sent_by_a_browser(&parts.headers)
+    {
+        return match body::discard(&parts.headers, body, max_body).await {
+            Ok(()) => Answer::from_a_browser(),
+            Err(e) => body_refused(e, max_body),
+        };
+    }
     let verified_head = match credentials.verify_head(head) {
         Some(Ok(verified)) => Some(verified),
         Some(Err(refused)) => {

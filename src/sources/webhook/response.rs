@@ -112,6 +112,16 @@ impl Answer {
         a
     }
 
+    /// A browser's request to a webhook that has no secret to check.
+    pub fn from_a_browser() -> Answer {
+        Answer::error(
+            StatusCode::FORBIDDEN,
+            "a browser's request (it carries Origin or Sec-Fetch-Site) is refused: this SPRecord \
+             webhook has no `token`, so any web page could post events to it; to accept it, set \
+             `token` in its [[webhook]] and send it as ?token=",
+        )
+    }
+
     pub fn bad_request(reason: &str) -> Answer {
         Answer::error(StatusCode::BAD_REQUEST, reason)
     }
