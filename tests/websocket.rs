@@ -373,6 +373,38 @@ async fn a_last_event_id_that_is_not_text_and_unknown_parameters_not_utf8() {
     relay.stop().await;
 }
 
+/// A `?token=` that is not UTF-8 was answered "a token is required",
+/// though the client sent one (review of the fan-out, 2026-12-06): it is a
+/// 401 that says the value is not UTF-8, and beside a good header it is the
+/// 400 of any unreadable parameter.
+#[tokio::test]
+async fn a_token_that_is_not_utf8_is_said_to_be_so() {
+    let relay = start_relay("[websocket]\ntokens = [\"tok-a\"]\n").await;
+    let body_of = |refusal: Result<_, tungstenite::Error>| {
+        let Err(tungstenite::Error::Http(response)) = refusal else {
+            panic!("expected an HTTP refusal");
+        };
+        let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
+        (response.status().as_u16(), body.into_owned())
+    };
+    let (status, body) = body_of(try_connect(&ws_url(&relay, "?token=t%FF"), None).await);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("`?token=` value is not UTF-8") && !body.contains("required"),
+        "{body}"
+    );
+    let (status, body) = body_of(
+        try_connect(
+            &ws_url(&relay, "?token=t%FF"),
+            Some(("authorization", "Bearer tok-a")),
+        )
+        .await,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`token` is not UTF-8"), "{body}");
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_filters_max_clients_status_and_shutdown() {
     let relay =

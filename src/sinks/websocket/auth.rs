@@ -42,6 +42,11 @@ pub enum AuthError {
     Missing,
     #[error("the token is not accepted")]
     Wrong,
+    /// Only `?token=` was sent, and its value does not decode to text.
+    #[error(
+        "the `?token=` value is not UTF-8 once percent-decoded, so no token can match it: percent-encode the token's UTF-8 bytes, or send `Authorization: Bearer TOKEN`"
+    )]
+    NotUtf8,
     #[error(
         "the token is sent more than once (two `Authorization: Bearer` headers or two `?token=`)"
     )]

@@ -65,6 +65,9 @@ pub struct ClientQuery {
     pub token: Option<String>,
     /// `?token=` came more than once (refused: see `auth::presented`).
     pub token_repeated: bool,
+    /// A `?token=` came that is not UTF-8 once percent-decoded: a client
+    /// that sent a token must not be told that one is required.
+    pub token_not_utf8: bool,
     /// `?heartbeat` (any value but `0` or `false`): the client wants
     /// `{"control":"heartbeat","seq":N}` frames (see `session`).
     pub heartbeat: bool,
@@ -83,6 +86,7 @@ impl std::fmt::Debug for ClientQuery {
             .field("since", &self.since)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("token_repeated", &self.token_repeated)
+            .field("token_not_utf8", &self.token_not_utf8)
             .field("heartbeat", &self.heartbeat)
             .field("not_utf8", &self.not_utf8)
             .field("too_many", &self.too_many)
@@ -110,14 +114,16 @@ impl ClientQuery {
                 // are ignored (browsers and proxies add cache busters).
                 Err(e) => {
                     let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-                    let known = form_pairs(name.as_bytes(), None, Pairs::QueryParameters)
-                        .is_ok_and(|p| {
-                            p.first()
-                                .is_some_and(|(n, _)| PARAMETERS.contains(&n.as_str()))
-                        });
-                    if known {
+                    let decoded_name = form_pairs(name.as_bytes(), None, Pairs::QueryParameters)
+                        .ok()
+                        .and_then(|p| p.into_iter().next().map(|(n, _)| n));
+                    let Some(decoded_name) = decoded_name else {
+                        continue;
+                    };
+                    if PARAMETERS.contains(&decoded_name.as_str()) {
                         q.not_utf8.get_or_insert(e.0);
                     }
+                    q.token_not_utf8 |= decoded_name == "token";
                     continue;
                 }
             };

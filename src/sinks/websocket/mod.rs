@@ -458,6 +458,13 @@ fn accept(
         return Err(refuse(why, StatusCode::FORBIDDEN, message.into()));
     }
     let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
+    if token.is_none() && query.token_not_utf8 && tokens_required {
+        return Err(refuse(
+            Refusal::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            auth::AuthError::NotUtf8.to_string(),
+        ));
+    }
     let scope = match auth::check_token(ws.tokens.get_ref(), token.as_deref()) {
         Ok(scope) => scope,
         Err(e) => {

@@ -308,13 +308,17 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
+                // Before the client's frames: a client that floods frames
+                // (always ready to read) would otherwise never be pinged
+                // or have a revocation applied (review, 2026-12-06).
+                // Before live events: a busy stream must not delay a revocation.
+                Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
+                _ = ping.tick() => self.ping(true).await?,
+                // Before the pong deadline: a pong already received clears it.
                 msg = self.stream.next() => self.on_client_frame(msg)?,
                 _ = sleep_until(self.pong_deadline.unwrap_or_else(Instant::now)), if self.pong_deadline.is_some() => {
                     return Err(End::PongTimeout);
                 }
-                _ = ping.tick() => self.ping(true).await?,
-                // Before live events: a busy stream must not delay a revocation.
-                Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
                 received = next_live(&mut self.live) => self.on_live(ctx, received).await?,
             }
         }
@@ -431,10 +435,17 @@ impl Session {
             let mut hold = self.page_of_the_budget(ctx).await?;
             let journal = ctx.journal.clone();
             let after = self.cursor;
-            let page = journal_read("websocket replay", move || {
+            let read = journal_read("websocket replay", move || {
                 journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
-            })
-            .await?;
+            });
+            // A page read from a cold cache on a slow disk takes seconds: a
+            // stop's 1001 does not wait for it (the read ends on its own
+            // thread, and the journal's close waits for reads in progress).
+            let page = tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
+                page = read => page?,
+            };
             let bytes = page.iter().map(|e| e.json.len()).sum();
             // Its writes share one deadline from now: the page holds its
             // part of the budget until flushed (see `WriteGuard::page_deadline`).
