@@ -106,6 +106,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct SourceManager {
     running: BTreeMap<SourceKey, Running>,
+    /// Outlives the Voip24h sources it restarts (see [`voip24h::DetectedEngines`]).
+    voip24h_engines: voip24h::DetectedEngines,
 }
 
 /// A connection source's name: its vendor and account.
@@ -177,7 +179,8 @@ impl SourceManager {
                 continue;
             };
             let cancel = ctx.shutdown.child_token();
-            let task = spawn_source(setup.config.clone(), ctx.clone(), cancel.clone());
+            let engines = self.voip24h_engines.clone();
+            let task = spawn_source(setup.config.clone(), ctx.clone(), cancel.clone(), engines);
             let setup = setup.clone();
             self.running.insert(
                 key.clone(),
@@ -203,13 +206,18 @@ impl SourceManager {
     }
 }
 
-fn spawn_source(cfg: SourceConfig, ctx: Arc<Context>, cancel: CancellationToken) -> JoinHandle<()> {
+fn spawn_source(
+    cfg: SourceConfig,
+    ctx: Arc<Context>,
+    cancel: CancellationToken,
+    voip24h_engines: voip24h::DetectedEngines,
+) -> JoinHandle<()> {
     if let Some(proxy) = cfg.proxy() {
         let (vendor, account) = cfg.key();
         tracing::info!(%vendor, %account, %proxy, "connecting through the proxy");
     }
     match cfg {
-        SourceConfig::Voip24h(c) => tokio::spawn(voip24h::run(c, ctx, cancel)),
+        SourceConfig::Voip24h(c) => tokio::spawn(voip24h::run(c, ctx, cancel, voip24h_engines)),
         SourceConfig::Sprecord(c) => tokio::spawn(sprecord::run(c, ctx, cancel)),
     }
 }

@@ -25,7 +25,8 @@ mod taken_over;
 mod warnings;
 pub mod wire;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use backoff::ExponentialBackoffBuilder;
@@ -62,8 +63,27 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "panic",
 ];
 
+/// The Engine.IO version `auto` found at each `url` (which holds no
+/// credentials: `check` refuses them), kept across restarts of the sources
+/// (a reload that restarts an account, a panic): each began with a probe,
+/// at least 1 s more without a session signed in, and socket.io has no
+/// replay. Forgotten as [`Supervisor::forget_engine`] says.
+#[derive(Clone, Default)]
+pub struct DetectedEngines(Arc<Mutex<HashMap<String, EngineVersion>>>);
+
+impl DetectedEngines {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, EngineVersion>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Holds the account's session until `cancel`; returns once its socket is closed.
-pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationToken) {
+pub async fn run(
+    config: Voip24hConfig,
+    ctx: Arc<Context>,
+    cancel: CancellationToken,
+    engines: DetectedEngines,
+) {
     let account = config.account.get_ref().clone();
     let reporter = ctx.status.upstream(
         Vendor::Voip24h,
@@ -82,7 +102,7 @@ pub async fn run(config: Voip24hConfig, ctx: Arc<Context>, cancel: CancellationT
     let waits = (first_wait, config.backoff_max.get_ref().get());
     let on_panic = source_panicked(Vendor::Voip24h, &account, 0, &reporter);
     restart_on_panic(waits, &cancel, on_panic, || {
-        hold_session(&config, &ctx, &reporter, &cancel)
+        hold_session(&config, &ctx, &reporter, &cancel, &engines)
     })
     .await;
     reporter.set_state(ConnState::Disconnected);
@@ -94,9 +114,10 @@ async fn hold_session(
     ctx: &Arc<Context>,
     reporter: &UpstreamReporter,
     cancel: &CancellationToken,
+    engines: &DetectedEngines,
 ) {
     let account = config.account.get_ref();
-    let mut supervisor = Supervisor::new(config);
+    let mut supervisor = Supervisor::new(config, engines);
     while !cancel.is_cancelled() {
         let mut end = supervisor.attempt(config, ctx, reporter, cancel).await;
         if end.reason == EndReason::Cancelled {
@@ -168,12 +189,13 @@ struct Supervisor {
     retry_log: RetryLog,
     dial: Option<Dial>,
     engine: Option<EngineVersion>,
+    engines: DetectedEngines,
     /// Whether another client seems to hold the key (see [`taken_over`]).
     taken_over: taken_over::TakenOver,
 }
 
 impl Supervisor {
-    fn new(config: &Voip24hConfig) -> Supervisor {
+    fn new(config: &Voip24hConfig, engines: &DetectedEngines) -> Supervisor {
         let backoff = ExponentialBackoffBuilder::new()
             .with_initial_interval(config.backoff_min.get_ref().get())
             .with_max_interval(config.backoff_max.get_ref().get())
@@ -188,8 +210,9 @@ impl Supervisor {
             engine: match config.engine_io {
                 EngineIo::V3 => Some(EngineVersion::V3),
                 EngineIo::V4 => Some(EngineVersion::V4),
-                EngineIo::Auto => None,
+                EngineIo::Auto => engines.map().get(config.url.get_ref()).copied(),
             },
+            engines: engines.clone(),
             taken_over: taken_over::TakenOver::default(),
         }
     }
@@ -232,7 +255,7 @@ impl Supervisor {
                 match found {
                     Ok(v) => {
                         tracing::info!(vendor = "voip24h", account = %config.account.get_ref(), engine = v.detail(), "detected the Engine.IO version");
-                        self.engine = Some(v);
+                        self.found_engine(config, v);
                         v
                     }
                     Err(e) => {
@@ -291,10 +314,19 @@ impl Supervisor {
         end
     }
 
+    /// `auto` found `version`: kept for the next sessions, and the next
+    /// sources at this url.
+    fn found_engine(&mut self, config: &Voip24hConfig, version: EngineVersion) {
+        self.engine = Some(version);
+        let url = config.url.get_ref().clone();
+        self.engines.map().insert(url, version);
+    }
+
     /// With `auto`, a version that did not get through is detected again next time.
     fn forget_engine(&mut self, config: &Voip24hConfig) {
         if config.engine_io == EngineIo::Auto {
             self.engine = None;
+            self.engines.map().remove(config.url.get_ref());
         }
     }
 
@@ -423,6 +455,10 @@ mod tests {
         config.voip24h[0].get_ref().clone()
     }
 
+    fn new_supervisor(config: &Voip24hConfig) -> Supervisor {
+        Supervisor::new(config, &DetectedEngines::default())
+    }
+
     fn ended(reason: EndReason, connected_for: Option<Duration>) -> SessionEnd {
         SessionEnd {
             reason,
@@ -444,7 +480,7 @@ mod tests {
     #[test]
     fn waits_grow_to_the_maximum_and_stay_within_the_bounds() {
         let config = config("");
-        let mut supervisor = Supervisor::new(&config);
+        let mut supervisor = new_supervisor(&config);
         let waits: Vec<Duration> = (0..10)
             .map(|_| supervisor.wait_after(&config, &ended(EndReason::Connect, None)))
             .collect();
@@ -466,13 +502,13 @@ mod tests {
                 supervisor.wait_after(&config, &ended(EndReason::Closed, None));
             }
         };
-        let mut supervisor = Supervisor::new(&config);
+        let mut supervisor = new_supervisor(&config);
         grown(&mut supervisor);
         let short_lived = ended(EndReason::Closed, Some(hello - Duration::from_millis(1)));
         let wait = supervisor.wait_after(&config, &short_lived);
         assert!(wait >= FULL_AT_LEAST, "{wait:?}");
         for lasted in [hello, hello * 4] {
-            let mut supervisor = Supervisor::new(&config);
+            let mut supervisor = new_supervisor(&config);
             grown(&mut supervisor);
             let wait = supervisor.wait_after(&config, &ended(EndReason::Closed, Some(lasted)));
             assert!(
@@ -491,7 +527,7 @@ mod tests {
         let config = config("bandwidth_backoff = \"30s\"\n");
         let waits: std::collections::BTreeSet<Duration> = (0..50)
             .map(|_| {
-                Supervisor::new(&config).wait_after(&config, &ended(EndReason::Bandwidth, None))
+                new_supervisor(&config).wait_after(&config, &ended(EndReason::Bandwidth, None))
             })
             .collect();
         assert!(
@@ -501,7 +537,7 @@ mod tests {
             "{waits:?}"
         );
         assert!(waits.len() > 10, "spread: {waits:?}");
-        let mut supervisor = Supervisor::new(&config);
+        let mut supervisor = new_supervisor(&config);
         let wait = supervisor.wait_after(&config, &ended(EndReason::Error, None));
         assert!(wait <= MAX, "{wait:?}");
     }
@@ -512,7 +548,7 @@ mod tests {
     fn first_waits_are_spread_not_cut_to_the_minimum() {
         let config = config("");
         let waits: std::collections::BTreeSet<Duration> = (0..50)
-            .map(|_| Supervisor::new(&config).wait_after(&config, &ended(EndReason::Connect, None)))
+            .map(|_| new_supervisor(&config).wait_after(&config, &ended(EndReason::Connect, None)))
             .collect();
         assert!(
             waits.iter().all(|w| (MIN..=FIRST_AT_MOST).contains(w)),
@@ -520,8 +556,7 @@ mod tests {
         );
         let at_min = (0..50)
             .filter(|_| {
-                Supervisor::new(&config).wait_after(&config, &ended(EndReason::Connect, None))
-                    == MIN
+                new_supervisor(&config).wait_after(&config, &ended(EndReason::Connect, None)) == MIN
             })
             .count();
         assert!(at_min < 5, "{at_min} of 50 on backoff_min exactly");
@@ -559,12 +594,38 @@ mod tests {
             ("auto", None),
         ] {
             let config = config(&format!("engine_io = \"{setting}\"\n"));
-            let mut supervisor = Supervisor::new(&config);
+            let mut supervisor = new_supervisor(&config);
             assert_eq!(supervisor.engine, version, "{setting}");
             supervisor.engine = Some(EngineVersion::V4);
             supervisor.forget_engine(&config);
             let kept = version.map(|_| EngineVersion::V4);
             assert_eq!(supervisor.engine, kept, "{setting}");
         }
+    }
+
+    /// `auto`'s version outlives the source: a reload that restarts the
+    /// account, or a panic, signed in only after a probe of at least 1 s
+    /// (review of the Voip24h source, 2026-12-06). Per url, and forgotten
+    /// as before after a connection it did not get through.
+    #[test]
+    fn a_detected_engine_version_outlives_a_restart_of_the_source() {
+        let config = config("");
+        let engines = DetectedEngines::default();
+        let mut first = Supervisor::new(&config, &engines);
+        assert_eq!(first.engine, None);
+        first.found_engine(&config, EngineVersion::V4);
+        drop(first);
+        let mut restarted = Supervisor::new(&config, &engines);
+        assert_eq!(restarted.engine, Some(EngineVersion::V4));
+        let mut elsewhere = config.clone();
+        elsewhere.url = toml::Spanned::new(0..0, "http://127.0.0.1:2".to_owned());
+        assert_eq!(Supervisor::new(&elsewhere, &engines).engine, None);
+        let set = self::config("engine_io = \"3\"\n");
+        assert_eq!(
+            Supervisor::new(&set, &engines).engine,
+            Some(EngineVersion::V3)
+        );
+        restarted.forget_engine(&config);
+        assert_eq!(Supervisor::new(&config, &engines).engine, None);
     }
 }
