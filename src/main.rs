@@ -110,9 +110,17 @@ fn main() -> ExitCode {
             // Not `println!`/`eprintln!`: they panic (exit 101) on output that
             // cannot be written (`| true`, `> /dev/full`); the exit code
             // says whether the config is good whatever became of the text.
-            let config = Config::load(&cli.config);
-            if let Err(e) = &config {
-                let _ = writeln!(std::io::stderr(), "{e}");
+            let config = Config::load_with_text(&cli.config);
+            match &config {
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "{e}");
+                }
+                // Said, and still ok: the CONTRACT allows what they name.
+                Ok((config, text)) => {
+                    for line in config.warning_lines(&cli.config, text) {
+                        let _ = writeln!(std::io::stderr(), "{line}");
+                    }
+                }
             }
             // `run` refuses to start on it, so it is a problem of this setup too.
             let rust_log = logging::check_rust_log();

@@ -57,6 +57,28 @@ fn check_never_prints_a_secret_from_a_malformed_config() {
     assert!(!text.contains("87654321"), "{text}");
 }
 
+/// An SPRecord webhook without a token on an open listener is allowed (the
+/// CONTRACT makes the token optional) and said: `check` exits 0 and warns
+/// on stderr, placed at the webhook; on loopback it says nothing.
+#[test]
+fn check_warns_of_an_sprecord_webhook_anyone_can_post_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = "[server]\nlisten = \"0.0.0.0:8080\"\n[websocket]\ntokens = [\"t0k-long-enough\"]\n\
+                [[webhook]]\nvendor = \"sprecord\"\naccount = \"office\"\n";
+    let out = check(dir.path(), open, &[]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("relay.toml:7:11: warning: [[webhook]] sprecord has no `token`"),
+        "{stderr}"
+    );
+    let local = open.replace("0.0.0.0", "127.0.0.1");
+    let out = check(dir.path(), &local, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", all_output(&out));
+}
+
 /// A config with several problems ends with how many, so a long list is
 /// not read as complete from a screen's last lines.
 #[test]

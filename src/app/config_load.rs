@@ -60,7 +60,14 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
 pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
     let owned = path.to_path_buf();
     match tokio::task::spawn_blocking(move || Config::load_with_text(&owned)).await {
-        Ok(loaded) => loaded,
+        Ok(loaded) => {
+            if let Ok((config, text)) = &loaded {
+                for line in config.warning_lines(path, text) {
+                    tracing::warn!("{line}");
+                }
+            }
+            loaded
+        }
         Err(e) => Err(ConfigError {
             file: path.display().to_string(),
             problems: vec![crate::config::Problem {

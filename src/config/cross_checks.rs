@@ -150,6 +150,23 @@ impl Config {
     /// the token optional, so this is no error; a browser's requests to it are
     /// refused, any other sender's are not). The account is not quoted: a
     /// `${VAR}` may stand in it, and the place names it.
+    /// [`Config::warnings`], each as `FILE:LINE:COL: warning: message`, as
+    /// `check` prints them and `run` logs them at start and at each reload.
+    pub fn warning_lines(&self, file: &std::path::Path, text: &LoadedText) -> Vec<String> {
+        self.warnings(text)
+            .into_iter()
+            .map(|w| {
+                format!(
+                    "{}:{}:{}: warning: {}",
+                    file.display(),
+                    w.line,
+                    w.col,
+                    w.message
+                )
+            })
+            .collect()
+    }
+
     pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
         if self.server.is_loopback() {
             return Vec::new();
