@@ -430,6 +430,12 @@ impl SseConnection {
         }
     }
 
+    /// The items already parsed and not yet taken, without reading more:
+    /// what a stop that gave up on an event leaves behind it.
+    pub fn take_parsed(&mut self) -> impl Iterator<Item = SseItem> + '_ {
+        std::iter::from_fn(|| self.parser.next_event())
+    }
+
     /// Closes the stream; returns once its socket is closed and its permit returned.
     pub async fn close(self) {
         let SseConnection { body, driver, .. } = self;

@@ -416,7 +416,7 @@ impl StreamSupervisor {
                     let handled = self.handle(&next.data, reporter, events, give_up);
                     tokio::pin!(handled);
                     let handled = match drain_until {
-                        Some(deadline) => self.answer_by(deadline, handled, &next.id).await,
+                        Some(deadline) => self.answer_by(deadline, handled, &next.id, conn).await,
                         None => tokio::select! {
                             handled = &mut handled => Some(handled),
                             _ = cancel.cancelled() => {
@@ -424,7 +424,7 @@ impl StreamSupervisor {
                                 // the drain.
                                 let deadline = Instant::now() + DRAIN_DEADLINE;
                                 drain_until = Some(deadline);
-                                self.answer_by(deadline, handled, &next.id).await
+                                self.answer_by(deadline, handled, &next.id, conn).await
                             }
                         },
                     };
@@ -434,9 +434,10 @@ impl StreamSupervisor {
                     let Some(handed) = handled else {
                         // Said, not counted in `dropped_at_stop`: the account's other
                         // streams carry the same events and may have journaled it.
+                        let and_after = events_left(conn);
                         tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
-                            event_id = %crate::logging::excerpt(&next.id),
-                            "an SSE event received before the stop was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled it, it is lost");
+                            event_id = %crate::logging::excerpt(&next.id), and_after,
+                            "an SSE event received before the stop (and {and_after} more received after it) was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled them, they are lost");
                         return StreamEnd::Cancelled;
                     };
                     (next.id, handed)
@@ -462,20 +463,32 @@ impl StreamSupervisor {
     /// `handled` after a stop, waited for until [`ANSWER_GRACE`] past the
     /// drain's `deadline`; `None` (said) if its answer is later still: the
     /// journal has it and commits it when its commit ends, but its id is not
-    /// kept.
+    /// kept, and the events `conn` parsed behind it are not handed on.
     async fn answer_by(
         &self,
         deadline: Instant,
         handled: impl std::future::Future<Output = Option<HandedOn>>,
         id: &str,
+        conn: &mut SseConnection,
     ) -> Option<Option<HandedOn>> {
         match tokio::time::timeout_at(deadline + ANSWER_GRACE, handled).await {
             Ok(handled) => Some(handled),
             Err(_) => {
-                tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
-                    event_id = %crate::logging::excerpt(id),
+                let and_after = events_left(conn);
+                let first = format!(
                     "an SSE event handed to the journal before the stop had no answer within {:?} of it (a slow commit): it is journaled when the commit ends, but its id is not kept, so the next start may ask for it again (a duplicate within the dedup window is dropped)",
-                    DRAIN_DEADLINE + ANSWER_GRACE);
+                    DRAIN_DEADLINE + ANSWER_GRACE
+                );
+                // A loss only when events followed it, said as the one of a
+                // refused event is.
+                if and_after == 0 {
+                    tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
+                        event_id = %crate::logging::excerpt(id), and_after, "{first}");
+                } else {
+                    tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
+                        event_id = %crate::logging::excerpt(id), and_after,
+                        "{first}; the {and_after} more received after it were not journaled: unless another of the account's streams journaled them, they are lost");
+                }
                 None
             }
         }
@@ -598,6 +611,20 @@ impl StreamSupervisor {
             .with_label_values(&[Vendor::Sprecord.as_str(), &self.account])
             .inc();
     }
+}
+
+/// How many events `conn` parsed behind one a stop gave up on, taken
+/// without reading more: they are not journaled either, and were dropped
+/// with no word but the first one's. A payload that is no event (malformed,
+/// a verification message, one too large) would not have been journaled
+/// anyway, and is not counted.
+fn events_left(conn: &mut SseConnection) -> usize {
+    conn.take_parsed()
+        .filter(|item| match item {
+            SseItem::Event(next) => matches!(read_payload(&next.data), StreamPayload::Event(..)),
+            SseItem::Skipped { .. } => false,
+        })
+        .count()
 }
 
 /// Whether handing `id` on after `at` cannot move the account's point, so
@@ -895,6 +922,52 @@ mod tests {
         assert!(matches!(end, StreamEnd::Closed), "{end:?}");
         assert_eq!(events, 2);
         stop(relay).await;
+    }
+
+    /// A stop that gives up on an event (here the journal is closed) with
+    /// more events parsed behind it, from the same chunk: the line named the
+    /// first, and the others vanished without a word (review of 2026-12-06,
+    /// seventh round). Now it says how many more events it leaves, not
+    /// counting a payload that is no event.
+    #[tokio::test]
+    async fn an_event_given_up_at_a_stop_says_how_many_were_parsed_behind_it() {
+        use crate::app::tests_support::{relay_in, stop};
+        use crate::sources::tests_support::listen;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        // Its journal closed: every submit is refused as shutting down.
+        stop(relay).await;
+        let event = |n: u32| {
+            format!(
+                r#"{{"device_id":"dev-1","event_type":"incoming_call","payload":{{"call_id":"{n}","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}}}"#
+            )
+        };
+        let body = format!(
+            "id: 1\ndata: {}\n\nid: 2\ndata: {}\n\ndata: device offline\n\nid: 3\ndata: {}\n\n",
+            event(1),
+            event(2),
+            event(3)
+        );
+        let (listener, port) = listen().await;
+        let supervisor = supervisor_of(&ctx, &format!("http://127.0.0.1:{port}"));
+        let (captured, guard) = crate::logging::tests_support::capture_json();
+        let (end, _) = pump_once(&supervisor, listener, body.into_bytes()).await;
+        drop(guard);
+        assert!(matches!(end, StreamEnd::Cancelled), "{end:?}");
+        let said: Vec<serde_json::Value> = json_lines(&captured.text())
+            .into_iter()
+            .filter(|l| l["level"] == "ERROR")
+            .collect();
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert_eq!(said[0]["event_id"], "1", "{said:#?}");
+        assert_eq!(said[0]["and_after"], 2, "{said:#?}");
+        assert!(
+            said[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("and 2 more received after it")),
+            "{said:#?}"
+        );
     }
 
     /// What `/status` and the log say of a stream that ended, and the
