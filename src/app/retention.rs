@@ -5,12 +5,13 @@
 //! Guarantees: an event a sink has not delivered is dropped only by
 //! `max_size`, and then counted (`callrelay_journal_dropped_events_total`)
 //! and logged, at most once per pass interval with the counts since the last
-//! line; what is still uncounted in a line is logged when the loop stops,
-//! and, when the relay was killed first, at the next start (the journal
-//! keeps the count). Delivered events `max_size` drops are normal for a
-//! journal that lives at its limit: warned about once, then said at `info`
-//! every 10 minutes. The loop also holds the dedup log's expiry while
-//! commits fail and a minute after, an hour at most ([`ExpiryHold`]).
+//! line, also when its pass failed after the chunk that dropped it; what is
+//! still uncounted in a line is logged when the loop stops, and, when the
+//! relay was killed first, at the next start (the journal keeps the count).
+//! Delivered events `max_size` drops are normal for a journal that lives at
+//! its limit: warned about once, then said at `info` every 10 minutes. The
+//! loop also holds the dedup log's expiry while commits fail and a minute
+//! after, an hour at most ([`ExpiryHold`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ const RETENTION_EVERY: Duration = Duration::from_secs(30);
 /// a burst would otherwise grow it (and redb's file, which does not shrink)
 /// by up to 30 s of ingest past the limit.
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often the journal's file is looked for at its path (operations.md
+/// promises within a second of its deletion).
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often a pass that keeps failing is logged again (with the number
 /// held back): once the journal is past `max_size` a pass runs every second.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(300);
@@ -76,8 +80,31 @@ impl ExpiryHold {
     }
 }
 
-/// Runs passes until `stop`, then logs the drops no line has counted yet.
+/// Runs passes until `stop`, then logs the drops no line has counted yet;
+/// beside them, the once-a-second look at the journal's file, which waited
+/// for each pass when it was one of their ticks: a pass over a long
+/// outage's events runs for minutes, and webhooks were answered 200 into a
+/// deleted file meanwhile with no word (review, 2026-12-06).
 pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
+    tokio::join!(watch_file(&ctx.journal, &stop), passes(&ctx, &stop));
+}
+
+/// Every [`FILE_CHECK_EVERY`] until `stop`: whether the journal's file is
+/// still at its path ([`Journal::check_file`]).
+async fn watch_file(journal: &Journal, stop: &CancellationToken) {
+    let mut every = tokio::time::interval(FILE_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = every.tick() => journal.check_file(),
+        }
+    }
+}
+
+/// The passes of [`retention_loop`].
+async fn passes(ctx: &Arc<Context>, stop: &CancellationToken) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
     let mut size_check = tokio::time::interval(SIZE_CHECK_EVERY);
     size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -91,7 +118,6 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
             _ = size_check.tick() => {
-                ctx.journal.check_file();
                 if ctx.journal.bytes() <= max_size {
                     continue;
                 }
@@ -104,77 +130,104 @@ pub(super) async fn retention_loop(ctx: Arc<Context>, stop: CancellationToken) {
         // The relay's stop too, not only this loop's, which comes once the
         // drain is over: the drain's commits would wait behind the pass's.
         let (stopping, relay_stopping) = (stop.clone(), ctx.shutdown.clone());
-        let result = tokio::task::spawn_blocking(move || {
+        let outcome = tokio::task::spawn_blocking(move || {
             journal.enforce_retention_while(&sinks, || {
                 !stopping.is_cancelled() && !relay_stopping.is_cancelled()
             })
         })
         .await;
-        // Failures the relay already says elsewhere (a gone file, commits
-        // that fail) are not this pass's to name.
-        let failure = match &result {
-            Ok(Ok(_)) | Ok(Err(JournalError::FileGone { .. })) => None,
-            Ok(Err(_)) if !ctx.ingest.is_writable() => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(format!("the pass's task failed: {e}")),
-        };
-        let was_failing = ctx.status.retention_failed(failure);
-        // A write that failed (this pass's, 30 s ago, or another's) left
-        // redb refusing every write, events' commits too; or a reopen
-        // failed, and on a quiet relay no event's commit comes to drive the
-        // next. The writer opens the journal again now, not after the next
-        // event's commit has failed (a 503).
-        if let Ok(Err(e)) = &result
-            && (e.needs_a_reopen()
-                || (matches!(e, JournalError::Closed) && !ctx.ingest.is_writable()))
-        {
-            ctx.ingest.reopen_after_a_failed_write();
-        }
-        match result {
-            Ok(Ok(report)) => {
-                if was_failing {
-                    tracing::info!("retention pass succeeded again");
-                    failures = LogThrottle::new(FAILURE_LOG_EVERY);
-                }
-                let m = &ctx.metrics;
-                m.journal_dropped
-                    .with_label_values(&["delivered"])
-                    .inc_by(report.dropped_delivered);
-                m.journal_held_in_memory
-                    .set(i64::try_from(report.held_in_memory).unwrap_or(i64::MAX));
-                ctx.status.dropped_undelivered(report.dropped_undelivered);
-                for line in drops.add(&report, Instant::now()) {
-                    say(&ctx.journal, &line).await;
-                }
-                if report.expired > 0 {
-                    tracing::debug!(expired = report.expired, "retention removed old events");
-                }
-                m.observe_journal(&ctx.journal);
-            }
-            // While commits fail the writer's own lines say why, every 30 s;
-            // a pass fails then for the same reason (a full or read-only
-            // disk, the journal closed while it is opened again).
-            // Said once, when it was found gone; every pass fails from then on.
-            Ok(Err(e @ JournalError::FileGone { .. })) => {
-                tracing::debug!(error = %e, "retention pass refused: the journal's file is gone");
-            }
-            Ok(Err(e)) if !ctx.ingest.is_writable() => {
-                tracing::debug!(error = %e, "retention pass failed while journal commits fail");
-            }
-            Ok(Err(e)) => {
-                if let Some(held_back) = failures.admit((), Instant::now()) {
-                    tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
-                }
-            }
-            Err(e) => {
-                if let Some(held_back) = failures.admit((), Instant::now()) {
-                    tracing::error!(error = %e, held_back, "retention task failed: nothing old is removed while it fails");
-                }
-            }
-        }
+        after_pass(ctx, &mut drops, &mut failures, outcome).await;
     }
     for line in drops.flush(Instant::now()) {
         say(&ctx.journal, &line).await;
+    }
+}
+
+/// A pass's end: what it removed; or its error, with what the chunks it
+/// committed before removed; or its task's failure.
+type PassOutcome =
+    Result<Result<RetentionReport, Box<(RetentionReport, JournalError)>>, tokio::task::JoinError>;
+
+/// Counts and says what a pass removed, then says why it failed, if it did.
+/// A pass that failed after some of its chunks committed removed their
+/// events all the same: they are counted and said as a pass's (they were
+/// in no metric and no line, and the next start named them with the wrong
+/// cause: review, 2026-12-06).
+async fn after_pass(
+    ctx: &Context,
+    drops: &mut DropLog,
+    failures: &mut LogThrottle<()>,
+    outcome: PassOutcome,
+) {
+    let (report, result) = match outcome {
+        Ok(Ok(report)) => (report, Ok(Ok(()))),
+        Ok(Err(failed)) => {
+            let (report, e) = *failed;
+            (report, Ok(Err(e)))
+        }
+        Err(e) => (RetentionReport::default(), Err(e)),
+    };
+    // Failures the relay already says elsewhere (a gone file, commits
+    // that fail) are not this pass's to name.
+    let failure = match &result {
+        Ok(Ok(())) | Ok(Err(JournalError::FileGone { .. })) => None,
+        Ok(Err(_)) if !ctx.ingest.is_writable() => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("the pass's task failed: {e}")),
+    };
+    let was_failing = ctx.status.retention_failed(failure);
+    // A write that failed (this pass's, 30 s ago, or another's) left
+    // redb refusing every write, events' commits too; or a reopen
+    // failed, and on a quiet relay no event's commit comes to drive the
+    // next. The writer opens the journal again now, not after the next
+    // event's commit has failed (a 503).
+    if let Ok(Err(e)) = &result
+        && (e.needs_a_reopen() || (matches!(e, JournalError::Closed) && !ctx.ingest.is_writable()))
+    {
+        ctx.ingest.reopen_after_a_failed_write();
+    }
+    let m = &ctx.metrics;
+    m.journal_dropped
+        .with_label_values(&["delivered"])
+        .inc_by(report.dropped_delivered);
+    ctx.status.dropped_undelivered(report.dropped_undelivered);
+    for line in drops.add(&report, Instant::now()) {
+        say(&ctx.journal, &line).await;
+    }
+    if report.expired > 0 {
+        tracing::debug!(expired = report.expired, "retention removed old events");
+    }
+    match result {
+        Ok(Ok(())) => {
+            if was_failing {
+                tracing::info!("retention pass succeeded again");
+                *failures = LogThrottle::new(FAILURE_LOG_EVERY);
+            }
+            // Of the pass's last chunk: a failed pass's may be of none.
+            m.journal_held_in_memory
+                .set(i64::try_from(report.held_in_memory).unwrap_or(i64::MAX));
+            m.observe_journal(&ctx.journal);
+        }
+        // While commits fail the writer's own lines say why, every 30 s;
+        // a pass fails then for the same reason (a full or read-only
+        // disk, the journal closed while it is opened again).
+        // Said once, when it was found gone; every pass fails from then on.
+        Ok(Err(e @ JournalError::FileGone { .. })) => {
+            tracing::debug!(error = %e, "retention pass refused: the journal's file is gone");
+        }
+        Ok(Err(e)) if !ctx.ingest.is_writable() => {
+            tracing::debug!(error = %e, "retention pass failed while journal commits fail");
+        }
+        Ok(Err(e)) => {
+            if let Some(held_back) = failures.admit((), Instant::now()) {
+                tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
+            }
+        }
+        Err(e) => {
+            if let Some(held_back) = failures.admit((), Instant::now()) {
+                tracing::error!(error = %e, held_back, "retention task failed: nothing old is removed while it fails");
+            }
+        }
     }
 }
 
@@ -515,6 +568,53 @@ mod tests {
         assert_eq!(journal.unsaid_undelivered().unwrap(), lost);
         say(&journal, &DropLine::Undelivered(2)).await;
         assert_eq!(journal.unsaid_undelivered().unwrap(), lost - 2);
+    }
+
+    /// A pass that fails after a chunk committed removed that chunk's
+    /// events all the same: they are counted, in `/status` and said as a
+    /// pass's, before its failure is (they were in no metric and no line,
+    /// and the next start named them with the wrong cause: review,
+    /// 2026-12-06).
+    #[tokio::test]
+    async fn what_a_failed_pass_removed_before_it_failed_is_counted_and_said() {
+        use crate::logging::tests_support::capture_json;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        let committed = report(7, 0, 3);
+        let (captured, guard) = capture_json();
+        let mut drops = DropLog::default();
+        let mut failures = LogThrottle::new(FAILURE_LOG_EVERY);
+        let outcome = Ok(Err(Box::new((committed, JournalError::Closed))));
+        after_pass(&ctx, &mut drops, &mut failures, outcome).await;
+        drop(guard);
+        let dropped = |reason| {
+            ctx.metrics
+                .journal_dropped
+                .with_label_values(&[reason])
+                .get()
+        };
+        let degraded = ctx.status.degraded_reasons();
+        crate::app::tests_support::stop(relay).await;
+        assert_eq!((dropped("undelivered"), dropped("delivered")), (7, 3));
+        assert!(
+            degraded.iter().any(|r| r.contains("reached max_size")),
+            "{degraded:?}"
+        );
+        let lines: Vec<serde_json::Value> = captured
+            .text()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let at = |what: &str| {
+            lines
+                .iter()
+                .position(|line| line["message"].as_str().unwrap().starts_with(what))
+        };
+        let said = at("journal reached max_size: dropped events that a sink had not");
+        let failed = at("retention pass failed");
+        assert!(said.is_some() && said < failed, "{lines:?}");
+        assert_eq!(lines[said.unwrap()]["dropped"], 7);
     }
 
     /// Lost events are an error, held ones and the first delivered ones a

@@ -7,7 +7,10 @@
 //! as the removal (so the count survives a kill); dedup entries expire a
 //! minute after their window whether or not their event is still held, not
 //! while the relay holds their expiry ([`Journal::hold_dedup_expiry`]), and
-//! leave the in-memory index only once the pass's transaction committed.
+//! leave the in-memory index only once the pass's transaction committed;
+//! a pass that fails hands back what its committed chunks removed, with
+//! its error; no chunk commits once the file is found gone (looked at
+//! before each).
 
 use std::sync::atomic::Ordering;
 
@@ -27,6 +30,10 @@ pub(super) const RETENTION_CHUNK: usize = 5_000;
 /// How long a dedup entry outlives its window (see `enforce_retention_reading`).
 pub const EXPIRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A pass that failed: what the chunks it committed before removed, and
+/// why it failed (boxed: the pair is larger than a pass's report).
+pub type FailedPass = Box<(RetentionReport, JournalError)>;
+
 impl Journal {
     /// Holds the dedup log's expiry (`true`) or lets it go on: the relay
     /// holds it while commits fail and for [`EXPIRY_GRACE`] after they
@@ -45,10 +52,15 @@ impl Journal {
     /// counted as undelivered: it is recorded, and counted only if the sink
     /// lets go of its memory before delivering it
     /// ([`Journal::take_held_drops`]).
+    ///
+    /// A pass that fails hands back, beside its error, what the chunks it
+    /// committed before removed: those events are gone from the file all
+    /// the same, and their loss is on the journal's unsaid count, for the
+    /// caller to count and say as a pass's.
     pub fn enforce_retention(
         &self,
         active_sinks: &[ActiveSink<'_>],
-    ) -> Result<RetentionReport, JournalError> {
+    ) -> Result<RetentionReport, FailedPass> {
         self.enforce_retention_while(active_sinks, || true)
     }
 
@@ -62,7 +74,7 @@ impl Journal {
         &self,
         active_sinks: &[ActiveSink<'_>],
         go_on: impl Fn() -> bool,
-    ) -> Result<RetentionReport, JournalError> {
+    ) -> Result<RetentionReport, FailedPass> {
         self.enforce_retention_reading(active_sinks, || self.clock.now_ms(), go_on)
     }
 
@@ -71,7 +83,7 @@ impl Journal {
         &self,
         active_sinks: &[ActiveSink<'_>],
         now_ms: u64,
-    ) -> Result<RetentionReport, JournalError> {
+    ) -> Result<RetentionReport, FailedPass> {
         self.enforce_retention_reading(active_sinks, || now_ms, || true)
     }
 
@@ -87,7 +99,24 @@ impl Journal {
         active_sinks: &[ActiveSink<'_>],
         now_ms: impl Fn() -> u64,
         go_on: impl Fn() -> bool,
-    ) -> Result<RetentionReport, JournalError> {
+    ) -> Result<RetentionReport, FailedPass> {
+        let mut report = RetentionReport::default();
+        match self.retention_chunks(active_sinks, now_ms, go_on, &mut report) {
+            Ok(()) => Ok(report),
+            Err(e) => Err(Box::new((report, e))),
+        }
+    }
+
+    /// The pass's chunks, each chunk's counts added to `report` once it
+    /// committed, so that a chunk failing after others committed leaves
+    /// theirs in it.
+    fn retention_chunks(
+        &self,
+        active_sinks: &[ActiveSink<'_>],
+        now_ms: impl Fn() -> u64,
+        go_on: impl Fn() -> bool,
+        report: &mut RetentionReport,
+    ) -> Result<(), JournalError> {
         self.refuse_if_file_gone()?;
         let retention_ms = self.options.retention.as_millis() as u64;
         // Entries are kept a minute past the window: a copy a source held
@@ -115,8 +144,14 @@ impl Journal {
             delivered_up_to = delivered_up_to.min(cursor);
             sinks.push((sink.name, cursor, &sink.held_up_to));
         }
-        let mut report = RetentionReport::default();
         loop {
+            // Looked at before every chunk, not once a pass: a pass over a
+            // long outage's events runs for minutes, and went on committing
+            // into a file found gone meanwhile, under the copy the operator
+            // is told to take of it (see `Journal::file_gone`).
+            self.check_file();
+            self.refuse_if_file_gone()?;
+            let mut chunk = RetentionReport::default();
             let db = self.db()?;
             let txn = db.begin_write().map_err(storage)?;
             let now_ms = now_ms();
@@ -148,7 +183,6 @@ impl Journal {
                 }
                 let mut removed = 0usize;
                 let mut done = true;
-                let undelivered_before = report.dropped_undelivered;
                 loop {
                     let oldest = log
                         .first()
@@ -175,18 +209,18 @@ impl Journal {
                         break;
                     }
                     if expired {
-                        report.expired += 1;
+                        chunk.expired += 1;
                     } else if seq <= delivered_up_to {
-                        report.dropped_delivered += 1;
+                        chunk.dropped_delivered += 1;
                     } else if held_by_all(seq) {
-                        report.dropped_held += 1;
+                        chunk.dropped_held += 1;
                         for (name, cursor, _) in &sinks {
                             if *cursor < seq {
                                 held_drop::record(&mut held_drops, name, seq)?;
                             }
                         }
                     } else {
-                        report.dropped_undelivered += 1;
+                        chunk.dropped_undelivered += 1;
                     }
                     log.remove(seq).map_err(storage)?;
                     bytes = bytes.saturating_sub(record.len() as u64);
@@ -215,12 +249,17 @@ impl Journal {
                     let held = held_drop::count(&held_drops, name, *cursor)?;
                     held_in_memory = held_in_memory.saturating_add(held);
                 }
-                report.held_in_memory = held_in_memory;
+                chunk.held_in_memory = held_in_memory;
                 meta.insert("bytes", bytes).map_err(storage)?;
-                unsaid_loss::add(&mut meta, report.dropped_undelivered - undelivered_before)?;
+                unsaid_loss::add(&mut meta, chunk.dropped_undelivered)?;
                 (removed, done, bytes, expired)
             };
             txn.commit().map_err(storage)?;
+            report.expired += chunk.expired;
+            report.dropped_undelivered += chunk.dropped_undelivered;
+            report.dropped_delivered += chunk.dropped_delivered;
+            report.dropped_held += chunk.dropped_held;
+            report.held_in_memory = chunk.held_in_memory;
             self.dedup_index().forget_expired(&expired);
             // Let go before `refresh_stats` asks for the database again: a
             // reopen in between would wait for this handle while this thread
@@ -232,9 +271,8 @@ impl Journal {
                 self.refresh_stats()?;
             }
             if done || !go_on() {
-                break;
+                return Ok(());
             }
         }
-        Ok(report)
     }
 }

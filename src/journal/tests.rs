@@ -332,7 +332,11 @@ fn nothing_writes_to_a_journal_file_found_gone() {
     assert!(gone(j.set_cursor("kafka", 1, false)));
     assert!(gone(j.set_cursor_with_state("kafka", 1, b"in use", true)));
     assert!(gone(j.remove_cursor("kafka")));
-    assert!(gone(j.enforce_retention(&[]).map(drop)));
+    assert!(gone(
+        j.enforce_retention(&[])
+            .map(drop)
+            .map_err(|failed| failed.1)
+    ));
     // Nothing taken: the record stays for a copy put back; the sink reads on.
     assert_eq!(j.take_held_drops("kafka", 1).unwrap(), 0);
     assert!(gone(j.undelivered_said(1).map(drop)));
@@ -1284,6 +1288,39 @@ fn the_dedup_entries_are_read_without_waiting_for_the_index() {
         drop(held);
         assert_eq!(read, Ok(2), "waited for the index");
     });
+}
+
+/// A pass over a long outage's events runs for minutes: a file found gone
+/// meanwhile gets none of its later chunks (it went on committing under the
+/// copy the operator is told to take), and the chunks that committed before
+/// are handed back with the error, for the relay to count and say (review,
+/// 2026-12-06).
+#[test]
+fn a_pass_commits_no_chunk_once_the_file_is_found_gone_and_hands_back_what_it_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_size = 1;
+    let j = Journal::open(opts).unwrap();
+    let t0 = j.clock.started_ms();
+    let chunk = super::retention::RETENTION_CHUNK as u64;
+    let batch: Vec<_> = (0..=chunk).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&batch, t0).unwrap();
+    // Deleted once the first chunk committed, between two chunks.
+    let deleted = || {
+        let _ = std::fs::remove_file(dir.path().join("journal.redb"));
+        true
+    };
+    let (report, error) = *j
+        .enforce_retention_reading(&[kafka_holding_nothing()], || t0 + 10, deleted)
+        .unwrap_err();
+    assert!(matches!(error, JournalError::FileGone { .. }), "{error}");
+    assert_eq!(report.dropped_undelivered, chunk);
+    assert_eq!(j.unsaid_undelivered().unwrap(), chunk);
+    assert_eq!(
+        j.first_seq_after(0).unwrap(),
+        Some(chunk + 1),
+        "no second chunk"
+    );
 }
 
 /// A stop asked during a pass ends it after the chunk in progress: a pass
