@@ -101,12 +101,25 @@ impl Masked {
     }
 
     /// `text` from the server, for a log line and `/status`: every key and
-    /// secret in it shown as `***`, then cut to [`SERVER_TEXT_MAX`]
-    /// characters. Masked first: a cut could leave the start of one.
+    /// secret in it shown as `***`, as written or as JSON escapes it (an
+    /// object echoed back: `"`, `\`, and PHP's `\/` for `/`), then cut to
+    /// [`SERVER_TEXT_MAX`] characters. Masked first: a cut could leave the
+    /// start of one.
     pub fn server_text(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for secret in &self.0 {
-            text = text.replace(secret.expose(), "***");
+            let plain = secret.expose();
+            let quoted = serde_json::to_string(plain).unwrap_or_default();
+            let escaped = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .unwrap_or(plain);
+            let slashes_escaped = escaped.replace('/', "\\/");
+            for form in [plain, escaped, slashes_escaped.as_str()] {
+                if !form.is_empty() {
+                    text = text.replace(form, "***");
+                }
+            }
         }
         text.chars().take(SERVER_TEXT_MAX).collect()
     }

@@ -308,7 +308,9 @@ impl Supervisor {
             }
         };
         link.close().await;
-        if !end.namespace_connected {
+        // A stop in the middle of the handshake says nothing of the version
+        // (a reload there re-probed: review of 68f5c40, 2026-12-06).
+        if !end.namespace_connected && end.reason != EndReason::Cancelled {
             self.forget_engine(config);
         }
         end

@@ -869,6 +869,24 @@ mod tests {
         }
     }
 
+    /// A secret with a `"` or a `/` echoed inside an object comes back
+    /// JSON-escaped (`\"`, and `\/` from PHP's json_encode): masked too
+    /// (review of 5018d17, 2026-12-06).
+    #[test]
+    fn a_secret_echoed_json_escaped_is_masked_too() {
+        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
+                    key = \"KEY/CANARY\"\nsecret = 'SE\"CRET-CANARY'\nsign = \"object\"\n";
+        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
+        let masked = Masked::of(config.voip24h[0].get_ref());
+        for arg in [
+            r#"{"voip":"KEY\/CANARY","secret":"SE\"CRET-CANARY"}"#,
+            r#"{"voip":"KEY/CANARY"}"#,
+        ] {
+            let said = describe("error", &[Arg::from_json(arg).unwrap()], &masked);
+            assert!(!said.contains("CANARY") && !said.contains("KEY"), "{said}");
+        }
+    }
+
     #[test]
     fn describes_without_unbounded_text() {
         let frame = format!("42[\"error\",\"{}\"]", "x".repeat(1000));
