@@ -303,13 +303,32 @@ impl KafkaConfig {
 
     /// The values of options that may be secrets, for the producer's log
     /// lines and errors to leave out.
+    /// Each as the pieces a message may quote of it (see [`shares_text`]),
+    /// found once rather than per word of every line. A file's path is no
+    /// secret (`ssl.key.location`, a keytab: its contents are), and its
+    /// pieces (`/kafka`, `creden`) hid every broker named `kafka-1` in the
+    /// lines (review of df6971e, 2026-12-06).
     pub(crate) fn secret_values(&self) -> Vec<String> {
-        self.options
+        let mut pieces: Vec<String> = self
+            .options
             .iter()
-            .filter(|(key, _)| is_sensitive(key))
-            .map(|(_, value)| value.get_ref().trim().to_owned())
-            .filter(|value| !value.is_empty())
-            .collect()
+            .filter(|(key, _)| is_sensitive(key) && !names_a_file(key))
+            .flat_map(|(_, value)| {
+                let chars: Vec<char> = value.get_ref().trim().chars().collect();
+                if chars.len() < SHARED_RUN {
+                    vec![chars.into_iter().collect::<String>()]
+                } else {
+                    chars
+                        .windows(SHARED_RUN)
+                        .map(|w| w.iter().collect::<String>())
+                        .collect()
+                }
+            })
+            .filter(|piece| !piece.is_empty())
+            .collect();
+        pieces.sort_unstable();
+        pieces.dedup();
+        pieces
     }
 
     /// Whether `text` quotes the value of an option that may be a secret.
@@ -591,6 +610,17 @@ fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
     }
 }
 
+/// How many characters of a secret in a row give part of it away (see
+/// [`shares_text`]).
+const SHARED_RUN: usize = 6;
+
+/// A property that names a file (`ssl.key.location`,
+/// `sasl.kerberos.keytab`): its path is shown, its contents never are.
+fn names_a_file(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.ends_with(".location") || k.ends_with("keytab")
+}
+
 /// Properties whose values may be secrets: never echoed.
 /// `sasl.oauthbearer.config` holds an unsecured JWT's extensions, which
 /// may be API keys, and librdkafka quotes it when it cannot parse it.
@@ -623,13 +653,13 @@ impl std::fmt::Debug for KafkaConfig {
 /// Whether `text` holds `value` or any 6 characters of it in a row (a
 /// message that quotes a secret cut short still gives part of it away;
 /// fewer would match ordinary words: "nter" is in "Internal").
-pub(super) fn shares_text(text: &str, value: &str) -> bool {
+fn shares_text(text: &str, value: &str) -> bool {
     let chars: Vec<char> = value.trim().chars().collect();
-    if chars.len() < 6 {
+    if chars.len() < SHARED_RUN {
         return chars.is_empty() || text.contains(value.trim());
     }
     chars
-        .windows(6)
+        .windows(SHARED_RUN)
         .any(|w| text.contains(&w.iter().collect::<String>()))
 }
 

@@ -109,10 +109,11 @@ impl Health {
 #[derive(Clone)]
 pub struct HealthContext {
     pub health: Arc<Health>,
-    /// The values of `[kafka.options]` that may be secrets: librdkafka
-    /// quotes some settings back in its errors (a malformed
-    /// `sasl.oauthbearer.config` from the point it could not parse), and
-    /// those errors reach the log and `/status` (review, 2026-12-06).
+    /// The pieces of `[kafka.options]` values that may be secrets
+    /// (`KafkaConfig::secret_values`): librdkafka quotes some settings back
+    /// in its errors (a malformed `sasl.oauthbearer.config` from the point
+    /// it could not parse), and those errors reach the log and `/status`
+    /// (review, 2026-12-06).
     pub secrets: Arc<[String]>,
 }
 
@@ -124,7 +125,7 @@ impl HealthContext {
         let quotes_a_secret = |word: &str| {
             self.secrets
                 .iter()
-                .any(|secret| super::config::shares_text(word, secret))
+                .any(|piece| word.contains(piece.as_str()))
         };
         if !message.split_whitespace().any(quotes_a_secret) {
             return std::borrow::Cow::Borrowed(message);
@@ -471,6 +472,7 @@ mod tests {
             "sasl.oauthbearer.config" = "principal=relay extention_apiKey=S3CR3T-v4lue"
             "sasl.password" = "hunter2-long"
             "sasl.username" = "relay"
+            "ssl.key.location" = "/run/credentials/callrelay.service/kafka.key"
             "#,
         )
         .unwrap();
@@ -494,6 +496,10 @@ mod tests {
                 "{shown}"
             );
         }
+        // A key file's path is no secret: its pieces (`/kafka`, `creden`)
+        // hid every broker named `kafka-1`.
+        let line = "sasl_ssl://kafka-1.corp:9093/1: Connect to ipv4#10.0.0.5:9093 failed (credentials file /run/credentials/callrelay.service/kafka.key)";
+        assert_eq!(context.redacted(line), line);
     }
 
     /// The largest value librdkafka takes for `h` under `limit`, found by
