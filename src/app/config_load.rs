@@ -26,7 +26,12 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
             match reload::unsafe_with_running_listener(&pinned, &config)
                 .or_else(|| reload::takes_away_every_source(&running, &config))
             {
-                None => Ok(config),
+                None => {
+                    // Judged with the running listener, as the tokens are
+                    // above: `listen` changes only at a restart.
+                    say_warnings(&ctx.config_path, &pinned, &loaded);
+                    Ok(config)
+                }
                 Some((offset, message)) => Err(refusal(&ctx.config_path, &loaded, offset, message)),
             }
         });
@@ -60,14 +65,7 @@ pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, 
 pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
     let owned = path.to_path_buf();
     match tokio::task::spawn_blocking(move || Config::load_with_text(&owned)).await {
-        Ok(loaded) => {
-            if let Ok((config, text)) = &loaded {
-                for line in config.warning_lines(path, text) {
-                    tracing::warn!("{line}");
-                }
-            }
-            loaded
-        }
+        Ok(loaded) => loaded,
         Err(e) => Err(ConfigError {
             file: path.display().to_string(),
             problems: vec![crate::config::Problem {
@@ -76,6 +74,13 @@ pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedT
                 message: format!("reading the file failed: {e}"),
             }],
         }),
+    }
+}
+
+/// Logs what `check` warns of in the config a start or reload applies.
+pub(super) fn say_warnings(path: &Path, config: &Config, loaded: &LoadedText) {
+    for line in config.warning_lines(path, loaded) {
+        tracing::warn!("{line}");
     }
 }
 
@@ -95,6 +100,35 @@ fn refusal(path: &Path, loaded: &LoadedText, offset: usize, message: String) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `listen` changes only at a restart: a reload whose file moves it off
+    /// loopback is warned of nothing while the relay still listens on
+    /// loopback (the file's `listen` was judged: review of 5dbda30).
+    #[tokio::test]
+    async fn a_reload_judges_its_warnings_with_the_running_listener() {
+        use crate::logging::tests_support::capture_json;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let text = format!(
+            "[server]\nlisten = \"0.0.0.0:0\"\n\n[journal]\npath = {:?}\n\n\
+             [websocket]\ntokens = [\"t0k-long-enough\"]\n\n\
+             [[webhook]]\nvendor = \"sprecord\"\naccount = \"office\"\n",
+            dir.path().join("journal").display().to_string()
+        );
+        std::fs::write(dir.path().join("relay.toml"), &text).unwrap();
+        let (captured, guard) = capture_json();
+        let outcome = relay.reload_with_outcome().await.unwrap();
+        drop(guard);
+        assert!(outcome.applied);
+        assert!(
+            outcome.needs_restart.iter().any(|m| m.contains("listen")),
+            "{:?}",
+            outcome.needs_restart
+        );
+        let said = captured.text();
+        assert!(!said.contains("has no `token`"), "{said}");
+        crate::app::tests_support::stop(relay).await;
+    }
 
     /// A refusal is placed with the `${file:…}` values of the load that
     /// read the file: the file is not read again (it was, on a worker), so

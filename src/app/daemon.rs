@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::config_load::load_off_the_workers;
+use super::config_load::{load_off_the_workers, say_warnings};
 use super::error::RunError;
 use super::relay::Relay;
 use super::signals::{
@@ -44,9 +44,14 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
                 );
                 return Ok(());
             }
-            loaded = load_off_the_workers(config_path) => loaded?.0,
+            loaded = load_off_the_workers(config_path) => loaded?,
         },
-        None => load_off_the_workers(config_path).await?.0,
+        None => load_off_the_workers(config_path).await?,
+    };
+    let config = {
+        let (config, loaded) = config;
+        say_warnings(config_path, &config, &loaded);
+        config
     };
     // A SIGTERM or SIGINT while starting is acted on at once: an exit while
     // the journal opens, a drain without READY once it is open.

@@ -144,12 +144,6 @@ impl Config {
         self.websocket.validate_scopes_of(v, &self.accounts());
     }
 
-    /// What a loaded config allows that anyone who can reach the listener
-    /// could use, each placed in the file as written: an SPRecord webhook
-    /// without `token` on a listener that is not loopback (the CONTRACT makes
-    /// the token optional, so this is no error; a browser's requests to it are
-    /// refused, any other sender's are not). The account is not quoted: a
-    /// `${VAR}` may stand in it, and the place names it.
     /// [`Config::warnings`], each as `FILE:LINE:COL: warning: message`, as
     /// `check` prints them and `run` logs them at start and at each reload.
     pub fn warning_lines(&self, file: &std::path::Path, text: &LoadedText) -> Vec<String> {
@@ -167,6 +161,12 @@ impl Config {
             .collect()
     }
 
+    /// What a loaded config allows that anyone who can reach the listener
+    /// could use, each placed in the file as written: an SPRecord webhook
+    /// without `token` on a listener that is not loopback (the CONTRACT makes
+    /// the token optional, so this is no error; a browser's requests to it are
+    /// refused, any other sender's are not). The account is not quoted: a
+    /// `${VAR}` may stand in it, and the place names it.
     pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
         if self.server.is_loopback() {
             return Vec::new();

@@ -435,12 +435,16 @@ impl Session {
             let mut hold = self.page_of_the_budget(ctx).await?;
             let journal = ctx.journal.clone();
             let after = self.cursor;
+            // Counted as a session until the read ends, on its own thread:
+            // the drain waits for it (its bound), so the journal's close
+            // does not find it still reading (review of 20e6404).
+            let reading = ctx.ws_sessions.enter();
             let read = journal_read("websocket replay", move || {
+                let _reading = reading;
                 journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             });
             // A page read from a cold cache on a slow disk takes seconds: a
-            // stop's 1001 does not wait for it (the read ends on its own
-            // thread, and the journal's close waits for reads in progress).
+            // stop's 1001 does not wait for it; the drain does (above).
             let page = tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
