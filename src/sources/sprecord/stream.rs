@@ -505,9 +505,8 @@ impl StreamSupervisor {
         }
     }
 
-    /// Parses one `data:` payload and journals it. False only when ingest is
-    /// shutting down; the caller bounds how long it may retry.
-    /// Hands `data` on: `Some(FirstCopy)` when its event was journaled for
+    /// Parses one `data:` payload and journals it (the caller bounds how
+    /// long it may retry). Hands `data` on: `Some(FirstCopy)` when its event was journaled for
     /// the first time, `Some(Other)` when it was a duplicate or skipped
     /// (malformed, a verification message), `None` once the journal is
     /// closing. `events` counts the payloads that were events, a duplicate
