@@ -7,7 +7,10 @@
 //! and logged, at most once per pass interval with the counts since the last
 //! line, also when its pass failed after the chunk that dropped it; what is
 //! still uncounted in a line is logged when the loop stops, and, when the
-//! relay was killed first, at the next start (the journal keeps the count).
+//! relay was killed first, at the next start (the journal keeps the count;
+//! a line's note to it that fails is written after the next pass that
+//! succeeds, or at the stop: only a kill before then, or a note failing at
+//! the stop too, has the next start name them again).
 //! Delivered events `max_size` drops are normal for a journal that lives at
 //! its limit: warned about once, then said at `info` every 10 minutes. The
 //! loop also holds the dedup log's expiry while commits fail and a minute
@@ -138,9 +141,8 @@ async fn passes(ctx: &Arc<Context>, stop: &CancellationToken) {
         .await;
         after_pass(ctx, &mut drops, &mut failures, outcome).await;
     }
-    for line in drops.flush(Instant::now()) {
-        say(&ctx.journal, &line).await;
-    }
+    let lines = drops.flush(Instant::now());
+    say(&ctx.journal, &lines, &mut drops.unnoted, true).await;
 }
 
 /// A pass's end: what it removed; or its error, with what the chunks it
@@ -191,9 +193,9 @@ async fn after_pass(
         .with_label_values(&["delivered"])
         .inc_by(report.dropped_delivered);
     ctx.status.dropped_undelivered(report.dropped_undelivered);
-    for line in drops.add(&report, Instant::now()) {
-        say(&ctx.journal, &line).await;
-    }
+    let lines = drops.add(&report, Instant::now());
+    let succeeded = matches!(result, Ok(Ok(())));
+    say(&ctx.journal, &lines, &mut drops.unnoted, succeeded).await;
     if report.expired > 0 {
         tracing::debug!(expired = report.expired, "retention removed old events");
     }
@@ -220,29 +222,43 @@ async fn after_pass(
         }
         Ok(Err(e)) => {
             if let Some(held_back) = failures.admit((), Instant::now()) {
-                tracing::error!(error = %e, held_back, "retention pass failed: nothing old is removed while it fails");
+                tracing::error!(error = %e, held_back, "retention pass failed: nothing more is removed until a pass succeeds");
             }
         }
         Err(e) => {
             if let Some(held_back) = failures.admit((), Instant::now()) {
-                tracing::error!(error = %e, held_back, "retention task failed: nothing old is removed while it fails");
+                tracing::error!(error = %e, held_back, "retention task failed: nothing more is removed until a pass succeeds");
             }
         }
     }
 }
 
-/// Logs `line`; a line about lost events takes them off the journal's
+/// Logs `lines`; those about lost events take them off the journal's
 /// count of losses no line has named (after the line: a crash in between
-/// names them twice rather than never).
-async fn say(journal: &Arc<Journal>, line: &DropLine) {
-    line.log();
-    if let DropLine::Undelivered(count) = *line {
-        let journal = journal.clone();
-        match tokio::task::spawn_blocking(move || journal.undelivered_said(count)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => not_noted(&e.to_string()),
-            Err(e) => not_noted(&e.to_string()),
+/// names them twice rather than never). A note the journal refuses is kept
+/// in `unnoted` and tried again with the next line about lost events, or,
+/// with `retry`, now (after a pass that succeeded, and at the stop): the
+/// disk that failed a pass usually fails the note right after its line,
+/// and the next start logged and counted those events again, paging twice
+/// (review, 2026-12-06).
+async fn say(journal: &Arc<Journal>, lines: &[DropLine], unnoted: &mut u64, retry: bool) {
+    let mut lost = false;
+    for line in lines {
+        line.log();
+        if let DropLine::Undelivered(count) = *line {
+            *unnoted = unnoted.saturating_add(count);
+            lost = true;
         }
+    }
+    let count = *unnoted;
+    if count == 0 || !(lost || retry) {
+        return;
+    }
+    let journal = journal.clone();
+    match tokio::task::spawn_blocking(move || journal.undelivered_said(count)).await {
+        Ok(Ok(_)) => *unnoted = 0,
+        Ok(Err(e)) => not_noted(&e.to_string()),
+        Err(e) => not_noted(&e.to_string()),
     }
 }
 
@@ -336,6 +352,9 @@ struct DropLog {
     held: u64,
     delivered_logged_at: Option<Instant>,
     delivered: u64,
+    /// Lost events a line named that the journal could not be told of yet
+    /// (see [`say`]).
+    unnoted: u64,
 }
 
 impl DropLog {
@@ -563,11 +582,13 @@ mod tests {
         let journal = Arc::new(losing_journal(dir.path()));
         let lost = journal.unsaid_undelivered().unwrap();
         assert!(lost > 2);
-        say(&journal, &DropLine::Held(1)).await;
-        say(&journal, &DropLine::Delivered(1)).await;
+        let mut unnoted = 0;
+        say(&journal, &[DropLine::Held(1)], &mut unnoted, false).await;
+        say(&journal, &[DropLine::Delivered(1)], &mut unnoted, true).await;
         assert_eq!(journal.unsaid_undelivered().unwrap(), lost);
-        say(&journal, &DropLine::Undelivered(2)).await;
+        say(&journal, &[DropLine::Undelivered(2)], &mut unnoted, false).await;
         assert_eq!(journal.unsaid_undelivered().unwrap(), lost - 2);
+        assert_eq!(unnoted, 0);
     }
 
     /// A pass that fails after a chunk committed removed that chunk's
@@ -615,6 +636,36 @@ mod tests {
         let failed = at("retention pass failed");
         assert!(said.is_some() && said < failed, "{lines:?}");
         assert_eq!(lines[said.unwrap()]["dropped"], 7);
+    }
+
+    /// A line about lost events whose note the journal refuses (the disk
+    /// that failed the pass; here, the journal closed) is noted after the
+    /// next pass that succeeds, once: it was only warned about, and the
+    /// next start logged and counted those events again, paging twice
+    /// (review, 2026-12-06).
+    #[tokio::test]
+    async fn a_note_the_journal_refused_is_written_after_the_next_pass_that_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        // Stopped, its journal is closed: every note is refused, and no
+        // task of the relay uses it any more.
+        crate::app::tests_support::stop(relay).await;
+        let lost = losing_journal(&dir.path().join("journal"))
+            .unsaid_undelivered()
+            .unwrap();
+        assert!(lost > 2);
+        let mut drops = DropLog::default();
+        let mut failures = LogThrottle::new(FAILURE_LOG_EVERY);
+        let failed = Ok(Err(Box::new((report(2, 0, 0), JournalError::Closed))));
+        after_pass(&ctx, &mut drops, &mut failures, failed).await;
+        ctx.journal.reopen().unwrap();
+        let unsaid = || ctx.journal.unsaid_undelivered().unwrap();
+        assert_eq!(unsaid(), lost, "the note was refused");
+        for _ in 0..2 {
+            after_pass(&ctx, &mut drops, &mut failures, Ok(Ok(report(0, 0, 0)))).await;
+            assert_eq!(unsaid(), lost - 2, "noted once");
+        }
     }
 
     /// Lost events are an error, held ones and the first delivered ones a

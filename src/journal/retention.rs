@@ -8,9 +8,9 @@
 //! minute after their window whether or not their event is still held, not
 //! while the relay holds their expiry ([`Journal::hold_dedup_expiry`]), and
 //! leave the in-memory index only once the pass's transaction committed;
-//! a pass that fails hands back what its committed chunks removed, with
-//! its error; no chunk commits once the file is found gone (looked at
-//! before each).
+//! a pass that fails (a panic in redb too) hands back what its committed
+//! chunks removed, with its error; no chunk commits once the file is found
+//! gone (looked at before each and before its commit).
 
 use std::sync::atomic::Ordering;
 
@@ -101,7 +101,17 @@ impl Journal {
         go_on: impl Fn() -> bool,
     ) -> Result<RetentionReport, FailedPass> {
         let mut report = RetentionReport::default();
-        match self.retention_chunks(active_sinks, now_ms, go_on, &mut report) {
+        // redb panics on some damaged pages, and the pass reads through its
+        // own calls: a panic after a chunk committed took that chunk's
+        // counts with the task, as a failure's `?` did (review, 2026-12-06).
+        let chunks = super::damaged_on_panic(
+            || self.retention_chunks(active_sinks, now_ms, go_on, &mut report),
+            || JournalError::Damaged {
+                path: self.path.clone(),
+                what: "the events a retention pass removes",
+            },
+        );
+        match chunks {
             Ok(()) => Ok(report),
             Err(e) => Err(Box::new((report, e))),
         }
@@ -254,6 +264,11 @@ impl Journal {
                 unsaid_loss::add(&mut meta, chunk.dropped_undelivered)?;
                 (removed, done, bytes, expired)
             };
+            // Again before the commit: a chunk of cold records can read
+            // for minutes, and its commit went into a file found gone
+            // meanwhile (dropped, the transaction removes nothing).
+            self.check_file();
+            self.refuse_if_file_gone()?;
             txn.commit().map_err(storage)?;
             report.expired += chunk.expired;
             report.dropped_undelivered += chunk.dropped_undelivered;
