@@ -1290,6 +1290,20 @@ fn the_dedup_entries_are_read_without_waiting_for_the_index() {
     });
 }
 
+/// A journal holding one retention chunk of events and one more, all over
+/// its `max_size`, when they were journaled, and the chunk's size: a pass
+/// over it commits two chunks.
+fn a_chunk_and_one_more_over_max_size(dir: &Path) -> (Journal, u64, u64) {
+    let mut opts = options(dir);
+    opts.max_size = 1;
+    let j = Journal::open(opts).unwrap();
+    let t0 = j.clock.started_ms();
+    let chunk = super::retention::RETENTION_CHUNK as u64;
+    let batch: Vec<_> = (0..=chunk).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&batch, t0).unwrap();
+    (j, t0, chunk)
+}
+
 /// A pass over a long outage's events runs for minutes: a file found gone
 /// meanwhile gets none of its later chunks (it went on committing under the
 /// copy the operator is told to take), and the chunks that committed before
@@ -1298,13 +1312,7 @@ fn the_dedup_entries_are_read_without_waiting_for_the_index() {
 #[test]
 fn a_pass_commits_no_chunk_once_the_file_is_found_gone_and_hands_back_what_it_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.max_size = 1;
-    let j = Journal::open(opts).unwrap();
-    let t0 = j.clock.started_ms();
-    let chunk = super::retention::RETENTION_CHUNK as u64;
-    let batch: Vec<_> = (0..=chunk).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch_at(&batch, t0).unwrap();
+    let (j, t0, chunk) = a_chunk_and_one_more_over_max_size(dir.path());
     // Deleted once the first chunk committed, between two chunks.
     let deleted = || {
         let _ = std::fs::remove_file(dir.path().join("journal.redb"));
@@ -1351,13 +1359,7 @@ fn a_chunk_does_not_commit_into_a_file_found_gone_while_it_read() {
 #[test]
 fn a_panic_in_a_pass_hands_back_what_its_committed_chunks_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.max_size = 1;
-    let j = Journal::open(opts).unwrap();
-    let t0 = j.clock.started_ms();
-    let chunk = super::retention::RETENTION_CHUNK as u64;
-    let batch: Vec<_> = (0..=chunk).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch_at(&batch, t0).unwrap();
+    let (j, t0, chunk) = a_chunk_and_one_more_over_max_size(dir.path());
     // Read inside each chunk's transaction: the second chunk's panics.
     let chunks = std::cell::Cell::new(0);
     let panics_in_the_second_chunk = || {

@@ -843,16 +843,24 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
+    /// The masks of an account whose `key` and `secret` are written as given
+    /// (TOML, quotes included).
+    fn masked_of(key: &str, secret: &str) -> Masked {
+        let text = format!(
+            "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
+             key = {key}\nsecret = {secret}\nsign = \"object\"\n"
+        );
+        let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
+        Masked::of(config.voip24h[0].get_ref())
+    }
+
     /// An `error` or ending event echoing the key or the secret (the
     /// vendor's "key <KEY> không hợp lệ", the `sign` object back) shows them
     /// masked, also where the 200-character cut falls inside one: they went
     /// into the log and `/status` (review of the Voip24h source, 2026-12-06).
     #[test]
     fn describes_the_servers_text_with_the_key_and_secret_masked() {
-        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
-                    key = \"KEY-CANARY\"\nsecret = \"SECRET-CANARY\"\nsign = \"object\"\n";
-        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
-        let masked = Masked::of(config.voip24h[0].get_ref());
+        let masked = masked_of("\"KEY-CANARY\"", "\"SECRET-CANARY\"");
         // Cut before it is masked, the key at the end is "KEY-CANA".
         let long = format!("\"{}KEY-CANARY\"", "x".repeat(192));
         for arg in [
@@ -874,10 +882,7 @@ mod tests {
     /// (review of 5018d17, 2026-12-06).
     #[test]
     fn a_secret_echoed_json_escaped_is_masked_too() {
-        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
-                    key = \"KEY/CANARY\"\nsecret = 'SE\"CRET-CANARY'\nsign = \"object\"\n";
-        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
-        let masked = Masked::of(config.voip24h[0].get_ref());
+        let masked = masked_of("\"KEY/CANARY\"", "'SE\"CRET-CANARY'");
         for arg in [
             r#"{"voip":"KEY\/CANARY","secret":"SE\"CRET-CANARY"}"#,
             r#"{"voip":"KEY/CANARY"}"#,
