@@ -190,6 +190,26 @@ pub struct JournalOptions {
     pub max_size: u64,
 }
 
+/// How a change of a journal counter failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NoteFailed {
+    /// Before its commit: nothing was written, so it may be tried again.
+    #[error(transparent)]
+    NotWritten(JournalError),
+    /// At its commit, which may have landed (a sync that failed after the
+    /// data reached the disk).
+    #[error(transparent)]
+    MayHaveLanded(JournalError),
+}
+
+impl NoteFailed {
+    pub fn into_error(self) -> JournalError {
+        match self {
+            NoteFailed::NotWritten(e) | NoteFailed::MayHaveLanded(e) => e,
+        }
+    }
+}
+
 /// An event as stored: its seq, times, routing attributes and CloudEvent bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JournaledEvent {
@@ -506,14 +526,29 @@ impl Journal {
         key: &str,
         change: impl FnOnce(u64) -> u64,
     ) -> Result<u64, JournalError> {
-        let (_db, txn) = self.begin_state_write(true)?;
-        let new = {
+        self.change_meta_value_telling(key, change)
+            .map_err(NoteFailed::into_error)
+    }
+
+    /// As [`Journal::change_meta_value`], saying whether a failure came
+    /// before the commit (nothing written) or at it (perhaps landed).
+    fn change_meta_value_telling(
+        &self,
+        key: &str,
+        change: impl FnOnce(u64) -> u64,
+    ) -> Result<u64, NoteFailed> {
+        let (_db, txn) = self
+            .begin_state_write(true)
+            .map_err(NoteFailed::NotWritten)?;
+        let new = (|| {
             let mut meta = txn.open_table(META).map_err(storage)?;
             let new = change(meta_count(&meta, key, 0)?);
             meta.insert(key, new).map_err(storage)?;
-            new
-        };
-        txn.commit().map_err(storage)?;
+            Ok(new)
+        })()
+        .map_err(NoteFailed::NotWritten)?;
+        txn.commit()
+            .map_err(|e| NoteFailed::MayHaveLanded(storage(e)))?;
         Ok(new)
     }
 
@@ -699,7 +734,16 @@ impl Journal {
     /// A log line named `count` of the [`unsaid_undelivered`](Self::unsaid_undelivered)
     /// events; returns how many are left unsaid.
     pub fn undelivered_said(&self, count: u64) -> Result<u64, JournalError> {
-        self.change_meta_value(unsaid_loss::KEY, |unsaid| unsaid.saturating_sub(count))
+        self.undelivered_said_telling(count)
+            .map_err(NoteFailed::into_error)
+    }
+
+    /// As [`Journal::undelivered_said`], saying whether a failed note may
+    /// be tried again: the count is taken off, not set, so a note that
+    /// failed at its commit but landed, tried again, would take it off
+    /// twice and leave losses no line named out of the next start's count.
+    pub fn undelivered_said_telling(&self, count: u64) -> Result<u64, NoteFailed> {
+        self.change_meta_value_telling(unsaid_loss::KEY, |unsaid| unsaid.saturating_sub(count))
     }
 
     /// Runs `read`, in which redb may panic: redb 4.6 panics on some

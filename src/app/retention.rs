@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::journal::{Journal, JournalError, RetentionReport};
+use crate::journal::{Journal, JournalError, NoteFailed, RetentionReport};
 use crate::log_throttle::LogThrottle;
 
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
@@ -255,9 +255,16 @@ async fn say(journal: &Arc<Journal>, lines: &[DropLine], unnoted: &mut u64, retr
         return;
     }
     let journal = journal.clone();
-    match tokio::task::spawn_blocking(move || journal.undelivered_said(count)).await {
+    match tokio::task::spawn_blocking(move || journal.undelivered_said_telling(count)).await {
         Ok(Ok(_)) => *unnoted = 0,
-        Ok(Err(e)) => not_noted(&e.to_string()),
+        Ok(Err(NoteFailed::NotWritten(e))) => not_noted(&e.to_string()),
+        // Perhaps landed: tried again, it could take off losses no line
+        // has named yet; left to the next start, which names them again
+        // rather than never (review of 6594ce2, 2026-12-06).
+        Ok(Err(NoteFailed::MayHaveLanded(e))) => {
+            *unnoted = 0;
+            not_noted(&e.to_string());
+        }
         Err(e) => not_noted(&e.to_string()),
     }
 }
