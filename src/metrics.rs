@@ -96,7 +96,9 @@ fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>
 
 /// The codes a webhook is answered with (`callrelay_webhook_requests_total`'s
 /// `code`), each exported at 0 per vendor.
-const WEBHOOK_CODES: [&str; 8] = ["200", "400", "401", "404", "405", "413", "500", "503"];
+const WEBHOOK_CODES: [&str; 9] = [
+    "200", "400", "401", "403", "404", "405", "413", "500", "503",
+];
 
 impl Metrics {
     pub fn new() -> Metrics {

@@ -614,11 +614,13 @@ fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
 /// [`shares_text`]).
 const SHARED_RUN: usize = 6;
 
-/// A property that names a file (`ssl.key.location`,
-/// `sasl.kerberos.keytab`): its path is shown, its contents never are.
+/// A property that names a file or an address (`ssl.key.location`,
+/// `sasl.kerberos.keytab`, `sasl.oauthbearer.token.endpoint.url`): where
+/// the secret is, not the secret, and its pieces (`https:`, `.examp`) would
+/// hide the brokers of the same domain in every line.
 fn names_a_file(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.ends_with(".location") || k.ends_with("keytab")
+    k.ends_with(".location") || k.ends_with("keytab") || k.ends_with(".url")
 }
 
 /// Properties whose values may be secrets: never echoed.

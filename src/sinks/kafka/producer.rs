@@ -473,6 +473,7 @@ mod tests {
             "sasl.password" = "hunter2-long"
             "sasl.username" = "relay"
             "ssl.key.location" = "/run/credentials/callrelay.service/kafka.key"
+            "sasl.oauthbearer.token.endpoint.url" = "https://sso.corp.example/token"
             "#,
         )
         .unwrap();
@@ -496,9 +497,9 @@ mod tests {
                 "{shown}"
             );
         }
-        // A key file's path is no secret: its pieces (`/kafka`, `creden`)
-        // hid every broker named `kafka-1`.
-        let line = "sasl_ssl://kafka-1.corp:9093/1: Connect to ipv4#10.0.0.5:9093 failed (credentials file /run/credentials/callrelay.service/kafka.key)";
+        // A key file's path, or the token endpoint's address, is no secret:
+        // their pieces (`/kafka`, `.examp`) hid every broker of that name.
+        let line = "sasl_ssl://kafka-1.corp.example:9093/1: Connect to ipv4#10.0.0.5:9093 failed (credentials file /run/credentials/callrelay.service/kafka.key, token from https://sso.corp.example/token)";
         assert_eq!(context.redacted(line), line);
     }
 
