@@ -8,9 +8,10 @@
 //! line, also when its pass failed after the chunk that dropped it; what is
 //! still uncounted in a line is logged when the loop stops, and, when the
 //! relay was killed first, at the next start (the journal keeps the count;
-//! a line's note to it that fails is written after the next pass that
-//! succeeds, or at the stop: only a kill before then, or a note failing at
-//! the stop too, has the next start name them again).
+//! a line's note to it refused before its commit is written after the next
+//! pass that succeeds, or at the stop: only a kill before then, a note
+//! failing at the stop too, or one that failed at or after its commit (it
+//! may have landed), has the next start name them again).
 //! Delivered events `max_size` drops are normal for a journal that lives at
 //! its limit: warned about once, then said at `info` every 10 minutes. The
 //! loop also holds the dedup log's expiry while commits fail and a minute
@@ -235,8 +236,9 @@ async fn after_pass(
 
 /// Logs `lines`; those about lost events take them off the journal's
 /// count of losses no line has named (after the line: a crash in between
-/// names them twice rather than never). A note the journal refuses is kept
-/// in `unnoted` and tried again with the next line about lost events, or,
+/// names them twice rather than never). A note the journal refuses before
+/// its commit is kept in `unnoted` and tried again with the next line about
+/// lost events, or,
 /// with `retry`, now (after a pass that succeeded, and at the stop): the
 /// disk that failed a pass usually fails the note right after its line,
 /// and the next start logged and counted those events again, paging twice
@@ -265,7 +267,11 @@ async fn say(journal: &Arc<Journal>, lines: &[DropLine], unnoted: &mut u64, retr
             *unnoted = 0;
             not_noted(&e.to_string());
         }
-        Err(e) => not_noted(&e.to_string()),
+        // A panic may come after the commit made it durable: as above.
+        Err(e) => {
+            *unnoted = 0;
+            not_noted(&e.to_string());
+        }
     }
 }
 

@@ -312,9 +312,10 @@ impl KafkaConfig {
         let mut pieces: Vec<String> = self
             .options
             .iter()
-            .filter(|(key, _)| is_sensitive(key) && !names_a_file(key))
-            .flat_map(|(_, value)| {
-                let chars: Vec<char> = value.get_ref().trim().chars().collect();
+            .filter(|(key, _)| is_sensitive(key))
+            .flat_map(|(key, value)| secret_parts(key, value.get_ref().trim()))
+            .flat_map(|secret| {
+                let chars: Vec<char> = secret.chars().collect();
                 if chars.len() < SHARED_RUN {
                     vec![chars.into_iter().collect::<String>()]
                 } else {
@@ -614,13 +615,28 @@ fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
 /// [`shares_text`]).
 const SHARED_RUN: usize = 6;
 
-/// A property that names a file or an address (`ssl.key.location`,
-/// `sasl.kerberos.keytab`, `sasl.oauthbearer.token.endpoint.url`): where
-/// the secret is, not the secret, and its pieces (`https:`, `.examp`) would
-/// hide the brokers of the same domain in every line.
-fn names_a_file(key: &str) -> bool {
+/// The part of a sensitive option's value that is secret. A file's path
+/// (`ssl.key.location`, `sasl.kerberos.keytab`) is where the secret is, not
+/// the secret; an address (`sasl.oauthbearer.token.endpoint.url`) is, but
+/// for its credentials and query (a function key). Their other pieces
+/// (`/kafka`, `https:`, `.examp`) hid the brokers of the same name or
+/// domain in every line.
+fn secret_parts(key: &str, value: &str) -> Vec<String> {
     let k = key.to_ascii_lowercase();
-    k.ends_with(".location") || k.ends_with("keytab") || k.ends_with(".url")
+    if k.ends_with(".location") || k.ends_with("keytab") {
+        return Vec::new();
+    }
+    if k.ends_with(".url")
+        && let Ok(url) = url::Url::parse(value)
+    {
+        return [url.password(), url.query(), url.fragment()]
+            .into_iter()
+            .flatten()
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    vec![value.to_owned()]
 }
 
 /// Properties whose values may be secrets: never echoed.

@@ -477,6 +477,14 @@ mod tests {
             "#,
         )
         .unwrap();
+        let with_credentials: KafkaConfig = toml::from_str(
+            r#"
+            brokers = "127.0.0.1:9092"
+            [options]
+            "sasl.oauthbearer.token.endpoint.url" = "https://relay:pw9@sso.corp.example/token?code=FUNC-KEY-42"
+            "#,
+        )
+        .unwrap();
         let context = HealthContext {
             health: Arc::new(Health::default()),
             secrets: config.secret_values().into(),
@@ -501,6 +509,18 @@ mod tests {
         // their pieces (`/kafka`, `.examp`) hid every broker of that name.
         let line = "sasl_ssl://kafka-1.corp.example:9093/1: Connect to ipv4#10.0.0.5:9093 failed (credentials file /run/credentials/callrelay.service/kafka.key, token from https://sso.corp.example/token)";
         assert_eq!(context.redacted(line), line);
+        // The address's credentials and query are secrets still.
+        let context = HealthContext {
+            health: Arc::new(Health::default()),
+            secrets: with_credentials.secret_values().into(),
+        };
+        let fetch = "Failed to retrieve OIDC token from \"https://relay:pw9@sso.corp.example/token?code=FUNC-KEY-42\": 503 at kafka-1.corp.example";
+        let shown = context.redacted(fetch);
+        assert!(
+            !shown.contains("FUNC-KEY") && !shown.contains("pw9"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("503 at kafka-1.corp.example"), "{shown}");
     }
 
     /// The largest value librdkafka takes for `h` under `limit`, found by
