@@ -57,9 +57,10 @@ fn check_never_prints_a_secret_from_a_malformed_config() {
     assert!(!text.contains("87654321"), "{text}");
 }
 
-/// An SPRecord webhook without a token on an open listener is allowed (the
-/// CONTRACT makes the token optional) and said: `check` exits 0 and warns
-/// on stderr, placed at the webhook; on loopback it says nothing.
+/// An SPRecord webhook without a token is allowed (the CONTRACT makes the
+/// token optional) and said: `check` exits 0 and warns on stderr, placed at
+/// the webhook, also on loopback (a device reaches it through a proxy
+/// there); with a token it says nothing.
 #[test]
 fn check_warns_of_an_sprecord_webhook_anyone_can_post_to() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -75,6 +76,14 @@ fn check_warns_of_an_sprecord_webhook_anyone_can_post_to() {
     );
     let local = open.replace("0.0.0.0", "127.0.0.1");
     let out = check(dir.path(), &local, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        stderr,
+        "behind a proxy"
+    );
+    let with_token = format!("{open}token = \"s3cret-t0ken\"\n");
+    let out = check(dir.path(), &with_token, &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stderr.is_empty(), "{}", all_output(&out));
 }

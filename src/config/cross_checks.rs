@@ -161,16 +161,15 @@ impl Config {
             .collect()
     }
 
-    /// What a loaded config allows that anyone who can reach the listener
+    /// What a loaded config allows that anyone who can reach the webhook
     /// could use, each placed in the file as written: an SPRecord webhook
-    /// without `token` on a listener that is not loopback (the CONTRACT makes
-    /// the token optional, so this is no error; a browser's requests to it are
-    /// refused, any other sender's are not). The account is not quoted: a
-    /// `${VAR}` may stand in it, and the place names it.
+    /// without `token` (the CONTRACT makes the token optional, so this is no
+    /// error; a browser's requests to it are refused, any other sender's are
+    /// not). Whatever the listener: a device is another host, so a loopback
+    /// listener takes its posts through a reverse proxy on the same host,
+    /// which is as open as the proxy (review, 2026-12-06). The account is
+    /// not quoted: a `${VAR}` may stand in it, and the place names it.
     pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
-        if self.server.is_loopback() {
-            return Vec::new();
-        }
         self.webhook
             .iter()
             .map(Spanned::get_ref)
@@ -180,8 +179,8 @@ impl Config {
                 Problem {
                     line,
                     col,
-                    message: "[[webhook]] sprecord has no `token` and `server.listen` is not \
-                              loopback: anyone who can reach the port can post events to it; \
+                    message: "[[webhook]] sprecord has no `token`: anyone who can reach it, \
+                              directly or through a proxy in front, can post events to it; \
                               set `token` and add ?token= to the URL registered with SPRecord"
                         .to_owned(),
                 }
@@ -293,7 +292,7 @@ mod tests {
     /// `check` said nothing of an SPRecord webhook that anyone on the
     /// network could post events to (security review, 2026-12-06).
     #[test]
-    fn an_sprecord_webhook_without_token_on_an_open_listener_is_a_warning() {
+    fn an_sprecord_webhook_without_token_is_a_warning_on_any_listener() {
         let open = "[server]\nlisten = \"0.0.0.0:8080\"\n\n[websocket]\ntokens = [\"t\"]\n\n\
                     [[webhook]]\nvendor = \"sprecord\"\naccount = \"office\"\n\n\
                     [[webhook]]\nvendor = \"sprecord\"\naccount = \"hq\"\ntoken = \"s\"\n";
@@ -303,10 +302,10 @@ mod tests {
         assert!(
             warnings[0]
                 .message
-                .contains("anyone who can reach the port can post events"),
+                .contains("anyone who can reach it, directly or through a proxy"),
             "{warnings:?}"
         );
         let loopback = open.replace("0.0.0.0", "127.0.0.1");
-        assert_eq!(warnings_of(&loopback), []);
+        assert_eq!(warnings_of(&loopback), warnings, "behind a proxy");
     }
 }

@@ -332,11 +332,12 @@ impl KafkaConfig {
         pieces
     }
 
-    /// Whether `text` quotes the value of an option that may be a secret.
+    /// Whether `text` quotes the secret part of an option's value, by the
+    /// rule the producer's lines are redacted by (a file's path is shown).
     fn quotes_a_secret(&self, text: &str) -> bool {
-        self.options
+        self.secret_values()
             .iter()
-            .any(|(key, value)| is_sensitive(key) && shares_text(text, value.get_ref()))
+            .any(|piece| text.contains(piece.as_str()))
     }
 
     /// `security.protocol`, lowercase; librdkafka's default when unset.
@@ -520,7 +521,10 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
                 // ("No such configuration property", "Java JAAS configuration
                 // is not supported", "Internal property not settable"); some
                 // of its messages quote the value, and those are not shown.
-                let what = if shares_text(&desc, value) {
+                let quoted = secret_parts(key, value)
+                    .iter()
+                    .any(|part| shares_text(&desc, part));
+                let what = if quoted {
                     match code {
                         rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => {
                             "librdkafka has no property of this name".to_owned()
@@ -1132,6 +1136,12 @@ mod tests {
             !c.quotes_a_secret("client.id relay-one refused"),
             "not a secret"
         );
+        // A key file's path is shown, as in the producer's lines: the
+        // `.location` hint that follows depends on it.
+        let with_key_file = with_options(&[("ssl.key.location", "/etc/callrelay/kafka.key")]);
+        assert!(!with_key_file.quotes_a_secret(
+            "ssl.key.location failed: calling fopen(/etc/callrelay/kafka.key, r)"
+        ));
     }
 
     #[test]

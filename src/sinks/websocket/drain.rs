@@ -20,7 +20,9 @@ use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 /// How long shutdown waits for the sessions once the HTTP server has ended.
 /// A session reacts to shutdown within its 250 ms close grace (even one stuck
-/// in a write), so reaching this bound means something is wrong.
+/// in a write), so reaching this bound means something is wrong, or a
+/// replay page is still being read from a slow disk (its session sent its
+/// 1001 already; the read counts as a session until it ends).
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
 /// The running sessions of one relay.
@@ -88,7 +90,7 @@ impl Sessions {
         tracing::warn!(
             abandoned,
             bound_s = bound.as_secs_f64(),
-            "shutdown: WebSocket sessions did not end in time; not waiting for them"
+            "shutdown: WebSocket sessions (or their replay reads from the journal) did not end in time; not waiting for them"
         );
         abandoned
     }
