@@ -630,17 +630,34 @@ fn secret_parts(key: &str, value: &str) -> Vec<String> {
     if k.ends_with(".location") || k.ends_with("keytab") {
         return Vec::new();
     }
-    if k.ends_with(".url")
-        && let Ok(url) = url::Url::parse(value)
-    {
-        return [url.password(), url.query(), url.fragment()]
-            .into_iter()
-            .flatten()
-            .filter(|part| !part.is_empty())
-            .map(str::to_owned)
-            .collect();
+    if k.ends_with(".url") {
+        return address_secrets(value);
     }
     vec![value.to_owned()]
+}
+
+/// The secret parts of an address as written (librdkafka quotes it so; a
+/// parsed URL percent-encodes them): its whole userinfo, a username alone
+/// being a key as often as not, and the values of its query of 6
+/// characters or more (a function key; `api-version=1.0` is none, and hid
+/// every word holding `1.0`). Without a `scheme://` the whole of it.
+fn address_secrets(value: &str) -> Vec<String> {
+    let Some((_, rest)) = value.split_once("://") else {
+        return vec![value.to_owned()];
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = authority.rfind('@').map(|at| &authority[..at]);
+    let query = rest.split_once('?').map_or("", |(_, query)| query);
+    let query_values = query
+        .split(['&', '#'])
+        .map(|pair| pair.split_once('=').map_or(pair, |(_, value)| value))
+        .filter(|value| value.chars().count() >= SHARED_RUN);
+    userinfo
+        .into_iter()
+        .chain(query_values)
+        .filter(|part| !part.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Properties whose values may be secrets: never echoed.
