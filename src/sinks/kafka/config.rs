@@ -332,12 +332,15 @@ impl KafkaConfig {
         pieces
     }
 
-    /// Whether `text` quotes the secret part of an option's value, by the
-    /// rule the producer's lines are redacted by (a file's path is shown).
+    /// Whether `text` quotes the value of an option that may be a secret,
+    /// a file's path included: `check` hides such a refusal whole, as a
+    /// path from a `${file:…}` is shown unquoted by librdkafka, where the
+    /// config's own redaction of it (quoted values) would not find it
+    /// (review of 21a507c, 2026-12-06).
     fn quotes_a_secret(&self, text: &str) -> bool {
-        self.secret_values()
+        self.options
             .iter()
-            .any(|piece| text.contains(piece.as_str()))
+            .any(|(key, value)| is_sensitive(key) && shares_text(text, value.get_ref()))
     }
 
     /// `security.protocol`, lowercase; librdkafka's default when unset.
@@ -521,10 +524,7 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
                 // ("No such configuration property", "Java JAAS configuration
                 // is not supported", "Internal property not settable"); some
                 // of its messages quote the value, and those are not shown.
-                let quoted = secret_parts(key, value)
-                    .iter()
-                    .any(|part| shares_text(&desc, part));
-                let what = if quoted {
+                let what = if shares_text(&desc, value) {
                     match code {
                         rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => {
                             "librdkafka has no property of this name".to_owned()
@@ -619,45 +619,18 @@ fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
 /// [`shares_text`]).
 const SHARED_RUN: usize = 6;
 
-/// The part of a sensitive option's value that is secret. A file's path
-/// (`ssl.key.location`, `sasl.kerberos.keytab`) is where the secret is, not
-/// the secret; an address (`sasl.oauthbearer.token.endpoint.url`) is, but
-/// for its credentials and query (a function key). Their other pieces
-/// (`/kafka`, `https:`, `.examp`) hid the brokers of the same name or
-/// domain in every line.
+/// The part of a sensitive option's value that the producer's lines must
+/// not show. A file's path (`ssl.key.location`, `sasl.kerberos.keytab`) is
+/// where the secret is, not the secret, and its pieces (`/kafka`) hid every
+/// broker of that name. (`sasl.oauthbearer.token.endpoint.url`, whose
+/// address may hold credentials, is refused by this build's librdkafka,
+/// which has no OIDC: so `check` refuses it.)
 fn secret_parts(key: &str, value: &str) -> Vec<String> {
     let k = key.to_ascii_lowercase();
     if k.ends_with(".location") || k.ends_with("keytab") {
         return Vec::new();
     }
-    if k.ends_with(".url") {
-        return address_secrets(value);
-    }
     vec![value.to_owned()]
-}
-
-/// The secret parts of an address as written (librdkafka quotes it so; a
-/// parsed URL percent-encodes them): its whole userinfo, a username alone
-/// being a key as often as not, and the values of its query of 6
-/// characters or more (a function key; `api-version=1.0` is none, and hid
-/// every word holding `1.0`). Without a `scheme://` the whole of it.
-fn address_secrets(value: &str) -> Vec<String> {
-    let Some((_, rest)) = value.split_once("://") else {
-        return vec![value.to_owned()];
-    };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = authority.rfind('@').map(|at| &authority[..at]);
-    let query = rest.split_once('?').map_or("", |(_, query)| query);
-    let query_values = query
-        .split(['&', '#'])
-        .map(|pair| pair.split_once('=').map_or(pair, |(_, value)| value))
-        .filter(|value| value.chars().count() >= SHARED_RUN);
-    userinfo
-        .into_iter()
-        .chain(query_values)
-        .filter(|part| !part.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Properties whose values may be secrets: never echoed.
@@ -1153,10 +1126,11 @@ mod tests {
             !c.quotes_a_secret("client.id relay-one refused"),
             "not a secret"
         );
-        // A key file's path is shown, as in the producer's lines: the
-        // `.location` hint that follows depends on it.
+        // A key file's path is hidden here, unlike in the producer's lines:
+        // one from a `${file:…}` is shown unquoted, where the config's own
+        // redaction would not find it.
         let with_key_file = with_options(&[("ssl.key.location", "/etc/callrelay/kafka.key")]);
-        assert!(!with_key_file.quotes_a_secret(
+        assert!(with_key_file.quotes_a_secret(
             "ssl.key.location failed: calling fopen(/etc/callrelay/kafka.key, r)"
         ));
     }
