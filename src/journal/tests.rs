@@ -14,6 +14,14 @@ pub(crate) fn options(dir: &Path) -> JournalOptions {
     }
 }
 
+/// [`event`], received `ago_ms` before now: a copy a source held in its
+/// retry loop that long.
+fn received_ago(identity: &str, ago_ms: u64) -> IncomingEvent {
+    let mut held = event(identity);
+    held.received_at -= time::Duration::milliseconds(ago_ms as i64);
+    held
+}
+
 pub(crate) fn event(identity: &str) -> IncomingEvent {
     IncomingEvent {
         vendor: Vendor::Tel4vn,
@@ -477,8 +485,7 @@ fn a_copy_held_through_an_outage_longer_than_the_window_is_a_duplicate() {
     assert_eq!(seqs(&out), vec![(1, false)]);
     // The held copy was received eleven minutes ago, with the first; the
     // other copy arrives now.
-    let mut held = event("x");
-    held.received_at -= time::Duration::milliseconds(eleven_minutes as i64);
+    let held = received_ago("x", eleven_minutes);
     let out = j.append_batch_at(&[held], t0 + eleven_minutes).unwrap();
     assert_eq!(seqs(&out), vec![(1, true)]);
     let out = j
@@ -992,8 +999,7 @@ fn a_held_expiry_keeps_the_entries_through_an_outage_longer_than_the_window() {
     j.hold_dedup_expiry(true);
     j.enforce_retention_at(&[], t0 + twenty_minutes).unwrap();
     assert_eq!(dedup_log_len(&j), 1, "kept while held");
-    let mut held = event("x");
-    held.received_at -= time::Duration::milliseconds(twenty_minutes as i64);
+    let held = received_ago("x", twenty_minutes);
     let out = j.append_batch_at(&[held], t0 + twenty_minutes).unwrap();
     assert_eq!(seqs(&out), vec![(1, true)]);
     j.hold_dedup_expiry(false);

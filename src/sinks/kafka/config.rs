@@ -312,19 +312,8 @@ impl KafkaConfig {
         let mut pieces: Vec<String> = self
             .options
             .iter()
-            .filter(|(key, _)| is_sensitive(key))
-            .flat_map(|(key, value)| secret_parts(key, value.get_ref().trim()))
-            .flat_map(|secret| {
-                let chars: Vec<char> = secret.chars().collect();
-                if chars.len() < SHARED_RUN {
-                    vec![chars.into_iter().collect::<String>()]
-                } else {
-                    chars
-                        .windows(SHARED_RUN)
-                        .map(|w| w.iter().collect::<String>())
-                        .collect()
-                }
-            })
+            .filter(|(key, _)| is_sensitive(key) && !names_a_file(key))
+            .flat_map(|(_, value)| quotable_pieces(value.get_ref()))
             .filter(|piece| !piece.is_empty())
             .collect();
         pieces.sort_unstable();
@@ -619,18 +608,15 @@ fn broker_problem(entry: &str, security_protocol: &str) -> Option<String> {
 /// [`shares_text`]).
 const SHARED_RUN: usize = 6;
 
-/// The part of a sensitive option's value that the producer's lines must
-/// not show. A file's path (`ssl.key.location`, `sasl.kerberos.keytab`) is
-/// where the secret is, not the secret, and its pieces (`/kafka`) hid every
-/// broker of that name. (`sasl.oauthbearer.token.endpoint.url`, whose
-/// address may hold credentials, is refused by this build's librdkafka,
-/// which has no OIDC: so `check` refuses it.)
-fn secret_parts(key: &str, value: &str) -> Vec<String> {
+/// A sensitive option whose value the producer's lines may show: a file's
+/// path (`ssl.key.location`, `sasl.kerberos.keytab`) is where the secret
+/// is, not the secret, and its pieces (`/kafka`) hid every broker of that
+/// name. (`sasl.oauthbearer.token.endpoint.url`, whose address may hold
+/// credentials, is refused by this build's librdkafka, which has no OIDC:
+/// so `check` refuses it.)
+fn names_a_file(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    if k.ends_with(".location") || k.ends_with("keytab") {
-        return Vec::new();
-    }
-    vec![value.to_owned()]
+    k.ends_with(".location") || k.ends_with("keytab")
 }
 
 /// Properties whose values may be secrets: never echoed.
@@ -666,13 +652,24 @@ impl std::fmt::Debug for KafkaConfig {
 /// message that quotes a secret cut short still gives part of it away;
 /// fewer would match ordinary words: "nter" is in "Internal").
 fn shares_text(text: &str, value: &str) -> bool {
+    value.trim().is_empty()
+        || quotable_pieces(value)
+            .iter()
+            .any(|piece| text.contains(piece.as_str()))
+}
+
+/// What a message may quote of `value` (trimmed) for [`shares_text`]: the
+/// whole of it when shorter than [`SHARED_RUN`], else each run of that many
+/// characters.
+fn quotable_pieces(value: &str) -> Vec<String> {
     let chars: Vec<char> = value.trim().chars().collect();
     if chars.len() < SHARED_RUN {
-        return chars.is_empty() || text.contains(value.trim());
+        return vec![chars.into_iter().collect()];
     }
     chars
         .windows(SHARED_RUN)
-        .any(|w| text.contains(&w.iter().collect::<String>()))
+        .map(|run| run.iter().collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -426,6 +426,20 @@ mod tests {
         (mock, producer, config.client_config())
     }
 
+    /// [`against_mock`], its topic `present` answered LEADER_NOT_AVAILABLE,
+    /// as a broker answers while it creates a topic.
+    fn against_a_topic_being_created() -> (
+        super::super::tests_support::Mock,
+        KafkaProducer,
+        rdkafka::ClientConfig,
+    ) {
+        use rdkafka::types::RDKafkaRespErr as E;
+        let (mock, producer, admin) = against_mock();
+        mock.topic_error("present", E::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+            .unwrap();
+        (mock, producer, admin)
+    }
+
     #[test]
     fn a_topic_the_broker_holds_passes_the_check() {
         let (_mock, producer, admin) = against_mock();
@@ -466,9 +480,7 @@ mod tests {
     #[test]
     fn a_topic_being_created_is_checked_again_and_passes() {
         use rdkafka::types::RDKafkaRespErr as E;
-        let (mock, producer, admin) = against_mock();
-        mock.topic_error("present", E::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-            .unwrap();
+        let (mock, producer, admin) = against_a_topic_being_created();
         let mut waits = Vec::new();
         let checked = ensure_pausing(&producer, "present", true, &admin, |wait| {
             waits.push(wait);
@@ -483,10 +495,7 @@ mod tests {
     /// waits, as a metadata error that says so.
     #[test]
     fn a_topic_still_being_created_after_every_wait_is_a_metadata_error() {
-        use rdkafka::types::RDKafkaRespErr as E;
-        let (mock, producer, admin) = against_mock();
-        mock.topic_error("present", E::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-            .unwrap();
+        let (_mock, producer, admin) = against_a_topic_being_created();
         let mut waits = Vec::new();
         let checked = ensure_pausing(&producer, "present", true, &admin, |wait| {
             waits.push(wait);
