@@ -40,6 +40,20 @@ use crate::sources::tls::{TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs.
 const ERROR_BODY_LIMIT: usize = 512;
+
+/// `text` cut to [`ERROR_BODY_LIMIT`] bytes (at a character's boundary): a
+/// refusal's header values go into every WARN line and `/status` too, and a
+/// response head may be hundreds of KiB.
+fn within_error_limit(mut text: String) -> String {
+    if text.len() > ERROR_BODY_LIMIT {
+        let end = (0..=ERROR_BODY_LIMIT)
+            .rev()
+            .find(|at| text.is_char_boundary(*at))
+            .unwrap_or(0);
+        text.truncate(end);
+    }
+    text
+}
 /// How long a closing connection may take to shut down cleanly before its task is aborted.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -291,7 +305,11 @@ impl Endpoint {
                 .headers()
                 .get(header::LOCATION)
                 .filter(|_| status.is_redirection())
-                .map(|l| url_without_credentials(&String::from_utf8_lossy(l.as_bytes())));
+                .map(|l| {
+                    within_error_limit(url_without_credentials(&String::from_utf8_lossy(
+                        l.as_bytes(),
+                    )))
+                });
             // What is left of the bound, but a second at least (within
             // the bound itself): a refusal's text is what the log shows.
             let left = deadline
@@ -315,7 +333,7 @@ impl Endpoint {
         if !is_event_stream(&content_type) {
             drop(response);
             driver.close().await;
-            return Err(OpenError::ContentType(content_type));
+            return Err(OpenError::ContentType(within_error_limit(content_type)));
         }
         Ok(SseConnection {
             body: idle_bounded(
@@ -769,6 +787,49 @@ mod tests {
         );
         assert!(!said.contains("pw"), "{said}");
         drop(server);
+    }
+
+    /// A redirect's `Location` and a wrong `Content-Type` go into every WARN
+    /// line and `/status`: cut as a refusal's body is, whatever their size.
+    #[tokio::test]
+    async fn header_values_in_a_refusal_are_cut_as_its_body_is() {
+        let long_path = format!("https://rec.example/{}", "p".repeat(8_000));
+        let moved = answer("302 Found", &format!("Location: {long_path}\r\n"), "");
+        let (url, server) = answer_once(moved).await;
+        match endpoint(&url).open(&ConnLimiter::new(1), None).await {
+            Err(OpenError::Status { body, .. }) => {
+                assert!(
+                    body.starts_with("redirected to https://rec.example/ppp"),
+                    "{body}"
+                );
+                assert!(body.len() < 2 * ERROR_BODY_LIMIT, "{} bytes", body.len());
+            }
+            other => panic!("not a status refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+
+        let wrong_type = format!("content-type: text/html; x={}\r\n", "y".repeat(8_000));
+        let (url, server) = answer_once(answer("200 OK", &wrong_type, "{}")).await;
+        match endpoint(&url).open(&ConnLimiter::new(1), None).await {
+            Err(OpenError::ContentType(content_type)) => {
+                assert!(
+                    content_type.starts_with("text/html; x=yyy"),
+                    "{content_type}"
+                );
+                assert_eq!(content_type.len(), ERROR_BODY_LIMIT);
+            }
+            other => panic!("not a content-type refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    #[test]
+    fn a_cut_keeps_whole_characters() {
+        let cut = within_error_limit("é".repeat(ERROR_BODY_LIMIT));
+        assert_eq!(cut.len(), ERROR_BODY_LIMIT);
+        let odd = within_error_limit(format!("x{}", "é".repeat(ERROR_BODY_LIMIT)));
+        assert_eq!(odd.len(), ERROR_BODY_LIMIT - 1, "not inside an é");
+        assert_eq!(within_error_limit("short".into()), "short");
     }
 
     /// `connect_timeout` bounds the whole open (README: "TCP + TLS connect
