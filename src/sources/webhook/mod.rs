@@ -249,6 +249,39 @@ fn say_older_credential(vendor: &'static str, account: &str) {
     }
 }
 
+/// A verification handshake answered: said, so that an operator whose
+/// device reports the subscription failed can tell "never reached the relay"
+/// from "reached it and was answered in a form the device does not take".
+/// The MD5 is of the device's own challenge, not a secret.
+fn say_verification(
+    vendor: &'static str,
+    account: &str,
+    form: config::VerificationReply,
+    md5_hex: &str,
+) {
+    static SAID: std::sync::LazyLock<
+        std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>,
+    > = std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(crate::log_throttle::LogThrottle::new(
+            std::time::Duration::from_secs(60),
+        ))
+    });
+    if let Some(held_back) = admit_per_account(&SAID, vendor, account) {
+        let (reply, other) = match form {
+            config::VerificationReply::Plain => ("plain", "json"),
+            config::VerificationReply::Json => ("json", "plain"),
+        };
+        tracing::info!(
+            vendor,
+            account,
+            reply,
+            md5 = md5_hex,
+            held_back,
+            "webhook verification handshake answered with the MD5 of its challenge ({reply}); if the device still says the subscription failed, try `verification_reply = \"{other}\"` for this account"
+        );
+    }
+}
+
 /// Runs one delivery through every check; returns the vendor label for the
 /// metric (`unknown` for a vendor not in the path's vocabulary) and the answer.
 async fn deliver(
@@ -415,10 +448,9 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     let (event, raw) = match vendors::parse(vendor, &verified, received_at) {
         Ok(Parsed::Event(e, raw)) => (e, raw),
         Ok(Parsed::Verification { payload }) => {
-            return Answer::verification(
-                &vendors::sprecord::verification_answer(&payload),
-                reply_form,
-            );
+            let md5_hex = vendors::sprecord::verification_answer(&payload);
+            say_verification(vendor.as_str(), account, reply_form, &md5_hex);
+            return Answer::verification(&md5_hex, reply_form);
         }
         Err(e) => {
             return Answer::bad_request(&body::unparsed_because_encoded(e.0, &parts.headers));
@@ -514,6 +546,45 @@ mod tests {
 
     /// Which unmatched paths get the webhook 404 (counted and logged under
     /// a vendor) rather than the bare one.
+    /// Said once a minute per account, with the form answered and the
+    /// other form to try.
+    #[test]
+    fn a_verification_handshake_is_said_with_the_form_to_try_otherwise() {
+        let logged = crate::logging::tests_support::logged_json(|| {
+            for _ in 0..3 {
+                say_verification(
+                    "sprecord",
+                    "handshake-a",
+                    config::VerificationReply::Plain,
+                    "40af",
+                );
+            }
+            say_verification(
+                "sprecord",
+                "handshake-b",
+                config::VerificationReply::Json,
+                "40af",
+            );
+        });
+        let lines: Vec<&str> = logged.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "one line per account in the minute: {logged}"
+        );
+        assert!(lines[0].contains("\"account\":\"handshake-a\""), "{logged}");
+        assert!(lines[0].contains("\"reply\":\"plain\""), "{logged}");
+        assert!(lines[0].contains("\"md5\":\"40af\""), "{logged}");
+        assert!(
+            lines[0].contains(r#"try `verification_reply = \"json\"`"#),
+            "{logged}"
+        );
+        assert!(
+            lines[1].contains(r#"try `verification_reply = \"plain\"`"#),
+            "{logged}"
+        );
+    }
+
     #[test]
     fn a_path_is_under_hooks_when_its_first_part_is_hooks() {
         for path in [
