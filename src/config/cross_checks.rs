@@ -169,23 +169,59 @@ impl Config {
     /// listener takes its posts through a reverse proxy on the same host,
     /// which is as open as the proxy (review, 2026-12-06). The account is
     /// not quoted: a `${VAR}` may stand in it, and the place names it.
+    ///
+    /// Also a credential carried in the URL's query (`token`, a Tel4vn
+    /// `api_key` with `api_key_query`) holding a character a query reads
+    /// otherwise unless percent-encoded (`openssl rand -base64` gives `+`):
+    /// pasted as written into the vendor's URL, every delivery is refused
+    /// 401 "wrong token", and nothing said why. Not an error: a vendor that
+    /// percent-encodes it delivers. The value is never shown.
     pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
-        self.webhook
-            .iter()
-            .map(Spanned::get_ref)
-            .filter(|hook| hook.vendor == Vendor::Sprecord && hook.token.is_none())
-            .map(|hook| {
-                let (line, col) = text.line_col(hook.account.span().start);
-                Problem {
-                    line,
-                    col,
-                    message: "[[webhook]] sprecord has no `token`: anyone who can reach it, \
-                              directly or through a proxy in front, can post events to it; \
-                              set `token` and add ?token= to the URL registered with SPRecord"
+        let at = |start: usize, message: String| {
+            let (line, col) = text.line_col(start);
+            Problem { line, col, message }
+        };
+        let mut warnings = Vec::new();
+        for hook in self.webhook.iter().map(Spanned::get_ref) {
+            if hook.vendor == Vendor::Sprecord && hook.token.is_none() {
+                warnings.push(at(
+                    hook.account.span().start,
+                    "[[webhook]] sprecord has no `token`: anyone who can reach it, \
+                     directly or through a proxy in front, can post events to it; \
+                     set `token` and add ?token= to the URL registered with SPRecord"
                         .to_owned(),
+                ));
+            }
+            let api_key_in_query = hook
+                .api_key
+                .as_ref()
+                .filter(|_| hook.api_key_query.is_some());
+            for (field, value) in [
+                ("token", hook.token.as_ref()),
+                ("api_key", api_key_in_query),
+            ] {
+                let Some(value) = value else { continue };
+                if value
+                    .get_ref()
+                    .values()
+                    .iter()
+                    .any(|s| read_otherwise_in_a_query(s.expose()))
+                {
+                    warnings.push(at(
+                        value.span().start,
+                        format!(
+                            "[[webhook]] {} `{field}` holds a character a URL's query reads \
+                             otherwise unless percent-encoded (`+`, `&`, `#`, `%`, a space, \
+                             or one other than ASCII): a URL carrying it as written is refused \
+                             401; use letters and digits (`openssl rand -hex 32`), or \
+                             percent-encode it in the URL registered with the vendor",
+                            hook.vendor.as_str()
+                        ),
+                    ));
                 }
-            })
-            .collect()
+            }
+        }
+        warnings
     }
 
     /// Two accounts of one upstream identity would open two sessions where
@@ -277,6 +313,15 @@ fn comparable_url(url: &str) -> String {
     written.trim_end_matches('/').to_owned()
 }
 
+/// Whether a credential pasted unencoded into a URL's query arrives as
+/// another value (`+` as a space), cut short (`&`, `#`), or not as written
+/// (`%`, a space, a control or non-ASCII character).
+fn read_otherwise_in_a_query(value: &str) -> bool {
+    value
+        .chars()
+        .any(|c| matches!(c, '+' | '&' | '#' | '%') || !c.is_ascii_graphic())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +352,35 @@ mod tests {
         );
         let loopback = open.replace("0.0.0.0", "127.0.0.1");
         assert_eq!(warnings_of(&loopback), warnings, "behind a proxy");
+    }
+
+    /// A token made with `openssl rand -base64` and pasted as written into
+    /// the vendor's URL was refused 401 on every delivery, `check` silent
+    /// (review of the vendors' webhooks, 2026-12-06).
+    #[test]
+    fn a_credential_a_query_reads_otherwise_is_a_warning_that_hides_it() {
+        let hooks = "[[webhook]]\nvendor = \"voip24h\"\naccount = \"v\"\ntoken = \"ab+cd/ef=\"\n\n\
+                     [[webhook]]\nvendor = \"sprecord\"\naccount = \"s\"\ntoken = [\"hex0123\", \"old&x\"]\n\n\
+                     [[webhook]]\nvendor = \"tel4vn\"\naccount = \"t\"\napi_key = \"k y\"\napi_key_query = \"key\"\n\n\
+                     [[webhook]]\nvendor = \"tel4vn\"\naccount = \"h\"\napi_key = \"k y\"\n\n\
+                     [[webhook]]\nvendor = \"voip24h\"\naccount = \"fine\"\ntoken = \"A-z_0.9~/=:@?\"\n";
+        let warnings = warnings_of(hooks);
+        let placed: Vec<(usize, usize)> = warnings.iter().map(|w| (w.line, w.col)).collect();
+        assert_eq!(placed, [(4, 9), (9, 9), (14, 11)], "{warnings:?}");
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("[[webhook]] voip24h `token` holds")
+        );
+        assert!(
+            warnings[2]
+                .message
+                .starts_with("[[webhook]] tel4vn `api_key` holds")
+        );
+        for warning in &warnings {
+            for secret in ["ab+cd", "old&x", "k y"] {
+                assert!(!warning.message.contains(secret), "{warning:?}");
+            }
+        }
     }
 }
