@@ -84,7 +84,7 @@ fn held_at(opened: FileId) -> String {
     });
     match found {
         Some(fd) => format!(
-            "its events can still be copied from /proc/{pid}/fd/{fd} until the relay stops: copy that file, stop the relay, put the copy at the journal's path, start it"
+            "its events can still be copied from /proc/{pid}/fd/{fd} until the relay stops: copy that file, stop the relay, put the copy at the journal's path, give it the owner of the journal's directory (`chown --reference=<directory> <copy>`: a copy made as root is root's, and the relay's user cannot open it), start it"
         ),
         None => "the relay found no descriptor of the file it had open".to_owned(),
     }
