@@ -148,14 +148,26 @@ pub struct SourceChanges {
     pub unchanged: Vec<(Vendor, String)>,
 }
 
+/// How many sources a log line names before "and N more": a relay of
+/// thousands of accounts wrote one `serving` line of hundreds of KB, which
+/// journald splits (past its 48 KiB `LineMax`) into pieces that are no
+/// longer JSON. `/status` lists them all.
+const LISTED: usize = 20;
+
 impl SourceChanges {
-    /// `sources` as the log shows them: `voip24h/main, sprecord/office`.
+    /// `sources` as the log shows them: `voip24h/main, sprecord/office`, the
+    /// first [`LISTED`] then how many more.
     pub fn listed(sources: &[(Vendor, String)]) -> String {
-        sources
+        let mut out = sources
             .iter()
+            .take(LISTED)
             .map(|(vendor, account)| format!("{}/{account}", vendor.as_str()))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if sources.len() > LISTED {
+            out.push_str(&format!(" and {} more", sources.len() - LISTED));
+        }
+        out
     }
 }
 
@@ -242,6 +254,30 @@ async fn stop_together(tasks: Vec<((Vendor, String), CancellationToken, JoinHand
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `serving` and `config reloaded` lines named every account: past
+    /// about 2,500, journald split them into pieces that are not JSON
+    /// (review of the operator's day, 2026-12-06, eighth round).
+    #[test]
+    fn a_log_line_names_the_first_sources_then_how_many_more() {
+        let sources: Vec<(Vendor, String)> = (0..LISTED + 3)
+            .map(|i| (Vendor::Sprecord, format!("a{i}")))
+            .collect();
+        assert_eq!(
+            SourceChanges::listed(&sources[..2]),
+            "sprecord/a0, sprecord/a1"
+        );
+        let all = SourceChanges::listed(&sources);
+        assert!(all.starts_with("sprecord/a0, sprecord/a1, "), "{all}");
+        assert!(all.ends_with("sprecord/a19 and 3 more"), "{all}");
+        assert_eq!(all.matches("sprecord/").count(), LISTED);
+        assert_eq!(
+            SourceChanges::listed(&sources[..LISTED])
+                .matches(", ")
+                .count(),
+            LISTED - 1
+        );
+    }
 
     /// The setups of the sources `text` (a relay.toml) declares, by key.
     fn setups(text: &str) -> BTreeMap<SourceKey, SourceSetup> {
