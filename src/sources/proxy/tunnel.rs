@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::Service;
 
+use super::resolve::BoundedResolver;
 use super::settings::ProxyRoute;
 
 /// How long a proxy may take to answer `CONNECT` (it connects to the
@@ -104,7 +105,7 @@ impl ConnectError {
 #[derive(Clone, Debug)]
 pub struct Dialer {
     route: Option<ProxyRoute>,
-    tcp: HttpConnector,
+    tcp: HttpConnector<BoundedResolver>,
     /// [`PROXY_ANSWER_LIMIT`], shorter in tests.
     answer_limit: Duration,
     /// Told when a connection gets past the proxy (see [`Dialer::watched`]).
@@ -137,7 +138,9 @@ impl Dialer {
     /// `connect_timeout`, when given, bounds each TCP connect (split between
     /// a name's addresses, as hyper does).
     pub fn new(route: Option<ProxyRoute>, connect_timeout: Option<Duration>) -> Dialer {
-        let mut tcp = HttpConnector::new();
+        // Names resolved at most `resolve::LOOKUPS` at a time: a lookup
+        // cannot be cancelled, and a dead DNS server's held the blocking pool.
+        let mut tcp = HttpConnector::new_with_resolver(BoundedResolver::default());
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(connect_timeout);
