@@ -25,10 +25,11 @@ use hyper_util::client::legacy::connect::dns::Name;
 use tokio::sync::Semaphore;
 use tower::Service;
 
-/// Lookups running at once, process-wide: more than a relay's dials need
-/// while the resolver answers (a lookup takes milliseconds), few enough to
-/// leave tokio's 512 blocking threads to the rest when it does not.
-pub const LOOKUPS: usize = 16;
+/// Lookups running at once, process-wide: enough that a slow but working
+/// resolver (a second a lookup) does not hold a start of hundreds of streams
+/// past their `connect_timeout` waiting for a permit, few enough to leave
+/// most of tokio's 512 blocking threads to the rest when it does not answer.
+pub const LOOKUPS: usize = 64;
 
 static RUNNING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(LOOKUPS)));
 
