@@ -11,8 +11,11 @@
 //! stderr that can no longer be written (its reader gone) loses log lines,
 //! never the process. One event is one line, whatever text from a vendor
 //! its fields hold, and no character of it acts on a terminal ([`one_line`]).
+//! When stderr is journald's stream, each line starts with its level's
+//! sd-daemon prefix, so journald records errors as errors ([`journald`]).
 
 pub mod fields;
+pub mod journald;
 pub mod one_line;
 #[cfg(test)]
 pub(crate) mod tests_support;
@@ -202,19 +205,26 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
         // Colour codes only for a person at a terminal: the journal, a file or
         // a pipe would keep them as escape sequences in the text.
         .with_ansi(colour);
+    let journald = journald::stderr_is_journald();
     let wire = tracing_subscriber::filter::filter_fn(not_wire_trace);
     log_panics();
     match format {
         LogFormat::Human => builder
             .fmt_fields(fields::HumanFields)
-            .with_writer(move || {
-                one_line::OneLine::new(std::io::stderr(), one_line::Style::Human { colour })
-            })
+            .with_writer(journald::EventLines::new(
+                std::io::stderr,
+                one_line::Style::Human { colour },
+                journald,
+            ))
             .finish()
             .with(wire)
             .init(),
         LogFormat::Json => builder
-            .with_writer(|| one_line::OneLine::new(std::io::stderr(), one_line::Style::Json))
+            .with_writer(journald::EventLines::new(
+                std::io::stderr,
+                one_line::Style::Json,
+                journald,
+            ))
             .json()
             .flatten_event(true)
             .finish()
