@@ -3,7 +3,9 @@
 //! its call-event hooks (pure).
 //!
 //! Types from `state`; a `cdr` that carries press_key or customer_id is the
-//! CDR of an autocall (`autocall.cdr`), any other `cdr` is `call.cdr`.
+//! CDR of an autocall (`autocall.cdr`), any other `cdr` is `call.cdr`. A
+//! callback URL's `?event=missed`, `?event=cdr` or `?event=cdr_autocall`
+//! types its hooks whatever their fields say.
 //!
 //! Identity: `call_id + state + extension`, where an autocall's CDR counts as
 //! state `cdr_autocall` however it says so: a plain CDR and an autocall CDR of
@@ -69,8 +71,10 @@ const HOOK_EVENTS: [&str; 6] = [
 /// gives `state` only as ringing / answered / hangup / cdr: a `missed` hook
 /// cannot say it is one, and would be taken for the hangup (or CDR) of the
 /// same call and answered `duplicate`. `?event=missed` and
-/// `?event=cdr_autocall` say it; the four states are accepted and change
-/// nothing. Anything else is refused, so a typo does not pass unnoticed.
+/// `?event=cdr_autocall` say it, and `?event=cdr` that a hook is the plain
+/// CDR even when it carries an autocall's fields; the other three states are
+/// accepted and change nothing. Anything else is refused, so a typo does not
+/// pass unnoticed.
 /// The name is matched in any case: `?Event=missed` read as no name at all
 /// typed the missed hook by its `state`, and it was lost as the hangup's
 /// duplicate without a word.
@@ -110,8 +114,11 @@ pub fn parse(payload: &Value, hook: Option<&str>) -> Result<VendorEvent, ParseEr
 
 fn event(map: &Map<String, Value>, payload: &Value, hook: Option<&str>) -> Option<VendorEvent> {
     let state = match hook {
-        // The only two subscriptions whose hooks do not say what they are.
-        Some(named @ ("missed" | "cdr_autocall")) => named.to_owned(),
+        // The subscriptions whose hooks do not say what they are: a missed
+        // hook says hangup, and the two CDRs both say cdr (a plain one with
+        // a customer_id, or a press_key written as 0, looked like the
+        // autocall's, took its id, and one of the two was lost).
+        Some(named @ ("missed" | "cdr_autocall" | "cdr")) => named.to_owned(),
         _ => lower(get(map, "state")).or_else(|| lower(get(map, "event")))?,
     };
     let event_type = match state.as_str() {
@@ -122,7 +129,7 @@ fn event(map: &Map<String, Value>, payload: &Value, hook: Option<&str>) -> Optio
         // hangup / cdr, so a cdr_autocall hook says "cdr" too; what marks it
         // are press_key and customer_id, "Riêng sự kiện cdr_autocall" (only in
         // cdr_autocall hooks).
-        "cdr" if autocall_fields(map) => "autocall.cdr",
+        "cdr" if hook != Some("cdr") && autocall_fields(map) => "autocall.cdr",
         "cdr" => "call.cdr",
         "missed" => "call.missed",
         "cdr_autocall" => "autocall.cdr",
@@ -342,10 +349,38 @@ mod tests {
         );
         assert_ne!(plain_cdr.identity, autocall.identity);
 
-        // The four states change nothing: the payload already says them.
-        for state in ["ringing", "answered", "hangup", "cdr"] {
+        // The other states change nothing: the payload already says them.
+        for state in ["ringing", "answered", "hangup"] {
             assert_eq!(parse(&hangup, Some(state)).unwrap(), plain, "{state}");
         }
+        assert_eq!(parse(&cdr, Some("cdr")).unwrap(), plain_cdr);
+    }
+
+    /// A plain CDR whose serializer writes `press_key: 0` or whose call has
+    /// a customer read as the autocall CDR, with its id: the tenant
+    /// subscribed to both lost one of the two. `?event=cdr` says which it is.
+    #[test]
+    fn a_hook_to_the_cdr_subscription_is_the_plain_cdr_whatever_its_fields() {
+        let mut cdr: Value = serde_json::from_str(HANGUP).unwrap();
+        cdr["state"] = json!("cdr");
+        cdr["press_key"] = json!(0);
+        cdr["customer_id"] = json!("CUST-9");
+        let hook = |name: &str| {
+            hook_event(&[("event".to_owned(), name.to_owned())])
+                .unwrap()
+                .unwrap()
+        };
+        let plain = parse(&cdr, Some(hook("CDR"))).unwrap();
+        let mut autocall = cdr.clone();
+        autocall["press_key"] = json!("2");
+        let autocall = parse(&autocall, Some(hook("cdr_autocall"))).unwrap();
+        assert_eq!(
+            (plain.event_type.as_str(), autocall.event_type.as_str()),
+            ("call.cdr", "autocall.cdr")
+        );
+        assert_ne!(plain.identity, autocall.identity);
+        // Without the URL's word, the fields still decide.
+        assert_eq!(parse(&cdr, None).unwrap().event_type, "autocall.cdr");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! the feedback rating callback — `?token=` check, parsing and normalization (pure).
 //!
 //! The three payload kinds share one route and are told apart by their fields:
-//! `FeedbackID` → feedback, `linkedid`/`calldate` without `state` → missed call,
-//! `state` → call event. Identities: call event `callid + state + extend`,
-//! missed call `linkedid + dst + calldate + uniqueid`, feedback `FeedbackID +
-//! callid`.
+//! `FeedbackID` → feedback, `linkedid`/`calldate` without `state` (or with a
+//! null or empty one) → missed call, `state` → call event. Identities: call
+//! event `callid + state + extend` (a `Cdr` without `extend` also its leg:
+//! `cdr.uniqueid`, `cdr.dstchannel`, `cdr.dst`), missed call `linkedid + dst +
+//! calldate + uniqueid`, feedback `FeedbackID + callid`.
 
 use serde_json::{Map, Value};
 
@@ -30,9 +31,12 @@ pub fn verify<'a>(token: &Accepted, delivery: Delivery<'a>) -> Result<Verified<'
 pub fn parse_call_event(payload: &Value) -> Result<VendorEvent, ParseError> {
     let map = as_object(payload, "Voip24h")?;
     let has = |k: &str| get(map, k).is_some();
+    // A serializer that writes every column gives a missed-call record
+    // `"state": null`: no state, not an unknown one, or the record was
+    // relayed as vendor.unknown.
     let event = if has("FeedbackID") {
         feedback(map, payload)
-    } else if has("state") {
+    } else if get(map, "state").and_then(text).is_some() {
         call_event(map, payload)
     } else if has("linkedid") || has("calldate") {
         missed_call(map, payload)
@@ -52,7 +56,14 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         "cdr" => ("call.cdr", "cdr"),
         _ => return None,
     };
-    let cdr = object(map, "cdr");
+    let form_cdr;
+    let cdr = match object(map, "cdr") {
+        Some(c) => Some(c),
+        None => {
+            form_cdr = flattened(map, "cdr");
+            form_cdr.as_ref()
+        }
+    };
     let call_id = text_of(map, &["callid"])
         .or_else(|| cdr.and_then(|c| text_of(c, &["linkedid", "uniqueid", "callid"])));
     let extension = text_of(map, &["extend"]);
@@ -85,14 +96,25 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
     // Without `extend`, a call's CDR rows (one per channel: a ring group,
     // a queue, a transfer) differ only inside `cdr`, and were one event: the
     // answered leg's row, billsec and recording, was folded into the first.
-    // The channel tells them apart then; a row with `extend`, as the vendor
-    // documents it, keeps its identity.
+    // The leg tells them apart then, by every field of it present: Asterisk
+    // 12+ gives every leg of a parallel ring group the caller's `uniqueid`,
+    // and the legs differ in `dst`/`dstchannel` only. A row with `extend`,
+    // as the vendor documents it, keeps its identity.
     let cdr_leg = (state == "cdr" && extension.is_none())
-        .then(|| cdr.and_then(|c| text_of(c, &["uniqueid", "dst"])))
-        .flatten();
+        .then(|| cdr.map(|c| ["uniqueid", "dstchannel", "dst"].map(|k| text_of(c, &[k]))))
+        .flatten()
+        .filter(|leg| leg.iter().any(Option::is_some));
     let id = match (&call_id, cdr_leg) {
         (Some(id), None) => identity(&[Some("call"), Some(id), Some(state), extension.as_deref()]),
-        (Some(id), Some(leg)) => identity(&[Some("call"), Some(id), Some(state), None, Some(&leg)]),
+        (Some(id), Some([uniqueid, dstchannel, dst])) => identity(&[
+            Some("call"),
+            Some(id),
+            Some(state),
+            None,
+            uniqueid.as_deref(),
+            dstchannel.as_deref(),
+            dst.as_deref(),
+        ]),
         (None, _) => loose_canonical(payload),
     };
     Some(VendorEvent {
@@ -102,6 +124,30 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         fields: f.build(),
         identity: id,
     })
+}
+
+/// The object that a PHP form (`http_build_query`) writes as flat
+/// `NAME[KEY]=…` fields, rebuilt, when there is any: a `Cdr` posted as a form
+/// was read as having no `cdr`, so its rows lost their leg (every row of a
+/// call was one event) and their fields, and its id was not the socket's.
+/// Deeper keys (`cdr[a][b]`) are left out: no CDR field is an object.
+fn flattened(map: &Map<String, Value>, name: &str) -> Option<Map<String, Value>> {
+    let mut object = Map::new();
+    for (key, value) in map {
+        let inner = key
+            .get(..name.len())
+            .filter(|head| head.eq_ignore_ascii_case(name))
+            .and_then(|_| key.get(name.len()..))
+            .and_then(|rest| rest.strip_prefix('['))
+            .and_then(|rest| rest.strip_suffix(']'))
+            .filter(|inner| !inner.contains(['[', ']']));
+        if let Some(inner) = inner {
+            object
+                .entry(inner.to_owned())
+                .or_insert_with(|| value.clone());
+        }
+    }
+    (!object.is_empty()).then_some(object)
 }
 
 fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
@@ -329,6 +375,76 @@ mod tests {
         );
     }
 
+    /// Asterisk 12+ gives every leg of a parallel ring group the caller's
+    /// `uniqueid`: the legs differ in `dst` and `dstchannel`, and the
+    /// answered one was lost as the unanswered one's duplicate.
+    #[test]
+    fn cdr_legs_sharing_the_callers_uniqueid_are_told_apart() {
+        let row = |dst: &str, dstchannel: Option<&str>| {
+            let mut cdr = json!({"uniqueid":"1616734230.1021","dst":dst,"billsec":0});
+            if let Some(channel) = dstchannel {
+                cdr["dstchannel"] = json!(channel);
+            }
+            parse_call_event(&json!({"state":"Cdr","callid":"1616734230.1021","cdr":cdr}))
+                .unwrap()
+                .identity
+        };
+        assert_ne!(row("130", None), row("131", None));
+        assert_ne!(
+            row("130", Some("SIP/130-00000001")),
+            row("130", Some("SIP/130-00000002"))
+        );
+        assert_eq!(
+            row("130", Some("SIP/130-00000001")),
+            identity(&[
+                Some("call"),
+                Some("1616734230.1021"),
+                Some("cdr"),
+                None,
+                Some("1616734230.1021"),
+                Some("SIP/130-00000001"),
+                Some("130"),
+            ])
+        );
+    }
+
+    /// PHP's `http_build_query` writes the nested `cdr` as `cdr[NAME]`
+    /// fields: they are read as the JSON object is, so a call's rows are
+    /// its legs' events and the socket's JSON copy of a row is the same event.
+    #[test]
+    fn a_cdr_posted_as_a_php_form_reads_as_its_json_copy() {
+        let form = |body: &str| {
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+            parse_call_event(&Value::Object(super::super::query_object(&pairs))).unwrap()
+        };
+        let a = form(
+            "state=Cdr&callid=1616734230.1021&cdr%5Buniqueid%5D=1616734230.1022\
+             &cdr%5Bdst%5D=130&cdr%5Bdisposition%5D=NO+ANSWER&cdr%5Bbillsec%5D=0",
+        );
+        let b = form(
+            "state=Cdr&callid=1616734230.1021&cdr%5Buniqueid%5D=1616734230.1023\
+             &cdr%5Bdst%5D=131&cdr%5Bdisposition%5D=ANSWERED&cdr%5Bbillsec%5D=42\
+             &cdr%5Brecordingfile%5D=https://rec/x.wav",
+        );
+        assert_ne!(a.identity, b.identity);
+        assert_eq!(b.fields["billsec_s"], json!(42));
+        assert_eq!(b.fields["recording_url"], "https://rec/x.wav");
+        let socket = parse_call_event(&json!({"state":"Cdr","callid":"1616734230.1021",
+            "cdr":{"uniqueid":"1616734230.1022","dst":130,"disposition":"NO ANSWER",
+                   "billsec":0}}))
+        .unwrap();
+        assert_eq!(a, socket);
+        // Any case, as the JSON key; deeper keys are no CDR field.
+        let upper = form(
+            "state=Cdr&callid=1616734230.1021&CDR%5Buniqueid%5D=1616734230.1022\
+             &cdr%5Bdst%5D=130&cdr%5Bdisposition%5D=NO+ANSWER&cdr%5Bbillsec%5D=0\
+             &cdr%5Bx%5D%5By%5D=1",
+        );
+        assert_eq!(upper, socket);
+    }
+
     #[test]
     fn missed_call_webhook() {
         let e = parse_call_event(&value(MISSED)).unwrap();
@@ -371,6 +487,25 @@ mod tests {
             let e = parse_call_event(&record).unwrap();
             assert_eq!(e.event_type, "call.missed", "with only {key}");
         }
+    }
+
+    /// A serializer that writes every column may give a missed-call record a
+    /// `state` of null or "": it is the missed call, with the id it has
+    /// without one. A state word the relay does not know stays unknown.
+    #[test]
+    fn a_missed_call_with_a_null_or_empty_state_is_a_missed_call() {
+        let plain = parse_call_event(&value(MISSED)).unwrap();
+        for state in [json!(null), json!(""), json!(" ")] {
+            let mut record = value(MISSED);
+            record["state"] = state.clone();
+            assert_eq!(parse_call_event(&record).unwrap(), plain, "{state}");
+        }
+        let mut parked = value(MISSED);
+        parked["state"] = json!("Parked");
+        assert_eq!(
+            parse_call_event(&parked).unwrap().event_type,
+            "vendor.unknown"
+        );
     }
 
     #[test]
