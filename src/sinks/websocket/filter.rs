@@ -25,9 +25,21 @@ pub enum QueryError {
     /// The `Last-Event-ID` header's bytes are not text.
     #[error("`Last-Event-ID` must be a non-negative integer seq, and is not text")]
     LastEventIdNotText,
-    /// A filter lists more values than [`MAX_FILTER_VALUES`].
+    /// A filter is larger than the relay keeps: see [`Oversized`].
+    #[error("{0}")]
+    TooManyValues(Oversized),
+}
+
+/// How a filter (named by its parameter) is too large to keep.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Oversized {
+    /// It lists more values than [`MAX_FILTER_VALUES`].
     #[error("`{0}` lists more than {MAX_FILTER_VALUES} values")]
-    TooManyValues(&'static str),
+    Values(&'static str),
+    /// One of its values is longer than [`MAX_FILTER_VALUE_BYTES`]; the
+    /// value is not echoed, as it may be most of a 64 KiB request line.
+    #[error("a `{0}` value is longer than {MAX_FILTER_VALUE_BYTES} bytes")]
+    Length(&'static str),
 }
 
 /// The most values one filter (`type`, `vendor`, `account`, `subject`) may
@@ -35,6 +47,14 @@ pub enum QueryError {
 /// so `?type=a,a,a,…` in a 64 KiB request line held about 1 MB per client
 /// and 32,000 glob matches per event (memory audit, 2026-12-05).
 pub const MAX_FILTER_VALUES: usize = 256;
+
+/// The longest value (in bytes, once percent-decoded) a filter may list.
+/// Every event is matched against every value, so one `type=` value of
+/// 60,000 characters cost each event an estimated 100 µs, for live events, replay
+/// pages and the replay's count alike (bounds review, 2026-12-06). No real
+/// value comes near: event types are under 30 bytes, account names at most
+/// 64, vendor names a word, subjects a call id, ticket id or login.
+pub const MAX_FILTER_VALUE_BYTES: usize = 256;
 
 /// The query parameters a client may give.
 const PARAMETERS: [&str; 7] = [
@@ -74,9 +94,10 @@ pub struct ClientQuery {
     /// Why the first parameter that is not UTF-8 was skipped: reported by
     /// [`ClientQuery::since`], after authentication, like a bad `since`.
     pub not_utf8: Option<String>,
-    /// The first filter that listed too many values (its rest are dropped):
-    /// reported by [`ClientQuery::since`] as well.
-    pub too_many: Option<&'static str>,
+    /// The first filter that listed too many values (its rest are dropped)
+    /// or a value too long (not kept): reported by [`ClientQuery::since`]
+    /// as well.
+    pub oversized: Option<Oversized>,
 }
 
 impl std::fmt::Debug for ClientQuery {
@@ -89,7 +110,7 @@ impl std::fmt::Debug for ClientQuery {
             .field("token_not_utf8", &self.token_not_utf8)
             .field("heartbeat", &self.heartbeat)
             .field("not_utf8", &self.not_utf8)
-            .field("too_many", &self.too_many)
+            .field("oversized", &self.oversized)
             .finish()
     }
 }
@@ -150,8 +171,12 @@ impl ClientQuery {
             };
             for one in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
                 if list.len() == MAX_FILTER_VALUES {
-                    q.too_many.get_or_insert(name);
+                    q.oversized.get_or_insert(Oversized::Values(name));
                     break;
+                }
+                if one.len() > MAX_FILTER_VALUE_BYTES {
+                    q.oversized.get_or_insert(Oversized::Length(name));
+                    continue;
                 }
                 list.push(one.to_owned());
             }
@@ -169,8 +194,8 @@ impl ClientQuery {
         if let Some(why) = &self.not_utf8 {
             return Err(QueryError::NotUtf8(why.clone()));
         }
-        if let Some(field) = self.too_many {
-            return Err(QueryError::TooManyValues(field));
+        if let Some(why) = self.oversized {
+            return Err(QueryError::TooManyValues(why));
         }
         match (self.since.as_deref(), last_event_id) {
             (Some(text), _) => parse_seq(text, "since").map(Some),
@@ -197,46 +222,53 @@ impl Filter {
             && self.subjects.is_empty()
     }
 
-    /// Whether `header` passes every filter.
+    /// Whether `header` passes every filter. The globs go last: an event
+    /// another filter already drops costs no glob match.
     pub fn matches(&self, header: &EventHeader) -> bool {
         let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        (self.types.is_empty() || self.types.iter().any(|g| glob(g, &header.event_type)))
-            && any(&self.vendors, &header.vendor)
+        any(&self.vendors, &header.vendor)
             && any(&self.accounts, &header.account)
             && (self.subjects.is_empty()
                 || header
                     .subject
                     .as_deref()
                     .is_some_and(|s| self.subjects.iter().any(|v| v == s)))
+            && (self.types.is_empty() || self.types.iter().any(|g| glob(g, &header.event_type)))
     }
 }
 
 /// Glob match where `*` is any run of characters (dots included) and `?` one
 /// character; everything else is literal. Iterative with one backtrack point,
-/// so a hostile pattern cannot make it exponential.
+/// so a hostile pattern cannot make it exponential. Walks both strings by
+/// byte offset, one character at a time, without copying them: it runs for
+/// every event and every `type` value of every session.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    // Offsets only ever move by a whole character (`*` is one byte), so
+    // every slice below starts on a character boundary.
+    let at = |s: &str, i: usize| s[i..].chars().next();
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
+    while let Some(tc) = at(text, ti) {
+        let pc = at(pattern, pi);
         // `*` first: taken as a literal when the text holds a `*` there, it
         // left no backtrack point, and `*b*` missed `a*b-c` (fuzzing found it).
-        if pi < p.len() && p[pi] == '*' {
+        if pc == Some('*') {
             star = Some((pi, ti));
             pi += 1;
-        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
+        } else if let Some(pc) = pc.filter(|pc| *pc == '?' || *pc == tc) {
+            pi += pc.len_utf8();
+            ti += tc.len_utf8();
         } else if let Some((sp, st)) = star {
+            // The star takes one more character of the text than it did.
+            let taken = at(text, st).map_or(1, char::len_utf8);
             pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
+            ti = st + taken;
+            star = Some((sp, ti));
         } else {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    pattern[pi..].bytes().all(|b| b == b'*')
 }
 
 #[cfg(test)]
@@ -273,6 +305,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_filter_value_longer_than_the_limit_is_refused_without_being_echoed() {
+        // Counted in bytes once decoded: `á` is two.
+        let at_limit = "\u{e1}".repeat(MAX_FILTER_VALUE_BYTES / 2);
+        for name in ["type", "vendor", "account", "subject"] {
+            let q = ClientQuery::parse(Some(&format!("{name}={at_limit}&since=3")));
+            assert_eq!(q.since(None), Ok(Some(3)), "{name}");
+            assert!(!q.filter.is_empty(), "{name}");
+
+            let over = format!("x{}", "y".repeat(MAX_FILTER_VALUE_BYTES));
+            let q = ClientQuery::parse(Some(&format!("{name}=ok,{over},also&since=3")));
+            let refused = q.since(None).unwrap_err();
+            let told = refused.to_string();
+            assert_eq!(
+                told,
+                format!("a `{name}` value is longer than {MAX_FILTER_VALUE_BYTES} bytes")
+            );
+            assert!(!told.contains("xy"), "{told}");
+            assert!(
+                q.filter.types.len()
+                    + q.filter.vendors.len()
+                    + q.filter.accounts.len()
+                    + q.filter.subjects.len()
+                    == 2,
+                "the long value is not kept: {q:?}"
+            );
+        }
+    }
+
     fn header(t: &str, vendor: &str, account: &str, subject: Option<&str>) -> EventHeader {
         EventHeader {
             id: "00".into(),
@@ -299,6 +360,12 @@ mod tests {
         assert!(!glob("call.hangup", "call.hangups"));
         assert!(glob("*a*a*a*a*a*b", &"a".repeat(60).replace("aa", "ab")));
         assert!(!glob("*a*a*a*a*a*c", &"a".repeat(200)));
+        // `?` and a backtracking `*` step over a whole character, not a byte.
+        assert!(glob("g?i", "g\u{1ecd}i"));
+        assert!(glob("*\u{e9}", "a\u{e9}\u{e9}"));
+        assert!(glob("*\u{e9}?", "\u{e9}x\u{e9}\u{1f600}"));
+        assert!(!glob("a?c", "ac"));
+        assert!(!glob("*\u{e9}", "\u{e9}a"));
     }
 
     /// A `*` of the pattern meeting a `*` of the text is still a wildcard:
