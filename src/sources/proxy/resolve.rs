@@ -89,21 +89,22 @@ impl Service<Name> for BoundedResolver {
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
 
     /// Lookups started, and the gate they wait at until a test opens it.
     static STARTED: AtomicUsize = AtomicUsize::new(0);
-    static GATE: Mutex<()> = Mutex::new(());
+    static OPEN: AtomicBool = AtomicBool::new(false);
 
+    /// A resolver that does not answer until the test opens the gate (it
+    /// runs on a blocking thread, as getaddrinfo does).
     fn gated_lookup(_: &str) -> io::Result<Vec<SocketAddr>> {
         STARTED.fetch_add(1, Ordering::SeqCst);
-        let _open = GATE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))])
     }
 
@@ -132,7 +133,6 @@ mod tests {
             running: Arc::new(Semaphore::new(2)),
             lookup: gated_lookup,
         };
-        let closed = GATE.lock().unwrap();
         let stuck: Vec<_> = (0..2)
             .map(|i| tokio::spawn(resolve(&resolver, &format!("h{i}.example"))))
             .collect();
@@ -148,7 +148,7 @@ mod tests {
         );
         assert_eq!(STARTED.load(Ordering::SeqCst), 2);
 
-        drop(closed); // the resolver answers
+        OPEN.store(true, Ordering::SeqCst); // the resolver answers
         let addrs: Vec<SocketAddr> = third.await.unwrap().unwrap().collect();
         assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 0))]);
         assert_eq!(STARTED.load(Ordering::SeqCst), 3);
