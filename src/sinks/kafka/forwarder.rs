@@ -259,9 +259,10 @@ pub struct Forwarder {
     /// read-back. Counted at once, they kept `events_published` rising
     /// while one topic's failing record held the cursor for hours, and
     /// `CallrelayKafkaNotDelivering` never fired; dropped, they were never
-    /// counted at all. At most twice `max_in_flight`, and none that
-    /// `max_size` dropped (see `keep_uncounted`); those the cursor has
-    /// passed are let go at a resume's end.
+    /// counted at all. At most twice `max_in_flight` (one let go is still
+    /// counted when found, without its latency), and none that `max_size`
+    /// dropped (see `keep_uncounted`); those the cursor has passed are let
+    /// go at a resume's end.
     delivered_behind_failure: std::collections::BTreeMap<u64, f64>,
     producers_created: u64,
     /// The held drops the sink let go of are not counted yet (see `held_drops`).
@@ -713,8 +714,14 @@ impl Forwarder {
             Outcome::AlreadyInKafka(at) => {
                 self.cursor = report.seq;
                 self.note_offset(&report.topic, at, true);
+                // Counted as the cursor passes it, as a delivery is: this
+                // forwarder counted nothing after its cursor, and what an
+                // earlier one (before a reload, a panic restart) handed
+                // over unreported went uncounted for good (Kafka sink
+                // review, 2026-12-06, eighth round). The latency is known
+                // only for a report this forwarder took.
+                self.published.inc();
                 if let Some(latency) = self.delivered_behind_failure.remove(&report.seq) {
-                    self.published.inc();
                     self.latency.observe(latency);
                 }
                 // Kafka has it: after a recovery whose read-back found

@@ -13,9 +13,10 @@
 //!   principal may not read) is sent again — the worst case is the
 //!   at-least-once re-send of before, never a loss;
 //! - a read no broker answered (its metadata, a partition's ends, or every
-//!   fetch up to the deadline), or one a broker stopped answering part-way,
-//!   is tried again by the forwarder ([`unanswered`]) before it sends
-//!   anything again;
+//!   fetch up to the deadline), one whose partition's leader was still
+//!   moving for a whole deadline, or one a broker stopped answering
+//!   part-way, is tried again by the forwarder ([`unanswered`]) before it
+//!   sends anything again;
 //! - per-key order of the last copies holds: once one event of a key is
 //!   sent again, every later event of that key in the range is sent again
 //!   too, even if found — on a compacted topic, a found event must not end

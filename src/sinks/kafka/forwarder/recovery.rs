@@ -4,9 +4,10 @@
 //!
 //! Guarantees: reports drained before the failing one still move the cursor;
 //! after it, nothing does, and a delivery reported after it is counted
-//! (`events_published`, latency) once the cursor passes it (the newest
-//! twice `max_in_flight` of them; see `keep_uncounted`); whatever was
-//! handed over after the cursor is read back before it is sent again.
+//! (`events_published`, and the latency of the newest twice
+//! `max_in_flight` of them; see `keep_uncounted`) once the cursor passes
+//! it; whatever was handed over after the cursor is read back before it is
+//! sent again.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -35,11 +36,13 @@ impl Forwarder {
             // broker is still hung.
             self.stall = super::super::readiness::StallRecord::default();
         }
-        let mut label = if fatal && !stalled {
-            "fatal"
-        } else {
-            failure.reason()
-        };
+        // Its own reason, also for a fatal failure: an error Kafka reported
+        // as fatal is `fatal` there, and a producer that cannot be created
+        // (an unreadable CA file) is `config`. All were `fatal`, so
+        // `config` stayed at 0, and the warn throttle keyed on the label let
+        // a create failure hold back a real fatal error's warning for 5
+        // minutes (Kafka sink review, 2026-12-06, eighth round).
+        let mut label = failure.reason();
         if let Some(p) = &self.producer
             && let Some((code, reason)) = p.client().fatal_error()
         {
@@ -148,7 +151,7 @@ impl Forwarder {
     /// passes it. Bounded: while one record holds the cursor for hours,
     /// every recovery adds what the other topics delivered since; those
     /// `max_size` dropped are never passed, and past twice what can be in
-    /// flight the oldest go uncounted, as all of them did before.
+    /// flight the oldest are let go (counted when found, without a latency).
     fn keep_uncounted(&mut self, seq: u64, latency_s: f64) {
         let first_held = self.ctx.journal.first_seq();
         self.delivered_behind_failure.insert(seq, latency_s);

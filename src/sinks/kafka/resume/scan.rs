@@ -9,12 +9,16 @@
 //!   or the topic was recreated, so what it holds was written since), at
 //!   most [`MAX_READ`] messages per topic, for as long as each [`DEADLINE`]
 //!   brings a message and [`SLOW_READ_WINDOWS`] times that in all for the
-//!   read itself; before it, the metadata and each partition's ends are one
-//!   request each, asked one after another, with a [`DEADLINE`] each; memory
-//!   holds only the pairs in the range;
+//!   read itself; before it, the metadata and each partition's ends are
+//!   asked one after another, with a [`DEADLINE`] each; memory holds only
+//!   the pairs in the range;
 //! - a read cut short says why ([`Cut`]); one that never began is an error;
+//! - a partition's ends a leader election withholds for a moment (not the
+//!   leader, no leader, an epoch or high watermark not settled) are asked
+//!   again within the [`DEADLINE`] of that request;
 //! - [`unanswered`] tells a read worth trying again (no broker answered it,
-//!   or one stopped answering part-way) from one taken as it is.
+//!   a partition's leader was still moving, or one stopped answering
+//!   part-way) from one taken as it is.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
@@ -141,14 +145,17 @@ pub enum ScanError {
 }
 
 impl ScanError {
-    /// No broker answered: down, cut off, hung (a timeout), or not resolved.
+    /// No broker answered: down, cut off, hung (a timeout), or not resolved;
+    /// or a partition's leader was still moving when its ends were asked.
     /// Nothing can be delivered then either, so the read-back is worth
     /// trying again rather than sending everything after the cursor again.
     pub fn no_broker_answered(&self) -> bool {
         let error = match self {
             ScanError::NothingFetched(..) => return true,
             ScanError::Metadata(e) | ScanError::Read(e) => e,
-            ScanError::Watermarks { error, .. } => error,
+            ScanError::Watermarks { error, .. } => {
+                return is_about_reaching_a_broker(error) || is_about_a_moving_leader(error);
+            }
             _ => return false,
         };
         is_about_reaching_a_broker(error)
@@ -180,6 +187,54 @@ fn is_about_reaching_a_broker(error: &KafkaError) -> bool {
     )
 }
 
+/// An error a partition's leader election gives for a moment (a rolling
+/// restart of the brokers moves leaders for minutes): librdkafka retries
+/// none of them for a partition's ends (it refreshes the leader and
+/// returns the error), and taken as an answer each sent everything after
+/// the cursor in the topic again. `OffsetNotAvailable` is a new leader's
+/// high watermark not yet caught up with what the old one acknowledged
+/// (Kafka 2.2 and later, KIP-207): the end it would give is too low.
+fn is_about_a_moving_leader(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::ReplicaNotAvailable
+                | C::KafkaStorageError
+                | C::OffsetNotAvailable
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+        )
+    )
+}
+
+/// How long to wait before asking a partition's ends again while its
+/// leader moves: librdkafka refreshes the metadata meanwhile.
+const LEADER_MOVE_PAUSE: Duration = Duration::from_millis(100);
+
+/// A partition's `(low, high)` offsets, asked again while its leader moves
+/// (see [`is_about_a_moving_leader`]) for up to `within` in all.
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    within: Duration,
+) -> Result<(i64, i64), KafkaError> {
+    let until = Instant::now() + within;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Err(e) if is_about_a_moving_leader(&e) && left > LEADER_MOVE_PAUSE => {
+                tracing::debug!(topic, partition, error = %e, "kafka read-back: a partition's leader is moving; asking its ends again");
+                std::thread::sleep(LEADER_MOVE_PAUSE);
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// An error about the read-back's consumer group, which the read never uses
 /// (no join, no commit): its coordinator refused the principal, or is not
 /// found or not ready.
@@ -197,7 +252,8 @@ fn is_about_the_unused_group(error: &KafkaError) -> bool {
 }
 
 /// librdkafka's logs of a short-lived client (this read-back's consumer,
-/// the topic preflight's, the stall check's admin client): the settings
+/// the topic preflight's, the stall check's and the topic creation's admin
+/// clients): the settings
 /// of another client type it ignores ("is a producer property") are
 /// expected, and a broker that is down is the sink's to report, so nothing
 /// above debug.
@@ -339,8 +395,7 @@ pub fn scan_blocking(
                 ..Scan::default()
             });
         }
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, within)
+        let (low, high) = watermarks(&consumer, topic, partition, within)
             .map_err(|error| ScanError::Watermarks { partition, error })?;
         let passed = from.get(&partition).copied();
         if let Some(passed) = passed.filter(|&passed| passed >= high) {
@@ -484,12 +539,27 @@ mod tests {
                 .ends_with("(a broker could not be reached: Connection refused)"),
             "{past}"
         );
+        // A partition's leader moving (a rolling restart) was taken as an
+        // answer, and everything after the cursor in the topic sent again.
+        for code in [
+            C::NotLeaderForPartition,
+            C::LeaderNotAvailable,
+            C::OffsetNotAvailable,
+            C::FencedLeaderEpoch,
+            C::UnknownLeaderEpoch,
+        ] {
+            let moving = ScanError::Watermarks {
+                partition: 0,
+                error: KafkaError::MetadataFetch(code),
+            };
+            assert!(moving.no_broker_answered(), "{moving}");
+        }
         let answered = [
             ScanError::Metadata(KafkaError::MetadataFetch(C::TopicAuthorizationFailed)),
             ScanError::Read(KafkaError::MessageConsumption(C::UnknownTopicOrPartition)),
             ScanError::Watermarks {
                 partition: 0,
-                error: KafkaError::MetadataFetch(C::NotLeaderForPartition),
+                error: KafkaError::MetadataFetch(C::UnknownTopicOrPartition),
             },
             ScanError::NoPartitions,
         ];
@@ -539,6 +609,40 @@ mod tests {
         mock.clear_request_errors(RDKafkaApiKey::Fetch);
         let read = scan().unwrap();
         assert_eq!((read.read, read.found.len(), read.cut), (1, 0, None));
+    }
+
+    /// A partition's leader moving while its ends are asked (a rolling
+    /// restart of the brokers): the ends are asked again and the read goes
+    /// on. The first refusal ended the read-back, and everything after the
+    /// cursor in the topic was sent again (Kafka sink review, 2026-12-06,
+    /// eighth round).
+    #[test]
+    fn a_read_back_asks_again_for_the_ends_of_a_partition_whose_leader_moves() {
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr as E};
+
+        use crate::sinks::kafka::tests_support::mock_topic;
+
+        let (mock, producer, config) = mock_topic("relay.events");
+        one_event_on_the_broker(&producer);
+        mock.request_errors(
+            RDKafkaApiKey::ListOffsets,
+            &[
+                E::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                E::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+                E::RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH,
+                E::RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE,
+            ],
+        );
+        let scan = scan_blocking(
+            &config,
+            "relay.events",
+            &BTreeMap::new(),
+            1..=1,
+            &CancellationToken::new(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((scan.read, scan.found.len(), scan.cut), (1, 1, None));
     }
 
     /// Event seq 1, id `an-id`, on the broker's `relay.events`.
