@@ -27,7 +27,7 @@ pub enum QueryError {
     LastEventIdNotText,
     /// A filter is larger than the relay keeps: see [`Oversized`].
     #[error("{0}")]
-    TooManyValues(Oversized),
+    FilterTooLarge(Oversized),
 }
 
 /// How a filter (named by its parameter) is too large to keep.
@@ -195,7 +195,7 @@ impl ClientQuery {
             return Err(QueryError::NotUtf8(why.clone()));
         }
         if let Some(why) = self.oversized {
-            return Err(QueryError::TooManyValues(why));
+            return Err(QueryError::FilterTooLarge(why));
         }
         match (self.since.as_deref(), last_event_id) {
             (Some(text), _) => parse_seq(text, "since").map(Some),
@@ -297,7 +297,7 @@ mod tests {
         ] {
             let q = ClientQuery::parse(Some(&over));
             assert!(
-                matches!(q.since(None), Err(QueryError::TooManyValues(_))),
+                matches!(q.since(None), Err(QueryError::FilterTooLarge(_))),
                 "{over:.40}"
             );
             let kept = q.filter.vendors.len() + q.filter.accounts.len();

@@ -483,7 +483,7 @@ fn accept(
         Err(e) => {
             let refusal = match e {
                 QueryError::BadSince { .. } | QueryError::LastEventIdNotText => Refusal::BadSince,
-                QueryError::NotUtf8(_) | QueryError::TooManyValues(_) => Refusal::BadQuery,
+                QueryError::NotUtf8(_) | QueryError::FilterTooLarge(_) => Refusal::BadQuery,
             };
             return Err(refuse(refusal, StatusCode::BAD_REQUEST, e.to_string()));
         }
