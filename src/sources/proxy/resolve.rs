@@ -98,6 +98,14 @@ mod tests {
     static STARTED: AtomicUsize = AtomicUsize::new(0);
     static OPEN: AtomicBool = AtomicBool::new(false);
 
+    struct OpenOnDrop;
+
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            OPEN.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// A resolver that does not answer until the test opens the gate (it
     /// runs on a blocking thread, as getaddrinfo does).
     fn gated_lookup(_: &str) -> io::Result<Vec<SocketAddr>> {
@@ -129,6 +137,9 @@ mod tests {
     /// their lookups hold: the next lookup waits for one to return.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lookups_stuck_after_their_callers_gave_up_still_count_against_the_bound() {
+        // Opened however the test ends: a panic would otherwise leave the
+        // lookups looping, and the runtime's drop waiting for them for good.
+        let answers_at_the_end = OpenOnDrop;
         let resolver = BoundedResolver {
             running: Arc::new(Semaphore::new(2)),
             lookup: gated_lookup,
@@ -148,7 +159,7 @@ mod tests {
         );
         assert_eq!(STARTED.load(Ordering::SeqCst), 2);
 
-        OPEN.store(true, Ordering::SeqCst); // the resolver answers
+        drop(answers_at_the_end); // the resolver answers
         let addrs: Vec<SocketAddr> = third.await.unwrap().unwrap().collect();
         assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 0))]);
         assert_eq!(STARTED.load(Ordering::SeqCst), 3);

@@ -544,8 +544,6 @@ mod tests {
         );
     }
 
-    /// Which unmatched paths get the webhook 404 (counted and logged under
-    /// a vendor) rather than the bare one.
     /// Said once a minute per account, with the form answered and the
     /// other form to try.
     #[test]
@@ -585,6 +583,8 @@ mod tests {
         );
     }
 
+    /// Which unmatched paths get the webhook 404 (counted and logged under
+    /// a vendor) rather than the bare one.
     #[test]
     fn a_path_is_under_hooks_when_its_first_part_is_hooks() {
         for path in [
