@@ -215,12 +215,16 @@ fn log_mislabelled_charset(
     }
 }
 
+/// Lines about a vendor's account, each said at most once per interval.
+type PerAccount = std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>;
+
+/// A [`PerAccount`] throttle saying each account's line once per `every`.
+fn per_account(every: Duration) -> PerAccount {
+    std::sync::Mutex::new(crate::log_throttle::LogThrottle::new(every))
+}
+
 /// Whether a line about `vendor`'s `account` is due, by `throttle`.
-fn admit_per_account(
-    throttle: &std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>,
-    vendor: &'static str,
-    account: &str,
-) -> Option<u64> {
+fn admit_per_account(throttle: &PerAccount, vendor: &'static str, account: &str) -> Option<u64> {
     throttle
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -232,13 +236,8 @@ fn admit_per_account(
 /// has not switched yet, so the older value must stay (webhooks.md,
 /// "Rotating a credential"). The position only, never the value.
 fn say_older_credential(vendor: &'static str, account: &str) {
-    static SAID: std::sync::LazyLock<
-        std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>,
-    > = std::sync::LazyLock::new(|| {
-        std::sync::Mutex::new(crate::log_throttle::LogThrottle::new(
-            std::time::Duration::from_secs(600),
-        ))
-    });
+    static SAID: std::sync::LazyLock<PerAccount> =
+        std::sync::LazyLock::new(|| per_account(Duration::from_secs(600)));
     if let Some(held_back) = admit_per_account(&SAID, vendor, account) {
         tracing::info!(
             vendor,
@@ -259,13 +258,8 @@ fn say_verification(
     form: config::VerificationReply,
     md5_hex: &str,
 ) {
-    static SAID: std::sync::LazyLock<
-        std::sync::Mutex<crate::log_throttle::LogThrottle<(&'static str, String)>>,
-    > = std::sync::LazyLock::new(|| {
-        std::sync::Mutex::new(crate::log_throttle::LogThrottle::new(
-            std::time::Duration::from_secs(60),
-        ))
-    });
+    static SAID: std::sync::LazyLock<PerAccount> =
+        std::sync::LazyLock::new(|| per_account(Duration::from_secs(60)));
     if let Some(held_back) = admit_per_account(&SAID, vendor, account) {
         let (reply, other) = match form {
             config::VerificationReply::Plain => ("plain", "json"),
