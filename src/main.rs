@@ -110,22 +110,31 @@ fn main() -> ExitCode {
             // Not `println!`/`eprintln!`: they panic (exit 101) on output that
             // cannot be written (`| true`, `> /dev/full`); the exit code
             // says whether the config is good whatever became of the text.
+            // Under systemd (the unit's `ExecStartPre`) each line carries
+            // its level, so a config refused at start is in `journalctl -p err`.
+            let journald = logging::journald::stderr_is_journald();
+            let stderr_at = |level| {
+                logging::journald::Prefixed::new(
+                    std::io::stderr(),
+                    journald.then(|| logging::journald::level_prefix(level)),
+                )
+            };
             let config = Config::load_with_text(&cli.config);
             match &config {
                 Err(e) => {
-                    let _ = writeln!(std::io::stderr(), "{e}");
+                    let _ = writeln!(stderr_at(tracing::Level::ERROR), "{e}");
                 }
                 // Said, and still ok: the CONTRACT allows what they name.
                 Ok((config, text)) => {
                     for line in config.warning_lines(&cli.config, text) {
-                        let _ = writeln!(std::io::stderr(), "{line}");
+                        let _ = writeln!(stderr_at(tracing::Level::WARN), "{line}");
                     }
                 }
             }
             // `run` refuses to start on it, so it is a problem of this setup too.
             let rust_log = logging::check_rust_log();
             if let Err(e) = &rust_log {
-                let _ = writeln!(std::io::stderr(), "RUST_LOG: {e}");
+                let _ = writeln!(stderr_at(tracing::Level::ERROR), "RUST_LOG: {e}");
             }
             if config.is_ok() && rust_log.is_ok() {
                 let _ = writeln!(std::io::stdout(), "{}: ok", cli.config.display());

@@ -88,6 +88,54 @@ fn check_warns_of_an_sprecord_webhook_anyone_can_post_to() {
     assert!(out.stderr.is_empty(), "{}", all_output(&out));
 }
 
+/// `check` is the unit's `ExecStartPre`: under journald each of its lines
+/// carries its level's prefix, so a config refused at start is in
+/// `journalctl -p err` (it showed at info, the default). Only when stderr
+/// is the stream `JOURNAL_STREAM` names.
+#[test]
+fn check_under_journald_gives_each_line_its_level() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    let checked_into = |text: &str, journal_stream: Option<&str>| {
+        std::fs::write(&config, text).expect("write config");
+        let log = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).expect("stderr file");
+        let meta = file.metadata().expect("its dev and inode");
+        let names_it = format!("{}:{}", meta.dev(), meta.ino());
+        let mut command = Command::new(BIN);
+        command
+            .args(["check", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env("JOURNAL_STREAM", journal_stream.unwrap_or(&names_it))
+            .stderr(file);
+        let status = command.status().expect("run check");
+        (
+            status.code(),
+            std::fs::read_to_string(&log).expect("read stderr"),
+        )
+    };
+    let two = "[server]\nlisten = \"nowhere\"\n[websocket]\npath = \"/hooks/ws\"\n";
+    let (code, text) = checked_into(two, None);
+    assert_eq!(code, Some(1));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines.iter().all(|l| l.starts_with("<3>")), "{text}");
+    assert!(lines[2].ends_with("relay.toml: 2 problems"), "{text}");
+
+    let open = "[[webhook]]\nvendor = \"sprecord\"\naccount = \"office\"\n";
+    let (code, text) = checked_into(open, None);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.starts_with("<4>") && text.contains(": warning: "),
+        "{text}"
+    );
+
+    let (_, text) = checked_into(two, Some("1:2"));
+    assert!(!text.contains('<'), "another stream: no prefix: {text}");
+}
+
 /// A config with several problems ends with how many, so a long list is
 /// not read as complete from a screen's last lines.
 #[test]
