@@ -227,12 +227,14 @@ fn watermarks<C: ConsumerContext>(
     stop: &CancellationToken,
 ) -> Result<(i64, i64), KafkaError> {
     let until = Instant::now() + within;
+    let left = || until.saturating_duration_since(Instant::now());
     loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match consumer.fetch_watermarks(topic, partition, left) {
+        match consumer.fetch_watermarks(topic, partition, left()) {
+            // What is left after the refusal: a slow one (a metadata
+            // refresh mid-restart) may have taken most of it.
             Err(e)
                 if is_about_a_moving_leader(&e)
-                    && left > 2 * LEADER_MOVE_PAUSE
+                    && left() > 2 * LEADER_MOVE_PAUSE
                     && !stop.is_cancelled() =>
             {
                 tracing::debug!(topic, partition, error = %e, "kafka read-back: a partition's leader is moving; asking its ends again");
