@@ -30,6 +30,27 @@ pub fn excerpt(text: &str) -> String {
     text.chars().take(EXCERPT_CHARS).collect()
 }
 
+/// The first `named` of `items`, comma-separated, then how many more: a log
+/// line or `/status` field naming thousands of accounts or topics was
+/// hundreds of KB, and journald splits such a line into pieces that are not
+/// JSON.
+pub fn first_then_more<I>(items: I, named: usize) -> String
+where
+    I: ExactSizeIterator,
+    I::Item: std::fmt::Display,
+{
+    let total = items.len();
+    let mut out = items
+        .take(named)
+        .map(|item| item.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if total > named {
+        out.push_str(&format!(" and {} more", total - named));
+    }
+    out
+}
+
 /// An error and its causes, `: `-separated: hyper's errors say only "error
 /// reading a body from connection" or "tcp connect error" and keep the
 /// reason (a reset, a refused connection, a TLS alert) in their source. A

@@ -158,16 +158,10 @@ impl SourceChanges {
     /// `sources` as the log shows them: `voip24h/main, sprecord/office`, the
     /// first [`LISTED`] then how many more.
     pub fn listed(sources: &[(Vendor, String)]) -> String {
-        let mut out = sources
+        let named = sources
             .iter()
-            .take(LISTED)
-            .map(|(vendor, account)| format!("{}/{account}", vendor.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if sources.len() > LISTED {
-            out.push_str(&format!(" and {} more", sources.len() - LISTED));
-        }
-        out
+            .map(|(vendor, account)| format!("{}/{account}", vendor.as_str()));
+        crate::logging::first_then_more(named, LISTED)
     }
 }
 

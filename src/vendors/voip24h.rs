@@ -56,14 +56,8 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         "cdr" => ("call.cdr", "cdr"),
         _ => return None,
     };
-    let form_cdr;
-    let cdr = match object(map, "cdr") {
-        Some(c) => Some(c),
-        None => {
-            form_cdr = flattened(map, "cdr");
-            form_cdr.as_ref()
-        }
-    };
+    let cdr = object_or_form(map, "cdr");
+    let cdr = cdr.as_deref();
     let call_id = text_of(map, &["callid"])
         .or_else(|| cdr.and_then(|c| text_of(c, &["linkedid", "uniqueid", "callid"])));
     let extension = text_of(map, &["extend"]);
@@ -93,18 +87,11 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
             .text("recording_url", text_of(c, &["recordingfile"]));
         when = time(get(c, "calldate"), ICT);
     }
-    // Without `extend`, a call's CDR rows (one per channel: a ring group,
-    // a queue, a transfer) differ only inside `cdr`, and were one event: the
-    // answered leg's row, billsec and recording, was folded into the first.
-    // The leg tells them apart then, by every field of it present: Asterisk
-    // 12+ gives every leg of a parallel ring group the caller's `uniqueid`,
-    // and the legs differ in `dst`/`dstchannel` only. A row with `extend`,
-    // as the vendor documents it, keeps its identity.
-    let cdr_leg = (state == "cdr" && extension.is_none())
-        .then(|| cdr.map(|c| ["uniqueid", "dstchannel", "dst"].map(|k| text_of(c, &[k]))))
+    let leg = (state == "cdr" && extension.is_none())
+        .then_some(cdr)
         .flatten()
-        .filter(|leg| leg.iter().any(Option::is_some));
-    let id = match (&call_id, cdr_leg) {
+        .and_then(cdr_leg);
+    let id = match (&call_id, leg) {
         (Some(id), None) => identity(&[Some("call"), Some(id), Some(state), extension.as_deref()]),
         (Some(id), Some([uniqueid, dstchannel, dst])) => identity(&[
             Some("call"),
@@ -124,6 +111,30 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         fields: f.build(),
         identity: id,
     })
+}
+
+/// Without `extend`, a call's CDR rows (one per channel: a ring group, a
+/// queue, a transfer) differ only inside `cdr`, and were one event: the
+/// answered leg's row, billsec and recording, was folded into the first.
+/// The leg tells them apart then, by every field of it present: Asterisk
+/// 12+ gives every leg of a parallel ring group the caller's `uniqueid`,
+/// and the legs differ in `dst`/`dstchannel` only. A row with `extend`, as
+/// the vendor documents it, keeps its identity. `None` when no leg field is
+/// there.
+fn cdr_leg(cdr: &Map<String, Value>) -> Option<[Option<String>; 3]> {
+    let leg = ["uniqueid", "dstchannel", "dst"].map(|key| text_of(cdr, &[key]));
+    leg.iter().any(Option::is_some).then_some(leg)
+}
+
+/// The object `name`, or the one a PHP form wrote as flat `name[KEY]=…`
+/// fields ([`flattened`]).
+fn object_or_form<'a>(
+    map: &'a Map<String, Value>,
+    name: &str,
+) -> Option<std::borrow::Cow<'a, Map<String, Value>>> {
+    object(map, name)
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| flattened(map, name).map(std::borrow::Cow::Owned))
 }
 
 /// The object that a PHP form (`http_build_query`) writes as flat

@@ -59,16 +59,7 @@ pub fn foreseeable(config: &Config) -> Option<BTreeSet<String>> {
 
 /// Up to [`NAMED`] topics, then how many more.
 pub fn listed(topics: &[String]) -> String {
-    let mut out = topics
-        .iter()
-        .take(NAMED)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if topics.len() > NAMED {
-        out.push_str(&format!(" and {} more", topics.len() - NAMED));
-    }
-    out
+    crate::logging::first_then_more(topics.iter(), NAMED)
 }
 
 /// Looks the foreseeable topics up until `cancel`, keeping `/status` and

@@ -38,8 +38,11 @@ use crate::logging::with_causes;
 use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
 use crate::sources::tls::{TlsError, TrustRoots};
 
-/// How much of a refusal's body is read to classify it and to show in logs.
+/// How much of a refusal's body is read to classify it and to show in logs,
+/// and how much of its `Location` or `Content-Type` is shown.
 const ERROR_BODY_LIMIT: usize = 512;
+/// How long a closing connection may take to shut down cleanly before its task is aborted.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// `text` cut to [`ERROR_BODY_LIMIT`] bytes (at a character's boundary): a
 /// refusal's header values go into every WARN line and `/status` too, and a
@@ -54,8 +57,6 @@ fn within_error_limit(mut text: String) -> String {
     }
     text
 }
-/// How long a closing connection may take to shut down cleanly before its task is aborted.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The config could not be turned into an endpoint (validation prevents this).
 #[derive(Debug, thiserror::Error)]
