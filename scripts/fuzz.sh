@@ -57,6 +57,12 @@ seed() {
   done
 }
 for v in caresoft tel4vn voipex voip24h sprecord; do seed "webhook_$v" "$v"; done
+# Shapes no sample has: a Voip24h Cdr posted as a PHP form (mode 3: a form
+# body), a Tel4vn CDR posted to `?event=cdr` carrying autocall fields.
+printf '\x03state=Cdr&callid=1.2&cdr%%5Buniqueid%%5D=1.3&cdr%%5Bdst%%5D=130&cdr%%5Bbillsec%%5D=42' \
+  >fuzz/corpus/webhook_voip24h/seed-3-cdr-form
+printf '\x02event=cdr\n{"call_id":"c-1","state":"cdr","press_key":0,"customer_id":"9"}' \
+  >fuzz/corpus/webhook_tel4vn/seed-2-event-cdr
 mkdir -p fuzz/corpus/config
 for f in relay.toml deploy/relay.toml; do
   [ -f "$f" ] && cp "$f" "fuzz/corpus/config/seed-$(echo "$f" | tr / _)"

@@ -70,7 +70,7 @@ use callrelay::config::{Accepted, Config};
 use callrelay::event::{
     EventHeader, EventId, IncomingEvent, RawPayload, Transport, Vendor, VendorEvent,
 };
-use callrelay::sinks::websocket::filter::{ClientQuery, QueryError, glob};
+use callrelay::sinks::websocket::filter::{ClientQuery, MAX_FILTER_VALUE_BYTES, QueryError, glob};
 use callrelay::sources::sprecord::payload::{self, StreamPayload};
 use callrelay::sources::sprecord::sse::{MAX_EVENT_BYTES, SseItem, SseParser};
 use callrelay::sources::voip24h::deliver;
@@ -756,7 +756,10 @@ pub fn websocket_query(data: &[u8]) {
         .chain(&filter.subjects)
     {
         assert!(
-            !value.is_empty() && value.trim() == value && !value.contains(','),
+            !value.is_empty()
+                && value.trim() == value
+                && !value.contains(',')
+                && value.len() <= MAX_FILTER_VALUE_BYTES,
             "filter value {value:?}"
         );
     }
