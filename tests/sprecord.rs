@@ -523,7 +523,10 @@ async fn a_restart_resumes_after_the_last_journaled_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_kept_off_resumes_after_the_accounts_newest_id() {
     let peer = Peer::start();
-    let relay = start_relay(&sprecord_toml(&peer, 2, "[dedup]\nwindow = \"1s\"")).await;
+    // A 3 s read_timeout: a peer stalled for a second on busy cores would
+    // otherwise add a reconnect the request counts below do not expect.
+    let toml = with_read_timeout(&sprecord_toml(&peer, 2, "[dedup]\nwindow = \"1s\""), "3s");
+    let relay = start_relay(&toml).await;
     let open = ids(&peer.wait("open=2").await["open"]);
     let first = calls(1, 2); // ids 1..8
     peer.send(&first, json!("all")).await;
@@ -666,6 +669,9 @@ async fn busy_server_and_errors_back_off_and_malformed_data_is_skipped() {
     // build on busy cores tells the two apart.
     let toml =
         sprecord_toml(&peer, 1, "").replace("busy_backoff = \"400ms\"", "busy_backoff = \"3s\"");
+    // A 3 s read_timeout: a peer stalled for a second on busy cores would
+    // otherwise add a reconnect the exact request lists below do not expect.
+    let toml = with_read_timeout(&toml, "3s");
     let relay = start_relay(&toml).await;
     let open = ids(&peer.wait("open=1").await["open"]);
 

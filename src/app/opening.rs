@@ -256,15 +256,12 @@ mod tests {
         };
         let (alive, notices) = opening(pace);
         let mut extended = 0;
-        loop {
-            match notices.recv_timeout(WITHIN).unwrap() {
-                Notice::Extend { status } => {
-                    assert!(status.starts_with("opening the journal (0 s; "), "{status}");
-                    extended += 1;
-                }
-                Notice::StillOpening { elapsed_s: 0 } => break,
-                other => panic!("{other:?}"),
-            }
+        // Until the first log line (`StillOpening`). Any second: a thread
+        // starved for one on busy cores is still this open.
+        while let Notice::Extend { status } = notices.recv_timeout(WITHIN).unwrap() {
+            assert!(status.starts_with("opening the journal ("), "{status}");
+            assert!(status.contains(" s; "), "{status}");
+            extended += 1;
         }
         assert!(
             extended >= 2,
@@ -293,7 +290,8 @@ mod tests {
     fn an_open_past_max_opening_is_no_longer_extended() {
         let pace = Pace {
             renew_every: Duration::from_millis(5),
-            max_opening: Duration::from_millis(300),
+            // Three extensions at least must fit in it on busy cores.
+            max_opening: Duration::from_secs(2),
             log_every: Duration::from_secs(600),
         };
         let (_alive, notices) = opening(pace);

@@ -1217,6 +1217,7 @@ mod tests {
             received.get() == 1
         })
         .await;
+        let stopped_at = tokio::time::Instant::now();
         relay.shutdown();
         // Past the drain's deadline, within its grace for an answer. Nothing
         // happens at the deadline now to wait for: waited out, for the old
@@ -1224,7 +1225,9 @@ mod tests {
         // token is a child of the shutdown token, so the SSE drain starts
         // at once, not after the HTTP drain): a second past it, counted from
         // the shutdown, leaves two of the answer's grace's three seconds.
-        tokio::time::sleep(DRAIN_DEADLINE + Duration::from_secs(1)).await;
+        // From before the stop, not after `shutdown` returned: a late
+        // wake-up on busy cores would eat the grace's two seconds.
+        tokio::time::sleep_until(stopped_at + DRAIN_DEADLINE + Duration::from_secs(1)).await;
         release.send(()).unwrap();
         holder.await.unwrap();
         relay.wait().await.unwrap();
