@@ -715,7 +715,8 @@ fn voip24h_response(args: &[Arg]) {
 /// not text when they are not UTF-8, absent when there is no line.
 ///
 /// Properties: no panic; parsing is deterministic; the token shows only as
-/// `***` in `Debug`; filter values are non-empty, trimmed and hold no comma;
+/// `***` in `Debug`; filter values are non-empty, trimmed, hold no comma
+/// and are at most `MAX_FILTER_VALUE_BYTES` long;
 /// a resume point read is the text's number; `glob` agrees with a plain
 /// dynamic-programming match; an event built from the first value of every
 /// filter passes the filter.

@@ -216,9 +216,7 @@ const LEADER_MOVE_PAUSE: Duration = Duration::from_millis(100);
 
 /// A partition's `(low, high)` offsets, asked again while its leader moves
 /// (see [`is_about_a_moving_leader`]) for up to `within` in all, until
-/// `stop`. The last try keeps a pause's time at least: with none left,
-/// librdkafka answers "timed out" at once, and the read-back's WARN named
-/// that rather than the leader's move.
+/// `stop`.
 fn watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
@@ -226,11 +224,28 @@ fn watermarks<C: ConsumerContext>(
     within: Duration,
     stop: &CancellationToken,
 ) -> Result<(i64, i64), KafkaError> {
+    asked_while_the_leader_moves(within, stop, |left| {
+        consumer.fetch_watermarks(topic, partition, left)
+    })
+    .inspect_err(|e| tracing::debug!(topic, partition, error = %e, "kafka read-back: a partition's ends were not given"))
+}
+
+/// `ask` (given the time left) until it answers other than a leader's move,
+/// `within` in all, until `stop`. The last try keeps a pause's time at
+/// least: with none left, librdkafka answers "timed out" at once, and the
+/// read-back's WARN named that rather than the leader's move; a timeout
+/// after a move is reported as the move (also when the broker hung after
+/// it: the read is tried again either way).
+fn asked_while_the_leader_moves<T>(
+    within: Duration,
+    stop: &CancellationToken,
+    mut ask: impl FnMut(Duration) -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
     let until = Instant::now() + within;
     let left = || until.saturating_duration_since(Instant::now());
     let mut moving = None;
     loop {
-        match consumer.fetch_watermarks(topic, partition, left()) {
+        match ask(left()) {
             // What is left after the refusal: a slow one (a metadata
             // refresh mid-restart) may have taken most of it.
             Err(e)
@@ -238,11 +253,10 @@ fn watermarks<C: ConsumerContext>(
                     && left() > 2 * LEADER_MOVE_PAUSE
                     && !stop.is_cancelled() =>
             {
-                tracing::debug!(topic, partition, error = %e, "kafka read-back: a partition's leader is moving; asking its ends again");
+                tracing::debug!(error = %e, "kafka read-back: a partition's leader is moving; asking its ends again");
                 moving = Some(e);
                 std::thread::sleep(LEADER_MOVE_PAUSE);
             }
-            // A last try cut short by what was left is still the move.
             Err(e)
                 if e.rdkafka_error_code()
                     == Some(rdkafka::error::RDKafkaErrorCode::OperationTimedOut) =>
@@ -672,6 +686,55 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((scan.read, scan.found.len(), scan.cut), (1, 1, None));
+    }
+
+    /// Scripted answers: refusals of a moving leader are asked again, a
+    /// timeout after one is reported as the move, a timeout alone as the
+    /// timeout, and a stop ends the asking at the refusal.
+    #[test]
+    fn a_moving_leader_is_asked_again_and_named_when_the_last_try_times_out() {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let error = |code| KafkaError::MetadataFetch(code);
+        let scripted = |answers: Vec<Result<i64, KafkaError>>, stop: &CancellationToken| {
+            let mut answers = answers.into_iter();
+            let mut asked = 0;
+            let answer = asked_while_the_leader_moves(Duration::from_secs(10), stop, |_| {
+                asked += 1;
+                answers.next().unwrap_or(Ok(0))
+            });
+            (answer, asked)
+        };
+        let running = CancellationToken::new();
+        let moved = vec![Err(error(C::NotLeaderForPartition)), Ok(7)];
+        assert_eq!(scripted(moved, &running), (Ok(7), 2));
+
+        let cut_short = vec![
+            Err(error(C::NotLeaderForPartition)),
+            Err(error(C::OperationTimedOut)),
+        ];
+        let (answer, asked) = scripted(cut_short, &running);
+        assert_eq!(asked, 2);
+        assert_eq!(
+            answer.unwrap_err().rdkafka_error_code(),
+            Some(C::NotLeaderForPartition)
+        );
+
+        let hung = vec![Err(error(C::OperationTimedOut))];
+        let (answer, asked) = scripted(hung, &running);
+        assert_eq!(asked, 1);
+        assert_eq!(
+            answer.unwrap_err().rdkafka_error_code(),
+            Some(C::OperationTimedOut)
+        );
+
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let (answer, asked) = scripted(vec![Err(error(C::NotLeaderForPartition))], &stopped);
+        assert_eq!(asked, 1);
+        assert_eq!(
+            answer.unwrap_err().rdkafka_error_code(),
+            Some(C::NotLeaderForPartition)
+        );
     }
 
     /// Event seq 1, id `an-id`, on the broker's `relay.events`.
