@@ -240,7 +240,7 @@ fn min_insync_replicas(
 /// ([`QuietContext`]): a broker that is down is the sink's to report, and
 /// the stall check runs every 30 s while it lasts.
 fn admin_client(admin: &ClientConfig) -> Result<AdminClient<QuietContext>, KafkaError> {
-    admin.create_with_context(QuietContext)
+    admin.create_with_context(QuietContext::of(admin))
 }
 
 /// The parsed `min.insync.replicas` per topic. A resource the broker

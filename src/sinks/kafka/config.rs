@@ -309,16 +309,11 @@ impl KafkaConfig {
     /// pieces (`/kafka`, `creden`) hid every broker named `kafka-1` in the
     /// lines (review of df6971e, 2026-12-06).
     pub(crate) fn secret_values(&self) -> Vec<String> {
-        let mut pieces: Vec<String> = self
-            .options
-            .iter()
-            .filter(|(key, _)| is_sensitive(key) && !names_a_file(key))
-            .flat_map(|(_, value)| quotable_pieces(value.get_ref()))
-            .filter(|piece| !piece.is_empty())
-            .collect();
-        pieces.sort_unstable();
-        pieces.dedup();
-        pieces
+        secret_pieces(
+            self.options
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.get_ref().as_str())),
+        )
     }
 
     /// Whether `text` quotes the value of an option that may be a secret,
@@ -646,6 +641,24 @@ impl std::fmt::Debug for KafkaConfig {
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// The pieces a message may quote of the values of `options` that may be
+/// secrets ([`KafkaConfig::secret_values`]); also of a client's settings as
+/// librdkafka holds them (`ClientConfig::config_map`), for the short-lived
+/// clients made from them.
+pub(crate) fn secret_pieces<'a>(
+    options: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<String> {
+    let mut pieces: Vec<String> = options
+        .into_iter()
+        .filter(|(key, _)| is_sensitive(key) && !names_a_file(key))
+        .flat_map(|(_, value)| quotable_pieces(value))
+        .filter(|piece| !piece.is_empty())
+        .collect();
+    pieces.sort_unstable();
+    pieces.dedup();
+    pieces
 }
 
 /// Whether `text` holds `value` or any 6 characters of it in a row (a

@@ -132,7 +132,8 @@ fn existing_blocking(
 ) -> Result<HashSet<String>, rdkafka::error::KafkaError> {
     // Quiet: the config carries producer settings a consumer warns about,
     // and a broker that is down is the sink's to report, throttled.
-    let client: BaseConsumer<QuietContext> = client_config.create_with_context(QuietContext)?;
+    let client: BaseConsumer<QuietContext> =
+        client_config.create_with_context(QuietContext::of(client_config))?;
     let metadata = client.fetch_metadata(None, METADATA_TIMEOUT)?;
     Ok(metadata
         .topics()

@@ -118,24 +118,24 @@ pub struct HealthContext {
 }
 
 impl HealthContext {
-    /// `message` with every word that quotes part of a secret option value
-    /// replaced by `***`: librdkafka quotes a value from where it stopped
-    /// parsing, not whole.
     fn redacted<'a>(&self, message: &'a str) -> std::borrow::Cow<'a, str> {
-        let quotes_a_secret = |word: &str| {
-            self.secrets
-                .iter()
-                .any(|piece| word.contains(piece.as_str()))
-        };
-        if !message.split_whitespace().any(quotes_a_secret) {
-            return std::borrow::Cow::Borrowed(message);
-        }
-        let words: Vec<&str> = message
-            .split(' ')
-            .map(|word| if quotes_a_secret(word) { "***" } else { word })
-            .collect();
-        std::borrow::Cow::Owned(words.join(" "))
+        redacted(message, &self.secrets)
     }
+}
+
+/// `message` with every word that quotes part of a secret option value
+/// (`secrets`, as `KafkaConfig::secret_values` gives them) replaced by
+/// `***`: librdkafka quotes a value from where it stopped parsing, not whole.
+pub(crate) fn redacted<'a>(message: &'a str, secrets: &[String]) -> std::borrow::Cow<'a, str> {
+    let quotes_a_secret = |word: &str| secrets.iter().any(|piece| word.contains(piece.as_str()));
+    if !message.split_whitespace().any(quotes_a_secret) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let words: Vec<&str> = message
+        .split(' ')
+        .map(|word| if quotes_a_secret(word) { "***" } else { word })
+        .collect();
+    std::borrow::Cow::Owned(words.join(" "))
 }
 
 impl ClientContext for HealthContext {

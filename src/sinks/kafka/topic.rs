@@ -318,7 +318,7 @@ fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, Topi
 fn creation_client(
     config: &rdkafka::ClientConfig,
 ) -> rdkafka::error::KafkaResult<AdminClient<QuietContext>> {
-    config.create_with_context(QuietContext)
+    config.create_with_context(QuietContext::of(config))
 }
 
 fn create_topic(config: &rdkafka::ClientConfig, topic: &str) -> Result<(), TopicError> {

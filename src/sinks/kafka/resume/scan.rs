@@ -289,15 +289,34 @@ fn is_about_the_unused_group(error: &KafkaError) -> bool {
 /// clients): the settings
 /// of another client type it ignores ("is a producer property") are
 /// expected, and a broker that is down is the sink's to report, so nothing
-/// above debug.
-pub(crate) struct QuietContext;
+/// above debug. What they quote of a secret option is `***`, as in the
+/// producer's lines: at debug too, a secret never reaches the log.
+pub(crate) struct QuietContext {
+    secrets: Vec<String>,
+}
+
+impl QuietContext {
+    /// The context of a client made from `settings`. Each value through
+    /// `get`: `config_map` shows some sensitive ones as a placeholder.
+    pub(crate) fn of(settings: &rdkafka::ClientConfig) -> QuietContext {
+        let keys = settings.config_map().into_keys();
+        let options = keys.filter_map(|key| settings.get(key).map(|value| (key, value)));
+        QuietContext {
+            secrets: super::super::config::secret_pieces(options),
+        }
+    }
+}
 
 impl ClientContext for QuietContext {
     fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = producer::redacted(message, &self.secrets);
         tracing::debug!(target: "librdkafka", fac, "short-lived client: {message}");
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        let error = error.to_string();
+        let error = producer::redacted(&error, &self.secrets);
+        let reason = producer::redacted(reason, &self.secrets);
         tracing::debug!(target: "librdkafka", %error, "short-lived client: {reason}");
     }
 }
@@ -396,9 +415,9 @@ pub fn scan_blocking(
     stop: &CancellationToken,
     within: Duration,
 ) -> Result<Scan, ScanError> {
-    let consumer: BaseConsumer<QuietContext> = config
-        .read_back_client_config()
-        .create_with_context(QuietContext)
+    let settings = config.read_back_client_config();
+    let consumer: BaseConsumer<QuietContext> = settings
+        .create_with_context(QuietContext::of(&settings))
         .map_err(ScanError::Create)?;
     // Before the read, each request has `within` to itself: `within`
     // bounds a broker's silence, and every answer is progress. Under the
@@ -686,6 +705,29 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((scan.read, scan.found.len(), scan.cut), (1, 1, None));
+    }
+
+    /// The read-back's, preflight's, stall check's and topic creation's
+    /// clients logged librdkafka's lines unredacted (at debug): a line
+    /// quoting a secret option's value shows it as `***` now, as the
+    /// producer's lines do, a broker's name and a key file's path as they
+    /// are.
+    #[test]
+    fn a_short_lived_clients_lines_show_no_secret_option() {
+        let mut settings = rdkafka::ClientConfig::new();
+        settings
+            .set("bootstrap.servers", "kafka-1:9092")
+            .set("sasl.password", "hunter2-secret")
+            .set("ssl.key.location", "/etc/kafka/creds/key.pem");
+        let quiet = QuietContext::of(&settings);
+        let line = "sasl.password=\"hunter2-secret\" refused by kafka-1:9092 (key /etc/kafka/creds/key.pem)";
+        let shown = producer::redacted(line, &quiet.secrets);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        assert!(
+            shown.contains("kafka-1:9092") && shown.contains("/etc/kafka/creds/key.pem"),
+            "{shown}"
+        );
     }
 
     /// Scripted answers: refusals of a moving leader are asked again, a
