@@ -32,7 +32,7 @@ pub(crate) fn capture_json() -> (Captured, tracing::subscriber::DefaultGuard) {
 /// of a capture test beside others that log the same lines). A global
 /// default interested in every callsite, and enabling none, makes each
 /// event ask the subscriber of its own thread.
-fn interest_in_every_callsite() {
+pub(crate) fn interest_in_every_callsite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = tracing::subscriber::set_global_default(AskEachTime);

@@ -644,9 +644,10 @@ impl std::fmt::Debug for KafkaConfig {
 }
 
 /// The pieces a message may quote of the values of `options` that may be
-/// secrets ([`KafkaConfig::secret_values`]); also of a client's settings as
-/// librdkafka holds them (`ClientConfig::config_map`), for the short-lived
-/// clients made from them.
+/// secrets ([`KafkaConfig::secret_values`]); also of a client's settings,
+/// for the short-lived clients made from them: keys from
+/// `ClientConfig::config_map`, values through `ClientConfig::get` (the map
+/// shows some sensitive values as a placeholder).
 pub(crate) fn secret_pieces<'a>(
     options: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Vec<String> {

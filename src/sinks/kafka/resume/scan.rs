@@ -224,8 +224,12 @@ fn watermarks<C: ConsumerContext>(
     within: Duration,
     stop: &CancellationToken,
 ) -> Result<(i64, i64), KafkaError> {
-    asked_while_the_leader_moves(within, stop, |left| {
-        consumer.fetch_watermarks(topic, partition, left)
+    // In a span: the asking's own debug lines name the partition too.
+    let span = tracing::debug_span!("kafka read-back ends", topic, partition);
+    span.in_scope(|| {
+        asked_while_the_leader_moves(within, stop, |left| {
+            consumer.fetch_watermarks(topic, partition, left)
+        })
     })
     .inspect_err(|e| tracing::debug!(topic, partition, error = %e, "kafka read-back: a partition's ends were not given"))
 }
@@ -721,7 +725,22 @@ mod tests {
             .set("ssl.key.location", "/etc/kafka/creds/key.pem");
         let quiet = QuietContext::of(&settings);
         let line = "sasl.password=\"hunter2-secret\" refused by kafka-1:9092 (key /etc/kafka/creds/key.pem)";
-        let shown = producer::redacted(line, &quiet.secrets);
+        // Through the context's own log and error, captured at debug (the
+        // level they log at; the usual capture keeps info and above).
+        crate::logging::tests_support::interest_in_every_callsite();
+        let captured = crate::logging::tests_support::Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            quiet.log(RDKafkaLogLevel::Error, "SASL", line);
+            quiet.error(KafkaError::ClientCreation(line.to_owned()), line);
+        });
+        let shown = captured.text();
+        assert_eq!(shown.lines().count(), 2, "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"), "{shown}");
         assert!(
