@@ -266,6 +266,18 @@ pub struct RetentionReport {
     pub held_in_memory: u64,
 }
 
+impl RetentionReport {
+    /// Adds a chunk's counts to the pass's; what sinks hold is the chunk's,
+    /// the pass's last.
+    pub(crate) fn add_chunk(&mut self, chunk: &RetentionReport) {
+        self.expired += chunk.expired;
+        self.dropped_undelivered += chunk.dropped_undelivered;
+        self.dropped_delivered += chunk.dropped_delivered;
+        self.dropped_held += chunk.dropped_held;
+        self.held_in_memory = chunk.held_in_memory;
+    }
+}
+
 /// The durable log. Cheap reads from any thread; appends are serialized by redb.
 pub struct Journal {
     /// `None` only while [`Journal::reopen`] is between closing and opening.
@@ -564,8 +576,7 @@ impl Journal {
         // already given out. Looked at here, not only by the once-a-second
         // check: a deletion between the two would otherwise be opened
         // (verification audit: 2 races of 2 against a reopen schedule).
-        self.check_file();
-        self.refuse_if_file_gone()?;
+        self.refuse_if_found_gone()?;
         {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             // Our reference goes; the last reader's drop closes the file
@@ -647,6 +658,14 @@ impl Journal {
 
     fn refuse_if_file_gone(&self) -> Result<(), JournalError> {
         self.file_gone().map_or(Ok(()), Err)
+    }
+
+    /// Looks at the file now ([`Journal::check_file`]), then refuses if it
+    /// is gone: before a write that must not land in a file found gone
+    /// meanwhile (a reopen, a retention chunk and its commit).
+    fn refuse_if_found_gone(&self) -> Result<(), JournalError> {
+        self.check_file();
+        self.refuse_if_file_gone()
     }
 
     /// The in-memory dedup index; a panic elsewhere while it was held leaves

@@ -159,8 +159,7 @@ impl Journal {
             // long outage's events runs for minutes, and went on committing
             // into a file found gone meanwhile, under the copy the operator
             // is told to take of it (see `Journal::file_gone`).
-            self.check_file();
-            self.refuse_if_file_gone()?;
+            self.refuse_if_found_gone()?;
             let mut chunk = RetentionReport::default();
             let db = self.db()?;
             let txn = db.begin_write().map_err(storage)?;
@@ -267,14 +266,9 @@ impl Journal {
             // Again before the commit: a chunk of cold records can read
             // for minutes, and its commit went into a file found gone
             // meanwhile (dropped, the transaction removes nothing).
-            self.check_file();
-            self.refuse_if_file_gone()?;
+            self.refuse_if_found_gone()?;
             txn.commit().map_err(storage)?;
-            report.expired += chunk.expired;
-            report.dropped_undelivered += chunk.dropped_undelivered;
-            report.dropped_delivered += chunk.dropped_delivered;
-            report.dropped_held += chunk.dropped_held;
-            report.held_in_memory = chunk.held_in_memory;
+            report.add_chunk(&chunk);
             self.dedup_index().forget_expired(&expired);
             // Let go before `refresh_stats` asks for the database again: a
             // reopen in between would wait for this handle while this thread

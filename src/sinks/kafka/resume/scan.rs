@@ -313,11 +313,19 @@ impl QuietContext {
 
 impl ClientContext for QuietContext {
     fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // Not redacted for nothing: with debug off (the service's level)
+        // every line is dropped, and a broker outage brings many.
+        if !tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+            return;
+        }
         let message = producer::redacted(message, &self.secrets);
         tracing::debug!(target: "librdkafka", fac, "short-lived client: {message}");
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if !tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+            return;
+        }
         let error = error.to_string();
         let error = producer::redacted(&error, &self.secrets);
         let reason = producer::redacted(reason, &self.secrets);
