@@ -83,11 +83,30 @@ enum Command {
     Compact,
 }
 
+/// Stderr for a line said outside the log (`check`'s output, what comes
+/// before logging starts or after it is hidden): under systemd the line
+/// starts with its level's prefix, so a refused `RUST_LOG` or a runtime that
+/// cannot start is in `journalctl -p err`, not filed as info.
+fn stderr_at(level: tracing::Level) -> logging::journald::Prefixed<std::io::Stderr> {
+    let journald = logging::journald::stderr_is_journald();
+    logging::journald::Prefixed::new(
+        std::io::stderr(),
+        journald.then(|| logging::journald::level_prefix(level)),
+    )
+}
+
+/// Says an error on stderr, outside the log. Not `eprintln!`: it panics
+/// (exit 101) on a stderr that cannot be written (`2> /dev/full`, a reader
+/// gone); the exit code says what happened whatever became of the text.
+fn say_error(text: std::fmt::Arguments) {
+    let _ = writeln!(stderr_at(tracing::Level::ERROR), "{text}");
+}
+
 /// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
 /// for a bad `--log-level`).
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
     logging::init(format, level, default).map_err(|e| {
-        let _ = writeln!(std::io::stderr(), "callrelay: invalid RUST_LOG: {e}");
+        say_error(format_args!("callrelay: invalid RUST_LOG: {e}"));
         ExitCode::from(2)
     })
 }
@@ -112,18 +131,9 @@ fn main() -> ExitCode {
             // says whether the config is good whatever became of the text.
             // Under systemd (the unit's `ExecStartPre`) each line carries
             // its level, so a config refused at start is in `journalctl -p err`.
-            let journald = logging::journald::stderr_is_journald();
-            let stderr_at = |level| {
-                logging::journald::Prefixed::new(
-                    std::io::stderr(),
-                    journald.then(|| logging::journald::level_prefix(level)),
-                )
-            };
             let config = Config::load_with_text(&cli.config);
             match &config {
-                Err(e) => {
-                    let _ = writeln!(stderr_at(tracing::Level::ERROR), "{e}");
-                }
+                Err(e) => say_error(format_args!("{e}")),
                 // Said, and still ok: the CONTRACT allows what they name.
                 Ok((config, text)) => {
                     for line in config.warning_lines(&cli.config, text) {
@@ -134,7 +144,7 @@ fn main() -> ExitCode {
             // `run` refuses to start on it, so it is a problem of this setup too.
             let rust_log = logging::check_rust_log();
             if let Err(e) = &rust_log {
-                let _ = writeln!(stderr_at(tracing::Level::ERROR), "RUST_LOG: {e}");
+                say_error(format_args!("RUST_LOG: {e}"));
             }
             if config.is_ok() && rust_log.is_ok() {
                 let _ = writeln!(std::io::stdout(), "{}: ok", cli.config.display());
@@ -157,10 +167,7 @@ fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "callrelay: cannot start the runtime: {e}"
-                    );
+                    say_error(format_args!("callrelay: cannot start the runtime: {e}"));
                     return ExitCode::FAILURE;
                 }
             };
@@ -184,8 +191,7 @@ fn main() -> ExitCode {
                         if logged {
                             tracing::error!("{line}");
                         } else {
-                            // Not `eprintln!`: it panics on a stderr whose reader is gone.
-                            let _ = writeln!(std::io::stderr(), "callrelay: {line}");
+                            say_error(format_args!("callrelay: {line}"));
                         }
                     }
                     ExitCode::FAILURE
@@ -214,10 +220,7 @@ fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "callrelay: cannot start the runtime: {e}"
-                    );
+                    say_error(format_args!("callrelay: cannot start the runtime: {e}"));
                     return ExitCode::FAILURE;
                 }
             };
@@ -232,7 +235,7 @@ fn main() -> ExitCode {
             match runtime.block_on(tail::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    let _ = writeln!(std::io::stderr(), "callrelay tail: {e}");
+                    say_error(format_args!("callrelay tail: {e}"));
                     ExitCode::FAILURE
                 }
             }
@@ -260,7 +263,7 @@ fn compact(
     let config = match Config::load(config_path) {
         Ok(config) => config,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{e}");
+            say_error(format_args!("{e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -270,7 +273,7 @@ fn compact(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "callrelay compact: {e}");
+            say_error(format_args!("callrelay compact: {e}"));
             ExitCode::FAILURE
         }
     }

@@ -136,6 +136,46 @@ fn check_under_journald_gives_each_line_its_level() {
     assert!(!text.contains('<'), "another stream: no prefix: {text}");
 }
 
+/// What `run` says on stderr outside its log (a `RUST_LOG` refused before
+/// logging starts; a config refused while the log hides errors) carries the
+/// error prefix under journald too: it was filed as info.
+#[test]
+fn run_under_journald_gives_what_it_says_outside_its_log_the_error_level() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "[server]\nlisten = \"nowhere\"\n").expect("write config");
+    let said_by_run = |rust_log: &str| {
+        let log = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).expect("stderr file");
+        let meta = file.metadata().expect("its dev and inode");
+        let status = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", rust_log)
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stderr(file)
+            .status()
+            .expect("run");
+        (
+            status.code(),
+            std::fs::read_to_string(&log).expect("read stderr"),
+        )
+    };
+    let (code, text) = said_by_run("debg");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.starts_with("<3>callrelay: invalid RUST_LOG") && text.lines().count() == 1,
+        "{text}"
+    );
+    let (code, text) = said_by_run("off");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.starts_with("<3>callrelay: ") && text.contains("nowhere"),
+        "{text}"
+    );
+}
+
 /// A config with several problems ends with how many, so a long list is
 /// not read as complete from a screen's last lines.
 #[test]
