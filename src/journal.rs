@@ -727,12 +727,24 @@ impl Journal {
     /// and the sink delivers on meanwhile.
     pub fn take_held_drops(&self, sink: &str, cursor: u64) -> Result<u64, JournalError> {
         let db = self.db()?;
-        if self.is_file_gone() || held_drop::none_recorded(&db, sink)? {
+        if self.is_file_gone() {
             return Ok(0);
         }
+        // Asked in the write transaction, not in a read before it: a
+        // retention chunk records held drops in its own, having read the
+        // sink's hold before the sink let go, and a look between the two
+        // saw no record; the sink then stepped over those events uncounted.
+        // The write lock orders the two: the chunk's record is taken here,
+        // or the chunk reads the hold as it is after the let-go.
         let txn = db.begin_write().map_err(storage)?;
         let lost = {
             let mut table = txn.open_table(HELD_DROPS).map_err(storage)?;
+            if !held_drop::any_recorded(&table, sink)? {
+                // Nothing written: no commit, no fsync.
+                drop(table);
+                txn.abort().map_err(storage)?;
+                return Ok(0);
+            }
             let lost = held_drop::take(&mut table, sink, cursor)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             unsaid_loss::add(&mut meta, lost)?;

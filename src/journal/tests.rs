@@ -732,6 +732,34 @@ fn held_drops_stay_recorded_once_the_file_is_gone() {
     );
 }
 
+/// A sink letting go of its memory while a retention chunk records what it
+/// dropped from that memory takes the chunk's record once it commits. It
+/// looked for a record in a read before its write transaction: it saw none,
+/// returned 0, and the sink stepped over events never counted as lost
+/// (guarantees review, 2026-12-06).
+#[test]
+fn held_drops_recorded_by_a_chunk_in_flight_are_taken_once_it_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = std::sync::Arc::new(Journal::open(options(dir.path())).unwrap());
+    let db = j.db().unwrap();
+    let chunk = db.begin_write().unwrap();
+    super::held_drop::record(&mut chunk.open_table(HELD_DROPS).unwrap(), "kafka", 4).unwrap();
+    let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+    let letting_go = std::sync::Arc::clone(&j);
+    let sink = std::thread::spawn(move || {
+        let _ = taken_tx.send(letting_go.take_held_drops("kafka", 2).unwrap());
+    });
+    // The chunk commits once the sink has answered, or after a while: the
+    // sink must not answer before the commit. (A slow thread start only
+    // lets a wrong build pass, never fails a right one.)
+    let early = taken_rx.recv_timeout(std::time::Duration::from_millis(500));
+    chunk.commit().unwrap();
+    let taken = early.or_else(|_| taken_rx.recv()).unwrap();
+    sink.join().unwrap();
+    assert_eq!(taken, 1, "the chunk's record is taken, not stepped over");
+    assert!(super::held_drop::none_recorded(&db, "kafka").unwrap());
+}
+
 /// Events a sink holds in memory are on their way to it: when `max_size`
 /// drops them they are recorded, not counted as undelivered, and counted
 /// only if the sink lets go of them undelivered. Before, everything after the
