@@ -16,7 +16,10 @@
 use redb::ReadableDatabase;
 use redb::{ReadableTable, Table};
 
-use super::{HELD_DROPS, JournalError, storage};
+#[cfg(test)]
+use super::HELD_DROPS;
+
+use super::{JournalError, storage};
 
 type HeldDrops<'txn> = Table<'txn, (&'static str, u64), u64>;
 
