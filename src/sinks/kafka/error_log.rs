@@ -10,7 +10,8 @@
 //! - "all brokers are down" is logged once per outage (again only after a
 //!   delivery or a probe has shown a broker reachable, [`ErrorLog::reachable`])
 //!   and at most once per [`REPEAT_INTERVAL`], so a broker that crash-loops
-//!   does not write a line per flap;
+//!   does not write a line per flap; an outage begun within the interval is
+//!   said by its first report past it, with the outages held back before it;
 //! - any other error is logged the first time its code appears for a broker,
 //!   then at most once per [`REPEAT_INTERVAL`] per code and broker, saying how
 //!   many were held back in between ([`LogThrottle`]): a second broker's
@@ -46,12 +47,27 @@ pub enum Verdict {
     Quiet,
 }
 
+/// Where the current "all brokers are down" outage stands in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outage {
+    /// None since a broker was last reachable.
+    None,
+    /// Logged: its repeats are quiet until a broker is reachable again.
+    Said,
+    /// Begun within [`REPEAT_INTERVAL`] of the last one said: logged by
+    /// the first repeat past the interval. It was taken for said, and an
+    /// outage that began just after a flap went unlogged for its hours.
+    HeldBack,
+}
+
 /// The state behind the verdicts, one per producer.
 #[derive(Debug)]
 pub struct ErrorLog {
-    all_down_logged: bool,
-    /// Outages, not repeats: one per `reachable` at most.
-    outages: LogThrottle<()>,
+    outage: Outage,
+    /// When an outage was last said.
+    outage_said_at: Option<Instant>,
+    /// Outages begun and not said since the last one said.
+    outages_held_back: u64,
     /// Keyed by librdkafka's numeric code (the enum is not `Hash`) and the
     /// broker the reason names: as many keys as brokers and codes.
     others: LogThrottle<(Option<i32>, String)>,
@@ -60,8 +76,9 @@ pub struct ErrorLog {
 impl Default for ErrorLog {
     fn default() -> Self {
         ErrorLog {
-            all_down_logged: false,
-            outages: LogThrottle::new(REPEAT_INTERVAL),
+            outage: Outage::None,
+            outage_said_at: None,
+            outages_held_back: 0,
             others: LogThrottle::new(REPEAT_INTERVAL),
         }
     }
@@ -76,13 +93,7 @@ impl ErrorLog {
         now: Instant,
     ) -> Verdict {
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
-            if std::mem::replace(&mut self.all_down_logged, true) {
-                return Verdict::Quiet;
-            }
-            return match self.outages.admit((), now) {
-                Some(held_back) => Verdict::Warn { held_back },
-                None => Verdict::Quiet,
-            };
+            return self.all_down(now);
         }
         let key = (code.map(|c| c as i32), broker_of(reason));
         match self.others.admit(key, now) {
@@ -91,10 +102,34 @@ impl ErrorLog {
         }
     }
 
+    /// The verdict for an "all brokers are down" at `now`: an outage's
+    /// first report, or the first repeat of an outage held back once the
+    /// interval has passed; `held_back` counts the outages not said since.
+    fn all_down(&mut self, now: Instant) -> Verdict {
+        if self.outage == Outage::Said {
+            return Verdict::Quiet;
+        }
+        if self.outage == Outage::None {
+            self.outages_held_back += 1;
+        }
+        let due = self
+            .outage_said_at
+            .is_none_or(|said| now.saturating_duration_since(said) >= REPEAT_INTERVAL);
+        if !due {
+            self.outage = Outage::HeldBack;
+            return Verdict::Quiet;
+        }
+        self.outage = Outage::Said;
+        self.outage_said_at = Some(now);
+        // This one was counted when it began.
+        let held_back = std::mem::take(&mut self.outages_held_back).saturating_sub(1);
+        Verdict::Warn { held_back }
+    }
+
     /// A broker took a delivery: the next "all brokers down" is a new
     /// outage. Whether this one was said (its end is said then too).
     pub fn reachable(&mut self) -> bool {
-        std::mem::take(&mut self.all_down_logged)
+        std::mem::replace(&mut self.outage, Outage::None) == Outage::Said
     }
 }
 
@@ -283,6 +318,35 @@ mod tests {
             log.verdict(DOWN, "", t1 + REPEAT_INTERVAL),
             Verdict::Warn { held_back: 3 }
         );
+    }
+
+    /// An outage that begins just after a flap, within the interval, and
+    /// then lasts: said once the interval has passed, and its end too. It
+    /// was taken for said: no line for its hours, and its end said "a
+    /// broker answers again" for an outage never logged (guarantees review,
+    /// 2026-12-06).
+    #[test]
+    fn an_outage_held_back_after_a_flap_is_said_once_the_interval_has_passed() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.verdict(DOWN, "", t0), Verdict::Warn { held_back: 0 });
+        assert!(log.reachable(), "the first outage was said");
+        let again = t0 + Duration::from_secs(20);
+        assert_eq!(log.verdict(DOWN, "", again), Verdict::Quiet);
+        assert!(!log.reachable(), "held back: its end is not said");
+        assert_eq!(log.verdict(DOWN, "", again), Verdict::Quiet);
+        for s in 21..30 {
+            let repeat = t0 + Duration::from_secs(s);
+            assert_eq!(log.verdict(DOWN, "", repeat), Verdict::Quiet, "{s}");
+        }
+        assert_eq!(
+            log.verdict(DOWN, "", t0 + REPEAT_INTERVAL),
+            Verdict::Warn { held_back: 1 },
+            "the one that ended unsaid is counted; this one is said"
+        );
+        let hours = t0 + 100 * REPEAT_INTERVAL;
+        assert_eq!(log.verdict(DOWN, "", hours), Verdict::Quiet);
+        assert!(log.reachable(), "its end is said");
     }
 
     #[test]
