@@ -134,12 +134,18 @@ impl FailureTracker {
             );
         }
         if now.saturating_duration_since(since) >= QUIET {
-            let log = std::mem::replace(&mut self.log, LogThrottle::new(LOG_EVERY));
-            *self = FailureTracker {
-                log,
-                ..FailureTracker::default()
-            };
+            self.start_afresh();
         }
+    }
+
+    /// The failure is over: the next one is reopened at once and on the
+    /// short waits again. The log's throttle is kept.
+    fn start_afresh(&mut self) {
+        let log = std::mem::replace(&mut self.log, LogThrottle::new(LOG_EVERY));
+        *self = FailureTracker {
+            log,
+            ..FailureTracker::default()
+        };
     }
 
     /// The journal was opened again without a commit (asked from outside
@@ -151,6 +157,15 @@ impl FailureTracker {
 
     /// A commit of `events` events failed with `error`.
     pub fn failed(&mut self, health: &CommitHealth, error: &str, events: usize, now: Instant) {
+        // A quiet relay has no second good commit to end the failure with:
+        // the time since the first one does, or the next failure hours
+        // later went on at the 16 s reopen wait of the last.
+        if self
+            .good_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= QUIET)
+        {
+            self.start_afresh();
+        }
         let cause = health.failed(error);
         self.failed_commits += 1;
         self.good_since = None;
@@ -187,6 +202,34 @@ impl FailureTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure that reached the 16 s reopen wait, one good commit, hours
+    /// with no commit, then a failure: reopened at once and after 1 s again,
+    /// as a new failure. It kept the old schedule: 16 s of 503s more than
+    /// needed once space was freed (guarantees review, 2026-12-06).
+    #[test]
+    fn a_failure_after_a_quiet_good_spell_starts_on_the_short_waits() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        tracker.failed(&health, "disk full", 1, at(0));
+        let mut tries = 0;
+        for s in 0..100 {
+            if tracker.recover_due(at(s)) {
+                tries += 1;
+            }
+        }
+        assert!(tries >= 5, "the waits grew to 16 s: {tries}");
+        tracker.succeeded(&health, at(100));
+        let hours_later = at(100 + 7_200);
+        tracker.failed(&health, "disk full", 1, hours_later);
+        assert!(tracker.recover_due(hours_later), "reopened at once");
+        assert!(
+            tracker.recover_due(hours_later + RECOVER_FIRST),
+            "then after 1 s, not 16"
+        );
+    }
 
     /// Failed at 0 s (said), good at 20 s (said), failed at 31 s (said),
     /// good at 40 s: the success line's throttle held it back, and the
