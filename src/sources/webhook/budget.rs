@@ -59,11 +59,14 @@ impl BodyBudget {
         let mut held = self.held();
         let of_account = held.by_account.get(account).copied().unwrap_or(0);
         let fits = |held: u64, limit: u64| held.checked_add(more).is_some_and(|t| t <= limit);
-        if !fits(held.total, limit) {
-            return Err(Full::All);
-        }
+        // The account's half first: when two floods fill the budget, their
+        // own senders are told it is their account's share, not given the
+        // words every other account gets ("together").
         if !fits(of_account, limit / 2) {
             return Err(Full::Account);
+        }
+        if !fits(held.total, limit) {
+            return Err(Full::All);
         }
         held.total += more;
         // The key is copied only when the account holds nothing yet, not on
@@ -190,6 +193,23 @@ mod tests {
             500,
             "released bytes are not given back twice"
         );
+    }
+
+    /// Two accounts that fill the budget between them are each told their
+    /// own half is full; only a third account hears "together". All of them
+    /// heard "together", so nothing told the holders from the accounts they
+    /// turned away (isolation review, 2026-12-06).
+    #[test]
+    fn the_accounts_filling_the_budget_are_told_it_is_their_half() {
+        let budget = BodyBudget::new();
+        let mut a = budget.reservation("caresoft/a".into());
+        let mut b = budget.reservation("caresoft/b".into());
+        assert!(a.grow_to(500, 1000));
+        assert!(b.grow_to(500, 1000));
+        let mut more_of_a = budget.reservation("caresoft/a".into());
+        assert_eq!(more_of_a.try_grow_to(1, 1000), Err(Full::Account));
+        let mut other = budget.reservation("tel4vn/c".into());
+        assert_eq!(other.try_grow_to(1, 1000), Err(Full::All));
     }
 
     #[test]
