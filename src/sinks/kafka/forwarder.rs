@@ -456,11 +456,7 @@ impl Forwarder {
                     if self.stall_after_a_last_look().is_some()
                         && Instant::now() >= self.next_stall_check
                     {
-                        let check = cluster::partitions_healthy(
-                            self.producer.clone(),
-                            self.topics.names(),
-                            self.config.client_config(),
-                        );
+                        let check = self.stall_check();
                         if let ControlFlow::Break(end) = self.stall_to_replace(check, cancel).await {
                             return end;
                         }
@@ -468,6 +464,16 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// What the cluster says of the partitions the records in flight wait
+    /// on (not of every topic used lately: see `InFlight::topics_awaiting`).
+    fn stall_check(&self) -> impl Future<Output = cluster::StallCheck> + use<> {
+        cluster::partitions_healthy(
+            self.producer.clone(),
+            self.in_flight.topics_awaiting(),
+            self.config.client_config(),
+        )
     }
 
     /// Asks the cluster (`check`) whether a stall long enough to replace the

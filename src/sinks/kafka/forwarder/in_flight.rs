@@ -124,6 +124,22 @@ impl InFlight {
         self.entries = VecDeque::new();
     }
 
+    /// The topics of the records whose report has not come, each once, in
+    /// journal order: what a stall waits on, and all the stall check is to
+    /// judge. Every topic used since the last failure was judged instead,
+    /// and one idle account's topic with a partition offline blamed every
+    /// stall on the cluster, keeping a stuck producer for good (isolation
+    /// review, 2026-12-06, ninth round).
+    pub(super) fn topics_awaiting(&self) -> Vec<Arc<str>> {
+        let mut seen = std::collections::HashSet::new();
+        self.entries
+            .iter()
+            .filter(|entry| !matches!(entry.state, State::Settled { .. }))
+            .filter(|entry| seen.insert(entry.topic.clone()))
+            .map(|entry| entry.topic.clone())
+            .collect()
+    }
+
     /// Takes the reports that came for records behind the oldest one, which
     /// nothing polls until it is at the front, and stamps `last_report_ms`
     /// when there was one: the stall check asks whether *any* report came,
@@ -247,6 +263,31 @@ mod tests {
             0,
             "a report noticed once is not a new one"
         );
+    }
+
+    /// Only records still waiting for their report name a topic, each once.
+    #[test]
+    fn the_topics_awaiting_are_those_of_records_without_a_report() {
+        let mut in_flight = InFlight::new(Arc::new(AtomicU64::new(0)));
+        let on = |seq: u64, topic: &str, state: State| Entry {
+            topic: Arc::from(topic),
+            ..entry(seq, state)
+        };
+        let waiting = || State::Scripted(futures::future::pending().boxed());
+        let settled = || State::Settled {
+            outcome: Outcome::Skipped,
+            done_ms: 0,
+        };
+        in_flight.push_back(on(1, "cr.a", waiting()));
+        in_flight.push_back(on(2, "cr.z", settled()));
+        in_flight.push_back(on(3, "cr.b", waiting()));
+        in_flight.push_back(on(4, "cr.a", waiting()));
+        let topics: Vec<String> = in_flight
+            .topics_awaiting()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(topics, ["cr.a", "cr.b"]);
     }
 
     struct CountingWaker(AtomicUsize);

@@ -1758,3 +1758,25 @@ fn a_topic_newly_without_a_known_minimum_is_named_at_once() {
         Some((vec!["calls"], 2))
     );
 }
+
+/// The stall check judges the topics of the records in flight only: an
+/// idle account's topic with a partition offline, used since the last
+/// failure, made every stall the cluster's trouble, and a stuck producer
+/// was kept for good (isolation review, 2026-12-06, ninth round).
+#[tokio::test]
+async fn the_stall_check_judges_only_the_topics_of_records_in_flight() {
+    let mut fixture = Fixture::new().await;
+    let idle = "callrelay.idle";
+    fixture.peers.mock.create_topic(idle, 1, 1).unwrap();
+    fixture.peers.mock.partition_leader(idle, 0, None).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.ensure_producer().unwrap();
+    forwarder.topics.insert(TOPIC.to_owned());
+    forwarder.topics.insert(idle.to_owned());
+    stalled_ten_seconds(forwarder, futures::future::pending().boxed());
+
+    let found = forwarder.stall_check().await;
+
+    assert!(found.healthy, "{found:?}");
+    fixture.stop().await;
+}
