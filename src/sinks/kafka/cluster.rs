@@ -22,7 +22,8 @@
 //!   sync: an unknown minimum never makes a partition healthy. The verdict
 //!   names every such topic ([`StallCheck::minimum_unknown`]), a refusal
 //!   rdkafka reports as an empty answer included, for the caller to log;
-//!   this module logs nothing;
+//!   so does every partition it found unable to take a record, and why
+//!   ([`StallCheck::unwritable`]); this module logs nothing;
 //! - nothing a broker answers makes it panic.
 
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigResourceResult, OwnedResourceSpecifier, ResourceSpecifier,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::MetadataTopic;
 use rdkafka::producer::Producer;
 
@@ -67,6 +68,33 @@ pub struct StallCheck {
     pub minimum_unknown: Vec<String>,
     /// Why the DescribeConfigs request failed as a whole, when it did.
     pub describe_error: Option<String>,
+    /// The partitions (or whole topics) of the asked topics that cannot
+    /// take a record, and why: the name the operator needs, when one
+    /// account's topic holds every account's events (isolation review,
+    /// 2026-12-06, ninth round). Empty with no answer at all.
+    pub unwritable: Vec<Unwritable>,
+}
+
+/// A partition, or a whole topic, that cannot take an `acks=all` record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unwritable {
+    pub topic: String,
+    /// `None` when the cluster answered the topic as a whole with an error.
+    pub partition: Option<i32>,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unwritable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.partition {
+            Some(partition) => write!(
+                f,
+                "topic \"{}\" partition {partition} ({})",
+                self.topic, self.why
+            ),
+            None => write!(f, "topic \"{}\" ({})", self.topic, self.why),
+        }
+    }
 }
 
 impl StallCheck {
@@ -113,8 +141,12 @@ fn check_blocking(
         .collect();
     // Not writable even at the loosest minimum (an error, a partition
     // without a leader): no setting can change the verdict, so none is asked.
-    if !asked.iter().all(|t| topic_writable(t, Some(1))) {
-        return StallCheck::unhealthy();
+    let hopeless: Vec<Unwritable> = asked.iter().flat_map(|t| unwritable(t, Some(1))).collect();
+    if !hopeless.is_empty() {
+        return StallCheck {
+            unwritable: hopeless,
+            ..StallCheck::unhealthy()
+        };
     }
     let short: Vec<&str> = asked
         .iter()
@@ -134,13 +166,15 @@ fn check_blocking(
         };
     }
     let minimums = minimums(&short, min_insync_replicas(admin, &short));
-    let healthy = asked
+    let unwritable: Vec<Unwritable> = asked
         .iter()
-        .all(|t| topic_writable(t, minimums.known.get(t.name()).copied()));
+        .flat_map(|t| unwritable(t, minimums.known.get(t.name()).copied()))
+        .collect();
     StallCheck {
-        healthy,
+        healthy: unwritable.is_empty(),
         minimum_unknown: minimums.unknown,
         describe_error: minimums.error,
+        unwritable,
     }
 }
 
@@ -189,12 +223,45 @@ fn said_of(error: &KafkaError) -> String {
     }
 }
 
-fn topic_writable(topic: &MetadataTopic, min_insync: Option<usize>) -> bool {
-    topic.error().is_none()
-        && topic.partitions().iter().all(|p| {
-            p.error().is_none()
-                && partition_writable(p.leader(), p.isr().len(), p.replicas().len(), min_insync)
+/// What of `topic` cannot take a record at the minimum `min_insync`
+/// (see [`partition_writable`]): the topic as a whole when it was answered
+/// with an error, else each such partition; empty when it is writable.
+fn unwritable(topic: &MetadataTopic, min_insync: Option<usize>) -> Vec<Unwritable> {
+    let named = |partition, why| Unwritable {
+        topic: topic.name().to_owned(),
+        partition,
+        why,
+    };
+    if let Some(error) = topic.error() {
+        return vec![named(None, RDKafkaErrorCode::from(error).to_string())];
+    }
+    topic
+        .partitions()
+        .iter()
+        .filter_map(|p| {
+            let (isr, replicas) = (p.isr().len(), p.replicas().len());
+            let why = match p.error() {
+                Some(error) => RDKafkaErrorCode::from(error).to_string(),
+                None if partition_writable(p.leader(), isr, replicas, min_insync) => return None,
+                None => unwritable_why(p.leader(), isr, replicas, min_insync),
+            };
+            Some(named(Some(p.id()), why))
         })
+        .collect()
+}
+
+/// Why a partition [`partition_writable`] refuses cannot take a record.
+fn unwritable_why(leader: i32, isr: usize, replicas: usize, min_insync: Option<usize>) -> String {
+    if leader < 0 {
+        return "no leader".to_owned();
+    }
+    match min_insync {
+        Some(min) => format!(
+            "{isr} of {replicas} replicas in sync, below min.insync.replicas {}",
+            min.max(1)
+        ),
+        None => format!("{isr} of {replicas} replicas in sync, and min.insync.replicas unknown"),
+    }
 }
 
 /// Whether a partition takes an `acks=all` record: it has a leader (`-1`
@@ -468,7 +535,10 @@ mod tests {
         };
         assert_eq!(check(&["calls", "crm"]).await, all_in_sync);
         mock.partition_leader("crm", 0, None).unwrap();
-        assert_eq!(check(&["calls", "crm"]).await, StallCheck::unhealthy());
+        let found = check(&["calls", "crm"]).await;
+        assert!(!found.healthy);
+        let named: Vec<String> = found.unwritable.iter().map(|u| u.to_string()).collect();
+        assert_eq!(named, ["topic \"crm\" partition 0 (no leader)"]);
         assert_eq!(
             check(&["calls"]).await,
             all_in_sync,
@@ -486,7 +556,35 @@ mod tests {
         .unwrap();
         let producer = crate::sinks::kafka::producer::create(&config, Arc::default()).unwrap();
         let found = partitions_healthy(Some(producer), names(&["calls"]), config.client_config());
-        assert_eq!(found.await, StallCheck::unhealthy());
+        let found = found.await;
+        assert!(!found.healthy);
+        let named: Vec<String> = found.unwritable.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            named,
+            [format!(
+                "topic \"calls\" ({})",
+                RDKafkaErrorCode::TopicAuthorizationFailed
+            )]
+        );
+    }
+
+    /// Each partition that cannot take a record says why: the operator
+    /// looks for a topic, not for a broker that is down.
+    #[test]
+    fn an_unwritable_partition_says_why() {
+        assert_eq!(unwritable_why(-1, 3, 3, Some(2)), "no leader");
+        assert_eq!(
+            unwritable_why(1, 1, 3, Some(2)),
+            "1 of 3 replicas in sync, below min.insync.replicas 2"
+        );
+        assert_eq!(
+            unwritable_why(1, 2, 3, None),
+            "2 of 3 replicas in sync, and min.insync.replicas unknown"
+        );
+        assert_eq!(
+            unwritable_why(1, 0, 3, Some(0)),
+            "0 of 3 replicas in sync, below min.insync.replicas 1"
+        );
     }
 
     #[tokio::test]

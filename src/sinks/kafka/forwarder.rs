@@ -182,6 +182,14 @@ const CURSOR_WRITE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// stall and the under-replication last, hours of a maintenance.
 const MINIMUM_UNKNOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How often the stall check's WARN names a topic whose partitions cannot
+/// take a record, while it stays so (as [`MINIMUM_UNKNOWN_LOG_INTERVAL`]).
+const UNWRITABLE_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How many partitions that cannot take a record a log line or `/status`
+/// names before it counts the rest.
+const UNWRITABLE_NAMED: usize = 5;
+
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
     config: KafkaConfig,
@@ -252,6 +260,12 @@ pub struct Forwarder {
     /// The stall check could not read `min.insync.replicas` of topics,
     /// one entry per topic: a topic newly unknown is named at once.
     minimum_unknown_logged: LogThrottle<String>,
+    /// The stall check found partitions that cannot take a record, one
+    /// entry per topic.
+    unwritable_logged: LogThrottle<String>,
+    /// What the last stall check found unable to take a record, for the
+    /// stall's reason in `/status` while the stall lasts.
+    stall_blame: Option<String>,
     published: IntCounter,
     latency: Histogram,
     /// Deliveries reported behind a failed record (seq → latency in s), not
@@ -338,6 +352,8 @@ impl Forwarder {
             recoveries_logged: LogThrottle::new(RECOVERY_LOG_INTERVAL),
             cursor_writes_logged: LogThrottle::new(CURSOR_WRITE_LOG_INTERVAL),
             minimum_unknown_logged: LogThrottle::new(MINIMUM_UNKNOWN_LOG_INTERVAL),
+            unwritable_logged: LogThrottle::new(UNWRITABLE_LOG_INTERVAL),
+            stall_blame: None,
             published,
             latency,
             producers_created: 0,
@@ -502,6 +518,7 @@ impl Forwarder {
         }
         let found = found.unwrap_or_default();
         self.say_minimum_unknown(&found);
+        self.say_unwritable(&found);
         if let Err(f) = self.take_reports_in() {
             return ControlFlow::Break(Some(f));
         }
@@ -549,6 +566,45 @@ impl Forwarder {
              min.insync.replicas of these under-replicated topics and judges them by every \
              replica in sync; grant the sink DescribeConfigs on them, or wait for their \
              replicas to catch up"
+        );
+    }
+
+    /// Names the partitions the stall check found unable to take a record
+    /// (no leader, too few replicas in sync, an error): in a WARN, each
+    /// topic at most once per [`UNWRITABLE_LOG_INTERVAL`], and in the
+    /// stall's reason in `/status`. The check found them and said only "the
+    /// cluster's trouble"; the operator found the brokers healthy and had
+    /// no pointer to the one account's topic holding every account's
+    /// events (isolation review, 2026-12-06, ninth round).
+    fn say_unwritable(&mut self, found: &cluster::StallCheck) {
+        let unwritable = &found.unwritable;
+        self.stall_blame = (!unwritable.is_empty()).then(|| {
+            format!(
+                "the cluster cannot take records in {}",
+                crate::logging::first_then_more(unwritable.iter(), UNWRITABLE_NAMED)
+            )
+        });
+        let mut topics: Vec<String> = Vec::new();
+        for u in unwritable {
+            if !topics.contains(&u.topic) {
+                topics.push(u.topic.clone());
+            }
+        }
+        let Some((named, held_back)) =
+            topics_to_name(&mut self.unwritable_logged, &topics, Instant::now())
+        else {
+            return;
+        };
+        let theirs: Vec<&cluster::Unwritable> = unwritable
+            .iter()
+            .filter(|u| named.contains(&u.topic.as_str()))
+            .collect();
+        tracing::warn!(
+            topics = ?named,
+            partitions = %crate::logging::first_then_more(theirs.iter(), UNWRITABLE_NAMED),
+            held_back,
+            "kafka sink: a stalled producer is kept, as these partitions cannot take a record \
+             and a new producer would wait on them too; every account's events wait behind them"
         );
     }
 
@@ -758,6 +814,7 @@ impl Forwarder {
             }
             Outcome::Failed(error) => Err(Failure::Delivery {
                 seq: report.seq,
+                topic: report.topic,
                 error,
             }),
             Outcome::Dropped => Err(Failure::ProducerGone),

@@ -27,6 +27,11 @@ pub(super) enum Failure {
     },
     Delivery {
         seq: u64,
+        /// Named in the WARN, `/status` and `/readyz`: one topic refusing
+        /// writes holds every account's events behind it, and a bare seq
+        /// left the operator to find whose topic it was (isolation review,
+        /// 2026-12-06, ninth round).
+        topic: Arc<str>,
         error: KafkaError,
     },
     ProducerGone,
@@ -120,7 +125,10 @@ impl fmt::Display for Failure {
                     "cannot enqueue event {seq} to topic \"{topic}\": {error}"
                 )
             }
-            Failure::Delivery { seq, error } => write!(f, "event {seq} was not delivered: {error}"),
+            Failure::Delivery { seq, topic, error } => write!(
+                f,
+                "event {seq} to topic \"{topic}\" was not delivered: {error}"
+            ),
             Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
             Failure::Stalled { waited, in_flight } => write!(
                 f,
@@ -164,9 +172,26 @@ mod tests {
         assert!(!enqueue(C::QueueFull).is_stale_topic_metadata());
         let reported = Failure::Delivery {
             seq: 7,
+            topic: "callrelay.call".into(),
             error: produced(C::UnknownTopic),
         };
         assert!(!reported.is_stale_topic_metadata());
+    }
+
+    /// A record a topic refused names the topic, as an enqueue does.
+    #[test]
+    fn a_delivery_failure_names_its_topic() {
+        let refused = Failure::Delivery {
+            seq: 7,
+            topic: "cr.z".into(),
+            error: KafkaError::MessageProduction(C::TopicAuthorizationFailed),
+        };
+        assert!(
+            refused
+                .to_string()
+                .starts_with("event 7 to topic \"cr.z\" was not delivered: "),
+            "{refused}"
+        );
     }
 
     #[test]
@@ -225,6 +250,7 @@ mod tests {
             },
             Failure::Delivery {
                 seq: 1,
+                topic: "t".into(),
                 error: produced(C::InvalidProducerEpoch),
             },
             Failure::Enqueue {
@@ -245,6 +271,7 @@ mod tests {
             },
             Failure::Delivery {
                 seq: 1,
+                topic: "t".into(),
                 error: produced(C::MessageTimedOut),
             },
             Failure::Enqueue {

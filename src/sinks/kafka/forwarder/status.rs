@@ -58,8 +58,18 @@ impl Forwarder {
         };
         let reason = readiness::not_delivering_reason(&observed);
         let awaiting = observed.awaiting_reports_for;
-        let stall = readiness::stalled(&observed).then(|| readiness::stall_text(&observed));
+        let stalled = readiness::stalled(&observed);
+        let stall = stalled.then(|| readiness::stall_text(&observed));
         self.note_stall(stall, brokers_down, awaiting);
+        // What the stall check found unable to take a record is named with
+        // the stall it explains, and only then.
+        if !stalled {
+            self.stall_blame = None;
+        }
+        let reason = match (reason, &self.stall_blame) {
+            (Some(reason), Some(blame)) => Some(format!("{reason}; {blame}")),
+            (reason, _) => reason,
+        };
         // The forwarder's own failure says what it could not do ("cannot
         // read metadata: broker transport failure"); librdkafka's last error
         // report says why (a TLS handshake or SASL login refused, say).

@@ -18,7 +18,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
 use super::super::CURSOR;
-use super::super::cluster::StallCheck;
+use super::super::cluster::{StallCheck, Unwritable};
 use super::super::reader::ReadError;
 use super::super::resume::{AlreadyDelivered, CursorState, Position};
 use super::super::tests_support::{Mock, flushed, mock_topic};
@@ -893,6 +893,7 @@ async fn a_producer_that_cannot_be_created_is_counted_as_config() {
     };
     let fenced = Failure::Delivery {
         seq: 1,
+        topic: Arc::from(TOPIC),
         error: KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch),
     };
 
@@ -1778,5 +1779,114 @@ async fn the_stall_check_judges_only_the_topics_of_records_in_flight() {
     let found = forwarder.stall_check().await;
 
     assert!(found.healthy, "{found:?}");
+    fixture.stop().await;
+}
+
+/// The lines of `logs` that contain `text` (JSON: a quote is `\"`).
+fn lines_with(logs: &str, text: &str) -> Vec<String> {
+    let text = text.replace('"', "\\\"");
+    logs.lines()
+        .filter(|l| l.contains(&text))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A record a topic refused (WRITE denied, a policy) holds every account's
+/// events behind it: its topic is named in the WARN, `/status`'s
+/// `last_error` and reason, and `/readyz`'s `degraded`, not only its seq
+/// (isolation review, 2026-12-06, ninth round).
+#[tokio::test]
+async fn a_record_a_topic_refused_names_the_topic_wherever_it_is_said() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.cursor = 3;
+    let refused = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
+    hand_over(forwarder, 4, vec![Outcome::Failed(refused)], Duration::ZERO);
+    let report = forwarder.in_flight.next().await.unwrap();
+    let failure = forwarder.on_report(report).unwrap_err();
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    forwarder.recover(failure).await;
+    drop(guard);
+    forwarder.publish_status();
+
+    let named = format!("event 4 to topic \"{TOPIC}\" was not delivered");
+    let warned = lines_with(&logs.text(), &named);
+    assert!(warned.iter().any(|l| l.contains("WARN")), "{}", logs.text());
+    let sink = ctx.status.sinks().remove("kafka").unwrap();
+    assert!(sink.reason.as_deref().unwrap().contains(&named), "{sink:?}");
+    let last_error = sink.detail["last_error"].as_str().unwrap();
+    assert!(last_error.contains(&named), "{last_error}");
+    let degraded = ctx.status.degraded_reasons();
+    assert!(degraded.iter().any(|r| r.contains(&named)), "{degraded:?}");
+    fixture.stop().await;
+}
+
+/// A check that finds `topics`' partition 0 without a leader.
+fn leaderless(topics: &[&str]) -> StallCheck {
+    let unwritable = topics.iter().map(|topic| Unwritable {
+        topic: (*topic).to_owned(),
+        partition: Some(0),
+        why: "no leader".to_owned(),
+    });
+    StallCheck {
+        unwritable: unwritable.collect(),
+        ..StallCheck::default()
+    }
+}
+
+/// A stall the check blames on the cluster names the partitions that
+/// cannot take a record: in a WARN, each topic at most once per interval
+/// (a topic newly found is named at once), and in the stall's reason in
+/// `/status` while the stall lasts. The check found them and threw the
+/// names away (isolation review, 2026-12-06, ninth round).
+#[tokio::test]
+async fn a_stall_blamed_on_the_cluster_names_the_partitions_that_cannot_take_a_record() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    stalled_ten_seconds(forwarder, futures::future::pending().boxed());
+    forwarder.tuning.stalled_after = Duration::from_secs(5);
+    let cancel = CancellationToken::new();
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    for topics in [&["cr.z"][..], &["cr.z", "cr.y"], &["cr.z", "cr.y"]] {
+        let check = async { leaderless(topics) };
+        let went = forwarder.stall_to_replace(check, &cancel).await;
+        assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    }
+    drop(guard);
+
+    let warned = lines_with(&logs.text(), "cannot take a record");
+    assert_eq!(warned.len(), 2, "{}", logs.text());
+    assert!(
+        warned[0].contains("topic \\\"cr.z\\\" partition 0 (no leader)")
+            && warned[0].contains("WARN"),
+        "{}",
+        warned[0]
+    );
+    assert!(
+        warned[1].contains("topic \\\"cr.y\\\" partition 0 (no leader)")
+            && !warned[1].contains("cr.z"),
+        "cr.z was named a moment ago: {}",
+        warned[1]
+    );
+    forwarder.publish_status();
+    let reason = ctx.status.sinks().remove("kafka").unwrap().reason.unwrap();
+    assert!(reason.starts_with("no delivery report for"), "{reason}");
+    assert!(
+        reason.contains(
+            "the cluster cannot take records in topic \"cr.z\" partition 0 (no leader), topic \"cr.y\" partition 0 (no leader)"
+        ),
+        "{reason}"
+    );
+
+    // The stall over, its reason goes with it.
+    forwarder.in_flight.clear();
+    forwarder.publish_status();
+    let sink = ctx.status.sinks().remove("kafka").unwrap();
+    assert!(sink.ready, "{sink:?}");
+    assert!(forwarder.stall_blame.is_none());
     fixture.stop().await;
 }
