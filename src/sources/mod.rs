@@ -10,6 +10,7 @@
 //! 11.8 s, one at a time, and the first one stopped waited all of it).
 
 pub mod deadline;
+pub mod masked;
 pub mod proxy;
 pub mod retry_log;
 pub mod sprecord;

@@ -14,7 +14,9 @@
 //! — closed, dropped or its task aborted — closes the socket and returns the
 //! permit; a stream that sends no byte (not even a keep-alive comment) for
 //! `read_timeout` ends with [`BodyError::Silent`], but only once it holds
-//! the account's [`SilenceTurn`]: one stream of an account at a time.
+//! the account's [`SilenceTurn`]: one stream of an account at a time; a
+//! refusal's text (its body, its `Location`) shows no secret the stream sent
+//! (a header's value, the url's password or query values): each is `***`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +35,10 @@ use tower::Service;
 use super::config::SprecordConfig;
 use super::limiter::{ConnLimiter, ConnPermit};
 use super::sse::{SseItem, SseParser};
+use crate::config::Secret;
 use crate::config::url_without_credentials;
 use crate::logging::with_causes;
+use crate::sources::masked::Masked;
 use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
 use crate::sources::tls::{TlsError, TrustRoots};
 
@@ -143,6 +147,8 @@ pub struct Endpoint {
     read_timeout: Duration,
     /// One permit, shared by the account's streams (they share the endpoint).
     silence_turns: Arc<Semaphore>,
+    /// What every request sends that is a secret, masked in a refusal's text.
+    masked: Masked,
 }
 
 /// The right to close a stream for silence. One stream of an account holds it
@@ -173,6 +179,38 @@ fn basic_credentials(url: &url::Url) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+/// What a request sends that a server echoing it (a device, a front end,
+/// in its 401, 403 or 404 text) must not put in the log and `/status`: each
+/// header's value, and its credentials without their scheme (`Bearer <t>`
+/// refused as "token <t> is invalid"); the url's password; its query's
+/// values (a `?token=`), each as sent and decoded.
+fn secrets_sent(url: &url::Url, headers: &HeaderMap) -> Masked {
+    let mut sent = Vec::new();
+    for value in headers.values() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if let Some((_scheme, credentials)) = value.split_once(' ') {
+            sent.push(credentials.trim().to_owned());
+        }
+        sent.push(value);
+    }
+    let decoded = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if let Some(password) = url.password() {
+        sent.push(decoded(password));
+        sent.push(password.to_owned());
+    }
+    for piece in url.query().unwrap_or_default().split('&') {
+        // A bare `?<token>` is a value too.
+        let value = piece.split_once('=').map_or(piece, |(_, value)| value);
+        sent.push(decoded(&value.replace('+', " ")));
+        sent.push(value.to_owned());
+    }
+    Masked::new(sent.into_iter().map(Secret::new))
 }
 
 impl Endpoint {
@@ -217,6 +255,7 @@ impl Endpoint {
         let timings = config.timings();
         let tls = TrustRoots::load(&config.tls)?.rustls()?;
         let dialer = Dialer::new(config.proxy.clone(), Some(timings.connect_timeout));
+        let masked = secrets_sent(&url, &headers);
         Ok(Endpoint {
             uri,
             target,
@@ -227,6 +266,7 @@ impl Endpoint {
             connect_timeout: timings.connect_timeout,
             read_timeout: timings.read_timeout,
             silence_turns: Arc::new(Semaphore::new(1)),
+            masked,
         })
     }
 
@@ -307,23 +347,28 @@ impl Endpoint {
                 .get(header::LOCATION)
                 .filter(|_| status.is_redirection())
                 .map(|l| {
-                    within_error_limit(url_without_credentials(&String::from_utf8_lossy(
-                        l.as_bytes(),
-                    )))
+                    let shown = url_without_credentials(&String::from_utf8_lossy(l.as_bytes()));
+                    within_error_limit(self.masked.mask(&shown))
                 });
             // What is left of the bound, but a second at least (within
             // the bound itself): a refusal's text is what the log shows.
             let left = deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .max(Duration::from_secs(1).min(timeout));
-            let mut body = read_error_body(response.into_body(), left).await;
+            // Read past the bound by the widest secret, masked, then cut:
+            // a secret straddling the bound is masked whole.
+            let read = ERROR_BODY_LIMIT + self.masked.widest();
+            let said = read_error_body(response.into_body(), left, read).await;
+            let mut body = within_error_limit(self.masked.mask(&said))
+                .trim_end()
+                .to_owned();
             if let Some(location) = location {
                 body = format!(
                     "redirected to {location}, which is not followed: set `url` to it; {body}"
                 );
             }
             driver.close().await;
-            return Err(classify_refusal(status, body));
+            return Err(classify_refusal(status, &said, body));
         }
         let content_type = response
             .headers()
@@ -510,11 +555,12 @@ fn is_event_stream(content_type: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
-/// A refusal's start, as text for classification and logs (never a secret of ours).
-async fn read_error_body(mut body: Incoming, within: Duration) -> String {
+/// A refusal's first `limit` bytes, as text for classification and, once
+/// its secrets are masked, for logs.
+async fn read_error_body(mut body: Incoming, within: Duration, limit: usize) -> String {
     let mut bytes = Vec::new();
     let _ = tokio::time::timeout(within, async {
-        while bytes.len() < ERROR_BODY_LIMIT {
+        while bytes.len() < limit {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -526,17 +572,19 @@ async fn read_error_body(mut body: Incoming, within: Duration) -> String {
         }
     })
     .await;
-    bytes.truncate(ERROR_BODY_LIMIT);
+    bytes.truncate(limit);
     String::from_utf8_lossy(&bytes).trim().to_owned()
 }
 
-/// 429 or any "too many connections" text → busy; else 401/403 → auth;
-/// else a status error. The text first: a device whose three places are
-/// taken (a browser holding one) may say so with a 403, which is no
-/// refused credentials.
-fn classify_refusal(status: StatusCode, body: String) -> OpenError {
+/// 429 or any "too many connections" text in what the server `said` →
+/// busy; else 401/403 → auth; else a status error, each with `body`, what
+/// is shown of it. The text first: a device whose three places are taken (a
+/// browser holding one) may say so with a 403, which is no refused
+/// credentials. Judged on the text as said: masking a short query value
+/// (`?v=o`) could break up "too many connections".
+fn classify_refusal(status: StatusCode, said: &str, body: String) -> OpenError {
     if status == StatusCode::TOO_MANY_REQUESTS
-        || body.to_ascii_lowercase().contains("too many connections")
+        || said.to_ascii_lowercase().contains("too many connections")
     {
         OpenError::TooMany { status, body }
     } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -621,7 +669,7 @@ mod tests {
     #[test]
     fn refusals_are_classified_by_status_and_text() {
         let c = |s: u16, b: &str| {
-            classify_refusal(StatusCode::from_u16(s).unwrap(), b.to_owned()).reason()
+            classify_refusal(StatusCode::from_u16(s).unwrap(), b, b.to_owned()).reason()
         };
         assert_eq!(c(401, ""), "auth");
         assert_eq!(c(403, "forbidden"), "auth");
@@ -821,6 +869,120 @@ mod tests {
             }
             other => panic!("not a content-type refusal: {:?}", other.map(|_| ())),
         }
+        drop(server);
+    }
+
+    /// An endpoint for `url` that sends `headers` (a TOML inline table's inside).
+    fn endpoint_sending(url: &str, headers: &str) -> Endpoint {
+        let text = format!(
+            "[[sprecord]]\naccount = \"a\"\nurl = \"{url}\"\nconnect_timeout = \"500ms\"\nheaders = {{ {headers} }}\n"
+        );
+        let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
+        Endpoint::new(config.sprecord[0].get_ref()).unwrap()
+    }
+
+    /// A device or front end echoing the request, or the token it refuses,
+    /// in its 401 text put the secret in the ERROR line and `/status`: the
+    /// body was documented as "never a secret of ours", and nothing made
+    /// it so (guarantees review of 2026-12-06, ninth round).
+    #[tokio::test]
+    async fn a_refusal_echoing_what_the_stream_sent_shows_it_masked() {
+        let echo = "invalid token b-secret-1 (Authorization: Bearer b-secret-1; \
+            X-Api-Key: k-secret-2; {\"token\":\"q-tok\\/en\"}, raw q-tok%2Fen; password pa55word)";
+        let (url, server) = answer_once(answer("401 Unauthorized", "", echo)).await;
+        let url = format!(
+            "{}/?token=q-tok%2Fen",
+            url.replace("http://", "http://u:pa55word@")
+        );
+        let endpoint = endpoint_sending(
+            &url,
+            "Authorization = \"Bearer b-secret-1\", X-Api-Key = \"k-secret-2\"",
+        );
+        let Err(error) = endpoint.open(&ConnLimiter::new(1), None).await else {
+            panic!("a refusal opened a stream");
+        };
+        let OpenError::Auth { status, body } = &error else {
+            panic!("not an auth refusal: {error}");
+        };
+        assert_eq!(
+            body,
+            "invalid token *** (Authorization: ***; X-Api-Key: ***; {\"token\":\"***\"}, \
+             raw ***; password ***)"
+        );
+        // The ERROR line shows the error; `/status` shows this (stream.rs).
+        for shown in [error.to_string(), format!("HTTP {status}: {body}")] {
+            for secret in ["b-secret-1", "k-secret-2", "q-tok", "pa55word"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        drop(server);
+    }
+
+    /// A one-letter query value masks every copy of that letter (nothing
+    /// leaks); the refusal is still judged on what the server said.
+    #[tokio::test]
+    async fn a_refusal_is_classified_on_its_text_before_masking() {
+        let busy = answer("403 Forbidden", "", "Too many connections");
+        let (url, server) = answer_once(busy).await;
+        let endpoint = endpoint(&format!("{url}/?v=o"));
+        match endpoint.open(&ConnLimiter::new(1), None).await {
+            Err(OpenError::TooMany { body, .. }) => {
+                assert_eq!(body, "T****** many c***nnecti***ns")
+            }
+            other => panic!("not a busy refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    /// The body is cut at [`ERROR_BODY_LIMIT`] bytes: masked after that cut,
+    /// a token straddling it showed its start.
+    #[tokio::test]
+    async fn a_secret_straddling_the_cut_shows_no_part_of_it() {
+        // The token's first 7 bytes before the cut, its last 3 after it.
+        let echo = format!(
+            "{}b-secret-1,is-not-valid",
+            "x".repeat(ERROR_BODY_LIMIT - 7)
+        );
+        let (url, server) = answer_once(answer("403 Forbidden", "", &echo)).await;
+        let endpoint = endpoint_sending(&url, "Authorization = \"Bearer b-secret-1\"");
+        match endpoint.open(&ConnLimiter::new(1), None).await {
+            Err(OpenError::Auth { body, .. }) => {
+                assert_eq!(body.len(), ERROR_BODY_LIMIT);
+                assert!(body.ends_with("x***,is-"), "{body}");
+                assert!(!body.contains("b-s"), "{body}");
+            }
+            other => panic!("not an auth refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    /// A redirect's `Location` is shown without userinfo and query, but a
+    /// secret may be in its path; the url's Basic credentials, echoed back,
+    /// are masked as a configured header is.
+    #[tokio::test]
+    async fn a_redirect_and_basic_credentials_echoed_are_masked() {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("user:pa55word");
+        let moved = answer(
+            "302 Found",
+            "Location: https://rec.example/pa55word/sys/events\r\n",
+            &format!("you sent Authorization: Basic {basic}"),
+        );
+        let (url, server) = answer_once(moved).await;
+        let url = url.replace("http://", "http://user:pa55word@");
+        let Err(error) = endpoint(&url).open(&ConnLimiter::new(1), None).await else {
+            panic!("a redirect opened a stream");
+        };
+        let said = error.to_string();
+        assert!(
+            said.contains("redirected to https://rec.example/***/sys/events, "),
+            "{said}"
+        );
+        assert!(said.ends_with("you sent Authorization: ***"), "{said}");
+        assert!(
+            !said.contains("pa55word") && !said.contains(&basic),
+            "{said}"
+        );
         drop(server);
     }
 

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use super::config::Voip24hConfig;
 use super::engine_io;
 use super::wire::Arg;
-use crate::config::Secret;
 use crate::sources::proxy::{ConnectError, Dialer, ProxyRoute};
 use crate::sources::tls::{TlsError, TrustRoots};
 
@@ -84,44 +83,21 @@ const SERVER_TEXT_MAX: usize = 200;
 
 /// The account's `key` and `secret`, masked in the server's texts: a vendor
 /// that echoes what it was sent ("key <KEY> không hợp lệ", or the `sign`
-/// object back) would otherwise put them in the log and `/status`.
-#[derive(Clone, Default)]
-pub struct Masked(Vec<Secret>);
+/// object back) would otherwise put them in the log and `/status`. The
+/// masking is shared with SPRecord; what is masked, and the cut, are Voip24h's.
+pub use crate::sources::masked::Masked;
 
 impl Masked {
     pub fn of(config: &Voip24hConfig) -> Masked {
-        let mut secrets: Vec<Secret> = [&config.key, &config.secret]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .collect();
-        // The longer first: one inside the other leaves no part of either.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
-        Masked(secrets)
+        Masked::new([config.key.clone(), config.secret.clone()])
     }
 
     /// `text` from the server, for a log line and `/status`: every key and
-    /// secret in it shown as `***`, as written or as JSON escapes it (an
-    /// object echoed back: `"`, `\`, and PHP's `\/` for `/`), then cut to
+    /// secret in it shown as `***` (see [`Masked::mask`]), then cut to
     /// [`SERVER_TEXT_MAX`] characters. Masked first: a cut could leave the
     /// start of one.
     pub fn server_text(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.0 {
-            let plain = secret.expose();
-            let quoted = serde_json::to_string(plain).unwrap_or_default();
-            let escaped = quoted
-                .strip_prefix('"')
-                .and_then(|q| q.strip_suffix('"'))
-                .unwrap_or(plain);
-            let slashes_escaped = escaped.replace('/', "\\/");
-            for form in [plain, escaped, slashes_escaped.as_str()] {
-                if !form.is_empty() {
-                    text = text.replace(form, "***");
-                }
-            }
-        }
-        text.chars().take(SERVER_TEXT_MAX).collect()
+        self.mask(text).chars().take(SERVER_TEXT_MAX).collect()
     }
 }
 

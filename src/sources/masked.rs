@@ -1,0 +1,79 @@
+//! The secrets a source sends a server, masked in the text that server sends
+//! back (a refusal, an error event): a server that echoes its request, or the
+//! credentials it refuses, would otherwise put them in WARN lines and
+//! `/status`. Shared by Voip24h (its `key` and `secret`) and SPRecord (its
+//! headers, its url's password and query values).
+//!
+//! Guarantees: every secret given to [`Masked::new`] is `***` in what
+//! [`Masked::mask`] returns, as written or as JSON escapes it. A caller
+//! that cuts the text must cut after masking, and read at least
+//! [`Masked::widest`] bytes past its cut, or the cut could leave the start of
+//! one.
+
+use crate::config::Secret;
+
+#[derive(Clone, Default)]
+pub struct Masked(Vec<Secret>);
+
+impl Masked {
+    /// Empty secrets are left out: they would match everywhere.
+    pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Masked {
+        let mut secrets: Vec<Secret> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // The longer first: one inside the other leaves no part of either.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+        Masked(secrets)
+    }
+
+    /// `text` with every secret in it shown as `***`, as written or as JSON
+    /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`).
+    pub fn mask(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.0 {
+            for form in forms(secret) {
+                if !form.is_empty() {
+                    text = text.replace(&form, "***");
+                }
+            }
+        }
+        text
+    }
+
+    /// The most bytes one secret takes in a text, in any form [`mask`](Self::mask)
+    /// finds: how far past a cut to read so that no secret straddles it.
+    pub fn widest(&self) -> usize {
+        self.0
+            .iter()
+            .flat_map(forms)
+            .map(|form| form.len())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The forms of `secret` looked for: as written, JSON-escaped, and that
+/// with PHP's `\/`.
+fn forms(secret: &Secret) -> [String; 3] {
+    let plain = secret.expose();
+    let quoted = serde_json::to_string(plain).unwrap_or_default();
+    let escaped = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(plain);
+    let slashes_escaped = escaped.replace('/', "\\/");
+    [plain.to_owned(), escaped.to_owned(), slashes_escaped]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_widest_form_counts_the_escapes() {
+        let masked = Masked::new([Secret::new("a/\"b"), Secret::new("")]);
+        // `a\/\"b`: six bytes against four as written.
+        assert_eq!(masked.widest(), 6);
+        assert_eq!(masked.mask(r#"{"k":"a\/\"b"} a/"b"#), r#"{"k":"***"} ***"#);
+        assert_eq!(Masked::default().widest(), 0);
+        assert_eq!(Masked::new([Secret::new("")]).mask("text"), "text");
+    }
+}
