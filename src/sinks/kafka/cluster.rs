@@ -25,6 +25,17 @@
 //!   so does every partition it found unable to take a record, and why
 //!   ([`StallCheck::unwritable`]); this module logs nothing;
 //! - nothing a broker answers makes it panic.
+//!
+//! It also answers, when the producer has said every broker is down for
+//! long with records waiting, whether that is an outage or the producer's
+//! own trouble ([`producer_wedged`]): librdkafka 2.12.1 can drop every
+//! broker on a metadata answer listing none (a rolling restart) and never
+//! connect again (confluentinc/librdkafka#5301, no fix released), and the
+//! stall check, asking through that producer, could never tell. A fresh
+//! client, built and logging as the DescribeConfigs one, asks first (5 s at
+//! most); only when it gets an answer listing a broker is the producer
+//! asked, and given a grace longer than its reconnect backoff; the caller
+//! waits at most [`CHECK_BOUND`] and the grace whatever librdkafka does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -176,6 +187,76 @@ fn check_blocking(
         describe_error: minimums.error,
         unwritable,
     }
+}
+
+/// What asking a fresh client, then the producer, found while the producer
+/// has said every broker is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wedge {
+    /// No broker answers a fresh client either (or not in time): an outage,
+    /// which a new producer would wait out too.
+    Outage,
+    /// The producer answers as well: it was only waiting to reconnect.
+    ProducerAnswers,
+    /// The brokers answer a fresh client, and the producer, given its
+    /// grace, does not: it is stuck, and only a new one delivers again.
+    Wedged,
+}
+
+/// Whether `producer`, which has said every broker is down, is stuck while
+/// the brokers answer: a fresh client built from `admin` (the sink's client
+/// settings) asks for metadata, then, if it got an answer, `producer` does,
+/// given `grace` (see the module doc).
+pub async fn producer_wedged(
+    producer: Option<KafkaProducer>,
+    admin: ClientConfig,
+    grace: Duration,
+) -> Wedge {
+    // No producer: none to replace.
+    let Some(producer) = producer else {
+        return Wedge::Outage;
+    };
+    let asked = tokio::task::spawn_blocking(move || {
+        wedge_of(
+            || fresh_client_answers(&admin),
+            || producer.client().fetch_metadata(None, grace).is_ok(),
+        )
+    });
+    // Overrun, the asking is left to finish on its thread, as the check's.
+    match tokio::time::timeout(CHECK_BOUND + grace, asked).await {
+        Ok(Ok(found)) => found,
+        _ => Wedge::Outage,
+    }
+}
+
+/// The verdict from `fresh_answers`, then `producer_answers`, each asked
+/// once. In that order: the brokers back, the producer may still be in its
+/// reconnect backoff (`reconnect.backoff.max.ms`, 10 s), and asked first it
+/// would be called stuck at the end of every outage longer than the bound.
+fn wedge_of(
+    fresh_answers: impl FnOnce() -> bool,
+    producer_answers: impl FnOnce() -> bool,
+) -> Wedge {
+    if !fresh_answers() {
+        Wedge::Outage
+    } else if producer_answers() {
+        Wedge::ProducerAnswers
+    } else {
+        Wedge::Wedged
+    }
+}
+
+/// Whether a client just built from `admin` gets metadata naming a broker:
+/// an answer listing none is what wedges librdkafka, and a new producer
+/// would fare no better.
+fn fresh_client_answers(admin: &ClientConfig) -> bool {
+    let Ok(client) = admin_client(admin) else {
+        return false;
+    };
+    client
+        .inner()
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .is_ok_and(|metadata| !metadata.brokers().is_empty())
 }
 
 /// What the DescribeConfigs request told of the `short` topics' minimum.
@@ -584,6 +665,60 @@ mod tests {
         assert_eq!(
             unwritable_why(1, 0, 3, Some(0)),
             "0 of 3 replicas in sync, below min.insync.replicas 1"
+        );
+    }
+
+    /// Scripted answers: the producer is asked only once a fresh client
+    /// got an answer, and is stuck only if it then gets none itself.
+    #[test]
+    fn a_producer_is_wedged_only_when_a_fresh_client_answers_and_it_does_not() {
+        let asked = std::cell::Cell::new(Vec::new());
+        let ask = |who: &'static str, answers: bool| {
+            let asked = &asked;
+            move || {
+                let mut so_far = asked.take();
+                so_far.push(who);
+                asked.set(so_far);
+                answers
+            }
+        };
+        let outage = wedge_of(ask("fresh", false), ask("producer", false));
+        assert_eq!((outage, asked.take()), (Wedge::Outage, vec!["fresh"]));
+        let back = wedge_of(ask("fresh", true), ask("producer", true));
+        assert_eq!(
+            (back, asked.take()),
+            (Wedge::ProducerAnswers, vec!["fresh", "producer"])
+        );
+        let wedged = wedge_of(ask("fresh", true), ask("producer", false));
+        assert_eq!(
+            (wedged, asked.take()),
+            (Wedge::Wedged, vec!["fresh", "producer"])
+        );
+    }
+
+    /// The same against real clients: a producer that reaches no broker
+    /// (here one pointed at a closed port, standing for librdkafka's
+    /// wedged one) while a fresh client on the sink's settings gets an
+    /// answer is wedged; one that reaches the cluster is not; with the
+    /// cluster down for a fresh client too, it is an outage.
+    #[tokio::test]
+    async fn a_producer_that_gets_no_answer_while_a_fresh_client_does_is_wedged() {
+        let (_mock, _, config) = mock_topic("calls");
+        let grace = Duration::from_millis(500);
+        let nowhere: super::super::config::KafkaConfig =
+            toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
+        let producer_of = |config: &super::super::config::KafkaConfig| {
+            Some(crate::sinks::kafka::producer::create(config, Arc::default()).unwrap())
+        };
+        let wedged = producer_wedged(producer_of(&nowhere), config.client_config(), grace);
+        assert_eq!(wedged.await, Wedge::Wedged);
+        let working = producer_wedged(producer_of(&config), config.client_config(), grace);
+        assert_eq!(working.await, Wedge::ProducerAnswers);
+        let down = producer_wedged(producer_of(&nowhere), nowhere.client_config(), grace);
+        assert_eq!(down.await, Wedge::Outage);
+        assert_eq!(
+            producer_wedged(None, config.client_config(), grace).await,
+            Wedge::Outage
         );
     }
 

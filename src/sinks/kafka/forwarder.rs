@@ -12,7 +12,10 @@
 //!   replaces the producer, and so does a stall: records in flight without
 //!   any report for [`REPLACE_STALLED_AFTER`] while a broker is reachable
 //!   (a broker that lost its idempotent producer state left the old
-//!   producer waiting until a restart, after which a new one delivered);
+//!   producer waiting until a restart, after which a new one delivered),
+//!   or while the producer says every broker is down and they answer a
+//!   fresh client (librdkafka can drop every broker for good:
+//!   `cluster::producer_wedged`);
 //! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`,
 //!   which no option may change), so a broker outage leaves no gap that a re-send would
 //!   fill out of order: per-key order is the idempotent producer's;
@@ -98,6 +101,10 @@ pub struct Tuning {
     pub replace_stalled_after: Duration,
     /// After replacing a stalled producer, the wait before the new one.
     pub stall_read_back_delay: Duration,
+    /// Once a fresh client got an answer while the producer has said every
+    /// broker is down for `replace_stalled_after`, how long the producer is
+    /// given to answer too before it is replaced.
+    pub wedge_grace: Duration,
     /// How long the read-back of one topic may go without a message, or
     /// wait for the answer about a partition's ends
     /// ([`super::resume::SLOW_READ_WINDOWS`] times that in all for the
@@ -116,6 +123,7 @@ impl Default for Tuning {
             stalled_after: STALLED_AFTER,
             replace_stalled_after: REPLACE_STALLED_AFTER,
             stall_read_back_delay: STALL_READ_BACK_DELAY,
+            wedge_grace: WEDGE_GRACE,
             read_back_deadline: super::resume::DEADLINE,
         }
     }
@@ -134,6 +142,11 @@ const STALL_RECHECK_EVERY: Duration = Duration::from_secs(30);
 /// librdkafka's request timeout (30 s), so a produce request a broker still
 /// held has landed, or never will, by then.
 const STALL_READ_BACK_DELAY: Duration = Duration::from_secs(35);
+/// How long a producer that has said every broker is down is given to
+/// answer once a fresh client did: longer than librdkafka's reconnect
+/// backoff (`reconnect.backoff.max.ms`, 10 s, and its jitter), so one only
+/// waiting to reconnect after an outage is not taken for stuck.
+const WEDGE_GRACE: Duration = Duration::from_secs(15);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// The longest wait between two recoveries (each ±50 %). librdkafka's own
@@ -246,8 +259,12 @@ pub struct Forwarder {
     last_report_ms: Arc<AtomicU64>,
     /// The stall now on (see `readiness::stalled`), logged when it began.
     stall: readiness::StallRecord,
-    /// While a stall is blamed on the cluster, when to ask it again.
+    /// While a stall is blamed on the cluster, or the brokers are down for
+    /// a fresh client too, when to ask it again.
     next_stall_check: Instant,
+    /// Since when the ticks have found the producer saying every broker is
+    /// down (see `housekeeping`).
+    brokers_said_down_since: Option<Instant>,
     /// The last housekeeping tick, for the time between two of them.
     last_housekeeping: Instant,
     last_probe: Instant,
@@ -342,6 +359,7 @@ impl Forwarder {
             last_report_ms,
             stall: readiness::StallRecord::default(),
             next_stall_check: Instant::now(),
+            brokers_said_down_since: None,
             last_probe: Instant::now(),
             last_housekeeping: Instant::now(),
             backoff: backoff::ExponentialBackoffBuilder::new()
@@ -474,6 +492,18 @@ impl Forwarder {
                     {
                         let check = self.stall_check();
                         if let ControlFlow::Break(end) = self.stall_to_replace(check, cancel).await {
+                            return end;
+                        }
+                    } else if self.said_down_too_long() && Instant::now() >= self.next_stall_check {
+                        // No stall is called while every broker is said to
+                        // be down, and a producer that dropped them all says
+                        // so for good: is it the brokers or the producer?
+                        let check = cluster::producer_wedged(
+                            self.producer.clone(),
+                            self.config.client_config(),
+                            self.tuning.wedge_grace,
+                        );
+                        if let ControlFlow::Break(end) = self.wedged_to_replace(check, cancel).await {
                             return end;
                         }
                     }
@@ -623,6 +653,7 @@ impl Forwarder {
             .then(|| Failure::Stalled {
                 waited,
                 in_flight: self.in_flight.len(),
+                brokers_said_down: false,
             })
     }
 

@@ -36,9 +36,13 @@ pub(super) enum Failure {
     },
     ProducerGone,
     /// Records in flight got no report for this long with a broker reachable.
+    /// Or, `brokers_said_down`, the producer has said every broker is down
+    /// for this long while they answer a fresh client: librdkafka can drop
+    /// every broker and never connect again (confluentinc/librdkafka#5301).
     Stalled {
         waited: Duration,
         in_flight: usize,
+        brokers_said_down: bool,
     },
     Journal(ReadError),
     /// The cursor could not be marked in use (the journal refused the
@@ -130,9 +134,22 @@ impl fmt::Display for Failure {
                 "event {seq} to topic \"{topic}\" was not delivered: {error}"
             ),
             Failure::ProducerGone => write!(f, "the producer was dropped with records in flight"),
-            Failure::Stalled { waited, in_flight } => write!(
+            Failure::Stalled {
+                waited,
+                in_flight,
+                brokers_said_down: false,
+            } => write!(
                 f,
                 "no delivery report for {}s with {in_flight} records in flight and a broker reachable: replacing the producer",
+                waited.as_secs()
+            ),
+            Failure::Stalled {
+                waited,
+                in_flight,
+                brokers_said_down: true,
+            } => write!(
+                f,
+                "the brokers answer a new client while the producer has said all brokers are down for {}s, with {in_flight} records in flight: replacing the producer",
                 waited.as_secs()
             ),
             Failure::Journal(e) => write!(f, "cannot read the journal: {e}"),
@@ -212,6 +229,12 @@ mod tests {
             Failure::Stalled {
                 waited: Duration::ZERO,
                 in_flight: 1,
+                brokers_said_down: false,
+            },
+            Failure::Stalled {
+                waited: Duration::ZERO,
+                in_flight: 1,
+                brokers_said_down: true,
             },
             Failure::Journal(ReadError::Stopped),
         ];
@@ -247,6 +270,12 @@ mod tests {
             Failure::Stalled {
                 waited: Duration::from_secs(60),
                 in_flight: 3,
+                brokers_said_down: false,
+            },
+            Failure::Stalled {
+                waited: Duration::from_secs(400),
+                in_flight: 3,
+                brokers_said_down: true,
             },
             Failure::Delivery {
                 seq: 1,

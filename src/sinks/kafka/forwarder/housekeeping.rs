@@ -1,7 +1,9 @@
 //! The forwarder's tick: the cursor written, the stall clock held while
 //! every broker is down, the reports behind a stuck record noticed (not
 //! while every broker is down), a probe that notices a broker back, and
-//! `/status`.
+//! `/status`; and, for a producer that has said every broker is down for
+//! longer than the stall bound with records waiting, whether the brokers
+//! answer a fresh client (`wedged_to_replace`).
 //!
 //! Guarantees: the cursor is written every tick once it has moved; durably
 //! when no event was journaled over the tick (nothing else would carry it to
@@ -10,14 +12,18 @@
 //! Kafka; time the tick spends waiting on that
 //! write is not counted toward a stall (no report is polled meanwhile).
 
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::Producer;
+use tokio_util::sync::CancellationToken;
 
 use super::super::CURSOR;
+use super::super::cluster::Wedge;
 use super::super::resume::CursorState;
-use super::{Forwarder, PROBE_EVERY};
+use super::{Failure, Forwarder, PROBE_EVERY, STALL_RECHECK_EVERY};
 use crate::journal::Journal;
 use crate::journal::off_the_workers;
 
@@ -45,6 +51,11 @@ impl Forwarder {
         }
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         let now = Instant::now();
+        if !brokers_down {
+            self.brokers_said_down_since = None;
+        } else if self.brokers_said_down_since.is_none() {
+            self.brokers_said_down_since = Some(now);
+        }
         if brokers_down {
             // The stall clock stops while every broker is down (why nothing
             // is delivered is known and shown as such) and goes on when one
@@ -80,6 +91,72 @@ impl Forwarder {
             });
         }
         self.publish_status();
+    }
+
+    /// The producer has said every broker is down for longer than
+    /// `replace_stalled_after`, with records waiting on it: no stall is
+    /// called meanwhile, and the probe above asks that same producer, so
+    /// one that dropped every broker for good (confluentinc/librdkafka#5301)
+    /// held Kafka delivery until a restart, saying "all Kafka brokers are
+    /// down" while the cluster was healthy (dependency review, 2026-12-06,
+    /// ninth round).
+    pub(super) fn said_down_too_long(&self) -> bool {
+        self.health.all_brokers_down.load(Ordering::Acquire)
+            && !self.in_flight.is_empty()
+            && self
+                .brokers_said_down_since
+                .is_some_and(|since| since.elapsed() > self.tuning.replace_stalled_after)
+    }
+
+    /// Asks (`check`: a fresh client, then the producer) whether a producer
+    /// [`Forwarder::said_down_too_long`] is stuck while the brokers answer.
+    /// `Break` ends `pump` with the stall to replace it through (the
+    /// read-back after a stall follows), or `None` when cancelled meanwhile;
+    /// `Continue` keeps it: a real outage, which a new producer would wait
+    /// out too, is asked about again after [`STALL_RECHECK_EVERY`]. Awaited
+    /// as the stall check is, `/status` kept current.
+    pub(super) async fn wedged_to_replace(
+        &mut self,
+        check: impl Future<Output = Wedge>,
+        cancel: &CancellationToken,
+    ) -> ControlFlow<Option<Failure>> {
+        let mut found = None;
+        let check = async { found = Some(check.await) };
+        if !self.wait_publishing(check, cancel).await {
+            return ControlFlow::Break(None);
+        }
+        if let Err(f) = self.take_reports_in() {
+            return ControlFlow::Break(Some(f));
+        }
+        self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
+        match found.unwrap_or(Wedge::Outage) {
+            // Unless a report came meanwhile, or nothing waits any more.
+            Wedge::Wedged if self.said_down_too_long() => {
+                let said_down_for = self
+                    .brokers_said_down_since
+                    .take()
+                    .map_or(Duration::ZERO, |since| since.elapsed());
+                let in_flight = self.in_flight.len();
+                tracing::warn!(
+                    said_down_s = said_down_for.as_secs(),
+                    in_flight,
+                    "kafka sink: the brokers answer a new client while the producer has said \
+                     all brokers are down for {}s; replacing it (librdkafka can drop every broker \
+                     and never connect again: confluentinc/librdkafka#5301)",
+                    said_down_for.as_secs()
+                );
+                ControlFlow::Break(Some(Failure::Stalled {
+                    waited: said_down_for,
+                    in_flight,
+                    brokers_said_down: true,
+                }))
+            }
+            Wedge::ProducerAnswers => {
+                self.health.delivered();
+                ControlFlow::Continue(())
+            }
+            Wedge::Wedged | Wedge::Outage => ControlFlow::Continue(()),
+        }
     }
 
     /// Moves the stall clocks on by `spent`, time the forwarder spent in its

@@ -337,6 +337,7 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     let stall = Failure::Stalled {
         waited: Duration::from_secs(300),
         in_flight: 0,
+        brokers_said_down: false,
     };
     forwarder.recover(stall).await;
 
@@ -1098,7 +1099,7 @@ async fn a_stall_is_records_in_flight_unreported_too_long_with_a_broker_reachabl
     forwarder.awaiting_reports_since = Instant::now() - Duration::from_secs(10);
     let stall = forwarder.stalled_too_long();
     assert!(
-        matches!(stall, Some(Failure::Stalled { in_flight: 1, waited }) if waited >= Duration::from_secs(10)),
+        matches!(stall, Some(Failure::Stalled { in_flight: 1, waited, brokers_said_down: false }) if waited >= Duration::from_secs(10)),
         "{stall:?}"
     );
 
@@ -1681,7 +1682,12 @@ async fn a_healthy_cluster_and_no_report_meanwhile_replace_the_producer() {
     };
     let cancel = CancellationToken::new();
     let went = forwarder.stall_to_replace(check, &cancel).await;
-    let ControlFlow::Break(Some(Failure::Stalled { waited, in_flight })) = went else {
+    let ControlFlow::Break(Some(Failure::Stalled {
+        waited,
+        in_flight,
+        brokers_said_down: false,
+    })) = went
+    else {
         panic!("{went:?}");
     };
     assert_eq!(in_flight, 1);
@@ -1889,4 +1895,149 @@ async fn a_stall_blamed_on_the_cluster_names_the_partitions_that_cannot_take_a_r
     assert!(sink.ready, "{sink:?}");
     assert!(forwarder.stall_blame.is_none());
     fixture.stop().await;
+}
+
+/// Record 1 handed over and unreported (its report from `report`), and the
+/// producer saying every broker is down for ten seconds: past
+/// `replace_stalled_after` (5 s).
+fn said_down_ten_seconds(
+    forwarder: &mut Forwarder,
+    report: futures::future::BoxFuture<'static, Outcome>,
+) {
+    forwarder.marked_unclean = true;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
+    forwarder.hand_over(scripted(1, report));
+    forwarder.next = 1;
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+    forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
+    assert!(forwarder.said_down_too_long());
+    assert!(
+        forwarder.stalled_too_long().is_none(),
+        "no stall is called while every broker is said to be down"
+    );
+}
+
+/// Scripted answers: brokers that answer a fresh client while the
+/// producer, given its grace, does not, replace the producer through the
+/// stall's path, and a WARN says why; a real outage keeps it and asks again
+/// only after the recheck interval; a producer that answers too is not
+/// stuck, and a broker is known back. A producer that dropped every broker
+/// (confluentinc/librdkafka#5301) said "all brokers are down" for good, and
+/// nothing replaced it (dependency review, 2026-12-06, ninth round).
+#[tokio::test]
+async fn a_producer_saying_all_brokers_down_while_they_answer_a_fresh_client_is_replaced() {
+    use super::super::cluster::Wedge;
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    said_down_ten_seconds(forwarder, futures::future::pending().boxed());
+    let cancel = CancellationToken::new();
+
+    let asked = Instant::now();
+    let went = forwarder
+        .wedged_to_replace(async { Wedge::Outage }, &cancel)
+        .await;
+    assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    assert!(forwarder.next_stall_check >= asked + super::STALL_RECHECK_EVERY);
+    assert!(forwarder.said_down_too_long(), "an outage: still waiting");
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    let went = forwarder
+        .wedged_to_replace(async { Wedge::Wedged }, &cancel)
+        .await;
+    drop(guard);
+    let ControlFlow::Break(Some(
+        stall @ Failure::Stalled {
+            waited,
+            in_flight: 1,
+            brokers_said_down: true,
+        },
+    )) = went
+    else {
+        panic!("{went:?}");
+    };
+    assert!(waited >= Duration::from_secs(10), "{waited:?}");
+    let said = lines_with(
+        &logs.text(),
+        "the brokers answer a new client while the producer has said all brokers are down for 10s; replacing it",
+    );
+    assert!(said.iter().any(|l| l.contains("WARN")), "{}", logs.text());
+    assert!(
+        stall.to_string().starts_with(
+            "the brokers answer a new client while the producer has said all brokers are down for 10s"
+        ),
+        "{stall}"
+    );
+    assert!(
+        forwarder.brokers_said_down_since.is_none(),
+        "a new producer gets the whole bound again"
+    );
+
+    forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
+    let went = forwarder
+        .wedged_to_replace(async { Wedge::ProducerAnswers }, &cancel)
+        .await;
+    assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    assert!(
+        !forwarder.health.all_brokers_down.load(Ordering::Acquire),
+        "the producer answered: a broker is back"
+    );
+    fixture.stop().await;
+}
+
+/// A report that comes while the fresh client is asked: the producer
+/// delivers, and is kept whatever the answer.
+#[tokio::test]
+async fn a_report_while_the_fresh_client_is_asked_keeps_the_producer() {
+    use super::super::cluster::Wedge;
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let (report, reported) = tokio::sync::oneshot::channel();
+    let later = async move { reported.await.unwrap_or(Outcome::Dropped) };
+    said_down_ten_seconds(forwarder, later.boxed());
+    let check = async move {
+        let _ = report.send(delivered(1));
+        tokio::task::yield_now().await;
+        Wedge::Wedged
+    };
+    let cancel = CancellationToken::new();
+    let went = forwarder.wedged_to_replace(check, &cancel).await;
+    assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    assert_eq!(forwarder.cursor, 1, "the report was taken");
+    assert!(!forwarder.said_down_too_long());
+    fixture.stop().await;
+}
+
+/// The loop as the sink runs it, with a producer that reaches no broker
+/// (one pointed at a closed port stands for librdkafka's wedged producer:
+/// the bug itself is not reproduced) while the sink's settings reach the
+/// cluster: once it has said every broker is down for the bound, a fresh
+/// client gets an answer, the producer is replaced through the stall's
+/// read-back, and the events are delivered. It used to wait for good.
+#[tokio::test]
+async fn the_loop_replaces_a_producer_stuck_saying_all_brokers_down() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..3).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
+    forwarder.tuning.wedge_grace = Duration::from_millis(500);
+    forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
+    let nowhere: super::super::config::KafkaConfig =
+        toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
+    let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
+    forwarder.producer = Some(stuck);
+    forwarder.topics.insert(TOPIC.to_owned());
+
+    let (peers, cancel, running) = fixture.run();
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    let bound = Duration::from_secs(60);
+    crate::app::tests_support::until("the three events published", bound, || published.get() == 3)
+        .await;
+    assert_eq!(publish_errors(&ctx, "stalled"), 1);
+    cancel.cancel();
+    running.await.unwrap();
+    peers.stop().await;
 }
