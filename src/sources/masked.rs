@@ -8,7 +8,10 @@
 //! [`Masked::mask`] returns, as written or as JSON escapes it. A caller
 //! that cuts the text must cut after masking, and read at least
 //! [`Masked::widest`] bytes past its cut, or the cut could leave the start of
-//! one.
+//! one; a text read up to a limit, with more after it, is masked by
+//! [`Masked::mask_read`], which also drops the start of a secret at its end
+//! (masking shortens the text, so what follows a masked secret moves into
+//! what a cut keeps).
 
 use crate::config::Secret;
 
@@ -38,6 +41,26 @@ impl Masked {
         text
     }
 
+    /// As [`mask`](Self::mask), for a text read up to a limit with more
+    /// after it (`cut`): a secret's start at its end, whose rest was not
+    /// read, is dropped rather than shown.
+    pub fn mask_read(&self, text: &str, cut: bool) -> String {
+        if !cut {
+            return self.mask(text);
+        }
+        // A character cut in two by the limit reads as U+FFFD; what is
+        // before it may be a secret's start.
+        let text = text.trim_end_matches('\u{FFFD}');
+        let partial = self
+            .0
+            .iter()
+            .flat_map(forms)
+            .filter_map(|form| longest_start_at_end(text, &form))
+            .max()
+            .unwrap_or(0);
+        self.mask(&text[..text.len() - partial])
+    }
+
     /// The most bytes one secret takes in a text, in any form [`mask`](Self::mask)
     /// finds: how far past a cut to read so that no secret straddles it.
     pub fn widest(&self) -> usize {
@@ -48,6 +71,15 @@ impl Masked {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// The length of the longest proper start of `form` that `text` ends with,
+/// if any.
+fn longest_start_at_end(text: &str, form: &str) -> Option<usize> {
+    (1..form.len())
+        .rev()
+        .filter(|len| form.is_char_boundary(*len))
+        .find(|len| text.ends_with(&form[..*len]))
 }
 
 /// The forms of `secret` looked for: as written, JSON-escaped, and that
@@ -75,5 +107,20 @@ mod tests {
         assert_eq!(masked.mask(r#"{"k":"a\/\"b"} a/"b"#), r#"{"k":"***"} ***"#);
         assert_eq!(Masked::default().widest(), 0);
         assert_eq!(Masked::new([Secret::new("")]).mask("text"), "text");
+    }
+
+    #[test]
+    fn a_read_cut_drops_a_secrets_start_at_its_end() {
+        let masked = Masked::new([Secret::new("b-secret-1")]);
+        let read = "sent b-secret-1, then b-secr";
+        assert_eq!(masked.mask_read(read, true), "sent ***, then ");
+        assert_eq!(
+            masked.mask_read(read, false),
+            "sent ***, then b-secr",
+            "all of it was read"
+        );
+        assert_eq!(masked.mask_read("x b-secret-1", true), "x ***");
+        assert_eq!(masked.mask_read("b-s\u{FFFD}", true), "");
+        assert_eq!(masked.mask_read("nothing", true), "nothing");
     }
 }

@@ -187,6 +187,11 @@ fn basic_credentials(url: &url::Url) -> Option<HeaderValue> {
 /// refused as "token <t> is invalid"); the url's password; its query's
 /// values (a `?token=`), each as sent and decoded.
 fn secrets_sent(url: &url::Url, headers: &HeaderMap) -> Masked {
+    // A value this short is no credential, and masked it garbles every
+    // refusal: `?lang=en` made "token" `tok***`, `?v=1` made "Error 1001"
+    // `Error ***00***`. The url's password is masked whatever its length:
+    // it is one by name.
+    const SHORTEST_MASKED: usize = 6;
     let mut sent = Vec::new();
     for value in headers.values() {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -200,15 +205,16 @@ fn secrets_sent(url: &url::Url, headers: &HeaderMap) -> Masked {
             .decode_utf8_lossy()
             .into_owned()
     };
-    if let Some(password) = url.password() {
-        sent.push(decoded(password));
-        sent.push(password.to_owned());
-    }
     for piece in url.query().unwrap_or_default().split('&') {
         // A bare `?<token>` is a value too.
         let value = piece.split_once('=').map_or(piece, |(_, value)| value);
         sent.push(decoded(&value.replace('+', " ")));
         sent.push(value.to_owned());
+    }
+    sent.retain(|value| value.len() >= SHORTEST_MASKED);
+    if let Some(password) = url.password() {
+        sent.push(decoded(password));
+        sent.push(password.to_owned());
     }
     Masked::new(sent.into_iter().map(Secret::new))
 }
@@ -358,8 +364,8 @@ impl Endpoint {
             // Read past the bound by the widest secret, masked, then cut:
             // a secret straddling the bound is masked whole.
             let read = ERROR_BODY_LIMIT + self.masked.widest();
-            let said = read_error_body(response.into_body(), left, read).await;
-            let mut body = within_error_limit(self.masked.mask(&said))
+            let (said, cut) = read_error_body(response.into_body(), left, read).await;
+            let mut body = within_error_limit(self.masked.mask_read(&said, cut))
                 .trim_end()
                 .to_owned();
             if let Some(location) = location {
@@ -379,7 +385,11 @@ impl Endpoint {
         if !is_event_stream(&content_type) {
             drop(response);
             driver.close().await;
-            return Err(OpenError::ContentType(within_error_limit(content_type)));
+            // Masked too: a front end may answer its own page with whatever
+            // it was sent in a header.
+            return Err(OpenError::ContentType(within_error_limit(
+                self.masked.mask(&content_type),
+            )));
         }
         Ok(SseConnection {
             body: idle_bounded(
@@ -556,9 +566,11 @@ fn is_event_stream(content_type: &str) -> bool {
 }
 
 /// A refusal's first `limit` bytes, as text for classification and, once
-/// its secrets are masked, for logs.
-async fn read_error_body(mut body: Incoming, within: Duration, limit: usize) -> String {
+/// its secrets are masked, for logs; and whether it was cut (by the limit,
+/// the time, or a broken body), so its end may be a secret's start.
+async fn read_error_body(mut body: Incoming, within: Duration, limit: usize) -> (String, bool) {
     let mut bytes = Vec::new();
+    let mut ended = false;
     let _ = tokio::time::timeout(within, async {
         while bytes.len() < limit {
             match body.frame().await {
@@ -567,13 +579,21 @@ async fn read_error_body(mut body: Incoming, within: Duration, limit: usize) -> 
                         bytes.extend_from_slice(&data);
                     }
                 }
-                _ => break,
+                None => {
+                    ended = true;
+                    break;
+                }
+                Some(Err(_)) => break,
             }
         }
     })
     .await;
+    let cut = !ended || bytes.len() > limit;
     bytes.truncate(limit);
-    String::from_utf8_lossy(&bytes).trim().to_owned()
+    let text = String::from_utf8_lossy(&bytes);
+    // Only the start is trimmed when cut: the end may be a secret's start.
+    let text = if cut { text.trim_start() } else { text.trim() };
+    (text.to_owned(), cut)
 }
 
 /// 429 or any "too many connections" text in what the server `said` →
@@ -918,18 +938,58 @@ mod tests {
         drop(server);
     }
 
-    /// A one-letter query value masks every copy of that letter (nothing
-    /// leaks); the refusal is still judged on what the server said.
+    /// A query value the refusal's words hold is masked in them; the
+    /// refusal is still judged on what the server said.
     #[tokio::test]
     async fn a_refusal_is_classified_on_its_text_before_masking() {
         let busy = answer("403 Forbidden", "", "Too many connections");
         let (url, server) = answer_once(busy).await;
-        let endpoint = endpoint(&format!("{url}/?v=o"));
+        let endpoint = endpoint(&format!("{url}/?v=connections"));
         match endpoint.open(&ConnLimiter::new(1), None).await {
-            Err(OpenError::TooMany { body, .. }) => {
-                assert_eq!(body, "T****** many c***nnecti***ns")
-            }
+            Err(OpenError::TooMany { body, .. }) => assert_eq!(body, "Too many ***"),
             other => panic!("not a busy refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    /// A value under six bytes is no credential: masked, `?lang=en` made
+    /// "token" `tok***` (review of the masking, 2026-12-06). The url's
+    /// password is masked whatever its length.
+    #[tokio::test]
+    async fn short_query_values_are_not_masked_but_a_short_password_is() {
+        let refused = answer("401 Unauthorized", "", "token en refused for pw");
+        let (url, server) = answer_once(refused).await;
+        let url = format!("{}/?lang=en", url.replace("http://", "http://u:pw@"));
+        match endpoint(&url).open(&ConnLimiter::new(1), None).await {
+            Err(OpenError::Auth { body, .. }) => assert_eq!(body, "token en refused for ***"),
+            other => panic!("not an auth refusal: {:?}", other.map(|_| ())),
+        }
+        drop(server);
+    }
+
+    /// Masking shortens the text, so what follows a masked copy moves into
+    /// what the cut keeps: a second copy whose rest was not read showed its
+    /// start (review of the masking, 2026-12-06).
+    #[tokio::test]
+    async fn a_second_copy_cut_by_the_read_shows_no_part_of_it() {
+        let endpoint = endpoint_sending(
+            "http://127.0.0.1:9",
+            "Authorization = \"Bearer b-secret-1\"",
+        );
+        let read = ERROR_BODY_LIMIT + endpoint.masked.widest();
+        let copies = "b-secret-1 ".repeat(5);
+        let echo = format!(
+            "{copies}{}b-secret-1 and more",
+            "x".repeat(read - 4 - copies.len())
+        );
+        let (url, server) = answer_once(answer("403 Forbidden", "", &echo)).await;
+        let endpoint = endpoint_sending(&url, "Authorization = \"Bearer b-secret-1\"");
+        match endpoint.open(&ConnLimiter::new(1), None).await {
+            Err(OpenError::Auth { body, .. }) => {
+                assert!(body.starts_with("*** *** *** *** *** x"), "{body}");
+                assert!(body.ends_with('x') && !body.contains("b-s"), "{body}");
+            }
+            other => panic!("not an auth refusal: {:?}", other.map(|_| ())),
         }
         drop(server);
     }
