@@ -494,18 +494,11 @@ impl Forwarder {
                         if let ControlFlow::Break(end) = self.stall_to_replace(check, cancel).await {
                             return end;
                         }
-                    } else if self.said_down_too_long() && Instant::now() >= self.next_stall_check {
+                    } else if let ControlFlow::Break(end) = self.replace_if_wedged(cancel).await {
                         // No stall is called while every broker is said to
                         // be down, and a producer that dropped them all says
-                        // so for good: is it the brokers or the producer?
-                        let check = cluster::producer_wedged(
-                            self.producer.clone(),
-                            self.config.client_config(),
-                            self.tuning.wedge_grace,
-                        );
-                        if let ControlFlow::Break(end) = self.wedged_to_replace(check, cancel).await {
-                            return end;
-                        }
+                        // so for good: it was the producer.
+                        return end;
                     }
                 }
             }
@@ -901,7 +894,19 @@ impl Forwarder {
                 self.topics.insert(name);
                 Ok(true)
             }
-            Some(Ok(Err(e))) => Err(Failure::Topic(e)),
+            Some(Ok(Err(e))) => {
+                // No answer through a producer that may have dropped every
+                // broker for good: with nothing in flight, the recovery
+                // keeps it and this check fails again and again.
+                if matches!(e, TopicError::Metadata { .. }) {
+                    match self.replace_if_wedged(cancel).await {
+                        ControlFlow::Break(Some(stuck)) => return Err(stuck),
+                        ControlFlow::Break(None) => return Ok(false),
+                        ControlFlow::Continue(()) => {}
+                    }
+                }
+                Err(Failure::Topic(e))
+            }
             // The check's task panicked: as a metadata failure, checked again after the backoff.
             Some(Err(e)) => Err(Failure::Topic(TopicError::Metadata {
                 topic: name,

@@ -21,7 +21,7 @@ use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
 use super::super::CURSOR;
-use super::super::cluster::Wedge;
+use super::super::cluster::{self, Wedge};
 use super::super::resume::CursorState;
 use super::{Failure, Forwarder, PROBE_EVERY, STALL_RECHECK_EVERY};
 use crate::journal::Journal;
@@ -51,11 +51,7 @@ impl Forwarder {
         }
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         let now = Instant::now();
-        if !brokers_down {
-            self.brokers_said_down_since = None;
-        } else if self.brokers_said_down_since.is_none() {
-            self.brokers_said_down_since = Some(now);
-        }
+        self.note_brokers_said_down(brokers_down, now);
         if brokers_down {
             // The stall clock stops while every broker is down (why nothing
             // is delivered is known and shown as such) and goes on when one
@@ -93,19 +89,57 @@ impl Forwarder {
         self.publish_status();
     }
 
+    /// Starts the clock of [`Forwarder::said_down_too_long`] when the
+    /// producer says every broker is down (`brokers_down`), and ends it
+    /// when it does not. Also from a failed topic check: while one fails
+    /// after another, no tick runs.
+    fn note_brokers_said_down(&mut self, brokers_down: bool, now: Instant) {
+        if !brokers_down {
+            self.brokers_said_down_since = None;
+        } else if self.brokers_said_down_since.is_none() {
+            self.brokers_said_down_since = Some(now);
+        }
+    }
+
     /// The producer has said every broker is down for longer than
     /// `replace_stalled_after`, with records waiting on it: no stall is
     /// called meanwhile, and the probe above asks that same producer, so
     /// one that dropped every broker for good (confluentinc/librdkafka#5301)
     /// held Kafka delivery until a restart, saying "all Kafka brokers are
     /// down" while the cluster was healthy (dependency review, 2026-12-06,
-    /// ninth round).
+    /// ninth round). Waiting is also an event read and not handed over:
+    /// one whose topic is being checked, through that same producer.
     pub(super) fn said_down_too_long(&self) -> bool {
         self.health.all_brokers_down.load(Ordering::Acquire)
-            && !self.in_flight.is_empty()
+            && !(self.in_flight.is_empty() && self.buffer.is_empty())
             && self
                 .brokers_said_down_since
                 .is_some_and(|since| since.elapsed() > self.tuning.replace_stalled_after)
+    }
+
+    /// Asks, through [`Forwarder::wedged_to_replace`], whether a producer
+    /// [`Forwarder::said_down_too_long`] is stuck while the brokers answer,
+    /// at most once per [`STALL_RECHECK_EVERY`]; `Continue` without asking
+    /// otherwise. From the tick, and from a topic check that got no answer:
+    /// a producer stuck with nothing in flight failed every check of the
+    /// next event's topic, and the recovery, with nothing to purge, kept it
+    /// and checked again for good, no tick between two checks (review of
+    /// a1ff063, 2026-12-06, ninth round).
+    pub(super) async fn replace_if_wedged(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> ControlFlow<Option<Failure>> {
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        self.note_brokers_said_down(brokers_down, Instant::now());
+        if !self.said_down_too_long() || Instant::now() < self.next_stall_check {
+            return ControlFlow::Continue(());
+        }
+        let check = cluster::producer_wedged(
+            self.producer.clone(),
+            self.config.client_config(),
+            self.tuning.wedge_grace,
+        );
+        self.wedged_to_replace(check, cancel).await
     }
 
     /// Asks (`check`: a fresh client, then the producer) whether a producer

@@ -2041,3 +2041,39 @@ async fn the_loop_replaces_a_producer_stuck_saying_all_brokers_down() {
     running.await.unwrap();
     peers.stop().await;
 }
+
+/// The same producer stuck with nothing in flight, and the next event for
+/// a topic not checked yet: the check asks that producer and fails, the
+/// recovery keeps it (nothing in flight to purge), and the loop checked
+/// again for good, no tick between two checks to ask a fresh client. Now
+/// a failed check asks it once the producer has said every broker is down
+/// for the bound, and the producer is replaced (review of a1ff063,
+/// 2026-12-06, ninth round).
+#[tokio::test]
+async fn the_loop_replaces_a_stuck_producer_whose_topic_check_fails_with_nothing_in_flight() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..3).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
+    forwarder.tuning.wedge_grace = Duration::from_millis(500);
+    forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
+    let nowhere: super::super::config::KafkaConfig =
+        toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
+    let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
+    forwarder.producer = Some(stuck);
+
+    let (peers, cancel, running) = fixture.run();
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    let bound = Duration::from_secs(60);
+    crate::app::tests_support::until("the three events published", bound, || published.get() == 3)
+        .await;
+    assert!(
+        publish_errors(&ctx, "metadata") >= 1,
+        "the check met the stuck producer"
+    );
+    assert_eq!(publish_errors(&ctx, "stalled"), 1);
+    cancel.cancel();
+    running.await.unwrap();
+    peers.stop().await;
+}
