@@ -2068,10 +2068,9 @@ async fn the_loop_replaces_a_stuck_producer_whose_topic_check_fails_with_nothing
     let bound = Duration::from_secs(60);
     crate::app::tests_support::until("the three events published", bound, || published.get() == 3)
         .await;
-    assert!(
-        publish_errors(&ctx, "metadata") >= 1,
-        "the check met the stuck producer"
-    );
+    // Replaced after the first failed check if a tick before the events
+    // came found the producer saying every broker is down, or else after
+    // the second: either way from the check, no record ever in flight.
     assert_eq!(publish_errors(&ctx, "stalled"), 1);
     cancel.cancel();
     running.await.unwrap();
