@@ -712,7 +712,10 @@ mod tests {
         };
         let wedged = producer_wedged(producer_of(&nowhere), config.client_config(), grace);
         assert_eq!(wedged.await, Wedge::Wedged);
-        let working = producer_wedged(producer_of(&config), config.client_config(), grace);
+        // The answer ends the wait: 5 s only so that a slow machine does
+        // not read a working producer as wedged.
+        let working = producer_of(&config);
+        let working = producer_wedged(working, config.client_config(), Duration::from_secs(5));
         assert_eq!(working.await, Wedge::ProducerAnswers);
         let down = producer_wedged(producer_of(&nowhere), nowhere.client_config(), grace);
         assert_eq!(down.await, Wedge::Outage);
