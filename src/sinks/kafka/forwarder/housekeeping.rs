@@ -179,6 +179,13 @@ impl Forwarder {
                      and never connect again: confluentinc/librdkafka#5301)",
                     said_down_for.as_secs()
                 );
+                // The brokers answer: the flag is shared, and nothing else
+                // clears it before the read-back, which then retried
+                // unanswered reads for good, while `/status` said "all Kafka
+                // brokers are down" on a healthy cluster (review of a1ff063,
+                // 2026-12-06, ninth round). The new producer says so again
+                // if it finds them down.
+                self.health.delivered();
                 ControlFlow::Break(Some(Failure::Stalled {
                     waited: said_down_for,
                     in_flight,

@@ -1974,6 +1974,14 @@ async fn a_producer_saying_all_brokers_down_while_they_answer_a_fresh_client_is_
         forwarder.brokers_said_down_since.is_none(),
         "a new producer gets the whole bound again"
     );
+    assert!(
+        !forwarder.health.all_brokers_down.load(Ordering::Acquire),
+        "the brokers answer: /status and the read-back must not take them for down"
+    );
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
 
     forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
     let went = forwarder
