@@ -199,8 +199,8 @@ const MINIMUM_UNKNOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// take a record, while it stays so (as [`MINIMUM_UNKNOWN_LOG_INTERVAL`]).
 const UNWRITABLE_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
-/// How many partitions that cannot take a record a log line or `/status`
-/// names before it counts the rest.
+/// How many partitions that cannot take a record, or topics whose minimum
+/// is unknown, a log line or `/status` names before it counts the rest.
 const UNWRITABLE_NAMED: usize = 5;
 
 /// The forwarder's whole state; `run` drives it until cancelled.
@@ -582,7 +582,7 @@ impl Forwarder {
             return;
         };
         tracing::warn!(
-            ?topics,
+            topics = %crate::logging::first_then_more(topics.iter(), UNWRITABLE_NAMED),
             error = found.describe_error.as_deref(),
             held_back,
             "kafka sink: a stalled producer is kept, as the stall check cannot read \
@@ -623,7 +623,9 @@ impl Forwarder {
             .filter(|u| named.contains(&u.topic.as_str()))
             .collect();
         tracing::warn!(
-            topics = ?named,
+            // Thousands of per-account topics made one line past
+            // journald's 48 KiB (review of 8aaffc1, 2026-12-06, ninth round).
+            topics = %crate::logging::first_then_more(named.iter(), UNWRITABLE_NAMED),
             partitions = %crate::logging::first_then_more(theirs.iter(), UNWRITABLE_NAMED),
             held_back,
             "kafka sink: a stalled producer is kept, as these partitions cannot take a record \

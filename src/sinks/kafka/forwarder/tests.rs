@@ -1897,6 +1897,39 @@ async fn a_stall_blamed_on_the_cluster_names_the_partitions_that_cannot_take_a_r
     fixture.stop().await;
 }
 
+/// Thousands of per-account topics that cannot take a record, or whose
+/// minimum is unknown: each WARN names five and counts the rest. It named
+/// every one, one line past journald's 48 KiB (review of 8aaffc1,
+/// 2026-12-06, ninth round).
+#[tokio::test]
+async fn a_stall_blamed_on_thousands_of_topics_names_five() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    stalled_ten_seconds(forwarder, futures::future::pending().boxed());
+    forwarder.tuning.stalled_after = Duration::from_secs(5);
+    let cancel = CancellationToken::new();
+    let topics: Vec<String> = (0..3000).map(|n| format!("cr.account-{n:05}")).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let check = async {
+        StallCheck {
+            minimum_unknown: topics.clone(),
+            ..leaderless(&names)
+        }
+    };
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    let went = forwarder.stall_to_replace(check, &cancel).await;
+    drop(guard);
+    assert!(matches!(went, ControlFlow::Continue(())), "{went:?}");
+    for said in ["cannot take a record", "cannot read min.insync.replicas"] {
+        let warned = lines_with(&logs.text(), said);
+        assert_eq!(warned.len(), 1, "{}", logs.text());
+        assert!(warned[0].len() < 4096, "{} bytes", warned[0].len());
+        assert!(warned[0].contains("and 2995 more"), "{}", warned[0]);
+    }
+    fixture.stop().await;
+}
+
 /// Record 1 handed over and unreported (its report from `report`), and the
 /// producer saying every broker is down for ten seconds: past
 /// `replace_stalled_after` (5 s).
