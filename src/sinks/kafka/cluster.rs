@@ -82,7 +82,8 @@ pub struct StallCheck {
     /// The partitions (or whole topics) of the asked topics that cannot
     /// take a record, and why: the name the operator needs, when one
     /// account's topic holds every account's events (isolation review,
-    /// 2026-12-06, ninth round). Empty with no answer at all.
+    /// 2026-12-06, ninth round). Empty with no answer at all. Not those of
+    /// a topic in `minimum_unknown`, which may take a record.
     pub unwritable: Vec<Unwritable>,
 }
 
@@ -177,12 +178,29 @@ fn check_blocking(
         };
     }
     let minimums = minimums(&short, min_insync_replicas(admin, &short));
-    let unwritable: Vec<Unwritable> = asked
+    let found: Vec<Unwritable> = asked
         .iter()
         .flat_map(|t| unwritable(t, minimums.known.get(t.name()).copied()))
         .collect();
+    verdict(found, minimums)
+}
+
+/// The verdict once the minimums were asked: healthy only with nothing
+/// `found` unable to take a record. A topic whose minimum is unknown is
+/// judged by every replica in sync, but its partitions are named in
+/// `minimum_unknown` only: writable at the loosest minimum (else the
+/// verdict came before asking), they may well take a record, and calling
+/// them unable to pointed the operator at the partitions rather than at the
+/// missing DescribeConfigs right (review of 8aaffc1, 2026-12-06, ninth
+/// round).
+fn verdict(found: Vec<Unwritable>, minimums: Minimums) -> StallCheck {
+    let healthy = found.is_empty();
+    let unwritable = found
+        .into_iter()
+        .filter(|u| !minimums.unknown.contains(&u.topic))
+        .collect();
     StallCheck {
-        healthy: unwritable.is_empty(),
+        healthy,
         minimum_unknown: minimums.unknown,
         describe_error: minimums.error,
         unwritable,
@@ -647,6 +665,36 @@ mod tests {
                 RDKafkaErrorCode::TopicAuthorizationFailed
             )]
         );
+    }
+
+    /// Partitions judged unable only for want of their topic's minimum
+    /// keep the producer, and are named as of unknown minimum, not as
+    /// unable to take a record (review of 8aaffc1, 2026-12-06, ninth round).
+    #[test]
+    fn a_partition_of_unknown_minimum_is_not_said_to_be_unable_to_take_a_record() {
+        let short = |topic: &str, why: &str| Unwritable {
+            topic: topic.to_owned(),
+            partition: Some(0),
+            why: why.to_owned(),
+        };
+        let below = short(
+            "calls",
+            "1 of 3 replicas in sync, below min.insync.replicas 2",
+        );
+        let unknown = short("crm", &unwritable_why(1, 2, 3, None));
+        let minimums = || Minimums {
+            known: HashMap::from([("calls".to_owned(), 2)]),
+            unknown: vec!["crm".to_owned()],
+            error: None,
+        };
+        let found = verdict(vec![below.clone(), unknown.clone()], minimums());
+        assert!(!found.healthy);
+        assert_eq!(found.unwritable, [below]);
+        assert_eq!(found.minimum_unknown, ["crm"]);
+
+        let found = verdict(vec![unknown], minimums());
+        assert!(!found.healthy, "judged by every replica in sync");
+        assert!(found.unwritable.is_empty(), "{:?}", found.unwritable);
     }
 
     /// Each partition that cannot take a record says why: the operator
