@@ -143,6 +143,18 @@ impl fmt::Display for Failure {
                 "no delivery report for {}s with {in_flight} records in flight and a broker reachable: replacing the producer",
                 waited.as_secs()
             ),
+            // Nothing in flight: events read wait to be sent (on a topic check
+            // through that producer: 34205a8), and "0 records in flight" read as if
+            // nothing waited.
+            Failure::Stalled {
+                waited,
+                in_flight: 0,
+                brokers_said_down: true,
+            } => write!(
+                f,
+                "the brokers answer a new client while the producer has said all brokers are down for {}s, with nothing in flight and events waiting to be sent: replacing the producer",
+                waited.as_secs()
+            ),
             Failure::Stalled {
                 waited,
                 in_flight,
@@ -258,6 +270,31 @@ mod tests {
         for reason in reasons {
             assert!(PUBLISH_ERROR_REASONS.contains(&reason), "{reason}");
         }
+    }
+
+    /// A producer replaced as stuck with nothing in flight (its events
+    /// read and waiting, as on a topic check) says so, not "0 records in flight"
+    /// (review of 34205a8, 2026-12-06, ninth round).
+    #[test]
+    fn a_stuck_producer_replaced_with_nothing_in_flight_says_what_waits() {
+        let stuck = |in_flight| Failure::Stalled {
+            waited: Duration::from_secs(301),
+            in_flight,
+            brokers_said_down: true,
+        };
+        let said = stuck(0).to_string();
+        assert_eq!(
+            said,
+            "the brokers answer a new client while the producer has said all brokers are down \
+             for 301s, with nothing in flight and events waiting to be sent: replacing the producer"
+        );
+        assert!(
+            stuck(3)
+                .to_string()
+                .contains("with 3 records in flight: replacing the producer"),
+            "{}",
+            stuck(3)
+        );
     }
 
     /// A fatal failure replaces the producer; the others retry with it.
