@@ -105,6 +105,9 @@ pub struct Tuning {
     /// broker is down for `replace_stalled_after`, how long the producer is
     /// given to answer too before it is replaced.
     pub wedge_grace: Duration,
+    /// How long after a first "stuck" verdict (see `wedge_grace`) a second
+    /// one replaces the producer; none in between: one verdict.
+    pub wedge_confirm_after: Duration,
     /// How long the read-back of one topic may go without a message, or
     /// wait for the answer about a partition's ends
     /// ([`super::resume::SLOW_READ_WINDOWS`] times that in all for the
@@ -124,6 +127,7 @@ impl Default for Tuning {
             replace_stalled_after: REPLACE_STALLED_AFTER,
             stall_read_back_delay: STALL_READ_BACK_DELAY,
             wedge_grace: WEDGE_GRACE,
+            wedge_confirm_after: WEDGE_CONFIRM_AFTER,
             read_back_deadline: super::resume::DEADLINE,
         }
     }
@@ -147,6 +151,15 @@ const STALL_READ_BACK_DELAY: Duration = Duration::from_secs(35);
 /// backoff (`reconnect.backoff.max.ms`, 10 s, and its jitter), so one only
 /// waiting to reconnect after an outage is not taken for stuck.
 const WEDGE_GRACE: Duration = Duration::from_secs(15);
+/// How long apart two "stuck" verdicts must be to replace the producer. The
+/// grace does not cover a connection attempt under way: after an outage
+/// that dropped packets, a producer waits out its 30 s
+/// `socket.connection.setup.timeout.ms` and its backoff (more with a raised
+/// `reconnect.backoff.max.ms` in `[kafka.options]`), 20-25 s after the
+/// network is back, while a fresh client connects at once. With two verdicts
+/// the producer has had 45 s or more; a stuck one stays stuck (review of
+/// a1ff063, 2026-12-06, ninth round).
+const WEDGE_CONFIRM_AFTER: Duration = Duration::from_secs(30);
 /// How often a "brokers down" state is re-probed while nothing is delivered.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// The longest wait between two recoveries (each ±50 %). librdkafka's own
@@ -265,6 +278,10 @@ pub struct Forwarder {
     /// Since when the ticks have found the producer saying every broker is
     /// down (see `housekeeping`).
     brokers_said_down_since: Option<Instant>,
+    /// When the producer was first found stuck while the brokers answer a
+    /// fresh client, with no report, outage or answer from it since: a
+    /// second verdict [`Tuning::wedge_confirm_after`] later replaces it.
+    wedged_first: Option<Instant>,
     /// The last housekeeping tick, for the time between two of them.
     last_housekeeping: Instant,
     last_probe: Instant,
@@ -360,6 +377,7 @@ impl Forwarder {
             stall: readiness::StallRecord::default(),
             next_stall_check: Instant::now(),
             brokers_said_down_since: None,
+            wedged_first: None,
             last_probe: Instant::now(),
             last_housekeeping: Instant::now(),
             backoff: backoff::ExponentialBackoffBuilder::new()
@@ -425,6 +443,7 @@ impl Forwarder {
             producer::create(&self.config, self.health.clone()).map_err(Failure::Create)?;
         self.producers_created += 1;
         self.producer = Some(producer);
+        self.wedged_first = None;
         self.topics.forget_all();
         Ok(())
     }
@@ -826,6 +845,8 @@ impl Forwarder {
                 self.latency.observe(report.latency_s());
                 self.awaiting_reports_since = Instant::now();
                 self.health.delivered();
+                // It delivers: not stuck, whatever the tick saw of the flag.
+                self.wedged_first = None;
                 self.recovered();
                 Ok(())
             }

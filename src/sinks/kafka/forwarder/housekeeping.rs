@@ -96,6 +96,7 @@ impl Forwarder {
     fn note_brokers_said_down(&mut self, brokers_down: bool, now: Instant) {
         if !brokers_down {
             self.brokers_said_down_since = None;
+            self.wedged_first = None;
         } else if self.brokers_said_down_since.is_none() {
             self.brokers_said_down_since = Some(now);
         }
@@ -145,8 +146,10 @@ impl Forwarder {
     /// Asks (`check`: a fresh client, then the producer) whether a producer
     /// [`Forwarder::said_down_too_long`] is stuck while the brokers answer.
     /// `Break` ends `pump` with the stall to replace it through (the
-    /// read-back after a stall follows), or `None` when cancelled meanwhile;
-    /// `Continue` keeps it: a real outage, which a new producer would wait
+    /// read-back after a stall follows) at the second "stuck" verdict, at
+    /// least [`super::Tuning::wedge_confirm_after`] after the first with
+    /// nothing in between, or `None` when cancelled meanwhile;
+    /// `Continue` keeps it: a first verdict, a real outage, which a new producer would wait
     /// out too, is asked about again after [`STALL_RECHECK_EVERY`]. Awaited
     /// as the stall check is, `/status` kept current.
     pub(super) async fn wedged_to_replace(
@@ -162,10 +165,25 @@ impl Forwarder {
         if let Err(f) = self.take_reports_in() {
             return ControlFlow::Break(Some(f));
         }
-        self.next_stall_check = Instant::now() + STALL_RECHECK_EVERY;
+        let now = Instant::now();
+        self.next_stall_check = now + STALL_RECHECK_EVERY;
         match found.unwrap_or(Wedge::Outage) {
             // Unless a report came meanwhile, or nothing waits any more.
             Wedge::Wedged if self.said_down_too_long() => {
+                // Only at the second verdict, `wedge_confirm_after` after the
+                // first: one only reconnecting after an outage that dropped
+                // packets misses the grace (review of a1ff063, 2026-12-06,
+                // ninth round).
+                let Some(first) = self.wedged_first else {
+                    self.wedged_first = Some(now);
+                    self.next_stall_check = now + self.tuning.wedge_confirm_after;
+                    return ControlFlow::Continue(());
+                };
+                let apart = now.saturating_duration_since(first);
+                if apart < self.tuning.wedge_confirm_after {
+                    return ControlFlow::Continue(());
+                }
+                self.wedged_first = None;
                 let said_down_for = self
                     .brokers_said_down_since
                     .take()
@@ -174,10 +192,13 @@ impl Forwarder {
                 tracing::warn!(
                     said_down_s = said_down_for.as_secs(),
                     in_flight,
+                    asked_apart_s = apart.as_secs(),
                     "kafka sink: the brokers answer a new client while the producer has said \
-                     all brokers are down for {}s; replacing it (librdkafka can drop every broker \
-                     and never connect again: confluentinc/librdkafka#5301)",
-                    said_down_for.as_secs()
+                     all brokers are down for {}s and got no answer itself, asked twice {}s \
+                     apart; replacing it (librdkafka can drop every broker and never connect \
+                     again: confluentinc/librdkafka#5301)",
+                    said_down_for.as_secs(),
+                    apart.as_secs()
                 );
                 // The brokers answer: the flag is shared, and nothing else
                 // clears it before the read-back, which then retried
@@ -193,10 +214,14 @@ impl Forwarder {
                 }))
             }
             Wedge::ProducerAnswers => {
+                self.wedged_first = None;
                 self.health.delivered();
                 ControlFlow::Continue(())
             }
-            Wedge::Wedged | Wedge::Outage => ControlFlow::Continue(()),
+            Wedge::Wedged | Wedge::Outage => {
+                self.wedged_first = None;
+                ControlFlow::Continue(())
+            }
         }
     }
 

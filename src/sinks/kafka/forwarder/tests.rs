@@ -1980,6 +1980,14 @@ async fn a_producer_saying_all_brokers_down_while_they_answer_a_fresh_client_is_
     let went = forwarder
         .wedged_to_replace(async { Wedge::Wedged }, &cancel)
         .await;
+    assert!(
+        matches!(went, ControlFlow::Continue(())),
+        "one verdict: {went:?}"
+    );
+    forwarder.wedged_first = Some(Instant::now() - Duration::from_secs(30));
+    let went = forwarder
+        .wedged_to_replace(async { Wedge::Wedged }, &cancel)
+        .await;
     drop(guard);
     let ControlFlow::Break(Some(
         stall @ Failure::Stalled {
@@ -1994,7 +2002,7 @@ async fn a_producer_saying_all_brokers_down_while_they_answer_a_fresh_client_is_
     assert!(waited >= Duration::from_secs(10), "{waited:?}");
     let said = lines_with(
         &logs.text(),
-        "the brokers answer a new client while the producer has said all brokers are down for 10s; replacing it",
+        "the brokers answer a new client while the producer has said all brokers are down for 10s and got no answer itself, asked twice 30s apart; replacing it",
     );
     assert!(said.iter().any(|l| l.contains("WARN")), "{}", logs.text());
     assert!(
@@ -2025,6 +2033,69 @@ async fn a_producer_saying_all_brokers_down_while_they_answer_a_fresh_client_is_
         !forwarder.health.all_brokers_down.load(Ordering::Acquire),
         "the producer answered: a broker is back"
     );
+    fixture.stop().await;
+}
+
+/// One "stuck" verdict does not replace the producer, nor a second one
+/// sooner than `wedge_confirm_after`; an outage, an answer from the
+/// producer or a delivery between two starts over. After an outage that
+/// dropped packets, a producer still in its 30 s connection setup timeout
+/// and backoff missed its one 15 s grace and was replaced while healthy
+/// (review of a1ff063, 2026-12-06, ninth round).
+#[tokio::test]
+async fn a_producer_is_replaced_as_stuck_only_after_two_verdicts_apart() {
+    use super::super::cluster::Wedge;
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let (report, reported) = tokio::sync::oneshot::channel();
+    let later = async move { reported.await.unwrap_or(Outcome::Dropped) };
+    said_down_ten_seconds(forwarder, later.boxed());
+    forwarder.hand_over(scripted(2, futures::future::pending().boxed()));
+    forwarder.next = 2;
+    let cancel = CancellationToken::new();
+    let mut ask = async |forwarder: &mut Forwarder, found: Wedge| {
+        let went = forwarder.wedged_to_replace(async { found }, &cancel).await;
+        matches!(went, ControlFlow::Break(Some(Failure::Stalled { .. })))
+    };
+    let thirty_seconds_ago = || Some(Instant::now() - Duration::from_secs(30));
+
+    let asked = Instant::now();
+    assert!(!ask(forwarder, Wedge::Wedged).await, "one verdict");
+    assert!(forwarder.next_stall_check >= asked + forwarder.tuning.wedge_confirm_after);
+    assert!(
+        !ask(forwarder, Wedge::Wedged).await,
+        "a second one too soon"
+    );
+
+    for between in [Wedge::Outage, Wedge::ProducerAnswers] {
+        forwarder.wedged_first = thirty_seconds_ago();
+        assert!(!ask(forwarder, between).await);
+        forwarder
+            .health
+            .all_brokers_down
+            .store(true, Ordering::Release);
+        forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
+        assert!(!ask(forwarder, Wedge::Wedged).await, "after {between:?}");
+    }
+
+    // Record 1 delivered, and the flag set again before a tick saw it clear.
+    forwarder.wedged_first = thirty_seconds_ago();
+    assert!(report.send(delivered(1)).is_ok());
+    forwarder.take_reports_in().unwrap();
+    assert_eq!(forwarder.cursor, 1);
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+    assert!(forwarder.said_down_too_long(), "record 2 waits");
+    assert!(!ask(forwarder, Wedge::Wedged).await, "after a delivery");
+
+    forwarder.wedged_first = thirty_seconds_ago();
+    assert!(
+        ask(forwarder, Wedge::Wedged).await,
+        "two verdicts 30 s apart"
+    );
+    assert!(forwarder.wedged_first.is_none());
     fixture.stop().await;
 }
 
@@ -2065,6 +2136,7 @@ async fn the_loop_replaces_a_producer_stuck_saying_all_brokers_down() {
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
     forwarder.tuning.wedge_grace = Duration::from_millis(500);
+    forwarder.tuning.wedge_confirm_after = Duration::from_millis(200);
     forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
     let nowhere: super::super::config::KafkaConfig =
         toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
@@ -2098,6 +2170,7 @@ async fn the_loop_replaces_a_stuck_producer_whose_topic_check_fails_with_nothing
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
     forwarder.tuning.wedge_grace = Duration::from_millis(500);
+    forwarder.tuning.wedge_confirm_after = Duration::from_millis(200);
     forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
     let nowhere: super::super::config::KafkaConfig =
         toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
@@ -2106,7 +2179,9 @@ async fn the_loop_replaces_a_stuck_producer_whose_topic_check_fails_with_nothing
 
     let (peers, cancel, running) = fixture.run();
     let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
-    let bound = Duration::from_secs(60);
+    // Two "stuck" verdicts, each at a failed topic check (each waits out
+    // its metadata timeout through the stuck producer): 20-35 s.
+    let bound = Duration::from_secs(90);
     crate::app::tests_support::until("the three events published", bound, || published.get() == 3)
         .await;
     // Replaced after the first failed check if a tick before the events
