@@ -2053,7 +2053,7 @@ async fn a_producer_is_replaced_as_stuck_only_after_two_verdicts_apart() {
     forwarder.hand_over(scripted(2, futures::future::pending().boxed()));
     forwarder.next = 2;
     let cancel = CancellationToken::new();
-    let mut ask = async |forwarder: &mut Forwarder, found: Wedge| {
+    let ask = async |forwarder: &mut Forwarder, found: Wedge| {
         let went = forwarder.wedged_to_replace(async { found }, &cancel).await;
         matches!(went, ControlFlow::Break(Some(Failure::Stalled { .. })))
     };
