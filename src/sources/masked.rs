@@ -43,22 +43,26 @@ impl Masked {
 
     /// As [`mask`](Self::mask), for a text read up to a limit with more
     /// after it (`cut`): a secret's start at its end, whose rest was not
-    /// read, is dropped rather than shown.
+    /// read, is dropped rather than shown. Masked first: a whole secret at
+    /// the end whose last bytes are also a secret's start (its own first
+    /// letter) would lose them and then not be found.
     pub fn mask_read(&self, text: &str, cut: bool) -> String {
+        let mut masked = self.mask(text);
         if !cut {
-            return self.mask(text);
+            return masked;
         }
         // A character cut in two by the limit reads as U+FFFD; what is
         // before it may be a secret's start.
-        let text = text.trim_end_matches('\u{FFFD}');
+        masked.truncate(masked.trim_end_matches('\u{FFFD}').len());
         let partial = self
             .0
             .iter()
             .flat_map(forms)
-            .filter_map(|form| longest_start_at_end(text, &form))
+            .filter_map(|form| longest_start_at_end(&masked, &form))
             .max()
             .unwrap_or(0);
-        self.mask(&text[..text.len() - partial])
+        masked.truncate(masked.len() - partial);
+        masked
     }
 
     /// The most bytes one secret takes in a text, in any form [`mask`](Self::mask)
@@ -122,5 +126,11 @@ mod tests {
         assert_eq!(masked.mask_read("x b-secret-1", true), "x ***");
         assert_eq!(masked.mask_read("b-s\u{FFFD}", true), "");
         assert_eq!(masked.mask_read("nothing", true), "nothing");
+        // A whole secret ending with its own first letter, at the end.
+        let masked = Masked::new([Secret::new("k9aZ3k")]);
+        assert_eq!(
+            masked.mask_read("invalid token k9aZ3k", true),
+            "invalid token ***"
+        );
     }
 }
