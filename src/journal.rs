@@ -736,7 +736,21 @@ impl Journal {
         // saw no record; the sink then stepped over those events uncounted.
         // The write lock orders the two: the chunk's record is taken here,
         // or the chunk reads the hold as it is after the let-go.
-        let txn = db.begin_write().map_err(storage)?;
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            // Writes refused until a reopen (an earlier write's I/O error):
+            // no retention chunk can commit a record meanwhile either, so
+            // the committed state is the answer when it holds none. An
+            // error here held the sink's every recovery for the length of
+            // a disk-full incident.
+            Err(e) => {
+                let e = storage(e);
+                if e.needs_a_reopen() && held_drop::none_recorded(&db, sink)? {
+                    return Ok(0);
+                }
+                return Err(e);
+            }
+        };
         let lost = {
             let mut table = txn.open_table(HELD_DROPS).map_err(storage)?;
             if !held_drop::any_recorded(&table, sink)? {

@@ -12,14 +12,9 @@
 //! has passed are forgotten (delivered); [`take`] counts the recorded seqs
 //! after a cursor and clears the sink's record.
 
-#[cfg(test)]
-use redb::ReadableDatabase;
-use redb::{ReadableTable, Table};
+use redb::{ReadableDatabase, ReadableTable, Table};
 
-#[cfg(test)]
-use super::HELD_DROPS;
-
-use super::{JournalError, storage};
+use super::{HELD_DROPS, JournalError, storage};
 
 type HeldDrops<'txn> = Table<'txn, (&'static str, u64), u64>;
 
@@ -117,10 +112,9 @@ pub(super) fn any_recorded(
     Ok(first.is_some())
 }
 
-/// Whether nothing is recorded for `sink`, as committed (for tests: a sink
-/// letting go of its memory asks in its write transaction, see
-/// [`crate::journal::Journal::take_held_drops`]).
-#[cfg(test)]
+/// Whether nothing is recorded for `sink`, as committed. A sink letting go
+/// of its memory asks in its write transaction instead, while writes are
+/// taken (see [`crate::journal::Journal::take_held_drops`]).
 pub(super) fn none_recorded(db: &redb::Database, sink: &str) -> Result<bool, JournalError> {
     let txn = db.begin_read().map_err(storage)?;
     let table = txn.open_table(HELD_DROPS).map_err(storage)?;
