@@ -34,7 +34,7 @@
 //! (lag and `/status`), `held_drops` (what `max_size` dropped while the sink
 //! held it) and `shutdown`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -212,9 +212,9 @@ const MINIMUM_UNKNOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// take a record, while it stays so (as [`MINIMUM_UNKNOWN_LOG_INTERVAL`]).
 const UNWRITABLE_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
-/// How many partitions that cannot take a record, or topics whose minimum
-/// is unknown, a log line or `/status` names before it counts the rest.
-const UNWRITABLE_NAMED: usize = 5;
+/// How many topics, or partitions that cannot take a record, a stall
+/// check's log line or `/status` names before it counts the rest.
+const TOPICS_NAMED: usize = 5;
 
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
@@ -601,7 +601,7 @@ impl Forwarder {
             return;
         };
         tracing::warn!(
-            topics = %crate::logging::first_then_more(topics.iter(), UNWRITABLE_NAMED),
+            topics = %crate::logging::first_then_more(topics.iter(), TOPICS_NAMED),
             error = found.describe_error.as_deref(),
             held_back,
             "kafka sink: a stalled producer is kept, as the stall check cannot read \
@@ -623,29 +623,33 @@ impl Forwarder {
         self.stall_blame = (!unwritable.is_empty()).then(|| {
             format!(
                 "the cluster cannot take records in {}",
-                crate::logging::first_then_more(unwritable.iter(), UNWRITABLE_NAMED)
+                crate::logging::first_then_more(unwritable.iter(), TOPICS_NAMED)
             )
         });
-        let mut topics: Vec<String> = Vec::new();
-        for u in unwritable {
-            if !topics.contains(&u.topic) {
-                topics.push(u.topic.clone());
-            }
-        }
+        // Sets, not `Vec::contains`: thousands of per-account topics made
+        // two quadratic passes on a runtime worker every recheck (review,
+        // 2026-12-06, ninth round).
+        let mut seen = HashSet::new();
+        let topics: Vec<String> = unwritable
+            .iter()
+            .filter(|u| seen.insert(u.topic.as_str()))
+            .map(|u| u.topic.clone())
+            .collect();
         let Some((named, held_back)) =
             topics_to_name(&mut self.unwritable_logged, &topics, Instant::now())
         else {
             return;
         };
+        let named_set: HashSet<&str> = named.iter().copied().collect();
         let theirs: Vec<&cluster::Unwritable> = unwritable
             .iter()
-            .filter(|u| named.contains(&u.topic.as_str()))
+            .filter(|u| named_set.contains(u.topic.as_str()))
             .collect();
         tracing::warn!(
             // Thousands of per-account topics made one line past
             // journald's 48 KiB (review of 8aaffc1, 2026-12-06, ninth round).
-            topics = %crate::logging::first_then_more(named.iter(), UNWRITABLE_NAMED),
-            partitions = %crate::logging::first_then_more(theirs.iter(), UNWRITABLE_NAMED),
+            topics = %crate::logging::first_then_more(named.iter(), TOPICS_NAMED),
+            partitions = %crate::logging::first_then_more(theirs.iter(), TOPICS_NAMED),
             held_back,
             "kafka sink: a stalled producer is kept, as these partitions cannot take a record \
              and a new producer would wait on them too; every account's events wait behind them"
@@ -844,7 +848,7 @@ impl Forwarder {
                 self.published.inc();
                 self.latency.observe(report.latency_s());
                 self.awaiting_reports_since = Instant::now();
-                self.health.delivered();
+                self.health.brokers_answer();
                 // It delivers: not stuck, whatever the tick saw of the flag.
                 self.wedged_first = None;
                 self.recovered();
@@ -992,17 +996,18 @@ fn say_what_is_gone_past_the_cursor(cursor: u64, first_seq: u64) {
     }
 }
 
-/// Which of the `unknown` topics a WARN names at `now`, each admitted by
-/// `throttle` on its own, and the most occurrences held back of any of them;
-/// `None` when it names none. One throttle for the whole list let a topic
-/// newly unknown go unnamed for as long as another had been named lately.
+/// Which of `topics` (of unknown minimum, or unable to take a record) a
+/// WARN names at `now`, each admitted by `throttle` on its own, and the most
+/// occurrences held back of any of them; `None` when it names none. One
+/// throttle for the whole list let a topic newly listed go unnamed for as
+/// long as another had been named lately.
 fn topics_to_name<'a>(
     throttle: &mut LogThrottle<String>,
-    unknown: &'a [String],
+    topics: &'a [String],
     now: Instant,
 ) -> Option<(Vec<&'a str>, u64)> {
     let mut held_back = 0;
-    let named: Vec<&str> = unknown
+    let named: Vec<&str> = topics
         .iter()
         .filter(|topic| match throttle.admit((*topic).clone(), now) {
             Some(held) => {

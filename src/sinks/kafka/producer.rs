@@ -31,7 +31,8 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 /// What librdkafka told us about the cluster, outside delivery reports.
 #[derive(Default)]
 pub struct Health {
-    /// Every broker connection is down (cleared by the next delivery).
+    /// Every broker connection is down (cleared when a broker answers: see
+    /// [`Health::brokers_answer`]).
     pub all_brokers_down: AtomicBool,
     /// The last global error librdkafka reported, and when (as `/status` shows times).
     pub last_error: Mutex<Option<(String, String)>>,
@@ -54,10 +55,12 @@ impl Health {
             .unwrap_or_default()
     }
 
-    /// A delivery report, or a metadata answer: a broker answers. The end
-    /// of an outage that was said is said too, so the log's last word on
-    /// Kafka is not "all brokers are down" while it delivers.
-    pub fn delivered(&self) {
+    /// A broker answers: a delivery report, the producer's metadata answer,
+    /// or a fresh client's when a producer stuck saying all brokers are
+    /// down is replaced. The end of an outage that was said is said too, so
+    /// the log's last word on Kafka is not "all brokers are down" while it
+    /// delivers.
+    pub fn brokers_answer(&self) {
         if self.all_brokers_down.swap(false, Ordering::AcqRel) {
             let outage_said = self
                 .error_log
@@ -452,14 +455,14 @@ mod tests {
         assert_eq!(error, "127.0.0.1:1/bootstrap: Connection refused");
         assert!(at.starts_with("20") && at.ends_with('Z'), "{at}");
 
-        let said = crate::logging::tests_support::logged_json(|| health.delivered());
+        let said = crate::logging::tests_support::logged_json(|| health.brokers_answer());
         assert!(!health.all_brokers_down.load(Ordering::Acquire));
         assert!(health.last_error().is_some(), "kept until replaced");
         assert!(
             said.contains("kafka: a broker answers again"),
             "the outage's end is said as its start was: {said}"
         );
-        let again = crate::logging::tests_support::logged_json(|| health.delivered());
+        let again = crate::logging::tests_support::logged_json(|| health.brokers_answer());
         assert!(again.is_empty(), "once: {again}");
     }
 

@@ -82,7 +82,7 @@ impl Forwarder {
                     .fetch_metadata(None, Duration::from_secs(1))
                     .is_ok()
                 {
-                    health.delivered();
+                    health.brokers_answer();
                 }
             });
         }
@@ -206,7 +206,7 @@ impl Forwarder {
                 // brokers are down" on a healthy cluster (review of a1ff063,
                 // 2026-12-06, ninth round). The new producer says so again
                 // if it finds them down.
-                self.health.delivered();
+                self.health.brokers_answer();
                 ControlFlow::Break(Some(Failure::Stalled {
                     waited: said_down_for,
                     in_flight,
@@ -215,7 +215,7 @@ impl Forwarder {
             }
             Wedge::ProducerAnswers => {
                 self.wedged_first = None;
-                self.health.delivered();
+                self.health.brokers_answer();
                 ControlFlow::Continue(())
             }
             Wedge::Wedged | Wedge::Outage => {
