@@ -75,9 +75,11 @@ impl CommitHealth {
 }
 
 /// The writer thread's own bookkeeping of a failure: the reopen schedule
-/// and the error log's throttle. A failure ends only after [`QUIET`] of good
-/// commits: a nearly full disk, where some commits fit and others do not,
-/// is one failure, not one per flap (each would reopen the file and log).
+/// and the error log's throttle. A failure ends [`QUIET`] after the first
+/// good commit that followed it, as long as no commit failed since (seen at
+/// the next commit, good or failed): a nearly full disk, where some commits
+/// fit and others do not, is one failure, not one per flap (each would
+/// reopen the file and log).
 pub struct FailureTracker {
     failed_commits: u64,
     next_recover: Option<Instant>,
@@ -133,14 +135,19 @@ impl FailureTracker {
                 "journal commits succeed again"
             );
         }
-        if now.saturating_duration_since(since) >= QUIET {
-            self.start_afresh();
-        }
+        self.over_if_quiet(now);
     }
 
-    /// The failure is over: the next one is reopened at once and on the
-    /// short waits again. The log's throttle is kept.
-    fn start_afresh(&mut self) {
+    /// Ends the failure once [`QUIET`] has passed since the first good
+    /// commit after it: the next one is reopened at once and on the short
+    /// waits again. The log's throttle is kept.
+    fn over_if_quiet(&mut self, now: Instant) {
+        let quiet = self
+            .good_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= QUIET);
+        if !quiet {
+            return;
+        }
         let log = std::mem::replace(&mut self.log, LogThrottle::new(LOG_EVERY));
         *self = FailureTracker {
             log,
@@ -160,12 +167,7 @@ impl FailureTracker {
         // A quiet relay has no second good commit to end the failure with:
         // the time since the first one does, or the next failure hours
         // later went on at the 16 s reopen wait of the last.
-        if self
-            .good_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= QUIET)
-        {
-            self.start_afresh();
-        }
+        self.over_if_quiet(now);
         let cause = health.failed(error);
         self.failed_commits += 1;
         self.good_since = None;

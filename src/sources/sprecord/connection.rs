@@ -600,8 +600,8 @@ async fn read_error_body(mut body: Incoming, within: Duration, limit: usize) -> 
 /// busy; else 401/403 → auth; else a status error, each with `body`, what
 /// is shown of it. The text first: a device whose three places are taken (a
 /// browser holding one) may say so with a 403, which is no refused
-/// credentials. Judged on the text as said: masking a short query value
-/// (`?v=o`) could break up "too many connections".
+/// credentials. Judged on the text as said: masking a query value
+/// (`?v=connections`) breaks up "too many connections".
 fn classify_refusal(status: StatusCode, said: &str, body: String) -> OpenError {
     if status == StatusCode::TOO_MANY_REQUESTS
         || said.to_ascii_lowercase().contains("too many connections")
