@@ -2146,6 +2146,23 @@ async fn a_report_while_the_fresh_client_is_asked_keeps_the_producer() {
     fixture.stop().await;
 }
 
+/// The fixture's forwarder on short bounds, its producer one that reaches
+/// no broker (pointed at a closed port, it stands for librdkafka's wedged
+/// producer: the bug itself is not reproduced) while the sink's settings
+/// reach the cluster.
+fn with_a_stuck_producer(fixture: &mut Fixture) -> &mut Forwarder {
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
+    forwarder.tuning.wedge_grace = Duration::from_millis(500);
+    forwarder.tuning.wedge_confirm_after = Duration::from_millis(200);
+    forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
+    let nowhere: super::super::config::KafkaConfig =
+        toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
+    let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
+    forwarder.producer = Some(stuck);
+    forwarder
+}
+
 /// The loop as the sink runs it, with a producer that reaches no broker
 /// (one pointed at a closed port stands for librdkafka's wedged producer:
 /// the bug itself is not reproduced) while the sink's settings reach the
@@ -2157,15 +2174,7 @@ async fn the_loop_replaces_a_producer_stuck_saying_all_brokers_down() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..3).await;
-    let forwarder = &mut fixture.forwarder;
-    forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
-    forwarder.tuning.wedge_grace = Duration::from_millis(500);
-    forwarder.tuning.wedge_confirm_after = Duration::from_millis(200);
-    forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
-    let nowhere: super::super::config::KafkaConfig =
-        toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
-    let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
-    forwarder.producer = Some(stuck);
+    let forwarder = with_a_stuck_producer(&mut fixture);
     forwarder.topics.insert(TOPIC.to_owned());
 
     let (peers, cancel, running) = fixture.run();
@@ -2191,15 +2200,7 @@ async fn the_loop_replaces_a_stuck_producer_whose_topic_check_fails_with_nothing
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..3).await;
-    let forwarder = &mut fixture.forwarder;
-    forwarder.tuning.replace_stalled_after = Duration::from_secs(1);
-    forwarder.tuning.wedge_grace = Duration::from_millis(500);
-    forwarder.tuning.wedge_confirm_after = Duration::from_millis(200);
-    forwarder.tuning.stall_read_back_delay = Duration::from_millis(200);
-    let nowhere: super::super::config::KafkaConfig =
-        toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
-    let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
-    forwarder.producer = Some(stuck);
+    with_a_stuck_producer(&mut fixture);
 
     let (peers, cancel, running) = fixture.run();
     let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
