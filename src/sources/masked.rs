@@ -54,11 +54,13 @@ impl Masked {
         // A character cut in two by the limit reads as U+FFFD; what is
         // before it may be a secret's start.
         masked.truncate(masked.trim_end_matches('\u{FFFD}').len());
+        // Each start as masking left it: a secret's start holding another
+        // whole secret (`abcd` of `abcdef`, with `cd`) reads `ab***`.
         let partial = self
             .0
             .iter()
             .flat_map(forms)
-            .filter_map(|form| longest_start_at_end(&masked, &form))
+            .filter_map(|form| longest_masked_start_at_end(&masked, &form, self))
             .max()
             .unwrap_or(0);
         masked.truncate(masked.len() - partial);
@@ -77,13 +79,15 @@ impl Masked {
     }
 }
 
-/// The length of the longest proper start of `form` that `text` ends with,
-/// if any.
-fn longest_start_at_end(text: &str, form: &str) -> Option<usize> {
+/// The length, as `masked` shows it, of the longest proper start of `form`
+/// that the masked text ends with, if any.
+fn longest_masked_start_at_end(text: &str, form: &str, masked: &Masked) -> Option<usize> {
     (1..form.len())
-        .rev()
         .filter(|len| form.is_char_boundary(*len))
-        .find(|len| text.ends_with(&form[..*len]))
+        .map(|len| masked.mask(&form[..len]))
+        .filter(|start| text.ends_with(start.as_str()))
+        .map(|start| start.len())
+        .max()
 }
 
 /// The forms of `secret` looked for: as written, JSON-escaped, and that
@@ -132,5 +136,8 @@ mod tests {
             masked.mask_read("invalid token k9aZ3k", true),
             "invalid token ***"
         );
+        // A secret's start that holds another whole secret.
+        let masked = Masked::new([Secret::new("abcdef"), Secret::new("cd")]);
+        assert_eq!(masked.mask_read("x abcd", true), "x ");
     }
 }
