@@ -425,9 +425,10 @@ impl Forwarder {
             self.recover(failure).await;
             let backoff = self.backoff.next_backoff().unwrap_or(LONGEST_BACKOFF);
             let delay = self.retry_delay(stalled, backoff);
-            if !self
+            if self
                 .wait_publishing(tokio::time::sleep(delay), &cancel)
                 .await
+                .is_none()
             {
                 break;
             }
@@ -553,12 +554,9 @@ impl Forwarder {
         check: impl Future<Output = cluster::StallCheck>,
         cancel: &CancellationToken,
     ) -> ControlFlow<Option<Failure>> {
-        let mut found = None;
-        let check = async { found = Some(check.await) };
-        if !self.wait_publishing(check, cancel).await {
+        let Some(found) = self.wait_publishing(check, cancel).await else {
             return ControlFlow::Break(None);
-        }
-        let found = found.unwrap_or_default();
+        };
         self.say_minimum_unknown(&found);
         self.say_unwritable(&found);
         if let Err(f) = self.take_reports_in() {
@@ -909,19 +907,17 @@ impl Forwarder {
         let check = tokio::task::spawn_blocking(move || {
             KnownTopics::ensure_blocking(&producer, &topic, create, &admin)
         });
-        let mut checked = None;
         // The metadata request may take its whole timeout against a broker
         // that is down or refuses us.
-        let check = async { checked = Some(check.await) };
-        if !self.wait_publishing(check, cancel).await {
+        let Some(checked) = self.wait_publishing(check, cancel).await else {
             return Ok(false);
-        }
+        };
         match checked {
-            Some(Ok(Ok(()))) => {
+            Ok(Ok(())) => {
                 self.topics.insert(name);
                 Ok(true)
             }
-            Some(Ok(Err(e))) => {
+            Ok(Err(e)) => {
                 // No answer through a producer that may have dropped every
                 // broker for good: with nothing in flight, the recovery
                 // keeps it and this check fails again and again.
@@ -935,37 +931,37 @@ impl Forwarder {
                 Err(Failure::Topic(e))
             }
             // The check's task panicked: as a metadata failure, checked again after the backoff.
-            Some(Err(e)) => Err(Failure::Topic(TopicError::Metadata {
+            Err(e) => Err(Failure::Topic(TopicError::Metadata {
                 topic: name,
                 reason: format!("the check failed: {e}"),
             })),
-            None => Ok(false),
         }
     }
 
     /// Waits for `work` (a backoff, a topic check that may take the metadata
     /// timeout) while keeping `/status` and the lag gauge current: events
     /// keep arriving in the journal while the sink waits, and an on-call
-    /// engineer watches the lag grow. `false` when cancelled first.
-    async fn wait_publishing(
+    /// engineer watches the lag grow. What `work` gives, or `None` when
+    /// cancelled first.
+    async fn wait_publishing<T>(
         // `&mut`: with a shared borrow the sink's future would be `Send`
         // only if the forwarder were `Sync`, which its records in flight
         // need not be (a test's scripted report is not).
         &mut self,
-        work: impl std::future::Future<Output = ()>,
+        work: impl std::future::Future<Output = T>,
         cancel: &CancellationToken,
-    ) -> bool {
+    ) -> Option<T> {
         tokio::pin!(work);
         let mut tick = tokio::time::interval(self.tuning.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let started = Instant::now();
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return false,
-                () = &mut work => {
+                _ = cancel.cancelled() => return None,
+                done = &mut work => {
                     // Reports that came meanwhile were not polled.
                     self.not_waiting_while(started.elapsed());
-                    return true;
+                    return Some(done);
                 }
                 _ = tick.tick() => self.publish_status(),
             }

@@ -157,17 +157,15 @@ impl Forwarder {
         check: impl Future<Output = Wedge>,
         cancel: &CancellationToken,
     ) -> ControlFlow<Option<Failure>> {
-        let mut found = None;
-        let check = async { found = Some(check.await) };
-        if !self.wait_publishing(check, cancel).await {
+        let Some(found) = self.wait_publishing(check, cancel).await else {
             return ControlFlow::Break(None);
-        }
+        };
         if let Err(f) = self.take_reports_in() {
             return ControlFlow::Break(Some(f));
         }
         let now = Instant::now();
         self.next_stall_check = now + STALL_RECHECK_EVERY;
-        match found.unwrap_or(Wedge::Outage) {
+        match found {
             // Unless a report came meanwhile, or nothing waits any more.
             Wedge::Wedged if self.said_down_too_long() => {
                 // Only at the second verdict, `wedge_confirm_after` after the

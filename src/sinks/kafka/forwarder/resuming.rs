@@ -60,16 +60,10 @@ impl Forwarder {
         let read = tokio::task::spawn_blocking(move || {
             resume::scan_blocking(&config, &name, &from, seqs, &stop, within)
         });
-        let mut scan = None;
-        let wait = async { scan = Some(read.await) };
-        if !self.wait_publishing(wait, cancel).await {
+        let Some(scan) = self.wait_publishing(read, cancel).await else {
             return Ok(false);
-        }
-        let scan = match scan {
-            Some(Ok(scan)) => scan,
-            Some(Err(e)) => Err(resume::ScanError::Task(e)),
-            None => return Ok(false),
         };
+        let scan = scan.unwrap_or_else(|e| Err(resume::ScanError::Task(e)));
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         if let Some(resume) = self.resume.as_mut() {
             if let Some(error) = resume::unanswered(&scan)
