@@ -1930,6 +1930,26 @@ async fn a_stall_blamed_on_thousands_of_topics_names_five() {
     fixture.stop().await;
 }
 
+/// The producer's health says every broker is down, since ten seconds.
+fn all_brokers_said_down_ten_seconds_ago(forwarder: &mut Forwarder) {
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+    forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
+}
+
+/// As [`said_down_ten_seconds`], record 1's report held until the sender
+/// given back sends it.
+fn said_down_ten_seconds_until_reported(
+    forwarder: &mut Forwarder,
+) -> tokio::sync::oneshot::Sender<Outcome> {
+    let (report, reported) = tokio::sync::oneshot::channel();
+    let later = async move { reported.await.unwrap_or(Outcome::Dropped) };
+    said_down_ten_seconds(forwarder, later.boxed());
+    report
+}
+
 /// Record 1 handed over and unreported (its report from `report`), and the
 /// producer saying every broker is down for ten seconds: past
 /// `replace_stalled_after` (5 s).
@@ -1941,11 +1961,7 @@ fn said_down_ten_seconds(
     forwarder.tuning.replace_stalled_after = Duration::from_secs(5);
     forwarder.hand_over(scripted(1, report));
     forwarder.next = 1;
-    forwarder
-        .health
-        .all_brokers_down
-        .store(true, Ordering::Release);
-    forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
+    all_brokers_said_down_ten_seconds_ago(forwarder);
     assert!(forwarder.said_down_too_long());
     assert!(
         forwarder.stalled_too_long().is_none(),
@@ -2063,9 +2079,7 @@ async fn a_producer_is_replaced_as_stuck_only_after_two_verdicts_apart() {
     use super::super::cluster::Wedge;
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    let (report, reported) = tokio::sync::oneshot::channel();
-    let later = async move { reported.await.unwrap_or(Outcome::Dropped) };
-    said_down_ten_seconds(forwarder, later.boxed());
+    let report = said_down_ten_seconds_until_reported(forwarder);
     forwarder.hand_over(scripted(2, futures::future::pending().boxed()));
     forwarder.next = 2;
     let cancel = CancellationToken::new();
@@ -2086,11 +2100,7 @@ async fn a_producer_is_replaced_as_stuck_only_after_two_verdicts_apart() {
     for between in [Wedge::Outage, Wedge::ProducerAnswers] {
         forwarder.wedged_first = thirty_seconds_ago();
         assert!(!ask(forwarder, between).await);
-        forwarder
-            .health
-            .all_brokers_down
-            .store(true, Ordering::Release);
-        forwarder.brokers_said_down_since = Some(Instant::now() - Duration::from_secs(10));
+        all_brokers_said_down_ten_seconds_ago(forwarder);
         assert!(!ask(forwarder, Wedge::Wedged).await, "after {between:?}");
     }
 
@@ -2122,9 +2132,7 @@ async fn a_report_while_the_fresh_client_is_asked_keeps_the_producer() {
     use super::super::cluster::Wedge;
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    let (report, reported) = tokio::sync::oneshot::channel();
-    let later = async move { reported.await.unwrap_or(Outcome::Dropped) };
-    said_down_ten_seconds(forwarder, later.boxed());
+    let report = said_down_ten_seconds_until_reported(forwarder);
     let check = async move {
         let _ = report.send(delivered(1));
         tokio::task::yield_now().await;
