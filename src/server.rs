@@ -3,6 +3,8 @@
 //!
 //! Guarantees: the operational endpoints never block on the journal writer
 //! (they read counters and the status board), and no response carries a secret.
+//! `/status` and `/readyz` carry no character a terminal acts on (a vendor's
+//! error text is in them): JSON's `\uXXXX` escapes stand for those.
 
 use std::sync::Arc;
 
@@ -172,11 +174,26 @@ async fn readyz(
         body["degraded"] = json!(degraded);
     }
     if reasons.is_empty() {
-        return (StatusCode::OK, axum::Json(body)).into_response();
+        return terminal_safe_json(StatusCode::OK, &body);
     }
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    let mut response = terminal_safe_json(StatusCode::SERVICE_UNAVAILABLE, &body);
     retry_after(&mut response, "5");
     response
+}
+
+/// `body` as JSON with the characters a terminal acts on, or that reorder
+/// text on screen, written as `\uXXXX` escapes, as `callrelay tail` writes
+/// its frames: `/status` and `/readyz` carry a vendor's error text, which
+/// serde_json writes with its C1 controls (U+009B is a one-character
+/// `ESC [`) and bidi overrides as they are, and operators `curl` these
+/// endpoints to a terminal. The same JSON to a parser.
+fn terminal_safe_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let text = body.to_string();
+    let text = match crate::logging::one_line::json_escaped(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
@@ -256,5 +273,5 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
         },
         "sinks": sinks,
     });
-    axum::Json(body).into_response()
+    terminal_safe_json(StatusCode::OK, &body)
 }

@@ -770,6 +770,50 @@ async fn undelivered_drops_show_in_status_and_readyz() {
     relay.stop().await;
 }
 
+/// A vendor's error text reaches `/status` (`last_error`) and `/readyz`
+/// (`reasons`), which operators `curl` to a terminal: serde_json wrote its
+/// C1 controls (U+009B, a one-character `ESC [`) and bidi overrides as they
+/// are, so a device's refusal could clear the screen or reverse the text
+/// after it (area review of 2026-12-06, tenth round). Now both carry them as
+/// `\uXXXX` escapes, the same JSON to a parser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_readyz_escape_what_a_terminal_would_act_on() {
+    let relay = common::start_relay("").await;
+    let base = relay.url("");
+    let error = "HTTP 401: \u{9b}2J\u{202e}ok";
+    let reporter = relay
+        .ctx
+        .status
+        .upstream(Vendor::Sprecord, "office", "0", Duration::ZERO);
+    // Refused credentials: `/readyz` names them at once, grace or not.
+    reporter.auth_failed(error.to_owned(), Duration::from_secs(60));
+    for (path, field) in [
+        ("/status", "/sources/0/last_error"),
+        ("/readyz", "/reasons/0"),
+    ] {
+        let raw = reqwest::get(format!("{base}{path}"))
+            .await
+            .expect(path)
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            !raw.contains(['\u{9b}', '\u{202e}']) && raw.contains("\\u009b2J\\u202eok"),
+            "{path}: {raw}"
+        );
+        let parsed: Value = serde_json::from_str(&raw).expect("json");
+        assert!(
+            parsed
+                .pointer(field)
+                .and_then(Value::as_str)
+                .is_some_and(|shown| shown.contains(error)),
+            "{path}: {parsed}"
+        );
+    }
+    drop(reporter);
+    relay.stop().await;
+}
+
 /// `journal.max_size` is enforced as soon as the journal passes it, not at
 /// the next 30 s retention pass: a burst cannot grow the journal (and the
 /// disk) many times over the limit in between.
