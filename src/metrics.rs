@@ -88,6 +88,12 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
+/// Sets a gauge to a count, `i64::MAX` for a count beyond it: a seq or lag
+/// from a damaged journal must not show as a negative number.
+pub fn set_count(gauge: &IntGauge, value: u64) {
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+}
+
 fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>) {
     if let Err(e) = registry.register(collector) {
         panic!("registering a metric twice: {e}"); // ok: constant names, registered once
@@ -439,12 +445,11 @@ impl Metrics {
     /// The journal's gauges, as it is now: at start, on each scrape and
     /// after each retention pass.
     pub fn observe_journal(&self, journal: &crate::journal::Journal) {
-        let gauge = |g: &IntGauge, value: u64| g.set(i64::try_from(value).unwrap_or(i64::MAX));
-        gauge(&self.journal_last_seq, journal.last_seq());
-        gauge(&self.journal_first_seq, journal.first_seq());
-        gauge(&self.journal_bytes, journal.bytes());
-        gauge(&self.journal_max_bytes, journal.options().max_size);
-        gauge(&self.journal_file_bytes, journal.file_bytes());
+        set_count(&self.journal_last_seq, journal.last_seq());
+        set_count(&self.journal_first_seq, journal.first_seq());
+        set_count(&self.journal_bytes, journal.bytes());
+        set_count(&self.journal_max_bytes, journal.options().max_size);
+        set_count(&self.journal_file_bytes, journal.file_bytes());
     }
 
     /// The Prometheus text exposition of every metric.

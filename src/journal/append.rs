@@ -106,7 +106,9 @@ impl Journal {
                 let seen = Seen { seq, at_ms: now_ms };
                 dedup::insert_entry(&mut dedup_log, &id, seen)?;
                 fresh.insert(id, seen);
-                bytes += record.len() as u64;
+                // Saturating: `bytes` began as a counter read from the disk,
+                // which a damaged file may hold near u64::MAX.
+                bytes = bytes.saturating_add(record.len() as u64);
                 pending.push(Pending::Appended {
                     received_at_ms: event.received_at_ms,
                     header,

@@ -56,11 +56,10 @@ impl Forwarder {
                 "kafka sink stopped; its cursor could not be written, the next start resumes from the last one written and reads back what Kafka already holds"
             );
         }
-        self.ctx
-            .metrics
-            .sink_lag_events
-            .with_label_values(&["kafka"])
-            .set(self.lag() as i64);
+        crate::metrics::set_count(
+            &self.ctx.metrics.sink_lag_events.with_label_values(&["kafka"]),
+            self.lag(),
+        );
         self.ctx.status.remove_sink("kafka");
     }
 }

@@ -43,11 +43,10 @@ impl Forwarder {
 
     pub(super) fn publish_status(&mut self) {
         let lag = self.lag();
-        self.ctx
-            .metrics
-            .sink_lag_events
-            .with_label_values(&["kafka"])
-            .set(lag as i64);
+        crate::metrics::set_count(
+            &self.ctx.metrics.sink_lag_events.with_label_values(&["kafka"]),
+            lag,
+        );
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         let observed = readiness::Observed {
             failure: self.failure.as_deref(),

@@ -568,7 +568,9 @@ pub fn scan_blocking(
         }
         if end_of
             .get(&at.partition)
-            .is_some_and(|&end| at.offset + 1 >= end)
+            // Not `offset + 1`: a broker's offset is its to choose, and at
+            // i64::MAX the add would overflow (a panic in a debug build).
+            .is_some_and(|&end| at.offset >= end.saturating_sub(1))
         {
             end_of.remove(&at.partition);
         }
