@@ -14,7 +14,16 @@
 //! Env: `WS_FANOUT_RUNS` ("clients:events,…"; empty for the latency runs
 //! alone), `WS_FANOUT_RATE` (the latency runs' events/s, default 1,000),
 //! `WS_FANOUT_LATENCY_CLIENTS` (default 1,000), `WS_FANOUT_POOL_NICE` (the
-//! clients' niceness, default 0).
+//! clients' niceness, default 0), `WS_FANOUT_CLIENT` (how the clients read:
+//! `raw`, the default, or `tungstenite`; a comma list runs the latency runs
+//! once per kind, side by side).
+//!
+//! The clients share the machine with the server they measure, so what they
+//! spend reading is taken from it. The `raw` client does as little as a
+//! client can: a handshake written by hand, then each frame cut from one
+//! reused buffer, with no copy, no UTF-8 check and no allocation (a real
+//! screen's parsing happens on its own machine). `tungstenite` is
+//! tokio-tungstenite's client, which the figures before 2026-12-06 used.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -29,8 +38,8 @@ use callrelay::app::Relay;
 use callrelay::config::Config;
 use callrelay::event::{IncomingEvent, Transport};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -58,14 +67,173 @@ fn event(n: u64) -> IncomingEvent {
 
 // ---------------------------------------------------------------- the pool
 
-/// The seq of an event frame, read without parsing the JSON.
-fn frame_seq(text: &str) -> Option<u64> {
-    let at = text.find("\"seq\":")? + 6;
-    let digits: String = text[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
+/// The seq of an event frame, read without parsing the JSON or allocating.
+fn frame_seq(text: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"seq\":";
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    let at = FINDER.find(text)? + KEY.len();
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut seq: Option<u64> = None;
+    for &digit in digits {
+        seq = seq
+            .unwrap_or(0)
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'));
+    }
+    seq
+}
+
+/// How the pool's clients read their frames (`WS_FANOUT_CLIENT`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ClientKind {
+    /// [`raw_client`]: as little work per frame as a client can do.
+    Raw,
+    /// tokio-tungstenite's client: each frame parsed, UTF-8 checked and
+    /// handed over as a message of its own.
+    Tungstenite,
+}
+
+impl ClientKind {
+    fn name(self) -> &'static str {
+        match self {
+            ClientKind::Raw => "raw",
+            ClientKind::Tungstenite => "tungstenite",
+        }
+    }
+
+    fn parse(name: &str) -> ClientKind {
+        match name.trim() {
+            "raw" => ClientKind::Raw,
+            "tungstenite" => ClientKind::Tungstenite,
+            other => panic!("WS_FANOUT_CLIENT: {other:?} is neither raw nor tungstenite"),
+        }
+    }
+
+    /// `WS_FANOUT_CLIENT`: the kinds to run, `raw` alone by default.
+    fn from_env() -> Vec<ClientKind> {
+        std::env::var("WS_FANOUT_CLIENT")
+            .map(|v| v.split(',').map(ClientKind::parse).collect())
+            .unwrap_or_else(|_| vec![ClientKind::Raw])
+    }
+}
+
+/// A whole server frame at the start of `bytes`: its opcode, its payload's
+/// range within `bytes`, and its length; `None` while more bytes are needed.
+fn server_frame(bytes: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    let (first, second) = (*bytes.first()?, *bytes.get(1)?);
+    // Both servers write each message as one unmasked frame.
+    assert!(first & 0x80 != 0, "a fragmented frame from the server");
+    assert!(second & 0x80 == 0, "a masked frame from the server");
+    let (len, at) = match second & 0x7f {
+        126 => (
+            u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        short => (usize::from(short), 2),
+    };
+    let used = at + len;
+    (bytes.len() >= used).then_some((first & 0x0f, at..used, used))
+}
+
+/// Opens the WebSocket at `url` over `stream`, calls `on_open` once it is
+/// open, and hands each text frame's payload to `on_text` until the server
+/// closes. One buffer, reused: the
+/// bytes of a frame cut by a read are moved to its start, and it doubles
+/// only for a frame larger than itself. Pings are answered (a zero mask
+/// leaves a client frame's payload as it is).
+async fn raw_client(
+    mut stream: TcpStream,
+    url: &str,
+    on_open: impl FnOnce(),
+    mut on_text: impl FnMut(&[u8]),
+) {
+    let (host, path) = url
+        .trim_start_matches("ws://")
+        .split_once('/')
+        .expect("ws url with a path");
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("upgrade request");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = 0;
+    let mut start = loop {
+        let n = stream
+            .read(&mut buf[end..])
+            .await
+            .expect("upgrade response");
+        assert!(n > 0, "the server closed before its upgrade response");
+        end += n;
+        if let Some(at) = buf[..end].windows(4).position(|w| w == b"\r\n\r\n") {
+            assert!(
+                buf.starts_with(b"HTTP/1.1 101"),
+                "upgrade refused: {}",
+                String::from_utf8_lossy(&buf[..at])
+            );
+            break at + 4;
+        }
+        assert!(end < buf.len(), "an upgrade response head over 64 KiB");
+    };
+    on_open();
+    loop {
+        while let Some((opcode, payload, used)) = server_frame(&buf[start..end]) {
+            let frame = &buf[start..start + used];
+            match opcode {
+                0x1 => on_text(&frame[payload]),
+                0x8 => return,
+                0x9 => {
+                    let payload = &frame[payload];
+                    let mut pong = vec![0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+                    pong.extend_from_slice(payload);
+                    if stream.write_all(&pong).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            start += used;
+        }
+        buf.copy_within(start..end, 0);
+        end -= start;
+        start = 0;
+        if end == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match stream.read(&mut buf[end..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => end += n,
+        }
+    }
+}
+
+/// tokio-tungstenite's client: calls `on_open` once the WebSocket is open,
+/// then hands each text frame's payload to `on_text` until the server closes.
+async fn tungstenite_client(
+    stream: TcpStream,
+    url: &str,
+    on_open: impl FnOnce(),
+    mut on_text: impl FnMut(&[u8]),
+) {
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("upgrade");
+    on_open();
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Text(t)) => on_text(t.as_bytes()),
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// One pool client, as the pool's summary sees it.
@@ -73,28 +241,30 @@ fn frame_seq(text: &str) -> Option<u64> {
 struct ClientState {
     /// The last seq received; `u64::MAX` once closed.
     last: AtomicU64,
+    /// Frames received (one counter per client: a shared one would be a
+    /// cache line the two cores pass back and forth a million times a second).
+    frames: AtomicU64,
     /// (seq, receive time in µs since the epoch), while recording.
     samples: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
-/// Child mode: `--pool URL N SOURCE_IP`; commands on stdin, answers on stdout.
-async fn pool(url: String, n: usize, source: Ipv4Addr) {
+/// Child mode: `--pool URL N SOURCE_IP KIND`; commands on stdin, answers on
+/// stdout.
+async fn pool(url: String, n: usize, source: Ipv4Addr, kind: ClientKind) {
     let addr: SocketAddr = url
         .trim_start_matches("ws://")
         .split('/')
         .next()
         .and_then(|a| a.parse().ok())
         .expect("pool url");
-    let frames = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicUsize::new(0));
     let record = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let connecting = Arc::new(tokio::sync::Semaphore::new(64));
     let connected = Arc::new(AtomicUsize::new(0));
     let states: Vec<Arc<ClientState>> = (0..n).map(|_| Arc::default()).collect();
     for state in &states {
-        let (url, frames, closed, record, connecting, connected, state) = (
+        let (url, closed, record, connecting, connected, state) = (
             url.clone(),
-            frames.clone(),
             closed.clone(),
             record.clone(),
             connecting.clone(),
@@ -108,27 +278,24 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
                 .bind(SocketAddr::new(IpAddr::V4(source), 0))
                 .expect("bind");
             let stream = socket.connect(addr).await.expect("connect");
-            let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-                .await
-                .expect("upgrade");
-            drop(permit);
-            connected.fetch_add(1, Ordering::AcqRel);
-            while let Some(msg) = ws.next().await {
-                match msg {
-                    Ok(Message::Text(t)) => {
-                        frames.fetch_add(1, Ordering::Relaxed);
-                        let Some(seq) = frame_seq(t.as_str()) else {
-                            continue;
-                        };
-                        if record.load(Ordering::Relaxed) {
-                            // Uncontended: only the pool's summary takes it too, at the end.
-                            state.samples.lock().expect("samples").push((seq, now_us()));
-                        }
-                        state.last.store(seq, Ordering::Release);
-                    }
-                    Ok(Message::Close(_)) | Err(_) => break,
-                    Ok(_) => {}
+            let on_open = || {
+                drop(permit);
+                connected.fetch_add(1, Ordering::AcqRel);
+            };
+            let on_text = |text: &[u8]| {
+                state.frames.fetch_add(1, Ordering::Relaxed);
+                let Some(seq) = frame_seq(text) else {
+                    return;
+                };
+                if record.load(Ordering::Relaxed) {
+                    // Uncontended: only the pool's summary takes it too, at the end.
+                    state.samples.lock().expect("samples").push((seq, now_us()));
                 }
+                state.last.store(seq, Ordering::Release);
+            };
+            match kind {
+                ClientKind::Raw => raw_client(stream, &url, on_open, on_text).await,
+                ClientKind::Tungstenite => tungstenite_client(stream, &url, on_open, on_text).await,
             }
             closed.fetch_add(1, Ordering::AcqRel);
             state.last.store(u64::MAX, Ordering::Release);
@@ -160,7 +327,22 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
     while let Ok(Some(line)) = lines.next_line().await {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
-            ["record"] => record.store(true, Ordering::Release),
+            ["record", expected] => {
+                // Room for every sample, its pages touched now: growing
+                // ten million samples while measuring took a tenth of the
+                // clients' CPU (copies, and the kernel zeroing new pages).
+                let expected: usize = expected.parse().expect("expected samples");
+                for state in &states {
+                    let mut samples = state.samples.lock().expect("samples");
+                    samples.resize(expected, (0, 0));
+                    samples.clear();
+                }
+                record.store(true, Ordering::Release);
+                // The parent journals nothing before this answer: no event
+                // goes unsampled while the pages are touched.
+                out.write_all(b"recording\n").await.expect("stdout");
+                out.flush().await.expect("stdout");
+            }
             ["until", seq] => {
                 let seq: u64 = seq.parse().expect("seq");
                 while !states.iter().all(|s| s.last.load(Ordering::Acquire) >= seq) {
@@ -168,7 +350,10 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
                 }
                 let line = format!(
                     "done {} {}\n",
-                    frames.load(Ordering::Acquire),
+                    states
+                        .iter()
+                        .map(|s| s.frames.load(Ordering::Acquire))
+                        .sum::<u64>(),
                     closed.load(Ordering::Acquire)
                 );
                 out.write_all(line.as_bytes()).await.expect("stdout");
@@ -183,11 +368,17 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
                         Some((s.parse().ok()?, t.parse().ok()?))
                     })
                     .collect();
-                let mut lat: Vec<u64> = states
+                let samples: Vec<(u64, u64)> = states
                     .iter()
                     .flat_map(|s| std::mem::take(&mut *s.samples.lock().expect("samples")))
-                    .filter_map(|(seq, at)| Some(at.saturating_sub(*commits.get(&seq)?)))
                     .collect();
+                let mut lat: Vec<u64> = samples
+                    .iter()
+                    .filter_map(|(seq, at)| Some(at.saturating_sub(*commits.get(seq)?)))
+                    .collect();
+                // Samples whose commit was not stamped: said, since a stamp
+                // the stamping thread missed under load would bias the figure.
+                let unstamped = samples.len() - lat.len();
                 lat.sort_unstable();
                 let p = |q: f64| {
                     lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
@@ -195,7 +386,7 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
                         .unwrap_or(0)
                 };
                 let line = format!(
-                    "lat {} {} {} {} {}\n",
+                    "lat {} {} {} {} {} {unstamped}\n",
                     lat.len(),
                     p(0.5),
                     p(0.99),
@@ -211,6 +402,15 @@ async fn pool(url: String, n: usize, source: Ipv4Addr) {
     }
 }
 
+/// Where a pool's clients connect from and how they read.
+#[derive(Clone, Copy)]
+struct Clients {
+    /// A loopback address of the pool's own, so that 10,000 clients do not
+    /// run out of the ports of one.
+    source: Ipv4Addr,
+    kind: ClientKind,
+}
+
 /// The parent's handle on a pool process.
 struct Pool {
     child: tokio::process::Child,
@@ -219,14 +419,20 @@ struct Pool {
 }
 
 impl Pool {
-    async fn start(url: &str, n: usize, source: Ipv4Addr) -> Pool {
+    async fn start(url: &str, n: usize, Clients { source, kind }: Clients) -> Pool {
         // WS_FANOUT_POOL_NICE runs the clients at that niceness, so that on a
         // small machine the server under test is not starved by them.
         let nice = std::env::var("WS_FANOUT_POOL_NICE").unwrap_or_else(|_| "0".into());
         let mut child = tokio::process::Command::new("nice")
             .args(["-n", nice.as_str()])
             .arg(std::env::current_exe().expect("exe"))
-            .args(["--pool", url, &n.to_string(), &source.to_string()])
+            .args([
+                "--pool",
+                url,
+                &n.to_string(),
+                &source.to_string(),
+                kind.name(),
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -347,13 +553,13 @@ async fn throughput(
     url: &str,
     clients: usize,
     events: u64,
-    source: Ipv4Addr,
+    pool_clients: Clients,
     relay: &Relay,
     next: &mut u64,
 ) -> Row {
     eprintln!("{server}: connecting {clients} clients");
     let before = rss_kib();
-    let mut pool = Pool::start(url, clients, source).await;
+    let mut pool = Pool::start(url, clients, pool_clients).await;
     eprintln!("{server}: {clients} connected; journaling {events} events");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_kib().saturating_sub(before) as f64 / clients as f64;
@@ -383,7 +589,7 @@ async fn throughput(
 
 async fn latency(
     url: &str,
-    source: Ipv4Addr,
+    pool_clients: Clients,
     relay: &Relay,
     next: &mut u64,
     commits: &Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
@@ -391,8 +597,9 @@ async fn latency(
     rate: u64,
 ) -> String {
     eprintln!("latency: {url}");
-    let mut pool = Pool::start(url, latency_clients(), source).await;
-    pool.say("record").await;
+    let mut pool = Pool::start(url, latency_clients(), pool_clients).await;
+    pool.say(&format!("record {}", rate * 10 + rate / 10)).await;
+    assert_eq!(pool.read().await, "recording");
     commits.lock().expect("commits").clear();
     // `rate` events/s for 10 s: rate/100 events every 10 ms, each submitted on its own.
     let per_tick = (rate / 100).max(1);
@@ -414,7 +621,7 @@ async fn latency(
         last = last.max(t.await.expect("submit task"));
     }
     pool.say(&format!("until {last}")).await;
-    let _ = pool.read().await;
+    let done = pool.read().await;
     let path = dir.join("commits.txt");
     let table: String = commits
         .lock()
@@ -431,13 +638,16 @@ async fn latency(
         .skip(1)
         .filter_map(|p| p.parse().ok())
         .collect();
+    let closed = done.split_whitespace().nth(2).unwrap_or("?");
     format!(
-        "{} samples: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        "{} samples: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms \
+         ({} samples without a commit time, {closed} clients closed)",
         v[0],
         v[1] as f64 / 1e3,
         v[2] as f64 / 1e3,
         v[3] as f64 / 1e3,
-        v[4] as f64 / 1e3
+        v[4] as f64 / 1e3,
+        v[5]
     )
 }
 
@@ -515,9 +725,24 @@ async fn bench() {
         ("baseline", base_url.as_str()),
         ("baseline, batched", batched_url.as_str()),
     ];
+    // The throughput runs use the first kind of client named.
+    let kinds = ClientKind::from_env();
+    let kind = kinds[0];
     for (clients, events) in runs {
         for (server, url) in servers {
-            let row = throughput(server, url, clients, events, source(), &relay, &mut next).await;
+            let row = throughput(
+                server,
+                url,
+                clients,
+                events,
+                Clients {
+                    source: source(),
+                    kind,
+                },
+                &relay,
+                &mut next,
+            )
+            .await;
             rows.push(row);
         }
     }
@@ -527,11 +752,26 @@ async fn bench() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000);
     let mut latencies = Vec::new();
-    for (server, url) in servers {
-        let measured = latency(url, source(), &relay, &mut next, &commits, dir.path(), rate).await;
-        latencies.push((server, measured));
+    for &kind in &kinds {
+        for (server, url) in servers {
+            let measured = latency(
+                url,
+                Clients {
+                    source: source(),
+                    kind,
+                },
+                &relay,
+                &mut next,
+                &commits,
+                dir.path(),
+                rate,
+            )
+            .await;
+            latencies.push((format!("{server}, {} clients", kind.name()), measured));
+        }
     }
 
+    println!("throughput, {} clients:", kind.name());
     println!("| server | clients | events | deliveries/s | RSS per idle client | clients lost |");
     println!("|---|---:|---:|---:|---:|---:|");
     for r in &rows {
@@ -564,7 +804,8 @@ fn main() {
         let url = args[i + 1].clone();
         let n = args[i + 2].parse().expect("n");
         let source = args[i + 3].parse().expect("source ip");
-        runtime.block_on(pool(url, n, source));
+        let kind = ClientKind::parse(&args[i + 4]);
+        runtime.block_on(pool(url, n, source, kind));
     } else {
         runtime.block_on(bench());
     }
