@@ -1,4 +1,4 @@
-//! Test-only: what code logs, captured as the daemon's JSON lines.
+//! Test-only: what code logs, captured as the daemon's JSON or human lines.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,27 @@ pub(crate) fn capture_json() -> (Captured, tracing::subscriber::DefaultGuard) {
         .with_writer(move || sink.clone())
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// The lines `f` writes on this thread in the human format, as the daemon
+/// writes it without colour or time.
+pub(crate) fn logged_human(f: impl FnOnce()) -> String {
+    interest_in_every_callsite();
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .fmt_fields(super::fields::HumanFields)
+        .with_writer(move || {
+            super::one_line::OneLine::new(
+                sink.clone(),
+                super::one_line::Style::Human { colour: false },
+            )
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    captured.text()
 }
 
 /// tracing caches each callsite's interest, worked out from the

@@ -325,8 +325,8 @@ impl StreamSupervisor {
             OpenError::Auth { status, body } => {
                 let delay = jitter(t.auth_backoff);
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = %stream,
-                    retry_in_ms = crate::logging::millis(delay),
-                    "SPRecord refused the credentials (HTTP {status}): {body}; check the [[sprecord]] `headers` of this account");
+                    retry_in_ms = crate::logging::millis(delay), body = body.as_str(),
+                    "SPRecord refused the credentials (HTTP {status}); check the [[sprecord]] `headers` of this account");
                 // The row's state and the readiness reason already say
                 // "credentials refused": the error says what answered.
                 reporter.auth_failed(format!("HTTP {status}: {body}"), delay);
@@ -436,7 +436,7 @@ impl StreamSupervisor {
                         // streams carry the same events and may have journaled it.
                         let and_after = events_left(conn);
                         tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
-                            event_id = %crate::logging::excerpt(&next.id), and_after,
+                            event_id = crate::logging::excerpt(&next.id).as_str(), and_after,
                             "an SSE event received before the stop (and {and_after} more received after it) was not journaled (the journal refused it, or the drain's time ran out); unless another of the account's streams journaled them, they are lost");
                         return StreamEnd::Cancelled;
                     };
@@ -483,10 +483,10 @@ impl StreamSupervisor {
                 // refused event is.
                 if and_after == 0 {
                     tracing::warn!(vendor = "sprecord", account = %self.account, stream = self.index,
-                        event_id = %crate::logging::excerpt(id), and_after, "{first}");
+                        event_id = crate::logging::excerpt(id).as_str(), and_after, "{first}");
                 } else {
                     tracing::error!(vendor = "sprecord", account = %self.account, stream = self.index,
-                        event_id = %crate::logging::excerpt(id), and_after,
+                        event_id = crate::logging::excerpt(id).as_str(), and_after,
                         "{first}; the {and_after} more received after it were not journaled: unless another of the account's streams journaled them, they are lost");
                 }
                 None
@@ -967,6 +967,38 @@ mod tests {
                 .is_some_and(|m| m.contains("and 2 more received after it")),
             "{said:#?}"
         );
+    }
+
+    /// A refusal's body is the device's text (or whatever answers at its
+    /// `url`): in the human format it was written bare inside the message,
+    /// so ` account="x"` in it read as a field of the line (area review of
+    /// 2026-12-06, tenth round). Now it is a quoted `body` field.
+    #[tokio::test]
+    async fn a_refusals_body_is_a_quoted_field_in_the_human_format() {
+        use crate::app::tests_support::{relay_in, stop};
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let supervisor = supervisor_of(&relay.ctx, "http://127.0.0.1:1");
+        let refusal = OpenError::Auth {
+            status: axum::http::StatusCode::UNAUTHORIZED,
+            body: r#"no account="x""#.to_owned(),
+        };
+        let mut backoff = new_backoff(&supervisor.timings);
+        let line = crate::logging::tests_support::logged_human(|| {
+            supervisor.refused(
+                &refusal,
+                "0",
+                &supervisor.reporter,
+                &mut backoff,
+                &mut RetryLog::default(),
+                false,
+            );
+        });
+        assert!(
+            line.contains(r#" body="no account=\"x\"""#) && !line.contains(r#" account="x""#),
+            "{line}"
+        );
+        stop(relay).await;
     }
 
     /// What `/status` and the log say of a stream that ended, and the

@@ -127,7 +127,7 @@ async fn hold_session(
         // order: said, but neither retried nor counted as a reconnect.
         if cancel.is_cancelled() {
             tracing::info!(vendor = "voip24h", account = %account,
-                reason = end.reason.label(), detail = %end.detail,
+                reason = end.reason.label(), detail = end.detail.as_str(),
                 "session ended by the server as the source stopped");
             break;
         }
@@ -150,12 +150,12 @@ async fn hold_session(
                     vendor = "voip24h",
                     account = %account,
                     held_back,
-                    detail = %end.detail,
+                    detail = end.detail.as_str(),
                     retry_in_ms = crate::logging::millis(wait),
                     "Voip24h refused this account's sign-in: check `key`, `secret` and `sign` (\"key\" or \"object\") of its [[voip24h]] section"
                 ),
                 None => tracing::debug!(vendor = "voip24h", account = %account,
-                    detail = %end.detail, "Voip24h refused the sign-in again"),
+                    detail = end.detail.as_str(), "Voip24h refused the sign-in again"),
             }
         } else {
             attempt_failed!(
@@ -164,7 +164,7 @@ async fn hold_session(
                 vendor = "voip24h",
                 account = %account,
                 reason = end.reason.label(),
-                detail = %end.detail,
+                detail = end.detail.as_str(),
                 retry_in_ms = crate::logging::millis(wait),
                 "session ended; reconnecting"
             );

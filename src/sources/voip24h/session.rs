@@ -405,7 +405,7 @@ impl Session<'_> {
             tracing::info!(
                 vendor = "voip24h",
                 account = self.account(),
-                event = %crate::logging::excerpt(name),
+                event = crate::logging::excerpt(name).as_str(),
                 "{what}"
             );
         }
