@@ -161,7 +161,9 @@ fn served_at(body: Option<&[u8]>) -> Option<String> {
 
 /// Why a refusal was made: the relay's `{"error": "…"}`, else the body's
 /// text (axum's own plain-text 400s, a proxy's page), cut short and without
-/// control characters: the server may not be a relay.
+/// control characters or the marks that reorder text on screen
+/// ([`acts_on_a_terminal`](crate::logging::one_line::acts_on_a_terminal)):
+/// the server may not be a relay, and this goes to stderr as it is.
 fn relay_error(body: Option<&[u8]>) -> Option<String> {
     // What is shown is 200 characters: a proxy's page is not read whole.
     let body = body?;
@@ -176,7 +178,7 @@ fn relay_error(body: Option<&[u8]>) -> Option<String> {
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !c.is_control() && !crate::logging::one_line::acts_on_a_terminal(c))
         .take(MAX_RELAY_ERROR_CHARS)
         .collect();
     (!shown.is_empty()).then_some(shown)
@@ -544,6 +546,18 @@ mod tests {
         );
         assert_eq!(relay_error(Some(b" \n")), None);
         assert_eq!(relay_error(None), None);
+    }
+
+    /// Whatever answers at `--url` cannot reverse the rest of tail's line on
+    /// stderr: the bidi marks and overrides of its reason are dropped as its
+    /// controls are (area review of 2026-12-06, tenth round).
+    #[test]
+    fn a_refusals_reason_loses_the_marks_that_reorder_text() {
+        let body = serde_json::json!({"error": "\u{202e}denied\u{2067}\u{200f}\u{61c} here"});
+        assert_eq!(
+            relay_error(Some(body.to_string().as_bytes())).as_deref(),
+            Some("denied here")
+        );
     }
 
     #[test]
