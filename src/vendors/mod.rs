@@ -255,7 +255,14 @@ fn form_object<'a>(
             Err(_) => {}
         }
     }
-    let pairs = text::form_pairs(body, charset, text::Pairs::FormFields)?;
+    // Skipped as `body_text` skips it for the check above: kept, it became
+    // part of the first field's name, which no lookup then found (a Voip24h
+    // `callid` lost, and with it the call's identity and Kafka key).
+    let fields = match charset {
+        None => body.strip_prefix(text::UTF8_BOM).unwrap_or(body),
+        Some(_) => body,
+    };
+    let pairs = text::form_pairs(fields, charset, text::Pairs::FormFields)?;
     Ok((Value::Object(query_object(&pairs)), None))
 }
 
@@ -497,6 +504,36 @@ mod tests {
             panic!("not an event");
         };
         assert_eq!(raw, RawPayload::Fields(serde_json::json!({"{a": "1"})));
+    }
+
+    /// A UTF-8 byte order mark before form fields (a file saved by Windows
+    /// PowerShell, posted with `--data-binary @file`) is skipped, as before
+    /// JSON: it was glued onto the first field's name, so `callid` was not
+    /// found and the ring had no subject and an identity of its own (the
+    /// socket's copy journaled a second time). Encodings review, tenth round.
+    #[test]
+    fn a_byte_order_mark_before_form_fields_is_skipped() {
+        let fields = b"callid=1287674126.299&state=Ring&extend=130&type=inbound";
+        for content_type in [FORM, "application/x-www-form-urlencoded; charset=UTF-8"] {
+            let without = parse_as(Vendor::Voip24h, Method::Post, content_type, &[], fields);
+            let Ok(Parsed::Event(e, _)) = &without else {
+                panic!("not an event: {without:?}");
+            };
+            assert_eq!(e.event_type, "call.ringing");
+            assert_eq!(e.subject.as_deref(), Some("1287674126.299"));
+            let with_a_bom = [b"\xEF\xBB\xBF".as_slice(), fields].concat();
+            assert_eq!(
+                parse_as(
+                    Vendor::Voip24h,
+                    Method::Post,
+                    content_type,
+                    &[],
+                    &with_a_bom
+                ),
+                without,
+                "{content_type}"
+            );
+        }
     }
 
     /// JSON labelled as a form that does not read is refused (400), to be
