@@ -304,10 +304,16 @@ impl Session {
         let start = Instant::now() + self.settings.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.settings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One wait for the shutdown for the session's life: a new one at each
+        // wake joined, and left, the list of waiters every session shares,
+        // under its lock, on every burst of every client.
+        let shutdown = ctx.shutdown.cancelled();
+        tokio::pin!(shutdown);
         loop {
+            let pong_deadline = self.pong_deadline;
             tokio::select! {
                 biased;
-                _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
+                _ = &mut shutdown => return Err(End::Shutdown),
                 // Before the client's frames: a client that floods frames
                 // (always ready to read) would otherwise never be pinged
                 // or have a revocation applied (review, 2026-12-06).
@@ -316,7 +322,10 @@ impl Session {
                 _ = ping.tick() => self.ping(true).await?,
                 // Before the pong deadline: a pong already received clears it.
                 msg = self.stream.next() => self.on_client_frame(msg)?,
-                _ = sleep_until(self.pong_deadline.unwrap_or_else(Instant::now)), if self.pong_deadline.is_some() => {
+                // Built only when polled: select! evaluates a disabled
+                // branch's expression too, and a timer built at each wake
+                // read the clock and the runtime's handle for nothing.
+                _ = async move { sleep_until(pong_deadline.unwrap_or_else(Instant::now)).await }, if pong_deadline.is_some() => {
                     return Err(End::PongTimeout);
                 }
                 received = next_live(&mut self.live) => self.on_live(ctx, received).await?,

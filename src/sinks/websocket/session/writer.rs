@@ -185,6 +185,25 @@ impl WriteGuard {
         live_seq: Option<u64>,
         bytes: usize,
     ) -> Result<(), End> {
+        tokio::pin!(write);
+        // Ready at once, the socket refused nothing: a session behind only
+        // because its task was starved is caught up from the journal
+        // instead (its ring receiver lags), not closed. Most writes only
+        // queue a frame or find the socket ready, so this is tried before
+        // any deadline is set up: at 1,000 clients every event is 1,000
+        // writes, and the clock read, the timer and the look at the commits
+        // below cost a tenth of the relay's CPU there.
+        if let Poll::Ready(r) = futures::poll!(write.as_mut()) {
+            // The look at the commits (a lock every session shares) only
+            // when there is a stall to end.
+            if let Some(seq) = live_seq
+                && self.stall.is_some()
+            {
+                let committed = *self.committed.borrow();
+                self.end_stall_within(seq, committed);
+            }
+            return r.map_err(|_| End::ClientGone);
+        }
         let own_deadline = Instant::now() + write_bound(self.settings, bytes);
         let (deadline, missed) = match self.page_deadline {
             Some(page) if page <= own_deadline => (page, End::SlowConsumer),
@@ -206,17 +225,7 @@ impl WriteGuard {
         };
         let limit = self.settings.client_queue as u64;
         let committed_now = *self.committed.borrow();
-        // The raw count of commits is an upper bound of the queue: within
-        // `limit`, the stall is over, and nothing needs counting.
-        if !Queue::may_overflow(seq, committed_now, limit) {
-            self.stall = None;
-        }
-        // Ready at once, the socket refused nothing: a session behind only
-        // because its task was starved is caught up from the journal
-        // instead (its ring receiver lags), not closed.
-        if let Poll::Ready(r) = futures::poll!(write.as_mut()) {
-            return outcome(r);
-        }
+        self.end_stall_within(seq, committed_now);
         let queue_now = committed_now.saturating_sub(seq);
         // A queue smaller than when the stall began is being caught up
         // (a burst larger than `client_queue` drains at the link's speed,
@@ -280,6 +289,15 @@ impl WriteGuard {
             counted_at: count_began.or(stall.counted_at),
         });
         result
+    }
+
+    /// Ends the stall once the raw count of commits past `seq` (up to
+    /// `committed`), an upper bound of the client's queue, is within
+    /// `client_queue`: nothing needs counting then.
+    fn end_stall_within(&mut self, seq: u64, committed: u64) {
+        if !Queue::may_overflow(seq, committed, self.settings.client_queue as u64) {
+            self.stall = None;
+        }
     }
 }
 
