@@ -794,12 +794,39 @@ async fn a_compressed_body_is_refused_before_it_is_read() {
     )
     .await;
     assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+    // A value that names no compression (a charset written in the wrong
+    // header) leaves a readable body readable, as before the early refusal.
+    let charset_there = send(
+        authed_as(
+            &c,
+            &relay,
+            Method::POST,
+            "voip24h",
+            latin1_form,
+            "callid=1.3&state=Ring&extend=130",
+        )
+        .header("Content-Encoding", "UTF-8"),
+    )
+    .await;
+    assert_eq!(
+        charset_there.status,
+        StatusCode::OK,
+        "{}",
+        charset_there.text
+    );
     let types: Vec<Value> = relay
         .event_values()
         .iter()
         .map(|e| e["type"].clone())
         .collect();
-    assert_eq!(types, [json!("feedback.rating"), json!("call.ringing")]);
+    assert_eq!(
+        types,
+        [
+            json!("feedback.rating"),
+            json!("call.ringing"),
+            json!("call.ringing")
+        ]
+    );
     relay.stop().await;
 }
 

@@ -19,8 +19,11 @@
 //!   a stalled or deliberately slow sender cannot hold a connection (or a
 //!   shutdown) open;
 //! - a body is taken as sent: a `Content-Encoding` is not decoded (no vendor
-//!   compresses), and [`unparsed_because_encoded`] names it when such a body
-//!   fails to parse, so the 400 says why instead of only "not valid JSON".
+//!   compresses). A body sent with one other than `identity` is refused
+//!   before it is read (`sources::webhook`: compressed bytes labelled with a
+//!   single-byte charset read as a form of garbage), and
+//!   [`unparsed_because_encoded`] words that 400, so it says why instead of
+//!   only "not valid JSON".
 
 use std::time::Duration;
 
