@@ -598,11 +598,12 @@ async fn latency(
 ) -> String {
     eprintln!("latency: {url}");
     let mut pool = Pool::start(url, latency_clients(), pool_clients).await;
-    pool.say(&format!("record {}", rate * 10 + rate / 10)).await;
-    assert_eq!(pool.read().await, "recording");
-    commits.lock().expect("commits").clear();
     // `rate` events/s for 10 s: rate/100 events every 10 ms, each submitted on its own.
     let per_tick = (rate / 100).max(1);
+    let events = per_tick * 1_000;
+    pool.say(&format!("record {}", events + events / 10)).await;
+    assert_eq!(pool.read().await, "recording");
+    commits.lock().expect("commits").clear();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut last = 0;
     let mut inflight = Vec::new();
