@@ -197,6 +197,7 @@ pub async fn run(
                 stall: None,
                 page_deadline: None,
             },
+            latency: metrics.latency.local(),
             metrics,
             unflushed: 0,
         },
