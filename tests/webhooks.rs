@@ -762,6 +762,28 @@ async fn a_compressed_body_is_refused_before_it_is_read() {
             );
         }
     }
+    // A byte that is not text elsewhere in the value does not hide the gzip.
+    let beside_a_byte = send(
+        authed_as(
+            &c,
+            &relay,
+            Method::POST,
+            "voip24h",
+            latin1_form,
+            GZIP_OF_A_FORM,
+        )
+        .header(
+            "Content-Encoding",
+            reqwest::header::HeaderValue::from_bytes(b"gzip, \xff").unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        beside_a_byte.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        beside_a_byte.text
+    );
     assert_eq!(relay.ctx.journal.last_seq(), 0, "nothing journaled");
     let handshake = send(
         c.post(relay.url(

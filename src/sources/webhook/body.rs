@@ -19,8 +19,8 @@
 //!   a stalled or deliberately slow sender cannot hold a connection (or a
 //!   shutdown) open;
 //! - a body is taken as sent: a `Content-Encoding` is not decoded (no vendor
-//!   compresses). A body sent with one other than `identity` is refused
-//!   before it is read (`sources::webhook`: compressed bytes labelled with a
+//!   compresses). A body sent with one that compresses it (gzip, br, …) is
+//!   refused before it is read (`sources::webhook`: compressed bytes labelled with a
 //!   single-byte charset read as a form of garbage), and
 //!   [`unparsed_because_encoded`] words that 400, so it says why instead of
 //!   only "not valid JSON".

@@ -10,8 +10,9 @@
 //!   without `token`) → parse (400);
 //! - nothing unauthenticated reaches ingest: parsing takes the
 //!   [`Verified`](crate::vendors::Verified) that only the vendor's check makes;
-//! - a body declared compressed (a `Content-Encoding` other than `identity`)
-//!   is a 400 once the credentials pass, and is never parsed;
+//! - a body declared compressed (a `Content-Encoding` naming a coding that
+//!   transforms it: gzip, br, …) is a 400 once the credentials pass, and is
+//!   never parsed;
 //! - a 200 carrying `{id, seq, duplicate}` is sent only after ingest reports
 //!   the event committed (or already journaled); when ingest cannot take it
 //!   the answer is 503 with `Retry-After`, so a vendor that retries can;
@@ -348,15 +349,16 @@ const COMPRESSING_CODINGS: [&str; 12] = [
 /// which was answered 200 before the early refusal and still is (review of
 /// that refusal, 2026-12-06); if it does not parse, its 400 names the value.
 fn declared_compressed(headers: &axum::http::HeaderMap) -> bool {
+    // Bytes, not text: one byte that is not text elsewhere in the value
+    // must not hide the `gzip` beside it.
     headers
         .get_all(axum::http::header::CONTENT_ENCODING)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|codings| codings.split(','))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .any(|coding| {
             COMPRESSING_CODINGS
                 .iter()
-                .any(|known| coding.trim().eq_ignore_ascii_case(known))
+                .any(|known| coding.trim_ascii().eq_ignore_ascii_case(known.as_bytes()))
         })
 }
 
