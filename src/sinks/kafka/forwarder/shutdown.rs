@@ -56,10 +56,7 @@ impl Forwarder {
                 "kafka sink stopped; its cursor could not be written, the next start resumes from the last one written and reads back what Kafka already holds"
             );
         }
-        crate::metrics::set_count(
-            &self.ctx.metrics.sink_lag_events.with_label_values(&["kafka"]),
-            self.lag(),
-        );
+        self.show_lag(self.lag());
         self.ctx.status.remove_sink("kafka");
     }
 }

@@ -41,12 +41,19 @@ impl Forwarder {
         in_memory as u64 + held_after_memory(last, held, journal.first_seq_after(held))
     }
 
+    /// `callrelay_sink_lag_events{sink="kafka"}`: `lag` events.
+    pub(super) fn show_lag(&self, lag: u64) {
+        let gauge = self
+            .ctx
+            .metrics
+            .sink_lag_events
+            .with_label_values(&["kafka"]);
+        crate::metrics::set_count(&gauge, lag);
+    }
+
     pub(super) fn publish_status(&mut self) {
         let lag = self.lag();
-        crate::metrics::set_count(
-            &self.ctx.metrics.sink_lag_events.with_label_values(&["kafka"]),
-            lag,
-        );
+        self.show_lag(lag);
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
         let observed = readiness::Observed {
             failure: self.failure.as_deref(),
