@@ -723,13 +723,13 @@ const GZIP_OF_A_FORM: &[u8] = &[
     0x00, 0x00, 0x00,
 ];
 
-/// A body declared compressed is refused before it is read. Labelled with
+/// A body declared compressed is refused before it is parsed. Labelled with
 /// a single-byte charset, in which every byte is text, a gzip form was read
 /// as one form field of garbage: `vendor.unknown`, answered 200, the call
 /// event lost (encodings review, 2026-12-06). A GET and SPRecord's
 /// handshake in the query carry no body, and still answer.
 #[tokio::test]
-async fn a_compressed_body_is_refused_before_it_is_read() {
+async fn a_compressed_body_is_refused_before_it_is_parsed() {
     let relay = start_relay(HOOKS).await;
     let c = client();
     let latin1_form = "application/x-www-form-urlencoded; charset=iso-8859-1";

@@ -183,7 +183,7 @@ pub fn parse(
 fn verification_in_the_query(vendor: Vendor, delivery: &Delivery<'_>) -> Option<String> {
     if vendor != Vendor::Sprecord
         || !matches!(delivery.method, Method::Post)
-        || !is_empty(delivery.body)
+        || !is_blank(delivery.body)
     {
         return None;
     }
@@ -200,7 +200,7 @@ fn form_object<'a>(
     body: &'a [u8],
     content_type: Option<&[u8]>,
 ) -> Result<(Value, Option<Cow<'a, str>>), ParseError> {
-    if is_empty(body) {
+    if is_blank(body) {
         return Err(ParseError(
             "empty body: expected form fields or a JSON object".into(),
         ));
@@ -266,7 +266,8 @@ fn form_object<'a>(
     Ok((Value::Object(query_object(&pairs)), None))
 }
 
-fn is_empty(body: &[u8]) -> bool {
+/// Whether a body holds nothing but ASCII whitespace: no event in it.
+pub(crate) fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
@@ -276,7 +277,7 @@ pub fn json_object<'a>(
     body: &'a [u8],
     content_type: Option<&[u8]>,
 ) -> Result<(Value, Cow<'a, str>), ParseError> {
-    if is_empty(body) {
+    if is_blank(body) {
         return Err(ParseError("empty body: expected a JSON object".into()));
     }
     let body_text = text::body_text(body, text::declared_charset(content_type)?)?;

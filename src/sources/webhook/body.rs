@@ -20,7 +20,7 @@
 //!   shutdown) open;
 //! - a body is taken as sent: a `Content-Encoding` is not decoded (no vendor
 //!   compresses). A body sent with one that compresses it (gzip, br, …) is
-//!   refused before it is read (`sources::webhook`: compressed bytes labelled with a
+//!   refused before it is parsed (`sources::webhook`: compressed bytes labelled with a
 //!   single-byte charset read as a form of garbage), and
 //!   [`unparsed_because_encoded`] words that 400, so it says why instead of
 //!   only "not valid JSON".
@@ -81,6 +81,48 @@ pub async fn read_limited(
 /// The most of a `Content-Encoding` value an answer or log line repeats.
 const SHOWN_CODING_CHARS: usize = 40;
 
+/// The content codings of IANA's registry that transform the bytes
+/// (`identity` aside), and the `x-` spellings HTTP/1.1 senders still use.
+const COMPRESSING_CODINGS: [&str; 12] = [
+    "aes128gcm",
+    "br",
+    "compress",
+    "dcb",
+    "dcz",
+    "deflate",
+    "exi",
+    "gzip",
+    "pack200-gzip",
+    "x-compress",
+    "x-gzip",
+    "zstd",
+];
+
+/// The codings the `Content-Encoding` headers list, each trimmed, as bytes:
+/// one byte that is not text elsewhere in a value must not hide the `gzip`
+/// beside it.
+fn codings(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty())
+}
+
+/// Whether `Content-Encoding` names a coding that transforms the body (in
+/// any case, in a list too). Only those: a sender that writes its charset
+/// there (`Content-Encoding: UTF-8`), or `none`, sends a readable body,
+/// which was answered 200 before the early refusal and still is (review of
+/// that refusal, 2026-12-06); if it does not parse, its 400 names the value.
+pub fn declared_compressed(headers: &HeaderMap) -> bool {
+    codings(headers).any(|coding| {
+        COMPRESSING_CODINGS
+            .iter()
+            .any(|known| coding.eq_ignore_ascii_case(known.as_bytes()))
+    })
+}
+
 /// The parse failure's reason, completed when the body was declared
 /// compressed: the relay reads bodies as sent, so a gzip body fails as "not
 /// valid JSON", which alone sends the sender looking at its JSON. Likewise
@@ -100,12 +142,9 @@ pub fn unparsed_because_encoded(reason: String, headers: &HeaderMap) -> String {
             "{reason} (the body was sent as multipart, which is not read here: send JSON, or a form as application/x-www-form-urlencoded)"
         );
     }
-    let codings: Vec<&str> = headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("(not text)").split(','))
-        .map(str::trim)
-        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+    let codings: Vec<&str> = codings(headers)
+        .filter(|coding| !coding.eq_ignore_ascii_case(b"identity"))
+        .map(|coding| std::str::from_utf8(coding).unwrap_or("(not text)"))
         .collect();
     if codings.is_empty() {
         return reason;

@@ -326,42 +326,6 @@ fn sent_by_a_browser(headers: &axum::http::HeaderMap) -> bool {
     headers.contains_key(axum::http::header::ORIGIN) || headers.contains_key("sec-fetch-site")
 }
 
-/// The content codings of IANA's registry that transform the bytes
-/// (`identity` aside), and the `x-` spellings HTTP/1.1 senders still use.
-const COMPRESSING_CODINGS: [&str; 12] = [
-    "aes128gcm",
-    "br",
-    "compress",
-    "dcb",
-    "dcz",
-    "deflate",
-    "exi",
-    "gzip",
-    "pack200-gzip",
-    "x-compress",
-    "x-gzip",
-    "zstd",
-];
-
-/// Whether `Content-Encoding` names a coding that transforms the body (in
-/// any case, in a list too). Only those: a sender that writes its charset
-/// there (`Content-Encoding: UTF-8`), or `none`, sends a readable body,
-/// which was answered 200 before the early refusal and still is (review of
-/// that refusal, 2026-12-06); if it does not parse, its 400 names the value.
-fn declared_compressed(headers: &axum::http::HeaderMap) -> bool {
-    // Bytes, not text: one byte that is not text elsewhere in the value
-    // must not hide the `gzip` beside it.
-    headers
-        .get_all(axum::http::header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .any(|coding| {
-            COMPRESSING_CODINGS
-                .iter()
-                .any(|known| coding.trim_ascii().eq_ignore_ascii_case(known.as_bytes()))
-        })
-}
-
 /// The answer to a body that could not be taken.
 fn body_refused(e: BodyError, max_body: u64) -> Answer {
     match e {
@@ -474,17 +438,17 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     if let Some(unreadable) = query_unreadable {
         return Answer::bad_request(&unreadable.0);
     }
-    // Refused before it is read, not only when reading it fails: compressed
+    // Refused before it is parsed, not only when reading it fails: compressed
     // bytes labelled with a single-byte charset decode as text, and read as
     // a form they were a `vendor.unknown` answered 200, the event lost. A
     // GET's event is its query, and a body that is empty (or blank) holds
     // nothing compressed: SPRecord's handshake in the query still answers.
     if method == Method::Post
-        && !body.iter().all(u8::is_ascii_whitespace)
-        && declared_compressed(&parts.headers)
+        && !vendors::is_blank(&body)
+        && body::declared_compressed(&parts.headers)
     {
         return Answer::bad_request(&body::unparsed_because_encoded(
-            "the body was not read".to_owned(),
+            "the body was not parsed".to_owned(),
             &parts.headers,
         ));
     }
