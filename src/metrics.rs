@@ -88,10 +88,15 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
-/// Sets a gauge to a count, `i64::MAX` for a count beyond it: a seq or lag
-/// from a damaged journal must not show as a negative number.
-pub fn set_count(gauge: &IntGauge, value: u64) {
-    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+/// `value` as an i64 gauge's value, `i64::MAX` beyond it: a seq, a lag or a
+/// size past it (a damaged journal's) must not show as a negative number.
+pub fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Sets `gauge` to `value` through [`saturating_i64`].
+pub fn set_saturating(gauge: &IntGauge, value: u64) {
+    gauge.set(saturating_i64(value));
 }
 
 fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>) {
@@ -445,11 +450,11 @@ impl Metrics {
     /// The journal's gauges, as it is now: at start, on each scrape and
     /// after each retention pass.
     pub fn observe_journal(&self, journal: &crate::journal::Journal) {
-        set_count(&self.journal_last_seq, journal.last_seq());
-        set_count(&self.journal_first_seq, journal.first_seq());
-        set_count(&self.journal_bytes, journal.bytes());
-        set_count(&self.journal_max_bytes, journal.options().max_size);
-        set_count(&self.journal_file_bytes, journal.file_bytes());
+        set_saturating(&self.journal_last_seq, journal.last_seq());
+        set_saturating(&self.journal_first_seq, journal.first_seq());
+        set_saturating(&self.journal_bytes, journal.bytes());
+        set_saturating(&self.journal_max_bytes, journal.options().max_size);
+        set_saturating(&self.journal_file_bytes, journal.file_bytes());
     }
 
     /// The Prometheus text exposition of every metric.

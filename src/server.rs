@@ -201,9 +201,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     ctx.metrics
         .journal_writable
         .set(i64::from(journal_writable(&ctx)));
-    ctx.metrics
-        .webhook_body_bytes
-        .set(i64::try_from(ctx.body_budget.in_use()).unwrap_or(i64::MAX));
+    crate::metrics::set_saturating(&ctx.metrics.webhook_body_bytes, ctx.body_budget.in_use());
     (
         [(
             header::CONTENT_TYPE,

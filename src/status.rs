@@ -317,9 +317,7 @@ impl StatusBoard {
     /// (empty: none, or not known). Named under `degraded` while any are:
     /// the first event for one stops Kafka delivery for every account.
     pub fn kafka_topics_missing(&self, topics: Vec<String>) {
-        self.metrics
-            .kafka_topics_missing
-            .set(i64::try_from(topics.len()).unwrap_or(i64::MAX));
+        crate::metrics::set_saturating(&self.metrics.kafka_topics_missing, topics.len() as u64);
         self.lock().kafka_topics_missing = topics;
     }
 
@@ -329,9 +327,7 @@ impl StatusBoard {
     /// changes nothing, and the next applied one says them afresh, so a
     /// file put back clears them.
     pub fn set_restart_pending(&self, settings: Vec<String>) {
-        self.metrics
-            .config_restart_pending
-            .set(i64::try_from(settings.len()).unwrap_or(i64::MAX));
+        crate::metrics::set_saturating(&self.metrics.config_restart_pending, settings.len() as u64);
         self.lock().restart_pending = settings;
     }
 

@@ -207,8 +207,7 @@ async fn after_pass(
                 *failures = LogThrottle::new(FAILURE_LOG_EVERY);
             }
             // Of the pass's last chunk: a failed pass's may be of none.
-            m.journal_held_in_memory
-                .set(i64::try_from(report.held_in_memory).unwrap_or(i64::MAX));
+            crate::metrics::set_saturating(&m.journal_held_in_memory, report.held_in_memory);
             m.observe_journal(&ctx.journal);
         }
         // While commits fail the writer's own lines say why, every 30 s;

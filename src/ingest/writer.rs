@@ -241,7 +241,7 @@ fn commit(
             let first_fresh = fresh.first().map_or(u64::MAX, |e| e.seq);
             publish_landed(store, hub, metrics, first_fresh);
             if let Some(last) = last {
-                crate::metrics::set_count(&metrics.journal_last_seq, last);
+                crate::metrics::set_saturating(&metrics.journal_last_seq, last);
                 hub.publish(fresh, last);
             }
             failures.succeeded(health, Instant::now());
@@ -310,7 +310,7 @@ pub(super) fn publish_landed(store: &dyn BatchStore, hub: &Hub, metrics: &Metric
         for event in &landed {
             count_journaled(metrics, event);
         }
-        crate::metrics::set_count(&metrics.journal_last_seq, last);
+        crate::metrics::set_saturating(&metrics.journal_last_seq, last);
         hub.publish(landed, last);
     }
 }

@@ -19,6 +19,8 @@ use std::time::SystemTime;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, Gauge, IntGauge};
+
+use super::saturating_i64;
 use rustix::process::{Resource, getrlimit};
 use rustix::time::{ClockId, clock_gettime};
 
@@ -154,10 +156,6 @@ fn open_fds(listed: std::io::Result<u64>, limit: Option<u64>) -> Option<u64> {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => limit,
         Err(_) => None,
     }
-}
-
-fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// The lines of `/proc/self/status` these metrics need.

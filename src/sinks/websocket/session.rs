@@ -135,6 +135,9 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct SinkMetrics {
     pub published: IntCounter,
+    /// Observed only through each session's own local histogram, flushed
+    /// once per burst (`Writer::latency`): observed here per event, it cost
+    /// a fortieth of the machine at 1,000 clients.
     pub latency: Histogram,
 }
 

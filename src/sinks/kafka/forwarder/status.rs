@@ -48,7 +48,7 @@ impl Forwarder {
             .metrics
             .sink_lag_events
             .with_label_values(&["kafka"]);
-        crate::metrics::set_count(&gauge, lag);
+        crate::metrics::set_saturating(&gauge, lag);
     }
 
     pub(super) fn publish_status(&mut self) {
