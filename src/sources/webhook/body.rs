@@ -375,6 +375,11 @@ mod tests {
                 Some("Content-Encoding: gzip, Deflate, which"),
             ),
             (&[b"x-\xff"], Some("Content-Encoding: (not text), which")),
+            // A byte that is not text does not hide the coding beside it.
+            (
+                &[b"gzip, \xff"],
+                Some("Content-Encoding: gzip, (not text), which"),
+            ),
             (&[b"identity"], None),
             (&[b"Identity , "], None),
             (&[], None),
