@@ -179,6 +179,15 @@ enum Outcome {
     Dropped,
 }
 
+/// Who refused an event as too large, which decides the advice: librdkafka
+/// before sending it (the client's `message.max.bytes`), or the broker in
+/// its delivery report (the topic's `max.message.bytes`, held to a batch).
+#[derive(Clone, Copy)]
+enum Refuser {
+    Client,
+    Broker,
+}
+
 struct Report {
     seq: u64,
     topic: Arc<str>,
@@ -752,7 +761,7 @@ impl Forwarder {
                     break;
                 }
                 Err(e) if producer::is_permanent(&e) => {
-                    self.skip(seq, &topic, &e);
+                    self.skip(seq, &topic, &e, Refuser::Client);
                     State::Settled {
                         outcome: Outcome::Skipped,
                         done_ms: crate::journal::now_ms(),
@@ -788,20 +797,36 @@ impl Forwarder {
         self.in_flight.push_back(entry);
     }
 
-    fn skip(&mut self, seq: u64, topic: &str, error: &KafkaError) {
-        tracing::error!(
-            seq,
-            topic,
-            %error,
-            "kafka can never take this event (raise message.max.bytes to carry it, and the topic's max.message.bytes); it stays in the journal and the sink moves past it"
-        );
+    fn skip(&mut self, seq: u64, topic: &str, error: &KafkaError, by: Refuser) {
         // `/status` says so too: the sink is healthy, but this event is not in Kafka.
-        self.last_error = Some((
-            format!(
-                "seq {seq} skipped: Kafka can never take it in topic {topic} ({error}); raise message.max.bytes"
-            ),
-            format_time(OffsetDateTime::now_utc()),
-        ));
+        let shown = match by {
+            Refuser::Client => {
+                tracing::error!(
+                    seq,
+                    topic,
+                    %error,
+                    "kafka can never take this event (raise message.max.bytes to carry it, and the topic's max.message.bytes); it stays in the journal and the sink moves past it"
+                );
+                format!(
+                    "seq {seq} skipped: Kafka can never take it in topic {topic} ({error}); raise message.max.bytes"
+                )
+            }
+            // The broker holds a whole batch to the topic's limit, so small
+            // events are refused with a large one: raising the client's
+            // limit alone, the client-side advice, makes that worse.
+            Refuser::Broker => {
+                tracing::error!(
+                    seq,
+                    topic,
+                    %error,
+                    "the broker refused this event, or the batch it was sent in, as too large: the topic's max.message.bytes is below what the sink sends (keep message.max.bytes at least 100 bytes below it, or raise the topic's); it stays in the journal and the sink moves past it"
+                );
+                format!(
+                    "seq {seq} skipped: the broker refused it, or its batch, as too large in topic {topic} ({error}); keep message.max.bytes at least 100 bytes below the topic's max.message.bytes"
+                )
+            }
+        };
+        self.last_error = Some((shown, format_time(OffsetDateTime::now_utc())));
         self.ctx
             .metrics
             .publish_errors
@@ -857,7 +882,7 @@ impl Forwarder {
                 Ok(())
             }
             Outcome::Failed(error) if producer::is_permanent(&error) => {
-                self.skip(report.seq, &report.topic, &error);
+                self.skip(report.seq, &report.topic, &error, Refuser::Broker);
                 self.cursor = report.seq;
                 Ok(())
             }
