@@ -164,6 +164,41 @@ impl FailureTracker {
 
     /// A commit of `events` events failed with `error`.
     pub fn failed(&mut self, health: &CommitHealth, error: &str, events: usize, now: Instant) {
+        if let Some((cause, held_back)) = self.count_failure(health, error, now) {
+            tracing::error!(
+                error,
+                cause = %cause,
+                events,
+                failed_commits = self.failed_commits,
+                held_back,
+                "journal commit failed; the batch is refused (webhooks are answered 503 until a commit succeeds)"
+            );
+        }
+    }
+
+    /// A reopen asked for outside a commit (a retention pass's failed
+    /// write) failed: it counts as a failing commit, but no commit was
+    /// tried and no batch refused, which the commit's line would say.
+    pub fn reopen_failed(&mut self, health: &CommitHealth, error: &str, now: Instant) {
+        if let Some((cause, held_back)) = self.count_failure(health, error, now) {
+            tracing::error!(
+                error,
+                cause = %cause,
+                failed_commits = self.failed_commits,
+                held_back,
+                "the journal could not be opened again after a failed write; new events are refused (webhooks are answered 503 until a commit succeeds)"
+            );
+        }
+    }
+
+    /// Counts a failure; the cause and the throttle's count held back when
+    /// it is to be said.
+    fn count_failure(
+        &mut self,
+        health: &CommitHealth,
+        error: &str,
+        now: Instant,
+    ) -> Option<(String, u64)> {
         // A quiet relay has no second good commit to end the failure with:
         // the time since the first one does, or the next failure hours
         // later went on at the 16 s reopen wait of the last.
@@ -174,17 +209,9 @@ impl FailureTracker {
         if self.next_recover.is_none() {
             self.next_recover = Some(now);
         }
-        if let Some(held_back) = self.log.admit(Line::Failed, now) {
-            self.failure_said = true;
-            tracing::error!(
-                error,
-                cause = %cause,
-                events,
-                failed_commits = self.failed_commits,
-                held_back,
-                "journal commit failed; the batch is refused (webhooks are answered 503 until a commit succeeds)"
-            );
-        }
+        let held_back = self.log.admit(Line::Failed, now)?;
+        self.failure_said = true;
+        Some((cause, held_back))
     }
 
     /// Whether to try reopening the journal now; if so, the next try is
@@ -230,6 +257,29 @@ mod tests {
         assert!(
             tracker.recover_due(hours_later + RECOVER_FIRST),
             "then after 1 s, not 16"
+        );
+    }
+
+    /// A failed reopen asked for by a retention pass counts as a failing
+    /// commit, but says what failed: no commit was tried, no batch refused.
+    #[test]
+    fn a_failed_reopen_outside_a_commit_says_so_not_a_refused_batch() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let text = crate::logging::tests_support::logged_json(|| {
+            tracker.reopen_failed(
+                &health,
+                "the journal could not be opened again",
+                Instant::now(),
+            );
+        });
+        assert!(!health.is_writable(), "counted as refusing commits");
+        assert!(
+            text.contains(
+                "the journal could not be opened again after a failed write; new events are refused"
+            ) && !text.contains("journal commit failed")
+                && !text.contains("\"events\""),
+            "{text}"
         );
     }
 

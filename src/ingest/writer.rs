@@ -140,7 +140,7 @@ fn reopen_after_a_failed_write(
         }
         Err(e) => {
             let error = format!("the journal could not be opened again after a failed write: {e}");
-            failures.failed(health, &error, 0, Instant::now());
+            failures.reopen_failed(health, &error, Instant::now());
         }
     }
 }
