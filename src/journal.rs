@@ -888,12 +888,16 @@ impl Journal {
 mod tests;
 
 /// Runs `work`, in which redb may panic on a damaged page; a panic is
-/// `damaged()`'s error instead (the panic hook has logged where it was).
+/// `damaged()`'s error instead (the panic hook has logged where it was, at
+/// most once a minute per place: the same page is met again and again).
 fn damaged_on_panic<T, E>(
     work: impl FnOnce() -> Result<T, E>,
     damaged: impl FnOnce() -> E,
 ) -> Result<T, E> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| Err(damaged()))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::logging::while_panics_are_caught(work)
+    }))
+    .unwrap_or_else(|_| Err(damaged()))
 }
 
 /// Test fixtures shared with other modules' unit tests.

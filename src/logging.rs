@@ -13,10 +13,18 @@
 //! its fields hold, and no character of it acts on a terminal ([`one_line`]).
 //! When stderr is journald's stream, each line starts with its level's
 //! sd-daemon prefix, so journald records errors as errors ([`journald`]).
+//! A panic the caller catches and turns into an error ([`while_panics_are_caught`])
+//! is logged at most once a minute per place, with how many were held back.
 
 pub mod fields;
 pub mod journald;
 pub mod one_line;
+
+use std::cell::Cell;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::log_throttle::LogThrottle;
 #[cfg(test)]
 pub(crate) mod tests_support;
 
@@ -255,6 +263,32 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
     Ok(())
 }
 
+thread_local! {
+    /// Set while code runs whose panic its caller catches and handles.
+    static PANICS_CAUGHT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Places of caught panics already said, for the throttle: redb's few
+/// `unreachable!` sites, so the keys are a small fixed set.
+static CAUGHT_PANICS_SAID: LazyLock<Mutex<LogThrottle<String>>> =
+    LazyLock::new(|| Mutex::new(LogThrottle::new(Duration::from_secs(60))));
+
+/// Runs `work`, whose panic the caller catches and turns into an error
+/// (redb's on a damaged page, which the journal reports as damaged). Its
+/// panic line is throttled per place: every retention pass, Kafka status
+/// tick and replay page that meets the same damaged page panics again, up
+/// to five a second, and each line read as a crash to whoever was on call.
+pub fn while_panics_are_caught<R>(work: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PANICS_CAUGHT.with(|caught| caught.set(self.0));
+        }
+    }
+    let _restore = Restore(PANICS_CAUGHT.with(|caught| caught.replace(true)));
+    work()
+}
+
 /// Replaces the default panic hook: a panic becomes an `error` event with
 /// its message, place and thread (and a backtrace when `RUST_BACKTRACE`
 /// asks for one). The panic still unwinds as before: what it costs is the
@@ -275,6 +309,16 @@ pub fn log_panics() {
             .unwrap_or_default();
         let thread = std::thread::current();
         let thread = thread.name().unwrap_or("<unnamed>");
+        if PANICS_CAUGHT.with(Cell::get) {
+            let admitted = CAUGHT_PANICS_SAID
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(location.clone(), Instant::now());
+            if let Some(held_back) = admitted {
+                tracing::error!(panic.location = %location, panic.thread = %thread, held_back, "panicked: {message} (caught, and handled as the error it stands for; said at most once a minute per place)");
+            }
+            return;
+        }
         let backtrace = std::backtrace::Backtrace::capture();
         if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
             tracing::error!(panic.location = %location, panic.thread = %thread, panic.backtrace = %backtrace, "panicked: {message}");
