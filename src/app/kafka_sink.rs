@@ -53,11 +53,11 @@ pub(super) fn hold_both_limits(limit: &AtomicUsize, next: usize) {
     }
 }
 
-pub(super) fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
+pub(super) async fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
-    let files_digest = config.files_digest();
+    let files_digest = files_digest_off_the_workers(&config).await;
     let task = tokio::spawn(sinks::kafka::run(
         config.clone(),
         ctx.clone(),
@@ -69,6 +69,23 @@ pub(super) fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
         cancel,
         task,
     })
+}
+
+/// [`KafkaConfig::files_digest`] on the blocking pool: an `ssl.ca.location`
+/// naming a CA directory (`/etc/ssl/certs`) is hundreds of files, seconds
+/// to read on a cold, slow disk, which held one of the two runtime workers
+/// (webhook answers, WebSocket pings) through a reload. A digest that could
+/// not be taken (its task panicked) reads as no files named.
+///
+/// [`KafkaConfig::files_digest`]: crate::sinks::kafka::config::KafkaConfig::files_digest
+pub(super) async fn files_digest_off_the_workers(
+    config: &crate::sinks::kafka::config::KafkaConfig,
+) -> Option<[u8; 32]> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || config.files_digest())
+        .await
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{RunError, ServeError};
-use super::kafka_sink::{hold_both_limits, kafka_message_max, start_kafka};
+use super::kafka_sink::{
+    files_digest_off_the_workers, hold_both_limits, kafka_message_max, start_kafka,
+};
 use super::restarting::{resume_saving_restarting, retention_restarting};
 use super::stop_losses::keep_shutdown_losses;
 use super::{Context, ReloadOutcome, ReloadRequest, fd_limit, reload, signals, stop_extension};
@@ -87,7 +89,7 @@ pub(super) async fn serve(
     ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
     let started = sources.apply(&ctx.config.load(), &ctx).await;
-    let mut kafka = start_kafka(&ctx);
+    let mut kafka = start_kafka(&ctx).await;
     say_what_is_served(&ctx.config.load(), &started.started, kafka.is_some());
     let retention_stop = CancellationToken::new();
     let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
@@ -160,7 +162,8 @@ pub(super) async fn serve(
                 let kafka_changed = match (&kafka, &config.kafka) {
                     (None, None) => false,
                     (Some(running), Some(new)) => {
-                        running.config != *new || running.files_digest != new.files_digest()
+                        running.config != *new
+                            || running.files_digest != files_digest_off_the_workers(new).await
                     }
                     _ => true,
                 };
@@ -185,7 +188,7 @@ pub(super) async fn serve(
                     // A drain that began while the old sink stopped has no use
                     // for a new one (it would only be stopped again).
                     if !ctx.shutdown.is_cancelled() {
-                        kafka = start_kafka(&ctx);
+                        kafka = start_kafka(&ctx).await;
                     }
                     if kafka.is_none() {
                         // No sink, no lag: a frozen series would keep a lag alert firing.
