@@ -127,7 +127,8 @@ pub fn declared_compressed(headers: &HeaderMap) -> bool {
 /// compressed: the relay reads bodies as sent, so a gzip body fails as "not
 /// valid JSON", which alone sends the sender looking at its JSON. Likewise
 /// a body sent as `multipart/form-data` (`curl -F`), which no vendor sends
-/// and the relay does not read.
+/// and the relay does not read. Both are said when both hold: a sender
+/// told only of one fixes it and is refused again for the other.
 pub fn unparsed_because_encoded(reason: String, headers: &HeaderMap) -> String {
     let multipart = headers
         .get(header::CONTENT_TYPE)
@@ -137,26 +138,31 @@ pub fn unparsed_because_encoded(reason: String, headers: &HeaderMap) -> String {
                 .get(..10)
                 .is_some_and(|t| t.eq_ignore_ascii_case("multipart/"))
         });
-    if multipart {
-        return format!(
-            "{reason} (the body was sent as multipart, which is not read here: send JSON, or a form as application/x-www-form-urlencoded)"
-        );
-    }
     let codings: Vec<&str> = codings(headers)
         .filter(|coding| !coding.eq_ignore_ascii_case(b"identity"))
         .map(|coding| std::str::from_utf8(coding).unwrap_or("(not text)"))
         .collect();
-    if codings.is_empty() {
+    let mut notes = Vec::new();
+    if !codings.is_empty() {
+        let shown: String = codings
+            .join(", ")
+            .chars()
+            .take(SHOWN_CODING_CHARS)
+            .collect();
+        notes.push(format!(
+            "the body was sent with Content-Encoding: {shown}, which is not decoded here: send it uncompressed"
+        ));
+    }
+    if multipart {
+        notes.push(
+            "the body was sent as multipart, which is not read here: send JSON, or a form as application/x-www-form-urlencoded"
+                .to_owned(),
+        );
+    }
+    if notes.is_empty() {
         return reason;
     }
-    let shown: String = codings
-        .join(", ")
-        .chars()
-        .take(SHOWN_CODING_CHARS)
-        .collect();
-    format!(
-        "{reason} (the body was sent with Content-Encoding: {shown}, which is not decoded here: send it uncompressed)"
-    )
+    format!("{reason} ({})", notes.join("; "))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -399,6 +405,18 @@ mod tests {
         let said = unparsed_because_encoded(reason(), &multipart);
         assert!(said.starts_with(&reason()), "{said}");
         assert!(said.contains("sent as multipart"), "{said}");
+        assert!(!said.contains("Content-Encoding"), "{said}");
+        // Compressed multipart: told of both, or the sender fixes one and
+        // is refused again for the other.
+        multipart.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+        let said = unparsed_because_encoded(reason(), &multipart);
+        assert!(
+            said.contains("Content-Encoding: gzip, which") && said.contains("sent as multipart"),
+            "{said}"
+        );
         let long = vec![b'z'; 500];
         let said = unparsed_because_encoded(reason(), &with_encodings(&[&long]));
         assert!(said.contains(&"z".repeat(SHOWN_CODING_CHARS)), "{said}");
