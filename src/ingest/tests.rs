@@ -485,6 +485,37 @@ async fn a_failed_write_outside_the_writer_reopens_the_journal_once_per_interval
     ingest.shutdown().await;
 }
 
+/// A reopen asked for from outside the writer that succeeds leaves the
+/// journal writable, and its time is forgotten as after a good commit: the
+/// watchdog subtracts the reopens' time from a refusal's, and a stale
+/// reopen of a quiet relay delayed a later refusal's restart by as much.
+#[tokio::test]
+async fn a_good_reopen_asked_for_from_outside_is_forgotten_by_the_watchdogs_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    *store.recover_takes.lock().unwrap() = Duration::from_millis(300);
+    handle.reopen_after_a_failed_write();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.recovers.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no reopen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Counted while it runs, then forgotten (before the fix, 300 ms for good).
+    while handle.reopen_spent() != Duration::ZERO {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reopen was not forgotten: {:?}",
+            handle.reopen_spent()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(handle.is_writable());
+    assert!(handle.reopen_running_for().is_none());
+    ingest.shutdown().await;
+}
+
 /// A reopen asked for from outside the writer that fails leaves the journal
 /// counted as refusing commits (`/readyz`, the alert, the watchdog see it):
 /// it is closed, and the next event would be refused.

@@ -137,6 +137,10 @@ fn reopen_after_a_failed_write(
         Ok(()) => {
             tracing::info!("journal opened again after a failed write outside a commit");
             failures.reopened(health);
+            // Writable again, as after a good commit: a refusal hours later
+            // must not have the watchdog subtract this reopen's time from
+            // its own, which delayed the restart by as much.
+            clocks.committed();
         }
         Err(e) => {
             let error = format!("the journal could not be opened again after a failed write: {e}");
