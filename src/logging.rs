@@ -315,7 +315,14 @@ pub fn log_panics() {
                 .unwrap_or_else(PoisonError::into_inner)
                 .admit(location.clone(), Instant::now());
             if let Some(held_back) = admitted {
-                tracing::error!(panic.location = %location, panic.thread = %thread, held_back, "panicked: {message} (caught, and handled as the error it stands for; said at most once a minute per place)");
+                // Kept on the line let through: the flag covers a whole
+                // retention pass, so this may be the relay's own bug.
+                let backtrace = std::backtrace::Backtrace::capture();
+                if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+                    tracing::error!(panic.location = %location, panic.thread = %thread, panic.backtrace = %backtrace, held_back, "panicked: {message} (caught, and handled as the error it stands for; said at most once a minute per place)");
+                } else {
+                    tracing::error!(panic.location = %location, panic.thread = %thread, held_back, "panicked: {message} (caught, and handled as the error it stands for; said at most once a minute per place)");
+                }
             }
             return;
         }

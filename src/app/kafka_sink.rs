@@ -58,6 +58,11 @@ pub(super) async fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
     let files_digest = files_digest_off_the_workers(&config).await;
+    // A stop that began while the digest was read has no use for a sink
+    // (the drain would only stop it again).
+    if ctx.shutdown.is_cancelled() {
+        return None;
+    }
     let task = tokio::spawn(sinks::kafka::run(
         config.clone(),
         ctx.clone(),

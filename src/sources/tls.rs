@@ -202,7 +202,8 @@ pub(crate) fn location_digest(path: &Path) -> Option<[u8; 32]> {
 /// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
 /// device or a fifo is refused rather than read forever, and a fifo is
 /// not waited on in `open` either ([`crate::regular_file::open`]: a
-/// reload's digest of the Kafka CA files runs on the serve loop).
+/// reload's digest of the Kafka CA files waits for it, on the blocking
+/// pool).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
     let Some(file) = crate::regular_file::open(path)? else {

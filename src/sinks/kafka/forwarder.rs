@@ -805,10 +805,11 @@ impl Forwarder {
                     seq,
                     topic,
                     %error,
-                    "kafka can never take this event (raise message.max.bytes to carry it, and the topic's max.message.bytes); it stays in the journal and the sink moves past it"
+                    "kafka can never take this event (raise message.max.bytes to carry it, and every topic's max.message.bytes to at least 100 bytes above it); it stays in the journal and the sink moves past it"
                 );
+                // Both limits, or the topics refuse whole batches next.
                 format!(
-                    "seq {seq} skipped: Kafka can never take it in topic {topic} ({error}); raise message.max.bytes"
+                    "seq {seq} skipped: Kafka can never take it in topic {topic} ({error}); raise message.max.bytes, and every topic's max.message.bytes to at least 100 bytes above it"
                 )
             }
             // The broker holds a whole batch to the topic's limit, so small
