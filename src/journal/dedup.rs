@@ -10,7 +10,9 @@
 //! Guarantees: the map and the table hold the same entries after every
 //! committed append (a refused batch leaves both untouched); an id's latest
 //! entry wins; an entry outlives its event when `max_size` drops the event
-//! early, and goes only when the window has passed.
+//! early, and goes only when the window has passed. The map grows a 256th
+//! at a time ([`SHARDS`]), so no append waits for the whole index to be
+//! rehashed.
 
 use std::collections::HashMap;
 
@@ -36,29 +38,71 @@ pub(super) struct Seen {
     pub at_ms: u64,
 }
 
+/// Shards of the in-memory map, chosen by an id's first byte (ids are
+/// SHA-256 output, so the shards fill evenly). A hash map doubles by
+/// rehashing every entry at once: one map of 29 million entries (a 24 h
+/// window at 400 events/s) did so on the writer thread for seconds, no
+/// commit answered meanwhile, and held its old table beside one twice its
+/// size. A shard doubles alone, a 256th of that.
+const SHARDS: usize = 256;
+
+/// Below this many slots a shard keeps its room: shrinking would only
+/// rehash again at the next few events.
+const SHARD_ROOM_KEPT: usize = 16;
+
 /// The in-memory side of the index.
-#[derive(Default)]
 pub(super) struct DedupIndex {
-    latest: HashMap<EventId, Seen>,
+    shards: Box<[HashMap<EventId, Seen>]>,
+}
+
+impl Default for DedupIndex {
+    fn default() -> Self {
+        DedupIndex::with_room_for(0)
+    }
 }
 
 impl DedupIndex {
+    /// An empty index with room for about `entries` ids without growing.
+    fn with_room_for(entries: usize) -> Self {
+        let even = entries / SHARDS;
+        // A little over the even share: shards differ by a few per cent.
+        let each = if entries == 0 {
+            0
+        } else {
+            even + even / 8 + 16
+        };
+        DedupIndex {
+            shards: (0..SHARDS).map(|_| HashMap::with_capacity(each)).collect(),
+        }
+    }
+
+    fn shard(&self, id: &EventId) -> &HashMap<EventId, Seen> {
+        &self.shards[usize::from(id.0[0]) % SHARDS]
+    }
+
+    fn shard_mut(&mut self, id: &EventId) -> &mut HashMap<EventId, Seen> {
+        &mut self.shards[usize::from(id.0[0]) % SHARDS]
+    }
+
     /// Loads every entry of `dedup_log` (expiry keeps it to about one window).
     pub fn load<T: ReadableTable<u64, &'static [u8]>>(table: &T) -> Result<Self, JournalError> {
-        let mut latest = HashMap::new();
+        // Sized once from the table: grown by doubling, a start rehashed
+        // every entry loaded so far at each of some twenty doublings.
+        let entries = usize::try_from(table.len().map_err(storage)?).unwrap_or(usize::MAX);
+        let mut index = DedupIndex::with_room_for(entries);
         for entry in table.iter().map_err(storage)? {
             let (k, v) = entry.map_err(storage)?;
             let seq = k.value();
             let (id, at_ms) = decode_entry(seq, v.value())?;
             // Entries come in seq order, so a later journaling of an id wins.
-            latest.insert(id, Seen { seq, at_ms });
+            index.shard_mut(&id).insert(id, Seen { seq, at_ms });
         }
-        Ok(DedupIndex { latest })
+        Ok(index)
     }
 
     /// The seq under which `id` was journaled less than `window_ms` before `now_ms`.
     pub fn within_window(&self, id: &EventId, now_ms: u64, window_ms: u64) -> Option<u64> {
-        self.latest
+        self.shard(id)
             .get(id)
             .filter(|seen| now_ms.saturating_sub(seen.at_ms) < window_ms)
             .map(|seen| seen.seq)
@@ -66,7 +110,9 @@ impl DedupIndex {
 
     /// Records committed journalings.
     pub fn extend(&mut self, committed: impl IntoIterator<Item = (EventId, Seen)>) {
-        self.latest.extend(committed);
+        for (id, seen) in committed {
+            self.shard_mut(&id).insert(id, seen);
+        }
     }
 
     /// Forgets the entries [`expire`] removed from the table, in a
@@ -82,18 +128,33 @@ impl DedupIndex {
 
     /// Forgets `id` if its latest entry is the one at `seq`.
     fn forget(&mut self, id: &EventId, seq: u64) {
-        if self.latest.get(id).is_some_and(|seen| seen.seq == seq) {
-            self.latest.remove(id);
+        let shard = self.shard_mut(id);
+        if shard.get(id).is_some_and(|seen| seen.seq == seq) {
+            shard.remove(id);
         }
     }
 
     /// The journaling times held, in no order.
     pub fn times_ms(&self) -> impl Iterator<Item = u64> + '_ {
-        self.latest.values().map(|seen| seen.at_ms)
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.values().map(|seen| seen.at_ms))
     }
 
     pub fn len(&self) -> usize {
-        self.latest.len()
+        self.shards.iter().map(HashMap::len).sum()
+    }
+
+    /// Slots held, used or not.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.shards.iter().map(HashMap::capacity).sum()
+    }
+
+    /// The most entries one growth of the map may have to rehash at once.
+    #[cfg(test)]
+    fn largest_map_len(&self) -> usize {
+        self.shards.iter().map(HashMap::len).max().unwrap_or(0)
     }
 
     /// Gives back the room a burst made once most of it is empty: a hash map
@@ -102,9 +163,11 @@ impl DedupIndex {
     /// for the life of the process. Halving only below a quarter full keeps
     /// the rehashing to a few times per burst.
     fn give_back_room(&mut self) {
-        let (len, capacity) = (self.latest.len(), self.latest.capacity());
-        if capacity > 4_096 && len < capacity / 4 {
-            self.latest.shrink_to(len.saturating_mul(2));
+        for shard in self.shards.iter_mut() {
+            let (len, capacity) = (shard.len(), shard.capacity());
+            if capacity > SHARD_ROOM_KEPT && len < capacity / 4 {
+                shard.shrink_to(len.saturating_mul(2));
+            }
         }
     }
 }
@@ -294,6 +357,40 @@ mod tests {
         );
     }
 
+    /// A map doubles by rehashing all it holds, on the writer thread, no
+    /// commit answered meanwhile: with real ids (SHA-256 output) no map
+    /// holds more than a small share of the index, and a loaded index has
+    /// room for what it loaded.
+    #[test]
+    fn no_growth_rehashes_more_than_a_small_share_of_the_index() {
+        use crate::event::{EventId, Vendor};
+        let db = crate::journal::tests_support::in_memory_db();
+        let txn = db.begin_write().unwrap();
+        let mut table = txn.open_table(DEDUP_LOG).unwrap();
+        let mut index = DedupIndex::default();
+        let entries = 100_000u64;
+        for seq in 1..=entries {
+            let id = EventId::for_key(Vendor::Tel4vn, "main", &format!("call-{seq}"));
+            let seen = Seen { seq, at_ms: 1 };
+            insert_entry(&mut table, &id, seen).unwrap();
+            index.extend([(id, seen)]);
+        }
+        assert_eq!(index.len(), entries as usize);
+        // An even share is 391; before, one map held all 100,000.
+        assert!(
+            index.largest_map_len() < 600,
+            "one map holds {} of {entries}",
+            index.largest_map_len()
+        );
+        let loaded = DedupIndex::load(&table).unwrap();
+        assert_eq!(loaded.len(), entries as usize);
+        assert!(loaded.largest_map_len() < 600);
+        assert!(
+            loaded.capacity() >= entries as usize,
+            "sized from the table"
+        );
+    }
+
     #[test]
     fn expiry_gives_back_the_room_a_burst_took() {
         let db = crate::journal::tests_support::in_memory_db();
@@ -308,14 +405,14 @@ mod tests {
             insert_entry(&mut table, &EventId(id), seen).unwrap();
             index.extend([(EventId(id), seen)]);
         }
-        assert!(index.latest.capacity() >= burst as usize);
+        assert!(index.capacity() >= burst as usize);
         let expired = expire(&mut table, 10_000, 0, 5_000, usize::MAX).unwrap();
         index.forget_expired(&expired);
         assert_eq!(expired.len(), burst as usize);
         assert!(
-            index.latest.capacity() <= 4_096,
+            index.capacity() <= 4_096,
             "an empty index still has room for {} entries",
-            index.latest.capacity()
+            index.capacity()
         );
     }
 }
