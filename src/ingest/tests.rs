@@ -4,6 +4,8 @@ use crate::journal::tests_support::event;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
+
+use crate::app::tests_support::until;
 use tokio::sync::broadcast;
 
 struct Gate {
@@ -448,6 +450,19 @@ async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
     ingest.shutdown().await;
 }
 
+/// How long the tests below wait for what the writer thread does.
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// Asks the writer to reopen the journal, as a retention pass's failed
+/// write does, and waits until the store is being opened again.
+async fn ask_a_reopen_and_see_it_begin(store: &Gate, handle: &IngestHandle) {
+    handle.reopen_after_a_failed_write();
+    until("a reopen", WITHIN, || {
+        store.recovers.load(Ordering::SeqCst) > 0
+    })
+    .await;
+}
+
 /// A write outside the writer that failed on I/O (a retention pass) asks
 /// it to open the journal again: redb refuses every write after one, and
 /// only the writer's own failed commit reopened it, so a quiet relay's next
@@ -459,22 +474,14 @@ async fn a_failed_write_outside_the_writer_reopens_the_journal_once_per_interval
     let (store, open, ingest, _hub) = setup(dir.path());
     open.send(()).unwrap();
     let handle = ingest.handle();
-    handle.reopen_after_a_failed_write();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store.recovers.load(Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no reopen");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    ask_a_reopen_and_see_it_begin(&store, &handle).await;
     handle.reopen_after_a_failed_write();
     // Taken by the writer on its own (an event in the same round would
     // settle it without a reopen whatever the interval), then an event.
-    while handle.tx.capacity() < handle.tx.max_capacity() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the ask was not taken"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the ask taken by the writer", WITHIN, || {
+        handle.tx.capacity() >= handle.tx.max_capacity()
+    })
+    .await;
     handle.submit(event("after")).await.expect("a good commit");
     assert_eq!(
         store.recovers.load(Ordering::SeqCst),
@@ -496,21 +503,12 @@ async fn a_good_reopen_asked_for_from_outside_is_forgotten_by_the_watchdogs_cloc
     open.send(()).unwrap();
     let handle = ingest.handle();
     *store.recover_takes.lock().unwrap() = Duration::from_millis(300);
-    handle.reopen_after_a_failed_write();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store.recovers.load(Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no reopen");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    ask_a_reopen_and_see_it_begin(&store, &handle).await;
     // Counted while it runs, then forgotten (before the fix, 300 ms for good).
-    while handle.reopen_spent() != Duration::ZERO {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reopen was not forgotten: {:?}",
-            handle.reopen_spent()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the reopen forgotten", WITHIN, || {
+        handle.reopen_spent() == Duration::ZERO
+    })
+    .await;
     assert!(handle.is_writable());
     assert!(handle.reopen_running_for().is_none());
     ingest.shutdown().await;
@@ -527,11 +525,10 @@ async fn a_failed_reopen_asked_for_from_outside_counts_as_failing_commits() {
     let handle = ingest.handle();
     store.fail_recover.store(true, Ordering::SeqCst);
     handle.reopen_after_a_failed_write();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while handle.is_writable() {
-        assert!(std::time::Instant::now() < deadline, "still writable");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the journal counted as not writable", WITHIN, || {
+        !handle.is_writable()
+    })
+    .await;
     assert!(
         handle
             .commit_failure()
@@ -556,18 +553,14 @@ async fn the_writer_times_its_reopens_until_a_commit_succeeds() {
     *store.recover_takes.lock().unwrap() = Duration::from_secs(1);
     assert!(handle.submit(event("a")).await.is_err());
     // The reopen follows the failed commit's answer: seen while it runs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while handle.reopen_running_for().is_none() {
-        assert!(std::time::Instant::now() < deadline, "no reopen seen");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    while handle.reopen_running_for().is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reopen never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the reopen seen running", WITHIN, || {
+        handle.reopen_running_for().is_some()
+    })
+    .await;
+    until("the reopen ended", WITHIN, || {
+        handle.reopen_running_for().is_none()
+    })
+    .await;
     assert!(
         handle.reopen_spent() >= Duration::from_secs(1),
         "{:?}",
@@ -578,13 +571,9 @@ async fn the_writer_times_its_reopens_until_a_commit_succeeds() {
     handle.submit(event("b")).await.expect("a good commit");
     // Forgotten by the writer once the commit's answers are out: a moment
     // after the answer, not before it.
-    while handle.reopen_spent() != Duration::ZERO {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reopens were not forgotten: {:?}",
-            handle.reopen_spent()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the reopens forgotten", WITHIN, || {
+        handle.reopen_spent() == Duration::ZERO
+    })
+    .await;
     ingest.shutdown().await;
 }
