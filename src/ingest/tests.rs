@@ -63,11 +63,11 @@ impl BatchStore for Gate {
 
     fn recover(&self) -> Result<(), JournalError> {
         self.recovers.fetch_add(1, Ordering::SeqCst);
+        let takes = *self.recover_takes.lock().unwrap();
+        std::thread::sleep(takes);
         if self.fail_recover.load(Ordering::SeqCst) {
             return Err(JournalError::Closed);
         }
-        let takes = *self.recover_takes.lock().unwrap();
-        std::thread::sleep(takes);
         Ok(())
     }
 
@@ -512,6 +512,40 @@ async fn a_good_reopen_asked_for_from_outside_is_forgotten_by_the_watchdogs_cloc
     assert!(handle.is_writable());
     assert!(handle.reopen_running_for().is_none());
     ingest.shutdown().await;
+}
+
+/// A reopen asked for from outside the writer that fails logs what failed
+/// (no commit was tried, no batch refused), and the refusal it begins is
+/// timed from its end: its own time, spent while the journal still took
+/// events, is not taken off the refusal's by the watchdog.
+#[test]
+fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, hub, metrics) = setup_with(dir.path(), IngestOptions::default());
+    drop(open);
+    store.fail_recover.store(true, Ordering::SeqCst);
+    *store.recover_takes.lock().unwrap() = Duration::from_millis(50);
+    let (health, clocks) = (CommitHealth::default(), WriterClocks::new());
+    let mut failures = crate::ingest::commit_health::FailureTracker::default();
+    let text = crate::logging::tests_support::logged_json(|| {
+        writer::reopen_after_a_failed_write(
+            store.as_ref(),
+            &hub,
+            &metrics,
+            &health,
+            &clocks,
+            &mut failures,
+        );
+    });
+    assert!(!health.is_writable());
+    assert!(
+        text.contains(
+            "the journal could not be opened again after a failed write; new events are refused"
+        ) && !text.contains("journal commit failed"),
+        "{text}"
+    );
+    assert_eq!(clocks.reopen_spent(), Duration::ZERO);
+    drop(ingest);
 }
 
 /// A reopen asked for from outside the writer that fails leaves the journal

@@ -125,7 +125,7 @@ const ASKED_REOPEN_MAX: std::time::Duration = std::time::Duration::from_secs(16 
 /// failing), the journal counts as refusing commits, as after a failed
 /// commit: `/readyz`, `journal.writable` and the alert say so, and the next
 /// events' failed commits go on with the reopen schedule.
-fn reopen_after_a_failed_write(
+pub(super) fn reopen_after_a_failed_write(
     store: &dyn BatchStore,
     hub: &Hub,
     metrics: &Metrics,
@@ -133,6 +133,7 @@ fn reopen_after_a_failed_write(
     clocks: &WriterClocks,
     failures: &mut FailureTracker,
 ) {
+    let refusing_before = !health.is_writable();
     match reopen(store, hub, metrics, clocks) {
         Ok(()) => {
             tracing::info!("journal opened again after a failed write outside a commit");
@@ -143,6 +144,12 @@ fn reopen_after_a_failed_write(
             clocks.committed();
         }
         Err(e) => {
+            // A refusal begins here: the watchdog counts it from now, and
+            // must not take this reopen's time, spent while the journal
+            // still took events, off it (up to the watchdog's hour).
+            if !refusing_before {
+                clocks.committed();
+            }
             let error = format!("the journal could not be opened again after a failed write: {e}");
             failures.reopen_failed(health, &error, Instant::now());
         }
