@@ -888,8 +888,9 @@ impl Journal {
 mod tests;
 
 /// Runs `work`, in which redb may panic on a damaged page; a panic is
-/// `damaged()`'s error instead (the panic hook has logged where it was, at
-/// most once a minute per place: the same page is met again and again).
+/// `damaged()`'s error instead. The panic hook says where it was, at most
+/// once a minute per place (the same page is met again and again), so a
+/// given panic's line may be held back.
 fn damaged_on_panic<T, E>(
     work: impl FnOnce() -> Result<T, E>,
     damaged: impl FnOnce() -> E,

@@ -21,10 +21,10 @@ pub mod journald;
 pub mod one_line;
 
 use std::cell::Cell;
-use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use crate::log_throttle::LogThrottle;
+use crate::log_throttle::SharedLogThrottle;
 #[cfg(test)]
 pub(crate) mod tests_support;
 
@@ -270,8 +270,8 @@ thread_local! {
 
 /// Places of caught panics already said, for the throttle: redb's few
 /// `unreachable!` sites, so the keys are a small fixed set.
-static CAUGHT_PANICS_SAID: LazyLock<Mutex<LogThrottle<String>>> =
-    LazyLock::new(|| Mutex::new(LogThrottle::new(Duration::from_secs(60))));
+static CAUGHT_PANICS_SAID: LazyLock<SharedLogThrottle<String>> =
+    LazyLock::new(|| SharedLogThrottle::new(Duration::from_secs(60)));
 
 /// Runs `work`, whose panic the caller catches and turns into an error
 /// (redb's on a damaged page, which the journal reports as damaged). Its
@@ -287,6 +287,12 @@ pub fn while_panics_are_caught<R>(work: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(PANICS_CAUGHT.with(|caught| caught.replace(true)));
     work()
+}
+
+/// Whether a panic on this thread now would be one its caller catches.
+#[cfg(test)]
+pub(crate) fn panics_are_caught() -> bool {
+    PANICS_CAUGHT.with(Cell::get)
 }
 
 /// Replaces the default panic hook: a panic becomes an `error` event with
@@ -309,29 +315,26 @@ pub fn log_panics() {
             .unwrap_or_default();
         let thread = std::thread::current();
         let thread = thread.name().unwrap_or("<unnamed>");
-        if PANICS_CAUGHT.with(Cell::get) {
-            let admitted = CAUGHT_PANICS_SAID
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .admit(location.clone(), Instant::now());
-            if let Some(held_back) = admitted {
-                // Kept on the line let through: the flag covers a whole
-                // retention pass, so this may be the relay's own bug.
-                let backtrace = std::backtrace::Backtrace::capture();
-                if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-                    tracing::error!(panic.location = %location, panic.thread = %thread, panic.backtrace = %backtrace, held_back, "panicked: {message} (caught, and handled as the error it stands for; said at most once a minute per place)");
-                } else {
-                    tracing::error!(panic.location = %location, panic.thread = %thread, held_back, "panicked: {message} (caught, and handled as the error it stands for; said at most once a minute per place)");
-                }
-            }
-            return;
-        }
-        let backtrace = std::backtrace::Backtrace::capture();
-        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            tracing::error!(panic.location = %location, panic.thread = %thread, panic.backtrace = %backtrace, "panicked: {message}");
+        // A caught panic's line is throttled per place, and says so.
+        let (held_back, caught) = if PANICS_CAUGHT.with(Cell::get) {
+            let Some(held_back) = CAUGHT_PANICS_SAID.admit_now(location.clone()) else {
+                return;
+            };
+            let note = " (caught, and handled as the error it stands for; said at most once a minute per place)";
+            (Some(held_back), note)
         } else {
-            tracing::error!(panic.location = %location, panic.thread = %thread, "panicked: {message}");
-        }
+            (None, "")
+        };
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace =
+            (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then_some(backtrace);
+        tracing::error!(
+            panic.location = %location,
+            panic.thread = %thread,
+            panic.backtrace = backtrace.as_ref().map(tracing::field::display),
+            held_back,
+            "panicked: {message}{caught}"
+        );
     }));
 }
 

@@ -301,7 +301,14 @@ async fn an_event_kafka_can_never_take_is_named_in_status() {
     let skipped = |detail: &serde_json::Value| {
         detail["last_error"]
             .as_str()
-            .is_some_and(|e| e.starts_with("seq 1 skipped: Kafka can never take it in topic"))
+            .is_some_and(|e| {
+                // Both limits: raising the client's alone makes the topic
+                // refuse whole batches.
+                e.starts_with("seq 1 skipped: Kafka can never take it in topic")
+                    && e.ends_with(
+                        "raise message.max.bytes, and every topic's max.message.bytes to at least 100 bytes above it",
+                    )
+            })
     };
     eventually(Duration::from_secs(10), "the skip named in /status", || {
         skipped(&sink_status(&ctx).1)

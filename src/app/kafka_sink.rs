@@ -2,7 +2,7 @@
 //! stopped (drained) before a restart or at shutdown.
 //!
 //! Guarantees: the sink has its own cancellation, so it outlives the sources
-//! and ingest at shutdown; `stop` returns only once its task has finished
+//! and ingest at shutdown; none is started once a stop has begun; `stop` returns only once its task has finished
 //! (its in-flight records drained or their bound passed). What the drain
 //! committed and the sink had not sent yet stays in the journal for the next
 //! start (after a `systemctl stop`, Kafka lags by it until then).
@@ -57,9 +57,12 @@ pub(super) async fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
+    // A stop that began before, or while the digest was read, has no use
+    // for a sink (the drain would only stop it again).
+    if ctx.shutdown.is_cancelled() {
+        return None;
+    }
     let files_digest = files_digest_off_the_workers(&config).await;
-    // A stop that began while the digest was read has no use for a sink
-    // (the drain would only stop it again).
     if ctx.shutdown.is_cancelled() {
         return None;
     }

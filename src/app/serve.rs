@@ -185,11 +185,9 @@ pub(super) async fn serve(
                         k.stop().await;
                     }
                     ctx.kafka_message_max.store(kafka_limit, Ordering::Release);
-                    // A drain that began while the old sink stopped has no use
-                    // for a new one (it would only be stopped again).
-                    if !ctx.shutdown.is_cancelled() {
-                        kafka = start_kafka(&ctx).await;
-                    }
+                    // A drain that began while the old sink stopped starts no
+                    // new one (`start_kafka` looks).
+                    kafka = start_kafka(&ctx).await;
                     if kafka.is_none() {
                         // No sink, no lag: a frozen series would keep a lag alert firing.
                         let _ = ctx.metrics.sink_lag_events.remove_label_values(&["kafka"]);

@@ -276,6 +276,20 @@ fn a_reader_held_past_the_reopen_wait_fails_the_reopen_not_the_next_one() {
     assert_eq!(j.last_seq(), 1);
 }
 
+/// redb's panics on a damaged page are caught and logged through the
+/// panic hook's throttle: the same page is met again by every retention
+/// pass, status tick and replay page (up to five lines a second before).
+#[test]
+fn what_the_journal_catches_is_logged_as_a_caught_panic() {
+    assert!(!crate::logging::panics_are_caught());
+    let seen: Result<bool, JournalError> = super::damaged_on_panic(
+        || Ok(crate::logging::panics_are_caught()),
+        || JournalError::Closed,
+    );
+    assert!(matches!(seen, Ok(true)));
+    assert!(!crate::logging::panics_are_caught(), "restored after");
+}
+
 /// redb panics on some damaged pages instead of returning an error: the
 /// panic is the reader's `Damaged` error, not the end of its task.
 #[test]

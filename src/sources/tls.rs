@@ -201,9 +201,9 @@ pub(crate) fn location_digest(path: &Path) -> Option<[u8; 32]> {
 
 /// Reads a regular file of at most [`MAX_CA_FILE`] bytes: a path to a
 /// device or a fifo is refused rather than read forever, and a fifo is
-/// not waited on in `open` either ([`crate::regular_file::open`]: a
-/// reload's digest of the Kafka CA files waits for it, on the blocking
-/// pool).
+/// not waited on in `open` either ([`crate::regular_file::open`]: the
+/// reload's digest of the Kafka CA files, on the blocking pool, would wait
+/// on it).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
     let Some(file) = crate::regular_file::open(path)? else {
