@@ -86,6 +86,7 @@ fn a_panic_is_one_json_log_line_with_its_message_and_place() {
         "{event}"
     );
     assert_eq!(event["panic.thread"], "stream-2", "{event}");
+    assert!(event.get("held_back").is_none(), "not throttled: {event}");
     let location = event["panic.location"].as_str().unwrap_or_default();
     assert!(location.starts_with("tests/panic_log.rs:"), "{event}");
 }

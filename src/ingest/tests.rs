@@ -544,6 +544,13 @@ fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock(
         ) && !text.contains("journal commit failed"),
         "{text}"
     );
+    // No commit was tried: no batch's events, no count of failed commits.
+    assert!(
+        text.contains("\"failures\":1")
+            && !text.contains("failed_commits")
+            && !text.contains("\"events\""),
+        "{text}"
+    );
     assert_eq!(clocks.reopen_spent(), Duration::ZERO);
     drop(ingest);
 }

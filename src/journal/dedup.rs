@@ -64,16 +64,25 @@ impl Default for DedupIndex {
 
 impl DedupIndex {
     /// An empty index with room for about `entries` ids without growing.
+    /// A room that cannot be had (a count from a damaged table) is left to
+    /// growth: a start must not abort on it.
     fn with_room_for(entries: usize) -> Self {
         let even = entries / SHARDS;
-        // A little over the even share: shards differ by a few per cent.
+        // Four standard deviations over the even share (a shard's count of
+        // SHA-256 ids is binomial): few enough to round few shards up to
+        // twice the buckets, enough that none grows as the table loads.
         let each = if entries == 0 {
             0
         } else {
-            even + even / 8 + 16
+            even + 4 * even.isqrt() + 16
+        };
+        let shard = || {
+            let mut map = HashMap::new();
+            let _ = map.try_reserve(each);
+            map
         };
         DedupIndex {
-            shards: (0..SHARDS).map(|_| HashMap::with_capacity(each)).collect(),
+            shards: (0..SHARDS).map(|_| shard()).collect(),
         }
     }
 
