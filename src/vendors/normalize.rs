@@ -376,6 +376,16 @@ mod tests {
         }
     }
 
+    /// A negative number is no epoch, however large. The years check refuses
+    /// a small one anyway; only the sign check keeps -1e300 milliseconds from
+    /// overflowing the nanoseconds they are multiplied into.
+    #[test]
+    fn a_negative_epoch_of_any_size_is_no_date() {
+        for v in [json!(-1e300), json!(f64::MIN)] {
+            assert_eq!(time(Some(&v), ICT), None, "{v}");
+        }
+    }
+
     #[test]
     fn seconds_and_vocabularies() {
         assert_eq!(seconds(Some(&json!("10"))), Some(json!(10)));

@@ -434,6 +434,17 @@ mod tests {
         assert_eq!(not_utf16.unwrap(), "{}");
     }
 
+    /// Only the declared charset's own byte order mark is skipped: in
+    /// windows-1251 the bytes of UTF-8's are three letters of the text, and
+    /// dropping them would alter it without a word.
+    #[test]
+    fn only_the_declared_charsets_byte_order_mark_is_skipped() {
+        assert_eq!(
+            body_text(b"\xEF\xBB\xBFabc", Some(encoding_rs::WINDOWS_1251)).unwrap(),
+            "п»їabc"
+        );
+    }
+
     #[test]
     fn form_fields_are_percent_decoded_in_their_charset_and_refused_when_not_utf8() {
         assert_eq!(
@@ -495,6 +506,25 @@ mod tests {
         let content_type = format!("application/json; charset={long}");
         let charset = declared_charset(Some(content_type.as_bytes())).unwrap_err();
         assert!(charset.0.len() < 300, "{} bytes", charset.0.len());
+    }
+
+    /// Depth is how deep containers sit, not how many there are: a list of
+    /// 150 rows, each an object holding a list, is three levels, and counting
+    /// every opening bracket would refuse it as nested too deep.
+    #[test]
+    fn containers_side_by_side_are_not_nesting() {
+        let wide = format!("{{\"rows\":[{}]}}", vec!["{\"a\":[1]}"; 150].join(","));
+        let (value, _) = parse_json(&wide).unwrap();
+        assert_eq!(value["rows"].as_array().map(Vec::len), Some(150));
+    }
+
+    /// An escape is skipped as its two bytes: a lone surrogate right after
+    /// a `\n` in the same string is still found and read as U+FFFD.
+    #[test]
+    fn a_lone_surrogate_after_another_escape_is_still_read() {
+        let (value, read) = parse_json(r#"{"text":"line\nnext \ud83d"}"#).unwrap();
+        assert_eq!(value["text"], "line\nnext \u{fffd}");
+        assert_eq!(read, r#"{"text":"line\nnext \ufffd"}"#);
     }
 
     #[test]
