@@ -25,6 +25,7 @@
 //!
 //! Run: `cargo bench --bench webhook_load` (5 rounds of 3 s per measurement);
 //! `-- --quick` for a smoke run. Env: `WEBHOOK_BENCH_ROUNDS`, `WEBHOOK_BENCH_SECS`,
+//! `WEBHOOK_BENCH_WARMUP_SECS` (default 0.5, at 64 connections, both targets),
 //! `WEBHOOK_BENCH_RATES` (comma list), `WEBHOOK_BENCH_CONNS` (closed-loop
 //! connection counts, comma list), `WEBHOOK_BENCH_SERVER_THREADS`,
 //! `WEBHOOK_BENCH_CLIENT_THREADS`.
@@ -324,6 +325,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let rounds = env_one("WEBHOOK_BENCH_ROUNDS", if quick { 1usize } else { 5 });
     let secs = env_one("WEBHOOK_BENCH_SECS", if quick { 1.0f64 } else { 3.0 });
+    let warmup_secs = env_one("WEBHOOK_BENCH_WARMUP_SECS", 0.5f64);
     let rates: Vec<f64> = env_list("WEBHOOK_BENCH_RATES", "1000,5000,10000");
     let conns: Vec<usize> = env_list("WEBHOOK_BENCH_CONNS", "64,256");
     let server_threads = env_one("WEBHOOK_BENCH_SERVER_THREADS", 2usize);
@@ -376,21 +378,26 @@ fn main() {
     ];
 
     eprintln!(
-        "webhook_load: {rounds} rounds × {secs} s, closed-loop conns {conns:?}, rates {rates:?}, \
-         server threads {server_threads}, client threads {client_threads}, journal on {fs}"
+        "webhook_load: {rounds} rounds × {secs} s after a {warmup_secs} s warm-up, closed-loop conns {conns:?}, \
+         rates {rates:?}, server threads {server_threads}, client threads {client_threads}, journal on {fs}"
     );
     let mut relay_ok = 0u64;
     let mut failures = 0u64;
     let mut duplicates = 0u64;
-    // Warm up both (connections, allocator, journal file growth).
+    // Warm up both (connections, allocator, journal file growth). A longer
+    // warm-up (WEBHOOK_BENCH_WARMUP_SECS) measures a relay whose journal
+    // page cache (64 MiB, about 90,000 of these events) has filled, as a
+    // relay that has run for a while has: until then each commit faults in
+    // and zeroes fresh memory for it.
     for (ti, (_, t)) in targets.iter().enumerate() {
-        let m = client.block_on(drive(t, 64, None, 0.5));
+        let m = client.block_on(drive(t, 64, None, warmup_secs));
         if ti == 0 {
             relay_ok += m.ok;
             duplicates += m.duplicates;
         }
         failures += m.other;
     }
+    eprintln!("warm-up: the relay journaled {relay_ok} events");
 
     // max[target][conns] and lat[target][rate] → per-round values.
     let mut max: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); conns.len()]; 2];
