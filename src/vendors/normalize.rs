@@ -377,8 +377,9 @@ mod tests {
     }
 
     /// A negative number is no epoch, however large. The years check refuses
-    /// a small one anyway; only the sign check keeps -1e300 milliseconds from
-    /// overflowing the nanoseconds they are multiplied into.
+    /// a small one anyway; only the sign check keeps -1e300 (read as seconds)
+    /// from overflowing the nanoseconds it is multiplied into, a panic where
+    /// overflow is checked (a debug build), a wrap to 1970 where not.
     #[test]
     fn a_negative_epoch_of_any_size_is_no_date() {
         for v in [json!(-1e300), json!(f64::MIN)] {

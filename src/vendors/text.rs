@@ -508,9 +508,10 @@ mod tests {
         assert!(charset.0.len() < 300, "{} bytes", charset.0.len());
     }
 
-    /// Depth is how deep containers sit, not how many there are: a list of
-    /// 150 rows, each an object holding a list, is three levels, and counting
-    /// every opening bracket would refuse it as nested too deep.
+    /// Depth is how deep containers sit, not how many there are: an object
+    /// holding a list of 150 rows, each an object holding a list, is four
+    /// levels, and counting every opening bracket (302) would refuse it as
+    /// nested too deep.
     #[test]
     fn containers_side_by_side_are_not_nesting() {
         let wide = format!("{{\"rows\":[{}]}}", vec!["{\"a\":[1]}"; 150].join(","));
