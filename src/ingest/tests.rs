@@ -89,6 +89,16 @@ fn setup(dir: &std::path::Path) -> (Arc<Gate>, std::sync::mpsc::Sender<()>, Inge
     (store, open, ingest, hub)
 }
 
+/// A journal behind an opened gate, an ingest over it, and its handle;
+/// the directory lives as long as the first value is held.
+fn opened() -> (tempfile::TempDir, Arc<Gate>, Ingest, IngestHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    (dir, store, ingest, handle)
+}
+
 /// A journal behind a closed gate, and an ingest over it.
 fn setup_with(
     dir: &std::path::Path,
@@ -202,10 +212,7 @@ async fn a_failed_commit_fails_the_ack_and_journals_nothing() {
 /// died, while every webhook got 503 and `/readyz` said it had stopped.
 #[tokio::test]
 async fn a_writer_that_panicked_is_not_writable() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
+    let (_dir, store, _ingest, handle) = opened();
     assert!(handle.is_writable());
     store.panic.store(true, Ordering::SeqCst);
     let err = handle.submit(event("a")).await.unwrap_err();
@@ -291,10 +298,7 @@ async fn a_landed_commit_missed_at_recovery_goes_out_with_the_retry_of_it() {
 
 #[tokio::test]
 async fn a_group_is_journaled_whole_or_not_at_all_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     let group = [event("g1"), event("g2"), event("g1"), event("g3")];
     store.fail.store(true, Ordering::SeqCst);
     let err = handle.submit_all(&group).await.unwrap_err();
@@ -438,10 +442,7 @@ async fn what_queues_during_a_commit_is_committed_together_up_to_max_batch() {
 /// whole file each time on a disk that is already failing.
 #[tokio::test]
 async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     store.fail.store(true, Ordering::SeqCst);
     for i in 0..3 {
         assert!(handle.submit(event(&format!("f{i}"))).await.is_err());
@@ -470,10 +471,7 @@ async fn ask_a_reopen_and_see_it_begin(store: &Gate, handle: &IngestHandle) {
 /// again.
 #[tokio::test]
 async fn a_failed_write_outside_the_writer_reopens_the_journal_once_per_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     ask_a_reopen_and_see_it_begin(&store, &handle).await;
     handle.reopen_after_a_failed_write();
     // Taken by the writer on its own (an event in the same round would
@@ -498,10 +496,7 @@ async fn a_failed_write_outside_the_writer_reopens_the_journal_once_per_interval
 /// reopen of a quiet relay delayed a later refusal's restart by as much.
 #[tokio::test]
 async fn a_good_reopen_asked_for_from_outside_is_forgotten_by_the_watchdogs_clock() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     *store.recover_takes.lock().unwrap() = Duration::from_millis(300);
     ask_a_reopen_and_see_it_begin(&store, &handle).await;
     // Counted while it runs, then forgotten (before the fix, 300 ms for good).
@@ -560,10 +555,7 @@ fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock(
 /// it is closed, and the next event would be refused.
 #[tokio::test]
 async fn a_failed_reopen_asked_for_from_outside_counts_as_failing_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    open.send(()).unwrap();
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     store.fail_recover.store(true, Ordering::SeqCst);
     handle.reopen_after_a_failed_write();
     until("the journal counted as not writable", WITHIN, || {

@@ -367,6 +367,23 @@ mod tests {
         );
     }
 
+    /// Journals `seqs` at time 1 under the ids `id_of` gives, in the table
+    /// and in a fresh index, as committed appends leave both.
+    fn journaled(
+        table: &mut Table<u64, &[u8]>,
+        seqs: std::ops::RangeInclusive<u64>,
+        id_of: impl Fn(u64) -> EventId,
+    ) -> DedupIndex {
+        let mut index = DedupIndex::default();
+        for seq in seqs {
+            let id = id_of(seq);
+            let seen = Seen { seq, at_ms: 1 };
+            insert_entry(table, &id, seen).unwrap();
+            index.extend([(id, seen)]);
+        }
+        index
+    }
+
     /// A map doubles by rehashing all it holds, on the writer thread, no
     /// commit answered meanwhile: with real ids (SHA-256 output) no map
     /// holds more than a small share of the index, and a loaded index has
@@ -377,14 +394,10 @@ mod tests {
         let db = crate::journal::tests_support::in_memory_db();
         let txn = db.begin_write().unwrap();
         let mut table = txn.open_table(DEDUP_LOG).unwrap();
-        let mut index = DedupIndex::default();
         let entries = 100_000u64;
-        for seq in 1..=entries {
-            let id = EventId::for_key(Vendor::Tel4vn, "main", &format!("call-{seq}"));
-            let seen = Seen { seq, at_ms: 1 };
-            insert_entry(&mut table, &id, seen).unwrap();
-            index.extend([(id, seen)]);
-        }
+        let index = journaled(&mut table, 1..=entries, |seq| {
+            EventId::for_key(Vendor::Tel4vn, "main", &format!("call-{seq}"))
+        });
         assert_eq!(index.len(), entries as usize);
         // An even share is 391; before, one map held all 100,000.
         assert!(
@@ -407,15 +420,12 @@ mod tests {
         let db = crate::journal::tests_support::in_memory_db();
         let txn = db.begin_write().unwrap();
         let mut table = txn.open_table(DEDUP_LOG).unwrap();
-        let mut index = DedupIndex::default();
         let burst = 50_000u64;
-        for seq in 1..=burst {
+        let mut index = journaled(&mut table, 1..=burst, |seq| {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&seq.to_le_bytes());
-            let seen = Seen { seq, at_ms: 1 };
-            insert_entry(&mut table, &EventId(id), seen).unwrap();
-            index.extend([(EventId(id), seen)]);
-        }
+            EventId(id)
+        });
         assert!(index.capacity() >= burst as usize);
         let expired = expire(&mut table, 10_000, 0, 5_000, usize::MAX).unwrap();
         index.forget_expired(&expired);
