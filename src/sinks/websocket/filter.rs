@@ -222,6 +222,13 @@ impl Filter {
             && self.subjects.is_empty()
     }
 
+    /// The one account this filter lets through (named once or more),
+    /// if it names exactly one: its session needs no other account's events.
+    pub fn only_account(&self) -> Option<&str> {
+        let (first, rest) = self.accounts.split_first()?;
+        rest.iter().all(|a| a == first).then_some(first.as_str())
+    }
+
     /// Whether `header` passes every filter. The globs go last: an event
     /// another filter already drops costs no glob match.
     pub fn matches(&self, header: &EventHeader) -> bool {

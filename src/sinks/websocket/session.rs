@@ -84,7 +84,7 @@ use futures::stream::SplitStream;
 use futures::{SinkExt, StreamExt};
 use prometheus::{Histogram, IntCounter};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::auth::Scope;
@@ -95,6 +95,7 @@ pub mod replay_budget;
 mod writer;
 
 use crate::app::Context;
+use crate::ingest::LiveReceiver;
 use crate::journal::JournaledEvent;
 pub use end::End;
 use end::read_error_end;
@@ -185,7 +186,7 @@ pub async fn run(
     let (sink, stream) = socket.split();
     // Subscribe before anything is read from the journal: whatever commits from
     // here on is in `live`, whatever committed before is in the journal.
-    let live = ctx.hub.subscribe_live();
+    let live = ctx.hub.subscribe_for(filter.only_account());
     let committed = ctx.hub.committed();
     let last = ctx.journal.last_seq();
     let mut session = Session {
@@ -233,8 +234,9 @@ struct Session {
     out: Writer,
     stream: SplitStream<WebSocket>,
     /// `None` while the session reads history far behind the head (see
-    /// [`Session::replay`]).
-    live: Option<broadcast::Receiver<Arc<JournaledEvent>>>,
+    /// [`Session::replay`]). A session filtered to one account listens on
+    /// that account's ring, and is not woken by the others' commits.
+    live: Option<LiveReceiver>,
     filter: Arc<Filter>,
     settings: Settings,
     /// The client asked for heartbeat frames.
@@ -304,6 +306,7 @@ impl Session {
         }
         // Before any live event: a client that has seen none of its own yet
         // learns where it stands.
+        self.cursor_to_the_commits();
         self.send_heartbeat(false).await?;
         let start = Instant::now() + self.settings.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.settings.ping_interval);
@@ -323,7 +326,10 @@ impl Session {
                 // or have a revocation applied (review, 2026-12-06).
                 // Before live events: a busy stream must not delay a revocation.
                 Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
-                _ = ping.tick() => self.ping(true).await?,
+                _ = ping.tick() => {
+                    self.cursor_to_the_commits();
+                    self.ping(true).await?;
+                }
                 // Before the pong deadline: a pong already received clears it.
                 msg = self.stream.next() => self.on_client_frame(msg)?,
                 // Built only when polled: select! evaluates a disabled
@@ -341,7 +347,7 @@ impl Session {
     async fn on_live(
         &mut self,
         ctx: &Context,
-        first: Result<Arc<JournaledEvent>, RecvError>,
+        first: Result<(Arc<JournaledEvent>, u64), RecvError>,
     ) -> Result<(), End> {
         let mut next = Some(first);
         let mut handled = 0usize;
@@ -350,7 +356,7 @@ impl Session {
         while let Some(received) = next.take() {
             handled += 1;
             match received {
-                Ok(event) => {
+                Ok((event, after)) => {
                     // A burst's writes can wait on a slow socket: a reload
                     // meanwhile is judged before this event, which may have
                     // committed after it, is sent. What the burst fed is
@@ -359,13 +365,19 @@ impl Session {
                         self.out.flush_burst(&mut handed, latest_live).await?;
                         return Err(end);
                     }
-                    if event.seq > self.cursor.saturating_add(1) {
+                    if after > self.cursor {
                         // The ring skipped seqs: a commit reported failed had
                         // landed and could not be read back to be published.
                         // The journal has them (or says where retention
-                        // took them): read it, as after a lag.
+                        // took them): read it, as after a lag. (On an
+                        // account's ring: or the session's cursor is from
+                        // before it subscribed.)
                         self.out.flush_burst(&mut handed, latest_live).await?;
                         self.replay(ctx).await?;
+                    } else {
+                        // The seqs between were published, to other
+                        // accounts (on the shared ring there are none).
+                        self.cursor = self.cursor.max(event.seq.saturating_sub(1));
                     }
                     if event.seq > self.cursor {
                         // A resumed client whose `since` retention has passed
@@ -476,7 +488,7 @@ impl Session {
                 if self.live.is_some() {
                     return Ok(());
                 }
-                self.live = Some(ctx.hub.subscribe_live());
+                self.live = Some(self.subscribe(ctx));
                 continue;
             }
             let full = is_full_page(&page);
@@ -548,7 +560,7 @@ impl Session {
                 hold = &mut page => {
                     let hold = hold.map_err(|_| End::Shutdown)?;
                     if had_live {
-                        self.live = Some(ctx.hub.subscribe_live());
+                        self.live = Some(self.subscribe(ctx));
                     }
                     return Ok(hold);
                 }
@@ -600,6 +612,32 @@ impl Session {
             self.pong_deadline.get_or_insert(due);
         }
         Ok(())
+    }
+
+    /// A new live subscription: the session's account's ring, when its
+    /// filter names one account, or the shared ring.
+    fn subscribe(&self, ctx: &Context) -> LiveReceiver {
+        ctx.hub.subscribe_for(self.filter.only_account())
+    }
+
+    /// On an account's ring the cursor moves only with the account's own
+    /// events; when nothing waits on the ring, every commit up to the last
+    /// has been handled (each reaches the rings before its seq is
+    /// announced, so it is read first), and the cursor moves up to it.
+    /// Else the heartbeat a client resumes from named its own last event,
+    /// and a reconnect replayed every other account's events since.
+    /// Only in the live loop: a replay's cursor is where its reads are.
+    fn cursor_to_the_commits(&mut self) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if !live.is_routed() {
+            return;
+        }
+        let committed = *self.out.guard.committed.borrow();
+        if live.is_empty() {
+            self.cursor = self.cursor.max(committed);
+        }
     }
 
     /// Judges a reload that came since the last look, if any, as the live
@@ -675,10 +713,12 @@ impl Session {
     }
 }
 
-/// The next live event, or never while the session is not subscribed.
+/// The next live event, with the seq after which nothing of the session's
+/// was left out before it ([`LiveReceiver::recv`]), or never while the
+/// session is not subscribed.
 async fn next_live(
-    live: &mut Option<broadcast::Receiver<Arc<JournaledEvent>>>,
-) -> Result<Arc<JournaledEvent>, RecvError> {
+    live: &mut Option<LiveReceiver>,
+) -> Result<(Arc<JournaledEvent>, u64), RecvError> {
     match live {
         Some(live) => live.recv().await,
         None => std::future::pending().await,
@@ -760,27 +800,93 @@ mod tests {
     /// event 3 alone).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_live_session_reads_seqs_the_ring_skipped_from_the_journal() {
+        a_session_reads_seqs_the_ring_skipped_from_the_journal("").await;
+    }
+
+    /// As above, for a session on its account's ring: the seqs skipped may
+    /// have been its account's, so its next event sends it to the journal
+    /// too (before the ring said so: event 3 alone).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_on_its_accounts_ring_reads_seqs_the_ring_skipped_from_the_journal() {
+        a_session_reads_seqs_the_ring_skipped_from_the_journal("&account=t").await;
+    }
+
+    /// A session filtered to one account listens on that account's ring,
+    /// not the shared one, so other accounts' commits do not wake it; its
+    /// heartbeats still follow every commit, so a client resuming from one
+    /// is not replayed the other accounts' events since its own last.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_filtered_to_one_account_hears_only_its_accounts_commits() {
+        use crate::journal::tests_support::event;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(
+            dir.path(),
+            "[websocket]\nping_interval = \"1s\"\n",
+        )
+        .await;
+        let shared_before = relay.ctx.hub.live_receivers();
+        let url = format!("ws://{}/ws?account=t&heartbeat=1", relay.addr);
+        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        assert_eq!(
+            next_json(&mut client).await,
+            serde_json::json!({"control": "heartbeat", "seq": 0})
+        );
+        assert_eq!(relay.ctx.hub.live_receivers(), shared_before);
+        assert_eq!(relay.ctx.hub.account_rings(), 1);
+
+        let other = |identity: &str| {
+            let mut e = event(identity);
+            e.account = "other".into();
+            e
+        };
+        for e in [other("o1"), other("o2"), event("mine"), other("o3")] {
+            relay.ctx.ingest.submit(e).await.unwrap();
+        }
+        let mut events = Vec::new();
+        let mut heartbeats = Vec::new();
+        while heartbeats.last() != Some(&4) {
+            assert!(heartbeats.len() < 5, "heartbeats {heartbeats:?}");
+            let frame = next_json(&mut client).await;
+            if frame["control"] == "heartbeat" {
+                heartbeats.push(frame["seq"].as_u64().unwrap());
+            } else {
+                assert_eq!(frame["account"], "t", "{frame}");
+                events.push(frame["seq"].as_u64().unwrap());
+            }
+        }
+        assert_eq!(events, [3]);
+        drop(client);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    type TestClient = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// The next text frame's JSON, within 10 s.
+    async fn next_json(client: &mut TestClient) -> serde_json::Value {
+        loop {
+            let frame = timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("the session is open")
+                .expect("a frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    }
+
+    async fn a_session_reads_seqs_the_ring_skipped_from_the_journal(filter: &str) {
         use crate::journal::{AppendOutcome, tests_support::event};
         use serde_json::Value;
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
-        let url = format!("ws://{}/ws?since=0&heartbeat=1", relay.addr);
+        let url = format!("ws://{}/ws?since=0&heartbeat=1{filter}", relay.addr);
         let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut next_json = async || -> Value {
-            loop {
-                let frame = timeout(Duration::from_secs(10), client.next())
-                    .await
-                    .expect("a frame within 10 s")
-                    .expect("the session is open")
-                    .expect("a frame");
-                if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
-                    return serde_json::from_str(&text).unwrap();
-                }
-            }
-        };
         // The replay is over and the session is live.
         assert_eq!(
-            next_json().await,
+            next_json(&mut client).await,
             serde_json::json!({"control": "heartbeat", "seq": 0})
         );
 
@@ -797,7 +903,7 @@ mod tests {
 
         let mut frames = Vec::new();
         while frames.last() != Some(&Value::from(3)) {
-            let frame = next_json().await;
+            let frame = next_json(&mut client).await;
             frames.push(frame.get("seq").cloned().unwrap_or(frame));
         }
         assert_eq!(frames, [1, 2, 3].map(Value::from));
@@ -985,12 +1091,7 @@ mod tests {
     /// The seqs of the events a session sends until the heartbeat it sends
     /// once its replay is done (the only one when no ping is due), which
     /// must say `live_at`; 10 s at most for each frame.
-    async fn events_until_live(
-        client: &mut tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        live_at: u64,
-    ) -> Vec<u64> {
+    async fn events_until_live(client: &mut TestClient, live_at: u64) -> Vec<u64> {
         let mut seqs = Vec::new();
         loop {
             let frame = timeout(Duration::from_secs(10), client.next())
