@@ -1323,10 +1323,18 @@ async fn gap_frame_when_retention_emptied_the_journal() {
     let mut client = connect(&ws_url(&relay, "?since=1")).await;
     // Its filter drops seq 8 and 9: it gets the gap frame alone, then seq 10.
     let mut filtered = connect(&ws_url(&relay, "?since=2&type=crm.*")).await;
+    // On its account's ring: the ring's silence about seqs 2..7, committed
+    // before it subscribed, does not move its cursor past them (before:
+    // its heartbeat said 7 and seq 8 came with no gap frame).
+    let mut one_account = connect(&ws_url(&relay, "?since=1&account=main&heartbeat=1")).await;
     // Committed only once the sessions wait on live events, so this takes the
     // live path, not a replay that would find seq 8 in the journal.
     await_serving(&mut client).await;
     await_serving(&mut filtered).await;
+    assert_eq!(
+        next_json(&mut one_account).await,
+        json!({"control": "heartbeat", "seq": 1})
+    );
     let seqs = submit_all(
         ingest,
         vec![event(8, "call.ringing", Vendor::Voip24h, "main", None)],
@@ -1339,6 +1347,11 @@ async fn gap_frame_when_retention_emptied_the_journal() {
         "the gap frame comes before the first event"
     );
     assert_eq!(next_json(&mut client).await["seq"], 8);
+    assert_eq!(
+        next_json(&mut one_account).await,
+        json!({"control": "gap", "oldest_seq": 8})
+    );
+    assert_eq!(next_json(&mut one_account).await["seq"], 8);
     assert_eq!(
         next_json(&mut filtered).await,
         json!({"control": "gap", "oldest_seq": 8}),
@@ -1612,13 +1625,27 @@ async fn only_events_a_client_asked_for_count_toward_client_queue() {
 /// live ring. A client beside it that keeps up gets every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reading_steadily_but_too_slowly_is_closed_4008() {
+    a_slow_reader_is_closed_4008("").await;
+}
+
+/// As above, for a client filtered to one account, which listens on its
+/// account's ring (twice `client_queue` deep), not the shared one: falling
+/// off it while its socket refused writes is a slow consumer too. Before
+/// (review of the account rings), it caught up from the journal at its
+/// own pace instead, and was never closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_one_account_reading_steadily_but_too_slowly_is_closed_4008() {
+    a_slow_reader_is_closed_4008("?account=main").await;
+}
+
+async fn a_slow_reader_is_closed_4008(query: &str) {
     // pong_timeout bounds each write: 10 min, so only the queue rule can
     // close the slow reader within this test.
     let relay = start_relay(
         "[websocket]\nclient_queue = 100\nping_interval = \"600s\"\npong_timeout = \"600s\"\n",
     )
     .await;
-    let mut slow = unread_client(&relay, "").await;
+    let mut slow = unread_client(&relay, query).await;
     await_serving(&mut slow).await;
     let mut fast = connect(&ws_url(&relay, "")).await;
     await_serving(&mut fast).await;

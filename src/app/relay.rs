@@ -123,7 +123,7 @@ impl Relay {
         let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
         metrics.observe_journal(&journal);
         say_last_stop_losses(&journal, &metrics);
-        let hub = Hub::new(journal.last_seq(), 65_536);
+        let hub = Hub::new(journal.last_seq(), crate::ingest::SHARED_RING);
         let ingest = Ingest::start(
             journal.clone(),
             hub.clone(),

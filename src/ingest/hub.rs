@@ -16,8 +16,12 @@
 //! and on the shared ring every session is woken for every event of every
 //! account, a wake per session per event whatever its filter (5,000
 //! screens at 400 events/s: two million wakes a second delivering nothing).
+//! At most [`MOST_ACCOUNT_RINGS`] rings at once (each is allocated whole,
+//! and a client may name any account): a session past them is served from
+//! the shared ring, as every session was before.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -25,12 +29,14 @@ use tokio::sync::{broadcast, watch};
 
 use crate::journal::JournaledEvent;
 
-/// Events an account's ring holds for a receiver that has not read them:
-/// a receiver further behind re-reads the journal. Small, because each
-/// account with a listening session has one, allocated whole (about 6 KiB
-/// at 128), and a stalled session pins what it holds; a screen's account
-/// gets a few events a second.
-const ACCOUNT_RING: usize = 128;
+/// The most accounts with a ring of their own at once. A ring is allocated
+/// whole (about 40 bytes an event it can hold: 80 KiB at the default
+/// `client_queue`), and sessions name accounts as they like.
+pub const MOST_ACCOUNT_RINGS: usize = 256;
+
+/// Events the shared ring holds (about 64 MB of 1 KB events, pinned while
+/// its slowest receiver is that far behind).
+pub const SHARED_RING: usize = 65_536;
 
 /// How sinks learn of new commits.
 #[derive(Clone)]
@@ -38,6 +44,10 @@ pub struct Hub {
     committed: watch::Sender<u64>,
     live: broadcast::Sender<Arc<JournaledEvent>>,
     routes: Arc<Mutex<Routes>>,
+    /// [`Routes::skipped_through`], for readers that must not wait on the
+    /// lock the journal's writer publishes under; written before the
+    /// commit's seq is announced.
+    skipped_through: Arc<AtomicU64>,
 }
 
 /// An event on an account's ring (see the module's guarantees).
@@ -57,7 +67,13 @@ struct Routes {
     /// The highest seq the ring skipped (never published): it may have
     /// been any account's.
     skipped_through: u64,
+    /// How many rings make the next subscription drop those without a
+    /// receiver (see [`Hub::subscribe_for`]).
+    sweep_at: usize,
 }
+
+/// The fewest rings a sweep waits for.
+const FIRST_SWEEP: usize = 64;
 
 struct AccountRing {
     sender: broadcast::Sender<Routed>,
@@ -113,10 +129,17 @@ impl LiveReceiver {
         }
     }
 
-    /// Whether this receiver skips other accounts' events (a session's
-    /// cursor then moves only with its own, unless told of the commits).
-    pub fn is_routed(&self) -> bool {
-        matches!(self, LiveReceiver::Account { .. })
+    /// On an account's ring, the seq up to which a session must have read
+    /// the journal before it may take the ring's silence for "nothing of
+    /// mine" (what the ring skipped, what came before the subscription);
+    /// `None` on the shared ring, which skips nothing silently.
+    pub fn vouched_after(&self, hub: &Hub) -> Option<u64> {
+        match self {
+            LiveReceiver::All(_) => None,
+            LiveReceiver::Account {
+                subscribed_after, ..
+            } => Some((*subscribed_after).max(hub.skipped_through())),
+        }
     }
 
     /// Whether nothing published is waiting for this receiver.
@@ -136,11 +159,13 @@ impl Hub {
             by_account: HashMap::new(),
             last_published: last_seq,
             skipped_through: 0,
+            sweep_at: FIRST_SWEEP,
         };
         Hub {
             committed,
             live,
             routes: Arc::new(Mutex::new(routes)),
+            skipped_through: Arc::default(),
         }
     }
 
@@ -156,25 +181,39 @@ impl Hub {
     }
 
     /// Events committed from now on that a session with `account` as its
-    /// only account may want: that account's ring, or the shared ring when
-    /// it has none (`None`: every account). Same lag rule as
+    /// only account may want: that account's ring (made to hold `capacity`
+    /// events, if it is new), or the shared ring (`None`: every account; or
+    /// [`MOST_ACCOUNT_RINGS`] other accounts have theirs). Same lag rule as
     /// [`Hub::subscribe_live`].
-    pub fn subscribe_for(&self, account: Option<&str>) -> LiveReceiver {
+    pub fn subscribe_for(&self, account: Option<&str>, capacity: usize) -> LiveReceiver {
         let Some(account) = account else {
             return LiveReceiver::All(self.live.subscribe());
         };
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        // Rings whose sessions all left go here (a session ends without
-        // the hub's lock); publishing drops those it meets first.
-        routes
-            .by_account
-            .retain(|_, ring| ring.sender.receiver_count() > 0);
+        // Rings whose sessions all left (a session ends without the hub's
+        // lock) are dropped by the next event of their account, or here,
+        // for accounts no event comes for (any name a client gives): once
+        // their number doubles, so that a reconnecting crowd does not walk
+        // every ring at each connect under the lock the journal's writer
+        // publishes with, and there are never more than twice the rings
+        // in use (and 64).
+        let full = routes.by_account.len() >= MOST_ACCOUNT_RINGS;
+        if full || routes.by_account.len() >= routes.sweep_at {
+            routes
+                .by_account
+                .retain(|_, ring| ring.sender.receiver_count() > 0);
+            routes.sweep_at = (routes.by_account.len() * 2).max(FIRST_SWEEP);
+        }
+        if routes.by_account.len() >= MOST_ACCOUNT_RINGS && !routes.by_account.contains_key(account)
+        {
+            return LiveReceiver::All(self.live.subscribe());
+        }
         let subscribed_after = routes.last_published;
         let ring = routes
             .by_account
             .entry(account.to_owned())
             .or_insert_with(|| AccountRing {
-                sender: broadcast::channel(ACCOUNT_RING).0,
+                sender: broadcast::channel(capacity.max(1)).0,
                 last_sent: subscribed_after,
             });
         LiveReceiver::Account {
@@ -203,6 +242,12 @@ impl Hub {
     pub fn account_rings(&self) -> usize {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         routes.by_account.len()
+    }
+
+    /// The highest seq the rings skipped, up to the last announced commit
+    /// at least (when that was read first).
+    fn skipped_through(&self) -> u64 {
+        self.skipped_through.load(Ordering::Acquire)
     }
 
     /// The last seq handed to the sinks.
@@ -240,6 +285,8 @@ impl Hub {
                 routes.skipped_through = last_seq;
                 routes.last_published = last_seq;
             }
+            self.skipped_through
+                .store(routes.skipped_through, Ordering::Release);
         }
         self.committed.send_replace(last_seq);
     }
@@ -249,6 +296,9 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::event::EventHeader;
+
+    /// Events each account's ring holds in these tests.
+    const RING: usize = 8;
 
     fn event(seq: u64, account: &str) -> Arc<JournaledEvent> {
         Arc::new(JournaledEvent {
@@ -273,9 +323,9 @@ mod tests {
     #[test]
     fn an_accounts_ring_carries_its_events_and_says_what_came_between() {
         let hub = Hub::new(0, 16);
-        let mut mine = hub.subscribe_for(Some("a"));
-        let mut all = hub.subscribe_for(None);
-        assert!(mine.is_routed() && !all.is_routed());
+        let mut mine = hub.subscribe_for(Some("a"), RING);
+        let mut all = hub.subscribe_for(None, RING);
+        assert!(mine.vouched_after(&hub).is_some() && all.vouched_after(&hub).is_none());
         hub.publish(vec![event(1, "a"), event(2, "b"), event(3, "b")], 3);
         hub.publish(vec![event(4, "a")], 4);
         assert_eq!(taken(&mut mine), [(1, 0), (4, 1)]);
@@ -288,7 +338,10 @@ mod tests {
     #[test]
     fn seqs_the_ring_skipped_are_said_to_every_account() {
         let hub = Hub::new(0, 16);
-        let (mut a, mut b) = (hub.subscribe_for(Some("a")), hub.subscribe_for(Some("b")));
+        let (mut a, mut b) = (
+            hub.subscribe_for(Some("a"), RING),
+            hub.subscribe_for(Some("b"), RING),
+        );
         hub.publish(vec![event(1, "a"), event(3, "b")], 4);
         hub.publish(vec![event(5, "a"), event(6, "b")], 6);
         assert_eq!(taken(&mut a), [(1, 0), (5, 4)]);
@@ -300,24 +353,55 @@ mod tests {
     #[test]
     fn a_receiver_hears_of_what_came_before_it_subscribed() {
         let hub = Hub::new(7, 16);
-        let mut early = hub.subscribe_for(Some("a"));
+        let mut early = hub.subscribe_for(Some("a"), RING);
         hub.publish(vec![event(8, "b"), event(9, "b")], 9);
-        let mut late = hub.subscribe_for(Some("a"));
+        let mut late = hub.subscribe_for(Some("a"), RING);
         hub.publish(vec![event(10, "a")], 10);
         assert_eq!(taken(&mut early), [(10, 7)]);
         assert_eq!(taken(&mut late), [(10, 9)]);
     }
 
-    /// A ring whose receivers are all gone is dropped, at its next event or
-    /// at the next subscription, whichever comes first.
+    /// A ring whose receivers are all gone is dropped at its next event;
+    /// rings no event comes for, once their number doubles.
     #[test]
     fn an_accounts_ring_goes_with_its_last_receiver() {
         let hub = Hub::new(0, 16);
-        drop(hub.subscribe_for(Some("a")));
-        let _b = hub.subscribe_for(Some("b"));
-        assert_eq!(hub.account_rings(), 1);
-        drop(hub.subscribe_for(Some("c")));
+        let _kept = hub.subscribe_for(Some("kept"), RING);
+        drop(hub.subscribe_for(Some("c"), RING));
         hub.publish(vec![event(1, "c")], 1);
+        assert_eq!(hub.account_rings(), 1);
+        for n in 1..FIRST_SWEEP {
+            drop(hub.subscribe_for(Some(&format!("gone{n}")), RING));
+        }
+        assert_eq!(hub.account_rings(), FIRST_SWEEP);
+        drop(hub.subscribe_for(Some("last"), RING));
+        assert_eq!(hub.account_rings(), 2, "the kept ring and the last");
+    }
+
+    /// Past the most rings, a new account's session is served from the
+    /// shared ring; an account that has a ring still gets it.
+    #[test]
+    fn past_the_most_rings_a_new_account_gets_the_shared_ring() {
+        let hub = Hub::new(0, 16);
+        let kept: Vec<LiveReceiver> = (0..MOST_ACCOUNT_RINGS)
+            .map(|n| hub.subscribe_for(Some(&format!("a{n}")), RING))
+            .collect();
+        assert!(
+            hub.subscribe_for(Some("new"), RING)
+                .vouched_after(&hub)
+                .is_none()
+        );
+        assert!(
+            hub.subscribe_for(Some("a0"), RING)
+                .vouched_after(&hub)
+                .is_some()
+        );
+        drop(kept);
+        assert!(
+            hub.subscribe_for(Some("new"), RING)
+                .vouched_after(&hub)
+                .is_some()
+        );
         assert_eq!(hub.account_rings(), 1);
     }
 
@@ -326,11 +410,9 @@ mod tests {
     #[test]
     fn an_accounts_ring_holds_a_bounded_number_of_events() {
         let hub = Hub::new(0, 16);
-        let mut mine = hub.subscribe_for(Some("a"));
-        let events = (1..=ACCOUNT_RING as u64 + 1)
-            .map(|seq| event(seq, "a"))
-            .collect();
-        hub.publish(events, ACCOUNT_RING as u64 + 1);
+        let mut mine = hub.subscribe_for(Some("a"), RING);
+        let events = (1..=RING as u64 + 1).map(|seq| event(seq, "a")).collect();
+        hub.publish(events, RING as u64 + 1);
         assert!(matches!(mine.try_recv(), Err(TryRecvError::Lagged(1))));
     }
 }

@@ -186,7 +186,7 @@ pub async fn run(
     let (sink, stream) = socket.split();
     // Subscribe before anything is read from the journal: whatever commits from
     // here on is in `live`, whatever committed before is in the journal.
-    let live = ctx.hub.subscribe_for(filter.only_account());
+    let live = live_for(&ctx, &filter, settings);
     let committed = ctx.hub.committed();
     let last = ctx.journal.last_seq();
     let mut session = Session {
@@ -306,7 +306,7 @@ impl Session {
         }
         // Before any live event: a client that has seen none of its own yet
         // learns where it stands.
-        self.cursor_to_the_commits();
+        self.cursor_to_the_commits(ctx).await?;
         self.send_heartbeat(false).await?;
         let start = Instant::now() + self.settings.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.settings.ping_interval);
@@ -327,7 +327,7 @@ impl Session {
                 // Before live events: a busy stream must not delay a revocation.
                 Ok(()) = self.reloads.changed() => self.still_authorized(ctx)?,
                 _ = ping.tick() => {
-                    self.cursor_to_the_commits();
+                    self.cursor_to_the_commits(ctx).await?;
                     self.ping(true).await?;
                 }
                 // Before the pong deadline: a pong already received clears it.
@@ -393,8 +393,10 @@ impl Session {
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
-                    // The ring moved past us: flush what we have, catch up from the journal.
+                    // The ring moved past us: flush what we have, catch up
+                    // from the journal, unless the client is what held us.
                     self.out.flush_burst(&mut handed, latest_live).await?;
+                    self.out.guard.slow_at_a_lag(self.cursor).await?;
                     self.replay(ctx).await?;
                 }
                 Err(RecvError::Closed) => return Err(End::Shutdown),
@@ -415,7 +417,9 @@ impl Session {
         if !handed.is_empty() {
             self.out.flush_burst(&mut handed, latest_live).await?;
         }
-        Ok(())
+        // Kept near the head between pings too: a lag's or a skip's replay
+        // reads from the cursor, through every other account's events.
+        self.cursor_to_the_commits(ctx).await
     }
 
     /// Sends every matching journaled event after `cursor` until the journal has
@@ -614,10 +618,8 @@ impl Session {
         Ok(())
     }
 
-    /// A new live subscription: the session's account's ring, when its
-    /// filter names one account, or the shared ring.
     fn subscribe(&self, ctx: &Context) -> LiveReceiver {
-        ctx.hub.subscribe_for(self.filter.only_account())
+        live_for(ctx, &self.filter, self.settings)
     }
 
     /// On an account's ring the cursor moves only with the account's own
@@ -627,17 +629,29 @@ impl Session {
     /// Else the heartbeat a client resumes from named its own last event,
     /// and a reconnect replayed every other account's events since.
     /// Only in the live loop: a replay's cursor is where its reads are.
-    fn cursor_to_the_commits(&mut self) {
-        let Some(live) = &self.live else {
-            return;
-        };
-        if !live.is_routed() {
-            return;
-        }
+    ///
+    /// Not past what the ring cannot vouch for: seqs it skipped (a landed
+    /// commit not read back, perhaps of this account) and what committed
+    /// before the session subscribed that its replay did not reach (a
+    /// journal retention emptied: its gap is still owed). Those are read
+    /// from the journal now, as the next event of its own would.
+    async fn cursor_to_the_commits(&mut self, ctx: &Context) -> Result<(), End> {
+        // Read first: every event and skip up to it was on the rings (and
+        // in what they vouch for) by then.
         let committed = *self.out.guard.committed.borrow();
+        let Some(live) = &self.live else {
+            return Ok(());
+        };
+        let Some(vouched_after) = live.vouched_after(&ctx.hub) else {
+            return Ok(());
+        };
+        if self.cursor < vouched_after {
+            return self.replay(ctx).await;
+        }
         if live.is_empty() {
             self.cursor = self.cursor.max(committed);
         }
+        Ok(())
     }
 
     /// Judges a reload that came since the last look, if any, as the live
@@ -711,6 +725,20 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// A new live subscription: the account's ring when `filter` names one
+/// account, else the shared ring. An account's ring holds twice
+/// `client_queue` (the shared ring's size at most): a client too slow for
+/// its events overflows its queue, and is closed 4008 for it, well before
+/// its receiver falls off the ring (a session that did would read the
+/// journal at its client's pace, where that rule does not reach).
+fn live_for(ctx: &Context, filter: &Filter, settings: Settings) -> LiveReceiver {
+    let capacity = settings
+        .client_queue
+        .saturating_mul(2)
+        .min(crate::ingest::SHARED_RING);
+    ctx.hub.subscribe_for(filter.only_account(), capacity)
 }
 
 /// The next live event, with the seq after which nothing of the session's
@@ -848,13 +876,63 @@ mod tests {
             assert!(heartbeats.len() < 5, "heartbeats {heartbeats:?}");
             let frame = next_json(&mut client).await;
             if frame["control"] == "heartbeat" {
-                heartbeats.push(frame["seq"].as_u64().unwrap());
+                let seq = frame["seq"].as_u64().unwrap();
+                assert!(seq < 3 || events == [3], "heartbeat {seq} before event 3");
+                heartbeats.push(seq);
             } else {
                 assert_eq!(frame["account"], "t", "{frame}");
                 events.push(frame["seq"].as_u64().unwrap());
             }
         }
         assert_eq!(events, [3]);
+        drop(client);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A seq the ring skipped may have been the session's own account's:
+    /// the ring's silence after it (another account's event, then a ping)
+    /// does not move the session's cursor past it; the ping reads it from
+    /// the journal first. Before (review of the account rings), the
+    /// heartbeat named seq 2 and event 1 was never sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ping_reads_a_seq_its_accounts_ring_skipped_before_it_names_a_later_one() {
+        use crate::journal::{AppendOutcome, tests_support::event};
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(
+            dir.path(),
+            "[websocket]\nping_interval = \"1s\"\n",
+        )
+        .await;
+        let url = format!("ws://{}/ws?account=t&heartbeat=1", relay.addr);
+        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        assert_eq!(
+            next_json(&mut client).await,
+            serde_json::json!({"control": "heartbeat", "seq": 0})
+        );
+        let mut other = event("o");
+        other.account = "other".into();
+        let outcomes = relay
+            .ctx
+            .journal
+            .append_batch(&[event("mine"), other])
+            .unwrap();
+        let Some(AppendOutcome::Appended(second)) = outcomes.into_iter().nth(1) else {
+            panic!("the second event appended");
+        };
+        relay.ctx.hub.publish(vec![Arc::new(second)], 2);
+        // Heartbeats of seq 0 may come first (a ping due before the publish).
+        let mut sent = Vec::new();
+        loop {
+            let frame = next_json(&mut client).await;
+            let seq = frame["seq"].as_u64().unwrap();
+            if frame["control"] != "heartbeat" {
+                assert_eq!(frame["account"], "t", "{frame}");
+                sent.push(seq);
+            } else if seq > 0 {
+                assert_eq!((seq, &sent[..]), (2, &[1][..]));
+                break;
+            }
+        }
         drop(client);
         crate::app::tests_support::stop(relay).await;
     }
