@@ -16,7 +16,18 @@
 //! `WS_FANOUT_LATENCY_CLIENTS` (default 1,000), `WS_FANOUT_POOL_NICE` (the
 //! clients' niceness, default 0), `WS_FANOUT_CLIENT` (how the clients read:
 //! `raw`, the default, or `tungstenite`; a comma list runs the latency runs
-//! once per kind, side by side).
+//! once per kind, side by side), `WS_FANOUT_FILTERED` ("clients:accounts",
+//! unset by default: see below).
+//!
+//! `WS_FANOUT_FILTERED="5000:5000"` adds, after the other runs, a run of
+//! filtered screens against callrelay alone (the baselines do not filter):
+//! client i connects with `?account=a{i % accounts}`, event n carries
+//! account `a{n % accounts}`, journaled at `WS_FANOUT_RATE` for 10 s. It
+//! prints what this process (the relay; the clients are not in it) spends
+//! on the CPU per event, the frames delivered against those expected, and
+//! commit → frame at the clients. A CRM's screens each filter to one
+//! account, and what the relay spends on the sessions an event does not
+//! match is the figure this run exists for.
 //!
 //! The clients share the machine with the server they measure, so what they
 //! spend reading is taken from it. The `raw` client does as little as a
@@ -63,6 +74,26 @@ fn rss_kib() -> u64 {
 
 fn event(n: u64) -> IncomingEvent {
     support::ringing_event(n, u64::MAX, Transport::Webhook)
+}
+
+/// [`event`] `n` of account `a{n % accounts}`, for the filtered run.
+fn account_event(n: u64, accounts: u64) -> IncomingEvent {
+    IncomingEvent {
+        account: format!("a{}", n % accounts),
+        ..event(n)
+    }
+}
+
+/// This process's CPU time so far, user and system, in µs (from
+/// `/proc/self/stat`, in ticks of 10 ms: USER_HZ is 100 on Linux).
+fn cpu_us() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields, the state the 3rd.
+    let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    (ticks(11) * 10_000, ticks(12) * 10_000)
 }
 
 // ---------------------------------------------------------------- the pool
@@ -248,9 +279,10 @@ struct ClientState {
     samples: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
-/// Child mode: `--pool URL N SOURCE_IP KIND`; commands on stdin, answers on
-/// stdout.
-async fn pool(url: String, n: usize, source: Ipv4Addr, kind: ClientKind) {
+/// Child mode: `--pool URL N SOURCE_IP KIND [ACCOUNTS]`; commands on stdin,
+/// answers on stdout. With ACCOUNTS, client i filters to account
+/// `a{i % ACCOUNTS}`.
+async fn pool(url: String, n: usize, source: Ipv4Addr, kind: ClientKind, accounts: Option<usize>) {
     let addr: SocketAddr = url
         .trim_start_matches("ws://")
         .split('/')
@@ -262,9 +294,12 @@ async fn pool(url: String, n: usize, source: Ipv4Addr, kind: ClientKind) {
     let connecting = Arc::new(tokio::sync::Semaphore::new(64));
     let connected = Arc::new(AtomicUsize::new(0));
     let states: Vec<Arc<ClientState>> = (0..n).map(|_| Arc::default()).collect();
-    for state in &states {
-        let (url, closed, record, connecting, connected, state) = (
-            url.clone(),
+    for (i, state) in states.iter().enumerate() {
+        let url = match accounts {
+            Some(accounts) => format!("{url}?account=a{}", i % accounts),
+            None => url.clone(),
+        };
+        let (closed, record, connecting, connected, state) = (
             closed.clone(),
             record.clone(),
             connecting.clone(),
@@ -359,6 +394,33 @@ async fn pool(url: String, n: usize, source: Ipv4Addr, kind: ClientKind) {
                 out.write_all(line.as_bytes()).await.expect("stdout");
                 out.flush().await.expect("stdout");
             }
+            // The filtered run's wait: a filtered client may never see the
+            // last seq, so frames are counted instead, until `expected` or
+            // `timeout` seconds.
+            ["count", expected, timeout] => {
+                let expected: u64 = expected.parse().expect("expected frames");
+                let timeout = Duration::from_secs(timeout.parse().expect("timeout"));
+                let frames = || {
+                    states
+                        .iter()
+                        .map(|s| s.frames.load(Ordering::Acquire))
+                        .sum::<u64>()
+                };
+                let started = Instant::now();
+                while frames() < expected && started.elapsed() < timeout {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let each = states.iter().map(|s| s.frames.load(Ordering::Acquire));
+                let line = format!(
+                    "counted {} {} {} {}\n",
+                    frames(),
+                    closed.load(Ordering::Acquire),
+                    each.clone().min().unwrap_or(0),
+                    each.max().unwrap_or(0)
+                );
+                out.write_all(line.as_bytes()).await.expect("stdout");
+                out.flush().await.expect("stdout");
+            }
             ["latency", path] => {
                 let commits: HashMap<u64, u64> = std::fs::read_to_string(path)
                     .expect("commit times")
@@ -419,7 +481,13 @@ struct Pool {
 }
 
 impl Pool {
-    async fn start(url: &str, n: usize, Clients { source, kind }: Clients) -> Pool {
+    /// `accounts`: client i filters to account `a{i % accounts}`.
+    async fn start(
+        url: &str,
+        n: usize,
+        Clients { source, kind }: Clients,
+        accounts: Option<usize>,
+    ) -> Pool {
         // WS_FANOUT_POOL_NICE runs the clients at that niceness, so that on a
         // small machine the server under test is not starved by them.
         let nice = std::env::var("WS_FANOUT_POOL_NICE").unwrap_or_else(|_| "0".into());
@@ -433,6 +501,7 @@ impl Pool {
                 &source.to_string(),
                 kind.name(),
             ])
+            .args(accounts.map(|a| a.to_string()))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -559,7 +628,7 @@ async fn throughput(
 ) -> Row {
     eprintln!("{server}: connecting {clients} clients");
     let before = rss_kib();
-    let mut pool = Pool::start(url, clients, pool_clients).await;
+    let mut pool = Pool::start(url, clients, pool_clients, None).await;
     eprintln!("{server}: {clients} connected; journaling {events} events");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_kib().saturating_sub(before) as f64 / clients as f64;
@@ -597,13 +666,39 @@ async fn latency(
     rate: u64,
 ) -> String {
     eprintln!("latency: {url}");
-    let mut pool = Pool::start(url, latency_clients(), pool_clients).await;
+    let mut pool = Pool::start(url, latency_clients(), pool_clients, None).await;
     // `rate` events/s for 10 s: rate/100 events every 10 ms, each submitted on its own.
     let per_tick = (rate / 100).max(1);
     let events = per_tick * 1_000;
     pool.say(&format!("record {}", events + events / 10)).await;
     assert_eq!(pool.read().await, "recording");
     commits.lock().expect("commits").clear();
+    let last = paced(relay, next, per_tick, event).await;
+    pool.say(&format!("until {last}")).await;
+    let done = pool.read().await;
+    let v = latencies_at(&mut pool, commits, dir).await;
+    pool.stop().await;
+    let closed = done.split_whitespace().nth(2).unwrap_or("?");
+    format!(
+        "{} samples: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms \
+         ({} samples without a commit time, {closed} clients closed)",
+        v[0],
+        v[1] as f64 / 1e3,
+        v[2] as f64 / 1e3,
+        v[3] as f64 / 1e3,
+        v[4] as f64 / 1e3,
+        v[5]
+    )
+}
+
+/// Journals `per_tick` events every 10 ms for 10 s, each submitted on its
+/// own, event `n` made by `make(n)`; returns the last seq.
+async fn paced(
+    relay: &Relay,
+    next: &mut u64,
+    per_tick: u64,
+    make: impl Fn(u64) -> IncomingEvent + Copy + Send + 'static,
+) -> u64 {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut last = 0;
     let mut inflight = Vec::new();
@@ -614,15 +709,23 @@ async fn latency(
             let n = *next;
             *next += 1;
             inflight.push(tokio::spawn(async move {
-                ingest.submit(event(n)).await.expect("submit").seq
+                ingest.submit(make(n)).await.expect("submit").seq
             }));
         }
     }
     for t in inflight {
         last = last.max(t.await.expect("submit task"));
     }
-    pool.say(&format!("until {last}")).await;
-    let done = pool.read().await;
+    last
+}
+
+/// The pool's commit → frame figures for what it recorded: samples, p50,
+/// p99, p99.9, max (µs), samples without a commit time.
+async fn latencies_at(
+    pool: &mut Pool,
+    commits: &Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+    dir: &std::path::Path,
+) -> Vec<u64> {
     let path = dir.join("commits.txt");
     let table: String = commits
         .lock()
@@ -633,21 +736,115 @@ async fn latency(
     std::fs::write(&path, table).expect("commit table");
     pool.say(&format!("latency {}", path.display())).await;
     let answer = pool.read().await;
+    answer
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// `WS_FANOUT_FILTERED="clients:accounts"`: the filtered run's size, if any.
+fn filtered_run() -> Option<(usize, usize)> {
+    let v = std::env::var("WS_FANOUT_FILTERED").ok()?;
+    let parsed = v.split_once(':').and_then(|(c, a)| {
+        let (c, a): (usize, usize) = (c.trim().parse().ok()?, a.trim().parse().ok()?);
+        (c > 0 && a > 0).then_some((c, a))
+    });
+    Some(parsed.unwrap_or_else(|| {
+        panic!("WS_FANOUT_FILTERED: {v:?} is not \"clients:accounts\", both above 0")
+    }))
+}
+
+/// The filtered screens: `clients` clients, client i filtered to account
+/// `a{i % accounts}`, fed `rate` events/s for 10 s, event n of account
+/// `a{n % accounts}`, as the latency run feeds them. What it measures is
+/// this process's CPU (the relay's, and the commit stamping's) per event,
+/// and whether each client got exactly its account's events.
+#[allow(clippy::too_many_arguments)]
+async fn filtered(
+    url: &str,
+    (clients, accounts): (usize, usize),
+    pool_clients: Clients,
+    relay: &Relay,
+    next: &mut u64,
+    commits: &Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+    dir: &std::path::Path,
+    rate: u64,
+) -> String {
+    eprintln!("filtered: {clients} clients over {accounts} accounts at {url}");
+    let mut pool = Pool::start(url, clients, pool_clients, Some(accounts)).await;
+    let per_tick = (rate / 100).max(1);
+    let events = per_tick * 1_000;
+    let first = *next;
+    // Account k's events, and the clients filtered to it.
+    let count_of = |k: u64| {
+        let m = accounts as u64;
+        let start = first + (k + m - first % m) % m;
+        if start >= first + events {
+            0
+        } else {
+            (first + events - 1 - start) / m + 1
+        }
+    };
+    let clients_of = |k: usize| clients / accounts + usize::from(k < clients % accounts);
+    let served = (0..accounts).filter(|&k| clients_of(k) > 0);
+    let expected: u64 = served
+        .clone()
+        .map(|k| count_of(k as u64) * clients_of(k) as u64)
+        .sum();
+    let each_min = served
+        .clone()
+        .map(|k| count_of(k as u64))
+        .min()
+        .unwrap_or(0);
+    let each_max = served.map(|k| count_of(k as u64)).max().unwrap_or(0);
+    pool.say(&format!("record {}", each_max + each_max / 10 + 1))
+        .await;
+    assert_eq!(pool.read().await, "recording");
+    // A session subscribes to the live events just after its upgrade
+    // answer: the throughput runs' pause, so that none misses the first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    commits.lock().expect("commits").clear();
+    let (user, sys) = cpu_us();
+    let started = Instant::now();
+    let accounts_u64 = accounts as u64;
+    paced(relay, next, per_tick, move |n| {
+        account_event(n, accounts_u64)
+    })
+    .await;
+    let journaled = started.elapsed();
+    // Frames still on their way once the last event is journaled are part
+    // of its cost: the window ends when every frame is in, or at the timeout.
+    pool.say(&format!("count {expected} 30")).await;
+    let counted = pool.read().await;
+    let window = started.elapsed();
+    let (user_after, sys_after) = cpu_us();
+    let (user, sys) = (user_after - user, sys_after - sys);
+    let v = latencies_at(&mut pool, commits, dir).await;
     pool.stop().await;
-    let v: Vec<u64> = answer
+    let c: Vec<u64> = counted
         .split_whitespace()
         .skip(1)
         .filter_map(|p| p.parse().ok())
         .collect();
-    let closed = done.split_whitespace().nth(2).unwrap_or("?");
+    let (frames, closed, got_min, got_max) = (c[0], c[1], c[2], c[3]);
+    let cpu = (user + sys) as f64;
     format!(
-        "{} samples: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms \
-         ({} samples without a commit time, {closed} clients closed)",
-        v[0],
+        "| {clients} | {accounts} | {events} in {:.2} s (+{:.2} s to the last frame) | \
+         {:.1} s (user {:.1}, sys {:.1}) | {:.0} % | {:.0} µs | {frames} of {expected} | \
+         {got_min}..{got_max} of {each_min}..{each_max} | {:.2} / {:.2} / {:.2} ms ({} samples, \
+         {} without a commit time) | {closed} |",
+        journaled.as_secs_f64(),
+        (window - journaled).as_secs_f64(),
+        cpu / 1e6,
+        user as f64 / 1e6,
+        sys as f64 / 1e6,
+        cpu / window.as_micros() as f64 * 100.0,
+        cpu / events as f64,
         v[1] as f64 / 1e3,
         v[2] as f64 / 1e3,
-        v[3] as f64 / 1e3,
         v[4] as f64 / 1e3,
+        v[0],
         v[5]
     )
 }
@@ -771,6 +968,25 @@ async fn bench() {
             latencies.push((format!("{server}, {} clients", kind.name()), measured));
         }
     }
+    let filtered_row = match filtered_run() {
+        Some(size) => Some(
+            filtered(
+                &relay_url,
+                size,
+                Clients {
+                    source: source(),
+                    kind,
+                },
+                &relay,
+                &mut next,
+                &commits,
+                dir.path(),
+                rate,
+            )
+            .await,
+        ),
+        None => None,
+    };
 
     println!("throughput, {} clients:", kind.name());
     println!("| server | clients | events | deliveries/s | RSS per idle client | clients lost |");
@@ -790,6 +1006,20 @@ async fn bench() {
     for (server, measured) in &latencies {
         println!("- {server}: {measured}");
     }
+    if let Some(row) = filtered_row {
+        println!();
+        println!(
+            "filtered screens, callrelay, ~{rate} events/s for 10 s, {} clients (client i: \
+             `?account=a{{i % accounts}}`; CPU: this process, the relay, not the clients):",
+            kind.name()
+        );
+        println!(
+            "| clients | accounts | events | CPU | of one core | CPU per event | frames delivered \
+             | per client (of expected) | commit → frame p50 / p99 / max | clients closed |"
+        );
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---|---:|");
+        println!("{row}");
+    }
     relay.shutdown();
     let _ = relay.wait().await;
 }
@@ -806,7 +1036,8 @@ fn main() {
         let n = args[i + 2].parse().expect("n");
         let source = args[i + 3].parse().expect("source ip");
         let kind = ClientKind::parse(&args[i + 4]);
-        runtime.block_on(pool(url, n, source, kind));
+        let accounts = args.get(i + 5).map(|a| a.parse().expect("accounts"));
+        runtime.block_on(pool(url, n, source, kind, accounts));
     } else {
         runtime.block_on(bench());
     }
