@@ -1628,11 +1628,11 @@ async fn a_client_reading_steadily_but_too_slowly_is_closed_4008() {
     a_slow_reader_is_closed_4008("").await;
 }
 
-/// As above, for a client filtered to one account, which listens on its
-/// account's ring (twice `client_queue` deep), not the shared one: falling
-/// off it while its socket refused writes is a slow consumer too. Before
-/// (review of the account rings), it caught up from the journal at its
-/// own pace instead, and was never closed.
+/// As above, for a client filtered to one account, which listens on a
+/// queue of its account's events (twice `client_queue` deep), not the
+/// shared ring: its `client_queue` overflows before that queue fills. With
+/// the first form of those queues (128 events), it fell off first, caught
+/// up from the journal at its own pace, and was never closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_of_one_account_reading_steadily_but_too_slowly_is_closed_4008() {
     a_slow_reader_is_closed_4008("?account=main").await;

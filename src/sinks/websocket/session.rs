@@ -9,9 +9,15 @@
 //!   shows the journal has nothing newer than what that subscription
 //!   receives, and live events at or below the last seq handled are
 //!   skipped;
+//! - a session listens on a queue of its account's events when its filter names one
+//!   account (see [`crate::ingest::Hub::subscribe_for`]: other accounts'
+//!   commits do not wake it), else on the shared ring; its heartbeats and
+//!   cursor follow every commit all the same, once nothing of its own waits
+//!   and past whatever its queue cannot vouch for;
 //! - a session reading history far behind the head holds no live event in
-//!   the shared ring meanwhile;
-//! - a client whose live receiver lagged behind the shared broadcast ring is
+//!   its ring or queue meanwhile;
+//! - a client whose live receiver lagged behind its ring (or whose
+//!   account queue filled) is
 //!   caught up from the journal (same seam rule), never silently skipped;
 //!   so is one that sees the ring skip seqs (a commit reported failed had
 //!   landed, and reading it back for the ring failed);
@@ -33,9 +39,12 @@
 //!   [`writer`]), it is closed with 4008 "slow consumer". Counting a filtered client's queue
 //!   reads the journal's headers, only once the raw count of commits is past
 //!   `client_queue`, a page at a time; no other client
-//!   waits for it: each reads the shared broadcast ring at its own pace, and a
-//!   session that falls off the ring (its own task starved, not its socket)
-//!   catches up from the journal instead of being dropped;
+//!   waits for it: each reads its ring or queue at its own pace, and a
+//!   session that falls behind it (its own task starved, not its socket)
+//!   catches up from the journal instead of being dropped (an account's
+//!   queue holds twice `client_queue`, so a slow client's overflows that
+//!   first, unless more than that many of its events come in about the
+//!   500 ms the rule allows);
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
 //!   during a replay, a ping (and a heartbeat, if asked for) every
 //!   `ping_interval` too, whose pong is not awaited, and the client's frames
@@ -235,7 +244,7 @@ struct Session {
     stream: SplitStream<WebSocket>,
     /// `None` while the session reads history far behind the head (see
     /// [`Session::replay`]). A session filtered to one account listens on
-    /// that account's ring, and is not woken by the others' commits.
+    /// a queue of that account's events, and is not woken by the others' commits.
     live: Option<LiveReceiver>,
     filter: Arc<Filter>,
     settings: Settings,
@@ -370,7 +379,7 @@ impl Session {
                         // landed and could not be read back to be published.
                         // The journal has them (or says where retention
                         // took them): read it, as after a lag. (On an
-                        // account's ring: or the session's cursor is from
+                        // account's queue: or the session's cursor is from
                         // before it subscribed.)
                         self.out.flush_burst(&mut handed, latest_live).await?;
                         self.replay(ctx).await?;
@@ -394,9 +403,13 @@ impl Session {
                 }
                 Err(RecvError::Lagged(_)) => {
                     // The ring moved past us: flush what we have, catch up
-                    // from the journal, unless the client is what held us.
+                    // from the journal.
                     self.out.flush_burst(&mut handed, latest_live).await?;
-                    self.out.guard.slow_at_a_lag(self.cursor).await?;
+                    // An account's queue that fell behind was closed: the
+                    // replay subscribes again once it reaches the head.
+                    if self.live.as_ref().is_some_and(LiveReceiver::is_closed) {
+                        self.live = None;
+                    }
                     self.replay(ctx).await?;
                 }
                 Err(RecvError::Closed) => return Err(End::Shutdown),
@@ -427,7 +440,7 @@ impl Session {
     ///
     /// Far behind (a full page read), the session lets go of its live
     /// subscription: a receiver that is not read keeps every event committed
-    /// after it in the shared ring, up to 65,536, for as long as the replay
+    /// after it in its ring (the shared one: up to 65,536), for as long as the replay
     /// lasts (one client replaying more slowly than events came in added
     /// about 100 MB, steady-state audit of 2026-12-01), and the journal has
     /// them anyway. Once a read finds nothing newer it subscribes again and
@@ -535,8 +548,8 @@ impl Session {
         if let Some(hold) = self.budget.page_now() {
             return Ok(hold);
         }
-        // An unread receiver keeps every event committed after it in the
-        // shared ring, up to 65,536 (about 100 MB), for as long as the wait
+        // An unread receiver keeps every event committed after it in its
+        // ring (the shared one: up to 65,536, about 100 MB), for as long as the wait
         // lasts: let go of it, and take a new one once the page is ours,
         // before the read (what commits meanwhile is in the journal). Not
         // taken again, a session that had caught up would read an empty
@@ -622,7 +635,7 @@ impl Session {
         live_for(ctx, &self.filter, self.settings)
     }
 
-    /// On an account's ring the cursor moves only with the account's own
+    /// On an account's queue the cursor moves only with the account's own
     /// events; when nothing waits on the ring, every commit up to the last
     /// has been handled (each reaches the rings before its seq is
     /// announced, so it is read first), and the cursor moves up to it.
@@ -727,11 +740,11 @@ impl Session {
     }
 }
 
-/// A new live subscription: the account's ring when `filter` names one
-/// account, else the shared ring. An account's ring holds twice
+/// A new live subscription: a queue of the account's events when `filter`
+/// names one account, else the shared ring. The queue holds twice
 /// `client_queue` (the shared ring's size at most): a client too slow for
-/// its events overflows its queue, and is closed 4008 for it, well before
-/// its receiver falls off the ring (a session that did would read the
+/// its events overflows its `client_queue`, and is closed 4008 for it,
+/// well before its queue fills (a session whose queue did would read the
 /// journal at its client's pace, where that rule does not reach).
 fn live_for(ctx: &Context, filter: &Filter, settings: Settings) -> LiveReceiver {
     let capacity = settings
@@ -831,15 +844,15 @@ mod tests {
         a_session_reads_seqs_the_ring_skipped_from_the_journal("").await;
     }
 
-    /// As above, for a session on its account's ring: the seqs skipped may
+    /// As above, for a session on its account's queue: the seqs skipped may
     /// have been its account's, so its next event sends it to the journal
     /// too (before the ring said so: event 3 alone).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_session_on_its_accounts_ring_reads_seqs_the_ring_skipped_from_the_journal() {
+    async fn a_session_on_its_accounts_queue_reads_seqs_the_ring_skipped_from_the_journal() {
         a_session_reads_seqs_the_ring_skipped_from_the_journal("&account=t").await;
     }
 
-    /// A session filtered to one account listens on that account's ring,
+    /// A session filtered to one account listens on a queue of that account's events,
     /// not the shared one, so other accounts' commits do not wake it; its
     /// heartbeats still follow every commit, so a client resuming from one
     /// is not replayed the other accounts' events since its own last.
@@ -860,7 +873,7 @@ mod tests {
             serde_json::json!({"control": "heartbeat", "seq": 0})
         );
         assert_eq!(relay.ctx.hub.live_receivers(), shared_before);
-        assert_eq!(relay.ctx.hub.account_rings(), 1);
+        assert_eq!(relay.ctx.hub.account_queues(), 1);
 
         let other = |identity: &str| {
             let mut e = event(identity);
@@ -892,10 +905,10 @@ mod tests {
     /// A seq the ring skipped may have been the session's own account's:
     /// the ring's silence after it (another account's event, then a ping)
     /// does not move the session's cursor past it; the ping reads it from
-    /// the journal first. Before (review of the account rings), the
+    /// the journal first. Before (review of the account routes), the
     /// heartbeat named seq 2 and event 1 was never sent.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_ping_reads_a_seq_its_accounts_ring_skipped_before_it_names_a_later_one() {
+    async fn a_ping_reads_a_seq_the_ring_skipped_before_it_names_a_later_one() {
         use crate::journal::{AppendOutcome, tests_support::event};
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(

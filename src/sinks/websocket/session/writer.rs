@@ -298,33 +298,6 @@ impl WriteGuard {
         result
     }
 
-    /// On a lag off the live ring: the client is a slow consumer when its
-    /// socket has been refusing live writes (a stall is on, whatever its
-    /// length so far) and more than `client_queue` events matching its
-    /// filters were committed after `cursor`. Else its session was behind
-    /// for want of CPU, not for its client, and catches up from the journal.
-    /// Without this a client too slow for its events, once off the ring,
-    /// read the journal at its own pace, where the rule above does not
-    /// reach: on an account's ring, twice `client_queue` deep, that came
-    /// soon after its queue passed `client_queue`.
-    pub(super) async fn slow_at_a_lag(&mut self, cursor: u64) -> Result<(), End> {
-        if self.stall.is_none() {
-            return Ok(());
-        }
-        let now = *self.committed.borrow();
-        let limit = self.settings.client_queue as u64;
-        if !Queue::may_overflow(cursor, now, limit) {
-            return Ok(());
-        }
-        if self.filter.is_empty() {
-            return Err(End::SlowConsumer);
-        }
-        let over = Queue::after(cursor)
-            .count(&self.journal, &self.filter, now, limit)
-            .await?;
-        if over { Err(End::SlowConsumer) } else { Ok(()) }
-    }
-
     /// Ends the stall once the raw count of commits past `seq` (up to
     /// `committed`), an upper bound of the client's queue, is within
     /// `client_queue`: nothing needs counting then.
@@ -687,36 +660,6 @@ mod tests {
             (counted.matching, counted.through),
             (2, 10),
             "each event is counted once"
-        );
-    }
-
-    /// A session that fell off the live ring while its socket refused
-    /// writes, with more than `client_queue` of its events waiting, is a
-    /// slow consumer; one that fell off with its socket taking everything
-    /// (its task starved), or with its queue within the limit (counted with
-    /// its filter), catches up from the journal.
-    #[tokio::test(start_paused = true)]
-    async fn a_lag_while_the_socket_refuses_is_a_slow_consumer_past_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
-        commits.send_replace(100);
-        assert_eq!(guard.slow_at_a_lag(0).await, Ok(()), "no write refused");
-        assert_eq!(guard.run(refused_for(200), Some(20), 0).await, Ok(()));
-        assert!(guard.stall.is_some());
-        assert_eq!(guard.slow_at_a_lag(90).await, Ok(()), "10 waiting");
-        assert_eq!(guard.slow_at_a_lag(89).await, Err(End::SlowConsumer));
-
-        // Filtered: of seqs 1..=100, those of subjects e0..e9 match, 11 of them.
-        let batch: Vec<_> = (0..100).map(|i| event(&format!("e{i}"))).collect();
-        guard.journal.append_batch(&batch).unwrap();
-        let subjects: Vec<String> = (0..11).map(|i| format!("e{}", i * 9)).collect();
-        let query = format!("subject={}", subjects.join(","));
-        guard.filter = Arc::new(ClientQuery::parse(Some(&query)).filter);
-        assert_eq!(guard.slow_at_a_lag(0).await, Err(End::SlowConsumer));
-        assert_eq!(
-            guard.slow_at_a_lag(1).await,
-            Ok(()),
-            "e0 is seq 1: 10 after it"
         );
     }
 }
