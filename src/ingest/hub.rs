@@ -12,16 +12,21 @@
 //! [`Routed::after`] such that every seq between it and the event's own was
 //! published and is not that account's: a receiver whose cursor is at or
 //! past it has missed nothing of its account (seqs the ring skipped, see
-//! [`Hub::publish`], raise it for every account).
+//! [`Hub::publish`], raise it for every account). Past an account's first
+//! [`QUEUES_PER_ACCOUNT`] such sessions, the others share a broadcast ring
+//! of its events instead (same `after`; lag rule as the shared ring).
 //!
 //! Why per account: a CRM screen listens for its own account's events,
 //! and on the shared ring every session is woken for every event of every
 //! account, a wake per session per event whatever its filter (5,000
 //! screens of 5,000 accounts at 1,000 events/s took 1.8 cores of a 2-core
-//! machine, 1,760 µs of CPU per event; 134 µs with one ring per account,
-//! docs/websocket.md). A queue per session rather than a ring per account:
+//! machine, about 1,780 µs of CPU per event; 142–154 µs with a queue per
+//! session, docs/websocket.md). A queue per session rather than a ring per account:
 //! a ring is allocated whole (twice `client_queue` slots, 80 KiB at the
-//! default, for each account a client names), a queue grows as it fills.
+//! default, for each account a client names), a queue grows as it fills;
+//! but each queue is a send per event on the journal writer's thread, so an
+//! account with many screens (a token per tenant, scoped to its account)
+//! gives the rest one ring, one send.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,9 +78,16 @@ struct Routes {
 /// The fewest accounts a sweep waits for.
 const FIRST_SWEEP: usize = 64;
 
+/// An account's sessions that get a queue each; the next ones share its
+/// ring (see the module doc).
+pub const QUEUES_PER_ACCOUNT: usize = 64;
+
 struct AccountRoute {
-    /// One per live session filtered to the account.
+    /// One per live session filtered to the account, up to
+    /// [`QUEUES_PER_ACCOUNT`] (and those of sessions gone, until dropped).
     queues: Vec<mpsc::Sender<Routed>>,
+    /// The account's ring, while sessions past the queues listen on it.
+    ring: Option<broadcast::Sender<Routed>>,
     /// The seq of the last event published to the account, or the last seq
     /// published before its first session subscribed.
     last_sent: u64,
@@ -85,11 +97,50 @@ struct AccountRoute {
 pub enum LiveReceiver {
     All(broadcast::Receiver<Arc<JournaledEvent>>),
     Account {
-        receiver: mpsc::Receiver<Routed>,
+        receiver: AccountReceiver,
         /// The last seq published when it subscribed: what came before is
         /// the journal's to give, whatever the queue says.
         subscribed_after: u64,
     },
+}
+
+/// Where a session filtered to one account hears of its events.
+pub enum AccountReceiver {
+    Queue(mpsc::Receiver<Routed>),
+    Ring(broadcast::Receiver<Routed>),
+}
+
+impl AccountReceiver {
+    async fn recv(&mut self) -> Result<Routed, RecvError> {
+        match self {
+            AccountReceiver::Queue(queue) => queue.recv().await.ok_or(RecvError::Lagged(0)),
+            AccountReceiver::Ring(ring) => ring.recv().await,
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Routed, TryRecvError> {
+        match self {
+            AccountReceiver::Queue(queue) => queue.try_recv().map_err(|e| match e {
+                mpsc::error::TryRecvError::Empty => TryRecvError::Empty,
+                mpsc::error::TryRecvError::Disconnected => TryRecvError::Lagged(0),
+            }),
+            AccountReceiver::Ring(ring) => ring.try_recv(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            AccountReceiver::Queue(queue) => queue.is_empty() && !queue.is_closed(),
+            AccountReceiver::Ring(ring) => ring.is_empty(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            AccountReceiver::Queue(queue) => queue.is_closed(),
+            AccountReceiver::Ring(_) => false,
+        }
+    }
 }
 
 impl LiveReceiver {
@@ -106,10 +157,10 @@ impl LiveReceiver {
             LiveReceiver::Account {
                 receiver,
                 subscribed_after,
-            } => match receiver.recv().await {
-                Some(r) => Ok((r.event, r.after.max(*subscribed_after))),
-                None => Err(RecvError::Lagged(0)),
-            },
+            } => receiver
+                .recv()
+                .await
+                .map(|r| (r.event, r.after.max(*subscribed_after))),
         }
     }
 
@@ -123,11 +174,9 @@ impl LiveReceiver {
             LiveReceiver::Account {
                 receiver,
                 subscribed_after,
-            } => match receiver.try_recv() {
-                Ok(r) => Ok((r.event, r.after.max(*subscribed_after))),
-                Err(mpsc::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
-                Err(mpsc::error::TryRecvError::Disconnected) => Err(TryRecvError::Lagged(0)),
-            },
+            } => receiver
+                .try_recv()
+                .map(|r| (r.event, r.after.max(*subscribed_after))),
         }
     }
 
@@ -149,7 +198,7 @@ impl LiveReceiver {
     pub fn is_empty(&self) -> bool {
         match self {
             LiveReceiver::All(receiver) => receiver.is_empty(),
-            LiveReceiver::Account { receiver, .. } => receiver.is_empty() && !receiver.is_closed(),
+            LiveReceiver::Account { receiver, .. } => receiver.is_empty(),
         }
     }
 
@@ -194,8 +243,9 @@ impl Hub {
 
     /// Events committed from now on that a session with `account` as its
     /// only account may want: a queue of that account's events (of up to
-    /// `capacity`, closed when an event finds it full), or the shared ring
-    /// (`None`: every account).
+    /// `capacity`, closed when an event finds it full), or, past the
+    /// account's first [`QUEUES_PER_ACCOUNT`] sessions, its ring (made to
+    /// hold `capacity` if new), or the shared ring (`None`: every account).
     pub fn subscribe_for(&self, account: Option<&str>, capacity: usize) -> LiveReceiver {
         let Some(account) = account else {
             return LiveReceiver::All(self.live.subscribe());
@@ -209,7 +259,8 @@ impl Hub {
         if routes.by_account.len() >= routes.sweep_at {
             routes.by_account.retain(|_, route| {
                 route.queues.retain(|q| !q.is_closed());
-                !route.queues.is_empty()
+                route.ring.take_if(|ring| ring.receiver_count() == 0);
+                !route.queues.is_empty() || route.ring.is_some()
             });
             routes.sweep_at = (routes.by_account.len() * 2).max(FIRST_SWEEP);
         }
@@ -219,10 +270,23 @@ impl Hub {
             .entry(account.to_owned())
             .or_insert_with(|| AccountRoute {
                 queues: Vec::new(),
+                ring: None,
                 last_sent: subscribed_after,
             });
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
-        route.queues.push(sender);
+        // This account's gone sessions' queues, whatever the other
+        // accounts do: a client reconnecting in a loop to a quiet account
+        // left one behind at each connect.
+        route.queues.retain(|q| !q.is_closed());
+        let receiver = if route.queues.len() < QUEUES_PER_ACCOUNT {
+            let (sender, receiver) = mpsc::channel(capacity.max(1));
+            route.queues.push(sender);
+            AccountReceiver::Queue(receiver)
+        } else {
+            let ring = route
+                .ring
+                .get_or_insert_with(|| broadcast::channel(capacity.max(1)).0);
+            AccountReceiver::Ring(ring.subscribe())
+        };
         LiveReceiver::Account {
             receiver,
             subscribed_after,
@@ -284,7 +348,12 @@ impl Hub {
                     // holds, hears `Lagged`, and reads the rest from the
                     // journal; a closed one's session is gone.
                     route.queues.retain(|q| q.try_send(routed.clone()).is_ok());
-                    if route.queues.is_empty() {
+                    if let Some(ring) = &route.ring
+                        && ring.send(routed).is_err()
+                    {
+                        route.ring = None;
+                    }
+                    if route.queues.is_empty() && route.ring.is_none() {
                         routes.by_account.remove(&e.header.account);
                     }
                 }
@@ -406,5 +475,40 @@ mod tests {
         assert!(matches!(slow.try_recv(), Err(TryRecvError::Lagged(_))));
         assert_eq!(taken(&mut other).len(), QUEUE + 1);
         assert!(!other.is_closed());
+    }
+
+    /// Past an account's first queues, its sessions share its ring: the
+    /// same events with the same `after`; behind by more than the ring they
+    /// hear `Lagged` and stay subscribed (as on the shared ring). A session
+    /// reconnecting in a loop to a quiet account leaves no queue behind.
+    #[test]
+    fn past_the_queues_an_accounts_sessions_share_its_ring() {
+        let hub = Hub::new(0, 16);
+        let mut queued: Vec<LiveReceiver> = (0..QUEUES_PER_ACCOUNT)
+            .map(|_| hub.subscribe_for(Some("a"), QUEUE))
+            .collect();
+        let mut ringed = hub.subscribe_for(Some("a"), QUEUE);
+        assert!(matches!(
+            ringed,
+            LiveReceiver::Account {
+                receiver: AccountReceiver::Ring(_),
+                ..
+            }
+        ));
+        assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT);
+        hub.publish(vec![event(1, "b"), event(2, "a")], 2);
+        assert_eq!(taken(&mut ringed), [(2, 0)]);
+        assert_eq!(taken(&mut queued[0]), [(2, 0)]);
+        let events = (3..=QUEUE as u64 + 3).map(|seq| event(seq, "a")).collect();
+        hub.publish(events, QUEUE as u64 + 3);
+        assert!(matches!(ringed.try_recv(), Err(TryRecvError::Lagged(1))));
+        assert!(!ringed.is_closed());
+
+        // A quiet account: each connect drops the queue the last one left.
+        for _ in 0..100 {
+            drop(hub.subscribe_for(Some("quiet"), QUEUE));
+        }
+        drop(queued);
+        assert_eq!(hub.account_queues(), 1, "the last quiet one's");
     }
 }
