@@ -649,6 +649,11 @@ impl Session {
     /// journal retention emptied: its gap is still owed). Those are read
     /// from the journal now, as the next event of its own would.
     async fn cursor_to_the_commits(&mut self, ctx: &Context) -> Result<(), End> {
+        // Nothing to do on the shared ring, whose sessions' wakes must not
+        // pay for the look at the commits (a lock every session shares).
+        if !matches!(self.live, Some(LiveReceiver::Account { .. })) {
+            return Ok(());
+        }
         // Read first: every event and skip up to it was on the rings (and
         // in what they vouch for) by then.
         let committed = *self.out.guard.committed.borrow();
