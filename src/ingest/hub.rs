@@ -62,6 +62,21 @@ pub struct Routed {
     pub after: u64,
 }
 
+/// An event of the shared ring, which skips nothing silently: nothing
+/// before it was left out but what its seq says.
+fn after_the_one_before(event: Arc<JournaledEvent>) -> (Arc<JournaledEvent>, u64) {
+    let after = event.seq.saturating_sub(1);
+    (event, after)
+}
+
+impl Routed {
+    /// The event, and its `after` raised to the receiver's subscription:
+    /// what came before that is the journal's to give.
+    fn floored_at(self, subscribed_after: u64) -> (Arc<JournaledEvent>, u64) {
+        (self.event, self.after.max(subscribed_after))
+    }
+}
+
 /// The account queues and what each publish must know to fill them in.
 struct Routes {
     by_account: HashMap<String, AccountRoute>,
@@ -86,14 +101,16 @@ struct AccountRoute {
     /// One per live session filtered to the account, up to
     /// [`QUEUES_PER_ACCOUNT`] (and those of sessions gone, until dropped).
     queues: Vec<mpsc::Sender<Routed>>,
-    /// The account's ring, while sessions past the queues listen on it.
-    ring: Option<broadcast::Sender<Routed>>,
+    /// The account's ring, while sessions past the queues listen on it,
+    /// and the events it was made to hold.
+    ring: Option<(broadcast::Sender<Routed>, usize)>,
     /// The seq of the last event published to the account, or the last seq
     /// published before its first session subscribed.
     last_sent: u64,
 }
 
-/// A session's live subscription: the shared ring, or its account's queue.
+/// A session's live subscription: the shared ring, or its account's (a
+/// queue of its own or the account's ring).
 pub enum LiveReceiver {
     All(broadcast::Receiver<Arc<JournaledEvent>>),
     Account {
@@ -150,33 +167,22 @@ impl LiveReceiver {
     /// (it was full) says `Lagged` once emptied: subscribe again.
     pub async fn recv(&mut self) -> Result<(Arc<JournaledEvent>, u64), RecvError> {
         match self {
-            LiveReceiver::All(receiver) => receiver.recv().await.map(|e| {
-                let after = e.seq.saturating_sub(1);
-                (e, after)
-            }),
+            LiveReceiver::All(receiver) => receiver.recv().await.map(after_the_one_before),
             LiveReceiver::Account {
                 receiver,
                 subscribed_after,
-            } => receiver
-                .recv()
-                .await
-                .map(|r| (r.event, r.after.max(*subscribed_after))),
+            } => (receiver.recv().await).map(|r| r.floored_at(*subscribed_after)),
         }
     }
 
     /// As [`LiveReceiver::recv`], without waiting.
     pub fn try_recv(&mut self) -> Result<(Arc<JournaledEvent>, u64), TryRecvError> {
         match self {
-            LiveReceiver::All(receiver) => receiver.try_recv().map(|e| {
-                let after = e.seq.saturating_sub(1);
-                (e, after)
-            }),
+            LiveReceiver::All(receiver) => receiver.try_recv().map(after_the_one_before),
             LiveReceiver::Account {
                 receiver,
                 subscribed_after,
-            } => receiver
-                .try_recv()
-                .map(|r| (r.event, r.after.max(*subscribed_after))),
+            } => receiver.try_recv().map(|r| r.floored_at(*subscribed_after)),
         }
     }
 
@@ -259,7 +265,7 @@ impl Hub {
         if routes.by_account.len() >= routes.sweep_at {
             routes.by_account.retain(|_, route| {
                 route.queues.retain(|q| !q.is_closed());
-                route.ring.take_if(|ring| ring.receiver_count() == 0);
+                route.ring.take_if(|(ring, _)| ring.receiver_count() == 0);
                 !route.queues.is_empty() || route.ring.is_some()
             });
             routes.sweep_at = (routes.by_account.len() * 2).max(FIRST_SWEEP);
@@ -277,14 +283,23 @@ impl Hub {
         // accounts do: a client reconnecting in a loop to a quiet account
         // left one behind at each connect.
         route.queues.retain(|q| !q.is_closed());
-        let receiver = if route.queues.len() < QUEUES_PER_ACCOUNT {
+        route.ring.take_if(|(ring, _)| ring.receiver_count() == 0);
+        // A ring made before a reload raised `client_queue` is too shallow
+        // for this session's (a slow client would fall off it before its
+        // queue overflowed, and not be closed for it): a queue of its own,
+        // past the number, until the ring's listeners are gone.
+        let ring_too_small = route
+            .ring
+            .as_ref()
+            .is_some_and(|(_, held)| *held < capacity);
+        let receiver = if route.queues.len() < QUEUES_PER_ACCOUNT || ring_too_small {
             let (sender, receiver) = mpsc::channel(capacity.max(1));
             route.queues.push(sender);
             AccountReceiver::Queue(receiver)
         } else {
-            let ring = route
+            let (ring, _) = route
                 .ring
-                .get_or_insert_with(|| broadcast::channel(capacity.max(1)).0);
+                .get_or_insert_with(|| (broadcast::channel(capacity.max(1)).0, capacity));
             AccountReceiver::Ring(ring.subscribe())
         };
         LiveReceiver::Account {
@@ -348,7 +363,7 @@ impl Hub {
                     // holds, hears `Lagged`, and reads the rest from the
                     // journal; a closed one's session is gone.
                     route.queues.retain(|q| q.try_send(routed.clone()).is_ok());
-                    if let Some(ring) = &route.ring
+                    if let Some((ring, _)) = &route.ring
                         && ring.send(routed).is_err()
                     {
                         route.ring = None;
@@ -502,7 +517,31 @@ mod tests {
         let events = (3..=QUEUE as u64 + 3).map(|seq| event(seq, "a")).collect();
         hub.publish(events, QUEUE as u64 + 3);
         assert!(matches!(ringed.try_recv(), Err(TryRecvError::Lagged(1))));
-        assert!(!ringed.is_closed());
+        assert_eq!(taken(&mut ringed).len(), QUEUE);
+        // Every queue was full and dropped; the ring, and its route, stay.
+        assert_eq!(hub.account_queues(), 0);
+        hub.publish(vec![event(QUEUE as u64 + 4, "a")], QUEUE as u64 + 4);
+        let next = QUEUE as u64 + 4;
+        assert_eq!(taken(&mut ringed), [(next, next - 1)]);
+
+        // A session wanting a deeper ring than the account's (a reload
+        // raised `client_queue`) gets a queue of its own.
+        let requeued: Vec<LiveReceiver> = (0..QUEUES_PER_ACCOUNT)
+            .map(|_| hub.subscribe_for(Some("a"), QUEUE))
+            .collect();
+        let deeper = hub.subscribe_for(Some("a"), 2 * QUEUE);
+        assert!(matches!(
+            deeper,
+            LiveReceiver::Account {
+                receiver: AccountReceiver::Queue(_),
+                ..
+            }
+        ));
+        assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT + 1);
+        drop((requeued, deeper, ringed));
+        // Their account's next event drops them all, and the route.
+        hub.publish(vec![event(next + 1, "a")], next + 1);
+        assert_eq!(hub.account_queues(), 0);
 
         // A quiet account: each connect drops the queue the last one left.
         for _ in 0..100 {

@@ -9,11 +9,12 @@
 //!   shows the journal has nothing newer than what that subscription
 //!   receives, and live events at or below the last seq handled are
 //!   skipped;
-//! - a session listens on a queue of its account's events when its filter names one
-//!   account (see [`crate::ingest::Hub::subscribe_for`]: other accounts'
-//!   commits do not wake it), else on the shared ring; its heartbeats and
-//!   cursor follow every commit all the same, once nothing of its own waits
-//!   and past whatever its queue cannot vouch for;
+//! - a session listens on a queue of its account's events (past the
+//!   account's first 64 such sessions, on a ring of them it shares) when its
+//!   filter names one account (see [`crate::ingest::Hub::subscribe_for`]:
+//!   other accounts' commits do not wake it), else on the shared ring; its
+//!   heartbeats and cursor follow every commit all the same, once nothing of
+//!   its own waits and past whatever its queue or ring cannot vouch for;
 //! - a session reading history far behind the head holds no live event in
 //!   its ring or queue meanwhile;
 //! - a client whose live receiver lagged behind its ring (or whose
@@ -42,9 +43,10 @@
 //!   waits for it: each reads its ring or queue at its own pace, and a
 //!   session that falls behind it (its own task starved, not its socket)
 //!   catches up from the journal instead of being dropped (an account's
-//!   queue holds twice `client_queue`, so a slow client's overflows that
-//!   first, unless more than that many of its events come in about the
-//!   500 ms the rule allows);
+//!   queue or ring holds twice `client_queue`, so a slow client's overflows
+//!   that first, unless more than that many of its events come in about the
+//!   500 ms the rule allows, or `client_queue` is over 32,768: they hold
+//!   65,536 at most);
 //! - a ping every `ping_interval`; no pong within `pong_timeout` closes it;
 //!   during a replay, a ping (and a heartbeat, if asked for) every
 //!   `ping_interval` too, whose pong is not awaited, and the client's frames
@@ -244,7 +246,8 @@ struct Session {
     stream: SplitStream<WebSocket>,
     /// `None` while the session reads history far behind the head (see
     /// [`Session::replay`]). A session filtered to one account listens on
-    /// a queue of that account's events, and is not woken by the others' commits.
+    /// a queue (or ring) of that account's events, and is not woken by the
+    /// others' commits.
     live: Option<LiveReceiver>,
     filter: Arc<Filter>,
     settings: Settings,
@@ -745,12 +748,13 @@ impl Session {
     }
 }
 
-/// A new live subscription: a queue of the account's events when `filter`
-/// names one account, else the shared ring. The queue holds twice
+/// A new live subscription: a queue (or ring) of the account's events when
+/// `filter` names one account, else the shared ring. It holds twice
 /// `client_queue` (the shared ring's size at most): a client too slow for
 /// its events overflows its `client_queue`, and is closed 4008 for it,
 /// well before its queue fills (a session whose queue did would read the
-/// journal at its client's pace, where that rule does not reach).
+/// journal at its client's pace, where that rule does not reach), unless
+/// `client_queue` is over half the shared ring.
 fn live_for(ctx: &Context, filter: &Filter, settings: Settings) -> LiveReceiver {
     let capacity = settings
         .client_queue
