@@ -14,7 +14,9 @@
 //! past it has missed nothing of its account (seqs the ring skipped, see
 //! [`Hub::publish`], raise it for every account). Past an account's first
 //! [`QUEUES_PER_ACCOUNT`] such sessions, the others share a broadcast ring
-//! of its events instead (same `after`; lag rule as the shared ring).
+//! of its events instead (same `after`; lag rule as the shared ring): the
+//! first ring at least as deep as the session asks, or a new one (a reload
+//! that raised `client_queue` makes a deeper ring beside the older one).
 //!
 //! Why per account: a CRM screen listens for its own account's events,
 //! and on the shared ring every session is woken for every event of every
@@ -101,9 +103,10 @@ struct AccountRoute {
     /// One per live session filtered to the account, up to
     /// [`QUEUES_PER_ACCOUNT`] (and those of sessions gone, until dropped).
     queues: Vec<mpsc::Sender<Routed>>,
-    /// The account's ring, while sessions past the queues listen on it,
-    /// and the events it was made to hold.
-    ring: Option<(broadcast::Sender<Routed>, usize)>,
+    /// The account's rings, while sessions past the queues listen on them,
+    /// each with the events it was made to hold: one, unless a reload
+    /// changed `client_queue` while sessions listened.
+    rings: Vec<(broadcast::Sender<Routed>, usize)>,
     /// The seq of the last event published to the account, or the last seq
     /// published before its first session subscribed.
     last_sent: u64,
@@ -265,8 +268,8 @@ impl Hub {
         if routes.by_account.len() >= routes.sweep_at {
             routes.by_account.retain(|_, route| {
                 route.queues.retain(|q| !q.is_closed());
-                route.ring.take_if(|(ring, _)| ring.receiver_count() == 0);
-                !route.queues.is_empty() || route.ring.is_some()
+                route.rings.retain(|(ring, _)| ring.receiver_count() > 0);
+                !route.queues.is_empty() || !route.rings.is_empty()
             });
             routes.sweep_at = (routes.by_account.len() * 2).max(FIRST_SWEEP);
         }
@@ -276,31 +279,31 @@ impl Hub {
             .entry(account.to_owned())
             .or_insert_with(|| AccountRoute {
                 queues: Vec::new(),
-                ring: None,
+                rings: Vec::new(),
                 last_sent: subscribed_after,
             });
         // This account's gone sessions' queues, whatever the other
         // accounts do: a client reconnecting in a loop to a quiet account
         // left one behind at each connect.
         route.queues.retain(|q| !q.is_closed());
-        route.ring.take_if(|(ring, _)| ring.receiver_count() == 0);
-        // A ring made before a reload raised `client_queue` is too shallow
-        // for this session's (a slow client would fall off it before its
-        // queue overflowed, and not be closed for it): a queue of its own,
-        // past the number, until the ring's listeners are gone.
-        let ring_too_small = route
-            .ring
-            .as_ref()
-            .is_some_and(|(_, held)| *held < capacity);
-        let receiver = if route.queues.len() < QUEUES_PER_ACCOUNT || ring_too_small {
+        route.rings.retain(|(ring, _)| ring.receiver_count() > 0);
+        let receiver = if route.queues.len() < QUEUES_PER_ACCOUNT {
             let (sender, receiver) = mpsc::channel(capacity.max(1));
             route.queues.push(sender);
             AccountReceiver::Queue(receiver)
         } else {
-            let (ring, _) = route
-                .ring
-                .get_or_insert_with(|| (broadcast::channel(capacity.max(1)).0, capacity));
-            AccountReceiver::Ring(ring.subscribe())
+            // Not one made before a reload raised `client_queue`: a slow
+            // client would fall off it before its queue overflowed, and
+            // not be closed for it.
+            let deep_enough = route.rings.iter().find(|(_, held)| *held >= capacity);
+            AccountReceiver::Ring(match deep_enough {
+                Some((ring, _)) => ring.subscribe(),
+                None => {
+                    let (ring, receiver) = broadcast::channel(capacity.max(1));
+                    route.rings.push((ring, capacity));
+                    receiver
+                }
+            })
         };
         LiveReceiver::Account {
             receiver,
@@ -327,6 +330,14 @@ impl Hub {
     pub fn account_queues(&self) -> usize {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         routes.by_account.values().map(|r| r.queues.len()).sum()
+    }
+
+    /// Account rings and accounts routed, as [`Hub::account_queues`].
+    #[cfg(test)]
+    fn account_rings_and_routes(&self) -> (usize, usize) {
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let rings = routes.by_account.values().map(|r| r.rings.len()).sum();
+        (rings, routes.by_account.len())
     }
 
     /// The highest seq the rings skipped, up to the last announced commit
@@ -363,12 +374,10 @@ impl Hub {
                     // holds, hears `Lagged`, and reads the rest from the
                     // journal; a closed one's session is gone.
                     route.queues.retain(|q| q.try_send(routed.clone()).is_ok());
-                    if let Some((ring, _)) = &route.ring
-                        && ring.send(routed).is_err()
-                    {
-                        route.ring = None;
-                    }
-                    if route.queues.is_empty() && route.ring.is_none() {
+                    route
+                        .rings
+                        .retain(|(ring, _)| ring.send(routed.clone()).is_ok());
+                    if route.queues.is_empty() && route.rings.is_empty() {
                         routes.by_account.remove(&e.header.account);
                     }
                 }
@@ -524,24 +533,33 @@ mod tests {
         let next = QUEUE as u64 + 4;
         assert_eq!(taken(&mut ringed), [(next, next - 1)]);
 
-        // A session wanting a deeper ring than the account's (a reload
-        // raised `client_queue`) gets a queue of its own.
+        // Past the queues again: a session asking for no deeper a ring
+        // shares the account's; one asking for a deeper one (a reload
+        // raised `client_queue`) gets a ring of its own beside it; a ring
+        // nobody listens to goes at the next connect.
         let requeued: Vec<LiveReceiver> = (0..QUEUES_PER_ACCOUNT)
             .map(|_| hub.subscribe_for(Some("a"), QUEUE))
             .collect();
+        let shallower = hub.subscribe_for(Some("a"), QUEUE / 2);
+        assert_eq!(hub.account_rings_and_routes(), (1, 1));
         let deeper = hub.subscribe_for(Some("a"), 2 * QUEUE);
         assert!(matches!(
             deeper,
             LiveReceiver::Account {
-                receiver: AccountReceiver::Queue(_),
+                receiver: AccountReceiver::Ring(_),
                 ..
             }
         ));
-        assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT + 1);
-        drop((requeued, deeper, ringed));
+        assert_eq!(hub.account_rings_and_routes(), (2, 1));
+        assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT);
+        drop(deeper);
+        let again = hub.subscribe_for(Some("a"), QUEUE);
+        assert_eq!(hub.account_rings_and_routes(), (1, 1));
+        drop((requeued, shallower, again, ringed));
         // Their account's next event drops them all, and the route.
         hub.publish(vec![event(next + 1, "a")], next + 1);
         assert_eq!(hub.account_queues(), 0);
+        assert_eq!(hub.account_rings_and_routes(), (0, 0));
 
         // A quiet account: each connect drops the queue the last one left.
         for _ in 0..100 {
