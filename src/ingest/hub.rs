@@ -253,8 +253,9 @@ impl Hub {
     /// Events committed from now on that a session with `account` as its
     /// only account may want: a queue of that account's events (of up to
     /// `capacity`, closed when an event finds it full), or, past the
-    /// account's first [`QUEUES_PER_ACCOUNT`] sessions, its ring (made to
-    /// hold `capacity` if new), or the shared ring (`None`: every account).
+    /// account's first [`QUEUES_PER_ACCOUNT`] sessions, the first of its
+    /// rings that holds `capacity` (or a new one that does), or the shared
+    /// ring (`None`: every account).
     pub fn subscribe_for(&self, account: Option<&str>, capacity: usize) -> LiveReceiver {
         let Some(account) = account else {
             return LiveReceiver::All(self.live.subscribe());
@@ -300,7 +301,10 @@ impl Hub {
                 Some((ring, _)) => ring.subscribe(),
                 None => {
                     let (ring, receiver) = broadcast::channel(capacity.max(1));
-                    route.rings.push((ring, capacity));
+                    // What it holds: tokio rounds up to a power of two.
+                    route
+                        .rings
+                        .push((ring, capacity.max(1).next_power_of_two()));
                     receiver
                 }
             })
@@ -542,7 +546,7 @@ mod tests {
             .collect();
         let shallower = hub.subscribe_for(Some("a"), QUEUE / 2);
         assert_eq!(hub.account_rings_and_routes(), (1, 1));
-        let deeper = hub.subscribe_for(Some("a"), 2 * QUEUE);
+        let deeper = hub.subscribe_for(Some("a"), 2 * QUEUE - 1);
         assert!(matches!(
             deeper,
             LiveReceiver::Account {
@@ -552,12 +556,20 @@ mod tests {
         ));
         assert_eq!(hub.account_rings_and_routes(), (2, 1));
         assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT);
-        drop(deeper);
+        // Both rings get the account's events, with the same `after`.
+        hub.publish(vec![event(next + 1, "a")], next + 1);
+        let (mut deeper, mut shallower) = (deeper, shallower);
+        assert_eq!(taken(&mut deeper), [(next + 1, next)]);
+        assert_eq!(taken(&mut shallower), [(next + 1, next)]);
+        // A depth tokio's rounding already gave shares the ring.
+        let rounded = hub.subscribe_for(Some("a"), 2 * QUEUE);
+        assert_eq!(hub.account_rings_and_routes(), (2, 1));
+        drop((deeper, rounded));
         let again = hub.subscribe_for(Some("a"), QUEUE);
         assert_eq!(hub.account_rings_and_routes(), (1, 1));
         drop((requeued, shallower, again, ringed));
         // Their account's next event drops them all, and the route.
-        hub.publish(vec![event(next + 1, "a")], next + 1);
+        hub.publish(vec![event(next + 2, "a")], next + 2);
         assert_eq!(hub.account_queues(), 0);
         assert_eq!(hub.account_rings_and_routes(), (0, 0));
 
