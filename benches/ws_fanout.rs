@@ -656,15 +656,20 @@ async fn throughput(
     }
 }
 
-async fn latency(
-    url: &str,
-    pool_clients: Clients,
-    relay: &Relay,
-    next: &mut u64,
-    commits: &Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
-    dir: &std::path::Path,
+/// What the paced runs (latency, filtered screens) share: the relay they
+/// journal into, the next event's number, the commit times, where to
+/// write the table of them for the pool, and the events per second.
+struct Paced<'a> {
+    relay: &'a Relay,
+    next: &'a mut u64,
+    commits: &'a Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+    dir: &'a std::path::Path,
     rate: u64,
-) -> String {
+}
+
+async fn latency(url: &str, pool_clients: Clients, run: &mut Paced<'_>) -> String {
+    let (relay, commits, dir, rate) = (run.relay, run.commits, run.dir, run.rate);
+    let next = &mut *run.next;
     eprintln!("latency: {url}");
     let mut pool = Pool::start(url, latency_clients(), pool_clients, None).await;
     // `rate` events/s for 10 s: rate/100 events every 10 ms, each submitted on its own.
@@ -765,12 +770,10 @@ async fn filtered(
     url: &str,
     (clients, accounts): (usize, usize),
     pool_clients: Clients,
-    relay: &Relay,
-    next: &mut u64,
-    commits: &Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
-    dir: &std::path::Path,
-    rate: u64,
+    run: &mut Paced<'_>,
 ) -> String {
+    let (relay, commits, dir, rate) = (run.relay, run.commits, run.dir, run.rate);
+    let next = &mut *run.next;
     eprintln!("filtered: {clients} clients over {accounts} accounts at {url}");
     let mut pool = Pool::start(url, clients, pool_clients, Some(accounts)).await;
     let per_tick = (rate / 100).max(1);
@@ -950,41 +953,31 @@ async fn bench() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000);
     let mut latencies = Vec::new();
+    let mut run = Paced {
+        relay: &relay,
+        next: &mut next,
+        commits: &commits,
+        dir: dir.path(),
+        rate,
+    };
     for &kind in &kinds {
         for (server, url) in servers {
-            let measured = latency(
-                url,
-                Clients {
-                    source: source(),
-                    kind,
-                },
-                &relay,
-                &mut next,
-                &commits,
-                dir.path(),
-                rate,
-            )
-            .await;
+            let clients = Clients {
+                source: source(),
+                kind,
+            };
+            let measured = latency(url, clients, &mut run).await;
             latencies.push((format!("{server}, {} clients", kind.name()), measured));
         }
     }
     let filtered_row = match filtered_run() {
-        Some(size) => Some(
-            filtered(
-                &relay_url,
-                size,
-                Clients {
-                    source: source(),
-                    kind,
-                },
-                &relay,
-                &mut next,
-                &commits,
-                dir.path(),
-                rate,
-            )
-            .await,
-        ),
+        Some(size) => {
+            let clients = Clients {
+                source: source(),
+                kind,
+            };
+            Some(filtered(&relay_url, size, clients, &mut run).await)
+        }
         None => None,
     };
 
