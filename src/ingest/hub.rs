@@ -49,9 +49,11 @@ pub struct Hub {
     committed: watch::Sender<u64>,
     live: broadcast::Sender<Arc<JournaledEvent>>,
     routes: Arc<Mutex<Routes>>,
-    /// [`Routes::skipped_through`], for readers that must not wait on the
-    /// lock the journal's writer publishes under; written before the
-    /// commit's seq is announced.
+    /// The highest seq the ring skipped (never published): it may have
+    /// been any account's. Written only under `routes`' lock, by the
+    /// publisher, before the commit's seq is announced; read without it by
+    /// sessions, which must not wait on the lock the journal's writer
+    /// publishes under.
     skipped_through: Arc<AtomicU64>,
 }
 
@@ -84,9 +86,6 @@ struct Routes {
     by_account: HashMap<String, AccountRoute>,
     /// The last seq published (events and skipped seqs alike).
     last_published: u64,
-    /// The highest seq the ring skipped (never published): it may have
-    /// been any account's.
-    skipped_through: u64,
     /// How many accounts make the next subscription drop the queues of
     /// sessions gone (see [`Hub::subscribe_for`]).
     sweep_at: usize,
@@ -228,7 +227,6 @@ impl Hub {
         let routes = Routes {
             by_account: HashMap::new(),
             last_published: last_seq,
-            skipped_through: 0,
             sweep_at: FIRST_SWEEP,
         };
         Hub {
@@ -363,15 +361,16 @@ impl Hub {
         {
             let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
             let routes = &mut *routes;
+            let mut skipped_through = self.skipped_through.load(Ordering::Relaxed);
             for e in events {
                 if e.seq > routes.last_published.saturating_add(1) {
-                    routes.skipped_through = e.seq - 1;
+                    skipped_through = e.seq - 1;
                 }
                 routes.last_published = routes.last_published.max(e.seq);
                 if let Some(route) = routes.by_account.get_mut(&e.header.account) {
                     let routed = Routed {
                         event: e.clone(),
-                        after: route.last_sent.max(routes.skipped_through),
+                        after: route.last_sent.max(skipped_through),
                     };
                     route.last_sent = e.seq;
                     // A full queue is dropped: its session takes what it
@@ -389,11 +388,11 @@ impl Hub {
                 let _ = self.live.send(e);
             }
             if last_seq > routes.last_published {
-                routes.skipped_through = last_seq;
+                skipped_through = last_seq;
                 routes.last_published = last_seq;
             }
             self.skipped_through
-                .store(routes.skipped_through, Ordering::Release);
+                .store(skipped_through, Ordering::Release);
         }
         self.committed.send_replace(last_seq);
     }

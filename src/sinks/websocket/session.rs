@@ -654,15 +654,12 @@ impl Session {
     async fn cursor_to_the_commits(&mut self, ctx: &Context) -> Result<(), End> {
         // Nothing to do on the shared ring, whose sessions' wakes must not
         // pay for the look at the commits (a lock every session shares).
-        if !matches!(self.live, Some(LiveReceiver::Account { .. })) {
+        let Some(live @ LiveReceiver::Account { .. }) = &self.live else {
             return Ok(());
-        }
+        };
         // Read first: every event and skip up to it was on the rings (and
         // in what they vouch for) by then.
         let committed = *self.out.guard.committed.borrow();
-        let Some(live) = &self.live else {
-            return Ok(());
-        };
         let Some(vouched_after) = live.vouched_after(&ctx.hub) else {
             return Ok(());
         };
@@ -869,26 +866,11 @@ mod tests {
     async fn a_session_filtered_to_one_account_hears_only_its_accounts_commits() {
         use crate::journal::tests_support::event;
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(
-            dir.path(),
-            "[websocket]\nping_interval = \"1s\"\n",
-        )
-        .await;
-        let shared_before = relay.ctx.hub.live_receivers();
-        let url = format!("ws://{}/ws?account=t&heartbeat=1", relay.addr);
-        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        assert_eq!(
-            next_json(&mut client).await,
-            serde_json::json!({"control": "heartbeat", "seq": 0})
-        );
+        let (relay, mut client, shared_before) = a_live_client_of_account_t(dir.path()).await;
         assert_eq!(relay.ctx.hub.live_receivers(), shared_before);
         assert_eq!(relay.ctx.hub.account_queues(), 1);
 
-        let other = |identity: &str| {
-            let mut e = event(identity);
-            e.account = "other".into();
-            e
-        };
+        let other = another_accounts;
         for e in [other("o1"), other("o2"), event("mine"), other("o3")] {
             relay.ctx.ingest.submit(e).await.unwrap();
         }
@@ -920,19 +902,8 @@ mod tests {
     async fn a_ping_reads_a_seq_the_ring_skipped_before_it_names_a_later_one() {
         use crate::journal::{AppendOutcome, tests_support::event};
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(
-            dir.path(),
-            "[websocket]\nping_interval = \"1s\"\n",
-        )
-        .await;
-        let url = format!("ws://{}/ws?account=t&heartbeat=1", relay.addr);
-        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        assert_eq!(
-            next_json(&mut client).await,
-            serde_json::json!({"control": "heartbeat", "seq": 0})
-        );
-        let mut other = event("o");
-        other.account = "other".into();
+        let (relay, mut client, _) = a_live_client_of_account_t(dir.path()).await;
+        let other = another_accounts("o");
         let outcomes = relay
             .ctx
             .journal
@@ -957,6 +928,31 @@ mod tests {
         }
         drop(client);
         crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A relay pinging each second, with a client filtered to account `t`
+    /// (the test events') that asked for heartbeats and has had its first
+    /// (seq 0); and the shared ring's receivers before it connected.
+    async fn a_live_client_of_account_t(
+        dir: &std::path::Path,
+    ) -> (crate::app::Relay, TestClient, usize) {
+        let relay =
+            crate::app::tests_support::relay_in(dir, "[websocket]\nping_interval = \"1s\"\n").await;
+        let shared_before = relay.ctx.hub.live_receivers();
+        let url = format!("ws://{}/ws?account=t&heartbeat=1", relay.addr);
+        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        assert_eq!(
+            next_json(&mut client).await,
+            serde_json::json!({"control": "heartbeat", "seq": 0})
+        );
+        (relay, client, shared_before)
+    }
+
+    /// A test event of another account than `t`.
+    fn another_accounts(identity: &str) -> crate::event::IncomingEvent {
+        let mut e = crate::journal::tests_support::event(identity);
+        e.account = "other".into();
+        e
     }
 
     type TestClient = tokio_tungstenite::WebSocketStream<
