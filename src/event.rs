@@ -239,6 +239,48 @@ impl EventHeader {
     pub fn category(&self) -> &str {
         category_of(&self.event_type)
     }
+
+    /// The header's fields, borrowed.
+    pub fn borrowed(&self) -> HeaderRef<'_> {
+        HeaderRef {
+            id: &self.id,
+            event_type: &self.event_type,
+            source: &self.source,
+            subject: self.subject.as_deref(),
+            vendor: &self.vendor,
+            account: &self.account,
+            seq: self.seq,
+        }
+    }
+}
+
+/// An [`EventHeader`]'s fields borrowed from where they are stored: a reader
+/// that only filters on them (a WebSocket replay, a client's queue count)
+/// looks at a journal record without copying its six strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderRef<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub source: &'a str,
+    pub subject: Option<&'a str>,
+    pub vendor: &'a str,
+    pub account: &'a str,
+    pub seq: u64,
+}
+
+impl HeaderRef<'_> {
+    /// The header, owned.
+    pub fn to_owned_header(&self) -> EventHeader {
+        EventHeader {
+            id: self.id.to_owned(),
+            event_type: self.event_type.to_owned(),
+            source: self.source.to_owned(),
+            subject: self.subject.map(str::to_owned),
+            vendor: self.vendor.to_owned(),
+            account: self.account.to_owned(),
+            seq: self.seq,
+        }
+    }
 }
 
 pub fn category_of(event_type: &str) -> &str {

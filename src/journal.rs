@@ -51,6 +51,7 @@ mod open;
 mod presence;
 mod read;
 use read::UNREADABLE_LOG_INTERVAL;
+pub use read::{MatchingPage, PageEntry};
 mod record;
 mod resume_ids;
 use resume_ids::SSE_RESUME;

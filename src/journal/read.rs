@@ -1,20 +1,24 @@
 //! Reading the journal: pages of events after a seq (bounded by count and by
-//! bytes), and counting a range by header without copying any JSON.
+//! bytes), pages where only the events a filter takes are copied, and
+//! counting a range by header without copying any JSON.
 //!
 //! Guarantees: events come in seq order; what retention removed is skipped;
 //! a record that does not decode (damaged on disk) is skipped and logged with
 //! its seq, so one bad record cannot hold every reader at it for good; a page
 //! redb cannot read (it panics) is `JournalError::Damaged`; the reads for
 //! WebSocket clients ([`Journal::read_page_unless_reopening`],
-//! [`Journal::count_after`]) never wait for a reopen (`Closed` meanwhile).
+//! [`Journal::read_matching_page_unless_reopening`], [`Journal::count_after`])
+//! never wait for a reopen (`Closed` meanwhile). A filtered page ends where
+//! the unfiltered one would (the same count of records, the same bytes of
+//! JSON read), so a filter changes what is copied, never where a page ends.
 
 use std::time::{Duration, Instant};
 
 use redb::ReadableDatabase;
 
-use crate::event::EventHeader;
+use crate::event::HeaderRef;
 
-use super::record::{decode_record, split_record};
+use super::record::{decode_record, decode_split_record, split_record};
 use super::{EVENTS, Journal, JournalError, JournaledEvent, storage};
 
 impl Journal {
@@ -40,19 +44,40 @@ impl Journal {
         self.read_page_of(self.db()?, after, limit, max_bytes)
     }
 
-    /// As [`Journal::read_page`], and [`JournalError::Closed`] at once while a
-    /// reopen runs. For WebSocket replays: a reopen reads the whole file
-    /// (minutes on a slow disk), and a replay waiting it out held a blocking
-    /// thread and its client's slot in silence, with no ping, while the page
-    /// reconnected every 35 s and parked another: the blocking pool, which
-    /// also resolves the upstreams' host names, filled.
-    pub fn read_page_unless_reopening(
+    /// As [`Journal::read_page`], but only the events `accept` takes are
+    /// decoded and copied; of the others the page holds their seq. And
+    /// [`JournalError::Closed`] at once while a reopen runs.
+    ///
+    /// For WebSocket replays. A filtered client's replay copied every event
+    /// of every account (its header's six strings and its JSON) to send a
+    /// few; its header is now looked at where it lies. A reopen reads the
+    /// whole file (minutes on a slow disk), and a replay waiting it out held
+    /// a blocking thread and its client's slot in silence, with no ping,
+    /// while the page reconnected every 35 s and parked another: the
+    /// blocking pool, which also resolves the upstreams' host names, filled.
+    pub fn read_matching_page_unless_reopening(
         &self,
         after: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Vec<JournaledEvent>, JournalError> {
-        self.read_page_of(self.db_unless_reopening()?, after, limit, max_bytes)
+        mut accept: impl FnMut(&HeaderRef<'_>) -> bool,
+    ) -> Result<MatchingPage, JournalError> {
+        let (entries, full) = self.scan_page(
+            self.db_unless_reopening()?,
+            after,
+            limit,
+            max_bytes,
+            |seq, record| {
+                let (header, json_start) = split_record(seq, record)?;
+                let entry = if accept(&header) {
+                    PageEntry::Matching(decode_split_record(seq, record, &header, json_start)?)
+                } else {
+                    PageEntry::Passed { seq }
+                };
+                Ok((entry, record.len() - json_start))
+            },
+        )?;
+        Ok(MatchingPage { entries, full })
     }
 
     fn read_page_of(
@@ -62,23 +87,45 @@ impl Journal {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<JournaledEvent>, JournalError> {
+        let (events, _) = self.scan_page(db, after, limit, max_bytes, |seq, record| {
+            let event = decode_record(seq, record)?;
+            let json_len = event.json.len();
+            Ok((event, json_len))
+        })?;
+        Ok(events)
+    }
+
+    /// Up to `limit` records after `after`, `decode`d, until those read hold
+    /// `max_bytes` of JSON (`decode` says each one's length); and whether a
+    /// bound was reached (`false`: the page reached the head of the read's
+    /// snapshot). Damaged records are skipped and not counted.
+    fn scan_page<T>(
+        &self,
+        db: std::sync::Arc<redb::Database>,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+        mut decode: impl FnMut(u64, &[u8]) -> Result<(T, usize), JournalError>,
+    ) -> Result<(Vec<T>, bool), JournalError> {
         self.read_unless_damaged("events after a seq", || {
             let txn = db.begin_read().map_err(storage)?;
             let log = txn.open_table(EVENTS).map_err(storage)?;
             let mut out = Vec::new();
             let mut bytes = 0usize;
+            let at_a_bound = |out: &Vec<T>, bytes: usize| out.len() >= limit || bytes >= max_bytes;
             for entry in log.range(after.saturating_add(1)..).map_err(storage)? {
-                if out.len() >= limit || bytes >= max_bytes {
+                if at_a_bound(&out, bytes) {
                     break;
                 }
                 let (k, v) = entry.map_err(storage)?;
-                let Some(event) = self.readable(decode_record(k.value(), v.value()))? else {
+                let Some((item, json_len)) = self.readable(decode(k.value(), v.value()))? else {
                     continue;
                 };
-                bytes = bytes.saturating_add(event.json.len());
-                out.push(event);
+                bytes = bytes.saturating_add(json_len);
+                out.push(item);
             }
-            Ok(out)
+            let full = at_a_bound(&out, bytes);
+            Ok((out, full))
         })
     }
 
@@ -94,7 +141,7 @@ impl Journal {
         after: u64,
         up_to: u64,
         max_records: usize,
-        mut accept: impl FnMut(&EventHeader) -> bool,
+        mut accept: impl FnMut(&HeaderRef<'_>) -> bool,
     ) -> Result<(u64, u64), JournalError> {
         if after >= up_to {
             return Ok((0, up_to));
@@ -139,6 +186,41 @@ impl Journal {
                 Ok(None)
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// A page read for a filtered reader: every record read, in seq order.
+#[derive(Debug)]
+pub struct MatchingPage {
+    pub entries: Vec<PageEntry>,
+    /// The read stopped at its count or its bytes, not at the head of the
+    /// journal as its snapshot saw it: there may be more to read.
+    pub full: bool,
+}
+
+/// One record of a [`MatchingPage`].
+#[derive(Debug)]
+pub enum PageEntry {
+    /// An event the filter takes, decoded.
+    Matching(JournaledEvent),
+    /// An event it does not take: its seq only, nothing copied.
+    Passed { seq: u64 },
+}
+
+impl PageEntry {
+    pub fn seq(&self) -> u64 {
+        match self {
+            PageEntry::Matching(event) => event.seq,
+            PageEntry::Passed { seq } => *seq,
+        }
+    }
+
+    /// The JSON it holds in memory.
+    pub fn json_len(&self) -> usize {
+        match self {
+            PageEntry::Matching(event) => event.json.len(),
+            PageEntry::Passed { .. } => 0,
         }
     }
 }

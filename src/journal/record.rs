@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::event::{EventHeader, PreparedEvent};
+use crate::event::{EventHeader, HeaderRef, PreparedEvent};
 
 use super::{JournalError, JournaledEvent};
 
@@ -77,8 +77,11 @@ pub(super) fn read_u32(seq: u64, bytes: &[u8], at: usize) -> Result<u32, Journal
     Ok(u32::from_le_bytes(raw))
 }
 
-/// The header of a record and where its JSON starts.
-pub(super) fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usize), JournalError> {
+/// The header of a record, borrowed from it, and where its JSON starts.
+pub(super) fn split_record(
+    seq: u64,
+    record: &[u8],
+) -> Result<(HeaderRef<'_>, usize), JournalError> {
     let header_len = read_u32(seq, record, 16)? as usize;
     let json_start = RECORD_PREFIX
         .checked_add(header_len)
@@ -86,7 +89,7 @@ pub(super) fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usiz
         .ok_or_else(|| JournalError::Corrupt { seq })?;
     let header = &record[RECORD_PREFIX..json_start];
     let mut at = 0;
-    let mut fields: [Option<String>; 6] = Default::default();
+    let mut fields: [Option<&str>; 6] = [None; 6];
     for field in fields.iter_mut() {
         let len = read_u32(seq, header, at)?;
         at += 4;
@@ -98,19 +101,28 @@ pub(super) fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usiz
             .get(at..end)
             .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or_else(|| JournalError::Corrupt { seq })?;
-        *field = Some(text.to_owned());
+        *field = Some(text);
         at = end;
     }
-    let [id, event_type, source, subject, vendor, account] = fields;
-    let required = |f: Option<String>| f.ok_or_else(|| JournalError::Corrupt { seq });
+    let [
+        Some(id),
+        Some(event_type),
+        Some(source),
+        subject,
+        Some(vendor),
+        Some(account),
+    ] = fields
+    else {
+        return Err(JournalError::Corrupt { seq });
+    };
     Ok((
-        EventHeader {
-            id: required(id)?,
-            event_type: required(event_type)?,
-            source: required(source)?,
+        HeaderRef {
+            id,
+            event_type,
+            source,
             subject,
-            vendor: required(vendor)?,
-            account: required(account)?,
+            vendor,
+            account,
             seq,
         },
         json_start,
@@ -118,14 +130,24 @@ pub(super) fn split_record(seq: u64, record: &[u8]) -> Result<(EventHeader, usiz
 }
 
 pub(super) fn decode_record(seq: u64, record: &[u8]) -> Result<JournaledEvent, JournalError> {
+    let (header, json_start) = split_record(seq, record)?;
+    decode_split_record(seq, record, &header, json_start)
+}
+
+/// As [`decode_record`], for a record [`split_record`] has split already.
+pub(super) fn decode_split_record(
+    seq: u64,
+    record: &[u8],
+    header: &HeaderRef<'_>,
+    json_start: usize,
+) -> Result<JournaledEvent, JournalError> {
     let journaled_at_ms = record_time(seq, record)?;
     let received_at_ms = record_time(seq, record.get(8..).unwrap_or_default())?;
-    let (header, json_start) = split_record(seq, record)?;
     Ok(JournaledEvent {
         seq,
         journaled_at_ms,
         received_at_ms,
-        header,
+        header: header.to_owned_header(),
         json: Bytes::copy_from_slice(&record[json_start..]),
     })
 }

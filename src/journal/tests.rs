@@ -839,7 +839,7 @@ fn websocket_reads_do_not_wait_for_a_reopen() {
     j.append_batch(&batch).unwrap();
     let reopening = j.hold_as_a_reopen();
     assert!(matches!(
-        j.read_page_unless_reopening(0, 10, usize::MAX),
+        j.read_matching_page_unless_reopening(0, 10, usize::MAX, |_| true),
         Err(JournalError::Closed)
     ));
     assert!(matches!(
@@ -848,8 +848,9 @@ fn websocket_reads_do_not_wait_for_a_reopen() {
     ));
     drop(reopening);
     assert_eq!(
-        j.read_page_unless_reopening(0, 10, usize::MAX)
+        j.read_matching_page_unless_reopening(0, 10, usize::MAX, |_| true)
             .unwrap()
+            .entries
             .len(),
         3
     );
@@ -862,18 +863,97 @@ fn count_after_counts_accepted_headers_in_pages() {
     let j = Journal::open(options(dir.path())).unwrap();
     let batch: Vec<_> = (0..50).map(|i| event(&format!("e{i}"))).collect();
     j.append_batch(&batch).unwrap();
-    let even = |h: &EventHeader| {
-        h.subject
-            .as_deref()
-            .and_then(|s| s[1..].parse::<u32>().ok())
-            .is_some_and(|n| n % 2 == 0)
-    };
+    let even = |h: &crate::event::HeaderRef<'_>| subject_number(h).is_some_and(|n| n % 2 == 0);
     // Seqs 11..=40 hold e10..e39: 15 with an even number.
     assert_eq!(j.count_after(10, 40, 100, even).unwrap(), (15, 40));
     // A page of 7 reads seqs 11..=17 (e10, e12, e14, e16).
     assert_eq!(j.count_after(10, 40, 7, even).unwrap(), (4, 17));
     assert_eq!(j.count_after(40, 40, 7, even).unwrap(), (0, 40));
     assert_eq!(j.count_after(45, 99, 100, |_| true).unwrap(), (5, 99));
+}
+
+/// The number in a test event's subject (`e12`: 12).
+fn subject_number(h: &crate::event::HeaderRef<'_>) -> Option<u32> {
+    h.subject
+        .and_then(|s| s.get(1..))
+        .and_then(|n| n.parse().ok())
+}
+
+/// A filtered page holds every record it read, in seq order: the events
+/// its filter takes decoded as an unfiltered read decodes them, the others
+/// as their seq alone.
+#[test]
+fn a_matching_page_decodes_what_its_filter_takes_and_passes_the_rest_by_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch(&batch).unwrap();
+    let every = j.read_after(0, 100).unwrap();
+    let page = j
+        .read_matching_page_unless_reopening(2, 100, usize::MAX, |h| {
+            subject_number(h).is_some_and(|n| n % 3 == 0)
+        })
+        .unwrap();
+    assert!(!page.full, "it reached the head");
+    let seqs: Vec<u64> = page.entries.iter().map(PageEntry::seq).collect();
+    assert_eq!(seqs, (3..=10).collect::<Vec<u64>>());
+    for entry in &page.entries {
+        let unfiltered = &every[entry.seq() as usize - 1];
+        match entry {
+            // Seqs 4, 7 and 10 hold e3, e6 and e9.
+            PageEntry::Matching(event) => {
+                assert_eq!(event.seq % 3, 1);
+                assert_eq!(event, unfiltered);
+                assert_eq!(entry.json_len(), unfiltered.json.len());
+            }
+            PageEntry::Passed { seq } => {
+                assert_ne!(seq % 3, 1);
+                assert_eq!(entry.json_len(), 0);
+            }
+        }
+    }
+}
+
+/// A filtered page ends where the unfiltered one does: at its count of
+/// records, or once the records read hold its bytes of JSON, whether its
+/// filter took them or not; and it says it ended at a bound.
+#[test]
+fn a_matching_page_ends_at_its_bounds_whatever_its_filter_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch(&batch).unwrap();
+    let json = j.read_after(0, 1).unwrap()[0].json.len();
+    let nothing = |_: &crate::event::HeaderRef<'_>| false;
+    let at_count = j
+        .read_matching_page_unless_reopening(0, 4, usize::MAX, nothing)
+        .unwrap();
+    assert_eq!(at_count.entries.len(), 4);
+    assert!(at_count.full);
+    // Three events' JSON, less a byte: the third read reaches it.
+    let at_bytes = j
+        .read_matching_page_unless_reopening(0, 100, 3 * json - 1, nothing)
+        .unwrap();
+    assert_eq!(
+        at_bytes.entries.len(),
+        3,
+        "the JSON of events passed counts"
+    );
+    assert!(at_bytes.full);
+    let unfiltered = j.read_page(0, 100, 3 * json - 1).unwrap();
+    assert_eq!(unfiltered.len(), 3);
+    let to_the_head = j
+        .read_matching_page_unless_reopening(7, 4, usize::MAX, nothing)
+        .unwrap();
+    assert_eq!(to_the_head.entries.len(), 3);
+    assert!(!to_the_head.full);
+    let exactly_to_the_head = j
+        .read_matching_page_unless_reopening(6, 4, usize::MAX, nothing)
+        .unwrap();
+    assert!(
+        exactly_to_the_head.full,
+        "a page that fills at the head cannot know it is the head"
+    );
 }
 
 #[test]
@@ -930,6 +1010,11 @@ fn a_damaged_record_is_skipped_by_reads_and_removed_by_retention() {
         "a skipped record takes no place in a page"
     );
     assert_eq!(j.count_after(0, 5, 100, |_| true).unwrap(), (3, 5));
+    let passed = j
+        .read_matching_page_unless_reopening(0, 10, usize::MAX, |_| false)
+        .unwrap();
+    let passed: Vec<u64> = passed.entries.iter().map(PageEntry::seq).collect();
+    assert_eq!(passed, vec![1, 3, 5], "passed by its filter or not");
 
     // Past retention, every record goes, the damaged ones with them.
     let r = j.enforce_retention_at(&[], t0 + 2 * 3_600_000).unwrap();

@@ -10,7 +10,7 @@
 //! a parameter that is not UTF-8 once percent-decoded is an error, not a
 //! filter of replacement characters that silently matches nothing.
 
-use crate::event::EventHeader;
+use crate::event::{EventHeader, HeaderRef};
 use crate::vendors::text::{Pairs, form_pairs};
 
 /// Why a query was refused (answered 400 before the upgrade).
@@ -232,15 +232,19 @@ impl Filter {
     /// Whether `header` passes every filter. The globs go last: an event
     /// another filter already drops costs no glob match.
     pub fn matches(&self, header: &EventHeader) -> bool {
+        self.matches_ref(&header.borrowed())
+    }
+
+    /// As [`Filter::matches`], for a header borrowed from a journal record.
+    pub fn matches_ref(&self, header: &HeaderRef<'_>) -> bool {
         let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        any(&self.vendors, &header.vendor)
-            && any(&self.accounts, &header.account)
+        any(&self.vendors, header.vendor)
+            && any(&self.accounts, header.account)
             && (self.subjects.is_empty()
                 || header
                     .subject
-                    .as_deref()
                     .is_some_and(|s| self.subjects.iter().any(|v| v == s)))
-            && (self.types.is_empty() || self.types.iter().any(|g| glob(g, &header.event_type)))
+            && (self.types.is_empty() || self.types.iter().any(|g| glob(g, header.event_type)))
     }
 }
 

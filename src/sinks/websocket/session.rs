@@ -107,20 +107,20 @@ mod writer;
 
 use crate::app::Context;
 use crate::ingest::LiveReceiver;
-use crate::journal::JournaledEvent;
+use crate::journal::{JournaledEvent, PageEntry};
 pub use end::End;
 use end::read_error_end;
 use replay_budget::{PageHold, ReplayBudget};
 use writer::{Handed, WriteGuard, Writer};
 
 /// Events read from the journal per blocking call while replaying.
-const REPLAY_PAGE: usize = 512;
+pub const REPLAY_PAGE: usize = 512;
 /// JSON read per page at most (one event more when a single event is
 /// larger): a page waits in memory while a slow client takes it, and 512
 /// events of 60 KB held about 14 MB per such client (security audit). What
 /// all sessions hold at once is bounded by `websocket.replay_memory`
 /// ([`replay_budget`]).
-const REPLAY_PAGE_BYTES: usize = replay_budget::PAGE_BYTES;
+pub const REPLAY_PAGE_BYTES: usize = replay_budget::PAGE_BYTES;
 /// Live events written before one flush: one syscall for a burst, not one per
 /// event. Small, because tungstenite's write buffer keeps the capacity of the
 /// biggest burst for the life of the connection (~16 × 1 KiB per client).
@@ -484,9 +484,15 @@ impl Session {
             // the drain waits for it (its bound), so the journal's close
             // does not find it still reading (review of 20e6404).
             let reading = ctx.ws_sessions.enter();
+            let filter = self.filter.clone();
             let read = journal_read("websocket replay", move || {
                 let _reading = reading;
-                journal.read_page_unless_reopening(after, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+                journal.read_matching_page_unless_reopening(
+                    after,
+                    REPLAY_PAGE,
+                    REPLAY_PAGE_BYTES,
+                    |header| filter.matches_ref(header),
+                )
             });
             // A page read from a cold cache on a slow disk takes seconds: a
             // stop's 1001 does not wait for it; the drain does (above).
@@ -495,7 +501,7 @@ impl Session {
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
                 page = read => page?,
             };
-            let bytes = page.iter().map(|e| e.json.len()).sum();
+            let bytes = page.entries.iter().map(PageEntry::json_len).sum();
             // Its writes share one deadline from now: the page holds its
             // part of the budget until flushed (see `WriteGuard::page_deadline`).
             let deadline = Instant::now() + writer::page_bound(self.settings, bytes);
@@ -504,14 +510,14 @@ impl Session {
             // hold events a narrowed scope no longer opens, sent.
             self.check_reloads(ctx)?;
             hold.keep(bytes);
-            if page.is_empty() {
+            if page.entries.is_empty() {
                 if self.live.is_some() {
                     return Ok(());
                 }
                 self.live = Some(self.subscribe(ctx));
                 continue;
             }
-            let full = is_full_page(&page);
+            let full = page.full;
             if full {
                 self.live = None;
             }
@@ -523,12 +529,12 @@ impl Session {
             let caught_up = !full && self.live.is_some();
             self.out.guard.page_deadline = Some(deadline);
             let mut sent = 0u64;
-            for event in &page {
+            for entry in &page.entries {
                 // At every event, not only the page's first: the read skips
                 // a damaged record, and one mid-page left a hole unsaid.
-                self.announce_gap(event.seq).await?;
-                self.cursor = event.seq;
-                if self.filter.matches(&event.header) {
+                self.announce_gap(entry.seq()).await?;
+                self.cursor = entry.seq();
+                if let PageEntry::Matching(event) = entry {
                     self.out.feed_event(event, None).await?;
                     sent += 1;
                 }
@@ -773,11 +779,6 @@ async fn next_live(
 }
 
 /// A page as large as a read returns: the journal may hold more after it.
-fn is_full_page(page: &[JournaledEvent]) -> bool {
-    page.len() >= REPLAY_PAGE
-        || page.iter().map(|e| e.json.len()).sum::<usize>() >= REPLAY_PAGE_BYTES
-}
-
 /// Read failures logged, per kind of read: at most one line per 30 s. A
 /// journal that cannot be read (a reopen after failed commits, minutes on a
 /// slow disk, again every 16 s on a full one: the reads do not wait for it)
@@ -815,30 +816,6 @@ async fn journal_read<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn events(count: usize, bytes_each: usize) -> Vec<JournaledEvent> {
-        (1..=count as u64)
-            .map(|seq| JournaledEvent {
-                seq,
-                journaled_at_ms: 0,
-                received_at_ms: 0,
-                header: Default::default(),
-                json: Bytes::from(vec![b' '; bytes_each]),
-            })
-            .collect()
-    }
-
-    /// A page is full, and the journal may hold more after it, at either
-    /// bound: `REPLAY_PAGE` events or `REPLAY_PAGE_BYTES` of JSON.
-    #[test]
-    fn a_page_is_full_at_its_event_count_or_its_byte_count() {
-        assert!(!is_full_page(&[]));
-        assert!(!is_full_page(&events(REPLAY_PAGE - 1, 10)));
-        assert!(is_full_page(&events(REPLAY_PAGE, 10)));
-        let half = REPLAY_PAGE_BYTES / 2;
-        assert!(!is_full_page(&events(2, half - 1)));
-        assert!(is_full_page(&events(2, half)));
-    }
 
     /// The live ring skips seqs when a commit reported failed had landed
     /// and reading it back for the ring failed: a live session reads what

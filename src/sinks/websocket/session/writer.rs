@@ -394,7 +394,7 @@ impl Queue {
             let (journal, filter, after) = (journal.clone(), filter.clone(), self.through);
             let (matching, through) =
                 journal_read("websocket: counting a client's queue", move || {
-                    journal.count_after(after, now, COUNT_PAGE, |h| filter.matches(h))
+                    journal.count_after(after, now, COUNT_PAGE, |h| filter.matches_ref(h))
                 })
                 .await?;
             self.matching += matching;
