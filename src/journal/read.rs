@@ -6,9 +6,8 @@
 //! a record that does not decode (damaged on disk) is skipped and logged with
 //! its seq, so one bad record cannot hold every reader at it for good; a page
 //! redb cannot read (it panics) is `JournalError::Damaged`; the reads for
-//! WebSocket clients ([`Journal::read_page_unless_reopening`],
-//! [`Journal::read_matching_page_unless_reopening`], [`Journal::count_after`])
-//! never wait for a reopen (`Closed` meanwhile). A filtered page ends where
+//! WebSocket clients ([`Journal::read_matching_page_unless_reopening`],
+//! [`Journal::count_after`]) never wait for a reopen (`Closed` meanwhile). A filtered page ends where
 //! the unfiltered one would (the same count of records, the same bytes of
 //! JSON read), so a filter changes what is copied, never where a page ends.
 
@@ -70,7 +69,9 @@ impl Journal {
             |seq, record| {
                 let (header, json_start) = split_record(seq, record)?;
                 let entry = if accept(&header) {
-                    PageEntry::Matching(decode_split_record(seq, record, &header, json_start)?)
+                    PageEntry::Matching(Box::new(decode_split_record(
+                        seq, record, &header, json_start,
+                    )?))
                 } else {
                     PageEntry::Passed { seq }
                 };
@@ -134,7 +135,7 @@ impl Journal {
     /// copied, so a caller can count a long range in bounded memory. Returns
     /// the count and the seq read through (`up_to` once the range is done;
     /// events retention removed are not counted). [`JournalError::Closed`]
-    /// at once while a reopen runs, as [`Journal::read_page_unless_reopening`]:
+    /// at once while a reopen runs, as [`Journal::read_matching_page_unless_reopening`]:
     /// only WebSocket sessions count.
     pub fn count_after(
         &self,
@@ -199,11 +200,38 @@ pub struct MatchingPage {
     pub full: bool,
 }
 
+impl MatchingPage {
+    /// The JSON of the events it holds: what a client is sent of it.
+    pub fn json_len(&self) -> usize {
+        self.entries.iter().map(PageEntry::json_len).sum()
+    }
+
+    /// About the memory it holds: its entries, the events decoded and their
+    /// JSON (not their header's strings, under a hundred bytes an event).
+    /// A page of 512 events another account's, each 16 bytes, holds 8 KiB
+    /// where its JSON alone would count nothing.
+    pub fn memory(&self) -> usize {
+        let entries = self.entries.capacity() * std::mem::size_of::<PageEntry>();
+        let events = self
+            .entries
+            .iter()
+            .map(|e| match e {
+                PageEntry::Matching(event) => {
+                    std::mem::size_of::<JournaledEvent>() + event.json.len()
+                }
+                PageEntry::Passed { .. } => 0,
+            })
+            .sum::<usize>();
+        entries + events
+    }
+}
+
 /// One record of a [`MatchingPage`].
 #[derive(Debug)]
 pub enum PageEntry {
-    /// An event the filter takes, decoded.
-    Matching(JournaledEvent),
+    /// An event the filter takes, decoded. Boxed, so that an entry passed
+    /// by takes 16 bytes, not an event's 200.
+    Matching(Box<JournaledEvent>),
     /// An event it does not take: its seq only, nothing copied.
     Passed { seq: u64 },
 }

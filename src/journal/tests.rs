@@ -903,7 +903,7 @@ fn a_matching_page_decodes_what_its_filter_takes_and_passes_the_rest_by_seq() {
             // Seqs 4, 7 and 10 hold e3, e6 and e9.
             PageEntry::Matching(event) => {
                 assert_eq!(event.seq % 3, 1);
-                assert_eq!(event, unfiltered);
+                assert_eq!(&**event, unfiltered);
                 assert_eq!(entry.json_len(), unfiltered.json.len());
             }
             PageEntry::Passed { seq } => {
@@ -930,6 +930,11 @@ fn a_matching_page_ends_at_its_bounds_whatever_its_filter_takes() {
         .unwrap();
     assert_eq!(at_count.entries.len(), 4);
     assert!(at_count.full);
+    assert_eq!(at_count.json_len(), 0, "nothing to send");
+    assert!(
+        at_count.memory() >= 4 * std::mem::size_of::<PageEntry>(),
+        "its entries are held all the same"
+    );
     // Three events' JSON, less a byte: the third read reaches it.
     let at_bytes = j
         .read_matching_page_unless_reopening(0, 100, 3 * json - 1, nothing)

@@ -501,15 +501,17 @@ impl Session {
                 _ = ctx.shutdown.cancelled() => return Err(End::Shutdown),
                 page = read => page?,
             };
-            let bytes = page.entries.iter().map(PageEntry::json_len).sum();
-            // Its writes share one deadline from now: the page holds its
+            // Its writes share one deadline from now, for what it sends (the
+            // events the filter passed by are not written): the page holds its
             // part of the budget until flushed (see `WriteGuard::page_deadline`).
-            let deadline = Instant::now() + writer::page_bound(self.settings, bytes);
+            let deadline = Instant::now() + writer::page_bound(self.settings, page.json_len());
             // Again after the read: a reload during it (a slow disk, the
             // budget's wait) must not see a page read after it, which can
             // hold events a narrowed scope no longer opens, sent.
             self.check_reloads(ctx)?;
-            hold.keep(bytes);
+            // Its whole memory, not only its JSON: a filtered page of 512
+            // events another account's holds little JSON and its entries.
+            hold.keep(page.memory());
             if page.entries.is_empty() {
                 if self.live.is_some() {
                     return Ok(());
@@ -778,7 +780,6 @@ async fn next_live(
     }
 }
 
-/// A page as large as a read returns: the journal may hold more after it.
 /// Read failures logged, per kind of read: at most one line per 30 s. A
 /// journal that cannot be read (a reopen after failed commits, minutes on a
 /// slow disk, again every 16 s on a full one: the reads do not wait for it)
@@ -923,6 +924,39 @@ mod tests {
             serde_json::json!({"control": "heartbeat", "seq": 0})
         );
         (relay, client, shared_before)
+    }
+
+    /// A filtered replay goes on past a page that held none of its events:
+    /// the page was full (its records, whatever the filter took), so the
+    /// journal may hold more. Judged by what the filter took, the replay
+    /// ended at that page with the client's events still unread behind it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_filtered_replay_reads_on_past_a_full_page_of_other_accounts_events() {
+        use crate::journal::tests_support::event;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let others: Vec<_> = (0..REPLAY_PAGE + 10)
+            .map(|i| another_accounts(&format!("o{i}")))
+            .collect();
+        relay.ctx.journal.append_batch(&others).unwrap();
+        relay
+            .ctx
+            .journal
+            .append_batch(&[event("mine1"), event("mine2")])
+            .unwrap();
+        let url = format!("ws://{}/ws?since=0&account=t", relay.addr);
+        let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let first = REPLAY_PAGE as u64 + 11;
+        for seq in [first, first + 1] {
+            let frame = next_json(&mut client).await;
+            assert_eq!(
+                (frame["seq"].as_u64(), &frame["account"]),
+                (Some(seq), &serde_json::json!("t")),
+                "{frame}"
+            );
+        }
+        drop(client);
+        crate::app::tests_support::stop(relay).await;
     }
 
     /// A test event of another account than `t`.
