@@ -61,7 +61,7 @@ impl Journal {
         max_bytes: usize,
         mut accept: impl FnMut(&HeaderRef<'_>) -> bool,
     ) -> Result<MatchingPage, JournalError> {
-        let (entries, full) = self.scan_page(
+        let scanned = self.scan_page(
             self.db_unless_reopening()?,
             after,
             limit,
@@ -78,7 +78,11 @@ impl Journal {
                 Ok((entry, record.len() - json_start))
             },
         )?;
-        Ok(MatchingPage { entries, full })
+        Ok(MatchingPage {
+            entries: scanned.items,
+            full: scanned.full,
+            json_read: scanned.json_read,
+        })
     }
 
     fn read_page_of(
@@ -88,18 +92,17 @@ impl Journal {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<JournaledEvent>, JournalError> {
-        let (events, _) = self.scan_page(db, after, limit, max_bytes, |seq, record| {
+        let scanned = self.scan_page(db, after, limit, max_bytes, |seq, record| {
             let event = decode_record(seq, record)?;
             let json_len = event.json.len();
             Ok((event, json_len))
         })?;
-        Ok(events)
+        Ok(scanned.items)
     }
 
     /// Up to `limit` records after `after`, `decode`d, until those read hold
-    /// `max_bytes` of JSON (`decode` says each one's length); and whether a
-    /// bound was reached (`false`: the page reached the head of the read's
-    /// snapshot). Damaged records are skipped and not counted.
+    /// `max_bytes` of JSON (`decode` says each one's length). Damaged
+    /// records are skipped and not counted.
     fn scan_page<T>(
         &self,
         db: std::sync::Arc<redb::Database>,
@@ -107,7 +110,7 @@ impl Journal {
         limit: usize,
         max_bytes: usize,
         mut decode: impl FnMut(u64, &[u8]) -> Result<(T, usize), JournalError>,
-    ) -> Result<(Vec<T>, bool), JournalError> {
+    ) -> Result<ScannedPage<T>, JournalError> {
         self.read_unless_damaged("events after a seq", || {
             let txn = db.begin_read().map_err(storage)?;
             let log = txn.open_table(EVENTS).map_err(storage)?;
@@ -125,8 +128,11 @@ impl Journal {
                 bytes = bytes.saturating_add(json_len);
                 out.push(item);
             }
-            let full = at_a_bound(&out, bytes);
-            Ok((out, full))
+            Ok(ScannedPage {
+                full: at_a_bound(&out, bytes),
+                items: out,
+                json_read: bytes,
+            })
         })
     }
 
@@ -191,6 +197,16 @@ impl Journal {
     }
 }
 
+/// What [`Journal::scan_page`] read.
+struct ScannedPage<T> {
+    items: Vec<T>,
+    /// A bound was reached (`false`: the page reached the head of the
+    /// read's snapshot).
+    full: bool,
+    /// The JSON of the records read.
+    json_read: usize,
+}
+
 /// A page read for a filtered reader: every record read, in seq order.
 #[derive(Debug)]
 pub struct MatchingPage {
@@ -198,6 +214,8 @@ pub struct MatchingPage {
     /// The read stopped at its count or its bytes, not at the head of the
     /// journal as its snapshot saw it: there may be more to read.
     pub full: bool,
+    /// The JSON of every record read, taken by the filter or not.
+    pub json_read: usize,
 }
 
 impl MatchingPage {
@@ -206,19 +224,17 @@ impl MatchingPage {
         self.entries.iter().map(PageEntry::json_len).sum()
     }
 
-    /// About the memory it holds: its entries, the events decoded and their
-    /// JSON (not their header's strings, under a hundred bytes an event).
-    /// A page of 512 events another account's, each 16 bytes, holds 8 KiB
-    /// where its JSON alone would count nothing.
+    /// About the memory it holds: its entries, and of each event decoded
+    /// its struct, its header's six strings and its JSON, each allocation
+    /// with [`ALLOCATION_ALLOWANCE`] more. A page of 512 events of other
+    /// accounts holds 8 KiB in its entries, and no JSON.
     pub fn memory(&self) -> usize {
         let entries = self.entries.capacity() * std::mem::size_of::<PageEntry>();
         let events = self
             .entries
             .iter()
             .map(|e| match e {
-                PageEntry::Matching(event) => {
-                    std::mem::size_of::<JournaledEvent>() + event.json.len()
-                }
+                PageEntry::Matching(event) => event_memory(event),
                 PageEntry::Passed { .. } => 0,
             })
             .sum::<usize>();
@@ -251,6 +267,22 @@ impl PageEntry {
             PageEntry::Passed { .. } => 0,
         }
     }
+}
+
+/// What an allocation may take beyond what it was asked for (the
+/// allocator's size classes and bookkeeping), counted per allocation.
+const ALLOCATION_ALLOWANCE: usize = 16;
+
+/// About the memory a decoded event holds: its box, its header's strings
+/// and its JSON, eight allocations.
+fn event_memory(event: &JournaledEvent) -> usize {
+    let h = &event.header;
+    let strings = [&h.id, &h.event_type, &h.source, &h.vendor, &h.account]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>()
+        + h.subject.as_ref().map_or(0, String::len);
+    std::mem::size_of::<JournaledEvent>() + strings + event.json.len() + 8 * ALLOCATION_ALLOWANCE
 }
 
 /// How often a damaged record met by a read is said.

@@ -897,6 +897,17 @@ fn a_matching_page_decodes_what_its_filter_takes_and_passes_the_rest_by_seq() {
     assert!(!page.full, "it reached the head");
     let seqs: Vec<u64> = page.entries.iter().map(PageEntry::seq).collect();
     assert_eq!(seqs, (3..=10).collect::<Vec<u64>>());
+    let matching_json: usize = page.entries.iter().map(PageEntry::json_len).sum();
+    assert_eq!(page.json_len(), matching_json);
+    assert!(matching_json > 0);
+    assert_eq!(
+        page.json_read,
+        every[2..].iter().map(|e| e.json.len()).sum::<usize>()
+    );
+    assert!(
+        page.memory() > matching_json + 3 * std::mem::size_of::<JournaledEvent>(),
+        "its events' structs and headers count with their JSON"
+    );
     for entry in &page.entries {
         let unfiltered = &every[entry.seq() as usize - 1];
         match entry {
@@ -931,6 +942,11 @@ fn a_matching_page_ends_at_its_bounds_whatever_its_filter_takes() {
     assert_eq!(at_count.entries.len(), 4);
     assert!(at_count.full);
     assert_eq!(at_count.json_len(), 0, "nothing to send");
+    assert_eq!(
+        std::mem::size_of::<PageEntry>(),
+        16,
+        "an entry passed by is its seq"
+    );
     assert!(
         at_count.memory() >= 4 * std::mem::size_of::<PageEntry>(),
         "its entries are held all the same"
