@@ -94,6 +94,37 @@ impl SourceSetup {
     }
 }
 
+/// Each source's setup, keyed.
+fn setups_of(configs: Vec<SourceConfig>) -> BTreeMap<SourceKey, SourceSetup> {
+    configs
+        .into_iter()
+        .map(|c| (c.key(), SourceSetup::read(c)))
+        .collect()
+}
+
+/// [`setups_of`] on the blocking pool: each account's `ca_file` is read
+/// whole to be compared, seconds on a cold, slow disk (an NFS mount), which
+/// held one of the two runtime workers (webhook answers, WebSocket pings)
+/// through a reload, as the Kafka option files did. A read whose task
+/// failed (it panicked) reads as no file, as an unreadable file does.
+async fn setups_off_the_workers(configs: Vec<SourceConfig>) -> BTreeMap<SourceKey, SourceSetup> {
+    let read = configs.clone();
+    match tokio::task::spawn_blocking(move || setups_of(read)).await {
+        Ok(setups) => setups,
+        Err(_) => configs
+            .into_iter()
+            .map(|config| {
+                let key = config.key();
+                let setup = SourceSetup {
+                    config,
+                    ca_digest: None,
+                };
+                (key, setup)
+            })
+            .collect(),
+    }
+}
+
 struct Running {
     setup: SourceSetup,
     cancel: CancellationToken,
@@ -169,10 +200,7 @@ impl SourceChanges {
 impl SourceManager {
     /// Brings the running sources in line with `config`.
     pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> SourceChanges {
-        let wanted: BTreeMap<SourceKey, SourceSetup> = SourceConfig::all(config)
-            .into_iter()
-            .map(|c| (c.key(), SourceSetup::read(c)))
-            .collect();
+        let wanted = setups_off_the_workers(SourceConfig::all(config)).await;
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
         let changes = plan_changes(running, &wanted);
         let stopping = changes.restarted.iter().chain(&changes.stopped);
@@ -278,10 +306,7 @@ mod tests {
     fn setups(text: &str) -> BTreeMap<SourceKey, SourceSetup> {
         let config = Config::from_text("relay.toml", text, &|_| None);
         let config = config.unwrap_or_else(|e| panic!("{e}"));
-        SourceConfig::all(&config)
-            .into_iter()
-            .map(|c| (c.key(), SourceSetup::read(c)))
-            .collect()
+        setups_of(SourceConfig::all(&config))
     }
 
     fn voip24h(account: &str, key: &str) -> String {
