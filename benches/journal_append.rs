@@ -17,14 +17,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use callrelay::event::{IncomingEvent, Transport};
-use callrelay::journal::{Journal, JournalOptions};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use callrelay::journal::Journal;
+use support::env_or;
 
 fn batch(from: u64, size: u64) -> Vec<IncomingEvent> {
     (from..from + size)
@@ -51,13 +45,7 @@ fn main() {
     let size = env_or("APPEND_BATCH", 64).max(1);
     let batches = env_or("APPEND_BATCHES", 200);
     let dir = tempfile::tempdir().expect("tempdir");
-    let journal = Journal::open(JournalOptions {
-        dir: dir.path().to_path_buf(),
-        dedup_window: Duration::from_secs(600),
-        retention: Duration::from_secs(3600),
-        max_size: 1 << 34,
-    })
-    .expect("journal");
+    let journal = support::journal_in(dir.path());
     let mut next = 0;
     while next < prefill {
         let n = (prefill - next).min(4_096);

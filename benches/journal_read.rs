@@ -25,15 +25,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use callrelay::event::{HeaderRef, Transport};
-use callrelay::journal::{Journal, JournalOptions};
+use callrelay::journal::Journal;
 use callrelay::sinks::websocket::session::{REPLAY_PAGE, REPLAY_PAGE_BYTES};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::env_or;
 
 const ACCOUNT: &str = "acct0";
 
@@ -96,13 +90,7 @@ fn main() {
     let accounts = env_or("READ_ACCOUNTS", 100).max(1);
     let rounds = env_or("READ_ROUNDS", 5).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
-    let journal = Journal::open(JournalOptions {
-        dir: dir.path().to_path_buf(),
-        dedup_window: Duration::from_secs(600),
-        retention: Duration::from_secs(3600),
-        max_size: 1 << 34,
-    })
-    .expect("journal");
+    let journal = support::journal_in(dir.path());
     for from in (0..events).step_by(1_000) {
         let batch: Vec<_> = (from..(from + 1_000).min(events))
             .map(|n| {

@@ -34,3 +34,25 @@ pub fn ringing_event(n: u64, calls: u64, transport: Transport) -> IncomingEvent 
         raw: json!({"extend": "130", "state": "Ring", "phone": "0832666859", "callid": call, "type": "inbound", "n": n}).into(),
     }
 }
+
+/// `name` from the environment as a number, else `default`.
+#[allow(dead_code)] // the journal benches' knobs; other benches share this module
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A journal in `dir` that keeps everything a bench writes: a dedup window of
+/// ten minutes, an hour's retention, no size bound a bench reaches.
+#[allow(dead_code)] // the journal benches'; other benches share this module
+pub fn journal_in(dir: &std::path::Path) -> callrelay::journal::Journal {
+    callrelay::journal::Journal::open(callrelay::journal::JournalOptions {
+        dir: dir.to_path_buf(),
+        dedup_window: std::time::Duration::from_secs(600),
+        retention: std::time::Duration::from_secs(3600),
+        max_size: 1 << 34,
+    })
+    .expect("journal")
+}
