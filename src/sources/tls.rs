@@ -46,6 +46,13 @@ pub enum TlsError {
     Setup(String),
 }
 
+impl TlsError {
+    /// A read of the CA file run on the blocking pool whose task failed.
+    pub fn read_failed(task: &tokio::task::JoinError) -> TlsError {
+        TlsError::Setup(format!("reading the CA file failed: {task}"))
+    }
+}
+
 /// Why a CA file (or a file whose digest is taken) could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -104,6 +111,17 @@ impl TrustRoots {
             Some(path) => TrustRoots::from_file(path.get_ref()),
             None => Ok(TrustRoots::default()),
         }
+    }
+
+    /// [`TrustRoots::load`] on the blocking pool: a source reads its
+    /// `ca_file` at its start and again at each failed attempt, and a file
+    /// on a cold, slow disk (an NFS mount) held a runtime worker, and the
+    /// webhook answers and WebSocket pings on it, while it was read.
+    pub async fn load_off_the_workers(settings: &TlsSettings) -> Result<TrustRoots, TlsError> {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || TrustRoots::load(&settings))
+            .await
+            .unwrap_or_else(|e| Err(TlsError::read_failed(&e)))
     }
 
     /// The public roots plus every certificate in the PEM file at `path`.

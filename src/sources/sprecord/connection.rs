@@ -220,6 +220,16 @@ fn secrets_sent(url: &url::Url, headers: &HeaderMap) -> Masked {
 }
 
 impl Endpoint {
+    /// [`Endpoint::new`] on the blocking pool: it reads `ca_file` (see
+    /// [`TrustRoots::load_off_the_workers`]), at the source's start and
+    /// again every `backoff_max` while it fails.
+    pub async fn new_off_the_workers(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Endpoint::new(&config))
+            .await
+            .unwrap_or_else(|e| Err(EndpointError::Tls(TlsError::read_failed(&e))))
+    }
+
     pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
         let raw = config.url.get_ref();
         let bad = |why: &str| EndpointError::Url(why.to_owned());

@@ -133,7 +133,7 @@ async fn endpoint_or_wait(
     // Dropped (its row removed) before the streams put up their own rows.
     let mut reporter = None;
     loop {
-        let error = match Endpoint::new(config) {
+        let error = match Endpoint::new_off_the_workers(config).await {
             Ok(endpoint) => return Some(endpoint),
             Err(e) => e,
         };

@@ -237,10 +237,12 @@ impl Supervisor {
         // every attempt rather than connect without it.
         let dial = match &self.dial {
             Some(dial) => dial.clone(),
-            None => match TrustRoots::load(&config.tls).and_then(|roots| {
-                let masked = Masked::of(config);
-                Dial::new(config.url.get_ref(), config.proxy.clone(), &roots, masked)
-            }) {
+            None => match TrustRoots::load_off_the_workers(&config.tls)
+                .await
+                .and_then(|roots| {
+                    let masked = Masked::of(config);
+                    Dial::new(config.url.get_ref(), config.proxy.clone(), &roots, masked)
+                }) {
                 Ok(dial) => self.dial.insert(dial).clone(),
                 Err(e) => return failed(e.to_string(), EndReason::Tls),
             },
