@@ -16,7 +16,7 @@ use std::time::Duration;
 use callrelay::app::Context;
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use callrelay::journal::JournaledEvent;
-use common::{TestRelay, base_config, eventually, start_relay_in};
+use common::{Place, SecondCopy, TestRelay, base_config, eventually, start_relay_in};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
@@ -94,6 +94,8 @@ async fn wait_delivered(ctx: &Arc<Context>, within: Duration) {
 struct Consumed {
     topic: String,
     partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
     key: String,
     value: Vec<u8>,
     headers: BTreeMap<String, String>,
@@ -165,6 +167,8 @@ fn consume_all_with(brokers: &str, topic: &str, options: &[(String, String)]) ->
         out.push(Consumed {
             topic: m.topic().to_owned(),
             partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
             key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
             value: m.payload().unwrap_or_default().to_vec(),
             headers,
@@ -189,16 +193,16 @@ async fn consume(brokers: &str, topic: &str) -> Vec<Consumed> {
 /// partition each, first copies per key in journal order. Returns the number
 /// of duplicate copies.
 fn check_complete(journaled: &[JournaledEvent], consumed: &[Consumed]) -> usize {
-    duplicated_seqs(journaled, consumed).len()
+    second_copies(journaled, consumed).len()
 }
 
-/// As [`check_complete`]; the seq of each duplicate copy.
-fn duplicated_seqs(journaled: &[JournaledEvent], consumed: &[Consumed]) -> Vec<u64> {
+/// As [`check_complete`]; each duplicate copy, and where its first copy is.
+fn second_copies(journaled: &[JournaledEvent], consumed: &[Consumed]) -> Vec<SecondCopy> {
     let by_id: HashMap<&str, &JournaledEvent> = journaled
         .iter()
         .map(|e| (e.header.id.as_str(), e))
         .collect();
-    let mut seen = HashSet::new();
+    let mut seen: HashMap<&str, Place> = HashMap::new();
     let mut last_seq_of_key: HashMap<&str, u64> = HashMap::new();
     let mut partition_of_key: HashMap<&str, i32> = HashMap::new();
     let mut duplicates = Vec::new();
@@ -219,8 +223,17 @@ fn duplicated_seqs(journaled: &[JournaledEvent], consumed: &[Consumed]) -> Vec<u
             c.partition,
             "one key, one partition"
         );
-        if !seen.insert(id) {
-            duplicates.push(e.seq);
+        let place = Place {
+            partition: c.partition,
+            offset: c.offset,
+            timestamp: c.timestamp,
+        };
+        if let Some(first) = seen.insert(id, place) {
+            duplicates.push(SecondCopy {
+                seq: e.seq,
+                first,
+                again: place,
+            });
             continue;
         }
         if let Some(&before) = last_seq_of_key.get(key) {
@@ -234,7 +247,7 @@ fn duplicated_seqs(journaled: &[JournaledEvent], consumed: &[Consumed]) -> Vec<u
     }
     let missing: Vec<u64> = journaled
         .iter()
-        .filter(|e| !seen.contains(e.header.id.as_str()))
+        .filter(|e| !seen.contains_key(e.header.id.as_str()))
         .map(|e| e.seq)
         .collect();
     assert!(
@@ -432,7 +445,6 @@ async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order()
         mock.broker_down(b).expect("broker down");
     }
     let down_at = ctx.journal.last_seq();
-    let cursor_at_down = ctx.journal.cursor("kafka").ok().flatten().unwrap_or(0);
     relay
         .wait_for_seq(down_at + 150, Duration::from_secs(20))
         .await;
@@ -448,6 +460,7 @@ async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order()
         "events wait in the journal: {detail}"
     );
     assert!(reason.is_some());
+    let cursor_at_end = ctx.journal.cursor("kafka").ok().flatten().unwrap_or(0);
     for b in 1..=3 {
         mock.broker_up(b).expect("broker up");
     }
@@ -461,7 +474,7 @@ async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order()
     let journaled = relay.events();
     assert_eq!(journaled.len(), 600);
     let consumed = consume(&brokers, TOPIC).await;
-    let duplicates = duplicated_seqs(&journaled, &consumed);
+    let duplicates = second_copies(&journaled, &consumed);
     println!(
         "outage: {} events, {} copies in Kafka, {} duplicates",
         journaled.len(),
@@ -470,9 +483,9 @@ async fn broker_outage_under_a_steady_stream_loses_nothing_and_keeps_key_order()
     );
     // docs/kafka.md, "Duplicates, measured": none of the relay's for this
     // outage; the mock's own copies are told apart and shown.
-    let (the_mocks, the_relays): (Vec<u64>, Vec<u64>) = duplicates
+    let (the_mocks, the_relays): (Vec<_>, Vec<_>) = duplicates
         .iter()
-        .partition(|seq| common::copied_by_the_mock(**seq, cursor_at_down, down_at));
+        .partition(|copy| common::copied_by_the_mock(copy, cursor_at_end, down_at));
     assert!(
         the_relays.is_empty(),
         "the broker outage sent events to Kafka twice that were not in flight when it began: \

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use callrelay::config::{HumanDuration, unspanned};
-use common::{TestRelay, base_config, eventually, start_relay_in};
+use common::{Place, SecondCopy, TestRelay, base_config, eventually, start_relay_in};
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -101,6 +101,7 @@ fn mock_cluster_with(partitions: i32) -> (MockCluster<'static, DefaultProducerCo
 struct Consumed {
     partition: i32,
     offset: i64,
+    timestamp: Option<i64>,
     key: String,
     id: String,
     value: Vec<u8>,
@@ -163,6 +164,7 @@ impl TopicTail {
                 out.lock().expect("tail").push(Consumed {
                     partition: m.partition(),
                     offset: m.offset(),
+                    timestamp: m.timestamp().to_millis(),
                     key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                     id,
                     value: m.payload().unwrap_or_default().to_vec(),
@@ -264,24 +266,8 @@ fn high_watermarks(brokers: &str) -> BTreeMap<i32, i64> {
 
 /// Checks per-key order and one partition per key against `seq_of` (id → seq);
 /// returns the duplicate copies, as "seq N at partition:offset".
-/// A second copy in the topic of an event read before.
-struct Duplicate {
-    seq: u64,
-    /// Where the first copy is, and where this one: `partition:offset`.
-    first: (i32, i64),
-    again: (i32, i64),
-}
-
-impl std::fmt::Debug for Duplicate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (p, o) = self.first;
-        let (p2, o2) = self.again;
-        write!(f, "seq {} at {p}:{o} and {p2}:{o2}", self.seq)
-    }
-}
-
-fn check_kafka(consumed: &[Consumed], seq_of: &HashMap<String, u64>) -> Vec<Duplicate> {
-    let mut seen: HashMap<&str, (i32, i64)> = HashMap::new();
+fn check_kafka(consumed: &[Consumed], seq_of: &HashMap<String, u64>) -> Vec<SecondCopy> {
+    let mut seen: HashMap<&str, Place> = HashMap::new();
     let mut last_seq_of_key: HashMap<&str, u64> = HashMap::new();
     let mut partition_of_key: HashMap<&str, i32> = HashMap::new();
     let mut duplicates = Vec::new();
@@ -302,11 +288,16 @@ fn check_kafka(consumed: &[Consumed], seq_of: &HashMap<String, u64>) -> Vec<Dupl
             "key {}: one partition",
             c.key
         );
-        if let Some(first) = seen.insert(c.id.as_str(), (c.partition, c.offset)) {
-            duplicates.push(Duplicate {
+        let place = Place {
+            partition: c.partition,
+            offset: c.offset,
+            timestamp: c.timestamp,
+        };
+        if let Some(first) = seen.insert(c.id.as_str(), place) {
+            duplicates.push(SecondCopy {
                 seq,
                 first,
-                again: (c.partition, c.offset),
+                again: place,
             });
             continue;
         }
@@ -737,7 +728,7 @@ async fn every_broker_down_under_webhook_load_loses_nothing_and_keeps_key_order(
     // across this outage; the mock's own copies are told apart and shown.
     let (the_mocks, the_relays): (Vec<_>, Vec<_>) = duplicates
         .iter()
-        .partition(|d| common::copied_by_the_mock(d.seq, cursor_at_down, down_at));
+        .partition(|copy| common::copied_by_the_mock(copy, cursor_at_end, down_at));
     assert!(
         the_relays.is_empty(),
         "{} events sent to Kafka twice that were not in flight when the brokers went down \

@@ -219,18 +219,54 @@ pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut ch
     }
 }
 
-/// Whether a second copy in Kafka of the event `seq`, after every broker of
-/// librdkafka's mock cluster went down and came back, can be the mock's
-/// rather than the relay's: the mock checks an idempotent producer's
-/// sequence numbers only for a transactional producer
-/// (`rd_kafka_mock_validate_records` in librdkafka's `rdkafka_mock.c`), so a
-/// batch it appended whose answer the outage cut off is appended again when
-/// librdkafka retries it, where a Kafka broker acknowledges the retry
-/// without writing it. Seen: seqs 220 and 221 at partition 2 offsets 59–60
-/// and again at 61–62, the cursor at 204, nothing replaced or read back.
-/// Only events in flight when the brokers went down can be copied so:
-/// journaled by then (`down_at`, the last seq then), and past the cursor
-/// then (a batch whose answer was cut off moves it only after its retry).
-pub fn copied_by_the_mock(seq: u64, cursor_at_down: u64, down_at: u64) -> bool {
-    cursor_at_down < seq && seq <= down_at
+/// Where a copy of an event is in Kafka, and when its producer stamped it
+/// (librdkafka stamps a record when it is produced; the relay sets no time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+}
+
+/// A second copy in Kafka of an event read before.
+pub struct SecondCopy {
+    pub seq: u64,
+    pub first: Place,
+    pub again: Place,
+}
+
+impl std::fmt::Debug for SecondCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = (self.first, self.again);
+        write!(
+            f,
+            "seq {} at {}:{} and {}:{} (stamped {:?} and {:?})",
+            self.seq, a.partition, a.offset, b.partition, b.offset, a.timestamp, b.timestamp
+        )
+    }
+}
+
+/// Whether a second copy in Kafka, after every broker of librdkafka's mock
+/// cluster went down and came back, is the mock's rather than the relay's.
+/// The mock checks an idempotent producer's sequence numbers only for a
+/// transactional producer (`rd_kafka_mock_validate_records` in librdkafka's
+/// `rdkafka_mock.c`), so a batch it appended whose answer the outage cut off
+/// is appended again when librdkafka retries it, where a Kafka broker
+/// acknowledges the retry without writing it. Seen: seqs 220 and 221 at
+/// partition 2 offsets 59-60 and again at 61-62, the cursor at 204, nothing
+/// replaced or read back. Such a copy is the same record: stamped when it
+/// was produced, as its first copy (a copy the relay sent again is a new
+/// record, stamped then), later in the same partition; and it is of an
+/// event in flight when the brokers went down: journaled by then
+/// (`down_at`, the last seq then) and past the cursor as the outage ended
+/// (`cursor_at_end`: nothing is acknowledged while every broker is down,
+/// and a batch whose answer was cut off moves it only after its retry).
+pub fn copied_by_the_mock(copy: &SecondCopy, cursor_at_end: u64, down_at: u64) -> bool {
+    let (first, again) = (copy.first, copy.again);
+    first.timestamp.is_some()
+        && first.timestamp == again.timestamp
+        && first.partition == again.partition
+        && first.offset < again.offset
+        && cursor_at_end < copy.seq
+        && copy.seq <= down_at
 }

@@ -503,10 +503,12 @@ impl Session {
             };
             // Its writes share one deadline from now: the page holds its
             // part of the budget until flushed (see `WriteGuard::page_deadline`).
-            // For the JSON read, sent or not, as when every event was copied:
-            // the deadline also covers what the page before may still have
-            // in the socket's buffer, and a filtered page of a few events
-            // right after a full one got only `pong_timeout` for both.
+            // For the JSON read, sent or not, as when every event was copied
+            // and filtered here: a filtered page's writes are bounded as
+            // they were (each write keeps its own bound besides). From what
+            // it sends, a page of a few events right after a full one gave
+            // the client only `pong_timeout` to take what the socket still
+            // held of the full one too.
             let deadline = Instant::now() + writer::page_bound(self.settings, page.json_read);
             // Again after the read: a reload during it (a slow disk, the
             // budget's wait) must not see a page read after it, which can
@@ -933,8 +935,20 @@ mod tests {
     /// the page was full (its records, whatever the filter took), so the
     /// journal may hold more. Judged by what the filter took, the replay
     /// ended at that page with the client's events still unread behind it.
+    /// The appends go past the ingest, so the hub's commits do not tell a
+    /// one-account session's queue of them and cannot hide that.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_filtered_replay_reads_on_past_a_full_page_of_other_accounts_events() {
+        a_replay_reads_on_past_a_full_page_of_other_accounts_events("account=t").await;
+    }
+
+    /// As above, for a session on the shared ring (two accounts).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_of_two_accounts_reads_on_past_a_full_page_of_a_third_accounts_events() {
+        a_replay_reads_on_past_a_full_page_of_other_accounts_events("account=t,x").await;
+    }
+
+    async fn a_replay_reads_on_past_a_full_page_of_other_accounts_events(filter: &str) {
         use crate::journal::tests_support::event;
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
@@ -947,10 +961,7 @@ mod tests {
             .journal
             .append_batch(&[event("mine1"), event("mine2")])
             .unwrap();
-        // Two accounts: the shared ring. A session on its account's queue
-        // could be sent back to the journal by the hub's commits, which
-        // these appends, past the ingest, do not tell it of.
-        let url = format!("ws://{}/ws?since=0&account=t,x", relay.addr);
+        let url = format!("ws://{}/ws?since=0&{filter}", relay.addr);
         let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let first = REPLAY_PAGE as u64 + 11;
         for seq in [first, first + 1] {
