@@ -44,13 +44,10 @@ pub enum TlsError {
     },
     #[error("TLS setup: {0}")]
     Setup(String),
-}
-
-impl TlsError {
-    /// A read of the CA file run on the blocking pool whose task failed.
-    pub fn read_failed(task: &tokio::task::JoinError) -> TlsError {
-        TlsError::Setup(format!("reading the CA file failed: {task}"))
-    }
+    /// Its read on the blocking pool did not finish (its task panicked, or
+    /// the runtime is stopping); the panic is logged on its own.
+    #[error("reading the CA file did not finish")]
+    ReadUnfinished,
 }
 
 /// Why a CA file (or a file whose digest is taken) could not be read.
@@ -121,7 +118,7 @@ impl TrustRoots {
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || TrustRoots::load(&settings))
             .await
-            .unwrap_or_else(|e| Err(TlsError::read_failed(&e)))
+            .unwrap_or(Err(TlsError::ReadUnfinished))
     }
 
     /// The public roots plus every certificate in the PEM file at `path`.

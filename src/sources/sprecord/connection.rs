@@ -72,6 +72,10 @@ pub enum EndpointError {
     Tls(#[from] TlsError),
     #[error("header {0:?} has an invalid name or value")]
     Header(String),
+    /// Its setup on the blocking pool did not finish (its task panicked, or
+    /// the runtime is stopping); the panic is logged on its own.
+    #[error("setting up the connection did not finish")]
+    Unfinished,
 }
 
 /// Why a connection attempt did not become a stream.
@@ -227,7 +231,7 @@ impl Endpoint {
         let config = config.clone();
         tokio::task::spawn_blocking(move || Endpoint::new(&config))
             .await
-            .unwrap_or_else(|e| Err(EndpointError::Tls(TlsError::read_failed(&e))))
+            .unwrap_or(Err(EndpointError::Unfinished))
     }
 
     pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {

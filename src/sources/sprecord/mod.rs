@@ -133,7 +133,12 @@ async fn endpoint_or_wait(
     // Dropped (its row removed) before the streams put up their own rows.
     let mut reporter = None;
     loop {
-        let error = match Endpoint::new_off_the_workers(config).await {
+        // A stop does not wait for a read of a hung file system (the CA file).
+        let made = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            made = Endpoint::new_off_the_workers(config) => made,
+        };
+        let error = match made {
             Ok(endpoint) => return Some(endpoint),
             Err(e) => e,
         };

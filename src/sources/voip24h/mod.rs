@@ -237,15 +237,21 @@ impl Supervisor {
         // every attempt rather than connect without it.
         let dial = match &self.dial {
             Some(dial) => dial.clone(),
-            None => match TrustRoots::load_off_the_workers(&config.tls)
-                .await
-                .and_then(|roots| {
+            None => {
+                // A stop does not wait for a read of a hung file system.
+                let roots = tokio::select! {
+                    _ = cancel.cancelled() => return cancelled(),
+                    roots = TrustRoots::load_off_the_workers(&config.tls) => roots,
+                };
+                let dial = roots.and_then(|roots| {
                     let masked = Masked::of(config);
                     Dial::new(config.url.get_ref(), config.proxy.clone(), &roots, masked)
-                }) {
-                Ok(dial) => self.dial.insert(dial).clone(),
-                Err(e) => return failed(e.to_string(), EndReason::Tls),
-            },
+                });
+                match dial {
+                    Ok(dial) => self.dial.insert(dial).clone(),
+                    Err(e) => return failed(e.to_string(), EndReason::Tls),
+                }
+            }
         };
         let version = match self.engine {
             Some(v) => v,
