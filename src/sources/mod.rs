@@ -200,7 +200,13 @@ impl SourceChanges {
 impl SourceManager {
     /// Brings the running sources in line with `config`.
     pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> SourceChanges {
-        let wanted = setups_off_the_workers(SourceConfig::all(config)).await;
+        // A stop does not wait for the CA files' read (a hung NFS mount):
+        // nothing changes, and the stop stops every source.
+        let wanted = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return SourceChanges::default(),
+            wanted = setups_off_the_workers(SourceConfig::all(config)) => wanted,
+        };
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
         let changes = plan_changes(running, &wanted);
         let stopping = changes.restarted.iter().chain(&changes.stopped);

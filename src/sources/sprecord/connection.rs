@@ -74,7 +74,7 @@ pub enum EndpointError {
     Header(String),
     /// Its setup on the blocking pool did not finish (its task panicked, or
     /// the runtime is stopping); the panic is logged on its own.
-    #[error("setting up the connection did not finish")]
+    #[error("setting up the connection (reading the CA file) failed unexpectedly (logged)")]
     Unfinished,
 }
 

@@ -135,6 +135,7 @@ async fn endpoint_or_wait(
     loop {
         // A stop does not wait for a read of a hung file system (the CA file).
         let made = tokio::select! {
+            biased;
             _ = cancel.cancelled() => return None,
             made = Endpoint::new_off_the_workers(config) => made,
         };

@@ -240,6 +240,7 @@ impl Supervisor {
             None => {
                 // A stop does not wait for a read of a hung file system.
                 let roots = tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return cancelled(),
                     roots = TrustRoots::load_off_the_workers(&config.tls) => roots,
                 };
