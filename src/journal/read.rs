@@ -7,9 +7,10 @@
 //! its seq, so one bad record cannot hold every reader at it for good; a page
 //! redb cannot read (it panics) is `JournalError::Damaged`; the reads for
 //! WebSocket clients ([`Journal::read_matching_page_unless_reopening`],
-//! [`Journal::count_after`]) never wait for a reopen (`Closed` meanwhile). A filtered page ends where
-//! the unfiltered one would (the same count of records, the same bytes of
-//! JSON read), so a filter changes what is copied, never where a page ends.
+//! [`Journal::count_after`]) never wait for a reopen (`Closed` meanwhile).
+//! A filtered page ends where the unfiltered one would (the same count of
+//! records, the same bytes of JSON read), so a filter changes what is
+//! copied, never where a page ends.
 
 use std::time::{Duration, Instant};
 

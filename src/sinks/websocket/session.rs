@@ -503,19 +503,17 @@ impl Session {
             };
             // Its writes share one deadline from now: the page holds its
             // part of the budget until flushed (see `WriteGuard::page_deadline`).
-            // For the JSON read, sent or not, as when every event was copied
-            // and filtered here: a filtered page's writes are bounded as
-            // they were (each write keeps its own bound besides). From what
-            // it sends, a page of a few events right after a full one gave
-            // the client only `pong_timeout` to take what the socket still
-            // held of the full one too.
+            // For the JSON read, sent or not, as before the filter moved into
+            // the read: from what it sends, a page of a few events right after
+            // a full one would give the client only `pong_timeout` to take
+            // both. Each write keeps its own bound besides.
             let deadline = Instant::now() + writer::page_bound(self.settings, page.json_read);
             // Again after the read: a reload during it (a slow disk, the
             // budget's wait) must not see a page read after it, which can
             // hold events a narrowed scope no longer opens, sent.
             self.check_reloads(ctx)?;
-            // Its whole memory, not only its JSON: a filtered page of 512
-            // events another account's holds little JSON and its entries.
+            // Its whole memory, not only its JSON: a filtered page of other
+            // accounts' events holds its entries and little JSON.
             hold.keep(page.memory());
             if page.entries.is_empty() {
                 if self.live.is_some() {
