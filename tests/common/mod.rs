@@ -270,3 +270,26 @@ pub fn copied_by_the_mock(copy: &SecondCopy, cursor_at_end: u64, down_at: u64) -
         && cursor_at_end < copy.seq
         && copy.seq <= down_at
 }
+
+/// Fails on a second copy the relay made across an outage of every broker
+/// of the mock cluster; the mock's own ([`copied_by_the_mock`]) are written
+/// to stderr, which the harness shows (it keeps a passing test's prints).
+pub fn assert_none_is_the_relays(copies: &[SecondCopy], cursor_at_end: u64, down_at: u64) {
+    let (the_mocks, the_relays): (Vec<_>, Vec<_>) = copies
+        .iter()
+        .partition(|copy| copied_by_the_mock(copy, cursor_at_end, down_at));
+    assert!(
+        the_relays.is_empty(),
+        "{} events sent to Kafka twice by the relay across the outage (not the same record \
+         written again by the mock; its own copies: {the_mocks:?}), e.g. {:?}",
+        the_relays.len(),
+        &the_relays[..the_relays.len().min(5)]
+    );
+    if !the_mocks.is_empty() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "the mock's own copies (docs/kafka.md): {the_mocks:?}"
+        );
+    }
+}
