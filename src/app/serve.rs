@@ -88,7 +88,11 @@ pub(super) async fn serve(
 
     ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
-    let started = sources.apply(&ctx.config.load(), &ctx).await;
+    // `None`: a stop began during it, and the loop below sees it.
+    let started = sources
+        .apply(&ctx.config.load(), &ctx)
+        .await
+        .unwrap_or_default();
     let mut kafka = start_kafka(&ctx).await;
     say_what_is_served(&ctx.config.load(), &started.started, kafka.is_some());
     let retention_stop = CancellationToken::new();
@@ -155,16 +159,23 @@ pub(super) async fn serve(
                 ctx.ws_sessions.reloaded();
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 ctx.metrics.config_last_reload_ok.set(1);
-                let changes = sources.apply(&config, &ctx).await;
+                // A stop during the CA or Kafka files' reads (a hung NFS
+                // mount) does not wait for them: the reload is not applied
+                // (`done` dropped says so), and the loop sees the stop.
+                let Some(changes) = sources.apply(&config, &ctx).await else {
+                    continue;
+                };
                 // After the apply: a removed account's stream has drained.
                 ctx.sse_resume
                     .keep_only(&crate::sources::sprecord::resume::configured(&config));
                 let kafka_changed = match (&kafka, &config.kafka) {
                     (None, None) => false,
-                    (Some(running), Some(new)) => {
-                        running.config != *new
-                            || running.files_digest != files_digest_off_the_workers(new).await
-                    }
+                    (Some(running), Some(new)) if running.config != *new => true,
+                    (Some(running), Some(new)) => tokio::select! {
+                        biased;
+                        _ = ctx.shutdown.cancelled() => continue,
+                        digest = files_digest_off_the_workers(new) => running.files_digest != digest,
+                    },
                     _ => true,
                 };
                 let webhooks = reload::webhook_changes(&before, &config);

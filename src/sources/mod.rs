@@ -198,13 +198,14 @@ impl SourceChanges {
 }
 
 impl SourceManager {
-    /// Brings the running sources in line with `config`.
-    pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> SourceChanges {
+    /// Brings the running sources in line with `config`; `None` when a
+    /// stop began while the CA files were read, and nothing changed.
+    pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> Option<SourceChanges> {
         // A stop does not wait for the CA files' read (a hung NFS mount):
         // nothing changes, and the stop stops every source.
         let wanted = tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return SourceChanges::default(),
+            _ = ctx.shutdown.cancelled() => return None,
             wanted = setups_off_the_workers(SourceConfig::all(config)) => wanted,
         };
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
@@ -232,7 +233,7 @@ impl SourceManager {
                 },
             );
         }
-        changes
+        Some(changes)
     }
 
     /// Stops every source and waits until each has closed its connections.

@@ -46,7 +46,7 @@ pub enum TlsError {
     Setup(String),
     /// Its read on the blocking pool did not finish (its task panicked, or
     /// the runtime is stopping); the panic is logged on its own.
-    #[error("reading the CA file failed unexpectedly (logged)")]
+    #[error("reading the CA file failed unexpectedly (a panic, logged, or the relay stopping)")]
     ReadUnfinished,
 }
 

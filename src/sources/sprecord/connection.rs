@@ -74,7 +74,9 @@ pub enum EndpointError {
     Header(String),
     /// Its setup on the blocking pool did not finish (its task panicked, or
     /// the runtime is stopping); the panic is logged on its own.
-    #[error("setting up the connection (reading the CA file) failed unexpectedly (logged)")]
+    #[error(
+        "setting up the connection failed unexpectedly (a panic, logged, or the relay stopping)"
+    )]
     Unfinished,
 }
 
