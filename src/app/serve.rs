@@ -159,15 +159,13 @@ pub(super) async fn serve(
                 ctx.ws_sessions.reloaded();
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 ctx.metrics.config_last_reload_ok.set(1);
-                // A stop during the CA or Kafka files' reads (a hung NFS
-                // mount) does not wait for them: the reload is not applied
-                // (`done` dropped says so), and the loop sees the stop.
-                let Some(changes) = sources.apply(&config, &ctx).await else {
-                    continue;
-                };
-                // After the apply: a removed account's stream has drained.
-                ctx.sse_resume
-                    .keep_only(&crate::sources::sprecord::resume::configured(&config));
+                // A stop during the Kafka or CA files' reads (a hung NFS
+                // mount) does not wait for them. The config is in force for
+                // webhooks and sessions already; the sources and the sink
+                // are left as they are, for the stop to stop, and the
+                // reload is answered not applied (`done` dropped). Kafka's
+                // first, so that a stop during it leaves the sources as
+                // they were too.
                 let kafka_changed = match (&kafka, &config.kafka) {
                     (None, None) => false,
                     (Some(running), Some(new)) if running.config != *new => true,
@@ -178,6 +176,12 @@ pub(super) async fn serve(
                     },
                     _ => true,
                 };
+                let Some(changes) = sources.apply(&config, &ctx).await else {
+                    continue;
+                };
+                // After the apply: a removed account's stream has drained.
+                ctx.sse_resume
+                    .keep_only(&crate::sources::sprecord::resume::configured(&config));
                 let webhooks = reload::webhook_changes(&before, &config);
                 tracing::info!(
                     started = SourceChanges::listed(&changes.started),
