@@ -221,6 +221,7 @@ pub struct MatchingPage {
 
 impl MatchingPage {
     /// The JSON of the events it holds: what a client is sent of it.
+    #[cfg(test)]
     pub fn json_len(&self) -> usize {
         self.entries.iter().map(PageEntry::json_len).sum()
     }
@@ -262,6 +263,7 @@ impl PageEntry {
     }
 
     /// The JSON it holds in memory.
+    #[cfg(test)]
     pub fn json_len(&self) -> usize {
         match self {
             PageEntry::Matching(event) => event.json.len(),

@@ -94,12 +94,12 @@ impl SourceSetup {
     }
 }
 
-/// Each source's setup, keyed.
-fn setups_of(configs: Vec<SourceConfig>) -> BTreeMap<SourceKey, SourceSetup> {
-    configs
-        .into_iter()
-        .map(|c| (c.key(), SourceSetup::read(c)))
-        .collect()
+/// Each source's setup, keyed, made by `setup`.
+fn setups_of(
+    configs: Vec<SourceConfig>,
+    setup: impl Fn(SourceConfig) -> SourceSetup,
+) -> BTreeMap<SourceKey, SourceSetup> {
+    configs.into_iter().map(|c| (c.key(), setup(c))).collect()
 }
 
 /// [`setups_of`] on the blocking pool: each account's `ca_file` is read
@@ -109,19 +109,12 @@ fn setups_of(configs: Vec<SourceConfig>) -> BTreeMap<SourceKey, SourceSetup> {
 /// failed (it panicked) reads as no file, as an unreadable file does.
 async fn setups_off_the_workers(configs: Vec<SourceConfig>) -> BTreeMap<SourceKey, SourceSetup> {
     let read = configs.clone();
-    match tokio::task::spawn_blocking(move || setups_of(read)).await {
+    match tokio::task::spawn_blocking(move || setups_of(read, SourceSetup::read)).await {
         Ok(setups) => setups,
-        Err(_) => configs
-            .into_iter()
-            .map(|config| {
-                let key = config.key();
-                let setup = SourceSetup {
-                    config,
-                    ca_digest: None,
-                };
-                (key, setup)
-            })
-            .collect(),
+        Err(_) => setups_of(configs, |config| SourceSetup {
+            config,
+            ca_digest: None,
+        }),
     }
 }
 
@@ -313,7 +306,7 @@ mod tests {
     fn setups(text: &str) -> BTreeMap<SourceKey, SourceSetup> {
         let config = Config::from_text("relay.toml", text, &|_| None);
         let config = config.unwrap_or_else(|e| panic!("{e}"));
-        setups_of(SourceConfig::all(&config))
+        setups_of(SourceConfig::all(&config), SourceSetup::read)
     }
 
     fn voip24h(account: &str, key: &str) -> String {

@@ -72,12 +72,6 @@ pub enum EndpointError {
     Tls(#[from] TlsError),
     #[error("header {0:?} has an invalid name or value")]
     Header(String),
-    /// Its setup on the blocking pool did not finish (its task panicked, or
-    /// the runtime is stopping); the panic is logged on its own.
-    #[error(
-        "setting up the connection failed unexpectedly (a panic, logged, or the relay stopping)"
-    )]
-    Unfinished,
 }
 
 /// Why a connection attempt did not become a stream.
@@ -226,17 +220,17 @@ fn secrets_sent(url: &url::Url, headers: &HeaderMap) -> Masked {
 }
 
 impl Endpoint {
-    /// [`Endpoint::new`] on the blocking pool: it reads `ca_file` (see
-    /// [`TrustRoots::load_off_the_workers`]), at the source's start and
-    /// again every `backoff_max` while it fails.
-    pub async fn new_off_the_workers(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || Endpoint::new(&config))
-            .await
-            .unwrap_or(Err(EndpointError::Unfinished))
+    pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
+        Endpoint::with_roots(config, &TrustRoots::load(&config.tls)?)
     }
 
-    pub fn new(config: &SprecordConfig) -> Result<Endpoint, EndpointError> {
+    /// As [`Endpoint::new`], with `config.tls`'s roots read already: the
+    /// source reads them off the runtime's workers
+    /// ([`TrustRoots::load_off_the_workers`]).
+    pub fn with_roots(
+        config: &SprecordConfig,
+        roots: &TrustRoots,
+    ) -> Result<Endpoint, EndpointError> {
         let raw = config.url.get_ref();
         let bad = |why: &str| EndpointError::Url(why.to_owned());
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
@@ -275,7 +269,7 @@ impl Endpoint {
         }
 
         let timings = config.timings();
-        let tls = TrustRoots::load(&config.tls)?.rustls()?;
+        let tls = roots.rustls()?;
         let dialer = Dialer::new(config.proxy.clone(), Some(timings.connect_timeout));
         let masked = secrets_sent(&url, &headers);
         Ok(Endpoint {

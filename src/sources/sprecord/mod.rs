@@ -38,8 +38,9 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::event::Vendor;
 use crate::panic_restart::{restart_on_panic, source_panicked, source_waits};
+use crate::sources::tls::TrustRoots;
 use config::{MAX_STREAMS, SprecordConfig};
-use connection::Endpoint;
+use connection::{Endpoint, EndpointError};
 use limiter::ConnLimiter;
 use resume::ResumeId;
 use stream::StreamSupervisor;
@@ -134,11 +135,14 @@ async fn endpoint_or_wait(
     let mut reporter = None;
     loop {
         // A stop does not wait for a read of a hung file system (the CA file).
-        let made = tokio::select! {
+        let roots = tokio::select! {
             biased;
             _ = cancel.cancelled() => return None,
-            made = Endpoint::new_off_the_workers(config) => made,
+            roots = TrustRoots::load_off_the_workers(&config.tls) => roots,
         };
+        let made = roots
+            .map_err(EndpointError::from)
+            .and_then(|roots| Endpoint::with_roots(config, &roots));
         let error = match made {
             Ok(endpoint) => return Some(endpoint),
             Err(e) => e,
