@@ -79,6 +79,22 @@ pub(super) async fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     })
 }
 
+/// Whether a reload to `new` replaces the `running` sink: one is added or
+/// removed, its `[kafka]` changed, or a file its options name did.
+pub(super) async fn kafka_changes(
+    running: Option<&RunningKafka>,
+    new: Option<&crate::sinks::kafka::config::KafkaConfig>,
+) -> bool {
+    match (running, new) {
+        (None, None) => false,
+        (Some(running), Some(new)) if running.config != *new => true,
+        (Some(running), Some(new)) => {
+            running.files_digest != files_digest_off_the_workers(new).await
+        }
+        _ => true,
+    }
+}
+
 /// [`KafkaConfig::files_digest`] on the blocking pool: an `ssl.ca.location`
 /// naming a CA directory (`/etc/ssl/certs`) is hundreds of files, seconds
 /// to read on a cold, slow disk, which held one of the two runtime workers

@@ -8,10 +8,12 @@
 //! the settings that need a restart at their running values (warned, see
 //! [`super::reload`]), restarts only the sources whose config changed, and
 //! the Kafka sink only when its config or its files changed (or it was
-//! added or removed). The drain: HTTP requests still open
-//! [`HTTP_DRAIN_BOUND`] into it are no longer waited for (with a warning;
-//! each is answered 200 only once journaled, or cut off); WebSocket
-//! sessions are waited for, at most `sinks::websocket::drain::SHUTDOWN_BOUND`;
+//! added or removed). It reads those files before it changes anything: a
+//! stop during the reads (a hung mount) does not wait for them, and the
+//! reload, answered not applied, has changed nothing. The drain: HTTP
+//! requests still open [`HTTP_DRAIN_BOUND`] into it are no longer waited
+//! for (with a warning; each is answered 200 only once journaled, or cut
+//! off); WebSocket sessions are waited for, at most `sinks::websocket::drain::SHUTDOWN_BOUND`;
 //! then the sources stop, what they gave up is kept for the next start,
 //! the SPRecord resume ids are saved, ingest commits and acknowledges
 //! everything queued, and the Kafka sink stops, systemd told to wait longer
@@ -27,16 +29,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{RunError, ServeError};
-use super::kafka_sink::{
-    files_digest_off_the_workers, hold_both_limits, kafka_message_max, start_kafka,
-};
+use super::kafka_sink::{hold_both_limits, kafka_changes, kafka_message_max, start_kafka};
 use super::restarting::{resume_saving_restarting, retention_restarting};
 use super::stop_losses::keep_shutdown_losses;
 use super::{Context, ReloadOutcome, ReloadRequest, fd_limit, reload, signals, stop_extension};
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::sinks;
-use crate::sources::{SourceChanges, SourceManager};
+use crate::sources::{SourceChanges, SourceManager, WantedSources};
 
 /// How long shutdown waits for the HTTP server's open requests. A request
 /// whose event reached ingest is answered within a commit; one still open
@@ -66,6 +66,19 @@ fn what_holds_the_drain(
     }
 }
 
+/// `work`'s output, or `None` once `stop` is cancelled (first, if both are
+/// ready): what a stop must not wait for (a file read on a hung mount).
+async fn unless_stopped<T>(
+    stop: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => None,
+        done = work => Some(done),
+    }
+}
+
 /// How long a stop waits for reads in progress before closing the journal.
 const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -88,11 +101,12 @@ pub(super) async fn serve(
 
     ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
-    // `None`: a stop began during it, and the loop below sees it.
-    let started = sources
-        .apply(&ctx.config.load(), &ctx)
-        .await
-        .unwrap_or_default();
+    // A stop during the CA files' read starts no source; the loop below sees it.
+    let wanted = WantedSources::read(&ctx.config.load());
+    let started = match unless_stopped(&ctx.shutdown, wanted).await {
+        Some(wanted) => sources.apply(wanted, &ctx).await,
+        None => SourceChanges::default(),
+    };
     let mut kafka = start_kafka(&ctx).await;
     say_what_is_served(&ctx.config.load(), &started.started, kafka.is_some());
     let retention_stop = CancellationToken::new();
@@ -142,6 +156,22 @@ pub(super) async fn serve(
             Some((config, done)) = reloads.recv() => {
                 let before = ctx.config.load_full();
                 let (config, needs_restart) = reload::pin_restart_only(&before, config);
+                // Every file the reload compares (the Kafka options' files,
+                // the CA files) is read before anything changes. A stop
+                // meanwhile (a hung NFS mount) does not wait for the reads;
+                // the reload is answered not applied (`done` dropped) and
+                // has changed nothing: config, status, metrics, sources and
+                // sink are as they were, for the stop to stop. Before, the
+                // config was in force and the reload counted good by then.
+                let reads = async {
+                    tokio::join!(
+                        kafka_changes(kafka.as_ref(), config.kafka.as_ref()),
+                        WantedSources::read(&config),
+                    )
+                };
+                let Some((kafka_changed, wanted)) = unless_stopped(&ctx.shutdown, reads).await else {
+                    continue;
+                };
                 for warning in &needs_restart {
                     tracing::warn!("reload: {warning}");
                 }
@@ -159,26 +189,7 @@ pub(super) async fn serve(
                 ctx.ws_sessions.reloaded();
                 ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 ctx.metrics.config_last_reload_ok.set(1);
-                // A stop during the Kafka or CA files' reads (a hung NFS
-                // mount) does not wait for them. The config is in force for
-                // webhooks and sessions already; the sources and the sink
-                // are left as they are, for the stop to stop, and the
-                // reload is answered not applied (`done` dropped). Kafka's
-                // first, so that a stop during it leaves the sources as
-                // they were too.
-                let kafka_changed = match (&kafka, &config.kafka) {
-                    (None, None) => false,
-                    (Some(running), Some(new)) if running.config != *new => true,
-                    (Some(running), Some(new)) => tokio::select! {
-                        biased;
-                        _ = ctx.shutdown.cancelled() => continue,
-                        digest = files_digest_off_the_workers(new) => running.files_digest != digest,
-                    },
-                    _ => true,
-                };
-                let Some(changes) = sources.apply(&config, &ctx).await else {
-                    continue;
-                };
+                let changes = sources.apply(wanted, &ctx).await;
                 // After the apply: a removed account's stream has drained.
                 ctx.sse_resume
                     .keep_only(&crate::sources::sprecord::resume::configured(&config));

@@ -102,19 +102,68 @@ fn setups_of(
     configs.into_iter().map(|c| (c.key(), setup(c))).collect()
 }
 
-/// [`setups_of`] on the blocking pool: each account's `ca_file` is read
-/// whole to be compared, seconds on a cold, slow disk (an NFS mount), which
-/// held one of the two runtime workers (webhook answers, WebSocket pings)
-/// through a reload, as the Kafka option files did. A read whose task
-/// failed (it panicked) reads as no file, as an unreadable file does.
-async fn setups_off_the_workers(configs: Vec<SourceConfig>) -> BTreeMap<SourceKey, SourceSetup> {
-    let read = configs.clone();
-    match tokio::task::spawn_blocking(move || setups_of(read, SourceSetup::read)).await {
-        Ok(setups) => setups,
-        Err(_) => setups_of(configs, |config| SourceSetup {
-            config,
-            ca_digest: None,
-        }),
+/// The connection sources a config declares, each with what it read from
+/// its CA file: what [`SourceManager::apply`] brings the running ones in
+/// line with. Made by [`WantedSources::read`], which does the reading, so
+/// that a reload reads every file before it changes anything.
+#[derive(Debug)]
+pub struct WantedSources {
+    setups: BTreeMap<SourceKey, SourceSetup>,
+    /// The CA files could not be read at all (the read's task panicked): no
+    /// digest is known, so a running source whose config is the same keeps
+    /// the one it started with rather than reading as changed.
+    digests_unknown: bool,
+}
+
+impl WantedSources {
+    /// [`setups_of`] on the blocking pool: each account's `ca_file` is read
+    /// whole to be compared, seconds on a cold, slow disk (an NFS mount),
+    /// which held one of the two runtime workers (webhook answers,
+    /// WebSocket pings) through a reload, as the Kafka option files did.
+    /// The sources are taken from `config` at the call, not when the
+    /// future is first polled.
+    pub fn read(config: &Config) -> impl std::future::Future<Output = WantedSources> + use<> {
+        let configs = SourceConfig::all(config);
+        let read = configs.clone();
+        let task = tokio::task::spawn_blocking(move || setups_of(read, SourceSetup::read));
+        async move {
+            match task.await {
+                Ok(setups) => WantedSources {
+                    setups,
+                    digests_unknown: false,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sources' CA files could not be compared; a source whose config is the same keeps running");
+                    WantedSources {
+                        setups: setups_of(configs, |config| SourceSetup {
+                            config,
+                            ca_digest: None,
+                        }),
+                        digests_unknown: true,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The setups to compare with the `running` ones: when no digest is
+    /// known, a source whose config is the same is given its running
+    /// digest, so that a failed read restarts none of them (before, it read
+    /// as "no file" and restarted every source that has one).
+    fn against<'a>(
+        mut self,
+        running: impl Iterator<Item = (&'a SourceKey, &'a SourceSetup)>,
+    ) -> BTreeMap<SourceKey, SourceSetup> {
+        if self.digests_unknown {
+            for (key, running) in running {
+                if let Some(wanted) = self.setups.get_mut(key)
+                    && wanted.config == running.config
+                {
+                    wanted.ca_digest = running.ca_digest;
+                }
+            }
+        }
+        self.setups
     }
 }
 
@@ -191,16 +240,10 @@ impl SourceChanges {
 }
 
 impl SourceManager {
-    /// Brings the running sources in line with `config`; `None` when a
-    /// stop began while the CA files were read, and nothing changed.
-    pub async fn apply(&mut self, config: &Config, ctx: &Arc<Context>) -> Option<SourceChanges> {
-        // A stop does not wait for the CA files' read (a hung NFS mount):
-        // nothing changes, and the stop stops every source.
-        let wanted = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return None,
-            wanted = setups_off_the_workers(SourceConfig::all(config)) => wanted,
-        };
+    /// Brings the running sources in line with `wanted` (no file is read
+    /// here: [`WantedSources::read`] did it).
+    pub async fn apply(&mut self, wanted: WantedSources, ctx: &Arc<Context>) -> SourceChanges {
+        let wanted = wanted.against(self.running.iter().map(|(key, r)| (key, &r.setup)));
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
         let changes = plan_changes(running, &wanted);
         let stopping = changes.restarted.iter().chain(&changes.stopped);
@@ -226,7 +269,7 @@ impl SourceManager {
                 },
             );
         }
-        Some(changes)
+        changes
     }
 
     /// Stops every source and waits until each has closed its connections.
@@ -379,6 +422,47 @@ mod tests {
         }
         let changes = plan_changes(running.iter(), &wanted);
         assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["a"]));
+        assert!(changes.unchanged.is_empty());
+    }
+
+    /// A CA read that failed outright (its task panicked) knows no digest:
+    /// a running source whose config is the same keeps running on the one
+    /// it has, where before it read as "no file" and was restarted; one
+    /// whose config changed is restarted, a new one started, as ever.
+    #[test]
+    fn a_failed_ca_read_restarts_no_source_whose_config_is_the_same() {
+        let mut running = setups(&[voip24h("same", "k1"), voip24h("changed", "k2")].concat());
+        for setup in running.values_mut() {
+            setup.ca_digest = Some([7; 32]);
+        }
+        let after = [
+            voip24h("same", "k1"),
+            voip24h("changed", "k3"),
+            voip24h("new", "k4"),
+        ];
+        let unknown = |digests_unknown| WantedSources {
+            setups: setups_of(
+                setups(&after.concat())
+                    .into_values()
+                    .map(|s| s.config)
+                    .collect(),
+                |config| SourceSetup {
+                    config,
+                    ca_digest: None,
+                },
+            ),
+            digests_unknown,
+        };
+        let changes = plan_changes(running.iter(), &unknown(true).against(running.iter()));
+        assert_eq!(changes.unchanged, keys(Vendor::Voip24h, &["same"]));
+        assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["changed"]));
+        assert_eq!(changes.started, keys(Vendor::Voip24h, &["new"]));
+        // Read, a file that is gone does restart its source.
+        let changes = plan_changes(running.iter(), &unknown(false).against(running.iter()));
+        assert_eq!(
+            changes.restarted,
+            keys(Vendor::Voip24h, &["changed", "same"])
+        );
         assert!(changes.unchanged.is_empty());
     }
 
