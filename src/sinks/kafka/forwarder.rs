@@ -445,17 +445,31 @@ impl Forwarder {
         self.shutdown().await;
     }
 
-    fn ensure_producer(&mut self) -> Result<(), Failure> {
+    /// Creates the producer when there is none, on the blocking pool:
+    /// librdkafka reads the files its options name (`ssl.ca.location`, a
+    /// CA directory, on a cold or hung mount) inside `rd_kafka_new`, which
+    /// held a runtime worker at each start and each replacement of the
+    /// producer. `Ok(false)`: cancelled meanwhile (a creation still running
+    /// is left to finish on its thread, and its producer dropped there).
+    async fn ensure_producer(&mut self, cancel: &CancellationToken) -> Result<bool, Failure> {
         if self.producer.is_some() {
-            return Ok(());
+            return Ok(true);
         }
-        let producer =
-            producer::create(&self.config, self.health.clone()).map_err(Failure::Create)?;
+        let (config, health) = (self.config.clone(), self.health.clone());
+        let create = tokio::task::spawn_blocking(move || producer::create(&config, health));
+        let producer = match self.wait_publishing(create, cancel).await {
+            Some(Ok(created)) => created.map_err(Failure::Create)?,
+            Some(Err(joined)) if joined.is_panic() => {
+                std::panic::resume_unwind(joined.into_panic())
+            }
+            // The runtime is shutting down.
+            Some(Err(_)) | None => return Ok(false),
+        };
         self.producers_created += 1;
         self.producer = Some(producer);
         self.wedged_first = None;
         self.topics.forget_all();
-        Ok(())
+        Ok(true)
     }
 
     /// Forwards until cancelled (`None`) or a failure.
@@ -477,8 +491,10 @@ impl Forwarder {
                 return Some(Failure::CursorWrite);
             }
         }
-        if let Err(f) = self.ensure_producer() {
-            return Some(f);
+        match self.ensure_producer(cancel).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(f) => return Some(f),
         }
         if self.reader.is_none() {
             self.reader = Some(Reader::start(

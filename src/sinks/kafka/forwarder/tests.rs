@@ -25,6 +25,12 @@ use super::super::tests_support::{Mock, flushed, mock_topic};
 use super::{Entry, Failure, Forwarder, Outcome, Report, State, Tuning};
 use crate::app::{Context, Relay};
 
+/// Gives `forwarder` a producer, as its run does before it sends.
+async fn with_producer(forwarder: &mut Forwarder) {
+    let created = forwarder.ensure_producer(&CancellationToken::new()).await;
+    assert!(matches!(created, Ok(true)), "{created:?}");
+}
+
 const TOPIC: &str = "callrelay.events";
 /// The longest any awaited condition may take before a test fails.
 const WITHIN: Duration = Duration::from_secs(10);
@@ -187,7 +193,7 @@ async fn a_recovery_takes_the_reports_in_flight_and_keeps_the_producer() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     let forwarder = &mut fixture.forwarder;
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     forwarder.cursor = 3;
     hand_over(
         forwarder,
@@ -327,7 +333,7 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     let forwarder = &mut fixture.forwarder;
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     let began = std::time::Instant::now();
     let seen = forwarder
         .stall
@@ -350,7 +356,7 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
     assert!(forwarder.producer.is_none());
     assert_eq!(publish_errors(&ctx, "stalled"), 1);
     assert_eq!(publish_errors(&ctx, "fatal"), 0);
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     assert_eq!(forwarder.producers_created, 2, "shown in /status");
     fixture.stop().await;
 }
@@ -386,7 +392,7 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.settle_deadline = Duration::from_millis(50);
     forwarder.resume = Some(AlreadyDelivered::new(4));
-    two_unreported_after_seq_3(forwarder);
+    two_unreported_after_seq_3(forwarder).await;
 
     forwarder
         .recover(Failure::Journal(ReadError::Stopped))
@@ -416,7 +422,7 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
 async fn a_fatal_failure_with_records_in_flight_reads_back_after_the_backoff() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    two_unreported_after_seq_3(forwarder);
+    two_unreported_after_seq_3(forwarder).await;
     forwarder.recover(Failure::ProducerGone).await;
     assert!(forwarder.producer.is_none());
     assert!(
@@ -430,8 +436,8 @@ async fn a_fatal_failure_with_records_in_flight_reads_back_after_the_backoff() {
 
 /// A producer with the cursor at 3 and seqs 4 and 5 handed over, their
 /// reports not in for 500 ms (they come as dropped).
-fn two_unreported_after_seq_3(forwarder: &mut Forwarder) {
-    forwarder.ensure_producer().unwrap();
+async fn two_unreported_after_seq_3(forwarder: &mut Forwarder) {
+    with_producer(forwarder).await;
     forwarder.cursor = 3;
     hand_over(
         forwarder,
@@ -755,7 +761,7 @@ async fn time_spent_writing_the_cursor_is_not_a_stall() {
 async fn a_tick_probes_brokers_called_down_and_notices_one_back() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     forwarder
         .health
         .all_brokers_down
@@ -888,7 +894,7 @@ async fn a_producer_that_cannot_be_created_is_counted_as_config() {
         "brokers = \"{brokers}\"\n[options]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"/nonexistent/ca.pem\""
     ))
     .unwrap();
-    let refused = forwarder.ensure_producer();
+    let refused = forwarder.ensure_producer(&CancellationToken::new()).await;
     let Err(failure @ Failure::Create(_)) = refused else {
         panic!("{refused:?}");
     };
@@ -1301,7 +1307,7 @@ async fn a_full_librdkafka_queue_waits_for_reports_or_fails_with_none_in_flight(
         let value = crate::config::unspanned(value.to_owned());
         forwarder.config.options.insert(option.to_owned(), value);
     }
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
     let cancel = CancellationToken::new();
@@ -1357,7 +1363,7 @@ async fn events_an_interrupted_run_delivered_are_not_sent_again() {
     journal(&ctx, 0..3).await;
     let journaled = ctx.journal.read_after(0, 10).unwrap();
     let forwarder = &mut fixture.forwarder;
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     let producer = forwarder.producer.clone().unwrap();
     // What the interrupted run delivered: the first two.
     for event in &journaled[..2] {
@@ -1403,7 +1409,7 @@ async fn an_event_too_large_for_kafka_is_skipped_as_it_is_handed_over() {
         .config
         .options
         .insert("message.max.bytes".to_owned(), limit);
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
 
@@ -1420,7 +1426,7 @@ async fn an_event_too_large_for_kafka_is_skipped_as_it_is_handed_over() {
 
 /// A forwarder whose records linger in librdkafka for a minute, so that
 /// none is reported while a test looks, with room for `max_in_flight`.
-fn lingering(fixture: &mut Fixture, max_in_flight: usize) {
+async fn lingering(fixture: &mut Fixture, max_in_flight: usize) {
     let forwarder = &mut fixture.forwarder;
     let value = crate::config::unspanned("60000".to_owned());
     forwarder
@@ -1428,7 +1434,7 @@ fn lingering(fixture: &mut Fixture, max_in_flight: usize) {
         .options
         .insert("linger.ms".to_owned(), value);
     forwarder.tuning.max_in_flight = max_in_flight;
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
 }
 
 /// `fill` hands librdkafka no more than `max_in_flight` records: the rest
@@ -1438,7 +1444,7 @@ async fn fill_stops_at_max_in_flight() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..3).await;
-    lingering(&mut fixture, 2);
+    lingering(&mut fixture, 2).await;
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
 
@@ -1458,7 +1464,7 @@ async fn the_loop_reads_no_further_while_max_in_flight_are_unreported() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..4).await;
-    lingering(&mut fixture, 2);
+    lingering(&mut fixture, 2).await;
     fixture.forwarder.tuning.read_batch = 2;
     let forwarder = &mut fixture.forwarder;
     let cancel = CancellationToken::new();
@@ -1488,7 +1494,7 @@ async fn a_fatal_producer_fails_the_hand_over_and_skips_nothing() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..1).await;
-    fixture.forwarder.ensure_producer().unwrap();
+    with_producer(&mut fixture.forwarder).await;
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
     let producer = forwarder.producer.as_ref().unwrap();
@@ -1573,6 +1579,8 @@ async fn held_drops_that_cannot_be_taken_hold_the_sink_until_they_can() {
     assert_eq!(undelivered.get(), 0);
 
     ctx.journal.reopen().unwrap();
+    // A producer made beforehand: a pump cancelled already makes none.
+    with_producer(forwarder).await;
     cancel.cancel();
     assert!(forwarder.pump(&cancel).await.is_none());
     assert_eq!(undelivered.get(), 3);
@@ -1787,7 +1795,7 @@ async fn the_stall_check_judges_only_the_topics_of_records_in_flight() {
     fixture.peers.mock.create_topic(idle, 1, 1).unwrap();
     fixture.peers.mock.partition_leader(idle, 0, None).unwrap();
     let forwarder = &mut fixture.forwarder;
-    forwarder.ensure_producer().unwrap();
+    with_producer(forwarder).await;
     forwarder.topics.insert(TOPIC.to_owned());
     forwarder.topics.insert(idle.to_owned());
     stalled_ten_seconds(forwarder, futures::future::pending().boxed());
