@@ -17,6 +17,7 @@ pub const VERSION: &str = env!("CALLRELAY_VERSION");
 pub mod app;
 pub mod config;
 pub mod event;
+pub mod files_digest;
 pub mod http_serve;
 pub mod ingest;
 pub mod journal;

@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::config::Config;
+use crate::files_digest::FilesDigest;
 use crate::sinks;
+use crate::sinks::kafka::config::KafkaConfig;
 
 pub(super) struct RunningKafka {
     pub(super) config: crate::sinks::kafka::config::KafkaConfig,
     /// The option files' contents when the sink started (`KafkaConfig::files_digest`).
-    pub(super) files_digest: Option<[u8; 32]>,
+    files_digest: FilesDigest,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -53,16 +55,15 @@ pub(super) fn hold_both_limits(limit: &AtomicUsize, next: usize) {
     }
 }
 
-pub(super) async fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
+/// Starts the sink of the config in force, whose option files read as
+/// `files_digest` ([`kafka_files`], read before: a start or a reload reads
+/// its files first, and a stop does not wait for them).
+pub(super) fn start_kafka(ctx: &Arc<Context>, files_digest: FilesDigest) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
     // Its own token: the forwarder must outlive the sources and ingest at shutdown.
     let cancel = CancellationToken::new();
-    // A stop that began before, or while the digest was read, has no use
-    // for a sink (the drain would only stop it again).
-    if ctx.shutdown.is_cancelled() {
-        return None;
-    }
-    let files_digest = files_digest_off_the_workers(&config).await;
+    // A stop that began before has no use for a sink (the drain would only
+    // stop it again).
     if ctx.shutdown.is_cancelled() {
         return None;
     }
@@ -79,37 +80,49 @@ pub(super) async fn start_kafka(ctx: &Arc<Context>) -> Option<RunningKafka> {
     })
 }
 
-/// Whether a reload to `new` replaces the `running` sink: one is added or
-/// removed, its `[kafka]` changed, or a file its options name did.
-pub(super) async fn kafka_changes(
-    running: Option<&RunningKafka>,
-    new: Option<&crate::sinks::kafka::config::KafkaConfig>,
+/// Whether a reload to `new`, whose option files read as `files`, replaces
+/// the `running` sink: one is added or removed, its `[kafka]` changed, or a
+/// file its options name is known to have changed (a digest not read in
+/// time restarts nothing). A sink kept running that never knew its files'
+/// digest takes `files`, so that their next change is seen.
+pub(super) fn kafka_changes(
+    running: Option<&mut RunningKafka>,
+    new: Option<&KafkaConfig>,
+    files: FilesDigest,
 ) -> bool {
     match (running, new) {
         (None, None) => false,
-        (Some(running), Some(new)) if running.config != *new => true,
-        (Some(running), Some(new)) => {
-            running.files_digest != files_digest_off_the_workers(new).await
+        (Some(running), Some(new)) if running.config == *new => {
+            if files.differs_from(&running.files_digest) {
+                return true;
+            }
+            running.files_digest = running.files_digest.or_if_unknown(files);
+            false
         }
         _ => true,
     }
 }
 
-/// [`KafkaConfig::files_digest`] on the blocking pool: an `ssl.ca.location`
-/// naming a CA directory (`/etc/ssl/certs`) is hundreds of files, seconds
-/// to read on a cold, slow disk, which held one of the two runtime workers
-/// (webhook answers, WebSocket pings) through a reload. A digest that could
-/// not be taken (its task panicked) reads as no files named.
-///
-/// [`KafkaConfig::files_digest`]: crate::sinks::kafka::config::KafkaConfig::files_digest
-pub(super) async fn files_digest_off_the_workers(
-    config: &crate::sinks::kafka::config::KafkaConfig,
-) -> Option<[u8; 32]> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || config.files_digest())
+/// [`KafkaConfig::files_digest`] of `config` on the blocking pool, within
+/// [`crate::files_digest::READ_BOUND`]: an `ssl.ca.location` naming a CA
+/// directory (`/etc/ssl/certs`) is hundreds of files, seconds to read on a
+/// cold, slow disk, which held one of the two runtime workers (webhook
+/// answers, WebSocket pings) through a reload. Unknown without `[kafka]`
+/// (nothing to compare), and when not read in time or its task failed.
+/// `config` is taken at the call; the read starts when first polled.
+pub(super) fn kafka_files(
+    config: Option<&KafkaConfig>,
+) -> impl std::future::Future<Output = FilesDigest> + use<> {
+    let config = config.cloned();
+    async move {
+        let Some(config) = config else {
+            return FilesDigest::Unknown;
+        };
+        FilesDigest::read_off_the_workers("the files the Kafka options name", move || {
+            config.files_digest()
+        })
         .await
-        .ok()
-        .flatten()
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +143,49 @@ mod tests {
             "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.options]\n\"message.max.bytes\" = \"200000\"\n",
         );
         assert_eq!(kafka_message_max(&set), 200_000);
+    }
+
+    /// The sink is replaced for its files only when both digests were read
+    /// and differ: a digest not read in time (a hung mount) restarts
+    /// nothing, and a sink that never knew its own takes the one read now.
+    #[tokio::test]
+    async fn a_files_digest_not_known_restarts_no_sink() {
+        let kafka = config("[kafka]\nbrokers = \"127.0.0.1:9092\"\n").kafka;
+        let other = config("[kafka]\nbrokers = \"127.0.0.1:9093\"\n").kafka;
+        let (Some(kafka), Some(other)) = (kafka, other) else {
+            panic!("no [kafka]");
+        };
+        let read = |d| FilesDigest::Read(Some([d; 32]));
+        let mut running = RunningKafka {
+            config: kafka.clone(),
+            files_digest: FilesDigest::Unknown,
+            cancel: CancellationToken::new(),
+            task: tokio::spawn(async {}),
+        };
+        assert!(!kafka_changes(Some(&mut running), Some(&kafka), read(1)));
+        assert!(!kafka_changes(
+            Some(&mut running),
+            Some(&kafka),
+            FilesDigest::Unknown
+        ));
+        assert!(!kafka_changes(Some(&mut running), Some(&kafka), read(1)));
+        assert!(
+            kafka_changes(Some(&mut running), Some(&kafka), read(2)),
+            "the digest read first was kept"
+        );
+        assert!(kafka_changes(
+            Some(&mut running),
+            Some(&other),
+            FilesDigest::Unknown
+        ));
+        assert!(kafka_changes(
+            Some(&mut running),
+            None,
+            FilesDigest::Unknown
+        ));
+        assert!(kafka_changes(None, Some(&kafka), read(1)));
+        assert!(!kafka_changes(None, None, FilesDigest::Unknown));
+        running.stop().await;
     }
 
     #[test]

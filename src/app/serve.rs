@@ -6,14 +6,17 @@
 //! the HTTP server or the journal writer ending on its own (a bug) starts
 //! the same drain, and the relay then ends with an error. A reload keeps
 //! the settings that need a restart at their running values (warned, see
-//! [`super::reload`]), restarts only the sources whose config changed, and
-//! the Kafka sink only when its config or its files changed (or it was
-//! added or removed). It reads those files before it changes anything: a
-//! stop during the reads (a hung mount) does not wait for them, and the
-//! reload, answered not applied, has changed nothing. The drain: HTTP
-//! requests still open [`HTTP_DRAIN_BOUND`] into it are no longer waited
-//! for (with a warning; each is answered 200 only once journaled, or cut
-//! off); WebSocket sessions are waited for, at most `sinks::websocket::drain::SHUTDOWN_BOUND`;
+//! [`super::reload`]), restarts only the sources whose config or CA file
+//! changed, and the Kafka sink only when its config or its files changed
+//! (or it was added or removed). It reads those files before it changes
+//! anything, each read bounded (`files_digest::READ_BOUND`; past it the
+//! files count as unchanged); a stop during the reads does not wait for
+//! them, and the reload, answered not applied, has changed nothing. At the
+//! start, a stop during the reads starts no source and no sink. The drain:
+//! HTTP requests still open [`HTTP_DRAIN_BOUND`] into it are no longer
+//! waited for (with a warning; each is answered 200 only once journaled,
+//! or cut off); WebSocket sessions are waited for, at most
+//! `sinks::websocket::drain::SHUTDOWN_BOUND`;
 //! then the sources stop, what they gave up is kept for the next start,
 //! the SPRecord resume ids are saved, ingest commits and acknowledges
 //! everything queued, and the Kafka sink stops, systemd told to wait longer
@@ -29,11 +32,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{RunError, ServeError};
-use super::kafka_sink::{hold_both_limits, kafka_changes, kafka_message_max, start_kafka};
+use super::kafka_sink::{
+    hold_both_limits, kafka_changes, kafka_files, kafka_message_max, start_kafka,
+};
 use super::restarting::{resume_saving_restarting, retention_restarting};
 use super::stop_losses::keep_shutdown_losses;
 use super::{Context, ReloadOutcome, ReloadRequest, fd_limit, reload, signals, stop_extension};
 use crate::config::Config;
+use crate::files_digest::FilesDigest;
 use crate::ingest::Ingest;
 use crate::sinks;
 use crate::sources::{SourceChanges, SourceManager, WantedSources};
@@ -107,7 +113,9 @@ pub(super) async fn serve(
         Some(wanted) => sources.apply(wanted, &ctx).await,
         None => SourceChanges::default(),
     };
-    let mut kafka = start_kafka(&ctx).await;
+    let files = kafka_files(ctx.config.load().kafka.as_ref());
+    let files = unless_stopped(&ctx.shutdown, files).await;
+    let mut kafka = start_kafka(&ctx, files.unwrap_or(FilesDigest::Unknown));
     say_what_is_served(&ctx.config.load(), &started.started, kafka.is_some());
     let retention_stop = CancellationToken::new();
     let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
@@ -163,15 +171,17 @@ pub(super) async fn serve(
                 // has changed nothing: config, status, metrics, sources and
                 // sink are as they were, for the stop to stop. Before, the
                 // config was in force and the reload counted good by then.
+                // Each read is bounded (`files_digest::READ_BOUND`): past
+                // it, the files count as unchanged, so that the rest of the
+                // reload (a token taken away) is not held for as long as a
+                // mount hangs.
                 let reads = async {
-                    tokio::join!(
-                        kafka_changes(kafka.as_ref(), config.kafka.as_ref()),
-                        WantedSources::read(&config),
-                    )
+                    tokio::join!(kafka_files(config.kafka.as_ref()), WantedSources::read(&config))
                 };
-                let Some((kafka_changed, wanted)) = unless_stopped(&ctx.shutdown, reads).await else {
+                let Some((kafka_files, wanted)) = unless_stopped(&ctx.shutdown, reads).await else {
                     continue;
                 };
+                let kafka_changed = kafka_changes(kafka.as_mut(), config.kafka.as_ref(), kafka_files);
                 for warning in &needs_restart {
                     tracing::warn!("reload: {warning}");
                 }
@@ -213,7 +223,7 @@ pub(super) async fn serve(
                     ctx.kafka_message_max.store(kafka_limit, Ordering::Release);
                     // A drain that began while the old sink stopped starts no
                     // new one (`start_kafka` looks).
-                    kafka = start_kafka(&ctx).await;
+                    kafka = start_kafka(&ctx, kafka_files);
                     if kafka.is_none() {
                         // No sink, no lag: a frozen series would keep a lag alert firing.
                         let _ = ctx.metrics.sink_lag_events.remove_label_values(&["kafka"]);

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::config::Config;
 use crate::event::Vendor;
+use crate::files_digest::{self, FilesDigest};
 use sprecord::config::SprecordConfig;
 use voip24h::config::Voip24hConfig;
 
@@ -79,18 +80,31 @@ impl SourceConfig {
 
 /// A source's config and what it read when it started: a source runs on
 /// until either changes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct SourceSetup {
     config: SourceConfig,
     /// The CA file's contents (see `TlsSettings::ca_digest`): a renewed CA
     /// file restarts the source even when relay.toml did not change.
-    ca_digest: Option<[u8; 32]>,
+    ca_digest: FilesDigest,
 }
 
 impl SourceSetup {
     fn read(config: SourceConfig) -> SourceSetup {
-        let ca_digest = config.tls().ca_digest();
+        let ca_digest = FilesDigest::Read(config.tls().ca_digest());
         SourceSetup { config, ca_digest }
+    }
+
+    /// Whether a source running on `self` runs on as `wanted`: the same
+    /// config, and its CA file not known to have changed (a digest not
+    /// read in time restarts nothing).
+    fn runs_on_as(&self, wanted: &SourceSetup) -> bool {
+        self.config == wanted.config && !self.ca_digest.differs_from(&wanted.ca_digest)
+    }
+
+    /// Kept running as `wanted`: a CA digest never known takes the one
+    /// read now, so that the file's next change is seen.
+    fn keep_running_as(&mut self, wanted: &SourceSetup) {
+        self.ca_digest = self.ca_digest.or_if_unknown(wanted.ca_digest);
     }
 }
 
@@ -107,63 +121,38 @@ fn setups_of(
 /// line with. Made by [`WantedSources::read`], which does the reading, so
 /// that a reload reads every file before it changes anything.
 #[derive(Debug)]
-pub struct WantedSources {
+pub(crate) struct WantedSources {
     setups: BTreeMap<SourceKey, SourceSetup>,
-    /// The CA files could not be read at all (the read's task panicked): no
-    /// digest is known, so a running source whose config is the same keeps
-    /// the one it started with rather than reading as changed.
-    digests_unknown: bool,
 }
 
 impl WantedSources {
-    /// [`setups_of`] on the blocking pool: each account's `ca_file` is read
-    /// whole to be compared, seconds on a cold, slow disk (an NFS mount),
-    /// which held one of the two runtime workers (webhook answers,
-    /// WebSocket pings) through a reload, as the Kafka option files did.
-    /// The sources are taken from `config` at the call, not when the
-    /// future is first polled.
-    pub fn read(config: &Config) -> impl std::future::Future<Output = WantedSources> + use<> {
+    /// [`setups_of`] on the blocking pool, within
+    /// [`files_digest::READ_BOUND`]: each account's `ca_file` is read whole
+    /// to be compared, seconds on a cold, slow disk (an NFS mount), which
+    /// held one of the two runtime workers (webhook answers, WebSocket
+    /// pings) through a reload, as the Kafka option files did. Not read in
+    /// time (or its task failed), every digest is unknown: no source is
+    /// restarted for its CA file by this reload. The sources are taken
+    /// from `config` at the call; the read starts when the future is first
+    /// polled.
+    pub(crate) fn read(
+        config: &Config,
+    ) -> impl std::future::Future<Output = WantedSources> + use<> {
         let configs = SourceConfig::all(config);
-        let read = configs.clone();
-        let task = tokio::task::spawn_blocking(move || setups_of(read, SourceSetup::read));
         async move {
-            match task.await {
-                Ok(setups) => WantedSources {
-                    setups,
-                    digests_unknown: false,
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "the sources' CA files could not be compared; a source whose config is the same keeps running");
-                    WantedSources {
-                        setups: setups_of(configs, |config| SourceSetup {
-                            config,
-                            ca_digest: None,
-                        }),
-                        digests_unknown: true,
-                    }
-                }
-            }
+            let read = configs.clone();
+            let setups = files_digest::read_off_the_workers("the sources' CA files", move || {
+                setups_of(read, SourceSetup::read)
+            })
+            .await
+            .unwrap_or_else(|| {
+                setups_of(configs, |config| SourceSetup {
+                    config,
+                    ca_digest: FilesDigest::Unknown,
+                })
+            });
+            WantedSources { setups }
         }
-    }
-
-    /// The setups to compare with the `running` ones: when no digest is
-    /// known, a source whose config is the same is given its running
-    /// digest, so that a failed read restarts none of them (before, it read
-    /// as "no file" and restarted every source that has one).
-    fn against<'a>(
-        mut self,
-        running: impl Iterator<Item = (&'a SourceKey, &'a SourceSetup)>,
-    ) -> BTreeMap<SourceKey, SourceSetup> {
-        if self.digests_unknown {
-            for (key, running) in running {
-                if let Some(wanted) = self.setups.get_mut(key)
-                    && wanted.config == running.config
-                {
-                    wanted.ca_digest = running.ca_digest;
-                }
-            }
-        }
-        self.setups
     }
 }
 
@@ -200,7 +189,7 @@ fn plan_changes<'a>(
     for (key, setup) in running {
         seen.insert(key);
         match wanted.get(key) {
-            Some(wanted) if wanted == setup => changes.unchanged.push(key.clone()),
+            Some(wanted) if setup.runs_on_as(wanted) => changes.unchanged.push(key.clone()),
             Some(_) => changes.restarted.push(key.clone()),
             None => changes.stopped.push(key.clone()),
         }
@@ -242,10 +231,19 @@ impl SourceChanges {
 impl SourceManager {
     /// Brings the running sources in line with `wanted` (no file is read
     /// here: [`WantedSources::read`] did it).
-    pub async fn apply(&mut self, wanted: WantedSources, ctx: &Arc<Context>) -> SourceChanges {
-        let wanted = wanted.against(self.running.iter().map(|(key, r)| (key, &r.setup)));
+    pub(crate) async fn apply(
+        &mut self,
+        wanted: WantedSources,
+        ctx: &Arc<Context>,
+    ) -> SourceChanges {
+        let wanted = wanted.setups;
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
         let changes = plan_changes(running, &wanted);
+        for key in &changes.unchanged {
+            if let (Some(running), Some(wanted)) = (self.running.get_mut(key), wanted.get(key)) {
+                running.setup.keep_running_as(wanted);
+            }
+        }
         let stopping = changes.restarted.iter().chain(&changes.stopped);
         let stopping: Vec<_> = stopping
             .filter_map(|key| Some((key.clone(), self.running.remove(key)?)))
@@ -418,52 +416,68 @@ mod tests {
         let running = setups(&voip24h("a", "k"));
         let mut wanted = running.clone();
         for setup in wanted.values_mut() {
-            setup.ca_digest = Some([7; 32]);
+            setup.ca_digest = FilesDigest::Read(Some([7; 32]));
         }
         let changes = plan_changes(running.iter(), &wanted);
         assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["a"]));
         assert!(changes.unchanged.is_empty());
     }
 
-    /// A CA read that failed outright (its task panicked) knows no digest:
-    /// a running source whose config is the same keeps running on the one
-    /// it has, where before it read as "no file" and was restarted; one
-    /// whose config changed is restarted, a new one started, as ever.
+    /// A CA digest not known (the read did not end within its bound, or
+    /// failed) restarts no source whose config is the same, on either side:
+    /// before, a failed read read as "no file" and restarted every source
+    /// that has one. A source whose config changed is restarted, a new one
+    /// started, as ever; one kept running takes the digest read next.
     #[test]
-    fn a_failed_ca_read_restarts_no_source_whose_config_is_the_same() {
-        let mut running = setups(&[voip24h("same", "k1"), voip24h("changed", "k2")].concat());
-        for setup in running.values_mut() {
-            setup.ca_digest = Some([7; 32]);
-        }
+    fn a_ca_digest_not_known_restarts_no_source_whose_config_is_the_same() {
+        let digest = |d| FilesDigest::Read(Some([d; 32]));
+        let with_digest = |text: &str, digest: FilesDigest| {
+            let mut setups = setups(text);
+            for setup in setups.values_mut() {
+                setup.ca_digest = digest;
+            }
+            setups
+        };
+        let before = [voip24h("same", "k1"), voip24h("changed", "k2")].concat();
         let after = [
             voip24h("same", "k1"),
             voip24h("changed", "k3"),
             voip24h("new", "k4"),
-        ];
-        let unknown = |digests_unknown| WantedSources {
-            setups: setups_of(
-                setups(&after.concat())
-                    .into_values()
-                    .map(|s| s.config)
-                    .collect(),
-                |config| SourceSetup {
-                    config,
-                    ca_digest: None,
-                },
+        ]
+        .concat();
+        for (running, wanted) in [
+            (
+                with_digest(&before, digest(7)),
+                with_digest(&after, FilesDigest::Unknown),
             ),
-            digests_unknown,
-        };
-        let changes = plan_changes(running.iter(), &unknown(true).against(running.iter()));
-        assert_eq!(changes.unchanged, keys(Vendor::Voip24h, &["same"]));
-        assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["changed"]));
-        assert_eq!(changes.started, keys(Vendor::Voip24h, &["new"]));
-        // Read, a file that is gone does restart its source.
-        let changes = plan_changes(running.iter(), &unknown(false).against(running.iter()));
+            (
+                with_digest(&before, FilesDigest::Unknown),
+                with_digest(&after, digest(8)),
+            ),
+        ] {
+            let changes = plan_changes(running.iter(), &wanted);
+            assert_eq!(changes.unchanged, keys(Vendor::Voip24h, &["same"]));
+            assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["changed"]));
+            assert_eq!(changes.started, keys(Vendor::Voip24h, &["new"]));
+        }
+        // Both read and unlike: restarted.
+        let running = with_digest(&before, digest(7));
+        let changes = plan_changes(running.iter(), &with_digest(&after, digest(8)));
         assert_eq!(
             changes.restarted,
             keys(Vendor::Voip24h, &["changed", "same"])
         );
-        assert!(changes.unchanged.is_empty());
+        // Kept running with a digest never known, it takes the one read now,
+        // so that the next change of the file restarts it.
+        let key = (Vendor::Voip24h, "same".to_owned());
+        let mut kept = with_digest(&before, FilesDigest::Unknown);
+        let read = with_digest(&after, digest(8));
+        let (Some(setup), Some(wanted)) = (kept.get_mut(&key), read.get(&key)) else {
+            panic!("no source `same`");
+        };
+        setup.keep_running_as(wanted);
+        let changes = plan_changes(kept.iter(), &with_digest(&after, digest(9)));
+        assert!(changes.restarted.contains(&key), "{changes:?}");
     }
 
     /// Each task returns only once every task was asked to stop: stopped one

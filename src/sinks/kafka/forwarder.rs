@@ -456,14 +456,25 @@ impl Forwarder {
             return Ok(true);
         }
         let (config, health) = (self.config.clone(), self.health.clone());
-        let create = tokio::task::spawn_blocking(move || producer::create(&config, health));
-        let producer = match self.wait_publishing(create, cancel).await {
+        let mut create = tokio::task::spawn_blocking(move || producer::create(&config, health));
+        let producer = match self.wait_publishing(&mut create, cancel).await {
             Some(Ok(created)) => created.map_err(Failure::Create)?,
             Some(Err(joined)) if joined.is_panic() => {
                 std::panic::resume_unwind(joined.into_panic())
             }
-            // The runtime is shutting down.
-            Some(Err(_)) | None => return Ok(false),
+            // Cancelled by the runtime's shutdown, the only other error.
+            Some(Err(_)) => return Ok(false),
+            None => {
+                // Not dropped with the handle: a producer made just as the
+                // cancel came would be destroyed here, on a worker (its
+                // threads joined).
+                tokio::spawn(async move {
+                    if let Ok(made) = create.await {
+                        let _ = tokio::task::spawn_blocking(move || drop(made)).await;
+                    }
+                });
+                return Ok(false);
+            }
         };
         self.producers_created += 1;
         self.producer = Some(producer);

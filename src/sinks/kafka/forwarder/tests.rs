@@ -879,6 +879,48 @@ async fn a_read_back_while_a_partitions_leader_moves_is_tried_again() {
     fixture.stop().await;
 }
 
+/// librdkafka reads `ssl.ca.location` inside `rd_kafka_new`. A read that
+/// does not end (a FIFO no one writes to, as a hung mount) holds a thread
+/// of the blocking pool, not this test's runtime (it has one thread, so
+/// the select below could not run), and a stop does not wait for it.
+#[tokio::test]
+async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
+    use rustix::fs::{CWD, Mode};
+    let mut fixture = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ca.pem");
+    rustix::fs::mkfifoat(CWD, &fifo, Mode::RUSR | Mode::WUSR).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    let brokers = forwarder.config.brokers.get_ref().clone();
+    forwarder.config = toml::from_str(&format!(
+        "brokers = \"{brokers}\"\n[options]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"{}\"",
+        fifo.display()
+    ))
+    .unwrap();
+    // Opened to write once librdkafka has opened it to read; held open, so
+    // that its read waits.
+    let path = fifo.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path));
+    let cancel = CancellationToken::new();
+    let (created, writer) = {
+        let creating = forwarder.ensure_producer(&cancel);
+        tokio::pin!(creating);
+        let writer = tokio::select! {
+            created = &mut creating => panic!("created without reading its CA file: {created:?}"),
+            opened = opened => opened.unwrap().unwrap(),
+        };
+        cancel.cancel();
+        (creating.await, writer)
+    };
+    assert!(matches!(created, Ok(false)), "{created:?}");
+    assert!(forwarder.producer.is_none());
+    assert_eq!(forwarder.producers_created, 0);
+    // The end of the file: the creation ends, and its thread with it.
+    drop(writer);
+    fixture.stop().await;
+}
+
 /// A producer that cannot be created (here a CA file that is not there) is
 /// counted as `config`, and its warning does not hold back that of a fatal
 /// error after it. Every fatal failure was `fatal`, so `config` never rose
