@@ -2,18 +2,22 @@
 //! source's CA file, the files the Kafka options name): their digest, read
 //! on the blocking pool within [`READ_BOUND`], or unknown.
 //!
-//! Guarantees: a read never holds a runtime worker, nor a reload for longer
-//! than [`READ_BOUND`] (a hung NFS mount); a digest that is unknown (the
-//! read did not end in time, or its task failed) is never a reason to
-//! restart: a part is restarted for its files only when both digests were
-//! read and differ, and one never known takes the next one read.
+//! Guarantees: a read never holds a runtime worker, nor the comparison for
+//! longer than [`READ_BOUND`] (a hung NFS mount); files not read now
+//! (the read did not end in time, or its task failed) restart nothing; a
+//! part whose own files were never read (it started while they could not
+//! be) is restarted once at the first reload that reads them, so that what
+//! it runs on is what a digest says; otherwise a part is restarted for its
+//! files when the two digests differ.
 
 use std::time::Duration;
 
 /// How long a reload waits for the files it compares. A read past it goes
 /// on on its blocking thread and is not waited for: the reload goes on with
-/// the digest unknown (and says so), so that the rest of it (a token taken
-/// away, an account added) is not held for as long as a mount hangs.
+/// the digest unknown (and says so), so that the rest of it is not held
+/// for as long as a mount hangs (the config's own load, which reads the
+/// same files to check them, has a bound of its own:
+/// `app::config_load::RELOAD_LOAD_BOUND`).
 pub const READ_BOUND: Duration = Duration::from_secs(10);
 
 /// A digest of some files as a reload knows it.
@@ -26,18 +30,17 @@ pub enum FilesDigest {
 }
 
 impl FilesDigest {
-    /// Whether the files are known to differ: both read, and not alike.
-    pub fn differs_from(&self, other: &FilesDigest) -> bool {
-        matches!((self, other), (FilesDigest::Read(a), FilesDigest::Read(b)) if a != b)
-    }
-
-    /// `self`, or `newer` when `self` is unknown: a part kept running takes
-    /// the digest read now for the next comparison, where one never known
-    /// would otherwise stay unknown (and its files' next change unseen).
-    pub fn or_if_unknown(self, newer: FilesDigest) -> FilesDigest {
-        match self {
-            FilesDigest::Unknown => newer,
-            read => read,
+    /// Whether a part running on files whose digest is `self` is restarted
+    /// for them, given what they read as `now`: not when they were not read
+    /// now (nothing is known of them); when the part never knew its own
+    /// (it loaded them itself, at some moment since, and a change before
+    /// `now` would be missed for good were `now` taken as its digest);
+    /// else when the two differ.
+    pub fn calls_for_restart(&self, now: &FilesDigest) -> bool {
+        match (self, now) {
+            (_, FilesDigest::Unknown) => false,
+            (FilesDigest::Unknown, FilesDigest::Read(_)) => true,
+            (FilesDigest::Read(running), FilesDigest::Read(now)) => running != now,
         }
     }
 
@@ -55,15 +58,8 @@ impl FilesDigest {
 }
 
 /// What `read` returns, run on the blocking pool and waited for at most
-/// [`READ_BOUND`]; `None` (and a warning naming `what`) when it did not
-/// return in time or its task failed.
-pub async fn read_off_the_workers<T: Send + 'static>(
-    what: &str,
-    read: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    read_within(READ_BOUND, what, read).await
-}
-
+/// `bound`; `None` (and a warning naming `what`) when it did not return in
+/// time or its task failed.
 async fn read_within<T: Send + 'static>(
     bound: Duration,
     what: &str,
@@ -73,13 +69,13 @@ async fn read_within<T: Send + 'static>(
     match tokio::time::timeout(bound, task).await {
         Ok(Ok(read)) => Some(read),
         Ok(Err(error)) => {
-            tracing::warn!(%error, "reading {what} failed; compared as unchanged");
+            tracing::warn!(%error, "{what}: the read failed; compared as unchanged");
             None
         }
         Err(_) => {
             tracing::warn!(
                 bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
-                "{what} were not read in time (a slow or hung mount?); compared as unchanged"
+                "{what}: not read in time (a slow or hung mount?); compared as unchanged"
             );
             None
         }
@@ -91,22 +87,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_two_digests_read_and_unlike_differ() {
+    fn files_not_read_now_restart_nothing_and_a_part_that_never_read_its_own_restarts_once() {
         let (a, b) = (
             FilesDigest::Read(Some([1; 32])),
             FilesDigest::Read(Some([2; 32])),
         );
-        let none = FilesDigest::Read(None);
-        assert!(a.differs_from(&b) && a.differs_from(&none) && none.differs_from(&a));
-        assert!(!a.differs_from(&a) && !none.differs_from(&none));
-        for read in [a, none] {
-            assert!(!read.differs_from(&FilesDigest::Unknown));
-            assert!(!FilesDigest::Unknown.differs_from(&read));
-        }
+        let (none, unknown) = (FilesDigest::Read(None), FilesDigest::Unknown);
         assert!(
-            matches!(FilesDigest::Unknown.or_if_unknown(a), FilesDigest::Read(Some(d)) if d == [1; 32])
+            a.calls_for_restart(&b) && a.calls_for_restart(&none) && none.calls_for_restart(&a)
         );
-        assert!(matches!(b.or_if_unknown(a), FilesDigest::Read(Some(d)) if d == [2; 32]));
+        assert!(!a.calls_for_restart(&a) && !none.calls_for_restart(&none));
+        for running in [a, none, unknown] {
+            assert!(!running.calls_for_restart(&unknown));
+        }
+        assert!(unknown.calls_for_restart(&a) && unknown.calls_for_restart(&none));
     }
 
     /// A read that does not end is not waited for past the bound, and one

@@ -30,6 +30,35 @@ pub fn open(path: &Path) -> std::io::Result<Option<File>> {
     Ok(Some(file))
 }
 
+/// Test-only: a FIFO standing for a file on a hung mount, which a reader
+/// that is not [`open`] (librdkafka's `fopen`) waits on.
+#[cfg(test)]
+pub(crate) mod hung_file {
+    use std::path::{Path, PathBuf};
+
+    /// A FIFO made at `path`.
+    pub(crate) fn make(path: &Path) {
+        use rustix::fs::{CWD, Mode};
+        rustix::fs::mkfifoat(CWD, path, Mode::RUSR | Mode::WUSR).unwrap();
+    }
+
+    /// Opens the FIFO at `path` to write, on the blocking pool: the open
+    /// returns once a reader opened it (what a test waits on), and the
+    /// writer, held open, makes that reader's reads wait until it is
+    /// dropped (the end of the file).
+    pub(crate) fn writer(path: &Path) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path))
+    }
+
+    /// Lets a [`writer`] whose reader never came return (a test failing),
+    /// so that its blocking thread ends and the test's runtime can stop.
+    pub(crate) fn release(path: PathBuf) {
+        use rustix::fs::{Mode, OFlags};
+        let _ = rustix::fs::open(&path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,11 +15,29 @@ use std::sync::Arc;
 use super::{Context, ReloadOutcome, reload};
 use crate::config::{Config, ConfigError, LoadedText};
 
+/// How long a reload waits for its config's load, which reads the file and
+/// every file it names to check them (`${file:…}` secrets, each
+/// `tls.ca_file`, the files the `[kafka]` options name, which librdkafka
+/// loads in the check's throw-away producer). Past it the reload is refused
+/// and the old config keeps running: on a hung mount it would otherwise
+/// wait for as long as the mount hangs, and each SIGHUP after it behind it,
+/// a token taken away included. The load goes on on its blocking thread.
+pub(crate) const RELOAD_LOAD_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Loads the config file and hands it to the serve loop, which applies it;
 /// returns once sources and sinks follow the new config.
 pub(super) async fn reload_request(ctx: &Arc<Context>) -> Result<ReloadOutcome, ConfigError> {
-    let loaded = load_off_the_workers(&ctx.config_path)
+    reload_request_within(ctx, RELOAD_LOAD_BOUND).await
+}
+
+async fn reload_request_within(
+    ctx: &Arc<Context>,
+    bound: std::time::Duration,
+) -> Result<ReloadOutcome, ConfigError> {
+    let path = &ctx.config_path;
+    let loaded = tokio::time::timeout(bound, load_off_the_workers(path))
         .await
+        .unwrap_or_else(|_| Err(not_loaded_in_time(path, bound)))
         .and_then(|(config, loaded)| {
             let running = ctx.config.load();
             let (pinned, _) = reload::pin_restart_only(&running, config.clone());
@@ -72,6 +90,21 @@ pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedT
                 message: format!("reading the file failed: {e}"),
             }],
         }),
+    }
+}
+
+/// The refusal of a reload whose load did not end within `bound`.
+fn not_loaded_in_time(path: &Path, bound: std::time::Duration) -> ConfigError {
+    ConfigError {
+        file: path.display().to_string(),
+        problems: vec![crate::config::Problem {
+            line: 1,
+            col: 1,
+            message: format!(
+                "the file and the files it names (`${{file:…}}`, `tls.ca_file`, the `[kafka]` options' `*.location`) were not read within {} ms: a slow or hung mount?",
+                bound.as_millis()
+            ),
+        }],
     }
 }
 
@@ -155,6 +188,56 @@ mod tests {
             let problem = &refused.problems[0];
             assert_eq!((problem.line, problem.col), expected, "{changed:?}");
         }
+    }
+
+    /// A reload whose load does not end (here librdkafka, checking the
+    /// options, opens an `ssl.ca.location` that is a FIFO no one writes to,
+    /// as it would a file on a hung mount) is refused at its bound, and the
+    /// old config runs on; before, it waited for as long as the read did,
+    /// and every SIGHUP after it behind it.
+    #[tokio::test]
+    async fn a_reload_whose_files_are_not_read_in_time_is_refused() {
+        use crate::regular_file::hung_file;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let fifo = dir.path().join("ca.pem");
+        hung_file::make(&fifo);
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n\n\
+             [kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.options]\n\
+             \"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = {:?}\n",
+            dir.path().join("journal").display().to_string(),
+            fifo.display().to_string()
+        );
+        std::fs::write(dir.path().join("relay.toml"), &text).unwrap();
+        let opened = hung_file::writer(&fifo);
+        let bound = std::time::Duration::from_millis(300);
+        let waited =
+            tokio::time::timeout(bound * 50, reload_request_within(&relay.ctx, bound)).await;
+        let refused = match waited {
+            Ok(Err(refused)) if refused.to_string().contains("were not read within 300 ms") => {
+                refused
+            }
+            other => {
+                hung_file::release(fifo);
+                panic!("not refused at the bound: {other:?}");
+            }
+        };
+        let writer = opened.await.unwrap().unwrap();
+        assert_eq!(refused.problems.len(), 1, "{refused}");
+        assert!(
+            relay.ctx.config.load().kafka.is_none(),
+            "the old config runs on"
+        );
+        let failed = relay
+            .ctx
+            .metrics
+            .config_reloads
+            .with_label_values(&["failed"]);
+        assert_eq!(failed.get(), 1);
+        // The end of the file: the load ends, and its thread with it.
+        drop(writer);
+        crate::app::tests_support::stop(relay).await;
     }
 
     /// A reload asked for once a stop has begun is not applied, and says

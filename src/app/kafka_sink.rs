@@ -81,23 +81,19 @@ pub(super) fn start_kafka(ctx: &Arc<Context>, files_digest: FilesDigest) -> Opti
 }
 
 /// Whether a reload to `new`, whose option files read as `files`, replaces
-/// the `running` sink: one is added or removed, its `[kafka]` changed, or a
-/// file its options name is known to have changed (a digest not read in
-/// time restarts nothing). A sink kept running that never knew its files'
-/// digest takes `files`, so that their next change is seen.
+/// the `running` sink: one is added or removed, its `[kafka]` changed, or
+/// its files call for it ([`FilesDigest::calls_for_restart`]: not when
+/// they were not read now; once when the sink started while they could not
+/// be read; else when they changed).
 pub(super) fn kafka_changes(
-    running: Option<&mut RunningKafka>,
+    running: Option<&RunningKafka>,
     new: Option<&KafkaConfig>,
     files: FilesDigest,
 ) -> bool {
     match (running, new) {
         (None, None) => false,
-        (Some(running), Some(new)) if running.config == *new => {
-            if files.differs_from(&running.files_digest) {
-                return true;
-            }
-            running.files_digest = running.files_digest.or_if_unknown(files);
-            false
+        (Some(running), Some(new)) => {
+            running.config != *new || running.files_digest.calls_for_restart(&files)
         }
         _ => true,
     }
@@ -145,47 +141,47 @@ mod tests {
         assert_eq!(kafka_message_max(&set), 200_000);
     }
 
-    /// The sink is replaced for its files only when both digests were read
-    /// and differ: a digest not read in time (a hung mount) restarts
-    /// nothing, and a sink that never knew its own takes the one read now.
+    /// Files not read now (a hung mount) restart no sink; a sink started
+    /// while its files could not be read is restarted once they are; else
+    /// the sink is restarted when they changed.
     #[tokio::test]
-    async fn a_files_digest_not_known_restarts_no_sink() {
+    async fn a_sink_is_restarted_for_its_files_only_when_they_were_read() {
         let kafka = config("[kafka]\nbrokers = \"127.0.0.1:9092\"\n").kafka;
         let other = config("[kafka]\nbrokers = \"127.0.0.1:9093\"\n").kafka;
         let (Some(kafka), Some(other)) = (kafka, other) else {
             panic!("no [kafka]");
         };
         let read = |d| FilesDigest::Read(Some([d; 32]));
-        let mut running = RunningKafka {
+        let running = |files_digest| RunningKafka {
             config: kafka.clone(),
-            files_digest: FilesDigest::Unknown,
+            files_digest,
             cancel: CancellationToken::new(),
             task: tokio::spawn(async {}),
         };
-        assert!(!kafka_changes(Some(&mut running), Some(&kafka), read(1)));
-        assert!(!kafka_changes(
-            Some(&mut running),
-            Some(&kafka),
-            FilesDigest::Unknown
-        ));
-        assert!(!kafka_changes(Some(&mut running), Some(&kafka), read(1)));
+        let (known, never_read) = (running(read(1)), running(FilesDigest::Unknown));
+        for sink in [&known, &never_read] {
+            assert!(!kafka_changes(
+                Some(sink),
+                Some(&kafka),
+                FilesDigest::Unknown
+            ));
+            assert!(kafka_changes(
+                Some(sink),
+                Some(&other),
+                FilesDigest::Unknown
+            ));
+            assert!(kafka_changes(Some(sink), None, FilesDigest::Unknown));
+            assert!(kafka_changes(Some(sink), Some(&kafka), read(2)));
+        }
+        assert!(!kafka_changes(Some(&known), Some(&kafka), read(1)));
         assert!(
-            kafka_changes(Some(&mut running), Some(&kafka), read(2)),
-            "the digest read first was kept"
+            kafka_changes(Some(&never_read), Some(&kafka), read(1)),
+            "a sink that never read its files is restarted once they are read"
         );
-        assert!(kafka_changes(
-            Some(&mut running),
-            Some(&other),
-            FilesDigest::Unknown
-        ));
-        assert!(kafka_changes(
-            Some(&mut running),
-            None,
-            FilesDigest::Unknown
-        ));
         assert!(kafka_changes(None, Some(&kafka), read(1)));
         assert!(!kafka_changes(None, None, FilesDigest::Unknown));
-        running.stop().await;
+        known.stop().await;
+        never_read.stop().await;
     }
 
     #[test]

@@ -39,7 +39,6 @@ use super::restarting::{resume_saving_restarting, retention_restarting};
 use super::stop_losses::keep_shutdown_losses;
 use super::{Context, ReloadOutcome, ReloadRequest, fd_limit, reload, signals, stop_extension};
 use crate::config::Config;
-use crate::files_digest::FilesDigest;
 use crate::ingest::Ingest;
 use crate::sinks;
 use crate::sources::{SourceChanges, SourceManager, WantedSources};
@@ -107,15 +106,20 @@ pub(super) async fn serve(
 
     ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
-    // A stop during the CA files' read starts no source; the loop below sees it.
-    let wanted = WantedSources::read(&ctx.config.load());
-    let started = match unless_stopped(&ctx.shutdown, wanted).await {
-        Some(wanted) => sources.apply(wanted, &ctx).await,
-        None => SourceChanges::default(),
+    // The files a reload compares with are read first, together; a stop
+    // meanwhile starts no source and no sink (the loop below sees it).
+    let reads = {
+        let config = ctx.config.load();
+        let (kafka_files, wanted) = (
+            kafka_files(config.kafka.as_ref()),
+            WantedSources::read(&config),
+        );
+        async { tokio::join!(kafka_files, wanted) }
     };
-    let files = kafka_files(ctx.config.load().kafka.as_ref());
-    let files = unless_stopped(&ctx.shutdown, files).await;
-    let mut kafka = start_kafka(&ctx, files.unwrap_or(FilesDigest::Unknown));
+    let (started, mut kafka) = match unless_stopped(&ctx.shutdown, reads).await {
+        Some((files, wanted)) => (sources.apply(wanted, &ctx).await, start_kafka(&ctx, files)),
+        None => (SourceChanges::default(), None),
+    };
     say_what_is_served(&ctx.config.load(), &started.started, kafka.is_some());
     let retention_stop = CancellationToken::new();
     let retention = tokio::spawn(retention_restarting(ctx.clone(), retention_stop.clone()));
@@ -181,7 +185,7 @@ pub(super) async fn serve(
                 let Some((kafka_files, wanted)) = unless_stopped(&ctx.shutdown, reads).await else {
                     continue;
                 };
-                let kafka_changed = kafka_changes(kafka.as_mut(), config.kafka.as_ref(), kafka_files);
+                let kafka_changed = kafka_changes(kafka.as_ref(), config.kafka.as_ref(), kafka_files);
                 for warning in &needs_restart {
                     tracing::warn!("reload: {warning}");
                 }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::config::Config;
 use crate::event::Vendor;
-use crate::files_digest::{self, FilesDigest};
+use crate::files_digest::FilesDigest;
 use sprecord::config::SprecordConfig;
 use voip24h::config::Voip24hConfig;
 
@@ -89,31 +89,12 @@ struct SourceSetup {
 }
 
 impl SourceSetup {
-    fn read(config: SourceConfig) -> SourceSetup {
-        let ca_digest = FilesDigest::Read(config.tls().ca_digest());
-        SourceSetup { config, ca_digest }
-    }
-
     /// Whether a source running on `self` runs on as `wanted`: the same
-    /// config, and its CA file not known to have changed (a digest not
-    /// read in time restarts nothing).
+    /// config, and its CA file not a reason to restart it
+    /// ([`FilesDigest::calls_for_restart`]).
     fn runs_on_as(&self, wanted: &SourceSetup) -> bool {
-        self.config == wanted.config && !self.ca_digest.differs_from(&wanted.ca_digest)
+        self.config == wanted.config && !self.ca_digest.calls_for_restart(&wanted.ca_digest)
     }
-
-    /// Kept running as `wanted`: a CA digest never known takes the one
-    /// read now, so that the file's next change is seen.
-    fn keep_running_as(&mut self, wanted: &SourceSetup) {
-        self.ca_digest = self.ca_digest.or_if_unknown(wanted.ca_digest);
-    }
-}
-
-/// Each source's setup, keyed, made by `setup`.
-fn setups_of(
-    configs: Vec<SourceConfig>,
-    setup: impl Fn(SourceConfig) -> SourceSetup,
-) -> BTreeMap<SourceKey, SourceSetup> {
-    configs.into_iter().map(|c| (c.key(), setup(c))).collect()
 }
 
 /// The connection sources a config declares, each with what it read from
@@ -126,31 +107,31 @@ pub(crate) struct WantedSources {
 }
 
 impl WantedSources {
-    /// [`setups_of`] on the blocking pool, within
-    /// [`files_digest::READ_BOUND`]: each account's `ca_file` is read whole
-    /// to be compared, seconds on a cold, slow disk (an NFS mount), which
-    /// held one of the two runtime workers (webhook answers, WebSocket
-    /// pings) through a reload, as the Kafka option files did. Not read in
-    /// time (or its task failed), every digest is unknown: no source is
-    /// restarted for its CA file by this reload. The sources are taken
-    /// from `config` at the call; the read starts when the future is first
-    /// polled.
+    /// Each account's `ca_file` read whole on the blocking pool, all at
+    /// once, each within [`crate::files_digest::READ_BOUND`]: seconds on a cold,
+    /// slow disk (an NFS mount), which held one of the two runtime workers
+    /// (webhook answers, WebSocket pings) through a reload, as the Kafka
+    /// option files did. A file not read in time (or whose read failed) is
+    /// unknown, and its source is not restarted for it by this reload; the
+    /// warning names its account. The sources are taken from `config` at
+    /// the call; the reads start when the future is first polled.
     pub(crate) fn read(
         config: &Config,
     ) -> impl std::future::Future<Output = WantedSources> + use<> {
         let configs = SourceConfig::all(config);
         async move {
-            let read = configs.clone();
-            let setups = files_digest::read_off_the_workers("the sources' CA files", move || {
-                setups_of(read, SourceSetup::read)
-            })
-            .await
-            .unwrap_or_else(|| {
-                setups_of(configs, |config| SourceSetup {
-                    config,
-                    ca_digest: FilesDigest::Unknown,
-                })
+            let reads = configs.into_iter().map(|config| async move {
+                let ca_digest = if config.tls().ca_file.is_none() {
+                    FilesDigest::Read(None)
+                } else {
+                    let (vendor, account) = config.key();
+                    let what = format!("the CA file of {}/{account}", vendor.as_str());
+                    let tls = config.tls().clone();
+                    FilesDigest::read_off_the_workers(&what, move || tls.ca_digest()).await
+                };
+                (config.key(), SourceSetup { config, ca_digest })
             });
+            let setups = futures::future::join_all(reads).await.into_iter().collect();
             WantedSources { setups }
         }
     }
@@ -239,11 +220,6 @@ impl SourceManager {
         let wanted = wanted.setups;
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
         let changes = plan_changes(running, &wanted);
-        for key in &changes.unchanged {
-            if let (Some(running), Some(wanted)) = (self.running.get_mut(key), wanted.get(key)) {
-                running.setup.keep_running_as(wanted);
-            }
-        }
         let stopping = changes.restarted.iter().chain(&changes.stopped);
         let stopping: Vec<_> = stopping
             .filter_map(|key| Some((key.clone(), self.running.remove(key)?)))
@@ -347,7 +323,14 @@ mod tests {
     fn setups(text: &str) -> BTreeMap<SourceKey, SourceSetup> {
         let config = Config::from_text("relay.toml", text, &|_| None);
         let config = config.unwrap_or_else(|e| panic!("{e}"));
-        setups_of(SourceConfig::all(&config), SourceSetup::read)
+        let read = |config: SourceConfig| SourceSetup {
+            ca_digest: FilesDigest::Read(config.tls().ca_digest()),
+            config,
+        };
+        SourceConfig::all(&config)
+            .into_iter()
+            .map(|c| (c.key(), read(c)))
+            .collect()
     }
 
     fn voip24h(account: &str, key: &str) -> String {
@@ -423,13 +406,15 @@ mod tests {
         assert!(changes.unchanged.is_empty());
     }
 
-    /// A CA digest not known (the read did not end within its bound, or
-    /// failed) restarts no source whose config is the same, on either side:
-    /// before, a failed read read as "no file" and restarted every source
-    /// that has one. A source whose config changed is restarted, a new one
-    /// started, as ever; one kept running takes the digest read next.
+    /// A CA file not read now (the read did not end within its bound, or
+    /// failed) restarts no source whose config is the same: before, a
+    /// failed read read as "no file" and restarted every source that has
+    /// one. A source started while its file could not be read is restarted
+    /// once, at the first reload that reads it (it loaded the file itself,
+    /// at some moment since). A source whose config changed is restarted, a
+    /// new one started, as ever.
     #[test]
-    fn a_ca_digest_not_known_restarts_no_source_whose_config_is_the_same() {
+    fn a_ca_file_not_read_now_restarts_no_source_whose_config_is_the_same() {
         let digest = |d| FilesDigest::Read(Some([d; 32]));
         let with_digest = |text: &str, digest: FilesDigest| {
             let mut setups = setups(text);
@@ -445,39 +430,32 @@ mod tests {
             voip24h("new", "k4"),
         ]
         .concat();
-        for (running, wanted) in [
-            (
-                with_digest(&before, digest(7)),
-                with_digest(&after, FilesDigest::Unknown),
-            ),
-            (
-                with_digest(&before, FilesDigest::Unknown),
-                with_digest(&after, digest(8)),
-            ),
-        ] {
-            let changes = plan_changes(running.iter(), &wanted);
-            assert_eq!(changes.unchanged, keys(Vendor::Voip24h, &["same"]));
-            assert_eq!(changes.restarted, keys(Vendor::Voip24h, &["changed"]));
+        let restarted = |running: FilesDigest, now: FilesDigest| {
+            let changes = plan_changes(
+                with_digest(&before, running).iter(),
+                &with_digest(&after, now),
+            );
             assert_eq!(changes.started, keys(Vendor::Voip24h, &["new"]));
-        }
-        // Both read and unlike: restarted.
-        let running = with_digest(&before, digest(7));
-        let changes = plan_changes(running.iter(), &with_digest(&after, digest(8)));
-        assert_eq!(
-            changes.restarted,
-            keys(Vendor::Voip24h, &["changed", "same"])
-        );
-        // Kept running with a digest never known, it takes the one read now,
-        // so that the next change of the file restarts it.
-        let key = (Vendor::Voip24h, "same".to_owned());
-        let mut kept = with_digest(&before, FilesDigest::Unknown);
-        let read = with_digest(&after, digest(8));
-        let (Some(setup), Some(wanted)) = (kept.get_mut(&key), read.get(&key)) else {
-            panic!("no source `same`");
+            changes.restarted
         };
-        setup.keep_running_as(wanted);
-        let changes = plan_changes(kept.iter(), &with_digest(&after, digest(9)));
-        assert!(changes.restarted.contains(&key), "{changes:?}");
+        let unknown = FilesDigest::Unknown;
+        for running in [digest(7), unknown] {
+            assert_eq!(
+                restarted(running, unknown),
+                keys(Vendor::Voip24h, &["changed"])
+            );
+        }
+        assert_eq!(
+            restarted(digest(7), digest(7)),
+            keys(Vendor::Voip24h, &["changed"])
+        );
+        let both = keys(Vendor::Voip24h, &["changed", "same"]);
+        assert_eq!(restarted(digest(7), digest(8)), both, "read, and changed");
+        assert_eq!(
+            restarted(unknown, digest(8)),
+            both,
+            "never read by the source"
+        );
     }
 
     /// Each task returns only once every task was asked to stop: stopped one

@@ -885,11 +885,11 @@ async fn a_read_back_while_a_partitions_leader_moves_is_tried_again() {
 /// the select below could not run), and a stop does not wait for it.
 #[tokio::test]
 async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
-    use rustix::fs::{CWD, Mode};
+    use crate::regular_file::hung_file;
     let mut fixture = Fixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("ca.pem");
-    rustix::fs::mkfifoat(CWD, &fifo, Mode::RUSR | Mode::WUSR).unwrap();
+    hung_file::make(&fifo);
     let forwarder = &mut fixture.forwarder;
     let brokers = forwarder.config.brokers.get_ref().clone();
     forwarder.config = toml::from_str(&format!(
@@ -897,18 +897,21 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
         fifo.display()
     ))
     .unwrap();
-    // Opened to write once librdkafka has opened it to read; held open, so
-    // that its read waits.
-    let path = fifo.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path));
+    let opened = hung_file::writer(&fifo);
     let cancel = CancellationToken::new();
     let (created, writer) = {
         let creating = forwarder.ensure_producer(&cancel);
         tokio::pin!(creating);
         let writer = tokio::select! {
-            created = &mut creating => panic!("created without reading its CA file: {created:?}"),
+            created = &mut creating => {
+                hung_file::release(fifo);
+                panic!("created without reading its CA file: {created:?}");
+            }
             opened = opened => opened.unwrap().unwrap(),
+            () = tokio::time::sleep(Duration::from_secs(20)) => {
+                hung_file::release(fifo);
+                panic!("librdkafka did not open its ssl.ca.location");
+            }
         };
         cancel.cancel();
         (creating.await, writer)
