@@ -113,6 +113,10 @@ pub struct Tuning {
     /// ([`super::resume::SLOW_READ_WINDOWS`] times that in all for the
     /// read after the ends).
     pub read_back_deadline: Duration,
+    /// A producer's creation that takes this long makes the sink not ready
+    /// until it ends, saying why (librdkafka reading its files from a slow
+    /// or hung mount).
+    pub slow_creation: Duration,
 }
 
 impl Default for Tuning {
@@ -129,10 +133,14 @@ impl Default for Tuning {
             wedge_grace: WEDGE_GRACE,
             wedge_confirm_after: WEDGE_CONFIRM_AFTER,
             read_back_deadline: super::resume::DEADLINE,
+            slow_creation: SLOW_CREATION,
         }
     }
 }
 
+/// See [`Tuning::slow_creation`]: creating a producer takes milliseconds;
+/// seconds are a disk or mount that does not answer.
+const SLOW_CREATION: Duration = Duration::from_secs(5);
 /// In-flight records without a report for this long make the sink not ready.
 const STALLED_AFTER: Duration = Duration::from_secs(30);
 /// In-flight records without a report for this long, with a broker reachable,
@@ -324,6 +332,8 @@ pub struct Forwarder {
     producers_created: u64,
     /// The held drops the sink let go of are not counted yet (see `held_drops`).
     held_drops_untaken: bool,
+    /// Since when a producer is being created, while it is.
+    creating_since: Option<Instant>,
 }
 
 impl Forwarder {
@@ -403,6 +413,7 @@ impl Forwarder {
             latency,
             producers_created: 0,
             held_drops_untaken: false,
+            creating_since: None,
         })
     }
 
@@ -457,7 +468,10 @@ impl Forwarder {
         }
         let (config, health) = (self.config.clone(), self.health.clone());
         let mut create = tokio::task::spawn_blocking(move || producer::create(&config, health));
-        let producer = match self.wait_publishing(&mut create, cancel).await {
+        self.creating_since = Some(Instant::now());
+        let created = self.wait_publishing(&mut create, cancel).await;
+        self.creating_since = None;
+        let producer = match created {
             Some(Ok(created)) => created.map_err(Failure::Create)?,
             Some(Err(joined)) if joined.is_panic() => {
                 std::panic::resume_unwind(joined.into_panic())

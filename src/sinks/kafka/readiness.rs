@@ -21,6 +21,8 @@ pub struct Observed<'a> {
     /// with none in flight.
     pub awaiting_reports_for: Duration,
     pub stalled_after: Duration,
+    /// How long the producer's creation has taken, once it takes long.
+    pub creating_for: Option<Duration>,
 }
 
 /// Records in flight, no delivery report for longer than `stalled_after`,
@@ -115,6 +117,16 @@ pub fn not_delivering_reason(o: &Observed<'_>) -> Option<String> {
             None => stall,
         });
     }
+    if let Some(taken) = o.creating_for {
+        let creating = format!(
+            "creating the Kafka producer has taken {}s: librdkafka reads the files its options name (ssl.ca.location, …) on a slow or hung mount?",
+            taken.as_secs()
+        );
+        return Some(match o.failure {
+            Some(failure) => format!("{creating} (earlier: {failure})"),
+            None => creating,
+        });
+    }
     if let Some(failure) = o.failure {
         return Some(failure.to_owned());
     }
@@ -183,7 +195,24 @@ mod tests {
             in_flight,
             awaiting_reports_for: Duration::from_secs(secs),
             stalled_after: Duration::from_secs(30),
+            creating_for: None,
         }
+    }
+
+    /// A producer's creation that takes long is what the sink is waiting
+    /// on (a hung mount), named before an earlier failure.
+    #[test]
+    fn a_slow_producer_creation_is_named() {
+        let slow = Observed {
+            creating_for: Some(Duration::from_secs(12)),
+            ..observed(Some("producer fenced"), false, 0, 0)
+        };
+        let reason = not_delivering_reason(&slow).unwrap_or_default();
+        assert!(
+            reason.starts_with("creating the Kafka producer has taken 12s")
+                && reason.ends_with("(earlier: producer fenced)"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ impl Forwarder {
             in_flight: self.in_flight.len(),
             awaiting_reports_for: self.awaiting_reports_since.elapsed(),
             stalled_after: self.tuning.stalled_after,
+            creating_for: self
+                .creating_since
+                .map(|since| since.elapsed())
+                .filter(|taken| *taken >= self.tuning.slow_creation),
         };
         let reason = readiness::not_delivering_reason(&observed);
         let awaiting = observed.awaiting_reports_for;

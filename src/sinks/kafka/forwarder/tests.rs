@@ -882,15 +882,18 @@ async fn a_read_back_while_a_partitions_leader_moves_is_tried_again() {
 /// librdkafka reads `ssl.ca.location` inside `rd_kafka_new`. A read that
 /// does not end (a FIFO no one writes to, as a hung mount) holds a thread
 /// of the blocking pool, not this test's runtime (it has one thread, so
-/// the select below could not run), and a stop does not wait for it.
+/// the select below could not run); `/status` says what the sink waits on,
+/// and a stop does not wait for it.
 #[tokio::test]
 async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
     use crate::regular_file::hung_file;
     let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("ca.pem");
     hung_file::make(&fifo);
     let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.slow_creation = Duration::ZERO;
     let brokers = forwarder.config.brokers.get_ref().clone();
     forwarder.config = toml::from_str(&format!(
         "brokers = \"{brokers}\"\n[options]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"{}\"",
@@ -913,6 +916,21 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
                 panic!("librdkafka did not open its ssl.ca.location");
             }
         };
+        let says_creating = async {
+            loop {
+                let sink = ctx.status.sinks().remove("kafka");
+                let reason = sink.and_then(|s| s.reason).unwrap_or_default();
+                if reason.starts_with("creating the Kafka producer has taken") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            created = &mut creating => panic!("ended while its CA file was held: {created:?}"),
+            () = says_creating => {}
+            () = tokio::time::sleep(Duration::from_secs(20)) => panic!("/status did not say it"),
+        }
         cancel.cancel();
         (creating.await, writer)
     };
