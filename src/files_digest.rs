@@ -44,29 +44,31 @@ impl FilesDigest {
         }
     }
 
-    /// `digest` run on the blocking pool, waited for at most [`READ_BOUND`];
-    /// `what` names the files in the warning when it is not known.
-    pub async fn read_off_the_workers(
+    /// `digest` run on the blocking pool, waited for until `deadline` (a
+    /// comparison's reads share one, [`READ_BOUND`] from its start); `what`
+    /// names the files in the warning when it is not known.
+    pub async fn read_by(
+        deadline: tokio::time::Instant,
         what: &str,
         digest: impl FnOnce() -> Option<[u8; 32]> + Send + 'static,
     ) -> FilesDigest {
-        match read_within(READ_BOUND, what, digest).await {
+        match read_by(deadline, what, digest).await {
             Some(read) => FilesDigest::Read(read),
             None => FilesDigest::Unknown,
         }
     }
 }
 
-/// What `read` returns, run on the blocking pool and waited for at most
-/// `bound`; `None` (and a warning naming `what`) when it did not return in
-/// time or its task failed.
-async fn read_within<T: Send + 'static>(
-    bound: Duration,
+/// What `read` returns, run on the blocking pool and waited for until
+/// `deadline`; `None` (and a warning naming `what`) when it did not return
+/// in time or its task failed.
+async fn read_by<T: Send + 'static>(
+    deadline: tokio::time::Instant,
     what: &str,
     read: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     let task = tokio::task::spawn_blocking(read);
-    match tokio::time::timeout(bound, task).await {
+    match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(read)) => Some(read),
         Ok(Err(error)) => {
             tracing::warn!(%error, "{what}: the read failed; compared as unchanged");
@@ -74,7 +76,6 @@ async fn read_within<T: Send + 'static>(
         }
         Err(_) => {
             tracing::warn!(
-                bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
                 "{what}: not read in time (a slow or hung mount?); compared as unchanged"
             );
             None
@@ -103,21 +104,25 @@ mod tests {
         assert!(unknown.calls_for_restart(&a) && unknown.calls_for_restart(&none));
     }
 
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + READ_BOUND
+    }
+
     /// A read that does not end is not waited for past the bound, and one
     /// whose task panics is unknown, not "no file".
     #[tokio::test]
     async fn a_read_that_hangs_or_fails_is_unknown() {
         let (release, hung) = std::sync::mpsc::channel::<()>();
-        let bound = Duration::from_millis(50);
-        let read = read_within(bound, "the test's files", move || {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let read = read_by(deadline, "the test's files", move || {
             let _ = hung.recv();
             Some([1; 32])
         });
         assert!(read.await.is_none());
         drop(release);
-        let failed = FilesDigest::read_off_the_workers("the test's files", || panic!("a bug"));
+        let failed = FilesDigest::read_by(soon(), "the test's files", || panic!("a bug"));
         assert!(matches!(failed.await, FilesDigest::Unknown));
-        let read = FilesDigest::read_off_the_workers("the test's files", || Some([3; 32]));
+        let read = FilesDigest::read_by(soon(), "the test's files", || Some([3; 32]));
         assert!(matches!(read.await, FilesDigest::Read(Some(d)) if d == [3; 32]));
     }
 }

@@ -42,20 +42,34 @@ pub(crate) mod hung_file {
         rustix::fs::mkfifoat(CWD, path, Mode::RUSR | Mode::WUSR).unwrap();
     }
 
-    /// Opens the FIFO at `path` to write, on the blocking pool: the open
-    /// returns once a reader opened it (what a test waits on), and the
-    /// writer, held open, makes that reader's reads wait until it is
-    /// dropped (the end of the file).
+    /// Opens the FIFO at `path` to write once a reader has opened it (what
+    /// a test waits on), in a task: tried with `O_NONBLOCK`, which fails
+    /// (`ENXIO`) while no reader has it, so that no thread is left waiting
+    /// when none comes (after 20 s the task ends with that error). The
+    /// writer, held open, makes the reader's reads wait until it is dropped
+    /// (the end of the file).
     pub(crate) fn writer(path: &Path) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path))
-    }
-
-    /// Lets a [`writer`] whose reader never came return (a test failing),
-    /// so that its blocking thread ends and the test's runtime can stop.
-    pub(crate) fn release(path: PathBuf) {
         use rustix::fs::{Mode, OFlags};
-        let _ = rustix::fs::open(&path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty());
+        let path: PathBuf = path.to_path_buf();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                match rustix::fs::open(&path, flags, Mode::empty()) {
+                    Ok(fd) => {
+                        rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
+                        return Ok(std::fs::File::from(fd));
+                    }
+                    Err(e)
+                        if e == rustix::io::Errno::NXIO
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
     }
 }
 

@@ -114,10 +114,12 @@ pub(super) fn kafka_files(
         let Some(config) = config else {
             return FilesDigest::Unknown;
         };
-        FilesDigest::read_off_the_workers("the files the Kafka options name", move || {
-            config.files_digest()
-        })
-        .await
+        if !config.names_files() {
+            return FilesDigest::Read(None);
+        }
+        let deadline = tokio::time::Instant::now() + crate::files_digest::READ_BOUND;
+        let what = "the files the Kafka options name";
+        FilesDigest::read_by(deadline, what, move || config.files_digest()).await
     }
 }
 

@@ -106,32 +106,64 @@ pub(crate) struct WantedSources {
     setups: BTreeMap<SourceKey, SourceSetup>,
 }
 
+/// How many CA files a comparison reads at once: on a hung mount each read
+/// left waiting holds a thread of the blocking pool until it answers.
+const CA_READS_AT_ONCE: usize = 4;
+
 impl WantedSources {
-    /// Each account's `ca_file` read whole on the blocking pool, all at
-    /// once, each within [`crate::files_digest::READ_BOUND`]: seconds on a cold,
+    /// The sources' CA files read whole on the blocking pool, each file
+    /// once however many accounts name it, a few at a time, all within
+    /// [`crate::files_digest::READ_BOUND`] of the start: seconds on a cold,
     /// slow disk (an NFS mount), which held one of the two runtime workers
     /// (webhook answers, WebSocket pings) through a reload, as the Kafka
     /// option files did. A file not read in time (or whose read failed) is
-    /// unknown, and its source is not restarted for it by this reload; the
-    /// warning names its account. The sources are taken from `config` at
-    /// the call; the reads start when the future is first polled.
+    /// unknown, and no source is restarted for it by this reload; one
+    /// warning names the file and its accounts. The sources are taken from
+    /// `config` at the call; the reads start when the future is first
+    /// polled.
     pub(crate) fn read(
         config: &Config,
     ) -> impl std::future::Future<Output = WantedSources> + use<> {
+        use futures::StreamExt;
         let configs = SourceConfig::all(config);
         async move {
-            let reads = configs.into_iter().map(|config| async move {
-                let ca_digest = if config.tls().ca_file.is_none() {
-                    FilesDigest::Read(None)
-                } else {
+            let deadline = tokio::time::Instant::now() + crate::files_digest::READ_BOUND;
+            let mut named: BTreeMap<std::path::PathBuf, Vec<String>> = BTreeMap::new();
+            for config in &configs {
+                if let Some(path) = &config.tls().ca_file {
                     let (vendor, account) = config.key();
-                    let what = format!("the CA file of {}/{account}", vendor.as_str());
-                    let tls = config.tls().clone();
-                    FilesDigest::read_off_the_workers(&what, move || tls.ca_digest()).await
-                };
-                (config.key(), SourceSetup { config, ca_digest })
-            });
-            let setups = futures::future::join_all(reads).await.into_iter().collect();
+                    let accounts = named.entry(path.get_ref().clone()).or_default();
+                    accounts.push(format!("{}/{account}", vendor.as_str()));
+                }
+            }
+            let digests: BTreeMap<_, _> = futures::stream::iter(named)
+                .map(|(path, accounts)| async move {
+                    let what = format!(
+                        "the CA file {} (of {})",
+                        path.display(),
+                        crate::logging::first_then_more(accounts.into_iter(), 5)
+                    );
+                    let file = path.clone();
+                    let digest =
+                        FilesDigest::read_by(deadline, &what, move || tls::file_digest(&file));
+                    (path, digest.await)
+                })
+                .buffer_unordered(CA_READS_AT_ONCE)
+                .collect()
+                .await;
+            let setups = configs
+                .into_iter()
+                .map(|config| {
+                    let ca_digest = match &config.tls().ca_file {
+                        None => FilesDigest::Read(None),
+                        Some(path) => digests
+                            .get(path.get_ref())
+                            .copied()
+                            .unwrap_or(FilesDigest::Unknown),
+                    };
+                    (config.key(), SourceSetup { config, ca_digest })
+                })
+                .collect();
             WantedSources { setups }
         }
     }
@@ -456,6 +488,52 @@ mod tests {
             both,
             "never read by the source"
         );
+    }
+
+    /// Every account naming a CA file gets that file's digest (each file is
+    /// read once, however many accounts name it); one naming none, `None`.
+    #[tokio::test]
+    async fn each_account_gets_the_digest_of_the_ca_file_it_names() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).unwrap().pem();
+        let (shared, own) = (dir.path().join("shared.pem"), dir.path().join("own.pem"));
+        let mut text = String::new();
+        for (account, ca) in [
+            ("a", Some(&shared)),
+            ("b", Some(&shared)),
+            ("c", Some(&own)),
+            ("d", None),
+        ] {
+            text += &format!(
+                "[[sprecord]]\naccount = \"{account}\"\nurl = \"https://{account}.rec.local\"\n"
+            );
+            if let Some(path) = ca {
+                std::fs::write(path, &pem).unwrap();
+                text += &format!("tls = {{ ca_file = {:?} }}\n", path.display().to_string());
+            }
+        }
+        let config = Config::from_text("relay.toml", &text, &|_| None);
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        // Other contents than the check read: the digests are of these.
+        std::fs::write(&shared, "shared").unwrap();
+        std::fs::write(&own, "own").unwrap();
+        let wanted = WantedSources::read(&config).await;
+        let digest = |account: &str| {
+            let setup = wanted.setups.get(&(Vendor::Sprecord, account.to_owned()));
+            match setup.map(|s| s.ca_digest) {
+                Some(FilesDigest::Read(digest)) => digest,
+                other => panic!("{account}: {other:?}"),
+            }
+        };
+        let of = |contents: &str| Some(<[u8; 32]>::from(sha2::Sha256::digest(contents)));
+        assert_eq!(digest("a"), of("shared"));
+        assert_eq!(digest("b"), of("shared"));
+        assert_eq!(digest("c"), of("own"));
+        assert_eq!(digest("d"), None);
     }
 
     /// Each task returns only once every task was asked to stop: stopped one

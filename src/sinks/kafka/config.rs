@@ -404,11 +404,7 @@ impl KafkaConfig {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         let mut any = false;
-        for (key, value) in self
-            .options
-            .iter()
-            .filter(|(k, _)| k.ends_with(".location"))
-        {
+        for (key, value) in self.options.iter().filter(|(k, _)| is_location(k)) {
             any = true;
             hasher.update(key.as_bytes());
             hasher.update([0]);
@@ -425,6 +421,11 @@ impl KafkaConfig {
         any.then(|| hasher.finalize().into())
     }
 
+    /// Whether an option names a file ([`Self::files_digest`] has any to read).
+    pub fn names_files(&self) -> bool {
+        self.options.keys().any(|k| is_location(k))
+    }
+
     /// The first option librdkafka refuses on its own, worded for the
     /// operator (no secret value echoed). What it refuses only together is
     /// left to the producer's creation, which says so itself: building a
@@ -434,6 +435,12 @@ impl KafkaConfig {
             .iter()
             .find_map(|(k, v)| option_problem(k, v.get_ref()))
     }
+}
+
+/// An option whose file [`KafkaConfig::files_digest`] reads
+/// (`ssl.ca.location`, …).
+fn is_location(key: &str) -> bool {
+    key.ends_with(".location")
 }
 
 /// The throw-away producer of [`KafkaConfig::combined_problem`]: its

@@ -334,6 +334,8 @@ pub struct Forwarder {
     held_drops_untaken: bool,
     /// Since when a producer is being created, while it is.
     creating_since: Option<Instant>,
+    /// The log was told that this creation is slow.
+    slow_creation_said: bool,
 }
 
 impl Forwarder {
@@ -414,6 +416,7 @@ impl Forwarder {
             producers_created: 0,
             held_drops_untaken: false,
             creating_since: None,
+            slow_creation_said: false,
         })
     }
 
@@ -468,9 +471,14 @@ impl Forwarder {
         }
         let (config, health) = (self.config.clone(), self.health.clone());
         let mut create = tokio::task::spawn_blocking(move || producer::create(&config, health));
-        self.creating_since = Some(Instant::now());
+        let began = Instant::now();
+        self.creating_since = Some(began);
         let created = self.wait_publishing(&mut create, cancel).await;
         self.creating_since = None;
+        if std::mem::take(&mut self.slow_creation_said) {
+            let took_s = began.elapsed().as_secs();
+            tracing::info!(took_s, "kafka sink: the producer's slow creation ended");
+        }
         let producer = match created {
             Some(Ok(created)) => created.map_err(Failure::Create)?,
             Some(Err(joined)) if joined.is_panic() => {

@@ -25,6 +25,15 @@ pub struct Observed<'a> {
     pub creating_for: Option<Duration>,
 }
 
+/// A producer's creation that has taken `taken` so far, in the words of
+/// `/status` and the log.
+pub fn creation_text(taken: Duration) -> String {
+    format!(
+        "creating the Kafka producer has taken {}s: librdkafka reads the files its options name (ssl.ca.location, …) on a slow or hung mount?",
+        taken.as_secs()
+    )
+}
+
 /// Records in flight, no delivery report for longer than `stalled_after`,
 /// and no broker known to be down: what a hung or silently cut-off broker
 /// looks like, since nothing refuses.
@@ -118,10 +127,7 @@ pub fn not_delivering_reason(o: &Observed<'_>) -> Option<String> {
         });
     }
     if let Some(taken) = o.creating_for {
-        let creating = format!(
-            "creating the Kafka producer has taken {}s: librdkafka reads the files its options name (ssl.ca.location, …) on a slow or hung mount?",
-            taken.as_secs()
-        );
+        let creating = creation_text(taken);
         return Some(match o.failure {
             Some(failure) => format!("{creating} (earlier: {failure})"),
             None => creating,

@@ -55,22 +55,24 @@ impl Forwarder {
         let lag = self.lag();
         self.show_lag(lag);
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let creating_for = self
+            .creating_since
+            .map(|since| since.elapsed())
+            .filter(|taken| *taken >= self.tuning.slow_creation);
         let observed = readiness::Observed {
             failure: self.failure.as_deref(),
             brokers_down,
             in_flight: self.in_flight.len(),
             awaiting_reports_for: self.awaiting_reports_since.elapsed(),
             stalled_after: self.tuning.stalled_after,
-            creating_for: self
-                .creating_since
-                .map(|since| since.elapsed())
-                .filter(|taken| *taken >= self.tuning.slow_creation),
+            creating_for,
         };
         let reason = readiness::not_delivering_reason(&observed);
         let awaiting = observed.awaiting_reports_for;
         let stalled = readiness::stalled(&observed);
         let stall = stalled.then(|| readiness::stall_text(&observed));
         self.note_stall(stall, brokers_down, awaiting);
+        self.note_slow_creation(creating_for);
         // What the stall check found unable to take a record is named with
         // the stall it explains, and only then.
         if !stalled {
@@ -116,6 +118,21 @@ impl Forwarder {
     /// (60 s) and the brokers-down line comes later still, so without this
     /// the log was silent for the first 60–90 s of such an outage, and
     /// `last_error` stayed empty throughout (hung-peers audit).
+    /// Says once, in the log and `last_error`, that the producer's creation
+    /// is slow (`creating_for`, once past `slow_creation`): a stall's words
+    /// do not cover it, since nothing is in flight. Its end is said by
+    /// `ensure_producer`.
+    fn note_slow_creation(&mut self, creating_for: Option<Duration>) {
+        if let Some(taken) = creating_for
+            && !self.slow_creation_said
+        {
+            self.slow_creation_said = true;
+            let text = readiness::creation_text(taken);
+            tracing::warn!("kafka sink: {text}; events wait in the journal");
+            self.last_error = Some((text, format_time(OffsetDateTime::now_utc())));
+        }
+    }
+
     fn note_stall(&mut self, stall: Option<String>, brokers_down: bool, awaiting: Duration) {
         match self
             .stall

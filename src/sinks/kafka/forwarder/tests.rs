@@ -906,15 +906,9 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
         let creating = forwarder.ensure_producer(&cancel);
         tokio::pin!(creating);
         let writer = tokio::select! {
-            created = &mut creating => {
-                hung_file::release(fifo);
-                panic!("created without reading its CA file: {created:?}");
-            }
+            created = &mut creating => panic!("created without reading its CA file: {created:?}"),
+            // An error after 20 s when librdkafka does not open the file.
             opened = opened => opened.unwrap().unwrap(),
-            () = tokio::time::sleep(Duration::from_secs(20)) => {
-                hung_file::release(fifo);
-                panic!("librdkafka did not open its ssl.ca.location");
-            }
         };
         let says_creating = async {
             loop {
@@ -937,6 +931,19 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
     assert!(matches!(created, Ok(false)), "{created:?}");
     assert!(forwarder.producer.is_none());
     assert_eq!(forwarder.producers_created, 0);
+    let said = forwarder
+        .last_error
+        .as_ref()
+        .map(|(error, _)| error.as_str());
+    assert!(
+        said.is_some_and(|e| e.starts_with("creating the Kafka producer has taken")),
+        "{said:?}"
+    );
+    // The creation over, the reason goes.
+    forwarder.publish_status();
+    let sink = ctx.status.sinks().remove("kafka");
+    let reason = sink.and_then(|s| s.reason).unwrap_or_default();
+    assert!(!reason.starts_with("creating"), "{reason}");
     // The end of the file: the creation ends, and its thread with it.
     drop(writer);
     fixture.stop().await;
