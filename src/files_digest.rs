@@ -10,7 +10,11 @@
 //! it runs on is what a digest says; otherwise a part is restarted for its
 //! files when the two digests differ.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// How long a reload waits for the files it compares. A read past it goes
 /// on on its blocking thread and is not waited for: the reload goes on with
@@ -48,7 +52,7 @@ impl FilesDigest {
     /// comparison's reads share one, [`READ_BOUND`] from its start); `what`
     /// names the files in the warning when it is not known.
     pub async fn read_by(
-        deadline: tokio::time::Instant,
+        deadline: Instant,
         what: &str,
         digest: impl FnOnce() -> Option<[u8; 32]> + Send + 'static,
     ) -> FilesDigest {
@@ -59,11 +63,56 @@ impl FilesDigest {
     }
 }
 
+/// Each of `files` (a path, and what names it for the warning: accounts)
+/// read by `read` on the blocking pool, each once, `at_once` at a time, all
+/// by `deadline`. A file not read by then, or whose read failed, is
+/// unknown. One whose turn comes after the deadline is not started (no
+/// thread left waiting on the mount for it); those are said in one
+/// warning.
+pub async fn read_each_by(
+    files: BTreeMap<PathBuf, Vec<String>>,
+    at_once: usize,
+    deadline: Instant,
+    read: impl Fn(&Path) -> Option<[u8; 32]> + Clone + Send + 'static,
+) -> BTreeMap<PathBuf, FilesDigest> {
+    use futures::StreamExt;
+    let read_each = futures::stream::iter(files).map(|(path, names)| {
+        let read = read.clone();
+        async move {
+            if Instant::now() >= deadline {
+                return (path, None);
+            }
+            let named = crate::logging::first_then_more(names.into_iter(), 5);
+            let what = format!("{} (named by {named})", path.display());
+            let file = path.clone();
+            let digest = FilesDigest::read_by(deadline, &what, move || read(&file)).await;
+            (path, Some(digest))
+        }
+    });
+    let read: Vec<_> = read_each.buffer_unordered(at_once).collect().await;
+    let not_tried: Vec<_> = read
+        .iter()
+        .filter(|(_, digest)| digest.is_none())
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    if !not_tried.is_empty() {
+        tracing::warn!(
+            "{} files not read: the reads before them took the {} s (a slow or hung mount?); compared as unchanged: {}",
+            not_tried.len(),
+            READ_BOUND.as_secs(),
+            crate::logging::first_then_more(not_tried.into_iter(), 5)
+        );
+    }
+    read.into_iter()
+        .map(|(path, digest)| (path, digest.unwrap_or(FilesDigest::Unknown)))
+        .collect()
+}
+
 /// What `read` returns, run on the blocking pool and waited for until
 /// `deadline`; `None` (and a warning naming `what`) when it did not return
 /// in time or its task failed.
 async fn read_by<T: Send + 'static>(
-    deadline: tokio::time::Instant,
+    deadline: Instant,
     what: &str,
     read: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
@@ -106,6 +155,71 @@ mod tests {
 
     fn soon() -> tokio::time::Instant {
         tokio::time::Instant::now() + READ_BOUND
+    }
+
+    /// Six reads that hang, four at a time: the four started are not waited
+    /// for past the deadline, and the two whose turn came after it are not
+    /// started at all (a thread each, left waiting on the mount); each file
+    /// is read once, whatever names it.
+    #[tokio::test]
+    async fn reads_whose_turn_comes_after_the_deadline_are_not_started() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Condvar, Mutex};
+        let started = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let (count, gate) = (started.clone(), released.clone());
+        let hangs = move |_: &Path| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let (lock, freed) = &*gate;
+            let mut free = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            while !*free {
+                free = freed
+                    .wait(free)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            Some([1; 32])
+        };
+        let files: BTreeMap<PathBuf, Vec<String>> = (0..6)
+            .map(|i| {
+                (
+                    PathBuf::from(format!("/hung/{i}.pem")),
+                    vec!["a".into(), "b".into()],
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let read = read_each_by(files, 4, deadline, hangs).await;
+        drop(guard);
+        let four = || started.load(Ordering::SeqCst) == 4;
+        crate::app::tests_support::until("four reads started", Duration::from_secs(10), four).await;
+        let (lock, freed) = &*released;
+        *lock.lock().unwrap() = true;
+        freed.notify_all();
+        assert_eq!(read.len(), 6);
+        assert!(
+            read.values().all(|d| matches!(d, FilesDigest::Unknown)),
+            "{read:?}"
+        );
+        let said = logs.text();
+        assert_eq!(said.matches("not read in time").count(), 4, "{said}");
+        assert!(
+            said.contains("2 files not read: the reads before them took"),
+            "{said}"
+        );
+        assert!(said.contains("/hung/0.pem (named by a, b)"), "{said}");
+        let quick = read_each_by(
+            [(PathBuf::from("/a.pem"), vec!["x".into()])].into(),
+            4,
+            Instant::now() + READ_BOUND,
+            |_: &Path| Some([2; 32]),
+        );
+        let quick = quick.await;
+        assert!(
+            matches!(quick.get(Path::new("/a.pem")), Some(FilesDigest::Read(Some(d))) if *d == [2; 32])
+        );
     }
 
     /// A read that does not end is not waited for past the bound, and one

@@ -45,9 +45,10 @@ pub(crate) mod hung_file {
     /// Opens the FIFO at `path` to write once a reader has opened it (what
     /// a test waits on), in a task: tried with `O_NONBLOCK`, which fails
     /// (`ENXIO`) while no reader has it, so that no thread is left waiting
-    /// when none comes (after 20 s the task ends with that error). The
-    /// writer, held open, makes the reader's reads wait until it is dropped
-    /// (the end of the file).
+    /// when none comes (after 20 s the task ends with that error, and
+    /// removes the FIFO, so that a reader coming later finds no file rather
+    /// than waiting for a writer for good). The writer, held open, makes the
+    /// reader's reads wait until it is dropped (the end of the file).
     pub(crate) fn writer(path: &Path) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
         use rustix::fs::{Mode, OFlags};
         let path: PathBuf = path.to_path_buf();
@@ -66,7 +67,10 @@ pub(crate) mod hung_file {
                     {
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e.into());
+                    }
                 }
             }
         })

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::config::Config;
 use crate::event::Vendor;
-use crate::files_digest::FilesDigest;
+use crate::files_digest::{self, FilesDigest};
 use sprecord::config::SprecordConfig;
 use voip24h::config::Voip24hConfig;
 
@@ -124,10 +124,9 @@ impl WantedSources {
     pub(crate) fn read(
         config: &Config,
     ) -> impl std::future::Future<Output = WantedSources> + use<> {
-        use futures::StreamExt;
         let configs = SourceConfig::all(config);
         async move {
-            let deadline = tokio::time::Instant::now() + crate::files_digest::READ_BOUND;
+            let deadline = tokio::time::Instant::now() + files_digest::READ_BOUND;
             let mut named: BTreeMap<std::path::PathBuf, Vec<String>> = BTreeMap::new();
             for config in &configs {
                 if let Some(path) = &config.tls().ca_file {
@@ -136,21 +135,9 @@ impl WantedSources {
                     accounts.push(format!("{}/{account}", vendor.as_str()));
                 }
             }
-            let digests: BTreeMap<_, _> = futures::stream::iter(named)
-                .map(|(path, accounts)| async move {
-                    let what = format!(
-                        "the CA file {} (of {})",
-                        path.display(),
-                        crate::logging::first_then_more(accounts.into_iter(), 5)
-                    );
-                    let file = path.clone();
-                    let digest =
-                        FilesDigest::read_by(deadline, &what, move || tls::file_digest(&file));
-                    (path, digest.await)
-                })
-                .buffer_unordered(CA_READS_AT_ONCE)
-                .collect()
-                .await;
+            let digests =
+                files_digest::read_each_by(named, CA_READS_AT_ONCE, deadline, tls::file_digest)
+                    .await;
             let setups = configs
                 .into_iter()
                 .map(|config| {

@@ -477,7 +477,15 @@ impl Forwarder {
         self.creating_since = None;
         if std::mem::take(&mut self.slow_creation_said) {
             let took_s = began.elapsed().as_secs();
-            tracing::info!(took_s, "kafka sink: the producer's slow creation ended");
+            match &created {
+                Some(Ok(_)) => {
+                    tracing::info!(took_s, "kafka sink: the producer's slow creation ended")
+                }
+                _ => tracing::info!(
+                    took_s,
+                    "kafka sink: no longer waiting for the producer's slow creation (stopping)"
+                ),
+            }
         }
         let producer = match created {
             Some(Ok(created)) => created.map_err(Failure::Create)?,

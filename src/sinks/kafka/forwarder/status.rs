@@ -112,12 +112,6 @@ impl Forwarder {
         );
     }
 
-    /// Logs a stall when it starts and when it ends, and keeps it as the
-    /// last error. A broker that hangs, or is cut off without a reset,
-    /// refuses nothing: librdkafka says nothing until its request timeout
-    /// (60 s) and the brokers-down line comes later still, so without this
-    /// the log was silent for the first 60–90 s of such an outage, and
-    /// `last_error` stayed empty throughout (hung-peers audit).
     /// Says once, in the log and `last_error`, that the producer's creation
     /// is slow (`creating_for`, once past `slow_creation`): a stall's words
     /// do not cover it, since nothing is in flight. Its end is said by
@@ -133,6 +127,12 @@ impl Forwarder {
         }
     }
 
+    /// Logs a stall when it starts and when it ends, and keeps it as the
+    /// last error. A broker that hangs, or is cut off without a reset,
+    /// refuses nothing: librdkafka says nothing until its request timeout
+    /// (60 s) and the brokers-down line comes later still, so without this
+    /// the log was silent for the first 60–90 s of such an outage, and
+    /// `last_error` stayed empty throughout (hung-peers audit).
     fn note_stall(&mut self, stall: Option<String>, brokers_down: bool, awaiting: Duration) {
         match self
             .stall

@@ -879,13 +879,21 @@ async fn a_read_back_while_a_partitions_leader_moves_is_tried_again() {
     fixture.stop().await;
 }
 
+/// How a producer's creation held by its CA file ends in a test.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum CreationEnd {
+    /// The sink is stopped meanwhile.
+    Stop,
+    /// The file ends (empty: librdkafka refuses it).
+    FileEnds,
+}
+
 /// librdkafka reads `ssl.ca.location` inside `rd_kafka_new`. A read that
 /// does not end (a FIFO no one writes to, as a hung mount) holds a thread
 /// of the blocking pool, not this test's runtime (it has one thread, so
-/// the select below could not run); `/status` says what the sink waits on,
-/// and a stop does not wait for it.
-#[tokio::test]
-async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
+/// the selects below could not run); `/status`, `last_error` and one WARN
+/// say what the sink waits on, and the reason goes when the creation ends.
+async fn a_creation_held_by_its_ca_file(end: CreationEnd) {
     use crate::regular_file::hung_file;
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
@@ -902,6 +910,7 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
     .unwrap();
     let opened = hung_file::writer(&fifo);
     let cancel = CancellationToken::new();
+    let (logs, guard) = crate::logging::tests_support::capture_json();
     let (created, writer) = {
         let creating = forwarder.ensure_producer(&cancel);
         tokio::pin!(creating);
@@ -925,10 +934,22 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
             () = says_creating => {}
             () = tokio::time::sleep(Duration::from_secs(20)) => panic!("/status did not say it"),
         }
-        cancel.cancel();
-        (creating.await, writer)
+        match end {
+            CreationEnd::Stop => {
+                cancel.cancel();
+                (creating.await, Some(writer))
+            }
+            CreationEnd::FileEnds => {
+                drop(writer);
+                (creating.await, None)
+            }
+        }
     };
-    assert!(matches!(created, Ok(false)), "{created:?}");
+    drop(guard);
+    match end {
+        CreationEnd::Stop => assert!(matches!(created, Ok(false)), "{created:?}"),
+        CreationEnd::FileEnds => assert!(matches!(created, Err(Failure::Create(_))), "{created:?}"),
+    }
     assert!(forwarder.producer.is_none());
     assert_eq!(forwarder.producers_created, 0);
     let said = forwarder
@@ -939,14 +960,36 @@ async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
         said.is_some_and(|e| e.starts_with("creating the Kafka producer has taken")),
         "{said:?}"
     );
+    let log = logs.text();
+    assert_eq!(
+        log.matches("kafka sink: creating the Kafka producer has taken")
+            .count(),
+        1,
+        "{log}"
+    );
+    let ending = match end {
+        CreationEnd::Stop => "no longer waiting for the producer's slow creation",
+        CreationEnd::FileEnds => "the producer's slow creation ended",
+    };
+    assert_eq!(log.matches(ending).count(), 1, "{log}");
     // The creation over, the reason goes.
     forwarder.publish_status();
     let sink = ctx.status.sinks().remove("kafka");
     let reason = sink.and_then(|s| s.reason).unwrap_or_default();
     assert!(!reason.starts_with("creating"), "{reason}");
-    // The end of the file: the creation ends, and its thread with it.
+    // The end of the file: a creation left running ends, and its thread.
     drop(writer);
     fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_producer_creation_that_hangs_holds_no_worker_and_not_the_stop() {
+    a_creation_held_by_its_ca_file(CreationEnd::Stop).await;
+}
+
+#[tokio::test]
+async fn a_slow_producer_creation_that_ends_says_so_and_its_reason_goes() {
+    a_creation_held_by_its_ca_file(CreationEnd::FileEnds).await;
 }
 
 /// A producer that cannot be created (here a CA file that is not there) is
