@@ -68,7 +68,12 @@ pub(crate) mod hung_file {
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     }
                     Err(e) => {
+                        // Held across the removal: a reader that came in
+                        // between finds a writer, then the end of the file.
+                        let rdwr = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                        let last_writer = rustix::fs::open(&path, rdwr, Mode::empty());
                         let _ = std::fs::remove_file(&path);
+                        drop(last_writer);
                         return Err(e.into());
                     }
                 }

@@ -481,6 +481,7 @@ impl Forwarder {
                 Some(Ok(_)) => {
                     tracing::info!(took_s, "kafka sink: the producer's slow creation ended")
                 }
+                Some(Err(joined)) if joined.is_panic() => {}
                 _ => tracing::info!(
                     took_s,
                     "kafka sink: no longer waiting for the producer's slow creation (stopping)"
