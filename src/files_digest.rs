@@ -1,14 +1,16 @@
-//! What a reload knows of the files a running part was started with (a
-//! source's CA file, the files the Kafka options name): their digest, read
-//! on the blocking pool within [`READ_BOUND`], or unknown.
+//! What a start or a reload knows of the files a running part was started
+//! with (a source's CA file, the files the Kafka options name): their
+//! digest, read on the blocking pool by one deadline, or unknown.
 //!
-//! Guarantees: a read never holds a runtime worker, nor the comparison for
-//! longer than [`READ_BOUND`] (a hung NFS mount); files not read now
-//! (the read did not end in time, or its task failed) restart nothing; a
-//! part whose own files were never read (it started while they could not
-//! be) is restarted once at the first reload that reads them, so that what
-//! it runs on is what a digest says; otherwise a part is restarted for its
-//! files when the two digests differ.
+//! Guarantees: a read never holds a runtime worker; a comparison's reads
+//! share one deadline ([`READ_BOUND`] from its start), at most
+//! [`READS_AT_ONCE`] at a time, and one whose turn comes after the deadline
+//! is not started (no thread left waiting on a hung mount for it); files
+//! not read (not in time, not started, or their read's task failed)
+//! restart nothing; a part whose own files were never read (it started
+//! while they could not be) is restarted once at the first reload that
+//! reads them, so that what it runs on is what a digest says; otherwise a
+//! part is restarted for its files when the two digests differ.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,13 +18,22 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How long a reload waits for the files it compares. A read past it goes
-/// on on its blocking thread and is not waited for: the reload goes on with
-/// the digest unknown (and says so), so that the rest of it is not held
-/// for as long as a mount hangs (the config's own load, which reads the
-/// same files to check them, has a bound of its own:
+/// How long a start or a reload waits for the files it compares. A read
+/// past it goes on on its blocking thread and is not waited for: the reload
+/// goes on with the digest unknown (and says so), so that the rest of it is
+/// not held for as long as a mount hangs (the config's own load, which
+/// reads the same files to check them, has a bound of its own:
 /// `app::config_load::RELOAD_LOAD_BOUND`).
 pub const READ_BOUND: Duration = Duration::from_secs(10);
+
+/// How many files a comparison reads at once: on a hung mount each read
+/// left waiting holds a thread of the blocking pool until it answers.
+const READS_AT_ONCE: usize = 4;
+
+/// The deadline of a comparison that starts now.
+pub fn deadline_from_now() -> Instant {
+    Instant::now() + READ_BOUND
+}
 
 /// A digest of some files as a reload knows it.
 #[derive(Clone, Copy, Debug)]
@@ -48,30 +59,39 @@ impl FilesDigest {
         }
     }
 
-    /// `digest` run on the blocking pool, waited for until `deadline` (a
-    /// comparison's reads share one, [`READ_BOUND`] from its start); `what`
-    /// names the files in the warning when it is not known.
+    /// `digest` run on the blocking pool, waited for until `deadline` (see
+    /// [`deadline_from_now`]); unknown, with a warning naming `what`, when
+    /// it did not return in time or its task failed.
     pub async fn read_by(
         deadline: Instant,
         what: &str,
         digest: impl FnOnce() -> Option<[u8; 32]> + Send + 'static,
     ) -> FilesDigest {
-        match read_by(deadline, what, digest).await {
-            Some(read) => FilesDigest::Read(read),
-            None => FilesDigest::Unknown,
+        let task = tokio::task::spawn_blocking(digest);
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(read)) => FilesDigest::Read(read),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "{what}: the read failed; compared as unchanged");
+                FilesDigest::Unknown
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "{what}: not read in time (a slow or hung mount?); compared as unchanged"
+                );
+                FilesDigest::Unknown
+            }
         }
     }
 }
 
 /// Each of `files` (a path, and what names it for the warning: accounts)
-/// read by `read` on the blocking pool, each once, `at_once` at a time, all
-/// by `deadline`. A file not read by then, or whose read failed, is
+/// read by `read` on the blocking pool, each once, [`READS_AT_ONCE`] at a
+/// time, all by `deadline`. A file not read by then, or whose read failed, is
 /// unknown. One whose turn comes after the deadline is not started (no
 /// thread left waiting on the mount for it); those are said in one
 /// warning.
 pub async fn read_each_by(
     files: BTreeMap<PathBuf, Vec<String>>,
-    at_once: usize,
     deadline: Instant,
     read: impl Fn(&Path) -> Option<[u8; 32]> + Clone + Send + 'static,
 ) -> BTreeMap<PathBuf, FilesDigest> {
@@ -89,7 +109,7 @@ pub async fn read_each_by(
             (path, Some(digest))
         }
     });
-    let read: Vec<_> = read_each.buffer_unordered(at_once).collect().await;
+    let read: Vec<_> = read_each.buffer_unordered(READS_AT_ONCE).collect().await;
     let not_tried: Vec<_> = read
         .iter()
         .filter(|(_, digest)| digest.is_none())
@@ -105,30 +125,6 @@ pub async fn read_each_by(
     read.into_iter()
         .map(|(path, digest)| (path, digest.unwrap_or(FilesDigest::Unknown)))
         .collect()
-}
-
-/// What `read` returns, run on the blocking pool and waited for until
-/// `deadline`; `None` (and a warning naming `what`) when it did not return
-/// in time or its task failed.
-async fn read_by<T: Send + 'static>(
-    deadline: Instant,
-    what: &str,
-    read: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let task = tokio::task::spawn_blocking(read);
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(read)) => Some(read),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "{what}: the read failed; compared as unchanged");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(
-                "{what}: not read in time (a slow or hung mount?); compared as unchanged"
-            );
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -150,10 +146,6 @@ mod tests {
             assert!(!running.calls_for_restart(&unknown));
         }
         assert!(unknown.calls_for_restart(&a) && unknown.calls_for_restart(&none));
-    }
-
-    fn soon() -> tokio::time::Instant {
-        tokio::time::Instant::now() + READ_BOUND
     }
 
     /// Lets the test's hung reads go when dropped, also when an assertion
@@ -207,7 +199,7 @@ mod tests {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(1);
         let (logs, guard) = crate::logging::tests_support::capture_json();
-        let read = read_each_by(files, 4, deadline, hangs).await;
+        let read = read_each_by(files, deadline, hangs).await;
         drop(guard);
         drop(gate);
         assert_eq!(read.len(), 6);
@@ -224,8 +216,7 @@ mod tests {
         assert!(said.contains("/hung/0.pem (named by a, b)"), "{said}");
         let quick = read_each_by(
             [(PathBuf::from("/a.pem"), vec!["x".into()])].into(),
-            4,
-            Instant::now() + READ_BOUND,
+            deadline_from_now(),
             |_: &Path| Some([2; 32]),
         );
         let quick = quick.await;
@@ -240,15 +231,16 @@ mod tests {
     async fn a_read_that_hangs_or_fails_is_unknown() {
         let (release, hung) = std::sync::mpsc::channel::<()>();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
-        let read = read_by(deadline, "the test's files", move || {
+        let read = FilesDigest::read_by(deadline, "the test's files", move || {
             let _ = hung.recv();
             Some([1; 32])
         });
-        assert!(read.await.is_none());
+        assert!(matches!(read.await, FilesDigest::Unknown));
         drop(release);
-        let failed = FilesDigest::read_by(soon(), "the test's files", || panic!("a bug"));
+        let failed =
+            FilesDigest::read_by(deadline_from_now(), "the test's files", || panic!("a bug"));
         assert!(matches!(failed.await, FilesDigest::Unknown));
-        let read = FilesDigest::read_by(soon(), "the test's files", || Some([3; 32]));
+        let read = FilesDigest::read_by(deadline_from_now(), "the test's files", || Some([3; 32]));
         assert!(matches!(read.await, FilesDigest::Read(Some(d)) if d == [3; 32]));
     }
 }

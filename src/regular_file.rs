@@ -90,11 +90,10 @@ mod tests {
     /// a regular file opens, without `O_NONBLOCK` left on it.
     #[test]
     fn a_fifo_is_refused_without_waiting_and_a_regular_file_opens() {
-        use rustix::fs::{CWD, Mode};
         use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mkfifoat(CWD, &fifo, Mode::RUSR | Mode::WUSR).unwrap();
+        hung_file::make(&fifo);
         let (tx, rx) = std::sync::mpsc::channel();
         let path = fifo.clone();
         std::thread::spawn(move || tx.send(open(&path).map(|f| f.is_some())));

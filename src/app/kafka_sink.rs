@@ -20,8 +20,9 @@ use crate::sinks;
 use crate::sinks::kafka::config::KafkaConfig;
 
 pub(super) struct RunningKafka {
-    pub(super) config: crate::sinks::kafka::config::KafkaConfig,
-    /// The option files' contents when the sink started (`KafkaConfig::files_digest`).
+    pub(super) config: KafkaConfig,
+    /// The option files' contents as read before the sink started
+    /// (`KafkaConfig::files_digest`; unknown when they could not be).
     files_digest: FilesDigest,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -56,7 +57,7 @@ pub(super) fn hold_both_limits(limit: &AtomicUsize, next: usize) {
 }
 
 /// Starts the sink of the config in force, whose option files read as
-/// `files_digest` ([`kafka_files`], read before: a start or a reload reads
+/// `files_digest` ([`kafka_files_digest`], read before: a start or a reload reads
 /// its files first, and a stop does not wait for them).
 pub(super) fn start_kafka(ctx: &Arc<Context>, files_digest: FilesDigest) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
@@ -99,25 +100,23 @@ pub(super) fn kafka_changes(
     }
 }
 
-/// [`KafkaConfig::files_digest`] of `config` on the blocking pool, within
-/// [`crate::files_digest::READ_BOUND`]: an `ssl.ca.location` naming a CA
-/// directory (`/etc/ssl/certs`) is hundreds of files, seconds to read on a
-/// cold, slow disk, which held one of the two runtime workers (webhook
-/// answers, WebSocket pings) through a reload. Unknown without `[kafka]`
-/// (nothing to compare), and when not read in time or its task failed.
-/// `config` is taken at the call; the read starts when first polled.
-pub(super) fn kafka_files(
+/// [`KafkaConfig::files_digest`] of `config` on the blocking pool, by
+/// `deadline`: an `ssl.ca.location` naming a CA directory
+/// (`/etc/ssl/certs`) is hundreds of files, seconds to read on a cold, slow
+/// disk, which held one of the two runtime workers (webhook answers,
+/// WebSocket pings) through a reload. No file read without `[kafka]` or
+/// without an option naming one; unknown when not read in time or its
+/// task failed. `config` is taken at the call; the read starts when first
+/// polled.
+pub(super) fn kafka_files_digest(
     config: Option<&KafkaConfig>,
+    deadline: tokio::time::Instant,
 ) -> impl std::future::Future<Output = FilesDigest> + use<> {
-    let config = config.cloned();
+    let config = config.filter(|c| c.names_files()).cloned();
     async move {
         let Some(config) = config else {
-            return FilesDigest::Unknown;
-        };
-        if !config.names_files() {
             return FilesDigest::Read(None);
-        }
-        let deadline = tokio::time::Instant::now() + crate::files_digest::READ_BOUND;
+        };
         let what = "the files the Kafka options name";
         FilesDigest::read_by(deadline, what, move || config.files_digest()).await
     }

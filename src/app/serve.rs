@@ -9,8 +9,8 @@
 //! [`super::reload`]), restarts only the sources whose config or CA file
 //! changed, and the Kafka sink only when its config or its files changed
 //! (or it was added or removed). It reads those files before it changes
-//! anything, each read bounded (`files_digest::READ_BOUND`; past it the
-//! files count as unchanged); a stop during the reads does not wait for
+//! anything, by one deadline (`files_digest::READ_BOUND`; files not read by
+//! then count as unchanged); a stop during the reads does not wait for
 //! them, and the reload, answered not applied, has changed nothing. At the
 //! start, a stop during the reads starts no source and no sink. The drain:
 //! HTTP requests still open [`HTTP_DRAIN_BOUND`] into it are no longer
@@ -33,12 +33,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{RunError, ServeError};
 use super::kafka_sink::{
-    hold_both_limits, kafka_changes, kafka_files, kafka_message_max, start_kafka,
+    hold_both_limits, kafka_changes, kafka_files_digest, kafka_message_max, start_kafka,
 };
 use super::restarting::{resume_saving_restarting, retention_restarting};
 use super::stop_losses::keep_shutdown_losses;
 use super::{Context, ReloadOutcome, ReloadRequest, fd_limit, reload, signals, stop_extension};
 use crate::config::Config;
+use crate::files_digest::FilesDigest;
 use crate::ingest::Ingest;
 use crate::sinks;
 use crate::sources::{SourceChanges, SourceManager, WantedSources};
@@ -84,6 +85,17 @@ async fn unless_stopped<T>(
     }
 }
 
+/// The files a start or a reload compares, read together by one deadline:
+/// those the Kafka options name, and each source's CA file.
+fn read_compared(
+    config: &Config,
+) -> impl std::future::Future<Output = (FilesDigest, WantedSources)> + use<> {
+    let deadline = crate::files_digest::deadline_from_now();
+    let kafka = kafka_files_digest(config.kafka.as_ref(), deadline);
+    let sources = WantedSources::read(config, deadline);
+    async move { tokio::join!(kafka, sources) }
+}
+
 /// How long a stop waits for reads in progress before closing the journal.
 const JOURNAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -106,16 +118,9 @@ pub(super) async fn serve(
 
     ctx.metrics.prime(&ctx.config.load());
     let mut sources = SourceManager::default();
-    // The files a reload compares with are read first, together; a stop
-    // meanwhile starts no source and no sink (the loop below sees it).
-    let reads = {
-        let config = ctx.config.load();
-        let (kafka_files, wanted) = (
-            kafka_files(config.kafka.as_ref()),
-            WantedSources::read(&config),
-        );
-        async { tokio::join!(kafka_files, wanted) }
-    };
+    // The files a reload compares with are read first; a stop meanwhile
+    // starts no source and no sink (the loop below sees it).
+    let reads = read_compared(&ctx.config.load());
     let (started, mut kafka) = match unless_stopped(&ctx.shutdown, reads).await {
         Some((files, wanted)) => (sources.apply(wanted, &ctx).await, start_kafka(&ctx, files)),
         None => (SourceChanges::default(), None),
@@ -175,13 +180,11 @@ pub(super) async fn serve(
                 // has changed nothing: config, status, metrics, sources and
                 // sink are as they were, for the stop to stop. Before, the
                 // config was in force and the reload counted good by then.
-                // Each read is bounded (`files_digest::READ_BOUND`): past
-                // it, the files count as unchanged, so that the rest of the
-                // reload (a token taken away) is not held for as long as a
-                // mount hangs.
-                let reads = async {
-                    tokio::join!(kafka_files(config.kafka.as_ref()), WantedSources::read(&config))
-                };
+                // The reads have one deadline (`files_digest::READ_BOUND`):
+                // files not read by then count as unchanged, so that the
+                // rest of the reload (a token taken away) is not held for as
+                // long as a mount hangs.
+                let reads = read_compared(&config);
                 let Some((kafka_files, wanted)) = unless_stopped(&ctx.shutdown, reads).await else {
                     continue;
                 };

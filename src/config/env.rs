@@ -1182,10 +1182,9 @@ mod tests {
     /// after the check, is `regular_file`'s test, under a timeout).
     #[test]
     fn a_fifo_in_place_of_the_file_is_refused_without_waiting_for_a_writer() {
-        use rustix::fs::{CWD, Mode};
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("secret");
-        rustix::fs::mkfifoat(CWD, &fifo, Mode::RUSR | Mode::WUSR).unwrap();
+        crate::regular_file::hung_file::make(&fifo);
         assert!(matches!(read_file(&fifo), Err(FileError::NotAFile)));
     }
 

@@ -1,10 +1,13 @@
 //! Sources: the connections callrelay holds (Voip24h socket.io, SPRecord SSE)
 //! and the webhook routes. They hand events to ingest and never talk to sinks.
 //!
-//! [`SourceManager`] owns the running connection sources. Guarantees: a source
-//! whose config changed or was removed is stopped, and its task has returned
-//! (its sockets closed), before a replacement starts — so one key never has two
-//! sessions; sources whose config did not change keep running across a reload.
+//! [`SourceManager`] owns the running connection sources. Guarantees: the
+//! CA files are read before anything changes ([`WantedSources::read`]); a
+//! source whose config or CA file changed (or that started while its CA
+//! file could not be read, once it is read: see [`FilesDigest`]), or that
+//! was removed, is stopped, and its task has returned (its sockets closed),
+//! before a replacement starts — so one key never has two sessions; other
+//! sources keep running across a reload.
 //! The sources a reload stops are asked to stop together, so a reload takes
 //! the slowest stop, not the sum of them (before, 70 changed sources took
 //! 11.8 s, one at a time, and the first one stopped waited all of it).
@@ -78,13 +81,14 @@ impl SourceConfig {
     }
 }
 
-/// A source's config and what it read when it started: a source runs on
-/// until either changes.
+/// A source's config and the digest of its CA file as read before it
+/// started: a source runs on while neither calls for a restart
+/// ([`SourceSetup::runs_on_as`]).
 #[derive(Clone, Debug)]
 struct SourceSetup {
     config: SourceConfig,
-    /// The CA file's contents (see `TlsSettings::ca_digest`): a renewed CA
-    /// file restarts the source even when relay.toml did not change.
+    /// The CA file's contents (`tls::file_digest`): a renewed CA file
+    /// restarts the source even when relay.toml did not change.
     ca_digest: FilesDigest,
 }
 
@@ -106,27 +110,21 @@ pub(crate) struct WantedSources {
     setups: BTreeMap<SourceKey, SourceSetup>,
 }
 
-/// How many CA files a comparison reads at once: on a hung mount each read
-/// left waiting holds a thread of the blocking pool until it answers.
-const CA_READS_AT_ONCE: usize = 4;
-
 impl WantedSources {
     /// The sources' CA files read whole on the blocking pool, each file
-    /// once however many accounts name it, a few at a time, all within
-    /// [`crate::files_digest::READ_BOUND`] of the start: seconds on a cold,
-    /// slow disk (an NFS mount), which held one of the two runtime workers
-    /// (webhook answers, WebSocket pings) through a reload, as the Kafka
-    /// option files did. A file not read in time (or whose read failed) is
-    /// unknown, and no source is restarted for it by this reload; one
-    /// warning names the file and its accounts. The sources are taken from
-    /// `config` at the call; the reads start when the future is first
-    /// polled.
+    /// once however many accounts name it, by `deadline`
+    /// ([`files_digest::read_each_by`]): seconds on a cold, slow disk (an
+    /// NFS mount), which held one of the two runtime workers (webhook
+    /// answers, WebSocket pings) through a reload, as the Kafka option files
+    /// did. A file not read by then is unknown, and no source is restarted
+    /// for it by this reload. The sources are taken from `config` at the
+    /// call; the reads start when the future is first polled.
     pub(crate) fn read(
         config: &Config,
+        deadline: tokio::time::Instant,
     ) -> impl std::future::Future<Output = WantedSources> + use<> {
         let configs = SourceConfig::all(config);
         async move {
-            let deadline = tokio::time::Instant::now() + files_digest::READ_BOUND;
             let mut named: BTreeMap<std::path::PathBuf, Vec<String>> = BTreeMap::new();
             for config in &configs {
                 if let Some(path) = &config.tls().ca_file {
@@ -135,9 +133,7 @@ impl WantedSources {
                     accounts.push(format!("{}/{account}", vendor.as_str()));
                 }
             }
-            let digests =
-                files_digest::read_each_by(named, CA_READS_AT_ONCE, deadline, tls::file_digest)
-                    .await;
+            let digests = files_digest::read_each_by(named, deadline, tls::file_digest).await;
             let setups = configs
                 .into_iter()
                 .map(|config| {
@@ -236,7 +232,7 @@ impl SourceManager {
         wanted: WantedSources,
         ctx: &Arc<Context>,
     ) -> SourceChanges {
-        let wanted = wanted.setups;
+        let mut wanted = wanted.setups;
         let running = self.running.iter().map(|(key, r)| (key, &r.setup));
         let changes = plan_changes(running, &wanted);
         let stopping = changes.restarted.iter().chain(&changes.stopped);
@@ -246,13 +242,12 @@ impl SourceManager {
             .collect();
         stop_together(stopping).await;
         for key in changes.restarted.iter().chain(&changes.started) {
-            let Some(setup) = wanted.get(key) else {
+            let Some(setup) = wanted.remove(key) else {
                 continue;
             };
             let cancel = ctx.shutdown.child_token();
             let engines = self.voip24h_engines.clone();
             let task = spawn_source(setup.config.clone(), ctx.clone(), cancel.clone(), engines);
-            let setup = setup.clone();
             self.running.insert(
                 key.clone(),
                 Running {
@@ -343,7 +338,13 @@ mod tests {
         let config = Config::from_text("relay.toml", text, &|_| None);
         let config = config.unwrap_or_else(|e| panic!("{e}"));
         let read = |config: SourceConfig| SourceSetup {
-            ca_digest: FilesDigest::Read(config.tls().ca_digest()),
+            ca_digest: FilesDigest::Read(
+                config
+                    .tls()
+                    .ca_file
+                    .as_ref()
+                    .and_then(|f| tls::file_digest(f.get_ref())),
+            ),
             config,
         };
         SourceConfig::all(&config)
@@ -508,7 +509,7 @@ mod tests {
         // Other contents than the check read: the digests are of these.
         std::fs::write(&shared, "shared").unwrap();
         std::fs::write(&own, "own").unwrap();
-        let wanted = WantedSources::read(&config).await;
+        let wanted = WantedSources::read(&config, files_digest::deadline_from_now()).await;
         let digest = |account: &str| {
             let setup = wanted.setups.get(&(Vendor::Sprecord, account.to_owned()));
             match setup.map(|s| s.ca_digest) {

@@ -65,14 +65,6 @@ pub enum ReadError {
 }
 
 impl TlsSettings {
-    /// A digest of `ca_file`'s contents as they are now (`None` without a
-    /// file, or when it cannot be read): a reload compares it with the one
-    /// taken when the source started, so a CA file replaced at the same path
-    /// restarts the source.
-    pub fn ca_digest(&self) -> Option<[u8; 32]> {
-        file_digest(self.ca_file.as_ref()?.get_ref())
-    }
-
     /// Checks that `ca_file`, when set, is a readable PEM file with at least
     /// one certificate, and that `url` is one TLS is used for.
     pub fn validate(&self, v: &mut Validator, url: &Spanned<String>) {
@@ -288,15 +280,13 @@ mod tests {
     fn the_digest_follows_the_file_contents() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
-        let tls = settings(&path);
-        assert_eq!(tls.ca_digest(), None, "no file yet");
+        assert_eq!(file_digest(&path), None, "no file yet");
         std::fs::write(&path, "one").unwrap();
-        let one = tls.ca_digest();
+        let one = file_digest(&path);
         assert!(one.is_some());
-        assert_eq!(tls.ca_digest(), one, "same contents, same digest");
+        assert_eq!(file_digest(&path), one, "same contents, same digest");
         std::fs::write(&path, "two").unwrap();
-        assert_ne!(tls.ca_digest(), one);
-        assert_eq!(TlsSettings::default().ca_digest(), None);
+        assert_ne!(file_digest(&path), one);
     }
 
     #[test]

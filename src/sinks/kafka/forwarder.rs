@@ -475,35 +475,39 @@ impl Forwarder {
         self.creating_since = Some(began);
         let created = self.wait_publishing(&mut create, cancel).await;
         self.creating_since = None;
-        if std::mem::take(&mut self.slow_creation_said) {
-            let took_s = began.elapsed().as_secs();
-            match &created {
-                Some(Ok(_)) => {
-                    tracing::info!(took_s, "kafka sink: the producer's slow creation ended")
-                }
-                Some(Err(joined)) if joined.is_panic() => {}
-                _ => tracing::info!(
-                    took_s,
-                    "kafka sink: no longer waiting for the producer's slow creation (stopping)"
-                ),
-            }
-        }
+        let (said_slow, took_s) = (
+            std::mem::take(&mut self.slow_creation_said),
+            began.elapsed().as_secs(),
+        );
         let producer = match created {
-            Some(Ok(created)) => created.map_err(Failure::Create)?,
+            Some(Ok(created)) => {
+                if said_slow {
+                    tracing::info!(took_s, "kafka sink: the producer's slow creation ended");
+                }
+                created.map_err(Failure::Create)?
+            }
             Some(Err(joined)) if joined.is_panic() => {
                 std::panic::resume_unwind(joined.into_panic())
             }
-            // Cancelled by the runtime's shutdown, the only other error.
-            Some(Err(_)) => return Ok(false),
-            None => {
-                // Not dropped with the handle: a producer made just as the
-                // cancel came would be destroyed here, on a worker (its
-                // threads joined).
-                tokio::spawn(async move {
-                    if let Ok(made) = create.await {
-                        let _ = tokio::task::spawn_blocking(move || drop(made)).await;
-                    }
-                });
+            // Cancelled (`None`), or by the runtime's shutdown, the only
+            // other error.
+            abandoned => {
+                if said_slow {
+                    tracing::info!(
+                        took_s,
+                        "kafka sink: no longer waiting for the producer's slow creation (stopping)"
+                    );
+                }
+                if abandoned.is_none() {
+                    // Not dropped with the handle: a producer made just as
+                    // the cancel came would be destroyed here, on a worker
+                    // (its threads joined).
+                    tokio::spawn(async move {
+                        if let Ok(made) = create.await {
+                            let _ = tokio::task::spawn_blocking(move || drop(made)).await;
+                        }
+                    });
+                }
                 return Ok(false);
             }
         };

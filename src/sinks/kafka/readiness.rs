@@ -119,18 +119,16 @@ impl StallRecord {
 
 /// `None` when the sink is delivering.
 pub fn not_delivering_reason(o: &Observed<'_>) -> Option<String> {
-    if stalled(o) {
-        let stall = stall_text(o);
+    // What the sink waits on now, with the failure before it beside it.
+    let now = if stalled(o) {
+        Some(stall_text(o))
+    } else {
+        o.creating_for.map(creation_text)
+    };
+    if let Some(now) = now {
         return Some(match o.failure {
-            Some(failure) => format!("{stall} (earlier: {failure})"),
-            None => stall,
-        });
-    }
-    if let Some(taken) = o.creating_for {
-        let creating = creation_text(taken);
-        return Some(match o.failure {
-            Some(failure) => format!("{creating} (earlier: {failure})"),
-            None => creating,
+            Some(failure) => format!("{now} (earlier: {failure})"),
+            None => now,
         });
     }
     if let Some(failure) = o.failure {

@@ -879,6 +879,17 @@ async fn a_read_back_while_a_partitions_leader_moves_is_tried_again() {
     fixture.stop().await;
 }
 
+/// Makes `forwarder`'s producer connect with TLS, trusting the CA file at
+/// `path` (librdkafka reads it when it creates the producer).
+fn with_tls_ca_at(forwarder: &mut Forwarder, path: &std::path::Path) {
+    let brokers = forwarder.config.brokers.get_ref().clone();
+    forwarder.config = toml::from_str(&format!(
+        "brokers = \"{brokers}\"\n[options]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = {:?}",
+        path.display().to_string()
+    ))
+    .unwrap();
+}
+
 /// How a producer's creation held by its CA file ends in a test.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum CreationEnd {
@@ -902,12 +913,7 @@ async fn a_creation_held_by_its_ca_file(end: CreationEnd) {
     hung_file::make(&fifo);
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.slow_creation = Duration::ZERO;
-    let brokers = forwarder.config.brokers.get_ref().clone();
-    forwarder.config = toml::from_str(&format!(
-        "brokers = \"{brokers}\"\n[options]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"{}\"",
-        fifo.display()
-    ))
-    .unwrap();
+    with_tls_ca_at(forwarder, &fifo);
     let opened = hung_file::writer(&fifo);
     let cancel = CancellationToken::new();
     let (logs, guard) = crate::logging::tests_support::capture_json();
@@ -1002,11 +1008,7 @@ async fn a_producer_that_cannot_be_created_is_counted_as_config() {
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     let forwarder = &mut fixture.forwarder;
-    let brokers = forwarder.config.brokers.get_ref().clone();
-    forwarder.config = toml::from_str(&format!(
-        "brokers = \"{brokers}\"\n[options]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"/nonexistent/ca.pem\""
-    ))
-    .unwrap();
+    with_tls_ca_at(forwarder, std::path::Path::new("/nonexistent/ca.pem"));
     let refused = forwarder.ensure_producer(&CancellationToken::new()).await;
     let Err(failure @ Failure::Create(_)) = refused else {
         panic!("{refused:?}");
