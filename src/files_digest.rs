@@ -3,9 +3,11 @@
 //! digest, read on the blocking pool by one deadline, or unknown.
 //!
 //! Guarantees: a read never holds a runtime worker; a comparison's reads
-//! share one deadline ([`READ_BOUND`] from its start), at most
-//! [`READS_AT_ONCE`] at a time, and one whose turn comes after the deadline
-//! is not started (no thread left waiting on a hung mount for it); files
+//! share one deadline ([`READ_BOUND`] from its start); the CA files are
+//! read at most [`READS_AT_ONCE`] at a time ([`read_each_by`]; the Kafka
+//! files are one more read beside them), and one whose turn comes after
+//! the deadline is not started (no thread left waiting on a hung mount for
+//! it); files
 //! not read (not in time, not started, or their read's task failed)
 //! restart nothing; a part whose own files were never read (it started
 //! while they could not be) is restarted once at the first reload that
@@ -26,8 +28,9 @@ use tokio::time::Instant;
 /// `app::config_load::RELOAD_LOAD_BOUND`).
 pub const READ_BOUND: Duration = Duration::from_secs(10);
 
-/// How many files a comparison reads at once: on a hung mount each read
-/// left waiting holds a thread of the blocking pool until it answers.
+/// How many files [`read_each_by`] reads at once (the sources' CA files):
+/// on a hung mount each read left waiting holds a thread of the blocking
+/// pool until it answers.
 const READS_AT_ONCE: usize = 4;
 
 /// The deadline of a comparison that starts now.
@@ -40,7 +43,8 @@ pub fn deadline_from_now() -> Instant {
 pub enum FilesDigest {
     /// Read: `None` when no file is named, or it could not be read.
     Read(Option<[u8; 32]>),
-    /// Not known: the read did not end within [`READ_BOUND`], or failed.
+    /// Not known: the read did not end by its deadline, was not started
+    /// before it, or failed.
     Unknown,
 }
 
@@ -177,10 +181,10 @@ mod tests {
         }
     }
 
-    /// Six reads that hang, four at a time: the four started are not waited
-    /// for past the deadline, and the two whose turn came after it are not
-    /// started at all (each would be a thread left waiting on the mount),
-    /// said in one warning.
+    /// Two more reads that hang than are read at once: those started are
+    /// not waited for past the deadline, and the two whose turn came after
+    /// it are not started at all (each would be a thread left waiting on
+    /// the mount), said in one warning.
     #[tokio::test]
     async fn reads_whose_turn_comes_after_the_deadline_are_not_started() {
         let gate = Gate(Default::default());
@@ -189,7 +193,7 @@ mod tests {
             wait_until(&held);
             Some([1; 32])
         };
-        let files: BTreeMap<PathBuf, Vec<String>> = (0..6)
+        let files: BTreeMap<PathBuf, Vec<String>> = (0..READS_AT_ONCE + 2)
             .map(|i| {
                 (
                     PathBuf::from(format!("/hung/{i}.pem")),
@@ -202,13 +206,17 @@ mod tests {
         let read = read_each_by(files, deadline, hangs).await;
         drop(guard);
         drop(gate);
-        assert_eq!(read.len(), 6);
+        assert_eq!(read.len(), READS_AT_ONCE + 2);
         assert!(
             read.values().all(|d| matches!(d, FilesDigest::Unknown)),
             "{read:?}"
         );
         let said = logs.text();
-        assert_eq!(said.matches("not read in time").count(), 4, "{said}");
+        assert_eq!(
+            said.matches("not read in time").count(),
+            READS_AT_ONCE,
+            "{said}"
+        );
         assert!(
             said.contains("files not read (2): the reads before them"),
             "{said}"
