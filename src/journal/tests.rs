@@ -816,10 +816,7 @@ fn max_size_drops_what_a_sink_holds_without_calling_it_lost() {
 
 #[test]
 fn read_after_respects_limit_and_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(options(dir.path())).unwrap();
-    let batch: Vec<_> = (0..50).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch(&batch).unwrap();
+    let (_dir, j) = journal_of(50);
     let page = j.read_after(10, 5).unwrap();
     assert_eq!(
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -833,10 +830,7 @@ fn read_after_respects_limit_and_start() {
 /// silent, and the pool filled as pages reconnected.
 #[test]
 fn websocket_reads_do_not_wait_for_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(options(dir.path())).unwrap();
-    let batch: Vec<_> = (0..3).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch(&batch).unwrap();
+    let (_dir, j) = journal_of(3);
     let reopening = j.hold_as_a_reopen();
     assert!(matches!(
         j.read_matching_page_unless_reopening(0, 10, usize::MAX, |_| true),
@@ -859,10 +853,7 @@ fn websocket_reads_do_not_wait_for_a_reopen() {
 
 #[test]
 fn count_after_counts_accepted_headers_in_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(options(dir.path())).unwrap();
-    let batch: Vec<_> = (0..50).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch(&batch).unwrap();
+    let (_dir, j) = journal_of(50);
     let even = |h: &crate::event::HeaderRef<'_>| subject_number(h).is_some_and(|n| n % 2 == 0);
     // Seqs 11..=40 hold e10..e39: 15 with an even number.
     assert_eq!(j.count_after(10, 40, 100, even).unwrap(), (15, 40));
@@ -884,10 +875,7 @@ fn subject_number(h: &crate::event::HeaderRef<'_>) -> Option<u32> {
 /// as their seq alone.
 #[test]
 fn a_matching_page_decodes_what_its_filter_takes_and_passes_the_rest_by_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(options(dir.path())).unwrap();
-    let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch(&batch).unwrap();
+    let (_dir, j) = journal_of(10);
     let every = j.read_after(0, 100).unwrap();
     let page = j
         .read_matching_page_unless_reopening(2, 100, usize::MAX, |h| {
@@ -930,10 +918,7 @@ fn a_matching_page_decodes_what_its_filter_takes_and_passes_the_rest_by_seq() {
 /// filter took them or not; and it says it ended at a bound.
 #[test]
 fn a_matching_page_ends_at_its_bounds_whatever_its_filter_takes() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(options(dir.path())).unwrap();
-    let batch: Vec<_> = (0..10).map(|i| event(&format!("e{i}"))).collect();
-    j.append_batch(&batch).unwrap();
+    let (_dir, j) = journal_of(10);
     let json = j.read_after(0, 1).unwrap()[0].json.len();
     let nothing = |_: &crate::event::HeaderRef<'_>| false;
     let at_count = j
@@ -1285,10 +1270,7 @@ fn a_damaged_legacy_index_entry_is_said_as_the_dedup_indexs() {
 
 #[test]
 fn a_page_stops_at_its_byte_bound_and_holds_at_least_one_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(options(dir.path())).unwrap();
-    let events: Vec<_> = (0..20).map(|n| event(&format!("e{n}"))).collect();
-    j.append_batch(&events).unwrap();
+    let (_dir, j) = journal_of(20);
     let all = j.read_after(0, 100).unwrap();
     assert_eq!(all.len(), 20);
     let one = all[0].json.len();
@@ -1563,4 +1545,14 @@ fn a_pass_ends_after_the_chunk_in_which_it_is_asked_to_stop() {
     // The next pass goes on from there.
     let report = j.enforce_retention_at(&[], long_after).unwrap();
     assert_eq!(report.expired, 1);
+}
+
+/// A journal in a new directory (kept alive by the returned handle) holding
+/// the events `e0`…`e{n-1}`, appended in one batch.
+fn journal_of(n: usize) -> (tempfile::TempDir, Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let batch: Vec<_> = (0..n).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch(&batch).unwrap();
+    (dir, j)
 }
