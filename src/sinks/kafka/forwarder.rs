@@ -503,8 +503,8 @@ impl Forwarder {
                     // the cancel came would be destroyed here, on a worker
                     // (its threads joined).
                     tokio::spawn(async move {
-                        if let Ok(made) = create.await {
-                            let _ = tokio::task::spawn_blocking(move || drop(made)).await;
+                        if let Ok(Ok(made)) = create.await {
+                            recovery::drop_off_the_workers(made).await;
                         }
                     });
                 }

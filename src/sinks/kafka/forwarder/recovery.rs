@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use crate::event::format_time;
 
+use super::super::producer::KafkaProducer;
 use super::super::resume::AlreadyDelivered;
 use super::{Failure, Forwarder, Outcome, Report};
 
@@ -185,8 +186,13 @@ impl Forwarder {
 
     pub(super) async fn drop_producer(&mut self) {
         if let Some(p) = self.producer.take() {
-            // Dropping purges librdkafka's queue and joins its thread: blocking.
-            let _ = tokio::task::spawn_blocking(move || drop(p)).await;
+            drop_off_the_workers(p).await;
         }
     }
+}
+
+/// Drops `producer` on the blocking pool: dropping purges librdkafka's
+/// queue and joins its threads, which blocks.
+pub(super) async fn drop_off_the_workers(producer: KafkaProducer) {
+    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
 }
