@@ -5,14 +5,17 @@
 //! Guarantees: nothing after the cursor is sent again before its topic was
 //! read back; an unanswered read is tried again up to
 //! [`UNANSWERED_READS_RETRIED`] times (without end while every broker is
-//! down), then what was not read is sent again: at least once, never lost.
+//! down), then what was not read is sent again: at least once, never lost;
+//! up to [`TOPICS_READ_AT_ONCE`] topics are read at once, each judged by
+//! these rules as if it were read alone.
 
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::super::resume;
+use super::super::resume::{self, Scan, ScanError};
+use super::super::topic::KnownTopics;
 use super::{Failure, Forwarder};
 
 /// How many read-backs that no broker answered (or that one stopped
@@ -22,16 +25,35 @@ use super::{Failure, Forwarder};
 /// to call a hung broker down, after which the reads are retried until it answers).
 pub const UNANSWERED_READS_RETRIED: u32 = 5;
 
+/// How many topics a read-back reads at once: the one the next event goes
+/// to, and those of the events buffered behind it that the resume has not
+/// read yet. Each read is a consumer of its own and a round trip per
+/// partition: one at a time, a topic per account took minutes after a
+/// crash or an outage, with nothing sent meanwhile.
+pub const TOPICS_READ_AT_ONCE: usize = 8;
+
+/// A topic of an event buffered behind the next one, to read with it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct ReadAhead {
+    pub(super) topic: String,
+    /// Checked on the broker already (in the forwarder's known topics):
+    /// one that is not is checked first, and read only if found.
+    pub(super) known: bool,
+}
+
 impl Forwarder {
-    /// Reads back what is already in `topic` for the resume in progress.
-    /// `Ok(false)` when cancelled meanwhile; a `Failure` when no broker
-    /// answered, or one stopped answering part-way ([`resume::unanswered`]),
-    /// and the read is to be tried again after a backoff: while
-    /// every broker is down, or [`UNANSWERED_READS_RETRIED`] times (a hung
+    /// Reads back what is already in `topic` for the resume in progress,
+    /// and at the same time the unread topics of the events buffered behind
+    /// it ([`Self::topics_to_read_ahead`]). `Ok(false)` when cancelled
+    /// meanwhile; a `Failure` when for one of them no broker answered, or
+    /// one stopped answering part-way ([`resume::unanswered`]), and the
+    /// reads are to be tried again after a backoff: while every broker is
+    /// down, or [`UNANSWERED_READS_RETRIED`] times in a resume (a hung
     /// broker is not known as down for 60–90 s). Past that it gives up and
     /// what it could not read is sent again (duplicates possible), as after
     /// any other read error, so that a broker that takes records but never
-    /// answers reads cannot stop delivery.
+    /// answers reads cannot stop delivery. What the other reads gave is
+    /// kept either way.
     pub(super) async fn read_back(
         &mut self,
         topic: &str,
@@ -40,44 +62,152 @@ impl Forwarder {
         let Some(upto) = self.resume.as_ref().map(|r| r.upto()) else {
             return Ok(true);
         };
-        let (config, from, name, within) = (
+        let ahead = self.topics_to_read_ahead(topic, upto);
+        let Some(mut topics) = self.check_ahead(ahead, cancel).await else {
+            return Ok(false);
+        };
+        topics.insert(0, topic.to_owned());
+        // Set when this wait is abandoned (cancelled), so the reads do not
+        // hold the runtime's shutdown for their whole deadline.
+        let stop = CancellationToken::new();
+        let _stop_on_drop = stop.clone().drop_guard();
+        let reads: Vec<_> = topics
+            .iter()
+            .map(|topic| self.start_read(topic, upto, &stop))
+            .collect();
+        let Some(scans) = self
+            .wait_publishing(futures::future::join_all(reads), cancel)
+            .await
+        else {
+            return Ok(false);
+        };
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let Some(resume) = self.resume.as_mut() else {
+            return Ok(true);
+        };
+        let retry = brokers_down || resume.unanswered_reads < UNANSWERED_READS_RETRIED;
+        let mut unanswered = None;
+        for (topic, scan) in topics.into_iter().zip(scans) {
+            let scan = scan.unwrap_or_else(|e| Err(ScanError::Task(e)));
+            match resume::unanswered(&scan) {
+                Some(error) if retry => {
+                    unanswered.get_or_insert((topic, error));
+                }
+                _ => resume.add(topic, scan),
+            }
+        }
+        if let Some((topic, error)) = unanswered {
+            resume.unanswered_reads += 1;
+            return Err(Failure::ReadBack { topic, error });
+        }
+        Ok(true)
+    }
+
+    /// The topics of the events buffered behind the next one (up to the
+    /// resume's last seq) that the resume has not read, besides `front`,
+    /// in the order their events come: at most [`TOPICS_READ_AT_ONCE`]
+    /// with `front`. A topic not checked on the broker yet is taken only
+    /// while there is a producer to check it with.
+    pub(super) fn topics_to_read_ahead(&self, front: &str, upto: u64) -> Vec<ReadAhead> {
+        let mut ahead: Vec<ReadAhead> = Vec::new();
+        let Some(resume) = self.resume.as_ref() else {
+            return ahead;
+        };
+        if self.template.fixed().is_some() {
+            return ahead;
+        }
+        for event in self.buffer.iter().take_while(|e| e.seq <= upto) {
+            if ahead.len() + 1 >= TOPICS_READ_AT_ONCE {
+                break;
+            }
+            let rendered = self.template.render(&event.header);
+            if rendered == front
+                || resume.is_read(&rendered)
+                || ahead.iter().any(|read| read.topic == rendered)
+            {
+                continue;
+            }
+            let known = self.topics.get(&rendered).is_some();
+            if known || self.producer.is_some() {
+                ahead.push(ReadAhead {
+                    topic: rendered.into_owned(),
+                    known,
+                });
+            }
+        }
+        ahead
+    }
+
+    /// The topics of `ahead` that are known on the broker, once those not
+    /// checked yet were checked, all at once; `None` when cancelled
+    /// meanwhile. One the check does not find (or cannot tell) is left for
+    /// its event, whose own check handles the failure as it does for any.
+    async fn check_ahead(
+        &mut self,
+        ahead: Vec<ReadAhead>,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<String>> {
+        let (known, unknown): (Vec<ReadAhead>, Vec<ReadAhead>) =
+            ahead.into_iter().partition(|read| read.known);
+        let mut topics: Vec<String> = known.into_iter().map(|read| read.topic).collect();
+        let Some(producer) = self.producer.clone().filter(|_| !unknown.is_empty()) else {
+            return Some(topics);
+        };
+        let (create, admin) = (self.config.create_topics, self.config.client_config());
+        let checks = unknown.iter().map(|read| {
+            let (producer, admin, topic) = (producer.clone(), admin.clone(), read.topic.clone());
+            tokio::task::spawn_blocking(move || {
+                KnownTopics::ensure_blocking(&producer, &topic, create, &admin)
+            })
+        });
+        let checked = self
+            .wait_publishing(futures::future::join_all(checks), cancel)
+            .await?;
+        for (read, checked) in unknown.into_iter().zip(checked) {
+            match checked {
+                Ok(Ok(())) => {
+                    self.topics.insert(read.topic.clone());
+                    topics.push(read.topic);
+                }
+                Ok(Err(error)) => tracing::debug!(
+                    topic = %read.topic,
+                    %error,
+                    "kafka sink: a topic to read back ahead was not found; it is checked again when its event comes"
+                ),
+                Err(error) => tracing::debug!(
+                    topic = %read.topic,
+                    %error,
+                    "kafka sink: the check of a topic to read back ahead failed; it is checked again when its event comes"
+                ),
+            }
+        }
+        Some(topics)
+    }
+
+    /// Starts reading `topic` back on the blocking pool, and says so.
+    fn start_read(
+        &self,
+        topic: &str,
+        upto: u64,
+        stop: &CancellationToken,
+    ) -> tokio::task::JoinHandle<Result<Scan, ScanError>> {
+        let (config, from, name, within, stop) = (
             self.config.clone(),
             self.offsets.of(topic),
             topic.to_owned(),
             self.tuning.read_back_deadline,
+            stop.clone(),
         );
         let seqs = self.cursor.saturating_add(1)..=upto;
-        // Set when this wait is abandoned (cancelled), so the read does not
-        // hold the runtime's shutdown for its whole deadline.
-        let stop = CancellationToken::new();
-        let _stop_on_drop = stop.clone().drop_guard();
         tracing::info!(
             topic,
             from = ?from,
             cursor = self.cursor,
             "kafka sink: reading back what an interrupted run may have delivered after the cursor"
         );
-        let read = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             resume::scan_blocking(&config, &name, &from, seqs, &stop, within)
-        });
-        let Some(scan) = self.wait_publishing(read, cancel).await else {
-            return Ok(false);
-        };
-        let scan = scan.unwrap_or_else(|e| Err(resume::ScanError::Task(e)));
-        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        if let Some(resume) = self.resume.as_mut() {
-            if let Some(error) = resume::unanswered(&scan)
-                && (brokers_down || resume.unanswered_reads < UNANSWERED_READS_RETRIED)
-            {
-                resume.unanswered_reads += 1;
-                return Err(Failure::ReadBack {
-                    topic: topic.to_owned(),
-                    error,
-                });
-            }
-            resume.add(topic.to_owned(), scan);
-        }
-        Ok(true)
+        })
     }
 
     /// Ends the resume in progress and says what it spared.

@@ -58,9 +58,14 @@ impl Peers {
 
 impl Fixture {
     async fn new() -> Fixture {
+        let (mock, _, config) = mock_topic(TOPIC);
+        Fixture::on(mock, config).await
+    }
+
+    /// A fixture whose forwarder is configured by `config`, for `mock`.
+    async fn on(mock: Mock, config: super::super::config::KafkaConfig) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
-        let (mock, _, config) = mock_topic(TOPIC);
         let tuning = Tuning {
             tick: Duration::from_millis(20),
             shutdown_deadline: WITHIN,
@@ -792,6 +797,113 @@ async fn a_read_back_adds_what_the_topic_holds_to_the_resume() {
     let resume = forwarder.resume.as_ref().unwrap();
     assert!(resume.is_read(TOPIC));
     assert_eq!((resume.read, resume.errors.len()), (1, 0));
+    fixture.stop().await;
+}
+
+/// Journals one event for each of `accounts`, in order, one commit each:
+/// with the topic template `cr.{account}`, the event of `accounts[i]`
+/// (seq `i + 1`) goes to topic `cr.{accounts[i]}`.
+async fn journal_for(ctx: &Context, accounts: &[&str]) {
+    for (i, account) in accounts.iter().enumerate() {
+        let mut event = crate::journal::tests_support::event(&format!("e{i}"));
+        event.account = (*account).into();
+        ctx.ingest.submit(event).await.unwrap();
+    }
+}
+
+/// Routes each event to `cr.{account}`, with a producer, the mock holding
+/// `cr.{name}` for each of `existing`.
+async fn per_account_topics(fixture: &mut Fixture, existing: &[&str]) {
+    for name in existing {
+        let topic = format!("cr.{name}");
+        fixture.peers.mock.create_topic(&topic, 1, 1).unwrap();
+    }
+    let forwarder = &mut fixture.forwarder;
+    forwarder.template = super::super::topic::TopicTemplate::parse("cr.{account}");
+    with_producer(forwarder).await;
+}
+
+/// A read-back reads the topic of the next event and, at the same time,
+/// the unread topics of the events buffered behind it up to the resume's
+/// last seq: those known, and those not yet checked once the check finds
+/// them. One that the check does not find (here: missing, and
+/// `create_topics` off) is left for its event, as is one past the
+/// resume. One at a time, a topic per account held the sink for minutes.
+#[tokio::test]
+async fn a_read_back_reads_the_unread_topics_of_the_events_behind_it_at_once() {
+    let mut fixture = Fixture::new().await;
+    per_account_topics(&mut fixture, &["a", "b", "c", "e"]).await;
+    let ctx = fixture.ctx();
+    journal_for(&ctx, &["a", "b", "a", "c", "d", "e"]).await;
+    let forwarder = &mut fixture.forwarder;
+    for known in ["cr.a", "cr.b"] {
+        forwarder.topics.insert(known.to_owned());
+    }
+    forwarder.resume = Some(AlreadyDelivered::new(5));
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+    let cancel = CancellationToken::new();
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    let read = forwarder.read_back("cr.a", &cancel).await;
+    drop(guard);
+
+    assert!(matches!(read, Ok(true)), "{read:?}");
+    let resume = forwarder.resume.as_ref().unwrap();
+    let read: Vec<bool> = ["cr.a", "cr.b", "cr.c", "cr.d", "cr.e"]
+        .iter()
+        .map(|topic| resume.is_read(topic))
+        .collect();
+    assert_eq!(read, [true, true, true, false, false]);
+    assert!(resume.errors.is_empty(), "{:?}", resume.errors);
+    assert!(forwarder.topics.get("cr.c").is_some(), "checked, so known");
+    assert!(forwarder.topics.get("cr.d").is_none());
+    // Every read was started before any ended: at once, not in turn.
+    let logs = logs.text();
+    let started = logs.rfind("reading back what an interrupted run").unwrap();
+    let ended = logs.find("kafka sink: read back").unwrap();
+    assert!(started < ended, "{logs}");
+    assert_eq!(lines_with(&logs, "reading back what").len(), 3, "{logs}");
+    fixture.stop().await;
+}
+
+/// A topic read ahead that no broker answers fails the read-back as the
+/// next event's own topic would, counted once with it; what the other
+/// reads gave is kept, so only the unanswered one is read again.
+#[tokio::test]
+async fn an_unanswered_read_ahead_is_tried_again_and_the_others_are_kept() {
+    let mock = Mock::new(2).unwrap();
+    let config = toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
+    let mut fixture = Fixture::on(mock, config).await;
+    per_account_topics(&mut fixture, &["a", "b"]).await;
+    let mock = &fixture.peers.mock;
+    mock.partition_leader("cr.a", 0, Some(1)).unwrap();
+    mock.partition_leader("cr.b", 0, Some(2)).unwrap();
+    let ctx = fixture.ctx();
+    journal_for(&ctx, &["a", "b"]).await;
+    let forwarder = &mut fixture.forwarder;
+    for known in ["cr.a", "cr.b"] {
+        forwarder.topics.insert(known.to_owned());
+    }
+    forwarder.resume = Some(AlreadyDelivered::new(2));
+    fixture.buffer_the_journal();
+    // Longer than the read's deadline: broker 2 does not answer in time.
+    let slow = Duration::from_secs(3);
+    fixture.peers.mock.broker_round_trip_time(2, slow).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    let cancel = CancellationToken::new();
+
+    let read = forwarder.read_back("cr.a", &cancel).await;
+
+    assert!(
+        matches!(&read, Err(Failure::ReadBack { topic, .. }) if topic == "cr.b"),
+        "{read:?} {:?}",
+        forwarder.resume
+    );
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert_eq!(resume.unanswered_reads, 1);
+    assert!(resume.is_read("cr.a") && !resume.is_read("cr.b"));
+    assert!(resume.errors.is_empty(), "{:?}", resume.errors);
     fixture.stop().await;
 }
 
