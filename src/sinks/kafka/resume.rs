@@ -32,7 +32,8 @@
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
-//!   and [`SLOW_READ_WINDOWS`] times that in all; before that read, the
+//!   and [`SLOW_READ_WINDOWS`] times that in all (that many times more for
+//!   a read one of several at once, [`scan_blocking_beside`]); before that read, the
 //!   topic's metadata and each partition's ends have a [`DEADLINE`] each.
 
 mod scan;
@@ -44,7 +45,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use scan::{
-    Cut, DEADLINE, MAX_READ, SLOW_READ_WINDOWS, Scan, ScanError, TAIL, scan_blocking, unanswered,
+    Cut, DEADLINE, MAX_READ, SLOW_READ_WINDOWS, Scan, ScanError, TAIL, scan_blocking,
+    scan_blocking_beside, unanswered,
 };
 
 /// Per topic, per partition: the offset of the last message the cursor has
@@ -127,6 +129,9 @@ pub struct AlreadyDelivered {
     pub errors: Vec<String>,
     /// Reads that failed because no broker answered, tried again.
     pub unanswered_reads: u32,
+    /// Topics of events ahead whose check on the broker failed: not
+    /// checked again ahead of their event in this resume.
+    not_checked_ahead: HashSet<String>,
 }
 
 impl AlreadyDelivered {
@@ -141,7 +146,19 @@ impl AlreadyDelivered {
             read: 0,
             errors: Vec::new(),
             unanswered_reads: 0,
+            not_checked_ahead: HashSet::new(),
         }
+    }
+
+    /// Notes that `topic`'s check, ahead of its event, failed.
+    pub fn not_checked_ahead(&mut self, topic: String) {
+        self.not_checked_ahead.insert(topic);
+    }
+
+    /// Whether `topic` is to be checked ahead of its event: not when that
+    /// failed before in this resume (its event's own check will say why).
+    pub fn may_check_ahead(&self, topic: &str) -> bool {
+        !self.not_checked_ahead.contains(topic)
     }
 
     /// The last seq that may have been delivered.

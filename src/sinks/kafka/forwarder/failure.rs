@@ -171,7 +171,7 @@ impl fmt::Display for Failure {
             ),
             Failure::ReadBack { topic, error } => write!(
                 f,
-                "cannot read back what an interrupted run delivered to \"{topic}\" ({error}): it is read again before anything is sent again"
+                "cannot read back what an interrupted run delivered to \"{topic}\" ({error}): it is read again before anything to that topic is sent again"
             ),
         }
     }

@@ -7,7 +7,8 @@
 //! [`UNANSWERED_READS_RETRIED`] times (without end while every broker is
 //! down), then what was not read is sent again: at least once, never lost;
 //! up to [`TOPICS_READ_AT_ONCE`] topics are read at once, each judged by
-//! these rules as if it were read alone.
+//! these rules as if it were read alone, with as long in all as they would
+//! have had one after another.
 
 use std::sync::atomic::Ordering;
 
@@ -27,18 +28,19 @@ pub const UNANSWERED_READS_RETRIED: u32 = 5;
 
 /// How many topics a read-back reads at once: the one the next event goes
 /// to, and those of the events buffered behind it that the resume has not
-/// read yet. Each read is a consumer of its own and a round trip per
+/// read yet. Each read is a consumer of its own (its threads, a connection
+/// to each broker, up to 16 MiB fetched ahead) and a round trip per
 /// partition: one at a time, a topic per account took minutes after a
 /// crash or an outage, with nothing sent meanwhile.
-pub const TOPICS_READ_AT_ONCE: usize = 8;
+pub const TOPICS_READ_AT_ONCE: usize = 4;
 
 /// A topic of an event buffered behind the next one, to read with it.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct ReadAhead {
-    pub(super) topic: String,
+#[derive(Debug)]
+struct ReadAhead {
+    topic: String,
     /// Checked on the broker already (in the forwarder's known topics):
     /// one that is not is checked first, and read only if found.
-    pub(super) known: bool,
+    known: bool,
 }
 
 impl Forwarder {
@@ -53,7 +55,7 @@ impl Forwarder {
     /// what it could not read is sent again (duplicates possible), as after
     /// any other read error, so that a broker that takes records but never
     /// answers reads cannot stop delivery. What the other reads gave is
-    /// kept either way.
+    /// kept for the next try (unless a recovery starts the resume over).
     pub(super) async fn read_back(
         &mut self,
         topic: &str,
@@ -63,18 +65,29 @@ impl Forwarder {
             return Ok(true);
         };
         let ahead = self.topics_to_read_ahead(topic, upto);
-        let Some(mut topics) = self.check_ahead(ahead, cancel).await else {
-            return Ok(false);
-        };
-        topics.insert(0, topic.to_owned());
+        let reads_at_once = ahead.len() + 1;
+        let (known, unknown): (Vec<ReadAhead>, Vec<ReadAhead>) =
+            ahead.into_iter().partition(|read| read.known);
+        let mut topics: Vec<String> = std::iter::once(topic.to_owned())
+            .chain(known.into_iter().map(|read| read.topic))
+            .collect();
         // Set when this wait is abandoned (cancelled), so the reads do not
         // hold the runtime's shutdown for their whole deadline.
         let stop = CancellationToken::new();
         let _stop_on_drop = stop.clone().drop_guard();
-        let reads: Vec<_> = topics
+        // The topics known are read while the others are checked: the next
+        // event's read does not wait for checks of topics it does not need.
+        let mut reads: Vec<_> = topics
             .iter()
-            .map(|topic| self.start_read(topic, upto, &stop))
+            .map(|topic| self.start_read(topic, upto, reads_at_once, &stop))
             .collect();
+        let Some(found) = self.check_ahead(unknown, cancel).await else {
+            return Ok(false);
+        };
+        for topic in found {
+            reads.push(self.start_read(&topic, upto, reads_at_once, &stop));
+            topics.push(topic);
+        }
         let Some(scans) = self
             .wait_publishing(futures::future::join_all(reads), cancel)
             .await
@@ -107,8 +120,9 @@ impl Forwarder {
     /// resume's last seq) that the resume has not read, besides `front`,
     /// in the order their events come: at most [`TOPICS_READ_AT_ONCE`]
     /// with `front`. A topic not checked on the broker yet is taken only
-    /// while there is a producer to check it with.
-    pub(super) fn topics_to_read_ahead(&self, front: &str, upto: u64) -> Vec<ReadAhead> {
+    /// while there is a producer to check it with, and not once its check
+    /// ahead failed in this resume.
+    fn topics_to_read_ahead(&self, front: &str, upto: u64) -> Vec<ReadAhead> {
         let mut ahead: Vec<ReadAhead> = Vec::new();
         let Some(resume) = self.resume.as_ref() else {
             return ahead;
@@ -128,7 +142,7 @@ impl Forwarder {
                 continue;
             }
             let known = self.topics.get(&rendered).is_some();
-            if known || self.producer.is_some() {
+            if known || (self.producer.is_some() && resume.may_check_ahead(&rendered)) {
                 ahead.push(ReadAhead {
                     topic: rendered.into_owned(),
                     known,
@@ -138,20 +152,17 @@ impl Forwarder {
         ahead
     }
 
-    /// The topics of `ahead` that are known on the broker, once those not
-    /// checked yet were checked, all at once; `None` when cancelled
-    /// meanwhile. One the check does not find (or cannot tell) is left for
-    /// its event, whose own check handles the failure as it does for any.
+    /// The topics of `unknown` that the broker has, checked all at once
+    /// (and then known); `None` when cancelled meanwhile. One the check
+    /// does not find, or cannot tell, is left for its event, whose own
+    /// check handles the failure as it does for any.
     async fn check_ahead(
         &mut self,
-        ahead: Vec<ReadAhead>,
+        unknown: Vec<ReadAhead>,
         cancel: &CancellationToken,
     ) -> Option<Vec<String>> {
-        let (known, unknown): (Vec<ReadAhead>, Vec<ReadAhead>) =
-            ahead.into_iter().partition(|read| read.known);
-        let mut topics: Vec<String> = known.into_iter().map(|read| read.topic).collect();
         let Some(producer) = self.producer.clone().filter(|_| !unknown.is_empty()) else {
-            return Some(topics);
+            return Some(Vec::new());
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());
         let checks = unknown.iter().map(|read| {
@@ -163,32 +174,36 @@ impl Forwarder {
         let checked = self
             .wait_publishing(futures::future::join_all(checks), cancel)
             .await?;
+        let mut found = Vec::new();
         for (read, checked) in unknown.into_iter().zip(checked) {
-            match checked {
+            let error = match checked {
                 Ok(Ok(())) => {
                     self.topics.insert(read.topic.clone());
-                    topics.push(read.topic);
+                    found.push(read.topic);
+                    continue;
                 }
-                Ok(Err(error)) => tracing::debug!(
-                    topic = %read.topic,
-                    %error,
-                    "kafka sink: a topic to read back ahead was not found; it is checked again when its event comes"
-                ),
-                Err(error) => tracing::debug!(
-                    topic = %read.topic,
-                    %error,
-                    "kafka sink: the check of a topic to read back ahead failed; it is checked again when its event comes"
-                ),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(
+                topic = %read.topic,
+                %error,
+                "kafka sink: a topic to read back ahead could not be checked; it is checked when its event comes"
+            );
+            if let Some(resume) = self.resume.as_mut() {
+                resume.not_checked_ahead(read.topic);
             }
         }
-        Some(topics)
+        Some(found)
     }
 
-    /// Starts reading `topic` back on the blocking pool, and says so.
+    /// Starts reading `topic` back on the blocking pool, one of
+    /// `reads_at_once`, and says so.
     fn start_read(
         &self,
         topic: &str,
         upto: u64,
+        reads_at_once: usize,
         stop: &CancellationToken,
     ) -> tokio::task::JoinHandle<Result<Scan, ScanError>> {
         let (config, from, name, within, stop) = (
@@ -206,7 +221,7 @@ impl Forwarder {
             "kafka sink: reading back what an interrupted run may have delivered after the cursor"
         );
         tokio::task::spawn_blocking(move || {
-            resume::scan_blocking(&config, &name, &from, seqs, &stop, within)
+            resume::scan_blocking_beside(&config, &name, &from, seqs, &stop, within, reads_at_once)
         })
     }
 

@@ -825,21 +825,27 @@ async fn per_account_topics(fixture: &mut Fixture, existing: &[&str]) {
 
 /// A read-back reads the topic of the next event and, at the same time,
 /// the unread topics of the events buffered behind it up to the resume's
-/// last seq: those known, and those not yet checked once the check finds
-/// them. One that the check does not find (here: missing, and
-/// `create_topics` off) is left for its event, as is one past the
-/// resume. One at a time, a topic per account held the sink for minutes.
+/// last seq, at most `TOPICS_READ_AT_ONCE` in all: those known, and those
+/// not yet checked once the check finds them. One that the check does not
+/// find (here: missing, and `create_topics` off) is left for its event and
+/// not checked ahead again; one past the resume is left too. One at a
+/// time, a topic per account held the sink for minutes.
 #[tokio::test]
 async fn a_read_back_reads_the_unread_topics_of_the_events_behind_it_at_once() {
+    assert_eq!(
+        super::resuming::TOPICS_READ_AT_ONCE,
+        4,
+        "the accounts below"
+    );
     let mut fixture = Fixture::new().await;
-    per_account_topics(&mut fixture, &["a", "b", "c", "e"]).await;
+    per_account_topics(&mut fixture, &["a", "b", "c", "e", "f"]).await;
     let ctx = fixture.ctx();
-    journal_for(&ctx, &["a", "b", "a", "c", "d", "e"]).await;
+    journal_for(&ctx, &["a", "b", "a", "d", "c", "e", "f"]).await;
     let forwarder = &mut fixture.forwarder;
     for known in ["cr.a", "cr.b"] {
         forwarder.topics.insert(known.to_owned());
     }
-    forwarder.resume = Some(AlreadyDelivered::new(5));
+    forwarder.resume = Some(AlreadyDelivered::new(7));
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
     let cancel = CancellationToken::new();
@@ -850,46 +856,84 @@ async fn a_read_back_reads_the_unread_topics_of_the_events_behind_it_at_once() {
 
     assert!(matches!(read, Ok(true)), "{read:?}");
     let resume = forwarder.resume.as_ref().unwrap();
-    let read: Vec<bool> = ["cr.a", "cr.b", "cr.c", "cr.d", "cr.e"]
-        .iter()
-        .map(|topic| resume.is_read(topic))
-        .collect();
-    assert_eq!(read, [true, true, true, false, false]);
+    let read_now = |resume: &AlreadyDelivered| -> Vec<bool> {
+        ["cr.a", "cr.b", "cr.c", "cr.d", "cr.e", "cr.f"]
+            .iter()
+            .map(|topic| resume.is_read(topic))
+            .collect()
+    };
+    // Four at once: cr.a, then cr.b, cr.d (not found) and cr.c.
+    assert_eq!(read_now(resume), [true, true, true, false, false, false]);
     assert!(resume.errors.is_empty(), "{:?}", resume.errors);
     assert!(forwarder.topics.get("cr.c").is_some(), "checked, so known");
     assert!(forwarder.topics.get("cr.d").is_none());
+    assert!(!resume.may_check_ahead("cr.d"));
     // Every read was started before any ended: at once, not in turn.
     let logs = logs.text();
     let started = logs.rfind("reading back what an interrupted run").unwrap();
     let ended = logs.find("kafka sink: read back").unwrap();
     assert!(started < ended, "{logs}");
     assert_eq!(lines_with(&logs, "reading back what").len(), 3, "{logs}");
+
+    // cr.d is not checked ahead again in this resume, even once it
+    // exists: the next read-back (from cr.e's event, say) reads cr.e and
+    // cr.f, and leaves cr.d for its event's own check.
+    fixture.peers.mock.create_topic("cr.d", 1, 1).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    assert!(matches!(
+        forwarder.read_back("cr.e", &cancel).await,
+        Ok(true)
+    ));
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert_eq!(read_now(resume), [true, true, true, false, true, true]);
     fixture.stop().await;
 }
 
-/// A topic read ahead that no broker answers fails the read-back as the
-/// next event's own topic would, counted once with it; what the other
-/// reads gave is kept, so only the unanswered one is read again.
-#[tokio::test]
-async fn an_unanswered_read_ahead_is_tried_again_and_the_others_are_kept() {
+/// A mock cluster of two brokers holding `cr.{name}` for each of
+/// `on_one` (led by broker 1) and `cr.b` (led by broker 2, which answers
+/// nothing within the read's deadline), with events for `accounts`
+/// buffered and a resume up to the last of them.
+async fn broker_2_slow(on_one: &[&str], accounts: &[&str]) -> Fixture {
     let mock = Mock::new(2).unwrap();
     let config = toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
     let mut fixture = Fixture::on(mock, config).await;
-    per_account_topics(&mut fixture, &["a", "b"]).await;
-    let mock = &fixture.peers.mock;
-    mock.partition_leader("cr.a", 0, Some(1)).unwrap();
-    mock.partition_leader("cr.b", 0, Some(2)).unwrap();
-    let ctx = fixture.ctx();
-    journal_for(&ctx, &["a", "b"]).await;
-    let forwarder = &mut fixture.forwarder;
-    for known in ["cr.a", "cr.b"] {
-        forwarder.topics.insert(known.to_owned());
+    let mut topics = on_one.to_vec();
+    topics.push("b");
+    per_account_topics(&mut fixture, &topics).await;
+    for name in on_one {
+        let topic = format!("cr.{name}");
+        fixture
+            .peers
+            .mock
+            .partition_leader(&topic, 0, Some(1))
+            .unwrap();
     }
-    forwarder.resume = Some(AlreadyDelivered::new(2));
+    fixture
+        .peers
+        .mock
+        .partition_leader("cr.b", 0, Some(2))
+        .unwrap();
+    let ctx = fixture.ctx();
+    journal_for(&ctx, accounts).await;
+    let forwarder = &mut fixture.forwarder;
+    // Its own reads get 3 s: a loaded machine does not make them unanswered.
+    forwarder.tuning.read_back_deadline = Duration::from_secs(3);
+    for topic in topics {
+        forwarder.topics.insert(format!("cr.{topic}"));
+    }
+    forwarder.resume = Some(AlreadyDelivered::new(accounts.len() as u64));
     fixture.buffer_the_journal();
-    // Longer than the read's deadline: broker 2 does not answer in time.
-    let slow = Duration::from_secs(3);
+    let slow = Duration::from_secs(10);
     fixture.peers.mock.broker_round_trip_time(2, slow).unwrap();
+    fixture
+}
+
+/// A topic read ahead that no broker answers fails the read-back as the
+/// next event's own topic would, counted once; what the other reads gave
+/// is kept, so only the unanswered one is read again.
+#[tokio::test]
+async fn an_unanswered_read_ahead_is_tried_again_and_the_others_are_kept() {
+    let mut fixture = broker_2_slow(&["a", "c"], &["a", "b", "c"]).await;
     let forwarder = &mut fixture.forwarder;
     let cancel = CancellationToken::new();
 
@@ -902,8 +946,46 @@ async fn an_unanswered_read_ahead_is_tried_again_and_the_others_are_kept() {
     );
     let resume = forwarder.resume.as_ref().unwrap();
     assert_eq!(resume.unanswered_reads, 1);
-    assert!(resume.is_read("cr.a") && !resume.is_read("cr.b"));
+    assert!(resume.is_read("cr.a") && resume.is_read("cr.c") && !resume.is_read("cr.b"));
     assert!(resume.errors.is_empty(), "{:?}", resume.errors);
+
+    fixture
+        .peers
+        .mock
+        .broker_round_trip_time(2, Duration::ZERO)
+        .unwrap();
+    let forwarder = &mut fixture.forwarder;
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    let again = forwarder.read_back("cr.b", &cancel).await;
+    drop(guard);
+    assert!(matches!(again, Ok(true)), "{again:?}");
+    assert!(forwarder.resume.as_ref().unwrap().is_read("cr.b"));
+    let reads = lines_with(&logs.text(), "reading back what");
+    assert_eq!(reads.len(), 1, "only cr.b again: {reads:?}");
+    fixture.stop().await;
+}
+
+/// Past the tries, a topic read ahead that no broker answers is taken as
+/// it is, as the next event's own would be: its events are sent again,
+/// and `/status` says so.
+#[tokio::test]
+async fn an_unanswered_read_ahead_past_the_tries_is_taken_as_it_is() {
+    let mut fixture = broker_2_slow(&["a"], &["a", "b"]).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.resume.as_mut().unwrap().unanswered_reads = super::resuming::UNANSWERED_READS_RETRIED;
+    let cancel = CancellationToken::new();
+
+    let read = forwarder.read_back("cr.a", &cancel).await;
+
+    assert!(matches!(read, Ok(true)), "{read:?}");
+    let resume = forwarder.resume.as_ref().unwrap();
+    assert!(resume.is_read("cr.a") && resume.is_read("cr.b"));
+    assert_eq!(resume.errors.len(), 1, "{:?}", resume.errors);
+    assert!(
+        resume.errors[0].starts_with("cr.b: "),
+        "{:?}",
+        resume.errors
+    );
     fixture.stop().await;
 }
 

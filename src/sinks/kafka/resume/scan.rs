@@ -355,11 +355,13 @@ fn read_start(passed: Option<i64>, low: i64, high: i64) -> i64 {
 }
 
 /// When a read-back stops: `within` after its start or its last message, and
-/// [`SLOW_READ_WINDOWS`] × `within` after its start in all.
+/// `windows` × `within` after its start in all ([`SLOW_READ_WINDOWS`] for a
+/// read alone, that many for each read at once beside it).
 #[derive(Clone, Copy, Debug)]
 struct Deadlines {
     started: Instant,
     within: Duration,
+    windows: u32,
     last_message: Instant,
 }
 
@@ -373,16 +375,22 @@ enum Expired {
 }
 
 impl Deadlines {
-    fn new(now: Instant, within: Duration) -> Deadlines {
+    /// The deadlines of a read that is one of `reads_at_once` sharing the
+    /// brokers and the machine: its whole bound is what they would have had
+    /// one after another, so that reading them at once cuts none short that
+    /// alone would have been read whole.
+    fn sharing(now: Instant, within: Duration, reads_at_once: usize) -> Deadlines {
+        let reads = u32::try_from(reads_at_once.max(1)).unwrap_or(u32::MAX);
         Deadlines {
             started: now,
             within,
+            windows: SLOW_READ_WINDOWS.saturating_mul(reads),
             last_message: now,
         }
     }
 
     fn whole(&self) -> Duration {
-        self.within.saturating_mul(SLOW_READ_WINDOWS)
+        self.within.saturating_mul(self.windows)
     }
 
     fn next(&self) -> Instant {
@@ -426,6 +434,21 @@ pub fn scan_blocking(
     seqs: RangeInclusive<u64>,
     stop: &CancellationToken,
     within: Duration,
+) -> Result<Scan, ScanError> {
+    scan_blocking_beside(config, topic, from, seqs, stop, within, 1)
+}
+
+/// [`scan_blocking`] as one of `reads_at_once` reads started together: its
+/// bound in all is that many times a read alone's (see
+/// [`Deadlines::sharing`]).
+pub fn scan_blocking_beside(
+    config: &KafkaConfig,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+    seqs: RangeInclusive<u64>,
+    stop: &CancellationToken,
+    within: Duration,
+    reads_at_once: usize,
 ) -> Result<Scan, ScanError> {
     let settings = config.read_back_client_config();
     let consumer: BaseConsumer<QuietContext> = settings
@@ -485,7 +508,7 @@ pub fn scan_blocking(
     if end_of.is_empty() {
         return Ok(scan);
     }
-    let mut deadlines = Deadlines::new(Instant::now(), within);
+    let mut deadlines = Deadlines::sharing(Instant::now(), within, reads_at_once);
     consumer.assign(&assignment).map_err(ScanError::Read)?;
     while !end_of.is_empty() {
         let expired = deadlines.expired(Instant::now());
@@ -933,7 +956,7 @@ mod tests {
         let start = Instant::now();
         let within = Duration::from_secs(10);
         let at = |secs: u64| start + Duration::from_secs(secs);
-        let mut deadlines = Deadlines::new(start, within);
+        let mut deadlines = Deadlines::sharing(start, within, 1);
         assert_eq!(deadlines.expired(at(9)), None);
         assert_eq!(deadlines.left(at(4)), Duration::from_secs(6));
         assert_eq!(deadlines.expired(at(10)), Some(Expired::Quiet));
@@ -942,6 +965,8 @@ mod tests {
         assert_eq!(deadlines.expired(at(17)), None, "10 s from the message");
         assert_eq!(deadlines.left(at(12)), Duration::from_secs(6));
         assert_eq!(deadlines.expired(at(18)), Some(Expired::Quiet));
+        let beside_three = Deadlines::sharing(start, within, 3);
+        assert_eq!(beside_three.whole(), 3 * SLOW_READ_WINDOWS * within);
 
         deadlines.message_at(at(25));
         assert_eq!(
