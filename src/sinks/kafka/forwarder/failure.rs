@@ -50,7 +50,7 @@ pub(super) enum Failure {
     CursorWrite,
     /// The read-back of `topic` after an interrupted run found no broker
     /// answering, or one stopped answering part-way; it is tried again
-    /// before anything is sent again.
+    /// before anything to that topic is sent again.
     ReadBack {
         topic: String,
         error: String,

@@ -84,8 +84,8 @@ pub enum Cut {
     /// It read [`MAX_READ`] messages.
     MaxRead,
     /// The read took its whole time ([`SLOW_READ_WINDOWS`] ×
-    /// [`DEADLINE`] unless tuned) while messages kept coming: the broker
-    /// answered slowly.
+    /// [`DEADLINE`] unless tuned, times the reads at once beside it) while
+    /// messages kept coming: the broker answered slowly.
     Deadline(Duration),
     /// No message came for [`DEADLINE`] (unless tuned) after some had: the
     /// broker stopped answering mid-read (one that read nothing at all is
