@@ -37,7 +37,7 @@ async fn reload_request_within(
     bound: std::time::Duration,
 ) -> Result<ReloadOutcome, ConfigError> {
     let path = &ctx.config_path;
-    let loaded = tokio::time::timeout(bound, load_off_the_workers(path))
+    let loaded = tokio::time::timeout(bound, reload_off_the_workers(path))
         .await
         .unwrap_or_else(|_| Err(not_loaded_in_time(path, bound)))
         .and_then(|(config, loaded)| {
@@ -92,6 +92,52 @@ pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedT
                 message: format!("reading the file failed: {e}"),
             }],
         }),
+    }
+}
+
+/// [`load_off_the_workers`] for a running relay: a config file that is
+/// gone is said as such. The advice a start gets (`--config`, the demo
+/// config in the repository) is no use to a relay running under systemd
+/// (newcomer's walk, 2026-12-06).
+async fn reload_off_the_workers(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
+    let owned = path.to_path_buf();
+    let loaded = load_off_the_workers(path).await;
+    match loaded {
+        Err(e)
+            if e.problems
+                .first()
+                .is_some_and(|p| p.line == 1 && p.col == 1) =>
+        {
+            // A stat, on the blocking pool as the read was.
+            let gone = tokio::task::spawn_blocking(move || matches!(owned.try_exists(), Ok(false)));
+            match gone.await {
+                Ok(true) => Err(gone_since_the_start(path)),
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The refusal of a reload whose config file is no longer there.
+fn gone_since_the_start(path: &Path) -> ConfigError {
+    let looked = if path.is_relative() {
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "the working directory".into());
+        format!(" (looked in {cwd})")
+    } else {
+        String::new()
+    };
+    ConfigError {
+        file: path.display().to_string(),
+        problems: vec![crate::config::Problem {
+            line: 1,
+            col: 1,
+            message: format!(
+                "the config file this relay was started with is gone{looked}: put it back, or a fixed copy, at that path and reload again"
+            ),
+        }],
     }
 }
 
@@ -241,6 +287,29 @@ mod tests {
 
     /// A reload asked for once a stop has begun is not applied, and says
     /// so (it answered as an applied reload, "config re-read").
+    /// A reload whose config file is gone says so, with what to do for a
+    /// running relay: the start's advice (`--config`, the demo config in
+    /// the repository) is no use under systemd (newcomer's walk,
+    /// 2026-12-06). A file that is there but unreadable keeps its reason.
+    #[tokio::test]
+    async fn a_reload_whose_config_file_is_gone_says_to_put_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        std::fs::remove_file(dir.path().join("relay.toml")).unwrap();
+        let refused = relay.reload_with_outcome().await.unwrap_err().to_string();
+        assert!(
+            refused.contains("the config file this relay was started with is gone")
+                && refused.contains("put it back"),
+            "{refused}"
+        );
+        assert!(!refused.contains("--config"), "{refused}");
+
+        std::fs::create_dir(dir.path().join("relay.toml")).unwrap();
+        let refused = relay.reload_with_outcome().await.unwrap_err().to_string();
+        assert!(refused.contains("cannot read the config file"), "{refused}");
+        crate::app::tests_support::stop(relay).await;
+    }
+
     #[tokio::test]
     async fn a_reload_after_a_stop_began_is_not_applied() {
         let dir = tempfile::tempdir().unwrap();

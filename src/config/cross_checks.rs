@@ -48,7 +48,7 @@ impl Config {
     pub(super) fn validate(&self, v: &mut Validator) {
         if self.server.listen.get_ref().parse::<SocketAddr>().is_err() {
             let message = format!(
-                "`listen` = {} is not an address like \"127.0.0.1:8080\"",
+                "`listen` = {} is not an IP address and port like \"127.0.0.1:8080\" or \"[::1]:8080\" (a host name such as localhost is not looked up: write its address)",
                 v.shown(&self.server.listen)
             );
             v.error(self.server.listen.span(), message);

@@ -372,6 +372,20 @@ fn the_journal_path_must_be_a_directory_or_not_exist_yet() {
     }
 }
 
+/// A host name in `listen` is refused saying that names are not looked
+/// up: "not an address like 127.0.0.1:8080" read as wrong to a newcomer
+/// who wrote localhost, as README's own curl lines do (newcomer's walk,
+/// 2026-12-06).
+#[test]
+fn a_host_name_in_listen_is_refused_saying_to_write_its_address() {
+    let p = problems("[server]\nlisten = \"localhost:8080\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("a host name such as localhost is not looked up"),
+        "{p:?}"
+    );
+}
+
 #[test]
 fn open_websocket_needs_loopback() {
     // Tokens not written: the problem is placed at the listener.

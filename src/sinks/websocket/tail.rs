@@ -322,11 +322,14 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                 } else {
                     // Nothing listening, a proxy's 502, a relay at
                     // max_clients: tail retries for as long as it runs.
+                    // The url named: `tail` reads no config, so one
+                    // whose relay listens elsewhere needs `--url`.
                     tracing::warn!(
+                        url = %url_without_credentials(&options.url),
                         reason = %why,
                         resume_after = since,
                         retry_in_ms = crate::logging::millis(wait),
-                        "cannot connect to the relay; retrying"
+                        "cannot connect to the relay; retrying (another address: --url)"
                     );
                 }
                 warned = true;
@@ -362,7 +365,8 @@ fn build_request(
         url: url_without_credentials(&options.url),
         reason,
     };
-    let mut url = url::Url::parse(&options.url).map_err(|e| bad(e.to_string()))?;
+    let mut url = url::Url::parse(&options.url)
+        .map_err(|e| bad(format!("{e}; a --url is like ws://127.0.0.1:8080/ws")))?;
     if !matches!(url.scheme(), "ws" | "wss") {
         return Err(bad("the scheme must be ws:// or wss://".into()));
     }
@@ -720,6 +724,12 @@ mod tests {
         );
         assert!(!uri.contains("t0k"));
         assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer t0k");
+        let schemeless = TailOptions {
+            url: "127.0.0.1:18080/ws".into(),
+            ..options.clone()
+        };
+        let message = build_request(&schemeless, None).unwrap_err().to_string();
+        assert!(message.contains("like ws://127.0.0.1:8080/ws"), "{message}");
         let bad = TailOptions {
             url: "http://x/ws".into(),
             ..options
