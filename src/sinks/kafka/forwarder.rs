@@ -991,15 +991,42 @@ impl Forwarder {
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());
         let topic = name.clone();
+        // The first check since the producer was created lists the
+        // cluster's topics: a topic per account is then one request, not
+        // one each.
+        let listing = (!self.topics.filled()).then(|| self.template.clone());
         tracing::debug!(topic = %name, "kafka sink: checking the topic on the broker");
         let check = tokio::task::spawn_blocking(move || {
-            KnownTopics::ensure_blocking(&producer, &topic, create, &admin)
+            let existing = listing.map(|template| {
+                KnownTopics::existing_blocking(&producer, |name| template.may_render(name))
+            });
+            let checked = match &existing {
+                // No answer to the listing: this topic's own check would
+                // wait as long again.
+                Some(Err(e)) => Err(TopicError::Metadata {
+                    topic: topic.clone(),
+                    reason: e.to_string(),
+                }),
+                Some(Ok(names)) if names.contains(&topic) => Ok(()),
+                _ => KnownTopics::ensure_blocking(&producer, &topic, create, &admin),
+            };
+            (existing.and_then(Result::ok), checked)
         });
         // The metadata request may take its whole timeout against a broker
         // that is down or refuses us.
-        let Some(checked) = self.wait_publishing(check, cancel).await else {
+        let Some(ended) = self.wait_publishing(check, cancel).await else {
             return Ok(false);
         };
+        let checked = ended.map(|(existing, checked)| {
+            if let Some(names) = existing {
+                tracing::debug!(
+                    topics = names.len(),
+                    "kafka sink: the cluster's topics the template may render are known"
+                );
+                self.topics.fill(names);
+            }
+            checked
+        });
         match checked {
             Ok(Ok(())) => {
                 self.topics.insert(name);

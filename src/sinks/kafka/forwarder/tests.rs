@@ -889,6 +889,40 @@ async fn a_read_back_reads_the_unread_topics_of_the_events_behind_it_at_once() {
     fixture.stop().await;
 }
 
+/// The first topic check since the producer was created lists the
+/// cluster's topics the template may render in one request: the other
+/// accounts' topics are known without a check each (one round trip per
+/// topic held a relay with a topic per account for minutes at a start).
+/// A new producer lists them again.
+#[tokio::test]
+async fn the_first_topic_check_knows_every_topic_of_the_cluster_the_template_may_render() {
+    let mut fixture = Fixture::new().await;
+    per_account_topics(&mut fixture, &["a", "b", "c"]).await;
+    fixture.peers.mock.create_topic("billing", 1, 1).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    let cancel = CancellationToken::new();
+
+    assert!(matches!(
+        forwarder.check_topic("cr.a".into(), &cancel).await,
+        Ok(true)
+    ));
+
+    let known = |forwarder: &Forwarder, topic: &str| forwarder.topics.get(topic).is_some();
+    assert!(known(forwarder, "cr.b") && known(forwarder, "cr.c"));
+    assert!(!known(forwarder, "billing"), "not one the template renders");
+    assert!(!known(forwarder, TOPIC), "nor this one");
+
+    forwarder.topics.forget_all();
+    fixture.peers.mock.create_topic("cr.d", 1, 1).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    assert!(matches!(
+        forwarder.check_topic("cr.a".into(), &cancel).await,
+        Ok(true)
+    ));
+    assert!(known(forwarder, "cr.d"), "listed again");
+    fixture.stop().await;
+}
+
 /// A mock cluster of two brokers holding `cr.{name}` for each of
 /// `on_one` (led by broker 1) and `cr.b` (led by broker 2, which answers
 /// nothing within the read's deadline), with events for `accounts`
