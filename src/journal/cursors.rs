@@ -2,12 +2,21 @@
 //! keeps beside it (the Kafka sink's offsets and whether it stopped clean).
 //!
 //! Guarantees: a cursor and its state are written in one transaction, so a
-//! crash never leaves one without the other; a non-durable write rides on
-//! the next durable commit (a stale cursor only re-sends: at least once).
+//! crash never leaves one without the other (a cursor written alone keeps
+//! the state last written with it: the sink's state may be older than its
+//! cursor, never newer); a non-durable write rides on the next durable
+//! commit (a stale cursor only re-sends: at least once).
 
 use redb::ReadableDatabase;
 
 use super::{CURSOR_STATES, CURSORS, Journal, JournalError, storage};
+
+/// What a cursor write does with the sink's state beside it.
+enum StateWrite<'a> {
+    Replace(&'a [u8]),
+    Remove,
+    Keep,
+}
 
 impl Journal {
     /// The persisted cursor of a sink (0 when it has none yet).
@@ -22,7 +31,18 @@ impl Journal {
     /// `durable = false` rides on the next durable commit (a stale cursor
     /// only re-sends, at-least-once); use `true` at shutdown.
     pub fn set_cursor(&self, name: &str, seq: u64, durable: bool) -> Result<(), JournalError> {
-        self.write_cursor(name, seq, None, durable)
+        self.write_cursor(name, seq, StateWrite::Remove, durable)
+    }
+
+    /// Stores a sink's cursor and keeps the state last stored with it.
+    /// Durability as in [`Self::set_cursor`].
+    pub fn set_cursor_keeping_state(
+        &self,
+        name: &str,
+        seq: u64,
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        self.write_cursor(name, seq, StateWrite::Keep, durable)
     }
 
     /// The state a sink stored with its cursor, if any.
@@ -45,14 +65,14 @@ impl Journal {
         state: &[u8],
         durable: bool,
     ) -> Result<(), JournalError> {
-        self.write_cursor(name, seq, Some(state), durable)
+        self.write_cursor(name, seq, StateWrite::Replace(state), durable)
     }
 
     fn write_cursor(
         &self,
         name: &str,
         seq: u64,
-        state: Option<&[u8]>,
+        state: StateWrite<'_>,
         durable: bool,
     ) -> Result<(), JournalError> {
         let (_db, txn) = self.begin_state_write(durable)?;
@@ -61,8 +81,9 @@ impl Journal {
             cursors.insert(name, seq).map_err(storage)?;
             let mut states = txn.open_table(CURSOR_STATES).map_err(storage)?;
             match state {
-                Some(state) => states.insert(name, state).map(drop),
-                None => states.remove(name).map(drop),
+                StateWrite::Replace(state) => states.insert(name, state).map(drop),
+                StateWrite::Remove => states.remove(name).map(drop),
+                StateWrite::Keep => Ok(()),
             }
             .map_err(storage)?;
         }

@@ -261,6 +261,9 @@ pub struct Forwarder {
     persisted: u64,
     /// The last cursor write was durable (the cursor read at the start is).
     persisted_durably: bool,
+    /// When the offsets were last written with the cursor (`None`: not in
+    /// this run); see [`housekeeping::OFFSETS_WRITE_INTERVAL`].
+    offsets_written_at: Option<Instant>,
     /// The journal's newest seq at the last tick: unchanged over a tick, no
     /// event's commit carries a non-durable cursor write to the disk soon.
     journaled_at_last_tick: u64,
@@ -386,6 +389,7 @@ impl Forwarder {
             requests_may_land: false,
             persisted: cursor,
             persisted_durably: true,
+            offsets_written_at: None,
             journaled_at_last_tick: last_seq,
             next: cursor,
             buffer: VecDeque::new(),
