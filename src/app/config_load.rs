@@ -108,8 +108,11 @@ async fn reload_off_the_workers(path: &Path) -> Result<(Config, LoadedText), Con
                 .first()
                 .is_some_and(|p| p.line == 1 && p.col == 1) =>
         {
-            // A stat, on the blocking pool as the read was.
-            let gone = tokio::task::spawn_blocking(move || matches!(owned.try_exists(), Ok(false)));
+            // A stat, on the blocking pool as the read was. A link to a
+            // file that is gone is not itself gone: its own error says it.
+            let gone = tokio::task::spawn_blocking(move || {
+                matches!(owned.try_exists(), Ok(false)) && owned.symlink_metadata().is_err()
+            });
             match gone.await {
                 Ok(true) => Err(gone_since_the_start(path)),
                 _ => Err(e),
@@ -121,13 +124,14 @@ async fn reload_off_the_workers(path: &Path) -> Result<(Config, LoadedText), Con
 
 /// The refusal of a reload whose config file is no longer there.
 fn gone_since_the_start(path: &Path) -> ConfigError {
-    let looked = if path.is_relative() {
-        let cwd = std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|_| "the working directory".into());
-        format!(" (looked in {cwd})")
-    } else {
-        String::new()
+    let looked = match (path.is_relative(), std::env::current_dir()) {
+        (false, _) => String::new(),
+        (true, Ok(cwd)) => format!(" (looked in {})", cwd.display()),
+        // Putting the file back cannot help: the relay's own working
+        // directory was removed, and only a start finds the new one.
+        (true, Err(_)) => {
+            " (looked in the working directory the relay was started in, which is gone too: restart the relay once the file is back)".into()
+        }
     };
     ConfigError {
         file: path.display().to_string(),
@@ -285,8 +289,6 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
-    /// A reload asked for once a stop has begun is not applied, and says
-    /// so (it answered as an applied reload, "config re-read").
     /// A reload whose config file is gone says so, with what to do for a
     /// running relay: the start's advice (`--config`, the demo config in
     /// the repository) is no use under systemd (newcomer's walk,
@@ -310,6 +312,8 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
+    /// A reload asked for once a stop has begun is not applied, and says
+    /// so (it answered as an applied reload, "config re-read").
     #[tokio::test]
     async fn a_reload_after_a_stop_began_is_not_applied() {
         let dir = tempfile::tempdir().unwrap();

@@ -368,7 +368,9 @@ fn build_request(
     let mut url = url::Url::parse(&options.url)
         .map_err(|e| bad(format!("{e}; a --url is like ws://127.0.0.1:8080/ws")))?;
     if !matches!(url.scheme(), "ws" | "wss") {
-        return Err(bad("the scheme must be ws:// or wss://".into()));
+        return Err(bad(
+            "the scheme must be ws:// or wss://, like ws://127.0.0.1:8080/ws".into(),
+        ));
     }
     {
         let mut query = url.query_pairs_mut();
@@ -724,12 +726,14 @@ mod tests {
         );
         assert!(!uri.contains("t0k"));
         assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer t0k");
-        let schemeless = TailOptions {
-            url: "127.0.0.1:18080/ws".into(),
-            ..options.clone()
-        };
-        let message = build_request(&schemeless, None).unwrap_err().to_string();
-        assert!(message.contains("like ws://127.0.0.1:8080/ws"), "{message}");
+        for schemeless in ["127.0.0.1:18080/ws", "localhost:18080/ws"] {
+            let schemeless = TailOptions {
+                url: schemeless.into(),
+                ..options.clone()
+            };
+            let message = build_request(&schemeless, None).unwrap_err().to_string();
+            assert!(message.contains("like ws://127.0.0.1:8080/ws"), "{message}");
+        }
         let bad = TailOptions {
             url: "http://x/ws".into(),
             ..options
