@@ -995,26 +995,32 @@ impl Forwarder {
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());
         let topic = name.clone();
-        // The first check since the producer was created lists the
-        // cluster's topics: a topic per account is then one request, not
-        // one each.
-        let listing = (!self.topics.filled()).then(|| self.template.clone());
+        // The first check since the producer was created (or a failure
+        // forgot the topics) lists the cluster's topics: a topic per
+        // account is then one request, not one each. A fixed topic gains
+        // nothing from a listing of a shared cluster's thousands.
+        let listing = (!self.topics.filled() && self.template.fixed().is_none())
+            .then(|| self.template.clone());
         tracing::debug!(topic = %name, "kafka sink: checking the topic on the broker");
         let check = tokio::task::spawn_blocking(move || {
             let existing = listing.map(|template| {
                 KnownTopics::existing_blocking(&producer, |name| template.may_render(name))
             });
             let checked = match &existing {
-                // No answer to the listing: this topic's own check would
-                // wait as long again.
-                Some(Err(e)) => Err(TopicError::Metadata {
-                    topic: topic.clone(),
-                    reason: e.to_string(),
-                }),
+                // No broker reached for the listing: this topic's own
+                // check would wait as long again. Any other failure (a
+                // listing too large to come in time) leaves it to the
+                // topic's own check.
+                Some(Err(e)) if super::resume::is_about_reaching_a_broker(e) => {
+                    Err(TopicError::Metadata {
+                        topic: topic.clone(),
+                        reason: format!("the cluster's topics could not be listed: {e}"),
+                    })
+                }
                 Some(Ok(names)) if names.contains(&topic) => Ok(()),
                 _ => KnownTopics::ensure_blocking(&producer, &topic, create, &admin),
             };
-            (existing.and_then(Result::ok), checked)
+            (existing, checked)
         });
         // The metadata request may take its whole timeout against a broker
         // that is down or refuses us.
@@ -1022,12 +1028,21 @@ impl Forwarder {
             return Ok(false);
         };
         let checked = ended.map(|(existing, checked)| {
-            if let Some(names) = existing {
-                tracing::debug!(
-                    topics = names.len(),
-                    "kafka sink: the cluster's topics the template may render are known"
-                );
-                self.topics.fill(names);
+            match existing {
+                Some(Ok(names)) => {
+                    tracing::debug!(
+                        topics = names.len(),
+                        "kafka sink: the cluster's topics the template may render are known"
+                    );
+                    self.topics.fill(names);
+                }
+                // Not listed again until a failure or a new producer
+                // forgets the topics: each check goes on one at a time.
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each");
+                    self.topics.fill(Vec::new());
+                }
+                None => {}
             }
             checked
         });

@@ -184,8 +184,9 @@ pub enum TopicError {
 #[derive(Default)]
 pub struct KnownTopics {
     known: HashSet<Arc<str>>,
-    /// The cluster's topics were listed into `known` since the producer
-    /// was created ([`KnownTopics::fill`]).
+    /// The cluster's topics were listed into `known` (or the listing
+    /// failed) since the producer was created or a failure forgot them
+    /// ([`KnownTopics::fill`]).
     filled: bool,
 }
 
@@ -200,7 +201,8 @@ impl KnownTopics {
         self.filled = false;
     }
 
-    /// Whether the cluster's topics were listed since the producer was created.
+    /// Whether the cluster's topics were listed (or could not be) since
+    /// the producer was created or a failure forgot them.
     pub fn filled(&self) -> bool {
         self.filled
     }

@@ -979,6 +979,26 @@ async fn the_first_topic_check_knows_every_topic_of_the_cluster_the_template_may
     fixture.stop().await;
 }
 
+/// A fixed topic is checked alone: a listing of a shared cluster's
+/// thousands of topics would gain it nothing (review of 2899de2).
+#[tokio::test]
+async fn a_fixed_topic_is_checked_without_listing_the_cluster() {
+    let mut fixture = Fixture::new().await;
+    fixture.peers.mock.create_topic("billing", 1, 1).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    with_producer(forwarder).await;
+    let cancel = CancellationToken::new();
+
+    assert!(matches!(
+        forwarder.check_topic(TOPIC.into(), &cancel).await,
+        Ok(true)
+    ));
+
+    assert!(!forwarder.topics.filled(), "no listing");
+    assert!(forwarder.topics.get(TOPIC).is_some());
+    fixture.stop().await;
+}
+
 /// A mock cluster of two brokers holding `cr.{name}` for each of
 /// `on_one` (led by broker 1) and `cr.b` (led by broker 2, which answers
 /// nothing within the read's deadline), with events for `accounts`
