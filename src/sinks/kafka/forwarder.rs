@@ -21,7 +21,9 @@
 //!   fill out of order: per-key order is the idempotent producer's;
 //! - the cursor is written every tick (non-durable, riding on the next ingest
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
-//!   with the offsets it passed per partition and whether the stop was clean;
+//!   with whether the stop was clean and the offsets it passed per partition
+//!   (those at least every few seconds, and every tick while a resume sends
+//!   events again: see `housekeeping`);
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
 //!   so an event already delivered is not sent a second time.

@@ -9,10 +9,12 @@
 //! when no event was journaled over the tick (nothing else would carry it to
 //! the disk soon), else riding on the next event's commit; the first write
 //! of a run marks its state unclean durably before anything is handed to
-//! Kafka; the offsets where a read-back starts are written with the cursor
-//! at least every [`OFFSETS_WRITE_INTERVAL`], at every durable write and at
-//! the stop, and are never newer than the cursor; time the tick spends waiting on that
-//! write is not counted toward a stall (no report is polled meanwhile).
+//! Kafka; time the tick spends waiting on a cursor write is not counted
+//! toward a stall (no report is polled meanwhile). The offsets where a
+//! read-back starts are written with the cursor at least every
+//! [`OFFSETS_WRITE_INTERVAL`], at every durable write, at the stop and at
+//! every write while a resume is in progress, and are never newer than the
+//! cursor.
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -42,8 +44,14 @@ const NOTICE_REPORTS_BEHIND_AFTER: Duration = Duration::from_secs(1);
 /// every 250 ms, a topic per account made that state megabytes written
 /// four times a second, each write holding the journal's one write
 /// transaction against the webhooks' commits (Kafka audit at 10,000
-/// topics, 2026-12-06). Older offsets cost a read-back after a crash only
-/// more messages to read from where they point: at 400 events/s, 2,000.
+/// topics, 2026-12-06). Offsets older than the cursor cost a read-back
+/// after a crash more messages to read (it may reach its bound, on a topic
+/// other producers write too) and, for a partition added or a topic made
+/// anew meanwhile, a start from its last messages: duplicates at worst.
+/// While a resume sends events again they are written every tick: the
+/// next read-back must start after the copies sent again, or it would
+/// take an older copy of a later event of the same key for delivered and
+/// leave the key's last copy an older event (review of 38eedb7).
 pub(super) const OFFSETS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Forwarder {
@@ -285,6 +293,11 @@ impl Forwarder {
         }
         if self.cursor == self.persisted && !durable {
             return;
+        }
+        if self.resume.is_some() {
+            // Owed until a write with them lands: one that fails as the
+            // resume ends must not leave the next writes to the cursor alone.
+            self.offsets_written_at = None;
         }
         let offsets_due = self
             .offsets_written_at

@@ -574,6 +574,17 @@ async fn the_offsets_are_written_with_the_cursor_at_most_every_interval() {
         "the interval passed"
     );
     assert!(!written(&ctx).1.unwrap().clean);
+
+    forwarder.resume = Some(AlreadyDelivered::new(10));
+    forwarder.offsets.note(TOPIC, 0, 13);
+    forwarder.cursor = 5;
+    forwarder.persist(false).await;
+    let (cursor, state) = written(&ctx);
+    assert_eq!(
+        (cursor, offset_of(state)),
+        (Some(5), Some(13)),
+        "a resume in progress: a next read-back must start after its copies"
+    );
     fixture.stop().await;
 }
 
