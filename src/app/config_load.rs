@@ -108,13 +108,16 @@ async fn reload_off_the_workers(path: &Path) -> Result<(Config, LoadedText), Con
                 .first()
                 .is_some_and(|p| p.line == 1 && p.col == 1) =>
         {
-            // A stat, on the blocking pool as the read was. A link to a
-            // file that is gone is not itself gone: its own error says it.
+            // A stat, on the blocking pool as the read was.
             let gone = tokio::task::spawn_blocking(move || {
-                matches!(owned.try_exists(), Ok(false)) && owned.symlink_metadata().is_err()
+                if !matches!(owned.try_exists(), Ok(false)) {
+                    return None;
+                }
+                // A link whose file is gone: the link is there, its file is not.
+                Some(std::fs::read_link(&owned).ok())
             });
             match gone.await {
-                Ok(true) => Err(gone_since_the_start(path)),
+                Ok(Some(link_to)) => Err(gone_since_the_start(path, link_to)),
                 _ => Err(e),
             }
         }
@@ -122,25 +125,34 @@ async fn reload_off_the_workers(path: &Path) -> Result<(Config, LoadedText), Con
     }
 }
 
-/// The refusal of a reload whose config file is no longer there.
-fn gone_since_the_start(path: &Path) -> ConfigError {
-    let looked = match (path.is_relative(), std::env::current_dir()) {
-        (false, _) => String::new(),
-        (true, Ok(cwd)) => format!(" (looked in {})", cwd.display()),
+/// The refusal of a reload whose config file is no longer there (or is a
+/// link, to `link_to`, whose file is not).
+fn gone_since_the_start(path: &Path, link_to: Option<std::path::PathBuf>) -> ConfigError {
+    let what = match &link_to {
+        Some(target) => format!(
+            "the config file this relay was started with is a link to {}, which is gone",
+            target.display()
+        ),
+        None => "the config file this relay was started with is gone".to_owned(),
+    };
+    let message = match (path.is_relative(), std::env::current_dir()) {
+        (false, _) => format!("{what}: put it back, or a fixed copy, and reload again"),
+        (true, Ok(cwd)) => format!(
+            "{what} (looked in {}): put it back, or a fixed copy, and reload again",
+            cwd.display()
+        ),
         // Putting the file back cannot help: the relay's own working
         // directory was removed, and only a start finds the new one.
-        (true, Err(_)) => {
-            " (looked in the working directory the relay was started in, which is gone too: restart the relay once the file is back)".into()
-        }
+        (true, Err(_)) => format!(
+            "{what}, and so is the working directory the relay was started in: put the file back and restart the relay"
+        ),
     };
     ConfigError {
         file: path.display().to_string(),
         problems: vec![crate::config::Problem {
             line: 1,
             col: 1,
-            message: format!(
-                "the config file this relay was started with is gone{looked}: put it back, or a fixed copy, at that path and reload again"
-            ),
+            message,
         }],
     }
 }
@@ -305,6 +317,16 @@ mod tests {
             "{refused}"
         );
         assert!(!refused.contains("--config"), "{refused}");
+
+        // A link whose file is gone names where it points.
+        let path = dir.path().join("relay.toml");
+        std::os::unix::fs::symlink(dir.path().join("moved.toml"), &path).unwrap();
+        let refused = relay.reload_with_outcome().await.unwrap_err().to_string();
+        assert!(
+            refused.contains("is a link to") && refused.contains("moved.toml"),
+            "{refused}"
+        );
+        std::fs::remove_file(&path).unwrap();
 
         std::fs::create_dir(dir.path().join("relay.toml")).unwrap();
         let refused = relay.reload_with_outcome().await.unwrap_err().to_string();
