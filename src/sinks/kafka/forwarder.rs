@@ -22,8 +22,8 @@
 //! - the cursor is written every tick (non-durable, riding on the next ingest
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
 //!   with whether the stop was clean and the offsets it passed per partition
-//!   (those at least every few seconds, and every tick while a resume sends
-//!   events again: see `housekeeping`);
+//!   (those at least every few seconds, and at every write while a resume
+//!   is in progress: see `housekeeping`);
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
 //!   so an event already delivered is not sent a second time.
@@ -520,7 +520,8 @@ impl Forwarder {
         self.producers_created += 1;
         self.producer = Some(producer);
         self.wedged_first = None;
-        self.topics.forget_all();
+        // A new producer: a listing that failed with the old one is tried again.
+        self.topics = KnownTopics::default();
         Ok(true)
     }
 
@@ -1001,35 +1002,36 @@ impl Forwarder {
         // forgot the topics) lists the cluster's topics: a topic per
         // account is then one request, not one each. A fixed topic gains
         // nothing from a listing of a shared cluster's thousands.
-        let listing = (!self.topics.filled() && self.template.fixed().is_none())
+        let listing = (self.topics.may_list() && self.template.fixed().is_none())
             .then(|| self.template.clone());
+        let health = self.health.clone();
         tracing::debug!(topic = %name, "kafka sink: checking the topic on the broker");
         let check = tokio::task::spawn_blocking(move || {
             let existing = listing.map(|template| {
                 KnownTopics::existing_blocking(&producer, |name| template.may_render(name))
             });
+            let down = || health.all_brokers_down.load(Ordering::Acquire);
             let checked = match &existing {
-                // No broker reached for the listing: this topic's own
-                // check would wait as long again. Any other failure (a
-                // listing too large to come in time) leaves it to the
-                // topic's own check.
-                Some(Err(e)) if super::resume::is_about_reaching_a_broker(e) => {
-                    Err(TopicError::Metadata {
-                        topic: topic.clone(),
-                        reason: format!("the cluster's topics could not be listed: {e}"),
-                    })
-                }
+                // Every broker down: this topic's own check would wait as
+                // long again. A listing that failed otherwise (too large
+                // to come within its timeout, which librdkafka reports as
+                // one no broker answered) leaves it to the topic's own.
+                Some(Err(e)) if down() => Err(TopicError::Metadata {
+                    topic: topic.clone(),
+                    reason: format!("the cluster's topics could not be listed: {e}"),
+                }),
                 Some(Ok(names)) if names.contains(&topic) => Ok(()),
                 _ => KnownTopics::ensure_blocking(&producer, &topic, create, &admin),
             };
-            (existing, checked)
+            let gave_up = matches!(existing, Some(Err(_))) && checked.is_ok();
+            (existing, gave_up, checked)
         });
         // The metadata request may take its whole timeout against a broker
         // that is down or refuses us.
         let Some(ended) = self.wait_publishing(check, cancel).await else {
             return Ok(false);
         };
-        let checked = ended.map(|(existing, checked)| {
+        let checked = ended.map(|(existing, gave_up, checked)| {
             match existing {
                 Some(Ok(names)) => {
                     tracing::debug!(
@@ -1038,13 +1040,13 @@ impl Forwarder {
                     );
                     self.topics.fill(names);
                 }
-                // Not listed again until a failure or a new producer
-                // forgets the topics: each check goes on one at a time.
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each");
-                    self.topics.fill(Vec::new());
+                // The topic's own check answered where the listing did
+                // not: not listed again with this producer.
+                Some(Err(e)) if gave_up => {
+                    tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each topic on its own");
+                    self.topics.listing_failed();
                 }
-                None => {}
+                _ => {}
             }
             checked
         });

@@ -45,8 +45,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use scan::{
-    Cut, DEADLINE, MAX_READ, SLOW_READ_WINDOWS, Scan, ScanError, TAIL, is_about_reaching_a_broker,
-    scan_blocking, scan_blocking_beside, unanswered,
+    Cut, DEADLINE, MAX_READ, SLOW_READ_WINDOWS, Scan, ScanError, TAIL, scan_blocking,
+    scan_blocking_beside, unanswered,
 };
 
 /// Per topic, per partition: the offset of the last message the cursor has

@@ -184,10 +184,12 @@ pub enum TopicError {
 #[derive(Default)]
 pub struct KnownTopics {
     known: HashSet<Arc<str>>,
-    /// The cluster's topics were listed into `known` (or the listing
-    /// failed) since the producer was created or a failure forgot them
-    /// ([`KnownTopics::fill`]).
+    /// The cluster's topics were listed into `known` since the producer
+    /// was created or a failure forgot them ([`KnownTopics::fill`]).
     filled: bool,
+    /// A listing failed with this producer where a topic's own check
+    /// answered: not tried again until a new producer (a fresh value).
+    listing_failed: bool,
 }
 
 impl KnownTopics {
@@ -201,10 +203,20 @@ impl KnownTopics {
         self.filled = false;
     }
 
-    /// Whether the cluster's topics were listed (or could not be) since
-    /// the producer was created or a failure forgot them.
+    /// Whether the cluster's topics were listed since the producer was
+    /// created or a failure forgot them.
     pub fn filled(&self) -> bool {
         self.filled
+    }
+
+    /// Whether the next check is to list the cluster's topics first.
+    pub fn may_list(&self) -> bool {
+        !self.filled && !self.listing_failed
+    }
+
+    /// Notes that a listing failed where a topic's own check answered.
+    pub fn listing_failed(&mut self) {
+        self.listing_failed = true;
     }
 
     /// Takes in `topics`, the cluster's existing ones

@@ -995,7 +995,6 @@ async fn the_first_topic_check_knows_every_topic_of_the_cluster_the_template_may
 #[tokio::test]
 async fn a_fixed_topic_is_checked_without_listing_the_cluster() {
     let mut fixture = Fixture::new().await;
-    fixture.peers.mock.create_topic("billing", 1, 1).unwrap();
     let forwarder = &mut fixture.forwarder;
     with_producer(forwarder).await;
     let cancel = CancellationToken::new();

@@ -172,7 +172,7 @@ fn unreachable_note(error: &Option<String>) -> String {
 
 /// An error about reaching a broker (down, cut off, hung, not resolved),
 /// not about the topic or the read.
-pub fn is_about_reaching_a_broker(error: &KafkaError) -> bool {
+fn is_about_reaching_a_broker(error: &KafkaError) -> bool {
     use rdkafka::error::RDKafkaErrorCode as C;
     matches!(
         error.rdkafka_error_code(),
