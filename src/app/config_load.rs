@@ -84,14 +84,10 @@ pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedT
     let owned = path.to_path_buf();
     match tokio::task::spawn_blocking(move || Config::load_with_text(&owned)).await {
         Ok(loaded) => loaded,
-        Err(e) => Err(ConfigError {
-            file: path.display().to_string(),
-            problems: vec![crate::config::Problem {
-                line: 1,
-                col: 1,
-                message: format!("reading the file failed: {e}"),
-            }],
-        }),
+        Err(e) => Err(ConfigError::of_whole_file(
+            path,
+            format!("reading the file failed: {e}"),
+        )),
     }
 }
 
@@ -147,29 +143,18 @@ fn gone_since_the_start(path: &Path, link_to: Option<std::path::PathBuf>) -> Con
             "{what}, and so is the working directory the relay was started in: put the file back and restart the relay"
         ),
     };
-    ConfigError {
-        file: path.display().to_string(),
-        problems: vec![crate::config::Problem {
-            line: 1,
-            col: 1,
-            message,
-        }],
-    }
+    ConfigError::of_whole_file(path, message)
 }
 
 /// The refusal of a reload whose load did not end within `bound`.
 fn not_loaded_in_time(path: &Path, bound: std::time::Duration) -> ConfigError {
-    ConfigError {
-        file: path.display().to_string(),
-        problems: vec![crate::config::Problem {
-            line: 1,
-            col: 1,
-            message: format!(
-                "the file and the files it names (`${{file:…}}`, `tls.ca_file`, the `[kafka]` options' `*.location`) were not read within {} ms: a slow or hung mount?",
-                bound.as_millis()
-            ),
-        }],
-    }
+    ConfigError::of_whole_file(
+        path,
+        format!(
+            "the file and the files it names (`${{file:…}}`, `tls.ca_file`, the `[kafka]` options' `*.location`) were not read within {} ms: a slow or hung mount?",
+            bound.as_millis()
+        ),
+    )
 }
 
 /// Logs what `check` warns of in the config a start or reload applies.

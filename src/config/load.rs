@@ -91,14 +91,7 @@ impl Config {
                 .unwrap_or_else(|_| "the working directory".into());
             message.push_str(&not_found_hint(path, &cwd));
         }
-        ConfigError {
-            file: path.display().to_string(),
-            problems: vec![Problem {
-                line: 1,
-                col: 1,
-                message,
-            }],
-        }
+        ConfigError::of_whole_file(path, message)
     }
 
     /// Parses, expands `${ENV}` with `lookup` and `${file:…}` from the disk

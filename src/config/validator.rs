@@ -29,6 +29,19 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// One problem with the file as a whole (it cannot be read, it is
+    /// gone), placed at 1:1.
+    pub fn of_whole_file(path: &std::path::Path, message: String) -> ConfigError {
+        ConfigError {
+            file: path.display().to_string(),
+            problems: vec![Problem {
+                line: 1,
+                col: 1,
+                message,
+            }],
+        }
+    }
+
     /// Each problem as `FILE:LINE:COL: message`, then the total of a list of
     /// several. A log writes each as its own line: one record holding them
     /// all is one line with `\n` escaped in it.
