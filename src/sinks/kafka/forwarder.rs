@@ -999,39 +999,34 @@ impl Forwarder {
         let (create, admin) = (self.config.create_topics, self.config.client_config());
         let topic = name.clone();
         // The first check since the producer was created (or a failure
-        // forgot the topics) lists the cluster's topics: a topic per
-        // account is then one request, not one each. A fixed topic gains
-        // nothing from a listing of a shared cluster's thousands.
-        let listing = (self.topics.may_list() && self.template.fixed().is_none())
+        // forgot the topics) lists the cluster's topics, unless a listing
+        // failed with this producer: a topic per account is then one
+        // request, not one each. A fixed topic gains nothing from a
+        // listing of a shared cluster's thousands, and while every broker
+        // is down the topic's own check is all that is asked.
+        let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
+        let listing = (self.topics.may_list() && self.template.fixed().is_none() && !brokers_down)
             .then(|| self.template.clone());
-        let health = self.health.clone();
         tracing::debug!(topic = %name, "kafka sink: checking the topic on the broker");
         let check = tokio::task::spawn_blocking(move || {
             let existing = listing.map(|template| {
                 KnownTopics::existing_blocking(&producer, |name| template.may_render(name))
             });
-            let down = || health.all_brokers_down.load(Ordering::Acquire);
             let checked = match &existing {
-                // Every broker down: this topic's own check would wait as
-                // long again. A listing that failed otherwise (too large
-                // to come within its timeout, which librdkafka reports as
-                // one no broker answered) leaves it to the topic's own.
-                Some(Err(e)) if down() => Err(TopicError::Metadata {
-                    topic: topic.clone(),
-                    reason: format!("the cluster's topics could not be listed: {e}"),
-                }),
                 Some(Ok(names)) if names.contains(&topic) => Ok(()),
+                // Also after a failed listing (one too large for its
+                // timeout reads as one no broker answered): the topic's
+                // own check is what decides.
                 _ => KnownTopics::ensure_blocking(&producer, &topic, create, &admin),
             };
-            let gave_up = matches!(existing, Some(Err(_))) && checked.is_ok();
-            (existing, gave_up, checked)
+            (existing, checked)
         });
         // The metadata request may take its whole timeout against a broker
         // that is down or refuses us.
         let Some(ended) = self.wait_publishing(check, cancel).await else {
             return Ok(false);
         };
-        let checked = ended.map(|(existing, gave_up, checked)| {
+        let checked = ended.map(|(existing, checked)| {
             match existing {
                 Some(Ok(names)) => {
                     tracing::debug!(
@@ -1040,13 +1035,13 @@ impl Forwarder {
                     );
                     self.topics.fill(names);
                 }
-                // The topic's own check answered where the listing did
-                // not: not listed again with this producer.
-                Some(Err(e)) if gave_up => {
+                // Not listed again with this producer: a listing that
+                // fails each time would add its timeout to every check.
+                Some(Err(e)) => {
                     tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each topic on its own");
                     self.topics.listing_failed();
                 }
-                _ => {}
+                None => {}
             }
             checked
         });

@@ -187,8 +187,8 @@ pub struct KnownTopics {
     /// The cluster's topics were listed into `known` since the producer
     /// was created or a failure forgot them ([`KnownTopics::fill`]).
     filled: bool,
-    /// A listing failed with this producer where a topic's own check
-    /// answered: not tried again until a new producer (a fresh value).
+    /// A listing failed with this producer: not tried again until a new
+    /// producer (a fresh value).
     listing_failed: bool,
 }
 
@@ -214,7 +214,7 @@ impl KnownTopics {
         !self.filled && !self.listing_failed
     }
 
-    /// Notes that a listing failed where a topic's own check answered.
+    /// Notes that a listing failed with this producer.
     pub fn listing_failed(&mut self) {
         self.listing_failed = true;
     }

@@ -987,6 +987,18 @@ async fn the_first_topic_check_knows_every_topic_of_the_cluster_the_template_may
         Ok(true)
     ));
     assert!(known(forwarder, "cr.d"), "listed again");
+
+    // While every broker is said down, only the topic's own check is asked.
+    forwarder.topics.forget_all();
+    forwarder
+        .health
+        .all_brokers_down
+        .store(true, Ordering::Release);
+    assert!(matches!(
+        forwarder.check_topic("cr.a".into(), &cancel).await,
+        Ok(true)
+    ));
+    assert!(!forwarder.topics.filled() && !known(forwarder, "cr.b"));
     fixture.stop().await;
 }
 
