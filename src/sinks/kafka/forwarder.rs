@@ -1000,7 +1000,7 @@ impl Forwarder {
         let topic = name.clone();
         // The first check since the producer was created (or a failure
         // forgot the topics) lists the cluster's topics, unless a listing
-        // failed with this producer: a topic per account is then one
+        // failed lately: a topic per account is then one
         // request, not one each. A fixed topic gains nothing from a
         // listing of a shared cluster's thousands, and while every broker
         // is down the topic's own check is all that is asked.
@@ -1035,8 +1035,7 @@ impl Forwarder {
                     );
                     self.topics.fill(names);
                 }
-                // Not listed again with this producer: a listing that
-                // fails each time would add its timeout to every check.
+                // Not listed again for a while (`KnownTopics::may_list`).
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each topic on its own");
                     self.topics.listing_failed();

@@ -25,6 +25,13 @@ use crate::event::{EventHeader, category_of};
 use super::producer::KafkaProducer;
 use super::resume::QuietContext;
 
+/// How long after a failed listing of the cluster's topics the checks go
+/// on one topic at a time before one is asked again: a listing that fails
+/// each time would add its timeout to every check, and one that failed
+/// once in an outage would otherwise leave a producer that outlives it
+/// checking a topic per account one at a time for good.
+const LISTING_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
 /// How long a metadata or create request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -187,9 +194,9 @@ pub struct KnownTopics {
     /// The cluster's topics were listed into `known` since the producer
     /// was created or a failure forgot them ([`KnownTopics::fill`]).
     filled: bool,
-    /// A listing failed with this producer: not tried again until a new
-    /// producer (a fresh value).
-    listing_failed: bool,
+    /// When a listing last failed with this producer: not tried again
+    /// for [`LISTING_AGAIN_AFTER`], or until a new producer (a fresh value).
+    listing_failed_at: Option<std::time::Instant>,
 }
 
 impl KnownTopics {
@@ -211,12 +218,15 @@ impl KnownTopics {
 
     /// Whether the next check is to list the cluster's topics first.
     pub fn may_list(&self) -> bool {
-        !self.filled && !self.listing_failed
+        !self.filled
+            && self
+                .listing_failed_at
+                .is_none_or(|at| at.elapsed() >= LISTING_AGAIN_AFTER)
     }
 
     /// Notes that a listing failed with this producer.
     pub fn listing_failed(&mut self) {
-        self.listing_failed = true;
+        self.listing_failed_at = Some(std::time::Instant::now());
     }
 
     /// Takes in `topics`, the cluster's existing ones

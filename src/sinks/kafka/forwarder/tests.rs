@@ -960,7 +960,9 @@ async fn a_read_back_reads_the_unread_topics_of_the_events_behind_it_at_once() {
 /// cluster's topics the template may render in one request: the other
 /// accounts' topics are known without a check each (one round trip per
 /// topic held a relay with a topic per account for minutes at a start).
-/// A new producer lists them again.
+/// Once the topics are forgotten (a failure, a new producer) they are
+/// listed again; while every broker is said down, only the topic's own
+/// check is asked.
 #[tokio::test]
 async fn the_first_topic_check_knows_every_topic_of_the_cluster_the_template_may_render() {
     let mut fixture = Fixture::new().await;
@@ -999,6 +1001,10 @@ async fn the_first_topic_check_knows_every_topic_of_the_cluster_the_template_may
         Ok(true)
     ));
     assert!(!forwarder.topics.filled() && !known(forwarder, "cr.b"));
+    assert!(
+        forwarder.topics.may_list(),
+        "a listing not asked has not failed"
+    );
     fixture.stop().await;
 }
 
