@@ -22,7 +22,7 @@
 //! - the cursor is written every tick (non-durable, riding on the next ingest
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
 //!   with whether the stop was clean and the offsets it passed per partition
-//!   (those at least every few seconds, and at every write while a resume
+//!   (those with a write every few seconds, and at every write while a resume
 //!   is in progress: see `housekeeping`);
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
@@ -263,8 +263,9 @@ pub struct Forwarder {
     persisted: u64,
     /// The last cursor write was durable (the cursor read at the start is).
     persisted_durably: bool,
-    /// When the offsets were last written with the cursor (`None`: not in
-    /// this run); see [`housekeeping::OFFSETS_WRITE_INTERVAL`].
+    /// When the offsets were last written with the cursor; `None` when they
+    /// are owed (none written in this run, or a resume in progress): see
+    /// [`housekeeping::OFFSETS_WRITE_INTERVAL`].
     offsets_written_at: Option<Instant>,
     /// The journal's newest seq at the last tick: unchanged over a tick, no
     /// event's commit carries a non-durable cursor write to the disk soon.
@@ -1005,13 +1006,11 @@ impl Forwarder {
         // listing of a shared cluster's thousands, and while every broker
         // is down the topic's own check is all that is asked.
         let brokers_down = self.health.all_brokers_down.load(Ordering::Acquire);
-        let listing = (self.topics.may_list() && self.template.fixed().is_none() && !brokers_down)
-            .then(|| self.template.clone());
+        let listing = self.topics.listing_for(&self.template, brokers_down);
         tracing::debug!(topic = %name, "kafka sink: checking the topic on the broker");
         let check = tokio::task::spawn_blocking(move || {
-            let existing = listing.map(|template| {
-                KnownTopics::existing_blocking(&producer, |name| template.may_render(name))
-            });
+            let existing =
+                listing.map(|template| KnownTopics::listed_blocking(&producer, &template));
             let checked = match &existing {
                 Some(Ok(names)) if names.contains(&topic) => Ok(()),
                 // Also after a failed listing (one too large for its
@@ -1027,20 +1026,8 @@ impl Forwarder {
             return Ok(false);
         };
         let checked = ended.map(|(existing, checked)| {
-            match existing {
-                Some(Ok(names)) => {
-                    tracing::debug!(
-                        topics = names.len(),
-                        "kafka sink: the cluster's topics the template may render are known"
-                    );
-                    self.topics.fill(names);
-                }
-                // Not listed again for a while (`KnownTopics::may_list`).
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each topic on its own");
-                    self.topics.listing_failed();
-                }
-                None => {}
+            if let Some(listed) = existing {
+                self.topics.take_listing(listed);
             }
             checked
         });

@@ -140,6 +140,7 @@ mod tests {
             1..=3,
             &CancellationToken::new(),
             Duration::from_secs(20),
+            1,
         )
         .unwrap();
         assert_eq!(scan.read, 3);

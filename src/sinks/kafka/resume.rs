@@ -33,7 +33,7 @@
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
 //!   and [`SLOW_READ_WINDOWS`] times that in all (that many times more for
-//!   a read one of several at once, [`scan_blocking_beside`]); before that read, the
+//!   a read one of several at once); before that read, the
 //!   topic's metadata and each partition's ends have a [`DEADLINE`] each.
 
 mod scan;
@@ -45,8 +45,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use scan::{
-    Cut, DEADLINE, MAX_READ, SLOW_READ_WINDOWS, Scan, ScanError, TAIL, scan_blocking,
-    scan_blocking_beside, unanswered,
+    Cut, DEADLINE, MAX_READ, SLOW_READ_WINDOWS, Scan, ScanError, TAIL, scan_blocking, unanswered,
 };
 
 /// Per topic, per partition: the offset of the last message the cursor has
@@ -151,7 +150,7 @@ impl AlreadyDelivered {
     }
 
     /// Notes that `topic`'s check, ahead of its event, failed.
-    pub fn not_checked_ahead(&mut self, topic: String) {
+    pub fn check_ahead_failed(&mut self, topic: String) {
         self.not_checked_ahead.insert(topic);
     }
 
@@ -196,6 +195,31 @@ impl AlreadyDelivered {
 
     pub fn is_read(&self, topic: &str) -> bool {
         self.found.contains_key(topic)
+    }
+
+    /// What each of the reads done at once gave, `reads` as (topic, scan).
+    /// One that no broker answered ([`unanswered`]) is left out to be read
+    /// again while `retry`, and the first such is given back (its topic
+    /// and why) with `unanswered_reads` counted once; otherwise, and for
+    /// every other read, [`Self::add`].
+    pub fn add_reads(
+        &mut self,
+        reads: impl IntoIterator<Item = (String, Result<Scan, ScanError>)>,
+        retry: bool,
+    ) -> Option<(String, String)> {
+        let mut unanswered = None;
+        for (topic, scan) in reads {
+            match self::unanswered(&scan) {
+                Some(error) if retry => {
+                    unanswered.get_or_insert((topic, error));
+                }
+                _ => self.add(topic, scan),
+            }
+        }
+        if unanswered.is_some() {
+            self.unanswered_reads += 1;
+        }
+        unanswered
     }
 
     /// What reading `topic` gave (nothing, after an error: those events are sent again).

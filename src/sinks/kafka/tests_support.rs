@@ -21,9 +21,13 @@ pub(crate) fn mock_topic(topic: &str) -> (Mock, BaseProducer, KafkaConfig) {
         .set("bootstrap.servers", mock.bootstrap_servers())
         .create()
         .unwrap();
-    let config: KafkaConfig =
-        toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
+    let config = config_for(&mock);
     (mock, producer, config)
+}
+
+/// The relay's `[kafka]` config pointing at `mock`.
+pub(crate) fn config_for(mock: &Mock) -> KafkaConfig {
+    toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap()
 }
 
 /// Waits until everything `producer` was given is on the broker.

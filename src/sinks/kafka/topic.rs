@@ -7,9 +7,12 @@
 //! missing topic is reported by name instead of as a stalled queue; a topic
 //! the broker is still creating (no leader yet, or not yet in the metadata
 //! of a broker just after our own create) is checked again a few times, for
-//! [`CREATION_WAITS`] in all, before the check fails; the first check after
-//! a producer is created lists the cluster's topics in one request, so a
-//! topic per account is not one round trip each.
+//! [`CREATION_WAITS`] in all, before the check fails; a templated topic's
+//! first check after a producer is created or the topics are forgotten
+//! lists the cluster's topics in one request (not while every broker is
+//! said down, nor for [`LISTING_AGAIN_AFTER`] after a listing failed), so
+//! a topic per account is not one round trip each; a topic is known from
+//! a listing only as its own check would find it.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -187,7 +190,8 @@ pub enum TopicError {
     Create { topic: String, reason: String },
 }
 
-/// The topics seen to exist since the producer was created.
+/// The topics seen to exist since the producer was created, by their own
+/// checks or a listing of the cluster's, and whether a listing is due.
 #[derive(Default)]
 pub struct KnownTopics {
     known: HashSet<Arc<str>>,
@@ -205,6 +209,10 @@ impl KnownTopics {
         self.known.get(topic).cloned()
     }
 
+    /// Forgets every topic, after a failure that may be a topic's (deleted,
+    /// refused): each is checked again, and the next check lists the
+    /// cluster's again. A listing that failed lately stays noted, so that
+    /// failures do not add its timeout to every check.
     pub fn forget_all(&mut self) {
         self.known.clear();
         self.filled = false;
@@ -212,45 +220,69 @@ impl KnownTopics {
 
     /// Whether the cluster's topics were listed since the producer was
     /// created or a failure forgot them.
+    #[cfg(test)]
     pub fn filled(&self) -> bool {
         self.filled
     }
 
-    /// Whether the next check is to list the cluster's topics first.
-    pub fn may_list(&self) -> bool {
-        !self.filled
+    /// The template to list the cluster's topics for, before the next
+    /// check of one of `template`'s topics: none for a fixed topic (a
+    /// listing of a shared cluster's thousands gains it nothing), while
+    /// every broker is said down, once listed, or for a while after a
+    /// listing failed.
+    pub fn listing_for(
+        &self,
+        template: &TopicTemplate,
+        brokers_down: bool,
+    ) -> Option<TopicTemplate> {
+        let due = !self.filled
             && self
                 .listing_failed_at
-                .is_none_or(|at| at.elapsed() >= LISTING_AGAIN_AFTER)
+                .is_none_or(|at| at.elapsed() >= LISTING_AGAIN_AFTER);
+        (due && template.fixed().is_none() && !brokers_down).then(|| template.clone())
     }
 
-    /// Notes that a listing failed with this producer.
-    pub fn listing_failed(&mut self) {
-        self.listing_failed_at = Some(std::time::Instant::now());
+    /// Whether the next check of a templated topic may list the cluster's.
+    #[cfg(test)]
+    pub fn may_list(&self) -> bool {
+        self.listing_for(&TopicTemplate::parse("{account}"), false)
+            .is_some()
     }
 
-    /// Takes in `topics`, the cluster's existing ones
-    /// ([`KnownTopics::existing_blocking`]).
-    pub fn fill(&mut self, topics: Vec<String>) {
-        self.known.extend(topics.into_iter().map(Arc::from));
-        self.filled = true;
+    /// Takes in what a listing ([`KnownTopics::listed_blocking`]) gave:
+    /// its topics become known, or its failure is noted.
+    pub fn take_listing(&mut self, listed: Result<Vec<String>, rdkafka::error::KafkaError>) {
+        match listed {
+            Ok(topics) => {
+                tracing::debug!(
+                    topics = topics.len(),
+                    "kafka sink: the cluster's topics the template may render are known"
+                );
+                self.known.extend(topics.into_iter().map(Arc::from));
+                self.filled = true;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "kafka sink: the cluster's topics could not be listed; checking each topic on its own");
+                self.listing_failed_at = Some(std::time::Instant::now());
+            }
+        }
     }
 
-    /// The cluster's topics that exist (as a check of one judges it: no
-    /// error, some partitions) and that `keep` takes, in one metadata
+    /// The cluster's topics that exist (as a check of one judges it,
+    /// [`exists`]) and that `template` may render, in one metadata
     /// request. With a topic per account, checking each in turn took a
     /// round trip per topic at every start and producer replacement, with
     /// nothing sent meanwhile (Kafka audit at 10,000 topics, 2026-12-06).
     /// Blocking: call from `spawn_blocking`.
-    pub fn existing_blocking(
+    pub fn listed_blocking(
         producer: &KafkaProducer,
-        keep: impl Fn(&str) -> bool,
+        template: &TopicTemplate,
     ) -> Result<Vec<String>, rdkafka::error::KafkaError> {
         let metadata = producer.client().fetch_metadata(None, ADMIN_TIMEOUT)?;
         Ok(metadata
             .topics()
             .iter()
-            .filter(|t| t.error().is_none() && !t.partitions().is_empty() && keep(t.name()))
+            .filter(|t| exists(t) && template.may_render(t.name()))
             .map(|t| t.name().to_owned())
             .collect())
     }
@@ -349,6 +381,12 @@ enum TopicState {
     BeingCreated,
 }
 
+/// A topic in the broker's metadata that can be produced to: no error,
+/// some partitions.
+fn exists(t: &rdkafka::metadata::MetadataTopic) -> bool {
+    t.error().is_none() && !t.partitions().is_empty()
+}
+
 fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, TopicError> {
     let metadata = producer
         .client()
@@ -360,8 +398,10 @@ fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, Topi
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(TopicState::Missing);
     };
+    if exists(t) {
+        return Ok(TopicState::Exists);
+    }
     match t.error() {
-        None if !t.partitions().is_empty() => Ok(TopicState::Exists),
         None => Ok(TopicState::Missing),
         Some(code) => match RDKafkaErrorCode::from(code) {
             RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {

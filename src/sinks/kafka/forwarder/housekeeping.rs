@@ -11,8 +11,8 @@
 //! of a run marks its state unclean durably before anything is handed to
 //! Kafka; time the tick spends waiting on a cursor write is not counted
 //! toward a stall (no report is polled meanwhile). The offsets where a
-//! read-back starts are written with the cursor at least every
-//! [`OFFSETS_WRITE_INTERVAL`], at every durable write, at the stop and at
+//! read-back starts are written with the cursor once it moves after
+//! [`OFFSETS_WRITE_INTERVAL`] since they last were, at every durable write, at the stop and at
 //! every write while a resume is in progress, and are never newer than the
 //! cursor.
 

@@ -34,13 +34,24 @@ pub const UNANSWERED_READS_RETRIED: u32 = 5;
 /// crash or an outage, with nothing sent meanwhile.
 pub const TOPICS_READ_AT_ONCE: usize = 4;
 
-/// A topic of an event buffered behind the next one, to read with it.
-#[derive(Debug)]
-struct ReadAhead {
-    topic: String,
-    /// Checked on the broker already (in the forwarder's known topics):
-    /// one that is not is checked first, and read only if found.
-    known: bool,
+/// The unread topics of the events buffered behind the next one, to read
+/// with its topic.
+#[derive(Debug, Default)]
+struct TopicsAhead {
+    /// Checked on the broker already (in the forwarder's known topics).
+    known: Vec<String>,
+    /// Not checked yet: checked first, and read only if found.
+    to_check: Vec<String>,
+}
+
+impl TopicsAhead {
+    fn len(&self) -> usize {
+        self.known.len() + self.to_check.len()
+    }
+
+    fn holds(&self, topic: &str) -> bool {
+        self.known.iter().chain(&self.to_check).any(|t| t == topic)
+    }
 }
 
 impl Forwarder {
@@ -66,10 +77,8 @@ impl Forwarder {
         };
         let ahead = self.topics_to_read_ahead(topic, upto);
         let reads_at_once = ahead.len() + 1;
-        let (known, unknown): (Vec<ReadAhead>, Vec<ReadAhead>) =
-            ahead.into_iter().partition(|read| read.known);
         let mut topics: Vec<String> = std::iter::once(topic.to_owned())
-            .chain(known.into_iter().map(|read| read.topic))
+            .chain(ahead.known)
             .collect();
         // Set when this wait is abandoned (cancelled), so the reads do not
         // hold the runtime's shutdown for their whole deadline.
@@ -81,7 +90,7 @@ impl Forwarder {
             .iter()
             .map(|topic| self.start_read(topic, upto, reads_at_once, &stop))
             .collect();
-        let Some(found) = self.check_ahead(unknown, cancel).await else {
+        let Some(found) = self.check_ahead(ahead.to_check, cancel).await else {
             return Ok(false);
         };
         for topic in found {
@@ -99,21 +108,15 @@ impl Forwarder {
             return Ok(true);
         };
         let retry = brokers_down || resume.unanswered_reads < UNANSWERED_READS_RETRIED;
-        let mut unanswered = None;
-        for (topic, scan) in topics.into_iter().zip(scans) {
-            let scan = scan.unwrap_or_else(|e| Err(ScanError::Task(e)));
-            match resume::unanswered(&scan) {
-                Some(error) if retry => {
-                    unanswered.get_or_insert((topic, error));
-                }
-                _ => resume.add(topic, scan),
-            }
+        let reads = topics.into_iter().zip(
+            scans
+                .into_iter()
+                .map(|scan| scan.unwrap_or_else(|e| Err(ScanError::Task(e)))),
+        );
+        match resume.add_reads(reads, retry) {
+            Some((topic, error)) => Err(Failure::ReadBack { topic, error }),
+            None => Ok(true),
         }
-        if let Some((topic, error)) = unanswered {
-            resume.unanswered_reads += 1;
-            return Err(Failure::ReadBack { topic, error });
-        }
-        Ok(true)
     }
 
     /// The topics of the events buffered behind the next one (up to the
@@ -122,8 +125,8 @@ impl Forwarder {
     /// with `front`. A topic not checked on the broker yet is taken only
     /// while there is a producer to check it with, and not once its check
     /// ahead failed in this resume.
-    fn topics_to_read_ahead(&self, front: &str, upto: u64) -> Vec<ReadAhead> {
-        let mut ahead: Vec<ReadAhead> = Vec::new();
+    fn topics_to_read_ahead(&self, front: &str, upto: u64) -> TopicsAhead {
+        let mut ahead = TopicsAhead::default();
         let Some(resume) = self.resume.as_ref() else {
             return ahead;
         };
@@ -135,38 +138,33 @@ impl Forwarder {
                 break;
             }
             let rendered = self.template.render(&event.header);
-            if rendered == front
-                || resume.is_read(&rendered)
-                || ahead.iter().any(|read| read.topic == rendered)
-            {
+            if rendered == front || resume.is_read(&rendered) || ahead.holds(&rendered) {
                 continue;
             }
-            let known = self.topics.get(&rendered).is_some();
-            if known || (self.producer.is_some() && resume.may_check_ahead(&rendered)) {
-                ahead.push(ReadAhead {
-                    topic: rendered.into_owned(),
-                    known,
-                });
+            if self.topics.get(&rendered).is_some() {
+                ahead.known.push(rendered.into_owned());
+            } else if self.producer.is_some() && resume.may_check_ahead(&rendered) {
+                ahead.to_check.push(rendered.into_owned());
             }
         }
         ahead
     }
 
-    /// The topics of `unknown` that the broker has, checked all at once
+    /// The topics of `to_check` that the broker has, checked all at once
     /// (and then known); `None` when cancelled meanwhile. One the check
     /// does not find, or cannot tell, is left for its event, whose own
     /// check handles the failure as it does for any.
     async fn check_ahead(
         &mut self,
-        unknown: Vec<ReadAhead>,
+        to_check: Vec<String>,
         cancel: &CancellationToken,
     ) -> Option<Vec<String>> {
-        let Some(producer) = self.producer.clone().filter(|_| !unknown.is_empty()) else {
+        let Some(producer) = self.producer.clone().filter(|_| !to_check.is_empty()) else {
             return Some(Vec::new());
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());
-        let checks = unknown.iter().map(|read| {
-            let (producer, admin, topic) = (producer.clone(), admin.clone(), read.topic.clone());
+        let checks = to_check.iter().map(|topic| {
+            let (producer, admin, topic) = (producer.clone(), admin.clone(), topic.clone());
             tokio::task::spawn_blocking(move || {
                 KnownTopics::ensure_blocking(&producer, &topic, create, &admin)
             })
@@ -175,23 +173,23 @@ impl Forwarder {
             .wait_publishing(futures::future::join_all(checks), cancel)
             .await?;
         let mut found = Vec::new();
-        for (read, checked) in unknown.into_iter().zip(checked) {
+        for (topic, checked) in to_check.into_iter().zip(checked) {
             let error = match checked {
                 Ok(Ok(())) => {
-                    self.topics.insert(read.topic.clone());
-                    found.push(read.topic);
+                    self.topics.insert(topic.clone());
+                    found.push(topic);
                     continue;
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => e.to_string(),
             };
             tracing::debug!(
-                topic = %read.topic,
+                topic = %topic,
                 %error,
                 "kafka sink: a topic to read back ahead could not be checked; it is checked when its event comes"
             );
             if let Some(resume) = self.resume.as_mut() {
-                resume.not_checked_ahead(read.topic);
+                resume.check_ahead_failed(topic);
             }
         }
         Some(found)
@@ -221,7 +219,7 @@ impl Forwarder {
             "kafka sink: reading back what an interrupted run may have delivered after the cursor"
         );
         tokio::task::spawn_blocking(move || {
-            resume::scan_blocking_beside(&config, &name, &from, seqs, &stop, within, reads_at_once)
+            resume::scan_blocking(&config, &name, &from, seqs, &stop, within, reads_at_once)
         })
     }
 

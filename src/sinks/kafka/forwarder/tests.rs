@@ -1033,7 +1033,7 @@ async fn a_fixed_topic_is_checked_without_listing_the_cluster() {
 /// buffered and a resume up to the last of them.
 async fn broker_2_slow(on_one: &[&str], accounts: &[&str]) -> Fixture {
     let mock = Mock::new(2).unwrap();
-    let config = toml::from_str(&format!("brokers = \"{}\"", mock.bootstrap_servers())).unwrap();
+    let config = super::super::tests_support::config_for(&mock);
     let mut fixture = Fixture::on(mock, config).await;
     let mut topics = on_one.to_vec();
     topics.push("b");

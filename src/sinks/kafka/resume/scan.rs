@@ -9,7 +9,7 @@
 //!   or the topic was recreated, so what it holds was written since), at
 //!   most [`MAX_READ`] messages per topic, for as long as each [`DEADLINE`]
 //!   brings a message and [`SLOW_READ_WINDOWS`] times that in all for the
-//!   read itself; before it, the metadata and each partition's ends are
+//!   read itself (times the reads started with it); before it, the metadata and each partition's ends are
 //!   asked one after another, with a [`DEADLINE`] each; memory holds only
 //!   the pairs in the range;
 //! - a read cut short says why ([`Cut`]); one that never began is an error;
@@ -421,27 +421,15 @@ impl Deadlines {
 /// partition it does not name) up to each partition's end as of now,
 /// keeping the `ce_id` and seq of every message whose seq is in `seqs`.
 /// Stops early (`cut`) when `stop` is cancelled, when no message came for
-/// `within`, or after [`SLOW_READ_WINDOWS`] × `within` of reading. The
+/// `within`, or after [`SLOW_READ_WINDOWS`] × `within` of reading, times
+/// `reads_at_once`, the reads started together with this one (see
+/// [`Deadlines::sharing`]). The
 /// metadata and the partitions' ends, asked one by one before the read,
 /// have `within` each and are not counted in that bound (so they take up
 /// to partitions × `within`): a topic of many partitions on a slow link
 /// would otherwise spend the whole bound on them, and never be read.
 /// Blocking.
 pub fn scan_blocking(
-    config: &KafkaConfig,
-    topic: &str,
-    from: &BTreeMap<i32, i64>,
-    seqs: RangeInclusive<u64>,
-    stop: &CancellationToken,
-    within: Duration,
-) -> Result<Scan, ScanError> {
-    scan_blocking_beside(config, topic, from, seqs, stop, within, 1)
-}
-
-/// [`scan_blocking`] as one of `reads_at_once` reads started together: its
-/// bound in all is that many times a read alone's (see
-/// [`Deadlines::sharing`]).
-pub fn scan_blocking_beside(
     config: &KafkaConfig,
     topic: &str,
     from: &BTreeMap<i32, i64>,
@@ -685,7 +673,7 @@ mod tests {
             let from = BTreeMap::new();
             let stop = CancellationToken::new();
             let within = Duration::from_secs(2);
-            scan_blocking(&config, "relay.events", &from, 1..=1, &stop, within)
+            scan_blocking(&config, "relay.events", &from, 1..=1, &stop, within, 1)
         };
 
         let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 1000];
@@ -739,6 +727,7 @@ mod tests {
             1..=1,
             &CancellationToken::new(),
             Duration::from_secs(10),
+            1,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((scan.read, scan.found.len(), scan.cut), (1, 1, None));
@@ -880,6 +869,7 @@ mod tests {
                 1..=1,
                 &stop,
                 Duration::from_secs(10),
+                1,
             )
             .unwrap_or_else(|e| panic!("read {attempt}: {e}"));
             assert_eq!(
@@ -1008,7 +998,8 @@ mod tests {
         let started = Instant::now();
         let from = BTreeMap::new();
         let stop = CancellationToken::new();
-        let scan = scan_blocking(&config, "relay.events", &from, 1..=SENT, &stop, within).unwrap();
+        let scan =
+            scan_blocking(&config, "relay.events", &from, 1..=SENT, &stop, within, 1).unwrap();
         let took = started.elapsed();
         assert_eq!((scan.read, scan.cut), (SENT as usize, None), "{took:?}");
         assert!(took > within, "not slower than the deadline: {took:?}");
@@ -1052,6 +1043,7 @@ mod tests {
             1..=PARTITIONS as u64,
             &CancellationToken::new(),
             within,
+            1,
         );
         let took = started.elapsed();
         let scan = scan.unwrap_or_else(|e| panic!("after {took:?}: {e}"));
