@@ -196,7 +196,7 @@ pub enum TopicError {
 pub struct KnownTopics {
     known: HashSet<Arc<str>>,
     /// The cluster's topics were listed into `known` since the producer
-    /// was created or a failure forgot them ([`KnownTopics::fill`]).
+    /// was created or a failure forgot them ([`KnownTopics::take_listing`]).
     filled: bool,
     /// When a listing last failed with this producer: not tried again
     /// for [`LISTING_AGAIN_AFTER`], or until a new producer (a fresh value).
