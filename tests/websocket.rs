@@ -458,6 +458,13 @@ async fn auth_filters_max_clients_status_and_shutdown() {
         .expect("plain GET");
     assert!(not_upgrade.status().is_client_error(), "{not_upgrade:?}");
     let body = not_upgrade.text().await.expect("body");
+    let said: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(
+        said["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("upgrade")),
+        "{body}"
+    );
     let metrics = reqwest::get(relay.url("/metrics"))
         .await
         .expect("metrics")

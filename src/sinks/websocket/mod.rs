@@ -502,10 +502,13 @@ fn accept(
     };
     let upgrade = match upgrade {
         Ok(u) => u,
+        // axum's status and words, in the JSON body every other refusal
+        // has (its own body was plain text: newcomer's walk, 2026-12-06).
         Err(rejection) => {
-            return Err(Refused::with(
+            return Err(refuse(
                 Refusal::NotWebSocket,
-                rejection.into_response(),
+                rejection.status(),
+                rejection.body_text(),
             ));
         }
     };
