@@ -160,7 +160,7 @@ fn served_at(body: Option<&[u8]>) -> Option<String> {
 }
 
 /// Why a refusal was made: the relay's `{"error": "…"}`, else the body's
-/// text (axum's own plain-text 400s, a proxy's page), cut short and without
+/// text (a proxy's page, a relay older than 2026-12-06), cut short and without
 /// control characters or the marks that reorder text on screen
 /// ([`acts_on_a_terminal`](crate::logging::one_line::acts_on_a_terminal)):
 /// the server may not be a relay, and this goes to stderr as it is.
