@@ -36,7 +36,7 @@ use crate::event::Vendor;
 pub const DEFAULT_CONFIG: &str = "relay.toml";
 
 pub use checks::{shown_url, url_without_credentials, validate_account, validate_http_url};
-pub use load::LoadedText;
+pub use load::{LoadedText, Loading};
 pub use validator::{ConfigError, Problem, Validator, line_col};
 pub use values::{Accepted, ByteSize, HumanDuration, Secret};
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Context, ReloadOutcome, reload};
-use crate::config::{Config, ConfigError, LoadedText};
+use crate::config::{Config, ConfigError, LoadedText, Loading};
 
 /// How long a reload waits for its config's load, which reads the file and
 /// every file it names to check them (`${file:…}` secrets, each
@@ -37,7 +37,7 @@ async fn reload_request_within(
     bound: std::time::Duration,
 ) -> Result<ReloadOutcome, ConfigError> {
     let path = &ctx.config_path;
-    let loaded = tokio::time::timeout(bound, reload_off_the_workers(path))
+    let loaded = tokio::time::timeout(bound, load_off_the_workers(path, Loading::Reload))
         .await
         .unwrap_or_else(|_| Err(not_loaded_in_time(path, bound)))
         .and_then(|(config, loaded)| {
@@ -80,70 +80,18 @@ async fn reload_request_within(
 /// `${…}` stood at that load: read again, it could be another file by then
 /// (`mv` is how a config is replaced), and a `${file:…}` read again would
 /// be a read on a worker, perhaps of another content.
-pub(super) async fn load_off_the_workers(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
+pub(super) async fn load_off_the_workers(
+    path: &Path,
+    loading: Loading,
+) -> Result<(Config, LoadedText), ConfigError> {
     let owned = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || Config::load_with_text(&owned)).await {
+    match tokio::task::spawn_blocking(move || Config::load_with_text_for(&owned, loading)).await {
         Ok(loaded) => loaded,
         Err(e) => Err(ConfigError::of_whole_file(
             path,
             format!("reading the file failed: {e}"),
         )),
     }
-}
-
-/// [`load_off_the_workers`] for a running relay: a config file that is
-/// gone is said as such. The advice a start gets (`--config`, the demo
-/// config in the repository) is no use to a relay running under systemd
-/// (newcomer's walk, 2026-12-06).
-async fn reload_off_the_workers(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
-    let owned = path.to_path_buf();
-    let loaded = load_off_the_workers(path).await;
-    match loaded {
-        Err(e)
-            if e.problems
-                .first()
-                .is_some_and(|p| p.line == 1 && p.col == 1) =>
-        {
-            // A stat, on the blocking pool as the read was.
-            let gone = tokio::task::spawn_blocking(move || {
-                if !matches!(owned.try_exists(), Ok(false)) {
-                    return None;
-                }
-                // A link whose file is gone: the link is there, its file is not.
-                Some(std::fs::read_link(&owned).ok())
-            });
-            match gone.await {
-                Ok(Some(link_to)) => Err(gone_since_the_start(path, link_to)),
-                _ => Err(e),
-            }
-        }
-        other => other,
-    }
-}
-
-/// The refusal of a reload whose config file is no longer there (or is a
-/// link, to `link_to`, whose file is not).
-fn gone_since_the_start(path: &Path, link_to: Option<std::path::PathBuf>) -> ConfigError {
-    let what = match &link_to {
-        Some(target) => format!(
-            "the config file this relay was started with is a link to {}, which is gone",
-            target.display()
-        ),
-        None => "the config file this relay was started with is gone".to_owned(),
-    };
-    let message = match (path.is_relative(), std::env::current_dir()) {
-        (false, _) => format!("{what}: put it back, or a fixed copy, and reload again"),
-        (true, Ok(cwd)) => format!(
-            "{what} (looked in {}): put it back, or a fixed copy, and reload again",
-            cwd.display()
-        ),
-        // Putting the file back cannot help: the relay's own working
-        // directory was removed, and only a start finds the new one.
-        (true, Err(_)) => format!(
-            "{what}, and so is the working directory the relay was started in: put the file back and restart the relay"
-        ),
-    };
-    ConfigError::of_whole_file(path, message)
 }
 
 /// The refusal of a reload whose load did not end within `bound`.
@@ -223,7 +171,9 @@ mod tests {
         );
         let config_path = dir.path().join("relay.toml");
         std::fs::write(&config_path, &text).unwrap();
-        let (_, loaded) = load_off_the_workers(&config_path).await.unwrap();
+        let (_, loaded) = load_off_the_workers(&config_path, Loading::Start)
+            .await
+            .unwrap();
         // `api_key` in the expanded text, after the account's value.
         let written = text.find("api_key").unwrap();
         let expanded = written - reference.len() + "an-account-name-longer-than-nothing".len();

@@ -21,6 +21,7 @@ use super::signals::{
     Signals, signal_loop, stop_while_starting, tell_stopping, tell_unless_stopping,
 };
 use super::{opening, systemd_notify, watchdog};
+use crate::config::Loading;
 
 /// `callrelay run`: starts the relay and serves until SIGTERM/SIGINT.
 pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
@@ -44,9 +45,9 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
                 );
                 return Ok(());
             }
-            loaded = load_off_the_workers(config_path) => loaded?,
+            loaded = load_off_the_workers(config_path, Loading::Start) => loaded?,
         },
-        None => load_off_the_workers(config_path).await?,
+        None => load_off_the_workers(config_path, Loading::Start).await?,
     };
     let config = {
         let (config, loaded) = config;

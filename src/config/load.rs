@@ -47,7 +47,16 @@ impl Config {
     /// [`Config::load`], with the text it read and where its `${…}` stood
     /// (where a later refusal is placed).
     pub fn load_with_text(path: &Path) -> Result<(Config, LoadedText), ConfigError> {
-        let text = Config::read(path)?;
+        Config::load_with_text_for(path, Loading::Start)
+    }
+
+    /// [`Config::load_with_text`] for a start or a reload, which say a
+    /// missing file in words of their own.
+    pub fn load_with_text_for(
+        path: &Path,
+        loading: Loading,
+    ) -> Result<(Config, LoadedText), ConfigError> {
+        let text = Config::read(path, loading)?;
         let (config, offsets) = Config::from_text_mapped(
             &path.display().to_string(),
             &text,
@@ -59,8 +68,8 @@ impl Config {
 
     /// The config file's text, or why it cannot be read (as a problem at 1:1,
     /// or where the text stops being UTF-8).
-    fn read(path: &Path) -> Result<String, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|e| Config::unreadable(path, e))?;
+    fn read(path: &Path, loading: Loading) -> Result<String, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| Config::unreadable(path, e, loading))?;
         String::from_utf8(bytes).map_err(|e| {
             // Placed at the first byte that is not UTF-8 (a Latin-1 `é` in a
             // comment): at 1:1, the reader had the whole file to search.
@@ -79,7 +88,11 @@ impl Config {
     }
 
     /// Why the config file cannot be read, as a problem at 1:1.
-    fn unreadable(path: &Path, e: std::io::Error) -> ConfigError {
+    fn unreadable(path: &Path, e: std::io::Error, loading: Loading) -> ConfigError {
+        if e.kind() == std::io::ErrorKind::NotFound && loading == Loading::Reload {
+            // A link whose file is gone: the link is there, its file is not.
+            return gone_since_the_start(path, std::fs::read_link(path).ok());
+        }
         let mut message = format!("cannot read the config file: {e}");
         // A relative path is read from the working directory, which a
         // newcomer starting the relay elsewhere does not think of. The way
@@ -210,6 +223,41 @@ impl Config {
             source.proxy = route(&source.account, &source.url);
         }
     }
+}
+
+/// Why a config file is read: a missing file is said for a relay that
+/// starts (how to name one) or for one that runs (put it back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loading {
+    Start,
+    Reload,
+}
+
+/// The refusal of a reload whose config file is no longer there (or is a
+/// link, to `link_to`, whose file is not). The advice a start gets
+/// (`--config`, the demo config in the repository) is no use to a relay
+/// running under systemd (newcomer's walk, 2026-12-06).
+fn gone_since_the_start(path: &Path, link_to: Option<std::path::PathBuf>) -> ConfigError {
+    let what = match &link_to {
+        Some(target) => format!(
+            "the config file this relay was started with is a link to {}, which is gone",
+            target.display()
+        ),
+        None => "the config file this relay was started with is gone".to_owned(),
+    };
+    let message = match (path.is_relative(), std::env::current_dir()) {
+        (false, _) => format!("{what}: put it back, or a fixed copy, and reload again"),
+        (true, Ok(cwd)) => format!(
+            "{what} (looked in {}): put it back, or a fixed copy, and reload again",
+            cwd.display()
+        ),
+        // Putting the file back cannot help: the relay's own working
+        // directory was removed, and only a start finds the new one.
+        (true, Err(_)) => format!(
+            "{what}, and so is the working directory the relay was started in: put the file back and restart the relay"
+        ),
+    };
+    ConfigError::of_whole_file(path, message)
 }
 
 /// What a relative config path that is not found is told: where it was
