@@ -36,6 +36,8 @@
 //!   a read one of several at once); before that read, the
 //!   topic's metadata and each partition's ends have a [`DEADLINE`] each.
 
+#[cfg(test)]
+mod model_tests;
 mod scan;
 pub(crate) use scan::QuietContext;
 
