@@ -74,6 +74,9 @@ pub struct Scan {
     pub read: usize,
     /// What stopped the read before the end, if anything did.
     pub cut: Option<Cut>,
+    /// The partitions a cut read did not reach the end of: what lies past
+    /// the cut there is unknown (see [`super::AlreadyDelivered::add`]).
+    pub unfinished: Vec<i32>,
     /// Errors reaching a broker the read went on past (see `scan_blocking`).
     pub unreachable: u64,
 }
@@ -520,6 +523,8 @@ pub fn scan_blocking(
             None
         };
         if scan.cut.is_some() {
+            scan.unfinished = end_of.keys().copied().collect();
+            scan.unfinished.sort_unstable();
             break;
         }
         let wait = deadlines
@@ -914,6 +919,7 @@ mod tests {
                 found: Found::default(),
                 read: 7,
                 cut,
+                unfinished: Vec::new(),
                 unreachable: 0,
             })
         };
