@@ -886,6 +886,8 @@ impl Journal {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 /// Runs `work`, in which redb may panic on a damaged page; a panic is
