@@ -186,6 +186,8 @@ impl Stream for InFlight {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
