@@ -399,6 +399,9 @@ impl Hub {
 }
 
 #[cfg(test)]
+mod model_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::EventHeader;
