@@ -231,7 +231,11 @@ impl AlreadyDelivered {
     /// did not read to the end are sent again too: past the cut may lie a
     /// later copy of an earlier event of their key (an interrupted resume's
     /// re-send), and skipping them would leave that older event the key's
-    /// last copy (found by the resume's model test, 2026-12-07).
+    /// last copy (found by the resume's model test, 2026-12-07). Not even a
+    /// key's first event found there is safe to skip: its own later copy
+    /// may lie past the cut, behind a copy of a later event of its key,
+    /// and once the cursor has passed it no read-back sees that copy
+    /// (`model_tests::not_even_a_keys_first_event_found_before_a_cut_is_skipped`).
     pub fn add(&mut self, topic: String, scan: Result<Scan, ScanError>) {
         let found = match scan {
             Ok(mut scan) => {
@@ -243,15 +247,15 @@ impl AlreadyDelivered {
                 );
                 self.read += scan.read;
                 if let Some(cut) = scan.cut {
-                    let found_before_the_cut = scan.found.len();
+                    let found_read = scan.found.len();
                     scan.found
-                        .retain(|_, at| !scan.unfinished.contains(&at.partition));
+                        .retain(|_, at| scan.unfinished.binary_search(&at.partition).is_err());
                     tracing::warn!(
                         topic,
                         read = scan.read,
                         cut = cut.label(),
                         unfinished_partitions = scan.unfinished.len(),
-                        found_sent_again = found_before_the_cut - scan.found.len(),
+                        found_sent_again = found_read - scan.found.len(),
                         "kafka sink: {}; events not found, or found in a partition not read to its end, are sent again",
                         cut.describe()
                     );
@@ -328,7 +332,7 @@ pub fn summary(skipped: u64, errors: usize) -> (tracing::Level, String) {
         return (
             tracing::Level::WARN,
             format!(
-                "kafka sink: read-back done, but {errors} topic(s) could not be read whole (see /status sinks.kafka.resume.errors): the events not found there were sent again, duplicates possible"
+                "kafka sink: read-back done, but {errors} topic(s) could not be read whole (see /status sinks.kafka.resume.errors): the events not found there, or found in a partition not read to its end, were sent again, duplicates possible"
             ),
         );
     }

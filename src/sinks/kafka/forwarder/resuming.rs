@@ -5,7 +5,9 @@
 //! Guarantees: nothing after the cursor is sent again before its topic was
 //! read back; an unanswered read is tried again up to
 //! [`UNANSWERED_READS_RETRIED`] times (without end while every broker is
-//! down), then what was not read is sent again: at least once, never lost;
+//! down), then what was not read is sent again (and what was found in a
+//! partition a cut read did not finish, see [`resume::AlreadyDelivered::add`]):
+//! at least once, never lost;
 //! up to [`TOPICS_READ_AT_ONCE`] topics are read at once, each judged by
 //! these rules as if it were read alone, with as long in all as they would
 //! have had one after another.

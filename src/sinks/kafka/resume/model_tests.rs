@@ -33,7 +33,9 @@
 //! It found that a read cut part-way through a partition broke the order
 //! of last copies (an event found before the cut was skipped while a later
 //! copy of an earlier event of its key lay past it): such events are sent
-//! again now ([`AlreadyDelivered::add`]), and the shrunk case is kept below.
+//! again now ([`AlreadyDelivered::add`]), and the shrunk case is kept below,
+//! with a second one that refutes a cheaper rule (skip a key's first event
+//! found there).
 //!
 //! Not modelled: the bounds and deadlines themselves (a cut is drawn, not
 //! timed), partitions added between runs, logs that start over, retention,
@@ -622,6 +624,58 @@ fn a_read_cut_before_an_interrupted_resumes_copy_keeps_the_keys_order() {
                     PartitionRead::Whole,
                     PartitionRead::Partly(2),
                 ]),
+            ],
+        }),
+    };
+    if let Err(error) = run(&case) {
+        panic!("a key's last copy after a cut read: {error}");
+    }
+}
+
+/// Why every event found in a partition not read to its end is sent again,
+/// not only a key's events after its first one found there (a cheaper rule,
+/// tried and refuted by this case). Seqs 1 and 2 of one key landed from the
+/// crashed run at 0 and 1; an earlier resume's re-send of seq 1 landed at 2
+/// (its seq 2 did not). The first resume read one message (seq 1 at 0),
+/// skipped seq 1 and noted offset 0, sent seq 2 again and was interrupted
+/// before that landed. The second resume read from offset 1: seq 2 at 1
+/// (seq 1's copy at 2 is at or before its cursor, not looked for), skipped
+/// it, and the key's last copy was seq 1.
+#[test]
+fn not_even_a_keys_first_event_found_before_a_cut_is_skipped() {
+    let (a, call_3, ev_a) = (0, 2, 0);
+    let case = Case {
+        topics: 1,
+        before: vec![],
+        after: vec![(ev_a, call_3, a), (ev_a, call_3, a)],
+        // calls.a/0 (call-3's partition): both events landed.
+        crashed_landed: vec![2, 0, 0, 0, 0, 0],
+        // The earlier resume sent both again; the first landed.
+        earlier_resume: Some(EarlierResume {
+            from: vec![0; TOPICS.len() * KEYS.len()],
+            landed: vec![1, 0, 0, 0, 0, 0],
+        }),
+        noted: vec![0; TOPICS.len() * MAX_PARTITIONS],
+        first_reads: vec![
+            TopicRead::Read {
+                cut: CutKind::MaxRead,
+                partitions: vec![
+                    PartitionRead::Partly(1),
+                    PartitionRead::Whole,
+                    PartitionRead::Whole,
+                ],
+            },
+            TopicRead::Refused,
+        ],
+        interruption: Some(Interruption {
+            landed: vec![0; TOPICS.len() * MAX_PARTITIONS],
+            persisted: 1,
+            second_reads: vec![
+                TopicRead::Read {
+                    cut: CutKind::MaxRead,
+                    partitions: vec![PartitionRead::Whole; MAX_PARTITIONS],
+                },
+                TopicRead::Refused,
             ],
         }),
     };

@@ -46,7 +46,8 @@ pub const MAX_READ: usize = 200_000;
 pub const DEADLINE: Duration = Duration::from_secs(10);
 /// How many [`DEADLINE`]s the read of one topic may take in all while it
 /// keeps bringing messages: a slow broker is read to the end rather than
-/// cut at the first (and what was not read sent again), and delivery, held
+/// cut at the first (and what a cut leaves unread, with what was found in
+/// the partitions it cut, sent again), and delivery, held
 /// meanwhile, waits at most 30 s per topic for it, after the partitions'
 /// ends (which are not counted, see [`scan_blocking`]).
 pub const SLOW_READ_WINDOWS: u32 = 3;
@@ -74,8 +75,10 @@ pub struct Scan {
     pub read: usize,
     /// What stopped the read before the end, if anything did.
     pub cut: Option<Cut>,
-    /// The partitions a cut read did not reach the end of: what lies past
-    /// the cut there is unknown (see [`super::AlreadyDelivered::add`]).
+    /// The partitions a cut read did not reach the end of, in order: what
+    /// lies past the cut there is unknown (see
+    /// [`super::AlreadyDelivered::add`]). Empty when it found nothing
+    /// (stopped before its first fetch).
     pub unfinished: Vec<i32>,
     /// Errors reaching a broker the read went on past (see `scan_blocking`).
     pub unreachable: u64,
@@ -1009,6 +1012,65 @@ mod tests {
         let took = started.elapsed();
         assert_eq!((scan.read, scan.cut), (SENT as usize, None), "{took:?}");
         assert!(took > within, "not slower than the deadline: {took:?}");
+    }
+
+    /// A read cut at its bound names the partitions it did not read to the
+    /// end, and only those: one finished early, one never to read are not
+    /// (the resume sends again what it found in the others).
+    #[test]
+    fn a_read_cut_at_its_bound_names_the_partitions_it_did_not_finish() {
+        use rdkafka::producer::BaseRecord;
+
+        use crate::sinks::kafka::tests_support::{flushed, mock_topic};
+
+        let (mock, producer, _) = mock_topic("relay.other");
+        mock.create_topic("relay.cut", 3, 1).unwrap();
+        const LONG: u64 = 60;
+        // Partition 0 one batch per message (the mock broker answers a
+        // fetch with one), far more than the bound lets it read; partition
+        // 1 one message; partition 2 none.
+        for seq in 1..=LONG {
+            let payload = format!(r#"{{"seq":{seq}}}"#);
+            let record = BaseRecord::<(), _>::to("relay.cut")
+                .payload(&payload)
+                .partition(0);
+            producer.send(record).unwrap();
+            flushed(&producer);
+        }
+        let payload = format!(r#"{{"seq":{}}}"#, LONG + 1);
+        let record = BaseRecord::<(), _>::to("relay.cut")
+            .payload(&payload)
+            .partition(1);
+        producer.send(record).unwrap();
+        flushed(&producer);
+        let config: KafkaConfig = toml::from_str(&format!(
+            "brokers = \"{}\"\n[options]\n\"fetch.message.max.bytes\" = \"1\"",
+            mock.bootstrap_servers()
+        ))
+        .unwrap();
+        // A fetch each 150 ms, within the quiet bound; the whole bound, 3 ×
+        // 1.5 s, ends the read some 30 messages short of partition 0's end
+        // (and leaves the metadata and the ends several round trips).
+        mock.broker_round_trip_time(1, Duration::from_millis(150))
+            .unwrap();
+        let within = Duration::from_millis(1500);
+        let scan = scan_blocking(
+            &config,
+            "relay.cut",
+            &BTreeMap::new(),
+            1..=LONG + 1,
+            &CancellationToken::new(),
+            within,
+            1,
+        )
+        .unwrap();
+        assert!(
+            matches!(scan.cut, Some(Cut::Deadline(_))),
+            "{:?} after {} read",
+            scan.cut,
+            scan.read
+        );
+        assert_eq!(scan.unfinished, vec![0], "{} read", scan.read);
     }
 
     /// A topic of many partitions behind a slow link: each partition's ends
