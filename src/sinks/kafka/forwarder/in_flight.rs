@@ -124,9 +124,11 @@ impl InFlight {
         self.entries = VecDeque::new();
     }
 
-    /// The topics of the records whose report has not come, each once, in
-    /// journal order: what a stall waits on, and all the stall check is to
-    /// judge. Every topic used since the last failure was judged instead,
+    /// The topics of the records whose report has not been seen, each once,
+    /// in journal order: what a stall waits on, and all the stall check is
+    /// to judge. A report that came behind the front is seen only by a walk
+    /// ([`InFlight::notice_reports_behind`]), which runs before a stall is
+    /// called (the forwarder's `stall_after_a_last_look`). Every topic used since the last failure was judged instead,
     /// and one idle account's topic with a partition offline blamed every
     /// stall on the cluster, keeping a stuck producer for good (isolation
     /// review, 2026-12-06, ninth round).
