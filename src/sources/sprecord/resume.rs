@@ -339,6 +339,9 @@ fn is_header_text(id: &str) -> bool {
 }
 
 #[cfg(test)]
+mod model_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
