@@ -78,7 +78,9 @@ pub type Key = (String, String);
 pub enum HandedOn {
     /// It journaled the event's first copy, under `seq`.
     FirstCopy { seq: u64 },
-    /// A duplicate, or passed over (malformed, too large).
+    /// It was a duplicate of the event's first copy, journaled under `seq`.
+    Duplicate { seq: u64 },
+    /// Passed over (malformed, too large, a verification).
     Other,
 }
 
@@ -102,7 +104,10 @@ struct Ids {
     /// task starved on a loaded worker) is behind the point, not at the
     /// front. A first copy's seq is the newest at its commit, so seqs of
     /// first copies follow the server's order; a duplicate's do not (see
-    /// the module's doc), and a duplicate moving the point leaves this.
+    /// the module's doc), so a duplicate moving the point only raises this
+    /// to its first copy's seq: that first copy, handed on late by its
+    /// stream, is then behind the point (it took the point back, found by
+    /// the resume's model test, 2026-12-07).
     first_copy_seq: HashMap<Key, u64>,
     /// Changed since the last [`ResumeIds::unsaved`].
     unsaved: bool,
@@ -261,6 +266,10 @@ impl ResumeId {
             None => {
                 ids.by_account.insert(self.key.clone(), id.to_owned());
             }
+        }
+        if let HandedOn::Duplicate { seq } = handed {
+            let newest = ids.first_copy_seq.entry(self.key.clone()).or_insert(seq);
+            *newest = (*newest).max(seq);
         }
         ids.unsaved = true;
         self.ids.changed.notify_one();

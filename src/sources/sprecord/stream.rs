@@ -572,7 +572,7 @@ impl StreamSupervisor {
                 .submit_unless(incoming.clone(), give_up)
                 .await
             {
-                Ok(ack) if ack.duplicate => return Some(HandedOn::Other),
+                Ok(ack) if ack.duplicate => return Some(HandedOn::Duplicate { seq: ack.seq }),
                 Ok(ack) => return Some(HandedOn::FirstCopy { seq: ack.seq }),
                 Err(IngestError::ShuttingDown) => return None,
                 Err(e @ (IngestError::Commit(_) | IngestError::Full)) => {
@@ -637,7 +637,7 @@ fn events_left(conn: &mut SseConnection) -> usize {
 /// it and this stream is stopping: not putting it back is right too.
 /// Cost was ~3 MiB per 6-byte `data` event after a 1 MiB id.
 fn is_a_no_op(at: Option<&Arc<str>>, id: &Arc<str>, handed: HandedOn) -> bool {
-    handed == HandedOn::Other && at.is_some_and(|at| Arc::ptr_eq(at, id))
+    !matches!(handed, HandedOn::FirstCopy { .. }) && at.is_some_and(|at| Arc::ptr_eq(at, id))
 }
 
 fn new_backoff(t: &Timings) -> ExponentialBackoff {
