@@ -24,8 +24,8 @@
 //!   before a found copy of an earlier event of its key in the same
 //!   partition (a resume interrupted while it sent a key again) is sent
 //!   again as well, and so is an event found in a partition a cut read did
-//!   not reach the end of (a later copy of an earlier event of its key may
-//!   lie past the cut);
+//!   not reach the end of (a later copy of it, or of an earlier event of
+//!   its key, may lie past the cut);
 //! - within one resume, an event found in Kafka never moves a partition's
 //!   noted offset (where the next read-back starts) below one noted during
 //!   that resume ([`AlreadyDelivered::offset_to_note`]): a next read-back
@@ -234,7 +234,7 @@ impl AlreadyDelivered {
     /// last copy (found by the resume's model test, 2026-12-07). Not even a
     /// key's first event found there is safe to skip: its own later copy
     /// may lie past the cut, behind a copy of a later event of its key,
-    /// and once the cursor has passed it no read-back sees that copy
+    /// and once the cursor has passed it no read-back looks for that copy
     /// (`model_tests::not_even_a_keys_first_event_found_before_a_cut_is_skipped`).
     pub fn add(&mut self, topic: String, scan: Result<Scan, ScanError>) {
         let found = match scan {

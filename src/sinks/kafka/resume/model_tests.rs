@@ -636,11 +636,12 @@ fn a_read_cut_before_an_interrupted_resumes_copy_keeps_the_keys_order() {
 /// not only a key's events after its first one found there (a cheaper rule,
 /// tried and refuted by this case). Seqs 1 and 2 of one key landed from the
 /// crashed run at 0 and 1; an earlier resume's re-send of seq 1 landed at 2
-/// (its seq 2 did not). The first resume read one message (seq 1 at 0),
-/// skipped seq 1 and noted offset 0, sent seq 2 again and was interrupted
-/// before that landed. The second resume read from offset 1: seq 2 at 1
-/// (seq 1's copy at 2 is at or before its cursor, not looked for), skipped
-/// it, and the key's last copy was seq 1.
+/// (its seq 2 did not). Under that rule the first resume read one message
+/// (seq 1 at 0), skipped seq 1 and noted offset 0, sent seq 2 again and was
+/// interrupted before that landed. The second resume, its cursor past seq
+/// 1, read from offset 1: seq 2 at 1 (seq 1's copy at offset 2 is not
+/// looked for, seq 1 being at or before the cursor), skipped it, and the
+/// key's last copy was seq 1. Now the first resume sends both again.
 #[test]
 fn not_even_a_keys_first_event_found_before_a_cut_is_skipped() {
     let (a, call_3, ev_a) = (0, 2, 0);
