@@ -16,10 +16,11 @@
 //! last is not always the one furthest on: a lagging stream's duplicate
 //! moved the point back (and a restart after longer than `dedup.window`
 //! then journaled again what the server re-sent). A stream is at the front
-//! when it journals an event's first copy (no stream had it) newer than the
-//! first copy that last moved the point (a first copy's seq is the newest
-//! at its commit, so these follow the server's order; a stream handing on
-//! an older one late, its task starved, is behind), or when the
+//! when it journals an event's first copy (no stream had it) newer than
+//! every first copy that moved the point, or whose duplicate did (a first
+//! copy's seq is the newest at its commit, so while every stream gets
+//! history these follow the server's order; a stream handing on an older
+//! one late, its task starved, is behind), or when the
 //! last id it handed on (or opened with) is the point's: the event it hands
 //! on next then follows the point in the server's order. Not the journal's
 //! seq: a duplicate's seq is its first copy's, which may be far behind (a
@@ -30,7 +31,12 @@
 //! reconnects are refused). A stream opened without `Last-Event-ID` counts
 //! as at the point: its first event can move the point past events a
 //! sibling received and has not journaled yet (a crash then, within the
-//! saver's gap, resumes after them).
+//! saver's gap, resumes after them); and from a server that keeps no
+//! history, such a sibling's first copies of those events, newer in seq
+//! but older in the server's order, take the point back to them (a
+//! restart past `dedup.window` then journals again what followed: known,
+//! `model_tests`' ignored no-history property; ids are opaque, so the
+//! relay cannot tell the server's order there).
 //!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
@@ -103,8 +109,9 @@ struct Ids {
     /// a first copy journaled before it whose stream hands it on late (its
     /// task starved on a loaded worker) is behind the point, not at the
     /// front. A first copy's seq is the newest at its commit, so seqs of
-    /// first copies follow the server's order; a duplicate's do not (see
-    /// the module's doc), so a duplicate moving the point only raises this
+    /// first copies follow the server's order while every stream gets
+    /// history (see the module's doc for when they do not); a duplicate's
+    /// do not, so a duplicate moving the point only raises this
     /// to its first copy's seq: that first copy, handed on late by its
     /// stream, is then behind the point (it took the point back, found by
     /// the resume's model test, 2026-12-07).
@@ -224,8 +231,8 @@ impl ResumeId {
     /// large) by a stream whose previous id was `prev`; `handed` says
     /// whether it journaled the event's first copy, and under which seq.
     /// The point moves only for a stream at the front (a first copy newer
-    /// than the last that moved it, or `prev` is the point's id), or when
-    /// there is none. An id that cannot go back as `Last-Event-ID`
+    /// than every first copy that moved it or whose duplicate did, or
+    /// `prev` is the point's id), or when there is none. An id that cannot go back as `Last-Event-ID`
     /// (over [`MAX_ID_BYTES`], or holding a control character) leaves the
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {
@@ -584,17 +591,39 @@ mod key_tests {
         let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
         point.hand_on(None, "e9", HandedOn::FirstCopy { seq: 9 });
         // B: e10's duplicate (at the point), then e11's first copy.
-        point.hand_on(Some("e9"), "e10", HandedOn::Other);
+        point.hand_on(Some("e9"), "e10", HandedOn::Duplicate { seq: 10 });
         point.hand_on(Some("e10"), "e11", HandedOn::FirstCopy { seq: 11 });
         assert_eq!(point.get().as_deref(), Some("e11"));
         // A, late: e10's first copy.
         point.hand_on(Some("e9"), "e10", HandedOn::FirstCopy { seq: 10 });
         assert_eq!(point.get().as_deref(), Some("e11"));
         // A's next is a duplicate of B's e11, not at the point: it stays.
-        point.hand_on(Some("e10"), "e11", HandedOn::Other);
+        point.hand_on(Some("e10"), "e11", HandedOn::Duplicate { seq: 11 });
         assert_eq!(point.get().as_deref(), Some("e11"));
         // A first copy after it moves it on.
         point.hand_on(Some("e11"), "e12", HandedOn::FirstCopy { seq: 12 });
+        assert_eq!(point.get().as_deref(), Some("e12"));
+    }
+
+    /// As above, but B's next event after its duplicate is passed over
+    /// (malformed): no first copy moved the point past e10, so A's late
+    /// first copy of e10 looked newer than any and took the point back,
+    /// until the duplicate's first-copy seq counted (model test,
+    /// 2026-12-07).
+    #[test]
+    fn a_late_first_copy_of_an_event_whose_duplicate_moved_the_point_does_not_move_it_back() {
+        let ids = Arc::new(ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "e9", HandedOn::Other);
+        // B: e10's duplicate (at the point), then e11 passed over.
+        point.hand_on(Some("e9"), "e10", HandedOn::Duplicate { seq: 10 });
+        point.hand_on(Some("e10"), "e11", HandedOn::Other);
+        assert_eq!(point.get().as_deref(), Some("e11"));
+        // A, late: e10's first copy.
+        point.hand_on(Some("e9"), "e10", HandedOn::FirstCopy { seq: 10 });
+        assert_eq!(point.get().as_deref(), Some("e11"));
+        // A newer first copy moves it on.
+        point.hand_on(Some("e10"), "e12", HandedOn::FirstCopy { seq: 11 });
         assert_eq!(point.get().as_deref(), Some("e12"));
     }
 

@@ -507,8 +507,9 @@ impl StreamSupervisor {
 
     /// Parses one `data:` payload and journals it (the caller bounds how
     /// long it may retry). Hands `data` on: `Some(FirstCopy)` when its event was journaled for
-    /// the first time, `Some(Other)` when it was a duplicate or skipped
-    /// (malformed, a verification message), `None` once the journal is
+    /// the first time, `Some(Duplicate)` when it was a duplicate,
+    /// `Some(Other)` when it was skipped (malformed, a verification
+    /// message), `None` once the journal is
     /// closing. `events` counts the payloads that were events, a duplicate
     /// included (a sibling stream's copy is all the second and third streams
     /// see): only those prove a stream useful, not a server's in-band error
@@ -631,7 +632,9 @@ fn events_left(conn: &mut SseConnection) -> usize {
 /// be near 1 MiB) are spared: the event carries the very id this stream
 /// handed on last (no `id:` line since: the parser shares one id until the
 /// next) and was no first copy. Then `hand_on` gets `prev == id` with
-/// [`HandedOn::Other`]: no first copy to move the point, and the stream is
+/// [`HandedOn::Duplicate`] or [`HandedOn::Other`]: no first copy to move
+/// the point (nor a duplicate's seq to count: that counts only when the
+/// point moves), and the stream is
 /// at the front only if the point is that id already, so the point stays.
 /// Unless the account has none, which happens only once a reload removed
 /// it and this stream is stopping: not putting it back is right too.
@@ -1032,6 +1035,11 @@ mod tests {
     fn only_the_id_handed_on_last_without_a_first_copy_is_not_handed_on_again() {
         let id: Arc<str> = Arc::from("7".repeat(1000));
         assert!(is_a_no_op(Some(&id), &Arc::clone(&id), HandedOn::Other));
+        assert!(is_a_no_op(
+            Some(&id),
+            &Arc::clone(&id),
+            HandedOn::Duplicate { seq: 1 }
+        ));
         assert!(!is_a_no_op(Some(&id), &id, HandedOn::FirstCopy { seq: 1 }));
         // A new `id:` line, even one repeating the id, is handed on.
         let read_again: Arc<str> = Arc::from(&*id);

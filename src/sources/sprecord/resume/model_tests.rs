@@ -3,7 +3,7 @@
 //!
 //! The model: one server emits events e1, e2, ... in its order (some
 //! malformed, passed over; some whose first copy a webhook brought, so every
-//! stream's copy is a duplicate with an older seq). Up to three streams of
+//! stream's copy is a duplicate carrying that first copy's seq). Up to three streams of
 //! the account open on url variants of one server (credentials, query,
 //! default port differ: one key), each taking `open_point()` as `stream.rs`
 //! does; a server that keeps history then sends the events after the
