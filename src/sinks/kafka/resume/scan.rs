@@ -980,6 +980,15 @@ mod tests {
         assert_eq!(deadlines.whole(), Duration::from_secs(30));
     }
 
+    /// Settings that have the mock broker answer a fetch with one batch.
+    fn one_batch_per_fetch(mock: &crate::sinks::kafka::tests_support::Mock) -> KafkaConfig {
+        toml::from_str(&format!(
+            "brokers = \"{}\"\n[options]\n\"fetch.message.max.bytes\" = \"1\"",
+            mock.bootstrap_servers()
+        ))
+        .unwrap()
+    }
+
     /// A broker that answers every fetch, one message a time, slower than
     /// a read-back's deadline in all: the read goes on to the end. It was
     /// cut at the deadline and what it had not reached sent again.
@@ -998,11 +1007,7 @@ mod tests {
             producer.send(record).unwrap();
             flushed(&producer);
         }
-        let config: KafkaConfig = toml::from_str(&format!(
-            "brokers = \"{}\"\n[options]\n\"fetch.message.max.bytes\" = \"1\"",
-            mock.bootstrap_servers()
-        ))
-        .unwrap();
+        let config = one_batch_per_fetch(&mock);
         let rtt = Duration::from_millis(150);
         mock.broker_round_trip_time(1, rtt).unwrap();
         let within = Duration::from_millis(2500);
@@ -1045,11 +1050,7 @@ mod tests {
             .partition(1);
         producer.send(record).unwrap();
         flushed(&producer);
-        let config: KafkaConfig = toml::from_str(&format!(
-            "brokers = \"{}\"\n[options]\n\"fetch.message.max.bytes\" = \"1\"",
-            mock.bootstrap_servers()
-        ))
-        .unwrap();
+        let config = one_batch_per_fetch(&mock);
         // A fetch each 150 ms, well within the quiet bound; the whole bound,
         // 3 × 2 s, ends the read some 60 messages short of partition 0's
         // end (and leaves the metadata and the ends several round trips). A
