@@ -283,6 +283,9 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 #[cfg(test)]
+mod model_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
