@@ -409,13 +409,15 @@ mod tests {
     /// Events each account queue holds in these tests.
     const QUEUE: usize = 8;
 
-    fn event(seq: u64, account: &str) -> Arc<JournaledEvent> {
+    /// A journaled event of `account` at `seq`.
+    pub(super) fn event(seq: u64, account: &str) -> Arc<JournaledEvent> {
         Arc::new(JournaledEvent {
             seq,
             journaled_at_ms: 0,
             received_at_ms: 0,
             header: EventHeader {
                 account: account.into(),
+                seq,
                 ..Default::default()
             },
             json: Default::default(),

@@ -45,8 +45,8 @@ use futures::FutureExt;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use super::tests::event;
 use super::*;
-use crate::event::EventHeader;
 
 /// The accounts events are published for.
 const ACCOUNTS: [&str; 3] = ["a", "b", "c"];
@@ -107,20 +107,6 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<Index>().prop_map(|who| Op::Drop { who }),
         1 => (1..=2 * FIRST_SWEEP).prop_map(|count| Op::Passersby { count }),
     ]
-}
-
-fn event(seq: u64, account: &str) -> Arc<JournaledEvent> {
-    Arc::new(JournaledEvent {
-        seq,
-        journaled_at_ms: 0,
-        received_at_ms: 0,
-        header: EventHeader {
-            account: account.into(),
-            seq,
-            ..Default::default()
-        },
-        json: Default::default(),
-    })
 }
 
 /// What the receiver should be holding for its session.

@@ -249,7 +249,7 @@ impl AlreadyDelivered {
                 if let Some(cut) = scan.cut {
                     let found_read = scan.found.len();
                     scan.found
-                        .retain(|_, at| scan.unfinished.binary_search(&at.partition).is_err());
+                        .retain(|_, at| !scan.unfinished.contains(&at.partition));
                     tracing::warn!(
                         topic,
                         read = scan.read,
@@ -391,7 +391,7 @@ mod tests {
                 .collect(),
             read: pairs.len(),
             cut: None,
-            unfinished: Vec::new(),
+            unfinished: std::collections::BTreeSet::new(),
             unreachable: 0,
         }
     }

@@ -237,7 +237,8 @@ impl ResumeId {
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {
         let mut ids = self.ids.lock();
-        // The seq of a first copy newer than the last that moved the point.
+        // The seq of a first copy newer than every first copy that moved the
+        // point or whose duplicate did.
         let first_copy_ahead = match handed {
             HandedOn::FirstCopy { seq }
                 if ids

@@ -207,7 +207,7 @@ mod tests {
         tx
     }
 
-    fn entry(seq: u64, state: State) -> Entry {
+    pub(super) fn entry(seq: u64, state: State) -> Entry {
         Entry {
             seq,
             topic: Arc::from("t"),
@@ -294,11 +294,19 @@ mod tests {
         assert_eq!(topics, ["cr.a", "cr.b"]);
     }
 
-    struct CountingWaker(AtomicUsize);
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    pub(super) struct CountingWaker(AtomicUsize);
 
     impl ArcWake for CountingWaker {
         fn wake_by_ref(this: &Arc<Self>) {
             this.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    impl CountingWaker {
+        pub(super) fn woken(&self) -> usize {
+            self.0.load(Ordering::Acquire)
         }
     }
 

@@ -241,7 +241,7 @@ fn scan(
         };
         if read < in_range {
             cut_short = true;
-            result.unfinished.push(partition as i32);
+            result.unfinished.insert(partition as i32);
         }
         for (offset, message) in log.iter().enumerate().skip(start).take(read) {
             result.read += 1;
@@ -396,8 +396,8 @@ fn check_logs(kafka: &Kafka, journal: &[Event], cursor: u64) -> Result<(), TestC
 
 fn run(case: &Case) -> Result<(), TestCaseError> {
     let mut kafka = Kafka::new();
-    let event = |seq: usize, &(id, key, topic): &(usize, usize, usize)| Event {
-        seq: seq as u64 + 1,
+    let event = |index: usize, &(id, key, topic): &(usize, usize, usize)| Event {
+        seq: index as u64 + 1,
         id,
         key,
         topic,

@@ -20,7 +20,7 @@
 //!   a partition's leader was still moving, or one stopped answering
 //!   part-way) from one taken as it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
@@ -75,12 +75,12 @@ pub struct Scan {
     pub read: usize,
     /// What stopped the read before the end, if anything did.
     pub cut: Option<Cut>,
-    /// The partitions a cut read did not reach the end of, in order: what
+    /// The partitions a cut read did not reach the end of: what
     /// lies past the cut there is unknown (see
     /// [`super::AlreadyDelivered::add`]). Empty without a cut, and when the
     /// read was stopped while it asked for the partitions' ends (it found
     /// nothing then).
-    pub unfinished: Vec<i32>,
+    pub unfinished: BTreeSet<i32>,
     /// Errors reaching a broker the read went on past (see `scan_blocking`).
     pub unreachable: u64,
 }
@@ -468,9 +468,7 @@ pub fn scan_blocking(
         return Err(ScanError::NoPartitions);
     }
     let mut assignment = TopicPartitionList::new();
-    // Ordered: the partitions left at a cut are `Scan::unfinished`, which
-    // is searched as sorted.
-    let mut end_of: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut end_of: HashMap<i32, i64> = HashMap::new();
     for partition in partitions {
         // Not bounded in all, so a stop must not wait for every partition.
         if stop.is_cancelled() {
@@ -924,7 +922,7 @@ mod tests {
                 found: Found::default(),
                 read: 7,
                 cut,
-                unfinished: Vec::new(),
+                unfinished: BTreeSet::new(),
                 unreachable: 0,
             })
         };
@@ -1075,7 +1073,7 @@ mod tests {
             scan.cut,
             scan.read
         );
-        assert_eq!(scan.unfinished, vec![0], "{} read", scan.read);
+        assert_eq!(scan.unfinished, BTreeSet::from([0]), "{} read", scan.read);
     }
 
     /// A topic of many partitions behind a slow link: each partition's ends

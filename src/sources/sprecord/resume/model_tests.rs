@@ -276,8 +276,9 @@ impl Model {
         }
     }
 
-    /// As the end of `pump`'s loop: `hand_on` unless it is a no-op (the
-    /// same id as `at`, no first copy).
+    /// As the end of `pump`'s loop. Its no-op (an event without an `id:`
+    /// line, carrying the id handed on last) never comes up: every event
+    /// here has an id of its own.
     fn hand_on(&mut self, stream: usize) {
         let Some(s) = &mut self.streams[stream] else {
             return;
@@ -286,11 +287,9 @@ impl Model {
             return;
         };
         let id = event_id(index);
-        if matches!(handed, HandedOn::FirstCopy { .. }) || s.at.as_deref() != Some(id.as_str()) {
-            s.resume.hand_on(s.at.as_deref(), &id, handed);
-            self.handed_ids.insert(id.clone());
-            s.at = Some(id);
-        }
+        s.resume.hand_on(s.at.as_deref(), &id, handed);
+        self.handed_ids.insert(id.clone());
+        s.at = Some(id);
     }
 
     fn close(&mut self, stream: usize, hand_pending: bool) {

@@ -30,15 +30,14 @@
 //! given), `done_ms` (wall clock), `topics_awaiting`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
 
 use futures::channel::oneshot;
-use futures::task::ArcWake;
 use futures::{FutureExt, StreamExt};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use super::tests::{CountingWaker, entry};
 use super::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -127,21 +126,6 @@ struct Record {
     looked_at: bool,
 }
 
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-
-impl ArcWake for CountingWaker {
-    fn wake_by_ref(this: &Arc<Self>) {
-        this.0.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-impl CountingWaker {
-    fn woken(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
 struct Harness {
     in_flight: InFlight,
     last_report_ms: Arc<AtomicU64>,
@@ -176,12 +160,7 @@ impl Harness {
     }
 
     fn push(&mut self, state: State, record: Record) {
-        self.in_flight.push_back(Entry {
-            seq: record.seq,
-            topic: Arc::from("t"),
-            received_at_ms: 0,
-            state,
-        });
+        self.in_flight.push_back(entry(record.seq, state));
         self.pushed.push(record.seq);
         self.model.push_back(record);
     }
