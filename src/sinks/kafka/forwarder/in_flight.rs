@@ -318,14 +318,14 @@ mod tests {
         let mut in_flight = InFlight::new(Arc::new(AtomicU64::new(0)));
         let oldest = scripted(&mut in_flight, 1);
         let _behind = scripted(&mut in_flight, 2);
-        let forwarder = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let forwarder = Arc::new(CountingWaker::default());
         let waker = futures::task::waker(forwarder.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(in_flight.poll_next_unpin(&mut cx).is_pending());
 
         in_flight.notice_reports_behind();
         let _ = oldest.send(Outcome::Skipped);
-        assert_eq!(forwarder.0.load(Ordering::Acquire), 1, "woken");
+        assert_eq!(forwarder.woken(), 1, "woken");
         assert_eq!(next_now(&mut in_flight), Some(Some(1)));
     }
 }
