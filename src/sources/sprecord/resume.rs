@@ -120,6 +120,14 @@ struct Ids {
     unsaved: bool,
 }
 
+impl Ids {
+    /// Raises `key`'s first-copy seq to `seq` (never lowers it).
+    fn raise_first_copy_seq(&mut self, key: &Key, seq: u64) {
+        let newest = self.first_copy_seq.entry(key.clone()).or_insert(seq);
+        *newest = (*newest).max(seq);
+    }
+}
+
 impl ResumeIds {
     /// The ids the journal kept from the last run, for the accounts
     /// `configured` still names (an id means nothing to another account or
@@ -251,7 +259,7 @@ impl ResumeId {
             _ => None,
         };
         if let Some(seq) = first_copy_ahead {
-            ids.first_copy_seq.insert(self.key.clone(), seq);
+            ids.raise_first_copy_seq(&self.key, seq);
         }
         let kept = ids.by_account.get(&self.key).map(String::as_str);
         let at_front = kept.is_none_or(|kept| first_copy_ahead.is_some() || prev == Some(kept));
@@ -276,8 +284,7 @@ impl ResumeId {
             }
         }
         if let HandedOn::Duplicate { seq } = handed {
-            let newest = ids.first_copy_seq.entry(self.key.clone()).or_insert(seq);
-            *newest = (*newest).max(seq);
+            ids.raise_first_copy_seq(&self.key, seq);
         }
         ids.unsaved = true;
         self.ids.changed.notify_one();
