@@ -28,7 +28,7 @@
 //!   the client gets `{"control":"gap","oldest_seq":N}` before event N, once
 //!   per hole, wherever the hole is in a page, whether N comes from the
 //!   journal or live (a journal that retention emptied has only live
-//!   events to offer);
+//!   events to offer: its gap is told at once, N the next seq to commit);
 //! - every frame is the journaled CloudEvent bytes, shared, not re-serialized;
 //! - a client's queue is the events committed but not yet written to its
 //!   socket that match its filters (events it filters out never wait for it).
@@ -516,6 +516,10 @@ impl Session {
             // accounts' events holds its entries and little JSON.
             hold.keep(page.memory());
             if page.entries.is_empty() {
+                // Nothing after the cursor: a `since` past what retention
+                // left of a journal it emptied is told now, not with the
+                // next commit, which may be hours away on a quiet relay.
+                self.announce_what_the_journal_dropped(ctx).await?;
                 if self.live.is_some() {
                     return Ok(());
                 }
@@ -573,13 +577,7 @@ impl Session {
         // A client resuming from before what the journal holds hears of
         // the gap first, before the heartbeats the wait's pings carry (a
         // heartbeat at its `since` would come before the gap otherwise).
-        // Not when retention emptied the journal: the next event's commit
-        // tells it then, as without a wait.
-        let first = ctx.journal.first_seq();
-        if first <= ctx.journal.last_seq() {
-            self.announce_gap(first).await?;
-            self.cursor = self.cursor.max(first.saturating_sub(1));
-        }
+        self.announce_what_the_journal_dropped(ctx).await?;
         let budget = self.budget.clone();
         let page = budget.page();
         tokio::pin!(page);
@@ -659,9 +657,8 @@ impl Session {
     ///
     /// Not past what the ring cannot vouch for: seqs it skipped (a landed
     /// commit not read back, perhaps of this account) and what committed
-    /// before the session subscribed that its replay did not reach (a
-    /// journal retention emptied: its gap is still owed). Those are read
-    /// from the journal now, as the next event of its own would.
+    /// before the session subscribed that its replay did not reach. Those
+    /// are read from the journal now, as the next event of its own would.
     async fn cursor_to_the_commits(&mut self, ctx: &Context) -> Result<(), End> {
         // Nothing to do on the shared ring, whose sessions' wakes must not
         // pay for the look at the commits (a lock every session shares).
@@ -745,6 +742,20 @@ impl Session {
     /// this client asked for, or the journal could not read a record
     /// (damaged on disk: its reads skip it). Checked on the raw seq,
     /// before the filter: the client's cursor covers events it filters out too.
+    /// The gap between the cursor and the oldest event the journal holds,
+    /// or, when retention emptied it, the next seq it will hand out (the
+    /// contract's gap frame comes first, before any heartbeat); the cursor
+    /// moves up to it.
+    async fn announce_what_the_journal_dropped(&mut self, ctx: &Context) -> Result<(), End> {
+        let oldest = ctx
+            .journal
+            .first_seq()
+            .min(ctx.journal.last_seq().saturating_add(1));
+        self.announce_gap(oldest).await?;
+        self.cursor = self.cursor.max(oldest.saturating_sub(1));
+        Ok(())
+    }
+
     async fn announce_gap(&mut self, seq: u64) -> Result<(), End> {
         if seq > self.cursor.saturating_add(1) {
             let gap = format!(r#"{{"control":"gap","oldest_seq":{seq}}}"#);
