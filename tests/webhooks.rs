@@ -1820,10 +1820,18 @@ async fn a_credential_sent_twice_is_refused() {
         c.post(relay.url("/hooks/sprecord/sp?token=sp-token&token=wrong"))
             .body(call.clone()),
     ];
-    for request in requests {
+    for (n, request) in requests.into_iter().enumerate() {
         let reply = send(request).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
         assert!(reply.text.contains("more than once"), "{}", reply.text);
+        // VOIPEX's is a Basic check's refusal: its 401 asks for Basic, as
+        // every 401 must carry a challenge (RFC 7235); it carried none.
+        assert_eq!(
+            reply.headers.contains_key("www-authenticate"),
+            n == 3,
+            "request {n}: {}",
+            reply.text
+        );
     }
     assert_eq!(relay.ctx.journal.last_seq(), 0);
     relay.stop().await;

@@ -142,14 +142,20 @@ pub enum AuthError {
     BadToken,
     #[error("{0} is sent more than once")]
     Repeated(String),
+    #[error("HTTP Basic credentials (header `authorization`) are sent more than once")]
+    RepeatedBasic,
 }
 
 impl AuthError {
-    /// Whether the answer should carry `WWW-Authenticate: Basic`.
+    /// Whether the answer should carry `WWW-Authenticate: Basic`: every
+    /// refusal of a Basic check, as RFC 7235 asks of a 401.
     pub fn wants_basic(&self) -> bool {
         matches!(
             self,
-            AuthError::MissingBasic | AuthError::MalformedBasic | AuthError::BadBasic
+            AuthError::MissingBasic
+                | AuthError::MalformedBasic
+                | AuthError::BadBasic
+                | AuthError::RepeatedBasic
         )
     }
 }

@@ -28,7 +28,8 @@ pub fn verify<'a>(
     delivery: Delivery<'a>,
 ) -> Result<Verified<'a>, AuthError> {
     let header = delivery
-        .credential_header("authorization")?
+        .credential_header("authorization")
+        .map_err(|_| AuthError::RepeatedBasic)?
         .ok_or(AuthError::MissingBasic)?
         .trim_ascii();
     if header.len() < 6 || !header[..6].eq_ignore_ascii_case(b"basic ") {

@@ -106,7 +106,9 @@ impl Answer {
         if e.wants_basic() {
             a.response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"callrelay\""),
+                // RFC 7617's charset: a client encodes a non-ASCII password
+                // as UTF-8, the bytes the password is compared as.
+                HeaderValue::from_static("Basic realm=\"callrelay\", charset=\"UTF-8\""),
             );
         }
         a
@@ -266,7 +268,18 @@ mod tests {
     fn basic_auth_failures_ask_for_basic() {
         let r = Answer::unauthorized(&AuthError::BadBasic).into_response();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"callrelay\", charset=\"UTF-8\""
+        );
+        let r = Answer::unauthorized(&AuthError::RepeatedBasic).into_response();
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        let r = Answer::unauthorized(&AuthError::Repeated("header `x-api-key`".into()));
+        assert!(
+            !r.into_response()
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE)
+        );
         let r = Answer::unauthorized(&AuthError::BadToken).into_response();
         assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
     }
