@@ -196,6 +196,28 @@ impl Config {
                 .api_key
                 .as_ref()
                 .filter(|_| hook.api_key_query.is_some());
+            let api_key_in_a_header = hook
+                .api_key
+                .as_ref()
+                .filter(|_| hook.api_key_query.is_none());
+            if let Some(value) = api_key_in_a_header
+                && value
+                    .get_ref()
+                    .values()
+                    .iter()
+                    .any(|s| never_matches_in_a_header(s.expose()))
+            {
+                warnings.push(at(
+                    value.span().start,
+                    format!(
+                        "[[webhook]] {} `api_key` starts or ends with a space, or starts with \
+                         `Bearer `: the header's value is read trimmed and without its \
+                         `Bearer ` prefix, so it can never match and every delivery is \
+                         refused 401; write the key alone",
+                        hook.vendor.as_str()
+                    ),
+                ));
+            }
             for (field, value) in [
                 ("token", hook.token.as_ref()),
                 ("api_key", api_key_in_query),
@@ -313,6 +335,17 @@ fn comparable_url(url: &str) -> String {
     written.trim_end_matches('/').to_owned()
 }
 
+/// Whether an API key sent in a header can never match: the header's value
+/// is trimmed and its `Bearer ` prefix taken off before the comparison
+/// (`vendors::tel4vn`), so a key pasted with either is refused every time.
+fn never_matches_in_a_header(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.trim_ascii() != bytes
+        || bytes
+            .get(..7)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"bearer "))
+}
+
 /// Whether a credential pasted unencoded into a URL's query arrives as
 /// another value (`+` as a space), cut short (`&`, `#`), or not as written
 /// (`%`, a space, a control or non-ASCII character).
@@ -379,6 +412,27 @@ mod tests {
         );
         for warning in &warnings {
             for secret in ["ab+cd", "old&x", "k y"] {
+                assert!(!warning.message.contains(secret), "{warning:?}");
+            }
+        }
+    }
+
+    /// A Tel4vn key pasted with its header's `Bearer ` or a stray space was
+    /// refused 401 on every delivery, `check` silent: the header's value is
+    /// trimmed and unprefixed before the comparison (vendors review, 2026-12-07).
+    #[test]
+    fn a_header_api_key_that_can_never_match_is_a_warning_that_hides_it() {
+        let hooks = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"a\"\napi_key = \"Bearer k1\"\n\n\
+                     [[webhook]]\nvendor = \"tel4vn\"\naccount = \"b\"\napi_key = [\"ok\", \" k2\"]\n\n\
+                     [[webhook]]\nvendor = \"tel4vn\"\naccount = \"c\"\napi_key = \"k3 \"\n\n\
+                     [[webhook]]\nvendor = \"tel4vn\"\naccount = \"d\"\napi_key = \"bearerless k4\"\n\n\
+                     [[webhook]]\nvendor = \"tel4vn\"\naccount = \"q\"\napi_key = \"Bearer_k5\"\napi_key_query = \"key\"\n";
+        let warnings = warnings_of(hooks);
+        let placed: Vec<(usize, usize)> = warnings.iter().map(|w| (w.line, w.col)).collect();
+        assert_eq!(placed, [(4, 11), (9, 11), (14, 11)], "{warnings:?}");
+        for warning in &warnings {
+            assert!(warning.message.contains("can never match"), "{warning:?}");
+            for secret in ["k1", "k2", "k3"] {
                 assert!(!warning.message.contains(secret), "{warning:?}");
             }
         }
