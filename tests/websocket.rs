@@ -1333,9 +1333,17 @@ async fn gap_frame_when_retention_emptied_the_journal() {
     // Its filter drops seq 8 and 9: it gets the gap frame alone, then seq 10.
     let mut filtered = connect(&ws_url(&relay, "?since=2&type=crm.*")).await;
     // On its account's ring: the ring's silence about seqs 2..7, committed
-    // before it subscribed, does not move its cursor past them (before:
-    // its heartbeat said 7 and seq 8 came with no gap frame).
+    // before it subscribed, does not move its cursor past them without a
+    // gap frame (an earlier build's heartbeat said 7, and seq 8 came with
+    // no gap frame).
     let mut one_account = connect(&ws_url(&relay, "?since=1&account=main&heartbeat=1")).await;
+    // Its `since` is the last seq journaled: nothing was dropped after it.
+    let mut at_the_end = connect(&ws_url(&relay, "?since=7&heartbeat=1")).await;
+    assert_eq!(
+        next_json(&mut at_the_end).await,
+        json!({"control": "heartbeat", "seq": 7}),
+        "no gap frame"
+    );
     let gap = json!({"control": "gap", "oldest_seq": 8});
     assert_eq!(
         next_json(&mut client).await,

@@ -392,9 +392,9 @@ impl Session {
                         self.cursor = self.cursor.max(event.seq.saturating_sub(1));
                     }
                     if event.seq > self.cursor {
-                        // A resumed client whose `since` retention has passed
-                        // while the journal is empty learns of the gap here:
-                        // its replay found nothing to compare with.
+                        // A hole before a live event (a lag past what
+                        // `max_size` kept, a journal emptied while the ring
+                        // held this event) is told here.
                         self.announce_gap(event.seq).await?;
                         self.cursor = event.seq;
                         if self.filter.matches(&event.header) {
@@ -519,7 +519,12 @@ impl Session {
                 // Nothing after the cursor: a `since` past what retention
                 // left of a journal it emptied is told now, not with the
                 // next commit, which may be hours away on a quiet relay.
-                self.announce_what_the_journal_dropped(ctx).await?;
+                // Not while the live receiver holds events: the journal may
+                // have dropped them (`max_size`) after they were published,
+                // and they are delivered, behind the gap the live loop tells.
+                if self.live.as_ref().is_none_or(LiveReceiver::is_empty) {
+                    self.announce_what_the_journal_dropped(ctx).await?;
+                }
                 if self.live.is_some() {
                     return Ok(());
                 }
@@ -734,14 +739,6 @@ impl Session {
         Ok(())
     }
 
-    /// Sends `{"control":"gap","oldest_seq":seq}` when `seq`, the next event
-    /// this session handles, is not the one right after its cursor. Seqs are
-    /// contiguous in the journal, and a jump on the live ring is read from
-    /// the journal first (a receiver that misses some is told `Lagged` and
-    /// replays), so a jump here means retention or `max_size` removed what
-    /// this client asked for, or the journal could not read a record
-    /// (damaged on disk: its reads skip it). Checked on the raw seq,
-    /// before the filter: the client's cursor covers events it filters out too.
     /// The gap between the cursor and the oldest event the journal holds,
     /// or, when retention emptied it, the next seq it will hand out (the
     /// contract's gap frame comes first, before any heartbeat); the cursor
@@ -756,6 +753,14 @@ impl Session {
         Ok(())
     }
 
+    /// Sends `{"control":"gap","oldest_seq":seq}` when `seq`, the next event
+    /// this session handles, is not the one right after its cursor. Seqs are
+    /// contiguous in the journal, and a jump on the live ring is read from
+    /// the journal first (a receiver that misses some is told `Lagged` and
+    /// replays), so a jump here means retention or `max_size` removed what
+    /// this client asked for, or the journal could not read a record
+    /// (damaged on disk: its reads skip it). Checked on the raw seq,
+    /// before the filter: the client's cursor covers events it filters out too.
     async fn announce_gap(&mut self, seq: u64) -> Result<(), End> {
         if seq > self.cursor.saturating_add(1) {
             let gap = format!(r#"{{"control":"gap","oldest_seq":{seq}}}"#);
