@@ -263,7 +263,9 @@ fn form_object<'a>(
         Some(_) => body,
     };
     let pairs = text::form_pairs(fields, charset, text::Pairs::FormFields)?;
-    Ok((Value::Object(query_object(&pairs)), None))
+    // All of them: our `token` travels in the URL's query, so a body's
+    // field of that name is the vendor's data, kept in `raw` as received.
+    Ok((Value::Object(pairs_object(&pairs)), None))
 }
 
 /// Whether a body holds nothing but ASCII whitespace: no event in it.
@@ -296,12 +298,18 @@ pub fn json_object<'a>(
     Ok((value, repaired.map_or(body_text, Cow::Owned)))
 }
 
-/// Query (or form) pairs as an object of strings; the first value of a
-/// repeated name wins, and `token` — our credential, not vendor data — is left out.
+/// A query's pairs as an object of strings, as [`pairs_object`], less
+/// `token`: our credential, not vendor data.
 pub fn query_object(pairs: &[(String, String)]) -> Map<String, Value> {
+    pairs_object(pairs.iter().filter(|(k, _)| k != "token"))
+}
+
+/// Form or query pairs as an object of strings; the first value of a
+/// repeated name wins.
+fn pairs_object<'p>(pairs: impl IntoIterator<Item = &'p (String, String)>) -> Map<String, Value> {
     let mut map = Map::new();
     for (k, v) in pairs {
-        if k != "token" && !map.contains_key(k) {
+        if !map.contains_key(k) {
             map.insert(k.clone(), Value::String(v.clone()));
         }
     }
@@ -836,5 +844,21 @@ mod tests {
         ];
         let map = query_object(&pairs);
         assert_eq!(Value::Object(map), serde_json::json!({"callid": "1.2"}));
+    }
+
+    /// A form body's `token` field is the vendor's, not our credential (which
+    /// travels in the URL's query): it was dropped from `raw`, which the
+    /// contract says is the payload as received (review, 2026-12-07).
+    #[test]
+    fn a_form_bodys_token_field_is_kept() {
+        let (raw, _) = form_object(
+            b"callid=1.2&token=vendor-data",
+            Some(b"application/x-www-form-urlencoded"),
+        )
+        .unwrap();
+        assert_eq!(
+            raw,
+            serde_json::json!({"callid": "1.2", "token": "vendor-data"})
+        );
     }
 }
