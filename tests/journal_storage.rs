@@ -3,8 +3,9 @@
 //! tmpfs makes the disk fail the writes of new blocks (as thin-provisioned or
 //! SAN storage does) while the filesystem stays mounted read-write.
 //!
-//! Needs root (mount, losetup) and e2fsprogs; where they are missing the test
-//! says so on stderr and returns (the CI machine has them).
+//! Needs root (mount, losetup), or passwordless `sudo` as the README allows,
+//! and e2fsprogs; where they are missing the test says so on stderr and
+//! returns (the CI machine has them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,11 +27,28 @@ struct FailingDisk {
     backing: PathBuf,
     mount: PathBuf,
     loop_device: Option<String>,
+    /// This process's effective uid: whether the mounts go through `sudo`.
+    euid: u32,
 }
 
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
+/// The command that runs `program` as root for a process whose effective
+/// uid is `euid`: itself as root, else through `sudo -n` (the README allows a
+/// user with passwordless sudo; `-n` fails at once where sudo would ask for
+/// a password, and the test says why instead of hanging).
+fn as_root(euid: u32, program: &str, args: &[&str]) -> (String, Vec<String>) {
+    let args = args.iter().map(|a| a.to_string());
+    if euid == 0 {
+        (program.to_owned(), args.collect())
+    } else {
+        let via_sudo = ["-n".to_owned(), program.to_owned()].into_iter();
+        ("sudo".to_owned(), via_sudo.chain(args).collect())
+    }
+}
+
+fn run(euid: u32, program: &str, args: &[&str]) -> Result<String, String> {
+    let (program, args) = as_root(euid, program, args);
+    let out = Command::new(&program)
+        .args(&args)
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
     if !out.status.success() {
@@ -58,8 +76,10 @@ impl FailingDisk {
             backing,
             mount,
             loop_device: None,
+            euid: rustix::process::geteuid().as_raw(),
         };
         run(
+            disk.euid,
             "mount",
             &[
                 "-t",
@@ -76,8 +96,16 @@ impl FailingDisk {
             .map_err(|e| e.to_string())?;
         // No ext4 journal and errors=continue: a failed data write stays a
         // failed write (with a journal, ext4 would abort it and go read-only,
-        // which the journal already survives).
+        // which the journal already survives). The root directory is this
+        // process's (mke2fs run through sudo would make it root's), so that
+        // the journal can make its directory there.
+        let extended = format!(
+            "lazy_itable_init=0,root_owner={}:{}",
+            disk.euid,
+            rustix::process::getegid().as_raw()
+        );
         run(
+            disk.euid,
             "mkfs.ext4",
             &[
                 "-q",
@@ -85,11 +113,11 @@ impl FailingDisk {
                 "-O",
                 "^has_journal",
                 "-E",
-                "lazy_itable_init=0",
+                &extended,
                 text(&image),
             ],
         )?;
-        disk.loop_device = Some(run("losetup", &["-f", "--show", text(&image)])?);
+        disk.loop_device = Some(run(disk.euid, "losetup", &["-f", "--show", text(&image)])?);
         disk.mount_fs()?;
         Ok(disk)
     }
@@ -103,10 +131,10 @@ impl FailingDisk {
             .map_err(|why| {
                 assert!(
                     std::env::var_os("CALLRELAY_REQUIRE_TOOLS").is_none(),
-                    "CALLRELAY_REQUIRE_TOOLS is set and this test cannot make its failing disk (it needs root, tmpfs, loop devices and mkfs.ext4): {why}"
+                    "CALLRELAY_REQUIRE_TOOLS is set and this test cannot make its failing disk (it needs root or passwordless sudo, tmpfs, loop devices and mkfs.ext4): {why}"
                 );
                 eprintln!(
-                    "SKIPPED: this test needs root, tmpfs, loop devices and mkfs.ext4: {why}"
+                    "SKIPPED: this test needs root or passwordless sudo, tmpfs, loop devices and mkfs.ext4: {why}"
                 );
             })
             .ok()
@@ -115,6 +143,7 @@ impl FailingDisk {
     fn mount_fs(&self) -> Result<(), String> {
         let device = self.loop_device.as_deref().ok_or("no loop device")?;
         run(
+            self.euid,
             "mount",
             &["-o", "errors=continue", device, text(&self.mount)],
         )
@@ -122,7 +151,7 @@ impl FailingDisk {
     }
 
     fn remount(&self) {
-        run("umount", &[text(&self.mount)]).unwrap();
+        run(self.euid, "umount", &[text(&self.mount)]).unwrap();
         self.mount_fs().unwrap();
     }
 
@@ -149,11 +178,11 @@ impl FailingDisk {
 
 impl Drop for FailingDisk {
     fn drop(&mut self) {
-        let _ = run("umount", &[text(&self.mount)]);
+        let _ = run(self.euid, "umount", &[text(&self.mount)]);
         if let Some(device) = &self.loop_device {
-            let _ = run("losetup", &["-d", device]);
+            let _ = run(self.euid, "losetup", &["-d", device]);
         }
-        let _ = run("umount", &[text(&self.backing)]);
+        let _ = run(self.euid, "umount", &[text(&self.backing)]);
     }
 }
 
@@ -332,4 +361,32 @@ fn a_start_after_a_failed_write_reads_the_disk() {
         assert!(journal.close(Duration::from_secs(5)));
     }
     assert_on_the_disk(&disk, &acked);
+}
+
+/// The README allows running the suite as a user with passwordless sudo:
+/// the disk's commands then go through `sudo -n`, and root runs them as
+/// they are.
+#[test]
+fn the_disk_commands_go_through_sudo_unless_root() {
+    let args = ["-f", "--show", "/tmp/image"];
+    assert_eq!(
+        as_root(0, "losetup", &args),
+        (
+            "losetup".to_owned(),
+            vec!["-f".into(), "--show".into(), "/tmp/image".into()]
+        )
+    );
+    assert_eq!(
+        as_root(1000, "losetup", &args),
+        (
+            "sudo".to_owned(),
+            vec![
+                "-n".into(),
+                "losetup".into(),
+                "-f".into(),
+                "--show".into(),
+                "/tmp/image".into()
+            ]
+        )
+    );
 }
