@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command). Installs what a fresh
 # machine lacks — the npm packages and Debian tools of the test peers, the
-# tansu broker, cargo-fuzz — and reuses what is already installed.
+# tansu broker, cargo-fuzz — and reuses what is already installed; Node.js
+# 20 or newer with npm must be there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Node.js 20 or newer with npm, which this script does not install: the
+# peers' setups run `npm ci`, tests/sprecord.rs spawns `node`, and the
+# SPRecord peer's better-sse needs 20 (Debian 12's own nodejs is 18). Checked
+# first, so that a fresh host learns what to install instead of stopping at
+# "npm: command not found".
+node_help="install Node.js 20 or newer with npm (Debian 12's own nodejs is 18, too old), e.g. from NodeSource (https://github.com/nodesource/distributions) or with nvm (https://github.com/nvm-sh/nvm)"
+for tool in node npm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "scripts/test.sh: $tool is not on PATH; the test peers need it: $node_help" >&2
+    exit 1
+  fi
+done
+node_version=$(node --version 2>/dev/null || true)
+node_major=${node_version#v}
+node_major=${node_major%%.*}
+case "$node_major" in '' | *[!0-9]*) node_major=0 ;; esac
+if [ "$node_major" -lt 20 ]; then
+  echo "scripts/test.sh: node ${node_version:-(no version)} is on PATH, too old for the test peers: $node_help" >&2
+  exit 1
+fi
 
 # Test peers: each tests/peers/<name>/setup.sh installs its own dependencies, idempotently.
 for setup in tests/peers/*/setup.sh; do
