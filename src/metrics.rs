@@ -336,7 +336,11 @@ impl Metrics {
                 webhook_requests.with_label_values(&[vendor.as_str(), code]);
             }
         }
-        webhook_requests.with_label_values(&["unknown", "404"]);
+        // `unknown`: a path under /hooks/ that names no vendor; answered 503
+        // while the journal opens, which `CallrelayWebhooksRefused` watches.
+        for code in ["404", "503"] {
+            webhook_requests.with_label_values(&["unknown", code]);
+        }
         for reason in crate::sinks::websocket::session::End::REASONS {
             ws_disconnects.with_label_values(&[reason]);
         }
@@ -574,6 +578,9 @@ mod tests {
             "callrelay_config_reloads_total{result=\"ok\"} 0",
             "callrelay_journal_dropped_events_total{reason=\"undelivered\"} 0",
             "callrelay_journal_dropped_events_total{reason=\"delivered\"} 0",
+            // Counted while the journal opens (`app::opening_answers`): born
+            // at 1, the first start's refusals never showed as an increase.
+            "callrelay_webhook_requests_total{code=\"503\",vendor=\"unknown\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == series),
