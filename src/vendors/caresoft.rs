@@ -36,6 +36,12 @@ pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified
         header
     };
     let presented = hex::decode(hex_part).map_err(|_| AuthError::MalformedSignature)?;
+    // An empty value, a bare `sha1=`, or another hash's length (an
+    // HMAC-SHA256, say) is not what CareSoft signs with: said so, rather
+    // than that it does not match the body. The length is no secret.
+    if presented.len() != 20 {
+        return Err(AuthError::MalformedSignature);
+    }
     let signed_with = |secret: &crate::config::Secret| {
         let ok = HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
             mac.update(delivery.body);

@@ -64,7 +64,8 @@ pub fn seconds(value: Option<&Value>) -> Option<Value> {
         .parse::<f64>()
         .ok()
         .filter(|f| f.is_finite() && *f >= 0.0)?;
-    Number::from_f64(f).map(Value::Number)
+    // `abs`: "-0" passes the bound as -0.0, and was written `-0.0`.
+    Number::from_f64(f.abs()).map(Value::Number)
 }
 
 /// `inbound`, `outbound` or `internal` from the vendors' words for them.
@@ -393,6 +394,7 @@ mod tests {
         assert_eq!(seconds(Some(&json!(0))), Some(json!(0)));
         assert_eq!(seconds(Some(&json!("x"))), None);
         assert_eq!(seconds(Some(&json!(-1))), None);
+        assert_eq!(seconds(Some(&json!("-0"))).unwrap().to_string(), "0.0");
         // Beyond 2⁶⁴: a float, written as docs/webhooks.md says.
         let huge = seconds(Some(&json!("100000000000000000000"))).unwrap();
         assert_eq!(huge.to_string(), "1e+20");

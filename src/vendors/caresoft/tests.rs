@@ -460,7 +460,14 @@ fn the_vendors_test_vector_in_any_case_with_or_without_prefix() {
         check(Some("420A69CE7D3C36559E9828D6361530DF30065D38"), body),
         Err(AuthError::BadSignature)
     );
-    assert_eq!(check(Some("420A69CE"), body), Err(AuthError::BadSignature));
+    // Not an HMAC-SHA1's 20 bytes: malformed, not a mismatch.
+    for short_or_long in ["420A69CE", "", "sha1=", &"ab".repeat(32)] {
+        assert_eq!(
+            check(Some(short_or_long), body),
+            Err(AuthError::MalformedSignature),
+            "{short_or_long:?}"
+        );
+    }
     // One byte of body changed: the raw bytes are what is signed.
     assert_eq!(
         check(
