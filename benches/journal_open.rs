@@ -3,12 +3,14 @@
 //! clean close, with the file in the kernel's page cache as a restart finds
 //! it. Webhooks are answered 503 for that long (docs/operations.md).
 //!
-//! The events themselves are dropped by a small `max_size` as the fill goes
-//! (their dedup entries outlive them, as in a relay whose window is longer
-//! than its journal holds), so the file stays small and the open measures
-//! the index's load, not the events'.
+//! The events themselves are dropped by a 64 MiB `max_size` as the fill
+//! goes (their dedup entries outlive them, as in a relay whose window is
+//! longer than its journal holds), so the file holds mostly the dedup log
+//! and the open measures the index's load, not the events'.
 //!
-//! Env: OPEN_IDS (dedup entries, default 2000000), OPEN_ROUNDS (default 3).
+//! Env: OPEN_IDS (dedup entries, default 2000000), OPEN_ROUNDS (default 3),
+//! OPEN_DIR (where the journal goes, default the current directory: a disk,
+//! not tmpfs).
 
 #[path = "support/mod.rs"]
 mod support;

@@ -210,10 +210,11 @@ impl Config {
                 warnings.push(at(
                     value.span().start,
                     format!(
-                        "[[webhook]] {} `api_key` starts or ends with a space, or starts with \
-                         `Bearer `: the header's value is read trimmed and without its \
-                         `Bearer ` prefix, so it can never match and every delivery is \
-                         refused 401; write the key alone",
+                        "[[webhook]] {} `api_key` has whitespace at either end, or starts \
+                         with `Bearer `: the header's value is read trimmed and without one \
+                         `Bearer ` prefix, so it matches only a sender that doubles the \
+                         prefix, and every other delivery is refused 401; write the key \
+                         alone, here and in the vendor's `callback_apikey`",
                         hook.vendor.as_str()
                     ),
                 ));
@@ -335,9 +336,10 @@ fn comparable_url(url: &str) -> String {
     written.trim_end_matches('/').to_owned()
 }
 
-/// Whether an API key sent in a header can never match: the header's value
-/// is trimmed and its `Bearer ` prefix taken off before the comparison
-/// (`vendors::tel4vn`), so a key pasted with either is refused every time.
+/// Whether an API key sent in a header matches almost nothing: the header's
+/// value is trimmed and one `Bearer ` prefix taken off before the comparison
+/// (`vendors::tel4vn`), so a key pasted with either is refused unless the
+/// sender doubles the prefix.
 fn never_matches_in_a_header(value: &str) -> bool {
     let bytes = value.as_bytes();
     bytes.trim_ascii() != bytes
@@ -431,7 +433,12 @@ mod tests {
         let placed: Vec<(usize, usize)> = warnings.iter().map(|w| (w.line, w.col)).collect();
         assert_eq!(placed, [(4, 11), (9, 11), (14, 11)], "{warnings:?}");
         for warning in &warnings {
-            assert!(warning.message.contains("can never match"), "{warning:?}");
+            assert!(
+                warning
+                    .message
+                    .contains("matches only a sender that doubles"),
+                "{warning:?}"
+            );
             for secret in ["k1", "k2", "k3"] {
                 assert!(!warning.message.contains(secret), "{warning:?}");
             }
