@@ -10,7 +10,8 @@
 //! pingTimeout` is gone. Namespace: socket.io 2 opens the default namespace
 //! on its own; socket.io 3+ only when the client sends `40`.
 //!
-//! Guarantees: one task owns the websocket; a frame that cannot be read is
+//! Guarantees: the open packet is read for its heartbeat only, and refused
+//! over [`MAX_OPEN_PACKET`]; one task owns the websocket; a frame that cannot be read is
 //! reported ([`Inbound::Malformed`]) and reading goes on; a socket.io
 //! CONNECT_ERROR (`44`) ends the connection as the namespace's refusal,
 //! except on socket.io 2 once the namespace is open, where it is
@@ -31,7 +32,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use futures::{SinkExt, StreamExt};
+use serde::de::IgnoredAny;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -160,7 +163,7 @@ pub(super) async fn handshake(
     dial: &Dial,
     eio: u8,
     timeout: Duration,
-) -> Result<(Ws, Value), LinkError> {
+) -> Result<(Ws, OpenPacket), LinkError> {
     let url = wire::websocket_url(&dial.base_url, eio)?;
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
     let host = url.host_str().unwrap_or_default();
@@ -180,8 +183,7 @@ pub(super) async fn handshake(
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => match wire::decode(&text) {
                     Frame::Open(json) => {
-                        let open: Value = serde_json::from_str(json)
-                            .map_err(|e| LinkError::Handshake(format!("open packet: {e}")))?;
+                        let open = OpenPacket::parse(json)?;
                         return Ok((ws, open));
                     }
                     _ => {
@@ -234,6 +236,114 @@ pub(super) async fn close_ws(mut ws: Ws) {
 /// the close.
 pub const LEFT: &str = "the server closed the connection after the relay left";
 
+/// What the relay reads of the open packet: its two heartbeat settings,
+/// each `None` when missing or not a whole number of milliseconds.
+///
+/// Read, not kept: parsed into values, a 16 MiB `0[0,0,…]` or
+/// `0{"x":[0,0,…]}` from a server (or anything on the vendor's plain port)
+/// took about 1 GB, again at every reconnect. The rest is checked as JSON
+/// and skipped, so an open packet that is valid JSON of any shape reads as
+/// it did then.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct OpenPacket {
+    ping_interval: Option<u64>,
+    ping_timeout: Option<u64>,
+}
+
+/// The largest open packet read. Engine.IO's is a sid, a list of upgrades
+/// and a few numbers, under 200 bytes; one far over that is not from a
+/// socket.io server, and is said so rather than read.
+const MAX_OPEN_PACKET: usize = 64 << 10;
+
+impl OpenPacket {
+    fn parse(json: &str) -> Result<OpenPacket, LinkError> {
+        if json.len() > MAX_OPEN_PACKET {
+            return Err(LinkError::Handshake(format!(
+                "an open packet of {} bytes, over the {} KiB an Engine.IO open packet needs: is `url` a socket.io server?",
+                json.len(),
+                MAX_OPEN_PACKET >> 10
+            )));
+        }
+        serde_json::from_str(json).map_err(|e| LinkError::Handshake(format!("open packet: {e}")))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OpenPacket {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OpenPacket, D::Error> {
+        d.deserialize_any(OpenVisitor)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum OpenKey {
+    #[serde(rename = "pingInterval")]
+    PingInterval,
+    #[serde(rename = "pingTimeout")]
+    PingTimeout,
+    #[serde(other)]
+    Other,
+}
+
+struct OpenVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OpenVisitor {
+    type Value = OpenPacket;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OpenPacket, A::Error> {
+        let mut open = OpenPacket::default();
+        while let Some(key) = map.next_key::<OpenKey>()? {
+            let slot = match key {
+                OpenKey::PingInterval => &mut open.ping_interval,
+                OpenKey::PingTimeout => &mut open.ping_timeout,
+                OpenKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            // As text first: a value of the wrong type is the default, as
+            // before, not an error.
+            let raw = map.next_value::<Option<&RawValue>>()?;
+            *slot = raw.and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
+        }
+        Ok(open)
+    }
+
+    // Any other JSON value: no settings, the protocol's defaults.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OpenPacket, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(OpenPacket::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<OpenPacket, E> {
+        Ok(OpenPacket::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<OpenPacket, E> {
+        Ok(OpenPacket::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<OpenPacket, E> {
+        Ok(OpenPacket::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<OpenPacket, E> {
+        Ok(OpenPacket::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<OpenPacket, E> {
+        Ok(OpenPacket::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<OpenPacket, E> {
+        Ok(OpenPacket::default())
+    }
+}
+
 /// Who keeps the connection's heartbeat, from the open packet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Heartbeat {
@@ -244,18 +354,20 @@ enum Heartbeat {
 }
 
 impl Heartbeat {
-    fn from_open(version: EngineVersion, open: &Value) -> Heartbeat {
+    fn from_open(version: EngineVersion, open: &OpenPacket) -> Heartbeat {
         // Bounded both ways: a server asking for pings every millisecond is
         // not obeyed, and a deadline years away is no deadline (the session's
         // own watchdog finds a silent server first anyway).
-        let millis = |key: &str, default: u64| {
-            Duration::from_millis(open.get(key).and_then(Value::as_u64).unwrap_or(default))
+        let millis = |value: Option<u64>, default: u64| {
+            Duration::from_millis(value.unwrap_or(default))
                 .clamp(Duration::from_millis(100), Duration::from_secs(3600))
         };
-        let interval = millis("pingInterval", 25_000);
+        let interval = millis(open.ping_interval, 25_000);
         match version {
             EngineVersion::V3 => Heartbeat::ClientPings(interval),
-            EngineVersion::V4 => Heartbeat::ServerPings(interval + millis("pingTimeout", 20_000)),
+            EngineVersion::V4 => {
+                Heartbeat::ServerPings(interval + millis(open.ping_timeout, 20_000))
+            }
         }
     }
 }
@@ -678,7 +790,6 @@ const WRONG_VERSION_4: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// An on-call engineer reading "no ping from the server" looked at the
     /// vendor, while the relay had stopped reading for its own journal.
@@ -1114,30 +1225,109 @@ mod tests {
         assert!(!said.contains("engine_io"), "{said}");
     }
 
+    /// The open packet as the handshake reads it.
+    fn open(json: &str) -> OpenPacket {
+        OpenPacket::parse(json).unwrap()
+    }
+
+    /// A server (or anything on the vendor's plain port) answering with a
+    /// huge open packet is refused at the handshake, for `auto`'s probe
+    /// too. Before, a 16 MiB `0[0,0,…]` was read into JSON values, about
+    /// 1 GB, at every reconnect.
+    #[tokio::test]
+    async fn an_open_packet_over_its_bound_is_refused() {
+        for body in [
+            format!("[{}0]", "0,".repeat(MAX_OPEN_PACKET)),
+            format!(r#"{{"x":[{}0]}}"#, "0,".repeat(MAX_OPEN_PACKET)),
+        ] {
+            let (dial, server) = serve_one_websocket(|mut ws| async move {
+                ws.send(Message::Text(format!("0{body}").into()))
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            })
+            .await;
+            let said = match handshake(&dial, 4, Duration::from_secs(5)).await {
+                Ok(_) => panic!("the huge open packet was taken"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                said.contains("open packet of 131") && said.contains("over the 64 KiB"),
+                "{said}"
+            );
+            server.abort();
+        }
+    }
+
     #[test]
     fn the_heartbeat_follows_the_version_and_the_open_packet() {
-        let open = json!({"sid": "s", "pingInterval": 25000, "pingTimeout": 20000});
+        // Engine.IO 3 and 4 servers' open packets as they come.
+        let v3 = open(r#"{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#);
+        let v4 = open(
+            r#"{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#,
+        );
         assert_eq!(
-            Heartbeat::from_open(EngineVersion::V3, &open),
+            Heartbeat::from_open(EngineVersion::V3, &v3),
             Heartbeat::ClientPings(Duration::from_secs(25))
         );
         assert_eq!(
-            Heartbeat::from_open(EngineVersion::V4, &open),
+            Heartbeat::from_open(EngineVersion::V4, &v4),
             Heartbeat::ServerPings(Duration::from_secs(45))
+        );
+        let slow = open(r#"{"pingTimeout":60000,"sid":"s","pingInterval":10000}"#);
+        assert_eq!(
+            Heartbeat::from_open(EngineVersion::V4, &slow),
+            Heartbeat::ServerPings(Duration::from_secs(70))
         );
         // Missing or absurd values: the protocol's defaults, a floor on pings.
         assert_eq!(
-            Heartbeat::from_open(EngineVersion::V4, &json!({})),
+            Heartbeat::from_open(EngineVersion::V4, &open("{}")),
             Heartbeat::ServerPings(Duration::from_secs(45))
         );
         assert_eq!(
-            Heartbeat::from_open(EngineVersion::V3, &json!({"pingInterval": 0})),
+            Heartbeat::from_open(EngineVersion::V3, &open(r#"{"pingInterval": 0}"#)),
             Heartbeat::ClientPings(Duration::from_millis(100))
         );
-        let forever = json!({"pingInterval": u64::MAX, "pingTimeout": u64::MAX});
+        let forever = format!(r#"{{"pingInterval":{0},"pingTimeout":{0}}}"#, u64::MAX);
         assert_eq!(
-            Heartbeat::from_open(EngineVersion::V4, &forever),
+            Heartbeat::from_open(EngineVersion::V4, &open(&forever)),
             Heartbeat::ServerPings(Duration::from_secs(7200))
         );
+        // Of the wrong type, or not an object at all: the defaults, as when
+        // the packet was read into a JSON value.
+        for json in [
+            r#"{"pingInterval":"1000","pingTimeout":1.5}"#,
+            r#"{"pingInterval":-1,"pingTimeout":null}"#,
+            r#"{"pingInterval":1e3,"pingTimeout":[1000]}"#,
+            r#"{"pingInterval":{"ms":1000},"pingTimeout":true}"#,
+            "[25000,20000]",
+            r#""s""#,
+            "42",
+            "null",
+        ] {
+            assert_eq!(open(json), OpenPacket::default(), "{json}");
+        }
+        // A key spelt with an escape is that key; the last of two counts.
+        assert_eq!(
+            open(r#"{"ping\u0049nterval":1000,"pingTimeout":1,"pingTimeout":2}"#),
+            OpenPacket {
+                ping_interval: Some(1000),
+                ping_timeout: Some(2)
+            }
+        );
+        // Up to the bound, whatever it carries besides is skipped unread.
+        let padded = format!(
+            r#"{{"x":[{}0],"pingInterval":1000}}"#,
+            "0,".repeat((MAX_OPEN_PACKET - 40) / 2)
+        );
+        assert!(padded.len() <= MAX_OPEN_PACKET);
+        assert_eq!(open(&padded).ping_interval, Some(1000));
+        // Not JSON: refused, as before.
+        for json in ["", "{", r#"{"pingInterval":1}x"#] {
+            assert!(
+                matches!(OpenPacket::parse(json), Err(LinkError::Handshake(why)) if why.starts_with("open packet: ")),
+                "{json}"
+            );
+        }
     }
 }
