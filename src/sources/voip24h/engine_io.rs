@@ -23,7 +23,7 @@
 //! that name the setting; [`Conn::close`]
 //! sends the socket.io disconnect and a websocket close, waits briefly for
 //! the server's close, and returns only after that task — and with it the
-//! socket — is gone.
+//! socket — is gone, within twice [`CLOSE_WAIT`] whatever the task is doing.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -440,11 +440,16 @@ impl Conn {
     }
 
     pub async fn close(mut self) {
-        let _ = self.cmds.send(Cmd::Close).await;
-        if tokio::time::timeout(CLOSE_WAIT * 2, &mut self.task)
-            .await
-            .is_err()
-        {
+        let cmds = &self.cmds;
+        let task = &mut self.task;
+        // The word goes under the bound too: a task stuck in a write (a
+        // server that stopped reading) with its queue full of `hello`s
+        // never takes it, and the account never reconnected.
+        let closed = async {
+            let _ = cmds.send(Cmd::Close).await;
+            let _ = task.await;
+        };
+        if tokio::time::timeout(CLOSE_WAIT * 2, closed).await.is_err() {
             self.task.abort();
             let _ = (&mut self.task).await;
         }
@@ -1037,6 +1042,32 @@ mod tests {
             .await
             .expect("the server saw the end")
             .unwrap();
+    }
+
+    /// A connection whose task takes no more words (stuck in a write to a
+    /// server that stopped reading) with its queue full is closed within
+    /// the bound all the same. Before, the close waited for room in the
+    /// queue for ever, and the account never reconnected.
+    #[tokio::test(start_paused = true)]
+    async fn a_close_returns_within_its_bound_when_the_queue_is_full() {
+        let (cmds, _not_drained) = mpsc::channel(64);
+        while cmds.try_send(Cmd::Close).is_ok() {}
+        let (_, events) = mpsc::channel(1);
+        let conn = Conn {
+            events,
+            handed_on: Arc::default(),
+            cmds,
+            task: tokio::spawn(std::future::pending()),
+        };
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(CLOSE_WAIT * 10, conn.close())
+            .await
+            .expect("the close returned");
+        assert!(
+            started.elapsed() <= CLOSE_WAIT * 2,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     /// What a connection hands on when the server writes `frames` after
