@@ -237,13 +237,15 @@ pub(super) async fn close_ws(mut ws: Ws) {
 pub const LEFT: &str = "the server closed the connection after the relay left";
 
 /// What the relay reads of the open packet: its two heartbeat settings,
-/// each `None` when missing or not a whole number of milliseconds.
+/// each `None` when missing or not written as an unsigned integer of
+/// milliseconds (`25000.0` is not, as before).
 ///
 /// Read, not kept: parsed into values, a 16 MiB `0[0,0,…]` or
 /// `0{"x":[0,0,…]}` from a server (or anything on the vendor's plain port)
 /// took about 1 GB, again at every reconnect. The rest is checked as JSON
-/// and skipped, so an open packet that is valid JSON of any shape reads as
-/// it did then.
+/// and skipped, so an open packet reads as it did then, except that a
+/// skipped value nested past 128 levels or holding a lone surrogate escape
+/// is no longer refused (no server sends either).
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct OpenPacket {
     ping_interval: Option<u64>,
