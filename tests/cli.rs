@@ -51,7 +51,9 @@ fn check_never_prints_a_secret_from_a_malformed_config() {
     assert_eq!(out.status.code(), Some(1));
     let text = all_output(&out);
     assert!(
-        text.contains("relay.toml:5:12: invalid type: expected a string, or a list of strings"),
+        text.contains(
+            "relay.toml:5:12: `password`: invalid type: expected a string, or a list of strings"
+        ),
         "{text}"
     );
     assert!(!text.contains("87654321"), "{text}");

@@ -3,24 +3,27 @@
 //! the file's terms (the names a key takes, a whole number's range, a list
 //! of hosts) instead of serde's Rust types.
 //!
-//! Guarantees: a message built here does not quote the value serde refused
+//! Guarantees: a message built here names the key whose value it refuses
+//! (`` `max_clients`: invalid type: … ``) where the error stands at a
+//! `key = value` line's value, does not quote the value serde refused
 //! in an "invalid type" or "invalid value" message, and shows a value from
 //! `${ENV}` or `${file:…}` as the file writes it (the parser's token only
 //! where it stands as a whole word, and every quoted string through
 //! `env::Expanded::redact`).
 use super::env;
 
-/// A TOML error placed in the file as written, its message without the
-/// value it refused (see [`without_literal`]) and with any value from the
-/// environment replaced by its `${VAR}`.
+/// A TOML error placed in the file as written, its message led by the key
+/// of the value it refused (see [`key_at`]), without that value (see
+/// [`without_literal`]) and with any value from the environment replaced by
+/// its `${VAR}`.
 pub(super) fn type_problem(
     expanded: &env::Expanded,
     text: &str,
     e: &toml::de::Error,
 ) -> (usize, String) {
     let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
-    let mut message =
-        in_the_files_terms(&without_literal(e.message().trim()), key_at(text, offset));
+    let key = key_at(text, offset);
+    let mut message = in_the_files_terms(&without_literal(e.message().trim()), key);
     // A value the parser refused that holds a `${VAR}`: quoted as written.
     let written = e.span().and_then(|span| {
         let token = expanded.text.get(span.clone())?;
@@ -35,14 +38,31 @@ pub(super) fn type_problem(
     // the token for a '…' string, an escape or a value among other text
     // (`retention = '${RET}h'` showed "hunterh"): `redact` shows each string
     // holding a value as written.
-    (offset, expanded.redact(&message, text))
+    let message = expanded.redact(&message, text);
+    // The key as the range checks name theirs ("`retention` = …"): the place
+    // alone left the reader to find which key of a line such as
+    // `tls = { ca_file = 5 }` was meant. Added after the value is replaced
+    // and redacted: the key is read from the file as written, so holds no
+    // value from the environment, and a key spelled like the value must not
+    // be rewritten as if it were one.
+    match key {
+        Some(key) => (offset, format!("`{key}`: {message}")),
+        None => (offset, message),
+    }
 }
 
-/// The key a `key = value` line at `offset` names, if the line is one.
+/// The key a `key = value` line at `offset` names, if `offset` is where its
+/// value begins (or an element of its array, on the same line).
 pub(super) fn key_at(text: &str, offset: usize) -> Option<&str> {
     let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
     // The last `key =` before the value: also inside an inline table.
-    let (before, _) = text.get(line_start..offset)?.rsplit_once('=')?;
+    let (before, value) = text.get(line_start..offset)?.rsplit_once('=')?;
+    // Anything else between them and the `=` may be another key's (`a = 1
+    // b` at `b`, `tokens = [{ token = "t" }, 5]` at `5`): no key rather than
+    // the wrong one.
+    if !value.chars().all(|c| c.is_whitespace() || c == '[') {
+        return None;
+    }
     let key = before.rsplit(['{', ',']).next()?.trim().trim_matches('"');
     (!key.is_empty()).then_some(key)
 }

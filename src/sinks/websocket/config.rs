@@ -549,7 +549,7 @@ mod tests {
             (
                 "tokens = [{ accounts = [\"hn\"] }]\n",
                 "{",
-                "missing field `token`",
+                "`tokens`: missing field `token`",
             ),
             (
                 "tokens = [{ token = \"t\", accounts = [\"hn\", \"hm\"] }]\n",
@@ -560,12 +560,12 @@ mod tests {
             (
                 "tokens = [{ token = \"t\", accounts = \"hn\" }]\n",
                 "\"hn\"",
-                "invalid type: string, expected a list of account names, like [\"hn\", \"sg\"]",
+                "`accounts`: invalid type: string, expected a list of account names, like [\"hn\", \"sg\"]",
             ),
             (
                 "tokens = [7]\n",
                 "7",
-                "invalid type: integer, expected a token string, or a table \
+                "`tokens`: invalid type: integer, expected a token string, or a table \
                  { token = \"…\", accounts = [\"…\"] }",
             ),
             (
