@@ -111,16 +111,26 @@ struct Ids {
     /// front. A first copy's seq is the newest at its commit, so seqs of
     /// first copies follow the server's order while every stream gets
     /// history (see the module's doc for when they do not); a duplicate's
-    /// do not, so a duplicate moving the point only raises this
-    /// to its first copy's seq: that first copy, handed on late by its
-    /// stream, is then behind the point (it took the point back, found by
-    /// the resume's model test, 2026-12-07).
+    /// do not, so a duplicate moving the point, or handed on at it by the
+    /// stream at the front (events without an `id:` line share one id),
+    /// only raises this to its first copy's seq: that first copy, handed on
+    /// late by its stream, is then behind the point (it took the point
+    /// back, found by the resume's model test, 2026-12-07, and by a review
+    /// for a shared id).
     first_copy_seq: HashMap<Key, u64>,
     /// Changed since the last [`ResumeIds::unsaved`].
     unsaved: bool,
 }
 
 impl Ids {
+    /// Whether a first copy journaled under `seq` is newer than every
+    /// first copy that moved `key`'s point or whose duplicate did.
+    fn is_newer_first_copy(&self, key: &Key, seq: u64) -> bool {
+        self.first_copy_seq
+            .get(key)
+            .is_none_or(|&newest| seq > newest)
+    }
+
     /// Raises `key`'s first-copy seq to `seq` (never lowers it).
     fn raise_first_copy_seq(&mut self, key: &Key, seq: u64) {
         let newest = self.first_copy_seq.entry(key.clone()).or_insert(seq);
@@ -235,6 +245,16 @@ impl ResumeId {
         resumable(id).then(|| id.clone())
     }
 
+    /// Whether a duplicate whose first copy was journaled under `seq`,
+    /// handed on at the point, raises the point's first-copy seq: the
+    /// account has a point, and no first copy as new moved it (or had its
+    /// duplicate do so). Compares no ids, so a stream can tell cheaply that
+    /// handing on again the id it handed on last changes nothing.
+    pub fn would_raise_first_copy_seq(&self, seq: u64) -> bool {
+        let ids = self.ids.lock();
+        ids.by_account.contains_key(&self.key) && ids.is_newer_first_copy(&self.key, seq)
+    }
+
     /// Notes `id` as handed on (journaled, or passed over: malformed, too
     /// large) by a stream whose previous id was `prev`; `handed` says
     /// whether it journaled the event's first copy, and under which seq.
@@ -248,14 +268,7 @@ impl ResumeId {
         // The seq of a first copy newer than every first copy that moved the
         // point or whose duplicate did.
         let first_copy_ahead = match handed {
-            HandedOn::FirstCopy { seq }
-                if ids
-                    .first_copy_seq
-                    .get(&self.key)
-                    .is_none_or(|&newest| seq > newest) =>
-            {
-                Some(seq)
-            }
+            HandedOn::FirstCopy { seq } if ids.is_newer_first_copy(&self.key, seq) => Some(seq),
             _ => None,
         };
         if let Some(seq) = first_copy_ahead {
@@ -263,7 +276,18 @@ impl ResumeId {
         }
         let kept = ids.by_account.get(&self.key).map(String::as_str);
         let at_front = kept.is_none_or(|kept| first_copy_ahead.is_some() || prev == Some(kept));
-        if !at_front || kept == Some(id) {
+        if !at_front {
+            return;
+        }
+        if kept == Some(id) {
+            // A duplicate at the point counts as one moving it: events
+            // without an `id:` line share the id before them, and the first
+            // copy of a later one of them, handed on late by its stream
+            // after the point moved past the id, looked ahead and took the
+            // point back to it.
+            if let HandedOn::Duplicate { seq } = handed {
+                ids.raise_first_copy_seq(&self.key, seq);
+            }
             return;
         }
         let why = why_not_resumable(id);
@@ -633,6 +657,39 @@ mod key_tests {
         // A newer first copy moves it on.
         point.hand_on(Some("e10"), "e12", HandedOn::FirstCopy { seq: 11 });
         assert_eq!(point.get().as_deref(), Some("e12"));
+    }
+
+    /// Events without an `id:` line share the id before them. Two streams:
+    /// A journals e5a's first copy (id 5), B e5b's (no `id:` line: 5 too)
+    /// and A gets e5b's duplicate in the same commit; A hands on e5b's
+    /// duplicate (the point is 5 already) and the malformed 6 before B's
+    /// task hands on its first copy of e5b. That first copy looked newer
+    /// than any that had moved the point (e5a's) and took it back to 5: a
+    /// restart past `dedup.window` then journaled e5b again.
+    #[test]
+    fn a_late_first_copy_of_an_event_sharing_the_points_id_does_not_move_it_back() {
+        let ids = Arc::new(ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
+        point.hand_on(None, "4", HandedOn::FirstCopy { seq: 99 });
+        // A: e5a's first copy.
+        point.hand_on(Some("4"), "5", HandedOn::FirstCopy { seq: 100 });
+        assert_eq!(point.get().as_deref(), Some("5"));
+        // B: e5a's duplicate, then it journals e5b's first copy (seq 101).
+        point.hand_on(Some("4"), "5", HandedOn::Duplicate { seq: 100 });
+        ids.unsaved();
+        // A: e5b's duplicate, at the point already: no change to save.
+        assert!(point.would_raise_first_copy_seq(101));
+        point.hand_on(Some("5"), "5", HandedOn::Duplicate { seq: 101 });
+        assert_eq!(ids.unsaved(), None);
+        // A: 6, passed over.
+        point.hand_on(Some("5"), "6", HandedOn::Other);
+        assert_eq!(point.get().as_deref(), Some("6"));
+        // B, late: e5b's first copy.
+        point.hand_on(Some("5"), "5", HandedOn::FirstCopy { seq: 101 });
+        assert_eq!(point.get().as_deref(), Some("6"));
+        // A first copy newer than e5b's still moves it on.
+        point.hand_on(Some("5"), "7", HandedOn::FirstCopy { seq: 102 });
+        assert_eq!(point.get().as_deref(), Some("7"));
     }
 
     /// A stream opening stands where the point is, even when the point's

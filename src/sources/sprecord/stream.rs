@@ -453,7 +453,11 @@ impl StreamSupervisor {
                     (id, HandedOn::Other)
                 }
             };
-            if !id.is_empty() && !is_a_no_op(at.as_ref(), &id, handed) {
+            if !id.is_empty()
+                && !is_a_no_op(at.as_ref(), &id, handed, |seq| {
+                    self.resume.would_raise_first_copy_seq(seq)
+                })
+            {
                 self.resume.hand_on(at.as_deref(), &id, handed);
                 at = Some(id);
             }
@@ -627,20 +631,33 @@ fn events_left(conn: &mut SseConnection) -> usize {
         .count()
 }
 
-/// Whether handing `id` on after `at` cannot move the account's point, so
-/// the lock and the compares of [`ResumeId::hand_on`] (two of an id that may
-/// be near 1 MiB) are spared: the event carries the very id this stream
-/// handed on last (no `id:` line since: the parser shares one id until the
-/// next) and was no first copy. Then `hand_on` gets `prev == id` with
-/// [`HandedOn::Duplicate`] or [`HandedOn::Other`]: no first copy to move
-/// the point (nor a duplicate's seq to count: that counts only when the
-/// point moves), and the stream is
-/// at the front only if the point is that id already, so the point stays.
-/// Unless the account has none, which happens only once a reload removed
-/// it and this stream is stopping: not putting it back is right too.
+/// Whether handing `id` on after `at` cannot change the account's point,
+/// so the compares of [`ResumeId::hand_on`] (two of an id that may be near
+/// 1 MiB) are spared: the event carries the very id this stream handed on
+/// last (no `id:` line since: the parser shares one id until the next) and
+/// was no first copy, nor a duplicate whose seq `would_raise` (asked only
+/// then: [`ResumeId::would_raise_first_copy_seq`], which compares no ids).
+/// Then `hand_on` gets `prev == id` with [`HandedOn::Duplicate`] or
+/// [`HandedOn::Other`]: no first copy to move the point, and the stream is
+/// at the front only if the point is that id already, so the point stays
+/// and so does its first-copy seq. Unless the account has none, which
+/// happens only once a reload removed it and this stream is stopping: not
+/// putting it back is right too. A duplicate that raises the seq is handed
+/// on: skipped, its first copy, handed on late by its stream after the
+/// point moved past the shared id, took the point back to it.
 /// Cost was ~3 MiB per 6-byte `data` event after a 1 MiB id.
-fn is_a_no_op(at: Option<&Arc<str>>, id: &Arc<str>, handed: HandedOn) -> bool {
-    !matches!(handed, HandedOn::FirstCopy { .. }) && at.is_some_and(|at| Arc::ptr_eq(at, id))
+fn is_a_no_op(
+    at: Option<&Arc<str>>,
+    id: &Arc<str>,
+    handed: HandedOn,
+    would_raise: impl FnOnce(u64) -> bool,
+) -> bool {
+    at.is_some_and(|at| Arc::ptr_eq(at, id))
+        && match handed {
+            HandedOn::Other => true,
+            HandedOn::Duplicate { seq } => !would_raise(seq),
+            HandedOn::FirstCopy { .. } => false,
+        }
 }
 
 fn new_backoff(t: &Timings) -> ExponentialBackoff {
@@ -1034,17 +1051,75 @@ mod tests {
     #[test]
     fn only_the_id_handed_on_last_without_a_first_copy_is_not_handed_on_again() {
         let id: Arc<str> = Arc::from("7".repeat(1000));
-        assert!(is_a_no_op(Some(&id), &Arc::clone(&id), HandedOn::Other));
+        let raises_none = |_| false;
         assert!(is_a_no_op(
             Some(&id),
             &Arc::clone(&id),
-            HandedOn::Duplicate { seq: 1 }
+            HandedOn::Other,
+            raises_none
         ));
-        assert!(!is_a_no_op(Some(&id), &id, HandedOn::FirstCopy { seq: 1 }));
+        assert!(is_a_no_op(
+            Some(&id),
+            &Arc::clone(&id),
+            HandedOn::Duplicate { seq: 1 },
+            raises_none
+        ));
+        assert!(!is_a_no_op(
+            Some(&id),
+            &id,
+            HandedOn::FirstCopy { seq: 1 },
+            raises_none
+        ));
         // A new `id:` line, even one repeating the id, is handed on.
         let read_again: Arc<str> = Arc::from(&*id);
-        assert!(!is_a_no_op(Some(&id), &read_again, HandedOn::Other));
-        assert!(!is_a_no_op(None, &id, HandedOn::Other));
+        assert!(!is_a_no_op(
+            Some(&id),
+            &read_again,
+            HandedOn::Other,
+            raises_none
+        ));
+        assert!(!is_a_no_op(None, &id, HandedOn::Other, raises_none));
+    }
+
+    /// Events without an `id:` line share the id before them: a duplicate
+    /// of a later one, whose first copy no stream has handed on yet, is
+    /// handed on so that it raises the point's first-copy seq (skipped, that
+    /// first copy, handed on late, took the point back). One whose seq
+    /// raises nothing, the common case, is still skipped.
+    #[test]
+    fn a_duplicate_sharing_the_id_handed_on_last_is_handed_on_when_its_seq_counts() {
+        let ids = Arc::new(super::super::resume::ResumeIds::default());
+        let point = ResumeId::in_ids(&ids, "a", "http://sp.example/sys/events");
+        let id: Arc<str> = Arc::from("5");
+        point.hand_on(Some("4"), &id, HandedOn::FirstCopy { seq: 100 });
+        let would_raise = |seq| point.would_raise_first_copy_seq(seq);
+        assert!(is_a_no_op(
+            Some(&id),
+            &Arc::clone(&id),
+            HandedOn::Duplicate { seq: 100 },
+            would_raise
+        ));
+        assert!(!is_a_no_op(
+            Some(&id),
+            &Arc::clone(&id),
+            HandedOn::Duplicate { seq: 101 },
+            would_raise
+        ));
+        // Not asked for an event passed over: it has no seq to count.
+        assert!(is_a_no_op(
+            Some(&id),
+            &Arc::clone(&id),
+            HandedOn::Other,
+            |_| unreachable!()
+        ));
+        // An account without a point (a reload removed it) gets none back.
+        let gone = ResumeId::in_ids(&ids, "gone", "http://sp.example/sys/events");
+        assert!(is_a_no_op(
+            Some(&id),
+            &Arc::clone(&id),
+            HandedOn::Duplicate { seq: 101 },
+            |seq| gone.would_raise_first_copy_seq(seq)
+        ));
     }
 
     /// An id near the limit, then many events without one: each was handed
