@@ -130,6 +130,18 @@ impl SprecordConfig {
             }
         }
         for (name, value) in &self.headers {
+            // The relay's resume point: sent as written while the account has
+            // none (a first start, an id that cannot be sent), it had the
+            // device send again what followed it at every reconnect.
+            if name.eq_ignore_ascii_case("last-event-id") {
+                v.error(
+                    self.account.span(),
+                    format!(
+                        "header {name:?} is the relay's own: each stream sends the id of the last \
+                         event it handed on, so the device resumes after it; remove it from `headers`"
+                    ),
+                );
+            }
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 v.error(
                     self.account.span(),
@@ -281,6 +293,12 @@ mod tests {
             p[0].contains("Authorization") && !p[0].contains("secret"),
             "{p:?}"
         );
+        // The resume point is the relay's, in any case.
+        for name in ["Last-Event-ID", "last-event-id"] {
+            let p = problems(&format!("headers = {{ {name} = \"42\" }}\n"));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].contains("is the relay's own"), "{p:?}");
+        }
         // A blank `${VAR}` in the value.
         for blank in ["\"Bearer \"", "\"\"", "\"  \"", "\"basic\""] {
             let p = problems(&format!("headers = {{ Authorization = {blank} }}\n"));
