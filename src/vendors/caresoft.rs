@@ -26,6 +26,25 @@ type HmacSha1 = Hmac<Sha1>;
 /// with or without a `sha1=` prefix, in constant time; during a rotation
 /// against each accepted secret, all of them every time.
 pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified<'a>, AuthError> {
+    let presented = presented_signature(&delivery)?;
+    let signed_with = |secret: &crate::config::Secret| {
+        let ok = HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
+            mac.update(delivery.body);
+            // verify_slice compares in constant time (and refuses a wrong length).
+            mac.verify_slice(&presented).is_ok()
+        });
+        subtle::Choice::from(u8::from(ok))
+    };
+    match secrets.first_of(signed_with) {
+        Some(position) => Ok(Verified::by_value_at(delivery, position)),
+        None => Err(AuthError::BadSignature),
+    }
+}
+
+/// The signature `X-Hub-Signature` presents, as bytes, or why the header
+/// holds none; judged from the request's head alone, so a request without
+/// one is refused before its body is read.
+pub fn presented_signature(delivery: &Delivery<'_>) -> Result<Vec<u8>, AuthError> {
     let header = delivery
         .credential_header("x-hub-signature")?
         .ok_or(AuthError::MissingSignature)?
@@ -42,18 +61,7 @@ pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified
     if presented.len() != 20 {
         return Err(AuthError::MalformedSignature);
     }
-    let signed_with = |secret: &crate::config::Secret| {
-        let ok = HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
-            mac.update(delivery.body);
-            // verify_slice compares in constant time (and refuses a wrong length).
-            mac.verify_slice(&presented).is_ok()
-        });
-        subtle::Choice::from(u8::from(ok))
-    };
-    match secrets.first_of(signed_with) {
-        Some(position) => Ok(Verified::by_value_at(delivery, position)),
-        None => Err(AuthError::BadSignature),
-    }
+    Ok(presented)
 }
 
 /// The signature CareSoft sends for `body`: uppercase hex HMAC-SHA1.

@@ -81,14 +81,16 @@ impl Credentials {
     }
 
     /// Checks credentials that travel in a header or the query before the
-    /// body is read (`delivery.body` is not looked at); `None` for CareSoft,
-    /// whose signature covers the body and is checked by [`Self::verify`].
+    /// body is read (`delivery.body` is not looked at). For CareSoft, whose
+    /// signature covers the body and is checked by [`Self::verify`], only a
+    /// request with no signature to check is refused here (`None` else):
+    /// its body is not read to be thrown away.
     pub fn verify_head<'a>(
         &self,
         delivery: Delivery<'a>,
     ) -> Option<Result<VerifiedHead<'a>, AuthError>> {
         if matches!(self, Credentials::Caresoft { .. }) {
-            return None;
+            return caresoft::presented_signature(&delivery).err().map(Err);
         }
         Some(self.verify(delivery).map(VerifiedHead))
     }
@@ -829,8 +831,35 @@ mod tests {
         }
         let open_sprecord = Credentials::Sprecord { token: None };
         assert!(matches!(open_sprecord.verify_head(d), Some(Ok(_))));
+        // CareSoft's signature covers the body: a request without one, or
+        // with one that is no HMAC-SHA1, is turned away from the head; one
+        // with a signature to check is left to `verify`, body and all.
         let caresoft = Credentials::Caresoft {
             secret: crate::config::Accepted::one("s"),
+        };
+        assert_eq!(
+            caresoft.verify_head(d).map(|r| r.err()),
+            Some(Some(AuthError::MissingSignature))
+        );
+        let with_signature = |value: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-hub-signature", value.parse().unwrap());
+            headers
+        };
+        let malformed = with_signature("zz");
+        assert_eq!(
+            caresoft
+                .verify_head(Delivery {
+                    headers: &malformed,
+                    ..d
+                })
+                .map(|r| r.err()),
+            Some(Some(AuthError::MalformedSignature))
+        );
+        let to_check = with_signature(&"ab".repeat(20));
+        let d = Delivery {
+            headers: &to_check,
+            ..d
         };
         assert!(caresoft.verify_head(d).is_none());
     }
