@@ -173,12 +173,16 @@ impl Config {
                 Some(config)
             }
             Err(first) => {
-                let mut errors = type_errors::every_type_error::<Config>(&expanded.text);
+                let errors = type_errors::every_type_error::<Config>(&expanded.text);
                 if errors.is_empty() {
                     // A syntax error: nothing after it can be read.
-                    errors.push(first);
+                    later.push(type_problem(&expanded, text, &first, false));
                 }
-                later.extend(errors.iter().map(|e| type_problem(&expanded, text, e)));
+                later.extend(
+                    errors
+                        .iter()
+                        .map(|e| type_problem(&expanded, text, e, true)),
+                );
                 None
             }
         };

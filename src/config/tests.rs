@@ -1245,6 +1245,33 @@ fn the_key_of_a_refused_value_is_read_from_its_line() {
     assert_eq!(key_at(text, text.find('b').unwrap()), None);
     let text = "tokens = [5]\n";
     assert_eq!(key_at(text, text.find('5').unwrap()), Some("tokens"));
+    // Only a key's word, outside strings: never a string's text (review of
+    // cb2c720: an open string ending in `=` was shown whole as the key).
+    for (text, key) in [
+        ("api_key = \"c2VjcmV0LXRva2VuMTIz==", None),
+        ("h = { a = \"p, x=", None),
+        ("'streams' = 3", Some("streams")),
+        ("\"sasl.password\" = 3", Some("sasl.password")),
+        ("\"X-A,B\" = 3", None),
+        ("\"tls\".ca_file = 3", None),
+        ("x = { a = \"p=\", b = 3 }", Some("b")),
+    ] {
+        // At the value, or where a string left open ends.
+        let place = text.find('3').unwrap_or(text.len());
+        assert_eq!(key_at(text, place), key, "{text}");
+    }
+}
+
+/// A syntax error names no key: its place may follow a string left open,
+/// whose text stood where a key is read, a secret's included.
+#[test]
+fn a_string_left_open_shows_nothing_of_it() {
+    let p = problems(
+        "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t\"\napi_key = \"c2VjcmV0LXRva2VuMTIz==\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("relay.toml:4:"), "{p:?}");
+    assert!(!p[0].contains("c2VjcmV0"), "{p:?}");
 }
 
 /// A relative path is read from the working directory: a newcomer who

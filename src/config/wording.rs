@@ -16,10 +16,15 @@ use super::env;
 /// of the value it refused (see [`key_at`]), without that value (see
 /// [`without_literal`]) and with any value from the environment replaced by
 /// its `${VAR}`.
+///
+/// `names_the_key` is for a value of the wrong type, whose place is its
+/// value's: a syntax error's place may be anywhere (the end of a line whose
+/// string is left open), and what stands before it may be a string's text.
 pub(super) fn type_problem(
     expanded: &env::Expanded,
     text: &str,
     e: &toml::de::Error,
+    names_the_key: bool,
 ) -> (usize, String) {
     let offset = expanded.original_offset(e.span().map(|s| s.start).unwrap_or(0));
     let key = key_at(text, offset);
@@ -45,7 +50,7 @@ pub(super) fn type_problem(
     // and redacted: the key is read from the file as written, so holds no
     // value from the environment, and a key spelled like the value must not
     // be rewritten as if it were one.
-    match key {
+    match key.filter(|_| names_the_key) {
         Some(key) => (offset, format!("`{key}`: {message}")),
         None => (offset, message),
     }
@@ -63,8 +68,28 @@ pub(super) fn key_at(text: &str, offset: usize) -> Option<&str> {
     if !value.chars().all(|c| c.is_whitespace() || c == '[') {
         return None;
     }
-    let key = before.rsplit(['{', ',']).next()?.trim().trim_matches('"');
-    (!key.is_empty()).then_some(key)
+    // The last word before the `=`, taken only when it is a key's: a bare
+    // key (dotted too) or one quoted whole, of key characters, outside any
+    // string. An `=` inside a string (a base64 secret's padding, its closing
+    // quote forgotten) would otherwise show the string's text as the key.
+    let before = before.trim_end();
+    let word_start = before
+        .rfind(|c: char| c.is_ascii_whitespace() || c == '{' || c == ',')
+        .map_or(0, |i| i + 1);
+    let word = before.get(word_start..)?;
+    let key = ['"', '\'']
+        .into_iter()
+        .find_map(|q| word.strip_prefix(q)?.strip_suffix(q))
+        .unwrap_or(word);
+    let of_key_characters = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let outside_strings = {
+        let earlier = before.get(..word_start)?;
+        earlier.matches('"').count() % 2 == 0 && earlier.matches('\'').count() % 2 == 0
+    };
+    (of_key_characters && outside_strings).then_some(key)
 }
 
 /// The words a key of one of a few names takes, for the message that
