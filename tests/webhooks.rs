@@ -1611,21 +1611,19 @@ async fn bodies_past_the_memory_budget_are_answered_503_until_it_frees() {
             "x".repeat(sent)
         )
     };
-    // No signature needed to fill CareSoft's half: 7,000 bytes of a body
-    // that never ends, then 6,000 more on a second request, past the half.
-    let caresoft = raw_request(
-        &relay,
-        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 7000),
-        b"",
-    )
-    .await;
+    // No right signature needed to fill CareSoft's half, only one that is an
+    // HMAC-SHA1's length (one that is not is refused from the head): 7,000
+    // bytes of a body that never ends, then 6,000 more on a second request,
+    // past the half.
+    let wrong = format!("X-Hub-Signature: {}", "00".repeat(20));
+    let caresoft = raw_request(&relay, &stalled("/hooks/caresoft/cs", &wrong, 7000), b"").await;
     common::eventually(Duration::from_secs(10), "7,000 bytes held", || {
         held() == 7000
     })
     .await;
     let line = status_line(
         &relay,
-        &stalled("/hooks/caresoft/cs", "X-Hub-Signature: 00", 6000),
+        &stalled("/hooks/caresoft/cs", &wrong, 6000),
         b"",
         Duration::from_secs(10),
     )

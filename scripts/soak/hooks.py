@@ -33,14 +33,14 @@ def refused(i):
     if k == 0:  # wrong key
         return "POST", "/hooks/tel4vn/demo", {"Authorization": "Bearer nope"}, b'{"call_id":"x"}'
     if k == 1:  # bad signature (body read)
-        return "POST", "/hooks/caresoft/demo", {"X-Hub-Signature": "00"}, b'{"a":1}'
+        return "POST", "/hooks/caresoft/demo", {"X-Hub-Signature": "00" * 20}, b'{"a":1}'
     if k == 2:  # bad JSON
         return "POST", "/hooks/voip24h/demo?token=demo-voip24h-token", {"Content-Type": "application/json"}, b'{"extend":'
     if k == 3:  # oversized (max_body 64KiB)
         return "POST", "/hooks/voipex/demo", {"Authorization": BASIC}, b"{" + b" " * 70000 + b"}"
     if k == 4:  # unknown account
         return "POST", f"/hooks/tel4vn/acct{random.randint(0,10**9)}", {}, b"{}"
-    return "POST", "/hooks/caresoft/demo", {"X-Hub-Signature": "00"}, b"{" + b" " * 70000 + b"}"  # oversized caresoft
+    return "POST", "/hooks/caresoft/demo", {"X-Hub-Signature": "00" * 20}, b"{" + b" " * 70000 + b"}"  # oversized caresoft
 
 async def send(sess, req, tag):
     m, path, h, b = req
@@ -56,7 +56,7 @@ async def raw_abort(kind):
         r, w = await asyncio.open_connection(HOST, PORT)
         body = json.dumps({"account_id": 1, "ticket": {"ticket_id": 1}, "action": "x", "object": "ticket"}).encode() * 50
         head = (f"POST /hooks/caresoft/demo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"X-Hub-Signature: AA\r\nContent-Length: {len(body) + 10000}\r\n\r\n").encode()
+                f"X-Hub-Signature: {'AA' * 20}\r\nContent-Length: {len(body) + 10000}\r\n\r\n").encode()
         w.write(head + body[: len(body) // 2]); await w.drain()
         if kind == "stall":
             await asyncio.sleep(random.uniform(5, 40))   # may hit the 30 s body timeout
