@@ -293,11 +293,13 @@ impl Endpoint {
     }
 
     /// Opens one stream, waiting first for a connection permit. `last_event_id`
-    /// is sent as `Last-Event-ID` so a server that keeps history resumes there.
+    /// is sent as `Last-Event-ID` so a server that keeps history resumes
+    /// there, and is the stream's last id until its first `id:` line (see
+    /// [`SseParser::resuming_after`]; the same `Arc`).
     pub async fn open(
         &self,
         limiter: &ConnLimiter,
-        last_event_id: Option<&str>,
+        last_event_id: Option<&Arc<str>>,
     ) -> Result<SseConnection, OpenError> {
         let permit = limiter.acquire().await;
         let timeout = self.connect_timeout;
@@ -317,6 +319,7 @@ impl Endpoint {
                 .map_err(|_| self.timed_out(&tunnel, timeout))??;
 
         let mut request = Request::get(self.target.clone());
+        let mut sent = None;
         if let Some(h) = request.headers_mut() {
             h.insert(header::HOST, self.host.clone());
             h.insert(
@@ -331,8 +334,11 @@ impl Endpoint {
             // An id that cannot be a header value is never the resume point
             // (`ResumeId::hand_on` does not resume after it, and says so once, naming the
             // account), so none is skipped here.
-            if let Some(value) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            if let Some(id) = last_event_id
+                && let Ok(value) = HeaderValue::from_str(id)
+            {
                 h.insert(HeaderName::from_static("last-event-id"), value);
+                sent = Some(Arc::clone(id));
             }
         }
         let request = match request.body(Empty::<Bytes>::new()) {
@@ -408,7 +414,7 @@ impl Endpoint {
                 self.silence_turns.clone(),
             )
             .fuse(),
-            parser: SseParser::new(),
+            parser: sent.map_or_else(SseParser::new, SseParser::resuming_after),
             driver,
         })
     }
@@ -1144,11 +1150,15 @@ mod tests {
     #[tokio::test]
     async fn a_stream_hands_out_events_and_ids_and_close_returns_its_permit() {
         let response = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n\
-            id: 7\ndata: a\n\nid: 8\ndata: b"
+            data: z\n\nid: 7\ndata: a\n\nid: 8\ndata: b"
             .to_vec();
         let (url, server) = answer_once(response).await;
         let limiter = ConnLimiter::new(1);
-        let mut stream = endpoint(&url).open(&limiter, Some("6")).await.unwrap();
+        let sent: Arc<str> = Arc::from("6");
+        let mut stream = endpoint(&url).open(&limiter, Some(&sent)).await.unwrap();
+        // Resent without an `id:` line: it shares the id resumed after.
+        let event = next_event(&mut stream).await;
+        assert_eq!((&*event.id, event.data.as_str()), ("6", "z"));
         let event = next_event(&mut stream).await;
         assert_eq!((&*event.id, event.data.as_str()), ("7", "a"));
         let (head, _socket) = server.await.unwrap();

@@ -46,8 +46,10 @@ pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The stream's last event id when this event was dispatched ("" if none yet).
-    /// Shared, not copied: every event until the next `id:` holds the same one.
+    /// The stream's last event id when this event was dispatched: before
+    /// the first `id:`, the one the parser started with (see
+    /// [`SseParser::resuming_after`]; "" if none). Shared, not copied:
+    /// every event until the next `id:` holds the same one.
     pub id: Arc<str>,
     pub event: String,
     pub data: String,
@@ -129,6 +131,21 @@ impl Default for SseParser {
 impl SseParser {
     pub fn new() -> SseParser {
         SseParser::default()
+    }
+
+    /// A parser for a connection that sent `last_event_id` as
+    /// `Last-Event-ID`: events before the first `id:` carry it, as the
+    /// HTML standard's "last event ID buffer" outlives a reconnect. A
+    /// server resuming after the first event carrying that id sends again
+    /// the events after it that had no `id:` line: they share that id, and
+    /// with "" they were never handed on (nothing counted their duplicates
+    /// at the point, and a sibling's late first copy of one took the point
+    /// back). The id counts towards the limit as one read from the stream.
+    pub fn resuming_after(last_event_id: Arc<str>) -> SseParser {
+        SseParser {
+            last_id: last_event_id,
+            ..SseParser::default()
+        }
     }
 
     /// A parser whose events may hold at most `limit` bytes instead of
@@ -240,7 +257,8 @@ impl SseParser {
         self.event = String::new();
     }
 
-    /// The last `id:` read, even of an event not complete yet ("" if none).
+    /// The last `id:` read, even of an event not complete yet (before the
+    /// first, the one the parser started with; "" if none).
     pub fn last_event_id(&self) -> &str {
         &self.last_id
     }
@@ -547,6 +565,34 @@ mod tests {
         assert!(
             ids.iter().all(|i| Arc::ptr_eq(i, &ids[0])),
             "the id is copied into each event"
+        );
+    }
+
+    /// A reconnect that sent `Last-Event-ID: 5`: the events resent before
+    /// the first `id:` line carry 5 (the very `Arc` sent, so a stream
+    /// standing at it sees they share it), as a browser's EventSource
+    /// gives them; with "" they were never handed on.
+    #[test]
+    fn events_before_the_first_id_carry_the_id_the_connection_resumed_after() {
+        let sent: Arc<str> = Arc::from("5");
+        let mut p = SseParser::resuming_after(Arc::clone(&sent));
+        assert_eq!(p.last_event_id(), "5");
+        p.push(b"data: e5b\n\nid: 6\ndata: e6\n\ndata: e6b\n\n");
+        let items = taken(&mut p);
+        assert_eq!(items, vec![ev("5", "e5b"), ev("6", "e6"), ev("6", "e6b")]);
+        let SseItem::Event(first) = &items[0] else {
+            unreachable!()
+        };
+        assert!(Arc::ptr_eq(&first.id, &sent), "the id sent is copied");
+        // Counted towards an event's limit as a read id is.
+        let mut p = SseParser {
+            limit: 16,
+            ..SseParser::resuming_after(Arc::from("1234567"))
+        };
+        p.push(b"data: 12345678\n\ndata: 123\n\n");
+        assert_eq!(
+            taken(&mut p),
+            vec![skipped("1234567"), ev("1234567", "123")]
         );
     }
 

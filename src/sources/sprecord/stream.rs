@@ -12,6 +12,18 @@
 //!   newest durable event; it is kept in
 //!   [`ResumeId`] (and the journal), so a stream restarted by a reload or a
 //!   restart resumes too;
+//! - an event without an `id:` line shares the id before it, across a
+//!   reconnect too: the parser starts at the `Last-Event-ID` sent (as a
+//!   browser's EventSource does), so what a server resends after it before
+//!   the next `id:` is handed on as any event sharing an id (with "" it was
+//!   not, and a sibling's late first copy of it took the point back); a
+//!   stream opened without one hands on nothing before its first `id:`. An
+//!   event sharing the id this stream handed on last is not handed on again
+//!   ([`is_a_no_op`]) unless it is a first copy or a duplicate whose seq
+//!   would raise the point's first-copy seq: asking that
+//!   ([`ResumeId::would_raise_first_copy_seq`]) takes the relay-wide
+//!   `ResumeIds` lock once per duplicate sharing the stream's last id (the
+//!   compares of a long id are spared, not the lock);
 //! - on cancel (reload, shutdown) every event already received — parsed,
 //!   buffered, or whose bytes arrive without waiting — is still handed to
 //!   ingest, within [`DRAIN_DEADLINE`], before the connection is closed;
@@ -208,11 +220,11 @@ impl StreamSupervisor {
         let mut reopening_quickly = false;
         let mut opened_yet = false;
         loop {
-            let (last_event_id, at) = self.resume.open_point();
+            let (last_event_id, at) = opening_ids(self.resume.open_point());
             reporter.set_state(ConnState::Connecting);
             let opened = tokio::select! {
                 _ = cancel.cancelled() => return,
-                opened = self.endpoint.open(&self.limiter, last_event_id.as_deref()) => opened,
+                opened = self.endpoint.open(&self.limiter, last_event_id.as_ref()) => opened,
             };
             let keep_turn = match &opened {
                 Ok(_) => false,
@@ -236,7 +248,6 @@ impl StreamSupervisor {
                     }
                     let opened_at = Instant::now();
                     let mut events = 0u64;
-                    let at = at.map(Arc::from);
                     let mut end = self
                         .pump(&mut conn, reporter, at, &mut events, &cancel)
                         .await;
@@ -382,8 +393,10 @@ impl StreamSupervisor {
         // Set once cancelled: received events are still handed on until then.
         let mut drain_until: Option<Instant> = None;
         // `at`: the id of the last event this stream handed on; it opened
-        // where the account's streams stood. Shared with the parser's id,
-        // not copied: an id may be near 1 MiB and last for every later event.
+        // where the account's streams stood (the `Last-Event-ID` sent, which
+        // the events resent before the first `id:` line carry). Shared with
+        // the parser's id, not copied: an id may be near 1 MiB and last for
+        // every later event.
         loop {
             let item = match drain_until {
                 Some(deadline) => match Self::next_draining(conn, deadline).await {
@@ -631,10 +644,28 @@ fn events_left(conn: &mut SseConnection) -> usize {
         .count()
 }
 
+/// From the account's [`ResumeId::open_point`], the id a stream sends as
+/// `Last-Event-ID` and the one its `pump` stands at: one `Arc` when one is
+/// sent, as the parser starts with it ([`Endpoint::open`]), so the events
+/// resent before the first `id:` line, which share it, go through
+/// [`is_a_no_op`] as any other sharing the id handed on last.
+pub(super) fn opening_ids(
+    (last_event_id, at): (Option<String>, Option<String>),
+) -> (Option<Arc<str>>, Option<Arc<str>>) {
+    match last_event_id {
+        Some(id) => {
+            let id: Arc<str> = Arc::from(id);
+            (Some(Arc::clone(&id)), Some(id))
+        }
+        None => (None, at.map(Arc::from)),
+    }
+}
+
 /// Whether handing `id` on after `at` cannot change the account's point,
 /// so the compares of [`ResumeId::hand_on`] (two of an id that may be near
 /// 1 MiB) are spared: the event carries the very id this stream handed on
-/// last (no `id:` line since: the parser shares one id until the next) and
+/// last, or opened at when it sent it (no `id:` line since: the parser
+/// shares one id until the next, starting with the one sent) and
 /// was no first copy, nor a duplicate whose seq `would_raise` (asked only
 /// then: [`ResumeId::would_raise_first_copy_seq`], which compares no ids).
 /// Then `hand_on` gets `prev == id` with [`HandedOn::Duplicate`] or
@@ -646,7 +677,7 @@ fn events_left(conn: &mut SseConnection) -> usize {
 /// on: skipped, its first copy, handed on late by its stream after the
 /// point moved past the shared id, took the point back to it.
 /// Cost was ~3 MiB per 6-byte `data` event after a 1 MiB id.
-fn is_a_no_op(
+pub(super) fn is_a_no_op(
     at: Option<&Arc<str>>,
     id: &Arc<str>,
     handed: HandedOn,
@@ -752,8 +783,9 @@ mod tests {
         }
     }
 
-    /// Opens one stream of `supervisor` to a server that sends `body` and
-    /// closes, pumps it to its end; how it ended and the events it counted.
+    /// Opens one stream of `supervisor` at its account's point, as `run`
+    /// does, to a server that sends `body` and closes, pumps it to its end;
+    /// how it ended and the events it counted.
     async fn pump_once(
         supervisor: &StreamSupervisor,
         listener: tokio::net::TcpListener,
@@ -768,9 +800,10 @@ mod tests {
             answer.extend(body);
             socket.write_all(&answer).await.unwrap();
         });
+        let (last_event_id, at) = opening_ids(supervisor.resume.open_point());
         let mut conn = supervisor
             .endpoint
-            .open(&supervisor.limiter, None)
+            .open(&supervisor.limiter, last_event_id.as_ref())
             .await
             .unwrap();
         let mut events = 0;
@@ -778,7 +811,7 @@ mod tests {
             .pump(
                 &mut conn,
                 &supervisor.reporter,
-                None,
+                at,
                 &mut events,
                 &CancellationToken::new(),
             )
@@ -1120,6 +1153,58 @@ mod tests {
             HandedOn::Duplicate { seq: 101 },
             |seq| gone.would_raise_first_copy_seq(seq)
         ));
+    }
+
+    /// The review's reconnect: point 5 after e5a (its first copy handed on);
+    /// stream B journaled e5b (no `id:` line: 5) first and starves before
+    /// handing it on; stream A reconnects with `Last-Event-ID: 5` and the
+    /// server sends e5b again, then the malformed 6. A's e5b carried ""
+    /// (a new parser's id), so it was never handed on and raised nothing;
+    /// A's 6 moved the point on, and B's late first copy of e5b, newer than
+    /// e5a's, looked ahead and took the point back to 5.
+    #[tokio::test]
+    async fn an_event_resent_without_an_id_after_a_reconnect_shares_the_id_resumed_after() {
+        use crate::app::tests_support::{relay_in, stop};
+        use crate::sources::tests_support::listen;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let event = |n: u32| {
+            format!(
+                r#"{{"device_id":"dev-1","event_type":"incoming_call","payload":{{"call_id":"{n}","call_src":"+79829900000","call_dst":"107","trunk":"GSM1"}}}}"#
+            )
+        };
+        let (e5a, e5b) = (event(1), event(2));
+        let (listener, port) = listen().await;
+        let supervisor = supervisor_of(&relay.ctx, &format!("http://127.0.0.1:{port}"));
+        let point = &supervisor.resume;
+        let cancel = CancellationToken::new();
+        // B's copies, journaled first: e5a's is handed on, e5b's not yet.
+        let journal = |data: String| {
+            let cancel = cancel.clone();
+            let supervisor = &supervisor;
+            async move {
+                match supervisor
+                    .handle(&data, &supervisor.reporter, &mut 0, &cancel)
+                    .await
+                {
+                    Some(HandedOn::FirstCopy { seq }) => seq,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let e5a_seq = journal(e5a).await;
+        let e5b_seq = journal(e5b.clone()).await;
+        point.hand_on(None, "5", HandedOn::FirstCopy { seq: e5a_seq });
+        // A reconnects after 5: e5b again, then 6.
+        let body = format!("data: {e5b}\n\nid: 6\ndata: device offline\n\n");
+        let (end, events) = pump_once(&supervisor, listener, body.into_bytes()).await;
+        assert!(matches!(end, StreamEnd::Closed), "{end:?}");
+        assert_eq!(events, 1);
+        assert_eq!(point.get().as_deref(), Some("6"));
+        // B, late.
+        point.hand_on(Some("5"), "5", HandedOn::FirstCopy { seq: e5b_seq });
+        assert_eq!(point.get().as_deref(), Some("6"), "the point moved back");
+        stop(relay).await;
     }
 
     /// An id near the limit, then many events without one: each was handed
