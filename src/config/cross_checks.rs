@@ -201,11 +201,7 @@ impl Config {
                 .as_ref()
                 .filter(|_| hook.api_key_query.is_none());
             if let Some(value) = api_key_in_a_header
-                && value
-                    .get_ref()
-                    .values()
-                    .iter()
-                    .any(|s| never_matches_in_a_header(s.expose()))
+                && value.get_ref().any_written(never_matches_in_a_header)
             {
                 warnings.push(at(
                     value.span().start,
@@ -224,12 +220,7 @@ impl Config {
                 ("api_key", api_key_in_query),
             ] {
                 let Some(value) = value else { continue };
-                if value
-                    .get_ref()
-                    .values()
-                    .iter()
-                    .any(|s| read_otherwise_in_a_query(s.expose()))
-                {
+                if value.get_ref().any_written(read_otherwise_in_a_query) {
                     warnings.push(at(
                         value.span().start,
                         format!(

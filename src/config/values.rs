@@ -196,6 +196,12 @@ impl Accepted {
     pub fn values(&self) -> &[Secret] {
         &self.0
     }
+
+    /// Whether any accepted value is one `test` finds (for `check`'s
+    /// warnings about how a value is written; not a credential check).
+    pub fn any_written(&self, test: impl Fn(&str) -> bool) -> bool {
+        self.0.iter().any(|s| test(s.expose()))
+    }
 }
 
 impl Accepted {
