@@ -176,6 +176,10 @@ impl Config {
     /// pasted as written into the vendor's URL, every delivery is refused
     /// 401 "wrong token", and nothing said why. Not an error: a vendor that
     /// percent-encodes it delivers. The value is never shown.
+    ///
+    /// And a Tel4vn `api_key` read from a header that the header's trimmed,
+    /// unprefixed value can never give back (`"Bearer …"`, whitespace at
+    /// either end).
     pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
         let at = |start: usize, message: String| {
             let (line, col) = text.line_col(start);
@@ -327,16 +331,12 @@ fn comparable_url(url: &str) -> String {
     written.trim_end_matches('/').to_owned()
 }
 
-/// Whether an API key sent in a header matches almost nothing: the header's
-/// value is trimmed and one `Bearer ` prefix taken off before the comparison
-/// (`vendors::tel4vn`), so a key pasted with either is refused unless the
-/// sender doubles the prefix.
+/// Whether an API key sent in a header matches almost nothing: the key a
+/// header presents is read as [`crate::vendors::tel4vn::strip_bearer`] reads
+/// it, so a key it would change is refused unless the sender doubles the
+/// prefix.
 fn never_matches_in_a_header(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    bytes.trim_ascii() != bytes
-        || bytes
-            .get(..7)
-            .is_some_and(|b| b.eq_ignore_ascii_case(b"bearer "))
+    crate::vendors::tel4vn::strip_bearer(value.as_bytes()) != value.as_bytes()
 }
 
 /// Whether a credential pasted unencoded into a URL's query arrives as

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::wording::type_problem;
+use super::wording::{syntax_problem, type_problem};
 use super::{Config, ConfigError, DEFAULT_CONFIG, Problem, Validator, env, line_col, type_errors};
 use crate::sources::proxy::ProxySettings;
 
@@ -176,13 +176,9 @@ impl Config {
                 let errors = type_errors::every_type_error::<Config>(&expanded.text);
                 if errors.is_empty() {
                     // A syntax error: nothing after it can be read.
-                    later.push(type_problem(&expanded, text, &first, false));
+                    later.push(syntax_problem(&expanded, text, &first));
                 }
-                later.extend(
-                    errors
-                        .iter()
-                        .map(|e| type_problem(&expanded, text, e, true)),
-                );
+                later.extend(errors.iter().map(|e| type_problem(&expanded, text, e)));
                 None
             }
         };

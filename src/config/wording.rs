@@ -12,15 +12,30 @@
 //! `env::Expanded::redact`).
 use super::env;
 
-/// A TOML error placed in the file as written, its message led by the key
-/// of the value it refused (see [`key_at`]), without that value (see
-/// [`without_literal`]) and with any value from the environment replaced by
-/// its `${VAR}`.
-///
-/// `names_the_key` is for a value of the wrong type, whose place is its
-/// value's: a syntax error's place may be anywhere (the end of a line whose
-/// string is left open), and what stands before it may be a string's text.
+/// A value of the wrong type, placed in the file as written, its message
+/// led by the key of the value it refused (see [`key_at`]), without that
+/// value (see [`without_literal`]) and with any value from the environment
+/// replaced by its `${VAR}`.
 pub(super) fn type_problem(
+    expanded: &env::Expanded,
+    text: &str,
+    e: &toml::de::Error,
+) -> (usize, String) {
+    worded(expanded, text, e, true)
+}
+
+/// A syntax error, worded as [`type_problem`] but naming no key: its place
+/// may be anywhere (the end of a line whose string is left open), and what
+/// stands before it may be a string's text.
+pub(super) fn syntax_problem(
+    expanded: &env::Expanded,
+    text: &str,
+    e: &toml::de::Error,
+) -> (usize, String) {
+    worded(expanded, text, e, false)
+}
+
+fn worded(
     expanded: &env::Expanded,
     text: &str,
     e: &toml::de::Error,

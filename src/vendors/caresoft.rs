@@ -30,7 +30,7 @@ pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified
     let signed_with = |secret: &crate::config::Secret| {
         let ok = HmacSha1::new_from_slice(secret.expose().as_bytes()).is_ok_and(|mut mac| {
             mac.update(delivery.body);
-            // verify_slice compares in constant time (and refuses a wrong length).
+            // verify_slice compares in constant time.
             mac.verify_slice(&presented).is_ok()
         });
         subtle::Choice::from(u8::from(ok))
@@ -44,7 +44,7 @@ pub fn verify<'a>(secrets: &Accepted, delivery: Delivery<'a>) -> Result<Verified
 /// The signature `X-Hub-Signature` presents, as bytes, or why the header
 /// holds none; judged from the request's head alone, so a request without
 /// one is refused before its body is read.
-pub fn presented_signature(delivery: &Delivery<'_>) -> Result<Vec<u8>, AuthError> {
+pub(crate) fn presented_signature(delivery: &Delivery<'_>) -> Result<[u8; 20], AuthError> {
     let header = delivery
         .credential_header("x-hub-signature")?
         .ok_or(AuthError::MissingSignature)?
@@ -54,13 +54,12 @@ pub fn presented_signature(delivery: &Delivery<'_>) -> Result<Vec<u8>, AuthError
     } else {
         header
     };
-    let presented = hex::decode(hex_part).map_err(|_| AuthError::MalformedSignature)?;
-    // An empty value, a bare `sha1=`, or another hash's length (an
-    // HMAC-SHA256, say) is not what CareSoft signs with: said so, rather
-    // than that it does not match the body. The length is no secret.
-    if presented.len() != 20 {
-        return Err(AuthError::MalformedSignature);
-    }
+    // An HMAC-SHA1's 20 bytes, or malformed: an empty value, a bare `sha1=`,
+    // or another hash's length (an HMAC-SHA256, say) is not what CareSoft
+    // signs with, said so rather than that it does not match the body. The
+    // length is no secret.
+    let mut presented = [0u8; 20];
+    hex::decode_to_slice(hex_part, &mut presented).map_err(|_| AuthError::MalformedSignature)?;
     Ok(presented)
 }
 

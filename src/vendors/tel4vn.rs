@@ -46,7 +46,9 @@ pub fn verify<'a>(
     }
 }
 
-fn strip_bearer(value: &[u8]) -> &[u8] {
+/// The key a header's value presents: trimmed, without one `Bearer `
+/// prefix (`check` warns of a configured key this can never give back).
+pub(crate) fn strip_bearer(value: &[u8]) -> &[u8] {
     let value = value.trim_ascii();
     if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
         value[7..].trim_ascii()

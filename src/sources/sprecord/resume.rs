@@ -38,6 +38,15 @@
 //! `model_tests`' ignored no-history property; ids are opaque, so the
 //! relay cannot tell the server's order there).
 //!
+//! Events without an `id:` line share the id before them (on a reconnected
+//! stream, before its first `id:`, the `Last-Event-ID` it sent: see
+//! [`super::sse::SseParser::resuming_after`]). So a stream hands on the
+//! point's own id again: its duplicate of such an event raises the point's
+//! first-copy seq as one moving the point does (else a sibling's late first
+//! copy of it looks ahead and takes the point back), and its first copy,
+//! the point elsewhere, moves nothing (only a server that sent on without
+//! resending it gives one, in an order the seqs do not tell).
+//!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
 //! connects refused for minutes while a browser holds one of the server's

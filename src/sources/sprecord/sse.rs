@@ -134,13 +134,11 @@ impl SseParser {
     }
 
     /// A parser for a connection that sent `last_event_id` as
-    /// `Last-Event-ID`: events before the first `id:` carry it, as the
-    /// HTML standard's "last event ID buffer" outlives a reconnect. A
-    /// server resuming after the first event carrying that id sends again
-    /// the events after it that had no `id:` line: they share that id, and
-    /// with "" they were never handed on (nothing counted their duplicates
-    /// at the point, and a sibling's late first copy of one took the point
-    /// back). The id counts towards the limit as one read from the stream.
+    /// `Last-Event-ID`: events before the first `id:` carry it, as browsers'
+    /// EventSource implementations seed theirs, since what a server sends
+    /// again after that id shares it (why the resume point needs them:
+    /// `resume`'s module doc). The id counts towards the limit as one read
+    /// from the stream.
     pub fn resuming_after(last_event_id: Arc<str>) -> SseParser {
         SseParser {
             last_id: last_event_id,
