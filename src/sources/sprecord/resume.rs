@@ -274,20 +274,6 @@ impl ResumeId {
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {
         let mut ids = self.ids.lock();
-        // A first copy sharing the id its stream stands at, the point
-        // elsewhere: events without an `id:` line after a reconnect carry the
-        // id the stream sent, and a server that sent what followed it
-        // without resending them (one that keeps no history, or resumes after
-        // the last event of that id) has them in an order the seqs do not
-        // tell. With history, the stream that moved the point past that id
-        // journaled them first. Neither moved nor raised: taken as ahead, it
-        // swung the point back to the id the stream had opened at.
-        if prev == Some(id)
-            && matches!(handed, HandedOn::FirstCopy { .. })
-            && ids.by_account.get(&self.key).is_some_and(|kept| kept != id)
-        {
-            return;
-        }
         // The seq of a first copy newer than every first copy that moved the
         // point or whose duplicate did.
         let first_copy_ahead = match handed {
@@ -713,32 +699,6 @@ mod key_tests {
         // A first copy newer than e5b's still moves it on.
         point.hand_on(Some("5"), "7", HandedOn::FirstCopy { seq: 102 });
         assert_eq!(point.get().as_deref(), Some("7"));
-    }
-
-    /// A stream reconnected at 5 to a server that sends on from the newest
-    /// event (no history), while a sibling moved the point to 7: its events
-    /// before their first `id:` line carry the 5 it sent, and their first
-    /// copies, the newest journaled, swung the point back to 5 (review of
-    /// e73797c). Neither moved nor raised now: the next id moves it on.
-    #[test]
-    fn a_first_copy_sharing_the_id_its_stream_reopened_at_does_not_swing_the_point_back() {
-        let ids = Arc::new(ResumeIds::default());
-        let point = ResumeId::in_ids(&ids, "main", "http://a/sys/events");
-        point.hand_on(None, "5", HandedOn::FirstCopy { seq: 10 });
-        // B: 6 and 7.
-        point.hand_on(Some("5"), "6", HandedOn::FirstCopy { seq: 11 });
-        point.hand_on(Some("6"), "7", HandedOn::FirstCopy { seq: 12 });
-        ids.unsaved();
-        // A, reopened at 5: a live event without an id line, first copy.
-        point.hand_on(Some("5"), "5", HandedOn::FirstCopy { seq: 13 });
-        assert_eq!(point.get().as_deref(), Some("7"));
-        assert_eq!(ids.unsaved(), None, "nothing to save");
-        // B's next id'd first copy is still ahead: the seq was not raised.
-        point.hand_on(Some("7"), "8", HandedOn::FirstCopy { seq: 14 });
-        assert_eq!(point.get().as_deref(), Some("8"));
-        // A's next id moves it on, as a first copy ahead.
-        point.hand_on(Some("5"), "9", HandedOn::FirstCopy { seq: 15 });
-        assert_eq!(point.get().as_deref(), Some("9"));
     }
 
     /// A stream opening stands where the point is, even when the point's
