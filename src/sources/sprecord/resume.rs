@@ -43,9 +43,10 @@
 //! [`super::sse::SseParser::resuming_after`]). So a stream hands on the
 //! point's own id again: its duplicate of such an event raises the point's
 //! first-copy seq as one moving the point does (else a sibling's late first
-//! copy of it looks ahead and takes the point back), and its first copy,
-//! the point elsewhere, moves nothing (only a server that sent on without
-//! resending it gives one, in an order the seqs do not tell).
+//! copy of it looks ahead and takes the point back). From a server that
+//! sends on without resending (no history, or one resuming after the last
+//! event of the id sent), a reconnected stream's first copies carry the id
+//! it opened at and can take the point back to it (known: RELIABILITY.md).
 //!
 //! Why one id per account, not per stream: every stream carries the same
 //! events, and a stream's own id goes stale while the others go on (its
