@@ -90,7 +90,7 @@ pub const MAX_ID_BYTES: usize = 1024;
 pub type Key = (String, String);
 
 /// How a stream handed an event on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub enum HandedOn {
     /// It journaled the event's first copy, under `seq`.
     FirstCopy { seq: u64 },
@@ -267,42 +267,38 @@ impl ResumeId {
 
     /// Notes `id` as handed on (journaled, or passed over: malformed, too
     /// large) by a stream whose previous id was `prev`; `handed` says
-    /// whether it journaled the event's first copy, and under which seq.
-    /// The point moves only for a stream at the front (a first copy newer
-    /// than every first copy that moved it or whose duplicate did, or
-    /// `prev` is the point's id), or when there is none. An id that cannot go back as `Last-Event-ID`
+    /// whether it journaled the event (its first copy, or a duplicate of
+    /// one) and its first copy's seq. The point moves only for a stream at
+    /// the front (a first copy newer than anything a stream at the front
+    /// handed on, or `prev` is the point's id), or when there is none; what
+    /// a stream at the front hands on raises the point's first-copy seq to
+    /// its own, also when the point stays (an id it is at already). An id that cannot go back as `Last-Event-ID`
     /// (over [`MAX_ID_BYTES`], or holding a control character) leaves the
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {
         let mut ids = self.ids.lock();
-        // The seq of a first copy newer than every first copy that moved the
-        // point or whose duplicate did.
-        let first_copy_ahead = match handed {
-            HandedOn::FirstCopy { seq } if ids.is_newer_first_copy(&self.key, seq) => Some(seq),
-            _ => None,
-        };
-        if let Some(seq) = first_copy_ahead {
+        let first_copy_ahead = matches!(handed,
+            HandedOn::FirstCopy { seq } if ids.is_newer_first_copy(&self.key, seq));
+        let kept = ids.by_account.get(&self.key).map(String::as_str);
+        if !kept.is_none_or(|kept| first_copy_ahead || prev == Some(kept)) {
+            return; // behind the front
+        }
+        let already_there = kept == Some(id);
+        let was_resumable = kept.is_none_or(resumable);
+        // Also a duplicate at the point (events without an `id:` line share
+        // the id before them): else the late first copy of one, handed on
+        // by a starved stream after the point moved past that id, looked
+        // ahead and took the point back to it. A first copy that is not
+        // ahead raises nothing (`max`).
+        if let HandedOn::FirstCopy { seq } | HandedOn::Duplicate { seq } = handed {
             ids.raise_first_copy_seq(&self.key, seq);
         }
-        let kept = ids.by_account.get(&self.key).map(String::as_str);
-        let at_front = kept.is_none_or(|kept| first_copy_ahead.is_some() || prev == Some(kept));
-        if !at_front {
-            return;
-        }
-        if kept == Some(id) {
-            // A duplicate at the point counts as one moving it: events
-            // without an `id:` line share the id before them, and the first
-            // copy of a later one of them, handed on late by its stream
-            // after the point moved past the id, looked ahead and took the
-            // point back to it.
-            if let HandedOn::Duplicate { seq } = handed {
-                ids.raise_first_copy_seq(&self.key, seq);
-            }
+        if already_there {
             return;
         }
         let why = why_not_resumable(id);
         if let Some(why) = why
-            && kept.is_none_or(resumable)
+            && was_resumable
         {
             tracing::warn!(
                 vendor = "sprecord",
@@ -316,9 +312,6 @@ impl ResumeId {
             None => {
                 ids.by_account.insert(self.key.clone(), id.to_owned());
             }
-        }
-        if let HandedOn::Duplicate { seq } = handed {
-            ids.raise_first_copy_seq(&self.key, seq);
         }
         ids.unsaved = true;
         self.ids.changed.notify_one();
