@@ -270,9 +270,10 @@ impl ResumeId {
     /// whether it journaled the event (its first copy, or a duplicate of
     /// one) and its first copy's seq. The point moves only for a stream at
     /// the front (a first copy newer than anything a stream at the front
-    /// handed on, or `prev` is the point's id), or when there is none; what
-    /// a stream at the front hands on raises the point's first-copy seq to
-    /// its own, also when the point stays (an id it is at already). An id that cannot go back as `Last-Event-ID`
+    /// handed on, or `prev` is the point's id), or when there is none; a
+    /// first copy or duplicate a stream at the front hands on raises the
+    /// point's first-copy seq to its own, also when the id handed on is the
+    /// point's already. An id that cannot go back as `Last-Event-ID`
     /// (over [`MAX_ID_BYTES`], or holding a control character) leaves the
     /// streams asking for no history until the next one.
     pub fn hand_on(&self, prev: Option<&str>, id: &str, handed: HandedOn) {

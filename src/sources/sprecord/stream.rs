@@ -9,7 +9,7 @@
 //! - `Last-Event-ID` is advanced only after its event is journaled, and
 //!   only by a stream at the account's front (a lagging stream's duplicates
 //!   do not move it back), so a server that keeps history resumes after the
-//!   newest durable event (the exceptions: [`ResumeId`]'s module doc); it is kept in
+//!   newest durable event (the exceptions: [`super::resume`]'s module doc); it is kept in
 //!   [`ResumeId`] (and the journal), so a stream restarted by a reload or a
 //!   restart resumes too;
 //! - an event without an `id:` line shares the id before it, across a
