@@ -6,7 +6,12 @@
 //! running relay. When the
 //! new file changes one of them, the reload keeps the running value (so
 //! `Context::config` always describes what is in effect) and says, per
-//! setting, that it needs a restart. Everything else takes effect at once.
+//! setting, that it needs a restart. Everything else takes effect with the
+//! reload, each where it is read: webhook settings from the next request (one
+//! being read finishes under the old), WebSocket limits and timings for new
+//! connections, tokens and origins checked again against the sessions
+//! connected, and a source or the Kafka sink whose settings changed
+//! restarted (operations.md has the table).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
