@@ -480,6 +480,11 @@ const MAX_BACKLOG_BYTES: usize = 8 << 20;
 /// What an item costs in the backlog besides its text (so that a flood of
 /// tiny frames is bounded too).
 const BACKLOG_ITEM_OVERHEAD: usize = 64;
+/// The slots an emptied backlog keeps. A journal far behind fills the
+/// backlog to its bytes' bound, up to 131,072 slots of tiny frames (about
+/// 10 MiB of slots per connection, held until the session reconnects if
+/// never given back); a caught-up session needs a handful.
+const BACKLOG_SLOTS_KEPT: usize = 256;
 
 /// What has been read from the server and not yet taken by the session, in
 /// arrival order.
@@ -505,6 +510,9 @@ impl Backlog {
     fn pop(&mut self) -> Option<(Inbound, usize)> {
         let (inbound, size) = self.items.pop_front()?;
         self.bytes -= size;
+        if self.items.is_empty() && self.items.capacity() > BACKLOG_SLOTS_KEPT {
+            self.items.shrink_to(BACKLOG_SLOTS_KEPT);
+        }
         Some((inbound, size))
     }
 
@@ -815,6 +823,24 @@ mod tests {
             "{paused}"
         );
         assert!(paused.contains("journal"), "{paused}");
+    }
+
+    /// A journal far behind once filled the backlog; the session then
+    /// caught up, and the slots stayed for the rest of the connection.
+    #[test]
+    fn an_emptied_backlog_gives_back_its_slots() {
+        let mut backlog = Backlog::default();
+        for i in 0..100_000 {
+            backlog.push(Inbound::Malformed(format!("{i}")), 1);
+        }
+        assert!(backlog.items.capacity() >= 100_000);
+        while backlog.pop().is_some() {}
+        assert!(
+            backlog.items.capacity() <= BACKLOG_SLOTS_KEPT,
+            "{} slots kept",
+            backlog.items.capacity()
+        );
+        assert_eq!(backlog.bytes, 0);
     }
 
     #[test]
