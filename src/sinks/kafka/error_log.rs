@@ -60,7 +60,9 @@ enum Outage {
     HeldBack,
 }
 
-/// The state behind the verdicts, one per producer.
+/// The state behind the verdicts, one per Kafka sink: kept across the
+/// producers a recovery replaces, until a `[kafka]` reload or a restart
+/// makes a new sink.
 #[derive(Debug)]
 pub struct ErrorLog {
     outage: Outage,
