@@ -32,3 +32,4 @@ pub mod sinks;
 pub mod sources;
 pub mod status;
 pub mod vendors;
+pub mod worker_threads;

@@ -14,6 +14,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use callrelay::config::Config;
 use callrelay::logging::{self, LogFormat, log_filter};
 use callrelay::sinks::websocket::tail::{self, TailOptions};
+use callrelay::worker_threads;
 
 /// How long the daemon waits, after its stop is complete, for work it
 /// abandoned (a blocking Kafka metadata request) before exiting anyway.
@@ -56,7 +57,7 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Validate the config without network access: prints every problem as FILE:LINE:COL: message and exits 1, or FILE: ok (a set RUST_LOG is checked too).
+    /// Validate the config without network access: prints every problem as FILE:LINE:COL: message and exits 1, or FILE: ok (a set RUST_LOG or TOKIO_WORKER_THREADS is checked too).
     Check,
     /// Print live events from a running relay, one JSON line each.
     Tail {
@@ -102,6 +103,19 @@ fn say_error(text: std::fmt::Arguments) {
     let _ = writeln!(stderr_at(tracing::Level::ERROR), "{text}");
 }
 
+/// Says why `run` stops, once, in the log's own format (a JSON log stays
+/// JSON); plainly only when the log level hides errors.
+fn say_fatal(lines: Vec<String>) {
+    let logged = tracing::enabled!(tracing::Level::ERROR);
+    for line in lines {
+        if logged {
+            tracing::error!("{line}");
+        } else {
+            say_error(format_args!("callrelay: {line}"));
+        }
+    }
+}
+
 /// Sets up logging, or says why `RUST_LOG` is refused (exit 2, as clap does
 /// for a bad `--log-level`).
 fn init_logging(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), ExitCode> {
@@ -141,12 +155,16 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            // `run` refuses to start on it, so it is a problem of this setup too.
+            // `run` refuses to start on them, so they are problems of this setup too.
             let rust_log = logging::check_rust_log();
             if let Err(e) = &rust_log {
                 say_error(format_args!("RUST_LOG: {e}"));
             }
-            if config.is_ok() && rust_log.is_ok() {
+            let threads = worker_threads::from_env();
+            if let Err(e) = &threads {
+                say_error(format_args!("{}: {e}", worker_threads::VAR));
+            }
+            if config.is_ok() && rust_log.is_ok() && threads.is_ok() {
                 let _ = writeln!(std::io::stdout(), "{}: ok", cli.config.display());
                 ExitCode::SUCCESS
             } else {
@@ -161,7 +179,15 @@ fn main() -> ExitCode {
             if let Err(e) = callrelay::no_core::keep_secrets_out_of_cores() {
                 tracing::warn!(error = %e, "cannot mark the process as not dumpable: a core dump would hold its secrets");
             }
+            let threads = match worker_threads::from_env() {
+                Ok(threads) => threads,
+                Err(e) => {
+                    say_fatal(vec![format!("{}: {e}", worker_threads::VAR)]);
+                    return ExitCode::FAILURE;
+                }
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.get())
                 .enable_all()
                 .build()
             {
@@ -180,20 +206,10 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // A config's problems one line each, as `check` prints them.
-                    let lines = match &e {
+                    say_fatal(match &e {
                         callrelay::app::RunError::Config(problems) => problems.lines(),
                         other => vec![other.to_string()],
-                    };
-                    // Once, in the log's own format (a JSON log stays JSON);
-                    // plainly only when the log level hides errors.
-                    let logged = tracing::enabled!(tracing::Level::ERROR);
-                    for line in lines {
-                        if logged {
-                            tracing::error!("{line}");
-                        } else {
-                            say_error(format_args!("callrelay: {line}"));
-                        }
-                    }
+                    });
                     ExitCode::FAILURE
                 }
             }

@@ -341,6 +341,68 @@ fn check_refuses_a_rust_log_that_run_would_refuse() {
     }
 }
 
+/// `TOKIO_WORKER_THREADS` is read by the relay, not left to tokio, which
+/// panicked (exit 101) on `0`, `auto` or non-UTF-8 when `run` built its
+/// runtime: systemd restarted it in a loop while `check` said ok. Both now
+/// refuse such a value, named, with exit 1; a count or an empty value is
+/// fine.
+#[test]
+fn a_tokio_worker_threads_that_is_not_a_count_is_refused_by_check_and_run() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "").expect("write config");
+    let with_threads = |command: &str, config: &Path, threads: &OsStr| {
+        Command::new(BIN)
+            .args([command, "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .env("TOKIO_WORKER_THREADS", threads)
+            .output()
+            .expect("run callrelay")
+    };
+    // A config `run` cannot read: if the value were let through, the start
+    // stops there instead of serving.
+    let missing = dir.path().join("missing.toml");
+    for (bad, shown) in [
+        (OsStr::new("0"), "\"0\""),
+        (OsStr::new("auto"), "\"auto\""),
+        (OsStr::new("-2"), "\"-2\""),
+        (OsStr::from_bytes(b"\xff4"), "UTF-8"),
+    ] {
+        for (command, config) in [("check", &config), ("run", &missing)] {
+            let out = with_threads(command, config, bad);
+            let text = all_output(&out);
+            assert_eq!(out.status.code(), Some(1), "{command} {bad:?}: {text}");
+            assert!(!text.contains("panicked"), "{command} {bad:?}: {text}");
+            assert!(
+                text.contains("TOKIO_WORKER_THREADS: ")
+                    && text.contains(shown)
+                    && text.contains("positive whole number"),
+                "{command} {bad:?}: {text}"
+            );
+            assert!(!text.contains(": ok"), "{command} {bad:?}: {text}");
+            assert!(
+                !text.contains("cannot read the config file"),
+                "{command} {bad:?}: refused before the config: {text}"
+            );
+        }
+    }
+    for fine in ["1", "3", " 2 ", ""] {
+        let out = with_threads("check", &config, OsStr::new(fine));
+        assert_eq!(out.status.code(), Some(0), "{fine:?}: {}", all_output(&out));
+        // `run` gets past its runtime to the config it cannot read.
+        let out = with_threads("run", &missing, OsStr::new(fine));
+        let text = all_output(&out);
+        assert_eq!(out.status.code(), Some(1), "{fine:?}: {text}");
+        assert!(
+            text.contains("cannot read the config file") && !text.contains("TOKIO_WORKER_THREADS"),
+            "{fine:?}: {text}"
+        );
+    }
+}
+
 /// `callrelay tail --token MARKER` with `rust_log`, against a server that
 /// reads the WebSocket handshake request and hangs up: returns that request
 /// and everything tail wrote to stderr until its first reconnect warning.
