@@ -256,6 +256,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
         "not_ready_reasons": reasons,
         "degraded": ctx.status.degraded_reasons(),
         "restart_pending": ctx.status.restart_pending(),
+        "last_reload": ctx.status.last_reload(),
         "sources": ctx.status.upstreams(),
         "webhooks": webhooks,
         "journal": {

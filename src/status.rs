@@ -3,7 +3,9 @@
 //! Sources report their connection state through an [`UpstreamReporter`]; it keeps
 //! `/status`, `callrelay_upstream_connected` and
 //! `callrelay_upstream_reconnects_total` in step, so no source can update one
-//! and forget another. Sinks publish a JSON snapshot of their own state.
+//! and forget another; a reload's outcome keeps `/status` `last_reload` and
+//! the reload metrics in step the same way. Sinks publish a JSON snapshot of
+//! their own state.
 //! Guarantees: nothing here blocks for long (short mutex sections only), and a
 //! dropped reporter removes its upstream from the board and zeroes its gauge.
 
@@ -89,6 +91,19 @@ impl UpstreamStatus {
     }
 }
 
+/// The last reload's outcome, as `/status` `last_reload` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReloadAttempt {
+    /// Whether its config was applied.
+    pub ok: bool,
+    /// When it was applied or refused.
+    pub at: String,
+    /// Why it was refused, as the log's refusal lines say it (one line per
+    /// problem, `FILE:LINE:COL: …`, which never quote a secret); `None`
+    /// when applied.
+    pub error: Option<String>,
+}
+
 type Key = (Vendor, String, String);
 
 #[derive(Default)]
@@ -105,6 +120,8 @@ struct Board {
     /// Settings the file changed that the running relay keeps until a
     /// restart, as the last applied reload said them.
     restart_pending: Vec<String>,
+    /// The last reload applied or refused; `None` before any.
+    last_reload: Option<ReloadAttempt>,
     /// The last upstream registration handed out.
     registrations: u64,
 }
@@ -334,6 +351,42 @@ impl StatusBoard {
     /// See [`StatusBoard::set_restart_pending`].
     pub fn restart_pending(&self) -> Vec<String> {
         self.lock().restart_pending.clone()
+    }
+
+    /// A reload's config is in force: counted `ok`, and `last_reload` says so.
+    pub fn reload_applied(&self) {
+        self.reload_ended(None);
+    }
+
+    /// A reload was refused (the old config runs on) for `error`, the
+    /// refusal's lines as the log says them: counted `failed`, and
+    /// `last_reload` says why, so that `/status` tells the file on disk
+    /// from the one in force (`restart_pending` speaks of the latter).
+    pub fn reload_refused(&self, error: String) {
+        self.reload_ended(Some(error));
+    }
+
+    fn reload_ended(&self, error: Option<String>) {
+        let ok = error.is_none();
+        // Under the board's lock, as the upstream gauges: of two reloads
+        // ending together, the gauge and `last_reload` name the same one.
+        let mut board = self.lock();
+        let result = if ok { "ok" } else { "failed" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        self.metrics.config_last_reload_ok.set(i64::from(ok));
+        board.last_reload = Some(ReloadAttempt {
+            ok,
+            at: format_time(OffsetDateTime::now_utc()),
+            error,
+        });
+    }
+
+    /// See [`StatusBoard::reload_refused`].
+    pub fn last_reload(&self) -> Option<ReloadAttempt> {
+        self.lock().last_reload.clone()
     }
 
     /// Events `max_size` dropped before a sink had them, since the start.
@@ -766,6 +819,35 @@ mod tests {
                 .remove_label_values(&["kafka"])
                 .is_err(),
             "its series is gone"
+        );
+    }
+
+    /// `last_reload` and the reload metrics name the same reload: the
+    /// latest, applied or refused.
+    #[test]
+    fn a_reload_outcome_moves_last_reload_and_its_metrics_together() {
+        let board = board();
+        let metrics = board.metrics().clone();
+        let counted = |result: &str| metrics.config_reloads.with_label_values(&[result]).get();
+        assert_eq!(board.last_reload(), None);
+        assert_eq!(metrics.config_last_reload_ok.get(), 1, "1 from the start");
+        board.reload_refused("relay.toml:3:1: refused".into());
+        let last = board.last_reload().unwrap();
+        assert_eq!(
+            (last.ok, last.error.as_deref()),
+            (false, Some("relay.toml:3:1: refused"))
+        );
+        assert!(last.at.ends_with('Z'), "{last:?}");
+        assert_eq!((counted("failed"), counted("ok")), (1, 0));
+        assert_eq!(metrics.config_last_reload_ok.get(), 0);
+        board.reload_applied();
+        let last = board.last_reload().unwrap();
+        assert_eq!((last.ok, last.error), (true, None));
+        assert_eq!((counted("failed"), counted("ok")), (1, 1));
+        assert_eq!(metrics.config_last_reload_ok.get(), 1);
+        assert_eq!(
+            serde_json::to_value(board.last_reload()).unwrap()["error"],
+            Value::Null
         );
     }
 

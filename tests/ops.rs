@@ -733,6 +733,79 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     relay.stop().await;
 }
 
+/// `/status` `last_reload` says whether the last reload was refused, when,
+/// and why, as the log line says it, until a good reload says `ok`: before,
+/// only the metrics said a file was refused, and `restart_pending` went on
+/// describing the last applied file, not the one on disk. A refusal at a
+/// line holding a secret does not bring the secret into `/status`.
+#[tokio::test]
+async fn status_says_whether_the_last_reload_was_refused_and_why() {
+    let relay = common::start_relay(DEMO_HOOKS).await;
+    let base = relay.url("");
+    let path = relay.config_path.clone();
+    let good = std::fs::read_to_string(&path).expect("config");
+    let handle = relay.relay.as_ref().expect("running");
+    let status = get_status(&base).await;
+    assert_eq!(
+        status.get("last_reload"),
+        Some(&Value::Null),
+        "no reload yet: {status}"
+    );
+
+    let at = |last: &Value| {
+        let at = last["at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("`at`: {last}"));
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("`at` {at:?} is not RFC 3339: {e}"))
+    };
+    let secret = "s3cret-Tel4vn-Key-7f1c";
+    for refused_line in [
+        // A syntax error just after the secret, on its line.
+        format!("api_key = \"{secret}\" junk"),
+        // A type error in the value that holds it.
+        format!("api_key = [\"{secret}\", 8675309]"),
+    ] {
+        let text = good.replace("api_key = \"demo-tel4vn-key\"", &refused_line);
+        assert_ne!(text, good, "the test's file changed");
+        std::fs::write(&path, &text).expect("write");
+        let asked = time::OffsetDateTime::now_utc();
+        let err = handle.reload().await.expect_err("refused");
+        let body = reqwest::get(format!("{base}/status"))
+            .await
+            .expect("status")
+            .text()
+            .await
+            .expect("status body");
+        assert!(!body.contains(secret), "{body}");
+        let status: Value = serde_json::from_str(&body).expect("status json");
+        let last = &status["last_reload"];
+        assert_eq!(last["ok"], json!(false), "{last}");
+        // What `SIGHUP: the new config is refused, …: ` is followed by, one
+        // log line per problem: placed in the file.
+        assert_eq!(last["error"], json!(err.to_string()), "{last}");
+        assert!(err.to_string().contains("relay.toml:"), "{err}");
+        let at = at(last);
+        assert!(
+            at >= asked - Duration::from_millis(1) && at <= time::OffsetDateTime::now_utc(),
+            "{last}"
+        );
+        // The applied config's fields are as they were.
+        assert_eq!(status["restart_pending"], json!([]), "{status}");
+        assert_eq!(status["webhooks"].as_array().map(Vec::len), Some(2));
+    }
+
+    std::fs::write(&path, &good).expect("write");
+    let asked = time::OffsetDateTime::now_utc();
+    handle.reload().await.expect("good config");
+    let status = get_status(&base).await;
+    let last = &status["last_reload"];
+    assert_eq!(last["ok"], json!(true), "{last}");
+    assert_eq!(last["error"], Value::Null, "{last}");
+    assert!(at(last) >= asked - Duration::from_millis(1), "{last}");
+    relay.stop().await;
+}
+
 /// Events `max_size` drops before Kafka had them are lost for Kafka: `/status`
 /// counts them and `/readyz` names them under `degraded` (still 200: the
 /// journal takes events), besides the metric the page alert watches.
@@ -2760,6 +2833,15 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
         .expect("text");
     assert!(metrics.contains("callrelay_config_reloads_total{result=\"failed\"} 1"));
     assert_eq!(readyz_status(d.url("")).await, 200);
+    // `/status` says it too, in the log's words.
+    let status: Value = reqwest::get(d.url("/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status json");
+    assert_eq!(status["last_reload"]["ok"], json!(false), "{status}");
+    assert_eq!(status["last_reload"]["error"], json!(check_err), "{status}");
 
     // SIGHUP with a good file that also moves the listener: a warning names it.
     let moved = good.replace("127.0.0.1:0", "127.0.0.1:1")

@@ -5,8 +5,9 @@
 //! a FIFO) holds a blocking thread, never a runtime worker; a reload that
 //! the file alone would pass but that is unsafe with the running listener,
 //! or that takes away every source, is refused with its place in the file
-//! as read; a refused or unreadable reload keeps the old config running and
-//! counts `callrelay_config_reloads_total{result="failed"}`; a reload whose
+//! as read; a refused or unreadable reload keeps the old config running,
+//! counts `callrelay_config_reloads_total{result="failed"}` and is `/status`
+//! `last_reload`, with the refusal as the log says it; a reload whose
 //! load (the file and every file it names) has not ended within
 //! [`RELOAD_LOAD_BOUND`] is refused so; a reload asked for once a stop has
 //! begun is not applied, and its outcome says so.
@@ -56,11 +57,9 @@ async fn reload_request_within(
     let config = match loaded {
         Ok(c) => c,
         Err(e) => {
-            ctx.metrics
-                .config_reloads
-                .with_label_values(&["failed"])
-                .inc();
-            ctx.metrics.config_last_reload_ok.set(0);
+            // The lines the log gives the refusal (`signals::reload_once`),
+            // worded by the loader never to quote a secret.
+            ctx.status.reload_refused(e.lines().join("\n"));
             return Err(e);
         }
     };

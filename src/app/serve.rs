@@ -204,8 +204,7 @@ pub(super) async fn serve(
                 // and running sessions check their token again.
                 sinks::websocket::publish_status(&ctx);
                 ctx.ws_sessions.reloaded();
-                ctx.metrics.config_reloads.with_label_values(&["ok"]).inc();
-                ctx.metrics.config_last_reload_ok.set(1);
+                ctx.status.reload_applied();
                 let changes = sources.apply(wanted, &ctx).await;
                 // After the apply: a removed account's stream has drained.
                 ctx.sse_resume
