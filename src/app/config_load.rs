@@ -59,7 +59,7 @@ async fn reload_request_within(
         Err(e) => {
             // The lines the log gives the refusal (`signals::reload_once`),
             // worded by the loader never to quote a secret.
-            ctx.status.reload_refused(e.lines().join("\n"));
+            ctx.status.reload_refused(for_status(&e.lines()));
             return Err(e);
         }
     };
@@ -113,6 +113,30 @@ pub(super) fn say_warnings(path: &Path, config: &Config, loaded: &LoadedText) {
 
 /// A reload refused for a reason the file alone does not show, placed in
 /// the file as `loaded` read it, as `check` places its problems.
+/// Problems of a refused reload that `/status` shows before it says how
+/// many more the log has.
+const STATUS_PROBLEM_LINES: usize = 20;
+
+/// A refusal's log lines as `/status` keeps them until the next reload: the
+/// first [`STATUS_PROBLEM_LINES`], then how many more the log has, then the
+/// total line. A key renamed in each of thousands of accounts made every
+/// `/status` carry megabytes, copied under the board's lock.
+fn for_status(lines: &[String]) -> String {
+    let Some((total, problems)) = lines.split_last() else {
+        return String::new();
+    };
+    if problems.len() <= STATUS_PROBLEM_LINES {
+        return lines.join("\n");
+    }
+    let mut shown = problems[..STATUS_PROBLEM_LINES].to_vec();
+    shown.push(format!(
+        "… and {} more, every one in the log",
+        problems.len() - STATUS_PROBLEM_LINES
+    ));
+    shown.push(total.clone());
+    shown.join("\n")
+}
+
 fn refusal(path: &Path, loaded: &LoadedText, offset: usize, message: String) -> ConfigError {
     // The config's spans are in the text after `${…}` expansion: mapped
     // back with that load's replacements (nothing is read or expanded
@@ -127,6 +151,27 @@ fn refusal(path: &Path, loaded: &LoadedText, offset: usize, message: String) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_keeps_the_first_problems_and_the_total() {
+        let few: Vec<String> = (1..=3).map(|i| format!("relay.toml:{i}:1: bad")).collect();
+        assert_eq!(for_status(&few), few.join("\n"));
+        let mut many: Vec<String> = (1..=500)
+            .map(|i| format!("relay.toml:{i}:1: bad"))
+            .collect();
+        many.push("relay.toml: 500 problems".to_string());
+        let shown = for_status(&many);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), STATUS_PROBLEM_LINES + 2, "{shown}");
+        assert_eq!(lines[0], "relay.toml:1:1: bad");
+        assert_eq!(lines[STATUS_PROBLEM_LINES - 1], "relay.toml:20:1: bad");
+        assert_eq!(
+            lines[STATUS_PROBLEM_LINES],
+            "… and 480 more, every one in the log"
+        );
+        assert_eq!(lines[STATUS_PROBLEM_LINES + 1], "relay.toml: 500 problems");
+        assert_eq!(for_status(&[]), "");
+    }
 
     /// A reload that adds an SPRecord webhook without a token says so in
     /// the log, as `check` does, placed in the file.
