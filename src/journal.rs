@@ -88,6 +88,8 @@ const HELD_DROPS: TableDefinition<(&str, u64), u64> = TableDefinition::new("held
 /// format instead of guessing (an upgrade audit: a build from before the
 /// seq-keyed dedup table opened a newer journal without a word, with an
 /// empty dedup index, and journaled 320 vendor retries a second time).
+/// A journal of an older format is marked this one at open, before this
+/// build writes to it, so the refusal holds for journals that already exist.
 /// Journals from before the marker are format 1, which this build reads,
 /// except those of the first evening's builds (5fb7e1c..a3c3d0f, 2026-11-23
 /// 18:27-19:38 UTC, never shipped), whose records carry no header: their
@@ -386,8 +388,12 @@ impl Journal {
                         supported: JOURNAL_FORMAT,
                     });
                 }
-                Some(_) => {}
-                None => {
+                Some(JOURNAL_FORMAT) => {}
+                // Older, or from before the marker: marked this build's in
+                // the transaction before its first write, so that a build of
+                // the older format refuses the file rather than misread the
+                // records this one writes.
+                Some(_) | None => {
                     meta.insert(FORMAT_KEY, JOURNAL_FORMAT).map_err(storage)?;
                 }
             }

@@ -139,6 +139,32 @@ fn a_journal_without_a_format_is_read_as_format_one() {
     assert_eq!(stored_format(&path), Some(JOURNAL_FORMAT));
 }
 
+/// A journal of an older format is marked this build's at open, before
+/// this build writes to it: left at the older mark, a rollback to a build
+/// of that format would take the records written since as its own and
+/// misread them, rather than refuse the journal. A newer one stays refused.
+#[test]
+fn a_journal_of_an_older_format_is_marked_this_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        j.append_batch(&[event("a")]).unwrap();
+    }
+    store_format(&path, Some(JOURNAL_FORMAT - 1));
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert_eq!(j.last_seq(), 1);
+    drop(j);
+    assert_eq!(stored_format(&path), Some(JOURNAL_FORMAT));
+
+    store_format(&path, Some(JOURNAL_FORMAT + 1));
+    let Err(error) = Journal::open(options(dir.path())) else {
+        panic!("a journal of a newer format was opened");
+    };
+    assert!(matches!(error, JournalError::NewerFormat { .. }), "{error}");
+    assert_eq!(stored_format(&path), Some(JOURNAL_FORMAT + 1));
+}
+
 #[test]
 fn seqs_start_at_one_and_continue_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
