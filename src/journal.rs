@@ -118,6 +118,15 @@ pub enum JournalError {
     HeldByReaders { waited: Duration },
     #[error("cannot open the journal {path}: {source}")]
     Open { path: PathBuf, source: redb::Error },
+    /// A file redb finds damaged as it opens it: most often at the repair
+    /// after an unclean stop, which checks every page's checksum where plain
+    /// reads check none, so damage the relay read past while it ran
+    /// (records skipped as unreadable) stops the next start. A restart
+    /// meets it again.
+    #[error(
+        "the journal file {path} is damaged: its storage library could not open it ({detail}); the relay cannot use it: stop the relay, then restore the file from a backup or move it aside to start an empty journal (events in it that a sink has not delivered would then be lost)"
+    )]
+    DamagedAtOpen { path: PathBuf, detail: String },
     #[error("journal storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error(

@@ -3,6 +3,10 @@
 //! a commit whose write failed), and a repair (after an unclean close) that
 //! says in the log why the start is slow and how far it got.
 //!
+//! A file redb finds damaged as it opens it (a repair checks every page's
+//! checksum) is [`JournalError::DamagedAtOpen`], apart from other failures
+//! to open, so that its message says to restore or move the file aside.
+//!
 //! Guarantees: a file created here is 0600 from its first byte, and an
 //! existing one others may read is made owner-only (or said); redb's page
 //! cache is at most 64 MiB.
@@ -183,6 +187,15 @@ fn open_once(
         redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
             path: path.to_owned(),
         },
+        // Said as damage, with what to do: as a plain open error it read
+        // like a permission or disk fault, and systemd restarted the relay
+        // into the same failure with no word of restoring the file.
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+            JournalError::DamagedAtOpen {
+                path: path.to_owned(),
+                detail,
+            }
+        }
         other => JournalError::Open {
             path: path.to_owned(),
             source: other.into(),

@@ -338,6 +338,56 @@ fn a_read_redb_panics_in_is_a_damaged_journal_error() {
     assert_eq!(j.first_seq_after(0).unwrap(), Some(1));
 }
 
+/// A damaged page the relay read past at runtime (redb checks no checksum
+/// on a plain read) fails the repair of the next start after an unclean
+/// stop, which checks every checksum: that start is refused as a damaged
+/// journal, with what to do, not as any other failure to open.
+#[test]
+fn a_start_whose_repair_finds_damage_says_the_journal_is_damaged() {
+    const MARK: &str = "damaged-page-mark-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let copied = copy.path().join("journal.redb");
+    {
+        let j = Journal::open(options(dir.path())).unwrap();
+        j.append_batch(&[event(MARK)]).unwrap();
+        // A later commit, so that both of redb's roots hold the event's page.
+        j.set_cursor("kafka", 1, true).unwrap();
+        // Taken while open: a file not closed cleanly, as after a kill.
+        std::fs::copy(dir.path().join("journal.redb"), &copied).unwrap();
+    }
+    let mut bytes = std::fs::read(&copied).unwrap();
+    let mut flipped = 0;
+    for at in 0..bytes.len().saturating_sub(MARK.len()) {
+        if bytes[at..].starts_with(MARK.as_bytes()) {
+            bytes[at + MARK.len() - 1] ^= 0x01;
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0, "the event's bytes are in the file");
+    std::fs::write(&copied, &bytes).unwrap();
+
+    let Err(error) = Journal::open(options(copy.path())) else {
+        panic!("a damaged journal was opened");
+    };
+    assert!(
+        matches!(error, JournalError::DamagedAtOpen { .. }),
+        "{error:?}"
+    );
+    let shown = error.to_string();
+    assert!(
+        shown.contains(&format!("{} is damaged", copied.display())),
+        "{shown}"
+    );
+    assert!(shown.contains("restore the file from a backup"), "{shown}");
+    assert!(shown.contains("move it aside"), "{shown}");
+    assert!(
+        shown.contains("not delivered would then be lost"),
+        "{shown}"
+    );
+    assert!(shown.contains("All roots are corrupted"), "{shown}");
+}
+
 /// The Kafka sink reads its lag on a runtime worker: waiting for a reopen
 /// (which reads the whole file) took that worker for as long as it lasted.
 #[test]
