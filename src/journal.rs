@@ -158,9 +158,16 @@ pub enum JournalError {
 }
 
 impl JournalError {
-    /// Refused for an earlier write that failed: redb refuses every write
-    /// after one until the file is opened again. Not a read's I/O error (a
-    /// bad sector under old pages), which a reopen does not mend.
+    /// Refused for an earlier I/O error: redb 4.6 latches the first access
+    /// of the file that fails, a write's or a read's (a bad sector under old
+    /// pages), and from then on refuses every write, and every read of a
+    /// page it has not cached, until the file is opened again. The failed
+    /// access itself is the plain I/O error, not this. So a read's I/O error
+    /// also makes the writer's next commit fail (a 503) and the journal be
+    /// reopened; a sector that stays unreadable under pages the journal
+    /// holds fails the reopen too (its repair reads every page), and the
+    /// journal stays closed, webhooks answered 503; a restart's repair
+    /// meets the same sector.
     pub fn needs_a_reopen(&self) -> bool {
         matches!(self, JournalError::Storage(redb::Error::PreviousIo))
     }
@@ -754,7 +761,8 @@ impl Journal {
         // or the chunk reads the hold as it is after the let-go.
         let txn = match db.begin_write() {
             Ok(txn) => txn,
-            // Writes refused until a reopen (an earlier write's I/O error):
+            // Writes refused until a reopen (an earlier I/O error, a
+            // write's or a read's):
             // no retention chunk can commit a record meanwhile either, so
             // the committed state is the answer when it holds none. An
             // error here held the sink's every recovery for the length of

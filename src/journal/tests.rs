@@ -388,6 +388,81 @@ fn a_start_whose_repair_finds_damage_says_the_journal_is_damaged() {
     assert!(shown.contains("All roots are corrupted"), "{shown}");
 }
 
+/// A backend in memory whose reads fail while `failing` is set: a bad
+/// sector under pages the journal holds.
+#[derive(Debug, Default)]
+struct FailingReads {
+    memory: redb::backends::InMemoryBackend,
+    failing: Arc<AtomicBool>,
+}
+
+impl redb::StorageBackend for FailingReads {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.memory.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        if self.failing.load(Ordering::Acquire) {
+            return Err(std::io::Error::from_raw_os_error(5)); // EIO
+        }
+        self.memory.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.memory.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.memory.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.memory.write(offset, data)
+    }
+}
+
+/// What [`JournalError::needs_a_reopen`]'s doc rests on: redb 4.6 latches
+/// a read's I/O error as it does a write's, so once a read fails every
+/// later write (and every read of a page it has not cached) is refused as
+/// `PreviousIo`, also after the sector reads again, until the file is
+/// opened again: the writer's next commit fails (a 503) and it reopens.
+#[test]
+fn a_reads_io_error_refuses_every_later_write_until_a_reopen() {
+    const TABLE: TableDefinition<u64, u64> = TableDefinition::new("t");
+    let backend = FailingReads::default();
+    let failing = backend.failing.clone();
+    let db = redb::Database::builder()
+        .set_cache_size(0)
+        .create_with_backend(backend)
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(TABLE).unwrap().insert(1, 1).unwrap();
+    txn.commit().unwrap();
+
+    failing.store(true, Ordering::Release);
+    let read = (|| {
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(TABLE).map_err(storage)?;
+        table.get(1).map_err(storage).map(|v| v.map(|v| v.value()))
+    })();
+    let error = read.unwrap_err();
+    assert!(
+        matches!(error, JournalError::Storage(redb::Error::Io(_))),
+        "{error:?}"
+    );
+    assert!(!error.needs_a_reopen(), "the read's own error is the cause");
+
+    failing.store(false, Ordering::Release);
+    let write = db.begin_write().map_err(storage);
+    let Err(error) = write else {
+        panic!("a write was begun after a read's I/O error");
+    };
+    assert!(error.needs_a_reopen(), "{error:?}");
+    let read_again = (|| {
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(TABLE).map_err(storage)?;
+        table.get(1).map_err(storage).map(|v| v.map(|v| v.value()))
+    })();
+    let error = read_again.unwrap_err();
+    assert!(error.needs_a_reopen(), "{error:?}");
+}
+
 /// The Kafka sink reads its lag on a runtime worker: waiting for a reopen
 /// (which reads the whole file) took that worker for as long as it lasted.
 #[test]
