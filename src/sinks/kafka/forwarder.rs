@@ -351,7 +351,24 @@ impl Forwarder {
         tuning: Tuning,
     ) -> Result<Forwarder, JournalError> {
         let stored = ctx.journal.cursor(CURSOR)?;
-        let cursor = stored.unwrap_or(0);
+        // Read after the cursor: it only grows, and no other run of this
+        // sink writes the cursor meanwhile.
+        let last_seq = ctx.journal.last_seq();
+        let cursor = match stored {
+            // Not trusted as it is: the reader would wait past seqs that
+            // are handed out next, so the events journaled up to it would
+            // never reach Kafka, and the lag would read 0 meanwhile.
+            Some(stored) if stored > last_seq => {
+                tracing::error!(
+                    cursor = stored,
+                    last_seq,
+                    path = %ctx.journal.path().display(),
+                    "kafka sink: its stored cursor is past the journal's last seq (a damaged journal file): taken as the last seq, so the events journaled from now on reach Kafka; the events the journal holds are taken as delivered, as the cursor says, which a damaged cursor may not have been right about"
+                );
+                last_seq
+            }
+            stored => stored.unwrap_or(0),
+        };
         let state = match ctx.journal.cursor_state(CURSOR) {
             Ok(Some(bytes)) => Some(CursorState::decode(&bytes).unwrap_or_else(|e| {
                 // Taken as an interrupted run without offsets: the tails are read.
@@ -365,7 +382,6 @@ impl Forwarder {
         if stored.is_some() {
             say_what_is_gone_past_the_cursor(cursor, ctx.journal.first_seq());
         }
-        let last_seq = ctx.journal.last_seq();
         // A run that started (and so marked its state unclean) but did not
         // stop clean may have delivered anything after the cursor. No state
         // at all: no run of this sink ever handed a record to Kafka from

@@ -1689,6 +1689,36 @@ async fn a_sink_starting_behind_the_journals_oldest_event_says_what_kafka_will_n
     fixture.stop().await;
 }
 
+/// A stored cursor past the journal's last seq (damaged, or from another
+/// file) was taken as it was: the sink read on from there, so the events
+/// journaled up to it never reached Kafka, and the lag said 0. It is said
+/// at error and taken as the last seq.
+#[tokio::test]
+async fn a_cursor_past_the_journals_last_seq_is_said_and_taken_as_the_last_seq() {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..5).await;
+    ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+    let config = fixture.forwarder.config.clone();
+    let mut made = None;
+    let logged = crate::logging::tests_support::logged_json(|| {
+        made = Some(Forwarder::new(config, ctx.clone(), Tuning::default()).unwrap());
+    });
+    let forwarder = made.unwrap();
+    assert_eq!((forwarder.cursor, forwarder.next), (5, 5));
+    let line = logged
+        .lines()
+        .find(|l| l.contains("past the journal's last seq"))
+        .unwrap_or_else(|| panic!("no line in:\n{logged}"));
+    assert!(line.contains("\"level\":\"ERROR\""), "{line}");
+    assert!(line.contains("\"cursor\":50"), "{line}");
+    assert!(line.contains("\"last_seq\":5"), "{line}");
+    // The events journaled next are the sink's to deliver, and counted.
+    journal(&ctx, 5..8).await;
+    assert_eq!(forwarder.lag(), 3);
+    fixture.stop().await;
+}
+
 /// The whole loop against the mock cluster: journaled events are sent, and
 /// the cursor passes them with their offsets, and the stop is clean. The
 /// tick is an hour (its first comes at once): events journaled while the
