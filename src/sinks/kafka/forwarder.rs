@@ -64,7 +64,7 @@ use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::{ReadError, Reader};
 use super::readiness;
-use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position};
+use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position, UnplacedReports};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
 mod failure;
@@ -248,6 +248,8 @@ pub struct Forwarder {
     cursor: u64,
     /// Where the cursor's messages are: where a resume starts reading.
     offsets: DeliveredOffsets,
+    /// Deliveries whose reported offset is not where the record is.
+    unplaced: UnplacedReports,
     /// Events up to a seq that may already be in Kafka (after a crash, or a
     /// producer dropped with records in flight).
     resume: Option<AlreadyDelivered>,
@@ -401,6 +403,7 @@ impl Forwarder {
             topics: KnownTopics::default(),
             cursor,
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
+            unplaced: UnplacedReports::default(),
             resume,
             last_resume: serde_json::Value::Null,
             delivered_behind_failure: Default::default(),
@@ -953,7 +956,9 @@ impl Forwarder {
             }
             Outcome::Delivered(at) => {
                 self.cursor = report.seq;
-                self.note_offset(&report.topic, at, false);
+                if self.unplaced.is_placed(&report.topic, at) {
+                    self.note_offset(&report.topic, at, false);
+                }
                 self.delivered_behind_failure.remove(&report.seq);
                 self.published.inc();
                 self.latency.observe(report.latency_s());

@@ -30,7 +30,8 @@
 //!   noted offset (where the next read-back starts) below one noted during
 //!   that resume ([`AlreadyDelivered::offset_to_note`]): a next read-back
 //!   starting lower would find old copies the re-sends were meant to
-//!   supersede;
+//!   supersede; nor does a delivery whose report does not say where its
+//!   record is, a batch acknowledged as a duplicate ([`UnplacedReports`]);
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
@@ -80,6 +81,44 @@ impl DeliveredOffsets {
 
     pub fn of(&self, topic: &str) -> BTreeMap<i32, i64> {
         self.topics.get(topic).cloned().unwrap_or_default()
+    }
+}
+
+/// The delivery reports that do not say where their record is: librdkafka
+/// takes a batch the broker answers `DUPLICATE_SEQUENCE_NUMBER` (it landed
+/// before and its acknowledgement was lost) as delivered, and numbers its
+/// records from the answer's base offset, -1 (Kafka's and tansu's): -1, 0,
+/// 1, …. Noted, such an offset started the next read-back after a crash at
+/// the partition's beginning, where its bound cut the read and what lay
+/// past the cut was sent again. A partition's offset stays the one noted
+/// before the batch, which is before the batch's records, so a read-back
+/// from there finds them.
+///
+/// Not the highest offset instead of the latest: a lower one is also a log
+/// that started over ([`DeliveredOffsets::note`]).
+#[derive(Debug, Default)]
+pub struct UnplacedReports {
+    /// Per topic and partition, the offset the next report of such a batch
+    /// would say.
+    next: HashMap<(Arc<str>, i32), i64>,
+}
+
+impl UnplacedReports {
+    /// Whether the delivery reported at `at` in `topic` is where its record
+    /// is. Not a negative offset, nor, in its partition's reports (which
+    /// come in offset order), one going on by one from such an offset: the
+    /// report after the batch is past the batch's records in Kafka, so at
+    /// least the batch's length, and the count from -1 has reached only
+    /// one below that.
+    pub fn is_placed(&mut self, topic: &Arc<str>, at: Position) -> bool {
+        let slot = (topic.clone(), at.partition);
+        let unplaced = at.offset < 0 || self.next.get(&slot) == Some(&at.offset);
+        if unplaced {
+            self.next.insert(slot, at.offset.saturating_add(1));
+        } else {
+            self.next.remove(&slot);
+        }
+        !unplaced
     }
 }
 
@@ -362,6 +401,25 @@ mod tests {
         assert_eq!(o.of("t"), BTreeMap::from([(0, 3), (1, 9)]));
         assert_eq!(o.of("u"), BTreeMap::from([(0, 1)]));
         assert!(o.of("v").is_empty());
+    }
+
+    #[test]
+    fn a_batch_numbered_from_minus_one_is_not_placed_in_any_partition() {
+        let mut reports = UnplacedReports::default();
+        let (t, u): (Arc<str>, Arc<str>) = (Arc::from("t"), Arc::from("u"));
+        let at = |partition, offset| Position { partition, offset };
+        assert!(reports.is_placed(&t, at(0, 40)));
+        assert!(!reports.is_placed(&t, at(0, -1)));
+        // Another partition, and another topic's same partition, go on.
+        assert!(reports.is_placed(&t, at(1, 0)));
+        assert!(reports.is_placed(&u, at(0, 0)));
+        assert!(!reports.is_placed(&t, at(0, 0)));
+        assert!(!reports.is_placed(&t, at(0, 1)));
+        assert!(reports.is_placed(&t, at(0, 43)));
+        // The count ended with the batch.
+        assert!(reports.is_placed(&t, at(0, 44)));
+        // librdkafka's "no offset" (-1001) neither.
+        assert!(!reports.is_placed(&u, at(0, -1001)));
     }
 
     #[test]

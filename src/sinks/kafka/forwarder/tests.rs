@@ -1534,6 +1534,49 @@ async fn a_found_event_does_not_move_the_read_back_start_below_a_copy_sent_again
     fixture.stop().await;
 }
 
+/// librdkafka takes a batch the broker answers DUPLICATE_SEQUENCE_NUMBER
+/// (it landed before, its acknowledgement was lost; tansu answers so) as
+/// delivered, numbered from the answer's base offset, -1: its reports say
+/// -1, 0, 1, …, not where the records are. Noted as they were, the next
+/// read-back after a crash started at the partition's beginning, where its
+/// bound of 200,000 messages cut it, and what lay past the cut was sent
+/// again.
+#[tokio::test]
+async fn offsets_of_a_batch_acknowledged_as_a_duplicate_are_not_noted() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    let at = |offset| Position {
+        partition: 0,
+        offset,
+    };
+    assert_eq!(
+        noted_after(forwarder, 1, Outcome::Delivered(at(5_000))),
+        Some(5_000)
+    );
+    // Seqs 2 to 4, in Kafka at 5,001 to 5,003 since the first try.
+    for (seq, offset) in [(2, -1), (3, 0), (4, 1)] {
+        assert_eq!(
+            noted_after(forwarder, seq, Outcome::Delivered(at(offset))),
+            Some(5_000),
+            "seq {seq} reported at {offset}"
+        );
+    }
+    assert_eq!(forwarder.cursor, 4, "delivered all the same");
+    assert_eq!(forwarder.published.get(), 4);
+    // The next batch's offsets are where its records are.
+    assert_eq!(
+        noted_after(forwarder, 5, Outcome::Delivered(at(5_004))),
+        Some(5_004)
+    );
+    // So is a lower one that does not go on from such a batch's count:
+    // the log started over.
+    assert_eq!(
+        noted_after(forwarder, 6, Outcome::Delivered(at(0))),
+        Some(0)
+    );
+    fixture.stop().await;
+}
+
 /// The offset noted for partition 0 once the report of `seq` is taken.
 fn noted_after(forwarder: &mut Forwarder, seq: u64, outcome: Outcome) -> Option<i64> {
     forwarder.on_report(report(seq, outcome)).unwrap();
