@@ -18,8 +18,8 @@
 //!   part-way, is tried again by the forwarder ([`unanswered`]) before it
 //!   sends anything again;
 //! - per-key order of the last copies holds: once one event of a key is
-//!   sent again, every later event of that key in the range is sent again
-//!   too, even if found — on a compacted topic, a found event must not end
+//!   sent again, every later event of that key in the range and in its
+//!   topic is sent again too, even if found — on a compacted topic, a found event must not end
 //!   up before an earlier one sent again; and a found event whose copy sits
 //!   before a found copy of an earlier event of its key in the same
 //!   partition (a resume interrupted while it sent a key again) is sent
@@ -159,8 +159,9 @@ pub struct AlreadyDelivered {
     upto: u64,
     /// topic → (`ce_id`, seq) → where it was found.
     found: HashMap<String, Found>,
-    /// Keys with an event sent again: their later events are sent again too.
-    resent_keys: HashSet<String>,
+    /// Per topic, keys with an event sent again: their later events in
+    /// that topic are sent again too (order is kept per key in one topic).
+    resent_keys: HashSet<(String, String)>,
     /// Per topic and key, where the last event of the key skipped so far is.
     last_found: HashMap<(String, String), Position>,
     /// Per topic and partition, the offset noted for this resume's reports
@@ -324,7 +325,8 @@ impl AlreadyDelivered {
     /// Where the event (`id`, `seq`, Kafka `key`) already is in `topic`,
     /// if it was found there after every earlier event of its key that was
     /// found, and no earlier event of its key is sent again; `None`: send it
-    /// (and, from now on, the rest of its key).
+    /// (and, from now on, the rest of its key in `topic`: the same key in
+    /// another topic is another key, its order its own).
     ///
     /// Found *before* an earlier event of its key is what an earlier resume
     /// leaves when it was interrupted between sending a key's events again:
@@ -335,14 +337,14 @@ impl AlreadyDelivered {
     /// old partition keeps its copies whatever is sent, so a copy would only
     /// add a duplicate; order is compared from there on.
     pub fn take(&mut self, topic: &str, id: &str, seq: u64, key: &str) -> Option<Position> {
-        if self.resent_keys.contains(key) {
+        let slot = (topic.to_owned(), key.to_owned());
+        if self.resent_keys.contains(&slot) {
             return None;
         }
         let found = self
             .found
             .get_mut(topic)
             .and_then(|f| f.remove(&(id.to_owned(), seq)));
-        let slot = (topic.to_owned(), key.to_owned());
         let in_order = |at: &Position| {
             self.last_found
                 .get(&slot)
@@ -355,7 +357,7 @@ impl AlreadyDelivered {
                 Some(at)
             }
             _ => {
-                self.resent_keys.insert(key.to_owned());
+                self.resent_keys.insert(slot);
                 None
             }
         }
@@ -524,6 +526,21 @@ mod tests {
         assert_eq!(resume.take("t", "e2", 2, "call-e"), None);
         // Another key is not affected.
         assert_eq!(resume.take("t", "f2", 4, "call-f"), Some(at));
+    }
+
+    /// Order is kept per key in one topic: the same key in another topic
+    /// (a topic per account or per type, where keys such as `9` recur) is
+    /// another key. Every found event of the key in every topic was sent
+    /// again once one of them was.
+    #[test]
+    fn a_key_sent_again_in_one_topic_is_not_sent_again_in_another() {
+        let mut resume = AlreadyDelivered::new(10);
+        resume.add("t".into(), Ok(scan_finding(&[("a2", 2)])));
+        resume.add("u".into(), Ok(scan_finding(&[("b3", 3)])));
+        assert_eq!(resume.take("t", "a1", 1, "9"), None, "not found");
+        assert_eq!(resume.take("t", "a2", 2, "9"), None, "the rest of the key");
+        assert_eq!(resume.take("u", "b3", 3, "9"), Some(AT));
+        assert_eq!(resume.skipped, 1);
     }
 
     /// A resume interrupted after sending e1 again (it landed at 200) and
