@@ -1735,13 +1735,21 @@ async fn a_sink_starting_behind_the_journals_oldest_event_says_what_kafka_will_n
 /// A stored cursor past the journal's last seq (damaged, or from another
 /// file) was taken as it was: the sink read on from there, so the events
 /// journaled up to it never reached Kafka, and the lag said 0. It is said
-/// at error and taken as the last seq.
+/// at error, taken as the last seq, and written so (a run interrupted
+/// before: its state kept), since retention and the next start read the
+/// file's cursor.
 #[tokio::test]
 async fn a_cursor_past_the_journals_last_seq_is_said_and_taken_as_the_last_seq() {
     let fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..5).await;
-    ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+    let interrupted = CursorState {
+        clean: false,
+        offsets: Default::default(),
+    };
+    ctx.journal
+        .set_cursor_with_state(CURSOR, 50, &interrupted.encode(), true)
+        .unwrap();
     let config = fixture.forwarder.config.clone();
     let mut made = None;
     let logged = crate::logging::tests_support::logged_json(|| {
@@ -1756,6 +1764,9 @@ async fn a_cursor_past_the_journals_last_seq_is_said_and_taken_as_the_last_seq()
     assert!(line.contains("\"level\":\"ERROR\""), "{line}");
     assert!(line.contains("\"cursor\":50"), "{line}");
     assert!(line.contains("\"last_seq\":5"), "{line}");
+    let (cursor, state) = written(&ctx);
+    assert_eq!(cursor, Some(5));
+    assert!(!state.expect("the state kept").clean);
     // The events journaled next are the sink's to deliver, and counted.
     journal(&ctx, 5..8).await;
     assert_eq!(forwarder.lag(), 3);
