@@ -709,74 +709,6 @@ async fn fatal_error_mid_stream(error: RDKafkaRespErr) {
     relay.stop().await;
 }
 
-/// A produce request the broker refuses for good (INVALID_RECORD here;
-/// INVALID_TIMESTAMP, UNKNOWN_SERVER_ERROR and any error librdkafka has no
-/// rule for do the same) fails that batch alone: librdkafka bumps its epoch
-/// and delivers the partition's later batches, and the sink then sent the
-/// failed records after them, so one key's first copies were out of journal
-/// order. With `enable.gapless.guarantee` the refusal is a fatal error
-/// instead, nothing later is sent by that producer, and the new one sends
-/// again from the cursor. One request in flight and batches of 10 make the
-/// second request, and only it, carry the refusal: a real broker also
-/// refuses a later request in flight (its sequence is out of order), which
-/// the mock checks only for a transactional producer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_the_broker_refuses_for_good_keeps_the_first_copies_in_key_order() {
-    let mock = MockCluster::new(1).expect("mock cluster");
-    mock.create_topic(TOPIC, 1, 1).expect("create topic");
-    let brokers = mock.bootstrap_servers();
-    let relay = relay_without_kafka().await;
-    let ctx = relay.ctx.clone();
-    for i in 0..100 {
-        ctx.ingest
-            .submit(event("refused", i, "call-1"))
-            .await
-            .expect("journaled");
-    }
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD,
-        ],
-    );
-    let config = kafka_config_with(
-        &brokers,
-        "[kafka.options]\n\"batch.num.messages\" = \"10\"\n\"max.in.flight.requests.per.connection\" = \"1\"",
-    );
-    let (task, cancel) = sink_configured(
-        &ctx,
-        config,
-        callrelay::sinks::kafka::forwarder::Tuning {
-            tick: Duration::from_millis(50),
-            ..Default::default()
-        },
-    );
-    wait_delivered(&ctx, Duration::from_secs(60)).await;
-    cancel.cancel();
-    task.await.expect("sink");
-    let journaled = relay.events();
-    assert_eq!(journaled.len(), 100);
-    let consumed = consume(&brokers, TOPIC).await;
-    // Every event there, and the first copies of the key in seq order.
-    let duplicates = check_complete(&journaled, &consumed);
-    println!(
-        "refused batch: {} events, {} copies, {duplicates} duplicates",
-        journaled.len(),
-        consumed.len()
-    );
-    assert!(
-        ctx.metrics
-            .publish_errors
-            .with_label_values(&["kafka", "fatal"])
-            .get()
-            >= 1,
-        "the refusal is a fatal producer error"
-    );
-    drop(ctx);
-    relay.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_restart_mid_stream_loses_nothing() {
     let (_mock, brokers) = mock_cluster();
@@ -832,15 +764,10 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
 
 /// The `[kafka]` of a config text, for driving the sink directly.
 fn kafka_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
-    kafka_config_with(brokers, "")
-}
-
-/// As `kafka_config`, with `extra` in the `[kafka]` table's text.
-fn kafka_config_with(brokers: &str, extra: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
     let text = format!(
         "{}{}",
         base_config(std::path::Path::new("/nonexistent")),
-        kafka_toml(brokers, TOPIC, extra)
+        kafka_toml(brokers, TOPIC, "")
     );
     callrelay::config::Config::from_text("test.toml", &text, &|_| None)
         .expect("config")
@@ -880,18 +807,9 @@ fn sink_tuned(
     brokers: &str,
     tuning: callrelay::sinks::kafka::forwarder::Tuning,
 ) -> SinkTask {
-    sink_configured(ctx, kafka_config(brokers), tuning)
-}
-
-/// As `sink_tuned`, with the `[kafka]` config the test's to set.
-fn sink_configured(
-    ctx: &Arc<Context>,
-    config: callrelay::sinks::kafka::config::KafkaConfig,
-    tuning: callrelay::sinks::kafka::forwarder::Tuning,
-) -> SinkTask {
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(callrelay::sinks::kafka::run_with(
-        config,
+        kafka_config(brokers),
         ctx.clone(),
         cancel.clone(),
         tuning,

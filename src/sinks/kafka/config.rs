@@ -59,20 +59,13 @@ use crate::event::Vendor;
 /// after the records behind it, out of per-key order. A bounded retry count
 /// (librdkafka's default is the largest) does the same. With
 /// `delivery.report.only.error` a delivered record gets no report, so the
-/// cursor, which moves on reports, would never pass it. Without
-/// `enable.gapless.guarantee` a batch the broker refuses for good
-/// (`INVALID_RECORD`, `UNKNOWN_SERVER_ERROR`, …) fails alone: librdkafka
-/// bumps its epoch and delivers the partition's later batches, and the
-/// failed records, sent again, land after them; with it the refusal is a
-/// fatal error, which the sink meets by replacing the producer and sending
-/// again from the cursor.
-const FIXED: [(&str, &str); 6] = [
+/// cursor, which moves on reports, would never pass it.
+const FIXED: [(&str, &str); 5] = [
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("message.timeout.ms", "0"),
     ("message.send.max.retries", "2147483647"),
     ("delivery.report.only.error", "false"),
-    ("enable.gapless.guarantee", "true"),
 ];
 
 /// The longest `linger.ms` the sink takes: a record lingering far longer
@@ -494,8 +487,6 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     {
         let why = if property == "delivery.report.only.error" {
             "the sink moves its cursor on each record's delivery report"
-        } else if property == "enable.gapless.guarantee" {
-            "without it a batch the broker refuses for good fails alone, and the partition's later records land before it is sent again, out of per-key order"
         } else {
             "the sink promises an idempotent, fully acknowledged producer that retries each record until it is delivered, in per-key order"
         };
@@ -798,12 +789,6 @@ mod tests {
         assert_eq!(problems(&[("topic.message.timeout.ms", "5000")]).len(), 1);
         assert_eq!(problems(&[("topic.request.required.acks", "1")]).len(), 1);
         assert!(problems(&[("topic.metadata.refresh.interval.ms", "60000")]).is_empty());
-        // Without it a batch the broker refuses for good fails alone, and
-        // the partition's later batches land before it is sent again.
-        assert!(problems(&[("enable.gapless.guarantee", "true")]).is_empty());
-        assert_eq!(problems(&[("enable.gapless.guarantee", "false")]).len(), 1);
-        let settings = with_options(&[]).client_config();
-        assert_eq!(settings.get("enable.gapless.guarantee"), Some("true"));
     }
 
     /// A partitioner that ignores the key spreads one call over partitions.
