@@ -764,10 +764,19 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
 
 /// The `[kafka]` of a config text, for driving the sink directly.
 fn kafka_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
+    kafka_config_in(brokers, TOPIC, "")
+}
+
+/// As `kafka_config`, for `topic`, with `extra` in the `[kafka]` table's text.
+fn kafka_config_in(
+    brokers: &str,
+    topic: &str,
+    extra: &str,
+) -> callrelay::sinks::kafka::config::KafkaConfig {
     let text = format!(
         "{}{}",
         base_config(std::path::Path::new("/nonexistent")),
-        kafka_toml(brokers, TOPIC, "")
+        kafka_toml(brokers, topic, extra)
     );
     callrelay::config::Config::from_text("test.toml", &text, &|_| None)
         .expect("config")
@@ -829,7 +838,19 @@ async fn submit_range(ctx: &Arc<Context>, run: &str, range: std::ops::Range<u64>
 /// Runs the sink on `ctx` after an interrupted run until it has delivered
 /// the whole journal, stops it cleanly, and returns what its read-back found.
 async fn recovering_run(ctx: &Arc<Context>, brokers: &str) -> serde_json::Value {
-    let (task, cancel) = sink_on(ctx, brokers, Duration::from_millis(50));
+    recovering_run_configured(ctx, kafka_config(brokers)).await
+}
+
+/// As `recovering_run`, with the `[kafka]` config the test's to set.
+async fn recovering_run_configured(
+    ctx: &Arc<Context>,
+    config: callrelay::sinks::kafka::config::KafkaConfig,
+) -> serde_json::Value {
+    let tuning = callrelay::sinks::kafka::forwarder::Tuning {
+        tick: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let (task, cancel) = sink_configured(ctx, config, tuning);
     wait_delivered(ctx, Duration::from_secs(30)).await;
     let resume = read_back_result(ctx).await;
     cancel.cancel();
@@ -866,9 +887,13 @@ async fn read_back_result(ctx: &Arc<Context>) -> serde_json::Value {
 }
 
 async fn wait_copies(brokers: &str, count: usize) {
+    wait_copies_in(brokers, TOPIC, count).await;
+}
+
+async fn wait_copies_in(brokers: &str, topic: &str, count: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let copies = consume(brokers, TOPIC).await.len();
+        let copies = consume(brokers, topic).await.len();
         if copies >= count {
             return;
         }
@@ -1191,6 +1216,165 @@ async fn crashed_run_read_back(brokers: &str) {
     let resume = recovering_run(&ctx, &brokers).await;
     assert_eq!(resume["already_in_kafka"], 300, "{resume}");
     assert_once_each(&relay, &brokers, 310).await;
+    drop(ctx);
+    relay.stop().await;
+}
+
+/// The topic of `offsets_saved_on_one_cluster_are_not_used_on_another`,
+/// its own so that the lines it looks for in the log are its own.
+const MOVED: &str = "callrelay.moved";
+
+/// A mock cluster of one broker holding [`MOVED`] in one partition.
+fn moved_cluster() -> (Mock, String) {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic(MOVED, 1, 1).expect("create topic");
+    let brokers = mock.bootstrap_servers();
+    (mock, brokers)
+}
+
+/// The `[kafka]` config of a sink sending to [`MOVED`] on `brokers`.
+fn moved_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
+    kafka_config_in(brokers, MOVED, "")
+}
+
+/// A sink on [`MOVED`] that delivers the journal after its cursor to
+/// `brokers` and dies (aborted) before writing its cursor again.
+async fn crashed_run_on(ctx: &Arc<Context>, brokers: &str, copies: usize) {
+    let tuning = callrelay::sinks::kafka::forwarder::Tuning {
+        tick: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (task, _cancel) = sink_configured(ctx, moved_config(brokers), tuning);
+    wait_copies_in(brokers, MOVED, copies).await;
+    task.abort();
+    let _ = task.await;
+}
+
+/// How many messages [`MOVED`] holds on `brokers`, and how many events.
+async fn copies_and_events(brokers: &str) -> (usize, usize) {
+    let consumed = consume(brokers, MOVED).await;
+    let events: HashSet<&str> = consumed
+        .iter()
+        .map(|c| {
+            c.headers
+                .get("ce_id")
+                .map(String::as_str)
+                .unwrap_or_default()
+        })
+        .collect();
+    (consumed.len(), events.len())
+}
+
+/// What the sink logs at info and above, from every test of this file once
+/// one has asked (a global subscriber: the read-back's WARN comes from the
+/// blocking pool's threads); a test reads the lines that name its own.
+fn kafka_sink_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = SharedLog(log.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter("callrelay::sinks::kafka=info")
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        log
+    })
+    .clone()
+}
+
+/// A log writer whose clones all write into one buffer.
+#[derive(Clone)]
+struct SharedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `[kafka] brokers` changed to another cluster (by a reload, likely when
+/// moving away from a failing cluster, or across a restart) after a run
+/// that may have delivered past its cursor: the offsets saved with the
+/// cursor are the old cluster's, and mean nothing on the new one. The
+/// read-back reads the new cluster's tails, says why at info, and does not
+/// warn that the broker lost its log. It used to start reading the new
+/// cluster at the old one's offsets: against a topic with history (B) it
+/// began at offset 50, and the 50 events before it, not found, took the
+/// rest of their keys along: all 150 were sent to B again; against an
+/// empty topic (C) it warned that what was delivered there is gone from
+/// Kafka (config-reload review, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_saved_on_one_cluster_are_not_used_on_another() {
+    let log = kafka_sink_log();
+    let ((_mock_a, a), (_mock_b, b), (_mock_c, c)) =
+        (moved_cluster(), moved_cluster(), moved_cluster());
+    let relay = relay_without_kafka().await;
+    let ctx = relay.ctx.clone();
+
+    // A clean run on A: 50 events, the last at offset 49 of A.
+    submit_range(&ctx, "moved", 0..50).await;
+    let tuning = callrelay::sinks::kafka::forwarder::Tuning {
+        tick: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let (task, cancel) = sink_configured(&ctx, moved_config(&a), tuning);
+    wait_delivered(&ctx, Duration::from_secs(30)).await;
+    cancel.cancel();
+    task.await.expect("sink");
+
+    // `brokers` changed to B: a run delivers 150 events there, at offsets
+    // 0-149, and dies with its cursor and offsets as A's run left them.
+    submit_range(&ctx, "moved", 50..200).await;
+    crashed_run_on(&ctx, &b, 150).await;
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(50));
+    let on_b = recovering_run_configured(&ctx, moved_config(&b)).await;
+    let b_after = copies_and_events(&b).await;
+
+    // `brokers` changed to C, whose topic is empty, after a run on B died
+    // with 10 events delivered there: C gets those 10, once each.
+    submit_range(&ctx, "moved", 200..210).await;
+    crashed_run_on(&ctx, &b, 160).await;
+    assert_eq!(ctx.journal.cursor("kafka").ok().flatten(), Some(200));
+    let on_c = recovering_run_configured(&ctx, moved_config(&c)).await;
+    let c_after = copies_and_events(&c).await;
+
+    let text = String::from_utf8_lossy(&log.lock().expect("log")).into_owned();
+    // The line names the cluster it is on as ` brokers=…` (and the one
+    // the offsets were noted on as `noted_on_brokers=…`).
+    let said = |what: &str, brokers: &str| {
+        let on = format!(" brokers={brokers} ");
+        text.lines()
+            .filter(|l| l.contains(what) && l.contains(&on))
+            .count()
+    };
+    let lost_log: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(MOVED) && l.contains("ends before a message"))
+        .collect();
+    println!(
+        "read back on B: {on_b}, B holds {b_after:?}; on C: {on_c}, C holds {c_after:?}; {} lost-log WARN(s)",
+        lost_log.len()
+    );
+    assert_eq!(
+        (&on_b["already_in_kafka"], &on_b["messages_read"]),
+        (&json!(150), &json!(150)),
+        "B read back from its tail, not from A's offset: {on_b}"
+    );
+    assert_eq!(b_after, (150, 150), "none of B's sent to B again");
+    assert!(lost_log.is_empty(), "warned of a lost log: {lost_log:#?}");
+    assert_eq!(on_c["already_in_kafka"], 0, "{on_c}");
+    assert_eq!(c_after, (10, 10), "C gets the 10 after the cursor, once");
+    let other_cluster = "noted on another Kafka cluster";
+    assert!(
+        said(other_cluster, &b) > 0 && said(other_cluster, &c) > 0,
+        "the offsets' being dropped is not said:\n{text}"
+    );
     drop(ctx);
     relay.stop().await;
 }

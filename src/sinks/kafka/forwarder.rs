@@ -23,7 +23,8 @@
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
 //!   with whether the stop was clean and the offsets it passed per partition
 //!   (those with a write every few seconds, and at every write while a resume
-//!   is in progress: see `housekeeping`);
+//!   is in progress: see `housekeeping`), and the cluster they are positions
+//!   in: offsets of another cluster are dropped, not read back from;
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
 //!   so an event already delivered is not sent a second time.
@@ -49,6 +50,7 @@ use futures::FutureExt;
 use futures::stream::StreamExt;
 use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::Producer as _;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,7 +66,10 @@ use super::config::KafkaConfig;
 use super::producer::{self, Health, KafkaProducer};
 use super::reader::{ReadError, Reader};
 use super::readiness;
-use super::resume::{AlreadyDelivered, CursorState, DeliveredOffsets, Position, UnplacedReports};
+use super::resume::{
+    self, AlreadyDelivered, ClusterIdentity, CursorState, DeliveredOffsets, Position,
+    UnplacedReports,
+};
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
 
 mod failure;
@@ -248,6 +253,13 @@ pub struct Forwarder {
     cursor: u64,
     /// Where the cursor's messages are: where a resume starts reading.
     offsets: DeliveredOffsets,
+    /// The cluster `offsets` were noted on, as stored or since checked;
+    /// `None` when the stored state does not say (see
+    /// [`resume::offsets_apply`]).
+    offsets_noted_on: Option<ClusterIdentity>,
+    /// `offsets_noted_on` was checked against the producer's cluster since
+    /// the producer was made ([`Forwarder::check_cluster`]).
+    cluster_checked: bool,
     /// Deliveries whose reported offset is not where the record is.
     unplaced: UnplacedReports,
     /// Events up to a seq that may already be in Kafka (after a crash, or a
@@ -408,6 +420,8 @@ impl Forwarder {
             producer: None,
             topics: KnownTopics::default(),
             cursor,
+            offsets_noted_on: state.as_ref().and_then(|s| s.cluster.clone()),
+            cluster_checked: false,
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
             unplaced: UnplacedReports::default(),
             resume,
@@ -545,6 +559,8 @@ impl Forwarder {
         };
         self.producers_created += 1;
         self.producer = Some(producer);
+        // Another cluster may answer at the same addresses (a name moved).
+        self.cluster_checked = false;
         self.wedged_first = None;
         // A new producer: a listing that failed with the old one is tried again.
         self.topics = KnownTopics::default();
@@ -962,6 +978,7 @@ impl Forwarder {
             }
             Outcome::Delivered(at) => {
                 self.cursor = report.seq;
+                self.check_cluster();
                 if self.unplaced.is_placed(&report.topic, at) {
                     self.note_offset(&report.topic, at, false);
                 }
@@ -1002,6 +1019,37 @@ impl Forwarder {
             None => at.offset,
         };
         self.offsets.note(topic, at.partition, offset);
+    }
+
+    /// Drops the offsets if they were noted on another cluster than the
+    /// producer's ([`resume::offsets_apply`]), before they are read back
+    /// from or noted on, and takes the producer's cluster as theirs; once
+    /// per producer. The producer has the cluster's metadata by then (a
+    /// topic checked, a delivery), so its cluster id, if the brokers give
+    /// one, is at hand without a wait: none means they give none (or, at
+    /// worst, not yet), and the broker lists decide.
+    fn check_cluster(&mut self) {
+        if self.cluster_checked {
+            return;
+        }
+        let Some(producer) = self.producer.as_ref() else {
+            return;
+        };
+        let id = producer.client().fetch_cluster_id(Duration::ZERO);
+        let here = ClusterIdentity::new(id, self.config.brokers.get_ref());
+        if !resume::offsets_apply(self.offsets_noted_on.as_ref(), &here) {
+            let noted_on = self.offsets_noted_on.as_ref();
+            tracing::info!(
+                cluster_id = here.id.as_deref().unwrap_or("none given"),
+                brokers = %here.brokers,
+                noted_on_cluster_id = noted_on.and_then(|c| c.id.as_deref()).unwrap_or("none given"),
+                noted_on_brokers = %noted_on.map_or("", |c| c.brokers.as_str()),
+                "kafka sink: the offsets saved with the cursor were noted on another Kafka cluster (`brokers` changed, or another cluster answers at them): they are dropped, and until deliveries here note new ones a read-back reads the partitions' last messages"
+            );
+            self.offsets = DeliveredOffsets::default();
+        }
+        self.offsets_noted_on = Some(here);
+        self.cluster_checked = true;
     }
 
     /// Ends the failure being recovered from, if any: an event is in Kafka.

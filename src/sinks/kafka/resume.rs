@@ -32,6 +32,9 @@
 //!   starting lower would find old copies the re-sends were meant to
 //!   supersede; nor does a delivery whose report does not say where its
 //!   record is, a batch acknowledged as a duplicate ([`UnplacedReports`]);
+//! - offsets noted on another cluster than the one read (`[kafka] brokers`
+//!   changed) are not read from ([`offsets_apply`]): its tails are read,
+//!   as when there are none;
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
@@ -122,13 +125,81 @@ impl UnplacedReports {
     }
 }
 
-/// What the sink stores beside its cursor in the journal.
+/// The Kafka cluster [`DeliveredOffsets`] were noted on: its id, as its
+/// brokers give it in their metadata (none from a broker too old to give
+/// one), and the `brokers` configured, normalised ([`normalised_brokers`]),
+/// to compare when either side has no id.
+///
+/// Offsets are positions in one cluster's logs: `[kafka] brokers` changed
+/// to another cluster (a reload away from a failing one, or a restart)
+/// made the read-back start the new cluster's partitions at the old one's
+/// offsets, which skipped what lay before them there (and sent it again),
+/// or warned that a partition ending before them had lost its log
+/// (config-reload review, 2026-12-07).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub brokers: String,
+}
+
+impl ClusterIdentity {
+    /// The cluster with id `id` (if it gives one) reached through `brokers`
+    /// as configured.
+    pub fn new(id: Option<String>, brokers: &str) -> ClusterIdentity {
+        ClusterIdentity {
+            id: id.filter(|id| !id.is_empty()),
+            brokers: normalised_brokers(brokers),
+        }
+    }
+
+    /// Whether this is the cluster `other` is: by id when both have one,
+    /// else by their broker lists. Another list to the same cluster (a
+    /// broker added) has the same id; a cluster without one is taken as
+    /// another whenever its list changed, which costs a read of its tails
+    /// at worst.
+    pub fn is(&self, other: &ClusterIdentity) -> bool {
+        match (&self.id, &other.id) {
+            (Some(id), Some(other)) => id == other,
+            _ => self.brokers == other.brokers,
+        }
+    }
+}
+
+/// A `brokers` list as a comparable string: each broker trimmed, empty ones
+/// dropped, sorted, without repeats (the order of the list, or a space
+/// after a comma, is no other cluster).
+pub fn normalised_brokers(list: &str) -> String {
+    let mut brokers: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
+    brokers.sort_unstable();
+    brokers.dedup();
+    brokers.join(",")
+}
+
+/// Whether offsets noted on `noted_on` are positions in `here`'s logs.
+/// Unknown (`None`: the state of a build that did not record the cluster,
+/// or no state) they are taken as they always were, so that an upgrade
+/// reads back as before.
+pub fn offsets_apply(noted_on: Option<&ClusterIdentity>, here: &ClusterIdentity) -> bool {
+    noted_on.is_none_or(|noted_on| noted_on.is(here))
+}
+
+/// What the sink stores beside its cursor in the journal, as JSON: a field
+/// added later has a default, so that an older build's state decodes (and
+/// an older build ignores it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CursorState {
     /// The sink stopped with nothing handed to Kafka beyond the cursor:
     /// the next start has nothing to look for.
     pub clean: bool,
     pub offsets: DeliveredOffsets,
+    /// The cluster `offsets` were noted on ([`offsets_apply`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterIdentity>,
 }
 
 impl CursorState {
@@ -429,12 +500,60 @@ mod tests {
         let mut state = CursorState::default();
         state.offsets.note("callrelay.events", 2, 41);
         let bytes = state.encode();
+        // Without a cluster, as an older build wrote it (and decodes it).
         assert_eq!(
             String::from_utf8_lossy(&bytes),
             r#"{"clean":false,"offsets":{"callrelay.events":{"2":41}}}"#
         );
         assert_eq!(CursorState::decode(&bytes).unwrap(), state);
+        state.cluster = Some(ClusterIdentity::new(Some("Xy-1".into()), "k2:9092,k1:9092"));
+        let bytes = state.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"clean":false,"offsets":{"callrelay.events":{"2":41}},"cluster":{"id":"Xy-1","brokers":"k1:9092,k2:9092"}}"#
+        );
+        assert_eq!(CursorState::decode(&bytes).unwrap(), state);
         assert!(CursorState::decode(b"{not json").is_err());
+    }
+
+    /// The offsets saved with the cursor are used only on the cluster they
+    /// were noted on: by id, else (a broker that gives none) by the broker
+    /// list as configured; a state that does not say (an older build's)
+    /// keeps them, as that build did.
+    #[test]
+    fn offsets_apply_only_to_the_cluster_they_were_noted_on() {
+        let cluster =
+            |id: Option<&str>, brokers: &str| ClusterIdentity::new(id.map(Into::into), brokers);
+        let a = cluster(Some("cluster-a"), "a1:9092,a2:9092");
+        // The same cluster through another list of its brokers.
+        assert!(offsets_apply(
+            Some(&a),
+            &cluster(Some("cluster-a"), "a3:9092")
+        ));
+        assert!(!offsets_apply(
+            Some(&a),
+            &cluster(Some("cluster-b"), "b1:9092")
+        ));
+        // Another cluster behind the same addresses (a DNS name moved).
+        assert!(!offsets_apply(
+            Some(&a),
+            &cluster(Some("cluster-b"), "a1:9092,a2:9092")
+        ));
+        // No id on either side: the lists, normalised, decide.
+        let old = cluster(None, " a2:9092 , a1:9092,");
+        assert!(offsets_apply(Some(&old), &cluster(None, "a1:9092,a2:9092")));
+        assert!(offsets_apply(Some(&old), &a));
+        assert!(offsets_apply(Some(&a), &old));
+        assert!(!offsets_apply(Some(&old), &cluster(None, "a1:9092")));
+        assert!(!offsets_apply(Some(&a), &cluster(None, "b1:9092")));
+        // An empty id is none.
+        assert!(offsets_apply(
+            Some(&a),
+            &cluster(Some(""), "a2:9092,a1:9092")
+        ));
+        // Not recorded (an older build's state): used.
+        assert!(offsets_apply(None, &cluster(Some("cluster-b"), "b1:9092")));
+        assert_eq!(normalised_brokers("b:1, a:1,b:1 ,,"), "a:1,b:1");
     }
 
     const AT: Position = Position {

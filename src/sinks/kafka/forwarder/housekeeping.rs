@@ -316,6 +316,7 @@ impl Forwarder {
         let state = CursorState {
             clean,
             offsets: self.offsets.clone(),
+            cluster: self.offsets_noted_on.clone(),
         };
         self.persist_cursor(Some(state), durable).await
     }

@@ -77,6 +77,9 @@ impl Forwarder {
         let Some(upto) = self.resume.as_ref().map(|r| r.upto()) else {
             return Ok(true);
         };
+        // Before the offsets are handed to the reads: another cluster's
+        // would start them at meaningless offsets.
+        self.check_cluster();
         let ahead = self.topics_to_read_ahead(topic, upto);
         let reads_at_once = ahead.len() + 1;
         let mut topics: Vec<String> = std::iter::once(topic.to_owned())

@@ -1423,6 +1423,68 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
     assert_eq!(read_past.await, (Some(6), true));
 }
 
+/// The offsets saved with the cursor are positions in the cluster they
+/// were noted on: another cluster's are dropped once the producer's is
+/// known (as before a read-back hands them to its reads), the same
+/// cluster's, through another broker list too, and those of an older
+/// build's state, which does not say, are kept; the state written says
+/// which cluster they are of.
+#[tokio::test]
+async fn offsets_noted_on_another_cluster_are_dropped() {
+    use rdkafka::producer::Producer;
+
+    use super::super::resume::ClusterIdentity;
+
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    with_producer(forwarder).await;
+    // The cluster's metadata, as a topic check gets it before a read-back.
+    let producer = forwarder.producer.clone().unwrap();
+    let here = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(TOPIC), WITHIN)
+            .unwrap();
+        producer.client().fetch_cluster_id(Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    let here = ClusterIdentity::new(here, forwarder.config.brokers.get_ref());
+    assert!(here.id.is_some(), "the mock cluster gives an id");
+    let brokers = here.brokers.clone();
+    let mut kept_after = |noted_on: Option<ClusterIdentity>| {
+        forwarder.offsets = Default::default();
+        forwarder.offsets.note(TOPIC, 0, 41);
+        forwarder.offsets_noted_on = noted_on;
+        forwarder.cluster_checked = false;
+        forwarder.check_cluster();
+        assert_eq!(forwarder.offsets_noted_on.as_ref(), Some(&here));
+        forwarder.offsets.of(TOPIC).get(&0) == Some(&41)
+    };
+    assert!(!kept_after(Some(ClusterIdentity::new(
+        Some("another".into()),
+        &brokers
+    ))));
+    assert!(!kept_after(Some(ClusterIdentity::new(
+        None,
+        "elsewhere:9092"
+    ))));
+    assert!(kept_after(Some(ClusterIdentity::new(
+        here.id.clone(),
+        "elsewhere:9092"
+    ))));
+    assert!(kept_after(Some(ClusterIdentity::new(None, &brokers))));
+    assert!(kept_after(None), "an older build's state");
+
+    let forwarder = &mut fixture.forwarder;
+    assert!(forwarder.persist_state(true, false).await);
+    let state = written(&ctx).1.unwrap();
+    assert_eq!(state.cluster.as_ref(), forwarder.offsets_noted_on.as_ref());
+    assert!(state.cluster.is_some());
+    fixture.stop().await;
+}
+
 /// How each report moves the cursor, and what it counts.
 #[tokio::test]
 async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
