@@ -816,9 +816,18 @@ fn sink_tuned(
     brokers: &str,
     tuning: callrelay::sinks::kafka::forwarder::Tuning,
 ) -> SinkTask {
+    sink_configured(ctx, kafka_config(brokers), tuning)
+}
+
+/// As `sink_tuned`, with the `[kafka]` config the test's to set.
+fn sink_configured(
+    ctx: &Arc<Context>,
+    config: callrelay::sinks::kafka::config::KafkaConfig,
+    tuning: callrelay::sinks::kafka::forwarder::Tuning,
+) -> SinkTask {
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(callrelay::sinks::kafka::run_with(
-        kafka_config(brokers),
+        config,
         ctx.clone(),
         cancel.clone(),
         tuning,

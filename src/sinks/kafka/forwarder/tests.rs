@@ -1807,7 +1807,7 @@ async fn a_cursor_past_the_journals_last_seq_is_said_and_taken_as_the_last_seq()
     journal(&ctx, 0..5).await;
     let interrupted = CursorState {
         clean: false,
-        offsets: Default::default(),
+        ..Default::default()
     };
     ctx.journal
         .set_cursor_with_state(CURSOR, 50, &interrupted.encode(), true)
