@@ -484,7 +484,17 @@ impl Journal {
         loop {
             match Arc::try_unwrap(db) {
                 Ok(db) => {
-                    drop(db);
+                    // Not a drop: redb's drop discards the close's error (the
+                    // allocator state's write, the clean mark), and a stop
+                    // on a full or failing disk said only `stopped`, leaving
+                    // the next start's long check unexplained.
+                    if let Err(e) = db.close() {
+                        tracing::warn!(
+                            path = %self.path.display(),
+                            error = %e,
+                            "the journal's close failed: every committed event is kept, and the next start checks the whole file first, as after a crash (minutes on a large file)"
+                        );
+                    }
                     return true;
                 }
                 Err(shared) if std::time::Instant::now() < deadline => {

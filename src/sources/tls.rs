@@ -93,6 +93,19 @@ pub struct TrustRoots {
     extra: Vec<CertificateDer<'static>>,
 }
 
+/// Why a certificate of the operator's CA file cannot be a root, in the
+/// file's terms: rustls says any such refusal as "invalid peer certificate"
+/// with its variant's name (`BadEncoding`), which is neither a peer's nor
+/// words an operator can act on.
+fn unusable_reason(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(_) => {
+            "not a valid X.509 certificate (its DER encoding does not parse as one: a block cut short or pasted wrong)".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 impl TrustRoots {
     /// Reads `settings.ca_file` (no file: the public roots only).
     pub fn load(settings: &TlsSettings) -> Result<TrustRoots, TlsError> {
@@ -127,7 +140,7 @@ impl TrustRoots {
             // checking here turns a bad one into a config error instead.
             let usable = rustls::RootCertStore::empty()
                 .add(cert.clone())
-                .map_err(|e| e.to_string());
+                .map_err(|e| unusable_reason(&e));
             if let Err(reason) = usable {
                 return Err(TlsError::BadCertificate {
                     path: path.to_owned(),
@@ -367,6 +380,12 @@ mod tests {
             matches!(err, TlsError::BadCertificate { index: 1, .. }),
             "{err}"
         );
+        // The operator's own file, not a peer's certificate, and no
+        // rustls variant name.
+        let said = err.to_string();
+        assert!(said.contains("not a valid X.509 certificate"), "{said}");
+        assert!(!said.contains("peer"), "{said}");
+        assert!(!said.contains("BadEncoding"), "{said}");
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub enum TailError {
         "the token (--token or CALLRELAY_WS_TOKEN) has a character an HTTP header cannot carry (a control character, such as a trailing newline)"
     )]
     BadToken,
-    #[error("the relay refused the token (HTTP 401: {0}); set --token or CALLRELAY_WS_TOKEN")]
+    #[error(
+        "the relay refused the token (HTTP 401: {0}); check --token or CALLRELAY_WS_TOKEN against the relay's websocket.tokens (set one if none was given)"
+    )]
     Unauthorized(String),
     /// A 403: no tokens and a foreign origin or a proxy, or an `account`
     /// in `--url` outside the token's accounts; the relay's words say which.
