@@ -99,10 +99,19 @@ pub struct TrustRoots {
 /// words an operator can act on.
 fn unusable_reason(error: &rustls::Error) -> String {
     match error {
-        rustls::Error::InvalidCertificate(_) => {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => {
             "not a valid X.509 certificate (its DER encoding does not parse as one: a block cut short or pasted wrong)".to_string()
         }
-        other => other.to_string(),
+        // One that parses and is refused (a signature algorithm that differs
+        // inside and outside the signed part, an extension given twice):
+        // webpki's own words say which.
+        other => {
+            let said = other.to_string();
+            match said.strip_prefix("invalid peer certificate: ") {
+                Some(reason) => format!("refused as a root: {reason}"),
+                None => said,
+            }
+        }
     }
 }
 

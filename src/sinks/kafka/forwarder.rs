@@ -373,18 +373,19 @@ impl Forwarder {
             // are handed out next, so the events journaled up to it would
             // never reach Kafka, and the lag would read 0 meanwhile.
             Some(stored) if stored > last_seq => {
+                // Written now, not with the first delivery: retention reads
+                // the file's cursor, and a restart before a delivery (Kafka
+                // down) would read the damaged one again and take the events
+                // journaled meanwhile as delivered. Said once written: a
+                // failed write fails the start, which is retried.
+                ctx.journal
+                    .set_cursor_keeping_state(CURSOR, last_seq, true)?;
                 tracing::error!(
                     cursor = stored,
                     last_seq,
                     path = %ctx.journal.path().display(),
                     "kafka sink: its stored cursor is past the journal's last seq (a damaged journal file): taken as the last seq, so the events journaled from now on reach Kafka; the events the journal holds are taken as delivered, as the cursor says, which a damaged cursor may not have been right about"
                 );
-                // Written now, not with the first delivery: retention reads
-                // the file's cursor, and a restart before a delivery (Kafka
-                // down) would read the damaged one again and take the events
-                // journaled meanwhile as delivered.
-                ctx.journal
-                    .set_cursor_keeping_state(CURSOR, last_seq, true)?;
                 last_seq
             }
             stored => stored.unwrap_or(0),

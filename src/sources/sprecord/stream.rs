@@ -337,7 +337,7 @@ impl StreamSupervisor {
                 let delay = jitter(t.auth_backoff);
                 tracing::error!(vendor = "sprecord", account = %self.account, stream = %stream,
                     retry_in_ms = crate::logging::millis(delay), body = body.as_str(),
-                    "SPRecord refused the credentials (HTTP {status}); check this account's [[sprecord]] `headers`, or the user and password in its `url`");
+                    "SPRecord refused the credentials (HTTP {status}); check this account's credentials: its [[sprecord]] `headers`, or those in its `url`");
                 // The row's state and the readiness reason already say
                 // "credentials refused": the error says what answered.
                 reporter.auth_failed(format!("HTTP {status}: {body}"), delay);
