@@ -258,7 +258,8 @@ pub struct Forwarder {
     /// [`resume::offsets_apply`]).
     offsets_noted_on: Option<ClusterIdentity>,
     /// `offsets_noted_on` was checked against the producer's cluster since
-    /// the producer was made ([`Forwarder::check_cluster`]).
+    /// the producer was made ([`Forwarder::check_cluster`]); until then no
+    /// offset is noted ([`Forwarder::note_offset`]).
     cluster_checked: bool,
     /// Deliveries whose reported offset is not where the record is.
     unplaced: UnplacedReports,
@@ -1014,12 +1015,22 @@ impl Forwarder {
     /// Notes where the cursor's message is in `topic`: delivered there now,
     /// or `found` there by the resume in progress, which decides the offset
     /// ([`AlreadyDelivered::offset_to_note`]).
+    ///
+    /// Not before the producer's cluster is checked: the offsets are still
+    /// `offsets_noted_on`'s. A report a recovery drains once the producer
+    /// is dropped cannot have it checked, and noted, a position in another
+    /// cluster was saved as the old one's, which a reload back to it read
+    /// back from (cluster review, 2026-12-07). Left out, the offset stays
+    /// an earlier one, from which a read-back reads more. The resume still
+    /// takes it: its next producer is one for the same `brokers`.
     fn note_offset(&mut self, topic: &Arc<str>, at: Position, found: bool) {
         let offset = match self.resume.as_mut() {
             Some(resume) => resume.offset_to_note(topic, at, found),
             None => at.offset,
         };
-        self.offsets.note(topic, at.partition, offset);
+        if self.cluster_checked {
+            self.offsets.note(topic, at.partition, offset);
+        }
     }
 
     /// Drops the offsets if they were noted on another cluster than the
@@ -1040,13 +1051,31 @@ impl Forwarder {
         let here = ClusterIdentity::new(id, self.config.brokers.get_ref());
         if !resume::offsets_apply(self.offsets_noted_on.as_ref(), &here) {
             let noted_on = self.offsets_noted_on.as_ref();
-            tracing::info!(
-                cluster_id = here.id.as_deref().unwrap_or("none given"),
-                brokers = %here.brokers,
-                noted_on_cluster_id = noted_on.and_then(|c| c.id.as_deref()).unwrap_or("none given"),
-                noted_on_brokers = %noted_on.map_or("", |c| c.brokers.as_str()),
-                "kafka sink: the offsets saved with the cursor were noted on another Kafka cluster (`brokers` changed, or another cluster answers at them): they are dropped, and until deliveries here note new ones a read-back reads the partitions' last messages"
-            );
+            let cluster_id = here.id.as_deref().unwrap_or("none given");
+            let noted_on_cluster_id = noted_on
+                .and_then(|c| c.id.as_deref())
+                .unwrap_or("none given");
+            let noted_on_brokers = noted_on.map_or("", |c| c.brokers.as_str());
+            // At WARN: with the offsets dropped, the read-back reads the
+            // tails and no longer finds partitions ending before them,
+            // whose WARN said what was delivered there is gone.
+            if noted_on.is_some_and(|c| c.replaced_at_the_same_brokers(&here)) {
+                tracing::warn!(
+                    cluster_id,
+                    brokers = %here.brokers,
+                    noted_on_cluster_id,
+                    noted_on_brokers,
+                    "kafka sink: the Kafka cluster at `brokers` is not the one the relay delivered to (another cluster id at the same addresses: a broker wiped and formatted again, or another cluster moved there), so what was delivered before may be gone from Kafka; the offsets saved with the cursor are dropped, and until deliveries here note new ones a read-back reads the partitions' last messages"
+                );
+            } else {
+                tracing::info!(
+                    cluster_id,
+                    brokers = %here.brokers,
+                    noted_on_cluster_id,
+                    noted_on_brokers,
+                    "kafka sink: the offsets saved with the cursor were noted on another Kafka cluster (`brokers` changed, or another cluster answers at them): they are dropped, and until deliveries here note new ones a read-back reads the partitions' last messages"
+                );
+            }
             self.offsets = DeliveredOffsets::default();
         }
         self.offsets_noted_on = Some(here);

@@ -128,7 +128,8 @@ impl UnplacedReports {
 /// The Kafka cluster [`DeliveredOffsets`] were noted on: its id, as its
 /// brokers give it in their metadata (none from a broker too old to give
 /// one), and the `brokers` configured, normalised ([`normalised_brokers`]),
-/// to compare when either side has no id.
+/// to compare when either side has no id, and to tell apart clusters that
+/// share a fixed id ([`ClusterIdentity::is`]).
 ///
 /// Offsets are positions in one cluster's logs: `[kafka] brokers` changed
 /// to another cluster (a reload away from a failing one, or a restart)
@@ -153,16 +154,36 @@ impl ClusterIdentity {
         }
     }
 
-    /// Whether this is the cluster `other` is: by id when both have one,
-    /// else by their broker lists. Another list to the same cluster (a
-    /// broker added) has the same id; a cluster without one is taken as
-    /// another whenever its list changed, which costs a read of its tails
-    /// at worst.
+    /// Whether this is the cluster `other` is: by id when both have one
+    /// and their lists share a broker, else by their broker lists. Another
+    /// list to the same cluster (a broker added or taken out) has the same
+    /// id and a broker in common. The id alone is not enough: clusters set
+    /// up with a fixed one may share it (a compose file's `CLUSTER_ID`
+    /// copied from one environment to another; tansu's default,
+    /// `tansu_cluster`). A cluster taken as another when it is not (no id,
+    /// and its list changed; every broker's address changed at once) costs
+    /// a read of its tails at worst.
     pub fn is(&self, other: &ClusterIdentity) -> bool {
         match (&self.id, &other.id) {
-            (Some(id), Some(other)) => id == other,
+            (Some(id), Some(other_id)) => id == other_id && self.shares_a_broker_with(other),
             _ => self.brokers == other.brokers,
         }
+    }
+
+    /// Whether the two lists name a broker in common.
+    fn shares_a_broker_with(&self, other: &ClusterIdentity) -> bool {
+        fn listed(brokers: &str) -> impl Iterator<Item = &str> {
+            brokers.split(',').filter(|b| !b.is_empty())
+        }
+        listed(&self.brokers).any(|b| listed(&other.brokers).any(|theirs| theirs == b))
+    }
+
+    /// Whether `other` answers at the same brokers with another id: a
+    /// broker wiped and formatted again, or another cluster moved to the
+    /// addresses, where what was delivered before may be gone.
+    pub fn replaced_at_the_same_brokers(&self, other: &ClusterIdentity) -> bool {
+        self.brokers == other.brokers
+            && matches!((&self.id, &other.id), (Some(id), Some(other_id)) if id != other_id)
     }
 }
 
@@ -525,10 +546,11 @@ mod tests {
         let cluster =
             |id: Option<&str>, brokers: &str| ClusterIdentity::new(id.map(Into::into), brokers);
         let a = cluster(Some("cluster-a"), "a1:9092,a2:9092");
-        // The same cluster through another list of its brokers.
+        // The same cluster through another list of its brokers (one added,
+        // one taken out).
         assert!(offsets_apply(
             Some(&a),
-            &cluster(Some("cluster-a"), "a3:9092")
+            &cluster(Some("cluster-a"), "a2:9092,a3:9092")
         ));
         assert!(!offsets_apply(
             Some(&a),
@@ -554,6 +576,22 @@ mod tests {
         // Not recorded (an older build's state): used.
         assert!(offsets_apply(None, &cluster(Some("cluster-b"), "b1:9092")));
         assert_eq!(normalised_brokers("b:1, a:1,b:1 ,,"), "a:1,b:1");
+    }
+
+    /// Two clusters set up with the same fixed id (a compose file's
+    /// `CLUSTER_ID` copied from one environment to another; tansu's default
+    /// id, `tansu_cluster`) are told apart by their brokers: the same id
+    /// through lists with no broker in common is another cluster; a list
+    /// that gained or lost a broker but shares one is the same.
+    #[test]
+    fn the_same_cluster_id_with_no_broker_in_common_is_another_cluster() {
+        let cluster = |brokers: &str| ClusterIdentity::new(Some("tansu_cluster".into()), brokers);
+        let a = cluster("a1:9092,a2:9092");
+        assert!(!offsets_apply(Some(&a), &cluster("b1:9092")));
+        assert!(!offsets_apply(Some(&cluster("b1:9092,b2:9092")), &a));
+        assert!(offsets_apply(Some(&a), &cluster("a1:9092,a2:9092,a3:9092")));
+        assert!(offsets_apply(Some(&a), &cluster(" a2:9092")));
+        assert!(offsets_apply(Some(&a), &cluster("a3:9092,a1:9092")));
     }
 
     const AT: Position = Position {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::super::CURSOR;
 use super::super::cluster::{StallCheck, Unwritable};
 use super::super::reader::ReadError;
-use super::super::resume::{AlreadyDelivered, CursorState, Position};
+use super::super::resume::{AlreadyDelivered, ClusterIdentity, CursorState, Position};
 use super::super::tests_support::{Mock, flushed, mock_topic};
 use super::{Entry, Failure, Forwarder, Outcome, Report, State, Tuning};
 use crate::app::{Context, Relay};
@@ -1431,27 +1431,11 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
 /// which cluster they are of.
 #[tokio::test]
 async fn offsets_noted_on_another_cluster_are_dropped() {
-    use rdkafka::producer::Producer;
-
-    use super::super::resume::ClusterIdentity;
-
     let mut fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     let forwarder = &mut fixture.forwarder;
     with_producer(forwarder).await;
-    // The cluster's metadata, as a topic check gets it before a read-back.
-    let producer = forwarder.producer.clone().unwrap();
-    let here = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(Some(TOPIC), WITHIN)
-            .unwrap();
-        producer.client().fetch_cluster_id(Duration::ZERO)
-    })
-    .await
-    .unwrap();
-    let here = ClusterIdentity::new(here, forwarder.config.brokers.get_ref());
-    assert!(here.id.is_some(), "the mock cluster gives an id");
+    let here = cluster_here(forwarder).await;
     let brokers = here.brokers.clone();
     let mut kept_after = |noted_on: Option<ClusterIdentity>| {
         forwarder.offsets = Default::default();
@@ -1472,6 +1456,12 @@ async fn offsets_noted_on_another_cluster_are_dropped() {
     ))));
     assert!(kept_after(Some(ClusterIdentity::new(
         here.id.clone(),
+        &format!("{brokers},elsewhere:9092")
+    ))));
+    // The same id with no broker in common: another cluster given the
+    // same fixed id.
+    assert!(!kept_after(Some(ClusterIdentity::new(
+        here.id.clone(),
         "elsewhere:9092"
     ))));
     assert!(kept_after(Some(ClusterIdentity::new(None, &brokers))));
@@ -1485,6 +1475,103 @@ async fn offsets_noted_on_another_cluster_are_dropped() {
     fixture.stop().await;
 }
 
+/// The forwarder's producer's cluster, once it has the cluster's metadata,
+/// as a topic check gets it before a read-back.
+async fn cluster_here(forwarder: &Forwarder) -> ClusterIdentity {
+    use rdkafka::producer::Producer;
+
+    let producer = forwarder.producer.clone().unwrap();
+    let id = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(TOPIC), WITHIN)
+            .unwrap();
+        producer.client().fetch_cluster_id(Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    let here = ClusterIdentity::new(id, forwarder.config.brokers.get_ref());
+    assert!(here.id.is_some(), "the mock cluster gives an id");
+    here
+}
+
+/// Another cluster id at the same brokers (a broker wiped and formatted
+/// again, or another cluster moved to the addresses): what was delivered
+/// there may be gone from Kafka, which the read-back's WARN said before the
+/// offsets carried their cluster. The offsets are dropped with a WARN
+/// saying so, not the INFO of a changed `brokers`.
+#[tokio::test]
+async fn another_cluster_id_at_the_same_brokers_is_warned_of() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    with_producer(forwarder).await;
+    let here = cluster_here(forwarder).await;
+    let mut logged_after = |noted_on: ClusterIdentity| {
+        forwarder.offsets = Default::default();
+        forwarder.offsets.note(TOPIC, 0, 41);
+        forwarder.offsets_noted_on = Some(noted_on);
+        forwarder.cluster_checked = false;
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        forwarder.check_cluster();
+        drop(guard);
+        assert!(forwarder.offsets.of(TOPIC).is_empty(), "dropped");
+        logs.text()
+    };
+
+    let logs = logged_after(ClusterIdentity::new(
+        Some("the wiped cluster".into()),
+        &here.brokers,
+    ));
+    let warned = lines_with(&logs, "is not the one the relay delivered to");
+    assert_eq!(warned.len(), 1, "{logs}");
+    assert!(warned[0].contains("WARN"), "{logs}");
+    assert!(warned[0].contains("may be gone from Kafka"), "{logs}");
+    assert!(lines_with(&logs, "noted on another Kafka cluster").is_empty());
+
+    // `brokers` changed: the INFO alone.
+    let logs = logged_after(ClusterIdentity::new(
+        Some("another".into()),
+        "elsewhere:9092",
+    ));
+    assert!(lines_with(&logs, "is not the one the relay delivered to").is_empty());
+    let said = lines_with(&logs, "noted on another Kafka cluster");
+    assert_eq!(said.len(), 1, "{logs}");
+    assert!(said[0].contains("INFO"), "{logs}");
+    fixture.stop().await;
+}
+
+/// A delivery reported once its producer is dropped (a recovery's drain),
+/// before that producer's cluster was checked: its offset is not noted, as
+/// the saved offsets are still those of the cluster they were noted on.
+/// It was: after a reload from cluster A to B, B's offset was saved under
+/// A's identity, and a reload back to A started its read-back there.
+#[tokio::test]
+async fn an_offset_reported_before_its_cluster_is_checked_is_not_noted() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.settle_deadline = Duration::from_millis(50);
+    with_producer(forwarder).await;
+    let a = ClusterIdentity::new(Some("cluster-a".into()), "a1:9092");
+    forwarder.offsets_noted_on = Some(a.clone());
+    forwarder.offsets.note(TOPIC, 0, 41);
+    forwarder.cursor = 3;
+    hand_over(forwarder, 4, vec![delivered(4)], Duration::from_millis(300));
+
+    forwarder
+        .recover(Failure::Journal(ReadError::Stopped))
+        .await;
+
+    assert!(forwarder.producer.is_none(), "dropped before the report");
+    assert_eq!(forwarder.cursor, 4, "delivered all the same");
+    assert_eq!(forwarder.offsets_noted_on.as_ref(), Some(&a));
+    assert_eq!(
+        forwarder.offsets.of(TOPIC).get(&0),
+        Some(&41),
+        "cluster A's offset, not the one reported"
+    );
+    fixture.stop().await;
+}
+
 /// How each report moves the cursor, and what it counts.
 #[tokio::test]
 async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
@@ -1493,6 +1580,8 @@ async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
     let forwarder = &mut fixture.forwarder;
     let latency = ctx.metrics.event_latency.with_label_values(&["kafka"]);
     forwarder.failure = Some("the last recovery".into());
+    // As once a producer's cluster is checked: offsets are noted.
+    forwarder.cluster_checked = true;
 
     let mut late = report(1, delivered(1));
     (late.received_at_ms, late.done_ms) = (1_000, 3_500);
@@ -1565,6 +1654,7 @@ async fn a_found_event_does_not_move_the_read_back_start_below_a_copy_sent_again
     };
     forwarder.offsets.note(TOPIC, 0, 3_786);
     forwarder.resume = Some(AlreadyDelivered::new(3));
+    forwarder.cluster_checked = true;
 
     assert_eq!(
         noted_after(forwarder, 1, Outcome::Delivered(at(8))),
@@ -1607,6 +1697,7 @@ async fn a_found_event_does_not_move_the_read_back_start_below_a_copy_sent_again
 async fn offsets_of_a_batch_acknowledged_as_a_duplicate_are_not_noted() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
+    forwarder.cluster_checked = true;
     let at = |offset| Position {
         partition: 0,
         offset,
