@@ -470,7 +470,8 @@ impl Journal {
     /// holds one (the watchdog thread, a blocking task abandoned at exit)
     /// leaves the mark, so the next start reads the whole file to repair it.
     /// Waits up to `wait` for reads in progress; every later use of the
-    /// journal gets [`JournalError::Closed`]. Returns whether the file was closed.
+    /// journal gets [`JournalError::Closed`]. Returns whether the file was
+    /// released (also when redb's close then failed, which is logged here).
     pub fn close(&self, wait: Duration) -> bool {
         let taken = self
             .db

@@ -1,4 +1,5 @@
-//! The live state board behind `/status`, `/readyz` and the upstream metrics.
+//! The live state board behind `/status`, `/readyz`, the upstream metrics and
+//! the reload metrics.
 //!
 //! Sources report their connection state through an [`UpstreamReporter`]; it keeps
 //! `/status`, `callrelay_upstream_connected` and

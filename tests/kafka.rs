@@ -764,19 +764,15 @@ async fn a_relay_restart_mid_stream_loses_nothing() {
 
 /// The `[kafka]` of a config text, for driving the sink directly.
 fn kafka_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
-    kafka_config_in(brokers, TOPIC, "")
+    kafka_config_in(brokers, TOPIC)
 }
 
-/// As `kafka_config`, for `topic`, with `extra` in the `[kafka]` table's text.
-fn kafka_config_in(
-    brokers: &str,
-    topic: &str,
-    extra: &str,
-) -> callrelay::sinks::kafka::config::KafkaConfig {
+/// As `kafka_config`, for `topic`.
+fn kafka_config_in(brokers: &str, topic: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
     let text = format!(
         "{}{}",
         base_config(std::path::Path::new("/nonexistent")),
-        kafka_toml(brokers, topic, extra)
+        kafka_toml(brokers, topic, "")
     );
     callrelay::config::Config::from_text("test.toml", &text, &|_| None)
         .expect("config")
@@ -1243,7 +1239,7 @@ fn moved_cluster() -> (Mock, String) {
 
 /// The `[kafka]` config of a sink sending to [`MOVED`] on `brokers`.
 fn moved_config(brokers: &str) -> callrelay::sinks::kafka::config::KafkaConfig {
-    kafka_config_in(brokers, MOVED, "")
+    kafka_config_in(brokers, MOVED)
 }
 
 /// A sink on [`MOVED`] that delivers the journal after its cursor to

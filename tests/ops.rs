@@ -2834,12 +2834,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
     assert!(metrics.contains("callrelay_config_reloads_total{result=\"failed\"} 1"));
     assert_eq!(readyz_status(d.url("")).await, 200);
     // `/status` says it too, in the log's words.
-    let status: Value = reqwest::get(d.url("/status"))
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("status json");
+    let status = get_status(&d.url("")).await;
     assert_eq!(status["last_reload"]["ok"], json!(false), "{status}");
     assert_eq!(status["last_reload"]["error"], json!(check_err), "{status}");
 

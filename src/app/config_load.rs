@@ -111,8 +111,6 @@ pub(super) fn say_warnings(path: &Path, config: &Config, loaded: &LoadedText) {
     }
 }
 
-/// A reload refused for a reason the file alone does not show, placed in
-/// the file as `loaded` read it, as `check` places its problems.
 /// Problems of a refused reload that `/status` shows before it says how
 /// many more the log has.
 const STATUS_PROBLEM_LINES: usize = 20;
@@ -137,6 +135,8 @@ fn for_status(lines: &[String]) -> String {
     shown.join("\n")
 }
 
+/// A reload refused for a reason the file alone does not show, placed in
+/// the file as `loaded` read it, as `check` places its problems.
 fn refusal(path: &Path, loaded: &LoadedText, offset: usize, message: String) -> ConfigError {
     // The config's spans are in the text after `${…}` expansion: mapped
     // back with that load's replacements (nothing is read or expanded
