@@ -104,14 +104,13 @@ fn unusable_reason(error: &rustls::Error) -> String {
         }
         // One that parses and is refused (a signature algorithm that differs
         // inside and outside the signed part, an extension given twice):
-        // webpki's own words say which.
-        other => {
-            let said = other.to_string();
-            match said.strip_prefix("invalid peer certificate: ") {
-                Some(reason) => format!("refused as a root: {reason}"),
-                None => said,
-            }
+        // webpki's own error names it (`SignatureAlgorithmMismatch`), where
+        // rustls's Display of `Other` gives its Debug.
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(refused)) => {
+            format!("refused as a root: {refused}")
         }
+        rustls::Error::InvalidCertificate(refused) => format!("refused as a root: {refused}"),
+        other => other.to_string(),
     }
 }
 

@@ -18,7 +18,12 @@
 //!   `cluster::producer_wedged`);
 //! - librdkafka retries a record until it is delivered (`message.timeout.ms=0`,
 //!   which no option may change), so a broker outage leaves no gap that a re-send would
-//!   fill out of order: per-key order is the idempotent producer's;
+//!   fill out of order: per-key order is the idempotent producer's (but a
+//!   batch the broker refuses for good fails alone, and its records, sent
+//!   again, land after the partition's later ones: docs/kafka.md);
+//! - a stored cursor past the journal's last seq (a damaged file) is taken
+//!   as the last seq and written back at the start, so the events journaled
+//!   from then on are delivered;
 //! - the cursor is written every tick (non-durable, riding on the next ingest
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
 //!   with whether the stop was clean and the offsets it passed per partition
@@ -1017,12 +1022,11 @@ impl Forwarder {
     /// ([`AlreadyDelivered::offset_to_note`]).
     ///
     /// Not before the producer's cluster is checked: the offsets are still
-    /// `offsets_noted_on`'s. A report a recovery drains once the producer
-    /// is dropped cannot have it checked, and noted, a position in another
-    /// cluster was saved as the old one's, which a reload back to it read
-    /// back from (cluster review, 2026-12-07). Left out, the offset stays
-    /// an earlier one, from which a read-back reads more. The resume still
-    /// takes it: its next producer is one for the same `brokers`.
+    /// `offsets_noted_on`'s, and a position in another cluster would be
+    /// saved as theirs, which a reload back to it read back from (cluster
+    /// review, 2026-12-07). A producer is checked before it is dropped
+    /// (`drop_producer`), so a recovery's drain notes its reports. The
+    /// resume takes the offset all the same.
     fn note_offset(&mut self, topic: &Arc<str>, at: Position, found: bool) {
         let offset = match self.resume.as_mut() {
             Some(resume) => resume.offset_to_note(topic, at, found),

@@ -185,6 +185,12 @@ impl Forwarder {
     }
 
     pub(super) async fn drop_producer(&mut self) {
+        // While the producer is at hand: reports a recovery drains after
+        // the drop are then noted as the cluster's they were delivered to.
+        // Left unnoted, a read-back in progress could start below a copy
+        // sent again and skip a later event of its key (review of
+        // e566410).
+        self.check_cluster();
         if let Some(p) = self.producer.take() {
             drop_off_the_workers(p).await;
         }
