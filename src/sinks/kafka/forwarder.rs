@@ -1042,8 +1042,9 @@ impl Forwarder {
     /// from or noted on, and takes the producer's cluster as theirs; once
     /// per producer. The producer has the cluster's metadata by then (a
     /// topic checked, a delivery), so its cluster id, if the brokers give
-    /// one, is at hand without a wait: none means they give none (or, at
-    /// worst, not yet), and the broker lists decide.
+    /// one, is at hand without a wait: none means they give none, and the
+    /// broker lists decide, unless the offsets' cluster gave one (then it
+    /// is not yet at hand: a producer dropped before it connected).
     fn check_cluster(&mut self) {
         if self.cluster_checked {
             return;
@@ -1052,6 +1053,20 @@ impl Forwarder {
             return;
         };
         let id = producer.client().fetch_cluster_id(Duration::ZERO);
+        // No id at hand where the offsets' cluster gave one: this producer
+        // has no metadata yet (one replaced, or dropped, before it ever
+        // connected), not a cluster without ids. Judged so, it dropped the
+        // offsets of a list that shares a broker, and took the place of the
+        // id, which then could not tell a reformatted cluster: the next
+        // producer, which has metadata, judges.
+        if id.is_none()
+            && self
+                .offsets_noted_on
+                .as_ref()
+                .is_some_and(|c| c.id.is_some())
+        {
+            return;
+        }
         let here = ClusterIdentity::new(id, self.config.brokers.get_ref());
         if !resume::offsets_apply(self.offsets_noted_on.as_ref(), &here) {
             let noted_on = self.offsets_noted_on.as_ref();

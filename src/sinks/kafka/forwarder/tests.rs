@@ -1578,6 +1578,31 @@ async fn an_offset_drained_after_the_drop_is_noted_as_its_clusters() {
     fixture.stop().await;
 }
 
+/// A producer dropped before it ever had the cluster's metadata (replaced
+/// as wedged, say) judges nothing: the offsets, and the cluster they were
+/// noted on with its id, are kept for a producer that has it. Judged, a
+/// missing id compared the broker lists alone, dropped the offsets, and
+/// recorded the cluster without its id.
+#[tokio::test]
+async fn a_producer_dropped_before_it_had_metadata_leaves_the_offsets_cluster() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    // Nothing answers there: the producer never has metadata.
+    let unreachable = "127.0.0.1:1";
+    forwarder.config.brokers = toml::Spanned::new(0..0, unreachable.to_string());
+    with_producer(forwarder).await;
+    let noted_on = ClusterIdentity::new(Some("cluster-a".into()), "127.0.0.1:1,127.0.0.1:2");
+    forwarder.offsets_noted_on = Some(noted_on.clone());
+    forwarder.offsets.note(TOPIC, 0, 41);
+
+    forwarder.drop_producer().await;
+
+    assert_eq!(forwarder.offsets_noted_on.as_ref(), Some(&noted_on));
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&41));
+    assert!(!forwarder.cluster_checked, "judged by the next producer");
+    fixture.stop().await;
+}
+
 /// How each report moves the cursor, and what it counts.
 #[tokio::test]
 async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
