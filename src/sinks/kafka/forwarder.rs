@@ -1043,8 +1043,8 @@ impl Forwarder {
     /// per producer. The producer has the cluster's metadata by then (a
     /// topic checked, a delivery), so its cluster id, if the brokers give
     /// one, is at hand without a wait: none means they give none, and the
-    /// broker lists decide, unless the offsets' cluster gave one (then it
-    /// is not yet at hand: a producer dropped before it connected).
+    /// broker lists decide (`drop_producer` does not ask a producer that
+    /// may have had no metadata).
     fn check_cluster(&mut self) {
         if self.cluster_checked {
             return;
@@ -1053,20 +1053,6 @@ impl Forwarder {
             return;
         };
         let id = producer.client().fetch_cluster_id(Duration::ZERO);
-        // No id at hand where the offsets' cluster gave one: this producer
-        // has no metadata yet (one replaced, or dropped, before it ever
-        // connected), not a cluster without ids. Judged so, it dropped the
-        // offsets of a list that shares a broker, and took the place of the
-        // id, which then could not tell a reformatted cluster: the next
-        // producer, which has metadata, judges.
-        if id.is_none()
-            && self
-                .offsets_noted_on
-                .as_ref()
-                .is_some_and(|c| c.id.is_some())
-        {
-            return;
-        }
         let here = ClusterIdentity::new(id, self.config.brokers.get_ref());
         if !resume::offsets_apply(self.offsets_noted_on.as_ref(), &here) {
             let noted_on = self.offsets_noted_on.as_ref();
