@@ -750,9 +750,23 @@ fn last_errors(relay: &TestRelay) -> Vec<String> {
         .collect()
 }
 
+/// The first `/status` `last_error` that speaks of a certificate.
+async fn certificate_error(relay: &TestRelay) -> String {
+    let mut said = None;
+    eventually(WAIT, "a certificate error on /status", || {
+        said = last_errors(relay)
+            .into_iter()
+            .find(|e| e.contains("certificate"));
+        said.is_some()
+    })
+    .await;
+    said.unwrap_or_default()
+}
+
 /// An https server whose certificate a private CA signed: refused without
-/// `tls.ca_file` (no stream reaches the server), and with it all three
-/// streams open and the events are journaled once.
+/// `tls.ca_file` (no stream reaches the server), saying to set it, and with
+/// another CA's file, naming that file; with the signing CA's file all
+/// three streams open and the events are journaled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_streams_trust_the_configured_ca() {
     let ca = TestCa::issue();
@@ -760,12 +774,15 @@ async fn https_streams_trust_the_configured_ca() {
     let url = peer.tls_base.clone().expect("the peer serves https");
 
     let relay = start_relay(&sprecord_toml_at(&url, 1, "")).await;
-    eventually(WAIT, "a certificate error on /status", || {
-        last_errors(&relay)
-            .iter()
-            .any(|e| e.contains("certificate"))
-    })
-    .await;
+    let refused = certificate_error(&relay).await;
+    // What to do, and rustls's own reason, which on-call engineers search for.
+    assert!(
+        refused.contains(
+            "TLS handshake failed: the server's certificate is not signed by a CA the relay trusts"
+        ) && refused.contains("set `tls.ca_file` to a PEM file of the CA that signed it")
+            && refused.contains("(invalid peer certificate: UnknownIssuer)"),
+        "{refused}"
+    );
     // Counted as `tls`, as Voip24h counts it, not as `connect` (the server
     // could not be reached): review of this round's commits.
     eventually(WAIT, "a reconnect counted as tls", || {
@@ -777,6 +794,21 @@ async fn https_streams_trust_the_configured_ca() {
         0,
         "{:?}",
         last_errors(&relay)
+    );
+    relay.stop().await;
+    assert_eq!(peer.state().await["total_accepted"], 0);
+
+    // Another CA's file: refused, naming the file.
+    let other = TestCa::issue_named("another CA");
+    let other_file = other.ca_file.display().to_string();
+    let extra = format!("tls = {{ ca_file = {other_file:?} }}");
+    let relay = start_relay(&sprecord_toml_at(&url, 1, &extra)).await;
+    let refused = certificate_error(&relay).await;
+    assert!(
+        refused.contains(&format!(
+            "not signed by the CA in `tls.ca_file` {other_file:?} nor by a public root"
+        )) && refused.contains("(invalid peer certificate: UnknownIssuer)"),
+        "{refused}"
     );
     relay.stop().await;
     assert_eq!(peer.state().await["total_accepted"], 0);

@@ -977,20 +977,36 @@ fn last_error(relay: &TestRelay) -> Option<String> {
     upstream(relay).and_then(|u| u.last_error)
 }
 
+/// The first `/status` `last_error` that speaks of a certificate.
+async fn certificate_error(relay: &TestRelay) -> String {
+    let mut said = None;
+    common::eventually(WAIT, "a certificate error on /status", || {
+        said = last_error(relay).filter(|e| e.contains("certificate"));
+        said.is_some()
+    })
+    .await;
+    said.unwrap_or_default()
+}
+
 /// A wss server whose certificate a private CA signed: refused without
 /// `tls.ca_file` (before any socket.io traffic, on either Engine.IO
-/// version), and with it
-/// auto-detection and the session go through and events are journaled.
+/// version), saying to set it, and with another CA's file, naming that file;
+/// with the signing CA's file auto-detection and the session go through
+/// and events are journaled.
 async fn tls_trusts_the_configured_ca(sio: u8) {
     let ca = TestCa::issue();
     let mut peer = Peer::start_tls(sio, &ca).await;
 
     let engine = if sio == 2 { "3" } else { "4" };
     let relay = start_relay_at(&peer, "https", engine, KEY, "key", "", || {}).await;
-    common::eventually(WAIT, "a certificate error on /status", || {
-        last_error(&relay).is_some_and(|e| e.contains("certificate"))
-    })
-    .await;
+    let refused = certificate_error(&relay).await;
+    // What to do, and rustls's own reason, which on-call engineers search for.
+    assert!(
+        refused.contains("not signed by a CA the relay trusts")
+            && refused.contains("set `tls.ca_file` to a PEM file of the CA that signed it")
+            && refused.contains("(invalid peer certificate: UnknownIssuer)"),
+        "socket.io {sio}: {refused}"
+    );
     // Counted as TLS, as SPRecord counts it, not as `closed` ("the
     // connection ended under the session"): operator-messages review.
     common::eventually(WAIT, "a reconnect counted as tls", || {
@@ -1001,6 +1017,20 @@ async fn tls_trusts_the_configured_ca(sio: u8) {
     relay.stop().await;
     let stats = peer.stats().await;
     assert_eq!(stats["connections"], 0, "socket.io {sio}: {stats}");
+
+    // Another CA's file: refused at the detection, naming the file.
+    let other = TestCa::issue_named("another CA");
+    let other_file = other.ca_file.display().to_string();
+    let extra = format!("tls = {{ ca_file = {other_file:?} }}");
+    let relay = start_relay_at(&peer, "https", "auto", KEY, "key", &extra, || {}).await;
+    let refused = certificate_error(&relay).await;
+    assert!(
+        refused.contains(&format!(
+            "not signed by the CA in `tls.ca_file` {other_file:?} nor by a public root"
+        )) && refused.contains("(invalid peer certificate: UnknownIssuer)"),
+        "socket.io {sio}: {refused}"
+    );
+    relay.stop().await;
 
     let ca_file = ca.ca_file.display().to_string();
     let extra = format!("tls = {{ ca_file = {ca_file:?} }}");

@@ -2115,6 +2115,12 @@ async fn tail_reaches_a_relay_behind_a_tls_proxy_with_ca_file() {
     .await
     .expect("tail said why within the time");
     assert!(refused.contains("retrying"), "{refused}");
+    // What to do, in tail's own flag, and rustls's reason.
+    assert!(
+        refused.contains("set --ca-file to a PEM file of the CA that signed it")
+            && refused.contains("UnknownIssuer"),
+        "{refused}"
+    );
     assert_eq!(relay.ctx.metrics.ws_clients.get(), 0);
     drop(untrusting);
 

@@ -11,6 +11,11 @@
 //! fall-back to the public roots; the file is read again when a source starts,
 //! and a reload restarts a source whose file's contents changed (same path
 //! or not), so a replaced CA bundle takes effect on `systemctl reload`.
+//!
+//! A server certificate refused at the handshake (an unknown issuer, an
+//! expired certificate, a name it does not hold) is said with what to change
+//! ([`refused_certificate`]), rustls's own reason kept after it; the sources
+//! and `callrelay tail` say it alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -246,19 +251,124 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Whether `error` or one of its causes is a refused TLS handshake (an
-/// untrusted certificate, a protocol alert): rustls says so with its own
-/// error, which the transports wrap in an `io::Error` whose `source()`
-/// skips it, so each link of the chain is looked inside too.
+/// untrusted certificate, a protocol alert).
 pub fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    if error.is::<rustls::Error>() {
-        return true;
+    rustls_error(error).is_some()
+}
+
+/// rustls's own error in `error`'s chain: the transports wrap it in an
+/// `io::Error` whose `source()` skips it, so each link of the chain is
+/// looked inside too.
+fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(rustls) = error.downcast_ref::<rustls::Error>() {
+        return Some(rustls);
     }
     // hyper-rustls wraps tokio-rustls' `io::Error` in another one.
     let inside_io = error
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
-        .is_some_and(|inner| is_tls_failure(inner));
-    inside_io || error.source().is_some_and(is_tls_failure)
+        .and_then(|inner| rustls_error(inner));
+    inside_io.or_else(|| error.source().and_then(rustls_error))
+}
+
+/// Whose settings a refused certificate's advice names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settings {
+    /// A source's `tls.ca_file` and `url`.
+    Source,
+    /// `callrelay tail`'s `--ca-file` and `--url`.
+    Tail,
+}
+
+impl Settings {
+    fn who(self) -> &'static str {
+        match self {
+            Settings::Source => "the relay",
+            Settings::Tail => "`callrelay tail`",
+        }
+    }
+
+    fn ca_file(self) -> &'static str {
+        match self {
+            Settings::Source => "`tls.ca_file`",
+            Settings::Tail => "--ca-file",
+        }
+    }
+
+    fn url(self) -> &'static str {
+        match self {
+            Settings::Source => "`url`",
+            Settings::Tail => "--url",
+        }
+    }
+}
+
+/// The server's certificate refused at the handshake, in words that say
+/// what to change, with rustls's own reason after them (`invalid peer
+/// certificate: UnknownIssuer`: what on-call engineers search for);
+/// `ca_file` is the file trusted on top of the public roots, if any (a path,
+/// no secret). `None` when `error` holds no refused certificate, or one
+/// these words do not cover (a revoked one, a CA used as a server's): the
+/// caller says it as before.
+pub fn refused_certificate(
+    error: &(dyn std::error::Error + 'static),
+    settings: Settings,
+    ca_file: Option<&Path>,
+) -> Option<String> {
+    use rustls::CertificateError as Refused;
+    let rustls = rustls_error(error)?;
+    let rustls::Error::InvalidCertificate(refused) = rustls else {
+        return None;
+    };
+    let (who, ca, url) = (settings.who(), settings.ca_file(), settings.url());
+    // An intermediate certificate the server leaves out is an unknown issuer
+    // too; the CA that signed the server's certificate is then that
+    // intermediate, and trusting it works as well.
+    let advice = match refused {
+        Refused::UnknownIssuer => match ca_file {
+            None => format!(
+                "the server's certificate is not signed by a CA {who} trusts (the public roots; \
+                 or the server leaves out its intermediate certificate): \
+                 set {ca} to a PEM file of the CA that signed it"
+            ),
+            // The file adds to the public roots, never replaces them.
+            Some(path) => format!(
+                "the server's certificate is not signed by the CA in {ca} {path:?} nor by a public root \
+                 (or the server leaves out its intermediate certificate): \
+                 put the CA that signed it in that file"
+            ),
+        },
+        // A trusted CA has the issuer's name but not the key that signed:
+        // most often a private CA made again under the same name, its old
+        // certificate still in the file.
+        Refused::BadSignature => match ca_file {
+            None => format!(
+                "the server's certificate names a public root as its issuer, \
+                 but that root's key did not sign it: set {ca} to a PEM file of the CA that signed it"
+            ),
+            Some(path) => format!(
+                "the server's certificate names a CA in {ca} {path:?} (or a public root) as its issuer, \
+                 but that CA's key did not sign it (the CA made again with a new key?): \
+                 put the CA that signed it in that file"
+            ),
+        },
+        Refused::Expired | Refused::ExpiredContext { .. } => {
+            "the server's certificate has expired (or this host's clock is ahead): \
+             renew the certificate on the server, or set this host's clock right"
+                .to_owned()
+        }
+        Refused::NotValidYet | Refused::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (or this host's clock is behind): \
+             set this host's clock right (NTP), or use the certificate from its start date"
+                .to_owned()
+        }
+        Refused::NotValidForName | Refused::NotValidForNameContext { .. } => format!(
+            "the host in {url} does not match the names in the server's certificate: \
+             put a name the certificate holds in {url}, or have the certificate issued for this one"
+        ),
+        _ => return None,
+    };
+    Some(format!("{advice} ({rustls})"))
 }
 
 #[cfg(test)]
@@ -295,6 +405,173 @@ mod tests {
             ErrorKind::ConnectionRefused,
             "refused"
         )));
+    }
+
+    /// `refused` as the transports hand it over: rustls's error in
+    /// tokio-rustls' `io::Error`, in hyper-rustls' own.
+    fn refused_at_the_handshake(refused: rustls::CertificateError) -> std::io::Error {
+        let tokio_rustls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(refused),
+        );
+        std::io::Error::other(tokio_rustls)
+    }
+
+    fn said(
+        refused: rustls::CertificateError,
+        settings: Settings,
+        ca_file: Option<&Path>,
+    ) -> String {
+        refused_certificate(&refused_at_the_handshake(refused), settings, ca_file)
+            .expect("a refused certificate is worded")
+    }
+
+    #[test]
+    fn an_unknown_issuer_says_which_ca_file_to_set_or_fill() {
+        use rustls::CertificateError::UnknownIssuer;
+        let none = said(UnknownIssuer, Settings::Source, None);
+        assert_eq!(
+            none,
+            "the server's certificate is not signed by a CA the relay trusts (the public roots; \
+             or the server leaves out its intermediate certificate): set `tls.ca_file` to a PEM \
+             file of the CA that signed it (invalid peer certificate: UnknownIssuer)"
+        );
+        let path = Path::new("/etc/callrelay/office-ca.pem");
+        let one = said(UnknownIssuer, Settings::Source, Some(path));
+        assert!(
+            one.starts_with(
+                "the server's certificate is not signed by the CA in `tls.ca_file` \
+                 \"/etc/callrelay/office-ca.pem\" nor by a public root"
+            ) && one.contains("put the CA that signed it in that file"),
+            "{one}"
+        );
+        assert!(
+            one.ends_with("(invalid peer certificate: UnknownIssuer)"),
+            "{one}"
+        );
+        // `tail` names its own flag, and itself.
+        let tail = said(UnknownIssuer, Settings::Tail, None);
+        assert!(
+            tail.contains("a CA `callrelay tail` trusts") && tail.contains("set --ca-file to"),
+            "{tail}"
+        );
+        assert!(!tail.contains("tls.ca_file"), "{tail}");
+    }
+
+    #[test]
+    fn a_trusted_name_with_another_key_says_which_file_holds_it() {
+        use rustls::CertificateError::BadSignature;
+        let path = Path::new("/etc/callrelay/office-ca.pem");
+        let one = said(BadSignature, Settings::Source, Some(path));
+        assert!(
+            one.starts_with(
+                "the server's certificate names a CA in `tls.ca_file` \
+                 \"/etc/callrelay/office-ca.pem\" (or a public root) as its issuer, \
+                 but that CA's key did not sign it"
+            ) && one.contains("put the CA that signed it in that file"),
+            "{one}"
+        );
+        assert!(
+            one.ends_with("(invalid peer certificate: BadSignature)"),
+            "{one}"
+        );
+        let none = said(BadSignature, Settings::Tail, None);
+        assert!(
+            none.contains("names a public root as its issuer") && none.contains("set --ca-file to"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_out_of_its_dates_points_at_it_or_the_clock() {
+        use rustls::CertificateError;
+        use rustls::pki_types::UnixTime;
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        let expired = CertificateError::ExpiredContext {
+            time: at(2_000),
+            not_after: at(1_000),
+        };
+        let text = said(expired, Settings::Source, None);
+        assert!(
+            text.starts_with(
+                "the server's certificate has expired (or this host's clock is ahead)"
+            ) && text.contains("renew the certificate on the server"),
+            "{text}"
+        );
+        // rustls's reason whole, its dates too.
+        assert!(
+            text.ends_with(
+                "(invalid peer certificate: certificate expired: verification time 2000 (UNIX), \
+                 but certificate is not valid after 1000 (1000 seconds ago))"
+            ),
+            "{text}"
+        );
+        let text = said(CertificateError::Expired, Settings::Tail, None);
+        assert!(
+            text.ends_with("(invalid peer certificate: Expired)"),
+            "{text}"
+        );
+
+        let early = CertificateError::NotValidYetContext {
+            time: at(1_000),
+            not_before: at(1_600),
+        };
+        let text = said(early, Settings::Source, None);
+        assert!(
+            text.starts_with(
+                "the server's certificate is not valid yet (or this host's clock is behind)"
+            ) && text.contains("certificate not valid yet: verification time 1000 (UNIX)"),
+            "{text}"
+        );
+        let text = said(CertificateError::NotValidYet, Settings::Source, None);
+        assert!(
+            text.ends_with("(invalid peer certificate: NotValidYet)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_points_at_the_url() {
+        use rustls::CertificateError;
+        let other_names = CertificateError::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("rec.local")
+                .unwrap()
+                .to_owned(),
+            presented: vec!["DnsName(\"recorder.example\")".to_owned()],
+        };
+        let text = said(other_names, Settings::Source, None);
+        assert!(
+            text.starts_with(
+                "the host in `url` does not match the names in the server's certificate"
+            ) && text.contains("put a name the certificate holds in `url`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "certificate not valid for name \"rec.local\"; certificate is only valid for"
+            ),
+            "{text}"
+        );
+        let text = said(CertificateError::NotValidForName, Settings::Tail, None);
+        assert!(
+            text.starts_with("the host in --url does not match")
+                && text.ends_with("(invalid peer certificate: NotValidForName)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn what_the_words_do_not_cover_is_left_to_the_caller() {
+        let revoked = refused_at_the_handshake(rustls::CertificateError::Revoked);
+        assert_eq!(refused_certificate(&revoked, Settings::Source, None), None);
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+        );
+        assert!(is_tls_failure(&alert));
+        assert_eq!(refused_certificate(&alert, Settings::Source, None), None);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(refused_certificate(&refused, Settings::Source, None), None);
     }
 
     #[test]

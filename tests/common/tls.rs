@@ -23,12 +23,17 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn issue() -> TestCa {
+        TestCa::issue_named("callrelay test CA")
+    }
+
+    /// A CA of its own name: a second CA of the same name is taken for the
+    /// server certificate's issuer and refused for its key (`BadSignature`),
+    /// one of another name is no issuer at all (`UnknownIssuer`).
+    pub fn issue_named(name: &str) -> TestCa {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "callrelay test CA");
+        ca_params.distinguished_name.push(DnType::CommonName, name);
         let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
 
         let server_key = KeyPair::generate().expect("server key");

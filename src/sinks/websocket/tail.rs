@@ -307,7 +307,14 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
                     None => format!("HTTP {}", response.status()),
                 })
             }
-            Err(e) => Disconnect::Retry(e.to_string()),
+            Err(e) => Disconnect::Retry(
+                crate::sources::tls::refused_certificate(
+                    &e,
+                    crate::sources::tls::Settings::Tail,
+                    options.ca_file.as_deref(),
+                )
+                .unwrap_or_else(|| e.to_string()),
+            ),
         };
         match disconnect {
             Disconnect::StdoutClosed => return Ok(()),

@@ -40,7 +40,7 @@ use crate::config::url_without_credentials;
 use crate::logging::with_causes;
 use crate::sources::masked::Masked;
 use crate::sources::proxy::{ConnectError, Dialer, TunnelWatch, host_and_port};
-use crate::sources::tls::{TlsError, TrustRoots};
+use crate::sources::tls::{self, TlsError, TrustRoots};
 
 /// How much of a refusal's body is read to classify it and to show in logs,
 /// and how much of its `Location` or `Content-Type` is shown.
@@ -149,6 +149,8 @@ pub struct Endpoint {
     silence_turns: Arc<Semaphore>,
     /// What every request sends that is a secret, masked in a refusal's text.
     masked: Masked,
+    /// `tls.ca_file`, named when the server's certificate is refused.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// The right to close a stream for silence. One stream of an account holds it
@@ -283,6 +285,11 @@ impl Endpoint {
             read_timeout: timings.read_timeout,
             silence_turns: Arc::new(Semaphore::new(1)),
             masked,
+            ca_file: config
+                .tls
+                .ca_file
+                .as_ref()
+                .map(|path| path.get_ref().clone()),
         })
     }
 
@@ -448,8 +455,13 @@ impl Endpoint {
         let io = connector.call(self.uri.clone()).await.map_err(|e| {
             match e.downcast_ref::<ConnectError>() {
                 Some(proxy) if proxy.is_proxy() => OpenError::Proxy(e.to_string()),
-                _ if crate::sources::tls::is_tls_failure(&*e) => {
-                    OpenError::Handshake(with_causes(&*e))
+                _ if tls::is_tls_failure(&*e) => {
+                    let refused = tls::refused_certificate(
+                        &*e,
+                        tls::Settings::Source,
+                        self.ca_file.as_deref(),
+                    );
+                    OpenError::Handshake(refused.unwrap_or_else(|| with_causes(&*e)))
                 }
                 _ => OpenError::Connect(with_causes(&*e)),
             }

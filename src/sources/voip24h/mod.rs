@@ -37,7 +37,7 @@ use crate::app::Context;
 use crate::event::Vendor;
 use crate::panic_restart::{restart_on_panic, source_panicked};
 use crate::sources::retry_log::{RetryLog, attempt_failed};
-use crate::sources::tls::TrustRoots;
+use crate::sources::tls::{self, TrustRoots};
 use crate::status::{ConnState, UpstreamReporter};
 use config::{EngineIo, Voip24hConfig};
 use link::{Dial, EngineVersion, Link, LinkError, Masked};
@@ -269,7 +269,8 @@ impl Supervisor {
                     }
                     Err(e) => {
                         let reason = link_failure_reason(&e);
-                        return failed(format!("detecting the Engine.IO version: {e}"), reason);
+                        let said = link_failure_text(&e, config);
+                        return failed(format!("detecting the Engine.IO version: {said}"), reason);
                     }
                 }
             }
@@ -291,7 +292,8 @@ impl Supervisor {
             Err(e) => {
                 self.forget_engine(config);
                 let reason = link_failure_reason(&e);
-                return failed(format!("connect ({}): {e}", version.detail()), reason);
+                let said = link_failure_text(&e, config);
+                return failed(format!("connect ({}): {said}", version.detail()), reason);
             }
         };
         let session = Session {
@@ -398,11 +400,22 @@ fn link_failure_reason(error: &LinkError) -> EndReason {
         LinkError::WebSocket(WsError::Tls(_)) => EndReason::Tls,
         // rustls reports a refused certificate or handshake as an I/O error
         // wrapping its own.
-        LinkError::WebSocket(WsError::Io(e)) if crate::sources::tls::is_tls_failure(e) => {
-            EndReason::Tls
-        }
+        LinkError::WebSocket(WsError::Io(e)) if tls::is_tls_failure(e) => EndReason::Tls,
         _ => EndReason::Closed,
     }
+}
+
+/// A connection that could not be opened, said for logs and `/status`: a
+/// refused server certificate with what to change in the account's `tls`
+/// or `url`.
+fn link_failure_text(error: &LinkError, config: &Voip24hConfig) -> String {
+    let ca_file = config
+        .tls
+        .ca_file
+        .as_ref()
+        .map(|path| path.get_ref().as_path());
+    tls::refused_certificate(error, tls::Settings::Source, ca_file)
+        .unwrap_or_else(|| error.to_string())
 }
 
 fn cancelled() -> SessionEnd {
