@@ -1551,6 +1551,108 @@ fn the_dashboard_queries_only_metrics_the_relay_exports() {
     }
 }
 
+/// The `reason` values the relay exports from the start for `metric` (its
+/// series at 0 before anything happened).
+fn exported_reasons(scrape: &str, metric: &str) -> BTreeSet<String> {
+    scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
+        .filter_map(|rest| split_labels(rest.split_once('}')?.0).remove("reason"))
+        .collect()
+}
+
+/// A panel that plots a counter `by (reason)` names in its description
+/// every reason the relay counts, so that on-call can read a line they have
+/// not seen before. Panel 28's refusals left out `account_not_allowed`.
+#[test]
+fn a_panel_by_reason_describes_every_reason_the_relay_counts() {
+    let d = dashboard();
+    let scrape = Metrics::new().render();
+    let mut all = Vec::new();
+    walk(&d, &mut all);
+    let mut checked = 0;
+    for p in all.iter().filter(|v| v.get("targets").is_some()) {
+        let description = p["description"].as_str().unwrap_or("");
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or("");
+            if !expr.contains("by (reason)") {
+                continue;
+            }
+            for metric in metric_names(expr) {
+                for reason in exported_reasons(&scrape, &metric) {
+                    checked += 1;
+                    assert!(
+                        description.contains(reason.as_str()),
+                        "panel {:?} plots {metric} by reason, and its description leaves out `{reason}`",
+                        p["title"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "too few reasons found: {checked}");
+}
+
+/// Levels that tell one relay from another (a connection's or a sink's
+/// state, a sink's lag against what that relay's journal holds) are plotted
+/// per instance: aggregated over them, with Instance = All, a relay that is
+/// down hides behind one that is up, and a lag is drawn against another
+/// relay's journal.
+#[test]
+fn state_and_lag_panels_show_each_relay_apart() {
+    let d = dashboard();
+    let mut all = Vec::new();
+    walk(&d, &mut all);
+    let mut found = BTreeSet::new();
+    for p in all.iter().filter(|v| v.get("targets").is_some()) {
+        let title = p["title"].as_str().unwrap_or("");
+        if p["type"] != "state-timeline" && title != "Sink lag (events)" {
+            continue;
+        }
+        found.insert(title.to_owned());
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or("");
+            // Every aggregation keeps `instance`.
+            for op in ["sum", "min", "max", "avg", "count"] {
+                for (i, _) in expr.match_indices(op) {
+                    let word_start = i == 0
+                        || !expr[..i]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                    let rest = expr[i + op.len()..].trim_start();
+                    if !word_start || !(rest.starts_with('(') || rest.starts_with("by")) {
+                        continue;
+                    }
+                    let by = rest
+                        .strip_prefix("by")
+                        .and_then(|r| r.trim_start().strip_prefix('('))
+                        .and_then(|r| r.split_once(')'))
+                        .map(|(labels, _)| labels);
+                    assert!(
+                        by.is_some_and(|labels| labels.split(',').any(|l| l.trim() == "instance")),
+                        "panel {title:?}: `{op}` over every instance in {expr}"
+                    );
+                }
+            }
+            assert!(
+                t["legendFormat"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("{{instance}}"),
+                "panel {title:?}: the legend does not name the instance ({expr})"
+            );
+        }
+    }
+    for title in [
+        "Upstream connection state",
+        "Sink state",
+        "Sink lag (events)",
+    ] {
+        assert!(found.contains(title), "no panel {title:?}");
+    }
+}
+
 /// Exported metrics no panel shows, each with the reason. Kept short: one
 /// that a panel shows is no exception (the test below refuses it).
 const NOT_ON_THE_DASHBOARD: &[(&str, &str)] = &[
