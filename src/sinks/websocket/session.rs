@@ -466,8 +466,9 @@ impl Session {
             // a slow client's pace (the live loop holds to `pong_timeout`).
             // Due from the last ping, not from the replay's start: a
             // replay begun 20 s after a heartbeat (a lag) left a filtered
-            // client silent up to twice `ping_interval`, past the 35 s after
-            // which a page takes the connection for dead and reconnects.
+            // client silent up to twice `ping_interval`, where a heartbeat
+            // is promised every `ping_interval` (a page with a watchdog
+            // shorter than docs/websocket.md's took it for dead).
             if Instant::now() >= self.last_ping + self.settings.ping_interval {
                 self.ping(false).await?;
             }
