@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::busy_clock::BusyClock;
 use crate::event::{EventId, IncomingEvent, PreparedEvent};
 use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
 use crate::metrics::Metrics;
@@ -203,39 +204,6 @@ impl WriterClocks {
     fn reopen_spent(&self) -> Duration {
         Duration::from_millis(self.reopen_spent_ms.load(Ordering::Acquire))
             + self.reopen.running_for().unwrap_or_default()
-    }
-}
-
-/// The start time of the commit in progress, readable from any thread.
-struct BusyClock {
-    epoch: Instant,
-    since_ms: AtomicU64,
-}
-
-impl BusyClock {
-    fn idle(epoch: Instant) -> BusyClock {
-        BusyClock {
-            epoch,
-            since_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn start(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.since_ms.store(ms, Ordering::Release);
-    }
-    fn stop(&self) {
-        self.since_ms.store(0, Ordering::Release);
-    }
-    fn running_for(&self) -> Option<Duration> {
-        match self.since_ms.load(Ordering::Acquire) {
-            0 => None,
-            ms => Some(
-                self.epoch
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(ms - 1)),
-            ),
-        }
     }
 }
 

@@ -32,6 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::busy_clock::BusyClock;
 use crate::event::{EventHeader, EventId};
 use crate::log_throttle::LogThrottle;
 
@@ -322,11 +323,38 @@ pub struct Journal {
     unreadable_log: Mutex<LogThrottle<()>>,
     /// Retention passes leave the dedup log alone ([`Journal::hold_dedup_expiry`]).
     dedup_expiry_held: AtomicBool,
+    /// The write in progress (redb's one write transaction, or the close),
+    /// whoever makes it: a stop waits on each in turn, and tells systemd
+    /// while one runs (`app::stop_extension`).
+    writing: BusyClock,
     /// Test-only: cursor writes committed with durability asked of redb,
     /// so a test sees what the journal was asked, not only what the
     /// forwarder meant to ask.
     #[cfg(test)]
     durable_cursor_writes: AtomicU64,
+}
+
+/// The journal's write in progress, on its clock until dropped.
+struct Writing<'a>(&'a BusyClock);
+
+impl<'a> Writing<'a> {
+    fn begun(clock: &'a BusyClock) -> Writing<'a> {
+        clock.start();
+        Writing(clock)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// What a state write holds until its transaction has ended: the database
+/// (not to be closed under it) and its [`Writing`].
+struct StateWriteHeld<'a> {
+    _db: Arc<Database>,
+    _writing: Writing<'a>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the unit of
@@ -456,6 +484,7 @@ impl Journal {
             created,
             unreadable_log: Mutex::new(LogThrottle::new(UNREADABLE_LOG_INTERVAL)),
             dedup_expiry_held: AtomicBool::new(false),
+            writing: BusyClock::idle(std::time::Instant::now()),
             #[cfg(test)]
             durable_cursor_writes: AtomicU64::new(0),
         };
@@ -485,6 +514,8 @@ impl Journal {
         loop {
             match Arc::try_unwrap(db) {
                 Ok(db) => {
+                    // A write and a sync, as slow as a commit on a slow disk.
+                    let _writing = Writing::begun(&self.writing);
                     // Not a drop: redb's drop discards the close's error (the
                     // allocator state's write, the clean mark), and a stop
                     // on a full or failing disk said only `stopped`, leaving
@@ -516,21 +547,46 @@ impl Journal {
     }
 
     /// A write transaction for state kept beside the events (a sink's
-    /// cursor, the SSE resume ids), with the database it must not outlive.
-    /// Refused once the file is gone; `durable = false` rides on the next
-    /// durable commit.
+    /// cursor, the SSE resume ids), with the database it must not outlive
+    /// and its [`Writing`]. Refused once the file is gone; `durable = false`
+    /// rides on the next durable commit.
     fn begin_state_write(
         &self,
         durable: bool,
-    ) -> Result<(Arc<Database>, redb::WriteTransaction), JournalError> {
+    ) -> Result<(StateWriteHeld<'_>, redb::WriteTransaction), JournalError> {
         self.refuse_if_file_gone()?;
         let db = self.db()?;
-        let mut txn = db.begin_write().map_err(storage)?;
+        let (writing, mut txn) = self.begin_write(&db).map_err(storage)?;
         if !durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(storage)?;
         }
-        Ok((db, txn))
+        Ok((
+            StateWriteHeld {
+                _db: db,
+                _writing: writing,
+            },
+            txn,
+        ))
+    }
+
+    /// redb's one write transaction on `db`, timed from when it is ours
+    /// (redb makes every other writer wait for it) until the [`Writing`]
+    /// drops: keep it until the transaction has committed or aborted.
+    fn begin_write(
+        &self,
+        db: &Database,
+    ) -> Result<(Writing<'_>, redb::WriteTransaction), redb::TransactionError> {
+        let txn = db.begin_write()?;
+        Ok((Writing::begun(&self.writing), txn))
+    }
+
+    /// How long the write in progress has run (a commit, a retention chunk,
+    /// a cursor or a resume id save, the close), whichever part of the
+    /// relay makes it; `None` when none runs. A slow disk's sync makes it
+    /// long, a hung disk longer without end.
+    pub fn write_running_for(&self) -> Option<Duration> {
+        self.writing.running_for()
     }
 
     /// A count kept in the `meta` table (0 when never written).
@@ -550,7 +606,7 @@ impl Journal {
         holding: tokio::sync::oneshot::Sender<()>,
         release: std::sync::mpsc::Receiver<()>,
     ) {
-        let (_db, txn) = self.begin_state_write(false).expect("a write transaction"); // ok: test-only
+        let (_held, txn) = self.begin_state_write(false).expect("a write transaction"); // ok: test-only
         let _ = holding.send(());
         let _ = release.recv();
         txn.abort().expect("aborted"); // ok: test-only
@@ -583,7 +639,7 @@ impl Journal {
         key: &str,
         change: impl FnOnce(u64) -> u64,
     ) -> Result<u64, NoteFailed> {
-        let (_db, txn) = self
+        let (_held, txn) = self
             .begin_state_write(true)
             .map_err(NoteFailed::NotWritten)?;
         let new = (|| {
@@ -770,8 +826,8 @@ impl Journal {
         // saw no record; the sink then stepped over those events uncounted.
         // The write lock orders the two: the chunk's record is taken here,
         // or the chunk reads the hold as it is after the let-go.
-        let txn = match db.begin_write() {
-            Ok(txn) => txn,
+        let (_writing, txn) = match self.begin_write(&db) {
+            Ok(begun) => begun,
             // Writes refused until a reopen (an earlier I/O error, a
             // write's or a read's):
             // no retention chunk can commit a record meanwhile either, so

@@ -15,6 +15,7 @@
 pub const VERSION: &str = env!("CALLRELAY_VERSION");
 
 pub mod app;
+mod busy_clock;
 pub mod config;
 pub mod event;
 pub mod files_digest;

@@ -19,11 +19,11 @@
 //! `sinks::websocket::drain::SHUTDOWN_BOUND`;
 //! then the sources stop, what they gave up is kept for the next start,
 //! the SPRecord resume ids are saved, ingest commits and acknowledges
-//! everything queued, and the Kafka sink stops, systemd told to wait longer
-//! while a journal reopen holds these steps ([`super::stop_extension`]);
-//! the retention task is stopped and awaited, and the journal closed once
-//! reads in progress end, at most [`JOURNAL_CLOSE_WAIT`] (else a warning:
-//! the next start checks the whole file).
+//! everything queued, the Kafka sink stops, the retention task is stopped
+//! and awaited, and the journal closed once reads in progress end, at most
+//! [`JOURNAL_CLOSE_WAIT`] (else a warning: the next start checks the whole
+//! file); systemd is told to wait longer while a journal reopen, or a slow
+//! journal write, holds these steps ([`super::stop_extension`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -293,9 +293,14 @@ pub(super) async fn serve(
     ctx.ws_sessions
         .drain(sinks::websocket::drain::SHUTDOWN_BOUND)
         .await;
-    // Every step from here to the Kafka sink's stop may wait on the journal,
-    // which a reopen after a failed write holds while it reads the whole file.
+    // Every step from here to the journal's close may wait on it: on a
+    // reopen after a failed write, which reads the whole file, and on each
+    // write in turn, on a slow disk a sync each.
     let writer = ctx.ingest.clone();
+    let journal_busy = || stop_extension::JournalBusy {
+        reopen: writer.reopen_running_for(),
+        write: ctx.journal.write_running_for(),
+    };
     let journal_steps = async {
         sources.stop_all().await;
         // After the sources: the ids their drain handed on are stored too.
@@ -312,20 +317,22 @@ pub(super) async fn serve(
         if let Some(k) = kafka.take() {
             k.stop().await;
         }
+        // Stopped rather than aborted: the drops it has not logged yet are
+        // logged now. Awaited so that no task holds the journal once `wait`
+        // returns: a restart on the same directory must find it free.
+        retention_stop.cancel();
+        let _ = retention.await;
+        let last_seq = ctx.journal.last_seq();
+        // Closed here rather than when the last reference goes, which may be never
+        // before the process exits (see `Journal::close`).
+        let journal = ctx.journal.clone();
+        let closed = tokio::task::spawn_blocking(move || journal.close(JOURNAL_CLOSE_WAIT))
+            .await
+            .unwrap_or(false);
+        (last_seq, closed)
     };
-    stop_extension::extend_while_reopening(journal_steps, || writer.reopen_running_for()).await;
-    // Stopped rather than aborted: the drops it has not logged yet are
-    // logged now. Awaited so that no task holds the journal once `wait`
-    // returns: a restart on the same directory must find it free.
-    retention_stop.cancel();
-    let _ = retention.await;
-    let last_seq = ctx.journal.last_seq();
-    // Closed here rather than when the last reference goes, which may be never
-    // before the process exits (see `Journal::close`).
-    let journal = ctx.journal.clone();
-    let closed = tokio::task::spawn_blocking(move || journal.close(JOURNAL_CLOSE_WAIT))
-        .await
-        .unwrap_or(false);
+    let (last_seq, closed) =
+        stop_extension::extend_while_journal_busy(journal_steps, journal_busy).await;
     if !closed {
         tracing::warn!(
             "the journal was still in use after {JOURNAL_CLOSE_WAIT:?}: the next start checks the whole file"

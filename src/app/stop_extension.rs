@@ -1,36 +1,77 @@
-//! systemd is kept informed while a stop waits on a journal reopen. After a
-//! failed commit the journal writer reopens the journal, which reads the
-//! whole file again (127 s for a full 1 GiB journal at 150 IOPS), and the
-//! stop waits for the writer: systemd's `TimeoutStopSec` (60 s) then killed
-//! the relay mid-check, the Kafka sink undrained, and the next start read
-//! the file again from the beginning.
+//! systemd is kept informed while a stop waits on the journal. The stop's
+//! tail waits on it step after step: the resume ids' save, ingest's last
+//! commits, the losses kept, the Kafka sink's cursor, the retention task's
+//! last write, the close. Each is a write that waits its turn for redb's one
+//! writer and syncs the disk: on a volume whose fsync takes 10 s or more
+//! they outlast systemd's `TimeoutStopSec` (60 s) together, which killed the
+//! relay with Voip24h responses uncommitted and uncounted, and the journal
+//! not closed, so the next start read the whole file again. A reopen after
+//! a failed commit reads the whole file (127 s for a full 1 GiB journal at
+//! 150 IOPS) and held the stop likewise.
 //!
-//! Guarantees: while the awaited work runs and the writer reports a reopen
-//! running for less than [`MAX_REOPEN`], `EXTEND_TIMEOUT_USEC` (30 s) and a
-//! `STATUS=` line naming the wait go out every [`RENEW_EVERY`] (the start's
-//! own pace and extension, [`super::opening`]); nothing is
-//! sent otherwise (a reopen stuck on a hung disk gets systemd's own stop
-//! timeout again, as the watchdog gives up on it then), and a relay not
-//! started by systemd sends nothing.
+//! Guarantees: while the awaited work runs, and the writer reports a reopen
+//! running for less than [`MAX_REOPEN`], or the journal a write running for
+//! at least [`SLOW_WRITE`] and less than [`COMMIT_LIMIT`] (the watchdog's
+//! bounds: beyond them the disk counts as hung), `EXTEND_TIMEOUT_USEC` (30
+//! s) and a `STATUS=` line naming the wait go out every [`RENEW_EVERY`] (the
+//! start's own pace and extension, [`super::opening`]); nothing is sent
+//! otherwise, so a hung disk, or a stop held by anything but the journal,
+//! gets systemd's own stop timeout again (30 s after the last extension, or
+//! `TimeoutStopSec`, whichever ends later); a relay not started by systemd
+//! sends nothing. A write counts only if it runs when the extension looks:
+//! on a slow disk the stop's writes follow one another closely enough.
 
 use std::future::Future;
 use std::time::Duration;
 
 use super::opening::{RENEW_EVERY, extend_timeout};
-use super::watchdog::MAX_REOPEN;
+use super::watchdog::{COMMIT_LIMIT, MAX_REOPEN};
 
-/// Awaits `work`, telling systemd to wait longer while `reopening` says a
-/// reopen has been running for so long.
-pub(super) async fn extend_while_reopening<T>(
+/// How long a write must have run to count as slow (below it, a disk's
+/// usual commit: no reason to name in `STATUS=`).
+pub(super) const SLOW_WRITE: Duration = Duration::from_secs(1);
+
+/// What holds the journal at one look.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct JournalBusy {
+    /// How long the writer's reopen in progress has run.
+    pub(super) reopen: Option<Duration>,
+    /// How long the journal's write in progress has run.
+    pub(super) write: Option<Duration>,
+}
+
+impl JournalBusy {
+    /// The `STATUS=` line for a wait worth extending the stop for.
+    fn status(self) -> Option<String> {
+        if let Some(running) = self.reopen.filter(|r| *r < MAX_REOPEN) {
+            return Some(format!(
+                "stopping: waiting for the journal's check after a failed write ({} s)",
+                running.as_secs()
+            ));
+        }
+        self.write
+            .filter(|w| (SLOW_WRITE..COMMIT_LIMIT).contains(w))
+            .map(|running| {
+                format!(
+                    "stopping: waiting for a journal write, slow on this disk ({} s)",
+                    running.as_secs()
+                )
+            })
+    }
+}
+
+/// Awaits `work`, telling systemd to wait longer while `busy` says the
+/// journal is reopening, or writing slowly.
+pub(super) async fn extend_while_journal_busy<T>(
     work: impl Future<Output = T>,
-    reopening: impl Fn() -> Option<Duration>,
+    busy: impl Fn() -> JournalBusy,
 ) -> T {
-    extend_with(work, reopening, extend_timeout).await
+    extend_with(work, busy, extend_timeout).await
 }
 
 async fn extend_with<T>(
     work: impl Future<Output = T>,
-    reopening: impl Fn() -> Option<Duration>,
+    busy: impl Fn() -> JournalBusy,
     mut say: impl FnMut(&str),
 ) -> T {
     tokio::pin!(work);
@@ -41,11 +82,8 @@ async fn extend_with<T>(
             biased;
             out = &mut work => return out,
             _ = tick.tick() => {
-                if let Some(running) = reopening().filter(|r| *r < MAX_REOPEN) {
-                    say(&format!(
-                        "stopping: waiting for the journal's check after a failed write ({} s)",
-                        running.as_secs()
-                    ));
+                if let Some(status) = busy().status() {
+                    say(&status);
                 }
             }
         }
@@ -57,31 +95,185 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    #[tokio::test(start_paused = true)]
-    async fn the_stop_is_extended_while_a_reopen_runs_and_not_otherwise() {
+    fn reopening(running: Duration) -> impl Fn() -> JournalBusy {
+        move || JournalBusy {
+            reopen: Some(running),
+            write: None,
+        }
+    }
+
+    fn writing(running: Duration) -> impl Fn() -> JournalBusy {
+        move || JournalBusy {
+            reopen: None,
+            write: Some(running),
+        }
+    }
+
+    /// What is said while `busy` holds for a stop of 35 s.
+    async fn said_during_a_35_s_stop(busy: impl Fn() -> JournalBusy) -> Vec<String> {
         let said = RefCell::new(Vec::new());
         let work = tokio::time::sleep(Duration::from_secs(35));
-        extend_with(
-            work,
-            || Some(Duration::from_secs(7)),
-            |s| said.borrow_mut().push(s.to_owned()),
-        )
-        .await;
+        extend_with(work, busy, |s| said.borrow_mut().push(s.to_owned())).await;
+        said.into_inner()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stop_is_extended_while_a_reopen_runs_and_not_otherwise() {
+        let said = said_during_a_35_s_stop(reopening(Duration::from_secs(7))).await;
         // At 0, 10, 20 and 30 s.
-        assert_eq!(said.borrow().len(), 4, "{said:?}");
-        assert!(said.borrow()[0].contains("journal's check"), "{said:?}");
-        said.borrow_mut().clear();
-        let work = tokio::time::sleep(Duration::from_secs(35));
-        extend_with(work, || None, |s| said.borrow_mut().push(s.to_owned())).await;
-        assert!(said.borrow().is_empty(), "{said:?}");
+        assert_eq!(said.len(), 4, "{said:?}");
+        assert!(said[0].contains("journal's check"), "{said:?}");
+        let said = said_during_a_35_s_stop(JournalBusy::default).await;
+        assert!(said.is_empty(), "{said:?}");
         // A reopen past the watchdog's bound is stuck: systemd's own timeout applies.
-        let work = tokio::time::sleep(Duration::from_secs(35));
-        extend_with(
-            work,
-            || Some(MAX_REOPEN),
-            |s| said.borrow_mut().push(s.to_owned()),
+        let said = said_during_a_35_s_stop(reopening(MAX_REOPEN)).await;
+        assert!(said.is_empty(), "{said:?}");
+    }
+
+    /// A slow write extends the stop as a reopen does, within the bounds
+    /// the watchdog gives a commit: not for a write as quick as usual, and
+    /// not for one past [`COMMIT_LIMIT`], a hung disk that must end in
+    /// systemd's kill rather than a stop without end.
+    #[tokio::test(start_paused = true)]
+    async fn the_stop_is_extended_while_a_slow_write_runs_within_the_commit_limit() {
+        let said = said_during_a_35_s_stop(writing(Duration::from_secs(12))).await;
+        assert_eq!(said.len(), 4, "{said:?}");
+        assert_eq!(
+            said[0],
+            "stopping: waiting for a journal write, slow on this disk (12 s)"
+        );
+        let below_limit = COMMIT_LIMIT - Duration::from_millis(1);
+        let said = said_during_a_35_s_stop(writing(below_limit)).await;
+        assert_eq!(said.len(), 4, "{said:?}");
+        for not_slow_or_hung in [SLOW_WRITE - Duration::from_millis(1), COMMIT_LIMIT] {
+            let said = said_during_a_35_s_stop(writing(not_slow_or_hung)).await;
+            assert!(said.is_empty(), "{not_slow_or_hung:?}: {said:?}");
+        }
+    }
+
+    const CHILD_DIR: &str = "CALLRELAY_STOP_EXTENSION_CHILD_DIR";
+
+    /// A stop waits on the journal's writes in turn (the resume ids'
+    /// save, ingest's last commit, the losses kept, the Kafka cursor,
+    /// retention, the close), and a slow disk's sync makes each long: a
+    /// commit held slow during a stop makes the relay tell systemd to wait
+    /// longer. Before, only a reopen did, and `TimeoutStopSec` killed a
+    /// stop on a volume whose fsync took 10 s (review of the stop sequence).
+    /// In a child process: `NOTIFY_SOCKET` is the whole process's.
+    #[test]
+    fn a_slow_commit_during_a_stop_extends_the_stop_timeout() {
+        use std::io::Write;
+        use std::os::unix::net::UnixDatagram;
+        use std::process::{Command, Stdio};
+        use std::time::Instant;
+
+        let dir = tempfile::tempdir().unwrap();
+        let socket_path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut child = Reaped(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "app::stop_extension::tests::a_stop_held_by_a_slow_commit_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_DIR, dir.path())
+                .env("NOTIFY_SOCKET", &socket_path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Datagram by datagram: the start's own extension (`STATUS=opening
+        // the journal …`) comes first.
+        let mut datagrams: Vec<Vec<String>> = Vec::new();
+        let stop_extended = |datagram: &Vec<String>| {
+            datagram.iter().any(|n| n == "EXTEND_TIMEOUT_USEC=30000000")
+                && datagram
+                    .iter()
+                    .any(|n| n.starts_with("STATUS=stopping: waiting for a journal write"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while !datagrams.iter().any(stop_extended) && Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let lines = String::from_utf8_lossy(&buf[..n]);
+                datagrams.push(lines.lines().map(str::to_owned).collect());
+            }
+        }
+        // Released either way, so that a failure below does not wait on it.
+        let mut release = child.0.stdin.take().unwrap();
+        let _ = writeln!(release, "release");
+        drop(release);
+        let status = wait_with_deadline(&mut child.0, Duration::from_secs(30));
+        assert!(status.success(), "the child's stop: {status}");
+        assert!(datagrams.iter().any(stop_extended), "told: {datagrams:?}");
+    }
+
+    /// The child of [`a_slow_commit_during_a_stop_extends_the_stop_timeout`]:
+    /// a relay in `CALLRELAY_STOP_EXTENSION_CHILD_DIR` stopped while a write
+    /// holds the journal, released once its stdin says so. Ignored, so a
+    /// plain run does not list it; the parent runs it with `--ignored`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "the child process of a_slow_commit_during_a_stop_extends_the_stop_timeout"]
+    async fn a_stop_held_by_a_slow_commit_child() {
+        let Ok(dir) = std::env::var(CHILD_DIR) else {
+            return;
+        };
+        let relay = crate::app::tests_support::relay_in(std::path::Path::new(&dir), "").await;
+        let (holding, writes_held) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel();
+        let journal = relay.ctx.journal.clone();
+        let holder = tokio::task::spawn_blocking(move || journal.hold_writes_until(holding, held));
+        writes_held.await.unwrap();
+        let journal = relay.ctx.journal.clone();
+        crate::app::tests_support::until(
+            "the held write counts as slow",
+            Duration::from_secs(10),
+            || journal.write_running_for().is_some_and(|t| t >= SLOW_WRITE),
         )
         .await;
-        assert!(said.borrow().is_empty(), "{said:?}");
+        relay.shutdown();
+        tokio::task::spawn_blocking(move || {
+            let _ = std::io::stdin().read_line(&mut String::new());
+            let _ = release.send(());
+        });
+        holder.await.unwrap();
+        relay.wait().await.unwrap();
+    }
+
+    /// A child process, killed and reaped when dropped: a test that fails
+    /// half-way does not leave it running.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The child's exit status, once it ended; fails after `within`.
+    fn wait_with_deadline(
+        child: &mut std::process::Child,
+        within: Duration,
+    ) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child ended within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

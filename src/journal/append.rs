@@ -68,7 +68,7 @@ impl Journal {
         let mut records = Vec::with_capacity(events.iter().map(record_len_hint).sum());
         let mut pending = Vec::with_capacity(events.len());
         let db = self.db()?;
-        let txn = db.begin_write().map_err(storage)?;
+        let (_writing, txn) = self.begin_write(&db).map_err(storage)?;
         let (last, bytes) = {
             let index = self.dedup_index();
             let mut log = txn.open_table(EVENTS).map_err(storage)?;

@@ -75,7 +75,7 @@ impl Journal {
         state: StateWrite<'_>,
         durable: bool,
     ) -> Result<(), JournalError> {
-        let (_db, txn) = self.begin_state_write(durable)?;
+        let (_held, txn) = self.begin_state_write(durable)?;
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
             cursors.insert(name, seq).map_err(storage)?;
@@ -106,7 +106,7 @@ impl Journal {
     pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {
         self.refuse_if_file_gone()?;
         let db = self.db()?;
-        let txn = db.begin_write().map_err(storage)?;
+        let (_writing, txn) = self.begin_write(&db).map_err(storage)?;
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
             cursors.remove(name).map_err(storage)?;

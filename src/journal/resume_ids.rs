@@ -49,7 +49,7 @@ impl Journal {
         ids: &[SavedResumeId],
         durable: bool,
     ) -> Result<(), JournalError> {
-        let (_db, txn) = self.begin_state_write(durable)?;
+        let (_held, txn) = self.begin_state_write(durable)?;
         {
             let mut table = txn.open_table(SSE_RESUME).map_err(storage)?;
             table.retain(|_, _| false).map_err(storage)?;

@@ -162,7 +162,7 @@ impl Journal {
             self.refuse_if_found_gone()?;
             let mut chunk = RetentionReport::default();
             let db = self.db()?;
-            let txn = db.begin_write().map_err(storage)?;
+            let (writing, txn) = self.begin_write(&db).map_err(storage)?;
             let now_ms = now_ms();
             // What each sink holds, read once the transaction is ours: a
             // sink that lets go of its memory counts the held drops in a
@@ -268,6 +268,7 @@ impl Journal {
             // meanwhile (dropped, the transaction removes nothing).
             self.refuse_if_found_gone()?;
             txn.commit().map_err(storage)?;
+            drop(writing);
             report.add_chunk(&chunk);
             self.dedup_index().forget_expired(&expired);
             // Let go before `refresh_stats` asks for the database again: a

@@ -228,6 +228,40 @@ fn created_file_bytes_and_first_seq_across_appends() {
     assert_eq!((j.first_seq(), j.last_seq()), (1, 3));
 }
 
+/// The write in progress is on the journal's clock from when redb's one
+/// write transaction is its own until it ends, whoever makes it, and a
+/// write waiting its turn does not restart the clock: what a stop reads to
+/// tell systemd a slow disk holds it (`app::stop_extension`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_in_progress_is_timed_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(options(dir.path())).unwrap());
+    assert_eq!(j.write_running_for(), None);
+    let (holding, writes_held) = tokio::sync::oneshot::channel();
+    let (release, held) = std::sync::mpsc::channel();
+    let holder = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || j.hold_writes_until(holding, held)
+    });
+    writes_held.await.unwrap();
+    let began = j.write_running_for().expect("a write in progress");
+    let waiting = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || j.append_batch(&[event("a")]).map(drop)
+    });
+    crate::app::tests_support::until("the clock goes on", Duration::from_secs(10), || {
+        j.write_running_for()
+            .is_some_and(|t| t > began + Duration::from_millis(20))
+    })
+    .await;
+    assert!(!waiting.is_finished(), "the append waits its turn");
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    waiting.await.unwrap().unwrap();
+    assert_eq!(j.write_running_for(), None);
+    assert_eq!(j.last_seq(), 1);
+}
+
 /// A stop's last step waits for a reader that lets go within the wait, then
 /// the file is closed for good: every later use is `Closed`, a second close
 /// has nothing to do, and the path can be opened again.
