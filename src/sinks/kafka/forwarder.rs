@@ -266,6 +266,11 @@ pub struct Forwarder {
     /// the producer was made ([`Forwarder::check_cluster`]); until then no
     /// offset is noted ([`Forwarder::note_offset`]).
     cluster_checked: bool,
+    /// The producer has had the cluster's metadata (a topic check or a
+    /// listing it answered, which every record it hands over follows): its
+    /// cluster id, if the brokers give one, is at hand. Without it, no id
+    /// says nothing of the cluster (see `drop_producer`).
+    had_metadata: bool,
     /// Deliveries whose reported offset is not where the record is.
     unplaced: UnplacedReports,
     /// Events up to a seq that may already be in Kafka (after a crash, or a
@@ -429,6 +434,7 @@ impl Forwarder {
             cursor,
             offsets_noted_on: state.as_ref().and_then(|s| s.cluster.clone()),
             cluster_checked: false,
+            had_metadata: false,
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
             unplaced: UnplacedReports::default(),
             resume,
@@ -568,6 +574,7 @@ impl Forwarder {
         self.producer = Some(producer);
         // Another cluster may answer at the same addresses (a name moved).
         self.cluster_checked = false;
+        self.had_metadata = false;
         self.wedged_first = None;
         // A new producer: a listing that failed with the old one is tried again.
         self.topics = KnownTopics::default();
@@ -1136,6 +1143,10 @@ impl Forwarder {
             return Ok(false);
         };
         let checked = ended.map(|(existing, checked)| {
+            // Only an answer about the topic: a metadata error may be no
+            // answer at all (a timeout, every broker down).
+            self.had_metadata |= matches!(existing, Some(Ok(_)))
+                || !matches!(checked, Err(TopicError::Metadata { .. }));
             if let Some(listed) = existing {
                 self.topics.take_listing(listed);
             }

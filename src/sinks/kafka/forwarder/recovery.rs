@@ -190,18 +190,21 @@ impl Forwarder {
         // Left unnoted, a read-back in progress could start below a copy
         // sent again and skip a later event of its key (review of
         // e566410). Not a producer without the cluster's id where the
-        // offsets' cluster gave one: dropped (or replaced as wedged) before
-        // it connected, it has no metadata, and judged so it dropped the
-        // offsets of a list that shares a broker and took the place of the
-        // id (review of d81ac2d). Elsewhere the producer has had metadata,
-        // and no id there is a cluster that gives none.
-        let without_metadata = self.producer.as_ref().is_some_and(|p| {
-            p.client().fetch_cluster_id(Duration::ZERO).is_none()
-                && self
-                    .offsets_noted_on
-                    .as_ref()
-                    .is_some_and(|c| c.id.is_some())
-        });
+        // offsets' cluster gave one, unless it has had metadata: dropped
+        // (or replaced as wedged) before it connected, judged so it dropped
+        // the offsets of a list that shares a broker and took the place of
+        // the id (review of d81ac2d). One that has had metadata and gives
+        // no id is on a cluster that gives none, judged by the broker
+        // lists: skipped too, its drained deliveries went unnoted and the
+        // next read-back read the tails (review of 7a501d2).
+        let without_metadata = !self.had_metadata
+            && self.producer.as_ref().is_some_and(|p| {
+                p.client().fetch_cluster_id(Duration::ZERO).is_none()
+                    && self
+                        .offsets_noted_on
+                        .as_ref()
+                        .is_some_and(|c| c.id.is_some())
+            });
         if !without_metadata {
             self.check_cluster();
         }

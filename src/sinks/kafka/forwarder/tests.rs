@@ -1603,6 +1603,55 @@ async fn a_producer_dropped_before_it_had_metadata_leaves_the_offsets_cluster() 
     fixture.stop().await;
 }
 
+/// A producer that has had the cluster's metadata (its topic checked) on a
+/// cluster that gives no id, after a `brokers` change from one that gave
+/// one, dropped before any delivery or read-back (a recovery, a reload, a
+/// stop): judged at its drop by the broker lists, so the old cluster's
+/// offsets are dropped and the deliveries a recovery drains after it are
+/// noted as this cluster's. It was skipped as if it had never connected
+/// (7a501d2), so its drained deliveries were not noted, and the next
+/// read-back read the tails.
+#[tokio::test]
+async fn a_producer_with_metadata_from_a_cluster_without_an_id_is_judged_at_its_drop() {
+    use rdkafka::producer::Producer;
+    use rdkafka::types::RDKafkaApiKey;
+
+    let mut fixture = Fixture::new().await;
+    // Metadata v2 brought the cluster id: a cluster answering v1 at most
+    // gives none, as a broker older than Kafka 0.10.1 does.
+    fixture
+        .peers
+        .mock
+        .apiversion(RDKafkaApiKey::Metadata, Some(0), Some(1))
+        .unwrap();
+    let forwarder = &mut fixture.forwarder;
+    with_producer(forwarder).await;
+    let checked = forwarder
+        .check_topic(TOPIC.to_owned(), &CancellationToken::new())
+        .await;
+    assert!(matches!(checked, Ok(true)), "{checked:?}");
+    let producer = forwarder.producer.clone().unwrap();
+    assert_eq!(
+        producer.client().fetch_cluster_id(Duration::ZERO),
+        None,
+        "the cluster gives no id"
+    );
+    let noted_on = ClusterIdentity::new(Some("cluster-a".into()), "a1:9092,a2:9092");
+    forwarder.offsets_noted_on = Some(noted_on);
+    forwarder.offsets.note(TOPIC, 0, 41);
+
+    forwarder.drop_producer().await;
+
+    let here = ClusterIdentity::new(None, forwarder.config.brokers.get_ref());
+    assert_eq!(forwarder.offsets_noted_on.as_ref(), Some(&here));
+    assert!(
+        forwarder.offsets.of(TOPIC).is_empty(),
+        "A's offsets dropped"
+    );
+    assert!(forwarder.cluster_checked, "a drained delivery is noted");
+    fixture.stop().await;
+}
+
 /// How each report moves the cursor, and what it counts.
 #[tokio::test]
 async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
