@@ -245,6 +245,26 @@ const UNWRITABLE_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// check's log line or `/status` names before it counts the rest.
 const TOPICS_NAMED: usize = 5;
 
+/// Why a forwarder could not be made; the sink tries again (see
+/// `super::run_forwarder`), and says which, so the operator looks at the
+/// right thing.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the kafka cursor: {0}")]
+    Read(#[source] JournalError),
+    /// The cursor read was past the journal's last seq (a damaged file),
+    /// and writing it back as the last seq failed: the start waits for the
+    /// write, as a restart before it would read the damaged cursor again.
+    #[error(
+        "cannot write the kafka cursor's correction (stored {stored}, past the journal's last seq {last_seq}): {source}"
+    )]
+    Correction {
+        stored: u64,
+        last_seq: u64,
+        source: Box<JournalError>,
+    },
+}
+
 /// The forwarder's whole state; `run` drives it until cancelled.
 pub struct Forwarder {
     config: KafkaConfig,
@@ -374,8 +394,8 @@ impl Forwarder {
         config: KafkaConfig,
         ctx: Arc<Context>,
         tuning: Tuning,
-    ) -> Result<Forwarder, JournalError> {
-        let stored = ctx.journal.cursor(CURSOR)?;
+    ) -> Result<Forwarder, StartError> {
+        let stored = ctx.journal.cursor(CURSOR).map_err(StartError::Read)?;
         // Read after the cursor: it only grows, and no other run of this
         // sink writes the cursor meanwhile.
         let last_seq = ctx.journal.last_seq();
@@ -390,7 +410,12 @@ impl Forwarder {
                 // journaled meanwhile as delivered. Said once written: a
                 // failed write fails the start, which is retried.
                 ctx.journal
-                    .set_cursor_keeping_state(CURSOR, last_seq, true)?;
+                    .set_cursor_keeping_state(CURSOR, last_seq, true)
+                    .map_err(|source| StartError::Correction {
+                        stored,
+                        last_seq,
+                        source: Box::new(source),
+                    })?;
                 tracing::error!(
                     cursor = stored,
                     last_seq,
@@ -408,7 +433,7 @@ impl Forwarder {
                 CursorState::default()
             })),
             Ok(None) => None,
-            Err(e) => return Err(e),
+            Err(e) => return Err(StartError::Read(e)),
         };
         // Said once the start cannot fail any more (it is retried).
         if stored.is_some() {

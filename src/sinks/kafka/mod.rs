@@ -36,7 +36,7 @@ use crate::app::Context;
 use crate::panic_restart::restart_on_panic;
 use crate::status::SinkStatus;
 use config::KafkaConfig;
-use forwarder::{Forwarder, Tuning};
+use forwarder::{Forwarder, StartError, Tuning};
 
 /// The name of this sink's journal cursor.
 pub const CURSOR: &str = "kafka";
@@ -93,12 +93,13 @@ const CURSOR_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// One forwarder, from the journal's cursor until `cancel`. A cursor that
 /// cannot be read (the journal closed while the writer opens it again after
-/// a failed commit) is read again, every 1 s doubling to
-/// [`CURSOR_RETRY_MAX`], the sink shown not ready meanwhile: a sink started
-/// then (a reload, a panic restart) waited for a stop, and Kafka got
-/// nothing more until the next one, with the lag gauge frozen and the
-/// Kafka alerts silent. Read on the blocking pool: the journal may be
-/// reopening, for minutes on a slow disk.
+/// a failed commit), or whose correction cannot be written (a cursor past
+/// the last seq: [`forwarder::StartError`]), is tried again, every 1 s
+/// doubling to [`CURSOR_RETRY_MAX`], the sink shown not ready meanwhile,
+/// saying which: a sink started then (a reload, a panic restart) waited
+/// for a stop, and Kafka got nothing more until the next one, with the lag
+/// gauge frozen and the Kafka alerts silent. Read on the blocking pool: the
+/// journal may be reopening, for minutes on a slow disk.
 async fn run_forwarder(
     config: KafkaConfig,
     ctx: Arc<Context>,
@@ -106,32 +107,42 @@ async fn run_forwarder(
     tuning: Tuning,
 ) {
     let mut wait = Duration::from_secs(1);
-    let mut failed = false;
+    // Once the start failed: what to say when it no longer does.
+    let mut failed: Option<&str> = None;
     loop {
         let (c, x) = (config.clone(), ctx.clone());
         let made = tokio::select! {
             made = tokio::task::spawn_blocking(move || Forwarder::new(c, x, tuning)) => made,
             () = cancel.cancelled() => break,
         };
-        let error = match made {
+        let (error, mended) = match made {
             Ok(Ok(forwarder)) => {
-                if failed {
-                    tracing::info!("the kafka cursor is readable again: the kafka sink starts");
+                if let Some(mended) = failed {
+                    tracing::info!("{mended}: the kafka sink starts");
                 }
                 return forwarder.run(cancel).await;
             }
-            Ok(Err(error)) => error.to_string(),
+            Ok(Err(error)) => {
+                let mended = match error {
+                    StartError::Read(_) => "the kafka cursor is readable again",
+                    StartError::Correction { .. } => "the kafka cursor's correction is written",
+                };
+                (error.to_string(), mended)
+            }
             // A panic in it is the forwarder's: restarted as one.
             Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
-            Err(joined) => joined.to_string(),
+            Err(joined) => (
+                format!("cannot read the kafka cursor: {joined}"),
+                "the kafka cursor is readable again",
+            ),
         };
-        let error = format!("cannot read the kafka cursor: {error}; trying again in {wait:?}");
-        if failed {
+        let error = format!("{error}; trying again in {wait:?}");
+        if failed.is_some() {
             tracing::debug!(%error, "kafka sink cannot start yet");
         } else {
             tracing::error!(%error, "kafka sink cannot start yet");
         }
-        failed = true;
+        failed = Some(mended);
         not_ready(&ctx, error);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -216,6 +227,68 @@ mod tests {
         cancel.cancel();
         running.await.unwrap();
         assert!(!ctx.status.sinks().contains_key("kafka"));
+        stop(relay).await;
+    }
+
+    /// A cursor stored past the journal's last seq is corrected at start,
+    /// and the correction written at once; a journal that refuses the write
+    /// (here its file was found gone, where reads go on) holds the start,
+    /// which the log and `/status` say as the failed write, naming the
+    /// cursor and the last seq. It was said as "cannot read the kafka
+    /// cursor", which pointed the operator at the read, which worked.
+    #[tokio::test]
+    async fn a_cursor_correction_that_cannot_be_written_is_said_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
+        ctx.ingest
+            .submit(crate::journal::tests_support::event("a"))
+            .await
+            .unwrap();
+        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+        std::fs::remove_file(ctx.journal.path()).unwrap();
+        ctx.journal.check_file();
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run_forwarder(
+            config,
+            ctx.clone(),
+            cancel.clone(),
+            Tuning::default(),
+        ));
+
+        let within = Duration::from_secs(10);
+        until("the sink shown", within, || {
+            ctx.status.sinks().contains_key("kafka")
+        })
+        .await;
+        let shown = ctx.status.sinks().remove("kafka").unwrap();
+        cancel.cancel();
+        running.await.unwrap();
+        drop(guard);
+        assert!(!shown.ready);
+        let reason = shown.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "cannot write the kafka cursor's correction (stored 50, past the journal's last seq 1): "
+            ),
+            "{reason}"
+        );
+        assert_eq!(shown.detail["last_error"], reason.as_str());
+        let logged = logs.text();
+        let line = logged
+            .lines()
+            .find(|l| l.contains("kafka sink cannot start yet"))
+            .unwrap_or_else(|| panic!("no line in:\n{logged}"));
+        assert!(line.contains("\"level\":\"ERROR\""), "{line}");
+        assert!(
+            line.contains(
+                "cannot write the kafka cursor's correction (stored 50, past the journal's last seq 1)"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("cannot read"), "{line}");
         stop(relay).await;
     }
 }
