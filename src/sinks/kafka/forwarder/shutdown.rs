@@ -4,6 +4,7 @@
 
 use futures::stream::StreamExt;
 
+use super::recovery::drop_off_the_workers;
 use super::{CURSOR_WRITE_LOG_INTERVAL, Forwarder};
 use crate::log_throttle::LogThrottle;
 
@@ -34,7 +35,14 @@ impl Forwarder {
         // The last write's error is said whatever the throttle held back.
         self.cursor_writes_logged = LogThrottle::new(CURSOR_WRITE_LOG_INTERVAL);
         let persisted = self.persist_state(true, clean).await;
-        self.drop_producer().await;
+        // Not `drop_producer`: its cluster check is for the reports a
+        // recovery drains after the drop, and none are taken here. Made
+        // after the save, it said the offsets just saved were dropped (a
+        // producer not compared yet: nothing delivered since a `brokers`
+        // change), and the next run compares them again.
+        if let Some(p) = self.producer.take() {
+            drop_off_the_workers(p).await;
+        }
         // The lag logged below is then what the journal still holds for the
         // next run.
         self.let_go_of_memory().await;

@@ -1652,6 +1652,43 @@ async fn a_producer_with_metadata_from_a_cluster_without_an_id_is_judged_at_its_
     fixture.stop().await;
 }
 
+/// A stop before the producer's cluster was compared (a `brokers` change
+/// to another cluster, nothing delivered since): the offsets are saved
+/// with the cluster they were noted on, as they were, and nothing says
+/// they are dropped. The drop after the save compared the producer, and
+/// its INFO said the offsets just saved were dropped: a false alarm, said
+/// again by the next run, and untrue after a change back.
+#[tokio::test]
+async fn a_stop_before_the_cluster_is_compared_says_nothing_of_dropped_offsets() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    with_producer(forwarder).await;
+    cluster_here(forwarder).await;
+    let noted_on = ClusterIdentity::new(Some("cluster-a".into()), "a1:9092");
+    forwarder.offsets_noted_on = Some(noted_on.clone());
+    forwarder.offsets.note(TOPIC, 0, 41);
+
+    let Fixture { peers, forwarder } = fixture;
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    forwarder.shutdown().await;
+    drop(guard);
+
+    let logs = logs.text();
+    assert!(
+        lines_with(&logs, "noted on another Kafka cluster").is_empty(),
+        "{logs}"
+    );
+    assert!(
+        lines_with(&logs, "is not the one the relay delivered to").is_empty(),
+        "{logs}"
+    );
+    let state = written(&ctx).1.expect("a durable state");
+    assert_eq!(state.cluster, Some(noted_on));
+    assert_eq!(state.offsets.of(TOPIC).get(&0), Some(&41));
+    peers.stop().await;
+}
+
 /// How each report moves the cursor, and what it counts.
 #[tokio::test]
 async fn reports_move_the_cursor_in_journal_order_and_count_what_they_say() {
