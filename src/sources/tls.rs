@@ -303,6 +303,26 @@ impl Settings {
     }
 }
 
+/// How the connection reached the server whose certificate was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    /// A `CONNECT` tunnel through the proxy `[proxy]` or the environment
+    /// (`HTTPS_PROXY`, `ALL_PROXY`) chose: a proxy that inspects TLS
+    /// answers with a certificate of its own CA.
+    Proxy,
+}
+
+impl Route {
+    /// The route of a source whose config resolved `proxy` for its `url`.
+    pub fn of(proxy: Option<&crate::sources::proxy::ProxyRoute>) -> Route {
+        match proxy {
+            Some(_) => Route::Proxy,
+            None => Route::Direct,
+        }
+    }
+}
+
 /// The server's certificate refused at the handshake, in words that say
 /// what to change, with rustls's own reason after them (`invalid peer
 /// certificate: UnknownIssuer`: what on-call engineers search for);
@@ -314,6 +334,7 @@ pub fn refused_certificate(
     error: &(dyn std::error::Error + 'static),
     settings: Settings,
     ca_file: Option<&Path>,
+    route: Route,
 ) -> Option<String> {
     use rustls::CertificateError as Refused;
     let rustls = rustls_error(error)?;
@@ -321,6 +342,13 @@ pub fn refused_certificate(
         return None;
     };
     let (who, ca, url) = (settings.who(), settings.ca_file(), settings.url());
+    // Through a CONNECT tunnel TLS is end to end, unless the proxy inspects
+    // it: then the certificate is one the proxy made, signed by its own CA,
+    // and the server is not at fault.
+    let inspecting = match route {
+        Route::Proxy => "; or, through the proxy, a TLS-inspecting proxy's CA signed it",
+        Route::Direct => "",
+    };
     // An intermediate certificate the server leaves out is an unknown issuer
     // too; the CA that signed the server's certificate is then that
     // intermediate, and trusting it works as well.
@@ -328,38 +356,46 @@ pub fn refused_certificate(
         Refused::UnknownIssuer => match ca_file {
             None => format!(
                 "the server's certificate is not signed by a CA {who} trusts (the public roots; \
-                 or the server leaves out its intermediate certificate): \
+                 or the server leaves out its intermediate certificate{inspecting}): \
                  set {ca} to a PEM file of the CA that signed it"
             ),
             // The file adds to the public roots, never replaces them.
             Some(path) => format!(
                 "the server's certificate is not signed by the CA in {ca} {path:?} nor by a public root \
-                 (or the server leaves out its intermediate certificate): \
+                 (or the server leaves out its intermediate certificate{inspecting}): \
                  put the CA that signed it in that file"
             ),
         },
-        // A trusted CA has the issuer's name but not the key that signed:
-        // most often a private CA made again under the same name, its old
-        // certificate still in the file.
-        Refused::BadSignature => match ca_file {
-            None => format!(
-                "the server's certificate names a public root as its issuer, \
-                 but that root's key did not sign it: set {ca} to a PEM file of the CA that signed it"
-            ),
-            Some(path) => format!(
-                "the server's certificate names a CA in {ca} {path:?} (or a public root) as its issuer, \
-                 but that CA's key did not sign it (the CA made again with a new key?): \
-                 put the CA that signed it in that file"
-            ),
-        },
+        // rustls says every signature webpki refuses as `BadSignature`: a
+        // certificate's, checked with the key of a trusted CA or of an
+        // intermediate the server sends that holds its issuer's name, and
+        // the server's own over the handshake, checked with its
+        // certificate's key. Only a file of the operator's can hold a
+        // trusted CA made again under the same name with a new key.
+        Refused::BadSignature => {
+            let server = "the server sends a wrong intermediate certificate (the right name, \
+                          another key) or signs with a key that does not match its certificate";
+            let prefix = "a signature in the server's certificate chain or TLS handshake does not verify";
+            match ca_file {
+                None => format!("{prefix}: {server}: fix its chain or key on the server"),
+                Some(path) => format!(
+                    "{prefix}: either a CA in {ca} {path:?} has the issuer's name but another key \
+                     (made again with a new key? put the CA that signed it in that file), \
+                     or {server} (fix its chain or key on the server)"
+                ),
+            }
+        }
+        // webpki checks the dates of every certificate on the path, not the
+        // server's own only (a trusted root's are not checked).
         Refused::Expired | Refused::ExpiredContext { .. } => {
-            "the server's certificate has expired (or this host's clock is ahead): \
-             renew the certificate on the server, or set this host's clock right"
+            "a certificate in the server's chain has expired (or this host's clock is ahead): \
+             renew it on the server (its own or an intermediate it sends), \
+             or set this host's clock right"
                 .to_owned()
         }
         Refused::NotValidYet | Refused::NotValidYetContext { .. } => {
-            "the server's certificate is not valid yet (or this host's clock is behind): \
-             set this host's clock right (NTP), or use the certificate from its start date"
+            "a certificate in the server's chain is not valid yet (or this host's clock is behind): \
+             set this host's clock right (NTP), or have the server use it only from its start date"
                 .to_owned()
         }
         Refused::NotValidForName | Refused::NotValidForNameContext { .. } => format!(
@@ -422,8 +458,13 @@ mod tests {
         settings: Settings,
         ca_file: Option<&Path>,
     ) -> String {
-        refused_certificate(&refused_at_the_handshake(refused), settings, ca_file)
-            .expect("a refused certificate is worded")
+        refused_certificate(
+            &refused_at_the_handshake(refused),
+            settings,
+            ca_file,
+            Route::Direct,
+        )
+        .expect("a refused certificate is worded")
     }
 
     #[test]
@@ -459,34 +500,85 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_name_with_another_key_says_which_file_holds_it() {
+    fn an_unknown_issuer_through_a_proxy_may_be_a_tls_inspecting_one() {
+        use rustls::CertificateError::UnknownIssuer;
+        let proxied = |ca_file| {
+            refused_certificate(
+                &refused_at_the_handshake(UnknownIssuer),
+                Settings::Source,
+                ca_file,
+                Route::Proxy,
+            )
+            .expect("a refused certificate is worded")
+        };
+        let none = proxied(None);
+        assert!(
+            none.contains("or, through the proxy, a TLS-inspecting proxy's CA signed it")
+                && none.contains("set `tls.ca_file` to a PEM file of the CA that signed it")
+                && none.ends_with("(invalid peer certificate: UnknownIssuer)"),
+            "{none}"
+        );
+        let one = proxied(Some(Path::new("/etc/callrelay/office-ca.pem")));
+        assert!(
+            one.contains("\"/etc/callrelay/office-ca.pem\" nor by a public root")
+                && one.contains("a TLS-inspecting proxy's CA signed it"),
+            "{one}"
+        );
+        // Reached directly, no proxy is blamed.
+        let direct = said(UnknownIssuer, Settings::Source, None);
+        assert!(!direct.contains("proxy"), "{direct}");
+    }
+
+    #[test]
+    fn a_signature_that_does_not_verify_names_every_cause() {
         use rustls::CertificateError::BadSignature;
+        // rustls says every signature webpki refuses as `BadSignature`: a
+        // trusted CA's, an intermediate's the server sends, and the
+        // server's own in the handshake.
         let path = Path::new("/etc/callrelay/office-ca.pem");
         let one = said(BadSignature, Settings::Source, Some(path));
         assert!(
             one.starts_with(
-                "the server's certificate names a CA in `tls.ca_file` \
-                 \"/etc/callrelay/office-ca.pem\" (or a public root) as its issuer, \
-                 but that CA's key did not sign it"
-            ) && one.contains("put the CA that signed it in that file"),
+                "a signature in the server's certificate chain or TLS handshake does not verify: \
+                 either a CA in `tls.ca_file` \"/etc/callrelay/office-ca.pem\" has the issuer's \
+                 name but another key"
+            ) && one.contains("put the CA that signed it in that file")
+                && one.contains("wrong intermediate certificate")
+                && one.contains("a key that does not match its certificate"),
             "{one}"
         );
         assert!(
             one.ends_with("(invalid peer certificate: BadSignature)"),
             "{one}"
         );
-        let none = said(BadSignature, Settings::Tail, None);
-        assert!(
-            none.contains("names a public root as its issuer") && none.contains("set --ca-file to"),
-            "{none}"
-        );
+        // No file: the public roots are not blamed, nor a file to set.
+        for settings in [Settings::Source, Settings::Tail] {
+            let none = said(BadSignature, settings, None);
+            assert!(
+                none.starts_with(
+                    "a signature in the server's certificate chain or TLS handshake does not verify"
+                ) && none.contains("wrong intermediate certificate")
+                    && none.contains("a key that does not match its certificate")
+                    && none.contains("fix its chain or key on the server"),
+                "{none}"
+            );
+            assert!(
+                !none.contains("public root")
+                    && !none.contains("ca_file")
+                    && !none.contains("ca-file"),
+                "{none}"
+            );
+        }
     }
 
     #[test]
-    fn a_certificate_out_of_its_dates_points_at_it_or_the_clock() {
+    fn a_certificate_out_of_its_dates_points_at_the_chain_or_the_clock() {
         use rustls::CertificateError;
         use rustls::pki_types::UnixTime;
         let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        // webpki checks the dates of every certificate on the path, the
+        // intermediates the server sends too, so "the server's" would be
+        // wrong for an expired intermediate.
         let expired = CertificateError::ExpiredContext {
             time: at(2_000),
             not_after: at(1_000),
@@ -494,8 +586,8 @@ mod tests {
         let text = said(expired, Settings::Source, None);
         assert!(
             text.starts_with(
-                "the server's certificate has expired (or this host's clock is ahead)"
-            ) && text.contains("renew the certificate on the server"),
+                "a certificate in the server's chain has expired (or this host's clock is ahead)"
+            ) && text.contains("renew it on the server (its own or an intermediate it sends)"),
             "{text}"
         );
         // rustls's reason whole, its dates too.
@@ -519,7 +611,7 @@ mod tests {
         let text = said(early, Settings::Source, None);
         assert!(
             text.starts_with(
-                "the server's certificate is not valid yet (or this host's clock is behind)"
+                "a certificate in the server's chain is not valid yet (or this host's clock is behind)"
             ) && text.contains("certificate not valid yet: verification time 1000 (UNIX)"),
             "{text}"
         );
@@ -563,15 +655,24 @@ mod tests {
     #[test]
     fn what_the_words_do_not_cover_is_left_to_the_caller() {
         let revoked = refused_at_the_handshake(rustls::CertificateError::Revoked);
-        assert_eq!(refused_certificate(&revoked, Settings::Source, None), None);
+        assert_eq!(
+            refused_certificate(&revoked, Settings::Source, None, Route::Direct),
+            None
+        );
         let alert = std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
         );
         assert!(is_tls_failure(&alert));
-        assert_eq!(refused_certificate(&alert, Settings::Source, None), None);
+        assert_eq!(
+            refused_certificate(&alert, Settings::Source, None, Route::Direct),
+            None
+        );
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        assert_eq!(refused_certificate(&refused, Settings::Source, None), None);
+        assert_eq!(
+            refused_certificate(&refused, Settings::Source, None, Route::Direct),
+            None
+        );
     }
 
     #[test]

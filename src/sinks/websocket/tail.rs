@@ -331,10 +331,12 @@ async fn follow<W: Write>(
                 })
             }
             Err(e) => Disconnect::Retry(
+                // `tail` dials the relay itself, never through a proxy route.
                 crate::sources::tls::refused_certificate(
                     &e,
                     crate::sources::tls::Settings::Tail,
                     options.ca_file.as_deref(),
+                    crate::sources::tls::Route::Direct,
                 )
                 .unwrap_or_else(|| e.to_string()),
             ),

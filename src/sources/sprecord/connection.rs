@@ -151,6 +151,8 @@ pub struct Endpoint {
     masked: Masked,
     /// `tls.ca_file`, named when the server's certificate is refused.
     ca_file: Option<std::path::PathBuf>,
+    /// Whether a refused certificate may be a TLS-inspecting proxy's.
+    route: tls::Route,
 }
 
 /// The right to close a stream for silence. One stream of an account holds it
@@ -290,6 +292,7 @@ impl Endpoint {
                 .ca_file
                 .as_ref()
                 .map(|path| path.get_ref().clone()),
+            route: tls::Route::of(config.proxy.as_ref()),
         })
     }
 
@@ -436,6 +439,17 @@ impl Endpoint {
         }
     }
 
+    /// A server certificate refused at the handshake, in the account's
+    /// terms: its `tls.ca_file`, its `url`, and its proxy route if any.
+    fn refused_certificate(&self, error: &(dyn std::error::Error + 'static)) -> Option<String> {
+        tls::refused_certificate(
+            error,
+            tls::Settings::Source,
+            self.ca_file.as_deref(),
+            self.route,
+        )
+    }
+
     /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
     /// together with `permit`.
     async fn connect(
@@ -455,14 +469,10 @@ impl Endpoint {
         let io = connector.call(self.uri.clone()).await.map_err(|e| {
             match e.downcast_ref::<ConnectError>() {
                 Some(proxy) if proxy.is_proxy() => OpenError::Proxy(e.to_string()),
-                _ if tls::is_tls_failure(&*e) => {
-                    let refused = tls::refused_certificate(
-                        &*e,
-                        tls::Settings::Source,
-                        self.ca_file.as_deref(),
-                    );
-                    OpenError::Handshake(refused.unwrap_or_else(|| with_causes(&*e)))
-                }
+                _ if tls::is_tls_failure(&*e) => OpenError::Handshake(
+                    self.refused_certificate(&*e)
+                        .unwrap_or_else(|| with_causes(&*e)),
+                ),
                 _ => OpenError::Connect(with_causes(&*e)),
             }
         })?;
@@ -748,6 +758,32 @@ mod tests {
         );
         assert_eq!(endpoint.host, "api.example:8443");
         assert_eq!(endpoint.target.to_string(), "/v2/sys/events?device=7");
+    }
+
+    #[test]
+    fn a_refused_certificate_through_a_proxy_route_may_be_the_proxys() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let said_by = |proxy: &str| {
+            let text =
+                format!("[[sprecord]]\naccount = \"a\"\nurl = \"https://rec.example\"\n{proxy}");
+            let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
+            let endpoint = Endpoint::new(config.sprecord[0].get_ref()).unwrap();
+            endpoint.refused_certificate(&refused).unwrap()
+        };
+        let said = said_by("[proxy]\nhttps = \"http://proxy.example:3128\"\n");
+        assert!(
+            said.contains("a TLS-inspecting proxy's CA signed it")
+                && said.contains("(invalid peer certificate: UnknownIssuer)"),
+            "{said}"
+        );
+        let direct = said_by("");
+        assert!(
+            direct.contains("not signed by a CA the relay trusts") && !direct.contains("proxy"),
+            "{direct}"
+        );
     }
 
     /// A peer's listener and the url that reaches it.

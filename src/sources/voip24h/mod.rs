@@ -414,7 +414,8 @@ fn link_failure_text(error: &LinkError, config: &Voip24hConfig) -> String {
         .ca_file
         .as_ref()
         .map(|path| path.get_ref().as_path());
-    tls::refused_certificate(error, tls::Settings::Source, ca_file)
+    let route = tls::Route::of(config.proxy.as_ref());
+    tls::refused_certificate(error, tls::Settings::Source, ca_file, route)
         .unwrap_or_else(|| error.to_string())
 }
 
@@ -477,6 +478,29 @@ mod tests {
         let config = Config::from_text("relay.toml", &text, &|_| None);
         let config = config.unwrap_or_else(|e| panic!("{e}"));
         config.voip24h[0].get_ref().clone()
+    }
+
+    #[test]
+    fn a_refused_certificate_through_a_proxy_route_may_be_the_proxys() {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let refused = || {
+            let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls);
+            LinkError::WebSocket(WsError::Io(io))
+        };
+        let proxied = config("[proxy]\nhttp = \"http://proxy.example:3128\"\n");
+        assert!(proxied.proxy.is_some());
+        let said = link_failure_text(&refused(), &proxied);
+        assert!(
+            said.contains("a TLS-inspecting proxy's CA signed it")
+                && said.contains("(invalid peer certificate: UnknownIssuer)"),
+            "{said}"
+        );
+        let direct = link_failure_text(&refused(), &config(""));
+        assert!(
+            direct.contains("not signed by a CA the relay trusts") && !direct.contains("proxy"),
+            "{direct}"
+        );
     }
 
     fn new_supervisor(config: &Voip24hConfig) -> Supervisor {
