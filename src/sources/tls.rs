@@ -385,9 +385,17 @@ pub fn refused_certificate(
                 ),
             }
         }
+        // rustls 0.23 says a real expiry with its dates (`ExpiredContext`);
+        // the bare `Expired` comes only from webpki's `InvalidCertValidity`,
+        // a certificate whose start is after its end, which no clock makes
+        // valid (review of 520a5a6).
+        Refused::Expired => "a certificate in the server's chain has its dates reversed \
+                             (not valid before a date later than its end): \
+                             reissue it on the server (its own or an intermediate it sends)"
+            .to_owned(),
         // webpki checks the dates of every certificate on the path, not the
         // server's own only (a trusted root's are not checked).
-        Refused::Expired | Refused::ExpiredContext { .. } => {
+        Refused::ExpiredContext { .. } => {
             "a certificate in the server's chain has expired (or this host's clock is ahead): \
              renew it on the server (its own or an intermediate it sends), \
              or set this host's clock right"
@@ -600,7 +608,9 @@ mod tests {
         );
         let text = said(CertificateError::Expired, Settings::Tail, None);
         assert!(
-            text.ends_with("(invalid peer certificate: Expired)"),
+            text.starts_with("a certificate in the server's chain has its dates reversed")
+                && !text.contains("clock")
+                && text.ends_with("(invalid peer certificate: Expired)"),
             "{text}"
         );
 
