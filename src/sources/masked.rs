@@ -11,7 +11,11 @@
 //! one; a text read up to a limit, with more after it, is masked by
 //! [`Masked::mask_read`], which also drops the start of a secret at its end
 //! (masking shortens the text, so what follows a masked secret moves into
-//! what a cut keeps).
+//! what a cut keeps). A JSON text masked by [`Masked::mask_json`] is still
+//! JSON, with no secret in any string (however escaped) nor scalar, and is
+//! as written wherever none was.
+
+use std::borrow::Cow;
 
 use crate::config::Secret;
 
@@ -67,6 +71,85 @@ impl Masked {
         masked
     }
 
+    /// `json` (one JSON text, as a server sent it) with every secret in its
+    /// strings (keys and values) shown as `***`, masked as JSON rather than
+    /// as text: the text replaced blindly could break the JSON (a secret
+    /// with a `"`, one that is a number's digits) and missed one the server
+    /// wrote with `\u` escapes. Each string is decoded, masked and written again; a
+    /// number or literal holding a secret becomes the string of its masked
+    /// text. What holds none is left as written (number forms, escapes, key
+    /// order, whitespace), so the text stays the server's but for the
+    /// secrets. Text that is not JSON is masked as [`mask`](Self::mask) does.
+    pub fn mask_json<'t>(&self, json: &'t str) -> Cow<'t, str> {
+        if self.0.is_empty() {
+            return Cow::Borrowed(json);
+        }
+        if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err()
+            && crate::vendors::text::parse_json(json).is_err()
+        {
+            return match self.mask(json) {
+                masked if masked == json => Cow::Borrowed(json),
+                masked => Cow::Owned(masked),
+            };
+        }
+        let bytes = json.as_bytes();
+        let mut out = String::new();
+        // `json[..copied]` is in `out`, masked.
+        let mut copied = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = match bytes[at] {
+                b'"' => string_end(bytes, at),
+                b',' | b':' | b'[' | b']' | b'{' | b'}' | b' ' | b'\t' | b'\n' | b'\r' => {
+                    at += 1;
+                    continue;
+                }
+                _ => scalar_end(bytes, at),
+            };
+            // Both ends are at an ASCII byte or the text's end: char
+            // boundaries, so the slice cannot panic.
+            let token = &json[at..end];
+            if let Some(masked) = self.mask_token(token) {
+                out.push_str(&json[copied..at]);
+                out.push_str(&masked);
+                copied = end;
+            }
+            at = end;
+        }
+        if copied == 0 {
+            return Cow::Borrowed(json);
+        }
+        out.push_str(&json[copied..]);
+        Cow::Owned(out)
+    }
+
+    /// One token of a JSON text (a string with its quotes, or a number or
+    /// literal), as a JSON string with the secrets in it masked; `None`
+    /// when it holds none.
+    fn mask_token(&self, token: &str) -> Option<String> {
+        let decoded = if token.starts_with('"') {
+            decode_string(token)
+        } else {
+            Some(token.to_owned())
+        };
+        let Some(decoded) = decoded else {
+            // Not a string JSON reads (not met in a text that parsed).
+            return (self.mask(token) != token).then(|| "\"***\"".to_owned());
+        };
+        let masked = self.mask(&decoded);
+        if masked == decoded && self.mask(token) == token {
+            return None;
+        }
+        let written = serde_json::to_string(&masked).unwrap_or_default();
+        // Written again, a string can show a secret its escapes hid from
+        // the search (one that is itself an escape's letters): all of it
+        // goes then.
+        if written.is_empty() || self.mask(&written) != written {
+            return Some("\"***\"".to_owned());
+        }
+        Some(written)
+    }
+
     /// The most bytes one secret takes in a text, in any form [`mask`](Self::mask)
     /// finds: how far past a cut to read so that no secret straddles it.
     pub fn widest(&self) -> usize {
@@ -90,6 +173,46 @@ fn longest_masked_start_at_end(text: &str, form: &str, masked: &Masked) -> Optio
         .max()
 }
 
+/// Where the JSON string opening at `start` ends (past its closing quote;
+/// the text's end when it has none).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut at = start + 1;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b'"' => return at + 1,
+            _ => at += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Where the number or literal starting at `start` ends.
+fn scalar_end(bytes: &[u8], start: usize) -> usize {
+    bytes[start..]
+        .iter()
+        .position(|b| {
+            matches!(
+                b,
+                b',' | b':' | b'[' | b']' | b'{' | b'}' | b'"' | b' ' | b'\t' | b'\n' | b'\r'
+            )
+        })
+        .map_or(bytes.len(), |len| start + len)
+}
+
+/// The text of a JSON string token; a lone surrogate escape (a JavaScript
+/// server's string cut through an emoji) read as U+FFFD, as `data.raw`
+/// reads it.
+fn decode_string(token: &str) -> Option<String> {
+    if let Ok(text) = serde_json::from_str::<String>(token) {
+        return Some(text);
+    }
+    match crate::vendors::text::parse_json(token) {
+        Ok((serde_json::Value::String(text), _)) => Some(text),
+        _ => None,
+    }
+}
+
 /// The forms of `secret` looked for: as written, JSON-escaped, and that
 /// with PHP's `\/`.
 fn forms(secret: &Secret) -> [String; 3] {
@@ -106,6 +229,7 @@ fn forms(secret: &Secret) -> [String; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_widest_form_counts_the_escapes() {
@@ -115,6 +239,79 @@ mod tests {
         assert_eq!(masked.mask(r#"{"k":"a\/\"b"} a/"b"#), r#"{"k":"***"} ***"#);
         assert_eq!(Masked::default().widest(), 0);
         assert_eq!(Masked::new([Secret::new("")]).mask("text"), "text");
+    }
+
+    /// A Voip24h server echoing its `sign` (review of where secrets can
+    /// go, 2026-12-07): in strings as values and keys, in the text of a
+    /// string holding JSON, `\u`-escaped, PHP's `\/`, as a number; the rest
+    /// as written (`1.0e3`, `\u00e9`, spacing), and the whole still JSON.
+    #[test]
+    fn json_keeps_its_form_with_the_secrets_masked_inside_its_strings() {
+        let masked = Masked::new([Secret::new("k/3f9a"), Secret::new("s3cret")]);
+        for (sent, shown) in [
+            (
+                r#"{"voip": "k/3f9a", "secret":"s3cret", "n":1.0e3, "t":"caf\u00e9"}"#,
+                r#"{"voip": "***", "secret":"***", "n":1.0e3, "t":"caf\u00e9"}"#,
+            ),
+            (r#""key k\/3f9a không hợp lệ""#, r#""key *** không hợp lệ""#),
+            (
+                r#"["{\"voip\":\"k\/3f9a\",\"secret\":\"s3cret\"}", 7]"#,
+                r#"["{\"voip\":\"***\",\"secret\":\"***\"}", 7]"#,
+            ),
+            (r#"{"\u0073\u0033cret": true}"#, r#"{"***": true}"#),
+            (r#"{"ok": "nothing here"}"#, r#"{"ok": "nothing here"}"#),
+        ] {
+            let got = masked.mask_json(sent);
+            assert_eq!(got, shown);
+            serde_json::from_str::<serde_json::Value>(&got).unwrap();
+        }
+        // What holds no secret is the very text.
+        assert!(matches!(masked.mask_json("[1, \"x\"]"), Cow::Borrowed(_)));
+        // A key that is digits, echoed as a number: a string now.
+        let digits = Masked::new([Secret::new("123456")]);
+        assert_eq!(
+            digits.mask_json(r#"{"voip":123456,"n":9123456.5,"m":12345}"#),
+            r#"{"voip":"***","n":"9***.5","m":12345}"#
+        );
+        // A lone surrogate escape beside a secret reads as U+FFFD.
+        assert_eq!(
+            masked.mask_json(r#"["\ud83d s3cret"]"#),
+            "[\"\u{fffd} ***\"]"
+        );
+        // Not JSON: masked as text.
+        assert_eq!(masked.mask_json("{s3cret"), "{***");
+    }
+
+    /// A secret made of JSON's own characters, masked blindly, broke the
+    /// text: JSON stays JSON, and no string or number in it holds one.
+    #[test]
+    fn json_stays_json_whatever_the_secret() {
+        let sent = json!({"voip": "a\"b", "x": [":", ",", "\\", 1, "tail a\"b\\", "line\nbreak"], "\"": 1});
+        for secret in ["a\"b", ":", ",", "\\", "\"", "1", "n", "u"] {
+            let masked = Masked::new([Secret::new(secret)]);
+            for text in [
+                sent.to_string(),
+                serde_json::to_string_pretty(&sent).unwrap(),
+            ] {
+                let got = masked.mask_json(&text);
+                let read: serde_json::Value =
+                    serde_json::from_str(&got).unwrap_or_else(|e| panic!("{secret:?}: {got}: {e}"));
+                assert!(!holds(&read, secret), "{secret:?}: {got}");
+            }
+        }
+    }
+
+    /// Whether a string, a key or a scalar's text in `value` holds `secret`.
+    fn holds(value: &serde_json::Value, secret: &str) -> bool {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => s.contains(secret),
+            Value::Array(items) => items.iter().any(|v| holds(v, secret)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| k.contains(secret) || holds(v, secret)),
+            scalar => scalar.to_string().contains(secret),
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A `response` event's way into the journal: unwrap the payload (an object, or
 //! a JSON string holding one), parse it with the Voip24h vendor module, submit.
-//! An event the session does not know takes the same way: as the call event
+//! An event the session does not know takes the same way, the account's key
+//! and secret masked in it first ([`without_secrets`]): as the call event
 //! its first argument carries ([`carries_a_call_event`]), else wrapped with
 //! its name ([`unrecognised`]).
 //!
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::keep_alive::KeepAlive;
+use super::link::Masked;
 use super::warnings::SessionWarnings;
 use super::wire::Arg;
 use crate::app::Context;
@@ -110,6 +112,23 @@ fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
     } else {
         Ok(())
     }
+}
+
+/// `args` with the account's key and secret (`masked`) shown as `***`
+/// wherever they occur ([`Masked::mask_json`]: inside strings too, the JSON
+/// kept whole): an event the session does not know may be the vendor
+/// echoing what it was sent (the `sign` object back, "key <KEY> không hợp
+/// lệ"), and journaled as received it put them on Kafka for the topic's
+/// retention, on every screen of the account and in the journal's backups.
+pub fn without_secrets(args: Vec<Arg>, masked: &Masked) -> Vec<Arg> {
+    args.into_iter()
+        .filter_map(|arg| match masked.mask_json(arg.json()) {
+            Cow::Borrowed(_) => Some(arg),
+            // Masked JSON is JSON; were it not, the argument is replaced
+            // whole rather than journaled as received.
+            Cow::Owned(text) => Arg::from_json(&text).or_else(|| Arg::from_json("\"***\"")),
+        })
+        .collect()
 }
 
 /// An event the session does not know, as one `response`-like argument:

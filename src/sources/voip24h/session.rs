@@ -5,6 +5,10 @@
 //! session's own events, `say`, `signing`, `connecting`, …, never), and end on
 //! the first sign that the session is over.
 //!
+//! The account's key and secret never reach the journal in an event the
+//! session does not know, from whenever in the session it comes: they are
+//! `***` in its name and arguments, as in what the log and `/status` show.
+//!
 //! Guarantees: `sign` is sent only after the server acknowledged the namespace
 //! (a socket.io 4 server drops a connection that emits earlier); two `hello`s
 //! are never less than 10 s apart (the vendor: a loop under 10 s congests the
@@ -42,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{
     Received, ShuttingDown, carries_a_call_event, count_malformed, deliver_all, unrecognised,
+    without_secrets,
 };
 use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
@@ -374,11 +379,15 @@ impl Session<'_> {
         }
     }
 
-    /// Journals an event the session does not know: as the call event its
-    /// first argument carries, else as `vendor.unknown` ([`unrecognised`]);
-    /// each name is logged once per session (at most
+    /// Journals an event the session does not know, the account's key and
+    /// secret masked in its name and arguments ([`without_secrets`]): as the
+    /// call event its first argument carries, else as `vendor.unknown`
+    /// ([`unrecognised`]); each name is logged once per session (at most
     /// [`UNKNOWN_NAMES_LOGGED`] names), so that an operator can ask the vendor
-    /// what it is without the log repeating it per event.
+    /// what it is without the log repeating it per event. Before `connected`
+    /// too: an undocumented refusal of the sign-in comes then, and is the
+    /// vendor's word on it, relayed as any unknown event is (the contract
+    /// drops none); masked, it holds nothing the account's screens may not see.
     async fn deliver_unrecognised(
         &self,
         name: &str,
@@ -386,6 +395,10 @@ impl Session<'_> {
         drain_over: &CancellationToken,
         keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
+        let masked = Masked::of(self.config);
+        let name = masked.mask(name);
+        let name = name.as_str();
+        let args = without_secrets(args, &masked);
         let first_of_its_name = {
             let mut logged = self
                 .unknown_logged
@@ -837,6 +850,58 @@ mod tests {
             line["event"].as_str(),
             Some(crate::logging::excerpt(&name).as_str()),
             "{line}"
+        );
+        drop(session);
+        drop(reporter);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// An unknown event's name is the server's text too: one holding the
+    /// key is logged and journaled with it masked, as its arguments are.
+    #[tokio::test]
+    async fn an_unknown_event_name_holding_the_key_is_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
+                    key = \"KEY-CANARY\"\nsecret = \"SECRET-CANARY\"\n";
+        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
+        let config = config.voip24h[0].get_ref().clone();
+        let reporter = relay.ctx.status.upstream(
+            crate::event::Vendor::Voip24h,
+            "m",
+            "0",
+            Duration::from_secs(60),
+        );
+        let cancel = CancellationToken::new();
+        let session = Session {
+            config: &config,
+            ctx: &relay.ctx,
+            reporter: &reporter,
+            cancel: &cancel,
+            unknown_logged: Mutex::default(),
+            warnings: Default::default(),
+        };
+        let args = vec![Arg::from_json(r#"["SECRET-CANARY"]"#).unwrap()];
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let delivered = session
+            .deliver_unrecognised(
+                "badKEY-CANARY",
+                (args, time::OffsetDateTime::now_utc()),
+                &cancel,
+                None,
+            )
+            .await;
+        drop(guard);
+        assert!(delivered.is_ok());
+        let lines = logs.text();
+        assert!(lines.contains("bad***"), "{lines}");
+        assert!(!lines.contains("CANARY"), "{lines}");
+        let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
+        assert_eq!(journaled.len(), 1);
+        let event: Value = serde_json::from_slice(&journaled[0].json).unwrap();
+        assert_eq!(
+            event["data"]["raw"],
+            json!({"event": "bad***", "args": [["***"]]})
         );
         drop(session);
         drop(reporter);
