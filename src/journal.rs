@@ -332,6 +332,10 @@ pub struct Journal {
     /// forwarder meant to ask.
     #[cfg(test)]
     durable_cursor_writes: AtomicU64,
+    /// Test-only: cursor writes fail as on a full disk, while reads go on,
+    /// so a test meets a refused write with the file still in place.
+    #[cfg(test)]
+    cursor_writes_refused: AtomicBool,
 }
 
 /// The journal's write in progress, on its clock until dropped.
@@ -487,6 +491,8 @@ impl Journal {
             writing: BusyClock::idle(std::time::Instant::now()),
             #[cfg(test)]
             durable_cursor_writes: AtomicU64::new(0),
+            #[cfg(test)]
+            cursor_writes_refused: AtomicBool::new(false),
         };
         journal.presence.opened(&journal.path);
         journal.refresh_stats()?;

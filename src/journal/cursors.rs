@@ -75,6 +75,14 @@ impl Journal {
         state: StateWrite<'_>,
         durable: bool,
     ) -> Result<(), JournalError> {
+        #[cfg(test)]
+        if self
+            .cursor_writes_refused
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // ENOSPC: a refusal that is not the file's being gone.
+            return Err(super::storage(std::io::Error::from_raw_os_error(28)));
+        }
         let (_held, txn) = self.begin_state_write(durable)?;
         {
             let mut cursors = txn.open_table(CURSORS).map_err(storage)?;
@@ -101,6 +109,14 @@ impl Journal {
     pub(crate) fn durable_cursor_writes(&self) -> u64 {
         self.durable_cursor_writes
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Test-only: makes every cursor write fail (see `cursor_writes_refused`)
+    /// while `refused`.
+    #[cfg(test)]
+    pub(crate) fn refuse_cursor_writes(&self, refused: bool) {
+        self.cursor_writes_refused
+            .store(refused, std::sync::atomic::Ordering::Release);
     }
 
     pub fn remove_cursor(&self, name: &str) -> Result<(), JournalError> {

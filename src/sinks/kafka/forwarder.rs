@@ -399,6 +399,9 @@ impl Forwarder {
         // Read after the cursor: it only grows, and no other run of this
         // sink writes the cursor meanwhile.
         let last_seq = ctx.journal.last_seq();
+        // A stored cursor past the last seq whose correction could not be
+        // written, and why.
+        let mut unwritten = None;
         let cursor = match stored {
             // Not trusted as it is: the reader would wait past seqs that
             // are handed out next, so the events journaled up to it would
@@ -407,21 +410,26 @@ impl Forwarder {
                 // Written now, not with the first delivery: retention reads
                 // the file's cursor, and a restart before a delivery (Kafka
                 // down) would read the damaged one again and take the events
-                // journaled meanwhile as delivered. Said once written: a
-                // failed write fails the start, which is retried.
-                ctx.journal
-                    .set_cursor_keeping_state(CURSOR, last_seq, true)
-                    .map_err(|source| StartError::Correction {
-                        stored,
-                        last_seq,
-                        source: Box::new(source),
-                    })?;
-                tracing::error!(
-                    cursor = stored,
-                    last_seq,
-                    path = %ctx.journal.path().display(),
-                    "kafka sink: its stored cursor is past the journal's last seq (a damaged journal file): taken as the last seq, so the events journaled from now on reach Kafka; the events the journal holds are taken as delivered, as the cursor says, which a damaged cursor may not have been right about"
-                );
+                // journaled meanwhile as delivered. Said once written (the
+                // next try finds it corrected): a failed write fails the
+                // start, which is retried.
+                match ctx.journal.set_cursor_keeping_state(CURSOR, last_seq, true) {
+                    Ok(()) => say_cursor_past_last_seq(&ctx, stored, last_seq),
+                    // Once the file is gone no write ever lands, so a retry
+                    // would hold the sink for good, against delivering what
+                    // the open file holds. Nor is the write needed then:
+                    // retention refuses to run, and a restart opens whatever
+                    // file is at the path (a copy put back is corrected at
+                    // its own start).
+                    Err(error) if ctx.journal.is_file_gone() => unwritten = Some((stored, error)),
+                    Err(source) => {
+                        return Err(StartError::Correction {
+                            stored,
+                            last_seq,
+                            source: Box::new(source),
+                        });
+                    }
+                }
                 last_seq
             }
             stored => stored.unwrap_or(0),
@@ -435,7 +443,17 @@ impl Forwarder {
             Ok(None) => None,
             Err(e) => return Err(StartError::Read(e)),
         };
-        // Said once the start cannot fail any more (it is retried).
+        // Said once the start cannot fail any more (it is retried): a
+        // correction not written is met again at each try.
+        if let Some((stored, error)) = unwritten {
+            say_cursor_past_last_seq(&ctx, stored, last_seq);
+            tracing::warn!(
+                cursor = stored,
+                last_seq,
+                %error,
+                "kafka sink: its cursor's correction could not be written, as the journal's file is gone: it goes on from the last seq, held in memory; the file (and a copy of it put back) still holds the stored cursor, corrected again at the next start"
+            );
+        }
         if stored.is_some() {
             say_what_is_gone_past_the_cursor(cursor, ctx.journal.first_seq());
         }
@@ -1232,6 +1250,16 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// A stored cursor past the journal's last seq, taken as the last seq.
+fn say_cursor_past_last_seq(ctx: &Context, stored: u64, last_seq: u64) {
+    tracing::error!(
+        cursor = stored,
+        last_seq,
+        path = %ctx.journal.path().display(),
+        "kafka sink: its stored cursor is past the journal's last seq (a damaged journal file): taken as the last seq, so the events journaled from now on reach Kafka; the events the journal holds are taken as delivered, as the cursor says, which a damaged cursor may not have been right about"
+    );
 }
 
 /// A sink that starts with events between its stored cursor and the

@@ -94,12 +94,14 @@ const CURSOR_RETRY_MAX: Duration = Duration::from_secs(10);
 /// One forwarder, from the journal's cursor until `cancel`. A cursor that
 /// cannot be read (the journal closed while the writer opens it again after
 /// a failed commit), or whose correction cannot be written (a cursor past
-/// the last seq: [`forwarder::StartError`]), is tried again, every 1 s
-/// doubling to [`CURSOR_RETRY_MAX`], the sink shown not ready meanwhile,
-/// saying which: a sink started then (a reload, a panic restart) waited
-/// for a stop, and Kafka got nothing more until the next one, with the lag
-/// gauge frozen and the Kafka alerts silent. Read on the blocking pool: the
-/// journal may be reopening, for minutes on a slow disk.
+/// the last seq: [`forwarder::StartError`]; not once the journal's file is
+/// gone, where no write lands), is tried again, every 1 s doubling to
+/// [`CURSOR_RETRY_MAX`], the sink shown not ready meanwhile, saying which
+/// (at error when it starts or changes): a sink started then (a reload, a
+/// panic restart) waited for a stop, and Kafka got nothing more until the
+/// next one, with the lag gauge frozen and the Kafka alerts silent. Read on
+/// the blocking pool: the journal may be reopening, for minutes on a slow
+/// disk.
 async fn run_forwarder(
     config: KafkaConfig,
     ctx: Arc<Context>,
@@ -107,7 +109,8 @@ async fn run_forwarder(
     tuning: Tuning,
 ) {
     let mut wait = Duration::from_secs(1);
-    // Once the start failed: what to say when it no longer does.
+    // Once the start failed: what to say when it no longer does, one text
+    // per kind of failure.
     let mut failed: Option<&str> = None;
     loop {
         let (c, x) = (config.clone(), ctx.clone());
@@ -137,7 +140,10 @@ async fn run_forwarder(
             ),
         };
         let error = format!("{error}; trying again in {wait:?}");
-        if failed.is_some() {
+        // At error once per kind in a row: the retries of one add nothing
+        // but `/status` says them, while a failure that turns into another
+        // (the cursor read again, then its correction refused) is news.
+        if failed == Some(mended) {
             tracing::debug!(%error, "kafka sink cannot start yet");
         } else {
             tracing::error!(%error, "kafka sink cannot start yet");
@@ -232,10 +238,10 @@ mod tests {
 
     /// A cursor stored past the journal's last seq is corrected at start,
     /// and the correction written at once; a journal that refuses the write
-    /// (here its file was found gone, where reads go on) holds the start,
-    /// which the log and `/status` say as the failed write, naming the
-    /// cursor and the last seq. It was said as "cannot read the kafka
-    /// cursor", which pointed the operator at the read, which worked.
+    /// (here as a full disk would, reads going on) holds the start, which
+    /// the log and `/status` say as the failed write, naming the cursor and
+    /// the last seq. It was said as "cannot read the kafka cursor", which
+    /// pointed the operator at the read, which worked.
     #[tokio::test]
     async fn a_cursor_correction_that_cannot_be_written_is_said_as_such() {
         let dir = tempfile::tempdir().unwrap();
@@ -247,8 +253,7 @@ mod tests {
             .await
             .unwrap();
         ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
-        std::fs::remove_file(ctx.journal.path()).unwrap();
-        ctx.journal.check_file();
+        ctx.journal.refuse_cursor_writes(true);
         let (logs, guard) = crate::logging::tests_support::capture_json();
         let cancel = CancellationToken::new();
         let running = tokio::spawn(run_forwarder(
@@ -289,6 +294,135 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("cannot read"), "{line}");
+        stop(relay).await;
+    }
+
+    /// Once the journal's file is gone no write lands in it, the cursor's
+    /// correction neither, and none ever will: the sink goes on from the
+    /// last seq in memory and says once (warn) that the correction could not
+    /// be written. It tried again for good, not ready until a restart,
+    /// against the rule that a sink starting once the file is gone delivers
+    /// what the open file holds (b5cb633).
+    #[tokio::test]
+    async fn a_cursor_correction_refused_as_the_journal_file_is_gone_does_not_hold_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
+        ctx.ingest
+            .submit(crate::journal::tests_support::event("a"))
+            .await
+            .unwrap();
+        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+        std::fs::remove_file(ctx.journal.path()).unwrap();
+        ctx.journal.check_file();
+        assert!(ctx.journal.is_file_gone());
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run_forwarder(
+            config,
+            ctx.clone(),
+            cancel.clone(),
+            Tuning::default(),
+        ));
+
+        // The forwarder's own status says its cursor; the start's failure
+        // would have said none.
+        until(
+            "the sink started at the last seq",
+            Duration::from_secs(10),
+            || {
+                ctx.status
+                    .sinks()
+                    .get("kafka")
+                    .is_some_and(|s| s.detail["cursor"] == 1)
+            },
+        )
+        .await;
+        cancel.cancel();
+        running.await.unwrap();
+        drop(guard);
+        // What `Forwarder::new` says, on the blocking pool, is not captured
+        // here: see the forwarder's test of the same case.
+        let logged = logs.text();
+        assert!(!logged.contains("cannot start yet"), "{logged}");
+        // Read on from the file, which still holds the damaged cursor.
+        assert_eq!(ctx.journal.cursor(CURSOR).unwrap(), Some(50));
+        stop(relay).await;
+    }
+
+    /// Each start failure of another kind than the one before is said at
+    /// error, not only the first: a correction refused after a cursor that
+    /// could not be read was said only at debug and in `/status`.
+    #[tokio::test]
+    async fn a_start_failure_of_another_kind_is_said_at_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
+        ctx.ingest
+            .submit(crate::journal::tests_support::event("a"))
+            .await
+            .unwrap();
+        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+        ctx.journal.refuse_cursor_writes(true);
+        assert!(ctx.journal.close(Duration::from_secs(10)));
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run_forwarder(
+            config,
+            ctx.clone(),
+            cancel.clone(),
+            Tuning::default(),
+        ));
+        let within = Duration::from_secs(10);
+        let reason_is = |start: &str| {
+            ctx.status
+                .sinks()
+                .get("kafka")
+                .and_then(|s| s.reason.clone())
+                .is_some_and(|r| r.starts_with(start))
+        };
+
+        until("the read failed", within, || {
+            reason_is("cannot read the kafka cursor")
+        })
+        .await;
+        ctx.journal.reopen().unwrap();
+        until("the correction refused", within, || {
+            reason_is("cannot write the kafka cursor's correction")
+        })
+        .await;
+        ctx.journal.refuse_cursor_writes(false);
+        until("the sink started at the last seq", within, || {
+            ctx.status
+                .sinks()
+                .get("kafka")
+                .is_some_and(|s| s.detail["cursor"] == 1)
+        })
+        .await;
+        cancel.cancel();
+        running.await.unwrap();
+        drop(guard);
+        let logged = logs.text();
+        let failed: Vec<&str> = logged
+            .lines()
+            .filter(|l| l.contains("kafka sink cannot start yet"))
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .collect();
+        assert_eq!(failed.len(), 2, "{logged}");
+        assert!(
+            failed[0].contains("cannot read the kafka cursor"),
+            "{logged}"
+        );
+        assert!(
+            failed[1].contains("cannot write the kafka cursor's correction"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("the kafka cursor's correction is written: the kafka sink starts"),
+            "{logged}"
+        );
         stop(relay).await;
     }
 }

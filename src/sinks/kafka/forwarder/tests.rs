@@ -2043,6 +2043,45 @@ async fn a_cursor_past_the_journals_last_seq_is_said_and_taken_as_the_last_seq()
     fixture.stop().await;
 }
 
+/// Once the journal's file is gone the correction of a cursor past its
+/// last seq cannot be written, now or ever: the start goes on from the last
+/// seq, held in memory, and says so (the damage at error, the unwritten
+/// correction at warn, each once). It failed, retried for good.
+#[tokio::test]
+async fn a_cursor_correction_refused_as_the_journal_file_is_gone_is_said_and_the_start_goes_on() {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..5).await;
+    ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+    std::fs::remove_file(ctx.journal.path()).unwrap();
+    ctx.journal.check_file();
+    assert!(ctx.journal.is_file_gone());
+    let config = fixture.forwarder.config.clone();
+    let mut made = None;
+    let logged = crate::logging::tests_support::logged_json(|| {
+        made = Some(Forwarder::new(config, ctx.clone(), Tuning::default()));
+    });
+    let forwarder = match made {
+        Some(Ok(forwarder)) => forwarder,
+        Some(Err(error)) => panic!("the start failed: {error}"),
+        None => unreachable!(),
+    };
+    assert_eq!((forwarder.cursor, forwarder.next), (5, 5));
+    let lines = |part: &str| -> Vec<&str> { logged.lines().filter(|l| l.contains(part)).collect() };
+    let damage = lines("its stored cursor is past the journal's last seq");
+    assert_eq!(damage.len(), 1, "{logged}");
+    assert!(damage[0].contains("\"level\":\"ERROR\""), "{}", damage[0]);
+    let unwritten = lines("correction could not be written");
+    assert_eq!(unwritten.len(), 1, "{logged}");
+    let line = unwritten[0];
+    assert!(line.contains("\"level\":\"WARN\""), "{line}");
+    assert!(line.contains("as the journal's file is gone"), "{line}");
+    assert!(line.contains("\"cursor\":50"), "{line}");
+    assert!(line.contains("\"last_seq\":5"), "{line}");
+    assert_eq!(ctx.journal.cursor(CURSOR).unwrap(), Some(50), "not written");
+    fixture.stop().await;
+}
+
 /// The whole loop against the mock cluster: journaled events are sent, and
 /// the cursor passes them with their offsets, and the stop is clean. The
 /// tick is an hour (its first comes at once): events journaled while the
