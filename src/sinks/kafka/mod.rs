@@ -120,7 +120,14 @@ async fn run_forwarder(
         };
         let (error, mended) = match made {
             Ok(Ok(forwarder)) => {
-                if let Some(mended) = failed {
+                // A file found gone since is no mend: the start went on
+                // without writing (`Forwarder::new` said so at warn), and
+                // "the correction is written" would be false.
+                if ctx.journal.is_file_gone() && failed.is_some() {
+                    tracing::info!(
+                        "the kafka sink starts on what the open journal holds, its file gone"
+                    );
+                } else if let Some(mended) = failed {
                     tracing::info!("{mended}: the kafka sink starts");
                 }
                 return forwarder.run(cancel).await;
@@ -347,6 +354,65 @@ mod tests {
         let logged = logs.text();
         assert!(!logged.contains("cannot start yet"), "{logged}");
         // Read on from the file, which still holds the damaged cursor.
+        assert_eq!(ctx.journal.cursor(CURSOR).unwrap(), Some(50));
+        stop(relay).await;
+    }
+
+    /// A correction refused by the disk, then the file moved aside (what an
+    /// operator does on a full disk): the start goes on, and the log does
+    /// not say the correction was written, which the file still lacks
+    /// (review of 471dafa).
+    #[tokio::test]
+    async fn a_start_that_goes_on_once_the_file_is_gone_does_not_say_the_correction_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let ctx = relay.ctx.clone();
+        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
+        ctx.ingest
+            .submit(crate::journal::tests_support::event("a"))
+            .await
+            .unwrap();
+        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+        ctx.journal.refuse_cursor_writes(true);
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run_forwarder(
+            config,
+            ctx.clone(),
+            cancel.clone(),
+            Tuning::default(),
+        ));
+        until("the correction refused", Duration::from_secs(10), || {
+            ctx.status.sinks().get("kafka").is_some_and(|s| {
+                s.detail["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("cannot write the kafka cursor's correction"))
+            })
+        })
+        .await;
+        std::fs::remove_file(ctx.journal.path()).unwrap();
+        ctx.journal.check_file();
+        assert!(ctx.journal.is_file_gone());
+        until(
+            "the sink started at the last seq",
+            Duration::from_secs(10),
+            || {
+                ctx.status
+                    .sinks()
+                    .get("kafka")
+                    .is_some_and(|s| s.detail["cursor"] == 1)
+            },
+        )
+        .await;
+        cancel.cancel();
+        running.await.unwrap();
+        drop(guard);
+        let logged = logs.text();
+        assert!(
+            !logged.contains("correction is written"),
+            "a correction never written was said written: {logged}"
+        );
+        assert!(logged.contains("its file gone"), "{logged}");
         assert_eq!(ctx.journal.cursor(CURSOR).unwrap(), Some(50));
         stop(relay).await;
     }
