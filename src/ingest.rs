@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::busy_clock::BusyClock;
+use crate::busy_clock::{BusyClock, Started};
 use crate::event::{EventId, IncomingEvent, PreparedEvent};
 use crate::journal::{AppendOutcome, Journal, JournalError, JournaledEvent};
 use crate::metrics::Metrics;
@@ -185,11 +185,11 @@ impl WriterClocks {
         }
     }
 
-    fn reopen_ended(&self) {
+    fn reopen_ended(&self, started: Started) {
         let took = self.reopen.running_for().unwrap_or_default();
         let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         self.reopen_spent_ms.fetch_add(ms, Ordering::AcqRel);
-        self.reopen.stop();
+        self.reopen.stop(started);
     }
 
     /// A good commit: the reopens before it are over and done with.

@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::busy_clock::BusyClock;
+use crate::busy_clock::{BusyClock, Started};
 use crate::event::{EventHeader, EventId};
 use crate::log_throttle::LogThrottle;
 
@@ -338,19 +338,28 @@ pub struct Journal {
     cursor_writes_refused: AtomicBool,
 }
 
-/// The journal's write in progress, on its clock until dropped.
-struct Writing<'a>(&'a BusyClock);
+/// The journal's write in progress, on its clock until dropped. The drop
+/// may come after the next writer's start (redb wakes it inside `commit()`),
+/// which it then leaves running ([`BusyClock::stop`]).
+struct Writing<'a> {
+    clock: &'a BusyClock,
+    started: Option<Started>,
+}
 
 impl<'a> Writing<'a> {
     fn begun(clock: &'a BusyClock) -> Writing<'a> {
-        clock.start();
-        Writing(clock)
+        Writing {
+            clock,
+            started: Some(clock.start()),
+        }
     }
 }
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        self.0.stop();
+        if let Some(started) = self.started.take() {
+            self.clock.stop(started);
+        }
     }
 }
 
@@ -612,10 +621,25 @@ impl Journal {
         holding: tokio::sync::oneshot::Sender<()>,
         release: std::sync::mpsc::Receiver<()>,
     ) {
-        let (_held, txn) = self.begin_state_write(false).expect("a write transaction"); // ok: test-only
+        self.hold_writes_then(holding, release, || ());
+    }
+
+    /// Test-only: [`Journal::hold_writes_until`], running `after_end` once
+    /// the transaction has ended and before the write's clock is let go,
+    /// where an append updates the dedup index and builds its outcomes.
+    #[cfg(test)]
+    pub(crate) fn hold_writes_then(
+        &self,
+        holding: tokio::sync::oneshot::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+        after_end: impl FnOnce(),
+    ) {
+        let (held, txn) = self.begin_state_write(false).expect("a write transaction"); // ok: test-only
         let _ = holding.send(());
         let _ = release.recv();
         txn.abort().expect("aborted"); // ok: test-only
+        after_end();
+        drop(held);
     }
 
     /// Test-only: holds the lock a reopen holds while it reads the file

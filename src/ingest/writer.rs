@@ -77,7 +77,7 @@ pub(super) fn run(
             );
         }
         if !batch.is_empty() {
-            clocks.commit.start();
+            let started = clocks.commit.start();
             let committed = commit(
                 &mut batch,
                 store.as_ref(),
@@ -86,7 +86,7 @@ pub(super) fn run(
                 health,
                 &mut failures,
             );
-            clocks.commit.stop();
+            clocks.commit.stop(started);
             if committed {
                 clocks.committed();
             }
@@ -165,9 +165,9 @@ fn reopen(
     metrics: &Metrics,
     clocks: &WriterClocks,
 ) -> Result<(), crate::journal::JournalError> {
-    clocks.reopen.start();
+    let started = clocks.reopen.start();
     let reopened = store.recover();
-    clocks.reopen_ended();
+    clocks.reopen_ended(started);
     if reopened.is_ok() {
         publish_landed(store, hub, metrics, u64::MAX);
     }

@@ -244,22 +244,77 @@ async fn the_write_in_progress_is_timed_until_it_ends() {
         move || j.hold_writes_until(holding, held)
     });
     writes_held.await.unwrap();
-    let began = j.write_running_for().expect("a write in progress");
+    // Taken once the hold is known to be on the clock: it has run at least
+    // this long as long as nothing restarts it.
+    let held_since = std::time::Instant::now();
+    assert!(j.write_running_for().is_some(), "a write in progress");
+    // Not a wait for an event: the append must come later than the
+    // clock's millisecond, so that a restart by it shows.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let waiting = tokio::task::spawn_blocking({
         let j = j.clone();
         move || j.append_batch(&[event("a")]).map(drop)
     });
-    crate::app::tests_support::until("the clock goes on", Duration::from_secs(10), || {
-        j.write_running_for()
-            .is_some_and(|t| t > began + Duration::from_millis(20))
-    })
-    .await;
+    // Looked at throughout the append's first 100 ms, in which it reaches
+    // redb's wait for the transaction.
+    let looking = std::time::Instant::now();
+    while looking.elapsed() < Duration::from_millis(100) {
+        // In this order: the clock read after the time since the hold began.
+        let since_held = held_since.elapsed();
+        let running = j.write_running_for().expect("a write in progress");
+        assert!(
+            running >= since_held,
+            "the hold is timed from its start ({running:?} < {since_held:?}): the waiting append restarted the clock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(!waiting.is_finished(), "the append waits its turn");
     release.send(()).unwrap();
     holder.await.unwrap();
     waiting.await.unwrap().unwrap();
     assert_eq!(j.write_running_for(), None);
     assert_eq!(j.last_seq(), 1);
+}
+
+/// redb wakes the next writer inside a commit, and the write's clock is let
+/// go only after: the next write, started meanwhile, stays timed (the
+/// first's end cleared the clock, and a stop read the second write, 10 to
+/// 30 s on a slow disk, as no write at all: systemd was not asked to wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_ends_after_the_next_one_began_leaves_it_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(options(dir.path())).unwrap());
+    let (first_holding, first_held) = tokio::sync::oneshot::channel();
+    let (release_first, first_release) = std::sync::mpsc::channel();
+    let (second_began, first_lets_go) = std::sync::mpsc::channel::<()>();
+    let first = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || {
+            j.hold_writes_then(first_holding, first_release, move || {
+                let _ = first_lets_go.recv();
+            })
+        }
+    });
+    first_held.await.unwrap();
+    let (second_holding, second_held) = tokio::sync::oneshot::channel();
+    let (release_second, second_release) = std::sync::mpsc::channel();
+    let second = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || j.hold_writes_until(second_holding, second_release)
+    });
+    release_first.send(()).unwrap();
+    // The second has the transaction once the first's has ended; the
+    // first's clock is let go only after that.
+    second_held.await.unwrap();
+    second_began.send(()).unwrap();
+    first.await.unwrap();
+    assert!(
+        j.write_running_for().is_some(),
+        "the second write, still held, is timed"
+    );
+    release_second.send(()).unwrap();
+    second.await.unwrap();
+    assert_eq!(j.write_running_for(), None);
 }
 
 /// A stop's last step waits for a reader that lets go within the wait, then
