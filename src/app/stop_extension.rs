@@ -9,17 +9,22 @@
 //! a failed commit reads the whole file (127 s for a full 1 GiB journal at
 //! 150 IOPS) and held the stop likewise.
 //!
-//! Guarantees: while the awaited work runs, and the writer reports a reopen
-//! running for less than [`MAX_REOPEN`], or the journal a write running for
-//! at least [`SLOW_WRITE`] and less than [`COMMIT_LIMIT`] (the watchdog's
-//! bounds: beyond them the disk counts as hung), `EXTEND_TIMEOUT_USEC` (30
-//! s) and a `STATUS=` line naming the wait go out every [`RENEW_EVERY`] (the
-//! start's own pace and extension, [`super::opening`]); nothing is sent
-//! otherwise, so a hung disk, or a stop held by anything but the journal,
-//! gets systemd's own stop timeout again (30 s after the last extension, or
-//! `TimeoutStopSec`, whichever ends later); a relay not started by systemd
-//! sends nothing. A write counts only if it runs when the extension looks:
-//! on a slow disk the stop's writes follow one another closely enough.
+//! Guarantees: while the awaited work runs, the journal is looked at every
+//! [`LOOK_EVERY`]; at a look where the writer reports a reopen running for
+//! less than [`MAX_REOPEN`], or the journal a write running for at least
+//! [`SLOW_WRITE`] and less than [`COMMIT_LIMIT`] (the watchdog's bounds:
+//! beyond them the disk counts as hung), `EXTEND_TIMEOUT_USEC` (30 s) and a
+//! `STATUS=` line naming that look's wait go out, unless they went out less
+//! than [`RENEW_EVERY`] before (the start's own pace and extension,
+//! [`super::opening`]). So a slow write is told within about
+//! [`SLOW_WRITE`] + [`LOOK_EVERY`] of its start, or 10 s after the last
+//! extension, whichever is later. Nothing is sent otherwise, so a hung
+//! disk, or a stop held by anything but the journal, gets systemd's own
+//! stop timeout again (30 s after the last extension, or `TimeoutStopSec`,
+//! whichever ends later); a relay not started by systemd sends nothing. A
+//! write counts only if it runs at a look: a write shorter than
+//! [`SLOW_WRITE`] is not a slow disk's, and on a slow disk the stop's writes
+//! follow one another closely enough.
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,6 +35,12 @@ use super::watchdog::{COMMIT_LIMIT, MAX_REOPEN};
 /// How long a write must have run to count as slow (below it, a disk's
 /// usual commit: no reason to name in `STATUS=`).
 pub(super) const SLOW_WRITE: Duration = Duration::from_secs(1);
+
+/// How often the journal is looked at. A write counts only once it has run
+/// [`SLOW_WRITE`]: looked at only every [`RENEW_EVERY`], writes each in
+/// their first second at a look were never seen, and systemd killed the
+/// stop 30 s after the last extension.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// What holds the journal at one look.
 #[derive(Clone, Copy, Debug, Default)]
@@ -75,15 +86,22 @@ async fn extend_with<T>(
     mut say: impl FnMut(&str),
 ) -> T {
     tokio::pin!(work);
-    let mut tick = tokio::time::interval(RENEW_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut said_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
             out = &mut work => return out,
-            _ = tick.tick() => {
+            // The look's scheduled time, not the time it ran: a look a
+            // little late must not put the next extension off by a whole look.
+            at = look.tick() => {
+                if said_at.is_some_and(|said| at.duration_since(said) < RENEW_EVERY) {
+                    continue;
+                }
                 if let Some(status) = busy().status() {
                     say(&status);
+                    said_at = Some(at);
                 }
             }
         }
@@ -149,6 +167,41 @@ mod tests {
             let said = said_during_a_35_s_stop(writing(not_slow_or_hung)).await;
             assert!(said.is_empty(), "{not_slow_or_hung:?}: {said:?}");
         }
+    }
+
+    /// Writes one after another on a slow disk, each begun half a second
+    /// before a 10 s mark and ended before the next: a look only every
+    /// 10 s saw each in its first second, not yet slow, and sent nothing
+    /// in a stop of 45 s (systemd kills 30 s after the last extension).
+    /// Looked at every second, each is seen once it has run a second, and
+    /// the extension goes out then, at most every 10 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_in_its_first_second_at_a_look_is_seen_once_it_is_slow() {
+        let began = tokio::time::Instant::now();
+        let busy = move || {
+            // From 9.5 s on, a write begins every 10 s and runs 9.5 s.
+            let t = began.elapsed() + Duration::from_millis(500);
+            let into = Duration::from_millis(t.as_millis() as u64 % 10_000);
+            let writing = t >= Duration::from_secs(10) && into < Duration::from_millis(9_500);
+            JournalBusy {
+                reopen: None,
+                write: writing.then_some(into),
+            }
+        };
+        let said = RefCell::new(Vec::new());
+        let work = tokio::time::sleep(Duration::from_secs(45));
+        extend_with(work, busy, |s| {
+            said.borrow_mut()
+                .push((began.elapsed().as_secs_f64(), s.to_owned()))
+        })
+        .await;
+        let said = said.into_inner();
+        let at: Vec<f64> = said.iter().map(|(at, _)| *at).collect();
+        assert_eq!(at, [11.0, 21.0, 31.0, 41.0], "{said:?}");
+        assert_eq!(
+            said[0].1,
+            "stopping: waiting for a journal write, slow on this disk (1 s)"
+        );
     }
 
     const CHILD_DIR: &str = "CALLRELAY_STOP_EXTENSION_CHILD_DIR";
