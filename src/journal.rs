@@ -355,6 +355,14 @@ impl<'a> Writing<'a> {
     }
 }
 
+impl Writing<'_> {
+    /// Times the write from now on, what ran before it being no part of
+    /// the slow sync the clock's readers bound (a retention chunk's reads).
+    fn restart(&mut self) {
+        self.started = Some(self.clock.start());
+    }
+}
+
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
         if let Some(started) = self.started.take() {
@@ -599,7 +607,8 @@ impl Journal {
     /// How long the write in progress has run (a commit, a retention chunk,
     /// a cursor or a resume id save, the close), whichever part of the
     /// relay makes it; `None` when none runs. A slow disk's sync makes it
-    /// long, a hung disk longer without end.
+    /// long, a hung disk longer without end. A retention chunk's commit is
+    /// timed apart from the reads before it.
     pub fn write_running_for(&self) -> Option<Duration> {
         self.writing.running_for()
     }

@@ -10,7 +10,9 @@
 //! leave the in-memory index only once the pass's transaction committed;
 //! a pass that fails (a panic in redb too) hands back what its committed
 //! chunks removed, with its error; no chunk commits once the file is found
-//! gone (looked at before each and before its commit).
+//! gone (looked at before each and before its commit); a pass told to end
+//! ([`Journal::enforce_retention_while`]) reads no further record, and
+//! commits what its chunk removed so far.
 
 use std::sync::atomic::Ordering;
 
@@ -64,12 +66,13 @@ impl Journal {
         self.enforce_retention_while(active_sinks, || true)
     }
 
-    /// [`Journal::enforce_retention`], ending after the chunk in which
-    /// `go_on` turns false, with what it removed so far (the next pass goes
-    /// on from there). A pass that removes a long outage's events is
-    /// hundreds of chunks, an fsync each: a stop waited for all of it, past
-    /// systemd's stop timeout, and the kill meant a check of the whole
-    /// journal at the next start.
+    /// [`Journal::enforce_retention`], ending once `go_on` turns false,
+    /// with what it removed so far committed (the next pass goes on from
+    /// there): looked at before each chunk and each record of it. A pass
+    /// that removes a long outage's events is hundreds of chunks, an fsync
+    /// each: a stop waited for all of it, past systemd's stop timeout, and
+    /// the kill meant a check of the whole journal at the next start; and
+    /// one chunk of cold records reads for minutes.
     pub fn enforce_retention_while(
         &self,
         active_sinks: &[ActiveSink<'_>],
@@ -155,6 +158,9 @@ impl Journal {
             sinks.push((sink.name, cursor, &sink.held_up_to));
         }
         loop {
+            if !go_on() {
+                return Ok(());
+            }
             // Looked at before every chunk, not once a pass: a pass over a
             // long outage's events runs for minutes, and went on committing
             // into a file found gone meanwhile, under the copy the operator
@@ -162,7 +168,7 @@ impl Journal {
             self.refuse_if_found_gone()?;
             let mut chunk = RetentionReport::default();
             let db = self.db()?;
-            let (writing, txn) = self.begin_write(&db).map_err(storage)?;
+            let (mut writing, txn) = self.begin_write(&db).map_err(storage)?;
             let now_ms = now_ms();
             // What each sink holds, read once the transaction is ours: a
             // sink that lets go of its memory counts the held drops in a
@@ -193,6 +199,13 @@ impl Journal {
                 let mut removed = 0usize;
                 let mut done = true;
                 loop {
+                    // A stop ends the chunk here, with what it removed so
+                    // far: 5 000 cold records read for minutes, while the
+                    // stop's last commits and the close waited behind them.
+                    if !go_on() {
+                        done = false;
+                        break;
+                    }
                     let oldest = log
                         .first()
                         .map_err(storage)?
@@ -237,8 +250,9 @@ impl Journal {
                 }
                 // Dedup entries expire with the window, whether or not their
                 // event is still held (`max_size` may have dropped it); not
-                // while expiry is held (`hold_dedup_expiry`).
-                let expired = if self.dedup_expiry_held.load(Ordering::Acquire) {
+                // while expiry is held (`hold_dedup_expiry`), nor at a stop
+                // (its reads are as slow as the records'; the next pass's).
+                let expired = if self.dedup_expiry_held.load(Ordering::Acquire) || !go_on() {
                     Vec::new()
                 } else {
                     dedup::expire(
@@ -267,6 +281,11 @@ impl Journal {
             // for minutes, and its commit went into a file found gone
             // meanwhile (dropped, the transaction removes nothing).
             self.refuse_if_found_gone()?;
+            // Timed on its own from here, as ingest's commit is: counted
+            // with the reads before it, which have ended, a chunk of cold
+            // records passed the 2 minutes after which a stop takes a write
+            // for a hung disk and asks systemd for no more time.
+            writing.restart();
             txn.commit().map_err(storage)?;
             drop(writing);
             report.add_chunk(&chunk);

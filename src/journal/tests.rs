@@ -818,6 +818,60 @@ fn retention_keeps_what_a_sink_has_not_delivered() {
     assert_eq!(j.first_seq(), 11);
 }
 
+/// A stop ends a retention chunk between two records, not after its 5 000:
+/// a chunk of cold records reads for minutes, and a stop waited for it
+/// (the journal's close and ingest's last commits behind it) while its
+/// write counted as a hung disk after 2 minutes, with no extension of
+/// systemd's stop timeout. What it removed before is committed and counted;
+/// the next pass goes on from there.
+#[test]
+fn a_retention_pass_told_to_end_ends_within_its_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    let now = j.clock.now_ms();
+    let batch: Vec<_> = (0..100).map(|i| event(&format!("e{i}"))).collect();
+    j.append_batch_at(&batch, now).unwrap();
+    let later = now + 2 * 3_600_000;
+    let looks = std::sync::atomic::AtomicUsize::new(0);
+    let stop_after_a_few_looks = || looks.fetch_add(1, Ordering::Relaxed) < 10;
+    let r = j
+        .enforce_retention_reading(&[], || later, stop_after_a_few_looks)
+        .unwrap();
+    assert!(
+        (1..100).contains(&r.expired),
+        "the stop ended the chunk part-way: {r:?}"
+    );
+    assert_eq!(j.first_seq(), r.expired + 1);
+    assert_eq!(
+        j.dedup_entries(),
+        100,
+        "dedup expiry waits for the next pass"
+    );
+    let rest = j.enforce_retention_reading(&[], || later, || true).unwrap();
+    assert_eq!(r.expired + rest.expired, 100);
+    assert_eq!(j.dedup_entries(), 0);
+}
+
+/// A retention chunk's commit is timed from its own start, not with the
+/// reads before it; its end still stops the clock.
+#[test]
+fn a_restarted_write_is_timed_from_the_restart_until_it_ends() {
+    let clock = crate::busy_clock::BusyClock::idle(std::time::Instant::now());
+    let mut writing = Writing::begun(&clock);
+    // Not a wait for an event: the reads before the restart take time.
+    std::thread::sleep(Duration::from_millis(30));
+    let restarted = std::time::Instant::now();
+    writing.restart();
+    let running = clock.running_for().expect("the write is timed");
+    // Up to a millisecond over: the clock keeps its start in whole ones.
+    assert!(
+        running <= restarted.elapsed() + Duration::from_millis(1),
+        "timed from the restart: {running:?}"
+    );
+    drop(writing);
+    assert_eq!(clock.running_for(), None);
+}
+
 /// A run whose clock was a year ahead left an entry stamped a year ahead in
 /// front of everything journaled since: expiry stops at the first young
 /// entry, so it kept everything after it, and the dedup index grew.
@@ -1693,9 +1747,12 @@ fn a_chunk_and_one_more_over_max_size(dir: &Path) -> (Journal, u64, u64) {
 fn a_pass_commits_no_chunk_once_the_file_is_found_gone_and_hands_back_what_it_removed() {
     let dir = tempfile::tempdir().unwrap();
     let (j, t0, chunk) = a_chunk_and_one_more_over_max_size(dir.path());
-    // Deleted once the first chunk committed, between two chunks.
+    // Deleted once the first chunk committed, between two chunks (the
+    // pass asks whether to go on before each record too).
     let deleted = || {
-        let _ = std::fs::remove_file(dir.path().join("journal.redb"));
+        if j.first_seq() > 1 {
+            let _ = std::fs::remove_file(dir.path().join("journal.redb"));
+        }
         true
     };
     let (report, error) = *j
@@ -1764,9 +1821,10 @@ fn a_panic_in_a_pass_hands_back_what_its_committed_chunks_removed() {
     assert_eq!(next.dropped_undelivered, 1);
 }
 
-/// A stop asked during a pass ends it after the chunk in progress: a pass
-/// over a long outage's events is hundreds of chunks, and the stop waited
-/// for all of them.
+/// A stop asked between two chunks of a pass ends it there: a pass over a
+/// long outage's events is hundreds of chunks, and the stop waited for all
+/// of them. (One asked during a chunk ends that chunk too:
+/// `a_retention_pass_told_to_end_ends_within_its_chunk`.)
 #[test]
 fn a_pass_ends_after_the_chunk_in_which_it_is_asked_to_stop() {
     let dir = tempfile::tempdir().unwrap();
@@ -1777,8 +1835,9 @@ fn a_pass_ends_after_the_chunk_in_which_it_is_asked_to_stop() {
         .collect();
     j.append_batch_at(&old, t0).unwrap();
     let long_after = t0 + 30 * 24 * 3_600_000;
+    let until_the_first_chunk_committed = || j.first_seq() == 1;
     let report = j
-        .enforce_retention_reading(&[], || long_after, || false)
+        .enforce_retention_reading(&[], || long_after, until_the_first_chunk_committed)
         .unwrap();
     assert_eq!(report.expired, super::retention::RETENTION_CHUNK as u64);
     assert_eq!(j.first_seq(), super::retention::RETENTION_CHUNK as u64 + 1);
