@@ -6,7 +6,9 @@
 //! removes oldest first and counts what no sink had, in the same transaction
 //! as the removal (so the count survives a kill); dedup entries expire a
 //! minute after their window whether or not their event is still held, not
-//! while the relay holds their expiry ([`Journal::hold_dedup_expiry`]), and
+//! while the relay holds their expiry ([`Journal::hold_dedup_expiry`]) nor
+//! in a chunk a stop ended (left to the next pass; a lookup judges an
+//! entry's age itself, so one kept longer answers nothing), and
 //! leave the in-memory index only once the pass's transaction committed;
 //! a pass that fails (a panic in redb too) hands back what its committed
 //! chunks removed, with its error; no chunk commits once the file is found
