@@ -3,7 +3,18 @@
 //! same producer settings) to the same tansu broker, in the same run.
 //! Run: `cargo bench --bench kafka_forward` (needs tansu; see scripts/test.sh).
 //! Prints one line per round and the medians; docs/kafka.md holds the figures.
+//! While the sink drains, a probe task on the same runtime sleeps 1 ms at a
+//! time and notes how late each wake-up runs; each round prints the worst
+//! and the 99th percentile of those (timer granularity, up to about a
+//! millisecond, included), and the longest poll of the sink's task, in
+//! wall time and in its thread's CPU time. With one worker the probe shares
+//! the sink's only worker, so its worst lateness is about the sink's
+//! longest poll: what a webhook or a WebSocket frame on that worker would
+//! wait. The wall times count a worker thread the OS set aside (a busy
+//! machine); the CPU time is the poll's own work.
 //! Env: `KAFKA_BENCH_EVENTS` (default 100000), `KAFKA_BENCH_ROUNDS` (default 5),
+//! `KAFKA_BENCH_WORKERS`: the runtime's worker threads (default tokio's, one
+//! per CPU, or `TOKIO_WORKER_THREADS`),
 //! `KAFKA_BENCH_PERF_CTL`: a `perf record --control fifo:` path; the relay's
 //! forward phase alone is then profiled (filling the journal would dominate a
 //! whole-run profile):
@@ -15,7 +26,9 @@ mod tansu;
 #[path = "support/mod.rs"]
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use callrelay::app::{Context, Relay};
@@ -81,19 +94,76 @@ fn kafka_config(dir: &std::path::Path, brokers: &str, topic: &str) -> KafkaConfi
     load(dir, &text).kafka.expect("kafka section")
 }
 
-/// The relay's sink: from its first delivery report to its last (producer
-/// start-up, the same for both, is left out).
-async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
+/// How late a task on the runtime gets to run: it sleeps 1 ms at a time
+/// until `stop`, and gives how late each wake-up ran past its deadline.
+/// Spawned, so it runs on a worker (`block_on`'s future runs on the main
+/// thread, beside the workers).
+fn probe(stop: CancellationToken) -> tokio::task::JoinHandle<Vec<Duration>> {
+    tokio::spawn(async move {
+        let mut late = Vec::new();
+        while !stop.is_cancelled() {
+            let due = tokio::time::Instant::now() + Duration::from_millis(1);
+            tokio::time::sleep_until(due).await;
+            late.push(tokio::time::Instant::now().saturating_duration_since(due));
+        }
+        late
+    })
+}
+
+/// The worst and the 99th percentile of `late`, in ms.
+fn lateness_ms(mut late: Vec<Duration>) -> (f64, f64) {
+    late.sort();
+    let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let p99 = late.len().saturating_sub(1) * 99 / 100;
+    (ms(late.last()), ms(late.get(p99)))
+}
+
+/// What the relay's sink did in a round.
+struct Forwarded {
+    /// From its first delivery report to its last (producer start-up, the
+    /// same for both, is left out).
+    took: Duration,
+    /// How late the probe ran meanwhile (from the sink's start to its last
+    /// report), in ms: the worst and the 99th percentile.
+    late_max_ms: f64,
+    late_p99_ms: f64,
+    /// The longest poll of the sink's task over the same time, in ms: in
+    /// wall time, and in the CPU time of the thread it ran on.
+    longest_poll_ms: f64,
+    longest_poll_cpu_ms: f64,
+}
+
+/// The CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// The relay's sink draining the journal, with a probe on the runtime.
+async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Forwarded {
     let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
     let before = published.get();
     let cancel = CancellationToken::new();
+    let stop_probe = CancellationToken::new();
+    let probing = probe(stop_probe.clone());
     let started = Instant::now();
     perf_control("enable");
-    let task = tokio::spawn(callrelay::sinks::kafka::run(
+    let mut sink = Box::pin(callrelay::sinks::kafka::run(
         config,
         ctx.clone(),
         cancel.clone(),
     ));
+    let longest_ns = Arc::new(AtomicU64::new(0));
+    let longest_cpu_ns = Arc::new(AtomicU64::new(0));
+    let (longest, longest_cpu) = (longest_ns.clone(), longest_cpu_ns.clone());
+    let task = tokio::spawn(std::future::poll_fn(move |cx| {
+        let (began, began_cpu) = (Instant::now(), thread_cpu_ns());
+        let polled = sink.as_mut().poll(cx);
+        let took = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        longest.fetch_max(took, Ordering::Relaxed);
+        longest_cpu.fetch_max(thread_cpu_ns().saturating_sub(began_cpu), Ordering::Relaxed);
+        polled
+    }));
     let mut first = None;
     while published.get() < before + n {
         assert!(
@@ -109,9 +179,19 @@ async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Duration {
         .map(|f| f.elapsed())
         .unwrap_or_else(|| started.elapsed());
     perf_control("disable");
+    let longest_poll_ms = longest_ns.load(Ordering::Relaxed) as f64 / 1e6;
+    let longest_poll_cpu_ms = longest_cpu_ns.load(Ordering::Relaxed) as f64 / 1e6;
+    stop_probe.cancel();
+    let (late_max_ms, late_p99_ms) = lateness_ms(probing.await.expect("probe"));
     cancel.cancel();
     let _ = task.await;
-    took
+    Forwarded {
+        took,
+        late_max_ms,
+        late_p99_ms,
+        longest_poll_ms,
+        longest_poll_cpu_ms,
+    }
 }
 
 /// A plain FutureProducer with the same settings and the same records, timed
@@ -183,7 +263,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n = env_u64("KAFKA_BENCH_EVENTS", 100_000);
     let rounds = env_u64("KAFKA_BENCH_ROUNDS", 5);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = match std::env::var("KAFKA_BENCH_WORKERS") {
+        Ok(workers) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.parse().expect("KAFKA_BENCH_WORKERS: a count"))
+            .enable_all()
+            .build()
+            .expect("runtime"),
+        Err(_) => tokio::runtime::Runtime::new().expect("runtime"),
+    };
     runtime.block_on(async {
         let broker_dir = tempfile::tempdir().expect("tempdir");
         let broker = tansu::Tansu::memory(broker_dir.path());
@@ -191,8 +278,12 @@ fn main() {
         broker.create_topic("bench.relay", 3);
         let brokers = broker.brokers();
         let (mut plain_rates, mut relay_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        println!("| round | plain producer (events/s) | relay sink (events/s) | ratio |");
-        println!("|---|---|---|---|");
+        let (mut late_maxes, mut late_p99s) = (Vec::new(), Vec::new());
+        let (mut polls, mut polls_cpu) = (Vec::new(), Vec::new());
+        println!(
+            "| round | plain producer (events/s) | relay sink (events/s) | ratio | probe late, max (ms) | probe late, p99 (ms) | sink's longest poll, wall (ms) | sink's longest poll, CPU (ms) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         for round in 0..rounds {
             let dir = tempfile::tempdir().expect("tempdir");
             let relay = filled_relay(dir.path(), n).await;
@@ -207,8 +298,22 @@ fn main() {
                 let r = forward(&ctx, config.clone(), n).await;
                 (plain(&config, "bench.plain", &events).await, r)
             };
-            let (pr, rr) = ((n - 1) as f64 / p.as_secs_f64(), (n - 1) as f64 / r.as_secs_f64());
-            println!("| {round} | {pr:.0} | {rr:.0} | {:.2} |", rr / pr);
+            let (pr, rr) = (
+                (n - 1) as f64 / p.as_secs_f64(),
+                (n - 1) as f64 / r.took.as_secs_f64(),
+            );
+            println!(
+                "| {round} | {pr:.0} | {rr:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                rr / pr,
+                r.late_max_ms,
+                r.late_p99_ms,
+                r.longest_poll_ms,
+                r.longest_poll_cpu_ms
+            );
+            polls.push(r.longest_poll_ms);
+            polls_cpu.push(r.longest_poll_cpu_ms);
+            late_maxes.push(r.late_max_ms);
+            late_p99s.push(r.late_p99_ms);
             plain_rates.push(pr);
             ratios.push(rr / pr);
             relay_rates.push(rr);
@@ -220,6 +325,13 @@ fn main() {
             "\nmedian of {rounds} rounds, {n} events each: plain {pm:.0}/s, relay {rm:.0}/s, relay/plain = {:.2} (of the medians), {:.2} (median of the per-round ratios, the target's figure)",
             rm / pm,
             median(ratios)
+        );
+        println!(
+            "probe on the runtime while the sink drained: median of the rounds' worst lateness {:.1} ms, of their p99 {:.1} ms; the sink's longest poll, median of the rounds' {:.1} ms wall, {:.1} ms CPU",
+            median(late_maxes),
+            median(late_p99s),
+            median(polls),
+            median(polls_cpu)
         );
     });
 }
