@@ -14,7 +14,8 @@
 //! machine); the CPU time is the poll's own work.
 //! Env: `KAFKA_BENCH_EVENTS` (default 100000), `KAFKA_BENCH_ROUNDS` (default 5),
 //! `KAFKA_BENCH_WORKERS`: the runtime's worker threads (default tokio's, one
-//! per CPU, or `TOKIO_WORKER_THREADS`),
+//! per CPU, or `TOKIO_WORKER_THREADS`), `KAFKA_BENCH_RECORDS_PER_POLL`: the
+//! sink's `Tuning::records_per_poll` (default the sink's),
 //! `KAFKA_BENCH_PERF_CTL`: a `perf record --control fifo:` path; the relay's
 //! forward phase alone is then profiled (filling the journal would dominate a
 //! whole-run profile):
@@ -36,6 +37,7 @@ use callrelay::config::Config;
 use callrelay::event::{IncomingEvent, Transport};
 use callrelay::journal::JournaledEvent;
 use callrelay::sinks::kafka::config::KafkaConfig;
+use callrelay::sinks::kafka::forwarder::Tuning;
 use callrelay::sinks::kafka::producer::record;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::RDKafkaErrorCode;
@@ -148,10 +150,17 @@ async fn forward(ctx: &Arc<Context>, config: KafkaConfig, n: u64) -> Forwarded {
     let probing = probe(stop_probe.clone());
     let started = Instant::now();
     perf_control("enable");
-    let mut sink = Box::pin(callrelay::sinks::kafka::run(
+    let mut tuning = Tuning::default();
+    if let Ok(per_poll) = std::env::var("KAFKA_BENCH_RECORDS_PER_POLL") {
+        tuning.records_per_poll = per_poll
+            .parse()
+            .expect("KAFKA_BENCH_RECORDS_PER_POLL: a count");
+    }
+    let mut sink = Box::pin(callrelay::sinks::kafka::run_with(
         config,
         ctx.clone(),
         cancel.clone(),
+        tuning,
     ));
     let longest_ns = Arc::new(AtomicU64::new(0));
     let longest_cpu_ns = Arc::new(AtomicU64::new(0));

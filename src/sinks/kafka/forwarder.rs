@@ -32,7 +32,13 @@
 //!   in: offsets of another cluster are dropped, not read back from;
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
-//!   so an event already delivered is not sent a second time.
+//!   so an event already delivered is not sent a second time;
+//! - the loop yields its runtime worker after [`Tuning::records_per_poll`]
+//!   records handed over and reports taken, and looks at the stop and the
+//!   tick then: a catch-up (the journal far ahead of the cursor, after an
+//!   outage or at a start) handed over the whole read-ahead in one poll,
+//!   tens of milliseconds during which the webhooks and WebSocket frames
+//!   queued on that worker waited.
 //!
 //! This file holds the delivery loop (read, hand over, take reports in
 //! order); the rest is split by concern: `failure` (why forwarding stops and
@@ -98,6 +104,11 @@ use in_flight::{Entry, InFlight, State};
 pub struct Tuning {
     /// Records handed to librdkafka and not yet reported.
     pub max_in_flight: usize,
+    /// Records handed over plus reports taken in one poll of the
+    /// forwarder's task, at most (0 counts as 1); then it yields its
+    /// worker. A few µs each: 500 kept a catch-up's polls to 3–5 ms of CPU
+    /// at no cost in rate (docs/kafka.md, "Forward rate", 2026-12-07).
+    pub records_per_poll: usize,
     /// Events read from the journal per read.
     pub read_batch: usize,
     /// How often the cursor is written and the status refreshed.
@@ -135,6 +146,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             max_in_flight: 20_000,
+            records_per_poll: 500,
             read_batch: 2_048,
             tick: Duration::from_millis(250),
             shutdown_deadline: Duration::from_secs(10),
@@ -317,6 +329,9 @@ pub struct Forwarder {
     journaled_at_last_tick: u64,
     /// Last seq handed to the producer.
     next: u64,
+    /// Records handed over and reports taken since the loop last yielded
+    /// its worker (see [`Tuning::records_per_poll`]).
+    spent: usize,
     buffer: VecDeque<JournaledEvent>,
     /// Reads ahead of the producer; restarted from the cursor after a failure.
     reader: Option<Reader>,
@@ -490,6 +505,7 @@ impl Forwarder {
             offsets_written_at: None,
             journaled_at_last_tick: last_seq,
             next: cursor,
+            spent: 0,
             buffer: VecDeque::new(),
             reader: None,
             in_flight: InFlight::new(last_report_ms.clone()),
@@ -658,10 +674,31 @@ impl Forwarder {
         let mut tick = tokio::time::interval(self.tuning.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.budget_spent() {
+                // Every `records_per_poll`, not every record: a yield is a
+                // trip through the scheduler. While reports keep coming in
+                // the select below takes them before it looks at the tick,
+                // so the tick is looked at here too.
+                self.spent = 0;
+                tokio::task::yield_now().await;
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                if tick.tick().now_or_never().is_some()
+                    && let ControlFlow::Break(end) = self.on_tick(cancel).await
+                {
+                    return end;
+                }
+            }
             match self.fill(cancel).await {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(f) => return Some(f),
+            }
+            if self.budget_spent() {
+                // `fill` stopped at the budget with more to hand over: the
+                // select would wait for a report or the tick first.
+                continue;
             }
             let Some(reader) = self.reader.as_mut() else {
                 return Some(Failure::Journal(ReadError::Stopped));
@@ -672,8 +709,9 @@ impl Forwarder {
                 biased;
                 _ = cancel.cancelled() => return None,
                 Some(report) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    // Then every report already in, before refilling.
-                    if let Err(f) = self.on_report(report).and_then(|()| self.take_reports_in()) {
+                    // Then the reports already in, before refilling.
+                    self.spent += 1;
+                    if let Err(f) = self.on_report(report).and_then(|()| self.take_reports_within_budget()) {
                         return Some(f);
                     }
                 }
@@ -683,22 +721,33 @@ impl Forwarder {
                     None => return Some(Failure::Journal(ReadError::Stopped)),
                 },
                 _ = tick.tick() => {
-                    self.housekeeping().await;
-                    if self.stall_after_a_last_look().is_some()
-                        && Instant::now() >= self.next_stall_check
-                    {
-                        let check = self.stall_check();
-                        if let ControlFlow::Break(end) = self.stall_to_replace(check, cancel).await {
-                            return end;
-                        }
-                    } else if let ControlFlow::Break(end) = self.replace_if_wedged(cancel).await {
-                        // No stall is called while every broker is said to
-                        // be down, and a producer that dropped them all says
-                        // so for good: it was the producer.
+                    if let ControlFlow::Break(end) = self.on_tick(cancel).await {
                         return end;
                     }
                 }
             }
+        }
+    }
+
+    /// This poll's share of records handed over and reports taken is used
+    /// up: the loop yields its worker before it does more.
+    fn budget_spent(&self) -> bool {
+        // 0 as 1: no record at all would be handed over.
+        self.spent >= self.tuning.records_per_poll.max(1)
+    }
+
+    /// The loop's tick: housekeeping, then a stall or a wedged producer to
+    /// replace. `Break` ends `pump` as [`Forwarder::stall_to_replace`] says.
+    async fn on_tick(&mut self, cancel: &CancellationToken) -> ControlFlow<Option<Failure>> {
+        self.housekeeping().await;
+        if self.stall_after_a_last_look().is_some() && Instant::now() >= self.next_stall_check {
+            let check = self.stall_check();
+            self.stall_to_replace(check, cancel).await
+        } else {
+            // No stall is called while every broker is said to be down,
+            // and a producer that dropped them all says so for good: it
+            // was the producer.
+            self.replace_if_wedged(cancel).await
         }
     }
 
@@ -850,10 +899,11 @@ impl Forwarder {
             })
     }
 
-    /// Hands journaled events to the producer while there is room.
+    /// Hands journaled events to the producer while there is room, and
+    /// until the loop's budget for this poll is spent.
     /// `Ok(false)` when cancelled during a wait.
     async fn fill(&mut self, cancel: &CancellationToken) -> Result<bool, Failure> {
-        while self.in_flight.len() < self.tuning.max_in_flight {
+        while self.in_flight.len() < self.tuning.max_in_flight && !self.budget_spent() {
             if self.buffer.is_empty() {
                 let Some(reader) = self.reader.as_mut() else {
                     return Err(Failure::Journal(ReadError::Stopped));
@@ -963,6 +1013,7 @@ impl Forwarder {
             self.awaiting_reports_since = Instant::now();
         }
         self.in_flight.push_back(entry);
+        self.spent += 1;
     }
 
     fn skip(&mut self, seq: u64, topic: &str, error: &KafkaError, by: Refuser) {
@@ -1003,8 +1054,9 @@ impl Forwarder {
             .inc();
     }
 
-    /// Moves the cursor over a report in journal order.
-    /// Every report already in, in journal order, without waiting.
+    /// Every report already in, in journal order, without waiting: after a
+    /// stall check, before its verdict (a stall has few reports in; the
+    /// loop takes them within its budget).
     fn take_reports_in(&mut self) -> Result<(), Failure> {
         while let Some(Some(report)) = self.in_flight.next().now_or_never() {
             self.on_report(report)?;
@@ -1012,6 +1064,20 @@ impl Forwarder {
         Ok(())
     }
 
+    /// The reports already in, in journal order, without waiting, until the
+    /// loop's budget for this poll is spent; the rest are taken after it
+    /// yields.
+    fn take_reports_within_budget(&mut self) -> Result<(), Failure> {
+        while !self.budget_spent()
+            && let Some(Some(report)) = self.in_flight.next().now_or_never()
+        {
+            self.spent += 1;
+            self.on_report(report)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the cursor over a report in journal order.
     fn on_report(&mut self, report: Report) -> Result<(), Failure> {
         match report.outcome {
             Outcome::AlreadyInKafka(at) => {

@@ -2326,6 +2326,125 @@ async fn the_loop_reads_no_further_while_max_in_flight_are_unreported() {
     fixture.stop().await;
 }
 
+/// The most `read` (a count of the forwarder's work) rose between two runs
+/// of a task beside the forwarder: what the forwarder did in one poll of
+/// its task. On the current-thread runtime of a test the two alternate at
+/// each yield. Ends once the count reaches `upto`.
+fn most_in_one_poll(
+    read: impl Fn() -> u64 + Send + 'static,
+    upto: u64,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let (mut last, mut most) = (read(), 0);
+        while last < upto {
+            tokio::task::yield_now().await;
+            let now = read();
+            most = most.max(now.saturating_sub(last));
+            last = now;
+        }
+        most
+    })
+}
+
+/// Runs the forwarder's loop until `probe` ends, and gives what it found.
+async fn pump_beside(forwarder: &mut Forwarder, mut probe: tokio::task::JoinHandle<u64>) -> u64 {
+    let cancel = CancellationToken::new();
+    tokio::select! {
+        most = &mut probe => most.unwrap(),
+        end = forwarder.pump(&cancel) => panic!("the loop ended: {end:?}"),
+    }
+}
+
+/// A catch-up hands records over `records_per_poll` at a time, yielding
+/// its worker between: before, one poll handed over all the read-ahead
+/// (thousands of records, tens of milliseconds) while webhook handlers and
+/// WebSocket frames queued on that worker waited. All are handed over, in
+/// order.
+#[tokio::test]
+async fn a_catch_up_hands_over_records_per_poll_then_yields() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..100).await;
+    lingering(&mut fixture, 1_000).await;
+    fixture.forwarder.tuning.records_per_poll = 10;
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+    let producer = forwarder.producer.clone().unwrap();
+    // Nothing is delivered while the records linger: librdkafka holds
+    // every record handed over.
+    let handed_over = move || rdkafka::producer::Producer::in_flight_count(&producer) as u64;
+
+    let most = pump_beside(forwarder, most_in_one_poll(handed_over, 100)).await;
+
+    assert!(most <= 10, "{most} records handed over in one poll");
+    assert_eq!((forwarder.in_flight.len(), forwarder.next), (100, 100));
+    assert!(forwarder.buffer.is_empty());
+    fixture.stop().await;
+}
+
+/// A stop during a catch-up is looked at when the loop yields: it ends
+/// after one poll's records, the rest left in the buffer in order.
+#[tokio::test]
+async fn a_stop_during_a_catch_up_ends_the_loop_at_its_next_yield() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..100).await;
+    lingering(&mut fixture, 1_000).await;
+    fixture.forwarder.tuning.records_per_poll = 10;
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+    let producer = forwarder.producer.clone().unwrap();
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let stopper = tokio::spawn(async move {
+        while rdkafka::producer::Producer::in_flight_count(&producer) == 0 {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+    });
+
+    assert!(forwarder.pump(&cancel).await.is_none());
+
+    stopper.await.unwrap();
+    assert_eq!((forwarder.in_flight.len(), forwarder.next), (10, 10));
+    assert_eq!(forwarder.buffer.front().map(|e| e.seq), Some(11));
+    fixture.stop().await;
+}
+
+/// Reports that are in are taken `records_per_poll` at a time too, in
+/// journal order, every one moving the cursor.
+#[tokio::test]
+async fn reports_in_are_taken_records_per_poll_then_the_forwarder_yields() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..100).await;
+    with_producer(&mut fixture.forwarder).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.records_per_poll = 10;
+    for seq in 1..=100 {
+        let state = State::Settled {
+            outcome: delivered(seq),
+            done_ms: 0,
+        };
+        forwarder.hand_over(Entry {
+            seq,
+            topic: Arc::from(TOPIC),
+            received_at_ms: 0,
+            state,
+        });
+        forwarder.next = seq;
+    }
+    let published = forwarder.published.clone();
+
+    let most = pump_beside(forwarder, most_in_one_poll(move || published.get(), 100)).await;
+
+    assert!(most <= 10, "{most} reports taken in one poll");
+    assert_eq!(forwarder.cursor, 100);
+    assert!(forwarder.in_flight.is_empty());
+    assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&99));
+    fixture.stop().await;
+}
+
 /// A producer in librdkafka's fatal state refuses every record as it is
 /// handed over. That is a failure which replaces the producer, not a
 /// reason to skip the event: it is sent again by the next producer.
