@@ -385,7 +385,9 @@ async fn an_unknown_socket_event_is_relayed_as_vendor_unknown() {
 /// published with the key and the secret as `***`, inside strings too
 /// (one holding JSON text as well), the rest of its arguments as sent;
 /// before `connected` (the sign-in's own moment, where a refusal the
-/// vendor does not document would come) as after it. Before, `data.raw`
+/// vendor does not document would come) as after it; and so is a
+/// `response` the vendor module does not know (they went out as received
+/// until the review of c8af6af). Before, `data.raw`
 /// held them as received: on Kafka for the topic's retention, on every
 /// screen of the account, in the journal's backups (review of where
 /// secrets can go, 2026-12-07).
@@ -406,8 +408,13 @@ async fn an_unknown_event_echoing_the_sign_is_relayed_with_key_and_secret_masked
         json!([sign, format!("key {KEY} không hợp lệ"), nested, 7]),
     )
     .await;
+    // A `response` the vendor module does not know is the server's text
+    // too: its refusal, or the sign object echoed as a `response`.
+    let refusal = json!({"status": 401, "message": format!("key {KEY} không hợp lệ")});
+    peer.emit("response", json!([refusal])).await;
+    peer.emit("response", json!([sign.to_string()])).await;
     peer.emit("response", json!([call_event(1)])).await;
-    relay.wait_for_seq(3, WAIT).await;
+    relay.wait_for_seq(5, WAIT).await;
 
     let masked_sign = json!({"voip": "***", "secret": "***"});
     let events = relay.event_values();
@@ -431,6 +438,11 @@ async fn an_unknown_event_echoing_the_sign_is_relayed_with_key_and_secret_masked
                     7
                 ]})
             ),
+            (
+                &json!("vendor.unknown"),
+                &json!({"status": 401, "message": "key *** không hợp lệ"})
+            ),
+            (&json!("vendor.unknown"), &masked_sign),
             (&json!("call.ringing"), &call_event(1)),
         ],
         "socket.io {sio}"
@@ -449,7 +461,7 @@ async fn an_unknown_event_echoing_the_sign_is_relayed_with_key_and_secret_masked
     .expect("websocket connect in time")
     .expect("websocket connect");
     let mut published = 0;
-    while published < 3 {
+    while published < 5 {
         let frame = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut screen))
             .await
             .expect("a frame in time")

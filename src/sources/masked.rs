@@ -12,37 +12,62 @@
 //! [`Masked::mask_read`], which also drops the start of a secret at its end
 //! (masking shortens the text, so what follows a masked secret moves into
 //! what a cut keeps). A JSON text masked by [`Masked::mask_json`] is still
-//! JSON, with no secret in any string (however escaped) nor scalar, and is
-//! as written wherever none was.
+//! JSON, with no secret in any string (however escaped, and in the JSON
+//! text a string may hold, at any depth) nor scalar, and is as written
+//! wherever none was.
 
 use std::borrow::Cow;
 
 use crate::config::Secret;
 
 #[derive(Clone, Default)]
-pub struct Masked(Vec<Secret>);
+pub struct Masked {
+    /// Each secret's [`forms`], the longer secret first: one inside the
+    /// other leaves no part of either. Found once, not per text masked.
+    forms: Vec<Secret>,
+    /// Whether a secret has a character JSON escapes, or may (`/`): nested
+    /// in a JSON text a string holds, it is then written with more
+    /// backslashes than any of its forms has.
+    escapes: bool,
+}
 
 impl Masked {
     /// Empty secrets are left out: they would match everywhere.
     pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Masked {
         let mut secrets: Vec<Secret> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        // The longer first: one inside the other leaves no part of either.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
-        Masked(secrets)
+        let escapes = secrets
+            .iter()
+            .any(|secret| forms(secret)[2] != secret.expose());
+        Masked {
+            forms: secrets.iter().flat_map(forms).map(Secret::new).collect(),
+            escapes,
+        }
     }
 
     /// `text` with every secret in it shown as `***`, as written or as JSON
     /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`).
     pub fn mask(&self, text: &str) -> String {
         let mut text = text.to_owned();
-        for secret in &self.0 {
-            for form in forms(secret) {
-                if !form.is_empty() {
-                    text = text.replace(&form, "***");
-                }
+        for form in &self.forms {
+            // A search allocates nothing, a replacement a whole text.
+            if text.contains(form.expose()) {
+                text = text.replace(form.expose(), "***");
             }
         }
         text
+    }
+
+    /// Whether `json` may hold a secret, in a form [`mask`](Self::mask)
+    /// finds or behind escapes none of them has: a `\u` escape, a secret
+    /// with `/` written `a\/b/c`, or one with `"` in a JSON text inside a
+    /// string (`a\\\"b`). When not, [`mask_json`](Self::mask_json) is spared
+    /// its work per token, seconds of CPU for a frame of megabytes.
+    fn may_hold(&self, json: &str) -> bool {
+        !self.forms.is_empty()
+            && (json.contains("\\u")
+                || (self.escapes && json.contains('\\'))
+                || self.forms.iter().any(|form| json.contains(form.expose())))
     }
 
     /// As [`mask`](Self::mask), for a text read up to a limit with more
@@ -61,10 +86,9 @@ impl Masked {
         // Each start as masking left it: a secret's start holding another
         // whole secret (`abcd` of `abcdef`, with `cd`) reads `ab***`.
         let partial = self
-            .0
+            .forms
             .iter()
-            .flat_map(forms)
-            .filter_map(|form| longest_masked_start_at_end(&masked, &form, self))
+            .filter_map(|form| longest_masked_start_at_end(&masked, form.expose(), self))
             .max()
             .unwrap_or(0);
         masked.truncate(masked.len() - partial);
@@ -75,13 +99,18 @@ impl Masked {
     /// strings (keys and values) shown as `***`, masked as JSON rather than
     /// as text: the text replaced blindly could break the JSON (a secret
     /// with a `"`, one that is a number's digits) and missed one the server
-    /// wrote with `\u` escapes. Each string is decoded, masked and written again; a
-    /// number or literal holding a secret becomes the string of its masked
+    /// wrote with `\u` escapes. Each string is decoded, masked (as JSON in
+    /// turn when it holds a JSON text) and written again; a number or literal holding a secret becomes the string of its masked
     /// text. What holds none is left as written (number forms, escapes, key
     /// order, whitespace), so the text stays the server's but for the
     /// secrets. Text that is not JSON is masked as [`mask`](Self::mask) does.
     pub fn mask_json<'t>(&self, json: &'t str) -> Cow<'t, str> {
-        if self.0.is_empty() {
+        self.mask_json_within(json, 0)
+    }
+
+    /// [`mask_json`](Self::mask_json) for a JSON text `depth` strings deep.
+    fn mask_json_within<'t>(&self, json: &'t str, depth: usize) -> Cow<'t, str> {
+        if !self.may_hold(json) {
             return Cow::Borrowed(json);
         }
         if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err()
@@ -109,7 +138,7 @@ impl Masked {
             // Both ends are at an ASCII byte or the text's end: char
             // boundaries, so the slice cannot panic.
             let token = &json[at..end];
-            if let Some(masked) = self.mask_token(token) {
+            if let Some(masked) = self.mask_token(token, depth) {
                 out.push_str(&json[copied..at]);
                 out.push_str(&masked);
                 copied = end;
@@ -123,10 +152,19 @@ impl Masked {
         Cow::Owned(out)
     }
 
-    /// One token of a JSON text (a string with its quotes, or a number or
-    /// literal), as a JSON string with the secrets in it masked; `None`
-    /// when it holds none.
-    fn mask_token(&self, token: &str) -> Option<String> {
+    /// One token of a JSON text `depth` strings deep (a string with its
+    /// quotes, or a number or literal), as a JSON string with the secrets
+    /// in it masked; `None` when it holds none. A string holding a JSON
+    /// object, array or string is masked as JSON in turn: another
+    /// serializer may have `\u`-escaped the secret in it. Each such level
+    /// at least doubles the backslashes before its quotes, so a payload
+    /// under the limit nests some twenty deep at most; past
+    /// [`NESTED_JSON_MAX`] a string that may hold a secret behind an
+    /// escape goes whole.
+    fn mask_token(&self, token: &str, depth: usize) -> Option<String> {
+        if !self.may_hold(token) {
+            return None;
+        }
         let decoded = if token.starts_with('"') {
             decode_string(token)
         } else {
@@ -136,7 +174,17 @@ impl Masked {
             // Not a string JSON reads (not met in a text that parsed).
             return (self.mask(token) != token).then(|| "\"***\"".to_owned());
         };
-        let masked = self.mask(&decoded);
+        let holds_json =
+            token.starts_with('"') && decoded.trim_start().starts_with(['{', '[', '"']);
+        let masked = if !holds_json {
+            self.mask(&decoded)
+        } else if depth < NESTED_JSON_MAX {
+            self.mask_json_within(&decoded, depth + 1).into_owned()
+        } else if self.may_hold(&decoded) {
+            return Some("\"***\"".to_owned());
+        } else {
+            decoded.clone()
+        };
         if masked == decoded && self.mask(token) == token {
             return None;
         }
@@ -153,14 +201,16 @@ impl Masked {
     /// The most bytes one secret takes in a text, in any form [`mask`](Self::mask)
     /// finds: how far past a cut to read so that no secret straddles it.
     pub fn widest(&self) -> usize {
-        self.0
+        self.forms
             .iter()
-            .flat_map(forms)
-            .map(|form| form.len())
+            .map(|form| form.expose().len())
             .max()
             .unwrap_or(0)
     }
 }
+
+/// How many strings deep a JSON text inside a string is masked as JSON.
+const NESTED_JSON_MAX: usize = 8;
 
 /// The length, as `masked` shows it, of the longest proper start of `form`
 /// that the masked text ends with, if any.
@@ -299,6 +349,50 @@ mod tests {
                 assert!(!holds(&read, secret), "{secret:?}: {got}");
             }
         }
+    }
+
+    /// A JSON text inside a string inside a string (…), each level written
+    /// by another serializer: the secret `\u`-escaped in the innermost
+    /// leaked, as only the first level was decoded (review of c8af6af).
+    /// Each level is JSON still, and reads the secret nowhere.
+    #[test]
+    fn json_inside_strings_is_masked_at_every_level() {
+        let masked = Masked::new([Secret::new("k/3f9a"), Secret::new("s3cret")]);
+        let mut text = r#"{"voip":"\u006b\/3f9a","secret":"s3\u0063ret"}"#.to_owned();
+        for level in 1..=6 {
+            text = json!({ "sign": text, "n": 7 }).to_string();
+            let got = masked.mask_json(&text);
+            let mut read: serde_json::Value = serde_json::from_str(&got).unwrap();
+            for _ in 0..level {
+                assert_eq!(read["n"], 7, "level {level}: {got}");
+                let inner = read["sign"].as_str().unwrap_or_else(|| panic!("{got}"));
+                read = serde_json::from_str(inner).unwrap();
+            }
+            assert_eq!(read, json!({"voip": "***", "secret": "***"}), "{got}");
+        }
+        // A string holding a number keeps its quotes as they were.
+        let digits = Masked::new([Secret::new("123456")]);
+        assert_eq!(digits.mask_json(r#"["123456"]"#), r#"["***"]"#);
+    }
+
+    /// What is not worth masking is left at once; a secret written in a form
+    /// none of [`forms`] is (one `/` of two escaped) still is masked.
+    #[test]
+    fn json_without_a_secret_or_an_escape_is_left_as_it_is() {
+        let masked = Masked::new([Secret::new("a/b/c")]);
+        assert!(matches!(
+            masked.mask_json(r#"{"u":"x/y\/z"}"#),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(masked.mask_json(r#"["a\/b/c"]"#), r#"["***"]"#);
+        assert_eq!(masked.mask_json(r#"["a/b\/c"]"#), r#"["***"]"#);
+        // A `"` is `\"` in the secret's escaped form, `\\\"` a level deeper.
+        let quoted = Masked::new([Secret::new("a\"b")]);
+        let nested = json!({ "sign": json!({ "voip": "a\"b" }).to_string() }).to_string();
+        assert_eq!(
+            quoted.mask_json(&nested),
+            r#"{"sign":"{\"voip\":\"***\"}"}"#
+        );
     }
 
     /// Whether a string, a key or a scalar's text in `value` holds `secret`.

@@ -3,7 +3,8 @@
 //! An event the session does not know takes the same way, the account's key
 //! and secret masked in it first ([`without_secrets`]): as the call event
 //! its first argument carries ([`carries_a_call_event`]), else wrapped with
-//! its name ([`unrecognised`]).
+//! its name ([`unrecognised`]). A payload the vendor module does not know
+//! either, journaled as `vendor.unknown`, is masked alike.
 //!
 //! Guarantees: a payload that cannot be read is counted in
 //! `callrelay_upstream_malformed_total` and logged (its size, never its text),
@@ -30,7 +31,7 @@ use super::link::Masked;
 use super::warnings::SessionWarnings;
 use super::wire::Arg;
 use crate::app::Context;
-use crate::event::{IncomingEvent, RawPayload, Transport, Vendor};
+use crate::event::{IncomingEvent, RawPayload, Transport, UNKNOWN_TYPE, Vendor, VendorEvent};
 use crate::ingest::IngestError;
 use crate::vendors;
 use crate::vendors::voip24h::parse_call_event;
@@ -149,6 +150,15 @@ pub fn unrecognised(name: &str, args: &[Arg]) -> Option<Arg> {
     Arg::from_json(&text)
 }
 
+/// The length of [`unrecognised`]'s text for `name` and `args`, found
+/// without writing it.
+pub fn unrecognised_len(name: &str, args: &[Arg]) -> usize {
+    let name = Value::String(name.to_owned()).to_string().len();
+    let commas = args.len().saturating_sub(1);
+    let args: usize = args.iter().map(|arg| arg.json().len()).sum();
+    r#"{"event":,"args":[]}"#.len() + name + args + commas
+}
+
 /// Whether the first of `args` (an event of another name than `response`)
 /// reads as a call event the vendor's parser knows: Voip24h says its socket
 /// also carries missed calls without naming the event, and wrapped as
@@ -161,9 +171,7 @@ pub fn carries_a_call_event(ctx: &Context, args: &[Arg]) -> bool {
         .and_then(|(payload, _)| parse_call_event(&payload).ok())
         // A call id too: an undocumented event that only says `state` is
         // not taken for a call's.
-        .is_some_and(|event| {
-            event.event_type != crate::event::UNKNOWN_TYPE && event.subject.is_some()
-        })
+        .is_some_and(|event| event.event_type != UNKNOWN_TYPE && event.subject.is_some())
 }
 
 /// Counts a message from the server that could not be read.
@@ -177,10 +185,39 @@ pub fn count_malformed(ctx: &Context, account: &str) {
 /// One event's arguments and when they arrived (its receive time).
 pub type Received = (Vec<Arg>, OffsetDateTime);
 
+/// `event`, of a payload the vendor module does not know, and its `raw`,
+/// with the account's key and secret (`masked`) shown as `***`: a
+/// `response` with none of the fields the vendor documents may be its
+/// refusal ("key <KEY> không hợp lệ") or the `sign` object echoed back. Its
+/// identity is the masked payload's, as a `vendor.unknown` wrapper's is.
+fn unknown_without_secrets(
+    event: VendorEvent,
+    raw: RawPayload,
+    masked: &Masked,
+) -> (VendorEvent, RawPayload) {
+    let text = match &raw {
+        RawPayload::Json(text) => Cow::Borrowed(text.get()),
+        RawPayload::Fields(value) => Cow::Owned(value.to_string()),
+    };
+    let Cow::Owned(text) = masked.mask_json(&text) else {
+        return (event, raw);
+    };
+    match vendors::text::parse_json(&text) {
+        Ok((value, read)) => (vendors::unknown_event(&value), raw_payload(&read, &value)),
+        // Masked JSON is JSON; were it not, the payload goes whole rather
+        // than as received.
+        Err(_) => {
+            let value = Value::String("***".into());
+            (vendors::unknown_event(&value), RawPayload::Fields(value))
+        }
+    }
+}
+
 /// Parses and journals `responses` (each one event's arguments) in one
 /// commit, in order; returns how many were events (the malformed are counted
 /// and skipped). Commit errors are retried, the whole group each time so that
-/// their order holds, until `give_up` fires.
+/// their order holds, until `give_up` fires. One the vendor module does not
+/// know is journaled with the account's key and secret (`masked`) masked.
 pub async fn deliver_all(
     ctx: &Arc<Context>,
     account: &str,
@@ -188,15 +225,21 @@ pub async fn deliver_all(
     give_up: &CancellationToken,
     mut keep_alive: Option<&mut KeepAlive<'_>>,
     warnings: &SessionWarnings,
+    masked: &Masked,
 ) -> Result<usize, ShuttingDown> {
     let max_bytes = payload_limit(ctx.config.load().server.max_body.get_ref().get());
     let mut events = Vec::with_capacity(responses.len());
     for (args, arrived) in responses {
-        let parsed = read_payload(args, max_bytes).and_then(|(payload, raw)| {
-            parse_call_event(&payload)
-                .map(|event| (event, raw))
-                .map_err(|e| Malformed::Parse(e.0))
-        });
+        let parsed =
+            read_payload(args, max_bytes).and_then(|(payload, raw)| {
+                match parse_call_event(&payload) {
+                    Ok(event) if event.event_type == UNKNOWN_TYPE => {
+                        Ok(unknown_without_secrets(event, raw, masked))
+                    }
+                    Ok(event) => Ok((event, raw)),
+                    Err(e) => Err(Malformed::Parse(e.0)),
+                }
+            });
         match parsed {
             Ok((event, raw)) => events.push(IncomingEvent {
                 vendor: Vendor::Voip24h,
@@ -360,6 +403,7 @@ mod tests {
             &CancellationToken::new(),
             None,
             &warnings,
+            &Masked::default(),
         )
         .await;
         drop(guard);
@@ -398,8 +442,13 @@ mod tests {
             wrapped.json(),
             r#"{"event":"mi\"ssed","args":[{"b": 1.0e3, "a":[]},7]}"#
         );
+        assert_eq!(
+            unrecognised_len("mi\"ssed", &[arg(r#"{"b": 1.0e3, "a":[]}"#), arg("7")]),
+            wrapped.json().len()
+        );
         let empty = unrecognised("ping2", &[]).unwrap();
         assert_eq!(empty.json(), r#"{"event":"ping2","args":[]}"#);
+        assert_eq!(unrecognised_len("ping2", &[]), empty.json().len());
         let (value, _) = read_payload(&[empty], 1024).unwrap();
         assert_eq!(
             parse_call_event(&value).unwrap().event_type,
