@@ -183,6 +183,38 @@ mod tests {
     use super::*;
     use crate::app::tests_support::{relay_in, stop, until};
 
+    /// A relay whose journal holds one event (seq 1) and a Kafka cursor
+    /// stored at 50, past it (damage), with a mock cluster for the sink.
+    async fn one_event_and_a_cursor_past_it(
+        dir: &std::path::Path,
+    ) -> (crate::app::Relay, tests_support::Mock, KafkaConfig) {
+        let relay = relay_in(dir, "").await;
+        let (mock, _, config) = tests_support::mock_topic("callrelay.events");
+        relay
+            .ctx
+            .ingest
+            .submit(crate::journal::tests_support::event("a"))
+            .await
+            .unwrap();
+        relay.ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
+        (relay, mock, config)
+    }
+
+    /// The sink's start loop, as `run` spawns it, with a token to stop it.
+    fn spawn_sink(
+        config: KafkaConfig,
+        ctx: &Arc<Context>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run_forwarder(
+            config,
+            ctx.clone(),
+            cancel.clone(),
+            Tuning::default(),
+        ));
+        (cancel, running)
+    }
+
     /// A cursor the sink cannot read at start (here the journal is closed
     /// under it, as while the writer opens it again after a failed commit)
     /// shows the sink not ready in `/status`, saying why; once the journal
@@ -195,13 +227,7 @@ mod tests {
         let ctx = relay.ctx.clone();
         let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
         assert!(ctx.journal.close(Duration::from_secs(10)));
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run_forwarder(
-            config,
-            ctx.clone(),
-            cancel.clone(),
-            Tuning::default(),
-        ));
+        let (cancel, running) = spawn_sink(config, &ctx);
 
         let within = Duration::from_secs(10);
         until("the sink shown", within, || {
@@ -252,23 +278,11 @@ mod tests {
     #[tokio::test]
     async fn a_cursor_correction_that_cannot_be_written_is_said_as_such() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = relay_in(dir.path(), "").await;
+        let (relay, _mock, config) = one_event_and_a_cursor_past_it(dir.path()).await;
         let ctx = relay.ctx.clone();
-        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
-        ctx.ingest
-            .submit(crate::journal::tests_support::event("a"))
-            .await
-            .unwrap();
-        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
         ctx.journal.refuse_cursor_writes(true);
         let (logs, guard) = crate::logging::tests_support::capture_json();
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run_forwarder(
-            config,
-            ctx.clone(),
-            cancel.clone(),
-            Tuning::default(),
-        ));
+        let (cancel, running) = spawn_sink(config, &ctx);
 
         let within = Duration::from_secs(10);
         until("the sink shown", within, || {
@@ -313,25 +327,13 @@ mod tests {
     #[tokio::test]
     async fn a_cursor_correction_refused_as_the_journal_file_is_gone_does_not_hold_the_start() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = relay_in(dir.path(), "").await;
+        let (relay, _mock, config) = one_event_and_a_cursor_past_it(dir.path()).await;
         let ctx = relay.ctx.clone();
-        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
-        ctx.ingest
-            .submit(crate::journal::tests_support::event("a"))
-            .await
-            .unwrap();
-        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
         std::fs::remove_file(ctx.journal.path()).unwrap();
         ctx.journal.check_file();
         assert!(ctx.journal.is_file_gone());
         let (logs, guard) = crate::logging::tests_support::capture_json();
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run_forwarder(
-            config,
-            ctx.clone(),
-            cancel.clone(),
-            Tuning::default(),
-        ));
+        let (cancel, running) = spawn_sink(config, &ctx);
 
         // The forwarder's own status says its cursor; the start's failure
         // would have said none.
@@ -365,23 +367,11 @@ mod tests {
     #[tokio::test]
     async fn a_start_that_goes_on_once_the_file_is_gone_does_not_say_the_correction_written() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = relay_in(dir.path(), "").await;
+        let (relay, _mock, config) = one_event_and_a_cursor_past_it(dir.path()).await;
         let ctx = relay.ctx.clone();
-        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
-        ctx.ingest
-            .submit(crate::journal::tests_support::event("a"))
-            .await
-            .unwrap();
-        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
         ctx.journal.refuse_cursor_writes(true);
         let (logs, guard) = crate::logging::tests_support::capture_json();
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run_forwarder(
-            config,
-            ctx.clone(),
-            cancel.clone(),
-            Tuning::default(),
-        ));
+        let (cancel, running) = spawn_sink(config, &ctx);
         until("the correction refused", Duration::from_secs(10), || {
             ctx.status.sinks().get("kafka").is_some_and(|s| {
                 s.detail["last_error"]
@@ -423,24 +413,12 @@ mod tests {
     #[tokio::test]
     async fn a_start_failure_of_another_kind_is_said_at_error() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = relay_in(dir.path(), "").await;
+        let (relay, _mock, config) = one_event_and_a_cursor_past_it(dir.path()).await;
         let ctx = relay.ctx.clone();
-        let (_mock, _, config) = tests_support::mock_topic("callrelay.events");
-        ctx.ingest
-            .submit(crate::journal::tests_support::event("a"))
-            .await
-            .unwrap();
-        ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
         ctx.journal.refuse_cursor_writes(true);
         assert!(ctx.journal.close(Duration::from_secs(10)));
         let (logs, guard) = crate::logging::tests_support::capture_json();
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run_forwarder(
-            config,
-            ctx.clone(),
-            cancel.clone(),
-            Tuning::default(),
-        ));
+        let (cancel, running) = spawn_sink(config, &ctx);
         let within = Duration::from_secs(10);
         let reason_is = |start: &str| {
             ctx.status
