@@ -117,6 +117,7 @@ impl Masked {
             && crate::vendors::text::parse_json(json).is_err()
         {
             return match self.mask(json) {
+                _ if self.hidden_behind_escapes(json) => Cow::Owned("***".to_owned()),
                 masked if masked == json => Cow::Borrowed(json),
                 masked => Cow::Owned(masked),
             };
@@ -152,6 +153,28 @@ impl Masked {
         Cow::Owned(out)
     }
 
+    /// Whether `text`, which is not JSON to decode, shows a secret once its
+    /// JSON escapes are read, at any number of levels: [`mask`](Self::mask)
+    /// finds a secret only as written, and one escaped inside a fragment of
+    /// JSON (`sign {"voip":"\u006b3f9a"} invalid`) would go out as it is.
+    fn hidden_behind_escapes(&self, text: &str) -> bool {
+        if !self.may_hold(text) || !text.contains('\\') {
+            return false;
+        }
+        let mut read = text.to_owned();
+        for _ in 0..=NESTED_JSON_MAX {
+            let unescaped = read_escapes(&read);
+            if unescaped == read {
+                break;
+            }
+            read = unescaped;
+            if self.forms.iter().any(|form| read.contains(form.expose())) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// One token of a JSON text `depth` strings deep (a string with its
     /// quotes, or a number or literal), as a JSON string with the secrets
     /// in it masked; `None` when it holds none. A string holding a JSON
@@ -177,6 +200,12 @@ impl Masked {
         let holds_json =
             token.starts_with('"') && decoded.trim_start().starts_with(['{', '[', '"']);
         let masked = if !holds_json {
+            // Text around a JSON fragment, or a JSON text cut short, is no
+            // JSON to decode; a secret `\u`-escaped in it goes whole
+            // (review of 7943619).
+            if self.hidden_behind_escapes(&decoded) {
+                return Some("\"***\"".to_owned());
+            }
             self.mask(&decoded)
         } else if depth < NESTED_JSON_MAX {
             self.mask_json_within(&decoded, depth + 1).into_owned()
@@ -253,6 +282,62 @@ fn scalar_end(bytes: &[u8], start: usize) -> usize {
 /// The text of a JSON string token; a lone surrogate escape (a JavaScript
 /// server's string cut through an emoji) read as U+FFFD, as `data.raw`
 /// reads it.
+/// `text` with each JSON escape read (`\uXXXX`, a surrogate pair too, and
+/// `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`); anything else is
+/// kept as it is. Leniently, for text that is not JSON to decode.
+fn read_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let mut chars = after.chars();
+        let (read, used) = match chars.next() {
+            Some('u') => match after
+                .get(1..5)
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            {
+                Some(high @ 0xD800..=0xDBFF) => {
+                    let low = after
+                        .get(5..7)
+                        .filter(|esc| *esc == "\\u")
+                        .and_then(|_| after.get(7..11))
+                        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                        .filter(|low| (0xDC00..=0xDFFF).contains(low));
+                    match low {
+                        Some(low) => (
+                            char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)),
+                            11,
+                        ),
+                        None => (Some('\u{FFFD}'), 5),
+                    }
+                }
+                Some(code) => (char::from_u32(code).or(Some('\u{FFFD}')), 5),
+                None => (None, 0),
+            },
+            Some(c @ ('"' | '\\' | '/')) => (Some(c), 1),
+            Some('b') => (Some('\u{8}'), 1),
+            Some('f') => (Some('\u{c}'), 1),
+            Some('n') => (Some('\n'), 1),
+            Some('r') => (Some('\r'), 1),
+            Some('t') => (Some('\t'), 1),
+            _ => (None, 0),
+        };
+        match read {
+            Some(c) => {
+                out.push(c);
+                rest = &after[used..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn decode_string(token: &str) -> Option<String> {
     if let Ok(text) = serde_json::from_str::<String>(token) {
         return Some(text);
@@ -370,6 +455,15 @@ mod tests {
             }
             assert_eq!(read, json!({"voip": "***", "secret": "***"}), "{got}");
         }
+        // JSON that does not parse as JSON, inside a string or as the whole
+        // text: a secret escaped in it is found all the same, and what
+        // holds it goes whole.
+        let fragment = json!(["sign {\"voip\":\"\\u006b\\/3f9a\"} invalid", 7]).to_string();
+        assert_eq!(masked.mask_json(&fragment), r#"["***",7]"#);
+        let cut = r#"{"voip":"\u006b\/3f9a","sec"#;
+        assert_eq!(masked.mask_json(cut), "***");
+        let harmless = json!(["C:\\users\\k", 7]).to_string();
+        assert_eq!(masked.mask_json(&harmless), harmless);
         // A string holding a number keeps its quotes as they were.
         let digits = Masked::new([Secret::new("123456")]);
         assert_eq!(digits.mask_json(r#"["123456"]"#), r#"["***"]"#);
