@@ -275,6 +275,21 @@ pub enum StartError {
         last_seq: u64,
         source: Box<JournalError>,
     },
+    /// The blocking task reading the cursor ended without an answer (the
+    /// runtime shutting down): said as a read that failed.
+    #[error("cannot read the kafka cursor: {0}")]
+    Joined(#[source] tokio::task::JoinError),
+}
+
+impl StartError {
+    /// What to say once a start that failed so no longer does; one text
+    /// per kind of failure, so a failure of another kind is told apart.
+    pub fn mended(&self) -> &'static str {
+        match self {
+            StartError::Read(_) | StartError::Joined(_) => "the kafka cursor is readable again",
+            StartError::Correction { .. } => "the kafka cursor's correction is written",
+        }
+    }
 }
 
 /// The forwarder's whole state; `run` drives it until cancelled.

@@ -109,8 +109,8 @@ async fn run_forwarder(
     tuning: Tuning,
 ) {
     let mut wait = Duration::from_secs(1);
-    // Once the start failed: what to say when it no longer does, one text
-    // per kind of failure.
+    // Once the start failed: what to say when it no longer does
+    // (`StartError::mended`, one text per kind of failure).
     let mut failed: Option<&str> = None;
     loop {
         let (c, x) = (config.clone(), ctx.clone());
@@ -118,7 +118,7 @@ async fn run_forwarder(
             made = tokio::task::spawn_blocking(move || Forwarder::new(c, x, tuning)) => made,
             () = cancel.cancelled() => break,
         };
-        let (error, mended) = match made {
+        let error = match made {
             Ok(Ok(forwarder)) => {
                 // A file found gone since is no mend: the start went on
                 // without writing (`Forwarder::new` said so at warn), and
@@ -132,20 +132,12 @@ async fn run_forwarder(
                 }
                 return forwarder.run(cancel).await;
             }
-            Ok(Err(error)) => {
-                let mended = match error {
-                    StartError::Read(_) => "the kafka cursor is readable again",
-                    StartError::Correction { .. } => "the kafka cursor's correction is written",
-                };
-                (error.to_string(), mended)
-            }
+            Ok(Err(error)) => error,
             // A panic in it is the forwarder's: restarted as one.
             Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
-            Err(joined) => (
-                format!("cannot read the kafka cursor: {joined}"),
-                "the kafka cursor is readable again",
-            ),
+            Err(joined) => StartError::Joined(joined),
         };
+        let mended = error.mended();
         let error = format!("{error}; trying again in {wait:?}");
         // At error once per kind in a row: the retries of one add nothing
         // but `/status` says them, while a failure that turns into another
