@@ -8,10 +8,13 @@
 //! and the 99th percentile of those (timer granularity, up to about a
 //! millisecond, included), and the longest poll of the sink's task, in
 //! wall time and in its thread's CPU time. With one worker the probe shares
-//! the sink's only worker, so its worst lateness is about the sink's
-//! longest poll: what a webhook or a WebSocket frame on that worker would
-//! wait. The wall times count a worker thread the OS set aside (a busy
-//! machine); the CPU time is the poll's own work.
+//! the sink's only worker: its lateness is what a webhook or a WebSocket
+//! frame on that worker would wait, and it can be many times the sink's
+//! longest poll (148–320 ms late against polls of 30–57 ms before
+//! 2026-12-07, docs/kafka.md, "Forward rate"): a worker that always has a
+//! task to run looks at its timers only every few dozen polls. The wall
+//! times count a worker thread the OS set aside (a busy machine); the CPU
+//! time is the poll's own work.
 //! Env: `KAFKA_BENCH_EVENTS` (default 100000), `KAFKA_BENCH_ROUNDS` (default 5),
 //! `KAFKA_BENCH_WORKERS`: the runtime's worker threads (default tokio's, one
 //! per CPU, or `TOKIO_WORKER_THREADS`), `KAFKA_BENCH_RECORDS_PER_POLL`: the

@@ -38,7 +38,9 @@
 //!   tick then: a catch-up (the journal far ahead of the cursor, after an
 //!   outage or at a start) handed over the whole read-ahead in one poll,
 //!   tens of milliseconds during which the webhooks and WebSocket frames
-//!   queued on that worker waited.
+//!   queued on that worker waited; the drains of reports (a recovery's, a
+//!   stop's, the one after a stall or wedge check) count against the same
+//!   budget and yield too.
 //!
 //! This file holds the delivery loop (read, hand over, take reports in
 //! order); the rest is split by concern: `failure` (why forwarding stops and
@@ -104,9 +106,10 @@ use in_flight::{Entry, InFlight, State};
 pub struct Tuning {
     /// Records handed to librdkafka and not yet reported.
     pub max_in_flight: usize,
-    /// Records handed over plus reports taken in one poll of the
-    /// forwarder's task, at most (0 counts as 1); then it yields its
-    /// worker. A few µs each: 500 kept a catch-up's polls to 3–5 ms of CPU
+    /// Records handed over plus reports taken since the forwarder's task
+    /// last yielded its worker, at most (0 counts as 1); then it yields.
+    /// The count is reset only at a yield of its own, not at every poll:
+    /// a wait that returns `Pending` in between does not reset it. A few µs each: 500 kept a catch-up's polls to 3–5 ms of CPU
     /// at no cost in rate (docs/kafka.md, "Forward rate", 2026-12-07).
     pub records_per_poll: usize,
     /// Events read from the journal per read.
@@ -344,8 +347,8 @@ pub struct Forwarder {
     journaled_at_last_tick: u64,
     /// Last seq handed to the producer.
     next: u64,
-    /// Records handed over and reports taken since the loop last yielded
-    /// its worker (see [`Tuning::records_per_poll`]).
+    /// Records handed over and reports taken since the task last yielded
+    /// its worker, in the loop or a drain (see [`Tuning::records_per_poll`]).
     spent: usize,
     buffer: VecDeque<JournaledEvent>,
     /// Reads ahead of the producer; restarted from the cursor after a failure.
@@ -694,15 +697,20 @@ impl Forwarder {
                 // trip through the scheduler. While reports keep coming in
                 // the select below takes them before it looks at the tick,
                 // so the tick is looked at here too.
-                self.spent = 0;
-                tokio::task::yield_now().await;
+                self.yield_worker().await;
                 if cancel.is_cancelled() {
                     return None;
                 }
-                if tick.tick().now_or_never().is_some()
-                    && let ControlFlow::Break(end) = self.on_tick(cancel).await
-                {
-                    return end;
+                if tick.tick().now_or_never().is_some() {
+                    // As the select would, reports before the tick: with
+                    // the budget spent on hand-overs alone, a report in but
+                    // not taken started a stall check of up to 15 s.
+                    if let Err(f) = self.take_reports_within_budget() {
+                        return Some(f);
+                    }
+                    if let ControlFlow::Break(end) = self.on_tick(cancel).await {
+                        return end;
+                    }
                 }
             }
             match self.fill(cancel).await {
@@ -744,11 +752,28 @@ impl Forwarder {
         }
     }
 
-    /// This poll's share of records handed over and reports taken is used
-    /// up: the loop yields its worker before it does more.
+    /// The share of records handed over and reports taken since the task
+    /// last yielded its worker is used up: it yields before it does more.
     fn budget_spent(&self) -> bool {
         // 0 as 1: no record at all would be handed over.
         self.spent >= self.tuning.records_per_poll.max(1)
+    }
+
+    async fn yield_worker(&mut self) {
+        self.spent = 0;
+        tokio::task::yield_now().await;
+    }
+
+    /// Counts a report a drain took (a recovery's, a stop's, the one after
+    /// a stall or wedge check) and yields the worker once the budget is
+    /// spent. A report is a futures oneshot, which tokio's coop budget does
+    /// not count: the 20,000 reports of a dropped producer's purge, all in
+    /// at once, were settled in one poll.
+    async fn drained_one(&mut self) {
+        self.spent += 1;
+        if self.budget_spent() {
+            self.yield_worker().await;
+        }
     }
 
     /// The loop's tick: housekeeping, then a stall or a wedged producer to
@@ -800,7 +825,7 @@ impl Forwarder {
         };
         self.say_minimum_unknown(&found);
         self.say_unwritable(&found);
-        if let Err(f) = self.take_reports_in() {
+        if let Err(f) = self.take_reports_in().await {
             return ControlFlow::Break(Some(f));
         }
         if !found.healthy {
@@ -915,7 +940,7 @@ impl Forwarder {
     }
 
     /// Hands journaled events to the producer while there is room, and
-    /// until the loop's budget for this poll is spent.
+    /// until the budget since the last yield is spent.
     /// `Ok(false)` when cancelled during a wait.
     async fn fill(&mut self, cancel: &CancellationToken) -> Result<bool, Failure> {
         while self.in_flight.len() < self.tuning.max_in_flight && !self.budget_spent() {
@@ -1069,18 +1094,21 @@ impl Forwarder {
             .inc();
     }
 
-    /// Every report already in, in journal order, without waiting: after a
-    /// stall check, before its verdict (a stall has few reports in; the
-    /// loop takes them within its budget).
-    fn take_reports_in(&mut self) -> Result<(), Failure> {
+    /// Every report already in, in journal order, without waiting for one:
+    /// after a stall or wedge check, before its verdict. The check may take
+    /// 15 s and thousands of reports may be in by then: the worker is
+    /// yielded every `records_per_poll` of them, and those that come in
+    /// meanwhile are taken too.
+    async fn take_reports_in(&mut self) -> Result<(), Failure> {
         while let Some(Some(report)) = self.in_flight.next().now_or_never() {
             self.on_report(report)?;
+            self.drained_one().await;
         }
         Ok(())
     }
 
     /// The reports already in, in journal order, without waiting, until the
-    /// loop's budget for this poll is spent; the rest are taken after it
+    /// budget since the last yield is spent; the rest are taken after it
     /// yields.
     fn take_reports_within_budget(&mut self) -> Result<(), Failure> {
         while !self.budget_spent()

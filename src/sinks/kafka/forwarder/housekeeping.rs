@@ -179,7 +179,7 @@ impl Forwarder {
         let Some(found) = self.wait_publishing(check, cancel).await else {
             return ControlFlow::Break(None);
         };
-        if let Err(f) = self.take_reports_in() {
+        if let Err(f) = self.take_reports_in().await {
             return ControlFlow::Break(Some(f));
         }
         let now = Instant::now();

@@ -90,6 +90,7 @@ impl Forwarder {
                 tokio::time::timeout_at(deadline, self.in_flight.next()).await
             {
                 broken = self.settle(report, broken);
+                self.drained_one().await;
             }
         }
         // Reports that did not come within the settle deadline: a broker
@@ -99,8 +100,10 @@ impl Forwarder {
         self.requests_may_land = !fatal && !self.in_flight.is_empty();
         if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
             self.drop_producer().await;
+            // The purge's reports are all in at once.
             while let Some(report) = self.in_flight.next().await {
                 broken = self.settle(report, broken);
+                self.drained_one().await;
             }
         }
         // Set only now: a report drained above was delivered before this

@@ -20,7 +20,11 @@ impl Forwarder {
         loop {
             tokio::select! {
                 report = tokio::time::timeout_at(deadline, self.in_flight.next()) => match report {
-                    Ok(Some(report)) => broken = self.settle(report, broken),
+                    Ok(Some(report)) => {
+                        broken = self.settle(report, broken);
+                        // A reload stops the sink while the webhooks run on.
+                        self.drained_one().await;
+                    }
                     _ => break,
                 },
                 _ = tick.tick() => self.publish_status(),

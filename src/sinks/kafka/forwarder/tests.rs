@@ -2329,13 +2329,18 @@ async fn the_loop_reads_no_further_while_max_in_flight_are_unreported() {
 /// The most `read` (a count of the forwarder's work) rose between two runs
 /// of a task beside the forwarder: what the forwarder did in one poll of
 /// its task. On the current-thread runtime of a test the two alternate at
-/// each yield. Ends once the count reaches `upto`.
-fn most_in_one_poll(
+/// each yield. Ends once the count reaches `upto`; returned once the task
+/// has taken its first reading, so that the forwarder's first poll is
+/// counted too (else a forwarder that never yields is read only after it
+/// is done, as having done nothing).
+async fn most_in_one_poll(
     read: impl Fn() -> u64 + Send + 'static,
     upto: u64,
 ) -> tokio::task::JoinHandle<u64> {
-    tokio::spawn(async move {
+    let (started, first_read) = tokio::sync::oneshot::channel();
+    let probe = tokio::spawn(async move {
         let (mut last, mut most) = (read(), 0);
+        let _ = started.send(());
         while last < upto {
             tokio::task::yield_now().await;
             let now = read();
@@ -2343,7 +2348,9 @@ fn most_in_one_poll(
             last = now;
         }
         most
-    })
+    });
+    first_read.await.unwrap();
+    probe
 }
 
 /// Runs the forwarder's loop until `probe` ends, and gives what it found.
@@ -2374,7 +2381,7 @@ async fn a_catch_up_hands_over_records_per_poll_then_yields() {
     // every record handed over.
     let handed_over = move || rdkafka::producer::Producer::in_flight_count(&producer) as u64;
 
-    let most = pump_beside(forwarder, most_in_one_poll(handed_over, 100)).await;
+    let most = pump_beside(forwarder, most_in_one_poll(handed_over, 100).await).await;
 
     assert!(most <= 10, "{most} records handed over in one poll");
     assert_eq!((forwarder.in_flight.len(), forwarder.next), (100, 100));
@@ -2436,12 +2443,150 @@ async fn reports_in_are_taken_records_per_poll_then_the_forwarder_yields() {
     }
     let published = forwarder.published.clone();
 
-    let most = pump_beside(forwarder, most_in_one_poll(move || published.get(), 100)).await;
+    let most = pump_beside(
+        forwarder,
+        most_in_one_poll(move || published.get(), 100).await,
+    )
+    .await;
 
     assert!(most <= 10, "{most} reports taken in one poll");
     assert_eq!(forwarder.cursor, 100);
     assert!(forwarder.in_flight.is_empty());
     assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&99));
+    fixture.stop().await;
+}
+
+/// `n` records in flight whose reports are in (delivered), as a dropped
+/// producer's purge or a drain finds them: all ready at once.
+fn reports_in(forwarder: &mut Forwarder, n: u64) {
+    for seq in 1..=n {
+        let state = State::Settled {
+            outcome: delivered(seq),
+            done_ms: 0,
+        };
+        forwarder.hand_over(Entry {
+            seq,
+            topic: Arc::from(TOPIC),
+            received_at_ms: 0,
+            state,
+        });
+        forwarder.next = seq;
+    }
+}
+
+/// A recovery's drains settle the reports in `records_per_poll` at a time,
+/// yielding between: the reports of a dropped producer's purge (up to
+/// 20,000) are all in at once, and were settled in one poll while the
+/// webhooks queued on that worker waited. Each moves the cursor, in order,
+/// before a failure that neither breaks the run nor is fatal (the drain
+/// within the settle deadline) and after a fatal one (the drain after the
+/// producer is dropped).
+#[tokio::test]
+async fn a_recovery_settles_reports_records_per_poll_then_yields() {
+    for failure in [
+        Failure::Journal(ReadError::Stopped),
+        Failure::Create(retriable()),
+    ] {
+        let mut fixture = Fixture::new().await;
+        let ctx = fixture.ctx();
+        journal(&ctx, 0..100).await;
+        with_producer(&mut fixture.forwarder).await;
+        let forwarder = &mut fixture.forwarder;
+        forwarder.tuning.records_per_poll = 10;
+        reports_in(forwarder, 100);
+        let published = forwarder.published.clone();
+        let probe = most_in_one_poll(move || published.get(), 100).await;
+        let fatal = failure.is_fatal();
+
+        forwarder.recover(failure).await;
+
+        let most = probe.await.unwrap();
+        assert!(
+            most <= 10,
+            "{most} reports settled in one poll (fatal: {fatal})"
+        );
+        assert_eq!((forwarder.cursor, forwarder.next), (100, 100));
+        assert_eq!(forwarder.offsets.of(TOPIC).get(&0), Some(&99));
+        fixture.stop().await;
+    }
+}
+
+/// A stop's drain settles the reports in `records_per_poll` at a time: a
+/// reload stops the sink while the webhooks go on on the same workers.
+/// All still move the cursor, written durably and clean.
+#[tokio::test]
+async fn a_stop_settles_reports_records_per_poll_then_yields() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..100).await;
+    with_producer(&mut fixture.forwarder).await;
+    fixture.forwarder.tuning.records_per_poll = 10;
+    reports_in(&mut fixture.forwarder, 100);
+    let published = fixture.forwarder.published.clone();
+    let probe = most_in_one_poll(move || published.get(), 100).await;
+    let Fixture { peers, forwarder } = fixture;
+
+    forwarder.shutdown().await;
+
+    let most = probe.await.unwrap();
+    assert!(most <= 10, "{most} reports settled in one poll");
+    let (cursor, state) = written(&ctx);
+    assert_eq!(cursor, Some(100));
+    assert!(state.expect("a durable state").clean);
+    peers.stop().await;
+}
+
+/// The reports in after a stall or wedge check (which may take 15 s) are
+/// taken `records_per_poll` at a time too, every one before the verdict.
+#[tokio::test]
+async fn reports_in_after_a_check_are_taken_records_per_poll_then_yields() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..100).await;
+    with_producer(&mut fixture.forwarder).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.records_per_poll = 10;
+    reports_in(forwarder, 100);
+    let published = forwarder.published.clone();
+    let probe = most_in_one_poll(move || published.get(), 100).await;
+
+    forwarder.take_reports_in().await.unwrap();
+
+    let most = probe.await.unwrap();
+    assert!(most <= 10, "{most} reports taken in one poll");
+    assert_eq!(forwarder.cursor, 100);
+    assert!(forwarder.in_flight.is_empty());
+    fixture.stop().await;
+}
+
+/// When hand-overs alone spend the budget, the tick run at the yield comes
+/// after the reports in, as the select's order has it: a report in but not
+/// taken left the stall clocks running and could start a stall check. Here
+/// the first tick's cursor write carries the report's move.
+#[tokio::test]
+async fn the_tick_at_a_yield_comes_after_the_reports_in() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..100).await;
+    lingering(&mut fixture, 1_000).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.records_per_poll = 10;
+    // The tick is due only once, at the first yield, within the test.
+    forwarder.tuning.tick = WITHIN;
+    reports_in(forwarder, 1);
+    forwarder
+        .buffer
+        .extend(ctx.journal.read_after(1, 100).unwrap());
+    let last = ctx.journal.last_seq();
+    forwarder.reader = Some(super::super::reader::Reader::start(ctx.clone(), last, 16));
+    let producer = forwarder.producer.clone().unwrap();
+    let handed_over = move || rdkafka::producer::Producer::in_flight_count(&producer) as u64;
+
+    // Past the first yield (10 counted, the report's entry among them).
+    pump_beside(forwarder, most_in_one_poll(handed_over, 19).await).await;
+
+    assert_eq!(forwarder.cursor, 1);
+    assert_eq!(written(&ctx).0, Some(1), "the tick's write");
     fixture.stop().await;
 }
 
@@ -3084,7 +3229,7 @@ async fn a_producer_is_replaced_as_stuck_only_after_two_verdicts_apart() {
     // Record 1 delivered, and the flag set again before a tick saw it clear.
     forwarder.wedged_first = thirty_seconds_ago();
     assert!(report.send(delivered(1)).is_ok());
-    forwarder.take_reports_in().unwrap();
+    forwarder.take_reports_in().await.unwrap();
     assert_eq!(forwarder.cursor, 1);
     forwarder
         .health
