@@ -14,7 +14,8 @@
 //! what a cut keeps). A JSON text masked by [`Masked::mask_json`] is still
 //! JSON, with no secret in any string (however escaped, and in the JSON
 //! text a string may hold, at any depth) nor scalar, and is as written
-//! wherever none was.
+//! wherever none was; Voip24h masks with it the unknown events it journals
+//! (`vendor.unknown`), so no secret reaches the journal either.
 
 use std::borrow::Cow;
 
@@ -36,9 +37,10 @@ impl Masked {
     pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Masked {
         let mut secrets: Vec<Secret> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
-        let escapes = secrets
-            .iter()
-            .any(|secret| forms(secret)[2] != secret.expose());
+        let escapes = secrets.iter().any(|secret| {
+            let [_, _, slashes_escaped] = forms(secret);
+            slashes_escaped != secret.expose()
+        });
         Masked {
             forms: secrets.iter().flat_map(forms).map(Secret::new).collect(),
             escapes,
@@ -130,7 +132,7 @@ impl Masked {
         while at < bytes.len() {
             let end = match bytes[at] {
                 b'"' => string_end(bytes, at),
-                b',' | b':' | b'[' | b']' | b'{' | b'}' | b' ' | b'\t' | b'\n' | b'\r' => {
+                b if is_structural(b) => {
                     at += 1;
                     continue;
                 }
@@ -195,7 +197,7 @@ impl Masked {
         };
         let Some(decoded) = decoded else {
             // Not a string JSON reads (not met in a text that parsed).
-            return (self.mask(token) != token).then(|| "\"***\"".to_owned());
+            return (self.mask(token) != token).then(|| MASKED_STRING.to_owned());
         };
         let holds_json =
             token.starts_with('"') && decoded.trim_start().starts_with(['{', '[', '"']);
@@ -204,13 +206,13 @@ impl Masked {
             // JSON to decode; a secret `\u`-escaped in it goes whole
             // (review of 7943619).
             if self.hidden_behind_escapes(&decoded) {
-                return Some("\"***\"".to_owned());
+                return Some(MASKED_STRING.to_owned());
             }
             self.mask(&decoded)
         } else if depth < NESTED_JSON_MAX {
             self.mask_json_within(&decoded, depth + 1).into_owned()
         } else if self.may_hold(&decoded) {
-            return Some("\"***\"".to_owned());
+            return Some(MASKED_STRING.to_owned());
         } else {
             decoded.clone()
         };
@@ -222,7 +224,7 @@ impl Masked {
         // the search (one that is itself an escape's letters): all of it
         // goes then.
         if written.is_empty() || self.mask(&written) != written {
-            return Some("\"***\"".to_owned());
+            return Some(MASKED_STRING.to_owned());
         }
         Some(written)
     }
@@ -240,6 +242,10 @@ impl Masked {
 
 /// How many strings deep a JSON text inside a string is masked as JSON.
 const NESTED_JSON_MAX: usize = 8;
+
+/// What a JSON token holding a secret becomes when it cannot be written
+/// again with the secret masked in it: the whole token, as a JSON string.
+pub(crate) const MASKED_STRING: &str = "\"***\"";
 
 /// The length, as `masked` shows it, of the longest proper start of `form`
 /// that the masked text ends with, if any.
@@ -266,22 +272,23 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
     bytes.len()
 }
 
+/// A JSON punctuation or whitespace byte: one that ends a number or
+/// literal, and that the token walk steps over.
+fn is_structural(b: u8) -> bool {
+    matches!(
+        b,
+        b',' | b':' | b'[' | b']' | b'{' | b'}' | b' ' | b'\t' | b'\n' | b'\r'
+    )
+}
+
 /// Where the number or literal starting at `start` ends.
 fn scalar_end(bytes: &[u8], start: usize) -> usize {
     bytes[start..]
         .iter()
-        .position(|b| {
-            matches!(
-                b,
-                b',' | b':' | b'[' | b']' | b'{' | b'}' | b'"' | b' ' | b'\t' | b'\n' | b'\r'
-            )
-        })
+        .position(|&b| b == b'"' || is_structural(b))
         .map_or(bytes.len(), |len| start + len)
 }
 
-/// The text of a JSON string token; a lone surrogate escape (a JavaScript
-/// server's string cut through an emoji) read as U+FFFD, as `data.raw`
-/// reads it.
 /// `text` with each JSON escape read (`\uXXXX`, a surrogate pair too, and
 /// `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`); anything else is
 /// kept as it is. Leniently, for text that is not JSON to decode.
@@ -338,6 +345,9 @@ fn read_escapes(text: &str) -> String {
     out
 }
 
+/// The text of a JSON string token; a lone surrogate escape (a JavaScript
+/// server's string cut through an emoji) read as U+FFFD, as `data.raw`
+/// reads it.
 fn decode_string(token: &str) -> Option<String> {
     if let Ok(text) = serde_json::from_str::<String>(token) {
         return Some(text);

@@ -415,6 +415,45 @@ pub fn refused_certificate(
     Some(format!("{advice} ({rustls})"))
 }
 
+/// [`refused_certificate`] in a source's terms: its `tls.ca_file`, its
+/// `url`, and whether its `proxy` route carried the connection.
+pub fn refused_by_source(
+    error: &(dyn std::error::Error + 'static),
+    settings: &TlsSettings,
+    proxy: Option<&crate::sources::proxy::ProxyRoute>,
+) -> Option<String> {
+    let ca_file = settings
+        .ca_file
+        .as_ref()
+        .map(|path| path.get_ref().as_path());
+    refused_certificate(error, Settings::Source, ca_file, Route::of(proxy))
+}
+
+/// A handshake refused for an unknown issuer, as the transports report it.
+#[cfg(test)]
+pub(crate) fn unknown_issuer_refused() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+    )
+}
+
+/// What a source says of [`unknown_issuer_refused`], `proxied` through a
+/// proxy route and `direct` without one: each source's test checks that its
+/// own wiring passes its route on.
+#[cfg(test)]
+pub(crate) fn assert_said_for_proxy_route(proxied: &str, direct: &str) {
+    assert!(
+        proxied.contains("a TLS-inspecting proxy's CA signed it")
+            && proxied.contains("(invalid peer certificate: UnknownIssuer)"),
+        "{proxied}"
+    );
+    assert!(
+        direct.contains("not signed by a CA the relay trusts") && !direct.contains("proxy"),
+        "{direct}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -972,6 +972,18 @@ mod tests {
         lines: tokio::sync::mpsc::UnboundedSender<String>,
     }
 
+    impl Lines {
+        /// Output for `follow`, and where its lines arrive.
+        fn channel() -> (Lines, tokio::sync::mpsc::UnboundedReceiver<String>) {
+            let (lines, printed) = tokio::sync::mpsc::unbounded_channel();
+            let out = Lines {
+                pending: Vec::new(),
+                lines,
+            };
+            (out, printed)
+        }
+    }
+
     impl Write for Lines {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
             self.pending.extend_from_slice(bytes);
@@ -1030,11 +1042,7 @@ mod tests {
         let piece = frame.len().div_ceil(12);
         let (url, mut seen, _server) =
             trickling_server(frame, piece, Duration::from_millis(250)).await;
-        let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel();
-        let mut out = Lines {
-            pending: Vec::new(),
-            lines,
-        };
+        let (mut out, mut printed) = Lines::channel();
         let options = options_for(url);
         let tail = follow(&options, limit, &mut out);
         tokio::pin!(tail);
@@ -1074,11 +1082,7 @@ mod tests {
         let frame = text_frame(&an_event());
         let half = frame[..frame.len() / 2].to_vec();
         let (url, mut seen, _server) = trickling_server(half, usize::MAX, Duration::ZERO).await;
-        let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel();
-        let mut out = Lines {
-            pending: Vec::new(),
-            lines,
-        };
+        let (mut out, mut printed) = Lines::channel();
         let options = options_for(url);
         let tail = follow(&options, limit, &mut out);
         tokio::pin!(tail);

@@ -160,6 +160,11 @@ impl Dialer {
         }
     }
 
+    /// The proxy this dialer tunnels through, if any.
+    pub fn route(&self) -> Option<&ProxyRoute> {
+        self.route.as_ref()
+    }
+
     /// This dialer for one connection, with what tells whether it got
     /// through the proxy (for [`Dialer::blame_proxy`]).
     pub fn watched(&self) -> (Dialer, TunnelWatch) {

@@ -149,10 +149,9 @@ pub struct Endpoint {
     silence_turns: Arc<Semaphore>,
     /// What every request sends that is a secret, masked in a refusal's text.
     masked: Masked,
-    /// `tls.ca_file`, named when the server's certificate is refused.
-    ca_file: Option<std::path::PathBuf>,
-    /// Whether a refused certificate may be a TLS-inspecting proxy's.
-    route: tls::Route,
+    /// The account's `tls` table: its `ca_file` is named when the server's
+    /// certificate is refused.
+    tls_settings: tls::TlsSettings,
 }
 
 /// The right to close a stream for silence. One stream of an account holds it
@@ -287,12 +286,7 @@ impl Endpoint {
             read_timeout: timings.read_timeout,
             silence_turns: Arc::new(Semaphore::new(1)),
             masked,
-            ca_file: config
-                .tls
-                .ca_file
-                .as_ref()
-                .map(|path| path.get_ref().clone()),
-            route: tls::Route::of(config.proxy.as_ref()),
+            tls_settings: config.tls.clone(),
         })
     }
 
@@ -442,12 +436,7 @@ impl Endpoint {
     /// A server certificate refused at the handshake, in the account's
     /// terms: its `tls.ca_file`, its `url`, and its proxy route if any.
     fn refused_certificate(&self, error: &(dyn std::error::Error + 'static)) -> Option<String> {
-        tls::refused_certificate(
-            error,
-            tls::Settings::Source,
-            self.ca_file.as_deref(),
-            self.route,
-        )
+        tls::refused_by_source(error, &self.tls_settings, self.dialer.route())
     }
 
     /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
@@ -762,10 +751,7 @@ mod tests {
 
     #[test]
     fn a_refused_certificate_through_a_proxy_route_may_be_the_proxys() {
-        let refused = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
+        let refused = tls::unknown_issuer_refused();
         let said_by = |proxy: &str| {
             let text =
                 format!("[[sprecord]]\naccount = \"a\"\nurl = \"https://rec.example\"\n{proxy}");
@@ -774,16 +760,7 @@ mod tests {
             endpoint.refused_certificate(&refused).unwrap()
         };
         let said = said_by("[proxy]\nhttps = \"http://proxy.example:3128\"\n");
-        assert!(
-            said.contains("a TLS-inspecting proxy's CA signed it")
-                && said.contains("(invalid peer certificate: UnknownIssuer)"),
-            "{said}"
-        );
-        let direct = said_by("");
-        assert!(
-            direct.contains("not signed by a CA the relay trusts") && !direct.contains("proxy"),
-            "{direct}"
-        );
+        tls::assert_said_for_proxy_route(&said, &said_by(""));
     }
 
     /// A peer's listener and the url that reaches it.

@@ -33,6 +33,7 @@ use super::wire::Arg;
 use crate::app::Context;
 use crate::event::{IncomingEvent, RawPayload, Transport, UNKNOWN_TYPE, Vendor, VendorEvent};
 use crate::ingest::IngestError;
+use crate::sources::masked::MASKED_STRING;
 use crate::vendors;
 use crate::vendors::voip24h::parse_call_event;
 
@@ -107,6 +108,11 @@ pub fn payload_limit(max_body: u64) -> u64 {
     max_body.max(MIN_PAYLOAD_LIMIT)
 }
 
+/// [`payload_limit`] under the relay's config as now loaded.
+pub fn payload_limit_of(ctx: &Context) -> u64 {
+    payload_limit(ctx.config.load().server.max_body.get_ref().get())
+}
+
 fn check_size(size: usize, max: u64) -> Result<(), Malformed> {
     if size as u64 > max {
         Err(Malformed::TooLarge(size, max))
@@ -127,7 +133,7 @@ pub fn without_secrets(args: Vec<Arg>, masked: &Masked) -> Vec<Arg> {
             Cow::Borrowed(_) => Some(arg),
             // Masked JSON is JSON; were it not, the argument is replaced
             // whole rather than journaled as received.
-            Cow::Owned(text) => Arg::from_json(&text).or_else(|| Arg::from_json("\"***\"")),
+            Cow::Owned(text) => Arg::from_json(&text).or_else(|| Arg::from_json(MASKED_STRING)),
         })
         .collect()
 }
@@ -165,7 +171,7 @@ pub fn unrecognised_len(name: &str, args: &[Arg]) -> usize {
 /// `vendor.unknown` such a call had another identity than the webhook's
 /// `call.missed` of it, so the call came twice, once unrecognised.
 pub fn carries_a_call_event(ctx: &Context, args: &[Arg]) -> bool {
-    let max_bytes = payload_limit(ctx.config.load().server.max_body.get_ref().get());
+    let max_bytes = payload_limit_of(ctx);
     read_payload(args, max_bytes)
         .ok()
         .and_then(|(payload, _)| parse_call_event(&payload).ok())
@@ -227,7 +233,7 @@ pub async fn deliver_all(
     warnings: &SessionWarnings,
     masked: &Masked,
 ) -> Result<usize, ShuttingDown> {
-    let max_bytes = payload_limit(ctx.config.load().server.max_body.get_ref().get());
+    let max_bytes = payload_limit_of(ctx);
     let mut events = Vec::with_capacity(responses.len());
     for (args, arrived) in responses {
         let parsed =

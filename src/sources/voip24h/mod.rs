@@ -303,6 +303,7 @@ impl Supervisor {
             cancel,
             unknown_logged: Default::default(),
             warnings: Default::default(),
+            masked: Masked::of(config),
         };
         let end = {
             let run = session.run(&mut link);
@@ -409,13 +410,7 @@ fn link_failure_reason(error: &LinkError) -> EndReason {
 /// refused server certificate with what to change in the account's `tls`
 /// or `url`.
 fn link_failure_text(error: &LinkError, config: &Voip24hConfig) -> String {
-    let ca_file = config
-        .tls
-        .ca_file
-        .as_ref()
-        .map(|path| path.get_ref().as_path());
-    let route = tls::Route::of(config.proxy.as_ref());
-    tls::refused_certificate(error, tls::Settings::Source, ca_file, route)
+    tls::refused_by_source(error, &config.tls, config.proxy.as_ref())
         .unwrap_or_else(|| error.to_string())
 }
 
@@ -483,24 +478,12 @@ mod tests {
     #[test]
     fn a_refused_certificate_through_a_proxy_route_may_be_the_proxys() {
         use tokio_tungstenite::tungstenite::Error as WsError;
-        let refused = || {
-            let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls);
-            LinkError::WebSocket(WsError::Io(io))
-        };
+        let refused = || LinkError::WebSocket(WsError::Io(tls::unknown_issuer_refused()));
         let proxied = config("[proxy]\nhttp = \"http://proxy.example:3128\"\n");
         assert!(proxied.proxy.is_some());
         let said = link_failure_text(&refused(), &proxied);
-        assert!(
-            said.contains("a TLS-inspecting proxy's CA signed it")
-                && said.contains("(invalid peer certificate: UnknownIssuer)"),
-            "{said}"
-        );
         let direct = link_failure_text(&refused(), &config(""));
-        assert!(
-            direct.contains("not signed by a CA the relay trusts") && !direct.contains("proxy"),
-            "{direct}"
-        );
+        tls::assert_said_for_proxy_route(&said, &direct);
     }
 
     fn new_supervisor(config: &Voip24hConfig) -> Supervisor {

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{SignForm, Voip24hConfig};
 use super::deliver::{
     Malformed, Received, ShuttingDown, carries_a_call_event, count_malformed, deliver_all,
-    payload_limit, unrecognised, unrecognised_len, without_secrets,
+    payload_limit_of, unrecognised, unrecognised_len, without_secrets,
 };
 use super::engine_io::STOP_READING_WAIT;
 use super::keep_alive::{HelloClock, KeepAlive};
@@ -103,6 +103,10 @@ pub struct Session<'a> {
     /// Names of unknown events already logged in this session.
     pub unknown_logged: Mutex<HashSet<String>>,
     pub warnings: super::warnings::SessionWarnings,
+    /// The account's key and secret, masked in what the server sends
+    /// ([`Masked::of`] its config): their forms are found once per session,
+    /// not per event.
+    pub masked: Masked,
 }
 
 impl Session<'_> {
@@ -321,7 +325,7 @@ impl Session<'_> {
             drain_over,
             keep_alive,
             &self.warnings,
-            &Masked::of(self.config),
+            &self.masked,
         )
         .await?;
         if journaled > 0 {
@@ -396,8 +400,8 @@ impl Session<'_> {
         drain_over: &CancellationToken,
         keep_alive: Option<&mut KeepAlive<'_>>,
     ) -> Result<(), ShuttingDown> {
-        let masked = Masked::of(self.config);
-        let limit = payload_limit(self.ctx.config.load().server.max_body.get_ref().get());
+        let masked = &self.masked;
+        let limit = payload_limit_of(self.ctx);
         // The size as received, before masking: it allocates per token,
         // seconds of CPU for a 16 MiB frame, and one over the limit is not
         // journaled as `vendor.unknown`. Only the first argument may still
@@ -409,10 +413,10 @@ impl Session<'_> {
             let first = args.into_iter().take(1);
             without_secrets(
                 first.filter(|a| a.json().len() as u64 <= limit).collect(),
-                &masked,
+                masked,
             )
         } else {
-            without_secrets(args, &masked)
+            without_secrets(args, masked)
         };
         let name = masked.mask(name);
         let name = name.as_str();
@@ -603,7 +607,7 @@ impl Session<'_> {
                                 };
                                 return end(
                                     reason,
-                                    describe(&name, &args, &Masked::of(self.config)),
+                                    describe(&name, &args, &self.masked),
                                     namespace_connected,
                                     connected_at,
                                 );
@@ -612,7 +616,7 @@ impl Session<'_> {
                                 if let Some(reason) = EndReason::from_event(other) {
                                     return end(
                                         reason,
-                                        describe(&name, &args, &Masked::of(self.config)),
+                                        describe(&name, &args, &self.masked),
                                         namespace_connected,
                                         connected_at,
                                     );
@@ -849,6 +853,7 @@ mod tests {
             cancel: &cancel,
             unknown_logged: Mutex::default(),
             warnings: Default::default(),
+            masked: Masked::of(&config),
         };
         let name = "n".repeat(super::super::wire::MAX_EVENT_NAME);
         let args = vec![Arg::from_json("{}").unwrap()];
@@ -883,52 +888,31 @@ mod tests {
     /// key is logged and journaled with it masked, as its arguments are.
     #[tokio::test]
     async fn an_unknown_event_name_holding_the_key_is_masked() {
-        let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
-        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\n\
-                    key = \"KEY-CANARY\"\nsecret = \"SECRET-CANARY\"\n";
-        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
-        let config = config.voip24h[0].get_ref().clone();
-        let reporter = relay.ctx.status.upstream(
-            crate::event::Vendor::Voip24h,
-            "m",
-            "0",
-            Duration::from_secs(60),
-        );
-        let cancel = CancellationToken::new();
-        let session = Session {
-            config: &config,
-            ctx: &relay.ctx,
-            reporter: &reporter,
-            cancel: &cancel,
-            unknown_logged: Mutex::default(),
-            warnings: Default::default(),
-        };
-        let args = vec![Arg::from_json(r#"["SECRET-CANARY"]"#).unwrap()];
-        let (logs, guard) = crate::logging::tests_support::capture_json();
-        let delivered = session
-            .deliver_unrecognised(
-                "badKEY-CANARY",
-                (args, time::OffsetDateTime::now_utc()),
-                &cancel,
-                None,
-            )
-            .await;
-        drop(guard);
-        assert!(delivered.is_ok());
-        let lines = logs.text();
-        assert!(lines.contains("bad***"), "{lines}");
-        assert!(!lines.contains("CANARY"), "{lines}");
-        let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
-        assert_eq!(journaled.len(), 1);
-        let event: Value = serde_json::from_slice(&journaled[0].json).unwrap();
-        assert_eq!(
-            event["data"]["raw"],
-            json!({"event": "bad***", "args": [["***"]]})
-        );
-        drop(session);
-        drop(reporter);
-        crate::app::tests_support::stop(relay).await;
+        with_canary_session(async |session, relay| {
+            let args = vec![Arg::from_json(r#"["SECRET-CANARY"]"#).unwrap()];
+            let (logs, guard) = crate::logging::tests_support::capture_json();
+            let delivered = session
+                .deliver_unrecognised(
+                    "badKEY-CANARY",
+                    (args, time::OffsetDateTime::now_utc()),
+                    session.cancel,
+                    None,
+                )
+                .await;
+            drop(guard);
+            assert!(delivered.is_ok());
+            let lines = logs.text();
+            assert!(lines.contains("bad***"), "{lines}");
+            assert!(!lines.contains("CANARY"), "{lines}");
+            let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
+            assert_eq!(journaled.len(), 1);
+            let event: Value = serde_json::from_slice(&journaled[0].json).unwrap();
+            assert_eq!(
+                event["data"]["raw"],
+                json!({"event": "bad***", "args": [["***"]]})
+            );
+        })
+        .await;
     }
 
     /// A session over an account whose key and secret are canaries, for
@@ -957,6 +941,7 @@ mod tests {
             cancel: &cancel,
             unknown_logged: Mutex::default(),
             warnings: Default::default(),
+            masked: Masked::of(&config),
         };
         check(&session, &relay).await;
         drop(session);
@@ -1025,9 +1010,7 @@ mod tests {
     async fn an_oversized_unknown_event_is_refused_before_it_is_masked() {
         with_canary_session(async |session, relay| {
             let cancel = CancellationToken::new();
-            let limit = super::super::deliver::payload_limit(
-                relay.ctx.config.load().server.max_body.get_ref().get(),
-            );
+            let limit = super::super::deliver::payload_limit_of(&relay.ctx);
             let many = vec!["KEY-CANARY"; limit as usize / 12];
             let args = vec![
                 Arg::from_json("\"KEY-CANARY\"").unwrap(),
