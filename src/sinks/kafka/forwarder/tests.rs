@@ -2341,7 +2341,13 @@ async fn most_in_one_poll(
     let probe = tokio::spawn(async move {
         let (mut last, mut most) = (read(), 0);
         let _ = started.send(());
+        // A drain that stops short fails the test rather than hanging it.
+        let given_up_at = Instant::now() + WITHIN;
         while last < upto {
+            assert!(
+                Instant::now() < given_up_at,
+                "{last} of {upto} within {WITHIN:?}"
+            );
             tokio::task::yield_now().await;
             let now = read();
             most = most.max(now.saturating_sub(last));
