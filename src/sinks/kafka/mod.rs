@@ -192,6 +192,23 @@ mod tests {
         (relay, mock, config)
     }
 
+    /// Until the forwarder runs at cursor 1, the journal's last seq in
+    /// [`one_event_and_a_cursor_past_it`]: its own status says its cursor,
+    /// where a start that failed would say none.
+    async fn until_started_at_the_last_seq(ctx: &Context) {
+        until(
+            "the sink started at the last seq",
+            Duration::from_secs(10),
+            || {
+                ctx.status
+                    .sinks()
+                    .get("kafka")
+                    .is_some_and(|s| s.detail["cursor"] == 1)
+            },
+        )
+        .await;
+    }
+
     /// The sink's start loop, as `run` spawns it, with a token to stop it.
     fn spawn_sink(
         config: KafkaConfig,
@@ -321,25 +338,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (relay, _mock, config) = one_event_and_a_cursor_past_it(dir.path()).await;
         let ctx = relay.ctx.clone();
-        std::fs::remove_file(ctx.journal.path()).unwrap();
-        ctx.journal.check_file();
-        assert!(ctx.journal.is_file_gone());
+        tests_support::lose_the_journal_file(&ctx.journal);
         let (logs, guard) = crate::logging::tests_support::capture_json();
         let (cancel, running) = spawn_sink(config, &ctx);
-
-        // The forwarder's own status says its cursor; the start's failure
-        // would have said none.
-        until(
-            "the sink started at the last seq",
-            Duration::from_secs(10),
-            || {
-                ctx.status
-                    .sinks()
-                    .get("kafka")
-                    .is_some_and(|s| s.detail["cursor"] == 1)
-            },
-        )
-        .await;
+        until_started_at_the_last_seq(&ctx).await;
         cancel.cancel();
         running.await.unwrap();
         drop(guard);
@@ -372,20 +374,8 @@ mod tests {
             })
         })
         .await;
-        std::fs::remove_file(ctx.journal.path()).unwrap();
-        ctx.journal.check_file();
-        assert!(ctx.journal.is_file_gone());
-        until(
-            "the sink started at the last seq",
-            Duration::from_secs(10),
-            || {
-                ctx.status
-                    .sinks()
-                    .get("kafka")
-                    .is_some_and(|s| s.detail["cursor"] == 1)
-            },
-        )
-        .await;
+        tests_support::lose_the_journal_file(&ctx.journal);
+        until_started_at_the_last_seq(&ctx).await;
         cancel.cancel();
         running.await.unwrap();
         drop(guard);

@@ -34,3 +34,11 @@ pub(crate) fn config_for(mock: &Mock) -> KafkaConfig {
 pub(crate) fn flushed(producer: &BaseProducer) {
     producer.flush(Duration::from_secs(10)).unwrap();
 }
+
+/// The journal's file deleted under the open journal, and found gone, as
+/// the relay's check of it finds it.
+pub(crate) fn lose_the_journal_file(journal: &crate::journal::Journal) {
+    std::fs::remove_file(journal.path()).unwrap();
+    journal.check_file();
+    assert!(journal.is_file_gone());
+}

@@ -834,54 +834,33 @@ mod tests {
     /// by an excerpt, however long the name the wire let through.
     #[tokio::test]
     async fn an_unknown_event_name_is_logged_as_an_excerpt() {
-        let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
-        let text = "[[voip24h]]\naccount = \"m\"\nurl = \"http://127.0.0.1:1\"\nkey = \"k\"\n";
-        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
-        let config = config.voip24h[0].get_ref().clone();
-        let reporter = relay.ctx.status.upstream(
-            crate::event::Vendor::Voip24h,
-            "m",
-            "0",
-            Duration::from_secs(60),
-        );
-        let cancel = CancellationToken::new();
-        let session = Session {
-            config: &config,
-            ctx: &relay.ctx,
-            reporter: &reporter,
-            cancel: &cancel,
-            unknown_logged: Mutex::default(),
-            warnings: Default::default(),
-            masked: Masked::of(&config),
-        };
-        let name = "n".repeat(super::super::wire::MAX_EVENT_NAME);
-        let args = vec![Arg::from_json("{}").unwrap()];
-        let (logs, guard) = crate::logging::tests_support::capture_json();
-        let delivered = session
-            .deliver_unrecognised(
-                &name,
-                (args, time::OffsetDateTime::now_utc()),
-                &cancel,
-                None,
-            )
-            .await;
-        drop(guard);
-        assert!(delivered.is_ok());
-        let lines = logs.text();
-        let line = lines
-            .lines()
-            .find(|l| l.contains("vendor.unknown"))
-            .unwrap_or_else(|| panic!("no line for the unknown event: {lines}"));
-        let line: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(
-            line["event"].as_str(),
-            Some(crate::logging::excerpt(&name).as_str()),
-            "{line}"
-        );
-        drop(session);
-        drop(reporter);
-        crate::app::tests_support::stop(relay).await;
+        with_canary_session(async |session, _relay| {
+            let name = "n".repeat(super::super::wire::MAX_EVENT_NAME);
+            let args = vec![Arg::from_json("{}").unwrap()];
+            let (logs, guard) = crate::logging::tests_support::capture_json();
+            let delivered = session
+                .deliver_unrecognised(
+                    &name,
+                    (args, time::OffsetDateTime::now_utc()),
+                    session.cancel,
+                    None,
+                )
+                .await;
+            drop(guard);
+            assert!(delivered.is_ok());
+            let lines = logs.text();
+            let line = lines
+                .lines()
+                .find(|l| l.contains("vendor.unknown"))
+                .unwrap_or_else(|| panic!("no line for the unknown event: {lines}"));
+            let line: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                line["event"].as_str(),
+                Some(crate::logging::excerpt(&name).as_str()),
+                "{line}"
+            );
+        })
+        .await;
     }
 
     /// An unknown event's name is the server's text too: one holding the

@@ -21,7 +21,7 @@ use super::super::CURSOR;
 use super::super::cluster::{StallCheck, Unwritable};
 use super::super::reader::ReadError;
 use super::super::resume::{AlreadyDelivered, ClusterIdentity, CursorState, Position};
-use super::super::tests_support::{Mock, flushed, mock_topic};
+use super::super::tests_support::{Mock, flushed, lose_the_journal_file, mock_topic};
 use super::{Entry, Failure, Forwarder, Outcome, Report, State, Tuning};
 use crate::app::{Context, Relay};
 
@@ -2053,9 +2053,7 @@ async fn a_cursor_correction_refused_as_the_journal_file_is_gone_is_said_and_the
     let ctx = fixture.ctx();
     journal(&ctx, 0..5).await;
     ctx.journal.set_cursor(CURSOR, 50, true).unwrap();
-    std::fs::remove_file(ctx.journal.path()).unwrap();
-    ctx.journal.check_file();
-    assert!(ctx.journal.is_file_gone());
+    lose_the_journal_file(&ctx.journal);
     let config = fixture.forwarder.config.clone();
     let mut made = None;
     let logged = crate::logging::tests_support::logged_json(|| {
