@@ -1594,10 +1594,17 @@ fn a_panel_by_reason_describes_every_reason_the_relay_counts() {
 }
 
 /// Levels that tell one relay from another (a connection's or a sink's
-/// state, a sink's lag against what that relay's journal holds) are plotted
-/// per instance: aggregated over them, with Instance = All, a relay that is
-/// down hides behind one that is up, and a lag is drawn against another
-/// relay's journal.
+/// state, a sink's lag against what that relay's journal holds, the
+/// overview's Kafka lag, a relay's drops and commit errors) are plotted per
+/// instance: aggregated over them, with Instance = All, a relay that is
+/// down hides behind one that is up, a lag is drawn against another relay's
+/// journal, and one relay's drops are summed with another's.
+const PER_INSTANCE_PANELS: &[&str] = &[
+    "Sink lag (events)",
+    "Kafka lag",
+    "Journal drops, commit errors, reloads",
+];
+
 #[test]
 fn state_and_lag_panels_show_each_relay_apart() {
     let d = dashboard();
@@ -1606,7 +1613,7 @@ fn state_and_lag_panels_show_each_relay_apart() {
     let mut found = BTreeSet::new();
     for p in all.iter().filter(|v| v.get("targets").is_some()) {
         let title = p["title"].as_str().unwrap_or("");
-        if p["type"] != "state-timeline" && title != "Sink lag (events)" {
+        if p["type"] != "state-timeline" && !PER_INSTANCE_PANELS.contains(&title) {
             continue;
         }
         found.insert(title.to_owned());
@@ -1644,11 +1651,10 @@ fn state_and_lag_panels_show_each_relay_apart() {
             );
         }
     }
-    for title in [
-        "Upstream connection state",
-        "Sink state",
-        "Sink lag (events)",
-    ] {
+    for title in ["Upstream connection state", "Sink state"]
+        .into_iter()
+        .chain(PER_INSTANCE_PANELS.iter().copied())
+    {
         assert!(found.contains(title), "no panel {title:?}");
     }
 }
