@@ -43,6 +43,14 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// broken or hostile server can make a stream hold (an endless `data:` line).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// The slots an emptied queue of parsed events keeps. One chunk is parsed
+/// whole, and a burst in one chunk (a device's history sent again after
+/// `Last-Event-ID`, a backlog) can be thousands of events, up to about
+/// 60,000 slots for tiny ones: kept, that is up to some 4 MB per stream until
+/// it reconnects, three streams an account; a stream keeping up needs a
+/// handful.
+const READY_SLOTS_KEPT: usize = 64;
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -342,7 +350,11 @@ impl SseParser {
 
     /// What the next complete event was, oldest first.
     pub fn next_event(&mut self) -> Option<SseItem> {
-        self.ready.pop_front()
+        let item = self.ready.pop_front();
+        if self.ready.is_empty() && self.ready.capacity() > READY_SLOTS_KEPT {
+            self.ready.shrink_to(READY_SLOTS_KEPT);
+        }
+        item
     }
 }
 
@@ -360,6 +372,23 @@ mod tests {
 
     fn taken(p: &mut SseParser) -> Vec<SseItem> {
         std::iter::from_fn(|| p.next_event()).collect()
+    }
+
+    /// A burst in one chunk filled the queue; once the stream took it, the
+    /// slots stayed for the rest of the connection.
+    #[test]
+    fn an_emptied_queue_gives_back_its_slots() {
+        let mut p = SseParser::new();
+        p.push("data: x\n\n".repeat(20_000).as_bytes());
+        assert!(p.ready.capacity() >= 20_000);
+        assert_eq!(taken(&mut p).len(), 20_000);
+        assert!(
+            p.ready.capacity() <= READY_SLOTS_KEPT,
+            "{} slots kept",
+            p.ready.capacity()
+        );
+        p.push(b"data: y\n\n");
+        assert_eq!(taken(&mut p), vec![SseItem::Event(event("", "y"))]);
     }
 
     fn event(id: &str, data: &str) -> SseEvent {
