@@ -5,13 +5,16 @@
 //!
 //! Why our own and not the `prometheus` crate's `process` feature: that one
 //! rounds CPU time down to whole seconds, and reads the boot time from
-//! `/proc/stat`, which the shipped unit hides (`ProcSubset=pid`), so its
+//! `/proc/stat` only, which the shipped unit hides (`ProcSubset=pid`), so its
 //! start time would be 1970.
 //!
-//! Guarantees: read on each scrape, from `/proc/self` and the kernel's
-//! per-process clock and limits only; a figure that cannot be read (not
+//! Guarantees: read on each scrape, from `/proc/self`, `/proc/stat` and the
+//! kernel's clocks and limits only; a figure that cannot be read (not
 //! Linux, `/proc` not mounted) is left out of the scrape rather than
-//! exported as 0.
+//! exported as 0. The start time is the standard collectors' (the kernel's
+//! boot time plus the process's start in clock ticks after it), so it
+//! agrees with theirs and follows a step of the wall clock; where it cannot
+//! be read it stays the wall clock at start.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -22,7 +25,7 @@ use prometheus::{Counter, Gauge, IntGauge};
 
 use super::saturating_i64;
 use rustix::process::{Resource, getrlimit};
-use rustix::time::{ClockId, clock_gettime};
+use rustix::time::{ClockId, Timespec, clock_gettime};
 
 /// The process figures, as the Prometheus client libraries name them.
 #[derive(Clone)]
@@ -140,9 +143,77 @@ impl Collector for ProcessCollector {
                 }
             }
         }
+        // Left as it was when unreadable: a value that came and went between
+        // scrapes would read as a restart to `changes()`.
+        if let Some(started) = started_by_proc() {
+            self.start_time.set(started);
+        }
         families.extend(self.start_time.collect());
         families
     }
+}
+
+/// This process's start as the kernel says it now, `None` if `/proc/self`
+/// cannot be read.
+fn started_by_proc() -> Option<f64> {
+    let self_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|text| boot_time_in(&text))
+        .or_else(boot_time_from_clocks)?;
+    start_time(&self_stat, boot, rustix::param::clock_ticks_per_second())
+}
+
+/// `process_start_time_seconds` as the standard collectors compute it:
+/// `btime` (whole seconds, which the kernel moves with every step of the
+/// wall clock) plus `starttime` of `/proc/self/stat` (clock ticks after
+/// boot). Both are whole numbers that only a step changes, so the value is
+/// the same at every scrape until one.
+fn start_time(self_stat: &str, boot_time: u64, ticks_per_second: u64) -> Option<f64> {
+    if ticks_per_second == 0 {
+        return None;
+    }
+    // The name, in parentheses, may itself hold spaces and `)`.
+    let after_name = &self_stat[self_stat.rfind(')')? + 1..];
+    // The fields after the name start at the 3rd; `starttime` is the 22nd.
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    Some(boot_time as f64 + ticks as f64 / ticks_per_second as f64)
+}
+
+/// `btime` of `/proc/stat`.
+fn boot_time_in(proc_stat: &str) -> Option<u64> {
+    proc_stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The kernel's `btime` where `/proc/stat` is hidden (the shipped unit's
+/// `ProcSubset=pid`): the kernel computes it as the wall clock less the boot
+/// clock, truncated to seconds, which is what this reads. The wall clock is
+/// read between two reads of the boot clock, and read again when the two
+/// differences fall in different seconds, so that the nanoseconds between
+/// reads never move the result by one (which `changes()` would count).
+fn boot_time_from_clocks() -> Option<u64> {
+    for _ in 0..3 {
+        let before = nanos(clock_gettime(ClockId::Boottime));
+        let wall = nanos(clock_gettime(ClockId::Realtime));
+        let after = nanos(clock_gettime(ClockId::Boottime));
+        let latest = (wall - after).div_euclid(NANOS_PER_SECOND);
+        let earliest = (wall - before).div_euclid(NANOS_PER_SECOND);
+        if latest == earliest {
+            return u64::try_from(latest).ok();
+        }
+    }
+    None
+}
+
+const NANOS_PER_SECOND: i128 = 1_000_000_000;
+
+fn nanos(t: Timespec) -> i128 {
+    i128::from(t.tv_sec) * NANOS_PER_SECOND + i128::from(t.tv_nsec)
 }
 
 /// `process_open_fds` from the count of `/proc/self/fd`'s entries: at the
@@ -274,6 +345,73 @@ mod tests {
             cpu <= again && again <= now,
             "{cpu} then {again}, the process has used {now}"
         );
+    }
+
+    #[test]
+    fn the_start_time_is_the_boot_time_plus_the_start_in_ticks() {
+        // A name holding `) ` and spaces: the fields are counted after the
+        // last `)`. starttime (the 22nd field) is 123456 ticks.
+        let self_stat = "4242 (relay) S (x) S 1 4242 4242 0 -1 4194560 1543 0 0 0 12 7 0 0 20 0 \
+                         9 0 123456 1048576000 2560 18446744073709551615 1 1 0 0 0 0 0 4096 0\n";
+        let proc_stat = "cpu  10 0 5 900 0 0 0 0 0 0\ncpu0 10 0 5 900 0 0 0 0 0 0\n\
+                         intr 100 0 1\nctxt 999\nbtime 1700000000\nprocesses 4321\n";
+        let boot = boot_time_in(proc_stat).expect("btime");
+        assert_eq!(boot, 1_700_000_000);
+        assert_eq!(start_time(self_stat, boot, 100), Some(1_700_001_234.56));
+        assert_eq!(start_time(self_stat, boot, 0), None);
+        assert_eq!(boot_time_in("cpu  1 2 3\nbtime soon\n"), None);
+        assert_eq!(boot_time_in("cpu  1 2 3\n"), None);
+        // Cut short before starttime, or no name at all.
+        assert_eq!(start_time("4242 (relay) S 1 4242", boot, 100), None);
+        assert_eq!(start_time("4242 relay S", boot, 100), None);
+    }
+
+    #[test]
+    fn the_boot_time_from_the_clocks_is_the_kernels() {
+        let boot = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        assert_eq!(boot_time_from_clocks(), boot_time_in(&boot));
+    }
+
+    /// This process's start as the standard collector reads it, parsed here
+    /// on its own rather than through the code under test.
+    fn started_by_proc() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+        let after_name = &stat[stat.rfind(')').expect("the name's end") + 1..];
+        let ticks: f64 = after_name
+            .split_whitespace()
+            .nth(19)
+            .expect("starttime")
+            .parse()
+            .expect("a number");
+        let boot = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let btime: f64 = boot
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .expect("btime")
+            .trim()
+            .parse()
+            .expect("a number");
+        btime + ticks / 100.0
+    }
+
+    #[test]
+    fn a_start_time_taken_while_the_clock_was_wrong_is_corrected_at_the_next_scrape() {
+        let collector = ProcessCollector::new();
+        // As if the wall clock had been hours behind when the relay started,
+        // then stepped by NTP.
+        let taken_at_start = collector.start_time.get();
+        collector.start_time.set(taken_at_start - 3.0 * 3600.0);
+        collector.collect();
+        let exported = collector.start_time.get();
+        let proc = started_by_proc();
+        assert!(
+            (exported - proc).abs() <= 0.01,
+            "exported {exported}, /proc says {proc}"
+        );
+        // Whole seconds plus whole ticks: the same at every scrape until the
+        // clock is stepped, so `changes()` sees no new process.
+        collector.collect();
+        assert_eq!(collector.start_time.get(), exported);
     }
 
     #[test]
