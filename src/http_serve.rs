@@ -159,7 +159,7 @@ pub async fn accept_until(
                     let hint = matches!(e.raw_os_error(), Some(23 | 24)).then_some(
                         "out of file descriptors: see \"Open files\" in docs/operations.md",
                     );
-                    tracing::error!(error = %e, pause = ?ACCEPT_ERROR_PAUSE, held_back, hint, "accepting a connection failed");
+                    tracing::error!(error = %e, pause_ms = crate::logging::millis(ACCEPT_ERROR_PAUSE), held_back, hint, "accepting a connection failed");
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => break,

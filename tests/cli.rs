@@ -915,6 +915,8 @@ fn an_accept_error_out_of_descriptors_is_logged_once_with_a_hint() {
     drop(child);
     let first = first.expect("an accept error");
     assert_eq!(first["held_back"], 0, "{first}");
+    // A number of milliseconds, as every duration in the logs, not "1s".
+    assert_eq!(first["pause_ms"], 1000, "{first}");
     assert!(
         first["hint"]
             .as_str()

@@ -277,7 +277,7 @@ pub(super) async fn serve(
             // answered 200 only once journaled (503 once ingest has shut
             // down): either way the sender knows what became of it.
             tracing::warn!(
-                bound = ?HTTP_DRAIN_BOUND,
+                bound_ms = crate::logging::millis(HTTP_DRAIN_BOUND),
                 "shutting down: no longer waiting for HTTP requests still open ({}); each is answered 200 only once journaled, or cut off",
                 what_holds_the_drain(
                     ctx.ingest.reopen_running_for(),

@@ -118,7 +118,10 @@ pub fn spawn(ctx: Arc<Context>, runtime: tokio::runtime::Handle) {
     let Some(interval) = requested_interval() else {
         return;
     };
-    tracing::info!(?interval, "systemd watchdog enabled");
+    tracing::info!(
+        interval_ms = crate::logging::millis(interval),
+        "systemd watchdog enabled"
+    );
     let started = std::thread::Builder::new()
         .name("callrelay-watchdog".into())
         .spawn(move || keep_alive(&ctx, &runtime, interval));
