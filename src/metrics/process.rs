@@ -11,10 +11,12 @@
 //! Guarantees: read on each scrape, from `/proc/self`, `/proc/stat` and the
 //! kernel's clocks and limits only; a figure that cannot be read (not
 //! Linux, `/proc` not mounted) is left out of the scrape rather than
-//! exported as 0. The start time is the standard collectors' (the kernel's
-//! boot time plus the process's start in clock ticks after it), so it
-//! agrees with theirs and follows a step of the wall clock; where it cannot
-//! be read it stays the wall clock at start.
+//! exported as 0. The start time is computed as client_golang's collector
+//! computes it at each scrape (the kernel's boot time plus the process's
+//! start in clock ticks after it), so it agrees with node_exporter's boot
+//! time and follows a step of the wall clock (the Python and Rust client
+//! libraries read the boot time once and do not); where it cannot be read
+//! it stays the wall clock at start.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -164,7 +166,7 @@ fn started_by_proc() -> Option<f64> {
     start_time(&self_stat, boot, rustix::param::clock_ticks_per_second())
 }
 
-/// `process_start_time_seconds` as the standard collectors compute it:
+/// `process_start_time_seconds` as client_golang's collector computes it:
 /// `btime` (whole seconds, which the kernel moves with every step of the
 /// wall clock) plus `starttime` of `/proc/self/stat` (clock ticks after
 /// boot). Both are whole numbers that only a step changes, so the value is
