@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::Context;
 use crate::config::Config;
 
-use super::resume::QuietContext;
+use super::resume::{QuietContext, ScanError};
 use super::topic::TopicTemplate;
 
 /// How often the topics are looked up again while any is not found.
@@ -127,14 +127,14 @@ fn say(before: &[String], now: &[String]) {
 
 /// The names of the topics the cluster holds, asked by a consumer like the
 /// read-back's (a producer would be given an id by the cluster each time).
-fn existing_blocking(
-    client_config: &rdkafka::ClientConfig,
-) -> Result<HashSet<String>, rdkafka::error::KafkaError> {
+fn existing_blocking(client_config: &rdkafka::ClientConfig) -> Result<HashSet<String>, ScanError> {
     // Quiet: the config carries producer settings a consumer warns about,
     // and a broker that is down is the sink's to report, throttled.
     let client: BaseConsumer<QuietContext> =
-        client_config.create_with_context(QuietContext::of(client_config))?;
-    let metadata = client.fetch_metadata(None, METADATA_TIMEOUT)?;
+        QuietContext::create(client_config).map_err(ScanError::Create)?;
+    let metadata = client
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(ScanError::Metadata)?;
     Ok(metadata
         .topics()
         .iter()

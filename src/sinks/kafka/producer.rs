@@ -4,7 +4,8 @@
 //!
 //! Guarantees: every record carries key = `subject` (else `id`), the CloudEvent
 //! JSON as value, unchanged, and the headers of CONTRACT.md; librdkafka's own
-//! errors and logs go to `tracing` (repeats throttled, see `error_log`) and never carry a config secret.
+//! errors and logs go to `tracing` (repeats throttled, see `error_log`) and,
+//! like its refusal to create a client ([`CreateError`]), never carry a config secret.
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,19 +130,73 @@ impl HealthContext {
 /// `message` with every word that quotes part of a secret option value
 /// (`secrets`, as `KafkaConfig::secret_values` gives them) replaced by
 /// `***`: librdkafka quotes a value from where it stopped parsing, not whole.
+/// A piece is found wherever it is, spaces included: looked for word by
+/// word, a passphrase whose words are each shorter than a piece went
+/// through whole. Pieces that overlap, or quote one secret across its
+/// spaces, become one `***`; an empty piece masks nothing.
 pub(crate) fn redacted<'a>(message: &'a str, secrets: &[String]) -> std::borrow::Cow<'a, str> {
-    if secrets.is_empty() {
-        return std::borrow::Cow::Borrowed(message);
-    }
-    let quotes_a_secret = |word: &str| secrets.iter().any(|piece| word.contains(piece.as_str()));
-    if !message.split_whitespace().any(quotes_a_secret) {
-        return std::borrow::Cow::Borrowed(message);
-    }
-    let words: Vec<&str> = message
-        .split(' ')
-        .map(|word| if quotes_a_secret(word) { "***" } else { word })
+    let mut quoted: Vec<(usize, usize)> = secrets
+        .iter()
+        .filter(|piece| !piece.is_empty())
+        .flat_map(|piece| {
+            message
+                .match_indices(piece.as_str())
+                .filter_map(|(at, found)| around_words(message, at, at + found.len()))
+        })
         .collect();
-    std::borrow::Cow::Owned(words.join(" "))
+    if quoted.is_empty() {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    quoted.sort_unstable();
+    let mut masked = String::with_capacity(message.len());
+    let mut done = 0;
+    for (start, end) in quoted {
+        if start < done {
+            // Within or overlapping the span just masked: widen it.
+            done = done.max(end);
+            continue;
+        }
+        masked.push_str(&message[done..start]);
+        masked.push_str("***");
+        done = end;
+    }
+    masked.push_str(&message[done..]);
+    std::borrow::Cow::Owned(masked)
+}
+
+/// The words of `message` that `start..end` touches, without the spaces at
+/// its ends (a piece may begin or end with one, and the word beyond it is
+/// not the secret's); `None` when it is only spaces.
+fn around_words(message: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    let found = &message[start..end];
+    let start = start + (found.len() - found.trim_start().len());
+    let end = end - (found.len() - found.trim_end().len());
+    if start >= end {
+        return None;
+    }
+    let start = message[..start].rfind(char::is_whitespace).map_or(0, |at| {
+        at + message[at..].chars().next().map_or(1, char::len_utf8)
+    });
+    let end = message[end..]
+        .find(char::is_whitespace)
+        .map_or(message.len(), |at| end + at);
+    Some((start, end))
+}
+
+/// A client librdkafka would not create, said with every secret of its
+/// settings masked ([`redacted`]): rust-rdkafka's error for a property
+/// librdkafka refuses ends with the value (`Client config error: …
+/// sasl.oauthbearer.client.secret VALUE`), and this is what the WARN and
+/// `/status` say. Made only with the settings' secrets at hand, so what it
+/// holds is masked whatever path reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CreateError(String);
+
+impl CreateError {
+    pub(crate) fn new(error: &KafkaError, secrets: &[String]) -> CreateError {
+        CreateError(redacted(&error.to_string(), secrets).into_owned())
+    }
 }
 
 impl ClientContext for HealthContext {
@@ -201,11 +256,15 @@ impl ClientContext for HealthContext {
 }
 
 /// Creates the producer (no network round trip: librdkafka connects in the background).
-pub fn create(config: &KafkaConfig, health: Arc<Health>) -> Result<KafkaProducer, KafkaError> {
-    config.client_config().create_with_context(HealthContext {
-        health,
-        secrets: config.secret_values().into(),
-    })
+pub fn create(config: &KafkaConfig, health: Arc<Health>) -> Result<KafkaProducer, CreateError> {
+    let secrets: Arc<[String]> = config.secret_values().into();
+    config
+        .client_config()
+        .create_with_context(HealthContext {
+            health,
+            secrets: secrets.clone(),
+        })
+        .map_err(|refused| CreateError::new(&refused, &secrets))
 }
 
 /// An event's Kafka key: its subject, else its id.
@@ -464,6 +523,38 @@ mod tests {
         );
         let again = crate::logging::tests_support::logged_json(|| health.brokers_answer());
         assert!(again.is_empty(), "once: {again}");
+    }
+
+    /// Every occurrence of a secret is masked, also one whose words are
+    /// each shorter than the run [`redacted`] looks for (a passphrase), one
+    /// that overlaps another secret, a short one, and one quoted only in
+    /// part; an empty piece masks nothing.
+    #[test]
+    fn every_occurrence_of_a_secret_is_masked() {
+        let secrets = crate::sinks::kafka::config::secret_pieces([
+            ("sasl.password", "Zq1 Xw2 Vb3 Nm4"),
+            ("ssl.key.password", "abcdefgh"),
+            ("sasl.oauthbearer.client.secret", "efghijkl"),
+            ("ssl.keystore.password", "pw9"),
+            ("sasl.oauthbearer.config", ""),
+        ]);
+        let masked = |text: &str| redacted(text, &secrets).into_owned();
+        assert_eq!(
+            masked("sasl.password Zq1 Xw2 Vb3 Nm4 refused"),
+            "sasl.password *** refused"
+        );
+        assert_eq!(masked("value \"Zq1 Xw2 Vb3 Nm4\""), "value ***");
+        assert_eq!(
+            masked("at abcdefghijkl, twice: Zq1 Xw2 Vb3 Nm4 abcdefgh"),
+            "at *** twice: *** ***"
+        );
+        assert_eq!(masked("key pw9 and pw9"), "key *** and ***");
+        assert_eq!(
+            masked("beginning at: cdefgh (cut)"),
+            "beginning at: *** (cut)"
+        );
+        assert_eq!(masked("nothing secret here"), "nothing secret here");
+        assert_eq!(redacted("every word", &[String::new()]), "every word");
     }
 
     /// librdkafka quotes a `sasl.oauthbearer.config` it cannot parse from

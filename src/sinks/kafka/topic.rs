@@ -424,8 +424,8 @@ fn topic_state(producer: &KafkaProducer, topic: &str) -> Result<TopicState, Topi
 /// round). Whether the topic was created is the sink's to say.
 fn creation_client(
     config: &rdkafka::ClientConfig,
-) -> rdkafka::error::KafkaResult<AdminClient<QuietContext>> {
-    config.create_with_context(QuietContext::of(config))
+) -> Result<AdminClient<QuietContext>, super::producer::CreateError> {
+    QuietContext::create(config)
 }
 
 fn create_topic(config: &rdkafka::ClientConfig, topic: &str) -> Result<(), TopicError> {

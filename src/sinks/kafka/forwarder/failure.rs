@@ -18,7 +18,8 @@ use super::super::topic::TopicError;
 /// Why forwarding stopped and must recover.
 #[derive(Debug)]
 pub(super) enum Failure {
-    Create(KafkaError),
+    /// Its text is masked of the config's secrets (`CreateError`).
+    Create(producer::CreateError),
     Topic(TopicError),
     Enqueue {
         seq: u64,
@@ -227,7 +228,10 @@ mod tests {
     fn every_publish_error_reason_is_exported_from_the_start() {
         let produced = |code| KafkaError::MessageProduction(code);
         let failures = [
-            Failure::Create(KafkaError::ClientCreation("x".into())),
+            Failure::Create(producer::CreateError::new(
+                &KafkaError::ClientCreation("x".into()),
+                &[],
+            )),
             Failure::Topic(TopicError::Missing("t".into())),
             Failure::Topic(TopicError::Metadata {
                 topic: "t".into(),
@@ -297,12 +301,42 @@ mod tests {
         );
     }
 
+    /// librdkafka refuses a property this build has not (OIDC's client
+    /// secret: no libcurl) when the producer is created, and rust-rdkafka's
+    /// error quotes the value after the property's name: the WARN and
+    /// `/status` said the secret. Its words are short, so no word of the text
+    /// holds a whole run of it: masked by the words, it went through.
+    #[test]
+    fn a_producer_librdkafka_will_not_create_is_said_with_its_secret_masked() {
+        const SECRET: &str = "Zq1 Xw2 Vb3 Nm4";
+        let config: super::super::super::config::KafkaConfig = toml::from_str(&format!(
+            "brokers = \"127.0.0.1:9092\"\n[options]\n\"sasl.oauthbearer.client.secret\" = \"{SECRET}\""
+        ))
+        .unwrap();
+        let Err(refused) = producer::create(&config, Arc::default()) else {
+            panic!("librdkafka created a producer with an OIDC secret");
+        };
+        let said = Failure::Create(refused).to_string();
+        assert!(
+            said.starts_with("cannot create the Kafka producer: ")
+                && said.contains("sasl.oauthbearer.client.secret")
+                && said.contains("***"),
+            "{said}"
+        );
+        for word in SECRET.split(' ') {
+            assert!(!said.contains(word), "{said}");
+        }
+    }
+
     /// A fatal failure replaces the producer; the others retry with it.
     #[test]
     fn the_producer_is_replaced_only_after_a_fatal_failure() {
         let produced = |code| KafkaError::MessageProduction(code);
         let fatal = [
-            Failure::Create(KafkaError::ClientCreation("x".into())),
+            Failure::Create(producer::CreateError::new(
+                &KafkaError::ClientCreation("x".into()),
+                &[],
+            )),
             Failure::ProducerGone,
             Failure::Stalled {
                 waited: Duration::from_secs(60),

@@ -2489,7 +2489,7 @@ fn reports_in(forwarder: &mut Forwarder, n: u64) {
 async fn a_recovery_settles_reports_records_per_poll_then_yields() {
     for failure in [
         Failure::Journal(ReadError::Stopped),
-        Failure::Create(retriable()),
+        Failure::Create(super::super::producer::CreateError::new(&retriable(), &[])),
     ] {
         let mut fixture = Fixture::new().await;
         let ctx = fixture.ctx();

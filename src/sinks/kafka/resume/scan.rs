@@ -131,7 +131,7 @@ impl Cut {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("cannot create a consumer: {0}")]
-    Create(KafkaError),
+    Create(producer::CreateError),
     #[error("cannot read metadata: {0}")]
     Metadata(KafkaError),
     #[error("the topic does not exist or has no partitions")]
@@ -316,6 +316,19 @@ impl QuietContext {
             secrets: super::super::config::secret_pieces(options),
         }
     }
+
+    /// A client made from `settings` with its context; librdkafka's refusal
+    /// masked of the settings' secrets, as the producer's is.
+    pub(crate) fn create<T>(settings: &rdkafka::ClientConfig) -> Result<T, producer::CreateError>
+    where
+        T: rdkafka::config::FromClientConfigAndContext<QuietContext>,
+    {
+        let context = QuietContext::of(settings);
+        let secrets = context.secrets.clone();
+        settings
+            .create_with_context(context)
+            .map_err(|refused| producer::CreateError::new(&refused, &secrets))
+    }
 }
 
 impl ClientContext for QuietContext {
@@ -446,9 +459,8 @@ pub fn scan_blocking(
     reads_at_once: usize,
 ) -> Result<Scan, ScanError> {
     let settings = config.read_back_client_config();
-    let consumer: BaseConsumer<QuietContext> = settings
-        .create_with_context(QuietContext::of(&settings))
-        .map_err(ScanError::Create)?;
+    let consumer: BaseConsumer<QuietContext> =
+        QuietContext::create(&settings).map_err(ScanError::Create)?;
     // Before the read, each request has `within` to itself: `within`
     // bounds a broker's silence, and every answer is progress. Under the
     // read's whole bound, the ends of a topic of a hundred partitions
@@ -739,6 +751,38 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((scan.read, scan.found.len(), scan.cut), (1, 1, None));
+    }
+
+    /// The read-back's consumer librdkafka will not create (a property this
+    /// build has not, OIDC's client secret) was said with rust-rdkafka's
+    /// error, which quotes the value: in the WARN and `/status`.
+    #[test]
+    fn a_read_back_consumer_librdkafka_will_not_create_is_said_with_its_secret_masked() {
+        const SECRET: &str = "Zq1 Xw2 Vb3 Nm4";
+        let config: KafkaConfig = toml::from_str(&format!(
+            "brokers = \"127.0.0.1:9092\"\n[options]\n\"sasl.oauthbearer.client.secret\" = \"{SECRET}\""
+        ))
+        .unwrap();
+        let refused = scan_blocking(
+            &config,
+            "t",
+            &BTreeMap::new(),
+            1..=1,
+            &CancellationToken::new(),
+            Duration::from_secs(1),
+            1,
+        );
+        let Err(refused @ ScanError::Create(_)) = refused else {
+            panic!("not refused at its creation: {refused:?}");
+        };
+        let said = refused.to_string();
+        assert!(
+            said.contains("sasl.oauthbearer.client.secret") && said.contains("***"),
+            "{said}"
+        );
+        for word in SECRET.split(' ') {
+            assert!(!said.contains(word), "{said}");
+        }
     }
 
     /// The read-back's, preflight's, stall check's and topic creation's
