@@ -28,8 +28,10 @@
 //!   commit) and durably at shutdown, after in-flight reports (bounded wait),
 //!   with whether the stop was clean and the offsets it passed per partition
 //!   (those with a write every few seconds, and at every write while a resume
-//!   is in progress: see `housekeeping`), and the cluster they are positions
-//!   in: offsets of another cluster are dropped, not read back from;
+//!   is in progress: see `housekeeping`, which also forgets the topics idle
+//!   for a day with nothing of theirs past the cursor), and the cluster they
+//!   are positions in: offsets of another cluster are dropped, not read back
+//!   from;
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
 //!   so an event already delivered is not sent a second time;
@@ -80,7 +82,7 @@ use super::producer::{self, Health, KafkaProducer};
 use super::reader::{ReadError, Reader};
 use super::readiness;
 use super::resume::{
-    self, AlreadyDelivered, ClusterIdentity, CursorState, DeliveredOffsets, Position,
+    self, AlreadyDelivered, ClusterIdentity, CursorState, DeliveredOffsets, OffsetsSeen, Position,
     UnplacedReports,
 };
 use super::topic::{KnownTopics, TopicError, TopicTemplate};
@@ -143,6 +145,10 @@ pub struct Tuning {
     /// until it ends, saying why (librdkafka reading its files from a slow
     /// or hung mount).
     pub slow_creation: Duration,
+    /// A topic whose saved offsets no delivery has moved for this long,
+    /// with no record of it in flight and no resume in progress, is
+    /// forgotten from them ([`FORGET_IDLE_TOPIC_AFTER`]).
+    pub forget_idle_topic_after: Duration,
 }
 
 impl Default for Tuning {
@@ -161,10 +167,17 @@ impl Default for Tuning {
             wedge_confirm_after: WEDGE_CONFIRM_AFTER,
             read_back_deadline: super::resume::DEADLINE,
             slow_creation: SLOW_CREATION,
+            forget_idle_topic_after: FORGET_IDLE_TOPIC_AFTER,
         }
     }
 }
 
+/// See [`Tuning::forget_idle_topic_after`]. A day: a topic written to
+/// once a day or more keeps its entry, so its read-back after a crash
+/// starts where it always did, and one forgotten comes back at most once a
+/// day (until a write notes it again, a crash reads it as a topic new in
+/// those seconds); the offsets then hold about a day's topics.
+pub const FORGET_IDLE_TOPIC_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// See [`Tuning::slow_creation`]: creating a producer takes milliseconds;
 /// seconds are a disk or mount that does not answer.
 const SLOW_CREATION: Duration = Duration::from_secs(5);
@@ -308,6 +321,9 @@ pub struct Forwarder {
     cursor: u64,
     /// Where the cursor's messages are: where a resume starts reading.
     offsets: DeliveredOffsets,
+    /// How long each topic's offsets have stood still, as the writes of
+    /// them saw it (see `housekeeping`).
+    offsets_seen: OffsetsSeen,
     /// The cluster `offsets` were noted on, as stored or since checked;
     /// `None` when the stored state does not say (see
     /// [`resume::offsets_apply`]).
@@ -512,6 +528,7 @@ impl Forwarder {
             cluster_checked: false,
             had_metadata: false,
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
+            offsets_seen: OffsetsSeen::default(),
             unplaced: UnplacedReports::default(),
             resume,
             last_resume: serde_json::Value::Null,

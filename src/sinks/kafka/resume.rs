@@ -35,6 +35,10 @@
 //! - offsets noted on another cluster than the one read (`[kafka] brokers`
 //!   changed) are not read from ([`offsets_apply`]): its tails are read,
 //!   as when there are none;
+//! - a topic's offsets are forgotten only while nothing of it past the
+//!   cursor may be in Kafka ([`DeliveredOffsets::forget_idle`]): a later
+//!   read-back of it looks only for events handed over since, in its
+//!   tails, as for a topic never delivered to;
 //! - the read is bounded ([`scan_blocking`]): from where the cursor had
 //!   passed (or a partition's last [`TAIL`] messages), at most [`MAX_READ`]
 //!   messages per topic, for as long as each [`DEADLINE`] brings a message
@@ -48,7 +52,9 @@ mod scan;
 pub(crate) use scan::QuietContext;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +63,9 @@ pub use scan::{
 };
 
 /// Per topic, per partition: the offset of the last message the cursor has
-/// passed. Where a resume starts reading.
+/// passed. Where a resume starts reading. A topic no delivery has moved for
+/// a while, with nothing of it past the cursor, is forgotten
+/// ([`DeliveredOffsets::forget_idle`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DeliveredOffsets {
@@ -85,6 +93,92 @@ impl DeliveredOffsets {
     pub fn of(&self, topic: &str) -> BTreeMap<i32, i64> {
         self.topics.get(topic).cloned().unwrap_or_default()
     }
+
+    /// Forgets the topics whose offsets no delivery has moved for `idle`
+    /// at `now` (as `seen` saw them at this and earlier writes of the
+    /// offsets: compared whole at each write, not per report) and that
+    /// `in_use` does not name; returns how many.
+    ///
+    /// With a topic per account over thousands of accounts that come and
+    /// go, every topic ever delivered to stayed in each write for good
+    /// (about 100 bytes each; long-runs audit). `in_use` names what may be
+    /// in Kafka past the cursor unnoted: the topics of records handed over
+    /// and not taken back, and every topic while a resume is in progress.
+    /// A topic it does not name has nothing past the cursor in Kafka, so
+    /// no read-back of what was handed over before this write needs its
+    /// entry. A read-back after a crash of its events handed over later,
+    /// before a write notes it again (within 5 s of its next delivery),
+    /// reads its partitions' last [`TAIL`] messages, as for a topic first
+    /// delivered to in that time: it finds them unless more than that
+    /// landed in a partition past the forgotten offset, and does not warn
+    /// that a partition ends before that offset. `idle` keeps the entries
+    /// of the topics still written to.
+    pub fn forget_idle(
+        &mut self,
+        seen: &mut OffsetsSeen,
+        now: Instant,
+        idle: Duration,
+        mut in_use: impl FnMut(&str) -> bool,
+    ) -> usize {
+        let before = self.topics.len();
+        self.topics.retain(|topic, partitions| {
+            let digest = digest(partitions);
+            let Some((seen_digest, since)) = seen.topics.get_mut(topic.as_str()) else {
+                seen.topics.insert(topic.clone(), (digest, now));
+                return true;
+            };
+            if *seen_digest != digest {
+                (*seen_digest, *since) = (digest, now);
+                return true;
+            }
+            if now.saturating_duration_since(*since) < idle || in_use(topic) {
+                return true;
+            }
+            seen.topics.remove(topic.as_str());
+            false
+        });
+        // Topics dropped with the rest of the offsets (another cluster's).
+        if seen.topics.len() > self.topics.len() {
+            seen.topics
+                .retain(|topic, _| self.topics.contains_key(topic));
+        }
+        before - self.topics.len()
+    }
+
+    /// How many topics have offsets.
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    /// The topics with offsets.
+    #[cfg(test)]
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.keys().map(String::as_str)
+    }
+}
+
+/// A topic's offsets in a word, to tell whether a delivery moved them
+/// since the last write. Another delivery that leaves them as they were
+/// (one noted at the very offset noted before, in a log started over) is
+/// not told apart: that topic may be forgotten while still written to,
+/// and is noted again at its next delivery.
+fn digest(partitions: &BTreeMap<i32, i64>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    partitions.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Per topic with offsets: a digest of them at the last write, and since
+/// when they have been so (the first write of a run that saw them: a
+/// restart starts every topic's clock again). See
+/// [`DeliveredOffsets::forget_idle`].
+#[derive(Debug, Default)]
+pub struct OffsetsSeen {
+    topics: HashMap<String, (u64, Instant)>,
 }
 
 /// The delivery reports that do not say where their record is: librdkafka
@@ -495,6 +589,53 @@ mod tests {
         assert_eq!(o.of("t"), BTreeMap::from([(0, 3), (1, 9)]));
         assert_eq!(o.of("u"), BTreeMap::from([(0, 1)]));
         assert!(o.of("v").is_empty());
+    }
+
+    /// A topic is forgotten once its offsets have stood still for the
+    /// bound, counted from the write that first saw them so (the first of
+    /// the run for those it started with), unless `in_use` names it; a
+    /// delivery that moves them starts the count again.
+    #[test]
+    fn offsets_unmoved_for_the_bound_are_forgotten_unless_in_use() {
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        let hours = |h: u64| Duration::from_secs(h * 60 * 60);
+        let start = Instant::now();
+        let mut o = DeliveredOffsets::default();
+        let mut seen = OffsetsSeen::default();
+        for topic in ["idle", "busy", "handed-over"] {
+            o.note(topic, 0, 5);
+        }
+        let in_flight = |topic: &str| topic == "handed-over";
+        let topics = |o: &DeliveredOffsets| o.topics().collect::<Vec<_>>().join(" ");
+        assert_eq!(o.forget_idle(&mut seen, start, DAY, in_flight), 0);
+        o.note("busy", 0, 6);
+        assert_eq!(
+            o.forget_idle(&mut seen, start + hours(23), DAY, in_flight),
+            0
+        );
+        assert_eq!(o.forget_idle(&mut seen, start + DAY, DAY, in_flight), 1);
+        assert_eq!(topics(&o), "busy handed-over");
+        // busy stood still from hour 23 on.
+        assert_eq!(
+            o.forget_idle(&mut seen, start + hours(46), DAY, in_flight),
+            0
+        );
+        assert_eq!(
+            o.forget_idle(&mut seen, start + hours(47), DAY, |_| false),
+            2
+        );
+        assert!(o.is_empty() && seen.topics.is_empty());
+        // Forgotten, then delivered to again: a new entry, its own clock.
+        o.note("idle", 0, 9);
+        assert_eq!(
+            o.forget_idle(&mut seen, start + hours(48), DAY, |_| false),
+            0
+        );
+        assert_eq!(o.of("idle"), BTreeMap::from([(0, 9)]));
+        // Dropped with the rest (another cluster's): not seen any more.
+        o = DeliveredOffsets::default();
+        o.forget_idle(&mut seen, start + hours(49), DAY, |_| false);
+        assert!(seen.topics.is_empty());
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! read-back starts are written with the cursor once it moves after
 //! [`OFFSETS_WRITE_INTERVAL`] since they last were, at every durable write, at the stop and at
 //! every write while a resume is in progress, and are never newer than the
-//! cursor.
+//! cursor; such a write forgets the topics no delivery has moved for
+//! [`super::Tuning::forget_idle_topic_after`] (24 h), unless a record of
+//! theirs is handed over past the cursor or a resume is in progress.
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -313,12 +315,49 @@ impl Forwarder {
     /// to Kafka beyond it (a stop that settled every report). `false` when
     /// the write failed (logged).
     pub(super) async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
+        self.forget_idle_topics();
         let state = CursorState {
             clean,
             offsets: self.offsets.clone(),
             cluster: self.offsets_noted_on.clone(),
         };
         self.persist_cursor(Some(state), durable).await
+    }
+
+    /// Forgets from the offsets the topics no delivery has moved for
+    /// [`Tuning::forget_idle_topic_after`] (24 h), with no record handed
+    /// over past the cursor and no resume in progress
+    /// ([`DeliveredOffsets::forget_idle`]). Before a write of them: each
+    /// write is the whole set, and a topic per account kept every account
+    /// ever delivered to in it.
+    ///
+    /// [`Tuning::forget_idle_topic_after`]: super::Tuning::forget_idle_topic_after
+    /// [`DeliveredOffsets::forget_idle`]: super::super::resume::DeliveredOffsets::forget_idle
+    fn forget_idle_topics(&mut self) {
+        let resuming = self.resume.is_some();
+        let in_flight = &self.in_flight;
+        // Walked only once a topic is idle long enough: up to
+        // `max_in_flight` records.
+        let mut handed_over = None;
+        let forgotten = self.offsets.forget_idle(
+            &mut self.offsets_seen,
+            Instant::now(),
+            self.tuning.forget_idle_topic_after,
+            |topic| {
+                resuming
+                    || handed_over
+                        .get_or_insert_with(|| in_flight.topics())
+                        .contains(topic)
+            },
+        );
+        if forgotten > 0 {
+            tracing::debug!(
+                forgotten,
+                kept = self.offsets.len(),
+                idle_s = self.tuning.forget_idle_topic_after.as_secs(),
+                "kafka sink: topics with no delivery for idle_s are forgotten from the offsets saved with the cursor"
+            );
+        }
     }
 
     /// Writes the cursor, with `state` or keeping the state last written.

@@ -124,6 +124,15 @@ impl InFlight {
         self.entries = VecDeque::new();
     }
 
+    /// The topics of every record handed over and not taken back, settled
+    /// or not: what may be in Kafka past the cursor.
+    pub(super) fn topics(&self) -> std::collections::HashSet<Arc<str>> {
+        self.entries
+            .iter()
+            .map(|entry| entry.topic.clone())
+            .collect()
+    }
+
     /// The topics of the records whose report has not been seen, each once,
     /// in journal order: what a stall waits on, and all the stall check is
     /// to judge. A report that came behind the front is seen only by a walk

@@ -588,6 +588,173 @@ async fn the_offsets_are_written_with_the_cursor_at_most_every_interval() {
     fixture.stop().await;
 }
 
+/// The report of a delivery of `seq` to `topic` at partition 0, `offset`.
+fn delivered_to(topic: &str, seq: u64, offset: i64) -> Report {
+    Report {
+        topic: Arc::from(topic),
+        ..report(
+            seq,
+            Outcome::Delivered(Position {
+                partition: 0,
+                offset,
+            }),
+        )
+    }
+}
+
+/// The topics the offsets written with the cursor hold.
+fn saved_topics(ctx: &Context) -> Vec<String> {
+    let state = written(ctx).1.expect("a state");
+    state.offsets.topics().map(str::to_owned).collect()
+}
+
+/// The offsets saved with the cursor forget a topic no delivery has moved
+/// for `forget_idle_topic_after` (24 h) while nothing of it is in flight
+/// and no resume is in progress: with a topic per account over thousands
+/// of accounts that come and go, every topic ever delivered to stayed in
+/// every offsets write, and in memory, for good (long-runs audit). A topic
+/// still written to keeps its entry, and so does an idle one with a record
+/// in flight (it may land, unnoted, before a crash), and every one while a
+/// resume is in progress (what it reads back may be any topic's).
+#[tokio::test]
+async fn the_saved_offsets_forget_idle_topics_and_keep_those_in_use() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.cluster_checked = true;
+    let accounts: Vec<String> = (0..100).map(|i| format!("cr.{i}")).collect();
+    // The next seq, delivered to `topic` at an offset of its own.
+    let deliver = |forwarder: &mut Forwarder, topic: &str| {
+        let seq = forwarder.cursor + 1;
+        let offset = i64::try_from(seq).unwrap();
+        forwarder
+            .on_report(delivered_to(topic, seq, offset))
+            .unwrap();
+    };
+    for topic in &accounts {
+        deliver(forwarder, topic);
+    }
+    deliver(forwarder, "cr.active");
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx).len(), 101);
+
+    // Within the bound nothing is forgotten, however many writes.
+    for _ in 0..3 {
+        deliver(forwarder, "cr.active");
+        forwarder.persist(true).await;
+    }
+    assert_eq!(saved_topics(&ctx).len(), 101, "idle for less than a day");
+
+    // A day later (the bound at 0 stands for it; the clock itself is
+    // `resume::tests::offsets_unmoved_for_the_bound_are_forgotten_unless_in_use`'s):
+    // cr.active is still delivered to, cr.7 has a record in flight, the
+    // other 99 had nothing since.
+    forwarder.tuning.forget_idle_topic_after = Duration::ZERO;
+    deliver(forwarder, "cr.active");
+    forwarder.hand_over(Entry {
+        topic: Arc::from("cr.7"),
+        ..scripted(forwarder.cursor + 1, futures::future::pending().boxed())
+    });
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.7", "cr.active"]);
+    assert!(
+        forwarder.offsets.of("cr.3").is_empty(),
+        "nor kept in memory"
+    );
+    assert!(!forwarder.offsets.of("cr.active").is_empty());
+
+    // cr.7's record is taken back by a recovery, which starts a resume:
+    // nothing is forgotten until it ends.
+    forwarder.in_flight.clear();
+    forwarder.resume = Some(AlreadyDelivered::new(forwarder.cursor + 1));
+    deliver(forwarder, "cr.active");
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.7", "cr.active"], "a resume");
+    forwarder.resume = None;
+    deliver(forwarder, "cr.active");
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.active"]);
+
+    // A topic forgotten and delivered to again is noted and saved anew.
+    deliver(forwarder, "cr.3");
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.3"], "cr.active idle since");
+    assert_eq!(
+        forwarder.offsets.of("cr.3").get(&0).copied(),
+        Some(i64::try_from(forwarder.cursor).unwrap())
+    );
+    fixture.stop().await;
+}
+
+/// What a read-back after a crash reads from a topic kept in the saved
+/// offsets while idle ones were forgotten: from past its saved offset, as
+/// before, finding the event the crashed run delivered there unnoted, and
+/// reading none of what the cursor had passed.
+#[tokio::test]
+async fn a_read_back_after_a_crash_starts_a_kept_topic_at_its_saved_offset() {
+    let mut fixture = Fixture::new().await;
+    per_account_topics(&mut fixture, &["idle", "busy"]).await;
+    let ctx = fixture.ctx();
+    journal_for(&ctx, &["idle", "busy", "busy", "busy"]).await;
+    let journaled = ctx.journal.read_after(0, 10).unwrap();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.check_cluster();
+    let producer = forwarder.producer.clone().unwrap();
+    // Delivered to Kafka; `noted` also takes its report, as the run does.
+    async fn deliver(
+        forwarder: &mut Forwarder,
+        producer: &super::producer::KafkaProducer,
+        event: &crate::journal::JournaledEvent,
+        noted: bool,
+    ) -> Position {
+        let topic = format!("cr.{}", event.header.account);
+        let record = super::producer::record(event, &topic);
+        let sent = producer.send_result(record).map_err(|(e, _)| e).unwrap();
+        let delivery = sent.await.unwrap().unwrap();
+        let at = Position {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        };
+        if noted {
+            let report = delivered_to(&topic, event.seq, 0);
+            let outcome = Outcome::Delivered(at);
+            forwarder.on_report(Report { outcome, ..report }).unwrap();
+        }
+        at
+    }
+    deliver(forwarder, &producer, &journaled[0], true).await;
+    deliver(forwarder, &producer, &journaled[1], true).await;
+    forwarder.persist(true).await;
+    forwarder.tuning.forget_idle_topic_after = Duration::ZERO;
+    deliver(forwarder, &producer, &journaled[2], true).await;
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.busy"], "cr.idle forgotten");
+    // The crashed run delivered seq 4, and died before its report.
+    let at = deliver(forwarder, &producer, &journaled[3], false).await;
+
+    let config = forwarder.config.clone();
+    let tuning = forwarder.tuning;
+    let mut after = Forwarder::new(config, ctx.clone(), tuning).unwrap();
+    after.template = super::super::topic::TopicTemplate::parse("cr.{account}");
+    with_producer(&mut after).await;
+    assert_eq!(after.cursor, 3);
+    let cancel = CancellationToken::new();
+    assert!(after.read_back("cr.busy", &cancel).await.unwrap());
+    let resume = after.resume.as_mut().expect("a crash: resumed");
+    assert_eq!(
+        (resume.read, resume.errors.len()),
+        (1, 0),
+        "from past seq 3's offset, not cr.busy's tail of 3"
+    );
+    let event = &journaled[3];
+    let key = super::producer::key_of(&event.header);
+    assert_eq!(resume.take("cr.busy", &event.header.id, 4, key), Some(at));
+    drop(after);
+    fixture.stop().await;
+}
+
 /// The tick's write is durable once a tick has passed with nothing
 /// journaled, and only then: a non-durable write waits in redb's buffer for
 /// an event's commit, and a quiet relay's cursor stayed off the disk while
