@@ -29,7 +29,7 @@
 //!   with whether the stop was clean and the offsets it passed per partition
 //!   (those with a write every few seconds, and at every write while a resume
 //!   is in progress: see `housekeeping`, which also forgets the topics idle
-//!   for a day with nothing of theirs past the cursor), and the cluster they
+//!   for 25 h with nothing of theirs past the cursor), and the cluster they
 //!   are positions in: offsets of another cluster are dropped, not read back
 //!   from;
 //! - after a crash, or a producer dropped with records in flight, what was
@@ -147,7 +147,9 @@ pub struct Tuning {
     pub slow_creation: Duration,
     /// A topic whose saved offsets no delivery has moved for this long,
     /// with no record of it in flight and no resume in progress, is
-    /// forgotten from them ([`FORGET_IDLE_TOPIC_AFTER`]).
+    /// forgotten from them ([`FORGET_IDLE_TOPIC_AFTER`]); none is while a
+    /// record handed over past the cursor has left the in-flight list
+    /// without the cursor passing it (a drain that met a failed report).
     pub forget_idle_topic_after: Duration,
 }
 
@@ -172,12 +174,17 @@ impl Default for Tuning {
     }
 }
 
-/// See [`Tuning::forget_idle_topic_after`]. A day: a topic written to
-/// once a day or more keeps its entry, so its read-back after a crash
-/// starts where it always did, and one forgotten comes back at most once a
-/// day (until a write notes it again, a crash reads it as a topic new in
-/// those seconds); the offsets then hold about a day's topics.
-pub const FORGET_IDLE_TOPIC_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// See [`Tuning::forget_idle_topic_after`]. A day and an hour: the clock
+/// starts at the write that first saw a topic's offsets, after its
+/// delivery, so with the hour's margin a topic written to at least once a
+/// day keeps its entry (its next record passed by the cursor within that
+/// hour), and its read-back after a crash starts where it always did.
+/// Offsets are noted only as the cursor passes a record, and written at
+/// the next offsets write after that: a forgotten topic delivered to again
+/// is read back from its partitions' last 20,000 messages until then,
+/// which a failing or stalled record of another topic ahead of it can hold
+/// off for hours. The offsets hold about a day's topics.
+pub const FORGET_IDLE_TOPIC_AFTER: Duration = Duration::from_secs(25 * 60 * 60);
 /// See [`Tuning::slow_creation`]: creating a producer takes milliseconds;
 /// seconds are a disk or mount that does not answer.
 const SLOW_CREATION: Duration = Duration::from_secs(5);

@@ -103,16 +103,21 @@ impl DeliveredOffsets {
     /// go, every topic ever delivered to stayed in each write for good
     /// (about 100 bytes each; long-runs audit). `in_use` names what may be
     /// in Kafka past the cursor unnoted: the topics of records handed over
-    /// and not taken back, and every topic while a resume is in progress.
-    /// A topic it does not name has nothing past the cursor in Kafka, so
-    /// no read-back of what was handed over before this write needs its
-    /// entry. A read-back after a crash of its events handed over later,
-    /// before a write notes it again (within 5 s of its next delivery),
-    /// reads its partitions' last [`TAIL`] messages, as for a topic first
-    /// delivered to in that time: it finds them unless more than that
-    /// landed in a partition past the forgotten offset, and does not warn
-    /// that a partition ends before that offset. `idle` keeps the entries
-    /// of the topics still written to.
+    /// and not taken back, and every topic while a resume is in progress
+    /// or while a record handed over past the cursor has left the
+    /// in-flight list unpassed. A topic it does not name has nothing past
+    /// the cursor in Kafka, so no read-back of what was handed over before
+    /// this write needs its entry. A read-back after a crash of its events
+    /// handed over later, before a write notes it again, reads its
+    /// partitions' last [`TAIL`] messages, as for a topic first delivered
+    /// to in that time: it finds them unless more than that landed in a
+    /// partition past the forgotten offset, and does not warn that a
+    /// partition ends before that offset. That lasts until the cursor
+    /// passes its first new record (offsets are noted only then) and the
+    /// offsets are next written after that: a failing or stalled record of
+    /// another topic ahead of it holds the cursor, and so this, for as long
+    /// as it lasts, hours at worst. `idle` keeps the entries of the topics
+    /// still written to.
     pub fn forget_idle(
         &mut self,
         seen: &mut OffsetsSeen,
@@ -636,6 +641,34 @@ mod tests {
         o = DeliveredOffsets::default();
         o.forget_idle(&mut seen, start + hours(49), DAY, |_| false);
         assert!(seen.topics.is_empty());
+    }
+
+    /// With the default bound, a topic delivered to once a day keeps its
+    /// entry though the next day's record waits a while before the cursor
+    /// passes it: the clock starts at the write that first saw the offsets,
+    /// and a bound of exactly a day forgot the topic at any write made
+    /// during that wait (review of 1aea785).
+    #[test]
+    fn a_topic_delivered_to_once_a_day_keeps_its_entry() {
+        let bound = super::super::forwarder::FORGET_IDLE_TOPIC_AFTER;
+        let day = Duration::from_secs(24 * 60 * 60);
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let start = Instant::now();
+        let mut o = DeliveredOffsets::default();
+        let mut seen = OffsetsSeen::default();
+        let unused = |_: &str| false;
+        o.note("daily", 0, 1);
+        // The write that first sees it, seconds after the delivery.
+        let first_seen = start + Duration::from_secs(5);
+        assert_eq!(o.forget_idle(&mut seen, first_seen, bound, unused), 0);
+        // The next day's record waits behind other topics' for half an
+        // hour; their writes meanwhile keep the entry.
+        let waiting = start + day + minutes(29);
+        assert_eq!(o.forget_idle(&mut seen, waiting, bound, unused), 0);
+        o.note("daily", 0, 2);
+        let noted = start + day + minutes(30);
+        assert_eq!(o.forget_idle(&mut seen, noted, bound, unused), 0);
+        assert_eq!(o.of("daily"), BTreeMap::from([(0, 2)]));
     }
 
     #[test]

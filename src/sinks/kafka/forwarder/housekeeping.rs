@@ -15,8 +15,10 @@
 //! [`OFFSETS_WRITE_INTERVAL`] since they last were, at every durable write, at the stop and at
 //! every write while a resume is in progress, and are never newer than the
 //! cursor; such a write forgets the topics no delivery has moved for
-//! [`super::Tuning::forget_idle_topic_after`] (24 h), unless a record of
-//! theirs is handed over past the cursor or a resume is in progress.
+//! [`super::Tuning::forget_idle_topic_after`] (25 h), unless a record of
+//! theirs is handed over past the cursor or a resume is in progress, and
+//! forgets none while a record handed over past the cursor has left the
+//! in-flight list unpassed (a drain that met a failed report).
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -325,16 +327,25 @@ impl Forwarder {
     }
 
     /// Forgets from the offsets the topics no delivery has moved for
-    /// [`Tuning::forget_idle_topic_after`] (24 h), with no record handed
+    /// [`Tuning::forget_idle_topic_after`] (25 h), with no record handed
     /// over past the cursor and no resume in progress
-    /// ([`DeliveredOffsets::forget_idle`]). Before a write of them: each
-    /// write is the whole set, and a topic per account kept every account
-    /// ever delivered to in it.
+    /// ([`DeliveredOffsets::forget_idle`]); none while the records in
+    /// flight are fewer than those handed over past the cursor. Before a
+    /// write of them: each write is the whole set, and a topic per account
+    /// kept every account ever delivered to in it.
     ///
     /// [`Tuning::forget_idle_topic_after`]: super::Tuning::forget_idle_topic_after
     /// [`DeliveredOffsets::forget_idle`]: super::super::resume::DeliveredOffsets::forget_idle
     fn forget_idle_topics(&mut self) {
-        let resuming = self.resume.is_some();
+        // A drain that met a failed report (a stop's, a recovery's) takes
+        // the deliveries behind it out of the in-flight list unnoted, and
+        // the cursor stays: those records are in Kafka past it, and only
+        // the list could have named their topics (review of 1aea785). A
+        // `max_size` gap in the seqs handed over counts here too, and
+        // holds the forgetting back only until the cursor passes it.
+        let untracked =
+            self.next > self.cursor && (self.in_flight.len() as u64) < self.next - self.cursor;
+        let all_in_use = self.resume.is_some() || untracked;
         let in_flight = &self.in_flight;
         // Walked only once a topic is idle long enough: up to
         // `max_in_flight` records.
@@ -344,7 +355,7 @@ impl Forwarder {
             Instant::now(),
             self.tuning.forget_idle_topic_after,
             |topic| {
-                resuming
+                all_in_use
                     || handed_over
                         .get_or_insert_with(|| in_flight.topics())
                         .contains(topic)

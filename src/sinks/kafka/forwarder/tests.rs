@@ -609,7 +609,7 @@ fn saved_topics(ctx: &Context) -> Vec<String> {
 }
 
 /// The offsets saved with the cursor forget a topic no delivery has moved
-/// for `forget_idle_topic_after` (24 h) while nothing of it is in flight
+/// for `forget_idle_topic_after` (25 h) while nothing of it is in flight
 /// and no resume is in progress: with a topic per account over thousands
 /// of accounts that come and go, every topic ever delivered to stayed in
 /// every offsets write, and in memory, for good (long-runs audit). A topic
@@ -753,6 +753,53 @@ async fn a_read_back_after_a_crash_starts_a_kept_topic_at_its_saved_offset() {
     assert_eq!(resume.take("cr.busy", &event.header.id, 4, key), Some(at));
     drop(after);
     fixture.stop().await;
+}
+
+/// A stop whose drain meets a failed report forgets no idle topic: the
+/// deliveries reported behind the failure leave the in-flight list without
+/// being noted or passed by the cursor, so a topic delivered to there is in
+/// Kafka past the cursor with nothing in flight to name it. Forgotten, the
+/// next start's read-back read that topic's tail instead of from its saved
+/// offset, and sent again what landed past it beyond 20,000 messages
+/// (review of 1aea785).
+#[tokio::test]
+async fn a_stop_that_meets_a_failed_report_forgets_no_topic() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.cluster_checked = true;
+    forwarder.on_report(delivered_to("cr.t", 1, 7)).unwrap();
+    forwarder.on_report(delivered_to("cr.u", 2, 3)).unwrap();
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.t", "cr.u"]);
+    // Both idle past the bound from here on (0 stands for a day).
+    forwarder.tuning.forget_idle_topic_after = Duration::ZERO;
+    let to = |topic: &str, entry: Entry| Entry {
+        topic: Arc::from(topic),
+        ..entry
+    };
+    let failed = async { Outcome::Failed(retriable()) }.boxed();
+    forwarder.hand_over(to("cr.u", scripted(3, failed)));
+    let landed = Outcome::Delivered(Position {
+        partition: 0,
+        offset: 8,
+    });
+    forwarder.hand_over(to("cr.t", scripted(4, async move { landed }.boxed())));
+    forwarder.next = 4;
+
+    let Fixture { peers, forwarder } = fixture;
+    forwarder.shutdown().await;
+    let (cursor, state) = written(&ctx);
+    let state = state.expect("a durable state");
+    assert_eq!((cursor, state.clean), (Some(2), false), "seq 4 is in Kafka");
+    assert_eq!(
+        state.offsets.of("cr.t"),
+        std::collections::BTreeMap::from([(0, 7)]),
+        "cr.t's read-back starts past its saved offset, not at its tail"
+    );
+    assert_eq!(state.offsets.of("cr.u").get(&0), Some(&3));
+    peers.stop().await;
 }
 
 /// The tick's write is durable once a tick has passed with nothing
