@@ -183,7 +183,8 @@ impl Default for Tuning {
 /// the next offsets write after that: a forgotten topic delivered to again
 /// is read back from its partitions' last 20,000 messages until then,
 /// which a failing or stalled record of another topic ahead of it can hold
-/// off for hours. The offsets hold about a day's topics.
+/// off for as long as that record holds the cursor back. The offsets hold
+/// about a day's topics.
 pub const FORGET_IDLE_TOPIC_AFTER: Duration = Duration::from_secs(25 * 60 * 60);
 /// See [`Tuning::slow_creation`]: creating a producer takes milliseconds;
 /// seconds are a disk or mount that does not answer.

@@ -116,8 +116,8 @@ impl DeliveredOffsets {
     /// passes its first new record (offsets are noted only then) and the
     /// offsets are next written after that: a failing or stalled record of
     /// another topic ahead of it holds the cursor, and so this, for as long
-    /// as it lasts, hours at worst. `idle` keeps the entries of the topics
-    /// still written to.
+    /// as that record holds the cursor back. `idle` keeps the entries of the
+    /// topics still written to.
     pub fn forget_idle(
         &mut self,
         seen: &mut OffsetsSeen,

@@ -755,6 +755,86 @@ async fn a_read_back_after_a_crash_starts_a_kept_topic_at_its_saved_offset() {
     fixture.stop().await;
 }
 
+/// An idle topic is forgotten at an offsets write while records of another
+/// topic are in flight, handed over as `fill` does (`next` moving with
+/// each, the list contiguous from the cursor), and that topic is kept.
+/// The tests above deliver through `on_report` alone, `next` staying at 0
+/// while the cursor rises: taking every record past the cursor for one no
+/// longer in flight (`next > cursor` alone, or `<=` for `<`) passed them,
+/// and kept every topic at any write with a record in flight, so a relay
+/// under steady load almost never forgot one (review of 6bc7bea).
+#[tokio::test]
+async fn an_idle_topic_is_forgotten_while_records_of_another_are_in_flight() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.marked_unclean = true;
+    forwarder.cluster_checked = true;
+    // Handed over to `topic` as `fill` does: the report is `later`'s.
+    let hand = |forwarder: &mut Forwarder, seq: u64, topic: &str, later| {
+        forwarder.hand_over(Entry {
+            topic: Arc::from(topic),
+            ..scripted(seq, later)
+        });
+        forwarder.next = seq;
+    };
+    let landed = |offset: i64| {
+        let at = Position {
+            partition: 0,
+            offset,
+        };
+        async move { Outcome::Delivered(at) }.boxed()
+    };
+    hand(forwarder, 1, "cr.idle", landed(10));
+    hand(forwarder, 2, "cr.busy", landed(20));
+    forwarder.take_reports_in().await.unwrap();
+    assert_eq!((forwarder.cursor, forwarder.next), (2, 2));
+    forwarder.persist(true).await;
+    assert_eq!(saved_topics(&ctx), ["cr.busy", "cr.idle"]);
+
+    // A day later (the bound at 0 stands for it): cr.idle had nothing
+    // since; cr.busy has two records in flight, the first not reported
+    // yet, the second delivered behind it.
+    forwarder.tuning.forget_idle_topic_after = Duration::ZERO;
+    let (report, reported) = tokio::sync::oneshot::channel::<Outcome>();
+    hand(
+        forwarder,
+        3,
+        "cr.busy",
+        reported.map(Result::unwrap).boxed(),
+    );
+    hand(forwarder, 4, "cr.busy", landed(22));
+    forwarder.take_reports_in().await.unwrap();
+    assert_eq!(
+        (forwarder.cursor, forwarder.next, forwarder.in_flight.len()),
+        (2, 4, 2),
+        "every record past the cursor is in flight"
+    );
+    forwarder.persist(true).await;
+    assert_eq!(
+        saved_topics(&ctx),
+        ["cr.busy"],
+        "cr.idle forgotten, cr.busy kept for its records in flight"
+    );
+    assert!(forwarder.offsets.of("cr.idle").is_empty());
+
+    // The first lands: the cursor passes both, and cr.busy's new offset is saved.
+    let first = Outcome::Delivered(Position {
+        partition: 0,
+        offset: 21,
+    });
+    assert!(report.send(first).is_ok(), "seq 3 still in flight");
+    forwarder.take_reports_in().await.unwrap();
+    assert_eq!((forwarder.cursor, forwarder.in_flight.len()), (4, 0));
+    forwarder.persist(true).await;
+    let state = written(&ctx).1.expect("a state");
+    assert_eq!(
+        state.offsets.of("cr.busy"),
+        std::collections::BTreeMap::from([(0, 22)])
+    );
+    fixture.stop().await;
+}
+
 /// A stop whose drain meets a failed report forgets no idle topic: the
 /// deliveries reported behind the failure leave the in-flight list without
 /// being noted or passed by the cursor, so a topic delivered to there is in
