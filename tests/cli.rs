@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
 #[path = "peers/tansu/broker.rs"]
 mod tansu;
 
@@ -14,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_callrelay");
 fn check(dir: &Path, config: &str, env: &[(&str, &str)]) -> Output {
     let path = dir.join("relay.toml");
     std::fs::write(&path, config).expect("write config");
-    Command::new(BIN)
+    common::relay_command()
         .args(["check", "--config"])
         .arg(&path)
         .env_remove("RUST_LOG")
@@ -105,7 +106,7 @@ fn check_under_journald_gives_each_line_its_level() {
         let file = std::fs::File::create(&log).expect("stderr file");
         let meta = file.metadata().expect("its dev and inode");
         let names_it = format!("{}:{}", meta.dev(), meta.ino());
-        let mut command = Command::new(BIN);
+        let mut command = common::relay_command();
         command
             .args(["check", "--config"])
             .arg(&config)
@@ -151,7 +152,7 @@ fn run_under_journald_gives_what_it_says_outside_its_log_the_error_level() {
         let log = dir.path().join("stderr.log");
         let file = std::fs::File::create(&log).expect("stderr file");
         let meta = file.metadata().expect("its dev and inode");
-        let status = Command::new(BIN)
+        let status = common::relay_command()
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", rust_log)
@@ -200,7 +201,7 @@ fn check_ends_a_list_of_problems_with_its_count() {
 
 /// `run` with a config that does not exist: it logs one error and exits 1.
 fn run_missing_config(log_level: Option<&str>, rust_log: Option<&str>) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::relay_command();
     cmd.args(["--log-format", "json"]);
     if let Some(level) = log_level {
         cmd.args(["--log-level", level]);
@@ -261,7 +262,7 @@ fn a_refused_start_logs_each_config_problem_on_its_own_line() {
         "[journal]\nretention = \"forever\"\nmax_size = \"lots\"\n",
     )
     .expect("write config");
-    let out = Command::new(BIN)
+    let out = common::relay_command()
         .args(["run", "--config"])
         .arg(&config)
         .env_remove("RUST_LOG")
@@ -354,7 +355,7 @@ fn a_tokio_worker_threads_that_is_not_a_count_is_refused_by_check_and_run() {
     let config = dir.path().join("relay.toml");
     std::fs::write(&config, "").expect("write config");
     let with_threads = |command: &str, config: &Path, threads: &OsStr| {
-        Command::new(BIN)
+        common::relay_command()
             .args([command, "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
@@ -429,7 +430,7 @@ fn tail_handshake_logs(rust_log: &str, marker: &str) -> (String, String) {
     });
     // `tail` reconnects for good: the guard stops it if an assertion fails.
     let mut child = Running(
-        Command::new(BIN)
+        common::relay_command()
             .args(["tail", "--url", &format!("ws://127.0.0.1:{port}/ws")])
             .args(["--token", marker])
             .env("RUST_LOG", rust_log)
@@ -499,7 +500,7 @@ fn trace_logging_never_shows_the_tail_token() {
 /// no colour escape codes.
 #[test]
 fn human_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
-    let out = Command::new(BIN)
+    let out = common::relay_command()
         .args(["run", "--config", "/nonexistent/callrelay-test.toml"])
         .env("RUST_LOG", "info")
         .output()
@@ -514,7 +515,7 @@ fn human_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
 fn an_empty_callrelay_config_means_the_default_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("relay.toml"), "").expect("write config");
-    let out = Command::new(BIN)
+    let out = common::relay_command()
         .arg("check")
         .current_dir(dir.path())
         .env("CALLRELAY_CONFIG", "")
@@ -537,7 +538,7 @@ fn no_subcommand_runs_the_config_callrelay_config_names_and_sigint_stops_it() {
         format!("[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {journal:?}\n"),
     )
     .expect("write config");
-    let mut command = Command::new(BIN);
+    let mut command = common::relay_command();
     // No relay.toml where it runs: only the variable can name the config.
     command
         .args(["--log-format", "json"])
@@ -596,7 +597,7 @@ fn check_reads_the_proxy_from_the_environment() {
 /// for every build. The commit is the checkout's, read here the same way.
 #[test]
 fn version_names_the_commit_the_build_is_from() {
-    let out = Command::new(BIN)
+    let out = common::relay_command()
         .arg("--version")
         .output()
         .expect("run --version");
@@ -664,7 +665,7 @@ fn run_with_nofile_and(
     )
     .expect("write config");
     let mut command = Command::new("prlimit");
-    command
+    common::without_host_proxies(&mut command)
         .arg(format!("--nofile={limit}"))
         .args(["--", BIN, "run", "--log-format", "json", "--config"])
         .arg(&config);
@@ -674,7 +675,7 @@ fn run_with_nofile_and(
 /// `callrelay run` on `config`, its JSON log lines sent to the receiver as
 /// they come.
 fn run_logging(config: &Path) -> (Running, std::sync::mpsc::Receiver<serde_json::Value>) {
-    let mut command = Command::new(BIN);
+    let mut command = common::relay_command();
     command
         .args(["run", "--log-format", "json", "--config"])
         .arg(config);
@@ -1053,7 +1054,7 @@ fn a_port_in_use_fails_the_start_before_the_journal_is_opened() {
         ),
     )
     .expect("write config");
-    let out = Command::new(BIN)
+    let out = common::relay_command()
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
         .output()
@@ -1083,7 +1084,7 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
     use std::io::{BufRead, Read, Write};
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_tel4vn_config(dir.path(), "", "");
-    let mut command = Command::new(BIN);
+    let mut command = common::relay_command();
     command
         .args(["run", "--log-format", "json", "--config"])
         .arg(&config);
@@ -1405,7 +1406,7 @@ fn a_vendors_text_with_a_line_break_cannot_forge_a_log_line() {
          backoff_min = \"10ms\"\nbackoff_max = \"50ms\"\n\n"
     );
     let config = write_tel4vn_config(dir.path(), "", &sources);
-    let mut command = Command::new(BIN);
+    let mut command = common::relay_command();
     command.args(["run", "--config"]).arg(&config);
     let (_relay, stderr) = spawn_with_stderr(command);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1577,7 +1578,7 @@ fn check_answers_by_its_exit_code_when_its_output_cannot_be_written() {
     std::fs::write(&bad, "[server]\nlisten = 5\n").expect("write");
     for (config, code) in [(&good, 0), (&bad, 1)] {
         let full = || std::fs::File::create("/dev/full").expect("/dev/full");
-        let status = Command::new(BIN)
+        let status = common::relay_command()
             .args(["check", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
@@ -1591,7 +1592,7 @@ fn check_answers_by_its_exit_code_when_its_output_cannot_be_written() {
 
 /// `callrelay compact` with `config`.
 fn compact_with(config: &Path) -> Output {
-    let mut command = Command::new(BIN);
+    let mut command = common::relay_command();
     command
         .args(["compact", "--config"])
         .arg(config)
@@ -1666,7 +1667,7 @@ fn compact_refuses_a_running_relays_journal_and_compacts_it_once_stopped() {
 
     // The config named by `CALLRELAY_CONFIG`, as `run` and `check` read it.
     let out = output_within(
-        Command::new(BIN)
+        common::relay_command()
             .arg("compact")
             .env("CALLRELAY_CONFIG", &config)
             .env_remove("RUST_LOG"),
@@ -1694,7 +1695,7 @@ fn compact_refuses_a_running_relays_journal_and_compacts_it_once_stopped() {
     );
     let full = std::fs::File::create("/dev/full").expect("/dev/full");
     let mut compact = Running(
-        Command::new(BIN)
+        common::relay_command()
             .args(["compact", "--config"])
             .arg(&config)
             .stdout(full)

@@ -615,7 +615,7 @@ async fn reload_refuses_a_bad_config_and_pins_restart_only_settings() {
     )
     .expect("write");
     let err = handle.reload().await.expect_err("bad config refused");
-    let check = Command::new(BIN)
+    let check = common::relay_command()
         .args(["check", "--config"])
         .arg(&path)
         .output()
@@ -2019,7 +2019,7 @@ fn the_production_config_passes_check_with_its_environment() {
         ("VOIPEX_PASSWORD", "p"),
     ];
     let config = Path::new(ROOT).join("deploy/relay.toml");
-    let ok = Command::new(BIN)
+    let ok = common::relay_command()
         .args(["check", "--config"])
         .arg(&config)
         .env_clear()
@@ -2032,7 +2032,7 @@ fn the_production_config_passes_check_with_its_environment() {
         String::from_utf8_lossy(&ok.stderr)
     );
     // Without the environment every missing variable is named.
-    let bare = Command::new(BIN)
+    let bare = common::relay_command()
         .args(["check", "--config"])
         .arg(&config)
         .env_clear()
@@ -2129,7 +2129,7 @@ impl Daemon {
         });
         // WATCHDOG_PID must be the relay's own pid: `exec` keeps the shell's.
         let (trap, limit) = limits.shell_words();
-        let mut child = Command::new("sh")
+        let mut child = common::without_host_proxies(&mut Command::new("sh"))
             .arg("-c")
             .arg(format!(
                 r#"{trap}WATCHDOG_PID=$$ exec {limit}"$0" run --config "$1" --log-format json"#
@@ -2512,7 +2512,7 @@ async fn sigterm_while_starting_stops_without_ready() {
     assert!(made.success());
     // Killed on drop: a test that fails half-way leaves no relay running.
     let mut child = KillOnDrop(
-        Command::new(BIN)
+        common::relay_command()
             .args(["run", "--log-format", "json", "--config"])
             .arg(&fifo)
             .env("NOTIFY_SOCKET", &socket_path)
@@ -2916,7 +2916,7 @@ async fn the_daemon_speaks_sd_notify_reloads_on_sighup_and_drains_on_sigterm() {
         format!("{good}\n[journal]\nretention = \"forever\"\n"),
     )
     .expect("write");
-    let check = Command::new(BIN)
+    let check = common::relay_command()
         .args(["check", "--config"])
         .arg(&config)
         .output()

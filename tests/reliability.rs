@@ -47,7 +47,6 @@ use tokio::sync::{mpsc, watch};
 
 const TOPIC: &str = "callrelay.events";
 const TOKEN: &str = "rel-token";
-const BIN: &str = env!("CARGO_BIN_EXE_callrelay");
 const STATES: [&str; 4] = ["Ring", "Up", "Hangup", "Cdr"];
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -437,7 +436,7 @@ struct RelayProcess {
 
 impl RelayProcess {
     fn start(config: &Path) -> RelayProcess {
-        let mut child = Command::new(BIN)
+        let mut child = common::relay_command()
             .args([
                 "run",
                 "--log-format",

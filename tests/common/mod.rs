@@ -34,6 +34,33 @@ pub fn base_config(dir: &std::path::Path) -> String {
     )
 }
 
+/// The relay's binary, `callrelay`, as a command without the host's proxy
+/// variables. A spawned relay (and `check`) reads them for its sources, so
+/// a developer's `HTTP_PROXY` or `ALL_PROXY` took its connections to the
+/// 127.0.0.1 peers through that proxy (and one it cannot use refused the
+/// source); [`start_relay_tuned`] starts the in-process relays without them
+/// too. A test that wants one sets it on the command.
+pub fn relay_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_callrelay"));
+    without_host_proxies(&mut command);
+    command
+}
+
+/// Takes the host's proxy variables (`HTTPS_PROXY`, `no_proxy`, …: those
+/// the relay reads) out of `command`'s environment, for a command that runs
+/// the relay through a wrapper (`prlimit`, `sh -c … exec`).
+pub fn without_host_proxies(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(callrelay::sources::proxy::is_proxy_variable)
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Starts a relay whose config is `base_config` followed by `rest`.
 pub async fn start_relay(rest: &str) -> TestRelay {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -203,6 +230,90 @@ impl TestRelay {
                 .expect("relay stopped cleanly");
         }
         self.dir
+    }
+}
+
+/// What the relay logs on this thread at `filter` (an env-filter directive,
+/// `callrelay::sources=info`), from now until the guard is dropped. A
+/// `#[tokio::test]` runs on one thread, the in-process relay's tasks with
+/// it: the capture holds that relay's lines and none of the relays other
+/// tests run meanwhile (a multi-thread runtime's workers are not covered).
+pub fn capture_log(filter: &str) -> (CapturedLog, tracing::subscriber::DefaultGuard) {
+    static ANCHORED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ANCHORED.get_or_init(|| {
+        // Another global subscriber (a test binary's own) is left in place.
+        let _ = tracing::subscriber::set_global_default(Anchor);
+    });
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .with_writer(move || writer.clone())
+        .finish();
+    (log, tracing::subscriber::set_default(subscriber))
+}
+
+/// The global default under [`capture_log`]: asks to be asked about every
+/// log line, and takes none. tracing caches each callsite's interest for the
+/// whole process, decided on the thread that first reaches it: a sibling
+/// test's thread, with no subscriber, cached `never`, and the captured
+/// relay's line was then never written (seen: its `session connected`
+/// missing under a parallel run).
+struct Anchor;
+
+impl tracing::Subscriber for Anchor {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        // With no capture on, every line stops at the level check.
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The lines [`capture_log`] took.
+#[derive(Clone, Default)]
+pub struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
