@@ -1713,8 +1713,7 @@ async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
     // Passing: DRAIN_LIMIT (3 s) and the link's close, about 3-4 s, and no
     // abort. Without the deadline the drain never ends under this stream:
     // the abort, always, and a reload of at least 10 s. Asserted on the
-    // abort itself rather than on a time under 10 s, so the only bound is
-    // the relay's own (neither 3 s nor 10 s can be set from a test).
+    // abort itself, and on a time under 10 s below.
     let logged = log.text();
     assert!(
         logged.contains("session connected"),
@@ -1723,6 +1722,15 @@ async fn a_stop_under_a_steady_stream_closes_in_order(sio: u8) {
     assert!(
         !logged.contains("source did not stop in time"),
         "socket.io {sio}: the old session was aborted after the reload took {took:?}: {logged}"
+    );
+    // Proves the stop also ends well inside the 10 s, not just short of the
+    // abort: a session using all the budget the relay allows itself after a
+    // stop (DRAIN_LIMIT and what follows it in session.rs: 3 + 2 + 0.5 +
+    // 0.25 + 4 = 9.75 s) came within 0.25 s of the abort. Passing about
+    // 3.2 s; the bound sits some 4 s above that and 2.75 s below 9.75 s.
+    assert!(
+        took < Duration::from_secs(7),
+        "socket.io {sio}: the reload took {took:?}"
     );
     let (_, gone) = peer.expect("disconnect").await;
     assert_eq!(
@@ -1906,13 +1914,20 @@ async fn a_reader_that_dies_silently_is_noticed(sio: u8) {
     // Proves the closed connection is noticed when it closes. Passing: the
     // reconnect backoff (BACKOFF_MAX, 1 s, at most) and a handshake, about
     // 0.2-1.2 s. Unnoticed, the session would end only at its next `hello`,
-    // which fails (HELLO after the last, about 60 s), or at the watchdog
-    // (2 × HELLO + 5 s) or socket.io 2's heartbeat ping (25 s, the peer's
-    // default), whichever first: 24 s or more after the close. The bound
-    // sits some 9 s above the one and 14 s below the other (and under the
-    // peer's WAIT, so that its own words say why it fails).
+    // which fails (HELLO after the last, about 60 s: the peer sends no `say`,
+    // below, which would bring it to MIN_HELLO_GAP, 10 s, after the last),
+    // or at the watchdog (2 × HELLO + 5 s) or socket.io 2's heartbeat ping
+    // (25 s, the peer's default), whichever first: 24 s or more after the
+    // close. The bound sits some 9 s above the one and 14 s below the other
+    // (and under the peer's WAIT, so that its own words say why it fails).
     const PROMPTLY: Duration = Duration::from_secs(10);
-    let mut peer = Peer::spawn(sio, &["--hello-timeout-ms", "60000"]).await;
+    // `say` every 10 minutes (the peer's default is every 0.5 s): none comes
+    // in this test, and the next `hello` is really HELLO away.
+    let args = ["--hello-timeout-ms", "60000", "--say-ms", "600000"];
+    let mut peer = Peer::spawn(sio, &args).await;
+    // The old session's end, with its detail, is a WARN of
+    // `callrelay::sources`; this test's relay runs on its thread.
+    let (log, _capturing) = common::capture_log("callrelay::sources=info");
     let engine = if sio == 2 { "3" } else { "4" };
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
@@ -1951,6 +1966,23 @@ async fn a_reader_that_dies_silently_is_noticed(sio: u8) {
     let gap = up.duration_since(down);
     assert!(gap < PROMPTLY, "socket.io {sio}: reconnected after {gap:?}");
     peer.expect("signed").await;
+    // Proves, whatever the timing, that the close itself ended the old
+    // session: its end (logged before the reconnect's wait, the first of
+    // this relay's) says the server closed the connection. Unnoticed, the
+    // session ends when a write fails on the closed connection, its next
+    // `hello` (`hello: …`) or a heartbeat ping, however soon that comes.
+    let logged = log.text();
+    let ends: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains("session ended; reconnecting"))
+        .collect();
+    let [end] = ends[..] else {
+        panic!("socket.io {sio}: not one session end logged: {logged}");
+    };
+    assert!(
+        end.contains("reason=\"closed\" detail=\"the connection was closed\""),
+        "socket.io {sio}: the old session did not end on the server's close: {end}"
+    );
     peer.emit("response", json!([call_event(1)])).await;
     relay.wait_for_seq(1, WAIT).await;
     assert_eq!(journaled_raws(&relay), vec![call_event(1)]);
