@@ -5,15 +5,16 @@
 //! `FeedbackID` → feedback, `linkedid`/`calldate` without `state` (or with a
 //! null or empty one) → missed call, `state` → call event. Identities: call
 //! event `callid + state + extend` (a `Cdr` without `extend` also its leg:
-//! `cdr.uniqueid`, `cdr.dstchannel`, `cdr.dst`), missed call `linkedid + dst +
+//! `cdr.uniqueid`, `cdr.dstchannel`, `cdr.dst`; its whole payload when `cdr`
+//! is a text that holds no JSON object), missed call `linkedid + dst +
 //! calldate + uniqueid`, feedback `FeedbackID + callid`.
 
 use serde_json::{Map, Value};
 
 use super::delivery::check_token;
 use super::normalize::{
-    Fields, ICT, direction, get, identity, loose_canonical, lower, object, seconds, status, text,
-    text_of, time,
+    Fields, ICT, direction, get, identity, loose_canonical, lower, seconds, status, text, text_of,
+    time,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
 use crate::config::Accepted;
@@ -56,7 +57,10 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         "cdr" => ("call.cdr", "cdr"),
         _ => return None,
     };
-    let cdr = object_or_form(map, "cdr");
+    let (cdr, unreadable_cdr) = match cdr_object(map) {
+        Ok(cdr) => (cdr, false),
+        Err(Unreadable) => (None, true),
+    };
     let cdr = cdr.as_deref();
     let call_id = text_of(map, &["callid"])
         .or_else(|| cdr.and_then(|c| text_of(c, &["linkedid", "uniqueid", "callid"])));
@@ -87,11 +91,11 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
             .text("recording_url", text_of(c, &["recordingfile"]));
         when = time(get(c, "calldate"), ICT);
     }
-    let leg = (state == "cdr" && extension.is_none())
-        .then_some(cdr)
-        .flatten()
-        .and_then(cdr_leg);
+    let own_row = state == "cdr" && extension.is_none();
+    let leg = own_row.then_some(cdr).flatten().and_then(cdr_leg);
     let id = match (&call_id, leg) {
+        // Only the row's text tells one such row from another of the call.
+        (Some(_), None) if own_row && unreadable_cdr => loose_canonical(payload),
         (Some(id), None) => identity(&[Some("call"), Some(id), Some(state), extension.as_deref()]),
         (Some(id), Some([uniqueid, dstchannel, dst])) => identity(&[
             Some("call"),
@@ -126,15 +130,38 @@ fn cdr_leg(cdr: &Map<String, Value>) -> Option<[Option<String>; 3]> {
     leg.iter().any(Option::is_some).then_some(leg)
 }
 
-/// The object `name`, or the one a PHP form wrote as flat `name[KEY]=…`
-/// fields ([`flattened`]).
-fn object_or_form<'a>(
-    map: &'a Map<String, Value>,
-    name: &str,
-) -> Option<std::borrow::Cow<'a, Map<String, Value>>> {
-    object(map, name)
-        .map(std::borrow::Cow::Borrowed)
-        .or_else(|| flattened(map, name).map(std::borrow::Cow::Owned))
+/// A `cdr` given as a text that holds no JSON object.
+struct Unreadable;
+
+/// The object `cdr`; the one a JSON text in `cdr` holds (a sender that
+/// encodes the row itself, or PHP's `http_build_query(['cdr' =>
+/// json_encode($row)])`: read as no `cdr`, every row of a call was one
+/// event and the answered leg's row was lost as a duplicate); or the one a
+/// PHP form wrote as flat `cdr[KEY]=…` fields ([`flattened`]). `None`
+/// without any (`null`, `""` are none); [`Unreadable`] for another text.
+fn cdr_object(
+    map: &Map<String, Value>,
+) -> Result<Option<std::borrow::Cow<'_, Map<String, Value>>>, Unreadable> {
+    use std::borrow::Cow;
+    let value = get(map, "cdr");
+    if let Some(cdr) = value.and_then(Value::as_object) {
+        return Ok(Some(Cow::Borrowed(cdr)));
+    }
+    // A text that is no value (`""`, `"0"`), as `text` reads one, is no `cdr`.
+    // The body is bounded by `max_body`, the parse's depth by serde_json.
+    let parsed = value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && *t != "0")
+        .map(serde_json::from_str::<Map<String, Value>>);
+    if let Some(Ok(cdr)) = parsed {
+        return Ok(Some(Cow::Owned(cdr)));
+    }
+    match flattened(map, "cdr") {
+        Some(cdr) => Ok(Some(Cow::Owned(cdr))),
+        None if parsed.is_some() => Err(Unreadable),
+        None => Ok(None),
+    }
 }
 
 /// The object that a PHP form (`http_build_query`) writes as flat
@@ -454,6 +481,97 @@ mod tests {
              &cdr%5Bx%5D%5By%5D=1",
         );
         assert_eq!(upper, socket);
+    }
+
+    /// A sender that encodes the row itself sends `cdr` as JSON text (also
+    /// PHP's `http_build_query(['cdr' => json_encode($row)])`): it is read as
+    /// the object. It was no `cdr`: every row of a call was one event, and
+    /// the answered leg's row was answered `duplicate` and lost.
+    #[test]
+    fn a_cdr_sent_as_json_text_reads_as_the_object() {
+        let row = json!({"uniqueid":"1616734230.1023","dst":"131","disposition":"ANSWERED",
+            "billsec":42,"recordingfile":"https://rec/x.wav","calldate":"2021-03-26 11:50:30"});
+        let object =
+            parse_call_event(&json!({"state":"Cdr","callid":"1616734230.1021","cdr":row})).unwrap();
+        let text = parse_call_event(
+            &json!({"state":"Cdr","callid":"1616734230.1021","cdr":row.to_string()}),
+        )
+        .unwrap();
+        assert_eq!(text, object);
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", "Cdr")
+            .append_pair("callid", "1616734230.1021")
+            .append_pair("cdr", &row.to_string())
+            .finish();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let form = parse_call_event(&Value::Object(super::super::query_object(&pairs))).unwrap();
+        assert_eq!(form, object);
+        let other_leg = json!({"uniqueid":"1616734230.1022","dst":"130","billsec":0});
+        let first = parse_call_event(
+            &json!({"state":"Cdr","callid":"1616734230.1021","cdr":other_leg.to_string()}),
+        )
+        .unwrap();
+        assert_ne!(first.identity, text.identity);
+    }
+
+    /// A `cdr` text that holds no object gives no leg: the rows are told
+    /// apart by their whole payload, as an event without its id fields is.
+    #[test]
+    fn a_cdr_text_that_is_no_object_tells_rows_apart_by_the_payload() {
+        let row = |cdr: &str| {
+            let payload = json!({"state":"Cdr","callid":"1616734230.1021","cdr":cdr});
+            let e = parse_call_event(&payload).unwrap();
+            assert_eq!(e.identity, loose_canonical(&payload), "{cdr}");
+            e.identity
+        };
+        assert_ne!(row("uniqueid=1.2;dst=130"), row("uniqueid=1.3;dst=131"));
+        assert_ne!(row("[\"1.2\",\"130\"]"), row("[\"1.3\",\"131\"]"));
+        assert_ne!(row("{\"uniqueid\":"), row("{\"uniqueid\":\"1.3\""));
+    }
+
+    /// The ids of rows whose `cdr` is an object (or its form fields), or
+    /// none, are journaled already: a string-shaped `cdr` changes none of them.
+    #[test]
+    fn object_shaped_cdr_rows_keep_their_ids() {
+        let id = |payload: Value| parse_call_event(&payload).unwrap().identity;
+        for (payload, expected) in [
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr":{"uniqueid":"1.3","dst":130}}),
+                r#"["call","1.2","cdr",null,"1.3",null,"130"]"#,
+            ),
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr":{"billsec":0}}),
+                r#"["call","1.2","cdr",null]"#,
+            ),
+            (
+                json!({"state":"Cdr","callid":"1.2"}),
+                r#"["call","1.2","cdr",null]"#,
+            ),
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr":null}),
+                r#"["call","1.2","cdr",null]"#,
+            ),
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr":""}),
+                r#"["call","1.2","cdr",null]"#,
+            ),
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr[uniqueid]":"1.3","cdr[dstchannel]":"SIP/1"}),
+                r#"["call","1.2","cdr",null,"1.3","SIP/1",null]"#,
+            ),
+            (
+                json!({"extend":"130","state":"Cdr","callid":"1.2","cdr":{"uniqueid":"1.3"}}),
+                r#"["call","1.2","cdr","130"]"#,
+            ),
+            (
+                json!({"extend":"130","state":"Hangup","callid":"1.2","cdr":"x"}),
+                r#"["call","1.2","hangup","130"]"#,
+            ),
+        ] {
+            assert_eq!(id(payload.clone()), expected, "{payload}");
+        }
     }
 
     #[test]
