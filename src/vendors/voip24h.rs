@@ -68,20 +68,28 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
     let phone = text_of(map, &["phone"]);
     let dir =
         direction(get(map, "type")).or_else(|| cdr.and_then(|c| direction(get(c, "direction"))));
-    let (from, to) = match dir {
-        Some("inbound") => (phone, extension.clone()),
-        Some(_) => (extension.clone(), phone),
-        None => (
-            cdr.and_then(|c| text_of(c, &["src"])),
-            cdr.and_then(|c| text_of(c, &["dst"])),
-        ),
+    let src = cdr.and_then(|c| text_of(c, &["src"]));
+    let dst = cdr.and_then(|c| text_of(c, &["dst"]));
+    // A side the top level leaves out is the row's own: a `Cdr` that says
+    // its direction in `cdr.direction` and has no `phone`/`extend` lost
+    // both parties. The extension is the side `extend` would have named.
+    let (from, to, party_extension) = match dir {
+        Some("inbound") => {
+            let extension = extension.clone().or(dst);
+            (phone.or(src), extension.clone(), extension)
+        }
+        Some(_) => {
+            let extension = extension.clone().or(src);
+            (extension.clone(), phone.or(dst), extension)
+        }
+        None => (src, dst, extension.clone()),
     };
     let mut f = Fields::default();
     f.text("call_id", call_id.clone())
         .word("direction", dir)
         .text("from", from)
         .text("to", to)
-        .text("extension", extension.clone());
+        .text("extension", party_extension);
     let mut when = None;
     if let Some(c) = cdr {
         f.text("hotline", text_of(c, &["did"]))
@@ -389,6 +397,84 @@ mod tests {
         assert_eq!(e.fields["recording_url"], "https://rec/1.wav");
         assert_eq!(e.fields["hotline"], "02873088088");
         assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+    }
+
+    /// A CDR row that says its own direction names its parties from
+    /// `cdr.src`/`cdr.dst` where `phone`/`extend` are missing: it had none,
+    /// while the same row without a direction had both.
+    #[test]
+    fn a_cdr_with_its_own_direction_names_its_parties_from_src_and_dst() {
+        let parties = |payload: Value| {
+            let e = parse_call_event(&payload).unwrap();
+            let field = |k: &str| e.fields.get(k).and_then(Value::as_str).map(str::to_owned);
+            (
+                field("direction"),
+                field("from"),
+                field("to"),
+                field("extension"),
+            )
+        };
+        let some = |d: &str, f: &str, t: &str, x: &str| {
+            (
+                Some(d.to_owned()),
+                Some(f.to_owned()),
+                Some(t.to_owned()),
+                Some(x.to_owned()),
+            )
+        };
+        let row = |direction: &str, src: &str, dst: &str| {
+            json!({"state":"Cdr","callid":"X",
+                "cdr":{"direction":direction,"src":src,"dst":dst}})
+        };
+        assert_eq!(
+            parties(row("inbound", "0901", "130")),
+            some("inbound", "0901", "130", "130")
+        );
+        assert_eq!(
+            parties(row("outbound", "130", "0901")),
+            some("outbound", "130", "0901", "130")
+        );
+        // A local call: the extension is the side `extend` names on the
+        // call's own events, the caller.
+        assert_eq!(
+            parties(row("local", "130", "131")),
+            some("internal", "130", "131", "130")
+        );
+        // Only the missing side is filled.
+        assert_eq!(
+            parties(
+                json!({"state":"Cdr","callid":"X","phone":"0902","type":"inbound",
+                "cdr":{"src":"0901","dst":"130"}})
+            ),
+            some("inbound", "0902", "130", "130")
+        );
+        assert_eq!(
+            parties(
+                json!({"extend":"131","state":"Cdr","callid":"X","phone":"0902",
+                "type":"inbound","cdr":{"src":"0901","dst":"130"}})
+            ),
+            some("inbound", "0902", "131", "131")
+        );
+        // Without a direction, as before: no extension.
+        assert_eq!(
+            parties(json!({"state":"Cdr","callid":"X","cdr":{"src":"0901","dst":"130"}})),
+            (None, Some("0901".to_owned()), Some("130".to_owned()), None)
+        );
+        // The id reads no party: it is the leg's, as it was.
+        assert_eq!(
+            parse_call_event(&row("inbound", "0901", "130"))
+                .unwrap()
+                .identity,
+            identity(&[
+                Some("call"),
+                Some("X"),
+                Some("cdr"),
+                None,
+                None,
+                None,
+                Some("130")
+            ])
+        );
     }
 
     /// Two CDR rows of one call without `extend` (a ring group's legs) are
