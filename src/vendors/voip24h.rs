@@ -6,7 +6,8 @@
 //! null or empty one) → missed call, `state` → call event. Identities: call
 //! event `callid + state + extend` (a `Cdr` without `extend` also its leg:
 //! `cdr.uniqueid`, `cdr.dstchannel`, `cdr.dst`; its whole payload when `cdr`
-//! is a text that holds no JSON object), missed call `linkedid + dst +
+//! is a text that holds no JSON object and no `cdr[…]` field is there; only
+//! a `Cdr` reads a `cdr` text), missed call `linkedid + dst +
 //! calldate + uniqueid`, feedback `FeedbackID + callid`.
 
 use serde_json::{Map, Value};
@@ -16,6 +17,7 @@ use super::normalize::{
     Fields, ICT, direction, get, identity, loose_canonical, lower, seconds, status, text, text_of,
     time,
 };
+use super::text::parse_json;
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
 use crate::config::Accepted;
 use crate::event::VendorEvent;
@@ -57,7 +59,7 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         "cdr" => ("call.cdr", "cdr"),
         _ => return None,
     };
-    let (cdr, unreadable_cdr) = match cdr_object(map) {
+    let (cdr, unreadable_cdr) = match cdr_object(map, state == "cdr") {
         Ok(cdr) => (cdr, false),
         Err(Unreadable) => (None, true),
     };
@@ -138,37 +140,44 @@ fn cdr_leg(cdr: &Map<String, Value>) -> Option<[Option<String>; 3]> {
     leg.iter().any(Option::is_some).then_some(leg)
 }
 
-/// A `cdr` given as a text that holds no JSON object.
+/// A `Cdr`'s `cdr` given as a text that holds no JSON object.
 struct Unreadable;
 
-/// The object `cdr`; the one a JSON text in `cdr` holds (a sender that
-/// encodes the row itself, or PHP's `http_build_query(['cdr' =>
-/// json_encode($row)])`: read as no `cdr`, every row of a call was one
-/// event and the answered leg's row was lost as a duplicate); or the one a
-/// PHP form wrote as flat `cdr[KEY]=…` fields ([`flattened`]). `None`
-/// without any (`null`, `""` are none); [`Unreadable`] for another text.
+/// The object `cdr`, or the one a PHP form wrote as flat `cdr[KEY]=…`
+/// fields ([`flattened`]), which win over a `cdr` text as they did; then,
+/// on a `Cdr` row (`cdr_row`) only, the object a JSON text in `cdr` holds
+/// (a sender that encodes the row itself, or PHP's `http_build_query(['cdr'
+/// => json_encode($row)])`: read as no `cdr`, every row of a call was one
+/// event and the answered leg's row was lost as a duplicate). On another
+/// state a `cdr` text is no `cdr`, as it was: its ids and subject stay.
+/// `None` without any (`null`, `""` are none); [`Unreadable`] for a `Cdr`'s
+/// other text.
 fn cdr_object(
     map: &Map<String, Value>,
+    cdr_row: bool,
 ) -> Result<Option<std::borrow::Cow<'_, Map<String, Value>>>, Unreadable> {
     use std::borrow::Cow;
     let value = get(map, "cdr");
     if let Some(cdr) = value.and_then(Value::as_object) {
         return Ok(Some(Cow::Borrowed(cdr)));
     }
-    // A text that is no value (`""`, `"0"`), as `text` reads one, is no `cdr`.
-    // The body is bounded by `max_body`, the parse's depth by serde_json.
-    let parsed = value
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && *t != "0")
-        .map(serde_json::from_str::<Map<String, Value>>);
-    if let Some(Ok(cdr)) = parsed {
+    if let Some(cdr) = flattened(map, "cdr") {
         return Ok(Some(Cow::Owned(cdr)));
     }
-    match flattened(map, "cdr") {
-        Some(cdr) => Ok(Some(Cow::Owned(cdr))),
-        None if parsed.is_some() => Err(Unreadable),
-        None => Ok(None),
+    // A text that is no value (`""`, `"0"`), as `text` reads one, is no `cdr`.
+    let Some(cdr_text) = value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| cdr_row && !t.is_empty() && *t != "0")
+    else {
+        return Ok(None);
+    };
+    // Read as the payload is (a lone surrogate escape is U+FFFD, the depth
+    // bounded), or the text and its object-shaped copy were two events. The
+    // body is bounded by `max_body`.
+    match parse_json(cdr_text) {
+        Ok((Value::Object(cdr), _)) => Ok(Some(Cow::Owned(cdr))),
+        _ => Err(Unreadable),
     }
 }
 
@@ -617,6 +626,64 @@ mod tests {
         assert_ne!(row("{\"uniqueid\":"), row("{\"uniqueid\":\"1.3\""));
     }
 
+    /// Only a `Cdr` row reads a `cdr` text: on another state it is no `cdr`,
+    /// as before, so a row without `callid` keeps its id (its payload) and
+    /// has no subject (a socket event of another name whose `cdr` text held
+    /// a `linkedid` was taken for a call event), and its data is the same.
+    #[test]
+    fn a_cdr_text_on_another_state_is_no_cdr() {
+        let text = r#"{"linkedid":"1.2","uniqueid":"1.3","src":"0901","dst":"130","direction":"inbound","billsec":5}"#;
+        for state in ["Hangup", "Ring", "Up"] {
+            for callid in [None, Some("1.2")] {
+                let mut without = json!({"state":state,"extend":"130"});
+                if let (Some(callid), Some(map)) = (callid, without.as_object_mut()) {
+                    map.insert("callid".into(), json!(callid));
+                }
+                let mut with = without.clone();
+                if let Some(map) = with.as_object_mut() {
+                    map.insert("cdr".into(), json!(text));
+                }
+                let (e, old) = (
+                    parse_call_event(&with).unwrap(),
+                    parse_call_event(&without).unwrap(),
+                );
+                assert_eq!(e.subject, old.subject, "{with}");
+                assert_eq!(e.fields, old.fields, "{with}");
+                match callid {
+                    None => assert_eq!(e.identity, loose_canonical(&with), "{with}"),
+                    Some(_) => assert_eq!(e.identity, old.identity, "{with}"),
+                }
+            }
+        }
+        let e = parse_call_event(
+            &json!({"state":"Hangup","extend":"130","cdr":"{\"linkedid\":\"1.2\"}"}),
+        )
+        .unwrap();
+        assert_eq!(e.subject, None);
+        assert_eq!(
+            e.identity,
+            r#"{"cdr":"{\"linkedid\":\"1.2\"}","extend":"130","state":"Hangup"}"#
+        );
+    }
+
+    /// A `cdr` text is read as the outer payload is: a lone surrogate escape
+    /// (an emoji cut in `clid`) is U+FFFD, so the row is its object-shaped
+    /// copy, not an unreadable text with its whole payload as id.
+    #[test]
+    fn a_cdr_text_with_a_lone_surrogate_reads_as_its_object_copy() {
+        let text = r#"{"uniqueid":"1.3","dst":"131","billsec":7,"clid":"Lan \ud83d"}"#;
+        let object = json!({"uniqueid":"1.3","dst":"131","billsec":7,"clid":"Lan \u{FFFD}"});
+        let from_text =
+            parse_call_event(&json!({"state":"Cdr","callid":"1.2","cdr":text})).unwrap();
+        let from_object =
+            parse_call_event(&json!({"state":"Cdr","callid":"1.2","cdr":object})).unwrap();
+        assert_eq!(from_text, from_object);
+        assert_eq!(
+            from_text.identity,
+            r#"["call","1.2","cdr",null,"1.3",null,"131"]"#
+        );
+    }
+
     /// The ids of rows whose `cdr` is an object (or its form fields), or
     /// none, are journaled already: a string-shaped `cdr` changes none of them.
     #[test]
@@ -653,6 +720,16 @@ mod tests {
             ),
             (
                 json!({"extend":"130","state":"Hangup","callid":"1.2","cdr":"x"}),
+                r#"["call","1.2","hangup","130"]"#,
+            ),
+            // A form's `cdr[…]` fields win over a `cdr` text, as before.
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr":"{\"uniqueid\":\"9.9\",\"dst\":\"131\"}",
+                    "cdr[uniqueid]":"1.3","cdr[dstchannel]":"SIP/1"}),
+                r#"["call","1.2","cdr",null,"1.3","SIP/1",null]"#,
+            ),
+            (
+                json!({"extend":"130","state":"Hangup","callid":"1.2","cdr":"{\"linkedid\":\"9.9\"}"}),
                 r#"["call","1.2","hangup","130"]"#,
             ),
         ] {
