@@ -74,15 +74,20 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
     let dst = cdr.and_then(|c| text_of(c, &["dst"]));
     // A side the top level leaves out is the row's own: a `Cdr` that says
     // its direction in `cdr.direction` and has no `phone`/`extend` lost
-    // both parties. The extension is the side `extend` would have named.
+    // both parties. Without `extend`, the extension is the row's own leg's:
+    // the one it rang (`dst`) inbound or local, the caller (`src`)
+    // outbound, as a missed call's is.
     let (from, to, party_extension) = match dir {
         Some("inbound") => {
             let extension = extension.clone().or(dst);
             (phone.or(src), extension.clone(), extension)
         }
-        Some(_) => {
-            let extension = extension.clone().or(src);
-            (extension.clone(), phone.or(dst), extension)
+        Some(d) => {
+            let party_extension = match d {
+                "internal" => extension.clone().or_else(|| dst.clone()),
+                _ => extension.clone().or_else(|| src.clone()),
+            };
+            (extension.clone().or(src), phone.or(dst), party_extension)
         }
         None => (src, dst, extension.clone()),
     };
@@ -443,10 +448,16 @@ mod tests {
             parties(row("outbound", "130", "0901")),
             some("outbound", "130", "0901", "130")
         );
-        // A local call: the extension is the side `extend` names on the
-        // call's own events, the caller.
+        // A local call: the row's extension is the one it rang, `dst`, as a
+        // missed local call's is.
         assert_eq!(
             parties(row("local", "130", "131")),
+            some("internal", "130", "131", "131")
+        );
+        // With `extend`, `extend` is the extension.
+        assert_eq!(
+            parties(json!({"extend":"130","state":"Cdr","callid":"X",
+                "cdr":{"direction":"local","src":"130","dst":"131"}})),
             some("internal", "130", "131", "130")
         );
         // Only the missing side is filled.
