@@ -76,18 +76,28 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
     // its direction in `cdr.direction` and has no `phone`/`extend` lost
     // both parties. Without `extend`, the extension is the row's own leg's:
     // the one it rang (`dst`) inbound or local, the caller (`src`)
-    // outbound, as a missed call's is.
+    // outbound, as a missed call's is. Only a `Cdr` row is filled so: the
+    // other states' `data` stays as it was.
+    let (row_src, row_dst) = if state == "cdr" {
+        (src.clone(), dst.clone())
+    } else {
+        (None, None)
+    };
     let (from, to, party_extension) = match dir {
         Some("inbound") => {
-            let extension = extension.clone().or(dst);
-            (phone.or(src), extension.clone(), extension)
+            let extension = extension.clone().or(row_dst);
+            (phone.or(row_src), extension.clone(), extension)
         }
         Some(d) => {
             let party_extension = match d {
-                "internal" => extension.clone().or_else(|| dst.clone()),
-                _ => extension.clone().or_else(|| src.clone()),
+                "internal" => extension.clone().or_else(|| row_dst.clone()),
+                _ => extension.clone().or_else(|| row_src.clone()),
             };
-            (extension.clone().or(src), phone.or(dst), party_extension)
+            (
+                extension.clone().or(row_src),
+                phone.or(row_dst),
+                party_extension,
+            )
         }
         None => (src, dst, extension.clone()),
     };
@@ -411,6 +421,18 @@ mod tests {
         assert_eq!(e.fields["recording_url"], "https://rec/1.wav");
         assert_eq!(e.fields["hotline"], "02873088088");
         assert_eq!(format_time(e.time.unwrap()), "2021-03-26T04:50:30.000Z");
+    }
+
+    /// Only a `Cdr` row fills its parties from `cdr.src`/`cdr.dst` when
+    /// it has a direction: another state's `data` is as it was.
+    #[test]
+    fn a_call_event_of_another_state_is_not_filled_from_its_cdr() {
+        let e = parse_call_event(&json!({"state":"Hangup","callid":"X","type":"inbound",
+            "cdr":{"src":"0901","dst":"130"}}))
+        .unwrap();
+        for key in ["from", "to", "extension"] {
+            assert!(e.fields.get(key).is_none(), "{key}: {:?}", e.fields);
+        }
     }
 
     /// A CDR row that says its own direction names its parties from
@@ -742,6 +764,16 @@ mod tests {
             (
                 json!({"extend":"130","state":"Hangup","callid":"1.2","cdr":"{\"linkedid\":\"9.9\"}"}),
                 r#"["call","1.2","hangup","130"]"#,
+            ),
+            // With `extend`, a text that holds no object keeps the row's id.
+            (
+                json!({"extend":"130","state":"Cdr","callid":"1.2","cdr":"x"}),
+                r#"["call","1.2","cdr","130"]"#,
+            ),
+            // "0" is no `cdr`, as everywhere in the file.
+            (
+                json!({"state":"Cdr","callid":"1.2","cdr":"0"}),
+                r#"["call","1.2","cdr",null]"#,
             ),
         ] {
             assert_eq!(id(payload.clone()), expected, "{payload}");
