@@ -378,6 +378,13 @@ impl IngestHandle {
         self.health.cause()
     }
 
+    /// Whether commits fail because the journal's disk is full (or its
+    /// file at the process's size limit): the watchdog does not count that
+    /// time, a restart frees no space.
+    pub fn is_journal_full(&self) -> bool {
+        self.health.is_full()
+    }
+
     /// Whether the writer thread still takes events (false once it has
     /// stopped, after shutdown or because it died).
     pub fn is_alive(&self) -> bool {

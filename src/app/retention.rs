@@ -179,14 +179,15 @@ async fn after_pass(
         Err(e) => Some(format!("the pass's task failed: {e}")),
     };
     let was_failing = ctx.status.retention_failed(failure);
-    // A write that failed (this pass's, 30 s ago, or another's) left
-    // redb refusing every write, events' commits too; or a reopen
-    // failed, and on a quiet relay no event's commit comes to drive the
-    // next. The writer opens the journal again now, not after the next
-    // event's commit has failed (a 503).
-    if let Ok(Err(e)) = &result
-        && (e.needs_a_reopen() || (matches!(e, JournalError::Closed) && !ctx.ingest.is_writable()))
-    {
+    let asks = match &result {
+        Ok(outcome) => asks_a_reopen(
+            outcome.as_ref().err(),
+            ctx.ingest.is_writable(),
+            ctx.ingest.is_journal_full(),
+        ),
+        Err(_) => false,
+    };
+    if asks {
         ctx.ingest.reopen_after_a_failed_write();
     }
     let m = &ctx.metrics;
@@ -230,6 +231,25 @@ async fn after_pass(
                 tracing::error!(error = %e, held_back, "retention task failed: nothing more is removed until a pass succeeds");
             }
         }
+    }
+}
+
+/// Whether a pass that ended with `failed` (`None`: it succeeded) asks the
+/// writer to open the journal again, with the journal `writable` or not,
+/// and commits failing for a `full` disk or not.
+fn asks_a_reopen(failed: Option<&JournalError>, writable: bool, full: bool) -> bool {
+    match failed {
+        // A write that failed (this pass's, 30 s ago, or another's) left
+        // redb refusing every write, events' commits too; or a reopen
+        // failed, and on a quiet relay no event's commit comes to drive the
+        // next. The writer opens the journal again now, not after the next
+        // event's commit has failed (a 503).
+        Some(e) => e.needs_a_reopen() || (matches!(e, JournalError::Closed) && !writable),
+        // Commits failed for a full disk, and a pass now works: there may
+        // be room again. A relay no delivery reaches (a load balancer took
+        // it out on `/readyz`) has no commit to find out, and the watchdog
+        // no longer restarts it for a full disk: it stayed unready for good.
+        None => full,
     }
 }
 
@@ -423,6 +443,23 @@ mod tests {
             dropped_delivered: delivered,
             ..RetentionReport::default()
         }
+    }
+
+    /// A pass that works while commits fail for a full disk asks for a
+    /// reopen, which makes the journal take events again as far as can be
+    /// told: a relay no delivery reaches stayed unready for good once the
+    /// disk had room, since the watchdog does not restart it for a full
+    /// disk. A pass that works otherwise asks nothing (a fault's refusals
+    /// keep the watchdog's restart; a writable journal needs nothing).
+    #[test]
+    fn a_pass_that_works_while_the_disk_was_full_asks_a_reopen() {
+        assert!(asks_a_reopen(None, false, true));
+        assert!(!asks_a_reopen(None, false, false));
+        assert!(!asks_a_reopen(None, true, false));
+        let refused = JournalError::Storage(redb::Error::PreviousIo);
+        assert!(asks_a_reopen(Some(&refused), true, false));
+        assert!(asks_a_reopen(Some(&JournalError::Closed), false, false));
+        assert!(!asks_a_reopen(Some(&JournalError::Closed), true, false));
     }
 
     /// Held while commits fail and a minute after; never more than an hour

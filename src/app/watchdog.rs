@@ -10,16 +10,21 @@
 //!   wedge: a kill cannot cut it short, leaves its batch unanswered, and the
 //!   next start reads the journal on that same disk);
 //! - the journal has not refused every commit for longer than
-//!   [`UNWRITABLE_LIMIT`] (the ingest writer reopens the journal while
-//!   commits fail, which is enough once there is room; a restart is the last
-//!   resort: a disk that stays full restarts the relay every few minutes,
-//!   too slowly for the unit's start limit, and the commit-failure alert is
-//!   what alerting sees). Not when the journal's file was deleted under the
-//!   relay: a restart would lose what the open file holds. The time the
-//!   writer spends reopening is not counted: a reopen after an I/O error
-//!   reads the whole file again (minutes for a large journal on a slow
-//!   disk), and a restart would start that read over. A reopen is bounded
-//!   by [`MAX_REOPEN`] instead, as the start's is.
+//!   [`UNWRITABLE_LIMIT`] for a fault (EIO, a read-only remount, …): the
+//!   ingest writer reopens the journal while commits fail, and a restart is
+//!   the last resort. Not while the failures are the disk or quota being
+//!   full (or the file at `RLIMIT_FSIZE`): a restart frees no space, loses
+//!   the `response` events Voip24h sessions hold in memory while commits
+//!   fail, and reads the whole journal again (webhooks answered 503
+//!   meanwhile), and the writer's reopens already take events once there
+//!   is room; the commit-failure alert is what sees a disk that stays full.
+//!   A fault after a full spell is counted from when it came. Nor when the
+//!   journal's file was deleted under the relay: a restart would lose what
+//!   the open file holds. The time the writer spends reopening is not
+//!   counted: a reopen after an I/O error reads the whole file again
+//!   (minutes for a large journal on a slow disk), and a restart would
+//!   start that read over. A reopen is bounded by [`MAX_REOPEN`] instead,
+//!   as the start's is.
 //!
 //! and skips the keep-alive when any check fails. It stops at shutdown:
 //! systemd does not watch a stopping service.
@@ -30,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use crate::app::Context;
 
-/// How long the journal may refuse commits before the relay counts as wedged.
+/// How long the journal may refuse commits, for other reasons than a full
+/// disk, before the relay counts as wedged.
 pub const UNWRITABLE_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long one commit may run before the relay counts as wedged (or the
@@ -61,6 +67,9 @@ pub struct Observation {
     pub unwritable_for: Option<Duration>,
     /// How long the journal reopen in progress has run, if one is.
     pub reopen_running_for: Option<Duration>,
+    /// Commits fail because the journal's disk is full (or the file is at
+    /// the process's size limit).
+    pub journal_full: bool,
 }
 
 /// Why a keep-alive is withheld, or `None` when the relay is healthy.
@@ -89,7 +98,13 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
             t.as_secs()
         ));
     }
-    if let Some(t) = o.unwritable_for.filter(|t| *t > UNWRITABLE_LIMIT) {
+    // A full disk is not a wedge a restart heals: it frees no space, loses
+    // what sessions hold in memory while commits fail, and reads the whole
+    // journal again; the writer's reopens take events once there is room.
+    if let Some(t) = o
+        .unwritable_for
+        .filter(|t| !o.journal_full && *t > UNWRITABLE_LIMIT)
+    {
         return Some(format!(
             "the journal has refused every commit for {} s",
             t.as_secs()
@@ -146,9 +161,12 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
         // take for a hang; at half, at most 1.5 intervals apart.
         let runtime_responsive = probe_runtime(runtime, probe_bound(interval));
         let closing = ctx.ingest.is_closing();
+        let journal_full = ctx.ingest.is_journal_full();
         // A journal file deleted under the relay is not healed by a restart:
         // it would start an empty journal, losing what the open file holds.
-        if ctx.ingest.is_writable() || closing || ctx.journal.is_file_gone() {
+        // Nor is a full disk; and a fault after one (EIO) gets its own
+        // UNWRITABLE_LIMIT of reopens before the restart, not none.
+        if ctx.ingest.is_writable() || closing || ctx.journal.is_file_gone() || journal_full {
             unwritable_since = None;
         } else {
             unwritable_since.get_or_insert(tick);
@@ -160,6 +178,7 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
             unwritable_for: unwritable_since
                 .map(|t| t.elapsed().saturating_sub(ctx.ingest.reopen_spent())),
             reopen_running_for: ctx.ingest.reopen_running_for(),
+            journal_full,
         };
         match unhealthy_reason(&observation, interval) {
             None => {
@@ -220,7 +239,46 @@ mod tests {
             commit_running_for: Some(Duration::from_millis(5)),
             unwritable_for: Some(Duration::from_secs(30)),
             reopen_running_for: None,
+            journal_full: false,
         }
+    }
+
+    /// A disk that stays full is not healed by a restart, which frees
+    /// nothing, loses the `response` events Voip24h sessions hold while
+    /// commits fail, and reads the whole journal again: the relay was
+    /// killed every 2.5 minutes or so while the disk stayed full (audit,
+    /// 2026-12-07).
+    #[test]
+    fn a_journal_full_for_10_minutes_keeps_the_keep_alive() {
+        let full = Observation {
+            unwritable_for: Some(Duration::from_secs(600)),
+            journal_full: true,
+            ..healthy()
+        };
+        assert_eq!(unhealthy_reason(&full, I), None);
+    }
+
+    /// Other faults keep the last-resort restart.
+    #[test]
+    fn an_io_error_for_3_minutes_still_withholds_it() {
+        let failing = Observation {
+            unwritable_for: Some(Duration::from_secs(180)),
+            journal_full: false,
+            ..healthy()
+        };
+        assert!(unhealthy_reason(&failing, I).is_some());
+    }
+
+    /// A full journal does not hide a wedge of another kind.
+    #[test]
+    fn a_full_journal_does_not_hide_a_stuck_commit() {
+        let stuck = Observation {
+            commit_running_for: Some(COMMIT_LIMIT + Duration::from_secs(1)),
+            unwritable_for: Some(Duration::from_secs(600)),
+            journal_full: true,
+            ..healthy()
+        };
+        assert!(unhealthy_reason(&stuck, I).is_some());
     }
 
     /// Keep-alives are sent once the probe returns, `interval` after the

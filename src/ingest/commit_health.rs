@@ -14,12 +14,75 @@
 //! commits fit and others do not keeps one schedule and one throttled log.
 //! A reopen asked for from outside a commit that fails counts as a failure
 //! too, and its line says a reopen failed, not a commit.
+//!
+//! Whether commits fail because the journal's disk is full ([`FailureKind`])
+//! is kept apart from the cause's text: the watchdog does not restart a
+//! relay for a full disk, and redb's later refusals ("Previous I/O error
+//! occurred") only repeat the kind of the failure that came first.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::journal::JournalError;
 use crate::log_throttle::LogThrottle;
+
+/// What a failed journal write says of its cause, as far as a restart
+/// could help: it frees no disk space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No room: the filesystem or the quota is full, or the file is at the
+    /// process's file-size limit (`RLIMIT_FSIZE`: EFBIG).
+    Full,
+    /// Any other error of the access that failed: EIO, a read-only
+    /// filesystem, a damaged file.
+    Fault,
+    /// Says nothing of its own: redb's refusal after an earlier failed
+    /// access (`PreviousIo`), or the journal closed after a reopen that
+    /// failed or that readers held up.
+    Repeat,
+}
+
+impl FailureKind {
+    /// The kind of `error`, from the `std::io::Error` in its chain, if any:
+    /// its `ErrorKind`, not its text.
+    pub fn of(error: &JournalError) -> FailureKind {
+        match error {
+            JournalError::Storage(redb::Error::PreviousIo)
+            | JournalError::Closed
+            | JournalError::HeldByReaders { .. } => return FailureKind::Repeat,
+            _ => {}
+        }
+        let mut link: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = link {
+            if io_error(e).is_some_and(|io| is_no_room(io.kind())) {
+                return FailureKind::Full;
+            }
+            link = e.source();
+        }
+        FailureKind::Fault
+    }
+}
+
+/// The `std::io::Error` that `e` is or holds: redb's error does not give
+/// it as its `source()`.
+fn io_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return Some(io);
+    }
+    match e.downcast_ref::<redb::Error>()? {
+        redb::Error::Io(io) => Some(io),
+        redb::Error::Backend(inner) => inner.downcast_ref::<std::io::Error>(),
+        _ => None,
+    }
+}
+
+/// ENOSPC, EDQUOT and EFBIG: no room for the write, which a restart does
+/// not make.
+fn is_no_room(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(kind, StorageFull | QuotaExceeded | FileTooLarge)
+}
 
 /// The wait after the first reopen of a failure, doubled after each.
 const RECOVER_FIRST: Duration = Duration::from_secs(1);
@@ -33,6 +96,8 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 pub struct CommitHealth {
     writable: AtomicBool,
     cause: Mutex<Option<String>>,
+    /// The last failure that said its kind was [`FailureKind::Full`].
+    full: AtomicBool,
 }
 
 impl Default for CommitHealth {
@@ -40,6 +105,7 @@ impl Default for CommitHealth {
         CommitHealth {
             writable: AtomicBool::new(true),
             cause: Mutex::new(None),
+            full: AtomicBool::new(false),
         }
     }
 }
@@ -48,6 +114,12 @@ impl CommitHealth {
     /// False after a failed commit, true again after the next good one.
     pub fn is_writable(&self) -> bool {
         self.writable.load(Ordering::Acquire)
+    }
+
+    /// Whether commits fail because the journal's disk is full: the last
+    /// failure since the last good commit that said its kind said so.
+    pub fn is_full(&self) -> bool {
+        !self.is_writable() && self.full.load(Ordering::Acquire)
     }
 
     /// Why commits fail: the first error since the last good commit.
@@ -61,12 +133,27 @@ impl CommitHealth {
     fn succeeded(&self) {
         // Every good commit comes here: the lock only after a failure.
         if !self.writable.swap(true, Ordering::AcqRel) {
+            self.full.store(false, Ordering::Release);
             *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 
-    /// Records `error`; returns the cause (the first error of this failure).
-    fn failed(&self, error: &str) -> String {
+    /// Keeps what a failure of `kind` says of the disk. The latest kind
+    /// counts, not the first: a full disk that then fails with EIO is a
+    /// fault a restart may help.
+    fn note(&self, kind: FailureKind) {
+        match kind {
+            FailureKind::Full => self.full.store(true, Ordering::Release),
+            FailureKind::Fault => self.full.store(false, Ordering::Release),
+            FailureKind::Repeat => {}
+        }
+    }
+
+    /// Records `error`, of `kind`; returns the cause (the first error of
+    /// this failure).
+    fn failed(&self, error: &str, kind: FailureKind) -> String {
+        // Before `writable`: whoever sees a refusal sees its kind with it.
+        self.note(kind);
         self.writable.store(false, Ordering::Release);
         self.cause
             .lock()
@@ -164,9 +251,16 @@ impl FailureTracker {
         health.succeeded();
     }
 
-    /// A commit of `events` events failed with `error`.
-    pub fn failed(&mut self, health: &CommitHealth, error: &str, events: usize, now: Instant) {
-        if let Some((cause, held_back)) = self.count_failure(health, error, now) {
+    /// A commit of `events` events failed with `error`, of `kind`.
+    pub fn failed(
+        &mut self,
+        health: &CommitHealth,
+        error: &str,
+        kind: FailureKind,
+        events: usize,
+        now: Instant,
+    ) {
+        if let Some((cause, held_back)) = self.count_failure(health, error, kind, now) {
             tracing::error!(
                 error,
                 cause = %cause,
@@ -181,8 +275,14 @@ impl FailureTracker {
     /// A reopen asked for outside a commit (a retention pass's failed
     /// write) failed: it counts as a failing commit, but no commit was
     /// tried and no batch refused, which the commit's line would say.
-    pub fn reopen_failed(&mut self, health: &CommitHealth, error: &str, now: Instant) {
-        if let Some((cause, held_back)) = self.count_failure(health, error, now) {
+    pub fn reopen_failed(
+        &mut self,
+        health: &CommitHealth,
+        error: &str,
+        kind: FailureKind,
+        now: Instant,
+    ) {
+        if let Some((cause, held_back)) = self.count_failure(health, error, kind, now) {
             // `failures`, not `failed_commits`: no commit was tried.
             tracing::error!(
                 error,
@@ -194,19 +294,28 @@ impl FailureTracker {
         }
     }
 
+    /// The reopen that follows a failed commit failed too, of `kind`: not
+    /// a failure more (the commit was counted), but what it says of the
+    /// disk is kept, since the commits that follow fail with the journal
+    /// closed, which says nothing.
+    pub fn reopen_after_a_commit_failed(&self, health: &CommitHealth, kind: FailureKind) {
+        health.note(kind);
+    }
+
     /// Counts a failure; the cause and the throttle's count held back when
     /// it is to be said.
     fn count_failure(
         &mut self,
         health: &CommitHealth,
         error: &str,
+        kind: FailureKind,
         now: Instant,
     ) -> Option<(String, u64)> {
         // A quiet relay has no second good commit to end the failure with:
         // the time since the first one does, or the next failure hours
         // later went on at the 16 s reopen wait of the last.
         self.over_if_quiet(now);
-        let cause = health.failed(error);
+        let cause = health.failed(error, kind);
         self.failed_commits += 1;
         self.good_since = None;
         if self.next_recover.is_none() {
@@ -235,6 +344,94 @@ impl FailureTracker {
 mod tests {
     use super::*;
 
+    fn os(errno: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(errno)
+    }
+
+    /// ENOSPC, EDQUOT and EFBIG (what `RLIMIT_FSIZE` gives) are a full
+    /// disk, found in the journal's and redb's errors alike; EIO and EROFS
+    /// are faults; redb's refusal after a failed access and a closed
+    /// journal only repeat an earlier failure.
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_faults() {
+        let (enospc, edquot, efbig, eio, erofs) = (28, 122, 27, 5, 30);
+        for errno in [enospc, edquot, efbig] {
+            let storage = JournalError::Storage(redb::Error::Io(os(errno)));
+            assert_eq!(FailureKind::of(&storage), FailureKind::Full, "{storage}");
+            let reopen = JournalError::Open {
+                path: "j".into(),
+                source: redb::Error::Io(os(errno)),
+            };
+            assert_eq!(FailureKind::of(&reopen), FailureKind::Full, "{reopen}");
+            let create = JournalError::CreateFile {
+                path: "j".into(),
+                source: os(errno),
+            };
+            assert_eq!(FailureKind::of(&create), FailureKind::Full, "{create}");
+            let backend = JournalError::Storage(redb::Error::Backend(Box::new(os(errno))));
+            assert_eq!(FailureKind::of(&backend), FailureKind::Full, "{backend}");
+        }
+        for errno in [eio, erofs] {
+            let storage = JournalError::Storage(redb::Error::Io(os(errno)));
+            assert_eq!(FailureKind::of(&storage), FailureKind::Fault, "{storage}");
+        }
+        for fault in [
+            JournalError::Corrupt { seq: 1 },
+            JournalError::Storage(redb::Error::Corrupted("bad page".into())),
+        ] {
+            assert_eq!(FailureKind::of(&fault), FailureKind::Fault, "{fault}");
+        }
+        for repeat in [
+            JournalError::Storage(redb::Error::PreviousIo),
+            JournalError::Closed,
+            JournalError::HeldByReaders {
+                waited: Duration::from_secs(2),
+            },
+        ] {
+            assert_eq!(FailureKind::of(&repeat), FailureKind::Repeat, "{repeat}");
+        }
+    }
+
+    /// redb refuses every commit after a full disk's with `PreviousIo`: the
+    /// journal stays full until a fault says otherwise or a commit succeeds.
+    #[test]
+    fn a_full_disk_stays_full_through_the_refusals_that_repeat_it() {
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let now = Instant::now();
+        assert!(!health.is_full());
+        tracker.failed(
+            &health,
+            "No space left on device",
+            FailureKind::Full,
+            1,
+            now,
+        );
+        tracker.failed(
+            &health,
+            "Previous I/O error occurred.",
+            FailureKind::Repeat,
+            1,
+            now,
+        );
+        tracker.reopen_after_a_commit_failed(&health, FailureKind::Repeat);
+        assert!(health.is_full());
+        tracker.failed(&health, "Input/output error", FailureKind::Fault, 1, now);
+        assert!(!health.is_full(), "a fault after a full disk");
+        tracker.reopen_after_a_commit_failed(&health, FailureKind::Full);
+        assert!(health.is_full(), "a reopen that met the full disk");
+        tracker.succeeded(&health, now);
+        assert!(!health.is_full());
+        tracker.failed(
+            &health,
+            "Previous I/O error occurred.",
+            FailureKind::Repeat,
+            1,
+            now,
+        );
+        assert!(!health.is_full(), "a repeat says nothing of the disk");
+    }
+
     /// A failure that reached the 16 s reopen wait, one good commit, hours
     /// with no commit, then a failure: reopened at once and after 1 s again,
     /// as a new failure. It kept the old schedule: 16 s of 503s more than
@@ -245,7 +442,7 @@ mod tests {
         let mut tracker = FailureTracker::default();
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
-        tracker.failed(&health, "disk full", 1, at(0));
+        tracker.failed(&health, "disk full", FailureKind::Full, 1, at(0));
         let mut tries = 0;
         for s in 0..100 {
             if tracker.recover_due(at(s)) {
@@ -255,7 +452,7 @@ mod tests {
         assert!(tries >= 5, "the waits grew to 16 s: {tries}");
         tracker.succeeded(&health, at(100));
         let hours_later = at(100 + 7_200);
-        tracker.failed(&health, "disk full", 1, hours_later);
+        tracker.failed(&health, "disk full", FailureKind::Full, 1, hours_later);
         assert!(tracker.recover_due(hours_later), "reopened at once");
         assert!(
             tracker.recover_due(hours_later + RECOVER_FIRST),
@@ -273,9 +470,9 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         let text = crate::logging::tests_support::logged_json(|| {
-            tracker.failed(&health, "disk full", 1, at(0));
+            tracker.failed(&health, "disk full", FailureKind::Full, 1, at(0));
             tracker.succeeded(&health, at(20));
-            tracker.failed(&health, "disk full", 1, at(31));
+            tracker.failed(&health, "disk full", FailureKind::Full, 1, at(31));
             tracker.succeeded(&health, at(40));
         });
         let lines: Vec<&str> = text
@@ -299,8 +496,20 @@ mod tests {
         let mut tracker = FailureTracker::default();
         let now = Instant::now();
         assert!(health.is_writable() && health.cause().is_none());
-        tracker.failed(&health, "I/O error: File too large (os error 27)", 3, now);
-        tracker.failed(&health, "Previous I/O error occurred.", 3, now);
+        tracker.failed(
+            &health,
+            "I/O error: File too large (os error 27)",
+            FailureKind::Full,
+            3,
+            now,
+        );
+        tracker.failed(
+            &health,
+            "Previous I/O error occurred.",
+            FailureKind::Repeat,
+            3,
+            now,
+        );
         assert!(!health.is_writable());
         assert_eq!(
             health.cause().as_deref(),
@@ -308,7 +517,13 @@ mod tests {
         );
         tracker.succeeded(&health, now);
         assert!(health.is_writable() && health.cause().is_none());
-        tracker.failed(&health, "No space left on device", 1, now);
+        tracker.failed(
+            &health,
+            "No space left on device",
+            FailureKind::Full,
+            1,
+            now,
+        );
         assert_eq!(health.cause().as_deref(), Some("No space left on device"));
     }
 
@@ -319,14 +534,20 @@ mod tests {
         let start = Instant::now();
         let mut now = start;
         assert!(!tracker.recover_due(now), "nothing failed");
-        tracker.failed(&health, "disk full", 1, now);
+        tracker.failed(&health, "disk full", FailureKind::Full, 1, now);
         let mut waits = Vec::new();
         assert!(tracker.recover_due(now), "at once after the first failure");
         let mut last = start;
         // Commits keep failing, every 100 ms, for two minutes.
         while now < start + Duration::from_secs(120) {
             now += Duration::from_millis(100);
-            tracker.failed(&health, "Previous I/O error occurred.", 1, now);
+            tracker.failed(
+                &health,
+                "Previous I/O error occurred.",
+                FailureKind::Repeat,
+                1,
+                now,
+            );
             if tracker.recover_due(now) {
                 waits.push((now - last).as_secs_f64().round() as u64);
                 last = now;
@@ -337,7 +558,7 @@ mod tests {
         tracker.succeeded(&health, now);
         now += Duration::from_secs(30);
         tracker.succeeded(&health, now);
-        tracker.failed(&health, "disk full", 1, now);
+        tracker.failed(&health, "disk full", FailureKind::Full, 1, now);
         assert!(tracker.recover_due(now));
         assert!(!tracker.recover_due(now + Duration::from_millis(900)));
         assert!(tracker.recover_due(now + Duration::from_secs(1)));
@@ -353,7 +574,13 @@ mod tests {
         for i in 0..1200 {
             let now = start + Duration::from_millis(50 * i);
             if i % 2 == 0 {
-                tracker.failed(&health, "No space left on device", 1, now);
+                tracker.failed(
+                    &health,
+                    "No space left on device",
+                    FailureKind::Full,
+                    1,
+                    now,
+                );
                 if tracker.recover_due(now) {
                     reopens += 1;
                 }

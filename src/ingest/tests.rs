@@ -13,6 +13,11 @@ struct Gate {
     /// When set, commits wait for the gate to open (a slow disk).
     gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     fail: AtomicBool,
+    /// When set, commits fail as on a full disk: ENOSPC, then redb's
+    /// refusal that repeats it until a reopen.
+    full: AtomicBool,
+    /// A full disk's failure was met and not reopened since.
+    latched: AtomicBool,
     /// When set, the next commit lands but is reported failed (a final sync
     /// that failed after the data was written).
     land_then_fail: AtomicBool,
@@ -50,6 +55,15 @@ impl BatchStore for Gate {
             let _ = self.reached_gate.send(());
             let _ = rx.recv();
         }
+        if self.full.load(Ordering::SeqCst) {
+            return Err(JournalError::Storage(
+                if self.latched.swap(true, Ordering::SeqCst) {
+                    redb::Error::PreviousIo
+                } else {
+                    redb::Error::Io(std::io::Error::from_raw_os_error(28))
+                },
+            ));
+        }
         if self.fail.load(Ordering::SeqCst) {
             return Err(JournalError::Corrupt { seq: 0 });
         }
@@ -68,6 +82,7 @@ impl BatchStore for Gate {
         if self.fail_recover.load(Ordering::SeqCst) {
             return Err(JournalError::Closed);
         }
+        self.latched.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -123,6 +138,8 @@ fn setup_with(
         journal,
         gate: Mutex::new(Some(gate)),
         fail: AtomicBool::new(false),
+        full: AtomicBool::new(false),
+        latched: AtomicBool::new(false),
         land_then_fail: AtomicBool::new(false),
         fail_next_read: AtomicBool::new(false),
         panic: AtomicBool::new(false),
@@ -448,6 +465,33 @@ async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
         assert!(handle.submit(event(&format!("f{i}"))).await.is_err());
     }
     assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    ingest.shutdown().await;
+}
+
+/// A full disk's failing commits tell the watchdog so (it does not restart
+/// the relay for one: a restart frees no space), also through redb's
+/// refusals after the first, which only repeat it, and through a reopen
+/// that failed; a fault that follows is not taken for a full disk.
+#[tokio::test]
+async fn a_full_disk_is_known_through_the_refusals_that_repeat_it() {
+    let (_dir, store, ingest, handle) = opened();
+    store.full.store(true, Ordering::SeqCst);
+    store.fail_recover.store(true, Ordering::SeqCst);
+    for i in 0..3 {
+        assert!(handle.submit(event(&format!("f{i}"))).await.is_err());
+    }
+    assert!(
+        handle
+            .commit_failure()
+            .is_some_and(|c| c.contains("No space left on device")),
+        "{:?}",
+        handle.commit_failure()
+    );
+    assert!(handle.is_journal_full());
+    store.full.store(false, Ordering::SeqCst);
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(handle.submit(event("a fault")).await.is_err());
+    assert!(!handle.is_journal_full());
     ingest.shutdown().await;
 }
 

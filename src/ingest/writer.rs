@@ -15,7 +15,7 @@ use crate::event::PreparedEvent;
 use crate::journal::{AppendOutcome, JournaledEvent};
 use crate::metrics::Metrics;
 
-use super::commit_health::FailureTracker;
+use super::commit_health::{FailureKind, FailureTracker};
 use super::{
     Ack, BatchStore, CommitHealth, Hub, IngestError, Message, Reply, Submission, WriterClocks,
 };
@@ -93,7 +93,10 @@ pub(super) fn run(
             if !committed && failures.recover_due(Instant::now()) {
                 match reopen(store.as_ref(), &hub, &metrics, clocks) {
                     Ok(()) => tracing::info!("journal opened again after a failed commit"),
-                    Err(e) => tracing::warn!(error = %e, "journal could not be opened again yet"),
+                    Err(e) => {
+                        failures.reopen_after_a_commit_failed(health, FailureKind::of(&e));
+                        tracing::warn!(error = %e, "journal could not be opened again yet");
+                    }
                 }
             }
         }
@@ -151,7 +154,7 @@ pub(super) fn reopen_after_a_failed_write(
                 clocks.committed();
             }
             let error = format!("the journal could not be opened again after a failed write: {e}");
-            failures.reopen_failed(health, &error, Instant::now());
+            failures.reopen_failed(health, &error, FailureKind::of(&e), Instant::now());
         }
     }
 }
@@ -264,7 +267,8 @@ fn commit(
         Err(e) => {
             metrics.ingest_errors.with_label_values(&["commit"]).inc();
             let message = e.to_string();
-            failures.failed(health, &message, events.len(), Instant::now());
+            let kind = FailureKind::of(&e);
+            failures.failed(health, &message, kind, events.len(), Instant::now());
             for reply in replies {
                 reply.send(Err(IngestError::Commit(message.clone())));
             }
