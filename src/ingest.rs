@@ -379,7 +379,7 @@ impl IngestHandle {
     }
 
     /// Whether commits fail because the journal's disk is full (or its
-    /// file at the process's size limit): the watchdog does not count that
+    /// file at the filesystem's largest size): the watchdog does not count that
     /// time, a restart frees no space.
     pub fn is_journal_full(&self) -> bool {
         self.health.is_full()

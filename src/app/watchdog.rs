@@ -10,21 +10,22 @@
 //!   wedge: a kill cannot cut it short, leaves its batch unanswered, and the
 //!   next start reads the journal on that same disk);
 //! - the journal has not refused every commit for longer than
-//!   [`UNWRITABLE_LIMIT`] for a fault (EIO, a read-only remount, …): the
-//!   ingest writer reopens the journal while commits fail, and a restart is
-//!   the last resort. Not while the failures are the disk or quota being
-//!   full (or the file at `RLIMIT_FSIZE`): a restart frees no space, loses
-//!   the `response` events Voip24h sessions hold in memory while commits
-//!   fail, and reads the whole journal again (webhooks answered 503
-//!   meanwhile), and the writer's reopens already take events once there
-//!   is room; the commit-failure alert is what sees a disk that stays full.
-//!   A fault after a full spell is counted from when it came. Nor when the
-//!   journal's file was deleted under the relay: a restart would lose what
-//!   the open file holds. The time the writer spends reopening is not
-//!   counted: a reopen after an I/O error reads the whole file again
-//!   (minutes for a large journal on a slow disk), and a restart would
-//!   start that read over. A reopen is bounded by [`MAX_REOPEN`] instead,
-//!   as the start's is.
+//!   [`UNWRITABLE_LIMIT`] for a fault (EIO, a read-only remount, a reopen
+//!   the relay's own readers held up, …): the ingest writer reopens the
+//!   journal while commits fail, and a restart is the last resort. Not
+//!   while the failures are the disk or quota being full (or the file at
+//!   the filesystem's largest size): a restart frees no space, loses the
+//!   `response` events Voip24h sessions hold in memory while commits fail,
+//!   and reads the whole journal again (webhooks answered 503 meanwhile),
+//!   and the writer's reopens already take events once there is room; the
+//!   commit-failure alert is what sees a disk that stays full. A fault
+//!   after a full spell is counted from when it came, less only the
+//!   reopens since then. Nor when the journal's file was deleted under the
+//!   relay: a restart would lose what the open file holds. The time the
+//!   writer spends reopening is not counted: a reopen after an I/O error
+//!   reads the whole file again (minutes for a large journal on a slow
+//!   disk), and a restart would start that read over. A reopen is bounded
+//!   by [`MAX_REOPEN`] instead, as the start's is.
 //!
 //! and skips the keep-alive when any check fails. It stops at shutdown:
 //! systemd does not watch a stopping service.
@@ -68,7 +69,7 @@ pub struct Observation {
     /// How long the journal reopen in progress has run, if one is.
     pub reopen_running_for: Option<Duration>,
     /// Commits fail because the journal's disk is full (or the file is at
-    /// the process's size limit).
+    /// the filesystem's largest size).
     pub journal_full: bool,
 }
 
@@ -113,6 +114,46 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
     None
 }
 
+/// The watchdog's clock of a refusal that counts: since when the journal
+/// has refused every commit for a reason a restart may heal (not a full
+/// disk, not a deleted file, not the relay's stop), less the time the
+/// writer spent reopening the journal since then.
+#[derive(Debug, Default)]
+struct RefusalClock {
+    /// When the refusal began, and the writer's reopen total then.
+    since: Option<(Instant, Duration)>,
+}
+
+impl RefusalClock {
+    /// The refusal's time as of `now`, given whether the journal is
+    /// `refusing` and the writer's `reopen_spent`; `None` while it is not
+    /// refusing.
+    fn observe(
+        &mut self,
+        refusing: bool,
+        now: Instant,
+        reopen_spent: Duration,
+    ) -> Option<Duration> {
+        if !refusing {
+            self.since = None;
+            return None;
+        }
+        let (since, spent_before) = self.since.get_or_insert((now, reopen_spent));
+        // The writer's total runs from its last good commit, not from this
+        // refusal: a full spell before it (not counted, its reopens never
+        // reset) would otherwise be taken off a fault's time. A total that
+        // fell was reset by a good commit between two looks: it is all new.
+        if reopen_spent < *spent_before {
+            *spent_before = Duration::ZERO;
+        }
+        let reopening = reopen_spent - *spent_before;
+        Some(
+            now.saturating_duration_since(*since)
+                .saturating_sub(reopening),
+        )
+    }
+}
+
 /// The keep-alive interval systemd asks for, if it asks (half `WATCHDOG_USEC`).
 pub fn requested_interval() -> Option<Duration> {
     let mut usec = 0;
@@ -147,7 +188,7 @@ pub fn spawn(ctx: Arc<Context>, runtime: tokio::runtime::Handle) {
 }
 
 fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duration) {
-    let mut unwritable_since: Option<Instant> = None;
+    let mut refusals = RefusalClock::default();
     let mut withheld = false;
     let mut unsent = false;
     loop {
@@ -166,17 +207,13 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
         // it would start an empty journal, losing what the open file holds.
         // Nor is a full disk; and a fault after one (EIO) gets its own
         // UNWRITABLE_LIMIT of reopens before the restart, not none.
-        if ctx.ingest.is_writable() || closing || ctx.journal.is_file_gone() || journal_full {
-            unwritable_since = None;
-        } else {
-            unwritable_since.get_or_insert(tick);
-        }
+        let refusing =
+            !(ctx.ingest.is_writable() || closing || ctx.journal.is_file_gone() || journal_full);
         let observation = Observation {
             runtime_responsive,
             ingest_alive: closing || ctx.ingest.is_alive(),
             commit_running_for: ctx.ingest.commit_running_for(),
-            unwritable_for: unwritable_since
-                .map(|t| t.elapsed().saturating_sub(ctx.ingest.reopen_spent())),
+            unwritable_for: refusals.observe(refusing, Instant::now(), ctx.ingest.reopen_spent()),
             reopen_running_for: ctx.ingest.reopen_running_for(),
             journal_full,
         };
@@ -279,6 +316,84 @@ mod tests {
             ..healthy()
         };
         assert!(unhealthy_reason(&stuck, I).is_some());
+    }
+
+    /// A fault (EIO, a read-only remount) that follows hours of a full
+    /// disk gets its own [`UNWRITABLE_LIMIT`]: the reopens of the full
+    /// spell, never reset by the writer while commits fail, are not taken
+    /// off it. They were, and after hours full with slow reopens the
+    /// fault's restart came hours late (review of 62c2678).
+    #[test]
+    fn a_fault_after_a_full_spell_is_timed_from_when_it_came() {
+        let mut clock = RefusalClock::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let hours = 3 * 3600;
+        // Full: not counted, while the writer's reopens add up to 2 hours.
+        for s in (0..hours).step_by(600) {
+            let spent = Duration::from_secs(s * 2 / 3);
+            assert_eq!(clock.observe(false, at(s), spent), None);
+        }
+        let spent_full = Duration::from_secs(hours * 2 / 3);
+        assert_eq!(
+            clock.observe(true, at(hours), spent_full),
+            Some(Duration::ZERO)
+        );
+        // Its own reopens are still not counted: 30 s of 90 s were one.
+        let reopened = spent_full + Duration::from_secs(30);
+        assert_eq!(
+            clock.observe(true, at(hours + 90), reopened),
+            Some(Duration::from_secs(60))
+        );
+        let past_the_limit = clock.observe(true, at(hours + 151), reopened);
+        assert_eq!(past_the_limit, Some(Duration::from_secs(121)));
+        let fault = Observation {
+            unwritable_for: past_the_limit,
+            journal_full: false,
+            ..healthy()
+        };
+        assert!(unhealthy_reason(&fault, I).is_some());
+    }
+
+    /// A good commit between two looks resets the writer's reopen total
+    /// without the clock seeing the journal writable: the reopens after it
+    /// are not counted either.
+    #[test]
+    fn a_reopen_total_reset_between_two_looks_is_all_reopening() {
+        let mut clock = RefusalClock::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let before = Duration::from_secs(500);
+        assert_eq!(clock.observe(true, at(0), before), Some(Duration::ZERO));
+        assert_eq!(
+            clock.observe(true, at(100), Duration::from_secs(40)),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    /// Writable again, the clock stops; a later refusal starts afresh.
+    #[test]
+    fn the_refusal_clock_restarts_after_the_journal_took_writes() {
+        let mut clock = RefusalClock::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(
+            clock.observe(true, at(0), Duration::ZERO),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            clock.observe(true, at(100), Duration::ZERO),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(clock.observe(false, at(110), Duration::ZERO), None);
+        assert_eq!(
+            clock.observe(true, at(200), Duration::ZERO),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            clock.observe(true, at(230), Duration::ZERO),
+            Some(Duration::from_secs(30))
+        );
     }
 
     /// Keep-alives are sent once the probe returns, `interval` after the

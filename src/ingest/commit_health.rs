@@ -32,14 +32,16 @@ use crate::log_throttle::LogThrottle;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
     /// No room: the filesystem or the quota is full, or the file is at the
-    /// process's file-size limit (`RLIMIT_FSIZE`: EFBIG).
+    /// filesystem's largest size (EFBIG; a write past `RLIMIT_FSIZE` gets
+    /// SIGXFSZ, which kills the relay, not an error).
     Full,
     /// Any other error of the access that failed: EIO, a read-only
-    /// filesystem, a damaged file.
+    /// filesystem, a damaged file; or a reopen that readers of this relay
+    /// held up past its wait.
     Fault,
     /// Says nothing of its own: redb's refusal after an earlier failed
     /// access (`PreviousIo`), or the journal closed after a reopen that
-    /// failed or that readers held up.
+    /// failed.
     Repeat,
 }
 
@@ -48,9 +50,14 @@ impl FailureKind {
     /// its `ErrorKind`, not its text.
     pub fn of(error: &JournalError) -> FailureKind {
         match error {
-            JournalError::Storage(redb::Error::PreviousIo)
-            | JournalError::Closed
-            | JournalError::HeldByReaders { .. } => return FailureKind::Repeat,
+            JournalError::Storage(redb::Error::PreviousIo) | JournalError::Closed => {
+                return FailureKind::Repeat;
+            }
+            // A reader of this relay still holds the old database: not the
+            // disk's error again. As a repeat it could keep a full disk's
+            // flag for good, every reopen failing so after space was freed,
+            // and the watchdog's restart, which ends the readers, never came.
+            JournalError::HeldByReaders { .. } => return FailureKind::Fault,
             _ => {}
         }
         let mut link: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -348,7 +355,7 @@ mod tests {
         std::io::Error::from_raw_os_error(errno)
     }
 
-    /// ENOSPC, EDQUOT and EFBIG (what `RLIMIT_FSIZE` gives) are a full
+    /// ENOSPC, EDQUOT and EFBIG (a file at the filesystem's largest size) are a full
     /// disk, found in the journal's and redb's errors alike; EIO and EROFS
     /// are faults; redb's refusal after a failed access and a closed
     /// journal only repeat an earlier failure.
@@ -384,9 +391,6 @@ mod tests {
         for repeat in [
             JournalError::Storage(redb::Error::PreviousIo),
             JournalError::Closed,
-            JournalError::HeldByReaders {
-                waited: Duration::from_secs(2),
-            },
         ] {
             assert_eq!(FailureKind::of(&repeat), FailureKind::Repeat, "{repeat}");
         }
@@ -430,6 +434,33 @@ mod tests {
             now,
         );
         assert!(!health.is_full(), "a repeat says nothing of the disk");
+    }
+
+    /// A reopen that readers of this relay held up (one holds the old
+    /// database) is a condition of its own, not the full disk's repeat:
+    /// every reopen can fail so while the reader stays, after space was
+    /// freed too, and as a repeat it kept the journal "full" for good, so
+    /// the watchdog never restarted the relay (review of 62c2678).
+    #[test]
+    fn a_reopen_held_up_by_readers_is_not_taken_for_the_full_disk() {
+        let held = JournalError::HeldByReaders {
+            waited: Duration::from_secs(2),
+        };
+        assert_eq!(FailureKind::of(&held), FailureKind::Fault, "{held}");
+        let health = CommitHealth::default();
+        let mut tracker = FailureTracker::default();
+        let now = Instant::now();
+        tracker.failed(
+            &health,
+            "No space left on device",
+            FailureKind::Full,
+            1,
+            now,
+        );
+        tracker.reopen_after_a_commit_failed(&health, FailureKind::of(&held));
+        let closed = FailureKind::of(&JournalError::Closed);
+        tracker.failed(&health, "the journal is closed", closed, 1, now);
+        assert!(!health.is_full());
     }
 
     /// A failure that reached the 16 s reopen wait, one good commit, hours

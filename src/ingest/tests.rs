@@ -13,10 +13,10 @@ struct Gate {
     /// When set, commits wait for the gate to open (a slow disk).
     gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     fail: AtomicBool,
-    /// When set, commits fail as on a full disk: ENOSPC, then redb's
-    /// refusal that repeats it until a reopen.
-    full: AtomicBool,
-    /// A full disk's failure was met and not reopened since.
+    /// When set, commits fail with this errno (ENOSPC: a full disk), then
+    /// with redb's refusal that repeats it until a reopen.
+    commits_fail_with: Mutex<Option<i32>>,
+    /// That failure was met and not reopened since.
     latched: AtomicBool,
     /// When set, the next commit lands but is reported failed (a final sync
     /// that failed after the data was written).
@@ -33,6 +33,8 @@ struct Gate {
     recovers: AtomicUsize,
     /// When set, reopens fail (the disk still failing).
     fail_recover: AtomicBool,
+    /// When set, reopens fail with this errno, as opening the file does.
+    reopens_fail_with: Mutex<Option<i32>>,
     /// How long a reopen takes (a large journal read again).
     recover_takes: Mutex<Duration>,
     reads: AtomicUsize,
@@ -55,12 +57,12 @@ impl BatchStore for Gate {
             let _ = self.reached_gate.send(());
             let _ = rx.recv();
         }
-        if self.full.load(Ordering::SeqCst) {
+        if let Some(errno) = *self.commits_fail_with.lock().unwrap() {
             return Err(JournalError::Storage(
                 if self.latched.swap(true, Ordering::SeqCst) {
                     redb::Error::PreviousIo
                 } else {
-                    redb::Error::Io(std::io::Error::from_raw_os_error(28))
+                    redb::Error::Io(std::io::Error::from_raw_os_error(errno))
                 },
             ));
         }
@@ -81,6 +83,12 @@ impl BatchStore for Gate {
         std::thread::sleep(takes);
         if self.fail_recover.load(Ordering::SeqCst) {
             return Err(JournalError::Closed);
+        }
+        if let Some(errno) = *self.reopens_fail_with.lock().unwrap() {
+            return Err(JournalError::Open {
+                path: "journal.redb".into(),
+                source: redb::Error::Io(std::io::Error::from_raw_os_error(errno)),
+            });
         }
         self.latched.store(false, Ordering::SeqCst);
         Ok(())
@@ -138,7 +146,7 @@ fn setup_with(
         journal,
         gate: Mutex::new(Some(gate)),
         fail: AtomicBool::new(false),
-        full: AtomicBool::new(false),
+        commits_fail_with: Mutex::new(None),
         latched: AtomicBool::new(false),
         land_then_fail: AtomicBool::new(false),
         fail_next_read: AtomicBool::new(false),
@@ -148,6 +156,7 @@ fn setup_with(
         batches: Mutex::new(Vec::new()),
         recovers: AtomicUsize::new(0),
         fail_recover: AtomicBool::new(false),
+        reopens_fail_with: Mutex::new(None),
         recover_takes: Mutex::new(Duration::ZERO),
         reads: AtomicUsize::new(0),
     });
@@ -475,7 +484,7 @@ async fn failing_commits_ask_the_store_to_recover_once_not_each_time() {
 #[tokio::test]
 async fn a_full_disk_is_known_through_the_refusals_that_repeat_it() {
     let (_dir, store, ingest, handle) = opened();
-    store.full.store(true, Ordering::SeqCst);
+    *store.commits_fail_with.lock().unwrap() = Some(ENOSPC);
     store.fail_recover.store(true, Ordering::SeqCst);
     for i in 0..3 {
         assert!(handle.submit(event(&format!("f{i}"))).await.is_err());
@@ -488,9 +497,71 @@ async fn a_full_disk_is_known_through_the_refusals_that_repeat_it() {
         handle.commit_failure()
     );
     assert!(handle.is_journal_full());
-    store.full.store(false, Ordering::SeqCst);
+    *store.commits_fail_with.lock().unwrap() = None;
     store.fail.store(true, Ordering::SeqCst);
     assert!(handle.submit(event("a fault")).await.is_err());
+    assert!(!handle.is_journal_full());
+    ingest.shutdown().await;
+}
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+/// Whether the journal counts as full after a commit failed with
+/// `commit_errno` and the writer's reopen after it with `reopen_errno`.
+async fn full_after_a_failed_commit_and_reopen(commit_errno: i32, reopen_errno: i32) -> bool {
+    let (_dir, store, ingest, handle) = opened();
+    *store.commits_fail_with.lock().unwrap() = Some(commit_errno);
+    *store.reopens_fail_with.lock().unwrap() = Some(reopen_errno);
+    assert!(handle.submit(event("a")).await.is_err());
+    // Answered after the reopen that followed the first: redb's refusal,
+    // which says nothing of its own.
+    assert!(handle.submit(event("b")).await.is_err());
+    assert!(store.recovers.load(Ordering::SeqCst) >= 1);
+    let full = handle.is_journal_full();
+    ingest.shutdown().await;
+    full
+}
+
+/// The reopen that follows a failed commit says what it met of the disk:
+/// a full disk after an I/O error, a fault after a full disk. The commits
+/// after it fail with the journal closed, which says nothing.
+#[tokio::test]
+async fn the_reopen_after_a_failed_commit_tells_a_full_disk_from_a_fault() {
+    assert!(full_after_a_failed_commit_and_reopen(EIO, ENOSPC).await);
+    assert!(!full_after_a_failed_commit_and_reopen(ENOSPC, EIO).await);
+}
+
+/// A reopen asked for from outside the writer (a retention pass) says what
+/// it met of the disk: a full disk on a journal that took writes, a fault
+/// on one that was full.
+#[tokio::test]
+async fn a_reopen_asked_for_from_outside_tells_a_full_disk_from_a_fault() {
+    let (_dir, store, ingest, handle) = opened();
+    *store.reopens_fail_with.lock().unwrap() = Some(ENOSPC);
+    handle.reopen_after_a_failed_write();
+    until("the journal counted as not writable", WITHIN, || {
+        !handle.is_writable()
+    })
+    .await;
+    assert!(handle.is_journal_full());
+    ingest.shutdown().await;
+
+    let (_dir, store, ingest, handle) = opened();
+    *store.commits_fail_with.lock().unwrap() = Some(ENOSPC);
+    *store.reopens_fail_with.lock().unwrap() = Some(ENOSPC);
+    assert!(handle.submit(event("a")).await.is_err());
+    assert!(handle.submit(event("b")).await.is_err());
+    assert!(handle.is_journal_full());
+    let reopens = store.recovers.load(Ordering::SeqCst);
+    *store.reopens_fail_with.lock().unwrap() = Some(EIO);
+    handle.reopen_after_a_failed_write();
+    until("the asked reopen begun", WITHIN, || {
+        store.recovers.load(Ordering::SeqCst) > reopens
+    })
+    .await;
+    // Answered after the asked reopen has ended.
+    assert!(handle.submit(event("c")).await.is_err());
     assert!(!handle.is_journal_full());
     ingest.shutdown().await;
 }
