@@ -173,6 +173,11 @@ pub(crate) struct WriterClocks {
     /// Milliseconds reopens took since the last good commit, the running
     /// one not counted.
     reopen_spent_ms: AtomicU64,
+    /// Bumped at each good commit (and wherever else `reopen_spent_ms`
+    /// restarts from zero), after the reset: the watchdog learns from it
+    /// that the total restarted, which a total read between two of its
+    /// looks cannot tell it.
+    good_commits: AtomicU64,
 }
 
 impl WriterClocks {
@@ -182,6 +187,7 @@ impl WriterClocks {
             commit: BusyClock::idle(epoch),
             reopen: BusyClock::idle(epoch),
             reopen_spent_ms: AtomicU64::new(0),
+            good_commits: AtomicU64::new(0),
         }
     }
 
@@ -197,6 +203,13 @@ impl WriterClocks {
         if self.reopen_spent_ms.load(Ordering::Acquire) != 0 {
             self.reopen_spent_ms.store(0, Ordering::Release);
         }
+        self.good_commits.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many good commits there were: read before [`Self::reopen_spent`],
+    /// a count that moved means that total restarted since.
+    fn good_commits(&self) -> u64 {
+        self.good_commits.load(Ordering::Acquire)
     }
 
     /// The time reopens took since the last good commit, the running one
@@ -422,6 +435,15 @@ impl IngestHandle {
     /// but waited for the journal to be read again.
     pub fn reopen_spent(&self) -> Duration {
         self.clocks.reopen_spent()
+    }
+
+    /// How many good commits the writer made (a reopen asked for from
+    /// outside that leaves the journal writable counts as one, as does the
+    /// start of the refusal one that fails begins): each restarts
+    /// [`IngestHandle::reopen_spent`]'s total from zero. Read it first: once
+    /// it moved, the total read after it is the new one.
+    pub fn good_commits(&self) -> u64 {
+        self.clocks.good_commits()
     }
 }
 

@@ -20,12 +20,14 @@
 //!   and the writer's reopens already take events once there is room; the
 //!   commit-failure alert is what sees a disk that stays full. A fault
 //!   after a full spell is counted from when it came, less only the
-//!   reopens since then. Nor when the journal's file was deleted under the
-//!   relay: a restart would lose what the open file holds. The time the
-//!   writer spends reopening is not counted: a reopen after an I/O error
-//!   reads the whole file again (minutes for a large journal on a slow
-//!   disk), and a restart would start that read over. A reopen is bounded
-//!   by [`MAX_REOPEN`] instead, as the start's is.
+//!   reopens since then; a good commit, even one between two looks, ends
+//!   a refusal, and the next one is counted afresh. Nor when the journal's
+//!   file was deleted under the relay: a restart would lose what the open
+//!   file holds. The time the writer spends reopening is not counted: a
+//!   reopen after an I/O error reads the whole file again (minutes for a
+//!   large journal on a slow disk), and a restart would start that read
+//!   over. A reopen is bounded by [`MAX_REOPEN`] instead, as the start's
+//!   is.
 //!
 //! and skips the keep-alive when any check fails. It stops at shutdown:
 //! systemd does not watch a stopping service.
@@ -114,6 +116,35 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
     None
 }
 
+/// What the keep-alive loop reads of the journal and its writer at each
+/// look, for [`refusal_time`].
+#[derive(Clone, Copy, Debug)]
+struct JournalLook {
+    /// The last commit succeeded and the writer takes events.
+    writable: bool,
+    /// The relay is stopping.
+    closing: bool,
+    /// The journal's file was deleted under the relay.
+    file_gone: bool,
+    /// Commits fail because the journal's disk is full.
+    journal_full: bool,
+    /// The writer's reopen total ([`crate::ingest::IngestHandle::reopen_spent`]).
+    reopen_spent: Duration,
+    /// The writer's good commits so far, read before `reopen_spent`.
+    good_commits: u64,
+}
+
+/// How long the journal has refused commits in a way that counts, as of
+/// `now`: what the loop read (`look`) given to the refusal `clock`.
+fn refusal_time(clock: &mut RefusalClock, look: &JournalLook, now: Instant) -> Option<Duration> {
+    // A journal file deleted under the relay is not healed by a restart:
+    // it would start an empty journal, losing what the open file holds.
+    // Nor is a full disk; and a fault after one (EIO) gets its own
+    // UNWRITABLE_LIMIT of reopens before the restart, not none.
+    let refusing = !(look.writable || look.closing || look.file_gone || look.journal_full);
+    clock.observe(refusing, now, look.reopen_spent, look.good_commits)
+}
+
 /// The watchdog's clock of a refusal that counts: since when the journal
 /// has refused every commit for a reason a restart may heal (not a full
 /// disk, not a deleted file, not the relay's stop), less the time the
@@ -122,33 +153,43 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
 struct RefusalClock {
     /// When the refusal began, and the writer's reopen total then.
     since: Option<(Instant, Duration)>,
+    /// The writer's good commits at the last look.
+    good_commits: Option<u64>,
 }
 
 impl RefusalClock {
     /// The refusal's time as of `now`, given whether the journal is
-    /// `refusing` and the writer's `reopen_spent`; `None` while it is not
-    /// refusing.
+    /// `refusing`, the writer's `reopen_spent` and its `good_commits`;
+    /// `None` while it is not refusing.
     fn observe(
         &mut self,
         refusing: bool,
         now: Instant,
         reopen_spent: Duration,
+        good_commits: u64,
     ) -> Option<Duration> {
-        if !refusing {
-            self.since = None;
-            return None;
-        }
-        let (since, spent_before) = self.since.get_or_insert((now, reopen_spent));
         // The writer's total runs from its last good commit, not from this
         // refusal: a full spell before it (not counted, its reopens never
-        // reset) would otherwise be taken off a fault's time. A total that
-        // fell was reset by a good commit between two looks: it is all new.
-        if reopen_spent < *spent_before {
-            *spent_before = Duration::ZERO;
+        // reset) would otherwise be taken off a fault's time. A good commit
+        // since the last look restarts both: the refusal seen now is a new
+        // one, and the reopens before that commit are not its own.
+        let committed = self
+            .good_commits
+            .replace(good_commits)
+            .is_some_and(|seen| seen != good_commits);
+        if !refusing || committed {
+            self.since = None;
         }
-        let reopening = reopen_spent - *spent_before;
+        if !refusing {
+            return None;
+        }
+        let (since, spent_before) = *self.since.get_or_insert((now, reopen_spent));
+        // Saturating: a look that read the count just before a good commit
+        // and the total just after it sees the total fall; the next look
+        // sees the count move.
+        let reopening = reopen_spent.saturating_sub(spent_before);
         Some(
-            now.saturating_duration_since(*since)
+            now.saturating_duration_since(since)
                 .saturating_sub(reopening),
         )
     }
@@ -202,20 +243,24 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
         // take for a hang; at half, at most 1.5 intervals apart.
         let runtime_responsive = probe_runtime(runtime, probe_bound(interval));
         let closing = ctx.ingest.is_closing();
-        let journal_full = ctx.ingest.is_journal_full();
-        // A journal file deleted under the relay is not healed by a restart:
-        // it would start an empty journal, losing what the open file holds.
-        // Nor is a full disk; and a fault after one (EIO) gets its own
-        // UNWRITABLE_LIMIT of reopens before the restart, not none.
-        let refusing =
-            !(ctx.ingest.is_writable() || closing || ctx.journal.is_file_gone() || journal_full);
+        // The count first: once it moved, the total read after it is the
+        // new one.
+        let good_commits = ctx.ingest.good_commits();
+        let look = JournalLook {
+            writable: ctx.ingest.is_writable(),
+            closing,
+            file_gone: ctx.journal.is_file_gone(),
+            journal_full: ctx.ingest.is_journal_full(),
+            reopen_spent: ctx.ingest.reopen_spent(),
+            good_commits,
+        };
         let observation = Observation {
             runtime_responsive,
             ingest_alive: closing || ctx.ingest.is_alive(),
             commit_running_for: ctx.ingest.commit_running_for(),
-            unwritable_for: refusals.observe(refusing, Instant::now(), ctx.ingest.reopen_spent()),
+            unwritable_for: refusal_time(&mut refusals, &look, Instant::now()),
             reopen_running_for: ctx.ingest.reopen_running_for(),
-            journal_full,
+            journal_full: look.journal_full,
         };
         match unhealthy_reason(&observation, interval) {
             None => {
@@ -332,20 +377,20 @@ mod tests {
         // Full: not counted, while the writer's reopens add up to 2 hours.
         for s in (0..hours).step_by(600) {
             let spent = Duration::from_secs(s * 2 / 3);
-            assert_eq!(clock.observe(false, at(s), spent), None);
+            assert_eq!(clock.observe(false, at(s), spent, 0), None);
         }
         let spent_full = Duration::from_secs(hours * 2 / 3);
         assert_eq!(
-            clock.observe(true, at(hours), spent_full),
+            clock.observe(true, at(hours), spent_full, 0),
             Some(Duration::ZERO)
         );
         // Its own reopens are still not counted: 30 s of 90 s were one.
         let reopened = spent_full + Duration::from_secs(30);
         assert_eq!(
-            clock.observe(true, at(hours + 90), reopened),
+            clock.observe(true, at(hours + 90), reopened, 0),
             Some(Duration::from_secs(60))
         );
-        let past_the_limit = clock.observe(true, at(hours + 151), reopened);
+        let past_the_limit = clock.observe(true, at(hours + 151), reopened, 0);
         assert_eq!(past_the_limit, Some(Duration::from_secs(121)));
         let fault = Observation {
             unwritable_for: past_the_limit,
@@ -355,19 +400,126 @@ mod tests {
         assert!(unhealthy_reason(&fault, I).is_some());
     }
 
-    /// A good commit between two looks resets the writer's reopen total
-    /// without the clock seeing the journal writable: the reopens after it
-    /// are not counted either.
+    /// A good commit between two looks restarts the refusal, both its
+    /// start and the reopen total it takes off: the writer's count of good
+    /// commits says so. Told only by a total that fell below the first
+    /// look's, a commit after a 100 s reopen then a failing one (no look
+    /// between) went unseen with that first total 0: the 100 s counted as
+    /// refusal and the keep-alive was withheld about 35 s into the new
+    /// refusal (review of 96e0a4c; `WatchdogSec=30`, a look every 15 s).
     #[test]
-    fn a_reopen_total_reset_between_two_looks_is_all_reopening() {
+    fn a_good_commit_between_two_looks_restarts_the_refusal() {
         let mut clock = RefusalClock::default();
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
-        let before = Duration::from_secs(500);
-        assert_eq!(clock.observe(true, at(0), before), Some(Duration::ZERO));
+        let secs = Duration::from_secs;
+        // EIO at t0; a reopen from t0+1 reads a large journal for 100 s.
+        assert_eq!(clock.observe(true, at(0), secs(0), 7), Some(secs(0)));
+        for s in (15..=90).step_by(15) {
+            assert_eq!(clock.observe(true, at(s), secs(s - 1), 7), Some(secs(1)));
+        }
+        // It works; a commit succeeds at t0+101 (the total restarts from
+        // 0), the next fails at t0+103 and its reopen fails in 1 s.
+        assert_eq!(clock.observe(true, at(105), secs(1), 8), Some(secs(0)));
+        // The new refusal's own reopens (2 s more) are still taken off.
+        let mut looked = None;
+        for s in (120..=225).step_by(15) {
+            looked = clock.observe(true, at(s), secs(3), 8);
+        }
+        assert_eq!(looked, Some(secs(118)));
+        let kept = Observation {
+            unwritable_for: looked,
+            ..healthy()
+        };
+        assert_eq!(unhealthy_reason(&kept, I), None);
+        let withheld = Observation {
+            unwritable_for: clock.observe(true, at(240), secs(3), 8),
+            ..healthy()
+        };
+        assert!(unhealthy_reason(&withheld, I).is_some());
+    }
+
+    fn refusing_look() -> JournalLook {
+        JournalLook {
+            writable: false,
+            closing: false,
+            file_gone: false,
+            journal_full: false,
+            reopen_spent: Duration::ZERO,
+            good_commits: 0,
+        }
+    }
+
+    /// The loop's look at the journal is a refusal only when a restart
+    /// may heal it: not a full disk, a deleted file, the relay's stop, nor
+    /// a writable journal.
+    #[test]
+    fn the_loop_counts_a_refusal_only_when_a_restart_may_heal_it() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(600);
+        let exempt = [
+            JournalLook {
+                journal_full: true,
+                ..refusing_look()
+            },
+            JournalLook {
+                file_gone: true,
+                ..refusing_look()
+            },
+            JournalLook {
+                closing: true,
+                ..refusing_look()
+            },
+            JournalLook {
+                writable: true,
+                ..refusing_look()
+            },
+        ];
+        for look in exempt {
+            let mut clock = RefusalClock::default();
+            assert_eq!(refusal_time(&mut clock, &look, start), None, "{look:?}");
+            assert_eq!(refusal_time(&mut clock, &look, later), None, "{look:?}");
+        }
+        let mut clock = RefusalClock::default();
+        let fault = refusing_look();
         assert_eq!(
-            clock.observe(true, at(100), Duration::from_secs(40)),
+            refusal_time(&mut clock, &fault, start),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            refusal_time(&mut clock, &fault, later),
+            Some(Duration::from_secs(600))
+        );
+    }
+
+    /// The loop gives the clock the writer's reopen total and its count of
+    /// good commits: a refusal's reopens are taken off it, and a good
+    /// commit between two looks restarts it.
+    #[test]
+    fn the_loop_hands_the_writers_reopens_and_commits_to_the_clock() {
+        let mut clock = RefusalClock::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let look = |spent: u64, commits: u64| JournalLook {
+            reopen_spent: Duration::from_secs(spent),
+            good_commits: commits,
+            ..refusing_look()
+        };
+        assert_eq!(
+            refusal_time(&mut clock, &look(10, 3), at(0)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            refusal_time(&mut clock, &look(40, 3), at(90)),
             Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            refusal_time(&mut clock, &look(40, 4), at(100)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            refusal_time(&mut clock, &look(40, 4), at(130)),
+            Some(Duration::from_secs(30))
         );
     }
 
@@ -378,20 +530,20 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         assert_eq!(
-            clock.observe(true, at(0), Duration::ZERO),
+            clock.observe(true, at(0), Duration::ZERO, 0),
             Some(Duration::ZERO)
         );
         assert_eq!(
-            clock.observe(true, at(100), Duration::ZERO),
+            clock.observe(true, at(100), Duration::ZERO, 0),
             Some(Duration::from_secs(100))
         );
-        assert_eq!(clock.observe(false, at(110), Duration::ZERO), None);
+        assert_eq!(clock.observe(false, at(110), Duration::ZERO, 0), None);
         assert_eq!(
-            clock.observe(true, at(200), Duration::ZERO),
+            clock.observe(true, at(200), Duration::ZERO, 0),
             Some(Duration::ZERO)
         );
         assert_eq!(
-            clock.observe(true, at(230), Duration::ZERO),
+            clock.observe(true, at(230), Duration::ZERO, 0),
             Some(Duration::from_secs(30))
         );
     }

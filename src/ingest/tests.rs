@@ -725,3 +725,38 @@ async fn the_writer_times_its_reopens_until_a_commit_succeeds() {
     .await;
     ingest.shutdown().await;
 }
+
+/// Each good commit moves the count the watchdog reads with the reopen
+/// total, failed ones do not: a good commit between two of its looks
+/// restarts the total, and the total alone did not always show it (one
+/// that had not fallen below the first look's was taken for the same
+/// refusal's, and the reopens before the commit counted as refusal; review
+/// of 96e0a4c).
+#[tokio::test]
+async fn a_good_commit_moves_the_count_the_watchdog_reads_and_a_failed_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub) = setup(dir.path());
+    drop(open);
+    let handle = ingest.handle();
+    let at_start = handle.good_commits();
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(handle.submit(event("a")).await.is_err());
+    until("the reopen after it ended", WITHIN, || {
+        handle.reopen_running_for().is_none() && store.recovers.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert_eq!(handle.good_commits(), at_start, "a failed commit");
+    store.fail.store(false, Ordering::SeqCst);
+    handle.submit(event("b")).await.expect("a good commit");
+    // Bumped once the commit's answers are out: a moment after the answer.
+    until("the good commit counted", WITHIN, || {
+        handle.good_commits() == at_start + 1
+    })
+    .await;
+    handle.submit(event("c")).await.expect("a good commit");
+    until("the next one counted", WITHIN, || {
+        handle.good_commits() == at_start + 2
+    })
+    .await;
+    ingest.shutdown().await;
+}
