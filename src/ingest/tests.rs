@@ -665,6 +665,48 @@ fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock(
     drop(ingest);
 }
 
+/// A reopen asked for from outside the writer that works while commits
+/// were failing is no good commit: the refusal goes on (the next event's
+/// commit may fail as before), so the watchdog's count does not move and
+/// the reopen's time stays off the refusal's. Counted, a disk that reads
+/// but fails writes, asked a reopen by each retention pass, had its refusal
+/// restarted at each one and was restarted late or never (review of
+/// 8599637).
+#[test]
+fn a_good_reopen_while_commits_fail_is_no_good_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, hub, metrics) = setup_with(dir.path(), IngestOptions::default());
+    drop(open);
+    *store.recover_takes.lock().unwrap() = Duration::from_millis(50);
+    let (health, clocks) = (CommitHealth::default(), WriterClocks::new());
+    let mut failures = crate::ingest::commit_health::FailureTracker::default();
+    failures.failed(
+        &health,
+        "Input/output error",
+        crate::ingest::commit_health::FailureKind::Fault,
+        1,
+        Instant::now(),
+    );
+    assert!(!health.is_writable());
+    let before = clocks.good_commits();
+    writer::reopen_after_a_failed_write(
+        store.as_ref(),
+        &hub,
+        &metrics,
+        &health,
+        &clocks,
+        &mut failures,
+    );
+    assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    assert_eq!(clocks.good_commits(), before);
+    assert!(
+        clocks.reopen_spent() >= Duration::from_millis(50),
+        "{:?}",
+        clocks.reopen_spent()
+    );
+    drop(ingest);
+}
+
 /// A reopen asked for from outside the writer that fails leaves the journal
 /// counted as refusing commits (`/readyz`, the alert, the watchdog see it):
 /// it is closed, and the next event would be refused.

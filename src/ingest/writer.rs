@@ -141,10 +141,16 @@ pub(super) fn reopen_after_a_failed_write(
         Ok(()) => {
             tracing::info!("journal opened again after a failed write outside a commit");
             failures.reopened(health);
-            // Writable again, as after a good commit: a refusal hours later
-            // must not have the watchdog subtract this reopen's time from
-            // its own, which delayed the restart by as much.
-            clocks.committed();
+            // Asked while the journal took events: as after a good commit,
+            // a refusal hours later must not have the watchdog subtract
+            // this reopen's time from its own, which delayed the restart by
+            // as much. Asked while commits failed, it is no good commit: the
+            // refusal goes on until one succeeds, and counted, a disk that
+            // reads but fails writes had its refusal restarted at each
+            // retention pass's reopen, and its restart came late or never.
+            if !refusing_before {
+                clocks.committed();
+            }
         }
         Err(e) => {
             // A refusal begins here: the watchdog counts it from now, and
