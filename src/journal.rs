@@ -49,6 +49,7 @@ mod memory_backed;
 mod off_the_workers;
 pub use off_the_workers::{OffTheWorkersError, off_the_workers};
 mod open;
+pub use open::AccessHint;
 mod presence;
 mod read;
 use read::UNREADABLE_LOG_INTERVAL;
@@ -63,7 +64,7 @@ mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex};
-use open::{Opening, REOPEN_WAIT, create_private, open_database, sync_dir};
+use open::{Opening, REOPEN_WAIT, create_dir_failed, create_private, open_database, sync_dir};
 use presence::FilePresence;
 use record::record_time;
 
@@ -100,15 +101,17 @@ const FORMAT_KEY: &str = "format";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot create the journal directory {path}: {source}")]
+    #[error("cannot create the journal directory {path}: {source}{hint}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
+        hint: Box<AccessHint>,
     },
-    #[error("cannot open or create the journal {path}: {source}")]
+    #[error("cannot open or create the journal {path}: {source}{hint}")]
     CreateFile {
         path: PathBuf,
         source: std::io::Error,
+        hint: Box<AccessHint>,
     },
     #[error("the journal {path} is already open in another callrelay process")]
     InUse { path: PathBuf },
@@ -117,8 +120,12 @@ pub enum JournalError {
         "readers in this relay still held the journal {waited:?} after it was closed to be opened again (a long read: a retention pass, a Kafka batch or a WebSocket replay page, slow on a failing disk); the reopen is tried again"
     )]
     HeldByReaders { waited: Duration },
-    #[error("cannot open the journal {path}: {source}")]
-    Open { path: PathBuf, source: redb::Error },
+    #[error("cannot open the journal {path}: {source}{hint}")]
+    Open {
+        path: PathBuf,
+        source: redb::Error,
+        hint: Box<AccessHint>,
+    },
     /// A file redb finds damaged as it opens it: most often at the repair
     /// after an unclean stop, which checks every page's checksum where plain
     /// reads check none, so damage the relay read past while it ran
@@ -409,10 +416,7 @@ impl Journal {
             .recursive(true)
             .mode(0o700)
             .create(&options.dir)
-            .map_err(|source| JournalError::CreateDir {
-                path: options.dir.clone(),
-                source,
-            })?;
+            .map_err(|source| create_dir_failed(&options.dir, source))?;
         let path = file_in(&options.dir);
         let created = create_private(&path)?;
         let db = open_database(&path, Opening::Start)?;

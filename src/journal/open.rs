@@ -7,11 +7,15 @@
 //! checksum) is [`JournalError::DamagedAtOpen`], apart from other failures
 //! to open, so that its message says to restore or move the file aside.
 //!
+//! A refusal to create or open the file or its directory carries an
+//! [`AccessHint`]: what a read-only filesystem or a denied permission most
+//! often means there, and what to run.
+//!
 //! Guarantees: a file created here is 0600 from its first byte, and an
 //! existing one others may read is made owner-only (or said); redb's page
 //! cache is at most 64 MiB.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redb::Database;
@@ -51,10 +55,7 @@ pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
             make_owner_only(path);
             Ok(false)
         }
-        Err(source) => Err(JournalError::CreateFile {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(create_file_failed(path, source)),
     }
 }
 
@@ -196,11 +197,138 @@ fn open_once(
                 detail,
             }
         }
-        other => JournalError::Open {
-            path: path.to_owned(),
-            source: other.into(),
-        },
+        other => open_failed(path, other.into()),
     })
+}
+
+/// The journal's directory could not be created.
+pub(super) fn create_dir_failed(dir: &Path, source: std::io::Error) -> JournalError {
+    let hint = match source.kind() {
+        std::io::ErrorKind::PermissionDenied => AccessHint::DirCannotBeMade {
+            dir: dir.to_owned(),
+        },
+        kind => AccessHint::of(kind, dir),
+    };
+    JournalError::CreateDir {
+        path: dir.to_owned(),
+        source,
+        hint: Box::new(hint),
+    }
+}
+
+/// The journal's file could not be created in its directory.
+pub(super) fn create_file_failed(path: &Path, source: std::io::Error) -> JournalError {
+    let dir = path.parent().unwrap_or(path);
+    let hint = match source.kind() {
+        std::io::ErrorKind::PermissionDenied => AccessHint::DirNotWritable {
+            dir: dir.to_owned(),
+        },
+        kind => AccessHint::of(kind, dir),
+    };
+    JournalError::CreateFile {
+        path: path.to_owned(),
+        source,
+        hint: Box::new(hint),
+    }
+}
+
+/// The journal's file, there, could not be opened.
+fn open_failed(path: &Path, source: redb::Error) -> JournalError {
+    let dir = path.parent().unwrap_or(path);
+    let hint = match &source {
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            AccessHint::FileNotOwned {
+                dir: dir.to_owned(),
+                file: path.to_owned(),
+            }
+        }
+        redb::Error::Io(e) => AccessHint::of(e.kind(), dir),
+        _ => AccessHint::None,
+    };
+    JournalError::Open {
+        path: path.to_owned(),
+        source,
+        hint: Box::new(hint),
+    }
+}
+
+/// What to do about a journal the relay could not create or open, said
+/// after the system's own words, which alone pointed the wrong way: the
+/// runbook reads "Read-only file system" as a failed disk (fsck), where at
+/// a start it is most often the shipped unit's `ProtectSystem=strict` over
+/// a `journal.path` outside the state directory; and "Permission denied"
+/// named no owner, for a journal restored with `cp` as root or left by
+/// `sudo callrelay run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessHint {
+    None,
+    /// `dir` (or its nearest existing ancestor) is on a filesystem the
+    /// relay may not write.
+    ReadOnly {
+        dir: PathBuf,
+    },
+    /// The journal's directory, missing, cannot be made by the relay's user.
+    DirCannotBeMade {
+        dir: PathBuf,
+    },
+    /// The relay's user cannot create the file in the journal's directory.
+    DirNotWritable {
+        dir: PathBuf,
+    },
+    /// The file is there, and the relay's user may not open it.
+    FileNotOwned {
+        dir: PathBuf,
+        file: PathBuf,
+    },
+}
+
+impl AccessHint {
+    fn of(kind: std::io::ErrorKind, dir: &Path) -> AccessHint {
+        match kind {
+            std::io::ErrorKind::ReadOnlyFilesystem => AccessHint::ReadOnly {
+                dir: existing_ancestor(dir),
+            },
+            _ => AccessHint::None,
+        }
+    }
+}
+
+/// `path`, or the nearest of its ancestors that exists: `findmnt -T` finds
+/// no mount for a path that does not.
+fn existing_ancestor(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(path)
+        .to_owned()
+}
+
+impl std::fmt::Display for AccessHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessHint::None => Ok(()),
+            AccessHint::ReadOnly { dir } => write!(
+                f,
+                "; under the shipped systemd unit (`ProtectSystem=strict`) everything but /var/lib/callrelay is read-only to the relay, so a `journal.path` elsewhere needs `ReadWritePaths=` naming it in a drop-in (`systemctl edit callrelay`, then restart); otherwise the filesystem is mounted read-only: check `findmnt -T {}`",
+                dir.display()
+            ),
+            AccessHint::DirCannotBeMade { dir } => write!(
+                f,
+                "; the user the relay runs as cannot create it: create it for that user (`install -d -m 0700 -o <user> {}`), or set `journal.path` to a directory that user can write",
+                dir.display()
+            ),
+            AccessHint::DirNotWritable { dir } => write!(
+                f,
+                "; the user the relay runs as cannot create files in {dir}: a directory made by a relay run as root (`sudo callrelay run`) is root's: give it to that user (`chown -R <user>: {dir}`)",
+                dir = dir.display()
+            ),
+            AccessHint::FileNotOwned { dir, file } => write!(
+                f,
+                "; give the file the owner of the journal's directory (`chown --reference={} {}`): a file made as root is root's (a journal restored with plain `cp`, or a relay once run with `sudo callrelay run`), and the relay's user cannot open it",
+                dir.display(),
+                file.display()
+            ),
+        }
+    }
 }
 
 /// How long [`Journal::reopen`] waits for readers to finish with the old
@@ -236,6 +364,90 @@ mod tests {
         let missing = dir.path().join("missing").join("journal.redb");
         let error = create_private(&missing).unwrap_err();
         assert!(matches!(error, JournalError::CreateFile { .. }), "{error}");
+    }
+
+    fn os_error(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::from(kind)
+    }
+
+    /// "Read-only file system" at the start sent the operator to fsck; it is
+    /// most often the shipped unit's `ProtectSystem=strict` over a
+    /// `journal.path` outside the state directory.
+    #[test]
+    fn a_read_only_filesystem_at_the_start_names_read_write_paths_then_findmnt() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join("journal");
+        let file = journal_dir.join("journal.redb");
+        let read_only = || os_error(std::io::ErrorKind::ReadOnlyFilesystem);
+        for error in [
+            create_dir_failed(&journal_dir, read_only()),
+            create_file_failed(&file, read_only()),
+            open_failed(&file, redb::Error::Io(read_only())),
+        ] {
+            let text = error.to_string();
+            assert!(text.contains("ProtectSystem=strict"), "{text}");
+            assert!(text.contains("/var/lib/callrelay"), "{text}");
+            assert!(text.contains("`ReadWritePaths="), "{text}");
+            assert!(text.contains("systemctl edit callrelay"), "{text}");
+            // The directory that exists, which findmnt can look up.
+            assert!(
+                text.contains(&format!("`findmnt -T {}`", dir.path().display()))
+                    || text.contains(&format!("`findmnt -T {}`", journal_dir.display())),
+                "{text}"
+            );
+            assert!(!text.contains("chown"), "{text}");
+        }
+    }
+
+    /// A journal restored with `cp` as root, or left by `sudo callrelay
+    /// run`, read as a bare "Permission denied".
+    #[test]
+    fn permission_denied_on_the_file_says_to_give_it_the_directorys_owner() {
+        let dir = Path::new("/srv/relay/data");
+        let file = dir.join("journal.redb");
+        let denied = os_error(std::io::ErrorKind::PermissionDenied);
+        let text = open_failed(&file, redb::Error::Io(denied)).to_string();
+        assert!(
+            text.contains("`chown --reference=/srv/relay/data /srv/relay/data/journal.redb`"),
+            "{text}"
+        );
+        assert!(text.contains("sudo callrelay run"), "{text}");
+        assert!(text.contains("as root is root's"), "{text}");
+        assert!(!text.contains("ReadWritePaths"), "{text}");
+    }
+
+    /// The directory is not the relay's user's: a chown of the file would
+    /// not do, and `--reference` has no right owner to copy.
+    #[test]
+    fn permission_denied_on_the_directory_says_whose_it_must_be() {
+        let dir = Path::new("/srv/relay/data");
+        let denied = || os_error(std::io::ErrorKind::PermissionDenied);
+        let in_dir = create_file_failed(&dir.join("journal.redb"), denied()).to_string();
+        assert!(
+            in_dir.contains("cannot create files in /srv/relay/data"),
+            "{in_dir}"
+        );
+        assert!(
+            in_dir.contains("`chown -R <user>: /srv/relay/data`"),
+            "{in_dir}"
+        );
+        assert!(in_dir.contains("sudo callrelay run"), "{in_dir}");
+        let dir_itself = create_dir_failed(dir, denied()).to_string();
+        assert!(
+            dir_itself.contains("`install -d -m 0700 -o <user> /srv/relay/data`"),
+            "{dir_itself}"
+        );
+        // Other failures keep the system's words alone.
+        let other = create_file_failed(
+            &dir.join("journal.redb"),
+            os_error(std::io::ErrorKind::StorageFull),
+        );
+        assert!(
+            other
+                .to_string()
+                .ends_with(&os_error(std::io::ErrorKind::StorageFull).to_string()),
+            "{other}"
+        );
     }
 
     /// A file not closed cleanly (here a copy taken while it was open): a
