@@ -106,7 +106,7 @@ impl Relay {
         if journal.created() {
             // A first start, or a journal deleted or moved away: the line an
             // operator looks for when seqs start again at 1.
-            tracing::info!(path = %journal.path().display(), "no journal file was at the path: started an empty journal");
+            tracing::info!(path = %journal.path().display(), "{}", started_empty(journal.path()));
         }
         if let Some(kind) = journal
             .path()
@@ -216,6 +216,40 @@ fn restored_resume_ids(
         Err(e) => {
             tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history");
             ResumeIds::default()
+        }
+    }
+}
+
+/// The line of a start that found no journal file. A first start reads
+/// it too, so it stays INFO: nothing in the process tells a fresh install
+/// from a restart after `journal.path` changed, and the text says both.
+fn started_empty(path: &std::path::Path) -> String {
+    format!(
+        "no journal file was at the path: started an empty journal at {}; if this relay ran \
+         before with another journal.path, stop it and move that path's journal.redb here \
+         (keeping its owner: `mv`), else what the old journal holds (events a sink has not \
+         had, the dedup log, the SPRecord resume ids) is not sent",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restart after `journal.path` changed starts here too, and the
+    /// line read as a fresh install's.
+    #[test]
+    fn a_start_with_no_journal_file_names_it_and_says_to_move_an_old_one() {
+        let line = started_empty(std::path::Path::new("/srv/callrelay/journal.redb"));
+        for said in [
+            "started an empty journal at /srv/callrelay/journal.redb",
+            "if this relay ran before with another journal.path",
+            "stop it and move that path's journal.redb here",
+            "keeping its owner",
+            "not sent",
+        ] {
+            assert!(line.contains(said), "{said:?} in {line}");
         }
     }
 }

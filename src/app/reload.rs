@@ -52,14 +52,29 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
         quoted,
         |a, b| same_listener(a, b),
     );
+    let show_path = |p: &std::path::PathBuf| format!("{:?}", p.display().to_string());
+    let (asked, said) = (show_path(new.journal.path.get_ref()), w.len());
     keep_running_unless_same(
         w,
         "journal.path",
         &running.journal.path,
         &mut new.journal.path,
-        |p| format!("{:?}", p.display().to_string()),
+        show_path,
         |a, b| without_leading_dot(a) == without_leading_dot(b),
     );
+    // The restart opens whatever is at the new path: with nothing there it
+    // starts an empty journal, and what the old one holds stays behind.
+    if w.len() > said
+        && let Some(warning) = w.last_mut()
+    {
+        let was = show_path(running.journal.path.get_ref());
+        warning.push_str(&format!(
+            "; before that restart, stop the relay and move journal.redb from {was} to {asked} \
+             (keeping its owner: `mv`), else the relay starts an empty journal there and what \
+             the old one holds (events a sink has not had, the dedup log, the SPRecord resume \
+             ids) is not sent"
+        ));
+    }
     keep_running(
         w,
         "journal.retention",
@@ -361,5 +376,38 @@ mod tests {
         let moved = config("[server]\nlisten = \"[::1]:8081\"\n[journal]\npath = \"./data2\"\n");
         let (_, warnings) = pin_restart_only(&running, moved);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
+    }
+
+    /// "takes effect only after a restart" alone led operators to restart
+    /// onto an empty journal, stranding what the old one held.
+    #[test]
+    fn a_changed_journal_path_says_to_move_the_journal_file_before_the_restart() {
+        let running = config("[journal]\npath = \"/var/lib/callrelay\"\n");
+        let moved = config("[journal]\npath = \"/srv/callrelay\"\n");
+        let (pinned, warnings) = pin_restart_only(&running, moved);
+        assert_eq!(
+            pinned.journal.path.get_ref(),
+            Path::new("/var/lib/callrelay")
+        );
+        let [warning] = warnings.as_slice() else {
+            panic!("{warnings:?}")
+        };
+        assert!(
+            warning.contains("takes effect only after a restart"),
+            "{warning}"
+        );
+        for said in [
+            "stop the relay",
+            "move journal.redb from \"/var/lib/callrelay\" to \"/srv/callrelay\"",
+            "keeping its owner",
+            "starts an empty journal",
+            "not sent",
+        ] {
+            assert!(warning.contains(said), "{said:?} in {warning}");
+        }
+        // The other settings keep their plain warning.
+        let running = config("[dedup]\nwindow = \"10m\"\n");
+        let (_, warnings) = pin_restart_only(&running, config("[dedup]\nwindow = \"20m\"\n"));
+        assert!(!warnings.concat().contains("journal.redb"), "{warnings:?}");
     }
 }
