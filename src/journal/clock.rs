@@ -84,19 +84,15 @@ impl JournalClock {
     pub fn start(stored_ms: impl IntoIterator<Item = u64>, trust_ahead_ms: u64) -> JournalClock {
         let (clock, start, ignored) = JournalClock::new(super::now_ms(), stored_ms, trust_ahead_ms);
         if let Some(Ignored { ahead_ms }) = ignored {
-            tracing::warn!(
-                ahead_ms,
-                "the journal holds times further ahead of the system clock than \
-                 journal.retention (a clock far off once, or a damaged record): they are \
-                 ignored, and entries stamped so count their age from this start"
-            );
+            tracing::warn!(ahead_ms, "{}", far_ahead_warning(ahead_ms));
         }
         match start {
             Start::System => {}
             Start::Stored { ahead_ms } => tracing::info!(
                 ahead_ms,
-                "the journal holds times ahead of the system clock (it was set back since): \
-                 its clock carries on from them, so dedup and retention keep their length"
+                "the journal holds times ahead of the system clock (it was set back since, or \
+                 is behind now: check `timedatectl`): its clock carries on from them, so dedup \
+                 and retention keep their length"
             ),
         }
         clock
@@ -134,6 +130,23 @@ pub(super) fn age_from(at_ms: u64, now_ms: u64, started_ms: u64) -> u64 {
     }
 }
 
+/// The warning of stored times further ahead of the system clock than
+/// the bound. The system clock is named first: a machine that boots with
+/// it behind (a dead RTC battery, NTP not synchronised yet) is the usual
+/// case, and the journal cannot correct it for what else reads it.
+fn far_ahead_warning(ahead_ms: u64) -> String {
+    let ahead = humantime::format_duration(std::time::Duration::from_secs(ahead_ms / 1_000));
+    format!(
+        "the journal holds times {ahead} ahead of the system clock, more than \
+         journal.retention: either the system clock is behind now (check `timedatectl`: \
+         \"System clock synchronized: yes\" and an NTP service active; while it is behind, \
+         events' CloudEvent `time` when the vendor sends none, and their Kafka records' \
+         CreateTime, come from it), or it was far ahead once, when they were stored, or a \
+         damaged record holds them; the stored times are ignored, and entries stamped so \
+         count their age from this start"
+    )
+}
+
 /// Milliseconds of `CLOCK_BOOTTIME`: never stepped, for ages that must
 /// not jump with the system clock.
 pub fn boot_ms() -> u64 {
@@ -146,6 +159,28 @@ pub fn boot_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A system clock behind at the start (a dead RTC battery, NTP not yet
+    /// synchronised) was blamed on the stored times alone.
+    #[test]
+    fn stored_times_far_ahead_name_the_system_clock_first() {
+        let text = far_ahead_warning(3 * 86_400_000);
+        let now = text.find("the system clock is behind now").expect(&text);
+        let once = text.find("far ahead once").expect(&text);
+        assert!(now < once, "{text}");
+        for said in [
+            "3days",
+            "`timedatectl`",
+            "NTP",
+            "CloudEvent `time`",
+            "when the vendor sends none",
+            "Kafka",
+            "CreateTime",
+            "a damaged record",
+        ] {
+            assert!(text.contains(said), "{said:?} in {text}");
+        }
+    }
 
     #[test]
     fn an_age_counts_from_the_stamp_unless_it_is_ahead_of_now() {
