@@ -12,7 +12,8 @@
 //! disk): its content, with one trailing `\n` or `\r\n` taken off, is the
 //! value. Its path is taken as written, no `${VAR}` inside it (a `${` there is
 //! a problem), and must be absolute. A value from a file is treated as one
-//! from the environment everywhere: no message quotes it, only the path.
+//! from the environment everywhere: no message quotes it, only the path. A
+//! file everyone may read is warned at each read (its path and mode).
 
 use std::cell::OnceCell;
 use std::ops::Range;
@@ -55,9 +56,30 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     let Some(file) = crate::regular_file::open(path)? else {
         return Err(FileError::NotAFile);
     };
+    warn_if_readable_by_everyone(path, &file);
     let mut bytes = Vec::new();
     file.take(FILE_READ_LIMIT as u64).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// A secret anyone on the host can read is said at each read, by its path
+/// and mode (never its content), as the journal's file is. Not refused: a
+/// config that started before an upgrade must start after it.
+fn warn_if_readable_by_everyone(path: &Path, file: &std::fs::File) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = file.metadata() else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "a `${{file:…}}` secret is readable by everyone on the host: let only the relay \
+             read it (`chmod 0640`, owned by root:callrelay; or `chmod 0600`, owned by the \
+             service's user)"
+        );
+    }
 }
 
 /// The result of expanding one text.
@@ -1175,6 +1197,43 @@ mod tests {
             matches!(&missing, FileError::Io(e) if e.kind() == std::io::ErrorKind::NotFound),
             "{missing}"
         );
+    }
+
+    /// A secret anyone on the host can read was taken without a word,
+    /// while the journal's file gets such a warning. Warned, not refused:
+    /// a config that started before must still start after an upgrade.
+    #[test]
+    fn a_file_secret_readable_by_everyone_is_warned_by_name_not_content() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "hunter2-s3cret\n").unwrap();
+        let chmod = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+        chmod(0o644).unwrap();
+        let mut read = None;
+        let logged = crate::logging::tests_support::logged_json(|| read = Some(read_file(&path)));
+        assert_eq!(read.unwrap().unwrap(), b"hunter2-s3cret\n");
+        let line: serde_json::Value = serde_json::from_str(logged.trim()).expect(&logged);
+        assert_eq!(line["level"], "WARN", "{logged}");
+        assert_eq!(line["path"], path.display().to_string(), "{logged}");
+        assert_eq!(line["mode"], "644", "{logged}");
+        let message = line["message"].as_str().unwrap();
+        for said in [
+            "readable by everyone",
+            "chmod 0640",
+            "0600",
+            "root:callrelay",
+        ] {
+            assert!(message.contains(said), "{said:?} in {message}");
+        }
+        assert!(!logged.contains("hunter2"), "{logged}");
+        for private in [0o640, 0o600, 0o400] {
+            chmod(private).unwrap();
+            let logged = crate::logging::tests_support::logged_json(|| {
+                read_file(&path).unwrap();
+            });
+            assert_eq!(logged, "", "{private:o}");
+        }
     }
 
     /// A FIFO is refused (a reload would wait in `open` for a writer that
