@@ -95,6 +95,10 @@ pub struct Expanded {
     /// a later message would quote, and a bare `${NAME}` left out or in
     /// place is no TOML value.
     pub unset: Vec<String>,
+    /// The indices in `problems` of the environment variables not set:
+    /// a reload says of them what a start cannot (see
+    /// [`super::Loading::Reload`]).
+    pub unset_variables: Vec<usize>,
     /// Where each replacement stands, in the original and the expanded text,
     /// in order.
     substitutions: Vec<Substitution>,
@@ -374,6 +378,7 @@ pub fn expand_with_files(
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     let mut unset = Vec::new();
+    let mut unset_variables = Vec::new();
     let mut substitutions = Vec::new();
     let mut ctx = Context::Bare;
     let bytes = text.as_bytes();
@@ -556,6 +561,7 @@ pub fn expand_with_files(
                             out.push_str(written);
                             unset.push(written.to_owned());
                         }
+                        unset_variables.push(problems.len());
                         problems.push((i, format!("environment variable `{name}` is not set")));
                     }
                 }
@@ -571,6 +577,7 @@ pub fn expand_with_files(
         text: out,
         problems,
         unset,
+        unset_variables,
         substitutions,
         strings_with_values: OnceCell::new(),
     }

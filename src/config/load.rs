@@ -62,6 +62,7 @@ impl Config {
             &text,
             &|name| std::env::var(name).ok(),
             &env::read_file,
+            loading,
         )?;
         Ok((config, LoadedText { text, offsets }))
     }
@@ -125,7 +126,8 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
         read_file: &env::ReadFile,
     ) -> Result<Config, ConfigError> {
-        Config::from_text_mapped(file, text, lookup, read_file).map(|(config, _)| config)
+        Config::from_text_mapped(file, text, lookup, read_file, Loading::Start)
+            .map(|(config, _)| config)
     }
 
     /// [`Config::from_text_with_files`], with where each `${…}` stood in
@@ -135,8 +137,16 @@ impl Config {
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
         read_file: &env::ReadFile,
+        loading: Loading,
     ) -> Result<(Config, env::OffsetMap), ConfigError> {
-        let expanded = env::expand_with_files(text, lookup, read_file);
+        let mut expanded = env::expand_with_files(text, lookup, read_file);
+        if loading == Loading::Reload {
+            for &i in &expanded.unset_variables {
+                if let Some((_, message)) = expanded.problems.get_mut(i) {
+                    message.push_str(RESTART_FOR_NEW_VARIABLES);
+                }
+            }
+        }
         let mut v = Validator::new(text);
         v.problems.clone_from(&expanded.problems);
         if expanded.problems.len() > expanded.unset.len() {
@@ -226,12 +236,21 @@ impl Config {
 }
 
 /// Why a config file is read: a missing file is said for a relay that
-/// starts (how to name one) or for one that runs (put it back).
+/// starts (how to name one) or for one that runs (put it back), and an
+/// unset variable for one that runs with [`RESTART_FOR_NEW_VARIABLES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loading {
     Start,
     Reload,
 }
+
+/// Said after a reload's "environment variable `X` is not set": the
+/// variable is most often one just added to the unit's environment file,
+/// which a reload does not read, and the refusal alone sent operators
+/// looking for a typo.
+const RESTART_FOR_NEW_VARIABLES: &str = "; a reload keeps the environment the relay started \
+     with: systemd reads the environment file (`EnvironmentFile=`, /etc/callrelay/env) only at \
+     start, so a variable added there since needs a restart (`systemctl restart callrelay`)";
 
 /// The refusal of a reload whose config file is no longer there (or is a
 /// link, to `link_to`, whose file is not). The advice a start gets

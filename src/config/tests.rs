@@ -1567,3 +1567,39 @@ fn a_refused_literal_or_escaped_string_with_a_reference_is_shown_as_written() {
         );
     }
 }
+
+/// A variable the operator just added to /etc/callrelay/env is not in the
+/// environment the relay started with: a reload refused for it must say
+/// that only a restart reads the file again. A start's refusal must not.
+#[test]
+fn a_reload_refused_for_an_unset_variable_says_a_restart_reads_the_environment_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    let name = "CALLRELAY_TEST_NEVER_SET_7F3A";
+    assert!(std::env::var_os(name).is_none());
+    std::fs::write(
+        &path,
+        format!("[[webhook]]\nvendor = \"caresoft\"\naccount = \"cs\"\nsecret = \"${{{name}}}\"\n"),
+    )
+    .unwrap();
+    let refused = |loading| {
+        Config::load_with_text_for(&path, loading)
+            .map(|_| ())
+            .expect_err("unset")
+            .to_string()
+    };
+    let reload = refused(Loading::Reload);
+    assert!(
+        reload.contains(&format!("environment variable `{name}` is not set")),
+        "{reload}"
+    );
+    for said in ["only at start", "`systemctl restart callrelay`"] {
+        assert!(reload.contains(said), "{said:?} in {reload}");
+    }
+    let start = refused(Loading::Start);
+    assert!(
+        start.contains(&format!("environment variable `{name}` is not set")),
+        "{start}"
+    );
+    assert!(!start.contains("systemctl restart"), "{start}");
+}
