@@ -13,7 +13,9 @@
 //! value. Its path is taken as written, no `${VAR}` inside it (a `${` there is
 //! a problem), and must be absolute. A value from a file is treated as one
 //! from the environment everywhere: no message quotes it, only the path. A
-//! file everyone may read is warned at each read (its path and mode).
+//! file named more than once is read once per expansion, so that every
+//! reference gets the same content. A file everyone may read is warned at
+//! each read (its path and mode).
 
 use std::cell::OnceCell;
 use std::ops::Range;
@@ -48,6 +50,10 @@ pub enum FileError {
 /// Reads a `${file:…}`: its bytes, at most [`FILE_READ_LIMIT`] of them.
 pub type ReadFile = dyn Fn(&Path) -> Result<Vec<u8>, FileError>;
 
+/// A [`ReadFile`] that may borrow (the expansion's reader, which keeps what
+/// it read).
+type FileReader<'a> = dyn Fn(&Path) -> Result<Vec<u8>, FileError> + 'a;
+
 /// The reader of the disk: only a regular file is read (see
 /// [`FileError::NotAFile`]), and a FIFO is never waited on, even one
 /// swapped in after the path was looked at ([`crate::regular_file::open`]).
@@ -62,9 +68,11 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     Ok(bytes)
 }
 
-/// A secret anyone on the host can read is said at each read, by its path
-/// and mode (never its content), as the journal's file is. Not refused: a
-/// config that started before an upgrade must start after it.
+/// A secret anyone on the host can read is said at each read (once per
+/// load: [`expand_with_files`] reads a file once however often it is
+/// named), by its path and mode (never its content), as the journal's file
+/// is. Not refused: a config that started before an upgrade must start
+/// after it.
 fn warn_if_readable_by_everyone(path: &Path, file: &std::fs::File) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = file.metadata() else {
@@ -76,8 +84,11 @@ fn warn_if_readable_by_everyone(path: &Path, file: &std::fs::File) {
             path = %path.display(),
             mode = format!("{mode:o}"),
             "a `${{file:…}}` secret is readable by everyone on the host: let only the relay \
-             read it (`chmod 0640`, owned by root:callrelay; or `chmod 0600`, owned by the \
-             service's user)"
+             read it. With the fixed account (deploy/README.md §2): `chmod 0640`, owned by \
+             root:callrelay. Under the shipped unit's `DynamicUser=yes`, which has no user to \
+             give it to: `LoadCredential=NAME:PATH` in a drop-in (the file 0600 root), and \
+             `${{file:/run/credentials/callrelay.service/NAME}}` in relay.toml, readable by the \
+             service only (a copy made at start: a new value takes a restart, not a reload)"
         );
     }
 }
@@ -369,12 +380,27 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Expanded {
     expand_with_files(text, lookup, &read_file)
 }
 
-/// Expands `${NAME}` using `lookup`, and `${file:…}` using `read`.
+/// Expands `${NAME}` using `lookup`, and `${file:…}` using `read`, once
+/// per file: a file named twice (a rotated credential's list, one secret
+/// for two accounts) gives both the same content, not one from before and
+/// one from after a rewrite, and its warning is logged once.
 pub fn expand_with_files(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     read: &ReadFile,
 ) -> Expanded {
+    let already_read = std::cell::RefCell::new(std::collections::HashMap::new());
+    let read = |path: &Path| -> Result<Vec<u8>, FileError> {
+        if let Some(bytes) = already_read.borrow().get(path) {
+            return Ok(Vec::clone(bytes));
+        }
+        let bytes = read(path)?;
+        already_read
+            .borrow_mut()
+            .insert(path.to_owned(), bytes.clone());
+        Ok(bytes)
+    };
+    let read: &FileReader<'_> = &read;
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     let mut unset = Vec::new();
@@ -677,7 +703,7 @@ enum FileValueError {
 }
 
 /// The value of `${file:path}`, or the problem to report at its `${`.
-fn file_value(path: &str, read: &ReadFile) -> Result<String, FileValueError> {
+fn file_value(path: &str, read: &FileReader<'_>) -> Result<String, FileValueError> {
     if path.is_empty() {
         return Err(FileValueError::NoPath);
     }
@@ -1225,11 +1251,17 @@ mod tests {
         assert_eq!(line["path"], path.display().to_string(), "{logged}");
         assert_eq!(line["mode"], "644", "{logged}");
         let message = line["message"].as_str().unwrap();
+        // Both ways: the fixed account's modes, and under the shipped unit's
+        // `DynamicUser=yes` (no user to give the file to) a credential.
         for said in [
             "readable by everyone",
             "chmod 0640",
-            "0600",
             "root:callrelay",
+            "fixed account",
+            "DynamicUser=yes",
+            "`LoadCredential=",
+            "`${file:/run/credentials/callrelay.service/",
+            "restart",
         ] {
             assert!(message.contains(said), "{said:?} in {message}");
         }
@@ -1241,6 +1273,35 @@ mod tests {
             });
             assert_eq!(logged, "", "{private:o}");
         }
+    }
+
+    /// A file named twice (a credential rotated as a list's two values, one
+    /// secret for two accounts) was warned once per reference: it is read,
+    /// and warned, once per expansion, and both references get its value.
+    #[test]
+    fn a_file_named_twice_is_read_and_warned_once_per_load() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "a = \"${{file:{p}}}\"\nb = [\"${{file:{p}}}\"]\n",
+            p = path.display()
+        );
+        let mut expanded = None;
+        let logged = crate::logging::tests_support::logged_json(|| {
+            expanded = Some(expand_with_files(&text, &|_| None, &read_file));
+        });
+        let expanded = expanded.unwrap();
+        assert!(expanded.problems.is_empty(), "{:?}", expanded.problems);
+        assert_eq!(expanded.text, "a = \"s3cret\"\nb = [\"s3cret\"]\n");
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        // The next load reads it again, and says it again.
+        let again = crate::logging::tests_support::logged_json(|| {
+            expand_with_files(&text, &|_| None, &read_file);
+        });
+        assert_eq!(again.lines().count(), 1, "{again}");
     }
 
     /// A FIFO is refused (a reload would wait in `open` for a writer that

@@ -247,10 +247,14 @@ pub enum Loading {
 /// Said after a reload's "environment variable `X` is not set": the
 /// variable is most often one just added to the unit's environment file,
 /// which a reload does not read, and the refusal alone sent operators
-/// looking for a typo.
+/// looking for a typo. It may be a typo all the same (`${CARESOFT_SECRT}`):
+/// a restart then stops the running relay and its `ExecStartPre=` check
+/// refuses the file, leaving the unit down, so the check comes first.
 const RESTART_FOR_NEW_VARIABLES: &str = "; a reload keeps the environment the relay started \
      with: systemd reads the environment file (`EnvironmentFile=`, /etc/callrelay/env) only at \
-     start, so a variable added there since needs a restart (`systemctl restart callrelay`)";
+     start, so a variable added there since needs a restart (`systemctl restart callrelay`), \
+     after checking it with the unit's environment (deploy/README.md §3's `systemd-run … \
+     callrelay check`): a restart whose check fails leaves the relay down";
 
 /// The refusal of a reload whose config file is no longer there (or is a
 /// link, to `link_to`, whose file is not). The advice a start gets

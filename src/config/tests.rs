@@ -1593,7 +1593,15 @@ fn a_reload_refused_for_an_unset_variable_says_a_restart_reads_the_environment_f
         reload.contains(&format!("environment variable `{name}` is not set")),
         "{reload}"
     );
-    for said in ["only at start", "`systemctl restart callrelay`"] {
+    // A restart with a typo'd name (`${CARESOFT_SECRT}`) stops the good
+    // relay and its `ExecStartPre=` check refuses the file: checked first,
+    // with the unit's environment, as deploy/README.md §3 does.
+    for said in [
+        "only at start",
+        "`systemctl restart callrelay`",
+        "after checking",
+        "`systemd-run … callrelay check`",
+    ] {
         assert!(reload.contains(said), "{said:?} in {reload}");
     }
     let start = refused(Loading::Start);

@@ -9,7 +9,8 @@
 //!
 //! A refusal to create or open the file or its directory carries an
 //! [`AccessHint`]: what a read-only filesystem or a denied permission most
-//! often means there, and what to run.
+//! often means there (at the start, or on a reopen under the running
+//! relay), and what to run.
 //!
 //! Guarantees: a file created here is 0600 from its first byte, and an
 //! existing one others may read is made owner-only (or said); redb's page
@@ -197,7 +198,7 @@ fn open_once(
                 detail,
             }
         }
-        other => open_failed(path, other.into()),
+        other => open_failed(path, opening, other.into()),
     })
 }
 
@@ -232,17 +233,30 @@ pub(super) fn create_file_failed(path: &Path, source: std::io::Error) -> Journal
     }
 }
 
-/// The journal's file, there, could not be opened.
-fn open_failed(path: &Path, source: redb::Error) -> JournalError {
+/// The journal's file, there, could not be opened: at the start, or again
+/// after a failed write ([`Journal::reopen`](super::Journal::reopen)), when
+/// the relay had it open moments before, so that what changed is the
+/// filesystem or the file under the running relay, not the unit.
+fn open_failed(path: &Path, opening: Opening, source: redb::Error) -> JournalError {
     let dir = path.parent().unwrap_or(path);
-    let hint = match &source {
-        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+    let hint = match (&source, opening) {
+        (redb::Error::Io(e), Opening::Start)
+            if e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
             AccessHint::FileNotOwned {
                 dir: dir.to_owned(),
                 file: path.to_owned(),
             }
         }
-        redb::Error::Io(e) => AccessHint::of(e.kind(), dir),
+        (redb::Error::Io(e), Opening::Start) => AccessHint::of(e.kind(), dir),
+        (redb::Error::Io(e), Opening::AfterIoError) => match e.kind() {
+            std::io::ErrorKind::PermissionDenied => AccessHint::FileChangedWhileRunning {
+                dir: dir.to_owned(),
+                file: path.to_owned(),
+            },
+            std::io::ErrorKind::ReadOnlyFilesystem => AccessHint::WentReadOnly,
+            _ => AccessHint::None,
+        },
         _ => AccessHint::None,
     };
     JournalError::Open {
@@ -258,7 +272,8 @@ fn open_failed(path: &Path, source: redb::Error) -> JournalError {
 /// a start it is most often the shipped unit's `ProtectSystem=strict` over
 /// a `journal.path` outside the state directory; and "Permission denied"
 /// named no owner, for a journal restored with `cp` as root or left by
-/// `sudo callrelay run`.
+/// `sudo callrelay run`. A reopen after a failed write, the file open
+/// moments before, is told what changed under the running relay instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessHint {
     None,
@@ -277,6 +292,15 @@ pub enum AccessHint {
     },
     /// The file is there, and the relay's user may not open it.
     FileNotOwned {
+        dir: PathBuf,
+        file: PathBuf,
+    },
+    /// A reopen: the filesystem went read-only while the relay ran (ext4
+    /// after a disk error), the runbook's failed disk.
+    WentReadOnly,
+    /// A reopen: the file, open moments before, may no longer be opened by
+    /// the relay's user (its owner or mode changed while the relay ran).
+    FileChangedWhileRunning {
         dir: PathBuf,
         file: PathBuf,
     },
@@ -308,7 +332,7 @@ impl std::fmt::Display for AccessHint {
             AccessHint::None => Ok(()),
             AccessHint::ReadOnly { dir } => write!(
                 f,
-                "; under the shipped systemd unit (`ProtectSystem=strict`) everything but /var/lib/callrelay is read-only to the relay, so a `journal.path` elsewhere needs `ReadWritePaths=` naming it in a drop-in (`systemctl edit callrelay`, then restart); otherwise the filesystem is mounted read-only: check `findmnt -T {}`",
+                "; under the shipped systemd unit (`ProtectSystem=strict`) everything but /var/lib/callrelay is read-only to the relay: keep `journal.path` under it, or create the directory first, owned by the service's user (the fixed account of deploy/README.md §2: a dynamic user has no uid before it starts), then name it in `ReadWritePaths=` in a drop-in (`systemctl edit callrelay`; systemd refuses one that does not exist) and restart; otherwise the filesystem is mounted read-only: check `findmnt -T {}`",
                 dir.display()
             ),
             AccessHint::DirCannotBeMade { dir } => write!(
@@ -326,6 +350,15 @@ impl std::fmt::Display for AccessHint {
                 "; give the file the owner of the journal's directory (`chown --reference={} {}`): a file made as root is root's (a journal restored with plain `cp`, or a relay once run with `sudo callrelay run`), and the relay's user cannot open it",
                 dir.display(),
                 file.display()
+            ),
+            AccessHint::WentReadOnly => f.write_str(
+                "; the filesystem went read-only under the running relay (ext4 does after a disk error): the disk or the filesystem failed, see `dmesg`; it stays read-only after `mount -o remount,rw`: stop the relay, unmount, `fsck`, mount, start (docs/operations.md, CallrelayJournalCommitsFailing)",
+            ),
+            AccessHint::FileChangedWhileRunning { dir, file } => write!(
+                f,
+                "; the file's owner or mode changed while the relay ran: give it back to the relay's user (`chown --reference={} {file}`, `chmod 0600 {file}`)",
+                dir.display(),
+                file = file.display()
             ),
         }
     }
@@ -382,13 +415,19 @@ mod tests {
         for error in [
             create_dir_failed(&journal_dir, read_only()),
             create_file_failed(&file, read_only()),
-            open_failed(&file, redb::Error::Io(read_only())),
+            open_failed(&file, Opening::Start, redb::Error::Io(read_only())),
         ] {
             let text = error.to_string();
             assert!(text.contains("ProtectSystem=strict"), "{text}");
             assert!(text.contains("/var/lib/callrelay"), "{text}");
             assert!(text.contains("`ReadWritePaths="), "{text}");
             assert!(text.contains("systemctl edit callrelay"), "{text}");
+            // systemd refuses a `ReadWritePaths=` that does not exist, and a
+            // directory made by root is not the dynamic user's.
+            assert!(text.contains("create the directory first"), "{text}");
+            assert!(text.contains("fixed account"), "{text}");
+            assert!(text.contains("deploy/README.md §2"), "{text}");
+            assert!(text.contains("keep `journal.path` under"), "{text}");
             // The directory that exists, which findmnt can look up.
             assert!(
                 text.contains(&format!("`findmnt -T {}`", dir.path().display()))
@@ -406,7 +445,7 @@ mod tests {
         let dir = Path::new("/srv/relay/data");
         let file = dir.join("journal.redb");
         let denied = os_error(std::io::ErrorKind::PermissionDenied);
-        let text = open_failed(&file, redb::Error::Io(denied)).to_string();
+        let text = open_failed(&file, Opening::Start, redb::Error::Io(denied)).to_string();
         assert!(
             text.contains("`chown --reference=/srv/relay/data /srv/relay/data/journal.redb`"),
             "{text}"
@@ -414,6 +453,40 @@ mod tests {
         assert!(text.contains("sudo callrelay run"), "{text}");
         assert!(text.contains("as root is root's"), "{text}");
         assert!(!text.contains("ReadWritePaths"), "{text}");
+    }
+
+    /// A reopen after a failed write meets a filesystem that went read-only
+    /// under the running relay (ext4 after a disk error), not the unit's
+    /// sandbox: the start's hint (`ReadWritePaths=`, restart) sent the
+    /// operator to edit the unit, where the runbook says the disk failed.
+    /// A permission refused on a reopen is not a restore with `cp` either.
+    #[test]
+    fn a_reopen_refused_says_what_changed_under_the_running_relay() {
+        let dir = Path::new("/srv/relay/data");
+        let file = dir.join("journal.redb");
+        let read_only = os_error(std::io::ErrorKind::ReadOnlyFilesystem);
+        let text =
+            open_failed(&file, Opening::AfterIoError, redb::Error::Io(read_only)).to_string();
+        assert!(
+            text.contains("went read-only under the running relay"),
+            "{text}"
+        );
+        for said in ["`dmesg`", "`fsck`", "remount,rw"] {
+            assert!(text.contains(said), "{said:?} in {text}");
+        }
+        for start_only in ["ReadWritePaths", "ProtectSystem", "systemctl edit"] {
+            assert!(!text.contains(start_only), "{start_only:?} in {text}");
+        }
+        let denied = os_error(std::io::ErrorKind::PermissionDenied);
+        let text = open_failed(&file, Opening::AfterIoError, redb::Error::Io(denied)).to_string();
+        assert!(text.contains("changed while the relay ran"), "{text}");
+        assert!(
+            text.contains("`chown --reference=/srv/relay/data /srv/relay/data/journal.redb`"),
+            "{text}"
+        );
+        for start_only in ["sudo callrelay run", "plain `cp`"] {
+            assert!(!text.contains(start_only), "{start_only:?} in {text}");
+        }
     }
 
     /// The directory is not the relay's user's: a chown of the file would
