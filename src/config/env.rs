@@ -84,11 +84,11 @@ fn warn_if_readable_by_everyone(path: &Path, file: &std::fs::File) {
             path = %path.display(),
             mode = format!("{mode:o}"),
             "a `${{file:…}}` secret is readable by everyone on the host: let only the relay \
-             read it. With the fixed account (deploy/README.md §2): `chmod 0640`, owned by \
-             root:callrelay. Under the shipped unit's `DynamicUser=yes`, which has no user to \
-             give it to: `LoadCredential=NAME:PATH` in a drop-in (the file 0600 root), and \
-             `${{file:/run/credentials/callrelay.service/NAME}}` in relay.toml, readable by the \
-             service only (a copy made at start: a new value takes a restart, not a reload)"
+             read it, `chmod 0640` with its group one the service runs with. With the fixed \
+             account (deploy/README.md §2): owned by root:callrelay. Under the shipped unit's \
+             `DynamicUser=yes`: owned by root and a static group (`groupadd --system \
+             callrelay-secrets`) that a drop-in gives the service with \
+             `SupplementaryGroups=callrelay-secrets` (deploy/README.md §3)"
         );
     }
 }
@@ -389,15 +389,19 @@ pub fn expand_with_files(
     lookup: &dyn Fn(&str) -> Option<String>,
     read: &ReadFile,
 ) -> Expanded {
-    let already_read = std::cell::RefCell::new(std::collections::HashMap::new());
+    // Keyed by the path as written (its bytes), not by `Path`, which
+    // compares by component: `/etc/cs` and `/etc/cs/` (a directory, which
+    // no file is) must not share a read.
+    let already_read: std::cell::RefCell<std::collections::HashMap<std::ffi::OsString, Vec<u8>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
     let read = |path: &Path| -> Result<Vec<u8>, FileError> {
-        if let Some(bytes) = already_read.borrow().get(path) {
+        if let Some(bytes) = already_read.borrow().get(path.as_os_str()) {
             return Ok(Vec::clone(bytes));
         }
         let bytes = read(path)?;
         already_read
             .borrow_mut()
-            .insert(path.to_owned(), bytes.clone());
+            .insert(path.as_os_str().to_owned(), bytes.clone());
         Ok(bytes)
     };
     let read: &FileReader<'_> = &read;
@@ -1251,19 +1255,25 @@ mod tests {
         assert_eq!(line["path"], path.display().to_string(), "{logged}");
         assert_eq!(line["mode"], "644", "{logged}");
         let message = line["message"].as_str().unwrap();
-        // Both ways: the fixed account's modes, and under the shipped unit's
-        // `DynamicUser=yes` (no user to give the file to) a credential.
+        // Both ways, by a group the service runs with: the fixed account's,
+        // and under the shipped unit's `DynamicUser=yes` a static group it
+        // is given. Not a `LoadCredential=` copy: its path under
+        // /run/credentials/ is the unit's own, which `callrelay compact`
+        // (the relay stopped) and a `systemd-run … check` cannot read.
         for said in [
             "readable by everyone",
             "chmod 0640",
             "root:callrelay",
             "fixed account",
             "DynamicUser=yes",
-            "`LoadCredential=",
-            "`${file:/run/credentials/callrelay.service/",
-            "restart",
+            "`SupplementaryGroups=",
+            "groupadd --system",
+            "deploy/README.md §3",
         ] {
             assert!(message.contains(said), "{said:?} in {message}");
+        }
+        for unsaid in ["LoadCredential", "/run/credentials"] {
+            assert!(!message.contains(unsaid), "{unsaid:?} in {message}");
         }
         assert!(!logged.contains("hunter2"), "{logged}");
         for private in [0o640, 0o600, 0o400] {
@@ -1302,6 +1312,41 @@ mod tests {
             expand_with_files(&text, &|_| None, &read_file);
         });
         assert_eq!(again.lines().count(), 1, "{again}");
+    }
+
+    /// The once-per-load reads are keyed by the path as written: `Path`
+    /// compares by component, so `${file:/etc/cs}` and `${file:/etc/cs/}`
+    /// shared a read and the config loaded or not by their order. The one
+    /// with a `/` names a directory, which a file is not, in either order.
+    #[test]
+    fn a_file_and_its_path_with_a_trailing_slash_are_read_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cs");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let p = path.display();
+        for text in [
+            format!("a = \"${{file:{p}}}\"\nb = \"${{file:{p}/}}\"\n"),
+            format!("b = \"${{file:{p}/}}\"\na = \"${{file:{p}}}\"\n"),
+        ] {
+            let expanded = expand_with_files(&text, &|_| None, &read_file);
+            assert_eq!(
+                expanded.problems.len(),
+                1,
+                "{text}: {:?}",
+                expanded.problems
+            );
+            let (at, why) = &expanded.problems[0];
+            assert!(
+                text[*at..].starts_with("${file:") && text[*at..].contains("/}"),
+                "{text}"
+            );
+            assert!(why.contains(&format!("{p}/")), "{why}");
+            assert!(
+                expanded.text.contains("a = \"s3cret\""),
+                "{}",
+                expanded.text
+            );
+        }
     }
 
     /// A FIFO is refused (a reload would wait in `open` for a writer that
