@@ -88,7 +88,8 @@ fn warn_if_readable_by_everyone(path: &Path, file: &std::fs::File) {
              account (deploy/README.md §2): owned by root:callrelay. Under the shipped unit's \
              `DynamicUser=yes`: owned by root and a static group (`groupadd --system \
              callrelay-secrets`) that a drop-in gives the service with \
-             `SupplementaryGroups=callrelay-secrets` (deploy/README.md §3)"
+             `SupplementaryGroups=callrelay-secrets` (deploy/README.md §3); a group \
+             given to the service takes effect at its next restart, not at a reload"
         );
     }
 }

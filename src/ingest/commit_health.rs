@@ -368,11 +368,13 @@ mod tests {
             let reopen = JournalError::Open {
                 path: "j".into(),
                 source: redb::Error::Io(os(errno)),
+                hint: Box::new(crate::journal::AccessHint::None),
             };
             assert_eq!(FailureKind::of(&reopen), FailureKind::Full, "{reopen}");
             let create = JournalError::CreateFile {
                 path: "j".into(),
                 source: os(errno),
+                hint: Box::new(crate::journal::AccessHint::None),
             };
             assert_eq!(FailureKind::of(&create), FailureKind::Full, "{create}");
             let backend = JournalError::Storage(redb::Error::Backend(Box::new(os(errno))));

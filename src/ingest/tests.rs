@@ -88,6 +88,7 @@ impl BatchStore for Gate {
             return Err(JournalError::Open {
                 path: "journal.redb".into(),
                 source: redb::Error::Io(std::io::Error::from_raw_os_error(errno)),
+                hint: Box::new(crate::journal::AccessHint::None),
             });
         }
         self.latched.store(false, Ordering::SeqCst);
