@@ -13,11 +13,14 @@
 //! `docs/websocket.md`.
 //!
 //! Every refusal counts in `callrelay_ws_refused_total{reason}`, and each
-//! one a page can cause (all but `not_websocket` and `shutting_down`) is
-//! logged (at most once per 30 s per reason, with how many were held back):
-//! a browser shows page script each of them as the same bare 1006, so the
-//! relay's side is where an operator finds a CRM screen retrying with a
-//! revoked token, a mistyped URL or a `since` it wrote wrong.
+//! one a page can cause (all but `shutting_down`, and a `not_websocket` that
+//! is no upgrade at all) is logged (at most once per 30 s per reason, with
+//! how many were held back): a browser shows page script each of them as
+//! the same bare 1006, so the relay's side is where an operator finds a CRM
+//! screen retrying with a revoked token, a mistyped URL or a `since` it
+//! wrote wrong. A `not_websocket` that still carries `Sec-WebSocket-Key` is
+//! an upgrade a proxy in front stripped ([`StrippedUpgrade`]): logged with
+//! what it lost and the proxy setting that keeps it.
 //!
 //! Guarantees: the client count never exceeds `max_clients` (a slot is taken
 //! atomically before the upgrade and freed when the session ends, or when the
@@ -45,7 +48,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -127,6 +130,82 @@ const ENVELOPE_ROOM: usize = 64 * 1024;
 
 /// How often one kind of refusal is logged at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The proxy setting that keeps an upgrade whole, for the operator who
+/// reads a stripped one in the log.
+const STRIPPED_UPGRADE_FIX: &str = "a proxy in front of the relay did not pass the WebSocket upgrade on: \
+     for nginx, in the location of the fan-out's path, proxy_http_version 1.1; \
+     proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; \
+     HAProxy or any other proxy must pass the upgrade through to the relay over HTTP/1.1 \
+     (not HTTP/2)";
+
+/// A WebSocket upgrade that lost on its way what makes it one. It still
+/// carries `Sec-WebSocket-Key`, which only a WebSocket client sends and
+/// proxies pass on as any other header, but lacks `Upgrade: websocket` or
+/// `Connection: upgrade` (hop-by-hop: a proxy that does not pass upgrades
+/// through drops them) or came over another version than HTTP/1.1 (nginx's
+/// plain `proxy_pass` speaks HTTP/1.0). Refused as any `not_websocket`, but
+/// every screen behind that proxy fails so, and a browser shows only 1006:
+/// the log is where the proxy's setting can be named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StrippedUpgrade {
+    version: Version,
+    no_upgrade: bool,
+    no_connection_upgrade: bool,
+}
+
+impl StrippedUpgrade {
+    /// `None` for a request that was no upgrade (no `Sec-WebSocket-Key`),
+    /// or one that kept all three and was refused for something else (its
+    /// `Sec-WebSocket-Version`): no proxy's doing.
+    fn of(version: Version, headers: &HeaderMap) -> Option<StrippedUpgrade> {
+        if !headers.contains_key(header::SEC_WEBSOCKET_KEY) {
+            return None;
+        }
+        let stripped = StrippedUpgrade {
+            version,
+            no_upgrade: !lists(headers, header::UPGRADE, "websocket"),
+            no_connection_upgrade: !lists(headers, header::CONNECTION, "upgrade"),
+        };
+        (stripped.no_upgrade || stripped.no_connection_upgrade || version != Version::HTTP_11)
+            .then_some(stripped)
+    }
+
+    /// What the request lacks, for the log: `Upgrade: websocket,
+    /// Connection: upgrade, HTTP/1.1` from nginx's plain `proxy_pass`.
+    fn missing(self) -> String {
+        [
+            (self.no_upgrade, "Upgrade: websocket"),
+            (self.no_connection_upgrade, "Connection: upgrade"),
+            (self.version != Version::HTTP_11, "HTTP/1.1"),
+        ]
+        .into_iter()
+        .filter_map(|(lacks, what)| lacks.then_some(what))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// Whether a header `name` lists `token` (comma-separated, any case).
+fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// What a refusal's log line says besides its reason, status and peer.
+#[derive(Clone, Copy, Debug)]
+enum Detail<'a> {
+    Nothing,
+    /// `wrong_path`: the path asked for.
+    Path(&'a str),
+    /// `foreign_origin`: the page's origin.
+    Origin(&'a str),
+    /// `not_websocket`: an upgrade a proxy stripped.
+    Stripped(StrippedUpgrade),
+}
 
 /// Publishes the fan-out's `/status` entry: the clients (as
 /// `callrelay_ws_clients` counts them, which every slot moves before it
@@ -216,11 +295,12 @@ pub fn routes(ctx: &Arc<Context>) -> Routes {
     let handler = get(
         move |State(ctx): State<Arc<Context>>,
               extensions: Extensions,
+              version: Version,
               headers: HeaderMap,
               RawQuery(query): RawQuery,
               upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
             let peer = crate::http_serve::peer_of(&extensions);
-            connect(ctx, serving.clone(), peer, headers, query, upgrade)
+            connect(ctx, serving.clone(), peer, version, headers, query, upgrade)
         },
     );
     let mut router = Router::new().route(&path, handler.clone());
@@ -259,16 +339,8 @@ impl WrongPath {
         }
         let status = StatusCode::NOT_FOUND;
         let peer = crate::http_serve::peer_of(request.extensions());
-        let asked = Some(request.uri().path());
-        note_refusal(
-            ctx,
-            &self.fanout,
-            Refusal::WrongPath,
-            peer,
-            status,
-            asked,
-            None,
-        );
+        let asked = Detail::Path(request.uri().path());
+        note_refusal(ctx, &self.fanout, Refusal::WrongPath, peer, status, asked);
         let message = format!("no such route: the WebSocket fan-out is at {}", self.path);
         // `websocket_path` for a client that reads it: `callrelay tail`
         // names it in its error.
@@ -306,17 +378,16 @@ fn refuse(why: Refusal, status: StatusCode, message: String) -> Refused {
 
 /// Counts a refusal and logs the kinds an operator acts on. Only the reason
 /// and status are logged, with the client's address (a screen looping on a
-/// revoked token is found by it) and, for a wrong path, the path (cut
+/// revoked token is found by it) and its [`Detail`] (a path or origin cut
 /// short; both log formats escape it): what the client sent otherwise (a
-/// token, a `since`) is not.
+/// token, a `since`, any query) is not.
 fn note_refusal(
     ctx: &Context,
     fanout: &Fanout,
     refusal: Refusal,
     peer: Option<SocketAddr>,
     status: StatusCode,
-    path: Option<&str>,
-    origin: Option<&str>,
+    detail: Detail<'_>,
 ) {
     ctx.metrics
         .ws_refused
@@ -325,7 +396,9 @@ fn note_refusal(
     // The others are a client's own doing that the client learns from its
     // answer; a browser learns nothing from any (a bare 1006), so each kind
     // a page can cause is said here, where the operator can find the page.
-    if matches!(refusal, Refusal::NotWebSocket | Refusal::ShuttingDown) {
+    // A stripped upgrade is the proxy's doing, and fails every page behind it.
+    let stripped = matches!(detail, Detail::Stripped(_));
+    if refusal == Refusal::ShuttingDown || (refusal == Refusal::NotWebSocket && !stripped) {
         tracing::debug!(
             reason = refusal.as_str(),
             status = status.as_u16(),
@@ -339,17 +412,37 @@ fn note_refusal(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .admit(refusal, Instant::now());
-    if let Some(held_back) = held_back {
-        tracing::warn!(
-            reason = refusal.as_str(),
-            status = status.as_u16(),
-            peer = crate::http_serve::peer_label(peer).as_str(),
-            path = path.map(crate::logging::excerpt).as_deref(),
-            origin = origin.map(crate::logging::excerpt).as_deref(),
-            held_back,
-            "websocket client refused"
-        );
-    }
+    let Some(held_back) = held_back else {
+        return;
+    };
+    let peer = crate::http_serve::peer_label(peer);
+    let (path, origin) = match detail {
+        Detail::Stripped(stripped) => {
+            tracing::warn!(
+                reason = refusal.as_str(),
+                status = status.as_u16(),
+                peer = peer.as_str(),
+                version = ?stripped.version,
+                missing = stripped.missing().as_str(),
+                fix = STRIPPED_UPGRADE_FIX,
+                held_back,
+                "websocket client refused"
+            );
+            return;
+        }
+        Detail::Path(path) => (Some(path), None),
+        Detail::Origin(origin) => (None, Some(origin)),
+        Detail::Nothing => (None, None),
+    };
+    tracing::warn!(
+        reason = refusal.as_str(),
+        status = status.as_u16(),
+        peer = peer.as_str(),
+        path = path.map(crate::logging::excerpt).as_deref(),
+        origin = origin.map(crate::logging::excerpt).as_deref(),
+        held_back,
+        "websocket client refused"
+    );
 }
 
 /// Logs how a session ended. Ends the relay decided (a slow or stalled
@@ -392,28 +485,27 @@ async fn connect(
     ctx: Arc<Context>,
     fanout: Arc<Fanout>,
     peer: Option<SocketAddr>,
+    version: Version,
     headers: HeaderMap,
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // Named in the log when it is the reason: a page the operator may mean
-    // to allow (`allowed_origins`).
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    match accept(&ctx, &fanout, peer, headers, query, upgrade) {
+    match accept(&ctx, &fanout, peer, &headers, query, upgrade) {
         Ok(response) => response,
         Err(Refused { why, response }) => {
-            let origin = origin.filter(|_| why == Refusal::ForeignOrigin);
-            note_refusal(
-                &ctx,
-                &fanout,
-                why,
-                peer,
-                response.status(),
-                None,
-                origin.as_deref(),
-            );
+            // Named in the log when it is the reason: a page the operator
+            // may mean to allow (`allowed_origins`).
+            let origin = headers
+                .get(header::ORIGIN)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()));
+            let detail = match why {
+                Refusal::ForeignOrigin => origin.as_deref().map_or(Detail::Nothing, Detail::Origin),
+                Refusal::NotWebSocket => {
+                    StrippedUpgrade::of(version, &headers).map_or(Detail::Nothing, Detail::Stripped)
+                }
+                _ => Detail::Nothing,
+            };
+            note_refusal(&ctx, &fanout, why, peer, response.status(), detail);
             *response
         }
     }
@@ -424,7 +516,7 @@ fn accept(
     ctx: &Arc<Context>,
     fanout: &Arc<Fanout>,
     peer: Option<SocketAddr>,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Refused> {
@@ -435,7 +527,7 @@ fn accept(
     let ws = &config.websocket;
     let query = ClientQuery::parse(query.as_deref());
     let tokens_required = !ws.tokens.get_ref().is_empty();
-    if let Err(e) = auth::sent_once(&headers, query.token_repeated)
+    if let Err(e) = auth::sent_once(headers, query.token_repeated)
         && tokens_required
     {
         return Err(refuse(
@@ -445,7 +537,7 @@ fn accept(
         ));
     }
     let origin = headers.get(header::ORIGIN).map(|v| v.as_bytes().to_vec());
-    let proxied = auth::came_through_a_proxy(&headers);
+    let proxied = auth::came_through_a_proxy(headers);
     let tokenless_refusal = (!tokens_required)
         .then(|| auth::tokenless_refusal(proxied, origin.as_deref(), ws.allowed_origins.get_ref()))
         .flatten();
@@ -457,7 +549,7 @@ fn accept(
         };
         return Err(refuse(why, StatusCode::FORBIDDEN, message.into()));
     }
-    let token = auth::presented(&headers, query.token.as_deref()).map(<[u8]>::to_vec);
+    let token = auth::presented(headers, query.token.as_deref()).map(<[u8]>::to_vec);
     if token.is_none() && query.token_not_utf8 && tokens_required {
         return Err(refuse(
             Refusal::Unauthorized,
@@ -611,5 +703,84 @@ mod tests {
         assert_eq!(lines.len(), 1, "{logged}");
         assert_eq!(lines[0]["reason"], "slow_consumer", "{logged}");
         assert_eq!(lines[0]["peer"], "10.1.2.3:40000", "{logged}");
+    }
+
+    /// A CRM screen behind nginx's plain `proxy_pass` reaches the relay as
+    /// HTTP/1.0 without `Upgrade` or `Connection: upgrade` (hop-by-hop, not
+    /// passed on) but with the `Sec-WebSocket-*` headers: it was counted
+    /// `not_websocket` and said at debug only, so every screen showed 1006
+    /// and the log at its usual level said nothing. A plain `GET` stays
+    /// unsaid; the token in the query is never logged.
+    #[tokio::test]
+    async fn an_upgrade_a_proxy_stripped_is_warned_once_with_what_is_missing_and_the_fix() {
+        use crate::logging::tests_support::capture_json;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(
+            dir.path(),
+            "[websocket]\ntokens = [\"t0k-long-enough\"]\n",
+        )
+        .await;
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        let (captured, guard) = capture_json();
+        let plain = raw_get(relay.addr, "HTTP/1.1", "").await;
+        let stripped = raw_get(relay.addr, "HTTP/1.0", key).await;
+        let stripped_again = raw_get(relay.addr, "HTTP/1.1", key).await;
+        drop(guard);
+        for answer in [&plain, &stripped, &stripped_again] {
+            assert!(
+                answer.starts_with("HTTP/1.1 4") || answer.starts_with("HTTP/1.0 4"),
+                "{answer}"
+            );
+        }
+        let said = captured.text();
+        let warned: Vec<serde_json::Value> = said
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["level"] == "WARN")
+            .collect();
+        assert_eq!(warned.len(), 1, "{said}");
+        let line = &warned[0];
+        assert_eq!(line["message"], "websocket client refused", "{said}");
+        assert_eq!(line["reason"], "not_websocket", "{said}");
+        assert_eq!(line["version"], "HTTP/1.0", "{said}");
+        assert_eq!(
+            line["missing"], "Upgrade: websocket, Connection: upgrade, HTTP/1.1",
+            "{said}"
+        );
+        let fix = line["fix"].as_str().unwrap_or_default();
+        assert!(
+            fix.contains(
+                "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";"
+            ),
+            "{said}"
+        );
+        assert!(fix.contains("HAProxy"), "{said}");
+        assert!(!said.contains("t0k-long-enough"), "{said}");
+        let counted = relay
+            .ctx
+            .metrics
+            .ws_refused
+            .with_label_values(&["not_websocket"])
+            .get();
+        assert_eq!(counted, 3);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// The whole answer to a `GET /ws` with a token in its query, written as
+    /// bytes on a fresh connection (`Connection: close`, as nginx sends it to
+    /// an upstream) with `extra` header lines, read until the relay closes.
+    async fn raw_get(addr: SocketAddr, version: &str, extra: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /ws?token=t0k-long-enough {version}\r\nHost: relay.example\r\nConnection: close\r\n{extra}\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
     }
 }
