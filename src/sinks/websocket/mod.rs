@@ -157,15 +157,23 @@ struct StrippedUpgrade {
 impl StrippedUpgrade {
     /// `None` for a request that was no upgrade (no `Sec-WebSocket-Key`),
     /// or one that kept all three and was refused for something else (its
-    /// `Sec-WebSocket-Version`): no proxy's doing.
+    /// `Sec-WebSocket-Version`): no proxy's doing. The headers are judged
+    /// as axum's extractor judges them (the first `Connection` holds
+    /// `upgrade`, the first `Upgrade` is `websocket`), so a request it
+    /// refused for them is never taken for one that kept them.
     fn of(version: Version, headers: &HeaderMap) -> Option<StrippedUpgrade> {
         if !headers.contains_key(header::SEC_WEBSOCKET_KEY) {
             return None;
         }
         let stripped = StrippedUpgrade {
             version,
-            no_upgrade: !lists(headers, header::UPGRADE, "websocket"),
-            no_connection_upgrade: !lists(headers, header::CONNECTION, "upgrade"),
+            no_upgrade: !headers
+                .get(header::UPGRADE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")),
+            no_connection_upgrade: !headers.get(header::CONNECTION).is_some_and(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+            }),
         };
         (stripped.no_upgrade || stripped.no_connection_upgrade || version != Version::HTTP_11)
             .then_some(stripped)
@@ -184,15 +192,6 @@ impl StrippedUpgrade {
         .collect::<Vec<_>>()
         .join(", ")
     }
-}
-
-/// Whether a header `name` lists `token` (comma-separated, any case).
-fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
 }
 
 /// What a refusal's log line says besides its reason, status and peer.
@@ -703,6 +702,47 @@ mod tests {
         assert_eq!(lines.len(), 1, "{logged}");
         assert_eq!(lines[0]["reason"], "slow_consumer", "{logged}");
         assert_eq!(lines[0]["peer"], "10.1.2.3:40000", "{logged}");
+    }
+
+    /// Judged as axum's extractor judges: a second `Connection` line with
+    /// `upgrade` behind a first without it, or an `Upgrade` listing more
+    /// than `websocket`, is refused by axum, and was taken for a request
+    /// that kept its upgrade (said at debug only, review of 4900139).
+    #[test]
+    fn a_stripped_upgrade_is_judged_by_the_first_header_as_axum_does() {
+        let judged = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::SEC_WEBSOCKET_KEY,
+                "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+            );
+            for (name, value) in pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            StrippedUpgrade::of(Version::HTTP_11, &headers).map(StrippedUpgrade::missing)
+        };
+        assert_eq!(
+            judged(&[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "WebSocket")
+            ]),
+            None
+        );
+        assert_eq!(
+            judged(&[
+                ("connection", "keep-alive"),
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+            ]),
+            Some("Connection: upgrade".to_owned())
+        );
+        assert_eq!(
+            judged(&[("connection", "upgrade"), ("upgrade", "websocket, h2c")]),
+            Some("Upgrade: websocket".to_owned())
+        );
     }
 
     /// A CRM screen behind nginx's plain `proxy_pass` reaches the relay as
