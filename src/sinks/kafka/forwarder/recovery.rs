@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::stream::StreamExt;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{Producer, PurgeConfig};
 use time::OffsetDateTime;
 
 use crate::event::format_time;
@@ -217,8 +217,23 @@ impl Forwarder {
     }
 }
 
-/// Drops `producer` on the blocking pool: dropping purges librdkafka's
-/// queue and joins its threads, which blocks.
+/// Purges `producer`'s queue and requests in flight, then drops it, on the
+/// blocking pool (both block: the drop joins librdkafka's threads).
+///
+/// The purge is explicit because `producer` is one copy of several: a
+/// check on the blocking pool (a topic check, the checks ahead of a
+/// read-back, the stall and wedge checks, the brokers-down probe) may hold
+/// another, and librdkafka purges on the drop of the last one only. Until
+/// then it kept sending what it held, up to 20,000 records, for the 10–30 s
+/// such a check takes, beside the next producer's read-back and re-sends:
+/// copies, and an older copy of a key landing last (ordering audit). The
+/// purged records are reported failed to whoever still waits on them, as
+/// the drop's own purge reports them; a request already on the wire may
+/// still land (see `Tuning::stall_read_back_delay`).
 pub(super) async fn drop_off_the_workers(producer: KafkaProducer) {
-    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        producer.purge(PurgeConfig::default().queue().inflight());
+        drop(producer)
+    })
+    .await;
 }

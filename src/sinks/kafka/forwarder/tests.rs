@@ -1717,6 +1717,48 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
     assert_eq!(read_past.await, (Some(6), true));
 }
 
+/// A stop purges librdkafka's queue before it lets go of its producer: a
+/// check on the blocking pool (the topic check, the checks ahead of a
+/// read-back, the stall and wedge checks, the brokers-down probe) may hold
+/// a copy of it, and the drop's own purge waited for the last copy, so the
+/// queue went on sending for the 10–30 s such a check takes, beside the
+/// next forwarder's read-back and re-sends (ordering audit, defect 2).
+#[tokio::test]
+async fn a_stop_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..3).await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.shutdown_deadline = Duration::from_millis(50);
+    // The records wait in librdkafka's queue, as behind a slow broker.
+    let value = crate::config::unspanned("60000".to_owned());
+    forwarder
+        .config
+        .options
+        .insert("linger.ms".to_owned(), value);
+    with_producer(forwarder).await;
+    fixture.buffer_the_journal();
+    let forwarder = &mut fixture.forwarder;
+    assert!(forwarder.fill(&CancellationToken::new()).await.unwrap());
+    assert_eq!(forwarder.in_flight.len(), 3);
+    // Then the broker becomes unreachable, and a check holds a copy.
+    fixture.peers.mock.broker_down(1).unwrap();
+    let held = fixture.forwarder.producer.clone().unwrap();
+    let Fixture { peers, forwarder } = fixture;
+    forwarder.shutdown().await;
+
+    let (cursor, state) = written(&ctx);
+    assert_eq!(cursor, Some(0));
+    assert!(!state.expect("a state").clean, "3 records unreported");
+    // The purged records' reports are served by the copy's polling thread.
+    until("nothing left to send in the copy held", || {
+        rdkafka::producer::Producer::in_flight_count(&held) == 0
+    })
+    .await;
+    drop(held);
+    peers.stop().await;
+}
+
 /// The offsets saved with the cursor are positions in the cluster they
 /// were noted on: another cluster's are dropped once the producer's is
 /// known (as before a read-back hands them to its reads), the same
