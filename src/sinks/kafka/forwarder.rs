@@ -34,7 +34,11 @@
 //!   from;
 //! - after a crash, or a producer dropped with records in flight, what was
 //!   handed to Kafka beyond the cursor is read back first ([`super::resume`]),
-//!   so an event already delivered is not sent a second time;
+//!   so an event already delivered is not sent a second time; once records
+//!   were let go of unreported (a dropped producer, a stop whose drain ran
+//!   out, a panic), only [`Tuning::stall_read_back_delay`] after that, also
+//!   in the next run (the time is saved with the cursor), so requests
+//!   already sent land before it;
 //! - the loop yields its runtime worker after [`Tuning::records_per_poll`]
 //!   records handed over and reports taken, and looks at the stop and the
 //!   tick then: a catch-up (the journal far ahead of the cursor, after an
@@ -102,6 +106,7 @@ mod tests;
 use failure::Failure;
 pub use failure::PUBLISH_ERROR_REASONS;
 use in_flight::{Entry, InFlight, State};
+pub(super) use recovery::wall_ms;
 
 /// Tuning of the forwarder.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +132,10 @@ pub struct Tuning {
     pub stalled_after: Duration,
     /// ... and for this long, replace the producer.
     pub replace_stalled_after: Duration,
-    /// After replacing a stalled producer, the wait before the new one.
+    /// After replacing a stalled producer, the wait before the new one; also
+    /// the least time between letting go of records unreported (a dropped
+    /// producer, a stop whose drain ran out, a panic) and a read-back, in
+    /// this run or the next.
     pub stall_read_back_delay: Duration,
     /// Once a fresh client got an answer while the producer has said every
     /// broker is down for `replace_stalled_after`, how long the producer is
@@ -359,6 +367,11 @@ pub struct Forwarder {
     /// requests a slow broker already holds, which may still land (see
     /// [`Forwarder::retry_delay`]).
     requests_may_land: bool,
+    /// When records were last let go of unreported, by this run or, as its
+    /// saved state says, an earlier one (`CursorState::requests_may_land_since_ms`):
+    /// kept, and saved with every state write, until
+    /// [`Tuning::stall_read_back_delay`] has passed since.
+    requests_may_land_since_ms: Option<i64>,
     persisted: u64,
     /// The last cursor write was durable (the cursor read at the start is).
     persisted_durably: bool,
@@ -533,6 +546,7 @@ impl Forwarder {
             topics: KnownTopics::default(),
             cursor,
             offsets_noted_on: state.as_ref().and_then(|s| s.cluster.clone()),
+            requests_may_land_since_ms: state.as_ref().and_then(|s| s.requests_may_land_since_ms),
             cluster_checked: false,
             had_metadata: false,
             offsets: state.map(|s| s.offsets).unwrap_or_default(),
@@ -581,6 +595,15 @@ impl Forwarder {
         })
     }
 
+    /// A forwarder started after one that panicked at `at_ms` (see
+    /// [`wall_ms`]): that one let go of what it had in flight unreported, and
+    /// nobody knows how much, so its requests are taken as possibly still on
+    /// the wire, as at a stop whose drain ran out.
+    pub(super) fn after_a_panic_at(&mut self, at_ms: i64) {
+        let since = self.requests_may_land_since_ms.unwrap_or(at_ms).max(at_ms);
+        self.requests_may_land_since_ms = Some(since);
+    }
+
     /// Forwards until `cancel`, recovering from every failure; then drains.
     pub async fn run(mut self, cancel: CancellationToken) {
         tracing::info!(
@@ -601,6 +624,9 @@ impl Forwarder {
         // be in Kafka: `persist` says so durably before a record is handed
         // over (and, should the write fail, tries again every tick).
         self.persist(false).await;
+        if self.resume.is_some() && self.wait_for_requests_to_land(&cancel).await.is_none() {
+            return self.shutdown().await;
+        }
         while !cancel.is_cancelled() {
             let Some(failure) = self.pump(&cancel).await else {
                 break;

@@ -48,7 +48,8 @@ pub async fn run(config: KafkaConfig, ctx: Arc<Context>, cancel: CancellationTok
 
 /// `run` with explicit tuning (benchmarks, tests). A forwarder that panics
 /// (a bug) is started again from the journal's cursor, which reads back what
-/// it may have delivered: without that, Kafka delivery stopped for good while
+/// it may have delivered (once `stall_read_back_delay` has passed since the
+/// panic): without that, Kafka delivery stopped for good while
 /// `/status` still said the sink was ready (panic-containment audit of
 /// 2026-12-02).
 pub async fn run_with(
@@ -72,10 +73,25 @@ pub async fn run_with(
         );
         not_ready(&ctx, error);
     };
+    // When the last forwarder panicked, for the next one's read-back: the
+    // panicked one's requests may still land (`Forwarder::after_a_panic_at`).
+    let panicked_at = std::sync::atomic::AtomicI64::new(NOT_PANICKED);
+    let on_panic = |delay: Duration| {
+        panicked_at.store(forwarder::wall_ms(), std::sync::atomic::Ordering::Relaxed);
+        on_panic(delay)
+    };
     let topics = CancellationToken::new();
     let preflight = tokio::spawn(preflight::watch(ctx.clone(), topics.clone()));
     restart_on_panic(PANIC_WAITS, &cancel, on_panic, || {
-        run_forwarder(config.clone(), ctx.clone(), cancel.clone(), tuning)
+        let at = panicked_at.load(std::sync::atomic::Ordering::Relaxed);
+        let panicked_at = (at != NOT_PANICKED).then_some(at);
+        run_forwarder(
+            config.clone(),
+            ctx.clone(),
+            cancel.clone(),
+            tuning,
+            panicked_at,
+        )
     })
     .await;
     topics.cancel();
@@ -83,6 +99,9 @@ pub async fn run_with(
     // Cancelled while waiting to restart: nothing to drain.
     ctx.status.remove_sink("kafka");
 }
+
+/// `panicked_at` before any forwarder panicked.
+const NOT_PANICKED: i64 = i64::MIN;
 
 /// The first and the longest wait before a forwarder that panicked is
 /// started again.
@@ -107,6 +126,7 @@ async fn run_forwarder(
     ctx: Arc<Context>,
     cancel: CancellationToken,
     tuning: Tuning,
+    panicked_at_ms: Option<i64>,
 ) {
     let mut wait = Duration::from_secs(1);
     // Once the start failed: what to say when it no longer does
@@ -119,7 +139,10 @@ async fn run_forwarder(
             () = cancel.cancelled() => break,
         };
         let error = match made {
-            Ok(Ok(forwarder)) => {
+            Ok(Ok(mut forwarder)) => {
+                if let Some(at) = panicked_at_ms {
+                    forwarder.after_a_panic_at(at);
+                }
                 // A file found gone since is no mend: the start went on
                 // without writing (`Forwarder::new` said so at warn), and
                 // "the correction is written" would be false.
@@ -220,6 +243,7 @@ mod tests {
             ctx.clone(),
             cancel.clone(),
             Tuning::default(),
+            None,
         ));
         (cancel, running)
     }

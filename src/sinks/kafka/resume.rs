@@ -320,6 +320,15 @@ pub struct CursorState {
     /// The cluster `offsets` were noted on ([`offsets_apply`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterIdentity>,
+    /// When (ms since the Unix epoch, wall clock: it must mean the same to
+    /// the next process) a run let go of records whose reports never came:
+    /// a stop whose drain ran out, or a dropped producer (a stall, reports
+    /// that did not settle). Produce requests it had sent may still be
+    /// appended after the next run's re-sends, so that run reads back only
+    /// once `Tuning::stall_read_back_delay` has passed since. Absent in an
+    /// older build's state (nothing to wait for); an older build ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_may_land_since_ms: Option<i64>,
 }
 
 impl CursorState {

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::super::CURSOR;
 use super::super::cluster::{self, Wedge};
 use super::super::resume::CursorState;
+use super::recovery::{landing_wait_left, wall_ms};
 use super::{Failure, Forwarder, PROBE_EVERY, STALL_RECHECK_EVERY};
 use crate::journal::Journal;
 use crate::journal::off_the_workers;
@@ -318,10 +319,16 @@ impl Forwarder {
     /// the write failed (logged).
     pub(super) async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
         self.forget_idle_topics();
+        // Kept only while it still holds a read-back back.
+        let since = self.requests_may_land_since_ms.filter(|&since| {
+            !landing_wait_left(since, wall_ms(), self.tuning.stall_read_back_delay).is_zero()
+        });
+        self.requests_may_land_since_ms = since;
         let state = CursorState {
             clean,
             offsets: self.offsets.clone(),
             cluster: self.offsets_noted_on.clone(),
+            requests_may_land_since_ms: since,
         };
         self.persist_cursor(Some(state), durable).await
     }

@@ -1,13 +1,18 @@
 //! Recovery after a failure: settle or drop what is in flight, replace the
 //! producer when it must be, rewind to the cursor, and count what `max_size`
-//! dropped while the sink held it and is now let go of (`held_drops`).
+//! dropped while the sink held it and is now let go of (`held_drops`); and,
+//! at a start, the wait before reading back what an earlier run let go of
+//! unreported (`wait_for_requests_to_land`).
 //!
 //! Guarantees: reports drained before the failing one still move the cursor;
 //! after it, nothing does, and a delivery reported after it is counted
 //! (`events_published`, and the latency of the newest twice
 //! `max_in_flight` of them; see `keep_uncounted`) once the cursor passes
 //! it; whatever was handed over after the cursor is read back before it is
-//! sent again.
+//! sent again; produce requests that may still land (a stalled broker's, a
+//! dropped producer's, a stop's whose drain ran out, in this process or the
+//! one before) are given `stall_read_back_delay` from when they were let go
+//! of before the read-back.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use std::time::Duration;
 use futures::stream::StreamExt;
 use rdkafka::producer::{Producer, PurgeConfig};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use crate::event::format_time;
 
@@ -98,6 +104,11 @@ impl Forwarder {
         // purges without settling: the broker answers, and the producer is
         // replaced at once.)
         self.requests_may_land = !fatal && !self.in_flight.is_empty();
+        if stalled || self.requests_may_land {
+            // Saved with the state: a stop during the delay leaves the rest
+            // of it to the next run.
+            self.requests_may_land_since_ms = Some(wall_ms());
+        }
         if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
             self.drop_producer().await;
             // The purge's reports are all in at once.
@@ -135,6 +146,41 @@ impl Forwarder {
         } else {
             backoff
         }
+    }
+
+    /// At a start with a read-back to make, waits out what is left of
+    /// `stall_read_back_delay` since an earlier run let go of records
+    /// unreported (`requests_may_land_since_ms`, from the saved state or a
+    /// panic restart): the produce requests it had sent may be appended
+    /// after the copies this run sends again, which a read-back made at
+    /// once does not see. Not ready meanwhile, with why. `None`: cancelled.
+    pub(super) async fn wait_for_requests_to_land(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Option<()> {
+        let Some(since) = self.requests_may_land_since_ms else {
+            return Some(());
+        };
+        let left = landing_wait_left(since, wall_ms(), self.tuning.stall_read_back_delay);
+        if left.is_zero() {
+            return Some(());
+        }
+        let let_go_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(since) * 1_000_000)
+            .map(format_time)
+            .unwrap_or_default();
+        tracing::info!(
+            wait_ms = crate::logging::millis(left),
+            let_go_at = %let_go_at,
+            "kafka sink: waiting before its read-back: an earlier run let go of records whose delivery reports never came, and the produce requests it sent may still be appended; read back at once, an older copy of a key could land after the one sent again"
+        );
+        self.failure = Some(format!(
+            "waiting {}s before reading back: produce requests of records an earlier run let go of unreported (at {let_go_at}) may still land",
+            left.as_secs_f64().ceil()
+        ));
+        self.publish_status();
+        let waited = self.wait_publishing(tokio::time::sleep(left), cancel).await;
+        self.failure = None;
+        waited
     }
 
     /// Drops what is in flight, buffered and read ahead: from here on, what
@@ -214,6 +260,22 @@ impl Forwarder {
         if let Some(p) = self.producer.take() {
             drop_off_the_workers(p).await;
         }
+    }
+}
+
+/// Now on the wall clock, in ms since the Unix epoch: the form
+/// `requests_may_land_since_ms` is saved in, for the next process.
+pub(in super::super) fn wall_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// What is left of `delay` at `now_ms` since `since_ms`: all of it for a
+/// time in the future (a clock stepped back, a state from a host whose clock
+/// ran ahead), none once `delay` has passed, however long ago.
+pub(super) fn landing_wait_left(since_ms: i64, now_ms: i64, delay: Duration) -> Duration {
+    match u64::try_from(now_ms.saturating_sub(since_ms)) {
+        Ok(passed) => delay.saturating_sub(Duration::from_millis(passed)),
+        Err(_) => delay,
     }
 }
 

@@ -1,10 +1,11 @@
 //! The forwarder's stop: in-flight reports are waited for up to a deadline,
 //! then the cursor is written durably, clean only when nothing after it may
-//! be in Kafka.
+//! be in Kafka, and with when it let go of records unreported, if it did
+//! (the next run's read-back waits for their requests to land).
 
 use futures::stream::StreamExt;
 
-use super::recovery::drop_off_the_workers;
+use super::recovery::{self, drop_off_the_workers};
 use super::{CURSOR_WRITE_LOG_INTERVAL, Forwarder};
 use crate::log_throttle::LogThrottle;
 
@@ -31,6 +32,11 @@ impl Forwarder {
             }
         }
         let unreported = self.in_flight.len();
+        if unreported > 0 {
+            // Their requests may be on the wire: the next run, in this
+            // process or the next, reads back only once they had time to land.
+            self.requests_may_land_since_ms = Some(recovery::wall_ms());
+        }
         // Clean only when nothing beyond the cursor may be in Kafka: not
         // handed over by this run, nor left unread from a crashed one.
         let clean = unreported == 0

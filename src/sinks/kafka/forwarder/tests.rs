@@ -1759,6 +1759,142 @@ async fn a_stop_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
     peers.stop().await;
 }
 
+/// A start whose saved state says an earlier run let go of records
+/// unreported `ago` (a stop whose drain ran out), or says nothing of it
+/// (`None`), with three events after the cursor to read back: how long
+/// until they are published, and whether the sink said it was waiting
+/// (not ready, with why) before any was.
+async fn started_after(ago: Option<Duration>, delay: Duration) -> (Duration, bool) {
+    let fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    journal(&ctx, 0..3).await;
+    let now = super::wall_ms();
+    let state = CursorState {
+        clean: false,
+        requests_may_land_since_ms: ago.map(|ago| now - ago.as_millis() as i64),
+        ..CursorState::default()
+    };
+    ctx.journal
+        .set_cursor_with_state(CURSOR, 0, &state.encode(), true)
+        .unwrap();
+    let Fixture { peers, forwarder } = fixture;
+    let tuning = Tuning {
+        stall_read_back_delay: delay,
+        ..forwarder.tuning
+    };
+    let forwarder = Forwarder::new(forwarder.config.clone(), ctx.clone(), tuning).unwrap();
+    assert!(
+        forwarder.resume.is_some(),
+        "an interrupted run to read back"
+    );
+    let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
+    let started = Instant::now();
+    let fixture = Fixture { peers, forwarder };
+    let (peers, cancel, running) = fixture.run();
+    let mut said_waiting = false;
+    while published.get() < 3 {
+        let reason = ctx.status.sinks().remove("kafka").and_then(|s| s.reason);
+        assert!(!running.is_finished(), "the forwarder ended");
+        assert!(started.elapsed() < WITHIN + delay, "3 published");
+        if published.get() == 0
+            && reason.is_some_and(|r| r.starts_with("waiting") && r.contains("may still land"))
+        {
+            said_waiting = true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed();
+    cancel.cancel();
+    running.await.unwrap();
+    peers.stop().await;
+    (took, said_waiting)
+}
+
+/// After a stop that let records go unreported, the next start (a
+/// reload's, a panic restart's, the next process's) reads back only once
+/// `stall_read_back_delay` has passed since that stop: the old
+/// connection's produce requests may be appended after the re-sends, as a
+/// key's e5, e6, e7, then the old e6. The in-run recovery waited so, but
+/// in memory only, and the next run read back at once (ordering audit,
+/// defect 1). Here: a stop 1 s ago with a delay of 5 s waits about 4 s; a
+/// clean state does not wait.
+#[tokio::test]
+async fn a_start_after_a_stop_that_left_records_unreported_waits_before_its_read_back() {
+    let delay = Duration::from_secs(5);
+    let (took, said_waiting) = started_after(Some(Duration::from_secs(1)), delay).await;
+    assert!(took >= Duration::from_millis(3_500), "waited only {took:?}");
+    assert!(took < delay + Duration::from_secs(3), "waited {took:?}");
+    assert!(said_waiting, "not ready, saying why, while it waits");
+
+    let (took, said_waiting) = started_after(None, delay).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "a clean state waited {took:?}"
+    );
+    assert!(!said_waiting);
+
+    // One let go of longer ago than the delay leaves nothing to wait for.
+    let (took, said_waiting) = started_after(Some(Duration::from_secs(3600)), delay).await;
+    assert!(took < Duration::from_secs(3), "waited {took:?}");
+    assert!(!said_waiting);
+}
+
+/// The rest of the delay since records were let go of: a time in the future
+/// (a clock stepped back) waits the delay and no more, one long past waits
+/// nothing.
+#[test]
+fn the_wait_left_for_requests_to_land_is_clamped_to_the_delay() {
+    use super::recovery::landing_wait_left as left;
+    let delay = Duration::from_secs(35);
+    assert_eq!(left(1_000, 11_000, delay), Duration::from_secs(25));
+    assert_eq!(left(1_000, 1_000, delay), delay);
+    assert_eq!(left(99_000, 1_000, delay), delay, "in the future");
+    assert_eq!(left(i64::MAX, i64::MIN, delay), delay);
+    assert_eq!(left(1_000, 36_000, delay), Duration::ZERO);
+    assert_eq!(
+        left(i64::MIN, i64::MAX, delay),
+        Duration::ZERO,
+        "absurdly far past"
+    );
+}
+
+/// The time the stop let records go unreported is saved with the state,
+/// and an older build's state, without it, still reads.
+#[tokio::test]
+async fn a_stop_that_leaves_records_unreported_saves_when() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.shutdown_deadline = Duration::from_millis(50);
+    forwarder.cursor = 3;
+    hand_over(forwarder, 4, vec![delivered(4)], Duration::from_secs(60));
+    let before = super::wall_ms();
+    let Fixture { peers, forwarder } = fixture;
+    forwarder.shutdown().await;
+    let (_, state) = written(&ctx);
+    let since = state.expect("a state").requests_may_land_since_ms;
+    assert!(
+        since.is_some_and(|at| at >= before && at <= super::wall_ms()),
+        "{since:?}"
+    );
+    peers.stop().await;
+
+    let older = br#"{"clean":false,"offsets":{}}"#;
+    let decoded = CursorState::decode(older).unwrap();
+    assert_eq!(decoded.requests_may_land_since_ms, None);
+    // And an older build reads the new state: it knows no such field.
+    #[derive(serde::Deserialize)]
+    struct Older {
+        clean: bool,
+    }
+    let newer = CursorState {
+        requests_may_land_since_ms: since,
+        ..CursorState::default()
+    };
+    let read: Older = serde_json::from_slice(&newer.encode()).unwrap();
+    assert!(!read.clean);
+}
+
 /// The offsets saved with the cursor are positions in the cluster they
 /// were noted on: another cluster's are dropped once the producer's is
 /// known (as before a read-back hands them to its reads), the same
