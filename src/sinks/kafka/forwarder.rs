@@ -82,7 +82,7 @@ use crate::log_throttle::LogThrottle;
 use super::CURSOR;
 use super::cluster;
 use super::config::KafkaConfig;
-use super::producer::{self, Health, KafkaProducer};
+use super::producer::{self, Health};
 use super::reader::{ReadError, Reader};
 use super::readiness;
 use super::resume::{
@@ -106,6 +106,7 @@ mod tests;
 use failure::Failure;
 pub use failure::PUBLISH_ERROR_REASONS;
 use in_flight::{Entry, InFlight, State};
+use recovery::OwnProducer;
 pub(super) use recovery::wall_ms;
 
 /// Tuning of the forwarder.
@@ -331,7 +332,7 @@ pub struct Forwarder {
     tuning: Tuning,
     template: TopicTemplate,
     health: Arc<Health>,
-    producer: Option<KafkaProducer>,
+    producer: Option<OwnProducer>,
     topics: KnownTopics,
     /// Last seq delivered contiguously (what is persisted).
     cursor: u64,
@@ -691,7 +692,7 @@ impl Forwarder {
                     // (its threads joined).
                     tokio::spawn(async move {
                         if let Ok(Ok(made)) = create.await {
-                            recovery::drop_off_the_workers(made).await;
+                            recovery::drop_off_the_workers(OwnProducer(made)).await;
                         }
                     });
                 }
@@ -699,7 +700,7 @@ impl Forwarder {
             }
         };
         self.producers_created += 1;
-        self.producer = Some(producer);
+        self.producer = Some(OwnProducer(producer));
         // Another cluster may answer at the same addresses (a name moved).
         self.cluster_checked = false;
         self.had_metadata = false;
@@ -846,7 +847,7 @@ impl Forwarder {
     /// on (not of every topic used lately: see `InFlight::topics_awaiting`).
     fn stall_check(&self) -> impl Future<Output = cluster::StallCheck> + use<> {
         cluster::partitions_healthy(
-            self.producer.clone(),
+            self.producer.as_ref().map(OwnProducer::copy),
             self.in_flight.topics_awaiting(),
             self.config.client_config(),
         )
@@ -1314,7 +1315,7 @@ impl Forwarder {
         name: String,
         cancel: &CancellationToken,
     ) -> Result<bool, Failure> {
-        let Some(producer) = self.producer.clone() else {
+        let Some(producer) = self.producer.as_ref().map(OwnProducer::copy) else {
             return Err(Failure::ProducerGone);
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());

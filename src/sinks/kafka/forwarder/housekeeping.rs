@@ -31,8 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::super::CURSOR;
 use super::super::cluster::{self, Wedge};
 use super::super::resume::CursorState;
-use super::recovery::{landing_wait_left, wall_ms};
-use super::{Failure, Forwarder, PROBE_EVERY, STALL_RECHECK_EVERY};
+use super::{Failure, Forwarder, OwnProducer, PROBE_EVERY, STALL_RECHECK_EVERY};
 use crate::journal::Journal;
 use crate::journal::off_the_workers;
 
@@ -96,7 +95,7 @@ impl Forwarder {
         self.last_housekeeping = now;
         if brokers_down
             && self.last_probe.elapsed() >= PROBE_EVERY
-            && let Some(p) = self.producer.clone()
+            && let Some(p) = self.producer.as_ref().map(OwnProducer::copy)
         {
             self.last_probe = Instant::now();
             let health = self.health.clone();
@@ -160,7 +159,7 @@ impl Forwarder {
             return ControlFlow::Continue(());
         }
         let check = cluster::producer_wedged(
-            self.producer.clone(),
+            self.producer.as_ref().map(OwnProducer::copy),
             self.config.client_config(),
             self.tuning.wedge_grace,
         );
@@ -320,10 +319,7 @@ impl Forwarder {
     pub(super) async fn persist_state(&mut self, durable: bool, clean: bool) -> bool {
         self.forget_idle_topics();
         // Kept only while it still holds a read-back back.
-        let since = self.requests_may_land_since_ms.filter(|&since| {
-            !landing_wait_left(since, wall_ms(), self.tuning.stall_read_back_delay).is_zero()
-        });
-        self.requests_may_land_since_ms = since;
+        let since = self.landing_wait().map(|(since, _)| since);
         let state = CursorState {
             clean,
             offsets: self.offsets.clone(),

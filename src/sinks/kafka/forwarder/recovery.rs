@@ -12,7 +12,9 @@
 //! sent again; produce requests that may still land (a stalled broker's, a
 //! dropped producer's, a stop's whose drain ran out, in this process or the
 //! one before) are given `stall_read_back_delay` from when they were let go
-//! of before the read-back.
+//! of before the read-back; a producer the forwarder lets go of, also by
+//! a panic, is purged, so a copy a check still holds sends nothing more
+//! (`OwnProducer`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -158,13 +160,9 @@ impl Forwarder {
         &mut self,
         cancel: &CancellationToken,
     ) -> Option<()> {
-        let Some(since) = self.requests_may_land_since_ms else {
+        let Some((since, left)) = self.landing_wait() else {
             return Some(());
         };
-        let left = landing_wait_left(since, wall_ms(), self.tuning.stall_read_back_delay);
-        if left.is_zero() {
-            return Some(());
-        }
         let let_go_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(since) * 1_000_000)
             .map(format_time)
             .unwrap_or_default();
@@ -174,13 +172,28 @@ impl Forwarder {
             "kafka sink: waiting before its read-back: an earlier run let go of records whose delivery reports never came, and the produce requests it sent may still be appended; read back at once, an older copy of a key could land after the one sent again"
         );
         self.failure = Some(format!(
-            "waiting {}s before reading back: produce requests of records an earlier run let go of unreported (at {let_go_at}) may still land",
+            "waiting up to {}s before reading back: produce requests of records an earlier run let go of unreported (at {let_go_at}) may still land",
             left.as_secs_f64().ceil()
         ));
         self.publish_status();
         let waited = self.wait_publishing(tokio::time::sleep(left), cancel).await;
         self.failure = None;
         waited
+    }
+
+    /// When records were let go of unreported, and what is left of
+    /// `stall_read_back_delay` since; `None` (and forgotten) once it has
+    /// passed. A time ahead of the clock (stepped back since, or a state
+    /// from a host whose clock ran ahead) is taken as now: the whole delay
+    /// once, then forgotten. Kept as it was, it counted as the whole delay,
+    /// and was saved again, at every start until the clock reached it
+    /// (hours after a step back; review of a1827a8/1514f9f).
+    pub(super) fn landing_wait(&mut self) -> Option<(i64, Duration)> {
+        let now = wall_ms();
+        let since = self.requests_may_land_since_ms?.min(now);
+        let left = landing_wait_left(since, now, self.tuning.stall_read_back_delay);
+        self.requests_may_land_since_ms = (!left.is_zero()).then_some(since);
+        self.requests_may_land_since_ms.map(|since| (since, left))
     }
 
     /// Drops what is in flight, buffered and read ahead: from here on, what
@@ -279,6 +292,51 @@ pub(super) fn landing_wait_left(since_ms: i64, now_ms: i64, delay: Duration) -> 
     }
 }
 
+/// The forwarder's own handle on its producer; checks on the blocking pool
+/// get plain copies of it ([`OwnProducer::copy`]). Dropped, it purges
+/// librdkafka's queue and requests in flight, however it is let go of:
+/// `drop_off_the_workers` purges first (and waits for it), but a forwarder
+/// that panics is dropped while the panic unwinds, with no stop, and a copy
+/// a check held went on sending the queue for the 10–30 s the check takes,
+/// beside the next forwarder's read-back (review of a1827a8/1514f9f). The
+/// drop's purge does not wait for librdkafka's broker threads to take it
+/// (it may run on a runtime worker); they take it at their next wake-up.
+pub(super) struct OwnProducer(pub(super) KafkaProducer);
+
+impl OwnProducer {
+    /// A copy for a check: it purges nothing when dropped.
+    pub(super) fn copy(&self) -> KafkaProducer {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for OwnProducer {
+    type Target = KafkaProducer;
+
+    fn deref(&self) -> &KafkaProducer {
+        &self.0
+    }
+}
+
+impl Drop for OwnProducer {
+    fn drop(&mut self) {
+        self.0
+            .purge(PurgeConfig::default().queue().inflight().non_blocking());
+    }
+}
+
+/// Purges `producer`'s queue and requests in flight on the blocking pool,
+/// and waits until librdkafka's broker threads have taken the purge:
+/// nothing is sent after it, though a request already on the wire may
+/// still land (see `Tuning::stall_read_back_delay`).
+pub(super) async fn purge_off_the_workers(producer: &OwnProducer) {
+    let copy = producer.copy();
+    let _ = tokio::task::spawn_blocking(move || {
+        copy.purge(PurgeConfig::default().queue().inflight());
+    })
+    .await;
+}
+
 /// Purges `producer`'s queue and requests in flight, then drops it, on the
 /// blocking pool (both block: the drop joins librdkafka's threads).
 ///
@@ -292,10 +350,13 @@ pub(super) fn landing_wait_left(since_ms: i64, now_ms: i64, delay: Duration) -> 
 /// purged records are reported failed to whoever still waits on them, as
 /// the drop's own purge reports them; a request already on the wire may
 /// still land (see `Tuning::stall_read_back_delay`).
-pub(super) async fn drop_off_the_workers(producer: KafkaProducer) {
-    let _ = tokio::task::spawn_blocking(move || {
-        producer.purge(PurgeConfig::default().queue().inflight());
-        drop(producer)
-    })
-    .await;
+pub(super) async fn drop_off_the_workers(producer: OwnProducer) {
+    purge_off_the_workers(&producer).await;
+    let_go_off_the_workers(producer).await;
+}
+
+/// Drops `producer` on the blocking pool: the drop of the last copy joins
+/// librdkafka's threads.
+pub(super) async fn let_go_off_the_workers(producer: OwnProducer) {
+    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
 }

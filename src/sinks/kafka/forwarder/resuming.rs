@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::resume::{self, Scan, ScanError};
 use super::super::topic::KnownTopics;
-use super::{Failure, Forwarder};
+use super::{Failure, Forwarder, OwnProducer};
 
 /// How many read-backs that no broker answered (or that one stopped
 /// answering part-way) are tried again while the
@@ -164,7 +164,12 @@ impl Forwarder {
         to_check: Vec<String>,
         cancel: &CancellationToken,
     ) -> Option<Vec<String>> {
-        let Some(producer) = self.producer.clone().filter(|_| !to_check.is_empty()) else {
+        let Some(producer) = self
+            .producer
+            .as_ref()
+            .map(OwnProducer::copy)
+            .filter(|_| !to_check.is_empty())
+        else {
             return Some(Vec::new());
         };
         let (create, admin) = (self.config.create_topics, self.config.client_config());

@@ -1,11 +1,13 @@
 //! The forwarder's stop: in-flight reports are waited for up to a deadline,
-//! then the cursor is written durably, clean only when nothing after it may
-//! be in Kafka, and with when it let go of records unreported, if it did
-//! (the next run's read-back waits for their requests to land).
+//! then the producer's queue and requests in flight are purged, then the
+//! cursor is written durably, clean only when nothing after it may be in
+//! Kafka, and with when it let go of records unreported, if it did (taken
+//! after the purge: the next run's read-back waits for their requests to
+//! land).
 
 use futures::stream::StreamExt;
 
-use super::recovery::{self, drop_off_the_workers};
+use super::recovery::{self, let_go_off_the_workers};
 use super::{CURSOR_WRITE_LOG_INTERVAL, Forwarder};
 use crate::log_throttle::LogThrottle;
 
@@ -32,6 +34,18 @@ impl Forwarder {
             }
         }
         let unreported = self.in_flight.len();
+        // Purged first: nothing queued is sent after it, so the time taken
+        // next is not before the last send, however long the write after it
+        // takes (taken before the write and the purge, a slow fsync moved
+        // the last send past it; review of a1827a8/1514f9f).
+        if let Some(p) = &self.producer {
+            recovery::purge_off_the_workers(p).await;
+        }
+        #[cfg(test)]
+        PURGE_ENDED.set(Some((
+            recovery::wall_ms(),
+            self.ctx.journal.durable_cursor_writes(),
+        )));
         if unreported > 0 {
             // Their requests may be on the wire: the next run, in this
             // process or the next, reads back only once they had time to land.
@@ -49,9 +63,10 @@ impl Forwarder {
         // recovery drains after the drop, and none are taken here. Made
         // after the save, it said the offsets just saved were dropped (a
         // producer not compared yet: nothing delivered since a `brokers`
-        // change), and the next run compares them again.
+        // change), and the next run compares them again. Purged above:
+        // only dropped here.
         if let Some(p) = self.producer.take() {
-            drop_off_the_workers(p).await;
+            let_go_off_the_workers(p).await;
         }
         // The lag logged below is then what the journal still holds for the
         // next run.
@@ -77,4 +92,12 @@ impl Forwarder {
         self.show_lag(self.lag());
         self.ctx.status.remove_sink("kafka");
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test-only: when the last stop on this thread had purged its producer
+    /// (`wall_ms`), and the journal's durable cursor writes by then.
+    pub(super) static PURGE_ENDED: std::cell::Cell<Option<(i64, u64)>> =
+        const { std::cell::Cell::new(None) };
 }

@@ -701,7 +701,11 @@ async fn a_read_back_after_a_crash_starts_a_kept_topic_at_its_saved_offset() {
     let forwarder = &mut fixture.forwarder;
     forwarder.marked_unclean = true;
     forwarder.check_cluster();
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     // Delivered to Kafka; `noted` also takes its report, as the run does.
     async fn deliver(
         forwarder: &mut Forwarder,
@@ -1717,20 +1721,16 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
     assert_eq!(read_past.await, (Some(6), true));
 }
 
-/// A stop purges librdkafka's queue before it lets go of its producer: a
-/// check on the blocking pool (the topic check, the checks ahead of a
-/// read-back, the stall and wedge checks, the brokers-down probe) may hold
-/// a copy of it, and the drop's own purge waited for the last copy, so the
-/// queue went on sending for the 10–30 s such a check takes, beside the
-/// next forwarder's read-back and re-sends (ordering audit, defect 2).
-#[tokio::test]
-async fn a_stop_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
-    let mut fixture = Fixture::new().await;
+/// Three records held in librdkafka's queue of `fixture`'s producer, as
+/// behind a slow broker, the broker then unreachable, and a copy of the
+/// producer held, as by a check on the blocking pool.
+async fn queued_behind_a_downed_broker(
+    fixture: &mut Fixture,
+) -> super::super::producer::KafkaProducer {
     let ctx = fixture.ctx();
     journal(&ctx, 0..3).await;
     let forwarder = &mut fixture.forwarder;
     forwarder.tuning.shutdown_deadline = Duration::from_millis(50);
-    // The records wait in librdkafka's queue, as behind a slow broker.
     let value = crate::config::unspanned("60000".to_owned());
     forwarder
         .config
@@ -1741,37 +1741,115 @@ async fn a_stop_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
     let forwarder = &mut fixture.forwarder;
     assert!(forwarder.fill(&CancellationToken::new()).await.unwrap());
     assert_eq!(forwarder.in_flight.len(), 3);
-    // Then the broker becomes unreachable, and a check holds a copy.
     fixture.peers.mock.broker_down(1).unwrap();
-    let held = fixture.forwarder.producer.clone().unwrap();
+    fixture
+        .forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap()
+}
+
+/// Until nothing is left to send in `held`: the purged records' reports
+/// are served by the copy's polling thread.
+async fn nothing_left_in(held: &super::super::producer::KafkaProducer) {
+    until("nothing left to send in the copy held", || {
+        rdkafka::producer::Producer::in_flight_count(held) == 0
+    })
+    .await;
+}
+
+/// A stop purges librdkafka's queue before it lets go of its producer: a
+/// check on the blocking pool (the topic check, the checks ahead of a
+/// read-back, the stall and wedge checks, the brokers-down probe) may hold
+/// a copy of it, and the drop's own purge waited for the last copy, so the
+/// queue went on sending for the 10–30 s such a check takes, beside the
+/// next forwarder's read-back and re-sends (ordering audit, defect 2).
+#[tokio::test]
+async fn a_stop_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let held = queued_behind_a_downed_broker(&mut fixture).await;
     let Fixture { peers, forwarder } = fixture;
     forwarder.shutdown().await;
 
     let (cursor, state) = written(&ctx);
     assert_eq!(cursor, Some(0));
     assert!(!state.expect("a state").clean, "3 records unreported");
-    // The purged records' reports are served by the copy's polling thread.
-    until("nothing left to send in the copy held", || {
-        rdkafka::producer::Producer::in_flight_count(&held) == 0
+    nothing_left_in(&held).await;
+    drop(held);
+    peers.stop().await;
+}
+
+/// A forwarder that panics is dropped while the panic unwinds
+/// (`restart_on_panic`'s `catch_unwind`), with no stop to purge its
+/// producer: its own handle purges as it is dropped, so a copy a check
+/// holds does not go on sending the queue beside the next forwarder's
+/// read-back (review of a1827a8/1514f9f: it still had 3 records queued).
+#[tokio::test]
+async fn a_forwarder_dropped_by_a_panic_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
+    let mut fixture = Fixture::new().await;
+    let held = queued_behind_a_downed_broker(&mut fixture).await;
+    let Fixture { peers, forwarder } = fixture;
+    let panicked = std::panic::AssertUnwindSafe(async move {
+        let _running = forwarder;
+        panic!("a bug in the forwarder (test)");
     })
+    .catch_unwind()
     .await;
+    assert!(panicked.is_err());
+
+    nothing_left_in(&held).await;
+    drop(held);
+    peers.stop().await;
+}
+
+/// A stop that leaves records unreported takes the time it let go of them
+/// once its purge has ended, and saves it after: taken before the durable
+/// write and the purge, as it was, a slow fsync moved the last send past
+/// the time saved, and the next run's wait ended too early (review of
+/// a1827a8/1514f9f).
+#[tokio::test]
+async fn a_stop_saves_when_it_let_go_after_its_purge_ended() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let held = queued_behind_a_downed_broker(&mut fixture).await;
+    let writes_before = ctx.journal.durable_cursor_writes();
+    let Fixture { peers, forwarder } = fixture;
+    forwarder.shutdown().await;
+
+    let (ended_ms, durable_writes) = super::shutdown::PURGE_ENDED
+        .with(std::cell::Cell::get)
+        .expect("the stop purged");
+    assert_eq!(
+        durable_writes, writes_before,
+        "the purge ended before the stop's durable write"
+    );
+    let (_, state) = written(&ctx);
+    let since = state.expect("a state").requests_may_land_since_ms;
+    assert!(
+        since.is_some_and(|at| at >= ended_ms),
+        "{since:?} < {ended_ms}"
+    );
+    nothing_left_in(&held).await;
     drop(held);
     peers.stop().await;
 }
 
 /// A start whose saved state says an earlier run let go of records
-/// unreported `ago` (a stop whose drain ran out), or says nothing of it
-/// (`None`), with three events after the cursor to read back: how long
-/// until they are published, and whether the sink said it was waiting
-/// (not ready, with why) before any was.
-async fn started_after(ago: Option<Duration>, delay: Duration) -> (Duration, bool) {
+/// unreported `ago_ms` (a stop whose drain ran out; negative: ahead of the
+/// clock), or says nothing of it (`None`), with three events after the
+/// cursor to read back: how long until they are published, whether the
+/// sink said it was waiting (not ready, with why) before any was, and the
+/// time its stop then saved.
+async fn started_after(ago_ms: Option<i64>, delay: Duration) -> (Duration, bool, Option<i64>) {
     let fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..3).await;
     let now = super::wall_ms();
     let state = CursorState {
         clean: false,
-        requests_may_land_since_ms: ago.map(|ago| now - ago.as_millis() as i64),
+        requests_may_land_since_ms: ago_ms.map(|ago| now - ago),
         ..CursorState::default()
     };
     ctx.journal
@@ -1806,8 +1884,9 @@ async fn started_after(ago: Option<Duration>, delay: Duration) -> (Duration, boo
     let took = started.elapsed();
     cancel.cancel();
     running.await.unwrap();
+    let saved = written(&ctx).1.and_then(|s| s.requests_may_land_since_ms);
     peers.stop().await;
-    (took, said_waiting)
+    (took, said_waiting, saved)
 }
 
 /// After a stop that let records go unreported, the next start (a
@@ -1821,12 +1900,12 @@ async fn started_after(ago: Option<Duration>, delay: Duration) -> (Duration, boo
 #[tokio::test]
 async fn a_start_after_a_stop_that_left_records_unreported_waits_before_its_read_back() {
     let delay = Duration::from_secs(5);
-    let (took, said_waiting) = started_after(Some(Duration::from_secs(1)), delay).await;
+    let (took, said_waiting, _) = started_after(Some(1_000), delay).await;
     assert!(took >= Duration::from_millis(3_500), "waited only {took:?}");
     assert!(took < delay + Duration::from_secs(3), "waited {took:?}");
     assert!(said_waiting, "not ready, saying why, while it waits");
 
-    let (took, said_waiting) = started_after(None, delay).await;
+    let (took, said_waiting, _) = started_after(None, delay).await;
     assert!(
         took < Duration::from_secs(3),
         "a clean state waited {took:?}"
@@ -1834,9 +1913,25 @@ async fn a_start_after_a_stop_that_left_records_unreported_waits_before_its_read
     assert!(!said_waiting);
 
     // One let go of longer ago than the delay leaves nothing to wait for.
-    let (took, said_waiting) = started_after(Some(Duration::from_secs(3600)), delay).await;
+    let (took, said_waiting, _) = started_after(Some(3_600_000), delay).await;
     assert!(took < Duration::from_secs(3), "waited {took:?}");
     assert!(!said_waiting);
+}
+
+/// A saved time ahead of the clock (stepped back by hours since the stop)
+/// counts as the start's own time: the whole delay once, and not saved
+/// again once it has passed. Kept until the clock reached it, as it was,
+/// every start with a read-back waited the whole delay for hours (review of
+/// a1827a8/1514f9f).
+#[tokio::test]
+async fn a_saved_time_ahead_of_the_clock_is_waited_once_then_dropped() {
+    let delay = Duration::from_secs(2);
+    let three_hours_ahead = -3 * 3_600_000;
+    let (took, said_waiting, saved) = started_after(Some(three_hours_ahead), delay).await;
+    assert!(took >= Duration::from_millis(1_800), "waited only {took:?}");
+    assert!(took < delay + Duration::from_secs(3), "waited {took:?}");
+    assert!(said_waiting);
+    assert_eq!(saved, None, "saved again after the wait");
 }
 
 /// The rest of the delay since records were let go of: a time in the future
@@ -1952,7 +2047,11 @@ async fn offsets_noted_on_another_cluster_are_dropped() {
 async fn cluster_here(forwarder: &Forwarder) -> ClusterIdentity {
     use rdkafka::producer::Producer;
 
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     let id = tokio::task::spawn_blocking(move || {
         producer
             .client()
@@ -2102,7 +2201,11 @@ async fn a_producer_with_metadata_from_a_cluster_without_an_id_is_judged_at_its_
         .check_topic(TOPIC.to_owned(), &CancellationToken::new())
         .await;
     assert!(matches!(checked, Ok(true)), "{checked:?}");
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     assert_eq!(
         producer.client().fetch_cluster_id(Duration::ZERO),
         None,
@@ -2674,7 +2777,11 @@ async fn events_an_interrupted_run_delivered_are_not_sent_again() {
     let journaled = ctx.journal.read_after(0, 10).unwrap();
     let forwarder = &mut fixture.forwarder;
     with_producer(forwarder).await;
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     // What the interrupted run delivered: the first two.
     for event in &journaled[..2] {
         let record = super::producer::record(event, TOPIC);
@@ -2852,7 +2959,11 @@ async fn a_catch_up_hands_over_records_per_poll_then_yields() {
     fixture.forwarder.tuning.records_per_poll = 10;
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     // Nothing is delivered while the records linger: librdkafka holds
     // every record handed over.
     let handed_over = move || rdkafka::producer::Producer::in_flight_count(&producer) as u64;
@@ -2876,7 +2987,11 @@ async fn a_stop_during_a_catch_up_ends_the_loop_at_its_next_yield() {
     fixture.forwarder.tuning.records_per_poll = 10;
     fixture.buffer_the_journal();
     let forwarder = &mut fixture.forwarder;
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     let stopper = tokio::spawn(async move {
@@ -3055,7 +3170,11 @@ async fn the_tick_at_a_yield_comes_after_the_reports_in() {
         .extend(ctx.journal.read_after(1, 100).unwrap());
     let last = ctx.journal.last_seq();
     forwarder.reader = Some(super::super::reader::Reader::start(ctx.clone(), last, 16));
-    let producer = forwarder.producer.clone().unwrap();
+    let producer = forwarder
+        .producer
+        .as_ref()
+        .map(super::OwnProducer::copy)
+        .unwrap();
     let handed_over = move || rdkafka::producer::Producer::in_flight_count(&producer) as u64;
 
     // Past the first yield (10 counted, the report's entry among them).
@@ -3085,7 +3204,7 @@ async fn a_fatal_producer_fails_the_hand_over_and_skips_nothing() {
     #[allow(unsafe_code)]
     let raised = unsafe {
         rdkafka::bindings::rd_kafka_test_fatal_error(
-            rdkafka::producer::Producer::client(producer).native_ptr(),
+            rdkafka::producer::Producer::client(&**producer).native_ptr(),
             rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
             reason.as_ptr(),
         )
@@ -3780,7 +3899,7 @@ fn with_a_stuck_producer(fixture: &mut Fixture) -> &mut Forwarder {
     let nowhere: super::super::config::KafkaConfig =
         toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
     let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
-    forwarder.producer = Some(stuck);
+    forwarder.producer = Some(super::OwnProducer(stuck));
     forwarder
 }
 
