@@ -106,11 +106,7 @@ impl Forwarder {
         // purges without settling: the broker answers, and the producer is
         // replaced at once.)
         self.requests_may_land = !fatal && !self.in_flight.is_empty();
-        if stalled || self.requests_may_land {
-            // Saved with the state: a stop during the delay leaves the rest
-            // of it to the next run.
-            self.requests_may_land_since_ms = Some(wall_ms());
-        }
+        let may_land = stalled || self.requests_may_land;
         if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
             self.drop_producer().await;
             // The purge's reports are all in at once.
@@ -118,6 +114,12 @@ impl Forwarder {
                 broken = self.settle(report, broken);
                 self.drained_one().await;
             }
+        }
+        if may_land {
+            // Taken after the purge, as the stop takes it: nothing queued is
+            // sent after it. Saved with the state: a stop during the delay
+            // leaves the rest of it to the next run.
+            self.requests_may_land_since_ms = Some(wall_ms());
         }
         // Set only now: a report drained above was delivered before this
         // failure, and would otherwise call it recovered, which resets the
@@ -331,11 +333,19 @@ impl Drop for OwnProducer {
 /// still land (see `Tuning::stall_read_back_delay`).
 pub(super) async fn purge_off_the_workers(producer: &OwnProducer) {
     let copy = producer.copy();
-    let _ = tokio::task::spawn_blocking(move || {
+    let purged = tokio::task::spawn_blocking(move || {
         copy.purge(PurgeConfig::default().queue().inflight());
-    })
-    .await;
+    });
+    // The wait has no bound in librdkafka, and a broker thread in a slow
+    // name lookup (brokers down, DNS hanging) takes the purge only after
+    // it: the stop's durable write waited behind it, past systemd's stop
+    // timeout. The purge is queued ahead of anything that thread would
+    // send, so waiting longer buys nothing (review of ea563f6).
+    let _ = tokio::time::timeout(PURGE_WAIT, purged).await;
 }
+
+/// How long a purge is waited for (see [`purge_off_the_workers`]).
+const PURGE_WAIT: Duration = Duration::from_secs(2);
 
 /// Purges `producer`'s queue and requests in flight, then drops it, on the
 /// blocking pool (both block: the drop joins librdkafka's threads).
