@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{Extensions, HeaderMap, HeaderName, StatusCode, Version, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -718,7 +718,7 @@ mod tests {
             );
             for (name, value) in pairs {
                 headers.append(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
                     value.parse().unwrap(),
                 );
             }
