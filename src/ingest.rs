@@ -438,8 +438,8 @@ impl IngestHandle {
     }
 
     /// How many good commits the writer made (a reopen asked for from
-    /// outside that leaves the journal writable counts as one, as does the
-    /// start of the refusal one that fails begins): each restarts
+    /// outside while the journal was writable counts as one, whether it
+    /// leaves the journal writable or begins a refusal): each restarts
     /// [`IngestHandle::reopen_spent`]'s total from zero. Read it first: once
     /// it moved, the total read after it is the new one.
     pub fn good_commits(&self) -> u64 {

@@ -4,7 +4,9 @@
 //! Guarantees: a submitter is answered only after its batch committed, or
 //! with the commit's error; a group is never split between commits; while
 //! commits fail the store is asked to recover at most once a second; what
-//! raced in after the shutdown message is refused, not dropped unanswered.
+//! raced in after the shutdown message is refused, not dropped unanswered;
+//! a reopen asked for from outside counts in the good commits the watchdog
+//! reads only when the journal was writable before it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,28 +139,27 @@ pub(super) fn reopen_after_a_failed_write(
     failures: &mut FailureTracker,
 ) {
     let refusing_before = !health.is_writable();
-    match reopen(store, hub, metrics, clocks) {
+    let reopened = reopen(store, hub, metrics, clocks);
+    // Asked while the journal took events, opened or not: as after a good
+    // commit, a refusal hours later must not have the watchdog subtract
+    // this reopen's time from its own, which delayed the restart by as
+    // much; a refusal that begins here is counted from now, without this
+    // reopen's time, spent while the journal still took events (up to the
+    // watchdog's hour). Asked while commits failed, it is no good commit:
+    // the watchdog's count does not move and the reopen's time is not
+    // forgotten; opened, the journal counts as writable until the next
+    // commit fails. Counted, a disk that reads but fails writes had its
+    // refusal restarted at each retention pass's reopen, and its restart
+    // came late or never.
+    if !refusing_before {
+        clocks.committed();
+    }
+    match reopened {
         Ok(()) => {
             tracing::info!("journal opened again after a failed write outside a commit");
             failures.reopened(health);
-            // Asked while the journal took events: as after a good commit,
-            // a refusal hours later must not have the watchdog subtract
-            // this reopen's time from its own, which delayed the restart by
-            // as much. Asked while commits failed, it is no good commit: the
-            // refusal goes on until one succeeds, and counted, a disk that
-            // reads but fails writes had its refusal restarted at each
-            // retention pass's reopen, and its restart came late or never.
-            if !refusing_before {
-                clocks.committed();
-            }
         }
         Err(e) => {
-            // A refusal begins here: the watchdog counts it from now, and
-            // must not take this reopen's time, spent while the journal
-            // still took events, off it (up to the watchdog's hour).
-            if !refusing_before {
-                clocks.committed();
-            }
             let error = format!("the journal could not be opened again after a failed write: {e}");
             failures.reopen_failed(health, &error, FailureKind::of(&e), Instant::now());
         }
