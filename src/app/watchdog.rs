@@ -65,14 +65,12 @@ pub struct Observation {
     pub ingest_alive: bool,
     /// How long the commit in progress has run, if one is.
     pub commit_running_for: Option<Duration>,
-    /// How long every commit has failed, if the last one did, less the time
-    /// the writer spent reopening the journal meanwhile.
+    /// How long every commit has failed, if the last one did, for a reason
+    /// a restart may heal ([`refusal_time`]: not a full disk), less the
+    /// time the writer spent reopening the journal meanwhile.
     pub unwritable_for: Option<Duration>,
     /// How long the journal reopen in progress has run, if one is.
     pub reopen_running_for: Option<Duration>,
-    /// Commits fail because the journal's disk is full (or the file is at
-    /// the filesystem's largest size).
-    pub journal_full: bool,
 }
 
 /// Why a keep-alive is withheld, or `None` when the relay is healthy.
@@ -101,13 +99,7 @@ pub fn unhealthy_reason(o: &Observation, interval: Duration) -> Option<String> {
             t.as_secs()
         ));
     }
-    // A full disk is not a wedge a restart heals: it frees no space, loses
-    // what sessions hold in memory while commits fail, and reads the whole
-    // journal again; the writer's reopens take events once there is room.
-    if let Some(t) = o
-        .unwritable_for
-        .filter(|t| !o.journal_full && *t > UNWRITABLE_LIMIT)
-    {
+    if let Some(t) = o.unwritable_for.filter(|t| *t > UNWRITABLE_LIMIT) {
         return Some(format!(
             "the journal has refused every commit for {} s",
             t.as_secs()
@@ -139,8 +131,11 @@ struct JournalLook {
 fn refusal_time(clock: &mut RefusalClock, look: &JournalLook, now: Instant) -> Option<Duration> {
     // A journal file deleted under the relay is not healed by a restart:
     // it would start an empty journal, losing what the open file holds.
-    // Nor is a full disk; and a fault after one (EIO) gets its own
-    // UNWRITABLE_LIMIT of reopens before the restart, not none.
+    // Nor is a full disk: a restart frees no space, loses what sessions
+    // hold in memory while commits fail, and reads the whole journal
+    // again; the writer's reopens take events once there is room. A fault
+    // after one (EIO) gets its own UNWRITABLE_LIMIT of reopens before the
+    // restart, not none.
     let refusing = !(look.writable || look.closing || look.file_gone || look.journal_full);
     clock.observe(refusing, now, look.reopen_spent, look.good_commits)
 }
@@ -260,7 +255,6 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
             commit_running_for: ctx.ingest.commit_running_for(),
             unwritable_for: refusal_time(&mut refusals, &look, Instant::now()),
             reopen_running_for: ctx.ingest.reopen_running_for(),
-            journal_full: look.journal_full,
         };
         match unhealthy_reason(&observation, interval) {
             None => {
@@ -321,8 +315,20 @@ mod tests {
             commit_running_for: Some(Duration::from_millis(5)),
             unwritable_for: Some(Duration::from_secs(30)),
             reopen_running_for: None,
-            journal_full: false,
         }
+    }
+
+    /// What the loop hands [`unhealthy_reason`] for a journal whose disk
+    /// has been full for 10 minutes.
+    fn full_for_10_minutes() -> Option<Duration> {
+        let mut clock = RefusalClock::default();
+        let start = Instant::now();
+        let full = JournalLook {
+            journal_full: true,
+            ..refusing_look()
+        };
+        refusal_time(&mut clock, &full, start);
+        refusal_time(&mut clock, &full, start + Duration::from_secs(600))
     }
 
     /// A disk that stays full is not healed by a restart, which frees
@@ -333,8 +339,7 @@ mod tests {
     #[test]
     fn a_journal_full_for_10_minutes_keeps_the_keep_alive() {
         let full = Observation {
-            unwritable_for: Some(Duration::from_secs(600)),
-            journal_full: true,
+            unwritable_for: full_for_10_minutes(),
             ..healthy()
         };
         assert_eq!(unhealthy_reason(&full, I), None);
@@ -345,7 +350,6 @@ mod tests {
     fn an_io_error_for_3_minutes_still_withholds_it() {
         let failing = Observation {
             unwritable_for: Some(Duration::from_secs(180)),
-            journal_full: false,
             ..healthy()
         };
         assert!(unhealthy_reason(&failing, I).is_some());
@@ -356,8 +360,7 @@ mod tests {
     fn a_full_journal_does_not_hide_a_stuck_commit() {
         let stuck = Observation {
             commit_running_for: Some(COMMIT_LIMIT + Duration::from_secs(1)),
-            unwritable_for: Some(Duration::from_secs(600)),
-            journal_full: true,
+            unwritable_for: full_for_10_minutes(),
             ..healthy()
         };
         assert!(unhealthy_reason(&stuck, I).is_some());
@@ -394,7 +397,6 @@ mod tests {
         assert_eq!(past_the_limit, Some(Duration::from_secs(121)));
         let fault = Observation {
             unwritable_for: past_the_limit,
-            journal_full: false,
             ..healthy()
         };
         assert!(unhealthy_reason(&fault, I).is_some());
