@@ -50,6 +50,9 @@ mod off_the_workers;
 pub use off_the_workers::{OffTheWorkersError, off_the_workers};
 mod open;
 pub use open::AccessHint;
+pub(crate) use open::Opening;
+#[cfg(test)]
+pub(crate) use open::{create_file_failed, open_failed};
 mod presence;
 mod read;
 use read::UNREADABLE_LOG_INTERVAL;
@@ -64,7 +67,7 @@ mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex};
-use open::{Opening, REOPEN_WAIT, create_dir_failed, create_private, open_database, sync_dir};
+use open::{REOPEN_WAIT, create_dir_failed, create_private, open_database, sync_dir};
 use presence::FilePresence;
 use record::record_time;
 

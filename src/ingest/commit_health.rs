@@ -365,17 +365,13 @@ mod tests {
         for errno in [enospc, edquot, efbig] {
             let storage = JournalError::Storage(redb::Error::Io(os(errno)));
             assert_eq!(FailureKind::of(&storage), FailureKind::Full, "{storage}");
-            let reopen = JournalError::Open {
-                path: "j".into(),
-                source: redb::Error::Io(os(errno)),
-                hint: Box::new(crate::journal::AccessHint::None),
-            };
+            let reopen = crate::journal::open_failed(
+                "j".as_ref(),
+                crate::journal::Opening::AfterIoError,
+                redb::Error::Io(os(errno)),
+            );
             assert_eq!(FailureKind::of(&reopen), FailureKind::Full, "{reopen}");
-            let create = JournalError::CreateFile {
-                path: "j".into(),
-                source: os(errno),
-                hint: Box::new(crate::journal::AccessHint::None),
-            };
+            let create = crate::journal::create_file_failed("j".as_ref(), os(errno));
             assert_eq!(FailureKind::of(&create), FailureKind::Full, "{create}");
             let backend = JournalError::Storage(redb::Error::Backend(Box::new(os(errno))));
             assert_eq!(FailureKind::of(&backend), FailureKind::Full, "{backend}");

@@ -85,11 +85,11 @@ impl BatchStore for Gate {
             return Err(JournalError::Closed);
         }
         if let Some(errno) = *self.reopens_fail_with.lock().unwrap() {
-            return Err(JournalError::Open {
-                path: "journal.redb".into(),
-                source: redb::Error::Io(std::io::Error::from_raw_os_error(errno)),
-                hint: Box::new(crate::journal::AccessHint::None),
-            });
+            return Err(crate::journal::open_failed(
+                "journal.redb".as_ref(),
+                crate::journal::Opening::AfterIoError,
+                redb::Error::Io(std::io::Error::from_raw_os_error(errno)),
+            ));
         }
         self.latched.store(false, Ordering::SeqCst);
         Ok(())

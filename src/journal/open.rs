@@ -32,7 +32,7 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Why the journal is being opened: what a repair (a read of the whole
 /// file, for a file not closed cleanly) is said to be for.
 #[derive(Clone, Copy)]
-pub(super) enum Opening {
+pub(crate) enum Opening {
     Start,
     AfterIoError,
 }
@@ -218,7 +218,7 @@ pub(super) fn create_dir_failed(dir: &Path, source: std::io::Error) -> JournalEr
 }
 
 /// The journal's file could not be created in its directory.
-pub(super) fn create_file_failed(path: &Path, source: std::io::Error) -> JournalError {
+pub(crate) fn create_file_failed(path: &Path, source: std::io::Error) -> JournalError {
     let dir = path.parent().unwrap_or(path);
     let hint = match source.kind() {
         std::io::ErrorKind::PermissionDenied => AccessHint::DirNotWritable {
@@ -237,7 +237,7 @@ pub(super) fn create_file_failed(path: &Path, source: std::io::Error) -> Journal
 /// after a failed write ([`Journal::reopen`](super::Journal::reopen)), when
 /// the relay had it open moments before, so that what changed is the
 /// filesystem or the file under the running relay, not the unit.
-fn open_failed(path: &Path, opening: Opening, source: redb::Error) -> JournalError {
+pub(crate) fn open_failed(path: &Path, opening: Opening, source: redb::Error) -> JournalError {
     let dir = path.parent().unwrap_or(path);
     let hint = match (&source, opening) {
         (redb::Error::Io(e), Opening::Start)
