@@ -59,7 +59,8 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         "cdr" => ("call.cdr", "cdr"),
         _ => return None,
     };
-    let (cdr, unreadable_cdr) = match cdr_object(map, state == "cdr") {
+    let cdr_row = state == "cdr";
+    let (cdr, unreadable_cdr) = match cdr_object(map, cdr_row) {
         Ok(cdr) => (cdr, false),
         Err(Unreadable) => (None, true),
     };
@@ -72,35 +73,7 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         direction(get(map, "type")).or_else(|| cdr.and_then(|c| direction(get(c, "direction"))));
     let src = cdr.and_then(|c| text_of(c, &["src"]));
     let dst = cdr.and_then(|c| text_of(c, &["dst"]));
-    // A side the top level leaves out is the row's own: a `Cdr` that says
-    // its direction in `cdr.direction` and has no `phone`/`extend` lost
-    // both parties. Without `extend`, the extension is the row's own leg's:
-    // the one it rang (`dst`) inbound or local, the caller (`src`)
-    // outbound, as a missed call's is. Only a `Cdr` row is filled so: the
-    // other states' `data` stays as it was.
-    let (row_src, row_dst) = if state == "cdr" {
-        (src.clone(), dst.clone())
-    } else {
-        (None, None)
-    };
-    let (from, to, party_extension) = match dir {
-        Some("inbound") => {
-            let extension = extension.clone().or(row_dst);
-            (phone.or(row_src), extension.clone(), extension)
-        }
-        Some(d) => {
-            let party_extension = match d {
-                "internal" => extension.clone().or_else(|| row_dst.clone()),
-                _ => extension.clone().or_else(|| row_src.clone()),
-            };
-            (
-                extension.clone().or(row_src),
-                phone.or(row_dst),
-                party_extension,
-            )
-        }
-        None => (src, dst, extension.clone()),
-    };
+    let (from, to, party_extension) = parties(dir, extension.clone(), phone, src, dst, cdr_row);
     let mut f = Fields::default();
     f.text("call_id", call_id.clone())
         .word("direction", dir)
@@ -116,7 +89,7 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
             .text("recording_url", text_of(c, &["recordingfile"]));
         when = time(get(c, "calldate"), ICT);
     }
-    let own_row = state == "cdr" && extension.is_none();
+    let own_row = cdr_row && extension.is_none();
     let leg = own_row.then_some(cdr).flatten().and_then(cdr_leg);
     let id = match (&call_id, leg) {
         // Only the row's text tells one such row from another of the call.
@@ -140,6 +113,45 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         fields: f.build(),
         identity: id,
     })
+}
+
+/// A call event's `from`, `to` and party `extension`, going `dir`, from its
+/// top level's `extension` (`extend`) and `phone` and its `cdr`'s `src` and
+/// `dst`.
+///
+/// A side the top level leaves out is the row's own: a `Cdr` that says its
+/// direction in `cdr.direction` and has no `phone`/`extend` lost both
+/// parties. Without `extend`, the extension is the row's own leg's: the one
+/// it rang (`dst`) inbound or local, the caller (`src`) outbound, as a
+/// missed call's is. Only a `Cdr` row (`cdr_row`) is filled so: the other
+/// states' `data` stays as it was.
+fn parties(
+    dir: Option<&str>,
+    extension: Option<String>,
+    phone: Option<String>,
+    src: Option<String>,
+    dst: Option<String>,
+    cdr_row: bool,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let (row_src, row_dst) = if cdr_row {
+        (src.clone(), dst.clone())
+    } else {
+        (None, None)
+    };
+    match dir {
+        Some("inbound") => {
+            let extension = extension.or(row_dst);
+            (phone.or(row_src), extension.clone(), extension)
+        }
+        Some(d) => {
+            let party_extension = match d {
+                "internal" => extension.clone().or_else(|| row_dst.clone()),
+                _ => extension.clone().or_else(|| row_src.clone()),
+            };
+            (extension.or(row_src), phone.or(row_dst), party_extension)
+        }
+        None => (src, dst, extension),
+    }
 }
 
 /// Without `extend`, a call's CDR rows (one per channel: a ring group, a
