@@ -53,8 +53,8 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
         |a, b| same_listener(a, b),
     );
     let show_path = |p: &std::path::PathBuf| format!("{:?}", p.display().to_string());
-    let (asked, said) = (show_path(new.journal.path.get_ref()), w.len());
-    keep_running_unless_same(
+    let asked = show_path(new.journal.path.get_ref());
+    let pinned = keep_running_unless_same(
         w,
         "journal.path",
         &running.journal.path,
@@ -64,9 +64,7 @@ pub(crate) fn pin_restart_only(running: &Config, mut new: Config) -> (Config, Ve
     );
     // The restart opens whatever is at the new path: with nothing there it
     // starts an empty journal, and what the old one holds stays behind.
-    if w.len() > said
-        && let Some(warning) = w.last_mut()
-    {
+    if pinned && let Some(warning) = w.last_mut() {
         let was = show_path(running.journal.path.get_ref());
         warning.push_str(&format!(
             "; before that restart, stop the relay and move journal.redb from {was} to {asked} \
@@ -140,7 +138,9 @@ fn without_leading_dot(path: &Path) -> &Path {
     path.strip_prefix(".").unwrap_or(path)
 }
 
-/// As [`keep_running`], where `same` says whether two values name one thing.
+/// As [`keep_running`], where `same` says whether two values name one thing;
+/// returns whether it put the running value back (its warning is then the
+/// last in `warnings`).
 fn keep_running_unless_same<T: Clone>(
     warnings: &mut Vec<String>,
     setting: &str,
@@ -148,9 +148,9 @@ fn keep_running_unless_same<T: Clone>(
     new: &mut toml::Spanned<T>,
     show: impl Fn(&T) -> String,
     same: impl Fn(&T, &T) -> bool,
-) {
+) -> bool {
     if same(new.get_ref(), running.get_ref()) {
-        return;
+        return false;
     }
     let (was, now) = (show(running.get_ref()), show(new.get_ref()));
     warnings.push(format!(
@@ -158,6 +158,7 @@ fn keep_running_unless_same<T: Clone>(
          the running relay keeps {was}"
     ));
     *new = running.clone();
+    true
 }
 
 /// A rule of `check` that the pinned config breaks although the file alone
