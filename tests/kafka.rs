@@ -16,7 +16,7 @@ use std::time::Duration;
 use callrelay::app::Context;
 use callrelay::event::{IncomingEvent, Transport, Vendor, VendorEvent};
 use callrelay::journal::JournaledEvent;
-use common::{Place, SecondCopy, TestRelay, base_config, eventually, start_relay_in};
+use common::{CapturedLog, Place, SecondCopy, TestRelay, base_config, eventually, start_relay_in};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
@@ -1276,11 +1276,11 @@ async fn copies_and_events(brokers: &str) -> (usize, usize) {
 /// What the sink logs at info and above, from every test of this file once
 /// one has asked (a global subscriber: the read-back's WARN comes from the
 /// blocking pool's threads); a test reads the lines that name its own.
-fn kafka_sink_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
-    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+fn kafka_sink_log() -> CapturedLog {
+    static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
     LOG.get_or_init(|| {
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = SharedLog(log.clone());
+        let log = CapturedLog::default();
+        let sink = log.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_env_filter("callrelay::sinks::kafka=info")
@@ -1290,20 +1290,6 @@ fn kafka_sink_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
         log
     })
     .clone()
-}
-
-/// A log writer whose clones all write into one buffer.
-#[derive(Clone)]
-struct SharedLog(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// `[kafka] brokers` changed to another cluster (by a reload, likely when
@@ -1352,7 +1338,7 @@ async fn offsets_saved_on_one_cluster_are_not_used_on_another() {
     let on_c = recovering_run_configured(&ctx, moved_config(&c)).await;
     let c_after = copies_and_events(&c).await;
 
-    let text = String::from_utf8_lossy(&log.lock().expect("log")).into_owned();
+    let text = log.text();
     // The line names the cluster it is on as ` brokers=…` (and the one
     // the offsets were noted on as `noted_on_brokers=…`).
     let said = |what: &str, brokers: &str| {

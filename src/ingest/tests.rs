@@ -625,30 +625,61 @@ async fn a_good_reopen_asked_for_from_outside_is_forgotten_by_the_watchdogs_cloc
     ingest.shutdown().await;
 }
 
+/// The writer's state, driven without its thread: a journal behind an
+/// opened gate, the ingest over it (whose own writer stays idle), and the
+/// health, clocks and failure tracker a call into [`writer`] takes.
+struct DirectWriter {
+    _ingest: Ingest,
+    store: Arc<Gate>,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    health: CommitHealth,
+    clocks: WriterClocks,
+    failures: crate::ingest::commit_health::FailureTracker,
+    _dir: tempfile::TempDir,
+}
+
+impl DirectWriter {
+    fn new() -> DirectWriter {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, open, ingest, hub, metrics) = setup_with(dir.path(), IngestOptions::default());
+        drop(open);
+        DirectWriter {
+            _ingest: ingest,
+            store,
+            hub,
+            metrics,
+            health: CommitHealth::default(),
+            clocks: WriterClocks::new(),
+            failures: crate::ingest::commit_health::FailureTracker::default(),
+            _dir: dir,
+        }
+    }
+
+    /// A reopen asked for from outside the writer, as its thread makes it.
+    fn reopen_after_a_failed_write(&mut self) {
+        writer::reopen_after_a_failed_write(
+            self.store.as_ref(),
+            &self.hub,
+            &self.metrics,
+            &self.health,
+            &self.clocks,
+            &mut self.failures,
+        );
+    }
+}
+
 /// A reopen asked for from outside the writer that fails logs what failed
 /// (no commit was tried, no batch refused), and the refusal it begins is
 /// timed from its end: its own time, spent while the journal still took
 /// events, is not taken off the refusal's by the watchdog.
 #[test]
 fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, hub, metrics) = setup_with(dir.path(), IngestOptions::default());
-    drop(open);
-    store.fail_recover.store(true, Ordering::SeqCst);
-    *store.recover_takes.lock().unwrap() = Duration::from_millis(50);
-    let (health, clocks) = (CommitHealth::default(), WriterClocks::new());
-    let mut failures = crate::ingest::commit_health::FailureTracker::default();
-    let text = crate::logging::tests_support::logged_json(|| {
-        writer::reopen_after_a_failed_write(
-            store.as_ref(),
-            &hub,
-            &metrics,
-            &health,
-            &clocks,
-            &mut failures,
-        );
-    });
-    assert!(!health.is_writable());
+    let mut w = DirectWriter::new();
+    w.store.fail_recover.store(true, Ordering::SeqCst);
+    *w.store.recover_takes.lock().unwrap() = Duration::from_millis(50);
+    let text = crate::logging::tests_support::logged_json(|| w.reopen_after_a_failed_write());
+    assert!(!w.health.is_writable());
     assert!(
         text.contains(
             "the journal could not be opened again after a failed write; new events are refused"
@@ -662,8 +693,7 @@ fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock(
             && !text.contains("\"events\""),
         "{text}"
     );
-    assert_eq!(clocks.reopen_spent(), Duration::ZERO);
-    drop(ingest);
+    assert_eq!(w.clocks.reopen_spent(), Duration::ZERO);
 }
 
 /// A reopen asked for from outside the writer that works while commits
@@ -675,37 +705,25 @@ fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock(
 /// 8599637).
 #[test]
 fn a_good_reopen_while_commits_fail_is_no_good_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, hub, metrics) = setup_with(dir.path(), IngestOptions::default());
-    drop(open);
-    *store.recover_takes.lock().unwrap() = Duration::from_millis(50);
-    let (health, clocks) = (CommitHealth::default(), WriterClocks::new());
-    let mut failures = crate::ingest::commit_health::FailureTracker::default();
-    failures.failed(
-        &health,
+    let mut w = DirectWriter::new();
+    *w.store.recover_takes.lock().unwrap() = Duration::from_millis(50);
+    w.failures.failed(
+        &w.health,
         "Input/output error",
         crate::ingest::commit_health::FailureKind::Fault,
         1,
         Instant::now(),
     );
-    assert!(!health.is_writable());
-    let before = clocks.good_commits();
-    writer::reopen_after_a_failed_write(
-        store.as_ref(),
-        &hub,
-        &metrics,
-        &health,
-        &clocks,
-        &mut failures,
-    );
-    assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
-    assert_eq!(clocks.good_commits(), before);
+    assert!(!w.health.is_writable());
+    let before = w.clocks.good_commits();
+    w.reopen_after_a_failed_write();
+    assert_eq!(w.store.recovers.load(Ordering::SeqCst), 1);
+    assert_eq!(w.clocks.good_commits(), before);
     assert!(
-        clocks.reopen_spent() >= Duration::from_millis(50),
+        w.clocks.reopen_spent() >= Duration::from_millis(50),
         "{:?}",
-        clocks.reopen_spent()
+        w.clocks.reopen_spent()
     );
-    drop(ingest);
 }
 
 /// A reopen asked for from outside the writer that fails leaves the journal
@@ -734,10 +752,7 @@ async fn a_failed_reopen_asked_for_from_outside_counts_as_failing_commits() {
 /// good commit, which forgets them.
 #[tokio::test]
 async fn the_writer_times_its_reopens_until_a_commit_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    drop(open);
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     store.fail.store(true, Ordering::SeqCst);
     // Long enough that a test task starved for a moment on a loaded
     // machine still sees it run (at 300 ms it could miss it).
@@ -777,10 +792,7 @@ async fn the_writer_times_its_reopens_until_a_commit_succeeds() {
 /// of 96e0a4c).
 #[tokio::test]
 async fn a_good_commit_moves_the_count_the_watchdog_reads_and_a_failed_one_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, open, ingest, _hub) = setup(dir.path());
-    drop(open);
-    let handle = ingest.handle();
+    let (_dir, store, ingest, handle) = opened();
     let at_start = handle.good_commits();
     store.fail.store(true, Ordering::SeqCst);
     assert!(handle.submit(event("a")).await.is_err());
