@@ -697,9 +697,10 @@ fn a_failed_reopen_asked_for_from_outside_says_so_and_starts_the_refusals_clock(
 }
 
 /// A reopen asked for from outside the writer that works while commits
-/// were failing is no good commit: the refusal goes on (the next event's
-/// commit may fail as before), so the watchdog's count does not move and
-/// the reopen's time stays off the refusal's. Counted, a disk that reads
+/// were failing is no good commit (the next event's commit may fail as
+/// before): the watchdog's count does not move and the reopen's time stays
+/// off the refusal's, though the journal counts as writable until that
+/// commit fails. Counted, a disk that reads
 /// but fails writes, asked a reopen by each retention pass, had its refusal
 /// restarted at each one and was restarted late or never (review of
 /// 8599637).
