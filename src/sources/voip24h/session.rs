@@ -837,18 +837,7 @@ mod tests {
         with_canary_session(async |session, _relay| {
             let name = "n".repeat(super::super::wire::MAX_EVENT_NAME);
             let args = vec![Arg::from_json("{}").unwrap()];
-            let (logs, guard) = crate::logging::tests_support::capture_json();
-            let delivered = session
-                .deliver_unrecognised(
-                    &name,
-                    (args, time::OffsetDateTime::now_utc()),
-                    session.cancel,
-                    None,
-                )
-                .await;
-            drop(guard);
-            assert!(delivered.is_ok());
-            let lines = logs.text();
+            let lines = delivered_unrecognised(session, &name, args, session.cancel).await;
             let line = lines
                 .lines()
                 .find(|l| l.contains("vendor.unknown"))
@@ -869,18 +858,8 @@ mod tests {
     async fn an_unknown_event_name_holding_the_key_is_masked() {
         with_canary_session(async |session, relay| {
             let args = vec![Arg::from_json(r#"["SECRET-CANARY"]"#).unwrap()];
-            let (logs, guard) = crate::logging::tests_support::capture_json();
-            let delivered = session
-                .deliver_unrecognised(
-                    "badKEY-CANARY",
-                    (args, time::OffsetDateTime::now_utc()),
-                    session.cancel,
-                    None,
-                )
-                .await;
-            drop(guard);
-            assert!(delivered.is_ok());
-            let lines = logs.text();
+            let lines =
+                delivered_unrecognised(session, "badKEY-CANARY", args, session.cancel).await;
             assert!(lines.contains("bad***"), "{lines}");
             assert!(!lines.contains("CANARY"), "{lines}");
             let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
@@ -896,6 +875,23 @@ mod tests {
 
     /// A session over an account whose key and secret are canaries, for
     /// `check` to drive; the relay stopped after.
+    /// Delivers an event the session does not recognise, `name` with
+    /// `args`, asserts it was taken, and gives what was logged meanwhile.
+    async fn delivered_unrecognised(
+        session: &Session<'_>,
+        name: &str,
+        args: Vec<Arg>,
+        cancel: &CancellationToken,
+    ) -> String {
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let delivered = session
+            .deliver_unrecognised(name, (args, time::OffsetDateTime::now_utc()), cancel, None)
+            .await;
+        drop(guard);
+        assert!(delivered.is_ok());
+        logs.text()
+    }
+
     async fn with_canary_session<F>(check: F)
     where
         F: AsyncFnOnce(&Session<'_>, &crate::app::Relay),
@@ -997,19 +993,8 @@ mod tests {
             ];
             let received = unrecognised("echo", &args).unwrap().json().len();
             assert!(received as u64 > limit);
-            let (logs, guard) = crate::logging::tests_support::capture_json();
-            let delivered = session
-                .deliver_unrecognised(
-                    "echo",
-                    (args, time::OffsetDateTime::now_utc()),
-                    &cancel,
-                    None,
-                )
-                .await;
-            drop(guard);
-            assert!(delivered.is_ok());
+            let lines = delivered_unrecognised(session, "echo", args, &cancel).await;
             assert!(relay.ctx.journal.read_after(0, 10).unwrap().is_empty());
-            let lines = logs.text();
             assert!(!lines.contains("CANARY"), "{lines}");
             assert!(
                 lines.contains(&format!("payload of {received} bytes is over the limit")),
