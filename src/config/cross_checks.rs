@@ -303,7 +303,8 @@ impl Config {
 
 /// The server a Voip24h `url` names, for telling two accounts' sessions
 /// apart: host and the Engine.IO path the session connects to (none
-/// written is `/socket.io/`, as `wire::websocket_url` dials); a URL that
+/// written is `/socket.io/`, and a path with or without its trailing `/` is
+/// one path, as `wire::websocket_url` dials); a URL that
 /// does not parse is compared as written. Not the port nor the scheme: the
 /// vendor's realtime server is one host on two ports, `http://…:port` and
 /// `https://…:portssl`, and one key on both passed `check` while the two

@@ -216,14 +216,22 @@ pub const DISCONNECT: &str = "41";
 /// its own path keeps it as the Engine.IO path (the socket.io clients'
 /// `path` option, for a server behind a front end), not as a namespace, as
 /// `io(url)` would take it: the relay joins the default namespace only.
+/// The path always ends in one `/` (`/gw/socket.io` dials
+/// `/gw/socket.io/`), as engine.io-client writes its `path`.
 pub fn websocket_url(base: &str, eio: u8) -> Result<Url, url::ParseError> {
     let mut url = Url::parse(base)?;
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     // ok to ignore: http(s) → ws(s) is always an allowed scheme change.
     let _ = url.set_scheme(scheme);
-    if url.path().is_empty() || url.path() == "/" {
-        url.set_path("/socket.io/");
-    }
+    // An engine.io server matches its path plus `/` as a prefix, so
+    // `/socket.io?EIO=…` is never answered; `check` (cross_checks'
+    // `voip24h_server`) counts both spellings as one server, and so must
+    // the dialer.
+    let path = match url.path().trim_end_matches('/') {
+        "" => "/socket.io/".to_owned(),
+        path => format!("{path}/"),
+    };
+    url.set_path(&path);
     url.query_pairs_mut()
         .append_pair("EIO", &eio.to_string())
         .append_pair("transport", "websocket");
@@ -370,5 +378,26 @@ mod tests {
                 .as_str(),
             "wss://dial.voip24h.vn:3123/socket.io/?EIO=4&transport=websocket"
         );
+    }
+
+    /// engine.io servers match `path` + `/` by prefix: `/socket.io?EIO=…`
+    /// was never answered, so a path written without its trailing slash
+    /// dialled a session that never opened.
+    #[test]
+    fn the_engine_io_path_ends_with_one_slash_however_it_is_written() {
+        for (base, path) in [
+            ("https://dial.voip24h.vn:3123/socket.io", "/socket.io/"),
+            ("https://dial.voip24h.vn:3123/socket.io/", "/socket.io/"),
+            ("https://dial.voip24h.vn:3123/socket.io//", "/socket.io/"),
+            ("https://gw/voip24h/socket.io", "/voip24h/socket.io/"),
+            ("https://gw/voip24h/socket.io/", "/voip24h/socket.io/"),
+            ("https://gw", "/socket.io/"),
+            ("https://gw/", "/socket.io/"),
+            ("https://gw//", "/socket.io/"),
+        ] {
+            let url = websocket_url(base, 4).unwrap();
+            assert_eq!(url.path(), path, "{base}");
+            assert_eq!(url.query(), Some("EIO=4&transport=websocket"), "{base}");
+        }
     }
 }
