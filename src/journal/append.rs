@@ -4,10 +4,13 @@
 //! Guarantees: an event whose id was journaled within `dedup.window` before
 //! this copy was received (judged as of its receipt, not its commit), or
 //! earlier in the same batch, is answered with the seq it has, not
-//! journaled again; the log, the dedup log and the counts are written in one
-//! transaction, and the in-memory index and figures change only once it has
-//! committed; a seq is never at or below one already handed out, whatever a
-//! damaged count says; a batch's records share one buffer.
+//! journaled again; a batch is stamped (its records' `journaled_at_ms`, its
+//! dedup entries) when it has the write transaction, not when it began to
+//! wait for it, so its window is never shorter than configured; the log,
+//! the dedup log and the counts are written in one transaction, and the
+//! in-memory index and figures change only once it has committed; a seq is
+//! never at or below one already handed out, whatever a damaged count
+//! says; a batch's records share one buffer.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -49,7 +52,7 @@ impl Journal {
         &self,
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_prepared_at(events, self.clock.now_ms())
+        self.append_prepared_reading(events, || self.clock.now_ms())
     }
 
     pub fn append_prepared_at(
@@ -57,9 +60,18 @@ impl Journal {
         events: &mut [PreparedEvent],
         now_ms: u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
+        self.append_prepared_reading(events, || now_ms)
+    }
+
+    /// `append_prepared` on the journal clock `now_ms` reads, read once the
+    /// write transaction is the batch's.
+    pub(super) fn append_prepared_reading(
+        &self,
+        events: &mut [PreparedEvent],
+        now_ms: impl FnOnce() -> u64,
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
         self.refuse_if_file_gone()?;
         let window_ms = self.options.dedup_window.as_millis() as u64;
-        let wall_now_ms = super::now_ms();
         // What this batch journals, for duplicates within it and for the
         // index once the commit has succeeded.
         let mut fresh: HashMap<EventId, Seen> = HashMap::with_capacity(events.len());
@@ -69,6 +81,11 @@ impl Journal {
         let mut pending = Vec::with_capacity(events.len());
         let db = self.db()?;
         let (_writing, txn) = self.begin_write(&db).map_err(storage)?;
+        // Read once the transaction is ours: a retention chunk may have held
+        // it for minutes, and entries stamped before that wait expired early
+        // by it, so a resend in the window's last slice was journaled again.
+        let now_ms = now_ms();
+        let wall_now_ms = super::now_ms();
         let (last, bytes) = {
             let index = self.dedup_index();
             let mut log = txn.open_table(EVENTS).map_err(storage)?;

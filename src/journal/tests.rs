@@ -1,6 +1,6 @@
 use super::record::decode_record;
 use super::*;
-use crate::event::{IncomingEvent, Transport, Vendor, VendorEvent};
+use crate::event::{IncomingEvent, PreparedEvent, Transport, Vendor, VendorEvent};
 use redb::ReadableTableMetadata;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -722,6 +722,63 @@ fn dedup_within_window_in_batch_after_window_and_after_restart() {
     assert_eq!(seqs(&out), vec![(2, false)]);
     let all = j.read_after(0, 10).unwrap();
     assert_eq!(all[0].header.id, all[1].header.id);
+}
+
+/// A batch that waited for redb's one write transaction (a retention chunk
+/// holds it, on a cold file for minutes) is stamped when it has it, not
+/// when it began to wait: stamped before, each of its dedup entries expired
+/// early by the wait, and a vendor's resend in the window's last slice was
+/// journaled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_waited_for_the_write_is_stamped_when_it_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(options(dir.path())).unwrap());
+    let t0 = 1_000_000_000;
+    let waited = 120_000;
+    // The journal's clock as the append reads it: t0 while another write
+    // holds the transaction, `waited` later once it lets go.
+    let clock = Arc::new(AtomicU64::new(t0));
+    let (holding, writes_held) = tokio::sync::oneshot::channel();
+    let (release, held) = std::sync::mpsc::channel();
+    let holder = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || j.hold_writes_until(holding, held)
+    });
+    writes_held.await.unwrap();
+    let (read, clock_read) = tokio::sync::oneshot::channel();
+    let appending = tokio::task::spawn_blocking({
+        let (j, clock) = (j.clone(), clock.clone());
+        move || {
+            let mut batch = [PreparedEvent::new(&event("x"))];
+            j.append_prepared_reading(&mut batch, || {
+                let _ = read.send(());
+                clock.load(Ordering::SeqCst)
+            })
+        }
+    });
+    // The append reaches redb's wait well within this; its clock must not
+    // have been read by then.
+    let early = tokio::time::timeout(Duration::from_millis(100), clock_read).await;
+    assert!(
+        early.is_err(),
+        "the append read its clock while another write held the transaction"
+    );
+    assert!(!appending.is_finished(), "the append waits its turn");
+    clock.store(t0 + waited, Ordering::SeqCst);
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let out = appending.await.unwrap().unwrap();
+    let AppendOutcome::Appended(journaled) = &out[0] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(journaled.journaled_at_ms, t0 + waited);
+    assert_eq!(j.read_after(0, 1).unwrap()[0].journaled_at_ms, t0 + waited);
+    // A resend a second before the window ends, counted from when the
+    // batch had the transaction: still a duplicate.
+    let out = j
+        .append_batch_at(&[event("x")], t0 + waited + 599_000)
+        .unwrap();
+    assert_eq!(seqs(&out), vec![(1, true)]);
 }
 
 /// A copy a source held through a commit outage longer than the window (a
