@@ -452,13 +452,22 @@ impl Metrics {
     }
 
     /// The journal's gauges, as it is now: at start, on each scrape and
-    /// after each retention pass.
+    /// after each retention pass. Not `last_seq`, which the ingest writer
+    /// sets at each commit: read here beside it, before a commit whose
+    /// newer seq the writer then set, it put the older one back.
     pub fn observe_journal(&self, journal: &crate::journal::Journal) {
-        set_saturating(&self.journal_last_seq, journal.last_seq());
         set_saturating(&self.journal_first_seq, journal.first_seq());
         set_saturating(&self.journal_bytes, journal.bytes());
         set_saturating(&self.journal_max_bytes, journal.options().max_size);
         set_saturating(&self.journal_file_bytes, journal.file_bytes());
+    }
+
+    /// [`Metrics::observe_journal`] and `last_seq`, before the ingest
+    /// writer runs: the seq the journal held when it was opened, until the
+    /// first commit.
+    pub fn observe_journal_at_start(&self, journal: &crate::journal::Journal) {
+        set_saturating(&self.journal_last_seq, journal.last_seq());
+        self.observe_journal(journal);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -557,7 +566,7 @@ mod tests {
             .append_batch(&[event("a"), event("b"), event("c")])
             .unwrap();
         let metrics = Metrics::new();
-        metrics.observe_journal(&journal);
+        metrics.observe_journal_at_start(&journal);
         assert_eq!(metrics.journal_last_seq.get(), 3);
         assert_eq!(metrics.journal_first_seq.get(), 1);
         assert_eq!(metrics.journal_max_bytes.get(), 1 << 30);
@@ -566,6 +575,25 @@ mod tests {
             metrics.journal_file_bytes.get(),
             i64::try_from(journal.file_bytes()).unwrap()
         );
+    }
+
+    /// Retention and a scrape observe the journal beside the writer: one
+    /// that read `last_seq` before a commit whose writer then set the newer
+    /// seq put the older one back, and the gauge went backwards.
+    #[test]
+    fn observing_the_journal_never_lowers_its_last_seq() {
+        use crate::journal::Journal;
+        use crate::journal::tests_support::{event, options};
+
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(options(dir.path())).unwrap();
+        journal.append_batch(&[event("a"), event("b")]).unwrap();
+        let metrics = Metrics::new();
+        // The writer's commit of seq 3, after the observer read seq 2.
+        metrics.journal_last_seq.set(3);
+        metrics.observe_journal(&journal);
+        assert_eq!(metrics.journal_last_seq.get(), 3);
+        assert_eq!(metrics.journal_first_seq.get(), 1, "the rest observed");
     }
 
     #[test]

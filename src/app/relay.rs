@@ -121,7 +121,7 @@ impl Relay {
         }
         let unsaid_before_start = retention::say_losses_before_start(&journal);
         let sse_resume = Arc::new(restored_resume_ids(&journal, &config));
-        metrics.observe_journal(&journal);
+        metrics.observe_journal_at_start(&journal);
         say_last_stop_losses(&journal, &metrics);
         let hub = Hub::new(journal.last_seq(), crate::ingest::SHARED_RING);
         let ingest = Ingest::start(
