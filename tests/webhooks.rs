@@ -1366,6 +1366,80 @@ async fn json_posted_as_a_form_is_json_and_an_empty_body_is_400() {
     relay.stop().await;
 }
 
+/// How many values the relay counts in `value`: every object, array and
+/// scalar (an object's keys are part of its members).
+fn values_in(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(values_in).sum::<usize>(),
+        Value::Object(members) => 1 + members.values().map(values_in).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// A body is parsed into a tree of values, each far larger than its bytes:
+/// a 1 MiB `{"a":[0,0,…]}` took about 46 MB (more while the array grew),
+/// while the body budget counted 1 MiB. A body of more values than any
+/// vendor's event holds is refused before its tree is built, after the
+/// credential check as any parse failure; an event at the limit is read.
+#[tokio::test]
+async fn a_body_of_more_values_than_the_limit_is_400_and_journals_nothing() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let limit = callrelay::vendors::text::MAX_VALUES;
+    let says = |reply: &Reply, what: &str| {
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            reply.text
+        );
+        json_of(reply)["error"].as_str().unwrap().to_owned()
+    };
+    let wide_json = format!("{{\"a\":[{}]}}", vec!["0"; limit - 1].join(","));
+    for vendor in ["caresoft", "tel4vn", "sprecord", "voipex", "voip24h"] {
+        let reply = send(authed(&c, &relay, vendor, wide_json.clone())).await;
+        let error = says(&reply, vendor);
+        assert!(
+            error.contains("more than 10000 values"),
+            "{vendor}: {error}"
+        );
+    }
+    const FORM: &str = "application/x-www-form-urlencoded";
+    for vendor in ["sprecord", "voip24h"] {
+        let wide_form = "a=0&".repeat(limit + 1);
+        let reply = send(authed_as(&c, &relay, Method::POST, vendor, FORM, wide_form)).await;
+        let error = says(&reply, vendor);
+        assert!(
+            error.contains("more than 10000 form fields"),
+            "{vendor}: {error}"
+        );
+    }
+    // The feedback GET's event is its query; `token` is one parameter.
+    let wide_query = format!("/hooks/voip24h/v24?token=v24-token&{}", "a&".repeat(limit));
+    let error = says(&send(c.get(relay.url(&wide_query))).await, "feedback GET");
+    assert!(
+        error.contains("more than 10000 query parameters"),
+        "{error}"
+    );
+    assert!(
+        relay.events().is_empty(),
+        "nothing over the limit is journaled"
+    );
+
+    // The documented call event, widened to exactly the limit.
+    let mut event: Value = serde_json::from_str(&fixture("voip24h/call_event_ring.json")).unwrap();
+    let zeros = limit - values_in(&event) - 1;
+    event["pad"] = Value::Array(vec![json!(0); zeros]);
+    assert_eq!(values_in(&event), limit);
+    let reply = send(authed(&c, &relay, "voip24h", event.to_string())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let journaled = relay.event_values();
+    assert_eq!(journaled.len(), 1);
+    assert_eq!(journaled[0]["type"], "call.ringing");
+    assert_eq!(journaled[0]["data"]["raw"], event);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn a_path_segment_that_is_not_utf8_is_a_counted_json_404() {
     let relay = start_relay(HOOKS).await;

@@ -285,8 +285,12 @@ pub fn json_object<'a>(
         return Err(ParseError("empty body: expected a JSON object".into()));
     }
     let body_text = text::body_text(body, text::declared_charset(content_type)?)?;
-    let (value, read) = text::parse_json(&body_text)
-        .map_err(|e| ParseError(format!("the body is not valid JSON: {e}")))?;
+    let (value, read) = text::parse_json(&body_text).map_err(|e| {
+        ParseError(match e {
+            text::JsonError::TooManyValues => format!("the body holds {e}"),
+            _ => format!("the body is not valid JSON: {e}"),
+        })
+    })?;
     if !value.is_object() {
         return Err(ParseError(format!(
             "expected a JSON object, got {}",

@@ -1,5 +1,6 @@
 //! Vendor bytes to text: the charset a body declares, a byte order mark,
-//! percent-decoded form fields, and JSON's lone surrogate escapes.
+//! percent-decoded form fields, and JSON's lone surrogate escapes; and how
+//! much of a payload is read into values at all.
 //!
 //! Guarantees: text is never altered silently. A body in the charset its
 //! `Content-Type` names (`; charset=windows-1251`, any WHATWG label) is read
@@ -11,7 +12,11 @@
 //! change made to text that is read is to a JSON `\uD800`-style escape of a
 //! lone surrogate (what JavaScript's `JSON.stringify` writes for a string cut
 //! through an emoji): it cannot be UTF-8, so rather than lose the event it is
-//! read as U+FFFD, in `data.raw` too.
+//! read as U+FFFD, in `data.raw` too. JSON of more than [`MAX_VALUES`] values
+//! or nested deeper than [`MAX_NESTING`] levels, and a form or query of more
+//! than [`MAX_VALUES`] fields, is refused before any of it is read into
+//! values: what a payload takes in memory is bounded by its bytes and that
+//! number, not by its bytes alone.
 
 use std::borrow::Cow;
 
@@ -127,6 +132,17 @@ pub fn form_pairs(
     pairs: Pairs,
 ) -> Result<Vec<(String, String)>, ParseError> {
     let what = pairs.one();
+    // Counted before any is decoded: each field is two strings and an
+    // entry in the payload's object, whatever its bytes (`a&a&…`).
+    let count = encoded
+        .split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .count();
+    if count > MAX_VALUES {
+        return Err(ParseError(format!(
+            "more than {MAX_VALUES} {what}s, the most the relay reads in one payload"
+        )));
+    }
     let text = |bytes: &[u8], name: Option<&str>| -> Result<String, ParseError> {
         let plus_as_space: Vec<u8> = bytes
             .iter()
@@ -224,32 +240,58 @@ pub fn labelled_other_than_its_utf8(
 /// cannot read. No vendor nests more than a few levels.
 pub const MAX_NESTING: usize = 100;
 
+/// The most values a payload may hold (objects, arrays and scalars alike;
+/// an object's keys are part of its members, not values of their own), and
+/// the most fields a form or parameters a query may. A value read into a
+/// `serde_json::Value` takes about 80 bytes and a number a string of its
+/// own besides (the crate keeps key order and numbers' text), whatever its
+/// bytes: a 1 MiB body of `[0,0,…]` took about 46 MB, more while the array
+/// grew, and the body budget counts bytes. The vendors' events hold at most
+/// a few hundred values (CareSoft's largest documented one, 59).
+pub const MAX_VALUES: usize = 10_000;
+
+/// Why [`parse_json`] did not read a text.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// The text is not JSON: serde_json's reason.
+    #[error(transparent)]
+    Syntax(#[from] serde_json::Error),
+    #[error("nested deeper than {MAX_NESTING} levels")]
+    TooDeep,
+    #[error("more than {MAX_VALUES} values, the most the relay reads in one payload")]
+    TooManyValues,
+}
+
 /// Parses JSON text; one with lone surrogate escapes is read with U+FFFD in
 /// their place, and the text returned is the one that was read (for
-/// `data.raw`). Text nested deeper than [`MAX_NESTING`] is refused.
-pub fn parse_json(text: &str) -> Result<(Value, Cow<'_, str>), serde_json::Error> {
-    let (value, read) = match serde_json::from_str(text) {
-        Ok(value) => (value, Cow::Borrowed(text)),
+/// `data.raw`). Text nested deeper than [`MAX_NESTING`] or holding more than
+/// [`MAX_VALUES`] values is refused before any of it is read into values.
+pub fn parse_json(text: &str) -> Result<(Value, Cow<'_, str>), JsonError> {
+    // The repair below changes no structure: one check covers both texts.
+    check_shape(text)?;
+    match serde_json::from_str(text) {
+        Ok(value) => Ok((value, Cow::Borrowed(text))),
         Err(e) => match without_lone_surrogates(text) {
             Some(repaired) => {
                 let value = serde_json::from_str(&repaired)?;
-                (value, Cow::Owned(repaired))
+                Ok((value, Cow::Owned(repaired)))
             }
-            None => return Err(e),
+            None => Err(e.into()),
         },
-    };
-    if nesting_of(&read) > MAX_NESTING {
-        return Err(<serde_json::Error as serde::de::Error>::custom(format!(
-            "nested deeper than {MAX_NESTING} levels"
-        )));
     }
-    Ok((value, read))
 }
 
-/// The deepest nesting of arrays and objects in JSON text that parsed.
-fn nesting_of(text: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
+/// Refuses text nested deeper than [`MAX_NESTING`] or holding more than
+/// [`MAX_VALUES`] values, counted in one pass over its bytes without
+/// reading it. The count is exact for JSON: one value to start with, one
+/// more after each comma (each separates two elements or members), one for
+/// each array or object, less one for each that closes empty (it held none
+/// of the one its opening counted for its inside). For text that is not
+/// JSON the count still covers every value serde_json reads before it
+/// fails, since both take strings to end at the same unescaped quote.
+fn check_shape(text: &str) -> Result<(), JsonError> {
+    let (mut depth, mut values) = (0usize, 1usize);
+    let (mut in_string, mut escaped, mut just_opened) = (false, false, false);
     for &b in text.as_bytes() {
         if in_string {
             match b {
@@ -261,16 +303,36 @@ fn nesting_of(text: &str) -> usize {
             continue;
         }
         match b {
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                deepest = deepest.max(depth);
+                if depth > MAX_NESTING {
+                    return Err(JsonError::TooDeep);
+                }
+                values += 1;
+                just_opened = true;
+                continue;
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if just_opened {
+                    values -= 1;
+                }
+            }
+            b',' => values += 1,
             _ => {}
         }
+        just_opened = false;
+        if values > MAX_VALUES {
+            return Err(JsonError::TooManyValues);
+        }
     }
-    deepest
+    // The last container opened may be left open (text cut short).
+    if values > MAX_VALUES {
+        return Err(JsonError::TooManyValues);
+    }
+    Ok(())
 }
 
 /// `text` with each `\uXXXX` escape of a surrogate that is not half of a
@@ -517,6 +579,89 @@ mod tests {
         let wide = format!("{{\"rows\":[{}]}}", vec!["{\"a\":[1]}"; 150].join(","));
         let (value, _) = parse_json(&wide).unwrap();
         assert_eq!(value["rows"].as_array().map(Vec::len), Some(150));
+    }
+
+    /// `{"a":[0,0,…]}` of `n` values in all: the object and the array are
+    /// two of them.
+    fn wide(n: usize) -> String {
+        format!("{{\"a\":[{}]}}", vec!["0"; n - 2].join(","))
+    }
+
+    #[test]
+    fn a_payload_of_more_values_than_the_limit_is_refused_and_one_at_it_is_read() {
+        let (value, _) = parse_json(&wide(MAX_VALUES)).unwrap();
+        assert_eq!(value["a"].as_array().map(Vec::len), Some(MAX_VALUES - 2));
+        let refused = parse_json(&wide(MAX_VALUES + 1)).unwrap_err();
+        assert!(
+            refused.to_string().contains("more than 10000 values"),
+            "{refused}"
+        );
+        // An object's members are one value each, whatever their key, and
+        // an empty array or object is one value too.
+        let members = |n: usize| {
+            let members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":[]")).collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let (value, _) = parse_json(&members(MAX_VALUES - 1)).unwrap();
+        assert_eq!(value.as_object().map(|o| o.len()), Some(MAX_VALUES - 1));
+        let over = |text: &str| matches!(parse_json(text), Err(JsonError::TooManyValues));
+        assert!(over(&members(MAX_VALUES)));
+        // A text read repaired (a lone surrogate) is counted as well, and
+        // one cut short is refused for its count, not its syntax.
+        let repaired = format!("[\"\\ud800\",{}]", vec!["0"; MAX_VALUES - 1].join(","));
+        assert!(over(&repaired));
+        let cut_short = format!("[{},", vec!["0"; MAX_VALUES].join(","));
+        assert!(over(&cut_short));
+    }
+
+    /// What would be values outside a string is text inside one: brackets,
+    /// commas, escaped quotes, and an escaped backslash just before the
+    /// closing quote, after which counting goes on.
+    #[test]
+    fn brackets_commas_and_escaped_quotes_inside_strings_are_not_values() {
+        let text = |zeros: usize| {
+            format!(
+                "{{\"s\":\"{}\",\"a\":[{}]}}",
+                r#"[{,\"],:\\"#.repeat(MAX_VALUES),
+                vec!["0"; zeros].join(",")
+            )
+        };
+        // The object, the string, the array and its zeros.
+        let (value, _) = parse_json(&text(MAX_VALUES - 3)).unwrap();
+        assert!(value["s"].as_str().unwrap().starts_with("[{,\"],:\\"));
+        assert!(matches!(
+            parse_json(&text(MAX_VALUES - 2)),
+            Err(JsonError::TooManyValues)
+        ));
+    }
+
+    #[test]
+    fn a_form_of_more_fields_than_the_limit_is_refused() {
+        let form = |n: usize| {
+            let fields: Vec<String> = (0..n).map(|i| format!("a{i}=1")).collect();
+            fields.join("&")
+        };
+        let read = form_pairs(form(MAX_VALUES).as_bytes(), None, Pairs::FormFields).unwrap();
+        assert_eq!(read.len(), MAX_VALUES);
+        // An empty pair (`&&`) is no field.
+        let empties = format!("&&{}&&", form(MAX_VALUES));
+        assert!(form_pairs(empties.as_bytes(), None, Pairs::FormFields).is_ok());
+        let refused =
+            form_pairs(form(MAX_VALUES + 1).as_bytes(), None, Pairs::FormFields).unwrap_err();
+        assert!(
+            refused.0.contains("more than 10000 form fields"),
+            "{refused}"
+        );
+        let refused = form_pairs(
+            form(MAX_VALUES + 1).as_bytes(),
+            None,
+            Pairs::QueryParameters,
+        )
+        .unwrap_err();
+        assert!(
+            refused.0.contains("more than 10000 query parameters"),
+            "{refused}"
+        );
     }
 
     /// An escape is skipped as its two bytes: a lone surrogate right after

@@ -31,6 +31,9 @@ pub enum StreamPayload {
 pub fn read_payload(data: &str) -> StreamPayload {
     let (value, text) = match vendors::text::parse_json(data) {
         Ok(read) => read,
+        Err(e @ vendors::text::JsonError::TooManyValues) => {
+            return StreamPayload::Malformed(format!("data holds {e}; {} bytes", data.len()));
+        }
         Err(e) => {
             return StreamPayload::Malformed(format!(
                 "data is not JSON ({e}); {} bytes",
@@ -72,6 +75,16 @@ mod tests {
         };
         assert!(!why.contains("secret"), "{why}");
         assert!(why.contains("19 bytes"), "{why}");
+    }
+
+    #[test]
+    fn data_of_more_values_than_the_limit_is_malformed() {
+        let zeros = vec!["0"; crate::vendors::text::MAX_VALUES].join(",");
+        let data = format!(r#"{{"event_type":"call_end","a":[{zeros}]}}"#);
+        let StreamPayload::Malformed(why) = read_payload(&data) else {
+            panic!("read");
+        };
+        assert!(why.contains("more than 10000 values"), "{why}");
     }
 
     #[test]

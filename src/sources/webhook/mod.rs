@@ -26,7 +26,10 @@
 //! - a sender whose credentials (in a header or the query) fail never has
 //!   its body held in memory; bodies that are held share a budget
 //!   (`ServerConfig::body_memory_limit`), past which the answer is 503 with
-//!   `Retry-After`;
+//!   `Retry-After`; the budget counts bytes, and what parsing a body adds
+//!   besides is bounded by its bytes and by its number of values (a body of
+//!   more than `vendors::text::MAX_VALUES` is a 400 before it is read into
+//!   values);
 //! - no answer, log line or metric label carries a credential.
 
 pub mod body;
