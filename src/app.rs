@@ -121,6 +121,9 @@ pub struct Context {
     /// (Voip24h, past its drain): waited for once ingest has stopped, so
     /// that what they count as lost is kept for the next start too.
     pub late_answers: tokio_util::task::TaskTracker,
+    /// The HTTP connections open, under `server.max_connections` (the
+    /// opening answers' count towards it too); a reload sets its maximum.
+    pub http_slots: crate::http_serve::ConnectionSlots,
     pub started: Instant,
     reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }

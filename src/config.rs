@@ -80,6 +80,10 @@ pub struct ServerConfig {
     pub listen: Spanned<String>,
     #[serde(default = "ServerConfig::default_max_body")]
     pub max_body: Spanned<ByteSize>,
+    /// HTTP connections open at once, WebSocket sessions not counted (those
+    /// are `websocket.max_clients`'): past it a new one is closed at once.
+    #[serde(default = "ServerConfig::default_max_connections")]
+    pub max_connections: Spanned<usize>,
     /// Not a key of the file (the contract lists those): the defaults, which
     /// tests shorten. Read once, when the server starts.
     #[serde(skip)]
@@ -97,6 +101,14 @@ impl ServerConfig {
     }
     fn default_max_body() -> Spanned<ByteSize> {
         unspanned(ByteSize(1024 * 1024))
+    }
+    /// Far above what vendors and scrapers open (a few each), and at an
+    /// idle connection's worst (its read buffer grown to 64 KiB by a large
+    /// head and kept between requests, hyper's write buffer beside it)
+    /// about 256 MiB: within a unit's `MemoryMax`, and far under its
+    /// `LimitNOFILE` beside `websocket.max_clients`.
+    fn default_max_connections() -> Spanned<usize> {
+        unspanned(2048)
     }
     fn default_body_memory() -> u64 {
         64 * 1024 * 1024
@@ -125,6 +137,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: Self::default_listen(),
             max_body: Self::default_max_body(),
+            max_connections: Self::default_max_connections(),
             http_timeouts: Default::default(),
             body_memory: Self::default_body_memory(),
         }

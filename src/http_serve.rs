@@ -23,8 +23,16 @@
 //!   written `idle` later would be (the relay's are small, written at once);
 //! - an HTTP/2 connection has at most [`HTTP2_MAX_STREAMS`] requests open,
 //!   so one client holds at most that many rendered replies;
+//! - at most [`ConnectionSlots`]' `server.max_connections` HTTP connections
+//!   are open at once: past it, a new one is closed as soon as it is
+//!   accepted (its descriptor freed at once, the backlog kept moving for the
+//!   senders behind it), counted as `over_capacity` and logged (once per 30 s
+//!   while it repeats). An attacker holding connections open (a request a
+//!   minute, each after a head that grew its read buffer) holds that many,
+//!   not every descriptor and the memory they take;
 //! - a connection upgraded to a WebSocket is the fan-out's, not the server's:
-//!   none of these bounds applies to it;
+//!   none of these bounds applies to it, and it leaves its slot at the
+//!   upgrade (`websocket.max_clients` bounds the sessions);
 //! - an accept error (out of file descriptors, …) never ends the server: it
 //!   is logged (once per 30 s while it repeats) and accepting resumes a
 //!   second later;
@@ -33,9 +41,9 @@
 //!   those with a request in progress once it is answered; [`serve`] returns
 //!   when all have (the caller bounds that wait).
 //!
-//! Connections closed by a bound, or after hyper answered a request head it
-//! could not take (431 over 64 KiB, 400 not HTTP: a client speaking TLS to
-//! this plain-HTTP port shows so), are counted in
+//! Connections closed by a bound or the cap, or after hyper answered a
+//! request head it could not take (431 over 64 KiB, 400 not HTTP: a client
+//! speaking TLS to this plain-HTTP port shows so), are counted in
 //! `callrelay_http_connections_closed_total{reason}`: such requests reach no
 //! route, so no other metric or log line would show them. Every request carries
 //! its connection's peer address ([`peer_of`]), so that a refusal can be
@@ -59,6 +67,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +110,77 @@ const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// pause rather than once a loop turn.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// The HTTP connections the server may hold open at once
+/// (`server.max_connections`), and how many it holds. One for the listener:
+/// the answers given while the journal opens and the relay's routes share
+/// it, so that the connections the first are still closing count against
+/// the second. A reload sets a new maximum: connections already open stay,
+/// and new ones are closed until fewer than it are open.
+#[derive(Clone, Debug)]
+pub struct ConnectionSlots(Arc<SlotCounts>);
+
+#[derive(Debug)]
+struct SlotCounts {
+    max: AtomicUsize,
+    open: AtomicUsize,
+}
+
+impl ConnectionSlots {
+    pub fn new(max: usize) -> ConnectionSlots {
+        ConnectionSlots(Arc::new(SlotCounts {
+            max: AtomicUsize::new(max),
+            open: AtomicUsize::new(0),
+        }))
+    }
+
+    pub fn max(&self) -> usize {
+        self.0.max.load(Ordering::Acquire)
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.0.max.store(max, Ordering::Release);
+    }
+
+    /// HTTP connections open now.
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// A slot, unless `max` are taken; `gauge` follows the count.
+    fn take(&self, gauge: &IntGauge) -> Option<Slot> {
+        let max = self.max();
+        self.0
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()?;
+        gauge.inc();
+        Some(Slot {
+            counts: self.0.clone(),
+            gauge: gauge.clone(),
+        })
+    }
+}
+
+/// One open connection's place under the cap, given back when dropped.
+#[derive(Debug)]
+struct Slot {
+    counts: Arc<SlotCounts>,
+    gauge: IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counts.open.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
+    }
+}
+
+/// How often connections closed over the cap are logged again while they
+/// go on: a flood of them is one line per interval, with the count.
+const OVER_CAPACITY_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains
 /// the connections (module doc). Shared: the relay's routes take the
 /// listener over from the answers given while the journal opens; it closes
@@ -109,10 +189,11 @@ pub async fn serve(
     listener: Arc<TcpListener>,
     router: Router,
     timeouts: HttpTimeouts,
+    slots: ConnectionSlots,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    accept_until(listener, router, timeouts, metrics, &shutdown)
+    accept_until(listener, router, timeouts, slots, metrics, &shutdown)
         .await
         .shutdown()
         .await;
@@ -125,6 +206,7 @@ pub async fn accept_until(
     listener: Arc<TcpListener>,
     router: Router,
     timeouts: HttpTimeouts,
+    slots: ConnectionSlots,
     metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> GracefulShutdown {
@@ -133,6 +215,7 @@ pub async fn accept_until(
     // Out of descriptors, accepting fails on every try until some close:
     // one line, then one per interval with how many were held back.
     let mut accept_errors = LogThrottle::new(ACCEPT_ERROR_LOG_INTERVAL);
+    let mut over_capacity = LogThrottle::new(OVER_CAPACITY_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             // Checked first: once cancelled, nothing more is accepted, so a
@@ -143,12 +226,33 @@ pub async fn accept_until(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = slots.take(&metrics.http_connections) else {
+                    // Accepted and closed rather than left in the backlog:
+                    // the backlog would fill, and a vendor's connection
+                    // wait there unanswered until it gave up; closed, it
+                    // fails at once and its retry may find a free slot.
+                    metrics
+                        .http_connections_closed
+                        .with_label_values(&[Closed::OverCapacity.label()])
+                        .inc();
+                    drop(stream);
+                    if let Some(held_back) = over_capacity.admit((), std::time::Instant::now()) {
+                        tracing::warn!(
+                            max_connections = slots.max(),
+                            peer = %peer,
+                            held_back,
+                            "closed a new HTTP connection at once: server.max_connections HTTP connections are open (a flood, or clients that keep connections and send little: callrelay_http_connections_closed_total{{reason=\"over_capacity\"}}); raise server.max_connections if these are real senders, see \"Open files\" in docs/operations.md"
+                        );
+                    }
+                    continue;
+                };
                 let connection = Connection {
                     peer,
                     router: router.clone(),
                     builder: builder.clone(),
                     timeouts,
                     metrics: metrics.clone(),
+                    _slot: slot,
                 };
                 tokio::spawn(connection.serve(stream, graceful.watcher()));
             }
@@ -223,14 +327,17 @@ pub enum Closed {
     HeadTooLarge,
     /// hyper answered 400: the bytes are not an HTTP/1.1 request head.
     MalformedHead,
+    /// Closed as soon as accepted: `server.max_connections` were open.
+    OverCapacity,
 }
 
 impl Closed {
-    pub const ALL: [Closed; 4] = [
+    pub const ALL: [Closed; 5] = [
         Closed::HeaderTimeout,
         Closed::Idle,
         Closed::HeadTooLarge,
         Closed::MalformedHead,
+        Closed::OverCapacity,
     ];
 
     pub fn label(self) -> &'static str {
@@ -239,6 +346,7 @@ impl Closed {
             Closed::Idle => "idle",
             Closed::HeadTooLarge => "head_too_large",
             Closed::MalformedHead => "malformed_head",
+            Closed::OverCapacity => "over_capacity",
         }
     }
 }
@@ -250,6 +358,10 @@ struct Connection {
     builder: Arc<Builder<TokioExecutor>>,
     timeouts: HttpTimeouts,
     metrics: Arc<Metrics>,
+    /// Held until [`Connection::serve`] ends: at the close, or at a
+    /// WebSocket upgrade, where hyper's connection future ends once it has
+    /// handed the socket over (so a session holds no HTTP slot).
+    _slot: Slot,
 }
 
 impl Connection {
@@ -475,8 +587,35 @@ mod tests {
         let labels = Closed::ALL.map(Closed::label);
         assert_eq!(
             labels,
-            ["header_timeout", "idle", "head_too_large", "malformed_head"]
+            [
+                "header_timeout",
+                "idle",
+                "head_too_large",
+                "malformed_head",
+                "over_capacity"
+            ]
         );
+    }
+
+    /// A slot is refused once `max` are held, given back when dropped, and
+    /// a lowered maximum refuses new ones while leaving those held.
+    #[test]
+    fn slots_are_bounded_given_back_and_follow_a_new_maximum() {
+        let gauge = IntGauge::new("open", "open").unwrap();
+        let slots = ConnectionSlots::new(2);
+        let first = slots.take(&gauge).expect("first");
+        let second = slots.take(&gauge).expect("second");
+        assert!(slots.take(&gauge).is_none(), "a third past max = 2");
+        assert_eq!((slots.open(), gauge.get()), (2, 2));
+        drop(first);
+        assert_eq!((slots.open(), gauge.get()), (1, 1));
+        let third = slots.take(&gauge).expect("a freed slot");
+        slots.set_max(1);
+        assert!(slots.take(&gauge).is_none(), "over the lowered maximum");
+        assert_eq!(slots.open(), 2, "those open stay");
+        drop((second, third));
+        assert!(slots.take(&gauge).is_some(), "under it again");
+        assert_eq!(gauge.get(), 0, "every slot given back");
     }
 
     #[test]

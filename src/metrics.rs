@@ -47,6 +47,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_ok: IntGauge,
     pub http_connections_closed: IntCounterVec,
+    /// HTTP connections open now, against `server.max_connections`.
+    pub http_connections: IntGauge,
     pub ws_refused: IntCounterVec,
     pub journal_first_seq: IntGauge,
     pub journal_max_bytes: IntGauge,
@@ -245,8 +247,13 @@ impl Metrics {
         let http_connections_closed = counter(
             &r,
             "callrelay_http_connections_closed_total",
-            "HTTP connections the relay closed before any route answered: reason=header_timeout (no whole request head in time), idle (no request for long after the last), head_too_large (a head over 64 KiB, answered 431), malformed_head (not an HTTP request head, answered 400: e.g. TLS to this plain-HTTP port).",
+            "HTTP connections the relay closed before any route answered: reason=header_timeout (no whole request head in time), idle (no request for long after the last), head_too_large (a head over 64 KiB, answered 431), malformed_head (not an HTTP request head, answered 400: e.g. TLS to this plain-HTTP port), over_capacity (closed as soon as accepted: server.max_connections were open).",
             &["reason"],
+        );
+        let http_connections = gauge(
+            &r,
+            "callrelay_http_connections",
+            "HTTP connections open now (WebSocket sessions not counted: callrelay_ws_clients); at server.max_connections a new one is closed at once, counted as callrelay_http_connections_closed_total{reason=\"over_capacity\"}.",
         );
         let config_restart_pending = gauge(
             &r,
@@ -371,6 +378,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_ok,
             http_connections_closed,
+            http_connections,
             ws_refused,
             journal_first_seq,
             journal_max_bytes,

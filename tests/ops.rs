@@ -97,6 +97,7 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
         "counter",
         &["reason"],
     ),
+    ("callrelay_http_connections", "gauge", &[]),
     ("callrelay_webhook_body_bytes", "gauge", &[]),
     ("callrelay_ws_refused_total", "counter", &["reason"]),
     ("callrelay_sink_ready", "gauge", &["sink"]),
@@ -146,6 +147,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.config_reloads, "counter"),
         (&m.config_last_reload_ok, "gauge"),
         (&m.http_connections_closed, "counter"),
+        (&m.http_connections, "gauge"),
         (&m.webhook_body_bytes, "gauge"),
         (&m.ws_refused, "counter"),
         (&m.journal_first_seq, "gauge"),
@@ -1202,6 +1204,97 @@ async fn an_http2_connection_is_told_it_may_hold_16_requests_open() {
     .await
     .expect("the server's SETTINGS");
     assert_eq!(announced, Some(16), "SETTINGS_MAX_CONCURRENT_STREAMS");
+}
+
+/// Past `server.max_connections` open HTTP connections a new one is closed
+/// as soon as it is accepted, counted as `over_capacity`, and those open
+/// are served on; once one closes, the next is served. A connection
+/// upgraded to a WebSocket leaves its slot at the upgrade (`max_clients`
+/// bounds those); a reload's new cap holds from the next connection. Before (security audit, 2026-12-07), every connection
+/// was taken: thousands kept open by a request every minute, each after a
+/// 60 KiB head, held a gigabyte and the descriptors the relay's own
+/// upstream, broker and journal files need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_max_connections_are_closed_at_once_and_the_open_ones_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = common::base_config(dir.path()).replacen(
+        "[server]\n",
+        "[server]\nmax_connections = 2\n",
+        1,
+    ) + DEMO_HOOKS;
+    // No bound of the server's closes a connection meanwhile: only the cap.
+    let timeouts = HttpTimeouts {
+        header_read: NEVER,
+        idle: NEVER,
+    };
+    let relay = common::start_relay_tuned(dir, &text, |c| c.server.http_timeouts = timeouts).await;
+    let connect = || tokio::net::TcpStream::connect(relay.addr);
+    let open = || relay.ctx.metrics.http_connections.get();
+
+    let mut first = connect().await.expect("connect");
+    let mut second = connect().await.expect("connect");
+    // Answered, so both were accepted and hold their slots.
+    healthz_on(&mut first).await;
+    healthz_on(&mut second).await;
+    let mut over = connect().await.expect("connect");
+    assert!(
+        common::await_close(&mut over, Duration::from_secs(5)).await,
+        "a connection past max_connections = 2 was kept open"
+    );
+    assert_eq!(open(), 2);
+    common::eventually(Duration::from_secs(5), "the close counted", || {
+        relay.connections_closed("over_capacity") == 1
+    })
+    .await;
+    healthz_on(&mut first).await;
+    healthz_on(&mut second).await;
+
+    drop(first);
+    common::eventually(
+        Duration::from_secs(5),
+        "the closed one's slot freed",
+        || open() == 1,
+    )
+    .await;
+    let mut next = connect().await.expect("connect");
+    healthz_on(&mut next).await;
+    assert_eq!(open(), 2);
+    drop(next);
+    common::eventually(Duration::from_secs(5), "its slot freed", || open() == 1).await;
+
+    // The upgrade's connection held a slot until the 101; the session holds none.
+    let (_session, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", relay.addr))
+        .await
+        .expect("WebSocket upgrade");
+    common::eventually(
+        Duration::from_secs(5),
+        "the upgraded one's slot freed",
+        || open() == 1,
+    )
+    .await;
+    assert_eq!(relay.ctx.metrics.ws_clients.get(), 1);
+    let mut beside_the_session = connect().await.expect("connect");
+    healthz_on(&mut beside_the_session).await;
+    assert_eq!(open(), 2);
+    let mut over = connect().await.expect("connect");
+    assert!(
+        common::await_close(&mut over, Duration::from_secs(5)).await,
+        "a connection past max_connections = 2 was kept open beside the WebSocket"
+    );
+    common::eventually(Duration::from_secs(5), "the close counted", || {
+        relay.connections_closed("over_capacity") == 2
+    })
+    .await;
+    healthz_on(&mut second).await;
+
+    // A reload raises the cap for the next connection accepted.
+    let raised = text.replace("max_connections = 2\n", "max_connections = 3\n");
+    std::fs::write(&relay.config_path, raised).expect("write config");
+    assert!(relay.reload().await.needs_restart.is_empty());
+    let mut third = connect().await.expect("connect");
+    healthz_on(&mut third).await;
+    assert_eq!(open(), 3);
+    relay.stop().await;
 }
 
 /// An SSE server playing SPRecord: `GET /{account}/sys/events` stays open;

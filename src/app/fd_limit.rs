@@ -10,16 +10,17 @@
 //! `max_clients`.
 //!
 //! Guarantees: the soft limit is only ever raised; a failure to raise it is
-//! logged, not fatal; a limit below the estimate is one WARN naming both
-//! figures and the fix, at start and again after each reload that leaves
-//! it short (a reload can raise `max_clients` or add streams).
+//! logged, not fatal; a limit below the estimate (`websocket.max_clients`,
+//! `server.max_connections`, the upstream streams and a margin) is one WARN
+//! naming both figures and the fix, at start and again after each reload
+//! that leaves it short (a reload can raise either cap or add streams).
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 use crate::config::Config;
 
-/// Descriptors beyond clients and upstream streams: webhook and scrape
-/// connections, Kafka brokers, the journal, the runtime's own.
+/// Descriptors beyond clients, HTTP connections and upstream streams:
+/// Kafka brokers, the journal, files a reload reads, the runtime's own.
 const MARGIN: u64 = 1024;
 
 /// What to do about a soft limit `current` under a hard limit `maximum`
@@ -52,16 +53,19 @@ fn plan(current: Option<u64>, maximum: Option<u64>, need: u64) -> Plan {
     }
 }
 
-/// What `config` may hold open at once.
+/// What `config` may hold open at once. `server.max_connections` counts:
+/// below it the limit, not the cap, would refuse connections, and the
+/// relay's own sockets and files would fail beside them.
 fn need(config: &Config) -> u64 {
     let clients = *config.websocket.max_clients.get_ref() as u64;
+    let http = *config.server.max_connections.get_ref() as u64;
     let voip24h = config.voip24h.len() as u64;
     let sprecord: u64 = config
         .sprecord
         .iter()
         .map(|s| u64::from(*s.get_ref().streams.get_ref()))
         .sum();
-    clients + voip24h + sprecord + MARGIN
+    clients + http + voip24h + sprecord + MARGIN
 }
 
 /// Raises the soft limit to the hard one and warns when it is still below
@@ -105,7 +109,8 @@ fn warn_if_short(plan: &Plan, need: u64, config: &Config) {
             limit = plan.limit,
             need,
             max_clients = config.websocket.max_clients.get_ref(),
-            "the open-file limit is below what this config may hold open (websocket.max_clients, upstream streams and 1024 more): connections will fail before max_clients refuses any; raise LimitNOFILE (the unit sets 65536) or `ulimit -Hn`, or lower websocket.max_clients"
+            max_connections = config.server.max_connections.get_ref(),
+            "the open-file limit is below what this config may hold open (websocket.max_clients, server.max_connections, upstream streams and 1024 more): connections, upstream reconnects and journal reopens will fail before those caps refuse any; raise LimitNOFILE (the unit sets 65536) or `ulimit -Hn`, or lower websocket.max_clients or server.max_connections"
         );
     }
 }
@@ -164,8 +169,8 @@ mod tests {
 
     #[test]
     fn the_need_counts_clients_streams_and_a_margin() {
-        let text = "[websocket]\nmax_clients = 500\n\n[[voip24h]]\naccount = \"a\"\nurl = \"http://127.0.0.1:9\"\nkey = \"k\"\n\n[[sprecord]]\naccount = \"s\"\nurl = \"http://127.0.0.1:9\"\nstreams = 2\n";
+        let text = "[server]\nmax_connections = 300\n\n[websocket]\nmax_clients = 500\n\n[[voip24h]]\naccount = \"a\"\nurl = \"http://127.0.0.1:9\"\nkey = \"k\"\n\n[[sprecord]]\naccount = \"s\"\nurl = \"http://127.0.0.1:9\"\nstreams = 2\n";
         let config = Config::from_text("relay.toml", text, &|_| None).unwrap();
-        assert_eq!(need(&config), 500 + 1 + 2 + MARGIN);
+        assert_eq!(need(&config), 500 + 300 + 1 + 2 + MARGIN);
     }
 }

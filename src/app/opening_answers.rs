@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::http_serve::{self, HttpTimeouts};
+use crate::http_serve::{self, ConnectionSlots, HttpTimeouts};
 use crate::metrics::Metrics;
 use crate::server;
 use crate::sources::webhook;
@@ -64,6 +64,7 @@ impl OpeningAnswers {
 pub(super) fn serve_while_opening(
     listener: Arc<TcpListener>,
     timeouts: HttpTimeouts,
+    slots: ConnectionSlots,
     metrics: Arc<Metrics>,
 ) -> OpeningAnswers {
     let stop = CancellationToken::new();
@@ -72,7 +73,8 @@ pub(super) fn serve_while_opening(
     let (stopped, stopped_accepting) = oneshot::channel();
     let stopping = stop.clone();
     tokio::spawn(async move {
-        let drain = http_serve::accept_until(listener, router, timeouts, metrics, &stopping).await;
+        let drain =
+            http_serve::accept_until(listener, router, timeouts, slots, metrics, &stopping).await;
         let _ = stopped.send(());
         drain.shutdown().await;
         turned_away.say();
@@ -273,8 +275,13 @@ mod tests {
     async fn while_the_journal_opens_only_health_is_ok_and_the_rest_is_asked_to_retry() {
         let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
         let metrics = Arc::new(Metrics::new());
-        let answers =
-            serve_while_opening(listener.clone(), HttpTimeouts::default(), metrics.clone());
+        let slots = ConnectionSlots::new(16);
+        let answers = serve_while_opening(
+            listener.clone(),
+            HttpTimeouts::default(),
+            slots.clone(),
+            metrics.clone(),
+        );
         let mut held = connect(&listener).await;
 
         let health = ask(&mut held, "GET", "/healthz").await;
@@ -344,6 +351,7 @@ mod tests {
             listener.clone(),
             own,
             HttpTimeouts::default(),
+            slots,
             metrics,
             stop,
         ));

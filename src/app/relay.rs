@@ -69,9 +69,12 @@ impl Relay {
             .map_err(|source| RunError::Bind { addr, source })?;
         let listener = Arc::new(listener);
         let metrics = Arc::new(Metrics::new());
+        let http_slots =
+            crate::http_serve::ConnectionSlots::new(*config.server.max_connections.get_ref());
         let opening_answers = opening_answers::serve_while_opening(
             listener.clone(),
             config.server.http_timeouts,
+            http_slots.clone(),
             metrics.clone(),
         );
         let options = config.journal_options();
@@ -155,6 +158,7 @@ impl Relay {
             body_budget: crate::sources::webhook::budget::BodyBudget::new(),
             dropped_at_shutdown: AtomicU64::new(0),
             late_answers: Default::default(),
+            http_slots,
             started: Instant::now(),
             reloads,
         });

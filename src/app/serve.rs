@@ -112,6 +112,7 @@ pub(super) async fn serve(
         listener,
         crate::server::router(&ctx),
         ctx.config.load().server.http_timeouts,
+        ctx.http_slots.clone(),
         ctx.metrics.clone(),
         ctx.shutdown.clone(),
     ));
@@ -198,6 +199,7 @@ pub(super) async fn serve(
                 hold_both_limits(&ctx.kafka_message_max, kafka_limit);
                 ctx.config.store(config.clone());
                 ctx.metrics.prime(&config);
+                ctx.http_slots.set_max(*config.server.max_connections.get_ref());
                 fd_limit::check(&config);
                 // The fan-out reads its config per connection, but its
                 // /status entry is only rewritten on a connect or disconnect,

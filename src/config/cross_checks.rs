@@ -60,6 +60,13 @@ impl Config {
             ByteSize(1 << 30),
             ByteSize::to_string,
         );
+        v.check_range(
+            "max_connections",
+            &self.server.max_connections,
+            1,
+            1_000_000,
+            usize::to_string,
+        );
         self.journal.validate_path(v);
         v.check_range(
             "retention",

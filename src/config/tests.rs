@@ -32,6 +32,7 @@ fn empty_file_is_the_all_defaults_config() {
     let c = load("").unwrap();
     assert_eq!(c.server.listen_addr().to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.max_body.get_ref().get(), 1024 * 1024);
+    assert_eq!(*c.server.max_connections.get_ref(), 2048);
     assert_eq!(c.dedup.window.get_ref().get().as_secs(), 600);
     assert_eq!(c.journal.retention.get_ref().get().as_secs(), 86_400);
     assert_eq!(c.journal.max_size.get_ref().get(), 1 << 30);
@@ -152,6 +153,23 @@ fn bad_durations_and_sizes_point_at_the_value() {
     assert!(p[0].contains("is not a duration"), "{p:?}");
     let p = problems("[server]\nmax_body = \"huge\"\n");
     assert!(p[0].starts_with("relay.toml:2:12: "), "{p:?}");
+}
+
+/// `max_connections` = 0 would close every connection as it is accepted,
+/// webhooks and probes with them.
+#[test]
+fn max_connections_is_at_least_one() {
+    assert_eq!(
+        problems("[server]\nmax_connections = 0\n"),
+        ["relay.toml:2:19: `max_connections` = 0 is out of range (1..1000000)"]
+    );
+    let c = load("[server]\nmax_connections = 1\n").unwrap();
+    assert_eq!(*c.server.max_connections.get_ref(), 1);
+    assert_eq!(
+        problems("[server]\nmax_connections = -5\n").len(),
+        1,
+        "a negative count is refused too"
+    );
 }
 
 #[test]
