@@ -111,6 +111,9 @@ pub struct Context {
     /// Which webhook bodies labelled with a charset but written in UTF-8
     /// are logged (per vendor and account).
     pub mislabelled_charsets: Mutex<LogThrottle<(&'static str, String)>>,
+    /// Which events whose vendor date could not be read are said (per
+    /// vendor and field), by every source.
+    pub unread_dates: crate::sources::unread_dates::UnreadDates,
     /// The memory webhook bodies being received hold together.
     pub body_budget: Arc<crate::sources::webhook::budget::BodyBudget>,
     /// Voip24h events the shutdown in progress gave up: kept in the

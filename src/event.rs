@@ -118,12 +118,27 @@ pub struct VendorEvent {
     pub subject: Option<String>,
     /// The vendor's own event time, when it gives one.
     pub time: Option<OffsetDateTime>,
+    /// When `time` is `None` though the vendor gave a date, in a form the
+    /// relay does not read: the field and its text. The receive time then
+    /// stands in, which the source that builds the event says (a vendor
+    /// module does no logging).
+    pub unread_time: Option<UnreadDate>,
     /// Normalized `data` fields (`call_id`, `direction`, `from`, …), without `raw`.
     pub fields: Map<String, Value>,
     /// The vendor's natural identity of this event, canonical text: equal for a
     /// re-serialised or retried delivery of the same event, different for two
     /// events that differ in what happened.
     pub identity: String,
+}
+
+/// A vendor's date field that held a date in no form the relay reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadDate {
+    /// The field, as the vendor names it (`calldate`, `cdr.calldate`, …).
+    pub field: &'static str,
+    /// Its text, cut to [`EXCERPT_CHARS`](crate::logging::EXCERPT_CHARS)
+    /// characters: it is for a log line.
+    pub text: String,
 }
 
 /// A vendor event with where it came from, on its way to ingest.
@@ -491,6 +506,7 @@ mod tests {
                 event_type: "call.ringing".into(),
                 subject: Some("1287674126.299".into()),
                 time: None,
+                unread_time: None,
                 fields: Map::from_iter([("call_id".to_owned(), json!("1287674126.299"))]),
                 identity: "k".into(),
             },

@@ -48,6 +48,7 @@ fn event(identity: String) -> IncomingEvent {
             event_type: "call.ringing".into(),
             subject: Some(identity.clone()),
             time: None,
+            unread_time: None,
             fields: Default::default(),
             identity,
         },

@@ -227,6 +227,7 @@ fn event(identity: &str) -> IncomingEvent {
             event_type: "call.ringing".into(),
             subject: Some(identity.to_owned()),
             time: None,
+            unread_time: None,
             fields: Default::default(),
             identity: identity.to_owned(),
         },

@@ -38,6 +38,7 @@ fn event(run: &str, i: u64, key: &str) -> IncomingEvent {
             event_type: "call.ringing".into(),
             subject: Some(key.to_owned()),
             time: None,
+            unread_time: None,
             fields: Map::from_iter([("call_id".to_owned(), json!(key))]),
             identity: format!("{run}|{i}"),
         },

@@ -343,6 +343,7 @@ fn event(vendor: Vendor, account: &str, event_type: &str, identity: &str) -> Inc
             event_type: event_type.to_owned(),
             subject: Some(identity.to_owned()),
             time: None,
+            unread_time: None,
             fields: serde_json::Map::new(),
             identity: identity.to_owned(),
         },

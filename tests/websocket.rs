@@ -55,6 +55,7 @@ fn event_sized(
             event_type: ty.to_owned(),
             subject: subject.map(str::to_owned),
             time: None,
+            unread_time: None,
             fields: serde_json::Map::new(),
             identity: format!("test-{n}"),
         },

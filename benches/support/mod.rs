@@ -23,6 +23,7 @@ pub fn ringing_event(n: u64, calls: u64, transport: Transport) -> IncomingEvent 
             event_type: "call.ringing".into(),
             subject: Some(call.clone()),
             time: None,
+            unread_time: None,
             fields: serde_json::Map::from_iter([
                 ("call_id".to_owned(), json!(call)),
                 ("direction".to_owned(), json!("inbound")),

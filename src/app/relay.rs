@@ -155,6 +155,7 @@ impl Relay {
             mislabelled_charsets: Mutex::new(LogThrottle::new(
                 crate::sources::webhook::REFUSAL_LOG_INTERVAL,
             )),
+            unread_dates: Default::default(),
             body_budget: crate::sources::webhook::budget::BodyBudget::new(),
             dropped_at_shutdown: AtomicU64::new(0),
             late_answers: Default::default(),

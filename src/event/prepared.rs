@@ -166,6 +166,7 @@ mod tests {
                 event_type: "crm.ticket.update".into(),
                 subject: subject.map(str::to_owned),
                 time: None,
+                unread_time: None,
                 fields: Map::from_iter([
                     ("ticket_id".to_owned(), json!(9)),
                     ("note".to_owned(), json!("a \"seq\":1, b")),

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod retry_log;
 pub mod sprecord;
 pub mod tls;
+pub mod unread_dates;
 pub mod voip24h;
 pub mod webhook;
 

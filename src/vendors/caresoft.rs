@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use sha1::Sha1;
 
 use super::normalize::{
-    Fields, ICT, direction, get, identity, loose_canonical, lower, object, seconds, status,
-    text_of, time,
+    Fields, ICT, direction, first_date, get, identity, loose_canonical, lower, object, seconds,
+    status, text_of,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
 use crate::config::Accepted;
@@ -138,11 +138,15 @@ fn call_in(map: &Map<String, Value>, payload: &Value, action: &str) -> Option<Ve
         (Some(c), None) => identity(&[Some("call_in"), Some(action), Some(c), agent.as_deref()]),
         (None, _) => loose_canonical(payload),
     };
-    let when = time(get(info, "event_time"), ICT).or_else(|| time(get(info, "call_end_time"), ICT));
+    let (when, unread_time) = first_date(
+        &["event_time", "call_end_time"].map(|k| (k, get(info, k))),
+        ICT,
+    );
     Some(VendorEvent {
         event_type: event_type.to_owned(),
         subject: call_id,
         time: when,
+        unread_time,
         fields: f.build(),
         identity: id,
     })
@@ -174,10 +178,12 @@ fn smart_dialer(map: &Map<String, Value>, payload: &Value, action: &str) -> Opti
         }
         (None, _) => loose_canonical(payload),
     };
+    let (when, unread_time) = first_date(&[("end_time", get(info, "end_time"))], ICT);
     Some(VendorEvent {
         event_type: "autocall.cdr".to_owned(),
         subject: call_id,
-        time: time(get(info, "end_time"), ICT),
+        time: when,
+        unread_time,
         fields: f.build(),
         identity: id,
     })
@@ -229,9 +235,14 @@ fn crm(
     let version = entity
         .and_then(|e| text_of(e, &["updated_at"]))
         .or_else(|| data.and_then(|d| text_of(d, &["assign_at", "updated_at"])));
-    let when = entity
-        .and_then(|e| time(get(e, "updated_at"), ICT).or_else(|| time(get(e, "created_at"), ICT)))
-        .or_else(|| data.and_then(|d| time(get(d, "assign_at"), ICT)));
+    let (when, unread_time) = first_date(
+        &[
+            ("updated_at", entity.and_then(|e| get(e, "updated_at"))),
+            ("created_at", entity.and_then(|e| get(e, "created_at"))),
+            ("data.assign_at", data.and_then(|d| get(d, "assign_at"))),
+        ],
+        ICT,
+    );
 
     let mut f = Fields::default();
     let call_info = object(map, "call_info");
@@ -270,6 +281,7 @@ fn crm(
         event_type: format!("crm.{object_name}.{action}"),
         subject,
         time: when,
+        unread_time,
         fields: f.build(),
         identity: id,
     })

@@ -41,6 +41,7 @@ pub fn unknown_event(payload: &Value) -> VendorEvent {
         event_type: UNKNOWN_TYPE.to_owned(),
         subject: None,
         time: None,
+        unread_time: None,
         fields: Default::default(),
         identity: normalize::loose_canonical(payload),
     }

@@ -3,14 +3,15 @@
 //! status vocabularies, vendor dates in any of the forms they send, and
 //! unambiguous identities.
 //!
-//! Guarantees: every function is total — it returns `None` for anything it
-//! cannot read and never panics, whatever the input.
+//! Guarantees: every function is total — it returns `None` (a date:
+//! [`Date::Unread`], or a placeholder) for anything it cannot read and never
+//! panics, whatever the input.
 
 use serde_json::{Map, Number, Value};
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::event::id_text;
+use crate::event::{UnreadDate, id_text};
 
 /// The offset Vietnamese vendors (Voip24h, CareSoft, Tel4vn) write local dates in.
 pub const ICT: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
@@ -144,16 +145,104 @@ pub fn loose_canonical(value: &Value) -> String {
 }
 
 /// A vendor date, read leniently: epoch milliseconds or seconds (number or
-/// numeric string, fractions allowed), RFC 3339, `YYYY-MM-DD HH:MM:SS` in
-/// `local` time, or Java's `Wed Oct 06 09:45:53 ICT 2021`. `None` for anything
-/// else and for dates outside 2000..2100 (vendors' placeholders such as `0`).
+/// numeric string, fractions allowed), RFC 3339, `YYYY-MM-DD HH:MM:SS` with
+/// its zone attached or after a space (see [`iso_date`]), in `local` time
+/// without one, or Java's `Wed Oct 06 09:45:53 ICT 2021`; rounded to the
+/// millisecond. `None` for anything else and for dates outside 2000..2100
+/// (vendors' placeholders such as `0`): [`date`] tells those apart.
 pub fn time(value: Option<&Value>, local: UtcOffset) -> Option<OffsetDateTime> {
-    let t = match value? {
-        Value::Number(n) => epoch(&n.to_string()),
-        Value::String(s) => parse_date_text(s.trim(), local),
-        _ => None,
-    }?;
-    (2000..2100).contains(&t.year()).then_some(t)
+    match date(value, local) {
+        Date::Read(t) => Some(t),
+        Date::Absent | Date::Placeholder | Date::Unread(_) => None,
+    }
+}
+
+/// What a vendor's date field holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Date {
+    /// No field, or no value in it (null, `""`).
+    Absent,
+    /// "No date": `0`, a negative number, all zeros (`0000-00-00 00:00:00`),
+    /// or a date outside 2000..2100.
+    Placeholder,
+    Read(OffsetDateTime),
+    /// A value in no form [`time`] reads: its text, cut for a log line.
+    Unread(String),
+}
+
+/// As [`time`], telling an absent date, a placeholder and one that cannot
+/// be read apart.
+pub fn date(value: Option<&Value>, local: UtcOffset) -> Date {
+    let read = match value {
+        None | Some(Value::Null) => return Date::Absent,
+        // Any number is an epoch; one that names no instant is a placeholder.
+        Some(Value::Number(n)) => epoch(&n.to_string()).ok_or(Date::Placeholder),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Date::Absent;
+            }
+            parse_date_text(s, local).ok_or_else(|| unread_or_placeholder(s))
+        }
+        Some(other) => Err(Date::Unread(crate::logging::excerpt(&other.to_string()))),
+    };
+    match read.map(to_the_millisecond) {
+        Ok(Some(t)) if (2000..2100).contains(&t.year()) => Date::Read(t),
+        Ok(_) => Date::Placeholder,
+        Err(not_read) => not_read,
+    }
+}
+
+/// The first of `fields` (each its name and value) that holds a date, tried
+/// in order; when none does, the first that held one in no form read, so
+/// that the caller can say the receive time stands in for it.
+pub fn first_date(
+    fields: &[(&'static str, Option<&Value>)],
+    local: UtcOffset,
+) -> (Option<OffsetDateTime>, Option<UnreadDate>) {
+    let mut unread = None;
+    for (field, value) in fields {
+        match date(*value, local) {
+            Date::Read(t) => return (Some(t), None),
+            Date::Unread(text) if unread.is_none() => {
+                unread = Some(UnreadDate { field, text });
+            }
+            Date::Absent | Date::Placeholder | Date::Unread(_) => {}
+        }
+    }
+    (None, unread)
+}
+
+/// A text no form reads: a placeholder when it is all zeros (`0000-00-00
+/// 00:00:00`, `0.0`), a negative number or a number too large for an epoch
+/// in range, else unread.
+fn unread_or_placeholder(s: &str) -> Date {
+    let digits = || s.bytes().filter(u8::is_ascii_digit);
+    let all_zeros = digits().next().is_some() && digits().all(|b| b == b'0');
+    let number = s.strip_prefix('-').unwrap_or(s);
+    let numeric = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let named_number = numeric && s.parse::<f64>().is_ok();
+    let only_date_marks = s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b" -:./T+Z".contains(&b));
+    if (all_zeros && only_date_marks) || named_number {
+        Date::Placeholder
+    } else {
+        Date::Unread(crate::logging::excerpt(s))
+    }
+}
+
+/// `t` rounded to the millisecond, as an epoch's fraction is (so that one
+/// instant sent as a number and as a text has one `time`, which is written
+/// with milliseconds); `None` past the last instant `time` can hold.
+fn to_the_millisecond(t: OffsetDateTime) -> Option<OffsetDateTime> {
+    let below = t.nanosecond() % 1_000_000;
+    let cut = t.replace_nanosecond(t.nanosecond() - below).ok()?;
+    if below >= 500_000 {
+        cut.checked_add(time::Duration::milliseconds(1))
+    } else {
+        Some(cut)
+    }
 }
 
 fn epoch(text: &str) -> Option<OffsetDateTime> {
@@ -172,34 +261,83 @@ fn epoch(text: &str) -> Option<OffsetDateTime> {
 }
 
 fn parse_date_text(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
-    if s.is_empty() {
-        return None;
-    }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return epoch(s);
     }
     if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Some(t);
     }
+    iso_date(s, local).or_else(|| java_date(s, local))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff]` (or with `T`) and the zone that follows:
+/// - none: `local`;
+/// - attached: `Z`, `+07:00`, `+0700` or `+07` (ISO 8601 that RFC 3339
+///   refuses: PHP's DATE_ISO8601 writes no colon);
+/// - after one space: those, `UTC`, or `07:00`, the `+07:00` a form or
+///   query body turns into a space when the sender did not encode its `+`;
+/// - Go's `time.Time.String()`: `+0700 +07` (the name after the offset is
+///   only its abbreviation) and perhaps a monotonic `m=+0.000012001`.
+///
+/// A zone named otherwise (`ICT` after such a date) is not guessed, nor are
+/// day-first or month-first dates (`03/04/2021` is either).
+fn iso_date(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
     let naive = format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
     );
-    let spaced = s.replacen('T', " ", 1);
-    if let Ok(t) = PrimitiveDateTime::parse(&spaced, naive) {
-        return Some(t.assume_offset(local));
+    // Only the date's own `T`: the zone's letters (`UTC`) may hold another.
+    let spaced = match s.as_bytes().get(10) {
+        Some(b'T') => format!("{} {}", &s[..10], &s[11..]),
+        _ => s.to_owned(),
+    };
+    let mut words = spaced.split(' ');
+    let (date, clock) = (words.next()?, words.next()?);
+    let (clock, attached) = match clock.find(['+', '-', 'Z', 'z']) {
+        Some(at) => (&clock[..at], Some(&clock[at..])),
+        None => (clock, None),
+    };
+    let mut after: Vec<&str> = words.collect();
+    if attached.is_none() && after.len() == 3 && after[2].starts_with("m=") {
+        after.pop();
     }
-    // ISO 8601 that RFC 3339 refuses: an offset without its colon
-    // (`+0300`, PHP's DATE_ISO8601) or hours only (`+03`). The sign sits
-    // after the date's own dashes.
-    if let Some(at) = spaced.rfind(['+', '-']).filter(|&at| at >= 16)
-        && let (Ok(t), Some(offset)) = (
-            PrimitiveDateTime::parse(&spaced[..at], naive),
-            utc_offset(&spaced[at..]),
-        )
-    {
-        return Some(t.assume_offset(offset));
+    let offset = match (attached, after.as_slice()) {
+        (None, []) => local,
+        (Some(zone), []) | (None, &[zone]) => {
+            zone_after(zone, attached.is_none()).or_else(|| utc_offset(zone))?
+        }
+        // Go: the offset is what counts; the name is the zone's abbreviation
+        // or, for a zone without one, the offset again (`+07`).
+        (None, [offset, name]) if offset.len() == 5 && is_zone_name(name) => utc_offset(offset)?,
+        _ => return None,
+    };
+    PrimitiveDateTime::parse(&format!("{date} {clock}"), naive)
+        .ok()
+        .map(|t| t.assume_offset(offset))
+}
+
+/// A Go zone abbreviation: letters (`ICT`), or a signed number (`+07`).
+fn is_zone_name(name: &str) -> bool {
+    let signed = name.strip_prefix(['+', '-']);
+    match signed {
+        Some(digits) => !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+        None => !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()),
     }
-    java_date(s, local)
+}
+
+/// UTC's names, and (`spaced`: after a space) `hh:mm` whose `+` was lost.
+fn zone_after(zone: &str, spaced: bool) -> Option<UtcOffset> {
+    let utc_named = ["utc", "gmt"].iter().any(|n| zone.eq_ignore_ascii_case(n));
+    if zone.eq_ignore_ascii_case("z") || (spaced && utc_named) {
+        return Some(UtcOffset::UTC);
+    }
+    let bytes = zone.as_bytes();
+    let hh_mm = bytes.len() == 5
+        && bytes[2] == b':'
+        && [0, 1, 3, 4].iter().all(|&i| bytes[i].is_ascii_digit());
+    if spaced && hh_mm {
+        return utc_offset(&format!("+{zone}"));
+    }
+    None
 }
 
 /// `+HH`, `+HHMM` or `+HH:MM` (or `-`).
@@ -338,6 +476,166 @@ mod tests {
         ] {
             assert_eq!(time(Some(&json!(garbled)), ICT), None, "{garbled}");
         }
+    }
+
+    /// Zones written after a space, as PHP's `Y-m-d H:i:s O`, a `UTC` or
+    /// `Z` suffix, Go's `time.Time.String()` and an ISO offset whose `+` a
+    /// form or query body turned into a space: each the instant it names,
+    /// not the receive time (data audit: all were unread).
+    #[test]
+    fn a_date_keeps_a_zone_written_after_a_space() {
+        for (text, utc) in [
+            ("2021-03-26 11:50:30 +0700", "2021-03-26T04:50:30.000Z"),
+            ("2021-03-26 11:50:30 +07:00", "2021-03-26T04:50:30.000Z"),
+            ("2021-03-26 11:50:30 -0130", "2021-03-26T13:20:30.000Z"),
+            ("2021-03-26T11:50:30.25 +07", "2021-03-26T04:50:30.250Z"),
+            ("2021-03-26 11:50:30 UTC", "2021-03-26T11:50:30.000Z"),
+            ("2021-03-26T11:50:30 Z", "2021-03-26T11:50:30.000Z"),
+            ("2021-03-26 11:50:30Z", "2021-03-26T11:50:30.000Z"),
+            ("2021-03-26 11:50:30.5 utc", "2021-03-26T11:50:30.500Z"),
+            ("2021-03-26T11:50:30 07:00", "2021-03-26T04:50:30.000Z"),
+            ("2021-03-26 11:50:30.5 07:00", "2021-03-26T04:50:30.500Z"),
+            (
+                "2021-03-26 11:50:30.123 +0700 +07",
+                "2021-03-26T04:50:30.123Z",
+            ),
+            (
+                "2021-03-26 11:50:30.123456789 +0000 UTC",
+                "2021-03-26T11:50:30.123Z",
+            ),
+            (
+                "2021-03-26 11:50:30 +0700 ICT m=+0.000012001",
+                "2021-03-26T04:50:30.000Z",
+            ),
+        ] {
+            // Read with a local offset none of them has: the zone is the text's.
+            let local = UtcOffset::from_hms(5, 0, 0).unwrap();
+            let t = time(Some(&json!(text)), local);
+            assert_eq!(
+                t.map(crate::event::format_time).as_deref(),
+                Some(utc),
+                "{text}"
+            );
+        }
+    }
+
+    /// Forms that stay unread: day-first and month-first dates share one
+    /// spelling (`03/04/2021` is either), so neither is guessed; a zone that
+    /// is no offset nor UTC is not guessed either, and a space-for-`+`
+    /// offset is read only in the `hh:mm` form a stripped `+hh:mm` leaves.
+    #[test]
+    fn an_ambiguous_or_unknown_date_stays_unread() {
+        for text in [
+            "26/03/2021 11:50:30",
+            "03/26/2021 11:50:30",
+            "26-03-2021 11:50:30",
+            "2021-03-26 11:50:30 ICT",
+            "2021-03-26 11:50:30 0700",
+            "2021-03-26 11:50:30 2021",
+            "2021-03-26 11:50:30 +0700 +07 extra",
+            "2021-03-26  11:50:30",
+            "2021-03-26 11:50:30 +07:00 UTC",
+            "2021-03-26 11:50:30 Z Z",
+            "2021-03-26 11:50:30 +99",
+        ] {
+            assert_eq!(time(Some(&json!(text)), ICT), None, "{text}");
+        }
+    }
+
+    /// A text's fraction is rounded to the millisecond as an epoch
+    /// number's is, so one instant sent both ways has one `time`.
+    #[test]
+    fn a_texts_fraction_is_rounded_as_an_epochs_is() {
+        let from_epoch = time(Some(&parse("1616734230.9996")), ICT).unwrap();
+        let from_text = time(Some(&json!("2021-03-26T11:50:30.9996+07:00")), ICT).unwrap();
+        assert_eq!(
+            crate::event::format_time(from_epoch),
+            "2021-03-26T04:50:31.000Z"
+        );
+        assert_eq!(
+            crate::event::format_time(from_text),
+            "2021-03-26T04:50:31.000Z"
+        );
+        let naive = time(Some(&json!("2021-03-26 11:50:30.1234")), ICT).unwrap();
+        assert_eq!(crate::event::format_time(naive), "2021-03-26T04:50:30.123Z");
+    }
+
+    /// Only a value that is there, is no placeholder and still cannot be
+    /// read is unread: that one the source says it used the receive time for.
+    #[test]
+    fn a_date_is_absent_a_placeholder_read_or_unread() {
+        for v in [json!(null), json!(""), json!("  ")] {
+            assert_eq!(date(Some(&v), ICT), Date::Absent, "{v}");
+        }
+        assert_eq!(date(None, ICT), Date::Absent);
+        for v in [
+            json!(0),
+            json!(-5),
+            json!(1e300),
+            json!("0"),
+            json!("000"),
+            json!("-1"),
+            json!("0000-00-00 00:00:00"),
+            json!("0000-00-00T00:00:00Z"),
+            json!("99999999999999999"),
+            json!("1970-01-01 07:00:00"),
+            json!("2100-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(date(Some(&v), ICT), Date::Placeholder, "{v}");
+        }
+        assert!(matches!(
+            date(Some(&json!("2021-03-26 11:50:30")), ICT),
+            Date::Read(_)
+        ));
+        for (v, text) in [
+            (json!("26/03/2021 11:50:30"), "26/03/2021 11:50:30"),
+            (json!(" yesterday "), "yesterday"),
+            (json!(true), "true"),
+            (json!({"d": 1}), "{\"d\":1}"),
+            (
+                json!("Wed Oct 99 09:45:53 ICT 2021"),
+                "Wed Oct 99 09:45:53 ICT 2021",
+            ),
+        ] {
+            assert_eq!(date(Some(&v), ICT), Date::Unread(text.to_owned()), "{v}");
+        }
+        // Cut for a log line.
+        let long = format!("x{}", "9".repeat(500));
+        let Date::Unread(cut) = date(Some(&json!(long)), ICT) else {
+            panic!("unread")
+        };
+        assert_eq!(cut.chars().count(), crate::logging::EXCERPT_CHARS);
+    }
+
+    /// The first date read wins; an unread one is told only when none is
+    /// read, and it is the first unread.
+    #[test]
+    fn the_first_date_read_or_else_the_first_unread() {
+        let (bad, worse, good) = (json!("26/03/2021"), json!("soon"), json!(1616734230));
+        let (t, unread) = first_date(&[("a", Some(&bad)), ("b", Some(&good))], ICT);
+        assert_eq!(t.map(|t| t.unix_timestamp()), Some(1616734230));
+        assert_eq!(unread, None);
+        let (t, unread) = first_date(
+            &[
+                ("a", None),
+                ("b", Some(&json!(0))),
+                ("c", Some(&bad)),
+                ("d", Some(&worse)),
+            ],
+            ICT,
+        );
+        assert_eq!(t, None);
+        assert_eq!(
+            unread,
+            Some(UnreadDate {
+                field: "c",
+                text: "26/03/2021".to_owned()
+            })
+        );
+        assert_eq!(
+            first_date(&[("a", Some(&json!("0000-00-00 00:00:00")))], ICT),
+            (None, None)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use time::UtcOffset;
 
 use super::delivery::check_token;
 use super::normalize::{
-    Fields, get, identity, loose_canonical, lower, seconds, status, text, text_of, time,
+    Fields, first_date, get, identity, loose_canonical, lower, seconds, status, text, text_of,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
 use crate::config::Accepted;
@@ -140,10 +140,12 @@ fn event(message: &Value, map: &Map<String, Value>, event_type: &str) -> Option<
         Some(payload @ Value::Object(_)) => loose_canonical(payload),
         _ => loose_canonical(message),
     };
+    let (when, unread_time) = first_date(&[("payload.date", get(p, "date"))], UtcOffset::UTC);
     Some(VendorEvent {
         event_type: ty.to_owned(),
         subject: call_id,
-        time: time(get(p, "date"), UtcOffset::UTC),
+        time: when,
+        unread_time,
         fields: f.build(),
         identity: identity(&[device.as_deref(), Some(event_type), Some(&told_apart_by)]),
     })

@@ -17,7 +17,7 @@
 use serde_json::{Map, Value};
 
 use super::normalize::{
-    Fields, ICT, direction, get, identity, loose_canonical, lower, seconds, text_of, time,
+    Fields, ICT, direction, first_date, get, identity, loose_canonical, lower, seconds, text_of,
 };
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
 use crate::config::Accepted;
@@ -166,13 +166,15 @@ fn event(map: &Map<String, Value>, payload: &Value, hook: Option<&str>) -> Optio
         Some(id) => identity(&[Some(id), Some(identity_state), extension.as_deref()]),
         None => loose_canonical(payload),
     };
-    let when = ["time", "timestamp", "event_time", "created_at"]
-        .iter()
-        .find_map(|k| time(get(map, k), ICT));
+    let (when, unread_time) = first_date(
+        &["time", "timestamp", "event_time", "created_at"].map(|k| (k, get(map, k))),
+        ICT,
+    );
     Some(VendorEvent {
         event_type: event_type.to_owned(),
         subject: call_id,
         time: when,
+        unread_time,
         fields: f.build(),
         identity: id,
     })

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use super::delivery::check_token;
 use super::normalize::{
-    Fields, ICT, direction, get, identity, loose_canonical, lower, seconds, status, text, text_of,
-    time,
+    Fields, ICT, direction, first_date, get, identity, loose_canonical, lower, seconds, status,
+    text, text_of,
 };
 use super::text::parse_json;
 use super::{AuthError, Delivery, ParseError, Verified, as_object, unknown_event};
@@ -80,14 +80,14 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         .text("from", from)
         .text("to", to)
         .text("extension", party_extension);
-    let mut when = None;
+    let mut when = (None, None);
     if let Some(c) = cdr {
         f.text("hotline", text_of(c, &["did"]))
             .text("status", status(get(c, "disposition")))
             .value("duration_s", seconds(get(c, "duration")))
             .value("billsec_s", seconds(get(c, "billsec")))
             .text("recording_url", text_of(c, &["recordingfile"]));
-        when = time(get(c, "calldate"), ICT);
+        when = first_date(&[("cdr.calldate", get(c, "calldate"))], ICT);
     }
     let own_row = cdr_row && extension.is_none();
     let leg = own_row.then_some(cdr).flatten().and_then(cdr_leg);
@@ -109,7 +109,8 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
     Some(VendorEvent {
         event_type: event_type.to_owned(),
         subject: call_id,
-        time: when,
+        time: when.0,
+        unread_time: when.1,
         fields: f.build(),
         identity: id,
     })
@@ -267,7 +268,9 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
     // The date goes into the id as the instant it names, written in the
     // documented form: the socket and the webhook may spell one instant
     // differently, and two spellings must not make two missed calls.
-    let calldate = match time(get(map, "calldate"), ICT) {
+    // A date in no form read is in it as its text, as sent.
+    let (when, unread_time) = first_date(&[("calldate", get(map, "calldate"))], ICT);
+    let calldate = match when {
         Some(at) => Some(documented_calldate(at)),
         None => text_of(map, &["calldate"]),
     };
@@ -284,7 +287,8 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
     Some(VendorEvent {
         event_type: "call.missed".to_owned(),
         subject: call_id,
-        time: time(get(map, "calldate"), ICT),
+        time: when,
+        unread_time,
         fields: f.build(),
         identity: id,
     })
@@ -293,9 +297,9 @@ fn missed_call(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent>
 /// `at` as the vendor's document writes `calldate`: `2021-03-26 11:50:30`
 /// in Vietnam's time, with milliseconds only when it has some.
 fn documented_calldate(at: time::OffsetDateTime) -> String {
-    // Rounded to the millisecond, as an epoch date is read: one instant
-    // written both ways is one text.
-    let at = (at + time::Duration::microseconds(500)).to_offset(ICT);
+    // `at` is read by `normalize::date`, which rounds every form to the
+    // millisecond: one instant written both ways is one text.
+    let at = at.to_offset(ICT);
     let mut text = format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         at.year(),
@@ -328,6 +332,7 @@ fn feedback(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> {
         event_type: "feedback.rating".to_owned(),
         subject: call_id,
         time: None,
+        unread_time: None,
         fields: f.build(),
         identity: id,
     })
@@ -913,6 +918,53 @@ mod tests {
             with("calldate", json!("soon")),
             with("calldate", json!("later"))
         );
+    }
+
+    /// The forms read since 2026-12-07 (a zone after a space, `+` sent as
+    /// a space) give the documented spelling's id: before, their text was
+    /// in the id as written (deploy/README.md lists the change). A date
+    /// still unread is in it as written, and the event says which field.
+    #[test]
+    fn a_calldate_read_since_its_zone_after_a_space_is_the_instant_in_the_id() {
+        let base = value(MISSED);
+        let parsed = |v: Value| {
+            let mut m = base.clone();
+            m["calldate"] = v;
+            parse_call_event(&m).unwrap()
+        };
+        let first = parse_call_event(&base).unwrap();
+        assert_eq!(first.unread_time, None);
+        for newly_read in [
+            "2021-03-26 11:50:30 +0700",
+            "2021-03-26 04:50:30 UTC",
+            "2021-03-26T04:50:30 Z",
+            "2021-03-26T11:50:30 07:00",
+            "2021-03-26 11:50:30.000 +0700 +07",
+        ] {
+            let e = parsed(json!(newly_read));
+            assert_eq!(e.identity, first.identity, "{newly_read}");
+            assert_eq!((e.time, e.unread_time), (first.time, None), "{newly_read}");
+        }
+        let unread = parsed(json!("26/03/2021 11:50:30"));
+        assert_eq!(unread.time, None);
+        assert_eq!(
+            unread.unread_time,
+            Some(crate::event::UnreadDate {
+                field: "calldate",
+                text: "26/03/2021 11:50:30".to_owned()
+            })
+        );
+        assert!(
+            unread.identity.contains("\"26/03/2021 11:50:30\""),
+            "{}",
+            unread.identity
+        );
+        assert_eq!(parsed(json!("0000-00-00 00:00:00")).unread_time, None);
+        // A call event's date is its `cdr`'s.
+        let cdr = parse_call_event(&json!({"callid": "c1", "state": "Cdr", "extend": "130",
+            "cdr": {"calldate": "26/03/2021 11:50:30"}}))
+        .unwrap();
+        assert_eq!(cdr.unread_time.map(|u| u.field), Some("cdr.calldate"));
     }
 
     #[test]

@@ -118,6 +118,7 @@ fn event(
         event_type: event_type.to_owned(),
         subject,
         time: None,
+        unread_time: None,
         fields: f.build(),
         identity: id,
     })

@@ -569,6 +569,7 @@ impl StreamSupervisor {
             event,
             raw,
         };
+        self.ctx.unread_dates.say(&incoming);
         self.submit(incoming, give_up).await
     }
 

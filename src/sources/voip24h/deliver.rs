@@ -253,14 +253,18 @@ pub async fn deliver_all(
                 }
             });
         match parsed {
-            Ok((event, raw)) => events.push(IncomingEvent {
-                vendor: Vendor::Voip24h,
-                account: account.to_owned(),
-                transport: Transport::SocketIo,
-                received_at: *arrived,
-                event,
-                raw,
-            }),
+            Ok((event, raw)) => {
+                let incoming = IncomingEvent {
+                    vendor: Vendor::Voip24h,
+                    account: account.to_owned(),
+                    transport: Transport::SocketIo,
+                    received_at: *arrived,
+                    event,
+                    raw,
+                };
+                ctx.unread_dates.say(&incoming);
+                events.push(incoming);
+            }
             Err(why) => {
                 count_malformed(ctx, account);
                 warnings.malformed_response(account, &why);
@@ -433,6 +437,68 @@ mod tests {
             .with_label_values(&["voip24h", "acc"])
             .get();
         assert_eq!(malformed, 100, "each one counted");
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A missed call whose `calldate` is day-first (never guessed) is
+    /// journaled with the receive time as its `time`, and the session says
+    /// so, once for the field however many come; one read is not said.
+    #[tokio::test]
+    async fn an_unread_date_is_journaled_at_the_receive_time_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let arrived = OffsetDateTime::now_utc();
+        let missed = |linkedid: &str, calldate: &str| {
+            let payload = json!({"linkedid": linkedid, "dst": "130", "calldate": calldate});
+            (vec![arg(&payload.to_string())], arrived)
+        };
+        let responses = vec![
+            missed("1616734230.1", "2021-03-26 11:50:30 +0700"),
+            missed("1616734230.2", "26/03/2021 11:50:30"),
+            missed("1616734230.3", "27/03/2021 11:50:30"),
+        ];
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let journaled = deliver_all(
+            &relay.ctx,
+            "acc",
+            &responses,
+            &CancellationToken::new(),
+            None,
+            &SessionWarnings::default(),
+            &Masked::default(),
+        )
+        .await;
+        drop(guard);
+        assert!(matches!(journaled, Ok(3)), "{journaled:?}");
+        let lines = logs.text();
+        let said: Vec<&str> = lines
+            .lines()
+            .filter(|l| l.contains("vendor date in no form the relay reads"))
+            .collect();
+        assert_eq!(said.len(), 1, "{lines}");
+        assert!(said[0].contains(r#""account":"acc""#), "{lines}");
+        assert!(said[0].contains(r#""field":"calldate""#), "{lines}");
+        assert!(
+            said[0].contains(r#""value":"26/03/2021 11:50:30""#),
+            "{lines}"
+        );
+        let times: Vec<String> = relay
+            .ctx
+            .journal
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::from_slice::<Value>(&e.json).unwrap()["time"].to_string())
+            .collect();
+        let received = format!("\"{}\"", crate::event::format_time(arrived));
+        assert_eq!(
+            times,
+            [
+                "\"2021-03-26T04:50:30.000Z\"",
+                received.as_str(),
+                received.as_str()
+            ]
+        );
         crate::app::tests_support::stop(relay).await;
     }
 

@@ -23,6 +23,8 @@
 //! - a body labelled with a charset other than UTF-8 but written in UTF-8 is
 //!   taken as labelled and logged, at most once per 30 s per vendor and
 //!   account;
+//! - an event whose vendor date could not be read, and so takes the receive
+//!   time, is said ([`crate::sources::unread_dates`]);
 //! - a sender whose credentials (in a header or the query) fail never has
 //!   its body held in memory; bodies that are held share a budget
 //!   (`ServerConfig::body_memory_limit`), past which the answer is 503 with
@@ -487,6 +489,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         event,
         raw,
     };
+    ctx.unread_dates.say(&incoming);
     let prepared = PreparedEvent::new(&incoming);
     // Kafka would refuse it for good: the vendor must not hear 200 for an
     // event the topic's consumers can never get.

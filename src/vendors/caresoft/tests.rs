@@ -280,7 +280,20 @@ fn crm_times_come_from_the_entity_and_text_dates_never_fail() {
         "ticket": {"ticket_id": 1, "updated_at": "not a date"}}))
     .unwrap();
     assert_eq!(e.time, None);
+    assert_eq!(
+        e.unread_time.map(|u| (u.field, u.text)),
+        Some(("updated_at", "not a date".into()))
+    );
     assert_eq!(e.subject.as_deref(), Some("1"));
+    // The next field stands in for an unread one: no receive time, nothing to say.
+    let e = parse(
+        &json!({"object": "call_in", "action": "call_in_end", "call_info": {
+        "call_id": "C-1", "event_time": "06/10/2021 09:45:53",
+        "call_end_time": "2021-10-06 09:45:53 +0700"}}),
+    )
+    .unwrap();
+    assert_eq!(format_time(e.time.unwrap()), "2021-10-06T02:45:53.000Z");
+    assert_eq!(e.unread_time, None);
 }
 
 fn call(action: &str, call_id: Value, agent: &str) -> VendorEvent {
