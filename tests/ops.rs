@@ -1943,6 +1943,46 @@ fn every_series_an_alert_watches_with_increase_is_exported_at_zero_from_the_star
     }
 }
 
+/// Every alert of the rule file has its row in docs/operations.md's table,
+/// which is the on-call's runbook, and a promtool case; and the table names
+/// no alert the file lacks. An alert added without its row left the on-call
+/// with a name and no "what to do".
+#[test]
+fn every_alert_has_its_runbook_row_and_a_unit_test() {
+    let read = |p: &str| std::fs::read_to_string(Path::new(ROOT).join(p)).expect(p);
+    let rules = read("deploy/prometheus/callrelay-alerts.yml");
+    let cases = read("deploy/prometheus/callrelay-alerts.test.yml");
+    let ops = read("docs/operations.md");
+    let alerts: BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::trim)
+        .collect();
+    assert!(alerts.len() >= 20, "too few alerts found: {alerts:?}");
+    let rows: BTreeSet<&str> = ops
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `Callrelay"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let rows: BTreeSet<String> = rows.iter().map(|r| format!("Callrelay{r}")).collect();
+    for alert in &alerts {
+        assert!(
+            rows.contains(*alert),
+            "{alert} has no row in docs/operations.md's alert table"
+        );
+        assert!(
+            cases.contains(&format!("alertname: {alert}\n")),
+            "{alert} has no case in callrelay-alerts.test.yml"
+        );
+    }
+    for row in &rows {
+        assert!(
+            alerts.contains(row.as_str()),
+            "docs/operations.md has a row for {row}, which callrelay-alerts.yml lacks"
+        );
+    }
+}
+
 #[test]
 fn grafana_and_prometheus_provisioning_load_the_dashboard() {
     let read = |p: &str| std::fs::read_to_string(Path::new(ROOT).join(p)).expect(p);
