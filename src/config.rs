@@ -103,10 +103,13 @@ impl ServerConfig {
         unspanned(ByteSize(1024 * 1024))
     }
     /// Far above what vendors and scrapers open (a few each), and at an
-    /// idle connection's worst (its read buffer grown to 64 KiB by a large
-    /// head and kept between requests, hyper's write buffer beside it)
-    /// about 256 MiB: within a unit's `MemoryMax`, and far under its
-    /// `LimitNOFILE` beside `websocket.max_clients`.
+    /// idle connection's worst about 256 MiB: within a unit's `MemoryMax`,
+    /// and far under its `LimitNOFILE` beside `websocket.max_clients`. That
+    /// worst is about 120 KiB of buffers each: hyper's read buffer, which a
+    /// large head or a fast body grows by doubling to 112 KiB of capacity
+    /// (the 64 KiB bound is on what it holds, not on what it allocates) and
+    /// which is kept between requests, never shrunk, plus its 8 KiB write
+    /// buffer for response heads.
     fn default_max_connections() -> Spanned<usize> {
         unspanned(2048)
     }
