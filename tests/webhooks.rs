@@ -1376,6 +1376,67 @@ fn values_in(value: &Value) -> usize {
     }
 }
 
+/// Every webhook's query is read as parameters, whatever the vendor and
+/// wherever its credential travels: a URL of more than the limit is a 400,
+/// after the credential check as any parse failure. The query is read only
+/// in part for that check, yet a credential past the part read is still
+/// found: a valid one is a 400, not a 401 saying it is missing, and a
+/// wrong or repeated one a 401.
+#[tokio::test]
+async fn a_url_of_more_parameters_than_the_limit_is_400_after_the_credential_check() {
+    let relay = start_relay(HOOKS).await;
+    let c = client();
+    let many = "a&".repeat(callrelay::vendors::text::MAX_VALUES + 1);
+    let answer = |reply: Reply| {
+        let error = json_of(&reply)["error"].as_str().unwrap().to_owned();
+        (reply.status, error)
+    };
+    let body = fixture("caresoft/sample_03_ticket_call_out.json");
+    let signed = c
+        .post(relay.url(&format!("/hooks/caresoft/cs?{many}")))
+        .header("X-Hub-Signature", sign(b"CS123", body.as_bytes()))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    let (status, error) = answer(send(signed).await);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "caresoft: {error}");
+    assert!(
+        error.contains("more than 10000 query parameters"),
+        "{error}"
+    );
+
+    let tel4vn = |key: &str| {
+        c.post(relay.url(&format!(
+            "/hooks/tel4vn/t4q?event=missed&{many}apikey={key}"
+        )))
+        .header("content-type", "application/json")
+        .body("{}")
+    };
+    let (status, error) = answer(send(tel4vn("tel4vn-key")).await);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "tel4vn: {error}");
+    assert!(
+        error.contains("more than 10000 query parameters"),
+        "{error}"
+    );
+    let (status, error) = answer(send(tel4vn("wrong")).await);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "tel4vn: {error}");
+
+    let feedback = |tail: &str| c.get(relay.url(&format!("/hooks/voip24h/v24?{many}{tail}")));
+    let (status, error) = answer(send(feedback("token=v24-token")).await);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "voip24h: {error}");
+    assert!(
+        error.contains("more than 10000 query parameters"),
+        "{error}"
+    );
+    for wrong in ["token=nope", "token=v24-token&token=v24-token", ""] {
+        let (status, error) = answer(send(feedback(wrong)).await);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong:?}: {error}");
+    }
+    let (_, repeated) = answer(send(feedback("token=v24-token&token=v24-token")).await);
+    assert!(repeated.contains("`token`"), "{repeated}");
+    assert!(relay.events().is_empty());
+    relay.stop().await;
+}
+
 /// A body is parsed into a tree of values, each far larger than its bytes:
 /// a 1 MiB `{"a":[0,0,…]}` took about 46 MB (more while the array grew),
 /// while the body budget counted 1 MiB. A body of more values than any

@@ -81,6 +81,17 @@ impl Credentials {
         }
     }
 
+    /// The query parameter the credential travels in, if it does.
+    pub fn query_param(&self) -> Option<&str> {
+        match self {
+            Credentials::Tel4vn { query, .. } => query.as_deref(),
+            Credentials::Voip24h { .. } | Credentials::Sprecord { token: Some(_) } => Some("token"),
+            Credentials::Caresoft { .. }
+            | Credentials::Voipex { .. }
+            | Credentials::Sprecord { token: None } => None,
+        }
+    }
+
     /// Checks credentials that travel in a header or the query before the
     /// body is read (`delivery.body` is not looked at). For CareSoft, whose
     /// signature covers the body and is checked by [`Self::verify`], only a

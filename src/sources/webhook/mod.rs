@@ -340,6 +340,38 @@ fn body_refused(e: BodyError, max_body: u64) -> Answer {
     }
 }
 
+/// A query [`vendors::text::form_pairs`] refused, read with replacement
+/// characters for the credential check alone: its first
+/// [`MAX_VALUES`](vendors::text::MAX_VALUES) pairs, and past them at most
+/// two named `credential`. Kept whole, a query refused for its number of
+/// parameters was built pair by pair (some 32,000 in a 64 KiB head) before
+/// the credential check. Cut there alone, a token past the cut would read
+/// as missing: a request with a valid one would be a 401 where the
+/// contract's order (auth, then parse) makes it a 400. Two are all the
+/// check looks at: the first, and whether there is another.
+fn query_for_the_credential_check(
+    raw_query: &str,
+    credential: Option<&str>,
+) -> Vec<(String, String)> {
+    const CREDENTIALS_CHECKED: usize = 2;
+    let mut pairs = Vec::new();
+    let mut credentials = 0;
+    for (at, (name, value)) in url::form_urlencoded::parse(raw_query.as_bytes()).enumerate() {
+        let is_credential = credential == Some(&*name);
+        if at >= vendors::text::MAX_VALUES {
+            if credential.is_none() || credentials == CREDENTIALS_CHECKED {
+                break;
+            }
+            if !is_credential {
+                continue;
+            }
+        }
+        credentials += usize::from(is_credential);
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    pairs
+}
+
 async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Request) -> Answer {
     // One snapshot of the config for the whole request.
     let config = ctx.config.load();
@@ -378,20 +410,22 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         return Answer::query_too_large(max_body);
     }
     // Read as text, never with replacement characters: the feedback GET's
-    // parameters are its event. A parameter that is not text is a 400, but
-    // only once size and credentials have answered (the contract's order);
-    // until then the parameters are read with replacement characters, so a
-    // credential sent that way is a wrong one.
+    // parameters are its event. A parameter that is not text, or more
+    // parameters than a payload may hold, is a 400, but only once size and
+    // credentials have answered (the contract's order); until then the
+    // parameters are read with replacement characters, so a credential sent
+    // that way is a wrong one, and no more of them kept than a readable
+    // query holds, besides the credential's.
     let (query, query_unreadable) = match vendors::text::form_pairs(
         raw_query.as_bytes(),
         None,
         vendors::text::Pairs::QueryParameters,
     ) {
         Ok(query) => (query, None),
-        Err(e) => {
-            let lossy = url::form_urlencoded::parse(raw_query.as_bytes());
-            (lossy.into_owned().collect(), Some(e))
-        }
+        Err(e) => (
+            query_for_the_credential_check(raw_query, credentials.query_param()),
+            Some(e),
+        ),
     };
     // Credentials in a header or the query are checked before the body is
     // read, so a sender without them never holds a body in memory; the body
@@ -523,6 +557,78 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+
+    /// A query refused for its number of parameters was read whole for the
+    /// credential check before its 400 (32,000 pairs fit a 64 KiB head).
+    /// What is kept is bounded, and the check still sees what it would in
+    /// the whole query: a token past the cut is found (the request is
+    /// authenticated, then refused as a parse failure, in the contract's
+    /// order), and a repeated one is still seen as repeated.
+    #[test]
+    fn a_query_refused_for_its_size_is_kept_bounded_for_the_credential_check() {
+        use crate::vendors::{AuthError, Credentials};
+        let limit = vendors::text::MAX_VALUES;
+        let credentials = Credentials::Voip24h {
+            token: crate::config::Accepted::one("t"),
+        };
+        let headers = axum::http::HeaderMap::new();
+        let check = |raw: &str| {
+            let query = query_for_the_credential_check(raw, credentials.query_param());
+            let verified = credentials
+                .verify(Delivery {
+                    method: Method::Get,
+                    headers: &headers,
+                    query: &query,
+                    body: &[],
+                })
+                .map(|_| ());
+            (query.len(), verified)
+        };
+        let many = "a=0&".repeat(3 * limit);
+
+        let (kept, verified) = check(&format!("{many}token=t"));
+        assert!(kept <= limit + 2, "{kept} pairs kept");
+        assert!(verified.is_ok(), "{verified:?}");
+        let (kept, verified) = check(&format!("{many}token=t&{many}token=t&token=t"));
+        assert!(kept <= limit + 2, "{kept} pairs kept");
+        assert!(
+            matches!(verified, Err(AuthError::Repeated(_))),
+            "{verified:?}"
+        );
+        let (kept, verified) = check(&format!("token=t&{many}token=t"));
+        assert!(kept <= limit + 2, "{kept} pairs kept");
+        assert!(
+            matches!(verified, Err(AuthError::Repeated(_))),
+            "{verified:?}"
+        );
+        let (kept, verified) = check(&format!("{many}token=wrong"));
+        assert!(kept <= limit + 2, "{kept} pairs kept");
+        assert!(matches!(verified, Err(AuthError::BadToken)), "{verified:?}");
+        let (kept, verified) = check(&many);
+        assert!(kept <= limit, "{kept} pairs kept");
+        assert!(
+            matches!(verified, Err(AuthError::MissingToken)),
+            "{verified:?}"
+        );
+        // A credential that is not in the query keeps nothing past the cut.
+        let in_a_header = Credentials::Voipex {
+            username: "u".into(),
+            password: crate::config::Accepted::one("p"),
+        };
+        let query =
+            query_for_the_credential_check(&format!("{many}token=t"), in_a_header.query_param());
+        assert_eq!(query.len(), limit);
+        // A query refused for text that is not UTF-8 is within the limit:
+        // every pair is kept, the bad bytes replaced.
+        let query = query_for_the_credential_check("token=t&callid=X%FF", Some("token"));
+        assert_eq!(
+            query,
+            vec![
+                ("token".to_owned(), "t".to_owned()),
+                ("callid".to_owned(), "X\u{fffd}".to_owned())
+            ]
+        );
+    }
 
     #[test]
     fn a_refusal_of_every_sender_is_one_line_for_all_accounts() {
