@@ -614,6 +614,68 @@ mod tests {
         assert!(over(&cut_short));
     }
 
+    /// Whitespace between an opening bracket and its closing one leaves the
+    /// container empty: one value, not two. A pretty-printer writes `{ }`,
+    /// `[\n]` or `{\n  }` for an empty container, and counted twice a
+    /// pretty-printed event at the limit would be refused.
+    #[test]
+    fn a_pretty_printed_payload_of_empty_containers_is_counted_as_written_compactly() {
+        let empties = ["[ ]", "{ }", "{\n}", "[\n\t\r ]", "{\n    }", "[]"];
+        for empty in empties {
+            assert_eq!(
+                parse_json(empty).unwrap().0.to_string().len(),
+                2,
+                "{empty:?}"
+            );
+        }
+        // The object and `n` members, each an empty container.
+        let pretty = |n: usize| {
+            let members: Vec<String> = (0..n)
+                .map(|i| format!("  \"k{i}\": {}", empties[i % empties.len()]))
+                .collect();
+            format!("{{\n{}\n}}\n", members.join(",\n"))
+        };
+        let (value, _) = parse_json(&pretty(MAX_VALUES - 1)).unwrap();
+        assert_eq!(value.as_object().map(|o| o.len()), Some(MAX_VALUES - 1));
+        assert!(matches!(
+            parse_json(&pretty(MAX_VALUES)),
+            Err(JsonError::TooManyValues)
+        ));
+    }
+
+    /// Depth is checked before the text is read, so text that is not JSON
+    /// nested too deep is refused for its depth, and at the limit for what
+    /// it is.
+    #[test]
+    fn invalid_text_nested_too_deep_is_refused_for_its_depth() {
+        let nested = |depth: usize| format!("{{\"a\":{}oops", "[".repeat(depth - 1));
+        assert!(matches!(
+            parse_json(&nested(MAX_NESTING + 1)),
+            Err(JsonError::TooDeep)
+        ));
+        assert!(matches!(
+            parse_json(&nested(MAX_NESTING)),
+            Err(JsonError::Syntax(_))
+        ));
+    }
+
+    /// An opening bracket's value is counted after the loop's check when it
+    /// is the text's last byte: text cut short just after it, one value
+    /// over the limit, is refused for its count.
+    #[test]
+    fn text_ending_with_an_opening_bracket_over_the_limit_is_refused_for_its_count() {
+        // The outer array, `zeros` zeros and the array opened last.
+        let cut = |zeros: usize| format!("[{},[", vec!["0"; zeros].join(","));
+        assert!(matches!(
+            parse_json(&cut(MAX_VALUES - 2)),
+            Err(JsonError::TooManyValues)
+        ));
+        assert!(matches!(
+            parse_json(&cut(MAX_VALUES - 3)),
+            Err(JsonError::Syntax(_))
+        ));
+    }
+
     /// What would be values outside a string is text inside one: brackets,
     /// commas, escaped quotes, and an escaped backslash just before the
     /// closing quote, after which counting goes on.
