@@ -323,6 +323,28 @@ async fn a_landed_commit_missed_at_recovery_goes_out_with_the_retry_of_it() {
     ingest.shutdown().await;
 }
 
+/// A commit reported failed that landed, which the reopen could not read
+/// back: `callrelay_journal_last_seq` still says the journal's seq once the
+/// reopen is done. Left at the seq before it, it stayed there until the
+/// next commit (on a quiet relay, for good), below what the journal holds.
+#[tokio::test]
+async fn the_last_seq_gauge_follows_a_reopen_that_could_not_read_back_what_landed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open, ingest, _hub, metrics) = setup_with(dir.path(), IngestOptions::default());
+    open.send(()).unwrap();
+    let handle = ingest.handle();
+    store.land_then_fail.store(true, Ordering::SeqCst);
+    store.fail_next_read.store(true, Ordering::SeqCst);
+    assert!(handle.submit(event("a")).await.is_err());
+    // The writer reopens before it takes the shutdown: once its thread has
+    // ended, the reopen and its read back are done.
+    ingest.shutdown().await;
+    assert_eq!(store.recovers.load(Ordering::SeqCst), 1);
+    assert!(!store.fail_next_read.load(Ordering::SeqCst), "read back");
+    assert_eq!(store.journal.last_seq(), 1, "the commit landed");
+    assert_eq!(metrics.journal_last_seq.get(), 1);
+}
+
 #[tokio::test]
 async fn a_group_is_journaled_whole_or_not_at_all_in_order() {
     let (_dir, store, ingest, handle) = opened();

@@ -6,7 +6,9 @@
 //! commits fail the store is asked to recover at most once a second; what
 //! raced in after the shutdown message is refused, not dropped unanswered;
 //! a reopen asked for from outside counts in the good commits the watchdog
-//! reads only when the journal was writable before it.
+//! reads only when the journal was writable before it; after a reopen,
+//! `callrelay_journal_last_seq` is the store's seq, whether or not what
+//! landed could be read back.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -180,6 +182,11 @@ fn reopen(
     clocks.reopen_ended(started);
     if reopened.is_ok() {
         publish_landed(store, hub, metrics, u64::MAX);
+        // What landed may not have been read back (a failed read, events
+        // retention has removed since): the gauge is the store's seq
+        // anyway, or it stays below it until the next commit, on a quiet
+        // relay for good. Set here, on the writer thread, no commit races it.
+        crate::metrics::set_saturating(&metrics.journal_last_seq, store.last_seq());
     }
     reopened
 }
