@@ -554,6 +554,42 @@ async fn metrics_move_with_traffic_and_pass_promtool() {
 
 /// Posts to the Tel4vn demo hook (good key, bad key) and checks the webhook
 /// and received counters.
+/// A relay restarted on a journal that holds events says their last seq
+/// at once: only the writer sets `callrelay_journal_last_seq` (a scrape
+/// does not), so without the start's own reading it was 0 until the first
+/// commit, and `CallrelayKafkaLagNearJournalLimit` read a journal holding
+/// a negative count of events.
+#[tokio::test]
+async fn a_restarted_relay_says_the_journals_last_seq_before_any_commit() {
+    let relay = common::start_relay(DEMO_HOOKS).await;
+    let ingest = &relay.ctx.ingest;
+    let mut last = 0;
+    for call in ["c-1", "c-2", "c-3"] {
+        let ack = ingest
+            .submit(event(Vendor::Tel4vn, "demo", "call.ringing", call))
+            .await
+            .expect("journaled");
+        last = ack.seq;
+    }
+    assert_eq!(last, 3);
+    let dir = relay.stop().await;
+
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    let relay = common::start_relay_in(dir, &text).await;
+    assert_eq!(relay.ctx.journal.last_seq(), last, "the journal kept them");
+    let (_, s, _) = scrape(&relay.url("")).await;
+    assert_eq!(
+        value(&s, "callrelay_journal_last_seq", &[]),
+        Some(last as f64)
+    );
+    assert_eq!(
+        relay.ctx.journal.last_seq(),
+        last,
+        "no commit since the start"
+    );
+    relay.stop().await;
+}
+
 async fn check_webhook_metrics(relay: &common::TestRelay, base: &str) {
     let client = reqwest::Client::new();
     let body = json!({"call_id": "w-1", "direction": "inbound", "from_number": "0900000001",
