@@ -346,6 +346,10 @@ pub struct Journal {
     /// so a test meets a refused write with the file still in place.
     #[cfg(test)]
     cursor_writes_refused: AtomicBool,
+    /// Test-only: run by the next write just before it asks redb for the
+    /// transaction, where it waits while another write holds it.
+    #[cfg(test)]
+    before_next_write: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// The journal's write in progress, on its clock until dropped. The drop
@@ -517,6 +521,8 @@ impl Journal {
             durable_cursor_writes: AtomicU64::new(0),
             #[cfg(test)]
             cursor_writes_refused: AtomicBool::new(false),
+            #[cfg(test)]
+            before_next_write: Mutex::new(None),
         };
         journal.presence.opened(&journal.path);
         journal.refresh_stats()?;
@@ -607,6 +613,15 @@ impl Journal {
         &self,
         db: &Database,
     ) -> Result<(Writing<'_>, redb::WriteTransaction), redb::TransactionError> {
+        #[cfg(test)]
+        if let Some(before) = self
+            .before_next_write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            before();
+        }
         let txn = db.begin_write()?;
         Ok((Writing::begun(&self.writing), txn))
     }
@@ -638,6 +653,17 @@ impl Journal {
         release: std::sync::mpsc::Receiver<()>,
     ) {
         self.hold_writes_then(holding, release, || ());
+    }
+
+    /// Test-only: runs `before` in the next write (an append, a retention
+    /// chunk, a state write) just before it asks redb for the transaction,
+    /// so a test knows that write is at redb's wait while another holds it.
+    #[cfg(test)]
+    pub(crate) fn before_next_write(&self, before: impl FnOnce() + Send + 'static) {
+        *self
+            .before_next_write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(before));
     }
 
     /// Test-only: [`Journal::hold_writes_until`], running `after_end` once

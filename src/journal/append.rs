@@ -32,7 +32,8 @@ impl Journal {
         &self,
         events: &[IncomingEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_batch_at(events, self.clock.now_ms())
+        let mut prepared: Vec<PreparedEvent> = events.iter().map(PreparedEvent::new).collect();
+        self.append_prepared(&mut prepared)
     }
 
     /// `append_batch` with an explicit clock, for tests of the dedup window.

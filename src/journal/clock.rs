@@ -27,6 +27,10 @@ use rustix::time::{ClockId, clock_gettime};
 pub(super) struct JournalClock {
     anchor_ms: u64,
     anchor_boot_ms: u64,
+    /// Test-only: how far [`JournalClock::advance`] has moved it, so a
+    /// test tells a reading before a wait from one after it.
+    #[cfg(test)]
+    advanced_ms: std::sync::atomic::AtomicU64,
 }
 
 /// How a journal's clock starts.
@@ -72,6 +76,8 @@ impl JournalClock {
         let clock = JournalClock {
             anchor_ms,
             anchor_boot_ms: boot_ms(),
+            #[cfg(test)]
+            advanced_ms: std::sync::atomic::AtomicU64::new(0),
         };
         let ignored = ignored_ms.map(|at_ms| Ignored {
             ahead_ms: at_ms - wall_ms,
@@ -99,7 +105,25 @@ impl JournalClock {
     }
 
     pub fn now_ms(&self) -> u64 {
-        self.at(boot_ms())
+        self.at(boot_ms()).saturating_add(self.advanced_ms())
+    }
+
+    #[cfg(not(test))]
+    fn advanced_ms(&self) -> u64 {
+        0
+    }
+
+    #[cfg(test)]
+    fn advanced_ms(&self) -> u64 {
+        self.advanced_ms.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Test-only: moves every later reading `ms` forward, as that much time
+    /// passing would.
+    #[cfg(test)]
+    pub fn advance(&self, ms: u64) {
+        self.advanced_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// When this clock started: the journal's open.

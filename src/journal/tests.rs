@@ -729,16 +729,13 @@ fn dedup_within_window_in_batch_after_window_and_after_restart() {
 /// holds it, on a cold file for minutes) is stamped when it has it, not
 /// when it began to wait: stamped before, each of its dedup entries expired
 /// early by the wait, and a vendor's resend in the window's last slice was
-/// journaled again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_that_waited_for_the_write_is_stamped_when_it_has_it() {
+/// journaled again. `append` is an entry point, on the journal's own clock.
+async fn stamped_when_it_has_the_write(
+    append: fn(&Journal, IncomingEvent) -> Result<Vec<AppendOutcome>, JournalError>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let j = Arc::new(Journal::open(options(dir.path())).unwrap());
-    let t0 = 1_000_000_000;
     let waited = 120_000;
-    // The journal's clock as the append reads it: t0 while another write
-    // holds the transaction, `waited` later once it lets go.
-    let clock = Arc::new(AtomicU64::new(t0));
     let (holding, writes_held) = tokio::sync::oneshot::channel();
     let (release, held) = std::sync::mpsc::channel();
     let holder = tokio::task::spawn_blocking({
@@ -746,40 +743,56 @@ async fn a_batch_that_waited_for_the_write_is_stamped_when_it_has_it() {
         move || j.hold_writes_until(holding, held)
     });
     writes_held.await.unwrap();
-    let (read, clock_read) = tokio::sync::oneshot::channel();
-    let appending = tokio::task::spawn_blocking({
-        let (j, clock) = (j.clone(), clock.clone());
-        move || {
-            let mut batch = [PreparedEvent::new(&event("x"))];
-            j.append_prepared_reading(&mut batch, || {
-                let _ = read.send(());
-                clock.load(Ordering::SeqCst)
-            })
-        }
+    let (waiting, at_the_wait) = tokio::sync::oneshot::channel();
+    j.before_next_write(move || {
+        let _ = waiting.send(());
     });
-    // The append reaches redb's wait well within this; its clock must not
-    // have been read by then.
-    let early = tokio::time::timeout(Duration::from_millis(100), clock_read).await;
-    assert!(
-        early.is_err(),
-        "the append read its clock while another write held the transaction"
-    );
-    assert!(!appending.is_finished(), "the append waits its turn");
-    clock.store(t0 + waited, Ordering::SeqCst);
+    let appending = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || append(&j, event("x"))
+    });
+    // The append asks redb for the transaction after this, and has it only
+    // once the holder lets go: the wait, on the journal's clock, falls
+    // between a reading taken before it and one taken once it has the write.
+    at_the_wait.await.unwrap();
+    let wait_began = j.clock.now_ms();
+    j.clock.advance(waited);
     release.send(()).unwrap();
     holder.await.unwrap();
     let out = appending.await.unwrap().unwrap();
     let AppendOutcome::Appended(journaled) = &out[0] else {
         panic!("{out:?}");
     };
-    assert_eq!(journaled.journaled_at_ms, t0 + waited);
-    assert_eq!(j.read_after(0, 1).unwrap()[0].journaled_at_ms, t0 + waited);
+    let had_it = wait_began + waited;
+    assert!(
+        journaled.journaled_at_ms >= had_it,
+        "stamped at {}, before it had the write ({had_it})",
+        journaled.journaled_at_ms
+    );
+    assert_eq!(
+        j.read_after(0, 1).unwrap()[0].journaled_at_ms,
+        journaled.journaled_at_ms
+    );
     // A resend a second before the window ends, counted from when the
     // batch had the transaction: still a duplicate.
-    let out = j
-        .append_batch_at(&[event("x")], t0 + waited + 599_000)
-        .unwrap();
+    let out = j.append_batch_at(&[event("x")], had_it + 599_000).unwrap();
     assert_eq!(seqs(&out), vec![(1, true)]);
+}
+
+/// Through what the ingest writer calls at each commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_waited_for_the_write_is_stamped_when_it_has_it() {
+    stamped_when_it_has_the_write(|j, event| {
+        let mut batch = [PreparedEvent::new(&event)];
+        crate::ingest::BatchStore::append_batch(j, &mut batch)
+    })
+    .await;
+}
+
+/// Through [`Journal::append_batch`], which tests append with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_batch_stamps_a_batch_when_it_has_the_write() {
+    stamped_when_it_has_the_write(|j, event| j.append_batch(&[event])).await;
 }
 
 /// A copy a source held through a commit outage longer than the window (a
