@@ -163,10 +163,11 @@ pub enum Date {
     /// No field, or no value in it (null, `""`).
     Absent,
     /// "No date": `0`, a negative number, all zeros (`0000-00-00 00:00:00`),
-    /// or a date outside 2000..2100.
+    /// or a date outside 2000..2100 (an epoch's too, up to 1e14 milliseconds).
     Placeholder,
     Read(OffsetDateTime),
-    /// A value in no form [`time`] reads: its text, cut for a log line.
+    /// A value in no form [`time`] reads, a positive number past 1e14
+    /// (microseconds, nanoseconds) among them: its text, cut for a log line.
     Unread(String),
 }
 
@@ -175,8 +176,10 @@ pub enum Date {
 pub fn date(value: Option<&Value>, local: UtcOffset) -> Date {
     let read = match value {
         None | Some(Value::Null) => return Date::Absent,
-        // Any number is an epoch; one that names no instant is a placeholder.
-        Some(Value::Number(n)) => epoch(&n.to_string()).ok_or(Date::Placeholder),
+        Some(Value::Number(n)) => {
+            let n = n.to_string();
+            epoch(&n).ok_or_else(|| not_an_epoch(&n))
+        }
         Some(Value::String(s)) => {
             let s = s.trim();
             if s.is_empty() {
@@ -214,8 +217,7 @@ pub fn first_date(
 }
 
 /// A text no form reads: a placeholder when it is all zeros (`0000-00-00
-/// 00:00:00`, `0.0`), a negative number or a number too large for an epoch
-/// in range, else unread.
+/// 00:00:00`, `0.0`) or a number [`not_an_epoch`] calls one, else unread.
 fn unread_or_placeholder(s: &str) -> Date {
     let digits = || s.bytes().filter(u8::is_ascii_digit);
     let all_zeros = digits().next().is_some() && digits().all(|b| b == b'0');
@@ -225,10 +227,29 @@ fn unread_or_placeholder(s: &str) -> Date {
     let only_date_marks = s
         .bytes()
         .all(|b| b.is_ascii_digit() || b" -:./T+Z".contains(&b));
-    if (all_zeros && only_date_marks) || named_number {
+    if all_zeros && only_date_marks {
         Date::Placeholder
+    } else if named_number {
+        not_an_epoch(s)
     } else {
         Date::Unread(crate::logging::excerpt(s))
+    }
+}
+
+/// The largest epoch read, in milliseconds (the year 5138); a number below
+/// 1e11 is seconds.
+const MAX_EPOCH_MS: f64 = 1e14;
+
+/// A number [`epoch`] refused: not positive, a placeholder; past
+/// [`MAX_EPOCH_MS`], unread. That one is most likely microseconds (Go's
+/// `UnixMicro`) or nanoseconds, which the relay does not read (their ranges
+/// meet milliseconds' and seconds', so the unit would be a guess), and a
+/// date it does not read is said, not taken for "no date".
+fn not_an_epoch(text: &str) -> Date {
+    match text.parse::<f64>() {
+        // NaN compares false: no JSON number or numeric text is one.
+        Ok(v) if v > MAX_EPOCH_MS => Date::Unread(crate::logging::excerpt(text)),
+        _ => Date::Placeholder,
     }
 }
 
@@ -252,7 +273,7 @@ fn epoch(text: &str) -> Option<OffsetDateTime> {
         .filter(|v: &f64| v.is_finite() && *v > 0.0)?;
     // Below 1e11 it can only be seconds (1e11 s is year 5138; 1e11 ms is 1973).
     let ms = if v < 1e11 { v * 1000.0 } else { v };
-    if ms > 1e14 {
+    if ms > MAX_EPOCH_MS {
         return None;
     }
     // Rounded: `1086454554.416 * 1000.0` is 1086454554415.9999, a
@@ -571,13 +592,11 @@ mod tests {
         for v in [
             json!(0),
             json!(-5),
-            json!(1e300),
             json!("0"),
             json!("000"),
             json!("-1"),
             json!("0000-00-00 00:00:00"),
             json!("0000-00-00T00:00:00Z"),
-            json!("99999999999999999"),
             json!("1970-01-01 07:00:00"),
             json!("2100-01-01T00:00:00Z"),
         ] {
@@ -605,6 +624,40 @@ mod tests {
             panic!("unread")
         };
         assert_eq!(cut.chars().count(), crate::logging::EXCERPT_CHARS);
+    }
+
+    /// An epoch in microseconds (Go's `UnixMicro`, 1616734230123456) or
+    /// nanoseconds is a date the relay does not read, said, not a vendor's
+    /// "no date": so is any positive number past the milliseconds read
+    /// (1e14, the year 5138). Milliseconds of a year past 2099 below that
+    /// stay a placeholder, as a date written out for one is.
+    #[test]
+    fn an_epoch_too_large_for_milliseconds_is_unread() {
+        for (v, text) in [
+            (json!(1616734230123456u64), "1616734230123456"),
+            (json!("1616734230123456"), "1616734230123456"),
+            (json!(1616734230123456789u64), "1616734230123456789"),
+            (json!(" 1616734230123456789 "), "1616734230123456789"),
+            (json!("1616734230123456.5"), "1616734230123456.5"),
+            (json!(100000000000001u64), "100000000000001"),
+            (json!(1e300), "1e+300"),
+            (json!("99999999999999999"), "99999999999999999"),
+        ] {
+            assert_eq!(date(Some(&v), ICT), Date::Unread(text.to_owned()), "{v}");
+        }
+        let (t, unread) = first_date(&[("timestamp", Some(&json!(1616734230123456u64)))], ICT);
+        assert_eq!(t, None);
+        assert_eq!(unread.map(|u| u.field), Some("timestamp"));
+        for v in [
+            json!(100000000000000u64),
+            json!("100000000000000"),
+            json!(4102444800000u64),
+            json!(-1616734230123456i64),
+            json!("-1616734230123456"),
+            json!("0000000000000000"),
+        ] {
+            assert_eq!(date(Some(&v), ICT), Date::Placeholder, "{v}");
+        }
     }
 
     /// The first date read wins; an unread one is told only when none is

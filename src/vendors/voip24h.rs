@@ -960,6 +960,16 @@ mod tests {
             unread.identity
         );
         assert_eq!(parsed(json!("0000-00-00 00:00:00")).unread_time, None);
+        // Microseconds, a placeholder before 2026-12-07 and unread since:
+        // only the warning is new; the id holds the text as sent either way.
+        let micro = parsed(json!(1616734230123456u64));
+        assert_eq!(micro.time, None);
+        assert_eq!(micro.unread_time.map(|u| u.field), Some("calldate"));
+        assert!(
+            micro.identity.contains("\"1616734230123456\""),
+            "{}",
+            micro.identity
+        );
         // A call event's date is its `cdr`'s.
         let cdr = parse_call_event(&json!({"callid": "c1", "state": "Cdr", "extend": "130",
             "cdr": {"calldate": "26/03/2021 11:50:30"}}))
