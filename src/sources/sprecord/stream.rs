@@ -1023,6 +1023,52 @@ mod tests {
         );
     }
 
+    /// An event whose `payload.date` is day-first (never guessed) is
+    /// journaled with the receive time as its `time`, and the stream says
+    /// so in one WARN naming the vendor, account, field and date.
+    #[tokio::test]
+    async fn an_unread_date_is_journaled_at_the_receive_time_and_said() {
+        use crate::app::tests_support::{relay_in, stop};
+        use crate::sources::tests_support::listen;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_in(dir.path(), "").await;
+        let event = r#"{"device_id":"dev-1","event_type":"incoming_call","payload":{"call_id":"1","call_src":"+79829900000","call_dst":"107","trunk":"GSM1","date":"26/03/2021 11:50:30"}}"#;
+        let body = format!("id: 1\ndata: {event}\n\n");
+        let (listener, port) = listen().await;
+        let supervisor = supervisor_of(&relay.ctx, &format!("http://127.0.0.1:{port}"));
+        let (captured, guard) = crate::logging::tests_support::capture_json();
+        let (end, events) = pump_once(&supervisor, listener, body.into_bytes()).await;
+        drop(guard);
+        assert!(matches!(end, StreamEnd::Closed), "{end:?}");
+        assert_eq!(events, 1);
+        let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
+        assert_eq!(journaled.len(), 1);
+        let event: serde_json::Value = serde_json::from_slice(&journaled[0].json).unwrap();
+        let received = OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(journaled[0].received_at_ms) * 1_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            event["time"].as_str(),
+            Some(crate::event::format_time(received).as_str())
+        );
+        let said: Vec<serde_json::Value> = json_lines(&captured.text())
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("vendor date in no form the relay reads"))
+            })
+            .collect();
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert_eq!(said[0]["level"], "WARN", "{said:#?}");
+        assert_eq!(said[0]["vendor"], "sprecord", "{said:#?}");
+        assert_eq!(said[0]["account"], "a", "{said:#?}");
+        assert_eq!(said[0]["field"], "payload.date", "{said:#?}");
+        assert_eq!(said[0]["value"], "26/03/2021 11:50:30", "{said:#?}");
+        stop(relay).await;
+    }
+
     /// A refusal's body is the device's text (or whatever answers at its
     /// `url`): in the human format it was written bare inside the message,
     /// so ` account="x"` in it read as a field of the line (area review of

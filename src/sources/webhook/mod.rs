@@ -744,6 +744,58 @@ mod tests {
         }
     }
 
+    /// A hook whose date is day-first (never guessed) is answered 200 and
+    /// journaled with the receive time as its `time`, and the webhook path
+    /// says so in one WARN naming the vendor, account, field and date.
+    #[tokio::test]
+    async fn an_unread_date_is_journaled_at_the_receive_time_and_said() {
+        use crate::app::tests_support::{relay_in, stop};
+        let dir = tempfile::tempdir().unwrap();
+        let hook = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"tel4vn-key\"\n";
+        let relay = relay_in(dir.path(), hook).await;
+        let body = serde_json::json!({"call_id": "c-unread", "state": "hangup",
+            "direction": "outbound", "time": "26/03/2021 11:50:30"});
+        let request = Request::builder()
+            .method(HttpMethod::POST)
+            .uri("/hooks/tel4vn/t4")
+            .header("authorization", "Bearer tel4vn-key")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let (captured, guard) = crate::logging::tests_support::capture_json();
+        let answer = deliver_to(&relay.ctx, Vendor::Tel4vn, "t4", request).await;
+        drop(guard);
+        assert_eq!(answer.status(), StatusCode::OK);
+        let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
+        assert_eq!(journaled.len(), 1);
+        let event: serde_json::Value = serde_json::from_slice(&journaled[0].json).unwrap();
+        let received = OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(journaled[0].received_at_ms) * 1_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            event["time"].as_str(),
+            Some(crate::event::format_time(received).as_str())
+        );
+        let lines = captured.text();
+        let said: Vec<serde_json::Value> = lines
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("vendor date in no form the relay reads"))
+            })
+            .collect();
+        assert_eq!(said.len(), 1, "{lines}");
+        assert_eq!(said[0]["level"], "WARN", "{lines}");
+        assert_eq!(said[0]["vendor"], "tel4vn", "{lines}");
+        assert_eq!(said[0]["account"], "t4", "{lines}");
+        assert_eq!(said[0]["field"], "time", "{lines}");
+        assert_eq!(said[0]["value"], "26/03/2021 11:50:30", "{lines}");
+        stop(relay).await;
+    }
+
     #[tokio::test]
     async fn an_unreadable_path_is_the_route_checks_404_labelled_by_vendor() {
         for (path, label, reason) in [
