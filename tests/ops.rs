@@ -552,8 +552,6 @@ async fn metrics_move_with_traffic_and_pass_promtool() {
     relay.stop().await;
 }
 
-/// Posts to the Tel4vn demo hook (good key, bad key) and checks the webhook
-/// and received counters.
 /// A relay restarted on a journal that holds events says their last seq
 /// at once: only the writer sets `callrelay_journal_last_seq` (a scrape
 /// does not), so without the start's own reading it was 0 until the first
@@ -590,6 +588,8 @@ async fn a_restarted_relay_says_the_journals_last_seq_before_any_commit() {
     relay.stop().await;
 }
 
+/// Posts to the Tel4vn demo hook (good key, bad key) and checks the webhook
+/// and received counters.
 async fn check_webhook_metrics(relay: &common::TestRelay, base: &str) {
     let client = reqwest::Client::new();
     let body = json!({"call_id": "w-1", "direction": "inbound", "from_number": "0900000001",
