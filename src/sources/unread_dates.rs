@@ -52,6 +52,68 @@ impl UnreadDates {
     }
 }
 
+/// What the sources' tests check of an event whose date was not read.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use serde_json::Value;
+
+    use crate::journal::Journal;
+
+    /// The one event `journal` holds has its receive time as its `time`.
+    pub(crate) fn assert_the_one_event_is_at_its_receive_time(journal: &Journal) {
+        let journaled = journal.read_after(0, 10).unwrap();
+        assert_eq!(journaled.len(), 1);
+        let event: Value = serde_json::from_slice(&journaled[0].json).unwrap();
+        let received = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(journaled[0].received_at_ms) * 1_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            event["time"].as_str(),
+            Some(crate::event::format_time(received).as_str())
+        );
+    }
+
+    /// `logs`, JSON lines, say an unread date exactly once: a WARN naming
+    /// `vendor`, `account`, `field` and the date's text `value`. Counted
+    /// both by any line that holds the message and by the lines whose
+    /// message does, as the tests this gathers counted it.
+    pub(crate) fn assert_said_once(
+        logs: &str,
+        vendor: &str,
+        account: &str,
+        field: &str,
+        value: &str,
+    ) {
+        const SAID: &str = "vendor date in no form the relay reads";
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(SAID)).collect();
+        assert_eq!(lines.len(), 1, "{logs}");
+        assert!(
+            lines[0].contains(&format!(r#""account":"{account}""#)),
+            "{logs}"
+        );
+        assert!(
+            lines[0].contains(&format!(r#""field":"{field}""#)),
+            "{logs}"
+        );
+        assert!(
+            lines[0].contains(&format!(r#""value":"{value}""#)),
+            "{logs}"
+        );
+        let said: Vec<Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["message"].as_str().is_some_and(|m| m.contains(SAID)))
+            .collect();
+        assert_eq!(said.len(), 1, "{logs}");
+        assert_eq!(said[0]["level"], "WARN", "{logs}");
+        assert_eq!(said[0]["vendor"], vendor, "{logs}");
+        assert_eq!(said[0]["account"], account, "{logs}");
+        assert_eq!(said[0]["field"], field, "{logs}");
+        assert_eq!(said[0]["value"], value, "{logs}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1030,6 +1030,9 @@ mod tests {
     async fn an_unread_date_is_journaled_at_the_receive_time_and_said() {
         use crate::app::tests_support::{relay_in, stop};
         use crate::sources::tests_support::listen;
+        use crate::sources::unread_dates::tests_support::{
+            assert_said_once, assert_the_one_event_is_at_its_receive_time,
+        };
         let dir = tempfile::tempdir().unwrap();
         let relay = relay_in(dir.path(), "").await;
         let event = r#"{"device_id":"dev-1","event_type":"incoming_call","payload":{"call_id":"1","call_src":"+79829900000","call_dst":"107","trunk":"GSM1","date":"26/03/2021 11:50:30"}}"#;
@@ -1041,31 +1044,14 @@ mod tests {
         drop(guard);
         assert!(matches!(end, StreamEnd::Closed), "{end:?}");
         assert_eq!(events, 1);
-        let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
-        assert_eq!(journaled.len(), 1);
-        let event: serde_json::Value = serde_json::from_slice(&journaled[0].json).unwrap();
-        let received = OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(journaled[0].received_at_ms) * 1_000_000,
-        )
-        .unwrap();
-        assert_eq!(
-            event["time"].as_str(),
-            Some(crate::event::format_time(received).as_str())
+        assert_the_one_event_is_at_its_receive_time(&relay.ctx.journal);
+        assert_said_once(
+            &captured.text(),
+            "sprecord",
+            "a",
+            "payload.date",
+            "26/03/2021 11:50:30",
         );
-        let said: Vec<serde_json::Value> = json_lines(&captured.text())
-            .into_iter()
-            .filter(|l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("vendor date in no form the relay reads"))
-            })
-            .collect();
-        assert_eq!(said.len(), 1, "{said:#?}");
-        assert_eq!(said[0]["level"], "WARN", "{said:#?}");
-        assert_eq!(said[0]["vendor"], "sprecord", "{said:#?}");
-        assert_eq!(said[0]["account"], "a", "{said:#?}");
-        assert_eq!(said[0]["field"], "payload.date", "{said:#?}");
-        assert_eq!(said[0]["value"], "26/03/2021 11:50:30", "{said:#?}");
         stop(relay).await;
     }
 

@@ -470,17 +470,12 @@ mod tests {
         .await;
         drop(guard);
         assert!(matches!(journaled, Ok(3)), "{journaled:?}");
-        let lines = logs.text();
-        let said: Vec<&str> = lines
-            .lines()
-            .filter(|l| l.contains("vendor date in no form the relay reads"))
-            .collect();
-        assert_eq!(said.len(), 1, "{lines}");
-        assert!(said[0].contains(r#""account":"acc""#), "{lines}");
-        assert!(said[0].contains(r#""field":"calldate""#), "{lines}");
-        assert!(
-            said[0].contains(r#""value":"26/03/2021 11:50:30""#),
-            "{lines}"
+        crate::sources::unread_dates::tests_support::assert_said_once(
+            &logs.text(),
+            "voip24h",
+            "acc",
+            "calldate",
+            "26/03/2021 11:50:30",
         );
         let times: Vec<String> = relay
             .ctx

@@ -750,6 +750,9 @@ mod tests {
     #[tokio::test]
     async fn an_unread_date_is_journaled_at_the_receive_time_and_said() {
         use crate::app::tests_support::{relay_in, stop};
+        use crate::sources::unread_dates::tests_support::{
+            assert_said_once, assert_the_one_event_is_at_its_receive_time,
+        };
         let dir = tempfile::tempdir().unwrap();
         let hook = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"t4\"\napi_key = \"tel4vn-key\"\n";
         let relay = relay_in(dir.path(), hook).await;
@@ -766,33 +769,14 @@ mod tests {
         let answer = deliver_to(&relay.ctx, Vendor::Tel4vn, "t4", request).await;
         drop(guard);
         assert_eq!(answer.status(), StatusCode::OK);
-        let journaled = relay.ctx.journal.read_after(0, 10).unwrap();
-        assert_eq!(journaled.len(), 1);
-        let event: serde_json::Value = serde_json::from_slice(&journaled[0].json).unwrap();
-        let received = OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(journaled[0].received_at_ms) * 1_000_000,
-        )
-        .unwrap();
-        assert_eq!(
-            event["time"].as_str(),
-            Some(crate::event::format_time(received).as_str())
+        assert_the_one_event_is_at_its_receive_time(&relay.ctx.journal);
+        assert_said_once(
+            &captured.text(),
+            "tel4vn",
+            "t4",
+            "time",
+            "26/03/2021 11:50:30",
         );
-        let lines = captured.text();
-        let said: Vec<serde_json::Value> = lines
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("vendor date in no form the relay reads"))
-            })
-            .collect();
-        assert_eq!(said.len(), 1, "{lines}");
-        assert_eq!(said[0]["level"], "WARN", "{lines}");
-        assert_eq!(said[0]["vendor"], "tel4vn", "{lines}");
-        assert_eq!(said[0]["account"], "t4", "{lines}");
-        assert_eq!(said[0]["field"], "time", "{lines}");
-        assert_eq!(said[0]["value"], "26/03/2021 11:50:30", "{lines}");
         stop(relay).await;
     }
 
