@@ -229,6 +229,22 @@ fn created_file_bytes_and_first_seq_across_appends() {
     assert_eq!((j.first_seq(), j.last_seq()), (1, 3));
 }
 
+/// Holds `j`'s one write transaction on a blocking thread, as a commit
+/// that slow would; returned once it is held. Sending on (or dropping) the
+/// sender lets it go; the handle ends once it has.
+async fn hold_the_write(
+    j: &Arc<Journal>,
+) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (holding, writes_held) = tokio::sync::oneshot::channel();
+    let (release, held) = std::sync::mpsc::channel();
+    let holder = tokio::task::spawn_blocking({
+        let j = j.clone();
+        move || j.hold_writes_until(holding, held)
+    });
+    writes_held.await.unwrap();
+    (release, holder)
+}
+
 /// The write in progress is on the journal's clock from when redb's one
 /// write transaction is its own until it ends, whoever makes it, and a
 /// write waiting its turn does not restart the clock: what a stop reads to
@@ -238,13 +254,7 @@ async fn the_write_in_progress_is_timed_until_it_ends() {
     let dir = tempfile::tempdir().unwrap();
     let j = Arc::new(Journal::open(options(dir.path())).unwrap());
     assert_eq!(j.write_running_for(), None);
-    let (holding, writes_held) = tokio::sync::oneshot::channel();
-    let (release, held) = std::sync::mpsc::channel();
-    let holder = tokio::task::spawn_blocking({
-        let j = j.clone();
-        move || j.hold_writes_until(holding, held)
-    });
-    writes_held.await.unwrap();
+    let (release, holder) = hold_the_write(&j).await;
     // Taken once the hold is known to be on the clock: it has run at least
     // this long as long as nothing restarts it.
     let held_since = std::time::Instant::now();
@@ -736,13 +746,7 @@ async fn stamped_when_it_has_the_write(
     let dir = tempfile::tempdir().unwrap();
     let j = Arc::new(Journal::open(options(dir.path())).unwrap());
     let waited = 120_000;
-    let (holding, writes_held) = tokio::sync::oneshot::channel();
-    let (release, held) = std::sync::mpsc::channel();
-    let holder = tokio::task::spawn_blocking({
-        let j = j.clone();
-        move || j.hold_writes_until(holding, held)
-    });
-    writes_held.await.unwrap();
+    let (release, holder) = hold_the_write(&j).await;
     let (waiting, at_the_wait) = tokio::sync::oneshot::channel();
     j.before_next_write(move || {
         let _ = waiting.send(());
