@@ -80,15 +80,17 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
         .text("from", from)
         .text("to", to)
         .text("extension", party_extension);
-    let mut when = (None, None);
     if let Some(c) = cdr {
         f.text("hotline", text_of(c, &["did"]))
             .text("status", status(get(c, "disposition")))
             .value("duration_s", seconds(get(c, "duration")))
             .value("billsec_s", seconds(get(c, "billsec")))
             .text("recording_url", text_of(c, &["recordingfile"]));
-        when = first_date(&[("cdr.calldate", get(c, "calldate"))], ICT);
     }
+    let (when, unread_time) = first_date(
+        &[("cdr.calldate", cdr.and_then(|c| get(c, "calldate")))],
+        ICT,
+    );
     let own_row = cdr_row && extension.is_none();
     let leg = own_row.then_some(cdr).flatten().and_then(cdr_leg);
     let id = match (&call_id, leg) {
@@ -109,8 +111,8 @@ fn call_event(map: &Map<String, Value>, payload: &Value) -> Option<VendorEvent> 
     Some(VendorEvent {
         event_type: event_type.to_owned(),
         subject: call_id,
-        time: when.0,
-        unread_time: when.1,
+        time: when,
+        unread_time,
         fields: f.build(),
         identity: id,
     })
