@@ -160,6 +160,12 @@ impl AuthError {
     }
 }
 
+/// The query parameter Voip24h's and SPRecord's token travels in: one name
+/// for the check, the webhook's bounded read of a refused query
+/// ([`super::Credentials::query_param`]) and the feedback event's fields,
+/// so that none of them looks for a parameter the others do not.
+pub(super) const TOKEN_PARAM: &str = "token";
+
 /// The `?token=` check shared by Voip24h and SPRecord, in constant time;
 /// which accepted value matched.
 pub(super) fn check_token(
@@ -167,7 +173,7 @@ pub(super) fn check_token(
     delivery: &Delivery<'_>,
 ) -> Result<usize, AuthError> {
     let presented = delivery
-        .credential_param("token")?
+        .credential_param(TOKEN_PARAM)?
         .ok_or(AuthError::MissingToken)?;
     expected
         .position(presented.as_bytes())

@@ -85,7 +85,9 @@ impl Credentials {
     pub fn query_param(&self) -> Option<&str> {
         match self {
             Credentials::Tel4vn { query, .. } => query.as_deref(),
-            Credentials::Voip24h { .. } | Credentials::Sprecord { token: Some(_) } => Some("token"),
+            Credentials::Voip24h { .. } | Credentials::Sprecord { token: Some(_) } => {
+                Some(delivery::TOKEN_PARAM)
+            }
             Credentials::Caresoft { .. }
             | Credentials::Voipex { .. }
             | Credentials::Sprecord { token: None } => None,
@@ -319,7 +321,7 @@ pub fn json_object<'a>(
 /// A query's pairs as an object of strings, as [`pairs_object`], less
 /// `token`: our credential, not vendor data.
 pub fn query_object(pairs: &[(String, String)]) -> Map<String, Value> {
-    pairs_object(pairs.iter().filter(|(k, _)| k != "token"))
+    pairs_object(pairs.iter().filter(|(k, _)| k != delivery::TOKEN_PARAM))
 }
 
 /// Form or query pairs as an object of strings; the first value of a
