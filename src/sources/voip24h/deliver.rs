@@ -399,6 +399,27 @@ mod tests {
         Arg::from_json(text).unwrap()
     }
 
+    /// `responses` delivered on account `acc` by a session of its own, and
+    /// the JSON lines logged meanwhile.
+    async fn deliver_logged(
+        ctx: &Arc<Context>,
+        responses: &[Received],
+    ) -> (Result<usize, ShuttingDown>, String) {
+        let (logs, guard) = crate::logging::tests_support::capture_json();
+        let journaled = deliver_all(
+            ctx,
+            "acc",
+            responses,
+            &CancellationToken::new(),
+            None,
+            &SessionWarnings::default(),
+            &Masked::default(),
+        )
+        .await;
+        drop(guard);
+        (journaled, logs.text())
+    }
+
     /// A server repeating a payload that cannot be read got a warning line
     /// per payload (operator-messages review, 2026-12-05): one now, the
     /// rest counted in the metric and in the next line's `held_back`.
@@ -410,21 +431,8 @@ mod tests {
         let responses: Vec<Received> = (0..100)
             .map(|_| (vec![arg("\"not an object\"")], arrived))
             .collect();
-        let warnings = SessionWarnings::default();
-        let (logs, guard) = crate::logging::tests_support::capture_json();
-        let journaled = deliver_all(
-            &relay.ctx,
-            "acc",
-            &responses,
-            &CancellationToken::new(),
-            None,
-            &warnings,
-            &Masked::default(),
-        )
-        .await;
-        drop(guard);
+        let (journaled, lines) = deliver_logged(&relay.ctx, &responses).await;
         assert!(matches!(journaled, Ok(0)), "{journaled:?}");
-        let lines = logs.text();
         let warned = lines
             .lines()
             .filter(|l| l.contains("malformed `response` payload"))
@@ -457,21 +465,10 @@ mod tests {
             missed("1616734230.2", "26/03/2021 11:50:30"),
             missed("1616734230.3", "27/03/2021 11:50:30"),
         ];
-        let (logs, guard) = crate::logging::tests_support::capture_json();
-        let journaled = deliver_all(
-            &relay.ctx,
-            "acc",
-            &responses,
-            &CancellationToken::new(),
-            None,
-            &SessionWarnings::default(),
-            &Masked::default(),
-        )
-        .await;
-        drop(guard);
+        let (journaled, logs) = deliver_logged(&relay.ctx, &responses).await;
         assert!(matches!(journaled, Ok(3)), "{journaled:?}");
         crate::sources::unread_dates::tests_support::assert_said_once(
-            &logs.text(),
+            &logs,
             "voip24h",
             "acc",
             "calldate",
