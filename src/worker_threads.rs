@@ -4,17 +4,33 @@
 //! the runtime was built, which systemd's `Restart=` turned into a restart
 //! loop that `callrelay check` could not see coming.
 //!
-//! Guarantees: [`from_env`] gives the count to pass to
+//! A count tokio takes but cannot build a runtime with (one that overflows
+//! its thread arithmetic or allocation, or exhausts memory or the unit's
+//! task limit) ended the same way, so a count above [`MAX`] is refused too.
+//!
+//! Guarantees: [`from_env`] gives the count, at most [`MAX`], to pass to
 //! `Builder::worker_threads` (so tokio never reads the variable), or the
 //! error that `check` and `run` both report. Unset, or empty as
 //! `TOKIO_WORKER_THREADS=` in an env file leaves it, means tokio's own
 //! default: one per CPU the process may use.
 
 use std::ffi::OsString;
-use std::num::NonZeroUsize;
+use std::num::{IntErrorKind, NonZeroUsize, ParseIntError};
 
 /// The variable, as tokio names it.
 pub const VAR: &str = "TOKIO_WORKER_THREADS";
+
+/// The most worker threads `run` starts. tokio takes any count and fails
+/// only when it builds the runtime: `usize::MAX` overflows its thread
+/// arithmetic, ~2^60 panics allocating, ~10^8 gives every worker a run
+/// queue until the process is killed for memory. Far below those, the
+/// unit sets no `TasksMax=`, so systemd's default holds (15% of the
+/// kernel's pid or thread limit: 4,915 with the common `pid_max` of
+/// 32,768), past which threads fail to start; under it the relay also
+/// needs up to tokio's 512 blocking threads (journal reads, Kafka), the
+/// journal writer and librdkafka's threads. 1,024 workers and all of those
+/// fit, and no machine the relay runs on has a CPU for each of them.
+pub const MAX: usize = 1024;
 
 /// Why the variable's value cannot be a worker thread count.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +39,10 @@ pub enum WorkerThreadsError {
         "{0:?} is not a number of worker threads: set a positive whole number, or leave it unset or empty for one per CPU"
     )]
     NotACount(String),
+    #[error(
+        "{0:?} is more worker threads than the relay starts: set a positive whole number up to {MAX}, or leave it unset or empty for one per CPU"
+    )]
+    TooMany(String),
     #[error(
         "its value is not UTF-8: set a positive whole number, or leave it unset or empty for one per CPU"
     )]
@@ -48,10 +68,16 @@ fn parse(value: Option<OsString>) -> Result<Option<NonZeroUsize>, WorkerThreadsE
     if trimmed.is_empty() {
         return Ok(None);
     }
-    trimmed
-        .parse()
-        .map(Some)
-        .map_err(|_| WorkerThreadsError::NotACount(value))
+    // A number too large for a usize is a count over the cap, not a
+    // non-number.
+    let count: NonZeroUsize = trimmed.parse().map_err(|e: ParseIntError| match e.kind() {
+        IntErrorKind::PosOverflow => WorkerThreadsError::TooMany(value.clone()),
+        _ => WorkerThreadsError::NotACount(value.clone()),
+    })?;
+    if count.get() > MAX {
+        return Err(WorkerThreadsError::TooMany(value));
+    }
+    Ok(Some(count))
 }
 
 /// tokio's default when the variable is unset.
@@ -75,6 +101,28 @@ mod tests {
         assert_eq!(parsed(" 4\t"), Ok(Some(4)));
     }
 
+    /// A count tokio takes but cannot start with (it overflowed, panicked
+    /// or ran out of memory building the runtime, a restart loop `check`
+    /// did not see coming) or that passes the unit's task limit is refused
+    /// as too many, with the value as written; the cap itself is a count.
+    #[test]
+    fn a_count_over_the_cap_is_refused_as_too_many() {
+        assert_eq!(parsed("1024"), Ok(Some(MAX)));
+        for over in [
+            "1025",
+            " 1025",
+            "100000000",
+            "18446744073709551615",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                parsed(over),
+                Err(WorkerThreadsError::TooMany(over.to_owned())),
+                "{over:?}"
+            );
+        }
+    }
+
     #[test]
     fn unset_or_empty_leaves_the_default() {
         assert_eq!(parse(None), Ok(None));
@@ -84,14 +132,7 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_with_the_value_as_written() {
-        for bad in [
-            "0",
-            "auto",
-            "-1",
-            "2.5",
-            "4 threads",
-            "99999999999999999999999",
-        ] {
+        for bad in ["0", "auto", "-1", "2.5", "4 threads"] {
             assert_eq!(
                 parsed(bad),
                 Err(WorkerThreadsError::NotACount(bad.to_owned())),

@@ -344,9 +344,9 @@ fn check_refuses_a_rust_log_that_run_would_refuse() {
 
 /// `TOKIO_WORKER_THREADS` is read by the relay, not left to tokio, which
 /// panicked (exit 101) on `0`, `auto` or non-UTF-8 when `run` built its
-/// runtime: systemd restarted it in a loop while `check` said ok. Both now
-/// refuse such a value, named, with exit 1; a count or an empty value is
-/// fine.
+/// runtime, and on a count too large for its arithmetic: systemd restarted
+/// it in a loop while `check` said ok. Both now refuse such a value, named,
+/// with exit 1; a count up to the cap or an empty value is fine.
 #[test]
 fn a_tokio_worker_threads_that_is_not_a_count_is_refused_by_check_and_run() {
     use std::ffi::OsStr;
@@ -371,6 +371,10 @@ fn a_tokio_worker_threads_that_is_not_a_count_is_refused_by_check_and_run() {
         (OsStr::new("auto"), "\"auto\""),
         (OsStr::new("-2"), "\"-2\""),
         (OsStr::from_bytes(b"\xff4"), "UTF-8"),
+        (
+            OsStr::new("18446744073709551615"),
+            "\"18446744073709551615\"",
+        ),
     ] {
         for (command, config) in [("check", &config), ("run", &missing)] {
             let out = with_threads(command, config, bad);
