@@ -111,7 +111,7 @@ use crate::journal::{JournaledEvent, PageEntry};
 pub use end::End;
 use end::read_error_end;
 use replay_budget::{PageHold, ReplayBudget};
-use writer::{Handed, WriteGuard, Writer};
+use writer::{Handed, Unflushed, WriteGuard, Writer};
 
 /// Events read from the journal per blocking call while replaying.
 pub const REPLAY_PAGE: usize = 512;
@@ -138,8 +138,10 @@ pub struct Settings {
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub client_queue: usize,
-    /// About the largest event frame the relay can journal, in bytes: a
-    /// write is given the time it takes on a slow link.
+    /// The largest payload any source takes, plus the envelope's room, in
+    /// bytes: a write's time on a slow link is capped at this frame's time
+    /// or its own largest frame's, whichever is longer (an event's JSON can
+    /// be several times its body, so a frame can be larger than this).
     pub largest_frame: usize,
 }
 
@@ -214,7 +216,7 @@ pub async fn run(
             },
             latency: metrics.latency.local(),
             metrics,
-            unflushed: 0,
+            unflushed: Unflushed::default(),
         },
         stream,
         live: Some(live),

@@ -4,8 +4,9 @@
 //!
 //! Guarantees: a write waits at most `pong_timeout`, plus the time the bytes
 //! it carries take at 16 KiB/s (a large event to a slow link), that extra at
-//! most one largest frame's time (or `ping_interval` + `pong_timeout`, if
-//! longer); a socket that has refused live writes for 500 ms in all, in one
+//! most one largest frame's time (the configured largest or the largest it
+//! carries, whichever is larger), or `ping_interval` + `pong_timeout` if
+//! longer; a socket that has refused live writes for 500 ms in all, in one
 //! write or across many, since the client's queue was last seen within
 //! `client_queue` or smaller than when the refusing began, ends the write in progress as a slow consumer once more
 //! than `client_queue` matching events were committed past it (a client
@@ -97,16 +98,33 @@ pub(super) struct Writer {
     pub(super) metrics: SinkMetrics,
     /// `metrics.latency`, observed a burst at a time ([`Handed::observe`]).
     pub(super) latency: LocalHistogram,
-    /// Bytes of the frames fed since the last flush finished: what a write
-    /// may still have to put on the socket.
-    pub(super) unflushed: usize,
+    /// The frames fed since the last flush finished: what a write may still
+    /// have to put on the socket.
+    pub(super) unflushed: Unflushed,
+}
+
+/// The frames a write may still have to put on the socket.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Unflushed {
+    /// Their payload bytes, in all.
+    pub(super) bytes: usize,
+    /// The largest one's payload bytes: a frame is handed to a client only
+    /// once it is whole, so a write is never given less than its time.
+    pub(super) largest: usize,
+}
+
+impl Unflushed {
+    fn add(&mut self, frame: usize) {
+        self.bytes = self.bytes.saturating_add(frame);
+        self.largest = self.largest.max(frame);
+    }
 }
 
 impl Writer {
     /// Queues one frame; tungstenite may write (and wait for the socket) here
     /// too, so the same guards as [`Writer::flush`] apply.
     pub(super) async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
-        self.unflushed = self.unflushed.saturating_add(frame_len(&msg));
+        self.unflushed.add(frame_len(&msg));
         self.guard
             .run(self.sink.feed(msg), live_seq, self.unflushed)
             .await
@@ -145,7 +163,7 @@ impl Writer {
         self.guard
             .run(self.sink.flush(), live_seq, self.unflushed)
             .await?;
-        self.unflushed = 0;
+        self.unflushed = Unflushed::default();
         Ok(())
     }
 }
@@ -176,7 +194,7 @@ pub(super) struct WriteGuard {
 }
 
 impl WriteGuard {
-    /// Runs one socket write within [`write_bound`] of the `bytes` it may have
+    /// Runs one socket write within [`write_bound`] of the `pending` frames it may have
     /// to write (`WriteStalled`), and within the page's deadline while a
     /// replay page is written (`SlowConsumer`, see
     /// [`WriteGuard::page_deadline`]). With `live_seq` (the newest live event in this write), it
@@ -190,7 +208,7 @@ impl WriteGuard {
         &mut self,
         write: impl Future<Output = Result<(), axum::Error>>,
         live_seq: Option<u64>,
-        bytes: usize,
+        pending: Unflushed,
     ) -> Result<(), End> {
         tokio::pin!(write);
         // Ready at once, the socket refused nothing: a session behind only
@@ -211,7 +229,7 @@ impl WriteGuard {
             }
             return r.map_err(|_| End::ClientGone);
         }
-        let own_deadline = Instant::now() + write_bound(self.settings, bytes);
+        let own_deadline = Instant::now() + write_bound(self.settings, pending);
         let (deadline, missed) = match self.page_deadline {
             Some(page) if page <= own_deadline => (page, End::SlowConsumer),
             _ => (own_deadline, End::WriteStalled),
@@ -317,16 +335,21 @@ fn frame_len(msg: &Message) -> usize {
     }
 }
 
-/// How long a write of `bytes` may take: `pong_timeout`, plus their time on
-/// the slowest link a screen is given time for, that extra at most the
-/// largest frame's time there (or `ping_interval` + `pong_timeout`, if
-/// longer): one largest event always gets through a slow link, while a
-/// replay page or a burst of large events cannot hold a dead client's slot
-/// for many minutes after its page reconnected.
-fn write_bound(settings: Settings, bytes: usize) -> Duration {
-    let most =
-        on_a_slow_link(settings.largest_frame).max(settings.ping_interval + settings.pong_timeout);
-    settings.pong_timeout + on_a_slow_link(bytes).min(most)
+/// How long a write of the `pending` frames may take: `pong_timeout`, plus
+/// their bytes' time on the slowest link a screen is given time for, that
+/// extra at most the largest of `largest_frame`'s time there, the largest
+/// pending frame's, and `ping_interval` + `pong_timeout`: every event,
+/// however its JSON grew past `largest_frame`, gets through a slow link,
+/// while a replay page or a burst of large events cannot hold a dead
+/// client's slot for many minutes after its page reconnected.
+fn write_bound(settings: Settings, pending: Unflushed) -> Duration {
+    // `largest_frame` is the body limit and the envelope's room, and an
+    // event's JSON can be several times its body (a control byte is
+    // `\u00XX`): a frame past it capped at its time was cut mid-frame on
+    // every resume, for good.
+    let most = on_a_slow_link(settings.largest_frame.max(pending.largest))
+        .max(settings.ping_interval + settings.pong_timeout);
+    settings.pong_timeout + on_a_slow_link(pending.bytes).min(most)
 }
 
 /// How long all the writes of a replay page of `bytes` may take together:
@@ -429,22 +452,65 @@ mod tests {
     fn a_write_is_given_pong_timeout_and_its_bytes_time_on_a_slow_link() {
         let settings = defaults_with_a_1_mib_max_body();
         let pong = settings.pong_timeout;
-        assert_eq!(write_bound(settings, 0), pong);
-        assert!(write_bound(settings, 2_000) < pong + Duration::from_millis(150));
+        assert_eq!(write_bound(settings, one_frame(0)), pong);
+        assert!(write_bound(settings, one_frame(2_000)) < pong + Duration::from_millis(150));
         assert_eq!(
-            write_bound(settings, 256 << 10),
+            write_bound(settings, one_frame(256 << 10)),
             pong + Duration::from_secs(16)
         );
         // One largest event gets its whole time on the slow link...
         assert_eq!(
-            write_bound(settings, 1 << 20),
+            write_bound(settings, one_frame(1 << 20)),
             pong + Duration::from_secs(64)
         );
         // ...and no write more: a burst of them to a dead client holds its
         // slot 78 s, not many minutes.
         assert_eq!(
-            write_bound(settings, 16 << 20),
+            write_bound(
+                settings,
+                Unflushed {
+                    bytes: 16 << 20,
+                    largest: 1 << 20,
+                }
+            ),
             pong + Duration::from_secs(68)
+        );
+    }
+
+    /// A write of one frame.
+    fn one_frame(bytes: usize) -> Unflushed {
+        Unflushed {
+            bytes,
+            largest: bytes,
+        }
+    }
+
+    /// An event's frame can be several times its body, past `largest_frame`
+    /// (a control byte in a form body is 6 bytes of JSON, a windows-125x
+    /// body up to 3 in UTF-8): a write of one is given at least its own
+    /// time on a slow link, alone or in a burst. Capped at `largest_frame`'s
+    /// time, a 6 MiB frame got 78 s, a screen below ~80 KiB/s was cut as
+    /// stalled in its middle, resumed before it and was cut again until
+    /// retention removed the event. A burst's other frames still add
+    /// nothing past the cap.
+    #[test]
+    fn a_frame_larger_than_largest_frame_gets_its_own_time_on_a_slow_link() {
+        let settings = defaults_with_a_1_mib_max_body();
+        let pong = settings.pong_timeout;
+        let six_mib_on_a_slow_link = Duration::from_secs(384);
+        assert_eq!(
+            write_bound(settings, one_frame(6 << 20)),
+            pong + six_mib_on_a_slow_link
+        );
+        assert_eq!(
+            write_bound(
+                settings,
+                Unflushed {
+                    bytes: 16 << 20,
+                    largest: 6 << 20,
+                }
+            ),
+            pong + six_mib_on_a_slow_link
         );
     }
 
@@ -481,10 +547,14 @@ mod tests {
         let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
         commits.send_replace(2_000);
         for seq in (100..=1_000).step_by(100) {
-            let taken = guard.run(refused_for(200), Some(seq), 0).await;
+            let taken = guard
+                .run(refused_for(200), Some(seq), Unflushed::default())
+                .await;
             assert_eq!(taken, Ok(()), "at {seq}");
         }
-        let stuck = guard.run(refused_for(800), Some(1_100), 0).await;
+        let stuck = guard
+            .run(refused_for(800), Some(1_100), Unflushed::default())
+            .await;
         assert_eq!(stuck, Err(End::SlowConsumer));
     }
 
@@ -506,26 +576,52 @@ mod tests {
         let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
         commits.send_replace(1_000);
         for seq in 1..=5 {
-            let taken = guard.run(std::future::ready(Ok(())), Some(seq), 0).await;
+            let taken = guard
+                .run(std::future::ready(Ok(())), Some(seq), Unflushed::default())
+                .await;
             assert_eq!(taken, Ok(()));
         }
         assert!(guard.stall.is_none(), "a ready socket refused nothing");
 
-        assert_eq!(guard.run(refused_for(200), Some(10), 0).await, Ok(()));
-        assert_eq!(guard.run(refused_for(200), Some(20), 0).await, Ok(()));
+        assert_eq!(
+            guard
+                .run(refused_for(200), Some(10), Unflushed::default())
+                .await,
+            Ok(())
+        );
+        assert_eq!(
+            guard
+                .run(refused_for(200), Some(20), Unflushed::default())
+                .await,
+            Ok(())
+        );
         // Caught up: the queue is within the limit at the next live write.
-        let caught_up = guard.run(std::future::ready(Ok(())), Some(995), 0).await;
+        let caught_up = guard
+            .run(std::future::ready(Ok(())), Some(995), Unflushed::default())
+            .await;
         assert_eq!(caught_up, Ok(()));
         assert!(guard.stall.is_none());
 
         // Events come faster than it reads: its queue grows.
         commits.send_replace(2_000);
-        assert_eq!(guard.run(refused_for(200), Some(1_010), 0).await, Ok(()));
+        assert_eq!(
+            guard
+                .run(refused_for(200), Some(1_010), Unflushed::default())
+                .await,
+            Ok(())
+        );
         commits.send_replace(2_100);
-        assert_eq!(guard.run(refused_for(200), Some(1_020), 0).await, Ok(()));
+        assert_eq!(
+            guard
+                .run(refused_for(200), Some(1_020), Unflushed::default())
+                .await,
+            Ok(())
+        );
         commits.send_replace(2_200);
         let started = Instant::now();
-        let third = guard.run(refused_for(200), Some(1_030), 0).await;
+        let third = guard
+            .run(refused_for(200), Some(1_030), Unflushed::default())
+            .await;
         assert_eq!(third, Err(End::SlowConsumer));
         assert_eq!(
             started.elapsed(),
@@ -542,11 +638,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut guard, commits) = guard_for_a_queue_of_ten(dir.path());
         commits.send_replace(15);
-        assert_eq!(guard.run(refused_for(800), Some(10), 0).await, Ok(()));
+        assert_eq!(
+            guard
+                .run(refused_for(800), Some(10), Unflushed::default())
+                .await,
+            Ok(())
+        );
         assert!(guard.stall.is_none(), "seen within the limit");
         commits.send_replace(100);
         let started = Instant::now();
-        let stuck = guard.run(refused_for(800), Some(20), 0).await;
+        let stuck = guard
+            .run(refused_for(800), Some(20), Unflushed::default())
+            .await;
         assert_eq!(stuck, Err(End::SlowConsumer));
         assert_eq!(started.elapsed(), STALL_GRACE);
     }
@@ -562,13 +665,22 @@ mod tests {
         let (mut guard, _commits) = guard_for_a_queue_of_ten(dir.path());
         let started = Instant::now();
         guard.page_deadline = Some(started + Duration::from_secs(1));
-        assert_eq!(guard.run(refused_for(600), None, 0).await, Ok(()));
-        let second = guard.run(refused_for(600), None, 0).await;
+        assert_eq!(
+            guard
+                .run(refused_for(600), None, Unflushed::default())
+                .await,
+            Ok(())
+        );
+        let second = guard
+            .run(refused_for(600), None, Unflushed::default())
+            .await;
         assert_eq!(second, Err(End::SlowConsumer));
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         // A write's own bound, when it ends first, is still a stalled write.
         guard.page_deadline = Some(Instant::now() + Duration::from_secs(60));
-        let stalled = guard.run(refused_for(20_000), None, 0).await;
+        let stalled = guard
+            .run(refused_for(20_000), None, Unflushed::default())
+            .await;
         assert_eq!(stalled, Err(End::WriteStalled));
     }
 
