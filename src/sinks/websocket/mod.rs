@@ -72,6 +72,9 @@ struct Fanout {
     /// Sessions the relay ended (slow, stalled, no pong, token revoked,
     /// journal unreadable), logged per reason.
     ends: Mutex<LogThrottle<&'static str>>,
+    /// Clients that closed refusing what the relay sent, logged per close
+    /// code (one of four: 1002, 1003, 1007, 1009).
+    client_refusals: Mutex<LogThrottle<u16>>,
     /// What every session's replay may hold in memory at once
     /// (`replay_memory`, read at start).
     replay_budget: ReplayBudget,
@@ -283,6 +286,7 @@ pub fn routes(ctx: &Arc<Context>) -> Routes {
         },
         refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+        client_refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         replay_budget: ReplayBudget::new(
             ctx.config.load().websocket.replay_memory.get_ref().get(),
             ctx.metrics.ws_replays_waiting.clone(),
@@ -444,14 +448,48 @@ fn note_refusal(
     );
 }
 
-/// Logs how a session ended. Ends the relay decided (a slow or stalled
+/// Logs how a session ended. A client that closed refusing what the relay
+/// sent (1009 from a library whose message limit is under the relay's
+/// events, 1002, 1003, 1007) is said at WARN, once per 30 s per code, with
+/// its close reason (cut short; both log formats escape it), its address
+/// and what to change: it reconnects with `since`, is sent the same event
+/// and closes again, for ever, and at debug it looked like any close. Ends
+/// the relay decided (a slow or stalled
 /// client, no pong, a revoked token, an unreadable journal) are said at
 /// info with the client's address, once per reason per interval, so the
 /// on-call engineer who sees `ws_disconnects_total{reason="slow_consumer"}`
 /// rise can tell which screen it is; the client's own ends, and a stop's,
 /// at debug.
-fn note_end(fanout: &Fanout, end: session::End, peer: Option<SocketAddr>) {
+fn note_end(
+    fanout: &Fanout,
+    end: session::End,
+    peer: Option<SocketAddr>,
+    client_said: Option<&str>,
+    largest_frame: usize,
+) {
     let peer = crate::http_serve::peer_label(peer);
+    if let session::End::ClientRefusedFrame(code) = end {
+        let held_back = fanout
+            .client_refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(code, Instant::now());
+        if let Some(held_back) = held_back {
+            // Only a 1009 is about size; the others' frames are not too big.
+            let largest_frame = (code == 1009).then_some(largest_frame as u64);
+            tracing::warn!(
+                reason = end.reason(),
+                code,
+                close_reason = client_said.unwrap_or_default(),
+                peer = peer.as_str(),
+                largest_frame,
+                advice = client_refusal_advice(code, largest_frame).as_str(),
+                held_back,
+                "websocket client closed: it could not take what the relay sent"
+            );
+        }
+        return;
+    }
     if !end.is_the_relays_decision() {
         tracing::debug!(
             reason = end.reason(),
@@ -477,6 +515,27 @@ fn note_end(fanout: &Fanout, end: session::End, peer: Option<SocketAddr>) {
             peer = peer.as_str(),
             "websocket client disconnected by the relay"
         ),
+    }
+}
+
+/// What the operator of a client that closed with `code` should change.
+fn client_refusal_advice(code: u16, largest_frame: Option<u64>) -> String {
+    match (code, largest_frame) {
+        (1009, Some(largest)) => format!(
+            "the client's WebSocket library refused a message over its max message size: raise it \
+             to at least {largest} bytes (the largest event frame the relay sends); library defaults \
+             are 8 KiB in Spring/Tomcat, 32 KiB in Go's coder/websocket, 64 KiB in Jetty, 1 MiB in \
+             Python's websockets. Until then it is sent the same event on every reconnect"
+        ),
+        (1003, _) => "the client does not take text frames: every event and control frame is a \
+                      text frame of JSON (docs/websocket.md, Frames)"
+            .to_owned(),
+        (1007, _) => "the client found a frame's payload invalid: every frame is UTF-8 JSON; \
+                      its log says what it refused"
+            .to_owned(),
+        _ => "the client's WebSocket library saw a protocol error in what the relay sent: its \
+              log says what; a proxy between them may alter frames"
+            .to_owned(),
     }
 }
 
@@ -640,6 +699,7 @@ fn accept(
         proxied,
         reloads,
     };
+    let largest_frame = settings.largest_frame;
     let metrics = fanout.metrics.clone();
     let budget = fanout.replay_budget.clone();
     let fanout = fanout.clone();
@@ -655,10 +715,18 @@ fn accept(
         .on_upgrade(move |socket| async move {
             let ctx = slot.ctx.clone();
             let disconnects = ctx.metrics.ws_disconnects.clone();
-            session::run(socket, ctx, client, settings, metrics, budget, |end| {
-                disconnects.with_label_values(&[end.reason()]).inc();
-                note_end(&fanout, end, peer);
-            })
+            session::run(
+                socket,
+                ctx,
+                client,
+                settings,
+                metrics,
+                budget,
+                |end, said| {
+                    disconnects.with_label_values(&[end.reason()]).inc();
+                    note_end(&fanout, end, peer, said, largest_frame);
+                },
+            )
             .await;
             drop(slot);
         }))
@@ -678,6 +746,7 @@ mod tests {
             },
             refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
             ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+            client_refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
             replay_budget: ReplayBudget::new(1 << 20, metrics.ws_replays_waiting.clone()),
         }
     }
@@ -689,10 +758,14 @@ mod tests {
         let fanout = fanout();
         let peer: SocketAddr = "10.1.2.3:40000".parse().unwrap();
         let logged = crate::logging::tests_support::logged_json(|| {
-            note_end(&fanout, session::End::SlowConsumer, Some(peer));
-            note_end(&fanout, session::End::SlowConsumer, Some(peer));
-            note_end(&fanout, session::End::ClientClosed, Some(peer));
-            note_end(&fanout, session::End::Shutdown, Some(peer));
+            for end in [
+                session::End::SlowConsumer,
+                session::End::SlowConsumer,
+                session::End::ClientClosed,
+                session::End::Shutdown,
+            ] {
+                note_end(&fanout, end, Some(peer), None, 1 << 20);
+            }
         });
         let lines: Vec<serde_json::Value> = logged
             .lines()
@@ -803,6 +876,98 @@ mod tests {
             .with_label_values(&["not_websocket"])
             .get();
         assert_eq!(counted, 3);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A CRM backend whose WebSocket library takes smaller messages than
+    /// the relay's events (Spring's 8 KiB, Go coder's 32 KiB) closes with
+    /// 1009, reconnects with `since`, is sent the same event and closes
+    /// again, for ever: each close was counted `client_closed` and said at
+    /// debug, like any other. Now it is counted apart and a WARN, once per
+    /// 30 s per code, names the code, the client's words, its address and
+    /// the largest frame the relay sends; a normal close stays unsaid.
+    #[tokio::test]
+    async fn a_client_that_closes_1009_is_warned_once_with_the_largest_frame() {
+        use crate::logging::tests_support::capture_json;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let event = crate::journal::tests_support::event("big");
+        relay.ctx.ingest.submit(event).await.unwrap();
+        let url = format!("ws://{}/ws?since=0", relay.addr);
+        let (captured, guard) = capture_json();
+        for (code, words) in [
+            (CloseCode::Size, "Message too big: 70000 > 32768"),
+            (CloseCode::Size, "again"),
+            (CloseCode::Normal, "bye"),
+        ] {
+            let (mut client, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            loop {
+                let frame = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    futures::StreamExt::next(&mut client),
+                )
+                .await
+                .expect("the event within 10 s")
+                .expect("the session is open")
+                .unwrap();
+                if frame.is_text() {
+                    break;
+                }
+            }
+            let close = CloseFrame {
+                code,
+                reason: words.into(),
+            };
+            futures::SinkExt::send(&mut client, Message::Close(Some(close)))
+                .await
+                .unwrap();
+            // The relay's echo, then the end: the session has ended by then.
+            let ended =
+                async { while let Some(Ok(_)) = futures::StreamExt::next(&mut client).await {} };
+            tokio::time::timeout(Duration::from_secs(10), ended)
+                .await
+                .expect("the relay closes within 10 s");
+        }
+        drop(guard);
+        let said = captured.text();
+        let warned: Vec<serde_json::Value> = said
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["level"] == "WARN")
+            .collect();
+        assert_eq!(warned.len(), 1, "{said}");
+        let line = &warned[0];
+        assert_eq!(line["code"], 1009, "{said}");
+        assert_eq!(
+            line["close_reason"], "Message too big: 70000 > 32768",
+            "{said}"
+        );
+        assert_eq!(line["reason"], "client_refused_frame", "{said}");
+        assert!(
+            line["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{said}"
+        );
+        let max_body = relay.ctx.config.load().server.max_body.get_ref().get();
+        let largest =
+            crate::sources::voip24h::deliver::payload_limit(max_body) as usize + ENVELOPE_ROOM;
+        assert_eq!(line["largest_frame"], largest, "{said}");
+        let advice = line["advice"].as_str().unwrap_or_default();
+        assert!(advice.contains("max message size"), "{said}");
+        let disconnects = |reason: &str| {
+            relay
+                .ctx
+                .metrics
+                .ws_disconnects
+                .with_label_values(&[reason])
+                .get()
+        };
+        assert_eq!(disconnects("client_refused_frame"), 2);
+        assert_eq!(disconnects("client_closed"), 1);
         crate::app::tests_support::stop(relay).await;
     }
 

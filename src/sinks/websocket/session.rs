@@ -176,7 +176,8 @@ pub struct Client {
 }
 
 /// Serves one upgraded socket until it ends. `on_end` learns why before the
-/// close handshake (which may wait up to `pong_timeout` for a stalled client).
+/// close handshake (which may wait up to `pong_timeout` for a stalled client),
+/// with the reason text of the client's close frame, cut short, if it sent one.
 pub async fn run(
     socket: WebSocket,
     ctx: Arc<Context>,
@@ -184,7 +185,7 @@ pub async fn run(
     settings: Settings,
     metrics: SinkMetrics,
     budget: ReplayBudget,
-    on_end: impl FnOnce(End),
+    on_end: impl FnOnce(End, Option<&str>),
 ) {
     let Client {
         filter,
@@ -234,12 +235,13 @@ pub async fn run(
         pong_deadline: None,
         last_ping: Instant::now(),
         budget,
+        client_said: None,
     };
     let end = match session.serve(&ctx, since.is_some()).await {
         Ok(()) => End::Shutdown,
         Err(end) => end,
     };
-    on_end(end);
+    on_end(end, session.client_said.as_deref());
     session.close(end).await;
 }
 
@@ -274,6 +276,10 @@ struct Session {
     last_ping: Instant,
     /// What every session's replay may hold in memory at once.
     budget: ReplayBudget,
+    /// The reason text of the client's close frame, cut short: a client
+    /// that could not take a frame may say why (its limit, its parser's
+    /// complaint), and the operator is told.
+    client_said: Option<String>,
 }
 
 impl Session {
@@ -626,7 +632,11 @@ impl Session {
         match msg {
             None => Err(End::ClientGone),
             Some(Err(e)) => Err(read_error_end(e)),
-            Some(Ok(Message::Close(_))) => Err(End::ClientClosed),
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.as_ref().map(|f| f.code);
+                self.client_said = frame.map(|f| crate::logging::excerpt(f.reason.as_str()));
+                Err(end::client_close_end(code))
+            }
             Some(Ok(Message::Pong(_))) => {
                 self.pong_deadline = None;
                 Ok(())
@@ -1189,7 +1199,7 @@ mod tests {
                     latency: ctx.metrics.event_latency.with_label_values(&["t"]),
                 };
                 upgrade.on_upgrade(move |socket| async move {
-                    run(socket, ctx, client, settings, metrics, budget, |end| {
+                    run(socket, ctx, client, settings, metrics, budget, |end, _| {
                         let _ = ended_tx.send(end);
                     })
                     .await;

@@ -12,6 +12,10 @@ use axum::extract::ws::{CloseFrame, Utf8Bytes};
 pub enum End {
     /// The client sent a close frame.
     ClientClosed,
+    /// The client closed with a code saying it could not take what the
+    /// relay sent ([`refused_what_it_was_sent`]): a client that will loop,
+    /// reconnecting to be sent the same event, until it is changed.
+    ClientRefusedFrame(u16),
     /// The connection dropped or broke without a close frame.
     ClientGone,
     /// The client sent what WebSocket does not allow; the close code says
@@ -37,8 +41,9 @@ pub enum End {
 
 impl End {
     /// Every `reason` label, for exporting each at 0 from the start.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "client_closed",
+        "client_refused_frame",
         "client_gone",
         "bad_frame",
         "slow_consumer",
@@ -53,6 +58,7 @@ impl End {
     pub fn reason(self) -> &'static str {
         match self {
             End::ClientClosed => "client_closed",
+            End::ClientRefusedFrame(_) => "client_refused_frame",
             End::ClientGone => "client_gone",
             End::BadFrame(_) => "bad_frame",
             End::SlowConsumer => "slow_consumer",
@@ -82,7 +88,7 @@ impl End {
     /// The close frame we send, if any (a client that closed gets tungstenite's echo).
     pub(super) fn close_frame(self) -> Option<CloseFrame> {
         let (code, reason) = match self {
-            End::ClientClosed | End::ClientGone => return None,
+            End::ClientClosed | End::ClientRefusedFrame(_) | End::ClientGone => return None,
             End::SlowConsumer | End::WriteStalled => (4008, "slow consumer"),
             End::PongTimeout => (1002, "no pong within pong_timeout"),
             End::BadFrame(1009) => (1009, "message over 64 KiB"),
@@ -100,6 +106,23 @@ impl End {
             code,
             reason: Utf8Bytes::from_static(reason),
         })
+    }
+}
+
+/// Whether a client's close code says it could not take a frame the relay
+/// sent (RFC 6455 §7.4.1): 1002 a protocol error, 1003 data it does not
+/// take, 1007 a payload it found invalid, 1009 a message over its library's
+/// limit. The relay sends nothing else a client may refuse so.
+pub fn refused_what_it_was_sent(code: u16) -> bool {
+    matches!(code, 1002 | 1003 | 1007 | 1009)
+}
+
+/// How a session ends on the client's close frame, by its code (none: a
+/// bare close, as a normal one).
+pub(super) fn client_close_end(code: Option<u16>) -> End {
+    match code {
+        Some(code) if refused_what_it_was_sent(code) => End::ClientRefusedFrame(code),
+        _ => End::ClientClosed,
     }
 }
 
@@ -128,6 +151,7 @@ mod tests {
     fn every_disconnect_reason_is_exported_from_the_start() {
         let all = |end: End| match end {
             End::ClientClosed
+            | End::ClientRefusedFrame(_)
             | End::ClientGone
             | End::BadFrame(_)
             | End::SlowConsumer
@@ -140,6 +164,7 @@ mod tests {
         };
         let ends = [
             End::ClientClosed,
+            End::ClientRefusedFrame(1009),
             End::ClientGone,
             End::BadFrame(1009),
             End::SlowConsumer,
@@ -158,6 +183,7 @@ mod tests {
     fn the_client_gets_a_close_frame_that_says_why_unless_it_left() {
         let sent = |end: End| end.close_frame().map(|f| (f.code, f.reason.to_string()));
         assert_eq!(sent(End::ClientClosed), None);
+        assert_eq!(sent(End::ClientRefusedFrame(1009)), None);
         assert_eq!(sent(End::ClientGone), None);
         for (end, code, reason) in [
             (End::SlowConsumer, 4008, "slow consumer"),
