@@ -216,6 +216,50 @@ async fn a_page_of_another_site_cannot_open_a_fan_out_without_tokens() {
     assert!(client.is_ok(), "through a proxy: {:?}", client.err());
 }
 
+/// A page doing `new WebSocket(url, ["bearer", token])` asks for a
+/// subprotocol the relay does not offer: it was upgraded anyway, with none
+/// in the 101, and the browser failed the connection after it had taken a
+/// `max_clients` slot and a session, on no refusal counter. Now it is a 400
+/// before the upgrade (before the token check: such a page put its token
+/// there) saying where the token goes, counted as `subprotocol`; the
+/// header's value, which may be the token, is never echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_for_a_subprotocol_is_refused_before_the_upgrade() {
+    let relay = start_relay("[websocket]\ntokens = [\"tok-secret-a\"]\n").await;
+    let with_token = ws_url(&relay, "?since=0&token=tok-secret-a");
+    let without = ws_url(&relay, "?since=0");
+    for (url, asked) in [
+        (&without, "bearer, tok-secret-a"),
+        (&with_token, "graphql-ws"),
+    ] {
+        match try_connect(url, Some(("sec-websocket-protocol", asked))).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 400, "{asked}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+                assert!(
+                    body.contains("offers no WebSocket subprotocol"),
+                    "{asked}: {body}"
+                );
+                assert!(body.contains("?token="), "{asked}: {body}");
+                assert!(!body.contains("tok-secret-a"), "{asked}: {body}");
+                assert!(!body.contains("graphql-ws"), "{asked}: {body}");
+            }
+            other => panic!("{asked}: expected a 400, got {other:?}"),
+        }
+    }
+    assert_eq!(refused(&relay, "subprotocol"), 2);
+    assert_eq!(refused(&relay, "unauthorized"), 0);
+    assert_eq!(relay.ctx.metrics.ws_clients.get(), 0);
+    let ended: u64 = callrelay::sinks::websocket::session::End::REASONS
+        .iter()
+        .map(|reason| disconnects(&relay, reason))
+        .sum();
+    assert_eq!(ended, 0, "no session was served");
+    let client = try_connect(&with_token, None).await;
+    assert!(client.is_ok(), "without one: {:?}", client.err());
+}
+
 /// A fan-out that asks for no token is for this machine, but a reverse proxy
 /// on the same host connects from loopback too, whatever it serves (the
 /// internet, perhaps), and a client that is no browser sends no `Origin`:

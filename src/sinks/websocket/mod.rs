@@ -1,7 +1,9 @@
 //! The WebSocket fan-out: filtered live events with resume from the journal.
 //!
 //! `GET {websocket.path}` is checked in this order, each failure answered
-//! before the upgrade: auth (401; with no tokens configured, a request
+//! before the upgrade: a `Sec-WebSocket-Protocol` asked for (400: none is
+//! offered, and a browser fails an upgrade that does not name one it asked
+//! for) → auth (401; with no tokens configured, a request
 //! through a proxy or a page of a foreign origin is 403) → `since`/
 //! `Last-Event-ID` or a malformed query (400) → an `account` filter outside
 //! the token's scope (403, see [`auth::Scope`]) → not a
@@ -96,10 +98,12 @@ pub enum Refusal {
     /// The client's `account` filter names an account its token's scope
     /// does not hold.
     AccountNotAllowed,
+    /// The client asked for a subprotocol (`Sec-WebSocket-Protocol`).
+    Subprotocol,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
         Refusal::BadQuery,
@@ -110,6 +114,7 @@ impl Refusal {
         Refusal::ForeignOrigin,
         Refusal::Proxied,
         Refusal::AccountNotAllowed,
+        Refusal::Subprotocol,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,12 +129,21 @@ impl Refusal {
             Refusal::ForeignOrigin => "foreign_origin",
             Refusal::Proxied => "proxied",
             Refusal::AccountNotAllowed => "account_not_allowed",
+            Refusal::Subprotocol => "subprotocol",
         }
     }
 }
 
 /// Room for a CloudEvent's envelope and normalized fields around its payload.
 const ENVELOPE_ROOM: usize = 64 * 1024;
+
+/// The answer to a client that asked for a subprotocol: where the token
+/// goes instead (a page's `new WebSocket(url, ["bearer", token])` is the
+/// usual one). Fixed words: the header's value may be that token.
+const NO_SUBPROTOCOL: &str = "the relay offers no WebSocket subprotocol: connect without \
+     Sec-WebSocket-Protocol (in a browser, new WebSocket(url) with no protocols) and send \
+     the token as ?token= in the URL, or as an Authorization: Bearer header from a client \
+     that can set headers";
 
 /// How often one kind of refusal is logged at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -583,6 +597,16 @@ fn accept(
     let reloads = ctx.ws_sessions.reloads();
     let config = ctx.config.load_full();
     let ws = &config.websocket;
+    // Before the token: a page that asks for a subprotocol has often put
+    // its token there, and a 401 would not say where it belongs. Upgraded,
+    // it took a slot and a session before its browser failed it.
+    if headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
+        return Err(refuse(
+            Refusal::Subprotocol,
+            StatusCode::BAD_REQUEST,
+            NO_SUBPROTOCOL.into(),
+        ));
+    }
     let query = ClientQuery::parse(query.as_deref());
     let tokens_required = !ws.tokens.get_ref().is_empty();
     if let Err(e) = auth::sent_once(headers, query.token_repeated)
