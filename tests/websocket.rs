@@ -260,6 +260,29 @@ async fn a_client_asking_for_a_subprotocol_is_refused_before_the_upgrade() {
     assert!(client.is_ok(), "without one: {:?}", client.err());
 }
 
+/// RFC 6455 §4.2.2: a server that does not speak the client's
+/// `Sec-WebSocket-Version` answers with the version it speaks, so the
+/// client can retry with it. axum's 400 carried none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_version_other_than_13_is_told_the_one_spoken() {
+    let relay = start_relay("").await;
+    let url = ws_url(&relay, "?since=0");
+    match try_connect(&url, Some(("sec-websocket-version", "8"))).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 400);
+            let spoken = response.headers().get("sec-websocket-version");
+            assert_eq!(
+                spoken.and_then(|v| v.to_str().ok()),
+                Some("13"),
+                "{:?}",
+                response.headers()
+            );
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    assert_eq!(refused(&relay, "not_websocket"), 1);
+}
+
 /// A fan-out that asks for no token is for this machine, but a reverse proxy
 /// on the same host connects from loopback too, whatever it serves (the
 /// internet, perhaps), and a client that is no browser sends no `Origin`:

@@ -679,11 +679,24 @@ fn accept(
         // axum's status and words, in the JSON body every other refusal
         // has (its own body was plain text: newcomer's walk, 2026-12-06).
         Err(rejection) => {
-            return Err(refuse(
+            let other_version = matches!(
+                rejection,
+                WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_)
+            );
+            let mut refused = refuse(
                 Refusal::NotWebSocket,
                 rejection.status(),
                 rejection.body_text(),
-            ));
+            );
+            // RFC 6455 §4.2.2: the version spoken, for the client to retry
+            // with (axum's answer named none).
+            if other_version {
+                refused.response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    header::HeaderValue::from_static("13"),
+                );
+            }
+            return Err(refused);
         }
     };
     if ctx.shutdown.is_cancelled() {
