@@ -268,7 +268,7 @@ impl Metrics {
         let ws_refused = counter(
             &r,
             "callrelay_ws_refused_total",
-            "WebSocket connections answered before the upgrade, by reason: unauthorized (401), bad_since and bad_query (400), not_websocket (axum's 4xx: no WebSocket upgrade, or one a proxy in front stripped of Upgrade/Connection or sent as HTTP/1.0), shutting_down and max_clients (503), wrong_path (404: an upgrade at a path that is not websocket.path), foreign_origin (403: a browser page of another origin while websocket.tokens is empty), proxied (403: a request through a proxy while websocket.tokens is empty), account_not_allowed (403: an account filter outside the token's accounts), subprotocol (400: the client asked for a Sec-WebSocket-Protocol, which the relay does not offer).",
+            "WebSocket connections answered before the upgrade, by reason: unauthorized (401), bad_since and bad_query (400), not_websocket (axum's 4xx: no WebSocket upgrade, or one a proxy in front stripped of Upgrade/Connection or sent as HTTP/1.0), shutting_down and max_clients (503), wrong_path (404: an upgrade at a path that is not websocket.path), foreign_origin (403: a browser page of another origin while websocket.tokens is empty), proxied (403: a request through a proxy while websocket.tokens is empty), account_not_allowed (403: an account filter outside the token's accounts).",
             &["reason"],
         );
         let journal_first_seq = gauge(

@@ -1,9 +1,7 @@
 //! The WebSocket fan-out: filtered live events with resume from the journal.
 //!
 //! `GET {websocket.path}` is checked in this order, each failure answered
-//! before the upgrade: a `Sec-WebSocket-Protocol` asked for (400: none is
-//! offered, and a browser fails an upgrade that does not name one it asked
-//! for) → auth (401; with no tokens configured, a request
+//! before the upgrade: auth (401; with no tokens configured, a request
 //! through a proxy or a page of a foreign origin is 403) → `since`/
 //! `Last-Event-ID` or a malformed query (400) → an `account` filter outside
 //! the token's scope (403, see [`auth::Scope`]) → not a
@@ -23,6 +21,12 @@
 //! wrote wrong. A `not_websocket` that still carries `Sec-WebSocket-Key` is
 //! an upgrade a proxy in front stripped ([`StrippedUpgrade`]): logged with
 //! what it lost and the proxy setting that keeps it.
+//!
+//! No subprotocol is offered, and a request naming one is upgraded all the
+//! same, with none in the 101 (as gorilla-based servers do: a lax client
+//! carries on, a browser fails the connection). It is logged, at most once
+//! per 30 s, with the client's address and where the token goes, never the
+//! header's value (a page may have put its token there).
 //!
 //! Guarantees: the client count never exceeds `max_clients` (a slot is taken
 //! atomically before the upgrade and freed when the session ends, or when the
@@ -77,6 +81,9 @@ struct Fanout {
     /// Clients that closed refusing what the relay sent, logged per close
     /// code (one of four: 1002, 1003, 1007, 1009).
     client_refusals: Mutex<LogThrottle<u16>>,
+    /// Clients upgraded although they named a subprotocol, logged at most
+    /// once per interval.
+    subprotocols: Mutex<LogThrottle<()>>,
     /// What every session's replay may hold in memory at once
     /// (`replay_memory`, read at start).
     replay_budget: ReplayBudget,
@@ -98,12 +105,10 @@ pub enum Refusal {
     /// The client's `account` filter names an account its token's scope
     /// does not hold.
     AccountNotAllowed,
-    /// The client asked for a subprotocol (`Sec-WebSocket-Protocol`).
-    Subprotocol,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::Unauthorized,
         Refusal::BadSince,
         Refusal::BadQuery,
@@ -114,7 +119,6 @@ impl Refusal {
         Refusal::ForeignOrigin,
         Refusal::Proxied,
         Refusal::AccountNotAllowed,
-        Refusal::Subprotocol,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,7 +133,6 @@ impl Refusal {
             Refusal::ForeignOrigin => "foreign_origin",
             Refusal::Proxied => "proxied",
             Refusal::AccountNotAllowed => "account_not_allowed",
-            Refusal::Subprotocol => "subprotocol",
         }
     }
 }
@@ -137,13 +140,27 @@ impl Refusal {
 /// Room for a CloudEvent's envelope and normalized fields around its payload.
 const ENVELOPE_ROOM: usize = 64 * 1024;
 
-/// The answer to a client that asked for a subprotocol: where the token
-/// goes instead (a page's `new WebSocket(url, ["bearer", token])` is the
-/// usual one). Fixed words: the header's value may be that token.
-const NO_SUBPROTOCOL: &str = "the relay offers no WebSocket subprotocol: connect without \
-     Sec-WebSocket-Protocol (in a browser, new WebSocket(url) with no protocols) and send \
-     the token as ?token= in the URL, or as an Authorization: Bearer header from a client \
+/// What the log says of a client that named a subprotocol: a browser
+/// fails the connection, and where the token goes instead (a page's
+/// `new WebSocket(url, ["bearer", token])` is the usual one). Fixed words:
+/// the header's value may be that token.
+const NO_SUBPROTOCOL: &str = "the relay offers no WebSocket subprotocol and upgraded without one, \
+     so a browser fails this connection: connect without protocols (new WebSocket(url)) and \
+     send the token as ?token= in the URL, or as an Authorization: Bearer header from a client \
      that can set headers";
+
+/// Whether a request names a subprotocol: a `Sec-WebSocket-Protocol` with
+/// something in it besides whitespace and commas (an empty one names none).
+fn names_a_subprotocol(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|p| !p.trim_ascii().is_empty())
+        })
+}
 
 /// How often one kind of refusal is logged at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -301,6 +318,7 @@ pub fn routes(ctx: &Arc<Context>) -> Routes {
         refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         client_refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+        subprotocols: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         replay_budget: ReplayBudget::new(
             ctx.config.load().websocket.replay_memory.get_ref().get(),
             ctx.metrics.ws_replays_waiting.clone(),
@@ -462,6 +480,25 @@ fn note_refusal(
     );
 }
 
+/// Logs a client upgraded although it named a subprotocol: a browser fails
+/// such a connection (often a page that put its token in the protocol), a
+/// lax client carries on. Never the header's value: it may be a token.
+fn note_subprotocol(fanout: &Fanout, peer: Option<SocketAddr>) {
+    let held_back = fanout
+        .subprotocols
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit((), Instant::now());
+    if let Some(held_back) = held_back {
+        tracing::warn!(
+            peer = crate::http_serve::peer_label(peer).as_str(),
+            advice = NO_SUBPROTOCOL,
+            held_back,
+            "websocket client named a subprotocol the relay does not offer"
+        );
+    }
+}
+
 /// Logs how a session ended. A client that closed refusing what the relay
 /// sent (1009 from a library whose message limit is under the relay's
 /// events, 1002, 1003, 1007) is said at WARN, once per 30 s per code, with
@@ -597,16 +634,6 @@ fn accept(
     let reloads = ctx.ws_sessions.reloads();
     let config = ctx.config.load_full();
     let ws = &config.websocket;
-    // Before the token: a page that asks for a subprotocol has often put
-    // its token there, and a 401 would not say where it belongs. Upgraded,
-    // it took a slot and a session before its browser failed it.
-    if headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
-        return Err(refuse(
-            Refusal::Subprotocol,
-            StatusCode::BAD_REQUEST,
-            NO_SUBPROTOCOL.into(),
-        ));
-    }
     let query = ClientQuery::parse(query.as_deref());
     let tokens_required = !ws.tokens.get_ref().is_empty();
     if let Err(e) = auth::sent_once(headers, query.token_repeated)
@@ -737,6 +764,9 @@ fn accept(
         reloads,
     };
     let largest_frame = settings.largest_frame;
+    if names_a_subprotocol(headers) {
+        note_subprotocol(fanout, peer);
+    }
     let metrics = fanout.metrics.clone();
     let budget = fanout.replay_budget.clone();
     let fanout = fanout.clone();
@@ -784,6 +814,7 @@ mod tests {
             refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
             ends: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
             client_refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+            subprotocols: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
             replay_budget: ReplayBudget::new(1 << 20, metrics.ws_replays_waiting.clone()),
         }
     }
@@ -1006,6 +1037,107 @@ mod tests {
         assert_eq!(disconnects("client_refused_frame"), 2);
         assert_eq!(disconnects("client_closed"), 1);
         crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A request naming a subprotocol was answered 400 before the token
+    /// check (review of dc36bd9): a lax client (one a gorilla-based server
+    /// upgrades so) was refused, and a wrong token with a protocol got 400
+    /// where CONTRACT says 401. It is upgraded again, with no protocol in the
+    /// 101, and a WARN (once per 30 s) says a browser fails it and where the
+    /// token goes, never the header's value; an empty header names none.
+    #[tokio::test]
+    async fn a_client_naming_a_subprotocol_is_upgraded_and_warned_once() {
+        use crate::logging::tests_support::capture_json;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(
+            dir.path(),
+            "[websocket]\ntokens = [\"t0k-long-enough\"]\n",
+        )
+        .await;
+        let (captured, guard) = capture_json();
+        let mut heads = vec![upgrade_head(relay.addr, "t0k-long-enough", " , ").await];
+        let after_empty = captured.text();
+        assert!(!after_empty.contains("WARN"), "{after_empty}");
+        for (token, protocol) in [
+            ("t0k-long-enough", "bearer, t0k-long-enough"),
+            ("t0k-long-enough", "graphql-ws"),
+            ("wrong-token-here", "graphql-ws"),
+        ] {
+            heads.push(upgrade_head(relay.addr, token, protocol).await);
+        }
+        drop(guard);
+        for head in &heads[..3] {
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            assert!(
+                !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+                "{head}"
+            );
+        }
+        assert!(heads[3].starts_with("HTTP/1.1 401"), "{}", heads[3]);
+        let said = captured.text();
+        let warned: Vec<serde_json::Value> = said
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["level"] == "WARN")
+            .filter(|l: &serde_json::Value| l["message"] != "websocket client refused")
+            .collect();
+        assert_eq!(warned.len(), 1, "{said}");
+        let line = &warned[0];
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("subprotocol"),
+            "{said}"
+        );
+        assert!(
+            line["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{said}"
+        );
+        let advice = line["advice"].as_str().unwrap_or_default();
+        assert!(advice.contains("browser fails"), "{said}");
+        assert!(advice.contains("?token="), "{said}");
+        assert!(!said.contains("t0k-long-enough"), "{said}");
+        assert!(!said.contains("graphql-ws"), "{said}");
+        let refused = |reason: &str| {
+            relay
+                .ctx
+                .metrics
+                .ws_refused
+                .with_label_values(&[reason])
+                .get()
+        };
+        let total: u64 = Refusal::ALL.iter().map(|r| refused(r.as_str())).sum();
+        assert_eq!(refused("unauthorized"), 1);
+        assert_eq!(total, 1, "only the wrong token is refused");
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// The head of the answer to a WebSocket upgrade at `/ws` with `token`
+    /// in its query and `Sec-WebSocket-Protocol: protocol`, read up to its
+    /// blank line; the connection is dropped then.
+    async fn upgrade_head(addr: SocketAddr, token: &str, protocol: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: relay.example\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert_eq!(read, 1, "closed before the head's end: {head:?}");
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
     }
 
     /// The whole answer to a `GET /ws` with a token in its query, written as
