@@ -1039,6 +1039,53 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
+    /// A client closing with a code no endpoint may send (1006, or 2000 of
+    /// the reserved range) reaches the session as tungstenite's own
+    /// `1002 "Protocol violation"`: it was counted `client_refused_frame`
+    /// and warned that the client saw a protocol error in what the relay
+    /// sent (review of fbe62d8). It is a client that closed.
+    #[tokio::test]
+    async fn a_close_code_tungstenite_replaced_with_1002_is_a_client_that_closed() {
+        use crate::logging::tests_support::capture_json;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let url = format!("ws://{}/ws", relay.addr);
+        let (captured, guard) = capture_json();
+        for code in [CloseCode::Abnormal, CloseCode::from(2000)] {
+            let (mut client, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            let close = CloseFrame {
+                code,
+                reason: "done".into(),
+            };
+            futures::SinkExt::send(&mut client, Message::Close(Some(close)))
+                .await
+                .unwrap();
+            // The relay's echo, then the end: the session has ended by then.
+            let ended =
+                async { while let Some(Ok(_)) = futures::StreamExt::next(&mut client).await {} };
+            tokio::time::timeout(Duration::from_secs(10), ended)
+                .await
+                .expect("the relay closes within 10 s");
+        }
+        drop(guard);
+        let said = captured.text();
+        assert!(!said.contains("WARN"), "{said}");
+        let disconnects = |reason: &str| {
+            relay
+                .ctx
+                .metrics
+                .ws_disconnects
+                .with_label_values(&[reason])
+                .get()
+        };
+        assert_eq!(disconnects("client_refused_frame"), 0);
+        assert_eq!(disconnects("client_closed"), 2);
+        crate::app::tests_support::stop(relay).await;
+    }
+
     /// A request naming a subprotocol was answered 400 before the token
     /// check (review of dc36bd9): a lax client (one a gorilla-based server
     /// upgrades so) was refused, and a wrong token with a protocol got 400

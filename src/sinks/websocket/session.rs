@@ -633,9 +633,10 @@ impl Session {
             None => Err(End::ClientGone),
             Some(Err(e)) => Err(read_error_end(e)),
             Some(Ok(Message::Close(frame))) => {
-                let code = frame.as_ref().map(|f| f.code);
+                let end =
+                    end::client_close_end(frame.as_ref().map(|f| (f.code, f.reason.as_str())));
                 self.client_said = frame.map(|f| crate::logging::excerpt(f.reason.as_str()));
-                Err(end::client_close_end(code))
+                Err(end)
             }
             Some(Ok(Message::Pong(_))) => {
                 self.pong_deadline = None;

@@ -117,11 +117,19 @@ pub fn refused_what_it_was_sent(code: u16) -> bool {
     matches!(code, 1002 | 1003 | 1007 | 1009)
 }
 
-/// How a session ends on the client's close frame, by its code (none: a
-/// bare close, as a normal one).
-pub(super) fn client_close_end(code: Option<u16>) -> End {
-    match code {
-        Some(code) if refused_what_it_was_sent(code) => End::ClientRefusedFrame(code),
+/// The reason tungstenite 0.29 puts in the 1002 it hands on in place of a
+/// client's close code that may not be sent (1004-1006, 1015, 1016-2999,
+/// under 1000, over 4999: `WebSocketContext::do_close`).
+const TUNGSTENITE_REPLACED_CODE: &str = "Protocol violation";
+
+/// How a session ends on the client's close frame, by its code and reason
+/// (none: a bare close, as a normal one). A 1002 with tungstenite's own
+/// reason is a code tungstenite replaced, not the client refusing a frame:
+/// a client that closed, as any other.
+pub(super) fn client_close_end(frame: Option<(u16, &str)>) -> End {
+    match frame {
+        Some((1002, TUNGSTENITE_REPLACED_CODE)) => End::ClientClosed,
+        Some((code, _)) if refused_what_it_was_sent(code) => End::ClientRefusedFrame(code),
         _ => End::ClientClosed,
     }
 }
