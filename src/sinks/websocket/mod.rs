@@ -140,6 +140,19 @@ impl Refusal {
 /// Room for a CloudEvent's envelope and normalized fields around its payload.
 const ENVELOPE_ROOM: usize = 64 * 1024;
 
+/// How many times its payload's bytes an event's JSON can take: a control
+/// byte in a form value is written `\u00XX`, six bytes for one (a
+/// windows-125x byte becomes up to three bytes of UTF-8).
+const JSON_GROWTH: usize = 6;
+
+/// About the largest event frame the relay can send for a payload limit:
+/// every byte written at its longest, and the envelope.
+fn largest_event_frame(largest_payload: usize) -> usize {
+    largest_payload
+        .saturating_mul(JSON_GROWTH)
+        .saturating_add(ENVELOPE_ROOM)
+}
+
 /// What the log says of a client that named a subprotocol: a browser
 /// fails the connection, and where the token goes instead (a page's
 /// `new WebSocket(url, ["bearer", token])` is the usual one). Fixed words:
@@ -516,7 +529,8 @@ fn note_end(
     end: session::End,
     peer: Option<SocketAddr>,
     client_said: Option<&str>,
-    largest_frame: usize,
+    frame_bound: usize,
+    largest_sent: usize,
 ) {
     let peer = crate::http_serve::peer_label(peer);
     if let session::End::ClientRefusedFrame(code) = end {
@@ -527,14 +541,18 @@ fn note_end(
             .admit(code, Instant::now());
         if let Some(held_back) = held_back {
             // Only a 1009 is about size; the others' frames are not too big.
-            let largest_frame = (code == 1009).then_some(largest_frame as u64);
+            let sizes = (code == 1009).then_some(FrameSizes {
+                bound: frame_bound as u64,
+                sent: largest_sent as u64,
+            });
             tracing::warn!(
                 reason = end.reason(),
                 code,
                 close_reason = client_said.unwrap_or_default(),
                 peer = peer.as_str(),
-                largest_frame,
-                advice = client_refusal_advice(code, largest_frame).as_str(),
+                frame_bound = sizes.map(|s| s.bound),
+                largest_sent = sizes.map(|s| s.sent),
+                advice = client_refusal_advice(code, sizes).as_str(),
                 held_back,
                 "websocket client closed: it could not take what the relay sent"
             );
@@ -569,14 +587,25 @@ fn note_end(
     }
 }
 
+/// The frame sizes a 1009's WARN names, in bytes.
+#[derive(Clone, Copy, Debug)]
+struct FrameSizes {
+    /// About the largest event frame the relay can send ([`largest_event_frame`]).
+    bound: u64,
+    /// The largest frame this session sent.
+    sent: u64,
+}
+
 /// What the operator of a client that closed with `code` should change.
-fn client_refusal_advice(code: u16, largest_frame: Option<u64>) -> String {
-    match (code, largest_frame) {
-        (1009, Some(largest)) => format!(
-            "the client's WebSocket library refused a message over its max message size: raise it \
-             to at least {largest} bytes (the largest event frame the relay sends); library defaults \
-             are 8 KiB in Spring/Tomcat, 32 KiB in Go's coder/websocket, 64 KiB in Jetty, 1 MiB in \
-             Python's websockets. Until then it is sent the same event on every reconnect"
+fn client_refusal_advice(code: u16, sizes: Option<FrameSizes>) -> String {
+    match (code, sizes) {
+        (1009, Some(FrameSizes { bound, sent })) => format!(
+            "the client's WebSocket library refused a message over its max message size \
+             (the largest frame this connection was sent: {sent} bytes): raise it to at least \
+             {bound} bytes, or remove the limit (an event's JSON can be up to six times its \
+             payload, plus its envelope); library defaults are 8 KiB in Spring/Tomcat, 32 KiB in \
+             Go's coder/websocket, 64 KiB in Jetty, 1 MiB in Python's websockets. Until then it is \
+             sent the same event on every reconnect"
         ),
         (1003, _) => "the client does not take text frames: every event and control frame is a \
                       text frame of JSON (docs/websocket.md, Frames)"
@@ -763,7 +792,7 @@ fn accept(
         proxied,
         reloads,
     };
-    let largest_frame = settings.largest_frame;
+    let frame_bound = largest_event_frame(usize::try_from(largest_payload).unwrap_or(usize::MAX));
     if names_a_subprotocol(headers) {
         note_subprotocol(fanout, peer);
     }
@@ -789,9 +818,9 @@ fn accept(
                 settings,
                 metrics,
                 budget,
-                |end, said| {
+                |end, said, sent| {
                     disconnects.with_label_values(&[end.reason()]).inc();
-                    note_end(&fanout, end, peer, said, largest_frame);
+                    note_end(&fanout, end, peer, said, frame_bound, sent);
                 },
             )
             .await;
@@ -832,7 +861,7 @@ mod tests {
                 session::End::ClientClosed,
                 session::End::Shutdown,
             ] {
-                note_end(&fanout, end, Some(peer), None, 1 << 20);
+                note_end(&fanout, end, Some(peer), None, 1 << 20, 0);
             }
         });
         let lines: Vec<serde_json::Value> = logged
@@ -1021,11 +1050,19 @@ mod tests {
             "{said}"
         );
         let max_body = relay.ctx.config.load().server.max_body.get_ref().get();
-        let largest =
-            crate::sources::voip24h::deliver::payload_limit(max_body) as usize + ENVELOPE_ROOM;
-        assert_eq!(line["largest_frame"], largest, "{said}");
+        let payload = crate::sources::voip24h::deliver::payload_limit(max_body) as usize;
+        // An event's JSON can be six times its payload (review of fbe62d8:
+        // the payload and the envelope were named as the largest frame).
+        assert_eq!(line["frame_bound"], 6 * payload + ENVELOPE_ROOM, "{said}");
+        let sent = line["largest_sent"].as_u64().unwrap_or_default();
+        assert!(sent > 0 && sent < 64 * 1024, "{said}");
         let advice = line["advice"].as_str().unwrap_or_default();
         assert!(advice.contains("max message size"), "{said}");
+        assert!(advice.contains("or remove the limit"), "{said}");
+        assert!(
+            advice.contains(&format!("was sent: {sent} bytes")),
+            "{said}"
+        );
         let disconnects = |reason: &str| {
             relay
                 .ctx

@@ -177,7 +177,8 @@ pub struct Client {
 
 /// Serves one upgraded socket until it ends. `on_end` learns why before the
 /// close handshake (which may wait up to `pong_timeout` for a stalled client),
-/// with the reason text of the client's close frame, cut short, if it sent one.
+/// with the reason text of the client's close frame, cut short, if it sent one,
+/// and the payload bytes of the largest frame the session sent.
 pub async fn run(
     socket: WebSocket,
     ctx: Arc<Context>,
@@ -185,7 +186,7 @@ pub async fn run(
     settings: Settings,
     metrics: SinkMetrics,
     budget: ReplayBudget,
-    on_end: impl FnOnce(End, Option<&str>),
+    on_end: impl FnOnce(End, Option<&str>, usize),
 ) {
     let Client {
         filter,
@@ -218,6 +219,7 @@ pub async fn run(
             latency: metrics.latency.local(),
             metrics,
             unflushed: Unflushed::default(),
+            largest_sent: 0,
         },
         stream,
         live: Some(live),
@@ -241,7 +243,11 @@ pub async fn run(
         Ok(()) => End::Shutdown,
         Err(end) => end,
     };
-    on_end(end, session.client_said.as_deref());
+    on_end(
+        end,
+        session.client_said.as_deref(),
+        session.out.largest_sent,
+    );
     session.close(end).await;
 }
 
@@ -1200,9 +1206,17 @@ mod tests {
                     latency: ctx.metrics.event_latency.with_label_values(&["t"]),
                 };
                 upgrade.on_upgrade(move |socket| async move {
-                    run(socket, ctx, client, settings, metrics, budget, |end, _| {
-                        let _ = ended_tx.send(end);
-                    })
+                    run(
+                        socket,
+                        ctx,
+                        client,
+                        settings,
+                        metrics,
+                        budget,
+                        |end, _, _| {
+                            let _ = ended_tx.send(end);
+                        },
+                    )
                     .await;
                 })
             }),

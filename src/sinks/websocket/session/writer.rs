@@ -101,6 +101,9 @@ pub(super) struct Writer {
     /// The frames fed since the last flush finished: what a write may still
     /// have to put on the socket.
     pub(super) unflushed: Unflushed,
+    /// The payload bytes of the largest frame fed in this session: what a
+    /// client that closed with 1009 is told to take at least.
+    pub(super) largest_sent: usize,
 }
 
 /// The frames a write may still have to put on the socket.
@@ -124,7 +127,9 @@ impl Writer {
     /// Queues one frame; tungstenite may write (and wait for the socket) here
     /// too, so the same guards as [`Writer::flush`] apply.
     pub(super) async fn feed(&mut self, msg: Message, live_seq: Option<u64>) -> Result<(), End> {
-        self.unflushed.add(frame_len(&msg));
+        let len = frame_len(&msg);
+        self.unflushed.add(len);
+        self.largest_sent = self.largest_sent.max(len);
         self.guard
             .run(self.sink.feed(msg), live_seq, self.unflushed)
             .await
