@@ -8,11 +8,13 @@
 //! its thread arithmetic or allocation, or exhausts memory or the unit's
 //! task limit) ended the same way, so a count above [`MAX`] is refused too.
 //!
-//! Guarantees: [`from_env`] gives the count, at most [`MAX`], to pass to
-//! `Builder::worker_threads` (so tokio never reads the variable), or the
-//! error that `check` and `run` both report. Unset, or empty as
+//! Guarantees: [`from_env`] gives a count that was set, at most [`MAX`], to
+//! pass to `Builder::worker_threads` (so tokio never reads the variable), or
+//! the error that `check` and `run` both report. Unset, or empty as
 //! `TOKIO_WORKER_THREADS=` in an env file leaves it, means tokio's own
-//! default: one per CPU the process may use.
+//! default: one per CPU the process may use, which [`MAX`] does not cap (on
+//! a machine with more than 1,024 CPUs it is more). A count under [`MAX`]
+//! is no promise the threads start: see [`MAX`] for a small host's limit.
 
 use std::ffi::OsString;
 use std::num::{IntErrorKind, NonZeroUsize, ParseIntError};
@@ -24,12 +26,16 @@ pub const VAR: &str = "TOKIO_WORKER_THREADS";
 /// only when it builds the runtime: `usize::MAX` overflows its thread
 /// arithmetic, ~2^60 panics allocating, ~10^8 gives every worker a run
 /// queue until the process is killed for memory. Far below those, the
-/// unit sets no `TasksMax=`, so systemd's default holds (15% of the
-/// kernel's pid or thread limit: 4,915 with the common `pid_max` of
-/// 32,768), past which threads fail to start; under it the relay also
-/// needs up to tokio's 512 blocking threads (journal reads, Kafka), the
-/// journal writer and librdkafka's threads. 1,024 workers and all of those
-/// fit, and no machine the relay runs on has a CPU for each of them.
+/// unit sets no `TasksMax=`, so systemd's `DefaultTasksMax` holds: 15% of
+/// the smallest of the kernel's `pid_max`, its `threads-max` (about RAM
+/// ÷ 128 KiB) and the root cgroup's `pids.max` (4,915 with the common
+/// `pid_max` of 32,768 on a large host, but about 1,228 on a 1 GiB one),
+/// past which threads fail to start. Under it the relay also needs up to
+/// tokio's 512 blocking threads (journal reads, Kafka), the journal writer
+/// and librdkafka's threads, so on a small host a count well under this
+/// cap can still fail to start its threads: the cap only refuses counts no
+/// host could run, and no machine the relay runs on has a CPU for each of
+/// 1,024 workers.
 pub const MAX: usize = 1024;
 
 /// Why the variable's value cannot be a worker thread count.
