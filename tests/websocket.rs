@@ -2512,3 +2512,26 @@ async fn tail_retries_a_404_after_it_was_connected() {
     }
     server.abort();
 }
+
+/// RFC 6455 §4.2.2: a server that does not speak the client's
+/// `Sec-WebSocket-Version` answers with the version it speaks, so the
+/// client can retry with it. axum's 400 carried none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_version_other_than_13_is_told_the_one_spoken() {
+    let relay = start_relay("").await;
+    let url = ws_url(&relay, "?since=0");
+    match try_connect(&url, Some(("sec-websocket-version", "8"))).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 400);
+            let spoken = response.headers().get("sec-websocket-version");
+            assert_eq!(
+                spoken.and_then(|v| v.to_str().ok()),
+                Some("13"),
+                "{:?}",
+                response.headers()
+            );
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    assert_eq!(refused(&relay, "not_websocket"), 1);
+}

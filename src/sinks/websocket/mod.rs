@@ -832,6 +832,16 @@ fn accept(
 mod tests {
     use super::*;
 
+    /// How many sessions of `relay` ended for `reason`.
+    fn disconnects(relay: &crate::app::Relay, reason: &str) -> u64 {
+        relay
+            .ctx
+            .metrics
+            .ws_disconnects
+            .with_label_values(&[reason])
+            .get()
+    }
+
     fn fanout() -> Fanout {
         let metrics = crate::metrics::Metrics::new();
         Fanout {
@@ -1063,16 +1073,8 @@ mod tests {
             advice.contains(&format!("was sent: {sent} bytes")),
             "{said}"
         );
-        let disconnects = |reason: &str| {
-            relay
-                .ctx
-                .metrics
-                .ws_disconnects
-                .with_label_values(&[reason])
-                .get()
-        };
-        assert_eq!(disconnects("client_refused_frame"), 2);
-        assert_eq!(disconnects("client_closed"), 1);
+        assert_eq!(disconnects(&relay, "client_refused_frame"), 2);
+        assert_eq!(disconnects(&relay, "client_closed"), 1);
         crate::app::tests_support::stop(relay).await;
     }
 
@@ -1110,16 +1112,8 @@ mod tests {
         drop(guard);
         let said = captured.text();
         assert!(!said.contains("WARN"), "{said}");
-        let disconnects = |reason: &str| {
-            relay
-                .ctx
-                .metrics
-                .ws_disconnects
-                .with_label_values(&[reason])
-                .get()
-        };
-        assert_eq!(disconnects("client_refused_frame"), 0);
-        assert_eq!(disconnects("client_closed"), 2);
+        assert_eq!(disconnects(&relay, "client_refused_frame"), 0);
+        assert_eq!(disconnects(&relay, "client_closed"), 2);
         crate::app::tests_support::stop(relay).await;
     }
 

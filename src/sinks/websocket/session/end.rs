@@ -118,7 +118,7 @@ pub fn refused_what_it_was_sent(code: u16) -> bool {
 }
 
 /// The reason tungstenite 0.29 puts in the 1002 it hands on in place of a
-/// client's close code that may not be sent (1004-1006, 1015, 1016-2999,
+/// client's close code that may not be sent (1004-1006, 1014-2999,
 /// under 1000, over 4999: `WebSocketContext::do_close`).
 const TUNGSTENITE_REPLACED_CODE: &str = "Protocol violation";
 
