@@ -832,6 +832,29 @@ fn accept(
 mod tests {
     use super::*;
 
+    /// Sends `client`'s close frame and reads on until the relay's echo and
+    /// the end: the session has ended by then.
+    async fn close_and_see_the_end(
+        client: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode,
+        reason: &str,
+    ) {
+        use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
+        let close = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        futures::SinkExt::send(client, Message::Close(Some(close)))
+            .await
+            .unwrap();
+        let ended = async { while let Some(Ok(_)) = futures::StreamExt::next(client).await {} };
+        tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the relay closes within 10 s");
+    }
+
     /// How many sessions of `relay` ended for `reason`.
     fn disconnects(relay: &crate::app::Relay, reason: &str) -> u64 {
         relay
@@ -996,8 +1019,6 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_closes_1009_is_warned_once_with_the_largest_frame() {
         use crate::logging::tests_support::capture_json;
-        use tokio_tungstenite::tungstenite::Message;
-        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
         use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
@@ -1024,19 +1045,7 @@ mod tests {
                     break;
                 }
             }
-            let close = CloseFrame {
-                code,
-                reason: words.into(),
-            };
-            futures::SinkExt::send(&mut client, Message::Close(Some(close)))
-                .await
-                .unwrap();
-            // The relay's echo, then the end: the session has ended by then.
-            let ended =
-                async { while let Some(Ok(_)) = futures::StreamExt::next(&mut client).await {} };
-            tokio::time::timeout(Duration::from_secs(10), ended)
-                .await
-                .expect("the relay closes within 10 s");
+            close_and_see_the_end(&mut client, code, words).await;
         }
         drop(guard);
         let said = captured.text();
@@ -1086,8 +1095,6 @@ mod tests {
     #[tokio::test]
     async fn a_close_code_tungstenite_replaced_with_1002_is_a_client_that_closed() {
         use crate::logging::tests_support::capture_json;
-        use tokio_tungstenite::tungstenite::Message;
-        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
         use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
@@ -1095,19 +1102,7 @@ mod tests {
         let (captured, guard) = capture_json();
         for code in [CloseCode::Abnormal, CloseCode::from(2000)] {
             let (mut client, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-            let close = CloseFrame {
-                code,
-                reason: "done".into(),
-            };
-            futures::SinkExt::send(&mut client, Message::Close(Some(close)))
-                .await
-                .unwrap();
-            // The relay's echo, then the end: the session has ended by then.
-            let ended =
-                async { while let Some(Ok(_)) = futures::StreamExt::next(&mut client).await {} };
-            tokio::time::timeout(Duration::from_secs(10), ended)
-                .await
-                .expect("the relay closes within 10 s");
+            close_and_see_the_end(&mut client, code, "done").await;
         }
         drop(guard);
         let said = captured.text();
