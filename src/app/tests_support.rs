@@ -9,13 +9,24 @@ use crate::config::Config;
 /// A relay on a free loopback port with its journal in `dir`, no sources and
 /// no sinks but the WebSocket fan-out; `extra` is appended to its config.
 pub(crate) async fn relay_in(dir: &std::path::Path, extra: &str) -> Relay {
+    relay_in_tuned(dir, extra, |_| {}).await
+}
+
+/// [`relay_in`], its config changed by `tune` first (for what the file
+/// cannot say, or a `[server]` key: the file's `[server]` is taken).
+pub(crate) async fn relay_in_tuned(
+    dir: &std::path::Path,
+    extra: &str,
+    tune: impl FnOnce(&mut Config),
+) -> Relay {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n\n{extra}",
         dir.join("journal").display().to_string()
     );
     let config_path = dir.join("relay.toml");
     std::fs::write(&config_path, &text).unwrap();
-    let config = Config::from_text("relay.toml", &text, &|_| None).unwrap();
+    let mut config = Config::from_text("relay.toml", &text, &|_| None).unwrap();
+    tune(&mut config);
     Relay::start(config, config_path).await.unwrap()
 }
 

@@ -1,4 +1,6 @@
-//! The memory that webhook bodies being received may hold together.
+//! The memory that webhook bodies being received, and their events waiting
+//! for the journal (counted at their JSON's length once it is larger), may
+//! hold together.
 //!
 //! A body is read whole before the vendor's check can run (CareSoft signs
 //! the body; the contract checks size before auth), so without a shared
@@ -16,7 +18,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The bytes held by bodies being received or waiting for their answer.
+/// The bytes held by bodies being received, or by their events waiting for
+/// their answer.
 #[derive(Debug, Default)]
 pub struct BodyBudget {
     held: Mutex<Held>,

@@ -28,10 +28,12 @@
 //! - a sender whose credentials (in a header or the query) fail never has
 //!   its body held in memory; bodies that are held share a budget
 //!   (`ServerConfig::body_memory_limit`), past which the answer is 503 with
-//!   `Retry-After`; the budget counts bytes, and what parsing a body adds
-//!   besides is bounded by its bytes and by its number of values (a body of
-//!   more than `vendors::text::MAX_VALUES` is a 400 before it is read into
-//!   values);
+//!   `Retry-After`; the budget counts a body's bytes as they arrive, then,
+//!   while its event waits for the journal, the larger of those and its
+//!   CloudEvent JSON's (an event whose JSON alone is over an account's half
+//!   is a 413); what parsing a body adds besides is bounded by its bytes and
+//!   by its number of values (a body of more than
+//!   `vendors::text::MAX_VALUES` is a 400 before it is read into values);
 //! - no answer, log line or metric label carries a credential.
 
 pub mod body;
@@ -535,9 +537,21 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     }
     // The body's share of the budget goes with the event: given back once
     // it is journaled, also when this sender hangs up before that. The body
-    // and its parsed copy are let go of while the event waits.
+    // and its parsed copy are let go of while the event waits, but its JSON
+    // can be six times the body (a control byte in a form value is
+    // `\u00XX`): the share grows to the JSON's length, or forms of control
+    // bytes waiting on a slow commit held six times the budget.
     drop(incoming);
     drop(body);
+    let json_len = u64::try_from(prepared.json_len_without_seq()).unwrap_or(u64::MAX);
+    if let Err(full) = held.try_grow_to(json_len, memory_limit) {
+        // Past what an account may hold at all, a 503 would be retried for
+        // ever.
+        if json_len > memory_limit / 2 {
+            return Answer::too_large_to_hold(json_len, memory_limit);
+        }
+        return Answer::busy(memory_limit, full);
+    }
     let pending = match ctx.ingest.try_submit_prepared(prepared, Some(held)) {
         Ok(rx) => rx,
         Err(e) => return Answer::unavailable(&e),
@@ -778,6 +792,114 @@ mod tests {
             "26/03/2021 11:50:30",
         );
         stop(relay).await;
+    }
+
+    /// A relay with one SPRecord webhook without `token` (`sprecord/open`),
+    /// its bodies within 8,192 bytes and a budget of 40,000 (20,000 per
+    /// account).
+    async fn open_sprecord_relay(dir: &std::path::Path) -> crate::app::Relay {
+        crate::app::tests_support::relay_in_tuned(
+            dir,
+            "[[webhook]]\nvendor = \"sprecord\"\naccount = \"open\"\n",
+            |config| {
+                config.server.max_body = crate::config::unspanned(crate::config::ByteSize(8192));
+                config.server.body_memory = 40_000;
+            },
+        )
+        .await
+    }
+
+    /// A form post of `control_bytes` raw `\x01` bytes in one field: each is
+    /// `\u0001` in the event's JSON, six bytes for one.
+    fn form_of_control_bytes(control_bytes: usize) -> Request {
+        let mut body = b"note=".to_vec();
+        body.extend(std::iter::repeat_n(1u8, control_bytes));
+        Request::builder()
+            .method(HttpMethod::POST)
+            .uri("/hooks/sprecord/open")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    }
+
+    /// An event waits for the journal as its CloudEvent JSON, the body let
+    /// go of, so what it holds in the budget is the JSON's length: a form of
+    /// control bytes, whose JSON is six times its body, does not fit beside
+    /// what the account holds though its body does. Counted by its body, 1
+    /// MiB forms waiting on a slow commit held about 6 MiB each, six times
+    /// the budget (memory audit, 2026-12-07).
+    #[tokio::test]
+    async fn a_form_whose_json_is_several_times_its_body_holds_the_budget_by_its_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = open_sprecord_relay(dir.path()).await;
+        let budget = relay.ctx.body_budget.clone();
+        // Another delivery to the account holds 18,000 of its 20,000: the
+        // 1,005-byte body fits beside it, its JSON of over 6,000 does not.
+        let mut other = budget.reservation("sprecord/open".into());
+        assert!(other.grow_to(18_000, 40_000));
+        let answer = deliver_to(
+            &relay.ctx,
+            Vendor::Sprecord,
+            "open",
+            form_of_control_bytes(1000),
+        )
+        .await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{:?}",
+            answer.reason()
+        );
+        let response = answer.into_response();
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(budget.in_use(), 18_000, "the refused event holds nothing");
+        assert_eq!(relay.ctx.journal.last_seq(), 0);
+
+        drop(other);
+        let answer = deliver_to(
+            &relay.ctx,
+            Vendor::Sprecord,
+            "open",
+            form_of_control_bytes(1000),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.reason());
+        assert_eq!(budget.in_use(), 0, "given back once journaled");
+        let journaled = relay.ctx.journal.read_after(0, 1).unwrap();
+        assert!(
+            journaled[0].json.len() > 6_000,
+            "the JSON is several times the body: {} bytes",
+            journaled[0].json.len()
+        );
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// An event whose JSON is more than an account may hold at all could
+    /// never be taken: a 413 naming the sizes, not a 503 the vendor would
+    /// retry for ever.
+    #[tokio::test]
+    async fn an_event_whose_json_could_never_fit_the_budget_is_413() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = open_sprecord_relay(dir.path()).await;
+        // 4,005 bytes, within max_body; over 24,000 as JSON, past the 20,000.
+        let answer = deliver_to(
+            &relay.ctx,
+            Vendor::Sprecord,
+            "open",
+            form_of_control_bytes(4000),
+        )
+        .await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{:?}",
+            answer.reason()
+        );
+        let reason = answer.reason().unwrap_or_default().to_owned();
+        assert!(reason.contains("20000 bytes"), "{reason}");
+        assert_eq!(relay.ctx.body_budget.in_use(), 0);
+        assert_eq!(relay.ctx.journal.last_seq(), 0);
+        crate::app::tests_support::stop(relay).await;
     }
 
     #[tokio::test]
