@@ -14,8 +14,8 @@
 //!
 //! A server certificate refused at the handshake (an unknown issuer, an
 //! expired certificate, a name it does not hold) is said with what to change
-//! ([`refused_certificate`]), rustls's own reason kept after it; the sources
-//! and `callrelay tail` say it alike.
+//! ([`refused_certificate`]), rustls's own reason kept after it, a name list
+//! cut to its first few names; the sources and `callrelay tail` say it alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -323,9 +323,16 @@ impl Route {
     }
 }
 
+/// How many of a refused certificate's names its reason repeats, each cut
+/// to [`EXCERPT_CHARS`](crate::logging::EXCERPT_CHARS): rustls says every
+/// subjectAltName, and the certificate's owner chooses how many and how
+/// long (a line past journald's 48K is split into pieces that are not JSON).
+const NAMES_SAID: usize = 3;
+
 /// The server's certificate refused at the handshake, in words that say
 /// what to change, with rustls's own reason after them (`invalid peer
-/// certificate: UnknownIssuer`: what on-call engineers search for);
+/// certificate: UnknownIssuer`: what on-call engineers search for; a
+/// certificate's names cut to the first [`NAMES_SAID`]);
 /// `ca_file` is the file trusted on top of the public roots, if any (a path,
 /// no secret). `None` when `error` holds no refused certificate, or one
 /// these words do not cover (a revoked one, a CA used as a server's): the
@@ -412,7 +419,31 @@ pub fn refused_certificate(
         ),
         _ => return None,
     };
-    Some(format!("{advice} ({rustls})"))
+    Some(format!("{advice} ({})", rustls_reason(rustls)))
+}
+
+/// rustls's own text for `rustls`, but with a certificate's names bounded
+/// ([`NAMES_SAID`]): the sources log it and `/status` and `callrelay tail`
+/// show it.
+fn rustls_reason(rustls: &rustls::Error) -> String {
+    use rustls::CertificateError as Refused;
+    match rustls {
+        rustls::Error::InvalidCertificate(Refused::NotValidForNameContext {
+            expected,
+            presented,
+        }) if !presented.is_empty() => {
+            let names = crate::logging::first_then_more(
+                presented.iter().map(|name| crate::logging::excerpt(name)),
+                NAMES_SAID,
+            );
+            format!(
+                "invalid peer certificate: certificate not valid for name {:?}; \
+                 certificate is only valid for {names}",
+                expected.to_str()
+            )
+        }
+        other => other.to_string(),
+    }
 }
 
 /// [`refused_certificate`] in a source's terms: its `tls.ca_file`, its
@@ -697,6 +728,36 @@ mod tests {
         assert!(
             text.starts_with("the host in --url does not match")
                 && text.ends_with("(invalid peer certificate: NotValidForName)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_with_many_long_names_says_a_few_of_them_cut() {
+        use rustls::CertificateError;
+        // webpki lists every subjectAltName, uncut: a certificate chaining to
+        // a trusted root can hold ~64 KiB of them.
+        let name = |i: usize| format!("DnsName(\"{}{i:04}.example\")", "n".repeat(200));
+        let many = CertificateError::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("rec.local")
+                .unwrap()
+                .to_owned(),
+            presented: (0..300).map(name).collect(),
+        };
+        let text = said(many, Settings::Source, None);
+        assert!(text.chars().count() < 1_000, "{} chars", text.len());
+        assert!(
+            text.contains(
+                "(invalid peer certificate: certificate not valid for name \"rec.local\"; \
+                 certificate is only valid for "
+            ),
+            "{text}"
+        );
+        let first = crate::logging::excerpt(&name(0));
+        assert!(text.contains(&format!("valid for {first}, ")), "{text}");
+        assert!(!text.contains(&name(0)), "{text}");
+        assert!(
+            text.ends_with(&format!(" and {} more)", 300 - NAMES_SAID)),
             "{text}"
         );
     }
