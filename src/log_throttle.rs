@@ -7,7 +7,8 @@
 //! Guarantees: the first occurrence of a key is admitted; a later one is
 //! admitted once `interval` has passed since the key was last admitted, with
 //! the number held back since; keys are independent. Memory grows with the
-//! number of distinct keys, so callers use keys from a small fixed set.
+//! number of distinct keys, so callers use keys from a small fixed set, or
+//! bound them ([`LogThrottle::forget_due`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -41,6 +42,21 @@ impl<K: Hash + Eq> LogThrottle<K> {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Whether `key` is remembered.
+    pub fn knows(&self, key: &K) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// Forgets the keys whose interval has passed since they were last
+    /// admitted, to bound the keys remembered: each one's next occurrence
+    /// is admitted all the same, as a new key's, only without the count
+    /// held back since.
+    pub fn forget_due(&mut self, now: Instant) {
+        let interval = self.interval;
+        self.keys
+            .retain(|_, seen| now.saturating_duration_since(seen.admitted_at) < interval);
     }
 
     /// `Some(held_back)` when this occurrence of `key`, at `now`, is to be

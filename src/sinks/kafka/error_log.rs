@@ -24,7 +24,10 @@
 //!   request and per retry, about 22 lines a minute, and still 10–11 with a
 //!   30 s interval (three shapes on each of two threads per broker;
 //!   steady-state audits, 2026-12-01). What it says is also in its errors
-//!   (above) and in `/status`.
+//!   (above) and in `/status`. At most [`MAX_LINE_SHAPES`] shapes are
+//!   remembered: past that, new shapes not finding room share one line per
+//!   interval, its `held_back` counting them all, so more shapes than that
+//!   cannot turn the throttle off.
 
 use std::time::{Duration, Instant};
 
@@ -140,16 +143,22 @@ impl ErrorLog {
 #[derive(Debug)]
 pub struct LibLog {
     lines: LogThrottle<(String, String)>,
+    /// The new shapes that find no room in `lines`, all under one key.
+    unremembered: LogThrottle<()>,
 }
 
 /// Line shapes remembered at most: librdkafka's messages come from a fixed
-/// set, times the brokers; past this the throttle starts over rather than grow.
+/// set, times the brokers. Past this a new shape takes the place of shapes
+/// due again (their next line would be logged anyway), or else shares one
+/// throttle with every other new shape. Starting over instead made every
+/// shape new again, so more shapes than this, recurring, were all logged.
 const MAX_LINE_SHAPES: usize = 1024;
 
 impl Default for LibLog {
     fn default() -> Self {
         LibLog {
             lines: LogThrottle::new(LIB_LOG_INTERVAL),
+            unremembered: LogThrottle::new(LIB_LOG_INTERVAL),
         }
     }
 }
@@ -157,10 +166,18 @@ impl Default for LibLog {
 impl LibLog {
     /// The verdict for a line of facility `fac`, logged at `now`.
     pub fn verdict(&mut self, fac: &str, message: &str, now: Instant) -> Verdict {
-        if self.lines.len() >= MAX_LINE_SHAPES {
-            self.lines = LogThrottle::new(LIB_LOG_INTERVAL);
-        }
-        match self.lines.admit(line_shape(fac, message), now) {
+        let shape = line_shape(fac, message);
+        // The scan for shapes due runs only when full, over at most
+        // MAX_LINE_SHAPES keys: microseconds, at librdkafka's log rate.
+        let room = self.lines.len() < MAX_LINE_SHAPES || self.lines.knows(&shape) || {
+            self.lines.forget_due(now);
+            self.lines.len() < MAX_LINE_SHAPES
+        };
+        let admitted = match room {
+            true => self.lines.admit(shape, now),
+            false => self.unremembered.admit((), now),
+        };
+        match admitted {
             Some(held_back) => Verdict::Warn { held_back },
             None => Verdict::Quiet,
         }
@@ -276,18 +293,72 @@ mod tests {
         }
     }
 
+    fn shape(n: usize) -> String {
+        // The thread is kept whole, digits and all: one shape per `n`.
+        format!("[thrd:b{n}]: line")
+    }
+
+    /// More shapes than remembered, recurring: the throttle started over
+    /// each time it was full, so every shape was new again and nearly every
+    /// line was logged (4,096 of 4,096 here), under the very flood it is for.
     #[test]
-    fn the_librdkafka_line_throttle_starts_over_rather_than_grow() {
+    fn more_line_shapes_than_remembered_stay_throttled_round_after_round() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        let mut admitted = 0;
+        for round in 0..2 {
+            let now = t0 + Duration::from_secs(round);
+            for n in 0..2 * MAX_LINE_SHAPES {
+                if log.verdict("X", &shape(n), now) != Verdict::Quiet {
+                    admitted += 1;
+                }
+            }
+        }
+        // Each remembered shape once, and one line for all the others.
+        assert_eq!(admitted, MAX_LINE_SHAPES + 1);
+        assert!(log.lines.len() <= MAX_LINE_SHAPES);
+    }
+
+    #[test]
+    fn past_the_cap_new_shapes_share_one_throttle_until_old_ones_are_due() {
         let mut log = LibLog::default();
         let t0 = Instant::now();
         for n in 0..MAX_LINE_SHAPES {
-            log.verdict("X", &format!("[thrd:b{n}]: line"), t0);
+            log.verdict("X", &shape(n), t0);
         }
+        let new = |n: usize| shape(MAX_LINE_SHAPES + n);
         assert_eq!(
-            log.verdict("X", "[thrd:b0]: line", t0),
+            log.verdict("X", &new(0), t0),
             Verdict::Warn { held_back: 0 }
         );
-        assert_eq!(log.lines.len(), 1);
+        assert_eq!(log.verdict("X", &new(1), t0), Verdict::Quiet);
+        assert_eq!(log.verdict("X", &new(2), t0), Verdict::Quiet);
+        // The remembered shapes keep their own clocks, and stay remembered
+        // while they recur.
+        let t1 = t0 + LIB_LOG_INTERVAL;
+        for n in 0..MAX_LINE_SHAPES {
+            assert_eq!(
+                log.verdict("X", &shape(n), t1),
+                Verdict::Warn { held_back: 0 }
+            );
+        }
+        assert_eq!(
+            log.verdict("X", &new(3), t1),
+            Verdict::Warn { held_back: 2 },
+            "the shared throttle says what it held back"
+        );
+        // Shapes that stopped are forgotten once due: a new one is its own again.
+        let t2 = t1 + LIB_LOG_INTERVAL;
+        assert_eq!(
+            log.verdict("X", &new(4), t2),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(
+            log.verdict("X", &new(5), t2),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.verdict("X", &new(4), t2), Verdict::Quiet);
+        assert!(log.lines.len() <= MAX_LINE_SHAPES);
     }
 
     #[test]
