@@ -116,6 +116,9 @@ pub struct Context {
     pub unread_dates: crate::sources::unread_dates::UnreadDates,
     /// The memory webhook bodies being received hold together.
     pub body_budget: Arc<crate::sources::webhook::budget::BodyBudget>,
+    /// The memory rendered `/metrics` and `/status` replies hold until
+    /// their clients take them.
+    pub reply_budget: Arc<crate::reply_budget::ReplyBudget>,
     /// Voip24h events the shutdown in progress gave up: kept in the
     /// journal once the sources drained, for the next start's metric (see
     /// `journal::stop_losses`).

@@ -93,6 +93,11 @@ pub struct ServerConfig {
     /// tests lower it.
     #[serde(skip, default = "ServerConfig::default_body_memory")]
     pub body_memory: u64,
+    /// Not a key of the file either: the memory that rendered `/metrics`
+    /// and `/status` replies not yet taken by their clients may hold
+    /// together (`reply_budget`); tests lower it. Read once, at the start.
+    #[serde(skip, default = "ServerConfig::default_reply_memory")]
+    pub reply_memory: u64,
 }
 
 impl ServerConfig {
@@ -115,6 +120,13 @@ impl ServerConfig {
     }
     fn default_body_memory() -> u64 {
         64 * 1024 * 1024
+    }
+    /// Sixteen scrapes of a 1 MiB `/metrics` (about 10,000 accounts'
+    /// series) waiting for their clients at once: far more than a scraper
+    /// or two and an operator's `/status` ever leave unread, and small
+    /// beside the 2 GB that unread replies reached without a bound.
+    fn default_reply_memory() -> u64 {
+        16 * 1024 * 1024
     }
     /// What webhook bodies being received may hold together: 64 MiB, or two
     /// `max_body` when that is larger, so that one account's half can take
@@ -143,6 +155,7 @@ impl Default for ServerConfig {
             max_connections: Self::default_max_connections(),
             http_timeouts: Default::default(),
             body_memory: Self::default_body_memory(),
+            reply_memory: Self::default_reply_memory(),
         }
     }
 }

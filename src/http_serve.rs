@@ -20,9 +20,15 @@
 //! - a request being read or handled is never cut by these bounds (its body
 //!   has its own, `sources::webhook::body::BODY_TIMEOUT`); the idle bound
 //!   runs from when its response head is out, so a response body still being
-//!   written `idle` later would be (the relay's are small, written at once);
-//! - an HTTP/2 connection has at most [`HTTP2_MAX_STREAMS`] requests open,
-//!   so one client holds at most that many rendered replies;
+//!   written `idle` later is cut with its connection. Until then a client
+//!   that does not take its reply (it reads nothing, or opens no HTTP/2
+//!   window) keeps it in memory: the relay's replies are rendered whole
+//!   before they are written. Those that grow with the accounts, `/metrics`
+//!   and `/status`, count in the process-wide reply budget meanwhile
+//!   ([`crate::reply_budget`], 16 MiB), past which they are answered 503;
+//!   the others are small (a few hundred bytes; `/readyz` a line more per
+//!   reason it gives);
+//! - an HTTP/2 connection has at most [`HTTP2_MAX_STREAMS`] requests open;
 //! - at most [`ConnectionSlots`]' `server.max_connections` HTTP connections
 //!   are open at once: past it, a new one is closed as soon as it is
 //!   accepted (its descriptor freed at once, the backlog kept moving for the
@@ -294,7 +300,9 @@ fn builder() -> Builder<TokioExecutor> {
 /// The most requests an HTTP/2 connection has open at once (hyper's default
 /// is 200). A reply is rendered whole before the client's flow-control
 /// window lets it out, so a client that opens no window held 200 `/status`
-/// or `/metrics` bodies per connection. A client that has read the
+/// or `/metrics` bodies per connection; what all connections hold of those
+/// is bounded by [`crate::reply_budget`] now, not by this times
+/// `server.max_connections`. A client that has read the
 /// server's SETTINGS queues requests beyond the limit; one that opens more
 /// before reading them gets REFUSED_STREAM for the extra ones, which HTTP/2
 /// clients retry.
@@ -525,8 +533,10 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
-            // Until the response head is out: the relay's bodies are small,
-            // sent at once, and a WebSocket is handed over at that point.
+            // Until the response head is out, not its body: a WebSocket is
+            // handed over at that point, and a body its client does not take
+            // is cut by the idle bound (the large ones count in the reply
+            // budget until then).
             drop(in_flight);
             response
         })

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod no_core;
 pub mod panic_restart;
 pub mod regular_file;
+pub mod reply_budget;
 pub mod server;
 pub mod sinks;
 pub mod sources;

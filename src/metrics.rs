@@ -49,6 +49,8 @@ pub struct Metrics {
     pub http_connections_closed: IntCounterVec,
     /// HTTP connections open now, against `server.max_connections`.
     pub http_connections: IntGauge,
+    /// `/metrics` and `/status` requests answered 503: the reply budget full.
+    pub http_replies_refused: IntCounterVec,
     pub ws_refused: IntCounterVec,
     pub journal_first_seq: IntGauge,
     pub journal_max_bytes: IntGauge,
@@ -255,6 +257,12 @@ impl Metrics {
             "callrelay_http_connections",
             "HTTP connections open now (WebSocket sessions not counted: callrelay_ws_clients); at server.max_connections a new one is closed at once, counted as callrelay_http_connections_closed_total{reason=\"over_capacity\"}.",
         );
+        let http_replies_refused = counter(
+            &r,
+            "callrelay_http_replies_refused_total",
+            "/metrics and /status requests answered 503 because the rendered replies their clients have not taken yet fill the reply budget (16 MiB): clients that do not read their replies, or open no HTTP/2 window, hold them; by route (metrics, status).",
+            &["route"],
+        );
         let config_restart_pending = gauge(
             &r,
             "callrelay_config_restart_pending",
@@ -329,6 +337,9 @@ impl Metrics {
         for reason in crate::http_serve::Closed::ALL {
             http_connections_closed.with_label_values(&[reason.label()]);
         }
+        for route in crate::reply_budget::ROUTES {
+            http_replies_refused.with_label_values(&[route]);
+        }
         // A browser sees every refusal as a bare 1006: this is where a CRM
         // screen retrying with a revoked token shows, from its first attempt.
         for reason in crate::sinks::websocket::Refusal::ALL {
@@ -379,6 +390,7 @@ impl Metrics {
             config_last_reload_ok,
             http_connections_closed,
             http_connections,
+            http_replies_refused,
             ws_refused,
             journal_first_seq,
             journal_max_bytes,

@@ -5,13 +5,17 @@
 //! (they read counters and the status board), and no response carries a secret.
 //! `/status` and `/readyz` carry no character a terminal acts on (a vendor's
 //! error text is in them): JSON's `\uXXXX` escapes stand for those.
+//! `/metrics` and `/status` replies, which grow with the accounts, count in
+//! the reply budget until their clients have taken them
+//! ([`crate::reply_budget`]): past it such a request is answered 503 with
+//! `Retry-After`, counted and logged.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Extensions, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -188,28 +192,75 @@ async fn readyz(
 /// `ESC [`) and bidi overrides as they are, and operators `curl` these
 /// endpoints to a terminal. The same JSON to a parser.
 fn terminal_safe_json(status: StatusCode, body: &serde_json::Value) -> Response {
-    let text = body.to_string();
-    let text = match crate::logging::one_line::json_escaped(&text) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(escaped) => escaped,
-    };
-    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
-}
-
-async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
-    ctx.metrics.observe_journal(&ctx.journal);
-    ctx.metrics
-        .journal_writable
-        .set(i64::from(journal_writable(&ctx)));
-    crate::metrics::set_saturating(&ctx.metrics.webhook_body_bytes, ctx.body_budget.in_use());
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        ctx.metrics.render(),
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        terminal_safe_text(body),
     )
         .into_response()
+}
+
+/// `body` as [`terminal_safe_json`] writes it.
+fn terminal_safe_text(body: &serde_json::Value) -> String {
+    let text = body.to_string();
+    match crate::logging::one_line::json_escaped(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    }
+}
+
+/// `route`'s reply, rendered by `render` and counted in the reply budget
+/// until its client has taken it; 503 when the budget is full.
+fn counted_reply(
+    ctx: &Context,
+    route: &'static str,
+    extensions: &Extensions,
+    content_type: &'static str,
+    render: impl FnOnce() -> String,
+) -> Response {
+    let full = match ctx.reply_budget.body(render) {
+        Ok(body) => return ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(full) => full,
+    };
+    ctx.metrics
+        .http_replies_refused
+        .with_label_values(&[route])
+        .inc();
+    if let Some(held_back) = ctx.reply_budget.log_refusal(route) {
+        let peer = crate::http_serve::peer_label(crate::http_serve::peer_of(extensions));
+        tracing::warn!(
+            route,
+            peer,
+            held = full.held,
+            limit = full.limit,
+            held_back,
+            "answered 503: rendered /metrics and /status replies that their clients have not taken yet fill the reply budget (clients that do not read their replies, or open no HTTP/2 window: callrelay_http_replies_refused_total); see \"Sizing\" in docs/operations.md"
+        );
+    }
+    let mut response = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "replies that other clients have not taken yet fill the memory the relay gives them; retry later",
+    );
+    retry_after(&mut response, "5");
+    response
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>, extensions: Extensions) -> Response {
+    let render = || {
+        ctx.metrics.observe_journal(&ctx.journal);
+        ctx.metrics
+            .journal_writable
+            .set(i64::from(journal_writable(&ctx)));
+        crate::metrics::set_saturating(&ctx.metrics.webhook_body_bytes, ctx.body_budget.in_use());
+        ctx.metrics.render()
+    };
+    counted_reply(
+        &ctx,
+        "metrics",
+        &extensions,
+        "text/plain; version=0.0.4; charset=utf-8",
+        render,
+    )
 }
 
 /// Whether the journal takes events: `/status`' `journal.writable` and the
@@ -219,7 +270,13 @@ fn journal_writable(ctx: &Context) -> bool {
     ctx.ingest.is_writable() && !ctx.journal.is_file_gone()
 }
 
-async fn status(State(ctx): State<Arc<Context>>) -> Response {
+async fn status(State(ctx): State<Arc<Context>>, extensions: Extensions) -> Response {
+    counted_reply(&ctx, "status", &extensions, "application/json", || {
+        terminal_safe_text(&status_body(&ctx))
+    })
+}
+
+fn status_body(ctx: &Context) -> serde_json::Value {
     let config = ctx.config.load();
     let webhooks: Vec<_> = config
         .webhook
@@ -247,9 +304,9 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             (name, detail)
         })
         .collect();
-    let reasons = not_ready_reasons(&ctx);
+    let reasons = not_ready_reasons(ctx);
     let journal_gone = ctx.journal.file_gone().map(|gone| gone.to_string());
-    let body = json!({
+    json!({
         "version": crate::VERSION,
         "uptime_s": ctx.started.elapsed().as_secs(),
         "ready": reasons.is_empty(),
@@ -266,11 +323,10 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
             "bytes": ctx.journal.bytes(),
             "file_bytes": ctx.journal.file_bytes(),
             "dedup_entries": ctx.journal.dedup_entries(),
-            "writable": journal_writable(&ctx),
+            "writable": journal_writable(ctx),
             "last_error": journal_gone.or_else(|| ctx.ingest.commit_failure()),
             "dropped_undelivered": ctx.status.undelivered_drops(),
         },
         "sinks": sinks,
-    });
-    terminal_safe_json(StatusCode::OK, &body)
+    })
 }

@@ -98,6 +98,11 @@ const ADDITIONS: &[(&str, &str, &[&str])] = &[
         &["reason"],
     ),
     ("callrelay_http_connections", "gauge", &[]),
+    (
+        "callrelay_http_replies_refused_total",
+        "counter",
+        &["route"],
+    ),
     ("callrelay_webhook_body_bytes", "gauge", &[]),
     ("callrelay_ws_refused_total", "counter", &["reason"]),
     ("callrelay_sink_ready", "gauge", &["sink"]),
@@ -148,6 +153,7 @@ fn registered(m: &Metrics) -> BTreeMap<String, (&'static str, Vec<String>)> {
         (&m.config_last_reload_ok, "gauge"),
         (&m.http_connections_closed, "counter"),
         (&m.http_connections, "gauge"),
+        (&m.http_replies_refused, "counter"),
         (&m.webhook_body_bytes, "gauge"),
         (&m.ws_refused, "counter"),
         (&m.journal_first_seq, "gauge"),
@@ -1241,6 +1247,113 @@ async fn an_http2_connection_is_told_it_may_hold_16_requests_open() {
     .await
     .expect("the server's SETTINGS");
     assert_eq!(announced, Some(16), "SETTINGS_MAX_CONCURRENT_STREAMS");
+}
+
+/// `GET path` on an HTTP/2 connection whose client opens no flow-control
+/// window: the reply's head comes, its body stays in the relay.
+async fn unread_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    base: &str,
+    path: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    let request = hyper::Request::get(format!("{base}{path}"))
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    sender
+        .send_request(request)
+        .await
+        .expect("h2 response head")
+}
+
+/// Rendered `/metrics` and `/status` replies that no client takes hold at
+/// most the reply budget together: past it a further one is answered 503
+/// with Retry-After and counted, and once the clients holding replies are
+/// gone a scrape is answered again. Before (memory audit, 2026-12-07), every
+/// stream of every connection held its reply until the connection closed,
+/// 75 s later: `server.max_connections` × 16 × a 62 KiB `/metrics` ≈ 2 GB,
+/// with no credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_no_client_takes_are_bounded_and_a_further_one_is_refused() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    const BUDGET: u64 = 512 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}{}", common::base_config(dir.path()), DEMO_HOOKS);
+    let relay = common::start_relay_tuned(dir, &text, |config| {
+        config.server.reply_memory = BUDGET;
+    })
+    .await;
+    let base = relay.url("");
+    let mut held_replies = Vec::new();
+    let mut connections = Vec::new();
+    let mut senders = Vec::new();
+    let mut held_bytes = 0u64;
+    let refused = 'open: loop {
+        let stream = tokio::net::TcpStream::connect(relay.addr)
+            .await
+            .expect("connect");
+        // A window of 0 leaves each reply with hyper; one of 1 byte lets
+        // hyper hand it to h2, which queues the rest of it.
+        let window = u32::from(connections.len() % 2 == 1);
+        let (mut sender, connection) =
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(window)
+                .handshake(TokioIo::new(stream))
+                .await
+                .expect("h2 handshake");
+        connections.push(tokio::spawn(connection));
+        for i in 0..16 {
+            let path = if i % 4 == 3 { "/status" } else { "/metrics" };
+            let response = unread_get(&mut sender, &base, path).await;
+            if response.status() != 200 {
+                break 'open response;
+            }
+            let length: u64 = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .expect("a Content-Length");
+            held_bytes += length;
+            assert!(
+                held_bytes <= 4 * BUDGET,
+                "{} replies of {held_bytes} bytes held, the budget {BUDGET}, and none refused",
+                held_replies.len() + 1
+            );
+            held_replies.push(response);
+        }
+        senders.push(sender);
+    };
+    assert_eq!(refused.status(), 503);
+    assert!(
+        refused.headers().contains_key(hyper::header::RETRY_AFTER),
+        "{:?}",
+        refused.headers()
+    );
+    assert!(
+        held_bytes <= BUDGET,
+        "{held_bytes} bytes held, over the budget {BUDGET}"
+    );
+    // Gone with their connections, the held replies free the budget, and
+    // a scrape is answered again.
+    drop((held_replies, senders));
+    for connection in connections {
+        connection.abort();
+    }
+    common::eventually(Duration::from_secs(10), "the budget given back", || {
+        relay.ctx.reply_budget.held() == 0
+    })
+    .await;
+    let (_, samples, _) = scrape(&base).await;
+    let refusals: f64 = ["metrics", "status"]
+        .iter()
+        .filter_map(|route| {
+            value(
+                &samples,
+                "callrelay_http_replies_refused_total",
+                &[("route", route)],
+            )
+        })
+        .sum();
+    assert_eq!(refusals, 1.0, "the one refusal counted");
 }
 
 /// Past `server.max_connections` open HTTP connections a new one is closed

@@ -136,6 +136,7 @@ impl Relay {
         .map_err(RunError::IngestThread)?;
         let (reloads, reload_rx) = tokio::sync::mpsc::channel(4);
         let kafka_message_max = AtomicUsize::new(kafka_message_max(&config));
+        let reply_budget = crate::reply_budget::ReplyBudget::new(config.server.reply_memory);
         let ctx = Arc::new(Context {
             config: ArcSwap::from_pointee(config),
             config_path,
@@ -157,6 +158,7 @@ impl Relay {
             )),
             unread_dates: Default::default(),
             body_budget: crate::sources::webhook::budget::BodyBudget::new(),
+            reply_budget,
             dropped_at_shutdown: AtomicU64::new(0),
             late_answers: Default::default(),
             http_slots,

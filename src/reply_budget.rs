@@ -1,0 +1,192 @@
+//! The memory that rendered `/metrics` and `/status` replies hold together
+//! until their clients have taken them.
+//!
+//! A reply is rendered whole before hyper writes it, and hyper writes it
+//! only as fast as its client takes it: an HTTP/1.1 client that does not
+//! read, or an HTTP/2 client that opens no flow-control window
+//! (`SETTINGS_INITIAL_WINDOW_SIZE` 0, or 1 byte: h2 then takes the whole
+//! chunk into its send queue), leaves it in the relay until the connection
+//! closes, `idle` (75 s) after the reply's head went out. With no credentials
+//! and nothing else bounding it, `server.max_connections` connections of 16
+//! streams each held 32,768 replies: about 2 GB of a 62 KiB `/metrics`
+//! (memory audit, 2026-12-07).
+//!
+//! Guarantees:
+//! - the bytes of every [`ReplyBudget::body`] alive never pass the budget's
+//!   limit, but for one reply alone: a reply larger than the whole budget is
+//!   taken while nothing else is held, so that a scrape of a relay whose
+//!   `/metrics` outgrew the budget still gets through;
+//! - a reply's bytes count from its render until the last handle on them is
+//!   dropped: written to the socket in full (hyper and h2 keep the chunk, not
+//!   a copy, until then), or given up with its stream or its connection;
+//! - a reply that does not fit is refused and changes nothing; a budget
+//!   already full refuses before the render, so a flood of requests
+//!   meanwhile costs no renders.
+//!
+//! Only these two routes count: their replies grow with the accounts (about
+//! 1 MB each at 10,000). The others are not refused for a scraper's sake: a
+//! webhook's answer, `/healthz` and the refusals are a few hundred bytes,
+//! `/readyz` (a load balancer's probe) about 100 more per reason it lists,
+//! and the webhook path takes no shared count per request.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+
+use crate::log_throttle::LogThrottle;
+
+/// The routes whose replies count: `callrelay_http_replies_refused_total`'s
+/// `route`.
+pub const ROUTES: [&str; 2] = ["metrics", "status"];
+
+/// How often refusals on one route are logged again while they go on.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The bytes held by rendered replies not yet taken by their clients.
+#[derive(Debug)]
+pub struct ReplyBudget {
+    held: AtomicU64,
+    limit: u64,
+    /// Taken on a refusal only, never on a reply that fits.
+    refusals: Mutex<LogThrottle<&'static str>>,
+}
+
+/// A reply that did not fit in the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rendered replies not yet taken by their clients hold {held} bytes of the {limit} allowed")]
+pub struct Full {
+    pub held: u64,
+    pub limit: u64,
+}
+
+impl ReplyBudget {
+    pub fn new(limit: u64) -> Arc<ReplyBudget> {
+        Arc::new(ReplyBudget {
+            held: AtomicU64::new(0),
+            limit,
+            refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Acquire)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    fn fits(&self, held: u64, bytes: u64) -> bool {
+        held == 0
+            || held
+                .checked_add(bytes)
+                .is_some_and(|total| total <= self.limit)
+    }
+
+    fn full(&self, held: u64) -> Full {
+        Full {
+            held,
+            limit: self.limit,
+        }
+    }
+
+    /// What `render` gives, as a response body whose bytes stay counted for
+    /// as long as any part of it is held; refused when they do not fit, and
+    /// without rendering when not a byte more would.
+    pub fn body(self: &Arc<Self>, render: impl FnOnce() -> String) -> Result<Body, Full> {
+        let held = self.held();
+        if !self.fits(held, 1) {
+            return Err(self.full(held));
+        }
+        let text = render();
+        let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                self.fits(held, bytes).then(|| held.saturating_add(bytes))
+            })
+            .map_err(|held| self.full(held))?;
+        let counted = Counted {
+            text,
+            bytes,
+            budget: self.clone(),
+        };
+        // The owner goes with the last `Bytes` handle on it, wherever hyper
+        // or h2 keeps it: the count follows the memory, not the body.
+        Ok(Body::from(Bytes::from_owner(counted)))
+    }
+
+    /// `Some(held_back)` when a refusal on `route` is to be logged: the
+    /// first, then one per interval with how many were not.
+    pub fn log_refusal(&self, route: &'static str) -> Option<u64> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(route, Instant::now())
+    }
+}
+
+/// A rendered reply and its place in the budget, given back when dropped.
+struct Counted {
+    text: String,
+    bytes: u64,
+    budget: Arc<ReplyBudget>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn replies_stay_within_the_limit_until_their_bytes_are_dropped() {
+        let budget = ReplyBudget::new(100);
+        let first = budget.body(|| "a".repeat(60)).expect("fits");
+        let refused = budget.body(|| "b".repeat(41)).expect_err("60 + 41");
+        assert_eq!(refused, budget.full(60));
+        assert_eq!(budget.held(), 60, "a refusal takes nothing");
+        let second = budget.body(|| "b".repeat(40)).expect("fits exactly");
+        assert_eq!(budget.held(), 100);
+        let refused = budget.body(|| unreachable!("rendered while the budget is full"));
+        assert_eq!(refused.map(|_| ()), Err(budget.full(100)));
+        // Taken out of the body, as hyper does, the bytes stay counted
+        // until the chunk itself is dropped.
+        let chunk = first.collect().await.expect("body").to_bytes();
+        assert_eq!(budget.held(), 100);
+        let part = chunk.slice(10..20);
+        drop(chunk);
+        assert_eq!(budget.held(), 100, "a part of it is still held");
+        drop(part);
+        assert_eq!(budget.held(), 40);
+        drop(second);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn one_reply_larger_than_the_whole_budget_is_taken_alone() {
+        let budget = ReplyBudget::new(100);
+        let large = budget
+            .body(|| "x".repeat(500))
+            .expect("nothing else is held");
+        assert_eq!(budget.held(), 500);
+        assert!(budget.body(|| "y".to_owned()).is_err());
+        drop(large);
+        assert!(budget.body(|| "z".repeat(100)).is_ok());
+        assert_eq!(budget.held(), 0);
+    }
+}
