@@ -17,7 +17,8 @@ use callrelay::sinks::websocket::tail::{self, TailOptions};
 use callrelay::worker_threads;
 
 /// How long the daemon waits, after its stop is complete, for work it
-/// abandoned (a blocking Kafka metadata request) before exiting anyway.
+/// abandoned (a blocking Kafka metadata request, a Kafka producer's
+/// release waiting on a name lookup) before exiting anyway.
 const LEFTOVER_WORK_BOUND: Duration = Duration::from_secs(1);
 
 /// mimalloc instead of glibc malloc: every event allocates its parsed payload
@@ -200,7 +201,8 @@ fn main() -> ExitCode {
             let result = runtime.block_on(callrelay::app::run_daemon(&cli.config));
             // What is still running is work the stop abandoned after making
             // everything durable (a Kafka metadata request that may take its
-            // 10 s timeout): dropping the runtime would wait for it.
+            // 10 s timeout, a producer's release behind a name lookup):
+            // dropping the runtime would wait for it.
             runtime.shutdown_timeout(LEFTOVER_WORK_BOUND);
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -692,7 +692,7 @@ impl Forwarder {
                     // (its threads joined).
                     tokio::spawn(async move {
                         if let Ok(Ok(made)) = create.await {
-                            recovery::drop_off_the_workers(OwnProducer(made)).await;
+                            recovery::drop_off_the_workers(OwnProducer::new(made)).await;
                         }
                     });
                 }
@@ -700,7 +700,7 @@ impl Forwarder {
             }
         };
         self.producers_created += 1;
-        self.producer = Some(OwnProducer(producer));
+        self.producer = Some(OwnProducer::new(producer));
         // Another cluster may answer at the same addresses (a name moved).
         self.cluster_checked = false;
         self.had_metadata = false;

@@ -16,8 +16,9 @@
 //! a panic, is purged, so a copy a check still holds sends nothing more
 //! (`OwnProducer`).
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
 use rdkafka::producer::{Producer, PurgeConfig};
@@ -303,12 +304,27 @@ pub(super) fn landing_wait_left(since_ms: i64, now_ms: i64, delay: Duration) -> 
 /// beside the next forwarder's read-back (review of a1827a8/1514f9f). The
 /// drop's purge does not wait for librdkafka's broker threads to take it
 /// (it may run on a runtime worker); they take it at their next wake-up.
-pub(super) struct OwnProducer(pub(super) KafkaProducer);
+pub(super) struct OwnProducer {
+    producer: KafkaProducer,
+    /// Test-only: the drop waits until this hears or its sender goes, as
+    /// the drop of a producer whose broker thread is in a name lookup that
+    /// does not answer waits (no test can make librdkafka's lookup hang).
+    #[cfg(test)]
+    pub(super) release_held: Option<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+}
 
 impl OwnProducer {
+    pub(super) fn new(producer: KafkaProducer) -> OwnProducer {
+        OwnProducer {
+            producer,
+            #[cfg(test)]
+            release_held: None,
+        }
+    }
+
     /// A copy for a check: it purges nothing when dropped.
     pub(super) fn copy(&self) -> KafkaProducer {
-        self.0.clone()
+        self.producer.clone()
     }
 }
 
@@ -316,13 +332,17 @@ impl std::ops::Deref for OwnProducer {
     type Target = KafkaProducer;
 
     fn deref(&self) -> &KafkaProducer {
-        &self.0
+        &self.producer
     }
 }
 
 impl Drop for OwnProducer {
     fn drop(&mut self) {
-        self.0
+        #[cfg(test)]
+        if let Some(Ok(held)) = self.release_held.take().map(std::sync::Mutex::into_inner) {
+            let _ = held.recv();
+        }
+        self.producer
             .purge(PurgeConfig::default().queue().inflight().non_blocking());
     }
 }
@@ -348,7 +368,8 @@ pub(super) async fn purge_off_the_workers(producer: &OwnProducer) {
 const PURGE_WAIT: Duration = Duration::from_secs(2);
 
 /// Purges `producer`'s queue and requests in flight, then drops it, on the
-/// blocking pool (both block: the drop joins librdkafka's threads).
+/// blocking pool (both block: the drop joins librdkafka's threads), each
+/// waited for within its bound.
 ///
 /// The purge is explicit because `producer` is one copy of several: a
 /// check on the blocking pool (a topic check, the checks ahead of a
@@ -365,8 +386,44 @@ pub(super) async fn drop_off_the_workers(producer: OwnProducer) {
     let_go_off_the_workers(producer).await;
 }
 
-/// Drops `producer` on the blocking pool: the drop of the last copy joins
-/// librdkafka's threads.
+/// Drops `producer` on the blocking pool, and waits for it up to
+/// [`RELEASE_WAIT`]: past it the drop is left to end on its thread.
+///
+/// The drop of the last copy purges again and waits for it, flushes for up
+/// to 500 ms, and joins librdkafka's threads, none with a bound: a broker
+/// thread in a name lookup that does not answer (DNS hanging) ends only
+/// when the lookup does, tens of seconds later. A stop waited for it after
+/// its durable write, and the journal's close behind it was killed at
+/// systemd's stop timeout (the next start then read the whole file); a
+/// reload waited in the serve loop, a recovery held delivery (task
+/// lifetimes audit). Nothing is lost by not waiting: the purge before
+/// (`purge_off_the_workers`) is queued ahead of anything that thread
+/// would send, and at exit the runtime gives leftover blocking work 1 s.
 pub(super) async fn let_go_off_the_workers(producer: OwnProducer) {
-    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
+    let began = Instant::now();
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let released = tokio::task::spawn_blocking({
+        let abandoned = abandoned.clone();
+        move || {
+            drop(producer);
+            if abandoned.load(Ordering::Acquire) {
+                tracing::info!(
+                    took_s = began.elapsed().as_secs(),
+                    "kafka sink: a producer let go of without waiting has now ended"
+                );
+            }
+        }
+    });
+    if tokio::time::timeout(RELEASE_WAIT, released).await.is_err() {
+        abandoned.store(true, Ordering::Release);
+        tracing::warn!(
+            wait_s = RELEASE_WAIT.as_secs(),
+            "kafka sink: letting go of the producer takes longer than the wait (a broker's name lookup may not answer); going on, it ends on its own thread"
+        );
+    }
 }
+
+/// How long the drop of a producer is waited for (see
+/// [`let_go_off_the_workers`]): above the drop's own flush (500 ms at
+/// most) and the join of threads that are not held in a lookup.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);

@@ -3,7 +3,8 @@
 //! cursor is written durably, clean only when nothing after it may be in
 //! Kafka, and with when it let go of records unreported, if it did (taken
 //! after the purge: the next run's read-back waits for their requests to
-//! land).
+//! land), then the producer is let go of, waited for up to a bound (its
+//! drop may wait on a name lookup; see `let_go_off_the_workers`).
 
 use futures::stream::StreamExt;
 
@@ -64,7 +65,7 @@ impl Forwarder {
         // after the save, it said the offsets just saved were dropped (a
         // producer not compared yet: nothing delivered since a `brokers`
         // change), and the next run compares them again. Purged above:
-        // only dropped here.
+        // only dropped here, waited for within a bound.
         if let Some(p) = self.producer.take() {
             let_go_off_the_workers(p).await;
         }

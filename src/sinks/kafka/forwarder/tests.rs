@@ -1836,6 +1836,82 @@ async fn a_stop_saves_when_it_let_go_after_its_purge_ended() {
     peers.stop().await;
 }
 
+/// Gives `forwarder` a producer whose release (the drop on the blocking
+/// pool) waits until the sender returned is used or dropped, as the drop of
+/// the last copy waits for a broker thread in a name lookup that does not
+/// answer.
+async fn with_a_release_that_hangs(forwarder: &mut Forwarder) -> std::sync::mpsc::Sender<()> {
+    with_producer(forwarder).await;
+    let (release, held) = std::sync::mpsc::channel();
+    forwarder.producer.as_mut().unwrap().release_held = Some(std::sync::Mutex::new(held));
+    release
+}
+
+/// Whether the captured log says the wait for the release was given up.
+fn said_release_left(logs: &crate::logging::tests_support::Captured) -> bool {
+    logs.text()
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains("letting go of the producer takes longer"))
+}
+
+/// A stop whose producer's release hangs (a broker thread in a name lookup
+/// DNS does not answer) waits for it up to `RELEASE_WAIT`, says so, and
+/// ends with its cursor written while the release runs on. It waited until
+/// the lookup ended, and held the journal's close behind it, past systemd's
+/// stop timeout for a lookup that long (task lifetimes audit). A reload
+/// replacing the sink stops it likewise.
+#[tokio::test]
+async fn a_stop_does_not_wait_for_a_producer_release_that_hangs() {
+    let mut fixture = Fixture::new().await;
+    let ctx = fixture.ctx();
+    let release = with_a_release_that_hangs(&mut fixture.forwarder).await;
+    let Fixture { peers, forwarder } = fixture;
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    let stopped = tokio::time::timeout(WITHIN, forwarder.shutdown()).await;
+    drop(guard);
+
+    assert!(
+        stopped.is_ok(),
+        "the stop waited for the producer's release"
+    );
+    assert!(
+        release.send(()).is_ok(),
+        "the release was still held when the stop ended"
+    );
+    assert!(said_release_left(&logs), "{}", logs.text());
+    let (cursor, state) = written(&ctx);
+    assert_eq!(cursor, Some(0));
+    assert!(state.expect("a durable state").clean);
+    assert!(!ctx.status.sinks().contains_key("kafka"), "the stop ended");
+    peers.stop().await;
+}
+
+/// A recovery that drops a producer whose release hangs goes on after
+/// `RELEASE_WAIT`: waiting for it held delivery until the lookup ended.
+#[tokio::test]
+async fn a_recovery_does_not_wait_for_a_producer_release_that_hangs() {
+    let mut fixture = Fixture::new().await;
+    let release = with_a_release_that_hangs(&mut fixture.forwarder).await;
+    let forwarder = &mut fixture.forwarder;
+
+    let (logs, guard) = crate::logging::tests_support::capture_json();
+    let dropped = tokio::time::timeout(WITHIN, forwarder.drop_producer()).await;
+    drop(guard);
+
+    assert!(
+        dropped.is_ok(),
+        "the recovery waited for the producer's release"
+    );
+    assert!(forwarder.producer.is_none());
+    assert!(
+        release.send(()).is_ok(),
+        "the release was still held when the recovery went on"
+    );
+    assert!(said_release_left(&logs), "{}", logs.text());
+    fixture.stop().await;
+}
+
 /// A start whose saved state says an earlier run let go of records
 /// unreported `ago_ms` (a stop whose drain ran out; negative: ahead of the
 /// clock), or says nothing of it (`None`), with three events after the
@@ -3899,7 +3975,7 @@ fn with_a_stuck_producer(fixture: &mut Fixture) -> &mut Forwarder {
     let nowhere: super::super::config::KafkaConfig =
         toml::from_str("brokers = \"127.0.0.1:1\"").unwrap();
     let stuck = super::super::producer::create(&nowhere, forwarder.health.clone()).unwrap();
-    forwarder.producer = Some(super::OwnProducer(stuck));
+    forwarder.producer = Some(super::OwnProducer::new(stuck));
     forwarder
 }
 
