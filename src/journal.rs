@@ -118,6 +118,13 @@ pub enum JournalError {
     },
     #[error("the journal {path} is already open in another callrelay process")]
     InUse { path: PathBuf },
+    /// Something other than a regular file at the journal's path: a link is
+    /// not followed, since the file is made owner-only and written (a link
+    /// planted there would hand both to whatever it points to).
+    #[error(
+        "the journal file {path} is {kind}, not a regular file: the relay opens only a file of its own there, never through a link (it holds callers' numbers and is made owner-only): move it aside, or point `journal.path` at the directory the journal is in"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
     /// A reopen that this relay's own readers held up past [`REOPEN_WAIT`].
     #[error(
         "readers in this relay still held the journal {waited:?} after it was closed to be opened again (a long read: a retention pass, a Kafka batch or a WebSocket replay page, slow on a failing disk); the reopen is tried again"

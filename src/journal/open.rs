@@ -13,8 +13,9 @@
 //! relay), and what to run.
 //!
 //! Guarantees: a file created here is 0600 from its first byte, and an
-//! existing one others may read is made owner-only (or said); redb's page
-//! cache is at most 64 MiB.
+//! existing one others may read is made owner-only (or said); the file is
+//! never opened through a symbolic link, nor when it is not a regular file
+//! ([`JournalError::NotAFile`]); redb's page cache is at most 64 MiB.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,7 +42,9 @@ pub(crate) enum Opening {
 /// directory's mode, if it does not exist yet: it holds callers' phone
 /// numbers. redb takes an empty file as a new journal. An existing file
 /// others may read (made by a build before files were created owner-only,
-/// from a shell with umask 022) is made owner-only, which is logged.
+/// from a shell with umask 022) is made owner-only, which is logged; it is
+/// changed through the descriptor opened without following a link, so a
+/// link planted at the path changes nothing ([`open_no_follow`]).
 /// Returns whether it created the file.
 pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -53,18 +56,52 @@ pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
     {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            make_owner_only(path);
+            let file = open_no_follow(path, Opening::Start)?;
+            make_owner_only(&file, path);
             Ok(false)
         }
         Err(source) => Err(create_file_failed(path, source)),
     }
 }
 
+/// The journal file at `path`, opened to read and write without following
+/// a symbolic link, and only if it is a regular file: a link (dangling, or
+/// to another file) at the path is [`JournalError::NotAFile`], where it
+/// was followed, its target created with the umask's mode or made
+/// owner-only before anything checked it was a journal. `O_NONBLOCK` until
+/// the `fstat`: a FIFO at the path must not hold the start.
+fn open_no_follow(path: &Path, opening: Opening) -> Result<std::fs::File, JournalError> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let flags =
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let not_a_file = |kind| JournalError::NotAFile {
+        path: path.to_owned(),
+        kind,
+    };
+    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => return Err(not_a_file("a symbolic link")),
+        Err(rustix::io::Errno::ISDIR) => return Err(not_a_file("a directory")),
+        Err(e) => return Err(open_failed(path, opening, redb::Error::Io(e.into()))),
+    };
+    let io = |e: rustix::io::Errno| open_failed(path, opening, redb::Error::Io(e.into()));
+    match FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(io)?.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Directory => return Err(not_a_file("a directory")),
+        FileType::Fifo => return Err(not_a_file("a FIFO")),
+        FileType::Socket => return Err(not_a_file("a socket")),
+        FileType::CharacterDevice | FileType::BlockDevice => return Err(not_a_file("a device")),
+        _ => return Err(not_a_file("not a regular file")),
+    }
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(io)?;
+    Ok(std::fs::File::from(fd))
+}
+
 /// Takes group and other permissions off an existing journal file. A file
 /// this cannot change (another owner) is said, and opened as it is.
-fn make_owner_only(path: &Path) {
+fn make_owner_only(file: &std::fs::File, path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
+    let Ok(meta) = file.metadata() else {
         return;
     };
     let mode = meta.permissions().mode() & 0o777;
@@ -72,7 +109,7 @@ fn make_owner_only(path: &Path) {
         return;
     }
     let private = std::fs::Permissions::from_mode(mode & 0o700);
-    match std::fs::set_permissions(path, private) {
+    match file.set_permissions(private) {
         Ok(()) => tracing::warn!(path = %path.display(), was = format!("{mode:o}"),
             "the journal file could be read by others (it holds callers' numbers): made owner-only (0600)"),
         Err(e) => tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), error = %e,
@@ -179,13 +216,20 @@ fn open_once(
                 }
             }
         });
-    // A reopen never creates: a file gone from the path is the journal lost
-    // from under the relay, not a first start.
-    let opened = match opening {
-        Opening::Start => builder.create(path),
-        Opening::AfterIoError => builder.open(path),
-    };
-    opened.map_err(|e| match e {
+    // Never through a link (see `open_no_follow`), and never created here:
+    // `create_private` made the file at the start, and on a reopen a file
+    // gone from the path is the journal lost from under the relay.
+    let file = open_no_follow(path, opening)?;
+    if matches!(opening, Opening::AfterIoError) && file.metadata().is_ok_and(|m| m.len() == 0) {
+        // redb's `create` takes an empty file as a new journal; `open`,
+        // which a reopen used, refuses it: so does this.
+        let empty =
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "the journal file is empty");
+        return Err(open_failed(path, opening, redb::Error::Io(empty)));
+    }
+    let backend =
+        redb::backends::FileBackend::new(file).map_err(|e| open_failed(path, opening, e.into()))?;
+    builder.create_with_backend(backend).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
             path: path.to_owned(),
         },
@@ -399,6 +443,29 @@ mod tests {
         assert!(matches!(error, JournalError::CreateFile { .. }), "{error}");
     }
 
+    /// A directory or a FIFO at the file's path is said as such; the FIFO's
+    /// open does not wait for a writer.
+    #[test]
+    fn what_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        std::fs::create_dir(&path).unwrap();
+        let error = create_private(&path).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is a directory, not a regular file"),
+            "{error}"
+        );
+        std::fs::remove_dir(&path).unwrap();
+        crate::regular_file::hung_file::make(&path);
+        let error = create_private(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("is a FIFO, not a regular file"),
+            "{error}"
+        );
+    }
+
     fn os_error(kind: std::io::ErrorKind) -> std::io::Error {
         std::io::Error::from(kind)
     }
@@ -533,6 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.redb");
         let unclean = dir.path().join("unclean.redb");
+        assert!(create_private(&path).unwrap());
         let db = open_database(&path, Opening::Start).unwrap();
         let write = db.begin_write().unwrap();
         write.open_table(TABLE).unwrap().insert(1, 42).unwrap();

@@ -1930,3 +1930,39 @@ fn journal_of(n: usize) -> (tempfile::TempDir, Journal) {
     j.append_batch(&batch).unwrap();
     (dir, j)
 }
+
+/// A dangling link at the journal's path: followed, redb created its
+/// target with the umask's mode (0644 from a shell), not owner-only.
+#[test]
+fn a_dangling_symlink_at_the_journal_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere.redb");
+    std::os::unix::fs::symlink(&target, dir.path().join("journal.redb")).unwrap();
+
+    let error = Journal::open(options(dir.path())).err().unwrap();
+    assert!(matches!(error, JournalError::NotAFile { .. }), "{error}");
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert!(!target.exists(), "the link's target was created");
+}
+
+/// A link to another file: it was made owner-only (chmod through the link)
+/// before anything checked it is a journal: as root, a link planted in the
+/// journal's directory took the permissions off any file.
+#[test]
+fn a_symlink_to_another_file_leaves_that_file_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("passwd");
+    std::fs::write(&target, b"root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("journal.redb")).unwrap();
+
+    let error = Journal::open(options(dir.path())).err().unwrap();
+    assert!(matches!(error, JournalError::NotAFile { .. }), "{error}");
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the link's target was chmodded");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+}
