@@ -67,7 +67,9 @@ mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex};
-use open::{REOPEN_WAIT, create_dir_failed, create_private, open_database, sync_dir};
+use open::{
+    REOPEN_WAIT, create_dir_failed, create_private, discard_if_blank, open_database, sync_dir,
+};
 use presence::FilePresence;
 use record::record_time;
 
@@ -125,6 +127,12 @@ pub enum JournalError {
         "the journal file {path} is {kind}, not a regular file: the relay opens only a file of its own there, never through a link (it holds callers' numbers and is made owner-only): move it aside, or point `journal.path` at the directory the journal is in"
     )]
     NotAFile { path: PathBuf, kind: &'static str },
+    /// A file with data in it but no journal header: not the zeros a first
+    /// start that failed leaves (those are taken as an empty journal).
+    #[error(
+        "the journal file {path} is not a callrelay journal (its storage library finds no header: {detail}): a first start stopped while it wrote the header leaves such a file, holding no event; otherwise `journal.path` names a directory with another file of that name: stop the relay, move the file aside (or delete it if no relay ever ran with it) and start again"
+    )]
+    NotAJournal { path: PathBuf, detail: String },
     /// A reopen that this relay's own readers held up past [`REOPEN_WAIT`].
     #[error(
         "readers in this relay still held the journal {waited:?} after it was closed to be opened again (a long read: a retention pass, a Kafka batch or a WebSocket replay page, slow on a failing disk); the reopen is tried again"
@@ -433,7 +441,17 @@ impl Journal {
             .map_err(|source| create_dir_failed(&options.dir, source))?;
         let path = file_in(&options.dir);
         let created = create_private(&path)?;
-        let db = open_database(&path, Opening::Start)?;
+        let db = match open_database(&path, Opening::Start) {
+            Ok(db) => db,
+            // Left behind, the file redb could not set up was found at every
+            // later start, not new, and refused. Another relay's is kept.
+            Err(error) => {
+                if created && !matches!(error, JournalError::InUse { .. }) {
+                    discard_if_blank(&path);
+                }
+                return Err(error);
+            }
+        };
         // The format first, in a read: a newer build may have changed a
         // table's types, and opening that table with this build's types
         // fails as a storage error that does not say to upgrade. META's

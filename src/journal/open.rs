@@ -16,6 +16,11 @@
 //! existing one others may read is made owner-only (or said); the file is
 //! never opened through a symbolic link, nor when it is not a regular file
 //! ([`JournalError::NotAFile`]); redb's page cache is at most 64 MiB.
+//! A file of zeros only, what a first start that failed as redb set it up
+//! leaves, opens as a new journal; one this start created is removed if
+//! the open fails while it holds only zeros. A file with any byte that is
+//! not zero is never emptied nor removed: without a journal header it is
+//! [`JournalError::NotAJournal`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,7 +50,12 @@ pub(crate) enum Opening {
 /// from a shell with umask 022) is made owner-only, which is logged; it is
 /// changed through the descriptor opened without following a link, so a
 /// link planted at the path changes nothing ([`open_no_follow`]).
-/// Returns whether it created the file.
+/// A file of zeros only, with no journal header, is what a first start
+/// that failed while redb set the file up leaves (a full disk refuses the
+/// header's write after the file was sized; a kill between the two): it
+/// holds no event and is emptied, said, and taken as a new journal, where
+/// redb refused it at every later start. Returns whether the journal is
+/// new (the file created, or such a blank emptied).
 pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
@@ -58,7 +68,7 @@ pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let file = open_no_follow(path, Opening::Start)?;
             make_owner_only(&file, path);
-            Ok(false)
+            Ok(empty_if_blank(&file, path))
         }
         Err(source) => Err(create_file_failed(path, source)),
     }
@@ -114,6 +124,94 @@ fn make_owner_only(file: &std::fs::File, path: &Path) {
             "the journal file could be read by others (it holds callers' numbers): made owner-only (0600)"),
         Err(e) => tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), error = %e,
             "the journal file can be read by others (it holds callers' numbers), and could not be made owner-only"),
+    }
+}
+
+/// Whether no byte of `file` is other than zero (an empty file too). Reads
+/// up to the first byte that is, so a journal (which starts with redb's
+/// magic number) costs one short read.
+fn holds_only_zeros(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    loop {
+        let read = file.read_at(&mut buf, offset)?;
+        if read == 0 {
+            return Ok(true);
+        }
+        if buf[..read].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        offset += read as u64;
+    }
+}
+
+/// Runs `act` on `file` if it holds only zeros, under an exclusive `flock`:
+/// redb holds one on a file it has open (it is how it keeps redb before 4.3
+/// out), so a file another relay is setting up right now is left to redb,
+/// which says it is in use. Returns whether `act` ran and succeeded.
+fn if_blank(
+    file: &std::fs::File,
+    act: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<bool> {
+    if !holds_only_zeros(file)? {
+        return Ok(false);
+    }
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    // Again under the lock: nobody wrote a header in between.
+    let acted = if holds_only_zeros(file)? {
+        act(file).map(|()| true)
+    } else {
+        Ok(false)
+    };
+    let _ = file.unlock();
+    acted
+}
+
+/// Empties an existing journal file of zeros only ([`create_private`]).
+/// Returns whether it did; a failure to look is left to redb's open.
+fn empty_if_blank(file: &std::fs::File, path: &Path) -> bool {
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if bytes == 0 {
+        // Nothing to empty, and redb takes it as new; but it is not said
+        // as a new journal, which it may not be (a truncated one).
+        return false;
+    }
+    match if_blank(file, |file| file.set_len(0)) {
+        Ok(true) => {
+            tracing::warn!(path = %path.display(), bytes,
+                "the journal file held only zero bytes, no journal header: what a first start that failed while setting it up leaves (a full disk, a stop during it); it held no event, and an empty journal is started in it. If a relay ran with this journal before, the filesystem lost its contents: restore it from a backup");
+            true
+        }
+        Ok(false) => false,
+        Err(error) => {
+            tracing::debug!(path = %path.display(), %error, "could not look for a blank journal file");
+            false
+        }
+    }
+}
+
+/// Removes the journal file this start created when its first open failed
+/// (a full disk as redb sized and wrote its header; a read-only
+/// filesystem), if it still holds only zeros: it holds no event, and left
+/// there it was found at every later start (not created, so not new) and
+/// refused. A file with any byte that is not zero is kept.
+pub(super) fn discard_if_blank(path: &Path) {
+    let Ok(file) = open_no_follow(path, Opening::Start) else {
+        return;
+    };
+    match if_blank(&file, |_| std::fs::remove_file(path)) {
+        Ok(true) => {
+            tracing::info!(path = %path.display(), "removed the journal file this start created: it holds no event")
+        }
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "could not remove the journal file this start created")
+        }
     }
 }
 
@@ -240,6 +338,16 @@ fn open_once(
             JournalError::DamagedAtOpen {
                 path: path.to_owned(),
                 detail,
+            }
+        }
+        // redb's "magic number mismatch": said as what it is, where it read
+        // like damage. A file of zeros only never gets here at a start.
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData && matches!(opening, Opening::Start) =>
+        {
+            JournalError::NotAJournal {
+                path: path.to_owned(),
+                detail: e.to_string(),
             }
         }
         other => open_failed(path, opening, other.into()),
@@ -441,6 +549,29 @@ mod tests {
         let missing = dir.path().join("missing").join("journal.redb");
         let error = create_private(&missing).unwrap_err();
         assert!(matches!(error, JournalError::CreateFile { .. }), "{error}");
+    }
+
+    /// What a first start that failed as redb set the file up leaves (the
+    /// file sized, its header never written) is removed; a file with any
+    /// byte that is not zero never is.
+    #[test]
+    fn only_a_file_of_zeros_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        assert!(create_private(&path).unwrap());
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        discard_if_blank(&path);
+        assert!(!path.exists(), "a blank file is removed");
+
+        assert!(create_private(&path).unwrap());
+        discard_if_blank(&path);
+        assert!(!path.exists(), "an empty file is removed");
+
+        let mut bytes = vec![0u8; 1 << 20];
+        bytes[(1 << 20) - 1] = 1;
+        std::fs::write(&path, &bytes).unwrap();
+        discard_if_blank(&path);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "kept as it was");
     }
 
     /// A directory or a FIFO at the file's path is said as such; the FIFO's

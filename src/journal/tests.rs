@@ -1931,6 +1931,53 @@ fn journal_of(n: usize) -> (tempfile::TempDir, Journal) {
     (dir, j)
 }
 
+/// A first start that failed while redb set the new file up (a full disk:
+/// its header write refused after the file was sized) left a file of zero
+/// bytes, which every later start refused as "not a redb database", so the
+/// unit looped until failed. It holds no event: it opens as a new journal.
+#[test]
+fn a_file_of_zeros_left_by_a_failed_first_start_opens_as_an_empty_journal() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut opened = None;
+    let said = crate::logging::tests_support::logged_json(|| {
+        opened = Some(Journal::open(options(dir.path())));
+    });
+    let j = opened.unwrap().unwrap();
+    assert!(j.created(), "a journal started anew");
+    assert!(said.contains("only zero bytes"), "{said}");
+    assert!(said.contains(&path.display().to_string()), "{said}");
+    j.append_batch(&[event("a")]).unwrap();
+    assert_eq!(j.last_seq(), 1);
+}
+
+/// A file with any byte that is not zero and no journal header is not a
+/// blank left by a first start: it is refused, untouched, with a message
+/// that says what it is, not redb's bare "magic number mismatch".
+#[test]
+fn a_file_that_is_not_a_journal_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let mut bytes = vec![0u8; 1 << 16];
+    bytes[4096] = 7;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let error = Journal::open(options(dir.path())).err().unwrap();
+    assert!(matches!(error, JournalError::NotAJournal { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("not a callrelay journal"), "{text}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is kept as it was"
+    );
+}
+
 /// A dangling link at the journal's path: followed, redb created its
 /// target with the umask's mode (0644 from a shell), not owner-only.
 #[test]
