@@ -13,7 +13,8 @@
 //! never quoted.
 //!
 //! [`Config::warnings`]: what the CONTRACT allows but leaves open to anyone
-//! who can reach the listener, for `check` to say without refusing the file.
+//! who can reach the listener, or a journal the shipped unit removes at
+//! every stop, for `check` to say without refusing the file.
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -187,12 +188,28 @@ impl Config {
     /// And a Tel4vn `api_key` read from a header that the header's trimmed,
     /// unprefixed value can never give back (`"Bearer …"`, whitespace at
     /// either end).
+    ///
+    /// And a `journal.path` under /tmp or /var/tmp, which the shipped unit's
+    /// `PrivateTmp=yes` removes at every stop: each restart then started an
+    /// empty journal, saying only that at INFO.
     pub fn warnings(&self, text: &LoadedText) -> Vec<Problem> {
         let at = |start: usize, message: String| {
             let (line, col) = text.line_col(start);
             Problem { line, col, message }
         };
         let mut warnings = Vec::new();
+        if let Some(tmp) = under_a_private_tmp(self.journal.path.get_ref()) {
+            warnings.push(at(
+                self.journal.path.span().start,
+                format!(
+                    "`journal.path` is under {tmp}: under systemd's `PrivateTmp=` (set in the \
+                     shipped unit, deploy/callrelay.service) the service has a {tmp} of its \
+                     own, removed at every stop with the journal in it (every event a sink \
+                     has not had yet, the dedup log, the SPRecord resume ids): put the \
+                     journal on a disk that is kept, like /var/lib/callrelay"
+                ),
+            ));
+        }
         for hook in self.webhook.iter().map(Spanned::get_ref) {
             if hook.vendor == Vendor::Sprecord && hook.token.is_none() {
                 warnings.push(at(
@@ -356,6 +373,29 @@ fn read_otherwise_in_a_query(value: &str) -> bool {
         .any(|c| matches!(c, '+' | '&' | '#' | '%') || !c.is_ascii_graphic())
 }
 
+/// `/tmp` or `/var/tmp` if `path`, as written, is in it (`..` taken
+/// lexically). A relative path is not looked at: it is resolved against the
+/// service's working directory, which `check` does not know.
+fn under_a_private_tmp(path: &std::path::Path) -> Option<&'static str> {
+    use std::path::{Component, PathBuf};
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut plain = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                plain.pop();
+            }
+            Component::CurDir => {}
+            other => plain.push(other),
+        }
+    }
+    ["/var/tmp", "/tmp"]
+        .into_iter()
+        .find(|tmp| plain.starts_with(tmp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +481,31 @@ mod tests {
             for secret in ["k1", "k2", "k3"] {
                 assert!(!warning.message.contains(secret), "{warning:?}");
             }
+        }
+    }
+
+    /// A journal under /tmp or /var/tmp: the shipped unit's `PrivateTmp=yes`
+    /// removes it at every stop, and `check` said nothing; each restart
+    /// logged only "started an empty journal".
+    #[test]
+    fn a_journal_under_a_private_tmp_is_a_warning() {
+        for dir in ["/tmp/callrelay", "/var/tmp/callrelay/data", "/tmp"] {
+            let warnings = warnings_of(&format!("[journal]\npath = \"{dir}\"\n"));
+            assert_eq!(warnings.len(), 1, "{dir}: {warnings:?}");
+            assert_eq!((warnings[0].line, warnings[0].col), (2, 8), "{dir}");
+            let message = &warnings[0].message;
+            assert!(message.contains("PrivateTmp"), "{message}");
+            assert!(message.contains("every stop"), "{message}");
+            assert!(message.contains("deploy/callrelay.service"), "{message}");
+        }
+        for dir in [
+            "/var/lib/callrelay",
+            "/tmpfs/callrelay",
+            "/tmp/../var/lib/x",
+            "tmp/data",
+        ] {
+            let warnings = warnings_of(&format!("[journal]\npath = \"{dir}\"\n"));
+            assert!(warnings.is_empty(), "{dir}: {warnings:?}");
         }
     }
 }
