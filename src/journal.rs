@@ -68,7 +68,8 @@ mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex};
 use open::{
-    REOPEN_WAIT, create_dir_failed, create_private, discard_if_blank, open_database, sync_dir,
+    REOPEN_WAIT, create_dir_failed, create_private, discard_if_blank, missing_dirs, open_database,
+    sync_dir,
 };
 use presence::FilePresence;
 use record::record_time;
@@ -434,6 +435,7 @@ impl Journal {
         // Owner only, whatever the umask: the journal holds callers' phone
         // numbers, and a relay started from a shell (umask 022) made them
         // world-readable. A directory that exists is left as it is.
+        let made = missing_dirs(&options.dir);
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -501,12 +503,13 @@ impl Journal {
         }
         dedup::migrate_legacy(&txn).map_err(|e| e.in_dedup_index(&path))?;
         txn.commit().map_err(storage)?;
-        // redb syncs the file, not the directory entry that names it: without
-        // this a power cut soon after the first start could lose the whole
-        // journal, acknowledged events included.
+        // redb syncs the file, not the directory entry that names it, nor
+        // those of the directories made for it: without this a power cut
+        // soon after the first start could lose the whole journal,
+        // acknowledged events included.
         // Best effort: a directory the service may write but not read (or a
         // parent it cannot open) must not keep the relay from starting.
-        if let Err(error) = sync_dir(&options.dir) {
+        if let Err(error) = sync_dir(&options.dir, &made) {
             tracing::warn!(dir = %options.dir.display(), %error, "cannot fsync the journal directory");
         }
         let (index, newest_record_ms) = {

@@ -520,13 +520,64 @@ impl std::fmt::Display for AccessHint {
 /// database (each holds it for one read transaction).
 pub(super) const REOPEN_WAIT: Duration = Duration::from_secs(2);
 
-/// Makes `dir`'s entries (and `dir` itself, in its parent) durable.
-pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
-    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => std::fs::File::open(parent)?.sync_all(),
-        None => Ok(()),
+/// Makes `dir`'s entries (the journal file's name) durable, with `dir`'s
+/// own in its parent, and the entry of each directory of `made` (those this
+/// start created for it, outermost first): each of them, and the one the
+/// outermost was made in, the working directory for a relative path. Only
+/// the last component and its parent were synced: `journal.path = "data"`
+/// never synced the working directory, and `/srv/a/b` made with `a` left
+/// `a`'s entry in `/srv` to the next write-back.
+/// Each is tried: the first failure is returned after the others.
+pub(super) fn sync_dir(dir: &Path, made: &[PathBuf]) -> std::io::Result<()> {
+    let mut first_error = None;
+    for dir in dirs_to_sync(dir, made) {
+        if let Err(error) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            first_error.get_or_insert(error);
+        }
     }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The directories of `dir` that do not exist, outermost first: what a
+/// recursive create makes, for [`sync_dir`].
+pub(super) fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| {
+            matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .map(Path::to_owned)
+        .collect();
+    missing.reverse();
+    missing
+}
+
+/// The directories whose entries [`sync_dir`] syncs.
+fn dirs_to_sync(dir: &Path, made: &[PathBuf]) -> Vec<PathBuf> {
+    // `Path::parent` of a relative path's first component is "": the
+    // working directory, which `open` names ".".
+    let made_in = |path: &Path| {
+        path.parent().map(|parent| {
+            if parent.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                parent.to_owned()
+            }
+        })
+    };
+    let mut dirs = made.to_vec();
+    let more = [
+        Some(dir.to_owned()),
+        made_in(dir),
+        made.first().and_then(|first| made_in(first)),
+    ];
+    for more in more.into_iter().flatten() {
+        if !dirs.contains(&more) {
+            dirs.push(more);
+        }
+    }
+    dirs
 }
 
 #[cfg(test)]
@@ -595,6 +646,50 @@ mod tests {
             error.to_string().contains("is a FIFO, not a regular file"),
             "{error}"
         );
+    }
+
+    /// A power cut soon after a first start could lose the entry naming a
+    /// directory it made, with the journal in it: each directory made is
+    /// synced (its entries), and the one the outermost was made in (the
+    /// working directory for a relative `journal.path`), not only the last
+    /// component and its parent.
+    #[test]
+    fn every_directory_made_and_the_one_it_was_made_in_are_synced() {
+        let synced = |dir: &str, made: &[&str]| {
+            let made: Vec<PathBuf> = made.iter().map(PathBuf::from).collect();
+            let mut dirs = dirs_to_sync(Path::new(dir), &made);
+            dirs.sort();
+            dirs
+        };
+        let paths = |dirs: &[&str]| dirs.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(synced("data", &["data"]), paths(&[".", "data"]));
+        assert_eq!(
+            synced("/srv/a/b", &["/srv/a", "/srv/a/b"]),
+            paths(&["/srv", "/srv/a", "/srv/a/b"])
+        );
+        assert_eq!(
+            synced("x/y/z", &["x", "x/y", "x/y/z"]),
+            paths(&[".", "x", "x/y", "x/y/z"])
+        );
+        // Nothing made: the directory and the one it is in.
+        assert_eq!(synced("data", &[]), paths(&[".", "data"]));
+        assert_eq!(
+            synced("/var/lib/callrelay", &[]),
+            paths(&["/var/lib", "/var/lib/callrelay"])
+        );
+        assert_eq!(synced("/", &[]), paths(&["/"]));
+    }
+
+    /// What does not exist yet of a directory, outermost first.
+    #[test]
+    fn the_directories_to_make_are_found_outermost_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a").join("b");
+        assert_eq!(
+            missing_dirs(&deep),
+            vec![dir.path().join("a"), deep.clone()]
+        );
+        assert!(missing_dirs(dir.path()).is_empty());
     }
 
     fn os_error(kind: std::io::ErrorKind) -> std::io::Error {
