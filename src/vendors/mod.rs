@@ -908,4 +908,121 @@ mod tests {
             serde_json::json!({"callid": "1.2", "token": "vendor-data"})
         );
     }
+
+    /// The length of the CloudEvent JSON `vendor`'s normalizer makes of a
+    /// POST `body`.
+    fn event_json_len(vendor: Vendor, content_type: &str, body: &[u8]) -> usize {
+        let Ok(Parsed::Event(event, raw)) = parse_as(vendor, Method::Post, content_type, &[], body)
+        else {
+            panic!("{vendor:?}: no event");
+        };
+        assert_ne!(event.event_type, crate::event::UNKNOWN_TYPE, "{vendor:?}");
+        let incoming = crate::event::IncomingEvent {
+            vendor,
+            account: "a".into(),
+            transport: crate::event::Transport::Webhook,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            event,
+            raw,
+        };
+        crate::event::PreparedEvent::new(&incoming).json_len_without_seq()
+    }
+
+    /// Each vendor's payload at its longest as JSON: a value the normalizer
+    /// copies most (into `data.raw` and two of `data`'s fields or
+    /// `subject`, three copies, the most any vendor makes of one value),
+    /// its bytes written at their longest in each copy: a control byte of
+    /// a form is `\u00XX`, six bytes; a JSON text has its control bytes
+    /// escaped already, and a windows-1252 byte is up to three bytes of
+    /// UTF-8. Voip24h's form is the worst, 18 bytes for one: its `callid`
+    /// is `raw`, `call_id` and `subject`, its `extend` `raw`, `to` and
+    /// `extension`. The WebSocket frame bound rests on this factor, which
+    /// said six (review of b8f733b).
+    #[test]
+    fn no_vendors_event_json_is_more_than_json_growth_times_its_payload() {
+        use crate::sinks::websocket::{ENVELOPE_ROOM, JSON_GROWTH};
+        const N: usize = 8192;
+        const CP1252: &str = "application/json; charset=windows-1252";
+        let control = vec![1u8; N];
+        // `€` in windows-1252: three bytes of UTF-8.
+        let euro = vec![0x80u8; N];
+        let with = |parts: &[&[u8]]| parts.concat();
+        let cases: [(Vendor, &str, Vec<u8>); 6] = [
+            (
+                Vendor::Voip24h,
+                FORM,
+                with(&[
+                    b"state=ring&type=inbound&callid=",
+                    &control,
+                    b"&extend=",
+                    &control,
+                ]),
+            ),
+            (
+                Vendor::Voip24h,
+                FORM,
+                with(&[b"direction=inbound&linkedid=", &control, b"&dst=", &control]),
+            ),
+            (
+                Vendor::Tel4vn,
+                CP1252,
+                with(&[
+                    br#"{"state":"ringing","direction":"inbound","call_id":""#,
+                    &euro,
+                    br#"","to_number":""#,
+                    &euro,
+                    br#""}"#,
+                ]),
+            ),
+            (
+                Vendor::Caresoft,
+                CP1252,
+                with(&[
+                    br#"{"object":"call_in","action":"call_in_start","call_id":""#,
+                    &euro,
+                    br#"","called":""#,
+                    &euro,
+                    br#""}"#,
+                ]),
+            ),
+            (
+                Vendor::Voipex,
+                CP1252,
+                with(&[
+                    br#"{"EventName":"AgentLogin","UniqueId":""#,
+                    &euro,
+                    br#"","Login":""#,
+                    &euro,
+                    br#""}"#,
+                ]),
+            ),
+            (
+                Vendor::Sprecord,
+                CP1252,
+                with(&[
+                    br#"{"event_type":"incoming_call","payload":{"call_id":""#,
+                    &euro,
+                    br#"","call_dst":""#,
+                    &euro,
+                    br#""}}"#,
+                ]),
+            ),
+        ];
+        let mut worst = 0.0f64;
+        for (vendor, content_type, body) in cases {
+            let json = event_json_len(vendor, content_type, &body);
+            let factor = json as f64 / body.len() as f64;
+            worst = worst.max(factor);
+            assert!(
+                json <= JSON_GROWTH * body.len() + ENVELOPE_ROOM,
+                "{vendor:?}: {json} bytes of JSON for {} of body, {factor:.2} times",
+                body.len()
+            );
+        }
+        // The factor is what a payload reaches, not only a bound above it.
+        assert!(
+            worst > (JSON_GROWTH - 1) as f64,
+            "the worst payload is {worst:.2} times its body"
+        );
+    }
 }

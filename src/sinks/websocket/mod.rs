@@ -138,12 +138,16 @@ impl Refusal {
 }
 
 /// Room for a CloudEvent's envelope and normalized fields around its payload.
-const ENVELOPE_ROOM: usize = 64 * 1024;
+pub(crate) const ENVELOPE_ROOM: usize = 64 * 1024;
 
 /// How many times its payload's bytes an event's JSON can take: a control
 /// byte in a form value is written `\u00XX`, six bytes for one (a
-/// windows-125x byte becomes up to three bytes of UTF-8).
-const JSON_GROWTH: usize = 6;
+/// windows-125x byte becomes up to three bytes of UTF-8), and a value can be
+/// written three times, in `data.raw` and in two of `data`'s fields or
+/// `subject` (Voip24h's `callid` is `raw`, `call_id` and `subject`). It was
+/// six, which counted `data.raw` alone (review of b8f733b); the vendors'
+/// tests hold every normalizer's worst payload to it.
+pub(crate) const JSON_GROWTH: usize = 18;
 
 /// About the largest event frame the relay can send for a payload limit:
 /// every byte written at its longest, and the envelope.
@@ -602,8 +606,8 @@ fn client_refusal_advice(code: u16, sizes: Option<FrameSizes>) -> String {
         (1009, Some(FrameSizes { bound, sent })) => format!(
             "the client's WebSocket library refused a message over its max message size \
              (the largest frame this connection was sent: {sent} bytes): raise it to at least \
-             {bound} bytes, or remove the limit (an event's JSON can be up to six times its \
-             payload, plus its envelope); library defaults are 8 KiB in Spring/Tomcat, 32 KiB in \
+             {bound} bytes, or remove the limit (an event's JSON can be up to {JSON_GROWTH} times \
+             its payload, plus its envelope); library defaults are 8 KiB in Spring/Tomcat, 32 KiB in \
              Go's coder/websocket, 64 KiB in Jetty, 1 MiB in Python's websockets. Until then it is \
              sent the same event on every reconnect"
         ),
@@ -1070,9 +1074,10 @@ mod tests {
         );
         let max_body = relay.ctx.config.load().server.max_body.get_ref().get();
         let payload = crate::sources::voip24h::deliver::payload_limit(max_body) as usize;
-        // An event's JSON can be six times its payload (review of fbe62d8:
-        // the payload and the envelope were named as the largest frame).
-        assert_eq!(line["frame_bound"], 6 * payload + ENVELOPE_ROOM, "{said}");
+        // An event's JSON can be 18 times its payload (review of fbe62d8:
+        // the payload and the envelope were named as the largest frame;
+        // review of b8f733b: six counted `data.raw` alone).
+        assert_eq!(line["frame_bound"], 18 * payload + ENVELOPE_ROOM, "{said}");
         let sent = line["largest_sent"].as_u64().unwrap_or_default();
         assert!(sent > 0 && sent < 64 * 1024, "{said}");
         let advice = line["advice"].as_str().unwrap_or_default();

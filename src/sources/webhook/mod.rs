@@ -538,9 +538,10 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     // The body's share of the budget goes with the event: given back once
     // it is journaled, also when this sender hangs up before that. The body
     // and its parsed copy are let go of while the event waits, but its JSON
-    // can be six times the body (a control byte in a form value is
-    // `\u00XX`): the share grows to the JSON's length, or forms of control
-    // bytes waiting on a slow commit held six times the budget.
+    // can be 18 times the body (a control byte in a form value is `\u00XX`,
+    // written up to three times: `data.raw`, two fields or `subject`): the
+    // share grows to the JSON's length, or forms of control bytes waiting on
+    // a slow commit held up to 18 times the budget.
     drop(incoming);
     drop(body);
     let json_len = u64::try_from(prepared.json_len_without_seq()).unwrap_or(u64::MAX);
