@@ -11,7 +11,12 @@
 //! - the bytes held by all live [`Reservation`]s never exceed the limit a
 //!   reservation grew under, and one webhook account's never exceed half of
 //!   it, so a sender that can fill one account's share (CareSoft's, whose
-//!   check needs the body) cannot turn the other accounts away;
+//!   check needs the body) cannot turn the other accounts away; save that
+//!   an event's JSON ([`Reservation::try_grow_event_to`]) may pass its
+//!   account's half when no other reservation of its account holds bytes,
+//!   and the limit when none at all does, so what is held is at most the
+//!   larger of the limit and one event's JSON (and an account's the larger
+//!   of its half and one event's JSON);
 //! - a reservation gives its bytes back when dropped, however the request
 //!   ends; a growth that would pass a limit is refused and changes nothing.
 
@@ -58,10 +63,15 @@ impl BodyBudget {
         }
     }
 
-    fn take(&self, account: &str, more: u64, limit: u64) -> Result<(), Full> {
+    /// Takes `more` bytes for `account` within `limit`, and within half of
+    /// it for the account; `alone`, the bytes the taking reservation holds
+    /// already when it may pass a bound of which no one else holds any.
+    fn take(&self, account: &str, more: u64, limit: u64, alone: Option<u64>) -> Result<(), Full> {
         let mut held = self.held();
         let of_account = held.by_account.get(account).copied().unwrap_or(0);
-        let fits = |held: u64, limit: u64| held.checked_add(more).is_some_and(|t| t <= limit);
+        let fits = |held: u64, limit: u64| {
+            held.checked_add(more).is_some_and(|t| t <= limit) || alone == Some(held)
+        };
         // The account's half first: when two floods fill the budget, their
         // own senders are told it is their account's share, not given the
         // words every other account gets ("together").
@@ -122,11 +132,24 @@ impl Reservation {
 
     /// As [`Reservation::grow_to`], saying which bound refused.
     pub fn try_grow_to(&mut self, total: u64, limit: u64) -> Result<(), Full> {
+        self.grow(total, limit, None)
+    }
+
+    /// As [`Reservation::try_grow_to`], for an event's JSON, which can be
+    /// many times its body: it may pass its account's half while no other
+    /// reservation of its account holds bytes, and the limit while none at
+    /// all does. Refused beyond a bound held by itself alone, it would be
+    /// refused on every retry, and a body within `max_body` must not be.
+    pub fn try_grow_event_to(&mut self, total: u64, limit: u64) -> Result<(), Full> {
+        self.grow(total, limit, Some(self.bytes))
+    }
+
+    fn grow(&mut self, total: u64, limit: u64, alone: Option<u64>) -> Result<(), Full> {
         let more = total.saturating_sub(self.bytes);
         if more == 0 {
             return Ok(());
         }
-        self.budget.take(&self.account, more, limit)?;
+        self.budget.take(&self.account, more, limit, alone)?;
         self.bytes = total;
         Ok(())
     }
@@ -213,6 +236,42 @@ mod tests {
         assert_eq!(more_of_a.try_grow_to(1, 1000), Err(Full::Account));
         let mut other = budget.reservation("tel4vn/c".into());
         assert_eq!(other.try_grow_to(1, 1000), Err(Full::All));
+    }
+
+    /// An event's JSON passes a bound only while no other reservation
+    /// holds any of it, and none grows beside it then: what is held is at
+    /// most the larger of the limit and that one event.
+    #[test]
+    fn an_event_passes_a_bound_only_alone_and_none_grows_beside_it() {
+        let budget = BodyBudget::new();
+        let mut event = budget.reservation("voip24h/a".into());
+        assert!(event.grow_to(400, 1000));
+        let mut other = budget.reservation("tel4vn/b".into());
+        assert!(other.grow_to(200, 1000));
+        assert_eq!(event.try_grow_event_to(800, 1000), Ok(()), "past its half");
+        assert_eq!(
+            event.try_grow_event_to(801, 1000),
+            Err(Full::All),
+            "not past the limit while another account holds bytes"
+        );
+        let mut of_a = budget.reservation("voip24h/a".into());
+        assert_eq!(of_a.try_grow_event_to(1, 1000), Err(Full::Account));
+        assert_eq!(of_a.try_grow_to(1, 1000), Err(Full::Account));
+        drop(other);
+        assert_eq!(event.try_grow_event_to(5000, 1000), Ok(()), "alone");
+        assert_eq!(budget.in_use(), 5000);
+        let mut of_b = budget.reservation("tel4vn/b".into());
+        assert_eq!(of_b.try_grow_to(1, 1000), Err(Full::All));
+        assert_eq!(of_b.try_grow_event_to(1, 1000), Err(Full::All));
+        assert_eq!(of_a.try_grow_event_to(1, 1000), Err(Full::Account));
+        assert_eq!(
+            event.try_grow_to(5001, 1000),
+            Err(Full::Account),
+            "a body never passes a bound"
+        );
+        drop(event);
+        assert_eq!(budget.in_use(), 0);
+        assert!(budget.held().by_account.is_empty());
     }
 
     #[test]

@@ -30,8 +30,10 @@
 //!   (`ServerConfig::body_memory_limit`), past which the answer is 503 with
 //!   `Retry-After`; the budget counts a body's bytes as they arrive, then,
 //!   while its event waits for the journal, the larger of those and its
-//!   CloudEvent JSON's (an event whose JSON alone is over an account's half
-//!   is a 413); what parsing a body adds besides is bounded by its bytes and
+//!   CloudEvent JSON's (which may pass its account's half, or the whole
+//!   budget, only while no other delivery of its account, or none at all,
+//!   holds bytes: a 503 can always be retried into room); what parsing a
+//!   body adds besides is bounded by its bytes and
 //!   by its number of values (a body of more than
 //!   `vendors::text::MAX_VALUES` is a 400 before it is read into values);
 //! - no answer, log line or metric label carries a credential.
@@ -541,16 +543,13 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     // can be 18 times the body (a control byte in a form value is `\u00XX`,
     // written up to three times: `data.raw`, two fields or `subject`): the
     // share grows to the JSON's length, or forms of control bytes waiting on
-    // a slow commit held up to 18 times the budget.
+    // a slow commit held up to 18 times the budget. A JSON past a bound
+    // that it would hold alone is still taken: refused, it would be refused
+    // on every retry, and its body was within `max_body`.
     drop(incoming);
     drop(body);
     let json_len = u64::try_from(prepared.json_len_without_seq()).unwrap_or(u64::MAX);
-    if let Err(full) = held.try_grow_to(json_len, memory_limit) {
-        // Past what an account may hold at all, a 503 would be retried for
-        // ever.
-        if json_len > memory_limit / 2 {
-            return Answer::too_large_to_hold(json_len, memory_limit);
-        }
+    if let Err(full) = held.try_grow_event_to(json_len, memory_limit) {
         return Answer::busy(memory_limit, full);
     }
     let pending = match ctx.ingest.try_submit_prepared(prepared, Some(held)) {
@@ -875,14 +874,36 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
-    /// An event whose JSON is more than an account may hold at all could
-    /// never be taken: a 413 naming the sizes, not a 503 the vendor would
-    /// retry for ever.
+    /// An event whose JSON is over its account's half is taken when its
+    /// account holds nothing else: refused, a retry would be refused too,
+    /// and a 413 for a body within `max_body` broke the contract (review of
+    /// b8f733b). One beside another that its account holds waits, 503.
     #[tokio::test]
-    async fn an_event_whose_json_could_never_fit_the_budget_is_413() {
+    async fn an_event_whose_json_is_over_its_accounts_half_is_taken_alone_and_waits_beside_another()
+    {
         let dir = tempfile::tempdir().unwrap();
         let relay = open_sprecord_relay(dir.path()).await;
+        let budget = relay.ctx.body_budget.clone();
         // 4,005 bytes, within max_body; over 24,000 as JSON, past the 20,000.
+        let answer = deliver_to(
+            &relay.ctx,
+            Vendor::Sprecord,
+            "open",
+            form_of_control_bytes(4000),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.reason());
+        assert_eq!(budget.in_use(), 0, "given back once journaled");
+        let journaled = relay.ctx.journal.read_after(0, 1).unwrap();
+        assert!(
+            journaled[0].json.len() > 20_000,
+            "{}",
+            journaled[0].json.len()
+        );
+
+        // Such an event waiting for the journal, as the first one did.
+        let mut waiting = budget.reservation("sprecord/open".into());
+        assert!(waiting.grow_to(1, 40_000));
         let answer = deliver_to(
             &relay.ctx,
             Vendor::Sprecord,
@@ -892,14 +913,53 @@ mod tests {
         .await;
         assert_eq!(
             answer.status(),
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "{:?}",
             answer.reason()
         );
-        let reason = answer.reason().unwrap_or_default().to_owned();
-        assert!(reason.contains("20000 bytes"), "{reason}");
+        assert_eq!(answer.into_response().headers()["retry-after"], "1");
+        assert_eq!(budget.in_use(), 1, "the refused event holds nothing");
+        assert_eq!(relay.ctx.journal.last_seq(), 1);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// With `max_body` half the budget (at 32 MiB and over), an account's
+    /// half is `max_body`, and a JSON body at it is more as an event (its
+    /// envelope and normalized fields beside `data.raw`): that was a 413
+    /// for a body within `max_body` (review of b8f733b).
+    #[tokio::test]
+    async fn a_json_body_at_max_body_is_taken_when_max_body_is_half_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in_tuned(
+            dir.path(),
+            "[[webhook]]\nvendor = \"sprecord\"\naccount = \"open\"\n",
+            |config| {
+                config.server.max_body = crate::config::unspanned(crate::config::ByteSize(8192));
+                config.server.body_memory = 0;
+            },
+        )
+        .await;
+        let limit = relay.ctx.config.load().server.body_memory_limit();
+        assert_eq!(limit, 2 * 8192);
+        let head = r#"{"event_type":"incoming_call","device_id":"d","payload":{"call_id":"c-1","call_dst":"101","note":""#;
+        let tail = r#""}}"#;
+        let body = format!("{head}{}{tail}", "x".repeat(8192 - head.len() - tail.len()));
+        assert_eq!(body.len(), 8192);
+        let request = Request::builder()
+            .method(HttpMethod::POST)
+            .uri("/hooks/sprecord/open")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let answer = deliver_to(&relay.ctx, Vendor::Sprecord, "open", request).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.reason());
+        let journaled = relay.ctx.journal.read_after(0, 1).unwrap();
+        assert!(
+            journaled[0].json.len() > 8192,
+            "{}",
+            journaled[0].json.len()
+        );
         assert_eq!(relay.ctx.body_budget.in_use(), 0);
-        assert_eq!(relay.ctx.journal.last_seq(), 0);
         crate::app::tests_support::stop(relay).await;
     }
 

@@ -101,19 +101,6 @@ impl Answer {
         )
     }
 
-    /// The event's JSON is more than one account's half of the body budget
-    /// (`limit` bytes together): no retry could fit it.
-    pub fn too_large_to_hold(size: u64, limit: u64) -> Answer {
-        Answer::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the event's JSON would be {size} bytes, over the {} bytes one account's \
-                 webhooks may hold in memory (half of the {limit} all webhooks may hold together)",
-                limit / 2
-            ),
-        )
-    }
-
     pub fn unauthorized(e: &AuthError) -> Answer {
         let mut a = Answer::error(StatusCode::UNAUTHORIZED, &e.to_string());
         if e.wants_basic() {
