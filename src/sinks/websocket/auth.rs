@@ -3,19 +3,23 @@
 //! `websocket.tokens`, whose entry gives its [`Scope`] (every account, or
 //! the accounts its table lists).
 //!
-//! Guarantees: every configured token is compared in constant time and the
-//! loop does not stop at the first match; whether one matched, and the place
-//! of the first that did, are kept in `subtle`'s `Choice` and chosen with
-//! `ConditionallySelectable`, never by a branch on a comparison, so the
-//! comparisons take the same time whichever entry matches, or none. Only
-//! once they are all done is the matched entry's scope read.
-//! What timing shows: how many tokens there are (each costs a comparison),
-//! and whether a configured token has the presented one's length (`subtle`
-//! compares lengths first, as `Secret` does); once a token is accepted,
-//! what follows differs by its scope (reading it, a filtered session, a 403
-//! for a filter outside it), which tells the token's holder its own scope.
+//! Guarantees: a check costs the same however many tokens are configured:
+//! the presented token is hashed once (SHA-256), the digest looked up among
+//! the configured tokens' ([`Tokens`], built when the config is read), and
+//! the one entry found, if any, compared with the token in constant time
+//! (`subtle`), lengths first, as `Secret` does. Nothing is compared byte by
+//! byte with a configured token except in that last compare.
+//! What timing shows: the presented token's own length (the hash reads it);
+//! whether the token was accepted; once it was, what follows differs by its
+//! scope (reading it, a filtered session, a 403 for a filter outside it),
+//! which tells the token's holder its own scope. The look-up's time may
+//! depend on the presented token's digest and on the configured digests
+//! near it in the table (std's `HashMap`, keyed at random per table): at
+//! most, how many leading bytes of a guess's digest some configured digest
+//! shares, which SHA-256 makes useless for finding a token.
 //! What it does not show: how close a wrong token came to any configured
-//! one, or which entry matched beyond what its scope tells.
+//! one, its length, how many tokens there are, or which entry matched
+//! beyond what its scope tells.
 //! An empty token list (which `callrelay check` refuses unless the
 //! listener is loopback) admits only requests that carry no proxy header
 //! and, from a browser, only pages of this machine or of `allowed_origins`,
@@ -30,10 +34,11 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use subtle::{Choice, ConstantTimeEq};
 
-use super::config::TokenEntry;
+use super::config::{TokenEntry, Tokens, token_digest};
 use super::filter::Filter;
+use crate::config::Secret;
 
 /// Why a client was refused (the 401 body says which check failed, never a value).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -280,31 +285,35 @@ fn quoted(names: &[String]) -> String {
 /// Checks a presented `token` (if any) against `tokens` (empty: anyone is
 /// accepted, with every account) and answers the scope of the entry it is
 /// (the first, should one be given twice).
-pub fn check_token(tokens: &[TokenEntry], token: Option<&[u8]>) -> Result<Scope, AuthError> {
+pub fn check_token(tokens: &Tokens, token: Option<&[u8]>) -> Result<Scope, AuthError> {
     if tokens.is_empty() {
         return Ok(Scope::Every);
     }
     let token = token.ok_or(AuthError::Missing)?;
     let at = matching_entry(tokens, token).ok_or(AuthError::Wrong)?;
-    // Read only once the comparisons are all done; `get` never fails here.
     tokens.get(at).map(Scope::of).ok_or(AuthError::Wrong)
 }
 
-/// The place of the first entry whose token is `token`, every entry
-/// compared. Folded in `subtle`'s `Choice`, which the optimiser cannot see
-/// through (a fold of plain `bool`s may be compiled into a loop that stops
-/// at the first match), and the place chosen with `conditional_select`
-/// rather than a branch on the match. `ct_eq` is the compare
-/// `Secret::matches` makes (lengths, then every byte), answering a `Choice`.
-fn matching_entry(tokens: &[TokenEntry], token: &[u8]) -> Option<usize> {
-    let mut found = Choice::from(0);
-    let mut at = 0u32;
-    for (i, entry) in tokens.iter().enumerate() {
-        let hit = entry.token.get_ref().expose().as_bytes().ct_eq(token) & !found;
-        at = u32::conditional_select(&at, &u32::try_from(i).unwrap_or(u32::MAX), hit);
-        found |= hit;
-    }
-    bool::from(found).then_some(at as usize)
+/// The place of the first entry whose token is `token`. `ct_eq` is the
+/// compare `Secret::matches` makes (lengths, then every byte), answering a
+/// `Choice`.
+fn matching_entry(tokens: &Tokens, token: &[u8]) -> Option<usize> {
+    matching_entry_by(tokens, token, |secret, token| {
+        secret.expose().as_bytes().ct_eq(token)
+    })
+}
+
+/// [`matching_entry`], with `same` the constant-time compare (the tests
+/// count its calls). The digest alone would do, short of a SHA-256
+/// collision; the compare makes the token itself what is accepted.
+fn matching_entry_by(
+    tokens: &Tokens,
+    token: &[u8],
+    mut same: impl FnMut(&Secret, &[u8]) -> Choice,
+) -> Option<usize> {
+    let at = tokens.first_with_digest(&token_digest(token))?;
+    let entry = tokens.get(at)?;
+    bool::from(same(entry.token.get_ref(), token)).then_some(at)
 }
 
 #[cfg(test)]
@@ -417,9 +426,13 @@ mod tests {
         }
     }
 
+    fn table(entries: impl IntoIterator<Item = TokenEntry>) -> Tokens {
+        Tokens::from(entries.into_iter().collect::<Vec<_>>())
+    }
+
     /// What `connect` does with a request's header and query.
     fn check(
-        tokens: &[TokenEntry],
+        tokens: &Tokens,
         headers: &HeaderMap,
         query_token: Option<&str>,
     ) -> Result<(), AuthError> {
@@ -436,7 +449,7 @@ mod tests {
 
     #[test]
     fn bearer_or_query() {
-        let tokens = ["s3cret", "other"].map(TokenEntry::every_account);
+        let tokens = table(["s3cret", "other"].map(TokenEntry::every_account));
         assert_eq!(
             check(&tokens, &headers(Some("Bearer s3cret")), None),
             Ok(())
@@ -460,18 +473,18 @@ mod tests {
             check(&tokens, &headers(None), None),
             Err(AuthError::Missing)
         );
-        assert_eq!(check(&[], &headers(None), None), Ok(()));
+        assert_eq!(check(&Tokens::default(), &headers(None), None), Ok(()));
         // A token listed twice (a rotation half done) is still accepted.
-        let twice = ["s3cret", "s3cret"].map(TokenEntry::every_account);
+        let twice = table(["s3cret", "s3cret"].map(TokenEntry::every_account));
         assert_eq!(check(&twice, &headers(Some("Bearer s3cret")), None), Ok(()));
     }
 
-    /// A token is accepted wherever it is in the list, the last place too
-    /// (every token is compared); a prefix of one, one with more after it,
+    /// A token is accepted wherever it is in the list, the last place too;
+    /// a prefix of one, one with more after it,
     /// and an empty one are not.
     #[test]
     fn a_token_is_accepted_at_any_place_in_the_list() {
-        let tokens = ["first", "second", "third", "last"].map(TokenEntry::every_account);
+        let tokens = table(["first", "second", "third", "last"].map(TokenEntry::every_account));
         for token in ["first", "second", "third", "last"] {
             assert_eq!(
                 check_token(&tokens, Some(token.as_bytes())),
@@ -489,19 +502,18 @@ mod tests {
     }
 
     /// The scope answered is the matching entry's, wherever it is in the
-    /// list (the fold picks it by `conditional_select`, not by stopping
-    /// there); a token given twice answers its first entry.
+    /// list; a token given twice answers its first entry.
     #[test]
     fn the_matching_entrys_scope_is_selected_at_any_place() {
         let accounts =
             |names: &[&str]| Scope::Accounts(names.iter().map(|n| n.to_string()).collect());
-        let tokens = [
+        let tokens = table([
             TokenEntry::scoped("team-hn", &["hn"]),
             TokenEntry::every_account("all"),
             TokenEntry::scoped("team-sg", &["sg", "dn", "sg"]),
             TokenEntry::scoped("last", &["hn", "sg"]),
             TokenEntry::scoped("all", &["dn"]),
-        ];
+        ]);
         for (token, scope) in [
             ("team-hn", accounts(&["hn"])),
             ("all", Scope::Every),
@@ -524,7 +536,41 @@ mod tests {
         assert_eq!(matching_entry(&tokens, b"all"), Some(1));
         assert_eq!(matching_entry(&tokens, b"last"), Some(3));
         assert_eq!(check_token(&tokens, None), Err(AuthError::Missing));
-        assert_eq!(check_token(&[], Some(b"x")), Ok(Scope::Every));
+        assert_eq!(
+            check_token(&Tokens::default(), Some(b"x")),
+            Ok(Scope::Every)
+        );
+    }
+
+    /// With a token per screen (docs/websocket.md's advice), a check
+    /// compared the presented token with every configured one: 10,000
+    /// tokens cost each upgrade, and each session on each reload, about
+    /// 0.5 ms (cost audit, 2026-12-07). It compares one, wherever the
+    /// token is in the list, and none for a token that is not there.
+    #[test]
+    fn a_check_compares_at_most_one_token_however_many_are_configured() {
+        let tokens =
+            table((0..10_000).map(|i| TokenEntry::every_account(format!("screen-token-{i:05}"))));
+        for (presented, found) in [
+            ("screen-token-00000", Some(0)),
+            ("screen-token-04321", Some(4321)),
+            ("screen-token-09999", Some(9999)),
+            ("screen-token-10000", None),
+            ("screen-token-0999", None),
+            ("", None),
+        ] {
+            let compared = std::cell::Cell::new(0);
+            let at = matching_entry_by(&tokens, presented.as_bytes(), |secret, token| {
+                compared.set(compared.get() + 1);
+                secret.expose().as_bytes().ct_eq(token)
+            });
+            assert_eq!(at, found, "{presented:?}");
+            assert!(
+                compared.get() <= usize::from(found.is_some()),
+                "{presented:?}: {} tokens compared",
+                compared.get()
+            );
+        }
     }
 
     /// The same accounts in another order, or repeated, are one scope: a

@@ -17,10 +17,16 @@
 //! screen nothing, silently; checked by [`WebSocketConfig::validate_scopes_of`],
 //! which needs the sources), and no token given twice where either entry
 //! has `accounts` (two scopes for one token would be ambiguous). Tokens are
-//! compared in constant time and never quoted.
+//! never quoted, nor their digests shown; [`Tokens`] keys each by its
+//! SHA-256 digest when the config is read, so that a check, and the search
+//! for a token given twice, look a digest up rather than compare tokens
+//! with one another.
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use sha2::Digest;
 use toml::Spanned;
 
 use crate::config::{ByteSize, HumanDuration, Secret, ServerConfig, Validator, unspanned};
@@ -49,7 +55,7 @@ pub struct WebSocketConfig {
     /// Accepted bearer tokens, each with the accounts it opens; empty: no
     /// auth (allowed only on a loopback listener).
     #[serde(default = "default_tokens")]
-    pub tokens: Spanned<Vec<TokenEntry>>,
+    pub tokens: Spanned<Tokens>,
     #[serde(default = "default_max_clients")]
     pub max_clients: Spanned<usize>,
     /// Events matching a client's filters buffered for it before it is closed as slow (4008).
@@ -72,8 +78,8 @@ pub struct WebSocketConfig {
 fn default_path() -> Spanned<String> {
     unspanned("/ws".to_owned())
 }
-fn default_tokens() -> Spanned<Vec<TokenEntry>> {
-    unspanned(Vec::new())
+fn default_tokens() -> Spanned<Tokens> {
+    unspanned(Tokens::default())
 }
 fn default_max_clients() -> Spanned<usize> {
     unspanned(10_000)
@@ -98,7 +104,7 @@ impl Default for WebSocketConfig {
     fn default() -> Self {
         WebSocketConfig {
             path: default_path(),
-            tokens: unspanned(Vec::new()),
+            tokens: default_tokens(),
             max_clients: default_max_clients(),
             client_queue: default_client_queue(),
             ping_interval: default_ping_interval(),
@@ -106,6 +112,83 @@ impl Default for WebSocketConfig {
             allowed_origins: default_allowed_origins(),
             replay_memory: default_replay_memory(),
         }
+    }
+}
+
+/// `websocket.tokens`: its entries in the order written (a slice, through
+/// `Deref`), and the SHA-256 digest of each token keyed to the first entry
+/// that gives it. Built once per config read (at start and at each reload),
+/// so that a check costs one digest of the presented token and one look-up,
+/// however many tokens there are: compared with every entry, 10,000 tokens
+/// (one per screen, as docs/websocket.md advises) cost each upgrade, and
+/// each running session at each reload, about 0.5 ms (cost audit,
+/// 2026-12-07). Equal when the entries are; its `Debug` shows the entries
+/// only (whose tokens show as `***`): a digest would let a weak token be
+/// guessed offline.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    entries: Vec<TokenEntry>,
+    first_by_digest: HashMap<TokenDigest, usize>,
+}
+
+/// A token's SHA-256 digest.
+pub type TokenDigest = [u8; 32];
+
+/// The digest [`Tokens`] keys a token by.
+pub fn token_digest(token: &[u8]) -> TokenDigest {
+    sha2::Sha256::digest(token).into()
+}
+
+impl Tokens {
+    /// The first entry whose token has `digest`, if any.
+    pub fn first_with_digest(&self, digest: &TokenDigest) -> Option<usize> {
+        self.first_by_digest.get(digest).copied()
+    }
+
+    /// The first entry before entry `i` that gives the same token, if one does.
+    pub fn earlier_alike(&self, i: usize) -> Option<usize> {
+        let token = self.entries.get(i)?.token.get_ref().expose().as_bytes();
+        let first = self.first_with_digest(&token_digest(token))?;
+        (first < i).then_some(first)
+    }
+}
+
+impl From<Vec<TokenEntry>> for Tokens {
+    fn from(entries: Vec<TokenEntry>) -> Tokens {
+        let mut first_by_digest = HashMap::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let token = entry.token.get_ref().expose().as_bytes();
+            first_by_digest.entry(token_digest(token)).or_insert(i);
+        }
+        Tokens {
+            entries,
+            first_by_digest,
+        }
+    }
+}
+
+impl std::ops::Deref for Tokens {
+    type Target = [TokenEntry];
+    fn deref(&self) -> &[TokenEntry] {
+        &self.entries
+    }
+}
+
+impl PartialEq for Tokens {
+    fn eq(&self, other: &Tokens) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.entries).finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for Tokens {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tokens, D::Error> {
+        Vec::<TokenEntry>::deserialize(d).map(Tokens::from)
     }
 }
 
@@ -352,12 +435,10 @@ impl WebSocketConfig {
                      drops: write it without",
                 );
             }
-            // Every earlier entry compared (in constant time, `Secret`'s
-            // `==`): the message says where the first is, never the value.
-            let earlier = entries[..i]
-                .iter()
-                .position(|e| e.token.get_ref() == entry.token.get_ref());
-            if let Some(first) = earlier
+            // By digest: compared with every earlier entry, 10,000 tokens
+            // took `check`, and each reload, seconds. The message says
+            // where the first is, never the value.
+            if let Some(first) = entries.earlier_alike(i)
                 && (entry.is_scoped() || entries[first].is_scoped())
             {
                 v.error(
@@ -522,6 +603,10 @@ mod tests {
         for secret in ["plain", "team-hn", "918273645", "5550123"] {
             assert!(!shown.contains(secret), "{shown}");
         }
+        // Nor a token's digest, which would let a weak token be guessed offline.
+        let digest = format!("{:?}", token_digest(b"plain"));
+        let digest_start: Vec<&str> = digest.split(", ").take(3).collect();
+        assert!(!shown.contains(&digest_start.join(", ")), "{shown}");
         // The contract's form alone is read as it always was.
         let plain = load("tokens = [\"a\", \"b\"]\n").unwrap();
         assert_eq!(
