@@ -203,9 +203,13 @@ pub(super) async fn serve(
                 fd_limit::check(&config);
                 // The fan-out reads its config per connection, but its
                 // /status entry is only rewritten on a connect or disconnect,
-                // and running sessions check their token again.
+                // and running sessions check their token again, only when
+                // that could end one: each of 10,000 sessions checking at a
+                // reload that added a webhook kept both cores busy.
                 sinks::websocket::publish_status(&ctx);
-                ctx.ws_sessions.reloaded();
+                if !before.websocket.admits_as(&config.websocket) {
+                    ctx.ws_sessions.reloaded();
+                }
                 ctx.status.reload_applied();
                 let changes = sources.apply(wanted, &ctx).await;
                 // After the apply: a removed account's stream has drained.

@@ -145,6 +145,19 @@ impl Tokens {
         self.first_by_digest.get(digest).copied()
     }
 
+    /// Whether `other` accepts the same tokens, each with the same scope,
+    /// however its entries are ordered or its accounts listed: what a
+    /// running session's check depends on.
+    pub fn admit_alike(&self, other: &Tokens) -> bool {
+        let scope_at = |tokens: &Tokens, at: usize| tokens.get(at).map(super::auth::Scope::of);
+        self.first_by_digest.len() == other.first_by_digest.len()
+            && self.first_by_digest.iter().all(|(digest, &at)| {
+                other
+                    .first_with_digest(digest)
+                    .is_some_and(|theirs| scope_at(self, at) == scope_at(other, theirs))
+            })
+    }
+
     /// The first entry before entry `i` that gives the same token, if one does.
     pub fn earlier_alike(&self, i: usize) -> Option<usize> {
         let token = self.entries.get(i)?.token.get_ref().expose().as_bytes();
@@ -325,6 +338,16 @@ impl WebSocketConfig {
     /// could read every event.
     pub fn open_to_anyone(&self, server: &ServerConfig) -> bool {
         self.tokens.get_ref().is_empty() && !server.is_loopback()
+    }
+
+    /// Whether `other` lets in the clients this lets in, each with the same
+    /// scope: the same tokens and scopes, or, with no tokens, the same
+    /// `allowed_origins` (what a running session is judged by again after
+    /// a reload, see `session::Session::still_authorized`).
+    pub fn admits_as(&self, other: &WebSocketConfig) -> bool {
+        let (mine, theirs) = (self.tokens.get_ref(), other.tokens.get_ref());
+        mine.admit_alike(theirs)
+            && (!mine.is_empty() || self.allowed_origins == other.allowed_origins)
     }
 
     /// Where an open fan-out is reported: the tokens when written; tokens left

@@ -29,7 +29,8 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Sessions {
     tracker: TaskTracker,
-    /// Told of every applied reload, so sessions can check their token again.
+    /// Told of every applied reload that changes who is let in (tokens,
+    /// scopes, origins), so sessions can check their token again.
     reloaded: watch::Sender<()>,
 }
 
@@ -56,7 +57,8 @@ impl Sessions {
         }
     }
 
-    /// Tells every session that a reload was applied (the config holds it).
+    /// Tells every session that a reload that changes who is let in was
+    /// applied (the config holds it).
     pub fn reloaded(&self) {
         self.reloaded.send_replace(());
     }

@@ -1193,6 +1193,73 @@ mod tests {
         crate::app::tests_support::stop(relay).await;
     }
 
+    /// A reload wakes the running sessions, each to check its token (or,
+    /// without tokens, its origin) and its scope again, only when that
+    /// could end one: a token's scope or the tokens changed, or, with no
+    /// tokens, `allowed_origins`. One that added a webhook woke them all,
+    /// 10,000 sessions each checking against 10,000 tokens, and both cores
+    /// were busy for seconds (cost audit, 2026-12-07). Counted on the
+    /// notice the sessions listen for.
+    #[tokio::test]
+    async fn only_a_reload_that_changes_who_is_admitted_wakes_the_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = |accounts: &[&str]| {
+            let hook = |a: &&str| {
+                format!("[[webhook]]\nvendor = \"tel4vn\"\naccount = \"{a}\"\napi_key = \"k\"\n")
+            };
+            accounts.iter().map(hook).collect::<String>()
+        };
+        let websocket =
+            |tokens: &str, rest: &str| format!("[websocket]\ntokens = [{tokens}]\n{rest}");
+        let scoped = "\"t0k-long-enough\", { token = \"team\", accounts = [\"hn\", \"sg\"] }";
+        let relay = crate::app::tests_support::relay_in(
+            dir.path(),
+            &format!("{}{}", hooks(&["hn", "sg"]), websocket(scoped, "")),
+        )
+        .await;
+        let text = std::fs::read_to_string(dir.path().join("relay.toml")).unwrap();
+        let head = &text[..text.find("[[webhook]]").unwrap()];
+        let more = hooks(&["hn", "sg", "dn"]);
+        let mut reloads = relay.ctx.ws_sessions.reloads();
+        let reload_with = async |websocket: String| {
+            let text = format!("{head}{more}{websocket}");
+            std::fs::write(dir.path().join("relay.toml"), text).unwrap();
+            relay.reload().await.unwrap();
+        };
+        // A webhook added, limits changed, the entries and a scope's
+        // accounts listed in another order, origins that only a fan-out
+        // without tokens reads: no session's answer can change.
+        let limits = "max_clients = 7\nclient_queue = 99\n";
+        reload_with(websocket(scoped, limits)).await;
+        let reordered =
+            "{ token = \"team\", accounts = [\"sg\", \"hn\", \"sg\"] }, \"t0k-long-enough\"";
+        reload_with(websocket(reordered, limits)).await;
+        let origins = "allowed_origins = [\"https://crm.example\"]\n";
+        reload_with(websocket(reordered, origins)).await;
+        assert!(
+            !reloads.has_changed().unwrap(),
+            "sessions woken for nothing"
+        );
+        // Each of these may end some: a scope narrowed, a token taken away,
+        // every token taken away, other origins let in without tokens.
+        for tokens in [
+            "\"t0k-long-enough\", { token = \"team\", accounts = [\"hn\"] }",
+            "{ token = \"team\", accounts = [\"hn\"] }",
+            "",
+        ] {
+            reload_with(websocket(tokens, origins)).await;
+            assert!(reloads.has_changed().unwrap(), "{tokens}");
+            reloads.mark_unchanged();
+        }
+        reload_with(websocket(
+            "",
+            "allowed_origins = [\"https://ops.example\"]\n",
+        ))
+        .await;
+        assert!(reloads.has_changed().unwrap(), "other origins");
+        crate::app::tests_support::stop(relay).await;
+    }
+
     /// The head of the answer to a WebSocket upgrade at `/ws` with `token`
     /// in its query and `Sec-WebSocket-Protocol: protocol`, read up to its
     /// blank line; the connection is dropped then.

@@ -171,7 +171,8 @@ pub struct Client {
     /// tokens: its `Origin`, and whether a proxy forwarded it.
     pub origin: Option<Vec<u8>>,
     pub proxied: bool,
-    /// Changes once per applied reload; taken before the token was checked.
+    /// Changes once per applied reload that changes who is let in
+    /// (`WebSocketConfig::admits_as`); taken before the token was checked.
     pub reloads: watch::Receiver<()>,
 }
 
@@ -270,7 +271,7 @@ struct Session {
     /// See [`Client::origin`] and [`Client::proxied`].
     origin: Option<Vec<u8>>,
     proxied: bool,
-    /// Changes once per applied reload.
+    /// Changes once per applied reload that changes who is let in.
     reloads: watch::Receiver<()>,
     /// The last seq handled (sent, or skipped by the filter).
     cursor: u64,
