@@ -38,6 +38,20 @@ pub fn excerpt(text: &str) -> String {
     text.chars().take(EXCERPT_CHARS).collect()
 }
 
+/// `text` whole when it has at most `chars` characters, else its first
+/// `chars` and how many more: for an error's text whose length a peer
+/// chooses, cut where it still says what went wrong.
+pub fn cut_to(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        None => text.to_owned(),
+        Some((end, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..end],
+            text[end..].chars().count()
+        ),
+    }
+}
+
 /// The first `named` of `items`, comma-separated, then how many more: a log
 /// line or `/status` field naming thousands of accounts or topics was
 /// hundreds of KB, and journald splits such a line into pieces that are not
@@ -380,6 +394,15 @@ mod tests {
             log_filter("callrelay=loud"),
             Err(LogFilterError::BadFilter { .. })
         ));
+    }
+
+    #[test]
+    fn a_text_is_cut_at_a_character_and_says_how_many_are_left_out() {
+        assert_eq!(cut_to("abc", 3), "abc");
+        assert_eq!(cut_to("", 0), "");
+        // Two bytes each: a cut between bytes would panic.
+        assert_eq!(cut_to("ééééé", 2), "éé… (3 more characters)");
+        assert_eq!(cut_to("abcd", 0), "… (4 more characters)");
     }
 
     #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,9 @@
 //! A server certificate refused at the handshake (an unknown issuer, an
 //! expired certificate, a name it does not hold) is said with what to change
 //! ([`refused_certificate`]), rustls's own reason kept after it, a name list
-//! cut to its first few names; the sources and `callrelay tail` say it alike.
+//! cut to its first few names; the sources and `callrelay tail` say it alike
+//! ([`failure_said`]), and any other failure's text, rustls's reason in it,
+//! cut to [`REASON_CHARS`] characters.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,7 +117,7 @@ fn unusable_reason(error: &rustls::Error) -> String {
             format!("refused as a root: {refused}")
         }
         rustls::Error::InvalidCertificate(refused) => format!("refused as a root: {refused}"),
-        other => other.to_string(),
+        other => crate::logging::cut_to(&other.to_string(), REASON_CHARS),
     }
 }
 
@@ -423,8 +425,8 @@ pub fn refused_certificate(
 }
 
 /// rustls's own text for `rustls`, but with a certificate's names bounded
-/// ([`NAMES_SAID`]): the sources log it and `/status` and `callrelay tail`
-/// show it.
+/// ([`NAMES_SAID`]) and any other text cut to [`REASON_CHARS`]: the sources
+/// log it and `/status` and `callrelay tail` show it.
 fn rustls_reason(rustls: &rustls::Error) -> String {
     use rustls::CertificateError as Refused;
     match rustls {
@@ -442,22 +444,46 @@ fn rustls_reason(rustls: &rustls::Error) -> String {
                 expected.to_str()
             )
         }
-        other => other.to_string(),
+        other => crate::logging::cut_to(&other.to_string(), REASON_CHARS),
     }
 }
 
-/// [`refused_certificate`] in a source's terms: its `tls.ca_file`, its
-/// `url`, and whether its `proxy` route carried the connection.
-pub fn refused_by_source(
+/// The most characters of rustls's reason, or of a failed connection's
+/// text, that [`failure_said`] repeats: far more than rustls's fixed
+/// reasons take, far less than journald's 48K line.
+pub const REASON_CHARS: usize = 512;
+
+/// A connection that could not be opened, said for a log line, `/status`
+/// `last_error` and `callrelay tail`'s stderr: [`refused_certificate`]'s
+/// words when they cover `error`, else `said` (the caller's own text of
+/// `error`) cut to [`REASON_CHARS`]. rustls says what a refused certificate
+/// holds uncut (each extended key usage's every number, a signature
+/// algorithm's bytes), and webpki checks those before it looks for an
+/// issuer: any server, trusted or not, can make the text hundreds of KB.
+pub fn failure_said(
+    error: &(dyn std::error::Error + 'static),
+    settings: Settings,
+    ca_file: Option<&Path>,
+    route: Route,
+    said: impl FnOnce() -> String,
+) -> String {
+    refused_certificate(error, settings, ca_file, route)
+        .unwrap_or_else(|| crate::logging::cut_to(&said(), REASON_CHARS))
+}
+
+/// [`failure_said`] in a source's terms: its `tls.ca_file`, its `url`, and
+/// whether its `proxy` route carried the connection.
+pub fn failure_said_by_source(
     error: &(dyn std::error::Error + 'static),
     settings: &TlsSettings,
     proxy: Option<&crate::sources::proxy::ProxyRoute>,
-) -> Option<String> {
+    said: impl FnOnce() -> String,
+) -> String {
     let ca_file = settings
         .ca_file
         .as_ref()
         .map(|path| path.get_ref().as_path());
-    refused_certificate(error, Settings::Source, ca_file, Route::of(proxy))
+    failure_said(error, Settings::Source, ca_file, Route::of(proxy), said)
 }
 
 /// A handshake refused for an unknown issuer, as the transports report it.
@@ -467,6 +493,42 @@ pub(crate) fn unknown_issuer_refused() -> std::io::Error {
         std::io::ErrorKind::InvalidData,
         rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
     )
+}
+
+/// A handshake refused for a certificate whose extended key usages lack
+/// serverAuth, as tokio-rustls reports it: rustls says each usage's every
+/// number, and webpki checks them before it looks for an issuer, so any
+/// server can send one (2,000 usages here: ~61,000 characters).
+#[cfg(test)]
+pub(crate) fn long_purpose_refused() -> std::io::Error {
+    use rustls::ExtendedKeyPurpose;
+    let usage = |n: usize| ExtendedKeyPurpose::Other(vec![1, 3, 6, 1, 4, 1, 99_999, n]);
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::InvalidPurposeContext {
+            required: ExtendedKeyPurpose::ServerAuth,
+            presented: (0..2_000).map(usage).collect(),
+        }),
+    )
+}
+
+/// What a caller says of [`long_purpose_refused`]: rustls's reason starts
+/// it, recognisable, and is cut, saying how much is left out.
+#[cfg(test)]
+pub(crate) fn assert_long_reason_cut(said: &str) {
+    assert!(
+        said.chars().count() < 1_000,
+        "{} chars",
+        said.chars().count()
+    );
+    assert!(
+        said.contains(
+            "invalid peer certificate: certificate does not allow extended key usage \
+             for server authentication, allows 1, 3, 6, 1, 4, 1, 99999, 0, "
+        ),
+        "{said}"
+    );
+    assert!(said.ends_with(" more characters)"), "{said}");
 }
 
 /// What a source says of [`unknown_issuer_refused`], `proxied` through a
@@ -760,6 +822,19 @@ mod tests {
             text.ends_with(&format!(" and {} more)", 300 - NAMES_SAID)),
             "{text}"
         );
+    }
+
+    /// Said whole before: ~61,000 characters per line and per `/status`.
+    #[test]
+    fn a_long_reason_the_words_do_not_cover_is_cut() {
+        // As hyper-rustls hands it over, and as tokio-rustls does.
+        let wrapped = std::io::Error::other(long_purpose_refused());
+        for refused in [&wrapped, &long_purpose_refused()] {
+            let said = failure_said(refused, Settings::Source, None, Route::Direct, || {
+                crate::logging::with_causes(refused)
+            });
+            assert_long_reason_cut(&said);
+        }
     }
 
     #[test]

@@ -330,16 +330,7 @@ async fn follow<W: Write>(
                     None => format!("HTTP {}", response.status()),
                 })
             }
-            Err(e) => Disconnect::Retry(
-                // `tail` dials the relay itself, never through a proxy route.
-                crate::sources::tls::refused_certificate(
-                    &e,
-                    crate::sources::tls::Settings::Tail,
-                    options.ca_file.as_deref(),
-                    crate::sources::tls::Route::Direct,
-                )
-                .unwrap_or_else(|| e.to_string()),
-            ),
+            Err(e) => Disconnect::Retry(failure_said(&e, options)),
         };
         match disconnect {
             Disconnect::StdoutClosed => return Ok(()),
@@ -372,6 +363,20 @@ async fn follow<W: Write>(
             }
         }
     }
+}
+
+/// Why a connection to the relay failed, for the retry's warning: a refused
+/// certificate with what to change in `--ca-file` or `--url`, and any text
+/// cut to [`REASON_CHARS`](crate::sources::tls::REASON_CHARS).
+fn failure_said(error: &tungstenite::Error, options: &TailOptions) -> String {
+    // `tail` dials the relay itself, never through a proxy route.
+    crate::sources::tls::failure_said(
+        error,
+        crate::sources::tls::Settings::Tail,
+        options.ca_file.as_deref(),
+        crate::sources::tls::Route::Direct,
+        || error.to_string(),
+    )
 }
 
 /// Whether a connection that brought `frames` and lasted `lasted` starts
@@ -1009,6 +1014,13 @@ mod tests {
             since: None,
             ca_file: None,
         }
+    }
+
+    #[test]
+    fn a_long_tls_refusal_is_said_cut() {
+        let refused = tungstenite::Error::Io(crate::sources::tls::long_purpose_refused());
+        let options = options_for("wss://relay.example/events".to_owned());
+        crate::sources::tls::assert_long_reason_cut(&failure_said(&refused, &options));
     }
 
     fn an_event() -> String {

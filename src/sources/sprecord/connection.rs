@@ -433,10 +433,12 @@ impl Endpoint {
         }
     }
 
-    /// A server certificate refused at the handshake, in the account's
-    /// terms: its `tls.ca_file`, its `url`, and its proxy route if any.
-    fn refused_certificate(&self, error: &(dyn std::error::Error + 'static)) -> Option<String> {
-        tls::refused_by_source(error, &self.tls_settings, self.dialer.route())
+    /// A failed TLS handshake, in the account's terms: its `tls.ca_file`,
+    /// its `url`, and its proxy route if any.
+    fn handshake_failure(&self, error: &(dyn std::error::Error + 'static)) -> String {
+        tls::failure_said_by_source(error, &self.tls_settings, self.dialer.route(), || {
+            with_causes(error)
+        })
     }
 
     /// TCP (+ TLS) and the HTTP/1.1 handshake; the socket moves into a task
@@ -458,10 +460,7 @@ impl Endpoint {
         let io = connector.call(self.uri.clone()).await.map_err(|e| {
             match e.downcast_ref::<ConnectError>() {
                 Some(proxy) if proxy.is_proxy() => OpenError::Proxy(e.to_string()),
-                _ if tls::is_tls_failure(&*e) => OpenError::Handshake(
-                    self.refused_certificate(&*e)
-                        .unwrap_or_else(|| with_causes(&*e)),
-                ),
+                _ if tls::is_tls_failure(&*e) => OpenError::Handshake(self.handshake_failure(&*e)),
                 _ => OpenError::Connect(with_causes(&*e)),
             }
         })?;
@@ -757,10 +756,20 @@ mod tests {
                 format!("[[sprecord]]\naccount = \"a\"\nurl = \"https://rec.example\"\n{proxy}");
             let config = crate::config::Config::from_text("relay.toml", &text, &|_| None).unwrap();
             let endpoint = Endpoint::new(config.sprecord[0].get_ref()).unwrap();
-            endpoint.refused_certificate(&refused).unwrap()
+            endpoint.handshake_failure(&refused)
         };
         let said = said_by("[proxy]\nhttps = \"http://proxy.example:3128\"\n");
         tls::assert_said_for_proxy_route(&said, &said_by(""));
+    }
+
+    #[test]
+    fn a_long_tls_refusal_is_said_cut() {
+        let text = "[[sprecord]]\naccount = \"a\"\nurl = \"https://rec.example\"\n";
+        let config = crate::config::Config::from_text("relay.toml", text, &|_| None).unwrap();
+        let endpoint = Endpoint::new(config.sprecord[0].get_ref()).unwrap();
+        // hyper-rustls wraps tokio-rustls' error in its own.
+        let refused = std::io::Error::other(tls::long_purpose_refused());
+        tls::assert_long_reason_cut(&endpoint.handshake_failure(&refused));
     }
 
     /// A peer's listener and the url that reaches it.

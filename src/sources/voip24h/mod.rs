@@ -410,8 +410,9 @@ fn link_failure_reason(error: &LinkError) -> EndReason {
 /// refused server certificate with what to change in the account's `tls`
 /// or `url`.
 fn link_failure_text(error: &LinkError, config: &Voip24hConfig) -> String {
-    tls::refused_by_source(error, &config.tls, config.proxy.as_ref())
-        .unwrap_or_else(|| error.to_string())
+    tls::failure_said_by_source(error, &config.tls, config.proxy.as_ref(), || {
+        error.to_string()
+    })
 }
 
 fn cancelled() -> SessionEnd {
@@ -484,6 +485,13 @@ mod tests {
         let said = link_failure_text(&refused(), &proxied);
         let direct = link_failure_text(&refused(), &config(""));
         tls::assert_said_for_proxy_route(&said, &direct);
+    }
+
+    #[test]
+    fn a_long_tls_refusal_is_said_cut() {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let refused = LinkError::WebSocket(WsError::Io(tls::long_purpose_refused()));
+        tls::assert_long_reason_cut(&link_failure_text(&refused, &config("")));
     }
 
     fn new_supervisor(config: &Voip24hConfig) -> Supervisor {
