@@ -50,13 +50,15 @@ impl<K: Hash + Eq> LogThrottle<K> {
     }
 
     /// Forgets the keys whose interval has passed since they were last
-    /// admitted, to bound the keys remembered: each one's next occurrence
-    /// is admitted all the same, as a new key's, only without the count
-    /// held back since.
+    /// admitted and that held nothing back since, to bound the keys
+    /// remembered: each one's next occurrence is admitted all the same, as
+    /// a new key's. One that held occurrences back is kept, so that its next
+    /// line says how many rather than 0, as if it had not repeated.
     pub fn forget_due(&mut self, now: Instant) {
         let interval = self.interval;
-        self.keys
-            .retain(|_, seen| now.saturating_duration_since(seen.admitted_at) < interval);
+        self.keys.retain(|_, seen| {
+            seen.held_back > 0 || now.saturating_duration_since(seen.admitted_at) < interval
+        });
     }
 
     /// `Some(held_back)` when this occurrence of `key`, at `now`, is to be
@@ -140,6 +142,27 @@ mod tests {
         assert_eq!(log.admit(("voipex", 401), t0), Some(0));
         assert_eq!(log.admit(("tel4vn", 401), t0), None);
         assert_eq!(log.admit(("tel4vn", 400), t0), None);
+    }
+
+    /// Forgetting every due key lost the count of one that held lines back:
+    /// its next line said `held_back` 0, a line repeating all along read as
+    /// a one-off.
+    #[test]
+    fn forgetting_due_keys_keeps_those_that_held_lines_back() {
+        let mut log = LogThrottle::new(INTERVAL);
+        let t0 = Instant::now();
+        log.admit("once", t0);
+        log.admit("recent", t0 + Duration::from_secs(1));
+        log.admit("repeating", t0);
+        log.admit("repeating", t0);
+        log.forget_due(t0 + INTERVAL);
+        assert!(!log.knows(&"once"));
+        assert!(log.knows(&"recent"), "not due yet");
+        assert!(log.knows(&"repeating"));
+        assert_eq!(log.admit("repeating", t0 + INTERVAL), Some(1));
+        // Once its count is said, it is forgotten when due like any other.
+        log.forget_due(t0 + 2 * INTERVAL);
+        assert!(!log.knows(&"repeating"));
     }
 
     #[test]

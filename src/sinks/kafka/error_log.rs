@@ -149,8 +149,9 @@ pub struct LibLog {
 
 /// Line shapes remembered at most: librdkafka's messages come from a fixed
 /// set, times the brokers. Past this a new shape takes the place of shapes
-/// due again (their next line would be logged anyway), or else shares one
-/// throttle with every other new shape. Starting over instead made every
+/// due again that held nothing back (their next line would be logged
+/// anyway, and has no count to say), or else shares one throttle with
+/// every other new shape. Starting over instead made every
 /// shape new again, so more shapes than this, recurring, were all logged.
 const MAX_LINE_SHAPES: usize = 1024;
 
@@ -317,6 +318,28 @@ mod tests {
         // Each remembered shape once, and one line for all the others.
         assert_eq!(admitted, MAX_LINE_SHAPES + 1);
         assert!(log.lines.len() <= MAX_LINE_SHAPES);
+    }
+
+    /// A new shape finding the map full took the place of every shape due,
+    /// one that held lines back included: that one's next line said
+    /// `held_back` 0, as if it had not repeated.
+    #[test]
+    fn a_new_shape_does_not_take_the_place_of_one_that_held_lines_back() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        for n in 0..MAX_LINE_SHAPES {
+            log.verdict("X", &shape(n), t0);
+        }
+        assert_eq!(log.verdict("X", &shape(0), t0), Verdict::Quiet);
+        let t1 = t0 + LIB_LOG_INTERVAL;
+        assert_eq!(
+            log.verdict("X", &shape(MAX_LINE_SHAPES), t1),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(
+            log.verdict("X", &shape(0), t1),
+            Verdict::Warn { held_back: 1 }
+        );
     }
 
     #[test]
