@@ -26,8 +26,9 @@
 //!   steady-state audits, 2026-12-01). What it says is also in its errors
 //!   (above) and in `/status`. At most [`MAX_LINE_SHAPES`] shapes are
 //!   remembered: past that, new shapes not finding room share one line per
-//!   interval, its `held_back` counting them all, so more shapes than that
-//!   cannot turn the throttle off.
+//!   interval and level, its `held_back` counting them all, so more shapes
+//!   than that cannot turn the throttle off, nor an info line hold back an
+//!   error one.
 
 use std::time::{Duration, Instant};
 
@@ -143,15 +144,17 @@ impl ErrorLog {
 #[derive(Debug)]
 pub struct LibLog {
     lines: LogThrottle<(String, String)>,
-    /// The new shapes that find no room in `lines`, all under one key.
-    unremembered: LogThrottle<()>,
+    /// The new shapes that find no room in `lines`, under one key per
+    /// level: an info line sharing one with an error line (an SSL or SASL
+    /// failure on a new broker's thread) would send the error to debug.
+    unremembered: LogThrottle<tracing::Level>,
 }
 
 /// Line shapes remembered at most: librdkafka's messages come from a fixed
 /// set, times the brokers. Past this a new shape takes the place of shapes
 /// due again that held nothing back (their next line would be logged
 /// anyway, and has no count to say), or else shares one throttle with
-/// every other new shape. Starting over instead made every
+/// every other new shape of its level. Starting over instead made every
 /// shape new again, so more shapes than this, recurring, were all logged.
 const MAX_LINE_SHAPES: usize = 1024;
 
@@ -165,8 +168,15 @@ impl Default for LibLog {
 }
 
 impl LibLog {
-    /// The verdict for a line of facility `fac`, logged at `now`.
-    pub fn verdict(&mut self, fac: &str, message: &str, now: Instant) -> Verdict {
+    /// The verdict for a line of facility `fac`, to be logged at `level`,
+    /// at `now`.
+    pub fn verdict(
+        &mut self,
+        fac: &str,
+        message: &str,
+        level: tracing::Level,
+        now: Instant,
+    ) -> Verdict {
         let shape = line_shape(fac, message);
         // The scan for shapes due runs only when full, over at most
         // MAX_LINE_SHAPES keys: microseconds, at librdkafka's log rate.
@@ -176,7 +186,7 @@ impl LibLog {
         };
         let admitted = match room {
             true => self.lines.admit(shape, now),
-            false => self.unremembered.admit((), now),
+            false => self.unremembered.admit(level, now),
         };
         match admitted {
             Some(held_back) => Verdict::Warn { held_back },
@@ -218,6 +228,7 @@ fn broker_of(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
 
     const DOWN: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::AllBrokersDown);
     const TRANSPORT: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::BrokerTransportFailure);
@@ -250,20 +261,30 @@ mod tests {
         let mut log = LibLog::default();
         let t0 = Instant::now();
         assert_eq!(
-            log.verdict("REQTMOUT", TIMED_OUT, t0),
+            log.verdict("REQTMOUT", TIMED_OUT, Level::INFO, t0),
             Verdict::Warn { held_back: 0 }
         );
         let again = TIMED_OUT.replace("Timed out 1", "Timed out 17");
         assert_eq!(
-            log.verdict("REQTMOUT", &again, t0 + Duration::from_secs(10)),
+            log.verdict(
+                "REQTMOUT",
+                &again,
+                Level::INFO,
+                t0 + Duration::from_secs(10)
+            ),
             Verdict::Quiet
         );
         assert_eq!(
-            log.verdict("REQTMOUT", TIMED_OUT, t0 + Duration::from_secs(290)),
+            log.verdict(
+                "REQTMOUT",
+                TIMED_OUT,
+                Level::INFO,
+                t0 + Duration::from_secs(290)
+            ),
             Verdict::Quiet
         );
         assert_eq!(
-            log.verdict("REQTMOUT", &again, t0 + LIB_LOG_INTERVAL),
+            log.verdict("REQTMOUT", &again, Level::INFO, t0 + LIB_LOG_INTERVAL),
             Verdict::Warn { held_back: 2 }
         );
     }
@@ -273,7 +294,7 @@ mod tests {
         let mut log = LibLog::default();
         let t0 = Instant::now();
         assert_eq!(
-            log.verdict("REQTMOUT", TIMED_OUT, t0),
+            log.verdict("REQTMOUT", TIMED_OUT, Level::INFO, t0),
             Verdict::Warn { held_back: 0 }
         );
         // The second broker's address differs only in digits.
@@ -287,7 +308,7 @@ mod tests {
             ("CONFWARN", "No `bootstrap.servers` configured"),
         ] {
             assert_eq!(
-                log.verdict(fac, message, t0),
+                log.verdict(fac, message, Level::INFO, t0),
                 Verdict::Warn { held_back: 0 },
                 "{fac} {message}"
             );
@@ -310,7 +331,7 @@ mod tests {
         for round in 0..2 {
             let now = t0 + Duration::from_secs(round);
             for n in 0..2 * MAX_LINE_SHAPES {
-                if log.verdict("X", &shape(n), now) != Verdict::Quiet {
+                if log.verdict("X", &shape(n), Level::INFO, now) != Verdict::Quiet {
                     admitted += 1;
                 }
             }
@@ -328,18 +349,41 @@ mod tests {
         let mut log = LibLog::default();
         let t0 = Instant::now();
         for n in 0..MAX_LINE_SHAPES {
-            log.verdict("X", &shape(n), t0);
+            log.verdict("X", &shape(n), Level::INFO, t0);
         }
-        assert_eq!(log.verdict("X", &shape(0), t0), Verdict::Quiet);
+        assert_eq!(log.verdict("X", &shape(0), Level::INFO, t0), Verdict::Quiet);
         let t1 = t0 + LIB_LOG_INTERVAL;
         assert_eq!(
-            log.verdict("X", &shape(MAX_LINE_SHAPES), t1),
+            log.verdict("X", &shape(MAX_LINE_SHAPES), Level::INFO, t1),
             Verdict::Warn { held_back: 0 }
         );
         assert_eq!(
-            log.verdict("X", &shape(0), t1),
+            log.verdict("X", &shape(0), Level::INFO, t1),
             Verdict::Warn { held_back: 1 }
         );
+    }
+
+    /// Past the cap, an info line took the one shared throttle, and a new
+    /// error line (an SSL or SASL failure on a new broker's thread) went to
+    /// debug for up to 5 minutes.
+    #[test]
+    fn past_the_cap_a_new_error_line_is_not_held_back_by_a_new_info_one() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        for n in 0..MAX_LINE_SHAPES {
+            log.verdict("X", &shape(n), Level::INFO, t0);
+        }
+        let new = |n: usize| shape(MAX_LINE_SHAPES + n);
+        let warn = Verdict::Warn { held_back: 0 };
+        assert_eq!(log.verdict("X", &new(0), Level::INFO, t0), warn);
+        assert_eq!(log.verdict("SSL", &new(1), Level::ERROR, t0), warn);
+        assert_eq!(log.verdict("X", &new(2), Level::WARN, t0), warn);
+        // Within a level, new shapes still share one line.
+        assert_eq!(
+            log.verdict("SASL", &new(3), Level::ERROR, t0),
+            Verdict::Quiet
+        );
+        assert_eq!(log.verdict("X", &new(4), Level::INFO, t0), Verdict::Quiet);
     }
 
     #[test]
@@ -347,40 +391,40 @@ mod tests {
         let mut log = LibLog::default();
         let t0 = Instant::now();
         for n in 0..MAX_LINE_SHAPES {
-            log.verdict("X", &shape(n), t0);
+            log.verdict("X", &shape(n), Level::INFO, t0);
         }
         let new = |n: usize| shape(MAX_LINE_SHAPES + n);
         assert_eq!(
-            log.verdict("X", &new(0), t0),
+            log.verdict("X", &new(0), Level::INFO, t0),
             Verdict::Warn { held_back: 0 }
         );
-        assert_eq!(log.verdict("X", &new(1), t0), Verdict::Quiet);
-        assert_eq!(log.verdict("X", &new(2), t0), Verdict::Quiet);
+        assert_eq!(log.verdict("X", &new(1), Level::INFO, t0), Verdict::Quiet);
+        assert_eq!(log.verdict("X", &new(2), Level::INFO, t0), Verdict::Quiet);
         // The remembered shapes keep their own clocks, and stay remembered
         // while they recur.
         let t1 = t0 + LIB_LOG_INTERVAL;
         for n in 0..MAX_LINE_SHAPES {
             assert_eq!(
-                log.verdict("X", &shape(n), t1),
+                log.verdict("X", &shape(n), Level::INFO, t1),
                 Verdict::Warn { held_back: 0 }
             );
         }
         assert_eq!(
-            log.verdict("X", &new(3), t1),
+            log.verdict("X", &new(3), Level::INFO, t1),
             Verdict::Warn { held_back: 2 },
             "the shared throttle says what it held back"
         );
         // Shapes that stopped are forgotten once due: a new one is its own again.
         let t2 = t1 + LIB_LOG_INTERVAL;
         assert_eq!(
-            log.verdict("X", &new(4), t2),
+            log.verdict("X", &new(4), Level::INFO, t2),
             Verdict::Warn { held_back: 0 }
         );
         assert_eq!(
-            log.verdict("X", &new(5), t2),
+            log.verdict("X", &new(5), Level::INFO, t2),
             Verdict::Warn { held_back: 0 }
         );
-        assert_eq!(log.verdict("X", &new(4), t2), Verdict::Quiet);
+        assert_eq!(log.verdict("X", &new(4), Level::INFO, t2), Verdict::Quiet);
         assert!(log.lines.len() <= MAX_LINE_SHAPES);
     }
 
@@ -476,10 +520,10 @@ mod tests {
         let first = "[thrd:127.0.0.1:18098/bootstrap]: 127.0.0.1:18098/bootstrap: Connect to ipv4#127.0.0.1:18098 failed: Connection refused (after 0ms in state CONNECT)";
         let again = "[thrd:127.0.0.1:18098/bootstrap]: 127.0.0.1:18098/bootstrap: Connect to ipv4#127.0.0.1:18098 failed: Connection refused (after 0ms in state CONNECT, 1 identical error(s) suppressed)";
         assert_eq!(
-            log.verdict("FAIL", first, t0),
+            log.verdict("FAIL", first, Level::INFO, t0),
             Verdict::Warn { held_back: 0 }
         );
-        assert_eq!(log.verdict("FAIL", again, t0), Verdict::Quiet);
+        assert_eq!(log.verdict("FAIL", again, Level::INFO, t0), Verdict::Quiet);
     }
 
     #[test]

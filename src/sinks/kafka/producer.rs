@@ -81,11 +81,11 @@ impl Health {
             .verdict(code, reason, Instant::now())
     }
 
-    fn log_verdict(&self, fac: &str, message: &str) -> Verdict {
+    fn log_verdict(&self, fac: &str, message: &str, level: tracing::Level) -> Verdict {
         self.lib_log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .verdict(fac, message, Instant::now())
+            .verdict(fac, message, level, Instant::now())
     }
 
     /// Whether this error is the second handing of the one just handled;
@@ -206,7 +206,15 @@ impl ClientContext for HealthContext {
             tracing::debug!(target: "librdkafka", fac, "{message}");
             return;
         }
-        let held_back = match self.health.log_verdict(fac, message) {
+        let level = match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::Level::ERROR,
+            RDKafkaLogLevel::Warning => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        };
+        let held_back = match self.health.log_verdict(fac, message, level) {
             Verdict::Warn { held_back } => held_back,
             Verdict::Quiet => {
                 tracing::debug!(target: "librdkafka", fac, "{message}");
@@ -214,13 +222,10 @@ impl ClientContext for HealthContext {
             }
         };
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            tracing::Level::ERROR => {
                 tracing::error!(target: "librdkafka", fac, held_back, "{message}")
             }
-            RDKafkaLogLevel::Warning => {
+            tracing::Level::WARN => {
                 tracing::warn!(target: "librdkafka", fac, held_back, "{message}")
             }
             _ => tracing::info!(target: "librdkafka", fac, held_back, "{message}"),
