@@ -203,28 +203,13 @@ impl Relay {
 }
 
 /// The SPRecord resume ids the journal kept from the last run, for the
-/// accounts `config` still has; none when they cannot be read (the streams
-/// then open without history, as on a first start).
+/// accounts `config` still has.
 fn restored_resume_ids(
     journal: &Journal,
     config: &Config,
 ) -> crate::sources::sprecord::resume::ResumeIds {
     use crate::sources::sprecord::resume::{ResumeIds, configured};
-    let configured = configured(config);
-    match journal.sse_resume_ids() {
-        Ok(saved) => {
-            let restored = ResumeIds::restored(saved, &configured);
-            tracing::debug!(
-                accounts = restored.accounts(),
-                "SPRecord resume ids read from the journal"
-            );
-            restored
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history");
-            ResumeIds::default()
-        }
-    }
+    ResumeIds::at_start(journal.sse_resume_ids(), &configured(config))
 }
 
 /// The line of a start that found no journal file. A first start reads

@@ -2,7 +2,9 @@
 //! so that a restart resumes where the last run's streams stopped.
 //!
 //! Guarantees: a save replaces every stored id at once, in one transaction
-//! (an id cleared in memory is cleared here too); a non-durable save rides
+//! (an id cleared in memory is cleared here too), but for the accounts the
+//! caller says to keep (a run that could not read the stored ids keeps
+//! those of the accounts it has none for); a non-durable save rides
 //! on the next durable commit, the writer's or the final save at a stop, so
 //! after a crash an id is at most the last save's age behind (a server that
 //! keeps history re-sends those events, and dedup finds them if the relay
@@ -42,17 +44,22 @@ impl Journal {
         })
     }
 
-    /// Replaces the stored resume ids with `ids`. `durable = false` rides on
-    /// the next durable commit; use `true` at a stop.
+    /// Replaces the stored resume ids with `ids`, keeping the stored ids
+    /// of the `kept` (account, url) keys that `ids` does not hold.
+    /// `durable = false` rides on the next durable commit; use `true` at a
+    /// stop.
     pub fn save_sse_resume_ids(
         &self,
         ids: &[SavedResumeId],
+        kept: &[(String, String)],
         durable: bool,
     ) -> Result<(), JournalError> {
         let (_held, txn) = self.begin_state_write(durable)?;
         {
             let mut table = txn.open_table(SSE_RESUME).map_err(storage)?;
-            table.retain(|_, _| false).map_err(storage)?;
+            table
+                .retain(|key, _| kept.iter().any(|(a, u)| (a.as_str(), u.as_str()) == key))
+                .map_err(storage)?;
             for ((account, url), id) in ids {
                 table
                     .insert((account.as_str(), url.as_str()), id.as_str())
@@ -86,11 +93,11 @@ mod tests {
             saved("a", "http://x/sys/events", "41"),
             saved("b", "http://y/sys/events", "số-7"),
         ];
-        journal.save_sse_resume_ids(&first, false).unwrap();
+        journal.save_sse_resume_ids(&first, &[], false).unwrap();
         assert_eq!(journal.sse_resume_ids().unwrap(), first);
         // b's id was cleared in memory: the next save clears it here too.
         let second = vec![saved("a", "http://x/sys/events", "42")];
-        journal.save_sse_resume_ids(&second, true).unwrap();
+        journal.save_sse_resume_ids(&second, &[], true).unwrap();
         assert!(journal.close(std::time::Duration::from_secs(5)));
         drop(journal);
         let journal = open_in(dir.path());
@@ -105,7 +112,7 @@ mod tests {
         let journal = open_in(dir.path());
         let marker = "id-damaged-here-7a1f";
         journal
-            .save_sse_resume_ids(&[saved("a", "http://x/sys/events", marker)], true)
+            .save_sse_resume_ids(&[saved("a", "http://x/sys/events", marker)], &[], true)
             .unwrap();
         assert!(journal.close(std::time::Duration::from_secs(5)));
         drop(journal);

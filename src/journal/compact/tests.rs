@@ -51,7 +51,7 @@ fn after_an_outage(dir: &Path) -> Journal {
         ("office".to_owned(), "https://h".to_owned()),
         "id-7".to_owned(),
     )];
-    j.save_sse_resume_ids(&resume, true).unwrap();
+    j.save_sse_resume_ids(&resume, &[], true).unwrap();
     let removed = j
         .enforce_retention_at(&[kafka_holding_nothing()], T1 + 1_000)
         .unwrap();

@@ -70,16 +70,19 @@
 //! once, naming the account; a
 //! poisoned lock is recovered (the map is always consistent: single
 //! inserts); every change is reported unsaved until the next
-//! [`ResumeIds::unsaved`] or [`ResumeIds::all`] takes it; ids of accounts
-//! no longer configured are forgotten at the start and at each reload
-//! ([`ResumeIds::keep_only`]), so a stale one never comes back.
+//! [`ResumeIds::to_save`] or [`ResumeIds::all_to_save`] takes it; ids of
+//! accounts no longer configured are forgotten at the start and at each
+//! reload ([`ResumeIds::keep_only`]), so a stale one never comes back;
+//! when the start could not read the stored ids, a save keeps the stored
+//! id of every configured account that has none in memory (the next start
+//! resumes it; ids of accounts no longer configured are still dropped).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::app::Context;
 use crate::config::{Config, url_without_credentials};
-use crate::journal::SavedResumeId;
+use crate::journal::{JournalError, SavedResumeId};
 
 /// The longest id sent back as `Last-Event-ID`: far above any id a server
 /// makes (a counter, a UUID, a timestamp), far below the header sizes
@@ -128,8 +131,14 @@ struct Ids {
     /// back, found by the resume's model test, 2026-12-07, and by a review
     /// for a shared id).
     first_copy_seq: HashMap<Key, u64>,
-    /// Changed since the last [`ResumeIds::unsaved`].
+    /// Changed since the last [`ResumeIds::to_save`].
     unsaved: bool,
+    /// The accounts configured, while the ids the journal kept are unknown
+    /// (the start could not read them): a save keeps the stored ids of
+    /// those with none here. Replaced, such a save erased the resume point
+    /// of every account that had no event in the run, for every later
+    /// start (swallowed-errors audit, 2026-12-07).
+    unread_configured: Option<Vec<Key>>,
 }
 
 impl Ids {
@@ -149,6 +158,32 @@ impl Ids {
 }
 
 impl ResumeIds {
+    /// The ids for a start whose read of the stored ones gave `read`: those
+    /// kept for the accounts `configured` still names; none when they
+    /// cannot be read (the streams then open without history, as on a
+    /// first start, and the saves keep the stored ids they do not replace).
+    pub fn at_start(
+        read: Result<Vec<SavedResumeId>, JournalError>,
+        configured: &[Key],
+    ) -> ResumeIds {
+        match read {
+            Ok(saved) => {
+                let restored = ResumeIds::restored(saved, configured);
+                tracing::debug!(
+                    accounts = restored.accounts(),
+                    "SPRecord resume ids read from the journal"
+                );
+                restored
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history; the stored ids of accounts with no event in this run are kept for the next start");
+                let unread = ResumeIds::default();
+                unread.lock().unread_configured = Some(configured.to_vec());
+                unread
+            }
+        }
+    }
+
     /// The ids the journal kept from the last run, for the accounts
     /// `configured` still names (an id means nothing to another account or
     /// server; those left out are gone from the journal at the next save).
@@ -168,13 +203,16 @@ impl ResumeIds {
         let before = ids.by_account.len();
         ids.by_account.retain(|key, _| configured.contains(key));
         ids.first_copy_seq.retain(|key, _| configured.contains(key));
+        if let Some(unread) = &mut ids.unread_configured {
+            configured.clone_into(unread);
+        }
         if ids.by_account.len() != before {
             ids.unsaved = true;
             self.changed.notify_one();
         }
     }
 
-    /// Returns once an id changed since the last [`Self::unsaved`] (at once
+    /// Returns once an id changed since the last [`Self::to_save`] (at once
     /// if one did).
     pub async fn changed(&self) {
         self.changed.notified().await;
@@ -185,17 +223,30 @@ impl ResumeIds {
         self.lock().by_account.len()
     }
 
-    /// Every id, when one changed since the last call; `None` otherwise.
-    pub fn unsaved(&self) -> Option<Vec<SavedResumeId>> {
+    /// What to save, when an id changed since the last call; `None`
+    /// otherwise.
+    pub fn to_save(&self) -> Option<Saving> {
         self.take(false)
     }
 
-    /// Every id, changed or not (for a save that must reach the disk).
-    pub fn all(&self) -> Vec<SavedResumeId> {
+    /// What to save, changed or not (for a save that must reach the disk).
+    pub fn all_to_save(&self) -> Saving {
         self.take(true).unwrap_or_default()
     }
 
-    fn take(&self, even_unchanged: bool) -> Option<Vec<SavedResumeId>> {
+    /// Every id, when one changed since the last call; `None` otherwise.
+    #[cfg(test)]
+    pub fn unsaved(&self) -> Option<Vec<SavedResumeId>> {
+        self.to_save().map(|saving| saving.ids)
+    }
+
+    /// Every id, changed or not.
+    #[cfg(test)]
+    pub fn all(&self) -> Vec<SavedResumeId> {
+        self.all_to_save().ids
+    }
+
+    fn take(&self, even_unchanged: bool) -> Option<Saving> {
         let mut ids = self.lock();
         if !std::mem::take(&mut ids.unsaved) && !even_unchanged {
             return None;
@@ -207,10 +258,22 @@ impl ResumeIds {
             .map(|(key, id)| (key.clone(), id.clone()))
             .collect();
         all.sort_unstable();
-        Some(all)
+        // Under the same lock as the ids: an account's first id, set
+        // between the two, would have its stored one erased and not saved.
+        let kept = ids
+            .unread_configured
+            .as_ref()
+            .map_or(Vec::new(), |configured| {
+                configured
+                    .iter()
+                    .filter(|key| !ids.by_account.contains_key(*key))
+                    .cloned()
+                    .collect()
+            });
+        Some(Saving { ids: all, kept })
     }
 
-    /// Reports the ids unsaved again: what [`Self::unsaved`] returned was
+    /// Reports the ids unsaved again: what [`Self::to_save`] returned was
     /// not stored.
     pub fn not_saved(&self) {
         self.lock().unsaved = true;
@@ -220,6 +283,15 @@ impl ResumeIds {
     fn lock(&self) -> MutexGuard<'_, Ids> {
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What a save stores: `ids` replace the stored ids, except the stored ids
+/// of `kept`'s accounts, which stay (accounts configured but with no id in
+/// a run that could not read the stored ones).
+#[derive(Debug, Default, PartialEq)]
+pub struct Saving {
+    pub ids: Vec<SavedResumeId>,
+    pub kept: Vec<Key>,
 }
 
 /// One account's resume point, shared by its streams.

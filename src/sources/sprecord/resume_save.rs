@@ -24,8 +24,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::resume::ResumeIds;
-use crate::journal::{Journal, OffTheWorkersError, SavedResumeId, off_the_workers};
+use super::resume::{ResumeIds, Saving};
+use crate::journal::{Journal, OffTheWorkersError, off_the_workers};
 use crate::log_throttle::SharedLogThrottle;
 
 /// The least time between two saves: events coming one after another are
@@ -59,9 +59,9 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
             _ = ids.changed() => false,
         };
         let unsaved = if durable {
-            Some(ids.all())
+            Some(ids.all_to_save())
         } else {
-            ids.unsaved()
+            ids.to_save()
         };
         let Some(unsaved) = unsaved else {
             continue;
@@ -98,7 +98,7 @@ pub async fn keep_saved(ids: Arc<ResumeIds>, journal: Arc<Journal>, stop: Cancel
 /// [`keep_saved`], so that it runs even when a stop came while that was
 /// waiting to be restarted after a panic.
 pub async fn save_at_stop(ids: &Arc<ResumeIds>, journal: &Arc<Journal>) {
-    if let Err(error) = save(journal, ids.all(), true).await
+    if let Err(error) = save(journal, ids.all_to_save(), true).await
         && !error.is_said_elsewhere()
     {
         tracing::warn!(vendor = "sprecord", error = %error,
@@ -109,11 +109,11 @@ pub async fn save_at_stop(ids: &Arc<ResumeIds>, journal: &Arc<Journal>) {
 /// Stores `unsaved`.
 async fn save(
     journal: &Arc<Journal>,
-    unsaved: Vec<SavedResumeId>,
+    unsaved: Saving,
     durable: bool,
 ) -> Result<(), OffTheWorkersError> {
     off_the_workers(journal.clone(), move |journal| {
-        journal.save_sse_resume_ids(&unsaved, durable)
+        journal.save_sse_resume_ids(&unsaved.ids, &unsaved.kept, durable)
     })
     .await
 }
@@ -137,6 +137,63 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// A start that could not read the stored ids knows none: its saves
+    /// replaced the stored ids with the run's, so an account with no event
+    /// in the run lost its resume point, and every later start opened its
+    /// streams without history. Ids of accounts no longer configured are
+    /// still dropped.
+    #[tokio::test]
+    async fn a_start_that_could_not_read_the_ids_keeps_the_stored_ones_it_did_not_change() {
+        use super::super::resume::key;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(options(dir.path())).unwrap());
+        let (busy, quiet, gone) = (
+            key("busy", "http://a/sys/events"),
+            key("quiet", "http://b/sys/events"),
+            key("gone", "http://c/sys/events"),
+        );
+        journal
+            .save_sse_resume_ids(
+                &[
+                    (busy.clone(), "10".to_owned()),
+                    (gone.clone(), "5".to_owned()),
+                    (quiet.clone(), "20".to_owned()),
+                ],
+                &[],
+                true,
+            )
+            .unwrap();
+        let unread = Err(crate::journal::JournalError::Damaged {
+            path: dir.path().join("journal.redb"),
+            what: "the SPRecord resume ids",
+        });
+        let ids = Arc::new(ResumeIds::at_start(unread, &[busy.clone(), quiet.clone()]));
+        let stop = CancellationToken::new();
+        let saver = tokio::spawn(keep_saved(ids.clone(), journal.clone(), stop.clone()));
+        ResumeId::in_ids(&ids, "busy", "http://a/sys/events").set("11");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut stored = journal.sse_resume_ids().unwrap();
+        while !stored.contains(&(busy.clone(), "11".to_owned())) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never stored: {stored:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            stored = journal.sse_resume_ids().unwrap();
+        }
+        assert!(
+            stored.contains(&(quiet.clone(), "20".to_owned())),
+            "{stored:?}"
+        );
+        stop.cancel();
+        saver.await.unwrap();
+        save_at_stop(&ids, &journal).await;
+        assert_eq!(
+            journal.sse_resume_ids().unwrap(),
+            vec![(busy, "11".to_owned()), (quiet, "20".to_owned())]
+        );
     }
 
     /// Each change is stored while the relay runs, not only at the stop,
