@@ -38,7 +38,7 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
             biased;
             name = signals.stop_requested() => {
                 tracing::info!("{name} while reading the config: exiting now");
-                let _ = systemd_notify::notify(&[
+                systemd_notify::tell(&[
                         sd_notify::NotifyState::Stopping,
                         sd_notify::NotifyState::Status("stopped while reading the config"),
                     ],
@@ -78,13 +78,13 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     // under: a SIGHUP it took could say RELOADING after this STOPPING, and
     // a SIGTERM it took just now STOPPING before this READY.
     if starting.stopped() {
-        let _ = systemd_notify::notify(&[sd_notify::NotifyState::Status("stopping")]);
+        systemd_notify::tell(&[sd_notify::NotifyState::Status("stopping")]);
         tell_stopping(&ctx);
         return relay.wait().await;
     }
     let status = format!("listening on {}", relay.addr);
     tell_unless_stopping(&ctx, || {
-        let _ = systemd_notify::notify(&[
+        systemd_notify::tell(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
         ]);

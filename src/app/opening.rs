@@ -138,7 +138,7 @@ fn tell(notice: Notice) {
 /// Tells systemd to wait [`EXTENSION`] longer for the start or the stop in
 /// progress, and why (`STATUS=`); nothing when not started by systemd.
 pub(super) fn extend_timeout(status: &str) {
-    let _ = super::systemd_notify::notify(&[
+    super::systemd_notify::tell(&[
         sd_notify::NotifyState::ExtendTimeoutUsec(EXTENSION.as_micros() as u32),
         sd_notify::NotifyState::Status(status),
     ]);
@@ -189,7 +189,7 @@ impl Starting {
             tracing::info!(
                 "{signal} while opening the journal: exiting now (a check of a journal not closed cleanly starts over at the next start)"
             );
-            let _ = super::systemd_notify::notify(&[
+            super::systemd_notify::tell(&[
                 sd_notify::NotifyState::Stopping,
                 sd_notify::NotifyState::Status("stopped while opening the journal"),
             ]);

@@ -21,7 +21,7 @@ fn notify_reloading() {
     if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
         states.push(now);
     }
-    let _ = super::systemd_notify::notify(&states);
+    super::systemd_notify::tell(&states);
 }
 
 /// The signals the daemon handles, installed before anything else.
@@ -105,7 +105,7 @@ pub(super) fn tell_stopping(ctx: &Context) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     ctx.shutdown.cancel();
-    let _ = super::systemd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    super::systemd_notify::tell(&[sd_notify::NotifyState::Stopping]);
 }
 
 /// Reloads the config once for a SIGHUP and tells systemd (READY again).
@@ -145,7 +145,7 @@ async fn reload_once(ctx: Arc<Context>) {
     }
     // A drain that began meanwhile has told systemd STOPPING: no READY after it.
     tell_unless_stopping(&ctx, || {
-        let _ = super::systemd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        super::systemd_notify::tell(&[sd_notify::NotifyState::Ready]);
     });
 }
 

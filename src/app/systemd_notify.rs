@@ -13,7 +13,10 @@
 //! `NOTIFY_SOCKET` read at each send, a path or an abstract name (`@…`), so a
 //! path systemd makes again is found again; nothing is sent, and nothing
 //! fails, when `NOTIFY_SOCKET` is unset; a socket that could not be made is
-//! tried again at the next notification.
+//! tried again at the next notification; a send never waits: when systemd
+//! does not drain its socket (the queue full), it is an error at once
+//! (`EAGAIN`), so no caller holds a runtime worker or a lock for it;
+//! [`tell`] says a failed notification once, until one gets through again.
 
 use std::ffi::OsStr;
 use std::io;
@@ -21,12 +24,46 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sd_notify::NotifyState;
 
 /// The process's one notify socket, unbound: each message is sent to the
 /// address `NOTIFY_SOCKET` names.
 static SOCKET: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+
+/// Whether [`tell`] said a failed notification that none has got through
+/// after.
+static UNSENT_SAID: AtomicBool = AtomicBool::new(false);
+
+/// Sends `states` as [`notify`] does, for the notifications other than the
+/// watchdog's keep-alives (which say their own failures): a failure is
+/// said once, until one gets through again. Dropped without a word, a
+/// failed `EXTEND_TIMEOUT_USEC` during a long journal check left systemd
+/// to kill the start at `TimeoutStartSec` with nothing in the log.
+pub fn tell(states: &[NotifyState]) {
+    tell_at(
+        std::env::var_os("NOTIFY_SOCKET").as_deref(),
+        &UNSENT_SAID,
+        states,
+    );
+}
+
+fn tell_at(address: Option<&OsStr>, unsent_said: &AtomicBool, states: &[NotifyState]) {
+    let Some(address) = address else {
+        return;
+    };
+    match send(address, states) {
+        Ok(()) => unsent_said.store(false, Ordering::Relaxed),
+        Err(e) => {
+            if !unsent_said.swap(true, Ordering::Relaxed) {
+                let notification = states.first().map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(error = %e, %notification,
+                    "a notification could not be sent to systemd: it may not know the relay is ready or stopping, and may end a long start or stop at its timeout (said once until one is sent)");
+            }
+        }
+    }
+}
 
 /// Sends `states` to systemd, one per line, if it listens (`NOTIFY_SOCKET`).
 pub fn notify(states: &[NotifyState]) -> io::Result<()> {
@@ -49,17 +86,28 @@ pub fn prepare() -> io::Result<()> {
 fn send(address: &OsStr, states: &[NotifyState]) -> io::Result<()> {
     let to = socket_address(address)?;
     let message: String = states.iter().map(|s| format!("{s}\n")).collect();
-    with_socket(|socket| {
-        let sent = socket.send_to_addr(message.as_bytes(), &to)?;
-        if sent == message.len() {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "the notification was sent in part",
-            ))
-        }
-    })
+    with_socket(|socket| send_on(socket, &message, &to))
+}
+
+fn send_on(socket: &UnixDatagram, message: &str, to: &SocketAddr) -> io::Result<()> {
+    let sent = socket.send_to_addr(message.as_bytes(), to)?;
+    if sent == message.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the notification was sent in part",
+        ))
+    }
+}
+
+/// A socket for the notifications, whose sends never wait.
+fn new_socket() -> io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    // Blocking, a send to a full queue (PID 1 not reading) waited with the
+    // socket's lock held, and the caller's runtime worker.
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 /// Runs `f` on the process's socket, making it first if there is none yet.
@@ -70,7 +118,7 @@ fn with_socket(f: impl FnOnce(&UnixDatagram) -> io::Result<()>) -> io::Result<()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let socket = match held.take() {
         Some(socket) => socket,
-        None => UnixDatagram::unbound()?,
+        None => new_socket()?,
     };
     let result = f(&socket);
     *held = Some(socket);
@@ -131,6 +179,66 @@ mod tests {
         let second = UnixDatagram::bind(&path).unwrap();
         send(path.as_os_str(), &[NotifyState::Stopping]).unwrap();
         assert_eq!(received(&second), "STOPPING=1\n");
+    }
+
+    /// PID 1 not draining its notify socket fills the queue: a blocking
+    /// send then waited, holding the socket's lock and the runtime worker
+    /// of whoever sent (a STOPPING under the signals' lock), for as long
+    /// as systemd did not read.
+    #[test]
+    fn a_full_queue_is_an_error_at_once_not_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let _never_read = UnixDatagram::bind(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let to = SocketAddr::from_pathname(&path).unwrap();
+        std::thread::spawn(move || {
+            // Not the process's socket: its send buffer, filled here, would
+            // fail the other tests' sends.
+            let socket = new_socket().unwrap();
+            // The queue holds a few hundred at most (net.unix.max_dgram_qlen,
+            // the receive buffer); past this many a send has blocked.
+            let failed = (0..100_000)
+                .map(|_| send_on(&socket, "WATCHDOG=1\n", &to))
+                .find_map(Result::err);
+            let _ = tx.send(failed.map(|e| e.kind()));
+        });
+        let failed = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a send to a full queue blocked");
+        assert_eq!(failed, Some(io::ErrorKind::WouldBlock));
+    }
+
+    /// A failed notification is said once, with its error, until one gets
+    /// through again; nothing is said when systemd does not listen.
+    #[test]
+    fn a_failed_notification_is_said_once_until_one_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let said = AtomicBool::new(false);
+        let tell = |states: &[NotifyState]| {
+            crate::logging::tests_support::logged_json(|| {
+                tell_at(Some(path.as_os_str()), &said, states);
+            })
+        };
+        let first = tell(&[NotifyState::ExtendTimeoutUsec(1), NotifyState::Status("x")]);
+        assert!(
+            first.contains("could not be sent to systemd")
+                && first.contains("EXTEND_TIMEOUT_USEC=1")
+                && first.contains("\"error\""),
+            "{first}"
+        );
+        assert_eq!(tell(&[NotifyState::Stopping]), "", "said once");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        assert_eq!(tell(&[NotifyState::Ready]), "");
+        assert_eq!(received(&receiver), "READY=1\n");
+        drop(receiver);
+        std::fs::remove_file(&path).unwrap();
+        assert!(tell(&[NotifyState::Stopping]).contains("STOPPING=1"));
+        let quiet = crate::logging::tests_support::logged_json(|| {
+            tell_at(None, &AtomicBool::new(false), &[NotifyState::Ready]);
+        });
+        assert_eq!(quiet, "");
     }
 
     #[test]
