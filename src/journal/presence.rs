@@ -7,6 +7,9 @@
 //! at the next stop, and a reopen would create an empty journal whose seqs
 //! start again at 1. A path the relay cannot look at for another reason (a
 //! directory made unreadable) is not taken as gone: the open file still works.
+//! A file that could not be looked at when it was opened is looked at again
+//! at each check until it can be (said once, as a warning): watched from
+//! then on, rather than never.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -28,7 +31,8 @@ fn id_of(path: &Path) -> std::io::Result<FileId> {
 
 #[derive(Default)]
 pub(super) struct FilePresence {
-    /// The file opened at the path, once it could be looked at.
+    /// The file opened at the path, once it could be looked at; `None`
+    /// until then (each check tries again).
     opened: Mutex<Option<FileId>>,
     /// Set, for good, when the file was found gone: where its events can
     /// still be read. Read by every append, without a lock.
@@ -36,15 +40,31 @@ pub(super) struct FilePresence {
 }
 
 impl FilePresence {
-    /// Remembers the file just opened at `path`.
+    /// Remembers the file just opened at `path`; when it cannot be looked
+    /// at, the next check that can look takes it.
     pub(super) fn opened(&self, path: &Path) {
-        *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = id_of(path).ok();
+        let id = id_of(path);
+        if let Err(e) = &id {
+            // Kept as none for good, a deletion after it was never found.
+            tracing::warn!(path = %path.display(), error = %e,
+                "cannot look at the journal file just opened: a deletion or replacement of it is not noticed until it can be (tried again every second)");
+        }
+        *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = id.ok();
     }
 
     /// Looks at `path` again; returns where the open file's events can still
     /// be read the first time it finds the file gone, `None` otherwise.
     pub(super) fn check(&self, path: &Path) -> Option<String> {
-        let opened = (*self.opened.lock().unwrap_or_else(PoisonError::into_inner))?;
+        let opened = {
+            let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+            if opened.is_none() {
+                // What is at the path now is taken as the file opened: a
+                // replacement in between is not told apart.
+                *opened = id_of(path).ok();
+                return None;
+            }
+            (*opened)?
+        };
         if self.gone.get().is_some() {
             return None;
         }
@@ -172,6 +192,23 @@ mod tests {
         );
         assert_eq!(presence.check(&path), None);
         assert_eq!(presence.gone(), None);
+    }
+
+    /// A stat that failed right after the open (EIO, a permission
+    /// changed; here the file not there yet) left nothing to compare with,
+    /// for good: a deletion after it was never found, and webhooks were
+    /// answered 200 for events written into a deleted file.
+    #[test]
+    fn a_file_not_looked_at_when_opened_is_looked_at_at_the_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        let presence = FilePresence::default();
+        presence.opened(&path);
+        let _held_open = std::fs::File::create(&path).unwrap();
+        assert_eq!(presence.check(&path), None, "taken now");
+        std::fs::remove_file(&path).unwrap();
+        assert!(presence.check(&path).is_some(), "deleted after");
+        assert!(presence.gone().is_some());
     }
 
     #[test]
