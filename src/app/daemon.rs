@@ -31,7 +31,14 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
         tracing::warn!(error = %e, "cannot make the socket for systemd's notifications (tried again at each)");
     }
     // Handlers first: from here on a SIGHUP reloads (or waits), it never kills.
-    let mut signals = Signals::install();
+    let installed = Signals::install();
+    // Said below, with a failed watch of the start: one line for a relay
+    // that runs without handlers, whichever the cause.
+    let mut unhandled = installed
+        .as_ref()
+        .err()
+        .map(|e| format!("cannot install signal handlers: {e}"));
+    let mut signals = installed.ok();
     // A SIGTERM or SIGINT while the file is read (it may not answer) exits.
     let config = match signals.as_mut() {
         Some(signals) => tokio::select! {
@@ -63,7 +70,15 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
     let started = Relay::start_as(config, config_path.to_path_buf(), Some(starting.clone())).await;
     let _ = started_tx.send(());
     let signals = match watching {
-        Some(task) => task.await.ok(),
+        Some(task) => match task.await {
+            Ok(signals) => Some(signals),
+            Err(e) => {
+                unhandled = Some(format!(
+                    "the task watching for signals during the start failed: {e}"
+                ));
+                None
+            }
+        },
         None => None,
     };
     let relay = started?;
@@ -72,7 +87,12 @@ pub async fn run_daemon(config_path: &Path) -> Result<(), RunError> {
         Some(signals) => {
             tokio::spawn(signal_loop(ctx.clone(), signals));
         }
-        None => tracing::error!("cannot install signal handlers"),
+        None => tracing::error!(
+            "{}",
+            unhandled
+                .as_deref()
+                .unwrap_or("cannot install signal handlers")
+        ),
     }
     // Both through the lock the signal loop, spawned above, tells systemd
     // under: a SIGHUP it took could say RELOADING after this STOPPING, and

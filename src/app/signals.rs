@@ -36,14 +36,14 @@ pub(super) struct Signals {
 
 #[cfg(unix)]
 impl Signals {
-    pub(super) fn install() -> Option<Signals> {
+    pub(super) fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        Some(Signals {
-            term: signal(SignalKind::terminate()).ok()?,
-            int: signal(SignalKind::interrupt()).ok()?,
-            hup: signal(SignalKind::hangup()).ok()?,
-            usr1: signal(SignalKind::user_defined1()).ok()?,
-            usr2: signal(SignalKind::user_defined2()).ok()?,
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
