@@ -128,6 +128,10 @@ pub struct Tuning {
     pub shutdown_deadline: Duration,
     /// How long a recovery waits for in-flight reports before dropping the producer.
     pub settle_deadline: Duration,
+    /// How long a recovery that drops the producer waits, from the drop's
+    /// start, for the reports of what the drop purged (a stop ends the wait
+    /// sooner); those not in by then count as requests that may land.
+    pub drop_reports_wait: Duration,
     /// In-flight records without a report for this long, with a broker
     /// reachable, make the sink not ready.
     pub stalled_after: Duration,
@@ -171,6 +175,7 @@ impl Default for Tuning {
             tick: Duration::from_millis(250),
             shutdown_deadline: Duration::from_secs(10),
             settle_deadline: Duration::from_secs(5),
+            drop_reports_wait: recovery::DROP_REPORTS_WAIT,
             stalled_after: STALLED_AFTER,
             replace_stalled_after: REPLACE_STALLED_AFTER,
             stall_read_back_delay: STALL_READ_BACK_DELAY,
@@ -633,7 +638,7 @@ impl Forwarder {
                 break;
             };
             let stalled = matches!(failure, Failure::Stalled { .. });
-            self.recover(failure).await;
+            self.recover(failure, &cancel).await;
             let backoff = self.backoff.next_backoff().unwrap_or(LONGEST_BACKOFF);
             let delay = self.retry_delay(stalled, backoff);
             if self

@@ -4,7 +4,9 @@
 //! at a start, the wait before reading back what an earlier run let go of
 //! unreported (`wait_for_requests_to_land`).
 //!
-//! Guarantees: reports drained before the failing one still move the cursor;
+//! Guarantees: reports drained before the failing one still move the cursor
+//! (those of a dropped producer's purge are waited for within a bound, and
+//! not once the sink is stopping: see `drain_after_the_drop`);
 //! after it, nothing does, and a delivery reported after it is counted
 //! (`events_published`, and the latency of the newest twice
 //! `max_in_flight` of them; see `keep_uncounted`) once the cursor passes
@@ -33,8 +35,9 @@ use super::{Failure, Forwarder, Outcome, Report};
 
 impl Forwarder {
     /// Settles what is in flight, replaces the producer when it must, and
-    /// rewinds to the cursor.
-    pub(super) async fn recover(&mut self, failure: Failure) {
+    /// rewinds to the cursor. `cancel` (a stop) ends the wait for the
+    /// reports of a producer it dropped.
+    pub(super) async fn recover(&mut self, failure: Failure, cancel: &CancellationToken) {
         let mut fatal = failure.is_fatal();
         let mut text = failure.to_string();
         // A stall is fatal to the producer, but not an error Kafka reported.
@@ -107,15 +110,17 @@ impl Forwarder {
         // purges without settling: the broker answers, and the producer is
         // replaced at once.)
         self.requests_may_land = !fatal && !self.in_flight.is_empty();
-        let may_land = stalled || self.requests_may_land;
         if fatal || failure.is_stale_topic_metadata() || !self.in_flight.is_empty() {
+            let deadline = tokio::time::Instant::now() + self.tuning.drop_reports_wait;
             self.drop_producer().await;
-            // The purge's reports are all in at once.
-            while let Some(report) = self.in_flight.next().await {
-                broken = self.settle(report, broken);
-                self.drained_one().await;
+            self.drain_after_the_drop(deadline, broken, cancel).await;
+            // Their requests may be on the wire (or still queued behind a
+            // broker's thread that has not taken the purge), as a stall's.
+            if !self.in_flight.is_empty() {
+                self.requests_may_land = true;
             }
         }
+        let may_land = stalled || self.requests_may_land;
         if may_land {
             // Taken after the purge, as the stop takes it: nothing queued is
             // sent after it. Saved with the state: a stop during the delay
@@ -249,6 +254,47 @@ impl Forwarder {
         self.on_report(report).is_err()
     }
 
+    /// Takes the reports of the producer just dropped until `deadline` or
+    /// `cancel`, `broken` as the run was before them (see
+    /// [`Forwarder::settle`]). Those not in by then stay in flight.
+    ///
+    /// The drop's purge reports the records it takes at once, but a
+    /// record in a broker's send queue is reported only by that broker's
+    /// thread, and one in a name lookup DNS does not answer takes the purge
+    /// only after it: the purge and the release are not waited for past
+    /// their bounds (`drop_off_the_workers`), and this wait, unbounded,
+    /// held delivery, and a stop behind it past systemd's stop timeout,
+    /// until the lookup ended (review of c54689c).
+    async fn drain_after_the_drop(
+        &mut self,
+        deadline: tokio::time::Instant,
+        mut broken: bool,
+        cancel: &CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                // Reports already in are taken first, even after a stop.
+                biased;
+                report = tokio::time::timeout_at(deadline, self.in_flight.next()) => match report {
+                    Ok(Some(report)) => {
+                        broken = self.settle(report, broken);
+                        self.drained_one().await;
+                    }
+                    _ => break,
+                },
+                _ = cancel.cancelled() => break,
+            }
+        }
+        let unreported = self.in_flight.len();
+        if unreported > 0 {
+            tracing::warn!(
+                unreported,
+                cursor = self.cursor,
+                "kafka sink: reports of records in flight did not come after the producer was dropped (a broker's name lookup may not answer); going on, they are read back once their requests had time to land"
+            );
+        }
+    }
+
     pub(super) async fn drop_producer(&mut self) {
         // While the producer is at hand: reports a recovery drains after
         // the drop are then noted as the cluster's they were delivered to.
@@ -366,6 +412,12 @@ pub(super) async fn purge_off_the_workers(producer: &OwnProducer) {
 
 /// How long a purge is waited for (see [`purge_off_the_workers`]).
 const PURGE_WAIT: Duration = Duration::from_secs(2);
+
+/// The default of `Tuning::drop_reports_wait`: as long as the purge and the
+/// release are waited for. Past both, the reports still missing wait on a
+/// broker's thread that has not taken the purge; with it taken, they come
+/// at once.
+pub(super) const DROP_REPORTS_WAIT: Duration = PURGE_WAIT.saturating_add(RELEASE_WAIT);
 
 /// Purges `producer`'s queue and requests in flight, then drops it, on the
 /// blocking pool (both block: the drop joins librdkafka's threads), each

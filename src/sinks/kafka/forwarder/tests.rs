@@ -209,7 +209,10 @@ async fn a_recovery_takes_the_reports_in_flight_and_keeps_the_producer() {
     ctx.kafka_held_up_to.store(99, Ordering::Release);
 
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
 
     assert_eq!(forwarder.cursor, 5, "both reports moved the cursor");
@@ -246,7 +249,10 @@ async fn a_recovery_moves_the_cursor_only_up_to_the_first_failed_report() {
     hand_over(forwarder, 4, outcomes, Duration::ZERO);
 
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
 
     assert_eq!(forwarder.cursor, 4);
@@ -279,7 +285,10 @@ async fn deliveries_behind_a_failed_record_are_counted_once_the_cursor_passes_th
     hand_over(forwarder, 4, outcomes, Duration::ZERO);
 
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
 
     assert_eq!(forwarder.cursor, 4, "the failed record holds the cursor");
@@ -350,7 +359,7 @@ async fn a_stall_replaces_the_producer_and_is_counted_as_a_stall() {
         in_flight: 0,
         brokers_said_down: false,
     };
-    forwarder.recover(stall).await;
+    forwarder.recover(stall, &CancellationToken::new()).await;
 
     // Replaced, not over: nothing in flight at the next look is not the
     // end of the stall ("no longer stalled" was logged).
@@ -400,7 +409,10 @@ async fn reports_that_do_not_settle_drop_the_producer_and_are_read_back() {
     two_unreported_after_seq_3(forwarder).await;
 
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
 
     assert!(forwarder.producer.is_none());
@@ -428,7 +440,9 @@ async fn a_fatal_failure_with_records_in_flight_reads_back_after_the_backoff() {
     let mut fixture = Fixture::new().await;
     let forwarder = &mut fixture.forwarder;
     two_unreported_after_seq_3(forwarder).await;
-    forwarder.recover(Failure::ProducerGone).await;
+    forwarder
+        .recover(Failure::ProducerGone, &CancellationToken::new())
+        .await;
     assert!(forwarder.producer.is_none());
     assert!(
         forwarder.resume.is_some(),
@@ -461,13 +475,19 @@ async fn a_recovery_with_nothing_past_the_cursor_reads_nothing_back() {
     forwarder.cursor = 3;
     forwarder.next = 3;
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
     assert!(forwarder.resume.is_none());
 
     forwarder.resume = Some(AlreadyDelivered::new(8));
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
     assert_eq!(forwarder.resume.as_ref().map(|r| r.upto()), Some(8));
     // Nothing was in flight: only the backoff, except after a stall.
@@ -1650,8 +1670,8 @@ async fn a_producer_that_cannot_be_created_is_counted_as_config() {
     };
 
     let (logs, guard) = crate::logging::tests_support::capture_json();
-    forwarder.recover(failure).await;
-    forwarder.recover(fenced).await;
+    forwarder.recover(failure, &CancellationToken::new()).await;
+    forwarder.recover(fenced, &CancellationToken::new()).await;
     drop(guard);
 
     assert_eq!(publish_errors(&ctx, "config"), 1);
@@ -1909,6 +1929,91 @@ async fn a_recovery_does_not_wait_for_a_producer_release_that_hangs() {
         "the release was still held when the recovery went on"
     );
     assert!(said_release_left(&logs), "{}", logs.text());
+    fixture.stop().await;
+}
+
+/// A producer with the cursor at 3 and seq 4 handed over, whose report
+/// never comes, even after the producer is dropped: as a record in a
+/// broker's send queue while that broker's thread is in a name lookup DNS
+/// does not answer (only that thread can purge the queue and report it).
+async fn one_never_reported_after_seq_3(
+    forwarder: &mut Forwarder,
+    never: futures::future::BoxFuture<'static, Outcome>,
+) {
+    with_producer(forwarder).await;
+    forwarder.cursor = 3;
+    forwarder.hand_over(scripted(4, never));
+    forwarder.next = 4;
+}
+
+/// A recovery that drops the producer waits for the reports the drop's
+/// purge gives up to `drop_reports_wait`, then goes on: the rest count as
+/// requests that may land, so the read-back after waits for them. It
+/// waited for every report with no bound, and held delivery (and a stop
+/// behind it) until the lookup ended (review of c54689c).
+#[tokio::test]
+async fn a_recovery_does_not_wait_for_reports_that_never_come_after_the_drop() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.drop_reports_wait = Duration::from_millis(200);
+    one_never_reported_after_seq_3(forwarder, futures::future::pending().boxed()).await;
+
+    // Fatal: the producer is dropped at once, with no settling before.
+    let recovered = tokio::time::timeout(
+        WITHIN,
+        forwarder.recover(Failure::ProducerGone, &CancellationToken::new()),
+    )
+    .await;
+
+    assert!(
+        recovered.is_ok(),
+        "the recovery waited for a report that never comes"
+    );
+    assert!(forwarder.producer.is_none());
+    assert!(forwarder.in_flight.is_empty());
+    assert_eq!((forwarder.cursor, forwarder.next), (3, 3));
+    assert!(forwarder.resume.is_some(), "seq 4 is read back");
+    assert!(forwarder.requests_may_land_since_ms.is_some());
+    assert_eq!(
+        forwarder.retry_delay(false, Duration::from_millis(200)),
+        forwarder.tuning.stall_read_back_delay,
+        "its request may still land: the read-back waits for it"
+    );
+    fixture.stop().await;
+}
+
+/// A stop that comes while a recovery waits for the reports of the
+/// producer it dropped ends the wait: the loop then stops. It waited for
+/// them with no look at the stop, past systemd's stop timeout while the
+/// lookup held them (review of c54689c).
+#[tokio::test]
+async fn a_stop_ends_a_recoverys_wait_for_reports_after_the_drop() {
+    let mut fixture = Fixture::new().await;
+    let forwarder = &mut fixture.forwarder;
+    forwarder.tuning.drop_reports_wait = Duration::from_secs(3600);
+    let cancel = CancellationToken::new();
+    // The stop comes once the recovery is waiting for the report.
+    let stopping = cancel.clone();
+    let never = async move {
+        stopping.cancel();
+        futures::future::pending().await
+    };
+    one_never_reported_after_seq_3(forwarder, never.boxed()).await;
+
+    let recovered =
+        tokio::time::timeout(WITHIN, forwarder.recover(Failure::ProducerGone, &cancel)).await;
+
+    assert!(cancel.is_cancelled(), "the report was waited for");
+    assert!(
+        recovered.is_ok(),
+        "the recovery went on waiting after the stop"
+    );
+    assert!(forwarder.producer.is_none());
+    assert!(forwarder.resume.is_some(), "seq 4 is read back");
+    assert!(
+        forwarder.requests_may_land_since_ms.is_some(),
+        "saved by the stop: the next run waits for its request to land"
+    );
     fixture.stop().await;
 }
 
@@ -2207,7 +2312,10 @@ async fn an_offset_drained_after_the_drop_is_noted_as_its_clusters() {
     hand_over(forwarder, 4, vec![delivered(4)], Duration::from_millis(300));
 
     forwarder
-        .recover(Failure::Journal(ReadError::Stopped))
+        .recover(
+            Failure::Journal(ReadError::Stopped),
+            &CancellationToken::new(),
+        )
         .await;
 
     assert!(forwarder.producer.is_none(), "dropped before the report");
@@ -3165,7 +3273,7 @@ async fn a_recovery_settles_reports_records_per_poll_then_yields() {
         let probe = most_in_one_poll(move || published.get(), 100).await;
         let fatal = failure.is_fatal();
 
-        forwarder.recover(failure).await;
+        forwarder.recover(failure, &CancellationToken::new()).await;
 
         let most = probe.await.unwrap();
         assert!(
@@ -3621,7 +3729,7 @@ async fn a_record_a_topic_refused_names_the_topic_wherever_it_is_said() {
     let failure = forwarder.on_report(report).unwrap_err();
 
     let (logs, guard) = crate::logging::tests_support::capture_json();
-    forwarder.recover(failure).await;
+    forwarder.recover(failure, &CancellationToken::new()).await;
     drop(guard);
     forwarder.publish_status();
 
