@@ -45,6 +45,9 @@ pub async fn restart_on_panic<F: Future<Output = ()>>(
     let mut delay = first_wait;
     loop {
         let started = Instant::now();
+        // A run that panics is dropped here, on a runtime worker: what it
+        // holds must not block in its drop (the Kafka forwarder's producer
+        // hands its destroy to the blocking pool: `OwnProducer`).
         if AssertUnwindSafe(run()).catch_unwind().await.is_ok() {
             return;
         }

@@ -350,27 +350,96 @@ pub(super) fn landing_wait_left(since_ms: i64, now_ms: i64, delay: Duration) -> 
 /// beside the next forwarder's read-back (review of a1827a8/1514f9f). The
 /// drop's purge does not wait for librdkafka's broker threads to take it
 /// (it may run on a runtime worker); they take it at their next wake-up.
+/// Its copy is then destroyed on the blocking pool when a runtime is at
+/// hand, not waited for ([`LastCopy`]).
 pub(super) struct OwnProducer {
+    /// Dropped before `last` (fields drop in order), which holds another
+    /// copy: this one never destroys the producer where it is dropped.
     producer: KafkaProducer,
-    /// Test-only: the drop waits until this hears or its sender goes, as
-    /// the drop of a producer whose broker thread is in a name lookup that
-    /// does not answer waits (no test can make librdkafka's lookup hang).
+    last: LastCopy,
+}
+
+/// The forwarder's last hold on its producer, kept for its drop: it purges
+/// at once and destroys its copy on the blocking pool. Destroyed where it
+/// was dropped, a forwarder that panicked (dropped on the runtime worker
+/// its task ran on) held that worker for the destroy: librdkafka's threads
+/// joined and a 500 ms flush, 0.5–1.5 s, and as long as a broker's name
+/// lookup that DNS does not answer when one is in it (review of c54689c).
+struct LastCopy {
+    producer: Option<KafkaProducer>,
+    /// Test-only: the destroy waits until this hears or its sender goes, as
+    /// the destroy of a producer whose broker thread is in a name lookup
+    /// that does not answer waits (no test can make librdkafka's lookup hang).
     #[cfg(test)]
-    pub(super) release_held: Option<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+    release_held: Option<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl LastCopy {
+    /// Purges without waiting, so a copy a check holds sends nothing more,
+    /// and gives the destroy (blocking), or `None` once given.
+    fn purge_and_take(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        let producer = self.producer.take()?;
+        producer.purge(PurgeConfig::default().queue().inflight().non_blocking());
+        #[cfg(test)]
+        let held = self.release_held.take();
+        Some(move || {
+            #[cfg(test)]
+            if let Some(Ok(held)) = held.map(std::sync::Mutex::into_inner) {
+                let _ = held.recv();
+            }
+            drop(producer);
+        })
+    }
+}
+
+impl Drop for LastCopy {
+    fn drop(&mut self) {
+        let Some(destroy) = self.purge_and_take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            // Not waited for: at exit the runtime gives leftover blocking
+            // work 1 s, and a runtime shutting down drops it unrun, which
+            // destroys the producer here after all.
+            Ok(runtime) => drop(runtime.spawn_blocking(destroy)),
+            Err(_) => destroy(),
+        }
+    }
 }
 
 impl OwnProducer {
     pub(super) fn new(producer: KafkaProducer) -> OwnProducer {
         OwnProducer {
+            last: LastCopy {
+                producer: Some(producer.clone()),
+                #[cfg(test)]
+                release_held: None,
+            },
             producer,
-            #[cfg(test)]
-            release_held: None,
         }
     }
 
     /// A copy for a check: it purges nothing when dropped.
     pub(super) fn copy(&self) -> KafkaProducer {
         self.producer.clone()
+    }
+
+    /// Purges and destroys the producer on this thread, blocking: for the
+    /// blocking pool, where the drop would hand the destroy on again and
+    /// `let_go_off_the_workers` could not tell when it ended.
+    fn release_here(self) {
+        let OwnProducer { producer, mut last } = self;
+        drop(producer);
+        if let Some(destroy) = last.purge_and_take() {
+            destroy();
+        }
+    }
+
+    /// Test-only: the producer's destroy waits until `held` hears or its
+    /// sender goes (see `LastCopy::release_held`).
+    #[cfg(test)]
+    pub(super) fn hold_release(&mut self, held: std::sync::mpsc::Receiver<()>) {
+        self.last.release_held = Some(std::sync::Mutex::new(held));
     }
 }
 
@@ -379,17 +448,6 @@ impl std::ops::Deref for OwnProducer {
 
     fn deref(&self) -> &KafkaProducer {
         &self.producer
-    }
-}
-
-impl Drop for OwnProducer {
-    fn drop(&mut self) {
-        #[cfg(test)]
-        if let Some(Ok(held)) = self.release_held.take().map(std::sync::Mutex::into_inner) {
-            let _ = held.recv();
-        }
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight().non_blocking());
     }
 }
 
@@ -457,7 +515,7 @@ pub(super) async fn let_go_off_the_workers(producer: OwnProducer) {
     let released = tokio::task::spawn_blocking({
         let abandoned = abandoned.clone();
         move || {
-            drop(producer);
+            producer.release_here();
             if abandoned.load(Ordering::Acquire) {
                 tracing::info!(
                     took_s = began.elapsed().as_secs(),

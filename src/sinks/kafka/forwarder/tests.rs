@@ -1863,7 +1863,7 @@ async fn a_stop_saves_when_it_let_go_after_its_purge_ended() {
 async fn with_a_release_that_hangs(forwarder: &mut Forwarder) -> std::sync::mpsc::Sender<()> {
     with_producer(forwarder).await;
     let (release, held) = std::sync::mpsc::channel();
-    forwarder.producer.as_mut().unwrap().release_held = Some(std::sync::Mutex::new(held));
+    forwarder.producer.as_mut().unwrap().hold_release(held);
     release
 }
 
@@ -1930,6 +1930,34 @@ async fn a_recovery_does_not_wait_for_a_producer_release_that_hangs() {
     );
     assert!(said_release_left(&logs), "{}", logs.text());
     fixture.stop().await;
+}
+
+/// A forwarder that panics is dropped on the runtime worker its task ran
+/// on, while the panic unwinds: its producer is destroyed on the blocking
+/// pool, not there. The destroy (librdkafka's threads joined, a 500 ms
+/// flush) held the worker 0.5–1.5 s, and for as long as a broker's name
+/// lookup that DNS does not answer took (review of c54689c).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_dropped_by_a_panic_lets_go_of_its_producer_off_the_workers() {
+    let mut fixture = Fixture::new().await;
+    let release = with_a_release_that_hangs(&mut fixture.forwarder).await;
+    let Fixture { peers, forwarder } = fixture;
+
+    let running = tokio::spawn(async move {
+        let _running = forwarder;
+        panic!("a bug in the forwarder (test)");
+    });
+    let dropped = tokio::time::timeout(WITHIN, running).await;
+    // Ends the hold either way: a worker held by it goes on.
+    let held = release.send(()).is_ok();
+    drop(release);
+
+    assert!(
+        dropped.is_ok_and(|ended| ended.is_err_and(|e| e.is_panic())),
+        "the drop held a runtime worker until the release ended"
+    );
+    assert!(held, "the release was still held when the drop returned");
+    peers.stop().await;
 }
 
 /// A producer with the cursor at 3 and seq 4 handed over, whose report
