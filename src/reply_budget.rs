@@ -26,8 +26,9 @@
 //! Only these two routes count: their replies grow with the accounts (about
 //! 1 MB each at 10,000). The others are not refused for a scraper's sake: a
 //! webhook's answer, `/healthz` and the refusals are a few hundred bytes,
-//! `/readyz` (a load balancer's probe) about 100 more per reason it lists,
-//! and the webhook path takes no shared count per request.
+//! `/readyz` (a load balancer's probe) up to about 12 KB (it lists 20
+//! reasons of each kind, then how many more), and the webhook path takes no
+//! shared count per request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

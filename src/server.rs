@@ -5,6 +5,8 @@
 //! (they read counters and the status board), and no response carries a secret.
 //! `/status` and `/readyz` carry no character a terminal acts on (a vendor's
 //! error text is in them): JSON's `\uXXXX` escapes stand for those.
+//! `/readyz` lists at most 20 reasons of each kind, then how many more
+//! (`/status` lists every one).
 //! `/metrics` and `/status` replies, which grow with the accounts, count in
 //! the reply budget until their clients have taken them
 //! ([`crate::reply_budget`]): past it such a request is answered 503 with
@@ -170,19 +172,36 @@ async fn readyz(
     } else {
         not_ready_reasons(&ctx)
     };
-    let mut body = json!({"ready": reasons.is_empty()});
-    if !reasons.is_empty() {
-        body["reasons"] = json!(reasons);
+    let ready = reasons.is_empty();
+    let mut body = json!({ "ready": ready });
+    if !ready {
+        body["reasons"] = json!(first_reasons(reasons));
     }
     if !degraded.is_empty() {
-        body["degraded"] = json!(degraded);
+        body["degraded"] = json!(first_reasons(degraded));
     }
-    if reasons.is_empty() {
+    if ready {
         return terminal_safe_json(StatusCode::OK, &body);
     }
     let mut response = terminal_safe_json(StatusCode::SERVICE_UNAVAILABLE, &body);
     retry_after(&mut response, "5");
     response
+}
+
+/// How many reasons `/readyz` lists in `reasons`, and in `degraded`.
+const READYZ_REASONS: usize = 20;
+
+/// The first [`READYZ_REASONS`] of `reasons`, then how many more `/status`
+/// has. One reason per stream down, 100 to 300 bytes each, made `/readyz`
+/// 1 to 3 MB in an outage at 10,000 accounts, and it is outside the reply
+/// budget: a load balancer reads the status code, an operator `/status`.
+fn first_reasons(mut reasons: Vec<String>) -> Vec<String> {
+    if reasons.len() > READYZ_REASONS {
+        let more = reasons.len() - READYZ_REASONS;
+        reasons.truncate(READYZ_REASONS);
+        reasons.push(format!("… and {more} more, every one in /status"));
+    }
+    reasons
 }
 
 /// `body` as JSON with the characters a terminal acts on, or that reorder

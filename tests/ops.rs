@@ -932,6 +932,75 @@ async fn status_and_readyz_escape_what_a_terminal_would_act_on() {
     relay.stop().await;
 }
 
+/// In an outage of many upstreams `/readyz` lists the first 20 reasons and
+/// how many more, in `reasons` and in `?exclude=upstreams`' `degraded`: a
+/// load balancer reads its status code, and `/status` has every one. Before
+/// (review of the reply budget, 2026-12-07) it listed every stream down, 100
+/// to 300 bytes each: 1 to 3 MB a reply at 10,000 accounts, outside the reply
+/// budget, which a client that takes no reply could hold 32,768 times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_lists_the_first_20_reasons_of_an_outage_and_how_many_more() {
+    let relay = common::start_relay("").await;
+    let base = relay.url("");
+    let error = format!("HTTP 401: {}", "refused ".repeat(25));
+    let reporters: Vec<_> = (0..50)
+        .map(|n| {
+            let reporter = relay.ctx.status.upstream(
+                Vendor::Sprecord,
+                &format!("office-{n:02}"),
+                "0",
+                Duration::ZERO,
+            );
+            reporter.auth_failed(error.clone(), Duration::from_secs(60));
+            reporter
+        })
+        .collect();
+    for (query, code, field) in [
+        ("", 503, "reasons"),
+        ("?exclude=upstreams", 200, "degraded"),
+    ] {
+        let reply = reqwest::get(format!("{base}/readyz{query}"))
+            .await
+            .expect("readyz");
+        assert_eq!(reply.status(), code, "{query}");
+        assert_eq!(
+            reply.headers().contains_key("retry-after"),
+            code == 503,
+            "{query}: {:?}",
+            reply.headers()
+        );
+        let text = reply.text().await.expect("body");
+        assert!(
+            text.len() < 8 * 1024,
+            "{query}: {} bytes: {text}",
+            text.len()
+        );
+        let body: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(body["ready"], json!(code == 200), "{query}: {body}");
+        let listed = body[field].as_array().expect(field);
+        assert_eq!(listed.len(), 21, "{query}: {body}");
+        assert!(
+            listed[0].as_str().is_some_and(
+                |first| first.contains("sprecord/office-00 ") && first.contains(&error)
+            ),
+            "{query}: {body}"
+        );
+        assert_eq!(
+            listed[20],
+            json!("… and 30 more, every one in /status"),
+            "{query}: {body}"
+        );
+    }
+    let status = get_status(&base).await;
+    assert_eq!(
+        status["not_ready_reasons"].as_array().map(Vec::len),
+        Some(50),
+        "/status lists every one"
+    );
+    drop(reporters);
+    relay.stop().await;
+}
+
 /// `journal.max_size` is enforced as soon as the journal passes it, not at
 /// the next 30 s retention pass: a burst cannot grow the journal (and the
 /// disk) many times over the limit in between.
