@@ -16,6 +16,8 @@
 //!   limit, but for one reply alone: a reply larger than the whole budget is
 //!   taken while nothing else is held, so that a scrape of a relay whose
 //!   `/metrics` outgrew the budget still gets through;
+//! - a reply counts what it allocates (its text, the render's spare
+//!   capacity given back first);
 //! - a reply's bytes count from its render until the last handle on them is
 //!   dropped: written to the socket in full (hyper and h2 keep the chunk, not
 //!   a copy, until then), or given up with its stream or its connection;
@@ -103,21 +105,29 @@ impl ReplyBudget {
         if !self.fits(held, 1) {
             return Err(self.full(held));
         }
-        let text = render();
-        let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        let counted = self.reserve(render())?;
+        // The owner goes with the last `Bytes` handle on it, wherever hyper
+        // or h2 keeps it: the count follows the memory, not the body.
+        Ok(Body::from(Bytes::from_owner(counted)))
+    }
+
+    /// `text` counted in the budget until dropped; refused when it does
+    /// not fit.
+    fn reserve(self: &Arc<Self>, mut text: String) -> Result<Counted, Full> {
+        // A render grows its `String` by doubling: the spare capacity,
+        // up to as much again as the text, would be held with it uncounted.
+        text.shrink_to_fit();
+        let bytes = u64::try_from(text.capacity()).unwrap_or(u64::MAX);
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 self.fits(held, bytes).then(|| held.saturating_add(bytes))
             })
             .map_err(|held| self.full(held))?;
-        let counted = Counted {
+        Ok(Counted {
             text,
             bytes,
             budget: self.clone(),
-        };
-        // The owner goes with the last `Bytes` handle on it, wherever hyper
-        // or h2 keeps it: the count follows the memory, not the body.
-        Ok(Body::from(Bytes::from_owner(counted)))
+        })
     }
 
     /// `Some(held_back)` when a refusal on `route` is to be logged: the
@@ -175,6 +185,25 @@ mod tests {
         drop(part);
         assert_eq!(budget.held(), 40);
         drop(second);
+        assert_eq!(budget.held(), 0);
+    }
+
+    /// A render's `String` grows by doubling: up to half of what it holds
+    /// is spare capacity. Before (review of the reply budget, 2026-12-07)
+    /// the budget counted its length only, and held up to twice its limit.
+    #[test]
+    fn a_reply_counts_all_the_memory_it_holds() {
+        let budget = ReplyBudget::new(1 << 20);
+        let mut text = String::with_capacity(4096);
+        text.push_str(&"a".repeat(2049));
+        let counted = budget.reserve(text).expect("fits");
+        assert_eq!(
+            budget.held(),
+            u64::try_from(counted.text.capacity()).expect("u64"),
+            "counted, against what the reply holds"
+        );
+        assert_eq!(budget.held(), 2049, "no spare capacity kept");
+        drop(counted);
         assert_eq!(budget.held(), 0);
     }
 
