@@ -337,8 +337,8 @@ impl Metrics {
         for reason in crate::http_serve::Closed::ALL {
             http_connections_closed.with_label_values(&[reason.label()]);
         }
-        for route in crate::reply_budget::ROUTES {
-            http_replies_refused.with_label_values(&[route]);
+        for route in crate::reply_budget::Route::ALL {
+            http_replies_refused.with_label_values(&[route.label()]);
         }
         // A browser sees every refusal as a bare 1006: this is where a CRM
         // screen retrying with a revoked token shows, from its first attempt.

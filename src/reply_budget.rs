@@ -21,9 +21,10 @@
 //! - a reply's bytes count from its render until the last handle on them is
 //!   dropped: written to the socket in full (hyper and h2 keep the chunk, not
 //!   a copy, until then), or given up with its stream or its connection;
-//! - a reply that does not fit is refused and changes nothing; a budget
-//!   already full refuses before the render, so a flood of requests
-//!   meanwhile costs no renders.
+//! - a reply that does not fit is refused and changes nothing; a request
+//!   whose route's last reply would not fit now is refused before the
+//!   render, so a flood of requests while the budget is full costs no
+//!   renders.
 //!
 //! Only these two routes count: their replies grow with the accounts (about
 //! 1 MB each at 10,000). The others are not refused for a scraper's sake: a
@@ -41,9 +42,32 @@ use bytes::Bytes;
 
 use crate::log_throttle::LogThrottle;
 
-/// The routes whose replies count: `callrelay_http_replies_refused_total`'s
-/// `route`.
-pub const ROUTES: [&str; 2] = ["metrics", "status"];
+/// A route whose replies count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Metrics,
+    Status,
+}
+
+impl Route {
+    pub const ALL: [Route; 2] = [Route::Metrics, Route::Status];
+
+    /// `callrelay_http_replies_refused_total`'s `route`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Metrics => "metrics",
+            Route::Status => "status",
+        }
+    }
+
+    /// Its place in [`Route::ALL`].
+    fn index(self) -> usize {
+        match self {
+            Route::Metrics => 0,
+            Route::Status => 1,
+        }
+    }
+}
 
 /// How often refusals on one route are logged again while they go on.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -53,6 +77,9 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 pub struct ReplyBudget {
     held: AtomicU64,
     limit: u64,
+    /// Each route's last rendered reply, in bytes, by [`Route::index`]: the
+    /// size its next one is checked at before it is rendered.
+    last_rendered: [AtomicU64; Route::ALL.len()],
     /// Taken on a refusal only, never on a reply that fits.
     refusals: Mutex<LogThrottle<&'static str>>,
 }
@@ -70,6 +97,7 @@ impl ReplyBudget {
         Arc::new(ReplyBudget {
             held: AtomicU64::new(0),
             limit,
+            last_rendered: Route::ALL.map(|_| AtomicU64::new(0)),
             refusals: Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)),
         })
     }
@@ -97,15 +125,29 @@ impl ReplyBudget {
         }
     }
 
-    /// What `render` gives, as a response body whose bytes stay counted for
-    /// as long as any part of it is held; refused when they do not fit, and
-    /// without rendering when not a byte more would.
-    pub fn body(self: &Arc<Self>, render: impl FnOnce() -> String) -> Result<Body, Full> {
+    /// What `render` gives, as `route`'s response body whose bytes stay
+    /// counted for as long as any part of it is held; refused when they do
+    /// not fit, and without rendering when the route's last reply would not.
+    pub fn body(
+        self: &Arc<Self>,
+        route: Route,
+        render: impl FnOnce() -> String,
+    ) -> Result<Body, Full> {
+        let last_rendered = &self.last_rendered[route.index()];
         let held = self.held();
-        if !self.fits(held, 1) {
+        // A full budget sits within a reply of its limit, seldom at it: a
+        // check for one byte let each refused request render its whole
+        // reply to throw it away. A reply that shrank since its last is
+        // refused while it would fit, at most until the replies held go.
+        if !self.fits(held, last_rendered.load(Ordering::Relaxed).max(1)) {
             return Err(self.full(held));
         }
-        let counted = self.reserve(render())?;
+        let text = render();
+        last_rendered.store(
+            u64::try_from(text.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let counted = self.reserve(text)?;
         // The owner goes with the last `Bytes` handle on it, wherever hyper
         // or h2 keeps it: the count follows the memory, not the body.
         Ok(Body::from(Bytes::from_owner(counted)))
@@ -132,11 +174,11 @@ impl ReplyBudget {
 
     /// `Some(held_back)` when a refusal on `route` is to be logged: the
     /// first, then one per interval with how many were not.
-    pub fn log_refusal(&self, route: &'static str) -> Option<u64> {
+    pub fn log_refusal(&self, route: Route) -> Option<u64> {
         self.refusals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .admit(route, Instant::now())
+            .admit(route.label(), Instant::now())
     }
 }
 
@@ -167,13 +209,16 @@ mod tests {
     #[tokio::test]
     async fn replies_stay_within_the_limit_until_their_bytes_are_dropped() {
         let budget = ReplyBudget::new(100);
-        let first = budget.body(|| "a".repeat(60)).expect("fits");
-        let refused = budget.body(|| "b".repeat(41)).expect_err("60 + 41");
-        assert_eq!(refused, budget.full(60));
-        assert_eq!(budget.held(), 60, "a refusal takes nothing");
-        let second = budget.body(|| "b".repeat(40)).expect("fits exactly");
+        let first = budget
+            .body(Route::Metrics, || "a".repeat(60))
+            .expect("fits");
+        let second = budget
+            .body(Route::Status, || "b".repeat(40))
+            .expect("fits exactly");
         assert_eq!(budget.held(), 100);
-        let refused = budget.body(|| unreachable!("rendered while the budget is full"));
+        let refused = budget.body(Route::Status, || {
+            unreachable!("rendered while the budget is full")
+        });
         assert_eq!(refused.map(|_| ()), Err(budget.full(100)));
         // Taken out of the body, as hyper does, the bytes stay counted
         // until the chunk itself is dropped.
@@ -184,6 +229,12 @@ mod tests {
         assert_eq!(budget.held(), 100, "a part of it is still held");
         drop(part);
         assert_eq!(budget.held(), 40);
+        // Its last reply would fit: rendered, larger, and refused.
+        let refused = budget
+            .body(Route::Metrics, || "c".repeat(61))
+            .expect_err("40 + 61");
+        assert_eq!(refused, budget.full(40));
+        assert_eq!(budget.held(), 40, "a refusal takes nothing");
         drop(second);
         assert_eq!(budget.held(), 0);
     }
@@ -207,16 +258,47 @@ mod tests {
         assert_eq!(budget.held(), 0);
     }
 
+    /// A full budget sits within one reply of its limit, seldom at it:
+    /// before (review of the reply budget, 2026-12-07) only a budget at its
+    /// limit refused unrendered, and every other refused request rendered
+    /// its whole reply to throw it away.
+    #[test]
+    fn a_request_whose_routes_last_reply_would_not_fit_is_refused_unrendered() {
+        let budget = ReplyBudget::new(100);
+        drop(
+            budget
+                .body(Route::Metrics, || "m".repeat(40))
+                .expect("fits"),
+        );
+        let status = budget.body(Route::Status, || "s".repeat(70)).expect("fits");
+        let refused = budget.body(Route::Metrics, || {
+            unreachable!("rendered though its last reply, 40 bytes, does not fit in 30")
+        });
+        assert_eq!(refused.map(|_| ()), Err(budget.full(70)));
+        drop(status);
+        // A route whose last reply fits is rendered.
+        drop(
+            budget
+                .body(Route::Metrics, || "m".repeat(30))
+                .expect("fits"),
+        );
+        let _status = budget.body(Route::Status, || "s".repeat(70)).expect("fits");
+        let _metrics = budget
+            .body(Route::Metrics, || "m".repeat(30))
+            .expect("fits exactly");
+        assert_eq!(budget.held(), 100);
+    }
+
     #[test]
     fn one_reply_larger_than_the_whole_budget_is_taken_alone() {
         let budget = ReplyBudget::new(100);
         let large = budget
-            .body(|| "x".repeat(500))
+            .body(Route::Metrics, || "x".repeat(500))
             .expect("nothing else is held");
         assert_eq!(budget.held(), 500);
-        assert!(budget.body(|| "y".to_owned()).is_err());
+        assert!(budget.body(Route::Metrics, || "y".to_owned()).is_err());
         drop(large);
-        assert!(budget.body(|| "z".repeat(100)).is_ok());
+        assert!(budget.body(Route::Metrics, || "z".repeat(100)).is_ok());
         assert_eq!(budget.held(), 0);
     }
 }

@@ -23,6 +23,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::app::Context;
+use crate::reply_budget::Route;
 use crate::sinks;
 use crate::sources;
 
@@ -232,23 +233,23 @@ fn terminal_safe_text(body: &serde_json::Value) -> String {
 /// until its client has taken it; 503 when the budget is full.
 fn counted_reply(
     ctx: &Context,
-    route: &'static str,
+    route: Route,
     extensions: &Extensions,
     content_type: &'static str,
     render: impl FnOnce() -> String,
 ) -> Response {
-    let full = match ctx.reply_budget.body(render) {
+    let full = match ctx.reply_budget.body(route, render) {
         Ok(body) => return ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(full) => full,
     };
     ctx.metrics
         .http_replies_refused
-        .with_label_values(&[route])
+        .with_label_values(&[route.label()])
         .inc();
     if let Some(held_back) = ctx.reply_budget.log_refusal(route) {
         let peer = crate::http_serve::peer_label(crate::http_serve::peer_of(extensions));
         tracing::warn!(
-            route,
+            route = route.label(),
             peer,
             held = full.held,
             limit = full.limit,
@@ -275,7 +276,7 @@ async fn metrics(State(ctx): State<Arc<Context>>, extensions: Extensions) -> Res
     };
     counted_reply(
         &ctx,
-        "metrics",
+        Route::Metrics,
         &extensions,
         "text/plain; version=0.0.4; charset=utf-8",
         render,
@@ -290,7 +291,7 @@ fn journal_writable(ctx: &Context) -> bool {
 }
 
 async fn status(State(ctx): State<Arc<Context>>, extensions: Extensions) -> Response {
-    counted_reply(&ctx, "status", &extensions, "application/json", || {
+    counted_reply(&ctx, Route::Status, &extensions, "application/json", || {
         terminal_safe_text(&status_body(&ctx))
     })
 }
