@@ -28,7 +28,12 @@
 //!   remembered: past that, new shapes not finding room share one line per
 //!   interval and level, its `held_back` counting them all, so more shapes
 //!   than that cannot turn the throttle off, nor an info line hold back an
-//!   error one.
+//!   error one. A shape, or a shared line, that held lines back and has not
+//!   come for [`LIB_LOG_HORIZON`] is forgotten (shapes only once the map is
+//!   full), its count handed to the caller to say ([`LibLog::take_unsaid`]):
+//!   kept until its next line, a broker thread's whose address changed on
+//!   a restart took its place for the rest of the process, and its count was
+//!   never said.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +46,11 @@ pub const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How often a repeating librdkafka log line is logged again.
 pub const LIB_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How long a librdkafka line shape that held lines back is kept without
+/// coming again, for its next line to say the count: a broker restarted
+/// under a new address never brings its old thread's shapes back.
+pub const LIB_LOG_HORIZON: Duration = Duration::from_secs(60 * 60);
 
 /// Whether to log an error at `warn`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,13 +158,27 @@ pub struct LibLog {
     /// level: an info line sharing one with an error line (an SSL or SASL
     /// failure on a new broker's thread) would send the error to debug.
     unremembered: LogThrottle<tracing::Level>,
+    /// Counts forgotten and not yet said, until [`LibLog::take_unsaid`].
+    unsaid: Unsaid,
+}
+
+/// Lines held back that no line of their own will say, their keys having
+/// been forgotten after [`LIB_LOG_HORIZON`] without coming again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unsaid {
+    /// Shapes forgotten with lines held back, and those lines.
+    pub shapes: u64,
+    pub lines: u64,
+    /// Lines held back by the shared lines of new shapes past the cap.
+    pub shared: u64,
 }
 
 /// Line shapes remembered at most: librdkafka's messages come from a fixed
 /// set, times the brokers. Past this a new shape takes the place of shapes
 /// due again that held nothing back (their next line would be logged
-/// anyway, and has no count to say), or else shares one throttle with
-/// every other new shape of its level. Starting over instead made every
+/// anyway, and has no count to say) or that have not come for
+/// [`LIB_LOG_HORIZON`] (their count said then), or else shares one
+/// throttle with every other new shape of its level. Starting over instead made every
 /// shape new again, so more shapes than this, recurring, were all logged.
 const MAX_LINE_SHAPES: usize = 1024;
 
@@ -163,6 +187,7 @@ impl Default for LibLog {
         LibLog {
             lines: LogThrottle::new(LIB_LOG_INTERVAL),
             unremembered: LogThrottle::new(LIB_LOG_INTERVAL),
+            unsaid: Unsaid::default(),
         }
     }
 }
@@ -181,17 +206,32 @@ impl LibLog {
         // The scan for shapes due runs only when full, over at most
         // MAX_LINE_SHAPES keys: microseconds, at librdkafka's log rate.
         let room = self.lines.len() < MAX_LINE_SHAPES || self.lines.knows(&shape) || {
-            self.lines.forget_due(now);
+            let forgotten = self.lines.forget_due(now, LIB_LOG_HORIZON);
+            self.unsaid.shapes += forgotten.keys;
+            self.unsaid.lines += forgotten.held_back;
             self.lines.len() < MAX_LINE_SHAPES
         };
         let admitted = match room {
             true => self.lines.admit(shape, now),
             false => self.unremembered.admit(level, now),
         };
+        // At most one key per level, so this runs on every line: once room
+        // opens no new shape comes to the shared lines, and their count
+        // would wait for a line that may never come.
+        self.unsaid.shared += self.unremembered.forget_due(now, LIB_LOG_HORIZON).held_back;
         match admitted {
             Some(held_back) => Verdict::Warn { held_back },
             None => Verdict::Quiet,
         }
+    }
+}
+
+impl LibLog {
+    /// The counts of lines held back by keys forgotten since the last
+    /// call, to be said by the caller; `None` when there are none.
+    pub fn take_unsaid(&mut self) -> Option<Unsaid> {
+        let unsaid = std::mem::take(&mut self.unsaid);
+        (unsaid != Unsaid::default()).then_some(unsaid)
     }
 }
 
@@ -360,6 +400,74 @@ mod tests {
         assert_eq!(
             log.verdict("X", &shape(0), Level::INFO, t1),
             Verdict::Warn { held_back: 1 }
+        );
+    }
+
+    /// Brokers whose addresses change on each restart leave shapes that
+    /// held lines back and never come again. Kept for their count, they
+    /// filled every slot, and every new shape went to the shared line for
+    /// the rest of the process.
+    #[test]
+    fn shapes_that_held_lines_back_and_stopped_give_their_place_past_the_horizon() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        for n in 0..MAX_LINE_SHAPES {
+            log.verdict("X", &shape(n), Level::INFO, t0);
+            log.verdict("X", &shape(n), Level::INFO, t0);
+        }
+        let new = |n: usize| shape(MAX_LINE_SHAPES + n);
+        let warn = Verdict::Warn { held_back: 0 };
+        let later = t0 + LIB_LOG_INTERVAL;
+        assert_eq!(log.verdict("X", &new(0), Level::INFO, later), warn);
+        assert_eq!(
+            log.verdict("X", &new(1), Level::INFO, later),
+            Verdict::Quiet,
+            "within the horizon they keep their count"
+        );
+        assert_eq!(log.take_unsaid(), None);
+        let past = t0 + Duration::from_secs(2 * 60 * 60);
+        assert_eq!(log.verdict("X", &new(2), Level::INFO, past), warn);
+        assert_eq!(log.verdict("X", &new(3), Level::INFO, past), warn);
+        assert!(log.lines.len() <= MAX_LINE_SHAPES);
+        // No count is lost: the forgotten shapes' and the shared line's.
+        assert_eq!(
+            log.take_unsaid(),
+            Some(Unsaid {
+                shapes: MAX_LINE_SHAPES as u64,
+                lines: MAX_LINE_SHAPES as u64,
+                shared: 1,
+            })
+        );
+        assert_eq!(log.take_unsaid(), None);
+    }
+
+    /// Once room opened, no new shape came to the shared line, and what it
+    /// held back waited for a line that never came.
+    #[test]
+    fn the_shared_lines_count_is_said_once_it_has_not_come_for_the_horizon() {
+        let mut log = LibLog::default();
+        let t0 = Instant::now();
+        for n in 0..MAX_LINE_SHAPES {
+            log.verdict("X", &shape(n), Level::INFO, t0);
+        }
+        let new = |n: usize| shape(MAX_LINE_SHAPES + n);
+        log.verdict("X", &new(0), Level::ERROR, t0);
+        log.verdict("X", &new(1), Level::ERROR, t0);
+        log.verdict("X", &new(2), Level::ERROR, t0);
+        // Room: the old shapes are due with nothing held back.
+        let t1 = t0 + LIB_LOG_INTERVAL;
+        assert_eq!(
+            log.verdict("X", &new(3), Level::ERROR, t1),
+            Verdict::Warn { held_back: 0 }
+        );
+        assert_eq!(log.take_unsaid(), None, "within the horizon");
+        log.verdict("X", &shape(0), Level::INFO, t0 + LIB_LOG_HORIZON);
+        assert_eq!(
+            log.take_unsaid(),
+            Some(Unsaid {
+                shared: 2,
+                ..Unsaid::default()
+            })
         );
     }
 

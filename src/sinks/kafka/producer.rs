@@ -23,7 +23,7 @@ use crate::event::{EventHeader, format_time};
 use crate::journal::JournaledEvent;
 
 use super::config::KafkaConfig;
-use super::error_log::{ErrorLog, LibLog, Verdict};
+use super::error_log::{ErrorLog, LibLog, Unsaid, Verdict};
 
 pub type KafkaProducer = FutureProducer<HealthContext>;
 
@@ -81,11 +81,15 @@ impl Health {
             .verdict(code, reason, Instant::now())
     }
 
-    fn log_verdict(&self, fac: &str, message: &str, level: tracing::Level) -> Verdict {
-        self.lib_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .verdict(fac, message, level, Instant::now())
+    fn log_verdict(
+        &self,
+        fac: &str,
+        message: &str,
+        level: tracing::Level,
+    ) -> (Verdict, Option<Unsaid>) {
+        let mut lib_log = self.lib_log.lock().unwrap_or_else(PoisonError::into_inner);
+        let verdict = lib_log.verdict(fac, message, level, Instant::now());
+        (verdict, lib_log.take_unsaid())
     }
 
     /// Whether this error is the second handing of the one just handled;
@@ -199,6 +203,30 @@ impl CreateError {
     }
 }
 
+/// Says what librdkafka lines were held back under keys now forgotten, at
+/// info: the count is all that is left of them, and without this line
+/// they would be as if they had never come.
+fn say_unsaid(unsaid: Unsaid) {
+    if unsaid.lines > 0 {
+        tracing::info!(
+            target: "librdkafka",
+            held_back = unsaid.lines,
+            shapes = unsaid.shapes,
+            "{} lines of {} shapes no longer seen were held back",
+            unsaid.lines,
+            unsaid.shapes
+        );
+    }
+    if unsaid.shared > 0 {
+        tracing::info!(
+            target: "librdkafka",
+            held_back = unsaid.shared,
+            "{} lines of new shapes past the 1,024 remembered were held back",
+            unsaid.shared
+        );
+    }
+}
+
 impl ClientContext for HealthContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let message = &*self.redacted(message);
@@ -214,7 +242,11 @@ impl ClientContext for HealthContext {
             RDKafkaLogLevel::Warning => tracing::Level::WARN,
             _ => tracing::Level::INFO,
         };
-        let held_back = match self.health.log_verdict(fac, message, level) {
+        let (verdict, unsaid) = self.health.log_verdict(fac, message, level);
+        if let Some(unsaid) = unsaid {
+            say_unsaid(unsaid);
+        }
+        let held_back = match verdict {
             Verdict::Warn { held_back } => held_back,
             Verdict::Quiet => {
                 tracing::debug!(target: "librdkafka", fac, "{message}");
