@@ -9,27 +9,33 @@
 //! under `/status` `degraded` and in `callrelay_kafka_topics_missing` before
 //! an event finds them.
 //!
-//! Guarantees: the check never holds the sink or its deliveries; a topic
-//! found is not asked about again while the sink runs; a broker that cannot
+//! Guarantees: the check never holds the sink or its deliveries; every
+//! foreseeable topic is looked up each time, one found before too (deleted
+//! since, it is named like any missing topic; until 2026-12-07 a topic
+//! found was not asked about again while the sink ran); a broker that cannot
 //! be reached leaves the list as it was (the sink says why it cannot
 //! deliver); with `create_topics` nothing is looked up (the first event
 //! creates its topic); a template naming `{type}` is not foreseeable
 //! (CareSoft's types are open-ended) and is not checked.
 
 use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
+use arc_swap::ArcSwap;
+
 use crate::app::Context;
 use crate::config::Config;
+use crate::status::StatusBoard;
 
 use super::resume::{QuietContext, ScanError};
 use super::topic::TopicTemplate;
 
-/// How often the topics are looked up again while any is not found.
+/// How often the topics are looked up again.
 const EVERY: Duration = Duration::from_secs(60);
 /// How long the cluster's metadata may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,50 +71,70 @@ pub fn listed(topics: &[String]) -> String {
 /// Looks the foreseeable topics up until `cancel`, keeping `/status` and
 /// the log told of the missing ones; clears them when it ends.
 pub async fn watch(ctx: Arc<Context>, cancel: CancellationToken) {
-    let mut found: HashSet<String> = HashSet::new();
+    watch_with(&ctx.config, &ctx.status, cancel, EVERY, existing).await
+}
+
+/// [`watch`] of the config in force in `config`, told on `status`, looking
+/// up every `every` what the cluster holds with `lookup` (`None`: it could
+/// not be asked).
+async fn watch_with<L, F>(
+    config: &ArcSwap<Config>,
+    status: &StatusBoard,
+    cancel: CancellationToken,
+    every: Duration,
+    lookup: L,
+) where
+    L: Fn(rdkafka::ClientConfig) -> F,
+    F: Future<Output = Option<HashSet<String>>>,
+{
     let mut said: Vec<String> = Vec::new();
     loop {
-        let config = ctx.config.load_full();
-        let unknown: Vec<String> = foreseeable(&config)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| !found.contains(t))
-            .collect();
-        // Topics are foreseen only with `[kafka]`: none unknown without it.
-        let asking = config.kafka.as_ref().filter(|_| !unknown.is_empty());
+        let config = config.load_full();
+        // Every topic, each time, also those found before: one deleted since
+        // (a cluster rebuilt behind the same brokers) is as missing as one
+        // never created. One metadata request lists them all, however many
+        // accounts the config has.
+        let foreseen = foreseeable(&config).unwrap_or_default();
+        // Topics are foreseen only with `[kafka]`: none to ask about without it.
+        let asking = config.kafka.as_ref().filter(|_| !foreseen.is_empty());
         let missing = if let Some(kafka) = asking {
-            let client_config = kafka.read_back_client_config();
             let looked_up = tokio::select! {
                 () = cancel.cancelled() => break,
-                looked_up = tokio::task::spawn_blocking(move || existing_blocking(&client_config)) => looked_up,
+                looked_up = lookup(kafka.read_back_client_config()) => looked_up,
             };
-            match looked_up {
-                Ok(Ok(existing)) => {
-                    let (there, missing): (Vec<String>, Vec<String>) =
-                        unknown.into_iter().partition(|t| existing.contains(t));
-                    found.extend(there);
-                    Some(missing)
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "kafka sink: could not look the topics up; trying again later");
-                    None
-                }
-                Err(_) => None,
-            }
+            looked_up.map(|existing| {
+                foreseen
+                    .into_iter()
+                    .filter(|t| !existing.contains(t))
+                    .collect::<Vec<String>>()
+            })
         } else {
             Some(Vec::new())
         };
         if let Some(missing) = missing {
             say(&said, &missing);
-            ctx.status.kafka_topics_missing(missing.clone());
+            status.kafka_topics_missing(missing.clone());
             said = missing;
         }
         tokio::select! {
             () = cancel.cancelled() => break,
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(every) => {}
         }
     }
-    ctx.status.kafka_topics_missing(Vec::new());
+    status.kafka_topics_missing(Vec::new());
+}
+
+/// The names of the topics the cluster holds; `None` when it could not be
+/// asked (on the blocking pool: the metadata may take [`METADATA_TIMEOUT`]).
+async fn existing(client_config: rdkafka::ClientConfig) -> Option<HashSet<String>> {
+    match tokio::task::spawn_blocking(move || existing_blocking(&client_config)).await {
+        Ok(Ok(existing)) => Some(existing),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "kafka sink: could not look the topics up; trying again later");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Says a change in the missing topics: a WARN when one is newly missing,
@@ -146,6 +172,7 @@ fn existing_blocking(client_config: &rdkafka::ClientConfig) -> Result<HashSet<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::tests_support::until;
 
     fn config(kafka: &str, sources: &str) -> Config {
         let text = format!(
@@ -186,6 +213,82 @@ mod tests {
             None
         );
         assert_eq!(foreseeable(&config("topic = \"cr.{type}\"", SOURCES)), None);
+    }
+
+    const HN: &str = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"hn\"\napi_key = \"k\"\n";
+
+    fn holding(topics: &[&str]) -> Found {
+        Some(topics.iter().map(|t| (*t).to_owned()).collect())
+    }
+
+    /// What one lookup finds (`None`: the cluster could not be asked).
+    type Found = Option<HashSet<String>>;
+    type Finding = std::pin::Pin<Box<dyn Future<Output = Found> + Send>>;
+
+    /// A cluster for [`watch_with`] that answers each lookup with the next
+    /// answer the test sends, and waits for it meanwhile: the test says what
+    /// each lookup finds, in order.
+    fn cluster() -> (
+        tokio::sync::mpsc::UnboundedSender<Found>,
+        impl Fn(rdkafka::ClientConfig) -> Finding + Clone,
+    ) {
+        let (answer, answers) = tokio::sync::mpsc::unbounded_channel();
+        let answers = Arc::new(tokio::sync::Mutex::new(answers));
+        let lookup = move |_: rdkafka::ClientConfig| {
+            let answers = answers.clone();
+            Box::pin(async move { answers.lock().await.recv().await.flatten() }) as Finding
+        };
+        (answer, lookup)
+    }
+
+    /// A topic found at one lookup was never asked about again: deleted
+    /// afterwards (by an operator, or a cluster rebuilt behind the same
+    /// brokers), no WARN, the gauge stayed at 0 and the alert silent until
+    /// its first event stopped Kafka delivery for every account.
+    #[tokio::test]
+    async fn a_topic_deleted_after_it_was_found_is_named_missing() {
+        let config = ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let status = StatusBoard::new(metrics.clone());
+        let (answer, lookup) = cluster();
+        let cancel = CancellationToken::new();
+        let watching = watch_with(
+            &config,
+            &status,
+            cancel.clone(),
+            Duration::from_millis(1),
+            lookup,
+        );
+        let steps = async {
+            answer
+                .send(holding(&["cr.hn.call", "cr.hn.autocall", "cr.hn.vendor"]))
+                .unwrap();
+            answer
+                .send(holding(&["cr.hn.call", "cr.hn.autocall"]))
+                .unwrap();
+            until(
+                "the deleted topic named missing",
+                Duration::from_secs(10),
+                || {
+                    metrics.kafka_topics_missing.get() == 1
+                        && status
+                            .degraded_reasons()
+                            .iter()
+                            .any(|r| r.contains("do not exist: cr.hn.vendor;"))
+                },
+            )
+            .await;
+            // Created again: the list clears at the next lookup.
+            answer
+                .send(holding(&["cr.hn.call", "cr.hn.autocall", "cr.hn.vendor"]))
+                .unwrap();
+            until("the list cleared", Duration::from_secs(10), || {
+                metrics.kafka_topics_missing.get() == 0
+            })
+            .await;
+            cancel.cancel();
+        };
+        tokio::join!(watching, steps);
     }
 
     #[test]
