@@ -394,6 +394,20 @@ impl KafkaConfig {
         c
     }
 
+    /// Whether `[kafka.options]` leaves a missing topic to the broker's
+    /// policy (`"allow.auto.create.topics" = "true"`, in any spelling
+    /// librdkafka reads as true): the sink's metadata request for a topic
+    /// then creates it on a broker with `auto.create.topics.enable`.
+    pub fn leaves_topics_to_the_broker(&self) -> bool {
+        self.options
+            .get("allow.auto.create.topics")
+            .is_some_and(|v| {
+                ["true", "t", "1"]
+                    .iter()
+                    .any(|t| v.get_ref().eq_ignore_ascii_case(t))
+            })
+    }
+
     /// A digest of the files the options name (`ssl.ca.location`,
     /// `ssl.certificate.location`, `ssl.key.location`, … — every `*.location`),
     /// as they are now: librdkafka reads them when the producer is created,

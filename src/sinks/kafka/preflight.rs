@@ -12,11 +12,13 @@
 //! Guarantees: the check never holds the sink or its deliveries; every
 //! foreseeable topic is looked up each time, one found before too (deleted
 //! since, it is named like any missing topic; until 2026-12-07 a topic
-//! found was not asked about again while the sink ran); a broker that cannot
-//! be reached leaves the list as it was (the sink says why it cannot
-//! deliver); with `create_topics` nothing is looked up (the first event
-//! creates its topic); a template naming `{type}` is not foreseeable
-//! (CareSoft's types are open-ended) and is not checked.
+//! found was not asked about again while the sink ran); a broker that
+//! cannot be reached leaves the list as it was (the sink says why it
+//! cannot deliver); with `create_topics` nothing is looked up (the first
+//! event creates its topic), nor with `"allow.auto.create.topics" = "true"`
+//! in the options (the broker's policy decides whether it does); a
+//! template naming `{type}` is not foreseeable (CareSoft's types are
+//! open-ended) and is not checked.
 
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
@@ -44,9 +46,16 @@ const NAMED: usize = 10;
 
 /// The topics `config`'s accounts can need, one per account and category
 /// of its vendor (`vendor` for `vendor.unknown` included); `None` without
-/// Kafka, with `create_topics`, or with a template naming `{type}`.
+/// Kafka, with `create_topics` or `"allow.auto.create.topics" = "true"`,
+/// or with a template naming `{type}`.
 pub fn foreseeable(config: &Config) -> Option<BTreeSet<String>> {
-    let kafka = config.kafka.as_ref().filter(|k| !k.create_topics)?;
+    // Left to the broker, a missing topic may be created by the sink's
+    // check at its first event (a lookup, which creates nothing, cannot
+    // tell): naming it "missing, delivery stops" would be false there.
+    let kafka = config
+        .kafka
+        .as_ref()
+        .filter(|k| !k.create_topics && !k.leaves_topics_to_the_broker())?;
     let template = TopicTemplate::parse(kafka.topic.get_ref());
     if template.names_type() {
         return None;
@@ -213,6 +222,29 @@ mod tests {
             None
         );
         assert_eq!(foreseeable(&config("topic = \"cr.{type}\"", SOURCES)), None);
+    }
+
+    /// With `"allow.auto.create.topics" = "true"` (docs/kafka.md's own
+    /// advice, to leave creation to the broker's policy) the sink's check
+    /// of a topic makes a broker with `auto.create.topics.enable` create
+    /// it, and delivery goes on; the lookup, which creates nothing, named
+    /// every topic not used yet missing, for good, saying its first event
+    /// would stop delivery.
+    #[test]
+    fn nothing_is_foreseen_when_the_broker_is_left_to_create_topics() {
+        let options = |value: &str| {
+            format!(
+                "topic = \"cr.{{category}}\"\n[kafka.options]\n\"allow.auto.create.topics\" = \"{value}\""
+            )
+        };
+        for left_to_the_broker in ["true", "TRUE", "t", "1"] {
+            assert_eq!(
+                foreseeable(&config(&options(left_to_the_broker), SOURCES)),
+                None,
+                "{left_to_the_broker}"
+            );
+        }
+        assert!(foreseeable(&config(&options("false"), SOURCES)).is_some());
     }
 
     const HN: &str = "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"hn\"\napi_key = \"k\"\n";
