@@ -32,6 +32,7 @@ use arc_swap::ArcSwap;
 
 use crate::app::Context;
 use crate::config::Config;
+use crate::panic_restart::restart_on_panic;
 use crate::status::StatusBoard;
 
 use super::resume::{QuietContext, ScanError};
@@ -78,20 +79,59 @@ pub fn listed(topics: &[String]) -> String {
 }
 
 /// Looks the foreseeable topics up until `cancel`, keeping `/status` and
-/// the log told of the missing ones; clears them when it ends.
+/// the log told of the missing ones; clears them when it ends. Started
+/// again after a panic (a bug), like the forwarder: otherwise the list
+/// stayed as it was, `/status` degraded and the gauge frozen, for as long
+/// as the sink ran.
 pub async fn watch(ctx: Arc<Context>, cancel: CancellationToken) {
-    watch_with(&ctx.config, &ctx.status, cancel, EVERY, existing).await
+    watch_with(
+        &ctx.config,
+        &ctx.status,
+        cancel,
+        EVERY,
+        super::PANIC_WAITS,
+        existing,
+    )
+    .await
 }
 
 /// [`watch`] of the config in force in `config`, told on `status`, looking
 /// up every `every` what the cluster holds with `lookup` (`None`: it could
-/// not be asked).
+/// not be asked), started again after `waits` when it panics.
 async fn watch_with<L, F>(
     config: &ArcSwap<Config>,
     status: &StatusBoard,
     cancel: CancellationToken,
     every: Duration,
+    waits: (Duration, Duration),
     lookup: L,
+) where
+    L: Fn(rdkafka::ClientConfig) -> F,
+    F: Future<Output = Option<HashSet<String>>>,
+{
+    let on_panic = |delay: Duration| {
+        // The panic's message is left out: the panic hook logged it already.
+        tracing::error!(
+            retry_in_ms = crate::logging::millis(delay),
+            "the Kafka topic lookup failed unexpectedly (panic); restarting it"
+        );
+    };
+    let lookup = &lookup;
+    restart_on_panic(waits, &cancel, on_panic, || {
+        look_up_until(config, status, cancel.clone(), every, lookup)
+    })
+    .await;
+    // Also when stopped while waiting to restart after a panic.
+    status.kafka_topics_missing(Vec::new());
+}
+
+/// The lookups of [`watch_with`], until `cancel`.
+async fn look_up_until<L, F>(
+    config: &ArcSwap<Config>,
+    status: &StatusBoard,
+    cancel: CancellationToken,
+    every: Duration,
+    lookup: &L,
 ) where
     L: Fn(rdkafka::ClientConfig) -> F,
     F: Future<Output = Option<HashSet<String>>>,
@@ -130,7 +170,6 @@ async fn watch_with<L, F>(
             () = tokio::time::sleep(every) => {}
         }
     }
-    status.kafka_topics_missing(Vec::new());
 }
 
 /// The names of the topics the cluster holds; `None` when it could not be
@@ -273,6 +312,50 @@ mod tests {
         (answer, lookup)
     }
 
+    /// Restarts at once: the test's panics are not to wait for.
+    const NO_WAIT: (Duration, Duration) = (Duration::ZERO, Duration::ZERO);
+
+    /// The watch was spawned bare: a panic in it (a bug) ended it, the list
+    /// frozen as it was (`/status` degraded, the gauge as it stood) and no
+    /// topic looked up again while the sink ran. It is started again.
+    #[tokio::test]
+    async fn a_watch_that_panics_is_started_again() {
+        let config = ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let status = StatusBoard::new(metrics.clone());
+        let (answer, lookup) = cluster();
+        let lookups = std::sync::atomic::AtomicUsize::new(0);
+        let panicking_first = |client| {
+            let first = lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+            assert!(!first, "the first lookup panics");
+            lookup(client)
+        };
+        let cancel = CancellationToken::new();
+        let watching = watch_with(
+            &config,
+            &status,
+            cancel.clone(),
+            Duration::from_millis(1),
+            NO_WAIT,
+            panicking_first,
+        );
+        let steps = async {
+            answer
+                .send(holding(&["cr.hn.call", "cr.hn.autocall"]))
+                .unwrap();
+            until(
+                "the restarted watch's lookup",
+                Duration::from_secs(10),
+                || metrics.kafka_topics_missing.get() == 1,
+            )
+            .await;
+            cancel.cancel();
+        };
+        tokio::join!(watching, steps);
+        assert_eq!(metrics.kafka_topics_missing.get(), 0, "cleared at its end");
+        assert!(lookups.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    }
+
     /// A topic found at one lookup was never asked about again: deleted
     /// afterwards (by an operator, or a cluster rebuilt behind the same
     /// brokers), no WARN, the gauge stayed at 0 and the alert silent until
@@ -289,6 +372,7 @@ mod tests {
             &status,
             cancel.clone(),
             Duration::from_millis(1),
+            NO_WAIT,
             lookup,
         );
         let steps = async {
