@@ -1240,9 +1240,13 @@ mod tests {
             !reloads.has_changed().unwrap(),
             "sessions woken for nothing"
         );
-        // Each of these may end some: a scope narrowed, a token taken away,
-        // every token taken away, other origins let in without tokens.
+        // Each of these may end some: one token swapped for another at the
+        // same count (a leaked token rotated), a scope widened, a scope
+        // narrowed, a token taken away, every token taken away, other
+        // origins let in without tokens.
         for tokens in [
+            "\"new-long-enough\", { token = \"team\", accounts = [\"hn\", \"sg\"] }",
+            "\"new-long-enough\", { token = \"team\", accounts = [\"hn\", \"sg\", \"dn\"] }",
             "\"t0k-long-enough\", { token = \"team\", accounts = [\"hn\"] }",
             "{ token = \"team\", accounts = [\"hn\"] }",
             "",
