@@ -909,25 +909,6 @@ mod tests {
         );
     }
 
-    /// The length of the CloudEvent JSON `vendor`'s normalizer makes of a
-    /// POST `body`.
-    fn event_json_len(vendor: Vendor, content_type: &str, body: &[u8]) -> usize {
-        let Ok(Parsed::Event(event, raw)) = parse_as(vendor, Method::Post, content_type, &[], body)
-        else {
-            panic!("{vendor:?}: no event");
-        };
-        assert_ne!(event.event_type, crate::event::UNKNOWN_TYPE, "{vendor:?}");
-        let incoming = crate::event::IncomingEvent {
-            vendor,
-            account: "a".into(),
-            transport: crate::event::Transport::Webhook,
-            received_at: OffsetDateTime::UNIX_EPOCH,
-            event,
-            raw,
-        };
-        crate::event::PreparedEvent::new(&incoming).json_len_without_seq()
-    }
-
     /// Each vendor's payload at its longest as JSON: a value the normalizer
     /// copies most (into `data.raw` and two of `data`'s fields or
     /// `subject`, three copies, the most any vendor makes of one value),
@@ -938,85 +919,251 @@ mod tests {
     /// is `raw`, `call_id` and `subject`, its `extend` `raw`, `to` and
     /// `extension`. The WebSocket frame bound rests on this factor, which
     /// said six (review of b8f733b).
+    ///
+    /// Each case is one long value, and what is weighed is what it adds to
+    /// the JSON of the same payload with that value `x`: the envelope's
+    /// room beside a short body let a value copied four times pass (review
+    /// of e67e913), and two values in one case averaged one out.
     #[test]
     fn no_vendors_event_json_is_more_than_json_growth_times_its_payload() {
         use crate::sinks::websocket::{ENVELOPE_ROOM, JSON_GROWTH};
         const N: usize = 8192;
         const CP1252: &str = "application/json; charset=windows-1252";
-        let control = vec![1u8; N];
-        // `€` in windows-1252: three bytes of UTF-8.
-        let euro = vec![0x80u8; N];
-        let with = |parts: &[&[u8]]| parts.concat();
-        let cases: [(Vendor, &str, Vec<u8>); 6] = [
+        // A body byte's longest JSON in one copy: a form's control byte
+        // (`\u0001`), a windows-1252 `€` (three bytes of UTF-8), a query's
+        // `%01` (three bytes of query for one `\u0001`).
+        const CONTROL: (&[u8], usize) = (&[1], 6);
+        const EURO: (&[u8], usize) = (&[0x80], 6 / 2);
+        const QUERY: (&[u8], usize) = (b"%01", 6);
+        // Vendor, method, content type, the payload with `{}` for the
+        // value, and the value's unit with its JSON's length in one copy.
+        type Case = (
+            Vendor,
+            Method,
+            &'static str,
+            &'static str,
+            (&'static [u8], usize),
+        );
+        let cases: &[Case] = &[
             (
                 Vendor::Voip24h,
+                Method::Post,
                 FORM,
-                with(&[
-                    b"state=ring&type=inbound&callid=",
-                    &control,
-                    b"&extend=",
-                    &control,
-                ]),
+                "state=ring&type=inbound&callid={}",
+                CONTROL,
             ),
             (
                 Vendor::Voip24h,
+                Method::Post,
                 FORM,
-                with(&[b"direction=inbound&linkedid=", &control, b"&dst=", &control]),
+                "state=ring&type=inbound&callid=1&extend={}",
+                CONTROL,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "state=ring&type=inbound&callid=1&phone={}",
+                CONTROL,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "direction=inbound&linkedid={}&dst=1",
+                CONTROL,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "direction=inbound&linkedid=1&dst={}",
+                CONTROL,
+            ),
+            // CDR rows, as PHP's `http_build_query` writes them.
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "state=Cdr&type=inbound&callid=1&cdr%5Bdst%5D={}",
+                CONTROL,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "state=Cdr&type=outbound&callid=1&cdr%5Bsrc%5D={}",
+                CONTROL,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "state=Cdr&cdr%5Bdirection%5D=inbound&cdr%5Blinkedid%5D={}",
+                CONTROL,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                FORM,
+                "state=Cdr&callid=1&cdr%5Bdid%5D={}",
+                CONTROL,
+            ),
+            // The feedback `GET`, whose query `max_body` bounds.
+            (
+                Vendor::Voip24h,
+                Method::Get,
+                FORM,
+                "FeedbackID=f&phone=1&callid={}&did=1",
+                QUERY,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Get,
+                FORM,
+                "FeedbackID=f&phone={}&callid=1&did=1",
+                QUERY,
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Get,
+                FORM,
+                "FeedbackID=f&phone=1&callid=1&did={}",
+                QUERY,
             ),
             (
                 Vendor::Tel4vn,
+                Method::Post,
                 CP1252,
-                with(&[
-                    br#"{"state":"ringing","direction":"inbound","call_id":""#,
-                    &euro,
-                    br#"","to_number":""#,
-                    &euro,
-                    br#""}"#,
-                ]),
+                r#"{"state":"ringing","direction":"inbound","call_id":"{}","to_number":"1"}"#,
+                EURO,
+            ),
+            (
+                Vendor::Tel4vn,
+                Method::Post,
+                CP1252,
+                r#"{"state":"ringing","direction":"inbound","call_id":"1","to_number":"{}"}"#,
+                EURO,
             ),
             (
                 Vendor::Caresoft,
+                Method::Post,
                 CP1252,
-                with(&[
-                    br#"{"object":"call_in","action":"call_in_start","call_id":""#,
-                    &euro,
-                    br#"","called":""#,
-                    &euro,
-                    br#""}"#,
-                ]),
+                r#"{"object":"call_in","action":"call_in_start","call_id":"{}","called":"1"}"#,
+                EURO,
+            ),
+            (
+                Vendor::Caresoft,
+                Method::Post,
+                CP1252,
+                r#"{"object":"call_in","action":"call_in_start","call_id":"1","called":"{}"}"#,
+                EURO,
+            ),
+            (
+                Vendor::Caresoft,
+                Method::Post,
+                CP1252,
+                r#"{"object":"smart_dialer","action":"ad_end_call","call_info":{"call_id":"{}","line":"1"}}"#,
+                EURO,
+            ),
+            (
+                Vendor::Caresoft,
+                Method::Post,
+                CP1252,
+                r#"{"object":"smart_dialer","action":"pd_end_call","call_info":{"call_id":"1","line":"{}"}}"#,
+                EURO,
+            ),
+            (
+                Vendor::Caresoft,
+                Method::Post,
+                CP1252,
+                r#"{"object":"ticket","action":"update","ticket":{"ticket_id":"{}"},"call_info":{"called":"1"}}"#,
+                EURO,
+            ),
+            (
+                Vendor::Caresoft,
+                Method::Post,
+                CP1252,
+                r#"{"object":"ticket","action":"update","ticket":{"ticket_id":"1"},"call_info":{"called":"{}"}}"#,
+                EURO,
             ),
             (
                 Vendor::Voipex,
+                Method::Post,
                 CP1252,
-                with(&[
-                    br#"{"EventName":"AgentLogin","UniqueId":""#,
-                    &euro,
-                    br#"","Login":""#,
-                    &euro,
-                    br#""}"#,
-                ]),
+                r#"{"EventName":"AgentLogin","UniqueId":"{}","Login":"1"}"#,
+                EURO,
+            ),
+            (
+                Vendor::Voipex,
+                Method::Post,
+                CP1252,
+                r#"{"EventName":"AgentLogin","UniqueId":"1","Login":"{}"}"#,
+                EURO,
             ),
             (
                 Vendor::Sprecord,
+                Method::Post,
                 CP1252,
-                with(&[
-                    br#"{"event_type":"incoming_call","payload":{"call_id":""#,
-                    &euro,
-                    br#"","call_dst":""#,
-                    &euro,
-                    br#""}}"#,
-                ]),
+                r#"{"event_type":"incoming_call","payload":{"call_id":"{}","call_dst":"1"}}"#,
+                EURO,
+            ),
+            (
+                Vendor::Sprecord,
+                Method::Post,
+                CP1252,
+                r#"{"event_type":"incoming_call","payload":{"call_id":"1","call_dst":"{}"}}"#,
+                EURO,
             ),
         ];
+        let json_of = |vendor: Vendor, method: Method, content_type: &str, payload: &[u8]| {
+            let query: Vec<(String, String)> = match method {
+                Method::Get => url::form_urlencoded::parse(payload).into_owned().collect(),
+                _ => Vec::new(),
+            };
+            let body = if query.is_empty() { payload } else { b"" };
+            let Ok(Parsed::Event(event, raw)) =
+                parse_as(vendor, method, content_type, &query, body)
+            else {
+                panic!("{vendor:?}: no event");
+            };
+            assert_ne!(event.event_type, crate::event::UNKNOWN_TYPE, "{vendor:?}");
+            let incoming = crate::event::IncomingEvent {
+                vendor,
+                account: "a".into(),
+                transport: crate::event::Transport::Webhook,
+                received_at: OffsetDateTime::UNIX_EPOCH,
+                event,
+                raw,
+            };
+            crate::event::PreparedEvent::new(&incoming).json_len_without_seq()
+        };
         let mut worst = 0.0f64;
-        for (vendor, content_type, body) in cases {
-            let json = event_json_len(vendor, content_type, &body);
-            let factor = json as f64 / body.len() as f64;
+        for &(vendor, method, content_type, template, (unit, escaped)) in cases {
+            let (before, after) = template.split_once("{}").unwrap();
+            let payload = |value: &[u8]| [before.as_bytes(), value, after.as_bytes()].concat();
+            let long = payload(&unit.repeat(N));
+            let json = json_of(vendor, method, content_type, &long);
+            let short = json_of(vendor, method, content_type, &payload(b"x"));
+            // The value's own bytes, less its `x` in each copy (at most three).
+            let added = json - short;
+            let copies = added as f64 / (escaped * N) as f64;
+            assert!(
+                added <= 3 * escaped * N,
+                "{template}: {added} bytes of JSON for the value, {copies:.3} copies of it"
+            );
+            // The value reaches `data` or `subject`, or the case tests nothing.
+            assert!(copies > 1.99, "{template}: {copies:.3} copies");
+            let factor = added as f64 / (unit.len() * N) as f64;
             worst = worst.max(factor);
             assert!(
-                json <= JSON_GROWTH * body.len() + ENVELOPE_ROOM,
-                "{vendor:?}: {json} bytes of JSON for {} of body, {factor:.2} times",
-                body.len()
+                json <= JSON_GROWTH * long.len() + ENVELOPE_ROOM,
+                "{template}: {json} bytes of JSON for {} of payload",
+                long.len()
+            );
+            assert!(
+                factor <= JSON_GROWTH as f64,
+                "{template}: {factor:.2} bytes of JSON for a byte of it"
             );
         }
         // The factor is what a payload reaches, not only a bound above it.
