@@ -175,7 +175,7 @@ impl Metrics {
         let webhook_body_bytes = gauge(
             &r,
             "callrelay_webhook_body_bytes",
-            "Bytes of webhook bodies being received or whose events wait for the journal (at most 64 MiB, or two max_body, and half of that per account, past which deliveries are answered 503).",
+            "Bytes of webhook bodies being received or whose events wait for the journal, an event counted at its CloudEvent JSON's length when larger (budget: 64 MiB, or two max_body, and half of that per account, past which deliveries are answered 503; one event's JSON alone may pass either).",
         );
         let sink_lag_events = gauge_vec(
             &r,

@@ -144,9 +144,11 @@ const UPGRADE_LIMIT: Duration = Duration::from_secs(30);
 /// more than 1 GiB), once as `data.raw` (a JSON payload as sent; form fields
 /// read into an object of strings), plus `subject` and
 /// the normalised `data` fields copied out of it, plus the envelope. 4 GiB
-/// holds the payload three times over at that ceiling; only a contrived
-/// form-encoded body (control bytes escape to six) could pass it, and tail
-/// then stops and says so. tungstenite's default, 16 MiB, is below what a
+/// holds the payload three times over at that ceiling, but a byte can grow
+/// as it is escaped, up to `JSON_GROWTH` (18) in all: a form of control
+/// bytes (six each, three copies) could pass it past about 228 MiB, a
+/// windows-125x JSON body (three each, three copies) past about 455 MiB,
+/// with `max_body` raised that far; tail then stops and says so. tungstenite's default, 16 MiB, is below what a
 /// relay with a larger `max_body` sends, and a frame over the limit fails again
 /// on every reconnect. The limit still keeps an endpoint that is not a relay
 /// from growing tail's memory without end.

@@ -114,6 +114,16 @@ pub enum Full {
     Account,
 }
 
+impl Full {
+    /// The bound itself, of a budget of `limit`.
+    pub fn bound(self, limit: u64) -> u64 {
+        match self {
+            Full::All => limit,
+            Full::Account => limit / 2,
+        }
+    }
+}
+
 /// Bytes held for one request until it is dropped.
 #[derive(Debug)]
 pub struct Reservation {

@@ -545,11 +545,19 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
     // share grows to the JSON's length, or forms of control bytes waiting on
     // a slow commit held up to 18 times the budget. A JSON past a bound
     // that it would hold alone is still taken: refused, it would be refused
-    // on every retry, and its body was within `max_body`.
+    // on every retry, and its body was within `max_body`. It is taken only
+    // alone, though, so while its account's other bodies keep coming it
+    // waits, possibly for as long as they do.
     drop(incoming);
     drop(body);
     let json_len = u64::try_from(prepared.json_len_without_seq()).unwrap_or(u64::MAX);
     if let Err(full) = held.try_grow_event_to(json_len, memory_limit) {
+        // Over the bound, it waits for its account (or every account) to
+        // hold nothing else, not for room: the usual words, "too many
+        // bodies", beside a gauge of a few bytes, could not be diagnosed.
+        if json_len > full.bound(memory_limit) {
+            return Answer::waits_alone(json_len, memory_limit, full);
+        }
         return Answer::busy(memory_limit, full);
     }
     let pending = match ctx.ingest.try_submit_prepared(prepared, Some(held)) {
@@ -916,6 +924,31 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             "{:?}",
             answer.reason()
+        );
+        // Its reason is its own: "too many request bodies ... (over 20000
+        // bytes)" beside a gauge of one byte could not be diagnosed, and
+        // such an event waits for as long as its account is never idle.
+        let reason = answer.reason().unwrap_or_default().to_owned();
+        assert!(
+            !reason.contains("too many request bodies"),
+            "the body budget's words: {reason}"
+        );
+        let named: usize = reason
+            .split("JSON is ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        // The first one's JSON, journaled, also carries its `seq`.
+        let first = journaled[0].json.len();
+        assert!(
+            named > 20_000 && named <= first && first - named < 32,
+            "names its JSON's size ({first} journaled): {reason}"
+        );
+        assert!(
+            reason.contains("(20000 bytes)")
+                && reason.contains("no other request bodies or events of this account"),
+            "names the half and what it waits for: {reason}"
         );
         assert_eq!(answer.into_response().headers()["retry-after"], "1");
         assert_eq!(budget.in_use(), 1, "the refused event holds nothing");

@@ -154,6 +154,26 @@ impl Answer {
         a
     }
 
+    /// An event whose JSON is over the bound `full` names, which it may
+    /// pass only while nothing else of its account (or of any account) is
+    /// held: it waits for those to finish, not for room. Told apart from
+    /// [`Answer::busy`], whose "too many bodies" beside a gauge of a few
+    /// bytes could not be diagnosed.
+    pub fn waits_alone(json_len: u64, limit: u64, full: Full) -> Answer {
+        let bound = full.bound(limit);
+        let why = match full {
+            Full::Account => format!(
+                "this event's CloudEvent JSON is {json_len} bytes, over this account's share of the webhook body budget ({bound} bytes): it is taken only while no other request bodies or events of this account are held, and waits for them to finish"
+            ),
+            Full::All => format!(
+                "this event's CloudEvent JSON is {json_len} bytes, over the webhook body budget ({bound} bytes): it is taken only while no other request bodies or events of any webhook are held, and waits for them to finish"
+            ),
+        };
+        let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &why);
+        crate::server::retry_after(&mut a.response, "1");
+        a
+    }
+
     /// Ingest could not take or commit the event: the vendor should retry.
     pub fn unavailable(e: &IngestError) -> Answer {
         let retry_after = match e {
