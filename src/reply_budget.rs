@@ -155,10 +155,19 @@ impl ReplyBudget {
 
     /// `text` counted in the budget until dropped; refused when it does
     /// not fit.
-    fn reserve(self: &Arc<Self>, mut text: String) -> Result<Counted, Full> {
+    fn reserve(self: &Arc<Self>, text: String) -> Result<Counted, Full> {
         // A render grows its `String` by doubling: the spare capacity,
         // up to as much again as the text, would be held with it uncounted.
-        text.shrink_to_fit();
+        // A copy, not `shrink_to_fit`: mimalloc (the daemon's allocator)
+        // keeps a block in place when shrunk to half or more of it, while
+        // `capacity()` reads the size asked for, so a shrunk render held
+        // its doubled block and counted its length. A copy of a render
+        // (one per scrape) is a memcpy of at most a few MB.
+        let text = if text.capacity() > text.len() {
+            String::from(text.as_str())
+        } else {
+            text
+        };
         let bytes = u64::try_from(text.capacity()).unwrap_or(u64::MAX);
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
