@@ -397,13 +397,18 @@ impl Drop for LastCopy {
         let Some(destroy) = self.purge_and_take() else {
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            // Not waited for: at exit the runtime gives leftover blocking
-            // work 1 s, and a runtime shutting down drops it unrun, which
-            // destroys the producer here after all.
-            Ok(runtime) => drop(runtime.spawn_blocking(destroy)),
-            Err(_) => destroy(),
+        if tokio::runtime::Handle::try_current().is_err() {
+            return destroy();
         }
+        // A thread of its own, not waited for, rather than the runtime's
+        // blocking pool: tokio panics when the OS refuses it a thread
+        // (`TasksMax` reached), and this drop may run while a forwarder's
+        // panic unwinds, where a second panic aborts the relay. A thread
+        // refused here drops `destroy` unrun, which destroys the producer
+        // on this thread after all.
+        let _ = std::thread::Builder::new()
+            .name("kafka-release".into())
+            .spawn(destroy);
     }
 }
 
@@ -465,7 +470,14 @@ pub(super) async fn purge_off_the_workers(producer: &OwnProducer) {
     // it: the stop's durable write waited behind it, past systemd's stop
     // timeout. The purge is queued ahead of anything that thread would
     // send, so waiting longer buys nothing (review of ea563f6).
-    let _ = tokio::time::timeout(PURGE_WAIT, purged).await;
+    if tokio::time::timeout(PURGE_WAIT, purged).await.is_err() {
+        // Said here: the purge's thread then holds a copy of the producer,
+        // so its release returns at once and says nothing of it.
+        tracing::warn!(
+            waited = ?PURGE_WAIT,
+            "kafka sink: librdkafka's broker threads did not take the purge within the wait (a broker's name lookup hanging, or brokers cut off): going on; the producer is destroyed on its own thread once they do"
+        );
+    }
 }
 
 /// How long a purge is waited for (see [`purge_off_the_workers`]).
