@@ -128,10 +128,12 @@ pub enum JournalError {
         "the journal file {path} is {kind}, not a regular file: the relay opens only a file of its own there, never through a link (it holds callers' numbers and is made owner-only): move it aside, or point `journal.path` at the directory the journal is in"
     )]
     NotAFile { path: PathBuf, kind: &'static str },
-    /// A file with data in it but no journal header: not the zeros a first
-    /// start that failed leaves (those are taken as an empty journal).
+    /// A file with no journal header that is not the blank a first start
+    /// that failed leaves (that is taken as an empty journal): another
+    /// file, or a journal whose contents were lost (a file of zeros longer
+    /// than any blank), which started anew would send seqs already sent.
     #[error(
-        "the journal file {path} is not a callrelay journal (its storage library finds no header: {detail}): a first start stopped while it wrote the header leaves such a file, holding no event; otherwise `journal.path` names a directory with another file of that name: stop the relay, move the file aside (or delete it if no relay ever ran with it) and start again"
+        "the journal file {path} is not a callrelay journal (its storage library finds no header: {detail}): `journal.path` names a directory with another file of that name, or the journal's contents were lost (a file of zero bytes longer than a failed first start leaves: storage damage, a restore that preallocated the file): stop the relay, restore the journal from a backup or move the file aside, and start again"
     )]
     NotAJournal { path: PathBuf, detail: String },
     /// A reopen that this relay's own readers held up past [`REOPEN_WAIT`].

@@ -13,8 +13,9 @@
 //!   read) is refused here, with the start's words; a file the last run
 //!   did not close cleanly is checked first, as at a start;
 //! - nothing is created: with no journal at the path (nothing there, a
-//!   path through a regular file, or an empty file, a first start that
-//!   never wrote) it says so and stops; a path it cannot look at (not run
+//!   path through a regular file, an empty file, a first start that
+//!   never wrote, or a blank one, a first start that failed as it set the
+//!   file up) it says so and stops; a path it cannot look at (not run
 //!   as the service's user) is said as such, before any open;
 //! - a journal open in another process (a running relay) is refused at
 //!   once, without waiting (redb locks the file while it is open), with
@@ -106,6 +107,10 @@ pub enum CompactError {
     )]
     Empty { path: PathBuf },
     #[error(
+        "the journal file {path} holds no journal, only zero bytes past an unfinished header (a first start that failed while setting it up): nothing to compact; the next start takes it as a new journal"
+    )]
+    Blank { path: PathBuf },
+    #[error(
         "the journal {path} is open in a running relay (or another callrelay process): stop the relay first (`systemctl stop callrelay`), then run `callrelay compact` again"
     )]
     InUse { path: PathBuf },
@@ -172,6 +177,8 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
     };
     let before = match std::fs::metadata(&path) {
         Ok(meta) if meta.len() == 0 => return Err(CompactError::Empty { path }),
+        // The open would start a journal in it, as a start does.
+        Ok(_) if super::open::is_blank_at(&path) => return Err(CompactError::Blank { path }),
         Ok(meta) => meta.len(),
         // Checked before the open, which would create the directories and
         // the file (a start does): any failure here stops. A file deleted

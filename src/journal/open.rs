@@ -16,11 +16,14 @@
 //! existing one others may read is made owner-only (or said); the file is
 //! never opened through a symbolic link, nor when it is not a regular file
 //! ([`JournalError::NotAFile`]); redb's page cache is at most 64 MiB.
-//! A file of zeros only, what a first start that failed as redb set it up
-//! leaves, opens as a new journal; one this start created is removed if
-//! the open fails while it holds only zeros. A file with any byte that is
-//! not zero is never emptied nor removed: without a journal header it is
-//! [`JournalError::NotAJournal`].
+//! A blank file, what a first start that failed as redb set it up leaves
+//! (at most 1 MiB, no magic number, nothing but zeros past redb's
+//! unfinished 320-byte header), opens as a new journal; one this start
+//! created is removed if the open fails while it is blank. Any other file
+//! without a journal header (a longer file of zeros: a journal whose
+//! contents were lost) is never emptied nor removed: it is
+//! [`JournalError::NotAJournal`]. A file with more than one link is never
+//! made owner-only: it may be another file linked there.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,9 +53,9 @@ pub(crate) enum Opening {
 /// from a shell with umask 022) is made owner-only, which is logged; it is
 /// changed through the descriptor opened without following a link, so a
 /// link planted at the path changes nothing ([`open_no_follow`]).
-/// A file of zeros only, with no journal header, is what a first start
-/// that failed while redb set the file up leaves (a full disk refuses the
-/// header's write after the file was sized; a kill between the two): it
+/// A blank file ([`is_blank`]) is what a first start that failed while
+/// redb set the file up leaves (a full disk refuses the header's write
+/// after the file was sized; a kill before the magic number's write): it
 /// holds no event and is emptied, said, and taken as a new journal, where
 /// redb refused it at every later start. Returns whether the journal is
 /// new (the file created, or such a blank emptied).
@@ -78,30 +81,47 @@ pub(super) fn create_private(path: &Path) -> Result<bool, JournalError> {
 /// a symbolic link, and only if it is a regular file: a link (dangling, or
 /// to another file) at the path is [`JournalError::NotAFile`], where it
 /// was followed, its target created with the umask's mode or made
-/// owner-only before anything checked it was a journal. `O_NONBLOCK` until
-/// the `fstat`: a FIFO at the path must not hold the start.
+/// owner-only before anything checked it was a journal. The type is looked
+/// at before the open (`lstat`): a device node is never opened (an open
+/// can act on the device), and a socket, which no open takes (`ENXIO`), is
+/// said as one. The opened file is then checked to be the one looked at,
+/// in case another took its place between. `O_NONBLOCK` until then: a FIFO
+/// put there in between must not hold the start.
 fn open_no_follow(path: &Path, opening: Opening) -> Result<std::fs::File, JournalError> {
-    use rustix::fs::{FileType, Mode, OFlags};
-    let flags =
-        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
     let not_a_file = |kind| JournalError::NotAFile {
         path: path.to_owned(),
         kind,
     };
+    let io = |e: rustix::io::Errno| open_failed(path, opening, redb::Error::Io(e.into()));
+    let not_regular = |mode| match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => None,
+        FileType::Symlink => Some(not_a_file("a symbolic link")),
+        FileType::Directory => Some(not_a_file("a directory")),
+        FileType::Fifo => Some(not_a_file("a FIFO")),
+        FileType::Socket => Some(not_a_file("a socket")),
+        FileType::CharacterDevice | FileType::BlockDevice => Some(not_a_file("a device")),
+        _ => Some(not_a_file("not a regular file")),
+    };
+    let looked = rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
+    if let Some(refused) = not_regular(looked.st_mode) {
+        return Err(refused);
+    }
+    let flags =
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(path, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP) => return Err(not_a_file("a symbolic link")),
         Err(rustix::io::Errno::ISDIR) => return Err(not_a_file("a directory")),
-        Err(e) => return Err(open_failed(path, opening, redb::Error::Io(e.into()))),
+        Err(e) => return Err(io(e)),
     };
-    let io = |e: rustix::io::Errno| open_failed(path, opening, redb::Error::Io(e.into()));
-    match FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(io)?.st_mode) {
-        FileType::RegularFile => {}
-        FileType::Directory => return Err(not_a_file("a directory")),
-        FileType::Fifo => return Err(not_a_file("a FIFO")),
-        FileType::Socket => return Err(not_a_file("a socket")),
-        FileType::CharacterDevice | FileType::BlockDevice => return Err(not_a_file("a device")),
-        _ => return Err(not_a_file("not a regular file")),
+    let opened = rustix::fs::fstat(&fd).map_err(io)?;
+    if let Some(refused) = not_regular(opened.st_mode) {
+        return Err(refused);
+    }
+    if (opened.st_dev, opened.st_ino) != (looked.st_dev, looked.st_ino) {
+        let replaced = std::io::Error::other("the file was replaced while it was opened");
+        return Err(open_failed(path, opening, redb::Error::Io(replaced)));
     }
     rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(io)?;
     Ok(std::fs::File::from(fd))
@@ -110,12 +130,20 @@ fn open_no_follow(path: &Path, opening: Opening) -> Result<std::fs::File, Journa
 /// Takes group and other permissions off an existing journal file. A file
 /// this cannot change (another owner) is said, and opened as it is.
 fn make_owner_only(file: &std::fs::File, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Ok(meta) = file.metadata() else {
         return;
     };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
+        return;
+    }
+    // A hard link planted at the path (as root, with
+    // `fs.protected_hardlinks=0`) would have any file made owner-only
+    // before anything checked it is a journal: said, left as it is.
+    if meta.nlink() > 1 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), links = meta.nlink(),
+            "the journal file can be read by others (it holds callers' numbers), and has other names (hard links): not made owner-only, in case it is another file linked there; remove the other links, or chmod 600 it");
         return;
     }
     let private = std::fs::Permissions::from_mode(mode & 0o700);
@@ -127,26 +155,52 @@ fn make_owner_only(file: &std::fs::File, path: &Path) {
     }
 }
 
-/// Whether no byte of `file` is other than zero (an empty file too). Reads
-/// up to the first byte that is, so a journal (which starts with redb's
-/// magic number) costs one short read.
-fn holds_only_zeros(file: &std::fs::File) -> std::io::Result<bool> {
+/// At most what a first start that failed as redb set the file up can
+/// leave: redb 4.6 sizes a new file to its first region, 72 KiB with 4 KiB
+/// pages, before it writes the header (`journal::tests::
+/// a_file_killed_between_redbs_two_header_writes_opens_as_an_empty_journal`
+/// checks it stays under this). A longer file of zeros is a journal whose
+/// contents the storage lost (damage, a restore that preallocated):
+/// refused, so that a backup can be restored before new seqs go out under
+/// the old ones; and a multi-GiB file is not read before the start.
+const BLANK_MAX_BYTES: u64 = 1024 * 1024;
+
+/// redb's file header (`DB_HEADER_SIZE` in its `header.rs`: 64 bytes, then
+/// two 128-byte commit slots). redb 4.6 writes a new file's header twice,
+/// each flushed: first without its magic number, then with it; a kill
+/// between the two leaves this much that is not zero, and no magic.
+const REDB_HEADER_BYTES: usize = 320;
+/// redb's magic number's length: the first bytes of the header.
+const REDB_MAGIC_BYTES: usize = 9;
+
+/// Whether `file` is what a first start that failed as redb set it up
+/// leaves, holding no event: at most [`BLANK_MAX_BYTES`], no magic number,
+/// and no byte that is not zero past redb's header (which, without its
+/// magic, holds no commit redb would read). An empty file is blank too.
+fn is_blank(file: &std::fs::File) -> std::io::Result<bool> {
     use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut offset = 0u64;
-    loop {
-        let read = file.read_at(&mut buf, offset)?;
-        if read == 0 {
-            return Ok(true);
-        }
-        if buf[..read].iter().any(|b| *b != 0) {
-            return Ok(false);
-        }
-        offset += read as u64;
+    if file.metadata()?.len() > BLANK_MAX_BYTES {
+        return Ok(false);
     }
+    // One byte past the bound: the file may have grown since.
+    let mut bytes = vec![0u8; BLANK_MAX_BYTES as usize + 1];
+    let mut read = 0;
+    while read < bytes.len() {
+        match file.read_at(&mut bytes[read..], read as u64)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    if read as u64 > BLANK_MAX_BYTES {
+        return Ok(false);
+    }
+    bytes.truncate(read);
+    let magic = bytes.len().min(REDB_MAGIC_BYTES);
+    let header = bytes.len().min(REDB_HEADER_BYTES);
+    Ok(bytes[..magic].iter().all(|b| *b == 0) && bytes[header..].iter().all(|b| *b == 0))
 }
 
-/// Runs `act` on `file` if it holds only zeros, under an exclusive `flock`:
+/// Runs `act` on `file` if it is blank ([`is_blank`]), under an exclusive `flock`:
 /// redb holds one on a file it has open (it is how it keeps redb before 4.3
 /// out), so a file another relay is setting up right now is left to redb,
 /// which says it is in use. Returns whether `act` ran and succeeded.
@@ -154,7 +208,7 @@ fn if_blank(
     file: &std::fs::File,
     act: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<bool> {
-    if !holds_only_zeros(file)? {
+    if !is_blank(file)? {
         return Ok(false);
     }
     match file.try_lock() {
@@ -163,7 +217,7 @@ fn if_blank(
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
     // Again under the lock: nobody wrote a header in between.
-    let acted = if holds_only_zeros(file)? {
+    let acted = if is_blank(file)? {
         act(file).map(|()| true)
     } else {
         Ok(false)
@@ -172,7 +226,7 @@ fn if_blank(
     acted
 }
 
-/// Empties an existing journal file of zeros only ([`create_private`]).
+/// Empties an existing blank journal file ([`is_blank`], [`create_private`]).
 /// Returns whether it did; a failure to look is left to redb's open.
 fn empty_if_blank(file: &std::fs::File, path: &Path) -> bool {
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -184,7 +238,7 @@ fn empty_if_blank(file: &std::fs::File, path: &Path) -> bool {
     match if_blank(file, |file| file.set_len(0)) {
         Ok(true) => {
             tracing::warn!(path = %path.display(), bytes,
-                "the journal file held only zero bytes, no journal header: what a first start that failed while setting it up leaves (a full disk, a stop during it); it held no event, and an empty journal is started in it. If a relay ran with this journal before, the filesystem lost its contents: restore it from a backup");
+                "the journal file held only zero bytes (past an unfinished header at most), no journal: what a first start that failed while setting it up leaves (a full disk, a stop during it); it held no event, and an empty journal is started in it. If a relay ran with this journal before, the filesystem lost its contents: restore it from a backup");
             true
         }
         Ok(false) => false,
@@ -197,9 +251,9 @@ fn empty_if_blank(file: &std::fs::File, path: &Path) -> bool {
 
 /// Removes the journal file this start created when its first open failed
 /// (a full disk as redb sized and wrote its header; a read-only
-/// filesystem), if it still holds only zeros: it holds no event, and left
-/// there it was found at every later start (not created, so not new) and
-/// refused. A file with any byte that is not zero is kept.
+/// filesystem), if it is still blank ([`is_blank`]): it holds no event,
+/// and left there it was found at every later start (not created, so not
+/// new) and refused. A file redb wrote a journal header in is kept.
 pub(super) fn discard_if_blank(path: &Path) {
     let Ok(file) = open_no_follow(path, Opening::Start) else {
         return;
@@ -213,6 +267,13 @@ pub(super) fn discard_if_blank(path: &Path) {
             tracing::warn!(path = %path.display(), %error, "could not remove the journal file this start created")
         }
     }
+}
+
+/// Whether the file at `path` is blank ([`is_blank`]): `callrelay compact`
+/// refuses it, as it refuses an empty one, where the open would start a
+/// journal in it. A file that cannot be opened is not: the open says why.
+pub(super) fn is_blank_at(path: &Path) -> bool {
+    open_no_follow(path, Opening::Start).is_ok_and(|file| is_blank(&file).unwrap_or(false))
 }
 
 /// Drops the kernel's cached copy of the journal file, so that the open
@@ -341,7 +402,7 @@ fn open_once(
             }
         }
         // redb's "magic number mismatch": said as what it is, where it read
-        // like damage. A file of zeros only never gets here at a start.
+        // like damage. A blank file never gets here at a start.
         redb::DatabaseError::Storage(redb::StorageError::Io(e))
             if e.kind() == std::io::ErrorKind::InvalidData && matches!(opening, Opening::Start) =>
         {

@@ -1979,6 +1979,103 @@ fn a_file_that_is_not_a_journal_is_refused_and_kept() {
     );
 }
 
+/// What a kill between redb 4.6's two writes of a new file's header leaves:
+/// the header without its magic number (flags, page size, region counts:
+/// not zero), then zeros, at the size redb gave the new file. Refused as
+/// not a journal at every later start before; it holds no event.
+#[test]
+fn a_file_killed_between_redbs_two_header_writes_opens_as_an_empty_journal() {
+    let fresh = tempfile::tempdir().unwrap();
+    let made = fresh.path().join("fresh.redb");
+    // Its size while open: what redb sized it to (a close trims it).
+    let db = redb::Database::create(&made).unwrap();
+    let sized = std::fs::metadata(&made).unwrap().len();
+    drop(db);
+    assert!(
+        sized <= 1 << 20,
+        "redb's new file ({sized} bytes) is larger than a blank may be"
+    );
+    let written = std::fs::read(&made).unwrap();
+    assert_eq!(&written[..4], b"redb");
+    let mut bytes = vec![0u8; sized as usize];
+    bytes[9..320].copy_from_slice(&written[9..320]);
+    assert!(bytes.iter().any(|b| *b != 0), "the header is not all zeros");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    std::fs::write(&path, &bytes).unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    assert!(j.created(), "a journal started anew");
+    j.append_batch(&[event("a")]).unwrap();
+    assert_eq!(j.last_seq(), 1);
+}
+
+/// A long file of zeros is no failed first start's (redb sizes a new file
+/// to 72 KiB): a journal whose contents the storage lost. Started
+/// anew at seq 1, it sent seqs a restored backup's already had: refused,
+/// kept as it was.
+#[test]
+fn a_long_file_of_zeros_is_refused_as_a_journal_whose_contents_were_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(64 << 20).unwrap();
+    drop(file);
+
+    let error = Journal::open(options(dir.path())).err().unwrap();
+    assert!(matches!(error, JournalError::NotAJournal { .. }), "{error}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 << 20, "kept");
+}
+
+/// A Unix socket at the path: no open takes one (`ENXIO`), which was said
+/// as a generic failure to open; it is said as a socket.
+#[test]
+fn a_socket_at_the_journal_path_is_refused_as_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let error = Journal::open(options(dir.path())).err().unwrap();
+    assert!(matches!(error, JournalError::NotAFile { .. }), "{error}");
+    assert!(error.to_string().contains("is a socket"), "{error}");
+}
+
+/// A hard link at the journal's path to another file others may read: it
+/// was made owner-only before anything checked it was a journal.
+#[test]
+fn a_hard_link_at_the_journal_path_leaves_the_files_mode_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("passwd");
+    std::fs::write(&target, b"root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::hard_link(&target, dir.path().join("journal.redb")).unwrap();
+
+    assert!(Journal::open(options(dir.path())).is_err());
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the linked file was chmodded");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+}
+
+/// A blank file another process holds locked (a relay setting it up right
+/// now: redb locks a file it has open) is not removed by a start whose
+/// open failed.
+#[test]
+fn a_blank_file_another_holds_locked_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    let other = std::fs::File::open(&path).unwrap();
+    other.lock().unwrap();
+    discard_if_blank(&path);
+    assert!(path.exists(), "removed under another's lock");
+    other.unlock().unwrap();
+    discard_if_blank(&path);
+    assert!(!path.exists(), "a blank file no one holds is removed");
+}
+
 /// A dangling link at the journal's path: followed, redb created its
 /// target with the umask's mode (0644 from a shell), not owner-only.
 #[test]

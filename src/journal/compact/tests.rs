@@ -223,6 +223,20 @@ fn no_journal_is_said_and_none_is_created() {
     assert_eq!(file_size(dir.path()), 0);
 }
 
+/// A blank file (a first start that failed as it set the file up): no
+/// journal, said so, and left as it is; the open compact goes through
+/// started a journal in it.
+#[test]
+fn a_blank_file_is_said_and_no_journal_is_made_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    std::fs::write(&path, vec![0u8; 64 << 10]).unwrap();
+    let error = compact(options(dir.path())).unwrap_err();
+    assert!(matches!(error, CompactError::Blank { .. }), "{error}");
+    assert!(error.to_string().contains("holds no journal"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 64 << 10]);
+}
+
 /// `journal.path` naming a regular file (a path through a file): no
 /// journal there, said as such, and nothing created or changed; before,
 /// the open was reached and said it could not create the directory.
