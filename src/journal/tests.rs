@@ -2076,6 +2076,52 @@ fn a_blank_file_another_holds_locked_is_not_removed() {
     assert!(!path.exists(), "a blank file no one holds is removed");
 }
 
+const FSIZE_CHILD_DIR: &str = "CALLRELAY_JOURNAL_FSIZE_CHILD_DIR";
+
+/// The child of [`a_first_start_that_cannot_size_the_file_removes_it`]:
+/// opens a journal in `CALLRELAY_JOURNAL_FSIZE_CHILD_DIR`, under a file
+/// size limit the parent set, and says `REFUSED` with the error. Ignored,
+/// so a plain run does not list it; the parent runs it with `--ignored`.
+#[test]
+#[ignore = "the child process of a_first_start_that_cannot_size_the_file_removes_it"]
+fn first_start_child() {
+    let Ok(dir) = std::env::var(FSIZE_CHILD_DIR) else {
+        return;
+    };
+    let error = Journal::open(options(std::path::Path::new(&dir)))
+        .err()
+        .unwrap();
+    println!("REFUSED {error}");
+}
+
+/// A first start whose open fails as redb sizes the new file (a full disk;
+/// here a file size limit, `EFBIG`, in a child process, the limit being
+/// the whole process's): the file it made is removed, not left for every
+/// later start to find.
+#[test]
+fn a_first_start_that_cannot_size_the_file_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        // SIGXFSZ ignored, as it stays across the exec: the write fails
+        // with EFBIG instead of killing the child.
+        .arg(r#"trap "" XFSZ && ulimit -f 4 && exec "$0" "$@""#)
+        .arg(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "journal::tests::first_start_child"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env(FSIZE_CHILD_DIR, dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}{errors}");
+    assert!(said.contains("REFUSED"), "{said}{errors}");
+    assert!(
+        !dir.path().join("journal.redb").exists(),
+        "the file the failed start made is left: {said}"
+    );
+}
+
 /// A dangling link at the journal's path: followed, redb created its
 /// target with the umask's mode (0644 from a shell), not owner-only.
 #[test]
