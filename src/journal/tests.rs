@@ -1941,7 +1941,7 @@ fn a_file_of_zeros_left_by_a_failed_first_start_opens_as_an_empty_journal() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.redb");
-    std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(&path, vec![0u8; super::open::BLANK_MAX_BYTES as usize]).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let mut opened = None;
@@ -1992,7 +1992,7 @@ fn a_file_killed_between_redbs_two_header_writes_opens_as_an_empty_journal() {
     let sized = std::fs::metadata(&made).unwrap().len();
     drop(db);
     assert!(
-        sized <= 1 << 20,
+        sized <= super::open::BLANK_MAX_BYTES,
         "redb's new file ({sized} bytes) is larger than a blank may be"
     );
     let written = std::fs::read(&made).unwrap();
