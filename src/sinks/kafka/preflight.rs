@@ -11,12 +11,14 @@
 //!
 //! Guarantees: the check never holds the sink or its deliveries; every
 //! foreseeable topic is looked up each time, one found before too (deleted
-//! since, it is named like any missing topic; until 2026-12-07 a topic
-//! found was not asked about again while the sink ran); a broker that
-//! cannot be reached leaves the list as it was (the sink says why it
-//! cannot deliver); with `create_topics` nothing is looked up (the first
-//! event creates its topic), nor with `"allow.auto.create.topics" = "true"`
-//! in the options (the broker's policy decides whether it does); a
+//! since, it is named missing once two answered lookups in a row lack it:
+//! a broker just restarted can answer before it knows its topics; until
+//! 2026-12-07 a topic found was not asked about again while the sink ran);
+//! a topic the last answer lacked too, or never found, is named at once; a
+//! broker that cannot be reached leaves the list as it was (the sink says
+//! why it cannot deliver); with `create_topics` nothing is looked up (the
+//! first event creates its topic), nor with `"allow.auto.create.topics" =
+//! "true"` in the options (the broker's policy decides whether it does); a
 //! template naming `{type}` is not foreseeable (CareSoft's types are
 //! open-ended) and is not checked.
 
@@ -137,6 +139,8 @@ async fn look_up_until<L, F>(
     F: Future<Output = Option<HashSet<String>>>,
 {
     let mut said: Vec<String> = Vec::new();
+    // The foreseen topics the last answered lookup found.
+    let mut found_last: HashSet<String> = HashSet::new();
     loop {
         let config = config.load_full();
         // Every topic, each time, also those found before: one deleted since
@@ -152,10 +156,18 @@ async fn look_up_until<L, F>(
                 looked_up = lookup(kafka.read_back_client_config()) => looked_up,
             };
             looked_up.map(|existing| {
-                foreseen
+                // A broker just restarted (ZooKeeper mode) can answer before
+                // its metadata cache is filled, with few topics or none: a
+                // topic the last answer held is named only if the next one
+                // lacks it too, or every rolling restart warned of them all.
+                let (found, lacking): (Vec<String>, Vec<String>) =
+                    foreseen.into_iter().partition(|t| existing.contains(t));
+                let missing = lacking
                     .into_iter()
-                    .filter(|t| !existing.contains(t))
-                    .collect::<Vec<String>>()
+                    .filter(|t| !found_last.contains(t))
+                    .collect::<Vec<String>>();
+                found_last = found.into_iter().collect();
+                missing
             })
         } else {
             Some(Vec::new())
@@ -303,13 +315,27 @@ mod tests {
         tokio::sync::mpsc::UnboundedSender<Found>,
         impl Fn(rdkafka::ClientConfig) -> Finding + Clone,
     ) {
+        let (answer, _asked, lookup) = asked_cluster();
+        (answer, lookup)
+    }
+
+    /// [`cluster`], also telling each lookup as it starts: the watch has
+    /// taken in every answer before it asks for the next one.
+    fn asked_cluster() -> (
+        tokio::sync::mpsc::UnboundedSender<Found>,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+        impl Fn(rdkafka::ClientConfig) -> Finding + Clone,
+    ) {
         let (answer, answers) = tokio::sync::mpsc::unbounded_channel();
+        let (ask, asked) = tokio::sync::mpsc::unbounded_channel();
         let answers = Arc::new(tokio::sync::Mutex::new(answers));
         let lookup = move |_: rdkafka::ClientConfig| {
+            // A test that does not wait for the lookups has dropped `asked`.
+            let _ = ask.send(());
             let answers = answers.clone();
             Box::pin(async move { answers.lock().await.recv().await.flatten() }) as Finding
         };
-        (answer, lookup)
+        (answer, asked, lookup)
     }
 
     /// Restarts at once: the test's panics are not to wait for.
@@ -379,9 +405,12 @@ mod tests {
             answer
                 .send(holding(&["cr.hn.call", "cr.hn.autocall", "cr.hn.vendor"]))
                 .unwrap();
-            answer
-                .send(holding(&["cr.hn.call", "cr.hn.autocall"]))
-                .unwrap();
+            // Two lookups in a row lack it: one could be a restarted broker's.
+            for _ in 0..2 {
+                answer
+                    .send(holding(&["cr.hn.call", "cr.hn.autocall"]))
+                    .unwrap();
+            }
             until(
                 "the deleted topic named missing",
                 Duration::from_secs(10),
@@ -402,6 +431,81 @@ mod tests {
                 metrics.kafka_topics_missing.get() == 0
             })
             .await;
+            cancel.cancel();
+        };
+        tokio::join!(watching, steps);
+    }
+
+    /// A broker that just restarted (ZooKeeper mode) can answer before its
+    /// metadata cache is filled, with few topics or none: during a rolling
+    /// restart every topic found before was named missing, a WARN that its
+    /// first event stops delivery, `/status` degraded and the gauge up, all
+    /// cleared a minute later. One lookup that lacks a topic found before
+    /// names nothing; a topic never found is named at once.
+    #[tokio::test]
+    async fn a_topic_found_before_is_not_named_missing_by_one_lookup() {
+        let config = ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let status = StatusBoard::new(metrics.clone());
+        let (answer, mut asked, lookup) = asked_cluster();
+        let cancel = CancellationToken::new();
+        let watching = watch_with(
+            &config,
+            &status,
+            cancel.clone(),
+            Duration::from_millis(1),
+            NO_WAIT,
+            lookup,
+        );
+        let steps = async {
+            // The answer is taken in once the next lookup is asked for.
+            macro_rules! taken {
+                ($found:expr) => {{
+                    answer.send($found).unwrap();
+                    asked.recv()
+                }};
+            }
+            asked.recv().await.unwrap();
+            // `cr.hn.vendor` was never found: named at once.
+            taken!(holding(&["cr.hn.call", "cr.hn.autocall"]))
+                .await
+                .unwrap();
+            assert_eq!(metrics.kafka_topics_missing.get(), 1, "never found");
+            taken!(holding(&["cr.hn.call", "cr.hn.autocall", "cr.hn.vendor"]))
+                .await
+                .unwrap();
+            assert_eq!(metrics.kafka_topics_missing.get(), 0, "found");
+            // A restarted broker's empty cache, then a full answer.
+            taken!(holding(&[])).await.unwrap();
+            assert_eq!(
+                metrics.kafka_topics_missing.get(),
+                0,
+                "one lookup lacks them"
+            );
+            assert!(status.degraded_reasons().is_empty());
+            taken!(holding(&["cr.hn.call", "cr.hn.autocall", "cr.hn.vendor"]))
+                .await
+                .unwrap();
+            // A cluster that could not be asked neither counts nor breaks the row.
+            taken!(holding(&["cr.hn.call", "cr.hn.vendor"]))
+                .await
+                .unwrap();
+            taken!(None).await.unwrap();
+            assert_eq!(metrics.kafka_topics_missing.get(), 0, "one lookup lacks it");
+            taken!(holding(&["cr.hn.call", "cr.hn.vendor"]))
+                .await
+                .unwrap();
+            assert_eq!(
+                metrics.kafka_topics_missing.get(),
+                1,
+                "two in a row lack it"
+            );
+            assert!(
+                status
+                    .degraded_reasons()
+                    .iter()
+                    .any(|r| r.contains("do not exist: cr.hn.autocall;"))
+            );
             cancel.cancel();
         };
         tokio::join!(watching, steps);
