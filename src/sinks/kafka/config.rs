@@ -367,6 +367,17 @@ impl KafkaConfig {
         client
     }
 
+    /// The librdkafka properties of the consumer that only looks topics up
+    /// (`preflight`): the producer's, without a group, since a group sends
+    /// librdkafka looking for its coordinator (more connections, TLS and
+    /// SASL logins) at each lookup, for nothing.
+    pub fn lookup_client_config(&self) -> ClientConfig {
+        let mut client = self.client_config();
+        // The options may name one; a metadata request needs none.
+        client.remove("group.id");
+        client
+    }
+
     /// The librdkafka properties of the producer: ours, then the options.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();

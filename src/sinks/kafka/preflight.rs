@@ -75,6 +75,31 @@ pub fn foreseeable(config: &Config) -> Option<BTreeSet<String>> {
     Some(topics)
 }
 
+/// Up to how many foreseen topics a lookup asks for by name, one metadata
+/// request each, rather than for the cluster's whole list.
+const BY_NAME: usize = 20;
+
+/// What a lookup asks the cluster about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Asking {
+    /// These topics, one metadata request each.
+    Named(Vec<String>),
+    /// Every topic of the cluster, in one request.
+    All,
+}
+
+/// How to look `foreseen` up: by name when they are few (a fixed topic
+/// among them), since the cluster's list, on a shared cluster of thousands
+/// of topics, is far more to ask for each minute; else one list for all,
+/// however many accounts.
+fn asking(foreseen: &BTreeSet<String>) -> Asking {
+    if foreseen.len() <= BY_NAME {
+        Asking::Named(foreseen.iter().cloned().collect())
+    } else {
+        Asking::All
+    }
+}
+
 /// Up to [`NAMED`] topics, then how many more.
 pub fn listed(topics: &[String]) -> String {
     crate::logging::first_then_more(topics.iter(), NAMED)
@@ -98,8 +123,9 @@ pub async fn watch(ctx: Arc<Context>, cancel: CancellationToken) {
 }
 
 /// [`watch`] of the config in force in `config`, told on `status`, looking
-/// up every `every` what the cluster holds with `lookup` (`None`: it could
-/// not be asked), started again after `waits` when it panics.
+/// up every `every` which of the topics asked about the cluster holds with
+/// `lookup` (`None`: it could not be asked), started again after `waits`
+/// when it panics.
 async fn watch_with<L, F>(
     config: &ArcSwap<Config>,
     status: &StatusBoard,
@@ -108,7 +134,7 @@ async fn watch_with<L, F>(
     waits: (Duration, Duration),
     lookup: L,
 ) where
-    L: Fn(rdkafka::ClientConfig) -> F,
+    L: Fn(rdkafka::ClientConfig, Asking) -> F,
     F: Future<Output = Option<HashSet<String>>>,
 {
     let on_panic = |delay: Duration| {
@@ -135,7 +161,7 @@ async fn look_up_until<L, F>(
     every: Duration,
     lookup: &L,
 ) where
-    L: Fn(rdkafka::ClientConfig) -> F,
+    L: Fn(rdkafka::ClientConfig, Asking) -> F,
     F: Future<Output = Option<HashSet<String>>>,
 {
     let mut said: Vec<String> = Vec::new();
@@ -145,15 +171,14 @@ async fn look_up_until<L, F>(
         let config = config.load_full();
         // Every topic, each time, also those found before: one deleted since
         // (a cluster rebuilt behind the same brokers) is as missing as one
-        // never created. One metadata request lists them all, however many
-        // accounts the config has.
+        // never created.
         let foreseen = foreseeable(&config).unwrap_or_default();
         // Topics are foreseen only with `[kafka]`: none to ask about without it.
-        let asking = config.kafka.as_ref().filter(|_| !foreseen.is_empty());
-        let missing = if let Some(kafka) = asking {
+        let with_kafka = config.kafka.as_ref().filter(|_| !foreseen.is_empty());
+        let missing = if let Some(kafka) = with_kafka {
             let looked_up = tokio::select! {
                 () = cancel.cancelled() => break,
-                looked_up = lookup(kafka.read_back_client_config()) => looked_up,
+                looked_up = lookup(kafka.lookup_client_config(), asking(&foreseen)) => looked_up,
             };
             looked_up.map(|existing| {
                 // A broker just restarted (ZooKeeper mode) can answer before
@@ -184,10 +209,11 @@ async fn look_up_until<L, F>(
     }
 }
 
-/// The names of the topics the cluster holds; `None` when it could not be
-/// asked (on the blocking pool: the metadata may take [`METADATA_TIMEOUT`]).
-async fn existing(client_config: rdkafka::ClientConfig) -> Option<HashSet<String>> {
-    match tokio::task::spawn_blocking(move || existing_blocking(&client_config)).await {
+/// The names of the topics asked about that the cluster holds; `None`
+/// when it could not be asked (on the blocking pool: each metadata request
+/// may take [`METADATA_TIMEOUT`]).
+async fn existing(client_config: rdkafka::ClientConfig, asking: Asking) -> Option<HashSet<String>> {
+    match tokio::task::spawn_blocking(move || existing_blocking(&client_config, &asking)).await {
         Ok(Ok(existing)) => Some(existing),
         Ok(Err(error)) => {
             tracing::debug!(%error, "kafka sink: could not look the topics up; trying again later");
@@ -211,22 +237,49 @@ fn say(before: &[String], now: &[String]) {
     }
 }
 
-/// The names of the topics the cluster holds, asked by a consumer like the
-/// read-back's (a producer would be given an id by the cluster each time).
-fn existing_blocking(client_config: &rdkafka::ClientConfig) -> Result<HashSet<String>, ScanError> {
+/// The names of the topics asked about that the cluster holds, asked by a
+/// consumer without a group (a producer would be given an id by the
+/// cluster each time).
+fn existing_blocking(
+    client_config: &rdkafka::ClientConfig,
+    asking: &Asking,
+) -> Result<HashSet<String>, ScanError> {
     // Quiet: the config carries producer settings a consumer warns about,
     // and a broker that is down is the sink's to report, throttled.
     let client: BaseConsumer<QuietContext> =
         QuietContext::create(client_config).map_err(ScanError::Create)?;
-    let metadata = client
-        .fetch_metadata(None, METADATA_TIMEOUT)
-        .map_err(ScanError::Metadata)?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .map(|t| t.name().to_owned())
-        .collect())
+    let held = |metadata: rdkafka::metadata::Metadata| {
+        // A topic the cluster lacks comes back with an error of its own
+        // (UNKNOWN_TOPIC_OR_PART), as does one the principal may not describe.
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_owned())
+            .collect::<Vec<String>>()
+    };
+    let mut existing = HashSet::new();
+    match asking {
+        Asking::All => {
+            let metadata = client
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map_err(ScanError::Metadata)?;
+            existing.extend(held(metadata));
+        }
+        Asking::Named(topics) => {
+            // Named, a topic is not created: librdkafka sends the client's
+            // `allow.auto.create.topics`, false whenever topics are foreseen.
+            // The first request that fails ends the lookup: the next would
+            // wait for the same broker.
+            for topic in topics {
+                let metadata = client
+                    .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+                    .map_err(ScanError::Metadata)?;
+                existing.extend(held(metadata));
+            }
+        }
+    }
+    Ok(existing)
 }
 
 #[cfg(test)]
@@ -313,7 +366,7 @@ mod tests {
     /// each lookup finds, in order.
     fn cluster() -> (
         tokio::sync::mpsc::UnboundedSender<Found>,
-        impl Fn(rdkafka::ClientConfig) -> Finding + Clone,
+        impl Fn(rdkafka::ClientConfig, Asking) -> Finding + Clone,
     ) {
         let (answer, _asked, lookup) = asked_cluster();
         (answer, lookup)
@@ -324,12 +377,12 @@ mod tests {
     fn asked_cluster() -> (
         tokio::sync::mpsc::UnboundedSender<Found>,
         tokio::sync::mpsc::UnboundedReceiver<()>,
-        impl Fn(rdkafka::ClientConfig) -> Finding + Clone,
+        impl Fn(rdkafka::ClientConfig, Asking) -> Finding + Clone,
     ) {
         let (answer, answers) = tokio::sync::mpsc::unbounded_channel();
         let (ask, asked) = tokio::sync::mpsc::unbounded_channel();
         let answers = Arc::new(tokio::sync::Mutex::new(answers));
-        let lookup = move |_: rdkafka::ClientConfig| {
+        let lookup = move |_: rdkafka::ClientConfig, _: Asking| {
             // A test that does not wait for the lookups has dropped `asked`.
             let _ = ask.send(());
             let answers = answers.clone();
@@ -351,10 +404,10 @@ mod tests {
         let status = StatusBoard::new(metrics.clone());
         let (answer, lookup) = cluster();
         let lookups = std::sync::atomic::AtomicUsize::new(0);
-        let panicking_first = |client| {
+        let panicking_first = |client, asking| {
             let first = lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
             assert!(!first, "the first lookup panics");
-            lookup(client)
+            lookup(client, asking)
         };
         let cancel = CancellationToken::new();
         let watching = watch_with(
@@ -509,6 +562,38 @@ mod tests {
             cancel.cancel();
         };
         tokio::join!(watching, steps);
+    }
+
+    /// The lookup's consumer carried the read-back's `group.id`: librdkafka
+    /// looked for the group's coordinator at each lookup (connections, TLS
+    /// and SASL logins) though nothing joins it.
+    #[test]
+    fn the_lookup_client_has_no_group() {
+        let plain = config("topic = \"all-events\"", HN);
+        let lookup = plain.kafka.as_ref().unwrap().lookup_client_config();
+        assert_eq!(lookup.get("group.id"), None);
+        assert_eq!(lookup.get("allow.auto.create.topics"), Some("false"));
+        let grouped = config(
+            "topic = \"all-events\"\n[kafka.options]\n\"group.id\" = \"g\"",
+            HN,
+        );
+        let lookup = grouped.kafka.as_ref().unwrap().lookup_client_config();
+        assert_eq!(lookup.get("group.id"), None, "not even from the options");
+    }
+
+    /// Every lookup asked for the whole cluster's list: with a fixed topic
+    /// on a shared cluster of thousands, all their metadata each minute.
+    #[test]
+    fn few_topics_are_asked_for_by_name_many_in_one_list() {
+        let fixed = foreseeable(&config("topic = \"all-events\"", SOURCES)).unwrap();
+        assert_eq!(asking(&fixed), Asking::Named(vec!["all-events".to_owned()]));
+        let few: BTreeSet<String> = (0..BY_NAME).map(|i| format!("t{i:02}")).collect();
+        assert_eq!(
+            asking(&few),
+            Asking::Named(few.iter().cloned().collect::<Vec<_>>())
+        );
+        let many: BTreeSet<String> = (0..=BY_NAME).map(|i| format!("t{i:02}")).collect();
+        assert_eq!(asking(&many), Asking::All);
     }
 
     #[test]
