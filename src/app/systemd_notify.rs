@@ -13,9 +13,10 @@
 //! `NOTIFY_SOCKET` read at each send, a path or an abstract name (`@…`), so a
 //! path systemd makes again is found again; nothing is sent, and nothing
 //! fails, when `NOTIFY_SOCKET` is unset; a socket that could not be made is
-//! tried again at the next notification; a send never waits: when systemd
-//! does not drain its socket (the queue full), it is an error at once
-//! (`EAGAIN`), so no caller holds a runtime worker or a lock for it;
+//! tried again at the next notification; a send waits for room in a full
+//! queue (systemd slow to drain its socket) at most `SEND_WAIT` (2 s), then
+//! is an error (`EAGAIN`), so a moment's backlog loses no notification and
+//! no caller holds a runtime worker or a lock for long;
 //! [`tell`] says a failed notification once, until one gets through again.
 
 use std::ffi::OsStr;
@@ -27,6 +28,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sd_notify::NotifyState;
+
+/// How long a send waits for room in systemd's queue before it fails: long
+/// enough for a busy PID 1 to drain a backlog, short enough for a caller
+/// holding a lock or a runtime worker.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The process's one notify socket, unbound: each message is sent to the
 /// address `NOTIFY_SOCKET` names.
@@ -101,12 +107,14 @@ fn send_on(socket: &UnixDatagram, message: &str, to: &SocketAddr) -> io::Result<
     }
 }
 
-/// A socket for the notifications, whose sends never wait.
+/// A socket for the notifications, whose sends wait at most [`SEND_WAIT`].
 fn new_socket() -> io::Result<UnixDatagram> {
     let socket = UnixDatagram::unbound()?;
-    // Blocking, a send to a full queue (PID 1 not reading) waited with the
-    // socket's lock held, and the caller's runtime worker.
-    socket.set_nonblocking(true)?;
+    // Unbounded, a send to a full queue (PID 1 not reading) waited with the
+    // socket's lock held, and the caller's runtime worker; not waiting at
+    // all lost READY=1 to a moment's backlog, and systemd, never told,
+    // killed the start at TimeoutStartSec.
+    socket.set_write_timeout(Some(SEND_WAIT))?;
     Ok(socket)
 }
 
@@ -181,32 +189,55 @@ mod tests {
         assert_eq!(received(&second), "STOPPING=1\n");
     }
 
-    /// PID 1 not draining its notify socket fills the queue: a blocking
-    /// send then waited, holding the socket's lock and the runtime worker
-    /// of whoever sent (a STOPPING under the signals' lock), for as long
-    /// as systemd did not read.
+    /// PID 1 not draining its notify socket fills the queue. A send that
+    /// never waited lost READY=1 to a moment's backlog (systemd then killed
+    /// the start at TimeoutStartSec); one that waited without bound held the
+    /// socket's lock and a runtime worker for as long as systemd did not
+    /// read. It waits, at most SEND_WAIT, and a send that finds room within
+    /// it goes through.
     #[test]
-    fn a_full_queue_is_an_error_at_once_not_a_wait() {
+    fn a_full_queue_is_waited_on_for_at_most_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify.sock");
-        let _never_read = UnixDatagram::bind(&path).unwrap();
+        let receiver = UnixDatagram::bind(&path).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let to = SocketAddr::from_pathname(&path).unwrap();
-        std::thread::spawn(move || {
-            // Not the process's socket: its send buffer, filled here, would
-            // fail the other tests' sends.
-            let socket = new_socket().unwrap();
+        // Not the process's socket: its send buffer, filled here, would
+        // fail the other tests' sends.
+        let socket = std::sync::Arc::new(new_socket().unwrap());
+        let sender = socket.clone();
+        let filler = std::thread::spawn(move || {
             // The queue holds a few hundred at most (net.unix.max_dgram_qlen,
             // the receive buffer); past this many a send has blocked.
-            let failed = (0..100_000)
-                .map(|_| send_on(&socket, "WATCHDOG=1\n", &to))
-                .find_map(Result::err);
-            let _ = tx.send(failed.map(|e| e.kind()));
+            let failed = (0..100_000).find_map(|_| {
+                let start = std::time::Instant::now();
+                send_on(&sender, "WATCHDOG=1\n", &to)
+                    .err()
+                    .map(|e| (e.kind(), start.elapsed()))
+            });
+            let _ = tx.send(failed);
+            sender
         });
-        let failed = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("a send to a full queue blocked");
-        assert_eq!(failed, Some(io::ErrorKind::WouldBlock));
+        let (kind, waited) = rx
+            .recv_timeout(SEND_WAIT + std::time::Duration::from_secs(8))
+            .expect("a send to a full queue blocked past its bound")
+            .expect("the queue never filled");
+        assert_eq!(kind, io::ErrorKind::WouldBlock);
+        assert!(
+            waited >= SEND_WAIT / 2,
+            "gave up after {waited:?}, not waiting for room"
+        );
+        assert!(
+            waited < SEND_WAIT + std::time::Duration::from_secs(1),
+            "waited {waited:?}"
+        );
+        let sender = filler.join().unwrap();
+        // Room made while a send waits on the full queue lets it through.
+        let to = SocketAddr::from_pathname(&path).unwrap();
+        let waiting = std::thread::spawn(move || send_on(&sender, "READY=1\n", &to));
+        assert_eq!(received(&receiver), "WATCHDOG=1\n");
+        waiting.join().unwrap().expect("a send that found room");
+        drop(socket);
     }
 
     /// A failed notification is said once, with its error, until one gets

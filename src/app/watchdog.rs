@@ -29,7 +29,9 @@
 //!   over. A reopen is bounded by [`MAX_REOPEN`] instead, as the start's
 //!   is.
 //!
-//! and skips the keep-alive when any check fails. It stops at shutdown:
+//! and skips the keep-alive when any check fails. A keep-alive that could
+//! not be sent (systemd's queue still full after the send's bound) is tried
+//! again a second later, not an interval later. It stops at shutdown:
 //! systemd does not watch a stopping service.
 
 use std::sync::Arc;
@@ -55,6 +57,11 @@ pub const MAX_REOPEN: Duration = Duration::from_secs(3600);
 /// The shortest keep-alive interval honoured (a smaller `WATCHDOG_USEC` is
 /// taken as this, so a typo cannot make the thread spin).
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How soon a keep-alive that could not be sent is tried again (or the
+/// interval, if shorter): a whole interval later left the next one a
+/// whole `WatchdogSec` after the last sent, no margin.
+const UNSENT_RETRY: Duration = Duration::from_secs(1);
 
 /// One round of observations.
 #[derive(Clone, Copy, Debug)]
@@ -228,6 +235,7 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
     let mut withheld = false;
     let mut unsent = false;
     loop {
+        let mut next = interval;
         let tick = Instant::now();
         if ctx.shutdown.is_cancelled() {
             return;
@@ -269,11 +277,13 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
                     }
                     Ok(()) => {}
                     // Said once: systemd restarts the relay if this lasts.
-                    Err(e) if !unsent => {
-                        tracing::error!(error = %e, "a watchdog keep-alive could not be sent to systemd");
-                        unsent = true;
+                    Err(e) => {
+                        if !unsent {
+                            tracing::error!(error = %e, "a watchdog keep-alive could not be sent to systemd");
+                            unsent = true;
+                        }
+                        next = retry_after(interval);
                     }
-                    Err(_) => {}
                 }
             }
             Some(reason) => {
@@ -283,8 +293,14 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
                 }
             }
         }
-        std::thread::sleep(interval.saturating_sub(tick.elapsed()));
+        std::thread::sleep(next.saturating_sub(tick.elapsed()));
     }
+}
+
+/// When a keep-alive that could not be sent is tried again, with keep-alives
+/// every `interval`.
+fn retry_after(interval: Duration) -> Duration {
+    UNSENT_RETRY.min(interval)
 }
 
 /// Hands the runtime a task and waits for it to run.
@@ -553,6 +569,22 @@ mod tests {
     /// Keep-alives are sent once the probe returns, `interval` after the
     /// previous tick: two in a row can be the interval plus one probe's bound
     /// apart, which must stay clear of `WatchdogSec` (twice the interval).
+    /// A keep-alive lost to a full queue was tried again only an interval
+    /// later: with `WatchdogSec` twice the interval, the next one sent came
+    /// a whole period after the last one systemd had.
+    #[test]
+    fn a_lost_keep_alive_is_tried_again_well_inside_the_watchdog_period() {
+        assert_eq!(retry_after(I), Duration::from_secs(1));
+        assert_eq!(retry_after(MIN_INTERVAL), MIN_INTERVAL);
+        // The shipped unit (WatchdogSec=30s): last sent at 0, the lost one
+        // an interval and a send's wait later, its retry a second and a
+        // send's wait after that.
+        let interval = Duration::from_secs(15);
+        let send_wait = Duration::from_secs(2);
+        let retried_by = interval + send_wait + retry_after(interval) + send_wait;
+        assert!(retried_by * 4 <= 2 * interval * 3, "{retried_by:?}");
+    }
+
     #[test]
     fn two_keep_alives_are_never_a_whole_watchdog_period_apart() {
         let watchdog_sec = 2 * I;
