@@ -406,8 +406,15 @@ impl Drop for Writing<'_> {
 /// What a state write holds until its transaction has ended: the database
 /// (not to be closed under it) and its [`Writing`].
 struct StateWriteHeld<'a> {
-    _db: Arc<Database>,
+    db: Arc<Database>,
     _writing: Writing<'a>,
+}
+
+impl StateWriteHeld<'_> {
+    /// The database the write is on, for a read beside it.
+    fn db(&self) -> &Database {
+        &self.db
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the unit of
@@ -629,7 +636,7 @@ impl Journal {
         }
         Ok((
             StateWriteHeld {
-                _db: db,
+                db,
                 _writing: writing,
             },
             txn,
