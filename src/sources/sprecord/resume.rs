@@ -75,7 +75,8 @@
 //! reload ([`ResumeIds::keep_only`]), so a stale one never comes back;
 //! when the start could not read the stored ids, a save keeps the stored
 //! id of every configured account that has none in memory (the next start
-//! resumes it; ids of accounts no longer configured are still dropped).
+//! resumes it; ids of accounts no longer configured are still dropped, by
+//! a save made at the start and at each reload that changes the accounts).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -178,7 +179,15 @@ impl ResumeIds {
             Err(e) => {
                 tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history; the stored ids of accounts with no event in this run are kept for the next start");
                 let unread = ResumeIds::default();
-                unread.lock().unread_configured = Some(configured.to_vec());
+                {
+                    let mut ids = unread.lock();
+                    ids.unread_configured = Some(configured.to_vec());
+                    // Saved at once, so the stored ids of accounts not
+                    // configured are gone before a reload can name them
+                    // again with their stale ids.
+                    ids.unsaved = true;
+                }
+                unread.changed.notify_one();
                 unread
             }
         }
@@ -203,10 +212,17 @@ impl ResumeIds {
         let before = ids.by_account.len();
         ids.by_account.retain(|key, _| configured.contains(key));
         ids.first_copy_seq.retain(|key, _| configured.contains(key));
-        if let Some(unread) = &mut ids.unread_configured {
+        let mut changed = ids.by_account.len() != before;
+        // While the stored ids are unread, a save keeps those of the
+        // accounts configured: one left out must be saved without before
+        // it can be configured again, or its stale id comes back with it.
+        if let Some(unread) = &mut ids.unread_configured
+            && unread.as_slice() != configured
+        {
             configured.clone_into(unread);
+            changed = true;
         }
-        if ids.by_account.len() != before {
+        if changed {
             ids.unsaved = true;
             self.changed.notify_one();
         }
@@ -534,6 +550,31 @@ mod tests {
         // A cleared id is a change: the journal must forget it too.
         stream.set(&"x".repeat(MAX_ID_BYTES + 1));
         assert_eq!(ids.unsaved(), Some(vec![]));
+    }
+
+    /// While the stored ids are unread, a save keeps those of the accounts
+    /// configured. One not configured at the start, or left out by a
+    /// reload, had its stored id kept until some id changed: configured
+    /// again meanwhile, its stale pre-run id came back. Each change of the
+    /// accounts is a save, which drops the ids of those left out.
+    #[test]
+    fn unread_ids_of_accounts_left_out_are_dropped_at_the_next_save() {
+        let a = super::key("a", "http://a/sys/events");
+        let b = super::key("b", "http://b/sys/events");
+        let ids = ResumeIds::at_start(Err(JournalError::Closed), &[a.clone(), b.clone()]);
+        let saving = |kept: &[&Key]| {
+            Some(Saving {
+                ids: vec![],
+                kept: kept.iter().copied().cloned().collect(),
+            })
+        };
+        assert_eq!(ids.to_save(), saving(&[&a, &b]), "the start's");
+        ids.keep_only(std::slice::from_ref(&a));
+        assert_eq!(ids.to_save(), saving(&[&a]), "b left out");
+        ids.keep_only(std::slice::from_ref(&a));
+        assert_eq!(ids.to_save(), None, "no change");
+        ids.keep_only(&[a.clone(), b.clone()]);
+        assert_eq!(ids.to_save(), saving(&[&a, &b]), "b back");
     }
 
     /// The journal's ids come back for the accounts and servers still
