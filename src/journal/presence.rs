@@ -9,10 +9,12 @@
 //! directory made unreadable) is not taken as gone: the open file still works.
 //! A file that could not be looked at when it was opened is looked at again
 //! at each check until it can be (said once, as a warning): watched from
-//! then on, rather than never.
+//! then on, rather than never; then it is the open file that is looked at
+//! (through the descriptor `/proc/self/fd` shows at its path, deleted or
+//! not), so a deletion or replacement in between is found too.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -58,10 +60,17 @@ impl FilePresence {
         let opened = {
             let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
             if opened.is_none() {
-                // What is at the path now is taken as the file opened: a
-                // replacement in between is not told apart.
-                *opened = id_of(path).ok();
-                return None;
+                // The open file itself, so that a deletion or replacement
+                // since the open is found too; taken from the path only
+                // when no descriptor names it (a replacement in between is
+                // then not told apart).
+                match open_at(path) {
+                    Some(id) => *opened = Some(id),
+                    None => {
+                        *opened = id_of(path).ok();
+                        return None;
+                    }
+                }
             }
             (*opened)?
         };
@@ -89,6 +98,38 @@ impl FilePresence {
     pub(super) fn is_gone(&self) -> bool {
         self.gone.get().is_some()
     }
+}
+
+/// The file this process has open at `path`, found through
+/// `/proc/self/fd`: a descriptor's link reads the file's path, with
+/// " (deleted)" once it is unlinked.
+fn open_at(path: &Path) -> Option<FileId> {
+    let mut names = vec![std::path::absolute(path).ok()?];
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        // The kernel's name has the directory's symlinks resolved.
+        if let Ok(dir) = std::fs::canonicalize(dir) {
+            names.push(dir.join(name));
+        }
+    }
+    let deleted: Vec<PathBuf> = names
+        .iter()
+        .map(|name| {
+            let mut deleted = name.clone().into_os_string();
+            deleted.push(" (deleted)");
+            PathBuf::from(deleted)
+        })
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let target = std::fs::read_link(entry.path()).ok()?;
+            if names.contains(&target) || deleted.contains(&target) {
+                id_of(&entry.path()).ok()
+            } else {
+                None
+            }
+        })
 }
 
 /// The `/proc` entry through which the open file can still be copied while
@@ -209,6 +250,21 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(presence.check(&path).is_some(), "deleted after");
         assert!(presence.gone().is_some());
+    }
+
+    /// At the check after a failed first look, what was at the path was
+    /// taken as the file opened: one deleted in between was never found
+    /// gone (nothing at the path, nothing remembered, for good).
+    #[test]
+    fn a_file_deleted_before_it_could_be_looked_at_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        let presence = FilePresence::default();
+        presence.opened(&path);
+        let _held_open = std::fs::File::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let held = presence.check(&path).expect("found gone");
+        assert!(held.contains("/fd/"), "{held}");
     }
 
     #[test]
