@@ -817,8 +817,19 @@ mod tests {
         .await
     }
 
-    /// A form post of `control_bytes` raw `\x01` bytes in one field: each is
-    /// `\u0001` in the event's JSON, six bytes for one.
+    /// Posts to the SPRecord account `open` a form of `control_bytes` raw
+    /// `\x01` bytes in one field: each is `\u0001` in the event's JSON, six
+    /// bytes for one.
+    async fn post_control_bytes(ctx: &Context, control_bytes: usize) -> Answer {
+        deliver_to(
+            ctx,
+            Vendor::Sprecord,
+            "open",
+            form_of_control_bytes(control_bytes),
+        )
+        .await
+    }
+
     fn form_of_control_bytes(control_bytes: usize) -> Request {
         let mut body = b"note=".to_vec();
         body.extend(std::iter::repeat_n(1u8, control_bytes));
@@ -832,7 +843,7 @@ mod tests {
 
     /// An event waits for the journal as its CloudEvent JSON, the body let
     /// go of, so what it holds in the budget is the JSON's length: a form of
-    /// control bytes, whose JSON is six times its body, does not fit beside
+    /// control bytes, whose JSON is several times its body, does not fit beside
     /// what the account holds though its body does. Counted by its body, 1
     /// MiB forms waiting on a slow commit held about 6 MiB each, six times
     /// the budget (memory audit, 2026-12-07).
@@ -845,13 +856,7 @@ mod tests {
         // 1,005-byte body fits beside it, its JSON of over 6,000 does not.
         let mut other = budget.reservation("sprecord/open".into());
         assert!(other.grow_to(18_000, 40_000));
-        let answer = deliver_to(
-            &relay.ctx,
-            Vendor::Sprecord,
-            "open",
-            form_of_control_bytes(1000),
-        )
-        .await;
+        let answer = post_control_bytes(&relay.ctx, 1000).await;
         assert_eq!(
             answer.status(),
             StatusCode::SERVICE_UNAVAILABLE,
@@ -864,13 +869,7 @@ mod tests {
         assert_eq!(relay.ctx.journal.last_seq(), 0);
 
         drop(other);
-        let answer = deliver_to(
-            &relay.ctx,
-            Vendor::Sprecord,
-            "open",
-            form_of_control_bytes(1000),
-        )
-        .await;
+        let answer = post_control_bytes(&relay.ctx, 1000).await;
         assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.reason());
         assert_eq!(budget.in_use(), 0, "given back once journaled");
         let journaled = relay.ctx.journal.read_after(0, 1).unwrap();
@@ -893,13 +892,7 @@ mod tests {
         let relay = open_sprecord_relay(dir.path()).await;
         let budget = relay.ctx.body_budget.clone();
         // 4,005 bytes, within max_body; over 24,000 as JSON, past the 20,000.
-        let answer = deliver_to(
-            &relay.ctx,
-            Vendor::Sprecord,
-            "open",
-            form_of_control_bytes(4000),
-        )
-        .await;
+        let answer = post_control_bytes(&relay.ctx, 4000).await;
         assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.reason());
         assert_eq!(budget.in_use(), 0, "given back once journaled");
         let journaled = relay.ctx.journal.read_after(0, 1).unwrap();
@@ -912,13 +905,7 @@ mod tests {
         // Such an event waiting for the journal, as the first one did.
         let mut waiting = budget.reservation("sprecord/open".into());
         assert!(waiting.grow_to(1, 40_000));
-        let answer = deliver_to(
-            &relay.ctx,
-            Vendor::Sprecord,
-            "open",
-            form_of_control_bytes(4000),
-        )
-        .await;
+        let answer = post_control_bytes(&relay.ctx, 4000).await;
         assert_eq!(
             answer.status(),
             StatusCode::SERVICE_UNAVAILABLE,
