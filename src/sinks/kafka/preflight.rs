@@ -397,11 +397,57 @@ mod tests {
     /// The watch was spawned bare: a panic in it (a bug) ended it, the list
     /// frozen as it was (`/status` degraded, the gauge as it stood) and no
     /// topic looked up again while the sink ran. It is started again.
+    /// What the watch tests share: one account under a per-account
+    /// template, the metrics and status board the watch tells, its stop.
+    struct Watched {
+        config: ArcSwap<Config>,
+        metrics: Arc<crate::metrics::Metrics>,
+        status: StatusBoard,
+        cancel: CancellationToken,
+    }
+
+    impl Watched {
+        fn new() -> Watched {
+            let metrics = Arc::new(crate::metrics::Metrics::new());
+            Watched {
+                config: ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN)),
+                status: StatusBoard::new(metrics.clone()),
+                metrics,
+                cancel: CancellationToken::new(),
+            }
+        }
+    }
+
+    /// The watch looking up with `lookup` every millisecond, started again
+    /// at once after a panic.
+    async fn watch_at_once<L, F>(
+        config: &ArcSwap<Config>,
+        status: &StatusBoard,
+        cancel: CancellationToken,
+        lookup: L,
+    ) where
+        L: Fn(rdkafka::ClientConfig, Asking) -> F,
+        F: Future<Output = Option<HashSet<String>>>,
+    {
+        watch_with(
+            config,
+            status,
+            cancel,
+            Duration::from_millis(1),
+            NO_WAIT,
+            lookup,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_watch_that_panics_is_started_again() {
-        let config = ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let status = StatusBoard::new(metrics.clone());
+        let Watched {
+            config,
+            metrics,
+            status,
+            cancel,
+        } = Watched::new();
         let (answer, lookup) = cluster();
         let lookups = std::sync::atomic::AtomicUsize::new(0);
         let panicking_first = |client, asking| {
@@ -409,15 +455,7 @@ mod tests {
             assert!(!first, "the first lookup panics");
             lookup(client, asking)
         };
-        let cancel = CancellationToken::new();
-        let watching = watch_with(
-            &config,
-            &status,
-            cancel.clone(),
-            Duration::from_millis(1),
-            NO_WAIT,
-            panicking_first,
-        );
+        let watching = watch_at_once(&config, &status, cancel.clone(), panicking_first);
         let steps = async {
             answer
                 .send(holding(&["cr.hn.call", "cr.hn.autocall"]))
@@ -441,19 +479,14 @@ mod tests {
     /// its first event stopped Kafka delivery for every account.
     #[tokio::test]
     async fn a_topic_deleted_after_it_was_found_is_named_missing() {
-        let config = ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let status = StatusBoard::new(metrics.clone());
+        let Watched {
+            config,
+            metrics,
+            status,
+            cancel,
+        } = Watched::new();
         let (answer, lookup) = cluster();
-        let cancel = CancellationToken::new();
-        let watching = watch_with(
-            &config,
-            &status,
-            cancel.clone(),
-            Duration::from_millis(1),
-            NO_WAIT,
-            lookup,
-        );
+        let watching = watch_at_once(&config, &status, cancel.clone(), lookup);
         let steps = async {
             answer
                 .send(holding(&["cr.hn.call", "cr.hn.autocall", "cr.hn.vendor"]))
@@ -497,19 +530,14 @@ mod tests {
     /// names nothing; a topic never found is named at once.
     #[tokio::test]
     async fn a_topic_found_before_is_not_named_missing_by_one_lookup() {
-        let config = ArcSwap::from_pointee(config("topic = \"cr.{account}.{category}\"", HN));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let status = StatusBoard::new(metrics.clone());
+        let Watched {
+            config,
+            metrics,
+            status,
+            cancel,
+        } = Watched::new();
         let (answer, mut asked, lookup) = asked_cluster();
-        let cancel = CancellationToken::new();
-        let watching = watch_with(
-            &config,
-            &status,
-            cancel.clone(),
-            Duration::from_millis(1),
-            NO_WAIT,
-            lookup,
-        );
+        let watching = watch_at_once(&config, &status, cancel.clone(), lookup);
         let steps = async {
             // The answer is taken in once the next lookup is asked for.
             macro_rules! taken {
