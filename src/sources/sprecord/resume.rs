@@ -177,7 +177,7 @@ impl ResumeIds {
                 restored
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history; the stored ids of accounts with no event in this run are kept for the next start");
+                tracing::warn!(error = %e, "the SPRecord resume ids kept in the journal cannot be read: the SSE streams open without asking for history; the stored ids of accounts with no event in this run are kept for the next start if they can be read (a damaged table is replaced at the first save)");
                 let unread = ResumeIds::default();
                 {
                     let mut ids = unread.lock();
