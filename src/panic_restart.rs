@@ -47,7 +47,7 @@ pub async fn restart_on_panic<F: Future<Output = ()>>(
         let started = Instant::now();
         // A run that panics is dropped here, on a runtime worker: what it
         // holds must not block in its drop (the Kafka forwarder's producer
-        // hands its destroy to the blocking pool: `OwnProducer`).
+        // hands its destroy to a thread of its own: `OwnProducer`).
         if AssertUnwindSafe(run()).catch_unwind().await.is_ok() {
             return;
         }

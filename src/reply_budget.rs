@@ -107,10 +107,6 @@ impl ReplyBudget {
         self.held.load(Ordering::Acquire)
     }
 
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     fn fits(&self, held: u64, bytes: u64) -> bool {
         held == 0
             || held

@@ -235,7 +235,6 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
     let mut withheld = false;
     let mut unsent = false;
     loop {
-        let next = interval;
         let tick = Instant::now();
         if ctx.shutdown.is_cancelled() {
             return;
@@ -298,7 +297,7 @@ fn keep_alive(ctx: &Context, runtime: &tokio::runtime::Handle, interval: Duratio
                 }
             }
         }
-        std::thread::sleep(next.saturating_sub(tick.elapsed()));
+        std::thread::sleep(interval.saturating_sub(tick.elapsed()));
     }
 }
 
@@ -571,9 +570,6 @@ mod tests {
         );
     }
 
-    /// Keep-alives are sent once the probe returns, `interval` after the
-    /// previous tick: two in a row can be the interval plus one probe's bound
-    /// apart, which must stay clear of `WatchdogSec` (twice the interval).
     /// A keep-alive lost to a full queue was tried again only an interval
     /// later: with `WatchdogSec` twice the interval, the next one sent came
     /// a whole period after the last one systemd had.
@@ -590,6 +586,9 @@ mod tests {
         assert!(retried_by * 4 <= 2 * interval * 3, "{retried_by:?}");
     }
 
+    /// Keep-alives are sent once the probe returns, `interval` after the
+    /// previous tick: two in a row can be the interval plus one probe's bound
+    /// apart, which must stay clear of `WatchdogSec` (twice the interval).
     #[test]
     fn two_keep_alives_are_never_a_whole_watchdog_period_apart() {
         let watchdog_sec = 2 * I;

@@ -339,7 +339,7 @@ const NAMES_SAID: usize = 3;
 /// no secret). `None` when `error` holds no refused certificate, or one
 /// these words do not cover (a revoked one, a CA used as a server's): the
 /// caller says it as before.
-pub fn refused_certificate(
+fn refused_certificate(
     error: &(dyn std::error::Error + 'static),
     settings: Settings,
     ca_file: Option<&Path>,

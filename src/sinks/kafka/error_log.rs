@@ -180,7 +180,7 @@ pub struct Unsaid {
 /// [`LIB_LOG_HORIZON`] (their count said then), or else shares one
 /// throttle with every other new shape of its level. Starting over instead made every
 /// shape new again, so more shapes than this, recurring, were all logged.
-const MAX_LINE_SHAPES: usize = 1024;
+pub(super) const MAX_LINE_SHAPES: usize = 1024;
 
 impl Default for LibLog {
     fn default() -> Self {
@@ -224,9 +224,7 @@ impl LibLog {
             None => Verdict::Quiet,
         }
     }
-}
 
-impl LibLog {
     /// The counts of lines held back by keys forgotten since the last
     /// call, to be said by the caller; `None` when there are none.
     pub fn take_unsaid(&mut self) -> Option<Unsaid> {

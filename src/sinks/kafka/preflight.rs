@@ -394,9 +394,6 @@ mod tests {
     /// Restarts at once: the test's panics are not to wait for.
     const NO_WAIT: (Duration, Duration) = (Duration::ZERO, Duration::ZERO);
 
-    /// The watch was spawned bare: a panic in it (a bug) ended it, the list
-    /// frozen as it was (`/status` degraded, the gauge as it stood) and no
-    /// topic looked up again while the sink ran. It is started again.
     /// What the watch tests share: one account under a per-account
     /// template, the metrics and status board the watch tells, its stop.
     struct Watched {
@@ -440,6 +437,9 @@ mod tests {
         .await
     }
 
+    /// The watch was spawned bare: a panic in it (a bug) ended it, the list
+    /// frozen as it was (`/status` degraded, the gauge as it stood) and no
+    /// topic looked up again while the sink ran. It is started again.
     #[tokio::test]
     async fn a_watch_that_panics_is_started_again() {
         let Watched {

@@ -221,8 +221,9 @@ fn say_unsaid(unsaid: Unsaid) {
         tracing::info!(
             target: "librdkafka",
             held_back = unsaid.shared,
-            "{} lines of new shapes past the 1,024 remembered were held back",
-            unsaid.shared
+            "{} lines of new shapes past the {} remembered were held back",
+            unsaid.shared,
+            super::error_log::MAX_LINE_SHAPES
         );
     }
 }

@@ -75,7 +75,7 @@ impl BodyBudget {
         // The account's half first: when two floods fill the budget, their
         // own senders are told it is their account's share, not given the
         // words every other account gets ("together").
-        if !fits(of_account, limit / 2) {
+        if !fits(of_account, Full::Account.bound(limit)) {
             return Err(Full::Account);
         }
         if !fits(held.total, limit) {

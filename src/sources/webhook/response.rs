@@ -146,7 +146,7 @@ impl Answer {
             ),
             Full::Account => format!(
                 "too many request bodies are being received at once for this account (over {} bytes, half of the {limit} all webhooks may hold together)",
-                limit / 2
+                full.bound(limit)
             ),
         };
         let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, &why);

@@ -350,7 +350,7 @@ pub(super) fn landing_wait_left(since_ms: i64, now_ms: i64, delay: Duration) -> 
 /// beside the next forwarder's read-back (review of a1827a8/1514f9f). The
 /// drop's purge does not wait for librdkafka's broker threads to take it
 /// (it may run on a runtime worker); they take it at their next wake-up.
-/// Its copy is then destroyed on the blocking pool when a runtime is at
+/// Its copy is then destroyed on a thread of its own when a runtime is at
 /// hand, not waited for ([`LastCopy`]).
 pub(super) struct OwnProducer {
     /// Dropped before `last` (fields drop in order), which holds another
@@ -360,7 +360,7 @@ pub(super) struct OwnProducer {
 }
 
 /// The forwarder's last hold on its producer, kept for its drop: it purges
-/// at once and destroys its copy on the blocking pool. Destroyed where it
+/// at once and destroys its copy on a thread of its own. Destroyed where it
 /// was dropped, a forwarder that panicked (dropped on the runtime worker
 /// its task ran on) held that worker for the destroy: librdkafka's threads
 /// joined and a 500 ms flush, 0.5–1.5 s, and as long as a broker's name
