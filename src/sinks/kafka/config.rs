@@ -111,7 +111,9 @@ impl KafkaConfig {
     }
 
     /// A limit between options that librdkafka takes but the sink cannot
-    /// work with, and the option to point at.
+    /// work with, and the option to point at. Called once every option has
+    /// passed [`option_problem`], whose [`spelling_problem`] leaves only
+    /// values that parse here, to what librdkafka reads them as.
     fn limits_problem(&self) -> Option<(&Spanned<String>, String)> {
         let kbytes = self
             .options
@@ -517,15 +519,8 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
         };
         return Some(format!("[kafka.options] `{key}` must stay {want:?}: {why}"));
     }
-    // librdkafka reads it with strtol: "0500000" is octal and "900000bytes"
-    // is 900000, while the relay's 413 limit reads decimal digits.
-    if property == "message.max.bytes" {
-        let v = value.trim();
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0') {
-            return Some(format!(
-                "[kafka.options] `{key}` = {value:?}: write it in decimal digits, without a leading 0"
-            ));
-        }
+    if let Some(message) = spelling_problem(key, property, value) {
+        return Some(message);
     }
     if key == "transactional.id" {
         return Some("[kafka.options] `transactional.id` is not supported: the sink is an idempotent, non-transactional producer".into());
@@ -564,6 +559,43 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
         }
         Err(_) => Some(format!("[kafka.options] `{key}`: librdkafka refuses it")),
     }
+}
+
+/// The options whose values the relay reads for checks of its own (the
+/// 413 bound, the queue against the largest message, the linger against
+/// the stall rule), as integers and as decimals.
+const READ_AS_INTEGERS: [&str; 2] = ["message.max.bytes", "queue.buffering.max.kbytes"];
+const READ_AS_DECIMALS: [&str; 2] = ["linger.ms", "queue.buffering.max.ms"];
+
+/// A value of an option the relay reads itself, in a spelling the relay
+/// and librdkafka could read differently. librdkafka reads an integer with
+/// `strtol(value, &end, 0)` and a decimal with `strtod`, ignoring trailing
+/// text: `0500000` is octal, `0x800` hex, `2048KB` 2048 and `600000ms`
+/// 600000, where the relay's reading failed and its check was skipped. So
+/// only the spelling both read alike is taken.
+fn spelling_problem(key: &str, property: &str, value: &str) -> Option<String> {
+    let v = value.trim();
+    if READ_AS_INTEGERS.contains(&property) {
+        let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        if !digits || (v.len() > 1 && v.starts_with('0')) {
+            return Some(format!(
+                "[kafka.options] `{key}` = {value:?}: write it in decimal digits, without a leading 0"
+            ));
+        }
+    }
+    if READ_AS_DECIMALS.contains(&property) {
+        let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        let plain = match v.split_once('.') {
+            Some((whole, fraction)) => plain(whole) && plain(fraction),
+            None => plain(v),
+        };
+        if !plain {
+            return Some(format!(
+                "[kafka.options] `{key}` = {value:?}: write it as a plain decimal number of milliseconds (5, 0.5)"
+            ));
+        }
+    }
+    None
 }
 
 fn same_value(key: &str, value: &str, want: &str) -> bool {
@@ -970,6 +1002,48 @@ mod tests {
                 checked(&format!("\"{key}\" = \"10000\"\n")).is_ok(),
                 "{key}"
             );
+        }
+    }
+
+    /// librdkafka reads integers with `strtol(value, &end, 0)` and decimals
+    /// with `strtod`, trailing text ignored: `2048KB` and `0x800` are a
+    /// 2 MiB queue and `600000ms` a 10-minute linger, while the relay's
+    /// checks could not read them and let them pass (audit of 2026-12-07).
+    #[test]
+    fn values_the_relay_reads_are_refused_unless_written_plainly_at_their_line() {
+        let big = "\"message.max.bytes\" = \"4000000\"\n";
+        for bad in ["2048KB", "0x800", "04000", "+4096", "4096 KiB"] {
+            let shown = checked(&format!(
+                "{big}\"queue.buffering.max.kbytes\" = \"{bad}\"\n"
+            ))
+            .expect_err(bad);
+            assert!(shown.contains("relay.toml:5:"), "{bad:?}: {shown}");
+            assert!(
+                shown.contains("queue.buffering.max.kbytes") && shown.contains("decimal digits"),
+                "{bad:?}: {shown}"
+            );
+        }
+        assert!(
+            checked(&format!(
+                "{big}\"queue.buffering.max.kbytes\" = \" 4096 \"\n"
+            ))
+            .is_ok()
+        );
+        for key in ["linger.ms", "queue.buffering.max.ms"] {
+            for bad in ["600000ms", "6e5", "nan", "0x10", "5 ms", ".5", "5.", "-0"] {
+                let shown = checked(&format!("\"{key}\" = \"{bad}\"\n")).expect_err(bad);
+                assert!(shown.contains("relay.toml:4:"), "{key} {bad:?}: {shown}");
+                assert!(
+                    shown.contains(key) && shown.contains("plain decimal"),
+                    "{key} {bad:?}: {shown}"
+                );
+            }
+            for good in ["5", "0", "0.5", "10000", "007"] {
+                assert!(
+                    checked(&format!("\"{key}\" = \"{good}\"\n")).is_ok(),
+                    "{key} {good:?}"
+                );
+            }
         }
     }
 
