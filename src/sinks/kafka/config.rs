@@ -571,8 +571,9 @@ const READ_AS_DECIMALS: [&str; 2] = ["linger.ms", "queue.buffering.max.ms"];
 /// and librdkafka could read differently. librdkafka reads an integer with
 /// `strtol(value, &end, 0)` and a decimal with `strtod`, ignoring trailing
 /// text: `0500000` is octal, `0x800` hex, `2048KB` 2048 and `600000ms`
-/// 600000, where the relay's reading failed and its check was skipped. So
-/// only the spelling both read alike is taken.
+/// 600000, where the relay's reading failed and its check was skipped; and
+/// an integer is cut to 32 bits. So only the spelling both read alike is
+/// taken.
 fn spelling_problem(key: &str, property: &str, value: &str) -> Option<String> {
     let v = value.trim();
     if READ_AS_INTEGERS.contains(&property) {
@@ -580,6 +581,14 @@ fn spelling_problem(key: &str, property: &str, value: &str) -> Option<String> {
         if !digits || (v.len() > 1 && v.starts_with('0')) {
             return Some(format!(
                 "[kafka.options] `{key}` = {value:?}: write it in decimal digits, without a leading 0"
+            ));
+        }
+        // librdkafka keeps `(int)strtol(…)`: 4295967296 becomes 1000000,
+        // which its range check then takes.
+        if v.parse::<i32>().is_err() {
+            return Some(format!(
+                "[kafka.options] `{key}` = {value:?} is over {}: librdkafka cuts it to 32 bits and would use another number than the relay",
+                i32::MAX
             ));
         }
     }
@@ -1045,6 +1054,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// librdkafka keeps `(int)strtol(…)`, cut to 32 bits, and range-checks
+    /// that: `message.max.bytes = 4295967296` is 1000000 to it, while the
+    /// 413 bound held webhooks to 4295967296 (audit of 2026-12-07).
+    #[test]
+    fn a_number_librdkafka_would_cut_to_32_bits_is_refused_at_its_line() {
+        for (key, value) in [
+            ("message.max.bytes", "4295967296"),
+            ("queue.buffering.max.kbytes", "4294971392"),
+            ("queue.buffering.max.kbytes", "2147483648"),
+        ] {
+            let shown = checked(&format!("\"{key}\" = \"{value}\"\n")).expect_err(value);
+            assert!(shown.contains("relay.toml:4:"), "{key} {value}: {shown}");
+            assert!(
+                shown.contains(key) && shown.contains("2147483647"),
+                "{key} {value}: {shown}"
+            );
+        }
+        assert!(checked("\"queue.buffering.max.kbytes\" = \"2147483647\"\n").is_ok());
     }
 
     #[test]
