@@ -114,6 +114,12 @@ impl WebhookConfig {
             v.error(h.span(), message);
         }
         if let Some(user) = &self.username
+            && user.get_ref().is_empty()
+        {
+            // An empty `${VOIPEX_USERNAME}` would let Basic `:<password>` in.
+            v.error(user.span(), "a credential must not be empty");
+        }
+        if let Some(user) = &self.username
             && user.get_ref().contains(':')
         {
             // RFC 7617: the first `:` ends the user-id, so the sender's
@@ -259,6 +265,24 @@ mod tests {
         assert!(
             !e.contains("password"),
             "a `:` in the password is fine: {e}"
+        );
+    }
+
+    /// An unset or empty `${VOIPEX_USERNAME}` made the user name empty, and
+    /// Basic `:<password>` was then accepted (audit of 2026-12-07).
+    #[test]
+    fn an_empty_voipex_username_is_refused_like_a_credential() {
+        let text = "[[webhook]]\nvendor = \"voipex\"\naccount = \"v\"\nusername = \"${VOIPEX_USERNAME}\"\npassword = \"pw\"\n";
+        let lookup = |name: &str| (name == "VOIPEX_USERNAME").then(String::new);
+        let Err(e) = Config::from_text("relay.toml", text, &lookup) else {
+            panic!("an empty user name lets `:<password>` in");
+        };
+        let e = e.to_string();
+        assert!(e.contains("relay.toml:4:"), "{e}");
+        assert!(e.contains("a credential must not be empty"), "{e}");
+        assert!(
+            load("[[webhook]]\nvendor = \"voipex\"\naccount = \"v\"\nusername = \"\"\npassword = \"pw\"\n")
+                .is_err()
         );
     }
 
