@@ -15,7 +15,8 @@
 //!
 //! Here: opening, reopening and the figures; the rest is split by concern:
 //! `append` (a batch into the log and the dedup log), `open` (the redb
-//! file, its cache, its repair), `record` (an event's stored
+//! file, its cache, its repair), `dir_lock` (the journal kept to this
+//! process across its reopens), `record` (an event's stored
 //! bytes), `read`, `cursors`, `retention`, `dedup`, `held_drop` and
 //! `unsaid_loss` (what `max_size` dropped), `stop_losses` (what the last
 //! shutdown gave up), `clock`, `resume_ids` (SPRecord's `Last-Event-ID`s),
@@ -44,6 +45,7 @@ pub use compact::{CompactError, Compacted, compact};
 pub use memory_backed::memory_file_system;
 mod cursors;
 mod dedup;
+mod dir_lock;
 mod held_drop;
 mod memory_backed;
 mod off_the_workers;
@@ -67,6 +69,7 @@ mod stop_losses;
 mod unsaid_loss;
 use clock::JournalClock;
 use dedup::{DEDUP_LOG, DedupIndex};
+use dir_lock::DirLock;
 use open::{
     REOPEN_WAIT, create_dir_failed, create_private, discard_if_blank, missing_dirs, open_database,
     sync_dir,
@@ -332,6 +335,10 @@ pub struct Journal {
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     options: JournalOptions,
+    /// The journal's own lock ([`dir_lock`]), held from the open to the
+    /// close, so that the file stays this process's across a reopen, when
+    /// redb's lock goes with the old database. `None` once closed.
+    dir_lock: Mutex<Option<DirLock>>,
     first_seq: AtomicU64,
     last_seq: AtomicU64,
     bytes: AtomicU64,
@@ -368,6 +375,10 @@ pub struct Journal {
     /// transaction, where it waits while another write holds it.
     #[cfg(test)]
     before_next_write: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Test-only: run by the next reopen once it has let go of the old
+    /// database, before it opens the file again.
+    #[cfg(test)]
+    in_reopen_gap: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// The journal's write in progress, on its clock until dropped. The drop
@@ -451,6 +462,9 @@ impl Journal {
             .create(&options.dir)
             .map_err(|source| create_dir_failed(&options.dir, source))?;
         let path = file_in(&options.dir);
+        // Before the file is created or opened: a second opener is refused
+        // before it can touch it.
+        let dir_lock = DirLock::take(&options.dir, &path)?;
         let created = create_private(&path)?;
         let db = match open_database(&path, Opening::Start) {
             Ok(db) => db,
@@ -543,6 +557,7 @@ impl Journal {
             db: RwLock::new(Some(Arc::new(db))),
             path,
             options,
+            dir_lock: Mutex::new(Some(dir_lock)),
             first_seq: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -560,6 +575,8 @@ impl Journal {
             cursor_writes_refused: AtomicBool::new(false),
             #[cfg(test)]
             before_next_write: Mutex::new(None),
+            #[cfg(test)]
+            in_reopen_gap: Mutex::new(None),
         };
         journal.presence.opened(&journal.path);
         journal.refresh_stats()?;
@@ -574,7 +591,20 @@ impl Journal {
     /// Waits up to `wait` for reads in progress; every later use of the
     /// journal gets [`JournalError::Closed`]. Returns whether the file was
     /// released (also when redb's close then failed, which is logged here).
+    /// The journal's own lock ([`dir_lock`]) goes either way: a reader that
+    /// outlives the wait holds redb's lock on the file until it lets go.
     pub fn close(&self, wait: Duration) -> bool {
+        let released = self.close_database(wait);
+        // Unless a reopen opened the file again meanwhile (it took the lock
+        // again), which must keep it.
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            drop(self.dir_lock().take());
+        }
+        released
+    }
+
+    fn close_database(&self, wait: Duration) -> bool {
         let taken = self
             .db
             .write()
@@ -721,6 +751,16 @@ impl Journal {
         drop(held);
     }
 
+    /// Test-only: `run` is called by the next reopen once it has let go of
+    /// the old database, before it opens the file again.
+    #[cfg(test)]
+    pub(crate) fn in_reopen_gap(&self, run: impl FnOnce() + Send + 'static) {
+        *self
+            .in_reopen_gap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(run));
+    }
+
     /// Test-only: holds the lock a reopen holds while it reads the file
     /// again, until the guard is dropped.
     #[cfg(test)]
@@ -778,14 +818,35 @@ impl Journal {
         self.refuse_if_found_gone()?;
         {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            // Held across the gap below, where redb's own lock is let go,
+            // so that no other opener (`callrelay compact`, a second relay)
+            // can take the file there. Taken again after a close.
+            {
+                let mut dir_lock = self.dir_lock();
+                if dir_lock.is_none() {
+                    *dir_lock = Some(DirLock::take(&self.options.dir, &self.path)?);
+                }
+            }
             // Our reference goes; the last reader's drop closes the file
             // (possibly on its own thread, a moment after the count reaches
             // zero), so the open is retried while it reports the file in use.
             drop(slot.take());
+            #[cfg(test)]
+            if let Some(run) = self
+                .in_reopen_gap
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                run();
+            }
             let deadline = std::time::Instant::now() + REOPEN_WAIT;
             let db = loop {
                 match open_database(&self.path, Opening::AfterIoError) {
-                    // Ours: the file was open here until just now.
+                    // Ours: the file was open here until just now, and
+                    // every other opener of this build is kept out by
+                    // the journal's lock (not a build from before it, nor
+                    // a process that is not callrelay).
                     Err(JournalError::InUse { .. }) if std::time::Instant::now() >= deadline => {
                         return Err(JournalError::HeldByReaders {
                             waited: REOPEN_WAIT,
@@ -865,6 +926,12 @@ impl Journal {
     fn refuse_if_found_gone(&self) -> Result<(), JournalError> {
         self.check_file();
         self.refuse_if_file_gone()
+    }
+
+    /// The journal's own lock ([`dir_lock`]); a panic elsewhere while it
+    /// was held leaves it as it was (each change is one assignment).
+    fn dir_lock(&self) -> std::sync::MutexGuard<'_, Option<DirLock>> {
+        self.dir_lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The in-memory dedup index; a panic elsewhere while it was held leaves

@@ -18,8 +18,11 @@
 //!   file up) it says so and stops; a path it cannot look at (not run
 //!   as the service's user) is said as such, before any open;
 //! - a journal open in another process (a running relay) is refused at
-//!   once, without waiting (redb locks the file while it is open), with
-//!   what to do: stop the relay first;
+//!   once, without waiting, with what to do: stop the relay first; also
+//!   while that relay reopens the journal after a failed write, when redb's
+//!   lock on the file is let go for a moment: the journal's own lock on its
+//!   directory (`dir_lock`), which the relay holds across its reopens, is
+//!   taken by the open here and held until the close;
 //! - nothing changes that a start would not change: compaction (redb
 //!   4.6's `Database::compact`) relocates pages, it changes no key and no
 //!   value, so every event, seq, cursor, cursor state, dedup entry,
@@ -54,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use redb::{CompactionError, Database, StorageError};
 
+use super::dir_lock::DirLock;
 use super::{Journal, JournalError, JournalOptions, file_in};
 
 /// Calls of redb's `compact` at most. redb 4.6 repeats its pass until it
@@ -212,7 +216,9 @@ pub fn compact(options: JournalOptions) -> Result<Compacted, CompactError> {
             })
         })
     };
-    let mut db = unless_damaged(&path, "opening it", || open_alone(options))?;
+    // The lock until the function returns, after the close: redb's lock
+    // alone would keep out no relay of this build taking the journal's.
+    let (mut db, _dir_lock) = unless_damaged(&path, "opening it", || open_alone(options))?;
     let compacted = unless_damaged(&path, "compacting it", || Ok(compact_fully(&mut db)));
     match compacted {
         Ok(Ok(())) => {}
@@ -263,18 +269,24 @@ fn compact_fully(db: &mut Database) -> Result<(), CompactionError> {
 }
 
 /// The journal opened as a start opens it, then its database alone:
-/// compaction needs it exclusively (`&mut`), which the relay never has.
-fn open_alone(options: JournalOptions) -> Result<Database, CompactError> {
+/// compaction needs it exclusively (`&mut`), which the relay never has;
+/// with the journal's lock, to be held until the database is closed.
+fn open_alone(options: JournalOptions) -> Result<(Database, Option<DirLock>), CompactError> {
     let journal = Journal::open(options).map_err(|e| match e {
         JournalError::InUse { path } => CompactError::InUse { path },
         other => CompactError::Open(other),
     })?;
     let path = journal.path.clone();
+    let dir_lock = journal
+        .dir_lock
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     let db = journal
         .db
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     db.and_then(|db| Arc::try_unwrap(db).ok())
+        .map(|db| (db, dir_lock))
         .ok_or(CompactError::StillHeld { path })
 }
 

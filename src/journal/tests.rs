@@ -383,6 +383,39 @@ fn close_says_so_when_a_reader_outlives_the_wait() {
     Journal::open(options(dir.path())).unwrap();
 }
 
+/// The reopen after a failed write closes the database before it opens it
+/// again, which let go of redb's lock on the file: a `callrelay compact`,
+/// or a second relay on the same `journal.path`, run in that gap took the
+/// journal, and the reopen took its "in use" for this relay's readers
+/// (audit, 2026-12-07). Both are refused there as while the relay runs,
+/// and the reopen goes through.
+#[test]
+fn compact_or_a_second_open_during_a_reopen_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    let (tried, outcomes) = std::sync::mpsc::channel();
+    let others = options(dir.path());
+    j.in_reopen_gap(move || {
+        let compacted = compact(others.clone());
+        let opened = Journal::open(others).map(|_| ());
+        tried.send((compacted, opened)).unwrap();
+    });
+    j.reopen().unwrap();
+    let (compacted, opened) = outcomes.try_recv().expect("the reopen ran the gap's hook");
+    assert!(
+        matches!(compacted, Err(CompactError::InUse { .. })),
+        "compact in the gap: {compacted:?}"
+    );
+    assert!(
+        matches!(opened, Err(JournalError::InUse { .. })),
+        "a second open in the gap: {opened:?}"
+    );
+    assert_eq!(j.last_seq(), 1);
+    j.append_batch(&[event("b")]).unwrap();
+    assert_eq!(j.last_seq(), 2);
+}
+
 /// A reader holding the old database past [`REOPEN_WAIT`] fails the reopen,
 /// the journal stays closed meanwhile, and the next reopen succeeds.
 #[test]

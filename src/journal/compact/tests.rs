@@ -350,7 +350,7 @@ fn compaction_child() {
         return;
     };
     let dir = Path::new(&dir);
-    let mut db = open_alone(options(dir)).unwrap();
+    let (mut db, _dir_lock) = open_alone(options(dir)).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "COMPACTING").unwrap();
     out.flush().unwrap();
