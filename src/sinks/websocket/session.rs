@@ -202,9 +202,8 @@ pub async fn run(
     let (sink, stream) = socket.split();
     // Subscribe before anything is read from the journal: whatever commits from
     // here on is in `live`, whatever committed before is in the journal.
-    let committed = ctx.hub.committed();
-    let live_after = *committed.borrow();
     let live = live_for(&ctx, &filter, settings);
+    let committed = ctx.hub.committed();
     let last = ctx.journal.last_seq();
     let mut session = Session {
         out: Writer {
@@ -225,7 +224,6 @@ pub async fn run(
         },
         stream,
         live: Some(live),
-        live_after,
         filter,
         settings,
         heartbeat,
@@ -262,9 +260,6 @@ struct Session {
     /// a queue (or ring) of that account's events, and is not woken by the
     /// others' commits.
     live: Option<LiveReceiver>,
-    /// The last seq committed before `live` subscribed: it holds only
-    /// later events (each is on the rings before its seq is announced).
-    live_after: u64,
     filter: Arc<Filter>,
     settings: Settings,
     /// The client asked for heartbeat frames.
@@ -469,10 +464,8 @@ impl Session {
     /// them anyway. Once a read finds nothing newer it subscribes again and
     /// reads once more, so that what committed before the subscription comes
     /// from the journal and the rest live (live events up to the cursor are
-    /// skipped). A session that waits for the budget lets go of it too
-    /// (unless it holds events the journal may have dropped: see
-    /// [`Session::page_of_the_budget`]), and takes it again before the read
-    /// that follows the wait. A page short
+    /// skipped). A session that waits for the budget lets go of it too, and
+    /// takes it again before the read that follows the wait. A page short
     /// of full, read while subscribed, ends the replay: it reached the head
     /// of its snapshot, and everything after is on the subscription.
     async fn replay(&mut self, ctx: &Context) -> Result<(), End> {
@@ -551,7 +544,7 @@ impl Session {
                 if self.live.is_some() {
                     return Ok(());
                 }
-                self.subscribe(ctx);
+                self.live = Some(self.subscribe(ctx));
                 continue;
             }
             let full = page.full;
@@ -601,31 +594,11 @@ impl Session {
         // taken again, a session that had caught up would read an empty
         // page without a receiver, subscribe, and queue again behind every
         // waiting session, never going live while any waits.
-        //
-        // Kept, though, when it holds events the journal may have dropped
-        // (`max_size`, retention) after they were published: it is then all
-        // that holds them, and they are delivered behind the gap the live
-        // loop tells, as `replay` keeps them for an empty page. It holds
-        // only events past `live_after`, and the client needs only those
-        // past its cursor: while the journal holds the event after both,
-        // it holds every later one (it drops oldest first), and letting go
-        // loses nothing (a client resuming from before what the journal
-        // holds, subscribed at connect, is told its gap first as ever).
-        // Kept, it pins what it holds and what commits during the wait, up
-        // to its ring's or queue's size: the price of not losing them.
-        // Before (audit of round 70), the wait let go of such a receiver
-        // and told a gap past the events it held.
-        let needed = self.live.as_ref().is_some_and(|live| !live.is_empty())
-            && ctx.journal.first_seq() > self.cursor.max(self.live_after).saturating_add(1);
-        let had_live = !needed && self.live.take().is_some();
+        let had_live = self.live.take().is_some();
         // A client resuming from before what the journal holds hears of
         // the gap first, before the heartbeats the wait's pings carry (a
         // heartbeat at its `since` would come before the gap otherwise).
-        // Not over the events a kept receiver holds: the cursor stays, and
-        // the wait's heartbeats name it.
-        if !needed {
-            self.announce_what_the_journal_dropped(ctx).await?;
-        }
+        self.announce_what_the_journal_dropped(ctx).await?;
         let budget = self.budget.clone();
         let page = budget.page();
         tokio::pin!(page);
@@ -637,7 +610,7 @@ impl Session {
                 hold = &mut page => {
                     let hold = hold.map_err(|_| End::Shutdown)?;
                     if had_live {
-                        self.subscribe(ctx);
+                        self.live = Some(self.subscribe(ctx));
                     }
                     return Ok(hold);
                 }
@@ -696,9 +669,8 @@ impl Session {
         Ok(())
     }
 
-    fn subscribe(&mut self, ctx: &Context) {
-        self.live_after = *self.out.guard.committed.borrow();
-        self.live = Some(live_for(ctx, &self.filter, self.settings));
+    fn subscribe(&self, ctx: &Context) -> LiveReceiver {
+        live_for(ctx, &self.filter, self.settings)
     }
 
     /// On an account's queue the cursor moves only with the account's own
@@ -1195,87 +1167,6 @@ mod tests {
                 .unwrap(),
             Some(End::ClientGone)
         );
-        crate::app::tests_support::stop(relay).await;
-    }
-
-    /// A session that must replay while events wait in its live receiver
-    /// (the ring skipped a seq before them; a lag, or an account's queue
-    /// behind what it vouches for, does the same), and finds the replay
-    /// budget taken, keeps them through its wait: the journal dropped them
-    /// since they were published (retention here, `max_size` alike), so the
-    /// receiver is all that holds them. They are sent behind the gap of the
-    /// seq nothing holds. Before (audit of round 70), the wait let go of the
-    /// receiver and told `{"control":"gap","oldest_seq":4}`: events 2 and 3
-    /// were never sent. On one thread, so that both events are on the ring
-    /// before the session wakes for the first.
-    #[tokio::test]
-    async fn a_session_waiting_for_the_budget_keeps_live_events_the_journal_dropped() {
-        use crate::journal::{AppendOutcome, tests_support::event};
-        let dir = tempfile::tempdir().unwrap();
-        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
-        let ctx = relay.ctx.clone();
-        let waiting = ctx.metrics.ws_replays_waiting.clone();
-        let budget = ReplayBudget::new(REPLAY_PAGE_BYTES as u64, waiting.clone());
-        let (addr, _ended) =
-            sessions_on_budget(ctx.clone(), budget.clone(), Duration::from_secs(1)).await;
-        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/t"))
-            .await
-            .unwrap();
-        // Live: its replay of an empty journal is done.
-        assert_eq!(
-            next_json(&mut client).await,
-            serde_json::json!({"control": "heartbeat", "seq": 0})
-        );
-
-        let held = budget.page().await.unwrap();
-        let outcomes = ctx
-            .journal
-            .append_batch(&[event("a"), event("b"), event("c")])
-            .unwrap();
-        let mut published = Vec::new();
-        for outcome in outcomes {
-            let AppendOutcome::Appended(e) = outcome else {
-                panic!("each event appended");
-            };
-            published.push(Arc::new(e));
-        }
-        let later = crate::journal::now_ms() + 30 * 86_400_000;
-        ctx.journal.enforce_retention_at(&[], later).unwrap();
-        assert_eq!(ctx.journal.first_seq(), 4);
-        // Seq 1 skipped: the session replays, with 3 in its receiver.
-        ctx.hub.publish(published.split_off(1), 3);
-        until_waiting(&waiting, 1).await;
-        drop(held);
-
-        // Until the heartbeat that follows them (the next ping's); the
-        // wait's pings may say 0 before.
-        let mut frames = Vec::new();
-        loop {
-            let frame = next_json(&mut client).await;
-            if frame["control"] == "heartbeat" {
-                if frame["seq"] == 0 {
-                    assert!(frames.is_empty(), "{frames:?}");
-                    continue;
-                }
-                assert_eq!(frame["seq"], 3, "{frames:?}");
-                break;
-            }
-            if frame["control"] == "gap" {
-                frames.push(frame);
-            } else {
-                frames.push(frame["seq"].clone());
-            }
-        }
-        assert_eq!(
-            frames,
-            [
-                serde_json::json!({"control": "gap", "oldest_seq": 2}),
-                2.into(),
-                3.into()
-            ]
-        );
-        assert_eq!(waiting.get(), 0);
-        drop(client);
         crate::app::tests_support::stop(relay).await;
     }
 
