@@ -122,7 +122,9 @@ pub enum JournalError {
         source: std::io::Error,
         hint: Box<AccessHint>,
     },
-    #[error("the journal {path} is already open in another callrelay process")]
+    #[error(
+        "the journal {path} is already open in another callrelay process (or its directory is locked by another program: `lsof` on the directory names it)"
+    )]
     InUse { path: PathBuf },
     /// Something other than a regular file at the journal's path: a link is
     /// not followed, since the file is made owner-only and written (a link

@@ -11,7 +11,9 @@
 //! commits failed while the other process held the file.
 //!
 //! Guarantees: while one [`DirLock`] of a directory holds, taking another,
-//! in this process or another, is [`JournalError::InUse`]. A `flock` on a
+//! in this process or another, is [`JournalError::InUse`] (whose text also
+//! names another program's `flock` on the directory: a backup script's
+//! `flock`, say, refuses a start the same way). A `flock` on a
 //! descriptor of its own: it goes when that descriptor is closed (the drop,
 //! or the process's end), not when the relay closes another descriptor of
 //! the directory or the file, as a POSIX `fcntl` lock would (`sync_dir` and
