@@ -572,13 +572,18 @@ const READ_AS_DECIMALS: [&str; 2] = ["linger.ms", "queue.buffering.max.ms"];
 /// `strtol(value, &end, 0)` and a decimal with `strtod`, ignoring trailing
 /// text: `0500000` is octal, `0x800` hex, `2048KB` 2048 and `600000ms`
 /// 600000, where the relay's reading failed and its check was skipped; and
-/// an integer is cut to 32 bits. So only the spelling both read alike is
-/// taken.
+/// an integer is cut to 32 bits. So only spellings both read as the same
+/// number are taken, and no narrower: refusing one that both already read
+/// alike (`+4096`, `.5`, `5e0`) would only make an upgrade refuse a working
+/// config.
 fn spelling_problem(key: &str, property: &str, value: &str) -> Option<String> {
     let v = value.trim();
     if READ_AS_INTEGERS.contains(&property) {
-        let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-        if !digits || (v.len() > 1 && v.starts_with('0')) {
+        // Rust's integer parse takes one leading `+` as strtol does; a
+        // leading 0 is where strtol's base 0 turns octal or hex.
+        let digits = v.strip_prefix('+').unwrap_or(v);
+        let decimal = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        if !decimal || (digits.len() > 1 && digits.starts_with('0')) {
             return Some(format!(
                 "[kafka.options] `{key}` = {value:?}: write it in decimal digits, without a leading 0"
             ));
@@ -593,14 +598,18 @@ fn spelling_problem(key: &str, property: &str, value: &str) -> Option<String> {
         }
     }
     if READ_AS_DECIMALS.contains(&property) {
-        let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-        let plain = match v.split_once('.') {
-            Some((whole, fraction)) => plain(whole) && plain(fraction),
-            None => plain(v),
-        };
-        if !plain {
+        // Over these characters Rust's grammar for an f64 (sign, digits
+        // with at most one '.', at least one digit, an exponent with
+        // digits) is strtod's decimal form read to the end, and both round
+        // correctly: the same number. The rest (`nan`, `inf`, hex, trailing
+        // text) is where they part, and an overflow is infinite to Rust and
+        // HUGE_VAL to strtod.
+        let plain = v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+        if !plain || !v.parse::<f64>().is_ok_and(f64::is_finite) {
             return Some(format!(
-                "[kafka.options] `{key}` = {value:?}: write it as a plain decimal number of milliseconds (5, 0.5)"
+                "[kafka.options] `{key}` = {value:?}: write it as a plain decimal number of milliseconds (5, 0.5, 1e3)"
             ));
         }
     }
@@ -1021,7 +1030,9 @@ mod tests {
     #[test]
     fn values_the_relay_reads_are_refused_unless_written_plainly_at_their_line() {
         let big = "\"message.max.bytes\" = \"4000000\"\n";
-        for bad in ["2048KB", "0x800", "04000", "+4096", "4096 KiB"] {
+        for bad in [
+            "2048KB", "0x800", "04000", "+04000", "++4096", "-4096", "4096 KiB",
+        ] {
             let shown = checked(&format!(
                 "{big}\"queue.buffering.max.kbytes\" = \"{bad}\"\n"
             ))
@@ -1039,7 +1050,9 @@ mod tests {
             .is_ok()
         );
         for key in ["linger.ms", "queue.buffering.max.ms"] {
-            for bad in ["600000ms", "6e5", "nan", "0x10", "5 ms", ".5", "5.", "-0"] {
+            for bad in [
+                "600000ms", "nan", "inf", "0x10", "5 ms", "1e", "1e+", ".", "+", "1e400", "",
+            ] {
                 let shown = checked(&format!("\"{key}\" = \"{bad}\"\n")).expect_err(bad);
                 assert!(shown.contains("relay.toml:4:"), "{key} {bad:?}: {shown}");
                 assert!(
@@ -1054,6 +1067,92 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Spellings on which Rust's parse and librdkafka already agreed, and
+    /// which worked before the spelling rule: refusing them made an upgrade
+    /// refuse a working config (review of a2f4977, 2026-12-07).
+    #[test]
+    fn spellings_the_relay_and_librdkafka_read_alike_are_accepted() {
+        for key in ["message.max.bytes", "queue.buffering.max.kbytes"] {
+            for good in ["+4194304", "4194304", " +4194304 "] {
+                let config = checked(&format!("\"{key}\" = \"{good}\"\n"))
+                    .map_err(|e| format!("{key} {good:?}: {e}"));
+                assert!(config.is_ok(), "{config:?}");
+            }
+        }
+        assert_eq!(
+            with_options(&[("message.max.bytes", "+2000000")]).message_max_bytes(),
+            2_000_000
+        );
+        for key in ["linger.ms", "queue.buffering.max.ms"] {
+            for good in [".5", "5.", "+5", "5e0", "-0", "5E-1", "1e4", "+.5e+1"] {
+                let config = checked(&format!("\"{key}\" = \"{good}\"\n"))
+                    .map_err(|e| format!("{key} {good:?}: {e}"));
+                assert!(config.is_ok(), "{config:?}");
+            }
+            // Read as librdkafka reads it, the stall rule applies: 1e5 ms.
+            let shown = checked(&format!("\"{key}\" = \"1e5\"\n")).expect_err("1e5");
+            assert!(shown.contains("hung broker"), "{shown}");
+        }
+    }
+
+    /// Every value the spelling rule lets through is read by librdkafka's
+    /// own functions (`strtol(v, &end, 0)` cut to an `int`, and `strtod`)
+    /// whole, as the same number the relay reads: tried on every string of
+    /// up to 5 characters over the characters that matter.
+    #[test]
+    fn every_spelling_taken_is_read_whole_and_alike_by_librdkafkas_functions() {
+        use std::ffi::{CString, c_char, c_long};
+        #[allow(unsafe_code)]
+        unsafe extern "C" {
+            fn strtol(s: *const c_char, end: *mut *mut c_char, base: i32) -> c_long;
+            fn strtod(s: *const c_char, end: *mut *mut c_char) -> f64;
+        }
+        fn strings(alphabet: &str, longest: usize) -> Vec<String> {
+            let mut all = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..longest {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.chars().map(move |c| format!("{s}{c}")))
+                    .collect();
+                all.extend(last.iter().cloned());
+            }
+            all
+        }
+        let mut taken = 0;
+        for v in strings("019+-x .eE", 5) {
+            if spelling_problem("message.max.bytes", "message.max.bytes", &v).is_some() {
+                continue;
+            }
+            taken += 1;
+            let c = CString::new(v.trim()).unwrap();
+            let mut end = std::ptr::null_mut();
+            // SAFETY: a NUL-terminated string that outlives the call, and
+            // `end` a valid place for strtol to write into.
+            #[allow(unsafe_code)]
+            let read = unsafe { strtol(c.as_ptr(), &mut end, 0) } as i32;
+            assert_eq!(end as usize - c.as_ptr() as usize, v.trim().len(), "{v:?}");
+            assert_eq!(Some(read), v.trim().parse::<i32>().ok(), "{v:?}");
+        }
+        assert!(taken > 100, "{taken}");
+        taken = 0;
+        for v in strings("019+-. eEx", 5) {
+            if spelling_problem("linger.ms", "linger.ms", &v).is_some() {
+                continue;
+            }
+            taken += 1;
+            let c = CString::new(v.trim()).unwrap();
+            let mut end = std::ptr::null_mut();
+            // SAFETY: as above.
+            #[allow(unsafe_code)]
+            let read = unsafe { strtod(c.as_ptr(), &mut end) };
+            assert_eq!(end as usize - c.as_ptr() as usize, v.trim().len(), "{v:?}");
+            let ours = v.trim().parse::<f64>().unwrap();
+            assert_eq!(read.to_bits(), ours.to_bits(), "{v:?}");
+        }
+        assert!(taken > 100, "{taken}");
     }
 
     /// librdkafka keeps `(int)strtol(…)`, cut to 32 bits, and range-checks
