@@ -85,8 +85,24 @@ const KEYED_PARTITIONERS: [&str; 6] = [
     "fnv1a",
 ];
 
-/// Set unless `[kafka.options]` says otherwise.
+/// Set unless `[kafka.options]` says otherwise, under the name or its
+/// librdkafka alias ([`ALIASES`]).
 const DEFAULTS: [(&str, &str); 2] = [("linger.ms", "5"), ("client.id", "callrelay")];
+
+/// Options librdkafka takes under two names for one setting, of those the
+/// sink sets or reads. rdkafka applies a `ClientConfig`'s settings in hash
+/// order, so with both names set either value may win at each creation
+/// of a producer: a default is left out when the options set the other
+/// name, and the options may set only one.
+const ALIASES: [(&str, &str); 1] = [("linger.ms", "queue.buffering.max.ms")];
+
+/// The names `key` goes by in librdkafka: itself and its alias, if any.
+fn names_of(key: &str) -> [&str; 2] {
+    ALIASES
+        .iter()
+        .find_map(|&(a, b)| (key == a || key == b).then_some([a, b]))
+        .unwrap_or([key, key])
+}
 
 /// librdkafka's `message.max.bytes` when the options leave it unset.
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
@@ -108,6 +124,23 @@ impl KafkaConfig {
             .get("message.max.bytes")
             .and_then(|v| v.get_ref().trim().parse().ok())
             .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
+    }
+
+    /// One setting given under both its names ([`ALIASES`]), at the later
+    /// of the two in the file: which value librdkafka kept would change
+    /// from one producer to the next.
+    fn alias_problem(&self) -> Option<(&Spanned<String>, String)> {
+        ALIASES.iter().find_map(|&(a, b)| {
+            let (first, second) = (self.options.get(a)?, self.options.get(b)?);
+            let (earlier, later, at) = if second.span().start >= first.span().start {
+                (a, b, second)
+            } else {
+                (b, a, first)
+            };
+            Some((at, format!(
+                "[kafka.options] `{later}` and `{earlier}` are one setting in librdkafka, under two names: set only one (which of the two values it used would change from one producer to the next)"
+            )))
+        })
     }
 
     /// A limit between options that librdkafka takes but the sink cannot
@@ -198,6 +231,10 @@ impl KafkaConfig {
                 v.error(value.span(), message);
                 each_ok = false;
             }
+        }
+        if let Some((at, message)) = self.alias_problem() {
+            v.error(at.span(), message);
+            each_ok = false;
         }
         if each_ok && let Some((at, message)) = self.limits_problem() {
             v.error(at.span(), message);
@@ -385,7 +422,12 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.brokers.get_ref().trim());
         for (k, v) in DEFAULTS.iter().chain(FIXED.iter()) {
-            c.set(*k, *v);
+            if !names_of(k)
+                .iter()
+                .any(|name| self.options.contains_key(*name))
+            {
+                c.set(*k, *v);
+            }
         }
         c.set(
             "queue.buffering.max.kbytes",
@@ -461,6 +503,7 @@ impl KafkaConfig {
         self.options
             .iter()
             .find_map(|(k, v)| option_problem(k, v.get_ref()))
+            .or_else(|| self.alias_problem().map(|(_, message)| message))
     }
 }
 
@@ -1153,6 +1196,55 @@ mod tests {
             assert_eq!(read.to_bits(), ours.to_bits(), "{v:?}");
         }
         assert!(taken > 100, "{taken}");
+    }
+
+    /// `linger.ms` is librdkafka's alias of `queue.buffering.max.ms`, and
+    /// rdkafka applies a `ClientConfig`'s settings in hash order: with the
+    /// sink's default `linger.ms = 5` beside an operator's
+    /// `queue.buffering.max.ms = 100`, either won at each producer's
+    /// creation (review of 2026-12-07).
+    #[test]
+    fn an_operators_linger_under_either_name_is_the_producers_alone() {
+        for key in ["queue.buffering.max.ms", "linger.ms"] {
+            let c = with_options(&[(key, "100")]).client_config();
+            assert_eq!(c.get(key), Some("100"), "{key}");
+            let other = if key == "linger.ms" {
+                "queue.buffering.max.ms"
+            } else {
+                "linger.ms"
+            };
+            assert_eq!(c.get(other), None, "{key}: {other} set beside it");
+            // librdkafka reads the one setting back under either name.
+            let native = c.create_native_config().unwrap();
+            assert_eq!(native.get("linger.ms").unwrap(), "100", "{key}");
+        }
+        let c = with_options(&[]).client_config();
+        assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("queue.buffering.max.ms"), None);
+    }
+
+    #[test]
+    fn a_linger_set_under_both_names_is_refused_at_the_second() {
+        for (first, second) in [
+            ("linger.ms", "queue.buffering.max.ms"),
+            ("queue.buffering.max.ms", "linger.ms"),
+        ] {
+            let shown = checked(&format!("\"{first}\" = \"5\"\n\"{second}\" = \"100\"\n"))
+                .expect_err("one setting under two names");
+            assert!(shown.contains("relay.toml:5:"), "{shown}");
+            assert!(
+                shown.contains(first) && shown.contains(second) && shown.contains("one setting"),
+                "{shown}"
+            );
+        }
+        let problem =
+            with_options(&[("linger.ms", "5"), ("queue.buffering.max.ms", "5")]).options_problem();
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("one setting")),
+            "{problem:?}"
+        );
     }
 
     /// librdkafka keeps `(int)strtol(…)`, cut to 32 bits, and range-checks
