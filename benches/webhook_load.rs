@@ -28,22 +28,44 @@
 //! `WEBHOOK_BENCH_WARMUP_SECS` (default 0.5, at 64 connections, both targets),
 //! `WEBHOOK_BENCH_RATES` (comma list), `WEBHOOK_BENCH_CONNS` (closed-loop
 //! connection counts, comma list), `WEBHOOK_BENCH_SERVER_THREADS`,
-//! `WEBHOOK_BENCH_CLIENT_THREADS`.
+//! `WEBHOOK_BENCH_CLIENT_THREADS`, `WEBHOOK_BENCH_IDLE_SCREENS` (below).
+//!
+//! Idle screens: `WEBHOOK_BENCH_IDLE_SCREENS=N` (default 0) connects N
+//! WebSocket clients to the relay's `/ws` before the warm-up and keeps them
+//! connected through the relay's rounds. Their filter, `subject=no-such-subject`,
+//! is not `account` and matches none of the bench's events, so each session
+//! holds a receiver of the shared ring (`Hub::publish`, on the journal
+//! writer's thread inside its commit) and is woken by every commit, yet is
+//! sent nothing: what N idle screens cost the writer, and the server's
+//! threads, per commit. The relay listens on loopback without
+//! `websocket.tokens`, so they send no token (and no `Origin`);
+//! `websocket.max_clients` is raised to N if N is above its default
+//! (10,000), and the run checks that the open-file limit (which
+//! `Relay::start` raises to its hard limit as far as the config needs)
+//! holds both ends of every screen. Their client tasks run on a one-thread
+//! runtime of their own (`screens`), not on the load generator's; each reads
+//! its socket (answering the pings, every 25 s), and counts any other frame.
+//! The run prints how many upgrades were answered 101 before the rounds,
+//! and how many screens were still open, and what they were sent, after.
+//! The bare handler's rounds are unchanged.
 //! `-- --drive URL --rate N --secs S` only drives an external relay (any
 //! `[[webhook]] vendor = "tel4vn"` with `api_key = "bench-key"`), for profiling
 //! (scripts/perf/profile_ingest.sh). Prints Markdown tables; docs/PERFORMANCE.md
 //! holds the figures.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The daemon's allocator (src/main.rs), so the relay here runs as shipped;
 /// the bare server shares it.
@@ -264,16 +286,104 @@ fn bare_router() -> Router {
     Router::new().route(PATH, post(|_body: Bytes| async { "ok" }))
 }
 
-fn relay_config(dir: &std::path::Path) -> String {
+/// `websocket.max_clients`' default, kept unless the idle screens need more.
+const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
+fn relay_config(dir: &std::path::Path, idle_screens: usize) -> String {
     format!(
         concat!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n",
             "[journal]\npath = {:?}\nmax_size = \"8GiB\"\n\n",
+            "[websocket]\nmax_clients = {}\n\n",
             "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"bench\"\napi_key = \"{}\"\n"
         ),
         dir.join("journal").display().to_string(),
+        idle_screens.max(DEFAULT_MAX_CLIENTS),
         API_KEY
     )
+}
+
+/// A filter that is not `account` (so the session stays on the shared ring)
+/// and that no event of the bench matches (Tel4vn `ringing` hooks whose
+/// subject is their call id).
+const IDLE_SCREEN_QUERY: &str = "subject=no-such-subject";
+
+/// What the idle screens saw, shared by their tasks.
+#[derive(Default)]
+struct Screens {
+    /// Upgrades answered 101.
+    upgraded: AtomicU64,
+    /// Upgrades refused or failed (any answer but 101, or no answer).
+    refused: AtomicU64,
+    /// Screens whose socket has ended (closed by the relay, or an error).
+    ended: AtomicU64,
+    /// Frames other than ping and pong (text, binary, close): none is
+    /// expected before the relay shuts down.
+    frames: AtomicU64,
+}
+
+/// Connects `n` WebSocket clients to `addr`'s `/ws` with
+/// [`IDLE_SCREEN_QUERY`], 64 upgrades at a time, each then reading its
+/// socket until it ends; returns once every upgrade has been answered.
+async fn connect_idle_screens(addr: SocketAddr, n: usize, screens: Arc<Screens>) {
+    let url = format!("ws://{addr}/ws?{IDLE_SCREEN_QUERY}");
+    let connecting = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut upgrades = Vec::with_capacity(n);
+    for _ in 0..n {
+        let url = url.clone();
+        let screens = screens.clone();
+        let Ok(permit) = connecting.clone().acquire_owned().await else {
+            break;
+        };
+        upgrades.push(tokio::spawn(async move {
+            let upgraded = match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => tokio_tungstenite::client_async(url, stream).await.ok(),
+                Err(_) => None,
+            };
+            drop(permit);
+            let Some((mut ws, response)) = upgraded.filter(|(_, r)| r.status().as_u16() == 101)
+            else {
+                screens.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            drop(response);
+            screens.upgraded.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                // Reading answers the relay's pings (tungstenite queues the
+                // pong and writes it on the next read).
+                while let Some(message) = ws.next().await {
+                    match message {
+                        Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                        Ok(Message::Close(_)) => {
+                            screens.frames.fetch_add(1, Ordering::Relaxed);
+                            // Answer it: the relay's shutdown waits for its sessions.
+                            let _ = ws.close(None).await;
+                            break;
+                        }
+                        Ok(_) => {
+                            screens.frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                screens.ended.fetch_add(1, Ordering::Relaxed);
+            });
+        }));
+    }
+    for upgrade in upgrades {
+        let _ = upgrade.await;
+    }
+}
+
+/// The soft open-file limit, if it can be read.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    soft.parse().ok()
 }
 
 fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
@@ -329,6 +439,7 @@ fn main() {
     let rates: Vec<f64> = env_list("WEBHOOK_BENCH_RATES", "1000,5000,10000");
     let conns: Vec<usize> = env_list("WEBHOOK_BENCH_CONNS", "64,256");
     let server_threads = env_one("WEBHOOK_BENCH_SERVER_THREADS", 2usize);
+    let idle_screens = env_one("WEBHOOK_BENCH_IDLE_SCREENS", 0usize);
     let server = runtime(server_threads, "server");
 
     let dir = match std::env::var_os("WEBHOOK_BENCH_DIR") {
@@ -343,7 +454,7 @@ fn main() {
     );
     let relay = server.block_on(async {
         let path = dir.path().join("relay.toml");
-        std::fs::write(&path, relay_config(dir.path())).expect("config");
+        std::fs::write(&path, relay_config(dir.path(), idle_screens)).expect("config");
         let config =
             callrelay::config::Config::load(&path).unwrap_or_else(|e| panic!("bench config:\n{e}"));
         callrelay::app::Relay::start(config, path)
@@ -376,6 +487,31 @@ fn main() {
             },
         ),
     ];
+
+    // Idle screens, before the warm-up: by the rounds every session has
+    // long since subscribed to the shared ring.
+    let screens = Arc::new(Screens::default());
+    let screens_runtime = (idle_screens > 0).then(|| {
+        // Both ends of every screen are in this process, beside the load's
+        // connections (256 at most by default) and the journal's files.
+        let need = 2 * idle_screens as u64 + 1024;
+        let limit = open_file_limit();
+        assert!(
+            limit.is_none_or(|l| l >= need),
+            "the open-file limit {limit:?} is below the {need} that {idle_screens} idle screens need: raise `ulimit -n`"
+        );
+        let rt = runtime(1, "screens");
+        let started = Instant::now();
+        rt.block_on(connect_idle_screens(relay.addr, idle_screens, screens.clone()));
+        eprintln!(
+            "idle screens: {} of {idle_screens} upgrades answered 101 ({} refused or failed) in {:.1} s, \
+             filter {IDLE_SCREEN_QUERY} (shared ring), on their own 1-thread runtime; open-file limit {limit:?}",
+            screens.upgraded.load(Ordering::Relaxed),
+            screens.refused.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        rt
+    });
 
     eprintln!(
         "webhook_load: {rounds} rounds × {secs} s after a {warmup_secs} s warm-up, closed-loop conns {conns:?}, \
@@ -442,6 +578,18 @@ fn main() {
     }
 
     let last_seq = relay.ctx.journal.last_seq();
+    if idle_screens > 0 {
+        println!();
+        println!(
+            "idle screens: {} of {idle_screens} connected (101) before the rounds, {} still open after them, {} frames other than ping/pong received",
+            screens.upgraded.load(Ordering::Relaxed),
+            screens
+                .upgraded
+                .load(Ordering::Relaxed)
+                .saturating_sub(screens.ended.load(Ordering::Relaxed)),
+            screens.frames.load(Ordering::Relaxed)
+        );
+    }
     println!();
     println!(
         "relay: {relay_ok} 200s (warm-up included), journal last seq {last_seq}, duplicates {duplicates}, non-200 answers (both targets) {failures}; journal on {fs}"
@@ -514,6 +662,7 @@ fn main() {
 
     relay.shutdown();
     let _ = server.block_on(relay.wait());
+    drop(screens_runtime);
     assert_eq!(failures, 0, "some requests were not answered 200");
     assert_eq!(duplicates, 0, "a unique payload was deduplicated");
     assert_eq!(
