@@ -8,7 +8,9 @@
 //! [`PROXY_ANSWER_LIMIT`] is an error that says so, and so is a caller's
 //! own bound passing before the tunnel opened ([`Dialer::blame_proxy`]);
 //! every proxy failure names the proxy as `http://host:port` and never
-//! carries its password;
+//! carries its password; a `407` whose `Proxy-Authenticate` offers only
+//! schemes other than Basic (the one the relay sends) names them, short and
+//! printable, rather than blaming the password;
 //! nothing the proxy sends can panic.
 
 use std::future::Future;
@@ -41,8 +43,8 @@ pub enum ConnectError {
     Direct { target: String, reason: DialError },
     #[error("cannot connect to the proxy {proxy}: {reason}")]
     ProxyUnreachable { proxy: String, reason: DialError },
-    #[error("the proxy {proxy} asks for credentials (HTTP 407){hint}")]
-    ProxyAuth { proxy: String, hint: &'static str },
+    #[error("the proxy {proxy} asks for credentials (HTTP 407): {hint}")]
+    ProxyAuth { proxy: String, hint: AuthHint },
     #[error("the proxy {proxy} refused the tunnel to {target}: {status}")]
     ProxyRefused {
         proxy: String,
@@ -63,6 +65,19 @@ pub enum ConnectError {
         target: String,
         waited: Duration,
     },
+}
+
+/// What a `407` from the proxy asks the operator to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthHint {
+    #[error("the user and password in the proxy URL were refused")]
+    Refused,
+    #[error("put them in the proxy URL, http://user:password@host:port")]
+    Missing,
+    /// The schemes its `Proxy-Authenticate` offered, none of them Basic
+    /// (the only one the relay sends): the password is not what to change.
+    #[error("the proxy asks for {0} authentication; callrelay speaks only Basic")]
+    OtherSchemes(String),
 }
 
 /// Why one TCP connection (to an upstream, or to the proxy) was not made.
@@ -230,12 +245,12 @@ impl Dialer {
                 }
                 Ok(stream)
             }
-            ConnectAnswer::AuthRequired => Err(ConnectError::ProxyAuth {
+            ConnectAnswer::AuthRequired { other_schemes } => Err(ConnectError::ProxyAuth {
                 proxy,
-                hint: if route.authorization.is_some() {
-                    ": the user and password in the proxy URL were refused"
-                } else {
-                    ": put them in the proxy URL, http://user:password@host:port"
+                hint: match other_schemes {
+                    Some(schemes) => AuthHint::OtherSchemes(schemes),
+                    None if route.authorization.is_some() => AuthHint::Refused,
+                    None => AuthHint::Missing,
                 },
             }),
             ConnectAnswer::Refused(status) => Err(ConnectError::ProxyRefused {
@@ -296,13 +311,18 @@ async fn ask_for_tunnel(
 #[derive(Debug, PartialEq)]
 enum ConnectAnswer {
     Established,
-    AuthRequired,
+    /// A `407`: `other_schemes` names what its `Proxy-Authenticate` headers
+    /// offer when they offer something and Basic is not among it.
+    AuthRequired {
+        other_schemes: Option<String>,
+    },
     /// The status line's code and reason, printable and short.
     Refused(String),
     Garbled,
 }
 
-/// Reads the status line of a proxy's answer to `CONNECT`.
+/// Reads the status line of a proxy's answer to `CONNECT` (and, for a
+/// `407`, its `Proxy-Authenticate` headers).
 fn parse_connect_answer(head: &[u8]) -> ConnectAnswer {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -318,7 +338,9 @@ fn parse_connect_answer(head: &[u8]) -> ConnectAnswer {
         .fold(0u16, |n, digit| n * 10 + u16::from(digit - b'0'));
     match code {
         200..=299 => ConnectAnswer::Established,
-        407 => ConnectAnswer::AuthRequired,
+        407 => ConnectAnswer::AuthRequired {
+            other_schemes: other_auth_schemes(head),
+        },
         _ => {
             let reason: String = String::from_utf8_lossy(parts.next().unwrap_or_default())
                 .chars()
@@ -328,6 +350,85 @@ fn parse_connect_answer(head: &[u8]) -> ConnectAnswer {
             ConnectAnswer::Refused(format!("HTTP {code} {reason}").trim_end().to_owned())
         }
     }
+}
+
+/// At most this many schemes are named, each cut to this many characters:
+/// they come from the network and end up in `/status` and the log.
+const MAX_SCHEMES_NAMED: usize = 4;
+const MAX_SCHEME_CHARS: usize = 32;
+
+/// The authentication schemes a `407` answer's `Proxy-Authenticate` headers
+/// offer, joined for a message, when there is at least one and none is Basic
+/// (the only scheme the relay sends); `None` otherwise, where refused
+/// credentials are the likelier story.
+fn other_auth_schemes(head: &[u8]) -> Option<String> {
+    let mut schemes: Vec<String> = Vec::new();
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"proxy-authenticate") {
+            continue;
+        }
+        for scheme in challenge_schemes(&line[colon + 1..]) {
+            if scheme.eq_ignore_ascii_case(b"basic") {
+                return None;
+            }
+            let name: String = String::from_utf8_lossy(scheme)
+                .chars()
+                .take(MAX_SCHEME_CHARS)
+                .collect();
+            if schemes.len() < MAX_SCHEMES_NAMED
+                && !schemes.iter().any(|s| s.eq_ignore_ascii_case(&name))
+            {
+                schemes.push(name);
+            }
+        }
+    }
+    (!schemes.is_empty()).then(|| schemes.join(", "))
+}
+
+/// The scheme of each challenge in a `Proxy-Authenticate` value (RFC 9110
+/// 11.6.1): challenges and their `name=value` parameters are both separated
+/// by commas, so an element is a scheme when its leading token is not
+/// followed by `=`. Commas inside quoted strings separate nothing. Only
+/// token characters make a scheme, so none carries a control character.
+fn challenge_schemes(value: &[u8]) -> Vec<&[u8]> {
+    let mut elements = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                elements.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    elements.push(&value[start..]);
+    elements
+        .into_iter()
+        .filter_map(|element| {
+            let element = element.trim_ascii_start();
+            let end = element
+                .iter()
+                .position(|&b| !is_token_char(b))
+                .unwrap_or(element.len());
+            let (token, rest) = element.split_at(end);
+            let is_parameter = rest.trim_ascii_start().starts_with(b"=");
+            let ends_there = rest.first().is_none_or(|b| b.is_ascii_whitespace());
+            (!token.is_empty() && !is_parameter && ends_there).then_some(token)
+        })
+        .collect()
+}
+
+/// `tchar` of RFC 9110 5.6.2.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `host:port` as a `CONNECT` target: an IPv6 address in brackets.
@@ -394,7 +495,9 @@ mod tests {
             parse_connect_answer(
                 b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n"
             ),
-            AuthRequired
+            AuthRequired {
+                other_schemes: None
+            }
         );
         assert_eq!(
             parse_connect_answer(b"HTTP/1.1 403 Forbidden\r\n\r\n"),
@@ -417,9 +520,9 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever a proxy answers (the fuzz targets' "no panic" for the
-        /// one proxy reply the relay parses): a refusal's words are short
-        /// and hold no control character, since they go into `/status`
-        /// and the log.
+        /// one proxy reply the relay parses): a refusal's words, and the
+        /// schemes a 407 names, are short and hold no control character,
+        /// since they go into `/status` and the log.
         #[test]
         fn any_connect_answer_is_read_without_a_panic_into_a_short_printable_refusal(
             head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
@@ -430,10 +533,17 @@ mod tests {
             let mut with_code = format!("HTTP/1.1 {code} ").into_bytes();
             with_code.extend_from_slice(&reason);
             answers.push(with_code);
+            let mut challenge = b"HTTP/1.1 407 Auth\r\nProxy-Authenticate: ".to_vec();
+            challenge.extend_from_slice(&reason);
+            answers.push(challenge);
             for answer in answers {
-                if let ConnectAnswer::Refused(words) = parse_connect_answer(&answer) {
-                    proptest::prop_assert!(words.chars().count() <= 109, "{words:?}");
-                    proptest::prop_assert!(!words.chars().any(char::is_control), "{words:?}");
+                match parse_connect_answer(&answer) {
+                    ConnectAnswer::Refused(words)
+                    | ConnectAnswer::AuthRequired { other_schemes: Some(words) } => {
+                        proptest::prop_assert!(words.chars().count() <= 134, "{words:?}");
+                        proptest::prop_assert!(!words.chars().any(char::is_control), "{words:?}");
+                    }
+                    _ => {}
                 }
             }
         }
@@ -541,6 +651,49 @@ mod tests {
             error.contains("refused the tunnel to vendor.example:8443: HTTP 403 Forbidden"),
             "{error}"
         );
+    }
+
+    /// A proxy that offers only schemes the relay cannot speak (NTLM,
+    /// Negotiate, Digest) is not sent to rotate a password: the schemes are
+    /// named instead, as `Proxy-Authenticate` gave them, cut short.
+    #[tokio::test]
+    async fn a_407_without_basic_names_the_schemes_offered() {
+        let error = failure_through(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+              Proxy-Authenticate: NTLM\r\n\
+              proxy-authenticate: Negotiate\r\n\
+              Proxy-Authenticate: Digest realm=\"corp, inc\", nonce=\"a\", qop=auth\r\n\r\n",
+            443,
+        )
+        .await;
+        assert_proxy_failure(
+            &error,
+            "asks for credentials (HTTP 407): the proxy asks for NTLM, Negotiate, Digest \
+             authentication; callrelay speaks only Basic",
+        );
+        assert!(!error.to_string().contains("refused"), "{error}");
+        assert!(!error.to_string().contains("pw"), "{error}");
+
+        // Basic among the offers (in any case, in a list): the credentials
+        // were what it refused.
+        let error = failure_through(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+              Proxy-Authenticate: Negotiate, BASIC realm=\"corp\"\r\n\r\n",
+            443,
+        )
+        .await;
+        assert_proxy_failure(&error, "were refused");
+
+        // Scheme names come from the network: control characters and
+        // markup are not a scheme, a long name is cut short.
+        let long = "X".repeat(200);
+        let answer = format!("HTTP/1.1 407 No\r\nProxy-Authenticate: \x1b[31mEvil, {long}\r\n\r\n");
+        let error = failure_through(answer.into_bytes().leak(), 443)
+            .await
+            .to_string();
+        assert!(error.contains("speaks only Basic"), "{error}");
+        assert!(!error.chars().any(char::is_control), "{error:?}");
+        assert!(!error.contains(&long), "{error}");
     }
 
     /// A `200` answer to CONNECT padded with a header to `len` bytes.
