@@ -222,6 +222,22 @@ fn first_set(lookup: &dyn Fn(&str) -> Option<String>, vars: &[&str]) -> Option<(
     })
 }
 
+/// A fully qualified name (`host.`) is the same host as without its dot,
+/// but hyper-util's matcher compares names as written: as curl does
+/// (lib/noproxy.c), one trailing dot is dropped from the host and from each
+/// `NO_PROXY` entry before they are compared.
+fn without_trailing_dot(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// A `NO_PROXY` list written the way hyper-util's matcher reads it.
+fn no_proxy_entries(list: &str) -> String {
+    list.split(',')
+        .map(|entry| without_trailing_dot(entry.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl ProxySettings {
     /// Resolves `config` over the environment seen through `lookup`; reports
     /// an unusable `[proxy]` key to `v` at the key.
@@ -272,7 +288,7 @@ impl ProxySettings {
             Arc::new(
                 Matcher::builder()
                     .all("http://no-proxy.invalid")
-                    .no(no_proxy)
+                    .no(no_proxy_entries(&no_proxy))
                     .build(),
             )
         });
@@ -301,7 +317,7 @@ impl ProxySettings {
             return Ok(None);
         };
         if let Some(matcher) = &self.no_proxy {
-            let host = url.host_str().unwrap_or_default();
+            let host = without_trailing_dot(url.host_str().unwrap_or_default());
             let port = url.port_or_known_default().unwrap_or(80);
             let origin = format!("{}://{host}:{port}/", url.scheme());
             if let Ok(uri) = origin.parse::<Uri>()
@@ -413,6 +429,24 @@ mod tests {
             ],
         );
         assert_eq!(via(&s, "http://10.1.1.1"), None);
+    }
+
+    /// A fully qualified name (`host.`) is the same host: curl strips one
+    /// trailing dot from the host and from each `NO_PROXY` entry.
+    #[test]
+    fn a_trailing_dot_on_a_host_or_an_entry_still_matches() {
+        let env = [
+            ("HTTPS_PROXY", "http://p:3128"),
+            ("NO_PROXY", ".corp.example, rec.other.example., 10.9.9.9."),
+        ];
+        let (s, _) = resolve("", &env);
+        assert_eq!(via(&s, "https://rec.corp.example.:8443"), None);
+        assert_eq!(via(&s, "https://corp.example."), None);
+        assert_eq!(via(&s, "https://rec.other.example"), None);
+        assert_eq!(via(&s, "https://rec.other.example."), None);
+        assert_eq!(via(&s, "https://10.9.9.9"), None);
+        assert!(via(&s, "https://notcorp.example.").is_some());
+        assert!(via(&s, "https://rec.other.example..").is_some());
     }
 
     #[test]
