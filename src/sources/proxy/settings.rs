@@ -230,10 +230,22 @@ fn without_trailing_dot(name: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
 }
 
+/// An IPv6 entry in brackets, as Go takes it and as a URL writes the host
+/// (`[fd00::5]`, `[fd00::]/64`), without them: the matcher reads a
+/// bracketed entry as a domain name, which no host is.
+fn unbracketed(entry: &str) -> String {
+    match entry.strip_prefix('[').and_then(|e| e.split_once(']')) {
+        Some((address, prefix)) if prefix.is_empty() || prefix.starts_with('/') => {
+            format!("{address}{prefix}")
+        }
+        _ => entry.to_owned(),
+    }
+}
+
 /// A `NO_PROXY` list written the way hyper-util's matcher reads it.
 fn no_proxy_entries(list: &str) -> String {
     list.split(',')
-        .map(|entry| without_trailing_dot(entry.trim()))
+        .map(|entry| unbracketed(without_trailing_dot(entry.trim())))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -447,6 +459,22 @@ mod tests {
         assert_eq!(via(&s, "https://10.9.9.9"), None);
         assert!(via(&s, "https://notcorp.example.").is_some());
         assert!(via(&s, "https://rec.other.example..").is_some());
+    }
+
+    /// IPv6 entries may be written bare or in brackets (as Go takes them),
+    /// a range too.
+    #[test]
+    fn bracketed_ipv6_entries_match() {
+        let env = [
+            ("HTTPS_PROXY", "http://p:3128"),
+            ("NO_PROXY", "[fd00::5], [fd01:1::]/64, fd02::7"),
+        ];
+        let (s, _) = resolve("", &env);
+        assert_eq!(via(&s, "https://[fd00::5]:8443"), None);
+        assert_eq!(via(&s, "https://[fd01:1::9]"), None);
+        assert_eq!(via(&s, "https://[fd02::7]"), None);
+        assert!(via(&s, "https://[fd00::6]").is_some());
+        assert!(via(&s, "https://[fd01:2::9]").is_some());
     }
 
     #[test]
