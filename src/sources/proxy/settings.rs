@@ -106,12 +106,32 @@ pub enum ProxyUrlError {
     PathQueryOrFragment,
     #[error("the user or password is not UTF-8 once decoded")]
     CredentialsNotUtf8,
+    /// [`ProxyUrlError::NotAUrl`] or [`ProxyUrlError::NoHost`] for a URL
+    /// with credentials: a `/`, `?` or `#` in them ends the authority early
+    /// (`http://relay:ab/cd@proxy:3128` reads as host `relay`, port `ab`),
+    /// so what is said about the rest would only mislead without the hint.
+    #[error("{0} ({ENCODE_HINT})")]
+    CutShort(Box<ProxyUrlError>),
 }
 
 impl ProxyRoute {
     /// Parses a proxy URL (`http://[user:password@]host[:port]`, port 80 if
     /// none, `http://` if no scheme), refusing what we cannot honour.
     pub fn parse(text: &str) -> Result<ProxyRoute, ProxyUrlError> {
+        // The URL parser takes the host from after the last `@` whenever the
+        // authority reaches it; it does not when a `/`, `?` or `#` of the
+        // credentials ends the authority first, and then the host is wrong
+        // or missing, or a path, query or fragment is left (which says the
+        // hint already).
+        Self::parse_as_written(text).map_err(|why| match why {
+            ProxyUrlError::NotAUrl(_) | ProxyUrlError::NoHost if text.contains('@') => {
+                ProxyUrlError::CutShort(Box::new(why))
+            }
+            why => why,
+        })
+    }
+
+    fn parse_as_written(text: &str) -> Result<ProxyRoute, ProxyUrlError> {
         let with_scheme = if text.contains("://") {
             text.to_owned()
         } else {
@@ -612,6 +632,29 @@ mod tests {
             assert!(!why.contains("hunter2"), "{why}");
         }
         assert!(ProxyRoute::parse("http://relay:12%23hunter2@proxy:3128").is_ok());
+        // A password that does not start with digits makes a bad port, a
+        // user cut at `/` an empty host: the hint holds for those too.
+        for bad in [
+            "http://callrelay:ab/hunter2@proxy.internal:3128",
+            "http://callrelay:ab?hunter2@proxy.internal:3128",
+            "http://callrelay:ab#hunter2@proxy.internal:3128",
+            "callrelay:ab/hunter2@proxy.internal:3128",
+            "http://:hunter2/x@proxy.internal:3128",
+            "http://call/relay:hunter2@proxy.internal:3128",
+        ] {
+            let why = ProxyRoute::parse(bad).unwrap_err().to_string();
+            assert!(why.contains("percent-encode"), "{bad}: {why}");
+            assert!(!why.contains("hunter2"), "{why}");
+        }
+        assert_eq!(
+            ProxyRoute::parse("http://callrelay:ab/hunter2@proxy.internal:3128")
+                .unwrap_err()
+                .to_string(),
+            "not a URL: invalid port number (percent-encode `#`, `/`, `?` and `@` \
+             in the user or password)"
+        );
+        let why = ProxyRoute::parse("http://proxy.internal:ab").unwrap_err();
+        assert!(!why.to_string().contains("percent-encode"), "{why}");
     }
 
     #[test]
