@@ -85,24 +85,123 @@ const KEYED_PARTITIONERS: [&str; 6] = [
     "fnv1a",
 ];
 
-/// Set unless `[kafka.options]` says otherwise, under the name or its
-/// librdkafka alias ([`ALIASES`]).
+/// Set unless `[kafka.options]` sets the same librdkafka property, under
+/// any of its names ([`same_property`]).
 const DEFAULTS: [(&str, &str); 2] = [("linger.ms", "5"), ("client.id", "callrelay")];
 
-/// Options librdkafka takes under two names for one setting, of those the
-/// sink sets or reads. rdkafka applies a `ClientConfig`'s settings in hash
-/// order, so with both names set either value may win at each creation
-/// of a producer: a default is left out when the options set the other
-/// name, and the options may set only one.
-const ALIASES: [(&str, &str); 1] = [("linger.ms", "queue.buffering.max.ms")];
+// librdkafka reads a property under more than one name: its aliases
+// (`_RK_C_ALIAS` in rdkafka_conf.c), and, for a topic property given at
+// global level, the name as it is or prefixed `topic.` (`rd_kafka_conf_set`
+// passes a name it does not know as a global property on to the default
+// topic config, which strips the prefix). rdkafka applies a `ClientConfig`'s
+// settings in hash order, with a fresh seed per map, so with two names of
+// one property set, which value librdkafka kept changed at each creation of
+// a client (the producer, its replacements, the read-back's and the
+// lookups' consumers, `check`'s own). The tables are librdkafka 2.12.1's
+// (rdkafka-sys 4.10.0); a test checks each entry against the linked
+// library, and that it is still that version.
 
-/// The names `key` goes by in librdkafka: itself and its alias, if any.
-fn names_of(key: &str) -> [&str; 2] {
-    ALIASES
-        .iter()
-        .find_map(|&(a, b)| (key == a || key == b).then_some([a, b]))
-        .unwrap_or([key, key])
+/// Global aliases and the property each stands for.
+const GLOBAL_ALIASES: [(&str, &str); 9] = [
+    ("bootstrap.servers", "metadata.broker.list"),
+    ("max.in.flight", "max.in.flight.requests.per.connection"),
+    ("sasl.mechanism", "sasl.mechanisms"),
+    (
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.client.id",
+    ),
+    (
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.client.secret",
+    ),
+    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
+    ("linger.ms", "queue.buffering.max.ms"),
+    ("retries", "message.send.max.retries"),
+    ("compression.type", "compression.codec"),
+];
+
+/// Topic-level aliases and the property each stands for.
+const TOPIC_ALIASES: [(&str, &str); 4] = [
+    ("acks", "request.required.acks"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+    ("compression.type", "compression.codec"),
+    ("enable.auto.commit", "auto.commit.enable"),
+];
+
+/// Names librdkafka has both as a global and as a topic property: unprefixed
+/// the global one is set, `topic.`-prefixed the topic one, so those two are
+/// separate settings (the topic's, when set, is the one used).
+const IN_BOTH_SCOPES: [&str; 6] = [
+    "auto.commit.interval.ms",
+    "compression.codec",
+    "compression.type",
+    "enable.auto.commit",
+    "offset.store.method",
+    "opaque",
+];
+
+/// Global properties whose own names begin with `topic.`: no prefix is
+/// stripped from them.
+const GLOBAL_NAMED_TOPIC: [&str; 6] = [
+    "topic.blacklist",
+    "topic.metadata.propagation.max.ms",
+    "topic.metadata.refresh.fast.cnt",
+    "topic.metadata.refresh.fast.interval.ms",
+    "topic.metadata.refresh.interval.ms",
+    "topic.metadata.refresh.sparse",
+];
+
+/// The librdkafka property a `[kafka.options]` key sets: its name, and
+/// whether it is the topic's, where a name is in both scopes
+/// ([`IN_BOTH_SCOPES`]; elsewhere the name alone tells).
+fn property_of(key: &str) -> (&str, Option<bool>) {
+    let in_scope =
+        |name: &'static str, topic: bool| (name, IN_BOTH_SCOPES.contains(&name).then_some(topic));
+    let alias = |table: &[(&'static str, &'static str)], name: &str| {
+        table.iter().find_map(|&(a, p)| (a == name).then_some(p))
+    };
+    if GLOBAL_NAMED_TOPIC.contains(&key) {
+        return (key, None);
+    }
+    match key.strip_prefix("topic.") {
+        None => {
+            if let Some(p) = alias(&GLOBAL_ALIASES, key) {
+                return in_scope(p, false);
+            }
+            if let Some(&both) = IN_BOTH_SCOPES.iter().find(|&&n| n == key) {
+                return in_scope(both, false);
+            }
+            match alias(&TOPIC_ALIASES, key) {
+                Some(p) => in_scope(p, true),
+                None => (key, None),
+            }
+        }
+        Some(name) => match alias(&TOPIC_ALIASES, name) {
+            Some(p) => in_scope(p, true),
+            None => (name, IN_BOTH_SCOPES.contains(&name).then_some(true)),
+        },
+    }
 }
+
+/// Whether librdkafka sets one property under the names `a` and `b`.
+fn same_property(a: &str, b: &str) -> bool {
+    property_of(a) == property_of(b)
+}
+
+/// What the read-back's consumer sets over the producer's properties, and
+/// over the options under any name ([`same_property`]): librdkafka wants a
+/// group even for an assigned consumer; nothing joins it and nothing is
+/// committed, and its coordinator's errors are read past
+/// (`scan::is_about_the_unused_group`). An offset retention removed
+/// meanwhile: read from what is left, not from the end (librdkafka's
+/// default), past what is to be found.
+const READ_BACK_FIXED: [(&str, &str); 5] = [
+    ("group.id", "callrelay-read-back"),
+    ("enable.auto.commit", "false"),
+    ("enable.partition.eof", "true"),
+    ("auto.offset.reset", "earliest"),
+    ("queued.max.messages.kbytes", "16384"),
+];
 
 /// librdkafka's `message.max.bytes` when the options leave it unset.
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
@@ -120,25 +219,32 @@ impl KafkaConfig {
     /// The largest message the producer takes (`message.max.bytes`); a
     /// loaded config's value is one librdkafka accepted.
     pub fn message_max_bytes(&self) -> usize {
-        self.options
-            .get("message.max.bytes")
-            .and_then(|v| v.get_ref().trim().parse().ok())
+        self.option("message.max.bytes")
+            .and_then(|(_, v)| v.get_ref().trim().parse().ok())
             .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
     }
 
-    /// One setting given under both its names ([`ALIASES`]), at the later
-    /// of the two in the file: which value librdkafka kept would change
-    /// from one producer to the next.
+    /// The option that sets librdkafka's `property`, under whichever of
+    /// its names ([`same_property`]); a loaded config has one at most.
+    fn option(&self, property: &str) -> Option<(&String, &Spanned<String>)> {
+        self.options
+            .iter()
+            .find(|(key, _)| same_property(key, property))
+    }
+
+    /// One librdkafka property set under two of its names (an alias, or a
+    /// topic property with and without `topic.`), at the later of the two
+    /// in the file: which value librdkafka kept would change from one
+    /// client to the next.
     fn alias_problem(&self) -> Option<(&Spanned<String>, String)> {
-        ALIASES.iter().find_map(|&(a, b)| {
-            let (first, second) = (self.options.get(a)?, self.options.get(b)?);
-            let (earlier, later, at) = if second.span().start >= first.span().start {
-                (a, b, second)
-            } else {
-                (b, a, first)
-            };
+        let mut in_file_order: Vec<_> = self.options.iter().collect();
+        in_file_order.sort_by_key(|(_, at)| at.span().start);
+        in_file_order.iter().enumerate().find_map(|(i, &(later, at))| {
+            let (earlier, _) = in_file_order[..i]
+                .iter()
+                .find(|(key, _)| same_property(key, later))?;
             Some((at, format!(
-                "[kafka.options] `{later}` and `{earlier}` are one setting in librdkafka, under two names: set only one (which of the two values it used would change from one producer to the next)"
+                "[kafka.options] `{later}` and `{earlier}` are one setting in librdkafka under two names: set only one (which of the two values it used would change from one client to the next)"
             )))
         })
     }
@@ -232,7 +338,9 @@ impl KafkaConfig {
                 each_ok = false;
             }
         }
-        if let Some((at, message)) = self.alias_problem() {
+        // Once each key is one librdkafka knows: `topic.linger.ms` is no
+        // second name of `linger.ms`, but refused as it is.
+        if each_ok && let Some((at, message)) = self.alias_problem() {
             v.error(at.span(), message);
             each_ok = false;
         }
@@ -368,22 +476,18 @@ impl KafkaConfig {
 
     /// `security.protocol`, lowercase; librdkafka's default when unset.
     fn security_protocol(&self) -> String {
-        self.options.get("security.protocol").map_or_else(
+        self.option("security.protocol").map_or_else(
             || "plaintext".to_owned(),
-            |v| v.get_ref().trim().to_ascii_lowercase(),
+            |(_, v)| v.get_ref().trim().to_ascii_lowercase(),
         )
     }
 
     fn uses_kerberos(&self) -> bool {
-        let option = |key: &str| {
-            self.options
-                .get(key)
-                .map(|v| v.get_ref().trim().to_ascii_lowercase())
-        };
         let sasl = self.security_protocol().starts_with("sasl");
-        let mechanism = option("sasl.mechanisms")
-            .or_else(|| option("sasl.mechanism"))
-            .unwrap_or_else(|| "gssapi".to_owned());
+        let mechanism = self.option("sasl.mechanisms").map_or_else(
+            || "gssapi".to_owned(),
+            |(_, v)| v.get_ref().trim().to_ascii_lowercase(),
+        );
         sasl && mechanism == "gssapi"
     }
 
@@ -392,17 +496,18 @@ impl KafkaConfig {
     /// that never commits needs.
     pub fn read_back_client_config(&self) -> ClientConfig {
         let mut client = self.client_config();
-        // librdkafka wants a group even for an assigned consumer; nothing
-        // joins it and nothing is committed, and its coordinator's errors
-        // are read past (`scan::is_about_the_unused_group`).
-        client
-            .set("group.id", "callrelay-read-back")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            // An offset retention removed meanwhile: read from what is left,
-            // not from the end (librdkafka's default), past what is to be found.
-            .set("auto.offset.reset", "earliest")
-            .set("queued.max.messages.kbytes", "16384");
+        for (key, value) in READ_BACK_FIXED {
+            // Under any other name of the property (`topic.auto.offset.reset`)
+            // an option's value would win at random against this one. The
+            // `topic.` form of one in both scopes (`enable.auto.commit`) is
+            // a setting of its own, but no more the options' to make.
+            for option in self.options.keys() {
+                if same_property(option, key) || same_property(option, &format!("topic.{key}")) {
+                    client.remove(option);
+                }
+            }
+            client.set(key, value);
+        }
         client
     }
 
@@ -422,10 +527,8 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.brokers.get_ref().trim());
         for (k, v) in DEFAULTS.iter().chain(FIXED.iter()) {
-            if !names_of(k)
-                .iter()
-                .any(|name| self.options.contains_key(*name))
-            {
+            // An option of a FIXED property holds its value (`option_problem`).
+            if self.option(k).is_none() {
                 c.set(*k, *v);
             }
         }
@@ -454,9 +557,8 @@ impl KafkaConfig {
     /// librdkafka reads as true): the sink's metadata request for a topic
     /// then creates it on a broker with `auto.create.topics.enable`.
     pub fn leaves_topics_to_the_broker(&self) -> bool {
-        self.options
-            .get("allow.auto.create.topics")
-            .is_some_and(|v| {
+        self.option("allow.auto.create.topics")
+            .is_some_and(|(_, v)| {
                 ["true", "t", "1"]
                     .iter()
                     .any(|t| v.get_ref().eq_ignore_ascii_case(t))
@@ -536,26 +638,18 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
             "[kafka.options] `{key}`: set the brokers with `kafka.brokers`"
         ));
     }
-    // librdkafka's aliases: the last of the two set wins, and the properties
-    // are set in no fixed order, so an alias must be held to the same value.
-    // A topic property may also be given as a global one prefixed `topic.`.
-    let unprefixed = key.strip_prefix("topic.").unwrap_or(key);
-    let property = match unprefixed {
-        "request.required.acks" => "acks",
-        "delivery.timeout.ms" => "message.timeout.ms",
-        "retries" => "message.send.max.retries",
-        other => other,
-    };
+    // Under any of its names ([`same_property`]).
+    let (property, _) = property_of(key);
     if property == "partitioner" && !KEYED_PARTITIONERS.contains(&value.trim()) {
         return Some(format!(
             "[kafka.options] `{key}` = {value:?} ignores the record key: one call's events would be spread over partitions, out of order; use one of {}",
             KEYED_PARTITIONERS.join(", ")
         ));
     }
-    if let Some((_, want)) = FIXED.iter().find(|(k, _)| *k == property)
-        && !same_value(property, value, want)
+    if let Some((fixed, want)) = FIXED.iter().find(|(k, _)| same_property(k, key))
+        && !same_value(fixed, value, want)
     {
-        let why = if property == "delivery.report.only.error" {
+        let why = if *fixed == "delivery.report.only.error" {
             "the sink moves its cursor on each record's delivery report"
         } else {
             "the sink promises an idempotent, fully acknowledged producer that retries each record until it is delivered, in per-key order"
@@ -1221,6 +1315,196 @@ mod tests {
         let c = with_options(&[]).client_config();
         assert_eq!(c.get("linger.ms"), Some("5"));
         assert_eq!(c.get("queue.buffering.max.ms"), None);
+    }
+
+    /// librdkafka takes one property under two names (an alias, or a topic
+    /// property with and without `topic.`), and rdkafka applies a
+    /// `ClientConfig` in hash order: with both set, the value kept changed
+    /// at each client's creation — partitions of one key before and after a
+    /// producer's replacement, a login failing at times, `check` passing
+    /// half the time (audit of 2026-12-07).
+    #[test]
+    fn one_setting_under_two_names_is_refused_at_the_second() {
+        for [(a, x), (b, y)] in [
+            [
+                ("partitioner", "murmur2_random"),
+                ("topic.partitioner", "consistent_random"),
+            ],
+            [
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.mechanisms", "SCRAM-SHA-256"),
+            ],
+            [
+                ("max.in.flight", "5"),
+                ("max.in.flight.requests.per.connection", "1"),
+            ],
+            [("compression.type", "lz4"), ("compression.codec", "zstd")],
+            [
+                ("max.partition.fetch.bytes", "1048576"),
+                ("fetch.message.max.bytes", "2097152"),
+            ],
+            [
+                ("auto.offset.reset", "latest"),
+                ("topic.auto.offset.reset", "error"),
+            ],
+            [
+                ("topic.compression.type", "lz4"),
+                ("topic.compression.codec", "gzip"),
+            ],
+            [
+                ("message.timeout.ms", "0"),
+                ("topic.delivery.timeout.ms", "0"),
+            ],
+        ] {
+            for [(first, v1), (second, v2)] in [[(a, x), (b, y)], [(b, y), (a, x)]] {
+                let shown = checked(&format!(
+                    "\"{first}\" = \"{v1}\"\n\"{second}\" = \"{v2}\"\n"
+                ))
+                .expect_err("one setting under two names");
+                assert!(shown.contains("relay.toml:5:"), "{shown}");
+                assert!(
+                    shown.contains(&format!("`{first}`"))
+                        && shown.contains(&format!("`{second}`"))
+                        && shown
+                            .contains("one setting in librdkafka under two names: set only one"),
+                    "{shown}"
+                );
+            }
+            let problem = with_options(&[(a, x), (b, y)]).options_problem();
+            assert!(
+                problem
+                    .as_deref()
+                    .is_some_and(|p| p.contains("one setting")),
+                "{a} {b}: {problem:?}"
+            );
+        }
+        // Two settings: the global codec, and the topic's, which is used.
+        checked("\"compression.codec\" = \"lz4\"\n\"topic.compression.codec\" = \"zstd\"\n")
+            .expect("a global and a topic property");
+        for one in [
+            ("topic.partitioner", "murmur2_random"),
+            ("sasl.mechanism", "PLAIN"),
+            ("max.in.flight", "5"),
+            ("compression.type", "lz4"),
+            ("topic.auto.offset.reset", "latest"),
+        ] {
+            checked(&format!("\"{}\" = \"{}\"\n", one.0, one.1)).expect("one name");
+            assert_eq!(with_options(&[one]).options_problem(), None, "{one:?}");
+        }
+    }
+
+    /// The read-back overwrote `auto.offset.reset` but left
+    /// `topic.auto.offset.reset` in the map beside it: `latest` or `error`
+    /// at random, and records past a trimmed partition's start sent again.
+    #[test]
+    fn the_read_back_holds_its_own_settings_under_any_name() {
+        let options = [
+            ("topic.auto.offset.reset", "latest"),
+            ("topic.enable.auto.commit", "true"),
+        ];
+        let c = with_options(&options).read_back_client_config();
+        assert_eq!(c.get("topic.auto.offset.reset"), None);
+        assert_eq!(c.get("topic.enable.auto.commit"), None);
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        let earliest = with_options(&[])
+            .read_back_client_config()
+            .create_native_config()
+            .unwrap()
+            .get("auto.offset.reset")
+            .unwrap();
+        for _ in 0..20 {
+            let native = with_options(&options)
+                .read_back_client_config()
+                .create_native_config()
+                .unwrap();
+            assert_eq!(native.get("auto.offset.reset").unwrap(), earliest);
+        }
+    }
+
+    /// The tables of librdkafka's names are taken from its rdkafka_conf.c;
+    /// each entry is checked against the linked library, which reads a
+    /// property back under any of its names.
+    #[test]
+    fn the_tables_of_names_hold_for_the_linked_librdkafka() {
+        // Taken from this version: on another, take them again.
+        assert_eq!(rdkafka::util::get_rdkafka_version().1, "2.12.1");
+        let native = |settings: &[(&str, &str)]| {
+            let mut c = ClientConfig::new();
+            for (k, v) in settings {
+                c.set(*k, *v);
+            }
+            c.create_native_config()
+        };
+        let global = [
+            "h:1", "3", "PLAIN", "an-id", "a-secret", "123456", "7", "3", "lz4",
+        ];
+        for ((alias, property), value) in GLOBAL_ALIASES.iter().zip(global) {
+            assert!(same_property(alias, property), "{alias}");
+            match native(&[(alias, value)]) {
+                Ok(n) => assert_eq!(n.get(property).unwrap(), value, "{alias}"),
+                // Not built in (OIDC): refused alike under the other name.
+                Err(e) => assert_eq!(
+                    native(&[(property, value)]).err().map(|e| e.to_string()),
+                    Some(e.to_string().replace(alias, property)),
+                    "{alias}"
+                ),
+            }
+        }
+        for ((alias, property), value) in TOPIC_ALIASES.iter().zip(["1", "1234", "bogus", "false"])
+        {
+            let prefixed = format!("topic.{alias}");
+            assert!(
+                same_property(&prefixed, &format!("topic.{property}")),
+                "{alias}"
+            );
+            if IN_BOTH_SCOPES.contains(property) {
+                // Read back as the global one: librdkafka's refusal names
+                // the property the alias stands for.
+                let e = native(&[(&prefixed, value)]).err().unwrap().to_string();
+                assert!(e.contains(&format!("\"{property}\"")), "{e}");
+            } else {
+                let n = native(&[(&prefixed, value)]).unwrap();
+                assert_eq!(n.get(property).unwrap(), value, "{alias}");
+            }
+        }
+        // A name in both scopes: `topic.` sets the topic's, apart from the
+        // global one; without, the global one.
+        for (name, value) in [
+            ("auto.commit.interval.ms", "1234"),
+            ("compression.codec", "lz4"),
+            ("compression.type", "lz4"),
+            ("enable.auto.commit", "false"),
+        ] {
+            assert!(!same_property(name, &format!("topic.{name}")));
+            let n = native(&[(&format!("topic.{name}"), value)]).unwrap();
+            assert_ne!(n.get(name).unwrap(), value, "{name}");
+            let n = native(&[(name, value)]).unwrap();
+            assert_eq!(n.get(name).unwrap(), value, "{name}");
+        }
+        assert!(IN_BOTH_SCOPES.contains(&"offset.store.method"));
+        // Global properties named `topic.…`: no prefix is stripped.
+        for (name, value) in GLOBAL_NAMED_TOPIC
+            .iter()
+            .zip(["x", "1234", "7", "123", "12345", "false"])
+        {
+            let n = native(&[(name, value)]).unwrap();
+            assert_eq!(n.get(name).unwrap(), value, "{name}");
+            assert!(!same_property(name, &name["topic.".len()..]));
+        }
+        // A topic property with and without `topic.`.
+        for (name, value) in [
+            ("partitioner", "murmur2"),
+            ("auto.offset.reset", "latest"),
+            ("request.required.acks", "1"),
+            ("message.timeout.ms", "1234"),
+        ] {
+            assert!(same_property(name, &format!("topic.{name}")));
+            let by_name = native(&[(name, value)]).unwrap().get(name).unwrap();
+            let prefixed = native(&[(&format!("topic.{name}"), value)]).unwrap();
+            assert_eq!(prefixed.get(name).unwrap(), by_name, "{name}");
+            let default = native(&[]).unwrap().get(name).ok();
+            assert_ne!(Some(by_name), default, "{name}");
+        }
     }
 
     #[test]
