@@ -80,7 +80,7 @@ pub struct ProxyRoute {
 }
 
 /// What to say when a character of the password broke the URL apart.
-const ENCODE_HINT: &str = "percent-encode `#`, `/`, `?` and `@` in the user or password";
+const ENCODE_HINT: &str = "percent-encode `#`, `/`, `?`, `\\` and `%` in the user or password";
 
 /// Why a proxy URL cannot be used. No variant holds the URL's text (it may
 /// hold a password).
@@ -247,15 +247,29 @@ fn first_set(lookup: &dyn Fn(&str) -> Option<String>, vars: &[&str]) -> Option<(
 /// (lib/noproxy.c), one trailing dot is dropped from the host and from each
 /// `NO_PROXY` entry before they are compared.
 fn without_trailing_dot(name: &str) -> &str {
-    name.strip_suffix('.').unwrap_or(name)
+    // `*.` stays as written: without its dot it would be the matcher's
+    // every-host wildcard, where curl takes it for a name no host has.
+    match name.strip_suffix('.') {
+        Some(bare) if bare != "*" => bare,
+        _ => name,
+    }
 }
 
-/// An IPv6 entry in brackets, as Go takes it and as a URL writes the host
-/// (`[fd00::5]`, `[fd00::]/64`), without them: the matcher reads a
-/// bracketed entry as a domain name, which no host is.
+/// An IPv6 entry in brackets, as a URL writes the host (`[fd00::5]`,
+/// `[fd00::]/64`), without them: the matcher reads a bracketed entry as a
+/// domain name, which no host is. Only an address's characters are
+/// unbracketed: `[*]` or `[example.com]` would otherwise become the
+/// every-host wildcard or a domain entry.
 fn unbracketed(entry: &str) -> String {
+    let address_like = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    };
     match entry.strip_prefix('[').and_then(|e| e.split_once(']')) {
-        Some((address, prefix)) if prefix.is_empty() || prefix.starts_with('/') => {
+        Some((address, prefix))
+            if address_like(address) && (prefix.is_empty() || prefix.starts_with('/')) =>
+        {
             format!("{address}{prefix}")
         }
         _ => entry.to_owned(),
@@ -481,8 +495,8 @@ mod tests {
         assert!(via(&s, "https://rec.other.example..").is_some());
     }
 
-    /// IPv6 entries may be written bare or in brackets (as Go takes them),
-    /// a range too.
+    /// IPv6 entries may be written bare or in brackets (as a URL writes
+    /// the host), a range too.
     #[test]
     fn bracketed_ipv6_entries_match() {
         let env = [
@@ -495,6 +509,18 @@ mod tests {
         assert_eq!(via(&s, "https://[fd02::7]"), None);
         assert!(via(&s, "https://[fd00::6]").is_some());
         assert!(via(&s, "https://[fd01:2::9]").is_some());
+    }
+
+    /// Taking off a dot or brackets never makes the every-host wildcard or
+    /// a domain entry out of what curl reads as a name no host has.
+    #[test]
+    fn a_star_with_a_dot_or_in_brackets_is_no_wildcard() {
+        for list in ["*.", "[*]", "[example.com]"] {
+            let env = [("HTTPS_PROXY", "http://p:3128"), ("NO_PROXY", list)];
+            let (s, _) = resolve("", &env);
+            assert!(via(&s, "https://rec.corp.example").is_some(), "{list}");
+            assert!(via(&s, "https://example.com").is_some(), "{list}");
+        }
     }
 
     #[test]
@@ -590,8 +616,8 @@ mod tests {
         assert_eq!(
             s.route_for("https://v").unwrap_err().to_string(),
             "the proxy in the environment variable HTTPS_PROXY cannot be used: \
-             a proxy URL has no path, query or fragment (percent-encode `#`, `/`, `?` \
-             and `@` in the user or password) (set `[proxy]` to override it)"
+             a proxy URL has no path, query or fragment (percent-encode `#`, `/`, `?`, \
+             `\\` and `%` in the user or password) (set `[proxy]` to override it)"
         );
     }
 
@@ -641,6 +667,7 @@ mod tests {
             "callrelay:ab/hunter2@proxy.internal:3128",
             "http://:hunter2/x@proxy.internal:3128",
             "http://call/relay:hunter2@proxy.internal:3128",
+            "http://callrelay:ab\\hunter2@proxy.internal:3128",
         ] {
             let why = ProxyRoute::parse(bad).unwrap_err().to_string();
             assert!(why.contains("percent-encode"), "{bad}: {why}");
@@ -650,7 +677,7 @@ mod tests {
             ProxyRoute::parse("http://callrelay:ab/hunter2@proxy.internal:3128")
                 .unwrap_err()
                 .to_string(),
-            "not a URL: invalid port number (percent-encode `#`, `/`, `?` and `@` \
+            "not a URL: invalid port number (percent-encode `#`, `/`, `?`, `\\` and `%` \
              in the user or password)"
         );
         let why = ProxyRoute::parse("http://proxy.internal:ab").unwrap_err();
