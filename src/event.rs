@@ -6,7 +6,10 @@
 //! event seen twice — on two streams, on a retry, after a restart — has the same
 //! `id`. The CloudEvent JSON is built once (all of it but `seq` before the
 //! event reaches the journal writer, see [`PreparedEvent`]) and sent as-is everywhere.
+//! Its `subject` holds no character CloudEvents' String type forbids (see
+//! [`spec_string`]); `data` holds the vendor's text as it came.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -115,6 +118,7 @@ pub struct VendorEvent {
     /// A CONTRACT type such as `call.ringing`, `crm.ticket.update` or `vendor.unknown`.
     pub event_type: String,
     /// The call id, agent or entity id; `None` when the vendor gives none, `0` or `""`.
+    /// The vendor's text: it is emitted through [`spec_string`].
     pub subject: Option<String>,
     /// The vendor's own event time, when it gives one.
     pub time: Option<OffsetDateTime>,
@@ -321,6 +325,43 @@ pub fn id_text(value: &Value) -> Option<String> {
     }
 }
 
+/// `text` with each character CloudEvents 1.0.2's String type forbids — the
+/// controls U+0000–U+001F and U+007F–U+009F and the noncharacters
+/// (U+FDD0–U+FDEF and the last two code points of every plane) — as U+FFFD.
+/// Surrogates cannot occur in a `str`. Borrowed when there is none.
+///
+/// Why replaced and not the attribute left out: a consumer that forwards an
+/// event in HTTP binary mode writes `subject` as a `ce-subject` header, which
+/// Go's and Java's HTTP stacks refuse with a CR, LF or NUL in it; and
+/// `subject` is the Kafka key. Replacing gives every event of one call the
+/// same key still, so they stay on one partition in order; leaving it out
+/// would key each by its own id and scatter the call. Two call ids that differ
+/// only in such characters share a key then, which costs ordering between
+/// them nothing. Identity is not made from this text (it is the vendor's, in
+/// [`VendorEvent::identity`]), so ids do not change.
+pub fn spec_string(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(forbidden_in_spec_string) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if forbidden_in_spec_string(c) {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
+}
+
+fn forbidden_in_spec_string(c: char) -> bool {
+    let code = u32::from(c);
+    // `is_control` is exactly Unicode's Cc: U+0000–U+001F and U+007F–U+009F.
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE
+}
+
 /// How [`canonical_text`] writes scalars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scalars {
@@ -492,6 +533,39 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":{"x":[1,"s"],"y":2},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
         assert_eq!(canonical_json(&a), r#"{"a":{"x":[1,"s"],"y":2},"b":1}"#);
+    }
+
+    #[test]
+    fn spec_string_replaces_exactly_what_cloudevents_forbids() {
+        for (c, forbidden) in [
+            ('\u{0}', true),
+            ('\u{1f}', true),
+            (' ', false),
+            ('~', false),
+            ('\u{7f}', true),
+            ('\u{9f}', true),
+            ('\u{a0}', false),
+            ('\u{fdcf}', false),
+            ('\u{fdd0}', true),
+            ('\u{fdef}', true),
+            ('\u{fdf0}', false),
+            ('\u{fffd}', false),
+            ('\u{fffe}', true),
+            ('\u{ffff}', true),
+            ('\u{1fffd}', false),
+            ('\u{1fffe}', true),
+            ('\u{10ffff}', true),
+        ] {
+            let text = format!("a{c}b");
+            let out = spec_string(&text);
+            let expected = if forbidden {
+                "a\u{fffd}b".to_owned()
+            } else {
+                text.clone()
+            };
+            assert_eq!(out, expected, "U+{:04X}", u32::from(c));
+            assert_eq!(matches!(out, Cow::Borrowed(_)), !forbidden);
+        }
     }
 
     #[test]

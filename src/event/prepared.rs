@@ -7,12 +7,15 @@
 //! the submitting task, so the writer only looks up, inserts and commits.
 //!
 //! Guarantees: `write_json(seq)` produces exactly the bytes of serializing the
-//! whole CloudEvent with that `seq` (field order as in CONTRACT.md).
+//! whole CloudEvent with that `seq` (field order as in CONTRACT.md). The
+//! header's `subject` is the JSON's: both through [`spec_string`].
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{EventHeader, EventId, IncomingEvent, RawPayload, format_time};
+use super::{EventHeader, EventId, IncomingEvent, RawPayload, format_time, spec_string};
 
 /// An event whose JSON is ready but for its `seq`.
 #[derive(Clone, Debug)]
@@ -40,12 +43,13 @@ impl PreparedEvent {
             source.push_str(part);
         }
         let time = format_time(event.event.time.unwrap_or(event.received_at));
+        let subject = event.event.subject.as_deref().map(spec_string);
         let head = Head {
             specversion: "1.0",
             id: &id_hex,
             source: &source,
             event_type: &event.event.event_type,
-            subject: event.event.subject.as_deref(),
+            subject: subject.as_deref(),
             time: &time,
             datacontenttype: "application/json",
         };
@@ -74,7 +78,7 @@ impl PreparedEvent {
                 id: id_hex,
                 event_type: event.event.event_type.clone(),
                 source,
-                subject: event.event.subject.clone(),
+                subject: subject.map(Cow::into_owned),
                 vendor: event.vendor.as_str().to_owned(),
                 account: event.account.clone(),
                 seq: 0,

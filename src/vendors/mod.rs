@@ -1172,4 +1172,161 @@ mod tests {
             "the worst payload is {worst:.2} times its body"
         );
     }
+
+    /// A subject holding characters CloudEvents' String type forbids (C0 and
+    /// C1 controls, noncharacters) was emitted as it came: a `ce-subject`
+    /// header of `12\n34` is refused by the HTTP stacks of consumers that
+    /// forward in binary mode. Every vendor's subject is emitted with each one
+    /// as U+FFFD — in the JSON, the header, the Kafka key — while `data`
+    /// keeps the vendor's text and the id (from the identity) stays.
+    #[test]
+    fn a_subject_is_emitted_without_the_characters_cloudevents_forbids() {
+        fn strings(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let json = |body: &str| body.as_bytes().to_vec();
+        let feedback = |callid: &str| {
+            ["FeedbackID", "7", "callid", callid]
+                .chunks(2)
+                .map(|kv| (kv[0].to_owned(), kv[1].to_owned()))
+                .collect::<Vec<_>>()
+        };
+        /// Vendor, method, content type, query, body, the vendor's subject, as emitted.
+        type Case = (
+            Vendor,
+            Method,
+            &'static str,
+            Vec<(String, String)>,
+            Vec<u8>,
+            &'static str,
+            &'static str,
+        );
+        let cases: [Case; 7] = [
+            // `?FeedbackID=7&callid=12%0A34`.
+            (
+                Vendor::Voip24h,
+                Method::Get,
+                FORM,
+                feedback("12\n34"),
+                Vec::new(),
+                "12\n34",
+                "12\u{FFFD}34",
+            ),
+            (
+                Vendor::Voip24h,
+                Method::Post,
+                "application/json",
+                Vec::new(),
+                json(r#"{"state":"Ring","callid":"12\u000034","phone":"1"}"#),
+                "12\u{0}34",
+                "12\u{FFFD}34",
+            ),
+            (
+                Vendor::Tel4vn,
+                Method::Post,
+                "application/json",
+                Vec::new(),
+                json(
+                    r#"{"state":"ringing","direction":"inbound","call_id":"a\r\nb\u007f","to_number":"1"}"#,
+                ),
+                "a\r\nb\u{7f}",
+                "a\u{FFFD}\u{FFFD}b\u{FFFD}",
+            ),
+            (
+                Vendor::Caresoft,
+                Method::Post,
+                "application/json",
+                Vec::new(),
+                json(
+                    r#"{"object":"call_in","action":"call_in_start","call_id":"c\u0085\ufdd0\ufdef\ufdf0","called":"1"}"#,
+                ),
+                "c\u{85}\u{FDD0}\u{FDEF}\u{FDF0}",
+                "c\u{FFFD}\u{FFFD}\u{FFFD}\u{FDF0}",
+            ),
+            (
+                Vendor::Voipex,
+                Method::Post,
+                "application/json",
+                Vec::new(),
+                json(r#"{"EventName":"AgentLogin","Login":"pe\ufffe\u00a0tr\uffff\u009fx"}"#),
+                "pe\u{FFFE}\u{a0}tr\u{FFFF}\u{9f}x",
+                "pe\u{FFFD}\u{a0}tr\u{FFFD}\u{FFFD}x",
+            ),
+            (
+                Vendor::Voipex,
+                Method::Post,
+                "application/json",
+                Vec::new(),
+                json(
+                    r#"{"EventName":"Hangup","UniqueId":"u\t1\ud83f\udffe\udbff\udfff\ud83d\ude00"}"#,
+                ),
+                "u\t1\u{1FFFE}\u{10FFFF}\u{1F600}",
+                "u\u{FFFD}1\u{FFFD}\u{FFFD}\u{1F600}",
+            ),
+            (
+                Vendor::Sprecord,
+                Method::Post,
+                "application/json",
+                Vec::new(),
+                json(
+                    r#"{"event_type":"incoming_call","device_id":"d","payload":{"call_id":"9\u001b[2J","call_dst":"1"}}"#,
+                ),
+                "9\u{1b}[2J",
+                "9\u{FFFD}[2J",
+            ),
+        ];
+        let mut ids = Vec::new();
+        for (vendor, method, content_type, query, body, vendors, emitted) in cases {
+            let Ok(Parsed::Event(event, raw)) =
+                parse_as(vendor, method, content_type, &query, &body)
+            else {
+                panic!("{vendor:?} {vendors:?}: no event");
+            };
+            assert_eq!(event.subject.as_deref(), Some(vendors), "{vendor:?}");
+            let incoming = crate::event::IncomingEvent {
+                vendor,
+                account: "a".into(),
+                transport: crate::event::Transport::Webhook,
+                received_at: OffsetDateTime::UNIX_EPOCH,
+                event,
+                raw,
+            };
+            let prepared = crate::event::PreparedEvent::new(&incoming);
+            let mut out = Vec::new();
+            prepared.write_json(1, &mut out);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["subject"], emitted, "{vendor:?} {vendors:?}");
+            assert_eq!(
+                prepared.header.subject.as_deref(),
+                Some(emitted),
+                "{vendor:?}"
+            );
+            assert_eq!(
+                crate::sinks::kafka::producer::key_of(&prepared.header),
+                emitted,
+                "{vendor:?}"
+            );
+            // `data` — the normalized fields and `raw` alike — keeps the text.
+            let (mut fields, mut raw) = (Vec::new(), Vec::new());
+            let mut data = v["data"].as_object().unwrap().clone();
+            strings(&data.remove("raw").unwrap(), &mut raw);
+            strings(&Value::Object(data), &mut fields);
+            assert!(
+                fields.iter().any(|s| s == vendors),
+                "{vendor:?}: {fields:?}"
+            );
+            assert!(raw.iter().any(|s| s == vendors), "{vendor:?}: {raw:?}");
+            // The id is the identity's, as it was.
+            assert_eq!(prepared.id, incoming.id(), "{vendor:?}");
+            assert_eq!(v["id"], incoming.id().to_hex(), "{vendor:?}");
+            ids.push(incoming.id().to_hex());
+        }
+        // And pinned, for the feedback GET the finding was made with.
+        assert_eq!(ids[0], "2c4eebf347755354c672ef55f31ac837");
+    }
 }
