@@ -4,8 +4,7 @@
 //! Kafka, and with when it let go of records unreported, if it did (taken
 //! after the purge: the next run's read-back waits for their requests to
 //! land), then the producer is let go of, waited for up to a bound (its
-//! drop may wait on a name lookup; see `let_go_off_the_workers`), and what
-//! `journal.max_size` dropped while the sink held it is counted as lost.
+//! drop may wait on a name lookup; see `let_go_off_the_workers`).
 
 use futures::stream::StreamExt;
 
@@ -73,11 +72,6 @@ impl Forwarder {
         // The lag logged below is then what the journal still holds for the
         // next run.
         self.let_go_of_memory().await;
-        // What `max_size` dropped while held is lost now, as at a recovery:
-        // counted here, not at the next forwarder's start, which after a
-        // reload that removed `[kafka]` may be weeks away (and paged for an
-        // old loss). An error leaves the record to that start.
-        let _ = self.count_held_drops_let_go().await;
         if persisted {
             tracing::info!(
                 cursor = self.cursor,

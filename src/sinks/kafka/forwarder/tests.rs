@@ -3471,26 +3471,6 @@ async fn held_drops_let_go_of_are_counted_once_and_noted_as_named() {
     fixture.stop().await;
 }
 
-/// A stop lets go of what the sink held too: a reload that removed
-/// `[kafka]` during an outage counted nothing, and a `[kafka]` added back
-/// weeks later counted the loss at its start, and paged for an old one.
-#[tokio::test]
-async fn held_drops_let_go_of_at_a_stop_are_counted_at_the_stop() {
-    let (fixture, undelivered) = holding_dropped_events().await;
-    let ctx = fixture.ctx();
-    let Fixture { peers, forwarder } = fixture;
-
-    forwarder.shutdown().await;
-    assert_eq!(undelivered.get(), 3);
-    assert_eq!(ctx.journal.unsaid_undelivered().unwrap(), 0, "named");
-    assert_eq!(
-        ctx.journal.take_held_drops(CURSOR, 2).unwrap(),
-        0,
-        "taken: no later start counts them again"
-    );
-    peers.stop().await;
-}
-
 /// While the journal cannot give up its record of the held drops, the sink
 /// reads nothing: its cursor would pass the dropped seqs, and retention
 /// would then forget them as delivered. Once it can, they are counted and
