@@ -130,7 +130,9 @@ const TOPIC_ALIASES: [(&str, &str); 4] = [
 
 /// Names librdkafka has both as a global and as a topic property: unprefixed
 /// the global one is set, `topic.`-prefixed the topic one, so those two are
-/// separate settings (the topic's, when set, is the one used).
+/// separate settings (which is used depends on the name: the topic's
+/// `compression.codec` when set; the global one for the consumer group's
+/// `enable.auto.commit` and `auto.commit.interval.ms`).
 const IN_BOTH_SCOPES: [&str; 6] = [
     "auto.commit.interval.ms",
     "compression.codec",
