@@ -42,7 +42,7 @@ mod commit_health;
 mod hub;
 mod writer;
 pub use commit_health::CommitHealth;
-pub use hub::{Hub, LiveReceiver, SHARED_RING};
+pub use hub::{Hub, LiveReceiver, RouteKey, SHARED_RING};
 use writer::run;
 
 /// What a submitter learns once its event is durable (or was a duplicate).

@@ -1,34 +1,41 @@
 //! How sinks learn of new commits: the last committed seq (a watch), the
 //! committed events themselves (a bounded broadcast ring), and, for
-//! WebSocket sessions that filter on one account, a queue per session that
-//! carries only that account's events.
+//! WebSocket sessions whose filter lets through one value of an attribute
+//! (one account, else one subject, one literal type or one vendor: its
+//! [`RouteKey`]), a queue per session that carries only that key's events.
 //!
 //! Guarantees: events are published in seq order, before the seq that
 //! covers them; a receiver more than its ring's capacity behind gets
 //! `Lagged` and re-reads the journal, so nothing is skipped silently. A
-//! session's account queue that is full when an event comes is closed: its
+//! session's route queue that is full when an event comes is closed: its
 //! session takes what it holds, then hears `Lagged` and re-reads the
 //! journal (subscribing again). Each event on it carries a seq
 //! [`Routed::after`] such that every seq between it and the event's own was
-//! published and is not that account's: a receiver whose cursor is at or
-//! past it has missed nothing of its account (seqs the ring skipped, see
-//! [`Hub::publish`], raise it for every account). Past an account's first
-//! [`QUEUES_PER_ACCOUNT`] such sessions, the others share a broadcast ring
+//! published and is not that route key's: a receiver whose cursor is at or
+//! past it has missed nothing of its key (seqs the ring skipped, see
+//! [`Hub::publish`], raise it for every route). Past a route key's first
+//! [`QUEUES_PER_ROUTE`] such sessions, the others share a broadcast ring
 //! of its events instead (same `after`; lag rule as the shared ring): the
 //! first ring at least as deep as the session asks, or a new one (a reload
 //! that raised `client_queue` makes a deeper ring beside the older one).
+//! An event goes to the routes of its account, its subject (if it has
+//! one), its type and its vendor; each kind is a map of its own, looked up
+//! only while it holds a route.
 //!
-//! Why per account: a CRM screen listens for its own account's events,
-//! and on the shared ring every session is woken for every event of every
-//! account, a wake per session per event whatever its filter (5,000
-//! screens of 5,000 accounts at 1,000 events/s took 1.8 cores of a 2-core
-//! machine, about 1,780 µs of CPU per event; 142–154 µs with a queue per
-//! session, docs/websocket.md). A queue per session rather than a ring per account:
-//! a ring is allocated whole (twice `client_queue` slots, 80 KiB at the
-//! default, for each account a client names), a queue grows as it fills;
-//! but each queue is a send per event on the journal writer's thread, so an
-//! account with many screens (a token per tenant, scoped to its account)
-//! gives the rest one ring, one send.
+//! Why per route key: a CRM screen listens for its own account's events
+//! (or one call's, one agent's), and on the shared ring every session is
+//! woken for every event, a wake per session per event whatever its filter
+//! (5,000 screens of 5,000 accounts at 1,000 events/s took 1.8 cores of a
+//! 2-core machine, about 1,780 µs of CPU per event; 142–154 µs with a queue
+//! per session, docs/websocket.md; 2,000 screens of a subject no event had
+//! cut the durable webhook rate from 29,000 to 6,000 events/s). A queue per
+//! session rather than a ring per key: a ring is allocated whole (twice
+//! `client_queue` slots, 80 KiB at the default, for each key a client
+//! names), a queue grows as it fills; but each queue is a send per event on
+//! the journal writer's thread, so a key with many screens (a token per
+//! tenant, scoped to its account) gives the rest one ring, one send.
+//! Sessions whose filter gives no key (several values of each, or only
+//! type globs) stay on the shared ring, woken at every commit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,19 +57,57 @@ pub struct Hub {
     live: broadcast::Sender<Arc<JournaledEvent>>,
     routes: Arc<Mutex<Routes>>,
     /// The highest seq the ring skipped (never published): it may have
-    /// been any account's. Written only under `routes`' lock, by the
+    /// been any route's. Written only under `routes`' lock, by the
     /// publisher, before the commit's seq is announced; read without it by
     /// sessions, which must not wait on the lock the journal's writer
     /// publishes under.
     skipped_through: Arc<AtomicU64>,
 }
 
-/// An event on an account's queue (see the module's guarantees).
+/// The one value of an event attribute a session's filter lets through,
+/// which it is fed the events of (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKey<'a> {
+    Account(&'a str),
+    Subject(&'a str),
+    /// A type matched literally (a glob with no `*` or `?`).
+    Type(&'a str),
+    Vendor(&'a str),
+}
+
+/// How many kinds of [`RouteKey`] there are: one map of routes each.
+const KINDS: usize = 4;
+
+impl<'a> RouteKey<'a> {
+    /// Its map's index in [`Routes::by_kind`], and the value looked up.
+    fn parts(self) -> (usize, &'a str) {
+        match self {
+            RouteKey::Account(v) => (0, v),
+            RouteKey::Subject(v) => (1, v),
+            RouteKey::Type(v) => (2, v),
+            RouteKey::Vendor(v) => (3, v),
+        }
+    }
+
+    /// The values of `event` each kind of route is keyed on, in
+    /// [`RouteKey::parts`]' order (`None`: no subject, no route of it).
+    fn of(event: &JournaledEvent) -> [Option<&str>; KINDS] {
+        let h = &event.header;
+        [
+            Some(h.account.as_str()),
+            h.subject.as_deref(),
+            Some(h.event_type.as_str()),
+            Some(h.vendor.as_str()),
+        ]
+    }
+}
+
+/// An event on a route's queue (see the module's guarantees).
 #[derive(Clone, Debug)]
 pub struct Routed {
     pub event: Arc<JournaledEvent>,
     /// Every seq after this one and before the event's own was published
-    /// and is another account's.
+    /// and is not the route key's.
     pub after: u64,
 }
 
@@ -81,83 +126,117 @@ impl Routed {
     }
 }
 
-/// The account queues and what each publish must know to fill them in.
+/// The route queues and what each publish must know to fill them in.
 struct Routes {
-    by_account: HashMap<String, AccountRoute>,
+    /// Routes by key value, a map per kind (indexed as
+    /// [`RouteKey::parts`]): the publisher looks an event's `&str`s up
+    /// without building a key, and skips a kind nobody is routed on.
+    by_kind: [HashMap<String, Route>; KINDS],
     /// The last seq published (events and skipped seqs alike).
     last_published: u64,
-    /// How many accounts make the next subscription drop the queues of
-    /// sessions gone (see [`Hub::subscribe_for`]).
+    /// How many routes (of every kind) make the next subscription drop the
+    /// queues of sessions gone (see [`Hub::subscribe_for`]).
     sweep_at: usize,
 }
 
-/// The fewest accounts a sweep waits for.
+impl Routes {
+    fn len(&self) -> usize {
+        self.by_kind.iter().map(HashMap::len).sum()
+    }
+}
+
+/// The fewest routes a sweep waits for.
 const FIRST_SWEEP: usize = 64;
 
-/// An account's sessions that get a queue each; the next ones share its
+/// A route key's sessions that get a queue each; the next ones share its
 /// ring (see the module doc).
-pub const QUEUES_PER_ACCOUNT: usize = 64;
+pub const QUEUES_PER_ROUTE: usize = 64;
 
-struct AccountRoute {
-    /// One per live session filtered to the account, up to
-    /// [`QUEUES_PER_ACCOUNT`] (and those of sessions gone, until dropped).
+struct Route {
+    /// One per live session routed on the key, up to [`QUEUES_PER_ROUTE`]
+    /// (and those of sessions gone, until dropped).
     queues: Vec<mpsc::Sender<Routed>>,
-    /// The account's rings, while sessions past the queues listen on them,
+    /// The key's rings, while sessions past the queues listen on them,
     /// each with the events it was made to hold: one, unless a reload
     /// changed `client_queue` while sessions listened.
     rings: Vec<(broadcast::Sender<Routed>, usize)>,
-    /// The seq of the last event published to the account, or the last seq
+    /// The seq of the last event published to the route, or the last seq
     /// published before its first session subscribed.
     last_sent: u64,
 }
 
-/// A session's live subscription: the shared ring, or its account's (a
-/// queue of its own or the account's ring).
+impl Route {
+    /// Sends `event` to every session of the route; whether none is left.
+    fn send(&mut self, event: &Arc<JournaledEvent>, skipped_through: u64) -> bool {
+        let routed = Routed {
+            event: event.clone(),
+            after: self.last_sent.max(skipped_through),
+        };
+        self.last_sent = event.seq;
+        // A full queue is dropped: its session takes what it holds, hears
+        // `Lagged`, and reads the rest from the journal; a closed one's
+        // session is gone.
+        self.queues.retain(|q| q.try_send(routed.clone()).is_ok());
+        self.rings
+            .retain(|(ring, _)| ring.send(routed.clone()).is_ok());
+        self.queues.is_empty() && self.rings.is_empty()
+    }
+
+    /// Drops what sessions gone left; whether anything is left.
+    fn drop_the_gone(&mut self) -> bool {
+        self.queues.retain(|q| !q.is_closed());
+        self.rings.retain(|(ring, _)| ring.receiver_count() > 0);
+        !self.queues.is_empty() || !self.rings.is_empty()
+    }
+}
+
+/// A session's live subscription: the shared ring, or its route key's (a
+/// queue of its own or the key's ring).
 pub enum LiveReceiver {
     All(broadcast::Receiver<Arc<JournaledEvent>>),
-    Account {
-        receiver: AccountReceiver,
+    Route {
+        receiver: RouteReceiver,
         /// The last seq published when it subscribed: what came before is
         /// the journal's to give, whatever the queue says.
         subscribed_after: u64,
     },
 }
 
-/// Where a session filtered to one account hears of its events.
-pub enum AccountReceiver {
+/// Where a session with a route key hears of its key's events.
+pub enum RouteReceiver {
     Queue(mpsc::Receiver<Routed>),
     Ring(broadcast::Receiver<Routed>),
 }
 
-impl AccountReceiver {
+impl RouteReceiver {
     async fn recv(&mut self) -> Result<Routed, RecvError> {
         match self {
-            AccountReceiver::Queue(queue) => queue.recv().await.ok_or(RecvError::Lagged(0)),
-            AccountReceiver::Ring(ring) => ring.recv().await,
+            RouteReceiver::Queue(queue) => queue.recv().await.ok_or(RecvError::Lagged(0)),
+            RouteReceiver::Ring(ring) => ring.recv().await,
         }
     }
 
     fn try_recv(&mut self) -> Result<Routed, TryRecvError> {
         match self {
-            AccountReceiver::Queue(queue) => queue.try_recv().map_err(|e| match e {
+            RouteReceiver::Queue(queue) => queue.try_recv().map_err(|e| match e {
                 mpsc::error::TryRecvError::Empty => TryRecvError::Empty,
                 mpsc::error::TryRecvError::Disconnected => TryRecvError::Lagged(0),
             }),
-            AccountReceiver::Ring(ring) => ring.try_recv(),
+            RouteReceiver::Ring(ring) => ring.try_recv(),
         }
     }
 
     fn is_empty(&self) -> bool {
         match self {
-            AccountReceiver::Queue(queue) => queue.is_empty() && !queue.is_closed(),
-            AccountReceiver::Ring(ring) => ring.is_empty(),
+            RouteReceiver::Queue(queue) => queue.is_empty() && !queue.is_closed(),
+            RouteReceiver::Ring(ring) => ring.is_empty(),
         }
     }
 
     fn is_closed(&self) -> bool {
         match self {
-            AccountReceiver::Queue(queue) => queue.is_closed(),
-            AccountReceiver::Ring(_) => false,
+            RouteReceiver::Queue(queue) => queue.is_closed(),
+            RouteReceiver::Ring(_) => false,
         }
     }
 }
@@ -165,12 +244,12 @@ impl AccountReceiver {
 impl LiveReceiver {
     /// The next event and the seq after which nothing of the receiver's
     /// was left out before it (see [`Routed::after`]; on the shared ring,
-    /// the seq before the event's). An account's queue that was closed
-    /// (it was full) says `Lagged` once emptied: subscribe again.
+    /// the seq before the event's). A route's queue that was closed (it
+    /// was full) says `Lagged` once emptied: subscribe again.
     pub async fn recv(&mut self) -> Result<(Arc<JournaledEvent>, u64), RecvError> {
         match self {
             LiveReceiver::All(receiver) => receiver.recv().await.map(after_the_one_before),
-            LiveReceiver::Account {
+            LiveReceiver::Route {
                 receiver,
                 subscribed_after,
             } => (receiver.recv().await).map(|r| r.floored_at(*subscribed_after)),
@@ -181,21 +260,22 @@ impl LiveReceiver {
     pub fn try_recv(&mut self) -> Result<(Arc<JournaledEvent>, u64), TryRecvError> {
         match self {
             LiveReceiver::All(receiver) => receiver.try_recv().map(after_the_one_before),
-            LiveReceiver::Account {
+            LiveReceiver::Route {
                 receiver,
                 subscribed_after,
             } => receiver.try_recv().map(|r| r.floored_at(*subscribed_after)),
         }
     }
 
-    /// On an account's queue, the seq up to which a session must have read
-    /// the journal before it may take the queue's silence for "nothing of
-    /// mine" (what the ring skipped, what came before the subscription);
-    /// `None` on the shared ring, which skips nothing silently.
+    /// On a route's queue or ring, the seq up to which a session must have
+    /// read the journal before it may take the route's silence for
+    /// "nothing of mine" (what the ring skipped, what came before the
+    /// subscription); `None` on the shared ring, which skips nothing
+    /// silently.
     pub fn vouched_after(&self, hub: &Hub) -> Option<u64> {
         match self {
             LiveReceiver::All(_) => None,
-            LiveReceiver::Account {
+            LiveReceiver::Route {
                 subscribed_after, ..
             } => Some((*subscribed_after).max(hub.skipped_through())),
         }
@@ -206,7 +286,7 @@ impl LiveReceiver {
     pub fn is_empty(&self) -> bool {
         match self {
             LiveReceiver::All(receiver) => receiver.is_empty(),
-            LiveReceiver::Account { receiver, .. } => receiver.is_empty(),
+            LiveReceiver::Route { receiver, .. } => receiver.is_empty(),
         }
     }
 
@@ -215,7 +295,7 @@ impl LiveReceiver {
     pub fn is_closed(&self) -> bool {
         match self {
             LiveReceiver::All(_) => false,
-            LiveReceiver::Account { receiver, .. } => receiver.is_closed(),
+            LiveReceiver::Route { receiver, .. } => receiver.is_closed(),
         }
     }
 }
@@ -225,7 +305,7 @@ impl Hub {
         let (committed, _) = watch::channel(last_seq);
         let (live, _) = broadcast::channel(live_capacity.max(1));
         let routes = Routes {
-            by_account: HashMap::new(),
+            by_kind: Default::default(),
             last_published: last_seq,
             sweep_at: FIRST_SWEEP,
         };
@@ -248,54 +328,51 @@ impl Hub {
         self.live.subscribe()
     }
 
-    /// Events committed from now on that a session with `account` as its
-    /// only account may want: a queue of that account's events (of up to
-    /// `capacity`, closed when an event finds it full), or, past the
-    /// account's first [`QUEUES_PER_ACCOUNT`] sessions, the first of its
-    /// rings that holds `capacity` (or a new one that does), or the shared
-    /// ring (`None`: every account).
-    pub fn subscribe_for(&self, account: Option<&str>, capacity: usize) -> LiveReceiver {
-        let Some(account) = account else {
+    /// Events committed from now on that a session with route key `key`
+    /// may want: a queue of that key's events (of up to `capacity`, closed
+    /// when an event finds it full), or, past the key's first
+    /// [`QUEUES_PER_ROUTE`] sessions, the first of its rings that holds
+    /// `capacity` (or a new one that does), or the shared ring (`None`:
+    /// every event).
+    pub fn subscribe_for(&self, key: Option<RouteKey<'_>>, capacity: usize) -> LiveReceiver {
+        let Some(key) = key else {
             return LiveReceiver::All(self.live.subscribe());
         };
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         // Queues of sessions gone are dropped by the next event of their
-        // account, or here, for accounts no event comes for (any name a
-        // client gives): once the accounts double, so that a reconnecting
-        // crowd does not walk every account at each connect under the lock
-        // the journal's writer publishes with.
-        if routes.by_account.len() >= routes.sweep_at {
-            routes.by_account.retain(|_, route| {
-                route.queues.retain(|q| !q.is_closed());
-                route.rings.retain(|(ring, _)| ring.receiver_count() > 0);
-                !route.queues.is_empty() || !route.rings.is_empty()
-            });
-            routes.sweep_at = (routes.by_account.len() * 2).max(FIRST_SWEEP);
+        // key, or here, for keys no event comes for (any name a client
+        // gives): once the routes double, so that a reconnecting crowd
+        // does not walk every route at each connect under the lock the
+        // journal's writer publishes with.
+        if routes.len() >= routes.sweep_at {
+            for by_value in &mut routes.by_kind {
+                by_value.retain(|_, route| route.drop_the_gone());
+            }
+            routes.sweep_at = (routes.len() * 2).max(FIRST_SWEEP);
         }
         let subscribed_after = routes.last_published;
-        let route = routes
-            .by_account
-            .entry(account.to_owned())
-            .or_insert_with(|| AccountRoute {
+        let (kind, value) = key.parts();
+        let route = routes.by_kind[kind]
+            .entry(value.to_owned())
+            .or_insert_with(|| Route {
                 queues: Vec::new(),
                 rings: Vec::new(),
                 last_sent: subscribed_after,
             });
-        // This account's gone sessions' queues, whatever the other
-        // accounts do: a client reconnecting in a loop to a quiet account
-        // left one behind at each connect.
-        route.queues.retain(|q| !q.is_closed());
-        route.rings.retain(|(ring, _)| ring.receiver_count() > 0);
-        let receiver = if route.queues.len() < QUEUES_PER_ACCOUNT {
+        // This key's gone sessions' queues, whatever the other keys do: a
+        // client reconnecting in a loop to a quiet account left one behind
+        // at each connect.
+        route.drop_the_gone();
+        let receiver = if route.queues.len() < QUEUES_PER_ROUTE {
             let (sender, receiver) = mpsc::channel(capacity.max(1));
             route.queues.push(sender);
-            AccountReceiver::Queue(receiver)
+            RouteReceiver::Queue(receiver)
         } else {
             // Not one made before a reload raised `client_queue`: a slow
             // client would fall off it before its queue overflowed, and
             // not be closed for it.
             let deep_enough = route.rings.iter().find(|(_, held)| *held >= capacity);
-            AccountReceiver::Ring(match deep_enough {
+            RouteReceiver::Ring(match deep_enough {
                 Some((ring, _)) => ring.subscribe(),
                 None => {
                     let (ring, receiver) = broadcast::channel(capacity.max(1));
@@ -307,7 +384,7 @@ impl Hub {
                 }
             })
         };
-        LiveReceiver::Account {
+        LiveReceiver::Route {
             receiver,
             subscribed_after,
         }
@@ -327,19 +404,21 @@ impl Hub {
         self.live.receiver_count()
     }
 
-    /// Account queues held (of sessions live, or gone and not yet dropped).
+    /// Route queues held, of every kind (of sessions live, or gone and not
+    /// yet dropped).
     #[cfg(test)]
-    pub fn account_queues(&self) -> usize {
+    pub fn route_queues(&self) -> usize {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        routes.by_account.values().map(|r| r.queues.len()).sum()
+        let routes = routes.by_kind.iter().flat_map(HashMap::values);
+        routes.map(|r| r.queues.len()).sum()
     }
 
-    /// Account rings and accounts routed, as [`Hub::account_queues`].
+    /// Route rings and routes, as [`Hub::route_queues`].
     #[cfg(test)]
-    fn account_rings_and_routes(&self) -> (usize, usize) {
+    fn route_rings_and_routes(&self) -> (usize, usize) {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        let rings = routes.by_account.values().map(|r| r.rings.len()).sum();
-        (rings, routes.by_account.len())
+        let rings = routes.by_kind.iter().flat_map(HashMap::values);
+        (rings.map(|r| r.rings.len()).sum(), routes.len())
     }
 
     /// The highest seq the rings skipped, up to the last announced commit
@@ -355,7 +434,7 @@ impl Hub {
 
     /// Only the ingest writer publishes; tests of the sinks publish to make
     /// the ring skip seqs as a missed read-back does. A seq up to `last_seq`
-    /// with no event here is one the rings skipped: every account's next
+    /// with no event here is one the rings skipped: every route's next
     /// event says so in its [`Routed::after`].
     pub(crate) fn publish(&self, events: Vec<Arc<JournaledEvent>>, last_seq: u64) {
         {
@@ -367,21 +446,18 @@ impl Hub {
                     skipped_through = e.seq - 1;
                 }
                 routes.last_published = routes.last_published.max(e.seq);
-                if let Some(route) = routes.by_account.get_mut(&e.header.account) {
-                    let routed = Routed {
-                        event: e.clone(),
-                        after: route.last_sent.max(skipped_through),
-                    };
-                    route.last_sent = e.seq;
-                    // A full queue is dropped: its session takes what it
-                    // holds, hears `Lagged`, and reads the rest from the
-                    // journal; a closed one's session is gone.
-                    route.queues.retain(|q| q.try_send(routed.clone()).is_ok());
-                    route
-                        .rings
-                        .retain(|(ring, _)| ring.send(routed.clone()).is_ok());
-                    if route.queues.is_empty() && route.rings.is_empty() {
-                        routes.by_account.remove(&e.header.account);
+                // A hash lookup per kind some session is routed on; none
+                // while nobody is.
+                for (by_value, value) in routes.by_kind.iter_mut().zip(RouteKey::of(&e)) {
+                    if by_value.is_empty() {
+                        continue;
+                    }
+                    let Some(value) = value else { continue };
+                    let emptied = by_value
+                        .get_mut(value)
+                        .is_some_and(|route| route.send(&e, skipped_through));
+                    if emptied {
+                        by_value.remove(value);
                     }
                 }
                 // No receivers is fine: nobody is listening live.
@@ -434,7 +510,7 @@ mod tests {
     #[test]
     fn an_accounts_queue_carries_its_events_and_says_what_came_between() {
         let hub = Hub::new(0, 16);
-        let mut mine = hub.subscribe_for(Some("a"), QUEUE);
+        let mut mine = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE);
         let mut all = hub.subscribe_for(None, QUEUE);
         assert!(mine.vouched_after(&hub).is_some() && all.vouched_after(&hub).is_none());
         hub.publish(vec![event(1, "a"), event(2, "b"), event(3, "b")], 3);
@@ -444,14 +520,70 @@ mod tests {
         assert_eq!(taken(&mut all), [(1, 0), (2, 1), (3, 2), (4, 3)]);
     }
 
+    /// A journaled event of `account` at `seq`, with a subject, type and
+    /// vendor.
+    fn event_with(
+        seq: u64,
+        account: &str,
+        subject: Option<&str>,
+        ty: &str,
+        vendor: &str,
+    ) -> Arc<JournaledEvent> {
+        let mut e = event(seq, account);
+        let header = &mut Arc::get_mut(&mut e).expect("not shared yet").header;
+        header.subject = subject.map(str::to_owned);
+        header.event_type = ty.into();
+        header.vendor = vendor.into();
+        e
+    }
+
+    /// A session keyed on a subject, a type or a vendor gets that key's
+    /// events alone, as one keyed on an account does, with the same
+    /// `after`; an event goes to the route of each of its attributes, and
+    /// a key of one kind takes nothing of another kind's same value.
+    #[test]
+    fn a_subjects_types_or_vendors_route_carries_its_events_alone() {
+        let hub = Hub::new(0, 16);
+        let shared_before = hub.live_receivers();
+        let mut subject = hub.subscribe_for(Some(RouteKey::Subject("x")), QUEUE);
+        let mut ty = hub.subscribe_for(Some(RouteKey::Type("call.ended")), QUEUE);
+        let mut vendor = hub.subscribe_for(Some(RouteKey::Vendor("v2")), QUEUE);
+        let mut account = hub.subscribe_for(Some(RouteKey::Account("x")), QUEUE);
+        assert_eq!(
+            hub.live_receivers(),
+            shared_before,
+            "none on the shared ring"
+        );
+        assert_eq!(hub.route_queues(), 4);
+        hub.publish(
+            vec![
+                event_with(1, "a", Some("y"), "call.ringing", "v1"),
+                event_with(2, "a", Some("x"), "call.ringing", "v1"),
+                event_with(3, "a", None, "call.ended", "v1"),
+                event_with(4, "b", Some("x"), "call.ended", "v2"),
+                event_with(5, "a", Some("y"), "call.ringing", "v1"),
+            ],
+            5,
+        );
+        hub.publish(vec![event_with(7, "x", Some("x"), "call.ended", "v2")], 7);
+        assert_eq!(taken(&mut subject), [(2, 0), (4, 2), (7, 6)]);
+        assert_eq!(taken(&mut ty), [(3, 0), (4, 3), (7, 6)]);
+        assert_eq!(taken(&mut vendor), [(4, 0), (7, 6)]);
+        assert_eq!(taken(&mut account), [(7, 6)]);
+        // Its sessions gone, a key's route goes at its next event.
+        drop((subject, ty, vendor, account));
+        hub.publish(vec![event_with(8, "x", Some("x"), "call.ended", "v2")], 8);
+        assert_eq!(hub.route_rings_and_routes(), (0, 0));
+    }
+
     /// A seq the rings skipped may have been any account's: each account's
     /// next event says it, wherever in a batch (or after it) the skip was.
     #[test]
     fn seqs_the_ring_skipped_are_said_to_every_account() {
         let hub = Hub::new(0, 16);
         let (mut a, mut b) = (
-            hub.subscribe_for(Some("a"), QUEUE),
-            hub.subscribe_for(Some("b"), QUEUE),
+            hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE),
+            hub.subscribe_for(Some(RouteKey::Account("b")), QUEUE),
         );
         hub.publish(vec![event(1, "a"), event(3, "b")], 4);
         hub.publish(vec![event(5, "a"), event(6, "b")], 6);
@@ -465,9 +597,9 @@ mod tests {
     #[test]
     fn a_receiver_hears_of_what_came_before_it_subscribed() {
         let hub = Hub::new(7, 16);
-        let mut early = hub.subscribe_for(Some("a"), QUEUE);
+        let mut early = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE);
         hub.publish(vec![event(8, "b"), event(9, "b")], 9);
-        let mut late = hub.subscribe_for(Some("a"), QUEUE);
+        let mut late = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE);
         hub.publish(vec![event(10, "a")], 10);
         assert_eq!(taken(&mut early), [(10, 7)]);
         assert_eq!(taken(&mut late), [(10, 9)]);
@@ -479,16 +611,16 @@ mod tests {
     #[test]
     fn an_accounts_queue_goes_with_its_session() {
         let hub = Hub::new(0, 16);
-        let _kept = hub.subscribe_for(Some("kept"), QUEUE);
-        drop(hub.subscribe_for(Some("c"), QUEUE));
+        let _kept = hub.subscribe_for(Some(RouteKey::Account("kept")), QUEUE);
+        drop(hub.subscribe_for(Some(RouteKey::Account("c")), QUEUE));
         hub.publish(vec![event(1, "c")], 1);
-        assert_eq!(hub.account_queues(), 1);
+        assert_eq!(hub.route_queues(), 1);
         for n in 1..FIRST_SWEEP {
-            drop(hub.subscribe_for(Some(&format!("gone{n}")), QUEUE));
+            drop(hub.subscribe_for(Some(RouteKey::Account(&format!("gone{n}"))), QUEUE));
         }
-        assert_eq!(hub.account_queues(), FIRST_SWEEP);
-        drop(hub.subscribe_for(Some("last"), QUEUE));
-        assert_eq!(hub.account_queues(), 2, "the kept queue and the last");
+        assert_eq!(hub.route_queues(), FIRST_SWEEP);
+        drop(hub.subscribe_for(Some(RouteKey::Account("last")), QUEUE));
+        assert_eq!(hub.route_queues(), 2, "the kept queue and the last");
     }
 
     /// A queue an event finds full is closed: its session takes what it
@@ -497,8 +629,8 @@ mod tests {
     #[test]
     fn a_full_queue_is_closed_after_what_it_holds() {
         let hub = Hub::new(0, 16);
-        let mut slow = hub.subscribe_for(Some("a"), QUEUE);
-        let mut other = hub.subscribe_for(Some("a"), QUEUE + 1);
+        let mut slow = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE);
+        let mut other = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE + 1);
         let events = (1..=QUEUE as u64 + 1).map(|seq| event(seq, "a")).collect();
         hub.publish(events, QUEUE as u64 + 1);
         let held: Vec<u64> = taken(&mut slow).into_iter().map(|(seq, _)| seq).collect();
@@ -516,18 +648,18 @@ mod tests {
     #[test]
     fn past_the_queues_an_accounts_sessions_share_its_ring() {
         let hub = Hub::new(0, 16);
-        let mut queued: Vec<LiveReceiver> = (0..QUEUES_PER_ACCOUNT)
-            .map(|_| hub.subscribe_for(Some("a"), QUEUE))
+        let mut queued: Vec<LiveReceiver> = (0..QUEUES_PER_ROUTE)
+            .map(|_| hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE))
             .collect();
-        let mut ringed = hub.subscribe_for(Some("a"), QUEUE);
+        let mut ringed = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE);
         assert!(matches!(
             ringed,
-            LiveReceiver::Account {
-                receiver: AccountReceiver::Ring(_),
+            LiveReceiver::Route {
+                receiver: RouteReceiver::Ring(_),
                 ..
             }
         ));
-        assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT);
+        assert_eq!(hub.route_queues(), QUEUES_PER_ROUTE);
         hub.publish(vec![event(1, "b"), event(2, "a")], 2);
         assert_eq!(taken(&mut ringed), [(2, 0)]);
         assert_eq!(taken(&mut queued[0]), [(2, 0)]);
@@ -536,7 +668,7 @@ mod tests {
         assert!(matches!(ringed.try_recv(), Err(TryRecvError::Lagged(1))));
         assert_eq!(taken(&mut ringed).len(), QUEUE);
         // Every queue was full and dropped; the ring, and its route, stay.
-        assert_eq!(hub.account_queues(), 0);
+        assert_eq!(hub.route_queues(), 0);
         hub.publish(vec![event(QUEUE as u64 + 4, "a")], QUEUE as u64 + 4);
         let next = QUEUE as u64 + 4;
         assert_eq!(taken(&mut ringed), [(next, next - 1)]);
@@ -545,43 +677,43 @@ mod tests {
         // shares the account's; one asking for a deeper one (a reload
         // raised `client_queue`) gets a ring of its own beside it; a ring
         // nobody listens to goes at the next connect.
-        let requeued: Vec<LiveReceiver> = (0..QUEUES_PER_ACCOUNT)
-            .map(|_| hub.subscribe_for(Some("a"), QUEUE))
+        let requeued: Vec<LiveReceiver> = (0..QUEUES_PER_ROUTE)
+            .map(|_| hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE))
             .collect();
-        let shallower = hub.subscribe_for(Some("a"), QUEUE / 2);
-        assert_eq!(hub.account_rings_and_routes(), (1, 1));
-        let deeper = hub.subscribe_for(Some("a"), 2 * QUEUE - 1);
+        let shallower = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE / 2);
+        assert_eq!(hub.route_rings_and_routes(), (1, 1));
+        let deeper = hub.subscribe_for(Some(RouteKey::Account("a")), 2 * QUEUE - 1);
         assert!(matches!(
             deeper,
-            LiveReceiver::Account {
-                receiver: AccountReceiver::Ring(_),
+            LiveReceiver::Route {
+                receiver: RouteReceiver::Ring(_),
                 ..
             }
         ));
-        assert_eq!(hub.account_rings_and_routes(), (2, 1));
-        assert_eq!(hub.account_queues(), QUEUES_PER_ACCOUNT);
+        assert_eq!(hub.route_rings_and_routes(), (2, 1));
+        assert_eq!(hub.route_queues(), QUEUES_PER_ROUTE);
         // Both rings get the account's events, with the same `after`.
         hub.publish(vec![event(next + 1, "a")], next + 1);
         let (mut deeper, mut shallower) = (deeper, shallower);
         assert_eq!(taken(&mut deeper), [(next + 1, next)]);
         assert_eq!(taken(&mut shallower), [(next + 1, next)]);
         // A depth tokio's rounding already gave shares the ring.
-        let rounded = hub.subscribe_for(Some("a"), 2 * QUEUE);
-        assert_eq!(hub.account_rings_and_routes(), (2, 1));
+        let rounded = hub.subscribe_for(Some(RouteKey::Account("a")), 2 * QUEUE);
+        assert_eq!(hub.route_rings_and_routes(), (2, 1));
         drop((deeper, rounded));
-        let again = hub.subscribe_for(Some("a"), QUEUE);
-        assert_eq!(hub.account_rings_and_routes(), (1, 1));
+        let again = hub.subscribe_for(Some(RouteKey::Account("a")), QUEUE);
+        assert_eq!(hub.route_rings_and_routes(), (1, 1));
         drop((requeued, shallower, again, ringed));
         // Their account's next event drops them all, and the route.
         hub.publish(vec![event(next + 2, "a")], next + 2);
-        assert_eq!(hub.account_queues(), 0);
-        assert_eq!(hub.account_rings_and_routes(), (0, 0));
+        assert_eq!(hub.route_queues(), 0);
+        assert_eq!(hub.route_rings_and_routes(), (0, 0));
 
         // A quiet account: each connect drops the queue the last one left.
         for _ in 0..100 {
-            drop(hub.subscribe_for(Some("quiet"), QUEUE));
+            drop(hub.subscribe_for(Some(RouteKey::Account("quiet")), QUEUE));
         }
         drop(queued);
-        assert_eq!(hub.account_queues(), 1, "the last quiet one's");
+        assert_eq!(hub.route_queues(), 1, "the last quiet one's");
     }
 }

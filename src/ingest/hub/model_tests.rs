@@ -2,40 +2,43 @@
 //! calls its users make (the journal writer's `publish`, with seqs the ring
 //! skipped as after a landed commit not read back; WebSocket sessions'
 //! `subscribe_for`, `try_recv` / `recv`, `vouched_after`, dropping the
-//! receiver; a crowd of one account's sessions, enough to pass its
-//! [`QUEUES_PER_ACCOUNT`] queues and reach its rings; passers-by naming an
-//! account once each), and a plain model of what was published and what
-//! each receiver was sent says what the hub must answer.
+//! receiver; a crowd of one route key's sessions, enough to pass its
+//! [`QUEUES_PER_ROUTE`] queues and reach its rings; passers-by naming a
+//! key once each), and a plain model of what was published and what each
+//! receiver was sent says what the hub must answer. Route keys are of
+//! every kind (account, subject, type, vendor), over the same few values
+//! for each kind (so a route that took another kind's events would show),
+//! and events may have no subject.
 //!
 //! Checked, as the module and item docs promise:
-//! - a receiver gets only its account's events (all, unfiltered), in seq
+//! - a receiver gets only its route key's events (all, unfiltered), in seq
 //!   order, each once, none published before it subscribed;
-//! - nothing is skipped silently: an account queue gives exactly what it
+//! - nothing is skipped silently: a route queue gives exactly what it
 //!   was sent until an event found it full (then what it holds, then
-//!   `Lagged`, and `is_closed`); a ring (shared, or an account's) gives
+//!   `Lagged`, and `is_closed`); a ring (shared, or a route's) gives
 //!   each event in turn, and skips only right after a `Lagged`, which it
 //!   may say only when more than its depth behind (the shared ring's
-//!   capacity; for an account's ring, the depth its session asked for);
-//! - which receiver a session gets: a queue while its account has fewer
-//!   than [`QUEUES_PER_ACCOUNT`] open ones, else a ring;
-//! - `after`: the seq before the event's on the shared ring; on an
-//!   account's, every seq between it and the event's was published as
-//!   another account's event (skipped seqs and seqs from before the
-//!   subscription are at or below it);
-//! - `vouched_after`: when an account receiver is empty, every seq after it
+//!   capacity; for a route's ring, the depth its session asked for);
+//! - which receiver a session gets: a queue while its key has fewer than
+//!   [`QUEUES_PER_ROUTE`] open ones, else a ring;
+//! - `after`: the seq before the event's on the shared ring; on a route's,
+//!   every seq between it and the event's was published as an event not
+//!   of the key (skipped seqs and seqs from before the subscription are at
+//!   or below it);
+//! - `vouched_after`: when a route receiver is empty, every seq after it
 //!   up to the last published was published (none skipped), and the
-//!   account's among them were all given to the receiver (or read from the
+//!   key's among them were all given to the receiver (or read from the
 //!   journal after a `Lagged`);
 //! - `is_empty` / `is_closed` as documented; `committed()` is the last seq
 //!   published; `live_receivers` counts the shared ring's receivers;
 //!   `live_held` is at most the ring's capacity and none once every
-//!   receiver has read everything; `account_queues` counts at least every
+//!   receiver has read everything; `route_queues` counts at least every
 //!   open queue and at most those plus the queues of sessions gone that no
-//!   event or subscription of their account has dropped since, and the
-//!   gone queues of accounts nobody comes back to stay bounded.
+//!   event or subscription of their key has dropped since, and the gone
+//!   queues of keys nobody comes back to stay bounded.
 //!
 //! Not checked (not promised): the count a `Lagged` carries, exactly when a
-//! ring lags (tokio rounds depths up), how many rings an account has, and
+//! ring lags (tokio rounds depths up), how many rings a route has, and
 //! anything about threads (the model is sequential; the publisher's lock
 //! and the orderings are not exercised).
 
@@ -45,30 +48,62 @@ use futures::FutureExt;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use super::tests::event;
 use super::*;
 
-/// The accounts events are published for.
-const ACCOUNTS: [&str; 3] = ["a", "b", "c"];
+/// The values of each attribute of the events published, and of route keys
+/// of each kind.
+const VALUES: [&str; 3] = ["a", "b", "c"];
+
+/// An event's account, subject, type and vendor, in [`RouteKey::parts`]'
+/// order (by index into [`VALUES`]; a subject past them: none).
+type Attrs = [usize; KINDS];
+
+/// A route key: its kind (as [`RouteKey::parts`]) and value.
+type Key = (usize, String);
+
+fn route_key((kind, value): &Key) -> RouteKey<'_> {
+    match kind {
+        0 => RouteKey::Account(value),
+        1 => RouteKey::Subject(value),
+        2 => RouteKey::Type(value),
+        _ => RouteKey::Vendor(value),
+    }
+}
+
+/// Whether an event of `attrs` is `key`'s.
+fn is_of(attrs: &Attrs, (kind, value): &Key) -> bool {
+    VALUES.get(attrs[*kind]) == Some(&value.as_str())
+}
+
+/// A journaled event of `attrs` at `seq`.
+fn event_of(seq: u64, attrs: &Attrs) -> Arc<JournaledEvent> {
+    let value = |kind: usize| VALUES.get(attrs[kind]).map(|v| v.to_string());
+    let mut event = super::tests::event(seq, VALUES[attrs[0]]);
+    let header = &mut Arc::get_mut(&mut event).unwrap().header;
+    header.subject = value(1);
+    header.event_type = VALUES[attrs[2]].into();
+    header.vendor = VALUES[attrs[3]].into();
+    event
+}
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// One `publish`: events of `ACCOUNTS[account]`, each after `gap` seqs
-    /// the ring skipped, then `trailing` skipped seqs (at least one when
+    /// One `publish`: events of `attrs`, each after `gap` seqs the ring
+    /// skipped, then `trailing` skipped seqs (at least one when
     /// there are no events: the writer publishes nothing otherwise).
     Publish {
-        events: Vec<(usize, u64)>,
+        events: Vec<(Attrs, u64)>,
         trailing: u64,
     },
-    /// A session: one account (an index into `ACCOUNTS`) or all.
+    /// A session: one route key (a kind, an index into `VALUES`) or all.
     Subscribe {
-        account: Option<usize>,
+        key: Option<(usize, usize)>,
         capacity: usize,
     },
-    /// [`QUEUES_PER_ACCOUNT`] sessions of one account, then one more per
-    /// entry of `past` (with that capacity): past the account's queues.
+    /// [`QUEUES_PER_ROUTE`] sessions of one key, then one more per entry
+    /// of `past` (with that capacity): past the key's queues.
     Crowd {
-        account: usize,
+        key: (usize, usize),
         capacity: usize,
         past: Vec<usize>,
     },
@@ -83,42 +118,47 @@ enum Op {
     ReceiveAll,
     /// A session ends.
     Drop { who: Index },
-    /// `count` sessions each of an account of its own, ended at once.
-    Passersby { count: usize },
+    /// `count` sessions each of a key of its own of `kind`, ended at once.
+    Passersby { kind: usize, count: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let gap = prop_oneof![8 => Just(0u64), 1 => 1..=2u64];
     let trailing = prop_oneof![6 => Just(0u64), 1 => 1..=2u64];
+    let n = VALUES.len();
+    // A subject of `n`: none.
+    let attrs = [0..n, 0..n + 1, 0..n, 0..n];
+    let key = (0..KINDS, 0..n);
     prop_oneof![
-        4 => (prop::collection::vec((0..ACCOUNTS.len(), gap), 0..=6), trailing)
+        4 => (prop::collection::vec((attrs, gap), 0..=6), trailing)
             .prop_map(|(events, trailing)| Op::Publish { events, trailing }),
-        3 => (prop::option::weighted(0.8, 0..ACCOUNTS.len()), 1..=5usize)
-            .prop_map(|(account, capacity)| Op::Subscribe { account, capacity }),
+        3 => (prop::option::weighted(0.8, key.clone()), 1..=5usize)
+            .prop_map(|(key, capacity)| Op::Subscribe { key, capacity }),
         1 => (
-            0..ACCOUNTS.len(),
+            key,
             prop_oneof![1..=4usize, Just(64)],
             prop::collection::vec(1..=9usize, 0..=3),
         )
-            .prop_map(|(account, capacity, past)| Op::Crowd { account, capacity, past }),
+            .prop_map(|(key, capacity, past)| Op::Crowd { key, capacity, past }),
         4 => (any::<Index>(), 1..=6usize, any::<bool>())
             .prop_map(|(who, count, waiting)| Op::Receive { who, count, waiting }),
         1 => Just(Op::ReceiveAll),
         2 => any::<Index>().prop_map(|who| Op::Drop { who }),
-        1 => (1..=2 * FIRST_SWEEP).prop_map(|count| Op::Passersby { count }),
+        1 => (0..KINDS, 1..=2 * FIRST_SWEEP)
+            .prop_map(|(kind, count)| Op::Passersby { kind, count }),
     ]
 }
 
 /// What the receiver should be holding for its session.
 enum Expected {
-    /// An account's queue, exactly: the seqs it holds, and whether an event
+    /// A route's queue, exactly: the seqs it holds, and whether an event
     /// found it full (then it gets nothing more).
     Queue {
         capacity: usize,
         held: VecDeque<u64>,
         closed: bool,
     },
-    /// A ring (the shared one or an account's): the seqs sent to it and not
+    /// A ring (the shared one or a route's): the seqs sent to it and not
     /// read (those a lag skipped included, until the next event read), the
     /// depth it must hold, and whether the last receive was `Lagged`.
     Ring {
@@ -130,7 +170,7 @@ enum Expected {
 
 struct Session {
     live: LiveReceiver,
-    account: Option<&'static str>,
+    key: Option<Key>,
     /// The last seq published when it subscribed.
     subscribed_after: u64,
     expected: Expected,
@@ -153,13 +193,13 @@ struct Model {
     committed: watch::Receiver<u64>,
     live_capacity: usize,
     last_published: u64,
-    /// The account of each seq published as an event, by seq (`None`:
+    /// The attributes of each seq published as an event, by seq (`None`:
     /// skipped, or from before the hub).
-    published: Vec<Option<&'static str>>,
+    published: Vec<Option<Attrs>>,
     sessions: Vec<Session>,
-    /// The accounts of queues whose sessions are gone and that neither an
-    /// event nor a subscription of their account has dropped since.
-    lingering: Vec<String>,
+    /// The keys of queues whose sessions are gone and that neither an
+    /// event nor a subscription of their key has dropped since.
+    lingering: Vec<Key>,
     passersby: usize,
 }
 
@@ -181,19 +221,20 @@ impl Model {
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Publish { events, trailing } => self.publish(events, *trailing),
-            Op::Subscribe { account, capacity } => {
-                self.subscribe(account.map(|a| ACCOUNTS[a]), *capacity)
+            Op::Subscribe { key, capacity } => {
+                self.subscribe(key.map(|(kind, v)| (kind, VALUES[v].into())), *capacity)
             }
             Op::Crowd {
-                account,
+                key: (kind, v),
                 capacity,
                 past,
             } => {
-                for _ in 0..QUEUES_PER_ACCOUNT {
-                    self.subscribe(Some(ACCOUNTS[*account]), *capacity);
+                let key: Key = (*kind, VALUES[*v].into());
+                for _ in 0..QUEUES_PER_ROUTE {
+                    self.subscribe(Some(key.clone()), *capacity);
                 }
                 for capacity in past {
-                    self.subscribe(Some(ACCOUNTS[*account]), *capacity);
+                    self.subscribe(Some(key.clone()), *capacity);
                 }
             }
             Op::Receive {
@@ -233,27 +274,27 @@ impl Model {
                 }
                 let gone = self.sessions.remove(who.index(self.sessions.len()));
                 if let Expected::Queue { closed: false, .. } = gone.expected {
-                    self.lingering.push(gone.account.unwrap().to_owned());
+                    self.lingering.push(gone.key.unwrap());
                 }
             }
-            Op::Passersby { count } => {
+            Op::Passersby { kind, count } => {
                 for _ in 0..*count {
                     self.passersby += 1;
-                    let account = format!("passer-by {}", self.passersby);
-                    drop(self.hub.subscribe_for(Some(&account), 1));
-                    self.lingering.push(account);
+                    let key = (*kind, format!("passer-by {}", self.passersby));
+                    drop(self.hub.subscribe_for(Some(route_key(&key)), 1));
+                    self.lingering.push(key);
                 }
             }
         }
         self.check_state();
     }
 
-    fn publish(&mut self, events: &[(usize, u64)], trailing: u64) {
+    fn publish(&mut self, events: &[(Attrs, u64)], trailing: u64) {
         let mut seq = self.last_published;
         let mut batch = Vec::new();
-        for &(account, gap) in events {
+        for (attrs, gap) in events {
             seq += 1 + gap;
-            batch.push(event(seq, ACCOUNTS[account]));
+            batch.push((event_of(seq, attrs), *attrs));
         }
         let trailing = if batch.is_empty() {
             trailing.max(1)
@@ -261,16 +302,16 @@ impl Model {
             trailing
         };
         let last_seq = seq + trailing;
-        self.hub.publish(batch.clone(), last_seq);
+        let events = batch.iter().map(|(e, _)| e.clone()).collect();
+        self.hub.publish(events, last_seq);
 
         self.published.resize(last_seq as usize + 1, None);
-        for e in &batch {
-            let account = ACCOUNTS.iter().find(|a| **a == e.header.account).unwrap();
-            self.published[e.seq as usize] = Some(account);
-            // The hub drops gone sessions' queues at their account's event.
-            self.lingering.retain(|gone| gone != account);
+        for (e, attrs) in &batch {
+            self.published[e.seq as usize] = Some(*attrs);
+            // The hub drops gone sessions' queues at their key's event.
+            self.lingering.retain(|gone| !is_of(attrs, gone));
             for session in &mut self.sessions {
-                if session.account.is_some_and(|a| a != *account) {
+                if session.key.as_ref().is_some_and(|k| !is_of(attrs, k)) {
                     continue;
                 }
                 match &mut session.expected {
@@ -293,9 +334,11 @@ impl Model {
         self.last_published = last_seq;
     }
 
-    fn subscribe(&mut self, account: Option<&'static str>, capacity: usize) {
-        let live = self.hub.subscribe_for(account, capacity);
-        let expected = match account {
+    fn subscribe(&mut self, key: Option<Key>, capacity: usize) {
+        let live = self
+            .hub
+            .subscribe_for(key.as_ref().map(route_key), capacity);
+        let expected = match &key {
             None => {
                 assert!(matches!(live, LiveReceiver::All(_)));
                 Expected::Ring {
@@ -304,23 +347,23 @@ impl Model {
                     lag_heard: false,
                 }
             }
-            Some(account) => {
-                // The account's gone sessions' queues go at its subscription.
-                self.lingering.retain(|gone| gone != account);
+            Some(key) => {
+                // The key's gone sessions' queues go at its subscription.
+                self.lingering.retain(|gone| gone != key);
                 let open_queues = self
                     .sessions
                     .iter()
-                    .filter(|s| s.account == Some(account))
+                    .filter(|s| s.key.as_ref() == Some(key))
                     .filter(|s| matches!(s.expected, Expected::Queue { closed: false, .. }))
                     .count();
-                let LiveReceiver::Account { receiver, .. } = &live else {
-                    panic!("{account}'s session got the shared ring");
+                let LiveReceiver::Route { receiver, .. } = &live else {
+                    panic!("{key:?}'s session got the shared ring");
                 };
                 match receiver {
-                    AccountReceiver::Queue(_) => {
+                    RouteReceiver::Queue(_) => {
                         assert!(
-                            open_queues < QUEUES_PER_ACCOUNT,
-                            "{account}'s session got a queue past {open_queues} open ones"
+                            open_queues < QUEUES_PER_ROUTE,
+                            "{key:?}'s session got a queue past {open_queues} open ones"
                         );
                         Expected::Queue {
                             capacity,
@@ -328,10 +371,10 @@ impl Model {
                             closed: false,
                         }
                     }
-                    AccountReceiver::Ring(_) => {
+                    RouteReceiver::Ring(_) => {
                         assert!(
-                            open_queues >= QUEUES_PER_ACCOUNT,
-                            "{account}'s session got a ring with {open_queues} open queues"
+                            open_queues >= QUEUES_PER_ROUTE,
+                            "{key:?}'s session got a ring with {open_queues} open queues"
                         );
                         Expected::Ring {
                             depth: capacity,
@@ -344,7 +387,7 @@ impl Model {
         };
         self.sessions.push(Session {
             live,
-            account,
+            key,
             subscribed_after: self.last_published,
             expected,
             last_got: None,
@@ -374,12 +417,16 @@ impl Model {
     fn check_heard(&mut self, who: usize, heard: Heard) {
         let last_published = self.last_published;
         let session = &mut self.sessions[who];
-        let name = session.account.unwrap_or("(all)");
+        let name = format!("{:?}", session.key);
         match heard {
             Heard::Event(event, after) => {
                 let seq = event.seq;
-                if let Some(account) = session.account {
-                    assert_eq!(event.header.account, account, "{name} got another's");
+                if let Some(key) = &session.key {
+                    let attrs = self.published[seq as usize].unwrap();
+                    assert!(is_of(&attrs, key), "{name} got another's {seq}");
+                    let (kind, value) = route_key(key).parts();
+                    let field = RouteKey::of(&event)[kind];
+                    assert_eq!(field, Some(value), "{name} got {seq}, of {attrs:?}");
                 }
                 assert!(
                     seq > session.subscribed_after,
@@ -408,14 +455,14 @@ impl Model {
                         *lag_heard = false;
                     }
                 }
-                match session.account {
+                match &session.key {
                     None => assert_eq!(after, seq - 1, "the shared ring's after for {seq}"),
-                    Some(account) => {
+                    Some(key) => {
                         assert!(after < seq, "{name}'s {seq} after {after}");
                         for between in after + 1..seq {
                             let of = self.published[between as usize];
                             assert!(
-                                of.is_some_and(|a| a != account),
+                                of.is_some_and(|a| !is_of(&a, key)),
                                 "{name}'s {seq} after {after}, but {between} was {of:?}"
                             );
                         }
@@ -460,11 +507,7 @@ impl Model {
     fn check_state(&self) {
         assert_eq!(*self.committed.borrow(), self.last_published, "committed");
 
-        let shared: Vec<&Session> = self
-            .sessions
-            .iter()
-            .filter(|s| s.account.is_none())
-            .collect();
+        let shared: Vec<&Session> = self.sessions.iter().filter(|s| s.key.is_none()).collect();
         assert_eq!(self.hub.live_receivers(), shared.len(), "live_receivers");
         let held = self.hub.live_held();
         assert!(
@@ -483,12 +526,12 @@ impl Model {
             .iter()
             .filter(|s| matches!(s.expected, Expected::Queue { closed: false, .. }))
             .count();
-        let lingering_of_accounts = self
+        let lingering_of_values = self
             .lingering
             .iter()
-            .filter(|gone| ACCOUNTS.contains(&gone.as_str()))
+            .filter(|(_, gone)| VALUES.contains(&gone.as_str()))
             .count();
-        let queues = self.hub.account_queues();
+        let queues = self.hub.route_queues();
         assert!(queues >= open_queues, "{queues} queues, {open_queues} open");
         assert!(
             queues <= open_queues + self.lingering.len(),
@@ -496,8 +539,8 @@ impl Model {
             self.lingering.len()
         );
         assert!(
-            queues <= open_queues + lingering_of_accounts + FIRST_SWEEP,
-            "{queues} queues, {open_queues} open: quiet accounts' gone queues pile up"
+            queues <= open_queues + lingering_of_values + FIRST_SWEEP,
+            "{queues} queues, {open_queues} open: quiet keys' gone queues pile up"
         );
 
         for session in &self.sessions {
@@ -506,7 +549,7 @@ impl Model {
     }
 
     fn check_session(&self, session: &Session) {
-        let name = session.account.unwrap_or("(all)");
+        let name = format!("{:?}", session.key);
         let (waiting, closed) = match &session.expected {
             Expected::Queue { held, closed, .. } => (!held.is_empty() || *closed, *closed),
             Expected::Ring { unread, .. } => (!unread.is_empty(), false),
@@ -515,15 +558,15 @@ impl Model {
         assert_eq!(session.live.is_closed(), closed, "{name}'s is_closed");
 
         let vouched_after = session.live.vouched_after(&self.hub);
-        let Some(account) = session.account else {
+        let Some(key) = &session.key else {
             assert_eq!(vouched_after, None, "vouched_after on the shared ring");
             return;
         };
-        let vouched_after = vouched_after.expect("an account's receiver vouches");
+        let vouched_after = vouched_after.expect("a route's receiver vouches");
         if waiting {
             return;
         }
-        // Silent: what it vouches for is published, and the account's
+        // Silent: what it vouches for is published, and the key's
         // part of it was given (or read from the journal after a lag).
         for seq in vouched_after + 1..=self.last_published {
             let of = self.published[seq as usize];
@@ -531,7 +574,7 @@ impl Model {
                 of.is_some(),
                 "{name}'s receiver vouches after {vouched_after}, but {seq} was skipped"
             );
-            if of == Some(account) {
+            if of.is_some_and(|a| is_of(&a, key)) {
                 assert!(
                     seq > session.subscribed_after || seq <= session.replayed_through,
                     "{name}'s receiver (subscribed after {}) vouches after \

@@ -11,6 +11,7 @@
 //! filter of replacement characters that silently matches nothing.
 
 use crate::event::{EventHeader, HeaderRef};
+use crate::ingest::RouteKey;
 use crate::vendors::text::{Pairs, form_pairs};
 
 /// Why a query was refused (answered 400 before the upgrade).
@@ -222,11 +223,29 @@ impl Filter {
             && self.subjects.is_empty()
     }
 
-    /// The one account this filter lets through (named once or more),
-    /// if it names exactly one: its session needs no other account's events.
-    pub fn only_account(&self) -> Option<&str> {
-        let (first, rest) = self.accounts.split_first()?;
-        rest.iter().all(|a| a == first).then_some(first.as_str())
+    /// The route its session is fed from (see [`RouteKey`]): the one
+    /// account this filter lets through, else the one subject, else the
+    /// one type if it is no glob, else the one vendor (each named once or
+    /// more); `None` (the shared ring) when it names none of them once.
+    /// The most selective first: a session's route carries all its events
+    /// and as few others as the filter allows.
+    pub fn route_key(&self) -> Option<RouteKey<'_>> {
+        fn only(list: &[String]) -> Option<&str> {
+            let (first, rest) = list.split_first()?;
+            rest.iter().all(|v| v == first).then_some(first.as_str())
+        }
+        if let Some(account) = only(&self.accounts) {
+            return Some(RouteKey::Account(account));
+        }
+        if let Some(subject) = only(&self.subjects) {
+            return Some(RouteKey::Subject(subject));
+        }
+        // A glob with no wildcard matches its own text alone.
+        let literal = only(&self.types).filter(|t| !t.contains(['*', '?']));
+        if let Some(event_type) = literal {
+            return Some(RouteKey::Type(event_type));
+        }
+        only(&self.vendors).map(RouteKey::Vendor)
     }
 
     /// Whether `header` passes every filter. The globs go last: an event
@@ -288,6 +307,33 @@ mod model_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The route a filter gives: one account first, then one subject, one
+    /// type that is no glob, one vendor; none when it names no attribute
+    /// once (a value repeated is named once).
+    #[test]
+    fn a_filter_routes_on_its_most_selective_single_value() {
+        let key = |query: &str| {
+            let filter = ClientQuery::parse(Some(query)).filter;
+            format!("{:?}", filter.route_key())
+        };
+        assert_eq!(
+            key("account=a&subject=s&type=t&vendor=v"),
+            r#"Some(Account("a"))"#
+        );
+        assert_eq!(
+            key("account=a,b&subject=s,s&vendor=v"),
+            r#"Some(Subject("s"))"#
+        );
+        assert_eq!(
+            key("subject=s,r&type=call.ended&vendor=v"),
+            r#"Some(Type("call.ended"))"#
+        );
+        assert_eq!(key("type=call.*&vendor=v"), r#"Some(Vendor("v"))"#);
+        assert_eq!(key("type=call.?nded&vendor=v,w"), "None");
+        assert_eq!(key("type=a,b"), "None");
+        assert_eq!(key(""), "None");
+    }
 
     #[test]
     fn a_query_prints_without_its_token() {

@@ -9,16 +9,18 @@
 //!   shows the journal has nothing newer than what that subscription
 //!   receives, and live events at or below the last seq handled are
 //!   skipped;
-//! - a session listens on a queue of its account's events (past the
-//!   account's first 64 such sessions, on a ring of them it shares) when its
-//!   filter names one account (see [`crate::ingest::Hub::subscribe_for`]:
-//!   other accounts' commits do not wake it), else on the shared ring; its
+//! - a session listens on a queue of its route key's events (past the
+//!   key's first 64 such sessions, on a ring of them it shares) when its
+//!   filter names one account, else one subject, one literal type or one
+//!   vendor (see [`Filter::route_key`] and
+//!   [`crate::ingest::Hub::subscribe_for`]: other keys' commits do not wake
+//!   it; it still applies its whole filter), else on the shared ring; its
 //!   heartbeats and cursor follow every commit all the same, once nothing of
 //!   its own waits and past whatever its queue or ring cannot vouch for;
 //! - a session reading history far behind the head holds no live event in
 //!   its ring or queue meanwhile;
 //! - a client whose live receiver lagged behind its ring (or whose
-//!   account queue filled) is
+//!   route queue filled) is
 //!   caught up from the journal (same seam rule), never silently skipped;
 //!   so is one that sees the ring skip seqs (a commit reported failed had
 //!   landed, and reading it back for the ring failed);
@@ -42,7 +44,7 @@
 //!   `client_queue`, a page at a time; no other client
 //!   waits for it: each reads its ring or queue at its own pace, and a
 //!   session that falls behind it (its own task starved, not its socket)
-//!   catches up from the journal instead of being dropped (an account's
+//!   catches up from the journal instead of being dropped (a route's
 //!   queue or ring holds twice `client_queue`, so a slow client's overflows
 //!   that first, unless more than that many of its events come in about the
 //!   500 ms the rule allows, or `client_queue` is over 32,768: they hold
@@ -256,9 +258,9 @@ struct Session {
     out: Writer,
     stream: SplitStream<WebSocket>,
     /// `None` while the session reads history far behind the head (see
-    /// [`Session::replay`]). A session filtered to one account listens on
-    /// a queue (or ring) of that account's events, and is not woken by the
-    /// others' commits.
+    /// [`Session::replay`]). A session with a route key (one account,
+    /// subject, literal type or vendor) listens on a queue (or ring) of that
+    /// key's events, and is not woken by the others' commits.
     live: Option<LiveReceiver>,
     filter: Arc<Filter>,
     settings: Settings,
@@ -396,14 +398,14 @@ impl Session {
                         // The ring skipped seqs: a commit reported failed had
                         // landed and could not be read back to be published.
                         // The journal has them (or says where retention
-                        // took them): read it, as after a lag. (On an
-                        // account's queue: or the session's cursor is from
+                        // took them): read it, as after a lag. (On a
+                        // route's queue: or the session's cursor is from
                         // before it subscribed.)
                         self.out.flush_burst(&mut handed, latest_live).await?;
                         self.replay(ctx).await?;
                     } else {
-                        // The seqs between were published, to other
-                        // accounts (on the shared ring there are none).
+                        // The seqs between were published, of other
+                        // route keys (on the shared ring there are none).
                         self.cursor = self.cursor.max(event.seq.saturating_sub(1));
                     }
                     if event.seq > self.cursor {
@@ -423,7 +425,7 @@ impl Session {
                     // The ring moved past us: flush what we have, catch up
                     // from the journal.
                     self.out.flush_burst(&mut handed, latest_live).await?;
-                    // An account's queue that fell behind was closed: the
+                    // A route's queue that fell behind was closed: the
                     // replay subscribes again once it reaches the head.
                     if self.live.as_ref().is_some_and(LiveReceiver::is_closed) {
                         self.live = None;
@@ -449,7 +451,7 @@ impl Session {
             self.out.flush_burst(&mut handed, latest_live).await?;
         }
         // Kept near the head between pings too: a lag's or a skip's replay
-        // reads from the cursor, through every other account's events.
+        // reads from the cursor, through every other route key's events.
         self.cursor_to_the_commits(ctx).await
     }
 
@@ -673,22 +675,22 @@ impl Session {
         live_for(ctx, &self.filter, self.settings)
     }
 
-    /// On an account's queue the cursor moves only with the account's own
+    /// On a route's queue the cursor moves only with the key's own
     /// events; when nothing waits on the ring, every commit up to the last
     /// has been handled (each reaches the rings before its seq is
     /// announced, so it is read first), and the cursor moves up to it.
     /// Else the heartbeat a client resumes from named its own last event,
-    /// and a reconnect replayed every other account's events since.
+    /// and a reconnect replayed every other key's events since.
     /// Only in the live loop: a replay's cursor is where its reads are.
     ///
     /// Not past what the ring cannot vouch for: seqs it skipped (a landed
-    /// commit not read back, perhaps of this account) and what committed
+    /// commit not read back, perhaps of this key) and what committed
     /// before the session subscribed that its replay did not reach. Those
     /// are read from the journal now, as the next event of its own would.
     async fn cursor_to_the_commits(&mut self, ctx: &Context) -> Result<(), End> {
         // Nothing to do on the shared ring, whose sessions' wakes must not
         // pay for the look at the commits (a lock every session shares).
-        let Some(live @ LiveReceiver::Account { .. }) = &self.live else {
+        let Some(live @ LiveReceiver::Route { .. }) = &self.live else {
             return Ok(());
         };
         // Read first: every event and skip up to it was on the rings (and
@@ -793,8 +795,8 @@ impl Session {
     }
 }
 
-/// A new live subscription: a queue (or ring) of the account's events when
-/// `filter` names one account, else the shared ring. It holds twice
+/// A new live subscription: a queue (or ring) of the route key's events
+/// when `filter` gives one ([`Filter::route_key`]), else the shared ring. It holds twice
 /// `client_queue` (the shared ring's size at most): a client too slow for
 /// its events overflows its `client_queue`, and is closed 4008 for it,
 /// well before its queue fills (a session whose queue did would read the
@@ -805,7 +807,7 @@ fn live_for(ctx: &Context, filter: &Filter, settings: Settings) -> LiveReceiver 
         .client_queue
         .saturating_mul(2)
         .min(crate::ingest::SHARED_RING);
-    ctx.hub.subscribe_for(filter.only_account(), capacity)
+    ctx.hub.subscribe_for(filter.route_key(), capacity)
 }
 
 /// The next live event, with the seq after which nothing of the session's
@@ -886,7 +888,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (relay, mut client, shared_before) = a_live_client_of_account_t(dir.path()).await;
         assert_eq!(relay.ctx.hub.live_receivers(), shared_before);
-        assert_eq!(relay.ctx.hub.account_queues(), 1);
+        assert_eq!(relay.ctx.hub.route_queues(), 1);
 
         let other = another_accounts;
         for e in [other("o1"), other("o2"), event("mine"), other("o3")] {
@@ -909,6 +911,97 @@ mod tests {
         assert_eq!(events, [3]);
         drop(client);
         crate::app::tests_support::stop(relay).await;
+    }
+
+    /// A screen filtered to one subject and no account listens on a queue
+    /// of that subject's events, not the shared ring (which woke it at
+    /// every commit): it gets its subject's events live, in order, then
+    /// from `since` on a resume and live again, and the other subjects'
+    /// commits reach no receiver of its.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_filtered_to_one_subject_hears_only_its_subjects_commits() {
+        use crate::journal::tests_support::event;
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::app::tests_support::relay_in(dir.path(), "").await;
+        let shared_before = relay.ctx.hub.live_receivers();
+        let of_x = |identity: &str| {
+            let mut e = event(identity);
+            e.event.subject = Some("X".into());
+            e
+        };
+        let submit = |events: Vec<crate::event::IncomingEvent>| {
+            let ingest = relay.ctx.ingest.clone();
+            async move {
+                let mut seqs = Vec::new();
+                for e in events {
+                    seqs.push(ingest.submit(e).await.unwrap().seq);
+                }
+                seqs
+            }
+        };
+        let connect = |query: String| {
+            let url = format!("ws://{}/ws?subject=X&heartbeat=1{query}", relay.addr);
+            async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+        };
+
+        let mut client = connect(String::new()).await;
+        // Its first heartbeat, without `since`: the session is live.
+        let frame = next_json(&mut client).await;
+        assert_eq!(frame["control"], "heartbeat", "{frame}");
+        assert_eq!(
+            relay.ctx.hub.live_receivers(),
+            shared_before,
+            "on the shared ring"
+        );
+        assert_eq!(relay.ctx.hub.route_queues(), 1);
+        let seqs = submit(vec![
+            event("o1"),
+            of_x("x1"),
+            event("o2"),
+            of_x("x2"),
+            event("o3"),
+            of_x("x3"),
+        ])
+        .await;
+        let x = [seqs[1], seqs[3], seqs[5]];
+        assert_eq!(subjects_events_until(&mut client, x[2]).await, x, "live");
+        drop(client);
+
+        let seqs = submit(vec![of_x("x4"), event("o4")]).await;
+        let mut resumed = connect(format!("&since={}", x[0])).await;
+        assert_eq!(
+            subjects_events_until(&mut resumed, seqs[0]).await,
+            [x[1], x[2], seqs[0]],
+            "replayed"
+        );
+        let seqs = submit(vec![event("o5"), of_x("x5")]).await;
+        assert_eq!(
+            subjects_events_until(&mut resumed, seqs[1]).await,
+            [seqs[1]],
+            "live after the replay"
+        );
+        assert_eq!(
+            relay.ctx.hub.live_receivers(),
+            shared_before,
+            "on the shared ring"
+        );
+        drop(resumed);
+        crate::app::tests_support::stop(relay).await;
+    }
+
+    /// The seqs of the events `client` is sent (each of subject `X`) up
+    /// to `last`, heartbeats aside.
+    async fn subjects_events_until(client: &mut TestClient, last: u64) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while seqs.last() < Some(&last) {
+            let frame = next_json(client).await;
+            if frame["control"] == "heartbeat" {
+                continue;
+            }
+            assert_eq!(frame["subject"], "X", "{frame}");
+            seqs.push(frame["seq"].as_u64().unwrap());
+        }
+        seqs
     }
 
     /// A seq the ring skipped may have been the session's own account's:
