@@ -28,16 +28,21 @@
 //! `WEBHOOK_BENCH_WARMUP_SECS` (default 0.5, at 64 connections, both targets),
 //! `WEBHOOK_BENCH_RATES` (comma list), `WEBHOOK_BENCH_CONNS` (closed-loop
 //! connection counts, comma list), `WEBHOOK_BENCH_SERVER_THREADS`,
-//! `WEBHOOK_BENCH_CLIENT_THREADS`, `WEBHOOK_BENCH_IDLE_SCREENS` (below).
+//! `WEBHOOK_BENCH_CLIENT_THREADS`, `WEBHOOK_BENCH_IDLE_SCREENS` and
+//! `WEBHOOK_BENCH_IDLE_QUERY` (below).
 //!
 //! Idle screens: `WEBHOOK_BENCH_IDLE_SCREENS=N` (default 0) connects N
 //! WebSocket clients to the relay's `/ws` before the warm-up and keeps them
-//! connected through the relay's rounds. Their filter, `subject=no-such-subject`,
-//! is not `account` and matches none of the bench's events, so each session
-//! holds a receiver of the shared ring (`Hub::publish`, on the journal
-//! writer's thread inside its commit) and is woken by every commit, yet is
-//! sent nothing: what N idle screens cost the writer, and the server's
-//! threads, per commit. The relay listens on loopback without
+//! connected through the relay's rounds. Their filter,
+//! `WEBHOOK_BENCH_IDLE_QUERY` (default `subject=no-such-subject`), should
+//! match none of the bench's events: they are sent nothing. One that names
+//! one account, subject, literal type or vendor puts each session on a
+//! route of that key's events (`Hub::subscribe_for`), which no commit of
+//! the bench reaches: what N idle routed screens cost. One that does not
+//! (`type=no.such.*`, a glob) leaves each on the shared ring, where
+//! `Hub::publish` (on the journal writer's thread, inside its commit) wakes
+//! it at every commit: what N idle screens on the ring cost the writer, and
+//! the server's threads, per commit. The relay listens on loopback without
 //! `websocket.tokens`, so they send no token (and no `Origin`);
 //! `websocket.max_clients` is raised to N if N is above its default
 //! (10,000), and the run checks that the open-file limit (which
@@ -303,9 +308,9 @@ fn relay_config(dir: &std::path::Path, idle_screens: usize) -> String {
     )
 }
 
-/// A filter that is not `account` (so the session stays on the shared ring)
-/// and that no event of the bench matches (Tel4vn `ringing` hooks whose
-/// subject is their call id).
+/// The idle screens' default query: a filter that no event of the bench
+/// matches (Tel4vn `ringing` hooks whose subject is their call id), routed
+/// on its subject.
 const IDLE_SCREEN_QUERY: &str = "subject=no-such-subject";
 
 /// What the idle screens saw, shared by their tasks.
@@ -322,11 +327,11 @@ struct Screens {
     frames: AtomicU64,
 }
 
-/// Connects `n` WebSocket clients to `addr`'s `/ws` with
-/// [`IDLE_SCREEN_QUERY`], 64 upgrades at a time, each then reading its
-/// socket until it ends; returns once every upgrade has been answered.
-async fn connect_idle_screens(addr: SocketAddr, n: usize, screens: Arc<Screens>) {
-    let url = format!("ws://{addr}/ws?{IDLE_SCREEN_QUERY}");
+/// Connects `n` WebSocket clients to `addr`'s `/ws` with `query`, 64
+/// upgrades at a time, each then reading its socket until it ends; returns
+/// once every upgrade has been answered.
+async fn connect_idle_screens(addr: SocketAddr, n: usize, query: &str, screens: Arc<Screens>) {
+    let url = format!("ws://{addr}/ws?{query}");
     let connecting = Arc::new(tokio::sync::Semaphore::new(64));
     let mut upgrades = Vec::with_capacity(n);
     for _ in 0..n {
@@ -440,6 +445,8 @@ fn main() {
     let conns: Vec<usize> = env_list("WEBHOOK_BENCH_CONNS", "64,256");
     let server_threads = env_one("WEBHOOK_BENCH_SERVER_THREADS", 2usize);
     let idle_screens = env_one("WEBHOOK_BENCH_IDLE_SCREENS", 0usize);
+    let idle_query =
+        std::env::var("WEBHOOK_BENCH_IDLE_QUERY").unwrap_or_else(|_| IDLE_SCREEN_QUERY.to_owned());
     let server = runtime(server_threads, "server");
 
     let dir = match std::env::var_os("WEBHOOK_BENCH_DIR") {
@@ -489,7 +496,7 @@ fn main() {
     ];
 
     // Idle screens, before the warm-up: by the rounds every session has
-    // long since subscribed to the shared ring.
+    // long since subscribed (to their route, or the shared ring).
     let screens = Arc::new(Screens::default());
     let screens_runtime = (idle_screens > 0).then(|| {
         // Both ends of every screen are in this process, beside the load's
@@ -502,10 +509,15 @@ fn main() {
         );
         let rt = runtime(1, "screens");
         let started = Instant::now();
-        rt.block_on(connect_idle_screens(relay.addr, idle_screens, screens.clone()));
+        rt.block_on(connect_idle_screens(
+            relay.addr,
+            idle_screens,
+            &idle_query,
+            screens.clone(),
+        ));
         eprintln!(
             "idle screens: {} of {idle_screens} upgrades answered 101 ({} refused or failed) in {:.1} s, \
-             filter {IDLE_SCREEN_QUERY} (shared ring), on their own 1-thread runtime; open-file limit {limit:?}",
+             filter {idle_query}, on their own 1-thread runtime; open-file limit {limit:?}",
             screens.upgraded.load(Ordering::Relaxed),
             screens.refused.load(Ordering::Relaxed),
             started.elapsed().as_secs_f64()
