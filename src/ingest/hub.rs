@@ -1,7 +1,7 @@
 //! How sinks learn of new commits: the last committed seq (a watch), the
 //! committed events themselves (a bounded broadcast ring), and, for
 //! WebSocket sessions whose filter lets through one value of an attribute
-//! (one account, else one subject, one literal type or one vendor: its
+//! (one subject, else one account, one literal type or one vendor: its
 //! [`RouteKey`]), a queue per session that carries only that key's events.
 //!
 //! Guarantees: events are published in seq order, before the seq that

@@ -224,21 +224,24 @@ impl Filter {
     }
 
     /// The route its session is fed from (see [`RouteKey`]): the one
-    /// account this filter lets through, else the one subject, else the
+    /// subject this filter lets through, else the one account, else the
     /// one type if it is no glob, else the one vendor (each named once or
     /// more); `None` (the shared ring) when it names none of them once.
     /// The most selective first: a session's route carries all its events
-    /// and as few others as the filter allows.
+    /// and as few others as the filter allows. The subject before the
+    /// account: a screen of one call under a token scoped to its tenant's
+    /// account (the scope written into the filter) is woken by that call's
+    /// events, not by every event of the account.
     pub fn route_key(&self) -> Option<RouteKey<'_>> {
         fn only(list: &[String]) -> Option<&str> {
             let (first, rest) = list.split_first()?;
             rest.iter().all(|v| v == first).then_some(first.as_str())
         }
-        if let Some(account) = only(&self.accounts) {
-            return Some(RouteKey::Account(account));
-        }
         if let Some(subject) = only(&self.subjects) {
             return Some(RouteKey::Subject(subject));
+        }
+        if let Some(account) = only(&self.accounts) {
+            return Some(RouteKey::Account(account));
         }
         // A glob with no wildcard matches its own text alone.
         let literal = only(&self.types).filter(|t| !t.contains(['*', '?']));
@@ -319,6 +322,10 @@ mod tests {
         };
         assert_eq!(
             key("account=a&subject=s&type=t&vendor=v"),
+            r#"Some(Subject("s"))"#
+        );
+        assert_eq!(
+            key("account=a&subject=s,r&type=t&vendor=v"),
             r#"Some(Account("a"))"#
         );
         assert_eq!(
