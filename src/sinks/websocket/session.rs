@@ -951,7 +951,7 @@ mod tests {
         assert_eq!(
             relay.ctx.hub.live_receivers(),
             shared_before,
-            "on the shared ring"
+            "no new receiver on the shared ring: the session is on its subject's route"
         );
         assert_eq!(relay.ctx.hub.route_queues(), 1);
         let seqs = submit(vec![
@@ -983,7 +983,7 @@ mod tests {
         assert_eq!(
             relay.ctx.hub.live_receivers(),
             shared_before,
-            "on the shared ring"
+            "no new receiver on the shared ring: the session is on its subject's route"
         );
         drop(resumed);
         crate::app::tests_support::stop(relay).await;
