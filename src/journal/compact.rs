@@ -115,7 +115,7 @@ pub enum CompactError {
     )]
     Blank { path: PathBuf },
     #[error(
-        "the journal {path} is open in a running relay (or another callrelay process): stop the relay first (`systemctl stop callrelay`), then run `callrelay compact` again"
+        "the journal {path} is open in a running relay (or another callrelay process, or its directory is locked by another program: `lsof` on the directory names it): stop the relay first (`systemctl stop callrelay`), then run `callrelay compact` again"
     )]
     InUse { path: PathBuf },
     /// What a start would say: the same error, the same words.

@@ -311,7 +311,7 @@ mod model_tests;
 mod tests {
     use super::*;
 
-    /// The route a filter gives: one account first, then one subject, one
+    /// The route a filter gives: one subject first, then one account, one
     /// type that is no glob, one vendor; none when it names no attribute
     /// once (a value repeated is named once).
     #[test]

@@ -11,7 +11,7 @@
 //!   skipped;
 //! - a session listens on a queue of its route key's events (past the
 //!   key's first 64 such sessions, on a ring of them it shares) when its
-//!   filter names one account, else one subject, one literal type or one
+//!   filter names one subject, else one account, one literal type or one
 //!   vendor (see [`Filter::route_key`] and
 //!   [`crate::ingest::Hub::subscribe_for`]: other keys' commits do not wake
 //!   it; it still applies its whole filter), else on the shared ring; its

@@ -104,7 +104,9 @@ pub enum ProxyUrlError {
     NoHost,
     #[error("a proxy URL has no path, query or fragment ({ENCODE_HINT})")]
     PathQueryOrFragment,
-    #[error("the user or password is not UTF-8 once decoded")]
+    #[error(
+        "the user or password is not UTF-8 once decoded (a `%` followed by two hex digits is read as the byte they encode: write a `%` itself as `%25`)"
+    )]
     CredentialsNotUtf8,
     /// [`ProxyUrlError::NotAUrl`] or [`ProxyUrlError::NoHost`] for a URL
     /// with credentials: a `/`, `?` or `#` in them ends the authority early
@@ -261,11 +263,8 @@ fn without_trailing_dot(name: &str) -> &str {
 /// unbracketed: `[*]` or `[example.com]` would otherwise become the
 /// every-host wildcard or a domain entry.
 fn unbracketed(entry: &str) -> String {
-    let address_like = |a: &str| {
-        !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-    };
+    // An address, not a name spelled in hex letters (`[cafe]`, `[bad.de]`).
+    let address_like = |a: &str| a.parse::<std::net::IpAddr>().is_ok();
     match entry.strip_prefix('[').and_then(|e| e.split_once(']')) {
         Some((address, prefix))
             if address_like(address) && (prefix.is_empty() || prefix.starts_with('/')) =>
@@ -515,11 +514,13 @@ mod tests {
     /// a domain entry out of what curl reads as a name no host has.
     #[test]
     fn a_star_with_a_dot_or_in_brackets_is_no_wildcard() {
-        for list in ["*.", "[*]", "[example.com]"] {
+        for list in ["*.", "[*]", "[example.com]", "[cafe]", "[bad.de]"] {
             let env = [("HTTPS_PROXY", "http://p:3128"), ("NO_PROXY", list)];
             let (s, _) = resolve("", &env);
             assert!(via(&s, "https://rec.corp.example").is_some(), "{list}");
             assert!(via(&s, "https://example.com").is_some(), "{list}");
+            assert!(via(&s, "https://www.cafe").is_some(), "{list}");
+            assert!(via(&s, "https://rec.bad.de").is_some(), "{list}");
         }
     }
 
