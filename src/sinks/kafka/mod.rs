@@ -59,7 +59,10 @@ pub async fn run_with(
     tuning: Tuning,
 ) {
     if let Some(problem) = config.options_problem() {
-        // `check` reports this too; the producer below will refuse it and retry.
+        // Unreachable from a loaded config (its load runs these checks and
+        // refuses the file); said here for a config built another way,
+        // since librdkafka itself takes some of these (two names of one
+        // setting, a spelling it reads differently).
         tracing::error!("{problem}");
     }
     let on_panic = |delay: Duration| {
