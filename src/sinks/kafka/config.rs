@@ -4,7 +4,10 @@
 //! `[kafka.options]` that librdkafka itself accepts (checked by building its
 //! native config, then a producer that knows no broker — no network), so
 //! `callrelay check` catches a mistyped property, or a combination the
-//! producer would refuse, before the daemon starts.
+//! producer would refuse, before the daemon starts. One librdkafka setting
+//! is not set under two of its names (an alias, or a topic property with and
+//! without `topic.`), and the values the relay reads itself are refused
+//! unless librdkafka reads them as the same number.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +19,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::Validator;
+
+mod property_names;
+mod spelling;
+
+use property_names::{property_of, same_property};
+use spelling::spelling_problem;
 
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,107 +98,6 @@ const KEYED_PARTITIONERS: [&str; 6] = [
 /// any of its names ([`same_property`]).
 const DEFAULTS: [(&str, &str); 2] = [("linger.ms", "5"), ("client.id", "callrelay")];
 
-// librdkafka reads a property under more than one name: its aliases
-// (`_RK_C_ALIAS` in rdkafka_conf.c), and, for a topic property given at
-// global level, the name as it is or prefixed `topic.` (`rd_kafka_conf_set`
-// passes a name it does not know as a global property on to the default
-// topic config, which strips the prefix). rdkafka applies a `ClientConfig`'s
-// settings in hash order, with a fresh seed per map, so with two names of
-// one property set, which value librdkafka kept changed at each creation of
-// a client (the producer, its replacements, the read-back's and the
-// lookups' consumers, `check`'s own). The tables are librdkafka 2.12.1's
-// (rdkafka-sys 4.10.0); a test checks each entry against the linked
-// library, and that it is still that version.
-
-/// Global aliases and the property each stands for.
-const GLOBAL_ALIASES: [(&str, &str); 9] = [
-    ("bootstrap.servers", "metadata.broker.list"),
-    ("max.in.flight", "max.in.flight.requests.per.connection"),
-    ("sasl.mechanism", "sasl.mechanisms"),
-    (
-        "sasl.oauthbearer.client.credentials.client.id",
-        "sasl.oauthbearer.client.id",
-    ),
-    (
-        "sasl.oauthbearer.client.credentials.client.secret",
-        "sasl.oauthbearer.client.secret",
-    ),
-    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
-    ("linger.ms", "queue.buffering.max.ms"),
-    ("retries", "message.send.max.retries"),
-    ("compression.type", "compression.codec"),
-];
-
-/// Topic-level aliases and the property each stands for.
-const TOPIC_ALIASES: [(&str, &str); 4] = [
-    ("acks", "request.required.acks"),
-    ("delivery.timeout.ms", "message.timeout.ms"),
-    ("compression.type", "compression.codec"),
-    ("enable.auto.commit", "auto.commit.enable"),
-];
-
-/// Names librdkafka has both as a global and as a topic property: unprefixed
-/// the global one is set, `topic.`-prefixed the topic one, so those two are
-/// separate settings (which is used depends on the name: the topic's
-/// `compression.codec` when set; the global one for the consumer group's
-/// `enable.auto.commit` and `auto.commit.interval.ms`).
-const IN_BOTH_SCOPES: [&str; 6] = [
-    "auto.commit.interval.ms",
-    "compression.codec",
-    "compression.type",
-    "enable.auto.commit",
-    "offset.store.method",
-    "opaque",
-];
-
-/// Global properties whose own names begin with `topic.`: no prefix is
-/// stripped from them.
-const GLOBAL_NAMED_TOPIC: [&str; 6] = [
-    "topic.blacklist",
-    "topic.metadata.propagation.max.ms",
-    "topic.metadata.refresh.fast.cnt",
-    "topic.metadata.refresh.fast.interval.ms",
-    "topic.metadata.refresh.interval.ms",
-    "topic.metadata.refresh.sparse",
-];
-
-/// The librdkafka property a `[kafka.options]` key sets: its name, and
-/// whether it is the topic's, where a name is in both scopes
-/// ([`IN_BOTH_SCOPES`]; elsewhere the name alone tells).
-fn property_of(key: &str) -> (&str, Option<bool>) {
-    let in_scope =
-        |name: &'static str, topic: bool| (name, IN_BOTH_SCOPES.contains(&name).then_some(topic));
-    let alias = |table: &[(&'static str, &'static str)], name: &str| {
-        table.iter().find_map(|&(a, p)| (a == name).then_some(p))
-    };
-    if GLOBAL_NAMED_TOPIC.contains(&key) {
-        return (key, None);
-    }
-    match key.strip_prefix("topic.") {
-        None => {
-            if let Some(p) = alias(&GLOBAL_ALIASES, key) {
-                return in_scope(p, false);
-            }
-            if let Some(&both) = IN_BOTH_SCOPES.iter().find(|&&n| n == key) {
-                return in_scope(both, false);
-            }
-            match alias(&TOPIC_ALIASES, key) {
-                Some(p) => in_scope(p, true),
-                None => (key, None),
-            }
-        }
-        Some(name) => match alias(&TOPIC_ALIASES, name) {
-            Some(p) => in_scope(p, true),
-            None => (name, IN_BOTH_SCOPES.contains(&name).then_some(true)),
-        },
-    }
-}
-
-/// Whether librdkafka sets one property under the names `a` and `b`.
-fn same_property(a: &str, b: &str) -> bool {
-    property_of(a) == property_of(b)
-}
-
 /// What the read-back's consumer sets over the producer's properties, and
 /// over the options under any name ([`same_property`]): librdkafka wants a
 /// group even for an assigned consumer; nothing joins it and nothing is
@@ -254,11 +162,11 @@ impl KafkaConfig {
     /// A limit between options that librdkafka takes but the sink cannot
     /// work with, and the option to point at. Called once every option has
     /// passed [`option_problem`], whose [`spelling_problem`] leaves only
-    /// values that parse here, to what librdkafka reads them as.
+    /// values that parse here, to what librdkafka reads them as, and
+    /// [`Self::alias_problem`], so each is set under one name at most.
     fn limits_problem(&self) -> Option<(&Spanned<String>, String)> {
         let kbytes = self
-            .options
-            .get_key_value("queue.buffering.max.kbytes")
+            .option("queue.buffering.max.kbytes")
             .and_then(|(key, v)| Some((key, v, v.get_ref().trim().parse::<usize>().ok()?)));
         if let Some((key, at, kbytes)) = kbytes
             && kbytes.saturating_mul(1024) < self.message_max_bytes()
@@ -271,15 +179,11 @@ impl KafkaConfig {
                 ),
             ));
         }
-        ["linger.ms", "queue.buffering.max.ms"]
-            .into_iter()
-            .find_map(|key| {
-                let at = self.options.get(key)?;
-                let ms = at.get_ref().trim().parse::<f64>().ok()?;
-                (ms > LINGER_MAX_MS).then(|| (at, format!(
-                    "[kafka.options] `{key}` = {ms} is over {LINGER_MAX_MS} ms: a record waiting that long for its batch would be taken for a hung broker"
-                )))
-            })
+        let (key, at) = self.option("linger.ms")?;
+        let ms = at.get_ref().trim().parse::<f64>().ok()?;
+        (ms > LINGER_MAX_MS).then(|| (at, format!(
+            "[kafka.options] `{key}` = {ms} is over {LINGER_MAX_MS} ms: a record waiting that long for its batch would be taken for a hung broker"
+        )))
     }
 
     pub fn validate(&self, v: &mut Validator) {
@@ -635,7 +539,9 @@ impl ProducerContext for SilentContext {
 /// Whether librdkafka accepts `key = value`, and that it does not weaken the
 /// delivery guarantees the sink promises.
 fn option_problem(key: &str, value: &str) -> Option<String> {
-    if key == "bootstrap.servers" || key == "metadata.broker.list" {
+    // Not `topic.metadata.broker.list`, which `property_of` resolves to the
+    // same name but librdkafka refuses as unknown.
+    if !key.starts_with("topic.") && same_property(key, "metadata.broker.list") {
         return Some(format!(
             "[kafka.options] `{key}`: set the brokers with `kafka.brokers`"
         ));
@@ -698,61 +604,6 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
         }
         Err(_) => Some(format!("[kafka.options] `{key}`: librdkafka refuses it")),
     }
-}
-
-/// The options whose values the relay reads for checks of its own (the
-/// 413 bound, the queue against the largest message, the linger against
-/// the stall rule), as integers and as decimals.
-const READ_AS_INTEGERS: [&str; 2] = ["message.max.bytes", "queue.buffering.max.kbytes"];
-const READ_AS_DECIMALS: [&str; 2] = ["linger.ms", "queue.buffering.max.ms"];
-
-/// A value of an option the relay reads itself, in a spelling the relay
-/// and librdkafka could read differently. librdkafka reads an integer with
-/// `strtol(value, &end, 0)` and a decimal with `strtod`, ignoring trailing
-/// text: `0500000` is octal, `0x800` hex, `2048KB` 2048 and `600000ms`
-/// 600000, where the relay's reading failed and its check was skipped; and
-/// an integer is cut to 32 bits. So only spellings both read as the same
-/// number are taken, and no narrower: refusing one that both already read
-/// alike (`+4096`, `.5`, `5e0`) would only make an upgrade refuse a working
-/// config.
-fn spelling_problem(key: &str, property: &str, value: &str) -> Option<String> {
-    let v = value.trim();
-    if READ_AS_INTEGERS.contains(&property) {
-        // Rust's integer parse takes one leading `+` as strtol does; a
-        // leading 0 is where strtol's base 0 turns octal or hex.
-        let digits = v.strip_prefix('+').unwrap_or(v);
-        let decimal = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-        if !decimal || (digits.len() > 1 && digits.starts_with('0')) {
-            return Some(format!(
-                "[kafka.options] `{key}` = {value:?}: write it in decimal digits, without a leading 0"
-            ));
-        }
-        // librdkafka keeps `(int)strtol(…)`: 4295967296 becomes 1000000,
-        // which its range check then takes.
-        if v.parse::<i32>().is_err() {
-            return Some(format!(
-                "[kafka.options] `{key}` = {value:?} is over {}: librdkafka cuts it to 32 bits and would use another number than the relay",
-                i32::MAX
-            ));
-        }
-    }
-    if READ_AS_DECIMALS.contains(&property) {
-        // Over these characters Rust's grammar for an f64 (sign, digits
-        // with at most one '.', at least one digit, an exponent with
-        // digits) is strtod's decimal form read to the end, and both round
-        // correctly: the same number. The rest (`nan`, `inf`, hex, trailing
-        // text) is where they part, and an overflow is infinite to Rust and
-        // HUGE_VAL to strtod.
-        let plain = v
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-        if !plain || !v.parse::<f64>().is_ok_and(f64::is_finite) {
-            return Some(format!(
-                "[kafka.options] `{key}` = {value:?}: write it as a plain decimal number of milliseconds (5, 0.5, 1e3)"
-            ));
-        }
-    }
-    None
 }
 
 fn same_value(key: &str, value: &str, want: &str) -> bool {
@@ -1236,64 +1087,6 @@ mod tests {
         }
     }
 
-    /// Every value the spelling rule lets through is read by librdkafka's
-    /// own functions (`strtol(v, &end, 0)` cut to an `int`, and `strtod`)
-    /// whole, as the same number the relay reads: tried on every string of
-    /// up to 5 characters over the characters that matter.
-    #[test]
-    fn every_spelling_taken_is_read_whole_and_alike_by_librdkafkas_functions() {
-        use std::ffi::{CString, c_char, c_long};
-        #[allow(unsafe_code)]
-        unsafe extern "C" {
-            fn strtol(s: *const c_char, end: *mut *mut c_char, base: i32) -> c_long;
-            fn strtod(s: *const c_char, end: *mut *mut c_char) -> f64;
-        }
-        fn strings(alphabet: &str, longest: usize) -> Vec<String> {
-            let mut all = vec![String::new()];
-            let mut last = vec![String::new()];
-            for _ in 0..longest {
-                last = last
-                    .iter()
-                    .flat_map(|s| alphabet.chars().map(move |c| format!("{s}{c}")))
-                    .collect();
-                all.extend(last.iter().cloned());
-            }
-            all
-        }
-        let mut taken = 0;
-        for v in strings("019+-x .eE", 5) {
-            if spelling_problem("message.max.bytes", "message.max.bytes", &v).is_some() {
-                continue;
-            }
-            taken += 1;
-            let c = CString::new(v.trim()).unwrap();
-            let mut end = std::ptr::null_mut();
-            // SAFETY: a NUL-terminated string that outlives the call, and
-            // `end` a valid place for strtol to write into.
-            #[allow(unsafe_code)]
-            let read = unsafe { strtol(c.as_ptr(), &mut end, 0) } as i32;
-            assert_eq!(end as usize - c.as_ptr() as usize, v.trim().len(), "{v:?}");
-            assert_eq!(Some(read), v.trim().parse::<i32>().ok(), "{v:?}");
-        }
-        assert!(taken > 100, "{taken}");
-        taken = 0;
-        for v in strings("019+-. eEx", 5) {
-            if spelling_problem("linger.ms", "linger.ms", &v).is_some() {
-                continue;
-            }
-            taken += 1;
-            let c = CString::new(v.trim()).unwrap();
-            let mut end = std::ptr::null_mut();
-            // SAFETY: as above.
-            #[allow(unsafe_code)]
-            let read = unsafe { strtod(c.as_ptr(), &mut end) };
-            assert_eq!(end as usize - c.as_ptr() as usize, v.trim().len(), "{v:?}");
-            let ours = v.trim().parse::<f64>().unwrap();
-            assert_eq!(read.to_bits(), ours.to_bits(), "{v:?}");
-        }
-        assert!(taken > 100, "{taken}");
-    }
-
     /// `linger.ms` is librdkafka's alias of `queue.buffering.max.ms`, and
     /// rdkafka applies a `ClientConfig`'s settings in hash order: with the
     /// sink's default `linger.ms = 5` beside an operator's
@@ -1357,6 +1150,7 @@ mod tests {
                 ("message.timeout.ms", "0"),
                 ("topic.delivery.timeout.ms", "0"),
             ],
+            [("linger.ms", "5"), ("queue.buffering.max.ms", "100")],
         ] {
             for [(first, v1), (second, v2)] in [[(a, x), (b, y)], [(b, y), (a, x)]] {
                 let shown = checked(&format!(
@@ -1421,116 +1215,6 @@ mod tests {
                 .unwrap();
             assert_eq!(native.get("auto.offset.reset").unwrap(), earliest);
         }
-    }
-
-    /// The tables of librdkafka's names are taken from its rdkafka_conf.c;
-    /// each entry is checked against the linked library, which reads a
-    /// property back under any of its names.
-    #[test]
-    fn the_tables_of_names_hold_for_the_linked_librdkafka() {
-        // Taken from this version: on another, take them again.
-        assert_eq!(rdkafka::util::get_rdkafka_version().1, "2.12.1");
-        let native = |settings: &[(&str, &str)]| {
-            let mut c = ClientConfig::new();
-            for (k, v) in settings {
-                c.set(*k, *v);
-            }
-            c.create_native_config()
-        };
-        let global = [
-            "h:1", "3", "PLAIN", "an-id", "a-secret", "123456", "7", "3", "lz4",
-        ];
-        for ((alias, property), value) in GLOBAL_ALIASES.iter().zip(global) {
-            assert!(same_property(alias, property), "{alias}");
-            match native(&[(alias, value)]) {
-                Ok(n) => assert_eq!(n.get(property).unwrap(), value, "{alias}"),
-                // Not built in (OIDC): refused alike under the other name.
-                Err(e) => assert_eq!(
-                    native(&[(property, value)]).err().map(|e| e.to_string()),
-                    Some(e.to_string().replace(alias, property)),
-                    "{alias}"
-                ),
-            }
-        }
-        for ((alias, property), value) in TOPIC_ALIASES.iter().zip(["1", "1234", "bogus", "false"])
-        {
-            let prefixed = format!("topic.{alias}");
-            assert!(
-                same_property(&prefixed, &format!("topic.{property}")),
-                "{alias}"
-            );
-            if IN_BOTH_SCOPES.contains(property) {
-                // Read back as the global one: librdkafka's refusal names
-                // the property the alias stands for.
-                let e = native(&[(&prefixed, value)]).err().unwrap().to_string();
-                assert!(e.contains(&format!("\"{property}\"")), "{e}");
-            } else {
-                let n = native(&[(&prefixed, value)]).unwrap();
-                assert_eq!(n.get(property).unwrap(), value, "{alias}");
-            }
-        }
-        // A name in both scopes: `topic.` sets the topic's, apart from the
-        // global one; without, the global one.
-        for (name, value) in [
-            ("auto.commit.interval.ms", "1234"),
-            ("compression.codec", "lz4"),
-            ("compression.type", "lz4"),
-            ("enable.auto.commit", "false"),
-        ] {
-            assert!(!same_property(name, &format!("topic.{name}")));
-            let n = native(&[(&format!("topic.{name}"), value)]).unwrap();
-            assert_ne!(n.get(name).unwrap(), value, "{name}");
-            let n = native(&[(name, value)]).unwrap();
-            assert_eq!(n.get(name).unwrap(), value, "{name}");
-        }
-        assert!(IN_BOTH_SCOPES.contains(&"offset.store.method"));
-        // Global properties named `topic.…`: no prefix is stripped.
-        for (name, value) in GLOBAL_NAMED_TOPIC
-            .iter()
-            .zip(["x", "1234", "7", "123", "12345", "false"])
-        {
-            let n = native(&[(name, value)]).unwrap();
-            assert_eq!(n.get(name).unwrap(), value, "{name}");
-            assert!(!same_property(name, &name["topic.".len()..]));
-        }
-        // A topic property with and without `topic.`.
-        for (name, value) in [
-            ("partitioner", "murmur2"),
-            ("auto.offset.reset", "latest"),
-            ("request.required.acks", "1"),
-            ("message.timeout.ms", "1234"),
-        ] {
-            assert!(same_property(name, &format!("topic.{name}")));
-            let by_name = native(&[(name, value)]).unwrap().get(name).unwrap();
-            let prefixed = native(&[(&format!("topic.{name}"), value)]).unwrap();
-            assert_eq!(prefixed.get(name).unwrap(), by_name, "{name}");
-            let default = native(&[]).unwrap().get(name).ok();
-            assert_ne!(Some(by_name), default, "{name}");
-        }
-    }
-
-    #[test]
-    fn a_linger_set_under_both_names_is_refused_at_the_second() {
-        for (first, second) in [
-            ("linger.ms", "queue.buffering.max.ms"),
-            ("queue.buffering.max.ms", "linger.ms"),
-        ] {
-            let shown = checked(&format!("\"{first}\" = \"5\"\n\"{second}\" = \"100\"\n"))
-                .expect_err("one setting under two names");
-            assert!(shown.contains("relay.toml:5:"), "{shown}");
-            assert!(
-                shown.contains(first) && shown.contains(second) && shown.contains("one setting"),
-                "{shown}"
-            );
-        }
-        let problem =
-            with_options(&[("linger.ms", "5"), ("queue.buffering.max.ms", "5")]).options_problem();
-        assert!(
-            problem
-                .as_deref()
-                .is_some_and(|p| p.contains("one setting")),
-            "{problem:?}"
-        );
     }
 
     /// librdkafka keeps `(int)strtol(…)`, cut to 32 bits, and range-checks
