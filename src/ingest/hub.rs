@@ -482,7 +482,7 @@ mod tests {
     use super::*;
     use crate::event::EventHeader;
 
-    /// Events each account queue holds in these tests.
+    /// Events each route's queue holds in these tests.
     const QUEUE: usize = 8;
 
     /// A journaled event of `account` at `seq`.
@@ -522,7 +522,7 @@ mod tests {
 
     /// A journaled event of `account` at `seq`, with a subject, type and
     /// vendor.
-    fn event_with(
+    pub(super) fn event_with(
         seq: u64,
         account: &str,
         subject: Option<&str>,

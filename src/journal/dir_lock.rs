@@ -1,7 +1,8 @@
 //! The journal's own lock: an exclusive `flock` on its directory, taken by
 //! every open of the journal ([`Journal::open`](super::Journal::open): the
-//! relay's start, `callrelay compact`) and held until the journal is
-//! closed for good, across the relay's reopens after a failed write.
+//! relay's start, `callrelay compact`) and held across the relay's reopens
+//! after a failed write. Every [`Journal::close`](super::Journal::close)
+//! lets it go, and a reopen after a close takes it again.
 //!
 //! Why: redb's lock on the file goes with the last handle to the database,
 //! and a reopen closes the database before it opens it again. In that gap
@@ -36,8 +37,10 @@ use super::JournalError;
 /// The lock on a journal's directory, held until dropped.
 #[derive(Debug)]
 pub(super) struct DirLock {
-    /// `None` where the lock could not be had (said when taken).
-    _held: Option<OwnedFd>,
+    /// `None` where the lock could not be had (said when taken). Only its
+    /// drop uses it outside the tests, which rustc takes for unused.
+    #[allow(dead_code)]
+    held: Option<OwnedFd>,
 }
 
 impl DirLock {
@@ -50,7 +53,7 @@ impl DirLock {
                 %error,
                 "cannot lock the journal's directory: the journal is used without that lock, so a `callrelay compact` or a second relay on the same `journal.path` run while this relay reopens the journal after a failed write is not refused"
             );
-            Ok(DirLock { _held: None })
+            Ok(DirLock { held: None })
         };
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let dir_fd = match rustix::fs::open(dir, flags, Mode::empty()) {
@@ -58,9 +61,7 @@ impl DirLock {
             Err(error) => return without(error),
         };
         match rustix::fs::flock(&dir_fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(DirLock {
-                _held: Some(dir_fd),
-            }),
+            Ok(()) => Ok(DirLock { held: Some(dir_fd) }),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(JournalError::InUse {
                 path: file.to_owned(),
             }),
@@ -80,7 +81,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("journal.redb");
         let held = DirLock::take(dir.path(), &file).unwrap();
-        assert!(held._held.is_some(), "a tempdir can be locked");
+        assert!(held.held.is_some(), "a tempdir can be locked");
         drop(std::fs::File::open(dir.path()).unwrap());
         assert!(matches!(
             DirLock::take(dir.path(), &file),

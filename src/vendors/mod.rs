@@ -398,6 +398,26 @@ mod tests {
         parse(vendor, &Verified::new(d), OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// The event the relay takes in from `parsed`, a webhook of `vendor`
+    /// for `account`; `None` when the delivery made no event.
+    fn taken_in(
+        vendor: Vendor,
+        account: &str,
+        parsed: Result<Parsed, ParseError>,
+    ) -> Option<crate::event::IncomingEvent> {
+        let Ok(Parsed::Event(event, raw)) = parsed else {
+            return None;
+        };
+        Some(crate::event::IncomingEvent {
+            vendor,
+            account: account.into(),
+            transport: crate::event::Transport::Webhook,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            event,
+            raw,
+        })
+    }
+
     const FORM: &str = "application/x-www-form-urlencoded";
 
     /// SPRecord's document describes the verification as "a POST with
@@ -651,23 +671,15 @@ mod tests {
             format!("{{\"callid\":\"1.2\",\"state\":\"Ring\",\"extend\":\"130\",\"x\":{inner}}}")
         };
         let at_limit = nested(text::MAX_NESTING);
-        let Ok(Parsed::Event(event, raw)) = parse_as(
+        let parsed = parse_as(
             Vendor::Voip24h,
             Method::Post,
             "application/json",
             &[],
             at_limit.as_bytes(),
-        ) else {
-            panic!("a payload nested {} deep is refused", text::MAX_NESTING)
-        };
-        let incoming = crate::event::IncomingEvent {
-            vendor: Vendor::Voip24h,
-            account: "main".into(),
-            transport: crate::event::Transport::Webhook,
-            received_at: OffsetDateTime::UNIX_EPOCH,
-            event,
-            raw,
-        };
+        );
+        let incoming = taken_in(Vendor::Voip24h, "main", parsed)
+            .unwrap_or_else(|| panic!("a payload nested {} deep is refused", text::MAX_NESTING));
         let cloudevent = incoming.to_cloudevent_json(incoming.id(), 1);
         assert!(serde_json::from_slice::<Value>(&cloudevent).is_ok());
         for too_deep in [text::MAX_NESTING + 1, 126, 127] {
@@ -1122,20 +1134,14 @@ mod tests {
                 _ => Vec::new(),
             };
             let body = if query.is_empty() { payload } else { b"" };
-            let Ok(Parsed::Event(event, raw)) =
-                parse_as(vendor, method, content_type, &query, body)
-            else {
-                panic!("{vendor:?}: no event");
-            };
-            assert_ne!(event.event_type, crate::event::UNKNOWN_TYPE, "{vendor:?}");
-            let incoming = crate::event::IncomingEvent {
-                vendor,
-                account: "a".into(),
-                transport: crate::event::Transport::Webhook,
-                received_at: OffsetDateTime::UNIX_EPOCH,
-                event,
-                raw,
-            };
+            let parsed = parse_as(vendor, method, content_type, &query, body);
+            let incoming =
+                taken_in(vendor, "a", parsed).unwrap_or_else(|| panic!("{vendor:?}: no event"));
+            assert_ne!(
+                incoming.event.event_type,
+                crate::event::UNKNOWN_TYPE,
+                "{vendor:?}"
+            );
             crate::event::PreparedEvent::new(&incoming).json_len_without_seq()
         };
         let mut worst = 0.0f64;
@@ -1282,20 +1288,14 @@ mod tests {
         ];
         let mut ids = Vec::new();
         for (vendor, method, content_type, query, body, vendors, emitted) in cases {
-            let Ok(Parsed::Event(event, raw)) =
-                parse_as(vendor, method, content_type, &query, &body)
-            else {
-                panic!("{vendor:?} {vendors:?}: no event");
-            };
-            assert_eq!(event.subject.as_deref(), Some(vendors), "{vendor:?}");
-            let incoming = crate::event::IncomingEvent {
-                vendor,
-                account: "a".into(),
-                transport: crate::event::Transport::Webhook,
-                received_at: OffsetDateTime::UNIX_EPOCH,
-                event,
-                raw,
-            };
+            let parsed = parse_as(vendor, method, content_type, &query, &body);
+            let incoming = taken_in(vendor, "a", parsed)
+                .unwrap_or_else(|| panic!("{vendor:?} {vendors:?}: no event"));
+            assert_eq!(
+                incoming.event.subject.as_deref(),
+                Some(vendors),
+                "{vendor:?}"
+            );
             let prepared = crate::event::PreparedEvent::new(&incoming);
             let mut out = Vec::new();
             prepared.write_json(1, &mut out);

@@ -77,13 +77,13 @@ fn is_of(attrs: &Attrs, (kind, value): &Key) -> bool {
 
 /// A journaled event of `attrs` at `seq`.
 fn event_of(seq: u64, attrs: &Attrs) -> Arc<JournaledEvent> {
-    let value = |kind: usize| VALUES.get(attrs[kind]).map(|v| v.to_string());
-    let mut event = super::tests::event(seq, VALUES[attrs[0]]);
-    let header = &mut Arc::get_mut(&mut event).unwrap().header;
-    header.subject = value(1);
-    header.event_type = VALUES[attrs[2]].into();
-    header.vendor = VALUES[attrs[3]].into();
-    event
+    super::tests::event_with(
+        seq,
+        VALUES[attrs[0]],
+        VALUES.get(attrs[1]).copied(),
+        VALUES[attrs[2]],
+        VALUES[attrs[3]],
+    )
 }
 
 #[derive(Clone, Debug)]
