@@ -16,6 +16,7 @@
 //! go only into the `Proxy-Authorization` header: logs, `/status` and errors
 //! show it as `http://host:port`.
 
+mod no_proxy;
 mod resolve;
 pub mod settings;
 pub mod tunnel;

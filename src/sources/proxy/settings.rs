@@ -7,7 +7,10 @@
 //! variable), so a stray `ALL_PROXY=socks5://…` on the host does not stop a
 //! relay that does not need it; no error quotes a proxy URL (it may hold a
 //! password); the URL a route is chosen for is read as the sources read it
-//! (the `url` crate), so no URL escapes the proxy by being spelled oddly.
+//! (the `url` crate), so no URL escapes the proxy by being spelled oddly;
+//! `NO_PROXY` is read as curl reads it ([`super::no_proxy`]): one trailing
+//! dot dropped from the host and from each entry, a bracketed IP address
+//! unbracketed, and `*.` or `[*]` no wildcard.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use hyper_util::client::proxy::matcher::Matcher;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::no_proxy::{no_proxy_entries, without_trailing_dot};
 use crate::config::{Secret, Validator};
 
 /// The `[proxy]` table.
@@ -242,45 +246,6 @@ fn first_set(lookup: &dyn Fn(&str) -> Option<String>, vars: &[&str]) -> Option<(
             .filter(|value| !value.trim().is_empty())
             .map(|value| (value, (*name).to_owned()))
     })
-}
-
-/// A fully qualified name (`host.`) is the same host as without its dot,
-/// but hyper-util's matcher compares names as written: as curl does
-/// (lib/noproxy.c), one trailing dot is dropped from the host and from each
-/// `NO_PROXY` entry before they are compared.
-fn without_trailing_dot(name: &str) -> &str {
-    // `*.` stays as written: without its dot it would be the matcher's
-    // every-host wildcard, where curl takes it for a name no host has.
-    match name.strip_suffix('.') {
-        Some(bare) if bare != "*" => bare,
-        _ => name,
-    }
-}
-
-/// An IPv6 entry in brackets, as a URL writes the host (`[fd00::5]`,
-/// `[fd00::]/64`), without them: the matcher reads a bracketed entry as a
-/// domain name, which no host is. Only an address's characters are
-/// unbracketed: `[*]` or `[example.com]` would otherwise become the
-/// every-host wildcard or a domain entry.
-fn unbracketed(entry: &str) -> String {
-    // An address, not a name spelled in hex letters (`[cafe]`, `[bad.de]`).
-    let address_like = |a: &str| a.parse::<std::net::IpAddr>().is_ok();
-    match entry.strip_prefix('[').and_then(|e| e.split_once(']')) {
-        Some((address, prefix))
-            if address_like(address) && (prefix.is_empty() || prefix.starts_with('/')) =>
-        {
-            format!("{address}{prefix}")
-        }
-        _ => entry.to_owned(),
-    }
-}
-
-/// A `NO_PROXY` list written the way hyper-util's matcher reads it.
-fn no_proxy_entries(list: &str) -> String {
-    list.split(',')
-        .map(|entry| unbracketed(without_trailing_dot(entry.trim())))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 impl ProxySettings {

@@ -321,11 +321,17 @@ enum ConnectAnswer {
     Garbled,
 }
 
+/// The lines of an answer's head, each without its line end: HTTP asks for
+/// `\r\n`, and a bare `\n` is taken too.
+fn head_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+}
+
 /// Reads the status line of a proxy's answer to `CONNECT` (and, for a
 /// `407`, its `Proxy-Authenticate` headers).
 fn parse_connect_answer(head: &[u8]) -> ConnectAnswer {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = head_lines(head).next().unwrap_or_default();
     let mut parts = line.splitn(3, |&b| b == b' ');
     let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
         return ConnectAnswer::Garbled;
@@ -363,8 +369,7 @@ const MAX_SCHEME_CHARS: usize = 32;
 /// credentials are the likelier story.
 fn other_auth_schemes(head: &[u8]) -> Option<String> {
     let mut schemes: Vec<String> = Vec::new();
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for line in head_lines(head).skip(1) {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
