@@ -66,6 +66,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
+use callrelay::sinks::websocket::config::DEFAULT_MAX_CLIENTS;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -291,9 +292,6 @@ fn bare_router() -> Router {
     Router::new().route(PATH, post(|_body: Bytes| async { "ok" }))
 }
 
-/// `websocket.max_clients`' default, kept unless the idle screens need more.
-const DEFAULT_MAX_CLIENTS: usize = 10_000;
-
 fn relay_config(dir: &std::path::Path, idle_screens: usize) -> String {
     format!(
         concat!(
@@ -303,6 +301,7 @@ fn relay_config(dir: &std::path::Path, idle_screens: usize) -> String {
             "[[webhook]]\nvendor = \"tel4vn\"\naccount = \"bench\"\napi_key = \"{}\"\n"
         ),
         dir.join("journal").display().to_string(),
+        // The default, kept unless the idle screens need more.
         idle_screens.max(DEFAULT_MAX_CLIENTS),
         API_KEY
     )

@@ -81,8 +81,11 @@ fn default_path() -> Spanned<String> {
 fn default_tokens() -> Spanned<Tokens> {
     unspanned(Tokens::default())
 }
+/// `max_clients` when the config leaves it unset.
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
 fn default_max_clients() -> Spanned<usize> {
-    unspanned(10_000)
+    unspanned(DEFAULT_MAX_CLIENTS)
 }
 fn default_client_queue() -> Spanned<usize> {
     unspanned(1024)
