@@ -1334,6 +1334,25 @@ fn accounts_whose_topics_kafka_cannot_hold_side_by_side_are_refused() {
     assert!(load(hooks).is_ok());
 }
 
+/// A broker refuses a client's records to its own topics, which exist, so
+/// the sink's look-up found them and it retried for ever, every account's
+/// events behind the one (names audit, round 71).
+#[test]
+fn an_account_whose_topic_is_one_of_kafkas_own_is_refused() {
+    let config = "[kafka]\nbrokers = \"k:9092\"\ntopic = \"__{account}\"\n\
+                  [[webhook]]\nvendor = \"tel4vn\"\naccount = \"consumer_offsets\"\napi_key = \"a\"\n\
+                  [[webhook]]\nvendor = \"caresoft\"\naccount = \"main\"\nsecret = \"b\"\n";
+    let p = problems(config);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("relay.toml:6:11: tel4vn account \"consumer_offsets\"'s Kafka topic is \"__consumer_offsets\", one of Kafka's own topics"),
+        "{p:?}"
+    );
+    let fixed = problems("[kafka]\nbrokers = \"k:9092\"\ntopic = \"__transaction_state\"\n");
+    assert_eq!(fixed.len(), 1, "{fixed:?}");
+    assert!(fixed[0].contains("one of Kafka's own topics"), "{fixed:?}");
+}
+
 /// A number its key's type cannot hold was said in Rust's terms
 /// ("invalid value: integer, expected usize"): edge review, round 47.
 #[test]

@@ -41,6 +41,23 @@ pub struct KafkaConfig {
     pub options: BTreeMap<String, Spanned<String>>,
 }
 
+/// Kafka's own topics (consumer offsets, transactions, KRaft's metadata,
+/// share groups): a broker refuses a client's records to them ("Cannot
+/// append to internal topic"), a failure the sink retries for ever with
+/// every account's events behind it, while the topic exists and so passes
+/// the sink's look-up.
+const KAFKAS_OWN_TOPICS: [&str; 4] = [
+    "__consumer_offsets",
+    "__transaction_state",
+    "__cluster_metadata",
+    "__share_group_state",
+];
+
+/// `name` if it is one of [`KAFKAS_OWN_TOPICS`].
+fn kafkas_own_topic(name: &str) -> Option<&'static str> {
+    KAFKAS_OWN_TOPICS.into_iter().find(|own| *own == name)
+}
+
 fn default_topic() -> Spanned<String> {
     crate::config::unspanned("callrelay.events".to_owned())
 }
@@ -228,6 +245,12 @@ impl KafkaConfig {
                 v.shown(&self.topic)
             );
             v.error(self.topic.span(), message);
+        } else if let Some(internal) = kafkas_own_topic(template) {
+            let message = format!(
+                "`topic` = {}: {internal:?} is one of Kafka's own topics, which refuses every record a client sends it; name another",
+                v.shown(&self.topic)
+            );
+            v.error(self.topic.span(), message);
         } else if longest > TOPIC_MAX {
             // Rendered names were cut at 249: two accounts' or types'
             // topics could become one.
@@ -285,6 +308,14 @@ impl KafkaConfig {
             let name = template
                 .render_for(vendor.as_str(), account.get_ref(), "call.ringing")
                 .into_owned();
+            if let Some(internal) = kafkas_own_topic(&name) {
+                let message = format!(
+                    "{vendor} account {}'s Kafka topic is {internal:?}, one of Kafka's own topics, which refuses every record a client sends it (and holds every account's events behind it); rename the account, or change `kafka.topic`",
+                    v.shown(account)
+                );
+                v.error(account.span(), message);
+                continue;
+            }
             let folded = name.replace('.', "_");
             match seen.get(&folded) {
                 Some((other, other_vendor, other_account)) if *other != name => {
@@ -1296,7 +1327,15 @@ mod tests {
             config.validate(&mut v);
             v.is_empty()
         };
-        for refused in [".", "..", "", "a b", "calls/{vendor}"] {
+        for refused in [
+            ".",
+            "..",
+            "",
+            "a b",
+            "calls/{vendor}",
+            "__consumer_offsets",
+            "__transaction_state",
+        ] {
             assert!(!valid(refused), "{refused:?}");
         }
         for accepted in [
