@@ -1,8 +1,9 @@
 //! The journal's own lock: an exclusive `flock` on its directory, taken by
 //! every open of the journal ([`Journal::open`](super::Journal::open): the
 //! relay's start, `callrelay compact`) and held across the relay's reopens
-//! after a failed write. Every [`Journal::close`](super::Journal::close)
-//! lets it go, and a reopen after a close takes it again.
+//! after a failed write. A [`Journal::close`](super::Journal::close) lets
+//! it go (unless a reopen opened the file again meanwhile), and a reopen
+//! after a close takes it again.
 //!
 //! Why: redb's lock on the file goes with the last handle to the database,
 //! and a reopen closes the database before it opens it again. In that gap

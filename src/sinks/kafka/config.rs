@@ -1182,6 +1182,9 @@ mod tests {
                 ("topic.delivery.timeout.ms", "0"),
             ],
             [("linger.ms", "5"), ("queue.buffering.max.ms", "100")],
+            // Equal, and equal to the sink's own default linger: refused
+            // all the same (one name, one value, every time).
+            [("linger.ms", "5"), ("queue.buffering.max.ms", "5")],
         ] {
             for [(first, v1), (second, v2)] in [[(a, x), (b, y)], [(b, y), (a, x)]] {
                 let shown = checked(&format!(

@@ -3,9 +3,12 @@
 //! `topic.`), for the config to refuse one setting under two names and to
 //! find an option under whichever name it is set.
 //!
-//! Guarantees: [`same_property`] is true exactly when librdkafka 2.12.1 sets
-//! one property under both names. The tables are that version's: redo them
-//! when librdkafka is upgraded (the test pins the version).
+//! Guarantees: for two names librdkafka 2.12.1 accepts, [`same_property`]
+//! is true exactly when it sets one property under both (a global
+//! property prefixed `topic.`, which librdkafka refuses as unknown, is
+//! mapped to the property too: callers refuse unknown names first). The
+//! tables are that version's: redo them when librdkafka is upgraded (the
+//! test pins the version).
 
 // librdkafka reads a property under more than one name: its aliases
 // (`_RK_C_ALIAS` in rdkafka_conf.c), and, for a topic property given at
