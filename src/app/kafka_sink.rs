@@ -2,7 +2,9 @@
 //! stopped (drained) before a restart or at shutdown.
 //!
 //! Guarantees: the sink has its own cancellation, so it outlives the sources
-//! and ingest at shutdown; none is started once a stop has begun; `stop` returns only once its task has finished
+//! and ingest at shutdown; none is started once a stop has begun; `stop`
+//! says why it stops (a reload, or the process's stop: see
+//! [`StopReason`]) and returns only once its task has finished
 //! (its in-flight records drained or their bound passed). What the drain
 //! committed and the sink had not sent yet stays in the journal for the next
 //! start (after a `systemctl stop`, Kafka lags by it until then).
@@ -11,26 +13,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::config::Config;
 use crate::files_digest::FilesDigest;
 use crate::sinks;
 use crate::sinks::kafka::config::KafkaConfig;
+use crate::sinks::kafka::{SinkStop, StopReason};
 
 pub(super) struct RunningKafka {
     pub(super) config: KafkaConfig,
     /// The option files' contents as read before the sink started
     /// (`KafkaConfig::files_digest`; unknown when they could not be).
     files_digest: FilesDigest,
-    cancel: CancellationToken,
+    stop: SinkStop,
     task: JoinHandle<()>,
 }
 
 impl RunningKafka {
-    pub(super) async fn stop(self) {
-        self.cancel.cancel();
+    pub(super) async fn stop(self, reason: StopReason) {
+        self.stop.stop(reason);
         let _ = self.task.await;
     }
 }
@@ -61,22 +63,18 @@ pub(super) fn hold_both_limits(limit: &AtomicUsize, next: usize) {
 /// its files first, and a stop does not wait for them).
 pub(super) fn start_kafka(ctx: &Arc<Context>, files_digest: FilesDigest) -> Option<RunningKafka> {
     let config = ctx.config.load().kafka.clone()?;
-    // Its own token: the forwarder must outlive the sources and ingest at shutdown.
-    let cancel = CancellationToken::new();
+    // Its own stop: the forwarder must outlive the sources and ingest at shutdown.
+    let stop = SinkStop::new();
     // A stop that began before has no use for a sink (the drain would only
     // stop it again).
     if ctx.shutdown.is_cancelled() {
         return None;
     }
-    let task = tokio::spawn(sinks::kafka::run(
-        config.clone(),
-        ctx.clone(),
-        cancel.clone(),
-    ));
+    let task = tokio::spawn(sinks::kafka::run(config.clone(), ctx.clone(), stop.clone()));
     Some(RunningKafka {
         config,
         files_digest,
-        cancel,
+        stop,
         task,
     })
 }
@@ -156,7 +154,7 @@ mod tests {
         let running = |files_digest| RunningKafka {
             config: kafka.clone(),
             files_digest,
-            cancel: CancellationToken::new(),
+            stop: SinkStop::new(),
             task: tokio::spawn(async {}),
         };
         let (known, never_read) = (running(read(1)), running(FilesDigest::Unknown));
@@ -181,8 +179,8 @@ mod tests {
         );
         assert!(kafka_changes(None, Some(&kafka), read(1)));
         assert!(!kafka_changes(None, None, FilesDigest::Unknown));
-        known.stop().await;
-        never_read.stop().await;
+        known.stop(StopReason::ProcessStop).await;
+        never_read.stop(StopReason::ProcessStop).await;
     }
 
     #[test]

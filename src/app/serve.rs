@@ -42,6 +42,7 @@ use crate::config::Config;
 use crate::files_digest::FilesDigest;
 use crate::ingest::Ingest;
 use crate::sinks;
+use crate::sinks::kafka::StopReason;
 use crate::sources::{SourceChanges, SourceManager, WantedSources};
 
 /// How long shutdown waits for the HTTP server's open requests. A request
@@ -230,7 +231,9 @@ pub(super) async fn serve(
                 );
                 if kafka_changed {
                     if let Some(k) = kafka.take() {
-                        k.stop().await;
+                        // The process goes on: what the stop lets go of
+                        // is counted now, where it is scraped.
+                        k.stop(StopReason::Reload).await;
                     }
                     ctx.kafka_message_max.store(kafka_limit, Ordering::Release);
                     // A drain that began while the old sink stopped starts no
@@ -321,7 +324,9 @@ pub(super) async fn serve(
         ctx.late_answers.wait().await;
         keep_shutdown_losses(&ctx).await;
         if let Some(k) = kafka.take() {
-            k.stop().await;
+            // `/metrics` is closed already: the next start counts what
+            // this stop lets go of.
+            k.stop(StopReason::ProcessStop).await;
         }
         // Stopped rather than aborted: the drops it has not logged yet are
         // logged now. Awaited so that no task holds the journal once `wait`

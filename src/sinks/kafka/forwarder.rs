@@ -610,8 +610,10 @@ impl Forwarder {
         self.requests_may_land_since_ms = Some(since);
     }
 
-    /// Forwards until `cancel`, recovering from every failure; then drains.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Forwards until `stop`, recovering from every failure; then drains.
+    pub async fn run(mut self, stop: impl Into<super::SinkStop>) {
+        let stop = stop.into();
+        let cancel = stop.token().clone();
         tracing::info!(
             cursor = self.cursor,
             brokers = %self.config.brokers.get_ref(),
@@ -631,7 +633,7 @@ impl Forwarder {
         // over (and, should the write fail, tries again every tick).
         self.persist(false).await;
         if self.resume.is_some() && self.wait_for_requests_to_land(&cancel).await.is_none() {
-            return self.shutdown().await;
+            return self.shutdown(stop.reason()).await;
         }
         while !cancel.is_cancelled() {
             let Some(failure) = self.pump(&cancel).await else {
@@ -649,7 +651,7 @@ impl Forwarder {
                 break;
             }
         }
-        self.shutdown().await;
+        self.shutdown(stop.reason()).await;
     }
 
     /// Creates the producer when there is none, on the blocking pool:

@@ -1,7 +1,8 @@
 //! The Kafka sink: journal → Kafka, at least once, per-key order kept.
 //!
-//! `run` is started by the app with its own cancel token, stopped after ingest
-//! has drained, and restarted when a reload changes `[kafka]`. The work is
+//! `run` is started by the app with its own [`SinkStop`], stopped after ingest
+//! has drained, and restarted when a reload changes `[kafka]`; the stop says
+//! which of the two it is ([`StopReason`]). The work is
 //! split by concern: [`config`] (what `[kafka]` may say), [`topic`] (the topic
 //! template and topic existence), [`producer`] (the rdkafka producer and the
 //! record of an event), `reader` (journal read-ahead), [`forwarder`] (cursor, in-flight window, recovery),
@@ -26,7 +27,7 @@ pub mod resume;
 mod tests_support;
 pub mod topic;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -41,9 +42,67 @@ use forwarder::{Forwarder, StartError, Tuning};
 /// The name of this sink's journal cursor.
 pub const CURSOR: &str = "kafka";
 
-/// Runs the forwarder until `cancel`, then drains and persists the cursor.
-pub async fn run(config: KafkaConfig, ctx: Arc<Context>, cancel: CancellationToken) {
-    run_with(config, ctx, cancel, Tuning::default()).await
+/// Why the sink stops: whether the process goes on after it decides who
+/// counts what the stop lets go of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The process stops. Its listener, and `/metrics`, closed before the
+    /// sink stops, so a count made now is seen by nobody: what `max_size`
+    /// dropped while the sink held it stays recorded in the journal for the
+    /// next start to count (and page for).
+    ProcessStop,
+    /// A reload removed or replaced the sink, and the process goes on being
+    /// scraped: what the stop lets go of is counted at the stop, or with
+    /// `[kafka]` removed nothing would count it until one is added back.
+    Reload,
+}
+
+/// How the sink is told to stop, and why. The reason is set before the
+/// cancel, so the forwarder, woken by the cancel, reads it; a token
+/// cancelled without one (`From<CancellationToken>`: tests, benchmarks) is
+/// a [`StopReason::ProcessStop`], which counts nothing at the stop.
+#[derive(Clone, Debug, Default)]
+pub struct SinkStop {
+    cancel: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl SinkStop {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the sink for `reason`; a later stop's reason is ignored.
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.cancel.cancel();
+    }
+
+    /// Cancelled once the sink is to stop.
+    pub fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    pub fn reason(&self) -> StopReason {
+        self.reason
+            .get()
+            .copied()
+            .unwrap_or(StopReason::ProcessStop)
+    }
+}
+
+impl From<CancellationToken> for SinkStop {
+    fn from(cancel: CancellationToken) -> Self {
+        SinkStop {
+            cancel,
+            reason: Arc::default(),
+        }
+    }
+}
+
+/// Runs the forwarder until `stop`, then drains and persists the cursor.
+pub async fn run(config: KafkaConfig, ctx: Arc<Context>, stop: impl Into<SinkStop>) {
+    run_with(config, ctx, stop, Tuning::default()).await
 }
 
 /// `run` with explicit tuning (benchmarks, tests). A forwarder that panics
@@ -55,9 +114,11 @@ pub async fn run(config: KafkaConfig, ctx: Arc<Context>, cancel: CancellationTok
 pub async fn run_with(
     config: KafkaConfig,
     ctx: Arc<Context>,
-    cancel: CancellationToken,
+    stop: impl Into<SinkStop>,
     tuning: Tuning,
 ) {
+    let stop = stop.into();
+    let cancel = stop.token().clone();
     if let Some(problem) = config.options_problem() {
         // Unreachable from a loaded config (its load runs these checks and
         // refuses the file); said here for a config built another way,
@@ -91,7 +152,7 @@ pub async fn run_with(
         run_forwarder(
             config.clone(),
             ctx.clone(),
-            cancel.clone(),
+            stop.clone(),
             tuning,
             panicked_at,
         )
@@ -113,7 +174,7 @@ const PANIC_WAITS: (Duration, Duration) = (Duration::from_secs(1), Duration::fro
 /// The longest wait between two reads of a cursor that could not be read.
 const CURSOR_RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// One forwarder, from the journal's cursor until `cancel`. A cursor that
+/// One forwarder, from the journal's cursor until `stop`. A cursor that
 /// cannot be read (the journal closed while the writer opens it again after
 /// a failed commit), or whose correction cannot be written (a cursor past
 /// the last seq: [`forwarder::StartError`]; not once the journal's file is
@@ -127,10 +188,11 @@ const CURSOR_RETRY_MAX: Duration = Duration::from_secs(10);
 async fn run_forwarder(
     config: KafkaConfig,
     ctx: Arc<Context>,
-    cancel: CancellationToken,
+    stop: SinkStop,
     tuning: Tuning,
     panicked_at_ms: Option<i64>,
 ) {
+    let cancel = stop.token().clone();
     let mut wait = Duration::from_secs(1);
     // Once the start failed: what to say when it no longer does
     // (`StartError::mended`, one text per kind of failure).
@@ -156,7 +218,7 @@ async fn run_forwarder(
                 } else if let Some(mended) = failed {
                     tracing::info!("{mended}: the kafka sink starts");
                 }
-                return forwarder.run(cancel).await;
+                return forwarder.run(stop).await;
             }
             Ok(Err(error)) => error,
             // A panic in it is the forwarder's: restarted as one.
@@ -244,7 +306,7 @@ mod tests {
         let running = tokio::spawn(run_forwarder(
             config,
             ctx.clone(),
-            cancel.clone(),
+            cancel.clone().into(),
             Tuning::default(),
             None,
         ));

@@ -1,6 +1,8 @@
 //! What `max_size` dropped while this sink held it in memory, counted as
-//! lost once the sink lets go of that memory (at its start, and at every
-//! recovery): the journal's record of those drops is taken and cleared.
+//! lost once the sink lets go of that memory (at its start, at every
+//! recovery, and at a stop for a reload, after which the process goes on;
+//! a process stop leaves them to the next start): the journal's record of
+//! those drops is taken and cleared.
 //!
 //! Guarantees: each such event is counted once, in
 //! `callrelay_journal_dropped_events_total{reason="undelivered"}` and in one
@@ -47,7 +49,7 @@ impl Forwarder {
         tracing::error!(
             lost,
             cursor,
-            "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted or recovered): they are lost for Kafka; raise journal.max_size"
+            "events journal.max_size dropped while the Kafka sink held them were let go of before delivery (the sink restarted, recovered or was stopped by a reload): they are lost for Kafka; raise journal.max_size"
         );
         let said = move |journal: &Journal| journal.undelivered_said(lost);
         if let Err(e) = off_the_workers(self.ctx.journal.clone(), said).await {

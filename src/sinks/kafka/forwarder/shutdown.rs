@@ -4,17 +4,21 @@
 //! Kafka, and with when it let go of records unreported, if it did (taken
 //! after the purge: the next run's read-back waits for their requests to
 //! land), then the producer is let go of, waited for up to a bound (its
-//! drop may wait on a name lookup; see `let_go_off_the_workers`).
+//! drop may wait on a name lookup; see `let_go_off_the_workers`). At a
+//! reload's stop, what `journal.max_size` dropped while the sink held it is
+//! then counted as lost; at a process stop it is left to the next start.
 
 use futures::stream::StreamExt;
 
+use super::super::StopReason;
 use super::recovery::{self, let_go_off_the_workers};
 use super::{CURSOR_WRITE_LOG_INTERVAL, Forwarder};
 use crate::log_throttle::LogThrottle;
 
 impl Forwarder {
-    /// Waits for in-flight reports up to the deadline, persists the cursor durably.
-    pub(super) async fn shutdown(mut self) {
+    /// Waits for in-flight reports up to the deadline, persists the cursor
+    /// durably; at a reload's stop, counts the held drops it let go of.
+    pub(super) async fn shutdown(mut self, reason: StopReason) {
         let deadline = tokio::time::Instant::now() + self.tuning.shutdown_deadline;
         let mut broken = false;
         // The drain may take the whole deadline against a slow broker (a
@@ -72,6 +76,15 @@ impl Forwarder {
         // The lag logged below is then what the journal still holds for the
         // next run.
         self.let_go_of_memory().await;
+        // The process goes on after a reload: counted here, or with
+        // `[kafka]` removed nothing counts them until one is added back,
+        // maybe weeks later, whose start pages for an old loss. At a
+        // process stop `/metrics` is closed already, so the journal keeps
+        // the record for the next start, which counts them where they are
+        // seen. An error leaves the record to that next start too.
+        if reason == StopReason::Reload {
+            let _ = self.count_held_drops_let_go().await;
+        }
         if persisted {
             tracing::info!(
                 cursor = self.cursor,

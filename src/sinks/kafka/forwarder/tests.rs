@@ -17,11 +17,11 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
-use super::super::CURSOR;
 use super::super::cluster::{StallCheck, Unwritable};
 use super::super::reader::ReadError;
 use super::super::resume::{AlreadyDelivered, ClusterIdentity, CursorState, Position};
 use super::super::tests_support::{Mock, flushed, lose_the_journal_file, mock_topic};
+use super::super::{CURSOR, SinkStop, StopReason};
 use super::{Entry, Failure, Forwarder, Outcome, Report, State, Tuning};
 use crate::app::{Context, Relay};
 
@@ -893,7 +893,7 @@ async fn a_stop_that_meets_a_failed_report_forgets_no_topic() {
     forwarder.next = 4;
 
     let Fixture { peers, forwarder } = fixture;
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
     let (cursor, state) = written(&ctx);
     let state = state.expect("a durable state");
     assert_eq!((cursor, state.clean), (Some(2), false), "seq 4 is in Kafka");
@@ -1010,7 +1010,7 @@ async fn a_cursor_that_cannot_be_written_is_logged_once_per_interval() {
     // (review of this round's commits).
     let Fixture { peers, forwarder } = fixture;
     let (logs, guard) = crate::logging::tests_support::capture_json();
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
     drop(guard);
     assert!(
         logs.text()
@@ -1701,7 +1701,7 @@ async fn a_stop_takes_the_reports_in_flight_and_is_clean_only_when_nothing_is_pa
         let ctx = fixture.ctx();
         set_up(&mut fixture.forwarder);
         let Fixture { peers, forwarder } = fixture;
-        forwarder.shutdown().await;
+        forwarder.shutdown(StopReason::ProcessStop).await;
         let (cursor, state) = written(&ctx);
         peers.stop().await;
         (cursor, state.expect("a durable state").clean)
@@ -1791,7 +1791,7 @@ async fn a_stop_purges_the_queue_a_copy_held_by_a_check_would_still_send() {
     let ctx = fixture.ctx();
     let held = queued_behind_a_downed_broker(&mut fixture).await;
     let Fixture { peers, forwarder } = fixture;
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
 
     let (cursor, state) = written(&ctx);
     assert_eq!(cursor, Some(0));
@@ -1836,7 +1836,7 @@ async fn a_stop_saves_when_it_let_go_after_its_purge_ended() {
     let held = queued_behind_a_downed_broker(&mut fixture).await;
     let writes_before = ctx.journal.durable_cursor_writes();
     let Fixture { peers, forwarder } = fixture;
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
 
     let (ended_ms, durable_writes) = super::shutdown::PURGE_ENDED
         .with(std::cell::Cell::get)
@@ -1888,7 +1888,7 @@ async fn a_stop_does_not_wait_for_a_producer_release_that_hangs() {
     let Fixture { peers, forwarder } = fixture;
 
     let (logs, guard) = crate::logging::tests_support::capture_json();
-    let stopped = tokio::time::timeout(WITHIN, forwarder.shutdown()).await;
+    let stopped = tokio::time::timeout(WITHIN, forwarder.shutdown(StopReason::ProcessStop)).await;
     drop(guard);
 
     assert!(
@@ -2174,7 +2174,7 @@ async fn a_stop_that_leaves_records_unreported_saves_when() {
     hand_over(forwarder, 4, vec![delivered(4)], Duration::from_secs(60));
     let before = super::wall_ms();
     let Fixture { peers, forwarder } = fixture;
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
     let (_, state) = written(&ctx);
     let since = state.expect("a state").requests_may_land_since_ms;
     assert!(
@@ -2458,7 +2458,7 @@ async fn a_stop_before_the_cluster_is_compared_says_nothing_of_dropped_offsets()
 
     let Fixture { peers, forwarder } = fixture;
     let (logs, guard) = crate::logging::tests_support::capture_json();
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
     drop(guard);
 
     let logs = logs.text();
@@ -3329,7 +3329,7 @@ async fn a_stop_settles_reports_records_per_poll_then_yields() {
     let probe = most_in_one_poll(move || published.get(), 100).await;
     let Fixture { peers, forwarder } = fixture;
 
-    forwarder.shutdown().await;
+    forwarder.shutdown(StopReason::ProcessStop).await;
 
     let most = probe.await.unwrap();
     assert!(most <= 10, "{most} reports settled in one poll");
@@ -3469,6 +3469,76 @@ async fn held_drops_let_go_of_are_counted_once_and_noted_as_named() {
     forwarder.count_held_drops_let_go().await.unwrap();
     assert_eq!(undelivered.get(), 3, "once");
     fixture.stop().await;
+}
+
+/// A reload that removes `[kafka]` during an outage stops the sink, which
+/// lets go of what it held: those `max_size` dropped are lost then, and
+/// counted then. No forwarder starts after it to count them, and one added
+/// back weeks later counted them at its start, paging for an old loss.
+#[tokio::test]
+async fn held_drops_let_go_of_at_a_reloads_stop_are_counted_at_the_stop() {
+    let (fixture, undelivered) = holding_dropped_events().await;
+    let ctx = fixture.ctx();
+    let Fixture { peers, forwarder } = fixture;
+
+    forwarder.shutdown(StopReason::Reload).await;
+    assert_eq!(undelivered.get(), 3);
+    assert_eq!(ctx.journal.unsaid_undelivered().unwrap(), 0, "named");
+    assert_eq!(
+        ctx.journal.take_held_drops(CURSOR, 2).unwrap(),
+        0,
+        "taken: a later start counts none of them again"
+    );
+    peers.stop().await;
+}
+
+/// At a process stop `/metrics` is closed already (the listener stops
+/// first): a count then is seen by nobody, so the held drops stay recorded
+/// and the next start counts them, where they are scraped.
+#[tokio::test]
+async fn held_drops_let_go_of_at_a_process_stop_are_left_to_the_next_start() {
+    let (fixture, undelivered) = holding_dropped_events().await;
+    let ctx = fixture.ctx();
+    let Fixture { peers, forwarder } = fixture;
+    let config = forwarder.config.clone();
+
+    forwarder.shutdown(StopReason::ProcessStop).await;
+    assert_eq!(undelivered.get(), 0, "not counted at a process stop");
+    let mut next = Forwarder::new(config, ctx.clone(), Tuning::default()).unwrap();
+    next.count_held_drops_let_go().await.unwrap();
+    assert_eq!(undelivered.get(), 3, "counted by the next start");
+    peers.stop().await;
+}
+
+/// The reason a [`SinkStop`] is given reaches the forwarder's stop: a
+/// reload's counts the held drops the stop lets go of, a process stop
+/// leaves them recorded.
+#[tokio::test]
+async fn a_sink_stop_counts_held_drops_only_when_stopped_for_a_reload() {
+    for (reason, counted) in [(StopReason::Reload, 3), (StopReason::ProcessStop, 0)] {
+        let fixture = Fixture::new().await;
+        let ctx = fixture.ctx();
+        let undelivered = ctx
+            .metrics
+            .journal_dropped
+            .with_label_values(&["undelivered"]);
+        let Fixture { peers, forwarder } = fixture;
+        let stop = SinkStop::new();
+        let running = tokio::spawn(forwarder.run(stop.clone()));
+        // Published after the start took the record (none then).
+        until("the sink started", || {
+            ctx.status.sinks().contains_key("kafka")
+        })
+        .await;
+        crate::journal::tests_support::record_held_drops(&ctx.journal, CURSOR, 3..=5);
+
+        stop.stop(reason);
+        running.await.unwrap();
+        assert_eq!(undelivered.get(), counted, "{reason:?}");
+        let left = ctx.journal.take_held_drops(CURSOR, 0).unwrap();
+        assert_eq!(left, 3 - counted, "{reason:?}: recorded for the next start");
+        peers.stop().await;
+    }
 }
 
 /// While the journal cannot give up its record of the held drops, the sink
