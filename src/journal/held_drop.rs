@@ -5,7 +5,7 @@
 //! Why: such an event is not lost (the sink delivers it from memory), so it
 //! is not counted as undelivered when it is dropped; it is lost only if the
 //! sink lets go of its memory first (a restart, a recovery that rewinds to
-//! its cursor). The record survives a restart, so that loss is counted when
+//! its cursor, a reload that removes or restarts the sink). The record survives a restart, so that loss is counted when
 //! it happens, once.
 //!
 //! Guarantees: recording a seq twice records it once; runs the sink's cursor

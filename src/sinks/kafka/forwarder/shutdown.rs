@@ -81,8 +81,10 @@ impl Forwarder {
         // maybe weeks later, whose start pages for an old loss. At a
         // process stop `/metrics` is closed already, so the journal keeps
         // the record for the next start, which counts them where they are
-        // seen. An error leaves the record to that next start too.
-        if reason == StopReason::Reload {
+        // seen. An error leaves the record to that next start too, and so
+        // does a process stop that came while a reload's stop drained (the
+        // listener is closing: counted here, they would go unseen).
+        if reason == StopReason::Reload && !self.ctx.shutdown.is_cancelled() {
             let _ = self.count_held_drops_let_go().await;
         }
         if persisted {

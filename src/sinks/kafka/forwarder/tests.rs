@@ -3492,6 +3492,25 @@ async fn held_drops_let_go_of_at_a_reloads_stop_are_counted_at_the_stop() {
     peers.stop().await;
 }
 
+/// A process stop that comes while a reload's stop drains closes the
+/// listener under it: the reload's count would go unseen, so the record is
+/// left to the next start, as at a process stop.
+#[tokio::test]
+async fn held_drops_at_a_reloads_stop_overtaken_by_a_process_stop_are_left_to_the_next_start() {
+    let (fixture, undelivered) = holding_dropped_events().await;
+    let ctx = fixture.ctx();
+    let Fixture { peers, forwarder } = fixture;
+    let config = forwarder.config.clone();
+
+    ctx.shutdown.cancel();
+    forwarder.shutdown(StopReason::Reload).await;
+    assert_eq!(undelivered.get(), 0, "not counted while the process stops");
+    let mut next = Forwarder::new(config, ctx.clone(), Tuning::default()).unwrap();
+    next.count_held_drops_let_go().await.unwrap();
+    assert_eq!(undelivered.get(), 3, "counted by the next start");
+    peers.stop().await;
+}
+
 /// At a process stop `/metrics` is closed already (the listener stops
 /// first): a count then is seen by nobody, so the held drops stay recorded
 /// and the next start counts them, where they are scraped.
