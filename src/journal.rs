@@ -376,11 +376,32 @@ pub struct Journal {
     /// Test-only: run by the next write just before it asks redb for the
     /// transaction, where it waits while another write holds it.
     #[cfg(test)]
-    before_next_write: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    before_next_write: OnceHook,
     /// Test-only: run by the next reopen once it has let go of the old
     /// database, before it opens the file again.
     #[cfg(test)]
-    in_reopen_gap: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    in_reopen_gap: OnceHook,
+}
+
+/// Test-only: what a test leaves for the journal to run once, at a point
+/// of the journal's work the test could not otherwise wait for.
+#[cfg(test)]
+#[derive(Default)]
+struct OnceHook(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+#[cfg(test)]
+impl OnceHook {
+    fn set(&self, run: impl FnOnce() + Send + 'static) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(run));
+    }
+
+    /// Runs what was set, if anything, once; the lock is let go first.
+    fn run(&self) {
+        let run = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(run) = run {
+            run();
+        }
+    }
 }
 
 /// The journal's write in progress, on its clock until dropped. The drop
@@ -576,9 +597,9 @@ impl Journal {
             #[cfg(test)]
             cursor_writes_refused: AtomicBool::new(false),
             #[cfg(test)]
-            before_next_write: Mutex::new(None),
+            before_next_write: OnceHook::default(),
             #[cfg(test)]
-            in_reopen_gap: Mutex::new(None),
+            in_reopen_gap: OnceHook::default(),
         };
         journal.presence.opened(&journal.path);
         journal.refresh_stats()?;
@@ -683,14 +704,7 @@ impl Journal {
         db: &Database,
     ) -> Result<(Writing<'_>, redb::WriteTransaction), redb::TransactionError> {
         #[cfg(test)]
-        if let Some(before) = self
-            .before_next_write
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            before();
-        }
+        self.before_next_write.run();
         let txn = db.begin_write()?;
         Ok((Writing::begun(&self.writing), txn))
     }
@@ -729,10 +743,7 @@ impl Journal {
     /// so a test knows that write is at redb's wait while another holds it.
     #[cfg(test)]
     pub(crate) fn before_next_write(&self, before: impl FnOnce() + Send + 'static) {
-        *self
-            .before_next_write
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(before));
+        self.before_next_write.set(before);
     }
 
     /// Test-only: [`Journal::hold_writes_until`], running `after_end` once
@@ -757,10 +768,7 @@ impl Journal {
     /// the old database, before it opens the file again.
     #[cfg(test)]
     pub(crate) fn in_reopen_gap(&self, run: impl FnOnce() + Send + 'static) {
-        *self
-            .in_reopen_gap
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(run));
+        self.in_reopen_gap.set(run);
     }
 
     /// Test-only: holds the lock a reopen holds while it reads the file
@@ -834,14 +842,7 @@ impl Journal {
             // zero), so the open is retried while it reports the file in use.
             drop(slot.take());
             #[cfg(test)]
-            if let Some(run) = self
-                .in_reopen_gap
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
-                run();
-            }
+            self.in_reopen_gap.run();
             let deadline = std::time::Instant::now() + REOPEN_WAIT;
             let db = loop {
                 match open_database(&self.path, Opening::AfterIoError) {
