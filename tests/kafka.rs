@@ -1113,7 +1113,10 @@ async fn the_lag_stays_current_while_a_stop_drains_a_slow_broker() {
         &brokers,
         callrelay::sinks::kafka::forwarder::Tuning {
             tick: Duration::from_millis(20),
-            shutdown_deadline: Duration::from_secs(4),
+            // Under the brokers' 10 s round trip, so the drain ends at it
+            // with the 5 still in flight; long enough for three commits
+            // and a gauge update on a loaded 2-core machine.
+            shutdown_deadline: Duration::from_secs(8),
             ..Default::default()
         },
     );
@@ -1139,7 +1142,7 @@ async fn the_lag_stays_current_while_a_stop_drains_a_slow_broker() {
     cancel.cancel();
     submit_range(&ctx, "drain", 6..9).await;
     eventually(
-        Duration::from_secs(3),
+        Duration::from_secs(7),
         "the lag follows the journal during the drain",
         || lag() == 8,
     )
