@@ -487,7 +487,7 @@ impl Journal {
         let path = file_in(&options.dir);
         // Before the file is created or opened: a second opener is refused
         // before it can touch it.
-        let dir_lock = DirLock::take(&options.dir, &path)?;
+        let mut dir_lock = DirLock::take(&options.dir, &path)?;
         let created = create_private(&path)?;
         let db = match open_database(&path, Opening::Start) {
             Ok(db) => db,
@@ -576,6 +576,9 @@ impl Journal {
         let trust_ahead_ms = options.retention.as_millis().try_into().unwrap_or(u64::MAX);
         let stored_ms = std::iter::once(newest_record_ms).chain(index.times_ms());
         let clock = JournalClock::start(stored_ms, trust_ahead_ms);
+        // Once open: said before, a lock refused for lack of permission
+        // came ahead of the open's own, true, error.
+        dir_lock.say_at_open(&options.dir);
         let journal = Journal {
             db: RwLock::new(Some(Arc::new(db))),
             path,
@@ -834,7 +837,9 @@ impl Journal {
             {
                 let mut dir_lock = self.dir_lock();
                 if dir_lock.is_none() {
-                    *dir_lock = Some(DirLock::take(&self.options.dir, &self.path)?);
+                    let mut taken = DirLock::take(&self.options.dir, &self.path)?;
+                    taken.say_unsaid(&self.options.dir);
+                    *dir_lock = Some(taken);
                 }
             }
             // Our reference goes; the last reader's drop closes the file
@@ -849,7 +854,9 @@ impl Journal {
                     // Ours: the file was open here until just now, and
                     // every other opener of this build is kept out by
                     // the journal's lock (not a build from before it, nor
-                    // a process that is not callrelay).
+                    // a process that is not callrelay, nor one on another
+                    // host sharing the directory over NFS, CIFS or FUSE,
+                    // where the lock is this host's only).
                     Err(JournalError::InUse { .. }) if std::time::Instant::now() >= deadline => {
                         return Err(JournalError::HeldByReaders {
                             waited: REOPEN_WAIT,

@@ -22,7 +22,9 @@
 //!   while that relay reopens the journal after a failed write, when redb's
 //!   lock on the file is let go for a moment: the journal's own lock on its
 //!   directory (`dir_lock`), which the relay holds across its reopens, is
-//!   taken by the open here and held until the close;
+//!   taken by the open here and held until the close (a relay on this
+//!   host: on NFS, CIFS or FUSE one on another host is not kept out by it,
+//!   which the open says);
 //! - nothing changes that a start would not change: compaction (redb
 //!   4.6's `Database::compact`) relocates pages, it changes no key and no
 //!   value, so every event, seq, cursor, cursor state, dedup entry,

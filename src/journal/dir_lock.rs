@@ -13,48 +13,64 @@
 //! commits failed while the other process held the file.
 //!
 //! Guarantees: while one [`DirLock`] of a directory holds, taking another,
-//! in this process or another, is [`JournalError::InUse`] (whose text also
-//! names another program's `flock` on the directory: a backup script's
-//! `flock`, say, refuses a start the same way). A `flock` on a
-//! descriptor of its own: it goes when that descriptor is closed (the drop,
-//! or the process's end), not when the relay closes another descriptor of
-//! the directory or the file, as a POSIX `fcntl` lock would (`sync_dir` and
-//! the reopen's `forget_cached_pages` open and close them). On the
-//! directory, not the file: redb 4.6 takes a `flock` on the file itself
-//! (for redb before 4.3), which one of ours there would refuse. A
-//! directory the relay cannot open to read, or a filesystem that refuses a
-//! `flock` on it (NFS emulates `flock` with a byte-range lock, refused on a
-//! descriptor not open for writing), is said in the log and the journal is
-//! used without it: redb's lock still refuses a second opener, except in
-//! a reopen's gap.
+//! in this process or another on this host, is [`JournalError::InUse`]
+//! (whose text also names another program's `flock` on the directory: a
+//! backup script's `flock`, say, refuses a start the same way). A `flock`
+//! on a descriptor of its own: it goes when that descriptor is closed (the
+//! drop, or the process's end), not when the relay closes another
+//! descriptor of the directory or the file, as a POSIX `fcntl` lock would
+//! (`sync_dir` and the reopen's `forget_cached_pages` open and close them).
+//! On the directory, not the file: redb 4.6 takes a `flock` on the file
+//! itself (for redb before 4.3), which one of ours there would refuse.
+//!
+//! One host only: Linux hands a `flock` to the file system only where its
+//! directories have a lock of their own, and NFS's, CIFS's (SMB's) and
+//! FUSE's have none, so there the lock is kept by this host's kernel, and
+//! a relay or `callrelay compact` on another host sharing the directory is
+//! not refused by it. The open says so once (naming the path and the file
+//! system); then only redb's lock on the file keeps another host's opener
+//! out, where the file system carries that lock to the server, and not in
+//! a reopen's gap. A directory the relay cannot open to read, or whose
+//! `flock` fails, is said in the log and the journal is used without the
+//! lock: redb's lock still refuses a second opener, except in a reopen's
+//! gap. A failure for lack of permission is said only once the journal has
+//! opened: a run as the wrong user fails to open the file anyway, and
+//! said first, the lock's warning misled about why.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
 
 use super::JournalError;
 
 /// The lock on a journal's directory, held until dropped.
 #[derive(Debug)]
 pub(super) struct DirLock {
-    /// `None` where the lock could not be had (said when taken). Only its
-    /// drop uses it outside the tests, which rustc takes for unused.
-    #[allow(dead_code)]
+    /// `None` where the lock could not be had.
     held: Option<OwnedFd>,
+    /// Why the lock could not be had, where that waits for the open
+    /// ([`said_when_taken`]).
+    unsaid: Option<Errno>,
 }
 
 impl DirLock {
     /// Takes the lock on `dir`, the directory of the journal file `file`
     /// (which [`JournalError::InUse`] names), without waiting.
     pub(super) fn take(dir: &Path, file: &Path) -> Result<DirLock, JournalError> {
-        let without = |error: rustix::io::Errno| {
-            tracing::warn!(
-                dir = %dir.display(),
-                %error,
-                "cannot lock the journal's directory: the journal is used without that lock, so a `callrelay compact` or a second relay on the same `journal.path` run while this relay reopens the journal after a failed write is not refused"
-            );
-            Ok(DirLock { held: None })
+        let without = |error: Errno| {
+            if said_when_taken(error) {
+                say_without(dir, error);
+                return Ok(DirLock {
+                    held: None,
+                    unsaid: None,
+                });
+            }
+            Ok(DirLock {
+                held: None,
+                unsaid: Some(error),
+            })
         };
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let dir_fd = match rustix::fs::open(dir, flags, Mode::empty()) {
@@ -62,18 +78,131 @@ impl DirLock {
             Err(error) => return without(error),
         };
         match rustix::fs::flock(&dir_fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(DirLock { held: Some(dir_fd) }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(JournalError::InUse {
+            Ok(()) => Ok(DirLock {
+                held: Some(dir_fd),
+                unsaid: None,
+            }),
+            Err(Errno::WOULDBLOCK) => Err(JournalError::InUse {
                 path: file.to_owned(),
             }),
             Err(error) => without(error),
         }
     }
+
+    /// Says what the take left unsaid, now that the journal is open.
+    pub(super) fn say_unsaid(&mut self, dir: &Path) {
+        if let Some(error) = self.unsaid.take() {
+            say_without(dir, error);
+        }
+    }
+
+    /// What an open says once the journal is open: what the take left
+    /// unsaid, and a lock that holds on this host only.
+    pub(super) fn say_at_open(&mut self, dir: &Path) {
+        self.say_unsaid(dir);
+        let Some(fd) = &self.held else { return };
+        // A file system the relay cannot look at is not called shared.
+        let Ok(stat) = rustix::fs::fstatfs(fd) else {
+            return;
+        };
+        // `f_type`'s integer type differs between targets.
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        let kind = stat.f_type as u64;
+        if let Some(file_system) = host_only_file_system(kind) {
+            tracing::warn!(
+                dir = %dir.display(),
+                file_system,
+                "{}",
+                host_only_warning(file_system)
+            );
+        }
+    }
+}
+
+fn say_without(dir: &Path, error: Errno) {
+    tracing::warn!(
+        dir = %dir.display(),
+        %error,
+        "cannot lock the journal's directory: the journal is used without that lock, so a `callrelay compact` or a second relay on the same `journal.path` run while this relay reopens the journal after a failed write is not refused"
+    );
+}
+
+fn host_only_warning(file_system: &str) -> String {
+    format!(
+        "the journal's directory is on {file_system}, where its lock holds on this host only: a `callrelay compact` or a second relay on another host sharing the directory is not refused by it (only by redb's lock on the file, where {file_system} carries that to the server, and not while this relay reopens the journal after a failed write); run one relay per journal directory, and `callrelay compact` on this host with the relay stopped"
+    )
+}
+
+/// `statfs(2)` `f_type`s of file systems whose directories have no `flock`
+/// of their own (`f_op->flock`), so that Linux keeps one on this host only:
+/// NFS (`nfs_dir_operations`), the SMB clients (`cifs_dir_ops`; old smbfs)
+/// and FUSE (`fuse_dir_operations`: sshfs, s3fs, gcsfuse, GlusterFS's
+/// client). CephFS's directories take `ceph_flock`, kept by its MDS across
+/// hosts; overlayfs's have none, but it is not shared between hosts.
+const NFS: u64 = 0x6969;
+const SMB: u64 = 0x517B;
+const CIFS: u64 = 0xFF53_4D42;
+const SMB2: u64 = 0xFE53_4D42;
+const FUSE: u64 = 0x6573_5546;
+
+/// The name of a file system whose directories take a `flock` on this
+/// host only, by its `statfs` `f_type`.
+fn host_only_file_system(kind: u64) -> Option<&'static str> {
+    match kind {
+        NFS => Some("nfs"),
+        SMB => Some("smb"),
+        CIFS => Some("cifs"),
+        SMB2 => Some("smb2"),
+        FUSE => Some("fuse"),
+        _ => None,
+    }
+}
+
+/// Whether a failure to lock is said when the lock is taken. Not one for
+/// lack of permission: the open that follows fails with the true reason
+/// (a run as the wrong user, a 0700 state directory), and where it does
+/// not (a directory that may be written but not read), it is said then.
+fn said_when_taken(error: Errno) -> bool {
+    !matches!(error, Errno::ACCESS | Errno::PERM)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Linux's `flock` calls a file system's own lock only where its
+    /// directories have one; NFS's, CIFS's and FUSE's have none, so the
+    /// lock is kept by this host's kernel alone.
+    #[test]
+    fn network_file_systems_are_host_only_and_ceph_and_a_disk_are_not() {
+        assert_eq!(host_only_file_system(0x6969), Some("nfs"));
+        assert_eq!(host_only_file_system(0x517B), Some("smb"));
+        assert_eq!(host_only_file_system(0xFF53_4D42), Some("cifs"));
+        assert_eq!(host_only_file_system(0xFE53_4D42), Some("smb2"));
+        assert_eq!(host_only_file_system(0x6573_5546), Some("fuse"));
+        // CephFS's directories have their own `flock`, kept by its MDS.
+        assert_eq!(host_only_file_system(0x00C3_6400), None, "ceph");
+        assert_eq!(host_only_file_system(0xEF53), None, "ext4");
+        assert_eq!(host_only_file_system(0x5846_5342), None, "xfs");
+        assert_eq!(host_only_file_system(0x0102_1994), None, "tmpfs");
+        let said = host_only_warning("nfs");
+        assert!(
+            said.contains("is on nfs, where its lock holds on this host only"),
+            "{said}"
+        );
+    }
+
+    /// A directory the user cannot read (a hand-run as the wrong user) is
+    /// not said before the open, which then fails with the true reason.
+    #[test]
+    fn a_permission_failure_waits_for_the_open_and_others_are_said_at_once() {
+        use rustix::io::Errno;
+        assert!(!said_when_taken(Errno::ACCESS));
+        assert!(!said_when_taken(Errno::PERM));
+        assert!(said_when_taken(Errno::NOLCK));
+        assert!(said_when_taken(Errno::BADF));
+        assert!(said_when_taken(Errno::INTR));
+    }
 
     /// Closing another descriptor of the directory (as `sync_dir` does)
     /// keeps the lock, which a POSIX `fcntl` lock would not.
