@@ -495,11 +495,7 @@ impl KafkaConfig {
     /// then creates it on a broker with `auto.create.topics.enable`.
     pub fn leaves_topics_to_the_broker(&self) -> bool {
         self.option("allow.auto.create.topics")
-            .is_some_and(|(_, v)| {
-                ["true", "t", "1"]
-                    .iter()
-                    .any(|t| v.get_ref().eq_ignore_ascii_case(t))
-            })
+            .is_some_and(|(_, v)| librdkafka_bool(v.get_ref()) == Some(true))
     }
 
     /// A digest of the files the options name (`ssl.ca.location`,
@@ -570,6 +566,13 @@ impl ProducerContext for SilentContext {
 /// Whether librdkafka accepts `key = value`, and that it does not weaken the
 /// delivery guarantees the sink promises.
 fn option_problem(key: &str, value: &str) -> Option<String> {
+    // A name librdkafka does not know is said so first: the checks below
+    // map names onto properties (`topic.linger.ms` onto `linger.ms`), and
+    // would judge a value librdkafka never takes under that name.
+    let refusal = librdkafka_refusal(key, value);
+    if let Some((true, message)) = refusal {
+        return Some(message);
+    }
     // Not `topic.metadata.broker.list`, which `property_of` resolves to the
     // same name but librdkafka refuses as unknown.
     if !key.starts_with("topic.") && same_property(key, "metadata.broker.list") {
@@ -601,27 +604,33 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     if key == "transactional.id" {
         return Some("[kafka.options] `transactional.id` is not supported: the sink is an idempotent, non-transactional producer".into());
     }
+    refusal.map(|(_, message)| message)
+}
+
+/// librdkafka's refusal of `key = value` on its own, worded for the
+/// operator, and whether it is of the name (a property it does not know).
+fn librdkafka_refusal(key: &str, value: &str) -> Option<(bool, String)> {
     let mut c = ClientConfig::new();
     c.set(key, value);
     match c.create_native_config() {
         Ok(_) => None,
         Err(rdkafka::error::KafkaError::ClientConfig(code, desc, _, _)) => {
+            let unknown = code == rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN;
             if is_sensitive(key) {
                 // librdkafka's own words when they hold nothing of the value
                 // ("No such configuration property", "Java JAAS configuration
                 // is not supported", "Internal property not settable"); some
                 // of its messages quote the value, and those are not shown.
                 let what = if shares_text(&desc, value) {
-                    match code {
-                        rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => {
-                            "librdkafka has no property of this name".to_owned()
-                        }
-                        _ => "librdkafka refuses this property or its value".to_owned(),
+                    if unknown {
+                        "librdkafka has no property of this name".to_owned()
+                    } else {
+                        "librdkafka refuses this property or its value".to_owned()
                     }
                 } else {
                     desc
                 };
-                Some(format!("[kafka.options] `{key}`: {what}"))
+                Some((unknown, format!("[kafka.options] `{key}`: {what}")))
             } else {
                 // librdkafka ends some messages with the value unquoted
                 // ("Invalid value for configuration property \"x\": VALUE"):
@@ -630,18 +639,47 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
                     Some(before) if !value.is_empty() => format!("{before}{value:?}"),
                     _ => desc,
                 };
-                Some(format!("[kafka.options] `{key}`: {desc}"))
+                Some((unknown, format!("[kafka.options] `{key}`: {desc}")))
             }
         }
-        Err(_) => Some(format!("[kafka.options] `{key}`: librdkafka refuses it")),
+        Err(_) => Some((
+            false,
+            format!("[kafka.options] `{key}`: librdkafka refuses it"),
+        )),
     }
 }
 
+/// Whether `value` does not weaken the fixed setting `key = want`. A
+/// boolean property is read by librdkafka's rule ([`librdkafka_bool`]):
+/// only a value it reads as the other boolean is refused here, one it reads
+/// as neither is left to its own refusal ("Expected bool value").
 fn same_value(key: &str, value: &str, want: &str) -> bool {
+    // By the property, not by `want`: `message.timeout.ms`'s `0` is a
+    // boolean's spelling too.
+    if matches!(key, "enable.idempotence" | "delivery.report.only.error")
+        && let Some(want) = librdkafka_bool(want)
+    {
+        return librdkafka_bool(value) != Some(!want);
+    }
     let v = value.trim().to_ascii_lowercase();
     match key {
         "acks" => v == "all" || v == "-1",
         _ => v == want,
+    }
+}
+
+/// What librdkafka 2.12.1 reads a boolean property's value as
+/// (`_RK_C_BOOL` in `rd_kafka_anyconf_set_prop`): `true`, `t` in any case
+/// and `1` are true, `false`, `f` and `0` false; nothing is trimmed, and
+/// anything else (`yes`, `on`, ` true`) it refuses.
+fn librdkafka_bool(value: &str) -> Option<bool> {
+    let is = |words: [&str; 3]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+    if is(["true", "t", "1"]) {
+        Some(true)
+    } else if is(["false", "f", "0"]) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -947,6 +985,95 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("delivery report"), "{p:?}");
         assert!(problems(&[("delivery.report.only.error", "false")]).is_empty());
+    }
+
+    /// librdkafka reads a boolean as true for `true`, `t` (any case) and
+    /// `1`, false for `false`, `f` and `0`, nothing else (`_RK_C_BOOL`);
+    /// the fixed booleans were compared as text, so `0` was refused as
+    /// weakening `delivery.report.only.error = false`.
+    #[test]
+    fn a_fixed_boolean_is_read_as_librdkafka_reads_it() {
+        let read_back = |key: &str, value: &str| {
+            let mut c = ClientConfig::new();
+            c.set(key, value);
+            c.create_native_config().ok()?.get(key).ok()
+        };
+        for (key, want, same, other) in [
+            (
+                "delivery.report.only.error",
+                "false",
+                ["false", "FALSE", "f", "F", "0"],
+                ["true", "True", "t", "T", "1"],
+            ),
+            (
+                "enable.idempotence",
+                "true",
+                ["true", "True", "t", "T", "1"],
+                ["false", "FALSE", "f", "F", "0"],
+            ),
+        ] {
+            for value in same {
+                assert_eq!(
+                    read_back(key, value).as_deref(),
+                    Some(want),
+                    "{key} = {value:?}"
+                );
+                let p = problems(&[(key, value)]);
+                assert!(p.is_empty(), "{key} = {value:?}: {p:?}");
+            }
+            for value in other {
+                assert_ne!(
+                    read_back(key, value).as_deref(),
+                    Some(want),
+                    "{key} = {value:?}"
+                );
+                let p = problems(&[(key, value)]);
+                assert!(
+                    p.len() == 1 && p[0].contains(&format!("must stay {want:?}")),
+                    "{key} = {value:?}: {p:?}"
+                );
+            }
+            // Neither boolean: librdkafka's own refusal says so.
+            for value in ["yes", "on", " true", "false ", "00", ""] {
+                assert_eq!(read_back(key, value), None, "{key} = {value:?}");
+                let p = problems(&[(key, value)]);
+                assert!(
+                    p.len() == 1 && !p[0].contains("must stay"),
+                    "{key} = {value:?}: {p:?}"
+                );
+            }
+        }
+    }
+
+    /// `topic.` before a global property is a name librdkafka does not
+    /// know: that is said first, not a check of the property it resembles.
+    #[test]
+    fn a_name_librdkafka_does_not_know_is_refused_as_unknown_first() {
+        for (key, value) in [
+            ("topic.enable.idempotence", "false"),
+            ("topic.enable.idempotence", "true"),
+            ("topic.delivery.report.only.error", "true"),
+            ("topic.message.send.max.retries", "3"),
+            ("topic.linger.ms", "20ms"),
+            ("topic.linger.ms", "20"),
+            ("topic.message.max.bytes", "0x100000"),
+            ("topic.bootstrap.servers", "x:9092"),
+        ] {
+            let p = problems(&[(key, value)]);
+            assert!(
+                p.len() == 1 && p[0].contains("No such configuration property"),
+                "{key} = {value:?}: {p:?}"
+            );
+        }
+        // Every other refusal keeps its own words.
+        let p = problems(&[("enable.idempotence", "false")]);
+        assert!(p[0].contains("must stay \"true\""), "{p:?}");
+        let p = problems(&[("linger.ms", "20ms")]);
+        assert!(p[0].contains("plain decimal"), "{p:?}");
+        let p = problems(&[("topic.message.timeout.ms", "5000")]);
+        assert!(p[0].contains("must stay \"0\""), "{p:?}");
+        let p = problems(&[("metadata.broker.list", "x:9092")]);
+        assert!(p[0].contains("kafka.brokers"), "{p:?}");
     }
 
     #[test]
