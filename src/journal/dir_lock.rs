@@ -105,9 +105,11 @@ impl DirLock {
         let Ok(stat) = rustix::fs::fstatfs(fd) else {
             return;
         };
-        // `f_type`'s integer type differs between targets.
+        // Magic numbers are 32 bits; `f_type` is an `i32` on 32-bit
+        // targets, where CIFS's and SMB2's read negative and would not
+        // match if widened (sign-extended) rather than cut to 32 bits.
         #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
-        let kind = stat.f_type as u64;
+        let kind = stat.f_type as u32;
         if let Some(file_system) = host_only_file_system(kind) {
             tracing::warn!(
                 dir = %dir.display(),
@@ -136,24 +138,27 @@ fn host_only_warning(file_system: &str) -> String {
 /// `statfs(2)` `f_type`s of file systems whose directories have no `flock`
 /// of their own (`f_op->flock`), so that Linux keeps one on this host only:
 /// NFS (`nfs_dir_operations`), the SMB clients (`cifs_dir_ops`; old smbfs)
-/// and FUSE (`fuse_dir_operations`: sshfs, s3fs, gcsfuse, GlusterFS's
-/// client). CephFS's directories take `ceph_flock`, kept by its MDS across
+/// FUSE (`fuse_dir_operations`: sshfs, s3fs, gcsfuse, GlusterFS's
+/// client, virtiofs) and 9p (`v9fs_dir_operations`: QEMU's virtfs, WSL2's
+/// drives). CephFS's directories take `ceph_flock`, kept by its MDS across
 /// hosts; overlayfs's have none, but it is not shared between hosts.
-const NFS: u64 = 0x6969;
-const SMB: u64 = 0x517B;
-const CIFS: u64 = 0xFF53_4D42;
-const SMB2: u64 = 0xFE53_4D42;
-const FUSE: u64 = 0x6573_5546;
+const NFS: u32 = 0x6969;
+const SMB: u32 = 0x517B;
+const CIFS: u32 = 0xFF53_4D42;
+const SMB2: u32 = 0xFE53_4D42;
+const FUSE: u32 = 0x6573_5546;
+const V9FS: u32 = 0x0102_1997;
 
 /// The name of a file system whose directories take a `flock` on this
 /// host only, by its `statfs` `f_type`.
-fn host_only_file_system(kind: u64) -> Option<&'static str> {
+fn host_only_file_system(kind: u32) -> Option<&'static str> {
     match kind {
         NFS => Some("nfs"),
         SMB => Some("smb"),
         CIFS => Some("cifs"),
         SMB2 => Some("smb2"),
         FUSE => Some("fuse"),
+        V9FS => Some("9p"),
         _ => None,
     }
 }
@@ -180,6 +185,10 @@ mod tests {
         assert_eq!(host_only_file_system(0xFF53_4D42), Some("cifs"));
         assert_eq!(host_only_file_system(0xFE53_4D42), Some("smb2"));
         assert_eq!(host_only_file_system(0x6573_5546), Some("fuse"));
+        assert_eq!(host_only_file_system(0x0102_1997), Some("9p"));
+        // A 32-bit target's `f_type` (an `i32`) cut to 32 bits, as read.
+        let cifs_as_i32 = 0xFF53_4D42_u32 as i32;
+        assert_eq!(host_only_file_system(cifs_as_i32 as u32), Some("cifs"));
         // CephFS's directories have their own `flock`, kept by its MDS.
         assert_eq!(host_only_file_system(0x00C3_6400), None, "ceph");
         assert_eq!(host_only_file_system(0xEF53), None, "ext4");
@@ -202,6 +211,13 @@ mod tests {
         assert!(said_when_taken(Errno::NOLCK));
         assert!(said_when_taken(Errno::BADF));
         assert!(said_when_taken(Errno::INTR));
+        // Said once, at the open: a reopen's `say_unsaid` finds nothing.
+        let mut lock = DirLock {
+            held: None,
+            unsaid: Some(Errno::ACCESS),
+        };
+        lock.say_unsaid(Path::new("/nowhere"));
+        assert_eq!(lock.unsaid, None, "said, and said once");
     }
 
     /// Closing another descriptor of the directory (as `sync_dir` does)
