@@ -571,6 +571,16 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     // would judge a value librdkafka never takes under that name.
     let refusal = librdkafka_refusal(key, value);
     if let Some((true, message)) = refusal {
+        // librdkafka names what it looked up at topic level, the name
+        // without `topic.` ("No such configuration property:
+        // \"enable.idempotence\""), which reads as if that did not exist.
+        if let Some(global) = key.strip_prefix("topic.")
+            && !matches!(librdkafka_refusal(global, value), Some((true, _)))
+        {
+            return Some(format!(
+                "[kafka.options] `{key}`: `{global}` is a global property, not a topic one: write it `{global}`, without `topic.`"
+            ));
+        }
         return Some(message);
     }
     // Not `topic.metadata.broker.list`, which `property_of` resolves to the
@@ -1058,11 +1068,24 @@ mod tests {
             ("topic.linger.ms", "20"),
             ("topic.message.max.bytes", "0x100000"),
             ("topic.bootstrap.servers", "x:9092"),
+            ("topic.sasl.password", "hunter2"),
         ] {
             let p = problems(&[(key, value)]);
+            let global = &key["topic.".len()..];
+            assert!(
+                p.len() == 1
+                    && p[0].contains(&format!("`{global}` is a global property"))
+                    && !p[0].contains("No such configuration property"),
+                "{key} = {value:?}: {p:?}"
+            );
+            assert!(!p[0].contains("hunter2"), "{p:?}");
+        }
+        // A name known nowhere keeps librdkafka's words.
+        for key in ["topic.no.such.thing", "no.such.thing"] {
+            let p = problems(&[(key, "1")]);
             assert!(
                 p.len() == 1 && p[0].contains("No such configuration property"),
-                "{key} = {value:?}: {p:?}"
+                "{key}: {p:?}"
             );
         }
         // Every other refusal keeps its own words.
