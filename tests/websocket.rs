@@ -863,6 +863,45 @@ async fn a_scoped_token_receives_only_its_accounts_events_live_and_on_resume() {
     }
 }
 
+/// A token scoped to `hn` whose client names one subject is routed on that
+/// subject (the hub's most selective key), a route every account's events
+/// of that subject take: `sg`'s event of the same subject wakes the session
+/// but is not sent, live or on resume; nor is `hn`'s of another subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_naming_one_subject_gets_only_its_accounts_events_of_it() {
+    let relay = start_scoped_relay("{ token = \"team-hn\", accounts = [\"hn\"] }").await;
+    let mut scoped = connect(&ws_url(&relay, "?token=team-hn&subject=agent-1001")).await;
+    await_serving(&mut scoped).await;
+    let sent = [
+        ("hn", "agent-1001"),
+        ("sg", "agent-1001"),
+        ("hn", "agent-2002"),
+        ("sg", "agent-1001"),
+        ("hn", "agent-1001"),
+    ];
+    let mut seqs = Vec::new();
+    for (n, (account, subject)) in (1..).zip(sent) {
+        let e = event(n, "call.ringing", Vendor::Tel4vn, account, Some(subject));
+        seqs.push(relay.ctx.ingest.submit(e).await.expect("submit").seq);
+    }
+    let want: Vec<u64> = seqs
+        .iter()
+        .zip(sent)
+        .filter(|(_, s)| *s == ("hn", "agent-1001"))
+        .map(|(seq, _)| *seq)
+        .collect();
+    // The list ends with a wanted event: one sent by mistake comes before it.
+    let last = *seqs.last().expect("events");
+    assert_eq!(seqs_until(&mut scoped, last).await, want, "live");
+    let before = seqs[0] - 1;
+    let mut resumed = connect(&ws_url(
+        &relay,
+        &format!("?token=team-hn&subject=agent-1001&since={before}"),
+    ))
+    .await;
+    assert_eq!(seqs_until(&mut resumed, last).await, want, "replayed");
+}
+
 /// A scoped token's client whose `account` filter names an account
 /// outside its scope is answered 403 before the upgrade, in the refusals'
 /// JSON, counted as `account_not_allowed`, the body naming the account and
