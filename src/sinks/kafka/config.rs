@@ -574,12 +574,26 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
         // librdkafka names what it looked up at topic level, the name
         // without `topic.` ("No such configuration property:
         // \"enable.idempotence\""), which reads as if that did not exist.
+        // Not for `topic.topic.X`: librdkafka strips one `topic.` and would
+        // take the rest at topic level.
         if let Some(global) = key.strip_prefix("topic.")
-            && !matches!(librdkafka_refusal(global, value), Some((true, _)))
+            && !global.starts_with("topic.")
         {
-            return Some(format!(
-                "[kafka.options] `{key}`: `{global}` is a global property, not a topic one: write it `{global}`, without `topic.`"
-            ));
+            let is_global = format!(
+                "[kafka.options] `{key}`: `{global}` is a global property, not a topic one"
+            );
+            if !matches!(librdkafka_refusal(global, value), Some((true, _))) {
+                // Refused as that too (its value, or a property no config
+                // may set): the global name's own refusal, not advice to
+                // write what is refused again.
+                return Some(match option_problem(global, value) {
+                    None => format!("{is_global}: write it `{global}`"),
+                    Some(inner) => {
+                        let inner = inner.strip_prefix("[kafka.options] ").unwrap_or(&inner);
+                        format!("{is_global}, and as that: {inner}")
+                    }
+                });
+            }
         }
         return Some(message);
     }
@@ -1080,6 +1094,25 @@ mod tests {
             );
             assert!(!p[0].contains("hunter2"), "{p:?}");
         }
+        // Accepted as the global name: the advice is to write that.
+        let p = problems(&[("topic.linger.ms", "20")]);
+        assert!(p[0].ends_with("write it `linger.ms`"), "{p:?}");
+        // Refused as the global name too: no advice to write what is
+        // refused again, but why.
+        let p = problems(&[("topic.sasl.jaas.config", "x")]);
+        assert!(
+            p[0].contains("and as that: `sasl.jaas.config`: Java JAAS"),
+            "{p:?}"
+        );
+        let p = problems(&[("topic.enable.idempotence", "false")]);
+        assert!(
+            p[0].contains("and as that: `enable.idempotence` must stay \"true\""),
+            "{p:?}"
+        );
+        // One `topic.` too many: librdkafka strips one and takes `acks` at
+        // topic level, so `topic.acks` is no global property.
+        let p = problems(&[("topic.topic.acks", "all")]);
+        assert!(!p[0].contains("global property"), "{p:?}");
         // A name known nowhere keeps librdkafka's words.
         for key in ["topic.no.such.thing", "no.such.thing"] {
             let p = problems(&[(key, "1")]);
