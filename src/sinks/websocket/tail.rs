@@ -14,8 +14,10 @@
 //! a connection proved useful (a frame came, or it stayed up for
 //! [`PROVEN_AFTER`]), so a relay that accepts and drops every connection is
 //! not hammered. Frames up to [`MAX_FRAME`] are accepted, more than a relay's
-//! events reach. Control frames (a gap) and reconnects are reported on
-//! stderr. A refused token ends it (exit 1) rather than retrying forever; so
+//! events reach. Control frames (a gap), a heartbeat below the seq it
+//! resumes from (a new journal or another relay: it goes on from the
+//! relay's seq, and the relay's events up to it are not printed) and
+//! reconnects are reported on stderr. A refused token ends it (exit 1) rather than retrying forever; so
 //! does a 404 before it ever connected (a wrong `--url` path; after a
 //! connection a 404 is a proxy between relay restarts, and is retried), a
 //! frame over [`MAX_FRAME`], which every reconnect would meet again, and a
@@ -286,8 +288,15 @@ async fn follow<W: Write>(
                     last_read,
                     limit: silence_limit,
                 };
-                let disconnect =
-                    print_events(socket, &mut since, &mut frames, silence, out).await?;
+                let disconnect = print_events(
+                    socket,
+                    &mut since,
+                    &mut frames,
+                    silence,
+                    out,
+                    &mut std::io::stderr(),
+                )
+                .await?;
                 if proved_useful(frames, connected_at.elapsed()) {
                     backoff = BACKOFF_START;
                 }
@@ -592,17 +601,20 @@ where
 /// `silence` is reached: not a byte read for its limit while tail waited
 /// for a frame (`socket` reads through the stream that stamps its
 /// `last_read`). `since` follows the last printed seq, `frames` counts the
-/// text frames received.
-async fn print_events<S, W>(
+/// text frames received; what the user is told besides events goes to
+/// `notes` (stderr).
+async fn print_events<S, W, N>(
     mut socket: S,
     since: &mut Option<u64>,
     frames: &mut u64,
     silence: Silence,
     out: &mut W,
+    notes: &mut N,
 ) -> Result<Disconnect, TailError>
 where
     S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     W: Write,
+    N: Write,
 {
     loop {
         // The time spent printing the last frame (a stdout that blocked, a
@@ -665,6 +677,22 @@ where
             // Kept above it, each reconnect was "from now" again, and what
             // was committed while tail was away was never printed.
             if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
+                // Said, as a gap is: the relay's events up to its seq are
+                // never printed, and the lines after it go on as if nothing
+                // were amiss. Not a replay from 0: tail cannot tell a wiped
+                // journal from a mistyped `--since` or another relay, whose
+                // whole journal (days of it) would pour out unasked.
+                if let Some(asked) = *since
+                    && seq < asked
+                {
+                    // Not `eprintln!`: it panics (exit 101) on a stderr that cannot be written.
+                    let _ = writeln!(
+                        notes,
+                        "callrelay tail: the relay's newest seq is {seq}, below seq {asked} that tail resumes after \
+                         (a new or wiped journal, or another relay): the events it holds up to seq {seq} \
+                         are not printed (a tail with --since 0 prints them); resuming after seq {seq}"
+                    );
+                }
                 *since = Some(seq);
             }
             continue;
@@ -675,7 +703,7 @@ where
                 let oldest = value.get("oldest_seq").and_then(|v| v.as_u64());
                 // Not `eprintln!`: it panics (exit 101) on a stderr that cannot be written.
                 let _ = writeln!(
-                    std::io::stderr(),
+                    notes,
                     "callrelay tail: the relay no longer holds some requested events; resuming at seq {}",
                     oldest.map_or_else(|| "?".to_owned(), |s| s.to_string())
                 );
@@ -814,7 +842,15 @@ mod tests {
             text(r#"{"control":"heartbeat","seq":41}"#),
         ]);
         let (mut since, mut count) = (None, 0);
-        let end = print_events(frames, &mut since, &mut count, silence(), &mut Vec::new()).await;
+        let end = print_events(
+            frames,
+            &mut since,
+            &mut count,
+            silence(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
         assert_eq!(since, Some(41), "the last heartbeat");
         assert_eq!(
@@ -833,10 +869,53 @@ mod tests {
         let frames = futures::stream::iter([Ok(Message::text(
             r#"{"control":"heartbeat","seq":7}"#.to_owned(),
         ))]);
-        let (mut since, mut count) = (Some(100), 0);
-        let end = print_events(frames, &mut since, &mut count, silence(), &mut Vec::new()).await;
+        let (mut since, mut count, mut notes) = (Some(100), 0, Vec::new());
+        let end = print_events(
+            frames,
+            &mut since,
+            &mut count,
+            silence(),
+            &mut Vec::new(),
+            &mut notes,
+        )
+        .await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
         assert_eq!(since, Some(7));
+        // Said, as a gap is: the relay's events up to 7 are never printed
+        // (it said nothing; audit of `callrelay tail`, 2026-12-07).
+        assert_eq!(
+            String::from_utf8(notes).unwrap(),
+            "callrelay tail: the relay's newest seq is 7, below seq 100 that tail resumes after \
+             (a new or wiped journal, or another relay): the events it holds up to seq 7 \
+             are not printed (a tail with --since 0 prints them); resuming after seq 7\n"
+        );
+    }
+
+    /// Heartbeats at or above the resume point (every one of a relay that
+    /// reached it) say nothing; neither does the first one of a tail
+    /// started "from now", which asked for no seq.
+    #[tokio::test]
+    async fn a_heartbeat_at_or_above_the_resume_point_says_nothing() {
+        for (asked, heartbeats) in [(Some(7), [7, 9]), (None, [3, 4])] {
+            let frames = futures::stream::iter(heartbeats.map(|seq| {
+                Ok(Message::text(format!(
+                    r#"{{"control":"heartbeat","seq":{seq}}}"#
+                )))
+            }));
+            let (mut since, mut count, mut notes) = (asked, 0, Vec::new());
+            let end = print_events(
+                frames,
+                &mut since,
+                &mut count,
+                silence(),
+                &mut Vec::new(),
+                &mut notes,
+            )
+            .await;
+            assert!(matches!(end, Ok(Disconnect::Retry(_))));
+            assert_eq!(since, Some(heartbeats[1]));
+            assert_eq!(String::from_utf8_lossy(&notes), "", "from {asked:?}");
+        }
     }
 
     /// The silence of a connection that nothing reads bytes from yet.
@@ -865,7 +944,15 @@ mod tests {
         });
         let pending = futures::stream::pending::<Result<Message, tungstenite::Error>>();
         let (mut since, mut count) = (Some(3), 0);
-        let end = print_events(pending, &mut since, &mut count, silence, &mut Vec::new()).await;
+        let end = print_events(
+            pending,
+            &mut since,
+            &mut count,
+            silence,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
         assert_eq!(started.elapsed(), every * 10 + SILENCE_LIMIT);
         trickle.await.unwrap();
@@ -879,7 +966,16 @@ mod tests {
         let started = Instant::now();
         let silent = futures::stream::pending::<Result<Message, tungstenite::Error>>();
         let (mut since, mut count) = (Some(3), 0);
-        match print_events(silent, &mut since, &mut count, silence(), &mut Vec::new()).await {
+        match print_events(
+            silent,
+            &mut since,
+            &mut count,
+            silence(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .await
+        {
             Ok(Disconnect::Retry(why)) => assert!(why.contains("the connection is dead"), "{why}"),
             Ok(Disconnect::StdoutClosed) => panic!("expected a reconnect"),
             Err(e) => panic!("expected a reconnect, got {e}"),
@@ -1129,7 +1225,16 @@ mod tests {
         });
         let frames = futures::stream::iter([Err(too_long)]);
         let (mut since, mut count) = (Some(7), 0);
-        match print_events(frames, &mut since, &mut count, silence(), &mut Vec::new()).await {
+        match print_events(
+            frames,
+            &mut since,
+            &mut count,
+            silence(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .await
+        {
             Err(e @ TailError::FrameTooLarge { .. }) => assert_eq!(
                 e.to_string(),
                 "the relay sent a frame of 5 bytes, over tail's limit of 4 bytes \
