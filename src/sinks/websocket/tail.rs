@@ -21,7 +21,8 @@
 //! does a 404 before it ever connected (a wrong `--url` path; after a
 //! connection a 404 is a proxy between relay restarts, and is retried), a
 //! frame over [`MAX_FRAME`], which every reconnect would meet again, and a
-//! closed stdout (exit 0, e.g. `| head`).
+//! closed stdout (exit 0, e.g. `| head`). Ctrl-C (SIGINT) and SIGTERM end
+//! it by the signal, as a shell expects of a stopped command (see [`run`]).
 //! The token goes in the `Authorization` header, never in the URL or a log.
 //! A `wss://` relay (behind a TLS proxy) is verified against the public roots
 //! plus `--ca-file`'s certificates.
@@ -220,19 +221,23 @@ enum Disconnect {
     StdoutClosed,
 }
 
-/// Connects, prints events, and reconnects from the last printed seq until interrupted.
+/// Connects, prints events, and reconnects from the last printed seq until
+/// stdout closes or an error ends it.
+///
+/// No Ctrl-C handler: SIGINT (and SIGTERM) end the process by the signal
+/// itself. A shell reads that as 130 (143) and as the user's stop, so a
+/// `for` loop of tails ends there; a tail that caught it and exited, even
+/// with 130, is one bash takes to have handled it, and bash runs the next.
+/// Putting the default action back to die by it after a handler takes
+/// `unsafe`, and there is nothing to finish: every line is flushed as it
+/// is printed, and a name lookup still in the runtime's blocking pool is
+/// not waited for.
 pub async fn run(options: TailOptions) -> Result<(), TailError> {
-    // One listener for the whole run: a Ctrl-C between two listeners of
-    // their own would be missed.
-    let mut stdout = std::io::stdout();
-    tokio::select! {
-        r = follow(&options, SILENCE_LIMIT, &mut stdout) => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
-    }
+    follow(&options, SILENCE_LIMIT, &mut std::io::stdout()).await
 }
 
-/// [`run`] without the Ctrl-C, printing to `out`, giving up a connection
-/// silent for `silence_limit` ([`SILENCE_LIMIT`]; tests shorten it).
+/// [`run`] printing to `out`, giving up a connection silent for
+/// `silence_limit` ([`SILENCE_LIMIT`]; tests shorten it).
 async fn follow<W: Write>(
     options: &TailOptions,
     silence_limit: Duration,
