@@ -250,7 +250,14 @@ fn main() -> ExitCode {
                 since,
                 ca_file,
             };
-            match runtime.block_on(tail::run(options)) {
+            let result = runtime.block_on(tail::run(options));
+            // A name lookup the upgrade's time limit gave up on may still be
+            // in the blocking pool (getaddrinfo, 10–30 s with a resolver
+            // that does not answer): dropping the runtime would wait for it,
+            // and tail has nothing left that is worth waiting for (every
+            // line it printed is flushed).
+            runtime.shutdown_background();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     say_error(format_args!("callrelay tail: {e}"));
