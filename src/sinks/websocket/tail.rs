@@ -17,10 +17,11 @@
 //! events reach. Control frames (a gap), a heartbeat below the seq it
 //! resumes from (a new journal or another relay: it goes on from the
 //! relay's seq, and the relay's events up to it are not printed) and
-//! reconnects are reported on stderr. A refused token ends it (exit 1) rather than retrying forever; so
-//! does a 404 before it ever connected (a wrong `--url` path; after a
-//! connection a 404 is a proxy between relay restarts, and is retried), a
-//! frame over [`MAX_FRAME`], which every reconnect would meet again, and a
+//! reconnects are reported on stderr. A refused token ends it (exit 1)
+//! rather than retrying forever; so does the relay's own 404 before it ever
+//! connected (a wrong `--url` path; any other 404, or one after a
+//! connection, may be a proxy between relay restarts, and is retried with a
+//! warning naming both causes), a frame over [`MAX_FRAME`], which every reconnect would meet again, and a
 //! closed stdout (exit 0, e.g. `| head`). Ctrl-C (SIGINT) and SIGTERM end
 //! it by the signal, as a shell expects of a stopped command (see [`run`]).
 //! The token goes in the `Authorization` header, never in the URL or a log.
@@ -318,17 +319,25 @@ async fn follow<W: Write>(
                     TailError::Forbidden(reason)
                 });
             }
-            // Only before the first connection: the URL is then wrong, and no
-            // retry will fix it. Once this URL has served us, a 404 is a
-            // proxy whose route is gone while the relay restarts (Traefik
-            // drops a container's routes while it is down).
+            // Only the relay's own 404 (it names its fan-out's path), and only
+            // before the first connection: the URL is then wrong, and no
+            // retry will fix it. Any other 404 may be a proxy whose route is
+            // gone while the relay restarts (Traefik drops a container's
+            // routes while it is down), and once this URL has served us, a
+            // relay's own 404 is a reload of its `websocket.path` away.
             Err(tungstenite::Error::Http(response))
                 if response.status() == http::StatusCode::NOT_FOUND && !connected_once =>
             {
-                return Err(TailError::NotFound {
-                    path: url_path(&options.url),
-                    served_at: served_at(response.body().as_deref()),
-                });
+                let body = response.body().as_deref();
+                match served_at(body) {
+                    Some(path) => {
+                        return Err(TailError::NotFound {
+                            path: url_path(&options.url),
+                            served_at: Some(path),
+                        });
+                    }
+                    None => Disconnect::Retry(not_found_said(body)),
+                }
             }
             Err(tungstenite::Error::Http(response))
                 if response.status() == http::StatusCode::BAD_REQUEST =>
@@ -379,6 +388,19 @@ async fn follow<W: Write>(
             }
         }
     }
+}
+
+/// A 404 that is not the relay's own, for the retry's warning: which of
+/// its two likely causes holds, tail cannot tell.
+fn not_found_said(body: Option<&[u8]>) -> String {
+    let status = http::StatusCode::NOT_FOUND;
+    let answer = match relay_error(body) {
+        Some(reason) => format!("HTTP {status}: {reason}"),
+        None => format!("HTTP {status}"),
+    };
+    format!(
+        "{answer}; not the relay's own 404: a wrong path in --url, or a proxy whose relay is down or restarting"
+    )
 }
 
 /// Why a connection to the relay failed, for the retry's warning: a refused
@@ -1344,6 +1366,97 @@ mod tests {
         assert!(
             message.ends_with(r#"check --url (the relay serves WebSocket clients at "/live/\n")"#),
             "{message}"
+        );
+    }
+
+    /// An HTTP server that answers every request 404 with `body`, and
+    /// reports each connection as it comes.
+    async fn not_found_server(
+        body: &'static str,
+    ) -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+        tokio_util::task::AbortOnDropHandle<()>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let (report, seen) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let _ = report.send(());
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, seen, tokio_util::task::AbortOnDropHandle::new(server))
+    }
+
+    /// Before tail ever connected, a 404 that is not the relay's own (a
+    /// proxy such as Traefik answers 404 while the relay behind it is down)
+    /// is retried: the relay may be restarting. It ended tail, blaming
+    /// `--url` (audit of `callrelay tail`, 2026-12-07).
+    #[tokio::test]
+    async fn a_404_not_from_the_relay_is_retried_before_the_first_connection() {
+        let (url, mut seen, _server) = not_found_server("404 page not found\n").await;
+        let options = options_for(url);
+        let mut out = Vec::new();
+        let tail = follow(&options, SILENCE_LIMIT, &mut out);
+        tokio::pin!(tail);
+        tokio::time::timeout(WAIT, async {
+            for _ in 0..2 {
+                tokio::select! {
+                    r = &mut tail => panic!("tail ended: {r:?}"),
+                    s = seen.recv() => s.expect("the server runs"),
+                }
+            }
+        })
+        .await
+        .expect("tail tried again");
+    }
+
+    /// The relay's own 404 (it names where its fan-out is) before the first
+    /// connection is a wrong `--url` path: tail stops and says where.
+    #[tokio::test]
+    async fn the_relays_own_404_before_the_first_connection_ends_tail() {
+        let body = r#"{"error":"no such route: the WebSocket fan-out is at /live","websocket_path":"/live"}"#;
+        let (url, _seen, _server) = not_found_server(body).await;
+        let options = options_for(url);
+        let ended = tokio::time::timeout(WAIT, follow(&options, SILENCE_LIMIT, &mut Vec::new()))
+            .await
+            .expect("tail ended");
+        match ended {
+            Err(TailError::NotFound { path, served_at }) => {
+                assert_eq!(
+                    (path.as_str(), served_at.as_deref()),
+                    ("/ws", Some("/live"))
+                );
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+
+    /// What a retried 404 is said as names both of its likely causes.
+    #[test]
+    fn a_retried_404_names_a_wrong_path_and_a_relay_down_behind_a_proxy() {
+        let said = not_found_said(Some(b"404 page not found"));
+        assert!(
+            said.starts_with("HTTP 404 Not Found: 404 page not found; ")
+                && said.contains("a wrong path in --url")
+                && said.contains("a proxy whose relay is down"),
+            "{said}"
         );
     }
 
