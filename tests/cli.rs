@@ -477,6 +477,59 @@ fn tail_handshake_logs(rust_log: &str, marker: &str) -> (String, String) {
 
 /// At trace level tungstenite logs the handshake request, Authorization
 /// header included; the wire crates are held at debug whatever is asked.
+/// Ctrl-C (SIGINT) and SIGTERM end `callrelay tail` with 0, as the contract
+/// has it ("SIGTERM/SIGINT drain and exit 0"), taken at an await, never in
+/// the middle of a line. SIGTERM ended it by the signal (143), no handler
+/// (audit of `callrelay tail`, 2026-12-07).
+#[test]
+fn ctrl_c_and_sigterm_end_tail_with_0_between_lines() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+
+    for signal in ["-INT", "-TERM"] {
+        // A port nothing listens on: tail retries it for as long as it runs.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut child = Running(
+            common::relay_command()
+                .args(["tail", "--url", &format!("ws://127.0.0.1:{port}/ws")])
+                .env_remove("CALLRELAY_WS_TOKEN")
+                .env_remove("RUST_LOG")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn tail"),
+        );
+        let stderr = BufReader::new(child.0.stderr.take().expect("stderr"));
+        // A retry said: tail has been listening for signals since before.
+        let retried = stderr
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("retrying"));
+        assert!(retried, "tail stopped before retrying");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let id = child.id();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.0.wait().expect("wait");
+            let _ = done_tx.send(status);
+            child
+        });
+        let status = done_rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("tail (pid {id}) still runs 20 s after kill {signal}"));
+        drop(waiter.join());
+        assert_eq!(status.code(), Some(0), "kill {signal}: {status:?}");
+    }
+}
+
 #[test]
 fn trace_logging_never_shows_the_tail_token() {
     let marker = "MARKER-TOKEN-5150";
@@ -498,71 +551,6 @@ fn trace_logging_never_shows_the_tail_token() {
             assert!(!logs.contains("resume_after=None"), "{logs}");
         }
     }
-}
-
-/// Ctrl-C ends `callrelay tail` by SIGINT itself, which a shell reads as
-/// 130 and as the user's stop: a `for` loop of tails ends there. It exited
-/// 0, and bash took a child that exits at all, even 130, as one that
-/// handled the Ctrl-C, and ran the loop's next tail (audit of `callrelay
-/// tail`, 2026-12-07).
-#[test]
-fn ctrl_c_ends_tail_by_sigint() {
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::process::ExitStatusExt;
-    use std::time::Duration;
-
-    // A port nothing listens on: tail retries it for as long as it runs.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut child = Running(
-        common::relay_command()
-            .args(["tail", "--url", &format!("ws://127.0.0.1:{port}/ws")])
-            .env_remove("CALLRELAY_WS_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn tail"),
-    );
-    let stderr = BufReader::new(child.0.stderr.take().expect("stderr"));
-    // The second retry: tail has been waiting for a signal since before
-    // the first.
-    let retries = stderr
-        .lines()
-        .map_while(Result::ok)
-        .filter(|line| line.contains("retrying"))
-        .take(2)
-        .count();
-    assert_eq!(retries, 2, "tail stopped before retrying twice");
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let id = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let status = child.0.wait().expect("wait");
-        let _ = done_tx.send(status);
-        child
-    });
-    let status = done_rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| {
-            panic!(
-                "tail (pid {id}) still runs 20 s after SIGINT (it inherits an ignored SIGINT: \
-                 are the tests run from a shell's background job?)"
-            )
-        });
-    drop(waiter.join());
-    assert_eq!(
-        (status.code(), status.signal()),
-        (None, Some(2)),
-        "ended by SIGINT: {status:?}"
-    );
 }
 
 /// CONTRACT: human format on a terminal; a pipe (the journal, a file) gets

@@ -22,8 +22,8 @@
 //! connected (a wrong `--url` path; any other 404, or one after a
 //! connection, may be a proxy between relay restarts, and is retried with a
 //! warning naming both causes), a frame over [`MAX_FRAME`], which every reconnect would meet again, and a
-//! closed stdout (exit 0, e.g. `| head`). Ctrl-C (SIGINT) and SIGTERM end
-//! it by the signal, as a shell expects of a stopped command (see [`run`]).
+//! closed stdout (exit 0, e.g. `| head`). Ctrl-C (SIGINT) and SIGTERM exit
+//! 0, as the contract has every command do, between two lines, never in one.
 //! The token goes in the `Authorization` header, never in the URL or a log.
 //! A `wss://` relay (behind a TLS proxy) is verified against the public roots
 //! plus `--ca-file`'s certificates.
@@ -167,6 +167,18 @@ fn max_frame() -> usize {
 /// what answered may be something else.
 const MAX_SERVED_AT_CHARS: usize = 256;
 
+/// Whether a 404 is a relay's own: `Some` with where its fan-out is when
+/// it says (a WebSocket upgrade on another path), `Some(None)` for its
+/// answer to a plain request on a path it has no route for (a proxy that
+/// drops the `Upgrade` header, a relay older than 2026-12-03).
+fn relays_own_404(body: Option<&[u8]>) -> Option<Option<String>> {
+    if let Some(path) = served_at(body) {
+        return Some(Some(path));
+    }
+    let json: serde_json::Value = serde_json::from_slice(body?).ok()?;
+    (json.get("error")?.as_str()? == "no such route").then_some(None)
+}
+
 /// The fan-out's path as a relay's 404 names it (`websocket_path`), if the
 /// body is one.
 fn served_at(body: Option<&[u8]>) -> Option<String> {
@@ -210,7 +222,7 @@ const MAX_RELAY_BODY_READ: usize = 4096;
 fn served_at_hint(served_at: &Option<String>) -> String {
     match served_at {
         Some(path) => format!("the relay serves WebSocket clients at {path:?}"),
-        None => "the relay serves websocket.path, /ws by default".to_owned(),
+        None => "the relay serves websocket.path, /ws by default; a relay answers so too when a proxy before it drops the Upgrade header".to_owned(),
     }
 }
 
@@ -223,22 +235,30 @@ enum Disconnect {
 }
 
 /// Connects, prints events, and reconnects from the last printed seq until
-/// stdout closes or an error ends it.
-///
-/// No Ctrl-C handler: SIGINT (and SIGTERM) end the process by the signal
-/// itself. A shell reads that as 130 (143) and as the user's stop, so a
-/// `for` loop of tails ends there; a tail that caught it and exited, even
-/// with 130, is one bash takes to have handled it, and bash runs the next.
-/// Putting the default action back to die by it after a handler takes
-/// `unsafe`, and there is nothing to finish: every line is flushed as it
-/// is printed, and a name lookup still in the runtime's blocking pool is
-/// not waited for.
+/// interrupted: Ctrl-C (SIGINT) and SIGTERM exit 0, as the contract has
+/// it, taken at an await, so never in the middle of a line.
 pub async fn run(options: TailOptions) -> Result<(), TailError> {
-    follow(&options, SILENCE_LIMIT, &mut std::io::stdout()).await
+    // One listener of each for the whole run: a signal between two
+    // listeners of their own would be missed. Where no SIGTERM listener
+    // can be made, SIGTERM ends tail by the signal, as the default does.
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(signal) => drop(signal.recv().await),
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut stdout = std::io::stdout();
+    tokio::select! {
+        r = follow(&options, SILENCE_LIMIT, &mut stdout) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = terminated => Ok(()),
+    }
 }
 
-/// [`run`] printing to `out`, giving up a connection silent for
-/// `silence_limit` ([`SILENCE_LIMIT`]; tests shorten it).
+/// [`run`] without the Ctrl-C, printing to `out`, giving up a connection
+/// silent for `silence_limit` ([`SILENCE_LIMIT`]; tests shorten it).
 async fn follow<W: Write>(
     options: &TailOptions,
     silence_limit: Duration,
@@ -329,11 +349,11 @@ async fn follow<W: Write>(
                 if response.status() == http::StatusCode::NOT_FOUND && !connected_once =>
             {
                 let body = response.body().as_deref();
-                match served_at(body) {
-                    Some(path) => {
+                match relays_own_404(body) {
+                    Some(served_at) => {
                         return Err(TailError::NotFound {
                             path: url_path(&options.url),
-                            served_at: Some(path),
+                            served_at,
                         });
                     }
                     None => Disconnect::Retry(not_found_said(body)),
@@ -716,7 +736,7 @@ where
                     let _ = writeln!(
                         notes,
                         "callrelay tail: the relay's newest seq is {seq}, below seq {asked} that tail resumes after \
-                         (a new or wiped journal, or another relay): the events it holds up to seq {seq} \
+                         (a --since past its journal, a new or wiped journal, or another relay): the events it holds up to seq {seq} \
                          are not printed (a tail with --since 0 prints them); resuming after seq {seq}"
                     );
                 }
@@ -913,7 +933,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(notes).unwrap(),
             "callrelay tail: the relay's newest seq is 7, below seq 100 that tail resumes after \
-             (a new or wiped journal, or another relay): the events it holds up to seq 7 \
+             (a --since past its journal, a new or wiped journal, or another relay): the events it holds up to seq 7 \
              are not printed (a tail with --since 0 prints them); resuming after seq 7\n"
         );
     }
@@ -1358,6 +1378,23 @@ mod tests {
             assert_eq!(served_at(Some(other)), None);
         }
         assert_eq!(served_at(None), None);
+        // The relay's own 404s, with and without the path; a proxy's is not.
+        assert_eq!(
+            relays_own_404(Some(relay)),
+            Some(Some("/live/events".to_owned()))
+        );
+        assert_eq!(
+            relays_own_404(Some(br#"{"error":"no such route"}"#)),
+            Some(None)
+        );
+        for proxy in [
+            &b"<html>404</html>"[..],
+            br#"{"error":"no such route here"}"#,
+            b"404 page not found\n",
+        ] {
+            assert_eq!(relays_own_404(Some(proxy)), None);
+        }
+        assert_eq!(relays_own_404(None), None);
         let message = TailError::NotFound {
             path: "/wrong".into(),
             served_at: Some("/live/\n".into()),
