@@ -250,6 +250,9 @@ fn main() -> ExitCode {
                 since,
                 ca_file,
             };
+            if let Err(e) = tail::exit_at_stop_signals() {
+                tracing::warn!(error = %e, "cannot listen for Ctrl-C and SIGTERM: they end tail by the signal, not with exit 0");
+            }
             let result = runtime.block_on(tail::run(options));
             // A name lookup the upgrade's time limit gave up on may still be
             // in the blocking pool (getaddrinfo, 10–30 s with a resolver

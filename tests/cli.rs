@@ -475,14 +475,11 @@ fn tail_handshake_logs(rust_log: &str, marker: &str) -> (String, String) {
     (request, logs)
 }
 
-/// At trace level tungstenite logs the handshake request, Authorization
-/// header included; the wire crates are held at debug whatever is asked.
 /// Ctrl-C (SIGINT) and SIGTERM end `callrelay tail` with 0, as the contract
-/// has it ("SIGTERM/SIGINT drain and exit 0"), taken at an await, never in
-/// the middle of a line. SIGTERM ended it by the signal (143), no handler
-/// (audit of `callrelay tail`, 2026-12-07).
+/// has it ("SIGTERM/SIGINT drain and exit 0"). SIGTERM ended it by the
+/// signal (143), no handler (audit of `callrelay tail`, 2026-12-07).
 #[test]
-fn ctrl_c_and_sigterm_end_tail_with_0_between_lines() {
+fn ctrl_c_and_sigterm_end_tail_with_0() {
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
 
@@ -530,6 +527,8 @@ fn ctrl_c_and_sigterm_end_tail_with_0_between_lines() {
     }
 }
 
+/// At trace level tungstenite logs the handshake request, Authorization
+/// header included; the wire crates are held at debug whatever is asked.
 #[test]
 fn trace_logging_never_shows_the_tail_token() {
     let marker = "MARKER-TOKEN-5150";

@@ -2245,6 +2245,44 @@ async fn tail_goes_on_past_a_gap_when_its_stderr_cannot_be_written() {
     relay.stop().await;
 }
 
+/// SIGTERM ends a tail blocked writing to a reader that does not read (a
+/// paused pager) with 0, as the contract has it: a listener polled beside
+/// the writes never ran while the write was blocked, so SIGTERM did nothing
+/// until the reader read (the review of 7e21113).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_tail_blocked_on_its_stdout_with_0() {
+    let relay = start_relay("").await;
+    // A few MiB: more than the pipe holds.
+    assert_eq!(
+        submit_all(&relay.ctx.ingest, big_events(64)).await.len(),
+        64
+    );
+    let mut tail = spawn_tail(&ws_url(&relay, ""), &["--since", "0"]);
+    let _never_read = tail.stdout.take().expect("stdout");
+    let pid = tail.id().expect("pid");
+    let blocked = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        tasks.flatten().any(|task| {
+            std::fs::read_to_string(task.path().join("wchan"))
+                .is_ok_and(|w| w.contains("pipe_write"))
+        })
+    };
+    eventually(WAIT, "tail blocked writing to its stdout", blocked).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(WAIT, tail.wait())
+        .await
+        .expect("tail ended after SIGTERM while blocked")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    relay.stop().await;
+}
+
 /// An event over tungstenite's default 16 MiB message limit (possible with a
 /// `server.max_body` above it) is printed, and so is the one after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,7 +176,9 @@ fn relays_own_404(body: Option<&[u8]>) -> Option<Option<String>> {
         return Some(Some(path));
     }
     let json: serde_json::Value = serde_json::from_slice(body?).ok()?;
-    (json.get("error")?.as_str()? == "no such route").then_some(None)
+    let error = json.get("error")?.as_str()?;
+    // Also its answer under `/hooks/` ("no such route: a webhook's path is …").
+    (error == "no such route" || error.starts_with("no such route: ")).then_some(None)
 }
 
 /// The fan-out's path as a relay's 404 names it (`websocket_path`), if the
@@ -235,30 +237,59 @@ enum Disconnect {
 }
 
 /// Connects, prints events, and reconnects from the last printed seq until
-/// interrupted: Ctrl-C (SIGINT) and SIGTERM exit 0, as the contract has
-/// it, taken at an await, so never in the middle of a line.
+/// interrupted (see [`exit_at_stop_signals`]).
 pub async fn run(options: TailOptions) -> Result<(), TailError> {
-    // One listener of each for the whole run: a signal between two
-    // listeners of their own would be missed. Where no SIGTERM listener
-    // can be made, SIGTERM ends tail by the signal, as the default does.
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match terminate.as_mut() {
-            Some(signal) => drop(signal.recv().await),
-            None => std::future::pending::<()>().await,
-        }
-    };
-    let mut stdout = std::io::stdout();
-    tokio::select! {
-        r = follow(&options, SILENCE_LIMIT, &mut stdout) => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        () = terminated => Ok(()),
-    }
+    follow(&options, SILENCE_LIMIT, &mut std::io::stdout()).await
 }
 
-/// [`run`] without the Ctrl-C, printing to `out`, giving up a connection
-/// silent for `silence_limit` ([`SILENCE_LIMIT`]; tests shorten it).
+/// How long a stop signal waits for a line being written to finish: a
+/// write blocked on a reader that does not read (a paused pager) is cut.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Makes Ctrl-C (SIGINT) and SIGTERM end the process with 0, as the
+/// contract has it, between two lines: a thread of its own waits for them
+/// (the main thread may be blocked writing to a reader that does not read,
+/// where a listener polled beside the writes would never run), then takes
+/// stdout's lock, which each line's one write holds, for up to
+/// [`STOP_GRACE`]. Where the listeners cannot be made, the signals keep
+/// their default action (ended by the signal).
+pub fn exit_at_stop_signals() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut interrupt, mut terminate) = runtime.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("tail-signals".to_owned())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            });
+            let (line_done, between_lines) = std::sync::mpsc::channel();
+            // Holds stdout until the exit, so no next line starts.
+            let _holder = std::thread::Builder::new().spawn(move || {
+                let _stdout = std::io::stdout().lock();
+                let _ = line_done.send(());
+                loop {
+                    std::thread::park();
+                }
+            });
+            let _ = between_lines.recv_timeout(STOP_GRACE);
+            std::process::exit(0);
+        })?;
+    Ok(())
+}
+
+/// [`run`], printing to `out`, giving up a connection silent for
+/// `silence_limit` ([`SILENCE_LIMIT`]; tests shorten it).
 async fn follow<W: Write>(
     options: &TailOptions,
     silence_limit: Duration,
@@ -339,7 +370,8 @@ async fn follow<W: Write>(
                     TailError::Forbidden(reason)
                 });
             }
-            // Only the relay's own 404 (it names its fan-out's path), and only
+            // Only the relay's own 404 (naming its fan-out's path, or its
+            // plain "no such route" to a request without `Upgrade`), and only
             // before the first connection: the URL is then wrong, and no
             // retry will fix it. Any other 404 may be a proxy whose route is
             // gone while the relay restarts (Traefik drops a container's
@@ -757,11 +789,11 @@ where
             }
             continue;
         }
-        let line = printable_line(text.as_str());
-        let written = out
-            .write_all(line.as_bytes())
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
+        let mut line = printable_line(text.as_str()).into_owned();
+        line.push('\n');
+        // One write: stdout's lock is held for the whole line, which a stop
+        // signal waits for (`exit_at_stop_signals`).
+        let written = out.write_all(line.as_bytes()).and_then(|()| out.flush());
         match written {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -1387,6 +1419,8 @@ mod tests {
             relays_own_404(Some(br#"{"error":"no such route"}"#)),
             Some(None)
         );
+        let hooks = br#"{"error":"no such route: a webhook's path is /hooks/{vendor}/{account}"}"#;
+        assert_eq!(relays_own_404(Some(hooks)), Some(None));
         for proxy in [
             &b"<html>404</html>"[..],
             br#"{"error":"no such route here"}"#,
