@@ -2266,7 +2266,8 @@ async fn sigterm_ends_a_tail_blocked_on_its_stdout_with_0() {
             .flatten();
         tasks.flatten().any(|task| {
             std::fs::read_to_string(task.path().join("wchan"))
-                .is_ok_and(|w| w.contains("pipe_write"))
+                // `anon_pipe_write` (6.x), `pipe_write`, `pipe_wait` (< 5.5).
+                .is_ok_and(|w| w.contains("pipe_w"))
         })
     };
     eventually(WAIT, "tail blocked writing to its stdout", blocked).await;

@@ -23,7 +23,8 @@
 //! connection, may be a proxy between relay restarts, and is retried with a
 //! warning naming both causes), a frame over [`MAX_FRAME`], which every reconnect would meet again, and a
 //! closed stdout (exit 0, e.g. `| head`). Ctrl-C (SIGINT) and SIGTERM exit
-//! 0, as the contract has every command do, between two lines, never in one.
+//! 0, as the contract's signals line has it, between two printed lines
+//! (see [`exit_at_stop_signals`]).
 //! The token goes in the `Authorization` header, never in the URL or a log.
 //! A `wss://` relay (behind a TLS proxy) is verified against the public roots
 //! plus `--ca-file`'s certificates.
@@ -247,45 +248,77 @@ pub async fn run(options: TailOptions) -> Result<(), TailError> {
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Makes Ctrl-C (SIGINT) and SIGTERM end the process with 0, as the
-/// contract has it, between two lines: a thread of its own waits for them
-/// (the main thread may be blocked writing to a reader that does not read,
-/// where a listener polled beside the writes would never run), then takes
-/// stdout's lock, which each line's one write holds, for up to
-/// [`STOP_GRACE`]. Where the listeners cannot be made, the signals keep
-/// their default action (ended by the signal).
-pub fn exit_at_stop_signals() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (mut interrupt, mut terminate) = runtime.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        ))
-    })?;
+/// contract has it, between two printed lines: a thread of its own waits
+/// for them (the main thread may be blocked writing to a reader that does
+/// not read, where a listener polled beside the writes would never run),
+/// then takes stdout's lock, which each line's one write holds, for up to
+/// [`STOP_GRACE`]. Each signal is listened for on that thread alone, so one
+/// whose listener cannot be made, or all where the thread cannot be, keeps
+/// its default action (ended by the signal), never caught and dropped.
+/// Returns once the listeners are in place, with what could not be made.
+pub fn exit_at_stop_signals() -> Result<(), String> {
+    let (ready, listening) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("tail-signals".to_owned())
-        .spawn(move || {
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
-            });
-            let (line_done, between_lines) = std::sync::mpsc::channel();
-            // Holds stdout until the exit, so no next line starts.
-            let _holder = std::thread::Builder::new().spawn(move || {
-                let _stdout = std::io::stdout().lock();
-                let _ = line_done.send(());
-                loop {
-                    std::thread::park();
-                }
-            });
-            let _ = between_lines.recv_timeout(STOP_GRACE);
-            std::process::exit(0);
-        })?;
-    Ok(())
+        .spawn(move || wait_then_exit(ready))
+        .map_err(|e| format!("no thread for them ({e})"))?;
+    listening
+        .recv()
+        .unwrap_or_else(|_| Err("their thread ended".to_owned()))
+}
+
+/// [`exit_at_stop_signals`]' thread: says on `ready` which listeners it
+/// has, waits for one to hear its signal, and exits between two lines.
+fn wait_then_exit(ready: std::sync::mpsc::Sender<Result<(), String>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(format!("no runtime for them ({e})")));
+            return;
+        }
+    };
+    let (interrupt, terminate) = runtime.block_on(async {
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    });
+    let said = match (&interrupt, &terminate) {
+        (Ok(_), Ok(_)) => Ok(()),
+        (Err(e), _) => Err(format!("no listener for SIGINT ({e})")),
+        (_, Err(e)) => Err(format!("no listener for SIGTERM ({e})")),
+    };
+    let _ = ready.send(said);
+    let (mut interrupt, mut terminate) = (interrupt.ok(), terminate.ok());
+    /// The signal heard; never, without a listener.
+    async fn heard(signal: Option<&mut tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => drop(signal.recv().await),
+            None => std::future::pending::<()>().await,
+        }
+    }
+    runtime.block_on(async {
+        tokio::select! {
+            () = heard(interrupt.as_mut()) => {}
+            () = heard(terminate.as_mut()) => {}
+        }
+    });
+    let (line_done, between_lines) = std::sync::mpsc::channel();
+    // Holds stdout until the exit, so no next line starts. Without this
+    // thread (none can be made) the exit does not wait for the line.
+    let _holder = std::thread::Builder::new().spawn(move || {
+        let _stdout = std::io::stdout().lock();
+        let _ = line_done.send(());
+        loop {
+            std::thread::park();
+        }
+    });
+    let _ = between_lines.recv_timeout(STOP_GRACE);
+    std::process::exit(0);
 }
 
 /// [`run`], printing to `out`, giving up a connection silent for
