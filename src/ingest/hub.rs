@@ -623,6 +623,30 @@ mod tests {
         assert_eq!(hub.route_queues(), 2, "the kept queue and the last");
     }
 
+    /// A sweep waits for the routes to double since the last one, so a
+    /// crowd of live screens is not walked at every connect (a sweep at
+    /// every subscription, or every other one, passed the other tests:
+    /// mutation testing, round 72).
+    #[test]
+    fn sweeps_wait_for_the_routes_to_double() {
+        let hub = Hub::new(0, 16);
+        let live: Vec<LiveReceiver> = (0..FIRST_SWEEP)
+            .map(|n| hub.subscribe_for(Some(RouteKey::Account(&format!("live{n}"))), QUEUE))
+            .collect();
+        let gone = |n: usize| {
+            drop(hub.subscribe_for(Some(RouteKey::Account(&format!("gone{n}"))), QUEUE));
+        };
+        // The first sweep (at FIRST_SWEEP routes) drops nothing: the next
+        // is at twice what it left.
+        for n in 0..FIRST_SWEEP {
+            gone(n);
+        }
+        assert_eq!(hub.route_queues(), 2 * FIRST_SWEEP, "no sweep before 2×");
+        gone(FIRST_SWEEP);
+        assert_eq!(hub.route_queues(), FIRST_SWEEP + 1, "swept at 2×");
+        drop(live);
+    }
+
     /// A queue an event finds full is closed: its session takes what it
     /// holds, in order, then hears `Lagged` (and reads the journal); the
     /// other sessions of the account are not held back.
