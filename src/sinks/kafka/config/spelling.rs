@@ -121,4 +121,18 @@ mod tests {
         }
         assert!(taken > 100, "{taken}");
     }
+
+    /// No narrower than that: spellings both read alike are taken, a lone
+    /// `0` included (a refused one only makes an upgrade refuse a working
+    /// config; mutation testing, round 72: refusing `0` passed every test).
+    #[test]
+    fn the_spellings_both_read_alike_are_taken() {
+        for v in ["0", "+0", "5", " 5 ", "+4096", "2147483647"] {
+            let said = spelling_problem("message.max.bytes", "message.max.bytes", v);
+            assert_eq!(said, None, "{v:?}");
+        }
+        for v in ["0", "0.5", ".5", "5e0", "+5", "1E3"] {
+            assert_eq!(spelling_problem("linger.ms", "linger.ms", v), None, "{v:?}");
+        }
+    }
 }
