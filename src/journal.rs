@@ -855,7 +855,7 @@ impl Journal {
                     // every other opener of this build is kept out by
                     // the journal's lock (not a build from before it, nor
                     // a process that is not callrelay, nor one on another
-                    // host sharing the directory over NFS, CIFS or FUSE,
+                    // host sharing the directory over NFS, CIFS, FUSE or 9p,
                     // where the lock is this host's only).
                     Err(JournalError::InUse { .. }) if std::time::Instant::now() >= deadline => {
                         return Err(JournalError::HeldByReaders {

@@ -23,7 +23,7 @@
 //!   lock on the file is let go for a moment: the journal's own lock on its
 //!   directory (`dir_lock`), which the relay holds across its reopens, is
 //!   taken by the open here and held until the close (a relay on this
-//!   host: on NFS, CIFS or FUSE one on another host is not kept out by it,
+//!   host: on NFS, CIFS, FUSE or 9p one on another host is not kept out by it,
 //!   which the open says);
 //! - nothing changes that a start would not change: compaction (redb
 //!   4.6's `Database::compact`) relocates pages, it changes no key and no

@@ -24,7 +24,7 @@
 //! itself (for redb before 4.3), which one of ours there would refuse.
 //!
 //! One host only: Linux hands a `flock` to the file system only where its
-//! directories have a lock of their own, and NFS's, CIFS's (SMB's) and
+//! directories have a lock of their own, and NFS's, CIFS's (SMB's), 9p's and
 //! FUSE's have none, so there the lock is kept by this host's kernel, and
 //! a relay or `callrelay compact` on another host sharing the directory is
 //! not refused by it. The open says so once (naming the path and the file
@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     /// Linux's `flock` calls a file system's own lock only where its
-    /// directories have one; NFS's, CIFS's and FUSE's have none, so the
+    /// directories have one; NFS's, CIFS's, FUSE's and 9p's have none, so the
     /// lock is kept by this host's kernel alone.
     #[test]
     fn network_file_systems_are_host_only_and_ceph_and_a_disk_are_not() {
