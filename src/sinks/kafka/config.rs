@@ -570,7 +570,7 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     // map names onto properties (`topic.linger.ms` onto `linger.ms`), and
     // would judge a value librdkafka never takes under that name.
     let refusal = librdkafka_refusal(key, value);
-    if let Some((true, message)) = refusal {
+    if let Some(Refusal::UnknownName(message)) = refusal {
         // librdkafka names what it looked up at topic level, the name
         // without `topic.` ("No such configuration property:
         // \"enable.idempotence\""), which reads as if that did not exist.
@@ -582,7 +582,10 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
             let is_global = format!(
                 "[kafka.options] `{key}`: `{global}` is a global property, not a topic one"
             );
-            if !matches!(librdkafka_refusal(global, value), Some((true, _))) {
+            if !matches!(
+                librdkafka_refusal(global, value),
+                Some(Refusal::UnknownName(_))
+            ) {
                 // Refused as that too (its value, or a property no config
                 // may set): the global name's own refusal, not advice to
                 // write what is refused again.
@@ -628,12 +631,36 @@ fn option_problem(key: &str, value: &str) -> Option<String> {
     if key == "transactional.id" {
         return Some("[kafka.options] `transactional.id` is not supported: the sink is an idempotent, non-transactional producer".into());
     }
-    refusal.map(|(_, message)| message)
+    refusal.map(Refusal::said)
+}
+
+/// Why librdkafka refuses an option, worded for the user.
+enum Refusal {
+    /// It knows no property of that name (`RD_KAFKA_CONF_UNKNOWN`).
+    UnknownName(String),
+    /// Its value, or a property no config may set.
+    Other(String),
+}
+
+impl Refusal {
+    fn of(unknown_name: bool, said: String) -> Refusal {
+        if unknown_name {
+            Refusal::UnknownName(said)
+        } else {
+            Refusal::Other(said)
+        }
+    }
+
+    fn said(self) -> String {
+        match self {
+            Refusal::UnknownName(said) | Refusal::Other(said) => said,
+        }
+    }
 }
 
 /// librdkafka's refusal of `key = value` on its own, worded for the
 /// operator, and whether it is of the name (a property it does not know).
-fn librdkafka_refusal(key: &str, value: &str) -> Option<(bool, String)> {
+fn librdkafka_refusal(key: &str, value: &str) -> Option<Refusal> {
     let mut c = ClientConfig::new();
     c.set(key, value);
     match c.create_native_config() {
@@ -654,7 +681,10 @@ fn librdkafka_refusal(key: &str, value: &str) -> Option<(bool, String)> {
                 } else {
                     desc
                 };
-                Some((unknown, format!("[kafka.options] `{key}`: {what}")))
+                Some(Refusal::of(
+                    unknown,
+                    format!("[kafka.options] `{key}`: {what}"),
+                ))
             } else {
                 // librdkafka ends some messages with the value unquoted
                 // ("Invalid value for configuration property \"x\": VALUE"):
@@ -663,13 +693,15 @@ fn librdkafka_refusal(key: &str, value: &str) -> Option<(bool, String)> {
                     Some(before) if !value.is_empty() => format!("{before}{value:?}"),
                     _ => desc,
                 };
-                Some((unknown, format!("[kafka.options] `{key}`: {desc}")))
+                Some(Refusal::of(
+                    unknown,
+                    format!("[kafka.options] `{key}`: {desc}"),
+                ))
             }
         }
-        Err(_) => Some((
-            false,
-            format!("[kafka.options] `{key}`: librdkafka refuses it"),
-        )),
+        Err(_) => Some(Refusal::Other(format!(
+            "[kafka.options] `{key}`: librdkafka refuses it"
+        ))),
     }
 }
 
