@@ -211,6 +211,16 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    /// `callrelay_http_replies_refused_total`'s `route` values, as README
+    /// and the alert rules name them (mutation testing, round 72: any text
+    /// passed every unit test).
+    #[test]
+    fn each_route_is_labelled_as_documented() {
+        let labels: Vec<&str> = Route::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, ["metrics", "status"]);
+        assert!(Route::ALL.iter().enumerate().all(|(i, r)| r.index() == i));
+    }
+
     #[tokio::test]
     async fn replies_stay_within_the_limit_until_their_bytes_are_dropped() {
         let budget = ReplyBudget::new(100);
