@@ -57,6 +57,12 @@ pub async fn method_not_allowed(request: Request) -> Response {
     )
 }
 
+/// The relay's answer to a path no route serves, and how each of its other
+/// 404s for an unknown path (a WebSocket upgrade at the wrong path, a path
+/// under `/hooks/`) begins, followed by `": "` and what to do: `callrelay
+/// tail` reads it to tell the relay's own 404 from a proxy's.
+pub const NO_SUCH_ROUTE: &str = "no such route";
+
 /// The relay's error answer: `{"error": message}` with `status`, as every
 /// route that refuses a request gives it.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
@@ -83,7 +89,7 @@ fn not_found(
     if let Some(answer) = wrong_websocket_path.answer(ctx, request) {
         return answer;
     }
-    json_error(StatusCode::NOT_FOUND, "no such route")
+    json_error(StatusCode::NOT_FOUND, NO_SUCH_ROUTE)
 }
 
 /// `/healthz`: the process serves (also while the journal opens).

@@ -393,12 +393,17 @@ impl WrongPath {
         let peer = crate::http_serve::peer_of(request.extensions());
         let asked = Detail::Path(request.uri().path());
         note_refusal(ctx, &self.fanout, Refusal::WrongPath, peer, status, asked);
-        let message = format!("no such route: the WebSocket fan-out is at {}", self.path);
-        // `websocket_path` for a client that reads it: `callrelay tail`
-        // names it in its error.
-        let body = json!({ "error": message, "websocket_path": self.path });
-        Some((status, axum::Json(body)).into_response())
+        Some((status, axum::Json(wrong_path_body(&self.path))).into_response())
     }
+}
+
+/// [`WrongPath`]'s body, for a fan-out at `path`.
+pub(crate) fn wrong_path_body(path: &str) -> serde_json::Value {
+    let no_such_route = crate::server::NO_SUCH_ROUTE;
+    let message = format!("{no_such_route}: the WebSocket fan-out is at {path}");
+    // `websocket_path` for a client that reads it: `callrelay tail`
+    // names it in its error.
+    json!({ "error": message, "websocket_path": path })
 }
 
 /// A connection answered before the upgrade, and why.

@@ -99,8 +99,8 @@ pub enum TailError {
     NotFound {
         /// The URL's path only: a query may hold a `?token=`.
         path: String,
-        /// Where the relay said its fan-out is, when it was a relay.
-        served_at: Option<String>,
+        /// What the relay's 404 said of where its fan-out is.
+        served_at: Own404,
     },
     #[error(
         "the relay sent a frame of {size} bytes, over tail's limit of {max} bytes ({position}); stopping, as every reconnect would meet it again"
@@ -168,18 +168,40 @@ fn max_frame() -> usize {
 /// what answered may be something else.
 const MAX_SERVED_AT_CHARS: usize = 256;
 
-/// Whether a 404 is a relay's own: `Some` with where its fan-out is when
-/// it says (a WebSocket upgrade on another path), `Some(None)` for its
-/// answer to a plain request on a path it has no route for (a proxy that
-/// drops the `Upgrade` header, a relay older than 2026-12-03).
-fn relays_own_404(body: Option<&[u8]>) -> Option<Option<String>> {
+/// A relay's own 404, by what it says of where the relay's fan-out is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Own404 {
+    /// Its answer to a WebSocket upgrade on another path, which names the
+    /// fan-out's path.
+    FanOutAt(String),
+    /// Its answer to a plain request on a path it has no route for (a proxy
+    /// that drops the `Upgrade` header, a relay older than 2026-12-03).
+    Unsaid,
+    /// An answer under `/hooks/`: `--url` points at a webhook's path.
+    WebhookPath,
+}
+
+/// Whether a 404 is a relay's own, and what it says. Its texts are the
+/// relay's constants, so a reworded answer cannot leave tail retrying it.
+fn relays_own_404(body: Option<&[u8]>) -> Option<Own404> {
+    use crate::server::NO_SUCH_ROUTE;
+    use crate::sources::webhook::{NO_SUCH_ACCOUNT, UNKNOWN_VENDOR, no_such_hook_said};
     if let Some(path) = served_at(body) {
-        return Some(Some(path));
+        return Some(Own404::FanOutAt(path));
     }
     let json: serde_json::Value = serde_json::from_slice(body?).ok()?;
     let error = json.get("error")?.as_str()?;
-    // Also its answer under `/hooks/` ("no such route: a webhook's path is …").
-    (error == "no such route" || error.starts_with("no such route: ")).then_some(None)
+    // Also its answers under `/hooks/`: its "no such route: a webhook's
+    // path is …" to a path no webhook route matches, and the webhook
+    // handler's "unknown vendor" and "no such webhook account" to
+    // `/hooks/{vendor}/{account}` with a vendor or account it does not
+    // have. A configured vendor and account answer a WebSocket upgrade
+    // otherwise (405, or Voip24h's 401), and are not read here.
+    if error == UNKNOWN_VENDOR || error == NO_SUCH_ACCOUNT || error == no_such_hook_said() {
+        return Some(Own404::WebhookPath);
+    }
+    let rest = error.strip_prefix(NO_SUCH_ROUTE)?;
+    (rest.is_empty() || rest.starts_with(": ")).then_some(Own404::Unsaid)
 }
 
 /// The fan-out's path as a relay's 404 names it (`websocket_path`), if the
@@ -222,10 +244,11 @@ const MAX_RELAY_ERROR_CHARS: usize = 320;
 /// The most of a refusal's body read for it.
 const MAX_RELAY_BODY_READ: usize = 4096;
 
-fn served_at_hint(served_at: &Option<String>) -> String {
+fn served_at_hint(served_at: &Own404) -> String {
     match served_at {
-        Some(path) => format!("the relay serves WebSocket clients at {path:?}"),
-        None => "the relay serves websocket.path, /ws by default; a relay answers so too when a proxy before it drops the Upgrade header".to_owned(),
+        Own404::FanOutAt(path) => format!("the relay serves WebSocket clients at {path:?}"),
+        Own404::Unsaid => "the relay serves websocket.path, /ws by default; a relay answers so too when a proxy before it drops the Upgrade header".to_owned(),
+        Own404::WebhookPath => "it points at a webhook's path, /hooks/{vendor}/{account}, where vendors deliver; the relay serves WebSocket clients at websocket.path, /ws by default".to_owned(),
     }
 }
 
@@ -403,8 +426,9 @@ async fn follow<W: Write>(
                     TailError::Forbidden(reason)
                 });
             }
-            // Only the relay's own 404 (naming its fan-out's path, or its
-            // plain "no such route" to a request without `Upgrade`), and only
+            // Only the relay's own 404 (naming its fan-out's path, its
+            // plain "no such route" to a request without `Upgrade`, or one
+            // under `/hooks/`: see `relays_own_404`), and only
             // before the first connection: the URL is then wrong, and no
             // retry will fix it. Any other 404 may be a proxy whose route is
             // gone while the relay restarts (Traefik drops a container's
@@ -1446,14 +1470,14 @@ mod tests {
         // The relay's own 404s, with and without the path; a proxy's is not.
         assert_eq!(
             relays_own_404(Some(relay)),
-            Some(Some("/live/events".to_owned()))
+            Some(Own404::FanOutAt("/live/events".to_owned()))
         );
         assert_eq!(
             relays_own_404(Some(br#"{"error":"no such route"}"#)),
-            Some(None)
+            Some(Own404::Unsaid)
         );
-        let hooks = br#"{"error":"no such route: a webhook's path is /hooks/{vendor}/{account}"}"#;
-        assert_eq!(relays_own_404(Some(hooks)), Some(None));
+        let other = br#"{"error":"no such route: somewhere else"}"#;
+        assert_eq!(relays_own_404(Some(other)), Some(Own404::Unsaid));
         for proxy in [
             &b"<html>404</html>"[..],
             br#"{"error":"no such route here"}"#,
@@ -1464,7 +1488,7 @@ mod tests {
         assert_eq!(relays_own_404(None), None);
         let message = TailError::NotFound {
             path: "/wrong".into(),
-            served_at: Some("/live/\n".into()),
+            served_at: Own404::FanOutAt("/live/\n".into()),
         }
         .to_string();
         assert!(
@@ -1544,9 +1568,77 @@ mod tests {
         match ended {
             Err(TailError::NotFound { path, served_at }) => {
                 assert_eq!(
-                    (path.as_str(), served_at.as_deref()),
-                    ("/ws", Some("/live"))
+                    (path.as_str(), served_at),
+                    ("/ws", Own404::FanOutAt("/live".to_owned()))
                 );
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+
+    /// The body of a 404 the relay answers, as a client reads it.
+    async fn body_of(response: axum::response::Response) -> Vec<u8> {
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// The bodies the relay really sends, built by the code that sends them,
+    /// are each taken as its own 404: its texts and tail's reading of them
+    /// share their constants, so neither can change alone. A `--url` at a
+    /// webhook's path (`unknown vendor`, `no such webhook account`) was
+    /// retried forever as a proxy's 404 (tail's structural review,
+    /// 2026-12-07).
+    #[tokio::test]
+    async fn the_404s_the_relay_sends_are_its_own() {
+        use crate::sources::webhook::response::Answer;
+        use crate::sources::webhook::{NO_SUCH_ACCOUNT, UNKNOWN_VENDOR, no_such_hook_said};
+        let plain =
+            crate::server::json_error(http::StatusCode::NOT_FOUND, crate::server::NO_SUCH_ROUTE);
+        assert_eq!(
+            relays_own_404(Some(&body_of(plain).await)),
+            Some(Own404::Unsaid)
+        );
+        let wrong_path = crate::sinks::websocket::wrong_path_body("/live");
+        assert_eq!(
+            relays_own_404(Some(wrong_path.to_string().as_bytes())),
+            Some(Own404::FanOutAt("/live".to_owned()))
+        );
+        for webhook in [
+            no_such_hook_said().as_str(),
+            UNKNOWN_VENDOR,
+            NO_SUCH_ACCOUNT,
+        ] {
+            let body = body_of(Answer::not_found(webhook).into_response()).await;
+            assert_eq!(
+                relays_own_404(Some(&body)),
+                Some(Own404::WebhookPath),
+                "{webhook}"
+            );
+        }
+        let message = TailError::NotFound {
+            path: "/hooks/caresoft/cs".into(),
+            served_at: Own404::WebhookPath,
+        }
+        .to_string();
+        assert!(
+            message.contains("it points at a webhook's path") && message.contains("/ws by default"),
+            "{message}"
+        );
+    }
+
+    /// A `--url` at a webhook's path ends tail at the relay's first answer.
+    #[tokio::test]
+    async fn a_url_at_a_webhooks_path_ends_tail() {
+        let (url, _seen, _server) = not_found_server(r#"{"error":"unknown vendor"}"#).await;
+        let options = options_for(url);
+        let ended = tokio::time::timeout(WAIT, follow(&options, SILENCE_LIMIT, &mut Vec::new()))
+            .await
+            .expect("tail ended");
+        match ended {
+            Err(TailError::NotFound { served_at, .. }) => {
+                assert_eq!(served_at, Own404::WebhookPath);
             }
             other => panic!("expected NotFound, got {other:?}"),
         }

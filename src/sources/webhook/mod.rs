@@ -111,11 +111,33 @@ pub fn is_under_hooks(path: &str) -> bool {
 pub fn no_such_hook(ctx: &Context, request: &Request) -> Response {
     let peer = crate::http_serve::peer_of(request.extensions());
     let label = webhook_label(request.uri().path()).unwrap_or("unknown");
-    let answer = Answer::not_found(
-        "no such route: a webhook's path is /hooks/{vendor}/{account}, with one `/` before each part",
-    );
-    answered(ctx, label, "", peer, answer)
+    answered(
+        ctx,
+        label,
+        "",
+        peer,
+        Answer::not_found(&no_such_hook_said()),
+    )
 }
+
+/// What follows [`NO_SUCH_ROUTE`](crate::server::NO_SUCH_ROUTE) in
+/// [`no_such_hook`]'s answer.
+pub const WEBHOOK_PATH_IS: &str =
+    "a webhook's path is /hooks/{vendor}/{account}, with one `/` before each part";
+
+/// [`no_such_hook`]'s reason.
+pub fn no_such_hook_said() -> String {
+    format!("{}: {WEBHOOK_PATH_IS}", crate::server::NO_SUCH_ROUTE)
+}
+
+/// The 404 reason for a path under `/hooks/` whose vendor segment names no
+/// vendor. Shared with `callrelay tail`, which takes it as the relay's own
+/// 404 (a `--url` at a webhook's path).
+pub const UNKNOWN_VENDOR: &str = "unknown vendor";
+
+/// The 404 reason for a vendor's path whose account is not configured;
+/// shared with `callrelay tail` as [`UNKNOWN_VENDOR`] is.
+pub const NO_SUCH_ACCOUNT: &str = "no such webhook account";
 
 /// The `vendor` label a request to `path` is counted under in
 /// `callrelay_webhook_requests_total`: the vendor the path names, or
@@ -297,7 +319,7 @@ async fn deliver(
     request: Request,
 ) -> (&'static str, Answer) {
     let Ok(vendor) = vendor.parse::<Vendor>() else {
-        return ("unknown", Answer::not_found("unknown vendor"));
+        return ("unknown", Answer::not_found(UNKNOWN_VENDOR));
     };
     (
         vendor.as_str(),
@@ -310,8 +332,8 @@ async fn deliver(
 /// with the vendor when that segment is one.
 fn unreadable_path(path: &str) -> (&'static str, Answer) {
     match vendor_named_in(path) {
-        Some(v) => (v.as_str(), Answer::not_found("no such webhook account")),
-        None => ("unknown", Answer::not_found("unknown vendor")),
+        Some(v) => (v.as_str(), Answer::not_found(NO_SUCH_ACCOUNT)),
+        None => ("unknown", Answer::not_found(UNKNOWN_VENDOR)),
     }
 }
 
@@ -385,7 +407,7 @@ async fn deliver_to(ctx: &Context, vendor: Vendor, account: &str, request: Reque
         .map(|w| w.get_ref())
         .find(|w| w.vendor == vendor && w.account.get_ref() == account)
     else {
-        return Answer::not_found("no such webhook account");
+        return Answer::not_found(NO_SUCH_ACCOUNT);
     };
     let method = match *request.method() {
         HttpMethod::POST => Method::Post,
