@@ -251,7 +251,9 @@ fn main() -> ExitCode {
                 ca_file,
             };
             if let Err(e) = tail::exit_at_stop_signals() {
-                tracing::warn!(error = %e, "cannot listen for Ctrl-C or SIGTERM: a signal without a listener ends tail by the signal, not with exit 0");
+                tracing::warn!(
+                    "{e}; a signal without a listener ends tail by the signal, not with exit 0"
+                );
             }
             let result = runtime.block_on(tail::run(options));
             // A name lookup the upgrade's time limit gave up on may still be

@@ -48,6 +48,10 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, h
 use crate::config::url_without_credentials;
 use crate::sources::tls::{TlsError, TrustRoots};
 
+mod stop;
+
+pub use stop::{StopSignalsError, exit_at_stop_signals};
+
 /// What `callrelay tail` was asked for. Its `Debug` hides the token (and
 /// the url's userinfo).
 #[derive(Clone)]
@@ -264,84 +268,6 @@ enum Disconnect {
 /// interrupted (see [`exit_at_stop_signals`]).
 pub async fn run(options: TailOptions) -> Result<(), TailError> {
     follow(&options, SILENCE_LIMIT, &mut std::io::stdout()).await
-}
-
-/// How long a stop signal waits for a line being written to finish: a
-/// write blocked on a reader that does not read (a paused pager) is cut.
-const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// Makes Ctrl-C (SIGINT) and SIGTERM end the process with 0, as the
-/// contract has it, between two printed lines: a thread of its own waits
-/// for them (the main thread may be blocked writing to a reader that does
-/// not read, where a listener polled beside the writes would never run),
-/// then takes stdout's lock, which each line's one write holds, for up to
-/// [`STOP_GRACE`]. Each signal is listened for on that thread alone, so one
-/// whose listener cannot be made, or all where the thread cannot be, keeps
-/// its default action (ended by the signal), never caught and dropped.
-/// Returns once the listeners are in place, with what could not be made.
-pub fn exit_at_stop_signals() -> Result<(), String> {
-    let (ready, listening) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("tail-signals".to_owned())
-        .spawn(move || wait_then_exit(ready))
-        .map_err(|e| format!("no thread for them ({e})"))?;
-    listening
-        .recv()
-        .unwrap_or_else(|_| Err("their thread ended".to_owned()))
-}
-
-/// [`exit_at_stop_signals`]' thread: says on `ready` which listeners it
-/// has, waits for one to hear its signal, and exits between two lines.
-fn wait_then_exit(ready: std::sync::mpsc::Sender<Result<(), String>>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            let _ = ready.send(Err(format!("no runtime for them ({e})")));
-            return;
-        }
-    };
-    let (interrupt, terminate) = runtime.block_on(async {
-        (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        )
-    });
-    let said = match (&interrupt, &terminate) {
-        (Ok(_), Ok(_)) => Ok(()),
-        (Err(e), _) => Err(format!("no listener for SIGINT ({e})")),
-        (_, Err(e)) => Err(format!("no listener for SIGTERM ({e})")),
-    };
-    let _ = ready.send(said);
-    let (mut interrupt, mut terminate) = (interrupt.ok(), terminate.ok());
-    /// The signal heard; never, without a listener.
-    async fn heard(signal: Option<&mut tokio::signal::unix::Signal>) {
-        match signal {
-            Some(signal) => drop(signal.recv().await),
-            None => std::future::pending::<()>().await,
-        }
-    }
-    runtime.block_on(async {
-        tokio::select! {
-            () = heard(interrupt.as_mut()) => {}
-            () = heard(terminate.as_mut()) => {}
-        }
-    });
-    let (line_done, between_lines) = std::sync::mpsc::channel();
-    // Holds stdout until the exit, so no next line starts. Without this
-    // thread (none can be made) the exit does not wait for the line.
-    let _holder = std::thread::Builder::new().spawn(move || {
-        let _stdout = std::io::stdout().lock();
-        let _ = line_done.send(());
-        loop {
-            std::thread::park();
-        }
-    });
-    let _ = between_lines.recv_timeout(STOP_GRACE);
-    std::process::exit(0);
 }
 
 /// [`run`], printing to `out`, giving up a connection silent for
