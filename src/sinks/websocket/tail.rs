@@ -779,15 +779,7 @@ mod tests {
             text(r#"{"control":"heartbeat","seq":41}"#),
         ]);
         let (mut since, mut count) = (None, 0);
-        let end = print_events(
-            frames,
-            &mut since,
-            &mut count,
-            silence(),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .await;
+        let end = printed(frames, &mut since, &mut count, silence()).await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
         assert_eq!(since, Some(41), "the last heartbeat");
         assert_eq!(
@@ -855,6 +847,27 @@ mod tests {
         }
     }
 
+    /// [`print_events`] with stdout and stderr thrown away.
+    async fn printed<S>(
+        frames: S,
+        since: &mut Option<u64>,
+        count: &mut u64,
+        silence: Silence,
+    ) -> Result<Disconnect, TailError>
+    where
+        S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+    {
+        print_events(
+            frames,
+            since,
+            count,
+            silence,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .await
+    }
+
     /// The silence of a connection that nothing reads bytes from yet.
     fn silence() -> Silence {
         Silence {
@@ -881,15 +894,7 @@ mod tests {
         });
         let pending = futures::stream::pending::<Result<Message, tungstenite::Error>>();
         let (mut since, mut count) = (Some(3), 0);
-        let end = print_events(
-            pending,
-            &mut since,
-            &mut count,
-            silence,
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .await;
+        let end = printed(pending, &mut since, &mut count, silence).await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
         assert_eq!(started.elapsed(), every * 10 + SILENCE_LIMIT);
         trickle.await.unwrap();
@@ -903,16 +908,7 @@ mod tests {
         let started = Instant::now();
         let silent = futures::stream::pending::<Result<Message, tungstenite::Error>>();
         let (mut since, mut count) = (Some(3), 0);
-        match print_events(
-            silent,
-            &mut since,
-            &mut count,
-            silence(),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .await
-        {
+        match printed(silent, &mut since, &mut count, silence()).await {
             Ok(Disconnect::Retry(why)) => assert!(why.contains("the connection is dead"), "{why}"),
             Ok(Disconnect::StdoutClosed) => panic!("expected a reconnect"),
             Err(e) => panic!("expected a reconnect, got {e}"),
@@ -1162,16 +1158,7 @@ mod tests {
         });
         let frames = futures::stream::iter([Err(too_long)]);
         let (mut since, mut count) = (Some(7), 0);
-        match print_events(
-            frames,
-            &mut since,
-            &mut count,
-            silence(),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .await
-        {
+        match printed(frames, &mut since, &mut count, silence()).await {
             Err(e @ TailError::FrameTooLarge { .. }) => assert_eq!(
                 e.to_string(),
                 "the relay sent a frame of 5 bytes, over tail's limit of 4 bytes \
