@@ -59,7 +59,7 @@ pub async fn method_not_allowed(request: Request) -> Response {
 
 /// The relay's answer to a path no route serves, and how each of its other
 /// 404s for an unknown path (a WebSocket upgrade at the wrong path, a path
-/// under `/hooks/`) begins, followed by `": "` and what to do: `callrelay
+/// under `/hooks/` that no webhook route matches) begins, followed by `": "` and what to do: `callrelay
 /// tail` reads it to tell the relay's own 404 from a proxy's.
 pub const NO_SUCH_ROUTE: &str = "no such route";
 

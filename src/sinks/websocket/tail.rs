@@ -23,7 +23,9 @@
 //! retrying forever on a refused token or connection (401, 403), a refused
 //! request (400), the relay's own
 //! 404 before it ever connected (which 404s are, and what of a refusal is
-//! repeated: the `refusal` module) and a frame over [`MAX_FRAME`], which every
+//! repeated: the `refusal` module; any other 404, and any after a
+//! connection, is retried with a warning naming a wrong path and a proxy
+//! whose relay is down) and a frame over [`MAX_FRAME`], which every
 //! reconnect would meet again; a closed stdout ends it with exit 0 (e.g.
 //! `| head`), as Ctrl-C (SIGINT) and SIGTERM do (the `stop` module).
 //! The token goes in the `Authorization` header, never in the URL or a log.

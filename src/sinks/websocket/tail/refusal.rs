@@ -3,10 +3,11 @@
 //! proxy's (perhaps a relay restarting behind it), where the relay says
 //! its fan-out is, and what of a refusal's reason is repeated on stderr.
 //!
-//! Guarantees: a 404 is the relay's own only when its body is one the
-//! relay sends, read by the same constants the relay builds them from
-//! ([`NO_SUCH_ROUTE`](crate::server::NO_SUCH_ROUTE) and the webhook
-//! handler's); what is repeated of any answer (the server may not be a
+//! Guarantees: a 404 is taken for the relay's own only when its body reads
+//! as one the relay sends: JSON naming a `websocket_path`, or an `error`
+//! that is [`NO_SUCH_ROUTE`](crate::server::NO_SUCH_ROUTE) (alone or
+//! followed by `": "` and anything) or one of the webhook handler's 404
+//! texts, by the constants the relay builds them from; what is repeated of any answer (the server may not be a
 //! relay) is at most [`MAX_RELAY_ERROR_CHARS`] characters of one line,
 //! read from at most [`MAX_RELAY_BODY_READ`] bytes, without control
 //! characters or marks that reorder text on screen, and a fan-out path is

@@ -8,7 +8,8 @@
 //! own, so a tail blocked on its stdout still stops. A signal whose listener
 //! cannot be made keeps its default action (the process ends by the
 //! signal), never caught and dropped; [`exit_at_stop_signals`] says which
-//! ([`StopSignalsError`]).
+//! ([`StopSignalsError`]). Where the thread that holds stdout through the
+//! exit cannot be made, the exit does not wait for a line being written.
 
 use std::io;
 use std::sync::mpsc;
