@@ -211,6 +211,18 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    /// A route's first refusal is logged, the next ones within the
+    /// interval are not, and each route has its own (mutation testing,
+    /// round 72: logging none, or every one, passed every unit test).
+    #[test]
+    fn refusals_are_logged_once_an_interval_per_route() {
+        let budget = ReplyBudget::new(100);
+        assert_eq!(budget.log_refusal(Route::Metrics), Some(0));
+        assert_eq!(budget.log_refusal(Route::Metrics), None);
+        assert_eq!(budget.log_refusal(Route::Metrics), None);
+        assert_eq!(budget.log_refusal(Route::Status), Some(0));
+    }
+
     /// `callrelay_http_replies_refused_total`'s `route` values, as README
     /// and the alert rules name them (mutation testing, round 72: any text
     /// passed every unit test).
