@@ -800,22 +800,14 @@ mod tests {
         let frames = futures::stream::iter([Ok(Message::text(
             r#"{"control":"heartbeat","seq":7}"#.to_owned(),
         ))]);
-        let (mut since, mut count, mut notes) = (Some(100), 0, Vec::new());
-        let end = print_events(
-            frames,
-            &mut since,
-            &mut count,
-            silence(),
-            &mut Vec::new(),
-            &mut notes,
-        )
-        .await;
+        let (mut since, mut count) = (Some(100), 0);
+        let (end, notes) = noted(frames, &mut since, &mut count, silence()).await;
         assert!(matches!(end, Ok(Disconnect::Retry(_))));
         assert_eq!(since, Some(7));
         // Said, as a gap is: the relay's events up to 7 are never printed
         // (it said nothing; audit of `callrelay tail`, 2026-12-07).
         assert_eq!(
-            String::from_utf8(notes).unwrap(),
+            notes,
             "callrelay tail: the relay's newest seq is 7, below seq 100 that tail resumes after \
              (a --since past its journal, a new or wiped journal, or another relay): the events it holds up to seq 7 \
              are not printed (a tail with --since 0 prints them); resuming after seq 7\n"
@@ -833,19 +825,11 @@ mod tests {
                     r#"{{"control":"heartbeat","seq":{seq}}}"#
                 )))
             }));
-            let (mut since, mut count, mut notes) = (asked, 0, Vec::new());
-            let end = print_events(
-                frames,
-                &mut since,
-                &mut count,
-                silence(),
-                &mut Vec::new(),
-                &mut notes,
-            )
-            .await;
+            let (mut since, mut count) = (asked, 0);
+            let (end, notes) = noted(frames, &mut since, &mut count, silence()).await;
             assert!(matches!(end, Ok(Disconnect::Retry(_))));
             assert_eq!(since, Some(heartbeats[1]));
-            assert_eq!(String::from_utf8_lossy(&notes), "", "from {asked:?}");
+            assert_eq!(notes, "", "from {asked:?}");
         }
     }
 
@@ -859,15 +843,22 @@ mod tests {
     where
         S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     {
-        print_events(
-            frames,
-            since,
-            count,
-            silence,
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .await
+        noted(frames, since, count, silence).await.0
+    }
+
+    /// [`print_events`] with stdout thrown away, and what it said on stderr.
+    async fn noted<S>(
+        frames: S,
+        since: &mut Option<u64>,
+        count: &mut u64,
+        silence: Silence,
+    ) -> (Result<Disconnect, TailError>, String)
+    where
+        S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+    {
+        let mut notes = Vec::new();
+        let end = print_events(frames, since, count, silence, &mut Vec::new(), &mut notes).await;
+        (end, String::from_utf8_lossy(&notes).into_owned())
     }
 
     /// The silence of a connection that nothing reads bytes from yet.

@@ -37,10 +37,10 @@ pub enum Own404 {
 pub(super) fn relays_own_404(body: Option<&[u8]>) -> Option<Own404> {
     use crate::server::NO_SUCH_ROUTE;
     use crate::sources::webhook::{NO_SUCH_ACCOUNT, UNKNOWN_VENDOR, no_such_hook_said};
-    if let Some(path) = served_at(body) {
+    let json: serde_json::Value = serde_json::from_slice(body?).ok()?;
+    if let Some(path) = fan_out_path(&json) {
         return Some(Own404::FanOutAt(path));
     }
-    let json: serde_json::Value = serde_json::from_slice(body?).ok()?;
     let error = json.get("error")?.as_str()?;
     // Also its answers under `/hooks/`: its "no such route: a webhook's
     // path is …" to a path no webhook route matches, and the webhook
@@ -57,8 +57,7 @@ pub(super) fn relays_own_404(body: Option<&[u8]>) -> Option<Own404> {
 
 /// The fan-out's path as a relay's 404 names it (`websocket_path`), if the
 /// body is one.
-fn served_at(body: Option<&[u8]>) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_slice(body?).ok()?;
+fn fan_out_path(body: &serde_json::Value) -> Option<String> {
     let path = body.get("websocket_path")?.as_str()?;
     (path.chars().count() <= MAX_SERVED_AT_CHARS).then(|| path.to_owned())
 }
@@ -120,6 +119,11 @@ pub(super) fn not_found_said(body: Option<&[u8]>) -> String {
 mod tests {
     use super::*;
     use crate::sinks::websocket::tail::TailError;
+
+    /// [`fan_out_path`] of a body as it comes.
+    fn served_at(body: Option<&[u8]>) -> Option<String> {
+        fan_out_path(&serde_json::from_slice(body?).ok()?)
+    }
 
     #[test]
     fn a_refusals_reason_is_quoted_short_and_without_control_characters() {
