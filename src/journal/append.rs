@@ -53,7 +53,7 @@ impl Journal {
         &self,
         events: &mut [PreparedEvent],
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_prepared_reading(events, || self.clock.now_ms())
+        self.append_prepared_reading(events, || self.clock.now_ms(), super::now_ms)
     }
 
     pub fn append_prepared_at(
@@ -61,15 +61,34 @@ impl Journal {
         events: &mut [PreparedEvent],
         now_ms: u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
-        self.append_prepared_reading(events, || now_ms)
+        self.append_prepared_reading(events, || now_ms, super::now_ms)
+    }
+
+    /// `append_batch_at` with the system clock read as `wall_now_ms` too, so
+    /// how long each copy was held is exact: the model test's grid of times
+    /// held its edges half a unit (5 s) off, and a stall of the machine (a
+    /// paused VM, a step of the clock) between making a copy and appending
+    /// it moves a receipt across one: the likeliest cause of its one CI
+    /// failure (2026-12-07), the only step of it that read a machine clock.
+    #[cfg(test)]
+    pub(crate) fn append_batch_at_wall(
+        &self,
+        events: &[IncomingEvent],
+        now_ms: u64,
+        wall_now_ms: u64,
+    ) -> Result<Vec<AppendOutcome>, JournalError> {
+        let mut prepared: Vec<PreparedEvent> = events.iter().map(PreparedEvent::new).collect();
+        self.append_prepared_reading(&mut prepared, || now_ms, || wall_now_ms)
     }
 
     /// `append_prepared` on the journal clock `now_ms` reads, read once the
-    /// write transaction is the batch's.
+    /// write transaction is the batch's, and the system clock `wall_now_ms`
+    /// reads, where each copy's receipt was read (`at_receipt`).
     pub(super) fn append_prepared_reading(
         &self,
         events: &mut [PreparedEvent],
         now_ms: impl FnOnce() -> u64,
+        wall_now_ms: impl FnOnce() -> u64,
     ) -> Result<Vec<AppendOutcome>, JournalError> {
         self.refuse_if_file_gone()?;
         let window_ms = self.options.dedup_window.as_millis() as u64;
@@ -86,7 +105,7 @@ impl Journal {
         // it for minutes, and entries stamped before that wait expired early
         // by it, so a resend in the window's last slice was journaled again.
         let now_ms = now_ms();
-        let wall_now_ms = super::now_ms();
+        let wall_now_ms = wall_now_ms();
         let (last, bytes) = {
             let index = self.dedup_index();
             let mut log = txn.open_table(EVENTS).map_err(storage)?;

@@ -30,13 +30,16 @@
 //!
 //! Deliberately not checked: the exact seq handed out (only that it is above
 //! every earlier one), the JSON's text (only that reads return the event the
-//! append returned), the journal's own clock (every operation passes its
-//! time), crash durability and damaged files (other tests inject those).
+//! append returned), the journal's own clock and the system clock (every
+//! operation passes its time, and an append the system clock's too, so how
+//! long a copy was held is exact: read on the machine's clock, a stall of
+//! the machine between making a copy and appending it could tip a
+//! judgement, the likeliest cause of its one CI failure),
+//! crash durability and damaged files (other tests inject those).
 //!
 //! Times move in steps of [`UNIT_MS`], and every bound of the journal lies
-//! half a unit off that grid: a copy's receipt is read on the wall clock,
-//! which moves a few milliseconds between making the copy and appending it,
-//! and must not tip a judgement at an edge.
+//! half a unit off that grid: the model does not say on which side of its
+//! edge each bound's comparison falls.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -196,11 +199,13 @@ fn takes(accepted: u8, subject: Option<&str>) -> bool {
     identity_of(subject).is_some_and(|i| accepted & (1 << i) != 0)
 }
 
-/// A copy received `held_units` before now, on the wall clock (where a
-/// copy's receipt is read).
-fn received(copy: &ArrivingCopy) -> IncomingEvent {
+/// A copy received `held_units` before `now_ms`, on the system clock the
+/// append is then told reads `now_ms` (where a copy's receipt is read).
+fn received(copy: &ArrivingCopy, now_ms: u64) -> IncomingEvent {
     let mut incoming = event(&identity_name(copy.identity));
-    incoming.received_at -= time::Duration::milliseconds((copy.held_units * UNIT_MS) as i64);
+    let receipt_ms = now_ms - copy.held_units * UNIT_MS;
+    incoming.received_at = time::OffsetDateTime::UNIX_EPOCH
+        + time::Duration::milliseconds(i64::try_from(receipt_ms).unwrap());
     incoming
 }
 
@@ -527,8 +532,12 @@ impl Harness {
     fn append(&mut self, step_units: u64, copies: &[ArrivingCopy]) {
         self.model.now_ms += step_units * UNIT_MS;
         let now_ms = self.model.now_ms;
-        let incoming: Vec<IncomingEvent> = copies.iter().map(received).collect();
-        let outcomes = self.journal().append_batch_at(&incoming, now_ms).unwrap();
+        let incoming: Vec<IncomingEvent> = copies.iter().map(|c| received(c, now_ms)).collect();
+        // The system clock reads what the journal's does.
+        let outcomes = self
+            .journal()
+            .append_batch_at_wall(&incoming, now_ms, now_ms)
+            .unwrap();
         assert_eq!(outcomes.len(), copies.len(), "an outcome per copy");
         let model = &mut self.model;
         // Ids journaled by this batch, for the copies after them in it.

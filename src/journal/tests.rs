@@ -758,11 +758,12 @@ fn dedup_within_window_in_batch_after_window_and_after_restart() {
     // After a restart, within the window: still a duplicate of seq 1.
     let out = j.append_batch_at(&[event("x")], t0 + 1_000).unwrap();
     assert_eq!(seqs(&out), vec![(1, true)]);
-    // After the window: a new event with a new seq (and the same id). A
-    // second past it: the copy is judged as of its receipt, and the wall
-    // clock's milliseconds between `event` and the append are taken off
-    // (at the window's very edge the test failed one run in a few).
-    let out = j.append_batch_at(&[event("x")], t0 + 601_000).unwrap();
+    // After the window: a new event with a new seq (and the same id). Half
+    // a minute past it: the copy is judged as of its receipt, and the
+    // system clock's time between `event` and the append is taken off (at
+    // the window's very edge the test failed one run in a few; a second
+    // past it, a stall of the machine of a second would still fail it).
+    let out = j.append_batch_at(&[event("x")], t0 + 630_000).unwrap();
     assert_eq!(seqs(&out), vec![(2, false)]);
     let all = j.read_after(0, 10).unwrap();
     assert_eq!(all[0].header.id, all[1].header.id);
