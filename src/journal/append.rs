@@ -68,8 +68,9 @@ impl Journal {
     /// how long each copy was held is exact: the model test's grid of times
     /// held its edges half a unit (5 s) off, and a stall of the machine (a
     /// paused VM, a step of the clock) between making a copy and appending
-    /// it moves a receipt across one: the likeliest cause of its one CI
-    /// failure (2026-12-07), the only step of it that read a machine clock.
+    /// it moves a receipt across one: a cause of its one CI failure
+    /// (2026-12-07; the failing case was not printed), its only reading of
+    /// a machine clock that reached a judgement.
     #[cfg(test)]
     pub(crate) fn append_batch_at_wall(
         &self,
