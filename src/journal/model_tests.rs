@@ -73,7 +73,8 @@ const START_MS: u64 = 1_000_000_000_000;
 /// How far the system clock the appends are told of reads behind the
 /// journal's (1985 to its 2001): not zero, so a receipt read on the wrong
 /// clock, or not translated from one to the other, is judged years off, and
-/// every copy of an id journaled before is then taken for a duplicate.
+/// every copy of an id whose dedup entry is still held is then taken for a
+/// duplicate.
 const WALL_BEHIND_MS: u64 = 500_000_000_000;
 /// How long a close and open waits for the journal's locks: a child process
 /// another lib test spawns holds copies of this process's descriptors, the

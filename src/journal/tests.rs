@@ -1558,7 +1558,7 @@ fn entries_outlive_the_window_by_a_grace_that_changes_no_judgement() {
     assert_eq!(dedup_log_len(&j), 1, "kept through the grace");
     // Half a minute past the window and within the grace: the receipt's
     // time since `event` is taken off, which a stall of the machine makes
-    // seconds (a second past it failed then).
+    // seconds (a second past it would fail then).
     let out = j.append_batch_at(&[event("x")], t0 + 630_000).unwrap();
     assert_eq!(seqs(&out), vec![(2, false)], "but judged by the window");
     j.enforce_retention_at(&[], t0 + 600_000 + GRACE_MS)
