@@ -805,6 +805,39 @@ fn next_line(
     None
 }
 
+/// The runtime runs the worker threads `TOKIO_WORKER_THREADS` asks for,
+/// and one per CPU without it, and the `listening` line says how many: an
+/// operator sees the variable took.
+#[test]
+fn the_listening_line_says_how_many_worker_threads_run() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (asked, expected) in [(Some("3"), 3), (None, cpus)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("relay.toml");
+        let journal = dir.path().join("journal");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {journal:?}\n"),
+        )
+        .expect("write config");
+        let mut command = common::relay_command();
+        command
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&config);
+        match asked {
+            Some(count) => command.env("TOKIO_WORKER_THREADS", count),
+            None => command.env_remove("TOKIO_WORKER_THREADS"),
+        };
+        let (relay, lines) = spawn_logging(command);
+        let listening = next_line(&lines, "listening").expect("listening");
+        drop(relay);
+        assert_eq!(
+            listening["worker_threads"], expected,
+            "TOKIO_WORKER_THREADS {asked:?}: {listening}"
+        );
+    }
+}
+
 /// The address the relay logged it listens on.
 fn listening_addr(lines: &std::sync::mpsc::Receiver<serde_json::Value>) -> String {
     let listening = next_line(lines, "listening").expect("listening");

@@ -168,7 +168,10 @@ impl Relay {
         ctx.status.dropped_undelivered(unsaid_before_start);
         opening_answers.close().await;
         let task = tokio::spawn(serve(ctx.clone(), listener, ingest, reload_rx));
-        tracing::info!(%addr, "listening");
+        // The count the runtime has, not the one asked for: an operator
+        // sees that `TOKIO_WORKER_THREADS` took (or how many CPUs it found).
+        let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(%addr, worker_threads, "listening");
         Ok(Relay { addr, ctx, task })
     }
 
