@@ -1047,6 +1047,16 @@ async fn a_resume_ends_with_a_warning_only_when_a_topic_was_not_read_whole() {
     fixture.stop().await;
 }
 
+/// The most a stall clock set 10 s before `now` and paused right for 3 s
+/// can read after a tick: 7 s and what passed from `now` to the tick, which
+/// is at most what has passed since `now` (read after the stall clock). A
+/// fixed 8 s failed under a CI stall of over a second before the tick; this
+/// bound is as tight with none: a clock not paused reads 10 s plus as
+/// much, one paused twice (or restarted) under 7 s.
+fn paused_right(now: Instant) -> Duration {
+    Duration::from_secs(7) + now.elapsed()
+}
+
 /// While every broker is down the stall clock is paused, not restarted:
 /// it resumes where it was, later by the time the brokers were down.
 #[tokio::test]
@@ -1066,7 +1076,7 @@ async fn the_stall_clock_is_paused_while_every_broker_is_down() {
 
     let waited = forwarder.awaiting_reports_since.elapsed();
     assert!(
-        (Duration::from_secs(7)..Duration::from_secs(8)).contains(&waited),
+        (Duration::from_secs(7)..=paused_right(now)).contains(&waited),
         "10 s waited, 3 of them with every broker down: {waited:?}"
     );
 
@@ -1103,7 +1113,7 @@ async fn a_wait_already_paused_is_not_paused_again_when_the_brokers_go_down() {
 
     let waited = forwarder.awaiting_reports_since.elapsed();
     assert!(
-        (Duration::from_secs(7)..Duration::from_secs(8)).contains(&waited),
+        (Duration::from_secs(7)..=paused_right(now)).contains(&waited),
         "10 s waited, 2 in the wait and 1 more with every broker down: {waited:?}"
     );
     fixture.stop().await;
@@ -2051,10 +2061,18 @@ async fn a_stop_ends_a_recoverys_wait_for_reports_after_the_drop() {
 /// cursor to read back: how long until they are published, whether the
 /// sink said it was waiting (not ready, with why) before any was, and the
 /// time its stop then saved.
-async fn started_after(ago_ms: Option<i64>, delay: Duration) -> (Duration, bool, Option<i64>) {
+///
+/// Timed from before the wall clock is read for the saved time (timed from
+/// after, a CI stall between that read and the forwarder's own shortened
+/// the wait and failed its lower bound): `took` on the monotonic clock, for
+/// the upper bounds, and `at_least` the larger of it and the wall clock's
+/// reading, for the lower ones: the wait is set on the wall clock, and a
+/// forward step shortens it as much as it adds to that reading.
+async fn started_after(ago_ms: Option<i64>, delay: Duration) -> Started {
     let fixture = Fixture::new().await;
     let ctx = fixture.ctx();
     journal(&ctx, 0..3).await;
+    let started = Instant::now();
     let now = super::wall_ms();
     let state = CursorState {
         clean: false,
@@ -2075,7 +2093,6 @@ async fn started_after(ago_ms: Option<i64>, delay: Duration) -> (Duration, bool,
         "an interrupted run to read back"
     );
     let published = ctx.metrics.events_published.with_label_values(&["kafka"]);
-    let started = Instant::now();
     let fixture = Fixture { peers, forwarder };
     let (peers, cancel, running) = fixture.run();
     let mut said_waiting = false;
@@ -2090,12 +2107,27 @@ async fn started_after(ago_ms: Option<i64>, delay: Duration) -> (Duration, bool,
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let on_the_wall = u64::try_from(super::wall_ms() - now).unwrap_or(0);
     let took = started.elapsed();
+    let at_least = took.max(Duration::from_millis(on_the_wall));
     cancel.cancel();
     running.await.unwrap();
     let saved = written(&ctx).1.and_then(|s| s.requests_may_land_since_ms);
     peers.stop().await;
-    (took, said_waiting, saved)
+    Started {
+        took,
+        at_least,
+        said_waiting,
+        saved,
+    }
+}
+
+/// What [`started_after`] saw.
+struct Started {
+    took: Duration,
+    at_least: Duration,
+    said_waiting: bool,
+    saved: Option<i64>,
 }
 
 /// After a stop that let records go unreported, the next start (a
@@ -2104,27 +2136,39 @@ async fn started_after(ago_ms: Option<i64>, delay: Duration) -> (Duration, bool,
 /// connection's produce requests may be appended after the re-sends, as a
 /// key's e5, e6, e7, then the old e6. The in-run recovery waited so, but
 /// in memory only, and the next run read back at once (ordering audit,
-/// defect 1). Here: a stop 1 s ago with a delay of 5 s waits about 4 s; a
+/// defect 1). Here: a stop 16 s ago with a delay of 20 s waits about 4 s; a
 /// clean state does not wait.
+///
+/// The delay is long beside the wait so that each upper bound tells a
+/// start that waited the whole delay (since taken as now, or a clean state
+/// taken as let go of: at least 20 s on the monotonic clock, the sleep's
+/// own) from a right one under a CI stall of up to ~10 s. With a delay of
+/// 5 s and a stop 1 s ago, the whole delay was 5 s against 4 s and passed.
 #[tokio::test]
 async fn a_start_after_a_stop_that_left_records_unreported_waits_before_its_read_back() {
-    let delay = Duration::from_secs(5);
-    let (took, said_waiting, _) = started_after(Some(1_000), delay).await;
-    assert!(took >= Duration::from_millis(3_500), "waited only {took:?}");
-    assert!(took < delay + Duration::from_secs(3), "waited {took:?}");
-    assert!(said_waiting, "not ready, saying why, while it waits");
-
-    let (took, said_waiting, _) = started_after(None, delay).await;
+    let delay = Duration::from_secs(20);
+    let it = started_after(Some(16_000), delay).await;
+    // Not waiting measures ~0.5 s; one that counts the 16 s twice waits none.
+    let at_least = it.at_least;
     assert!(
-        took < Duration::from_secs(3),
-        "a clean state waited {took:?}"
+        at_least >= Duration::from_millis(3_900),
+        "waited only {at_least:?}"
     );
-    assert!(!said_waiting);
+    assert!(it.took < Duration::from_secs(15), "waited {:?}", it.took);
+    assert!(it.said_waiting, "not ready, saying why, while it waits");
+
+    let it = started_after(None, delay).await;
+    assert!(
+        it.took < Duration::from_secs(15),
+        "a clean state waited {:?}",
+        it.took
+    );
+    assert!(!it.said_waiting);
 
     // One let go of longer ago than the delay leaves nothing to wait for.
-    let (took, said_waiting, _) = started_after(Some(3_600_000), delay).await;
-    assert!(took < Duration::from_secs(3), "waited {took:?}");
-    assert!(!said_waiting);
+    let it = started_after(Some(3_600_000), delay).await;
+    assert!(it.took < Duration::from_secs(15), "waited {:?}", it.took);
+    assert!(!it.said_waiting);
 }
 
 /// A saved time ahead of the clock (stepped back by hours since the stop)
@@ -2136,11 +2180,21 @@ async fn a_start_after_a_stop_that_left_records_unreported_waits_before_its_read
 async fn a_saved_time_ahead_of_the_clock_is_waited_once_then_dropped() {
     let delay = Duration::from_secs(2);
     let three_hours_ahead = -3 * 3_600_000;
-    let (took, said_waiting, saved) = started_after(Some(three_hours_ahead), delay).await;
-    assert!(took >= Duration::from_millis(1_800), "waited only {took:?}");
-    assert!(took < delay + Duration::from_secs(3), "waited {took:?}");
-    assert!(said_waiting);
-    assert_eq!(saved, None, "saved again after the wait");
+    let it = started_after(Some(three_hours_ahead), delay).await;
+    assert!(
+        it.took >= Duration::from_millis(1_800),
+        "waited only {:?}",
+        it.took
+    );
+    // A time kept ahead waits hours (`started_after` gives up at 12 s); a
+    // right start waits the delay, 2 s, and the bound leaves a CI stall 8 s.
+    assert!(
+        it.took < delay + Duration::from_secs(8),
+        "waited {:?}",
+        it.took
+    );
+    assert!(it.said_waiting);
+    assert_eq!(it.saved, None, "saved again after the wait");
 }
 
 /// The rest of the delay since records were let go of: a time in the future
@@ -2177,8 +2231,13 @@ async fn a_stop_that_leaves_records_unreported_saves_when() {
     forwarder.shutdown(StopReason::ProcessStop).await;
     let (_, state) = written(&ctx);
     let since = state.expect("a state").requests_may_land_since_ms;
+    // A time on another clock or scale (the boot clock's ms, seconds, 0)
+    // is off by years; a right one is within the stop's 50 ms deadline. The
+    // slack lets the wall clock be stepped back meanwhile, as a CI host's
+    // is after a pause, without letting those through.
+    let slack = 5_000;
     assert!(
-        since.is_some_and(|at| at >= before && at <= super::wall_ms()),
+        since.is_some_and(|at| at >= before - slack && at <= super::wall_ms() + slack),
         "{since:?}"
     );
     peers.stop().await;
