@@ -1048,8 +1048,8 @@ async fn a_resume_ends_with_a_warning_only_when_a_topic_was_not_read_whole() {
 }
 
 /// The most a stall clock set 10 s before `now` and paused right for 3 s
-/// can read after a tick: 7 s and what passed from `now` to the tick, which
-/// is at most what has passed since `now` (read after the stall clock). A
+/// can read after a tick: 7 s and what passed from the tick to the reading,
+/// which is at most what has passed since `now` (read after it). A
 /// fixed 8 s failed under a CI stall of over a second before the tick; this
 /// bound is as tight with none: a clock not paused reads 10 s plus as
 /// much, one paused twice (or restarted) under 7 s.
