@@ -1049,10 +1049,10 @@ async fn a_resume_ends_with_a_warning_only_when_a_topic_was_not_read_whole() {
 
 /// The most a stall clock set 10 s before `now` and paused right for 3 s
 /// can read after a tick: 7 s and what passed from the tick to the reading,
-/// which is at most what has passed since `now` (read after it). A
-/// fixed 8 s failed under a CI stall of over a second before the tick; this
-/// bound is as tight with none: a clock not paused reads 10 s plus as
-/// much, one paused twice (or restarted) under 7 s.
+/// which is at most what has passed since `now` (read after it). A fixed
+/// 8 s would fail under a stall of the host of over a second after the tick
+/// read its time; this bound is as tight with none: a clock not paused
+/// reads 10 s plus as much, one paused twice (or restarted) under 7 s.
 fn paused_right(now: Instant) -> Duration {
     Duration::from_secs(7) + now.elapsed()
 }
@@ -2063,8 +2063,8 @@ async fn a_stop_ends_a_recoverys_wait_for_reports_after_the_drop() {
 /// time its stop then saved.
 ///
 /// Timed from before the wall clock is read for the saved time (timed from
-/// after, a CI stall between that read and the forwarder's own shortened
-/// the wait and failed its lower bound): `took` on the monotonic clock, for
+/// after, a stall of the host between that read and the forwarder's own
+/// shortens the wait and would fail its lower bound): `took` on the monotonic clock, for
 /// the upper bounds, and `at_least` the larger of it and the wall clock's
 /// reading, for the lower ones: the wait is set on the wall clock, and a
 /// forward step shortens it as much as it adds to that reading.
