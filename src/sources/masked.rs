@@ -427,6 +427,20 @@ mod tests {
         assert_eq!(masked.mask_json("{s3cret"), "{***");
     }
 
+    /// JSON the vendors' reader refuses for its size (more values than
+    /// `MAX_VALUES`) is JSON still: masked in its strings, its form kept, not
+    /// taken for text and hidden whole (mutation testing, round 73: reading
+    /// it as text when either reader refused it passed every test).
+    #[test]
+    fn json_past_the_vendors_value_limit_is_masked_as_json() {
+        let masked = Masked::new([Secret::new("s3cret")]);
+        let many = serde_json::to_string(&vec![0; crate::vendors::text::MAX_VALUES]).unwrap();
+        let sent = format!(r#"{{"secret":"s3\u0063ret","n":{many}}}"#);
+        assert!(crate::vendors::text::parse_json(&sent).is_err());
+        let got = masked.mask_json(&sent);
+        assert_eq!(got, format!(r#"{{"secret":"***","n":{many}}}"#));
+    }
+
     /// A secret made of JSON's own characters, masked blindly, broke the
     /// text: JSON stays JSON, and no string or number in it holds one.
     #[test]
