@@ -159,6 +159,12 @@ impl Masked {
     /// JSON escapes are read, at any number of levels: [`mask`](Self::mask)
     /// finds a secret only as written, and one escaped inside a fragment of
     /// JSON (`sign {"voip":"\u006b3f9a"} invalid`) would go out as it is.
+    /// Levels are read up to one past [`NESTED_JSON_MAX`]; a text with
+    /// escapes still to read then counts as hiding one. Read to the end, a
+    /// text of `\u005c`s, each pass making one more escape of the next,
+    /// would take a pass per escape over a megabyte; stopped there without
+    /// a word, a fragment nested one level deeper went out as it came
+    /// (review of round 73's masking tests).
     fn hidden_behind_escapes(&self, text: &str) -> bool {
         if !self.may_hold(text) || !text.contains('\\') {
             return false;
@@ -174,7 +180,7 @@ impl Masked {
                 return true;
             }
         }
-        false
+        read_escapes(&read) != read
     }
 
     /// One token of a JSON text `depth` strings deep (a string with its
@@ -532,6 +538,27 @@ mod tests {
     fn a_secret_made_of_an_escapes_letters_goes_whole() {
         let masked = Masked::new([Secret::new("u0007x")]);
         assert_eq!(masked.mask_json(r#"["\u0007x", 1]"#), r#"["***", 1]"#);
+    }
+
+    /// A fragment of JSON that does not parse, nested past the levels of
+    /// escapes read, goes whole: it went out as it came, its secret one
+    /// level of escapes further down (review of round 73's masking tests).
+    /// One level less, the secret is found and it goes whole too.
+    #[test]
+    fn a_fragment_nested_past_the_levels_read_goes_whole() {
+        let masked = Masked::new([Secret::new("k3f9a")]);
+        for wrapped in [NESTED_JSON_MAX, NESTED_JSON_MAX + 1] {
+            let mut text = r#"{"voip":"\u006b3f9a"}"#.to_owned();
+            for _ in 0..wrapped {
+                text = json!({ "sign": text }).to_string();
+            }
+            text.pop();
+            let sent = json!([text]).to_string();
+            assert_eq!(masked.mask_json(&sent), r#"["***"]"#, "{wrapped} levels");
+        }
+        // Text with no escapes left to read past the levels is kept.
+        let harmless = json!(["{\"a\":\"\\u00e9\"", 7]).to_string();
+        assert_eq!(masked.mask_json(&harmless), harmless);
     }
 
     /// What is not worth masking is left at once; a secret written in a form
