@@ -588,12 +588,7 @@ fn an_empty_callrelay_config_means_the_default_path() {
 fn no_subcommand_runs_the_config_callrelay_config_names_and_sigint_stops_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("elsewhere.toml");
-    let journal = dir.path().join("journal");
-    std::fs::write(
-        &config,
-        format!("[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {journal:?}\n"),
-    )
-    .expect("write config");
+    let journal = write_local_config(&config, dir.path());
     let mut command = common::relay_command();
     // No relay.toml where it runs: only the variable can name the config.
     command
@@ -805,6 +800,18 @@ fn next_line(
     None
 }
 
+/// Writes at `config` a config listening on a free local port with its
+/// journal in `dir`; returns the journal's path.
+fn write_local_config(config: &Path, dir: &Path) -> std::path::PathBuf {
+    let journal = dir.join("journal");
+    std::fs::write(
+        config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {journal:?}\n"),
+    )
+    .expect("write config");
+    journal
+}
+
 /// The runtime runs the worker threads `TOKIO_WORKER_THREADS` asks for,
 /// and one per CPU without it, and the `listening` line says how many: an
 /// operator sees the variable took.
@@ -814,12 +821,7 @@ fn the_listening_line_says_how_many_worker_threads_run() {
     for (asked, expected) in [(Some("3"), 3), (None, cpus)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("relay.toml");
-        let journal = dir.path().join("journal");
-        std::fs::write(
-            &config,
-            format!("[server]\nlisten = \"127.0.0.1:0\"\n[journal]\npath = {journal:?}\n"),
-        )
-        .expect("write config");
+        write_local_config(&config, dir.path());
         let mut command = common::relay_command();
         command
             .args(["run", "--log-format", "json", "--config"])
