@@ -14,7 +14,8 @@
 //! what a cut keeps). A JSON text masked by [`Masked::mask_json`] is still
 //! JSON, with no secret in any string (however escaped, and in the JSON
 //! text a string may hold, at any depth) nor scalar, and is as written
-//! wherever none was; Voip24h masks with it the unknown events it journals
+//! wherever none was, but for a string or fragment whose escapes go
+//! deeper than the levels read, which is `***` whole; Voip24h masks with it the unknown events it journals
 //! (`vendor.unknown`), so no secret reaches the journal either.
 
 use std::borrow::Cow;
@@ -155,8 +156,8 @@ impl Masked {
         Cow::Owned(out)
     }
 
-    /// Whether `text`, which is not JSON to decode, shows a secret once its
-    /// JSON escapes are read, at any number of levels: [`mask`](Self::mask)
+    /// Whether `text`, which is not JSON to decode, shows or may hide a
+    /// secret once its JSON escapes are read, at any number of levels: [`mask`](Self::mask)
     /// finds a secret only as written, and one escaped inside a fragment of
     /// JSON (`sign {"voip":"\u006b3f9a"} invalid`) would go out as it is.
     /// Levels are read up to one past [`NESTED_JSON_MAX`]; a text with
@@ -173,7 +174,7 @@ impl Masked {
         for _ in 0..=NESTED_JSON_MAX {
             let unescaped = read_escapes(&read);
             if unescaped == read {
-                break;
+                return false;
             }
             read = unescaped;
             if self.forms.iter().any(|form| read.contains(form.expose())) {
