@@ -946,14 +946,7 @@ fn a_journal_in_memory_is_warned_about_at_start() {
     }
     let warned = |dir: &std::path::Path| {
         let config = dir.join("relay.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n\n[journal]\npath = {:?}\n",
-                dir.join("journal").display().to_string()
-            ),
-        )
-        .expect("write config");
+        write_local_config(&config, dir);
         let (child, lines) = run_logging(&config);
         let mut warning = None;
         while let Some(line) = next_line(&lines, "") {

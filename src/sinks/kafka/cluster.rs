@@ -61,6 +61,10 @@ const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest the caller waits for a verdict: both requests, and room for
 /// creating and destroying the admin client, which no request timeout covers.
 const CHECK_BOUND: Duration = Duration::from_secs(15);
+const _: () = assert!(
+    METADATA_TIMEOUT.as_millis() + DESCRIBE_TIMEOUT.as_millis() < CHECK_BOUND.as_millis(),
+    "both requests must fit in the caller's bound, with room for the client"
+);
 
 /// The topic setting that says how many replicas must be in sync for an
 /// `acks=all` produce to succeed.
@@ -620,13 +624,13 @@ mod tests {
             found.as_ref().map_or(true, |m| !m.contains_key("calls")),
             "{found:?}"
         );
-        // The request's own timeout ends it, within the caller's bound:
-        // without one it waits librdkafka's (`socket.timeout.ms`, 60 s), and
-        // the caller gives the whole check up. Normally ~5 s; CHECK_BOUND
-        // (15 s) leaves a CI stall 10 s and still fails that 60 s, or a
-        // DESCRIBE_TIMEOUT raised past it (DESCRIBE_TIMEOUT + 3 s, which it
-        // was, let any such raise through).
-        let bound = CHECK_BOUND;
+        // The request's own timeout ends it, within what the caller's bound
+        // leaves it after the metadata request: without one it waits
+        // librdkafka's (`socket.timeout.ms`, 60 s), and the caller gives the
+        // whole check up. Normally ~5 s; 10 s leaves a stall of the host 5 s
+        // and still fails that 60 s (a DESCRIBE_TIMEOUT raised past the
+        // budget is refused at compile time, beside the constants).
+        let bound = CHECK_BOUND - METADATA_TIMEOUT;
         assert!(started.elapsed() < bound, "{:?}", started.elapsed());
     }
 
