@@ -562,6 +562,19 @@ mod tests {
         assert_eq!(masked.mask_json(&harmless), harmless);
     }
 
+    /// Each escape JSON has is read as JSON reads it, a surrogate pair as
+    /// its one character and a lone surrogate as U+FFFD; anything else is
+    /// kept (mutation testing, round 73: no test read the escapes one by
+    /// one, and dropping any of them, or the pair's arithmetic, passed).
+    #[test]
+    fn escapes_are_read_as_json_reads_them() {
+        let text = r#"\"\\\/\b\f\n\r\t \u00e9 \ud83d\ude00 \ud83dx \ude00 \q \u12"#;
+        assert_eq!(
+            read_escapes(text),
+            "\"\\/\u{8}\u{c}\n\r\t é 😀 \u{fffd}x \u{fffd} \\q \\u12"
+        );
+    }
+
     /// What is not worth masking is left at once; a secret written in a form
     /// none of [`forms`] is (one `/` of two escaped) still is masked.
     #[test]
