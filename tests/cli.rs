@@ -726,11 +726,17 @@ fn run_with_nofile_and(
 /// `callrelay run` on `config`, its JSON log lines sent to the receiver as
 /// they come.
 fn run_logging(config: &Path) -> (Running, std::sync::mpsc::Receiver<serde_json::Value>) {
+    spawn_logging(run_json_command(config))
+}
+
+/// The command `callrelay run --log-format json --config <config>`, not
+/// started, for a test that sets more on it.
+fn run_json_command(config: &Path) -> Command {
     let mut command = common::relay_command();
     command
         .args(["run", "--log-format", "json", "--config"])
         .arg(config);
-    spawn_logging(command)
+    command
 }
 
 /// Spawns `command`, a relay run with `--log-format json`, and sends its log
@@ -822,10 +828,7 @@ fn the_listening_line_says_how_many_worker_threads_run() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("relay.toml");
         write_local_config(&config, dir.path());
-        let mut command = common::relay_command();
-        command
-            .args(["run", "--log-format", "json", "--config"])
-            .arg(&config);
+        let mut command = run_json_command(&config);
         match asked {
             Some(count) => command.env("TOKIO_WORKER_THREADS", count),
             None => command.env_remove("TOKIO_WORKER_THREADS"),
@@ -1168,11 +1171,7 @@ fn a_broken_stderr_loses_log_lines_not_the_relay() {
     use std::io::{BufRead, Read, Write};
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_tel4vn_config(dir.path(), "", "");
-    let mut command = common::relay_command();
-    command
-        .args(["run", "--log-format", "json", "--config"])
-        .arg(&config);
-    let (mut child, stderr) = spawn_with_stderr(command);
+    let (mut child, stderr) = spawn_with_stderr(run_json_command(&config));
     let mut stderr = std::io::BufReader::new(stderr);
     let addr = loop {
         let mut line = String::new();
