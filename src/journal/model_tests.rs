@@ -53,9 +53,9 @@ use proptest::sample::Index;
 use super::record::encode_record_head;
 use super::retention::EXPIRY_GRACE;
 use super::tests::event;
+use super::tests_support::once_the_locks_are_free;
 use super::{
-    ActiveSink, AppendOutcome, Journal, JournalError, JournalOptions, JournaledEvent, PageEntry,
-    RetentionReport,
+    ActiveSink, AppendOutcome, Journal, JournalOptions, JournaledEvent, PageEntry, RetentionReport,
 };
 use crate::event::{HeaderRef, IncomingEvent};
 
@@ -76,10 +76,6 @@ const START_MS: u64 = 1_000_000_000_000;
 /// every copy of an id whose dedup entry is still held is then taken for a
 /// duplicate.
 const WALL_BEHIND_MS: u64 = 500_000_000_000;
-/// How long a close and open waits for the journal's locks: a child process
-/// another lib test spawns holds copies of this process's descriptors, the
-/// locks' among them, from its fork until its exec.
-const LOCKS_FREED_WITHIN: Duration = Duration::from_secs(5);
 /// How many distinct event ids the copies are drawn from.
 const POOL: usize = 6;
 const SINKS: [&str; 2] = ["kafka", "ws"];
@@ -445,15 +441,7 @@ impl Harness {
     /// The journal opened again, once no child process of another test
     /// holds the locks this one's close let go of.
     fn open_once_the_locks_are_free(&self) -> Journal {
-        let deadline = std::time::Instant::now() + LOCKS_FREED_WITHIN;
-        loop {
-            match Journal::open(self.options.clone()) {
-                Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                opened => return opened.unwrap(),
-            }
-        }
+        once_the_locks_are_free(|| Journal::open(self.options.clone())).unwrap()
     }
 
     fn journal(&self) -> &Journal {
