@@ -1187,42 +1187,6 @@ pub(crate) mod tests_support {
         event, kafka_holding_nothing, options, over_max_size, store_format,
     };
 
-    /// `attempt` (an open, a compaction) of a journal this test closed just
-    /// before, tried again for up to 5 s while it is refused as in use: a
-    /// child process another test spawns holds copies of this process's
-    /// descriptors, the journal's locks among them, from its fork until its
-    /// exec (CI failed on it once, 2026-12-07).
-    pub(crate) fn once_the_locks_are_free<T, E: RefusedAsInUse>(
-        mut attempt: impl FnMut() -> Result<T, E>,
-    ) -> Result<T, E> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match attempt() {
-                Err(e) if e.in_use() && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                done => return done,
-            }
-        }
-    }
-
-    /// An error that says the journal is in use.
-    pub(crate) trait RefusedAsInUse {
-        fn in_use(&self) -> bool;
-    }
-
-    impl RefusedAsInUse for super::JournalError {
-        fn in_use(&self) -> bool {
-            matches!(self, super::JournalError::InUse { .. })
-        }
-    }
-
-    impl RefusedAsInUse for super::compact::CompactError {
-        fn in_use(&self) -> bool {
-            matches!(self, super::compact::CompactError::InUse { .. })
-        }
-    }
-
     /// Records `seqs` as dropped by `max_size` while `sink` held them, as a
     /// retention pass does.
     pub(crate) fn record_held_drops(

@@ -16,10 +16,14 @@
 //! in this process or another on this host, is [`JournalError::InUse`]
 //! (whose text also names another program's `flock` on the directory: a
 //! backup script's `flock`, say, refuses a start the same way). A `flock`
-//! on a descriptor of its own: it goes when that descriptor is closed (the
-//! drop, or the process's end), not when the relay closes another
-//! descriptor of the directory or the file, as a POSIX `fcntl` lock would
-//! (`sync_dir` and the reopen's `forget_cached_pages` open and close them).
+//! on a descriptor of its own: it goes at the drop, let go explicitly, or
+//! at the process's end, not when the relay closes another descriptor of
+//! the directory or the file, as a POSIX `fcntl` lock would (`sync_dir` and
+//! the reopen's `forget_cached_pages` open and close them). Let go, not
+//! left to the descriptor's close: a child process spawned meanwhile holds
+//! a copy of the descriptor from its fork until its exec, and the lock,
+//! held by every copy, refused an open right after a close (CI failed on
+//! it twice, 2026-12-07; redb lets its own locks go the same way).
 //! On the directory, not the file: redb 4.6 takes a `flock` on the file
 //! itself (for redb before 4.3), which one of ours there would refuse.
 //!
@@ -117,6 +121,16 @@ impl DirLock {
                 "{}",
                 host_only_warning(file_system)
             );
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if let Some(fd) = &self.held {
+            // A failure leaves the lock to the descriptor's close, right
+            // after: as before the explicit release, nothing is lost.
+            let _ = rustix::fs::flock(fd, FlockOperation::Unlock);
         }
     }
 }
@@ -235,5 +249,21 @@ mod tests {
         ));
         drop(held);
         DirLock::take(dir.path(), &file).unwrap();
+    }
+
+    /// A child process spawned while the lock is held (by a test beside
+    /// this one, say) holds a copy of its descriptor from its fork until
+    /// its exec: a copy shares the lock, so the drop lets it go for every
+    /// copy, and an open right after a close is not refused.
+    #[test]
+    fn the_drop_lets_the_lock_go_while_a_copy_of_its_descriptor_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("journal.redb");
+        let held = DirLock::take(dir.path(), &file).unwrap();
+        let fd = held.held.as_ref().expect("a tempdir can be locked");
+        let childs_copy = rustix::io::fcntl_dupfd_cloexec(fd, 0).unwrap();
+        drop(held);
+        DirLock::take(dir.path(), &file).expect("the lock went with the drop");
+        drop(childs_copy);
     }
 }

@@ -53,7 +53,6 @@ use proptest::sample::Index;
 use super::record::encode_record_head;
 use super::retention::EXPIRY_GRACE;
 use super::tests::event;
-use super::tests_support::once_the_locks_are_free;
 use super::{
     ActiveSink, AppendOutcome, Journal, JournalOptions, JournaledEvent, PageEntry, RetentionReport,
 };
@@ -438,12 +437,6 @@ impl Harness {
         }
     }
 
-    /// The journal opened again, once no child process of another test
-    /// holds the locks this one's close let go of.
-    fn open_once_the_locks_are_free(&self) -> Journal {
-        once_the_locks_are_free(|| Journal::open(self.options.clone())).unwrap()
-    }
-
     fn journal(&self) -> &Journal {
         self.journal.as_ref().unwrap()
     }
@@ -475,7 +468,7 @@ impl Harness {
                 let journal = self.journal.take().unwrap();
                 assert!(journal.close(Duration::from_secs(5)), "closed");
                 drop(journal);
-                self.journal = Some(self.open_once_the_locks_are_free());
+                self.journal = Some(Journal::open(self.options.clone()).unwrap());
                 // The hold is the running relay's, not the file's.
                 self.model.expiry_held = false;
                 self.cursors_after_a_reopen();

@@ -366,6 +366,52 @@ fn close_waits_for_a_reader_that_lets_go_then_closes_the_file() {
     assert_eq!(again.last_seq(), 1);
 }
 
+/// A child process another test spawns holds a copy of every descriptor
+/// of this process from its fork until its exec, the journal's file and
+/// directory among them. Their locks go with the journal's drop, not with
+/// the last copy's close: an open and a compaction right after it are not
+/// refused (CI failed on this twice, 2026-12-07, while the directory's
+/// lock was left to its descriptor's close).
+#[test]
+fn copies_of_the_journals_descriptors_keep_no_lock_after_its_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
+    j.append_batch(&[event("a")]).unwrap();
+    let of_the_dir = |fd: i32, dir: &std::path::Path| {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|target| target.starts_with(dir))
+    };
+    #[allow(unsafe_code)]
+    let journals_own = |dir: &std::path::Path| -> Vec<std::os::fd::OwnedFd> {
+        let dir = dir.canonicalize().unwrap();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&fd| of_the_dir(fd, &dir))
+            .filter_map(|fd| {
+                // SAFETY: only borrowed for the copy, no memory behind it;
+                // one another test closed since fails the copy, and one it
+                // opened again under the same number is not the journal's
+                // (the copy's target is checked).
+                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                rustix::io::fcntl_dupfd_cloexec(borrowed, 0).ok()
+            })
+            .filter(|copy| of_the_dir(std::os::fd::AsRawFd::as_raw_fd(copy), &dir))
+            .collect()
+    };
+    let childs_copies = journals_own(dir.path());
+    assert!(
+        childs_copies.len() >= 2,
+        "the journal's file and directory are open: {}",
+        childs_copies.len()
+    );
+    drop(j);
+    compact(options(dir.path())).expect("compacted right after the drop");
+    let again = Journal::open(options(dir.path())).expect("opened right after the compaction");
+    assert_eq!(again.last_seq(), 1);
+    drop(childs_copies);
+}
+
 /// A reader that outlives the wait: the close says it did not close the
 /// file, which stays open (in use) until that reader lets go.
 #[test]

@@ -9,7 +9,7 @@ use crate::event::IncomingEvent;
 use crate::journal::dedup::DEDUP_LOG;
 use crate::journal::resume_ids::SSE_RESUME;
 use crate::journal::tests_support::{
-    event, kafka_holding_nothing, once_the_locks_are_free, options, record_held_drops, store_format,
+    event, kafka_holding_nothing, options, record_held_drops, store_format,
 };
 use crate::journal::{AppendOutcome, CURSOR_STATES, CURSORS, EVENTS, HELD_DROPS, META};
 
@@ -116,7 +116,7 @@ fn tables(j: &Journal) -> Tables {
 
 /// The tables of the closed journal in `dir`, read through a start's open.
 fn tables_in(dir: &Path) -> Tables {
-    tables(&once_the_locks_are_free(|| Journal::open(options(dir))).unwrap())
+    tables(&Journal::open(options(dir)).unwrap())
 }
 
 fn file_size(dir: &Path) -> u64 {
@@ -151,7 +151,7 @@ fn compaction_gives_the_space_back_and_changes_nothing_held() {
     drop(j);
     let before = file_size(dir.path());
 
-    let done = once_the_locks_are_free(|| compact(options(dir.path()))).unwrap();
+    let done = compact(options(dir.path())).unwrap();
     assert_eq!(done.path, file_in(dir.path()));
     assert_eq!(done.before, before);
     assert_eq!(done.after, file_size(dir.path()));
@@ -163,7 +163,7 @@ fn compaction_gives_the_space_back_and_changes_nothing_held() {
         done.after
     );
 
-    let j = once_the_locks_are_free(|| Journal::open(options(dir.path()))).unwrap();
+    let j = Journal::open(options(dir.path())).unwrap();
     assert!(tables(&j) == held, "the tables changed");
     assert_eq!(events(&j), held_events);
     assert_eq!(j.cursor("kafka").unwrap(), Some(OLD + 50));
@@ -194,10 +194,10 @@ fn compaction_gives_the_space_back_and_changes_nothing_held() {
 fn a_compacted_journal_has_nothing_more_to_free() {
     let dir = tempfile::tempdir().unwrap();
     drop(after_an_outage(dir.path()));
-    let first = once_the_locks_are_free(|| compact(options(dir.path()))).unwrap();
+    let first = compact(options(dir.path())).unwrap();
     assert!(first.after < first.before, "{first:?}");
     assert!(!first.to_string().contains("nothing"), "{first}");
-    let again = once_the_locks_are_free(|| compact(options(dir.path()))).unwrap();
+    let again = compact(options(dir.path())).unwrap();
     assert!(again.after >= again.before, "{again:?}");
     assert!(again.to_string().contains("nothing was freed"), "{again}");
 }
