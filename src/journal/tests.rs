@@ -389,21 +389,29 @@ fn copies_of_the_journals_descriptors_keep_no_lock_after_its_drop() {
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
             .filter(|&fd| of_the_dir(fd, &dir))
             .filter_map(|fd| {
-                // SAFETY: only borrowed for the copy, no memory behind it;
-                // one another test closed since fails the copy, and one it
-                // opened again under the same number is not the journal's
-                // (the copy's target is checked).
+                // SAFETY: only borrowed for the copy: descriptors into
+                // this test's own directory, which the journal it holds
+                // keeps open meanwhile.
                 let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
                 rustix::io::fcntl_dupfd_cloexec(borrowed, 0).ok()
             })
-            .filter(|copy| of_the_dir(std::os::fd::AsRawFd::as_raw_fd(copy), &dir))
             .collect()
     };
     let childs_copies = journals_own(dir.path());
+    let targets: Vec<_> = childs_copies
+        .iter()
+        .map(|copy| {
+            std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(copy)
+            ))
+            .unwrap()
+        })
+        .collect();
+    let canonical = dir.path().canonicalize().unwrap();
     assert!(
-        childs_copies.len() >= 2,
-        "the journal's file and directory are open: {}",
-        childs_copies.len()
+        targets.contains(&canonical) && targets.contains(&canonical.join("journal.redb")),
+        "copies of the directory's and the file's descriptors: {targets:?}"
     );
     drop(j);
     compact(options(dir.path())).expect("compacted right after the drop");
