@@ -15,7 +15,9 @@
 //! JSON, with no secret in any string (however escaped, and in the JSON
 //! text a string may hold, at any depth) nor scalar, and is as written
 //! wherever none was, but for a string or fragment whose escapes go
-//! deeper than the levels read, which is `***` whole; Voip24h masks with it the unknown events it journals
+//! deeper than the levels read, or whose escapes, masked, would read as a
+//! secret (one in an escape's letters), which is `***` whole; Voip24h
+//! masks with it the unknown events it journals
 //! (`vendor.unknown`), so no secret reaches the journal either.
 
 use std::borrow::Cow;
@@ -119,10 +121,10 @@ impl Masked {
         if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err()
             && crate::vendors::text::parse_json(json).is_err()
         {
-            return match self.mask(json) {
-                _ if self.hidden_behind_escapes(json) => Cow::Owned("***".to_owned()),
-                masked if masked == json => Cow::Borrowed(json),
-                masked => Cow::Owned(masked),
+            return match self.mask_text(json) {
+                None => Cow::Owned("***".to_owned()),
+                Some(masked) if masked == json => Cow::Borrowed(json),
+                Some(masked) => Cow::Owned(masked),
             };
         }
         let bytes = json.as_bytes();
@@ -184,6 +186,23 @@ impl Masked {
         read_escapes(&read) != read
     }
 
+    /// `text`, which is not JSON to decode, as [`mask`](Self::mask) masks
+    /// it; `None` when it hides a secret behind escapes, or its masked text
+    /// does: a secret in an escape's letters (`cu` of `\u005cu`) masked
+    /// leaves that escape unread, and what follows it can then read as a
+    /// secret the text did not show (the property test, in
+    /// `masked/proptests.rs`).
+    fn mask_text(&self, text: &str) -> Option<String> {
+        if self.hidden_behind_escapes(text) {
+            return None;
+        }
+        let masked = self.mask(text);
+        if masked != text && self.hidden_behind_escapes(&masked) {
+            return None;
+        }
+        Some(masked)
+    }
+
     /// One token of a JSON text `depth` strings deep (a string with its
     /// quotes, or a number or literal), as a JSON string with the secrets
     /// in it masked; `None` when it holds none. A string holding a JSON
@@ -212,10 +231,10 @@ impl Masked {
             // Text around a JSON fragment, or a JSON text cut short, is no
             // JSON to decode; a secret `\u`-escaped in it goes whole
             // (review of 7943619).
-            if self.hidden_behind_escapes(&decoded) {
-                return Some(MASKED_STRING.to_owned());
+            match self.mask_text(&decoded) {
+                Some(masked) => masked,
+                None => return Some(MASKED_STRING.to_owned()),
             }
-            self.mask(&decoded)
         } else if depth < NESTED_JSON_MAX {
             self.mask_json_within(&decoded, depth + 1).into_owned()
         } else if self.may_hold(&decoded) {
@@ -377,6 +396,9 @@ fn forms(secret: &Secret) -> [String; 3] {
     let slashes_escaped = escaped.replace('/', "\\/");
     [plain.to_owned(), escaped.to_owned(), slashes_escaped]
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -560,6 +582,29 @@ mod tests {
         // Text with no escapes left to read past the levels is kept.
         let harmless = json!(["{\"a\":\"\\u00e9\"", 7]).to_string();
         assert_eq!(masked.mask_json(&harmless), harmless);
+    }
+
+    /// Masking can make an escape of what is left: `\u005cu` holds the
+    /// secret `cu` in its letters, and masked to `\u005***` it no longer
+    /// reads as `\`, so the escapes after it read as `005cu` where the
+    /// text read `\u`. What masking leaves is read for a secret too, and
+    /// the text goes whole (found by the property test
+    /// `masked_json_is_json_and_shows_no_secret`, then reduced).
+    #[test]
+    fn masking_that_makes_an_escape_show_a_secret_goes_whole() {
+        let masked = Masked::new([Secret::new("cu")]);
+        let text = r"\u005cu\u0030\u0030\u0035\u0063\u005c\u00750075";
+        assert!(!masked.hidden_behind_escapes(text));
+        let shown = masked.mask(text);
+        assert!(
+            read_escapes(&read_escapes(&shown)).contains("cu"),
+            "{shown}"
+        );
+        assert_eq!(masked.mask_json(text), "***");
+        let within = json!([text]).to_string();
+        assert_eq!(masked.mask_json(&within), r#"["***"]"#);
+        let fragment = json!([format!("{{{text}")]).to_string();
+        assert_eq!(masked.mask_json(&fragment), r#"["***"]"#);
     }
 
     /// Each escape JSON has is read as JSON reads it, a surrogate pair as
