@@ -5,19 +5,21 @@
 //! headers, its url's password and query values).
 //!
 //! Guarantees: every secret given to [`Masked::new`] is `***` in what
-//! [`Masked::mask`] returns, as written or as JSON escapes it. A caller
-//! that cuts the text must cut after masking, and read at least
-//! [`Masked::widest`] bytes past its cut, or the cut could leave the start of
-//! one; a text read up to a limit, with more after it, is masked by
-//! [`Masked::mask_read`], which also drops the start of a secret at its end
-//! (masking shortens the text, so what follows a masked secret moves into
-//! what a cut keeps). A JSON text masked by [`Masked::mask_json`] is still
-//! JSON, with no secret in any string (however escaped, and in the JSON
-//! text a string may hold, at any depth) nor scalar, and is as written
-//! wherever none was, but for a string or fragment whose escapes go
-//! deeper than the levels read, or whose escapes, masked, would read as a
-//! secret (one in an escape's letters), which is `***` whole; Voip24h
-//! masks with it the unknown events it journals
+//! [`Masked::mask`] returns, as written or as JSON escapes it, secrets
+//! that overlap one another too (one `***` for them; two side by side are
+//! `******`). A caller that cuts the text must cut after masking, and read
+//! at least [`Masked::widest`] bytes past its cut, or the cut could leave
+//! the start of one; a text read up to a limit, with more after it, is
+//! masked by [`Masked::mask_read`], which also drops the start of a secret
+//! at its end, with any whole secret it overlaps (masking shortens the
+//! text, so what follows a masked secret moves into what a cut keeps). A
+//! JSON text masked by [`Masked::mask_json`] is still JSON, with no secret
+//! in any string (however escaped, and in the JSON text a string may hold,
+//! at any depth) nor scalar, and is as written wherever none was, but for
+//! a string or fragment whose escapes go deeper than the levels read, or
+//! whose escapes, masked, would read as a secret (one in an escape's
+//! letters), or a fragment that masking makes JSON, which is `***` whole;
+//! Voip24h masks with it the unknown events it journals
 //! (`vendor.unknown`), so no secret reaches the journal either.
 
 use std::borrow::Cow;
@@ -26,8 +28,7 @@ use crate::config::Secret;
 
 #[derive(Clone, Default)]
 pub struct Masked {
-    /// Each secret's [`forms`], the longer secret first: one inside the
-    /// other leaves no part of either. Found once, not per text masked.
+    /// Each secret's [`forms`]. Found once, not per text masked.
     forms: Vec<Secret>,
     /// Whether a secret has a character JSON escapes, or may (`/`): nested
     /// in a JSON text a string holds, it is then written with more
@@ -38,8 +39,7 @@ pub struct Masked {
 impl Masked {
     /// Empty secrets are left out: they would match everywhere.
     pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Masked {
-        let mut secrets: Vec<Secret> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+        let secrets: Vec<Secret> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         let escapes = secrets.iter().any(|secret| {
             let [_, _, slashes_escaped] = forms(secret);
             slashes_escaped != secret.expose()
@@ -51,16 +51,51 @@ impl Masked {
     }
 
     /// `text` with every secret in it shown as `***`, as written or as JSON
-    /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`).
+    /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`);
+    /// secrets that overlap, or one that overlaps itself, are one `***`.
     pub fn mask(&self, text: &str) -> String {
-        let mut text = text.to_owned();
+        let found = self.found(text);
+        within_masked(text, &found, text.len())
+    }
+
+    /// Where the forms are in `text`, as found in the text as it came:
+    /// replaced one form after another, a secret overlapping another
+    /// (`secret-t` and `tok-123456` in `secret-tok-123456`) lost to the
+    /// first replaced the letters the second is found by, and the rest of
+    /// it showed (review of a28304f). Occurrences that overlap, of one form
+    /// or of two, are merged; ones side by side are not. In order; empty,
+    /// with nothing allocated, when no form is in it.
+    fn found(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut found: Vec<(usize, usize)> = Vec::new();
         for form in &self.forms {
-            // A search allocates nothing, a replacement a whole text.
-            if text.contains(form.expose()) {
-                text = text.replace(form.expose(), "***");
+            let form = form.expose();
+            let mut from = 0;
+            let first = found.len();
+            while let Some(at) = text[from..].find(form) {
+                let start = from + at;
+                let end = start + form.len();
+                // A form overlapping itself (`aa` in a run of `a`) is one
+                // span as it is found: a span per match would take 16
+                // bytes a byte of the text.
+                let this_forms = found.len() > first;
+                match found.last_mut() {
+                    Some(last) if this_forms && start < last.1 => last.1 = end,
+                    _ => found.push((start, end)),
+                }
+                // The next may overlap this one: looked for from the next
+                // character on (a match starts at a character's boundary).
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        text
+        found.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(found.len());
+        for (start, end) in found {
+            match merged.last_mut() {
+                Some(last) if start < last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
     }
 
     /// Whether `json` may hold a secret, in a form [`mask`](Self::mask)
@@ -76,28 +111,41 @@ impl Masked {
     }
 
     /// As [`mask`](Self::mask), for a text read up to a limit with more
-    /// after it (`cut`): a secret's start at its end, whose rest was not
-    /// read, is dropped rather than shown. Masked first: a whole secret at
-    /// the end whose last bytes are also a secret's start (its own first
-    /// letter) would lose them and then not be found.
+    /// after it (`cut`): the longest start of a secret at its end, whose
+    /// rest was not read, is dropped rather than shown, and so is any whole
+    /// secret it overlaps (`secret-t` of `secret-tok-12`, `tok-123456` cut):
+    /// that one's `***` would end where the start is, and show where it
+    /// was. A start within whole secrets is no start to drop: a whole
+    /// secret at the end ending with its own first letter is `***`. Starts
+    /// and secrets are found in the text as it came, as `mask` finds them.
     pub fn mask_read(&self, text: &str, cut: bool) -> String {
-        let mut masked = self.mask(text);
         if !cut {
-            return masked;
+            return self.mask(text);
         }
         // A character cut in two by the limit reads as U+FFFD; what is
         // before it may be a secret's start.
-        masked.truncate(masked.trim_end_matches('\u{FFFD}').len());
-        // Each start as masking left it: a secret's start holding another
-        // whole secret (`abcd` of `abcdef`, with `cd`) reads `ab***`.
-        let partial = self
+        let text = text.trim_end_matches('\u{FFFD}');
+        let mut found = self.found(text);
+        let mut end = text.len();
+        let longest = self
             .forms
             .iter()
-            .filter_map(|form| longest_masked_start_at_end(&masked, form.expose(), self))
-            .max()
-            .unwrap_or(0);
-        masked.truncate(masked.len() - partial);
-        masked
+            .filter_map(|form| longest_start_at_end(text, form.expose()))
+            .max();
+        if let Some(len) = longest {
+            let start = text.len() - len;
+            let within_whole = found
+                .last()
+                .is_some_and(|&(first, last)| first <= start && last == text.len());
+            if !within_whole {
+                let overlapping = found.partition_point(|&(_, last)| last <= start);
+                end = found
+                    .get(overlapping)
+                    .map_or(start, |&(first, _)| first.min(start));
+                found.truncate(overlapping);
+            }
+        }
+        within_masked(text, &found, end)
     }
 
     /// `json` (one JSON text, as a server sent it) with every secret in its
@@ -118,9 +166,7 @@ impl Masked {
         if !self.may_hold(json) {
             return Cow::Borrowed(json);
         }
-        if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err()
-            && crate::vendors::text::parse_json(json).is_err()
-        {
+        if !reads_as_json(json) {
             return match self.mask_text(json) {
                 None => Cow::Owned("***".to_owned()),
                 Some(masked) if masked == json => Cow::Borrowed(json),
@@ -191,13 +237,17 @@ impl Masked {
     /// does: a secret in an escape's letters (`cu` of `\u005cu`) masked
     /// leaves that escape unread, and what follows it can then read as a
     /// secret the text did not show (the property test, in
-    /// `masked/proptests.rs`).
+    /// `masked/proptests.rs`). `None` too when its masked text is JSON:
+    /// a JSON reader pairs its escapes otherwise than reading them across
+    /// the text does (`["\\u0063\\","c\"]`, with the secret `c\`, masks to
+    /// JSON whose first string reads `\u0063\`, and that `c\`; review of
+    /// a28304f).
     fn mask_text(&self, text: &str) -> Option<String> {
         if self.hidden_behind_escapes(text) {
             return None;
         }
         let masked = self.mask(text);
-        if masked != text && self.hidden_behind_escapes(&masked) {
+        if masked != text && (self.hidden_behind_escapes(&masked) || reads_as_json(&masked)) {
             return None;
         }
         Some(masked)
@@ -273,15 +323,34 @@ const NESTED_JSON_MAX: usize = 8;
 /// again with the secret masked in it: the whole token, as a JSON string.
 pub(crate) const MASKED_STRING: &str = "\"***\"";
 
-/// The length, as `masked` shows it, of the longest proper start of `form`
-/// that the masked text ends with, if any.
-fn longest_masked_start_at_end(text: &str, form: &str, masked: &Masked) -> Option<usize> {
+/// The length of the longest proper start of `form` that `text` ends
+/// with, if any.
+fn longest_start_at_end(text: &str, form: &str) -> Option<usize> {
     (1..form.len())
+        .rev()
         .filter(|len| form.is_char_boundary(*len))
-        .map(|len| masked.mask(&form[..len]))
-        .filter(|start| text.ends_with(start.as_str()))
-        .map(|start| start.len())
-        .max()
+        .find(|len| text.ends_with(&form[..*len]))
+}
+
+/// `text[..end]` with each of `found` (in order, apart, within `end`)
+/// written `***`.
+fn within_masked(text: &str, found: &[(usize, usize)], end: usize) -> String {
+    let mut out = String::with_capacity(end);
+    let mut copied = 0;
+    for &(start, last) in found {
+        out.push_str(&text[copied..start]);
+        out.push_str("***");
+        copied = last;
+    }
+    out.push_str(&text[copied..end]);
+    out
+}
+
+/// Whether `text` is JSON as serde_json or the vendors' reader (lone
+/// surrogate escapes too) reads it.
+fn reads_as_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+        || crate::vendors::text::parse_json(text).is_ok()
 }
 
 /// Where the JSON string opening at `start` ends (past its closing quote;
@@ -651,6 +720,51 @@ mod tests {
                 .any(|(k, v)| k.contains(secret) || holds(v, secret)),
             scalar => scalar.to_string().contains(secret),
         }
+    }
+
+    /// Masking can make JSON of a fragment that was not: with the secret
+    /// `c\`, `["\\u0063\\","c\"]` (unterminated) masks to
+    /// `["\\u0063\\","***"]`, which parses, and whose first string reads
+    /// `\u0063\`, an escape a reader takes for `c\`. Reading the escapes
+    /// across the whole text pairs its lone `\` with the quote after it and
+    /// finds nothing (review of a28304f): it goes whole.
+    #[test]
+    fn masking_that_makes_a_fragment_json_goes_whole() {
+        let masked = Masked::new([Secret::new("c\\")]);
+        let fragment = serde_json::to_string(&["\\u0063\\"]).unwrap();
+        let fragment = format!("{},\"c\\\"]", fragment.strip_suffix(']').unwrap());
+        assert_eq!(fragment, r#"["\\u0063\\","c\"]"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&fragment).is_err());
+        let shown = masked.mask(&fragment);
+        let read: Vec<String> = serde_json::from_str(&shown).unwrap();
+        assert_eq!(read_escapes(&read[0]), "c\\", "{shown}");
+        assert!(!masked.hidden_behind_escapes(&shown));
+        assert_eq!(masked.mask_json(&fragment), "***");
+        let sent = serde_json::to_string(&[fragment.as_str()]).unwrap();
+        assert_eq!(masked.mask_json(&sent), r#"["***"]"#);
+    }
+
+    /// Two secrets that overlap (`secret-t` and `tok-123456` in
+    /// `secret-tok-123456`), or one overlapping itself, were masked one
+    /// form after another: the first masked took the letters the second
+    /// needed, and the rest of it showed (review of a28304f). A cut read
+    /// ending in the start of one that overlaps a whole one drops both.
+    #[test]
+    fn overlapping_secrets_show_no_part_of_either() {
+        let masked = Masked::new([Secret::new("tok-123456"), Secret::new("secret-t")]);
+        assert_eq!(masked.mask("x secret-tok-123456 y"), "x *** y");
+        assert_eq!(masked.mask("tok-123456secret-t"), "******");
+        assert_eq!(masked.mask_read("x secret-tok-12", true), "x ");
+        assert_eq!(masked.mask_read("x secret-tok-12", false), "x ***ok-12");
+        let itself = Masked::new([Secret::new("abab")]);
+        assert_eq!(itself.mask("ababab abab"), "*** ***");
+        let run = Masked::new([Secret::new("aa")]);
+        assert_eq!(run.mask("aaaaa b aa"), "*** b ***");
+        // Side by side, not overlapping: one `***` each.
+        assert_eq!(Masked::new([Secret::new("a")]).mask("aa"), "******");
+        // Overlapping in their JSON-escaped forms.
+        let quoted = Masked::new([Secret::new("a\"b"), Secret::new("b/c")]);
+        assert_eq!(quoted.mask(r#"{"k":"a\"b\/c"}"#), r#"{"k":"***"}"#);
     }
 
     #[test]

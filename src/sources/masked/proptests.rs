@@ -14,13 +14,16 @@
 //!   once its escapes are read (to any depth), in no scalar's text, nor in
 //!   the text as a whole when the secret has none of JSON's punctuation (a
 //!   `:` is in any object, and no string's).
-//! - [`Masked::mask`]: text holding the secrets in any of their forms (as
-//!   written, JSON-escaped, with PHP's `\/`) comes out with none of those
-//!   forms in it.
-//! - [`Masked::mask_read`], cut: the text masked as `mask` masks it, a
-//!   character cut at the end (U+FFFD) dropped, and then the longest start
-//!   of a secret's form (as masking shows that start) it ends with: no less,
-//!   and nothing else.
+//!   Some of those texts are fragments: cut, or with text around them.
+//! - [`Masked::mask`] and [`Masked::mask_read`] (cut), by an oracle that
+//!   knows nothing of how they search: the secrets are drawn from one
+//!   alphabet and the text around them from another. The text is made of
+//!   that filler, whole secrets in any of their forms, and runs of the
+//!   secrets' characters that secrets cover, overlapping one another or
+//!   within one another; a cut read ends with the start of a run (its
+//!   last secrets cut) or of a secret's form. No character of the
+//!   secrets' alphabet may come out (each was in a whole secret, or in a
+//!   start at the end of a cut read), and the filler comes out as it was.
 //!
 //! No secret holds a `*`: `***` is what a secret becomes, and beside it a
 //! letter and a star would read as a secret that was never there.
@@ -412,93 +415,179 @@ fn check_mask_json(secrets: &[String], sent: &str) -> Result<(), TestCaseError> 
     Ok(())
 }
 
-/// Text holding the secrets in any of their forms, among other text.
-fn text_with_forms() -> impl Strategy<Value = Vec<(String, Option<(usize, usize)>)>> {
-    prop::collection::vec((text(), prop::option::of((0..3usize, 0..3usize))), 1..=5)
+/// The characters of the secrets in the properties of `mask` and
+/// `mask_read`: letters, digits, and the ones JSON escapes (`"`, `\`) or
+/// PHP does (`/`), so each form of a secret is written with them too.
+const SECRET_CHARS: &[char] = &[
+    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', '0', '1', '2', '3', '"', '\\',
+    '/',
+];
+
+/// The text around those secrets: no character of theirs, so any of
+/// theirs in the text is in a secret, and any left after masking is shown.
+fn filler() -> impl Strategy<Value = String> {
+    let char = prop_oneof![
+        3 => prop::sample::select("nopqrstuvwxyz ".chars().collect::<Vec<_>>()),
+        1 => prop::sample::select(NON_ASCII),
+    ];
+    prop::collection::vec(char, 0..4).prop_map(String::from_iter)
 }
 
-fn write_with_forms(parts: &[(String, Option<(usize, usize)>)], secrets: &[String]) -> String {
+/// A run of the secrets' characters, and where the secrets are in it:
+/// together they cover it, each overlapping the one before it or not,
+/// some within another. The secrets are what those spans hold.
+#[derive(Clone, Debug)]
+struct Chain {
+    run: Vec<char>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Chain {
+    fn secrets(&self) -> Vec<String> {
+        self.spans
+            .iter()
+            .map(|&(start, end)| String::from_iter(&self.run[start..end]))
+            .collect()
+    }
+}
+
+fn chain() -> impl Strategy<Value = Chain> {
+    (
+        prop::collection::vec(prop::sample::select(SECRET_CHARS), 1..=10),
+        prop::collection::vec((any::<u8>(), any::<u8>()), 1..=5),
+    )
+        .prop_map(|(run, draws)| {
+            let n = run.len();
+            let mut spans = Vec::new();
+            // `run[..covered]` is in a span.
+            let mut covered = 0;
+            for (back, len) in draws {
+                let (back, len) = (usize::from(back), usize::from(len));
+                if covered == n {
+                    // One within the others.
+                    let start = back % n;
+                    spans.push((start, start + 1 + len % (n - start)));
+                    continue;
+                }
+                // From within the last span (an overlap), or where it ends.
+                let end = covered + 1 + len % (n - covered);
+                spans.push((covered - back % (covered + 1), end));
+                covered = end;
+            }
+            if covered < n {
+                spans.push((covered, n));
+            }
+            Chain { run, spans }
+        })
+}
+
+/// A part of a text: filler, a chain's run (its secrets overlapping), or
+/// one of the chain's secrets in one of its forms.
+#[derive(Clone, Debug)]
+enum Part {
+    Filler(String),
+    Run,
+    Form(prop::sample::Index, usize),
+}
+
+fn parts() -> impl Strategy<Value = Vec<Part>> {
+    let part = prop_oneof![
+        2 => filler().prop_map(Part::Filler),
+        2 => Just(Part::Run),
+        1 => (any::<prop::sample::Index>(), 0..3usize).prop_map(|(at, form)| Part::Form(at, form)),
+    ];
+    prop::collection::vec(part, 1..=6)
+}
+
+fn write_parts(parts: &[Part], chain: &Chain) -> String {
+    let secrets = chain.secrets();
     parts
         .iter()
-        .map(|(text, secret)| {
-            let form = secret.map(|(at, form)| {
-                forms(&Secret::new(secrets[at % secrets.len()].clone()))[form].clone()
-            });
-            format!("{text}{}", form.unwrap_or_default())
+        .map(|part| match part {
+            Part::Filler(text) => text.clone(),
+            Part::Run => String::from_iter(&chain.run),
+            Part::Form(at, form) => forms(&Secret::new(at.get(&secrets).clone()))[*form].clone(),
         })
         .collect()
+}
+
+/// `got` shows no character of a secret, and is `text`'s filler as it
+/// was, each secret (or run of them) `***` or dropped.
+fn shows_only_the_filler(got: &str, text: &str) -> Result<(), TestCaseError> {
+    prop_assert!(
+        !got.contains(SECRET_CHARS),
+        "a secret's character in {got:?}\nsent: {text:?}"
+    );
+    let filler: String = text.chars().filter(|c| !SECRET_CHARS.contains(c)).collect();
+    prop_assert_eq!(got.replace('*', ""), filler, "from {:?}", text);
+    Ok(())
 }
 
 proptest! {
     #![proptest_config(config(256))]
 
-    /// Masked JSON is JSON, and holds no secret however it is read.
+    /// Masked JSON is JSON, and holds no secret however it is read; a
+    /// fragment (JSON cut, or with text around it) holds none either.
     #[test]
-    fn masked_json_is_json_and_shows_no_secret(secrets in secrets(), value in value()) {
-        let sent = render(&value, &secrets);
+    fn masked_json_is_json_and_shows_no_secret(
+        secrets in secrets(),
+        value in value(),
+        fragment in prop::option::weighted(0.2, (text(), any::<prop::sample::Index>(), text())),
+    ) {
+        let mut sent = render(&value, &secrets);
+        if let Some((before, cut, after)) = fragment {
+            let mut at = cut.index(sent.len() + 1);
+            while !sent.is_char_boundary(at) {
+                at -= 1;
+            }
+            sent = format!("{before}{}{after}", &sent[..at]);
+        }
         check_mask_json(&secrets, &sent)?;
     }
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(1024))]
 
-    /// `mask` leaves no form of a secret in the text. Only the forms it
-    /// looks for: a non-ASCII secret `\u`-escaped in text that is not
-    /// JSON is shown (docs/RELIABILITY.md), so none is written so here.
+    /// `mask` leaves no character of a secret: each is in a whole secret
+    /// (as written, or in its JSON-escaped forms), those secrets overlapping
+    /// or one within another, and every whole secret is masked; the text
+    /// around them is as it was.
     #[test]
-    fn masked_text_holds_no_form_of_a_secret(
-        secrets in secrets(),
-        parts in text_with_forms(),
-    ) {
-        let text = write_with_forms(&parts, &secrets);
-        let masked = Masked::new(secrets.iter().cloned().map(Secret::new));
-        let got = masked.mask(&text);
-        for secret in &secrets {
-            for form in forms(&Secret::new(secret.clone())) {
-                prop_assert!(!got.contains(&form), "{form:?} in {got:?}\nsent: {text:?}");
-            }
-        }
+    fn masked_text_shows_no_character_of_a_secret(chain in chain(), parts in parts()) {
+        let text = write_parts(&parts, &chain);
+        let masked = Masked::new(chain.secrets().into_iter().map(Secret::new));
+        shows_only_the_filler(&masked.mask(&text), &text)?;
     }
 
-    /// A text read up to a limit is masked as `mask` masks it, and then
-    /// loses at its end what was cut of a character, and the longest start
-    /// of a secret's form it ends with (as masking shows that start): no
-    /// less, and nothing else.
+    /// A read cut by its limit, ending in the start of a secret (within
+    /// or overlapping the whole secrets before it, or a form's start), or
+    /// in a character cut in two (U+FFFD): no character of a secret is
+    /// shown, and all the text around them is.
     #[test]
-    fn a_cut_read_drops_a_secrets_start_at_its_end(
-        secrets in secrets(),
-        parts in text_with_forms(),
-        cut in any::<prop::sample::Index>(),
+    fn a_cut_read_shows_no_character_of_a_secret(
+        chain in chain(),
+        parts in parts(),
+        end in any::<prop::sample::Index>(),
+        form in prop::option::of((any::<prop::sample::Index>(), 0..3usize)),
+        cut_char in any::<bool>(),
     ) {
-        let whole = write_with_forms(&parts, &secrets);
-        let read = String::from_utf8_lossy(&whole.as_bytes()[..cut.index(whole.len() + 1)]);
-        let masked = Masked::new(secrets.iter().cloned().map(Secret::new));
-        let got = masked.mask_read(&read, true);
-        let full = masked.mask(&read);
-        let full = full.trim_end_matches('\u{FFFD}');
-        prop_assert!(full.starts_with(&got), "{got:?} is not a start of {full:?}");
-        let dropped = &full[got.len()..];
-        let starts: Vec<String> = masked
-            .forms
-            .iter()
-            .flat_map(|form| {
-                let form = form.expose();
-                (1..form.len())
-                    .filter(|len| form.is_char_boundary(*len))
-                    .map(|len| masked.mask(&form[..len]))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|start| full.ends_with(start.as_str()))
-            .collect();
-        let longest = starts.iter().map(String::len).max().unwrap_or(0);
-        prop_assert_eq!(dropped.len(), longest, "{:?} from {:?}", got, read);
-        prop_assert!(
-            dropped.is_empty() || starts.iter().any(|start| start == dropped),
-            "{dropped:?} dropped from {read:?}"
-        );
-        for form in &masked.forms {
-            prop_assert!(!got.contains(form.expose()), "{form:?} in {got:?}", form = form.expose());
+        let mut text = write_parts(&parts, &chain);
+        match form {
+            // A form's proper start.
+            Some((at, form)) => {
+                let form = forms(&Secret::new(at.get(&chain.secrets()).clone()))[form].clone();
+                let chars: Vec<char> = form.chars().collect();
+                text.extend(&chars[..end.index(chars.len())]);
+            }
+            // The run's start, its last secrets cut.
+            None => text.extend(&chain.run[..end.index(chain.run.len() + 1)]),
         }
+        if cut_char {
+            text.push('\u{FFFD}');
+        }
+        let masked = Masked::new(chain.secrets().into_iter().map(Secret::new));
+        let got = masked.mask_read(&text, true);
+        shows_only_the_filler(&got, text.trim_end_matches('\u{FFFD}'))?;
     }
 }
