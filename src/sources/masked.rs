@@ -6,8 +6,8 @@
 //!
 //! Guarantees: every secret given to [`Masked::new`] is `***` in what
 //! [`Masked::mask`] returns, as written or as JSON escapes it, secrets
-//! that overlap one another too (one `***` for them; two side by side are
-//! `******`). A caller that cuts the text must cut after masking, and read
+//! that overlap one another too (nothing of either shows: one or two
+//! `***`; two side by side are `******`). A caller that cuts the text must cut after masking, and read
 //! at least [`Masked::widest`] bytes past its cut, or the cut could leave
 //! the start of one; a text read up to a limit, with more after it, is
 //! masked by [`Masked::mask_read`], which also drops the start of a secret
@@ -50,8 +50,10 @@ impl Masked {
         });
         // A secret without a character JSON escapes has three forms alike:
         // each looked for once, and each match counted once.
+        // The longer first: a secret inside another is then found where
+        // that one already covers, and is no `***` of its own.
         let mut all: Vec<String> = secrets.iter().flat_map(forms).collect();
-        all.sort_unstable();
+        all.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         all.dedup();
         Masked {
             forms: all.into_iter().map(Secret::new).collect(),
@@ -61,63 +63,46 @@ impl Masked {
 
     /// `text` with every secret in it shown as `***`, as written or as JSON
     /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`);
-    /// secrets that overlap, or one that overlaps itself, are one `***`.
+    /// of secrets that overlap nothing shows either: one that begins
+    /// within one found before it (a longer one, or its own form's match
+    /// before) adds no `***`, so one inside another, or overlapping
+    /// itself, is one `***`; two side by side are `******`.
     pub fn mask(&self, text: &str) -> String {
-        let found = self.found(text);
-        within_masked(text, &found, text.len())
+        match self.found(text) {
+            None => text.to_owned(),
+            Some(found) => found.masked(text, text.len()),
+        }
     }
 
     /// Where the forms are in `text`, as found in the text as it came:
     /// replaced one form after another, a secret overlapping another
     /// (`secret-t` and `tok-123456` in `secret-tok-123456`) lost to the
     /// first replaced the letters the second is found by, and the rest of
-    /// it showed (review of a28304f). Occurrences that overlap, of one form
-    /// or of two, are merged; ones side by side are not. In order; empty,
-    /// with nothing allocated, when no form is in it.
-    fn found(&self, text: &str) -> Vec<Span> {
-        let mut found: Vec<Span> = Vec::new();
+    /// it showed (review of a28304f). `None`, with nothing allocated, when
+    /// no form is in it.
+    fn found(&self, text: &str) -> Option<Found> {
+        let mut found: Option<Found> = None;
         for form in &self.forms {
             let form = form.expose();
             let mut from = 0;
-            let first = found.len();
+            // Where this form's match before ended: one overlapping it
+            // covers only what it adds.
+            let mut covered_to = 0;
             while let Some(at) = text[from..].find(form) {
                 let start = from + at;
                 let end = start + form.len();
-                // A form overlapping itself (`aa` in a run of `a`) is one
-                // span as it is found, and one side by side with itself a
-                // span of as many `***`: a span per match took 24 bytes a
-                // byte of a text of one-letter key (review of db5e812).
-                let this_forms = found.len() > first;
-                match found.last_mut() {
-                    Some(last) if this_forms && start < last.end => last.end = end,
-                    Some(last) if this_forms && start == last.end => {
-                        last.end = end;
-                        last.stars += 1;
-                    }
-                    _ => found.push(Span {
-                        start,
-                        end,
-                        stars: 1,
-                    }),
-                }
+                let found = found.get_or_insert_with(|| Found::new(text.len()));
+                // A match that begins where another already covers (of a
+                // longer secret, or its own form's before) adds no `***`.
+                let star = !Found::is(&found.covered, start);
+                found.cover(start.max(covered_to), end, star);
+                covered_to = end;
                 // The next may overlap this one: looked for from the next
                 // character on (a match starts at a character's boundary).
                 from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        found.sort_unstable_by_key(|span| (span.start, span.end));
-        let mut merged: Vec<Span> = Vec::new();
-        for span in found {
-            match merged.last_mut() {
-                // Secrets that overlap are one `***`.
-                Some(last) if span.start < last.end => {
-                    last.end = last.end.max(span.end);
-                    last.stars = 1;
-                }
-                _ => merged.push(span),
-            }
-        }
-        merged
+        found
     }
 
     /// Whether `json` may hold a secret, in a form [`mask`](Self::mask)
@@ -147,7 +132,7 @@ impl Masked {
         // A character cut in two by the limit reads as U+FFFD; what is
         // before it may be a secret's start.
         let text = text.trim_end_matches('\u{FFFD}');
-        let mut found = self.found(text);
+        let found = self.found(text);
         let mut end = text.len();
         let longest = self
             .forms
@@ -156,18 +141,19 @@ impl Masked {
             .max();
         if let Some(len) = longest {
             let start = text.len() - len;
-            let within_whole = found
-                .last()
-                .is_some_and(|last| last.start <= start && last.end == text.len());
+            // The secrets' run that holds the start, or the first after it.
+            let run = found
+                .as_ref()
+                .and_then(|found| found.runs().find(|run| run.end > start));
+            let within_whole = run.is_some_and(|run| run.start <= start && run.end == text.len());
             if !within_whole {
-                let overlapping = found.partition_point(|span| span.end <= start);
-                end = found
-                    .get(overlapping)
-                    .map_or(start, |span| span.start.min(start));
-                found.truncate(overlapping);
+                end = run.map_or(start, |run| run.start.min(start));
             }
         }
-        within_masked(text, &found, end)
+        match found {
+            None => text[..end].to_owned(),
+            Some(found) => found.masked(text, end),
+        }
     }
 
     /// `json` (one JSON text, as a server sent it) with every secret in its
@@ -354,30 +340,94 @@ fn longest_start_at_end(text: &str, form: &str) -> Option<usize> {
         .find(|len| text.ends_with(&form[..*len]))
 }
 
-/// `text[..end]` with each of `found` (in order, apart, within `end`)
-/// written `***`.
-fn within_masked(text: &str, found: &[Span], end: usize) -> String {
-    let mut out = String::with_capacity(end);
-    let mut copied = 0;
-    for span in found {
-        out.push_str(&text[copied..span.start]);
-        for _ in 0..span.stars {
-            out.push_str("***");
-        }
-        copied = span.end;
-    }
-    out.push_str(&text[copied..end]);
-    out
+/// Where secrets are in a text: a bit per byte one covers, and a bit per
+/// byte where a `***` begins. Bits, not a span per match: a text made of a
+/// one-letter key (or of two, alternating) took 16 to 48 bytes a byte of
+/// the text (reviews of db5e812 and b15a349); these take a quarter of one.
+struct Found {
+    covered: Vec<u64>,
+    stars: Vec<u64>,
+    len: usize,
 }
 
-/// Where [`Masked::found`] found secrets: `text[start..end]`, written as
-/// `stars` times `***` (a secret side by side with itself, as many times
-/// as it was there).
+/// One run of bytes secrets cover, side by side or overlapping, and how
+/// many `***` it is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+struct Run {
     start: usize,
     end: usize,
     stars: usize,
+}
+
+impl Found {
+    fn new(len: usize) -> Found {
+        let words = len.div_ceil(64);
+        Found {
+            covered: vec![0; words],
+            stars: vec![0; words],
+            len,
+        }
+    }
+
+    /// Bytes `start..end` covered, a `***` beginning at `start` if `star`.
+    fn cover(&mut self, start: usize, end: usize, star: bool) {
+        if star {
+            self.stars[start / 64] |= 1 << (start % 64);
+        }
+        for at in start..end {
+            self.covered[at / 64] |= 1 << (at % 64);
+        }
+    }
+
+    fn is(bits: &[u64], at: usize) -> bool {
+        bits[at / 64] & (1 << (at % 64)) != 0
+    }
+
+    /// The runs of covered bytes, in order. Each starts where a match
+    /// starts and ends where one ends: at a character's boundary.
+    fn runs(&self) -> impl Iterator<Item = Run> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            while at < self.len && !Found::is(&self.covered, at) {
+                at += if at % 64 == 0 && self.covered[at / 64] == 0 {
+                    64
+                } else {
+                    1
+                };
+            }
+            if at >= self.len {
+                return None;
+            }
+            let start = at;
+            let mut stars = 0;
+            while at < self.len && Found::is(&self.covered, at) {
+                stars += usize::from(Found::is(&self.stars, at));
+                at += 1;
+            }
+            Some(Run {
+                start,
+                end: at,
+                stars: stars.max(1),
+            })
+        })
+    }
+
+    /// `text[..end]` with each run before `end` written as its `***`s. A
+    /// run is never cut by `end` (the callers cut where one begins, or
+    /// where none is); were it, all of it would still go.
+    fn masked(&self, text: &str, end: usize) -> String {
+        let mut out = String::with_capacity(end);
+        let mut copied = 0;
+        for run in self.runs().take_while(|run| run.start < end) {
+            out.push_str(&text[copied..run.start]);
+            for _ in 0..run.stars {
+                out.push_str("***");
+            }
+            copied = run.end.min(end);
+        }
+        out.push_str(&text[copied..end]);
+        out
+    }
 }
 
 /// Whether `text` is JSON as serde_json or the vendors' reader (lone
@@ -778,18 +828,23 @@ mod tests {
         assert_eq!(masked.mask_json(&sent), r#"["***"]"#);
     }
 
-    /// A one-letter key side by side with itself in a long run is one span
-    /// of as many `***` (review of db5e812: a span per match took 24 bytes
-    /// a byte of a megabyte's event), and a secret's three forms alike are
-    /// looked for, and counted, once.
+    /// Where secrets are is a bit per byte, not a span per match: a text
+    /// made of a one-letter key, or of two alternating, took 16 to 48 bytes
+    /// a byte of a megabyte's event (reviews of db5e812 and b15a349); a
+    /// secret's three forms alike are looked for, and counted, once.
     #[test]
-    fn a_run_of_a_secret_side_by_side_is_one_span() {
+    fn where_secrets_are_takes_a_quarter_byte_a_byte() {
         let masked = Masked::new([Secret::new("a"), Secret::new("a")]);
         assert_eq!(masked.forms.len(), 1);
         let text = "a".repeat(1000);
+        let found = masked.found(&text).unwrap();
         assert_eq!(
-            masked.found(&text),
-            [Span {
+            found.covered.len() + found.stars.len(),
+            2 * 1000_usize.div_ceil(64)
+        );
+        assert_eq!(
+            found.runs().collect::<Vec<_>>(),
+            [Run {
                 start: 0,
                 end: 1000,
                 stars: 1000
@@ -798,17 +853,39 @@ mod tests {
         assert_eq!(masked.mask(&text), "***".repeat(1000));
         assert_eq!(masked.mask("xaaybza"), "x******ybz***");
         assert_eq!(masked.mask_read("xaaya", true), "x******y***");
+        let two = Masked::new([Secret::new("a"), Secret::new("b")]);
+        let found = two.found("abxab").unwrap();
+        assert_eq!(
+            found.runs().collect::<Vec<_>>(),
+            [
+                Run {
+                    start: 0,
+                    end: 2,
+                    stars: 2
+                },
+                Run {
+                    start: 3,
+                    end: 5,
+                    stars: 2
+                }
+            ]
+        );
+        assert!(masked.found("nothing of it here").is_none());
     }
 
     /// Two secrets that overlap (`secret-t` and `tok-123456` in
     /// `secret-tok-123456`), or one overlapping itself, were masked one
     /// form after another: the first masked took the letters the second
-    /// needed, and the rest of it showed (review of a28304f). A cut read
-    /// ending in the start of one that overlaps a whole one drops both.
+    /// needed, and the rest of it showed (review of a28304f). Now each is
+    /// a `***` and nothing of either shows; one inside another is one. A
+    /// cut read ending in the start of one that overlaps a whole one drops
+    /// both.
     #[test]
     fn overlapping_secrets_show_no_part_of_either() {
         let masked = Masked::new([Secret::new("tok-123456"), Secret::new("secret-t")]);
-        assert_eq!(masked.mask("x secret-tok-123456 y"), "x *** y");
+        assert_eq!(masked.mask("x secret-tok-123456 y"), "x ****** y");
+        let inside = Masked::new([Secret::new("xyz"), Secret::new("wxyz1")]);
+        assert_eq!(inside.mask("a wxyz1 xyz"), "a *** ***");
         assert_eq!(masked.mask("tok-123456secret-t"), "******");
         assert_eq!(masked.mask_read("x secret-tok-12", true), "x ");
         assert_eq!(masked.mask_read("x secret-tok-12", false), "x ***ok-12");
