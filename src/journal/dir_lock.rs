@@ -251,6 +251,24 @@ mod tests {
         DirLock::take(dir.path(), &file).unwrap();
     }
 
+    /// The lock's descriptor closes at a spawned program's exec, so no
+    /// program keeps a copy past it, and is the directory's: a path that is
+    /// a file is no directory to lock (mutation testing, round 74: either
+    /// flag dropped passed every test).
+    #[test]
+    fn the_locks_descriptor_is_the_directorys_and_closes_at_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("journal.redb");
+        let held = DirLock::take(dir.path(), &file).unwrap();
+        let fd = held.held.as_ref().expect("a tempdir can be locked");
+        let flags = rustix::io::fcntl_getfd(fd).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC), "{flags:?}");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        let taken = DirLock::take(&plain, &file).unwrap();
+        assert!(taken.held.is_none(), "a file is no directory to lock");
+    }
+
     /// A child process spawned while the lock is held (by a test beside
     /// this one, say) holds a copy of its descriptor from its fork until
     /// its exec: a copy shares the lock, so the drop lets it go for every
