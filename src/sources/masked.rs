@@ -11,7 +11,8 @@
 //! at least [`Masked::widest`] bytes past its cut, or the cut could leave
 //! the start of one; a text read up to a limit, with more after it, is
 //! masked by [`Masked::mask_read`], which also drops the start of a secret
-//! at its end, with any whole secret it overlaps (masking shortens the
+//! at its end, with the run of whole secrets (overlapping or side by
+//! side) that it overlaps (masking shortens the
 //! text, so what follows a masked secret moves into what a cut keeps). A
 //! JSON text masked by [`Masked::mask_json`] is still JSON, with no secret
 //! in any string (however escaped, and in the JSON text a string may hold,
@@ -64,8 +65,8 @@ impl Masked {
     /// `text` with every secret in it shown as `***`, as written or as JSON
     /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`);
     /// of secrets that overlap nothing shows either: one that begins
-    /// within one found before it (a longer one, or its own form's match
-    /// before) adds no `***`, so one inside another, or overlapping
+    /// within one found before it (a longer one, one as long sorted before
+    /// it, or its own form's match before) adds no `***`, so one inside another, or overlapping
     /// itself, is one `***`; two side by side are `******`.
     pub fn mask(&self, text: &str) -> String {
         match self.found(text) {
@@ -119,10 +120,10 @@ impl Masked {
 
     /// As [`mask`](Self::mask), for a text read up to a limit with more
     /// after it (`cut`): the longest start of a secret at its end, whose
-    /// rest was not read, is dropped rather than shown, and so is any whole
-    /// secret it overlaps (`secret-t` of `secret-tok-12`, `tok-123456` cut):
-    /// that one's `***` would end where the start is, and show where it
-    /// was. A start within whole secrets is no start to drop: a whole
+    /// rest was not read, is dropped rather than shown, and so is the run
+    /// of whole secrets, overlapping or side by side, that it overlaps
+    /// (`secret-t` of `secret-tok-12`, `tok-123456` cut): that one's `***`
+    /// would end where the start is, and show where it was. A start within whole secrets is no start to drop: a whole
     /// secret at the end ending with its own first letter is `***`. Starts
     /// and secrets are found in the text as it came, as `mask` finds them.
     pub fn mask_read(&self, text: &str, cut: bool) -> String {
