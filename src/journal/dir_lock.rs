@@ -257,9 +257,7 @@ mod tests {
     /// flag dropped passed every test).
     #[test]
     fn the_locks_descriptor_is_the_directorys_and_closes_at_exec() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("journal.redb");
-        let held = DirLock::take(dir.path(), &file).unwrap();
+        let (dir, file, held) = a_locked_tempdir();
         let fd = held.held.as_ref().expect("a tempdir can be locked");
         let flags = rustix::io::fcntl_getfd(fd).unwrap();
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC), "{flags:?}");
@@ -275,13 +273,19 @@ mod tests {
     /// copy, and an open right after a close is not refused.
     #[test]
     fn the_drop_lets_the_lock_go_while_a_copy_of_its_descriptor_is_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("journal.redb");
-        let held = DirLock::take(dir.path(), &file).unwrap();
+        let (dir, file, held) = a_locked_tempdir();
         let fd = held.held.as_ref().expect("a tempdir can be locked");
         let childs_copy = rustix::io::fcntl_dupfd_cloexec(fd, 0).unwrap();
         drop(held);
         DirLock::take(dir.path(), &file).expect("the lock went with the drop");
         drop(childs_copy);
+    }
+
+    /// A temporary directory, its journal file's path, and its lock.
+    fn a_locked_tempdir() -> (tempfile::TempDir, std::path::PathBuf, DirLock) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("journal.redb");
+        let held = DirLock::take(dir.path(), &file).unwrap();
+        (dir, file, held)
     }
 }
