@@ -874,6 +874,28 @@ mod tests {
         assert!(masked.found("nothing of it here").is_none());
     }
 
+    /// Runs are read across the bitsets' 64-byte words: a secret just past
+    /// a word of nothing, one that ends a text of a whole word, and a whole
+    /// secret side by side before a cut start, which it does not overlap
+    /// (mutation testing, round 74: a skip of a word from inside one, and
+    /// reading past the last word, passed every test).
+    #[test]
+    fn runs_are_read_across_the_bitsets_words() {
+        let masked = Masked::new([Secret::new("ab"), Secret::new("cdef")]);
+        for filler in [1, 63, 64, 65, 127, 128] {
+            let text = format!("{}ab{}", "x".repeat(filler), "y".repeat(filler));
+            let shown = format!("{}***{}", "x".repeat(filler), "y".repeat(filler));
+            assert_eq!(masked.mask(&text), shown, "{filler}");
+        }
+        for len in [64, 128] {
+            let text = format!("{}ab", "x".repeat(len - 2));
+            assert_eq!(masked.mask(&text), format!("{}***", "x".repeat(len - 2)));
+            let text = format!("{}cd", "x".repeat(len - 2));
+            assert_eq!(masked.mask_read(&text, true), "x".repeat(len - 2));
+        }
+        assert_eq!(masked.mask_read("x abcd", true), "x ***");
+    }
+
     /// Two secrets that overlap (`secret-t` and `tok-123456` in
     /// `secret-tok-123456`), or one overlapping itself, were masked one
     /// form after another: the first masked took the letters the second
