@@ -7,7 +7,7 @@
 //! Guarantees: every secret given to [`Masked::new`] is `***` in what
 //! [`Masked::mask`] returns, as written or as JSON escapes it, secrets
 //! that overlap one another too (nothing of either shows: one or two
-//! `***`; two side by side are `******`). A caller that cuts the text must cut after masking, and read
+//! `***`; two secrets side by side, or one twice, are `******`). A caller that cuts the text must cut after masking, and read
 //! at least [`Masked::widest`] bytes past its cut, or the cut could leave
 //! the start of one; a text read up to a limit, with more after it, is
 //! masked by [`Masked::mask_read`], which also drops the start of a secret
@@ -67,7 +67,8 @@ impl Masked {
     /// of secrets that overlap nothing shows either: one that begins
     /// within one found before it (a longer one, one as long sorted before
     /// it, or its own form's match before) adds no `***`, so one inside another, or overlapping
-    /// itself, is one `***`; two side by side are `******`.
+    /// itself, is one `***`; two secrets side by side, or one twice, are
+    /// `******`.
     pub fn mask(&self, text: &str) -> String {
         match self.found(text) {
             None => text.to_owned(),
@@ -165,7 +166,9 @@ impl Masked {
     /// turn when it holds a JSON text) and written again; a number or literal holding a secret becomes the string of its masked
     /// text. What holds none is left as written (number forms, escapes, key
     /// order, whitespace), so the text stays the server's but for the
-    /// secrets. Text that is not JSON is masked as [`mask`](Self::mask) does.
+    /// secrets. Text that is not JSON is masked as [`mask`](Self::mask) does,
+    /// or goes whole (`***`) where its escapes could hide a secret, or would
+    /// once masked, or masking would make it JSON.
     pub fn mask_json<'t>(&self, json: &'t str) -> Cow<'t, str> {
         self.mask_json_within(json, 0)
     }
