@@ -7,8 +7,9 @@
 //! Guarantees: every secret given to [`Masked::new`] is `***` in what
 //! [`Masked::mask`] returns, as written or as JSON escapes it, secrets
 //! that overlap one another too (nothing of either shows: one or two
-//! `***`; two secrets side by side, or one twice, are `******`). A caller that cuts the text must cut after masking, and read
-//! at least [`Masked::widest`] bytes past its cut, or the cut could leave
+//! `***`; two secrets side by side, or one twice, are `******`). A caller
+//! that cuts the text must cut after masking, and read at least
+//! [`Masked::widest`] bytes past its cut, or the cut could leave
 //! the start of one; a text read up to a limit, with more after it, is
 //! masked by [`Masked::mask_read`], which also drops the start of a secret
 //! at its end, with the run of whole secrets (overlapping or side by
@@ -50,9 +51,9 @@ impl Masked {
             slashes_escaped != secret.expose()
         });
         // A secret without a character JSON escapes has three forms alike:
-        // each looked for once, and each match counted once.
-        // The longer first: a secret inside another is then found where
-        // that one already covers, and is no `***` of its own.
+        // each looked for once, and each match counted once. The longer
+        // first: a secret inside another is then found where that one
+        // already covers, and is no `***` of its own.
         let mut all: Vec<String> = secrets.iter().flat_map(forms).collect();
         all.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         all.dedup();
@@ -66,9 +67,9 @@ impl Masked {
     /// escapes it (an object echoed back: `"`, `\`, and PHP's `\/` for `/`);
     /// of secrets that overlap nothing shows either: one that begins
     /// within one found before it (a longer one, one as long sorted before
-    /// it, or its own form's match before) adds no `***`, so one inside another, or overlapping
-    /// itself, is one `***`; two secrets side by side, or one twice, are
-    /// `******`.
+    /// it, or its own form's match before) adds no `***`, so one inside
+    /// another, or overlapping itself, is one `***`; two secrets side by
+    /// side, or one twice, are `******`.
     pub fn mask(&self, text: &str) -> String {
         match self.found(text) {
             None => text.to_owned(),
@@ -94,8 +95,9 @@ impl Masked {
                 let start = from + at;
                 let end = start + form.len();
                 let found = found.get_or_insert_with(|| Found::new(text.len()));
-                // A match that begins where another already covers (of a
-                // longer secret, or its own form's before) adds no `***`.
+                // A match that begins where another already covers (a
+                // longer form's, one as long sorted before, or its own
+                // form's before) adds no `***`.
                 let star = !Found::is(&found.covered, start);
                 found.cover(start.max(covered_to), end, star);
                 covered_to = end;
@@ -124,8 +126,9 @@ impl Masked {
     /// rest was not read, is dropped rather than shown, and so is the run
     /// of whole secrets, overlapping or side by side, that it overlaps
     /// (`secret-t` of `secret-tok-12`, `tok-123456` cut): that one's `***`
-    /// would end where the start is, and show where it was. A start within whole secrets is no start to drop: a whole
-    /// secret at the end ending with its own first letter is `***`. Starts
+    /// would end where the start is, and show where it was. A start within
+    /// whole secrets is no start to drop: a whole secret at the end ending
+    /// with its own first letter is `***`. Starts
     /// and secrets are found in the text as it came, as `mask` finds them.
     pub fn mask_read(&self, text: &str, cut: bool) -> String {
         if !cut {
