@@ -317,11 +317,6 @@ fn is_json(text: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
-/// JSON as the relay reads it: lone surrogate escapes too.
-fn reads_as_json(text: &str) -> bool {
-    is_json(text) || crate::vendors::text::parse_json(text).is_ok()
-}
-
 /// A text that can show a secret: one no secret may be in, or a JSON text,
 /// in which a secret with JSON's punctuation may be its structure's.
 #[derive(Debug)]
